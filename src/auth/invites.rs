@@ -1,0 +1,343 @@
+//! Invite codes: random, shown once, stored as SHA-256 with a short display prefix; optional
+//! expiry and use limit; revocable; consumed in the same transaction that creates the user.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::token::{self, Secret};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::store::{Index, KeyRange, Order, Record, WriteTx};
+use crate::{Redkeep, key};
+
+/// The type prefix of invite codes.
+pub const INVITE_PREFIX: &str = "rki";
+
+/// The stored state of an invite. `Expired` is never stored: it is derived from the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteStatus {
+    /// Can still be used (unless expired).
+    Active,
+    /// Every allowed use is taken.
+    UsedUp,
+    /// Revoked by an operator.
+    Revoked,
+    /// Past its expiry time.
+    Expired,
+}
+
+impl InviteStatus {
+    /// The lower-case name (`active`, `used_up`, `revoked`, `expired`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteStatus::Active => "active",
+            InviteStatus::UsedUp => "used_up",
+            InviteStatus::Revoked => "revoked",
+            InviteStatus::Expired => "expired",
+        }
+    }
+
+    fn byte(self) -> u8 {
+        self as u8
+    }
+}
+
+/// An invite code's record. The code itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    /// SHA-256 of the code.
+    pub hash: [u8; 32],
+    /// Non-secret display prefix (`rki_ab12cd34`).
+    pub prefix: String,
+    /// The user who created it, if created by a user.
+    pub created_by: Option<u64>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Unusable after this time.
+    pub expires_at: Option<Timestamp>,
+    /// How many registrations it allows.
+    pub max_uses: u32,
+    /// How many it has had.
+    pub uses: u32,
+    /// The users it registered.
+    pub used_by: Vec<u64>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// Stored status (never `Expired`).
+    pub stored_status: InviteStatus,
+}
+
+impl Invite {
+    /// The status at `now`.
+    pub fn status(&self, now: Timestamp) -> InviteStatus {
+        match self.stored_status {
+            InviteStatus::Active if self.expires_at.is_some_and(|e| now >= e) => {
+                InviteStatus::Expired
+            }
+            s => s,
+        }
+    }
+}
+
+impl Record for Invite {
+    const TABLE: &'static str = "invites";
+    type Key = [u8; 32];
+    const INDEXES: &'static [Index<Self>] = &[
+        Index::unique("prefix", |i| Some(key!(i.prefix))),
+        Index::many("status", |i| Some(vec![i.stored_status.byte()])),
+    ];
+    fn key(&self) -> [u8; 32] {
+        self.hash
+    }
+}
+
+/// What invite to create.
+#[derive(Debug, Clone)]
+pub struct InviteSpec {
+    /// Lifetime from now; `None` never expires.
+    pub expires_in: Option<Duration>,
+    /// Allowed registrations (default 1).
+    pub max_uses: u32,
+    /// The creating user, if any.
+    pub created_by: Option<u64>,
+}
+
+impl Default for InviteSpec {
+    fn default() -> Self {
+        InviteSpec {
+            expires_in: None,
+            max_uses: 1,
+            created_by: None,
+        }
+    }
+}
+
+impl InviteSpec {
+    /// Sets the lifetime.
+    pub fn expires_in(mut self, d: Duration) -> Self {
+        self.expires_in = Some(d);
+        self
+    }
+
+    /// Sets the number of allowed uses.
+    pub fn uses(mut self, n: u32) -> Self {
+        self.max_uses = n;
+        self
+    }
+}
+
+/// A new invite and its code, shown once.
+#[derive(Debug)]
+pub struct CreatedInvite {
+    /// The stored record.
+    pub invite: Invite,
+    /// The code to hand out.
+    pub code: Secret,
+}
+
+/// Which invites to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InviteFilter {
+    /// Only invites that can still be used (the default).
+    #[default]
+    Usable,
+    /// Every invite.
+    All,
+}
+
+impl Redkeep {
+    /// The invite repository.
+    pub fn invites(&self) -> Invites<'_> {
+        Invites { rk: self }
+    }
+
+    /// Consumes one use of `code` for `user_id` inside `tx`.
+    pub(crate) fn consume_invite(&self, tx: &WriteTx, code: &str, user_id: u64) -> Result<Invite> {
+        let code = code.trim();
+        let invalid = || Error::InvalidCredential {
+            what: "invite code",
+        };
+        if !token::looks_like(INVITE_PREFIX, code) {
+            return Err(invalid());
+        }
+        let now = self.now();
+        let invites = tx.table::<Invite>();
+        let hash = token::hash_token(code);
+        let mut invite = invites.get(&hash)?.ok_or_else(invalid)?;
+        ensure_usable(&invite, now)?;
+        invite.uses += 1;
+        invite.used_by.push(user_id);
+        if invite.uses >= invite.max_uses {
+            invite.stored_status = InviteStatus::UsedUp;
+        }
+        invites.update(&invite)?;
+        Ok(invite)
+    }
+}
+
+fn ensure_usable(invite: &Invite, now: Timestamp) -> Result<()> {
+    let name = || format!("invite code {}", invite.prefix);
+    match invite.status(now) {
+        InviteStatus::Active => Ok(()),
+        InviteStatus::Expired => Err(Error::Expired { what: name() }),
+        InviteStatus::Revoked => Err(Error::Refused(format!("{} was revoked", name()))),
+        InviteStatus::UsedUp => Err(Error::Refused(format!(
+            "{} has been used {} of {} times",
+            name(),
+            invite.uses,
+            invite.max_uses
+        ))),
+    }
+}
+
+/// Operations on invite codes.
+#[derive(Debug, Clone, Copy)]
+pub struct Invites<'a> {
+    rk: &'a Redkeep,
+}
+
+impl Invites<'_> {
+    /// Creates an invite and returns its code once.
+    ///
+    /// # Errors
+    /// `InvalidInput` when `max_uses` is 0.
+    pub fn create(&self, spec: InviteSpec) -> Result<CreatedInvite> {
+        if spec.max_uses == 0 {
+            return Err(Error::invalid("uses", "an invite needs at least 1 use"));
+        }
+        let now = self.rk.now();
+        self.rk.store().write(|tx| {
+            let invites = tx.table::<Invite>();
+            // A 40-bit prefix clash is rare; draw again rather than fail.
+            for _ in 0..8 {
+                let t = token::generate(INVITE_PREFIX)?;
+                let invite = Invite {
+                    hash: t.hash,
+                    prefix: t.prefix,
+                    created_by: spec.created_by,
+                    created_at: now,
+                    expires_at: spec.expires_in.map(|d| now.plus(d)),
+                    max_uses: spec.max_uses,
+                    uses: 0,
+                    used_by: Vec::new(),
+                    revoked_at: None,
+                    stored_status: InviteStatus::Active,
+                };
+                match invites.insert(&invite) {
+                    Ok(()) => {
+                        return Ok(CreatedInvite {
+                            invite,
+                            code: t.secret,
+                        });
+                    }
+                    Err(Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(Error::Refused(
+                "could not draw an unused invite prefix; try again".into(),
+            ))
+        })
+    }
+
+    /// Invites, newest first.
+    pub fn list(&self, filter: InviteFilter) -> Result<Vec<Invite>> {
+        let now = self.rk.now();
+        let mut out = self.rk.store().read(|tx| {
+            let t = tx.table::<Invite>();
+            match filter {
+                InviteFilter::All => t.all(),
+                InviteFilter::Usable => t.scan_by(
+                    "status",
+                    KeyRange::prefix(vec![InviteStatus::Active.byte()]),
+                    Order::Asc,
+                    None,
+                ),
+            }
+        })?;
+        if filter == InviteFilter::Usable {
+            out.retain(|i| i.status(now) == InviteStatus::Active);
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.prefix.cmp(&b.prefix)));
+        Ok(out)
+    }
+
+    /// Finds an invite by its full code or its display prefix.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the text is neither; `NotFound` when no invite matches.
+    pub fn find(&self, code_or_prefix: &str) -> Result<Invite> {
+        let text = code_or_prefix.trim();
+        let found = if token::looks_like_prefix(INVITE_PREFIX, text) {
+            self.rk
+                .store()
+                .read(|tx| tx.table::<Invite>().get_by("prefix", &key!(text)))?
+        } else if token::looks_like(INVITE_PREFIX, text) {
+            let hash = token::hash_token(text);
+            self.rk.store().read(|tx| tx.table::<Invite>().get(&hash))?
+        } else {
+            return Err(Error::invalid(
+                "invite",
+                format!("give the full code or its prefix ({INVITE_PREFIX}_ and 8 characters)"),
+            ));
+        };
+        // The prefix is enough to name an invite, not to use one; say nothing more.
+        found.ok_or_else(|| Error::not_found(format!("invite {}", short(text))))
+    }
+
+    /// Checks that a code could register a user now, without using it.
+    pub fn validate(&self, code: &str) -> Result<Invite> {
+        let invalid = Error::InvalidCredential {
+            what: "invite code",
+        };
+        if !token::looks_like(INVITE_PREFIX, code.trim()) {
+            return Err(invalid);
+        }
+        let hash = token::hash_token(code.trim());
+        let invite = self
+            .rk
+            .store()
+            .read(|tx| tx.table::<Invite>().get(&hash))?
+            .ok_or(invalid)?;
+        ensure_usable(&invite, self.rk.now())?;
+        Ok(invite)
+    }
+
+    /// Revokes an invite named by code or prefix.
+    ///
+    /// # Errors
+    /// `Refused` when it is already revoked or used up.
+    pub fn revoke(&self, code_or_prefix: &str) -> Result<Invite> {
+        let found = self.find(code_or_prefix)?;
+        let now = self.rk.now();
+        self.rk.store().write(|tx| {
+            tx.table::<Invite>().modify(&found.hash, |inv| {
+                match inv.stored_status {
+                    InviteStatus::Revoked => {
+                        return Err(Error::Refused(format!(
+                            "invite {} is already revoked",
+                            inv.prefix
+                        )));
+                    }
+                    InviteStatus::UsedUp => {
+                        return Err(Error::Refused(format!(
+                            "invite {} is used up; there is nothing to revoke",
+                            inv.prefix
+                        )));
+                    }
+                    _ => {}
+                }
+                inv.stored_status = InviteStatus::Revoked;
+                inv.revoked_at = Some(now);
+                Ok(inv.clone())
+            })
+        })
+    }
+}
+
+// The first characters of something a user typed, so a mistyped full code is not echoed.
+fn short(text: &str) -> String {
+    text.chars().take(12).collect()
+}

@@ -1,0 +1,165 @@
+//! Secrets: random tokens with a type prefix, their SHA-256 hashes, and the `Secret` wrapper
+//! that is shown once and never printed in full by `Debug`.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+
+/// Random bytes in each token: 192 bits, of which the 40-bit display prefix reveals part,
+/// leaving more than 128 secret bits.
+const TOKEN_BYTES: usize = 24;
+/// Characters of the encoded body kept as the display prefix.
+const PREFIX_CHARS: usize = 8;
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// A secret shown to its owner once: an invite code, a session token, an API key, or a
+/// generated password. `Debug` and `Display` show only its start.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The full secret. Handle with care: show it once, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: String = self.0.chars().take(8).collect();
+        write!(f, "Secret({shown}…)")
+    }
+}
+
+/// SHA-256 of a token's text.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Compares two hashes in constant time.
+pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Fills `buf` from the OS CSPRNG.
+pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| {
+        Error::io(
+            "reading the OS random number generator",
+            std::io::Error::other(e.to_string()),
+        )
+    })
+}
+
+fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+/// A freshly generated token.
+pub struct NewToken {
+    /// The full token, shown once.
+    pub secret: Secret,
+    /// Its SHA-256, stored.
+    pub hash: [u8; 32],
+    /// The non-secret display prefix (`rki_ab12cd34`).
+    pub prefix: String,
+}
+
+/// Generates a token `<kind>_<39 base32 chars>` from 192 random bits.
+pub fn generate(kind: &str) -> Result<NewToken> {
+    let mut raw = [0u8; TOKEN_BYTES];
+    random_bytes(&mut raw)?;
+    let body = base32(&raw);
+    let text = format!("{kind}_{body}");
+    Ok(NewToken {
+        hash: hash_token(&text),
+        prefix: format!("{kind}_{}", &body[..PREFIX_CHARS]),
+        secret: Secret(text),
+    })
+}
+
+/// Whether `text` has the shape of a full token of `kind` (without checking it exists).
+pub fn looks_like(kind: &str, text: &str) -> bool {
+    text.strip_prefix(kind)
+        .and_then(|r| r.strip_prefix('_'))
+        .is_some_and(|body| body.len() > PREFIX_CHARS && body.bytes().all(|b| ALPHABET.contains(&b)))
+}
+
+/// Whether `text` has the shape of a display prefix of `kind`.
+pub fn looks_like_prefix(kind: &str, text: &str) -> bool {
+    text.strip_prefix(kind)
+        .and_then(|r| r.strip_prefix('_'))
+        .is_some_and(|body| body.len() == PREFIX_CHARS && body.bytes().all(|b| ALPHABET.contains(&b)))
+}
+
+/// A random password of 20 characters (about 119 bits) from an unambiguous alphabet.
+pub fn generate_password() -> Result<Secret> {
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+    let mut out = String::with_capacity(20);
+    while out.len() < 20 {
+        let mut b = [0u8; 32];
+        random_bytes(&mut b)?;
+        // Rejection sampling keeps the distribution uniform.
+        let limit = 256 - 256 % CHARS.len();
+        for x in b {
+            if (x as usize) < limit && out.len() < 20 {
+                out.push(char::from(CHARS[x as usize % CHARS.len()]));
+            }
+        }
+    }
+    Ok(Secret(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_unique_prefixed_and_recognised() {
+        let a = generate("rki").unwrap();
+        let b = generate("rki").unwrap();
+        assert_ne!(a.secret, b.secret);
+        assert!(a.secret.expose().starts_with(&a.prefix));
+        assert_eq!(a.secret.expose().len(), 4 + 39);
+        assert!(looks_like("rki", a.secret.expose()));
+        assert!(looks_like_prefix("rki", &a.prefix));
+        assert!(!looks_like("rks", a.secret.expose()));
+        assert_eq!(hash_token(a.secret.expose()), a.hash);
+        assert!(!format!("{:?}", a.secret).contains(&a.secret.expose()[12..]));
+    }
+
+    #[test]
+    fn base32_matches_rfc4648_lowercase() {
+        assert_eq!(base32(b"foobar"), "mzxw6ytboi");
+    }
+
+    #[test]
+    fn generated_passwords_are_valid() {
+        let p = generate_password().unwrap();
+        assert_eq!(p.expose().len(), 20);
+        assert!(crate::auth::password::validate_password(p.expose()).is_ok());
+    }
+}

@@ -1,0 +1,150 @@
+//! The one error type of the crate.
+//!
+//! Each variant is something a caller acts on differently; `Display` is a sentence an operator
+//! can act on, and `source()` keeps the underlying cause.
+
+use std::path::PathBuf;
+
+/// Shorthand for `Result<T, redkeep::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in redkeep.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The thing asked for does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for, e.g. `user 7` or `invite rki_ab12cd34`.
+        what: String,
+    },
+    /// A unique index already holds the value; nothing of the operation was written.
+    #[error("{table}.{index} already holds that value ({detail})")]
+    Conflict {
+        /// The table whose index clashed.
+        table: &'static str,
+        /// The unique index that clashed.
+        index: &'static str,
+        /// A human hint about the clashing value.
+        detail: String,
+    },
+    /// The input is malformed; the message says what to fix.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The field or argument at fault.
+        field: &'static str,
+        /// What is wrong with it and how to fix it.
+        reason: String,
+    },
+    /// Wrong credentials. Deliberately says nothing about which part was wrong.
+    #[error("wrong email or password")]
+    Unauthorized,
+    /// A token, code or key did not verify. Deliberately uniform.
+    #[error("{what} is not valid")]
+    InvalidCredential {
+        /// What kind of secret was rejected (`invite code`, `session token`, `api key`).
+        what: &'static str,
+    },
+    /// The thing has expired.
+    #[error("{what} has expired")]
+    Expired {
+        /// What expired (`invite code rki_ab12cd34`).
+        what: String,
+    },
+    /// The operation is refused by a rule of the domain (e.g. deleting a system role).
+    #[error("{0}")]
+    Refused(String),
+    /// A record is unreadable: the file was damaged or written by an incompatible build.
+    #[error("record {key} of table {table} is corrupt: {reason}; run `redkeep check`")]
+    Corrupt {
+        /// The table holding the record.
+        table: String,
+        /// The record's key, printed readably.
+        key: String,
+        /// What failed while reading it.
+        reason: String,
+    },
+    /// The store file was written by a newer redkeep.
+    #[error(
+        "the store has schema version {found}, newer than this build supports ({supported}); upgrade redkeep"
+    )]
+    NewerSchema {
+        /// Version found in the file.
+        found: u64,
+        /// Highest version this build knows.
+        supported: u64,
+    },
+    /// The store needs `redkeep migrate up` before it can be used.
+    #[error(
+        "the store has schema version {found} but this build needs {needed}; run `redkeep migrate up`"
+    )]
+    MigrationNeeded {
+        /// Version found in the file.
+        found: u64,
+        /// Version this build works with.
+        needed: u64,
+    },
+    /// No store exists where one was expected.
+    #[error("no store at {}; run `redkeep init` first", path.display())]
+    NotInitialized {
+        /// The database path that does not exist.
+        path: PathBuf,
+    },
+    /// Another process has the store open in a way that excludes this one.
+    #[error("the store {} is in use: {holder}", path.display())]
+    InUse {
+        /// The database path.
+        path: PathBuf,
+        /// Who holds it and what to do about it.
+        holder: String,
+    },
+    /// A file-system operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The storage engine failed.
+    #[error("storage error while {context}: {source}")]
+    Storage {
+        /// What was being done.
+        context: &'static str,
+        /// The underlying redb error.
+        #[source]
+        source: redb::Error,
+    },
+}
+
+impl Error {
+    /// A `NotFound` for `what`.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Error::NotFound { what: what.into() }
+    }
+
+    /// An `InvalidInput` for `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// An `Io` error with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A `Storage` error with context.
+    pub fn storage(context: &'static str, source: impl Into<redb::Error>) -> Self {
+        Error::Storage {
+            context,
+            source: source.into(),
+        }
+    }
+}

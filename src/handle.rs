@@ -1,0 +1,295 @@
+//! `Redkeep`: the handle an application opens on its data dir, holding the store and the
+//! account rules (clock, password parameters, policies).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::auth::password::{PasswordParams, Passwords};
+use crate::auth::users::{CreatedUser, NewUser, User};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::error::{Error, Result};
+use crate::store::{
+    CheckReport, Durability, Meta, Mode, Store, StoreOptions, TableCheck, check_table,
+};
+
+/// The file name of the store inside a data dir.
+pub const STORE_FILE: &str = "redkeep.redb";
+/// The folder of per-user workspaces inside a data dir.
+pub const WORKSPACES_DIR: &str = "workspaces";
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// How to open a data dir.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Exclusive (default, fastest) or shared between processes.
+    pub mode: Mode,
+    /// Durability of each commit (default: immediate).
+    pub durability: Durability,
+    /// argon2id parameters (default: OWASP's).
+    pub password: PasswordParams,
+    /// Where "now" comes from (default: the system clock).
+    pub clock: Arc<dyn Clock>,
+    /// Create the data dir and store when missing (default true). The CLI turns this off for
+    /// every command but `init`.
+    pub create: bool,
+    /// Let [`Redkeep::register`] work without an invite code (default false).
+    pub open_registration: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: Mode::Exclusive,
+            durability: Durability::Immediate,
+            password: PasswordParams::OWASP,
+            clock: Arc::new(SystemClock),
+            create: true,
+            open_registration: false,
+        }
+    }
+}
+
+impl Options {
+    /// Sets the sharing mode.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the argon2id parameters.
+    pub fn password(mut self, params: PasswordParams) -> Self {
+        self.password = params;
+        self
+    }
+
+    /// Sets the clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets whether a missing store is created.
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+}
+
+/// An open data dir: the account store and the workspaces root. Cheap to clone, `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct Redkeep {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    dir: PathBuf,
+    options: Options,
+    passwords: Passwords,
+}
+
+/// What `init` did.
+#[derive(Debug)]
+pub struct InitOutcome {
+    /// False when the store was already initialised (nothing changed).
+    pub created: bool,
+    /// The first administrator, if one was created.
+    pub admin: Option<CreatedUser>,
+}
+
+/// The first administrator to create at `init`.
+#[derive(Debug, Clone, Default)]
+pub struct InitSpec {
+    /// Create no administrator.
+    pub no_admin: bool,
+    /// The admin's email (default `admin@localhost.localdomain`).
+    pub admin_email: Option<String>,
+    /// The admin's password; `None` generates one, printed once.
+    pub admin_password: Option<String>,
+}
+
+const INITIALIZED: &str = "initialized_at";
+
+impl Redkeep {
+    /// Opens the data dir `dir` (creating it, mode 0700, and its store, mode 0600, when
+    /// `options.create` is set).
+    ///
+    /// # Errors
+    /// `NotInitialized` when there is no store and `create` is off; `InUse` when another
+    /// process holds the store; `NewerSchema` / `MigrationNeeded`; `Io` / `Storage`.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
+        let dir = dir.as_ref().to_path_buf();
+        let db = dir.join(STORE_FILE);
+        if !db.exists() && !options.create {
+            return Err(Error::NotInitialized { path: db });
+        }
+        crate::fsutil::create_private_dir(&dir)?;
+        let passwords = Passwords::new(options.password)?;
+        let store = Store::open(
+            &db,
+            &StoreOptions {
+                mode: options.mode,
+                durability: options.durability,
+                create: options.create,
+                schema_version: SCHEMA_VERSION,
+                ..StoreOptions::default()
+            },
+        )?;
+        Ok(Redkeep {
+            inner: Arc::new(Inner {
+                store,
+                dir,
+                options,
+                passwords,
+            }),
+        })
+    }
+
+    /// The underlying store, for an application's own tables and composed transactions.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options the handle was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// The current time from the configured clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.options.clock.now()
+    }
+
+    pub(crate) fn passwords(&self) -> &Passwords {
+        &self.inner.passwords
+    }
+
+    /// Whether `init` has run on this store.
+    pub fn is_initialized(&self) -> Result<bool> {
+        Ok(self.store().read(|tx| tx.meta(INITIALIZED))?.is_some())
+    }
+
+    /// Initialises the store once: records the time and creates the first administrator with
+    /// `must_change_password` set (a generated password unless one is given). A second call
+    /// changes nothing and returns `created: false`.
+    pub fn init(&self, spec: InitSpec) -> Result<InitOutcome> {
+        if self.is_initialized()? {
+            return Ok(InitOutcome {
+                created: false,
+                admin: None,
+            });
+        }
+        let prepared = if spec.no_admin {
+            None
+        } else {
+            let new = NewUser {
+                email: spec
+                    .admin_email
+                    .unwrap_or_else(|| "admin@localhost.localdomain".to_string()),
+                name: Some("Administrator".into()),
+                password: spec.admin_password,
+                is_admin: true,
+                ..NewUser::default()
+            };
+            Some(self.prepare_user(&new)?)
+        };
+        let now = self.now();
+        let outcome = self.store().write(|tx| {
+            if tx.meta(INITIALIZED)?.is_some() {
+                return Ok(None);
+            }
+            tx.set_meta(INITIALIZED, &now.0.to_be_bytes())?;
+            match prepared {
+                Some(p) => {
+                    let mut user = p.user;
+                    user.must_change_password = true;
+                    let user = self.insert_user(tx, user)?;
+                    Ok(Some(Some(CreatedUser {
+                        user,
+                        password: p.generated,
+                    })))
+                }
+                None => Ok(Some(None)),
+            }
+        })?;
+        Ok(match outcome {
+            None => InitOutcome {
+                created: false,
+                admin: None,
+            },
+            Some(admin) => InitOutcome {
+                created: true,
+                admin,
+            },
+        })
+    }
+
+    fn tables() -> Vec<Box<dyn TableCheck>> {
+        use crate::auth::{invites::Invite, users::Avatar};
+        vec![
+            check_table::<User>(),
+            check_table::<Avatar>(),
+            check_table::<Invite>(),
+        ]
+    }
+
+    /// Checks the whole data dir: redb's own integrity check, every record decodes, every
+    /// index mirrors its records, and references resolve. With `repair`, indexes are rebuilt
+    /// from records first and the changes listed in `repaired`.
+    pub fn check(&self, repair: bool) -> Result<CheckReport> {
+        let mut report = CheckReport {
+            ok: true,
+            ..CheckReport::default()
+        };
+        match self.store().check_file() {
+            Ok(true) => {}
+            Ok(false) => report.problem("the file failed redb's integrity check and was repaired"),
+            Err(e) => report.problem(format!("redb integrity check: {e}")),
+        }
+        let tables = Self::tables();
+        if repair {
+            report.repaired = self.store().write(|tx| {
+                let mut changes = Vec::new();
+                for t in &tables {
+                    changes.extend(t.rebuild_indexes(tx)?);
+                }
+                Ok(changes)
+            })?;
+        }
+        self.store().read(|tx| {
+            for t in &tables {
+                t.check(tx, &mut report)?;
+            }
+            self.check_references(tx, &mut report)
+        })?;
+        Ok(report)
+    }
+
+    fn check_references(&self, tx: &crate::store::ReadTx, report: &mut CheckReport) -> Result<()> {
+        use crate::auth::{invites::Invite, users::Avatar};
+        let users = tx.table::<User>();
+        for avatar in tx.table::<Avatar>().all()? {
+            if users.get(&avatar.user_id)?.is_none() {
+                report.problem(format!("avatar of missing user {}", avatar.user_id));
+            }
+        }
+        for invite in tx.table::<Invite>().all()? {
+            if invite.uses as usize != invite.used_by.len() {
+                report.problem(format!(
+                    "invite {} counts {} uses but lists {} users",
+                    invite.prefix,
+                    invite.uses,
+                    invite.used_by.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,19 @@
+//! redkeep: an embedded account store.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod clock;
+mod error;
+mod fsutil;
+mod handle;
+pub mod store;
+
+pub use auth::invites::{CreatedInvite, Invite, InviteFilter, InviteSpec, InviteStatus, Invites};
+pub use auth::password::PasswordParams;
+pub use auth::register::Registration;
+pub use auth::token::Secret;
+pub use auth::users::{CreatedUser, NewUser, User, UserFilter, Users};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error::{Error, Result};
+pub use handle::{InitOutcome, InitSpec, Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
+pub use store::{Durability, Index, KeyPart, KeyRange, Mode, Order, Record, Store, StoreOptions};
