@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod clock;
 mod error;
+pub mod cli;
 mod fsutil;
 mod handle;
 pub mod store;

@@ -1,0 +1,100 @@
+//! `init` and `check`.
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::render::{Human, Reply};
+use super::{Request, user::user_json};
+use crate::{InitSpec, Redkeep, Result};
+
+/// Arguments of `redkeep init`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct InitArgs {
+    /// Email of the first administrator.
+    #[arg(long, conflicts_with = "no_admin")]
+    pub admin_email: Option<String>,
+    /// Read the administrator's password from stdin instead of generating one.
+    #[arg(long, conflicts_with = "no_admin")]
+    pub admin_password_stdin: bool,
+    /// Create no administrator.
+    #[arg(long)]
+    pub no_admin: bool,
+}
+
+pub fn init(rk: &Redkeep, a: &InitArgs, req: &Request) -> Result<Reply> {
+    let password = if a.admin_password_stdin {
+        Some(req.secret("--admin-password-stdin")?.to_string())
+    } else {
+        None
+    };
+    let outcome = rk.init(InitSpec {
+        no_admin: a.no_admin,
+        admin_email: a.admin_email.clone(),
+        admin_password: password,
+    })?;
+    let dir = rk.dir().display().to_string();
+    if !outcome.created {
+        return Ok(Reply::text(
+            json!({"created": false, "data_dir": dir}),
+            vec![format!("{dir} is already initialised; nothing changed")],
+        ));
+    }
+    let mut lines = vec![format!("initialised {dir}")];
+    let admin = outcome.admin.as_ref().map(|c| {
+        lines.push(format!("administrator: {} (id {})", c.user.email, c.user.id));
+        if let Some(p) = &c.password {
+            lines.push(format!("password: {}", p.expose()));
+            lines.push("this password is shown once; it must be changed at first login".into());
+        }
+        let mut v = user_json(&c.user);
+        if let Some(p) = &c.password {
+            v["password"] = json!(p.expose());
+        }
+        v
+    });
+    Ok(Reply::text(
+        json!({"created": true, "data_dir": dir, "admin": admin}),
+        lines,
+    ))
+}
+
+/// Arguments of `redkeep check`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct CheckArgs {
+    /// Rebuild every index from its records, then check.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+pub fn check(rk: &Redkeep, a: &CheckArgs) -> Result<Reply> {
+    let report = rk.check(a.repair)?;
+    let rows = report
+        .tables
+        .iter()
+        .map(|(name, c)| {
+            vec![
+                name.clone(),
+                c.records.to_string(),
+                c.index_entries.to_string(),
+            ]
+        })
+        .collect();
+    let mut footer: Vec<String> = report.repaired.clone();
+    if report.ok {
+        footer.push("ok: no problems found".into());
+    } else {
+        footer.push(format!("{} problem(s):", report.problems.len()));
+        footer.extend(report.problems.iter().map(|p| format!("  {p}")));
+    }
+    let json = serde_json::to_value(&report).unwrap_or_default();
+    Ok(Reply {
+        json,
+        human: Human::Table {
+            headers: vec!["table".into(), "records".into(), "index entries".into()],
+            rows,
+            footer,
+        },
+        exit_code: if report.ok { 0 } else { 1 },
+    })
+}

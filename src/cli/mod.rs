@@ -1,0 +1,165 @@
+//! The `redkeep` command line. A command is parsed into a [`Request`] (the command plus any
+//! secret read from stdin), executed by [`execute`] against a [`Redkeep`] handle, and its
+//! [`Reply`] rendered as a table or JSON. Only the public library API is used here.
+
+mod admin;
+mod invite;
+pub mod render;
+mod user;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+pub use render::Reply;
+
+use crate::{Error, Mode, Options, Redkeep, Result};
+
+/// redkeep: accounts, invite codes and workspaces in one embedded store.
+#[derive(Debug, Parser)]
+#[command(name = "redkeep", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The data dir holding redkeep.redb and workspaces/.
+    #[arg(
+        long,
+        global = true,
+        env = "REDKEEP_DATA_DIR",
+        default_value = "./redkeep-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum Command {
+    /// Create the data dir, the store and the first administrator.
+    Init(admin::InitArgs),
+    /// Verify the store: file integrity, records, indexes, references.
+    Check(admin::CheckArgs),
+    /// Manage invite codes.
+    #[command(subcommand)]
+    Invite(invite::InviteCmd),
+    /// Manage users.
+    #[command(subcommand)]
+    User(user::UserCmd),
+}
+
+impl Command {
+    /// Whether this command reads a secret from stdin, and which flag asked for it.
+    fn stdin_secret(&self) -> Option<&'static str> {
+        match self {
+            Command::Init(a) if a.admin_password_stdin => Some("--admin-password-stdin"),
+            Command::User(u) => u.stdin_secret(),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed command with the secret it read from stdin, if any. This is what the admin
+/// socket carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// The command.
+    pub command: Command,
+    /// A password or token read from stdin.
+    pub secret: Option<String>,
+}
+
+impl Request {
+    fn secret(&self, flag: &str) -> Result<&str> {
+        self.secret
+            .as_deref()
+            .ok_or_else(|| Error::invalid("stdin", format!("{flag} needs the secret on stdin")))
+    }
+}
+
+/// Reads one line from stdin (without its line ending) as a secret.
+fn read_secret(flag: &str) -> Result<String> {
+    let mut buf = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut buf)
+        .map_err(|e| Error::io(format!("reading {flag} from stdin"), e))?;
+    let line = buf.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        return Err(Error::invalid(
+            "stdin",
+            format!("{flag} expects the secret on the first line of stdin, which is empty"),
+        ));
+    }
+    Ok(line)
+}
+
+/// Runs one request against an open handle. The one execution path of every command.
+pub fn execute(rk: &Redkeep, req: &Request) -> Result<Reply> {
+    match &req.command {
+        Command::Init(a) => admin::init(rk, a, req),
+        Command::Check(a) => admin::check(rk, a),
+        Command::Invite(c) => invite::run(rk, c),
+        Command::User(c) => user::run(rk, c, req),
+    }
+}
+
+fn open(cli: &Cli) -> Result<Redkeep> {
+    let create = matches!(cli.command, Command::Init(_));
+    let options = Options::default().mode(Mode::Shared).create(create);
+    Redkeep::open(&cli.data_dir, options)
+}
+
+/// Parses arguments, runs the command and prints the result; the whole CLI.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line.
+pub fn error_chain(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    let secret = match cli.command.stdin_secret() {
+        Some(flag) => Some(read_secret(flag)?),
+        None => None,
+    };
+    let req = Request {
+        command: cli.command.clone(),
+        secret,
+    };
+    let rk = open(cli)?;
+    let reply = execute(&rk, &req)?;
+    print(&reply.render(cli.json));
+    Ok(ExitCode::from(reply.exit_code))
+}
+
+// A closed stdout (`redkeep user list | head -1`) is not an error.
+fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}

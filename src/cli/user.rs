@@ -1,0 +1,215 @@
+//! `redkeep user …`.
+
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Request;
+use super::render::{Reply, opt, yes_no};
+use crate::{Error, NewUser, Redkeep, Result, User, UserFilter};
+
+/// User commands. USER is a numeric id, an email or a username.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum UserCmd {
+    /// Create a user (operator path; no invite needed).
+    Create(CreateArgs),
+    /// List users (active ones unless --all).
+    List {
+        /// Include disabled users.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one user.
+    Show {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Set a user's password, read from stdin.
+    SetPassword {
+        /// Id, email or username.
+        user: String,
+        /// Read the new password from stdin (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Disable a user: no more logins.
+    Disable {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Check a password read from stdin: exit 0 if right, 1 if not.
+    CheckPassword {
+        /// Id, email or username.
+        user: String,
+        /// Read the password from stdin (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+/// Arguments of `user create`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct CreateArgs {
+    /// Email address.
+    pub email: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Unique username.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Make the user an administrator.
+    #[arg(long)]
+    pub admin: bool,
+    /// Read the password from stdin; otherwise one is generated and printed once.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Consume this invite code.
+    #[arg(long)]
+    pub invite: Option<String>,
+}
+
+impl UserCmd {
+    pub(super) fn stdin_secret(&self) -> Option<&'static str> {
+        match self {
+            UserCmd::Create(a) if a.password_stdin => Some("--password-stdin"),
+            UserCmd::SetPassword { .. } | UserCmd::CheckPassword { .. } => Some("--password-stdin"),
+            _ => None,
+        }
+    }
+}
+
+/// The JSON form of a user: every field but the password hash.
+pub fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "username": u.username,
+        "name": u.name,
+        "is_admin": u.is_admin,
+        "is_active": u.is_active,
+        "email_verified": u.email_verified,
+        "must_change_password": u.must_change_password,
+        "failed_logins": u.failed_logins,
+        "locked_until": u.locked_until,
+        "last_login_at": u.last_login_at,
+        "current_org_id": u.current_org_id,
+        "created_at": u.created_at,
+        "updated_at": u.updated_at,
+    })
+}
+
+fn user_lines(u: &User) -> Vec<String> {
+    vec![
+        format!("id:                   {}", u.id),
+        format!("email:                {}", u.email),
+        format!("username:             {}", opt(&u.username)),
+        format!("name:                 {}", u.name),
+        format!("admin:                {}", yes_no(u.is_admin)),
+        format!("active:               {}", yes_no(u.is_active)),
+        format!("email verified:       {}", yes_no(u.email_verified)),
+        format!("must change password: {}", yes_no(u.must_change_password)),
+        format!("failed logins:        {}", u.failed_logins),
+        format!("locked until:         {}", opt(&u.locked_until)),
+        format!("last login:           {}", opt(&u.last_login_at)),
+        format!("created:              {}", u.created_at),
+    ]
+}
+
+fn user_reply(u: &User, first: String) -> Reply {
+    let mut lines = vec![first];
+    lines.extend(user_lines(u));
+    Reply::text(user_json(u), lines)
+}
+
+pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
+    match cmd {
+        UserCmd::Create(a) => {
+            let password = if a.password_stdin {
+                Some(req.secret("--password-stdin")?.to_string())
+            } else {
+                None
+            };
+            let created = rk.users().create(NewUser {
+                email: a.email.clone(),
+                name: a.name.clone(),
+                username: a.username.clone(),
+                password,
+                is_admin: a.admin,
+                invite: a.invite.clone(),
+            })?;
+            let u = &created.user;
+            let mut json = user_json(u);
+            let mut lines = vec![format!("created user {} (id {})", u.email, u.id)];
+            if let Some(p) = &created.password {
+                json["password"] = json!(p.expose());
+                lines.push(format!("password: {}", p.expose()));
+                lines.push("this password is shown once; it must be changed at first login".into());
+            }
+            Ok(Reply::text(json, lines))
+        }
+        UserCmd::List { all } => {
+            let filter = if *all { UserFilter::All } else { UserFilter::Active };
+            let users = rk.users().list(filter)?;
+            let rows = users
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.id.to_string(),
+                        u.email.clone(),
+                        u.name.clone(),
+                        yes_no(u.is_admin),
+                        yes_no(u.is_active),
+                        u.created_at.to_string(),
+                        opt(&u.last_login_at),
+                    ]
+                })
+                .collect();
+            let json = Value::Array(users.iter().map(user_json).collect());
+            Ok(Reply::table(
+                json,
+                &["id", "email", "name", "admin", "active", "created_at", "last_login_at"],
+                rows,
+            ))
+        }
+        UserCmd::Show { user } => {
+            let u = rk.users().find(user)?;
+            Ok(user_reply(&u, format!("user {}", u.id)))
+        }
+        UserCmd::SetPassword { user, .. } => {
+            let password = req.secret("--password-stdin")?;
+            let u = rk.users().find(user)?;
+            let u = rk.set_password(u.id, password)?;
+            Ok(user_reply(&u, format!("password of user {} changed", u.id)))
+        }
+        UserCmd::Disable { user } => {
+            let u = rk.users().find(user)?;
+            let u = rk.disable_user(u.id)?;
+            Ok(user_reply(&u, format!("user {} disabled", u.id)))
+        }
+        UserCmd::Enable { user } => {
+            let u = rk.users().find(user)?;
+            let u = rk.enable_user(u.id)?;
+            Ok(user_reply(&u, format!("user {} enabled", u.id)))
+        }
+        UserCmd::CheckPassword { user, .. } => {
+            let password = req.secret("--password-stdin")?;
+            // An unknown user must look exactly like a wrong password.
+            let id = match rk.users().find(user) {
+                Ok(u) => u.id,
+                Err(Error::NotFound { .. } | Error::InvalidInput { .. }) => u64::MAX,
+                Err(e) => return Err(e),
+            };
+            rk.check_password(id, password)?;
+            Ok(Reply::text(
+                json!({"ok": true, "user_id": id}),
+                vec!["password is correct".into()],
+            ))
+        }
+    }
+}
