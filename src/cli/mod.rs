@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use render::Reply;
 
-use crate::{Error, Mode, Options, Redkeep, Result};
+use crate::{Error, Mode, Options, PasswordParams, Redkeep, Result};
 
 /// redkeep: accounts, invite codes and workspaces in one embedded store.
 #[derive(Debug, Parser)]
@@ -109,9 +109,40 @@ pub fn execute(rk: &Redkeep, req: &Request) -> Result<Reply> {
     }
 }
 
+/// The environment variable that overrides the argon2id parameters, as `m=19456,t=2,p=1`.
+pub const ARGON2_ENV: &str = "REDKEEP_ARGON2";
+
+fn password_params() -> Result<PasswordParams> {
+    let Ok(text) = std::env::var(ARGON2_ENV) else {
+        return Ok(PasswordParams::OWASP);
+    };
+    let mut p = PasswordParams::OWASP;
+    for part in text.split(',') {
+        let (k, v) = part.trim().split_once('=').unwrap_or((part, ""));
+        let n: u32 = v.parse().map_err(|_| {
+            Error::invalid(ARGON2_ENV, format!("{part:?} should look like m=19456,t=2,p=1"))
+        })?;
+        match k {
+            "m" => p.memory_kib = n,
+            "t" => p.iterations = n,
+            "p" => p.parallelism = n,
+            _ => {
+                return Err(Error::invalid(
+                    ARGON2_ENV,
+                    format!("unknown key {k:?}; use m, t and p"),
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
 fn open(cli: &Cli) -> Result<Redkeep> {
     let create = matches!(cli.command, Command::Init(_));
-    let options = Options::default().mode(Mode::Shared).create(create);
+    let options = Options::default()
+        .mode(Mode::Shared)
+        .create(create)
+        .password(password_params()?);
     Redkeep::open(&cli.data_dir, options)
 }
 

@@ -1,0 +1,90 @@
+//! Damaged records and files from other schema versions give clear errors, never panics.
+
+mod common;
+
+use common::TestDir;
+use redb::{ReadableDatabase, TableDefinition};
+use redkeep::{Error, NewUser, Redkeep, STORE_FILE};
+
+const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:users");
+const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
+
+fn poke(path: &std::path::Path, table: TableDefinition<&[u8], &[u8]>, key: &[u8], value: &[u8]) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(table).unwrap().insert(key, value).unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn corrupt_record_bytes_name_the_table_and_key() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let id = rk
+        .users()
+        .create(NewUser { email: "a@example.com".into(), password: Some("correct horse".into()), ..NewUser::default() })
+        .unwrap()
+        .user
+        .id;
+    drop(rk);
+    let db = t.path().join(STORE_FILE);
+    for garbage in [&b""[..], &[1, 0xFF, 0xFF, 0xFF][..], &[42, 1, 2][..]] {
+        poke(&db, USERS, &id.to_be_bytes(), garbage);
+        let rk = t.open();
+        match rk.users().get(id) {
+            Err(Error::Corrupt { table, key, .. }) => {
+                assert_eq!(table, "users");
+                assert_eq!(key, id.to_string());
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        let report = rk.check(false).unwrap();
+        assert!(!report.ok);
+        assert!(report.problems.iter().any(|p| p.contains("record 1 of table users is corrupt")), "{:?}", report.problems);
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_keeps_its_version() {
+    let t = TestDir::new();
+    drop(t.open());
+    let db = t.path().join(STORE_FILE);
+    poke(&db, META, b"schema_version", &99u64.to_be_bytes());
+    match Redkeep::open(t.path(), t.options()) {
+        Err(Error::NewerSchema { found: 99, supported }) => assert_eq!(supported, redkeep::SCHEMA_VERSION),
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+    let db_handle = redb::Database::open(&db).unwrap();
+    let v = db_handle.begin_read().unwrap().open_table(META).unwrap().get(&b"schema_version"[..]).unwrap().unwrap().value().to_vec();
+    assert_eq!(v, 99u64.to_be_bytes());
+}
+
+#[test]
+fn a_dangling_index_entry_is_found_and_repaired() {
+    let t = TestDir::new();
+    let rk = t.open();
+    rk.users()
+        .create(NewUser { email: "a@example.com".into(), password: Some("correct horse".into()), ..NewUser::default() })
+        .unwrap();
+    drop(rk);
+    let db = t.path().join(STORE_FILE);
+    let email_index: TableDefinition<&[u8], &[u8]> = TableDefinition::new("i:users:email");
+    poke(&db, email_index, b"ghost@example.com\0\0", &7u64.to_be_bytes());
+    let rk = t.open();
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok);
+    assert!(report.problems.iter().any(|p| p.contains("stale entry pointing at 7")), "{:?}", report.problems);
+    let repaired = rk.check(true).unwrap();
+    assert!(repaired.ok, "{:?}", repaired.problems);
+    assert_eq!(repaired.repaired.len(), 1);
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn opening_without_create_on_an_empty_dir_says_to_init() {
+    let t = TestDir::new();
+    let err = Redkeep::open(t.path().join("none"), t.options().create(false)).unwrap_err();
+    assert!(matches!(err, Error::NotInitialized { .. }));
+    assert!(err.to_string().contains("redkeep init"), "{err}");
+    assert!(!t.path().join("none").exists());
+}

@@ -1,0 +1,198 @@
+//! Model-based test of the typed store: random inserts, updates and deletes (with unique
+//! clashes) on a record with a unique and a non-unique index, compared after every step with
+//! an in-memory model; the store is closed and reopened midway and must check clean.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use redkeep::store::{KeyRange, Order, Store, StoreOptions, check_table};
+use redkeep::{Error, Index, Record, key};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Item {
+    id: u64,
+    name: String,
+    group: u8,
+}
+
+impl Record for Item {
+    const TABLE: &'static str = "items";
+    type Key = u64;
+    const INDEXES: &'static [Index<Self>] = &[
+        Index::unique("name", |i| Some(key!(i.name))),
+        Index::many("group", |i| Some(key!(u64::from(i.group)))),
+    ];
+    fn key(&self) -> u64 {
+        self.id
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(u64, String, u8),
+    Update(u64, String, u8),
+    Delete(u64),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    // Few ids and names so clashes are frequent.
+    let id = 1u64..8;
+    let name = prop::sample::select(vec!["a", "b", "c", "d", "e", "a\0", ""]).prop_map(String::from);
+    prop_oneof![
+        4 => (id.clone(), name.clone(), 0u8..3).prop_map(|(i, n, g)| Op::Insert(i, n, g)),
+        3 => (id.clone(), name, 0u8..3).prop_map(|(i, n, g)| Op::Update(i, n, g)),
+        2 => id.prop_map(Op::Delete),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn open(path: &std::path::Path) -> Store {
+    Store::open(path, &StoreOptions::default()).unwrap()
+}
+
+fn assert_matches_model(store: &Store, model: &BTreeMap<u64, Item>) {
+    store
+        .read(|tx| {
+            let t = tx.table::<Item>();
+            let all = t.all()?;
+            assert_eq!(all, model.values().cloned().collect::<Vec<_>>());
+            for item in model.values() {
+                assert_eq!(t.get_by("name", &key!(item.name))?.as_ref(), Some(item));
+            }
+            for g in 0u8..3 {
+                let got = t.scan_by("group", KeyRange::prefix(key!(u64::from(g))), Order::Asc, None)?;
+                let want: Vec<Item> = model.values().filter(|i| i.group == g).cloned().collect();
+                assert_eq!(got, want);
+            }
+            assert_eq!(t.count()?, model.len() as u64);
+            Ok(())
+        })
+        .unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn store_matches_a_model_through_random_operations(ops in prop::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let mut store = open(&path);
+        let mut model: BTreeMap<u64, Item> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Insert(id, name, group) => {
+                    let item = Item { id, name: name.clone(), group };
+                    let clash = model.contains_key(&id) || model.values().any(|i| i.name == name);
+                    let got = store.write(|tx| tx.table::<Item>().insert(&item));
+                    if clash {
+                        prop_assert!(matches!(got, Err(Error::Conflict { .. })), "{got:?}");
+                    } else {
+                        got.unwrap();
+                        model.insert(id, item);
+                    }
+                }
+                Op::Update(id, name, group) => {
+                    let item = Item { id, name: name.clone(), group };
+                    let got = store.write(|tx| tx.table::<Item>().update(&item));
+                    if !model.contains_key(&id) {
+                        prop_assert!(matches!(got, Err(Error::NotFound { .. })), "{got:?}");
+                    } else if model.values().any(|i| i.name == name && i.id != id) {
+                        let is_name_clash = matches!(got, Err(Error::Conflict { index: "name", .. }));
+                        prop_assert!(is_name_clash, "{:?}", got);
+                    } else {
+                        got.unwrap();
+                        model.insert(id, item);
+                    }
+                }
+                Op::Delete(id) => {
+                    let got = store.write(|tx| tx.table::<Item>().delete(&id)).unwrap();
+                    prop_assert_eq!(got, model.remove(&id));
+                }
+                Op::Reopen => {
+                    drop(store);
+                    store = open(&path);
+                }
+            }
+            assert_matches_model(&store, &model);
+        }
+        let report = store.read(|tx| {
+            let mut r = redkeep::store::CheckReport { ok: true, ..Default::default() };
+            check_table::<Item>().check(tx, &mut r)?;
+            Ok(r)
+        }).unwrap();
+        prop_assert!(report.ok, "{:?}", report.problems);
+    }
+}
+
+#[test]
+fn a_failed_write_closure_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("t.redb"));
+    let got: Result<(), Error> = store.write(|tx| {
+        tx.table::<Item>().insert(&Item { id: 1, name: "x".into(), group: 0 })?;
+        Err(Error::Refused("changed my mind".into()))
+    });
+    assert!(got.is_err());
+    store
+        .read(|tx| {
+            assert_eq!(tx.table::<Item>().count()?, 0);
+            assert_eq!(tx.table::<Item>().get_by("name", &key!("x"))?, None);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_unique_clash_in_a_later_index_writes_no_earlier_one() {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Two {
+        id: u64,
+        a: String,
+        b: String,
+    }
+    impl Record for Two {
+        const TABLE: &'static str = "two";
+        type Key = u64;
+        const INDEXES: &'static [Index<Self>] = &[
+            Index::unique("a", |t| Some(key!(t.a))),
+            Index::unique("b", |t| Some(key!(t.b))),
+        ];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("t.redb"));
+    store
+        .write(|tx| tx.table::<Two>().insert(&Two { id: 1, a: "a1".into(), b: "b1".into() }))
+        .unwrap();
+    // Inside one transaction that goes on after the clash, the failed insert left nothing.
+    store
+        .write(|tx| {
+            let t = tx.table::<Two>();
+            let err = t.insert(&Two { id: 2, a: "a2".into(), b: "b1".into() }).unwrap_err();
+            assert!(matches!(err, Error::Conflict { index: "b", .. }));
+            assert_eq!(t.get_by("a", &key!("a2"))?, None);
+            assert_eq!(t.get(&2)?, None);
+            Ok(())
+        })
+        .unwrap();
+    let mut r = redkeep::store::CheckReport { ok: true, ..Default::default() };
+    store.read(|tx| check_table::<Two>().check(tx, &mut r)).unwrap();
+    assert!(r.ok, "{:?}", r.problems);
+}
+
+#[test]
+fn sequences_never_reuse_ids_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let store = open(&path);
+    let a = store.write(|tx| tx.table::<Item>().next_id()).unwrap();
+    let b = store.write(|tx| tx.table::<Item>().next_id()).unwrap();
+    drop(store);
+    let store = open(&path);
+    let c = store.write(|tx| tx.table::<Item>().next_id()).unwrap();
+    assert_eq!((a, b, c), (1, 2, 3));
+}
