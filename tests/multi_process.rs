@@ -1,0 +1,170 @@
+//! Several processes on one data dir: a `Shared` holder sees the CLI's writes; an `Exclusive`
+//! holder is named in the CLI's error; concurrent registrations with one single-use invite give
+//! exactly one user.
+//!
+//! The holding process is this test binary started again with `REDKEEP_TEST_HOLD` set; it
+//! runs only `helper_process_holding_the_store`, which then opens the store and answers
+//! `count` on stdin until stdin closes.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+use redkeep::{Mode, Options, PasswordParams, Redkeep};
+
+const HOLD_ENV: &str = "REDKEEP_TEST_HOLD";
+
+#[test]
+fn helper_process_holding_the_store() {
+    let Ok(spec) = std::env::var(HOLD_ENV) else {
+        return; // Only meaningful when started by the tests below.
+    };
+    let (mode, dir) = spec.split_once(':').unwrap();
+    let mode = if mode == "exclusive" { Mode::Exclusive } else { Mode::Shared };
+    let rk = Redkeep::open(dir, Options::default().mode(mode).password(PasswordParams::INSECURE_FAST)).unwrap();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready").unwrap();
+    out.flush().unwrap();
+    for line in std::io::stdin().lock().lines() {
+        if line.unwrap().trim() == "count" {
+            let users = rk.users().count().unwrap();
+            let invites = rk.invites().list(redkeep::InviteFilter::All).unwrap().len();
+            writeln!(out, "{users} {invites}").unwrap();
+            out.flush().unwrap();
+        }
+    }
+}
+
+struct Holder {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Holder {
+    fn start(mode: &str, dir: &std::path::Path) -> Holder {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "helper_process_holding_the_store", "--nocapture", "--test-threads=1"])
+            .env(HOLD_ENV, format!("{mode}:{}", dir.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        // libtest prints its own lines first; wait for ours.
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "holder exited early");
+            if line.trim_end().ends_with("ready") {
+                break;
+            }
+        }
+        Holder { child, stdin, stdout }
+    }
+
+    fn counts(&mut self) -> (u64, u64) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "count").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let mut parts = line.split_whitespace().map(|p| p.parse::<u64>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap())
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn redkeep(dir: &std::path::Path) -> Command {
+    let mut c = Command::cargo_bin("redkeep").unwrap();
+    c.env("REDKEEP_DATA_DIR", dir).env("REDKEEP_ARGON2", common::FAST_ARGON2);
+    c
+}
+
+fn run(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut c = redkeep(dir);
+    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(s) = stdin {
+        child.stdin.as_mut().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn init(dir: &std::path::Path) {
+    assert!(run(dir, &["init", "--no-admin"], None).status.success());
+}
+
+#[test]
+fn cli_writes_while_another_process_holds_the_store_shared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let mut holder = Holder::start("shared", &dir);
+    assert_eq!(holder.counts(), (0, 0));
+    let out = run(&dir, &["invite", "create", "-c", "2"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&dir, &["user", "create", "a@example.com", "--password-stdin"], Some("password one\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(holder.counts(), (1, 2));
+}
+
+#[test]
+fn cli_names_the_process_holding_the_store_exclusively() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let holder = Holder::start("exclusive", &dir);
+    let pid = holder.child.id();
+    let out = run(&dir, &["user", "list"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("process {pid} holds it exclusively")), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    drop(holder);
+    // Once the holder is gone, the CLI works again.
+    assert!(run(&dir, &["user", "list"], None).status.success());
+}
+
+#[test]
+fn eight_processes_racing_for_one_single_use_invite_make_one_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let out = run(&dir, &["invite", "create", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let code = v[0]["code"].as_str().unwrap().to_string();
+    let children: Vec<Child> = (0..8)
+        .map(|i| {
+            let mut c = redkeep(&dir);
+            c.args(["user", "create", &format!("racer{i}@example.com"), "--invite", &code, "--password-stdin"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            child.stdin.take().unwrap().write_all(b"racing password\n").unwrap();
+            child
+        })
+        .collect();
+    let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let winners = outputs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(winners, 1, "{:?}", outputs.iter().map(|o| String::from_utf8_lossy(&o.stderr).to_string()).collect::<Vec<_>>());
+    for o in outputs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("has been used 1 of 1 times"), "{err}");
+    }
+    let out = run(&dir, &["user", "list", "--json"], None);
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert!(run(&dir, &["check"], None).status.success());
+}
