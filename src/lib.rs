@@ -1,11 +1,13 @@
-//! redkeep: an embedded account store.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod cli;
 pub mod clock;
 mod error;
-pub mod cli;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 pub mod store;
 
@@ -16,5 +18,7 @@ pub use auth::token::Secret;
 pub use auth::users::{CreatedUser, NewUser, User, UserFilter, Users};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
-pub use handle::{InitOutcome, InitSpec, Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
+pub use handle::{
+    InitOutcome, InitSpec, Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR,
+};
 pub use store::{Durability, Index, KeyPart, KeyRange, Mode, Order, Record, Store, StoreOptions};

@@ -6,7 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::TestDir;
-use redkeep::{Error, InviteFilter, InviteSpec, InviteStatus, NewUser, PasswordParams, Registration, UserFilter};
+use redkeep::{
+    Error, InviteFilter, InviteSpec, InviteStatus, NewUser, PasswordParams, Registration,
+    UserFilter,
+};
 
 fn new_user(email: &str) -> NewUser {
     NewUser {
@@ -23,10 +26,20 @@ fn duplicate_email_in_any_case_or_spacing_is_a_conflict() {
     rk.users().create(new_user("Ann@Example.com")).unwrap();
     for dup in ["ann@example.com", "  ANN@EXAMPLE.COM ", "ann@EXAMPLE.com"] {
         let err = rk.users().create(new_user(dup)).unwrap_err();
-        assert!(matches!(err, Error::Conflict { index: "email", .. }), "{dup}: {err}");
+        assert!(
+            matches!(err, Error::Conflict { index: "email", .. }),
+            "{dup}: {err}"
+        );
     }
     assert_eq!(rk.users().count().unwrap(), 1);
-    assert_eq!(rk.users().by_email(" ANN@example.COM").unwrap().unwrap().email, "Ann@Example.com");
+    assert_eq!(
+        rk.users()
+            .by_email(" ANN@example.COM")
+            .unwrap()
+            .unwrap()
+            .email,
+        "Ann@Example.com"
+    );
 }
 
 #[test]
@@ -34,9 +47,20 @@ fn bad_emails_are_refused_with_the_reason() {
     let t = TestDir::new();
     let rk = t.open();
     let long = format!("{}@example.com", "a".repeat(250));
-    for bad in ["", "plain", "a@b", "a b@example.com", "@example.com", "a@-x.com", long.as_str()] {
+    for bad in [
+        "",
+        "plain",
+        "a@b",
+        "a b@example.com",
+        "@example.com",
+        "a@-x.com",
+        long.as_str(),
+    ] {
         let err = rk.users().create(new_user(bad)).unwrap_err();
-        assert!(matches!(err, Error::InvalidInput { field: "email", .. }), "{bad:?}: {err}");
+        assert!(
+            matches!(err, Error::InvalidInput { field: "email", .. }),
+            "{bad:?}: {err}"
+        );
     }
     assert_eq!(rk.users().count().unwrap(), 0);
 }
@@ -49,7 +73,16 @@ fn short_and_oversize_passwords_are_refused() {
         let mut spec = new_user("a@example.com");
         spec.password = Some(bad);
         let err = rk.users().create(spec).unwrap_err();
-        assert!(matches!(err, Error::InvalidInput { field: "password", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::InvalidInput {
+                    field: "password",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
     assert_eq!(rk.users().count().unwrap(), 0);
 }
@@ -63,11 +96,23 @@ fn usernames_are_unique_case_insensitively_and_validated() {
     rk.users().create(a).unwrap();
     let mut b = new_user("b@example.com");
     b.username = Some("alice".into());
-    assert!(matches!(rk.users().create(b).unwrap_err(), Error::Conflict { index: "username", .. }));
+    assert!(matches!(
+        rk.users().create(b).unwrap_err(),
+        Error::Conflict {
+            index: "username",
+            ..
+        }
+    ));
     for bad in ["ab", "12345", "has space", "a@b"] {
         let mut c = new_user("c@example.com");
         c.username = Some(bad.into());
-        assert!(matches!(rk.users().create(c).unwrap_err(), Error::InvalidInput { field: "username", .. }));
+        assert!(matches!(
+            rk.users().create(c).unwrap_err(),
+            Error::InvalidInput {
+                field: "username",
+                ..
+            }
+        ));
     }
     assert_eq!(rk.users().find("ALICE").unwrap().email, "a@example.com");
 }
@@ -85,7 +130,10 @@ fn generated_passwords_are_returned_once_and_must_be_changed() {
     assert_eq!(user.id, created.user.id);
     let changed = rk.set_password(user.id, "a new password").unwrap();
     assert!(!changed.must_change_password);
-    assert!(matches!(rk.authenticate("g@example.com", pw.expose()), Err(Error::Unauthorized)));
+    assert!(matches!(
+        rk.authenticate("g@example.com", pw.expose()),
+        Err(Error::Unauthorized)
+    ));
 }
 
 #[test]
@@ -93,12 +141,21 @@ fn authenticate_gives_one_answer_for_every_failure() {
     let t = TestDir::new();
     let rk = t.open();
     let u = rk.users().create(new_user("a@example.com")).unwrap().user;
-    let unknown = rk.authenticate("nobody@example.com", "correct horse").unwrap_err();
+    let unknown = rk
+        .authenticate("nobody@example.com", "correct horse")
+        .unwrap_err();
     let wrong = rk.authenticate("a@example.com", "wrong horse").unwrap_err();
-    let malformed = rk.authenticate("not an email", "correct horse").unwrap_err();
+    let malformed = rk
+        .authenticate("not an email", "correct horse")
+        .unwrap_err();
     rk.disable_user(u.id).unwrap();
-    let disabled = rk.authenticate("a@example.com", "correct horse").unwrap_err();
-    let texts: Vec<String> = [unknown, wrong, malformed, disabled].iter().map(|e| e.to_string()).collect();
+    let disabled = rk
+        .authenticate("a@example.com", "correct horse")
+        .unwrap_err();
+    let texts: Vec<String> = [unknown, wrong, malformed, disabled]
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     assert!(texts.iter().all(|t| t == &texts[0]), "{texts:?}");
     rk.enable_user(u.id).unwrap();
     let ok = rk.authenticate(" A@EXAMPLE.COM", "correct horse").unwrap();
@@ -125,12 +182,19 @@ fn hashes_are_upgraded_when_parameters_change() {
     let rk = t.open();
     let u = rk.users().create(new_user("a@example.com")).unwrap().user;
     drop(rk);
-    let stronger = PasswordParams { memory_kib: 64, ..PasswordParams::INSECURE_FAST };
+    let stronger = PasswordParams {
+        memory_kib: 64,
+        ..PasswordParams::INSECURE_FAST
+    };
     let rk = redkeep::Redkeep::open(t.path(), t.options().password(stronger)).unwrap();
     rk.authenticate("a@example.com", "correct horse").unwrap();
     let after = rk.users().get(u.id).unwrap().unwrap();
     assert_ne!(after.password_hash, u.password_hash);
-    assert!(after.password_hash.contains("m=64"), "{}", after.password_hash);
+    assert!(
+        after.password_hash.contains("m=64"),
+        "{}",
+        after.password_hash
+    );
     rk.authenticate("a@example.com", "correct horse").unwrap();
 }
 
@@ -140,15 +204,30 @@ fn avatars_must_be_small_jpegs() {
     let rk = t.open();
     let u = rk.users().create(new_user("a@example.com")).unwrap().user;
     let png = b"\x89PNG\r\n\x1a\n....".to_vec();
-    assert!(matches!(rk.users().set_avatar(u.id, png), Err(Error::InvalidInput { field: "avatar", .. })));
+    assert!(matches!(
+        rk.users().set_avatar(u.id, png),
+        Err(Error::InvalidInput {
+            field: "avatar",
+            ..
+        })
+    ));
     let mut huge = vec![0xFF, 0xD8, 0xFF];
     huge.resize(1024 * 1024 + 1, 0);
-    assert!(matches!(rk.users().set_avatar(u.id, huge), Err(Error::InvalidInput { field: "avatar", .. })));
+    assert!(matches!(
+        rk.users().set_avatar(u.id, huge),
+        Err(Error::InvalidInput {
+            field: "avatar",
+            ..
+        })
+    ));
     assert_eq!(rk.users().avatar(u.id).unwrap(), None);
     let jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3];
     rk.users().set_avatar(u.id, jpeg.clone()).unwrap();
     assert_eq!(rk.users().avatar(u.id).unwrap(), Some(jpeg));
-    assert!(matches!(rk.users().set_avatar(999, vec![0xFF, 0xD8, 0xFF]), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        rk.users().set_avatar(999, vec![0xFF, 0xD8, 0xFF]),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -181,11 +260,23 @@ fn registration_without_invite_or_with_a_bad_one_writes_nothing() {
         password: "correct horse".into(),
         ..Registration::default()
     };
-    assert!(matches!(rk.register(reg.clone()), Err(Error::InvalidInput { field: "invite", .. })));
+    assert!(matches!(
+        rk.register(reg.clone()),
+        Err(Error::InvalidInput {
+            field: "invite",
+            ..
+        })
+    ));
     reg.invite = Some("rki_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into());
-    assert!(matches!(rk.register(reg.clone()), Err(Error::InvalidCredential { .. })));
+    assert!(matches!(
+        rk.register(reg.clone()),
+        Err(Error::InvalidCredential { .. })
+    ));
     reg.invite = Some("garbage".into());
-    assert!(matches!(rk.register(reg), Err(Error::InvalidCredential { .. })));
+    assert!(matches!(
+        rk.register(reg),
+        Err(Error::InvalidCredential { .. })
+    ));
     assert_eq!(rk.users().count().unwrap(), 0);
 }
 
@@ -197,7 +288,10 @@ fn a_failed_user_insert_does_not_use_up_the_invite() {
     let inv = rk.invites().create(InviteSpec::default()).unwrap();
     let mut dup = new_user("A@example.com");
     dup.invite = Some(inv.code.expose().to_string());
-    assert!(matches!(rk.users().create(dup), Err(Error::Conflict { .. })));
+    assert!(matches!(
+        rk.users().create(dup),
+        Err(Error::Conflict { .. })
+    ));
     let stored = rk.invites().validate(inv.code.expose()).unwrap();
     assert_eq!(stored.uses, 0);
 }
@@ -206,12 +300,18 @@ fn a_failed_user_insert_does_not_use_up_the_invite() {
 fn expired_and_revoked_invites_are_refused() {
     let t = TestDir::new();
     let rk = t.open();
-    let expiring = rk.invites().create(InviteSpec::default().expires_in(Duration::from_secs(3600))).unwrap();
+    let expiring = rk
+        .invites()
+        .create(InviteSpec::default().expires_in(Duration::from_secs(3600)))
+        .unwrap();
     let revoked = rk.invites().create(InviteSpec::default()).unwrap();
     rk.invites().revoke(&revoked.invite.prefix).unwrap();
     rk.invites().validate(expiring.code.expose()).unwrap();
     t.clock.advance(Duration::from_secs(3600));
-    assert!(matches!(rk.invites().validate(expiring.code.expose()), Err(Error::Expired { .. })));
+    assert!(matches!(
+        rk.invites().validate(expiring.code.expose()),
+        Err(Error::Expired { .. })
+    ));
     let err = rk.invites().validate(revoked.code.expose()).unwrap_err();
     assert!(err.to_string().contains("revoked"), "{err}");
     assert!(rk.invites().list(InviteFilter::Usable).unwrap().is_empty());
@@ -229,10 +329,16 @@ fn multi_use_invites_count_down() {
         let mut spec = new_user(email);
         spec.invite = Some(inv.code.expose().to_string());
         rk.users().create(spec).unwrap();
-        assert_eq!(rk.invites().find(&inv.invite.prefix).unwrap().uses, i as u32 + 1);
+        assert_eq!(
+            rk.invites().find(&inv.invite.prefix).unwrap().uses,
+            i as u32 + 1
+        );
     }
     assert!(rk.invites().validate(inv.code.expose()).is_err());
-    assert!(matches!(rk.invites().create(InviteSpec::default().uses(0)), Err(Error::InvalidInput { .. })));
+    assert!(matches!(
+        rk.invites().create(InviteSpec::default().uses(0)),
+        Err(Error::InvalidInput { .. })
+    ));
 }
 
 #[test]
@@ -240,13 +346,23 @@ fn invite_codes_are_stored_only_as_hashes() {
     let t = TestDir::new();
     let rk = t.open();
     let codes: Vec<String> = (0..5)
-        .map(|_| rk.invites().create(InviteSpec::default()).unwrap().code.expose().to_string())
+        .map(|_| {
+            rk.invites()
+                .create(InviteSpec::default())
+                .unwrap()
+                .code
+                .expose()
+                .to_string()
+        })
         .collect();
     drop(rk);
     let bytes = std::fs::read(t.path().join(redkeep::STORE_FILE)).unwrap();
     for code in codes {
         let secret_part = &code.as_bytes()[12..];
-        assert!(!bytes.windows(secret_part.len()).any(|w| w == secret_part), "{code} found in the file");
+        assert!(
+            !bytes.windows(secret_part.len()).any(|w| w == secret_part),
+            "{code} found in the file"
+        );
     }
 }
 

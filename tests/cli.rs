@@ -11,7 +11,9 @@ struct Cli {
 
 impl Cli {
     fn new() -> Cli {
-        Cli { dir: tempfile::tempdir().unwrap() }
+        Cli {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn data(&self) -> std::path::PathBuf {
@@ -34,7 +36,11 @@ impl Cli {
             c.write_stdin(s);
         }
         let out = c.output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -45,8 +51,15 @@ impl Cli {
             c.write_stdin(s);
         }
         let out = c.output().unwrap();
-        let (o, e) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
-        assert_eq!(out.status.code(), Some(code), "{args:?}\nstdout: {o}\nstderr: {e}");
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}\nstdout: {o}\nstderr: {e}"
+        );
         (o, e)
     }
 
@@ -64,21 +77,48 @@ fn init_creates_an_admin_with_a_password_shown_once_and_is_idempotent() {
     assert_eq!(v["admin"]["must_change_password"], true);
     assert_eq!(v["admin"]["is_admin"], true);
     let (out, _) = cli.expect(&["init"], None, 0);
-    assert!(out.contains("already initialised; nothing changed"), "{out}");
+    assert!(
+        out.contains("already initialised; nothing changed"),
+        "{out}"
+    );
     assert!(!out.contains(&password));
     let email = v["admin"]["email"].as_str().unwrap();
-    cli.expect(&["user", "check-password", email, "--password-stdin"], Some(&format!("{password}\n")), 0);
+    cli.expect(
+        &["user", "check-password", email, "--password-stdin"],
+        Some(&format!("{password}\n")),
+        0,
+    );
     let (show, _) = cli.expect(&["user", "show", "1"], None, 0);
-    assert!(!show.contains(&password) && !show.contains("argon2"), "{show}");
+    assert!(
+        !show.contains(&password) && !show.contains("argon2"),
+        "{show}"
+    );
 }
 
 #[test]
 fn init_takes_the_admin_email_and_password_from_the_caller() {
     let cli = Cli::new();
-    let v = cli.json(&["init", "--admin-email", "root@example.com", "--admin-password-stdin"], Some("my admin password\n"));
+    let v = cli.json(
+        &[
+            "init",
+            "--admin-email",
+            "root@example.com",
+            "--admin-password-stdin",
+        ],
+        Some("my admin password\n"),
+    );
     assert_eq!(v["admin"]["email"], "root@example.com");
     assert!(v["admin"].get("password").is_none());
-    cli.expect(&["user", "check-password", "root@example.com", "--password-stdin"], Some("my admin password\n"), 0);
+    cli.expect(
+        &[
+            "user",
+            "check-password",
+            "root@example.com",
+            "--password-stdin",
+        ],
+        Some("my admin password\n"),
+        0,
+    );
 }
 
 #[test]
@@ -94,7 +134,12 @@ fn init_makes_a_private_data_dir() {
 #[test]
 fn commands_on_a_missing_store_say_to_run_init_and_create_nothing() {
     let cli = Cli::new();
-    for args in [&["user", "list"][..], &["invite", "list"], &["check"], &["invite", "create"]] {
+    for args in [
+        &["user", "list"][..],
+        &["invite", "list"],
+        &["check"],
+        &["invite", "create"],
+    ] {
         let (_, err) = cli.expect(args, None, 1);
         assert!(err.contains("redkeep init"), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -114,12 +159,29 @@ fn usage_errors_exit_2() {
 fn invite_create_list_and_revoke() {
     let cli = Cli::new();
     cli.init();
-    let created = cli.json(&["invite", "create", "-c", "3", "--expires", "7d", "--uses", "2"], None);
+    let created = cli.json(
+        &[
+            "invite",
+            "create",
+            "-c",
+            "3",
+            "--expires",
+            "7d",
+            "--uses",
+            "2",
+        ],
+        None,
+    );
     let items = created.as_array().unwrap();
     assert_eq!(items.len(), 3);
     for i in items {
         assert!(i["code"].as_str().unwrap().starts_with("rki_"));
-        assert!(i["code"].as_str().unwrap().starts_with(i["prefix"].as_str().unwrap()));
+        assert!(
+            i["code"]
+                .as_str()
+                .unwrap()
+                .starts_with(i["prefix"].as_str().unwrap())
+        );
         assert_eq!(i["max_uses"], 2);
         assert_eq!(i["uses"], 0);
         assert_eq!(i["status"], "active");
@@ -130,14 +192,35 @@ fn invite_create_list_and_revoke() {
     let listed = cli.json(&["invite", "list"], None);
     assert_eq!(listed.as_array().unwrap().len(), 3);
     for code in &codes {
-        assert!(!human.contains(code) && !listed.to_string().contains(code), "full code listed");
+        assert!(
+            !human.contains(code) && !listed.to_string().contains(code),
+            "full code listed"
+        );
     }
     // Revoke one by prefix and one by full code.
     let prefix = items[0]["prefix"].as_str().unwrap();
-    assert_eq!(cli.json(&["invite", "revoke", prefix], None)["status"], "revoked");
-    assert_eq!(cli.json(&["invite", "revoke", codes[1]], None)["status"], "revoked");
-    assert_eq!(cli.json(&["invite", "list"], None).as_array().unwrap().len(), 1);
-    assert_eq!(cli.json(&["invite", "list", "--all"], None).as_array().unwrap().len(), 3);
+    assert_eq!(
+        cli.json(&["invite", "revoke", prefix], None)["status"],
+        "revoked"
+    );
+    assert_eq!(
+        cli.json(&["invite", "revoke", codes[1]], None)["status"],
+        "revoked"
+    );
+    assert_eq!(
+        cli.json(&["invite", "list"], None)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        cli.json(&["invite", "list", "--all"], None)
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let (_, err) = cli.expect(&["invite", "revoke", prefix], None, 1);
     assert!(err.contains("already revoked"), "{err}");
     let (_, err) = cli.expect(&["invite", "revoke", "nonsense"], None, 1);
@@ -153,43 +236,119 @@ fn invite_create_list_and_revoke() {
 fn user_create_list_show_and_lifecycle() {
     let cli = Cli::new();
     cli.init();
-    let generated = cli.json(&["user", "create", "gen@example.com", "--name", "Gen", "--username", "gen"], None);
+    let generated = cli.json(
+        &[
+            "user",
+            "create",
+            "gen@example.com",
+            "--name",
+            "Gen",
+            "--username",
+            "gen",
+        ],
+        None,
+    );
     assert_eq!(generated["name"], "Gen");
     assert_eq!(generated["username"], "gen");
     assert_eq!(generated["must_change_password"], true);
     let pw = generated["password"].as_str().unwrap().to_string();
-    cli.expect(&["user", "check-password", "gen", "--password-stdin"], Some(&pw), 0);
+    cli.expect(
+        &["user", "check-password", "gen", "--password-stdin"],
+        Some(&pw),
+        0,
+    );
 
-    let given = cli.json(&["user", "create", "Ann@Example.com", "--admin", "--password-stdin"], Some("ann password\n"));
+    let given = cli.json(
+        &[
+            "user",
+            "create",
+            "Ann@Example.com",
+            "--admin",
+            "--password-stdin",
+        ],
+        Some("ann password\n"),
+    );
     assert!(given.get("password").is_none());
     assert_eq!(given["is_admin"], true);
     assert_eq!(given["email"], "Ann@Example.com");
     let id = given["id"].as_u64().unwrap().to_string();
 
-    let (_, err) = cli.expect(&["user", "create", "ann@example.com", "--password-stdin"], Some("whatever123\n"), 1);
-    assert!(err.contains("ann@example.com") && err.contains("exists"), "{err}");
-    let (_, err) = cli.expect(&["user", "create", "bad-email", "--password-stdin"], Some("whatever123\n"), 1);
+    let (_, err) = cli.expect(
+        &["user", "create", "ann@example.com", "--password-stdin"],
+        Some("whatever123\n"),
+        1,
+    );
+    assert!(
+        err.contains("ann@example.com") && err.contains("exists"),
+        "{err}"
+    );
+    let (_, err) = cli.expect(
+        &["user", "create", "bad-email", "--password-stdin"],
+        Some("whatever123\n"),
+        1,
+    );
     assert!(err.contains("invalid email"), "{err}");
-    let (_, err) = cli.expect(&["user", "create", "short@example.com", "--password-stdin"], Some("short\n"), 1);
+    let (_, err) = cli.expect(
+        &["user", "create", "short@example.com", "--password-stdin"],
+        Some("short\n"),
+        1,
+    );
     assert!(err.contains("at least 8"), "{err}");
 
     let shown = cli.json(&["user", "show", "ANN@example.com"], None);
     assert_eq!(shown["id"].as_u64().unwrap().to_string(), id);
     assert!(shown.get("password_hash").is_none());
-    assert_eq!(cli.json(&["user", "show", &id], None)["email"], "Ann@Example.com");
+    assert_eq!(
+        cli.json(&["user", "show", &id], None)["email"],
+        "Ann@Example.com"
+    );
 
-    cli.expect(&["user", "set-password", &id, "--password-stdin"], Some("new ann password\n"), 0);
-    cli.expect(&["user", "check-password", &id, "--password-stdin"], Some("new ann password\n"), 0);
-    cli.expect(&["user", "check-password", &id, "--password-stdin"], Some("ann password\n"), 1);
+    cli.expect(
+        &["user", "set-password", &id, "--password-stdin"],
+        Some("new ann password\n"),
+        0,
+    );
+    cli.expect(
+        &["user", "check-password", &id, "--password-stdin"],
+        Some("new ann password\n"),
+        0,
+    );
+    cli.expect(
+        &["user", "check-password", &id, "--password-stdin"],
+        Some("ann password\n"),
+        1,
+    );
 
-    assert_eq!(cli.json(&["user", "disable", &id], None)["is_active"], false);
-    assert_eq!(cli.json(&["user", "list"], None).as_array().unwrap().len(), 1);
-    assert_eq!(cli.json(&["user", "list", "--all"], None).as_array().unwrap().len(), 2);
-    let (_, err) = cli.expect(&["user", "check-password", &id, "--password-stdin"], Some("new ann password\n"), 1);
+    assert_eq!(
+        cli.json(&["user", "disable", &id], None)["is_active"],
+        false
+    );
+    assert_eq!(
+        cli.json(&["user", "list"], None).as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        cli.json(&["user", "list", "--all"], None)
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (_, err) = cli.expect(
+        &["user", "check-password", &id, "--password-stdin"],
+        Some("new ann password\n"),
+        1,
+    );
     assert!(err.contains("wrong email or password"));
-    assert_eq!(cli.json(&["user", "enable", "ann@example.com"], None)["is_active"], true);
+    assert_eq!(
+        cli.json(&["user", "enable", "ann@example.com"], None)["is_active"],
+        true
+    );
     let (table, _) = cli.expect(&["user", "list"], None, 0);
-    assert!(table.starts_with("id") && table.contains("Ann@Example.com"), "{table}");
+    assert!(
+        table.starts_with("id") && table.contains("Ann@Example.com"),
+        "{table}"
+    );
     let (_, err) = cli.expect(&["user", "show", "404"], None, 1);
     assert!(err.contains("user 404 not found"), "{err}");
 }
@@ -198,10 +357,35 @@ fn user_create_list_show_and_lifecycle() {
 fn check_password_answers_alike_for_unknown_users_and_wrong_passwords() {
     let cli = Cli::new();
     cli.init();
-    cli.json(&["user", "create", "a@example.com", "--password-stdin"], Some("right password\n"));
-    let (o1, e1) = cli.expect(&["user", "check-password", "a@example.com", "--password-stdin"], Some("wrong password\n"), 1);
-    let (o2, e2) = cli.expect(&["user", "check-password", "b@example.com", "--password-stdin"], Some("wrong password\n"), 1);
-    let (o3, e3) = cli.expect(&["user", "check-password", "999", "--password-stdin"], Some("wrong password\n"), 1);
+    cli.json(
+        &["user", "create", "a@example.com", "--password-stdin"],
+        Some("right password\n"),
+    );
+    let (o1, e1) = cli.expect(
+        &[
+            "user",
+            "check-password",
+            "a@example.com",
+            "--password-stdin",
+        ],
+        Some("wrong password\n"),
+        1,
+    );
+    let (o2, e2) = cli.expect(
+        &[
+            "user",
+            "check-password",
+            "b@example.com",
+            "--password-stdin",
+        ],
+        Some("wrong password\n"),
+        1,
+    );
+    let (o3, e3) = cli.expect(
+        &["user", "check-password", "999", "--password-stdin"],
+        Some("wrong password\n"),
+        1,
+    );
     assert_eq!((&o1, &e1), (&o2, &e2));
     assert_eq!((&o1, &e1), (&o3, &e3));
 }
@@ -212,20 +396,47 @@ fn user_create_with_an_invite_consumes_it() {
     cli.init();
     let inv = cli.json(&["invite", "create"], None);
     let code = inv[0]["code"].as_str().unwrap();
-    cli.json(&["user", "create", "a@example.com", "--invite", code, "--password-stdin"], Some("password one\n"));
-    let (_, err) = cli.expect(&["user", "create", "b@example.com", "--invite", code, "--password-stdin"], Some("password two\n"), 1);
+    cli.json(
+        &[
+            "user",
+            "create",
+            "a@example.com",
+            "--invite",
+            code,
+            "--password-stdin",
+        ],
+        Some("password one\n"),
+    );
+    let (_, err) = cli.expect(
+        &[
+            "user",
+            "create",
+            "b@example.com",
+            "--invite",
+            code,
+            "--password-stdin",
+        ],
+        Some("password two\n"),
+        1,
+    );
     assert!(err.contains("used 1 of 1"), "{err}");
     let all = cli.json(&["invite", "list", "--all"], None);
     assert_eq!(all[0]["status"], "used_up");
     assert_eq!(all[0]["used_by"], serde_json::json!([1]));
-    assert_eq!(cli.json(&["user", "list"], None).as_array().unwrap().len(), 1);
+    assert_eq!(
+        cli.json(&["user", "list"], None).as_array().unwrap().len(),
+        1
+    );
 }
 
 #[test]
 fn check_reports_counts_and_problems() {
     let cli = Cli::new();
     cli.init();
-    cli.json(&["user", "create", "a@example.com", "--password-stdin"], Some("password one\n"));
+    cli.json(
+        &["user", "create", "a@example.com", "--password-stdin"],
+        Some("password one\n"),
+    );
     let v = cli.json(&["check"], None);
     assert_eq!(v["ok"], true);
     assert_eq!(v["tables"]["users"]["records"], 1);
@@ -236,7 +447,10 @@ fn check_reports_counts_and_problems() {
         let db = redb::Database::open(cli.data().join("redkeep.redb")).unwrap();
         let tx = db.begin_write().unwrap();
         let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("i:users:email");
-        tx.open_table(def).unwrap().insert(&b"zz\0\0"[..], &9u64.to_be_bytes()[..]).unwrap();
+        tx.open_table(def)
+            .unwrap()
+            .insert(&b"zz\0\0"[..], &9u64.to_be_bytes()[..])
+            .unwrap();
         tx.commit().unwrap();
     }
     let (out, _) = cli.expect(&["check", "--json"], None, 1);
@@ -244,5 +458,8 @@ fn check_reports_counts_and_problems() {
     assert_eq!(v["ok"], false);
     assert_eq!(v["problems"].as_array().unwrap().len(), 1);
     let (out, _) = cli.expect(&["check", "--repair"], None, 0);
-    assert!(out.contains("fixed:") && out.contains("ok: no problems"), "{out}");
+    assert!(
+        out.contains("fixed:") && out.contains("ok: no problems"),
+        "{out}"
+    );
 }

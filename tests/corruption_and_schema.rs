@@ -22,7 +22,11 @@ fn corrupt_record_bytes_name_the_table_and_key() {
     let rk = t.open();
     let id = rk
         .users()
-        .create(NewUser { email: "a@example.com".into(), password: Some("correct horse".into()), ..NewUser::default() })
+        .create(NewUser {
+            email: "a@example.com".into(),
+            password: Some("correct horse".into()),
+            ..NewUser::default()
+        })
         .unwrap()
         .user
         .id;
@@ -40,7 +44,14 @@ fn corrupt_record_bytes_name_the_table_and_key() {
         }
         let report = rk.check(false).unwrap();
         assert!(!report.ok);
-        assert!(report.problems.iter().any(|p| p.contains("record 1 of table users is corrupt")), "{:?}", report.problems);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("record 1 of table users is corrupt")),
+            "{:?}",
+            report.problems
+        );
     }
 }
 
@@ -51,11 +62,23 @@ fn a_newer_schema_is_refused_and_keeps_its_version() {
     let db = t.path().join(STORE_FILE);
     poke(&db, META, b"schema_version", &99u64.to_be_bytes());
     match Redkeep::open(t.path(), t.options()) {
-        Err(Error::NewerSchema { found: 99, supported }) => assert_eq!(supported, redkeep::SCHEMA_VERSION),
+        Err(Error::NewerSchema {
+            found: 99,
+            supported,
+        }) => assert_eq!(supported, redkeep::SCHEMA_VERSION),
         other => panic!("expected NewerSchema, got {other:?}"),
     }
     let db_handle = redb::Database::open(&db).unwrap();
-    let v = db_handle.begin_read().unwrap().open_table(META).unwrap().get(&b"schema_version"[..]).unwrap().unwrap().value().to_vec();
+    let v = db_handle
+        .begin_read()
+        .unwrap()
+        .open_table(META)
+        .unwrap()
+        .get(&b"schema_version"[..])
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
     assert_eq!(v, 99u64.to_be_bytes());
 }
 
@@ -64,16 +87,32 @@ fn a_dangling_index_entry_is_found_and_repaired() {
     let t = TestDir::new();
     let rk = t.open();
     rk.users()
-        .create(NewUser { email: "a@example.com".into(), password: Some("correct horse".into()), ..NewUser::default() })
+        .create(NewUser {
+            email: "a@example.com".into(),
+            password: Some("correct horse".into()),
+            ..NewUser::default()
+        })
         .unwrap();
     drop(rk);
     let db = t.path().join(STORE_FILE);
     let email_index: TableDefinition<&[u8], &[u8]> = TableDefinition::new("i:users:email");
-    poke(&db, email_index, b"ghost@example.com\0\0", &7u64.to_be_bytes());
+    poke(
+        &db,
+        email_index,
+        b"ghost@example.com\0\0",
+        &7u64.to_be_bytes(),
+    );
     let rk = t.open();
     let report = rk.check(false).unwrap();
     assert!(!report.ok);
-    assert!(report.problems.iter().any(|p| p.contains("stale entry pointing at 7")), "{:?}", report.problems);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("stale entry pointing at 7")),
+        "{:?}",
+        report.problems
+    );
     let repaired = rk.check(true).unwrap();
     assert!(repaired.ok, "{:?}", repaired.problems);
     assert_eq!(repaired.repaired.len(), 1);

@@ -22,8 +22,18 @@ fn helper_process_holding_the_store() {
         return; // Only meaningful when started by the tests below.
     };
     let (mode, dir) = spec.split_once(':').unwrap();
-    let mode = if mode == "exclusive" { Mode::Exclusive } else { Mode::Shared };
-    let rk = Redkeep::open(dir, Options::default().mode(mode).password(PasswordParams::INSECURE_FAST)).unwrap();
+    let mode = if mode == "exclusive" {
+        Mode::Exclusive
+    } else {
+        Mode::Shared
+    };
+    let rk = Redkeep::open(
+        dir,
+        Options::default()
+            .mode(mode)
+            .password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
@@ -46,7 +56,12 @@ struct Holder {
 impl Holder {
     fn start(mode: &str, dir: &std::path::Path) -> Holder {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "helper_process_holding_the_store", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "helper_process_holding_the_store",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(HOLD_ENV, format!("{mode}:{}", dir.display()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -58,12 +73,19 @@ impl Holder {
         let mut line = String::new();
         loop {
             line.clear();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "holder exited early");
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "holder exited early"
+            );
             if line.trim_end().ends_with("ready") {
                 break;
             }
         }
-        Holder { child, stdin, stdout }
+        Holder {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     fn counts(&mut self) -> (u64, u64) {
@@ -86,16 +108,25 @@ impl Drop for Holder {
 
 fn redkeep(dir: &std::path::Path) -> Command {
     let mut c = Command::cargo_bin("redkeep").unwrap();
-    c.env("REDKEEP_DATA_DIR", dir).env("REDKEEP_ARGON2", common::FAST_ARGON2);
+    c.env("REDKEEP_DATA_DIR", dir)
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2);
     c
 }
 
 fn run(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     let mut c = redkeep(dir);
-    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     if let Some(s) = stdin {
-        child.stdin.as_mut().unwrap().write_all(s.as_bytes()).unwrap();
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(s.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -113,9 +144,21 @@ fn cli_writes_while_another_process_holds_the_store_shared() {
     let mut holder = Holder::start("shared", &dir);
     assert_eq!(holder.counts(), (0, 0));
     let out = run(&dir, &["invite", "create", "-c", "2"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&dir, &["user", "create", "a@example.com", "--password-stdin"], Some("password one\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &dir,
+        &["user", "create", "a@example.com", "--password-stdin"],
+        Some("password one\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(holder.counts(), (1, 2));
 }
 
@@ -129,7 +172,10 @@ fn cli_names_the_process_holding_the_store_exclusively() {
     let out = run(&dir, &["user", "list"], None);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("process {pid} holds it exclusively")), "{err}");
+    assert!(
+        err.contains(&format!("process {pid} holds it exclusively")),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     drop(holder);
     // Once the holder is gone, the CLI works again.
@@ -147,18 +193,41 @@ fn eight_processes_racing_for_one_single_use_invite_make_one_user() {
     let children: Vec<Child> = (0..8)
         .map(|i| {
             let mut c = redkeep(&dir);
-            c.args(["user", "create", &format!("racer{i}@example.com"), "--invite", &code, "--password-stdin"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            c.args([
+                "user",
+                "create",
+                &format!("racer{i}@example.com"),
+                "--invite",
+                &code,
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
             let mut child = c.spawn().unwrap();
-            child.stdin.take().unwrap().write_all(b"racing password\n").unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"racing password\n")
+                .unwrap();
             child
         })
         .collect();
-    let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
     let winners = outputs.iter().filter(|o| o.status.success()).count();
-    assert_eq!(winners, 1, "{:?}", outputs.iter().map(|o| String::from_utf8_lossy(&o.stderr).to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        winners,
+        1,
+        "{:?}",
+        outputs
+            .iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
+            .collect::<Vec<_>>()
+    );
     for o in outputs.iter().filter(|o| !o.status.success()) {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("has been used 1 of 1 times"), "{err}");

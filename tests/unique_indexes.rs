@@ -39,7 +39,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     // Few ids and names so clashes are frequent.
     let id = 1u64..8;
-    let name = prop::sample::select(vec!["a", "b", "c", "d", "e", "a\0", ""]).prop_map(String::from);
+    let name =
+        prop::sample::select(vec!["a", "b", "c", "d", "e", "a\0", ""]).prop_map(String::from);
     prop_oneof![
         4 => (id.clone(), name.clone(), 0u8..3).prop_map(|(i, n, g)| Op::Insert(i, n, g)),
         3 => (id.clone(), name, 0u8..3).prop_map(|(i, n, g)| Op::Update(i, n, g)),
@@ -62,7 +63,12 @@ fn assert_matches_model(store: &Store, model: &BTreeMap<u64, Item>) {
                 assert_eq!(t.get_by("name", &key!(item.name))?.as_ref(), Some(item));
             }
             for g in 0u8..3 {
-                let got = t.scan_by("group", KeyRange::prefix(key!(u64::from(g))), Order::Asc, None)?;
+                let got = t.scan_by(
+                    "group",
+                    KeyRange::prefix(key!(u64::from(g))),
+                    Order::Asc,
+                    None,
+                )?;
                 let want: Vec<Item> = model.values().filter(|i| i.group == g).cloned().collect();
                 assert_eq!(got, want);
             }
@@ -131,7 +137,11 @@ fn a_failed_write_closure_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("t.redb"));
     let got: Result<(), Error> = store.write(|tx| {
-        tx.table::<Item>().insert(&Item { id: 1, name: "x".into(), group: 0 })?;
+        tx.table::<Item>().insert(&Item {
+            id: 1,
+            name: "x".into(),
+            group: 0,
+        })?;
         Err(Error::Refused("changed my mind".into()))
     });
     assert!(got.is_err());
@@ -166,21 +176,38 @@ fn a_unique_clash_in_a_later_index_writes_no_earlier_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("t.redb"));
     store
-        .write(|tx| tx.table::<Two>().insert(&Two { id: 1, a: "a1".into(), b: "b1".into() }))
+        .write(|tx| {
+            tx.table::<Two>().insert(&Two {
+                id: 1,
+                a: "a1".into(),
+                b: "b1".into(),
+            })
+        })
         .unwrap();
     // Inside one transaction that goes on after the clash, the failed insert left nothing.
     store
         .write(|tx| {
             let t = tx.table::<Two>();
-            let err = t.insert(&Two { id: 2, a: "a2".into(), b: "b1".into() }).unwrap_err();
+            let err = t
+                .insert(&Two {
+                    id: 2,
+                    a: "a2".into(),
+                    b: "b1".into(),
+                })
+                .unwrap_err();
             assert!(matches!(err, Error::Conflict { index: "b", .. }));
             assert_eq!(t.get_by("a", &key!("a2"))?, None);
             assert_eq!(t.get(&2)?, None);
             Ok(())
         })
         .unwrap();
-    let mut r = redkeep::store::CheckReport { ok: true, ..Default::default() };
-    store.read(|tx| check_table::<Two>().check(tx, &mut r)).unwrap();
+    let mut r = redkeep::store::CheckReport {
+        ok: true,
+        ..Default::default()
+    };
+    store
+        .read(|tx| check_table::<Two>().check(tx, &mut r))
+        .unwrap();
     assert!(r.ok, "{:?}", r.problems);
 }
 

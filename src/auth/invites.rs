@@ -260,7 +260,11 @@ impl Invites<'_> {
         if filter == InviteFilter::Usable {
             out.retain(|i| i.status(now) == InviteStatus::Active);
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.prefix.cmp(&b.prefix)));
+        out.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(a.prefix.cmp(&b.prefix))
+        });
         Ok(out)
     }
 

@@ -105,14 +105,18 @@ pub fn generate(kind: &str) -> Result<NewToken> {
 pub fn looks_like(kind: &str, text: &str) -> bool {
     text.strip_prefix(kind)
         .and_then(|r| r.strip_prefix('_'))
-        .is_some_and(|body| body.len() > PREFIX_CHARS && body.bytes().all(|b| ALPHABET.contains(&b)))
+        .is_some_and(|body| {
+            body.len() > PREFIX_CHARS && body.bytes().all(|b| ALPHABET.contains(&b))
+        })
 }
 
 /// Whether `text` has the shape of a display prefix of `kind`.
 pub fn looks_like_prefix(kind: &str, text: &str) -> bool {
     text.strip_prefix(kind)
         .and_then(|r| r.strip_prefix('_'))
-        .is_some_and(|body| body.len() == PREFIX_CHARS && body.bytes().all(|b| ALPHABET.contains(&b)))
+        .is_some_and(|body| {
+            body.len() == PREFIX_CHARS && body.bytes().all(|b| ALPHABET.contains(&b))
+        })
 }
 
 /// A random password of 20 characters (about 119 bits) from an unambiguous alphabet.

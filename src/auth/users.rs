@@ -58,7 +58,9 @@ impl Record for User {
     type Key = u64;
     const INDEXES: &'static [Index<Self>] = &[
         Index::unique("email", |u| {
-            Some(key!(normalize_email(&u.email).unwrap_or_else(|_| u.email.to_lowercase())))
+            Some(key!(
+                normalize_email(&u.email).unwrap_or_else(|_| u.email.to_lowercase())
+            ))
         }),
         Index::unique("username", |u| {
             u.username.as_ref().map(|n| key!(n.to_lowercase()))
@@ -156,7 +158,10 @@ pub fn validate_avatar(bytes: &[u8]) -> Result<()> {
     if bytes.len() > MAX_AVATAR_BYTES {
         return Err(Error::invalid(
             "avatar",
-            format!("it has {} bytes; the limit is {MAX_AVATAR_BYTES}", bytes.len()),
+            format!(
+                "it has {} bytes; the limit is {MAX_AVATAR_BYTES}",
+                bytes.len()
+            ),
         ));
     }
     if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
@@ -369,7 +374,12 @@ impl Users<'_> {
     }
 
     /// Changes a user's name or username.
-    pub fn rename(&self, id: u64, name: Option<String>, username: Option<Option<String>>) -> Result<User> {
+    pub fn rename(
+        &self,
+        id: u64,
+        name: Option<String>,
+        username: Option<Option<String>>,
+    ) -> Result<User> {
         if let Some(n) = &name {
             validate_name(n)?;
         }

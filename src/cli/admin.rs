@@ -42,7 +42,10 @@ pub fn init(rk: &Redkeep, a: &InitArgs, req: &Request) -> Result<Reply> {
     }
     let mut lines = vec![format!("initialised {dir}")];
     let admin = outcome.admin.as_ref().map(|c| {
-        lines.push(format!("administrator: {} (id {})", c.user.email, c.user.id));
+        lines.push(format!(
+            "administrator: {} (id {})",
+            c.user.email, c.user.id
+        ));
         if let Some(p) = &c.password {
             lines.push(format!("password: {}", p.expose()));
             lines.push("this password is shown once; it must be changed at first login".into());

@@ -85,7 +85,11 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
                     c.invite.max_uses.to_string(),
                 ]);
             }
-            let mut reply = Reply::table(Value::Array(items), &["code", "expires_at", "max_uses"], rows);
+            let mut reply = Reply::table(
+                Value::Array(items),
+                &["code", "expires_at", "max_uses"],
+                rows,
+            );
             if let super::render::Human::Table { footer, .. } = &mut reply.human {
                 footer.push("each code is shown once; only its hash is stored".into());
             }

@@ -120,7 +120,10 @@ fn password_params() -> Result<PasswordParams> {
     for part in text.split(',') {
         let (k, v) = part.trim().split_once('=').unwrap_or((part, ""));
         let n: u32 = v.parse().map_err(|_| {
-            Error::invalid(ARGON2_ENV, format!("{part:?} should look like m=19456,t=2,p=1"))
+            Error::invalid(
+                ARGON2_ENV,
+                format!("{part:?} should look like m=19456,t=2,p=1"),
+            )
         })?;
         match k {
             "m" => p.memory_kib = n,

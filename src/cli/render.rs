@@ -108,7 +108,8 @@ fn table(headers: &[String], rows: &[Vec<String>]) -> String {
 
 /// Shows an optional value, or `-`.
 pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), |x| x.to_string())
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |x| x.to_string())
 }
 
 /// Shows a flag as `yes` / `no`.
@@ -125,7 +126,10 @@ mod tests {
         let r = Reply::table(
             Value::Null,
             &["id", "email"],
-            vec![vec!["1".into(), "a@b.co".into()], vec!["10".into(), "c@d.co".into()]],
+            vec![
+                vec!["1".into(), "a@b.co".into()],
+                vec!["10".into(), "c@d.co".into()],
+            ],
         );
         assert_eq!(r.render(false), "id  email\n1   a@b.co\n10  c@d.co\n");
     }

@@ -154,7 +154,11 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
             Ok(Reply::text(json, lines))
         }
         UserCmd::List { all } => {
-            let filter = if *all { UserFilter::All } else { UserFilter::Active };
+            let filter = if *all {
+                UserFilter::All
+            } else {
+                UserFilter::Active
+            };
             let users = rk.users().list(filter)?;
             let rows = users
                 .iter()
@@ -173,7 +177,15 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
             let json = Value::Array(users.iter().map(user_json).collect());
             Ok(Reply::table(
                 json,
-                &["id", "email", "name", "admin", "active", "created_at", "last_login_at"],
+                &[
+                    "id",
+                    "email",
+                    "name",
+                    "admin",
+                    "active",
+                    "created_at",
+                    "last_login_at",
+                ],
                 rows,
             ))
         }

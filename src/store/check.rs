@@ -64,8 +64,10 @@ fn expected<R: Record, S: Source>(
     tx: &S,
     problems: &mut Vec<String>,
 ) -> Result<(u64, BTreeMap<&'static str, Entries>)> {
-    let mut want: BTreeMap<&'static str, Entries> =
-        R::INDEXES.iter().map(|i| (i.name, Entries::new())).collect();
+    let mut want: BTreeMap<&'static str, Entries> = R::INDEXES
+        .iter()
+        .map(|i| (i.name, Entries::new()))
+        .collect();
     let rows = tx
         .raw(&record_table(R::TABLE))?
         .range(&KeyRange::all(), Order::Asc, None)?;

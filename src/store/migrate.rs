@@ -113,7 +113,8 @@ impl Store {
                         .map_err(|e| Error::storage("copying", e))?;
                 }
             }
-            out.commit().map_err(|e| Error::storage("writing the copy", e))
+            out.commit()
+                .map_err(|e| Error::storage("writing the copy", e))
         })?;
         drop(target);
         crate::fsutil::persist(tmp, dest)

@@ -5,8 +5,8 @@
 //! consistent snapshot. Typed tables ([`Table`]) keep their secondary indexes exact inside the
 //! same write transaction as the record.
 
-pub mod codec;
 mod check;
+pub mod codec;
 mod index;
 mod migrate;
 mod table;
@@ -384,7 +384,9 @@ fn range_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     {
         return Ok(Vec::new());
     }
-    let iter = t.range::<&[u8]>(bounds).map_err(|e| Error::storage("scanning", e))?;
+    let iter = t
+        .range::<&[u8]>(bounds)
+        .map_err(|e| Error::storage("scanning", e))?;
     let limit = limit.unwrap_or(usize::MAX);
     let map = |item: std::result::Result<_, redb::StorageError>| {
         let (k, v): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) =
@@ -406,7 +408,12 @@ impl RawTable<'_> {
         }
     }
 
-    pub(crate) fn range(&self, range: &KeyRange, order: Order, limit: Option<usize>) -> Result<Entries> {
+    pub(crate) fn range(
+        &self,
+        range: &KeyRange,
+        order: Order,
+        limit: Option<usize>,
+    ) -> Result<Entries> {
         match self {
             RawTable::Read(t) => range_in(t, range, order, limit),
             RawTable::Write(t) => range_in(t, range, order, limit),
@@ -426,7 +433,8 @@ impl RawTable<'_> {
     pub(crate) fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         match self {
             RawTable::Write(t) => {
-                t.insert(key, value).map_err(|e| Error::storage("writing", e))?;
+                t.insert(key, value)
+                    .map_err(|e| Error::storage("writing", e))?;
                 Ok(())
             }
             _ => Err(Error::Refused("write in a read transaction".into())),
@@ -448,7 +456,11 @@ impl RawTable<'_> {
 pub trait Meta: Source {
     /// The schema version, `None` on a new file.
     fn schema_version(&self) -> Result<Option<u64>> {
-        Ok(self.raw(META)?.get(SCHEMA_VERSION)?.as_deref().and_then(be_u64))
+        Ok(self
+            .raw(META)?
+            .get(SCHEMA_VERSION)?
+            .as_deref()
+            .and_then(be_u64))
     }
 
     /// A free-form metadata value.
@@ -474,7 +486,8 @@ impl Meta for WriteTx {}
 impl WriteTx {
     /// Sets the schema version.
     pub fn set_schema_version(&self, version: u64) -> Result<()> {
-        self.raw(META)?.insert(SCHEMA_VERSION, &version.to_be_bytes())
+        self.raw(META)?
+            .insert(SCHEMA_VERSION, &version.to_be_bytes())
     }
 
     /// Sets a free-form metadata value.

@@ -328,7 +328,10 @@ impl<'tx, R: Record> Table<'tx, R, WriteTx> {
         let mut new = decode_record::<R>(&pk, &bytes)?;
         let out = f(&mut new)?;
         if new.key().to_bytes() != pk {
-            return Err(Error::invalid("key", "a modification must keep the primary key"));
+            return Err(Error::invalid(
+                "key",
+                "a modification must keep the primary key",
+            ));
         }
         self.write(&pk, Some(&old), &new)?;
         Ok(out)
@@ -385,7 +388,10 @@ impl<'tx, R: Record> Table<'tx, R, WriteTx> {
 }
 
 fn encode_err<R: Record>(reason: String) -> Error {
-    Error::invalid("record", format!("cannot store a {} record: {reason}", R::TABLE))
+    Error::invalid(
+        "record",
+        format!("cannot store a {} record: {reason}", R::TABLE),
+    )
 }
 
 impl ReadTx {

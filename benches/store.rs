@@ -1,0 +1,220 @@
+//! redkeep against bare redb and SQLite (WAL, prepared statements), doing the same work in one
+//! run: a lookup of a user by email through a unique index, and a durable one-user commit.
+//!
+//! `REDKEEP_BENCH_USERS` sets the preloaded user count (default 100000).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redkeep::store::codec;
+use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, User};
+
+const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("users_email");
+
+fn user_count() -> u64 {
+    std::env::var("REDKEEP_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+fn user(id: u64) -> User {
+    User {
+        id,
+        email: format!("user{id}@example.com"),
+        username: None,
+        name: format!("User {id}"),
+        password_hash:
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"
+                .into(),
+        is_admin: false,
+        is_active: true,
+        email_verified: false,
+        must_change_password: false,
+        failed_logins: 0,
+        locked_until: None,
+        lock_count: 0,
+        failure_window_start: None,
+        failures_in_window: 0,
+        last_login_at: None,
+        current_org_id: None,
+        created_at: Timestamp(1_800_000_000 + id as i64),
+        updated_at: Timestamp(1_800_000_000 + id as i64),
+    }
+}
+
+fn open_redkeep(dir: &Path, mode: Mode, n: u64) -> Redkeep {
+    let opts = Options {
+        durability: Durability::Immediate,
+        ..Options::default()
+    }
+    .mode(mode)
+    .password(PasswordParams::INSECURE_FAST);
+    let rk = Redkeep::open(dir, opts).unwrap();
+    rk.store()
+        .write(|tx| {
+            let t = tx.table::<User>();
+            for id in 1..=n {
+                tx.table::<User>().next_id()?;
+                t.insert(&user(id))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    rk
+}
+
+fn open_redb(path: &Path, n: u64) -> redb::Database {
+    let db = redb::Database::create(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut users = tx.open_table(USERS).unwrap();
+        let mut emails = tx.open_table(EMAILS).unwrap();
+        for id in 1..=n {
+            let u = user(id);
+            users
+                .insert(id, codec::encode(&u).unwrap().as_slice())
+                .unwrap();
+            emails.insert(u.email.as_str(), id).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    db
+}
+
+fn redb_lookup(db: &redb::Database, email: &str) -> Option<User> {
+    let tx = db.begin_read().unwrap();
+    let id = tx.open_table(EMAILS).unwrap().get(email).unwrap()?.value();
+    let users = tx.open_table(USERS).unwrap();
+    let bytes = users.get(id).unwrap()?;
+    Some(codec::decode(bytes.value()).unwrap())
+}
+
+fn redb_insert(db: &redb::Database, u: &User) {
+    let tx = db.begin_write().unwrap();
+    {
+        let mut emails = tx.open_table(EMAILS).unwrap();
+        assert!(emails.get(u.email.as_str()).unwrap().is_none());
+        emails.insert(u.email.as_str(), u.id).unwrap();
+        tx.open_table(USERS)
+            .unwrap()
+            .insert(u.id, codec::encode(u).unwrap().as_slice())
+            .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn open_sqlite(path: &Path, n: u64) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+         CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, email_norm TEXT NOT NULL UNIQUE,
+           name TEXT NOT NULL, password_hash TEXT NOT NULL, is_admin INTEGER NOT NULL, is_active INTEGER NOT NULL,
+           failed_logins INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+         CREATE INDEX users_is_admin ON users(is_admin); CREATE INDEX users_created ON users(created_at);",
+    )
+    .unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    {
+        let mut st = tx.prepare(INSERT_SQL).unwrap();
+        for id in 1..=n {
+            sqlite_insert_with(&mut st, &user(id));
+        }
+    }
+    tx.commit().unwrap();
+    conn
+}
+
+const INSERT_SQL: &str =
+    "INSERT INTO users (id, email, email_norm, name, password_hash, is_admin, is_active,
+    failed_logins, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+fn sqlite_insert_with(st: &mut rusqlite::Statement<'_>, u: &User) {
+    st.execute(rusqlite::params![
+        u.id as i64,
+        u.email,
+        u.email.to_lowercase(),
+        u.name,
+        u.password_hash,
+        u.is_admin,
+        u.is_active,
+        u.failed_logins,
+        u.created_at.0,
+        u.updated_at.0
+    ])
+    .unwrap();
+}
+
+fn sqlite_lookup(
+    conn: &rusqlite::Connection,
+    email: &str,
+) -> Option<(i64, String, String, String, bool)> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, email, name, password_hash, is_admin FROM users WHERE email_norm = ?1",
+        )
+        .unwrap();
+    st.query_row([email], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .ok()
+}
+
+fn benches(c: &mut Criterion) {
+    let n = user_count();
+    let tmp = tempfile::tempdir().unwrap();
+    let rk_ex = open_redkeep(&tmp.path().join("ex"), Mode::Exclusive, n);
+    let rk_sh = open_redkeep(&tmp.path().join("sh"), Mode::Shared, n);
+    let redb = open_redb(&tmp.path().join("bare.redb"), n);
+    let sqlite = open_sqlite(&tmp.path().join("users.sqlite"), n);
+
+    let mut g = c.benchmark_group(format!("lookup_by_email_{n}_users"));
+    let pick = AtomicU64::new(0);
+    let next_email = || {
+        let i = pick.fetch_add(7919, Ordering::Relaxed) % n + 1;
+        format!("user{i}@example.com")
+    };
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter(|| black_box(rk_ex.users().by_email(&next_email()).unwrap()))
+    });
+    g.bench_function("redkeep_shared", |b| {
+        b.iter(|| black_box(rk_sh.users().by_email(&next_email()).unwrap()))
+    });
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| black_box(redb_lookup(&redb, &next_email())))
+    });
+    g.bench_function("sqlite_wal", |b| {
+        b.iter(|| black_box(sqlite_lookup(&sqlite, &next_email())))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("durable_insert_one_user");
+    g.sample_size(20);
+    let next = AtomicU64::new(n + 1);
+    let fresh = || user(next.fetch_add(1, Ordering::Relaxed));
+    let insert = |rk: &Redkeep, u: &User| {
+        rk.store()
+            .write(|tx| {
+                let t = tx.table::<User>();
+                let mut u = u.clone();
+                u.id = t.next_id()?;
+                t.insert(&u)
+            })
+            .unwrap()
+    };
+    g.bench_function("redkeep_exclusive", |b| b.iter(|| insert(&rk_ex, &fresh())));
+    g.bench_function("redkeep_shared", |b| b.iter(|| insert(&rk_sh, &fresh())));
+    g.bench_function("bare_redb", |b| b.iter(|| redb_insert(&redb, &fresh())));
+    let mut st = sqlite.prepare(INSERT_SQL).unwrap();
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| sqlite_insert_with(&mut st, &fresh()))
+    });
+    g.finish();
+}
+
+criterion_group!(store, benches);
+criterion_main!(store);
