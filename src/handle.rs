@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::store::{
     CheckReport, Durability, Meta, Mode, Store, StoreOptions, TableCheck, check_table,
 };
+use crate::workspace::{WorkspaceOptions, Workspaces};
 
 /// The file name of the store inside a data dir.
 pub const STORE_FILE: &str = "redkeep.redb";
@@ -35,6 +36,8 @@ pub struct Options {
     pub create: bool,
     /// Let [`Redkeep::register`] work without an invite code (default false).
     pub open_registration: bool,
+    /// Options of the workspaces folder.
+    pub workspace: WorkspaceOptions,
 }
 
 impl Default for Options {
@@ -46,6 +49,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             create: true,
             open_registration: false,
+            workspace: WorkspaceOptions::default(),
         }
     }
 }
@@ -88,6 +92,7 @@ struct Inner {
     dir: PathBuf,
     options: Options,
     passwords: Passwords,
+    workspaces: Workspaces,
 }
 
 /// What `init` did.
@@ -137,12 +142,14 @@ impl Redkeep {
                 ..StoreOptions::default()
             },
         )?;
+        let workspaces = Workspaces::open(dir.join(WORKSPACES_DIR), options.workspace.clone())?;
         Ok(Redkeep {
             inner: Arc::new(Inner {
                 store,
                 dir,
                 options,
                 passwords,
+                workspaces,
             }),
         })
     }
@@ -150,6 +157,11 @@ impl Redkeep {
     /// The underlying store, for an application's own tables and composed transactions.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The per-user workspace folders.
+    pub fn workspaces(&self) -> &Workspaces {
+        &self.inner.workspaces
     }
 
     /// The data dir.
@@ -211,6 +223,7 @@ impl Redkeep {
                     let mut user = p.user;
                     user.must_change_password = true;
                     let user = self.insert_user(tx, user)?;
+                    self.workspaces().create(user.id)?;
                     Ok(Some(Some(CreatedUser {
                         user,
                         password: p.generated,
@@ -263,13 +276,53 @@ impl Redkeep {
                 Ok(changes)
             })?;
         }
-        self.store().read(|tx| {
+        let user_ids = self.store().read(|tx| {
             for t in &tables {
                 t.check(tx, &mut report)?;
             }
-            self.check_references(tx, &mut report)
+            self.check_references(tx, &mut report)?;
+            tx.table::<User>().keys()
         })?;
+        self.check_workspaces(&user_ids, repair, &mut report)?;
         Ok(report)
+    }
+
+    fn check_workspaces(
+        &self,
+        users: &[u64],
+        repair: bool,
+        report: &mut CheckReport,
+    ) -> Result<()> {
+        let ws = self.workspaces();
+        let folders = ws.user_ids()?;
+        for id in &folders {
+            if users.binary_search(id).is_err() {
+                report.problem(format!(
+                    "workspace folder of user {id} has no user (orphan)"
+                ));
+            }
+        }
+        for id in users {
+            if folders.binary_search(id).is_err() {
+                if repair {
+                    ws.create(*id)?;
+                    report
+                        .repaired
+                        .push(format!("fixed: created the missing workspace of user {id}"));
+                } else {
+                    report.problem(format!("user {id} has no workspace folder"));
+                }
+            }
+        }
+        for p in ws.check(repair)? {
+            let text = format!("workspace of user {}: {}", p.user_id, p.problem);
+            if p.problem.starts_with("fixed:") {
+                report.repaired.push(text);
+            } else {
+                report.problem(text);
+            }
+        }
+        Ok(())
     }
 
     fn check_references(&self, tx: &crate::store::ReadTx, report: &mut CheckReport) -> Result<()> {

@@ -10,6 +10,7 @@ mod fsutil;
 pub mod fuzzing;
 mod handle;
 pub mod store;
+pub mod workspace;
 
 pub use auth::invites::{CreatedInvite, Invite, InviteFilter, InviteSpec, InviteStatus, Invites};
 pub use auth::password::PasswordParams;
@@ -22,3 +23,4 @@ pub use handle::{
     InitOutcome, InitSpec, Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR,
 };
 pub use store::{Durability, Index, KeyPart, KeyRange, Mode, Order, Record, Store, StoreOptions};
+pub use workspace::{PieceInfo, WorkspaceDoc, WorkspaceInfo, WorkspaceOptions, Workspaces};

@@ -29,6 +29,9 @@ impl Redkeep {
             if let Some(code) = &spec.invite {
                 self.consume_invite(tx, code, user.id)?;
             }
+            // Last, so a failure here aborts the user; an aborted transaction leaves at most an
+            // empty folder, which the next user with this id adopts.
+            self.workspaces().create(user.id)?;
             Ok(user)
         })?;
         Ok(CreatedUser {
@@ -131,6 +134,23 @@ impl Redkeep {
                 Ok(u.clone())
             })
         })
+    }
+
+    /// Deletes a user and everything that belongs to them in one transaction, then moves
+    /// their workspace folder to the trash (never deleting files). Returns the trash path.
+    pub fn delete_user(&self, id: u64) -> Result<Option<std::path::PathBuf>> {
+        self.store().write(|tx| {
+            if tx.table::<User>().delete(&id)?.is_none() {
+                return Err(Error::not_found(format!("user {id}")));
+            }
+            tx.table::<crate::auth::users::Avatar>().delete(&id)?;
+            Ok(())
+        })?;
+        if self.workspaces().exists(id) {
+            Ok(Some(self.workspaces().remove(id, self.now())?))
+        } else {
+            Ok(None)
+        }
     }
 
     /// Disables an account: it can no longer log in.

@@ -266,6 +266,21 @@ impl<'tx, R: Record, S: Source> Table<'tx, R, S> {
         self.scan(KeyRange::all(), Order::Asc, None)
     }
 
+    /// Every primary key, ascending, without decoding the records (works on damaged ones).
+    pub fn keys(&self) -> Result<Vec<R::Key>> {
+        self.records()?
+            .range(&KeyRange::all(), Order::Asc, None)?
+            .into_iter()
+            .map(|(k, _)| {
+                R::Key::from_bytes(&k).ok_or_else(|| Error::Corrupt {
+                    table: R::TABLE.to_string(),
+                    key: show_key(&k),
+                    reason: "malformed primary key".into(),
+                })
+            })
+            .collect()
+    }
+
     /// Number of records.
     pub fn count(&self) -> Result<u64> {
         self.records()?.len()

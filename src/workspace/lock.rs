@@ -1,0 +1,68 @@
+//! Advisory locks on a user directory's `.lock` file, with std's `File::lock` family (flock on
+//! Linux). Each lock opens its own file description, so locks exclude each other between
+//! threads of one process as well as between processes.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Called with the lock path when a lock is busy and the caller is about to wait for it.
+pub type WaitNotice = std::sync::Arc<dyn Fn(&Path) + Send + Sync>;
+
+/// A held lock; released on drop.
+#[derive(Debug)]
+pub struct DirLock {
+    file: File,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// Which kind of lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Readers: many at once.
+    Shared,
+    /// Writers: one, and no readers.
+    Exclusive,
+}
+
+/// Takes the lock at `path` (creating the file, mode 0600, without following a symlink).
+/// If it is busy, calls `notice` once and then waits.
+pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<DirLock> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?;
+    let attempt = match kind {
+        LockKind::Shared => file.try_lock_shared(),
+        LockKind::Exclusive => file.try_lock(),
+    };
+    match attempt {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            if let Some(n) = notice {
+                n(path);
+            }
+            let waited = match kind {
+                LockKind::Shared => file.lock_shared(),
+                LockKind::Exclusive => file.lock(),
+            };
+            waited.map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(Error::io(format!("locking {}", path.display()), e));
+        }
+    }
+    Ok(DirLock { file })
+}
