@@ -410,3 +410,22 @@ fn secrets_do_not_debug_print_in_full() {
     let shown = format!("{inv:?}");
     assert!(!shown.contains(inv.code.expose()), "{shown}");
 }
+
+#[test]
+fn creating_a_user_creates_their_workspace_and_deleting_moves_it_to_trash() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let u = rk.users().create(new_user("a@example.com")).unwrap().user;
+    assert!(rk.workspaces().exists(u.id));
+    rk.workspaces().save_piece(u.id, b"{\"k\": 1}").unwrap();
+    rk.users()
+        .set_avatar(u.id, vec![0xFF, 0xD8, 0xFF, 0])
+        .unwrap();
+    let trash = rk.delete_user(u.id).unwrap().unwrap();
+    assert!(trash.join("gallery/piece_000001.json").exists());
+    assert!(rk.users().get(u.id).unwrap().is_none());
+    assert!(rk.users().avatar(u.id).unwrap().is_none());
+    assert!(!rk.workspaces().exists(u.id));
+    assert!(rk.check(false).unwrap().ok);
+    assert!(matches!(rk.delete_user(u.id), Err(Error::NotFound { .. })));
+}

@@ -463,3 +463,125 @@ fn check_reports_counts_and_problems() {
         "{out}"
     );
 }
+
+#[test]
+fn gallery_and_workspace_commands() {
+    let cli = Cli::new();
+    cli.init();
+    let u = cli.json(
+        &["user", "create", "a@example.com", "--password-stdin"],
+        Some("password one\n"),
+    );
+    let id = u["id"].as_u64().unwrap();
+    let added = cli.json(
+        &["gallery", "add", "a@example.com", "-"],
+        Some("{\"title\": \"Sunset\"}"),
+    );
+    assert_eq!(added["user_id"], id);
+    assert_eq!(added["piece"], 1);
+    assert!(
+        added["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("gallery/piece_000001.json")
+    );
+    let file = cli.dir.path().join("piece.json");
+    std::fs::write(&file, "{\"title\": \"Harbour\"}").unwrap();
+    assert_eq!(
+        cli.json(
+            &["gallery", "add", &id.to_string(), file.to_str().unwrap()],
+            None
+        )["piece"],
+        2
+    );
+    let (out, _) = cli.expect(&["gallery", "add", "1", "-"], Some("not json"), 1);
+    assert!(out.is_empty());
+    let list = cli.json(&["gallery", "list", "a@example.com"], None);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(
+        cli.json(&["gallery", "show", "a@example.com", "2"], None)["title"],
+        "Harbour"
+    );
+    assert_eq!(
+        cli.json(&["gallery", "remove", "a@example.com", "1"], None)["removed"],
+        true
+    );
+    let (_, err) = cli.expect(&["gallery", "show", "a@example.com", "1"], None, 1);
+    assert!(err.contains("piece 1 of user"), "{err}");
+
+    let uw = cli.json(&["user", "workspace", "a@example.com"], None);
+    assert_eq!(uw["user"]["email"], "a@example.com");
+    assert_eq!(uw["workspace"]["piece_count"], 1);
+    assert_eq!(uw["workspace"]["pieces"], 1);
+    let ws = cli.json(&["workspace", "show", "a@example.com"], None);
+    assert_eq!(ws["workspace"]["piece_count"], 1);
+    let all = cli.json(&["workspace", "list"], None);
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(
+        cli.json(&["workspace", "list", "--orphans"], None),
+        serde_json::json!([])
+    );
+
+    // Deleting the user moves the folder to the trash; it is then no orphan either.
+    let deleted = cli.json(&["user", "delete", "a@example.com"], None);
+    assert!(deleted["trash"].as_str().unwrap().contains("trash"));
+    assert!(
+        std::path::Path::new(deleted["trash"].as_str().unwrap())
+            .join("gallery/piece_000002.json")
+            .exists()
+    );
+    assert_eq!(
+        cli.json(&["workspace", "list"], None),
+        serde_json::json!([])
+    );
+    assert_eq!(cli.json(&["check"], None)["ok"], true);
+}
+
+#[test]
+fn check_reports_workspace_problems_and_repair_fixes_counts() {
+    let cli = Cli::new();
+    cli.init();
+    cli.json(
+        &["user", "create", "a@example.com", "--password-stdin"],
+        Some("password one\n"),
+    );
+    cli.json(&["gallery", "add", "1", "-"], Some("{}"));
+    let users = cli.data().join("workspaces/users");
+    std::fs::create_dir(users.join("42")).unwrap();
+    std::fs::write(users.join("1/gallery/piece_000009.json"), "{}").unwrap();
+    let orphans = cli.json(&["workspace", "list", "--orphans"], None);
+    assert_eq!(orphans[0]["user_id"], 42);
+    let (out, _) = cli.expect(&["check", "--json"], None, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let problems: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.contains("user 42 has no user")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("piece_count is 1 but the gallery holds 2")),
+        "{problems:?}"
+    );
+    let (out, _) = cli.expect(&["check", "--repair", "--json"], None, 1); // the orphan remains
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
+    assert!(
+        v["repaired"]
+            .to_string()
+            .contains("piece_count 1 set to the gallery's 2"),
+        "{v}"
+    );
+    std::fs::remove_dir_all(users.join("42")).unwrap();
+    std::fs::remove_dir_all(users.join("1")).unwrap();
+    let (out, _) = cli.expect(&["check"], None, 1);
+    assert!(out.contains("user 1 has no workspace folder"), "{out}");
+    cli.expect(&["check", "--repair"], None, 0);
+    cli.expect(&["check"], None, 0);
+}

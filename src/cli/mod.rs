@@ -6,6 +6,7 @@ mod admin;
 mod invite;
 pub mod render;
 mod user;
+mod workspace;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -51,6 +52,12 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Inspect per-user workspace folders.
+    #[command(subcommand)]
+    Workspace(workspace::WorkspaceCmd),
+    /// Manage a user's gallery pieces.
+    #[command(subcommand)]
+    Gallery(workspace::GalleryCmd),
 }
 
 impl Command {
@@ -72,6 +79,8 @@ pub struct Request {
     pub command: Command,
     /// A password or token read from stdin.
     pub secret: Option<String>,
+    /// Content the command reads from a file or stdin on the client side (`gallery add`).
+    pub input: Option<String>,
 }
 
 impl Request {
@@ -99,6 +108,25 @@ fn read_secret(flag: &str) -> Result<String> {
     Ok(line)
 }
 
+/// Reads a file, or stdin for `-`, as UTF-8 text (capped at the document limit).
+fn read_input(path: &str) -> Result<String> {
+    let cap = crate::workspace::DEFAULT_MAX_DOC_BYTES;
+    let mut buf = Vec::new();
+    let read = if path == "-" {
+        std::io::stdin().take(cap + 1).read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(cap + 1).read_to_end(&mut buf))
+    };
+    read.map_err(|e| Error::io(format!("reading {path}"), e))?;
+    if buf.len() as u64 > cap {
+        return Err(Error::invalid(
+            "file",
+            format!("{path} is larger than {cap} bytes"),
+        ));
+    }
+    String::from_utf8(buf).map_err(|_| Error::invalid("file", format!("{path} is not UTF-8 text")))
+}
+
 /// Runs one request against an open handle. The one execution path of every command.
 pub fn execute(rk: &Redkeep, req: &Request) -> Result<Reply> {
     match &req.command {
@@ -106,6 +134,8 @@ pub fn execute(rk: &Redkeep, req: &Request) -> Result<Reply> {
         Command::Check(a) => admin::check(rk, a),
         Command::Invite(c) => invite::run(rk, c),
         Command::User(c) => user::run(rk, c, req),
+        Command::Workspace(c) => workspace::run(rk, c),
+        Command::Gallery(c) => workspace::gallery(rk, c, req),
     }
 }
 
@@ -142,10 +172,13 @@ fn password_params() -> Result<PasswordParams> {
 
 fn open(cli: &Cli) -> Result<Redkeep> {
     let create = matches!(cli.command, Command::Init(_));
-    let options = Options::default()
+    let mut options = Options::default()
         .mode(Mode::Shared)
         .create(create)
         .password(password_params()?);
+    options.workspace.on_wait = Some(std::sync::Arc::new(|path: &std::path::Path| {
+        eprintln!("waiting for the lock on {} …", path.display());
+    }));
     Redkeep::open(&cli.data_dir, options)
 }
 
@@ -181,9 +214,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Some(flag) => Some(read_secret(flag)?),
         None => None,
     };
+    let input = match &cli.command {
+        Command::Gallery(g) => g.input_file().map(read_input).transpose()?,
+        _ => None,
+    };
     let req = Request {
         command: cli.command.clone(),
         secret,
+        input,
     };
     let rk = open(cli)?;
     let reply = execute(&rk, &req)?;

@@ -42,6 +42,16 @@ pub enum UserCmd {
         /// Id, email or username.
         user: String,
     },
+    /// Show a user with their workspace: notes, piece count, last change, size.
+    Workspace {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Delete a user; their workspace folder moves to the trash.
+    Delete {
+        /// Id, email or username.
+        user: String,
+    },
     /// Check a password read from stdin: exit 0 if right, 1 if not.
     CheckPassword {
         /// Id, email or username.
@@ -208,6 +218,19 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
             let u = rk.users().find(user)?;
             let u = rk.enable_user(u.id)?;
             Ok(user_reply(&u, format!("user {} enabled", u.id)))
+        }
+        UserCmd::Workspace { user } => super::workspace::user_workspace(rk, user),
+        UserCmd::Delete { user } => {
+            let u = rk.users().find(user)?;
+            let trash = rk.delete_user(u.id)?;
+            let mut lines = vec![format!("deleted user {} ({})", u.id, u.email)];
+            if let Some(t) = &trash {
+                lines.push(format!("workspace moved to {}", t.display()));
+            }
+            Ok(Reply::text(
+                json!({"id": u.id, "email": u.email, "deleted": true, "trash": trash}),
+                lines,
+            ))
         }
         UserCmd::CheckPassword { user, .. } => {
             let password = req.secret("--password-stdin")?;

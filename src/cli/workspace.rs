@@ -1,0 +1,213 @@
+//! `redkeep workspace …`, `redkeep gallery …` and `redkeep user workspace`.
+
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Request;
+use super::render::{Reply, opt};
+use super::user::user_json;
+use crate::{Error, Redkeep, Result, WorkspaceInfo};
+
+/// Workspace commands.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum WorkspaceCmd {
+    /// List workspace folders with piece count, size and last change.
+    List {
+        /// Only folders whose user does not exist.
+        #[arg(long)]
+        orphans: bool,
+    },
+    /// Show one user's workspace document and summary.
+    Show {
+        /// Id, email or username.
+        user: String,
+    },
+}
+
+/// Gallery commands.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum GalleryCmd {
+    /// List a user's pieces.
+    List {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Print one piece.
+    Show {
+        /// Id, email or username.
+        user: String,
+        /// Piece number.
+        piece: u64,
+    },
+    /// Save a JSON file (or `-` for stdin) as the user's next piece.
+    Add {
+        /// Id, email or username.
+        user: String,
+        /// A JSON file, or `-` for stdin.
+        file: String,
+    },
+    /// Delete one piece.
+    Remove {
+        /// Id, email or username.
+        user: String,
+        /// Piece number.
+        piece: u64,
+    },
+}
+
+impl GalleryCmd {
+    /// The file `gallery add` reads on the client side, if this is that command.
+    pub(super) fn input_file(&self) -> Option<&str> {
+        match self {
+            GalleryCmd::Add { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+}
+
+fn info_json(i: &WorkspaceInfo) -> Value {
+    serde_json::to_value(i).unwrap_or_default()
+}
+
+fn info_row(i: &WorkspaceInfo) -> Vec<String> {
+    vec![
+        i.user_id.to_string(),
+        i.pieces.to_string(),
+        opt(&i.piece_count),
+        i.notes.to_string(),
+        i.size_bytes.to_string(),
+        opt(&i.modified),
+        i.error.clone().unwrap_or_default(),
+    ]
+}
+
+const INFO_HEADERS: [&str; 7] = [
+    "user_id",
+    "pieces",
+    "piece_count",
+    "notes",
+    "bytes",
+    "modified",
+    "error",
+];
+
+pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
+    match cmd {
+        WorkspaceCmd::List { orphans } => {
+            let mut list = rk.workspaces().list()?;
+            if *orphans {
+                let users = rk.store().read(|tx| tx.table::<crate::User>().keys())?;
+                list.retain(|i| users.binary_search(&i.user_id).is_err());
+            }
+            let rows = list.iter().map(info_row).collect();
+            let json = Value::Array(list.iter().map(info_json).collect());
+            Ok(Reply::table(json, &INFO_HEADERS, rows))
+        }
+        WorkspaceCmd::Show { user } => {
+            let u = rk.users().find(user)?;
+            let info = rk.workspaces().info(u.id)?;
+            let doc = rk.workspaces().read(u.id)?;
+            let doc_json = serde_json::to_value(&doc).unwrap_or_default();
+            let mut lines = vec![format!("workspace of user {} ({})", u.id, u.email)];
+            lines.push(format!(
+                "path:        {}",
+                rk.workspaces().dir(u.id).display()
+            ));
+            lines.push(format!(
+                "pieces:      {} (piece_count {})",
+                info.pieces, doc.piece_count
+            ));
+            lines.push(format!("notes:       {}", doc.note_count()));
+            lines.push(format!("bytes:       {}", info.size_bytes));
+            lines.push(format!("modified:    {}", opt(&info.modified)));
+            lines.push(serde_json::to_string_pretty(&doc_json).unwrap_or_default());
+            let mut json = info_json(&info);
+            json["workspace"] = doc_json;
+            Ok(Reply::text(json, lines))
+        }
+    }
+}
+
+/// `redkeep user workspace USER`: the user summary and their workspace.
+pub fn user_workspace(rk: &Redkeep, who: &str) -> Result<Reply> {
+    let u = rk.users().find(who)?;
+    let info = rk.workspaces().info(u.id)?;
+    let doc = rk.workspaces().read(u.id)?;
+    let notes = doc.notes.clone();
+    let lines = vec![
+        format!("user {} {} ({})", u.id, u.email, u.name),
+        format!("active: {}  admin: {}", u.is_active, u.is_admin),
+        format!("pieces: {}  notes: {}", info.pieces, doc.note_count()),
+        format!(
+            "bytes: {}  modified: {}",
+            info.size_bytes,
+            opt(&info.modified)
+        ),
+        format!("notes: {notes}"),
+    ];
+    let json = json!({
+        "user": user_json(&u),
+        "workspace": {
+            "path": rk.workspaces().dir(u.id),
+            "notes": notes,
+            "piece_count": doc.piece_count,
+            "pieces": info.pieces,
+            "size_bytes": info.size_bytes,
+            "modified": info.modified,
+        }
+    });
+    Ok(Reply::text(json, lines))
+}
+
+pub fn gallery(rk: &Redkeep, cmd: &GalleryCmd, req: &Request) -> Result<Reply> {
+    match cmd {
+        GalleryCmd::List { user } => {
+            let u = rk.users().find(user)?;
+            let pieces = rk.workspaces().list_pieces(u.id)?;
+            let rows = pieces
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.piece.to_string(),
+                        p.size_bytes.to_string(),
+                        opt(&p.modified),
+                    ]
+                })
+                .collect();
+            let json = serde_json::to_value(&pieces).unwrap_or_default();
+            Ok(Reply::table(json, &["piece", "bytes", "modified"], rows))
+        }
+        GalleryCmd::Show { user, piece } => {
+            let u = rk.users().find(user)?;
+            let v = rk.workspaces().load_piece(u.id, *piece)?;
+            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            Ok(Reply::text(v, vec![text]))
+        }
+        GalleryCmd::Add { user, .. } => {
+            let u = rk.users().find(user)?;
+            let body = req
+                .input
+                .as_deref()
+                .ok_or_else(|| Error::invalid("file", "gallery add needs the piece's content"))?;
+            let n = rk.workspaces().save_piece(u.id, body.as_bytes())?;
+            let path = rk.workspaces().piece_path(u.id, n);
+            Ok(Reply::text(
+                json!({"user_id": u.id, "piece": n, "path": path}),
+                vec![format!(
+                    "saved piece {n} of user {} at {}",
+                    u.id,
+                    path.display()
+                )],
+            ))
+        }
+        GalleryCmd::Remove { user, piece } => {
+            let u = rk.users().find(user)?;
+            rk.workspaces().delete_piece(u.id, *piece)?;
+            Ok(Reply::text(
+                json!({"user_id": u.id, "piece": piece, "removed": true}),
+                vec![format!("removed piece {piece} of user {}", u.id)],
+            ))
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! Per-user workspace folders: concurrency across threads and processes, crash safety under
+//! SIGKILL, adoption of folders written by another program, and bad input.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use redkeep::{Error, Timestamp, WorkspaceOptions, Workspaces};
+use serde_json::{Value, json};
+
+const CHILD_ENV: &str = "REDKEEP_TEST_WORKSPACE_CHILD";
+
+fn open(root: &Path) -> Workspaces {
+    Workspaces::open(root, WorkspaceOptions::default()).unwrap()
+}
+
+/// Every piece parses, numbers are 1..=N without gaps, and piece_count equals N.
+fn assert_gallery_is_exact(ws: &Workspaces, user: u64, n: u64) {
+    let pieces = ws.list_pieces(user).unwrap();
+    let numbers: Vec<u64> = pieces.iter().map(|p| p.piece).collect();
+    assert_eq!(numbers, (1..=n).collect::<Vec<_>>());
+    for p in &pieces {
+        ws.load_piece(user, p.piece).unwrap();
+    }
+    assert_eq!(ws.read(user).unwrap().piece_count, n);
+}
+
+/// A child process: `save:<root>:<count>` saves pieces; `crash:<root>` saves and rewrites in a
+/// loop, printing each acknowledged step, until killed.
+#[test]
+fn helper_child_process() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return; // Only meaningful when started by the tests below.
+    };
+    let mut parts = spec.splitn(3, ':');
+    let (kind, root) = (parts.next().unwrap(), parts.next().unwrap());
+    let ws = open(Path::new(root));
+    let mut out = std::io::stdout().lock();
+    match kind {
+        "save" => {
+            let count: u64 = parts.next().unwrap().parse().unwrap();
+            for i in 0..count {
+                ws.save_piece(
+                    1,
+                    json!({"pid": std::process::id(), "i": i})
+                        .to_string()
+                        .as_bytes(),
+                )
+                .unwrap();
+            }
+        }
+        "crash" => {
+            let round: u64 = parts.next().unwrap().parse().unwrap();
+            for seq in 0.. {
+                let n = ws
+                    .save_piece(
+                        1,
+                        json!({"round": round, "seq": seq}).to_string().as_bytes(),
+                    )
+                    .unwrap();
+                writeln!(out, "saved {n} {seq}").unwrap();
+                out.flush().unwrap();
+                ws.update(1, |d| {
+                    d.add_note(json!({"round": round, "seq": seq}))?;
+                    d.canvas = json!({"big": "x".repeat(64 * 1024), "seq": seq});
+                    Ok(())
+                })
+                .unwrap();
+                writeln!(out, "noted {seq}").unwrap();
+                out.flush().unwrap();
+            }
+        }
+        other => panic!("unknown child kind {other}"),
+    }
+}
+
+fn child(spec: String) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        "helper_child_process",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, spec);
+    c
+}
+
+#[test]
+fn eight_threads_saving_fifty_pieces_each_get_distinct_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Arc::new(open(tmp.path()));
+    ws.create(1).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let ws = ws.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        ws.save_piece(1, json!({"t": t, "i": i}).to_string().as_bytes())
+                            .unwrap()
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=400).collect::<Vec<_>>());
+    assert_gallery_is_exact(&ws, 1, 400);
+}
+
+#[test]
+fn four_processes_saving_fifty_pieces_each_get_distinct_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.create(1).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            child(format!("save:{}:50", tmp.path().display()))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    assert_gallery_is_exact(&ws, 1, 200);
+}
+
+/// A cheap pseudo-random sequence; the kill points only need to vary.
+fn kill_points(seed: u64) -> impl Iterator<Item = usize> {
+    let mut x = seed | 1;
+    std::iter::repeat_with(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 12) as usize + 1
+    })
+}
+
+#[test]
+fn sigkill_during_saves_and_rewrites_never_tears_a_file_or_reuses_a_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.create(1).unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // piece number → (round, seq) of every acknowledged save
+    let mut acked: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for (round, steps) in kill_points(seed).take(24).enumerate() {
+        let mut c = child(format!("crash:{}:{round}", tmp.path().display()))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+        let mut seen = 0;
+        while seen < steps {
+            let line = lines.next().expect("child ended early").unwrap();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [.., "saved", n, seq] => {
+                    let (n, seq) = (n.parse().unwrap(), seq.parse().unwrap());
+                    assert!(
+                        acked.insert(n, (round as u64, seq)).is_none(),
+                        "piece {n} handed out twice"
+                    );
+                    seen += 1;
+                }
+                [.., "noted", _] => seen += 1,
+                _ => {}
+            }
+        }
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+        // Every file parses; every acknowledged piece still holds what was saved under its number.
+        let doc = ws.read(1).unwrap();
+        assert!(doc.notes.is_array());
+        for (&n, &(r, seq)) in &acked {
+            assert_eq!(
+                ws.load_piece(1, n).unwrap(),
+                json!({"round": r, "seq": seq}),
+                "piece {n}"
+            );
+        }
+        for p in ws.list_pieces(1).unwrap() {
+            ws.load_piece(1, p.piece).unwrap();
+        }
+        ws.check(true).unwrap();
+        assert_eq!(ws.check(false).unwrap(), vec![], "round {round}");
+    }
+    assert!(acked.len() >= 20);
+}
+
+fn adopted_copy() -> (tempfile::TempDir, Workspaces) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/adopted");
+    copy_dir(&src, tmp.path());
+    let ws = open(tmp.path());
+    (tmp, ws)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_folder_written_by_another_program_is_adopted_with_unknown_fields_kept() {
+    let (tmp, ws) = adopted_copy();
+    let original: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("users/7/workspace.json")).unwrap())
+            .unwrap();
+    let doc = ws.read(7).unwrap();
+    assert_eq!(doc.piece_count, 2);
+    assert_eq!(doc.note_count(), 2);
+    assert_eq!(doc.canvas["width"], 800);
+    assert_eq!(ws.load_piece(7, 1).unwrap()["title"], "Sunset");
+    assert_eq!(ws.list_pieces(7).unwrap().len(), 2);
+    ws.update(7, |d| d.add_note("third")).unwrap();
+    let n = ws.save_piece(7, br#"{"title": "Dawn"}"#).unwrap();
+    assert_eq!(n, 3);
+    let after: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("users/7/workspace.json")).unwrap())
+            .unwrap();
+    for (k, v) in original.as_object().unwrap() {
+        match k.as_str() {
+            "notes" | "piece_count" => {}
+            _ => assert_eq!(&after[k], v, "field {k} changed"),
+        }
+    }
+    assert_eq!(after["piece_count"], 3);
+    assert_eq!(after["notes"][2], "third");
+    assert_eq!(after["notes"][1], json!({"text": "second", "pinned": true}));
+    assert_eq!(ws.check(false).unwrap(), vec![]);
+}
+
+fn expect_corrupt_naming(err: Error, path: &Path) {
+    match &err {
+        Error::Corrupt { key, .. } => assert_eq!(key, &path.display().to_string()),
+        other => panic!("expected Corrupt for {}, got {other:?}", path.display()),
+    }
+}
+
+#[test]
+fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Workspaces::open(
+        tmp.path(),
+        WorkspaceOptions {
+            max_doc_bytes: Some(1024),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    ws.create(1).unwrap();
+    let file = tmp.path().join("users/1/workspace.json");
+    let oversized = format!("{{\"canvas\": \"{}\"}}", "x".repeat(2000));
+    for bad in [
+        &b"{\"canvas\": {\"a\": 1"[..],
+        b"hello",
+        b"[1, 2]",
+        oversized.as_bytes(),
+        b"{\"piece_count\": \"many\"}",
+    ] {
+        std::fs::write(&file, bad).unwrap();
+        expect_corrupt_naming(ws.read(1).unwrap_err(), &file);
+        expect_corrupt_naming(ws.update(1, |d| d.add_note("x")).unwrap_err(), &file);
+        expect_corrupt_naming(ws.save_piece(1, b"{}").unwrap_err(), &file);
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            bad,
+            "the damaged file was overwritten"
+        );
+        assert!(ws.list_pieces(1).unwrap().is_empty(), "a piece was written");
+        let problems = ws.check(true).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+}
+
+#[test]
+fn oversized_documents_and_pieces_are_refused_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Workspaces::open(
+        tmp.path(),
+        WorkspaceOptions {
+            max_doc_bytes: Some(1024),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    ws.create(1).unwrap();
+    let big = format!("{{\"x\": \"{}\"}}", "y".repeat(2000));
+    assert!(matches!(
+        ws.save_piece(1, big.as_bytes()),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        ws.update(1, |d| {
+            d.canvas = json!("z".repeat(2000));
+            Ok(())
+        }),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert_eq!(ws.read(1).unwrap(), redkeep::WorkspaceDoc::default());
+    assert!(matches!(
+        ws.save_piece(1, b"not json"),
+        Err(Error::InvalidInput { field: "piece", .. })
+    ));
+    assert!(ws.list_pieces(1).unwrap().is_empty());
+}
+
+#[test]
+fn symlinks_planted_in_a_workspace_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.create(1).unwrap();
+    let outside = tmp.path().join("outside.json");
+    std::fs::write(&outside, b"{\"secret\": true}").unwrap();
+    let file = tmp.path().join("users/1/workspace.json");
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&outside, &file).unwrap();
+    assert!(matches!(ws.read(1), Err(Error::Refused(_))));
+    assert!(matches!(ws.update(1, |_| Ok(())), Err(Error::Refused(_))));
+    assert!(matches!(ws.save_piece(1, b"{}"), Err(Error::Refused(_))));
+    assert_eq!(std::fs::read(&outside).unwrap(), b"{\"secret\": true}");
+    assert!(
+        std::fs::symlink_metadata(&file)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // A symlinked user directory is refused as well.
+    std::os::unix::fs::symlink(tmp.path().join("users/1"), tmp.path().join("users/2")).unwrap();
+    assert!(matches!(ws.read(2), Err(Error::Refused(_))));
+    // A piece that is a symlink is not read through.
+    let piece = ws.piece_path(1, 1);
+    std::os::unix::fs::symlink(&outside, &piece).unwrap();
+    assert!(ws.load_piece(1, 1).is_err());
+}
+
+#[test]
+fn a_piece_that_is_not_json_is_reported_with_its_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.create(1).unwrap();
+    ws.save_piece(1, b"{}").unwrap();
+    let path = ws.piece_path(1, 1);
+    std::fs::write(&path, b"{oops").unwrap();
+    expect_corrupt_naming(ws.load_piece(1, 1).unwrap_err(), &path);
+    let problems = ws.check(false).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.problem.contains("piece_000001.json")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_missing_user_is_not_found_and_nothing_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    assert!(matches!(ws.read(9), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        ws.update(9, |_| Ok(())),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        ws.save_piece(9, b"{}"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(ws.load_piece(9, 1), Err(Error::NotFound { .. })));
+    assert!(!ws.dir(9).exists());
+}
+
+#[test]
+fn numbering_continues_past_999999_and_lists_in_numeric_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.create(1).unwrap();
+    std::fs::write(ws.piece_path(1, 999_999), b"{}").unwrap();
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 1_000_000);
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 1_000_001);
+    assert!(ws.piece_path(1, 1_000_000).ends_with("piece_1000000.json"));
+    let numbers: Vec<u64> = ws.list_pieces(1).unwrap().iter().map(|p| p.piece).collect();
+    assert_eq!(numbers, vec![999_999, 1_000_000, 1_000_001]);
+    assert_eq!(ws.read(1).unwrap().piece_count, 3);
+}
+
+#[test]
+fn deleting_a_piece_keeps_numbers_unique_and_the_count_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.create(1).unwrap();
+    for _ in 0..3 {
+        ws.save_piece(1, b"{}").unwrap();
+    }
+    ws.delete_piece(1, 2).unwrap();
+    assert_eq!(ws.read(1).unwrap().piece_count, 2);
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 4);
+    assert!(matches!(ws.delete_piece(1, 2), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.create(1).unwrap();
+    let stale: PathBuf = tmp.path().join("users/1/.rk-tmp-crashed");
+    std::fs::write(&stale, b"{half").unwrap();
+    assert_eq!(ws.read(1).unwrap().piece_count, 0);
+    ws.update(1, |d| d.add_note("x")).unwrap();
+    assert!(!stale.exists());
+}
+
+#[test]
+fn folders_are_private_and_remove_moves_to_trash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.create(5).unwrap();
+    ws.save_piece(5, b"{}").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&ws.dir(5)), 0o700);
+    assert_eq!(mode(&ws.dir(5).join("gallery")), 0o700);
+    assert_eq!(mode(&ws.dir(5).join("workspace.json")), 0o600);
+    assert_eq!(mode(&ws.piece_path(5, 1)), 0o600);
+    ws.create(5).unwrap(); // idempotent: keeps the piece
+    assert_eq!(ws.read(5).unwrap().piece_count, 1);
+    let trash = ws.remove(5, Timestamp(1_800_000_000)).unwrap();
+    assert_eq!(trash, tmp.path().join("trash/5-1800000000"));
+    assert!(trash.join("gallery/piece_000001.json").exists());
+    assert!(!ws.exists(5));
+    ws.create(5).unwrap();
+    let again = ws.remove(5, Timestamp(1_800_000_000)).unwrap();
+    assert_ne!(again, trash);
+}
+
+#[test]
+fn a_waiting_writer_is_told_it_waits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let waits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = waits.clone();
+    let on_wait: redkeep::workspace::lock::WaitNotice = Arc::new(move |_: &Path| {
+        w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let ws = Arc::new(
+        Workspaces::open(
+            tmp.path(),
+            WorkspaceOptions {
+                on_wait: Some(on_wait),
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    ws.create(1).unwrap();
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let ws = ws.clone();
+        std::thread::spawn(move || {
+            ws.update(1, |_| {
+                entered_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(())
+            })
+            .unwrap()
+        })
+    };
+    entered_rx.recv().unwrap();
+    let writer = {
+        let ws = ws.clone();
+        std::thread::spawn(move || ws.save_piece(1, b"{}").unwrap())
+    };
+    // The writer announces the wait before blocking; then let the holder finish.
+    while waits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(writer.join().unwrap(), 1);
+}
