@@ -315,7 +315,7 @@ impl Workspaces {
         let mut ids: Vec<u64> = entries
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().and_then(|n| parse_id(n)))
+            .filter_map(|e| e.file_name().to_str().and_then(parse_id))
             .collect();
         ids.sort_unstable();
         Ok(ids)
