@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::password::{PasswordParams, Passwords};
+use crate::auth::sessions::{LockoutPolicy, SessionPolicy};
 use crate::auth::users::{CreatedUser, NewUser, User};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
@@ -18,7 +20,7 @@ pub const STORE_FILE: &str = "redkeep.redb";
 /// The folder of per-user workspaces inside a data dir.
 pub const WORKSPACES_DIR: &str = "workspaces";
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// How to open a data dir.
 #[derive(Debug, Clone)]
@@ -34,10 +36,22 @@ pub struct Options {
     /// Create the data dir and store when missing (default true). The CLI turns this off for
     /// every command but `init`.
     pub create: bool,
+    /// Open a store with an older schema without migrating it, so its migrations can be
+    /// inspected and run (`redkeep migrate`). Other operations may fail on such a store.
+    pub open_outdated: bool,
     /// Let [`Redkeep::register`] work without an invite code (default false).
     pub open_registration: bool,
     /// Options of the workspaces folder.
     pub workspace: WorkspaceOptions,
+    /// Session lifetimes.
+    pub sessions: SessionPolicy,
+    /// Lockout after failed logins.
+    pub lockout: LockoutPolicy,
+    /// `last_used_at` of an API key is written at most this often (default 60 s).
+    pub api_key_touch_interval: Duration,
+    /// Apply pending schema migrations on open (default false: opening an older store is
+    /// `Error::MigrationNeeded`, and `redkeep migrate up` upgrades it).
+    pub auto_migrate: bool,
 }
 
 impl Default for Options {
@@ -48,8 +62,13 @@ impl Default for Options {
             password: PasswordParams::OWASP,
             clock: Arc::new(SystemClock),
             create: true,
+            open_outdated: false,
             open_registration: false,
             workspace: WorkspaceOptions::default(),
+            sessions: SessionPolicy::default(),
+            lockout: LockoutPolicy::default(),
+            api_key_touch_interval: Duration::from_secs(60),
+            auto_migrate: false,
         }
     }
 }
@@ -139,11 +158,23 @@ impl Redkeep {
                 durability: options.durability,
                 create: options.create,
                 schema_version: SCHEMA_VERSION,
+                allow_outdated: true,
                 ..StoreOptions::default()
             },
         )?;
+        let found = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
+        if found < SCHEMA_VERSION {
+            if options.auto_migrate {
+                store.migrate(crate::auth::migrations::MIGRATIONS)?;
+            } else if !options.open_outdated {
+                return Err(Error::MigrationNeeded {
+                    found,
+                    needed: SCHEMA_VERSION,
+                });
+            }
+        }
         let workspaces = Workspaces::open(dir.join(WORKSPACES_DIR), options.workspace.clone())?;
-        Ok(Redkeep {
+        let rk = Redkeep {
             inner: Arc::new(Inner {
                 store,
                 dir,
@@ -151,7 +182,9 @@ impl Redkeep {
                 passwords,
                 workspaces,
             }),
-        })
+        };
+        rk.ensure_system_roles()?;
+        Ok(rk)
     }
 
     /// The underlying store, for an application's own tables and composed transactions.
@@ -222,8 +255,7 @@ impl Redkeep {
                 Some(p) => {
                     let mut user = p.user;
                     user.must_change_password = true;
-                    let user = self.insert_user(tx, user)?;
-                    self.workspaces().create(user.id)?;
+                    let user = self.insert_new_user(tx, user, None)?;
                     Ok(Some(Some(CreatedUser {
                         user,
                         password: p.generated,
@@ -245,11 +277,19 @@ impl Redkeep {
     }
 
     fn tables() -> Vec<Box<dyn TableCheck>> {
-        use crate::auth::{invites::Invite, users::Avatar};
+        use crate::auth::{agents, api_keys, audit, invites, orgs, roles, sessions, users};
         vec![
             check_table::<User>(),
-            check_table::<Avatar>(),
-            check_table::<Invite>(),
+            check_table::<users::Avatar>(),
+            check_table::<invites::Invite>(),
+            check_table::<roles::Role>(),
+            check_table::<roles::UserRole>(),
+            check_table::<sessions::Session>(),
+            check_table::<agents::AgentSession>(),
+            check_table::<orgs::Org>(),
+            check_table::<orgs::OrgMember>(),
+            check_table::<api_keys::ApiKey>(),
+            check_table::<audit::AuditEvent>(),
         ]
     }
 
@@ -326,14 +366,74 @@ impl Redkeep {
     }
 
     fn check_references(&self, tx: &crate::store::ReadTx, report: &mut CheckReport) -> Result<()> {
-        use crate::auth::{invites::Invite, users::Avatar};
-        let users = tx.table::<User>();
-        for avatar in tx.table::<Avatar>().all()? {
-            if users.get(&avatar.user_id)?.is_none() {
-                report.problem(format!("avatar of missing user {}", avatar.user_id));
+        use crate::auth::api_keys::{ApiKey, KeyOwner};
+        use crate::auth::orgs::{Org, OrgMember, OrgRole};
+        use crate::auth::{
+            agents::AgentSession, invites::Invite, roles, sessions::Session, users::Avatar,
+        };
+        // Damaged records are reported by the table checks; here they are skipped.
+        let users: std::collections::BTreeMap<u64, User> = readable::<User>(tx)?
+            .into_iter()
+            .map(|u| (u.id, u))
+            .collect();
+        let orgs: std::collections::BTreeMap<u64, Org> = readable::<Org>(tx)?
+            .into_iter()
+            .map(|o| (o.id, o))
+            .collect();
+        let role_ids: std::collections::BTreeSet<u64> = readable::<roles::Role>(tx)?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let members = readable::<OrgMember>(tx)?;
+        let mut missing = |what: String, user: u64| {
+            if !users.contains_key(&user) {
+                report.problem(format!("{what} points at missing user {user}"));
+            }
+        };
+        for a in readable::<Avatar>(tx)? {
+            missing("an avatar".into(), a.user_id);
+        }
+        for r in readable::<roles::UserRole>(tx)? {
+            missing(format!("role assignment of role {}", r.role_id), r.user_id);
+        }
+        for s in readable::<Session>(tx)? {
+            missing(format!("session {}", s.short_id), s.user_id);
+        }
+        for a in readable::<AgentSession>(tx)? {
+            missing(format!("agent session {}", a.id), a.user_id);
+        }
+        for m in &members {
+            missing(format!("membership of org {}", m.org_id), m.user_id);
+        }
+        for r in readable::<roles::UserRole>(tx)? {
+            if !role_ids.contains(&r.role_id) {
+                report.problem(format!(
+                    "user {} holds missing role {}",
+                    r.user_id, r.role_id
+                ));
             }
         }
-        for invite in tx.table::<Invite>().all()? {
+        for m in &members {
+            if !orgs.contains_key(&m.org_id) {
+                report.problem(format!(
+                    "membership of user {} points at missing org {}",
+                    m.user_id, m.org_id
+                ));
+            }
+        }
+        for k in readable::<ApiKey>(tx)? {
+            let ok = match k.owner {
+                KeyOwner::User(u) => users.contains_key(&u),
+                KeyOwner::Org(o) => orgs.contains_key(&o),
+            };
+            if !ok {
+                report.problem(format!(
+                    "api key {} belongs to missing {}",
+                    k.prefix, k.owner
+                ));
+            }
+        }
+        for invite in readable::<Invite>(tx)? {
             if invite.uses as usize != invite.used_by.len() {
                 report.problem(format!(
                     "invite {} counts {} uses but lists {} users",
@@ -343,6 +443,44 @@ impl Redkeep {
                 ));
             }
         }
+        for o in orgs.values() {
+            if !members
+                .iter()
+                .any(|m| m.org_id == o.id && m.role == OrgRole::Owner)
+            {
+                report.problem(format!("org {} has no owner", o.slug));
+            }
+        }
+        for u in users.values() {
+            let mine: Vec<u64> = members
+                .iter()
+                .filter(|m| m.user_id == u.id)
+                .map(|m| m.org_id)
+                .collect();
+            if mine.is_empty() {
+                report.problem(format!("user {} belongs to no org", u.id));
+            }
+            match u.current_org_id {
+                None => report.problem(format!("user {} has no current org", u.id)),
+                Some(o) if !mine.contains(&o) => report.problem(format!(
+                    "user {}'s current org {o} is not one of theirs",
+                    u.id
+                )),
+                Some(_) => {}
+            }
+        }
         Ok(())
     }
+}
+
+/// Every record of `R` that decodes; damaged ones are skipped (the table check reports them).
+fn readable<R: crate::store::Record>(tx: &crate::store::ReadTx) -> Result<Vec<R>> {
+    let t = tx.table::<R>();
+    let mut out = Vec::new();
+    for k in t.keys()? {
+        if let Ok(Some(r)) = t.get(&k) {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }

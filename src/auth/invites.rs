@@ -227,6 +227,16 @@ impl Invites<'_> {
                 };
                 match invites.insert(&invite) {
                     Ok(()) => {
+                        self.rk.audit(
+                            tx,
+                            super::audit::Event {
+                                actor: spec.created_by,
+                                action: "invite_created",
+                                subject: format!("invite {}", invite.prefix),
+                                outcome: "ok",
+                                ..Default::default()
+                            },
+                        )?;
                         return Ok(CreatedInvite {
                             invite,
                             code: t.secret,
@@ -317,6 +327,15 @@ impl Invites<'_> {
         let found = self.find(code_or_prefix)?;
         let now = self.rk.now();
         self.rk.store().write(|tx| {
+            self.rk.audit(
+                tx,
+                super::audit::Event {
+                    action: "invite_revoked",
+                    subject: format!("invite {}", found.prefix),
+                    outcome: "ok",
+                    ..Default::default()
+                },
+            )?;
             tx.table::<Invite>().modify(&found.hash, |inv| {
                 match inv.stored_status {
                     InviteStatus::Revoked => {

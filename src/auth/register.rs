@@ -1,8 +1,14 @@
-//! Flows that span tables, each in one write transaction: create and register users, check
-//! passwords, change them, disable and enable accounts.
+//! Flows that span tables, each in one write transaction: create and register users (invite →
+//! user → default role → personal org → current org → audit → workspace), check and change
+//! passwords, disable, enable, unlock and delete accounts.
 
-use super::users::{CreatedUser, NewUser, User, normalize_email};
+use super::agents::AgentSession;
+use super::api_keys::KeyOwner;
+use super::audit::Event;
+use super::roles::{DEFAULT_ROLE, UserRole};
+use super::users::{Avatar, CreatedUser, NewUser, User};
 use crate::error::{Error, Result};
+use crate::store::{KeyRange, Order, WriteTx};
 use crate::{Redkeep, key};
 
 /// A self-service registration.
@@ -21,27 +27,58 @@ pub struct Registration {
 }
 
 impl Redkeep {
+    /// Inserts a prepared user and everything a user starts with, inside `tx`: the invite's
+    /// use, the `user` role (and `admin` for administrators), a personal org as current org,
+    /// the audit event, and last the workspace folder (so its failure aborts the user; an
+    /// aborted transaction leaves at most an empty folder, adopted by the next user with
+    /// that id).
+    pub(crate) fn insert_new_user(
+        &self,
+        tx: &WriteTx,
+        user: User,
+        invite: Option<&str>,
+    ) -> Result<User> {
+        let user = self.insert_user(tx, user)?;
+        if let Some(code) = invite {
+            let inv = self.consume_invite(tx, code, user.id)?;
+            self.audit(
+                tx,
+                Event {
+                    action: "invite_used",
+                    subject_user: Some(user.id),
+                    subject: format!("invite {}", inv.prefix),
+                    outcome: "ok",
+                    ..Event::default()
+                },
+            )?;
+        }
+        self.grant_in(tx, user.id, DEFAULT_ROLE, None)?;
+        if user.is_admin {
+            self.grant_in(tx, user.id, "admin", None)?;
+        }
+        self.create_personal_org(tx, &user)?;
+        self.audit_user(tx, "user_created", user.id, String::new())?;
+        self.workspaces().create(user.id)?;
+        tx.table::<User>()
+            .get(&user.id)?
+            .ok_or_else(|| Error::not_found(format!("user {}", user.id)))
+    }
+
     /// Creates a user, consuming `spec.invite` if given, in one write transaction.
     pub(crate) fn create_user(&self, spec: NewUser) -> Result<CreatedUser> {
         let prepared = self.prepare_user(&spec)?;
-        let user = self.store().write(|tx| {
-            let user = self.insert_user(tx, prepared.user)?;
-            if let Some(code) = &spec.invite {
-                self.consume_invite(tx, code, user.id)?;
-            }
-            // Last, so a failure here aborts the user; an aborted transaction leaves at most an
-            // empty folder, which the next user with this id adopts.
-            self.workspaces().create(user.id)?;
-            Ok(user)
-        })?;
+        let user = self
+            .store()
+            .write(|tx| self.insert_new_user(tx, prepared.user, spec.invite.as_deref()))?;
         Ok(CreatedUser {
             user,
             password: prepared.generated,
         })
     }
 
-    /// Registers a user with an invite code: the invite is consumed and the user created in
-    /// one transaction, so a single-use code registers exactly one user.
+    /// Registers a user with an invite code: invite, user, role, personal org and audit are
+    /// written in one transaction, so a single-use code registers exactly one user and a
+    /// failure at any step leaves nothing.
     ///
     /// # Errors
     /// `InvalidInput` (bad email or password, or no invite when one is required),
@@ -65,47 +102,12 @@ impl Redkeep {
         Ok(created.user)
     }
 
-    /// Checks an email and password. Unknown email, wrong password and disabled account all
-    /// give the same `Unauthorized`, after the same hashing work.
-    ///
-    /// On success the failure count is reset, `last_login_at` set, and the hash upgraded if
-    /// the configured parameters changed.
+    /// Checks an email and password under the lockout rules, without creating a session.
+    /// Unknown email, wrong password, disabled and locked account all give the same
+    /// `Unauthorized`, after the same hashing work. Success resets the failure count, sets
+    /// `last_login_at` and upgrades the hash if the parameters changed.
     pub fn authenticate(&self, email: &str, password: &str) -> Result<User> {
-        let found = match normalize_email(email) {
-            Ok(n) => self
-                .store()
-                .read(|tx| tx.table::<User>().get_by("email", &key!(n)))?,
-            Err(_) => None,
-        };
-        let Some(user) = found else {
-            self.passwords().burn();
-            return Err(Error::Unauthorized);
-        };
-        let ok = self.passwords().verify(password, &user.password_hash);
-        let rehash = if ok && self.passwords().needs_rehash(&user.password_hash) {
-            Some(self.passwords().hash(password)?)
-        } else {
-            None
-        };
-        let now = self.now();
-        let id = user.id;
-        let outcome = self.store().write(|tx| {
-            tx.table::<User>().modify(&id, |u| {
-                if !ok || !u.is_active {
-                    if !ok {
-                        u.failed_logins = u.failed_logins.saturating_add(1);
-                    }
-                    return Ok(None);
-                }
-                u.failed_logins = 0;
-                u.last_login_at = Some(now);
-                if let Some(h) = &rehash {
-                    u.password_hash = h.clone();
-                }
-                Ok(Some(u.clone()))
-            })
-        })?;
-        outcome.ok_or(Error::Unauthorized)
+        Ok(self.verify_login(email, password, |_, _| Ok(()))?.0)
     }
 
     /// Checks a password for a user id without recording a login.
@@ -120,40 +122,54 @@ impl Redkeep {
         }
     }
 
-    /// Sets a new password and clears `must_change_password`.
+    fn store_password(
+        &self,
+        tx: &WriteTx,
+        id: u64,
+        hash: String,
+        keep: Option<[u8; 32]>,
+    ) -> Result<User> {
+        let now = self.now();
+        let user = tx.table::<User>().modify(&id, |u| {
+            u.password_hash = hash;
+            u.must_change_password = false;
+            u.failed_logins = 0;
+            u.lock_count = 0;
+            u.locked_until = None;
+            u.updated_at = now;
+            Ok(u.clone())
+        })?;
+        self.revoke_sessions_in(tx, id, keep)?;
+        self.audit_user(tx, "password_changed", id, String::new())?;
+        Ok(user)
+    }
+
+    /// Sets a new password (operator path): clears `must_change_password` and the lockout,
+    /// and revokes every session of the user.
     pub fn set_password(&self, id: u64, password: &str) -> Result<User> {
         let hash = self.passwords().hash(password)?;
-        let now = self.now();
-        self.store().write(|tx| {
-            tx.table::<User>().modify(&id, |u| {
-                u.password_hash = hash;
-                u.must_change_password = false;
-                u.failed_logins = 0;
-                u.locked_until = None;
-                u.updated_at = now;
-                Ok(u.clone())
-            })
-        })
+        self.store()
+            .write(|tx| self.store_password(tx, id, hash, None))
     }
 
-    /// Deletes a user and everything that belongs to them in one transaction, then moves
-    /// their workspace folder to the trash (never deleting files). Returns the trash path.
-    pub fn delete_user(&self, id: u64) -> Result<Option<std::path::PathBuf>> {
-        self.store().write(|tx| {
-            if tx.table::<User>().delete(&id)?.is_none() {
-                return Err(Error::not_found(format!("user {id}")));
-            }
-            tx.table::<crate::auth::users::Avatar>().delete(&id)?;
-            Ok(())
-        })?;
-        if self.workspaces().exists(id) {
-            Ok(Some(self.workspaces().remove(id, self.now())?))
-        } else {
-            Ok(None)
+    /// Changes the password of the user of a session after checking the current one; every
+    /// other session of the user is revoked, this one is kept.
+    ///
+    /// # Errors
+    /// `InvalidCredential` for a bad session; `Unauthorized` for a wrong current password;
+    /// `InvalidInput` for a bad new one.
+    pub fn change_password(&self, session_token: &str, current: &str, new: &str) -> Result<User> {
+        let (user, session) = self.sessions().validate(session_token)?;
+        if !self.passwords().verify(current, &user.password_hash) {
+            return Err(Error::Unauthorized);
         }
+        let hash = self.passwords().hash(new)?;
+        self.store()
+            .write(|tx| self.store_password(tx, user.id, hash, Some(session.hash)))
     }
 
-    /// Disables an account: it can no longer log in.
+    /// Disables an account: no more logins; its sessions are revoked and its API keys stop
+    /// verifying at once.
     pub fn disable_user(&self, id: u64) -> Result<User> {
         self.set_active(id, false)
     }
@@ -166,11 +182,69 @@ impl Redkeep {
     fn set_active(&self, id: u64, active: bool) -> Result<User> {
         let now = self.now();
         self.store().write(|tx| {
-            tx.table::<User>().modify(&id, |u| {
+            let user = tx.table::<User>().modify(&id, |u| {
                 u.is_active = active;
                 u.updated_at = now;
                 Ok(u.clone())
-            })
+            })?;
+            if active {
+                self.audit_user(tx, "user_enabled", id, String::new())?;
+            } else {
+                self.revoke_sessions_in(tx, id, None)?;
+                self.audit_user(tx, "user_disabled", id, String::new())?;
+            }
+            Ok(user)
         })
+    }
+
+    /// Lifts a lockout and clears the failure counters.
+    pub fn unlock_user(&self, id: u64) -> Result<User> {
+        let now = self.now();
+        self.store().write(|tx| {
+            let user = tx.table::<User>().modify(&id, |u| {
+                u.failed_logins = 0;
+                u.lock_count = 0;
+                u.locked_until = None;
+                u.failures_in_window = 0;
+                u.failure_window_start = None;
+                u.updated_at = now;
+                Ok(u.clone())
+            })?;
+            self.audit_user(tx, "user_unlocked", id, String::new())?;
+            Ok(user)
+        })
+    }
+
+    /// Deletes a user and everything that belongs to them in one transaction (sessions, roles,
+    /// memberships and personal org, API keys, agent sessions, avatar), then moves their
+    /// workspace folder to the trash (never deleting files). Returns the trash path.
+    ///
+    /// # Errors
+    /// `NotFound`; `Refused` when the user is the last owner of an org with other members.
+    pub fn delete_user(&self, id: u64) -> Result<Option<std::path::PathBuf>> {
+        self.store().write(|tx| {
+            if tx.table::<User>().get(&id)?.is_none() {
+                return Err(Error::not_found(format!("user {id}")));
+            }
+            self.remove_user_from_orgs(tx, id)?;
+            self.revoke_sessions_in(tx, id, None)?;
+            let roles = tx.table::<UserRole>();
+            for a in roles.scan_by("by_user", KeyRange::prefix(key!(id)), Order::Asc, None)? {
+                roles.delete(&(a.user_id, a.role_id))?;
+            }
+            self.delete_keys_of(tx, KeyOwner::User(id))?;
+            let agents = tx.table::<AgentSession>();
+            for a in agents.scan_by("by_user", KeyRange::prefix(key!(id)), Order::Asc, None)? {
+                agents.delete(&a.id)?;
+            }
+            tx.table::<Avatar>().delete(&id)?;
+            tx.table::<User>().delete(&id)?;
+            self.audit_user(tx, "user_deleted", id, String::new())
+        })?;
+        if self.workspaces().exists(id) {
+            Ok(Some(self.workspaces().remove(id, self.now())?))
+        } else {
+            Ok(None)
+        }
     }
 }

@@ -1,0 +1,319 @@
+//! API keys: machine credentials for a user or an organization, with scopes and an optional
+//! expiry. The secret (`rkk_…`) is shown once; its prefix names the key; SHA-256 is stored.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::audit::Event;
+use super::orgs::Org;
+use super::token::{self, Secret};
+use super::users::User;
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::store::{Index, KeyRange, Order, Record, WriteTx};
+use crate::{Redkeep, key};
+
+/// The type prefix of API keys.
+pub const API_KEY_PREFIX: &str = "rkk";
+
+/// Who a key acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyOwner {
+    /// A user.
+    User(u64),
+    /// An organization.
+    Org(u64),
+}
+
+impl KeyOwner {
+    fn index_key(self) -> Vec<u8> {
+        match self {
+            KeyOwner::User(id) => key!(0u32, id),
+            KeyOwner::Org(id) => key!(1u32, id),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyOwner::User(id) => write!(f, "user {id}"),
+            KeyOwner::Org(id) => write!(f, "org {id}"),
+        }
+    }
+}
+
+/// A stored API key. The secret itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// SHA-256 of the secret.
+    pub hash: [u8; 32],
+    /// Public prefix naming the key (`rkk_ab12cd34`).
+    pub prefix: String,
+    /// Who it acts for.
+    pub owner: KeyOwner,
+    /// What it may do.
+    pub scopes: Vec<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Unusable after this time.
+    pub expires_at: Option<Timestamp>,
+    /// Last successful verification that was recorded.
+    pub last_used_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Record for ApiKey {
+    const TABLE: &'static str = "api_keys";
+    type Key = [u8; 32];
+    const INDEXES: &'static [Index<Self>] = &[
+        Index::unique("prefix", |k| Some(key!(k.prefix))),
+        Index::many("by_owner", |k| Some(k.owner.index_key())),
+    ];
+    fn key(&self) -> [u8; 32] {
+        self.hash
+    }
+}
+
+/// What key to create.
+#[derive(Debug, Clone)]
+pub struct ApiKeySpec {
+    /// Who it acts for.
+    pub owner: KeyOwner,
+    /// Scopes (each 1 to 128 of `a-z 0-9 _ - . : *`).
+    pub scopes: Vec<String>,
+    /// Lifetime; `None` never expires.
+    pub expires_in: Option<Duration>,
+}
+
+/// A new key and its secret, shown once.
+#[derive(Debug)]
+pub struct CreatedApiKey {
+    /// The full key.
+    pub key: Secret,
+    /// The record.
+    pub api_key: ApiKey,
+}
+
+fn validate_scope(s: &str) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'_' | b'-' | b'.' | b':' | b'*')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "scope",
+            format!("{s:?} must be 1 to 128 of a-z 0-9 _ - . : *"),
+        ))
+    }
+}
+
+impl Redkeep {
+    /// The API key repository.
+    pub fn api_keys(&self) -> ApiKeys<'_> {
+        ApiKeys { rk: self }
+    }
+
+    /// Deletes every key of `owner` inside `tx`; returns how many.
+    pub(crate) fn delete_keys_of(&self, tx: &WriteTx, owner: KeyOwner) -> Result<usize> {
+        let t = tx.table::<ApiKey>();
+        let keys = t.scan_by(
+            "by_owner",
+            KeyRange::prefix(owner.index_key()),
+            Order::Asc,
+            None,
+        )?;
+        for k in &keys {
+            t.delete(&k.hash)?;
+        }
+        Ok(keys.len())
+    }
+}
+
+/// Operations on API keys.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiKeys<'a> {
+    rk: &'a Redkeep,
+}
+
+impl ApiKeys<'_> {
+    fn invalid() -> Error {
+        Error::InvalidCredential { what: "api key" }
+    }
+
+    /// Creates a key and returns its secret once.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown owner; `InvalidInput` for a bad scope.
+    pub fn create(&self, spec: ApiKeySpec) -> Result<CreatedApiKey> {
+        for s in &spec.scopes {
+            validate_scope(s)?;
+        }
+        let mut scopes = spec.scopes.clone();
+        scopes.sort();
+        scopes.dedup();
+        let now = self.rk.now();
+        self.rk.store().write(|tx| {
+            let exists = match spec.owner {
+                KeyOwner::User(id) => tx.table::<User>().get(&id)?.is_some(),
+                KeyOwner::Org(id) => tx.table::<Org>().get(&id)?.is_some(),
+            };
+            if !exists {
+                return Err(Error::not_found(spec.owner.to_string()));
+            }
+            let t = tx.table::<ApiKey>();
+            for _ in 0..8 {
+                let tok = token::generate(API_KEY_PREFIX)?;
+                let api_key = ApiKey {
+                    hash: tok.hash,
+                    prefix: tok.prefix,
+                    owner: spec.owner,
+                    scopes: scopes.clone(),
+                    created_at: now,
+                    expires_at: spec.expires_in.map(|d| now.plus(d)),
+                    last_used_at: None,
+                    revoked_at: None,
+                };
+                match t.insert(&api_key) {
+                    Ok(()) => {
+                        self.rk.audit(
+                            tx,
+                            Event {
+                                action: "api_key_created",
+                                subject_user: match spec.owner {
+                                    KeyOwner::User(u) => Some(u),
+                                    KeyOwner::Org(_) => None,
+                                },
+                                subject: format!("api key {}", api_key.prefix),
+                                outcome: "ok",
+                                detail: format!("for {}", spec.owner),
+                                ..Event::default()
+                            },
+                        )?;
+                        return Ok(CreatedApiKey {
+                            key: tok.secret,
+                            api_key,
+                        });
+                    }
+                    Err(Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(Error::Refused(
+                "could not draw an unused key prefix; try again".into(),
+            ))
+        })
+    }
+
+    /// Checks a key: it must exist, not be revoked or expired, and its owner must exist (and,
+    /// for a user, be active). Refreshes `last_used_at` at most once per interval.
+    ///
+    /// # Errors
+    /// `InvalidCredential` for every failure, alike.
+    pub fn verify(&self, key: &str) -> Result<ApiKey> {
+        let key = key.trim();
+        if !token::looks_like(API_KEY_PREFIX, key) {
+            return Err(Self::invalid());
+        }
+        let hash = token::hash_token(key);
+        let now = self.rk.now();
+        let found = self.rk.store().read(|tx| {
+            let Some(k) = tx.table::<ApiKey>().get(&hash)? else {
+                return Ok(None);
+            };
+            let owner_ok = match k.owner {
+                KeyOwner::User(id) => tx.table::<User>().get(&id)?.is_some_and(|u| u.is_active),
+                KeyOwner::Org(id) => tx.table::<Org>().get(&id)?.is_some(),
+            };
+            Ok(owner_ok.then_some(k))
+        })?;
+        let k = found.ok_or_else(Self::invalid)?;
+        let usable = token::hashes_equal(&k.hash, &hash)
+            && k.revoked_at.is_none()
+            && k.expires_at.is_none_or(|e| now < e);
+        if !usable {
+            return Err(Self::invalid());
+        }
+        let interval =
+            i64::try_from(self.rk.options().api_key_touch_interval.as_secs()).unwrap_or(i64::MAX);
+        if k.last_used_at.is_none_or(|t| now.since(t) >= interval) {
+            return self.rk.store().write(|tx| {
+                let t = tx.table::<ApiKey>();
+                let mut k = t.get(&hash)?.ok_or_else(Self::invalid)?;
+                k.last_used_at = Some(now);
+                t.update(&k)?;
+                Ok(k)
+            });
+        }
+        Ok(k)
+    }
+
+    /// Revokes a key by its prefix (or full key).
+    pub fn revoke(&self, prefix_or_key: &str) -> Result<ApiKey> {
+        let text = prefix_or_key.trim();
+        let prefix: String = if token::looks_like(API_KEY_PREFIX, text) {
+            text.chars().take(API_KEY_PREFIX.len() + 9).collect()
+        } else {
+            text.to_string()
+        };
+        let now = self.rk.now();
+        self.rk.store().write(|tx| {
+            let t = tx.table::<ApiKey>();
+            let mut k = t
+                .get_by("prefix", &key!(prefix))?
+                .ok_or_else(|| Error::not_found(format!("api key {prefix}")))?;
+            if k.revoked_at.is_some() {
+                return Err(Error::Refused(format!(
+                    "api key {} is already revoked",
+                    k.prefix
+                )));
+            }
+            k.revoked_at = Some(now);
+            t.update(&k)?;
+            self.rk.audit(
+                tx,
+                Event {
+                    action: "api_key_revoked",
+                    subject_user: match k.owner {
+                        KeyOwner::User(u) => Some(u),
+                        KeyOwner::Org(_) => None,
+                    },
+                    subject: format!("api key {}", k.prefix),
+                    outcome: "ok",
+                    ..Event::default()
+                },
+            )?;
+            Ok(k)
+        })
+    }
+
+    /// Keys, newest first, optionally of one owner.
+    pub fn list(&self, owner: Option<KeyOwner>) -> Result<Vec<ApiKey>> {
+        let mut out = self.rk.store().read(|tx| {
+            let t = tx.table::<ApiKey>();
+            match owner {
+                Some(o) => t.scan_by(
+                    "by_owner",
+                    KeyRange::prefix(o.index_key()),
+                    Order::Asc,
+                    None,
+                ),
+                None => t.all(),
+            }
+        })?;
+        out.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(a.prefix.cmp(&b.prefix))
+        });
+        Ok(out)
+    }
+}

@@ -1,0 +1,558 @@
+//! Organizations and their members. Rules kept by every operation: an org always has at
+//! least one owner; a member's current org is one of their memberships; every user has a
+//! personal org from registration on.
+
+use serde::{Deserialize, Serialize};
+
+use super::api_keys::KeyOwner;
+use super::audit::Event;
+use super::users::User;
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::store::{Index, KeyRange, Order, Record, Source, Table, WriteTx};
+use crate::{Redkeep, key};
+
+/// An organization (a tenant, a workspace of people).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Org {
+    /// Numeric id.
+    pub id: u64,
+    /// Display name.
+    pub name: String,
+    /// Unique lower-case slug.
+    pub slug: String,
+    /// Description.
+    pub description: String,
+    /// A user's own org, made at registration.
+    pub is_personal: bool,
+    /// The org users were put in when tenancy was introduced.
+    pub is_default: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+impl Record for Org {
+    const TABLE: &'static str = "orgs";
+    type Key = u64;
+    const INDEXES: &'static [Index<Self>] = &[Index::unique("slug", |o| Some(key!(o.slug)))];
+    fn key(&self) -> u64 {
+        self.id
+    }
+}
+
+/// A member's role in an org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgRole {
+    /// Can do everything, including deleting the org.
+    Owner,
+    /// Can manage members.
+    Admin,
+    /// Belongs to it.
+    Member,
+}
+
+impl OrgRole {
+    /// `owner`, `admin` or `member`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgRole::Owner => "owner",
+            OrgRole::Admin => "admin",
+            OrgRole::Member => "member",
+        }
+    }
+}
+
+impl std::str::FromStr for OrgRole {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_lowercase().as_str() {
+            "owner" => Ok(OrgRole::Owner),
+            "admin" => Ok(OrgRole::Admin),
+            "member" => Ok(OrgRole::Member),
+            other => Err(Error::invalid(
+                "role",
+                format!("{other:?} is not owner, admin or member"),
+            )),
+        }
+    }
+}
+
+/// A user's membership of an org.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgMember {
+    /// The org.
+    pub org_id: u64,
+    /// The user.
+    pub user_id: u64,
+    /// Their role in it.
+    pub role: OrgRole,
+    /// When they joined.
+    pub joined_at: Timestamp,
+}
+
+impl Record for OrgMember {
+    const TABLE: &'static str = "org_members";
+    type Key = (u64, u64);
+    const INDEXES: &'static [Index<Self>] = &[
+        Index::many("by_org", |m| Some(key!(m.org_id))),
+        Index::many("by_user", |m| Some(key!(m.user_id))),
+    ];
+    fn key(&self) -> (u64, u64) {
+        (self.org_id, self.user_id)
+    }
+}
+
+const MAX_SLUG: usize = 48;
+
+/// Derives a slug from a name: lower case, runs of other characters become `-`.
+pub fn slugify(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let mut out: String = out
+        .trim_end_matches('-')
+        .chars()
+        .take(MAX_SLUG - 4)
+        .collect();
+    out = out.trim_end_matches('-').to_string();
+    if out.is_empty() {
+        "org".to_string()
+    } else {
+        out
+    }
+}
+
+/// Checks an explicit slug: 1 to 48 of `a-z 0-9 -`, not starting or ending with `-`.
+pub fn validate_slug(slug: &str) -> Result<()> {
+    let ok = !slug.is_empty()
+        && slug.len() <= MAX_SLUG
+        && !slug.starts_with('-')
+        && !slug.ends_with('-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok && !slug.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "slug",
+            format!(
+                "{slug:?} must be 1 to {MAX_SLUG} of a-z 0-9 -, not all digits, not starting or ending with -"
+            ),
+        ))
+    }
+}
+
+fn validate_org_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "name",
+            "use 1 to 200 characters and no control characters",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn members_of<S: Source>(tx: &S, org: u64) -> Result<Vec<OrgMember>> {
+    Table::<OrgMember, S>::new(tx).scan_by("by_org", KeyRange::prefix(key!(org)), Order::Asc, None)
+}
+
+pub(crate) fn memberships_of<S: Source>(tx: &S, user: u64) -> Result<Vec<OrgMember>> {
+    Table::<OrgMember, S>::new(tx).scan_by(
+        "by_user",
+        KeyRange::prefix(key!(user)),
+        Order::Asc,
+        None,
+    )
+}
+
+/// What org to create.
+#[derive(Debug, Clone, Default)]
+pub struct OrgSpec {
+    /// Display name.
+    pub name: String,
+    /// Explicit slug; derived from the name (and made unique) when `None`.
+    pub slug: Option<String>,
+    /// Description.
+    pub description: String,
+    /// The first owner.
+    pub owner: u64,
+}
+
+impl Redkeep {
+    /// The organizations repository.
+    pub fn orgs(&self) -> Orgs<'_> {
+        Orgs { rk: self }
+    }
+
+    /// A slug not yet taken: `base`, then `base-2`, `base-3`, ….
+    fn free_slug(&self, tx: &WriteTx, base: &str) -> Result<String> {
+        let t = tx.table::<Org>();
+        for n in 1u64..=100_000 {
+            let candidate = if n == 1 {
+                base.to_string()
+            } else {
+                format!("{base}-{n}")
+            };
+            if t.get_by("slug", &key!(candidate))?.is_none() {
+                return Ok(candidate);
+            }
+        }
+        Err(Error::Refused(format!(
+            "every slug from {base} to {base}-100000 is taken; give one"
+        )))
+    }
+
+    /// Creates an org with `spec.owner` as owner inside `tx`.
+    pub(crate) fn create_org_in(
+        &self,
+        tx: &WriteTx,
+        spec: &OrgSpec,
+        personal: bool,
+        default: bool,
+    ) -> Result<Org> {
+        validate_org_name(&spec.name)?;
+        if tx.table::<User>().get(&spec.owner)?.is_none() {
+            return Err(Error::not_found(format!("user {}", spec.owner)));
+        }
+        let slug = match &spec.slug {
+            Some(s) => {
+                validate_slug(s)?;
+                s.clone()
+            }
+            None => self.free_slug(tx, &slugify(&spec.name))?,
+        };
+        let now = self.now();
+        let t = tx.table::<Org>();
+        let org = Org {
+            id: t.next_id()?,
+            name: spec.name.trim().to_string(),
+            slug,
+            description: spec.description.clone(),
+            is_personal: personal,
+            is_default: default,
+            created_at: now,
+            updated_at: now,
+        };
+        t.insert(&org)?;
+        tx.table::<OrgMember>().insert(&OrgMember {
+            org_id: org.id,
+            user_id: spec.owner,
+            role: OrgRole::Owner,
+            joined_at: now,
+        })?;
+        self.audit(
+            tx,
+            Event {
+                action: "org_created",
+                subject_user: Some(spec.owner),
+                subject: format!("org {}", org.slug),
+                outcome: "ok",
+                detail: format!("owner user {}", spec.owner),
+                ..Event::default()
+            },
+        )?;
+        Ok(org)
+    }
+
+    /// Creates the personal org of a new user and makes it their current org.
+    pub(crate) fn create_personal_org(&self, tx: &WriteTx, user: &User) -> Result<Org> {
+        let org = self.create_org_in(
+            tx,
+            &OrgSpec {
+                name: format!("{}'s Workspace", user.name),
+                slug: None,
+                description: String::new(),
+                owner: user.id,
+            },
+            true,
+            false,
+        )?;
+        tx.table::<User>().modify(&user.id, |u| {
+            u.current_org_id = Some(org.id);
+            Ok(())
+        })?;
+        Ok(org)
+    }
+
+    /// Points `user`'s current org at another membership (the personal org first) when it
+    /// points at `leaving`.
+    fn move_current_org(&self, tx: &WriteTx, user: u64, leaving: u64) -> Result<()> {
+        let users = tx.table::<User>();
+        let Some(u) = users.get(&user)? else {
+            return Ok(());
+        };
+        if u.current_org_id != Some(leaving) {
+            return Ok(());
+        }
+        let orgs = tx.table::<Org>();
+        let mut next = None;
+        for m in memberships_of(tx, user)? {
+            if m.org_id == leaving {
+                continue;
+            }
+            let personal = orgs.get(&m.org_id)?.is_some_and(|o| o.is_personal);
+            if next.is_none() || personal {
+                next = Some(m.org_id);
+            }
+            if personal {
+                break;
+            }
+        }
+        users.modify(&user, |u| {
+            u.current_org_id = next;
+            Ok(())
+        })
+    }
+
+    /// Removes every membership of a user being deleted, deleting the personal orgs they
+    /// alone own. Refuses when they are the last owner of an org with other members.
+    pub(crate) fn remove_user_from_orgs(&self, tx: &WriteTx, user: u64) -> Result<()> {
+        for m in memberships_of(tx, user)? {
+            let members = members_of(tx, m.org_id)?;
+            let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
+            if members.len() == 1 {
+                self.delete_org_in(tx, m.org_id)?;
+                continue;
+            }
+            if m.role == OrgRole::Owner && owners == 1 {
+                let slug = tx
+                    .table::<Org>()
+                    .get(&m.org_id)?
+                    .map(|o| o.slug)
+                    .unwrap_or_default();
+                return Err(Error::Refused(format!(
+                    "user {user} is the last owner of org {slug}, which has other members; make another member owner first"
+                )));
+            }
+            tx.table::<OrgMember>().delete(&(m.org_id, user))?;
+        }
+        Ok(())
+    }
+
+    fn delete_org_in(&self, tx: &WriteTx, org: u64) -> Result<Org> {
+        let o = tx
+            .table::<Org>()
+            .get(&org)?
+            .ok_or_else(|| Error::not_found(format!("org {org}")))?;
+        for m in members_of(tx, org)? {
+            tx.table::<OrgMember>().delete(&(org, m.user_id))?;
+            self.move_current_org(tx, m.user_id, org)?;
+        }
+        self.delete_keys_of(tx, KeyOwner::Org(org))?;
+        tx.table::<Org>().delete(&org)?;
+        self.audit(
+            tx,
+            Event {
+                action: "org_deleted",
+                subject: format!("org {}", o.slug),
+                outcome: "ok",
+                ..Event::default()
+            },
+        )?;
+        Ok(o)
+    }
+}
+
+/// Operations on organizations.
+#[derive(Debug, Clone, Copy)]
+pub struct Orgs<'a> {
+    rk: &'a Redkeep,
+}
+
+impl Orgs<'_> {
+    /// Creates an org owned by `spec.owner`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad name or slug; `Conflict` when an explicit slug is taken;
+    /// `NotFound` for an unknown owner.
+    pub fn create(&self, spec: OrgSpec) -> Result<Org> {
+        self.rk
+            .store()
+            .write(|tx| self.rk.create_org_in(tx, &spec, false, false))
+    }
+
+    /// Every org, by id.
+    pub fn list(&self) -> Result<Vec<Org>> {
+        self.rk.store().read(|tx| tx.table::<Org>().all())
+    }
+
+    /// The org with this id.
+    pub fn get(&self, id: u64) -> Result<Option<Org>> {
+        self.rk.store().read(|tx| tx.table::<Org>().get(&id))
+    }
+
+    /// The org with this slug.
+    pub fn by_slug(&self, slug: &str) -> Result<Option<Org>> {
+        self.rk.store().read(|tx| {
+            tx.table::<Org>()
+                .get_by("slug", &key!(slug.trim().to_lowercase()))
+        })
+    }
+
+    /// Resolves what an operator typed: a numeric id or a slug.
+    pub fn find(&self, org: &str) -> Result<Org> {
+        let org = org.trim();
+        let found = match org.parse::<u64>() {
+            Ok(id) => self.get(id)?,
+            Err(_) => self.by_slug(org)?,
+        };
+        found.ok_or_else(|| Error::not_found(format!("org {org}")))
+    }
+
+    /// Members of an org, by user id.
+    pub fn members(&self, org: u64) -> Result<Vec<OrgMember>> {
+        self.rk.store().read(|tx| members_of(tx, org))
+    }
+
+    /// The orgs a user belongs to, with their role.
+    pub fn of_user(&self, user: u64) -> Result<Vec<(Org, OrgRole)>> {
+        self.rk.store().read(|tx| {
+            let orgs = tx.table::<Org>();
+            let mut out = Vec::new();
+            for m in memberships_of(tx, user)? {
+                if let Some(o) = orgs.get(&m.org_id)? {
+                    out.push((o, m.role));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The user's role in the org, if a member.
+    pub fn role_in(&self, user: u64, org: u64) -> Result<Option<OrgRole>> {
+        Ok(self
+            .rk
+            .store()
+            .read(|tx| tx.table::<OrgMember>().get(&(org, user)))?
+            .map(|m| m.role))
+    }
+
+    /// Whether the user belongs to the org.
+    pub fn is_member(&self, user: u64, org: u64) -> Result<bool> {
+        Ok(self.role_in(user, org)?.is_some())
+    }
+
+    /// Adds a member (or fails with `Conflict` if already one).
+    pub fn add_member(&self, org: u64, user: u64, role: OrgRole) -> Result<OrgMember> {
+        let now = self.rk.now();
+        self.rk.store().write(|tx| {
+            if tx.table::<Org>().get(&org)?.is_none() {
+                return Err(Error::not_found(format!("org {org}")));
+            }
+            if tx.table::<User>().get(&user)?.is_none() {
+                return Err(Error::not_found(format!("user {user}")));
+            }
+            let m = OrgMember {
+                org_id: org,
+                user_id: user,
+                role,
+                joined_at: now,
+            };
+            tx.table::<OrgMember>().insert(&m).map_err(|e| match e {
+                Error::Conflict { .. } => {
+                    Error::Refused(format!("user {user} is already a member of org {org}"))
+                }
+                e => e,
+            })?;
+            let users = tx.table::<User>();
+            users.modify(&user, |u| {
+                if u.current_org_id.is_none() {
+                    u.current_org_id = Some(org);
+                }
+                Ok(())
+            })?;
+            Ok(m)
+        })
+    }
+
+    /// Removes a member. The last owner cannot leave; a member whose current org this was is
+    /// moved to another of their orgs (their personal org first).
+    pub fn remove_member(&self, org: u64, user: u64) -> Result<()> {
+        self.rk.store().write(|tx| {
+            let members = members_of(tx, org)?;
+            let m = members
+                .iter()
+                .find(|m| m.user_id == user)
+                .ok_or_else(|| Error::not_found(format!("member user {user} of org {org}")))?;
+            let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
+            if m.role == OrgRole::Owner && owners == 1 {
+                return Err(Error::Refused(format!(
+                    "user {user} is the last owner of org {org}; make another member owner first"
+                )));
+            }
+            tx.table::<OrgMember>().delete(&(org, user))?;
+            self.rk.move_current_org(tx, user, org)
+        })
+    }
+
+    /// Changes a member's role; the last owner cannot be demoted.
+    pub fn set_role(&self, org: u64, user: u64, role: OrgRole) -> Result<OrgMember> {
+        self.rk.store().write(|tx| {
+            let members = members_of(tx, org)?;
+            let m = members
+                .iter()
+                .find(|m| m.user_id == user)
+                .ok_or_else(|| Error::not_found(format!("member user {user} of org {org}")))?;
+            let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
+            if m.role == OrgRole::Owner && role != OrgRole::Owner && owners == 1 {
+                return Err(Error::Refused(format!(
+                    "user {user} is the last owner of org {org}; make another member owner first"
+                )));
+            }
+            tx.table::<OrgMember>().modify(&(org, user), |m| {
+                m.role = role;
+                Ok(m.clone())
+            })
+        })
+    }
+
+    /// Deletes an org. Refused when it has members other than one owner, or is someone's
+    /// personal org, unless `force`.
+    pub fn delete(&self, org: u64, force: bool) -> Result<Org> {
+        self.rk.store().write(|tx| {
+            let o = tx
+                .table::<Org>()
+                .get(&org)?
+                .ok_or_else(|| Error::not_found(format!("org {org}")))?;
+            let members = members_of(tx, org)?;
+            if !force && members.len() > 1 {
+                return Err(Error::Refused(format!(
+                    "org {} has {} members; remove them first or pass --force",
+                    o.slug,
+                    members.len()
+                )));
+            }
+            if !force && o.is_personal {
+                return Err(Error::Refused(format!(
+                    "org {} is a personal org; delete its user instead, or pass --force",
+                    o.slug
+                )));
+            }
+            self.rk.delete_org_in(tx, org)
+        })
+    }
+
+    /// Sets the user's current org, which must be one of theirs.
+    pub fn switch(&self, user: u64, org: u64) -> Result<User> {
+        self.rk.store().write(|tx| {
+            if tx.table::<OrgMember>().get(&(org, user))?.is_none() {
+                return Err(Error::Refused(format!(
+                    "user {user} is not a member of org {org}"
+                )));
+            }
+            tx.table::<User>().modify(&user, |u| {
+                u.current_org_id = Some(org);
+                Ok(u.clone())
+            })
+        })
+    }
+}

@@ -1,0 +1,430 @@
+//! Roles and permissions: named permission sets, assigned to users; the system roles
+//! `admin` (every permission), `user` and `guest` always exist and cannot be deleted.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::audit::Event;
+use super::users::User;
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::store::{Index, KeyRange, Order, Record, Source, Table, WriteTx};
+use crate::{Redkeep, key};
+
+/// The permission that stands for every permission (held by `admin`).
+pub const ALL_PERMISSIONS: &str = "*";
+/// The role every new user gets.
+pub const DEFAULT_ROLE: &str = "user";
+
+/// A named set of permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    /// Numeric id.
+    pub id: u64,
+    /// Unique name (lower case).
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Permissions granted.
+    pub permissions: BTreeSet<String>,
+    /// Higher wins when an application ranks roles.
+    pub priority: i64,
+    /// Built in: cannot be deleted.
+    pub is_system: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+impl Record for Role {
+    const TABLE: &'static str = "roles";
+    type Key = u64;
+    const INDEXES: &'static [Index<Self>] = &[Index::unique("name", |r| Some(key!(r.name)))];
+    fn key(&self) -> u64 {
+        self.id
+    }
+}
+
+/// A role held by a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRole {
+    /// The user.
+    pub user_id: u64,
+    /// The role.
+    pub role_id: u64,
+    /// Who granted it (`None`: an operator or the system).
+    pub assigned_by: Option<u64>,
+    /// Inactive assignments grant nothing.
+    pub active: bool,
+    /// When it was granted.
+    pub assigned_at: Timestamp,
+}
+
+impl Record for UserRole {
+    const TABLE: &'static str = "user_roles";
+    type Key = (u64, u64);
+    const INDEXES: &'static [Index<Self>] = &[
+        Index::many("by_user", |a| Some(key!(a.user_id))),
+        Index::many("by_role", |a| Some(key!(a.role_id))),
+    ];
+    fn key(&self) -> (u64, u64) {
+        (self.user_id, self.role_id)
+    }
+}
+
+/// What role to create.
+#[derive(Debug, Clone, Default)]
+pub struct RoleSpec {
+    /// Unique name: 1 to 64 of `a-z 0-9 _ -`.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Permissions: 1 to 128 of `a-z 0-9 _ - . :`, or `*`.
+    pub permissions: Vec<String>,
+    /// Priority.
+    pub priority: i64,
+}
+
+const SYSTEM_ROLES: [(&str, &str, &[&str], i64); 3] = [
+    (
+        "admin",
+        "Full system administrator",
+        &[ALL_PERMISSIONS],
+        100,
+    ),
+    (
+        "user",
+        "Standard user: basic access, own sessions and profile",
+        &["basic_access", "session_management", "profile_management"],
+        10,
+    ),
+    ("guest", "Limited access", &["basic_access"], 0),
+];
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "role",
+            format!("{name:?} must be 1 to 64 of a-z 0-9 _ -"),
+        ))
+    }
+}
+
+fn validate_permission(p: &str) -> Result<()> {
+    let ok = p == ALL_PERMISSIONS
+        || (!p.is_empty()
+            && p.len() <= 128
+            && p.bytes().all(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'_' | b'-' | b'.' | b':')
+            }));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "permission",
+            format!("{p:?} must be 1 to 128 of a-z 0-9 _ - . : (or * for all)"),
+        ))
+    }
+}
+
+pub(crate) fn role_by_name<S: Source>(t: &Table<'_, Role, S>, name: &str) -> Result<Role> {
+    t.get_by("name", &key!(name.to_lowercase()))?
+        .ok_or_else(|| Error::not_found(format!("role {name}")))
+}
+
+/// Effective permissions of `user` inside a snapshot: the union over active assignments, or
+/// nothing for a disabled user.
+pub(crate) fn permissions_in<S: Source>(tx: &S, user: &User) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    if !user.is_active {
+        return Ok(out);
+    }
+    let assignments = Table::<UserRole, S>::new(tx).scan_by(
+        "by_user",
+        KeyRange::prefix(key!(user.id)),
+        Order::Asc,
+        None,
+    )?;
+    let roles = Table::<Role, S>::new(tx);
+    for a in assignments.iter().filter(|a| a.active) {
+        if let Some(role) = roles.get(&a.role_id)? {
+            out.extend(role.permissions);
+        }
+    }
+    Ok(out)
+}
+
+impl Redkeep {
+    /// Creates the system roles that are missing. Runs when a store is opened.
+    pub(crate) fn ensure_system_roles(&self) -> Result<()> {
+        let missing = self.store().read(|tx| {
+            let t = tx.table::<Role>();
+            for (name, ..) in SYSTEM_ROLES {
+                if t.get_by("name", &key!(name))?.is_none() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })?;
+        if !missing {
+            return Ok(());
+        }
+        let now = self.now();
+        self.store().write(|tx| {
+            let t = tx.table::<Role>();
+            for (name, description, perms, priority) in SYSTEM_ROLES {
+                if t.get_by("name", &key!(name))?.is_some() {
+                    continue;
+                }
+                let id = t.next_id()?;
+                t.insert(&Role {
+                    id,
+                    name: name.into(),
+                    description: description.into(),
+                    permissions: perms.iter().map(|p| p.to_string()).collect(),
+                    priority,
+                    is_system: true,
+                    created_at: now,
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Grants `role` to `user` inside `tx` (idempotent; reactivates an inactive assignment).
+    pub(crate) fn grant_in(
+        &self,
+        tx: &WriteTx,
+        user: u64,
+        role: &str,
+        by: Option<u64>,
+    ) -> Result<Role> {
+        if tx.table::<User>().get(&user)?.is_none() {
+            return Err(Error::not_found(format!("user {user}")));
+        }
+        let role = role_by_name(&tx.table::<Role>(), role)?;
+        let t = tx.table::<UserRole>();
+        let assignment = UserRole {
+            user_id: user,
+            role_id: role.id,
+            assigned_by: by,
+            active: true,
+            assigned_at: self.now(),
+        };
+        match t.get(&(user, role.id))? {
+            Some(a) if a.active => return Ok(role),
+            Some(_) => t.update(&assignment)?,
+            None => t.insert(&assignment)?,
+        }
+        self.audit(
+            tx,
+            Event {
+                actor: by,
+                action: "role_granted",
+                subject_user: Some(user),
+                subject: format!("user {user}"),
+                outcome: "ok",
+                detail: format!("role {}", role.name),
+            },
+        )?;
+        Ok(role)
+    }
+
+    /// The roles repository.
+    pub fn roles(&self) -> Roles<'_> {
+        Roles { rk: self }
+    }
+}
+
+/// Operations on roles and their assignments.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles<'a> {
+    rk: &'a Redkeep,
+}
+
+impl Roles<'_> {
+    /// Creates a custom role.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad name or permission; `Conflict` when the name is taken.
+    pub fn create(&self, spec: RoleSpec) -> Result<Role> {
+        let name = spec.name.trim().to_lowercase();
+        validate_name(&name)?;
+        if spec.permissions.is_empty() {
+            return Err(Error::invalid("permission", "give at least one permission"));
+        }
+        for p in &spec.permissions {
+            validate_permission(p)?;
+        }
+        if spec.description.chars().count() > 500 {
+            return Err(Error::invalid("description", "use at most 500 characters"));
+        }
+        let now = self.rk.now();
+        self.rk.store().write(|tx| {
+            let t = tx.table::<Role>();
+            if t.get_by("name", &key!(name))?.is_some() {
+                return Err(Error::Conflict {
+                    table: Role::TABLE,
+                    index: "name",
+                    detail: format!("a role named {name} exists"),
+                });
+            }
+            let role = Role {
+                id: t.next_id()?,
+                name: name.clone(),
+                description: spec.description.clone(),
+                permissions: spec.permissions.iter().cloned().collect(),
+                priority: spec.priority,
+                is_system: false,
+                created_at: now,
+            };
+            t.insert(&role)?;
+            Ok(role)
+        })
+    }
+
+    /// Every role, highest priority first.
+    pub fn list(&self) -> Result<Vec<Role>> {
+        let mut roles = self.rk.store().read(|tx| tx.table::<Role>().all())?;
+        roles.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+        Ok(roles)
+    }
+
+    /// The role with this name.
+    pub fn get(&self, name: &str) -> Result<Role> {
+        self.rk
+            .store()
+            .read(|tx| role_by_name(&tx.table::<Role>(), name))
+    }
+
+    /// Deletes a custom role and every assignment of it.
+    ///
+    /// # Errors
+    /// `Refused` for a system role.
+    pub fn delete(&self, name: &str) -> Result<Role> {
+        self.rk.store().write(|tx| {
+            let role = role_by_name(&tx.table::<Role>(), name)?;
+            if role.is_system {
+                return Err(Error::Refused(format!(
+                    "role {} is a system role and cannot be deleted",
+                    role.name
+                )));
+            }
+            let assignments = tx.table::<UserRole>();
+            for a in
+                assignments.scan_by("by_role", KeyRange::prefix(key!(role.id)), Order::Asc, None)?
+            {
+                assignments.delete(&(a.user_id, a.role_id))?;
+                self.rk.audit(
+                    tx,
+                    Event {
+                        action: "role_revoked",
+                        subject_user: Some(a.user_id),
+                        subject: format!("user {}", a.user_id),
+                        outcome: "ok",
+                        detail: format!("role {} deleted", role.name),
+                        ..Event::default()
+                    },
+                )?;
+            }
+            tx.table::<Role>().delete(&role.id)?;
+            Ok(role)
+        })
+    }
+
+    /// Grants a role to a user (idempotent).
+    pub fn grant(&self, user: u64, role: &str, by: Option<u64>) -> Result<Role> {
+        self.rk
+            .store()
+            .write(|tx| self.rk.grant_in(tx, user, role, by))
+    }
+
+    /// Revokes a role from a user.
+    ///
+    /// # Errors
+    /// `NotFound` when the user does not hold it.
+    pub fn revoke(&self, user: u64, role: &str, by: Option<u64>) -> Result<Role> {
+        self.rk.store().write(|tx| {
+            let role = role_by_name(&tx.table::<Role>(), role)?;
+            if tx.table::<UserRole>().delete(&(user, role.id))?.is_none() {
+                return Err(Error::not_found(format!(
+                    "role {} of user {user}",
+                    role.name
+                )));
+            }
+            self.rk.audit(
+                tx,
+                Event {
+                    actor: by,
+                    action: "role_revoked",
+                    subject_user: Some(user),
+                    subject: format!("user {user}"),
+                    outcome: "ok",
+                    detail: format!("role {}", role.name),
+                },
+            )?;
+            Ok(role)
+        })
+    }
+
+    /// The roles a user holds (active assignments), highest priority first.
+    pub fn of_user(&self, user: u64) -> Result<Vec<Role>> {
+        let mut out = self.rk.store().read(|tx| {
+            let roles = tx.table::<Role>();
+            let mut out = Vec::new();
+            for a in tx.table::<UserRole>().scan_by(
+                "by_user",
+                KeyRange::prefix(key!(user)),
+                Order::Asc,
+                None,
+            )? {
+                if let (true, Some(r)) = (a.active, roles.get(&a.role_id)?) {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })?;
+        out.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// Ids of the users holding `role`.
+    pub fn users_in(&self, role: &str) -> Result<Vec<u64>> {
+        self.rk.store().read(|tx| {
+            let role = role_by_name(&tx.table::<Role>(), role)?;
+            Ok(tx
+                .table::<UserRole>()
+                .scan_by("by_role", KeyRange::prefix(key!(role.id)), Order::Asc, None)?
+                .into_iter()
+                .filter(|a| a.active)
+                .map(|a| a.user_id)
+                .collect())
+        })
+    }
+
+    /// A user's effective permissions (empty for a disabled user).
+    pub fn permissions(&self, user: u64) -> Result<BTreeSet<String>> {
+        self.rk.store().read(|tx| {
+            let u = tx
+                .table::<User>()
+                .get(&user)?
+                .ok_or_else(|| Error::not_found(format!("user {user}")))?;
+            permissions_in(tx, &u)
+        })
+    }
+
+    /// Whether a user holds `permission` (directly or through `*`).
+    pub fn has_permission(&self, user: u64, permission: &str) -> Result<bool> {
+        let perms = self.permissions(user)?;
+        Ok(perms.contains(ALL_PERMISSIONS) || perms.contains(permission))
+    }
+}
