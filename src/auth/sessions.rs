@@ -205,7 +205,7 @@ impl Redkeep {
         } else {
             None
         };
-        let outcome = self.store().write(|tx| {
+        self.store().write(|tx| {
             let users = tx.table::<User>();
             // Re-read: the counters may have moved since the snapshot above.
             let Some(mut u) = users.get(&user.id)? else {
@@ -271,8 +271,7 @@ impl Redkeep {
             )?;
             let extra = on_success(tx, &u)?;
             Ok(Ok((u, extra)))
-        })?;
-        outcome
+        })?
     }
 
     /// Logs in: verifies the password (with lockout and rehash) and creates a session. Every
