@@ -2,8 +2,10 @@
 //! secret read from stdin), executed by [`execute`] against a [`Redkeep`] handle, and its
 //! [`Reply`] rendered as a table or JSON. Only the public library API is used here.
 
+mod access;
 mod admin;
 mod invite;
+mod orgs;
 pub mod render;
 mod user;
 mod workspace;
@@ -52,6 +54,26 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Manage roles and their assignments.
+    #[command(subcommand)]
+    Role(access::RoleCmd),
+    /// Log in and print a session token once.
+    Login(access::LoginArgs),
+    /// Validate, list, revoke and sweep login sessions.
+    #[command(subcommand)]
+    Session(access::SessionCmd),
+    /// Inspect and clean up agent sessions.
+    #[command(subcommand)]
+    Agent(access::AgentCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Apikey(access::ApiKeyCmd),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(access::AuditCmd),
+    /// Manage organizations and members.
+    #[command(subcommand)]
+    Org(orgs::OrgCmd),
     /// Inspect per-user workspace folders.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCmd),
@@ -66,6 +88,9 @@ impl Command {
         match self {
             Command::Init(a) if a.admin_password_stdin => Some("--admin-password-stdin"),
             Command::User(u) => u.stdin_secret(),
+            Command::Login(_) => Some("--password-stdin"),
+            Command::Session(access::SessionCmd::Validate { .. }) => Some("--token-stdin"),
+            Command::Apikey(access::ApiKeyCmd::Verify { .. }) => Some("--key-stdin"),
             _ => None,
         }
     }
@@ -134,6 +159,13 @@ pub fn execute(rk: &Redkeep, req: &Request) -> Result<Reply> {
         Command::Check(a) => admin::check(rk, a),
         Command::Invite(c) => invite::run(rk, c),
         Command::User(c) => user::run(rk, c, req),
+        Command::Role(c) => access::role(rk, c),
+        Command::Login(a) => access::login(rk, a, req),
+        Command::Session(c) => access::session(rk, c, req),
+        Command::Agent(c) => access::agent(rk, c),
+        Command::Apikey(c) => access::apikey(rk, c, req),
+        Command::Audit(c) => access::audit(rk, c),
+        Command::Org(c) => orgs::run(rk, c),
         Command::Workspace(c) => workspace::run(rk, c),
         Command::Gallery(c) => workspace::gallery(rk, c, req),
     }

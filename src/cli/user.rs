@@ -42,6 +42,28 @@ pub enum UserCmd {
         /// Id, email or username.
         user: String,
     },
+    /// The user's effective permissions and roles.
+    Permissions {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Lift a lockout after failed logins.
+    Unlock {
+        /// Id, email or username.
+        user: String,
+    },
+    /// The orgs a user belongs to.
+    Orgs {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Set the org a user works in.
+    SwitchOrg {
+        /// Id, email or username.
+        user: String,
+        /// Id or slug.
+        org: String,
+    },
     /// Show a user with their workspace: notes, piece count, last change, size.
     Workspace {
         /// Id, email or username.
@@ -219,6 +241,14 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
             let u = rk.enable_user(u.id)?;
             Ok(user_reply(&u, format!("user {} enabled", u.id)))
         }
+        UserCmd::Permissions { user } => super::access::permissions(rk, user),
+        UserCmd::Unlock { user } => {
+            let u = rk.users().find(user)?;
+            let u = rk.unlock_user(u.id)?;
+            Ok(user_reply(&u, format!("user {} unlocked", u.id)))
+        }
+        UserCmd::Orgs { user } => super::orgs::user_orgs(rk, user),
+        UserCmd::SwitchOrg { user, org } => super::orgs::switch_org(rk, user, org),
         UserCmd::Workspace { user } => super::workspace::user_workspace(rk, user),
         UserCmd::Delete { user } => {
             let u = rk.users().find(user)?;

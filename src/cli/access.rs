@@ -1,0 +1,616 @@
+//! `redkeep role | login | session | agent | apikey | audit`.
+
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Request;
+use super::render::{Reply, opt};
+use crate::auth::agents::AgentSession;
+use crate::auth::api_keys::{ApiKey, ApiKeySpec, KeyOwner};
+use crate::auth::audit::AuditEvent;
+use crate::auth::roles::{Role, RoleSpec};
+use crate::auth::sessions::{LoginMeta, Session};
+use crate::{Error, Redkeep, Result};
+
+/// Role commands.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum RoleCmd {
+    /// List roles, highest priority first.
+    List,
+    /// Show one role and its users.
+    Show {
+        /// Role name.
+        name: String,
+    },
+    /// Create a custom role.
+    Create {
+        /// Role name (a-z 0-9 _ -).
+        name: String,
+        /// A permission it grants; repeat for more.
+        #[arg(long = "permission", required = true)]
+        permissions: Vec<String>,
+        /// Priority (higher ranks first).
+        #[arg(long, default_value_t = 0)]
+        priority: i64,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a custom role and its assignments.
+    Delete {
+        /// Role name.
+        name: String,
+    },
+    /// Grant a role to a user.
+    Grant {
+        /// Id, email or username.
+        user: String,
+        /// Role name.
+        role: String,
+    },
+    /// Revoke a role from a user.
+    Revoke {
+        /// Id, email or username.
+        user: String,
+        /// Role name.
+        role: String,
+    },
+}
+
+/// Arguments of `redkeep login`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct LoginArgs {
+    /// The account's email.
+    pub email: String,
+    /// Read the password from stdin (required).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    /// Session lifetime, e.g. 12h.
+    #[arg(long)]
+    pub ttl: Option<String>,
+}
+
+/// Session commands.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum SessionCmd {
+    /// Check a session token read from stdin: exit 0 with the user, or 1.
+    Validate {
+        /// Read the token from stdin (required).
+        #[arg(long, required = true)]
+        token_stdin: bool,
+    },
+    /// List sessions (short ids only, never tokens).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke one session by short id, or all of a user's.
+    Revoke {
+        /// The session's short id (rks_xxxxxxxx).
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        /// Revoke every session of this user.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Delete every expired session.
+    Sweep,
+}
+
+/// Agent session commands.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum AgentCmd {
+    /// List agent sessions, most recently updated first.
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Show one agent session.
+    Show {
+        /// The agent session id.
+        id: String,
+    },
+    /// Delete one agent session.
+    Delete {
+        /// The agent session id.
+        id: String,
+    },
+    /// Delete every expired agent session.
+    Sweep,
+}
+
+/// API key commands.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum ApiKeyCmd {
+    /// Create a key for a user or an org; the key is printed once.
+    Create {
+        /// The owning user.
+        #[arg(long, required_unless_present = "org", conflicts_with = "org")]
+        user: Option<String>,
+        /// The owning org (id or slug).
+        #[arg(long)]
+        org: Option<String>,
+        /// A scope; repeat for more.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. 90d.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List keys (prefixes only).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a key by its prefix.
+    Revoke {
+        /// The prefix (rkk_xxxxxxxx).
+        prefix: String,
+    },
+    /// Check a key read from stdin: exit 0 with owner and scopes, or 1.
+    Verify {
+        /// Read the key from stdin (required).
+        #[arg(long, required = true)]
+        key_stdin: bool,
+    },
+}
+
+/// Audit commands.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum AuditCmd {
+    /// Security events, newest first.
+    List {
+        /// Only events about this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+pub(super) fn parse_duration(field: &'static str, text: &str) -> Result<std::time::Duration> {
+    crate::clock::parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::invalid(field, format!("{text:?} is not a duration like 7d or 12h")))
+}
+
+fn role_json(r: &Role) -> Value {
+    json!({
+        "id": r.id, "name": r.name, "description": r.description,
+        "permissions": r.permissions, "priority": r.priority, "is_system": r.is_system,
+        "created_at": r.created_at,
+    })
+}
+
+pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
+    match cmd {
+        RoleCmd::List => {
+            let roles = rk.roles().list()?;
+            let rows = roles
+                .iter()
+                .map(|r| {
+                    let perms: Vec<&str> = r.permissions.iter().map(String::as_str).collect();
+                    vec![
+                        r.name.clone(),
+                        r.priority.to_string(),
+                        r.is_system.to_string(),
+                        perms.join(","),
+                        r.description.clone(),
+                    ]
+                })
+                .collect();
+            let json = Value::Array(roles.iter().map(role_json).collect());
+            Ok(Reply::table(
+                json,
+                &["name", "priority", "system", "permissions", "description"],
+                rows,
+            ))
+        }
+        RoleCmd::Show { name } => {
+            let r = rk.roles().get(name)?;
+            let users = rk.roles().users_in(&r.name)?;
+            let mut json = role_json(&r);
+            json["users"] = json!(users);
+            let perms: Vec<&str> = r.permissions.iter().map(String::as_str).collect();
+            Ok(Reply::text(
+                json,
+                vec![
+                    format!(
+                        "role {} (id {}){}",
+                        r.name,
+                        r.id,
+                        if r.is_system { ", system" } else { "" }
+                    ),
+                    format!("description: {}", r.description),
+                    format!("priority:    {}", r.priority),
+                    format!("permissions: {}", perms.join(", ")),
+                    format!("users:       {users:?}"),
+                ],
+            ))
+        }
+        RoleCmd::Create {
+            name,
+            permissions,
+            priority,
+            description,
+        } => {
+            let r = rk.roles().create(RoleSpec {
+                name: name.clone(),
+                description: description.clone(),
+                permissions: permissions.clone(),
+                priority: *priority,
+            })?;
+            Ok(Reply::text(
+                role_json(&r),
+                vec![format!("created role {}", r.name)],
+            ))
+        }
+        RoleCmd::Delete { name } => {
+            let r = rk.roles().delete(name)?;
+            Ok(Reply::text(
+                role_json(&r),
+                vec![format!("deleted role {}", r.name)],
+            ))
+        }
+        RoleCmd::Grant { user, role } => {
+            let u = rk.users().find(user)?;
+            let r = rk.roles().grant(u.id, role, None)?;
+            Ok(Reply::text(
+                json!({"user_id": u.id, "role": r.name, "granted": true}),
+                vec![format!("granted role {} to user {}", r.name, u.id)],
+            ))
+        }
+        RoleCmd::Revoke { user, role } => {
+            let u = rk.users().find(user)?;
+            let r = rk.roles().revoke(u.id, role, None)?;
+            Ok(Reply::text(
+                json!({"user_id": u.id, "role": r.name, "revoked": true}),
+                vec![format!("revoked role {} from user {}", r.name, u.id)],
+            ))
+        }
+    }
+}
+
+/// `redkeep user permissions USER`.
+pub fn permissions(rk: &Redkeep, who: &str) -> Result<Reply> {
+    let u = rk.users().find(who)?;
+    let perms = rk.roles().permissions(u.id)?;
+    let roles: Vec<String> = rk
+        .roles()
+        .of_user(u.id)?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let mut lines = vec![format!("user {} roles: {}", u.id, roles.join(", "))];
+    if !u.is_active {
+        lines.push("disabled: no permissions".into());
+    }
+    lines.extend(perms.iter().cloned());
+    Ok(Reply::text(
+        json!({"user_id": u.id, "roles": roles, "permissions": perms}),
+        lines,
+    ))
+}
+
+pub fn login(rk: &Redkeep, a: &LoginArgs, req: &Request) -> Result<Reply> {
+    let password = req.secret("--password-stdin")?;
+    let ttl = a
+        .ttl
+        .as_deref()
+        .map(|t| parse_duration("ttl", t))
+        .transpose()?;
+    let l = rk.login(
+        &a.email,
+        password,
+        LoginMeta {
+            ttl,
+            ..LoginMeta::default()
+        },
+    )?;
+    Ok(Reply::text(
+        json!({"token": l.token.expose(), "user_id": l.user.id, "expires_at": l.session.expires_at, "session": l.session.short_id}),
+        vec![
+            l.token.expose().to_string(),
+            format!(
+                "session {} of user {} until {}; the token is shown once",
+                l.session.short_id, l.user.id, l.session.expires_at
+            ),
+        ],
+    ))
+}
+
+fn session_json(s: &Session) -> Value {
+    json!({
+        "id": s.short_id, "user_id": s.user_id, "created_at": s.created_at,
+        "last_seen_at": s.last_seen_at, "expires_at": s.expires_at, "deadline": s.deadline(),
+        "ip": s.ip, "user_agent": s.user_agent,
+    })
+}
+
+pub fn session(rk: &Redkeep, cmd: &SessionCmd, req: &Request) -> Result<Reply> {
+    match cmd {
+        SessionCmd::Validate { .. } => {
+            let (u, s) = rk.sessions().validate(req.secret("--token-stdin")?)?;
+            let mut json = session_json(&s);
+            json["user"] = super::user::user_json(&u);
+            Ok(Reply::text(
+                json,
+                vec![format!(
+                    "valid: session {} of user {} ({})",
+                    s.short_id, u.id, u.email
+                )],
+            ))
+        }
+        SessionCmd::List { user } => {
+            let uid = user
+                .as_deref()
+                .map(|w| rk.users().find(w))
+                .transpose()?
+                .map(|u| u.id);
+            let list = rk.sessions().list(uid)?;
+            let rows = list
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.short_id.clone(),
+                        s.user_id.to_string(),
+                        s.created_at.to_string(),
+                        s.last_seen_at.to_string(),
+                        s.deadline().to_string(),
+                    ]
+                })
+                .collect();
+            let json = Value::Array(list.iter().map(session_json).collect());
+            Ok(Reply::table(
+                json,
+                &["id", "user_id", "created_at", "last_seen_at", "expires"],
+                rows,
+            ))
+        }
+        SessionCmd::Revoke { id, user } => match (id, user) {
+            (_, Some(w)) => {
+                let u = rk.users().find(w)?;
+                let n = rk.sessions().revoke_all(u.id)?;
+                Ok(Reply::text(
+                    json!({"user_id": u.id, "revoked": n}),
+                    vec![format!("revoked {n} session(s) of user {}", u.id)],
+                ))
+            }
+            (Some(id), None) => {
+                let s = rk.sessions().revoke(id)?;
+                Ok(Reply::text(
+                    json!({"id": s.short_id, "user_id": s.user_id, "revoked": 1}),
+                    vec![format!("revoked session {}", s.short_id)],
+                ))
+            }
+            (None, None) => Err(Error::invalid("session", "give a session id or --user")),
+        },
+        SessionCmd::Sweep => {
+            let n = rk.sessions().sweep()?;
+            Ok(Reply::text(
+                json!({"removed": n}),
+                vec![format!("removed {n} expired session(s)")],
+            ))
+        }
+    }
+}
+
+fn agent_json(a: &AgentSession) -> Value {
+    json!({
+        "id": a.id, "user_id": a.user_id, "name": a.name, "goal": a.goal, "status": a.status,
+        "current_step": a.current_step, "progress": a.progress, "failures": a.failures,
+        "artifacts": a.artifacts,
+        "context": serde_json::from_str::<Value>(&a.context).unwrap_or(Value::Null),
+        "escalation": a.escalation.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
+        "created_at": a.created_at, "updated_at": a.updated_at, "expires_at": a.expires_at,
+    })
+}
+
+pub fn agent(rk: &Redkeep, cmd: &AgentCmd) -> Result<Reply> {
+    match cmd {
+        AgentCmd::List { user } => {
+            let list = match user {
+                Some(w) => rk.agents().list_by_user(rk.users().find(w)?.id)?,
+                None => rk.agents().list()?,
+            };
+            let rows = list
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.id.clone(),
+                        a.user_id.to_string(),
+                        a.name.clone(),
+                        a.status.clone(),
+                        opt(&a.current_step),
+                        a.updated_at.to_string(),
+                    ]
+                })
+                .collect();
+            let json = Value::Array(list.iter().map(agent_json).collect());
+            Ok(Reply::table(
+                json,
+                &[
+                    "id",
+                    "user_id",
+                    "name",
+                    "status",
+                    "current_step",
+                    "updated_at",
+                ],
+                rows,
+            ))
+        }
+        AgentCmd::Show { id } => {
+            let a = rk
+                .agents()
+                .get(id)?
+                .ok_or_else(|| Error::not_found(format!("agent session {id}")))?;
+            let json = agent_json(&a);
+            let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+            Ok(Reply::text(json, vec![text]))
+        }
+        AgentCmd::Delete { id } => {
+            if !rk.agents().delete(id)? {
+                return Err(Error::not_found(format!("agent session {id}")));
+            }
+            Ok(Reply::text(
+                json!({"id": id, "deleted": true}),
+                vec![format!("deleted agent session {id}")],
+            ))
+        }
+        AgentCmd::Sweep => {
+            let n = rk.agents().sweep()?;
+            Ok(Reply::text(
+                json!({"removed": n}),
+                vec![format!("removed {n} expired agent session(s)")],
+            ))
+        }
+    }
+}
+
+fn key_json(k: &ApiKey) -> Value {
+    let (kind, id) = match k.owner {
+        KeyOwner::User(u) => ("user", u),
+        KeyOwner::Org(o) => ("org", o),
+    };
+    json!({
+        "prefix": k.prefix, "owner": {"kind": kind, "id": id}, "scopes": k.scopes,
+        "created_at": k.created_at, "expires_at": k.expires_at, "last_used_at": k.last_used_at,
+        "revoked_at": k.revoked_at,
+    })
+}
+
+pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, req: &Request) -> Result<Reply> {
+    match cmd {
+        ApiKeyCmd::Create {
+            user,
+            org,
+            scopes,
+            expires,
+        } => {
+            let owner = match (user, org) {
+                (Some(w), _) => KeyOwner::User(rk.users().find(w)?.id),
+                (None, Some(o)) => KeyOwner::Org(rk.orgs().find(o)?.id),
+                (None, None) => return Err(Error::invalid("owner", "give --user or --org")),
+            };
+            let expires_in = expires
+                .as_deref()
+                .map(|e| parse_duration("expires", e))
+                .transpose()?;
+            let c = rk.api_keys().create(ApiKeySpec {
+                owner,
+                scopes: scopes.clone(),
+                expires_in,
+            })?;
+            let mut json = key_json(&c.api_key);
+            json["key"] = json!(c.key.expose());
+            Ok(Reply::text(
+                json,
+                vec![
+                    c.key.expose().to_string(),
+                    format!(
+                        "api key {} for {}; the key is shown once",
+                        c.api_key.prefix, owner
+                    ),
+                ],
+            ))
+        }
+        ApiKeyCmd::List { user } => {
+            let owner = user
+                .as_deref()
+                .map(|w| rk.users().find(w))
+                .transpose()?
+                .map(|u| KeyOwner::User(u.id));
+            let list = rk.api_keys().list(owner)?;
+            let rows = list
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.prefix.clone(),
+                        k.owner.to_string(),
+                        k.scopes.join(","),
+                        opt(&k.expires_at),
+                        opt(&k.last_used_at),
+                        opt(&k.revoked_at),
+                    ]
+                })
+                .collect();
+            let json = Value::Array(list.iter().map(key_json).collect());
+            Ok(Reply::table(
+                json,
+                &[
+                    "prefix",
+                    "owner",
+                    "scopes",
+                    "expires_at",
+                    "last_used_at",
+                    "revoked_at",
+                ],
+                rows,
+            ))
+        }
+        ApiKeyCmd::Revoke { prefix } => {
+            let k = rk.api_keys().revoke(prefix)?;
+            Ok(Reply::text(
+                key_json(&k),
+                vec![format!("revoked api key {}", k.prefix)],
+            ))
+        }
+        ApiKeyCmd::Verify { .. } => {
+            let k = rk.api_keys().verify(req.secret("--key-stdin")?)?;
+            Ok(Reply::text(
+                key_json(&k),
+                vec![format!(
+                    "valid: api key {} for {}, scopes {}",
+                    k.prefix,
+                    k.owner,
+                    k.scopes.join(",")
+                )],
+            ))
+        }
+    }
+}
+
+fn audit_json(e: &AuditEvent) -> Value {
+    json!({
+        "seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action,
+        "subject_user": e.subject_user, "subject": e.subject, "outcome": e.outcome, "detail": e.detail,
+    })
+}
+
+pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
+    let AuditCmd::List { user, limit } = cmd;
+    let uid = user
+        .as_deref()
+        .map(|w| rk.users().find(w))
+        .transpose()?
+        .map(|u| u.id);
+    let events = rk.audit_log().list(uid, Some(*limit))?;
+    let rows = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                e.at.to_string(),
+                e.action.clone(),
+                e.subject.clone(),
+                e.outcome.clone(),
+                opt(&e.actor),
+                e.detail.clone(),
+            ]
+        })
+        .collect();
+    let json = Value::Array(events.iter().map(audit_json).collect());
+    Ok(Reply::table(
+        json,
+        &[
+            "seq", "at", "action", "subject", "outcome", "actor", "detail",
+        ],
+        rows,
+    ))
+}

@@ -1,0 +1,219 @@
+//! `redkeep org …`, `redkeep user orgs`, `redkeep user switch-org`.
+
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::render::Reply;
+use crate::auth::orgs::{Org, OrgRole, OrgSpec};
+use crate::{Redkeep, Result};
+
+/// Organization commands. ORG is a numeric id or a slug.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum OrgCmd {
+    /// List organizations.
+    List,
+    /// Show one org and its members.
+    Show {
+        /// Id or slug.
+        org: String,
+    },
+    /// Create an org with an owner.
+    Create {
+        /// Display name.
+        name: String,
+        /// Explicit slug (otherwise derived from the name).
+        #[arg(long)]
+        slug: Option<String>,
+        /// The first owner: id, email or username.
+        #[arg(long)]
+        owner: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete an org (refused with other members unless --force).
+    Delete {
+        /// Id or slug.
+        org: String,
+        /// Delete even with members, or a personal org.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add a member.
+    AddMember {
+        /// Id or slug.
+        org: String,
+        /// Id, email or username.
+        user: String,
+        /// owner, admin or member.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Remove a member (the last owner cannot leave).
+    RemoveMember {
+        /// Id or slug.
+        org: String,
+        /// Id, email or username.
+        user: String,
+    },
+    /// Change a member's role.
+    SetRole {
+        /// Id or slug.
+        org: String,
+        /// Id, email or username.
+        user: String,
+        /// owner, admin or member.
+        role: String,
+    },
+}
+
+pub fn org_json(o: &Org) -> Value {
+    json!({
+        "id": o.id, "name": o.name, "slug": o.slug, "description": o.description,
+        "is_personal": o.is_personal, "is_default": o.is_default,
+        "created_at": o.created_at, "updated_at": o.updated_at,
+    })
+}
+
+pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
+    match cmd {
+        OrgCmd::List => {
+            let orgs = rk.orgs().list()?;
+            let mut rows = Vec::new();
+            for o in &orgs {
+                let n = rk.orgs().members(o.id)?.len();
+                rows.push(vec![
+                    o.id.to_string(),
+                    o.slug.clone(),
+                    o.name.clone(),
+                    n.to_string(),
+                    o.is_personal.to_string(),
+                    o.is_default.to_string(),
+                ]);
+            }
+            let json = Value::Array(orgs.iter().map(org_json).collect());
+            Ok(Reply::table(
+                json,
+                &["id", "slug", "name", "members", "personal", "default"],
+                rows,
+            ))
+        }
+        OrgCmd::Show { org } => {
+            let o = rk.orgs().find(org)?;
+            let members = rk.orgs().members(o.id)?;
+            let mut json = org_json(&o);
+            json["members"] = members.iter().map(|m| json!({"user_id": m.user_id, "role": m.role.as_str(), "joined_at": m.joined_at})).collect();
+            let mut lines = vec![format!("org {} {:?} (id {})", o.slug, o.name, o.id)];
+            lines.extend(
+                members
+                    .iter()
+                    .map(|m| format!("  user {} {}", m.user_id, m.role.as_str())),
+            );
+            Ok(Reply::text(json, lines))
+        }
+        OrgCmd::Create {
+            name,
+            slug,
+            owner,
+            description,
+        } => {
+            let owner = rk.users().find(owner)?.id;
+            let o = rk.orgs().create(OrgSpec {
+                name: name.clone(),
+                slug: slug.clone(),
+                description: description.clone(),
+                owner,
+            })?;
+            Ok(Reply::text(
+                org_json(&o),
+                vec![format!("created org {} (id {})", o.slug, o.id)],
+            ))
+        }
+        OrgCmd::Delete { org, force } => {
+            let o = rk.orgs().find(org)?;
+            let o = rk.orgs().delete(o.id, *force)?;
+            Ok(Reply::text(
+                org_json(&o),
+                vec![format!("deleted org {}", o.slug)],
+            ))
+        }
+        OrgCmd::AddMember { org, user, role } => {
+            let (o, u) = (rk.orgs().find(org)?, rk.users().find(user)?);
+            let m = rk.orgs().add_member(o.id, u.id, role.parse::<OrgRole>()?)?;
+            Ok(Reply::text(
+                json!({"org_id": o.id, "user_id": u.id, "role": m.role.as_str()}),
+                vec![format!(
+                    "user {} joined org {} as {}",
+                    u.id,
+                    o.slug,
+                    m.role.as_str()
+                )],
+            ))
+        }
+        OrgCmd::RemoveMember { org, user } => {
+            let (o, u) = (rk.orgs().find(org)?, rk.users().find(user)?);
+            rk.orgs().remove_member(o.id, u.id)?;
+            Ok(Reply::text(
+                json!({"org_id": o.id, "user_id": u.id, "removed": true}),
+                vec![format!("user {} left org {}", u.id, o.slug)],
+            ))
+        }
+        OrgCmd::SetRole { org, user, role } => {
+            let (o, u) = (rk.orgs().find(org)?, rk.users().find(user)?);
+            let m = rk.orgs().set_role(o.id, u.id, role.parse::<OrgRole>()?)?;
+            Ok(Reply::text(
+                json!({"org_id": o.id, "user_id": u.id, "role": m.role.as_str()}),
+                vec![format!(
+                    "user {} is now {} of org {}",
+                    u.id,
+                    m.role.as_str(),
+                    o.slug
+                )],
+            ))
+        }
+    }
+}
+
+/// `redkeep user orgs USER`.
+pub fn user_orgs(rk: &Redkeep, who: &str) -> Result<Reply> {
+    let u = rk.users().find(who)?;
+    let list = rk.orgs().of_user(u.id)?;
+    let rows = list
+        .iter()
+        .map(|(o, r)| {
+            vec![
+                o.id.to_string(),
+                o.slug.clone(),
+                o.name.clone(),
+                r.as_str().to_string(),
+                (u.current_org_id == Some(o.id)).to_string(),
+            ]
+        })
+        .collect();
+    let json = Value::Array(
+        list.iter()
+            .map(|(o, r)| {
+                let mut v = org_json(o);
+                v["role"] = json!(r.as_str());
+                v["current"] = json!(u.current_org_id == Some(o.id));
+                v
+            })
+            .collect(),
+    );
+    Ok(Reply::table(
+        json,
+        &["id", "slug", "name", "role", "current"],
+        rows,
+    ))
+}
+
+/// `redkeep user switch-org USER ORG`.
+pub fn switch_org(rk: &Redkeep, who: &str, org: &str) -> Result<Reply> {
+    let (u, o) = (rk.users().find(who)?, rk.orgs().find(org)?);
+    let u = rk.orgs().switch(u.id, o.id)?;
+    Ok(Reply::text(
+        super::user::user_json(&u),
+        vec![format!("user {} now works in org {}", u.id, o.slug)],
+    ))
+}
