@@ -111,6 +111,9 @@ const MAX_SLUG: usize = 48;
 pub fn slugify(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars().flat_map(char::to_lowercase) {
+        if c == '\'' || c == '\u{2019}' {
+            continue;
+        }
         if c.is_ascii_alphanumeric() {
             out.push(c);
         } else if !out.ends_with('-') && !out.is_empty() {
