@@ -162,17 +162,6 @@ impl Redkeep {
                 ..StoreOptions::default()
             },
         )?;
-        let found = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
-        if found < SCHEMA_VERSION {
-            if options.auto_migrate {
-                store.migrate(crate::auth::migrations::MIGRATIONS)?;
-            } else if !options.open_outdated {
-                return Err(Error::MigrationNeeded {
-                    found,
-                    needed: SCHEMA_VERSION,
-                });
-            }
-        }
         let workspaces = Workspaces::open(dir.join(WORKSPACES_DIR), options.workspace.clone())?;
         let rk = Redkeep {
             inner: Arc::new(Inner {
@@ -183,8 +172,27 @@ impl Redkeep {
                 workspaces,
             }),
         };
-        rk.ensure_system_roles()?;
+        rk.migrate_on_open()?;
         Ok(rk)
+    }
+
+    fn migrate_on_open(&self) -> Result<()> {
+        let store = self.store();
+        let options = self.options();
+        let found = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
+        let outdated = found < SCHEMA_VERSION;
+        if outdated && !options.auto_migrate && !options.open_outdated {
+            return Err(Error::MigrationNeeded {
+                found,
+                needed: SCHEMA_VERSION,
+            });
+        }
+        // Migrations may grant the system roles, so they exist first.
+        self.ensure_system_roles()?;
+        if outdated && options.auto_migrate {
+            store.migrate(crate::auth::migrations::MIGRATIONS)?;
+        }
+        Ok(())
     }
 
     /// The underlying store, for an application's own tables and composed transactions.
@@ -276,7 +284,7 @@ impl Redkeep {
         })
     }
 
-    fn tables() -> Vec<Box<dyn TableCheck>> {
+    pub(crate) fn tables() -> Vec<Box<dyn TableCheck>> {
         use crate::auth::{agents, api_keys, audit, invites, orgs, roles, sessions, users};
         vec![
             check_table::<User>(),
@@ -294,35 +302,12 @@ impl Redkeep {
     }
 
     /// Checks the whole data dir: redb's own integrity check, every record decodes, every
-    /// index mirrors its records, and references resolve. With `repair`, indexes are rebuilt
-    /// from records first and the changes listed in `repaired`.
+    /// index mirrors its records, references resolve, and the workspace folders match the
+    /// users. With `repair`, indexes are rebuilt from records, missing workspace folders
+    /// created and piece counts fixed; the changes are listed in `repaired`.
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
-        let mut report = CheckReport {
-            ok: true,
-            ..CheckReport::default()
-        };
-        match self.store().check_file() {
-            Ok(true) => {}
-            Ok(false) => report.problem("the file failed redb's integrity check and was repaired"),
-            Err(e) => report.problem(format!("redb integrity check: {e}")),
-        }
-        let tables = Self::tables();
-        if repair {
-            report.repaired = self.store().write(|tx| {
-                let mut changes = Vec::new();
-                for t in &tables {
-                    changes.extend(t.rebuild_indexes(tx)?);
-                }
-                Ok(changes)
-            })?;
-        }
-        let user_ids = self.store().read(|tx| {
-            for t in &tables {
-                t.check(tx, &mut report)?;
-            }
-            self.check_references(tx, &mut report)?;
-            tx.table::<User>().keys()
-        })?;
+        let mut report = check_store(self.store(), repair)?;
+        let user_ids = self.store().read(|tx| tx.table::<User>().keys())?;
         self.check_workspaces(&user_ids, repair, &mut report)?;
         Ok(report)
     }
@@ -364,113 +349,144 @@ impl Redkeep {
         }
         Ok(())
     }
+}
 
-    fn check_references(&self, tx: &crate::store::ReadTx, report: &mut CheckReport) -> Result<()> {
-        use crate::auth::api_keys::{ApiKey, KeyOwner};
-        use crate::auth::orgs::{Org, OrgMember, OrgRole};
-        use crate::auth::{
-            agents::AgentSession, invites::Invite, roles, sessions::Session, users::Avatar,
-        };
-        // Damaged records are reported by the table checks; here they are skipped.
-        let users: std::collections::BTreeMap<u64, User> = readable::<User>(tx)?
-            .into_iter()
-            .map(|u| (u.id, u))
-            .collect();
-        let orgs: std::collections::BTreeMap<u64, Org> = readable::<Org>(tx)?
-            .into_iter()
-            .map(|o| (o.id, o))
-            .collect();
-        let role_ids: std::collections::BTreeSet<u64> = readable::<roles::Role>(tx)?
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        let members = readable::<OrgMember>(tx)?;
-        let mut missing = |what: String, user: u64| {
-            if !users.contains_key(&user) {
-                report.problem(format!("{what} points at missing user {user}"));
-            }
-        };
-        for a in readable::<Avatar>(tx)? {
-            missing("an avatar".into(), a.user_id);
-        }
-        for r in readable::<roles::UserRole>(tx)? {
-            missing(format!("role assignment of role {}", r.role_id), r.user_id);
-        }
-        for s in readable::<Session>(tx)? {
-            missing(format!("session {}", s.short_id), s.user_id);
-        }
-        for a in readable::<AgentSession>(tx)? {
-            missing(format!("agent session {}", a.id), a.user_id);
-        }
-        for m in &members {
-            missing(format!("membership of org {}", m.org_id), m.user_id);
-        }
-        for r in readable::<roles::UserRole>(tx)? {
-            if !role_ids.contains(&r.role_id) {
-                report.problem(format!(
-                    "user {} holds missing role {}",
-                    r.user_id, r.role_id
-                ));
-            }
-        }
-        for m in &members {
-            if !orgs.contains_key(&m.org_id) {
-                report.problem(format!(
-                    "membership of user {} points at missing org {}",
-                    m.user_id, m.org_id
-                ));
-            }
-        }
-        for k in readable::<ApiKey>(tx)? {
-            let ok = match k.owner {
-                KeyOwner::User(u) => users.contains_key(&u),
-                KeyOwner::Org(o) => orgs.contains_key(&o),
-            };
-            if !ok {
-                report.problem(format!(
-                    "api key {} belongs to missing {}",
-                    k.prefix, k.owner
-                ));
-            }
-        }
-        for invite in readable::<Invite>(tx)? {
-            if invite.uses as usize != invite.used_by.len() {
-                report.problem(format!(
-                    "invite {} counts {} uses but lists {} users",
-                    invite.prefix,
-                    invite.uses,
-                    invite.used_by.len()
-                ));
-            }
-        }
-        for o in orgs.values() {
-            if !members
-                .iter()
-                .any(|m| m.org_id == o.id && m.role == OrgRole::Owner)
-            {
-                report.problem(format!("org {} has no owner", o.slug));
-            }
-        }
-        for u in users.values() {
-            let mine: Vec<u64> = members
-                .iter()
-                .filter(|m| m.user_id == u.id)
-                .map(|m| m.org_id)
-                .collect();
-            if mine.is_empty() {
-                report.problem(format!("user {} belongs to no org", u.id));
-            }
-            match u.current_org_id {
-                None => report.problem(format!("user {} has no current org", u.id)),
-                Some(o) if !mine.contains(&o) => report.problem(format!(
-                    "user {}'s current org {o} is not one of theirs",
-                    u.id
-                )),
-                Some(_) => {}
-            }
-        }
-        Ok(())
+/// Checks a store file's contents (not the workspaces): redb's integrity check, records,
+/// indexes and references. With `repair`, rebuilds indexes first.
+pub(crate) fn check_store(store: &Store, repair: bool) -> Result<CheckReport> {
+    let mut report = CheckReport {
+        ok: true,
+        ..CheckReport::default()
+    };
+    match store.check_file() {
+        Ok(true) => {}
+        Ok(false) => report.problem("the file failed redb's integrity check and was repaired"),
+        Err(e) => report.problem(format!("redb integrity check: {e}")),
     }
+    let tables = Redkeep::tables();
+    if repair {
+        report.repaired = store.write(|tx| {
+            let mut changes = Vec::new();
+            for t in &tables {
+                changes.extend(t.rebuild_indexes(tx)?);
+            }
+            Ok(changes)
+        })?;
+    }
+    store.read(|tx| {
+        for t in &tables {
+            t.check(tx, &mut report)?;
+        }
+        check_references(tx, &mut report)
+    })?;
+    Ok(report)
+}
+
+fn check_references(tx: &crate::store::ReadTx, report: &mut CheckReport) -> Result<()> {
+    use crate::auth::api_keys::{ApiKey, KeyOwner};
+    use crate::auth::orgs::{Org, OrgMember, OrgRole};
+    use crate::auth::{
+        agents::AgentSession, invites::Invite, roles, sessions::Session, users::Avatar,
+    };
+    // Damaged records are reported by the table checks; here they are skipped.
+    let users: std::collections::BTreeMap<u64, User> = readable::<User>(tx)?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    let orgs: std::collections::BTreeMap<u64, Org> = readable::<Org>(tx)?
+        .into_iter()
+        .map(|o| (o.id, o))
+        .collect();
+    let role_ids: std::collections::BTreeSet<u64> = readable::<roles::Role>(tx)?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let members = readable::<OrgMember>(tx)?;
+    let mut missing = |what: String, user: u64| {
+        if !users.contains_key(&user) {
+            report.problem(format!("{what} points at missing user {user}"));
+        }
+    };
+    for a in readable::<Avatar>(tx)? {
+        missing("an avatar".into(), a.user_id);
+    }
+    for r in readable::<roles::UserRole>(tx)? {
+        missing(format!("role assignment of role {}", r.role_id), r.user_id);
+    }
+    for s in readable::<Session>(tx)? {
+        missing(format!("session {}", s.short_id), s.user_id);
+    }
+    for a in readable::<AgentSession>(tx)? {
+        missing(format!("agent session {}", a.id), a.user_id);
+    }
+    for m in &members {
+        missing(format!("membership of org {}", m.org_id), m.user_id);
+    }
+    for r in readable::<roles::UserRole>(tx)? {
+        if !role_ids.contains(&r.role_id) {
+            report.problem(format!(
+                "user {} holds missing role {}",
+                r.user_id, r.role_id
+            ));
+        }
+    }
+    for m in &members {
+        if !orgs.contains_key(&m.org_id) {
+            report.problem(format!(
+                "membership of user {} points at missing org {}",
+                m.user_id, m.org_id
+            ));
+        }
+    }
+    for k in readable::<ApiKey>(tx)? {
+        let ok = match k.owner {
+            KeyOwner::User(u) => users.contains_key(&u),
+            KeyOwner::Org(o) => orgs.contains_key(&o),
+        };
+        if !ok {
+            report.problem(format!(
+                "api key {} belongs to missing {}",
+                k.prefix, k.owner
+            ));
+        }
+    }
+    for invite in readable::<Invite>(tx)? {
+        if invite.uses as usize != invite.used_by.len() {
+            report.problem(format!(
+                "invite {} counts {} uses but lists {} users",
+                invite.prefix,
+                invite.uses,
+                invite.used_by.len()
+            ));
+        }
+    }
+    for o in orgs.values() {
+        if !members
+            .iter()
+            .any(|m| m.org_id == o.id && m.role == OrgRole::Owner)
+        {
+            report.problem(format!("org {} has no owner", o.slug));
+        }
+    }
+    for u in users.values() {
+        let mine: Vec<u64> = members
+            .iter()
+            .filter(|m| m.user_id == u.id)
+            .map(|m| m.org_id)
+            .collect();
+        if mine.is_empty() {
+            report.problem(format!("user {} belongs to no org", u.id));
+        }
+        match u.current_org_id {
+            None => report.problem(format!("user {} has no current org", u.id)),
+            Some(o) if !mine.contains(&o) => report.problem(format!(
+                "user {}'s current org {o} is not one of theirs",
+                u.id
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Every record of `R` that decodes; damaged ones are skipped (the table check reports them).

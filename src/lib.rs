@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+mod bytes;
 pub mod cli;
 pub mod clock;
 mod error;
@@ -9,6 +10,7 @@ mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+pub mod ops;
 pub mod store;
 pub mod workspace;
 

@@ -49,6 +49,7 @@ impl std::fmt::Display for KeyOwner {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
     /// SHA-256 of the secret.
+    #[serde(with = "crate::bytes::hash")]
     pub hash: [u8; 32],
     /// Public prefix naming the key (`rkk_ab12cd34`).
     pub prefix: String,

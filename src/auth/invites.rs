@@ -48,6 +48,7 @@ impl InviteStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
     /// SHA-256 of the code.
+    #[serde(with = "crate::bytes::hash")]
     pub hash: [u8; 32],
     /// Non-secret display prefix (`rki_ab12cd34`).
     pub prefix: String,

@@ -2,24 +2,27 @@
 //!
 //! - v1: users, avatars, invites (and, created on demand, roles, sessions, agent sessions,
 //!   API keys, audit).
-//! - v2: tenancy. Stores written before organizations get a "Default Workspace" (slug
-//!   `default`) holding every user without an org, as admins, with it as their current org.
-//!   So that it keeps an owner, the first administrator (or else the first user) owns it.
+//! - v2: tenancy and default roles. Stores written before organizations get a "Default
+//!   Workspace" (slug `default`) holding every user without an org, as admins, with it as
+//!   their current org. So that it keeps an owner, the first administrator (or else the first
+//!   user) owns it. Users without any role get `user` (and `admin` when `is_admin`).
 
 use super::orgs::{Org, OrgMember, OrgRole};
+use super::roles::{Role, UserRole};
 use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::store::{Migration, WriteTx};
+use crate::store::{KeyRange, Migration, WriteTx};
 
 /// Every migration step, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 2,
-    name: "tenancy: default workspace for users without an org",
+    name: "tenancy: default workspace for users without an org; default roles",
     run: introduce_tenancy,
 }];
 
 fn introduce_tenancy(tx: &WriteTx) -> Result<()> {
+    grant_default_roles(tx)?;
     let members = tx.table::<OrgMember>();
     let mut orphans = Vec::new();
     for u in tx.table::<User>().all()? {
@@ -70,6 +73,35 @@ fn introduce_tenancy(tx: &WriteTx) -> Result<()> {
             u.current_org_id = Some(org.id);
             Ok(())
         })?;
+    }
+    Ok(())
+}
+
+fn grant_default_roles(tx: &WriteTx) -> Result<()> {
+    let roles = tx.table::<Role>();
+    let assignments = tx.table::<UserRole>();
+    let now = Timestamp(crate::clock::unix_now());
+    for u in tx.table::<User>().all()? {
+        let held = assignments.count_by("by_user", KeyRange::prefix(crate::key!(u.id)))?;
+        if held > 0 {
+            continue;
+        }
+        let names: &[&str] = if u.is_admin {
+            &["user", "admin"]
+        } else {
+            &["user"]
+        };
+        for name in names {
+            if let Some(role) = roles.get_by("name", &crate::key!(*name))? {
+                assignments.insert(&UserRole {
+                    user_id: u.id,
+                    role_id: role.id,
+                    assigned_by: None,
+                    active: true,
+                    assigned_at: now,
+                })?;
+            }
+        }
     }
     Ok(())
 }

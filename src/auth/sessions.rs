@@ -67,6 +67,7 @@ impl Default for LockoutPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// SHA-256 of the token.
+    #[serde(with = "crate::bytes::hash")]
     pub hash: [u8; 32],
     /// Non-secret short id (the token's prefix), for listing and revoking.
     pub short_id: String,

@@ -79,6 +79,7 @@ pub struct Avatar {
     /// The user.
     pub user_id: u64,
     /// JPEG bytes.
+    #[serde(with = "crate::bytes::base64")]
     pub jpeg: Vec<u8>,
 }
 

@@ -70,8 +70,11 @@ pub struct CheckArgs {
     pub repair: bool,
 }
 
-pub fn check(rk: &Redkeep, a: &CheckArgs) -> Result<Reply> {
-    let report = rk.check(a.repair)?;
+pub fn check(rk: &Redkeep, a: &CheckArgs, progress: bool) -> Result<Reply> {
+    let report = {
+        let _p = super::ops::Progress::spinner(progress, "checking");
+        rk.check(a.repair)?
+    };
     let rows = report
         .tables
         .iter()
@@ -99,5 +102,6 @@ pub fn check(rk: &Redkeep, a: &CheckArgs) -> Result<Reply> {
             footer,
         },
         exit_code: if report.ok { 0 } else { 1 },
+        raw: None,
     })
 }

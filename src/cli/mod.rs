@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod invite;
+mod ops;
 mod orgs;
 pub mod render;
 mod user;
@@ -74,6 +75,37 @@ pub enum Command {
     /// Manage organizations and members.
     #[command(subcommand)]
     Org(orgs::OrgCmd),
+    /// Show or apply schema migrations.
+    #[command(subcommand)]
+    Migrate(ops::MigrateCmd),
+    /// Write a consistent copy of the store to a new file.
+    Backup {
+        /// The file to create.
+        path: PathBuf,
+    },
+    /// Replace the store with a backup (keeps a safety copy; needs the store free).
+    Restore {
+        /// The backup file.
+        path: PathBuf,
+        /// Replace an existing store.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write every record as JSON lines.
+    Export(ops::ExportArgs),
+    /// Load an export into an empty store (created if missing).
+    Import {
+        /// The export file, or `-` for stdin.
+        file: String,
+    },
+    /// Empty the store after backing it up (needs --force and the store free).
+    Reset {
+        /// Really do it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Records, index entries and bytes per table, and the file size.
+    Stats,
     /// Inspect per-user workspace folders.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCmd),
@@ -104,8 +136,12 @@ pub struct Request {
     pub command: Command,
     /// A password or token read from stdin.
     pub secret: Option<String>,
-    /// Content the command reads from a file or stdin on the client side (`gallery add`).
+    /// Content the command reads from a file or stdin on the client side (`gallery add`,
+    /// `import`).
     pub input: Option<String>,
+    /// Draw progress bars on stderr (only when running locally on a terminal).
+    #[serde(default)]
+    pub progress: bool,
 }
 
 impl Request {
@@ -133,9 +169,15 @@ fn read_secret(flag: &str) -> Result<String> {
     Ok(line)
 }
 
+/// Largest export `import` reads.
+const MAX_IMPORT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
 /// Reads a file, or stdin for `-`, as UTF-8 text (capped at the document limit).
 fn read_input(path: &str) -> Result<String> {
-    let cap = crate::workspace::DEFAULT_MAX_DOC_BYTES;
+    read_input_capped(path, crate::workspace::DEFAULT_MAX_DOC_BYTES)
+}
+
+fn read_input_capped(path: &str, cap: u64) -> Result<String> {
     let mut buf = Vec::new();
     let read = if path == "-" {
         std::io::stdin().take(cap + 1).read_to_end(&mut buf)
@@ -156,7 +198,16 @@ fn read_input(path: &str) -> Result<String> {
 pub fn execute(rk: &Redkeep, req: &Request) -> Result<Reply> {
     match &req.command {
         Command::Init(a) => admin::init(rk, a, req),
-        Command::Check(a) => admin::check(rk, a),
+        Command::Check(a) => admin::check(rk, a, req.progress),
+        Command::Migrate(c) => ops::migrate(rk, c, req.progress),
+        Command::Backup { path } => ops::backup(rk, path, req.progress),
+        Command::Export(a) => ops::export(rk, a, req.progress),
+        Command::Import { .. } => ops::import(rk, req, req.progress),
+        Command::Stats => ops::stats(rk),
+        Command::Restore { .. } | Command::Reset { .. } => Err(Error::Refused(
+            "restore and reset replace the whole store; stop the application that holds it first"
+                .into(),
+        )),
         Command::Invite(c) => invite::run(rk, c),
         Command::User(c) => user::run(rk, c, req),
         Command::Role(c) => access::role(rk, c),
@@ -203,11 +254,12 @@ fn password_params() -> Result<PasswordParams> {
 }
 
 fn open(cli: &Cli) -> Result<Redkeep> {
-    let create = matches!(cli.command, Command::Init(_));
+    let create = matches!(cli.command, Command::Init(_) | Command::Import { .. });
     let mut options = Options::default()
         .mode(Mode::Shared)
         .create(create)
         .password(password_params()?);
+    options.open_outdated = matches!(cli.command, Command::Migrate(_));
     options.workspace.on_wait = Some(std::sync::Arc::new(|path: &std::path::Path| {
         eprintln!("waiting for the lock on {} …", path.display());
     }));
@@ -246,18 +298,35 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Some(flag) => Some(read_secret(flag)?),
         None => None,
     };
-    let input = match &cli.command {
-        Command::Gallery(g) => g.input_file().map(read_input).transpose()?,
-        _ => None,
+    let reply = match &cli.command {
+        Command::Restore { path, force } => ops::restore(&cli.data_dir, path, *force)?,
+        Command::Reset { force } => ops::reset(&cli.data_dir, *force)?,
+        _ => {
+            let input = match &cli.command {
+                Command::Gallery(g) => g.input_file().map(read_input).transpose()?,
+                Command::Import { file } => Some(read_input_capped(file, MAX_IMPORT_BYTES)?),
+                _ => None,
+            };
+            let req = Request {
+                command: cli.command.clone(),
+                secret,
+                input,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let rk = open(cli)?;
+            execute(&rk, &req)?
+        }
     };
-    let req = Request {
-        command: cli.command.clone(),
-        secret,
-        input,
-    };
-    let rk = open(cli)?;
-    let reply = execute(&rk, &req)?;
-    print(&reply.render(cli.json));
+    if let (Command::Export(ops::ExportArgs { output: Some(path) }), Some(raw)) =
+        (&cli.command, &reply.raw)
+    {
+        crate::fsutil::write_private(path, raw.as_bytes())?;
+        let mut summary = reply.clone();
+        summary.raw = None;
+        print(&summary.render(cli.json));
+    } else {
+        print(&reply.render(cli.json));
+    }
     Ok(ExitCode::from(reply.exit_code))
 }
 

@@ -12,6 +12,9 @@ pub struct Reply {
     pub human: Human,
     /// The process exit code (0 ok, 1 failure such as a failed check).
     pub exit_code: u8,
+    /// Output printed as it is in both modes (an export's JSON lines).
+    #[serde(default)]
+    pub raw: Option<String>,
 }
 
 /// The human form of a reply.
@@ -37,6 +40,7 @@ impl Reply {
             json,
             human: Human::Text(lines),
             exit_code: 0,
+            raw: None,
         }
     }
 
@@ -50,11 +54,15 @@ impl Reply {
                 footer: Vec::new(),
             },
             exit_code: 0,
+            raw: None,
         }
     }
 
     /// Renders for stdout.
     pub fn render(&self, json: bool) -> String {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
         if json {
             let mut s = serde_json::to_string_pretty(&self.json).unwrap_or_default();
             s.push('\n');

@@ -40,7 +40,19 @@ impl CheckReport {
     }
 }
 
-/// A table that can be checked and have its indexes rebuilt, without knowing its type.
+/// Size of one table: records, index entries and the bytes of both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    /// Records.
+    pub records: u64,
+    /// Index entries, all indexes together.
+    pub index_entries: u64,
+    /// Bytes of keys and values, records and index entries.
+    pub bytes: u64,
+}
+
+/// Whole-table operations on a record type, without knowing the type: check, rebuild
+/// indexes, size, and JSON export / import.
 pub trait TableCheck: Send + Sync {
     /// The table's name.
     fn name(&self) -> &'static str;
@@ -48,6 +60,16 @@ pub trait TableCheck: Send + Sync {
     fn check(&self, tx: &ReadTx, report: &mut CheckReport) -> Result<()>;
     /// Rewrites index entries to mirror the records; returns one line per change.
     fn rebuild_indexes(&self, tx: &WriteTx) -> Result<Vec<String>>;
+    /// Records, index entries and bytes.
+    fn stats(&self, tx: &ReadTx) -> Result<TableStats>;
+    /// Every record as JSON, in primary-key order.
+    fn export_json(&self, tx: &ReadTx) -> Result<Vec<serde_json::Value>>;
+    /// Checks that a JSON value is a record of this table.
+    fn validate_json(&self, value: &serde_json::Value) -> std::result::Result<(), String>;
+    /// Inserts a record given as JSON (with its indexes).
+    fn import_json(&self, tx: &WriteTx, value: &serde_json::Value) -> Result<()>;
+    /// Deletes every record and index entry.
+    fn clear(&self, tx: &WriteTx) -> Result<()>;
 }
 
 struct Checker<R>(PhantomData<fn() -> R>);
@@ -137,6 +159,62 @@ fn diff(table: &str, index: &str, want: &Entries, have: &Entries) -> Vec<String>
 impl<R: Record + 'static> TableCheck for Checker<R> {
     fn name(&self) -> &'static str {
         R::TABLE
+    }
+
+    fn stats(&self, tx: &ReadTx) -> Result<TableStats> {
+        let size = |name: &str| -> Result<(u64, u64)> {
+            let rows = tx.raw(name)?.range(&KeyRange::all(), Order::Asc, None)?;
+            let bytes = rows.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            Ok((rows.len() as u64, bytes))
+        };
+        let (records, mut bytes) = size(&record_table(R::TABLE))?;
+        let mut index_entries = 0;
+        for idx in R::INDEXES {
+            let (n, b) = size(&index_table(R::TABLE, idx.name))?;
+            index_entries += n;
+            bytes += b;
+        }
+        Ok(TableStats {
+            records,
+            index_entries,
+            bytes,
+        })
+    }
+
+    fn export_json(&self, tx: &ReadTx) -> Result<Vec<serde_json::Value>> {
+        tx.table::<R>()
+            .all()?
+            .iter()
+            .map(|r| {
+                serde_json::to_value(r).map_err(|e| {
+                    crate::Error::invalid(
+                        "record",
+                        format!("cannot export a {} record: {e}", R::TABLE),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn validate_json(&self, value: &serde_json::Value) -> std::result::Result<(), String> {
+        serde_json::from_value::<R>(value.clone())
+            .map(|_| ())
+            .map_err(|e| format!("not a {} record: {e}", R::TABLE))
+    }
+
+    fn import_json(&self, tx: &WriteTx, value: &serde_json::Value) -> Result<()> {
+        let record: R = serde_json::from_value(value.clone()).map_err(|e| {
+            crate::Error::invalid("record", format!("not a {} record: {e}", R::TABLE))
+        })?;
+        tx.table::<R>().insert(&record)
+    }
+
+    fn clear(&self, tx: &WriteTx) -> Result<()> {
+        let t = tx.table::<R>();
+        for k in t.keys()? {
+            t.delete(&k)?;
+        }
+        Ok(())
     }
 
     fn check(&self, tx: &ReadTx, report: &mut CheckReport) -> Result<()> {

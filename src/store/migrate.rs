@@ -120,3 +120,25 @@ impl Store {
         crate::fsutil::persist(tmp, dest)
     }
 }
+
+impl Store {
+    /// Deletes every table (records, indexes, sequences, metadata) in one write transaction,
+    /// leaving an empty store at schema `version`.
+    pub fn wipe(&self, version: u64) -> Result<()> {
+        self.write(|tx| {
+            let names: Vec<String> = tx
+                .txn
+                .list_tables()
+                .map_err(|e| Error::storage("listing tables", e))?
+                .map(|h| h.name().to_string())
+                .collect();
+            for name in names {
+                let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
+                tx.txn
+                    .delete_table(def)
+                    .map_err(|e| Error::storage("deleting a table", e))?;
+            }
+            tx.set_schema_version(version)
+        })
+    }
+}

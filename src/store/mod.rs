@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError};
 
-pub use check::{CheckReport, TableCheck, TableCounts, check_table};
+pub use check::{CheckReport, TableCheck, TableCounts, TableStats, check_table};
 pub use index::{Index, KeyPart};
 pub use migrate::Migration;
 pub use table::{KeyRange, Order, Record, RecordKey, Table};
@@ -466,6 +466,29 @@ pub trait Meta: Source {
     /// A free-form metadata value.
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.raw(META)?.get(format!("x:{key}").as_bytes())
+    }
+
+    /// Every sequence, as (table, last id), by table name.
+    fn sequences(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .raw(META)?
+            .range(&KeyRange::prefix(b"seq:".to_vec()), Order::Asc, None)?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let name = std::str::from_utf8(&k[4..]).ok()?.to_string();
+                Some((name, be_u64(&v)?))
+            })
+            .collect())
+    }
+
+    /// Every free-form metadata entry, by key.
+    fn meta_entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .raw(META)?
+            .range(&KeyRange::prefix(b"x:".to_vec()), Order::Asc, None)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((std::str::from_utf8(&k[2..]).ok()?.to_string(), v)))
+            .collect())
     }
 
     /// The last id handed out by `table`'s sequence (0 when none).
