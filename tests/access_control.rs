@@ -1,0 +1,397 @@
+//! Roles and permissions, login sessions, lockout, agent sessions, API keys and the audit log,
+//! with an injected clock (no sleeping).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::TestDir;
+use proptest::prelude::*;
+use redkeep::auth::agents::AgentSpec;
+use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
+use redkeep::auth::roles::RoleSpec;
+use redkeep::auth::sessions::{LockoutPolicy, LoginMeta};
+use redkeep::{Error, InviteSpec, NewUser, Redkeep};
+
+const PW: &str = "correct horse";
+
+fn user(rk: &Redkeep, email: &str) -> u64 {
+    rk.users()
+        .create(NewUser { email: email.into(), password: Some(PW.into()), ..NewUser::default() })
+        .unwrap()
+        .user
+        .id
+}
+
+fn minutes(n: u64) -> Duration {
+    Duration::from_secs(60 * n)
+}
+
+#[test]
+fn system_roles_exist_and_new_users_get_user() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let names: Vec<String> = rk.roles().list().unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, vec!["admin", "user", "guest"]);
+    let a = user(&rk, "a@example.com");
+    assert!(rk.roles().has_permission(a, "basic_access").unwrap());
+    assert!(rk.roles().has_permission(a, "profile_management").unwrap());
+    assert!(!rk.roles().has_permission(a, "user_management").unwrap());
+    rk.roles().grant(a, "admin", None).unwrap();
+    assert!(rk.roles().has_permission(a, "anything:at_all").unwrap());
+    assert_eq!(rk.roles().users_in("admin").unwrap(), vec![a]);
+    for system in ["admin", "user", "guest"] {
+        assert!(matches!(rk.roles().delete(system), Err(Error::Refused(_))));
+    }
+    rk.disable_user(a).unwrap();
+    assert!(rk.roles().permissions(a).unwrap().is_empty());
+    assert!(!rk.roles().has_permission(a, "basic_access").unwrap());
+}
+
+#[test]
+fn custom_roles_grant_and_their_deletion_revokes() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    rk.roles()
+        .create(RoleSpec { name: "editor".into(), permissions: vec!["docs.edit".into()], priority: 5, ..RoleSpec::default() })
+        .unwrap();
+    assert!(matches!(
+        rk.roles().create(RoleSpec { name: "Editor".into(), permissions: vec!["x".into()], ..RoleSpec::default() }),
+        Err(Error::Conflict { .. })
+    ));
+    assert!(matches!(
+        rk.roles().create(RoleSpec { name: "bad name".into(), permissions: vec!["x".into()], ..RoleSpec::default() }),
+        Err(Error::InvalidInput { .. })
+    ));
+    rk.roles().grant(a, "editor", None).unwrap();
+    assert!(rk.roles().has_permission(a, "docs.edit").unwrap());
+    rk.roles().delete("editor").unwrap();
+    assert!(!rk.roles().has_permission(a, "docs.edit").unwrap());
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[derive(Debug, Clone)]
+enum RoleOp {
+    Grant(usize, usize),
+    Revoke(usize, usize),
+    DeleteRole(usize),
+    CreateRole(usize),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn has_permission_matches_a_model(ops in prop::collection::vec(
+        prop_oneof![
+            (0usize..3, 0usize..4).prop_map(|(u, r)| RoleOp::Grant(u, r)),
+            (0usize..3, 0usize..4).prop_map(|(u, r)| RoleOp::Revoke(u, r)),
+            (0usize..4).prop_map(RoleOp::DeleteRole),
+            (0usize..4).prop_map(RoleOp::CreateRole),
+        ], 1..40)) {
+        let t = TestDir::new();
+        let rk = t.open();
+        let users: Vec<u64> = (0..3).map(|i| user(&rk, &format!("u{i}@example.com"))).collect();
+        let role_name = |r: usize| format!("role{r}");
+        let perm = |r: usize| format!("perm{r}");
+        // model: role → exists; (user, role) → held
+        let mut roles: BTreeSet<usize> = BTreeSet::new();
+        let mut held: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for op in ops {
+            match op {
+                RoleOp::CreateRole(r) => {
+                    let got = rk.roles().create(RoleSpec { name: role_name(r), permissions: vec![perm(r)], ..RoleSpec::default() });
+                    prop_assert_eq!(got.is_ok(), roles.insert(r));
+                }
+                RoleOp::Grant(u, r) => {
+                    let got = rk.roles().grant(users[u], &role_name(r), None);
+                    prop_assert_eq!(got.is_ok(), roles.contains(&r));
+                    if roles.contains(&r) { held.insert((u, r)); }
+                }
+                RoleOp::Revoke(u, r) => {
+                    let got = rk.roles().revoke(users[u], &role_name(r), None);
+                    prop_assert_eq!(got.is_ok(), held.remove(&(u, r)));
+                }
+                RoleOp::DeleteRole(r) => {
+                    let got = rk.roles().delete(&role_name(r));
+                    prop_assert_eq!(got.is_ok(), roles.remove(&r));
+                    held.retain(|&(_, x)| x != r);
+                }
+            }
+            for (u, &id) in users.iter().enumerate() {
+                for r in 0..4 {
+                    prop_assert_eq!(rk.roles().has_permission(id, &perm(r)).unwrap(), held.contains(&(u, r)));
+                }
+            }
+        }
+        let report = rk.check(false).unwrap();
+        prop_assert!(report.ok, "{:?}", report.problems);
+    }
+}
+
+#[test]
+fn every_login_makes_a_new_token_that_validates() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let l1 = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let l2 = rk.login("A@example.com ", PW, LoginMeta { ip: Some("127.0.0.1".into()), ..LoginMeta::default() }).unwrap();
+    assert_ne!(l1.token, l2.token);
+    assert!(l1.token.expose().starts_with("rks_"));
+    assert_eq!(rk.sessions().validate(l1.token.expose()).unwrap().0.id, a);
+    assert_eq!(rk.sessions().list(Some(a)).unwrap().len(), 2);
+    assert!(rk.sessions().logout(l1.token.expose()).unwrap());
+    assert!(matches!(rk.sessions().validate(l1.token.expose()), Err(Error::InvalidCredential { .. })));
+    assert!(rk.sessions().validate(l2.token.expose()).is_ok());
+    assert!(matches!(rk.sessions().validate("rks_nonsense"), Err(Error::InvalidCredential { .. })));
+}
+
+#[test]
+fn sessions_expire_when_idle_and_absolutely() {
+    let t = TestDir::new();
+    let rk = t.open(); // idle 30 min, ttl 12 h, touch every 60 s
+    user(&rk, "a@example.com");
+    let l = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    // Kept alive by use every 20 minutes, up to the absolute expiry.
+    for _ in 0..35 {
+        t.clock.advance(minutes(20));
+        rk.sessions().validate(l.token.expose()).unwrap();
+    }
+    t.clock.advance(minutes(20)); // 12 h passed
+    assert!(rk.sessions().validate(l.token.expose()).is_err());
+    let idle = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    t.clock.advance(minutes(29));
+    rk.sessions().validate(idle.token.expose()).unwrap();
+    t.clock.advance(minutes(30));
+    assert!(rk.sessions().validate(idle.token.expose()).is_err());
+    assert_eq!(rk.sessions().sweep().unwrap(), 2);
+    assert!(rk.sessions().list(None).unwrap().is_empty());
+}
+
+#[test]
+fn validate_writes_last_seen_at_most_once_per_interval() {
+    let t = TestDir::new();
+    let rk = t.open();
+    user(&rk, "a@example.com");
+    let l = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let start = rk.now();
+    t.clock.advance(Duration::from_secs(30));
+    for _ in 0..5 {
+        assert_eq!(rk.sessions().validate(l.token.expose()).unwrap().1.last_seen_at, start);
+    }
+    assert_eq!(rk.sessions().list(None).unwrap()[0].last_seen_at, start);
+    t.clock.advance(Duration::from_secs(30));
+    let now = rk.now();
+    assert_eq!(rk.sessions().validate(l.token.expose()).unwrap().1.last_seen_at, now);
+    assert_eq!(rk.sessions().list(None).unwrap()[0].last_seen_at, now);
+}
+
+#[test]
+fn disabling_a_user_stops_sessions_and_keys_at_once() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let l = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let k = rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec!["read".into()], expires_in: None }).unwrap();
+    rk.api_keys().verify(k.key.expose()).unwrap();
+    rk.disable_user(a).unwrap();
+    assert!(rk.sessions().validate(l.token.expose()).is_err());
+    assert!(matches!(rk.api_keys().verify(k.key.expose()), Err(Error::InvalidCredential { .. })));
+    assert!(matches!(rk.login("a@example.com", PW, LoginMeta::default()), Err(Error::Unauthorized)));
+}
+
+#[test]
+fn a_password_change_revokes_the_other_sessions() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let keep = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let other = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    assert!(matches!(rk.change_password(keep.token.expose(), "wrong one", "new password 1"), Err(Error::Unauthorized)));
+    rk.change_password(keep.token.expose(), PW, "new password 1").unwrap();
+    assert!(rk.sessions().validate(keep.token.expose()).is_ok());
+    assert!(rk.sessions().validate(other.token.expose()).is_err());
+    rk.set_password(a, "new password 2").unwrap();
+    assert!(rk.sessions().validate(keep.token.expose()).is_err());
+}
+
+#[test]
+fn lockout_locks_doubles_and_looks_like_a_wrong_password() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let wrong = rk.login("a@example.com", "bad password", LoginMeta::default()).unwrap_err().to_string();
+    for _ in 0..9 {
+        let _ = rk.login("a@example.com", "bad password", LoginMeta::default());
+    }
+    let u = rk.users().get(a).unwrap().unwrap();
+    assert_eq!(u.locked_until, Some(rk.now().plus(minutes(1))));
+    let locked = rk.login("a@example.com", PW, LoginMeta::default()).unwrap_err().to_string();
+    assert_eq!(locked, wrong);
+    t.clock.advance(minutes(1));
+    for _ in 0..10 {
+        let _ = rk.login("a@example.com", "bad password", LoginMeta::default());
+    }
+    assert_eq!(rk.users().get(a).unwrap().unwrap().locked_until, Some(rk.now().plus(minutes(2))));
+    rk.unlock_user(a).unwrap();
+    rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let u = rk.users().get(a).unwrap().unwrap();
+    assert_eq!((u.failed_logins, u.lock_count, u.locked_until), (0, 0, None));
+}
+
+#[test]
+fn at_most_100_failures_an_hour_reach_the_hash() {
+    let t = TestDir::new();
+    let mut opts = t.options();
+    opts.lockout = LockoutPolicy { threshold: 10_000, ..LockoutPolicy::default() };
+    let rk = Redkeep::open(t.path(), opts).unwrap();
+    let a = user(&rk, "a@example.com");
+    for _ in 0..100 {
+        let _ = rk.authenticate("a@example.com", "bad password");
+    }
+    assert_eq!(rk.users().get(a).unwrap().unwrap().failures_in_window, 100);
+    // The right password is not even checked now, and the failure is not counted again.
+    assert!(matches!(rk.authenticate("a@example.com", PW), Err(Error::Unauthorized)));
+    assert_eq!(rk.users().get(a).unwrap().unwrap().failures_in_window, 100);
+    t.clock.advance(minutes(60));
+    rk.authenticate("a@example.com", PW).unwrap();
+}
+
+#[test]
+fn agent_sessions_persist_state_and_expire() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let spec = |id: &str| AgentSpec { id: id.into(), user_id: a, name: "Planner".into(), goal: "plan".into(), ttl: Some(minutes(60)) };
+    rk.agents().create(spec("s-1")).unwrap();
+    t.clock.advance(minutes(1));
+    rk.agents().create(spec("s-2")).unwrap();
+    assert!(matches!(rk.agents().create(spec("s-1")), Err(Error::Conflict { .. })));
+    assert!(matches!(rk.agents().create(AgentSpec { user_id: 999, ..spec("s-3") }), Err(Error::NotFound { .. })));
+    assert!(matches!(rk.agents().create(spec("bad id")), Err(Error::InvalidInput { .. })));
+    t.clock.advance(minutes(1));
+    let updated = rk
+        .agents()
+        .update("s-1", |s| {
+            s.current_step = Some("planning".into());
+            s.progress.push("step 1 done".into());
+            s.context = r#"{"k": [1, 2]}"#.into();
+            s.escalation = Some(r#"{"reason": "needs approval"}"#.into());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(updated.progress, vec!["step 1 done"]);
+    let bad = rk.agents().update("s-1", |s| {
+        s.progress.push("lost".into());
+        s.context = "{not json".into();
+        Ok(())
+    });
+    assert!(matches!(bad, Err(Error::InvalidInput { field: "context", .. })));
+    assert_eq!(rk.agents().get("s-1").unwrap().unwrap(), updated);
+    let order: Vec<String> = rk.agents().list_by_user(a).unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(order, vec!["s-1", "s-2"]);
+    t.clock.advance(minutes(58)); // s-1 reaches its hour, s-2 is a minute younger
+    assert!(rk.agents().get("s-1").unwrap().is_none());
+    assert_eq!(rk.agents().get("s-2").unwrap().map(|s| s.id), Some("s-2".to_string()));
+    t.clock.advance(minutes(1));
+    assert_eq!(rk.agents().sweep().unwrap(), 2);
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn api_keys_verify_expire_revoke_and_touch_sparingly() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let k = rk
+        .api_keys()
+        .create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec!["write".into(), "read".into()], expires_in: Some(minutes(120)) })
+        .unwrap();
+    assert!(k.key.expose().starts_with(&k.api_key.prefix));
+    let v = rk.api_keys().verify(k.key.expose()).unwrap();
+    assert_eq!((v.owner, v.scopes.clone()), (KeyOwner::User(a), vec!["read".to_string(), "write".to_string()]));
+    let first_use = v.last_used_at;
+    t.clock.advance(Duration::from_secs(30));
+    assert_eq!(rk.api_keys().verify(k.key.expose()).unwrap().last_used_at, first_use);
+    t.clock.advance(Duration::from_secs(30));
+    assert_eq!(rk.api_keys().verify(k.key.expose()).unwrap().last_used_at, Some(rk.now()));
+    let unknown = rk.api_keys().verify("rkk_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap_err().to_string();
+    t.clock.advance(minutes(120));
+    assert_eq!(rk.api_keys().verify(k.key.expose()).unwrap_err().to_string(), unknown);
+    let k2 = rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec![], expires_in: None }).unwrap();
+    rk.api_keys().revoke(&k2.api_key.prefix).unwrap();
+    assert_eq!(rk.api_keys().verify(k2.key.expose()).unwrap_err().to_string(), unknown);
+    assert!(matches!(rk.api_keys().create(ApiKeySpec { owner: KeyOwner::Org(99), scopes: vec![], expires_in: None }), Err(Error::NotFound { .. })));
+    assert!(matches!(rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec!["Bad Scope".into()], expires_in: None }), Err(Error::InvalidInput { .. })));
+}
+
+#[test]
+fn tokens_codes_and_keys_are_not_stored_in_clear() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let mut secrets = vec![rk.invites().create(InviteSpec::default()).unwrap().code.expose().to_string()];
+    secrets.push(rk.login("a@example.com", PW, LoginMeta::default()).unwrap().token.expose().to_string());
+    secrets.push(rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec![], expires_in: None }).unwrap().key.expose().to_string());
+    secrets.push(PW.to_string());
+    drop(rk);
+    let bytes = std::fs::read(t.path().join(redkeep::STORE_FILE)).unwrap();
+    for s in secrets {
+        let tail = &s.as_bytes()[s.len().min(12)..];
+        let needle = if tail.len() >= 8 { tail } else { s.as_bytes() };
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{s} is in the file");
+    }
+}
+
+#[test]
+fn every_audited_event_is_written_once_with_its_change() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let inv = rk.invites().create(InviteSpec::default()).unwrap();
+    let a = rk
+        .users()
+        .create(NewUser { email: "a@example.com".into(), password: Some(PW.into()), invite: Some(inv.code.expose().into()), ..NewUser::default() })
+        .unwrap()
+        .user
+        .id;
+    let revoked = rk.invites().create(InviteSpec::default()).unwrap();
+    rk.invites().revoke(&revoked.invite.prefix).unwrap();
+    let l = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let _ = rk.login("a@example.com", "wrong password", LoginMeta::default());
+    rk.roles().grant(a, "guest", None).unwrap();
+    rk.roles().revoke(a, "guest", None).unwrap();
+    let k = rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec![], expires_in: None }).unwrap();
+    rk.api_keys().revoke(&k.api_key.prefix).unwrap();
+    rk.sessions().logout(l.token.expose()).unwrap();
+    rk.set_password(a, "another password").unwrap();
+    rk.disable_user(a).unwrap();
+    rk.enable_user(a).unwrap();
+    for _ in 0..10 {
+        let _ = rk.login("a@example.com", "wrong password", LoginMeta::default());
+    }
+    let _ = rk.login("a@example.com", "another password", LoginMeta::default());
+    rk.delete_user(a).unwrap();
+    let events = rk.audit_log().list(None, None).unwrap();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &events {
+        *counts.entry(e.action.clone()).or_default() += 1;
+    }
+    let expect = [
+        ("invite_created", 2), ("invite_used", 1), ("invite_revoked", 1), ("user_created", 1),
+        ("login_ok", 1), ("login_failed", 11), ("login_locked", 1), ("account_locked", 1),
+        ("role_granted", 2), ("role_revoked", 1), ("api_key_created", 1), ("api_key_revoked", 1),
+        ("session_revoked", 1), ("password_changed", 1), ("user_disabled", 1), ("user_enabled", 1),
+        ("user_deleted", 1),
+    ];
+    for (action, n) in expect {
+        assert_eq!(counts.get(action).copied().unwrap_or(0), n, "{action}: {counts:?}");
+    }
+    // Newest first, and by subject.
+    assert_eq!(events[0].action, "user_deleted");
+    let about_a = rk.audit_log().list(Some(a), Some(3)).unwrap();
+    assert_eq!(about_a.len(), 3);
+    assert!(about_a.windows(2).all(|w| w[0].seq > w[1].seq));
+    let text = format!("{events:?}");
+    assert!(!text.contains(PW) && !text.contains(inv.code.expose()) && !text.contains(l.token.expose()));
+}
