@@ -18,7 +18,11 @@ const PW: &str = "correct horse";
 
 fn user(rk: &Redkeep, email: &str) -> u64 {
     rk.users()
-        .create(NewUser { email: email.into(), password: Some(PW.into()), ..NewUser::default() })
+        .create(NewUser {
+            email: email.into(),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
         .unwrap()
         .user
         .id
@@ -32,7 +36,13 @@ fn minutes(n: u64) -> Duration {
 fn system_roles_exist_and_new_users_get_user() {
     let t = TestDir::new();
     let rk = t.open();
-    let names: Vec<String> = rk.roles().list().unwrap().into_iter().map(|r| r.name).collect();
+    let names: Vec<String> = rk
+        .roles()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(names, vec!["admin", "user", "guest"]);
     let a = user(&rk, "a@example.com");
     assert!(rk.roles().has_permission(a, "basic_access").unwrap());
@@ -55,14 +65,27 @@ fn custom_roles_grant_and_their_deletion_revokes() {
     let rk = t.open();
     let a = user(&rk, "a@example.com");
     rk.roles()
-        .create(RoleSpec { name: "editor".into(), permissions: vec!["docs.edit".into()], priority: 5, ..RoleSpec::default() })
+        .create(RoleSpec {
+            name: "editor".into(),
+            permissions: vec!["docs.edit".into()],
+            priority: 5,
+            ..RoleSpec::default()
+        })
         .unwrap();
     assert!(matches!(
-        rk.roles().create(RoleSpec { name: "Editor".into(), permissions: vec!["x".into()], ..RoleSpec::default() }),
+        rk.roles().create(RoleSpec {
+            name: "Editor".into(),
+            permissions: vec!["x".into()],
+            ..RoleSpec::default()
+        }),
         Err(Error::Conflict { .. })
     ));
     assert!(matches!(
-        rk.roles().create(RoleSpec { name: "bad name".into(), permissions: vec!["x".into()], ..RoleSpec::default() }),
+        rk.roles().create(RoleSpec {
+            name: "bad name".into(),
+            permissions: vec!["x".into()],
+            ..RoleSpec::default()
+        }),
         Err(Error::InvalidInput { .. })
     ));
     rk.roles().grant(a, "editor", None).unwrap();
@@ -136,15 +159,30 @@ fn every_login_makes_a_new_token_that_validates() {
     let rk = t.open();
     let a = user(&rk, "a@example.com");
     let l1 = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
-    let l2 = rk.login("A@example.com ", PW, LoginMeta { ip: Some("127.0.0.1".into()), ..LoginMeta::default() }).unwrap();
+    let l2 = rk
+        .login(
+            "A@example.com ",
+            PW,
+            LoginMeta {
+                ip: Some("127.0.0.1".into()),
+                ..LoginMeta::default()
+            },
+        )
+        .unwrap();
     assert_ne!(l1.token, l2.token);
     assert!(l1.token.expose().starts_with("rks_"));
     assert_eq!(rk.sessions().validate(l1.token.expose()).unwrap().0.id, a);
     assert_eq!(rk.sessions().list(Some(a)).unwrap().len(), 2);
     assert!(rk.sessions().logout(l1.token.expose()).unwrap());
-    assert!(matches!(rk.sessions().validate(l1.token.expose()), Err(Error::InvalidCredential { .. })));
+    assert!(matches!(
+        rk.sessions().validate(l1.token.expose()),
+        Err(Error::InvalidCredential { .. })
+    ));
     assert!(rk.sessions().validate(l2.token.expose()).is_ok());
-    assert!(matches!(rk.sessions().validate("rks_nonsense"), Err(Error::InvalidCredential { .. })));
+    assert!(matches!(
+        rk.sessions().validate("rks_nonsense"),
+        Err(Error::InvalidCredential { .. })
+    ));
 }
 
 #[test]
@@ -178,12 +216,26 @@ fn validate_writes_last_seen_at_most_once_per_interval() {
     let start = rk.now();
     t.clock.advance(Duration::from_secs(30));
     for _ in 0..5 {
-        assert_eq!(rk.sessions().validate(l.token.expose()).unwrap().1.last_seen_at, start);
+        assert_eq!(
+            rk.sessions()
+                .validate(l.token.expose())
+                .unwrap()
+                .1
+                .last_seen_at,
+            start
+        );
     }
     assert_eq!(rk.sessions().list(None).unwrap()[0].last_seen_at, start);
     t.clock.advance(Duration::from_secs(30));
     let now = rk.now();
-    assert_eq!(rk.sessions().validate(l.token.expose()).unwrap().1.last_seen_at, now);
+    assert_eq!(
+        rk.sessions()
+            .validate(l.token.expose())
+            .unwrap()
+            .1
+            .last_seen_at,
+        now
+    );
     assert_eq!(rk.sessions().list(None).unwrap()[0].last_seen_at, now);
 }
 
@@ -193,12 +245,25 @@ fn disabling_a_user_stops_sessions_and_keys_at_once() {
     let rk = t.open();
     let a = user(&rk, "a@example.com");
     let l = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
-    let k = rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec!["read".into()], expires_in: None }).unwrap();
+    let k = rk
+        .api_keys()
+        .create(ApiKeySpec {
+            owner: KeyOwner::User(a),
+            scopes: vec!["read".into()],
+            expires_in: None,
+        })
+        .unwrap();
     rk.api_keys().verify(k.key.expose()).unwrap();
     rk.disable_user(a).unwrap();
     assert!(rk.sessions().validate(l.token.expose()).is_err());
-    assert!(matches!(rk.api_keys().verify(k.key.expose()), Err(Error::InvalidCredential { .. })));
-    assert!(matches!(rk.login("a@example.com", PW, LoginMeta::default()), Err(Error::Unauthorized)));
+    assert!(matches!(
+        rk.api_keys().verify(k.key.expose()),
+        Err(Error::InvalidCredential { .. })
+    ));
+    assert!(matches!(
+        rk.login("a@example.com", PW, LoginMeta::default()),
+        Err(Error::Unauthorized)
+    ));
 }
 
 #[test]
@@ -208,8 +273,12 @@ fn a_password_change_revokes_the_other_sessions() {
     let a = user(&rk, "a@example.com");
     let keep = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
     let other = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
-    assert!(matches!(rk.change_password(keep.token.expose(), "wrong one", "new password 1"), Err(Error::Unauthorized)));
-    rk.change_password(keep.token.expose(), PW, "new password 1").unwrap();
+    assert!(matches!(
+        rk.change_password(keep.token.expose(), "wrong one", "new password 1"),
+        Err(Error::Unauthorized)
+    ));
+    rk.change_password(keep.token.expose(), PW, "new password 1")
+        .unwrap();
     assert!(rk.sessions().validate(keep.token.expose()).is_ok());
     assert!(rk.sessions().validate(other.token.expose()).is_err());
     rk.set_password(a, "new password 2").unwrap();
@@ -221,30 +290,45 @@ fn lockout_locks_doubles_and_looks_like_a_wrong_password() {
     let t = TestDir::new();
     let rk = t.open();
     let a = user(&rk, "a@example.com");
-    let wrong = rk.login("a@example.com", "bad password", LoginMeta::default()).unwrap_err().to_string();
+    let wrong = rk
+        .login("a@example.com", "bad password", LoginMeta::default())
+        .unwrap_err()
+        .to_string();
     for _ in 0..9 {
         let _ = rk.login("a@example.com", "bad password", LoginMeta::default());
     }
     let u = rk.users().get(a).unwrap().unwrap();
     assert_eq!(u.locked_until, Some(rk.now().plus(minutes(1))));
-    let locked = rk.login("a@example.com", PW, LoginMeta::default()).unwrap_err().to_string();
+    let locked = rk
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap_err()
+        .to_string();
     assert_eq!(locked, wrong);
     t.clock.advance(minutes(1));
     for _ in 0..10 {
         let _ = rk.login("a@example.com", "bad password", LoginMeta::default());
     }
-    assert_eq!(rk.users().get(a).unwrap().unwrap().locked_until, Some(rk.now().plus(minutes(2))));
+    assert_eq!(
+        rk.users().get(a).unwrap().unwrap().locked_until,
+        Some(rk.now().plus(minutes(2)))
+    );
     rk.unlock_user(a).unwrap();
     rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
     let u = rk.users().get(a).unwrap().unwrap();
-    assert_eq!((u.failed_logins, u.lock_count, u.locked_until), (0, 0, None));
+    assert_eq!(
+        (u.failed_logins, u.lock_count, u.locked_until),
+        (0, 0, None)
+    );
 }
 
 #[test]
 fn at_most_100_failures_an_hour_reach_the_hash() {
     let t = TestDir::new();
     let mut opts = t.options();
-    opts.lockout = LockoutPolicy { threshold: 10_000, ..LockoutPolicy::default() };
+    opts.lockout = LockoutPolicy {
+        threshold: 10_000,
+        ..LockoutPolicy::default()
+    };
     let rk = Redkeep::open(t.path(), opts).unwrap();
     let a = user(&rk, "a@example.com");
     for _ in 0..100 {
@@ -252,7 +336,10 @@ fn at_most_100_failures_an_hour_reach_the_hash() {
     }
     assert_eq!(rk.users().get(a).unwrap().unwrap().failures_in_window, 100);
     // The right password is not even checked now, and the failure is not counted again.
-    assert!(matches!(rk.authenticate("a@example.com", PW), Err(Error::Unauthorized)));
+    assert!(matches!(
+        rk.authenticate("a@example.com", PW),
+        Err(Error::Unauthorized)
+    ));
     assert_eq!(rk.users().get(a).unwrap().unwrap().failures_in_window, 100);
     t.clock.advance(minutes(60));
     rk.authenticate("a@example.com", PW).unwrap();
@@ -263,13 +350,31 @@ fn agent_sessions_persist_state_and_expire() {
     let t = TestDir::new();
     let rk = t.open();
     let a = user(&rk, "a@example.com");
-    let spec = |id: &str| AgentSpec { id: id.into(), user_id: a, name: "Planner".into(), goal: "plan".into(), ttl: Some(minutes(60)) };
+    let spec = |id: &str| AgentSpec {
+        id: id.into(),
+        user_id: a,
+        name: "Planner".into(),
+        goal: "plan".into(),
+        ttl: Some(minutes(60)),
+    };
     rk.agents().create(spec("s-1")).unwrap();
     t.clock.advance(minutes(1));
     rk.agents().create(spec("s-2")).unwrap();
-    assert!(matches!(rk.agents().create(spec("s-1")), Err(Error::Conflict { .. })));
-    assert!(matches!(rk.agents().create(AgentSpec { user_id: 999, ..spec("s-3") }), Err(Error::NotFound { .. })));
-    assert!(matches!(rk.agents().create(spec("bad id")), Err(Error::InvalidInput { .. })));
+    assert!(matches!(
+        rk.agents().create(spec("s-1")),
+        Err(Error::Conflict { .. })
+    ));
+    assert!(matches!(
+        rk.agents().create(AgentSpec {
+            user_id: 999,
+            ..spec("s-3")
+        }),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        rk.agents().create(spec("bad id")),
+        Err(Error::InvalidInput { .. })
+    ));
     t.clock.advance(minutes(1));
     let updated = rk
         .agents()
@@ -287,13 +392,28 @@ fn agent_sessions_persist_state_and_expire() {
         s.context = "{not json".into();
         Ok(())
     });
-    assert!(matches!(bad, Err(Error::InvalidInput { field: "context", .. })));
+    assert!(matches!(
+        bad,
+        Err(Error::InvalidInput {
+            field: "context",
+            ..
+        })
+    ));
     assert_eq!(rk.agents().get("s-1").unwrap().unwrap(), updated);
-    let order: Vec<String> = rk.agents().list_by_user(a).unwrap().into_iter().map(|s| s.id).collect();
+    let order: Vec<String> = rk
+        .agents()
+        .list_by_user(a)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     assert_eq!(order, vec!["s-1", "s-2"]);
     t.clock.advance(minutes(58)); // s-1 reaches its hour, s-2 is a minute younger
     assert!(rk.agents().get("s-1").unwrap().is_none());
-    assert_eq!(rk.agents().get("s-2").unwrap().map(|s| s.id), Some("s-2".to_string()));
+    assert_eq!(
+        rk.agents().get("s-2").unwrap().map(|s| s.id),
+        Some("s-2".to_string())
+    );
     t.clock.advance(minutes(1));
     assert_eq!(rk.agents().sweep().unwrap(), 2);
     assert!(rk.check(false).unwrap().ok);
@@ -306,24 +426,77 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
     let a = user(&rk, "a@example.com");
     let k = rk
         .api_keys()
-        .create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec!["write".into(), "read".into()], expires_in: Some(minutes(120)) })
+        .create(ApiKeySpec {
+            owner: KeyOwner::User(a),
+            scopes: vec!["write".into(), "read".into()],
+            expires_in: Some(minutes(120)),
+        })
         .unwrap();
     assert!(k.key.expose().starts_with(&k.api_key.prefix));
     let v = rk.api_keys().verify(k.key.expose()).unwrap();
-    assert_eq!((v.owner, v.scopes.clone()), (KeyOwner::User(a), vec!["read".to_string(), "write".to_string()]));
+    assert_eq!(
+        (v.owner, v.scopes.clone()),
+        (
+            KeyOwner::User(a),
+            vec!["read".to_string(), "write".to_string()]
+        )
+    );
     let first_use = v.last_used_at;
     t.clock.advance(Duration::from_secs(30));
-    assert_eq!(rk.api_keys().verify(k.key.expose()).unwrap().last_used_at, first_use);
+    assert_eq!(
+        rk.api_keys().verify(k.key.expose()).unwrap().last_used_at,
+        first_use
+    );
     t.clock.advance(Duration::from_secs(30));
-    assert_eq!(rk.api_keys().verify(k.key.expose()).unwrap().last_used_at, Some(rk.now()));
-    let unknown = rk.api_keys().verify("rkk_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap_err().to_string();
+    assert_eq!(
+        rk.api_keys().verify(k.key.expose()).unwrap().last_used_at,
+        Some(rk.now())
+    );
+    let unknown = rk
+        .api_keys()
+        .verify("rkk_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .unwrap_err()
+        .to_string();
     t.clock.advance(minutes(120));
-    assert_eq!(rk.api_keys().verify(k.key.expose()).unwrap_err().to_string(), unknown);
-    let k2 = rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec![], expires_in: None }).unwrap();
+    assert_eq!(
+        rk.api_keys()
+            .verify(k.key.expose())
+            .unwrap_err()
+            .to_string(),
+        unknown
+    );
+    let k2 = rk
+        .api_keys()
+        .create(ApiKeySpec {
+            owner: KeyOwner::User(a),
+            scopes: vec![],
+            expires_in: None,
+        })
+        .unwrap();
     rk.api_keys().revoke(&k2.api_key.prefix).unwrap();
-    assert_eq!(rk.api_keys().verify(k2.key.expose()).unwrap_err().to_string(), unknown);
-    assert!(matches!(rk.api_keys().create(ApiKeySpec { owner: KeyOwner::Org(99), scopes: vec![], expires_in: None }), Err(Error::NotFound { .. })));
-    assert!(matches!(rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec!["Bad Scope".into()], expires_in: None }), Err(Error::InvalidInput { .. })));
+    assert_eq!(
+        rk.api_keys()
+            .verify(k2.key.expose())
+            .unwrap_err()
+            .to_string(),
+        unknown
+    );
+    assert!(matches!(
+        rk.api_keys().create(ApiKeySpec {
+            owner: KeyOwner::Org(99),
+            scopes: vec![],
+            expires_in: None
+        }),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        rk.api_keys().create(ApiKeySpec {
+            owner: KeyOwner::User(a),
+            scopes: vec!["Bad Scope".into()],
+            expires_in: None
+        }),
+        Err(Error::InvalidInput { .. })
+    ));
 }
 
 #[test]
@@ -331,16 +504,43 @@ fn tokens_codes_and_keys_are_not_stored_in_clear() {
     let t = TestDir::new();
     let rk = t.open();
     let a = user(&rk, "a@example.com");
-    let mut secrets = vec![rk.invites().create(InviteSpec::default()).unwrap().code.expose().to_string()];
-    secrets.push(rk.login("a@example.com", PW, LoginMeta::default()).unwrap().token.expose().to_string());
-    secrets.push(rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec![], expires_in: None }).unwrap().key.expose().to_string());
+    let mut secrets = vec![
+        rk.invites()
+            .create(InviteSpec::default())
+            .unwrap()
+            .code
+            .expose()
+            .to_string(),
+    ];
+    secrets.push(
+        rk.login("a@example.com", PW, LoginMeta::default())
+            .unwrap()
+            .token
+            .expose()
+            .to_string(),
+    );
+    secrets.push(
+        rk.api_keys()
+            .create(ApiKeySpec {
+                owner: KeyOwner::User(a),
+                scopes: vec![],
+                expires_in: None,
+            })
+            .unwrap()
+            .key
+            .expose()
+            .to_string(),
+    );
     secrets.push(PW.to_string());
     drop(rk);
     let bytes = std::fs::read(t.path().join(redkeep::STORE_FILE)).unwrap();
     for s in secrets {
         let tail = &s.as_bytes()[s.len().min(12)..];
         let needle = if tail.len() >= 8 { tail } else { s.as_bytes() };
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{s} is in the file");
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{s} is in the file"
+        );
     }
 }
 
@@ -351,7 +551,12 @@ fn every_audited_event_is_written_once_with_its_change() {
     let inv = rk.invites().create(InviteSpec::default()).unwrap();
     let a = rk
         .users()
-        .create(NewUser { email: "a@example.com".into(), password: Some(PW.into()), invite: Some(inv.code.expose().into()), ..NewUser::default() })
+        .create(NewUser {
+            email: "a@example.com".into(),
+            password: Some(PW.into()),
+            invite: Some(inv.code.expose().into()),
+            ..NewUser::default()
+        })
         .unwrap()
         .user
         .id;
@@ -361,7 +566,14 @@ fn every_audited_event_is_written_once_with_its_change() {
     let _ = rk.login("a@example.com", "wrong password", LoginMeta::default());
     rk.roles().grant(a, "guest", None).unwrap();
     rk.roles().revoke(a, "guest", None).unwrap();
-    let k = rk.api_keys().create(ApiKeySpec { owner: KeyOwner::User(a), scopes: vec![], expires_in: None }).unwrap();
+    let k = rk
+        .api_keys()
+        .create(ApiKeySpec {
+            owner: KeyOwner::User(a),
+            scopes: vec![],
+            expires_in: None,
+        })
+        .unwrap();
     rk.api_keys().revoke(&k.api_key.prefix).unwrap();
     rk.sessions().logout(l.token.expose()).unwrap();
     rk.set_password(a, "another password").unwrap();
@@ -378,14 +590,30 @@ fn every_audited_event_is_written_once_with_its_change() {
         *counts.entry(e.action.clone()).or_default() += 1;
     }
     let expect = [
-        ("invite_created", 2), ("invite_used", 1), ("invite_revoked", 1), ("user_created", 1),
-        ("login_ok", 1), ("login_failed", 11), ("login_locked", 1), ("account_locked", 1),
-        ("role_granted", 2), ("role_revoked", 1), ("api_key_created", 1), ("api_key_revoked", 1),
-        ("session_revoked", 1), ("password_changed", 1), ("user_disabled", 1), ("user_enabled", 1),
+        ("invite_created", 2),
+        ("invite_used", 1),
+        ("invite_revoked", 1),
+        ("user_created", 1),
+        ("login_ok", 1),
+        ("login_failed", 11),
+        ("login_locked", 1),
+        ("account_locked", 1),
+        ("role_granted", 2),
+        ("role_revoked", 1),
+        ("api_key_created", 1),
+        ("api_key_revoked", 1),
+        ("session_revoked", 1),
+        ("password_changed", 1),
+        ("user_disabled", 1),
+        ("user_enabled", 1),
         ("user_deleted", 1),
     ];
     for (action, n) in expect {
-        assert_eq!(counts.get(action).copied().unwrap_or(0), n, "{action}: {counts:?}");
+        assert_eq!(
+            counts.get(action).copied().unwrap_or(0),
+            n,
+            "{action}: {counts:?}"
+        );
     }
     // Newest first, and by subject.
     assert_eq!(events[0].action, "user_deleted");
@@ -393,5 +621,7 @@ fn every_audited_event_is_written_once_with_its_change() {
     assert_eq!(about_a.len(), 3);
     assert!(about_a.windows(2).all(|w| w[0].seq > w[1].seq));
     let text = format!("{events:?}");
-    assert!(!text.contains(PW) && !text.contains(inv.code.expose()) && !text.contains(l.token.expose()));
+    assert!(
+        !text.contains(PW) && !text.contains(inv.code.expose()) && !text.contains(l.token.expose())
+    );
 }

@@ -1,0 +1,653 @@
+//! Organizations and registration, schema migrations from committed old files, and whole-
+//! store operations: backup under concurrent writes, restore, export/import, reset.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::TestDir;
+use proptest::prelude::*;
+use redkeep::auth::agents::AgentSpec;
+use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
+use redkeep::auth::orgs::{OrgRole, OrgSpec};
+use redkeep::auth::sessions::LoginMeta;
+use redkeep::{Error, InviteSpec, Mode, NewUser, Options, PasswordParams, Redkeep, Registration};
+
+const PW: &str = "correct horse";
+const CHILD_ENV: &str = "REDKEEP_TEST_WRITER";
+
+fn user(rk: &Redkeep, email: &str, name: &str) -> u64 {
+    rk.users()
+        .create(NewUser {
+            email: email.into(),
+            name: Some(name.into()),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id
+}
+
+#[test]
+fn registration_creates_a_personal_org_as_current_org() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let inv = rk.invites().create(InviteSpec::default()).unwrap();
+    let u = rk
+        .register(Registration {
+            email: "ann@example.com".into(),
+            password: PW.into(),
+            name: Some("Ann".into()),
+            invite: Some(inv.code.expose().into()),
+            ..Registration::default()
+        })
+        .unwrap();
+    let orgs = rk.orgs().of_user(u.id).unwrap();
+    assert_eq!(orgs.len(), 1);
+    let (org, role) = &orgs[0];
+    assert_eq!(
+        (org.name.as_str(), org.slug.as_str(), org.is_personal, *role),
+        ("Ann's Workspace", "anns-workspace", true, OrgRole::Owner)
+    );
+    assert_eq!(u.current_org_id, Some(org.id));
+    // A second Ann gets a unique slug.
+    let b = user(&rk, "ann2@example.com", "Ann");
+    assert_eq!(rk.orgs().of_user(b).unwrap()[0].0.slug, "anns-workspace-2");
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn a_failed_registration_leaves_no_org_behind() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let inv = rk.invites().create(InviteSpec::default()).unwrap();
+    rk.invites().revoke(&inv.invite.prefix).unwrap();
+    let got = rk.register(Registration {
+        email: "ann@example.com".into(),
+        password: PW.into(),
+        invite: Some(inv.code.expose().into()),
+        ..Registration::default()
+    });
+    assert!(got.is_err());
+    assert!(rk.orgs().list().unwrap().is_empty());
+    assert_eq!(rk.users().count().unwrap(), 0);
+    assert!(
+        rk.audit_log()
+            .list(None, None)
+            .unwrap()
+            .iter()
+            .all(|e| e.action != "user_created" && e.action != "org_created")
+    );
+}
+
+#[test]
+fn slugs_are_derived_validated_and_unique() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com", "A");
+    let mk = |name: &str, slug: Option<&str>| {
+        rk.orgs().create(OrgSpec {
+            name: name.into(),
+            slug: slug.map(String::from),
+            description: String::new(),
+            owner: a,
+        })
+    };
+    assert_eq!(mk("Acme, Inc.", None).unwrap().slug, "acme-inc");
+    assert_eq!(mk("ACME inc", None).unwrap().slug, "acme-inc-2");
+    assert_eq!(mk("x", Some("team-x")).unwrap().slug, "team-x");
+    assert!(matches!(
+        mk("y", Some("team-x")),
+        Err(Error::Conflict { index: "slug", .. })
+    ));
+    for bad in ["Team", "-x", "x-", "a b", "123", ""] {
+        assert!(
+            matches!(
+                mk("z", Some(bad)),
+                Err(Error::InvalidInput { field: "slug", .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        mk("", None),
+        Err(Error::InvalidInput { field: "name", .. })
+    ));
+    assert_eq!(rk.orgs().find("acme-inc").unwrap().name, "Acme, Inc.");
+}
+
+#[test]
+fn org_rules_hold_for_members_and_deletion() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com", "A");
+    let b = user(&rk, "b@example.com", "B");
+    let org = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Team".into(),
+            owner: a,
+            ..OrgSpec::default()
+        })
+        .unwrap();
+    rk.orgs().add_member(org.id, b, OrgRole::Member).unwrap();
+    assert!(matches!(
+        rk.orgs().add_member(org.id, b, OrgRole::Admin),
+        Err(Error::Refused(_))
+    ));
+    assert_eq!(rk.orgs().role_in(b, org.id).unwrap(), Some(OrgRole::Member));
+    assert!(rk.orgs().is_member(b, org.id).unwrap());
+    // The last owner can neither leave nor be demoted.
+    assert!(matches!(
+        rk.orgs().remove_member(org.id, a),
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        rk.orgs().set_role(org.id, a, OrgRole::Admin),
+        Err(Error::Refused(_))
+    ));
+    rk.orgs().set_role(org.id, b, OrgRole::Owner).unwrap();
+    rk.orgs().set_role(org.id, a, OrgRole::Admin).unwrap();
+    // Removing a member whose current org it is moves them to their personal org.
+    rk.orgs().switch(a, org.id).unwrap();
+    rk.orgs().remove_member(org.id, a).unwrap();
+    let personal = rk.orgs().of_user(a).unwrap()[0].0.clone();
+    assert!(personal.is_personal);
+    assert_eq!(
+        rk.users().get(a).unwrap().unwrap().current_org_id,
+        Some(personal.id)
+    );
+    assert!(matches!(
+        rk.orgs().switch(a, org.id),
+        Err(Error::Refused(_))
+    ));
+    // Deleting needs no other members, or force.
+    rk.orgs().add_member(org.id, a, OrgRole::Member).unwrap();
+    assert!(matches!(
+        rk.orgs().delete(org.id, false),
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        rk.orgs().delete(personal.id, false),
+        Err(Error::Refused(_))
+    ));
+    rk.orgs().delete(org.id, true).unwrap();
+    assert!(rk.orgs().get(org.id).unwrap().is_none());
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn deleting_the_last_owner_of_a_shared_org_is_refused() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com", "A");
+    let b = user(&rk, "b@example.com", "B");
+    let org = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Team".into(),
+            owner: a,
+            ..OrgSpec::default()
+        })
+        .unwrap();
+    rk.orgs().add_member(org.id, b, OrgRole::Member).unwrap();
+    assert!(matches!(rk.delete_user(a), Err(Error::Refused(_))));
+    assert!(rk.users().get(a).unwrap().is_some());
+    rk.orgs().set_role(org.id, b, OrgRole::Owner).unwrap();
+    rk.delete_user(a).unwrap();
+    assert_eq!(rk.orgs().list().unwrap().len(), 2); // b's personal org and the team
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[derive(Debug, Clone)]
+enum OrgOp {
+    NewUser,
+    NewOrg(usize),
+    Add(usize, usize, u8),
+    Remove(usize, usize),
+    SetRole(usize, usize, u8),
+    Switch(usize, usize),
+    DeleteOrg(usize, bool),
+    DeleteUser(usize),
+}
+
+fn role(n: u8) -> OrgRole {
+    [OrgRole::Owner, OrgRole::Admin, OrgRole::Member][n as usize % 3]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn random_org_operations_keep_the_rules(ops in prop::collection::vec(prop_oneof![
+        1 => Just(OrgOp::NewUser),
+        2 => (0usize..6).prop_map(OrgOp::NewOrg),
+        4 => (0usize..6, 0usize..6, 0u8..3).prop_map(|(o, u, r)| OrgOp::Add(o, u, r)),
+        3 => (0usize..6, 0usize..6).prop_map(|(o, u)| OrgOp::Remove(o, u)),
+        3 => (0usize..6, 0usize..6, 0u8..3).prop_map(|(o, u, r)| OrgOp::SetRole(o, u, r)),
+        2 => (0usize..6, 0usize..6).prop_map(|(u, o)| OrgOp::Switch(u, o)),
+        1 => (0usize..6, any::<bool>()).prop_map(|(o, f)| OrgOp::DeleteOrg(o, f)),
+        1 => (0usize..6).prop_map(OrgOp::DeleteUser),
+    ], 1..40)) {
+        let t = TestDir::new();
+        let rk = t.open();
+        let mut users: Vec<u64> = (0..2).map(|i| user(&rk, &format!("u{i}@example.com"), "U")).collect();
+        let mut orgs: Vec<u64> = Vec::new();
+        let mut next = 2;
+        for op in ops {
+            let pick = |v: &Vec<u64>, i: usize| v.get(i % v.len().max(1)).copied();
+            // Errors are allowed (refusals); the invariants must hold after every step.
+            let _ = match op {
+                OrgOp::NewUser => { users.push(user(&rk, &format!("u{next}@example.com"), "U")); next += 1; Ok(()) }
+                OrgOp::NewOrg(u) => match pick(&users, u) {
+                    Some(owner) => rk.orgs().create(OrgSpec { name: "Org".into(), owner, ..OrgSpec::default() }).map(|o| orgs.push(o.id)),
+                    None => Ok(()),
+                },
+                OrgOp::Add(o, u, r) => match (pick(&orgs, o), pick(&users, u)) { (Some(o), Some(u)) => rk.orgs().add_member(o, u, role(r)).map(|_| ()), _ => Ok(()) },
+                OrgOp::Remove(o, u) => match (pick(&orgs, o), pick(&users, u)) { (Some(o), Some(u)) => rk.orgs().remove_member(o, u), _ => Ok(()) },
+                OrgOp::SetRole(o, u, r) => match (pick(&orgs, o), pick(&users, u)) { (Some(o), Some(u)) => rk.orgs().set_role(o, u, role(r)).map(|_| ()), _ => Ok(()) },
+                OrgOp::Switch(u, o) => match (pick(&users, u), pick(&orgs, o)) { (Some(u), Some(o)) => rk.orgs().switch(u, o).map(|_| ()), _ => Ok(()) },
+                OrgOp::DeleteOrg(o, force) => match pick(&orgs, o) {
+                    Some(id) => rk.orgs().delete(id, force).map(|_| orgs.retain(|&x| x != id)),
+                    None => Ok(()),
+                },
+                OrgOp::DeleteUser(u) => match pick(&users, u) {
+                    Some(id) if users.len() > 1 => rk.delete_user(id).map(|_| users.retain(|&x| x != id)),
+                    _ => Ok(()),
+                },
+            };
+            orgs.retain(|&o| rk.orgs().get(o).unwrap().is_some());
+            let report = rk.check(false).unwrap();
+            prop_assert!(report.ok, "{:?}", report.problems);
+        }
+    }
+}
+
+fn copy_fixture(name: &str, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+        .join(redkeep::STORE_FILE);
+    std::fs::copy(src, to.join(redkeep::STORE_FILE)).unwrap();
+}
+
+fn cheap() -> Options {
+    Options::default().password(PasswordParams::INSECURE_FAST)
+}
+
+#[test]
+fn an_old_store_is_refused_until_migrated_then_upgraded_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v1-with-users", tmp.path());
+    assert!(matches!(
+        Redkeep::open(tmp.path(), cheap()),
+        Err(Error::MigrationNeeded {
+            found: 1,
+            needed: 2
+        })
+    ));
+    let rk = Redkeep::open(
+        tmp.path(),
+        Options {
+            auto_migrate: true,
+            ..cheap()
+        },
+    )
+    .unwrap();
+    let default = rk.orgs().by_slug("default").unwrap().unwrap();
+    assert!(default.is_default && default.name == "Default Workspace");
+    let members = rk.orgs().members(default.id).unwrap();
+    assert_eq!(members.len(), 3);
+    let admin = rk.users().by_email("admin@example.com").unwrap().unwrap();
+    for m in &members {
+        let want = if m.user_id == admin.id {
+            OrgRole::Owner
+        } else {
+            OrgRole::Admin
+        };
+        assert_eq!(m.role, want);
+        assert_eq!(
+            rk.users().get(m.user_id).unwrap().unwrap().current_org_id,
+            Some(default.id)
+        );
+    }
+    assert!(rk.roles().has_permission(admin.id, "anything").unwrap());
+    // Old data still works: passwords and the invite.
+    rk.authenticate("bob@example.com", "bob password").unwrap();
+    assert_eq!(
+        rk.invites().list(redkeep::InviteFilter::All).unwrap().len(),
+        1
+    );
+    // The pre-migration copy exists and opens at version 1.
+    let backup = tmp.path().join("redkeep.redb.pre-v1.bak");
+    let copy = redkeep::Store::open(
+        &backup,
+        &redkeep::StoreOptions {
+            create: false,
+            allow_outdated: true,
+            schema_version: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(copy.schema_version().unwrap(), Some(1));
+    drop(copy);
+    // Running again is a no-op.
+    assert!(
+        rk.store()
+            .migrate(redkeep::auth::migrations::MIGRATIONS)
+            .unwrap()
+            .applied
+            .is_empty()
+    );
+    assert_eq!(rk.orgs().list().unwrap().len(), 1);
+    let report = rk.check(true).unwrap(); // creates the workspace folders the fixture lacks
+    assert!(report.ok, "{:?}", report.problems);
+}
+
+#[test]
+fn migrating_an_empty_old_store_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v1-empty", tmp.path());
+    let rk = Redkeep::open(
+        tmp.path(),
+        Options {
+            auto_migrate: true,
+            ..cheap()
+        },
+    )
+    .unwrap();
+    assert_eq!(rk.store().schema_version().unwrap(), Some(2));
+    assert!(rk.orgs().list().unwrap().is_empty());
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// A child that creates users `w0@…`, `w1@…`, … in shared mode and prints each once committed.
+#[test]
+fn helper_writer_process() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // Only meaningful when started by the test below.
+    };
+    let rk = Redkeep::open(&dir, cheap().mode(Mode::Shared)).unwrap();
+    let mut out = std::io::stdout().lock();
+    for i in 0.. {
+        rk.users()
+            .create(NewUser {
+                email: format!("w{i}@example.com"),
+                password: Some(PW.into()),
+                ..NewUser::default()
+            })
+            .unwrap();
+        writeln!(out, "acked {i}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn a_backup_under_concurrent_writes_passes_check_and_holds_a_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    drop(Redkeep::open(&dir, cheap()).unwrap());
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_writer_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = 0;
+    let mut wait_for = |n: u64, acked: &mut u64| {
+        while *acked < n {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(i) = line
+                .split_whitespace()
+                .last()
+                .and_then(|w| w.parse::<u64>().ok())
+            {
+                if line.contains("acked") {
+                    *acked = i + 1;
+                }
+            }
+        }
+    };
+    wait_for(10, &mut acked);
+    let before = acked;
+    let rk = Redkeep::open(&dir, cheap().mode(Mode::Shared)).unwrap();
+    let report = rk.backup(&tmp.path().join("snap.redb")).unwrap();
+    wait_for(before + 5, &mut acked);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(report.check.ok, "{:?}", report.check.problems);
+    let restored = tmp.path().join("restored");
+    redkeep::ops::restore(&restored, &tmp.path().join("snap.redb"), false).unwrap();
+    let snap = Redkeep::open(&restored, cheap()).unwrap();
+    let emails: Vec<String> = snap
+        .users()
+        .list(redkeep::UserFilter::All)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    let k = emails.len() as u64;
+    assert!(
+        k >= before,
+        "the snapshot misses acknowledged writes: {k} < {before}"
+    );
+    let prefix: Vec<String> = (0..k).map(|i| format!("w{i}@example.com")).collect();
+    assert_eq!(emails, prefix);
+}
+
+fn populated() -> (TestDir, Redkeep) {
+    let t = TestDir::new();
+    let rk = t.open();
+    rk.init(redkeep::InitSpec {
+        admin_email: Some("root@example.com".into()),
+        admin_password: Some(PW.into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let inv = rk.invites().create(InviteSpec::default().uses(2)).unwrap();
+    let a = rk
+        .register(Registration {
+            email: "a@example.com".into(),
+            password: PW.into(),
+            invite: Some(inv.code.expose().into()),
+            ..Registration::default()
+        })
+        .unwrap()
+        .id;
+    rk.users()
+        .set_avatar(a, vec![0xFF, 0xD8, 0xFF, 0, 1, 2, 255])
+        .unwrap();
+    let org = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Team".into(),
+            owner: a,
+            ..OrgSpec::default()
+        })
+        .unwrap();
+    rk.orgs().add_member(org.id, 1, OrgRole::Member).unwrap();
+    rk.login(
+        "a@example.com",
+        PW,
+        LoginMeta {
+            ip: Some("10.0.0.1".into()),
+            ..LoginMeta::default()
+        },
+    )
+    .unwrap();
+    rk.api_keys()
+        .create(ApiKeySpec {
+            owner: KeyOwner::Org(org.id),
+            scopes: vec!["read".into()],
+            expires_in: None,
+        })
+        .unwrap();
+    rk.agents()
+        .create(AgentSpec {
+            id: "agent-1".into(),
+            user_id: a,
+            name: "n".into(),
+            goal: "g".into(),
+            ttl: None,
+        })
+        .unwrap();
+    rk.roles()
+        .create(redkeep::auth::roles::RoleSpec {
+            name: "ops".into(),
+            permissions: vec!["deploy".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    rk.roles().grant(a, "ops", Some(1)).unwrap();
+    (t, rk)
+}
+
+#[test]
+fn export_import_export_is_byte_identical() {
+    let (_t, rk) = populated();
+    let mut first = Vec::new();
+    let summary = rk.export(&mut first, &|_| {}).unwrap();
+    for table in [
+        "users",
+        "avatars",
+        "invites",
+        "roles",
+        "user_roles",
+        "sessions",
+        "agent_sessions",
+        "orgs",
+        "org_members",
+        "api_keys",
+        "audit",
+    ] {
+        assert!(
+            summary.records.get(table).copied().unwrap_or(0) > 0,
+            "{table} is empty in the fixture"
+        );
+    }
+    let text = String::from_utf8(first.clone()).unwrap();
+    assert!(
+        text.contains("\"jpeg\":\"/9j/AAEC/w==\""),
+        "avatars are base64"
+    );
+    // Into a data dir with no store, and into one fresh from init.
+    for init in [false, true] {
+        let t2 = TestDir::new();
+        let rk2 = t2.open();
+        if init {
+            rk2.init(redkeep::InitSpec::default()).unwrap();
+        }
+        rk2.import(&mut first.as_slice(), &|_| {}).unwrap();
+        let mut second = Vec::new();
+        rk2.export(&mut second, &|_| {}).unwrap();
+        assert!(first == second, "exports differ (init: {init})");
+        assert!(rk2.check(true).unwrap().ok);
+        rk2.authenticate("a@example.com", PW).unwrap();
+    }
+}
+
+#[test]
+fn a_bad_import_line_is_reported_by_number_and_nothing_is_imported() {
+    let (_t, rk) = populated();
+    let mut export = Vec::new();
+    rk.export(&mut export, &|_| {}).unwrap();
+    let text = String::from_utf8(export).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[4] = r#"{"table":"users","record":{"id":"not a number"}}"#.into();
+    let t2 = TestDir::new();
+    let rk2 = t2.open();
+    let err = rk2
+        .import(&mut lines.join("\n").as_bytes(), &|_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("line 5"), "{err}");
+    lines[4] = "{not json".into();
+    let err = rk2
+        .import(&mut lines.join("\n").as_bytes(), &|_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("line 5"), "{err}");
+    assert_eq!(rk2.users().count().unwrap(), 0);
+    assert_eq!(rk2.roles().list().unwrap().len(), 3);
+    // A store holding data refuses an import.
+    let err = rk.import(&mut text.as_bytes(), &|_| {}).unwrap_err();
+    assert!(matches!(err, Error::Refused(_)), "{err}");
+}
+
+#[test]
+fn restore_refuses_damaged_backups_and_keeps_a_safety_copy() {
+    let (t, rk) = populated();
+    let backup = t.path().join("b.redb");
+    assert!(rk.backup(&backup).unwrap().check.ok);
+    let users_before = rk.users().count().unwrap();
+    drop(rk);
+    let dir = t.path();
+    let bytes = std::fs::read(&backup).unwrap();
+    let truncated = t.path().join("truncated.redb");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let garbage = t.path().join("garbage.redb");
+    std::fs::write(&garbage, b"this is not a database").unwrap();
+    let live_before = std::fs::read(dir.join(redkeep::STORE_FILE)).unwrap();
+    for bad in [&truncated, &garbage] {
+        assert!(
+            redkeep::ops::restore(dir, bad, true).is_err(),
+            "{}",
+            bad.display()
+        );
+        assert!(
+            std::fs::read(dir.join(redkeep::STORE_FILE)).unwrap() == live_before,
+            "live store touched"
+        );
+    }
+    assert!(matches!(
+        redkeep::ops::restore(dir, &backup, false),
+        Err(Error::Refused(_))
+    ));
+    // Change the live store, then restore the backup over it.
+    let rk = t.open();
+    user(&rk, "late@example.com", "Late");
+    drop(rk);
+    let safety = redkeep::ops::restore(dir, &backup, true).unwrap().unwrap();
+    assert!(safety.exists());
+    let rk = t.open();
+    assert_eq!(rk.users().count().unwrap(), users_before);
+    assert!(rk.users().by_email("late@example.com").unwrap().is_none());
+    // Restore is refused while another handle holds the store.
+    assert!(matches!(
+        redkeep::ops::restore(dir, &backup, true),
+        Err(Error::InUse { .. })
+    ));
+}
+
+#[test]
+fn reset_backs_up_then_empties() {
+    let (t, rk) = populated();
+    drop(rk);
+    let backup = redkeep::ops::reset(t.path()).unwrap();
+    assert!(backup.exists());
+    let rk = t.open();
+    assert_eq!(rk.users().count().unwrap(), 0);
+    assert!(!rk.is_initialized().unwrap());
+    let stats = rk.stats().unwrap();
+    assert_eq!(stats.tables["users"].records, 0);
+    assert_eq!(stats.tables["roles"].records, 3);
+}
+
+#[test]
+fn stats_count_records_index_entries_and_bytes() {
+    let (_t, rk) = populated();
+    let s = rk.stats().unwrap();
+    assert_eq!(s.tables["users"].records, 2);
+    assert_eq!(s.tables["users"].index_entries, 2 + 2 + 2); // email, is_admin, created_at
+    assert!(s.tables["users"].bytes > 0);
+    assert!(s.file_bytes > 0);
+    assert_eq!(s.schema_version, redkeep::SCHEMA_VERSION);
+}
