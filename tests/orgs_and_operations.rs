@@ -407,14 +407,12 @@ fn a_backup_under_concurrent_writes_passes_check_and_holds_a_prefix() {
     let mut wait_for = |n: u64, acked: &mut u64| {
         while *acked < n {
             let line = lines.next().unwrap().unwrap();
-            if let Some(i) = line
+            let number = line
                 .split_whitespace()
                 .last()
-                .and_then(|w| w.parse::<u64>().ok())
-            {
-                if line.contains("acked") {
-                    *acked = i + 1;
-                }
+                .and_then(|w| w.parse::<u64>().ok());
+            if let (true, Some(i)) = (line.contains("acked"), number) {
+                *acked = i + 1;
             }
         }
     };
