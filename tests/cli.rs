@@ -2,71 +2,8 @@
 
 mod common;
 
-use assert_cmd::Command;
+use common::Cli;
 use serde_json::Value;
-
-struct Cli {
-    dir: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        Cli {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn data(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("redkeep").unwrap();
-        c.env("REDKEEP_DATA_DIR", self.data())
-            .env("REDKEEP_ARGON2", common::FAST_ARGON2)
-            .args(args);
-        c
-    }
-
-    /// Runs with `--json`, expects success, returns the parsed output.
-    fn json(&self, args: &[&str], stdin: Option<&str>) -> Value {
-        let mut c = self.cmd(args);
-        c.arg("--json");
-        if let Some(s) = stdin {
-            c.write_stdin(s);
-        }
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Runs, expects exit code `code`, returns (stdout, stderr).
-    fn expect(&self, args: &[&str], stdin: Option<&str>, code: i32) -> (String, String) {
-        let mut c = self.cmd(args);
-        if let Some(s) = stdin {
-            c.write_stdin(s);
-        }
-        let out = c.output().unwrap();
-        let (o, e) = (
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{args:?}\nstdout: {o}\nstderr: {e}"
-        );
-        (o, e)
-    }
-
-    fn init(&self) {
-        self.expect(&["init", "--no-admin"], None, 0);
-    }
-}
 
 #[test]
 fn init_creates_an_admin_with_a_password_shown_once_and_is_idempotent() {

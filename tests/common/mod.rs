@@ -36,3 +36,67 @@ impl TestDir {
         self.dir.path()
     }
 }
+
+/// Runs the `redkeep` binary on a temp data dir with cheap hashing.
+pub struct Cli {
+    pub dir: tempfile::TempDir,
+}
+
+impl Cli {
+    pub fn new() -> Cli {
+        Cli {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::cargo_bin("redkeep").unwrap();
+        c.env("REDKEEP_DATA_DIR", self.data())
+            .env("REDKEEP_ARGON2", FAST_ARGON2)
+            .args(args);
+        c
+    }
+
+    /// Runs with `--json`, expects success, returns the parsed output.
+    pub fn json(&self, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
+        let mut c = self.cmd(args);
+        c.arg("--json");
+        if let Some(s) = stdin {
+            c.write_stdin(s);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs, expects exit code `code`, returns (stdout, stderr).
+    pub fn expect(&self, args: &[&str], stdin: Option<&str>, code: i32) -> (String, String) {
+        let mut c = self.cmd(args);
+        if let Some(s) = stdin {
+            c.write_stdin(s);
+        }
+        let out = c.output().unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}\nstdout: {o}\nstderr: {e}"
+        );
+        (o, e)
+    }
+
+    pub fn init(&self) {
+        self.expect(&["init", "--no-admin"], None, 0);
+    }
+}

@@ -1,0 +1,359 @@
+//! The CLI of roles, logins, sessions, agent sessions, API keys, audit and organizations.
+
+mod common;
+
+use common::Cli;
+use redkeep::auth::agents::AgentSpec;
+use serde_json::json;
+
+fn with_user(cli: &Cli) -> u64 {
+    cli.init();
+    cli.json(
+        &[
+            "user",
+            "create",
+            "ann@example.com",
+            "--name",
+            "Ann",
+            "--password-stdin",
+        ],
+        Some("ann password\n"),
+    )["id"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn role_commands() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let roles = cli.json(&["role", "list"], None);
+    let names: Vec<&str> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["admin", "user", "guest"]);
+    let created = cli.json(
+        &[
+            "role",
+            "create",
+            "editor",
+            "--permission",
+            "docs.edit",
+            "--permission",
+            "docs.view",
+            "--priority",
+            "5",
+            "--description",
+            "Edits docs",
+        ],
+        None,
+    );
+    assert_eq!(created["permissions"], json!(["docs.edit", "docs.view"]));
+    assert_eq!(created["priority"], 5);
+    cli.json(&["role", "grant", "ann@example.com", "editor"], None);
+    assert_eq!(
+        cli.json(&["role", "show", "editor"], None)["users"],
+        json!([1])
+    );
+    let perms = cli.json(&["user", "permissions", "ann@example.com"], None);
+    assert_eq!(perms["roles"], json!(["user", "editor"]));
+    assert!(
+        perms["permissions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("docs.edit"))
+    );
+    cli.json(&["role", "revoke", "1", "editor"], None);
+    let (_, err) = cli.expect(&["role", "revoke", "1", "editor"], None, 1);
+    assert!(err.contains("not found"), "{err}");
+    let (_, err) = cli.expect(&["role", "delete", "admin"], None, 1);
+    assert!(err.contains("system role"), "{err}");
+    cli.json(&["role", "delete", "editor"], None);
+    let (_, err) = cli.expect(&["role", "show", "editor"], None, 1);
+    assert!(err.contains("role editor not found"), "{err}");
+    cli.expect(&["role", "create", "x"], None, 2); // --permission is required
+}
+
+#[test]
+fn login_session_and_unlock_commands() {
+    let cli = Cli::new();
+    let id = with_user(&cli);
+    let login = cli.json(
+        &[
+            "login",
+            "ann@example.com",
+            "--password-stdin",
+            "--ttl",
+            "2h",
+        ],
+        Some("ann password\n"),
+    );
+    let token = login["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("rks_"));
+    assert_eq!(login["user_id"], id);
+    assert!(login["expires_at"].as_str().unwrap().ends_with('Z'));
+    let valid = cli.json(&["session", "validate", "--token-stdin"], Some(&token));
+    assert_eq!(valid["user"]["email"], "ann@example.com");
+    let list = cli.json(&["session", "list", "--user", "ann@example.com"], None);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains(&token), "a token was listed");
+    let short = list[0]["id"].as_str().unwrap().to_string();
+    cli.json(&["session", "revoke", &short], None);
+    let (_, err) = cli.expect(&["session", "validate", "--token-stdin"], Some(&token), 1);
+    assert!(err.contains("session token is not valid"), "{err}");
+    cli.json(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+    );
+    assert_eq!(
+        cli.json(&["session", "revoke", "--user", "1"], None)["revoked"],
+        1
+    );
+    assert_eq!(cli.json(&["session", "sweep"], None)["removed"], 0);
+    // Ten wrong passwords lock the account; the answer stays the same; unlock lifts it.
+    let (_, wrong) = cli.expect(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("bad password\n"),
+        1,
+    );
+    for _ in 0..9 {
+        cli.expect(
+            &["login", "ann@example.com", "--password-stdin"],
+            Some("bad password\n"),
+            1,
+        );
+    }
+    let shown = cli.json(&["user", "show", "1"], None);
+    assert!(shown["locked_until"].is_string(), "{shown}");
+    let (_, locked) = cli.expect(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+        1,
+    );
+    assert_eq!(locked, wrong);
+    assert_eq!(
+        cli.json(&["user", "unlock", "ann@example.com"], None)["locked_until"],
+        json!(null)
+    );
+    cli.json(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+    );
+}
+
+#[test]
+fn agent_commands() {
+    let cli = Cli::new();
+    let id = with_user(&cli);
+    {
+        let opts = redkeep::Options::default()
+            .password(redkeep::PasswordParams::INSECURE_FAST)
+            .mode(redkeep::Mode::Shared);
+        let rk = redkeep::Redkeep::open(cli.data(), opts).unwrap();
+        for (sid, ttl) in [
+            ("run-1", None),
+            ("run-2", Some(std::time::Duration::from_secs(1))),
+        ] {
+            rk.agents()
+                .create(AgentSpec {
+                    id: sid.into(),
+                    user_id: id,
+                    name: "Agent".into(),
+                    goal: "g".into(),
+                    ttl,
+                })
+                .unwrap();
+        }
+        rk.agents()
+            .update("run-1", |s| {
+                s.context = r#"{"k":1}"#.into();
+                Ok(())
+            })
+            .unwrap();
+    }
+    let list = cli.json(&["agent", "list", "--user", "ann@example.com"], None);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let shown = cli.json(&["agent", "show", "run-1"], None);
+    assert_eq!(shown["context"], json!({"k": 1}));
+    assert_eq!(shown["status"], "active");
+    cli.json(&["agent", "delete", "run-1"], None);
+    cli.expect(&["agent", "show", "run-1"], None, 1);
+    // run-2 expires a second after creation; the sweep runs on the real clock.
+    assert!(cli.json(&["agent", "sweep"], None)["removed"].is_u64());
+}
+
+#[test]
+fn apikey_commands() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let created = cli.json(
+        &[
+            "apikey",
+            "create",
+            "--user",
+            "ann@example.com",
+            "--scope",
+            "read",
+            "--scope",
+            "write",
+            "--expires",
+            "30d",
+        ],
+        None,
+    );
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with(created["prefix"].as_str().unwrap()));
+    assert_eq!(created["scopes"], json!(["read", "write"]));
+    assert!(created["expires_at"].is_string());
+    let listed = cli.json(&["apikey", "list", "--user", "1"], None);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&key));
+    let v = cli.json(&["apikey", "verify", "--key-stdin"], Some(&key));
+    assert_eq!(v["owner"], json!({"kind": "user", "id": 1}));
+    cli.json(
+        &["apikey", "revoke", created["prefix"].as_str().unwrap()],
+        None,
+    );
+    let (_, err) = cli.expect(&["apikey", "verify", "--key-stdin"], Some(&key), 1);
+    assert!(err.contains("api key is not valid"), "{err}");
+    let org = cli.json(&["apikey", "create", "--org", "anns-workspace"], None);
+    assert_eq!(org["owner"]["kind"], "org");
+}
+
+#[test]
+fn audit_command() {
+    let cli = Cli::new();
+    with_user(&cli);
+    cli.expect(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("bad password\n"),
+        1,
+    );
+    let events = cli.json(
+        &["audit", "list", "--user", "ann@example.com", "--limit", "2"],
+        None,
+    );
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["action"], "login_failed");
+    assert_eq!(events[0]["outcome"], "denied");
+    let all = cli.json(&["audit", "list"], None);
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "user_created")
+    );
+}
+
+#[test]
+fn org_commands() {
+    let cli = Cli::new();
+    let ann = with_user(&cli);
+    let bob = cli.json(
+        &[
+            "user",
+            "create",
+            "bob@example.com",
+            "--name",
+            "Bob",
+            "--password-stdin",
+        ],
+        Some("bob password\n"),
+    )["id"]
+        .as_u64()
+        .unwrap();
+    let orgs = cli.json(&["user", "orgs", "ann@example.com"], None);
+    assert_eq!(orgs[0]["slug"], "anns-workspace");
+    assert_eq!(orgs[0]["role"], "owner");
+    assert_eq!(orgs[0]["current"], true);
+    let acme = cli.json(
+        &[
+            "org",
+            "create",
+            "Acme Inc",
+            "--owner",
+            "ann@example.com",
+            "--description",
+            "d",
+        ],
+        None,
+    );
+    assert_eq!(acme["slug"], "acme-inc");
+    let custom = cli.json(
+        &["org", "create", "Other", "--slug", "team-x", "--owner", "1"],
+        None,
+    );
+    assert_eq!(custom["slug"], "team-x");
+    let (_, err) = cli.expect(
+        &["org", "create", "Again", "--slug", "team-x", "--owner", "1"],
+        None,
+        1,
+    );
+    assert!(err.contains("slug"), "{err}");
+    cli.json(
+        &[
+            "org",
+            "add-member",
+            "acme-inc",
+            "bob@example.com",
+            "--role",
+            "admin",
+        ],
+        None,
+    );
+    let shown = cli.json(&["org", "show", "acme-inc"], None);
+    assert_eq!(shown["members"].as_array().unwrap().len(), 2);
+    cli.json(&["user", "switch-org", "bob@example.com", "acme-inc"], None);
+    assert_eq!(
+        cli.json(
+            &["org", "set-role", "acme-inc", "bob@example.com", "owner"],
+            None
+        )["role"],
+        "owner"
+    );
+    cli.json(
+        &["org", "set-role", "acme-inc", "ann@example.com", "member"],
+        None,
+    );
+    let (_, err) = cli.expect(
+        &["org", "set-role", "acme-inc", "bob@example.com", "member"],
+        None,
+        1,
+    );
+    assert!(err.contains("last owner"), "{err}");
+    let (_, err) = cli.expect(&["org", "delete", "acme-inc"], None, 1);
+    assert!(err.contains("--force"), "{err}");
+    cli.json(
+        &["org", "remove-member", "acme-inc", "ann@example.com"],
+        None,
+    );
+    let (_, err) = cli.expect(
+        &["org", "remove-member", "acme-inc", "bob@example.com"],
+        None,
+        1,
+    );
+    assert!(
+        err.contains(&format!("user {bob} is the last owner")),
+        "{err}"
+    );
+    let _ = ann;
+    cli.json(&["org", "delete", "acme-inc", "--force"], None);
+    let bob_now = cli.json(&["user", "show", "bob@example.com"], None);
+    let bob_orgs = cli.json(&["user", "orgs", "bob@example.com"], None);
+    assert_eq!(bob_now["current_org_id"], bob_orgs[0]["id"]);
+    let (_, err) = cli.expect(
+        &["org", "add-member", "team-x", "1", "--role", "boss"],
+        None,
+        1,
+    );
+    assert!(err.contains("owner, admin or member"), "{err}");
+    assert_eq!(
+        cli.json(&["org", "list"], None).as_array().unwrap().len(),
+        3
+    );
+    cli.expect(&["check"], None, 0);
+}

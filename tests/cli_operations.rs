@@ -1,0 +1,141 @@
+//! The CLI of migrations, backup, restore, export, import, reset and stats.
+
+mod common;
+
+use common::Cli;
+use serde_json::json;
+
+fn populated() -> Cli {
+    let cli = Cli::new();
+    cli.init();
+    cli.json(
+        &[
+            "user",
+            "create",
+            "ann@example.com",
+            "--name",
+            "Ann",
+            "--password-stdin",
+        ],
+        Some("ann password\n"),
+    );
+    cli.json(&["invite", "create", "-c", "2"], None);
+    cli.json(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+    );
+    cli
+}
+
+#[test]
+fn migrate_status_and_up_on_an_old_store() {
+    let cli = Cli::new();
+    std::fs::create_dir_all(cli.data()).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/v1-with-users/redkeep.redb");
+    std::fs::copy(src, cli.data().join("redkeep.redb")).unwrap();
+    let (_, err) = cli.expect(&["user", "list"], None, 1);
+    assert!(err.contains("redkeep migrate up"), "{err}");
+    let status = cli.json(&["migrate", "status"], None);
+    assert_eq!(status["current"], 1);
+    assert_eq!(status["pending"].as_array().unwrap().len(), 1);
+    let up = cli.json(&["migrate", "up"], None);
+    assert_eq!(up["applied"][0]["version"], 2);
+    assert!(std::path::Path::new(up["backup"].as_str().unwrap()).exists());
+    let again = cli.json(&["migrate", "up"], None);
+    assert_eq!(again["applied"], json!([]));
+    assert_eq!(cli.json(&["migrate", "status"], None)["pending"], json!([]));
+    assert_eq!(
+        cli.json(&["user", "orgs", "bob@example.com"], None)[0]["slug"],
+        "default"
+    );
+    cli.expect(&["check", "--repair"], None, 0);
+}
+
+#[test]
+fn backup_restore_and_stats() {
+    let cli = populated();
+    let backup = cli.dir.path().join("backup.redb");
+    let b = cli.json(&["backup", backup.to_str().unwrap()], None);
+    assert_eq!(b["ok"], true);
+    let (_, err) = cli.expect(&["backup", backup.to_str().unwrap()], None, 1);
+    assert!(err.contains("already exists"), "{err}");
+    cli.json(
+        &["user", "create", "late@example.com", "--password-stdin"],
+        Some("late password\n"),
+    );
+    let (_, err) = cli.expect(&["restore", backup.to_str().unwrap()], None, 1);
+    assert!(err.contains("--force"), "{err}");
+    let r = cli.json(&["restore", backup.to_str().unwrap(), "--force"], None);
+    assert!(std::path::Path::new(r["safety_copy"].as_str().unwrap()).exists());
+    cli.expect(&["user", "show", "late@example.com"], None, 1);
+    let garbage = cli.dir.path().join("garbage.redb");
+    std::fs::write(&garbage, b"nope").unwrap();
+    cli.expect(&["restore", garbage.to_str().unwrap(), "--force"], None, 1);
+    cli.json(&["user", "show", "ann@example.com"], None);
+    let stats = cli.json(&["stats"], None);
+    assert_eq!(stats["tables"]["users"]["records"], 2);
+    assert_eq!(stats["tables"]["invites"]["records"], 2);
+    assert!(stats["file_bytes"].as_u64().unwrap() > 0);
+    let (table, _) = cli.expect(&["stats"], None, 0);
+    assert!(
+        table.contains("index entries") && table.contains("file "),
+        "{table}"
+    );
+    // A new machine: restore creates the store.
+    let fresh = Cli::new();
+    fresh.json(&["restore", backup.to_str().unwrap()], None);
+    assert_eq!(
+        fresh
+            .json(&["user", "list"], None)
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn export_import_round_trip_and_bad_lines() {
+    let cli = populated();
+    let file = cli.dir.path().join("export.jsonl");
+    let summary = cli.json(&["export", "-o", file.to_str().unwrap()], None);
+    assert!(summary["lines"].as_u64().unwrap() > 5);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (stdout, _) = cli.expect(&["export"], None, 0);
+    assert_eq!(stdout.as_bytes(), std::fs::read(&file).unwrap().as_slice());
+    let other = Cli::new();
+    other.json(&["import", file.to_str().unwrap()], None);
+    let (again, _) = other.expect(&["export"], None, 0);
+    assert_eq!(again, stdout);
+    let third = Cli::new();
+    third.init();
+    third.json(&["import", "-"], Some(&stdout));
+    // A bad line is reported by number and nothing is imported.
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines[2] = "{\"table\":\"nope\",\"record\":{}}";
+    let bad = Cli::new();
+    let (_, err) = bad.expect(&["import", "-"], Some(&lines.join("\n")), 1);
+    assert!(
+        err.contains("line 3") && err.contains("unknown table"),
+        "{err}"
+    );
+    assert_eq!(bad.json(&["user", "list"], None), json!([]));
+    let (_, err) = cli.expect(&["import", file.to_str().unwrap()], None, 1);
+    assert!(err.contains("holds data"), "{err}");
+}
+
+#[test]
+fn reset_needs_force_and_backs_up_first() {
+    let cli = populated();
+    let (_, err) = cli.expect(&["reset"], None, 1);
+    assert!(err.contains("--force"), "{err}");
+    let r = cli.json(&["reset", "--force"], None);
+    assert!(std::path::Path::new(r["backup"].as_str().unwrap()).exists());
+    assert_eq!(cli.json(&["user", "list"], None), json!([]));
+    assert!(cli.json(&["init"], None)["created"].as_bool().unwrap());
+}
