@@ -49,6 +49,9 @@ pub struct Options {
     pub lockout: LockoutPolicy,
     /// `last_used_at` of an API key is written at most this often (default 60 s).
     pub api_key_touch_interval: Duration,
+    /// With `Mode::Exclusive`, serve the CLI on `<dir>/redkeep.sock` (default true), so
+    /// operators can administer the store while the application runs.
+    pub admin_socket: bool,
     /// Apply pending schema migrations on open (default false: opening an older store is
     /// `Error::MigrationNeeded`, and `redkeep migrate up` upgrades it).
     pub auto_migrate: bool,
@@ -69,6 +72,7 @@ impl Default for Options {
             lockout: LockoutPolicy::default(),
             api_key_touch_interval: Duration::from_secs(60),
             auto_migrate: false,
+            admin_socket: true,
         }
     }
 }
@@ -102,11 +106,14 @@ impl Options {
 /// An open data dir: the account store and the workspaces root. Cheap to clone, `Send + Sync`.
 #[derive(Clone, Debug)]
 pub struct Redkeep {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
+/// What every clone of a handle shares.
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Shared {
+    // First, so the socket is gone before the store's lock is released.
+    admin: std::sync::Mutex<Option<crate::cli::serve::AdminSocket>>,
     store: Store,
     dir: PathBuf,
     options: Options,
@@ -164,7 +171,8 @@ impl Redkeep {
         )?;
         let workspaces = Workspaces::open(dir.join(WORKSPACES_DIR), options.workspace.clone())?;
         let rk = Redkeep {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
+                admin: std::sync::Mutex::new(None),
                 store,
                 dir,
                 options,
@@ -173,6 +181,10 @@ impl Redkeep {
             }),
         };
         rk.migrate_on_open()?;
+        if rk.options().mode == Mode::Exclusive && rk.options().admin_socket {
+            let socket = crate::cli::serve::start(rk.dir(), Arc::downgrade(&rk.inner))?;
+            *rk.inner.admin.lock().unwrap_or_else(|e| e.into_inner()) = Some(socket);
+        }
         Ok(rk)
     }
 
@@ -193,6 +205,19 @@ impl Redkeep {
             store.migrate(crate::auth::migrations::MIGRATIONS)?;
         }
         Ok(())
+    }
+
+    pub(crate) fn from_shared(inner: Arc<Shared>) -> Redkeep {
+        Redkeep { inner }
+    }
+
+    /// Whether this handle serves the admin socket.
+    pub fn serves_admin_socket(&self) -> bool {
+        self.inner
+            .admin
+            .lock()
+            .map(|a| a.is_some())
+            .unwrap_or(false)
     }
 
     /// The underlying store, for an application's own tables and composed transactions.

@@ -27,13 +27,15 @@ fn helper_process_holding_the_store() {
     } else {
         Mode::Shared
     };
-    let rk = Redkeep::open(
-        dir,
-        Options::default()
-            .mode(mode)
-            .password(PasswordParams::INSECURE_FAST),
-    )
-    .unwrap();
+    // Without the admin socket, so the CLI cannot go through this process and must say who
+    // holds the store (tests/live_admin.rs covers the socket).
+    let options = Options {
+        admin_socket: false,
+        ..Options::default()
+    }
+    .mode(mode)
+    .password(PasswordParams::INSECURE_FAST);
+    let rk = Redkeep::open(dir, options).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();

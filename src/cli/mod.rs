@@ -8,6 +8,8 @@ mod invite;
 mod ops;
 mod orgs;
 pub mod render;
+pub mod serve;
+mod status;
 mod user;
 mod workspace;
 
@@ -106,6 +108,9 @@ pub enum Command {
     },
     /// Records, index entries and bytes per table, and the file size.
     Stats,
+    /// Whether the store is free, shared or held exclusively (by which process), its schema
+    /// version and the path of each file.
+    Status,
     /// Inspect per-user workspace folders.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCmd),
@@ -204,6 +209,7 @@ pub fn execute(rk: &Redkeep, req: &Request) -> Result<Reply> {
         Command::Export(a) => ops::export(rk, a, req.progress),
         Command::Import { .. } => ops::import(rk, req, req.progress),
         Command::Stats => ops::stats(rk),
+        Command::Status => status::in_owner(rk),
         Command::Restore { .. } | Command::Reset { .. } => Err(Error::Refused(
             "restore and reset replace the whole store; stop the application that holds it first"
                 .into(),
@@ -299,22 +305,37 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         None => None,
     };
     let reply = match &cli.command {
-        Command::Restore { path, force } => ops::restore(&cli.data_dir, path, *force)?,
-        Command::Reset { force } => ops::reset(&cli.data_dir, *force)?,
+        Command::Restore { path, force } => {
+            ops::restore(&cli.data_dir, path, *force).map_err(whole_file)?
+        }
+        Command::Reset { force } => ops::reset(&cli.data_dir, *force).map_err(whole_file)?,
+        Command::Status => status::probe(&cli.data_dir)?,
         _ => {
             let input = match &cli.command {
                 Command::Gallery(g) => g.input_file().map(read_input).transpose()?,
                 Command::Import { file } => Some(read_input_capped(file, MAX_IMPORT_BYTES)?),
                 _ => None,
             };
+            let mut command = cli.command.clone();
+            // The owner may run in another directory: send it absolute paths.
+            if let Command::Backup { path } = &mut command {
+                *path = std::path::absolute(&*path)
+                    .map_err(|e| Error::io("resolving the backup path", e))?;
+            }
             let req = Request {
-                command: cli.command.clone(),
+                command,
                 secret,
                 input,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
-            let rk = open(cli)?;
-            execute(&rk, &req)?
+            match open(cli) {
+                Ok(rk) => execute(&rk, &req)?,
+                Err(Error::InUse { path, holder }) => match remote(cli, &req, path, holder)? {
+                    Ok(reply) => reply,
+                    Err(code) => return Ok(code),
+                },
+                Err(e) => return Err(e),
+            }
         }
     };
     if let (Command::Export(ops::ExportArgs { output: Some(path) }), Some(raw)) =
@@ -328,6 +349,39 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         print(&reply.render(cli.json));
     }
     Ok(ExitCode::from(reply.exit_code))
+}
+
+/// Restore and reset never go through the socket: they replace the file under the owner.
+fn whole_file(e: Error) -> Error {
+    match e {
+        Error::InUse { holder, .. } => Error::Refused(format!(
+            "this command replaces the whole store and cannot run while it is held ({holder}); stop the application first"
+        )),
+        e => e,
+    }
+}
+
+/// Runs `req` in the process that holds the store, through its admin socket. `Err(code)`
+/// means the owner reported a failure, already printed.
+fn remote(
+    cli: &Cli,
+    req: &Request,
+    path: PathBuf,
+    holder: String,
+) -> Result<Result<Reply, ExitCode>> {
+    if !serve::reachable(&cli.data_dir) {
+        return Err(Error::InUse {
+            path,
+            holder: format!("{holder}; its admin socket does not answer"),
+        });
+    }
+    match serve::send(&cli.data_dir, req)? {
+        serve::Remote::Reply(r) => Ok(Ok(r)),
+        serve::Remote::Failed(message, code) => {
+            eprintln!("error: {message}");
+            Ok(Err(ExitCode::from(code)))
+        }
+    }
 }
 
 // A closed stdout (`redkeep user list | head -1`) is not an error.

@@ -1,0 +1,131 @@
+//! `redkeep status`: who holds the store, its schema version, and where each file is.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::render::Reply;
+use super::{Command, Request, serve};
+use crate::store::{Mode, Store, StoreOptions, owner_path, process_alive, read_owner};
+use crate::{Error, Redkeep, Result, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
+
+fn files(dir: &Path) -> Value {
+    let db = dir.join(STORE_FILE);
+    json!({
+        "store": db,
+        "owner_marker": owner_path(&db),
+        "socket": dir.join(serve::SOCKET_FILE),
+        "workspaces": dir.join(WORKSPACES_DIR),
+    })
+}
+
+fn reply(
+    state: &str,
+    pid: Option<u32>,
+    socket: Option<&str>,
+    schema: Option<u64>,
+    dir: &Path,
+) -> Reply {
+    let mut lines = vec![match (state, pid) {
+        ("missing", _) => format!("no store in {}; run `redkeep init`", dir.display()),
+        ("free", _) => "the store is free".to_string(),
+        ("shared", _) => "the store is open in shared mode by another process".to_string(),
+        (_, Some(pid)) => format!("the store is held exclusively by process {pid}"),
+        _ => "the store is held exclusively by another process".to_string(),
+    }];
+    if let Some(s) = socket {
+        lines.push(format!("admin socket: {s}"));
+    }
+    if let Some(v) = schema {
+        lines.push(format!("schema version {v} (this build: {SCHEMA_VERSION})"));
+    }
+    let f = files(dir);
+    for key in ["store", "owner_marker", "socket", "workspaces"] {
+        lines.push(format!("{key}: {}", f[key].as_str().unwrap_or_default()));
+    }
+    Reply::text(
+        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "files": f}),
+        lines,
+    )
+}
+
+/// The status as the owning process sees it (run through the socket).
+pub fn in_owner(rk: &Redkeep) -> Result<Reply> {
+    let schema = rk.store().schema_version()?;
+    let state = if rk.serves_admin_socket() {
+        "exclusive"
+    } else {
+        "shared"
+    };
+    Ok(reply(
+        state,
+        Some(std::process::id()),
+        Some("reachable"),
+        schema,
+        rk.dir(),
+    ))
+}
+
+/// The status seen from outside: probes the files, then asks the owner if there is one.
+pub fn probe(dir: &Path) -> Result<Reply> {
+    let db = dir.join(STORE_FILE);
+    if !db.exists() {
+        return Ok(reply("missing", None, None, None, dir));
+    }
+    let owner = read_owner(&owner_path(&db)).filter(|o| process_alive(o.pid));
+    if let Some(o) = &owner
+        && serve::reachable(dir)
+    {
+        let req = Request {
+            command: Command::Status,
+            secret: None,
+            input: None,
+            progress: false,
+        };
+        if let Ok(serve::Remote::Reply(r)) = serve::send(dir, &req) {
+            return Ok(r);
+        }
+        return Ok(reply(
+            "exclusive",
+            Some(o.pid),
+            Some("unreachable"),
+            None,
+            dir,
+        ));
+    }
+    let open = |mode| {
+        Store::open(
+            &db,
+            &StoreOptions {
+                mode,
+                create: false,
+                allow_outdated: true,
+                schema_version: SCHEMA_VERSION,
+                ..StoreOptions::default()
+            },
+        )
+    };
+    // An exclusive open succeeds only if nobody has the file; it is closed at once.
+    match open(Mode::Exclusive) {
+        Ok(store) => Ok(reply("free", None, None, store.schema_version()?, dir)),
+        Err(Error::InUse { .. }) => match open(Mode::Shared) {
+            Ok(store) => Ok(reply("shared", None, None, store.schema_version()?, dir)),
+            Err(Error::InUse { .. }) => {
+                let socket = if serve::reachable(dir) {
+                    "reachable"
+                } else {
+                    "unreachable"
+                };
+                Ok(reply(
+                    "exclusive",
+                    owner.map(|o| o.pid),
+                    Some(socket),
+                    None,
+                    dir,
+                ))
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,414 @@
+//! Live administration: while a process holds the store exclusively, the CLI runs through its
+//! admin socket with the same output, exit codes and errors as locally.
+//!
+//! The owner is this test binary started again with `REDKEEP_TEST_OWNER` set; it runs only
+//! `helper_owner_process`, which opens the data dir exclusively and answers `count` on stdin.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+use redkeep::{Options, PasswordParams, Redkeep};
+use serde_json::Value;
+
+const OWNER_ENV: &str = "REDKEEP_TEST_OWNER";
+const PROBE_ENV: &str = "REDKEEP_TEST_PROBE";
+
+#[test]
+fn helper_owner_process() {
+    if let Ok(socket) = std::env::var(PROBE_ENV) {
+        // Connect as whoever we run as and print the owner's answer.
+        let mut s = UnixStream::connect(socket).unwrap();
+        let body = br#"{"version":1,"request":{"command":{"User":{"List":{"all":true}}},"secret":null,"input":null}}"#;
+        s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        println!("answer: {out}");
+        return;
+    }
+    let Ok(dir) = std::env::var(OWNER_ENV) else {
+        return; // Only meaningful when started by the tests below.
+    };
+    let rk = Redkeep::open(
+        &dir,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    assert!(rk.serves_admin_socket());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready").unwrap();
+    out.flush().unwrap();
+    for line in std::io::stdin().lock().lines() {
+        if line.unwrap().trim() == "count" {
+            let users = rk.users().count().unwrap();
+            let active = rk.users().list(redkeep::UserFilter::Active).unwrap().len();
+            let invites = rk.invites().list(redkeep::InviteFilter::All).unwrap().len();
+            writeln!(out, "{users} {active} {invites}").unwrap();
+            out.flush().unwrap();
+        }
+    }
+}
+
+struct Owner {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Owner {
+    fn start(dir: &Path) -> Owner {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_owner_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(OWNER_ENV, dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "owner exited early"
+            );
+            if line.trim_end().ends_with("ready") {
+                break;
+            }
+        }
+        Owner {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn counts(&mut self) -> Vec<u64> {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "count").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect()
+    }
+
+    fn stop(mut self) {
+        drop(self.stdin.take());
+        self.child.wait().unwrap();
+    }
+}
+
+fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut c = Command::cargo_bin("redkeep").unwrap();
+    c.env("REDKEEP_DATA_DIR", dir)
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(s) = stdin {
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(s.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Removes what differs between two runs by nature: times and generated secrets.
+fn normalise(text: &str) -> String {
+    let mut out = String::new();
+    for word in text.split_inclusive(|c: char| c.is_whitespace() || c == '"') {
+        let w = word.trim_end_matches(|c: char| c.is_whitespace() || c == '"');
+        let rest = &word[w.len()..];
+        let masked = if w.len() == 20
+            && w.chars().all(|c| c.is_ascii_alphanumeric())
+            && w.chars().any(|c| c.is_ascii_digit())
+        {
+            "<password>"
+        } else if w.starts_with("rki_") {
+            "<code>"
+        } else if w.len() == 20 && w.ends_with('Z') && w.contains('T') {
+            "<time>"
+        } else {
+            w
+        };
+        out.push_str(masked);
+        out.push_str(rest);
+    }
+    out
+}
+
+fn init(dir: &Path) {
+    assert_eq!(
+        run(
+            dir,
+            &[
+                "init",
+                "--admin-email",
+                "root@example.com",
+                "--admin-password-stdin"
+            ],
+            Some("root password\n")
+        )
+        .0,
+        0
+    );
+}
+
+fn script() -> Vec<(Vec<&'static str>, Option<&'static str>)> {
+    vec![
+        (vec!["invite", "create", "-c", "2", "--json"], None),
+        (
+            vec![
+                "user",
+                "create",
+                "ann@example.com",
+                "--name",
+                "Ann",
+                "--password-stdin",
+                "--json",
+            ],
+            Some("ann password\n"),
+        ),
+        (vec!["user", "create", "gen@example.com"], None),
+        (
+            vec!["user", "create", "ANN@example.com", "--password-stdin"],
+            Some("other password\n"),
+        ),
+        (vec!["user", "list", "--json"], None),
+        (vec!["user", "disable", "ann@example.com"], None),
+        (
+            vec![
+                "user",
+                "check-password",
+                "ann@example.com",
+                "--password-stdin",
+            ],
+            Some("ann password\n"),
+        ),
+        (vec!["user", "show", "nobody@example.com"], None),
+        (vec!["invite", "list"], None),
+        (vec!["check", "--json"], None),
+        (vec!["role", "list"], None),
+        (vec!["stats", "--json"], None),
+    ]
+}
+
+#[test]
+fn commands_through_the_owner_match_local_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (local, live) = (tmp.path().join("local"), tmp.path().join("live"));
+    init(&local);
+    init(&live);
+    let mut owner = Owner::start(&live);
+    for (args, stdin) in script() {
+        let a = run(&local, &args, stdin);
+        let b = run(&live, &args, stdin);
+        assert_eq!(a.0, b.0, "{args:?} exit codes: {a:?} vs {b:?}");
+        let (sa, sb) = (normalise(&a.1), normalise(&b.1));
+        let stats = args.contains(&"stats");
+        if stats {
+            // File sizes differ between two files; the table counts must not.
+            let (ja, jb): (Value, Value) = (
+                serde_json::from_str(&a.1).unwrap(),
+                serde_json::from_str(&b.1).unwrap(),
+            );
+            assert_eq!(ja["tables"], jb["tables"]);
+        } else {
+            assert_eq!(sa, sb, "{args:?} stdout");
+        }
+        assert_eq!(normalise(&a.2), normalise(&b.2), "{args:?} stderr");
+    }
+    // The owner saw every change at once: 3 users (root, ann, gen), ann disabled, 2 invites.
+    assert_eq!(owner.counts(), vec![3, 2, 2]);
+    // Status names the owner and reaches its socket.
+    let (code, out, _) = run(&live, &["status", "--json"], None);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["state"], "exclusive");
+    assert_eq!(status["pid"], owner.child.id());
+    assert_eq!(status["socket"], "reachable");
+    assert_eq!(status["schema_version"], redkeep::SCHEMA_VERSION);
+    // Whole-file commands refuse to run under the owner.
+    let backup = tmp.path().join("b.redb");
+    assert_eq!(run(&live, &["backup", backup.to_str().unwrap()], None).0, 0);
+    for args in [
+        vec!["restore", backup.to_str().unwrap(), "--force"],
+        vec!["reset", "--force"],
+    ] {
+        let (code, _, err) = run(&live, &args, None);
+        assert_eq!(code, 1);
+        assert!(err.contains("stop the application first"), "{err}");
+    }
+    owner.stop();
+    let (_, out, _) = run(&live, &["status", "--json"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["state"],
+        "free"
+    );
+    assert!(
+        !live.join("redkeep.sock").exists(),
+        "the socket was not removed on close"
+    );
+}
+
+#[test]
+fn an_oversized_or_malformed_request_is_refused_without_harming_the_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let mut owner = Owner::start(&dir);
+    let socket = dir.join("redkeep.sock");
+    let mut s = UnixStream::connect(&socket).unwrap();
+    s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).contains("exceeds"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let mut s = UnixStream::connect(&socket).unwrap();
+    s.write_all(&5u32.to_be_bytes()).unwrap();
+    s.write_all(b"hello").unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    assert!(String::from_utf8_lossy(&answer).contains("malformed request"));
+    // A client that connects and sends nothing does not block others.
+    let _idle = UnixStream::connect(&socket).unwrap();
+    let (code, _, err) = run(&dir, &["invite", "create"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(owner.counts()[2], 1);
+    owner.stop();
+}
+
+#[test]
+fn a_stale_socket_from_a_killed_owner_blocks_neither_the_cli_nor_a_new_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let mut owner = Owner::start(&dir);
+    owner.child.kill().unwrap(); // SIGKILL: no cleanup
+    owner.child.wait().unwrap();
+    assert!(dir.join("redkeep.sock").exists());
+    let (code, _, err) = run(&dir, &["user", "list"], None);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(&dir, &["status", "--json"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["state"],
+        "free"
+    );
+    let mut again = Owner::start(&dir);
+    let (code, _, err) = run(&dir, &["invite", "create"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again.counts()[2], 1);
+    again.stop();
+}
+
+#[test]
+fn four_clients_times_25_commands_through_one_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let mut owner = Owner::start(&dir);
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let dir: PathBuf = dir.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let email = format!("w{w}-{i}@example.com");
+                    let (code, _, err) = match i % 3 {
+                        0 => run(
+                            &dir,
+                            &["user", "create", &email, "--password-stdin"],
+                            Some("some password\n"),
+                        ),
+                        1 => run(&dir, &["invite", "create"], None),
+                        _ => run(&dir, &["user", "list", "--json"], None),
+                    };
+                    assert_eq!(code, 0, "{err}");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let counts = owner.counts();
+    assert_eq!(counts[0], 1 + 4 * 9); // root + 9 creations per worker (i = 0, 3, …, 24)
+    assert_eq!(counts[2], 4 * 8);
+    let (code, _, err) = run(&dir, &["check"], None);
+    assert_eq!(code, 0, "{err}");
+    owner.stop();
+}
+
+#[test]
+fn a_peer_with_another_uid_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "not root: cannot start a process with another uid; the check runs in CI as root"
+        );
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::Builder::new()
+        .prefix("rk-uid")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let owner = Owner::start(&dir);
+    // Open the way on the file system so that only the peer-credential check stands.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.join("redkeep.sock"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_owner_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PROBE_ENV, dir.join("redkeep.sock"))
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("refused: peer uid 65534"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("root@example.com"));
+    owner.stop();
+}
