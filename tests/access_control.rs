@@ -386,7 +386,7 @@ fn agent_sessions_persist_state_and_expire() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(updated.progress, vec!["step 1 done"]);
+    assert_eq!(updated.state.progress, vec!["step 1 done"]);
     let bad = rk.agents().update("s-1", |s| {
         s.progress.push("lost".into());
         s.context = "{not json".into();

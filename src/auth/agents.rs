@@ -26,22 +26,9 @@ pub struct AgentSession {
     pub user_id: u64,
     /// Display name.
     pub name: String,
-    /// What the agent is after.
-    pub goal: String,
-    /// Free-form status (`active`, `completed`, …).
-    pub status: String,
-    /// The step in progress.
-    pub current_step: Option<String>,
-    /// Steps done.
-    pub progress: Vec<String>,
-    /// Failures met.
-    pub failures: Vec<String>,
-    /// Artifacts produced.
-    pub artifacts: Vec<String>,
-    /// JSON text.
-    pub context: String,
-    /// JSON text, when the agent escalated to a human.
-    pub escalation: Option<String>,
+    /// The agent's state: goal, status, step, progress, failures, artifacts, context,
+    /// escalation.
+    pub state: AgentState,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -77,8 +64,8 @@ pub struct AgentSpec {
     pub ttl: Option<Duration>,
 }
 
-/// The fields an update may change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The state of an agent session; what an update may change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentState {
     /// Status.
     pub status: String,
@@ -148,32 +135,6 @@ fn validate_state(s: &AgentState) -> Result<()> {
     Ok(())
 }
 
-impl AgentSession {
-    fn state(&self) -> AgentState {
-        AgentState {
-            status: self.status.clone(),
-            current_step: self.current_step.clone(),
-            progress: self.progress.clone(),
-            failures: self.failures.clone(),
-            artifacts: self.artifacts.clone(),
-            context: self.context.clone(),
-            escalation: self.escalation.clone(),
-            goal: self.goal.clone(),
-        }
-    }
-
-    fn apply(&mut self, s: AgentState) {
-        self.status = s.status;
-        self.current_step = s.current_step;
-        self.progress = s.progress;
-        self.failures = s.failures;
-        self.artifacts = s.artifacts;
-        self.context = s.context;
-        self.escalation = s.escalation;
-        self.goal = s.goal;
-    }
-}
-
 impl Redkeep {
     /// The agent session repository.
     pub fn agents(&self) -> Agents<'_> {
@@ -199,19 +160,21 @@ impl Agents<'_> {
             id: spec.id,
             user_id: spec.user_id,
             name: spec.name,
-            goal: spec.goal,
-            status: "active".into(),
-            current_step: None,
-            progress: Vec::new(),
-            failures: Vec::new(),
-            artifacts: Vec::new(),
-            context: "{}".into(),
-            escalation: None,
+            state: AgentState {
+                goal: spec.goal,
+                status: "active".into(),
+                current_step: None,
+                progress: Vec::new(),
+                failures: Vec::new(),
+                artifacts: Vec::new(),
+                context: "{}".into(),
+                escalation: None,
+            },
             created_at: now,
             updated_at: now,
             expires_at: spec.ttl.map(|d| now.plus(d)),
         };
-        validate_state(&a.state())?;
+        validate_state(&a.state)?;
         if a.name.len() > MAX_TEXT {
             return Err(Error::invalid(
                 "name",
@@ -273,10 +236,10 @@ impl Agents<'_> {
                 if a.expires_at.is_some_and(|e| now >= e) {
                     return Err(Error::not_found(format!("agent session {id}")));
                 }
-                let mut state = a.state();
+                let mut state = a.state.clone();
                 f(&mut state)?;
                 validate_state(&state)?;
-                a.apply(state);
+                a.state = state;
                 a.updated_at = now;
                 Ok(a.clone())
             })

@@ -170,47 +170,32 @@ impl ApiKeys<'_> {
             if !exists {
                 return Err(Error::not_found(spec.owner.to_string()));
             }
-            let t = tx.table::<ApiKey>();
-            for _ in 0..8 {
-                let tok = token::generate(API_KEY_PREFIX)?;
-                let api_key = ApiKey {
-                    hash: tok.hash,
-                    prefix: tok.prefix,
+            let (key, api_key) =
+                super::insert_with_token(tx, API_KEY_PREFIX, |hash, prefix| ApiKey {
+                    hash,
+                    prefix,
                     owner: spec.owner,
                     scopes: scopes.clone(),
                     created_at: now,
                     expires_at: spec.expires_in.map(|d| now.plus(d)),
                     last_used_at: None,
                     revoked_at: None,
-                };
-                match t.insert(&api_key) {
-                    Ok(()) => {
-                        self.rk.audit(
-                            tx,
-                            Event {
-                                action: "api_key_created",
-                                subject_user: match spec.owner {
-                                    KeyOwner::User(u) => Some(u),
-                                    KeyOwner::Org(_) => None,
-                                },
-                                subject: format!("api key {}", api_key.prefix),
-                                outcome: "ok",
-                                detail: format!("for {}", spec.owner),
-                                ..Event::default()
-                            },
-                        )?;
-                        return Ok(CreatedApiKey {
-                            key: tok.secret,
-                            api_key,
-                        });
-                    }
-                    Err(Error::Conflict { .. }) => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(Error::Refused(
-                "could not draw an unused key prefix; try again".into(),
-            ))
+                })?;
+            self.rk.audit(
+                tx,
+                Event {
+                    action: "api_key_created",
+                    subject_user: match spec.owner {
+                        KeyOwner::User(u) => Some(u),
+                        KeyOwner::Org(_) => None,
+                    },
+                    subject: format!("api key {}", api_key.prefix),
+                    outcome: "ok",
+                    detail: format!("for {}", spec.owner),
+                    ..Event::default()
+                },
+            )?;
+            Ok(CreatedApiKey { key, api_key })
         })
     }
 

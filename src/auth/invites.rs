@@ -210,13 +210,10 @@ impl Invites<'_> {
         }
         let now = self.rk.now();
         self.rk.store().write(|tx| {
-            let invites = tx.table::<Invite>();
-            // A 40-bit prefix clash is rare; draw again rather than fail.
-            for _ in 0..8 {
-                let t = token::generate(INVITE_PREFIX)?;
-                let invite = Invite {
-                    hash: t.hash,
-                    prefix: t.prefix,
+            let (code, invite) =
+                super::insert_with_token(tx, INVITE_PREFIX, |hash, prefix| Invite {
+                    hash,
+                    prefix,
                     created_by: spec.created_by,
                     created_at: now,
                     expires_at: spec.expires_in.map(|d| now.plus(d)),
@@ -225,31 +222,18 @@ impl Invites<'_> {
                     used_by: Vec::new(),
                     revoked_at: None,
                     stored_status: InviteStatus::Active,
-                };
-                match invites.insert(&invite) {
-                    Ok(()) => {
-                        self.rk.audit(
-                            tx,
-                            super::audit::Event {
-                                actor: spec.created_by,
-                                action: "invite_created",
-                                subject: format!("invite {}", invite.prefix),
-                                outcome: "ok",
-                                ..Default::default()
-                            },
-                        )?;
-                        return Ok(CreatedInvite {
-                            invite,
-                            code: t.secret,
-                        });
-                    }
-                    Err(Error::Conflict { .. }) => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(Error::Refused(
-                "could not draw an unused invite prefix; try again".into(),
-            ))
+                })?;
+            self.rk.audit(
+                tx,
+                super::audit::Event {
+                    actor: spec.created_by,
+                    action: "invite_created",
+                    subject: format!("invite {}", invite.prefix),
+                    outcome: "ok",
+                    ..Default::default()
+                },
+            )?;
+            Ok(CreatedInvite { invite, code })
         })
     }
 

@@ -177,6 +177,28 @@ pub(crate) fn memberships_of<S: Source>(tx: &S, user: u64) -> Result<Vec<OrgMemb
     )
 }
 
+/// Refuses when `user` is not a member of `org`, or is its last owner and would stop being
+/// an owner (removed: `new_role` is `None`; or given another role).
+fn ensure_owner_remains(
+    tx: &WriteTx,
+    org: u64,
+    user: u64,
+    new_role: Option<OrgRole>,
+) -> Result<()> {
+    let members = members_of(tx, org)?;
+    let m = members
+        .iter()
+        .find(|m| m.user_id == user)
+        .ok_or_else(|| Error::not_found(format!("member user {user} of org {org}")))?;
+    let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
+    if m.role == OrgRole::Owner && new_role != Some(OrgRole::Owner) && owners == 1 {
+        return Err(Error::Refused(format!(
+            "user {user} is the last owner of org {org}; make another member owner first"
+        )));
+    }
+    Ok(())
+}
+
 /// What org to create.
 #[derive(Debug, Clone, Default)]
 pub struct OrgSpec {
@@ -481,17 +503,7 @@ impl Orgs<'_> {
     /// moved to another of their orgs (their personal org first).
     pub fn remove_member(&self, org: u64, user: u64) -> Result<()> {
         self.rk.store().write(|tx| {
-            let members = members_of(tx, org)?;
-            let m = members
-                .iter()
-                .find(|m| m.user_id == user)
-                .ok_or_else(|| Error::not_found(format!("member user {user} of org {org}")))?;
-            let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
-            if m.role == OrgRole::Owner && owners == 1 {
-                return Err(Error::Refused(format!(
-                    "user {user} is the last owner of org {org}; make another member owner first"
-                )));
-            }
+            ensure_owner_remains(tx, org, user, None)?;
             tx.table::<OrgMember>().delete(&(org, user))?;
             self.rk.move_current_org(tx, user, org)
         })
@@ -500,17 +512,7 @@ impl Orgs<'_> {
     /// Changes a member's role; the last owner cannot be demoted.
     pub fn set_role(&self, org: u64, user: u64, role: OrgRole) -> Result<OrgMember> {
         self.rk.store().write(|tx| {
-            let members = members_of(tx, org)?;
-            let m = members
-                .iter()
-                .find(|m| m.user_id == user)
-                .ok_or_else(|| Error::not_found(format!("member user {user} of org {org}")))?;
-            let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
-            if m.role == OrgRole::Owner && role != OrgRole::Owner && owners == 1 {
-                return Err(Error::Refused(format!(
-                    "user {user} is the last owner of org {org}; make another member owner first"
-                )));
-            }
+            ensure_owner_remains(tx, org, user, Some(role))?;
             tx.table::<OrgMember>().modify(&(org, user), |m| {
                 m.role = role;
                 Ok(m.clone())

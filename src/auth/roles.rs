@@ -225,18 +225,29 @@ impl Redkeep {
             Some(_) => t.update(&assignment)?,
             None => t.insert(&assignment)?,
         }
+        self.audit_role(tx, "role_granted", user, &role, by)?;
+        Ok(role)
+    }
+
+    fn audit_role(
+        &self,
+        tx: &WriteTx,
+        action: &str,
+        user: u64,
+        role: &Role,
+        by: Option<u64>,
+    ) -> Result<()> {
         self.audit(
             tx,
             Event {
                 actor: by,
-                action: "role_granted",
+                action,
                 subject_user: Some(user),
                 subject: format!("user {user}"),
                 outcome: "ok",
                 detail: format!("role {}", role.name),
             },
-        )?;
-        Ok(role)
+        )
     }
 
     /// The roles repository.
@@ -361,17 +372,7 @@ impl Roles<'_> {
                     role.name
                 )));
             }
-            self.rk.audit(
-                tx,
-                Event {
-                    actor: by,
-                    action: "role_revoked",
-                    subject_user: Some(user),
-                    subject: format!("user {user}"),
-                    outcome: "ok",
-                    detail: format!("role {}", role.name),
-                },
-            )?;
+            self.rk.audit_role(tx, "role_revoked", user, &role, by)?;
             Ok(role)
         })
     }

@@ -309,29 +309,17 @@ impl Redkeep {
         meta: &LoginMeta,
     ) -> Result<(Secret, Session)> {
         let now = self.now();
-        let t = tx.table::<Session>();
-        for _ in 0..8 {
-            let tok = token::generate(SESSION_PREFIX)?;
-            let session = Session {
-                hash: tok.hash,
-                short_id: tok.prefix,
-                user_id: user,
-                created_at: now,
-                last_seen_at: now,
-                expires_at: now.plus(ttl),
-                idle_timeout_secs: self.options().sessions.idle_timeout.as_secs(),
-                ip: meta.ip.clone(),
-                user_agent: meta.user_agent.clone(),
-            };
-            match t.insert(&session) {
-                Ok(()) => return Ok((tok.secret, session)),
-                Err(Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Refused(
-            "could not draw an unused session id; try again".into(),
-        ))
+        super::insert_with_token(tx, SESSION_PREFIX, |hash, short_id| Session {
+            hash,
+            short_id,
+            user_id: user,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.plus(ttl),
+            idle_timeout_secs: self.options().sessions.idle_timeout.as_secs(),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        })
     }
 
     /// Revokes every session of `user` inside `tx` except `keep`; returns how many.

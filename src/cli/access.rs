@@ -401,12 +401,13 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, req: &Request) -> Result<Reply> {
 }
 
 fn agent_json(a: &AgentSession) -> Value {
+    let s = &a.state;
     json!({
-        "id": a.id, "user_id": a.user_id, "name": a.name, "goal": a.goal, "status": a.status,
-        "current_step": a.current_step, "progress": a.progress, "failures": a.failures,
-        "artifacts": a.artifacts,
-        "context": serde_json::from_str::<Value>(&a.context).unwrap_or(Value::Null),
-        "escalation": a.escalation.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
+        "id": a.id, "user_id": a.user_id, "name": a.name, "goal": s.goal, "status": s.status,
+        "current_step": s.current_step, "progress": s.progress, "failures": s.failures,
+        "artifacts": s.artifacts,
+        "context": serde_json::from_str::<Value>(&s.context).unwrap_or(Value::Null),
+        "escalation": s.escalation.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
         "created_at": a.created_at, "updated_at": a.updated_at, "expires_at": a.expires_at,
     })
 }
@@ -425,8 +426,8 @@ pub fn agent(rk: &Redkeep, cmd: &AgentCmd) -> Result<Reply> {
                         a.id.clone(),
                         a.user_id.to_string(),
                         a.name.clone(),
-                        a.status.clone(),
-                        opt(&a.current_step),
+                        a.state.status.clone(),
+                        opt(&a.state.current_step),
                         a.updated_at.to_string(),
                     ]
                 })

@@ -30,6 +30,15 @@ pub struct MigrationRun {
     pub backup: Option<PathBuf>,
 }
 
+fn table_names<I: Iterator<Item = redb::UntypedTableHandle>>(
+    listed: std::result::Result<I, redb::StorageError>,
+) -> Result<Vec<String>> {
+    Ok(listed
+        .map_err(|e| Error::storage("listing tables", e))?
+        .map(|h| h.name().to_string())
+        .collect())
+}
+
 fn backup_path(db: &Path, version: u64) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".pre-v{version}.bak"));
@@ -92,12 +101,7 @@ impl Store {
             let out = target
                 .begin_write()
                 .map_err(|e| Error::storage("writing the copy", e))?;
-            let names: Vec<String> = src
-                .txn
-                .list_tables()
-                .map_err(|e| Error::storage("listing tables", e))?
-                .map(|h| h.name().to_string())
-                .collect();
+            let names = table_names(src.txn.list_tables())?;
             for name in names {
                 let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
                 let from = src
@@ -126,12 +130,7 @@ impl Store {
     /// leaving an empty store at schema `version`.
     pub fn wipe(&self, version: u64) -> Result<()> {
         self.write(|tx| {
-            let names: Vec<String> = tx
-                .txn
-                .list_tables()
-                .map_err(|e| Error::storage("listing tables", e))?
-                .map(|h| h.name().to_string())
-                .collect();
+            let names = table_names(tx.txn.list_tables())?;
             for name in names {
                 let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
                 tx.txn
