@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod asynch;
 pub mod auth;
 mod bytes;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod ops;
 pub mod store;
 pub mod workspace;
 
+pub use asynch::AsyncRedkeep;
 pub use auth::invites::{CreatedInvite, Invite, InviteFilter, InviteSpec, InviteStatus, Invites};
 pub use auth::password::PasswordParams;
 pub use auth::register::Registration;
