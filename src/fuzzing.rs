@@ -14,7 +14,9 @@ pub fn decode_record(data: &[u8]) {
     if let Ok(u) = codec::decode::<User>(data) {
         // Whatever decodes must survive a round trip unchanged. (Bytes may differ: the
         // varint decoder accepts non-minimal encodings.)
-        let again = codec::encode(&u).ok().and_then(|b| codec::decode::<User>(&b).ok());
+        let again = codec::encode(&u)
+            .ok()
+            .and_then(|b| codec::decode::<User>(&b).ok());
         assert_eq!(again.as_ref(), Some(&u));
     }
 }
