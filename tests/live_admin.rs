@@ -391,7 +391,11 @@ fn a_peer_with_another_uid_is_refused() {
         std::fs::Permissions::from_mode(0o777),
     )
     .unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
+    // The checkout may sit where uid 65534 cannot reach (under /root): run a copy from /tmp.
+    let probe = tmp.path().join("probe");
+    std::fs::copy(std::env::current_exe().unwrap(), &probe).unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&probe)
         .args([
             "--exact",
             "helper_owner_process",
@@ -399,6 +403,7 @@ fn a_peer_with_another_uid_is_refused() {
             "--test-threads=1",
         ])
         .env(PROBE_ENV, dir.join("redkeep.sock"))
+        .current_dir(tmp.path())
         .uid(65534)
         .gid(65534)
         .output()
