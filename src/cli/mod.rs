@@ -139,8 +139,8 @@ impl Command {
 pub struct Request {
     /// The command.
     pub command: Command,
-    /// A password or token read from stdin.
-    pub secret: Option<String>,
+    /// A password or token read from stdin (redacted in `Debug`).
+    pub secret: Option<crate::Secret>,
     /// Content the command reads from a file or stdin on the client side (`gallery add`,
     /// `import`).
     pub input: Option<String>,
@@ -152,7 +152,8 @@ pub struct Request {
 impl Request {
     fn secret(&self, flag: &str) -> Result<&str> {
         self.secret
-            .as_deref()
+            .as_ref()
+            .map(crate::Secret::expose)
             .ok_or_else(|| Error::invalid("stdin", format!("{flag} needs the secret on stdin")))
     }
 }
@@ -301,7 +302,7 @@ pub fn error_chain(e: &Error) -> String {
 
 fn run(cli: &Cli) -> Result<ExitCode> {
     let secret = match cli.command.stdin_secret() {
-        Some(flag) => Some(read_secret(flag)?),
+        Some(flag) => Some(crate::Secret::new(read_secret(flag)?)),
         None => None,
     };
     let reply = match &cli.command {
