@@ -143,10 +143,7 @@ fn normalise(text: &str) -> String {
     for word in text.split_inclusive(|c: char| c.is_whitespace() || c == '"') {
         let w = word.trim_end_matches(|c: char| c.is_whitespace() || c == '"');
         let rest = &word[w.len()..];
-        let masked = if w.len() == 20
-            && w.chars().all(|c| c.is_ascii_alphanumeric())
-            && w.chars().any(|c| c.is_ascii_digit())
-        {
+        let masked = if w.len() == 20 && w.chars().all(|c| c.is_ascii_alphanumeric()) {
             "<password>"
         } else if w.starts_with("rki_") {
             "<code>"
@@ -416,4 +413,53 @@ fn a_peer_with_another_uid_is_refused() {
     );
     assert!(!text.contains("root@example.com"));
     owner.stop();
+}
+
+#[test]
+fn an_owner_that_dies_mid_request_is_reported_and_the_store_stays_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    // Hold the store exclusively without a socket, and stand in for an owner that reads the
+    // request and dies before answering.
+    let held = Redkeep::open(
+        &dir,
+        Options {
+            admin_socket: false,
+            ..Options::default()
+        }
+        .password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(dir.join("redkeep.sock")).unwrap();
+    let fake = std::thread::spawn(move || {
+        // The CLI first checks that something answers, then sends its request.
+        loop {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut len = [0u8; 4];
+            if conn.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            conn.read_exact(&mut body).unwrap();
+            return String::from_utf8(body).unwrap(); // dropping `conn` without answering
+        }
+    });
+    let (code, out, err) = run(
+        &dir,
+        &["user", "create", "x@example.com", "--password-stdin"],
+        Some("x password\n"),
+    );
+    let request = fake.join().unwrap();
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("closed the connection before answering"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
+    // The secret travelled inside the request, not on a command line.
+    assert!(request.contains("x password"));
+    assert!(held.users().by_email("x@example.com").unwrap().is_none());
+    assert!(held.check(false).unwrap().ok);
 }
