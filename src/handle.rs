@@ -202,9 +202,16 @@ impl Redkeep {
         // Migrations may grant the system roles, so they exist first.
         self.ensure_system_roles()?;
         if outdated && options.auto_migrate {
-            store.migrate(crate::auth::migrations::MIGRATIONS)?;
+            self.migrate()?;
         }
         Ok(())
+    }
+
+    /// Applies every pending schema migration (a copy of the file is taken first); a no-op
+    /// when the store is up to date.
+    pub fn migrate(&self) -> Result<crate::store::MigrationRun> {
+        self.store()
+            .migrate(crate::auth::migrations::MIGRATIONS, self.now())
     }
 
     pub(crate) fn from_shared(inner: Arc<Shared>) -> Redkeep {

@@ -336,13 +336,7 @@ fn an_old_store_is_refused_until_migrated_then_upgraded_once() {
     assert_eq!(copy.schema_version().unwrap(), Some(1));
     drop(copy);
     // Running again is a no-op.
-    assert!(
-        rk.store()
-            .migrate(redkeep::auth::migrations::MIGRATIONS)
-            .unwrap()
-            .applied
-            .is_empty()
-    );
+    assert!(rk.migrate().unwrap().applied.is_empty());
     assert_eq!(rk.orgs().list().unwrap().len(), 1);
     let report = rk.check(true).unwrap(); // creates the workspace folders the fixture lacks
     assert!(report.ok, "{:?}", report.problems);

@@ -21,8 +21,8 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     run: introduce_tenancy,
 }];
 
-fn introduce_tenancy(tx: &WriteTx) -> Result<()> {
-    grant_default_roles(tx)?;
+fn introduce_tenancy(tx: &WriteTx, now: Timestamp) -> Result<()> {
+    grant_default_roles(tx, now)?;
     let members = tx.table::<OrgMember>();
     let mut orphans = Vec::new();
     for u in tx.table::<User>().all()? {
@@ -39,7 +39,6 @@ fn introduce_tenancy(tx: &WriteTx) -> Result<()> {
         .find(|u| u.is_admin)
         .unwrap_or(&orphans[0])
         .id;
-    let now = Timestamp(crate::clock::unix_now());
     let orgs = tx.table::<Org>();
     let mut slug = "default".to_string();
     let mut n = 2;
@@ -77,10 +76,9 @@ fn introduce_tenancy(tx: &WriteTx) -> Result<()> {
     Ok(())
 }
 
-fn grant_default_roles(tx: &WriteTx) -> Result<()> {
+fn grant_default_roles(tx: &WriteTx, now: Timestamp) -> Result<()> {
     let roles = tx.table::<Role>();
     let assignments = tx.table::<UserRole>();
-    let now = Timestamp(crate::clock::unix_now());
     for u in tx.table::<User>().all()? {
         let held = assignments.count_by("by_user", KeyRange::prefix(crate::key!(u.id)))?;
         if held > 0 {

@@ -86,7 +86,7 @@ pub fn migrate(rk: &Redkeep, cmd: &MigrateCmd, progress: bool) -> Result<Reply> 
         }
         MigrateCmd::Up => {
             let _p = Progress::spinner(progress, "migrating");
-            let run = rk.store().migrate(steps)?;
+            let run = rk.migrate()?;
             let mut lines: Vec<String> = run
                 .applied
                 .iter()

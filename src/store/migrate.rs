@@ -17,8 +17,8 @@ pub struct Migration {
     pub version: u64,
     /// A short name shown by `migrate status`.
     pub name: &'static str,
-    /// The change, run inside the step's write transaction.
-    pub run: fn(&WriteTx) -> Result<()>,
+    /// The change, run inside the step's write transaction, with the time it runs at.
+    pub run: fn(&WriteTx, crate::Timestamp) -> Result<()>,
 }
 
 /// What happened when migrations ran.
@@ -51,7 +51,7 @@ impl Store {
     /// # Errors
     /// `NewerSchema` when the file is newer than the last step; the step's own error, in which
     /// case that step wrote nothing and earlier ones stay applied.
-    pub fn migrate(&self, steps: &[Migration]) -> Result<MigrationRun> {
+    pub fn migrate(&self, steps: &[Migration], now: crate::Timestamp) -> Result<MigrationRun> {
         let current = self.schema_version()?.unwrap_or(0);
         let target = steps.last().map_or(current, |s| s.version);
         if current > target {
@@ -74,7 +74,7 @@ impl Store {
                 if tx.schema_version()?.unwrap_or(0) >= step.version {
                     return Ok(());
                 }
-                (step.run)(tx)?;
+                (step.run)(tx, now)?;
                 tx.set_schema_version(step.version)
             })?;
             run.applied.push((step.version, step.name.to_string()));

@@ -20,7 +20,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 
 pub use check::{CheckReport, TableCheck, TableCounts, TableStats, check_table};
 pub use index::{Index, KeyPart};
-pub use migrate::Migration;
+pub use migrate::{Migration, MigrationRun};
 pub use table::{KeyRange, Order, Record, RecordKey, Table};
 
 use crate::error::{Error, Result};
