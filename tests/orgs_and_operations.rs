@@ -289,16 +289,20 @@ fn an_old_store_is_refused_until_migrated_then_upgraded_once() {
             needed: 2
         })
     ));
-    let rk = Redkeep::open(
-        tmp.path(),
-        Options {
-            auto_migrate: true,
-            ..cheap()
-        },
-    )
-    .unwrap();
+    let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(1_900_000_000)));
+    let options = Options {
+        auto_migrate: true,
+        ..cheap()
+    }
+    .clock(clock);
+    let rk = Redkeep::open(tmp.path(), options).unwrap();
     let default = rk.orgs().by_slug("default").unwrap().unwrap();
     assert!(default.is_default && default.name == "Default Workspace");
+    assert_eq!(
+        default.created_at,
+        redkeep::Timestamp(1_900_000_000),
+        "migrations use the injected clock"
+    );
     let members = rk.orgs().members(default.id).unwrap();
     assert_eq!(members.len(), 3);
     let admin = rk.users().by_email("admin@example.com").unwrap().unwrap();
