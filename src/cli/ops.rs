@@ -47,9 +47,24 @@ impl Progress {
         Progress { bar }
     }
 
-    /// Sets the count shown.
+    /// A bar towards `total` lines; hidden unless `show`.
+    pub fn bar(show: bool, total: u64, message: &str) -> Progress {
+        if !show {
+            return Progress::spinner(false, message);
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} lines")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(message.to_string());
+        Progress { bar }
+    }
+
+    /// Sets the count of lines done.
     pub fn set(&self, n: u64) {
-        self.bar.set_message(format!("{n} lines"));
+        self.bar.set_position(n);
     }
 }
 
@@ -135,7 +150,13 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, progress: bool) -> Result<Re
 }
 
 pub fn export(rk: &Redkeep, a: &ExportArgs, progress: bool) -> Result<Reply> {
-    let p = Progress::spinner(progress, "exporting");
+    // Roughly one line a record; the bar ends at the true count.
+    let total = if progress {
+        rk.stats()?.tables.values().map(|t| t.records).sum::<u64>() + 1
+    } else {
+        0
+    };
+    let p = Progress::bar(progress, total, "exporting");
     let mut buf = Vec::new();
     let summary = rk.export(&mut buf, &|n| p.set(n))?;
     drop(p);
@@ -151,7 +172,7 @@ pub fn import(rk: &Redkeep, req: &Request, progress: bool) -> Result<Reply> {
         .input
         .as_deref()
         .ok_or_else(|| Error::invalid("file", "import needs the export's content"))?;
-    let p = Progress::spinner(progress, "importing");
+    let p = Progress::bar(progress, input.lines().count() as u64, "importing");
     let summary = rk.import(&mut input.as_bytes(), &|n| p.set(n))?;
     drop(p);
     let total: u64 = summary.records.values().sum();
