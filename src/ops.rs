@@ -273,6 +273,10 @@ impl Redkeep {
             }
             Ok(())
         })?;
+        // Every imported user gets a workspace folder (existing folders are kept as they are).
+        for id in self.store().read(|tx| tx.table::<User>().keys())? {
+            self.workspaces().create(id)?;
+        }
         progress(summary.lines);
         Ok(summary)
     }

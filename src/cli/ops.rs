@@ -247,6 +247,7 @@ pub fn reset(data_dir: &std::path::Path, force: bool) -> Result<Reply> {
                 "the store is empty; its previous contents are in {}",
                 backup.display()
             ),
+            "workspace folders are kept; `redkeep check` lists them as orphans".into(),
             "run `redkeep init` to create an administrator".into(),
         ],
     ))
