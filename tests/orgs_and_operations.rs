@@ -714,3 +714,43 @@ fn sigkill_during_writes_loses_no_acknowledged_user() {
         );
     }
 }
+
+#[test]
+fn a_failed_migration_step_keeps_the_old_version_and_can_be_retried() {
+    use redkeep::store::{Migration, StoreOptions};
+    fn boom(_: &redkeep::store::WriteTx, _: redkeep::Timestamp) -> redkeep::Result<()> {
+        Err(Error::Refused("step failed".into()))
+    }
+    fn ok(tx: &redkeep::store::WriteTx, _: redkeep::Timestamp) -> redkeep::Result<()> {
+        tx.set_meta("migrated", b"yes")
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("s.redb");
+    let opts = StoreOptions {
+        schema_version: 1,
+        ..StoreOptions::default()
+    };
+    let store = redkeep::Store::open(&path, &opts).unwrap();
+    let failing = [Migration {
+        version: 2,
+        name: "boom",
+        run: boom,
+    }];
+    assert!(store.migrate(&failing, redkeep::Timestamp(1)).is_err());
+    assert_eq!(store.schema_version().unwrap(), Some(1));
+    let fixed = [Migration {
+        version: 2,
+        name: "ok",
+        run: ok,
+    }];
+    let run = store.migrate(&fixed, redkeep::Timestamp(2)).unwrap();
+    assert_eq!(run.applied.len(), 1);
+    assert!(
+        run.backup
+            .unwrap()
+            .to_string_lossy()
+            .ends_with(".pre-v1.bak.2")
+    );
+    assert!(tmp.path().join("s.redb.pre-v1.bak").exists());
+    assert_eq!(store.schema_version().unwrap(), Some(2));
+}

@@ -65,7 +65,13 @@ impl Store {
         if pending.is_empty() {
             return Ok(run);
         }
-        let backup = backup_path(self.path(), current);
+        let mut backup = backup_path(self.path(), current);
+        if backup.exists() {
+            // An earlier attempt (that failed in a step) left its copy: keep it, add another.
+            let mut name = backup.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".{}", now.0));
+            backup = backup.with_file_name(name);
+        }
         self.copy_to(&backup)?;
         run.backup = Some(backup);
         for step in pending {
