@@ -162,6 +162,10 @@ fn cli_writes_while_another_process_holds_the_store_shared() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(holder.counts(), (1, 2));
+    let out = run(&dir, &["status", "--json"], None);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["state"], "shared");
+    assert_eq!(status["schema_version"], redkeep::SCHEMA_VERSION);
 }
 
 #[test]
