@@ -28,6 +28,11 @@ pub fn temp_sibling(target: &Path) -> Result<NamedTempFile> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    private_temp_in(dir)
+}
+
+/// A new temp file (mode 0600) in `dir`.
+pub fn private_temp_in(dir: &Path) -> Result<NamedTempFile> {
     let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .permissions(fs::Permissions::from_mode(0o600))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::password::{PasswordParams, Passwords};
+use crate::auth::register::Registration;
 use crate::auth::sessions::{LockoutPolicy, SessionPolicy};
 use crate::auth::users::{CreatedUser, NewUser, User};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -296,6 +297,7 @@ impl Redkeep {
                     let mut user = p.user;
                     user.must_change_password = true;
                     let user = self.insert_new_user(tx, user, None)?;
+                    self.workspaces().create(user.id)?;
                     Ok(Some(Some(CreatedUser {
                         user,
                         password: p.generated,
@@ -314,6 +316,64 @@ impl Redkeep {
                 admin,
             },
         })
+    }
+
+    /// Creates a user with their records (see `insert_new_user`) and workspace folder, in one
+    /// write transaction. The folder is made last, so a failure there aborts the user; an
+    /// aborted transaction leaves at most an empty folder, which the next user with that id
+    /// adopts.
+    pub(crate) fn create_user(&self, spec: NewUser) -> Result<CreatedUser> {
+        let prepared = self.prepare_user(&spec)?;
+        let user = self.store().write(|tx| {
+            let user = self.insert_new_user(tx, prepared.user, spec.invite.as_deref())?;
+            self.workspaces().create(user.id)?;
+            Ok(user)
+        })?;
+        Ok(CreatedUser {
+            user,
+            password: prepared.generated,
+        })
+    }
+
+    /// Registers a user with an invite code: invite, user, role, personal org and audit are
+    /// written in one transaction, so a single-use code registers exactly one user and a
+    /// failure at any step leaves nothing.
+    ///
+    /// # Errors
+    /// `InvalidInput` (bad email or password, or no invite when one is required),
+    /// `InvalidCredential` (unknown code), `Expired`, `Refused` (revoked or used up),
+    /// `Conflict` (email or username taken).
+    pub fn register(&self, reg: Registration) -> Result<User> {
+        if reg.invite.is_none() && !self.options().open_registration {
+            return Err(Error::invalid(
+                "invite",
+                "registration needs an invite code",
+            ));
+        }
+        let created = self.create_user(NewUser {
+            email: reg.email,
+            name: reg.name,
+            username: reg.username,
+            password: Some(reg.password),
+            is_admin: false,
+            invite: reg.invite,
+        })?;
+        Ok(created.user)
+    }
+
+    /// Deletes a user and everything that belongs to them in one transaction (sessions, roles,
+    /// memberships and personal org, API keys, agent sessions, avatar), then moves their
+    /// workspace folder to the trash (never deleting files). Returns the trash path.
+    ///
+    /// # Errors
+    /// `NotFound`; `Refused` when the user is the last owner of an org with other members.
+    pub fn delete_user(&self, id: u64) -> Result<Option<PathBuf>> {
+        self.store().write(|tx| self.delete_user_records(tx, id))?;
+        if self.workspaces().exists(id) {
+            Ok(Some(self.workspaces().remove(id, self.now())?))
+        } else {
+            Ok(None)
+        }
     }
 
     pub(crate) fn tables() -> Vec<Box<dyn TableCheck>> {
@@ -421,40 +481,47 @@ fn check_references(tx: &crate::store::ReadTx, report: &mut CheckReport) -> Resu
         agents::AgentSession, invites::Invite, roles, sessions::Session, users::Avatar,
     };
     // Damaged records are reported by the table checks; here they are skipped.
-    let users: std::collections::BTreeMap<u64, User> = readable::<User>(tx)?
+    let users: std::collections::BTreeMap<u64, User> = tx
+        .table::<User>()
+        .readable()?
         .into_iter()
         .map(|u| (u.id, u))
         .collect();
-    let orgs: std::collections::BTreeMap<u64, Org> = readable::<Org>(tx)?
+    let orgs: std::collections::BTreeMap<u64, Org> = tx
+        .table::<Org>()
+        .readable()?
         .into_iter()
         .map(|o| (o.id, o))
         .collect();
-    let role_ids: std::collections::BTreeSet<u64> = readable::<roles::Role>(tx)?
+    let role_ids: std::collections::BTreeSet<u64> = tx
+        .table::<roles::Role>()
+        .readable()?
         .into_iter()
         .map(|r| r.id)
         .collect();
-    let members = readable::<OrgMember>(tx)?;
+    let members = tx.table::<OrgMember>().readable()?;
+    let assignments = tx.table::<roles::UserRole>().readable()?;
     let mut missing = |what: String, user: u64| {
         if !users.contains_key(&user) {
             report.problem(format!("{what} points at missing user {user}"));
         }
     };
-    for a in readable::<Avatar>(tx)? {
+    for a in tx.table::<Avatar>().readable()? {
         missing("an avatar".into(), a.user_id);
     }
-    for r in readable::<roles::UserRole>(tx)? {
+    for r in &assignments {
         missing(format!("role assignment of role {}", r.role_id), r.user_id);
     }
-    for s in readable::<Session>(tx)? {
+    for s in tx.table::<Session>().readable()? {
         missing(format!("session {}", s.short_id), s.user_id);
     }
-    for a in readable::<AgentSession>(tx)? {
+    for a in tx.table::<AgentSession>().readable()? {
         missing(format!("agent session {}", a.id), a.user_id);
     }
     for m in &members {
         missing(format!("membership of org {}", m.org_id), m.user_id);
     }
-    for r in readable::<roles::UserRole>(tx)? {
+    for r in &assignments {
         if !role_ids.contains(&r.role_id) {
             report.problem(format!(
                 "user {} holds missing role {}",
@@ -470,7 +537,7 @@ fn check_references(tx: &crate::store::ReadTx, report: &mut CheckReport) -> Resu
             ));
         }
     }
-    for k in readable::<ApiKey>(tx)? {
+    for k in tx.table::<ApiKey>().readable()? {
         let ok = match k.owner {
             KeyOwner::User(u) => users.contains_key(&u),
             KeyOwner::Org(o) => orgs.contains_key(&o),
@@ -482,7 +549,7 @@ fn check_references(tx: &crate::store::ReadTx, report: &mut CheckReport) -> Resu
             ));
         }
     }
-    for invite in readable::<Invite>(tx)? {
+    for invite in tx.table::<Invite>().readable()? {
         if invite.uses as usize != invite.used_by.len() {
             report.problem(format!(
                 "invite {} counts {} uses but lists {} users",
@@ -519,16 +586,4 @@ fn check_references(tx: &crate::store::ReadTx, report: &mut CheckReport) -> Resu
         }
     }
     Ok(())
-}
-
-/// Every record of `R` that decodes; damaged ones are skipped (the table check reports them).
-fn readable<R: crate::store::Record>(tx: &crate::store::ReadTx) -> Result<Vec<R>> {
-    let t = tx.table::<R>();
-    let mut out = Vec::new();
-    for k in t.keys()? {
-        if let Ok(Some(r)) = t.get(&k) {
-            out.push(r);
-        }
-    }
-    Ok(out)
 }

@@ -79,7 +79,8 @@ fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
     db.with_file_name(name)
 }
 
-/// Opens a backup (or any store file) and checks it, without changing it.
+/// Opens a backup (or any store file) and checks it, without changing it: redb may repair a
+/// file it opens, so the check runs on a private copy.
 ///
 /// # Errors
 /// `Storage` when it is not a readable redb file (truncated, corrupt); `NewerSchema`.
@@ -87,13 +88,20 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
     if !path.is_file() {
         return Err(Error::not_found(format!("file {}", path.display())));
     }
-    // Check a private copy: redb may repair a file it opens, and the original must stay as
-    // it is.
-    let tmp = fsutil::temp_sibling(&std::env::temp_dir().join("x"))?;
+    let tmp = fsutil::private_temp_in(&std::env::temp_dir())?;
     std::fs::copy(path, tmp.path())
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let store = open_file_store(tmp.path(), Mode::Exclusive)?;
-    check_store(&store, false)
+    check_in_place(tmp.path())
+}
+
+fn check_in_place(path: &Path) -> Result<CheckReport> {
+    check_store(&open_file_store(path, Mode::Exclusive)?, false)
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename), mode 0600: for exports and
+/// other files that hold account data.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    fsutil::write_private(path, bytes)
 }
 
 impl Redkeep {
@@ -102,7 +110,8 @@ impl Redkeep {
     pub fn backup(&self, dest: &Path) -> Result<BackupReport> {
         self.store().copy_to(dest)?;
         let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-        let check = check_file(dest)?;
+        // The copy is ours and new: check it where it is.
+        let check = check_in_place(dest)?;
         Ok(BackupReport {
             path: dest.to_path_buf(),
             bytes,

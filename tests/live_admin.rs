@@ -6,10 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use common::HelperProcess;
+
+use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
 use redkeep::{Options, PasswordParams, Redkeep};
@@ -54,61 +56,8 @@ fn helper_owner_process() {
     }
 }
 
-struct Owner {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Owner {
-    fn start(dir: &Path) -> Owner {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "helper_owner_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(OWNER_ENV, dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "owner exited early"
-            );
-            if line.trim_end().ends_with("ready") {
-                break;
-            }
-        }
-        Owner {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn counts(&mut self) -> Vec<u64> {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "count").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.split_whitespace()
-            .map(|p| p.parse().unwrap())
-            .collect()
-    }
-
-    fn stop(mut self) {
-        drop(self.stdin.take());
-        self.child.wait().unwrap();
-    }
+fn start_owner(dir: &Path) -> HelperProcess {
+    HelperProcess::start("helper_owner_process", OWNER_ENV, dir)
 }
 
 fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
@@ -220,7 +169,7 @@ fn commands_through_the_owner_match_local_runs() {
     let (local, live) = (tmp.path().join("local"), tmp.path().join("live"));
     init(&local);
     init(&live);
-    let mut owner = Owner::start(&live);
+    let mut owner = start_owner(&live);
     for (args, stdin) in script() {
         let a = run(&local, &args, stdin);
         let b = run(&live, &args, stdin);
@@ -240,7 +189,7 @@ fn commands_through_the_owner_match_local_runs() {
         assert_eq!(normalise(&a.2), normalise(&b.2), "{args:?} stderr");
     }
     // The owner saw every change at once: 3 users (root, ann, gen), ann disabled, 2 invites.
-    assert_eq!(owner.counts(), vec![3, 2, 2]);
+    assert_eq!(owner.ask("count"), vec![3, 2, 2]);
     // Status names the owner and reaches its socket.
     let (code, out, _) = run(&live, &["status", "--json"], None);
     assert_eq!(code, 0);
@@ -260,7 +209,7 @@ fn commands_through_the_owner_match_local_runs() {
         assert_eq!(code, 1);
         assert!(err.contains("stop the application first"), "{err}");
     }
-    owner.stop();
+    drop(owner);
     let (_, out, _) = run(&live, &["status", "--json"], None);
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["state"],
@@ -277,7 +226,7 @@ fn an_oversized_or_malformed_request_is_refused_without_harming_the_owner() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     init(&dir);
-    let mut owner = Owner::start(&dir);
+    let mut owner = start_owner(&dir);
     let socket = dir.join("redkeep.sock");
     let mut s = UnixStream::connect(&socket).unwrap();
     s.write_all(&u32::MAX.to_be_bytes()).unwrap();
@@ -298,8 +247,8 @@ fn an_oversized_or_malformed_request_is_refused_without_harming_the_owner() {
     let _idle = UnixStream::connect(&socket).unwrap();
     let (code, _, err) = run(&dir, &["invite", "create"], None);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(owner.counts()[2], 1);
-    owner.stop();
+    assert_eq!(owner.ask("count")[2], 1);
+    drop(owner);
 }
 
 #[test]
@@ -307,7 +256,7 @@ fn a_stale_socket_from_a_killed_owner_blocks_neither_the_cli_nor_a_new_owner() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     init(&dir);
-    let mut owner = Owner::start(&dir);
+    let mut owner = start_owner(&dir);
     owner.child.kill().unwrap(); // SIGKILL: no cleanup
     owner.child.wait().unwrap();
     assert!(dir.join("redkeep.sock").exists());
@@ -318,11 +267,11 @@ fn a_stale_socket_from_a_killed_owner_blocks_neither_the_cli_nor_a_new_owner() {
         serde_json::from_str::<Value>(&out).unwrap()["state"],
         "free"
     );
-    let mut again = Owner::start(&dir);
+    let mut again = start_owner(&dir);
     let (code, _, err) = run(&dir, &["invite", "create"], None);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(again.counts()[2], 1);
-    again.stop();
+    assert_eq!(again.ask("count")[2], 1);
+    drop(again);
 }
 
 #[test]
@@ -330,7 +279,7 @@ fn four_clients_times_25_commands_through_one_owner() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     init(&dir);
-    let mut owner = Owner::start(&dir);
+    let mut owner = start_owner(&dir);
     let workers: Vec<_> = (0..4)
         .map(|w| {
             let dir: PathBuf = dir.clone();
@@ -354,12 +303,12 @@ fn four_clients_times_25_commands_through_one_owner() {
     for w in workers {
         w.join().unwrap();
     }
-    let counts = owner.counts();
+    let counts = owner.ask("count");
     assert_eq!(counts[0], 1 + 4 * 9); // root + 9 creations per worker (i = 0, 3, …, 24)
     assert_eq!(counts[2], 4 * 8);
     let (code, _, err) = run(&dir, &["check"], None);
     assert_eq!(code, 0, "{err}");
-    owner.stop();
+    drop(owner);
 }
 
 #[test]
@@ -380,7 +329,7 @@ fn a_peer_with_another_uid_is_refused() {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("d");
     init(&dir);
-    let owner = Owner::start(&dir);
+    let owner = start_owner(&dir);
     // Open the way on the file system so that only the peer-credential check stands.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(
@@ -412,7 +361,7 @@ fn a_peer_with_another_uid_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!text.contains("root@example.com"));
-    owner.stop();
+    drop(owner);
 }
 
 #[test]

@@ -8,8 +8,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use common::HelperProcess;
+
+use std::io::{BufRead, Write};
+use std::process::{Child, Command, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
 use redkeep::{Mode, Options, PasswordParams, Redkeep};
@@ -49,63 +51,12 @@ fn helper_process_holding_the_store() {
     }
 }
 
-struct Holder {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Holder {
-    fn start(mode: &str, dir: &std::path::Path) -> Holder {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "helper_process_holding_the_store",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(HOLD_ENV, format!("{mode}:{}", dir.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        // libtest prints its own lines first; wait for ours.
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "holder exited early"
-            );
-            if line.trim_end().ends_with("ready") {
-                break;
-            }
-        }
-        Holder {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn counts(&mut self) -> (u64, u64) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "count").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let mut parts = line.split_whitespace().map(|p| p.parse::<u64>().unwrap());
-        (parts.next().unwrap(), parts.next().unwrap())
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
+fn start_holder(mode: &str, dir: &std::path::Path) -> HelperProcess {
+    HelperProcess::start(
+        "helper_process_holding_the_store",
+        HOLD_ENV,
+        format!("{mode}:{}", dir.display()),
+    )
 }
 
 fn redkeep(dir: &std::path::Path) -> Command {
@@ -143,8 +94,8 @@ fn cli_writes_while_another_process_holds_the_store_shared() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     init(&dir);
-    let mut holder = Holder::start("shared", &dir);
-    assert_eq!(holder.counts(), (0, 0));
+    let mut holder = start_holder("shared", &dir);
+    assert_eq!(holder.ask("count"), vec![0, 0]);
     let out = run(&dir, &["invite", "create", "-c", "2"], None);
     assert!(
         out.status.success(),
@@ -161,7 +112,7 @@ fn cli_writes_while_another_process_holds_the_store_shared() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(holder.counts(), (1, 2));
+    assert_eq!(holder.ask("count"), vec![1, 2]);
     let out = run(&dir, &["status", "--json"], None);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["state"], "shared");
@@ -173,7 +124,7 @@ fn cli_names_the_process_holding_the_store_exclusively() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     init(&dir);
-    let holder = Holder::start("exclusive", &dir);
+    let holder = start_holder("exclusive", &dir);
     let pid = holder.child.id();
     let out = run(&dir, &["user", "list"], None);
     assert_eq!(out.status.code(), Some(1));

@@ -1,12 +1,13 @@
-//! Flows that span tables, each in one write transaction: create and register users (invite →
-//! user → default role → personal org → current org → audit → workspace), check and change
-//! passwords, disable, enable, unlock and delete accounts.
+//! Flows that span tables, each in one write transaction: the records of a new user (invite →
+//! user → default role → personal org → current org → audit), checking and changing
+//! passwords, disabling, enabling, unlocking and deleting accounts. The workspace folders
+//! that go with creating and deleting users are added by the handle (`handle.rs`).
 
 use super::agents::AgentSession;
 use super::api_keys::KeyOwner;
 use super::audit::Event;
 use super::roles::{DEFAULT_ROLE, UserRole};
-use super::users::{Avatar, CreatedUser, NewUser, User};
+use super::users::{Avatar, User};
 use crate::error::{Error, Result};
 use crate::store::{KeyRange, Order, WriteTx};
 use crate::{Redkeep, key};
@@ -27,18 +28,16 @@ pub struct Registration {
 }
 
 impl Redkeep {
-    /// Inserts a prepared user and everything a user starts with, inside `tx`: the invite's
+    /// Inserts a prepared user and the records a user starts with, inside `tx`: the invite's
     /// use, the `user` role (and `admin` for administrators), a personal org as current org,
-    /// the audit event, and last the workspace folder (so its failure aborts the user; an
-    /// aborted transaction leaves at most an empty folder, adopted by the next user with
-    /// that id).
+    /// and the audit event. The workspace folder is the handle's business (`create_user`).
     pub(crate) fn insert_new_user(
         &self,
         tx: &WriteTx,
         user: User,
         invite: Option<&str>,
     ) -> Result<User> {
-        let user = self.insert_user(tx, user)?;
+        let mut user = self.insert_user(tx, user)?;
         if let Some(code) = invite {
             let inv = self.consume_invite(tx, code, user.id)?;
             self.audit(
@@ -56,50 +55,9 @@ impl Redkeep {
         if user.is_admin {
             self.grant_in(tx, user.id, "admin", None)?;
         }
-        self.create_personal_org(tx, &user)?;
+        user.current_org_id = Some(self.create_personal_org(tx, &user)?.id);
         self.audit_user(tx, "user_created", user.id, String::new())?;
-        self.workspaces().create(user.id)?;
-        tx.table::<User>()
-            .get(&user.id)?
-            .ok_or_else(|| Error::not_found(format!("user {}", user.id)))
-    }
-
-    /// Creates a user, consuming `spec.invite` if given, in one write transaction.
-    pub(crate) fn create_user(&self, spec: NewUser) -> Result<CreatedUser> {
-        let prepared = self.prepare_user(&spec)?;
-        let user = self
-            .store()
-            .write(|tx| self.insert_new_user(tx, prepared.user, spec.invite.as_deref()))?;
-        Ok(CreatedUser {
-            user,
-            password: prepared.generated,
-        })
-    }
-
-    /// Registers a user with an invite code: invite, user, role, personal org and audit are
-    /// written in one transaction, so a single-use code registers exactly one user and a
-    /// failure at any step leaves nothing.
-    ///
-    /// # Errors
-    /// `InvalidInput` (bad email or password, or no invite when one is required),
-    /// `InvalidCredential` (unknown code), `Expired`, `Refused` (revoked or used up),
-    /// `Conflict` (email or username taken).
-    pub fn register(&self, reg: Registration) -> Result<User> {
-        if reg.invite.is_none() && !self.options().open_registration {
-            return Err(Error::invalid(
-                "invite",
-                "registration needs an invite code",
-            ));
-        }
-        let created = self.create_user(NewUser {
-            email: reg.email,
-            name: reg.name,
-            username: reg.username,
-            password: Some(reg.password),
-            is_admin: false,
-            invite: reg.invite,
-        })?;
-        Ok(created.user)
+        Ok(user)
     }
 
     /// Checks an email and password under the lockout rules, without creating a session.
@@ -215,36 +173,28 @@ impl Redkeep {
         })
     }
 
-    /// Deletes a user and everything that belongs to them in one transaction (sessions, roles,
-    /// memberships and personal org, API keys, agent sessions, avatar), then moves their
-    /// workspace folder to the trash (never deleting files). Returns the trash path.
+    /// Deletes a user and every record that belongs to them inside `tx`: sessions, roles,
+    /// memberships and personal org, API keys, agent sessions, avatar; audited.
     ///
     /// # Errors
     /// `NotFound`; `Refused` when the user is the last owner of an org with other members.
-    pub fn delete_user(&self, id: u64) -> Result<Option<std::path::PathBuf>> {
-        self.store().write(|tx| {
-            if tx.table::<User>().get(&id)?.is_none() {
-                return Err(Error::not_found(format!("user {id}")));
-            }
-            self.remove_user_from_orgs(tx, id)?;
-            self.revoke_sessions_in(tx, id, None)?;
-            let roles = tx.table::<UserRole>();
-            for a in roles.scan_by("by_user", KeyRange::prefix(key!(id)), Order::Asc, None)? {
-                roles.delete(&(a.user_id, a.role_id))?;
-            }
-            self.delete_keys_of(tx, KeyOwner::User(id))?;
-            let agents = tx.table::<AgentSession>();
-            for a in agents.scan_by("by_user", KeyRange::prefix(key!(id)), Order::Asc, None)? {
-                agents.delete(&a.id)?;
-            }
-            tx.table::<Avatar>().delete(&id)?;
-            tx.table::<User>().delete(&id)?;
-            self.audit_user(tx, "user_deleted", id, String::new())
-        })?;
-        if self.workspaces().exists(id) {
-            Ok(Some(self.workspaces().remove(id, self.now())?))
-        } else {
-            Ok(None)
+    pub(crate) fn delete_user_records(&self, tx: &WriteTx, id: u64) -> Result<()> {
+        if tx.table::<User>().get(&id)?.is_none() {
+            return Err(Error::not_found(format!("user {id}")));
         }
+        self.remove_user_from_orgs(tx, id)?;
+        self.revoke_sessions_in(tx, id, None)?;
+        let roles = tx.table::<UserRole>();
+        for a in roles.scan_by("by_user", KeyRange::prefix(key!(id)), Order::Asc, None)? {
+            roles.delete(&(a.user_id, a.role_id))?;
+        }
+        self.delete_keys_of(tx, KeyOwner::User(id))?;
+        let agents = tx.table::<AgentSession>();
+        for a in agents.scan_by("by_user", KeyRange::prefix(key!(id)), Order::Asc, None)? {
+            agents.delete(&a.id)?;
+        }
+        tx.table::<Avatar>().delete(&id)?;
+        tx.table::<User>().delete(&id)?;
+        self.audit_user(tx, "user_deleted", id, String::new())
     }
 }

@@ -263,17 +263,19 @@ impl Redkeep {
     /// Inserts a prepared user inside `tx`, giving it the next id.
     pub(crate) fn insert_user(&self, tx: &WriteTx, mut user: User) -> Result<User> {
         let users = tx.table::<User>();
-        // Check the unique email first so the error names the email, not an id.
-        let normalized = normalize_email(&user.email)?;
-        if users.get_by("email", &key!(normalized))?.is_some() {
-            return Err(Error::Conflict {
+        user.id = users.next_id()?;
+        users.insert(&user).map_err(|e| match e {
+            // Name the email rather than the id that holds it.
+            Error::Conflict { index: "email", .. } => Error::Conflict {
                 table: User::TABLE,
                 index: "email",
-                detail: format!("a user with email {normalized} exists"),
-            });
-        }
-        user.id = users.next_id()?;
-        users.insert(&user)?;
+                detail: format!(
+                    "a user with email {} exists",
+                    normalize_email(&user.email).unwrap_or_else(|_| user.email.clone())
+                ),
+            },
+            e => e,
+        })?;
         Ok(user)
     }
 

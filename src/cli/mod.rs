@@ -208,7 +208,7 @@ pub fn execute(rk: &Redkeep, req: &Request) -> Result<Reply> {
         Command::Migrate(c) => ops::migrate(rk, c, req.progress),
         Command::Backup { path } => ops::backup(rk, path, req.progress),
         Command::Export(a) => ops::export(rk, a, req.progress),
-        Command::Import { .. } => ops::import(rk, req, req.progress),
+        Command::Import { .. } => ops::import(rk, req),
         Command::Stats => ops::stats(rk),
         Command::Status => status::in_owner(rk),
         Command::Restore { .. } | Command::Reset { .. } => Err(Error::Refused(
@@ -342,7 +342,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     if let (Command::Export(ops::ExportArgs { output: Some(path) }), Some(raw)) =
         (&cli.command, &reply.raw)
     {
-        crate::fsutil::write_private(path, raw.as_bytes())?;
+        crate::ops::write_file(path, raw.as_bytes())?;
         let mut summary = reply.clone();
         summary.raw = None;
         print(&summary.render(cli.json));
@@ -370,13 +370,13 @@ fn remote(
     path: PathBuf,
     holder: String,
 ) -> Result<Result<Reply, ExitCode>> {
-    if !serve::reachable(&cli.data_dir) {
+    let Some(owner) = serve::connect(&cli.data_dir) else {
         return Err(Error::InUse {
             path,
             holder: format!("{holder}; its admin socket does not answer"),
         });
-    }
-    match serve::send(&cli.data_dir, req)? {
+    };
+    match owner.send(req)? {
         serve::Remote::Reply(r) => Ok(Ok(r)),
         serve::Remote::Failed(message, code) => {
             eprintln!("error: {message}");

@@ -167,12 +167,12 @@ pub fn export(rk: &Redkeep, a: &ExportArgs, progress: bool) -> Result<Reply> {
     Ok(reply)
 }
 
-pub fn import(rk: &Redkeep, req: &Request, progress: bool) -> Result<Reply> {
+pub fn import(rk: &Redkeep, req: &Request) -> Result<Reply> {
     let input = req
         .input
         .as_deref()
         .ok_or_else(|| Error::invalid("file", "import needs the export's content"))?;
-    let p = Progress::bar(progress, input.lines().count() as u64, "importing");
+    let p = Progress::bar(req.progress, input.lines().count() as u64, "importing");
     let summary = rk.import(&mut input.as_bytes(), &|n| p.set(n))?;
     drop(p);
     let total: u64 = summary.records.values().sum();

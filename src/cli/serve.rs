@@ -282,20 +282,42 @@ pub enum Remote {
     Failed(String, u8),
 }
 
-/// Sends `req` to the owner listening in `dir` and waits for its answer.
-///
-/// # Errors
-/// `Io` when nobody answers or the owner dies before answering.
-pub fn send(dir: &Path, req: &Request) -> Result<Remote> {
+/// A connection to the owner listening in a data dir.
+pub struct Connection {
+    stream: UnixStream,
+    path: PathBuf,
+}
+
+/// Connects to the owner listening in `dir`; `None` when nobody answers there.
+pub fn connect(dir: &Path) -> Option<Connection> {
     let path = dir.join(SOCKET_FILE);
-    let mut stream = UnixStream::connect(&path)
-        .map_err(|e| Error::io(format!("connecting to {}", path.display()), e))?;
+    let stream = UnixStream::connect(&path).ok()?;
+    Some(Connection { stream, path })
+}
+
+/// Whether something answers on the socket in `dir`.
+pub fn reachable(dir: &Path) -> bool {
+    connect(dir).is_some()
+}
+
+impl Connection {
+    /// Sends `req` and waits for the owner's answer.
+    ///
+    /// # Errors
+    /// `Io` when the owner dies before answering; `InvalidInput` for a malformed answer.
+    pub fn send(self, req: &Request) -> Result<Remote> {
+        let Connection { mut stream, path } = self;
+        send_on(&mut stream, &path, req)
+    }
+}
+
+fn send_on(stream: &mut UnixStream, path: &Path, req: &Request) -> Result<Remote> {
     stream
         .set_write_timeout(Some(REQUEST_TIMEOUT))
         .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(3600))))
         .map_err(|e| Error::io("configuring the admin socket", e))?;
     write_frame(
-        &mut stream,
+        stream,
         &WireRequest {
             version: PROTOCOL_VERSION,
             request: req.clone(),
@@ -308,7 +330,7 @@ pub fn send(dir: &Path, req: &Request) -> Result<Remote> {
             e,
         )
     };
-    let body = match read_frame(&mut stream, MAX_REPLY_BYTES).map_err(died)? {
+    let body = match read_frame(stream, MAX_REPLY_BYTES).map_err(died)? {
         Frame::Body(b) => b,
         Frame::TooLarge(n) => {
             return Err(Error::invalid(
@@ -323,9 +345,4 @@ pub fn send(dir: &Path, req: &Request) -> Result<Remote> {
         Ok(r) => Remote::Reply(r),
         Err(e) => Remote::Failed(e.message, e.exit_code),
     })
-}
-
-/// Whether something answers on the socket in `dir`.
-pub fn reachable(dir: &Path) -> bool {
-    UnixStream::connect(dir.join(SOCKET_FILE)).is_ok()
 }

@@ -74,7 +74,7 @@ pub fn probe(dir: &Path) -> Result<Reply> {
     }
     let owner = read_owner(&owner_path(&db)).filter(|o| process_alive(o.pid));
     if let Some(o) = &owner
-        && serve::reachable(dir)
+        && let Some(conn) = serve::connect(dir)
     {
         let req = Request {
             command: Command::Status,
@@ -82,7 +82,7 @@ pub fn probe(dir: &Path) -> Result<Reply> {
             input: None,
             progress: false,
         };
-        if let Ok(serve::Remote::Reply(r)) = serve::send(dir, &req) {
+        if let Ok(serve::Remote::Reply(r)) = conn.send(&req) {
             return Ok(r);
         }
         return Ok(reply(

@@ -266,6 +266,17 @@ impl<'tx, R: Record, S: Source> Table<'tx, R, S> {
         self.scan(KeyRange::all(), Order::Asc, None)
     }
 
+    /// Every record that decodes, in primary-key order; damaged ones are skipped (for checks,
+    /// which report them separately).
+    pub fn readable(&self) -> Result<Vec<R>> {
+        Ok(self
+            .records()?
+            .range(&KeyRange::all(), Order::Asc, None)?
+            .into_iter()
+            .filter_map(|(k, v)| decode_record::<R>(&k, &v).ok())
+            .collect())
+    }
+
     /// Every primary key, ascending, without decoding the records (works on damaged ones).
     pub fn keys(&self) -> Result<Vec<R::Key>> {
         self.records()?
@@ -291,6 +302,14 @@ impl<'tx, R: Record, S: Source> Table<'tx, R, S> {
         let idx = find_index::<R>(index)?;
         Ok(self.index(idx)?.range(&range, Order::Asc, None)?.len() as u64)
     }
+}
+
+/// The entry of each index for one record, in `R::INDEXES` order.
+fn index_entries<R: Record>(record: &R, pk: &[u8]) -> Vec<Option<Vec<u8>>> {
+    R::INDEXES
+        .iter()
+        .map(|idx| index_entry(idx, record, pk))
+        .collect()
 }
 
 /// The bytes of an index entry and its value, for one record.
@@ -319,7 +338,7 @@ impl<'tx, R: Record> Table<'tx, R, WriteTx> {
                 detail: format!("key {}", show_key(&pk)),
             });
         }
-        self.write(&pk, None, record)
+        self.write(&pk, &vec![None; R::INDEXES.len()], record)
     }
 
     /// Replaces the stored record with the same primary key, moving its index entries.
@@ -329,7 +348,7 @@ impl<'tx, R: Record> Table<'tx, R, WriteTx> {
         let old = self
             .get_raw(&pk)?
             .ok_or_else(|| Error::not_found(format!("{} {}", R::TABLE, show_key(&pk))))?;
-        self.write(&pk, Some(&old), record)
+        self.write(&pk, &index_entries(&old, &pk), record)
     }
 
     /// Reads the record, lets `f` change it, and writes it back: one read-modify-write.
@@ -339,16 +358,16 @@ impl<'tx, R: Record> Table<'tx, R, WriteTx> {
             .records()?
             .get(&pk)?
             .ok_or_else(|| Error::not_found(format!("{} {}", R::TABLE, show_key(&pk))))?;
-        let old = decode_record::<R>(&pk, &bytes)?;
-        let mut new = decode_record::<R>(&pk, &bytes)?;
-        let out = f(&mut new)?;
-        if new.key().to_bytes() != pk {
+        let mut record = decode_record::<R>(&pk, &bytes)?;
+        let old_entries = index_entries(&record, &pk);
+        let out = f(&mut record)?;
+        if record.key().to_bytes() != pk {
             return Err(Error::invalid(
                 "key",
                 "a modification must keep the primary key",
             ));
         }
-        self.write(&pk, Some(&old), &new)?;
+        self.write(&pk, &old_entries, &record)?;
         Ok(out)
     }
 
@@ -368,11 +387,11 @@ impl<'tx, R: Record> Table<'tx, R, WriteTx> {
     }
 
     // Checks every unique index first, so a clash leaves nothing behind, then writes.
-    fn write(&self, pk: &[u8], old: Option<&R>, new: &R) -> Result<()> {
+    // `old` holds the stored record's entry of each index (all `None` for a new record).
+    fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
         let value = codec::encode(new).map_err(encode_err::<R>)?;
         let mut moves = Vec::new();
-        for idx in R::INDEXES {
-            let old_key = old.and_then(|o| index_entry(idx, o, pk));
+        for (idx, old_key) in R::INDEXES.iter().zip(old.iter().cloned()) {
             let new_key = index_entry(idx, new, pk);
             if old_key == new_key {
                 continue;

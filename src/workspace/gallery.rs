@@ -86,9 +86,11 @@ impl Workspaces {
             )));
         }
         crate::fsutil::create_private_dir(&gallery)?;
-        let n = self.piece_numbers(user)?.last().map_or(1, |last| last + 1);
+        // The exclusive lock keeps the gallery as listed here until the count is written.
+        let existing = self.piece_numbers(user)?;
+        let n = existing.last().map_or(1, |last| last + 1);
         self.write_bytes(&self.piece_path(user, n), json)?;
-        doc.piece_count = self.piece_numbers(user)?.len() as u64;
+        doc.piece_count = existing.len() as u64 + 1;
         self.write_json(&self.dir(user).join(WORKSPACE_FILE), &doc)?;
         Ok(n)
     }

@@ -100,3 +100,65 @@ impl Cli {
         self.expect(&["init", "--no-admin"], None, 0);
     }
 }
+
+/// This test binary started again to run one helper test (selected by `test`, switched on by
+/// the environment variable `env`), which prints `ready` and then answers one line on stdout
+/// for each line it reads on stdin. Dropping it closes stdin and waits for the process.
+pub struct HelperProcess {
+    pub child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl HelperProcess {
+    pub fn start(test: &str, env: &str, value: impl AsRef<std::ffi::OsStr>) -> HelperProcess {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(env, value)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        // libtest prints its own lines first; wait for ours.
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "{test} exited early"
+            );
+            if line.trim_end().ends_with("ready") {
+                break;
+            }
+        }
+        HelperProcess {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends one line and returns the numbers of the answer line.
+    pub fn ask(&mut self, question: &str) -> Vec<u64> {
+        use std::io::{BufRead, Write};
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{question}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect()
+    }
+}
+
+impl Drop for HelperProcess {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
