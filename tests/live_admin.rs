@@ -341,19 +341,30 @@ fn a_peer_with_another_uid_is_refused() {
     let probe = tmp.path().join("probe");
     std::fs::copy(std::env::current_exe().unwrap(), &probe).unwrap();
     std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new(&probe)
-        .args([
-            "--exact",
-            "helper_owner_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PROBE_ENV, dir.join("redkeep.sock"))
-        .current_dir(tmp.path())
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    // Another test thread forking while the copy was open for writing leaves the child with
+    // that descriptor until it execs: exec then fails with ETXTBSY for a moment. Retry.
+    let mut attempts = 0;
+    let out = loop {
+        let run = Command::new(&probe)
+            .args([
+                "--exact",
+                "helper_owner_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PROBE_ENV, dir.join("redkeep.sock"))
+            .current_dir(tmp.path())
+            .uid(65534)
+            .gid(65534)
+            .output();
+        match run {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            other => break other.unwrap(),
+        }
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("refused: peer uid 65534"),

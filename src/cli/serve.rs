@@ -34,6 +34,8 @@ pub const MAX_REPLY_BYTES: u32 = 1024 * 1024 * 1024;
 pub const MAX_CONNECTIONS: usize = 32;
 /// Time a client has to send its whole request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Busy refusals being answered at once, beyond [`MAX_CONNECTIONS`].
+const MAX_REFUSALS: usize = 8;
 
 #[derive(Serialize, Deserialize)]
 struct WireRequest {
@@ -163,17 +165,31 @@ pub(crate) fn start(dir: &Path, rk: Weak<crate::handle::Shared>) -> Result<Admin
 
 fn accept_loop(listener: UnixListener, rk: Weak<crate::handle::Shared>, stop: Arc<AtomicBool>) {
     let active = Arc::new(AtomicUsize::new(0));
+    let refusing = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
         let Ok(mut stream) = stream else { continue };
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-            let _ = write_error(
-                &mut stream,
-                "the owner is busy with other admin requests; try again",
-            );
+            // Refusing still reads the request (in a thread of its own, so a slow client
+            // cannot stall this loop); past a second allowance the connection is just closed.
+            if refusing.load(Ordering::SeqCst) < MAX_REFUSALS {
+                refusing.fetch_add(1, Ordering::SeqCst);
+                let counter = refusing.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("redkeep-admin-busy".into())
+                    .spawn(move || {
+                        refuse(
+                            &mut stream,
+                            "the owner is busy with other admin requests; try again",
+                        );
+                        counter.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    refusing.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);
@@ -204,20 +220,36 @@ fn write_error(stream: &mut UnixStream, message: &str) -> std::io::Result<()> {
     )
 }
 
+/// Answers `message` as an error after reading the peer's request, so the peer is never cut
+/// off while still writing (it would see `Broken pipe` instead of the answer). Unix sockets
+/// reset the peer when closed with unread data, so the request is drained first, within the
+/// size cap and the request timeout.
+fn refuse(stream: &mut UnixStream, message: &str) {
+    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+    let mut len = [0u8; 4];
+    if stream.read_exact(&mut len).is_ok() {
+        let len = u64::from(u32::from_be_bytes(len).min(MAX_REQUEST_BYTES));
+        let _ = std::io::copy(&mut Read::by_ref(stream).take(len), &mut std::io::sink());
+    }
+    let _ = write_error(stream, message);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
 fn serve(stream: &mut UnixStream, rk: &Weak<crate::handle::Shared>) {
     let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
     let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
     match peer_uid(stream) {
         Ok(uid) if uid == own_uid() || uid == 0 => {}
         Ok(uid) => {
-            let _ = write_error(
+            refuse(
                 stream,
                 &format!("refused: peer uid {uid} is not the store owner's uid"),
             );
             return;
         }
         Err(e) => {
-            let _ = write_error(
+            refuse(
                 stream,
                 &format!("refused: cannot read the peer's credentials ({e})"),
             );
@@ -316,21 +348,32 @@ fn send_on(stream: &mut UnixStream, path: &Path, req: &Request) -> Result<Remote
         .set_write_timeout(Some(REQUEST_TIMEOUT))
         .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(3600))))
         .map_err(|e| Error::io("configuring the admin socket", e))?;
-    write_frame(
+    let sent = write_frame(
         stream,
         &WireRequest {
             version: PROTOCOL_VERSION,
             request: req.clone(),
         },
-    )
-    .map_err(|e| Error::io(format!("sending the command to {}", path.display()), e))?;
+    );
     let died = |e: std::io::Error| {
         Error::io(
             "the application holding the store closed the connection before answering; its store is consistent (each command is one transaction)",
             e,
         )
     };
-    let body = match read_frame(stream, MAX_REPLY_BYTES).map_err(died)? {
+    // An owner that refuses (busy, too large) may answer before reading everything: its
+    // answer is still there to read even when sending failed.
+    let frame = match (sent, read_frame(stream, MAX_REPLY_BYTES)) {
+        (_, Ok(frame)) => frame,
+        (Err(e), Err(_)) => {
+            return Err(Error::io(
+                format!("sending the command to {}", path.display()),
+                e,
+            ));
+        }
+        (Ok(()), Err(e)) => return Err(died(e)),
+    };
+    let body = match frame {
         Frame::Body(b) => b,
         Frame::TooLarge(n) => {
             return Err(Error::invalid(
