@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use redkeep::store::codec;
-use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, User};
+use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
 
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("users_email");
@@ -22,24 +21,29 @@ fn user_count() -> u64 {
         .unwrap_or(100_000)
 }
 
+/// What a hand-written application on bare redb would store: the user encoded with bincode.
+fn encode(u: &User) -> Vec<u8> {
+    bincode::serde::encode_to_vec(u, bincode::config::standard()).unwrap()
+}
+
+fn decode(bytes: &[u8]) -> User {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .unwrap()
+        .0
+}
+
 fn user(id: u64) -> User {
     User {
         id,
+        uid: Uid([7; 16]),
         email: format!("user{id}@example.com"),
         username: None,
         name: format!("User {id}"),
-        password_hash:
-            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"
-                .into(),
+        external_id: None,
         is_admin: false,
         is_active: true,
         email_verified: false,
         must_change_password: false,
-        failed_logins: 0,
-        locked_until: None,
-        lock_count: 0,
-        failure_window_start: None,
-        failures_in_window: 0,
         last_login_at: None,
         current_org_id: None,
         created_at: Timestamp(1_800_000_000 + id as i64),
@@ -76,9 +80,7 @@ fn open_redb(path: &Path, n: u64) -> redb::Database {
         let mut emails = tx.open_table(EMAILS).unwrap();
         for id in 1..=n {
             let u = user(id);
-            users
-                .insert(id, codec::encode(&u).unwrap().as_slice())
-                .unwrap();
+            users.insert(id, encode(&u).as_slice()).unwrap();
             emails.insert(u.email.as_str(), id).unwrap();
         }
     }
@@ -91,7 +93,7 @@ fn redb_lookup(db: &redb::Database, email: &str) -> Option<User> {
     let id = tx.open_table(EMAILS).unwrap().get(email).unwrap()?.value();
     let users = tx.open_table(USERS).unwrap();
     let bytes = users.get(id).unwrap()?;
-    Some(codec::decode(bytes.value()).unwrap())
+    Some(decode(bytes.value()))
 }
 
 fn redb_insert(db: &redb::Database, u: &User) {
@@ -102,7 +104,7 @@ fn redb_insert(db: &redb::Database, u: &User) {
         emails.insert(u.email.as_str(), u.id).unwrap();
         tx.open_table(USERS)
             .unwrap()
-            .insert(u.id, codec::encode(u).unwrap().as_slice())
+            .insert(u.id, encode(u).as_slice())
             .unwrap();
     }
     tx.commit().unwrap();
@@ -139,10 +141,10 @@ fn sqlite_insert_with(st: &mut rusqlite::Statement<'_>, u: &User) {
         u.email,
         u.email.to_lowercase(),
         u.name,
-        u.password_hash,
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA",
         u.is_admin,
         u.is_active,
-        u.failed_logins,
+        0,
         u.created_at.0,
         u.updated_at.0
     ])

@@ -15,13 +15,19 @@ struct Project {
     name: String,
 }
 
+impl Project {
+    /// A name is unique per owner.
+    const NAME_PER_OWNER: Index<Project> =
+        Index::unique("name_per_owner", |p| Some(key!(p.owner, p.name)));
+    /// The projects of an owner.
+    const BY_OWNER: Index<Project> = Index::many("by_owner", |p| Some(key!(p.owner)));
+}
+
 impl Record for Project {
     const TABLE: &'static str = "projects";
     type Key = u64;
-    const INDEXES: &'static [Index<Self>] = &[
-        Index::unique("name_per_owner", |p| Some(key!(p.owner, p.name))),
-        Index::many("by_owner", |p| Some(key!(p.owner))),
-    ];
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::NAME_PER_OWNER, &Self::BY_OWNER];
+    const ID_SEQUENCE: bool = true;
     fn key(&self) -> u64 {
         self.id
     }
@@ -75,8 +81,12 @@ fn main() -> redkeep::Result<()> {
     assert!(matches!(clash, Err(Error::Conflict { .. })));
 
     let mine = rk.store().read(|tx| {
-        tx.table::<Project>()
-            .scan_by("by_owner", KeyRange::prefix(key!(ann.id)), Order::Asc, None)
+        tx.table::<Project>().range_by(
+            &Project::BY_OWNER,
+            KeyRange::prefix(key!(ann.id)),
+            Order::Asc,
+            100,
+        )
     })?;
     for p in &mine {
         println!("project {} {:?} owned by {}", p.id, p.name, p.owner);

@@ -42,19 +42,21 @@ impl AsyncRedkeep {
         blocking(move || f(&rk)).await
     }
 
-    /// [`Redkeep::register`].
+    /// [`crate::Users::register`].
     pub async fn register(&self, reg: Registration) -> Result<User> {
-        self.run(move |rk| rk.register(reg)).await
+        self.run(move |rk| rk.users().register(reg)).await
     }
 
-    /// [`Redkeep::login`].
+    /// [`crate::auth::sessions::Sessions::login`].
     pub async fn login(&self, email: String, password: String, meta: LoginMeta) -> Result<Login> {
-        self.run(move |rk| rk.login(&email, &password, meta)).await
+        self.run(move |rk| rk.sessions().login(&email, &password, meta))
+            .await
     }
 
-    /// [`Redkeep::authenticate`].
+    /// [`crate::Users::authenticate`].
     pub async fn authenticate(&self, email: String, password: String) -> Result<User> {
-        self.run(move |rk| rk.authenticate(&email, &password)).await
+        self.run(move |rk| rk.users().authenticate(&email, &password))
+            .await
     }
 
     /// [`crate::auth::sessions::Sessions::validate`].
@@ -98,8 +100,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         Ok(r) => r,
         // A panic in the closure is the caller's bug: let it surface as one.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(Error::Refused(
-            "the blocking task was cancelled because the runtime is shutting down".into(),
-        )),
+        Err(_) => Err(Error::Cancelled {
+            what: "the blocking task (the runtime is shutting down)".into(),
+        }),
     }
 }

@@ -1,51 +1,42 @@
-//! Serde adapters for byte fields: hex (hashes) or base64 (blobs) in human-readable formats
-//! such as the JSON export, and the unchanged compact form in the store's binary encoding.
-
-/// `[u8; 32]` as lower-case hex in JSON.
-pub mod hash {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    /// Serialises a hash.
-    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
-            s.serialize_str(&hex)
-        } else {
-            v.serialize(s)
-        }
-    }
-
-    /// Deserialises a hash.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        if d.is_human_readable() {
-            let text = String::deserialize(d)?;
-            let bad = || serde::de::Error::custom(format!("{text:?} is not 64 hex digits"));
-            if text.len() != 64 || !text.is_ascii() {
-                return Err(bad());
-            }
-            let mut out = [0u8; 32];
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-            }
-            Ok(out)
-        } else {
-            <[u8; 32]>::deserialize(d)
-        }
-    }
-}
+//! Serde adapter for byte fields: standard base64 in human-readable formats such as the JSON
+//! export, and bytes in the store's binary encoding.
 
 /// `Vec<u8>` as standard base64 in JSON.
 pub mod base64 {
+    use std::fmt;
+
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     /// Serialises bytes.
-    pub fn serialize<S: Serializer>(v: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
             s.serialize_str(&STANDARD.encode(v))
         } else {
-            v.serialize(s)
+            s.serialize_bytes(v)
+        }
+    }
+
+    struct Bytes;
+
+    impl<'de> serde::de::Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
         }
     }
 
@@ -57,7 +48,42 @@ pub mod base64 {
                 .decode(text.as_bytes())
                 .map_err(|e| serde::de::Error::custom(format!("not base64: {e}")))
         } else {
-            Vec::<u8>::deserialize(d)
+            d.deserialize_byte_buf(Bytes)
         }
+    }
+}
+
+/// `[u8; N]` as hex in JSON and as bytes in the store's binary encoding (fixed size).
+pub mod array {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises a byte array.
+    pub fn serialize<S: Serializer, const N: usize>(v: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&crate::store::hex(v))
+        } else {
+            s.serialize_bytes(v)
+        }
+    }
+
+    /// Deserialises a byte array.
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let bytes = if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            let bad = || serde::de::Error::custom(format!("{text:?} is not {} hex digits", 2 * N));
+            if text.len() != 2 * N || !text.is_ascii() {
+                return Err(bad());
+            }
+            (0..N)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad()))
+                .collect::<Result<Vec<u8>, _>>()?
+        } else {
+            super::base64::deserialize(d)?
+        };
+        bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom(format!("expected {N} bytes")))
     }
 }

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 /// Shorthand for `Result<T, redkeep::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The cause of a storage failure, whichever engine it came from.
+pub type StorageCause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong in redkeep.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -23,7 +26,7 @@ pub enum Error {
     Conflict {
         /// The table whose index clashed.
         table: &'static str,
-        /// The unique index that clashed.
+        /// The unique index that clashed (`primary` for the primary key).
         index: &'static str,
         /// A human hint about the clashing value.
         detail: String,
@@ -37,7 +40,7 @@ pub enum Error {
         reason: String,
     },
     /// Wrong credentials. Deliberately says nothing about which part was wrong.
-    #[error("wrong email or password")]
+    #[error("wrong email, username or password")]
     Unauthorized,
     /// A token, code or key did not verify. Deliberately uniform.
     #[error("{what} is not valid")]
@@ -51,9 +54,34 @@ pub enum Error {
         /// What expired (`invite code rki_ab12cd34`).
         what: String,
     },
-    /// The operation is refused by a rule of the domain (e.g. deleting a system role).
-    #[error("{0}")]
-    Refused(String),
+    /// The thing was revoked or used up and cannot be used any more.
+    #[error("{what}")]
+    Revoked {
+        /// What happened to it, as a sentence (`invite rki_ab12cd34 was revoked`).
+        what: String,
+    },
+    /// A rule of the domain forbids the operation (the last owner of an org cannot leave, a
+    /// system role cannot be deleted, …). Nothing was changed.
+    #[error("{reason}")]
+    Denied {
+        /// Which rule, and what to do instead.
+        reason: String,
+    },
+    /// Something is busy or could not be done now; the same call may succeed later.
+    #[error("{what}; try again")]
+    Busy {
+        /// What was busy.
+        what: String,
+    },
+    /// A path is not what redkeep may use: a symlink, a non-regular file, or a folder that
+    /// belongs to another account. It is never followed or served.
+    #[error("refusing to use {}: {reason}", path.display())]
+    UnsafePath {
+        /// The path.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// A record is unreadable: the file was damaged or written by an incompatible build.
     #[error("record {key} of table {table} is corrupt: {reason}; run `redkeep check`")]
     Corrupt {
@@ -112,9 +140,21 @@ pub enum Error {
     Storage {
         /// What was being done.
         context: &'static str,
-        /// The underlying redb error.
+        /// The underlying engine error.
         #[source]
-        source: redb::Error,
+        source: StorageCause,
+    },
+    /// An internal rule of redkeep did not hold: a bug. Nothing was written.
+    #[error("internal error: {what}; please report it")]
+    Invariant {
+        /// What went wrong.
+        what: String,
+    },
+    /// The work was cancelled (its runtime is shutting down).
+    #[error("{what} was cancelled")]
+    Cancelled {
+        /// What was cancelled.
+        what: String,
     },
 }
 
@@ -132,6 +172,13 @@ impl Error {
         }
     }
 
+    /// A `Denied` with its reason.
+    pub fn denied(reason: impl Into<String>) -> Self {
+        Error::Denied {
+            reason: reason.into(),
+        }
+    }
+
     /// An `Io` error with context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
@@ -141,10 +188,36 @@ impl Error {
     }
 
     /// A `Storage` error with context.
-    pub fn storage(context: &'static str, source: impl Into<redb::Error>) -> Self {
+    pub fn storage(
+        context: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         Error::Storage {
             context,
-            source: source.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The message and its causes on one line, for an operator.
+    pub fn full_message(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !text.contains(&s_text) {
+                text.push_str(": ");
+                text.push_str(&s_text);
+            }
+            source = s.source();
+        }
+        text.replace('\n', " ")
+    }
+
+    /// An `UnsafePath` error.
+    pub fn unsafe_path(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::UnsafePath {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
 }

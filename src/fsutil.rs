@@ -1,11 +1,13 @@
-//! Small file-system helpers shared by the store and the workspaces: private permissions and
-//! atomic replacement (temp file in the same directory, fsync, rename, fsync the directory).
+//! Small file-system helpers shared by the store and the workspaces: private permissions,
+//! atomic replacement (temp file in the same directory, fsync, rename, fsync the directory),
+//! opening only regular files, and renames that never replace.
 
 use std::fs::{self, File};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use rustix::fs::OFlags;
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
@@ -20,6 +22,16 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| Error::io(format!("creating directory {}", dir.display()), e))
+}
+
+/// Makes an existing directory private (0700) if it is more open.
+pub fn restrict_dir(dir: &Path) -> Result<()> {
+    let meta = fs::metadata(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("making {} private (0700)", dir.display()), e))?;
+    }
+    Ok(())
 }
 
 /// A new temp file (mode 0600) in the directory of `target`.
@@ -58,6 +70,11 @@ pub fn sync_dir(path: &Path) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    sync_this_dir(dir)
+}
+
+/// Fsyncs `dir` itself.
+pub fn sync_this_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
@@ -69,4 +86,131 @@ pub fn write_private(target: &Path, bytes: &[u8]) -> Result<()> {
     tmp.write_all(bytes)
         .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
     persist(tmp, target)
+}
+
+/// Opens `path` for reading only if it is a regular file: a symlink (at the last component)
+/// or a FIFO, socket or device is refused without blocking. `None` when it does not exist.
+///
+/// # Errors
+/// `UnsafePath` for anything but a regular file; `Io` otherwise.
+pub fn open_regular(path: &Path) -> Result<Option<File>> {
+    let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC).bits();
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(Error::unsafe_path(
+                path,
+                "it is a symlink; redkeep never follows one",
+            ));
+        }
+        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::unsafe_path(
+            path,
+            "it is not a regular file (a FIFO, socket, device or directory)",
+        ));
+    }
+    Ok(Some(file))
+}
+
+/// Reads a regular file of at most `cap` bytes. `None` when it does not exist.
+///
+/// # Errors
+/// `UnsafePath` (see [`open_regular`]); `InvalidInput` when it is larger than `cap`.
+pub fn read_regular(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
+    let Some(file) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if bytes.len() as u64 > cap {
+        return Err(Error::invalid(
+            "file",
+            format!("{} is larger than the {cap}-byte limit", path.display()),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+/// Whether `path` is a real directory (not a symlink to one). `None` when it does not exist.
+///
+/// # Errors
+/// `UnsafePath` when it is a symlink or not a directory.
+pub fn real_dir(path: &Path) -> Result<Option<()>> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::unsafe_path(
+            path,
+            "it is a symlink; redkeep never follows one",
+        )),
+        Ok(m) if m.is_dir() => Ok(Some(())),
+        Ok(_) => Err(Error::unsafe_path(path, "it is not a directory")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// Renames `from` to `to` only if `to` does not exist (`RENAME_NOREPLACE`); returns false
+/// when it exists.
+///
+/// # Errors
+/// `Io` for other failures.
+pub fn rename_no_replace(from: &Path, to: &Path) -> Result<bool> {
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::EXIST) => Ok(false),
+        Err(e) => Err(Error::io(
+            format!("moving {} to {}", from.display(), to.display()),
+            e.into(),
+        )),
+    }
+}
+
+/// Renames `from` over `to` and makes the rename durable.
+///
+/// # Errors
+/// `Io` when it cannot be renamed.
+pub fn rename_replace(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to)
+        .map_err(|e| Error::io(format!("moving {} to {}", from.display(), to.display()), e))?;
+    sync_dir(to)
+}
+
+/// Moves `from` into `trash` as `<name>`, `<name>-2`, … (never replacing anything) and
+/// makes the move durable. Returns where it went.
+///
+/// # Errors
+/// `Io` when it cannot be moved.
+pub fn move_to_trash(from: &Path, trash: &Path, name: &str) -> Result<std::path::PathBuf> {
+    create_private_dir(trash)?;
+    let mut n = 1;
+    loop {
+        let target = if n == 1 {
+            trash.join(name)
+        } else {
+            trash.join(format!("{name}-{n}"))
+        };
+        if rename_no_replace(from, &target)? {
+            sync_this_dir(trash)?;
+            sync_dir(from)?;
+            return Ok(target);
+        }
+        n += 1;
+    }
 }

@@ -1,27 +1,37 @@
-//! `Redkeep`: the handle an application opens on its data dir, holding the store and the
-//! account rules (clock, password parameters, policies).
+//! `Redkeep`: the handle an application opens on its data dir. It holds the store, the
+//! account rules and the workspaces folder, and hands out one handle per noun
+//! (`rk.users()`, `rk.sessions()`, …). Every operation lives on those handles; this file
+//! only opens, initialises, migrates and checks the whole.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::auth::agents::Agents;
+use crate::auth::api_keys::ApiKeys;
+use crate::auth::audit::AuditLog;
+use crate::auth::invites::Invites;
+use crate::auth::migrations::{FOLDERS_UNMARKED, MIGRATIONS};
+use crate::auth::orgs::Orgs;
 use crate::auth::password::{PasswordParams, Passwords};
-use crate::auth::register::Registration;
-use crate::auth::sessions::{LockoutPolicy, SessionPolicy};
-use crate::auth::users::{CreatedUser, NewUser, User};
+use crate::auth::roles::{self, Roles};
+use crate::auth::sessions::{LockoutPolicy, SessionPolicy, Sessions};
+use crate::auth::users::{CreatedUser, NewUser, User, Users};
+use crate::auth::{Accounts, Policy, UserFiles, flows, references};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
 use crate::store::{
-    CheckReport, Durability, Meta, Mode, Store, StoreOptions, TableCheck, check_table,
+    CheckReport, Durability, Meta, MigrationRun, Mode, Record, Store, StoreOptions, TableCheck,
+    check_table,
 };
-use crate::workspace::{WorkspaceOptions, Workspaces};
+use crate::workspace::{FolderOwner, Owners, WorkspaceOptions, Workspaces};
 
 /// The file name of the store inside a data dir.
 pub const STORE_FILE: &str = "redkeep.redb";
 /// The folder of per-user workspaces inside a data dir.
 pub const WORKSPACES_DIR: &str = "workspaces";
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// How to open a data dir.
 #[derive(Debug, Clone)]
@@ -40,7 +50,10 @@ pub struct Options {
     /// Open a store with an older schema without migrating it, so its migrations can be
     /// inspected and run (`redkeep migrate`). Other operations may fail on such a store.
     pub open_outdated: bool,
-    /// Let [`Redkeep::register`] work without an invite code (default false).
+    /// Apply pending schema migrations on open (default false: opening an older store is
+    /// `Error::MigrationNeeded`, and `redkeep migrate up` upgrades it).
+    pub auto_migrate: bool,
+    /// Let registration work without an invite code (default false).
     pub open_registration: bool,
     /// Options of the workspaces folder.
     pub workspace: WorkspaceOptions,
@@ -50,16 +63,13 @@ pub struct Options {
     pub lockout: LockoutPolicy,
     /// `last_used_at` of an API key is written at most this often (default 60 s).
     pub api_key_touch_interval: Duration,
-    /// With `Mode::Exclusive`, serve the CLI on `<dir>/redkeep.sock` (default true), so
-    /// operators can administer the store while the application runs.
-    pub admin_socket: bool,
-    /// Apply pending schema migrations on open (default false: opening an older store is
-    /// `Error::MigrationNeeded`, and `redkeep migrate up` upgrades it).
-    pub auto_migrate: bool,
+    /// Cache size of the store in bytes; `None` (the default) picks one from the file size.
+    pub cache_bytes: Option<usize>,
 }
 
 impl Default for Options {
     fn default() -> Self {
+        let policy = Policy::default();
         Options {
             mode: Mode::Exclusive,
             durability: Durability::Immediate,
@@ -67,13 +77,13 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             create: true,
             open_outdated: false,
-            open_registration: false,
-            workspace: WorkspaceOptions::default(),
-            sessions: SessionPolicy::default(),
-            lockout: LockoutPolicy::default(),
-            api_key_touch_interval: Duration::from_secs(60),
             auto_migrate: false,
-            admin_socket: true,
+            open_registration: policy.open_registration,
+            workspace: WorkspaceOptions::default(),
+            sessions: policy.sessions,
+            lockout: policy.lockout,
+            api_key_touch_interval: policy.api_key_touch_interval,
+            cache_bytes: None,
         }
     }
 }
@@ -102,6 +112,22 @@ impl Options {
         self.create = create;
         self
     }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            sessions: self.sessions,
+            lockout: self.lockout,
+            api_key_touch_interval: self.api_key_touch_interval,
+            open_registration: self.open_registration,
+        }
+    }
+}
+
+/// The cache redb gets: a quarter of the file, at least 64 MiB, at most 1 GiB.
+fn cache_for(db: &Path) -> usize {
+    let file = std::fs::metadata(db).map_or(0, |m| m.len());
+    let quarter = usize::try_from(file / 4).unwrap_or(usize::MAX);
+    quarter.clamp(64 << 20, 1 << 30)
 }
 
 /// An open data dir: the account store and the workspaces root. Cheap to clone, `Send + Sync`.
@@ -110,16 +136,21 @@ pub struct Redkeep {
     inner: Arc<Shared>,
 }
 
-/// What every clone of a handle shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    // First, so the socket is gone before the store's lock is released.
-    admin: std::sync::Mutex<Option<crate::cli::serve::AdminSocket>>,
-    store: Store,
+struct Shared {
+    accounts: Accounts,
+    workspaces: Workspaces,
     dir: PathBuf,
     options: Options,
-    passwords: Passwords,
-    workspaces: Workspaces,
+    app_tables: RwLock<Vec<Arc<dyn TableCheck>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redkeep")
+            .field("dir", &self.dir)
+            .field("store", &self.accounts.store)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What `init` did.
@@ -132,21 +163,85 @@ pub struct InitOutcome {
 }
 
 /// The first administrator to create at `init`.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct InitSpec {
     /// Create no administrator.
     pub no_admin: bool,
     /// The admin's email (default `admin@localhost.localdomain`).
     pub admin_email: Option<String>,
     /// The admin's password; `None` generates one, printed once.
-    pub admin_password: Option<String>,
+    pub admin_password: Option<crate::Secret>,
+}
+
+impl std::fmt::Debug for InitSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitSpec")
+            .field("no_admin", &self.no_admin)
+            .field("admin_email", &self.admin_email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where each migration step stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigrationStatus {
+    /// The store's schema version.
+    pub current: u64,
+    /// The version this build writes.
+    pub target: u64,
+    /// Every step, oldest first.
+    pub steps: Vec<MigrationStep>,
+}
+
+/// One step in [`MigrationStatus`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigrationStep {
+    /// The version it brings the store to.
+    pub version: u64,
+    /// What it does.
+    pub name: &'static str,
+    /// Whether the store has it.
+    pub applied: bool,
+    /// Whether `migrate down` can undo it.
+    pub reversible: bool,
 }
 
 const INITIALIZED: &str = "initialized_at";
 
+/// Moves a deleted user's folder to the trash.
+#[derive(Debug)]
+struct FolderFiles {
+    workspaces: Workspaces,
+    clock: Arc<dyn Clock>,
+}
+
+impl UserFiles for FolderFiles {
+    fn user_deleted(&self, user: &User) -> Result<Option<PathBuf>> {
+        self.workspaces.trash_folder(user.id, self.clock.now())
+    }
+}
+
+fn owners(store: Store) -> Owners {
+    Arc::new(move |id| {
+        let user = store.read(|tx| tx.table::<User>().get(&id))?;
+        Ok(user
+            .filter(|u| !u.uid.is_unset())
+            .map(|u| FolderOwner(u.uid.0)))
+    })
+}
+
 impl Redkeep {
     /// Opens the data dir `dir` (creating it, mode 0700, and its store, mode 0600, when
     /// `options.create` is set).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let dir = tmp.path();
+    /// use redkeep::{Options, PasswordParams, Redkeep};
+    /// let rk = Redkeep::open(dir, Options::default().password(PasswordParams::INSECURE_FAST))?;
+    /// assert_eq!(rk.users().count()?, 0);
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `NotInitialized` when there is no store and `create` is off; `InUse` when another
@@ -154,10 +249,12 @@ impl Redkeep {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
         let dir = dir.as_ref().to_path_buf();
         let db = dir.join(STORE_FILE);
-        if !db.exists() && !options.create {
+        if options.create {
+            crate::fsutil::create_private_dir(&dir)?;
+        } else if !db.exists() {
             return Err(Error::NotInitialized { path: db });
         }
-        crate::fsutil::create_private_dir(&dir)?;
+        crate::fsutil::restrict_dir(&dir)?;
         let passwords = Passwords::new(options.password)?;
         let store = Store::open(
             &db,
@@ -167,75 +264,183 @@ impl Redkeep {
                 create: options.create,
                 schema_version: SCHEMA_VERSION,
                 allow_outdated: true,
-                ..StoreOptions::default()
+                cache_bytes: options.cache_bytes.unwrap_or_else(|| cache_for(&db)),
             },
         )?;
-        let workspaces = Workspaces::open(dir.join(WORKSPACES_DIR), options.workspace.clone())?;
+        let workspaces = Workspaces::open(
+            dir.join(WORKSPACES_DIR),
+            options.workspace.clone(),
+            owners(store.clone()),
+        )?;
+        let accounts = Accounts {
+            store,
+            clock: options.clock.clone(),
+            passwords,
+            policy: options.policy(),
+            files: Arc::new(FolderFiles {
+                workspaces: workspaces.clone(),
+                clock: options.clock.clone(),
+            }),
+        };
         let rk = Redkeep {
             inner: Arc::new(Shared {
-                admin: std::sync::Mutex::new(None),
-                store,
+                accounts,
+                workspaces,
                 dir,
                 options,
-                passwords,
-                workspaces,
+                app_tables: RwLock::default(),
             }),
         };
         rk.migrate_on_open()?;
-        if rk.options().mode == Mode::Exclusive && rk.options().admin_socket {
-            let socket = crate::cli::serve::start(rk.dir(), Arc::downgrade(&rk.inner))?;
-            *rk.inner.admin.lock().unwrap_or_else(|e| e.into_inner()) = Some(socket);
-        }
         Ok(rk)
     }
 
     fn migrate_on_open(&self) -> Result<()> {
-        let store = self.store();
-        let options = self.options();
-        let found = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
-        let outdated = found < SCHEMA_VERSION;
-        if outdated && !options.auto_migrate && !options.open_outdated {
-            return Err(Error::MigrationNeeded {
-                found,
-                needed: SCHEMA_VERSION,
-            });
+        let found = self.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
+        if found < SCHEMA_VERSION {
+            if self.options().auto_migrate {
+                self.migrate()?;
+            } else if !self.options().open_outdated {
+                return Err(Error::MigrationNeeded {
+                    found,
+                    needed: SCHEMA_VERSION,
+                });
+            } else {
+                return Ok(());
+            }
         }
-        // Migrations may grant the system roles, so they exist first.
-        self.ensure_system_roles()?;
-        if outdated && options.auto_migrate {
-            self.migrate()?;
+        self.settle()
+    }
+
+    /// What an up-to-date store needs after opening or migrating: the system roles, and the
+    /// owner markers of folders that existed before identities did.
+    fn settle(&self) -> Result<()> {
+        if self.store().schema_version()? != Some(SCHEMA_VERSION) {
+            return Ok(());
+        }
+        roles::ensure_system_roles(&self.inner.accounts)?;
+        if self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))?.is_some() {
+            let mut marked = 0;
+            for id in self.workspaces().user_ids()? {
+                if let Some(u) = self.users().get(id)?
+                    && !u.uid.is_unset()
+                    && self.workspaces().mark(id, FolderOwner(u.uid.0))?
+                {
+                    marked += 1;
+                }
+            }
+            tracing::info!(marked, "workspace folders marked with their owners");
+            self.store().write(|tx| tx.remove_meta(FOLDERS_UNMARKED))?;
         }
         Ok(())
     }
 
-    /// Applies every pending schema migration (a copy of the file is taken first); a no-op
-    /// when the store is up to date.
-    pub fn migrate(&self) -> Result<crate::store::MigrationRun> {
-        self.store()
-            .migrate(crate::auth::migrations::MIGRATIONS, self.now())
+    /// Applies every pending schema migration (a copy of the file is taken first), then marks
+    /// the workspace folders of existing users; a no-op when the store is up to date.
+    ///
+    /// # Errors
+    /// `NewerSchema`; a step's error (that step wrote nothing; earlier ones stay applied).
+    pub fn migrate(&self) -> Result<MigrationRun> {
+        let run = self.store().migrate(MIGRATIONS, self.now())?;
+        self.settle()?;
+        Ok(run)
     }
 
-    pub(crate) fn from_shared(inner: Arc<Shared>) -> Redkeep {
-        Redkeep { inner }
+    /// Reverts migrations down to schema version `to` (default: one step), after taking the
+    /// same copy as [`Redkeep::migrate`]. The store then needs a build of that version, or
+    /// `migrate up` again.
+    ///
+    /// # Errors
+    /// `Denied` when a step on the way cannot be reversed (nothing is changed).
+    pub fn migrate_down(&self, to: Option<u64>) -> Result<MigrationRun> {
+        self.store().migrate_down(MIGRATIONS, to, self.now())
     }
 
-    /// Whether this handle serves the admin socket.
-    pub fn serves_admin_socket(&self) -> bool {
-        self.inner
-            .admin
-            .lock()
-            .map(|a| a.is_some())
-            .unwrap_or(false)
+    /// The store's schema version and every step, applied or not, reversible or not.
+    ///
+    /// # Errors
+    /// `Storage` when the store cannot be read.
+    pub fn migration_status(&self) -> Result<MigrationStatus> {
+        let current = self.store().schema_version()?.unwrap_or(0);
+        Ok(MigrationStatus {
+            current,
+            target: SCHEMA_VERSION,
+            steps: MIGRATIONS
+                .iter()
+                .map(|s| MigrationStep {
+                    version: s.version,
+                    name: s.name,
+                    applied: s.version <= current,
+                    reversible: s.down.is_some(),
+                })
+                .collect(),
+        })
     }
 
-    /// The underlying store, for an application's own tables and composed transactions.
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    /// The users.
+    pub fn users(&self) -> Users<'_> {
+        Users {
+            acc: &self.inner.accounts,
+        }
+    }
+
+    /// Login sessions.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions {
+            acc: &self.inner.accounts,
+        }
+    }
+
+    /// Roles and permissions.
+    pub fn roles(&self) -> Roles<'_> {
+        Roles {
+            acc: &self.inner.accounts,
+        }
+    }
+
+    /// Organizations and their members.
+    pub fn orgs(&self) -> Orgs<'_> {
+        Orgs {
+            acc: &self.inner.accounts,
+        }
+    }
+
+    /// Invite codes.
+    pub fn invites(&self) -> Invites<'_> {
+        Invites {
+            acc: &self.inner.accounts,
+        }
+    }
+
+    /// API keys.
+    pub fn api_keys(&self) -> ApiKeys<'_> {
+        ApiKeys {
+            acc: &self.inner.accounts,
+        }
+    }
+
+    /// Agent sessions.
+    pub fn agents(&self) -> Agents<'_> {
+        Agents {
+            acc: &self.inner.accounts,
+        }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> AuditLog<'_> {
+        AuditLog {
+            acc: &self.inner.accounts,
+        }
     }
 
     /// The per-user workspace folders.
     pub fn workspaces(&self) -> &Workspaces {
         &self.inner.workspaces
+    }
+
+    /// The underlying store, for an application's own tables and composed transactions.
+    pub fn store(&self) -> &Store {
+        &self.inner.accounts.store
     }
 
     /// The data dir.
@@ -253,185 +458,149 @@ impl Redkeep {
         self.inner.options.clock.now()
     }
 
-    pub(crate) fn passwords(&self) -> &Passwords {
-        &self.inner.passwords
+    /// Registers an application's record type, so `check`, `stats` and `export` / `import`
+    /// handle its table like redkeep's own. Registering twice is harmless.
+    pub fn register_table<R: Record>(&self) {
+        let mut tables = self
+            .inner
+            .app_tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if !tables.iter().any(|t| t.name() == R::TABLE) {
+            tables.push(Arc::from(check_table::<R>()));
+        }
+    }
+
+    /// Every table the handle knows how to read: redkeep's own, then the registered ones.
+    pub fn tables(&self) -> Vec<Arc<dyn TableCheck>> {
+        let mut out: Vec<Arc<dyn TableCheck>> = crate::auth::own_tables()
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        out.extend(
+            self.inner
+                .app_tables
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        out
     }
 
     /// Whether `init` has run on this store.
+    ///
+    /// # Errors
+    /// `Storage` when the store cannot be read.
     pub fn is_initialized(&self) -> Result<bool> {
         Ok(self.store().read(|tx| tx.meta(INITIALIZED))?.is_some())
     }
 
     /// Initialises the store once: records the time and creates the first administrator with
     /// `must_change_password` set (a generated password unless one is given). A second call
-    /// changes nothing and returns `created: false`.
+    /// changes nothing and returns `created: false`, or, when it names an administrator,
+    /// says so as an error.
+    ///
+    /// # Errors
+    /// `Denied` when the store is initialised and `spec` names an administrator; the errors
+    /// of [`Users::create`].
     pub fn init(&self, spec: InitSpec) -> Result<InitOutcome> {
+        let asked = spec.admin_email.is_some() || spec.admin_password.is_some();
         if self.is_initialized()? {
+            if asked {
+                return Err(Error::denied(format!(
+                    "{} is already initialised, so no administrator was created; add one with `redkeep user create EMAIL --admin`",
+                    self.dir().display()
+                )));
+            }
             return Ok(InitOutcome {
                 created: false,
                 admin: None,
             });
         }
+        let acc = &self.inner.accounts;
         let prepared = if spec.no_admin {
             None
         } else {
             let new = NewUser {
                 email: spec
                     .admin_email
+                    .clone()
                     .unwrap_or_else(|| "admin@localhost.localdomain".to_string()),
                 name: Some("Administrator".into()),
-                password: spec.admin_password,
+                password: spec.admin_password.clone(),
                 is_admin: true,
                 ..NewUser::default()
             };
-            Some(self.prepare_user(&new)?)
+            Some(flows::prepare_user(acc, &new)?)
         };
         let now = self.now();
-        let outcome = self.store().write(|tx| {
+        let created = self.store().write(|tx| {
             if tx.meta(INITIALIZED)?.is_some() {
                 return Ok(None);
             }
             tx.set_meta(INITIALIZED, &now.0.to_be_bytes())?;
-            match prepared {
+            match &prepared {
                 Some(p) => {
-                    let mut user = p.user;
+                    let mut user = p.user.clone();
                     user.must_change_password = true;
-                    let user = self.insert_new_user(tx, user, None)?;
-                    self.workspaces().create(user.id)?;
-                    Ok(Some(Some(CreatedUser {
-                        user,
-                        password: p.generated,
-                    })))
+                    let user = flows::insert_new_user(tx, now, user, p.hash.clone(), None)?;
+                    Ok(Some(Some(user)))
                 }
                 None => Ok(Some(None)),
             }
         })?;
-        Ok(match outcome {
+        Ok(match created {
             None => InitOutcome {
                 created: false,
                 admin: None,
             },
-            Some(admin) => InitOutcome {
+            Some(user) => InitOutcome {
                 created: true,
-                admin,
+                admin: user.map(|user| CreatedUser {
+                    user,
+                    password: prepared.and_then(|p| p.generated),
+                }),
             },
         })
     }
 
-    /// Creates a user with their records (see `insert_new_user`) and workspace folder, in one
-    /// write transaction. The folder is made last, so a failure there aborts the user; an
-    /// aborted transaction leaves at most an empty folder, which the next user with that id
-    /// adopts.
-    pub(crate) fn create_user(&self, spec: NewUser) -> Result<CreatedUser> {
-        let prepared = self.prepare_user(&spec)?;
-        let user = self.store().write(|tx| {
-            let user = self.insert_new_user(tx, prepared.user, spec.invite.as_deref())?;
-            self.workspaces().create(user.id)?;
-            Ok(user)
-        })?;
-        Ok(CreatedUser {
-            user,
-            password: prepared.generated,
-        })
-    }
-
-    /// Registers a user with an invite code: invite, user, role, personal org and audit are
-    /// written in one transaction, so a single-use code registers exactly one user and a
-    /// failure at any step leaves nothing.
+    /// Checks the whole data dir: redb's own integrity check, every record decodes and sits
+    /// under its own key, every index mirrors its records, references resolve, and the
+    /// workspace folders belong to their users. With `repair`, indexes are rebuilt from the
+    /// records whose key is intact, foreign folders go to the trash and piece counts are
+    /// fixed; the changes are listed in `repaired`.
     ///
     /// # Errors
-    /// `InvalidInput` (bad email or password, or no invite when one is required),
-    /// `InvalidCredential` (unknown code), `Expired`, `Refused` (revoked or used up),
-    /// `Conflict` (email or username taken).
-    pub fn register(&self, reg: Registration) -> Result<User> {
-        if reg.invite.is_none() && !self.options().open_registration {
-            return Err(Error::invalid(
-                "invite",
-                "registration needs an invite code",
-            ));
-        }
-        let created = self.create_user(NewUser {
-            email: reg.email,
-            name: reg.name,
-            username: reg.username,
-            password: Some(reg.password),
-            is_admin: false,
-            invite: reg.invite,
-        })?;
-        Ok(created.user)
-    }
-
-    /// Deletes a user and everything that belongs to them in one transaction (sessions, roles,
-    /// memberships and personal org, API keys, agent sessions, avatar), then moves their
-    /// workspace folder to the trash (never deleting files). Returns the trash path.
-    ///
-    /// # Errors
-    /// `NotFound`; `Refused` when the user is the last owner of an org with other members.
-    pub fn delete_user(&self, id: u64) -> Result<Option<PathBuf>> {
-        self.store().write(|tx| self.delete_user_records(tx, id))?;
-        if self.workspaces().exists(id) {
-            Ok(Some(self.workspaces().remove(id, self.now())?))
-        } else {
-            Ok(None)
-        }
-    }
-
-    pub(crate) fn tables() -> Vec<Box<dyn TableCheck>> {
-        use crate::auth::{agents, api_keys, audit, invites, orgs, roles, sessions, users};
-        vec![
-            check_table::<User>(),
-            check_table::<users::Avatar>(),
-            check_table::<invites::Invite>(),
-            check_table::<roles::Role>(),
-            check_table::<roles::UserRole>(),
-            check_table::<sessions::Session>(),
-            check_table::<agents::AgentSession>(),
-            check_table::<orgs::Org>(),
-            check_table::<orgs::OrgMember>(),
-            check_table::<api_keys::ApiKey>(),
-            check_table::<audit::AuditEvent>(),
-        ]
-    }
-
-    /// Checks the whole data dir: redb's own integrity check, every record decodes, every
-    /// index mirrors its records, references resolve, and the workspace folders match the
-    /// users. With `repair`, indexes are rebuilt from records, missing workspace folders
-    /// created and piece counts fixed; the changes are listed in `repaired`.
+    /// `Storage` when the store cannot be read at all (problems in the data are reported).
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
-        let mut report = check_store(self.store(), repair)?;
-        let user_ids = self.store().read(|tx| tx.table::<User>().keys())?;
-        self.check_workspaces(&user_ids, repair, &mut report)?;
-        Ok(report)
-    }
-
-    fn check_workspaces(
-        &self,
-        users: &[u64],
-        repair: bool,
-        report: &mut CheckReport,
-    ) -> Result<()> {
-        let ws = self.workspaces();
-        let folders = ws.user_ids()?;
-        for id in &folders {
-            if users.binary_search(id).is_err() {
-                report.problem(format!(
-                    "workspace folder of user {id} has no user (orphan)"
-                ));
-            }
+        let mut report = CheckReport::new();
+        match self.store().check_file() {
+            Ok(true) => {}
+            Ok(false) => report.problem("the file failed redb's integrity check and was repaired"),
+            Err(e) => report.problem(format!("redb integrity check: {e}")),
         }
-        for id in users {
-            if folders.binary_search(id).is_err() {
-                if repair {
-                    ws.create(*id)?;
-                    report
-                        .repaired
-                        .push(format!("fixed: created the missing workspace of user {id}"));
-                } else {
-                    report.problem(format!("user {id} has no workspace folder"));
+        let tables = self.tables();
+        if repair {
+            let changes = self.store().write(|tx| {
+                let mut changes = Vec::new();
+                for t in &tables {
+                    changes.extend(t.rebuild_indexes(tx)?);
                 }
+                Ok(changes)
+            })?;
+            if !changes.is_empty() {
+                tracing::warn!(changes = changes.len(), "indexes repaired");
             }
+            report.repaired = changes;
         }
-        for p in ws.check(repair)? {
+        self.store().read(|tx| {
+            for t in &tables {
+                t.check(tx, &mut report)?;
+            }
+            references::check(tx, &mut report)
+        })?;
+        for p in self.workspaces().check(repair, self.now())? {
             let text = format!("workspace of user {}: {}", p.user_id, p.problem);
             if p.problem.starts_with("fixed:") {
                 report.repaired.push(text);
@@ -439,151 +608,6 @@ impl Redkeep {
                 report.problem(text);
             }
         }
-        Ok(())
+        Ok(report)
     }
-}
-
-/// Checks a store file's contents (not the workspaces): redb's integrity check, records,
-/// indexes and references. With `repair`, rebuilds indexes first.
-pub(crate) fn check_store(store: &Store, repair: bool) -> Result<CheckReport> {
-    let mut report = CheckReport {
-        ok: true,
-        ..CheckReport::default()
-    };
-    match store.check_file() {
-        Ok(true) => {}
-        Ok(false) => report.problem("the file failed redb's integrity check and was repaired"),
-        Err(e) => report.problem(format!("redb integrity check: {e}")),
-    }
-    let tables = Redkeep::tables();
-    if repair {
-        report.repaired = store.write(|tx| {
-            let mut changes = Vec::new();
-            for t in &tables {
-                changes.extend(t.rebuild_indexes(tx)?);
-            }
-            Ok(changes)
-        })?;
-    }
-    store.read(|tx| {
-        for t in &tables {
-            t.check(tx, &mut report)?;
-        }
-        check_references(tx, &mut report)
-    })?;
-    Ok(report)
-}
-
-fn check_references(tx: &crate::store::ReadTx, report: &mut CheckReport) -> Result<()> {
-    use crate::auth::api_keys::{ApiKey, KeyOwner};
-    use crate::auth::orgs::{Org, OrgMember, OrgRole};
-    use crate::auth::{
-        agents::AgentSession, invites::Invite, roles, sessions::Session, users::Avatar,
-    };
-    // Damaged records are reported by the table checks; here they are skipped.
-    let users: std::collections::BTreeMap<u64, User> = tx
-        .table::<User>()
-        .readable()?
-        .into_iter()
-        .map(|u| (u.id, u))
-        .collect();
-    let orgs: std::collections::BTreeMap<u64, Org> = tx
-        .table::<Org>()
-        .readable()?
-        .into_iter()
-        .map(|o| (o.id, o))
-        .collect();
-    let role_ids: std::collections::BTreeSet<u64> = tx
-        .table::<roles::Role>()
-        .readable()?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    let members = tx.table::<OrgMember>().readable()?;
-    let assignments = tx.table::<roles::UserRole>().readable()?;
-    let mut missing = |what: String, user: u64| {
-        if !users.contains_key(&user) {
-            report.problem(format!("{what} points at missing user {user}"));
-        }
-    };
-    for a in tx.table::<Avatar>().readable()? {
-        missing("an avatar".into(), a.user_id);
-    }
-    for r in &assignments {
-        missing(format!("role assignment of role {}", r.role_id), r.user_id);
-    }
-    for s in tx.table::<Session>().readable()? {
-        missing(format!("session {}", s.short_id), s.user_id);
-    }
-    for a in tx.table::<AgentSession>().readable()? {
-        missing(format!("agent session {}", a.id), a.user_id);
-    }
-    for m in &members {
-        missing(format!("membership of org {}", m.org_id), m.user_id);
-    }
-    for r in &assignments {
-        if !role_ids.contains(&r.role_id) {
-            report.problem(format!(
-                "user {} holds missing role {}",
-                r.user_id, r.role_id
-            ));
-        }
-    }
-    for m in &members {
-        if !orgs.contains_key(&m.org_id) {
-            report.problem(format!(
-                "membership of user {} points at missing org {}",
-                m.user_id, m.org_id
-            ));
-        }
-    }
-    for k in tx.table::<ApiKey>().readable()? {
-        let ok = match k.owner {
-            KeyOwner::User(u) => users.contains_key(&u),
-            KeyOwner::Org(o) => orgs.contains_key(&o),
-        };
-        if !ok {
-            report.problem(format!(
-                "api key {} belongs to missing {}",
-                k.prefix, k.owner
-            ));
-        }
-    }
-    for invite in tx.table::<Invite>().readable()? {
-        if invite.uses as usize != invite.used_by.len() {
-            report.problem(format!(
-                "invite {} counts {} uses but lists {} users",
-                invite.prefix,
-                invite.uses,
-                invite.used_by.len()
-            ));
-        }
-    }
-    for o in orgs.values() {
-        if !members
-            .iter()
-            .any(|m| m.org_id == o.id && m.role == OrgRole::Owner)
-        {
-            report.problem(format!("org {} has no owner", o.slug));
-        }
-    }
-    for u in users.values() {
-        let mine: Vec<u64> = members
-            .iter()
-            .filter(|m| m.user_id == u.id)
-            .map(|m| m.org_id)
-            .collect();
-        if mine.is_empty() {
-            report.problem(format!("user {} belongs to no org", u.id));
-        }
-        match u.current_org_id {
-            None => report.problem(format!("user {} has no current org", u.id)),
-            Some(o) if !mine.contains(&o) => report.problem(format!(
-                "user {}'s current org {o} is not one of theirs",
-                u.id
-            )),
-            Some(_) => {}
-        }
-    }
-    Ok(())
 }

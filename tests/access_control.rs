@@ -50,11 +50,14 @@ fn system_roles_exist_and_new_users_get_user() {
     assert!(!rk.roles().has_permission(a, "user_management").unwrap());
     rk.roles().grant(a, "admin", None).unwrap();
     assert!(rk.roles().has_permission(a, "anything:at_all").unwrap());
-    assert_eq!(rk.roles().users_in("admin").unwrap(), vec![a]);
+    assert_eq!(rk.roles().users_in("admin", usize::MAX).unwrap(), vec![a]);
     for system in ["admin", "user", "guest"] {
-        assert!(matches!(rk.roles().delete(system), Err(Error::Refused(_))));
+        assert!(matches!(
+            rk.roles().delete(system),
+            Err(Error::Denied { .. })
+        ));
     }
-    rk.disable_user(a).unwrap();
+    rk.users().disable(a).unwrap();
     assert!(rk.roles().permissions(a).unwrap().is_empty());
     assert!(!rk.roles().has_permission(a, "basic_access").unwrap());
 }
@@ -158,8 +161,12 @@ fn every_login_makes_a_new_token_that_validates() {
     let t = TestDir::new();
     let rk = t.open();
     let a = user(&rk, "a@example.com");
-    let l1 = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let l1 = rk
+        .sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
     let l2 = rk
+        .sessions()
         .login(
             "A@example.com ",
             PW,
@@ -172,7 +179,7 @@ fn every_login_makes_a_new_token_that_validates() {
     assert_ne!(l1.token, l2.token);
     assert!(l1.token.expose().starts_with("rks_"));
     assert_eq!(rk.sessions().validate(l1.token.expose()).unwrap().0.id, a);
-    assert_eq!(rk.sessions().list(Some(a)).unwrap().len(), 2);
+    assert_eq!(rk.sessions().list(Some(a), usize::MAX).unwrap().len(), 2);
     assert!(rk.sessions().logout(l1.token.expose()).unwrap());
     assert!(matches!(
         rk.sessions().validate(l1.token.expose()),
@@ -190,7 +197,10 @@ fn sessions_expire_when_idle_and_absolutely() {
     let t = TestDir::new();
     let rk = t.open(); // idle 30 min, ttl 12 h, touch every 60 s
     user(&rk, "a@example.com");
-    let l = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let l = rk
+        .sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
     // Kept alive by use every 20 minutes, up to the absolute expiry.
     for _ in 0..35 {
         t.clock.advance(minutes(20));
@@ -198,13 +208,16 @@ fn sessions_expire_when_idle_and_absolutely() {
     }
     t.clock.advance(minutes(20)); // 12 h passed
     assert!(rk.sessions().validate(l.token.expose()).is_err());
-    let idle = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let idle = rk
+        .sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
     t.clock.advance(minutes(29));
     rk.sessions().validate(idle.token.expose()).unwrap();
     t.clock.advance(minutes(30));
     assert!(rk.sessions().validate(idle.token.expose()).is_err());
     assert_eq!(rk.sessions().sweep().unwrap(), 2);
-    assert!(rk.sessions().list(None).unwrap().is_empty());
+    assert!(rk.sessions().list(None, usize::MAX).unwrap().is_empty());
 }
 
 #[test]
@@ -212,7 +225,10 @@ fn validate_writes_last_seen_at_most_once_per_interval() {
     let t = TestDir::new();
     let rk = t.open();
     user(&rk, "a@example.com");
-    let l = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let l = rk
+        .sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
     let start = rk.now();
     t.clock.advance(Duration::from_secs(30));
     for _ in 0..5 {
@@ -225,7 +241,10 @@ fn validate_writes_last_seen_at_most_once_per_interval() {
             start
         );
     }
-    assert_eq!(rk.sessions().list(None).unwrap()[0].last_seen_at, start);
+    assert_eq!(
+        rk.sessions().list(None, usize::MAX).unwrap()[0].last_seen_at,
+        start
+    );
     t.clock.advance(Duration::from_secs(30));
     let now = rk.now();
     assert_eq!(
@@ -236,7 +255,10 @@ fn validate_writes_last_seen_at_most_once_per_interval() {
             .last_seen_at,
         now
     );
-    assert_eq!(rk.sessions().list(None).unwrap()[0].last_seen_at, now);
+    assert_eq!(
+        rk.sessions().list(None, usize::MAX).unwrap()[0].last_seen_at,
+        now
+    );
 }
 
 #[test]
@@ -244,7 +266,10 @@ fn disabling_a_user_stops_sessions_and_keys_at_once() {
     let t = TestDir::new();
     let rk = t.open();
     let a = user(&rk, "a@example.com");
-    let l = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let l = rk
+        .sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
     let k = rk
         .api_keys()
         .create(ApiKeySpec {
@@ -254,14 +279,15 @@ fn disabling_a_user_stops_sessions_and_keys_at_once() {
         })
         .unwrap();
     rk.api_keys().verify(k.key.expose()).unwrap();
-    rk.disable_user(a).unwrap();
+    rk.users().disable(a).unwrap();
     assert!(rk.sessions().validate(l.token.expose()).is_err());
     assert!(matches!(
         rk.api_keys().verify(k.key.expose()),
         Err(Error::InvalidCredential { .. })
     ));
     assert!(matches!(
-        rk.login("a@example.com", PW, LoginMeta::default()),
+        rk.sessions()
+            .login("a@example.com", PW, LoginMeta::default()),
         Err(Error::Unauthorized)
     ));
 }
@@ -271,17 +297,25 @@ fn a_password_change_revokes_the_other_sessions() {
     let t = TestDir::new();
     let rk = t.open();
     let a = user(&rk, "a@example.com");
-    let keep = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
-    let other = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
+    let keep = rk
+        .sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
+    let other = rk
+        .sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
     assert!(matches!(
-        rk.change_password(keep.token.expose(), "wrong one", "new password 1"),
+        rk.users()
+            .change_password(keep.token.expose(), "wrong one", "new password 1"),
         Err(Error::Unauthorized)
     ));
-    rk.change_password(keep.token.expose(), PW, "new password 1")
+    rk.users()
+        .change_password(keep.token.expose(), PW, "new password 1")
         .unwrap();
     assert!(rk.sessions().validate(keep.token.expose()).is_ok());
     assert!(rk.sessions().validate(other.token.expose()).is_err());
-    rk.set_password(a, "new password 2").unwrap();
+    rk.users().set_password(a, "new password 2").unwrap();
     assert!(rk.sessions().validate(keep.token.expose()).is_err());
 }
 
@@ -291,30 +325,38 @@ fn lockout_locks_doubles_and_looks_like_a_wrong_password() {
     let rk = t.open();
     let a = user(&rk, "a@example.com");
     let wrong = rk
+        .sessions()
         .login("a@example.com", "bad password", LoginMeta::default())
         .unwrap_err()
         .to_string();
     for _ in 0..9 {
-        let _ = rk.login("a@example.com", "bad password", LoginMeta::default());
+        let _ = rk
+            .sessions()
+            .login("a@example.com", "bad password", LoginMeta::default());
     }
-    let u = rk.users().get(a).unwrap().unwrap();
+    let u = rk.users().lockout(a).unwrap();
     assert_eq!(u.locked_until, Some(rk.now().plus(minutes(1))));
     let locked = rk
+        .sessions()
         .login("a@example.com", PW, LoginMeta::default())
         .unwrap_err()
         .to_string();
     assert_eq!(locked, wrong);
     t.clock.advance(minutes(1));
     for _ in 0..10 {
-        let _ = rk.login("a@example.com", "bad password", LoginMeta::default());
+        let _ = rk
+            .sessions()
+            .login("a@example.com", "bad password", LoginMeta::default());
     }
     assert_eq!(
-        rk.users().get(a).unwrap().unwrap().locked_until,
+        rk.users().lockout(a).unwrap().locked_until,
         Some(rk.now().plus(minutes(2)))
     );
-    rk.unlock_user(a).unwrap();
-    rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
-    let u = rk.users().get(a).unwrap().unwrap();
+    rk.users().unlock(a).unwrap();
+    rk.sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
+    let u = rk.users().lockout(a).unwrap();
     assert_eq!(
         (u.failed_logins, u.lock_count, u.locked_until),
         (0, 0, None)
@@ -332,17 +374,17 @@ fn at_most_100_failures_an_hour_reach_the_hash() {
     let rk = Redkeep::open(t.path(), opts).unwrap();
     let a = user(&rk, "a@example.com");
     for _ in 0..100 {
-        let _ = rk.authenticate("a@example.com", "bad password");
+        let _ = rk.users().authenticate("a@example.com", "bad password");
     }
-    assert_eq!(rk.users().get(a).unwrap().unwrap().failures_in_window, 100);
+    assert_eq!(rk.users().lockout(a).unwrap().failures_in_window, 100);
     // The right password is not even checked now, and the failure is not counted again.
     assert!(matches!(
-        rk.authenticate("a@example.com", PW),
+        rk.users().authenticate("a@example.com", PW),
         Err(Error::Unauthorized)
     ));
-    assert_eq!(rk.users().get(a).unwrap().unwrap().failures_in_window, 100);
+    assert_eq!(rk.users().lockout(a).unwrap().failures_in_window, 100);
     t.clock.advance(minutes(60));
-    rk.authenticate("a@example.com", PW).unwrap();
+    rk.users().authenticate("a@example.com", PW).unwrap();
 }
 
 #[test]
@@ -402,7 +444,7 @@ fn agent_sessions_persist_state_and_expire() {
     assert_eq!(rk.agents().get("s-1").unwrap().unwrap(), updated);
     let order: Vec<String> = rk
         .agents()
-        .list_by_user(a)
+        .list_by_user(a, usize::MAX)
         .unwrap()
         .into_iter()
         .map(|s| s.id)
@@ -513,7 +555,8 @@ fn tokens_codes_and_keys_are_not_stored_in_clear() {
             .to_string(),
     ];
     secrets.push(
-        rk.login("a@example.com", PW, LoginMeta::default())
+        rk.sessions()
+            .login("a@example.com", PW, LoginMeta::default())
             .unwrap()
             .token
             .expose()
@@ -562,8 +605,13 @@ fn every_audited_event_is_written_once_with_its_change() {
         .id;
     let revoked = rk.invites().create(InviteSpec::default()).unwrap();
     rk.invites().revoke(&revoked.invite.prefix).unwrap();
-    let l = rk.login("a@example.com", PW, LoginMeta::default()).unwrap();
-    let _ = rk.login("a@example.com", "wrong password", LoginMeta::default());
+    let l = rk
+        .sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
+    let _ = rk
+        .sessions()
+        .login("a@example.com", "wrong password", LoginMeta::default());
     rk.roles().grant(a, "guest", None).unwrap();
     rk.roles().revoke(a, "guest", None).unwrap();
     let k = rk
@@ -576,15 +624,19 @@ fn every_audited_event_is_written_once_with_its_change() {
         .unwrap();
     rk.api_keys().revoke(&k.api_key.prefix).unwrap();
     rk.sessions().logout(l.token.expose()).unwrap();
-    rk.set_password(a, "another password").unwrap();
-    rk.disable_user(a).unwrap();
-    rk.enable_user(a).unwrap();
+    rk.users().set_password(a, "another password").unwrap();
+    rk.users().disable(a).unwrap();
+    rk.users().enable(a).unwrap();
     for _ in 0..10 {
-        let _ = rk.login("a@example.com", "wrong password", LoginMeta::default());
+        let _ = rk
+            .sessions()
+            .login("a@example.com", "wrong password", LoginMeta::default());
     }
-    let _ = rk.login("a@example.com", "another password", LoginMeta::default());
-    rk.delete_user(a).unwrap();
-    let events = rk.audit_log().list(None, None).unwrap();
+    let _ = rk
+        .sessions()
+        .login("a@example.com", "another password", LoginMeta::default());
+    rk.users().delete(a).unwrap();
+    let events = rk.audit().list(None, None, usize::MAX).unwrap();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for e in &events {
         *counts.entry(e.action.clone()).or_default() += 1;
@@ -617,7 +669,7 @@ fn every_audited_event_is_written_once_with_its_change() {
     }
     // Newest first, and by subject.
     assert_eq!(events[0].action, "user_deleted");
-    let about_a = rk.audit_log().list(Some(a), Some(3)).unwrap();
+    let about_a = rk.audit().list(Some(a), None, 3).unwrap();
     assert_eq!(about_a.len(), 3);
     assert!(about_a.windows(2).all(|w| w[0].seq > w[1].seq));
     let text = format!("{events:?}");

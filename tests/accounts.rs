@@ -71,7 +71,7 @@ fn short_and_oversize_passwords_are_refused() {
     let rk = t.open();
     for bad in ["1234567".to_string(), "x".repeat(1025)] {
         let mut spec = new_user("a@example.com");
-        spec.password = Some(bad);
+        spec.password = Some(bad.into());
         let err = rk.users().create(spec).unwrap_err();
         assert!(
             matches!(
@@ -126,12 +126,15 @@ fn generated_passwords_are_returned_once_and_must_be_changed() {
     let created = rk.users().create(spec).unwrap();
     let pw = created.password.expect("a generated password");
     assert!(created.user.must_change_password);
-    let user = rk.authenticate("g@example.com", pw.expose()).unwrap();
+    let user = rk
+        .users()
+        .authenticate("g@example.com", pw.expose())
+        .unwrap();
     assert_eq!(user.id, created.user.id);
-    let changed = rk.set_password(user.id, "a new password").unwrap();
+    let changed = rk.users().set_password(user.id, "a new password").unwrap();
     assert!(!changed.must_change_password);
     assert!(matches!(
-        rk.authenticate("g@example.com", pw.expose()),
+        rk.users().authenticate("g@example.com", pw.expose()),
         Err(Error::Unauthorized)
     ));
 }
@@ -142,14 +145,20 @@ fn authenticate_gives_one_answer_for_every_failure() {
     let rk = t.open();
     let u = rk.users().create(new_user("a@example.com")).unwrap().user;
     let unknown = rk
+        .users()
         .authenticate("nobody@example.com", "correct horse")
         .unwrap_err();
-    let wrong = rk.authenticate("a@example.com", "wrong horse").unwrap_err();
+    let wrong = rk
+        .users()
+        .authenticate("a@example.com", "wrong horse")
+        .unwrap_err();
     let malformed = rk
+        .users()
         .authenticate("not an email", "correct horse")
         .unwrap_err();
-    rk.disable_user(u.id).unwrap();
+    rk.users().disable(u.id).unwrap();
     let disabled = rk
+        .users()
         .authenticate("a@example.com", "correct horse")
         .unwrap_err();
     let texts: Vec<String> = [unknown, wrong, malformed, disabled]
@@ -157,10 +166,13 @@ fn authenticate_gives_one_answer_for_every_failure() {
         .map(|e| e.to_string())
         .collect();
     assert!(texts.iter().all(|t| t == &texts[0]), "{texts:?}");
-    rk.enable_user(u.id).unwrap();
-    let ok = rk.authenticate(" A@EXAMPLE.COM", "correct horse").unwrap();
+    rk.users().enable(u.id).unwrap();
+    let ok = rk
+        .users()
+        .authenticate(" A@EXAMPLE.COM", "correct horse")
+        .unwrap();
     assert_eq!(ok.last_login_at, Some(rk.now()));
-    assert_eq!(ok.failed_logins, 0);
+    assert_eq!(rk.users().lockout(ok.id).unwrap().failed_logins, 0);
 }
 
 #[test]
@@ -169,11 +181,13 @@ fn failed_logins_are_counted_and_reset_by_success() {
     let rk = t.open();
     let u = rk.users().create(new_user("a@example.com")).unwrap().user;
     for _ in 0..3 {
-        let _ = rk.authenticate("a@example.com", "wrong horse");
+        let _ = rk.users().authenticate("a@example.com", "wrong horse");
     }
-    assert_eq!(rk.users().get(u.id).unwrap().unwrap().failed_logins, 3);
-    rk.authenticate("a@example.com", "correct horse").unwrap();
-    assert_eq!(rk.users().get(u.id).unwrap().unwrap().failed_logins, 0);
+    assert_eq!(rk.users().lockout(u.id).unwrap().failed_logins, 3);
+    rk.users()
+        .authenticate("a@example.com", "correct horse")
+        .unwrap();
+    assert_eq!(rk.users().lockout(u.id).unwrap().failed_logins, 0);
 }
 
 #[test]
@@ -187,15 +201,17 @@ fn hashes_are_upgraded_when_parameters_change() {
         ..PasswordParams::INSECURE_FAST
     };
     let rk = redkeep::Redkeep::open(t.path(), t.options().password(stronger)).unwrap();
-    rk.authenticate("a@example.com", "correct horse").unwrap();
-    let after = rk.users().get(u.id).unwrap().unwrap();
-    assert_ne!(after.password_hash, u.password_hash);
-    assert!(
-        after.password_hash.contains("m=64"),
-        "{}",
-        after.password_hash
-    );
-    rk.authenticate("a@example.com", "correct horse").unwrap();
+    let before = rk.users().password_info(u.id).unwrap();
+    assert_eq!(before.parameters, "m=8,t=1,p=1");
+    rk.users()
+        .authenticate("a@example.com", "correct horse")
+        .unwrap();
+    let after = rk.users().password_info(u.id).unwrap();
+    assert_eq!(after.algorithm, "argon2id");
+    assert_eq!(after.parameters, "m=64,t=1,p=1");
+    rk.users()
+        .authenticate("a@example.com", "correct horse")
+        .unwrap();
 }
 
 #[test]
@@ -238,15 +254,15 @@ fn register_consumes_the_invite_with_the_user() {
     let reg = |email: &str| Registration {
         email: email.into(),
         password: "correct horse".into(),
-        invite: Some(inv.code.expose().to_string()),
+        invite: Some(inv.code.clone()),
         ..Registration::default()
     };
-    let user = rk.register(reg("a@example.com")).unwrap();
+    let user = rk.users().register(reg("a@example.com")).unwrap();
     let stored = rk.invites().find(&inv.invite.prefix).unwrap();
     assert_eq!(stored.used_by, vec![user.id]);
     assert_eq!(stored.status(rk.now()), InviteStatus::UsedUp);
-    let err = rk.register(reg("b@example.com")).unwrap_err();
-    assert!(matches!(err, Error::Refused(_)), "{err}");
+    let err = rk.users().register(reg("b@example.com")).unwrap_err();
+    assert!(matches!(err, Error::Revoked { .. }), "{err}");
     assert!(err.to_string().contains("used 1 of 1"), "{err}");
     assert_eq!(rk.users().count().unwrap(), 1);
 }
@@ -261,7 +277,7 @@ fn registration_without_invite_or_with_a_bad_one_writes_nothing() {
         ..Registration::default()
     };
     assert!(matches!(
-        rk.register(reg.clone()),
+        rk.users().register(reg.clone()),
         Err(Error::InvalidInput {
             field: "invite",
             ..
@@ -269,12 +285,12 @@ fn registration_without_invite_or_with_a_bad_one_writes_nothing() {
     ));
     reg.invite = Some("rki_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into());
     assert!(matches!(
-        rk.register(reg.clone()),
+        rk.users().register(reg.clone()),
         Err(Error::InvalidCredential { .. })
     ));
     reg.invite = Some("garbage".into());
     assert!(matches!(
-        rk.register(reg),
+        rk.users().register(reg),
         Err(Error::InvalidCredential { .. })
     ));
     assert_eq!(rk.users().count().unwrap(), 0);
@@ -287,7 +303,7 @@ fn a_failed_user_insert_does_not_use_up_the_invite() {
     rk.users().create(new_user("a@example.com")).unwrap();
     let inv = rk.invites().create(InviteSpec::default()).unwrap();
     let mut dup = new_user("A@example.com");
-    dup.invite = Some(inv.code.expose().to_string());
+    dup.invite = Some(inv.code.clone());
     assert!(matches!(
         rk.users().create(dup),
         Err(Error::Conflict { .. })
@@ -314,8 +330,19 @@ fn expired_and_revoked_invites_are_refused() {
     ));
     let err = rk.invites().validate(revoked.code.expose()).unwrap_err();
     assert!(err.to_string().contains("revoked"), "{err}");
-    assert!(rk.invites().list(InviteFilter::Usable).unwrap().is_empty());
-    assert_eq!(rk.invites().list(InviteFilter::All).unwrap().len(), 2);
+    assert!(
+        rk.invites()
+            .list(InviteFilter::Usable, usize::MAX)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        rk.invites()
+            .list(InviteFilter::All, usize::MAX)
+            .unwrap()
+            .len(),
+        2
+    );
     let again = rk.invites().revoke(revoked.code.expose()).unwrap_err();
     assert!(again.to_string().contains("already revoked"), "{again}");
 }
@@ -327,7 +354,7 @@ fn multi_use_invites_count_down() {
     let inv = rk.invites().create(InviteSpec::default().uses(2)).unwrap();
     for (i, email) in ["a@example.com", "b@example.com"].iter().enumerate() {
         let mut spec = new_user(email);
-        spec.invite = Some(inv.code.expose().to_string());
+        spec.invite = Some(inv.code.clone());
         rk.users().create(spec).unwrap();
         assert_eq!(
             rk.invites().find(&inv.invite.prefix).unwrap().uses,
@@ -372,9 +399,21 @@ fn disabled_users_are_listed_only_with_all() {
     let rk = t.open();
     let a = rk.users().create(new_user("a@example.com")).unwrap().user;
     rk.users().create(new_user("b@example.com")).unwrap();
-    rk.disable_user(a.id).unwrap();
-    assert_eq!(rk.users().list(UserFilter::Active).unwrap().len(), 1);
-    assert_eq!(rk.users().list(UserFilter::All).unwrap().len(), 2);
+    rk.users().disable(a.id).unwrap();
+    assert_eq!(
+        rk.users()
+            .list(UserFilter::Active, None, usize::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        rk.users()
+            .list(UserFilter::All, None, usize::MAX)
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -388,7 +427,7 @@ fn init_creates_one_admin_once() {
     assert!(admin.password.is_some());
     let second = rk.init(redkeep::InitSpec::default()).unwrap();
     assert!(!second.created && second.admin.is_none());
-    assert_eq!(rk.users().admins().unwrap().len(), 1);
+    assert_eq!(rk.users().admins(usize::MAX).unwrap().len(), 1);
 }
 
 #[test]
@@ -412,20 +451,29 @@ fn secrets_do_not_debug_print_in_full() {
 }
 
 #[test]
-fn creating_a_user_creates_their_workspace_and_deleting_moves_it_to_trash() {
+fn a_users_folder_is_made_at_the_first_write_and_deleting_moves_it_to_trash() {
     let t = TestDir::new();
     let rk = t.open();
     let u = rk.users().create(new_user("a@example.com")).unwrap().user;
-    assert!(rk.workspaces().exists(u.id));
+    // Nothing on disk until the user writes; reads see an empty workspace.
+    assert!(!rk.workspaces().exists(u.id));
+    assert_eq!(
+        rk.workspaces().read(u.id).unwrap(),
+        redkeep::WorkspaceDoc::default()
+    );
     rk.workspaces().save_piece(u.id, b"{\"k\": 1}").unwrap();
+    assert!(rk.workspaces().exists(u.id));
     rk.users()
         .set_avatar(u.id, vec![0xFF, 0xD8, 0xFF, 0])
         .unwrap();
-    let trash = rk.delete_user(u.id).unwrap().unwrap();
+    let trash = rk.users().delete(u.id).unwrap().trash.unwrap();
     assert!(trash.join("gallery/piece_000001.json").exists());
     assert!(rk.users().get(u.id).unwrap().is_none());
     assert!(rk.users().avatar(u.id).unwrap().is_none());
     assert!(!rk.workspaces().exists(u.id));
     assert!(rk.check(false).unwrap().ok);
-    assert!(matches!(rk.delete_user(u.id), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        rk.users().delete(u.id),
+        Err(Error::NotFound { .. })
+    ));
 }

@@ -1,4 +1,5 @@
 //! The tokio facade runs the same operations off the async threads.
+#![cfg(feature = "tokio")]
 
 mod common;
 

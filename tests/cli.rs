@@ -1,4 +1,5 @@
 //! The `redkeep` CLI, command by command, in human and JSON form.
+#![cfg(feature = "cli")]
 
 mod common;
 
@@ -276,7 +277,7 @@ fn user_create_list_show_and_lifecycle() {
         Some("new ann password\n"),
         1,
     );
-    assert!(err.contains("wrong email or password"));
+    assert!(err.contains("wrong email, username or password"));
     assert_eq!(
         cli.json(&["user", "enable", "ann@example.com"], None)["is_active"],
         true
@@ -497,7 +498,9 @@ fn check_reports_workspace_problems_and_repair_fixes_counts() {
         .map(|p| p.as_str().unwrap())
         .collect();
     assert!(
-        problems.iter().any(|p| p.contains("user 42 has no user")),
+        problems
+            .iter()
+            .any(|p| p.contains("user 42: the folder has no user")),
         "{problems:?}"
     );
     assert!(
@@ -506,19 +509,29 @@ fn check_reports_workspace_problems_and_repair_fixes_counts() {
             .any(|p| p.contains("piece_count is 1 but the gallery holds 2")),
         "{problems:?}"
     );
-    let (out, _) = cli.expect(&["check", "--repair", "--json"], None, 1); // the orphan remains
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
+    // The repair fixes the count and moves the orphan to the trash.
+    let v = cli.json(&["check", "--repair"], None);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    let repaired = v["repaired"].to_string();
     assert!(
-        v["repaired"]
-            .to_string()
-            .contains("piece_count 1 set to the gallery's 2"),
+        repaired.contains("piece_count 1 set to the gallery's 2"),
         "{v}"
     );
-    std::fs::remove_dir_all(users.join("42")).unwrap();
+    assert!(repaired.contains("moved to"), "{v}");
+    assert!(!users.join("42").exists());
+    assert!(
+        cli.data()
+            .join("workspaces/trash")
+            .read_dir()
+            .unwrap()
+            .count()
+            == 1
+    );
+    // A user without a folder is fine: it is made at their first write.
     std::fs::remove_dir_all(users.join("1")).unwrap();
-    let (out, _) = cli.expect(&["check"], None, 1);
-    assert!(out.contains("user 1 has no workspace folder"), "{out}");
-    cli.expect(&["check", "--repair"], None, 0);
     cli.expect(&["check"], None, 0);
+    assert_eq!(
+        cli.json(&["user", "workspace", "1"], None)["workspace"]["pieces"],
+        0
+    );
 }

@@ -1,4 +1,5 @@
 //! The CLI of roles, logins, sessions, agent sessions, API keys, audit and organizations.
+#![cfg(feature = "cli")]
 
 mod common;
 

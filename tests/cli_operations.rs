@@ -1,4 +1,5 @@
 //! The CLI of migrations, backup, restore, export, import, reset and stats.
+#![cfg(feature = "cli")]
 
 mod common;
 
@@ -38,9 +39,10 @@ fn migrate_status_and_up_on_an_old_store() {
     assert!(err.contains("redkeep migrate up"), "{err}");
     let status = cli.json(&["migrate", "status"], None);
     assert_eq!(status["current"], 1);
-    assert_eq!(status["pending"].as_array().unwrap().len(), 1);
+    assert_eq!(status["pending"].as_array().unwrap().len(), 2);
     let up = cli.json(&["migrate", "up"], None);
     assert_eq!(up["applied"][0]["version"], 2);
+    assert_eq!(up["applied"][1]["version"], 3);
     assert!(std::path::Path::new(up["backup"].as_str().unwrap()).exists());
     let again = cli.json(&["migrate", "up"], None);
     assert_eq!(again["applied"], json!([]));
@@ -55,7 +57,7 @@ fn migrate_status_and_up_on_an_old_store() {
 #[test]
 fn backup_restore_and_stats() {
     let cli = populated();
-    let backup = cli.dir.path().join("backup.redb");
+    let backup = cli.dir.path().join("backup.tar");
     let b = cli.json(&["backup", backup.to_str().unwrap()], None);
     assert_eq!(b["ok"], true);
     let (_, err) = cli.expect(&["backup", backup.to_str().unwrap()], None, 1);

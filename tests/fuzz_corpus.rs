@@ -30,6 +30,7 @@ fn token_corpus_never_panics() {
     replay("token", redkeep::fuzzing::token);
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn cli_args_corpus_never_panics() {
     replay("cli_args", redkeep::fuzzing::cli_args);

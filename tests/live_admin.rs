@@ -3,6 +3,7 @@
 //!
 //! The owner is this test binary started again with `REDKEEP_TEST_OWNER` set; it runs only
 //! `helper_owner_process`, which opens the data dir exclusively and answers `count` on stdin.
+#![cfg(feature = "cli")]
 
 mod common;
 
@@ -25,12 +26,16 @@ fn helper_owner_process() {
     if let Ok(socket) = std::env::var(PROBE_ENV) {
         // Connect as whoever we run as and print the owner's answer.
         let mut s = UnixStream::connect(socket).unwrap();
-        let body = br#"{"version":1,"request":{"command":{"User":{"List":{"all":true}}},"secret":null,"input":null}}"#;
+        // A request frame (kind R, length, JSON) and the end of its (empty) input.
+        let body =
+            br#"{"version":2,"request":{"command":{"User":{"List":{"all":true}}},"secret":null}}"#;
+        s.write_all(b"R").unwrap();
         s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
         s.write_all(body).unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        println!("answer: {out}");
+        s.write_all(b"E\0\0\0\0").unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        println!("answer: {}", String::from_utf8_lossy(&out));
         return;
     }
     let Ok(dir) = std::env::var(OWNER_ENV) else {
@@ -41,15 +46,23 @@ fn helper_owner_process() {
         Options::default().password(PasswordParams::INSECURE_FAST),
     )
     .unwrap();
-    assert!(rk.serves_admin_socket());
+    let _admin = redkeep::admin::serve(&rk).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
     for line in std::io::stdin().lock().lines() {
         if line.unwrap().trim() == "count" {
             let users = rk.users().count().unwrap();
-            let active = rk.users().list(redkeep::UserFilter::Active).unwrap().len();
-            let invites = rk.invites().list(redkeep::InviteFilter::All).unwrap().len();
+            let active = rk
+                .users()
+                .list(redkeep::UserFilter::Active, None, usize::MAX)
+                .unwrap()
+                .len();
+            let invites = rk
+                .invites()
+                .list(redkeep::InviteFilter::All, usize::MAX)
+                .unwrap()
+                .len();
             writeln!(out, "{users} {active} {invites}").unwrap();
             out.flush().unwrap();
         }
@@ -94,6 +107,8 @@ fn normalise(text: &str) -> String {
         let rest = &word[w.len()..];
         let masked = if w.len() == 20 && w.chars().all(|c| c.is_ascii_alphanumeric()) {
             "<password>"
+        } else if w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit()) {
+            "<uid>"
         } else if w.starts_with("rki_") {
             "<code>"
         } else if w.len() == 20 && w.ends_with('Z') && w.contains('T') {
@@ -229,7 +244,9 @@ fn an_oversized_or_malformed_request_is_refused_without_harming_the_owner() {
     let mut owner = start_owner(&dir);
     let socket = dir.join("redkeep.sock");
     let mut s = UnixStream::connect(&socket).unwrap();
+    s.write_all(b"R").unwrap();
     s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
     let mut answer = Vec::new();
     s.read_to_end(&mut answer).unwrap();
     assert!(
@@ -238,8 +255,10 @@ fn an_oversized_or_malformed_request_is_refused_without_harming_the_owner() {
         String::from_utf8_lossy(&answer)
     );
     let mut s = UnixStream::connect(&socket).unwrap();
+    s.write_all(b"R").unwrap();
     s.write_all(&5u32.to_be_bytes()).unwrap();
     s.write_all(b"hello").unwrap();
+    s.write_all(b"E\0\0\0\0").unwrap();
     let mut answer = Vec::new();
     s.read_to_end(&mut answer).unwrap();
     assert!(String::from_utf8_lossy(&answer).contains("malformed request"));
@@ -313,8 +332,7 @@ fn four_clients_times_25_commands_through_one_owner() {
 
 #[test]
 fn a_peer_with_another_uid_is_refused() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if rustix::process::geteuid().as_raw() != 0 {
         eprintln!(
             "not root: cannot start a process with another uid; the check runs in CI as root"
         );
@@ -384,11 +402,7 @@ fn an_owner_that_dies_mid_request_is_reported_and_the_store_stays_consistent() {
     // request and dies before answering.
     let held = Redkeep::open(
         &dir,
-        Options {
-            admin_socket: false,
-            ..Options::default()
-        }
-        .password(PasswordParams::INSECURE_FAST),
+        Options::default().password(PasswordParams::INSECURE_FAST),
     )
     .unwrap();
     let listener = std::os::unix::net::UnixListener::bind(dir.join("redkeep.sock")).unwrap();
@@ -396,11 +410,12 @@ fn an_owner_that_dies_mid_request_is_reported_and_the_store_stays_consistent() {
         // The CLI first checks that something answers, then sends its request.
         loop {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut len = [0u8; 4];
-            if conn.read_exact(&mut len).is_err() {
+            let mut head = [0u8; 5];
+            if conn.read_exact(&mut head).is_err() {
                 continue;
             }
-            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            let mut body =
+                vec![0u8; u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize];
             conn.read_exact(&mut body).unwrap();
             return String::from_utf8(body).unwrap(); // dropping `conn` without answering
         }

@@ -5,6 +5,7 @@
 //! The holding process is this test binary started again with `REDKEEP_TEST_HOLD` set; it
 //! runs only `helper_process_holding_the_store`, which then opens the store and answers
 //! `count` on stdin until stdin closes.
+#![cfg(feature = "cli")]
 
 mod common;
 
@@ -31,12 +32,9 @@ fn helper_process_holding_the_store() {
     };
     // Without the admin socket, so the CLI cannot go through this process and must say who
     // holds the store (tests/live_admin.rs covers the socket).
-    let options = Options {
-        admin_socket: false,
-        ..Options::default()
-    }
-    .mode(mode)
-    .password(PasswordParams::INSECURE_FAST);
+    let options = Options::default()
+        .mode(mode)
+        .password(PasswordParams::INSECURE_FAST);
     let rk = Redkeep::open(dir, options).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
@@ -44,7 +42,11 @@ fn helper_process_holding_the_store() {
     for line in std::io::stdin().lock().lines() {
         if line.unwrap().trim() == "count" {
             let users = rk.users().count().unwrap();
-            let invites = rk.invites().list(redkeep::InviteFilter::All).unwrap().len();
+            let invites = rk
+                .invites()
+                .list(redkeep::InviteFilter::All, usize::MAX)
+                .unwrap()
+                .len();
             writeln!(out, "{users} {invites}").unwrap();
             out.flush().unwrap();
         }

@@ -16,6 +16,8 @@ use redkeep::auth::sessions::LoginMeta;
 use redkeep::{Error, InviteSpec, Mode, NewUser, Options, PasswordParams, Redkeep, Registration};
 
 const PW: &str = "correct horse";
+/// The time operations name their safety copies by.
+const NOW: redkeep::Timestamp = redkeep::Timestamp(1_800_000_100);
 const CHILD_ENV: &str = "REDKEEP_TEST_WRITER";
 
 fn user(rk: &Redkeep, email: &str, name: &str) -> u64 {
@@ -37,6 +39,7 @@ fn registration_creates_a_personal_org_as_current_org() {
     let rk = t.open();
     let inv = rk.invites().create(InviteSpec::default()).unwrap();
     let u = rk
+        .users()
         .register(Registration {
             email: "ann@example.com".into(),
             password: PW.into(),
@@ -65,18 +68,18 @@ fn a_failed_registration_leaves_no_org_behind() {
     let rk = t.open();
     let inv = rk.invites().create(InviteSpec::default()).unwrap();
     rk.invites().revoke(&inv.invite.prefix).unwrap();
-    let got = rk.register(Registration {
+    let got = rk.users().register(Registration {
         email: "ann@example.com".into(),
         password: PW.into(),
         invite: Some(inv.code.expose().into()),
         ..Registration::default()
     });
     assert!(got.is_err());
-    assert!(rk.orgs().list().unwrap().is_empty());
+    assert!(rk.orgs().list(None, usize::MAX).unwrap().is_empty());
     assert_eq!(rk.users().count().unwrap(), 0);
     assert!(
-        rk.audit_log()
-            .list(None, None)
+        rk.audit()
+            .list(None, None, usize::MAX)
             .unwrap()
             .iter()
             .all(|e| e.action != "user_created" && e.action != "org_created")
@@ -136,18 +139,18 @@ fn org_rules_hold_for_members_and_deletion() {
     rk.orgs().add_member(org.id, b, OrgRole::Member).unwrap();
     assert!(matches!(
         rk.orgs().add_member(org.id, b, OrgRole::Admin),
-        Err(Error::Refused(_))
+        Err(Error::Denied { .. })
     ));
     assert_eq!(rk.orgs().role_in(b, org.id).unwrap(), Some(OrgRole::Member));
     assert!(rk.orgs().is_member(b, org.id).unwrap());
     // The last owner can neither leave nor be demoted.
     assert!(matches!(
         rk.orgs().remove_member(org.id, a),
-        Err(Error::Refused(_))
+        Err(Error::Denied { .. })
     ));
     assert!(matches!(
         rk.orgs().set_role(org.id, a, OrgRole::Admin),
-        Err(Error::Refused(_))
+        Err(Error::Denied { .. })
     ));
     rk.orgs().set_role(org.id, b, OrgRole::Owner).unwrap();
     rk.orgs().set_role(org.id, a, OrgRole::Admin).unwrap();
@@ -162,17 +165,17 @@ fn org_rules_hold_for_members_and_deletion() {
     );
     assert!(matches!(
         rk.orgs().switch(a, org.id),
-        Err(Error::Refused(_))
+        Err(Error::Denied { .. })
     ));
     // Deleting needs no other members, or force.
     rk.orgs().add_member(org.id, a, OrgRole::Member).unwrap();
     assert!(matches!(
         rk.orgs().delete(org.id, false),
-        Err(Error::Refused(_))
+        Err(Error::Denied { .. })
     ));
     assert!(matches!(
         rk.orgs().delete(personal.id, false),
-        Err(Error::Refused(_))
+        Err(Error::Denied { .. })
     ));
     rk.orgs().delete(org.id, true).unwrap();
     assert!(rk.orgs().get(org.id).unwrap().is_none());
@@ -194,11 +197,11 @@ fn deleting_the_last_owner_of_a_shared_org_is_refused() {
         })
         .unwrap();
     rk.orgs().add_member(org.id, b, OrgRole::Member).unwrap();
-    assert!(matches!(rk.delete_user(a), Err(Error::Refused(_))));
+    assert!(matches!(rk.users().delete(a), Err(Error::Denied { .. })));
     assert!(rk.users().get(a).unwrap().is_some());
     rk.orgs().set_role(org.id, b, OrgRole::Owner).unwrap();
-    rk.delete_user(a).unwrap();
-    assert_eq!(rk.orgs().list().unwrap().len(), 2); // b's personal org and the team
+    rk.users().delete(a).unwrap();
+    assert_eq!(rk.orgs().list(None, usize::MAX).unwrap().len(), 2); // b's personal org and the team
     assert!(rk.check(false).unwrap().ok);
 }
 
@@ -254,7 +257,7 @@ proptest! {
                     None => Ok(()),
                 },
                 OrgOp::DeleteUser(u) => match pick(&users, u) {
-                    Some(id) if users.len() > 1 => rk.delete_user(id).map(|_| users.retain(|&x| x != id)),
+                    Some(id) if users.len() > 1 => rk.users().delete(id).map(|_| users.retain(|&x| x != id)),
                     _ => Ok(()),
                 },
             };
@@ -286,7 +289,7 @@ fn an_old_store_is_refused_until_migrated_then_upgraded_once() {
         Redkeep::open(tmp.path(), cheap()),
         Err(Error::MigrationNeeded {
             found: 1,
-            needed: 2
+            needed: redkeep::SCHEMA_VERSION
         })
     ));
     let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(1_900_000_000)));
@@ -320,9 +323,14 @@ fn an_old_store_is_refused_until_migrated_then_upgraded_once() {
     }
     assert!(rk.roles().has_permission(admin.id, "anything").unwrap());
     // Old data still works: passwords and the invite.
-    rk.authenticate("bob@example.com", "bob password").unwrap();
+    rk.users()
+        .authenticate("bob@example.com", "bob password")
+        .unwrap();
     assert_eq!(
-        rk.invites().list(redkeep::InviteFilter::All).unwrap().len(),
+        rk.invites()
+            .list(redkeep::InviteFilter::All, usize::MAX)
+            .unwrap()
+            .len(),
         1
     );
     // The pre-migration copy exists and opens at version 1.
@@ -341,7 +349,7 @@ fn an_old_store_is_refused_until_migrated_then_upgraded_once() {
     drop(copy);
     // Running again is a no-op.
     assert!(rk.migrate().unwrap().applied.is_empty());
-    assert_eq!(rk.orgs().list().unwrap().len(), 1);
+    assert_eq!(rk.orgs().list(None, usize::MAX).unwrap().len(), 1);
     let report = rk.check(true).unwrap(); // creates the workspace folders the fixture lacks
     assert!(report.ok, "{:?}", report.problems);
 }
@@ -358,8 +366,11 @@ fn migrating_an_empty_old_store_creates_nothing() {
         },
     )
     .unwrap();
-    assert_eq!(rk.store().schema_version().unwrap(), Some(2));
-    assert!(rk.orgs().list().unwrap().is_empty());
+    assert_eq!(
+        rk.store().schema_version().unwrap(),
+        Some(redkeep::SCHEMA_VERSION)
+    );
+    assert!(rk.orgs().list(None, usize::MAX).unwrap().is_empty());
     assert!(rk.check(false).unwrap().ok);
 }
 
@@ -421,17 +432,17 @@ fn a_backup_under_concurrent_writes_passes_check_and_holds_a_prefix() {
     wait_for(10, &mut acked);
     let before = acked;
     let rk = Redkeep::open(&dir, cheap().mode(Mode::Shared)).unwrap();
-    let report = rk.backup(&tmp.path().join("snap.redb")).unwrap();
+    let report = redkeep::ops::backup(&rk, &tmp.path().join("snap.redb")).unwrap();
     wait_for(before + 5, &mut acked);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(report.check.ok, "{:?}", report.check.problems);
     let restored = tmp.path().join("restored");
-    redkeep::ops::restore(&restored, &tmp.path().join("snap.redb"), false).unwrap();
+    redkeep::ops::restore(&restored, &tmp.path().join("snap.redb"), false, NOW).unwrap();
     let snap = Redkeep::open(&restored, cheap()).unwrap();
     let emails: Vec<String> = snap
         .users()
-        .list(redkeep::UserFilter::All)
+        .list(redkeep::UserFilter::All, None, usize::MAX)
         .unwrap()
         .into_iter()
         .map(|u| u.email)
@@ -456,6 +467,7 @@ fn populated() -> (TestDir, Redkeep) {
     .unwrap();
     let inv = rk.invites().create(InviteSpec::default().uses(2)).unwrap();
     let a = rk
+        .users()
         .register(Registration {
             email: "a@example.com".into(),
             password: PW.into(),
@@ -476,15 +488,16 @@ fn populated() -> (TestDir, Redkeep) {
         })
         .unwrap();
     rk.orgs().add_member(org.id, 1, OrgRole::Member).unwrap();
-    rk.login(
-        "a@example.com",
-        PW,
-        LoginMeta {
-            ip: Some("10.0.0.1".into()),
-            ..LoginMeta::default()
-        },
-    )
-    .unwrap();
+    rk.sessions()
+        .login(
+            "a@example.com",
+            PW,
+            LoginMeta {
+                ip: Some("10.0.0.1".into()),
+                ..LoginMeta::default()
+            },
+        )
+        .unwrap();
     rk.api_keys()
         .create(ApiKeySpec {
             owner: KeyOwner::Org(org.id),
@@ -516,7 +529,7 @@ fn populated() -> (TestDir, Redkeep) {
 fn export_import_export_is_byte_identical() {
     let (_t, rk) = populated();
     let mut first = Vec::new();
-    let summary = rk.export(&mut first, &|_| {}).unwrap();
+    let summary = redkeep::ops::export(&rk, &mut first, &|_| {}).unwrap();
     for table in [
         "users",
         "avatars",
@@ -547,13 +560,13 @@ fn export_import_export_is_byte_identical() {
         if init {
             rk2.init(redkeep::InitSpec::default()).unwrap();
         }
-        rk2.import(&mut first.as_slice(), &|_| {}).unwrap();
+        redkeep::ops::import(&rk2, &mut first.as_slice(), &|_| {}).unwrap();
         let mut second = Vec::new();
-        rk2.export(&mut second, &|_| {}).unwrap();
+        redkeep::ops::export(&rk2, &mut second, &|_| {}).unwrap();
         assert!(first == second, "exports differ (init: {init})");
         let report = rk2.check(false).unwrap(); // imported users got their folders
         assert!(report.ok, "{:?}", report.problems);
-        rk2.authenticate("a@example.com", PW).unwrap();
+        rk2.users().authenticate("a@example.com", PW).unwrap();
     }
 }
 
@@ -561,33 +574,29 @@ fn export_import_export_is_byte_identical() {
 fn a_bad_import_line_is_reported_by_number_and_nothing_is_imported() {
     let (_t, rk) = populated();
     let mut export = Vec::new();
-    rk.export(&mut export, &|_| {}).unwrap();
+    redkeep::ops::export(&rk, &mut export, &|_| {}).unwrap();
     let text = String::from_utf8(export).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     lines[4] = r#"{"table":"users","record":{"id":"not a number"}}"#.into();
     let t2 = TestDir::new();
     let rk2 = t2.open();
-    let err = rk2
-        .import(&mut lines.join("\n").as_bytes(), &|_| {})
-        .unwrap_err();
+    let err = redkeep::ops::import(&rk2, &mut lines.join("\n").as_bytes(), &|_| {}).unwrap_err();
     assert!(err.to_string().contains("line 5"), "{err}");
     lines[4] = "{not json".into();
-    let err = rk2
-        .import(&mut lines.join("\n").as_bytes(), &|_| {})
-        .unwrap_err();
+    let err = redkeep::ops::import(&rk2, &mut lines.join("\n").as_bytes(), &|_| {}).unwrap_err();
     assert!(err.to_string().contains("line 5"), "{err}");
     assert_eq!(rk2.users().count().unwrap(), 0);
     assert_eq!(rk2.roles().list().unwrap().len(), 3);
     // A store holding data refuses an import.
-    let err = rk.import(&mut text.as_bytes(), &|_| {}).unwrap_err();
-    assert!(matches!(err, Error::Refused(_)), "{err}");
+    let err = redkeep::ops::import(&rk, &mut text.as_bytes(), &|_| {}).unwrap_err();
+    assert!(matches!(err, Error::Denied { .. }), "{err}");
 }
 
 #[test]
 fn restore_refuses_damaged_backups_and_keeps_a_safety_copy() {
     let (t, rk) = populated();
     let backup = t.path().join("b.redb");
-    assert!(rk.backup(&backup).unwrap().check.ok);
+    assert!(redkeep::ops::backup(&rk, &backup).unwrap().check.ok);
     let users_before = rk.users().count().unwrap();
     drop(rk);
     let dir = t.path();
@@ -599,7 +608,7 @@ fn restore_refuses_damaged_backups_and_keeps_a_safety_copy() {
     let live_before = std::fs::read(dir.join(redkeep::STORE_FILE)).unwrap();
     for bad in [&truncated, &garbage] {
         assert!(
-            redkeep::ops::restore(dir, bad, true).is_err(),
+            redkeep::ops::restore(dir, bad, true, NOW).is_err(),
             "{}",
             bad.display()
         );
@@ -609,21 +618,24 @@ fn restore_refuses_damaged_backups_and_keeps_a_safety_copy() {
         );
     }
     assert!(matches!(
-        redkeep::ops::restore(dir, &backup, false),
-        Err(Error::Refused(_))
+        redkeep::ops::restore(dir, &backup, false, NOW),
+        Err(Error::Denied { .. })
     ));
     // Change the live store, then restore the backup over it.
     let rk = t.open();
     user(&rk, "late@example.com", "Late");
     drop(rk);
-    let safety = redkeep::ops::restore(dir, &backup, true).unwrap().unwrap();
+    let safety = redkeep::ops::restore(dir, &backup, true, NOW)
+        .unwrap()
+        .safety_copy
+        .unwrap();
     assert!(safety.exists());
     let rk = t.open();
     assert_eq!(rk.users().count().unwrap(), users_before);
     assert!(rk.users().by_email("late@example.com").unwrap().is_none());
     // Restore is refused while another handle holds the store.
     assert!(matches!(
-        redkeep::ops::restore(dir, &backup, true),
+        redkeep::ops::restore(dir, &backup, true, NOW),
         Err(Error::InUse { .. })
     ));
 }
@@ -632,12 +644,12 @@ fn restore_refuses_damaged_backups_and_keeps_a_safety_copy() {
 fn reset_backs_up_then_empties() {
     let (t, rk) = populated();
     drop(rk);
-    let backup = redkeep::ops::reset(t.path()).unwrap();
+    let backup = redkeep::ops::reset(t.path(), NOW).unwrap().backup;
     assert!(backup.exists());
     let rk = t.open();
     assert_eq!(rk.users().count().unwrap(), 0);
     assert!(!rk.is_initialized().unwrap());
-    let stats = rk.stats().unwrap();
+    let stats = redkeep::ops::stats(&rk).unwrap();
     assert_eq!(stats.tables["users"].records, 0);
     assert_eq!(stats.tables["roles"].records, 3);
 }
@@ -645,7 +657,7 @@ fn reset_backs_up_then_empties() {
 #[test]
 fn stats_count_records_index_entries_and_bytes() {
     let (_t, rk) = populated();
-    let s = rk.stats().unwrap();
+    let s = redkeep::ops::stats(&rk).unwrap();
     assert_eq!(s.tables["users"].records, 2);
     assert_eq!(s.tables["users"].index_entries, 2 + 2 + 2); // email, is_admin, created_at
     assert!(s.tables["users"].bytes > 0);
@@ -698,7 +710,7 @@ fn sigkill_during_writes_loses_no_acknowledged_user() {
         // which the next user (who gets the same id) adopts; nothing else may be wrong.
         let next_id = rk
             .users()
-            .list(redkeep::UserFilter::All)
+            .list(redkeep::UserFilter::All, None, usize::MAX)
             .unwrap()
             .iter()
             .map(|u| u.id)
@@ -719,7 +731,7 @@ fn sigkill_during_writes_loses_no_acknowledged_user() {
 fn a_failed_migration_step_keeps_the_old_version_and_can_be_retried() {
     use redkeep::store::{Migration, StoreOptions};
     fn boom(_: &redkeep::store::WriteTx, _: redkeep::Timestamp) -> redkeep::Result<()> {
-        Err(Error::Refused("step failed".into()))
+        Err(Error::denied("step failed"))
     }
     fn ok(tx: &redkeep::store::WriteTx, _: redkeep::Timestamp) -> redkeep::Result<()> {
         tx.set_meta("migrated", b"yes")
@@ -734,14 +746,16 @@ fn a_failed_migration_step_keeps_the_old_version_and_can_be_retried() {
     let failing = [Migration {
         version: 2,
         name: "boom",
-        run: boom,
+        up: boom,
+        down: None,
     }];
     assert!(store.migrate(&failing, redkeep::Timestamp(1)).is_err());
     assert_eq!(store.schema_version().unwrap(), Some(1));
     let fixed = [Migration {
         version: 2,
         name: "ok",
-        run: ok,
+        up: ok,
+        down: None,
     }];
     let run = store.migrate(&fixed, redkeep::Timestamp(2)).unwrap();
     assert_eq!(run.applied.len(), 1);

@@ -16,13 +16,15 @@ struct Item {
     group: u8,
 }
 
+impl Item {
+    const NAME: Index<Item> = Index::unique("name", |i| Some(key!(i.name)));
+    const GROUP: Index<Item> = Index::many("group", |i| Some(key!(u64::from(i.group))));
+}
+
 impl Record for Item {
     const TABLE: &'static str = "items";
     type Key = u64;
-    const INDEXES: &'static [Index<Self>] = &[
-        Index::unique("name", |i| Some(key!(i.name))),
-        Index::many("group", |i| Some(key!(u64::from(i.group)))),
-    ];
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::NAME, &Self::GROUP];
     fn key(&self) -> u64 {
         self.id
     }
@@ -57,17 +59,20 @@ fn assert_matches_model(store: &Store, model: &BTreeMap<u64, Item>) {
     store
         .read(|tx| {
             let t = tx.table::<Item>();
-            let all = t.all()?;
+            let all = t.range(KeyRange::all(), Order::Asc, usize::MAX)?;
             assert_eq!(all, model.values().cloned().collect::<Vec<_>>());
             for item in model.values() {
-                assert_eq!(t.get_by("name", &key!(item.name))?.as_ref(), Some(item));
+                assert_eq!(
+                    t.get_by(&Item::NAME, &key!(item.name))?.as_ref(),
+                    Some(item)
+                );
             }
             for g in 0u8..3 {
-                let got = t.scan_by(
-                    "group",
+                let got = t.range_by(
+                    &Item::GROUP,
                     KeyRange::prefix(key!(u64::from(g))),
                     Order::Asc,
-                    None,
+                    usize::MAX,
                 )?;
                 let want: Vec<Item> = model.values().filter(|i| i.group == g).cloned().collect();
                 assert_eq!(got, want);
@@ -142,13 +147,13 @@ fn a_failed_write_closure_leaves_nothing_behind() {
             name: "x".into(),
             group: 0,
         })?;
-        Err(Error::Refused("changed my mind".into()))
+        Err(Error::denied("changed my mind"))
     });
     assert!(got.is_err());
     store
         .read(|tx| {
             assert_eq!(tx.table::<Item>().count()?, 0);
-            assert_eq!(tx.table::<Item>().get_by("name", &key!("x"))?, None);
+            assert_eq!(tx.table::<Item>().get_by(&Item::NAME, &key!("x"))?, None);
             Ok(())
         })
         .unwrap();
@@ -162,13 +167,14 @@ fn a_unique_clash_in_a_later_index_writes_no_earlier_one() {
         a: String,
         b: String,
     }
+    impl Two {
+        const A: Index<Two> = Index::unique("a", |t| Some(key!(t.a)));
+        const B: Index<Two> = Index::unique("b", |t| Some(key!(t.b)));
+    }
     impl Record for Two {
         const TABLE: &'static str = "two";
         type Key = u64;
-        const INDEXES: &'static [Index<Self>] = &[
-            Index::unique("a", |t| Some(key!(t.a))),
-            Index::unique("b", |t| Some(key!(t.b))),
-        ];
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::A, &Self::B];
         fn key(&self) -> u64 {
             self.id
         }
@@ -196,7 +202,7 @@ fn a_unique_clash_in_a_later_index_writes_no_earlier_one() {
                 })
                 .unwrap_err();
             assert!(matches!(err, Error::Conflict { index: "b", .. }));
-            assert_eq!(t.get_by("a", &key!("a2"))?, None);
+            assert_eq!(t.get_by(&Two::A, &key!("a2"))?, None);
             assert_eq!(t.get(&2)?, None);
             Ok(())
         })

@@ -10,13 +10,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use redkeep::workspace::{FolderOwner, Owners};
 use redkeep::{Error, Timestamp, WorkspaceOptions, Workspaces};
 use serde_json::{Value, json};
 
 const CHILD_ENV: &str = "REDKEEP_TEST_WORKSPACE_CHILD";
 
+/// The user that does not exist in these tests; every other id does.
+const MISSING: u64 = 9;
+
+fn owner(id: u64) -> FolderOwner {
+    FolderOwner([id as u8; 16])
+}
+
+/// Folders stand alone here: every user id but [`MISSING`] exists, with its own identity.
+fn owners() -> Owners {
+    Arc::new(|id| Ok((id != MISSING).then(|| owner(id))))
+}
+
+fn open_with(root: &Path, options: WorkspaceOptions) -> Workspaces {
+    Workspaces::open(root, options, owners()).unwrap()
+}
+
 fn open(root: &Path) -> Workspaces {
-    Workspaces::open(root, WorkspaceOptions::default()).unwrap()
+    open_with(root, WorkspaceOptions::default())
 }
 
 /// Every piece parses, numbers are 1..=N without gaps, and piece_count equals N.
@@ -95,7 +112,7 @@ fn child(spec: String) -> Command {
 fn eight_threads_saving_fifty_pieces_each_get_distinct_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = Arc::new(open(tmp.path()));
-    ws.create(1).unwrap();
+    ws.update(1, |_| Ok(())).unwrap();
     let handles: Vec<_> = (0..8)
         .map(|t| {
             let ws = ws.clone();
@@ -122,7 +139,7 @@ fn eight_threads_saving_fifty_pieces_each_get_distinct_numbers() {
 fn four_processes_saving_fifty_pieces_each_get_distinct_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = open(tmp.path());
-    ws.create(1).unwrap();
+    ws.update(1, |_| Ok(())).unwrap();
     let children: Vec<_> = (0..4)
         .map(|_| {
             child(format!("save:{}:50", tmp.path().display()))
@@ -152,7 +169,7 @@ fn kill_points(seed: u64) -> impl Iterator<Item = usize> {
 fn sigkill_during_saves_and_rewrites_never_tears_a_file_or_reuses_a_number() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = open(tmp.path());
-    ws.create(1).unwrap();
+    ws.update(1, |_| Ok(())).unwrap();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -197,8 +214,12 @@ fn sigkill_during_saves_and_rewrites_never_tears_a_file_or_reuses_a_number() {
         for p in ws.list_pieces(1).unwrap() {
             ws.load_piece(1, p.piece).unwrap();
         }
-        ws.check(true).unwrap();
-        assert_eq!(ws.check(false).unwrap(), vec![], "round {round}");
+        ws.check(true, Timestamp(1_800_000_000)).unwrap();
+        assert_eq!(
+            ws.check(false, Timestamp(1_800_000_000)).unwrap(),
+            vec![],
+            "round {round}"
+        );
     }
     assert!(acked.len() >= 20);
 }
@@ -208,6 +229,8 @@ fn adopted_copy() -> (tempfile::TempDir, Workspaces) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/adopted");
     copy_dir(&src, tmp.path());
     let ws = open(tmp.path());
+    // Adopting a folder is an explicit act: it is given to its user.
+    assert!(ws.mark(7, owner(7)).unwrap());
     (tmp, ws)
 }
 
@@ -251,7 +274,7 @@ fn a_folder_written_by_another_program_is_adopted_with_unknown_fields_kept() {
     assert_eq!(after["piece_count"], 3);
     assert_eq!(after["notes"][2], "third");
     assert_eq!(after["notes"][1], json!({"text": "second", "pinned": true}));
-    assert_eq!(ws.check(false).unwrap(), vec![]);
+    assert_eq!(ws.check(false, Timestamp(1_800_000_000)).unwrap(), vec![]);
 }
 
 fn expect_corrupt_naming(err: Error, path: &Path) {
@@ -264,15 +287,14 @@ fn expect_corrupt_naming(err: Error, path: &Path) {
 #[test]
 fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
     let tmp = tempfile::tempdir().unwrap();
-    let ws = Workspaces::open(
+    let ws = open_with(
         tmp.path(),
         WorkspaceOptions {
             max_doc_bytes: Some(1024),
             ..Default::default()
         },
-    )
-    .unwrap();
-    ws.create(1).unwrap();
+    );
+    ws.update(1, |_| Ok(())).unwrap();
     let file = tmp.path().join("users/1/workspace.json");
     let oversized = format!("{{\"canvas\": \"{}\"}}", "x".repeat(2000));
     for bad in [
@@ -292,7 +314,7 @@ fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
             "the damaged file was overwritten"
         );
         assert!(ws.list_pieces(1).unwrap().is_empty(), "a piece was written");
-        let problems = ws.check(true).unwrap();
+        let problems = ws.check(true, Timestamp(1_800_000_000)).unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
     }
 }
@@ -300,15 +322,14 @@ fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
 #[test]
 fn oversized_documents_and_pieces_are_refused_before_writing() {
     let tmp = tempfile::tempdir().unwrap();
-    let ws = Workspaces::open(
+    let ws = open_with(
         tmp.path(),
         WorkspaceOptions {
             max_doc_bytes: Some(1024),
             ..Default::default()
         },
-    )
-    .unwrap();
-    ws.create(1).unwrap();
+    );
+    ws.update(1, |_| Ok(())).unwrap();
     let big = format!("{{\"x\": \"{}\"}}", "y".repeat(2000));
     assert!(matches!(
         ws.save_piece(1, big.as_bytes()),
@@ -333,15 +354,21 @@ fn oversized_documents_and_pieces_are_refused_before_writing() {
 fn symlinks_planted_in_a_workspace_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = open(tmp.path());
-    ws.create(1).unwrap();
+    ws.update(1, |_| Ok(())).unwrap();
     let outside = tmp.path().join("outside.json");
     std::fs::write(&outside, b"{\"secret\": true}").unwrap();
     let file = tmp.path().join("users/1/workspace.json");
     std::fs::remove_file(&file).unwrap();
     std::os::unix::fs::symlink(&outside, &file).unwrap();
-    assert!(matches!(ws.read(1), Err(Error::Refused(_))));
-    assert!(matches!(ws.update(1, |_| Ok(())), Err(Error::Refused(_))));
-    assert!(matches!(ws.save_piece(1, b"{}"), Err(Error::Refused(_))));
+    assert!(matches!(ws.read(1), Err(Error::UnsafePath { .. })));
+    assert!(matches!(
+        ws.update(1, |_| Ok(())),
+        Err(Error::UnsafePath { .. })
+    ));
+    assert!(matches!(
+        ws.save_piece(1, b"{}"),
+        Err(Error::UnsafePath { .. })
+    ));
     assert_eq!(std::fs::read(&outside).unwrap(), b"{\"secret\": true}");
     assert!(
         std::fs::symlink_metadata(&file)
@@ -351,7 +378,7 @@ fn symlinks_planted_in_a_workspace_are_refused() {
     );
     // A symlinked user directory is refused as well.
     std::os::unix::fs::symlink(tmp.path().join("users/1"), tmp.path().join("users/2")).unwrap();
-    assert!(matches!(ws.read(2), Err(Error::Refused(_))));
+    assert!(matches!(ws.read(2), Err(Error::UnsafePath { .. })));
     // A piece that is a symlink is not read through.
     let piece = ws.piece_path(1, 1);
     std::os::unix::fs::symlink(&outside, &piece).unwrap();
@@ -362,12 +389,12 @@ fn symlinks_planted_in_a_workspace_are_refused() {
 fn a_piece_that_is_not_json_is_reported_with_its_path() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = open(tmp.path());
-    ws.create(1).unwrap();
+    ws.update(1, |_| Ok(())).unwrap();
     ws.save_piece(1, b"{}").unwrap();
     let path = ws.piece_path(1, 1);
     std::fs::write(&path, b"{oops").unwrap();
     expect_corrupt_naming(ws.load_piece(1, 1).unwrap_err(), &path);
-    let problems = ws.check(false).unwrap();
+    let problems = ws.check(false, Timestamp(1_800_000_000)).unwrap();
     assert!(
         problems
             .iter()
@@ -397,7 +424,7 @@ fn a_missing_user_is_not_found_and_nothing_is_created() {
 fn numbering_continues_past_999999_and_lists_in_numeric_order() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = open(tmp.path());
-    ws.create(1).unwrap();
+    ws.update(1, |_| Ok(())).unwrap();
     std::fs::write(ws.piece_path(1, 999_999), b"{}").unwrap();
     assert_eq!(ws.save_piece(1, b"{}").unwrap(), 1_000_000);
     assert_eq!(ws.save_piece(1, b"{}").unwrap(), 1_000_001);
@@ -411,7 +438,7 @@ fn numbering_continues_past_999999_and_lists_in_numeric_order() {
 fn deleting_a_piece_keeps_numbers_unique_and_the_count_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = open(tmp.path());
-    ws.create(1).unwrap();
+    ws.update(1, |_| Ok(())).unwrap();
     for _ in 0..3 {
         ws.save_piece(1, b"{}").unwrap();
     }
@@ -425,7 +452,7 @@ fn deleting_a_piece_keeps_numbers_unique_and_the_count_exact() {
 fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = open(tmp.path());
-    ws.create(1).unwrap();
+    ws.update(1, |_| Ok(())).unwrap();
     let stale: PathBuf = tmp.path().join("users/1/.rk-tmp-crashed");
     std::fs::write(&stale, b"{half").unwrap();
     assert_eq!(ws.read(1).unwrap().piece_count, 0);
@@ -437,21 +464,27 @@ fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
 fn folders_are_private_and_remove_moves_to_trash() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = open(tmp.path());
-    ws.create(5).unwrap();
+    ws.update(5, |_| Ok(())).unwrap();
     ws.save_piece(5, b"{}").unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&ws.dir(5)), 0o700);
     assert_eq!(mode(&ws.dir(5).join("gallery")), 0o700);
     assert_eq!(mode(&ws.dir(5).join("workspace.json")), 0o600);
     assert_eq!(mode(&ws.piece_path(5, 1)), 0o600);
-    ws.create(5).unwrap(); // idempotent: keeps the piece
+    ws.update(5, |_| Ok(())).unwrap(); // keeps the piece
     assert_eq!(ws.read(5).unwrap().piece_count, 1);
-    let trash = ws.remove(5, Timestamp(1_800_000_000)).unwrap();
+    let trash = ws
+        .trash_folder(5, Timestamp(1_800_000_000))
+        .unwrap()
+        .unwrap();
     assert_eq!(trash, tmp.path().join("trash/5-1800000000"));
     assert!(trash.join("gallery/piece_000001.json").exists());
     assert!(!ws.exists(5));
-    ws.create(5).unwrap();
-    let again = ws.remove(5, Timestamp(1_800_000_000)).unwrap();
+    ws.update(5, |_| Ok(())).unwrap();
+    let again = ws
+        .trash_folder(5, Timestamp(1_800_000_000))
+        .unwrap()
+        .unwrap();
     assert_ne!(again, trash);
 }
 
@@ -463,17 +496,14 @@ fn a_waiting_writer_is_told_it_waits() {
     let on_wait: redkeep::workspace::lock::WaitNotice = Arc::new(move |_: &Path| {
         w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     });
-    let ws = Arc::new(
-        Workspaces::open(
-            tmp.path(),
-            WorkspaceOptions {
-                on_wait: Some(on_wait),
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
-    ws.create(1).unwrap();
+    let ws = Arc::new(open_with(
+        tmp.path(),
+        WorkspaceOptions {
+            on_wait: Some(on_wait),
+            ..Default::default()
+        },
+    ));
+    ws.update(1, |_| Ok(())).unwrap();
     let (entered_tx, entered_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let holder = {

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::Accounts;
 use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::key;
 use crate::store::{Index, KeyRange, Order, Record};
-use crate::{Redkeep, key};
 
 /// Largest `context` or `escalation` JSON text, in bytes.
 pub const MAX_AGENT_JSON_BYTES: usize = 256 * 1024;
@@ -37,13 +38,19 @@ pub struct AgentSession {
     pub expires_at: Option<Timestamp>,
 }
 
+impl AgentSession {
+    /// Sessions of a user, by last change.
+    pub const BY_USER: Index<AgentSession> =
+        Index::many("by_user", |a| Some(key!(a.user_id, a.updated_at.0)));
+    /// By last change.
+    pub const BY_UPDATED: Index<AgentSession> =
+        Index::many("by_updated", |a| Some(key!(a.updated_at.0)));
+}
+
 impl Record for AgentSession {
     const TABLE: &'static str = "agent_sessions";
     type Key = String;
-    const INDEXES: &'static [Index<Self>] = &[
-        Index::many("by_user", |a| Some(key!(a.user_id, a.updated_at.0))),
-        Index::many("by_updated", |a| Some(key!(a.updated_at.0))),
-    ];
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_USER, &Self::BY_UPDATED];
     fn key(&self) -> String {
         self.id.clone()
     }
@@ -60,7 +67,7 @@ pub struct AgentSpec {
     pub name: String,
     /// The goal.
     pub goal: String,
-    /// Lifetime; `None` keeps it until deleted.
+    /// Lifetime (1 s to 100 years); `None` keeps it until deleted.
     pub ttl: Option<Duration>,
 }
 
@@ -135,17 +142,10 @@ fn validate_state(s: &AgentState) -> Result<()> {
     Ok(())
 }
 
-impl Redkeep {
-    /// The agent session repository.
-    pub fn agents(&self) -> Agents<'_> {
-        Agents { rk: self }
-    }
-}
-
 /// Operations on agent sessions.
 #[derive(Debug, Clone, Copy)]
 pub struct Agents<'a> {
-    rk: &'a Redkeep,
+    pub(crate) acc: &'a Accounts,
 }
 
 impl Agents<'_> {
@@ -155,7 +155,11 @@ impl Agents<'_> {
     /// `InvalidInput` for a bad id; `NotFound` for an unknown user; `Conflict` when the id exists.
     pub fn create(&self, spec: AgentSpec) -> Result<AgentSession> {
         validate_id(&spec.id)?;
-        let now = self.rk.now();
+        let ttl = spec
+            .ttl
+            .map(|d| crate::clock::lifetime("ttl", d))
+            .transpose()?;
+        let now = self.acc.now();
         let a = AgentSession {
             id: spec.id,
             user_id: spec.user_id,
@@ -172,7 +176,7 @@ impl Agents<'_> {
             },
             created_at: now,
             updated_at: now,
-            expires_at: spec.ttl.map(|d| now.plus(d)),
+            expires_at: ttl.map(|d| now.plus(d)),
         };
         validate_state(&a.state)?;
         if a.name.len() > MAX_TEXT {
@@ -181,46 +185,60 @@ impl Agents<'_> {
                 format!("use at most {MAX_TEXT} bytes"),
             ));
         }
-        self.rk.store().write(|tx| {
-            if tx.table::<User>().get(&a.user_id)?.is_none() {
+        self.acc.store.write(|tx| {
+            if !tx.table::<User>().contains(&a.user_id)? {
                 return Err(Error::not_found(format!("user {}", a.user_id)));
             }
             tx.table::<AgentSession>().insert(&a)?;
-            Ok(a)
+            Ok(a.clone())
         })
     }
 
     /// The agent session with this id, unless expired.
+    ///
+    /// # Errors
+    /// `Corrupt` when it cannot be read.
     pub fn get(&self, id: &str) -> Result<Option<AgentSession>> {
-        let now = self.rk.now();
+        let now = self.acc.now();
         let a = self
-            .rk
-            .store()
+            .acc
+            .store
             .read(|tx| tx.table::<AgentSession>().get(&id.to_string()))?;
         Ok(a.filter(|a| a.expires_at.is_none_or(|e| now < e)))
     }
 
-    /// A user's agent sessions, most recently updated first.
-    pub fn list_by_user(&self, user: u64) -> Result<Vec<AgentSession>> {
-        self.rk.store().read(|tx| {
-            tx.table::<AgentSession>().scan_by(
-                "by_user",
+    /// Up to `limit` agent sessions of a user, most recently updated first.
+    ///
+    /// # Errors
+    /// `Corrupt` when one cannot be read.
+    pub fn list_by_user(&self, user: u64, limit: usize) -> Result<Vec<AgentSession>> {
+        self.acc.store.read(|tx| {
+            tx.table::<AgentSession>().range_by(
+                &AgentSession::BY_USER,
                 KeyRange::prefix(key!(user)),
                 Order::Desc,
-                None,
+                limit,
             )
         })
     }
 
-    /// Every agent session, most recently updated first.
-    pub fn list(&self) -> Result<Vec<AgentSession>> {
-        self.rk.store().read(|tx| {
-            tx.table::<AgentSession>()
-                .scan_by("by_updated", KeyRange::all(), Order::Desc, None)
+    /// Up to `limit` agent sessions, most recently updated first.
+    ///
+    /// # Errors
+    /// `Corrupt` when one cannot be read.
+    pub fn list(&self, limit: usize) -> Result<Vec<AgentSession>> {
+        self.acc.store.read(|tx| {
+            tx.table::<AgentSession>().range_by(
+                &AgentSession::BY_UPDATED,
+                KeyRange::all(),
+                Order::Desc,
+                limit,
+            )
         })
     }
 
-    /// Changes the state in one read-modify-write transaction; `f` sees the current state.
+    /// Changes the state in one read-modify-write transaction; `f` sees the current state
+    /// (and may run again if the engine retries the transaction).
     ///
     /// # Errors
     /// `NotFound` for an unknown or expired id; `InvalidInput` when the new state is invalid
@@ -228,10 +246,10 @@ impl Agents<'_> {
     pub fn update(
         &self,
         id: &str,
-        f: impl FnOnce(&mut AgentState) -> Result<()>,
+        mut f: impl FnMut(&mut AgentState) -> Result<()>,
     ) -> Result<AgentSession> {
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             tx.table::<AgentSession>().modify(&id.to_string(), |a| {
                 if a.expires_at.is_some_and(|e| now >= e) {
                     return Err(Error::not_found(format!("agent session {id}")));
@@ -247,27 +265,36 @@ impl Agents<'_> {
     }
 
     /// Deletes one agent session; returns whether it existed.
+    ///
+    /// # Errors
+    /// `Corrupt` when it cannot be read.
     pub fn delete(&self, id: &str) -> Result<bool> {
         Ok(self
-            .rk
-            .store()
+            .acc
+            .store
             .write(|tx| tx.table::<AgentSession>().delete(&id.to_string()))?
             .is_some())
     }
 
     /// Deletes every expired agent session; returns how many.
+    ///
+    /// # Errors
+    /// `Corrupt` when one cannot be read.
     pub fn sweep(&self) -> Result<usize> {
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             let t = tx.table::<AgentSession>();
-            let mut n = 0;
-            for a in t.all()? {
+            let mut expired = Vec::new();
+            t.for_each(KeyRange::all(), Order::Asc, |a| {
                 if a.expires_at.is_some_and(|e| now >= e) {
-                    t.delete(&a.id)?;
-                    n += 1;
+                    expired.push(a.id);
                 }
+                Ok(true)
+            })?;
+            for id in &expired {
+                t.delete(id)?;
             }
-            Ok(n)
+            Ok(expired.len())
         })
     }
 }

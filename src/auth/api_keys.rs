@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::audit::Event;
+use super::Accounts;
+use super::audit::{self, Event};
 use super::orgs::Org;
-use super::token::{self, Secret};
+use super::token::{self, Secret, TokenHash};
 use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::store::{Index, KeyRange, Order, Record, WriteTx};
-use crate::{Redkeep, key};
+use crate::key;
+use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
 
 /// The type prefix of API keys.
 pub const API_KEY_PREFIX: &str = "rkk";
@@ -28,7 +29,7 @@ pub enum KeyOwner {
 }
 
 impl KeyOwner {
-    fn index_key(self) -> Vec<u8> {
+    pub(crate) fn index_key(self) -> Vec<u8> {
         match self {
             KeyOwner::User(id) => key!(0u32, id),
             KeyOwner::Org(id) => key!(1u32, id),
@@ -45,12 +46,13 @@ impl std::fmt::Display for KeyOwner {
     }
 }
 
-/// A stored API key. The secret itself is never stored.
+/// A stored API key. The secret itself is never stored; its hash is the key, kept out of
+/// `Debug` and `Serialize`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
-    /// SHA-256 of the secret.
-    #[serde(with = "crate::bytes::hash")]
-    pub hash: [u8; 32],
+    /// SHA-256 of the secret: the record's key.
+    #[serde(skip)]
+    pub hash: TokenHash,
     /// Public prefix naming the key (`rkk_ab12cd34`).
     pub prefix: String,
     /// Who it acts for.
@@ -67,15 +69,29 @@ pub struct ApiKey {
     pub revoked_at: Option<Timestamp>,
 }
 
+impl ApiKey {
+    /// Unique: the public prefix.
+    pub const PREFIX: Index<ApiKey> = Index::unique("prefix", |k| Some(key!(k.prefix)));
+    /// Keys of an owner.
+    pub const BY_OWNER: Index<ApiKey> = Index::many("by_owner", |k| Some(k.owner.index_key()));
+}
+
 impl Record for ApiKey {
     const TABLE: &'static str = "api_keys";
-    type Key = [u8; 32];
-    const INDEXES: &'static [Index<Self>] = &[
-        Index::unique("prefix", |k| Some(key!(k.prefix))),
-        Index::many("by_owner", |k| Some(k.owner.index_key())),
-    ];
-    fn key(&self) -> [u8; 32] {
+    type Key = TokenHash;
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::PREFIX, &Self::BY_OWNER];
+    const VERSION: u32 = 2;
+    fn key(&self) -> TokenHash {
         self.hash
+    }
+    fn restore_key(&mut self, key: &TokenHash) {
+        self.hash = *key;
+    }
+    fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
+        match old.version() {
+            1 => Ok(old.decode::<super::legacy::ApiKeyV1>()?.into()),
+            v => Err(format!("unknown api_keys record version {v}")),
+        }
     }
 }
 
@@ -86,7 +102,7 @@ pub struct ApiKeySpec {
     pub owner: KeyOwner,
     /// Scopes (each 1 to 128 of `a-z 0-9 _ - . : *`).
     pub scopes: Vec<String>,
-    /// Lifetime; `None` never expires.
+    /// Lifetime (1 s to 100 years); `None` never expires.
     pub expires_in: Option<Duration>,
 }
 
@@ -117,32 +133,25 @@ fn validate_scope(s: &str) -> Result<()> {
     }
 }
 
-impl Redkeep {
-    /// The API key repository.
-    pub fn api_keys(&self) -> ApiKeys<'_> {
-        ApiKeys { rk: self }
+/// Deletes every key of `owner` inside `tx`; returns how many.
+pub(crate) fn delete_keys_of(tx: &WriteTx<'_>, owner: KeyOwner) -> Result<usize> {
+    let t = tx.table::<ApiKey>();
+    let keys = t.range_by(
+        &ApiKey::BY_OWNER,
+        KeyRange::prefix(owner.index_key()),
+        Order::Asc,
+        usize::MAX,
+    )?;
+    for k in &keys {
+        t.delete(&k.hash)?;
     }
-
-    /// Deletes every key of `owner` inside `tx`; returns how many.
-    pub(crate) fn delete_keys_of(&self, tx: &WriteTx, owner: KeyOwner) -> Result<usize> {
-        let t = tx.table::<ApiKey>();
-        let keys = t.scan_by(
-            "by_owner",
-            KeyRange::prefix(owner.index_key()),
-            Order::Asc,
-            None,
-        )?;
-        for k in &keys {
-            t.delete(&k.hash)?;
-        }
-        Ok(keys.len())
-    }
+    Ok(keys.len())
 }
 
 /// Operations on API keys.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiKeys<'a> {
-    rk: &'a Redkeep,
+    pub(crate) acc: &'a Accounts,
 }
 
 impl ApiKeys<'_> {
@@ -161,11 +170,15 @@ impl ApiKeys<'_> {
         let mut scopes = spec.scopes.clone();
         scopes.sort();
         scopes.dedup();
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
+        let expires_in = spec
+            .expires_in
+            .map(|d| crate::clock::lifetime("expires", d))
+            .transpose()?;
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             let exists = match spec.owner {
-                KeyOwner::User(id) => tx.table::<User>().get(&id)?.is_some(),
-                KeyOwner::Org(id) => tx.table::<Org>().get(&id)?.is_some(),
+                KeyOwner::User(id) => tx.table::<User>().contains(&id)?,
+                KeyOwner::Org(id) => tx.table::<Org>().contains(&id)?,
             };
             if !exists {
                 return Err(Error::not_found(spec.owner.to_string()));
@@ -177,12 +190,13 @@ impl ApiKeys<'_> {
                     owner: spec.owner,
                     scopes: scopes.clone(),
                     created_at: now,
-                    expires_at: spec.expires_in.map(|d| now.plus(d)),
+                    expires_at: expires_in.map(|d| now.plus(d)),
                     last_used_at: None,
                     revoked_at: None,
                 })?;
-            self.rk.audit(
+            audit::record(
                 tx,
+                now,
                 Event {
                     action: "api_key_created",
                     subject_user: match spec.owner {
@@ -210,14 +224,14 @@ impl ApiKeys<'_> {
             return Err(Self::invalid());
         }
         let hash = token::hash_token(key);
-        let now = self.rk.now();
-        let found = self.rk.store().read(|tx| {
+        let now = self.acc.now();
+        let found = self.acc.store.read(|tx| {
             let Some(k) = tx.table::<ApiKey>().get(&hash)? else {
                 return Ok(None);
             };
             let owner_ok = match k.owner {
                 KeyOwner::User(id) => tx.table::<User>().get(&id)?.is_some_and(|u| u.is_active),
-                KeyOwner::Org(id) => tx.table::<Org>().get(&id)?.is_some(),
+                KeyOwner::Org(id) => tx.table::<Org>().contains(&id)?,
             };
             Ok(owner_ok.then_some(k))
         })?;
@@ -229,9 +243,9 @@ impl ApiKeys<'_> {
             return Err(Self::invalid());
         }
         let interval =
-            i64::try_from(self.rk.options().api_key_touch_interval.as_secs()).unwrap_or(i64::MAX);
+            i64::try_from(self.acc.policy.api_key_touch_interval.as_secs()).unwrap_or(i64::MAX);
         if k.last_used_at.is_none_or(|t| now.since(t) >= interval) {
-            return self.rk.store().write(|tx| {
+            return self.acc.store.write(|tx| {
                 let t = tx.table::<ApiKey>();
                 let mut k = t.get(&hash)?.ok_or_else(Self::invalid)?;
                 k.last_used_at = Some(now);
@@ -243,6 +257,9 @@ impl ApiKeys<'_> {
     }
 
     /// Revokes a key by its prefix (or full key).
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` when already revoked.
     pub fn revoke(&self, prefix_or_key: &str) -> Result<ApiKey> {
         let text = prefix_or_key.trim();
         let prefix: String = if token::looks_like(API_KEY_PREFIX, text) {
@@ -250,22 +267,23 @@ impl ApiKeys<'_> {
         } else {
             text.to_string()
         };
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             let t = tx.table::<ApiKey>();
             let mut k = t
-                .get_by("prefix", &key!(prefix))?
+                .get_by(&ApiKey::PREFIX, &key!(prefix))?
                 .ok_or_else(|| Error::not_found(format!("api key {prefix}")))?;
             if k.revoked_at.is_some() {
-                return Err(Error::Refused(format!(
+                return Err(Error::denied(format!(
                     "api key {} is already revoked",
                     k.prefix
                 )));
             }
             k.revoked_at = Some(now);
             t.update(&k)?;
-            self.rk.audit(
+            audit::record(
                 tx,
+                now,
                 Event {
                     action: "api_key_revoked",
                     subject_user: match k.owner {
@@ -281,18 +299,21 @@ impl ApiKeys<'_> {
         })
     }
 
-    /// Keys, newest first, optionally of one owner.
-    pub fn list(&self, owner: Option<KeyOwner>) -> Result<Vec<ApiKey>> {
-        let mut out = self.rk.store().read(|tx| {
+    /// Up to `limit` keys, newest first, optionally of one owner.
+    ///
+    /// # Errors
+    /// `Corrupt` when a key cannot be read.
+    pub fn list(&self, owner: Option<KeyOwner>, limit: usize) -> Result<Vec<ApiKey>> {
+        let mut out = self.acc.store.read(|tx| {
             let t = tx.table::<ApiKey>();
             match owner {
-                Some(o) => t.scan_by(
-                    "by_owner",
+                Some(o) => t.range_by(
+                    &ApiKey::BY_OWNER,
                     KeyRange::prefix(o.index_key()),
                     Order::Asc,
-                    None,
+                    usize::MAX,
                 ),
-                None => t.all(),
+                None => t.range(KeyRange::all(), Order::Asc, usize::MAX),
             }
         })?;
         out.sort_by(|a, b| {
@@ -300,6 +321,7 @@ impl ApiKeys<'_> {
                 .cmp(&a.created_at)
                 .then(a.prefix.cmp(&b.prefix))
         });
+        out.truncate(limit);
         Ok(out)
     }
 }

@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Accounts;
 use crate::clock::Timestamp;
 use crate::error::Result;
+use crate::key;
 use crate::store::{Index, KeyRange, Order, Record, WriteTx};
-use crate::{Redkeep, key};
 
 /// One security event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,12 +30,17 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+impl AuditEvent {
+    /// Events about a user, by user then sequence.
+    pub const BY_SUBJECT_USER: Index<AuditEvent> =
+        Index::many("by_subject_user", |e| e.subject_user.map(|u| key!(u)));
+}
+
 impl Record for AuditEvent {
     const TABLE: &'static str = "audit";
     type Key = u64;
-    const INDEXES: &'static [Index<Self>] = &[Index::many("by_subject_user", |e| {
-        e.subject_user.map(|u| key!(u))
-    })];
+    const ID_SEQUENCE: bool = true;
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_SUBJECT_USER];
     fn key(&self) -> u64 {
         self.seq
     }
@@ -51,69 +57,84 @@ pub(crate) struct Event<'a> {
     pub detail: String,
 }
 
-impl Redkeep {
-    /// Appends an event inside `tx`.
-    pub(crate) fn audit(&self, tx: &WriteTx, e: Event<'_>) -> Result<()> {
-        let t = tx.table::<AuditEvent>();
-        let seq = t.next_id()?;
-        t.insert(&AuditEvent {
-            seq,
-            at: self.now(),
-            actor: e.actor,
-            action: e.action.to_string(),
-            subject_user: e.subject_user,
-            subject: e.subject,
-            outcome: e.outcome.to_string(),
-            detail: e.detail,
-        })
-    }
+/// Appends an event inside `tx`.
+pub(crate) fn record(tx: &WriteTx<'_>, at: Timestamp, e: Event<'_>) -> Result<()> {
+    let t = tx.table::<AuditEvent>();
+    let seq = t.next_id()?;
+    t.insert(&AuditEvent {
+        seq,
+        at,
+        actor: e.actor,
+        action: e.action.to_string(),
+        subject_user: e.subject_user,
+        subject: e.subject,
+        outcome: if e.outcome.is_empty() {
+            "ok"
+        } else {
+            e.outcome
+        }
+        .to_string(),
+        detail: e.detail,
+    })
+}
 
-    /// Appends an event about a user, done by an operator, with outcome `ok`.
-    pub(crate) fn audit_user(
-        &self,
-        tx: &WriteTx,
-        action: &str,
-        user: u64,
-        detail: String,
-    ) -> Result<()> {
-        self.audit(
-            tx,
-            Event {
-                action,
-                subject_user: Some(user),
-                subject: format!("user {user}"),
-                outcome: "ok",
-                detail,
-                ..Event::default()
-            },
-        )
-    }
-
-    /// The audit log.
-    pub fn audit_log(&self) -> AuditLog<'_> {
-        AuditLog { rk: self }
-    }
+/// Appends an event about a user, done by an operator or the application, outcome `ok`.
+pub(crate) fn user_event(
+    tx: &WriteTx<'_>,
+    at: Timestamp,
+    action: &str,
+    user: u64,
+    detail: String,
+) -> Result<()> {
+    record(
+        tx,
+        at,
+        Event {
+            action,
+            subject_user: Some(user),
+            subject: format!("user {user}"),
+            outcome: "ok",
+            detail,
+            ..Event::default()
+        },
+    )
 }
 
 /// Reading the audit log.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditLog<'a> {
-    rk: &'a Redkeep,
+    pub(crate) acc: &'a Accounts,
 }
 
 impl AuditLog<'_> {
-    /// Events, newest first, optionally only those about `user`, at most `limit`.
-    pub fn list(&self, user: Option<u64>, limit: Option<usize>) -> Result<Vec<AuditEvent>> {
-        self.rk.store().read(|tx| {
+    /// Up to `limit` events, newest first, optionally only those about `user`, and only those
+    /// older than the event `before` (for the next page).
+    ///
+    /// # Errors
+    /// `Corrupt` when an event cannot be read.
+    pub fn list(
+        &self,
+        user: Option<u64>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        self.acc.store.read(|tx| {
             let t = tx.table::<AuditEvent>();
             match user {
-                Some(u) => t.scan_by(
-                    "by_subject_user",
-                    KeyRange::prefix(key!(u)),
-                    Order::Desc,
-                    limit,
-                ),
-                None => t.scan(KeyRange::all(), Order::Desc, limit),
+                Some(u) => {
+                    let mut range = KeyRange::prefix(key!(u));
+                    if let Some(b) = before {
+                        range = range.before(&key!(u, b));
+                    }
+                    t.range_by(&AuditEvent::BY_SUBJECT_USER, range, Order::Desc, limit)
+                }
+                None => {
+                    let mut range = KeyRange::all();
+                    if let Some(b) = before {
+                        range = range.before(&key!(b));
+                    }
+                    t.range(range, Order::Desc, limit)
+                }
             }
         })
     }

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::token::{self, Secret};
+use super::Accounts;
+use super::audit::{self, Event};
+use super::token::{self, Secret, TokenHash};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::store::{Index, KeyRange, Order, Record, WriteTx};
-use crate::{Redkeep, key};
+use crate::key;
+use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
 
 /// The type prefix of invite codes.
 pub const INVITE_PREFIX: &str = "rki";
@@ -39,17 +41,18 @@ impl InviteStatus {
         }
     }
 
-    fn byte(self) -> u8 {
+    pub(crate) fn byte(self) -> u8 {
         self as u8
     }
 }
 
-/// An invite code's record. The code itself is never stored.
+/// An invite code's record. The code itself is never stored, and its hash is kept out of
+/// `Debug` and `Serialize` (it is the record's key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
-    /// SHA-256 of the code.
-    #[serde(with = "crate::bytes::hash")]
-    pub hash: [u8; 32],
+    /// SHA-256 of the code: the record's key.
+    #[serde(skip)]
+    pub hash: TokenHash,
     /// Non-secret display prefix (`rki_ab12cd34`).
     pub prefix: String,
     /// The user who created it, if created by a user.
@@ -80,24 +83,36 @@ impl Invite {
             s => s,
         }
     }
+
+    /// Unique: the display prefix.
+    pub const PREFIX: Index<Invite> = Index::unique("prefix", |i| Some(key!(i.prefix)));
+    /// By stored status.
+    pub const STATUS: Index<Invite> = Index::many("status", |i| Some(vec![i.stored_status.byte()]));
 }
 
 impl Record for Invite {
     const TABLE: &'static str = "invites";
-    type Key = [u8; 32];
-    const INDEXES: &'static [Index<Self>] = &[
-        Index::unique("prefix", |i| Some(key!(i.prefix))),
-        Index::many("status", |i| Some(vec![i.stored_status.byte()])),
-    ];
-    fn key(&self) -> [u8; 32] {
+    type Key = TokenHash;
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::PREFIX, &Self::STATUS];
+    const VERSION: u32 = 2;
+    fn key(&self) -> TokenHash {
         self.hash
+    }
+    fn restore_key(&mut self, key: &TokenHash) {
+        self.hash = *key;
+    }
+    fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
+        match old.version() {
+            1 => Ok(old.decode::<super::legacy::InviteV1>()?.into()),
+            v => Err(format!("unknown invites record version {v}")),
+        }
     }
 }
 
 /// What invite to create.
 #[derive(Debug, Clone)]
 pub struct InviteSpec {
-    /// Lifetime from now; `None` never expires.
+    /// Lifetime from now (1 s to 100 years); `None` never expires.
     pub expires_in: Option<Duration>,
     /// Allowed registrations (default 1).
     pub max_uses: u32,
@@ -148,34 +163,31 @@ pub enum InviteFilter {
     All,
 }
 
-impl Redkeep {
-    /// The invite repository.
-    pub fn invites(&self) -> Invites<'_> {
-        Invites { rk: self }
+/// Consumes one use of `code` for `user_id` inside `tx`.
+pub(crate) fn consume(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    code: &str,
+    user_id: u64,
+) -> Result<Invite> {
+    let code = code.trim();
+    let invalid = || Error::InvalidCredential {
+        what: "invite code",
+    };
+    if !token::looks_like(INVITE_PREFIX, code) {
+        return Err(invalid());
     }
-
-    /// Consumes one use of `code` for `user_id` inside `tx`.
-    pub(crate) fn consume_invite(&self, tx: &WriteTx, code: &str, user_id: u64) -> Result<Invite> {
-        let code = code.trim();
-        let invalid = || Error::InvalidCredential {
-            what: "invite code",
-        };
-        if !token::looks_like(INVITE_PREFIX, code) {
-            return Err(invalid());
-        }
-        let now = self.now();
-        let invites = tx.table::<Invite>();
-        let hash = token::hash_token(code);
-        let mut invite = invites.get(&hash)?.ok_or_else(invalid)?;
-        ensure_usable(&invite, now)?;
-        invite.uses += 1;
-        invite.used_by.push(user_id);
-        if invite.uses >= invite.max_uses {
-            invite.stored_status = InviteStatus::UsedUp;
-        }
-        invites.update(&invite)?;
-        Ok(invite)
+    let invites = tx.table::<Invite>();
+    let hash = token::hash_token(code);
+    let mut invite = invites.get(&hash)?.ok_or_else(invalid)?;
+    ensure_usable(&invite, now)?;
+    invite.uses += 1;
+    invite.used_by.push(user_id);
+    if invite.uses >= invite.max_uses {
+        invite.stored_status = InviteStatus::UsedUp;
     }
+    invites.update(&invite)?;
+    Ok(invite)
 }
 
 fn ensure_usable(invite: &Invite, now: Timestamp) -> Result<()> {
@@ -183,83 +195,99 @@ fn ensure_usable(invite: &Invite, now: Timestamp) -> Result<()> {
     match invite.status(now) {
         InviteStatus::Active => Ok(()),
         InviteStatus::Expired => Err(Error::Expired { what: name() }),
-        InviteStatus::Revoked => Err(Error::Refused(format!("{} was revoked", name()))),
-        InviteStatus::UsedUp => Err(Error::Refused(format!(
-            "{} has been used {} of {} times",
-            name(),
-            invite.uses,
-            invite.max_uses
-        ))),
+        InviteStatus::Revoked => Err(Error::Revoked {
+            what: format!("{} was revoked", name()),
+        }),
+        InviteStatus::UsedUp => Err(Error::Revoked {
+            what: format!(
+                "{} has been used {} of {} times",
+                name(),
+                invite.uses,
+                invite.max_uses
+            ),
+        }),
     }
 }
 
 /// Operations on invite codes.
 #[derive(Debug, Clone, Copy)]
 pub struct Invites<'a> {
-    rk: &'a Redkeep,
+    pub(crate) acc: &'a Accounts,
 }
 
 impl Invites<'_> {
     /// Creates an invite and returns its code once.
     ///
     /// # Errors
-    /// `InvalidInput` when `max_uses` is 0.
+    /// `InvalidInput` when `max_uses` is 0 or the lifetime is under 1 s or over 100 years.
     pub fn create(&self, spec: InviteSpec) -> Result<CreatedInvite> {
         if spec.max_uses == 0 {
             return Err(Error::invalid("uses", "an invite needs at least 1 use"));
         }
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
+        let expires_in = spec
+            .expires_in
+            .map(|d| crate::clock::lifetime("expires", d))
+            .transpose()?;
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             let (code, invite) =
                 super::insert_with_token(tx, INVITE_PREFIX, |hash, prefix| Invite {
                     hash,
                     prefix,
                     created_by: spec.created_by,
                     created_at: now,
-                    expires_at: spec.expires_in.map(|d| now.plus(d)),
+                    expires_at: expires_in.map(|d| now.plus(d)),
                     max_uses: spec.max_uses,
                     uses: 0,
                     used_by: Vec::new(),
                     revoked_at: None,
                     stored_status: InviteStatus::Active,
                 })?;
-            self.rk.audit(
+            audit::record(
                 tx,
-                super::audit::Event {
+                now,
+                Event {
                     actor: spec.created_by,
                     action: "invite_created",
                     subject: format!("invite {}", invite.prefix),
-                    outcome: "ok",
-                    ..Default::default()
+                    ..Event::default()
                 },
             )?;
             Ok(CreatedInvite { invite, code })
         })
     }
 
-    /// Invites, newest first.
-    pub fn list(&self, filter: InviteFilter) -> Result<Vec<Invite>> {
-        let now = self.rk.now();
-        let mut out = self.rk.store().read(|tx| {
+    /// Up to `limit` invites, newest first.
+    ///
+    /// # Errors
+    /// `Corrupt` when an invite cannot be read.
+    pub fn list(&self, filter: InviteFilter, limit: usize) -> Result<Vec<Invite>> {
+        let now = self.acc.now();
+        let mut out = Vec::new();
+        self.acc.store.read(|tx| {
             let t = tx.table::<Invite>();
+            let mut keep = |i: Invite| {
+                if filter == InviteFilter::All || i.status(now) == InviteStatus::Active {
+                    out.push(i);
+                }
+                Ok(true)
+            };
             match filter {
-                InviteFilter::All => t.all(),
-                InviteFilter::Usable => t.scan_by(
-                    "status",
+                InviteFilter::All => t.for_each(KeyRange::all(), Order::Asc, &mut keep),
+                InviteFilter::Usable => t.for_each_by(
+                    &Invite::STATUS,
                     KeyRange::prefix(vec![InviteStatus::Active.byte()]),
                     Order::Asc,
-                    None,
+                    &mut keep,
                 ),
             }
         })?;
-        if filter == InviteFilter::Usable {
-            out.retain(|i| i.status(now) == InviteStatus::Active);
-        }
         out.sort_by(|a, b| {
             b.created_at
                 .cmp(&a.created_at)
                 .then(a.prefix.cmp(&b.prefix))
         });
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -270,12 +298,12 @@ impl Invites<'_> {
     pub fn find(&self, code_or_prefix: &str) -> Result<Invite> {
         let text = code_or_prefix.trim();
         let found = if token::looks_like_prefix(INVITE_PREFIX, text) {
-            self.rk
-                .store()
-                .read(|tx| tx.table::<Invite>().get_by("prefix", &key!(text)))?
+            self.acc
+                .store
+                .read(|tx| tx.table::<Invite>().get_by(&Invite::PREFIX, &key!(text)))?
         } else if token::looks_like(INVITE_PREFIX, text) {
             let hash = token::hash_token(text);
-            self.rk.store().read(|tx| tx.table::<Invite>().get(&hash))?
+            self.acc.store.read(|tx| tx.table::<Invite>().get(&hash))?
         } else {
             return Err(Error::invalid(
                 "invite",
@@ -287,6 +315,9 @@ impl Invites<'_> {
     }
 
     /// Checks that a code could register a user now, without using it.
+    ///
+    /// # Errors
+    /// `InvalidCredential`, `Expired` or `Revoked`.
     pub fn validate(&self, code: &str) -> Result<Invite> {
         let invalid = Error::InvalidCredential {
             what: "invite code",
@@ -296,41 +327,32 @@ impl Invites<'_> {
         }
         let hash = token::hash_token(code.trim());
         let invite = self
-            .rk
-            .store()
+            .acc
+            .store
             .read(|tx| tx.table::<Invite>().get(&hash))?
             .ok_or(invalid)?;
-        ensure_usable(&invite, self.rk.now())?;
+        ensure_usable(&invite, self.acc.now())?;
         Ok(invite)
     }
 
     /// Revokes an invite named by code or prefix.
     ///
     /// # Errors
-    /// `Refused` when it is already revoked or used up.
+    /// `Denied` when it is already revoked or used up; `NotFound`.
     pub fn revoke(&self, code_or_prefix: &str) -> Result<Invite> {
         let found = self.find(code_or_prefix)?;
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
-            self.rk.audit(
-                tx,
-                super::audit::Event {
-                    action: "invite_revoked",
-                    subject: format!("invite {}", found.prefix),
-                    outcome: "ok",
-                    ..Default::default()
-                },
-            )?;
-            tx.table::<Invite>().modify(&found.hash, |inv| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let inv = tx.table::<Invite>().modify(&found.hash, |inv| {
                 match inv.stored_status {
                     InviteStatus::Revoked => {
-                        return Err(Error::Refused(format!(
+                        return Err(Error::denied(format!(
                             "invite {} is already revoked",
                             inv.prefix
                         )));
                     }
                     InviteStatus::UsedUp => {
-                        return Err(Error::Refused(format!(
+                        return Err(Error::denied(format!(
                             "invite {} is used up; there is nothing to revoke",
                             inv.prefix
                         )));
@@ -340,7 +362,17 @@ impl Invites<'_> {
                 inv.stored_status = InviteStatus::Revoked;
                 inv.revoked_at = Some(now);
                 Ok(inv.clone())
-            })
+            })?;
+            audit::record(
+                tx,
+                now,
+                Event {
+                    action: "invite_revoked",
+                    subject: format!("invite {}", inv.prefix),
+                    ..Event::default()
+                },
+            )?;
+            Ok(inv)
         })
     }
 }

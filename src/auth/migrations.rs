@@ -1,87 +1,104 @@
-//! The schema history of redkeep's own tables.
+//! The schema history of redkeep's own tables. Each step reads old data through the frozen
+//! shapes of `legacy.rs`, and each can be reversed.
 //!
 //! - v1: users, avatars, invites (and, created on demand, roles, sessions, agent sessions,
-//!   API keys, audit).
+//!   API keys, audit), in format 1.
 //! - v2: tenancy and default roles. Stores written before organizations get a "Default
 //!   Workspace" (slug `default`) holding every user without an org, as admins, with it as
-//!   their current org. So that it keeps an owner, the first administrator (or else the first
-//!   user) owns it. Users without any role get `user` (and `admin` when `is_admin`).
+//!   their current org; the first administrator (or else the first user) owns it. Users
+//!   without any role get `user` (and `admin` when `is_admin`). The step keeps a journal of
+//!   what it created, which its reverse removes.
+//! - v3: identities and evolvable records. Every user gets a random `uid` that binds their
+//!   workspace folder (the folders are marked after the commit), the password hash and
+//!   lockout counters move to the `credentials` table, string primary keys take the escaped
+//!   key encoding, and every index is rebuilt in today's layout. Other records keep their
+//!   bytes and are read through their types' upgrades. The reverse writes every record of
+//!   redkeep's tables back in format 1 and remembers the uids, so a later upgrade gives each
+//!   user their folder back.
 
-use super::orgs::{Org, OrgMember, OrgRole};
-use super::roles::{Role, UserRole};
-use super::users::User;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::agents::AgentSession;
+use super::api_keys::ApiKey;
+use super::audit::AuditEvent;
+use super::invites::Invite;
+use super::legacy::{
+    self, AgentSessionV1, ApiKeyV1, AuditEventV1, AvatarV1, InviteV1, OrgMemberV1, OrgRoleV1,
+    OrgV1, RoleV1, SessionV1, UserRoleV1, UserV1,
+};
+use super::orgs::{Org, OrgMember};
+use super::roles::{Role, SYSTEM_ROLES, UserRole};
+use super::sessions::Session;
+use super::users::{Avatar, Credential, Uid, User, new_stamp};
 use crate::clock::Timestamp;
-use crate::error::Result;
-use crate::store::{KeyRange, Migration, WriteTx};
+use crate::error::{Error, Result};
+use crate::store::{Key, KeyRange, Meta, Migration, Order, Record, WriteTx, record_table};
+
+/// Set by v3 until the workspace folders of existing users carry their marker.
+pub(crate) const FOLDERS_UNMARKED: &str = "folders_unmarked";
+const TENANCY_JOURNAL: &str = "v2_journal";
+const SAVED_UIDS: &str = "v3_uids";
 
 /// Every migration step, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 2,
-    name: "tenancy: default workspace for users without an org; default roles",
-    run: introduce_tenancy,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 2,
+        name: "tenancy: default workspace for users without an org; default roles",
+        up: tenancy_up,
+        down: Some(tenancy_down),
+    },
+    Migration {
+        version: 3,
+        name: "identities: user uids binding workspace folders; credentials apart from users; evolvable records",
+        up: identities_up,
+        down: Some(identities_down),
+    },
+];
 
-fn introduce_tenancy(tx: &WriteTx, now: Timestamp) -> Result<()> {
-    grant_default_roles(tx, now)?;
-    let members = tx.table::<OrgMember>();
-    let mut orphans = Vec::new();
-    for u in tx.table::<User>().all()? {
-        let has_org = !super::orgs::memberships_of(tx, u.id)?.is_empty();
-        if !has_org {
-            orphans.push(u);
-        }
-    }
-    if orphans.is_empty() {
-        return Ok(());
-    }
-    let owner = orphans
-        .iter()
-        .find(|u| u.is_admin)
-        .unwrap_or(&orphans[0])
-        .id;
-    let orgs = tx.table::<Org>();
-    let mut slug = "default".to_string();
-    let mut n = 2;
-    while orgs.get_by("slug", &crate::key!(slug))?.is_some() {
-        slug = format!("default-{n}");
-        n += 1;
-    }
-    let org = Org {
-        id: orgs.next_id()?,
-        name: "Default Workspace".into(),
-        slug,
-        description: "Created when organizations were introduced".into(),
-        is_personal: false,
-        is_default: true,
-        created_at: now,
-        updated_at: now,
-    };
-    orgs.insert(&org)?;
-    for u in orphans {
-        members.insert(&OrgMember {
-            org_id: org.id,
-            user_id: u.id,
-            role: if u.id == owner {
-                OrgRole::Owner
-            } else {
-                OrgRole::Admin
-            },
-            joined_at: now,
-        })?;
-        tx.table::<User>().modify(&u.id, |u| {
-            u.current_org_id = Some(org.id);
-            Ok(())
-        })?;
-    }
-    Ok(())
+/// What the v2 step created, so its reverse removes exactly that.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TenancyJournal {
+    roles: Vec<u64>,
+    grants: Vec<(u64, u64)>,
+    org: Option<u64>,
+    members: Vec<(u64, u64)>,
+    /// Users whose current org was set, with the value before.
+    current_org: Vec<(u64, Option<u64>)>,
 }
 
-fn grant_default_roles(tx: &WriteTx, now: Timestamp) -> Result<()> {
-    let roles = tx.table::<Role>();
-    let assignments = tx.table::<UserRole>();
-    for u in tx.table::<User>().all()? {
-        let held = assignments.count_by("by_user", KeyRange::prefix(crate::key!(u.id)))?;
-        if held > 0 {
+fn json_err(what: &str, e: serde_json::Error) -> Error {
+    Error::Invariant {
+        what: format!("{what}: {e}"),
+    }
+}
+
+fn tenancy_up(tx: &WriteTx<'_>, now: Timestamp) -> Result<()> {
+    let raw = tx.raw_write();
+    let mut journal = TenancyJournal::default();
+    let mut users: Vec<UserV1> = legacy::all(raw)?;
+    let mut roles: Vec<RoleV1> = legacy::all(raw)?;
+    for (name, description, perms, priority) in SYSTEM_ROLES {
+        if roles.iter().any(|r| r.name == name) {
+            continue;
+        }
+        let role = RoleV1 {
+            id: tx.next_sequence("roles")?,
+            name: name.into(),
+            description: description.into(),
+            permissions: perms.iter().map(|p| p.to_string()).collect(),
+            priority,
+            is_system: true,
+            created_at: now.0,
+        };
+        legacy::put(tx, &role)?;
+        journal.roles.push(role.id);
+        roles.push(role);
+    }
+    let assignments: Vec<UserRoleV1> = legacy::all(raw)?;
+    for u in &users {
+        if assignments.iter().any(|a| a.user_id == u.id) {
             continue;
         }
         let names: &[&str] = if u.is_admin {
@@ -90,16 +107,243 @@ fn grant_default_roles(tx: &WriteTx, now: Timestamp) -> Result<()> {
             &["user"]
         };
         for name in names {
-            if let Some(role) = roles.get_by("name", &crate::key!(*name))? {
-                assignments.insert(&UserRole {
-                    user_id: u.id,
-                    role_id: role.id,
-                    assigned_by: None,
-                    active: true,
-                    assigned_at: now,
-                })?;
+            if let Some(role) = roles.iter().find(|r| r.name == *name) {
+                legacy::put(
+                    tx,
+                    &UserRoleV1 {
+                        user_id: u.id,
+                        role_id: role.id,
+                        assigned_by: None,
+                        active: true,
+                        assigned_at: now.0,
+                    },
+                )?;
+                journal.grants.push((u.id, role.id));
             }
         }
     }
+    let members: Vec<OrgMemberV1> = legacy::all(raw)?;
+    let orphans: Vec<usize> = (0..users.len())
+        .filter(|&i| !members.iter().any(|m| m.user_id == users[i].id))
+        .collect();
+    if let Some(&first) = orphans.first() {
+        let owner = orphans
+            .iter()
+            .map(|&i| &users[i])
+            .find(|u| u.is_admin)
+            .unwrap_or(&users[first])
+            .id;
+        let orgs: Vec<OrgV1> = legacy::all(raw)?;
+        let mut slug = "default".to_string();
+        let mut n = 2;
+        while orgs.iter().any(|o| o.slug == slug) {
+            slug = format!("default-{n}");
+            n += 1;
+        }
+        let org = OrgV1 {
+            id: tx.next_sequence("orgs")?,
+            name: "Default Workspace".into(),
+            slug,
+            description: "Created when organizations were introduced".into(),
+            is_personal: false,
+            is_default: true,
+            created_at: now.0,
+            updated_at: now.0,
+        };
+        legacy::put(tx, &org)?;
+        journal.org = Some(org.id);
+        for i in orphans {
+            let u = &mut users[i];
+            legacy::put(
+                tx,
+                &OrgMemberV1 {
+                    org_id: org.id,
+                    user_id: u.id,
+                    role: if u.id == owner {
+                        OrgRoleV1::Owner
+                    } else {
+                        OrgRoleV1::Admin
+                    },
+                    joined_at: now.0,
+                },
+            )?;
+            journal.members.push((org.id, u.id));
+            journal.current_org.push((u.id, u.current_org_id));
+            u.current_org_id = Some(org.id);
+            legacy::put(tx, &*u)?;
+        }
+    }
+    let text = serde_json::to_vec(&journal).map_err(|e| json_err("writing the v2 journal", e))?;
+    tx.set_meta(TENANCY_JOURNAL, &text)?;
+    legacy::rebuild_v2_indexes(tx)
+}
+
+fn tenancy_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
+    let Some(text) = tx.meta(TENANCY_JOURNAL)? else {
+        return Err(Error::denied(
+            "this store was migrated to schema version 2 by an earlier redkeep, which kept no record of what the step created; restore the copy taken before it (<store>.pre-v1.bak) instead",
+        ));
+    };
+    let journal: TenancyJournal =
+        serde_json::from_slice(&text).map_err(|e| json_err("reading the v2 journal", e))?;
+    let raw = tx.raw_write();
+    for (user, before) in &journal.current_org {
+        if let Some(mut u) = legacy::get::<UserV1>(raw, &user.to_be_bytes())?
+            && u.current_org_id == journal.org
+        {
+            u.current_org_id = *before;
+            legacy::put(tx, &u)?;
+        }
+    }
+    for (org, user) in &journal.members {
+        legacy::remove::<OrgMemberV1>(tx, &(*org, *user).to_bytes())?;
+    }
+    if let Some(org) = journal.org {
+        legacy::remove::<OrgV1>(tx, &org.to_be_bytes())?;
+    }
+    for (user, role) in &journal.grants {
+        legacy::remove::<UserRoleV1>(tx, &(*user, *role).to_bytes())?;
+    }
+    let still_held: Vec<UserRoleV1> = legacy::all(raw)?;
+    for role in &journal.roles {
+        if !still_held.iter().any(|a| a.role_id == *role) {
+            legacy::remove::<RoleV1>(tx, &role.to_be_bytes())?;
+        }
+    }
+    tx.remove_meta(TENANCY_JOURNAL)?;
+    legacy::rebuild_v2_indexes(tx)
+}
+
+/// The uid a user had before `migrate down` from v3, kept for the next upgrade.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedUid {
+    uid: String,
+    email: String,
+    created_at: i64,
+}
+
+fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
+    let raw = tx.raw_write();
+    legacy::delete_index_tables(tx)?;
+    let saved: BTreeMap<u64, SavedUid> = match tx.meta(SAVED_UIDS)? {
+        Some(text) => {
+            serde_json::from_slice(&text).map_err(|e| json_err("reading saved uids", e))?
+        }
+        None => BTreeMap::new(),
+    };
+    let users_table = record_table(User::TABLE);
+    let creds_table = record_table(Credential::TABLE);
+    for old in legacy::all::<UserV1>(raw)? {
+        // The uid from before a `migrate down`, if this is still the same account.
+        let uid = saved
+            .get(&old.id)
+            .filter(|s| s.email == old.email && s.created_at == old.created_at)
+            .and_then(|s| Uid::parse(&s.uid));
+        let credential = old.credential(new_stamp()?);
+        let mut user = old.into_user();
+        user.uid = match uid {
+            Some(u) => u,
+            None => Uid::generate()?,
+        };
+        let key = user.id.to_bytes();
+        raw.put(&users_table, &key, &tx.encode(&user)?)?;
+        raw.put(&creds_table, &key, &tx.encode(&credential)?)?;
+    }
+    rekey_agent_sessions(tx, |raw_key| {
+        std::str::from_utf8(raw_key)
+            .ok()
+            .map(|s| s.to_string().to_bytes())
+    })?;
+    for t in super::own_tables() {
+        t.rebuild_indexes(tx)?;
+    }
+    tx.remove_meta(SAVED_UIDS)?;
+    tx.set_meta(FOLDERS_UNMARKED, b"1")
+}
+
+// Moves every agent session to the key `rekey` gives its old key; the values stay as they are.
+fn rekey_agent_sessions(tx: &WriteTx<'_>, rekey: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Result<()> {
+    let raw = tx.raw_write();
+    let table = record_table(AgentSession::TABLE);
+    let mut rows = Vec::new();
+    raw.range(&table, &KeyRange::all(), Order::Asc, &mut |k, v| {
+        rows.push((k.to_vec(), v.to_vec()));
+        Ok(true)
+    })?;
+    for (k, _) in &rows {
+        raw.remove(&table, k)?;
+    }
+    for (k, v) in rows {
+        let new = rekey(&k).ok_or_else(|| Error::Corrupt {
+            table: AgentSession::TABLE.into(),
+            key: crate::store::hex(&k),
+            reason: "malformed agent session id".into(),
+        })?;
+        raw.put(&table, &new, &v)?;
+    }
     Ok(())
+}
+
+fn all<R: Record>(tx: &WriteTx<'_>) -> Result<Vec<R>> {
+    tx.table::<R>()
+        .range(KeyRange::all(), Order::Asc, usize::MAX)
+}
+
+fn identities_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
+    legacy::delete_index_tables(tx)?;
+    let credentials: BTreeMap<u64, Credential> = all::<Credential>(tx)?
+        .into_iter()
+        .map(|c| (c.user_id, c))
+        .collect();
+    let mut saved = BTreeMap::new();
+    for u in all::<User>(tx)? {
+        saved.insert(
+            u.id,
+            SavedUid {
+                uid: u.uid.to_string(),
+                email: u.email.clone(),
+                created_at: u.created_at.0,
+            },
+        );
+        legacy::put(tx, &UserV1::from_parts(&u, credentials.get(&u.id)))?;
+    }
+    let text = serde_json::to_vec(&saved).map_err(|e| json_err("saving uids", e))?;
+    tx.set_meta(SAVED_UIDS, &text)?;
+    tx.raw_write()
+        .delete_table(&record_table(Credential::TABLE))?;
+    for i in all::<Invite>(tx)? {
+        legacy::put(tx, &InviteV1::from(&i))?;
+    }
+    for r in all::<Role>(tx)? {
+        legacy::put(tx, &RoleV1::from(&r))?;
+    }
+    for r in all::<UserRole>(tx)? {
+        legacy::put(tx, &UserRoleV1::from(&r))?;
+    }
+    for s in all::<Session>(tx)? {
+        legacy::put(tx, &SessionV1::from(&s))?;
+    }
+    let agents = all::<AgentSession>(tx)?;
+    tx.raw_write()
+        .delete_table(&record_table(AgentSession::TABLE))?;
+    for a in &agents {
+        legacy::put(tx, &AgentSessionV1::from(a))?;
+    }
+    for o in all::<Org>(tx)? {
+        legacy::put(tx, &OrgV1::from(&o))?;
+    }
+    for m in all::<OrgMember>(tx)? {
+        legacy::put(tx, &OrgMemberV1::from(&m))?;
+    }
+    for k in all::<ApiKey>(tx)? {
+        legacy::put(tx, &ApiKeyV1::from(&k))?;
+    }
+    for e in all::<AuditEvent>(tx)? {
+        legacy::put(tx, &AuditEventV1::from(&e))?;
+    }
+    for a in all::<Avatar>(tx)? {
+        legacy::put(tx, &AvatarV1::from(&a))?;
+    }
+    tx.remove_meta(FOLDERS_UNMARKED)?;
+    legacy::rebuild_v2_indexes(tx)
 }

@@ -4,13 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::api_keys::KeyOwner;
-use super::audit::Event;
+use super::Accounts;
+use super::audit::{self, Event};
+use super::flows;
 use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::key;
 use crate::store::{Index, KeyRange, Order, Record, Source, Table, WriteTx};
-use crate::{Redkeep, key};
 
 /// An organization (a tenant, a workspace of people).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,10 +34,16 @@ pub struct Org {
     pub updated_at: Timestamp,
 }
 
+impl Org {
+    /// Unique: the slug.
+    pub const SLUG: Index<Org> = Index::unique("slug", |o| Some(key!(o.slug)));
+}
+
 impl Record for Org {
     const TABLE: &'static str = "orgs";
     type Key = u64;
-    const INDEXES: &'static [Index<Self>] = &[Index::unique("slug", |o| Some(key!(o.slug)))];
+    const ID_SEQUENCE: bool = true;
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::SLUG];
     fn key(&self) -> u64 {
         self.id
     }
@@ -93,13 +100,15 @@ pub struct OrgMember {
     pub joined_at: Timestamp,
 }
 
+impl OrgMember {
+    /// Memberships of a user. (The members of an org are a prefix of the primary key.)
+    pub const BY_USER: Index<OrgMember> = Index::many("by_user", |m| Some(key!(m.user_id)));
+}
+
 impl Record for OrgMember {
     const TABLE: &'static str = "org_members";
     type Key = (u64, u64);
-    const INDEXES: &'static [Index<Self>] = &[
-        Index::many("by_org", |m| Some(key!(m.org_id))),
-        Index::many("by_user", |m| Some(key!(m.user_id))),
-    ];
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_USER];
     fn key(&self) -> (u64, u64) {
         (self.org_id, self.user_id)
     }
@@ -164,23 +173,25 @@ fn validate_org_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The members of `org`, read through the primary key's org prefix.
 pub(crate) fn members_of<S: Source>(tx: &S, org: u64) -> Result<Vec<OrgMember>> {
-    Table::<OrgMember, S>::new(tx).scan_by("by_org", KeyRange::prefix(key!(org)), Order::Asc, None)
+    Table::<OrgMember, S>::new(tx).range(KeyRange::prefix(key!(org)), Order::Asc, usize::MAX)
 }
 
+/// The memberships of `user`.
 pub(crate) fn memberships_of<S: Source>(tx: &S, user: u64) -> Result<Vec<OrgMember>> {
-    Table::<OrgMember, S>::new(tx).scan_by(
-        "by_user",
+    Table::<OrgMember, S>::new(tx).range_by(
+        &OrgMember::BY_USER,
         KeyRange::prefix(key!(user)),
         Order::Asc,
-        None,
+        usize::MAX,
     )
 }
 
 /// Refuses when `user` is not a member of `org`, or is its last owner and would stop being
 /// an owner (removed: `new_role` is `None`; or given another role).
 fn ensure_owner_remains(
-    tx: &WriteTx,
+    tx: &WriteTx<'_>,
     org: u64,
     user: u64,
     new_role: Option<OrgRole>,
@@ -192,7 +203,7 @@ fn ensure_owner_remains(
         .ok_or_else(|| Error::not_found(format!("member user {user} of org {org}")))?;
     let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
     if m.role == OrgRole::Owner && new_role != Some(OrgRole::Owner) && owners == 1 {
-        return Err(Error::Refused(format!(
+        return Err(Error::denied(format!(
             "user {user} is the last owner of org {org}; make another member owner first"
         )));
     }
@@ -212,185 +223,131 @@ pub struct OrgSpec {
     pub owner: u64,
 }
 
-impl Redkeep {
-    /// The organizations repository.
-    pub fn orgs(&self) -> Orgs<'_> {
-        Orgs { rk: self }
-    }
-
-    /// A slug not yet taken: `base`, then `base-2`, `base-3`, ….
-    fn free_slug(&self, tx: &WriteTx, base: &str) -> Result<String> {
-        let t = tx.table::<Org>();
-        for n in 1u64..=100_000 {
-            let candidate = if n == 1 {
-                base.to_string()
-            } else {
-                format!("{base}-{n}")
-            };
-            if t.get_by("slug", &key!(candidate))?.is_none() {
-                return Ok(candidate);
-            }
-        }
-        Err(Error::Refused(format!(
-            "every slug from {base} to {base}-100000 is taken; give one"
-        )))
-    }
-
-    /// Creates an org with `spec.owner` as owner inside `tx`.
-    pub(crate) fn create_org_in(
-        &self,
-        tx: &WriteTx,
-        spec: &OrgSpec,
-        personal: bool,
-        default: bool,
-    ) -> Result<Org> {
-        validate_org_name(&spec.name)?;
-        if tx.table::<User>().get(&spec.owner)?.is_none() {
-            return Err(Error::not_found(format!("user {}", spec.owner)));
-        }
-        let slug = match &spec.slug {
-            Some(s) => {
-                validate_slug(s)?;
-                s.clone()
-            }
-            None => self.free_slug(tx, &slugify(&spec.name))?,
+/// A slug not yet taken: `base`, then `base-2`, `base-3`, ….
+fn free_slug(tx: &WriteTx<'_>, base: &str) -> Result<String> {
+    let t = tx.table::<Org>();
+    for n in 1u64..=100_000 {
+        let candidate = if n == 1 {
+            base.to_string()
+        } else {
+            format!("{base}-{n}")
         };
-        let now = self.now();
-        let t = tx.table::<Org>();
-        let org = Org {
-            id: t.next_id()?,
-            name: spec.name.trim().to_string(),
-            slug,
-            description: spec.description.clone(),
-            is_personal: personal,
-            is_default: default,
-            created_at: now,
-            updated_at: now,
-        };
-        t.insert(&org)?;
-        tx.table::<OrgMember>().insert(&OrgMember {
-            org_id: org.id,
-            user_id: spec.owner,
-            role: OrgRole::Owner,
-            joined_at: now,
-        })?;
-        self.audit(
-            tx,
-            Event {
-                action: "org_created",
-                subject_user: Some(spec.owner),
-                subject: format!("org {}", org.slug),
-                outcome: "ok",
-                detail: format!("owner user {}", spec.owner),
-                ..Event::default()
-            },
-        )?;
-        Ok(org)
-    }
-
-    /// Creates the personal org of a new user and makes it their current org.
-    pub(crate) fn create_personal_org(&self, tx: &WriteTx, user: &User) -> Result<Org> {
-        let org = self.create_org_in(
-            tx,
-            &OrgSpec {
-                name: format!("{}'s Workspace", user.name),
-                slug: None,
-                description: String::new(),
-                owner: user.id,
-            },
-            true,
-            false,
-        )?;
-        tx.table::<User>().modify(&user.id, |u| {
-            u.current_org_id = Some(org.id);
-            Ok(())
-        })?;
-        Ok(org)
-    }
-
-    /// Points `user`'s current org at another membership (the personal org first) when it
-    /// points at `leaving`.
-    fn move_current_org(&self, tx: &WriteTx, user: u64, leaving: u64) -> Result<()> {
-        let users = tx.table::<User>();
-        let Some(u) = users.get(&user)? else {
-            return Ok(());
-        };
-        if u.current_org_id != Some(leaving) {
-            return Ok(());
+        if t.get_by(&Org::SLUG, &key!(candidate))?.is_none() {
+            return Ok(candidate);
         }
-        let orgs = tx.table::<Org>();
-        let mut next = None;
-        for m in memberships_of(tx, user)? {
-            if m.org_id == leaving {
-                continue;
-            }
-            let personal = orgs.get(&m.org_id)?.is_some_and(|o| o.is_personal);
-            if next.is_none() || personal {
-                next = Some(m.org_id);
-            }
-            if personal {
-                break;
-            }
-        }
-        users.modify(&user, |u| {
-            u.current_org_id = next;
-            Ok(())
-        })
     }
+    Err(Error::denied(format!(
+        "every slug from {base} to {base}-100000 is taken; give one"
+    )))
+}
 
-    /// Removes every membership of a user being deleted, deleting the personal orgs they
-    /// alone own. Refuses when they are the last owner of an org with other members.
-    pub(crate) fn remove_user_from_orgs(&self, tx: &WriteTx, user: u64) -> Result<()> {
-        for m in memberships_of(tx, user)? {
-            let members = members_of(tx, m.org_id)?;
-            let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
-            if members.len() == 1 {
-                self.delete_org_in(tx, m.org_id)?;
-                continue;
-            }
-            if m.role == OrgRole::Owner && owners == 1 {
-                let slug = tx
-                    .table::<Org>()
-                    .get(&m.org_id)?
-                    .map(|o| o.slug)
-                    .unwrap_or_default();
-                return Err(Error::Refused(format!(
-                    "user {user} is the last owner of org {slug}, which has other members; make another member owner first"
-                )));
-            }
-            tx.table::<OrgMember>().delete(&(m.org_id, user))?;
+/// Creates an org with `spec.owner` as owner inside `tx`.
+pub(crate) fn create_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    spec: &OrgSpec,
+    personal: bool,
+    default: bool,
+) -> Result<Org> {
+    validate_org_name(&spec.name)?;
+    if !tx.table::<User>().contains(&spec.owner)? {
+        return Err(Error::not_found(format!("user {}", spec.owner)));
+    }
+    let slug = match &spec.slug {
+        Some(s) => {
+            validate_slug(s)?;
+            s.clone()
         }
+        None => free_slug(tx, &slugify(&spec.name))?,
+    };
+    let t = tx.table::<Org>();
+    let org = Org {
+        id: t.next_id()?,
+        name: spec.name.trim().to_string(),
+        slug,
+        description: spec.description.clone(),
+        is_personal: personal,
+        is_default: default,
+        created_at: now,
+        updated_at: now,
+    };
+    t.insert(&org)?;
+    tx.table::<OrgMember>().insert(&OrgMember {
+        org_id: org.id,
+        user_id: spec.owner,
+        role: OrgRole::Owner,
+        joined_at: now,
+    })?;
+    audit::record(
+        tx,
+        now,
+        Event {
+            action: "org_created",
+            subject_user: Some(spec.owner),
+            subject: format!("org {}", org.slug),
+            outcome: "ok",
+            detail: format!("owner user {}", spec.owner),
+            ..Event::default()
+        },
+    )?;
+    Ok(org)
+}
+
+/// Creates the personal org of a new user and makes it their current org.
+pub(crate) fn create_personal(tx: &WriteTx<'_>, now: Timestamp, user: &User) -> Result<Org> {
+    let org = create_in(
+        tx,
+        now,
+        &OrgSpec {
+            name: format!("{}'s Workspace", user.name),
+            slug: None,
+            description: String::new(),
+            owner: user.id,
+        },
+        true,
+        false,
+    )?;
+    tx.table::<User>().modify(&user.id, |u| {
+        u.current_org_id = Some(org.id);
         Ok(())
-    }
+    })?;
+    Ok(org)
+}
 
-    fn delete_org_in(&self, tx: &WriteTx, org: u64) -> Result<Org> {
-        let o = tx
-            .table::<Org>()
-            .get(&org)?
-            .ok_or_else(|| Error::not_found(format!("org {org}")))?;
-        for m in members_of(tx, org)? {
-            tx.table::<OrgMember>().delete(&(org, m.user_id))?;
-            self.move_current_org(tx, m.user_id, org)?;
-        }
-        self.delete_keys_of(tx, KeyOwner::Org(org))?;
-        tx.table::<Org>().delete(&org)?;
-        self.audit(
-            tx,
-            Event {
-                action: "org_deleted",
-                subject: format!("org {}", o.slug),
-                outcome: "ok",
-                ..Event::default()
-            },
-        )?;
-        Ok(o)
+/// Points `user`'s current org at another membership (the personal org first) when it points
+/// at `leaving`.
+pub(crate) fn move_current_org(tx: &WriteTx<'_>, user: u64, leaving: u64) -> Result<()> {
+    let users = tx.table::<User>();
+    let Some(u) = users.get(&user)? else {
+        return Ok(());
+    };
+    if u.current_org_id != Some(leaving) {
+        return Ok(());
     }
+    let orgs = tx.table::<Org>();
+    let mut next = None;
+    for m in memberships_of(tx, user)? {
+        if m.org_id == leaving {
+            continue;
+        }
+        let personal = orgs.get(&m.org_id)?.is_some_and(|o| o.is_personal);
+        if next.is_none() || personal {
+            next = Some(m.org_id);
+        }
+        if personal {
+            break;
+        }
+    }
+    users.modify(&user, |u| {
+        u.current_org_id = next;
+        Ok(())
+    })
 }
 
 /// Operations on organizations.
 #[derive(Debug, Clone, Copy)]
 pub struct Orgs<'a> {
-    rk: &'a Redkeep,
+    pub(crate) acc: &'a Accounts,
 }
 
 impl Orgs<'_> {
@@ -400,30 +357,49 @@ impl Orgs<'_> {
     /// `InvalidInput` for a bad name or slug; `Conflict` when an explicit slug is taken;
     /// `NotFound` for an unknown owner.
     pub fn create(&self, spec: OrgSpec) -> Result<Org> {
-        self.rk
-            .store()
-            .write(|tx| self.rk.create_org_in(tx, &spec, false, false))
+        let now = self.acc.now();
+        self.acc
+            .store
+            .write(|tx| create_in(tx, now, &spec, false, false))
     }
 
-    /// Every org, by id.
-    pub fn list(&self) -> Result<Vec<Org>> {
-        self.rk.store().read(|tx| tx.table::<Org>().all())
+    /// Up to `limit` orgs with ids above `after`, by id.
+    ///
+    /// # Errors
+    /// `Corrupt` when an org cannot be read.
+    pub fn list(&self, after: Option<u64>, limit: usize) -> Result<Vec<Org>> {
+        let range = match after {
+            Some(id) => KeyRange::all().after(&key!(id)),
+            None => KeyRange::all(),
+        };
+        self.acc
+            .store
+            .read(|tx| tx.table::<Org>().range(range, Order::Asc, limit))
     }
 
     /// The org with this id.
+    ///
+    /// # Errors
+    /// `Corrupt` when it cannot be read.
     pub fn get(&self, id: u64) -> Result<Option<Org>> {
-        self.rk.store().read(|tx| tx.table::<Org>().get(&id))
+        self.acc.store.read(|tx| tx.table::<Org>().get(&id))
     }
 
     /// The org with this slug.
+    ///
+    /// # Errors
+    /// `Corrupt` when it cannot be read.
     pub fn by_slug(&self, slug: &str) -> Result<Option<Org>> {
-        self.rk.store().read(|tx| {
-            tx.table::<Org>()
-                .get_by("slug", &key!(slug.trim().to_lowercase()))
-        })
+        let k = key!(slug.trim().to_lowercase());
+        self.acc
+            .store
+            .read(|tx| tx.table::<Org>().get_by(&Org::SLUG, &k))
     }
 
     /// Resolves what an operator typed: a numeric id or a slug.
+    ///
+    /// # Errors
+    /// `NotFound`.
     pub fn find(&self, org: &str) -> Result<Org> {
         let org = org.trim();
         let found = match org.parse::<u64>() {
@@ -434,13 +410,19 @@ impl Orgs<'_> {
     }
 
     /// Members of an org, by user id.
+    ///
+    /// # Errors
+    /// `Corrupt` when a membership cannot be read.
     pub fn members(&self, org: u64) -> Result<Vec<OrgMember>> {
-        self.rk.store().read(|tx| members_of(tx, org))
+        self.acc.store.read(|tx| members_of(tx, org))
     }
 
     /// The orgs a user belongs to, with their role.
+    ///
+    /// # Errors
+    /// `Corrupt` when a record cannot be read.
     pub fn of_user(&self, user: u64) -> Result<Vec<(Org, OrgRole)>> {
-        self.rk.store().read(|tx| {
+        self.acc.store.read(|tx| {
             let orgs = tx.table::<Org>();
             let mut out = Vec::new();
             for m in memberships_of(tx, user)? {
@@ -453,65 +435,55 @@ impl Orgs<'_> {
     }
 
     /// The user's role in the org, if a member.
+    ///
+    /// # Errors
+    /// `Corrupt` when the membership cannot be read.
     pub fn role_in(&self, user: u64, org: u64) -> Result<Option<OrgRole>> {
         Ok(self
-            .rk
-            .store()
+            .acc
+            .store
             .read(|tx| tx.table::<OrgMember>().get(&(org, user)))?
             .map(|m| m.role))
     }
 
     /// Whether the user belongs to the org.
+    ///
+    /// # Errors
+    /// `Corrupt` when the membership cannot be read.
     pub fn is_member(&self, user: u64, org: u64) -> Result<bool> {
         Ok(self.role_in(user, org)?.is_some())
     }
 
-    /// Adds a member (or fails with `Conflict` if already one).
+    /// Adds a member.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown org or user; `Denied` when already a member.
     pub fn add_member(&self, org: u64, user: u64, role: OrgRole) -> Result<OrgMember> {
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
-            if tx.table::<Org>().get(&org)?.is_none() {
-                return Err(Error::not_found(format!("org {org}")));
-            }
-            if tx.table::<User>().get(&user)?.is_none() {
-                return Err(Error::not_found(format!("user {user}")));
-            }
-            let m = OrgMember {
-                org_id: org,
-                user_id: user,
-                role,
-                joined_at: now,
-            };
-            tx.table::<OrgMember>().insert(&m).map_err(|e| match e {
-                Error::Conflict { .. } => {
-                    Error::Refused(format!("user {user} is already a member of org {org}"))
-                }
-                e => e,
-            })?;
-            let users = tx.table::<User>();
-            users.modify(&user, |u| {
-                if u.current_org_id.is_none() {
-                    u.current_org_id = Some(org);
-                }
-                Ok(())
-            })?;
-            Ok(m)
-        })
+        let now = self.acc.now();
+        self.acc
+            .store
+            .write(|tx| add_member_in(tx, now, org, user, role))
     }
 
     /// Removes a member. The last owner cannot leave; a member whose current org this was is
     /// moved to another of their orgs (their personal org first).
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` for the last owner.
     pub fn remove_member(&self, org: u64, user: u64) -> Result<()> {
-        self.rk.store().write(|tx| {
+        self.acc.store.write(|tx| {
             ensure_owner_remains(tx, org, user, None)?;
             tx.table::<OrgMember>().delete(&(org, user))?;
-            self.rk.move_current_org(tx, user, org)
+            move_current_org(tx, user, org)
         })
     }
 
     /// Changes a member's role; the last owner cannot be demoted.
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` for the last owner.
     pub fn set_role(&self, org: u64, user: u64, role: OrgRole) -> Result<OrgMember> {
-        self.rk.store().write(|tx| {
+        self.acc.store.write(|tx| {
             ensure_owner_remains(tx, org, user, Some(role))?;
             tx.table::<OrgMember>().modify(&(org, user), |m| {
                 m.role = role;
@@ -520,44 +492,67 @@ impl Orgs<'_> {
         })
     }
 
-    /// Deletes an org. Refused when it has members other than one owner, or is someone's
-    /// personal org, unless `force`.
+    /// Deletes an org with its memberships and API keys. Refused when it has members other
+    /// than one owner, or is someone's personal org, unless `force`.
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` as above.
     pub fn delete(&self, org: u64, force: bool) -> Result<Org> {
-        self.rk.store().write(|tx| {
-            let o = tx
-                .table::<Org>()
-                .get(&org)?
-                .ok_or_else(|| Error::not_found(format!("org {org}")))?;
-            let members = members_of(tx, org)?;
-            if !force && members.len() > 1 {
-                return Err(Error::Refused(format!(
-                    "org {} has {} members; remove them first or pass --force",
-                    o.slug,
-                    members.len()
-                )));
-            }
-            if !force && o.is_personal {
-                return Err(Error::Refused(format!(
-                    "org {} is a personal org; delete its user instead, or pass --force",
-                    o.slug
-                )));
-            }
-            self.rk.delete_org_in(tx, org)
-        })
+        flows::delete_org(self.acc, org, force)
     }
 
     /// Sets the user's current org, which must be one of theirs.
+    ///
+    /// # Errors
+    /// `Denied` when the user is not a member.
     pub fn switch(&self, user: u64, org: u64) -> Result<User> {
-        self.rk.store().write(|tx| {
-            if tx.table::<OrgMember>().get(&(org, user))?.is_none() {
-                return Err(Error::Refused(format!(
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            if !tx.table::<OrgMember>().contains(&(org, user))? {
+                return Err(Error::denied(format!(
                     "user {user} is not a member of org {org}"
                 )));
             }
             tx.table::<User>().modify(&user, |u| {
                 u.current_org_id = Some(org);
+                u.updated_at = now;
                 Ok(u.clone())
             })
         })
     }
+}
+
+/// Adds `user` to `org` with `role` inside `tx`; makes it their current org if they had none.
+pub(crate) fn add_member_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    org: u64,
+    user: u64,
+    role: OrgRole,
+) -> Result<OrgMember> {
+    if !tx.table::<Org>().contains(&org)? {
+        return Err(Error::not_found(format!("org {org}")));
+    }
+    if !tx.table::<User>().contains(&user)? {
+        return Err(Error::not_found(format!("user {user}")));
+    }
+    let m = OrgMember {
+        org_id: org,
+        user_id: user,
+        role,
+        joined_at: now,
+    };
+    tx.table::<OrgMember>().insert(&m).map_err(|e| match e {
+        Error::Conflict { .. } => {
+            Error::denied(format!("user {user} is already a member of org {org}"))
+        }
+        e => e,
+    })?;
+    tx.table::<User>().modify(&user, |u| {
+        if u.current_org_id.is_none() {
+            u.current_org_id = Some(org);
+        }
+        Ok(())
+    })?;
+    Ok(m)
 }

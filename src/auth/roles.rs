@@ -5,17 +5,20 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::audit::Event;
+use super::Accounts;
+use super::audit::{self, Event};
 use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::key;
 use crate::store::{Index, KeyRange, Order, Record, Source, Table, WriteTx};
-use crate::{Redkeep, key};
 
 /// The permission that stands for every permission (held by `admin`).
 pub const ALL_PERMISSIONS: &str = "*";
 /// The role every new user gets.
 pub const DEFAULT_ROLE: &str = "user";
+/// The role of administrators; `User::is_admin` follows it.
+pub const ADMIN_ROLE: &str = "admin";
 
 /// A named set of permissions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,10 +39,16 @@ pub struct Role {
     pub created_at: Timestamp,
 }
 
+impl Role {
+    /// Unique: the name.
+    pub const NAME: Index<Role> = Index::unique("name", |r| Some(key!(r.name)));
+}
+
 impl Record for Role {
     const TABLE: &'static str = "roles";
     type Key = u64;
-    const INDEXES: &'static [Index<Self>] = &[Index::unique("name", |r| Some(key!(r.name)))];
+    const ID_SEQUENCE: bool = true;
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::NAME];
     fn key(&self) -> u64 {
         self.id
     }
@@ -60,13 +69,15 @@ pub struct UserRole {
     pub assigned_at: Timestamp,
 }
 
+impl UserRole {
+    /// Assignments of a role. (Those of a user are a prefix of the primary key.)
+    pub const BY_ROLE: Index<UserRole> = Index::many("by_role", |a| Some(key!(a.role_id)));
+}
+
 impl Record for UserRole {
     const TABLE: &'static str = "user_roles";
     type Key = (u64, u64);
-    const INDEXES: &'static [Index<Self>] = &[
-        Index::many("by_user", |a| Some(key!(a.user_id))),
-        Index::many("by_role", |a| Some(key!(a.role_id))),
-    ];
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_ROLE];
     fn key(&self) -> (u64, u64) {
         (self.user_id, self.role_id)
     }
@@ -85,7 +96,7 @@ pub struct RoleSpec {
     pub priority: i64,
 }
 
-const SYSTEM_ROLES: [(&str, &str, &[&str], i64); 3] = [
+pub(crate) const SYSTEM_ROLES: [(&str, &str, &[&str], i64); 3] = [
     (
         "admin",
         "Full system administrator",
@@ -137,8 +148,13 @@ fn validate_permission(p: &str) -> Result<()> {
 }
 
 pub(crate) fn role_by_name<S: Source>(t: &Table<'_, Role, S>, name: &str) -> Result<Role> {
-    t.get_by("name", &key!(name.to_lowercase()))?
+    t.get_by(&Role::NAME, &key!(name.trim().to_lowercase()))?
         .ok_or_else(|| Error::not_found(format!("role {name}")))
+}
+
+/// The active assignments of `user`, read through the primary key's user prefix.
+pub(crate) fn assignments_of<S: Source>(tx: &S, user: u64) -> Result<Vec<UserRole>> {
+    Table::<UserRole, S>::new(tx).range(KeyRange::prefix(key!(user)), Order::Asc, usize::MAX)
 }
 
 /// Effective permissions of `user` inside a snapshot: the union over active assignments, or
@@ -148,118 +164,154 @@ pub(crate) fn permissions_in<S: Source>(tx: &S, user: &User) -> Result<BTreeSet<
     if !user.is_active {
         return Ok(out);
     }
-    let assignments = Table::<UserRole, S>::new(tx).scan_by(
-        "by_user",
-        KeyRange::prefix(key!(user.id)),
-        Order::Asc,
-        None,
-    )?;
     let roles = Table::<Role, S>::new(tx);
-    for a in assignments.iter().filter(|a| a.active) {
-        if let Some(role) = roles.get(&a.role_id)? {
+    Table::<UserRole, S>::new(tx).for_each(KeyRange::prefix(key!(user.id)), Order::Asc, |a| {
+        if a.active
+            && let Some(role) = roles.get(&a.role_id)?
+        {
             out.extend(role.permissions);
         }
-    }
+        Ok(true)
+    })?;
     Ok(out)
 }
 
-impl Redkeep {
-    /// Creates the system roles that are missing. Runs when a store is opened.
-    pub(crate) fn ensure_system_roles(&self) -> Result<()> {
-        let missing = self.store().read(|tx| {
-            let t = tx.table::<Role>();
-            for (name, ..) in SYSTEM_ROLES {
-                if t.get_by("name", &key!(name))?.is_none() {
-                    return Ok(true);
-                }
+/// Creates the system roles that are missing.
+pub(crate) fn ensure_system_roles(acc: &Accounts) -> Result<()> {
+    let missing = acc.store.read(|tx| {
+        let t = tx.table::<Role>();
+        for (name, ..) in SYSTEM_ROLES {
+            if t.get_by(&Role::NAME, &key!(name))?.is_none() {
+                return Ok(true);
             }
-            Ok(false)
-        })?;
-        if !missing {
-            return Ok(());
         }
-        let now = self.now();
-        self.store().write(|tx| {
-            let t = tx.table::<Role>();
-            for (name, description, perms, priority) in SYSTEM_ROLES {
-                if t.get_by("name", &key!(name))?.is_some() {
-                    continue;
-                }
-                let id = t.next_id()?;
-                t.insert(&Role {
-                    id,
-                    name: name.into(),
-                    description: description.into(),
-                    permissions: perms.iter().map(|p| p.to_string()).collect(),
-                    priority,
-                    is_system: true,
-                    created_at: now,
-                })?;
+        Ok(false)
+    })?;
+    if !missing {
+        return Ok(());
+    }
+    let now = acc.now();
+    acc.store.write(|tx| {
+        let t = tx.table::<Role>();
+        for (name, description, perms, priority) in SYSTEM_ROLES {
+            if t.get_by(&Role::NAME, &key!(name))?.is_some() {
+                continue;
             }
+            let id = t.next_id()?;
+            t.insert(&Role {
+                id,
+                name: name.into(),
+                description: description.into(),
+                permissions: perms.iter().map(|p| p.to_string()).collect(),
+                priority,
+                is_system: true,
+                created_at: now,
+            })?;
+        }
+        Ok(())
+    })
+}
+
+/// Sets `is_admin` to whether `user` holds the `admin` role (the role is the source of truth).
+fn sync_admin_flag(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<()> {
+    let admin = role_by_name(&tx.table::<Role>(), ADMIN_ROLE)?;
+    let holds = tx
+        .table::<UserRole>()
+        .get(&(user, admin.id))?
+        .is_some_and(|a| a.active);
+    let users = tx.table::<User>();
+    if let Some(u) = users.get(&user)?
+        && u.is_admin != holds
+    {
+        users.modify(&user, |u| {
+            u.is_admin = holds;
+            u.updated_at = now;
             Ok(())
-        })
+        })?;
     }
+    Ok(())
+}
 
-    /// Grants `role` to `user` inside `tx` (idempotent; reactivates an inactive assignment).
-    pub(crate) fn grant_in(
-        &self,
-        tx: &WriteTx,
-        user: u64,
-        role: &str,
-        by: Option<u64>,
-    ) -> Result<Role> {
-        if tx.table::<User>().get(&user)?.is_none() {
-            return Err(Error::not_found(format!("user {user}")));
-        }
-        let role = role_by_name(&tx.table::<Role>(), role)?;
-        let t = tx.table::<UserRole>();
-        let assignment = UserRole {
-            user_id: user,
-            role_id: role.id,
-            assigned_by: by,
-            active: true,
-            assigned_at: self.now(),
-        };
-        match t.get(&(user, role.id))? {
-            Some(a) if a.active => return Ok(role),
-            Some(_) => t.update(&assignment)?,
-            None => t.insert(&assignment)?,
-        }
-        self.audit_role(tx, "role_granted", user, &role, by)?;
-        Ok(role)
+/// Grants `role` to `user` inside `tx` (idempotent; reactivates an inactive assignment).
+pub(crate) fn grant_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    user: u64,
+    role: &str,
+    by: Option<u64>,
+) -> Result<Role> {
+    if !tx.table::<User>().contains(&user)? {
+        return Err(Error::not_found(format!("user {user}")));
     }
+    let role = role_by_name(&tx.table::<Role>(), role)?;
+    let t = tx.table::<UserRole>();
+    let assignment = UserRole {
+        user_id: user,
+        role_id: role.id,
+        assigned_by: by,
+        active: true,
+        assigned_at: now,
+    };
+    match t.get(&(user, role.id))? {
+        Some(a) if a.active => return Ok(role),
+        Some(_) => t.update(&assignment)?,
+        None => t.insert(&assignment)?,
+    }
+    audit_role(tx, now, "role_granted", user, &role, by)?;
+    if role.name == ADMIN_ROLE {
+        sync_admin_flag(tx, now, user)?;
+    }
+    Ok(role)
+}
 
-    fn audit_role(
-        &self,
-        tx: &WriteTx,
-        action: &str,
-        user: u64,
-        role: &Role,
-        by: Option<u64>,
-    ) -> Result<()> {
-        self.audit(
-            tx,
-            Event {
-                actor: by,
-                action,
-                subject_user: Some(user),
-                subject: format!("user {user}"),
-                outcome: "ok",
-                detail: format!("role {}", role.name),
-            },
-        )
+/// Revokes `role` from `user` inside `tx`.
+pub(crate) fn revoke_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    user: u64,
+    role: &str,
+    by: Option<u64>,
+) -> Result<Role> {
+    let role = role_by_name(&tx.table::<Role>(), role)?;
+    if tx.table::<UserRole>().delete(&(user, role.id))?.is_none() {
+        return Err(Error::not_found(format!(
+            "role {} of user {user}",
+            role.name
+        )));
     }
+    audit_role(tx, now, "role_revoked", user, &role, by)?;
+    if role.name == ADMIN_ROLE {
+        sync_admin_flag(tx, now, user)?;
+    }
+    Ok(role)
+}
 
-    /// The roles repository.
-    pub fn roles(&self) -> Roles<'_> {
-        Roles { rk: self }
-    }
+fn audit_role(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    action: &str,
+    user: u64,
+    role: &Role,
+    by: Option<u64>,
+) -> Result<()> {
+    audit::record(
+        tx,
+        now,
+        Event {
+            actor: by,
+            action,
+            subject_user: Some(user),
+            subject: format!("user {user}"),
+            outcome: "ok",
+            detail: format!("role {}", role.name),
+        },
+    )
 }
 
 /// Operations on roles and their assignments.
 #[derive(Debug, Clone, Copy)]
 pub struct Roles<'a> {
-    rk: &'a Redkeep,
+    pub(crate) acc: &'a Accounts,
 }
 
 impl Roles<'_> {
@@ -279,10 +331,10 @@ impl Roles<'_> {
         if spec.description.chars().count() > 500 {
             return Err(Error::invalid("description", "use at most 500 characters"));
         }
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             let t = tx.table::<Role>();
-            if t.get_by("name", &key!(name))?.is_some() {
+            if t.get_by(&Role::NAME, &key!(name))?.is_some() {
                 return Err(Error::Conflict {
                     table: Role::TABLE,
                     index: "name",
@@ -304,39 +356,54 @@ impl Roles<'_> {
     }
 
     /// Every role, highest priority first.
+    ///
+    /// # Errors
+    /// `Corrupt` when a role cannot be read.
     pub fn list(&self) -> Result<Vec<Role>> {
-        let mut roles = self.rk.store().read(|tx| tx.table::<Role>().all())?;
+        let mut roles = self.acc.store.read(|tx| {
+            tx.table::<Role>()
+                .range(KeyRange::all(), Order::Asc, usize::MAX)
+        })?;
         roles.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
         Ok(roles)
     }
 
     /// The role with this name.
+    ///
+    /// # Errors
+    /// `NotFound`.
     pub fn get(&self, name: &str) -> Result<Role> {
-        self.rk
-            .store()
+        self.acc
+            .store
             .read(|tx| role_by_name(&tx.table::<Role>(), name))
     }
 
     /// Deletes a custom role and every assignment of it.
     ///
     /// # Errors
-    /// `Refused` for a system role.
+    /// `Denied` for a system role; `NotFound`.
     pub fn delete(&self, name: &str) -> Result<Role> {
-        self.rk.store().write(|tx| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             let role = role_by_name(&tx.table::<Role>(), name)?;
             if role.is_system {
-                return Err(Error::Refused(format!(
+                return Err(Error::denied(format!(
                     "role {} is a system role and cannot be deleted",
                     role.name
                 )));
             }
             let assignments = tx.table::<UserRole>();
-            for a in
-                assignments.scan_by("by_role", KeyRange::prefix(key!(role.id)), Order::Asc, None)?
-            {
+            let holders = assignments.range_by(
+                &UserRole::BY_ROLE,
+                KeyRange::prefix(key!(role.id)),
+                Order::Asc,
+                usize::MAX,
+            )?;
+            for a in holders {
                 assignments.delete(&(a.user_id, a.role_id))?;
-                self.rk.audit(
+                audit::record(
                     tx,
+                    now,
                     Event {
                         action: "role_revoked",
                         subject_user: Some(a.user_id),
@@ -352,42 +419,35 @@ impl Roles<'_> {
         })
     }
 
-    /// Grants a role to a user (idempotent).
+    /// Grants a role to a user (idempotent). Granting `admin` makes the user an administrator.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user or role.
     pub fn grant(&self, user: u64, role: &str, by: Option<u64>) -> Result<Role> {
-        self.rk
-            .store()
-            .write(|tx| self.rk.grant_in(tx, user, role, by))
+        let now = self.acc.now();
+        self.acc.store.write(|tx| grant_in(tx, now, user, role, by))
     }
 
-    /// Revokes a role from a user.
+    /// Revokes a role from a user. Revoking `admin` ends the user's administrator status.
     ///
     /// # Errors
     /// `NotFound` when the user does not hold it.
     pub fn revoke(&self, user: u64, role: &str, by: Option<u64>) -> Result<Role> {
-        self.rk.store().write(|tx| {
-            let role = role_by_name(&tx.table::<Role>(), role)?;
-            if tx.table::<UserRole>().delete(&(user, role.id))?.is_none() {
-                return Err(Error::not_found(format!(
-                    "role {} of user {user}",
-                    role.name
-                )));
-            }
-            self.rk.audit_role(tx, "role_revoked", user, &role, by)?;
-            Ok(role)
-        })
+        let now = self.acc.now();
+        self.acc
+            .store
+            .write(|tx| revoke_in(tx, now, user, role, by))
     }
 
     /// The roles a user holds (active assignments), highest priority first.
+    ///
+    /// # Errors
+    /// `Corrupt` when a record cannot be read.
     pub fn of_user(&self, user: u64) -> Result<Vec<Role>> {
-        let mut out = self.rk.store().read(|tx| {
+        let mut out = self.acc.store.read(|tx| {
             let roles = tx.table::<Role>();
             let mut out = Vec::new();
-            for a in tx.table::<UserRole>().scan_by(
-                "by_user",
-                KeyRange::prefix(key!(user)),
-                Order::Asc,
-                None,
-            )? {
+            for a in assignments_of(tx, user)? {
                 if let (true, Some(r)) = (a.active, roles.get(&a.role_id)?) {
                     out.push(r);
                 }
@@ -398,23 +458,38 @@ impl Roles<'_> {
         Ok(out)
     }
 
-    /// Ids of the users holding `role`.
-    pub fn users_in(&self, role: &str) -> Result<Vec<u64>> {
-        self.rk.store().read(|tx| {
+    /// Ids of up to `limit` users holding `role`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown role.
+    pub fn users_in(&self, role: &str, limit: usize) -> Result<Vec<u64>> {
+        self.acc.store.read(|tx| {
             let role = role_by_name(&tx.table::<Role>(), role)?;
-            Ok(tx
-                .table::<UserRole>()
-                .scan_by("by_role", KeyRange::prefix(key!(role.id)), Order::Asc, None)?
-                .into_iter()
-                .filter(|a| a.active)
-                .map(|a| a.user_id)
-                .collect())
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            tx.table::<UserRole>().for_each_by(
+                &UserRole::BY_ROLE,
+                KeyRange::prefix(key!(role.id)),
+                Order::Asc,
+                |a| {
+                    if a.active {
+                        out.push(a.user_id);
+                    }
+                    Ok(out.len() < limit)
+                },
+            )?;
+            Ok(out)
         })
     }
 
     /// A user's effective permissions (empty for a disabled user).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user.
     pub fn permissions(&self, user: u64) -> Result<BTreeSet<String>> {
-        self.rk.store().read(|tx| {
+        self.acc.store.read(|tx| {
             let u = tx
                 .table::<User>()
                 .get(&user)?
@@ -424,6 +499,9 @@ impl Roles<'_> {
     }
 
     /// Whether a user holds `permission` (directly or through `*`).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user.
     pub fn has_permission(&self, user: u64, permission: &str) -> Result<bool> {
         let perms = self.permissions(user)?;
         Ok(perms.contains(ALL_PERMISSIONS) || perms.contains(permission))

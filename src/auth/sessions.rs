@@ -1,5 +1,5 @@
-//! Login sessions and lockout. A login verifies the password, applies the lockout rules and
-//! creates a session in one write transaction; the token (`rks_…`) is shown once and stored as
+//! Login sessions and lockout policy. A login verifies the password, applies the lockout rules
+//! and creates a session (`flows.rs`); the token (`rks_…`) is shown once and stored as
 //! SHA-256. Validation checks idle and absolute expiry and writes `last_seen_at` at most once
 //! per interval, so reads stay reads.
 
@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::audit::Event;
-use super::token::{self, Secret};
-use super::users::{User, normalize_email};
+use super::Accounts;
+use super::audit::{self, Event};
+use super::flows;
+use super::token::{self, Secret, TokenHash};
+use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::store::{Index, KeyRange, Order, Record, WriteTx};
-use crate::{Redkeep, key};
+use crate::key;
+use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
 
 /// The type prefix of session tokens.
 pub const SESSION_PREFIX: &str = "rks";
@@ -63,12 +65,13 @@ impl Default for LockoutPolicy {
     }
 }
 
-/// A login session. The token itself is never stored.
+/// A login session. The token itself is never stored; its hash is the key, kept out of
+/// `Debug` and `Serialize`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
-    /// SHA-256 of the token.
-    #[serde(with = "crate::bytes::hash")]
-    pub hash: [u8; 32],
+    /// SHA-256 of the token: the record's key.
+    #[serde(skip)]
+    pub hash: TokenHash,
     /// Non-secret short id (the token's prefix), for listing and revoking.
     pub short_id: String,
     /// The user.
@@ -90,23 +93,41 @@ pub struct Session {
 impl Session {
     /// When it expires: the earlier of the absolute expiry and the idle deadline.
     pub fn deadline(&self) -> Timestamp {
-        self.expires_at.min(
-            self.last_seen_at
-                .plus(Duration::from_secs(self.idle_timeout_secs)),
-        )
+        self.expires_at.min(self.idle_deadline())
     }
+
+    /// When it expires if unused: the last recorded use plus the idle timeout.
+    pub fn idle_deadline(&self) -> Timestamp {
+        self.last_seen_at
+            .plus(Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// Unique: the short id.
+    pub const SHORT_ID: Index<Session> = Index::unique("short_id", |s| Some(key!(s.short_id)));
+    /// Sessions of a user.
+    pub const BY_USER: Index<Session> = Index::many("by_user", |s| Some(key!(s.user_id)));
+    /// By deadline, for the sweep.
+    pub const BY_DEADLINE: Index<Session> =
+        Index::many("by_deadline", |s| Some(key!(s.deadline().0)));
 }
 
 impl Record for Session {
     const TABLE: &'static str = "sessions";
-    type Key = [u8; 32];
-    const INDEXES: &'static [Index<Self>] = &[
-        Index::unique("short_id", |s| Some(key!(s.short_id))),
-        Index::many("by_user", |s| Some(key!(s.user_id))),
-        Index::many("by_expires", |s| Some(key!(s.expires_at.0))),
-    ];
-    fn key(&self) -> [u8; 32] {
+    type Key = TokenHash;
+    const INDEXES: &'static [&'static Index<Self>] =
+        &[&Self::SHORT_ID, &Self::BY_USER, &Self::BY_DEADLINE];
+    const VERSION: u32 = 2;
+    fn key(&self) -> TokenHash {
         self.hash
+    }
+    fn restore_key(&mut self, key: &TokenHash) {
+        self.hash = *key;
+    }
+    fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
+        match old.version() {
+            1 => Ok(old.decode::<super::legacy::SessionV1>()?.into()),
+            v => Err(format!("unknown sessions record version {v}")),
+        }
     }
 }
 
@@ -117,7 +138,7 @@ pub struct LoginMeta {
     pub ip: Option<String>,
     /// Client user agent.
     pub user_agent: Option<String>,
-    /// Absolute lifetime instead of the policy's.
+    /// Absolute lifetime instead of the policy's (1 s to 100 years).
     pub ttl: Option<Duration>,
 }
 
@@ -132,238 +153,71 @@ pub struct Login {
     pub user: User,
 }
 
-enum Verdict {
-    Locked,
-    RateLimited,
-    Check,
+/// Creates a session for `user` inside `tx`.
+pub(crate) fn create_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    user: u64,
+    ttl: Duration,
+    idle: Duration,
+    meta: &LoginMeta,
+) -> Result<(Secret, Session)> {
+    super::insert_with_token(tx, SESSION_PREFIX, |hash, short_id| Session {
+        hash,
+        short_id,
+        user_id: user,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now.plus(ttl),
+        idle_timeout_secs: idle.as_secs(),
+        ip: meta.ip.clone(),
+        user_agent: meta.user_agent.clone(),
+    })
 }
 
-impl Redkeep {
-    fn verdict(&self, u: &User, now: Timestamp) -> Verdict {
-        let policy = self.options().lockout;
-        if u.locked_until.is_some_and(|t| now < t) {
-            return Verdict::Locked;
+/// Revokes every session of `user` inside `tx` except `keep`; returns how many.
+pub(crate) fn revoke_all_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    user: u64,
+    keep: Option<TokenHash>,
+) -> Result<usize> {
+    let t = tx.table::<Session>();
+    let mine = t.range_by(
+        &Session::BY_USER,
+        KeyRange::prefix(key!(user)),
+        Order::Asc,
+        usize::MAX,
+    )?;
+    let mut n = 0;
+    for s in mine {
+        if Some(s.hash) == keep {
+            continue;
         }
-        let window_open = u.failure_window_start.is_some_and(|s| now.since(s) < 3600);
-        if window_open && u.failures_in_window >= policy.max_failures_per_hour {
-            return Verdict::RateLimited;
-        }
-        Verdict::Check
+        t.delete(&s.hash)?;
+        n += 1;
     }
-
-    /// Applies a failed attempt to `u` (inside the write transaction); returns whether this
-    /// failure locked the account.
-    fn record_failure(&self, u: &mut User, now: Timestamp, reached_hash: bool) -> bool {
-        let policy = self.options().lockout;
-        if reached_hash {
-            if u.failure_window_start.is_none_or(|s| now.since(s) >= 3600) {
-                u.failure_window_start = Some(now);
-                u.failures_in_window = 0;
-            }
-            u.failures_in_window += 1;
-        }
-        u.failed_logins = u.failed_logins.saturating_add(1);
-        if u.failed_logins < policy.threshold {
-            return false;
-        }
-        u.lock_count = u.lock_count.saturating_add(1);
-        let factor = 1u32.checked_shl(u.lock_count - 1).unwrap_or(u32::MAX);
-        let lock = policy.base_lock.saturating_mul(factor).min(policy.max_lock);
-        u.locked_until = Some(now.plus(lock));
-        u.failed_logins = 0;
-        true
+    if n > 0 {
+        audit::record(
+            tx,
+            now,
+            Event {
+                action: "session_revoked",
+                subject_user: Some(user),
+                subject: format!("user {user}"),
+                outcome: "ok",
+                detail: format!("{n} session(s)"),
+                ..Event::default()
+            },
+        )?;
     }
-
-    /// Verifies email and password under the lockout rules and, on success, runs `on_success`
-    /// in the same write transaction. Every failure is `Unauthorized`, after the same work.
-    pub(crate) fn verify_login<T>(
-        &self,
-        email: &str,
-        password: &str,
-        on_success: impl FnOnce(&WriteTx, &User) -> Result<T>,
-    ) -> Result<(User, T)> {
-        let found = match normalize_email(email) {
-            Ok(n) => self
-                .store()
-                .read(|tx| tx.table::<User>().get_by("email", &key!(n)))?,
-            Err(_) => None,
-        };
-        let Some(user) = found else {
-            self.passwords().burn();
-            return Err(Error::Unauthorized);
-        };
-        let now = self.now();
-        let verdict = self.verdict(&user, now);
-        let ok = match verdict {
-            Verdict::Check => self.passwords().verify(password, &user.password_hash),
-            Verdict::Locked | Verdict::RateLimited => {
-                self.passwords().burn();
-                false
-            }
-        };
-        let rehash = if ok && self.passwords().needs_rehash(&user.password_hash) {
-            Some(self.passwords().hash(password)?)
-        } else {
-            None
-        };
-        self.store().write(|tx| {
-            let users = tx.table::<User>();
-            // Re-read: the counters may have moved since the snapshot above.
-            let Some(mut u) = users.get(&user.id)? else {
-                return Ok(Err(Error::Unauthorized));
-            };
-            let subject = format!("user {}", u.id);
-            if !ok || !u.is_active || u.password_hash != user.password_hash {
-                let (action, outcome) = match verdict {
-                    Verdict::Locked => ("login_locked", "locked"),
-                    Verdict::RateLimited => ("login_locked", "rate_limited"),
-                    Verdict::Check if !ok => ("login_failed", "denied"),
-                    Verdict::Check => ("login_failed", "disabled"),
-                };
-                let mut locked_now = false;
-                if !ok && matches!(verdict, Verdict::Check) {
-                    locked_now = self.record_failure(&mut u, now, true);
-                    u.updated_at = now;
-                    users.update(&u)?;
-                }
-                self.audit(
-                    tx,
-                    Event {
-                        action,
-                        subject_user: Some(u.id),
-                        subject: subject.clone(),
-                        outcome,
-                        ..Event::default()
-                    },
-                )?;
-                if locked_now {
-                    self.audit(
-                        tx,
-                        Event {
-                            action: "account_locked",
-                            subject_user: Some(u.id),
-                            subject,
-                            outcome: "locked",
-                            detail: format!("until {}", u.locked_until.unwrap_or(now)),
-                            ..Event::default()
-                        },
-                    )?;
-                }
-                return Ok(Err(Error::Unauthorized));
-            }
-            u.failed_logins = 0;
-            u.lock_count = 0;
-            u.locked_until = None;
-            u.last_login_at = Some(now);
-            if let Some(h) = &rehash {
-                u.password_hash = h.clone();
-            }
-            users.update(&u)?;
-            self.audit(
-                tx,
-                Event {
-                    actor: Some(u.id),
-                    action: "login_ok",
-                    subject_user: Some(u.id),
-                    subject,
-                    outcome: "ok",
-                    ..Event::default()
-                },
-            )?;
-            let extra = on_success(tx, &u)?;
-            Ok(Ok((u, extra)))
-        })?
-    }
-
-    /// Logs in: verifies the password (with lockout and rehash) and creates a session. Every
-    /// login makes a new token, shown once.
-    ///
-    /// # Errors
-    /// `Unauthorized` for every failure: unknown email, wrong password, disabled or locked
-    /// account.
-    pub fn login(&self, email: &str, password: &str, meta: LoginMeta) -> Result<Login> {
-        let ttl = meta.ttl.unwrap_or(self.options().sessions.ttl);
-        if ttl.is_zero() {
-            return Err(Error::invalid("ttl", "a session needs a positive lifetime"));
-        }
-        for (field, v) in [("ip", &meta.ip), ("user_agent", &meta.user_agent)] {
-            if v.as_ref().is_some_and(|s| s.len() > 512) {
-                return Err(Error::invalid(field, "use at most 512 bytes"));
-            }
-        }
-        let (user, (token, session)) = self.verify_login(email, password, |tx, u| {
-            self.create_session(tx, u.id, ttl, &meta)
-        })?;
-        Ok(Login {
-            token,
-            session,
-            user,
-        })
-    }
-
-    fn create_session(
-        &self,
-        tx: &WriteTx,
-        user: u64,
-        ttl: Duration,
-        meta: &LoginMeta,
-    ) -> Result<(Secret, Session)> {
-        let now = self.now();
-        super::insert_with_token(tx, SESSION_PREFIX, |hash, short_id| Session {
-            hash,
-            short_id,
-            user_id: user,
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now.plus(ttl),
-            idle_timeout_secs: self.options().sessions.idle_timeout.as_secs(),
-            ip: meta.ip.clone(),
-            user_agent: meta.user_agent.clone(),
-        })
-    }
-
-    /// Revokes every session of `user` inside `tx` except `keep`; returns how many.
-    pub(crate) fn revoke_sessions_in(
-        &self,
-        tx: &WriteTx,
-        user: u64,
-        keep: Option<[u8; 32]>,
-    ) -> Result<usize> {
-        let t = tx.table::<Session>();
-        let mut n = 0;
-        for s in t.scan_by("by_user", KeyRange::prefix(key!(user)), Order::Asc, None)? {
-            if Some(s.hash) == keep {
-                continue;
-            }
-            t.delete(&s.hash)?;
-            n += 1;
-        }
-        if n > 0 {
-            self.audit(
-                tx,
-                Event {
-                    action: "session_revoked",
-                    subject_user: Some(user),
-                    subject: format!("user {user}"),
-                    outcome: "ok",
-                    detail: format!("{n} session(s)"),
-                    ..Event::default()
-                },
-            )?;
-        }
-        Ok(n)
-    }
-
-    /// The session repository.
-    pub fn sessions(&self) -> Sessions<'_> {
-        Sessions { rk: self }
-    }
+    Ok(n)
 }
 
 /// Operations on login sessions.
 #[derive(Debug, Clone, Copy)]
 pub struct Sessions<'a> {
-    rk: &'a Redkeep,
+    pub(crate) acc: &'a Accounts,
 }
 
 impl Sessions<'_> {
@@ -371,6 +225,16 @@ impl Sessions<'_> {
         Error::InvalidCredential {
             what: "session token",
         }
+    }
+
+    /// Logs in with an email or a username: verifies the password (with lockout and rehash)
+    /// and creates a session. Every login makes a new token, shown once.
+    ///
+    /// # Errors
+    /// `Unauthorized` for every failure: unknown account, wrong password, disabled or locked
+    /// account; `InvalidInput` for a lifetime out of bounds or oversized client details.
+    pub fn login(&self, login: &str, password: &str, meta: LoginMeta) -> Result<Login> {
+        flows::login(self.acc, login, password, meta)
     }
 
     /// Checks a token: it must exist, be within its absolute and idle expiry, and belong to an
@@ -385,8 +249,8 @@ impl Sessions<'_> {
             return Err(Self::invalid());
         }
         let hash = token::hash_token(token);
-        let now = self.rk.now();
-        let (session, user) = self.rk.store().read(|tx| {
+        let now = self.acc.now();
+        let (session, user) = self.acc.store.read(|tx| {
             let s = tx.table::<Session>().get(&hash)?;
             let u = match &s {
                 Some(s) => tx.table::<User>().get(&s.user_id)?,
@@ -403,9 +267,9 @@ impl Sessions<'_> {
         {
             return Err(Self::invalid());
         }
-        let interval = self.rk.options().sessions.touch_interval.as_secs();
+        let interval = self.acc.policy.sessions.touch_interval.as_secs();
         if now.since(session.last_seen_at) >= i64::try_from(interval).unwrap_or(i64::MAX) {
-            let touched = self.rk.store().write(|tx| {
+            let touched = self.acc.store.write(|tx| {
                 let t = tx.table::<Session>();
                 match t.get(&hash)? {
                     Some(mut s) => {
@@ -422,14 +286,19 @@ impl Sessions<'_> {
     }
 
     /// Ends the session of this token. Returns whether there was one.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn logout(&self, token: &str) -> Result<bool> {
         let hash = token::hash_token(token.trim());
-        self.rk.store().write(|tx| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             let Some(s) = tx.table::<Session>().delete(&hash)? else {
                 return Ok(false);
             };
-            self.rk.audit(
+            audit::record(
                 tx,
+                now,
                 Event {
                     actor: Some(s.user_id),
                     action: "session_revoked",
@@ -444,15 +313,20 @@ impl Sessions<'_> {
     }
 
     /// Revokes one session by its short id.
+    ///
+    /// # Errors
+    /// `NotFound`.
     pub fn revoke(&self, short_id: &str) -> Result<Session> {
-        self.rk.store().write(|tx| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             let t = tx.table::<Session>();
             let s = t
-                .get_by("short_id", &key!(short_id.trim()))?
+                .get_by(&Session::SHORT_ID, &key!(short_id.trim()))?
                 .ok_or_else(|| Error::not_found(format!("session {}", short_id.trim())))?;
             t.delete(&s.hash)?;
-            self.rk.audit(
+            audit::record(
                 tx,
+                now,
                 Event {
                     action: "session_revoked",
                     subject_user: Some(s.user_id),
@@ -466,19 +340,28 @@ impl Sessions<'_> {
     }
 
     /// Revokes every session of a user; returns how many.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn revoke_all(&self, user: u64) -> Result<usize> {
-        self.rk
-            .store()
-            .write(|tx| self.rk.revoke_sessions_in(tx, user, None))
+        flows::revoke_all_sessions(self.acc, user)
     }
 
-    /// Sessions, newest first, optionally of one user.
-    pub fn list(&self, user: Option<u64>) -> Result<Vec<Session>> {
-        let mut out = self.rk.store().read(|tx| {
+    /// Up to `limit` sessions, newest first, optionally of one user.
+    ///
+    /// # Errors
+    /// `Corrupt` when a session cannot be read.
+    pub fn list(&self, user: Option<u64>, limit: usize) -> Result<Vec<Session>> {
+        let mut out = self.acc.store.read(|tx| {
             let t = tx.table::<Session>();
             match user {
-                Some(u) => t.scan_by("by_user", KeyRange::prefix(key!(u)), Order::Asc, None),
-                None => t.all(),
+                Some(u) => t.range_by(
+                    &Session::BY_USER,
+                    KeyRange::prefix(key!(u)),
+                    Order::Asc,
+                    usize::MAX,
+                ),
+                None => t.range(KeyRange::all(), Order::Asc, usize::MAX),
             }
         })?;
         out.sort_by(|a, b| {
@@ -486,22 +369,29 @@ impl Sessions<'_> {
                 .cmp(&a.created_at)
                 .then(a.short_id.cmp(&b.short_id))
         });
+        out.truncate(limit);
         Ok(out)
     }
 
-    /// Deletes every session past its absolute or idle expiry; returns how many.
+    /// Deletes every session past its absolute or idle expiry; returns how many. Only the
+    /// expired sessions are read (through the deadline index).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn sweep(&self) -> Result<usize> {
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             let t = tx.table::<Session>();
-            let mut n = 0;
-            for s in t.all()? {
-                if now >= s.deadline() {
-                    t.delete(&s.hash)?;
-                    n += 1;
-                }
+            let expired = t.range_by(
+                &Session::BY_DEADLINE,
+                KeyRange::below(key!(now.0.saturating_add(1))),
+                Order::Asc,
+                usize::MAX,
+            )?;
+            for s in &expired {
+                t.delete(&s.hash)?;
             }
-            Ok(n)
+            Ok(expired.len())
         })
     }
 }

@@ -15,16 +15,17 @@ const TOKEN_BYTES: usize = 24;
 const PREFIX_CHARS: usize = 8;
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// A secret shown to its owner once: an invite code, a session token, an API key, or a
-/// generated password. `Debug` and `Display` show only its start.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
+/// A secret shown to its owner once: an invite code, a session token, an API key, a
+/// password. `Debug` shows none of it, the memory is wiped when it is dropped, `==` compares
+/// in constant time, and it has no `Serialize`: it leaves the process only through
+/// [`Secret::expose`].
+#[derive(Clone)]
+pub struct Secret(zeroize::Zeroizing<String>);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(zeroize::Zeroizing::new(value.into()))
     }
 
     /// The full secret. Handle with care: show it once, never log it.
@@ -35,19 +36,86 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: String = self.0.chars().take(8).collect();
-        write!(f, "Secret({shown}…)")
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Default for Secret {
+    fn default() -> Self {
+        Secret::new(String::new())
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret::new(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret::new(s)
+    }
+}
+
+/// Serde for a secret that must cross a trusted channel (the admin socket): the value itself.
+/// Never use it for output meant for logs or users.
+pub mod wire {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Secret;
+
+    /// Writes the secret's value.
+    pub fn serialize<S: Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(Secret::expose).serialize(s)
+    }
+
+    /// Reads a secret's value.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+    }
+}
+
+/// The SHA-256 of a token: what is stored, and the key of the token's record. It is never
+/// shown: `Debug` redacts it, and records holding one keep it out of their `Serialize`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash(<redacted>)")
+    }
+}
+
+impl crate::store::KeyPart for TokenHash {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+}
+
+impl crate::store::Key for TokenHash {
+    const FIXED_LEN: Option<usize> = Some(32);
+    fn take(input: &mut &[u8]) -> Option<Self> {
+        <[u8; 32] as crate::store::Key>::take(input).map(TokenHash)
     }
 }
 
 /// SHA-256 of a token's text.
-pub fn hash_token(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+pub fn hash_token(token: &str) -> TokenHash {
+    TokenHash(Sha256::digest(token.as_bytes()).into())
 }
 
 /// Compares two hashes in constant time.
-pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.ct_eq(b).into()
+pub fn hashes_equal(a: &TokenHash, b: &TokenHash) -> bool {
+    a.0.ct_eq(&b.0).into()
 }
 
 /// Fills `buf` from the OS CSPRNG.
@@ -83,7 +151,7 @@ pub struct NewToken {
     /// The full token, shown once.
     pub secret: Secret,
     /// Its SHA-256, stored.
-    pub hash: [u8; 32],
+    pub hash: TokenHash,
     /// The non-secret display prefix (`rki_ab12cd34`).
     pub prefix: String,
 }
@@ -97,7 +165,7 @@ pub fn generate(kind: &str) -> Result<NewToken> {
     Ok(NewToken {
         hash: hash_token(&text),
         prefix: format!("{kind}_{}", &body[..PREFIX_CHARS]),
-        secret: Secret(text),
+        secret: Secret::new(text),
     })
 }
 
@@ -134,7 +202,7 @@ pub fn generate_password() -> Result<Secret> {
             }
         }
     }
-    Ok(Secret(out))
+    Ok(Secret::new(out))
 }
 
 #[cfg(test)]
@@ -152,7 +220,8 @@ mod tests {
         assert!(looks_like_prefix("rki", &a.prefix));
         assert!(!looks_like("rks", a.secret.expose()));
         assert_eq!(hash_token(a.secret.expose()), a.hash);
-        assert!(!format!("{:?}", a.secret).contains(&a.secret.expose()[12..]));
+        assert!(!format!("{:?}", a.secret).contains(&a.secret.expose()[4..]));
+        assert_eq!(format!("{:?}", Secret::new("pw")), "Secret(<redacted>)");
     }
 
     #[test]

@@ -1,31 +1,130 @@
-//! Users and avatars: records, validation of emails and usernames, and the user repository.
+//! Users, their credentials and avatars: records, validation of emails, usernames and names,
+//! and the `Users` handle.
+//!
+//! A user's password hash and lockout counters live in a separate record (`Credential`,
+//! private to the crate), so a [`User`] can be logged, serialised or sent to a client without
+//! carrying secret material.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::Accounts;
+use super::flows;
+use super::token::{self, Secret};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::store::{Index, KeyRange, Order, Record, WriteTx};
-use crate::{Redkeep, key};
+use crate::key;
+use crate::store::{Index, KeyRange, Order, Record, Stored};
 
 /// Longest accepted email, in bytes (RFC 5321 path limit).
 pub const MAX_EMAIL_BYTES: usize = 254;
 /// Largest accepted avatar, in bytes.
 pub const MAX_AVATAR_BYTES: usize = 1024 * 1024;
 
-/// An account.
+/// A random 128-bit identity given to each user at creation and never given again. It binds
+/// the user's workspace folder, so a folder left by a deleted or restored-away account is
+/// never served to a new account that reuses its number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Uid(pub [u8; 16]);
+
+impl Uid {
+    /// A fresh identity from the OS random number generator.
+    ///
+    /// # Errors
+    /// `Io` when the random number generator fails.
+    pub fn generate() -> Result<Uid> {
+        let mut b = [0u8; 16];
+        token::random_bytes(&mut b)?;
+        Ok(Uid(b))
+    }
+
+    /// Whether this is the all-zero placeholder of records written before identities existed.
+    pub fn is_unset(&self) -> bool {
+        self.0 == [0; 16]
+    }
+
+    /// Parses 32 hex digits.
+    pub fn parse(text: &str) -> Option<Uid> {
+        let text = text.trim();
+        if text.len() != 32 || !text.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Uid(out))
+    }
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Uid({self})")
+    }
+}
+
+impl Serialize for Uid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Uid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Uid;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a user uid (32 hex digits or 16 bytes)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Uid, E> {
+                Uid::parse(v).ok_or_else(|| E::custom(format!("{v:?} is not 32 hex digits")))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<Uid, E> {
+                v.try_into()
+                    .map(Uid)
+                    .map_err(|_| E::custom("a uid has 16 bytes"))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            d.deserialize_bytes(V)
+        }
+    }
+}
+
+/// An account. Holds no secret material (see the crate-private `Credential`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Numeric id from the `users` sequence.
     pub id: u64,
+    /// Random identity that binds the user's workspace folder; never reused.
+    pub uid: Uid,
     /// Email as given (trimmed); unique after normalisation.
     pub email: String,
     /// Optional unique handle (compared case-insensitively).
     pub username: Option<String>,
     /// Display name.
     pub name: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
-    /// Administrator flag.
+    /// The user's id in the system it was adopted from (a UUID, say), unique when set.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Administrator flag; follows the `admin` role.
     pub is_admin: bool,
     /// False once disabled: cannot log in, has no permissions.
     pub is_active: bool,
@@ -33,16 +132,6 @@ pub struct User {
     pub email_verified: bool,
     /// The password must be changed at next login (generated passwords).
     pub must_change_password: bool,
-    /// Failed logins in a row.
-    pub failed_logins: u32,
-    /// Logins are refused until then.
-    pub locked_until: Option<Timestamp>,
-    /// How many times the account has been locked since its last successful login.
-    pub lock_count: u32,
-    /// Start of the current one-hour window of failed attempts.
-    pub failure_window_start: Option<Timestamp>,
-    /// Failed attempts that reached the hash in the current window.
-    pub failures_in_window: u32,
     /// Last successful login.
     pub last_login_at: Option<Timestamp>,
     /// The organization the user works in.
@@ -53,34 +142,136 @@ pub struct User {
     pub updated_at: Timestamp,
 }
 
+impl User {
+    /// Unique: the normalised email.
+    pub const EMAIL: Index<User> = Index::unique("email", |u| {
+        Some(key!(
+            normalize_email(&u.email).unwrap_or_else(|_| u.email.to_lowercase())
+        ))
+    });
+    /// Unique: the lower-cased username, when set.
+    pub const USERNAME: Index<User> = Index::unique("username", |u| {
+        u.username.as_ref().map(|n| key!(n.to_lowercase()))
+    });
+    /// Unique: the id in the system the user was adopted from, when set.
+    pub const EXTERNAL_ID: Index<User> =
+        Index::unique("external_id", |u| u.external_id.as_ref().map(|n| key!(n)));
+    /// Administrators and the others.
+    pub const IS_ADMIN: Index<User> = Index::many("is_admin", |u| Some(key!(u.is_admin)));
+    /// By creation time.
+    pub const CREATED_AT: Index<User> = Index::many("created_at", |u| Some(key!(u.created_at.0)));
+}
+
 impl Record for User {
     const TABLE: &'static str = "users";
     type Key = u64;
-    const INDEXES: &'static [Index<Self>] = &[
-        Index::unique("email", |u| {
-            Some(key!(
-                normalize_email(&u.email).unwrap_or_else(|_| u.email.to_lowercase())
-            ))
-        }),
-        Index::unique("username", |u| {
-            u.username.as_ref().map(|n| key!(n.to_lowercase()))
-        }),
-        Index::many("is_admin", |u| Some(key!(u.is_admin))),
-        Index::many("created_at", |u| Some(key!(u.created_at.0))),
+    const INDEXES: &'static [&'static Index<Self>] = &[
+        &Self::EMAIL,
+        &Self::USERNAME,
+        &Self::EXTERNAL_ID,
+        &Self::IS_ADMIN,
+        &Self::CREATED_AT,
     ];
+    const ID_SEQUENCE: bool = true;
+    const VERSION: u32 = 2;
     fn key(&self) -> u64 {
         self.id
     }
+    fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
+        match old.version() {
+            1 => Ok(old.decode::<super::legacy::UserV1>()?.into_user()),
+            v => Err(format!("unknown users record version {v}")),
+        }
+    }
+}
+
+/// A user's password hash and the lockout counters, kept apart from [`User`] so that nothing
+/// that shows a user can show these. Crate-private; `Debug` redacts the hash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Credential {
+    pub(crate) user_id: u64,
+    /// PHC string: argon2id, or an adopted bcrypt / PBKDF2 hash replaced at the next login.
+    pub(crate) password_hash: String,
+    pub(crate) failed_logins: u32,
+    pub(crate) locked_until: Option<Timestamp>,
+    pub(crate) lock_count: u32,
+    pub(crate) failure_window_start: Option<Timestamp>,
+    pub(crate) failures_in_window: u32,
+    /// Changes when the password changes or every session is revoked, never on a mere
+    /// rehash: what web session layers compare to log users out.
+    #[serde(with = "crate::bytes::array")]
+    pub(crate) stamp: [u8; 16],
+    pub(crate) changed_at: Timestamp,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("user_id", &self.user_id)
+            .field("password_hash", &"<redacted>")
+            .field("failed_logins", &self.failed_logins)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Record for Credential {
+    const TABLE: &'static str = "credentials";
+    type Key = u64;
+    const SECRET_FIELDS: &'static [&'static str] = &["password_hash", "stamp"];
+    fn key(&self) -> u64 {
+        self.user_id
+    }
+}
+
+impl Credential {
+    pub(crate) fn new(user_id: u64, password_hash: String, now: Timestamp) -> Result<Credential> {
+        Ok(Credential {
+            user_id,
+            password_hash,
+            failed_logins: 0,
+            locked_until: None,
+            lock_count: 0,
+            failure_window_start: None,
+            failures_in_window: 0,
+            stamp: new_stamp()?,
+            changed_at: now,
+        })
+    }
+
+    /// Clears the lockout counters.
+    pub(crate) fn clear_failures(&mut self) {
+        self.failed_logins = 0;
+        self.lock_count = 0;
+        self.locked_until = None;
+        self.failures_in_window = 0;
+        self.failure_window_start = None;
+    }
+}
+
+pub(crate) fn new_stamp() -> Result<[u8; 16]> {
+    let mut b = [0u8; 16];
+    token::random_bytes(&mut b)?;
+    Ok(b)
 }
 
 /// A user's avatar image (JPEG), kept apart so user reads stay small.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Avatar {
     /// The user.
     pub user_id: u64,
     /// JPEG bytes.
     #[serde(with = "crate::bytes::base64")]
     pub jpeg: Vec<u8>,
+}
+
+impl fmt::Debug for Avatar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Avatar")
+            .field("user_id", &self.user_id)
+            .field("bytes", &self.jpeg.len())
+            .finish()
+    }
 }
 
 impl Record for Avatar {
@@ -125,6 +316,9 @@ pub fn normalize_email(raw: &str) -> Result<String> {
 }
 
 /// Validates a username: 3 to 32 of `A-Z a-z 0-9 _ . -`, not all digits.
+///
+/// # Errors
+/// `InvalidInput` naming what is wrong.
 pub fn validate_username(name: &str) -> Result<()> {
     let ok_chars = name
         .chars()
@@ -144,7 +338,11 @@ pub fn validate_username(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_name(name: &str) -> Result<()> {
+/// Validates a display name: at most 200 characters, no control characters.
+///
+/// # Errors
+/// `InvalidInput`.
+pub fn validate_name(name: &str) -> Result<()> {
     if name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(Error::invalid(
             "name",
@@ -155,6 +353,9 @@ fn validate_name(name: &str) -> Result<()> {
 }
 
 /// Checks that `bytes` is a JPEG of at most [`MAX_AVATAR_BYTES`].
+///
+/// # Errors
+/// `InvalidInput`.
 pub fn validate_avatar(bytes: &[u8]) -> Result<()> {
     if bytes.len() > MAX_AVATAR_BYTES {
         return Err(Error::invalid(
@@ -171,8 +372,8 @@ pub fn validate_avatar(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// What to create: the input of [`Users::create`] and of registration.
-#[derive(Debug, Clone, Default)]
+/// What to create: the input of [`Users::create`].
+#[derive(Clone, Default)]
 pub struct NewUser {
     /// Email address (validated, unique).
     pub email: String,
@@ -181,11 +382,47 @@ pub struct NewUser {
     /// Optional unique username.
     pub username: Option<String>,
     /// The password; `None` generates one, returned once, with `must_change_password` set.
-    pub password: Option<String>,
-    /// Make the user an administrator.
+    pub password: Option<Secret>,
+    /// Make the user an administrator (grants the `admin` role).
     pub is_admin: bool,
     /// An invite code to consume in the same transaction.
-    pub invite: Option<String>,
+    pub invite: Option<Secret>,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("username", &self.username)
+            .field("is_admin", &self.is_admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A self-service registration: the input of [`Users::register`].
+#[derive(Clone, Default)]
+pub struct Registration {
+    /// Email address.
+    pub email: String,
+    /// Password (8..=1024 bytes).
+    pub password: Secret,
+    /// Display name.
+    pub name: Option<String>,
+    /// Optional username.
+    pub username: Option<String>,
+    /// The invite code; required unless the policy allows open registration.
+    pub invite: Option<Secret>,
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A created user and, if one was generated, the password (shown once).
@@ -194,7 +431,41 @@ pub struct CreatedUser {
     /// The new user.
     pub user: User,
     /// The generated password, if none was given.
-    pub password: Option<crate::Secret>,
+    pub password: Option<Secret>,
+}
+
+/// What deleting a user did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeletedUser {
+    /// The account as it was.
+    pub user: User,
+    /// Where their workspace folder went, if they had one.
+    pub trash: Option<std::path::PathBuf>,
+}
+
+/// Where a user stands with the lockout rules (not secret: shown to operators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Lockout {
+    /// Failed logins in a row.
+    pub failed_logins: u32,
+    /// Logins are refused until then.
+    pub locked_until: Option<Timestamp>,
+    /// Locks since the last successful login (each doubles the next lock).
+    pub lock_count: u32,
+    /// Failed attempts that reached the hash in the current hour.
+    pub failures_in_window: u32,
+}
+
+/// Which scheme a user's password hash uses: what operators need to know (has everyone moved
+/// off an adopted bcrypt hash yet?) without any of the hash itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PasswordInfo {
+    /// The algorithm: `argon2id`, `bcrypt`, `pbkdf2-sha256`, ….
+    pub algorithm: String,
+    /// Its cost parameters as the hash records them (`m=19456,t=2,p=1`, `cost=12`).
+    pub parameters: String,
+    /// When the password was last set (or the hash replaced by a login).
+    pub changed_at: Timestamp,
 }
 
 /// Which users to list.
@@ -207,120 +478,91 @@ pub enum UserFilter {
     All,
 }
 
-/// A user record ready to insert: validated, with its password hashed.
-pub(crate) struct PreparedUser {
-    pub(crate) user: User,
-    pub(crate) generated: Option<crate::Secret>,
-}
-
-impl Redkeep {
-    /// Validates `spec` and hashes its password, outside any transaction (hashing is slow and
-    /// must not hold the write lock).
-    pub(crate) fn prepare_user(&self, spec: &NewUser) -> Result<PreparedUser> {
-        let normalized = normalize_email(&spec.email)?;
-        if let Some(u) = &spec.username {
-            validate_username(u)?;
-        }
-        let name = match &spec.name {
-            Some(n) => n.trim().to_string(),
-            None => normalized.split('@').next().unwrap_or_default().to_string(),
-        };
-        validate_name(&name)?;
-        let (password, generated) = match &spec.password {
-            Some(p) => (p.clone(), None),
-            None => {
-                let g = crate::auth::token::generate_password()?;
-                (g.expose().to_string(), Some(g))
-            }
-        };
-        let password_hash = self.passwords().hash(&password)?;
-        let now = self.now();
-        Ok(PreparedUser {
-            user: User {
-                id: 0,
-                email: spec.email.trim().to_string(),
-                username: spec.username.clone(),
-                name,
-                password_hash,
-                is_admin: spec.is_admin,
-                is_active: true,
-                email_verified: false,
-                must_change_password: generated.is_some(),
-                failed_logins: 0,
-                locked_until: None,
-                lock_count: 0,
-                failure_window_start: None,
-                failures_in_window: 0,
-                last_login_at: None,
-                current_org_id: None,
-                created_at: now,
-                updated_at: now,
-            },
-            generated,
-        })
-    }
-
-    /// Inserts a prepared user inside `tx`, giving it the next id.
-    pub(crate) fn insert_user(&self, tx: &WriteTx, mut user: User) -> Result<User> {
-        let users = tx.table::<User>();
-        user.id = users.next_id()?;
-        users.insert(&user).map_err(|e| match e {
-            // Name the email rather than the id that holds it.
-            Error::Conflict { index: "email", .. } => Error::Conflict {
-                table: User::TABLE,
-                index: "email",
-                detail: format!(
-                    "a user with email {} exists",
-                    normalize_email(&user.email).unwrap_or_else(|_| user.email.clone())
-                ),
-            },
-            e => e,
-        })?;
-        Ok(user)
-    }
-
-    /// The user repository.
-    pub fn users(&self) -> Users<'_> {
-        Users { rk: self }
-    }
-}
-
 /// Operations on users; each runs in its own transaction.
 #[derive(Debug, Clone, Copy)]
 pub struct Users<'a> {
-    rk: &'a Redkeep,
+    pub(crate) acc: &'a Accounts,
 }
 
 impl Users<'_> {
-    /// Creates a user (the operator path). With `spec.invite`, consumes the invite in the same
-    /// transaction.
+    /// Creates a user (the operator path): the account, its credential, the `user` role (and
+    /// `admin`), a personal org as current org, and the audit event, in one transaction. With
+    /// `spec.invite`, consumes the invite in the same transaction.
     ///
     /// # Errors
     /// `InvalidInput` for a bad email, username, name or password; `Conflict` when the email
-    /// or username is taken; invite errors as in [`crate::Invites`].
+    /// or username is taken; invite errors as in [`crate::auth::invites::Invites`].
     pub fn create(&self, spec: NewUser) -> Result<CreatedUser> {
-        self.rk.create_user(spec)
+        flows::create_user(self.acc, spec)
+    }
+
+    /// Registers a user with an invite code (self-service): as [`Users::create`], but an
+    /// invite is required unless the policy allows open registration.
+    ///
+    /// # Errors
+    /// `InvalidInput` (bad email or password, or no invite when one is required),
+    /// `InvalidCredential` (unknown code), `Expired`, `Revoked` (revoked or used up),
+    /// `Conflict` (email or username taken).
+    pub fn register(&self, reg: Registration) -> Result<User> {
+        if reg.invite.is_none() && !self.acc.policy.open_registration {
+            return Err(Error::invalid(
+                "invite",
+                "registration needs an invite code",
+            ));
+        }
+        let created = flows::create_user(
+            self.acc,
+            NewUser {
+                email: reg.email,
+                name: reg.name,
+                username: reg.username,
+                password: Some(reg.password),
+                is_admin: false,
+                invite: reg.invite,
+            },
+        )?;
+        Ok(created.user)
     }
 
     /// The user with this id.
+    ///
+    /// # Errors
+    /// `Corrupt` or `Storage` when the record cannot be read.
     pub fn get(&self, id: u64) -> Result<Option<User>> {
-        self.rk.store().read(|tx| tx.table::<User>().get(&id))
+        self.acc.store.read(|tx| tx.table::<User>().get(&id))
     }
 
     /// The user with this email (any case and surrounding spaces).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed email.
     pub fn by_email(&self, email: &str) -> Result<Option<User>> {
         let normalized = normalize_email(email)?;
-        self.rk
-            .store()
-            .read(|tx| tx.table::<User>().get_by("email", &key!(normalized)))
+        self.acc
+            .store
+            .read(|tx| tx.table::<User>().get_by(&User::EMAIL, &key!(normalized)))
     }
 
     /// The user with this username (any case).
+    ///
+    /// # Errors
+    /// `Corrupt` or `Storage` when the record cannot be read.
     pub fn by_username(&self, username: &str) -> Result<Option<User>> {
-        self.rk.store().read(|tx| {
-            tx.table::<User>()
-                .get_by("username", &key!(username.to_lowercase()))
-        })
+        let k = key!(username.trim().to_lowercase());
+        self.acc
+            .store
+            .read(|tx| tx.table::<User>().get_by(&User::USERNAME, &k))
+    }
+
+    /// The user with this id in the system it was adopted from.
+    ///
+    /// # Errors
+    /// `Corrupt` or `Storage` when the record cannot be read.
+    pub fn by_external_id(&self, external_id: &str) -> Result<Option<User>> {
+        let k = key!(external_id.trim());
+        self.acc
+            .store
+            .read(|tx| tx.table::<User>().get_by(&User::EXTERNAL_ID, &k))
     }
 
     /// Resolves what an operator typed: a numeric id, an email or a username.
@@ -330,73 +572,114 @@ impl Users<'_> {
     pub fn find(&self, who: &str) -> Result<User> {
         let who = who.trim();
         let found = if !who.is_empty() && who.bytes().all(|b| b.is_ascii_digit()) {
-            let id = who
-                .parse::<u64>()
-                .map_err(|_| Error::invalid("user", format!("{who} is not a valid id")))?;
-            self.get(id)?
+            match who.parse::<u64>() {
+                Ok(id) => self.get(id)?,
+                Err(_) => None,
+            }
         } else if who.contains('@') {
-            self.by_email(who)?
+            match normalize_email(who) {
+                Ok(_) => self.by_email(who)?,
+                Err(_) => None,
+            }
         } else {
             self.by_username(who)?
         };
         found.ok_or_else(|| Error::not_found(format!("user {who}")))
     }
 
-    /// Users in id order.
-    pub fn list(&self, filter: UserFilter) -> Result<Vec<User>> {
-        let all = self.rk.store().read(|tx| tx.table::<User>().all())?;
-        Ok(all
-            .into_iter()
-            .filter(|u| filter == UserFilter::All || u.is_active)
-            .collect())
+    /// Up to `limit` users with ids above `after`, in id order (a page; pass the last id for
+    /// the next one).
+    ///
+    /// # Errors
+    /// `Corrupt` when a record cannot be read.
+    pub fn list(&self, filter: UserFilter, after: Option<u64>, limit: usize) -> Result<Vec<User>> {
+        let range = match after {
+            Some(id) => KeyRange::all().after(&key!(id)),
+            None => KeyRange::all(),
+        };
+        self.acc.store.read(|tx| {
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            tx.table::<User>().for_each(range, Order::Asc, |u| {
+                if filter == UserFilter::All || u.is_active {
+                    out.push(u);
+                }
+                Ok(out.len() < limit)
+            })?;
+            Ok(out)
+        })
     }
 
-    /// Users created in `[from, to)`, oldest first.
-    pub fn created_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<User>> {
-        self.rk.store().read(|tx| {
-            tx.table::<User>().scan_by(
-                "created_at",
+    /// Up to `limit` users created in `[from, to)`, oldest first.
+    ///
+    /// # Errors
+    /// `Corrupt` when a record cannot be read.
+    pub fn created_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<User>> {
+        self.acc.store.read(|tx| {
+            tx.table::<User>().range_by(
+                &User::CREATED_AT,
                 KeyRange::between(key!(from.0), key!(to.0)),
                 Order::Asc,
-                None,
+                limit,
             )
         })
     }
 
-    /// Administrators, in id order.
-    pub fn admins(&self) -> Result<Vec<User>> {
-        self.rk.store().read(|tx| {
-            tx.table::<User>()
-                .scan_by("is_admin", KeyRange::prefix(key!(true)), Order::Asc, None)
+    /// Up to `limit` administrators, in id order.
+    ///
+    /// # Errors
+    /// `Corrupt` when a record cannot be read.
+    pub fn admins(&self, limit: usize) -> Result<Vec<User>> {
+        self.acc.store.read(|tx| {
+            tx.table::<User>().range_by(
+                &User::IS_ADMIN,
+                KeyRange::prefix(key!(true)),
+                Order::Asc,
+                limit,
+            )
         })
     }
 
     /// Number of users.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn count(&self) -> Result<u64> {
-        self.rk.store().read(|tx| tx.table::<User>().count())
+        self.acc.store.read(|tx| tx.table::<User>().count())
     }
 
-    /// Changes a user's name or username.
+    /// Changes a user's name or username (`Some(None)` removes the username).
+    ///
+    /// # Errors
+    /// `InvalidInput`; `Conflict` when the username is taken; `NotFound`.
     pub fn rename(
         &self,
         id: u64,
         name: Option<String>,
         username: Option<Option<String>>,
     ) -> Result<User> {
+        let name = name.map(|n| n.trim().to_string());
         if let Some(n) = &name {
             validate_name(n)?;
         }
         if let Some(Some(u)) = &username {
             validate_username(u)?;
         }
-        let now = self.rk.now();
-        self.rk.store().write(|tx| {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
             tx.table::<User>().modify(&id, |u| {
-                if let Some(n) = name {
-                    u.name = n;
+                if let Some(n) = &name {
+                    u.name = n.clone();
                 }
-                if let Some(un) = username {
-                    u.username = un;
+                if let Some(un) = &username {
+                    u.username = un.clone();
                 }
                 u.updated_at = now;
                 Ok(u.clone())
@@ -404,37 +687,157 @@ impl Users<'_> {
         })
     }
 
-    /// Sets or replaces the user's avatar (JPEG, at most 1 MiB).
-    pub fn set_avatar(&self, id: u64, jpeg: Vec<u8>) -> Result<()> {
-        validate_avatar(&jpeg)?;
-        self.rk.store().write(|tx| {
-            if tx.table::<User>().get(&id)?.is_none() {
+    /// Checks an email or username and a password under the lockout rules, without creating
+    /// a session. Unknown account, wrong password, disabled and locked account all give the
+    /// same `Unauthorized`, after the same hashing work. Success resets the failure count,
+    /// sets `last_login_at` and upgrades the hash if its parameters or algorithm changed.
+    ///
+    /// # Errors
+    /// `Unauthorized` for every failure.
+    pub fn authenticate(&self, login: &str, password: &str) -> Result<User> {
+        Ok(flows::verify_login(self.acc, login, password, |_, _| Ok(()))?.0)
+    }
+
+    /// Checks a password for a user without recording a login (same work whether the user
+    /// exists, is disabled or not).
+    ///
+    /// # Errors
+    /// `Unauthorized` when it does not match or the user cannot log in.
+    pub fn check_password(&self, id: u64, password: &str) -> Result<()> {
+        flows::check_password(self.acc, id, password)
+    }
+
+    /// Sets a new password (operator path): clears `must_change_password` and the lockout,
+    /// and revokes every session of the user.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad password; `NotFound`.
+    pub fn set_password(&self, id: u64, password: &str) -> Result<User> {
+        flows::set_password(self.acc, id, password, None)
+    }
+
+    /// Changes the password of the user of a session after checking the current one; every
+    /// other session of the user is revoked, this one is kept.
+    ///
+    /// # Errors
+    /// `InvalidCredential` for a bad session; `Unauthorized` for a wrong current password;
+    /// `InvalidInput` for a bad new one.
+    pub fn change_password(&self, session_token: &str, current: &str, new: &str) -> Result<User> {
+        flows::change_password(self.acc, session_token, current, new)
+    }
+
+    /// Disables an account: no more logins; its sessions are revoked and its API keys stop
+    /// verifying at once.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn disable(&self, id: u64) -> Result<User> {
+        flows::set_active(self.acc, id, false)
+    }
+
+    /// Re-enables a disabled account.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn enable(&self, id: u64) -> Result<User> {
+        flows::set_active(self.acc, id, true)
+    }
+
+    /// Lifts a lockout and clears the failure counters.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn unlock(&self, id: u64) -> Result<User> {
+        flows::unlock(self.acc, id)
+    }
+
+    /// Deletes a user and everything that belongs to them in one transaction (credential,
+    /// sessions, roles, memberships and personal org, API keys, agent sessions, avatar), then
+    /// moves their workspace folder to the trash (never deleting files).
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` when the user is the last owner of an org with other members.
+    pub fn delete(&self, id: u64) -> Result<DeletedUser> {
+        let user = self
+            .acc
+            .store
+            .write(|tx| flows::delete_user_records(self.acc, tx, id))?;
+        let trash = self.acc.files.user_deleted(&user)?;
+        Ok(DeletedUser { user, trash })
+    }
+
+    /// Where the user stands with the lockout rules.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn lockout(&self, id: u64) -> Result<Lockout> {
+        let c = self.acc.store.read(|tx| {
+            if !tx.table::<User>().contains(&id)? {
                 return Err(Error::not_found(format!("user {id}")));
             }
-            let avatars = tx.table::<Avatar>();
-            let avatar = Avatar { user_id: id, jpeg };
-            if avatars.get(&id)?.is_some() {
-                avatars.update(&avatar)
-            } else {
-                avatars.insert(&avatar)
+            tx.table::<Credential>().get(&id)
+        })?;
+        Ok(Lockout {
+            failed_logins: c.as_ref().map_or(0, |c| c.failed_logins),
+            locked_until: c.as_ref().and_then(|c| c.locked_until),
+            lock_count: c.as_ref().map_or(0, |c| c.lock_count),
+            failures_in_window: c.as_ref().map_or(0, |c| c.failures_in_window),
+        })
+    }
+
+    /// The scheme of the user's password hash (never the hash).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user or one without a password.
+    pub fn password_info(&self, id: u64) -> Result<PasswordInfo> {
+        let c = self
+            .acc
+            .store
+            .read(|tx| tx.table::<Credential>().get(&id))?
+            .ok_or_else(|| Error::not_found(format!("password of user {id}")))?;
+        let (algorithm, parameters) = super::password::scheme(&c.password_hash);
+        Ok(PasswordInfo {
+            algorithm,
+            parameters,
+            changed_at: c.changed_at,
+        })
+    }
+
+    /// Sets or replaces the user's avatar (JPEG, at most 1 MiB).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad image; `NotFound`.
+    pub fn set_avatar(&self, id: u64, jpeg: Vec<u8>) -> Result<()> {
+        validate_avatar(&jpeg)?;
+        let avatar = Avatar { user_id: id, jpeg };
+        self.acc.store.write(|tx| {
+            if !tx.table::<User>().contains(&id)? {
+                return Err(Error::not_found(format!("user {id}")));
             }
+            tx.table::<Avatar>().put(&avatar)
         })
     }
 
     /// The user's avatar bytes, if any.
+    ///
+    /// # Errors
+    /// `Corrupt` when the record cannot be read.
     pub fn avatar(&self, id: u64) -> Result<Option<Vec<u8>>> {
         Ok(self
-            .rk
-            .store()
+            .acc
+            .store
             .read(|tx| tx.table::<Avatar>().get(&id))?
             .map(|a| a.jpeg))
     }
 
     /// Removes the user's avatar; returns whether there was one.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn remove_avatar(&self, id: u64) -> Result<bool> {
         Ok(self
-            .rk
-            .store()
+            .acc
+            .store
             .write(|tx| tx.table::<Avatar>().delete(&id))?
             .is_some())
     }

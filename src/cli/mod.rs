@@ -1,28 +1,21 @@
-//! The `redkeep` command line. A command is parsed into a [`Request`] (the command plus any
-//! secret read from stdin), executed by [`execute`] against a [`Redkeep`] handle, and its
-//! [`Reply`] rendered as a table or JSON. Only the public library API is used here.
+//! The `redkeep` command line: clap parsing of the command set of [`crate::admin`], opening the
+//! data dir (shared, or through the owning application's admin socket), rendering replies as
+//! tables or JSON, and progress bars on a terminal. Only the public library API is used.
 
-mod access;
-mod admin;
-mod invite;
-mod ops;
-mod orgs;
-pub mod render;
-pub mod serve;
-mod status;
-mod user;
-mod workspace;
+mod progress;
+mod render;
 
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use serde::{Deserialize, Serialize};
+use clap::Parser;
 
-pub use render::Reply;
-
+use crate::admin::commands::Input;
+use crate::admin::{self, Command, Io, Reply, Request};
 use crate::{Error, Mode, Options, PasswordParams, Redkeep, Result};
+
+pub use render::render;
 
 /// redkeep: accounts, invite codes and workspaces in one embedded store.
 #[derive(Debug, Parser)]
@@ -39,194 +32,29 @@ pub struct Cli {
     /// Print one JSON document instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Show what redkeep does on stderr (repeat for more); `RUST_LOG` also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Every command.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
-pub enum Command {
-    /// Create the data dir, the store and the first administrator.
-    Init(admin::InitArgs),
-    /// Verify the store: file integrity, records, indexes, references.
-    Check(admin::CheckArgs),
-    /// Manage invite codes.
-    #[command(subcommand)]
-    Invite(invite::InviteCmd),
-    /// Manage users.
-    #[command(subcommand)]
-    User(user::UserCmd),
-    /// Manage roles and their assignments.
-    #[command(subcommand)]
-    Role(access::RoleCmd),
-    /// Log in and print a session token once.
-    Login(access::LoginArgs),
-    /// Validate, list, revoke and sweep login sessions.
-    #[command(subcommand)]
-    Session(access::SessionCmd),
-    /// Inspect and clean up agent sessions.
-    #[command(subcommand)]
-    Agent(access::AgentCmd),
-    /// Manage API keys.
-    #[command(subcommand)]
-    Apikey(access::ApiKeyCmd),
-    /// Read the audit log.
-    #[command(subcommand)]
-    Audit(access::AuditCmd),
-    /// Manage organizations and members.
-    #[command(subcommand)]
-    Org(orgs::OrgCmd),
-    /// Show or apply schema migrations.
-    #[command(subcommand)]
-    Migrate(ops::MigrateCmd),
-    /// Write a consistent copy of the store to a new file.
-    Backup {
-        /// The file to create.
-        path: PathBuf,
-    },
-    /// Replace the store with a backup (keeps a safety copy; needs the store free).
-    Restore {
-        /// The backup file.
-        path: PathBuf,
-        /// Replace an existing store.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Write every record as JSON lines.
-    Export(ops::ExportArgs),
-    /// Load an export into an empty store (created if missing).
-    Import {
-        /// The export file, or `-` for stdin.
-        file: String,
-    },
-    /// Empty the store after backing it up (needs --force and the store free).
-    Reset {
-        /// Really do it.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Records, index entries and bytes per table, and the file size.
-    Stats,
-    /// Whether the store is free, shared or held exclusively (by which process), its schema
-    /// version and the path of each file.
-    Status,
-    /// Inspect per-user workspace folders.
-    #[command(subcommand)]
-    Workspace(workspace::WorkspaceCmd),
-    /// Manage a user's gallery pieces.
-    #[command(subcommand)]
-    Gallery(workspace::GalleryCmd),
-}
-
-impl Command {
-    /// Whether this command reads a secret from stdin, and which flag asked for it.
-    fn stdin_secret(&self) -> Option<&'static str> {
-        match self {
-            Command::Init(a) if a.admin_password_stdin => Some("--admin-password-stdin"),
-            Command::User(u) => u.stdin_secret(),
-            Command::Login(_) => Some("--password-stdin"),
-            Command::Session(access::SessionCmd::Validate { .. }) => Some("--token-stdin"),
-            Command::Apikey(access::ApiKeyCmd::Verify { .. }) => Some("--key-stdin"),
-            _ => None,
-        }
-    }
-}
-
-/// A parsed command with the secret it read from stdin, if any. This is what the admin
-/// socket carries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Request {
-    /// The command.
-    pub command: Command,
-    /// A password or token read from stdin (redacted in `Debug`).
-    pub secret: Option<crate::Secret>,
-    /// Content the command reads from a file or stdin on the client side (`gallery add`,
-    /// `import`).
-    pub input: Option<String>,
-    /// Draw progress bars on stderr (only when running locally on a terminal).
-    #[serde(default)]
-    pub progress: bool,
-}
-
-impl Request {
-    fn secret(&self, flag: &str) -> Result<&str> {
-        self.secret
-            .as_ref()
-            .map(crate::Secret::expose)
-            .ok_or_else(|| Error::invalid("stdin", format!("{flag} needs the secret on stdin")))
-    }
-}
-
 /// Reads one line from stdin (without its line ending) as a secret.
-fn read_secret(flag: &str) -> Result<String> {
+fn read_secret(flag: &str) -> Result<crate::Secret> {
     let mut buf = String::new();
     std::io::stdin()
         .take(64 * 1024)
         .read_to_string(&mut buf)
         .map_err(|e| Error::io(format!("reading {flag} from stdin"), e))?;
-    let line = buf.lines().next().unwrap_or("").to_string();
+    let line = buf.lines().next().unwrap_or("");
     if line.is_empty() {
         return Err(Error::invalid(
             "stdin",
             format!("{flag} expects the secret on the first line of stdin, which is empty"),
         ));
     }
-    Ok(line)
-}
-
-/// Largest export `import` reads.
-const MAX_IMPORT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
-
-/// Reads a file, or stdin for `-`, as UTF-8 text (capped at the document limit).
-fn read_input(path: &str) -> Result<String> {
-    read_input_capped(path, crate::workspace::DEFAULT_MAX_DOC_BYTES)
-}
-
-fn read_input_capped(path: &str, cap: u64) -> Result<String> {
-    let mut buf = Vec::new();
-    let read = if path == "-" {
-        std::io::stdin().take(cap + 1).read_to_end(&mut buf)
-    } else {
-        std::fs::File::open(path).and_then(|f| f.take(cap + 1).read_to_end(&mut buf))
-    };
-    read.map_err(|e| Error::io(format!("reading {path}"), e))?;
-    if buf.len() as u64 > cap {
-        return Err(Error::invalid(
-            "file",
-            format!("{path} is larger than {cap} bytes"),
-        ));
-    }
-    String::from_utf8(buf).map_err(|_| Error::invalid("file", format!("{path} is not UTF-8 text")))
-}
-
-/// Runs one request against an open handle. The one execution path of every command.
-pub fn execute(rk: &Redkeep, req: &Request) -> Result<Reply> {
-    match &req.command {
-        Command::Init(a) => admin::init(rk, a, req),
-        Command::Check(a) => admin::check(rk, a, req.progress),
-        Command::Migrate(c) => ops::migrate(rk, c, req.progress),
-        Command::Backup { path } => ops::backup(rk, path, req.progress),
-        Command::Export(a) => ops::export(rk, a, req.progress),
-        Command::Import { .. } => ops::import(rk, req),
-        Command::Stats => ops::stats(rk),
-        Command::Status => status::in_owner(rk),
-        Command::Restore { .. } | Command::Reset { .. } => Err(Error::Refused(
-            "restore and reset replace the whole store; stop the application that holds it first"
-                .into(),
-        )),
-        Command::Invite(c) => invite::run(rk, c),
-        Command::User(c) => user::run(rk, c, req),
-        Command::Role(c) => access::role(rk, c),
-        Command::Login(a) => access::login(rk, a, req),
-        Command::Session(c) => access::session(rk, c, req),
-        Command::Agent(c) => access::agent(rk, c),
-        Command::Apikey(c) => access::apikey(rk, c, req),
-        Command::Audit(c) => access::audit(rk, c),
-        Command::Org(c) => orgs::run(rk, c),
-        Command::Workspace(c) => workspace::run(rk, c),
-        Command::Gallery(c) => workspace::gallery(rk, c, req),
-    }
+    Ok(crate::Secret::new(line))
 }
 
 /// The environment variable that overrides the argon2id parameters, as `m=19456,t=2,p=1`.
@@ -260,14 +88,35 @@ fn password_params() -> Result<PasswordParams> {
     Ok(p)
 }
 
+/// Explains a data dir that cannot hold a store before anything is opened.
+fn check_data_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_file() => {
+            let hint = if dir.file_name().is_some_and(|n| n == crate::STORE_FILE) {
+                format!(
+                    "; pass the folder that holds it: --data-dir {}",
+                    dir.parent().unwrap_or(Path::new(".")).display()
+                )
+            } else {
+                "; --data-dir names a folder (it holds redkeep.redb and workspaces/)".into()
+            };
+            Err(Error::invalid(
+                "data dir",
+                format!("{} is a file{hint}", dir.display()),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn open(cli: &Cli) -> Result<Redkeep> {
-    let create = matches!(cli.command, Command::Init(_) | Command::Import { .. });
+    check_data_dir(&cli.data_dir)?;
     let mut options = Options::default()
         .mode(Mode::Shared)
-        .create(create)
+        .create(cli.command.creates_store())
         .password(password_params()?);
-    options.open_outdated = matches!(cli.command, Command::Migrate(_));
-    options.workspace.on_wait = Some(std::sync::Arc::new(|path: &std::path::Path| {
+    options.open_outdated = cli.command.accepts_outdated();
+    options.workspace.on_wait = Some(std::sync::Arc::new(|path: &Path| {
         eprintln!("waiting for the lock on {} …", path.display());
     }));
     Redkeep::open(&cli.data_dir, options)
@@ -276,86 +125,142 @@ fn open(cli: &Cli) -> Result<Redkeep> {
 /// Parses arguments, runs the command and prints the result; the whole CLI.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", e.full_message());
             ExitCode::from(1)
         }
     }
 }
 
-/// The error and its causes on one line.
-pub fn error_chain(e: &Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Where raw output goes: stdout, or a new file written atomically at the end.
+enum Sink {
+    Stdout(std::io::StdoutLock<'static>),
+    File(tempfile::NamedTempFile, PathBuf),
+}
+
+impl Sink {
+    fn for_command(cmd: &Command) -> Result<Sink> {
+        match cmd {
+            Command::Export(admin::commands::ExportArgs { output: Some(path) }) => {
+                if path.exists() {
+                    return Err(Error::invalid(
+                        "output",
+                        format!("{} exists; choose a new file", path.display()),
+                    ));
+                }
+                Ok(Sink::File(crate::fsutil::temp_sibling(path)?, path.clone()))
+            }
+            _ => Ok(Sink::Stdout(std::io::stdout().lock())),
         }
-        source = s.source();
     }
-    text.replace('\n', " ")
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Stdout(s) => s,
+            Sink::File(f, _) => f.as_file_mut(),
+        }
+    }
+
+    /// Finishes the output; returns whether the reply's summary may go to stdout.
+    fn finish(self) -> Result<bool> {
+        match self {
+            Sink::Stdout(mut s) => {
+                let _ = s.flush();
+                Ok(false)
+            }
+            Sink::File(tmp, path) => {
+                crate::fsutil::persist(tmp, &path)?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn input_for(cmd: &Command) -> Result<Option<Box<dyn BufRead>>> {
+    match cmd.input() {
+        Input::None => Ok(None),
+        Input::File("-") => Ok(Some(Box::new(BufReader::new(std::io::stdin())))),
+        Input::File(path) => {
+            let f =
+                std::fs::File::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
+            Ok(Some(Box::new(BufReader::new(f))))
+        }
+    }
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
-    let secret = match cli.command.stdin_secret() {
-        Some(flag) => Some(crate::Secret::new(read_secret(flag)?)),
-        None => None,
-    };
+    let now = crate::clock::SystemClock.now();
     let reply = match &cli.command {
         Command::Restore { path, force } => {
-            ops::restore(&cli.data_dir, path, *force).map_err(whole_file)?
+            admin::commands::restore(&cli.data_dir, path, *force, now).map_err(whole_file)?
         }
-        Command::Reset { force } => ops::reset(&cli.data_dir, *force).map_err(whole_file)?,
-        Command::Status => status::probe(&cli.data_dir)?,
-        _ => {
-            let input = match &cli.command {
-                Command::Gallery(g) => g.input_file().map(read_input).transpose()?,
-                Command::Import { file } => Some(read_input_capped(file, MAX_IMPORT_BYTES)?),
-                _ => None,
-            };
-            let mut command = cli.command.clone();
-            // The owner may run in another directory: send it absolute paths.
-            if let Command::Backup { path } = &mut command {
-                *path = std::path::absolute(&*path)
-                    .map_err(|e| Error::io("resolving the backup path", e))?;
-            }
-            let req = Request {
-                command,
-                secret,
-                input,
-                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            };
-            match open(cli) {
-                Ok(rk) => execute(&rk, &req)?,
-                Err(Error::InUse { path, holder }) => match remote(cli, &req, path, holder)? {
-                    Ok(reply) => reply,
-                    Err(code) => return Ok(code),
-                },
+        Command::Reset { force } => {
+            admin::commands::reset(&cli.data_dir, *force, now).map_err(whole_file)?
+        }
+        Command::Status => admin::commands::status::probe(&cli.data_dir)?,
+        command => {
+            let secret = command.stdin_secret().map(read_secret).transpose()?;
+            let mut input = input_for(command)?;
+            let mut sink = Sink::for_command(command)?;
+            let mut command = command.clone();
+            command.absolutize()?;
+            let req = Request { command, secret };
+            let reply = match open(cli) {
+                Ok(rk) => {
+                    let feedback = progress::Bars::new();
+                    let mut empty = std::io::empty();
+                    let io = Io {
+                        input: match input.as_mut() {
+                            Some(i) => i.as_mut(),
+                            None => &mut empty,
+                        },
+                        output: sink.writer(),
+                        feedback: &feedback,
+                    };
+                    admin::execute(&rk, &req, io)?
+                }
+                Err(Error::InUse { path, holder }) => {
+                    match remote(cli, &req, path, holder, input, sink.writer())? {
+                        Ok(reply) => reply,
+                        Err(code) => return Ok(code),
+                    }
+                }
                 Err(e) => return Err(e),
+            };
+            let summary_to_stdout = sink.finish()?;
+            if reply.raw && !summary_to_stdout {
+                return Ok(ExitCode::from(reply.exit_code));
             }
+            reply
         }
     };
-    if let (Command::Export(ops::ExportArgs { output: Some(path) }), Some(raw)) =
-        (&cli.command, &reply.raw)
-    {
-        crate::ops::write_file(path, raw.as_bytes())?;
-        let mut summary = reply.clone();
-        summary.raw = None;
-        print(&summary.render(cli.json));
-    } else {
-        print(&reply.render(cli.json));
-    }
+    print(&render(&reply, cli.json));
     Ok(ExitCode::from(reply.exit_code))
 }
 
-/// Restore and reset never go through the socket: they replace the file under the owner.
+/// Restore and reset never go through the socket: they replace the files under the owner.
 fn whole_file(e: Error) -> Error {
     match e {
-        Error::InUse { holder, .. } => Error::Refused(format!(
+        Error::InUse { holder, .. } => Error::denied(format!(
             "this command replaces the whole store and cannot run while it is held ({holder}); stop the application first"
         )),
         e => e,
@@ -369,16 +274,19 @@ fn remote(
     req: &Request,
     path: PathBuf,
     holder: String,
-) -> Result<Result<Reply, ExitCode>> {
-    let Some(owner) = serve::connect(&cli.data_dir) else {
+    mut input: Option<Box<dyn BufRead>>,
+    output: &mut dyn Write,
+) -> Result<std::result::Result<Reply, ExitCode>> {
+    let Some(owner) = admin::connect(&cli.data_dir) else {
         return Err(Error::InUse {
             path,
             holder: format!("{holder}; its admin socket does not answer"),
         });
     };
-    match owner.send(req)? {
-        serve::Remote::Reply(r) => Ok(Ok(r)),
-        serve::Remote::Failed(message, code) => {
+    let input = input.as_mut().map(|i| i as &mut dyn Read);
+    match owner.send(req, input, output)? {
+        admin::Remote::Reply(r) => Ok(Ok(r)),
+        admin::Remote::Failed(message, code) => {
             eprintln!("error: {message}");
             Ok(Err(ExitCode::from(code)))
         }
@@ -387,7 +295,8 @@ fn remote(
 
 // A closed stdout (`redkeep user list | head -1`) is not an error.
 fn print(text: &str) {
-    use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
+
+use crate::clock::Clock;

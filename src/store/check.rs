@@ -1,14 +1,17 @@
-//! Integrity checks of typed tables: every record decodes and every index mirrors its records
-//! exactly (no missing entry, no dangling entry, no entry pointing at the wrong record).
+//! Whole-table operations on a record type without knowing the type at the call site:
+//! integrity checks (every record decodes, is stored under its own key, and every index
+//! mirrors the records exactly), index rebuilds, sizes, and JSON export / import.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use serde::Serialize;
 
-use super::table::{decode_record, index_entry, index_table, record_table, show_key};
-use super::{KeyRange, Order, ReadTx, Record, Source, WriteTx};
-use crate::error::Result;
+use super::engine::{KeyRange, Order};
+use super::key::{Key, hex, show_key};
+use super::table::{decode_record, entry_value, index_entry, index_table, record_table};
+use super::{Record, Source, TableInfo, WriteTx, resolve_shape};
+use crate::error::{Error, Result};
 
 /// Record and index-entry counts of one table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -33,6 +36,14 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// An empty report of a sound store.
+    pub fn new() -> CheckReport {
+        CheckReport {
+            ok: true,
+            ..CheckReport::default()
+        }
+    }
+
     /// Adds a problem and clears `ok`.
     pub fn problem(&mut self, text: impl Into<String>) {
         self.problems.push(text.into());
@@ -51,25 +62,53 @@ pub struct TableStats {
     pub bytes: u64,
 }
 
-/// Whole-table operations on a record type, without knowing the type: check, rebuild
-/// indexes, size, and JSON export / import.
+/// Whole-table operations on one record type, usable without naming the type.
 pub trait TableCheck: Send + Sync {
     /// The table's name.
     fn name(&self) -> &'static str;
+    /// The catalog entry of the table.
+    fn info(&self) -> TableInfo;
     /// Checks records and indexes, adding counts and problems to `report`.
-    fn check(&self, tx: &ReadTx, report: &mut CheckReport) -> Result<()>;
-    /// Rewrites index entries to mirror the records; returns one line per change.
-    fn rebuild_indexes(&self, tx: &WriteTx) -> Result<Vec<String>>;
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails (problems in the data are reported, not returned).
+    fn check(&self, tx: &dyn Source, report: &mut CheckReport) -> Result<()>;
+    /// Rewrites index entries to mirror the records whose key is intact; returns one line
+    /// per change.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn rebuild_indexes(&self, tx: &WriteTx<'_>) -> Result<Vec<String>>;
     /// Records, index entries and bytes.
-    fn stats(&self, tx: &ReadTx) -> Result<TableStats>;
-    /// Every record as JSON, in primary-key order.
-    fn export_json(&self, tx: &ReadTx) -> Result<Vec<serde_json::Value>>;
-    /// Checks that a JSON value is a record of this table.
-    fn validate_json(&self, value: &serde_json::Value) -> std::result::Result<(), String>;
-    /// Inserts a record given as JSON (with its indexes).
-    fn import_json(&self, tx: &WriteTx, value: &serde_json::Value) -> Result<()>;
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn stats(&self, tx: &dyn Source) -> Result<TableStats>;
+    /// Calls `f` with each record as `(key hex, JSON)`, in primary-key order.
+    ///
+    /// # Errors
+    /// `Corrupt` for an unreadable record; `f`'s error.
+    fn export(
+        &self,
+        tx: &dyn Source,
+        f: &mut dyn FnMut(String, serde_json::Value) -> Result<()>,
+    ) -> Result<()>;
+    /// The highest primary key, for tables whose keys come from their id sequence.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn highest_id(&self, tx: &dyn Source) -> Result<Option<u64>>;
+    /// Inserts a record given as key hex and JSON (with its indexes).
+    ///
+    /// # Errors
+    /// `InvalidInput` when the JSON is not a record of this table or the key disagrees;
+    /// `Conflict` on a duplicate.
+    fn import(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<()>;
     /// Deletes every record and index entry.
-    fn clear(&self, tx: &WriteTx) -> Result<()>;
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn clear(&self, tx: &WriteTx<'_>) -> Result<()>;
 }
 
 struct Checker<R>(PhantomData<fn() -> R>);
@@ -81,8 +120,10 @@ pub fn check_table<R: Record + 'static>() -> Box<dyn TableCheck> {
 
 type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
 
-// Index name → expected entries (index key → primary key), from the records.
-fn expected<R: Record, S: Source>(
+/// What the records say the indexes should hold: index name → (entry key → entry value),
+/// for the records that decode and are stored under their own key. Problems found on the way
+/// are added to `problems`.
+fn expected<R: Record, S: Source + ?Sized>(
     tx: &S,
     problems: &mut Vec<String>,
 ) -> Result<(u64, BTreeMap<&'static str, Entries>)> {
@@ -90,70 +131,109 @@ fn expected<R: Record, S: Source>(
         .iter()
         .map(|i| (i.name, Entries::new()))
         .collect();
-    let rows = tx
-        .raw(&record_table(R::TABLE))?
-        .range(&KeyRange::all(), Order::Asc, None)?;
-    let count = rows.len() as u64;
-    for (pk, value) in rows {
-        let record = match decode_record::<R>(&pk, &value) {
+    let raw = tx.raw();
+    let resolve = |id| resolve_shape(raw, id);
+    let mut count = 0u64;
+    raw.range(&record_table(R::TABLE), &KeyRange::all(), Order::Asc, &mut |pk, value| {
+        count += 1;
+        let record = match decode_record::<R>(pk, value, &resolve) {
             Ok(r) => r,
             Err(e) => {
                 problems.push(e.to_string());
-                continue;
+                return Ok(true);
             }
         };
+        let own = record.key().to_bytes();
+        if own != pk {
+            problems.push(format!(
+                "{}: the record stored under key {} says its key is {}; its index entries are not rebuilt (restore a backup, or delete it)",
+                R::TABLE,
+                show_key(pk),
+                show_key(&own)
+            ));
+            return Ok(true);
+        }
         for idx in R::INDEXES {
-            if let Some(k) = index_entry(idx, &record, &pk) {
+            if let Some(k) = index_entry(idx, &record, pk) {
                 let entries = want.entry(idx.name).or_default();
-                if let Some(other) = entries.insert(k, pk.clone()) {
+                if let Some(other) = entries.insert(k, entry_value(idx, pk))
+                    && idx.unique
+                {
                     problems.push(format!(
                         "{}.{}: records {} and {} claim the same unique key",
                         R::TABLE,
                         idx.name,
                         show_key(&other),
-                        show_key(&pk)
+                        show_key(pk)
                     ));
                 }
             }
         }
-    }
+        Ok(true)
+    })?;
     Ok((count, want))
 }
 
-fn actual<S: Source>(tx: &S, table: &str, index: &str) -> Result<Entries> {
-    Ok(tx
-        .raw(&index_table(table, index))?
-        .range(&KeyRange::all(), Order::Asc, None)?
-        .into_iter()
-        .collect())
+fn actual<S: Source + ?Sized>(tx: &S, table: &str, index: &str) -> Result<Entries> {
+    let mut out = Entries::new();
+    tx.raw().range(
+        &index_table(table, index),
+        &KeyRange::all(),
+        Order::Asc,
+        &mut |k, v| {
+            out.insert(k.to_vec(), v.to_vec());
+            Ok(true)
+        },
+    )?;
+    Ok(out)
 }
 
 // Differences between expected and actual entries of one index, as sentences.
-fn diff(table: &str, index: &str, want: &Entries, have: &Entries) -> Vec<String> {
+fn diff<R: Record>(index: &str, unique: bool, want: &Entries, have: &Entries) -> Vec<String> {
+    let table = R::TABLE;
+    let target = |k: &[u8], v: &[u8]| -> String {
+        if unique {
+            return show_key(v);
+        }
+        match R::Key::FIXED_LEN {
+            Some(n) if k.len() >= n => show_key(&k[k.len() - n..]),
+            _ => hex(k),
+        }
+    };
     let mut out = Vec::new();
-    for (k, pk) in want {
+    for (k, v) in want {
         match have.get(k) {
             None => out.push(format!(
                 "{table}.{index}: entry for record {} is missing",
-                show_key(pk)
+                target(k, v)
             )),
-            Some(got) if got != pk => out.push(format!(
+            Some(got) if got != v => out.push(format!(
                 "{table}.{index}: entry points at {} instead of {}",
-                show_key(got),
-                show_key(pk)
+                target(k, got),
+                target(k, v)
             )),
             Some(_) => {}
         }
     }
-    for (k, pk) in have {
+    for (k, v) in have {
         if !want.contains_key(k) {
             out.push(format!(
                 "{table}.{index}: stale entry pointing at {}",
-                show_key(pk)
+                target(k, v)
             ));
         }
     }
     out
+}
+
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 impl<R: Record + 'static> TableCheck for Checker<R> {
@@ -161,11 +241,37 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         R::TABLE
     }
 
-    fn stats(&self, tx: &ReadTx) -> Result<TableStats> {
+    fn info(&self) -> TableInfo {
+        TableInfo::of::<R>()
+    }
+
+    fn highest_id(&self, tx: &dyn Source) -> Result<Option<u64>> {
+        let mut out = None;
+        if !R::ID_SEQUENCE {
+            return Ok(None);
+        }
+        tx.raw().range(
+            &record_table(R::TABLE),
+            &KeyRange::all(),
+            Order::Desc,
+            &mut |k, _| {
+                out = R::Key::from_bytes(k).and_then(|k| k.as_id());
+                Ok(false)
+            },
+        )?;
+        Ok(out)
+    }
+
+    fn stats(&self, tx: &dyn Source) -> Result<TableStats> {
         let size = |name: &str| -> Result<(u64, u64)> {
-            let rows = tx.raw(name)?.range(&KeyRange::all(), Order::Asc, None)?;
-            let bytes = rows.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-            Ok((rows.len() as u64, bytes))
+            let (mut n, mut bytes) = (0u64, 0u64);
+            tx.raw()
+                .range(name, &KeyRange::all(), Order::Asc, &mut |k, v| {
+                    n += 1;
+                    bytes += (k.len() + v.len()) as u64;
+                    Ok(true)
+                })?;
+            Ok((n, bytes))
         };
         let (records, mut bytes) = size(&record_table(R::TABLE))?;
         let mut index_entries = 0;
@@ -181,50 +287,57 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         })
     }
 
-    fn export_json(&self, tx: &ReadTx) -> Result<Vec<serde_json::Value>> {
-        tx.table::<R>()
-            .all()?
-            .iter()
-            .map(|r| {
-                serde_json::to_value(r).map_err(|e| {
-                    crate::Error::invalid(
+    fn export(
+        &self,
+        tx: &dyn Source,
+        f: &mut dyn FnMut(String, serde_json::Value) -> Result<()>,
+    ) -> Result<()> {
+        let raw = tx.raw();
+        let resolve = |id| resolve_shape(raw, id);
+        raw.range(
+            &record_table(R::TABLE),
+            &KeyRange::all(),
+            Order::Asc,
+            &mut |k, v| {
+                let record = decode_record::<R>(k, v, &resolve)?;
+                let json = serde_json::to_value(&record).map_err(|e| {
+                    Error::invalid(
                         "record",
                         format!("cannot export a {} record: {e}", R::TABLE),
                     )
-                })
-            })
-            .collect()
+                })?;
+                f(hex(k), json)?;
+                Ok(true)
+            },
+        )
     }
 
-    fn validate_json(&self, value: &serde_json::Value) -> std::result::Result<(), String> {
-        serde_json::from_value::<R>(value.clone())
-            .map(|_| ())
-            .map_err(|e| format!("not a {} record: {e}", R::TABLE))
-    }
-
-    fn import_json(&self, tx: &WriteTx, value: &serde_json::Value) -> Result<()> {
-        let record: R = serde_json::from_value(value.clone()).map_err(|e| {
-            crate::Error::invalid("record", format!("not a {} record: {e}", R::TABLE))
-        })?;
+    fn import(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<()> {
+        let bad =
+            |why: String| Error::invalid("record", format!("not a {} record: {why}", R::TABLE));
+        let mut record: R =
+            serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
+        let bytes = parse_hex(key).ok_or_else(|| bad(format!("key {key:?} is not hex")))?;
+        let k = R::Key::from_bytes(&bytes).ok_or_else(|| bad(format!("key {key} is malformed")))?;
+        record.restore_key(&k);
+        if record.key().to_bytes() != bytes {
+            return Err(bad(format!("key {key} is not the record's own key")));
+        }
         tx.table::<R>().insert(&record)
     }
 
-    fn clear(&self, tx: &WriteTx) -> Result<()> {
-        let t = tx.table::<R>();
-        for k in t.keys()? {
-            t.delete(&k)?;
-        }
-        Ok(())
+    fn clear(&self, tx: &WriteTx<'_>) -> Result<()> {
+        tx.table::<R>().clear().map(|_| ())
     }
 
-    fn check(&self, tx: &ReadTx, report: &mut CheckReport) -> Result<()> {
+    fn check(&self, tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
         let mut problems = Vec::new();
         let (records, want) = expected::<R, _>(tx, &mut problems)?;
         let mut index_entries = 0;
         for idx in R::INDEXES {
             let have = actual(tx, R::TABLE, idx.name)?;
             index_entries += have.len() as u64;
-            problems.extend(diff(R::TABLE, idx.name, &want[idx.name], &have));
+            problems.extend(diff::<R>(idx.name, idx.unique, &want[idx.name], &have));
         }
         for p in problems {
             report.problem(p);
@@ -239,26 +352,27 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         Ok(())
     }
 
-    fn rebuild_indexes(&self, tx: &WriteTx) -> Result<Vec<String>> {
+    fn rebuild_indexes(&self, tx: &WriteTx<'_>) -> Result<Vec<String>> {
         let mut ignored = Vec::new();
         let (_, want) = expected::<R, _>(tx, &mut ignored)?;
         let mut changes = Vec::new();
+        let raw = tx.raw_write();
         for idx in R::INDEXES {
             let have = actual(tx, R::TABLE, idx.name)?;
             let want = &want[idx.name];
-            let found = diff(R::TABLE, idx.name, want, &have);
+            let found = diff::<R>(idx.name, idx.unique, want, &have);
             if found.is_empty() {
                 continue;
             }
-            let mut table = tx.raw(&index_table(R::TABLE, idx.name))?;
-            for (k, pk) in &have {
-                if want.get(k) != Some(pk) {
-                    table.remove(k)?;
+            let name = index_table(R::TABLE, idx.name);
+            for (k, v) in &have {
+                if want.get(k) != Some(v) {
+                    raw.remove(&name, k)?;
                 }
             }
-            for (k, pk) in want {
-                if have.get(k) != Some(pk) {
-                    table.insert(k, pk)?;
+            for (k, v) in want {
+                if have.get(k) != Some(v) {
+                    raw.put(&name, k, v)?;
                 }
             }
             changes.extend(found.into_iter().map(|p| format!("fixed: {p}")));

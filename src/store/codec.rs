@@ -1,67 +1,202 @@
-//! Record encoding: one format byte, then bincode 2 (standard configuration, with a size limit).
+//! Record values: a format byte, the record's version, then the value.
 //!
-//! This is the only file that knows bincode. Swapping the encoding means a new format byte here
-//! plus a migration; nothing else changes.
+//! - Format 2 (written today): `0x02`, the record version (LEB128), then the value in the
+//!   self-describing format of `format.rs`, whose fields are matched by name.
+//! - Format 1 (read only): `0x01`, then bincode 2 (standard configuration), written by the
+//!   first release; its records are version 1 and are read through the frozen shapes their
+//!   types declare in `Record::upgrade`.
+//!
+//! This is the only file that knows bincode.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The format byte written before every record.
-pub const FORMAT_BINCODE_V1: u8 = 1;
+use super::format::{self, Resolve, UsedShapes};
 
-/// Largest encoded record accepted, in bytes (format byte excluded).
+/// The format byte of records written by the first release (bincode, version 1).
+pub const FORMAT_LEGACY: u8 = 1;
+/// The format byte of records written today.
+pub const FORMAT_CURRENT: u8 = 2;
+
+/// Largest encoded record accepted, in bytes.
 pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 
-fn config() -> impl bincode::config::Config {
+fn legacy_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_RECORD_BYTES>()
 }
 
-/// Encodes a record: the format byte, then the bincode bytes.
+/// Encodes a record of `version`, noting the struct shapes it used.
 ///
-/// Fails with a message when the record is larger than [`MAX_RECORD_BYTES`] or cannot be encoded.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    let mut out = vec![FORMAT_BINCODE_V1];
-    let body = bincode::serde::encode_to_vec(value, config()).map_err(|e| e.to_string())?;
-    if body.len() > MAX_RECORD_BYTES {
+/// # Errors
+/// A message when the record cannot be encoded or is larger than [`MAX_RECORD_BYTES`].
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    version: u32,
+    shapes: &mut UsedShapes,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(128);
+    out.push(FORMAT_CURRENT);
+    format::put_varint(&mut out, u64::from(version));
+    format::to_vec(value, &mut out, shapes).map_err(|e| e.to_string())?;
+    if out.len() > MAX_RECORD_BYTES {
         return Err(format!(
             "record of {} bytes exceeds the {MAX_RECORD_BYTES}-byte limit",
-            body.len()
+            out.len()
         ));
     }
-    out.extend_from_slice(&body);
     Ok(out)
 }
 
-/// Decodes bytes written by [`encode`]. Never panics: bad bytes give a message.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match bytes.split_first() {
-        None => Err("empty value".into()),
-        Some((&FORMAT_BINCODE_V1, body)) => {
-            let (value, read) = bincode::serde::decode_from_slice::<T, _>(body, config())
-                .map_err(|e| e.to_string())?;
-            if read != body.len() {
-                return Err(format!("{} trailing bytes", body.len() - read));
+/// Encodes a value in format 1 (bincode), for migrating down to the versions that read only
+/// that format.
+///
+/// # Errors
+/// A message when the value cannot be encoded.
+pub(crate) fn encode_legacy<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    let mut out = vec![FORMAT_LEGACY];
+    out.extend(bincode::serde::encode_to_vec(value, legacy_config()).map_err(|e| e.to_string())?);
+    Ok(out)
+}
+
+/// A stored value as found, before it is read as a type: what `Record::upgrade` receives
+/// for a record written by an older version of its type.
+#[derive(Clone, Copy)]
+pub struct Stored<'a> {
+    version: u32,
+    legacy: bool,
+    body: &'a [u8],
+    resolve: Resolve<'a>,
+}
+
+impl std::fmt::Debug for Stored<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("version", &self.version)
+            .field("legacy", &self.legacy)
+            .field("bytes", &self.body.len())
+            .finish()
+    }
+}
+
+impl<'a> Stored<'a> {
+    /// Splits a stored value into its version and body.
+    ///
+    /// # Errors
+    /// A message for an empty value, an unknown format byte or a malformed version.
+    pub(crate) fn parse(bytes: &'a [u8], resolve: Resolve<'a>) -> Result<Stored<'a>, String> {
+        match bytes.split_first() {
+            None => Err("empty value".into()),
+            Some((&FORMAT_LEGACY, body)) => Ok(Stored {
+                version: 1,
+                legacy: true,
+                body,
+                resolve,
+            }),
+            Some((&FORMAT_CURRENT, rest)) => {
+                let (version, body) = read_version(rest)?;
+                Ok(Stored {
+                    version,
+                    legacy: false,
+                    body,
+                    resolve,
+                })
+            }
+            Some((other, _)) => Err(format!("unknown format byte {other}")),
+        }
+    }
+
+    /// The version of the record type that wrote this value.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Whether the value was written by the first release's binary format (format 1). Such a
+    /// value can only be read as the exact type that wrote it (its fields in order).
+    pub fn is_legacy(&self) -> bool {
+        self.legacy
+    }
+
+    /// Reads the value as `T`: a frozen copy of an older shape of the record, or any type
+    /// whose named fields match (fields missing from the value take their serde defaults).
+    ///
+    /// # Errors
+    /// A message when the bytes do not fit `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, String> {
+        if self.legacy {
+            let (value, read) =
+                bincode::serde::decode_from_slice::<T, _>(self.body, legacy_config())
+                    .map_err(|e| e.to_string())?;
+            if read != self.body.len() {
+                return Err(format!("{} trailing bytes", self.body.len() - read));
             }
             Ok(value)
+        } else {
+            format::from_slice(self.body, self.resolve).map_err(|e| e.to_string())
         }
-        Some((other, _)) => Err(format!("unknown format byte {other}")),
     }
+
+    /// The value as JSON, without knowing its type (format 2 only).
+    ///
+    /// # Errors
+    /// A message for a format-1 value (not self-describing) or malformed bytes.
+    pub fn to_json(&self) -> Result<serde_json::Value, String> {
+        if self.legacy {
+            return Err(
+                "a format-1 value (first release) is not self-describing; read it as its type"
+                    .into(),
+            );
+        }
+        format::to_json(self.body, self.resolve).map_err(|e| e.to_string())
+    }
+}
+
+fn read_version(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
+    let mut v: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate().take(5) {
+        v |= u64::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            let version = u32::try_from(v).map_err(|_| "record version too large".to_string())?;
+            return Ok((version, &bytes[i + 1..]));
+        }
+    }
+    Err("malformed record version".into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn none(id: u64) -> Result<format::Shape, format::FormatError> {
+        Err(format::FormatError(format!("no shape {id}")))
+    }
+
     #[test]
-    fn round_trips_and_rejects_garbage() {
+    fn legacy_values_read_as_their_type_and_current_ones_round_trip() {
         let v = (7u64, "x".to_string(), vec![1u8, 2]);
-        let bytes = encode(&v).unwrap();
-        assert_eq!(decode::<(u64, String, Vec<u8>)>(&bytes).unwrap(), v);
-        assert!(decode::<(u64, String)>(&[]).is_err());
-        assert!(decode::<(u64, String)>(&[9, 1, 2]).is_err());
-        assert!(decode::<(u64, String)>(&bytes[..bytes.len() - 1]).is_err());
-        let mut long = bytes.clone();
-        long.push(0);
-        assert!(decode::<(u64, String, Vec<u8>)>(&long).is_err());
+        let mut legacy = vec![FORMAT_LEGACY];
+        legacy.extend(bincode::serde::encode_to_vec(&v, legacy_config()).unwrap());
+        let s = Stored::parse(&legacy, &none).unwrap();
+        assert!(s.is_legacy());
+        assert_eq!(s.version(), 1);
+        assert_eq!(s.decode::<(u64, String, Vec<u8>)>().unwrap(), v);
+        assert!(s.to_json().is_err());
+
+        let mut used = UsedShapes::default();
+        let cur = encode(&v, 3, &mut used).unwrap();
+        let s = Stored::parse(&cur, &none).unwrap();
+        assert_eq!(s.version(), 3);
+        assert_eq!(s.decode::<(u64, String, Vec<u8>)>().unwrap(), v);
+
+        assert!(Stored::parse(&[], &none).is_err());
+        assert!(Stored::parse(&[9, 1], &none).is_err());
+        assert!(Stored::parse(&[FORMAT_CURRENT, 0x80], &none).is_err());
+        let mut truncated = legacy.clone();
+        truncated.pop();
+        assert!(
+            Stored::parse(&truncated, &none)
+                .unwrap()
+                .decode::<(u64, String, Vec<u8>)>()
+                .is_err()
+        );
     }
 }

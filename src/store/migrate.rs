@@ -1,48 +1,57 @@
-//! Schema versions, ordered migration steps, and logical copies of the whole file.
+//! Schema versions, ordered migration steps with optional reverses, and logical copies of the
+//! whole file.
 //!
 //! Each step runs in one write transaction together with its version bump, so a crash leaves
-//! the file at one version or the next. Before the first pending step runs, the file is copied
-//! to `<db>.pre-v<N>.bak`.
+//! the file at one version or the next. Before the first pending step runs (either way), the
+//! file is copied to `<db>.pre-v<N>.bak`. Steps read old data through frozen copies of the
+//! record shapes of their version, never through today's types.
 
 use std::path::{Path, PathBuf};
 
-use redb::{ReadableTable, TableDefinition, TableHandle};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use super::{Meta, Store, WriteTx};
+use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 
-/// One migration step: it brings the store from `version - 1` to `version`.
+/// A change of the data, run inside a step's write transaction with the time it runs at.
+pub type Step = fn(&WriteTx<'_>, Timestamp) -> Result<()>;
+
+/// One migration step: it brings the store from `version - 1` to `version`, and, when it has
+/// a `down`, back.
 pub struct Migration {
     /// The version the store has after this step.
     pub version: u64,
     /// A short name shown by `migrate status`.
     pub name: &'static str,
-    /// The change, run inside the step's write transaction, with the time it runs at.
-    pub run: fn(&WriteTx, crate::Timestamp) -> Result<()>,
+    /// The change.
+    pub up: Step,
+    /// The reverse change, if the step can be undone.
+    pub down: Option<Step>,
 }
 
 /// What happened when migrations ran.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct MigrationRun {
-    /// Versions applied, in order, with their names.
+    /// Versions applied (or, going down, reverted), in order, with their names.
     pub applied: Vec<(u64, String)>,
     /// The copy taken before the first step, if any step ran.
     pub backup: Option<PathBuf>,
+    /// The schema version afterwards.
+    pub version: u64,
 }
 
-fn table_names<I: Iterator<Item = redb::UntypedTableHandle>>(
-    listed: std::result::Result<I, redb::StorageError>,
-) -> Result<Vec<String>> {
-    Ok(listed
-        .map_err(|e| Error::storage("listing tables", e))?
-        .map(|h| h.name().to_string())
-        .collect())
-}
-
-fn backup_path(db: &Path, version: u64) -> PathBuf {
+fn backup_path(db: &Path, version: u64, now: Timestamp) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".pre-v{version}.bak"));
-    db.with_file_name(name)
+    let mut path = db.with_file_name(name);
+    if path.exists() {
+        // An earlier attempt left its copy: keep it, add another.
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".{}", now.0));
+        path = path.with_file_name(name);
+    }
+    path
 }
 
 impl Store {
@@ -51,7 +60,7 @@ impl Store {
     /// # Errors
     /// `NewerSchema` when the file is newer than the last step; the step's own error, in which
     /// case that step wrote nothing and earlier ones stay applied.
-    pub fn migrate(&self, steps: &[Migration], now: crate::Timestamp) -> Result<MigrationRun> {
+    pub fn migrate(&self, steps: &[Migration], now: Timestamp) -> Result<MigrationRun> {
         let current = self.schema_version()?.unwrap_or(0);
         let target = steps.last().map_or(current, |s| s.version);
         if current > target {
@@ -61,29 +70,94 @@ impl Store {
             });
         }
         let pending: Vec<&Migration> = steps.iter().filter(|s| s.version > current).collect();
-        let mut run = MigrationRun::default();
+        let mut run = MigrationRun {
+            version: current,
+            ..MigrationRun::default()
+        };
         if pending.is_empty() {
             return Ok(run);
         }
-        let mut backup = backup_path(self.path(), current);
-        if backup.exists() {
-            // An earlier attempt (that failed in a step) left its copy: keep it, add another.
-            let mut name = backup.file_name().unwrap_or_default().to_os_string();
-            name.push(format!(".{}", now.0));
-            backup = backup.with_file_name(name);
-        }
+        let backup = backup_path(self.path(), current, now);
         self.copy_to(&backup)?;
         run.backup = Some(backup);
         for step in pending {
+            tracing::info!(
+                version = step.version,
+                name = step.name,
+                "applying migration"
+            );
             self.write(|tx| {
                 // Re-check inside the transaction: another process may have migrated.
                 if tx.schema_version()?.unwrap_or(0) >= step.version {
                     return Ok(());
                 }
-                (step.run)(tx, now)?;
+                (step.up)(tx, now)?;
                 tx.set_schema_version(step.version)
             })?;
             run.applied.push((step.version, step.name.to_string()));
+            run.version = step.version;
+        }
+        Ok(run)
+    }
+
+    /// Reverts steps down to schema version `to` (default: one step), newest first, after
+    /// taking the same copy as [`Store::migrate`].
+    ///
+    /// # Errors
+    /// `Denied` when a step on the way has no reverse (nothing is changed) or `to` is not
+    /// below the current version; the step's own error.
+    pub fn migrate_down(
+        &self,
+        steps: &[Migration],
+        to: Option<u64>,
+        now: Timestamp,
+    ) -> Result<MigrationRun> {
+        let current = self.schema_version()?.unwrap_or(0);
+        let first = steps
+            .first()
+            .map_or(current, |s| s.version.saturating_sub(1));
+        let to = to.unwrap_or(current.saturating_sub(1)).max(first);
+        if to >= current {
+            return Err(Error::denied(format!(
+                "the store is at schema version {current}; there is nothing to revert down to version {to}"
+            )));
+        }
+        let mut reverting: Vec<&Migration> = steps
+            .iter()
+            .filter(|s| s.version > to && s.version <= current)
+            .collect();
+        reverting.reverse();
+        if let Some(s) = reverting.iter().find(|s| s.down.is_none()) {
+            return Err(Error::denied(format!(
+                "step v{} ({}) cannot be reversed; restore the copy taken before it (`redkeep restore <db>.pre-v{}.bak`) instead",
+                s.version,
+                s.name,
+                s.version - 1
+            )));
+        }
+        let mut run = MigrationRun {
+            version: current,
+            ..MigrationRun::default()
+        };
+        let backup = backup_path(self.path(), current, now);
+        self.copy_to(&backup)?;
+        run.backup = Some(backup);
+        for step in reverting {
+            let Some(down) = step.down else { continue };
+            tracing::info!(
+                version = step.version,
+                name = step.name,
+                "reverting migration"
+            );
+            self.write(|tx| {
+                if tx.schema_version()?.unwrap_or(0) < step.version {
+                    return Ok(());
+                }
+                down(tx, now)?;
+                tx.set_schema_version(step.version - 1)
+            })?;
+            run.applied.push((step.version, step.name.to_string()));
+            run.version = step.version - 1;
         }
         Ok(run)
     }
@@ -103,15 +177,22 @@ impl Store {
         let tmp = crate::fsutil::temp_sibling(dest)?;
         let target = redb::Database::create(tmp.path())
             .map_err(|e| Error::storage("creating the copy", e))?;
-        self.read(|src| {
+        {
+            let db = self.db();
+            let src = db
+                .begin_read()
+                .map_err(|e| Error::storage("beginning a read transaction", e))?;
             let out = target
                 .begin_write()
                 .map_err(|e| Error::storage("writing the copy", e))?;
-            let names = table_names(src.txn.list_tables())?;
+            let names: Vec<String> = src
+                .list_tables()
+                .map_err(|e| Error::storage("listing tables", e))?
+                .map(|h| h.name().to_string())
+                .collect();
             for name in names {
                 let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
                 let from = src
-                    .txn
                     .open_table(def)
                     .map_err(|e| Error::storage("opening a table", e))?;
                 let mut to = out
@@ -124,26 +205,40 @@ impl Store {
                 }
             }
             out.commit()
-                .map_err(|e| Error::storage("writing the copy", e))
-        })?;
+                .map_err(|e| Error::storage("writing the copy", e))?;
+        }
         drop(target);
         crate::fsutil::persist(tmp, dest)
     }
-}
 
-impl Store {
-    /// Deletes every table (records, indexes, sequences, metadata) in one write transaction,
-    /// leaving an empty store at schema `version`.
+    /// Deletes every table (records, indexes, metadata) in one write transaction, leaving an
+    /// empty store at schema `version` whose id sequences keep their values, so ids are never
+    /// handed out twice.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn wipe(&self, version: u64) -> Result<()> {
         self.write(|tx| {
-            let names = table_names(tx.txn.list_tables())?;
-            for name in names {
-                let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
-                tx.txn
-                    .delete_table(def)
-                    .map_err(|e| Error::storage("deleting a table", e))?;
+            let sequences = tx.sequences()?;
+            for name in tx.raw_write().table_names()? {
+                tx.raw_write().delete_table(&name)?;
             }
-            tx.set_schema_version(version)
-        })
+            tx.set_schema_version(version)?;
+            for (table, value) in &sequences {
+                tx.raise_sequence(table, *value)?;
+            }
+            Ok(())
+        })?;
+        self.inner
+            .shapes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.inner
+            .catalogued
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(())
     }
 }

@@ -1,32 +1,47 @@
-//! The generic typed-table layer over redb. Nothing here knows about users or files.
+//! The generic typed-table layer. Nothing here knows about users or files.
 //!
 //! A [`Store`] is one redb file. Work happens in closures: [`Store::write`] commits when the
 //! closure returns `Ok` and aborts otherwise (including on panic); [`Store::read`] sees one
 //! consistent snapshot. Typed tables ([`Table`]) keep their secondary indexes exact inside the
-//! same write transaction as the record.
+//! same write transaction as the record. The `meta` table holds the schema version, the id
+//! sequences, the registry of struct shapes the records use (`format.rs`) and a catalog of the
+//! tables written, so tools can read a store without the application's types.
 
 mod check;
 pub mod codec;
+mod engine;
+pub mod format;
 mod index;
+mod key;
 mod migrate;
 mod table;
 
+use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError};
+use serde::{Deserialize, Serialize};
 
 pub use check::{CheckReport, TableCheck, TableCounts, TableStats, check_table};
-pub use index::{Index, KeyPart};
+pub use codec::Stored;
+pub use engine::{KeyRange, Order};
+pub use index::Index;
+pub use key::{Key, KeyPart};
 pub use migrate::{Migration, MigrationRun};
-pub use table::{KeyRange, Order, Record, RecordKey, Table};
+pub use table::{Record, Table};
+
+pub(crate) use engine::{RawRead, RawWrite, get_owned};
+pub(crate) use key::{hex, show_key};
+pub(crate) use table::{decode_record, index_table, record_table};
 
 use crate::error::{Error, Result};
+use engine::redb_file::{self, FileRead, FileWrite};
+use format::{Shape, UsedShapes};
 
 /// How the store file is shared between processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Mode {
     /// One process owns the file (redb `ExclusiveWriter`); the fastest mode.
     #[default]
@@ -43,7 +58,8 @@ pub enum Durability {
     #[default]
     Immediate,
     /// Commits are made durable by the next `Immediate` one; a crash may lose them.
-    /// For bulk loads and benchmarks.
+    /// For bulk loads and benchmarks. A store in `Mode::Shared` commits durably regardless
+    /// (redb shares a file between processes only that way).
     None,
 }
 
@@ -93,6 +109,9 @@ struct Inner {
     mode: Mode,
     durability: Durability,
     owner_file: Option<PathBuf>,
+    // Shapes and catalog entries known to be committed in this file.
+    shapes: RwLock<HashSet<u64>>,
+    catalogued: RwLock<HashSet<&'static str>>,
 }
 
 impl Drop for Inner {
@@ -116,7 +135,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Who holds a store exclusively, as recorded in `<db>.owner` next to the file.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Owner {
     /// Process id of the holder.
     pub pid: u32,
@@ -137,9 +156,18 @@ pub fn read_owner(owner_file: &Path) -> Option<Owner> {
     serde_json::from_str(&text).ok()
 }
 
-/// Whether a process with this pid is running (Linux: it has an entry in `/proc`).
+/// Whether a process with this pid is running (signal 0 reaches it, or exists but is not ours).
 pub fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
 }
 
 fn describe_holder(db: &Path) -> String {
@@ -154,15 +182,80 @@ fn describe_holder(db: &Path) -> String {
     }
 }
 
-const META: &str = "meta";
-const SCHEMA_VERSION: &[u8] = b"schema_version";
-
-fn raw_def(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
-    TableDefinition::new(name)
-}
+pub(crate) const META: &str = "meta";
+const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
+const SEQ_PREFIX: &[u8] = b"seq:";
+const USER_META_PREFIX: &[u8] = b"x:";
+const SHAPE_PREFIX: &[u8] = b"shape:";
+const TABLE_PREFIX: &[u8] = b"table:";
 
 fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + rest.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn shape_key(id: u64) -> Vec<u8> {
+    prefixed(SHAPE_PREFIX, &id.to_be_bytes())
+}
+
+/// Reads the names of shape `id` from the registry of the transaction behind `raw`.
+pub(crate) fn resolve_shape(
+    raw: &dyn RawRead,
+    id: u64,
+) -> std::result::Result<Shape, format::FormatError> {
+    let bytes = get_owned(raw, META, &shape_key(id))
+        .map_err(|e| format::FormatError(format!("reading shape {id:016x}: {e}")))?
+        .ok_or_else(|| format::FormatError(format!("shape {id:016x} is not registered")))?;
+    format::decode_shape(id, &bytes)
+}
+
+/// What the catalog records about a table written to this store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableInfo {
+    /// The table's name.
+    pub name: String,
+    /// The record version last written by the application.
+    pub version: u32,
+    /// Length of the primary key when fixed.
+    pub key_len: Option<usize>,
+    /// The secondary indexes.
+    pub indexes: Vec<IndexInfo>,
+    /// Fields holding secret material.
+    pub secret_fields: Vec<String>,
+}
+
+/// One index in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexInfo {
+    /// Its name.
+    pub name: String,
+    /// Whether it is unique.
+    pub unique: bool,
+}
+
+impl TableInfo {
+    /// The catalog entry of record type `R`.
+    pub fn of<R: Record>() -> TableInfo {
+        TableInfo {
+            name: R::TABLE.to_string(),
+            version: R::VERSION,
+            key_len: <R::Key as Key>::FIXED_LEN,
+            indexes: R::INDEXES
+                .iter()
+                .map(|i| IndexInfo {
+                    name: i.name.to_string(),
+                    unique: i.unique,
+                })
+                .collect(),
+            secret_fields: R::SECRET_FIELDS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
 }
 
 impl Store {
@@ -216,6 +309,8 @@ impl Store {
                 mode: options.mode,
                 durability: options.durability,
                 owner_file,
+                shapes: RwLock::default(),
+                catalogued: RwLock::default(),
             }),
         };
         store.check_schema(options)?;
@@ -241,6 +336,9 @@ impl Store {
     }
 
     /// The file's schema version, or `None` on a brand-new file.
+    ///
+    /// # Errors
+    /// `Storage` when the file cannot be read.
     pub fn schema_version(&self) -> Result<Option<u64>> {
         self.read(|tx| tx.schema_version())
     }
@@ -260,23 +358,60 @@ impl Store {
     }
 
     /// Runs `f` in a write transaction: commits if it returns `Ok`, aborts on `Err` or panic.
+    /// The closure may run more than once (engines that retry conflicts re-run it), so side
+    /// effects outside the store belong after `write` returns.
     ///
     /// # Errors
     /// The closure's error, or `Storage` if the transaction cannot begin or commit.
-    pub fn write<T>(&self, f: impl FnOnce(&WriteTx) -> Result<T>) -> Result<T> {
+    pub fn write<T>(&self, f: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
+        self.write_with(self.inner.durability, f)
+    }
+
+    /// [`Store::write`] with the durability of this one commit: `Durability::None` commits
+    /// without waiting for the disk (the next durable commit carries it), for bookkeeping
+    /// that may be lost in a crash. A store opened with `Durability::None` never waits.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn write_with<T>(
+        &self,
+        durability: Durability,
+        mut f: impl FnMut(&WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let db = self.db();
-        let mut txn = db
-            .begin_write()
-            .map_err(|e| Error::storage("beginning a write transaction", e))?;
-        if self.inner.durability == Durability::None {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| Error::storage("setting durability", redb::Error::from(e)))?;
+        // redb shares a file between processes only with durable commits.
+        let durable = self.inner.mode == Mode::Shared
+            || (durability == Durability::Immediate
+                && self.inner.durability == Durability::Immediate);
+        let mut shapes = Vec::new();
+        let mut tables = Vec::new();
+        let value = redb_file::write(&db, durable, |raw: &FileWrite<'_>| {
+            let tx = WriteTx {
+                raw,
+                store: &self.inner,
+                new_shapes: Default::default(),
+                new_tables: Default::default(),
+            };
+            let value = f(&tx)?;
+            shapes = tx.new_shapes.into_inner();
+            tables = tx.new_tables.into_inner();
+            Ok(value)
+        })?;
+        // Committed: later transactions need not look these up again.
+        if !shapes.is_empty() {
+            self.inner
+                .shapes
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(shapes);
         }
-        let tx = WriteTx { txn };
-        let value = f(&tx)?;
-        tx.txn
-            .commit()
-            .map_err(|e| Error::storage("committing", e))?;
+        if !tables.is_empty() {
+            self.inner
+                .catalogued
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(tables);
+        }
         Ok(value)
     }
 
@@ -284,17 +419,18 @@ impl Store {
     ///
     /// # Errors
     /// The closure's error, or `Storage` if the snapshot cannot be taken.
-    pub fn read<T>(&self, f: impl FnOnce(&ReadTx) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> Result<T>) -> Result<T> {
         let db = self.db();
-        let txn = db
-            .begin_read()
-            .map_err(|e| Error::storage("beginning a read transaction", e))?;
-        f(&ReadTx { txn })
+        let raw = FileRead::begin(&db)?;
+        f(&ReadTx { raw: &raw })
     }
 
     /// Runs redb's own integrity check (page checksums and allocator state), waiting for
     /// transactions of this handle to end. Returns whether the file was already sound; a
     /// repairable problem is repaired.
+    ///
+    /// # Errors
+    /// `Storage` when the file cannot be checked.
     pub fn check_file(&self) -> Result<bool> {
         let mut db = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
         db.check_integrity()
@@ -303,231 +439,351 @@ impl Store {
 }
 
 /// A read-only snapshot.
-pub struct ReadTx {
-    txn: redb::ReadTransaction,
+pub struct ReadTx<'a> {
+    raw: &'a dyn RawRead,
 }
 
 /// A write transaction; everything done through it commits or aborts together.
-pub struct WriteTx {
-    txn: redb::WriteTransaction,
+pub struct WriteTx<'a> {
+    raw: &'a dyn RawWrite,
+    store: &'a Inner,
+    new_shapes: std::cell::RefCell<Vec<u64>>,
+    new_tables: std::cell::RefCell<Vec<&'static str>>,
 }
 
-/// An untyped table of bytes, in either kind of transaction.
-pub(crate) enum RawTable<'tx> {
-    Read(redb::ReadOnlyTable<&'static [u8], &'static [u8]>),
-    Write(redb::Table<'tx, &'static [u8], &'static [u8]>),
-    Missing,
-}
-
-/// Something tables can be opened from: a read or a write transaction.
+/// Something tables can be read from: a read or a write transaction.
 pub trait Source: sealed::Sealed {
     #[doc(hidden)]
     #[allow(private_interfaces)]
-    fn raw(&self, name: &str) -> Result<RawTable<'_>>;
+    fn raw(&self) -> &dyn RawRead;
 }
 
 mod sealed {
     pub trait Sealed {}
-    impl Sealed for super::ReadTx {}
-    impl Sealed for super::WriteTx {}
+    impl Sealed for super::ReadTx<'_> {}
+    impl Sealed for super::WriteTx<'_> {}
 }
 
-impl Source for ReadTx {
+impl Source for ReadTx<'_> {
     #[allow(private_interfaces)]
-    fn raw(&self, name: &str) -> Result<RawTable<'_>> {
-        match self.txn.open_table(raw_def(name)) {
-            Ok(t) => Ok(RawTable::Read(t)),
-            Err(TableError::TableDoesNotExist(_)) => Ok(RawTable::Missing),
-            Err(e) => Err(Error::storage("opening a table", e)),
-        }
+    fn raw(&self) -> &dyn RawRead {
+        self.raw
     }
 }
 
-impl Source for WriteTx {
+impl Source for WriteTx<'_> {
     #[allow(private_interfaces)]
-    fn raw(&self, name: &str) -> Result<RawTable<'_>> {
-        self.txn
-            .open_table(raw_def(name))
-            .map(RawTable::Write)
-            .map_err(|e| Error::storage("opening a table", e))
+    fn raw(&self) -> &dyn RawRead {
+        self.raw
     }
 }
 
-fn get_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
-    t: &T,
-    key: &[u8],
-) -> Result<Option<Vec<u8>>> {
-    let got = t.get(key).map_err(|e| Error::storage("reading", e))?;
-    Ok(got.map(|v| v.value().to_vec()))
-}
+impl WriteTx<'_> {
+    pub(crate) fn raw_write(&self) -> &dyn RawWrite {
+        self.raw
+    }
 
-type Entries = Vec<(Vec<u8>, Vec<u8>)>;
-
-fn range_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
-    t: &T,
-    range: &KeyRange,
-    order: Order,
-    limit: Option<usize>,
-) -> Result<Entries> {
-    use std::ops::Bound;
-    fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-        match b {
-            Bound::Included(v) => Bound::Included(v.as_slice()),
-            Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
-            Bound::Unbounded => Bound::Unbounded,
+    /// Encodes a record, registering the shapes it uses and its table in the catalog.
+    pub(crate) fn encode<R: Record>(&self, record: &R) -> Result<Vec<u8>> {
+        self.catalog::<R>()?;
+        let mut used = UsedShapes::default();
+        let bytes = codec::encode(record, R::VERSION, &mut used).map_err(|reason| {
+            Error::invalid(
+                "record",
+                format!("cannot store a {} record: {reason}", R::TABLE),
+            )
+        })?;
+        for (id, names) in used.0 {
+            self.register_shape(id, &names)?;
         }
+        Ok(bytes)
     }
-    let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_ref(&range.start), as_ref(&range.end));
-    if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) =
-        bounds
-        && s > e
-    {
-        return Ok(Vec::new());
-    }
-    let iter = t
-        .range::<&[u8]>(bounds)
-        .map_err(|e| Error::storage("scanning", e))?;
-    let limit = limit.unwrap_or(usize::MAX);
-    let map = |item: std::result::Result<_, redb::StorageError>| {
-        let (k, v): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) =
-            item.map_err(|e| Error::storage("scanning", e))?;
-        Ok((k.value().to_vec(), v.value().to_vec()))
-    };
-    match order {
-        Order::Asc => iter.take(limit).map(map).collect(),
-        Order::Desc => iter.rev().take(limit).map(map).collect(),
-    }
-}
 
-impl RawTable<'_> {
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self {
-            RawTable::Read(t) => get_in(t, key),
-            RawTable::Write(t) => get_in(t, key),
-            RawTable::Missing => Ok(None),
+    fn register_shape(&self, id: u64, names: &[&'static str]) -> Result<()> {
+        if self
+            .store
+            .shapes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+            || self.new_shapes.borrow().contains(&id)
+        {
+            return Ok(());
         }
-    }
-
-    pub(crate) fn range(
-        &self,
-        range: &KeyRange,
-        order: Order,
-        limit: Option<usize>,
-    ) -> Result<Entries> {
-        match self {
-            RawTable::Read(t) => range_in(t, range, order, limit),
-            RawTable::Write(t) => range_in(t, range, order, limit),
-            RawTable::Missing => Ok(Vec::new()),
-        }
-    }
-
-    pub(crate) fn len(&self) -> Result<u64> {
-        let n = match self {
-            RawTable::Read(t) => t.len(),
-            RawTable::Write(t) => t.len(),
-            RawTable::Missing => return Ok(0),
-        };
-        n.map_err(|e| Error::storage("counting", e))
-    }
-
-    pub(crate) fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        match self {
-            RawTable::Write(t) => {
-                t.insert(key, value)
-                    .map_err(|e| Error::storage("writing", e))?;
-                Ok(())
+        let key = shape_key(id);
+        match get_owned(self.raw, META, &key)? {
+            Some(existing) => {
+                // Same id, other names: a 64-bit hash collision. Refuse rather than misread.
+                let known = format::decode_shape(id, &existing).map_err(|e| Error::Corrupt {
+                    table: META.into(),
+                    key: format!("shape {id:016x}"),
+                    reason: e.to_string(),
+                })?;
+                if known.len() != names.len() || known.iter().zip(names).any(|(a, b)| &**a != *b) {
+                    return Err(Error::Invariant {
+                        what: format!("two field lists share the shape id {id:016x}"),
+                    });
+                }
             }
-            _ => Err(Error::Refused("write in a read transaction".into())),
+            None => self.raw.put(META, &key, &format::encode_shape(names))?,
         }
+        self.new_shapes.borrow_mut().push(id);
+        Ok(())
     }
 
-    pub(crate) fn remove(&mut self, key: &[u8]) -> Result<()> {
-        match self {
-            RawTable::Write(t) => {
-                t.remove(key).map_err(|e| Error::storage("deleting", e))?;
-                Ok(())
-            }
-            _ => Err(Error::Refused("write in a read transaction".into())),
+    fn catalog<R: Record>(&self) -> Result<()> {
+        if self
+            .store
+            .catalogued
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(R::TABLE)
+            || self.new_tables.borrow().contains(&R::TABLE)
+        {
+            return Ok(());
         }
+        let info = TableInfo::of::<R>();
+        let key = prefixed(TABLE_PREFIX, R::TABLE.as_bytes());
+        let current = get_owned(self.raw, META, &key)?
+            .and_then(|b| serde_json::from_slice::<TableInfo>(&b).ok());
+        if current.as_ref() != Some(&info) {
+            let bytes = serde_json::to_vec(&info).map_err(|e| Error::Invariant {
+                what: format!("cannot encode the catalog entry of {}: {e}", R::TABLE),
+            })?;
+            self.raw.put(META, &key, &bytes)?;
+        }
+        self.new_tables.borrow_mut().push(R::TABLE);
+        Ok(())
     }
 }
 
 /// Reads of the `meta` table shared by both transaction kinds.
 pub trait Meta: Source {
     /// The schema version, `None` on a new file.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     fn schema_version(&self) -> Result<Option<u64>> {
-        Ok(self
-            .raw(META)?
-            .get(SCHEMA_VERSION)?
+        Ok(get_owned(self.raw(), META, SCHEMA_VERSION_KEY)?
             .as_deref()
             .and_then(be_u64))
     }
 
     /// A free-form metadata value.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.raw(META)?.get(format!("x:{key}").as_bytes())
+        get_owned(
+            self.raw(),
+            META,
+            &prefixed(USER_META_PREFIX, key.as_bytes()),
+        )
     }
 
     /// Every sequence, as (table, last id), by table name.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     fn sequences(&self) -> Result<Vec<(String, u64)>> {
-        Ok(self
-            .raw(META)?
-            .range(&KeyRange::prefix(b"seq:".to_vec()), Order::Asc, None)?
-            .into_iter()
-            .filter_map(|(k, v)| {
-                let name = std::str::from_utf8(&k[4..]).ok()?.to_string();
-                Some((name, be_u64(&v)?))
-            })
-            .collect())
+        let mut out = Vec::new();
+        self.raw().range(
+            META,
+            &KeyRange::prefix(SEQ_PREFIX.to_vec()),
+            Order::Asc,
+            &mut |k, v| {
+                if let (Ok(name), Some(n)) =
+                    (std::str::from_utf8(&k[SEQ_PREFIX.len()..]), be_u64(v))
+                {
+                    out.push((name.to_string(), n));
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
     }
 
     /// Every free-form metadata entry, by key.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     fn meta_entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        Ok(self
-            .raw(META)?
-            .range(&KeyRange::prefix(b"x:".to_vec()), Order::Asc, None)?
-            .into_iter()
-            .filter_map(|(k, v)| Some((std::str::from_utf8(&k[2..]).ok()?.to_string(), v)))
-            .collect())
+        let mut out = Vec::new();
+        self.raw().range(
+            META,
+            &KeyRange::prefix(USER_META_PREFIX.to_vec()),
+            Order::Asc,
+            &mut |k, v| {
+                if let Ok(name) = std::str::from_utf8(&k[USER_META_PREFIX.len()..]) {
+                    out.push((name.to_string(), v.to_vec()));
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Every registered shape, as (id, field names).
+    ///
+    /// # Errors
+    /// `Corrupt` for a malformed registry entry.
+    fn shapes(&self) -> Result<Vec<(u64, Shape)>> {
+        let mut out = Vec::new();
+        self.raw().range(
+            META,
+            &KeyRange::prefix(SHAPE_PREFIX.to_vec()),
+            Order::Asc,
+            &mut |k, v| {
+                let id = be_u64(&k[SHAPE_PREFIX.len()..]).ok_or_else(|| Error::Corrupt {
+                    table: META.into(),
+                    key: hex(k),
+                    reason: "malformed shape key".into(),
+                })?;
+                let shape = format::decode_shape(id, v).map_err(|e| Error::Corrupt {
+                    table: META.into(),
+                    key: format!("shape {id:016x}"),
+                    reason: e.to_string(),
+                })?;
+                out.push((id, shape));
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// The catalog: every table written to this store by a build that records it.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn catalog(&self) -> Result<Vec<TableInfo>> {
+        let mut out = Vec::new();
+        self.raw().range(
+            META,
+            &KeyRange::prefix(TABLE_PREFIX.to_vec()),
+            Order::Asc,
+            &mut |_, v| {
+                if let Ok(info) = serde_json::from_slice::<TableInfo>(v) {
+                    out.push(info);
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
     }
 
     /// The last id handed out by `table`'s sequence (0 when none).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     fn sequence(&self, table: &str) -> Result<u64> {
-        let key = format!("seq:{table}");
-        Ok(self
-            .raw(META)?
-            .get(key.as_bytes())?
-            .as_deref()
-            .and_then(be_u64)
-            .unwrap_or(0))
+        Ok(
+            get_owned(self.raw(), META, &prefixed(SEQ_PREFIX, table.as_bytes()))?
+                .as_deref()
+                .and_then(be_u64)
+                .unwrap_or(0),
+        )
+    }
+
+    /// The names of every raw table in the store (records `r:…`, indexes `i:…`, `meta`).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn table_names(&self) -> Result<Vec<String>> {
+        self.raw().table_names()
     }
 }
 
-impl Meta for ReadTx {}
-impl Meta for WriteTx {}
+impl Meta for ReadTx<'_> {}
+impl Meta for WriteTx<'_> {}
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// Sets the schema version.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn set_schema_version(&self, version: u64) -> Result<()> {
-        self.raw(META)?
-            .insert(SCHEMA_VERSION, &version.to_be_bytes())
+        self.raw
+            .put(META, SCHEMA_VERSION_KEY, &version.to_be_bytes())
     }
 
     /// Sets a free-form metadata value.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.raw(META)?.insert(format!("x:{key}").as_bytes(), value)
+        self.raw
+            .put(META, &prefixed(USER_META_PREFIX, key.as_bytes()), value)
+    }
+
+    /// Removes a free-form metadata value.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn remove_meta(&self, key: &str) -> Result<()> {
+        self.raw
+            .remove(META, &prefixed(USER_META_PREFIX, key.as_bytes()))?;
+        Ok(())
     }
 
     /// Advances `table`'s sequence and returns the new value.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn next_sequence(&self, table: &str) -> Result<u64> {
-        let next = self.sequence(table)? + 1;
-        self.set_sequence(table, next)?;
+        let key = prefixed(SEQ_PREFIX, table.as_bytes());
+        let next = get_owned(self.raw, META, &key)?
+            .as_deref()
+            .and_then(be_u64)
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| Error::Invariant {
+                what: format!("the id sequence of {table} is exhausted"),
+            })?;
+        self.raw.put(META, &key, &next.to_be_bytes())?;
         Ok(next)
     }
 
-    /// Sets `table`'s sequence (used by import).
-    pub fn set_sequence(&self, table: &str, value: u64) -> Result<()> {
-        let key = format!("seq:{table}");
-        self.raw(META)?.insert(key.as_bytes(), &value.to_be_bytes())
+    /// Raises `table`'s sequence to at least `value` (sequences never go back).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn raise_sequence(&self, table: &str, value: u64) -> Result<()> {
+        if self.sequence(table)? < value {
+            self.raw.put(
+                META,
+                &prefixed(SEQ_PREFIX, table.as_bytes()),
+                &value.to_be_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes a catalog entry read from another store (import, salvage).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub(crate) fn put_catalog(&self, info: &TableInfo) -> Result<()> {
+        let bytes = serde_json::to_vec(info).map_err(|e| Error::Invariant {
+            what: format!("cannot encode the catalog entry of {}: {e}", info.name),
+        })?;
+        self.raw
+            .put(META, &prefixed(TABLE_PREFIX, info.name.as_bytes()), &bytes)
+    }
+
+    /// Registers shapes read from another store (import, salvage), checking each.
+    ///
+    /// # Errors
+    /// `Corrupt` when an entry does not match its id.
+    pub(crate) fn put_shape(&self, id: u64, names: &[Box<str>]) -> Result<()> {
+        if shape_id(names) != id {
+            return Err(Error::invalid(
+                "shape",
+                format!("shape {id:016x} does not match its names"),
+            ));
+        }
+        self.raw
+            .put(META, &shape_key(id), &format::encode_shape(names))
     }
 }
+
+use format::shape_id;

@@ -1,147 +1,91 @@
-//! Typed tables: the `Record` trait, primary keys, and the table view over a transaction.
+//! Typed tables: the `Record` trait and the table view over a transaction.
 //!
-//! A record lives in the redb table `r:<TABLE>` under its primary key bytes. Each index lives in
-//! `i:<TABLE>:<index>`: a unique index maps index key → primary key; a non-unique index maps
-//! index key ++ primary key → primary key. Every write of a record rewrites its index entries in
-//! the same write transaction, so records and indexes never disagree.
+//! A record lives in the table `r:<TABLE>` under its primary key bytes; its value is a format
+//! byte, the record type's version and the encoded record (`codec.rs`). Every write of a
+//! record rewrites its index entries in the same write transaction, so records and indexes
+//! never disagree.
 
 use std::marker::PhantomData;
-use std::ops::Bound;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::index::{Index, prefix_end};
-use super::{RawTable, ReadTx, Source, WriteTx, codec};
+use super::codec::Stored;
+use super::engine::{KeyRange, Order, RawRead, get_owned};
+use super::format::{self, Resolve};
+use super::index::Index;
+use super::key::{Key, show_key};
+use super::{ReadTx, Source, WriteTx, resolve_shape};
 use crate::error::{Error, Result};
-
-/// A primary key: turned into bytes that sort like the key.
-pub trait RecordKey: Sized + Clone {
-    /// The key's bytes.
-    fn to_bytes(&self) -> Vec<u8>;
-    /// Parses bytes written by [`RecordKey::to_bytes`]; `None` when they are malformed.
-    fn from_bytes(bytes: &[u8]) -> Option<Self>;
-}
-
-impl RecordKey for u64 {
-    fn to_bytes(&self) -> Vec<u8> {
-        self.to_be_bytes().to_vec()
-    }
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        Some(u64::from_be_bytes(bytes.try_into().ok()?))
-    }
-}
-
-impl RecordKey for (u64, u64) {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self.0.to_bytes();
-        out.extend_from_slice(&self.1.to_be_bytes());
-        out
-    }
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != 16 {
-            return None;
-        }
-        Some((u64::from_bytes(&bytes[..8])?, u64::from_bytes(&bytes[8..])?))
-    }
-}
-
-impl RecordKey for [u8; 32] {
-    fn to_bytes(&self) -> Vec<u8> {
-        self.to_vec()
-    }
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok()
-    }
-}
-
-impl RecordKey for String {
-    fn to_bytes(&self) -> Vec<u8> {
-        self.as_bytes().to_vec()
-    }
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        String::from_utf8(bytes.to_vec()).ok()
-    }
-}
 
 /// A type stored in its own table with a primary key and secondary indexes.
 ///
+/// Records evolve without migrations: fields are stored by name, so a new field that is an
+/// `Option` or has `#[serde(default)]` reads as `None` / its default from older records, and
+/// a removed field is ignored. A change that cannot be read that way (a field renamed or
+/// retyped) raises [`Record::VERSION`] and reads older versions in [`Record::upgrade`],
+/// through a frozen copy of the old shape:
+///
 /// ```
-/// use redkeep::{Index, Record, key};
+/// use redkeep::store::{Index, Record, Stored};
+/// use redkeep::key;
+///
+/// // Version 1 had `title`; version 2 calls it `name`. The old shape is kept, frozen.
+/// #[derive(serde::Deserialize)]
+/// struct ProjectV1 { id: u64, org_id: u64, title: String }
+///
 /// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct Project { id: u64, org_id: u64, name: String }
+/// struct Project { id: u64, org_id: u64, name: String, archived: Option<bool> }
+///
+/// impl Project {
+///     const BY_ORG: Index<Self> = Index::many("by_org", |p| Some(key!(p.org_id)));
+/// }
+///
 /// impl Record for Project {
 ///     const TABLE: &'static str = "projects";
 ///     type Key = u64;
-///     const INDEXES: &'static [Index<Self>] = &[
-///         Index::unique("name_in_org", |p| Some(key!(p.org_id, p.name))),
-///         Index::many("by_org", |p| Some(key!(p.org_id))),
-///     ];
+///     const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_ORG];
+///     const VERSION: u32 = 2;
 ///     fn key(&self) -> u64 { self.id }
+///     fn upgrade(old: Stored<'_>) -> Result<Self, String> {
+///         let v1: ProjectV1 = old.decode()?;
+///         Ok(Project { id: v1.id, org_id: v1.org_id, name: v1.title, archived: None })
+///     }
 /// }
 /// ```
 pub trait Record: Serialize + DeserializeOwned + 'static {
     /// The table's name; must be unique in the store.
     const TABLE: &'static str;
     /// The primary key type.
-    type Key: RecordKey;
+    type Key: Key;
     /// The secondary indexes, kept exact by every write.
-    const INDEXES: &'static [Index<Self>] = &[];
+    const INDEXES: &'static [&'static Index<Self>] = &[];
+    /// The version of this type's shape, stored with every record written. Raise it when a
+    /// field is renamed or retyped, and read the older versions in [`Record::upgrade`].
+    const VERSION: u32 = 1;
+    /// Fields that hold secret material (hashes): shown as `<redacted>` by `redkeep inspect`.
+    const SECRET_FIELDS: &'static [&'static str] = &[];
+    /// Whether the keys come from the table's id sequence ([`Table::next_id`]): an import
+    /// then raises the sequence past every imported id.
+    const ID_SEQUENCE: bool = false;
+
     /// The record's primary key.
     fn key(&self) -> Self::Key;
-}
 
-/// Which way a scan runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Smallest key first.
-    Asc,
-    /// Largest key first.
-    Desc,
-}
-
-/// A range of key bytes to scan.
-#[derive(Debug, Clone)]
-pub struct KeyRange {
-    pub(crate) start: Bound<Vec<u8>>,
-    pub(crate) end: Bound<Vec<u8>>,
-}
-
-impl KeyRange {
-    /// Every key.
-    pub fn all() -> Self {
-        KeyRange {
-            start: Bound::Unbounded,
-            end: Bound::Unbounded,
-        }
+    /// Puts back fields that are not stored in the value because the key holds them (a
+    /// token's hash, for instance). Called after every read.
+    fn restore_key(&mut self, key: &Self::Key) {
+        let _ = key;
     }
 
-    /// Every key that starts with `prefix`.
-    pub fn prefix(prefix: Vec<u8>) -> Self {
-        let end = match prefix_end(&prefix) {
-            Some(e) => Bound::Excluded(e),
-            None => Bound::Unbounded,
-        };
-        KeyRange {
-            start: Bound::Included(prefix),
-            end,
-        }
-    }
-
-    /// Keys in `[start, end)`.
-    pub fn between(start: Vec<u8>, end: Vec<u8>) -> Self {
-        KeyRange {
-            start: Bound::Included(start),
-            end: Bound::Excluded(end),
-        }
-    }
-
-    /// Keys strictly below `end`.
-    pub fn below(end: Vec<u8>) -> Self {
-        KeyRange {
-            start: Bound::Unbounded,
-            end: Bound::Excluded(end),
-        }
+    /// Reads a record written by an older version of this type (or by the first release's
+    /// binary format). The default reads it as the current type, which works whenever the
+    /// changes since were additions of optional or defaulted fields, or removals.
+    ///
+    /// # Errors
+    /// A message saying why the value cannot be read; it is reported as `Error::Corrupt`.
+    fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
+        old.decode()
     }
 }
 
@@ -153,166 +97,39 @@ pub(crate) fn index_table(table: &str, index: &str) -> String {
     format!("i:{table}:{index}")
 }
 
-/// Shows a primary key in errors: as a number when it is 8 bytes, else hex.
-pub(crate) fn show_key(bytes: &[u8]) -> String {
-    match <[u8; 8]>::try_from(bytes) {
-        Ok(b) => u64::from_be_bytes(b).to_string(),
-        Err(_) => match std::str::from_utf8(bytes) {
-            Ok(s) if s.chars().all(|c| c.is_ascii_graphic()) => s.to_string(),
-            _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
-        },
-    }
-}
-
-pub(crate) fn decode_record<R: Record>(key: &[u8], value: &[u8]) -> Result<R> {
-    codec::decode(value).map_err(|reason| Error::Corrupt {
+fn corrupt<R: Record>(key: &[u8], reason: impl Into<String>) -> Error {
+    Error::Corrupt {
         table: R::TABLE.to_string(),
         key: show_key(key),
-        reason,
-    })
-}
-
-fn find_index<R: Record>(name: &str) -> Result<&'static Index<R>> {
-    R::INDEXES
-        .iter()
-        .find(|i| i.name == name)
-        .ok_or_else(|| Error::invalid("index", format!("table {} has no index {name}", R::TABLE)))
-}
-
-/// A typed view of one table inside a transaction. Read methods work in both read and write
-/// transactions; write methods only in write transactions.
-pub struct Table<'tx, R, S> {
-    tx: &'tx S,
-    _record: PhantomData<fn() -> R>,
-}
-
-impl<'tx, R: Record, S: Source> Table<'tx, R, S> {
-    pub(crate) fn new(tx: &'tx S) -> Self {
-        Table {
-            tx,
-            _record: PhantomData,
-        }
-    }
-
-    fn records(&self) -> Result<RawTable<'tx>> {
-        self.tx.raw(&record_table(R::TABLE))
-    }
-
-    fn index(&self, index: &Index<R>) -> Result<RawTable<'tx>> {
-        self.tx.raw(&index_table(R::TABLE, index.name))
-    }
-
-    /// The record with this primary key.
-    pub fn get(&self, key: &R::Key) -> Result<Option<R>> {
-        self.get_raw(&key.to_bytes())
-    }
-
-    fn get_raw(&self, key: &[u8]) -> Result<Option<R>> {
-        match self.records()?.get(key)? {
-            Some(v) => decode_record::<R>(key, &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// The record whose unique index `index` holds `key` (built with [`key!`](crate::key)).
-    pub fn get_by(&self, index: &str, key: &[u8]) -> Result<Option<R>> {
-        let idx = find_index::<R>(index)?;
-        if !idx.unique {
-            return Err(Error::invalid(
-                "index",
-                format!("{}.{index} is not unique; scan it instead", R::TABLE),
-            ));
-        }
-        match self.index(idx)?.get(key)? {
-            Some(pk) => self.get_raw(&pk),
-            None => Ok(None),
-        }
-    }
-
-    /// Records whose entry in `index` falls in `range`, in index order, at most `limit`.
-    pub fn scan_by(
-        &self,
-        index: &str,
-        range: KeyRange,
-        order: Order,
-        limit: Option<usize>,
-    ) -> Result<Vec<R>> {
-        let idx = find_index::<R>(index)?;
-        let entries = self.index(idx)?.range(&range, order, limit)?;
-        let records = self.records()?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (_, pk) in entries {
-            let value = records.get(&pk)?.ok_or_else(|| Error::Corrupt {
-                table: R::TABLE.to_string(),
-                key: show_key(&pk),
-                reason: format!("index {index} points at a missing record"),
-            })?;
-            out.push(decode_record::<R>(&pk, &value)?);
-        }
-        Ok(out)
-    }
-
-    /// Records whose primary key falls in `range` (bytes of [`RecordKey::to_bytes`]).
-    pub fn scan(&self, range: KeyRange, order: Order, limit: Option<usize>) -> Result<Vec<R>> {
-        self.records()?
-            .range(&range, order, limit)?
-            .into_iter()
-            .map(|(k, v)| decode_record::<R>(&k, &v))
-            .collect()
-    }
-
-    /// Every record, in primary-key order.
-    pub fn all(&self) -> Result<Vec<R>> {
-        self.scan(KeyRange::all(), Order::Asc, None)
-    }
-
-    /// Every record that decodes, in primary-key order; damaged ones are skipped (for checks,
-    /// which report them separately).
-    pub fn readable(&self) -> Result<Vec<R>> {
-        Ok(self
-            .records()?
-            .range(&KeyRange::all(), Order::Asc, None)?
-            .into_iter()
-            .filter_map(|(k, v)| decode_record::<R>(&k, &v).ok())
-            .collect())
-    }
-
-    /// Every primary key, ascending, without decoding the records (works on damaged ones).
-    pub fn keys(&self) -> Result<Vec<R::Key>> {
-        self.records()?
-            .range(&KeyRange::all(), Order::Asc, None)?
-            .into_iter()
-            .map(|(k, _)| {
-                R::Key::from_bytes(&k).ok_or_else(|| Error::Corrupt {
-                    table: R::TABLE.to_string(),
-                    key: show_key(&k),
-                    reason: "malformed primary key".into(),
-                })
-            })
-            .collect()
-    }
-
-    /// Number of records.
-    pub fn count(&self) -> Result<u64> {
-        self.records()?.len()
-    }
-
-    /// Number of entries of `index` in `range`.
-    pub fn count_by(&self, index: &str, range: KeyRange) -> Result<u64> {
-        let idx = find_index::<R>(index)?;
-        Ok(self.index(idx)?.range(&range, Order::Asc, None)?.len() as u64)
+        reason: reason.into(),
     }
 }
 
-/// The entry of each index for one record, in `R::INDEXES` order.
-fn index_entries<R: Record>(record: &R, pk: &[u8]) -> Vec<Option<Vec<u8>>> {
-    R::INDEXES
-        .iter()
-        .map(|idx| index_entry(idx, record, pk))
-        .collect()
+/// Decodes the stored value of the record at `key`, upgrading older versions.
+pub(crate) fn decode_record<R: Record>(
+    key: &[u8],
+    value: &[u8],
+    resolve: Resolve<'_>,
+) -> Result<R> {
+    let stored = Stored::parse(value, resolve).map_err(|r| corrupt::<R>(key, r))?;
+    let decoded = if stored.version() == R::VERSION && !stored.is_legacy() {
+        stored.decode::<R>()
+    } else if stored.version() > R::VERSION {
+        Err(format!(
+            "it was written by a newer version of the application (record version {}, this build reads up to {})",
+            stored.version(),
+            R::VERSION
+        ))
+    } else {
+        R::upgrade(stored)
+    };
+    let mut record = decoded.map_err(|r| corrupt::<R>(key, r))?;
+    let k = R::Key::from_bytes(key).ok_or_else(|| corrupt::<R>(key, "malformed primary key"))?;
+    record.restore_key(&k);
+    Ok(record)
 }
 
-/// The bytes of an index entry and its value, for one record.
+/// The entry key of `idx` for `record` stored under `pk`.
 pub(crate) fn index_entry<R: Record>(idx: &Index<R>, record: &R, pk: &[u8]) -> Option<Vec<u8>> {
     let mut key = (idx.key)(record)?;
     if !idx.unique {
@@ -321,17 +138,290 @@ pub(crate) fn index_entry<R: Record>(idx: &Index<R>, record: &R, pk: &[u8]) -> O
     Some(key)
 }
 
-impl<'tx, R: Record> Table<'tx, R, WriteTx> {
-    /// The next id of this table's sequence (1, 2, …); ids are never reused.
+/// The value stored with an index entry pointing at `pk`.
+pub(crate) fn entry_value<R: Record>(idx: &Index<R>, pk: &[u8]) -> Vec<u8> {
+    if idx.unique {
+        pk.to_vec()
+    } else if R::Key::FIXED_LEN.is_some() {
+        Vec::new()
+    } else {
+        let mut out = Vec::with_capacity(2);
+        format::put_varint(&mut out, pk.len() as u64);
+        out
+    }
+}
+
+/// The primary key an index entry points at, or `None` when the entry is malformed.
+pub(crate) fn entry_target<'e, R: Record>(
+    idx: &Index<R>,
+    entry: &'e [u8],
+    value: &'e [u8],
+) -> Option<&'e [u8]> {
+    if idx.unique {
+        return Some(value);
+    }
+    let len = match R::Key::FIXED_LEN {
+        Some(n) => n,
+        None => {
+            let mut v = 0usize;
+            let mut shift = 0;
+            for (i, &b) in value.iter().enumerate() {
+                v |= usize::from(b & 0x7F) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    if i + 1 != value.len() {
+                        return None;
+                    }
+                    break;
+                }
+                if shift > 28 {
+                    return None;
+                }
+            }
+            v
+        }
+    };
+    entry.len().checked_sub(len).map(|at| &entry[at..])
+}
+
+/// A typed view of one table inside a transaction. Read methods work in both read and write
+/// transactions; write methods only in write transactions.
+pub struct Table<'tx, R, S: ?Sized> {
+    tx: &'tx S,
+    records: String,
+    _record: PhantomData<fn() -> R>,
+}
+
+impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
+    pub(crate) fn new(tx: &'tx S) -> Self {
+        Table {
+            tx,
+            records: record_table(R::TABLE),
+            _record: PhantomData,
+        }
+    }
+
+    fn raw(&self) -> &'tx dyn RawRead {
+        self.tx.raw()
+    }
+
+    fn decode(&self, key: &[u8], value: &[u8]) -> Result<R> {
+        let raw = self.raw();
+        let resolve = |id| resolve_shape(raw, id);
+        decode_record::<R>(key, value, &resolve)
+    }
+
+    fn get_raw(&self, pk: &[u8]) -> Result<Option<R>> {
+        let mut out = None;
+        self.raw().get(&self.records, pk, &mut |v| {
+            out = Some(self.decode(pk, v)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The record with this primary key.
+    ///
+    /// # Errors
+    /// `Corrupt` when it cannot be read; `Storage` when the engine fails.
+    pub fn get(&self, key: &R::Key) -> Result<Option<R>> {
+        self.get_raw(&key.to_bytes())
+    }
+
+    /// Whether a record with this primary key exists (without reading it).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn contains(&self, key: &R::Key) -> Result<bool> {
+        self.raw()
+            .get(&self.records, &key.to_bytes(), &mut |_| Ok(()))
+    }
+
+    fn index_of(idx: &Index<R>) -> Result<&'static Index<R>> {
+        R::INDEXES
+            .iter()
+            .copied()
+            .find(|i| i.name == idx.name)
+            .ok_or_else(|| Error::Invariant {
+                what: format!("index {} is not listed in {}'s INDEXES", idx.name, R::TABLE),
+            })
+    }
+
+    /// The record whose entry in the unique index `index` is `key` (built with
+    /// [`key!`](crate::key)).
+    ///
+    /// # Errors
+    /// `Invariant` when `index` is not unique; `Corrupt` when the entry or record is damaged.
+    pub fn get_by(&self, index: &Index<R>, key: &[u8]) -> Result<Option<R>> {
+        let idx = Self::index_of(index)?;
+        if !idx.unique {
+            return Err(Error::Invariant {
+                what: format!("{}.{} is not unique; scan it instead", R::TABLE, idx.name),
+            });
+        }
+        match get_owned(self.raw(), &index_table(R::TABLE, idx.name), key)? {
+            Some(pk) => match self.get_raw(&pk)? {
+                Some(r) => Ok(Some(r)),
+                None => Err(corrupt::<R>(
+                    &pk,
+                    format!("index {} points at a missing record", idx.name),
+                )),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `f` with each record whose primary key falls in `range`, in `order`, until it
+    /// returns `false`. Nothing is collected: this is how to walk a large table.
+    ///
+    /// # Errors
+    /// `f`'s error; `Corrupt` for an unreadable record.
+    pub fn for_each(
+        &self,
+        range: KeyRange,
+        order: Order,
+        mut f: impl FnMut(R) -> Result<bool>,
+    ) -> Result<()> {
+        self.raw().range(&self.records, &range, order, &mut |k, v| {
+            let r = self.decode(k, v)?;
+            f(r)
+        })
+    }
+
+    /// Calls `f` with each record whose entry in `index` falls in `range`, in index order,
+    /// until it returns `false`.
+    ///
+    /// # Errors
+    /// `f`'s error; `Corrupt` for an unreadable record or an entry pointing nowhere.
+    pub fn for_each_by(
+        &self,
+        index: &Index<R>,
+        range: KeyRange,
+        order: Order,
+        mut f: impl FnMut(R) -> Result<bool>,
+    ) -> Result<()> {
+        let idx = Self::index_of(index)?;
+        let raw = self.raw();
+        raw.range(
+            &index_table(R::TABLE, idx.name),
+            &range,
+            order,
+            &mut |entry, value| {
+                let pk = entry_target(idx, entry, value).ok_or_else(|| {
+                    corrupt::<R>(entry, format!("malformed entry in index {}", idx.name))
+                })?;
+                let r = self.get_raw(pk)?.ok_or_else(|| {
+                    corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
+                })?;
+                f(r)
+            },
+        )
+    }
+
+    /// Up to `limit` records whose primary key falls in `range`, in `order`. For the next
+    /// page, narrow the range with [`KeyRange::after`] (or [`KeyRange::before`]) and the
+    /// last key returned.
+    ///
+    /// # Errors
+    /// `Corrupt` for an unreadable record.
+    pub fn range(&self, range: KeyRange, order: Order, limit: usize) -> Result<Vec<R>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.for_each(range, order, |r| {
+            out.push(r);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Up to `limit` records whose entry in `index` falls in `range`, in index order.
+    ///
+    /// # Errors
+    /// `Corrupt` for an unreadable record or an entry pointing nowhere.
+    pub fn range_by(
+        &self,
+        index: &Index<R>,
+        range: KeyRange,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<R>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.for_each_by(index, range, order, |r| {
+            out.push(r);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each primary key in `range`, without reading the records (works on
+    /// damaged ones), until it returns `false`.
+    ///
+    /// # Errors
+    /// `Corrupt` for a malformed key; `f`'s error.
+    pub fn for_each_key(
+        &self,
+        range: KeyRange,
+        order: Order,
+        mut f: impl FnMut(R::Key) -> Result<bool>,
+    ) -> Result<()> {
+        self.raw().range(&self.records, &range, order, &mut |k, _| {
+            let key =
+                R::Key::from_bytes(k).ok_or_else(|| corrupt::<R>(k, "malformed primary key"))?;
+            f(key)
+        })
+    }
+
+    /// Number of records.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn count(&self) -> Result<u64> {
+        self.raw().len(&self.records)
+    }
+
+    /// Number of entries of `index` in `range`, counted without reading records.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn count_by(&self, index: &Index<R>, range: KeyRange) -> Result<u64> {
+        let idx = Self::index_of(index)?;
+        let mut n = 0u64;
+        self.raw().range(
+            &index_table(R::TABLE, idx.name),
+            &range,
+            Order::Asc,
+            &mut |_, _| {
+                n += 1;
+                Ok(true)
+            },
+        )?;
+        Ok(n)
+    }
+}
+
+impl<R: Record> Table<'_, R, WriteTx<'_>> {
+    /// The next id of this table's sequence (1, 2, …); ids are never handed out twice, even
+    /// across `reset`, `restore` and `import`.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
     pub fn next_id(&self) -> Result<u64> {
         self.tx.next_sequence(R::TABLE)
     }
 
     /// Inserts a new record. A record with the same primary key, or a clash in a unique index,
     /// is a `Conflict` and writes nothing.
+    ///
+    /// # Errors
+    /// `Conflict`; `InvalidInput` when the record cannot be encoded (too large).
     pub fn insert(&self, record: &R) -> Result<()> {
         let pk = record.key().to_bytes();
-        if self.records()?.get(&pk)?.is_some() {
+        if self.raw().get(&self.records, &pk, &mut |_| Ok(()))? {
             return Err(Error::Conflict {
                 table: R::TABLE,
                 index: "primary",
@@ -342,24 +432,40 @@ impl<'tx, R: Record> Table<'tx, R, WriteTx> {
     }
 
     /// Replaces the stored record with the same primary key, moving its index entries.
-    /// A missing record is `NotFound`; a unique clash is a `Conflict` and writes nothing.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such record; `Conflict` on a unique clash (nothing written).
     pub fn update(&self, record: &R) -> Result<()> {
         let pk = record.key().to_bytes();
         let old = self
             .get_raw(&pk)?
             .ok_or_else(|| Error::not_found(format!("{} {}", R::TABLE, show_key(&pk))))?;
-        self.write(&pk, &index_entries(&old, &pk), record)
+        self.write(&pk, &entries(&old, &pk), record)
+    }
+
+    /// Inserts the record, or replaces the one with the same primary key.
+    ///
+    /// # Errors
+    /// `Conflict` on a unique clash (nothing written).
+    pub fn put(&self, record: &R) -> Result<()> {
+        let pk = record.key().to_bytes();
+        let old = match self.get_raw(&pk)? {
+            Some(old) => entries(&old, &pk),
+            None => vec![None; R::INDEXES.len()],
+        };
+        self.write(&pk, &old, record)
     }
 
     /// Reads the record, lets `f` change it, and writes it back: one read-modify-write.
+    ///
+    /// # Errors
+    /// `NotFound`; `f`'s error (nothing written); `InvalidInput` when `f` changed the key.
     pub fn modify<T>(&self, key: &R::Key, f: impl FnOnce(&mut R) -> Result<T>) -> Result<T> {
         let pk = key.to_bytes();
-        let bytes = self
-            .records()?
-            .get(&pk)?
+        let mut record = self
+            .get_raw(&pk)?
             .ok_or_else(|| Error::not_found(format!("{} {}", R::TABLE, show_key(&pk))))?;
-        let mut record = decode_record::<R>(&pk, &bytes)?;
-        let old_entries = index_entries(&record, &pk);
+        let old = entries(&record, &pk);
         let out = f(&mut record)?;
         if record.key().to_bytes() != pk {
             return Err(Error::invalid(
@@ -367,37 +473,57 @@ impl<'tx, R: Record> Table<'tx, R, WriteTx> {
                 "a modification must keep the primary key",
             ));
         }
-        self.write(&pk, &old_entries, &record)?;
+        self.write(&pk, &old, &record)?;
         Ok(out)
     }
 
     /// Removes the record and its index entries; returns it, or `None` if it did not exist.
+    ///
+    /// # Errors
+    /// `Corrupt` when the record cannot be read (its index entries are unknown; `redkeep
+    /// check --repair` removes it).
     pub fn delete(&self, key: &R::Key) -> Result<Option<R>> {
         let pk = key.to_bytes();
         let Some(old) = self.get_raw(&pk)? else {
             return Ok(None);
         };
+        let raw = self.tx.raw_write();
         for idx in R::INDEXES {
             if let Some(k) = index_entry(idx, &old, &pk) {
-                self.index(idx)?.remove(&k)?;
+                raw.remove(&index_table(R::TABLE, idx.name), &k)?;
             }
         }
-        self.records()?.remove(&pk)?;
+        raw.remove(&self.records, &pk)?;
         Ok(Some(old))
+    }
+
+    /// Deletes every record and index entry of the table; returns how many records there were.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn clear(&self) -> Result<u64> {
+        let n = self.count()?;
+        let raw = self.tx.raw_write();
+        for idx in R::INDEXES {
+            raw.delete_table(&index_table(R::TABLE, idx.name))?;
+        }
+        raw.delete_table(&self.records)?;
+        Ok(n)
     }
 
     // Checks every unique index first, so a clash leaves nothing behind, then writes.
     // `old` holds the stored record's entry of each index (all `None` for a new record).
     fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
-        let value = codec::encode(new).map_err(encode_err::<R>)?;
+        let value = self.tx.encode(new)?;
+        let raw = self.tx.raw_write();
         let mut moves = Vec::new();
-        for (idx, old_key) in R::INDEXES.iter().zip(old.iter().cloned()) {
+        for (idx, old_key) in R::INDEXES.iter().zip(old.iter()) {
             let new_key = index_entry(idx, new, pk);
-            if old_key == new_key {
+            if *old_key == new_key {
                 continue;
             }
             if let (true, Some(k)) = (idx.unique, &new_key)
-                && let Some(holder) = self.index(idx)?.get(k)?
+                && let Some(holder) = get_owned(raw, &index_table(R::TABLE, idx.name), k)?
                 && holder != pk
             {
                 return Err(Error::Conflict {
@@ -409,35 +535,36 @@ impl<'tx, R: Record> Table<'tx, R, WriteTx> {
             moves.push((idx, old_key, new_key));
         }
         for (idx, old_key, new_key) in moves {
-            let mut table = self.index(idx)?;
+            let name = index_table(R::TABLE, idx.name);
             if let Some(k) = old_key {
-                table.remove(&k)?;
+                raw.remove(&name, k)?;
             }
             if let Some(k) = new_key {
-                table.insert(&k, pk)?;
+                raw.put(&name, &k, &entry_value(idx, pk))?;
             }
         }
-        self.records()?.insert(pk, &value)
+        raw.put(&self.records, pk, &value)
     }
 }
 
-fn encode_err<R: Record>(reason: String) -> Error {
-    Error::invalid(
-        "record",
-        format!("cannot store a {} record: {reason}", R::TABLE),
-    )
+/// The entry of each index for one record, in `R::INDEXES` order.
+fn entries<R: Record>(record: &R, pk: &[u8]) -> Vec<Option<Vec<u8>>> {
+    R::INDEXES
+        .iter()
+        .map(|idx| index_entry(idx, record, pk))
+        .collect()
 }
 
-impl ReadTx {
+impl<'a> ReadTx<'a> {
     /// A typed view of the table of `R`.
-    pub fn table<R: Record>(&self) -> Table<'_, R, ReadTx> {
+    pub fn table<R: Record>(&self) -> Table<'_, R, ReadTx<'a>> {
         Table::new(self)
     }
 }
 
-impl WriteTx {
+impl<'a> WriteTx<'a> {
     /// A typed view of the table of `R`.
-    pub fn table<R: Record>(&self) -> Table<'_, R, WriteTx> {
+    pub fn table<R: Record>(&self) -> Table<'_, R, WriteTx<'a>> {
         Table::new(self)
     }
 }

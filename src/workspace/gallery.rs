@@ -1,15 +1,17 @@
-//! Gallery pieces: `gallery/piece_{n:06}.json`, numbered from the highest existing piece + 1 so
-//! a crash between writing a piece and updating `piece_count` never reuses a number.
+//! Gallery pieces: `gallery/piece_{n:06}.json`. A new piece takes the number after the
+//! highest piece ever saved in the folder (removed pieces wait in `.trash/`), so a number is
+//! never given twice, not even after a crash between the piece and the count.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::lock::LockKind;
-use super::{GALLERY_DIR, WORKSPACE_FILE, Workspaces, corrupt};
+use super::{GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, Workspaces, corrupt};
+use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::fsutil;
 
 /// One piece in a gallery.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,7 +21,7 @@ pub struct PieceInfo {
     /// Its size in bytes.
     pub size_bytes: u64,
     /// Its last modification.
-    pub modified: Option<crate::Timestamp>,
+    pub modified: Option<Timestamp>,
 }
 
 /// The file name of piece `n`: six digits, wider past 999,999.
@@ -39,75 +41,138 @@ fn parse_piece_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-impl Workspaces {
-    fn gallery(&self, user: u64) -> PathBuf {
-        self.dir(user).join(GALLERY_DIR)
+fn numbers_in(dir: &Path, parse: impl Fn(&str) -> Option<u64>) -> Result<Vec<u64>> {
+    if fsutil::real_dir(dir)?.is_none() {
+        return Ok(Vec::new());
     }
+    let entries =
+        fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let mut out: Vec<u64> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().to_str().and_then(&parse))
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
 
+/// Piece numbers present in the gallery of the folder `dir`, ascending. A symlinked gallery
+/// is refused.
+pub(super) fn piece_numbers(dir: &Path) -> Result<Vec<u64>> {
+    numbers_in(&dir.join(GALLERY_DIR), parse_piece_name)
+}
+
+// Removed pieces are kept as `piece_NNNNNN.json` or `piece_NNNNNN.json-2`, ….
+fn trashed_numbers(dir: &Path) -> Result<Vec<u64>> {
+    numbers_in(&dir.join(PIECE_TRASH), |name| {
+        let base = match name.rsplit_once(".json-") {
+            Some((b, n)) if n.bytes().all(|c| c.is_ascii_digit()) => &name[..b.len() + 5],
+            _ => name,
+        };
+        parse_piece_name(base)
+    })
+}
+
+impl Workspaces {
     /// The path of piece `n` of `user`.
     pub fn piece_path(&self, user: u64, n: u64) -> PathBuf {
-        self.gallery(user).join(piece_file_name(n))
+        self.dir(user).join(GALLERY_DIR).join(piece_file_name(n))
     }
 
-    /// Piece numbers present, ascending.
-    pub(super) fn piece_numbers(&self, user: u64) -> Result<Vec<u64>> {
-        let dir = self.gallery(user);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-        };
-        let mut out: Vec<u64> = entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().to_str().and_then(parse_piece_name))
-            .collect();
-        out.sort_unstable();
-        Ok(out)
+    pub(super) fn read_piece(&self, dir: &Path, n: u64) -> Result<Value> {
+        let path = dir.join(GALLERY_DIR).join(piece_file_name(n));
+        let bytes = self
+            .read_file(&path)?
+            .ok_or_else(|| Error::not_found(format!("piece {n}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, format!("not valid JSON ({e})")))
     }
 
     /// Saves a piece (any JSON document) as the next number, then updates `piece_count`; all
-    /// under the user's exclusive lock. Returns the number.
+    /// under the user's exclusive lock. Creates the folder at the first write. Returns the
+    /// number.
     ///
     /// # Errors
-    /// `InvalidInput` when `json` is not JSON or is over the cap; `NotFound` without a
-    /// workspace; `Corrupt` when workspace.json is unreadable (the piece is not written).
+    /// `InvalidInput` when `json` is not JSON or is over the cap; `NotFound` for an unknown
+    /// user; `Corrupt` when workspace.json is unreadable (the piece is not written);
+    /// `UnsafePath` for a folder of another account or a symlinked gallery.
     pub fn save_piece(&self, user: u64, json: &[u8]) -> Result<u64> {
         serde_json::from_slice::<Value>(json)
             .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;
-        let _lock = self.lock(user, LockKind::Exclusive)?;
+        let folder = self.created(user)?;
         // Refuse before writing anything if the document cannot be updated afterwards.
-        let mut doc = self.read_doc(user)?;
-        let gallery = self.gallery(user);
-        if fs::symlink_metadata(&gallery).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(Error::Refused(format!(
-                "{} is a symlink; refusing to use it",
-                gallery.display()
-            )));
+        let mut doc = self.read_doc(&folder.dir)?;
+        let gallery = folder.dir.join(GALLERY_DIR);
+        if fsutil::real_dir(&gallery)?.is_none() {
+            fsutil::create_private_dir(&gallery)?;
         }
-        crate::fsutil::create_private_dir(&gallery)?;
         // The exclusive lock keeps the gallery as listed here until the count is written.
-        let existing = self.piece_numbers(user)?;
-        let n = existing.last().map_or(1, |last| last + 1);
-        self.write_bytes(&self.piece_path(user, n), json)?;
+        let existing = piece_numbers(&folder.dir)?;
+        let highest = existing
+            .last()
+            .copied()
+            .max(trashed_numbers(&folder.dir)?.last().copied())
+            .unwrap_or(0);
+        let n = highest
+            .checked_add(1)
+            .ok_or_else(|| Error::denied("this gallery has used every piece number"))?;
+        self.write_bytes(&gallery.join(piece_file_name(n)), json)?;
         doc.piece_count = existing.len() as u64 + 1;
-        self.write_json(&self.dir(user).join(WORKSPACE_FILE), &doc)?;
+        self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc)?;
         Ok(n)
     }
 
+    /// Writes piece `n` as given (creating the folder), for imports; the document's count is
+    /// left to the caller.
+    ///
+    /// # Errors
+    /// `InvalidInput` when `json` is not JSON or is over the cap.
+    pub fn put_piece(&self, user: u64, n: u64, json: &[u8]) -> Result<()> {
+        serde_json::from_slice::<Value>(json)
+            .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;
+        let folder = self.created(user)?;
+        let gallery = folder.dir.join(GALLERY_DIR);
+        if fsutil::real_dir(&gallery)?.is_none() {
+            fsutil::create_private_dir(&gallery)?;
+        }
+        self.write_bytes(&gallery.join(piece_file_name(n)), json)
+    }
+
+    /// The numbers and bytes of the pieces of `user`, under the shared lock, for exports.
+    ///
+    /// # Errors
+    /// As [`Workspaces::list_pieces`].
+    pub fn pieces(&self, user: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        let Some(folder) = self.folder(user, super::LockKind::Shared, false)? else {
+            return Ok(());
+        };
+        for n in piece_numbers(&folder.dir)? {
+            let path = folder.dir.join(GALLERY_DIR).join(piece_file_name(n));
+            if let Some(bytes) = self.read_file(&path)? {
+                f(n, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Pieces of the user's gallery, ascending by number.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user; `UnsafePath` for a folder of another account.
     pub fn list_pieces(&self, user: u64) -> Result<Vec<PieceInfo>> {
-        let _lock = self.lock(user, LockKind::Shared)?;
+        let Some(folder) = self.folder(user, super::LockKind::Shared, false)? else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
-        for n in self.piece_numbers(user)? {
-            let m = fs::symlink_metadata(self.piece_path(user, n)).ok();
+        for n in piece_numbers(&folder.dir)? {
+            let m =
+                fs::symlink_metadata(folder.dir.join(GALLERY_DIR).join(piece_file_name(n))).ok();
             out.push(PieceInfo {
                 piece: n,
                 size_bytes: m.as_ref().map_or(0, |m| m.len()),
                 modified: m
                     .and_then(|m| m.modified().ok())
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| crate::Timestamp(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+                    .map(|d| Timestamp(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
             });
         }
         Ok(out)
@@ -118,27 +183,34 @@ impl Workspaces {
     /// # Errors
     /// `NotFound` when it does not exist; `Corrupt` (naming the path) when it is not JSON.
     pub fn load_piece(&self, user: u64, n: u64) -> Result<Value> {
-        let _lock = self.lock(user, LockKind::Shared)?;
-        let path = self.piece_path(user, n);
-        let bytes = self
-            .read_file(&path)?
-            .ok_or_else(|| Error::not_found(format!("piece {n} of user {user}")))?;
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, format!("not valid JSON ({e})")))
+        let missing = || Error::not_found(format!("piece {n} of user {user}"));
+        let folder = self
+            .folder(user, super::LockKind::Shared, false)?
+            .ok_or_else(missing)?;
+        self.read_piece(&folder.dir, n).map_err(|e| match e {
+            Error::NotFound { .. } => missing(),
+            e => e,
+        })
     }
 
-    /// Deletes piece `n` and updates `piece_count`.
+    /// Moves piece `n` to the folder's `.trash/` and updates `piece_count`. Its number is not
+    /// given again.
+    ///
+    /// # Errors
+    /// `NotFound` when it does not exist.
     pub fn delete_piece(&self, user: u64, n: u64) -> Result<()> {
-        let _lock = self.lock(user, LockKind::Exclusive)?;
-        let path = self.piece_path(user, n);
-        let mut doc = self.read_doc(user)?;
-        match fs::symlink_metadata(&path) {
-            Ok(_) => fs::remove_file(&path)
-                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?,
-            Err(_) => return Err(Error::not_found(format!("piece {n} of user {user}"))),
+        let missing = || Error::not_found(format!("piece {n} of user {user}"));
+        let folder = self
+            .folder(user, super::LockKind::Exclusive, false)?
+            .ok_or_else(missing)?;
+        let path = folder.dir.join(GALLERY_DIR).join(piece_file_name(n));
+        let mut doc = self.read_doc(&folder.dir)?;
+        if fsutil::open_regular(&path)?.is_none() {
+            return Err(missing());
         }
-        crate::fsutil::sync_dir(&path)?;
-        doc.piece_count = self.piece_numbers(user)?.len() as u64;
-        self.write_json(&self.dir(user).join(WORKSPACE_FILE), &doc)
+        fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &piece_file_name(n))?;
+        doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
+        self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc)
     }
 }
 

@@ -17,6 +17,14 @@ pub struct DirLock {
     file: File,
 }
 
+impl DirLock {
+    /// The inode of the locked file, to check that the path still names it.
+    pub fn inode(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().ok().map(|m| m.ino())
+    }
+}
+
 impl Drop for DirLock {
     fn drop(&mut self) {
         let _ = self.file.unlock();
@@ -34,6 +42,9 @@ pub enum LockKind {
 
 /// Takes the lock at `path` (creating the file, mode 0600, without following a symlink).
 /// If it is busy, calls `notice` once and then waits.
+///
+/// # Errors
+/// `Io` when the file cannot be opened or locked (a missing directory is `NotFound` io).
 pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<DirLock> {
     let file = OpenOptions::new()
         .read(true)
@@ -41,7 +52,7 @@ pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32)
         .open(path)
         .map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?;
     let attempt = match kind {

@@ -3,28 +3,38 @@
 //! ```text
 //! <root>/users/{user_id}/workspace.json
 //! <root>/users/{user_id}/gallery/piece_000001.json
+//! <root>/users/{user_id}/.owner      the owner's identity: a folder is served only to them
 //! <root>/users/{user_id}/.lock
+//! <root>/users/{user_id}/.trash/     removed pieces
+//! <root>/trash/                      removed folders
 //! ```
 //!
-//! Readers take the `.lock` shared, writers exclusively; every file is replaced atomically;
-//! unknown JSON fields survive rewrites; paths are built only from numbers; symlinks are
-//! refused. Nothing here knows about the store.
+//! Nothing here knows the store: who owns a folder is asked of an [`Owners`] function. A
+//! folder is served only to the user whose identity its `.owner` marker holds, so a folder
+//! left behind by a deleted, reset or restored-away account is never served to a new account
+//! that reuses its number. A folder is created atomically at the first write (built aside and
+//! renamed into place, never replacing one). Readers take the `.lock` shared, writers
+//! exclusively, and writers check under the lock that the folder is still there and its user
+//! still exists. Every file is replaced atomically; only regular files are opened; paths are
+//! built only from numbers; nothing is deleted, only moved to the trash.
 
+mod doc;
 mod gallery;
 pub mod lock;
 
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
 
+pub use doc::WorkspaceDoc;
 pub use gallery::PieceInfo;
 use lock::{DirLock, LockKind, WaitNotice};
 
+use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
 
@@ -32,69 +42,43 @@ use crate::fsutil;
 pub const WORKSPACE_FILE: &str = "workspace.json";
 /// The gallery folder in each user directory.
 pub const GALLERY_DIR: &str = "gallery";
+/// The marker holding the identity of a folder's owner.
+pub const OWNER_FILE: &str = ".owner";
 const LOCK_FILE: &str = ".lock";
+const PIECE_TRASH: &str = ".trash";
 /// Default size cap for documents and pieces: 16 MiB.
 pub const DEFAULT_MAX_DOC_BYTES: u64 = 16 * 1024 * 1024;
 
-/// A user's `workspace.json`: typed access to the known fields, every other field kept as it
-/// was (in its original order) when the document is rewritten.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkspaceDoc {
-    /// Canvas state: any JSON value.
-    #[serde(default)]
-    pub canvas: Value,
-    /// Notes: usually an array, kept as whatever JSON the app stored.
-    #[serde(default = "empty_array")]
-    pub notes: Value,
-    /// Number of pieces in the gallery.
-    #[serde(default)]
-    pub piece_count: u64,
-    /// Fields redkeep does not know, preserved on rewrite.
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
+/// The identity a folder is bound to (a user's uid).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FolderOwner(pub [u8; 16]);
 
-fn empty_array() -> Value {
-    Value::Array(Vec::new())
-}
+impl FolderOwner {
+    fn to_hex(self) -> String {
+        crate::store::hex(&self.0)
+    }
 
-impl Default for WorkspaceDoc {
-    fn default() -> Self {
-        WorkspaceDoc {
-            canvas: Value::Null,
-            notes: empty_array(),
-            piece_count: 0,
-            other: Map::new(),
+    fn parse(text: &str) -> Option<FolderOwner> {
+        let text = text.trim();
+        if text.len() != 32 || !text.is_ascii() {
+            return None;
         }
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(FolderOwner(out))
     }
 }
 
-impl WorkspaceDoc {
-    /// Appends a note (turning a missing or null `notes` into an array first).
-    ///
-    /// # Errors
-    /// `InvalidInput` when `notes` holds something other than an array.
-    pub fn add_note(&mut self, note: impl Into<Value>) -> Result<()> {
-        if self.notes.is_null() {
-            self.notes = empty_array();
-        }
-        match &mut self.notes {
-            Value::Array(a) => {
-                a.push(note.into());
-                Ok(())
-            }
-            _ => Err(Error::invalid(
-                "notes",
-                "this workspace keeps notes as something other than a list",
-            )),
-        }
-    }
-
-    /// The number of notes (0 when `notes` is not an array).
-    pub fn note_count(&self) -> usize {
-        self.notes.as_array().map_or(0, Vec::len)
+impl std::fmt::Debug for FolderOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FolderOwner({})", self.to_hex())
     }
 }
+
+/// Who owns the folder of a user id now: `None` when no such user exists.
+pub type Owners = Arc<dyn Fn(u64) -> Result<Option<FolderOwner>> + Send + Sync>;
 
 /// Options of [`Workspaces`].
 #[derive(Clone, Default)]
@@ -119,7 +103,9 @@ impl std::fmt::Debug for WorkspaceOptions {
 pub struct WorkspaceInfo {
     /// The user id (the directory's name).
     pub user_id: u64,
-    /// `piece_count` as recorded in workspace.json (`None` if unreadable).
+    /// Whether the folder exists yet (it is made at the first write).
+    pub exists: bool,
+    /// `piece_count` as recorded in workspace.json (`None` if unreadable or absent).
     pub piece_count: Option<u64>,
     /// Pieces actually in the gallery.
     pub pieces: u64,
@@ -128,9 +114,24 @@ pub struct WorkspaceInfo {
     /// Bytes of every file in the directory.
     pub size_bytes: u64,
     /// Latest modification of any file in it.
-    pub modified: Option<crate::Timestamp>,
-    /// Why workspace.json could not be read, if it could not.
+    pub modified: Option<Timestamp>,
+    /// Why the folder or workspace.json could not be read, if it could not.
     pub error: Option<String>,
+}
+
+impl WorkspaceInfo {
+    fn empty(user_id: u64) -> WorkspaceInfo {
+        WorkspaceInfo {
+            user_id,
+            exists: false,
+            piece_count: None,
+            pieces: 0,
+            notes: 0,
+            size_bytes: 0,
+            modified: None,
+            error: None,
+        }
+    }
 }
 
 /// A problem found in the workspaces by [`Workspaces::check`].
@@ -138,28 +139,59 @@ pub struct WorkspaceInfo {
 pub struct WorkspaceProblem {
     /// The user directory concerned.
     pub user_id: u64,
-    /// What is wrong.
+    /// What is wrong (or, after a repair, `fixed: …`).
     pub problem: String,
 }
 
 /// The per-user folders under one root.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Workspaces {
     root: PathBuf,
     options: WorkspaceOptions,
+    owners: Owners,
+}
+
+impl std::fmt::Debug for Workspaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspaces")
+            .field("root", &self.root)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open, locked folder whose owner was checked.
+struct Folder {
+    dir: PathBuf,
+    _lock: DirLock,
 }
 
 impl Workspaces {
-    /// Opens (creating, mode 0700) the root `root`.
-    pub fn open(root: impl AsRef<Path>, options: WorkspaceOptions) -> Result<Workspaces> {
+    /// Opens (creating, mode 0700) the root `root`; `owners` says who owns each user id.
+    ///
+    /// # Errors
+    /// `Io` when the root cannot be created.
+    pub fn open(
+        root: impl AsRef<Path>,
+        options: WorkspaceOptions,
+        owners: Owners,
+    ) -> Result<Workspaces> {
         let root = root.as_ref().to_path_buf();
         fsutil::create_private_dir(&root.join("users"))?;
-        Ok(Workspaces { root, options })
+        Ok(Workspaces {
+            root,
+            options,
+            owners,
+        })
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn users_dir(&self) -> PathBuf {
+        self.root.join("users")
     }
 
     fn max_bytes(&self) -> u64 {
@@ -168,97 +200,143 @@ impl Workspaces {
 
     /// The directory of `user`. Built from the number only.
     pub fn dir(&self, user: u64) -> PathBuf {
-        self.root.join("users").join(user.to_string())
+        self.users_dir().join(user.to_string())
     }
 
-    fn lock(&self, user: u64, kind: LockKind) -> Result<DirLock> {
-        let dir = self.checked_dir(user)?;
-        lock::lock(&dir.join(LOCK_FILE), kind, self.options.on_wait.as_ref())
+    fn owner_of(&self, user: u64) -> Result<FolderOwner> {
+        (self.owners)(user)?.ok_or_else(|| Error::not_found(format!("user {user}")))
     }
 
-    /// The user's directory, refusing a missing one or a symlink.
-    fn checked_dir(&self, user: u64) -> Result<PathBuf> {
+    /// Builds a folder aside (marker, gallery, lock file, all synced) and renames it into
+    /// place unless one exists; the folder is durable when this returns.
+    fn create_folder(&self, user: u64, owner: FolderOwner) -> Result<()> {
+        let users = self.users_dir();
+        let tmp = tempfile::Builder::new()
+            .prefix(fsutil::TEMP_PREFIX)
+            .tempdir_in(&users)
+            .map_err(|e| Error::io(format!("creating a folder in {}", users.display()), e))?;
+        let staged = tmp.path();
+        fs::set_permissions(staged, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| Error::io(format!("securing {}", staged.display()), e))?;
+        fsutil::create_private_dir(&staged.join(GALLERY_DIR))?;
+        fsutil::write_private(
+            &staged.join(OWNER_FILE),
+            format!("{}\n", owner.to_hex()).as_bytes(),
+        )?;
+        fsutil::write_private(&staged.join(LOCK_FILE), b"")?;
+        fsutil::sync_this_dir(staged)?;
         let dir = self.dir(user);
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.file_type().is_symlink() => Err(Error::Refused(format!(
-                "{} is a symlink; refusing to use it",
-                dir.display()
-            ))),
-            Ok(m) if m.is_dir() => Ok(dir),
-            Ok(_) => Err(Error::Refused(format!(
-                "{} is not a directory",
-                dir.display()
-            ))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::not_found(format!("workspace of user {user}")))
-            }
-            Err(e) => Err(Error::io(format!("reading {}", dir.display()), e)),
-        }
-    }
-
-    /// Whether the user has a workspace directory.
-    pub fn exists(&self, user: u64) -> bool {
-        self.checked_dir(user).is_ok()
-    }
-
-    /// Creates the user's directory, gallery and an empty document; does nothing for the
-    /// parts that exist.
-    pub fn create(&self, user: u64) -> Result<()> {
-        let dir = self.dir(user);
-        fsutil::create_private_dir(&dir.join(GALLERY_DIR))?;
-        let _lock = self.lock(user, LockKind::Exclusive)?;
-        let file = dir.join(WORKSPACE_FILE);
-        if fs::symlink_metadata(&file).is_err() {
-            self.write_json(&file, &WorkspaceDoc::default())?;
+        if fsutil::rename_no_replace(staged, &dir)? {
+            // Renamed away: nothing left for the TempDir to remove.
+            let _ = tmp.keep();
+            fsutil::sync_this_dir(&users)?;
         }
         Ok(())
     }
 
-    /// Reads the user's document under a shared lock. A directory without workspace.json
-    /// reads as an empty document.
+    /// Opens and locks the folder of `user` after checking it is theirs. `None` when it does
+    /// not exist and `create` is off.
+    fn folder(&self, user: u64, kind: LockKind, create: bool) -> Result<Option<Folder>> {
+        let owner = self.owner_of(user)?;
+        let dir = self.dir(user);
+        for _ in 0..8 {
+            if fsutil::real_dir(&dir)?.is_none() {
+                if !create {
+                    return Ok(None);
+                }
+                self.create_folder(user, owner)?;
+            }
+            let lock_path = dir.join(LOCK_FILE);
+            let lock = match lock::lock(&lock_path, kind, self.options.on_wait.as_ref()) {
+                Ok(l) => l,
+                // Moved away between the check and the lock: look again.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let same = fs::symlink_metadata(&lock_path)
+                .ok()
+                .is_some_and(|m| Some(m.ino()) == lock.inode());
+            if !same {
+                continue;
+            }
+            self.check_marker(&dir, owner)?;
+            if kind == LockKind::Exclusive && (self.owners)(user)? != Some(owner) {
+                // The user was deleted while we waited; their folder is on its way out.
+                return Err(Error::not_found(format!("user {user}")));
+            }
+            return Ok(Some(Folder { dir, _lock: lock }));
+        }
+        Err(Error::Busy {
+            what: format!("the folder {} keeps moving", dir.display()),
+        })
+    }
+
+    fn read_marker(dir: &Path) -> Result<Option<FolderOwner>> {
+        let path = dir.join(OWNER_FILE);
+        let Some(bytes) = fsutil::read_regular(&path, 256)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        FolderOwner::parse(&text).map(Some).ok_or_else(|| {
+            Error::unsafe_path(
+                &path,
+                "the owner marker is malformed; run `redkeep check --repair` to move the folder to the trash",
+            )
+        })
+    }
+
+    fn check_marker(&self, dir: &Path, owner: FolderOwner) -> Result<()> {
+        match Self::read_marker(dir)? {
+            Some(m) if m == owner => Ok(()),
+            Some(_) => Err(Error::unsafe_path(
+                dir,
+                "the folder belongs to another account (a deleted or restored-away user with the same id); it is never served to this one; run `redkeep check --repair` to move it to the trash",
+            )),
+            None => Err(Error::unsafe_path(
+                dir,
+                "the folder has no owner marker, so whose it is is unknown; run `redkeep check --repair` to move it to the trash",
+            )),
+        }
+    }
+
+    /// Whether the user has a workspace folder (it is made at the first write).
+    pub fn exists(&self, user: u64) -> bool {
+        matches!(fsutil::real_dir(&self.dir(user)), Ok(Some(())))
+    }
+
+    /// Reads the user's document under a shared lock. A user without a folder yet, or a
+    /// folder without workspace.json, reads as an empty document.
     ///
     /// # Errors
-    /// `NotFound` without a directory; `Corrupt` for a file that is not a workspace document
-    /// or is over the size cap (naming its path); `Refused` for a symlink.
+    /// `NotFound` for an unknown user; `Corrupt` for a file that is not a workspace document
+    /// or is over the size cap (naming its path); `UnsafePath` for a folder of another
+    /// account, a symlink or a non-regular file.
     pub fn read(&self, user: u64) -> Result<WorkspaceDoc> {
-        let _lock = self.lock(user, LockKind::Shared)?;
-        self.read_doc(user)
+        match self.folder(user, LockKind::Shared, false)? {
+            Some(f) => self.read_doc(&f.dir),
+            None => Ok(WorkspaceDoc::default()),
+        }
     }
 
-    fn read_doc(&self, user: u64) -> Result<WorkspaceDoc> {
-        let path = self.dir(user).join(WORKSPACE_FILE);
+    fn read_doc(&self, dir: &Path) -> Result<WorkspaceDoc> {
+        let path = dir.join(WORKSPACE_FILE);
         match self.read_file(&path)? {
             None => Ok(WorkspaceDoc::default()),
-            Some(bytes) => parse_doc(&path, &bytes),
+            Some(bytes) => WorkspaceDoc::parse(&bytes).map_err(|r| corrupt(&path, r)),
         }
     }
 
-    /// Reads a file without following symlinks, refusing one over the cap. `None` if absent.
+    /// Reads a regular file, refusing one over the cap. `None` if absent.
     fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path);
-        let file = match file {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(Error::Refused(format!(
-                    "{} is a symlink; refusing to follow it",
-                    path.display()
-                )));
-            }
-            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
-        };
         let cap = self.max_bytes();
-        let mut bytes = Vec::new();
-        file.take(cap + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        if bytes.len() as u64 > cap {
-            return Err(corrupt(path, format!("larger than the {cap}-byte limit")));
-        }
-        Ok(Some(bytes))
+        fsutil::read_regular(path, cap).map_err(|e| match e {
+            Error::InvalidInput { .. } => {
+                corrupt(path, format!("larger than the {cap}-byte limit"))
+            }
+            e => e,
+        })
     }
 
     /// Writes JSON atomically to `path` after checking the cap and that `path` is not a
@@ -277,11 +355,14 @@ impl Workspaces {
                 format!("it has {} bytes; the limit is {cap}", bytes.len()),
             ));
         }
-        if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(Error::Refused(format!(
-                "{} is a symlink; refusing to write through it",
-                path.display()
-            )));
+        match fs::symlink_metadata(path) {
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(Error::unsafe_path(
+                    path,
+                    "it is not a regular file; redkeep does not write through it",
+                ));
+            }
+            _ => {}
         }
         if let Some(dir) = path.parent() {
             clean_temp_files(dir);
@@ -290,7 +371,7 @@ impl Workspaces {
     }
 
     /// Reads the document, lets `f` change it, and writes it back atomically, all under the
-    /// user's exclusive lock.
+    /// user's exclusive lock. Creates the folder at the first write.
     ///
     /// # Errors
     /// As [`Workspaces::read`]; `f`'s error (nothing written); `InvalidInput` when the result
@@ -300,16 +381,26 @@ impl Workspaces {
         user: u64,
         f: impl FnOnce(&mut WorkspaceDoc) -> Result<T>,
     ) -> Result<T> {
-        let _lock = self.lock(user, LockKind::Exclusive)?;
-        let mut doc = self.read_doc(user)?;
+        let folder = self.created(user)?;
+        let mut doc = self.read_doc(&folder.dir)?;
         let out = f(&mut doc)?;
-        self.write_json(&self.dir(user).join(WORKSPACE_FILE), &doc)?;
+        self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc)?;
         Ok(out)
     }
 
+    fn created(&self, user: u64) -> Result<Folder> {
+        self.folder(user, LockKind::Exclusive, true)?
+            .ok_or_else(|| Error::Invariant {
+                what: format!("the folder of user {user} was not created"),
+            })
+    }
+
     /// User ids that have a directory, ascending.
+    ///
+    /// # Errors
+    /// `Io` when the folder cannot be listed.
     pub fn user_ids(&self) -> Result<Vec<u64>> {
-        let users = self.root.join("users");
+        let users = self.users_dir();
         let entries = fs::read_dir(&users)
             .map_err(|e| Error::io(format!("listing {}", users.display()), e))?;
         let mut ids: Vec<u64> = entries
@@ -321,116 +412,309 @@ impl Workspaces {
         Ok(ids)
     }
 
-    /// A summary of one user's directory.
+    /// A summary of one user's folder (zeros when it does not exist yet).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user; `UnsafePath` for a folder of another account.
     pub fn info(&self, user: u64) -> Result<WorkspaceInfo> {
-        let _lock = self.lock(user, LockKind::Shared)?;
-        let dir = self.dir(user);
-        let (size_bytes, modified) = dir_usage(&dir);
-        let pieces = self.piece_numbers(user)?.len() as u64;
-        let (piece_count, notes, error) = match self.read_doc(user) {
+        let Some(f) = self.folder(user, LockKind::Shared, false)? else {
+            return Ok(WorkspaceInfo::empty(user));
+        };
+        Ok(self.summary(user, &f.dir))
+    }
+
+    fn summary(&self, user: u64, dir: &Path) -> WorkspaceInfo {
+        let (size_bytes, modified) = dir_usage(dir);
+        let pieces = gallery::piece_numbers(dir).map_or(0, |p| p.len() as u64);
+        let (piece_count, notes, error) = match self.read_doc(dir) {
             Ok(d) => (Some(d.piece_count), d.note_count(), None),
             Err(e) => (None, 0, Some(e.to_string())),
         };
-        Ok(WorkspaceInfo {
+        WorkspaceInfo {
             user_id: user,
+            exists: true,
             piece_count,
             pieces,
             notes,
             size_bytes,
             modified,
             error,
-        })
-    }
-
-    /// Every user directory with its piece count, size and last change.
-    pub fn list(&self) -> Result<Vec<WorkspaceInfo>> {
-        self.user_ids()?
-            .into_iter()
-            .map(|id| self.info(id))
-            .collect()
-    }
-
-    /// Moves the user's directory to `<root>/trash/<user>-<unix time>/`; never deletes.
-    /// Returns where it went.
-    pub fn remove(&self, user: u64, now: crate::Timestamp) -> Result<PathBuf> {
-        let dir = self.checked_dir(user)?;
-        let _lock = self.lock(user, LockKind::Exclusive)?;
-        let trash = self.root.join("trash");
-        fsutil::create_private_dir(&trash)?;
-        let mut target = trash.join(format!("{user}-{}", now.0));
-        let mut n = 1;
-        while target.exists() {
-            target = trash.join(format!("{user}-{}-{n}", now.0));
-            n += 1;
         }
-        fs::rename(&dir, &target).map_err(|e| {
-            Error::io(
-                format!("moving {} to {}", dir.display(), target.display()),
-                e,
-            )
-        })?;
-        fsutil::sync_dir(&target)?;
-        fsutil::sync_dir(&dir)?;
-        Ok(target)
     }
 
-    /// Problems in the directories of `users` and of the directories present: unparseable
-    /// files and `piece_count` disagreeing with the gallery. With `repair`, counts are set to
-    /// the gallery's and the fixes are returned as problems prefixed `fixed:`.
-    pub fn check(&self, repair: bool) -> Result<Vec<WorkspaceProblem>> {
+    /// Every user folder present, with its counts, size and last change. A folder that
+    /// cannot be served (no user, another owner) is listed with the reason.
+    ///
+    /// # Errors
+    /// `Io` when the folder cannot be listed.
+    pub fn list(&self) -> Result<Vec<WorkspaceInfo>> {
         let mut out = Vec::new();
-        for user in self.user_ids()? {
-            let problem = |p: String| WorkspaceProblem {
-                user_id: user,
-                problem: p,
-            };
-            let pieces = match self.piece_numbers(user) {
-                Ok(p) => p,
+        for id in self.user_ids()? {
+            out.push(match self.info(id) {
+                Ok(i) => i,
                 Err(e) => {
-                    out.push(problem(e.to_string()));
-                    continue;
+                    let mut i = WorkspaceInfo::empty(id);
+                    i.exists = true;
+                    i.error = Some(e.to_string());
+                    i
                 }
-            };
-            for &n in &pieces {
-                if let Err(e) = self.load_piece(user, n) {
-                    out.push(problem(e.to_string()));
-                }
-            }
-            let count = pieces.len() as u64;
-            match self.read(user) {
-                Err(e) => out.push(problem(e.to_string())),
-                Ok(doc) if doc.piece_count != count => {
-                    if repair {
-                        let old = self.update(user, |d| {
-                            let old = d.piece_count;
-                            d.piece_count = self.piece_numbers(user)?.len() as u64;
-                            Ok(old)
-                        })?;
-                        out.push(problem(format!(
-                            "fixed: piece_count {old} set to the gallery's {count}"
-                        )));
-                    } else {
-                        out.push(problem(format!(
-                            "piece_count is {} but the gallery holds {count} pieces",
-                            doc.piece_count
-                        )));
-                    }
-                }
-                Ok(_) => {}
-            }
+            });
         }
         Ok(out)
     }
-}
 
-fn parse_doc(path: &Path, bytes: &[u8]) -> Result<WorkspaceDoc> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| corrupt(path, format!("not valid JSON ({e})")))?;
-    if !value.is_object() {
-        return Err(corrupt(path, "not a JSON object".into()));
+    /// Calls `f` with the path (relative to the `users` folder) and the bytes of every
+    /// regular file in the folder of `user`, under the folder's shared lock, so no file is
+    /// seen half-written. The lock file and temp files are skipped; symlinks are not followed.
+    /// Works on any folder present, whoever owns it (for backups).
+    ///
+    /// # Errors
+    /// `Io` when a file cannot be read; `f`'s error.
+    pub fn copy_folder(
+        &self,
+        user: u64,
+        f: &mut dyn FnMut(&Path, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let dir = self.dir(user);
+        if fsutil::real_dir(&dir)?.is_none() {
+            return Ok(());
+        }
+        let _lock = lock::lock(
+            &dir.join(LOCK_FILE),
+            LockKind::Shared,
+            self.options.on_wait.as_ref(),
+        )?;
+        let base = self.users_dir();
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let mut entries: Vec<_> = fs::read_dir(&d)
+                .map_err(|e| Error::io(format!("listing {}", d.display()), e))?
+                .flatten()
+                .collect();
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name == LOCK_FILE || name.starts_with(fsutil::TEMP_PREFIX) {
+                    continue;
+                }
+                let path = e.path();
+                let Ok(t) = e.file_type() else { continue };
+                if t.is_dir() {
+                    stack.push(path);
+                } else if t.is_file()
+                    && let Some(bytes) = fsutil::read_regular(&path, 1 << 30)?
+                {
+                    let rel = path.strip_prefix(&base).unwrap_or(&path);
+                    f(rel, &bytes)?;
+                }
+            }
+        }
+        Ok(())
     }
-    serde_json::from_value(value)
-        .map_err(|e| corrupt(path, format!("not a workspace document ({e})")))
+
+    /// Replaces the document of `user` (creating the folder), for imports.
+    ///
+    /// # Errors
+    /// As [`Workspaces::update`].
+    pub fn put_doc(&self, user: u64, doc: &WorkspaceDoc) -> Result<()> {
+        let folder = self.created(user)?;
+        self.write_json(&folder.dir.join(WORKSPACE_FILE), doc)
+    }
+
+    fn trash_dir(&self) -> PathBuf {
+        self.root.join("trash")
+    }
+
+    /// Moves the folder of `user` to `<root>/trash/<user>-<time>/` under its exclusive lock
+    /// (never deleting). Used when the account is deleted. Returns where it went, or `None`
+    /// when there was no folder.
+    ///
+    /// # Errors
+    /// `Io` when it cannot be moved.
+    pub fn trash_folder(&self, user: u64, now: Timestamp) -> Result<Option<PathBuf>> {
+        let dir = self.dir(user);
+        let real = match fsutil::real_dir(&dir) {
+            Ok(Some(())) => true,
+            Ok(None) => return Ok(None),
+            // A symlink or a file where the folder should be: moved away as it is.
+            Err(_) => false,
+        };
+        // The lock keeps writers out while the folder moves; whoever waits finds it gone.
+        let _lock = if real {
+            lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None).ok()
+        } else {
+            None
+        };
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(None);
+        }
+        let to = fsutil::move_to_trash(&dir, &self.trash_dir(), &format!("{user}-{}", now.0))?;
+        tracing::info!(user, to = %to.display(), "workspace folder moved to the trash");
+        Ok(Some(to))
+    }
+
+    /// Moves every user folder to `<root>/trash/reset-<time>/` (for `reset`). Returns where
+    /// they went, or `None` when there were none.
+    ///
+    /// # Errors
+    /// `Io` when they cannot be moved.
+    pub fn trash_all(&self, now: Timestamp) -> Result<Option<PathBuf>> {
+        let users = self.users_dir();
+        let empty = fs::read_dir(&users)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        if empty {
+            return Ok(None);
+        }
+        let to = fsutil::move_to_trash(&users, &self.trash_dir(), &format!("reset-{}", now.0))?;
+        fsutil::create_private_dir(&users)?;
+        fsutil::sync_dir(&users)?;
+        Ok(Some(to))
+    }
+
+    /// Gives an unmarked folder of `user` to `owner` (migrations, adoption). Returns whether
+    /// a marker was written; a folder already marked is left as it is.
+    ///
+    /// # Errors
+    /// `Io` when the marker cannot be written.
+    pub fn mark(&self, user: u64, owner: FolderOwner) -> Result<bool> {
+        let dir = self.dir(user);
+        if fsutil::real_dir(&dir)?.is_none() {
+            return Ok(false);
+        }
+        let _lock = lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None)?;
+        if Self::read_marker(&dir)?.is_some() {
+            return Ok(false);
+        }
+        fsutil::write_private(
+            &dir.join(OWNER_FILE),
+            format!("{}\n", owner.to_hex()).as_bytes(),
+        )?;
+        Ok(true)
+    }
+
+    /// Problems in the folders: folders of no user or another owner, unreadable files and
+    /// `piece_count` disagreeing with the gallery; each folder is checked under its lock.
+    /// With `repair`, foreign folders go to the trash, counts are set to the gallery's, and a
+    /// corrupt workspace.json is moved aside for a fresh one; fixes are prefixed `fixed:`.
+    ///
+    /// # Errors
+    /// `Io` when the folder cannot be listed.
+    pub fn check(&self, repair: bool, now: Timestamp) -> Result<Vec<WorkspaceProblem>> {
+        let mut out = Vec::new();
+        for user in self.user_ids()? {
+            let mut problem = |p: String| {
+                out.push(WorkspaceProblem {
+                    user_id: user,
+                    problem: p,
+                })
+            };
+            match self.check_one(user, repair, now) {
+                Ok(found) => found.into_iter().for_each(&mut problem),
+                Err(e) => problem(e.to_string()),
+            }
+        }
+        if repair {
+            self.clean_staging();
+        }
+        Ok(out)
+    }
+
+    fn check_one(&self, user: u64, repair: bool, now: Timestamp) -> Result<Vec<String>> {
+        let dir = self.dir(user);
+        let foreign = match (self.owners)(user)? {
+            None => Some("the folder has no user (orphan)".to_string()),
+            Some(owner) => match Self::read_marker(&dir) {
+                Ok(Some(m)) if m == owner => None,
+                Ok(Some(_)) => {
+                    Some("the folder belongs to another account (its owner marker differs)".into())
+                }
+                Ok(None) => Some("the folder has no owner marker".into()),
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        if let Some(why) = foreign {
+            if repair {
+                let to = self.trash_folder(user, now)?;
+                let to = to.map(|p| p.display().to_string()).unwrap_or_default();
+                return Ok(vec![format!("fixed: {why}; moved to {to}")]);
+            }
+            return Ok(vec![format!(
+                "{why}; `redkeep check --repair` moves it to the trash"
+            )]);
+        }
+        let kind = if repair {
+            LockKind::Exclusive
+        } else {
+            LockKind::Shared
+        };
+        let Some(folder) = self.folder(user, kind, false)? else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        let pieces = gallery::piece_numbers(&folder.dir)?;
+        for &n in &pieces {
+            if let Err(e) = self.read_piece(&folder.dir, n) {
+                found.push(e.to_string());
+            }
+        }
+        let count = pieces.len() as u64;
+        let doc_path = folder.dir.join(WORKSPACE_FILE);
+        match self.read_doc(&folder.dir) {
+            Err(e) if repair => {
+                let aside = fsutil::move_to_trash(
+                    &doc_path,
+                    &folder.dir.join(PIECE_TRASH),
+                    &format!("workspace.json.corrupt-{}", now.0),
+                )?;
+                let doc = WorkspaceDoc {
+                    piece_count: count,
+                    ..WorkspaceDoc::default()
+                };
+                self.write_json(&doc_path, &doc)?;
+                found.push(format!(
+                    "fixed: {e}; moved it to {} and started a fresh document",
+                    aside.display()
+                ));
+            }
+            Err(e) => found.push(format!(
+                "{e} (`redkeep check --repair` moves it aside and starts a fresh document)"
+            )),
+            Ok(mut doc) if doc.piece_count != count => {
+                if repair {
+                    let old = doc.piece_count;
+                    doc.piece_count = count;
+                    self.write_json(&doc_path, &doc)?;
+                    found.push(format!(
+                        "fixed: piece_count {old} set to the gallery's {count}"
+                    ));
+                } else {
+                    found.push(format!(
+                        "piece_count is {} but the gallery holds {count} pieces",
+                        doc.piece_count
+                    ));
+                }
+            }
+            Ok(_) => {}
+        }
+        Ok(found)
+    }
+
+    // Folders left half-built by a crash during creation.
+    fn clean_staging(&self) {
+        let Ok(entries) = fs::read_dir(self.users_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(fsutil::TEMP_PREFIX)
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 fn corrupt(path: &Path, reason: String) -> Error {
@@ -453,7 +737,7 @@ fn parse_id(name: &str) -> Option<u64> {
 }
 
 /// Total bytes and latest modification of the files under `dir` (not following symlinks).
-fn dir_usage(dir: &Path) -> (u64, Option<crate::Timestamp>) {
+fn dir_usage(dir: &Path) -> (u64, Option<Timestamp>) {
     let mut size = 0;
     let mut latest: Option<SystemTime> = None;
     let mut stack = vec![dir.to_path_buf()];
@@ -477,7 +761,7 @@ fn dir_usage(dir: &Path) -> (u64, Option<crate::Timestamp>) {
     }
     let ts = latest
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| crate::Timestamp(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+        .map(|d| Timestamp(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
     (size, ts)
 }
 
@@ -490,6 +774,7 @@ fn clean_temp_files(dir: &Path) {
         if e.file_name()
             .to_string_lossy()
             .starts_with(fsutil::TEMP_PREFIX)
+            && e.file_type().is_ok_and(|t| t.is_file())
         {
             let _ = fs::remove_file(e.path());
         }

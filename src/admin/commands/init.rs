@@ -1,30 +1,30 @@
 //! `init` and `check`.
 
-use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::render::{Human, Reply};
-use super::{Request, user::user_json};
-use crate::{InitSpec, Redkeep, Result};
+use super::users::user_json;
+use crate::admin::{Feedback, Human, Reply, Request};
+use crate::{InitSpec, Redkeep, Result, Secret};
 
 /// Arguments of `redkeep init`.
-#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct InitArgs {
     /// Email of the first administrator.
-    #[arg(long, conflicts_with = "no_admin")]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "no_admin"))]
     pub admin_email: Option<String>,
     /// Read the administrator's password from stdin instead of generating one.
-    #[arg(long, conflicts_with = "no_admin")]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "no_admin"))]
     pub admin_password_stdin: bool,
     /// Create no administrator.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_admin: bool,
 }
 
 pub fn init(rk: &Redkeep, a: &InitArgs, req: &Request) -> Result<Reply> {
     let password = if a.admin_password_stdin {
-        Some(req.secret("--admin-password-stdin")?.to_string())
+        Some(Secret::new(req.secret("--admin-password-stdin")?))
     } else {
         None
     };
@@ -63,16 +63,17 @@ pub fn init(rk: &Redkeep, a: &InitArgs, req: &Request) -> Result<Reply> {
 }
 
 /// Arguments of `redkeep check`.
-#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CheckArgs {
     /// Rebuild every index from its records, then check.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub repair: bool,
 }
 
-pub fn check(rk: &Redkeep, a: &CheckArgs, progress: bool) -> Result<Reply> {
+pub fn check(rk: &Redkeep, a: &CheckArgs, feedback: &dyn Feedback) -> Result<Reply> {
     let report = {
-        let _p = super::ops::Progress::spinner(progress, "checking");
+        let _meter = feedback.start("checking", None);
         rk.check(a.repair)?
     };
     let rows = report
@@ -102,6 +103,6 @@ pub fn check(rk: &Redkeep, a: &CheckArgs, progress: bool) -> Result<Reply> {
             footer,
         },
         exit_code: if report.ok { 0 } else { 1 },
-        raw: None,
+        raw: false,
     })
 }

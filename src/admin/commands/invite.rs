@@ -1,21 +1,22 @@
 //! `redkeep invite create | list | revoke`.
 
-use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::render::{Reply, opt};
+use crate::admin::Reply;
+use crate::admin::reply::opt;
 use crate::{Error, Invite, InviteFilter, InviteSpec, Redkeep, Result, Timestamp};
 
 /// Invite commands.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum InviteCmd {
     /// Create invite codes; each is printed once.
     Create(CreateArgs),
     /// List invites (usable ones unless --all). Never shows full codes.
     List {
         /// Include used-up, revoked and expired invites.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         all: bool,
     },
     /// Revoke an invite by its code or its prefix.
@@ -26,16 +27,17 @@ pub enum InviteCmd {
 }
 
 /// Arguments of `invite create`.
-#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CreateArgs {
     /// How many codes to create.
-    #[arg(short = 'c', long = "count", default_value_t = 1)]
+    #[cfg_attr(feature = "cli", arg(short = 'c', long = "count", default_value_t = 1))]
     pub count: u32,
     /// Lifetime, e.g. 7d, 12h, 30m.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub expires: Option<String>,
     /// Registrations each code allows.
-    #[arg(long, default_value_t = 1)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1))]
     pub uses: u32,
 }
 
@@ -67,10 +69,7 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
             }
             let mut spec = InviteSpec::default().uses(a.uses);
             if let Some(e) = &a.expires {
-                let d = crate::clock::parse_duration(e).ok_or_else(|| {
-                    Error::invalid("expires", format!("{e:?} is not a duration like 7d or 12h"))
-                })?;
-                spec = spec.expires_in(d);
+                spec = spec.expires_in(super::parse_duration("expires", e)?);
             }
             let mut items = Vec::new();
             let mut rows = Vec::new();
@@ -85,15 +84,12 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
                     c.invite.max_uses.to_string(),
                 ]);
             }
-            let mut reply = Reply::table(
+            Ok(Reply::table(
                 Value::Array(items),
                 &["code", "expires_at", "max_uses"],
                 rows,
-            );
-            if let super::render::Human::Table { footer, .. } = &mut reply.human {
-                footer.push("each code is shown once; only its hash is stored".into());
-            }
-            Ok(reply)
+            )
+            .footer("each code is shown once; only its hash is stored"))
         }
         InviteCmd::List { all } => {
             let filter = if *all {
@@ -101,7 +97,7 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
             } else {
                 InviteFilter::Usable
             };
-            let invites = rk.invites().list(filter)?;
+            let invites = rk.invites().list(filter, usize::MAX)?;
             let rows = invites
                 .iter()
                 .map(|i| {

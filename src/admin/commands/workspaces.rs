@@ -1,21 +1,21 @@
 //! `redkeep workspace …`, `redkeep gallery …` and `redkeep user workspace`.
 
-use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Request;
-use super::render::{Reply, opt};
-use super::user::user_json;
+use super::users::user_json;
+use crate::admin::reply::opt;
+use crate::admin::{Io, Reply};
 use crate::{Error, Redkeep, Result, WorkspaceInfo};
 
 /// Workspace commands.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum WorkspaceCmd {
     /// List workspace folders with piece count, size and last change.
     List {
         /// Only folders whose user does not exist.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         orphans: bool,
     },
     /// Show one user's workspace document and summary.
@@ -26,7 +26,8 @@ pub enum WorkspaceCmd {
 }
 
 /// Gallery commands.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum GalleryCmd {
     /// List a user's pieces.
     List {
@@ -97,8 +98,13 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
         WorkspaceCmd::List { orphans } => {
             let mut list = rk.workspaces().list()?;
             if *orphans {
-                let users = rk.store().read(|tx| tx.table::<crate::User>().keys())?;
-                list.retain(|i| users.binary_search(&i.user_id).is_err());
+                let mut orphan = Vec::new();
+                for i in list {
+                    if rk.users().get(i.user_id)?.is_none() {
+                        orphan.push(i);
+                    }
+                }
+                list = orphan;
             }
             let rows = list.iter().map(info_row).collect();
             let json = Value::Array(list.iter().map(info_json).collect());
@@ -160,7 +166,7 @@ pub fn user_workspace(rk: &Redkeep, who: &str) -> Result<Reply> {
     Ok(Reply::text(json, lines))
 }
 
-pub fn gallery(rk: &Redkeep, cmd: &GalleryCmd, req: &Request) -> Result<Reply> {
+pub fn gallery(rk: &Redkeep, cmd: &GalleryCmd, io: Io<'_>) -> Result<Reply> {
     match cmd {
         GalleryCmd::List { user } => {
             let u = rk.users().find(user)?;
@@ -186,10 +192,14 @@ pub fn gallery(rk: &Redkeep, cmd: &GalleryCmd, req: &Request) -> Result<Reply> {
         }
         GalleryCmd::Add { user, .. } => {
             let u = rk.users().find(user)?;
-            let body = req
-                .input
-                .as_deref()
-                .ok_or_else(|| Error::invalid("file", "gallery add needs the piece's content"))?;
+            let body =
+                crate::admin::read_text(io.input, "the piece", crate::admin::MAX_INPUT_BYTES)?;
+            if body.trim().is_empty() {
+                return Err(Error::invalid(
+                    "piece",
+                    "the input is empty; give a JSON file or pipe JSON to `-`",
+                ));
+            }
             let n = rk.workspaces().save_piece(u.id, body.as_bytes())?;
             let path = rk.workspaces().piece_path(u.id, n);
             Ok(Reply::text(

@@ -1,11 +1,10 @@
 //! `redkeep role | login | session | agent | apikey | audit`.
 
-use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Request;
-use super::render::{Reply, opt};
+use crate::admin::reply::opt;
+use crate::admin::{Reply, Request};
 use crate::auth::agents::AgentSession;
 use crate::auth::api_keys::{ApiKey, ApiKeySpec, KeyOwner};
 use crate::auth::audit::AuditEvent;
@@ -14,7 +13,8 @@ use crate::auth::sessions::{LoginMeta, Session};
 use crate::{Error, Redkeep, Result};
 
 /// Role commands.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum RoleCmd {
     /// List roles, highest priority first.
     List,
@@ -28,13 +28,13 @@ pub enum RoleCmd {
         /// Role name (a-z 0-9 _ -).
         name: String,
         /// A permission it grants; repeat for more.
-        #[arg(long = "permission", required = true)]
+        #[cfg_attr(feature = "cli", arg(long = "permission", required = true))]
         permissions: Vec<String>,
         /// Priority (higher ranks first).
-        #[arg(long, default_value_t = 0)]
+        #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
         priority: i64,
         /// What it is for.
-        #[arg(long, default_value = "")]
+        #[cfg_attr(feature = "cli", arg(long, default_value = ""))]
         description: String,
     },
     /// Delete a custom role and its assignments.
@@ -59,40 +59,45 @@ pub enum RoleCmd {
 }
 
 /// Arguments of `redkeep login`.
-#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct LoginArgs {
-    /// The account's email.
-    pub email: String,
+    /// The account's email or username.
+    pub login: String,
     /// Read the password from stdin (required).
-    #[arg(long, required = true)]
+    #[cfg_attr(feature = "cli", arg(long, required = true))]
     pub password_stdin: bool,
     /// Session lifetime, e.g. 12h.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub ttl: Option<String>,
 }
 
 /// Session commands.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum SessionCmd {
     /// Check a session token read from stdin: exit 0 with the user, or 1.
     Validate {
         /// Read the token from stdin (required).
-        #[arg(long, required = true)]
+        #[cfg_attr(feature = "cli", arg(long, required = true))]
         token_stdin: bool,
     },
     /// List sessions (short ids only, never tokens).
     List {
         /// Only this user's.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
     },
     /// Revoke one session by short id, or all of a user's.
     Revoke {
         /// The session's short id (rks_xxxxxxxx).
-        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        #[cfg_attr(
+            feature = "cli",
+            arg(required_unless_present = "user", conflicts_with = "user")
+        )]
         id: Option<String>,
         /// Revoke every session of this user.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
     },
     /// Delete every expired session.
@@ -100,12 +105,13 @@ pub enum SessionCmd {
 }
 
 /// Agent session commands.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum AgentCmd {
     /// List agent sessions, most recently updated first.
     List {
         /// Only this user's.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
     },
     /// Show one agent session.
@@ -123,27 +129,31 @@ pub enum AgentCmd {
 }
 
 /// API key commands.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum ApiKeyCmd {
     /// Create a key for a user or an org; the key is printed once.
     Create {
         /// The owning user.
-        #[arg(long, required_unless_present = "org", conflicts_with = "org")]
+        #[cfg_attr(
+            feature = "cli",
+            arg(long, required_unless_present = "org", conflicts_with = "org")
+        )]
         user: Option<String>,
         /// The owning org (id or slug).
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         org: Option<String>,
         /// A scope; repeat for more.
-        #[arg(long = "scope")]
+        #[cfg_attr(feature = "cli", arg(long = "scope"))]
         scopes: Vec<String>,
         /// Lifetime, e.g. 90d.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         expires: Option<String>,
     },
     /// List keys (prefixes only).
     List {
         /// Only this user's.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
     },
     /// Revoke a key by its prefix.
@@ -154,30 +164,27 @@ pub enum ApiKeyCmd {
     /// Check a key read from stdin: exit 0 with owner and scopes, or 1.
     Verify {
         /// Read the key from stdin (required).
-        #[arg(long, required = true)]
+        #[cfg_attr(feature = "cli", arg(long, required = true))]
         key_stdin: bool,
     },
 }
 
 /// Audit commands.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum AuditCmd {
     /// Security events, newest first.
     List {
         /// Only events about this user.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
         /// At most this many.
-        #[arg(long, default_value_t = 100)]
+        #[cfg_attr(feature = "cli", arg(long, default_value_t = 100))]
         limit: usize,
     },
 }
 
-pub(super) fn parse_duration(field: &'static str, text: &str) -> Result<std::time::Duration> {
-    crate::clock::parse_duration(text)
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| Error::invalid(field, format!("{text:?} is not a duration like 7d or 12h")))
-}
+use super::parse_duration;
 
 fn role_json(r: &Role) -> Value {
     json!({
@@ -213,7 +220,7 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
         }
         RoleCmd::Show { name } => {
             let r = rk.roles().get(name)?;
-            let users = rk.roles().users_in(&r.name)?;
+            let users = rk.roles().users_in(&r.name, usize::MAX)?;
             let mut json = role_json(&r);
             json["users"] = json!(users);
             let perms: Vec<&str> = r.permissions.iter().map(String::as_str).collect();
@@ -304,8 +311,8 @@ pub fn login(rk: &Redkeep, a: &LoginArgs, req: &Request) -> Result<Reply> {
         .as_deref()
         .map(|t| parse_duration("ttl", t))
         .transpose()?;
-    let l = rk.login(
-        &a.email,
+    let l = rk.sessions().login(
+        &a.login,
         password,
         LoginMeta {
             ttl,
@@ -337,7 +344,7 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, req: &Request) -> Result<Reply> {
         SessionCmd::Validate { .. } => {
             let (u, s) = rk.sessions().validate(req.secret("--token-stdin")?)?;
             let mut json = session_json(&s);
-            json["user"] = super::user::user_json(&u);
+            json["user"] = super::users::user_json(&u);
             Ok(Reply::text(
                 json,
                 vec![format!(
@@ -352,7 +359,7 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, req: &Request) -> Result<Reply> {
                 .map(|w| rk.users().find(w))
                 .transpose()?
                 .map(|u| u.id);
-            let list = rk.sessions().list(uid)?;
+            let list = rk.sessions().list(uid, usize::MAX)?;
             let rows = list
                 .iter()
                 .map(|s| {
@@ -416,8 +423,10 @@ pub fn agent(rk: &Redkeep, cmd: &AgentCmd) -> Result<Reply> {
     match cmd {
         AgentCmd::List { user } => {
             let list = match user {
-                Some(w) => rk.agents().list_by_user(rk.users().find(w)?.id)?,
-                None => rk.agents().list()?,
+                Some(w) => rk
+                    .agents()
+                    .list_by_user(rk.users().find(w)?.id, usize::MAX)?,
+                None => rk.agents().list(usize::MAX)?,
             };
             let rows = list
                 .iter()
@@ -527,7 +536,7 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, req: &Request) -> Result<Reply> {
                 .map(|w| rk.users().find(w))
                 .transpose()?
                 .map(|u| KeyOwner::User(u.id));
-            let list = rk.api_keys().list(owner)?;
+            let list = rk.api_keys().list(owner, usize::MAX)?;
             let rows = list
                 .iter()
                 .map(|k| {
@@ -591,7 +600,7 @@ pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
         .map(|w| rk.users().find(w))
         .transpose()?
         .map(|u| u.id);
-    let events = rk.audit_log().list(uid, Some(*limit))?;
+    let events = rk.audit().list(uid, None, *limit)?;
     let rows = events
         .iter()
         .map(|e| {

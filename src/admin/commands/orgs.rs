@@ -1,15 +1,15 @@
 //! `redkeep org …`, `redkeep user orgs`, `redkeep user switch-org`.
 
-use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::render::Reply;
+use crate::admin::Reply;
 use crate::auth::orgs::{Org, OrgRole, OrgSpec};
 use crate::{Redkeep, Result};
 
 /// Organization commands. ORG is a numeric id or a slug.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum OrgCmd {
     /// List organizations.
     List,
@@ -23,13 +23,13 @@ pub enum OrgCmd {
         /// Display name.
         name: String,
         /// Explicit slug (otherwise derived from the name).
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         slug: Option<String>,
         /// The first owner: id, email or username.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         owner: String,
         /// Description.
-        #[arg(long, default_value = "")]
+        #[cfg_attr(feature = "cli", arg(long, default_value = ""))]
         description: String,
     },
     /// Delete an org (refused with other members unless --force).
@@ -37,7 +37,7 @@ pub enum OrgCmd {
         /// Id or slug.
         org: String,
         /// Delete even with members, or a personal org.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         force: bool,
     },
     /// Add a member.
@@ -47,7 +47,7 @@ pub enum OrgCmd {
         /// Id, email or username.
         user: String,
         /// owner, admin or member.
-        #[arg(long, default_value = "member")]
+        #[cfg_attr(feature = "cli", arg(long, default_value = "member"))]
         role: String,
     },
     /// Remove a member (the last owner cannot leave).
@@ -79,7 +79,7 @@ pub fn org_json(o: &Org) -> Value {
 pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
     match cmd {
         OrgCmd::List => {
-            let orgs = rk.orgs().list()?;
+            let orgs = rk.orgs().list(None, usize::MAX)?;
             let mut rows = Vec::new();
             for o in &orgs {
                 let n = rk.orgs().members(o.id)?.len();
@@ -213,7 +213,7 @@ pub fn switch_org(rk: &Redkeep, who: &str, org: &str) -> Result<Reply> {
     let (u, o) = (rk.users().find(who)?, rk.orgs().find(org)?);
     let u = rk.orgs().switch(u.id, o.id)?;
     Ok(Reply::text(
-        super::user::user_json(&u),
+        super::users::user_json(&u),
         vec![format!("user {} now works in org {}", u.id, o.slug)],
     ))
 }

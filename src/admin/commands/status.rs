@@ -4,8 +4,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::render::Reply;
-use super::{Command, Request, serve};
+use crate::admin::{self, Command, Reply, Request, SOCKET_FILE};
 use crate::store::{Mode, Store, StoreOptions, owner_path, process_alive, read_owner};
 use crate::{Error, Redkeep, Result, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
 
@@ -14,7 +13,7 @@ fn files(dir: &Path) -> Value {
     json!({
         "store": db,
         "owner_marker": owner_path(&db),
-        "socket": dir.join(serve::SOCKET_FILE),
+        "socket": dir.join(SOCKET_FILE),
         "workspaces": dir.join(WORKSPACES_DIR),
     })
 }
@@ -52,7 +51,7 @@ fn reply(
 /// The status as the owning process sees it (run through the socket).
 pub fn in_owner(rk: &Redkeep) -> Result<Reply> {
     let schema = rk.store().schema_version()?;
-    let state = if rk.serves_admin_socket() {
+    let state = if rk.store().mode() == Mode::Exclusive {
         "exclusive"
     } else {
         "shared"
@@ -74,15 +73,10 @@ pub fn probe(dir: &Path) -> Result<Reply> {
     }
     let owner = read_owner(&owner_path(&db)).filter(|o| process_alive(o.pid));
     if let Some(o) = &owner
-        && let Some(conn) = serve::connect(dir)
+        && let Some(conn) = admin::connect(dir)
     {
-        let req = Request {
-            command: Command::Status,
-            secret: None,
-            input: None,
-            progress: false,
-        };
-        if let Ok(serve::Remote::Reply(r)) = conn.send(&req) {
+        let req = Request::new(Command::Status);
+        if let Ok(admin::Remote::Reply(r)) = conn.send(&req, None, &mut std::io::sink()) {
             return Ok(r);
         }
         return Ok(reply(
@@ -111,7 +105,7 @@ pub fn probe(dir: &Path) -> Result<Reply> {
         Err(Error::InUse { .. }) => match open(Mode::Shared) {
             Ok(store) => Ok(reply("shared", None, None, store.schema_version()?, dir)),
             Err(Error::InUse { .. }) => {
-                let socket = if serve::reachable(dir) {
+                let socket = if admin::reachable(dir) {
                     "reachable"
                 } else {
                     "unreachable"

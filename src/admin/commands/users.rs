@@ -1,22 +1,23 @@
 //! `redkeep user …`.
 
-use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Request;
-use super::render::{Reply, opt, yes_no};
-use crate::{Error, NewUser, Redkeep, Result, User, UserFilter};
+use crate::admin::reply::{opt, yes_no};
+use crate::admin::{Reply, Request};
+use crate::auth::users::Lockout;
+use crate::{Error, NewUser, Redkeep, Result, Secret, User, UserFilter};
 
 /// User commands. USER is a numeric id, an email or a username.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum UserCmd {
     /// Create a user (operator path; no invite needed).
     Create(CreateArgs),
     /// List users (active ones unless --all).
     List {
         /// Include disabled users.
-        #[arg(long)]
+        #[cfg_attr(feature = "cli", arg(long))]
         all: bool,
     },
     /// Show one user.
@@ -29,7 +30,7 @@ pub enum UserCmd {
         /// Id, email or username.
         user: String,
         /// Read the new password from stdin (required).
-        #[arg(long, required = true)]
+        #[cfg_attr(feature = "cli", arg(long, required = true))]
         password_stdin: bool,
     },
     /// Disable a user: no more logins.
@@ -79,30 +80,31 @@ pub enum UserCmd {
         /// Id, email or username.
         user: String,
         /// Read the password from stdin (required).
-        #[arg(long, required = true)]
+        #[cfg_attr(feature = "cli", arg(long, required = true))]
         password_stdin: bool,
     },
 }
 
 /// Arguments of `user create`.
-#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CreateArgs {
     /// Email address.
     pub email: String,
     /// Display name.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub name: Option<String>,
     /// Unique username.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub username: Option<String>,
     /// Make the user an administrator.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub admin: bool,
     /// Read the password from stdin; otherwise one is generated and printed once.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub password_stdin: bool,
     /// Consume this invite code.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub invite: Option<String>,
 }
 
@@ -116,27 +118,12 @@ impl UserCmd {
     }
 }
 
-/// The JSON form of a user: every field but the password hash.
+/// The JSON form of a user (a `User` holds no secret material).
 pub fn user_json(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "username": u.username,
-        "name": u.name,
-        "is_admin": u.is_admin,
-        "is_active": u.is_active,
-        "email_verified": u.email_verified,
-        "must_change_password": u.must_change_password,
-        "failed_logins": u.failed_logins,
-        "locked_until": u.locked_until,
-        "last_login_at": u.last_login_at,
-        "current_org_id": u.current_org_id,
-        "created_at": u.created_at,
-        "updated_at": u.updated_at,
-    })
+    serde_json::to_value(u).unwrap_or_default()
 }
 
-fn user_lines(u: &User) -> Vec<String> {
+fn user_lines(u: &User, lockout: &Lockout) -> Vec<String> {
     vec![
         format!("id:                   {}", u.id),
         format!("email:                {}", u.email),
@@ -146,24 +133,28 @@ fn user_lines(u: &User) -> Vec<String> {
         format!("active:               {}", yes_no(u.is_active)),
         format!("email verified:       {}", yes_no(u.email_verified)),
         format!("must change password: {}", yes_no(u.must_change_password)),
-        format!("failed logins:        {}", u.failed_logins),
-        format!("locked until:         {}", opt(&u.locked_until)),
+        format!("failed logins:        {}", lockout.failed_logins),
+        format!("locked until:         {}", opt(&lockout.locked_until)),
         format!("last login:           {}", opt(&u.last_login_at)),
         format!("created:              {}", u.created_at),
     ]
 }
 
-fn user_reply(u: &User, first: String) -> Reply {
+fn user_reply(rk: &Redkeep, u: &User, first: String) -> Result<Reply> {
+    let lockout = rk.users().lockout(u.id)?;
     let mut lines = vec![first];
-    lines.extend(user_lines(u));
-    Reply::text(user_json(u), lines)
+    lines.extend(user_lines(u, &lockout));
+    let mut json = user_json(u);
+    json["failed_logins"] = json!(lockout.failed_logins);
+    json["locked_until"] = json!(lockout.locked_until);
+    Ok(Reply::text(json, lines))
 }
 
 pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
     match cmd {
         UserCmd::Create(a) => {
             let password = if a.password_stdin {
-                Some(req.secret("--password-stdin")?.to_string())
+                Some(Secret::new(req.secret("--password-stdin")?))
             } else {
                 None
             };
@@ -173,7 +164,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
                 username: a.username.clone(),
                 password,
                 is_admin: a.admin,
-                invite: a.invite.clone(),
+                invite: a.invite.clone().map(Secret::new),
             })?;
             let u = &created.user;
             let mut json = user_json(u);
@@ -191,7 +182,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
             } else {
                 UserFilter::Active
             };
-            let users = rk.users().list(filter)?;
+            let users = rk.users().list(filter, None, usize::MAX)?;
             let rows = users
                 .iter()
                 .map(|u| {
@@ -223,36 +214,36 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
         }
         UserCmd::Show { user } => {
             let u = rk.users().find(user)?;
-            Ok(user_reply(&u, format!("user {}", u.id)))
+            user_reply(rk, &u, format!("user {}", u.id))
         }
         UserCmd::SetPassword { user, .. } => {
             let password = req.secret("--password-stdin")?;
             let u = rk.users().find(user)?;
-            let u = rk.set_password(u.id, password)?;
-            Ok(user_reply(&u, format!("password of user {} changed", u.id)))
+            let u = rk.users().set_password(u.id, password)?;
+            user_reply(rk, &u, format!("password of user {} changed", u.id))
         }
         UserCmd::Disable { user } => {
             let u = rk.users().find(user)?;
-            let u = rk.disable_user(u.id)?;
-            Ok(user_reply(&u, format!("user {} disabled", u.id)))
+            let u = rk.users().disable(u.id)?;
+            user_reply(rk, &u, format!("user {} disabled", u.id))
         }
         UserCmd::Enable { user } => {
             let u = rk.users().find(user)?;
-            let u = rk.enable_user(u.id)?;
-            Ok(user_reply(&u, format!("user {} enabled", u.id)))
+            let u = rk.users().enable(u.id)?;
+            user_reply(rk, &u, format!("user {} enabled", u.id))
         }
         UserCmd::Permissions { user } => super::access::permissions(rk, user),
         UserCmd::Unlock { user } => {
             let u = rk.users().find(user)?;
-            let u = rk.unlock_user(u.id)?;
-            Ok(user_reply(&u, format!("user {} unlocked", u.id)))
+            let u = rk.users().unlock(u.id)?;
+            user_reply(rk, &u, format!("user {} unlocked", u.id))
         }
         UserCmd::Orgs { user } => super::orgs::user_orgs(rk, user),
         UserCmd::SwitchOrg { user, org } => super::orgs::switch_org(rk, user, org),
-        UserCmd::Workspace { user } => super::workspace::user_workspace(rk, user),
+        UserCmd::Workspace { user } => super::workspaces::user_workspace(rk, user),
         UserCmd::Delete { user } => {
             let u = rk.users().find(user)?;
-            let trash = rk.delete_user(u.id)?;
+            let trash = rk.users().delete(u.id)?.trash;
             let mut lines = vec![format!("deleted user {} ({})", u.id, u.email)];
             if let Some(t) = &trash {
                 lines.push(format!("workspace moved to {}", t.display()));
@@ -270,7 +261,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
                 Err(Error::NotFound { .. } | Error::InvalidInput { .. }) => u64::MAX,
                 Err(e) => return Err(e),
             };
-            rk.check_password(id, password)?;
+            rk.users().check_password(id, password)?;
             Ok(Reply::text(
                 json!({"ok": true, "user_id": id}),
                 vec!["password is correct".into()],

@@ -1,0 +1,133 @@
+//! The CLI's side of the admin socket: connect to the owner of a data dir, send a request and
+//! its input, copy the raw output as it arrives, and return the answer.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::protocol::{
+    ANSWER, END, Frame, INPUT, MAX_ANSWER_BYTES, MAX_CHUNK_BYTES, OUTPUT, PROTOCOL_VERSION,
+    REQUEST, WireReply, WireRequest, read_frame, socket_address, write_frame, write_json,
+};
+use super::{Reply, Request};
+use crate::error::{Error, Result};
+
+/// What the client got from the owner.
+#[derive(Debug)]
+pub enum Remote {
+    /// The command ran; here is its reply.
+    Reply(Reply),
+    /// The command failed in the owner; print this line and exit with this code.
+    Failed(String, u8),
+}
+
+/// A connection to the owner listening in a data dir.
+#[derive(Debug)]
+pub struct Connection {
+    stream: UnixStream,
+    path: PathBuf,
+}
+
+/// Connects to the owner listening in `dir`; `None` when nobody answers there.
+pub fn connect(dir: &Path) -> Option<Connection> {
+    let (address, _handle) = socket_address(dir).ok()?;
+    let stream = UnixStream::connect(&address).ok()?;
+    Some(Connection {
+        stream,
+        path: dir.join(super::SOCKET_FILE),
+    })
+}
+
+/// Whether something answers on the socket in `dir`.
+pub fn reachable(dir: &Path) -> bool {
+    connect(dir).is_some()
+}
+
+impl Connection {
+    /// Sends `req` with the command's `input` (if any) and waits for the owner's answer,
+    /// copying the command's raw output to `output` as it arrives.
+    ///
+    /// # Errors
+    /// `Io` when the owner dies before answering; `InvalidInput` for a malformed answer.
+    pub fn send(
+        self,
+        req: &Request,
+        input: Option<&mut dyn Read>,
+        output: &mut dyn Write,
+    ) -> Result<Remote> {
+        let Connection { mut stream, path } = self;
+        stream
+            .set_write_timeout(Some(Duration::from_secs(600)))
+            .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(3600))))
+            .map_err(|e| Error::io("configuring the admin socket", e))?;
+        // An owner that refuses may answer before reading everything, and one that dies
+        // makes sending fail: either way, what it said (or that it went away) is read next.
+        if let Err(e) = send_request(&mut stream, req, input) {
+            tracing::debug!(socket = %path.display(), error = %e, "sending to the owner failed");
+        }
+        read_answer(&mut stream, output)
+    }
+}
+
+fn send_request(
+    stream: &mut UnixStream,
+    req: &Request,
+    input: Option<&mut dyn Read>,
+) -> std::io::Result<()> {
+    write_json(
+        stream,
+        REQUEST,
+        &WireRequest {
+            version: PROTOCOL_VERSION,
+            request: req.clone(),
+        },
+    )?;
+    if let Some(input) = input {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            write_frame(stream, INPUT, &buf[..n])?;
+        }
+    }
+    write_frame(stream, END, &[])?;
+    stream.flush()
+}
+
+fn read_answer(stream: &mut UnixStream, output: &mut dyn Write) -> Result<Remote> {
+    let died = |e: std::io::Error| {
+        Error::io(
+            "the application holding the store closed the connection before answering; its store is consistent (each command is one transaction)",
+            e,
+        )
+    };
+    loop {
+        let cap = MAX_ANSWER_BYTES.max(MAX_CHUNK_BYTES);
+        match read_frame(stream, cap).map_err(died)? {
+            Frame::Body(OUTPUT, chunk) => output
+                .write_all(&chunk)
+                .map_err(|e| Error::io("writing the command's output", e))?,
+            Frame::Body(ANSWER, body) => {
+                let reply: WireReply = serde_json::from_slice(&body).map_err(|e| {
+                    Error::invalid("reply", format!("malformed answer from the owner: {e}"))
+                })?;
+                output
+                    .flush()
+                    .map_err(|e| Error::io("writing the command's output", e))?;
+                return Ok(match reply.result {
+                    Ok(r) => Remote::Reply(r),
+                    Err(e) => Remote::Failed(e.message, e.exit_code),
+                });
+            }
+            Frame::Body(kind, _) | Frame::TooLarge(kind, _) => {
+                return Err(Error::invalid(
+                    "reply",
+                    format!("unexpected frame {:?} from the owner", kind as char),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Every command of `redkeep`, as data (clap parses it when the `cli` feature is on), and the
+//! dispatch to the function that runs it against a handle.
+
+mod access;
+mod init;
+mod invite;
+mod ops;
+mod orgs;
+pub(crate) mod status;
+mod users;
+mod workspaces;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use access::{AgentCmd, ApiKeyCmd, AuditCmd, LoginArgs, RoleCmd, SessionCmd};
+pub use init::{CheckArgs, InitArgs};
+pub use invite::InviteCmd;
+pub use ops::{ExportArgs, MigrateCmd, reset, restore};
+pub use orgs::OrgCmd;
+pub use users::{CreateArgs, UserCmd};
+pub use workspaces::{GalleryCmd, WorkspaceCmd};
+
+use super::{Io, Reply, Request};
+use crate::{Error, Redkeep, Result};
+
+/// Every command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
+pub enum Command {
+    /// Create the data dir, the store and the first administrator.
+    Init(InitArgs),
+    /// Verify the store: file integrity, records, indexes, references, workspace folders.
+    Check(CheckArgs),
+    /// Manage invite codes.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Invite(InviteCmd),
+    /// Manage users.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    User(UserCmd),
+    /// Manage roles and their assignments.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Role(RoleCmd),
+    /// Log in (by email or username) and print a session token once.
+    Login(LoginArgs),
+    /// Validate, list, revoke and sweep login sessions.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Session(SessionCmd),
+    /// Inspect and clean up agent sessions.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Agent(AgentCmd),
+    /// Manage API keys.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Apikey(ApiKeyCmd),
+    /// Read the audit log.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Audit(AuditCmd),
+    /// Manage organizations and members.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Org(OrgCmd),
+    /// Show, apply or revert schema migrations.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Migrate(MigrateCmd),
+    /// Write a backup: the store and every workspace folder in one new file.
+    Backup {
+        /// The file to create.
+        path: PathBuf,
+    },
+    /// Replace the store and the workspace folders with a backup (safety copies are kept;
+    /// needs the store free).
+    Restore {
+        /// The backup file (an archive from `backup`, or a plain store file).
+        path: PathBuf,
+        /// Replace an existing store.
+        #[cfg_attr(feature = "cli", arg(long))]
+        force: bool,
+    },
+    /// Write every record, workspace document and piece as JSON lines.
+    Export(ExportArgs),
+    /// Load an export into an empty store (created if missing).
+    Import {
+        /// The export file, or `-` for stdin.
+        file: String,
+    },
+    /// Empty the store and move the workspace folders to the trash, after backing the store
+    /// up (needs --force and the store free).
+    Reset {
+        /// Really do it.
+        #[cfg_attr(feature = "cli", arg(long))]
+        force: bool,
+    },
+    /// Records, index entries and bytes per table, and the file size.
+    Stats,
+    /// Whether the store is free, shared or held exclusively (by which process), its schema
+    /// version and the path of each file.
+    Status,
+    /// Inspect per-user workspace folders.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Workspace(WorkspaceCmd),
+    /// Manage a user's gallery pieces.
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Gallery(GalleryCmd),
+}
+
+/// Where a command's input comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// It reads none.
+    None,
+    /// A file, or stdin for `-`.
+    File(&'a str),
+}
+
+impl Command {
+    /// The command's name as typed (`user create`), for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init(_) => "init",
+            Command::Check(_) => "check",
+            Command::Invite(_) => "invite",
+            Command::User(_) => "user",
+            Command::Role(_) => "role",
+            Command::Login(_) => "login",
+            Command::Session(_) => "session",
+            Command::Agent(_) => "agent",
+            Command::Apikey(_) => "apikey",
+            Command::Audit(_) => "audit",
+            Command::Org(_) => "org",
+            Command::Migrate(_) => "migrate",
+            Command::Backup { .. } => "backup",
+            Command::Restore { .. } => "restore",
+            Command::Export(_) => "export",
+            Command::Import { .. } => "import",
+            Command::Reset { .. } => "reset",
+            Command::Stats => "stats",
+            Command::Status => "status",
+            Command::Workspace(_) => "workspace",
+            Command::Gallery(_) => "gallery",
+        }
+    }
+
+    /// Whether this command reads a secret from stdin, and which flag asked for it.
+    pub fn stdin_secret(&self) -> Option<&'static str> {
+        match self {
+            Command::Init(a) if a.admin_password_stdin => Some("--admin-password-stdin"),
+            Command::User(u) => u.stdin_secret(),
+            Command::Login(_) => Some("--password-stdin"),
+            Command::Session(SessionCmd::Validate { .. }) => Some("--token-stdin"),
+            Command::Apikey(ApiKeyCmd::Verify { .. }) => Some("--key-stdin"),
+            _ => None,
+        }
+    }
+
+    /// What the command reads besides its arguments.
+    pub fn input(&self) -> Input<'_> {
+        match self {
+            Command::Import { file } => Input::File(file),
+            Command::Gallery(g) => g.input_file().map_or(Input::None, Input::File),
+            _ => Input::None,
+        }
+    }
+
+    /// Whether the command may create a missing store (the others need `init` first).
+    pub fn creates_store(&self) -> bool {
+        matches!(self, Command::Init(_) | Command::Import { .. })
+    }
+
+    /// Whether the command works on an outdated store (the others ask for `migrate up`).
+    pub fn accepts_outdated(&self) -> bool {
+        matches!(
+            self,
+            Command::Migrate(_) | Command::Backup { .. } | Command::Status | Command::Stats
+        )
+    }
+
+    /// Makes every path in the command absolute, before it is sent to an owner that may run
+    /// in another directory.
+    ///
+    /// # Errors
+    /// `Io` when the current directory cannot be read.
+    pub fn absolutize(&mut self) -> Result<()> {
+        if let Command::Backup { path } = self {
+            *path = super::absolute(path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one request.
+pub(crate) fn run(rk: &Redkeep, req: &Request, io: Io<'_>) -> Result<Reply> {
+    match &req.command {
+        Command::Init(a) => init::init(rk, a, req),
+        Command::Check(a) => init::check(rk, a, io.feedback),
+        Command::Migrate(c) => ops::migrate(rk, c, io.feedback),
+        Command::Backup { path } => ops::backup(rk, path, io.feedback),
+        Command::Export(_) => ops::export(rk, io),
+        Command::Import { .. } => ops::import(rk, io),
+        Command::Stats => ops::stats(rk),
+        Command::Status => status::in_owner(rk),
+        Command::Restore { .. } | Command::Reset { .. } => Err(Error::denied(
+            "restore and reset replace the whole store; stop the application that holds it first",
+        )),
+        Command::Invite(c) => invite::run(rk, c),
+        Command::User(c) => users::run(rk, c, req),
+        Command::Role(c) => access::role(rk, c),
+        Command::Login(a) => access::login(rk, a, req),
+        Command::Session(c) => access::session(rk, c, req),
+        Command::Agent(c) => access::agent(rk, c),
+        Command::Apikey(c) => access::apikey(rk, c, req),
+        Command::Audit(c) => access::audit(rk, c),
+        Command::Org(c) => orgs::run(rk, c),
+        Command::Workspace(c) => workspaces::run(rk, c),
+        Command::Gallery(c) => workspaces::gallery(rk, c, io),
+    }
+}
+
+/// Parses a duration argument (`7d`, `12h`) for `field`, within the lifetime bounds.
+pub(crate) fn parse_duration(field: &'static str, text: &str) -> Result<std::time::Duration> {
+    let d = crate::clock::parse_duration(text).ok_or_else(|| {
+        Error::invalid(
+            field,
+            format!("{text:?} is not a duration; write it like 30s, 12h, 7d or 1h 30m"),
+        )
+    })?;
+    crate::clock::lifetime(field, d)
+}

@@ -1,0 +1,281 @@
+//! `redkeep migrate | backup | restore | export | import | reset | stats`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::admin::{Feedback, Io, Reply};
+use crate::{Redkeep, Result, Timestamp, ops};
+
+/// Migration commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
+pub enum MigrateCmd {
+    /// The store's schema version and every step: applied, pending, reversible.
+    Status,
+    /// Apply every pending step (a copy of the store is taken first).
+    Up,
+    /// Revert steps (a copy of the store is taken first).
+    Down {
+        /// The schema version to go back to (default: one step down).
+        #[cfg_attr(feature = "cli", arg(long))]
+        to: Option<u64>,
+    },
+}
+
+/// Arguments of `redkeep export`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct ExportArgs {
+    /// Write to this new file (mode 0600) instead of stdout.
+    #[cfg_attr(feature = "cli", arg(short = 'o', long = "output"))]
+    pub output: Option<PathBuf>,
+}
+
+fn steps_json(run: &crate::store::MigrationRun) -> serde_json::Value {
+    json!(
+        run.applied
+            .iter()
+            .map(|(v, n)| json!({"version": v, "name": n}))
+            .collect::<Vec<_>>()
+    )
+}
+
+pub fn migrate(rk: &Redkeep, cmd: &MigrateCmd, feedback: &dyn Feedback) -> Result<Reply> {
+    match cmd {
+        MigrateCmd::Status => {
+            let s = rk.migration_status()?;
+            let mut lines = vec![format!(
+                "schema version {}, this build writes {}",
+                s.current, s.target
+            )];
+            for step in &s.steps {
+                lines.push(format!(
+                    "{} v{} {}{}",
+                    if step.applied { "applied:" } else { "pending:" },
+                    step.version,
+                    step.name,
+                    if step.reversible {
+                        " (reversible)"
+                    } else {
+                        " (cannot be reversed)"
+                    }
+                ));
+            }
+            if s.current >= s.target {
+                lines.push("up to date".into());
+            }
+            let mut json = serde_json::to_value(&s).unwrap_or_default();
+            json["pending"] = json!(
+                s.steps
+                    .iter()
+                    .filter(|s| !s.applied)
+                    .map(|s| json!({"version": s.version, "name": s.name, "reversible": s.reversible}))
+                    .collect::<Vec<_>>()
+            );
+            Ok(Reply::text(json, lines))
+        }
+        MigrateCmd::Up => {
+            let run = {
+                let _meter = feedback.start("migrating", None);
+                rk.migrate()?
+            };
+            let mut lines: Vec<String> = run
+                .applied
+                .iter()
+                .map(|(v, n)| format!("applied v{v} {n}"))
+                .collect();
+            match &run.backup {
+                Some(b) => lines.push(format!("copy of the previous version: {}", b.display())),
+                None => lines.push(format!(
+                    "already at schema version {}; nothing to do",
+                    run.version
+                )),
+            }
+            Ok(Reply::text(
+                json!({"applied": steps_json(&run), "backup": run.backup, "schema_version": run.version}),
+                lines,
+            ))
+        }
+        MigrateCmd::Down { to } => {
+            let run = {
+                let _meter = feedback.start("reverting", None);
+                rk.migrate_down(*to)?
+            };
+            let mut lines: Vec<String> = run
+                .applied
+                .iter()
+                .map(|(v, n)| format!("reverted v{v} {n}"))
+                .collect();
+            if let Some(b) = &run.backup {
+                lines.push(format!("copy of the previous version: {}", b.display()));
+            }
+            lines.push(format!(
+                "the store is at schema version {}; use a redkeep of that version, or `redkeep migrate up`",
+                run.version
+            ));
+            Ok(Reply::text(
+                json!({"reverted": steps_json(&run), "backup": run.backup, "schema_version": run.version}),
+                lines,
+            ))
+        }
+    }
+}
+
+pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> Result<Reply> {
+    let report = {
+        let _meter = feedback.start("backing up", None);
+        ops::backup(rk, path)?
+    };
+    let mut lines = vec![format!(
+        "wrote {} ({} bytes): the store (schema version {}) and {} workspace folder(s), {} file(s)",
+        report.path.display(),
+        report.bytes,
+        report.schema_version,
+        report.folders,
+        report.files
+    )];
+    lines.push(if report.check.ok {
+        "the store in the backup passes check".to_string()
+    } else {
+        format!(
+            "the store in the backup FAILS check: {}",
+            report.check.problems.join("; ")
+        )
+    });
+    let mut json = serde_json::to_value(&report).unwrap_or_default();
+    json["ok"] = json!(report.check.ok);
+    json["problems"] = json!(report.check.problems);
+    let mut reply = Reply::text(json, lines);
+    reply.exit_code = u8::from(!report.check.ok);
+    Ok(reply)
+}
+
+pub fn export(rk: &Redkeep, io: Io<'_>) -> Result<Reply> {
+    let total = ops::stats(rk)?
+        .tables
+        .values()
+        .map(|t| t.records)
+        .sum::<u64>()
+        + 1;
+    let meter = io.feedback.start("exporting", Some(total));
+    let summary = ops::export(rk, io.output, &|n| meter.set(n))?;
+    drop(meter);
+    let records: u64 = summary.records.values().sum();
+    let mut reply = Reply::text(
+        serde_json::to_value(&summary).unwrap_or_default(),
+        vec![format!(
+            "exported {records} records, {} workspace(s) and {} piece(s) in {} lines",
+            summary.workspaces, summary.pieces, summary.lines
+        )],
+    );
+    reply.raw = true;
+    Ok(reply)
+}
+
+pub fn import(rk: &Redkeep, io: Io<'_>) -> Result<Reply> {
+    let meter = io.feedback.start("importing", None);
+    let summary = ops::import(rk, io.input, &|n| meter.set(n))?;
+    drop(meter);
+    let total: u64 = summary.records.values().sum();
+    Ok(Reply::text(
+        serde_json::to_value(&summary).unwrap_or_default(),
+        vec![format!(
+            "imported {total} records, {} workspace(s) and {} piece(s) from {} lines",
+            summary.workspaces, summary.pieces, summary.lines
+        )],
+    ))
+}
+
+pub fn stats(rk: &Redkeep) -> Result<Reply> {
+    let s = ops::stats(rk)?;
+    let rows = s
+        .tables
+        .iter()
+        .map(|(name, t)| {
+            vec![
+                name.clone(),
+                t.records.to_string(),
+                t.index_entries.to_string(),
+                t.bytes.to_string(),
+            ]
+        })
+        .collect();
+    Ok(Reply::table(
+        serde_json::to_value(&s).unwrap_or_default(),
+        &["table", "records", "index entries", "bytes"],
+        rows,
+    )
+    .footer(format!(
+        "file {}: {} bytes, schema version {}, engine {}",
+        s.path.display(),
+        s.file_bytes,
+        s.schema_version,
+        s.engine
+    )))
+}
+
+/// `redkeep restore PATH [--force]`: runs on the files, without opening the store first.
+pub fn restore(
+    data_dir: &std::path::Path,
+    backup: &std::path::Path,
+    force: bool,
+    now: Timestamp,
+) -> Result<Reply> {
+    let r = ops::restore(data_dir, backup, force, now)?;
+    let mut lines = vec![format!(
+        "restored {} from {} (schema version {})",
+        data_dir.display(),
+        backup.display(),
+        r.schema_version
+    )];
+    match r.folders {
+        Some(n) => lines.push(format!("{n} workspace folder(s) restored")),
+        None => lines.push(
+            "the backup holds only the store; the workspace folders were kept (folders whose owner is not in the restored store are never served; `redkeep check` lists them)"
+                .into(),
+        ),
+    }
+    if let Some(s) = &r.safety_copy {
+        lines.push(format!("the previous store is kept at {}", s.display()));
+    }
+    if let Some(s) = &r.folders_safety {
+        lines.push(format!(
+            "the previous workspace folders are kept at {}",
+            s.display()
+        ));
+    }
+    if r.schema_version < crate::SCHEMA_VERSION {
+        lines.push("run `redkeep migrate up` before using it".into());
+    }
+    Ok(Reply::text(
+        serde_json::to_value(&r).unwrap_or_default(),
+        lines,
+    ))
+}
+
+/// `redkeep reset --force`.
+pub fn reset(data_dir: &std::path::Path, force: bool, now: Timestamp) -> Result<Reply> {
+    if !force {
+        return Err(crate::Error::denied(
+            "reset deletes every account and moves every workspace folder to the trash; a backup of the store is taken first; pass --force to go ahead",
+        ));
+    }
+    let r = ops::reset(data_dir, now)?;
+    let mut lines = vec![format!(
+        "the store is empty; its previous contents are in {}",
+        r.backup.display()
+    )];
+    if let Some(f) = &r.folders {
+        lines.push(format!(
+            "the workspace folders were moved to {}",
+            f.display()
+        ));
+    }
+    lines.push("run `redkeep init` to create an administrator".into());
+    Ok(Reply::text(
+        serde_json::to_value(&r).unwrap_or_default(),
+        lines,
+    ))
+}

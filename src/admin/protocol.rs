@@ -1,0 +1,208 @@
+//! The admin socket's wire format. Both ways, a frame is one kind byte, a 4-byte big-endian
+//! length and the payload:
+//!
+//! - client → owner: `R` the request (JSON `{"version": 2, "request": …}`), then the command's
+//!   input as `I` chunks, then `E`;
+//! - owner → client: the command's raw output as `O` chunks, then `A` the answer (JSON
+//!   `{"version": 2, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
+//!
+//! Requests and chunks are capped in size. The socket is a file in the data dir (0700),
+//! itself 0600; a data dir whose path is too long for a socket address is reached through
+//! `/proc/self/fd/<dir>/redkeep.sock`.
+
+use std::fs::File;
+use std::io::{self, BufRead, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Reply, Request};
+
+/// The protocol version; a peer speaking another is refused.
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
+/// Largest request frame accepted, in bytes.
+pub(crate) const MAX_REQUEST_BYTES: u32 = 1024 * 1024;
+/// Largest input or output chunk.
+pub(crate) const MAX_CHUNK_BYTES: u32 = 1024 * 1024;
+/// Largest answer the client accepts.
+pub(crate) const MAX_ANSWER_BYTES: u32 = 1024 * 1024 * 1024;
+
+pub(crate) const REQUEST: u8 = b'R';
+pub(crate) const INPUT: u8 = b'I';
+pub(crate) const END: u8 = b'E';
+pub(crate) const OUTPUT: u8 = b'O';
+pub(crate) const ANSWER: u8 = b'A';
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireRequest {
+    pub version: u32,
+    pub request: Request,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireReply {
+    pub version: u32,
+    pub result: std::result::Result<Reply, WireError>,
+}
+
+/// An error as the owner rendered it, so the client prints exactly the same line.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireError {
+    pub message: String,
+    pub exit_code: u8,
+}
+
+pub(crate) fn write_frame(w: &mut impl Write, kind: u8, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("frame too large"))?;
+    let mut head = [0u8; 5];
+    head[0] = kind;
+    head[1..].copy_from_slice(&len.to_be_bytes());
+    w.write_all(&head)?;
+    w.write_all(body)?;
+    Ok(())
+}
+
+pub(crate) fn write_json(w: &mut impl Write, kind: u8, value: &impl Serialize) -> io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(io::Error::other)?;
+    write_frame(w, kind, &body)?;
+    w.flush()
+}
+
+/// One frame read; `TooLarge` when the length passes the cap (the body is not read).
+pub(crate) enum Frame {
+    Body(u8, Vec<u8>),
+    TooLarge(u8, u32),
+}
+
+pub(crate) fn read_frame(r: &mut impl Read, cap: u32) -> io::Result<Frame> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head)?;
+    let kind = head[0];
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+    if len > cap {
+        return Ok(Frame::TooLarge(kind, len));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    Ok(Frame::Body(kind, body))
+}
+
+/// The command's input on the owner's side: `I` chunks until `E`.
+pub(crate) struct ChunkReader<'a> {
+    stream: &'a mut UnixStream,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> ChunkReader<'a> {
+    pub(crate) fn new(stream: &'a mut UnixStream) -> Self {
+        ChunkReader {
+            stream,
+            buf: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+
+    /// Reads and drops whatever input the command left, up to the end marker.
+    pub(crate) fn drain(&mut self) -> io::Result<()> {
+        while !self.done {
+            self.pos = self.buf.len();
+            self.fill_buf()?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for ChunkReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let avail = self.fill_buf()?;
+            let n = avail.len().min(out.len());
+            out[..n].copy_from_slice(&avail[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ChunkReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos >= self.buf.len() && !self.done {
+            match read_frame(self.stream, MAX_CHUNK_BYTES)? {
+                Frame::Body(INPUT, body) => {
+                    self.buf = body;
+                    self.pos = 0;
+                }
+                Frame::Body(END, _) => self.done = true,
+                Frame::Body(kind, _) | Frame::TooLarge(kind, _) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("unexpected frame {:?} in the input", kind as char),
+                    ));
+                }
+            }
+        }
+        Ok(&self.buf[self.pos.min(self.buf.len())..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+}
+
+/// The command's raw output on the owner's side, sent as `O` chunks.
+pub(crate) struct ChunkWriter<'a> {
+    stream: &'a mut UnixStream,
+    buf: Vec<u8>,
+}
+
+impl<'a> ChunkWriter<'a> {
+    pub(crate) fn new(stream: &'a mut UnixStream) -> Self {
+        ChunkWriter {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+}
+
+impl Write for ChunkWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            write_frame(self.stream, OUTPUT, &self.buf)?;
+            self.buf.clear();
+        }
+        self.stream.flush()
+    }
+}
+
+/// The longest socket path used as it is; longer ones go through `/proc/self/fd`.
+const MAX_DIRECT_PATH: usize = 100;
+
+/// The address of the socket in `dir`, and the directory handle that must stay open while
+/// the address is used (when the path is too long to use directly).
+pub(crate) fn socket_address(dir: &Path) -> io::Result<(PathBuf, Option<File>)> {
+    let path = dir.join(super::SOCKET_FILE);
+    if path.as_os_str().len() < MAX_DIRECT_PATH {
+        return Ok((path, None));
+    }
+    let handle = File::open(dir)?;
+    let short = PathBuf::from(format!(
+        "/proc/self/fd/{}/{}",
+        handle.as_raw_fd(),
+        super::SOCKET_FILE
+    ));
+    Ok((short, Some(handle)))
+}

@@ -1,0 +1,82 @@
+//! What a command produced, before rendering: a JSON document for `--json` and a human form
+//! (lines or a table). It travels over the admin socket as it is; the CLI renders it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a command produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The machine form, printed with `--json`.
+    pub json: Value,
+    /// The human form.
+    pub human: Human,
+    /// The process exit code (0 ok, 1 failure such as a failed check).
+    pub exit_code: u8,
+    /// Whether the command wrote its result to the raw output (an export): then nothing else
+    /// goes to stdout.
+    #[serde(default)]
+    pub raw: bool,
+}
+
+/// The human form of a reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Human {
+    /// Lines of text.
+    Text(Vec<String>),
+    /// A table: headers and rows, then lines of text after it.
+    Table {
+        /// Column titles.
+        headers: Vec<String>,
+        /// Cells, row by row.
+        rows: Vec<Vec<String>>,
+        /// Text printed after the table.
+        footer: Vec<String>,
+    },
+}
+
+impl Reply {
+    /// A reply shown as lines of text.
+    pub fn text(json: Value, lines: Vec<String>) -> Reply {
+        Reply {
+            json,
+            human: Human::Text(lines),
+            exit_code: 0,
+            raw: false,
+        }
+    }
+
+    /// A reply shown as a table.
+    pub fn table(json: Value, headers: &[&str], rows: Vec<Vec<String>>) -> Reply {
+        Reply {
+            json,
+            human: Human::Table {
+                headers: headers.iter().map(|h| h.to_string()).collect(),
+                rows,
+                footer: Vec::new(),
+            },
+            exit_code: 0,
+            raw: false,
+        }
+    }
+
+    /// Adds a line after the table or text.
+    pub fn footer(mut self, line: impl Into<String>) -> Reply {
+        match &mut self.human {
+            Human::Text(lines) => lines.push(line.into()),
+            Human::Table { footer, .. } => footer.push(line.into()),
+        }
+        self
+    }
+}
+
+/// Shows an optional value, or `-`.
+pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |x| x.to_string())
+}
+
+/// Shows a flag as `yes` / `no`.
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}

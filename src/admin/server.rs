@@ -1,0 +1,337 @@
+//! The owner's side of the admin socket: a thread accepting connections on
+//! `<data>/redkeep.sock` (0600, in the 0700 data dir) and running each request with the very
+//! same [`execute`](super::execute) function the CLI uses locally.
+//!
+//! Only peers with the owner's uid (or root) are served, checked with `SO_PEERCRED`.
+//! Requests are capped in size and in the time to send them; each connection has its own
+//! thread, at most [`MAX_CONNECTIONS`] at once, so a slow client cannot hold up the
+//! application or other clients. A refusal reads the request first, so the peer always gets
+//! the owner's message; a request that panics is answered with an error and frees its slot.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::protocol::{
+    ANSWER, ChunkReader, ChunkWriter, END, Frame, MAX_CHUNK_BYTES, MAX_REQUEST_BYTES,
+    PROTOCOL_VERSION, REQUEST, WireError, WireReply, WireRequest, read_frame, socket_address,
+    write_json,
+};
+use super::{Io, Quiet};
+use crate::Redkeep;
+use crate::error::{Error, Result};
+
+/// The socket's file name in the data dir.
+pub const SOCKET_FILE: &str = "redkeep.sock";
+/// Connections served at once; more are refused until one ends.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Time a client has to send its request (and each chunk of its input).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Busy refusals being answered at once, beyond [`MAX_CONNECTIONS`].
+const MAX_REFUSALS: usize = 8;
+
+/// A running admin socket; stops, and removes its file, when dropped.
+#[derive(Debug)]
+pub struct AdminServer {
+    path: PathBuf,
+    dir: PathBuf,
+    inode: u64,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AdminServer {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so the thread ends, then remove the file if it is still ours.
+        if let Ok((address, _dir)) = socket_address(&self.dir) {
+            let _ = UnixStream::connect(&address);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Starts serving live administration for `rk` on `<data-dir>/redkeep.sock` until the
+/// returned guard is dropped. A socket file left by a crashed owner is replaced, but only
+/// after checking that nobody answers on it. Meant for a store opened `Exclusive` (in
+/// `Shared` mode the CLI opens the store itself).
+///
+/// # Errors
+/// `InUse` when another process answers on the socket; `Io` when it cannot be created.
+pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
+    let dir = rk.dir().to_path_buf();
+    let path = dir.join(SOCKET_FILE);
+    let (address, _dir_handle) =
+        socket_address(&dir).map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
+    if std::fs::symlink_metadata(&path).is_ok() {
+        if UnixStream::connect(&address).is_ok() {
+            return Err(Error::InUse {
+                path: path.clone(),
+                holder: "another process answers on the admin socket".into(),
+            });
+        }
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("removing stale {}", path.display()), e))?;
+    }
+    let listener = UnixListener::bind(&address)
+        .map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(format!("securing {}", path.display()), e))?;
+    let inode = std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = rk.clone();
+    let thread = std::thread::Builder::new()
+        .name("redkeep-admin".into())
+        .spawn(move || accept_loop(listener, handle, flag))
+        .map_err(|e| Error::io("starting the admin socket thread", e))?;
+    tracing::info!(socket = %path.display(), "serving live administration");
+    Ok(AdminServer {
+        path,
+        dir,
+        inode,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+// Decrements a counter when dropped, panics included.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn spawn_counted(counter: &Arc<AtomicUsize>, name: &str, f: impl FnOnce() + Send + 'static) {
+    counter.fetch_add(1, Ordering::SeqCst);
+    let slot = Slot(counter.clone());
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _slot = slot;
+            f();
+        });
+    if let Err(e) = spawned {
+        // The closure, and its slot, were dropped with the failed spawn.
+        tracing::warn!(error = %e, "cannot start an admin connection thread");
+    }
+}
+
+fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let refusing = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin socket accept failed");
+                continue;
+            }
+        };
+        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            if refusing.load(Ordering::SeqCst) < MAX_REFUSALS {
+                tracing::warn!("admin request refused: too many at once");
+                spawn_counted(&refusing, "redkeep-admin-busy", move || {
+                    refuse(
+                        &mut stream,
+                        "the owner is busy with other admin requests; try again",
+                    );
+                });
+            }
+            continue;
+        }
+        let rk = rk.clone();
+        spawn_counted(&active, "redkeep-admin-conn", move || {
+            serve_one(&mut stream, &rk)
+        });
+    }
+}
+
+fn answer(stream: &mut UnixStream, result: std::result::Result<super::Reply, WireError>) {
+    let _ = write_json(
+        stream,
+        ANSWER,
+        &WireReply {
+            version: PROTOCOL_VERSION,
+            result,
+        },
+    );
+}
+
+fn error(message: impl Into<String>) -> WireError {
+    WireError {
+        message: message.into(),
+        exit_code: 1,
+    }
+}
+
+/// Answers `message` as an error after reading the peer's request and input, so the peer is
+/// never cut off while still writing (Unix sockets reset a peer whose data was left unread,
+/// and it would see `Broken pipe` instead of the answer). Reading is bounded by the size
+/// caps and the request timeout.
+fn refuse(stream: &mut UnixStream, message: &str) {
+    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+    drain_request(stream);
+    answer(stream, Err(error(message)));
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+// Reads and drops frames up to the end of the input (or an error, a cap or the timeout).
+fn drain_request(stream: &mut UnixStream) {
+    let mut budget: u64 = 64 * 1024 * 1024;
+    loop {
+        let mut head = [0u8; 5];
+        if stream.read_exact(&mut head).is_err() || head[0] == END {
+            return;
+        }
+        let len = u64::from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]));
+        if len > budget {
+            return;
+        }
+        budget -= len;
+        if std::io::copy(&mut Read::by_ref(stream).take(len), &mut std::io::sink()).is_err() {
+            return;
+        }
+    }
+}
+
+fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
+    Ok(rustix::net::sockopt::socket_peercred(stream)?.uid.as_raw())
+}
+
+fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
+    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+    let own = rustix::process::geteuid().as_raw();
+    let uid = match peer_uid(stream) {
+        Ok(uid) if uid == own || uid == 0 => uid,
+        Ok(uid) => {
+            tracing::warn!(peer_uid = uid, "admin request refused: another uid");
+            refuse(
+                stream,
+                &format!("refused: peer uid {uid} is not the store owner's uid"),
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "admin request refused: no peer credentials");
+            refuse(
+                stream,
+                &format!("refused: cannot read the peer's credentials ({e})"),
+            );
+            return;
+        }
+    };
+    let body = match read_frame(stream, MAX_REQUEST_BYTES) {
+        Ok(Frame::Body(REQUEST, b)) => b,
+        Ok(Frame::TooLarge(_, n)) => {
+            refuse(
+                stream,
+                &format!("request of {n} bytes exceeds the {MAX_REQUEST_BYTES}-byte limit"),
+            );
+            return;
+        }
+        Ok(Frame::Body(kind, _)) => {
+            refuse(
+                stream,
+                &format!("expected a request frame, got {:?}", kind as char),
+            );
+            return;
+        }
+        Err(_) => return, // the client went away or was too slow
+    };
+    let request: WireRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            refuse(stream, &format!("malformed request: {e}"));
+            return;
+        }
+    };
+    if request.version != PROTOCOL_VERSION {
+        refuse(
+            stream,
+            &format!(
+                "protocol version {} is not {PROTOCOL_VERSION}; use the redkeep CLI of the same version as the application",
+                request.version
+            ),
+        );
+        return;
+    }
+    let req = request.request;
+    tracing::info!(
+        peer_uid = uid,
+        command = req.command.name(),
+        "admin request"
+    );
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    // Replies can be large (exports): give the client time to read them.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(600)));
+    let mut reader_stream = match stream.try_clone() {
+        Ok(s) => s,
+        Err(e) => {
+            refuse(stream, &format!("cannot serve the request: {e}"));
+            return;
+        }
+    };
+    let mut writer_stream = match stream.try_clone() {
+        Ok(s) => s,
+        Err(e) => {
+            refuse(stream, &format!("cannot serve the request: {e}"));
+            return;
+        }
+    };
+    let mut input = std::io::BufReader::with_capacity(
+        MAX_CHUNK_BYTES as usize,
+        ChunkReader::new(&mut reader_stream),
+    );
+    let mut output = ChunkWriter::new(&mut writer_stream);
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::execute(
+            rk,
+            &req,
+            Io {
+                input: &mut input,
+                output: &mut output,
+                feedback: &Quiet,
+            },
+        )
+    }));
+    let result = match run {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(error(e.full_message())),
+        Err(_) => {
+            tracing::error!(command = req.command.name(), "an admin request panicked");
+            Err(error(
+                "internal error: the command failed unexpectedly in the application; its store is consistent (each command is one transaction); please report it",
+            ))
+        }
+    };
+    if output.flush().is_err() {
+        return; // the client went away
+    }
+    let _ = input.get_mut().drain();
+    drop(input);
+    answer(stream, result);
+}

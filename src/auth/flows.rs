@@ -1,0 +1,606 @@
+//! Flows that span tables, each one write transaction that normalises its input once:
+//! creating a user (credential, invite use, roles, personal org, audit), logging in under the
+//! lockout rules, changing passwords, disabling, unlocking, deleting a user with everything
+//! that is theirs, and deleting an org with its keys.
+//!
+//! Lockout is decided inside a write transaction *before* the password is hashed: each
+//! attempt is counted as a failure when it is admitted and the count is cleared only when the
+//! password proves right, so however many guesses arrive at once, no more than the policy's
+//! threshold ever reach the hash.
+
+use super::Accounts;
+use super::agents::AgentSession;
+use super::api_keys::{self, KeyOwner};
+use super::audit::{self, Event};
+use super::invites;
+use super::orgs::{self, Org, OrgMember, OrgRole};
+use super::roles::{self, ADMIN_ROLE, DEFAULT_ROLE, UserRole};
+use super::sessions::{self, Login, LoginMeta};
+use super::token::{self, Secret, TokenHash};
+use super::users::{
+    Avatar, CreatedUser, Credential, NewUser, Uid, User, new_stamp, normalize_email, validate_name,
+    validate_username,
+};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::key;
+use crate::store::{Durability, KeyRange, Order, Record, WriteTx};
+
+/// A user record ready to insert: validated, with its password hashed.
+pub(crate) struct PreparedUser {
+    pub(crate) user: User,
+    pub(crate) hash: String,
+    pub(crate) generated: Option<Secret>,
+}
+
+/// Validates `spec` and hashes its password, outside any transaction (hashing is slow and
+/// must not hold the write lock).
+pub(crate) fn prepare_user(acc: &Accounts, spec: &NewUser) -> Result<PreparedUser> {
+    let normalized = normalize_email(&spec.email)?;
+    if let Some(u) = &spec.username {
+        validate_username(u)?;
+    }
+    let name = match &spec.name {
+        Some(n) => n.trim().to_string(),
+        None => normalized.split('@').next().unwrap_or_default().to_string(),
+    };
+    validate_name(&name)?;
+    let (password, generated) = match &spec.password {
+        Some(p) => (p.clone(), None),
+        None => {
+            let g = token::generate_password()?;
+            (g.clone(), Some(g))
+        }
+    };
+    let hash = acc.passwords.hash(password.expose())?;
+    let now = acc.now();
+    Ok(PreparedUser {
+        user: User {
+            id: 0,
+            uid: Uid::generate()?,
+            email: spec.email.trim().to_string(),
+            username: spec.username.clone(),
+            name,
+            external_id: None,
+            is_admin: spec.is_admin,
+            is_active: true,
+            email_verified: false,
+            must_change_password: generated.is_some(),
+            last_login_at: None,
+            current_org_id: None,
+            created_at: now,
+            updated_at: now,
+        },
+        hash,
+        generated,
+    })
+}
+
+/// Inserts a prepared user and the records a user starts with, inside `tx`: the credential,
+/// the invite's use, the `user` role (and `admin` for administrators), a personal org as
+/// current org, and the audit event.
+pub(crate) fn insert_new_user(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    mut user: User,
+    hash: String,
+    invite: Option<&str>,
+) -> Result<User> {
+    let users = tx.table::<User>();
+    user.id = users.next_id()?;
+    users.insert(&user).map_err(|e| match e {
+        // Name the email rather than the id that holds it.
+        Error::Conflict { index: "email", .. } => Error::Conflict {
+            table: User::TABLE,
+            index: "email",
+            detail: format!(
+                "a user with email {} exists",
+                normalize_email(&user.email).unwrap_or_else(|_| user.email.clone())
+            ),
+        },
+        e => e,
+    })?;
+    tx.table::<Credential>()
+        .insert(&Credential::new(user.id, hash, now)?)?;
+    if let Some(code) = invite {
+        let inv = invites::consume(tx, now, code, user.id)?;
+        audit::record(
+            tx,
+            now,
+            Event {
+                action: "invite_used",
+                subject_user: Some(user.id),
+                subject: format!("invite {}", inv.prefix),
+                outcome: "ok",
+                ..Event::default()
+            },
+        )?;
+    }
+    roles::grant_in(tx, now, user.id, DEFAULT_ROLE, None)?;
+    if user.is_admin {
+        roles::grant_in(tx, now, user.id, ADMIN_ROLE, None)?;
+    }
+    user.current_org_id = Some(orgs::create_personal(tx, now, &user)?.id);
+    audit::user_event(tx, now, "user_created", user.id, String::new())?;
+    Ok(user)
+}
+
+/// Creates a user with all their records in one transaction.
+pub(crate) fn create_user(acc: &Accounts, spec: NewUser) -> Result<CreatedUser> {
+    let prepared = prepare_user(acc, &spec)?;
+    let invite = spec.invite.as_ref().map(Secret::expose);
+    let now = acc.now();
+    let user = acc.store.write(|tx| {
+        insert_new_user(
+            tx,
+            now,
+            prepared.user.clone(),
+            prepared.hash.clone(),
+            invite,
+        )
+    })?;
+    Ok(CreatedUser {
+        user,
+        password: prepared.generated,
+    })
+}
+
+/// Finds the account an email or a username names, with its credential.
+fn find_login(acc: &Accounts, login: &str) -> Result<Option<(User, Credential)>> {
+    let login = login.trim();
+    let index_key = if login.contains('@') {
+        match normalize_email(login) {
+            Ok(n) => Some((&User::EMAIL, key!(n))),
+            Err(_) => None,
+        }
+    } else if login.is_empty() {
+        None
+    } else {
+        Some((&User::USERNAME, key!(login.to_lowercase())))
+    };
+    let Some((index, k)) = index_key else {
+        return Ok(None);
+    };
+    acc.store.read(|tx| {
+        let Some(user) = tx.table::<User>().get_by(index, &k)? else {
+            return Ok(None);
+        };
+        Ok(tx.table::<Credential>().get(&user.id)?.map(|c| (user, c)))
+    })
+}
+
+enum Verdict {
+    Locked,
+    RateLimited,
+    Check,
+}
+
+fn verdict(acc: &Accounts, c: &Credential, now: Timestamp) -> Verdict {
+    let policy = acc.policy.lockout;
+    if c.locked_until.is_some_and(|t| now < t) {
+        return Verdict::Locked;
+    }
+    let window_open = c.failure_window_start.is_some_and(|s| now.since(s) < 3600);
+    if window_open && c.failures_in_window >= policy.max_failures_per_hour {
+        return Verdict::RateLimited;
+    }
+    Verdict::Check
+}
+
+/// Counts a failed attempt that reaches the hash; returns whether it locked the account.
+fn record_failure(acc: &Accounts, c: &mut Credential, now: Timestamp) -> bool {
+    let policy = acc.policy.lockout;
+    if c.failure_window_start.is_none_or(|s| now.since(s) >= 3600) {
+        c.failure_window_start = Some(now);
+        c.failures_in_window = 0;
+    }
+    c.failures_in_window = c.failures_in_window.saturating_add(1);
+    c.failed_logins = c.failed_logins.saturating_add(1);
+    if c.failed_logins < policy.threshold {
+        return false;
+    }
+    c.lock_count = c.lock_count.saturating_add(1);
+    let factor = 1u32
+        .checked_shl(c.lock_count.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    let lock = policy.base_lock.saturating_mul(factor).min(policy.max_lock);
+    c.locked_until = Some(now.plus(lock));
+    c.failed_logins = 0;
+    true
+}
+
+fn login_event<'a>(user: u64, action: &'a str, outcome: &'a str) -> Event<'a> {
+    Event {
+        action,
+        subject_user: Some(user),
+        subject: format!("user {user}"),
+        outcome,
+        ..Event::default()
+    }
+}
+
+/// Admits one attempt on `user`'s password, deciding on the lockout inside the write
+/// transaction that counts it. Returns the hash to verify against, or `None` when the
+/// account is locked or rate-limited (audited here).
+fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<String>> {
+    // Not durable: a crash can only forget a failure, never grant an extra guess in this run.
+    acc.store.write_with(Durability::None, |tx| {
+        let creds = tx.table::<Credential>();
+        let Some(mut c) = creds.get(&user)? else {
+            return Ok(None);
+        };
+        match verdict(acc, &c, now) {
+            Verdict::Check => {
+                let locked = record_failure(acc, &mut c, now);
+                creds.update(&c)?;
+                if locked {
+                    tracing::warn!(user, "account locked after repeated failed logins");
+                    let mut e = login_event(user, "account_locked", "locked");
+                    e.detail = format!("until {}", c.locked_until.unwrap_or(now));
+                    audit::record(tx, now, e)?;
+                }
+                Ok(Some(c.password_hash))
+            }
+            v => {
+                let outcome = match v {
+                    Verdict::RateLimited => "rate_limited",
+                    _ => "locked",
+                };
+                audit::record(tx, now, login_event(user, "login_locked", outcome))?;
+                Ok(None)
+            }
+        }
+    })
+}
+
+fn audit_failure(acc: &Accounts, user: u64, now: Timestamp, outcome: &str) -> Result<()> {
+    acc.store.write_with(Durability::None, |tx| {
+        audit::record(tx, now, login_event(user, "login_failed", outcome))
+    })
+}
+
+/// Verifies `password` for `user` under the lockout rules. Returns the hash it matched.
+fn verify_user(acc: &Accounts, user: &User, cred: &Credential, password: &str) -> Result<String> {
+    let now = acc.now();
+    if !user.is_active {
+        // Same work as a real check, and nothing counted: the account cannot log in anyway.
+        let _ = acc.passwords.verify(password, &cred.password_hash);
+        audit_failure(acc, user.id, now, "disabled")?;
+        return Err(Error::Unauthorized);
+    }
+    let Some(hash) = admit(acc, user.id, now)? else {
+        acc.passwords.burn();
+        return Err(Error::Unauthorized);
+    };
+    if !acc.passwords.verify(password, &hash) {
+        audit_failure(acc, user.id, now, "denied")?;
+        return Err(Error::Unauthorized);
+    }
+    Ok(hash)
+}
+
+/// Verifies an email or username and a password under the lockout rules and, on success,
+/// runs `on_success` in the same write transaction that clears the failure count. Every
+/// failure is `Unauthorized`, after the same work.
+pub(crate) fn verify_login<T>(
+    acc: &Accounts,
+    login: &str,
+    password: &str,
+    mut on_success: impl FnMut(&WriteTx<'_>, &User) -> Result<T>,
+) -> Result<(User, T)> {
+    let Some((user, cred)) = find_login(acc, login)? else {
+        acc.passwords.burn();
+        return Err(Error::Unauthorized);
+    };
+    let hash = verify_user(acc, &user, &cred, password)?;
+    let rehash = if acc.passwords.needs_rehash(&hash) {
+        Some(acc.passwords.hash(password)?)
+    } else {
+        None
+    };
+    let now = acc.now();
+    acc.store.write(|tx| {
+        let users = tx.table::<User>();
+        let creds = tx.table::<Credential>();
+        let (Some(mut u), Some(mut c)) = (users.get(&user.id)?, creds.get(&user.id)?) else {
+            return Ok(Err(Error::Unauthorized));
+        };
+        // The password or the account changed while the hash ran.
+        if !u.is_active || c.password_hash != hash {
+            return Ok(Err(Error::Unauthorized));
+        }
+        c.failed_logins = 0;
+        c.lock_count = 0;
+        c.locked_until = None;
+        c.failures_in_window = c.failures_in_window.saturating_sub(1);
+        if let Some(h) = &rehash {
+            // A new hash of the same password: the stamp stays, so no session is logged out.
+            c.password_hash = h.clone();
+        }
+        creds.update(&c)?;
+        u.last_login_at = Some(now);
+        users.update(&u)?;
+        let mut e = login_event(u.id, "login_ok", "ok");
+        e.actor = Some(u.id);
+        audit::record(tx, now, e)?;
+        let extra = on_success(tx, &u)?;
+        Ok(Ok((u, extra)))
+    })?
+}
+
+/// Logs in and creates a session.
+pub(crate) fn login(acc: &Accounts, login: &str, password: &str, meta: LoginMeta) -> Result<Login> {
+    let ttl = crate::clock::lifetime("ttl", meta.ttl.unwrap_or(acc.policy.sessions.ttl))?;
+    for (field, v) in [("ip", &meta.ip), ("user_agent", &meta.user_agent)] {
+        if v.as_ref().is_some_and(|s| s.len() > 512) {
+            return Err(Error::invalid(field, "use at most 512 bytes"));
+        }
+    }
+    let idle = acc.policy.sessions.idle_timeout;
+    let now = acc.now();
+    let (user, (token, session)) = verify_login(acc, login, password, |tx, u| {
+        sessions::create_in(tx, now, u.id, ttl, idle, &meta)
+    })?;
+    Ok(Login {
+        token,
+        session,
+        user,
+    })
+}
+
+/// Checks a password for a user id without recording a login; the same hashing work is done
+/// for an unknown or disabled user.
+pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<()> {
+    let found = acc.store.read(|tx| {
+        let Some(u) = tx.table::<User>().get(&id)? else {
+            return Ok(None);
+        };
+        Ok(tx.table::<Credential>().get(&id)?.map(|c| (u, c)))
+    })?;
+    match found {
+        Some((u, c)) => {
+            let ok = acc.passwords.verify(password, &c.password_hash);
+            if ok && u.is_active {
+                Ok(())
+            } else {
+                Err(Error::Unauthorized)
+            }
+        }
+        None => {
+            acc.passwords.burn();
+            Err(Error::Unauthorized)
+        }
+    }
+}
+
+/// Stores a new password hash: clears `must_change_password` and the lockout, changes the
+/// credential's stamp, and revokes every session of the user but `keep`.
+fn store_password(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    id: u64,
+    hash: &str,
+    keep: Option<TokenHash>,
+) -> Result<User> {
+    let user = tx.table::<User>().modify(&id, |u| {
+        u.must_change_password = false;
+        u.updated_at = now;
+        Ok(u.clone())
+    })?;
+    let creds = tx.table::<Credential>();
+    let stamp = new_stamp()?;
+    match creds.get(&id)? {
+        Some(mut c) => {
+            c.password_hash = hash.to_string();
+            c.clear_failures();
+            c.stamp = stamp;
+            c.changed_at = now;
+            creds.update(&c)?;
+        }
+        None => creds.insert(&Credential::new(id, hash.to_string(), now)?)?,
+    }
+    sessions::revoke_all_in(tx, now, id, keep)?;
+    audit::user_event(tx, now, "password_changed", id, String::new())?;
+    Ok(user)
+}
+
+/// Sets a new password (operator path).
+pub(crate) fn set_password(
+    acc: &Accounts,
+    id: u64,
+    password: &str,
+    keep: Option<TokenHash>,
+) -> Result<User> {
+    let hash = acc.passwords.hash(password)?;
+    let now = acc.now();
+    acc.store
+        .write(|tx| store_password(tx, now, id, &hash, keep))
+}
+
+/// Changes the password of a session's user after checking the current one (under the
+/// lockout rules); keeps that session, revokes the others.
+pub(crate) fn change_password(
+    acc: &Accounts,
+    session_token: &str,
+    current: &str,
+    new: &str,
+) -> Result<User> {
+    let (user, session) = super::sessions::Sessions { acc }.validate(session_token)?;
+    let cred = acc
+        .store
+        .read(|tx| tx.table::<Credential>().get(&user.id))?
+        .ok_or(Error::Unauthorized)?;
+    verify_user(acc, &user, &cred, current)?;
+    set_password(acc, user.id, new, Some(session.hash))
+}
+
+/// Disables or enables an account; disabling revokes its sessions and changes its stamp.
+pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> {
+    let now = acc.now();
+    acc.store.write(|tx| {
+        let user = tx.table::<User>().modify(&id, |u| {
+            u.is_active = active;
+            u.updated_at = now;
+            Ok(u.clone())
+        })?;
+        if active {
+            audit::user_event(tx, now, "user_enabled", id, String::new())?;
+        } else {
+            sessions::revoke_all_in(tx, now, id, None)?;
+            renew_stamp(tx, id)?;
+            audit::user_event(tx, now, "user_disabled", id, String::new())?;
+        }
+        Ok(user)
+    })
+}
+
+fn renew_stamp(tx: &WriteTx<'_>, id: u64) -> Result<()> {
+    let creds = tx.table::<Credential>();
+    if creds.contains(&id)? {
+        let stamp = new_stamp()?;
+        creds.modify(&id, |c| {
+            c.stamp = stamp;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Revokes every session of a user and changes the credential's stamp.
+pub(crate) fn revoke_all_sessions(acc: &Accounts, user: u64) -> Result<usize> {
+    let now = acc.now();
+    acc.store.write(|tx| {
+        let n = sessions::revoke_all_in(tx, now, user, None)?;
+        renew_stamp(tx, user)?;
+        Ok(n)
+    })
+}
+
+/// Lifts a lockout and clears the failure counters.
+pub(crate) fn unlock(acc: &Accounts, id: u64) -> Result<User> {
+    let now = acc.now();
+    acc.store.write(|tx| {
+        let user = tx
+            .table::<User>()
+            .get(&id)?
+            .ok_or_else(|| Error::not_found(format!("user {id}")))?;
+        let creds = tx.table::<Credential>();
+        if creds.contains(&id)? {
+            creds.modify(&id, |c| {
+                c.clear_failures();
+                Ok(())
+            })?;
+        }
+        audit::user_event(tx, now, "user_unlocked", id, String::new())?;
+        Ok(user)
+    })
+}
+
+/// Deletes a user and every record that belongs to them inside `tx`: credential, sessions,
+/// roles, memberships and personal org, API keys, agent sessions, avatar; audited. Returns
+/// the user as it was.
+pub(crate) fn delete_user_records(acc: &Accounts, tx: &WriteTx<'_>, id: u64) -> Result<User> {
+    let now = acc.now();
+    let user = tx
+        .table::<User>()
+        .get(&id)?
+        .ok_or_else(|| Error::not_found(format!("user {id}")))?;
+    remove_user_from_orgs(tx, now, id)?;
+    sessions::revoke_all_in(tx, now, id, None)?;
+    let roles = tx.table::<UserRole>();
+    for a in roles::assignments_of(tx, id)? {
+        roles.delete(&(a.user_id, a.role_id))?;
+    }
+    api_keys::delete_keys_of(tx, KeyOwner::User(id))?;
+    let agents = tx.table::<AgentSession>();
+    for a in agents.range_by(
+        &AgentSession::BY_USER,
+        KeyRange::prefix(key!(id)),
+        Order::Asc,
+        usize::MAX,
+    )? {
+        agents.delete(&a.id)?;
+    }
+    tx.table::<Avatar>().delete(&id)?;
+    tx.table::<Credential>().delete(&id)?;
+    tx.table::<User>().delete(&id)?;
+    audit::user_event(tx, now, "user_deleted", id, String::new())?;
+    Ok(user)
+}
+
+/// Removes every membership of a user being deleted, deleting the orgs they alone belong
+/// to. Refuses when they are the last owner of an org with other members.
+fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<()> {
+    for m in orgs::memberships_of(tx, user)? {
+        let members = orgs::members_of(tx, m.org_id)?;
+        let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
+        if members.len() == 1 {
+            delete_org_in(tx, now, m.org_id)?;
+            continue;
+        }
+        if m.role == OrgRole::Owner && owners == 1 {
+            let slug = tx
+                .table::<Org>()
+                .get(&m.org_id)?
+                .map(|o| o.slug)
+                .unwrap_or_default();
+            return Err(Error::denied(format!(
+                "user {user} is the last owner of org {slug}, which has other members; make another member owner first"
+            )));
+        }
+        tx.table::<OrgMember>().delete(&(m.org_id, user))?;
+    }
+    Ok(())
+}
+
+/// Deletes an org, its memberships (moving members' current org elsewhere) and its keys.
+fn delete_org_in(tx: &WriteTx<'_>, now: Timestamp, org: u64) -> Result<Org> {
+    let o = tx
+        .table::<Org>()
+        .get(&org)?
+        .ok_or_else(|| Error::not_found(format!("org {org}")))?;
+    for m in orgs::members_of(tx, org)? {
+        tx.table::<OrgMember>().delete(&(org, m.user_id))?;
+        orgs::move_current_org(tx, m.user_id, org)?;
+    }
+    api_keys::delete_keys_of(tx, KeyOwner::Org(org))?;
+    tx.table::<Org>().delete(&org)?;
+    audit::record(
+        tx,
+        now,
+        Event {
+            action: "org_deleted",
+            subject: format!("org {}", o.slug),
+            outcome: "ok",
+            ..Event::default()
+        },
+    )?;
+    Ok(o)
+}
+
+/// Deletes an org; refused when it has members other than one owner, or is a personal org,
+/// unless `force`.
+pub(crate) fn delete_org(acc: &Accounts, org: u64, force: bool) -> Result<Org> {
+    let now = acc.now();
+    acc.store.write(|tx| {
+        let o = tx
+            .table::<Org>()
+            .get(&org)?
+            .ok_or_else(|| Error::not_found(format!("org {org}")))?;
+        let members = orgs::members_of(tx, org)?;
+        if !force && members.len() > 1 {
+            return Err(Error::denied(format!(
+                "org {} has {} members; remove them first or pass --force",
+                o.slug,
+                members.len()
+            )));
+        }
+        if !force && o.is_personal {
+            return Err(Error::denied(format!(
+                "org {} is a personal org; delete its user instead, or pass --force",
+                o.slug
+            )));
+        }
+        delete_org_in(tx, now, org)
+    })
+}

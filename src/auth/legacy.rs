@@ -1,0 +1,754 @@
+//! Frozen shapes of the records as schema versions 1 and 2 stored them (format 1: bincode,
+//! fields in order), with the primary keys and index layouts of those versions. They are
+//! used to read records written by the first release, and by the migrations, which read and
+//! write old data through these types and never through today's. Never change them.
+
+use std::collections::BTreeSet;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::agents::{AgentSession, AgentState};
+use super::api_keys::{ApiKey, KeyOwner};
+use super::audit::AuditEvent;
+use super::invites::{Invite, InviteStatus};
+use super::orgs::{Org, OrgMember, OrgRole};
+use super::roles::{Role, UserRole};
+use super::sessions::Session;
+use super::token::TokenHash;
+use super::users::{Avatar, Credential, Uid, User};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::store::{
+    KeyPart, KeyRange, Order, RawRead, WriteTx, codec, get_owned, index_table, record_table,
+};
+
+fn ts(t: i64) -> Timestamp {
+    Timestamp(t)
+}
+
+/// A frozen record shape with the key and index layout its version stored.
+pub(crate) trait LegacyRecord: Serialize + DeserializeOwned {
+    /// The table's name.
+    const TABLE: &'static str;
+    /// The primary key bytes as versions 1 and 2 wrote them.
+    fn key_bytes(&self) -> Vec<u8>;
+    /// Index entries as version 2 wrote them: (index name, index key, unique).
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)>;
+}
+
+fn k<T: KeyPart + ?Sized>(part: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    part.put(&mut out);
+    out
+}
+
+/// A user as versions 1 and 2 stored it, password hash and lockout counters included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UserV1 {
+    pub id: u64,
+    pub email: String,
+    pub username: Option<String>,
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+    pub email_verified: bool,
+    pub must_change_password: bool,
+    pub failed_logins: u32,
+    pub locked_until: Option<i64>,
+    pub lock_count: u32,
+    pub failure_window_start: Option<i64>,
+    pub failures_in_window: u32,
+    pub last_login_at: Option<i64>,
+    pub current_org_id: Option<u64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl UserV1 {
+    /// Today's user (with an unset uid, given by the v3 migration).
+    pub(crate) fn into_user(self) -> User {
+        User {
+            id: self.id,
+            uid: Uid::default(),
+            email: self.email,
+            username: self.username,
+            name: self.name,
+            external_id: None,
+            is_admin: self.is_admin,
+            is_active: self.is_active,
+            email_verified: self.email_verified,
+            must_change_password: self.must_change_password,
+            last_login_at: self.last_login_at.map(ts),
+            current_org_id: self.current_org_id,
+            created_at: ts(self.created_at),
+            updated_at: ts(self.updated_at),
+        }
+    }
+
+    /// Today's credential of this user.
+    pub(crate) fn credential(&self, stamp: [u8; 16]) -> Credential {
+        Credential {
+            user_id: self.id,
+            password_hash: self.password_hash.clone(),
+            failed_logins: self.failed_logins,
+            locked_until: self.locked_until.map(ts),
+            lock_count: self.lock_count,
+            failure_window_start: self.failure_window_start.map(ts),
+            failures_in_window: self.failures_in_window,
+            stamp,
+            changed_at: ts(self.updated_at),
+        }
+    }
+
+    /// The old shape of today's user and credential.
+    pub(crate) fn from_parts(u: &User, c: Option<&Credential>) -> UserV1 {
+        UserV1 {
+            id: u.id,
+            email: u.email.clone(),
+            username: u.username.clone(),
+            name: u.name.clone(),
+            password_hash: c.map(|c| c.password_hash.clone()).unwrap_or_default(),
+            is_admin: u.is_admin,
+            is_active: u.is_active,
+            email_verified: u.email_verified,
+            must_change_password: u.must_change_password,
+            failed_logins: c.map_or(0, |c| c.failed_logins),
+            locked_until: c.and_then(|c| c.locked_until).map(|t| t.0),
+            lock_count: c.map_or(0, |c| c.lock_count),
+            failure_window_start: c.and_then(|c| c.failure_window_start).map(|t| t.0),
+            failures_in_window: c.map_or(0, |c| c.failures_in_window),
+            last_login_at: u.last_login_at.map(|t| t.0),
+            current_org_id: u.current_org_id,
+            created_at: u.created_at.0,
+            updated_at: u.updated_at.0,
+        }
+    }
+}
+
+impl LegacyRecord for UserV1 {
+    const TABLE: &'static str = "users";
+    fn key_bytes(&self) -> Vec<u8> {
+        self.id.to_be_bytes().to_vec()
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        let mut out = vec![("email", k(&self.email.trim().to_lowercase()), true)];
+        if let Some(u) = &self.username {
+            out.push(("username", k(&u.to_lowercase()), true));
+        }
+        out.push(("is_admin", k(&self.is_admin), false));
+        out.push(("created_at", k(&self.created_at), false));
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum InviteStatusV1 {
+    Active,
+    UsedUp,
+    Revoked,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InviteV1 {
+    pub hash: [u8; 32],
+    pub prefix: String,
+    pub created_by: Option<u64>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub used_by: Vec<u64>,
+    pub revoked_at: Option<i64>,
+    pub stored_status: InviteStatusV1,
+}
+
+impl From<InviteV1> for Invite {
+    fn from(v: InviteV1) -> Invite {
+        Invite {
+            hash: TokenHash(v.hash),
+            prefix: v.prefix,
+            created_by: v.created_by,
+            created_at: ts(v.created_at),
+            expires_at: v.expires_at.map(ts),
+            max_uses: v.max_uses,
+            uses: v.uses,
+            used_by: v.used_by,
+            revoked_at: v.revoked_at.map(ts),
+            stored_status: match v.stored_status {
+                InviteStatusV1::Active => InviteStatus::Active,
+                InviteStatusV1::UsedUp => InviteStatus::UsedUp,
+                InviteStatusV1::Revoked => InviteStatus::Revoked,
+                InviteStatusV1::Expired => InviteStatus::Expired,
+            },
+        }
+    }
+}
+
+impl From<&Invite> for InviteV1 {
+    fn from(v: &Invite) -> InviteV1 {
+        InviteV1 {
+            hash: v.hash.0,
+            prefix: v.prefix.clone(),
+            created_by: v.created_by,
+            created_at: v.created_at.0,
+            expires_at: v.expires_at.map(|t| t.0),
+            max_uses: v.max_uses,
+            uses: v.uses,
+            used_by: v.used_by.clone(),
+            revoked_at: v.revoked_at.map(|t| t.0),
+            stored_status: match v.stored_status {
+                InviteStatus::Active => InviteStatusV1::Active,
+                InviteStatus::UsedUp => InviteStatusV1::UsedUp,
+                InviteStatus::Revoked => InviteStatusV1::Revoked,
+                InviteStatus::Expired => InviteStatusV1::Expired,
+            },
+        }
+    }
+}
+
+impl LegacyRecord for InviteV1 {
+    const TABLE: &'static str = "invites";
+    fn key_bytes(&self) -> Vec<u8> {
+        self.hash.to_vec()
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        vec![
+            ("prefix", k(&self.prefix), true),
+            ("status", vec![self.stored_status as u8], false),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RoleV1 {
+    pub id: u64,
+    pub name: String,
+    pub description: String,
+    pub permissions: BTreeSet<String>,
+    pub priority: i64,
+    pub is_system: bool,
+    pub created_at: i64,
+}
+
+impl From<&Role> for RoleV1 {
+    fn from(r: &Role) -> RoleV1 {
+        RoleV1 {
+            id: r.id,
+            name: r.name.clone(),
+            description: r.description.clone(),
+            permissions: r.permissions.clone(),
+            priority: r.priority,
+            is_system: r.is_system,
+            created_at: r.created_at.0,
+        }
+    }
+}
+
+impl LegacyRecord for RoleV1 {
+    const TABLE: &'static str = "roles";
+    fn key_bytes(&self) -> Vec<u8> {
+        self.id.to_be_bytes().to_vec()
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        vec![("name", k(&self.name), true)]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UserRoleV1 {
+    pub user_id: u64,
+    pub role_id: u64,
+    pub assigned_by: Option<u64>,
+    pub active: bool,
+    pub assigned_at: i64,
+}
+
+impl From<&UserRole> for UserRoleV1 {
+    fn from(r: &UserRole) -> UserRoleV1 {
+        UserRoleV1 {
+            user_id: r.user_id,
+            role_id: r.role_id,
+            assigned_by: r.assigned_by,
+            active: r.active,
+            assigned_at: r.assigned_at.0,
+        }
+    }
+}
+
+impl LegacyRecord for UserRoleV1 {
+    const TABLE: &'static str = "user_roles";
+    fn key_bytes(&self) -> Vec<u8> {
+        k(&(self.user_id, self.role_id))
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        vec![
+            ("by_user", k(&self.user_id), false),
+            ("by_role", k(&self.role_id), false),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SessionV1 {
+    pub hash: [u8; 32],
+    pub short_id: String,
+    pub user_id: u64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub idle_timeout_secs: u64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl From<SessionV1> for Session {
+    fn from(v: SessionV1) -> Session {
+        Session {
+            hash: TokenHash(v.hash),
+            short_id: v.short_id,
+            user_id: v.user_id,
+            created_at: ts(v.created_at),
+            last_seen_at: ts(v.last_seen_at),
+            expires_at: ts(v.expires_at),
+            idle_timeout_secs: v.idle_timeout_secs,
+            ip: v.ip,
+            user_agent: v.user_agent,
+        }
+    }
+}
+
+impl From<&Session> for SessionV1 {
+    fn from(v: &Session) -> SessionV1 {
+        SessionV1 {
+            hash: v.hash.0,
+            short_id: v.short_id.clone(),
+            user_id: v.user_id,
+            created_at: v.created_at.0,
+            last_seen_at: v.last_seen_at.0,
+            expires_at: v.expires_at.0,
+            idle_timeout_secs: v.idle_timeout_secs,
+            ip: v.ip.clone(),
+            user_agent: v.user_agent.clone(),
+        }
+    }
+}
+
+impl LegacyRecord for SessionV1 {
+    const TABLE: &'static str = "sessions";
+    fn key_bytes(&self) -> Vec<u8> {
+        self.hash.to_vec()
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        vec![
+            ("short_id", k(&self.short_id), true),
+            ("by_user", k(&self.user_id), false),
+            ("by_expires", k(&self.expires_at), false),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AgentStateV1 {
+    pub status: String,
+    pub current_step: Option<String>,
+    pub progress: Vec<String>,
+    pub failures: Vec<String>,
+    pub artifacts: Vec<String>,
+    pub context: String,
+    pub escalation: Option<String>,
+    pub goal: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AgentSessionV1 {
+    pub id: String,
+    pub user_id: u64,
+    pub name: String,
+    pub state: AgentStateV1,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl From<&AgentSession> for AgentSessionV1 {
+    fn from(a: &AgentSession) -> AgentSessionV1 {
+        let s: &AgentState = &a.state;
+        AgentSessionV1 {
+            id: a.id.clone(),
+            user_id: a.user_id,
+            name: a.name.clone(),
+            state: AgentStateV1 {
+                status: s.status.clone(),
+                current_step: s.current_step.clone(),
+                progress: s.progress.clone(),
+                failures: s.failures.clone(),
+                artifacts: s.artifacts.clone(),
+                context: s.context.clone(),
+                escalation: s.escalation.clone(),
+                goal: s.goal.clone(),
+            },
+            created_at: a.created_at.0,
+            updated_at: a.updated_at.0,
+            expires_at: a.expires_at.map(|t| t.0),
+        }
+    }
+}
+
+impl LegacyRecord for AgentSessionV1 {
+    const TABLE: &'static str = "agent_sessions";
+    fn key_bytes(&self) -> Vec<u8> {
+        // Versions 1 and 2 stored a string key as its bytes, unescaped.
+        self.id.as_bytes().to_vec()
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        vec![
+            ("by_user", k(&(self.user_id, self.updated_at)), false),
+            ("by_updated", k(&self.updated_at), false),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrgV1 {
+    pub id: u64,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub is_personal: bool,
+    pub is_default: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&Org> for OrgV1 {
+    fn from(o: &Org) -> OrgV1 {
+        OrgV1 {
+            id: o.id,
+            name: o.name.clone(),
+            slug: o.slug.clone(),
+            description: o.description.clone(),
+            is_personal: o.is_personal,
+            is_default: o.is_default,
+            created_at: o.created_at.0,
+            updated_at: o.updated_at.0,
+        }
+    }
+}
+
+impl LegacyRecord for OrgV1 {
+    const TABLE: &'static str = "orgs";
+    fn key_bytes(&self) -> Vec<u8> {
+        self.id.to_be_bytes().to_vec()
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        vec![("slug", k(&self.slug), true)]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum OrgRoleV1 {
+    Owner,
+    Admin,
+    Member,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrgMemberV1 {
+    pub org_id: u64,
+    pub user_id: u64,
+    pub role: OrgRoleV1,
+    pub joined_at: i64,
+}
+
+impl From<&OrgMember> for OrgMemberV1 {
+    fn from(m: &OrgMember) -> OrgMemberV1 {
+        OrgMemberV1 {
+            org_id: m.org_id,
+            user_id: m.user_id,
+            role: match m.role {
+                OrgRole::Owner => OrgRoleV1::Owner,
+                OrgRole::Admin => OrgRoleV1::Admin,
+                OrgRole::Member => OrgRoleV1::Member,
+            },
+            joined_at: m.joined_at.0,
+        }
+    }
+}
+
+impl LegacyRecord for OrgMemberV1 {
+    const TABLE: &'static str = "org_members";
+    fn key_bytes(&self) -> Vec<u8> {
+        k(&(self.org_id, self.user_id))
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        vec![
+            ("by_org", k(&self.org_id), false),
+            ("by_user", k(&self.user_id), false),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum KeyOwnerV1 {
+    User(u64),
+    Org(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ApiKeyV1 {
+    pub hash: [u8; 32],
+    pub prefix: String,
+    pub owner: KeyOwnerV1,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl From<ApiKeyV1> for ApiKey {
+    fn from(v: ApiKeyV1) -> ApiKey {
+        ApiKey {
+            hash: TokenHash(v.hash),
+            prefix: v.prefix,
+            owner: match v.owner {
+                KeyOwnerV1::User(u) => KeyOwner::User(u),
+                KeyOwnerV1::Org(o) => KeyOwner::Org(o),
+            },
+            scopes: v.scopes,
+            created_at: ts(v.created_at),
+            expires_at: v.expires_at.map(ts),
+            last_used_at: v.last_used_at.map(ts),
+            revoked_at: v.revoked_at.map(ts),
+        }
+    }
+}
+
+impl From<&ApiKey> for ApiKeyV1 {
+    fn from(v: &ApiKey) -> ApiKeyV1 {
+        ApiKeyV1 {
+            hash: v.hash.0,
+            prefix: v.prefix.clone(),
+            owner: match v.owner {
+                KeyOwner::User(u) => KeyOwnerV1::User(u),
+                KeyOwner::Org(o) => KeyOwnerV1::Org(o),
+            },
+            scopes: v.scopes.clone(),
+            created_at: v.created_at.0,
+            expires_at: v.expires_at.map(|t| t.0),
+            last_used_at: v.last_used_at.map(|t| t.0),
+            revoked_at: v.revoked_at.map(|t| t.0),
+        }
+    }
+}
+
+impl LegacyRecord for ApiKeyV1 {
+    const TABLE: &'static str = "api_keys";
+    fn key_bytes(&self) -> Vec<u8> {
+        self.hash.to_vec()
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        let owner = match self.owner {
+            KeyOwnerV1::User(id) => k(&(0u32, id)),
+            KeyOwnerV1::Org(id) => k(&(1u32, id)),
+        };
+        vec![
+            ("prefix", k(&self.prefix), true),
+            ("by_owner", owner, false),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AuditEventV1 {
+    pub seq: u64,
+    pub at: i64,
+    pub actor: Option<u64>,
+    pub action: String,
+    pub subject_user: Option<u64>,
+    pub subject: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl From<&AuditEvent> for AuditEventV1 {
+    fn from(e: &AuditEvent) -> AuditEventV1 {
+        AuditEventV1 {
+            seq: e.seq,
+            at: e.at.0,
+            actor: e.actor,
+            action: e.action.clone(),
+            subject_user: e.subject_user,
+            subject: e.subject.clone(),
+            outcome: e.outcome.clone(),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+impl LegacyRecord for AuditEventV1 {
+    const TABLE: &'static str = "audit";
+    fn key_bytes(&self) -> Vec<u8> {
+        self.seq.to_be_bytes().to_vec()
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        match self.subject_user {
+            Some(u) => vec![("by_subject_user", k(&u), false)],
+            None => Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AvatarV1 {
+    pub user_id: u64,
+    pub jpeg: Vec<u8>,
+}
+
+impl From<&Avatar> for AvatarV1 {
+    fn from(a: &Avatar) -> AvatarV1 {
+        AvatarV1 {
+            user_id: a.user_id,
+            jpeg: a.jpeg.clone(),
+        }
+    }
+}
+
+impl LegacyRecord for AvatarV1 {
+    const TABLE: &'static str = "avatars";
+    fn key_bytes(&self) -> Vec<u8> {
+        self.user_id.to_be_bytes().to_vec()
+    }
+    fn indexes(&self) -> Vec<(&'static str, Vec<u8>, bool)> {
+        Vec::new()
+    }
+}
+
+fn corrupt(table: &str, key: &[u8], reason: String) -> Error {
+    Error::Corrupt {
+        table: table.to_string(),
+        key: crate::store::show_key(key),
+        reason,
+    }
+}
+
+/// Reads a format-1 value as `T`.
+pub(crate) fn decode<T: LegacyRecord>(key: &[u8], value: &[u8]) -> Result<T> {
+    let none = |id: u64| -> std::result::Result<crate::store::format::Shape, _> {
+        Err(crate::store::format::FormatError(format!(
+            "shape {id} in a format-1 value"
+        )))
+    };
+    let stored = codec::Stored::parse(value, &none).map_err(|r| corrupt(T::TABLE, key, r))?;
+    if !stored.is_legacy() {
+        return Err(corrupt(
+            T::TABLE,
+            key,
+            "expected a record of the first release's format".into(),
+        ));
+    }
+    stored.decode().map_err(|r| corrupt(T::TABLE, key, r))
+}
+
+/// Every record of `T`'s table, decoded as `T` (format 1 only).
+pub(crate) fn all<T: LegacyRecord>(raw: &dyn RawRead) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    raw.range(
+        &record_table(T::TABLE),
+        &KeyRange::all(),
+        Order::Asc,
+        &mut |key, v| {
+            out.push(decode::<T>(key, v)?);
+            Ok(true)
+        },
+    )?;
+    Ok(out)
+}
+
+/// The record of `T`'s table at `key`, if any.
+pub(crate) fn get<T: LegacyRecord>(raw: &dyn RawRead, key: &[u8]) -> Result<Option<T>> {
+    get_owned(raw, &record_table(T::TABLE), key)?
+        .map(|v| decode::<T>(key, &v))
+        .transpose()
+}
+
+/// Writes `record` in format 1 under its old key (indexes are rebuilt separately).
+pub(crate) fn put<T: LegacyRecord>(tx: &WriteTx<'_>, record: &T) -> Result<()> {
+    let value = codec::encode_legacy(record).map_err(|e| Error::Invariant {
+        what: format!("cannot encode a {} record in format 1: {e}", T::TABLE),
+    })?;
+    tx.raw_write()
+        .put(&record_table(T::TABLE), &record.key_bytes(), &value)
+}
+
+/// Removes the record of `T`'s table at `key`.
+pub(crate) fn remove<T: LegacyRecord>(tx: &WriteTx<'_>, key: &[u8]) -> Result<()> {
+    tx.raw_write().remove(&record_table(T::TABLE), key)?;
+    Ok(())
+}
+
+fn rebuild<T: LegacyRecord>(tx: &WriteTx<'_>) -> Result<()> {
+    let raw = tx.raw_write();
+    for r in all::<T>(raw)? {
+        let pk = r.key_bytes();
+        for (index, mut key, unique) in r.indexes() {
+            if !unique {
+                key.extend_from_slice(&pk);
+            }
+            // Versions 1 and 2 stored the primary key as the value of every entry.
+            raw.put(&index_table(T::TABLE, index), &key, &pk)?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every index table and rebuilds redkeep's indexes in the layout of version 2, from
+/// records that are all in format 1.
+pub(crate) fn rebuild_v2_indexes(tx: &WriteTx<'_>) -> Result<()> {
+    delete_index_tables(tx)?;
+    rebuild::<UserV1>(tx)?;
+    rebuild::<InviteV1>(tx)?;
+    rebuild::<RoleV1>(tx)?;
+    rebuild::<UserRoleV1>(tx)?;
+    rebuild::<SessionV1>(tx)?;
+    rebuild::<AgentSessionV1>(tx)?;
+    rebuild::<OrgV1>(tx)?;
+    rebuild::<OrgMemberV1>(tx)?;
+    rebuild::<ApiKeyV1>(tx)?;
+    rebuild::<AuditEventV1>(tx)?;
+    Ok(())
+}
+
+/// The tables of redkeep's own records, by name.
+pub(crate) const OWN_TABLES: [&str; 12] = [
+    "users",
+    "credentials",
+    "avatars",
+    "invites",
+    "roles",
+    "user_roles",
+    "sessions",
+    "agent_sessions",
+    "orgs",
+    "org_members",
+    "api_keys",
+    "audit",
+];
+
+/// Deletes the index tables of redkeep's own records (application indexes are kept).
+pub(crate) fn delete_index_tables(tx: &WriteTx<'_>) -> Result<()> {
+    let raw = tx.raw_write();
+    for name in raw.table_names()? {
+        let own = name
+            .strip_prefix("i:")
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(table, _)| OWN_TABLES.contains(&table));
+        if own {
+            raw.delete_table(&name)?;
+        }
+    }
+    Ok(())
+}

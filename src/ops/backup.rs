@@ -1,0 +1,406 @@
+//! Backups: one tar archive holding a manifest, a consistent snapshot of the store and every
+//! workspace folder, each folder copied under its shared lock so no piece is half-written.
+//! Restoring brings both back, after checking the archive and keeping a safety copy of what
+//! it replaces; id sequences never go back. A plain store file (an automatic `pre-vN` copy,
+//! or a backup of the first release) is restored as the store alone.
+//!
+//! ```text
+//! redkeep-backup.json           {"redkeep_backup": 1, "schema_version": 3, "created_at": …}
+//! redkeep.redb                  the store, from one read snapshot
+//! workspaces/users/{id}/…       every user folder
+//! ```
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{folders_of, open_file_store, sequences_of, with_suffix};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::handle::{SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
+use crate::store::{CheckReport, Mode};
+use crate::{Redkeep, fsutil};
+
+const MANIFEST: &str = "redkeep-backup.json";
+const BACKUP_FORMAT: u64 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    redkeep_backup: u64,
+    schema_version: u64,
+    created_at: Timestamp,
+}
+
+/// What a backup wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupReport {
+    /// The backup file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The store's schema version.
+    pub schema_version: u64,
+    /// Workspace folders in the archive.
+    pub folders: u64,
+    /// Files from those folders.
+    pub files: u64,
+    /// The check of the store snapshot.
+    pub check: CheckReport,
+}
+
+fn header(size: u64, mtime: i64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(0o600);
+    h.set_mtime(u64::try_from(mtime).unwrap_or(0));
+    h.set_entry_type(tar::EntryType::Regular);
+    h
+}
+
+fn tar_err(what: &str, e: std::io::Error) -> Error {
+    Error::io(format!("writing the backup ({what})"), e)
+}
+
+/// Writes a backup of the data dir of `rk` to `dest` (a new file, 0600): the store from one
+/// read snapshot and every workspace folder, each under its shared lock. Other processes
+/// may keep working meanwhile; works on a store of an older schema too.
+///
+/// # Errors
+/// `InvalidInput` when `dest` exists; `Io` / `Storage` when writing fails.
+pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
+    if dest.exists() {
+        return Err(Error::invalid(
+            "path",
+            format!("{} already exists; choose a new file", dest.display()),
+        ));
+    }
+    let now = rk.now();
+    let schema_version = rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
+    let staging = tempfile::Builder::new()
+        .prefix(fsutil::TEMP_PREFIX)
+        .tempdir_in(
+            dest.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+        .map_err(|e| Error::io("creating a staging folder for the backup", e))?;
+    let snapshot = staging.path().join(STORE_FILE);
+    rk.store().copy_to(&snapshot)?;
+    let check = check_in_place(&snapshot)?;
+
+    let archive = fsutil::temp_sibling(dest)?;
+    let mut tar = tar::Builder::new(
+        archive
+            .as_file()
+            .try_clone()
+            .map_err(|e| tar_err("opening", e))?,
+    );
+    let manifest = serde_json::to_vec_pretty(&Manifest {
+        redkeep_backup: BACKUP_FORMAT,
+        schema_version,
+        created_at: now,
+    })
+    .map_err(|e| Error::Invariant {
+        what: format!("cannot write the backup manifest: {e}"),
+    })?;
+    tar.append_data(
+        &mut header(manifest.len() as u64, now.0),
+        MANIFEST,
+        &manifest[..],
+    )
+    .map_err(|e| tar_err("manifest", e))?;
+    let mut db = File::open(&snapshot).map_err(|e| tar_err("store", e))?;
+    let size = db.metadata().map_err(|e| tar_err("store", e))?.len();
+    tar.append_data(&mut header(size, now.0), STORE_FILE, &mut db)
+        .map_err(|e| tar_err("store", e))?;
+    let (mut folders, mut files) = (0u64, 0u64);
+    let ws = rk.workspaces();
+    for id in ws.user_ids()? {
+        folders += 1;
+        ws.copy_folder(id, &mut |rel, bytes| {
+            let name = Path::new(WORKSPACES_DIR).join("users").join(rel);
+            files += 1;
+            tar.append_data(&mut header(bytes.len() as u64, now.0), &name, bytes)
+                .map_err(|e| tar_err("a workspace file", e))
+        })?;
+    }
+    tar.into_inner()
+        .and_then(|mut f| f.flush())
+        .map_err(|e| tar_err("finishing", e))?;
+    fsutil::persist(archive, dest)?;
+    let bytes = fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    tracing::info!(path = %dest.display(), bytes, folders, "backup written");
+    Ok(BackupReport {
+        path: dest.to_path_buf(),
+        bytes,
+        schema_version,
+        folders,
+        files,
+        check,
+    })
+}
+
+/// Checks a store file in place: redb's integrity, and on a store of this build's schema,
+/// every record and index. (A store of an older schema is checked after `migrate up`.)
+fn check_in_place(path: &Path) -> Result<CheckReport> {
+    let store = open_file_store(path, Mode::Exclusive)?;
+    let mut report = CheckReport::new();
+    if !store.check_file()? {
+        report.problem("the file failed redb's integrity check");
+    }
+    if store.schema_version()? != Some(SCHEMA_VERSION) {
+        return Ok(report);
+    }
+    store.read(|tx| {
+        for t in crate::auth::own_tables() {
+            t.check(tx, &mut report)?;
+        }
+        crate::auth::references::check(tx, &mut report)
+    })?;
+    Ok(report)
+}
+
+/// Checks a store file without changing it (redb may repair a file it opens, so the check
+/// runs on a private copy).
+///
+/// # Errors
+/// `NotFound`; `Storage` when it is not a readable redb file (truncated, corrupt).
+pub fn check_file(path: &Path) -> Result<CheckReport> {
+    if !path.is_file() {
+        return Err(Error::not_found(format!("file {}", path.display())));
+    }
+    let tmp = fsutil::private_temp_in(&std::env::temp_dir())?;
+    fs::copy(path, tmp.path()).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    check_in_place(tmp.path())
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The schema version of the restored store (run `redkeep migrate up` when older).
+    pub schema_version: u64,
+    /// The copy of the replaced store, if one was replaced.
+    pub safety_copy: Option<PathBuf>,
+    /// Where the replaced workspace folders went, if any were replaced.
+    pub folders_safety: Option<PathBuf>,
+    /// Workspace folders restored (`None`: the backup held only the store, and the folders
+    /// present were kept).
+    pub folders: Option<u64>,
+}
+
+// Where a tar entry may go: the manifest, the store, or a file under workspaces/users/{id}/.
+fn allowed(path: &Path) -> bool {
+    if path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return false;
+    }
+    let s = path.to_string_lossy();
+    if s == MANIFEST || s == STORE_FILE {
+        return true;
+    }
+    let mut parts = path.components();
+    parts
+        .next()
+        .is_some_and(|c| c.as_os_str() == WORKSPACES_DIR)
+        && parts.next().is_some_and(|c| c.as_os_str() == "users")
+        && parts.next().is_some_and(|c| {
+            let id = c.as_os_str().to_string_lossy();
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+        })
+        && parts.next().is_some()
+}
+
+fn is_tar(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 512];
+    let mut f =
+        File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let n = f
+        .read(&mut head)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(n == 512 && &head[257..262] == b"ustar")
+}
+
+// Unpacks a backup archive into `staging`, refusing entries outside the layout; returns the
+// manifest.
+fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
+    let bad = |why: String| {
+        Error::invalid(
+            "backup",
+            format!("{} is not a redkeep backup: {why}", archive.display()),
+        )
+    };
+    let file =
+        File::open(archive).map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
+    let mut tar = tar::Archive::new(file);
+    let mut manifest = None;
+    let entries = tar.entries().map_err(|e| bad(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let path = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => continue,
+            tar::EntryType::Regular => {}
+            other => return Err(bad(format!("{} is a {other:?} entry", path.display()))),
+        }
+        if !allowed(&path) {
+            return Err(bad(format!("unexpected entry {}", path.display())));
+        }
+        if path == Path::new(MANIFEST) {
+            let mut text = Vec::new();
+            entry
+                .by_ref()
+                .take(64 * 1024)
+                .read_to_end(&mut text)
+                .map_err(|e| bad(e.to_string()))?;
+            manifest = Some(
+                serde_json::from_slice::<Manifest>(&text)
+                    .map_err(|e| bad(format!("its manifest is malformed ({e})")))?,
+            );
+            continue;
+        }
+        let target = staging.join(&path);
+        if let Some(parent) = target.parent() {
+            fsutil::create_private_dir(parent)?;
+        }
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .map_err(|e| Error::io(format!("unpacking {}", path.display()), e))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("securing {}", target.display()), e))?;
+        std::io::copy(&mut entry, &mut out)
+            .and_then(|_| out.sync_all())
+            .map_err(|e| Error::io(format!("unpacking {}", path.display()), e))?;
+    }
+    let manifest = manifest.ok_or_else(|| bad("it has no manifest".into()))?;
+    if manifest.redkeep_backup != BACKUP_FORMAT {
+        return Err(bad(format!(
+            "backup format {} is not {BACKUP_FORMAT}; use the redkeep that wrote it",
+            manifest.redkeep_backup
+        )));
+    }
+    if manifest.schema_version > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            found: manifest.schema_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(manifest)
+}
+
+/// Restores the data dir `data_dir` from `backup`: an archive written by `redkeep backup`
+/// (the store and every workspace folder), or a plain store file (an automatic `pre-vN`
+/// copy, or a backup of the first release: the store alone, folders kept). The backup is
+/// checked first; replacing an existing store needs `force`, and keeps a safety copy of the
+/// store (`redkeep.redb.pre-restore-<time>.bak`) and of the folders (in the trash). Id
+/// sequences are raised to the replaced store's, so ids are never handed out twice.
+///
+/// # Errors
+/// `InvalidInput` / `Storage` for a backup that is not one or fails its check (nothing is
+/// changed); `NewerSchema`; `InUse` when a process holds the store; `Denied` without `force`.
+pub fn restore(
+    data_dir: &Path,
+    backup: &Path,
+    force: bool,
+    now: Timestamp,
+) -> Result<RestoreReport> {
+    if !backup.is_file() {
+        return Err(Error::not_found(format!("backup {}", backup.display())));
+    }
+    fsutil::create_private_dir(data_dir)?;
+    let db = data_dir.join(STORE_FILE);
+    if db.exists() && !force {
+        return Err(Error::denied(format!(
+            "{} exists; restoring replaces it (a safety copy of the store and the folders is kept); pass --force",
+            db.display()
+        )));
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(fsutil::TEMP_PREFIX)
+        .tempdir_in(data_dir)
+        .map_err(|e| Error::io("creating a staging folder for the restore", e))?;
+    let staged_db = staging.path().join(STORE_FILE);
+    let archive = is_tar(backup)?;
+    if archive {
+        unpack(backup, staging.path())?;
+        if !staged_db.is_file() {
+            return Err(Error::invalid(
+                "backup",
+                format!("{} holds no store", backup.display()),
+            ));
+        }
+    } else {
+        fs::copy(backup, &staged_db)
+            .map_err(|e| Error::io(format!("copying {}", backup.display()), e))?;
+        fs::set_permissions(&staged_db, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("securing {}", staged_db.display()), e))?;
+    }
+    let report = check_in_place(&staged_db).map_err(|e| {
+        Error::invalid(
+            "backup",
+            format!(
+                "{} does not hold a readable store: {e}; nothing was changed",
+                backup.display()
+            ),
+        )
+    })?;
+    if !report.ok {
+        return Err(Error::invalid(
+            "backup",
+            format!(
+                "{} fails its check ({}); nothing was changed",
+                backup.display(),
+                report.problems.join("; ")
+            ),
+        ));
+    }
+    let staged = open_file_store(&staged_db, Mode::Exclusive)?;
+    let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
+    // Hold the live store exclusively during the swap: that keeps every other process out.
+    let mut safety_copy = None;
+    let live = if db.exists() {
+        let live = open_file_store(&db, Mode::Exclusive)?;
+        let copy = with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
+        live.copy_to(&copy)?;
+        safety_copy = Some(copy);
+        let sequences = sequences_of(&live)?;
+        staged.write(|tx| {
+            for (table, value) in &sequences {
+                tx.raise_sequence(table, *value)?;
+            }
+            Ok(())
+        })?;
+        Some(live)
+    } else {
+        None
+    };
+    drop(staged);
+    fsutil::rename_replace(&staged_db, &db)?;
+    let (folders, folders_safety) = if archive {
+        let staged_users = staging.path().join(WORKSPACES_DIR).join("users");
+        fsutil::create_private_dir(&staged_users)?;
+        let count = fs::read_dir(&staged_users).map_or(0, |d| d.count() as u64);
+        let safety = folders_of(data_dir)?.trash_all(now)?;
+        let users = data_dir.join(WORKSPACES_DIR).join("users");
+        fs::remove_dir(&users)
+            .map_err(|e| Error::io(format!("replacing {}", users.display()), e))?;
+        fsutil::rename_replace(&staged_users, &users)?;
+        (Some(count), safety)
+    } else {
+        (None, None)
+    };
+    drop(live);
+    tracing::warn!(from = %backup.display(), "store restored");
+    Ok(RestoreReport {
+        schema_version,
+        safety_copy,
+        folders_safety,
+        folders,
+    })
+}

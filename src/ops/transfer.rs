@@ -1,0 +1,458 @@
+//! Export and import as JSON lines, streamed both ways: memory stays flat however large the
+//! store. An export holds every table (redkeep's own and the application's registered ones
+//! as JSON records; any other table as its raw bytes with its index entries, shapes and
+//! catalog entry), the id sequences and metadata, then every workspace document and gallery
+//! piece. Exporting the same data twice gives the same bytes, and export → import → export
+//! gives them back.
+//!
+//! ```text
+//! {"redkeep_export":2,"schema_version":3}
+//! {"table":"users","key":"0000000000000001","record":{…}}
+//! {"table":"projects","key":"…","value":"<base64>"}       a table this handle has no type for
+//! {"index":"projects:by_owner","key":"…","value":"…"}     its index entries (hex)
+//! {"shape":"<16 hex>","names":[…]}
+//! {"catalog":{…}}
+//! {"sequence":"users","value":4}
+//! {"meta":"initialized_at","value":"<base64>"}
+//! {"workspace":2,"doc":{…}}
+//! {"piece":1,"user":2,"doc":{…}}
+//! ```
+//!
+//! An import runs in one write transaction and checks the whole result (records, indexes,
+//! references) before it commits, so a failed import changes nothing; workspace lines are
+//! spooled to a temp file and written once the records are in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Seek, Write};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::Redkeep;
+use crate::error::{Error, Result};
+use crate::handle::SCHEMA_VERSION;
+use crate::store::Record;
+use crate::store::{
+    CheckReport, KeyRange, Meta, Order, Source, TableCheck, TableInfo, WriteTx, hex,
+};
+use crate::workspace::WorkspaceDoc;
+
+/// The export format's version, in the first line.
+pub const EXPORT_FORMAT: u64 = 2;
+
+/// What an import or export handled.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TransferSummary {
+    /// Records per table.
+    pub records: BTreeMap<String, u64>,
+    /// Workspace documents.
+    pub workspaces: u64,
+    /// Gallery pieces.
+    pub pieces: u64,
+    /// Lines read or written.
+    pub lines: u64,
+}
+
+fn write_line(out: &mut dyn Write, value: &Value, summary: &mut TransferSummary) -> Result<()> {
+    let text = serde_json::to_string(value).map_err(|e| Error::Invariant {
+        what: format!("cannot write an export line: {e}"),
+    })?;
+    writeln!(out, "{text}").map_err(|e| Error::io("writing the export", e))?;
+    summary.lines += 1;
+    Ok(())
+}
+
+// Tables of the store that no registered type reads: exported as raw bytes.
+fn unknown_tables(tx: &dyn Meta, known: &BTreeSet<&str>) -> Result<Vec<String>> {
+    Ok(tx
+        .table_names()?
+        .into_iter()
+        .filter_map(|n| n.strip_prefix("r:").map(str::to_string))
+        .filter(|n| !known.contains(n.as_str()))
+        .collect())
+}
+
+/// Writes every record, index entry of unknown tables, shape, catalog entry, sequence and
+/// metadata entry from one snapshot, then every workspace document and piece, as JSON lines
+/// in a fixed order. Calls `progress` with the number of lines written so far.
+///
+/// # Errors
+/// `Corrupt` for an unreadable record; `Io` when writing fails.
+pub fn export(
+    rk: &Redkeep,
+    out: &mut dyn Write,
+    progress: &dyn Fn(u64),
+) -> Result<TransferSummary> {
+    let mut summary = TransferSummary::default();
+    let tables = rk.tables();
+    let known: BTreeSet<&str> = tables.iter().map(|t| t.name()).collect();
+    let mut users = Vec::new();
+    rk.store().read(|tx| {
+        let schema = tx.schema_version()?.unwrap_or(SCHEMA_VERSION);
+        write_line(
+            out,
+            &json!({"redkeep_export": EXPORT_FORMAT, "schema_version": schema}),
+            &mut summary,
+        )?;
+        for t in &tables {
+            let name = t.name();
+            let mut n = 0;
+            t.export(tx, &mut |key, record| {
+                n += 1;
+                if name == crate::auth::users::User::TABLE {
+                    users.push(u64::from_str_radix(&key, 16).unwrap_or(0));
+                }
+                write_line(
+                    out,
+                    &json!({"table": name, "key": key, "record": record}),
+                    &mut summary,
+                )?;
+                if summary.lines % 1000 == 0 {
+                    progress(summary.lines);
+                }
+                Ok(())
+            })?;
+            summary.records.insert(name.to_string(), n);
+        }
+        for name in unknown_tables(tx, &known)? {
+            let mut n = 0;
+            tx.raw().range(
+                &format!("r:{name}"),
+                &KeyRange::all(),
+                Order::Asc,
+                &mut |k, v| {
+                    n += 1;
+                    write_line(
+                        out,
+                        &json!({"table": name, "key": hex(k), "value": STANDARD.encode(v)}),
+                        &mut summary,
+                    )?;
+                    Ok(true)
+                },
+            )?;
+            summary.records.insert(name.clone(), n);
+            let prefix = format!("i:{name}:");
+            for index in tx
+                .table_names()?
+                .into_iter()
+                .filter(|t| t.starts_with(&prefix))
+            {
+                let label = index["i:".len()..].to_string();
+                tx.raw()
+                    .range(&index, &KeyRange::all(), Order::Asc, &mut |k, v| {
+                        write_line(
+                            out,
+                            &json!({"index": label, "key": hex(k), "value": hex(v)}),
+                            &mut summary,
+                        )?;
+                        Ok(true)
+                    })?;
+            }
+        }
+        for (id, names) in tx.shapes()? {
+            let names: Vec<&str> = names.iter().map(|n| &**n).collect();
+            write_line(
+                out,
+                &json!({"shape": format!("{id:016x}"), "names": names}),
+                &mut summary,
+            )?;
+        }
+        for info in tx.catalog()? {
+            write_line(out, &json!({"catalog": info}), &mut summary)?;
+        }
+        for (table, value) in tx.sequences()? {
+            write_line(
+                out,
+                &json!({"sequence": table, "value": value}),
+                &mut summary,
+            )?;
+        }
+        for (key, value) in tx.meta_entries()? {
+            write_line(
+                out,
+                &json!({"meta": key, "value": STANDARD.encode(value)}),
+                &mut summary,
+            )?;
+        }
+        Ok(())
+    })?;
+    let ws = rk.workspaces();
+    for id in users {
+        if !ws.exists(id) {
+            continue;
+        }
+        let doc = ws.read(id)?;
+        write_line(out, &json!({"workspace": id, "doc": doc}), &mut summary)?;
+        summary.workspaces += 1;
+        ws.pieces(id, &mut |n, bytes| {
+            let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
+                Error::invalid("piece", format!("piece {n} of user {id} is not JSON ({e})"))
+            })?;
+            summary.pieces += 1;
+            write_line(
+                out,
+                &json!({"piece": n, "user": id, "doc": doc}),
+                &mut summary,
+            )
+        })?;
+    }
+    out.flush()
+        .map_err(|e| Error::io("writing the export", e))?;
+    progress(summary.lines);
+    Ok(summary)
+}
+
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Whether the store holds nothing an import would lose: at most the administrator `init`
+/// made (with their personal org, roles and audit events) and the system roles.
+fn fresh(rk: &Redkeep, tx: &WriteTx<'_>) -> Result<bool> {
+    use crate::auth::{
+        agents::AgentSession, api_keys::ApiKey, invites::Invite, sessions::Session, users::User,
+    };
+    let users = tx.table::<User>().range(KeyRange::all(), Order::Asc, 2)?;
+    let admin_only = users.len() <= 1 && users.iter().all(|u| u.is_admin);
+    let busy = tx.table::<Invite>().count()?
+        + tx.table::<Session>().count()?
+        + tx.table::<ApiKey>().count()?
+        + tx.table::<AgentSession>().count()?;
+    let own: BTreeSet<&str> = crate::auth::own_tables().iter().map(|t| t.name()).collect();
+    let mut app_records = 0;
+    for t in rk.tables().iter().filter(|t| !own.contains(t.name())) {
+        app_records += t.stats(tx)?.records;
+    }
+    Ok(admin_only && busy == 0 && app_records == 0)
+}
+
+fn line_err(n: u64, why: impl std::fmt::Display) -> Error {
+    Error::invalid("import", format!("line {n}: {why}"))
+}
+
+/// Applies one line of a table, index, shape, catalog, sequence or meta kind inside `tx`.
+fn apply(
+    tx: &WriteTx<'_>,
+    tables: &BTreeMap<&str, std::sync::Arc<dyn TableCheck>>,
+    v: &Value,
+    summary: &mut TransferSummary,
+) -> std::result::Result<(), String> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str);
+    let raw = tx.raw_write();
+    if let Some(table) = s("table") {
+        if let Some(record) = v.get("record") {
+            let t = tables.get(table).ok_or_else(|| {
+                format!("unknown table {table:?}: this handle has no type for it (register it with `Redkeep::register_table`)")
+            })?;
+            let key = s("key").ok_or("a table line needs the record's key")?;
+            t.import(tx, key, record).map_err(|e| e.to_string())?;
+        } else {
+            let key = s("key").ok_or("a table line needs the record's key")?;
+            let value = STANDARD
+                .decode(s("value").ok_or("a raw record needs a value")?)
+                .map_err(|e| format!("value is not base64 ({e})"))?;
+            let key = parse_hex(key).ok_or("key is not hex")?;
+            if table.is_empty() || table.contains(':') {
+                return Err(format!("table name {table:?} is not allowed"));
+            }
+            raw.put(&format!("r:{table}"), &key, &value)
+                .map_err(|e| e.to_string())?;
+        }
+        *summary.records.entry(table.to_string()).or_default() += 1;
+    } else if let (Some(index), Some(key), Some(value)) = (s("index"), s("key"), s("value")) {
+        let (table, name) = index.split_once(':').ok_or("index must be table:name")?;
+        if tables.contains_key(table) {
+            return Err(format!(
+                "index entries of {table} are rebuilt from its records; remove this line"
+            ));
+        }
+        let key = parse_hex(key).ok_or("key is not hex")?;
+        let value = parse_hex(value).ok_or("value is not hex")?;
+        raw.put(&format!("i:{table}:{name}"), &key, &value)
+            .map_err(|e| e.to_string())?;
+    } else if let Some(id) = s("shape") {
+        let id = u64::from_str_radix(id, 16).map_err(|_| "shape id is not 16 hex digits")?;
+        let names: Vec<Box<str>> = v
+            .get("names")
+            .and_then(Value::as_array)
+            .ok_or("a shape needs names")?
+            .iter()
+            .map(|n| {
+                n.as_str()
+                    .map(Box::from)
+                    .ok_or("a shape name is not a string")
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        tx.put_shape(id, &names).map_err(|e| e.to_string())?;
+    } else if let Some(info) = v.get("catalog") {
+        let info: TableInfo =
+            serde_json::from_value(info.clone()).map_err(|e| format!("catalog entry: {e}"))?;
+        tx.put_catalog(&info).map_err(|e| e.to_string())?;
+    } else if let (Some(seq), Some(value)) = (s("sequence"), v.get("value").and_then(Value::as_u64))
+    {
+        tx.raise_sequence(seq, value).map_err(|e| e.to_string())?;
+    } else if let (Some(key), Some(value)) = (s("meta"), s("value")) {
+        let bytes = STANDARD
+            .decode(value)
+            .map_err(|e| format!("meta value is not base64 ({e})"))?;
+        tx.set_meta(key, &bytes).map_err(|e| e.to_string())?;
+    } else {
+        return Err(
+            "expected a table, index, shape, catalog, sequence, meta, workspace or piece line"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Reads an export into the store, which must be empty or fresh from `init` (its
+/// administrator is replaced). Every record line goes into one write transaction, which is
+/// checked (records, indexes, references) before it commits, so a bad line or a broken
+/// reference changes nothing; then the workspace documents and pieces are written. Id
+/// sequences are raised past every imported id. Calls `progress` with the lines read.
+///
+/// # Errors
+/// `InvalidInput` naming the line at fault or the problems `check` found; `Denied` when the
+/// store holds data.
+pub fn import(
+    rk: &Redkeep,
+    input: &mut dyn BufRead,
+    progress: &dyn Fn(u64),
+) -> Result<TransferSummary> {
+    let tables: BTreeMap<&str, std::sync::Arc<dyn TableCheck>> =
+        rk.tables().into_iter().map(|t| (t.name(), t)).collect();
+    let mut summary = TransferSummary::default();
+    let mut spool = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
+    let mut input = Some(input);
+    rk.store().write(|tx| {
+        let input = input.take().ok_or_else(|| Error::Invariant {
+            what: "an import cannot be retried".into(),
+        })?;
+        if !fresh(rk, tx)? {
+            return Err(Error::denied(
+                "the store holds data; import needs an empty store or one fresh from `redkeep init` (see `redkeep reset`)",
+            ));
+        }
+        for t in tables.values() {
+            t.clear(tx)?;
+        }
+        let mut header = false;
+        let mut n = 0u64;
+        for line in input.lines() {
+            n += 1;
+            let line = line.map_err(|e| Error::io(format!("reading line {n}"), e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&line).map_err(|e| line_err(n, format!("not JSON ({e})")))?;
+            summary.lines += 1;
+            if summary.lines % 1000 == 0 {
+                progress(summary.lines);
+            }
+            if !header {
+                let version = v.get("schema_version").and_then(Value::as_u64);
+                if v.get("redkeep_export").and_then(Value::as_u64) != Some(EXPORT_FORMAT) {
+                    return Err(line_err(n, format!("the first line must be the header of a redkeep export of format {EXPORT_FORMAT}")));
+                }
+                if version != Some(SCHEMA_VERSION) {
+                    return Err(line_err(n, format!(
+                        "the export has schema version {version:?}; this build imports version {SCHEMA_VERSION} (import it with the redkeep that wrote it, `migrate up`, and export again)"
+                    )));
+                }
+                header = true;
+                continue;
+            }
+            if v.get("workspace").is_some() || v.get("piece").is_some() {
+                let ok = v.get("doc").is_some()
+                    && (v.get("workspace").and_then(Value::as_u64).is_some()
+                        || (v.get("piece").and_then(Value::as_u64).is_some()
+                            && v.get("user").and_then(Value::as_u64).is_some()));
+                if !ok {
+                    return Err(line_err(n, "a workspace line needs a user id and a doc"));
+                }
+                if let Some(doc) = v.get("doc").filter(|_| v.get("workspace").is_some()) {
+                    let Value::Object(map) = doc else {
+                        return Err(line_err(n, "a workspace doc must be a JSON object"));
+                    };
+                    WorkspaceDoc::from_map(map.clone()).map_err(|e| line_err(n, e))?;
+                }
+                writeln!(spool, "{n}\t{line}").map_err(|e| Error::io("spooling workspace lines", e))?;
+                continue;
+            }
+            apply(tx, &tables, &v, &mut summary).map_err(|e| line_err(n, e))?;
+        }
+        if !header {
+            return Err(Error::invalid("import", "the input is empty; expected a redkeep export"));
+        }
+        for t in tables.values() {
+            if let Some(id) = t.highest_id(tx)? {
+                tx.raise_sequence(t.name(), id)?;
+            }
+        }
+        let mut report = CheckReport::new();
+        for t in tables.values() {
+            t.check(tx as &dyn Source, &mut report)?;
+        }
+        crate::auth::references::check(tx, &mut report)?;
+        if !report.ok {
+            let shown: Vec<&str> = report.problems.iter().take(5).map(String::as_str).collect();
+            return Err(Error::invalid(
+                "import",
+                format!(
+                    "the imported data fails its check ({} problem(s): {}); nothing was imported",
+                    report.problems.len(),
+                    shown.join("; ")
+                ),
+            ));
+        }
+        Ok(())
+    })?;
+    write_folders(rk, spool, &mut summary)?;
+    progress(summary.lines);
+    Ok(summary)
+}
+
+// Writes the spooled workspace documents and pieces, now that their users exist.
+fn write_folders(
+    rk: &Redkeep,
+    mut spool: std::fs::File,
+    summary: &mut TransferSummary,
+) -> Result<()> {
+    spool
+        .rewind()
+        .map_err(|e| Error::io("reading spooled workspace lines", e))?;
+    let ws = rk.workspaces();
+    for line in BufReader::new(spool).lines() {
+        let line = line.map_err(|e| Error::io("reading spooled workspace lines", e))?;
+        let (n, text) = line.split_once('\t').unwrap_or(("?", &line));
+        let v: Value = serde_json::from_str(text).map_err(|e| Error::Invariant {
+            what: format!("spooled line {n}: {e}"),
+        })?;
+        let doc = v.get("doc").cloned().unwrap_or(Value::Null);
+        let at = |e: Error| Error::invalid("import", format!("line {n}: {e}"));
+        if let Some(user) = v.get("workspace").and_then(Value::as_u64) {
+            let Value::Object(map) = doc else { continue };
+            let doc = WorkspaceDoc::from_map(map).map_err(|e| at(Error::invalid("doc", e)))?;
+            ws.put_doc(user, &doc).map_err(at)?;
+            summary.workspaces += 1;
+        } else if let (Some(piece), Some(user)) = (
+            v.get("piece").and_then(Value::as_u64),
+            v.get("user").and_then(Value::as_u64),
+        ) {
+            let bytes = serde_json::to_vec(&doc).map_err(|e| Error::Invariant {
+                what: format!("line {n}: {e}"),
+            })?;
+            ws.put_piece(user, piece, &bytes).map_err(at)?;
+            summary.pieces += 1;
+        }
+    }
+    Ok(())
+}

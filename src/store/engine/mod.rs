@@ -1,0 +1,177 @@
+//! The storage boundary: the few raw operations on byte tables that the typed layer is built
+//! on. An engine provides them inside its own transactions; nothing above this module knows
+//! which engine runs.
+
+pub(crate) mod redb_file;
+
+use std::ops::Bound;
+
+use crate::error::Result;
+
+/// Which way a scan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Smallest key first.
+    Asc,
+    /// Largest key first.
+    Desc,
+}
+
+/// A range of key bytes to scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    pub(crate) start: Bound<Vec<u8>>,
+    pub(crate) end: Bound<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        KeyRange {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+        }
+    }
+
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: Vec<u8>) -> Self {
+        let end = match super::key::prefix_end(&prefix) {
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        KeyRange {
+            start: Bound::Included(prefix),
+            end,
+        }
+    }
+
+    /// Keys in `[start, end)`.
+    pub fn between(start: Vec<u8>, end: Vec<u8>) -> Self {
+        KeyRange {
+            start: Bound::Included(start),
+            end: Bound::Excluded(end),
+        }
+    }
+
+    /// Keys strictly below `end`.
+    pub fn below(end: Vec<u8>) -> Self {
+        KeyRange {
+            start: Bound::Unbounded,
+            end: Bound::Excluded(end),
+        }
+    }
+
+    /// This range without the keys up to and including `key`: the next page after a cursor
+    /// when scanning upwards.
+    pub fn after(mut self, key: &[u8]) -> Self {
+        let later = match &self.start {
+            Bound::Included(s) | Bound::Excluded(s) => key >= s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        if later {
+            self.start = Bound::Excluded(key.to_vec());
+        }
+        self
+    }
+
+    /// This range without the keys from `key` up: the next page after a cursor when scanning
+    /// downwards.
+    pub fn before(mut self, key: &[u8]) -> Self {
+        let earlier = match &self.end {
+            Bound::Included(e) | Bound::Excluded(e) => key <= e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        if earlier {
+            self.end = Bound::Excluded(key.to_vec());
+        }
+        self
+    }
+
+    /// Whether no key can fall in the range.
+    pub(crate) fn is_empty(&self) -> bool {
+        match (&self.start, &self.end) {
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+            | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+            _ => false,
+        }
+    }
+
+    /// Whether `key` falls in the range.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
+        let above = match &self.start {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let below = match &self.end {
+            Bound::Included(e) => key <= e.as_slice(),
+            Bound::Excluded(e) => key < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        above && below
+    }
+}
+
+/// Called with each entry of a scan; returns `Ok(false)` to stop.
+pub(crate) type Visit<'f> = &'f mut dyn FnMut(&[u8], &[u8]) -> Result<bool>;
+
+/// Reads, in either kind of transaction. A missing table reads as empty.
+pub(crate) trait RawRead {
+    /// Calls `f` with the value of `key` if present; returns whether it was.
+    fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool>;
+    /// Calls `f` with each entry in `range`, in `order`, until it returns `false`.
+    fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()>;
+    /// Number of entries.
+    fn len(&self, table: &str) -> Result<u64>;
+    /// Every table's name.
+    fn table_names(&self) -> Result<Vec<String>>;
+}
+
+/// Writes, in a write transaction.
+pub(crate) trait RawWrite: RawRead {
+    /// Sets `key` to `value`.
+    fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Sets `key` to `value` unless it is present; returns whether it wrote. (What engines
+    /// with their own conflict handling, like PostgreSQL's `on conflict do nothing`, offer.)
+    #[allow(dead_code)]
+    fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool>;
+    /// Removes `key`; returns whether it was present.
+    fn remove(&self, table: &str, key: &[u8]) -> Result<bool>;
+    /// Deletes a whole table.
+    fn delete_table(&self, table: &str) -> Result<()>;
+}
+
+/// Copies the value of `key`, if present.
+pub(crate) fn get_owned(raw: &dyn RawRead, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut out = None;
+    raw.get(table, key, &mut |v| {
+        out = Some(v.to_vec());
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_narrow_ranges() {
+        let r = KeyRange::prefix(vec![1]).after(&[1, 5]);
+        assert!(!r.contains(&[1, 5]));
+        assert!(r.contains(&[1, 6]));
+        assert!(!r.contains(&[2]));
+        let r = KeyRange::all().before(&[3]);
+        assert!(r.contains(&[2, 9]));
+        assert!(!r.contains(&[3]));
+        assert!(KeyRange::between(vec![2], vec![2]).is_empty());
+        assert!(
+            KeyRange::prefix(vec![1])
+                .after(&[1, 5])
+                .before(&[1, 5])
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! `workspace.json`: typed access to the fields redkeep knows, every other field kept as it
+//! was. Numbers are kept exactly as written (integers of any size, floats digit for digit),
+//! so rewriting a document never changes a value the application stored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// A user's `workspace.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspaceDoc {
+    /// Canvas state: any JSON value.
+    pub canvas: Value,
+    /// Notes: usually an array, kept as whatever JSON the app stored.
+    pub notes: Value,
+    /// Number of pieces in the gallery.
+    pub piece_count: u64,
+    /// Fields redkeep does not know, in their original order, preserved on rewrite.
+    pub other: Map<String, Value>,
+}
+
+impl Default for WorkspaceDoc {
+    fn default() -> Self {
+        WorkspaceDoc {
+            canvas: Value::Null,
+            notes: Value::Array(Vec::new()),
+            piece_count: 0,
+            other: Map::new(),
+        }
+    }
+}
+
+impl WorkspaceDoc {
+    /// Reads a document from a JSON object.
+    ///
+    /// # Errors
+    /// A message when it is not a JSON object or `piece_count` is not a count.
+    pub fn from_map(mut map: Map<String, Value>) -> std::result::Result<Self, String> {
+        let canvas = map.shift_remove("canvas").unwrap_or(Value::Null);
+        let notes = map
+            .shift_remove("notes")
+            .unwrap_or(Value::Array(Vec::new()));
+        let piece_count = match map.shift_remove("piece_count") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| format!("piece_count is {v}, not a count"))?,
+        };
+        Ok(WorkspaceDoc {
+            canvas,
+            notes,
+            piece_count,
+            other: map,
+        })
+    }
+
+    /// Parses the bytes of a document.
+    ///
+    /// # Errors
+    /// A message when they are not a JSON object of the right shape.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
+        match value {
+            Value::Object(map) => Self::from_map(map),
+            _ => Err("not a JSON object".into()),
+        }
+    }
+
+    /// The document as a JSON object: `canvas`, `notes`, `piece_count`, then the other
+    /// fields in their order.
+    pub fn to_map(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("canvas".into(), self.canvas.clone());
+        map.insert("notes".into(), self.notes.clone());
+        map.insert("piece_count".into(), Value::from(self.piece_count));
+        for (k, v) in &self.other {
+            map.insert(k.clone(), v.clone());
+        }
+        map
+    }
+
+    /// Appends a note (turning a missing or null `notes` into an array first).
+    ///
+    /// # Errors
+    /// `InvalidInput` when `notes` holds something other than an array.
+    pub fn add_note(&mut self, note: impl Into<Value>) -> Result<()> {
+        if self.notes.is_null() {
+            self.notes = Value::Array(Vec::new());
+        }
+        match &mut self.notes {
+            Value::Array(a) => {
+                a.push(note.into());
+                Ok(())
+            }
+            _ => Err(Error::invalid(
+                "notes",
+                "this workspace keeps notes as something other than a list",
+            )),
+        }
+    }
+
+    /// The number of notes (0 when `notes` is not an array).
+    pub fn note_count(&self) -> usize {
+        self.notes.as_array().map_or(0, Vec::len)
+    }
+
+    /// Merges the fields of `patch` into the document (the known fields included; a
+    /// `piece_count` in the patch is ignored: the gallery decides it).
+    ///
+    /// # Errors
+    /// `InvalidInput` when a known field has the wrong type.
+    pub fn merge(&mut self, patch: Map<String, Value>) -> Result<()> {
+        for (k, v) in patch {
+            match k.as_str() {
+                "canvas" => self.canvas = v,
+                "notes" => self.notes = v,
+                "piece_count" => {}
+                _ => {
+                    self.other.insert(k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for WorkspaceDoc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_map().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkspaceDoc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let map = Map::<String, Value>::deserialize(d)?;
+        WorkspaceDoc::from_map(map).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_numbers_survive_rewrites_exactly() {
+        let text = br#"{"v":92233720368547775808,"f":9.223372036854777e+19,"g":0.1,"h":-0,"canvas":{"z":1e400},"notes":[],"piece_count":2}"#;
+        let mut doc = WorkspaceDoc::parse(text).unwrap();
+        for _ in 0..3 {
+            let bytes = serde_json::to_vec(&doc).unwrap();
+            doc = WorkspaceDoc::parse(&bytes).unwrap();
+        }
+        let out = String::from_utf8(serde_json::to_vec(&doc).unwrap()).unwrap();
+        for exact in [
+            "92233720368547775808",
+            "9.223372036854777e+19",
+            "0.1",
+            "\"h\":-0",
+            // The same value; serde_json spells the exponent's sign, once and for good.
+            "1e+400",
+        ] {
+            assert!(out.contains(exact), "{exact} in {out}");
+        }
+        assert_eq!(doc.piece_count, 2);
+    }
+
+    #[test]
+    fn malformed_documents_are_refused() {
+        assert!(WorkspaceDoc::parse(b"[1]").is_err());
+        assert!(WorkspaceDoc::parse(br#"{"piece_count":"three"}"#).is_err());
+        assert!(WorkspaceDoc::parse(b"{").is_err());
+    }
+}
