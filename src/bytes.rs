@@ -1,5 +1,15 @@
-//! Serde adapter for byte fields: standard base64 in human-readable formats such as the JSON
-//! export, and bytes in the store's binary encoding.
+//! Bytes shown to people (hex) and serde adapters for byte fields: base64 or hex in
+//! human-readable formats such as the JSON export, and bytes in the store's binary encoding.
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
 
 /// `Vec<u8>` as standard base64 in JSON.
 pub mod base64 {
@@ -60,7 +70,7 @@ pub mod array {
     /// Serialises a byte array.
     pub fn serialize<S: Serializer, const N: usize>(v: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            s.serialize_str(&crate::store::hex(v))
+            s.serialize_str(&super::hex(v))
         } else {
             s.serialize_bytes(v)
         }

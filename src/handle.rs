@@ -216,17 +216,18 @@ struct FolderFiles {
 }
 
 impl UserFiles for FolderFiles {
-    fn user_deleted(&self, user: &User) -> Result<Option<PathBuf>> {
-        self.workspaces.trash_folder(user.id, self.clock.now())
+    fn user_deleted(&self, id: u64) -> Result<Option<PathBuf>> {
+        self.workspaces.trash_folder(id, self.clock.now())
     }
 }
 
 fn owners(store: Store) -> Owners {
     Arc::new(move |id| {
         let user = store.read(|tx| tx.table::<User>().get(&id))?;
-        Ok(user
-            .filter(|u| !u.uid.is_unset())
-            .map(|u| FolderOwner(u.uid.0)))
+        Ok(user.filter(|u| !u.uid.is_unset()).map(|u| FolderOwner {
+            uid: u.uid.0,
+            since: u.created_at.0,
+        }))
     })
 }
 
@@ -320,18 +321,51 @@ impl Redkeep {
         }
         roles::ensure_system_roles(&self.inner.accounts)?;
         if self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))?.is_some() {
-            let mut marked = 0;
-            for id in self.workspaces().user_ids()? {
-                if let Some(u) = self.users().get(id)?
-                    && !u.uid.is_unset()
-                    && self.workspaces().mark(id, FolderOwner(u.uid.0))?
-                {
-                    marked += 1;
-                }
-            }
-            tracing::info!(marked, "workspace folders marked with their owners");
+            self.mark_folders()?;
             self.store().write(|tx| tx.remove_meta(FOLDERS_UNMARKED))?;
         }
+        Ok(())
+    }
+
+    /// Binds the folders that existed before identities did to their users: an unmarked
+    /// folder is given to the user with its number; a marked one whose marker names this
+    /// account (same creation time) gives the user back that uid, which a store restored from
+    /// before identities had forgotten.
+    fn mark_folders(&self) -> Result<()> {
+        let (mut marked, mut recognised) = (0, 0);
+        for id in self.workspaces().user_ids()? {
+            let Some(u) = self.users().get(id)? else {
+                continue;
+            };
+            let owner = FolderOwner {
+                uid: u.uid.0,
+                since: u.created_at.0,
+            };
+            match self.workspaces().marker(id) {
+                Ok(None) => {
+                    if self.workspaces().mark(id, owner)? {
+                        marked += 1;
+                    }
+                }
+                Ok(Some(m)) if m != owner && m.since == u.created_at.0 => {
+                    let uid = crate::Uid(m.uid);
+                    self.store().write(|tx| {
+                        tx.table::<User>().modify(&id, |u| {
+                            u.uid = uid;
+                            Ok(())
+                        })
+                    })?;
+                    recognised += 1;
+                }
+                // Another account's folder, or a malformed marker: `check` reports it.
+                Ok(Some(_)) | Err(_) => {}
+            }
+        }
+        tracing::info!(
+            marked,
+            recognised,
+            "workspace folders bound to their owners"
+        );
         Ok(())
     }
 

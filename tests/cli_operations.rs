@@ -141,3 +141,68 @@ fn reset_needs_force_and_backs_up_first() {
     assert_eq!(cli.json(&["user", "list"], None), json!([]));
     assert!(cli.json(&["init"], None)["created"].as_bool().unwrap());
 }
+
+/// Alice's private piece, saved after the backup, must never reach the next user: not after
+/// a restore of the older backup, and not after a reset.
+fn privacy_scenario(wipe: &[&str]) {
+    let cli = populated();
+    let backup = cli.dir.path().join("before-alice.tar");
+    cli.json(&["backup", backup.to_str().unwrap()], None);
+    cli.json(
+        &["user", "create", "alice@example.com", "--password-stdin"],
+        Some("alice password\n"),
+    );
+    cli.json(
+        &["gallery", "add", "alice@example.com", "-"],
+        Some(r#"{"secret": "alice's private piece"}"#),
+    );
+    let mut args = wipe.to_vec();
+    if wipe[0] == "restore" {
+        args.insert(1, backup.to_str().unwrap());
+    }
+    cli.json(&args, None);
+    let mallory = cli.json(
+        &["user", "create", "mallory@example.com", "--password-stdin"],
+        Some("mallory password\n"),
+    );
+    let (out, err) = cli.expect(&["gallery", "show", "mallory@example.com", "1"], None, 1);
+    assert!(!out.contains("alice"), "{out}");
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(
+        cli.json(&["gallery", "list", "mallory@example.com"], None),
+        json!([])
+    );
+    assert_ne!(mallory["id"], 2, "mallory never takes alice's id");
+    // Alice's piece waits in the trash; nothing is lost and nothing leaks.
+    let trash = cli.data().join("workspaces/trash");
+    let found = walk(&trash)
+        .iter()
+        .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("alice's private piece")));
+    assert!(found, "alice's piece is in {}", trash.display());
+    cli.expect(&["check"], None, 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restore_never_hands_a_users_files_to_a_new_user() {
+    privacy_scenario(&["restore", "--force"]);
+}
+
+#[test]
+fn a_reset_never_hands_a_users_files_to_a_new_user() {
+    privacy_scenario(&["reset", "--force"]);
+}

@@ -20,7 +20,10 @@ const CHILD_ENV: &str = "REDKEEP_TEST_WORKSPACE_CHILD";
 const MISSING: u64 = 9;
 
 fn owner(id: u64) -> FolderOwner {
-    FolderOwner([id as u8; 16])
+    FolderOwner {
+        uid: [id as u8; 16],
+        since: 1_800_000_000,
+    }
 }
 
 /// Folders stand alone here: every user id but [`MISSING`] exists, with its own identity.

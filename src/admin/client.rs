@@ -10,7 +10,8 @@ use super::protocol::{
     ANSWER, END, Frame, INPUT, MAX_ANSWER_BYTES, MAX_CHUNK_BYTES, OUTPUT, PROTOCOL_VERSION,
     REQUEST, WireReply, WireRequest, read_frame, socket_address, write_frame, write_json,
 };
-use super::{Reply, Request};
+use super::reply::Reply;
+use super::request::Request;
 use crate::error::{Error, Result};
 
 /// What the client got from the owner.
@@ -35,7 +36,7 @@ pub fn connect(dir: &Path) -> Option<Connection> {
     let stream = UnixStream::connect(&address).ok()?;
     Some(Connection {
         stream,
-        path: dir.join(super::SOCKET_FILE),
+        path: dir.join(super::protocol::SOCKET_FILE),
     })
 }
 

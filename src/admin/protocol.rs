@@ -18,7 +18,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Reply, Request};
+use super::reply::Reply;
+use super::request::Request;
+
+/// The socket's file name in the data dir.
+pub const SOCKET_FILE: &str = "redkeep.sock";
 
 /// The protocol version; a peer speaking another is refused.
 pub(crate) const PROTOCOL_VERSION: u32 = 2;
@@ -194,7 +198,7 @@ const MAX_DIRECT_PATH: usize = 100;
 /// The address of the socket in `dir`, and the directory handle that must stay open while
 /// the address is used (when the path is too long to use directly).
 pub(crate) fn socket_address(dir: &Path) -> io::Result<(PathBuf, Option<File>)> {
-    let path = dir.join(super::SOCKET_FILE);
+    let path = dir.join(SOCKET_FILE);
     if path.as_os_str().len() < MAX_DIRECT_PATH {
         return Ok((path, None));
     }
@@ -202,7 +206,7 @@ pub(crate) fn socket_address(dir: &Path) -> io::Result<(PathBuf, Option<File>)> 
     let short = PathBuf::from(format!(
         "/proc/self/fd/{}/{}",
         handle.as_raw_fd(),
-        super::SOCKET_FILE
+        SOCKET_FILE
     ));
     Ok((short, Some(handle)))
 }

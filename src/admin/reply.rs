@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::users::User;
+
 /// What a command produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
@@ -79,4 +81,9 @@ pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
 /// Shows a flag as `yes` / `no`.
 pub fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
+}
+
+/// The JSON form of a user (a `User` holds no secret material).
+pub(crate) fn user_json(u: &User) -> Value {
+    serde_json::to_value(u).unwrap_or_default()
 }

@@ -16,17 +16,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::io::{Io, Quiet};
+use super::protocol::SOCKET_FILE;
 use super::protocol::{
     ANSWER, ChunkReader, ChunkWriter, END, Frame, MAX_CHUNK_BYTES, MAX_REQUEST_BYTES,
     PROTOCOL_VERSION, REQUEST, WireError, WireReply, WireRequest, read_frame, socket_address,
     write_json,
 };
-use super::{Io, Quiet};
 use crate::Redkeep;
 use crate::error::{Error, Result};
 
-/// The socket's file name in the data dir.
-pub const SOCKET_FILE: &str = "redkeep.sock";
 /// Connections served at once; more are refused until one ends.
 pub const MAX_CONNECTIONS: usize = 32;
 /// Time a client has to send its request (and each chunk of its input).
@@ -168,7 +167,7 @@ fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
     }
 }
 
-fn answer(stream: &mut UnixStream, result: std::result::Result<super::Reply, WireError>) {
+fn answer(stream: &mut UnixStream, result: std::result::Result<super::reply::Reply, WireError>) {
     let _ = write_json(
         stream,
         ANSWER,
@@ -308,7 +307,7 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
     );
     let mut output = ChunkWriter::new(&mut writer_stream);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        super::execute(
+        super::request::execute(
             rk,
             &req,
             Io {

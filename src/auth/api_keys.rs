@@ -89,7 +89,7 @@ impl Record for ApiKey {
     }
     fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
         match old.version() {
-            1 => Ok(old.decode::<super::legacy::ApiKeyV1>()?.into()),
+            1 => Ok(old.decode::<ApiKeyV1>()?.into()),
             v => Err(format!("unknown api_keys record version {v}")),
         }
     }
@@ -323,5 +323,62 @@ impl ApiKeys<'_> {
         });
         out.truncate(limit);
         Ok(out)
+    }
+}
+
+// The shape versions 1 and 2 stored (format 1, fields in order), read by `upgrade` and by
+// the migrations. Never change it.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum KeyOwnerV1 {
+    User(u64),
+    Org(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ApiKeyV1 {
+    pub hash: [u8; 32],
+    pub prefix: String,
+    pub owner: KeyOwnerV1,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl From<ApiKeyV1> for ApiKey {
+    fn from(v: ApiKeyV1) -> ApiKey {
+        ApiKey {
+            hash: TokenHash(v.hash),
+            prefix: v.prefix,
+            owner: match v.owner {
+                KeyOwnerV1::User(u) => KeyOwner::User(u),
+                KeyOwnerV1::Org(o) => KeyOwner::Org(o),
+            },
+            scopes: v.scopes,
+            created_at: Timestamp(v.created_at),
+            expires_at: v.expires_at.map(Timestamp),
+            last_used_at: v.last_used_at.map(Timestamp),
+            revoked_at: v.revoked_at.map(Timestamp),
+        }
+    }
+}
+
+impl From<&ApiKey> for ApiKeyV1 {
+    fn from(v: &ApiKey) -> ApiKeyV1 {
+        ApiKeyV1 {
+            hash: v.hash.0,
+            prefix: v.prefix.clone(),
+            owner: match v.owner {
+                KeyOwner::User(u) => KeyOwnerV1::User(u),
+                KeyOwner::Org(o) => KeyOwnerV1::Org(o),
+            },
+            scopes: v.scopes.clone(),
+            created_at: v.created_at.0,
+            expires_at: v.expires_at.map(|t| t.0),
+            last_used_at: v.last_used_at.map(|t| t.0),
+            revoked_at: v.revoked_at.map(|t| t.0),
+        }
     }
 }

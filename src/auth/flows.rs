@@ -13,13 +13,13 @@ use super::agents::AgentSession;
 use super::api_keys::{self, KeyOwner};
 use super::audit::{self, Event};
 use super::invites;
-use super::orgs::{self, Org, OrgMember, OrgRole};
+use super::orgs::{self, Org, OrgMember, OrgRole, Orgs};
 use super::roles::{self, ADMIN_ROLE, DEFAULT_ROLE, UserRole};
-use super::sessions::{self, Login, LoginMeta};
+use super::sessions::{self, Login, LoginMeta, Sessions};
 use super::token::{self, Secret, TokenHash};
 use super::users::{
-    Avatar, CreatedUser, Credential, NewUser, Uid, User, new_stamp, normalize_email, validate_name,
-    validate_username,
+    Avatar, CreatedUser, Credential, DeletedUser, NewUser, Registration, Uid, User, Users,
+    new_stamp, normalize_email, validate_name, validate_username,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -329,7 +329,7 @@ pub(crate) fn verify_login<T>(
 }
 
 /// Logs in and creates a session.
-pub(crate) fn login(acc: &Accounts, login: &str, password: &str, meta: LoginMeta) -> Result<Login> {
+fn log_in(acc: &Accounts, login: &str, password: &str, meta: LoginMeta) -> Result<Login> {
     let ttl = crate::clock::lifetime("ttl", meta.ttl.unwrap_or(acc.policy.sessions.ttl))?;
     for (field, v) in [("ip", &meta.ip), ("user_agent", &meta.user_agent)] {
         if v.as_ref().is_some_and(|s| s.len() > 512) {
@@ -603,4 +603,155 @@ pub(crate) fn delete_org(acc: &Accounts, org: u64, force: bool) -> Result<Org> {
         }
         delete_org_in(tx, now, org)
     })
+}
+
+impl Users<'_> {
+    /// Creates a user (the operator path): the account, its credential, the `user` role (and
+    /// `admin`), a personal org as current org, and the audit event, in one transaction. With
+    /// `spec.invite`, consumes the invite in the same transaction.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad email, username, name or password; `Conflict` when the email
+    /// or username is taken; invite errors as in [`crate::auth::invites::Invites`].
+    pub fn create(&self, spec: NewUser) -> Result<CreatedUser> {
+        create_user(self.acc, spec)
+    }
+
+    /// Registers a user with an invite code (self-service): as [`Users::create`], but an
+    /// invite is required unless the policy allows open registration.
+    ///
+    /// # Errors
+    /// `InvalidInput` (bad email or password, or no invite when one is required),
+    /// `InvalidCredential` (unknown code), `Expired`, `Revoked` (revoked or used up),
+    /// `Conflict` (email or username taken).
+    pub fn register(&self, reg: Registration) -> Result<User> {
+        if reg.invite.is_none() && !self.acc.policy.open_registration {
+            return Err(Error::invalid(
+                "invite",
+                "registration needs an invite code",
+            ));
+        }
+        let created = create_user(
+            self.acc,
+            NewUser {
+                email: reg.email,
+                name: reg.name,
+                username: reg.username,
+                password: Some(reg.password),
+                is_admin: false,
+                invite: reg.invite,
+            },
+        )?;
+        Ok(created.user)
+    }
+
+    /// Checks an email or username and a password under the lockout rules, without creating
+    /// a session. Unknown account, wrong password, disabled and locked account all give the
+    /// same `Unauthorized`, after the same hashing work. Success resets the failure count,
+    /// sets `last_login_at` and upgrades the hash if its parameters or algorithm changed.
+    ///
+    /// # Errors
+    /// `Unauthorized` for every failure.
+    pub fn authenticate(&self, login: &str, password: &str) -> Result<User> {
+        Ok(verify_login(self.acc, login, password, |_, _| Ok(()))?.0)
+    }
+
+    /// Checks a password for a user without recording a login (same work whether the user
+    /// exists, is disabled or not).
+    ///
+    /// # Errors
+    /// `Unauthorized` when it does not match or the user cannot log in.
+    pub fn check_password(&self, id: u64, password: &str) -> Result<()> {
+        check_password(self.acc, id, password)
+    }
+
+    /// Sets a new password (operator path): clears `must_change_password` and the lockout,
+    /// and revokes every session of the user.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad password; `NotFound`.
+    pub fn set_password(&self, id: u64, password: &str) -> Result<User> {
+        set_password(self.acc, id, password, None)
+    }
+
+    /// Changes the password of the user of a session after checking the current one; every
+    /// other session of the user is revoked, this one is kept.
+    ///
+    /// # Errors
+    /// `InvalidCredential` for a bad session; `Unauthorized` for a wrong current password;
+    /// `InvalidInput` for a bad new one.
+    pub fn change_password(&self, session_token: &str, current: &str, new: &str) -> Result<User> {
+        change_password(self.acc, session_token, current, new)
+    }
+
+    /// Disables an account: no more logins; its sessions are revoked and its API keys stop
+    /// verifying at once.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn disable(&self, id: u64) -> Result<User> {
+        set_active(self.acc, id, false)
+    }
+
+    /// Re-enables a disabled account.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn enable(&self, id: u64) -> Result<User> {
+        set_active(self.acc, id, true)
+    }
+
+    /// Lifts a lockout and clears the failure counters.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn unlock(&self, id: u64) -> Result<User> {
+        unlock(self.acc, id)
+    }
+
+    /// Deletes a user and everything that belongs to them in one transaction (credential,
+    /// sessions, roles, memberships and personal org, API keys, agent sessions, avatar), then
+    /// moves their workspace folder to the trash (never deleting files).
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` when the user is the last owner of an org with other members.
+    pub fn delete(&self, id: u64) -> Result<DeletedUser> {
+        let user = self
+            .acc
+            .store
+            .write(|tx| delete_user_records(self.acc, tx, id))?;
+        let trash = self.acc.files.user_deleted(user.id)?;
+        Ok(DeletedUser { user, trash })
+    }
+}
+
+impl Sessions<'_> {
+    /// Logs in with an email or a username: verifies the password (with lockout and rehash)
+    /// and creates a session. Every login makes a new token, shown once.
+    ///
+    /// # Errors
+    /// `Unauthorized` for every failure: unknown account, wrong password, disabled or locked
+    /// account; `InvalidInput` for a lifetime out of bounds or oversized client details.
+    pub fn login(&self, login: &str, password: &str, meta: LoginMeta) -> Result<Login> {
+        log_in(self.acc, login, password, meta)
+    }
+
+    /// Revokes every session of a user; returns how many.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn revoke_all(&self, user: u64) -> Result<usize> {
+        revoke_all_sessions(self.acc, user)
+    }
+}
+
+impl Orgs<'_> {
+    /// Deletes an org with its memberships and API keys. Refused when it has members other
+    /// than one owner, or is someone's personal org, unless `force`.
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` as above.
+    pub fn delete(&self, org: u64, force: bool) -> Result<Org> {
+        delete_org(self.acc, org, force)
+    }
 }

@@ -103,7 +103,7 @@ impl Record for Invite {
     }
     fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
         match old.version() {
-            1 => Ok(old.decode::<super::legacy::InviteV1>()?.into()),
+            1 => Ok(old.decode::<InviteV1>()?.into()),
             v => Err(format!("unknown invites record version {v}")),
         }
     }
@@ -380,4 +380,73 @@ impl Invites<'_> {
 // The first characters of something a user typed, so a mistyped full code is not echoed.
 fn short(text: &str) -> String {
     text.chars().take(12).collect()
+}
+
+// The shape versions 1 and 2 stored (format 1, fields in order), read by `upgrade` and by
+// the migrations. Never change it.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum InviteStatusV1 {
+    Active,
+    UsedUp,
+    Revoked,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InviteV1 {
+    pub hash: [u8; 32],
+    pub prefix: String,
+    pub created_by: Option<u64>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub used_by: Vec<u64>,
+    pub revoked_at: Option<i64>,
+    pub stored_status: InviteStatusV1,
+}
+
+impl From<InviteV1> for Invite {
+    fn from(v: InviteV1) -> Invite {
+        Invite {
+            hash: TokenHash(v.hash),
+            prefix: v.prefix,
+            created_by: v.created_by,
+            created_at: Timestamp(v.created_at),
+            expires_at: v.expires_at.map(Timestamp),
+            max_uses: v.max_uses,
+            uses: v.uses,
+            used_by: v.used_by,
+            revoked_at: v.revoked_at.map(Timestamp),
+            stored_status: match v.stored_status {
+                InviteStatusV1::Active => InviteStatus::Active,
+                InviteStatusV1::UsedUp => InviteStatus::UsedUp,
+                InviteStatusV1::Revoked => InviteStatus::Revoked,
+                InviteStatusV1::Expired => InviteStatus::Expired,
+            },
+        }
+    }
+}
+
+impl From<&Invite> for InviteV1 {
+    fn from(v: &Invite) -> InviteV1 {
+        InviteV1 {
+            hash: v.hash.0,
+            prefix: v.prefix.clone(),
+            created_by: v.created_by,
+            created_at: v.created_at.0,
+            expires_at: v.expires_at.map(|t| t.0),
+            max_uses: v.max_uses,
+            uses: v.uses,
+            used_by: v.used_by.clone(),
+            revoked_at: v.revoked_at.map(|t| t.0),
+            stored_status: match v.stored_status {
+                InviteStatus::Active => InviteStatusV1::Active,
+                InviteStatus::UsedUp => InviteStatusV1::UsedUp,
+                InviteStatus::Revoked => InviteStatusV1::Revoked,
+                InviteStatus::Expired => InviteStatusV1::Expired,
+            },
+        }
+    }
 }

@@ -9,23 +9,17 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::agents::{AgentSession, AgentState};
-use super::api_keys::{ApiKey, KeyOwner};
+use super::api_keys::{ApiKeyV1, KeyOwnerV1};
 use super::audit::AuditEvent;
-use super::invites::{Invite, InviteStatus};
+use super::invites::InviteV1;
 use super::orgs::{Org, OrgMember, OrgRole};
 use super::roles::{Role, UserRole};
-use super::sessions::Session;
-use super::token::TokenHash;
-use super::users::{Avatar, Credential, Uid, User};
-use crate::clock::Timestamp;
+use super::sessions::SessionV1;
+use super::users::{Avatar, UserV1};
 use crate::error::{Error, Result};
 use crate::store::{
     KeyPart, KeyRange, Order, RawRead, WriteTx, codec, get_owned, index_table, record_table,
 };
-
-fn ts(t: i64) -> Timestamp {
-    Timestamp(t)
-}
 
 /// A frozen record shape with the key and index layout its version stored.
 pub(crate) trait LegacyRecord: Serialize + DeserializeOwned {
@@ -43,90 +37,6 @@ fn k<T: KeyPart + ?Sized>(part: &T) -> Vec<u8> {
     out
 }
 
-/// A user as versions 1 and 2 stored it, password hash and lockout counters included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct UserV1 {
-    pub id: u64,
-    pub email: String,
-    pub username: Option<String>,
-    pub name: String,
-    pub password_hash: String,
-    pub is_admin: bool,
-    pub is_active: bool,
-    pub email_verified: bool,
-    pub must_change_password: bool,
-    pub failed_logins: u32,
-    pub locked_until: Option<i64>,
-    pub lock_count: u32,
-    pub failure_window_start: Option<i64>,
-    pub failures_in_window: u32,
-    pub last_login_at: Option<i64>,
-    pub current_org_id: Option<u64>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-impl UserV1 {
-    /// Today's user (with an unset uid, given by the v3 migration).
-    pub(crate) fn into_user(self) -> User {
-        User {
-            id: self.id,
-            uid: Uid::default(),
-            email: self.email,
-            username: self.username,
-            name: self.name,
-            external_id: None,
-            is_admin: self.is_admin,
-            is_active: self.is_active,
-            email_verified: self.email_verified,
-            must_change_password: self.must_change_password,
-            last_login_at: self.last_login_at.map(ts),
-            current_org_id: self.current_org_id,
-            created_at: ts(self.created_at),
-            updated_at: ts(self.updated_at),
-        }
-    }
-
-    /// Today's credential of this user.
-    pub(crate) fn credential(&self, stamp: [u8; 16]) -> Credential {
-        Credential {
-            user_id: self.id,
-            password_hash: self.password_hash.clone(),
-            failed_logins: self.failed_logins,
-            locked_until: self.locked_until.map(ts),
-            lock_count: self.lock_count,
-            failure_window_start: self.failure_window_start.map(ts),
-            failures_in_window: self.failures_in_window,
-            stamp,
-            changed_at: ts(self.updated_at),
-        }
-    }
-
-    /// The old shape of today's user and credential.
-    pub(crate) fn from_parts(u: &User, c: Option<&Credential>) -> UserV1 {
-        UserV1 {
-            id: u.id,
-            email: u.email.clone(),
-            username: u.username.clone(),
-            name: u.name.clone(),
-            password_hash: c.map(|c| c.password_hash.clone()).unwrap_or_default(),
-            is_admin: u.is_admin,
-            is_active: u.is_active,
-            email_verified: u.email_verified,
-            must_change_password: u.must_change_password,
-            failed_logins: c.map_or(0, |c| c.failed_logins),
-            locked_until: c.and_then(|c| c.locked_until).map(|t| t.0),
-            lock_count: c.map_or(0, |c| c.lock_count),
-            failure_window_start: c.and_then(|c| c.failure_window_start).map(|t| t.0),
-            failures_in_window: c.map_or(0, |c| c.failures_in_window),
-            last_login_at: u.last_login_at.map(|t| t.0),
-            current_org_id: u.current_org_id,
-            created_at: u.created_at.0,
-            updated_at: u.updated_at.0,
-        }
-    }
-}
-
 impl LegacyRecord for UserV1 {
     const TABLE: &'static str = "users";
     fn key_bytes(&self) -> Vec<u8> {
@@ -140,72 +50,6 @@ impl LegacyRecord for UserV1 {
         out.push(("is_admin", k(&self.is_admin), false));
         out.push(("created_at", k(&self.created_at), false));
         out
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum InviteStatusV1 {
-    Active,
-    UsedUp,
-    Revoked,
-    Expired,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct InviteV1 {
-    pub hash: [u8; 32],
-    pub prefix: String,
-    pub created_by: Option<u64>,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-    pub max_uses: u32,
-    pub uses: u32,
-    pub used_by: Vec<u64>,
-    pub revoked_at: Option<i64>,
-    pub stored_status: InviteStatusV1,
-}
-
-impl From<InviteV1> for Invite {
-    fn from(v: InviteV1) -> Invite {
-        Invite {
-            hash: TokenHash(v.hash),
-            prefix: v.prefix,
-            created_by: v.created_by,
-            created_at: ts(v.created_at),
-            expires_at: v.expires_at.map(ts),
-            max_uses: v.max_uses,
-            uses: v.uses,
-            used_by: v.used_by,
-            revoked_at: v.revoked_at.map(ts),
-            stored_status: match v.stored_status {
-                InviteStatusV1::Active => InviteStatus::Active,
-                InviteStatusV1::UsedUp => InviteStatus::UsedUp,
-                InviteStatusV1::Revoked => InviteStatus::Revoked,
-                InviteStatusV1::Expired => InviteStatus::Expired,
-            },
-        }
-    }
-}
-
-impl From<&Invite> for InviteV1 {
-    fn from(v: &Invite) -> InviteV1 {
-        InviteV1 {
-            hash: v.hash.0,
-            prefix: v.prefix.clone(),
-            created_by: v.created_by,
-            created_at: v.created_at.0,
-            expires_at: v.expires_at.map(|t| t.0),
-            max_uses: v.max_uses,
-            uses: v.uses,
-            used_by: v.used_by.clone(),
-            revoked_at: v.revoked_at.map(|t| t.0),
-            stored_status: match v.stored_status {
-                InviteStatus::Active => InviteStatusV1::Active,
-                InviteStatus::UsedUp => InviteStatusV1::UsedUp,
-                InviteStatus::Revoked => InviteStatusV1::Revoked,
-                InviteStatus::Expired => InviteStatusV1::Expired,
-            },
-        }
     }
 }
 
@@ -288,51 +132,6 @@ impl LegacyRecord for UserRoleV1 {
             ("by_user", k(&self.user_id), false),
             ("by_role", k(&self.role_id), false),
         ]
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SessionV1 {
-    pub hash: [u8; 32],
-    pub short_id: String,
-    pub user_id: u64,
-    pub created_at: i64,
-    pub last_seen_at: i64,
-    pub expires_at: i64,
-    pub idle_timeout_secs: u64,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-impl From<SessionV1> for Session {
-    fn from(v: SessionV1) -> Session {
-        Session {
-            hash: TokenHash(v.hash),
-            short_id: v.short_id,
-            user_id: v.user_id,
-            created_at: ts(v.created_at),
-            last_seen_at: ts(v.last_seen_at),
-            expires_at: ts(v.expires_at),
-            idle_timeout_secs: v.idle_timeout_secs,
-            ip: v.ip,
-            user_agent: v.user_agent,
-        }
-    }
-}
-
-impl From<&Session> for SessionV1 {
-    fn from(v: &Session) -> SessionV1 {
-        SessionV1 {
-            hash: v.hash.0,
-            short_id: v.short_id.clone(),
-            user_id: v.user_id,
-            created_at: v.created_at.0,
-            last_seen_at: v.last_seen_at.0,
-            expires_at: v.expires_at.0,
-            idle_timeout_secs: v.idle_timeout_secs,
-            ip: v.ip.clone(),
-            user_agent: v.user_agent.clone(),
-        }
     }
 }
 
@@ -488,60 +287,6 @@ impl LegacyRecord for OrgMemberV1 {
             ("by_org", k(&self.org_id), false),
             ("by_user", k(&self.user_id), false),
         ]
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum KeyOwnerV1 {
-    User(u64),
-    Org(u64),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ApiKeyV1 {
-    pub hash: [u8; 32],
-    pub prefix: String,
-    pub owner: KeyOwnerV1,
-    pub scopes: Vec<String>,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-    pub last_used_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-}
-
-impl From<ApiKeyV1> for ApiKey {
-    fn from(v: ApiKeyV1) -> ApiKey {
-        ApiKey {
-            hash: TokenHash(v.hash),
-            prefix: v.prefix,
-            owner: match v.owner {
-                KeyOwnerV1::User(u) => KeyOwner::User(u),
-                KeyOwnerV1::Org(o) => KeyOwner::Org(o),
-            },
-            scopes: v.scopes,
-            created_at: ts(v.created_at),
-            expires_at: v.expires_at.map(ts),
-            last_used_at: v.last_used_at.map(ts),
-            revoked_at: v.revoked_at.map(ts),
-        }
-    }
-}
-
-impl From<&ApiKey> for ApiKeyV1 {
-    fn from(v: &ApiKey) -> ApiKeyV1 {
-        ApiKeyV1 {
-            hash: v.hash.0,
-            prefix: v.prefix.clone(),
-            owner: match v.owner {
-                KeyOwner::User(u) => KeyOwnerV1::User(u),
-                KeyOwner::Org(o) => KeyOwnerV1::Org(o),
-            },
-            scopes: v.scopes.clone(),
-            created_at: v.created_at.0,
-            expires_at: v.expires_at.map(|t| t.0),
-            last_used_at: v.last_used_at.map(|t| t.0),
-            revoked_at: v.revoked_at.map(|t| t.0),
-        }
     }
 }
 

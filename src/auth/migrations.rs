@@ -21,17 +21,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::agents::AgentSession;
-use super::api_keys::ApiKey;
+use super::api_keys::{ApiKey, ApiKeyV1};
 use super::audit::AuditEvent;
-use super::invites::Invite;
+use super::invites::{Invite, InviteV1};
 use super::legacy::{
-    self, AgentSessionV1, ApiKeyV1, AuditEventV1, AvatarV1, InviteV1, OrgMemberV1, OrgRoleV1,
-    OrgV1, RoleV1, SessionV1, UserRoleV1, UserV1,
+    self, AgentSessionV1, AuditEventV1, AvatarV1, OrgMemberV1, OrgRoleV1, OrgV1, RoleV1, UserRoleV1,
 };
 use super::orgs::{Org, OrgMember};
 use super::roles::{Role, SYSTEM_ROLES, UserRole};
-use super::sessions::Session;
-use super::users::{Avatar, Credential, Uid, User, new_stamp};
+use super::sessions::{Session, SessionV1};
+use super::users::{Avatar, Credential, Uid, User, UserV1, new_stamp};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::store::{Key, KeyRange, Meta, Migration, Order, Record, WriteTx, record_table};
@@ -246,8 +245,8 @@ fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
             None => Uid::generate()?,
         };
         let key = user.id.to_bytes();
-        raw.put(&users_table, &key, &tx.encode(&user)?)?;
-        raw.put(&creds_table, &key, &tx.encode(&credential)?)?;
+        raw.put(&users_table, &key, &crate::store::encode(tx, &user)?)?;
+        raw.put(&creds_table, &key, &crate::store::encode(tx, &credential)?)?;
     }
     rekey_agent_sessions(tx, |raw_key| {
         std::str::from_utf8(raw_key)
@@ -276,7 +275,7 @@ fn rekey_agent_sessions(tx: &WriteTx<'_>, rekey: impl Fn(&[u8]) -> Option<Vec<u8
     for (k, v) in rows {
         let new = rekey(&k).ok_or_else(|| Error::Corrupt {
             table: AgentSession::TABLE.into(),
-            key: crate::store::hex(&k),
+            key: crate::bytes::hex(&k),
             reason: "malformed agent session id".into(),
         })?;
         raw.put(&table, &new, &v)?;

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Accounts;
 use super::audit::{self, Event};
-use super::flows;
 use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -490,15 +489,6 @@ impl Orgs<'_> {
                 Ok(m.clone())
             })
         })
-    }
-
-    /// Deletes an org with its memberships and API keys. Refused when it has members other
-    /// than one owner, or is someone's personal org, unless `force`.
-    ///
-    /// # Errors
-    /// `NotFound`; `Denied` as above.
-    pub fn delete(&self, org: u64, force: bool) -> Result<Org> {
-        flows::delete_org(self.acc, org, force)
     }
 
     /// Sets the user's current org, which must be one of theirs.

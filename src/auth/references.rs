@@ -146,3 +146,22 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
     }
     Ok(())
 }
+
+/// The whole-table operations of redkeep's own record types.
+pub(crate) fn own_tables() -> Vec<Box<dyn crate::store::TableCheck>> {
+    use crate::store::check_table;
+    vec![
+        check_table::<super::users::User>(),
+        check_table::<super::users::Credential>(),
+        check_table::<super::users::Avatar>(),
+        check_table::<super::invites::Invite>(),
+        check_table::<super::roles::Role>(),
+        check_table::<super::roles::UserRole>(),
+        check_table::<super::sessions::Session>(),
+        check_table::<super::agents::AgentSession>(),
+        check_table::<super::orgs::Org>(),
+        check_table::<super::orgs::OrgMember>(),
+        check_table::<super::api_keys::ApiKey>(),
+        check_table::<super::audit::AuditEvent>(),
+    ]
+}

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Accounts;
+pub use super::accounts::{LockoutPolicy, SessionPolicy};
 use super::audit::{self, Event};
-use super::flows;
 use super::token::{self, Secret, TokenHash};
 use super::users::User;
 use crate::clock::Timestamp;
@@ -19,51 +19,6 @@ use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
 
 /// The type prefix of session tokens.
 pub const SESSION_PREFIX: &str = "rks";
-
-/// How sessions expire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionPolicy {
-    /// Absolute lifetime from login (default 12 h); a login may ask for less or more.
-    pub ttl: Duration,
-    /// A session unused this long expires (default 30 min).
-    pub idle_timeout: Duration,
-    /// `last_seen_at` is written at most this often (default 60 s).
-    pub touch_interval: Duration,
-}
-
-impl Default for SessionPolicy {
-    fn default() -> Self {
-        SessionPolicy {
-            ttl: Duration::from_secs(12 * 3600),
-            idle_timeout: Duration::from_secs(30 * 60),
-            touch_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-/// How password guessing is slowed down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    /// Failed logins in a row that lock the account (default 10).
-    pub threshold: u32,
-    /// The first lock's length (default 1 min); each further lock doubles it.
-    pub base_lock: Duration,
-    /// The longest lock (default 24 h).
-    pub max_lock: Duration,
-    /// Failed attempts per hour that may reach the password hash (default 100).
-    pub max_failures_per_hour: u32,
-}
-
-impl Default for LockoutPolicy {
-    fn default() -> Self {
-        LockoutPolicy {
-            threshold: 10,
-            base_lock: Duration::from_secs(60),
-            max_lock: Duration::from_secs(24 * 3600),
-            max_failures_per_hour: 100,
-        }
-    }
-}
 
 /// A login session. The token itself is never stored; its hash is the key, kept out of
 /// `Debug` and `Serialize`.
@@ -125,7 +80,7 @@ impl Record for Session {
     }
     fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
         match old.version() {
-            1 => Ok(old.decode::<super::legacy::SessionV1>()?.into()),
+            1 => Ok(old.decode::<SessionV1>()?.into()),
             v => Err(format!("unknown sessions record version {v}")),
         }
     }
@@ -225,16 +180,6 @@ impl Sessions<'_> {
         Error::InvalidCredential {
             what: "session token",
         }
-    }
-
-    /// Logs in with an email or a username: verifies the password (with lockout and rehash)
-    /// and creates a session. Every login makes a new token, shown once.
-    ///
-    /// # Errors
-    /// `Unauthorized` for every failure: unknown account, wrong password, disabled or locked
-    /// account; `InvalidInput` for a lifetime out of bounds or oversized client details.
-    pub fn login(&self, login: &str, password: &str, meta: LoginMeta) -> Result<Login> {
-        flows::login(self.acc, login, password, meta)
     }
 
     /// Checks a token: it must exist, be within its absolute and idle expiry, and belong to an
@@ -339,14 +284,6 @@ impl Sessions<'_> {
         })
     }
 
-    /// Revokes every session of a user; returns how many.
-    ///
-    /// # Errors
-    /// `Storage` when the engine fails.
-    pub fn revoke_all(&self, user: u64) -> Result<usize> {
-        flows::revoke_all_sessions(self.acc, user)
-    }
-
     /// Up to `limit` sessions, newest first, optionally of one user.
     ///
     /// # Errors
@@ -393,5 +330,53 @@ impl Sessions<'_> {
             }
             Ok(expired.len())
         })
+    }
+}
+
+// The shape versions 1 and 2 stored (format 1, fields in order), read by `upgrade` and by
+// the migrations. Never change it.
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SessionV1 {
+    pub hash: [u8; 32],
+    pub short_id: String,
+    pub user_id: u64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub idle_timeout_secs: u64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl From<SessionV1> for Session {
+    fn from(v: SessionV1) -> Session {
+        Session {
+            hash: TokenHash(v.hash),
+            short_id: v.short_id,
+            user_id: v.user_id,
+            created_at: Timestamp(v.created_at),
+            last_seen_at: Timestamp(v.last_seen_at),
+            expires_at: Timestamp(v.expires_at),
+            idle_timeout_secs: v.idle_timeout_secs,
+            ip: v.ip,
+            user_agent: v.user_agent,
+        }
+    }
+}
+
+impl From<&Session> for SessionV1 {
+    fn from(v: &Session) -> SessionV1 {
+        SessionV1 {
+            hash: v.hash.0,
+            short_id: v.short_id.clone(),
+            user_id: v.user_id,
+            created_at: v.created_at.0,
+            last_seen_at: v.last_seen_at.0,
+            expires_at: v.expires_at.0,
+            idle_timeout_secs: v.idle_timeout_secs,
+            ip: v.ip.clone(),
+            user_agent: v.user_agent.clone(),
+        }
     }
 }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
+use crate::store::{Record, WriteTx};
 
 /// Random bytes in each token: 192 bits, of which the 40-bit display prefix reveals part,
 /// leaving more than 128 secret bits.
@@ -71,7 +72,7 @@ impl From<&str> for Secret {
 pub mod wire {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::Secret;
+    use crate::auth::token::Secret;
 
     /// Writes the secret's value.
     pub fn serialize<S: Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
@@ -203,6 +204,29 @@ pub fn generate_password() -> Result<Secret> {
         }
     }
     Ok(Secret::new(out))
+}
+
+/// Inserts a record keyed by a freshly drawn `kind` token, built by `make` from the token's
+/// hash and display prefix; draws again on the rare prefix clash. Returns the secret, shown
+/// once, and the record.
+pub(crate) fn insert_with_token<R: Record>(
+    tx: &WriteTx<'_>,
+    kind: &str,
+    make: impl Fn(TokenHash, String) -> R,
+) -> Result<(Secret, R)> {
+    let table = tx.table::<R>();
+    for _ in 0..8 {
+        let tok = generate(kind)?;
+        let record = make(tok.hash, tok.prefix);
+        match table.insert(&record) {
+            Ok(()) => return Ok((tok.secret, record)),
+            Err(Error::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Busy {
+        what: format!("drawing an unused {kind} prefix failed eight times"),
+    })
 }
 
 #[cfg(test)]

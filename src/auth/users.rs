@@ -10,7 +10,6 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::Accounts;
-use super::flows;
 use super::token::{self, Secret};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -179,7 +178,7 @@ impl Record for User {
     }
     fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
         match old.version() {
-            1 => Ok(old.decode::<super::legacy::UserV1>()?.into_user()),
+            1 => Ok(old.decode::<UserV1>()?.into_user()),
             v => Err(format!("unknown users record version {v}")),
         }
     }
@@ -485,45 +484,6 @@ pub struct Users<'a> {
 }
 
 impl Users<'_> {
-    /// Creates a user (the operator path): the account, its credential, the `user` role (and
-    /// `admin`), a personal org as current org, and the audit event, in one transaction. With
-    /// `spec.invite`, consumes the invite in the same transaction.
-    ///
-    /// # Errors
-    /// `InvalidInput` for a bad email, username, name or password; `Conflict` when the email
-    /// or username is taken; invite errors as in [`crate::auth::invites::Invites`].
-    pub fn create(&self, spec: NewUser) -> Result<CreatedUser> {
-        flows::create_user(self.acc, spec)
-    }
-
-    /// Registers a user with an invite code (self-service): as [`Users::create`], but an
-    /// invite is required unless the policy allows open registration.
-    ///
-    /// # Errors
-    /// `InvalidInput` (bad email or password, or no invite when one is required),
-    /// `InvalidCredential` (unknown code), `Expired`, `Revoked` (revoked or used up),
-    /// `Conflict` (email or username taken).
-    pub fn register(&self, reg: Registration) -> Result<User> {
-        if reg.invite.is_none() && !self.acc.policy.open_registration {
-            return Err(Error::invalid(
-                "invite",
-                "registration needs an invite code",
-            ));
-        }
-        let created = flows::create_user(
-            self.acc,
-            NewUser {
-                email: reg.email,
-                name: reg.name,
-                username: reg.username,
-                password: Some(reg.password),
-                is_admin: false,
-                invite: reg.invite,
-            },
-        )?;
-        Ok(created.user)
-    }
-
     /// The user with this id.
     ///
     /// # Errors
@@ -687,85 +647,6 @@ impl Users<'_> {
         })
     }
 
-    /// Checks an email or username and a password under the lockout rules, without creating
-    /// a session. Unknown account, wrong password, disabled and locked account all give the
-    /// same `Unauthorized`, after the same hashing work. Success resets the failure count,
-    /// sets `last_login_at` and upgrades the hash if its parameters or algorithm changed.
-    ///
-    /// # Errors
-    /// `Unauthorized` for every failure.
-    pub fn authenticate(&self, login: &str, password: &str) -> Result<User> {
-        Ok(flows::verify_login(self.acc, login, password, |_, _| Ok(()))?.0)
-    }
-
-    /// Checks a password for a user without recording a login (same work whether the user
-    /// exists, is disabled or not).
-    ///
-    /// # Errors
-    /// `Unauthorized` when it does not match or the user cannot log in.
-    pub fn check_password(&self, id: u64, password: &str) -> Result<()> {
-        flows::check_password(self.acc, id, password)
-    }
-
-    /// Sets a new password (operator path): clears `must_change_password` and the lockout,
-    /// and revokes every session of the user.
-    ///
-    /// # Errors
-    /// `InvalidInput` for a bad password; `NotFound`.
-    pub fn set_password(&self, id: u64, password: &str) -> Result<User> {
-        flows::set_password(self.acc, id, password, None)
-    }
-
-    /// Changes the password of the user of a session after checking the current one; every
-    /// other session of the user is revoked, this one is kept.
-    ///
-    /// # Errors
-    /// `InvalidCredential` for a bad session; `Unauthorized` for a wrong current password;
-    /// `InvalidInput` for a bad new one.
-    pub fn change_password(&self, session_token: &str, current: &str, new: &str) -> Result<User> {
-        flows::change_password(self.acc, session_token, current, new)
-    }
-
-    /// Disables an account: no more logins; its sessions are revoked and its API keys stop
-    /// verifying at once.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub fn disable(&self, id: u64) -> Result<User> {
-        flows::set_active(self.acc, id, false)
-    }
-
-    /// Re-enables a disabled account.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub fn enable(&self, id: u64) -> Result<User> {
-        flows::set_active(self.acc, id, true)
-    }
-
-    /// Lifts a lockout and clears the failure counters.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub fn unlock(&self, id: u64) -> Result<User> {
-        flows::unlock(self.acc, id)
-    }
-
-    /// Deletes a user and everything that belongs to them in one transaction (credential,
-    /// sessions, roles, memberships and personal org, API keys, agent sessions, avatar), then
-    /// moves their workspace folder to the trash (never deleting files).
-    ///
-    /// # Errors
-    /// `NotFound`; `Denied` when the user is the last owner of an org with other members.
-    pub fn delete(&self, id: u64) -> Result<DeletedUser> {
-        let user = self
-            .acc
-            .store
-            .write(|tx| flows::delete_user_records(self.acc, tx, id))?;
-        let trash = self.acc.files.user_deleted(&user)?;
-        Ok(DeletedUser { user, trash })
-    }
-
     /// Where the user stands with the lockout rules.
     ///
     /// # Errors
@@ -840,5 +721,92 @@ impl Users<'_> {
             .store
             .write(|tx| tx.table::<Avatar>().delete(&id))?
             .is_some())
+    }
+}
+
+// The shape versions 1 and 2 stored (format 1, fields in order), read by `upgrade` and by
+// the migrations. Never change it.
+
+/// A user as versions 1 and 2 stored it, password hash and lockout counters included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UserV1 {
+    pub id: u64,
+    pub email: String,
+    pub username: Option<String>,
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+    pub email_verified: bool,
+    pub must_change_password: bool,
+    pub failed_logins: u32,
+    pub locked_until: Option<i64>,
+    pub lock_count: u32,
+    pub failure_window_start: Option<i64>,
+    pub failures_in_window: u32,
+    pub last_login_at: Option<i64>,
+    pub current_org_id: Option<u64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl UserV1 {
+    /// Today's user (with an unset uid, given by the v3 migration).
+    pub(crate) fn into_user(self) -> User {
+        User {
+            id: self.id,
+            uid: Uid::default(),
+            email: self.email,
+            username: self.username,
+            name: self.name,
+            external_id: None,
+            is_admin: self.is_admin,
+            is_active: self.is_active,
+            email_verified: self.email_verified,
+            must_change_password: self.must_change_password,
+            last_login_at: self.last_login_at.map(Timestamp),
+            current_org_id: self.current_org_id,
+            created_at: Timestamp(self.created_at),
+            updated_at: Timestamp(self.updated_at),
+        }
+    }
+
+    /// Today's credential of this user.
+    pub(crate) fn credential(&self, stamp: [u8; 16]) -> Credential {
+        Credential {
+            user_id: self.id,
+            password_hash: self.password_hash.clone(),
+            failed_logins: self.failed_logins,
+            locked_until: self.locked_until.map(Timestamp),
+            lock_count: self.lock_count,
+            failure_window_start: self.failure_window_start.map(Timestamp),
+            failures_in_window: self.failures_in_window,
+            stamp,
+            changed_at: Timestamp(self.updated_at),
+        }
+    }
+
+    /// The old shape of today's user and credential.
+    pub(crate) fn from_parts(u: &User, c: Option<&Credential>) -> UserV1 {
+        UserV1 {
+            id: u.id,
+            email: u.email.clone(),
+            username: u.username.clone(),
+            name: u.name.clone(),
+            password_hash: c.map(|c| c.password_hash.clone()).unwrap_or_default(),
+            is_admin: u.is_admin,
+            is_active: u.is_active,
+            email_verified: u.email_verified,
+            must_change_password: u.must_change_password,
+            failed_logins: c.map_or(0, |c| c.failed_logins),
+            locked_until: c.and_then(|c| c.locked_until).map(|t| t.0),
+            lock_count: c.map_or(0, |c| c.lock_count),
+            failure_window_start: c.and_then(|c| c.failure_window_start).map(|t| t.0),
+            failures_in_window: c.map_or(0, |c| c.failures_in_window),
+            last_login_at: u.last_login_at.map(|t| t.0),
+            current_org_id: u.current_org_id,
+            created_at: u.created_at.0,
+            updated_at: u.updated_at.0,
+        }
     }
 }

@@ -216,7 +216,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Reset { force } => {
             admin::commands::reset(&cli.data_dir, *force, now).map_err(whole_file)?
         }
-        Command::Status => admin::commands::status::probe(&cli.data_dir)?,
+        Command::Status => admin::probe(&cli.data_dir)?,
         command => {
             let secret = command.stdin_secret().map(read_secret).transpose()?;
             let mut input = input_for(command)?;

@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{folders_of, open_file_store, sequences_of, with_suffix};
+use super::files::{folders_of, open_file_store, sequences_of, with_suffix};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::handle::{SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};

@@ -31,12 +31,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Redkeep;
+use crate::bytes::hex;
 use crate::error::{Error, Result};
 use crate::handle::SCHEMA_VERSION;
 use crate::store::Record;
-use crate::store::{
-    CheckReport, KeyRange, Meta, Order, Source, TableCheck, TableInfo, WriteTx, hex,
-};
+use crate::store::{CheckReport, KeyRange, Meta, Order, Source, TableCheck, TableInfo, WriteTx};
 use crate::workspace::WorkspaceDoc;
 
 /// The export format's version, in the first line.

@@ -8,9 +8,10 @@ use std::marker::PhantomData;
 use serde::Serialize;
 
 use super::engine::{KeyRange, Order};
-use super::key::{Key, hex, show_key};
-use super::table::{decode_record, entry_value, index_entry, index_table, record_table};
-use super::{Record, Source, TableInfo, WriteTx, resolve_shape};
+use super::key::{Key, show_key};
+use super::table::{Record, decode_record, entry_value, index_entry, index_table, record_table};
+use super::tx::{Source, TableInfo, WriteTx, resolve_shape};
+use crate::bytes::hex;
 use crate::error::{Error, Result};
 
 /// Record and index-entry counts of one table.

@@ -258,20 +258,10 @@ pub(crate) fn show_key(bytes: &[u8]) -> String {
             let mut input = bytes;
             match String::take(&mut input) {
                 Some(s) if input.is_empty() && s.chars().all(|c| c.is_ascii_graphic()) => s,
-                _ => hex(bytes),
+                _ => crate::bytes::hex(bytes),
             }
         }
     }
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 #[cfg(test)]

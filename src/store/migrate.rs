@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use super::{Meta, Store, WriteTx};
+use super::db::Store;
+use super::tx::{Meta, WriteTx};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 
@@ -229,16 +230,7 @@ impl Store {
             }
             Ok(())
         })?;
-        self.inner
-            .shapes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.inner
-            .catalogued
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.registry().clear();
         Ok(())
     }
 }

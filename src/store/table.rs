@@ -10,12 +10,12 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec::Stored;
+use super::codec::{self, Stored};
 use super::engine::{KeyRange, Order, RawRead, get_owned};
-use super::format::{self, Resolve};
+use super::format::{self, Resolve, UsedShapes};
 use super::index::Index;
 use super::key::{Key, show_key};
-use super::{ReadTx, Source, WriteTx, resolve_shape};
+use super::tx::{IndexInfo, ReadTx, Source, TableInfo, WriteTx, resolve_shape};
 use crate::error::{Error, Result};
 
 /// A type stored in its own table with a primary key and secondary indexes.
@@ -87,6 +87,41 @@ pub trait Record: Serialize + DeserializeOwned + 'static {
     fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
         old.decode()
     }
+}
+
+impl TableInfo {
+    /// The catalog entry of record type `R`.
+    pub fn of<R: Record>() -> TableInfo {
+        TableInfo {
+            name: R::TABLE.to_string(),
+            version: R::VERSION,
+            key_len: <R::Key as Key>::FIXED_LEN,
+            indexes: R::INDEXES
+                .iter()
+                .map(|i| IndexInfo {
+                    name: i.name.to_string(),
+                    unique: i.unique,
+                })
+                .collect(),
+            secret_fields: R::SECRET_FIELDS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Encodes a record inside `tx`, registering the shapes it uses and its table in the catalog.
+pub(crate) fn encode<R: Record>(tx: &WriteTx<'_>, record: &R) -> Result<Vec<u8>> {
+    tx.register_table(R::TABLE, TableInfo::of::<R>)?;
+    let mut used = UsedShapes::default();
+    let bytes = codec::encode(record, R::VERSION, &mut used).map_err(|reason| {
+        Error::invalid(
+            "record",
+            format!("cannot store a {} record: {reason}", R::TABLE),
+        )
+    })?;
+    for (id, names) in used.0 {
+        tx.register_shape(id, &names)?;
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn record_table(table: &str) -> String {
@@ -514,7 +549,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     // Checks every unique index first, so a clash leaves nothing behind, then writes.
     // `old` holds the stored record's entry of each index (all `None` for a new record).
     fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
-        let value = self.tx.encode(new)?;
+        let value = encode(self.tx, new)?;
         let raw = self.tx.raw_write();
         let mut moves = Vec::new();
         for (idx, old_key) in R::INDEXES.iter().zip(old.iter()) {

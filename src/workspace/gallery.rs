@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, Workspaces, corrupt};
+use super::folders::{Workspaces, corrupt};
+use super::lock::LockKind;
+use super::names::{GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE};
+use super::names::{piece_file_name, piece_numbers, trashed_numbers};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -22,55 +25,6 @@ pub struct PieceInfo {
     pub size_bytes: u64,
     /// Its last modification.
     pub modified: Option<Timestamp>,
-}
-
-/// The file name of piece `n`: six digits, wider past 999,999.
-pub fn piece_file_name(n: u64) -> String {
-    format!("piece_{n:06}.json")
-}
-
-/// The number in a piece file name, if it is one.
-fn parse_piece_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("piece_")?.strip_suffix(".json")?;
-    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if digits.len() > 6 && digits.starts_with('0') {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-fn numbers_in(dir: &Path, parse: impl Fn(&str) -> Option<u64>) -> Result<Vec<u64>> {
-    if fsutil::real_dir(dir)?.is_none() {
-        return Ok(Vec::new());
-    }
-    let entries =
-        fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-    let mut out: Vec<u64> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| e.file_name().to_str().and_then(&parse))
-        .collect();
-    out.sort_unstable();
-    Ok(out)
-}
-
-/// Piece numbers present in the gallery of the folder `dir`, ascending. A symlinked gallery
-/// is refused.
-pub(super) fn piece_numbers(dir: &Path) -> Result<Vec<u64>> {
-    numbers_in(&dir.join(GALLERY_DIR), parse_piece_name)
-}
-
-// Removed pieces are kept as `piece_NNNNNN.json` or `piece_NNNNNN.json-2`, ….
-fn trashed_numbers(dir: &Path) -> Result<Vec<u64>> {
-    numbers_in(&dir.join(PIECE_TRASH), |name| {
-        let base = match name.rsplit_once(".json-") {
-            Some((b, n)) if n.bytes().all(|c| c.is_ascii_digit()) => &name[..b.len() + 5],
-            _ => name,
-        };
-        parse_piece_name(base)
-    })
 }
 
 impl Workspaces {
@@ -142,7 +96,7 @@ impl Workspaces {
     /// # Errors
     /// As [`Workspaces::list_pieces`].
     pub fn pieces(&self, user: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
-        let Some(folder) = self.folder(user, super::LockKind::Shared, false)? else {
+        let Some(folder) = self.folder(user, LockKind::Shared, false)? else {
             return Ok(());
         };
         for n in piece_numbers(&folder.dir)? {
@@ -159,7 +113,7 @@ impl Workspaces {
     /// # Errors
     /// `NotFound` for an unknown user; `UnsafePath` for a folder of another account.
     pub fn list_pieces(&self, user: u64) -> Result<Vec<PieceInfo>> {
-        let Some(folder) = self.folder(user, super::LockKind::Shared, false)? else {
+        let Some(folder) = self.folder(user, LockKind::Shared, false)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
@@ -185,7 +139,7 @@ impl Workspaces {
     pub fn load_piece(&self, user: u64, n: u64) -> Result<Value> {
         let missing = || Error::not_found(format!("piece {n} of user {user}"));
         let folder = self
-            .folder(user, super::LockKind::Shared, false)?
+            .folder(user, LockKind::Shared, false)?
             .ok_or_else(missing)?;
         self.read_piece(&folder.dir, n).map_err(|e| match e {
             Error::NotFound { .. } => missing(),
@@ -201,7 +155,7 @@ impl Workspaces {
     pub fn delete_piece(&self, user: u64, n: u64) -> Result<()> {
         let missing = || Error::not_found(format!("piece {n} of user {user}"));
         let folder = self
-            .folder(user, super::LockKind::Exclusive, false)?
+            .folder(user, LockKind::Exclusive, false)?
             .ok_or_else(missing)?;
         let path = folder.dir.join(GALLERY_DIR).join(piece_file_name(n));
         let mut doc = self.read_doc(&folder.dir)?;
@@ -211,28 +165,5 @@ impl Workspaces {
         fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &piece_file_name(n))?;
         doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
         self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn piece_names_round_trip_and_widen() {
-        for n in [1, 42, 999_999, 1_000_000, 123_456_789] {
-            assert_eq!(parse_piece_name(&piece_file_name(n)), Some(n));
-        }
-        assert_eq!(piece_file_name(1), "piece_000001.json");
-        assert_eq!(piece_file_name(1_000_000), "piece_1000000.json");
-        for bad in [
-            "piece_1.json",
-            "piece_0000001.json",
-            "piece_00000a.json",
-            "x_000001.json",
-            "piece_000001.json.tmp",
-        ] {
-            assert_eq!(parse_piece_name(bad), None, "{bad}");
-        }
     }
 }

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::common::{Stdin, parse_duration};
 use crate::admin::reply::opt;
-use crate::admin::{Reply, Request};
+use crate::admin::reply::{Reply, user_json};
 use crate::auth::agents::AgentSession;
 use crate::auth::api_keys::{ApiKey, ApiKeySpec, KeyOwner};
 use crate::auth::audit::AuditEvent;
@@ -184,8 +185,6 @@ pub enum AuditCmd {
     },
 }
 
-use super::parse_duration;
-
 fn role_json(r: &Role) -> Value {
     json!({
         "id": r.id, "name": r.name, "description": r.description,
@@ -304,8 +303,8 @@ pub fn permissions(rk: &Redkeep, who: &str) -> Result<Reply> {
     ))
 }
 
-pub fn login(rk: &Redkeep, a: &LoginArgs, req: &Request) -> Result<Reply> {
-    let password = req.secret("--password-stdin")?;
+pub fn login(rk: &Redkeep, a: &LoginArgs, stdin: Stdin<'_>) -> Result<Reply> {
+    let password = stdin.secret("--password-stdin")?;
     let ttl = a
         .ttl
         .as_deref()
@@ -339,12 +338,12 @@ fn session_json(s: &Session) -> Value {
     })
 }
 
-pub fn session(rk: &Redkeep, cmd: &SessionCmd, req: &Request) -> Result<Reply> {
+pub fn session(rk: &Redkeep, cmd: &SessionCmd, stdin: Stdin<'_>) -> Result<Reply> {
     match cmd {
         SessionCmd::Validate { .. } => {
-            let (u, s) = rk.sessions().validate(req.secret("--token-stdin")?)?;
+            let (u, s) = rk.sessions().validate(stdin.secret("--token-stdin")?)?;
             let mut json = session_json(&s);
-            json["user"] = super::users::user_json(&u);
+            json["user"] = user_json(&u);
             Ok(Reply::text(
                 json,
                 vec![format!(
@@ -495,7 +494,7 @@ fn key_json(k: &ApiKey) -> Value {
     })
 }
 
-pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, req: &Request) -> Result<Reply> {
+pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> {
     match cmd {
         ApiKeyCmd::Create {
             user,
@@ -572,7 +571,7 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, req: &Request) -> Result<Reply> {
             ))
         }
         ApiKeyCmd::Verify { .. } => {
-            let k = rk.api_keys().verify(req.secret("--key-stdin")?)?;
+            let k = rk.api_keys().verify(stdin.secret("--key-stdin")?)?;
             Ok(Reply::text(
                 key_json(&k),
                 vec![format!(

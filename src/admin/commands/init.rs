@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::users::user_json;
-use crate::admin::{Feedback, Human, Reply, Request};
+use super::common::Stdin;
+use crate::admin::io::Feedback;
+use crate::admin::reply::{Human, Reply, user_json};
 use crate::{InitSpec, Redkeep, Result, Secret};
 
 /// Arguments of `redkeep init`.
@@ -22,9 +23,9 @@ pub struct InitArgs {
     pub no_admin: bool,
 }
 
-pub fn init(rk: &Redkeep, a: &InitArgs, req: &Request) -> Result<Reply> {
+pub fn init(rk: &Redkeep, a: &InitArgs, stdin: Stdin<'_>) -> Result<Reply> {
     let password = if a.admin_password_stdin {
-        Some(Secret::new(req.secret("--admin-password-stdin")?))
+        Some(Secret::new(stdin.secret("--admin-password-stdin")?))
     } else {
         None
     };

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::admin::Reply;
+use super::common::parse_duration;
+use crate::admin::reply::Reply;
 use crate::admin::reply::opt;
 use crate::{Error, Invite, InviteFilter, InviteSpec, Redkeep, Result, Timestamp};
 
@@ -69,7 +70,7 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
             }
             let mut spec = InviteSpec::default().uses(a.uses);
             if let Some(e) = &a.expires {
-                spec = spec.expires_in(super::parse_duration("expires", e)?);
+                spec = spec.expires_in(parse_duration("expires", e)?);
             }
             let mut items = Vec::new();
             let mut rows = Vec::new();

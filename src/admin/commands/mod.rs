@@ -2,6 +2,7 @@
 //! dispatch to the function that runs it against a handle.
 
 mod access;
+mod common;
 mod init;
 mod invite;
 mod ops;
@@ -22,7 +23,10 @@ pub use orgs::OrgCmd;
 pub use users::{CreateArgs, UserCmd};
 pub use workspaces::{GalleryCmd, WorkspaceCmd};
 
-use super::{Io, Reply, Request};
+pub(crate) use common::Stdin;
+
+use super::io::{Io, absolute};
+use super::reply::Reply;
 use crate::{Error, Redkeep, Result};
 
 /// Every command.
@@ -181,16 +185,16 @@ impl Command {
     /// `Io` when the current directory cannot be read.
     pub fn absolutize(&mut self) -> Result<()> {
         if let Command::Backup { path } = self {
-            *path = super::absolute(path)?;
+            *path = absolute(path)?;
         }
         Ok(())
     }
 }
 
 /// Runs one request.
-pub(crate) fn run(rk: &Redkeep, req: &Request, io: Io<'_>) -> Result<Reply> {
-    match &req.command {
-        Command::Init(a) => init::init(rk, a, req),
+pub(crate) fn run(rk: &Redkeep, command: &Command, stdin: Stdin<'_>, io: Io<'_>) -> Result<Reply> {
+    match command {
+        Command::Init(a) => init::init(rk, a, stdin),
         Command::Check(a) => init::check(rk, a, io.feedback),
         Command::Migrate(c) => ops::migrate(rk, c, io.feedback),
         Command::Backup { path } => ops::backup(rk, path, io.feedback),
@@ -202,26 +206,15 @@ pub(crate) fn run(rk: &Redkeep, req: &Request, io: Io<'_>) -> Result<Reply> {
             "restore and reset replace the whole store; stop the application that holds it first",
         )),
         Command::Invite(c) => invite::run(rk, c),
-        Command::User(c) => users::run(rk, c, req),
+        Command::User(c) => users::run(rk, c, stdin),
         Command::Role(c) => access::role(rk, c),
-        Command::Login(a) => access::login(rk, a, req),
-        Command::Session(c) => access::session(rk, c, req),
+        Command::Login(a) => access::login(rk, a, stdin),
+        Command::Session(c) => access::session(rk, c, stdin),
         Command::Agent(c) => access::agent(rk, c),
-        Command::Apikey(c) => access::apikey(rk, c, req),
+        Command::Apikey(c) => access::apikey(rk, c, stdin),
         Command::Audit(c) => access::audit(rk, c),
         Command::Org(c) => orgs::run(rk, c),
         Command::Workspace(c) => workspaces::run(rk, c),
         Command::Gallery(c) => workspaces::gallery(rk, c, io),
     }
-}
-
-/// Parses a duration argument (`7d`, `12h`) for `field`, within the lifetime bounds.
-pub(crate) fn parse_duration(field: &'static str, text: &str) -> Result<std::time::Duration> {
-    let d = crate::clock::parse_duration(text).ok_or_else(|| {
-        Error::invalid(
-            field,
-            format!("{text:?} is not a duration; write it like 30s, 12h, 7d or 1h 30m"),
-        )
-    })?;
-    crate::clock::lifetime(field, d)
 }

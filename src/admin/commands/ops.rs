@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::admin::{Feedback, Io, Reply};
+use crate::admin::io::{Feedback, Io};
+use crate::admin::reply::Reply;
 use crate::{Redkeep, Result, Timestamp, ops};
 
 /// Migration commands.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::admin::Reply;
+use crate::admin::reply::{Reply, user_json};
 use crate::auth::orgs::{Org, OrgRole, OrgSpec};
 use crate::{Redkeep, Result};
 
@@ -213,7 +213,7 @@ pub fn switch_org(rk: &Redkeep, who: &str, org: &str) -> Result<Reply> {
     let (u, o) = (rk.users().find(who)?, rk.orgs().find(org)?);
     let u = rk.orgs().switch(u.id, o.id)?;
     Ok(Reply::text(
-        super::users::user_json(&u),
+        user_json(&u),
         vec![format!("user {} now works in org {}", u.id, o.slug)],
     ))
 }

@@ -3,8 +3,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::access;
+use super::common::Stdin;
+use super::orgs;
+use super::workspaces;
+use crate::admin::reply::{Reply, user_json};
 use crate::admin::reply::{opt, yes_no};
-use crate::admin::{Reply, Request};
 use crate::auth::users::Lockout;
 use crate::{Error, NewUser, Redkeep, Result, Secret, User, UserFilter};
 
@@ -118,11 +122,6 @@ impl UserCmd {
     }
 }
 
-/// The JSON form of a user (a `User` holds no secret material).
-pub fn user_json(u: &User) -> Value {
-    serde_json::to_value(u).unwrap_or_default()
-}
-
 fn user_lines(u: &User, lockout: &Lockout) -> Vec<String> {
     vec![
         format!("id:                   {}", u.id),
@@ -150,11 +149,11 @@ fn user_reply(rk: &Redkeep, u: &User, first: String) -> Result<Reply> {
     Ok(Reply::text(json, lines))
 }
 
-pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
+pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>) -> Result<Reply> {
     match cmd {
         UserCmd::Create(a) => {
             let password = if a.password_stdin {
-                Some(Secret::new(req.secret("--password-stdin")?))
+                Some(Secret::new(stdin.secret("--password-stdin")?))
             } else {
                 None
             };
@@ -217,7 +216,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
             user_reply(rk, &u, format!("user {}", u.id))
         }
         UserCmd::SetPassword { user, .. } => {
-            let password = req.secret("--password-stdin")?;
+            let password = stdin.secret("--password-stdin")?;
             let u = rk.users().find(user)?;
             let u = rk.users().set_password(u.id, password)?;
             user_reply(rk, &u, format!("password of user {} changed", u.id))
@@ -232,15 +231,15 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
             let u = rk.users().enable(u.id)?;
             user_reply(rk, &u, format!("user {} enabled", u.id))
         }
-        UserCmd::Permissions { user } => super::access::permissions(rk, user),
+        UserCmd::Permissions { user } => access::permissions(rk, user),
         UserCmd::Unlock { user } => {
             let u = rk.users().find(user)?;
             let u = rk.users().unlock(u.id)?;
             user_reply(rk, &u, format!("user {} unlocked", u.id))
         }
-        UserCmd::Orgs { user } => super::orgs::user_orgs(rk, user),
-        UserCmd::SwitchOrg { user, org } => super::orgs::switch_org(rk, user, org),
-        UserCmd::Workspace { user } => super::workspaces::user_workspace(rk, user),
+        UserCmd::Orgs { user } => orgs::user_orgs(rk, user),
+        UserCmd::SwitchOrg { user, org } => orgs::switch_org(rk, user, org),
+        UserCmd::Workspace { user } => workspaces::user_workspace(rk, user),
         UserCmd::Delete { user } => {
             let u = rk.users().find(user)?;
             let trash = rk.users().delete(u.id)?.trash;
@@ -254,7 +253,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, req: &Request) -> Result<Reply> {
             ))
         }
         UserCmd::CheckPassword { user, .. } => {
-            let password = req.secret("--password-stdin")?;
+            let password = stdin.secret("--password-stdin")?;
             // An unknown user must look exactly like a wrong password.
             let id = match rk.users().find(user) {
                 Ok(u) => u.id,

@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::users::user_json;
+use crate::admin::io::{Io, MAX_INPUT_BYTES, read_text};
 use crate::admin::reply::opt;
-use crate::admin::{Io, Reply};
+use crate::admin::reply::{Reply, user_json};
 use crate::{Error, Redkeep, Result, WorkspaceInfo};
 
 /// Workspace commands.
@@ -192,8 +192,7 @@ pub fn gallery(rk: &Redkeep, cmd: &GalleryCmd, io: Io<'_>) -> Result<Reply> {
         }
         GalleryCmd::Add { user, .. } => {
             let u = rk.users().find(user)?;
-            let body =
-                crate::admin::read_text(io.input, "the piece", crate::admin::MAX_INPUT_BYTES)?;
+            let body = read_text(io.input, "the piece", MAX_INPUT_BYTES)?;
             if body.trim().is_empty() {
                 return Err(Error::invalid(
                     "piece",

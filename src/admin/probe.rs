@@ -1,0 +1,70 @@
+//! `redkeep status` seen from outside: probes the files, then asks the owner if there is one.
+
+use std::path::Path;
+
+use super::client::{self, Remote};
+use super::commands::Command;
+use super::commands::status::reply;
+use super::reply::Reply;
+use super::request::Request;
+use crate::store::{Mode, Store, StoreOptions, owner_path, process_alive, read_owner};
+use crate::{Error, Result, SCHEMA_VERSION, STORE_FILE};
+
+/// The status seen from outside: probes the files, then asks the owner if there is one.
+pub fn probe(dir: &Path) -> Result<Reply> {
+    let db = dir.join(STORE_FILE);
+    if !db.exists() {
+        return Ok(reply("missing", None, None, None, dir));
+    }
+    let owner = read_owner(&owner_path(&db)).filter(|o| process_alive(o.pid));
+    if let Some(o) = &owner
+        && let Some(conn) = client::connect(dir)
+    {
+        let req = Request::new(Command::Status);
+        if let Ok(Remote::Reply(r)) = conn.send(&req, None, &mut std::io::sink()) {
+            return Ok(r);
+        }
+        return Ok(reply(
+            "exclusive",
+            Some(o.pid),
+            Some("unreachable"),
+            None,
+            dir,
+        ));
+    }
+    let open = |mode| {
+        Store::open(
+            &db,
+            &StoreOptions {
+                mode,
+                create: false,
+                allow_outdated: true,
+                schema_version: SCHEMA_VERSION,
+                ..StoreOptions::default()
+            },
+        )
+    };
+    // An exclusive open succeeds only if nobody has the file; it is closed at once.
+    match open(Mode::Exclusive) {
+        Ok(store) => Ok(reply("free", None, None, store.schema_version()?, dir)),
+        Err(Error::InUse { .. }) => match open(Mode::Shared) {
+            Ok(store) => Ok(reply("shared", None, None, store.schema_version()?, dir)),
+            Err(Error::InUse { .. }) => {
+                let socket = if client::reachable(dir) {
+                    "reachable"
+                } else {
+                    "unreachable"
+                };
+                Ok(reply(
+                    "exclusive",
+                    owner.map(|o| o.pid),
+                    Some(socket),
+                    None,
+                    dir,
+                ))
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,117 @@
+//! The account domain's shared state: the store, the clock, the password hasher, the
+//! policies, and what to do with a user's files when the account changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::password::Passwords;
+use crate::clock::{Clock, Timestamp};
+use crate::error::Result;
+use crate::store::Store;
+
+/// The rules of the account domain that an application may tune.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Session lifetimes.
+    pub sessions: SessionPolicy,
+    /// Lockout after failed logins.
+    pub lockout: LockoutPolicy,
+    /// `last_used_at` of an API key is written at most this often (default 60 s).
+    pub api_key_touch_interval: Duration,
+    /// Let registration work without an invite code (default false).
+    pub open_registration: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            sessions: SessionPolicy::default(),
+            lockout: LockoutPolicy::default(),
+            api_key_touch_interval: Duration::from_secs(60),
+            open_registration: false,
+        }
+    }
+}
+
+/// What happens to a user's files when the account changes. The handle provides it with the
+/// workspaces folder; a store without files uses [`NoFiles`].
+pub trait UserFiles: Send + Sync + std::fmt::Debug {
+    /// The user `id` was deleted (committed): move their files out of reach. Returns where
+    /// they went, if anywhere.
+    ///
+    /// # Errors
+    /// When the files cannot be moved; the account is deleted regardless.
+    fn user_deleted(&self, id: u64) -> Result<Option<PathBuf>>;
+}
+
+/// [`UserFiles`] for a store without per-user files.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFiles;
+
+impl UserFiles for NoFiles {
+    fn user_deleted(&self, _id: u64) -> Result<Option<PathBuf>> {
+        Ok(None)
+    }
+}
+
+/// How sessions expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Absolute lifetime from login (default 12 h); a login may ask for less or more.
+    pub ttl: Duration,
+    /// A session unused this long expires (default 30 min).
+    pub idle_timeout: Duration,
+    /// `last_seen_at` is written at most this often (default 60 s).
+    pub touch_interval: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            ttl: Duration::from_secs(12 * 3600),
+            idle_timeout: Duration::from_secs(30 * 60),
+            touch_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How password guessing is slowed down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Failed logins in a row that lock the account (default 10).
+    pub threshold: u32,
+    /// The first lock's length (default 1 min); each further lock doubles it.
+    pub base_lock: Duration,
+    /// The longest lock (default 24 h).
+    pub max_lock: Duration,
+    /// Failed attempts per hour that may reach the password hash (default 100).
+    pub max_failures_per_hour: u32,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            threshold: 10,
+            base_lock: Duration::from_secs(60),
+            max_lock: Duration::from_secs(24 * 3600),
+            max_failures_per_hour: 100,
+        }
+    }
+}
+
+/// The account domain's state shared by every handle.
+#[derive(Debug)]
+pub(crate) struct Accounts {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) passwords: Passwords,
+    pub(crate) policy: Policy,
+    pub(crate) files: Arc<dyn UserFiles>,
+}
+
+impl Accounts {
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,41 @@
+//! Emptying a store: its contents are copied first, its id sequences kept, and its workspace
+//! folders moved to the trash.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::files::{folders_of, open_file_store, with_suffix};
+use crate::error::{Error, Result};
+use crate::handle::{SCHEMA_VERSION, STORE_FILE};
+use crate::store::Mode;
+
+/// What `reset` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResetReport {
+    /// The copy of the store taken first.
+    pub backup: PathBuf,
+    /// Where the workspace folders went, if there were any.
+    pub folders: Option<PathBuf>,
+}
+
+/// Empties the store of `data_dir` after copying it (`redkeep.redb.pre-reset-<time>.bak`),
+/// keeping its id sequences so no id is handed out twice, and moves every workspace folder
+/// to the trash. Needs the store to be free.
+///
+/// # Errors
+/// `NotInitialized`; `InUse` when a process holds the store.
+pub fn reset(data_dir: &Path, now: crate::Timestamp) -> Result<ResetReport> {
+    let db = data_dir.join(STORE_FILE);
+    if !db.exists() {
+        return Err(Error::NotInitialized { path: db });
+    }
+    let store = open_file_store(&db, Mode::Exclusive)?;
+    let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
+    let backup = with_suffix(&db, &format!(".pre-reset-{}.bak", now.0));
+    store.copy_to(&backup)?;
+    store.wipe(version)?;
+    let folders = folders_of(data_dir)?.trash_all(now)?;
+    tracing::warn!(backup = %backup.display(), "store reset");
+    Ok(ResetReport { backup, folders })
+}

@@ -1,0 +1,49 @@
+//! Sizes of a store, per table.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::Redkeep;
+use crate::error::Result;
+use crate::handle::SCHEMA_VERSION;
+use crate::store::TableStats;
+
+/// Sizes of a store.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Per table.
+    pub tables: BTreeMap<String, TableStats>,
+    /// The store file's size in bytes.
+    pub file_bytes: u64,
+    /// The store file.
+    pub path: PathBuf,
+    /// Its schema version.
+    pub schema_version: u64,
+    /// The storage engine.
+    pub engine: &'static str,
+}
+
+/// Records, index entries and bytes per table, and the file size.
+///
+/// # Errors
+/// `Storage` when the store cannot be read.
+pub fn stats(rk: &Redkeep) -> Result<Stats> {
+    let tables = rk.tables();
+    let per_table = rk.store().read(|tx| {
+        let mut out = BTreeMap::new();
+        for t in &tables {
+            out.insert(t.name().to_string(), t.stats(tx)?);
+        }
+        Ok(out)
+    })?;
+    let path = rk.store().path().to_path_buf();
+    Ok(Stats {
+        tables: per_table,
+        file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        schema_version: rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION),
+        engine: "redb",
+        path,
+    })
+}

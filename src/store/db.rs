@@ -1,0 +1,319 @@
+//! The store: one redb file opened in a sharing mode, with the owner marker that names the
+//! process holding it exclusively, and the transactions that run closures on it.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::redb_file::{self, FileRead, FileWrite};
+use super::tx::{Meta, ReadTx, Registry, WriteTx};
+use crate::error::{Error, Result};
+
+/// How the store file is shared between processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Mode {
+    /// One process owns the file (redb `ExclusiveWriter`); the fastest mode.
+    #[default]
+    Exclusive,
+    /// Several processes open the file at once, one write transaction at a time
+    /// (redb `MultiWriter`). Each transaction costs about twice as much.
+    Shared,
+}
+
+/// When a commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is on disk when `write` returns (the default).
+    #[default]
+    Immediate,
+    /// Commits are made durable by the next `Immediate` one; a crash may lose them.
+    /// For bulk loads and benchmarks. A store in `Mode::Shared` commits durably regardless
+    /// (redb shares a file between processes only that way).
+    None,
+}
+
+/// Options for [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Exclusive (default) or shared between processes.
+    pub mode: Mode,
+    /// Durability of each commit.
+    pub durability: Durability,
+    /// Create the file when it does not exist (the default). When false, a missing file is
+    /// `Error::NotInitialized`.
+    pub create: bool,
+    /// The schema version this build writes. A file with a newer one is refused; an older one
+    /// is `Error::MigrationNeeded` unless `allow_outdated` is set.
+    pub schema_version: u64,
+    /// Open a file with an older schema version anyway (to migrate it).
+    pub allow_outdated: bool,
+    /// Cache size in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            mode: Mode::Exclusive,
+            durability: Durability::Immediate,
+            create: true,
+            schema_version: 1,
+            allow_outdated: false,
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// One redb file of typed tables. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // Transactions hold the read side for their lifetime; `check_integrity` needs the write
+    // side because redb refuses to check while a transaction is alive.
+    db: RwLock<redb::Database>,
+    path: PathBuf,
+    mode: Mode,
+    durability: Durability,
+    owner_file: Option<PathBuf>,
+    registry: Registry,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(owner) = &self.owner_file {
+            // Only remove the marker if it is still ours.
+            if read_owner(owner).is_some_and(|o| o.pid == std::process::id()) {
+                let _ = std::fs::remove_file(owner);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("mode", &self.inner.mode)
+            .finish()
+    }
+}
+
+/// Who holds a store exclusively, as recorded in `<db>.owner` next to the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Owner {
+    /// Process id of the holder.
+    pub pid: u32,
+    /// When it opened the store (Unix seconds).
+    pub since: i64,
+}
+
+/// The path of the owner marker of the store at `db`.
+pub fn owner_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".owner");
+    db.with_file_name(name)
+}
+
+/// Reads the owner marker, if any and well-formed.
+pub fn read_owner(owner_file: &Path) -> Option<Owner> {
+    let text = std::fs::read_to_string(owner_file).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether a process with this pid is running (signal 0 reaches it, or exists but is not ours).
+pub fn process_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+fn describe_holder(db: &Path) -> String {
+    match read_owner(&owner_path(db)) {
+        Some(o) if process_alive(o.pid) => format!(
+            "process {} holds it exclusively; stop that process, or open it in shared mode there",
+            o.pid
+        ),
+        _ => "another process has it open (shared, or exclusively without a marker); \
+              wait for it to finish or stop it"
+            .to_string(),
+    }
+}
+
+impl Store {
+    /// Opens (and with `options.create`, creates) the store file at `path`.
+    ///
+    /// # Errors
+    /// `NotInitialized` when the file is missing and `create` is off; `InUse` when another
+    /// process holds it in an incompatible mode; `NewerSchema` / `MigrationNeeded` on a schema
+    /// mismatch; `Storage` or `Io` when the file cannot be opened.
+    pub fn open(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let exists = path.exists();
+        if !exists && !options.create {
+            return Err(Error::NotInitialized { path });
+        }
+        if !exists {
+            // Create the file ourselves so it is 0600 from the first byte.
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        }
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(options.cache_bytes);
+        builder.set_concurrency_mode(match options.mode {
+            Mode::Exclusive => redb::ConcurrencyMode::ExclusiveWriter,
+            Mode::Shared => redb::ConcurrencyMode::MultiWriter,
+        });
+        let db = builder.create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
+                holder: describe_holder(&path),
+                path: path.clone(),
+            },
+            other => Error::storage("opening the store", other),
+        })?;
+        let owner_file = (options.mode == Mode::Exclusive).then(|| owner_path(&path));
+        if let Some(owner) = &owner_file {
+            let marker = Owner {
+                pid: std::process::id(),
+                since: crate::clock::unix_now(),
+            };
+            let text = serde_json::to_string(&marker).unwrap_or_default();
+            crate::fsutil::write_private(owner, text.as_bytes())?;
+        }
+        let store = Store {
+            inner: Arc::new(Inner {
+                db: RwLock::new(db),
+                path,
+                mode: options.mode,
+                durability: options.durability,
+                owner_file,
+                registry: Registry::default(),
+            }),
+        };
+        store.check_schema(options)?;
+        Ok(store)
+    }
+
+    fn check_schema(&self, options: &StoreOptions) -> Result<()> {
+        let found = self.schema_version()?;
+        match found {
+            None => self.write(|tx| tx.set_schema_version(options.schema_version)),
+            Some(v) if v > options.schema_version => Err(Error::NewerSchema {
+                found: v,
+                supported: options.schema_version,
+            }),
+            Some(v) if v < options.schema_version && !options.allow_outdated => {
+                Err(Error::MigrationNeeded {
+                    found: v,
+                    needed: options.schema_version,
+                })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The file's schema version, or `None` on a brand-new file.
+    ///
+    /// # Errors
+    /// `Storage` when the file cannot be read.
+    pub fn schema_version(&self) -> Result<Option<u64>> {
+        self.read(|tx| tx.schema_version())
+    }
+
+    /// The path of the store file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The mode the store was opened in.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    pub(crate) fn db(&self) -> std::sync::RwLockReadGuard<'_, redb::Database> {
+        self.inner.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What this handle knows to be committed in the file (shapes, catalog entries).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Runs `f` in a write transaction: commits if it returns `Ok`, aborts on `Err` or panic.
+    /// The closure may run more than once (engines that retry conflicts re-run it), so side
+    /// effects outside the store belong after `write` returns.
+    ///
+    /// # Errors
+    /// The closure's error, or `Storage` if the transaction cannot begin or commit.
+    pub fn write<T>(&self, f: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
+        self.write_with(self.inner.durability, f)
+    }
+
+    /// [`Store::write`] with the durability of this one commit: `Durability::None` commits
+    /// without waiting for the disk (the next durable commit carries it), for bookkeeping
+    /// that may be lost in a crash. A store opened with `Durability::None` never waits.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn write_with<T>(
+        &self,
+        durability: Durability,
+        mut f: impl FnMut(&WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let db = self.db();
+        // redb shares a file between processes only with durable commits.
+        let durable = self.inner.mode == Mode::Shared
+            || (durability == Durability::Immediate
+                && self.inner.durability == Durability::Immediate);
+        let mut known = None;
+        let value = redb_file::write(&db, durable, |raw: &FileWrite<'_>| {
+            let tx = WriteTx::new(raw, &self.inner.registry);
+            let value = f(&tx)?;
+            known = Some(tx.into_registrations());
+            Ok(value)
+        })?;
+        // Committed: later transactions need not look these up again.
+        if let Some(known) = known {
+            self.inner.registry.publish(known);
+        }
+        Ok(value)
+    }
+
+    /// Runs `f` on one consistent snapshot.
+    ///
+    /// # Errors
+    /// The closure's error, or `Storage` if the snapshot cannot be taken.
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> Result<T>) -> Result<T> {
+        let db = self.db();
+        let raw = FileRead::begin(&db)?;
+        f(&ReadTx::new(&raw))
+    }
+
+    /// Runs redb's own integrity check (page checksums and allocator state), waiting for
+    /// transactions of this handle to end. Returns whether the file was already sound; a
+    /// repairable problem is repaired.
+    ///
+    /// # Errors
+    /// `Storage` when the file cannot be checked.
+    pub fn check_file(&self) -> Result<bool> {
+        let mut db = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
+        db.check_integrity()
+            .map_err(|e| Error::storage("checking file integrity", e))
+    }
+}

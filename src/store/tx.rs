@@ -1,0 +1,473 @@
+//! Transactions: a read snapshot or a write transaction over the storage boundary, and the
+//! `meta` table they share (schema version, id sequences, the registry of struct shapes, the
+//! catalog of tables, free-form entries).
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::{KeyRange, Order, RawRead, RawWrite, get_owned};
+use super::format::{self, Shape, shape_id};
+use crate::bytes::hex;
+use crate::error::{Error, Result};
+
+pub(crate) const META: &str = "meta";
+const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
+const SEQ_PREFIX: &[u8] = b"seq:";
+const USER_META_PREFIX: &[u8] = b"x:";
+const SHAPE_PREFIX: &[u8] = b"shape:";
+const TABLE_PREFIX: &[u8] = b"table:";
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + rest.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn shape_key(id: u64) -> Vec<u8> {
+    prefixed(SHAPE_PREFIX, &id.to_be_bytes())
+}
+
+/// Reads the names of shape `id` from the registry of the transaction behind `raw`.
+pub(crate) fn resolve_shape(
+    raw: &dyn RawRead,
+    id: u64,
+) -> std::result::Result<Shape, format::FormatError> {
+    let bytes = get_owned(raw, META, &shape_key(id))
+        .map_err(|e| format::FormatError(format!("reading shape {id:016x}: {e}")))?
+        .ok_or_else(|| format::FormatError(format!("shape {id:016x} is not registered")))?;
+    format::decode_shape(id, &bytes)
+}
+
+/// What the catalog records about a table written to this store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableInfo {
+    /// The table's name.
+    pub name: String,
+    /// The record version last written by the application.
+    pub version: u32,
+    /// Length of the primary key when fixed.
+    pub key_len: Option<usize>,
+    /// The secondary indexes.
+    pub indexes: Vec<IndexInfo>,
+    /// Fields holding secret material.
+    pub secret_fields: Vec<String>,
+}
+
+/// One index in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexInfo {
+    /// Its name.
+    pub name: String,
+    /// Whether it is unique.
+    pub unique: bool,
+}
+
+/// A read-only snapshot.
+pub struct ReadTx<'a> {
+    raw: &'a dyn RawRead,
+}
+
+/// A write transaction; everything done through it commits or aborts together.
+pub struct WriteTx<'a> {
+    raw: &'a dyn RawWrite,
+    registry: &'a Registry,
+    new_shapes: RefCell<Vec<u64>>,
+    new_tables: RefCell<Vec<&'static str>>,
+}
+
+/// Shapes and catalog entries a store handle knows to be committed in its file, so that
+/// transactions need not look them up again.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    shapes: RwLock<HashSet<u64>>,
+    catalogued: RwLock<HashSet<&'static str>>,
+}
+
+/// What a transaction registered, published once it commits.
+pub(crate) struct Registrations {
+    shapes: Vec<u64>,
+    tables: Vec<&'static str>,
+}
+
+impl Registry {
+    pub(crate) fn publish(&self, known: Registrations) {
+        if !known.shapes.is_empty() {
+            self.shapes
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(known.shapes);
+        }
+        if !known.tables.is_empty() {
+            self.catalogued
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(known.tables);
+        }
+    }
+
+    /// Forgets everything (the file was wiped).
+    pub(crate) fn clear(&self) {
+        self.shapes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.catalogued
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+impl<'a> ReadTx<'a> {
+    pub(crate) fn new(raw: &'a dyn RawRead) -> ReadTx<'a> {
+        ReadTx { raw }
+    }
+}
+
+impl<'a> WriteTx<'a> {
+    pub(crate) fn new(raw: &'a dyn RawWrite, registry: &'a Registry) -> WriteTx<'a> {
+        WriteTx {
+            raw,
+            registry,
+            new_shapes: RefCell::default(),
+            new_tables: RefCell::default(),
+        }
+    }
+
+    pub(crate) fn into_registrations(self) -> Registrations {
+        Registrations {
+            shapes: self.new_shapes.into_inner(),
+            tables: self.new_tables.into_inner(),
+        }
+    }
+}
+
+/// Something tables can be read from: a read or a write transaction.
+pub trait Source: sealed::Sealed {
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn raw(&self) -> &dyn RawRead;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ReadTx<'_> {}
+    impl Sealed for super::WriteTx<'_> {}
+}
+
+impl Source for ReadTx<'_> {
+    #[allow(private_interfaces)]
+    fn raw(&self) -> &dyn RawRead {
+        self.raw
+    }
+}
+
+impl Source for WriteTx<'_> {
+    #[allow(private_interfaces)]
+    fn raw(&self) -> &dyn RawRead {
+        self.raw
+    }
+}
+
+impl WriteTx<'_> {
+    pub(crate) fn raw_write(&self) -> &dyn RawWrite {
+        self.raw
+    }
+
+    /// Makes sure the shape `id` (of `names`) is in the registry of this file.
+    pub(crate) fn register_shape(&self, id: u64, names: &[&'static str]) -> Result<()> {
+        if self
+            .registry
+            .shapes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+            || self.new_shapes.borrow().contains(&id)
+        {
+            return Ok(());
+        }
+        let key = shape_key(id);
+        match get_owned(self.raw, META, &key)? {
+            Some(existing) => {
+                // Same id, other names: a 64-bit hash collision. Refuse rather than misread.
+                let known = format::decode_shape(id, &existing).map_err(|e| Error::Corrupt {
+                    table: META.into(),
+                    key: format!("shape {id:016x}"),
+                    reason: e.to_string(),
+                })?;
+                if known.len() != names.len() || known.iter().zip(names).any(|(a, b)| &**a != *b) {
+                    return Err(Error::Invariant {
+                        what: format!("two field lists share the shape id {id:016x}"),
+                    });
+                }
+            }
+            None => self.raw.put(META, &key, &format::encode_shape(names))?,
+        }
+        self.new_shapes.borrow_mut().push(id);
+        Ok(())
+    }
+
+    /// Makes sure the catalog holds `info` for table `name` (once per handle and table).
+    pub(crate) fn register_table(
+        &self,
+        name: &'static str,
+        info: impl FnOnce() -> TableInfo,
+    ) -> Result<()> {
+        if self
+            .registry
+            .catalogued
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+            || self.new_tables.borrow().contains(&name)
+        {
+            return Ok(());
+        }
+        let info = info();
+        let key = prefixed(TABLE_PREFIX, name.as_bytes());
+        let current = get_owned(self.raw, META, &key)?
+            .and_then(|b| serde_json::from_slice::<TableInfo>(&b).ok());
+        if current.as_ref() != Some(&info) {
+            self.put_catalog(&info)?;
+        }
+        self.new_tables.borrow_mut().push(name);
+        Ok(())
+    }
+}
+
+/// Reads of the `meta` table shared by both transaction kinds.
+pub trait Meta: Source {
+    /// The schema version, `None` on a new file.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn schema_version(&self) -> Result<Option<u64>> {
+        Ok(get_owned(self.raw(), META, SCHEMA_VERSION_KEY)?
+            .as_deref()
+            .and_then(be_u64))
+    }
+
+    /// A free-form metadata value.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        get_owned(
+            self.raw(),
+            META,
+            &prefixed(USER_META_PREFIX, key.as_bytes()),
+        )
+    }
+
+    /// Every sequence, as (table, last id), by table name.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn sequences(&self) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        self.raw().range(
+            META,
+            &KeyRange::prefix(SEQ_PREFIX.to_vec()),
+            Order::Asc,
+            &mut |k, v| {
+                if let (Ok(name), Some(n)) =
+                    (std::str::from_utf8(&k[SEQ_PREFIX.len()..]), be_u64(v))
+                {
+                    out.push((name.to_string(), n));
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Every free-form metadata entry, by key.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn meta_entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.raw().range(
+            META,
+            &KeyRange::prefix(USER_META_PREFIX.to_vec()),
+            Order::Asc,
+            &mut |k, v| {
+                if let Ok(name) = std::str::from_utf8(&k[USER_META_PREFIX.len()..]) {
+                    out.push((name.to_string(), v.to_vec()));
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Every registered shape, as (id, field names).
+    ///
+    /// # Errors
+    /// `Corrupt` for a malformed registry entry.
+    fn shapes(&self) -> Result<Vec<(u64, Shape)>> {
+        let mut out = Vec::new();
+        self.raw().range(
+            META,
+            &KeyRange::prefix(SHAPE_PREFIX.to_vec()),
+            Order::Asc,
+            &mut |k, v| {
+                let id = be_u64(&k[SHAPE_PREFIX.len()..]).ok_or_else(|| Error::Corrupt {
+                    table: META.into(),
+                    key: hex(k),
+                    reason: "malformed shape key".into(),
+                })?;
+                let shape = format::decode_shape(id, v).map_err(|e| Error::Corrupt {
+                    table: META.into(),
+                    key: format!("shape {id:016x}"),
+                    reason: e.to_string(),
+                })?;
+                out.push((id, shape));
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// The catalog: every table written to this store by a build that records it.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn catalog(&self) -> Result<Vec<TableInfo>> {
+        let mut out = Vec::new();
+        self.raw().range(
+            META,
+            &KeyRange::prefix(TABLE_PREFIX.to_vec()),
+            Order::Asc,
+            &mut |_, v| {
+                if let Ok(info) = serde_json::from_slice::<TableInfo>(v) {
+                    out.push(info);
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// The last id handed out by `table`'s sequence (0 when none).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn sequence(&self, table: &str) -> Result<u64> {
+        Ok(
+            get_owned(self.raw(), META, &prefixed(SEQ_PREFIX, table.as_bytes()))?
+                .as_deref()
+                .and_then(be_u64)
+                .unwrap_or(0),
+        )
+    }
+
+    /// The names of every raw table in the store (records `r:…`, indexes `i:…`, `meta`).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    fn table_names(&self) -> Result<Vec<String>> {
+        self.raw().table_names()
+    }
+}
+
+impl Meta for ReadTx<'_> {}
+impl Meta for WriteTx<'_> {}
+
+impl WriteTx<'_> {
+    /// Sets the schema version.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn set_schema_version(&self, version: u64) -> Result<()> {
+        self.raw
+            .put(META, SCHEMA_VERSION_KEY, &version.to_be_bytes())
+    }
+
+    /// Sets a free-form metadata value.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.raw
+            .put(META, &prefixed(USER_META_PREFIX, key.as_bytes()), value)
+    }
+
+    /// Removes a free-form metadata value.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn remove_meta(&self, key: &str) -> Result<()> {
+        self.raw
+            .remove(META, &prefixed(USER_META_PREFIX, key.as_bytes()))?;
+        Ok(())
+    }
+
+    /// Advances `table`'s sequence and returns the new value.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn next_sequence(&self, table: &str) -> Result<u64> {
+        let key = prefixed(SEQ_PREFIX, table.as_bytes());
+        let next = get_owned(self.raw, META, &key)?
+            .as_deref()
+            .and_then(be_u64)
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| Error::Invariant {
+                what: format!("the id sequence of {table} is exhausted"),
+            })?;
+        self.raw.put(META, &key, &next.to_be_bytes())?;
+        Ok(next)
+    }
+
+    /// Raises `table`'s sequence to at least `value` (sequences never go back).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn raise_sequence(&self, table: &str, value: u64) -> Result<()> {
+        if self.sequence(table)? < value {
+            self.raw.put(
+                META,
+                &prefixed(SEQ_PREFIX, table.as_bytes()),
+                &value.to_be_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes a catalog entry read from another store (import, salvage).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub(crate) fn put_catalog(&self, info: &TableInfo) -> Result<()> {
+        let bytes = serde_json::to_vec(info).map_err(|e| Error::Invariant {
+            what: format!("cannot encode the catalog entry of {}: {e}", info.name),
+        })?;
+        self.raw
+            .put(META, &prefixed(TABLE_PREFIX, info.name.as_bytes()), &bytes)
+    }
+
+    /// Registers shapes read from another store (import, salvage), checking each.
+    ///
+    /// # Errors
+    /// `Corrupt` when an entry does not match its id.
+    pub(crate) fn put_shape(&self, id: u64, names: &[Box<str>]) -> Result<()> {
+        if shape_id(names) != id {
+            return Err(Error::invalid(
+                "shape",
+                format!("shape {id:016x} does not match its names"),
+            ));
+        }
+        self.raw
+            .put(META, &shape_key(id), &format::encode_shape(names))
+    }
+}

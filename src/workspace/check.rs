@@ -1,0 +1,149 @@
+//! Checking the folders: each is served only to its owner, its files parse, and its
+//! `piece_count` matches the gallery; with repair, foreign folders go to the trash, counts are
+//! fixed and a corrupt `workspace.json` is moved aside for a fresh one.
+
+use std::fs;
+
+use serde::Serialize;
+
+use super::doc::WorkspaceDoc;
+use super::folders::Workspaces;
+use super::lock::LockKind;
+use super::names::piece_numbers;
+use super::names::{PIECE_TRASH, WORKSPACE_FILE};
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::fsutil;
+
+/// A problem found in the workspaces by [`Workspaces::check`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkspaceProblem {
+    /// The user directory concerned.
+    pub user_id: u64,
+    /// What is wrong (or, after a repair, `fixed: …`).
+    pub problem: String,
+}
+
+impl Workspaces {
+    /// Problems in the folders: folders of no user or another owner, unreadable files and
+    /// `piece_count` disagreeing with the gallery; each folder is checked under its lock.
+    /// With `repair`, foreign folders go to the trash, counts are set to the gallery's, and a
+    /// corrupt workspace.json is moved aside for a fresh one; fixes are prefixed `fixed:`.
+    ///
+    /// # Errors
+    /// `Io` when the folder cannot be listed.
+    pub fn check(&self, repair: bool, now: Timestamp) -> Result<Vec<WorkspaceProblem>> {
+        let mut out = Vec::new();
+        for user in self.user_ids()? {
+            let mut problem = |p: String| {
+                out.push(WorkspaceProblem {
+                    user_id: user,
+                    problem: p,
+                })
+            };
+            match self.check_one(user, repair, now) {
+                Ok(found) => found.into_iter().for_each(&mut problem),
+                Err(e) => problem(e.to_string()),
+            }
+        }
+        if repair {
+            self.clean_staging();
+        }
+        Ok(out)
+    }
+
+    fn check_one(&self, user: u64, repair: bool, now: Timestamp) -> Result<Vec<String>> {
+        let dir = self.dir(user);
+        let foreign = match (self.owners)(user)? {
+            None => Some("the folder has no user (orphan)".to_string()),
+            Some(owner) => match Workspaces::read_marker(&dir) {
+                Ok(Some(m)) if m == owner => None,
+                Ok(Some(_)) => {
+                    Some("the folder belongs to another account (its owner marker differs)".into())
+                }
+                Ok(None) => Some("the folder has no owner marker".into()),
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        if let Some(why) = foreign {
+            if repair {
+                let to = self.trash_folder(user, now)?;
+                let to = to.map(|p| p.display().to_string()).unwrap_or_default();
+                return Ok(vec![format!("fixed: {why}; moved to {to}")]);
+            }
+            return Ok(vec![format!(
+                "{why}; `redkeep check --repair` moves it to the trash"
+            )]);
+        }
+        let kind = if repair {
+            LockKind::Exclusive
+        } else {
+            LockKind::Shared
+        };
+        let Some(folder) = self.folder(user, kind, false)? else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        let pieces = piece_numbers(&folder.dir)?;
+        for &n in &pieces {
+            if let Err(e) = self.read_piece(&folder.dir, n) {
+                found.push(e.to_string());
+            }
+        }
+        let count = pieces.len() as u64;
+        let doc_path = folder.dir.join(WORKSPACE_FILE);
+        match self.read_doc(&folder.dir) {
+            Err(e) if repair => {
+                let aside = fsutil::move_to_trash(
+                    &doc_path,
+                    &folder.dir.join(PIECE_TRASH),
+                    &format!("workspace.json.corrupt-{}", now.0),
+                )?;
+                let doc = WorkspaceDoc {
+                    piece_count: count,
+                    ..WorkspaceDoc::default()
+                };
+                self.write_json(&doc_path, &doc)?;
+                found.push(format!(
+                    "fixed: {e}; moved it to {} and started a fresh document",
+                    aside.display()
+                ));
+            }
+            Err(e) => found.push(format!(
+                "{e} (`redkeep check --repair` moves it aside and starts a fresh document)"
+            )),
+            Ok(mut doc) if doc.piece_count != count => {
+                if repair {
+                    let old = doc.piece_count;
+                    doc.piece_count = count;
+                    self.write_json(&doc_path, &doc)?;
+                    found.push(format!(
+                        "fixed: piece_count {old} set to the gallery's {count}"
+                    ));
+                } else {
+                    found.push(format!(
+                        "piece_count is {} but the gallery holds {count} pieces",
+                        doc.piece_count
+                    ));
+                }
+            }
+            Ok(_) => {}
+        }
+        Ok(found)
+    }
+
+    // Folders left half-built by a crash during creation.
+    fn clean_staging(&self) {
+        let Ok(entries) = fs::read_dir(self.users_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(fsutil::TEMP_PREFIX)
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}

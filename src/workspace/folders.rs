@@ -1,0 +1,642 @@
+//! The folders themselves: where each user's folder is, whose it is (the `.owner` marker),
+//! creating it atomically at the first write, locking it, and reading, writing, listing and
+//! trashing whole folders and documents.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::doc::WorkspaceDoc;
+use super::lock::{self, DirLock, LockKind, WaitNotice};
+use super::names::{self, GALLERY_DIR, LOCK_FILE, OWNER_FILE, WORKSPACE_FILE};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// Default size cap for documents and pieces: 16 MiB.
+pub const DEFAULT_MAX_DOC_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The identity a folder is bound to: a user's uid, and when the user was created. Only the
+/// uid decides whose folder it is; the creation time lets an upgrade recognise a folder of the
+/// same account after its uid was forgotten (a store restored from before uids existed).
+#[derive(Clone, Copy)]
+pub struct FolderOwner {
+    /// The user's uid.
+    pub uid: [u8; 16],
+    /// When the user was created (Unix seconds).
+    pub since: i64,
+}
+
+impl PartialEq for FolderOwner {
+    fn eq(&self, other: &Self) -> bool {
+        self.uid == other.uid
+    }
+}
+
+impl Eq for FolderOwner {}
+
+impl FolderOwner {
+    fn marker(self) -> String {
+        format!("{}\n{}\n", crate::bytes::hex(&self.uid), self.since)
+    }
+
+    fn parse(text: &str) -> Option<FolderOwner> {
+        let mut lines = text.lines();
+        let hex = lines.next()?.trim();
+        if hex.len() != 32 || !hex.is_ascii() {
+            return None;
+        }
+        let mut uid = [0u8; 16];
+        for (i, o) in uid.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        let since = match lines.next() {
+            Some(l) => l.trim().parse().ok()?,
+            None => 0,
+        };
+        Some(FolderOwner { uid, since })
+    }
+}
+
+impl std::fmt::Debug for FolderOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FolderOwner({}, since {})",
+            crate::bytes::hex(&self.uid),
+            self.since
+        )
+    }
+}
+
+/// Who owns the folder of a user id now: `None` when no such user exists.
+pub type Owners = Arc<dyn Fn(u64) -> Result<Option<FolderOwner>> + Send + Sync>;
+
+/// Options of [`Workspaces`].
+#[derive(Clone, Default)]
+pub struct WorkspaceOptions {
+    /// Largest document or piece read or written; `None` means [`DEFAULT_MAX_DOC_BYTES`].
+    pub max_doc_bytes: Option<u64>,
+    /// Called when a lock is busy, before waiting (the CLI prints that it is waiting).
+    pub on_wait: Option<WaitNotice>,
+}
+
+impl std::fmt::Debug for WorkspaceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkspaceOptions")
+            .field("max_doc_bytes", &self.max_doc_bytes)
+            .field("on_wait", &self.on_wait.is_some())
+            .finish()
+    }
+}
+
+/// A summary of one user directory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkspaceInfo {
+    /// The user id (the directory's name).
+    pub user_id: u64,
+    /// Whether the folder exists yet (it is made at the first write).
+    pub exists: bool,
+    /// `piece_count` as recorded in workspace.json (`None` if unreadable or absent).
+    pub piece_count: Option<u64>,
+    /// Pieces actually in the gallery.
+    pub pieces: u64,
+    /// Notes in workspace.json.
+    pub notes: usize,
+    /// Bytes of every file in the directory.
+    pub size_bytes: u64,
+    /// Latest modification of any file in it.
+    pub modified: Option<Timestamp>,
+    /// Why the folder or workspace.json could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+impl WorkspaceInfo {
+    fn empty(user_id: u64) -> WorkspaceInfo {
+        WorkspaceInfo {
+            user_id,
+            exists: false,
+            piece_count: None,
+            pieces: 0,
+            notes: 0,
+            size_bytes: 0,
+            modified: None,
+            error: None,
+        }
+    }
+}
+
+/// The per-user folders under one root.
+#[derive(Clone)]
+pub struct Workspaces {
+    root: PathBuf,
+    options: WorkspaceOptions,
+    pub(super) owners: Owners,
+}
+
+impl std::fmt::Debug for Workspaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspaces")
+            .field("root", &self.root)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open, locked folder whose owner was checked.
+pub(super) struct Folder {
+    pub(super) dir: PathBuf,
+    _lock: DirLock,
+}
+
+impl Workspaces {
+    /// Opens (creating, mode 0700) the root `root`; `owners` says who owns each user id.
+    ///
+    /// # Errors
+    /// `Io` when the root cannot be created.
+    pub fn open(
+        root: impl AsRef<Path>,
+        options: WorkspaceOptions,
+        owners: Owners,
+    ) -> Result<Workspaces> {
+        let root = root.as_ref().to_path_buf();
+        fsutil::create_private_dir(&root.join("users"))?;
+        Ok(Workspaces {
+            root,
+            options,
+            owners,
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(super) fn users_dir(&self) -> PathBuf {
+        self.root.join("users")
+    }
+
+    pub(super) fn max_bytes(&self) -> u64 {
+        self.options.max_doc_bytes.unwrap_or(DEFAULT_MAX_DOC_BYTES)
+    }
+
+    /// The directory of `user`. Built from the number only.
+    pub fn dir(&self, user: u64) -> PathBuf {
+        self.users_dir().join(user.to_string())
+    }
+
+    fn owner_of(&self, user: u64) -> Result<FolderOwner> {
+        (self.owners)(user)?.ok_or_else(|| Error::not_found(format!("user {user}")))
+    }
+
+    /// Builds a folder aside (marker, gallery, lock file, all synced) and renames it into
+    /// place unless one exists; the folder is durable when this returns.
+    fn create_folder(&self, user: u64, owner: FolderOwner) -> Result<()> {
+        let users = self.users_dir();
+        let tmp = tempfile::Builder::new()
+            .prefix(fsutil::TEMP_PREFIX)
+            .tempdir_in(&users)
+            .map_err(|e| Error::io(format!("creating a folder in {}", users.display()), e))?;
+        let staged = tmp.path();
+        fs::set_permissions(staged, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| Error::io(format!("securing {}", staged.display()), e))?;
+        fsutil::create_private_dir(&staged.join(GALLERY_DIR))?;
+        fsutil::write_private(&staged.join(OWNER_FILE), owner.marker().as_bytes())?;
+        fsutil::write_private(&staged.join(LOCK_FILE), b"")?;
+        fsutil::sync_this_dir(staged)?;
+        let dir = self.dir(user);
+        if fsutil::rename_no_replace(staged, &dir)? {
+            // Renamed away: nothing left for the TempDir to remove.
+            let _ = tmp.keep();
+            fsutil::sync_this_dir(&users)?;
+        }
+        Ok(())
+    }
+
+    /// Opens and locks the folder of `user` after checking it is theirs. `None` when it does
+    /// not exist and `create` is off.
+    pub(super) fn folder(&self, user: u64, kind: LockKind, create: bool) -> Result<Option<Folder>> {
+        let owner = self.owner_of(user)?;
+        let dir = self.dir(user);
+        for _ in 0..8 {
+            if fsutil::real_dir(&dir)?.is_none() {
+                if !create {
+                    return Ok(None);
+                }
+                self.create_folder(user, owner)?;
+            }
+            let lock_path = dir.join(LOCK_FILE);
+            let lock = match lock::lock(&lock_path, kind, self.options.on_wait.as_ref()) {
+                Ok(l) => l,
+                // Moved away between the check and the lock: look again.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let same = fs::symlink_metadata(&lock_path)
+                .ok()
+                .is_some_and(|m| Some(m.ino()) == lock.inode());
+            if !same {
+                continue;
+            }
+            self.check_marker(&dir, owner)?;
+            if kind == LockKind::Exclusive && (self.owners)(user)? != Some(owner) {
+                // The user was deleted while we waited; their folder is on its way out.
+                return Err(Error::not_found(format!("user {user}")));
+            }
+            return Ok(Some(Folder { dir, _lock: lock }));
+        }
+        Err(Error::Busy {
+            what: format!("the folder {} keeps moving", dir.display()),
+        })
+    }
+
+    /// The owner marker of the folder of `user`, if the folder and its marker exist.
+    ///
+    /// # Errors
+    /// `UnsafePath` for a malformed marker or a symlink.
+    pub fn marker(&self, user: u64) -> Result<Option<FolderOwner>> {
+        let dir = self.dir(user);
+        if fsutil::real_dir(&dir)?.is_none() {
+            return Ok(None);
+        }
+        Self::read_marker(&dir)
+    }
+
+    pub(super) fn read_marker(dir: &Path) -> Result<Option<FolderOwner>> {
+        let path = dir.join(OWNER_FILE);
+        let Some(bytes) = fsutil::read_regular(&path, 256)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        FolderOwner::parse(&text).map(Some).ok_or_else(|| {
+            Error::unsafe_path(
+                &path,
+                "the owner marker is malformed; run `redkeep check --repair` to move the folder to the trash",
+            )
+        })
+    }
+
+    fn check_marker(&self, dir: &Path, owner: FolderOwner) -> Result<()> {
+        match Self::read_marker(dir)? {
+            Some(m) if m == owner => Ok(()),
+            Some(_) => Err(Error::unsafe_path(
+                dir,
+                "the folder belongs to another account (a deleted or restored-away user with the same id); it is never served to this one; run `redkeep check --repair` to move it to the trash",
+            )),
+            None => Err(Error::unsafe_path(
+                dir,
+                "the folder has no owner marker, so whose it is is unknown; run `redkeep check --repair` to move it to the trash",
+            )),
+        }
+    }
+
+    /// Whether the user has a workspace folder (it is made at the first write).
+    pub fn exists(&self, user: u64) -> bool {
+        matches!(fsutil::real_dir(&self.dir(user)), Ok(Some(())))
+    }
+
+    /// Reads the user's document under a shared lock. A user without a folder yet, or a
+    /// folder without workspace.json, reads as an empty document.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user; `Corrupt` for a file that is not a workspace document
+    /// or is over the size cap (naming its path); `UnsafePath` for a folder of another
+    /// account, a symlink or a non-regular file.
+    pub fn read(&self, user: u64) -> Result<WorkspaceDoc> {
+        match self.folder(user, LockKind::Shared, false)? {
+            Some(f) => self.read_doc(&f.dir),
+            None => Ok(WorkspaceDoc::default()),
+        }
+    }
+
+    pub(super) fn read_doc(&self, dir: &Path) -> Result<WorkspaceDoc> {
+        let path = dir.join(WORKSPACE_FILE);
+        match self.read_file(&path)? {
+            None => Ok(WorkspaceDoc::default()),
+            Some(bytes) => WorkspaceDoc::parse(&bytes).map_err(|r| corrupt(&path, r)),
+        }
+    }
+
+    /// Reads a regular file, refusing one over the cap. `None` if absent.
+    pub(super) fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        let cap = self.max_bytes();
+        fsutil::read_regular(path, cap).map_err(|e| match e {
+            Error::InvalidInput { .. } => {
+                corrupt(path, format!("larger than the {cap}-byte limit"))
+            }
+            e => e,
+        })
+    }
+
+    /// Writes JSON atomically to `path` after checking the cap and that `path` is not a
+    /// symlink. Stale temp files in the directory are removed first.
+    pub(super) fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value)
+            .map_err(|e| Error::invalid("document", e.to_string()))?;
+        self.write_bytes(path, &bytes)
+    }
+
+    pub(super) fn write_bytes(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let cap = self.max_bytes();
+        if bytes.len() as u64 > cap {
+            return Err(Error::invalid(
+                "document",
+                format!("it has {} bytes; the limit is {cap}", bytes.len()),
+            ));
+        }
+        match fs::symlink_metadata(path) {
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(Error::unsafe_path(
+                    path,
+                    "it is not a regular file; redkeep does not write through it",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(dir) = path.parent() {
+            clean_temp_files(dir);
+        }
+        fsutil::write_private(path, bytes)
+    }
+
+    /// Reads the document, lets `f` change it, and writes it back atomically, all under the
+    /// user's exclusive lock. Creates the folder at the first write.
+    ///
+    /// # Errors
+    /// As [`Workspaces::read`]; `f`'s error (nothing written); `InvalidInput` when the result
+    /// is over the cap.
+    pub fn update<T>(
+        &self,
+        user: u64,
+        f: impl FnOnce(&mut WorkspaceDoc) -> Result<T>,
+    ) -> Result<T> {
+        let folder = self.created(user)?;
+        let mut doc = self.read_doc(&folder.dir)?;
+        let out = f(&mut doc)?;
+        self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc)?;
+        Ok(out)
+    }
+
+    pub(super) fn created(&self, user: u64) -> Result<Folder> {
+        self.folder(user, LockKind::Exclusive, true)?
+            .ok_or_else(|| Error::Invariant {
+                what: format!("the folder of user {user} was not created"),
+            })
+    }
+
+    /// User ids that have a directory, ascending.
+    ///
+    /// # Errors
+    /// `Io` when the folder cannot be listed.
+    pub fn user_ids(&self) -> Result<Vec<u64>> {
+        let users = self.users_dir();
+        let entries = fs::read_dir(&users)
+            .map_err(|e| Error::io(format!("listing {}", users.display()), e))?;
+        let mut ids: Vec<u64> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().and_then(names::parse_id))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// A summary of one user's folder (zeros when it does not exist yet).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user; `UnsafePath` for a folder of another account.
+    pub fn info(&self, user: u64) -> Result<WorkspaceInfo> {
+        let Some(f) = self.folder(user, LockKind::Shared, false)? else {
+            return Ok(WorkspaceInfo::empty(user));
+        };
+        Ok(self.summary(user, &f.dir))
+    }
+
+    fn summary(&self, user: u64, dir: &Path) -> WorkspaceInfo {
+        let (size_bytes, modified) = dir_usage(dir);
+        let pieces = names::piece_numbers(dir).map_or(0, |p| p.len() as u64);
+        let (piece_count, notes, error) = match self.read_doc(dir) {
+            Ok(d) => (Some(d.piece_count), d.note_count(), None),
+            Err(e) => (None, 0, Some(e.to_string())),
+        };
+        WorkspaceInfo {
+            user_id: user,
+            exists: true,
+            piece_count,
+            pieces,
+            notes,
+            size_bytes,
+            modified,
+            error,
+        }
+    }
+
+    /// Every user folder present, with its counts, size and last change. A folder that
+    /// cannot be served (no user, another owner) is listed with the reason.
+    ///
+    /// # Errors
+    /// `Io` when the folder cannot be listed.
+    pub fn list(&self) -> Result<Vec<WorkspaceInfo>> {
+        let mut out = Vec::new();
+        for id in self.user_ids()? {
+            out.push(match self.info(id) {
+                Ok(i) => i,
+                Err(e) => {
+                    let mut i = WorkspaceInfo::empty(id);
+                    i.exists = true;
+                    i.error = Some(e.to_string());
+                    i
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with the path (relative to the `users` folder) and the bytes of every
+    /// regular file in the folder of `user`, under the folder's shared lock, so no file is
+    /// seen half-written. The lock file and temp files are skipped; symlinks are not followed.
+    /// Works on any folder present, whoever owns it (for backups).
+    ///
+    /// # Errors
+    /// `Io` when a file cannot be read; `f`'s error.
+    pub fn copy_folder(
+        &self,
+        user: u64,
+        f: &mut dyn FnMut(&Path, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let dir = self.dir(user);
+        if fsutil::real_dir(&dir)?.is_none() {
+            return Ok(());
+        }
+        let _lock = lock::lock(
+            &dir.join(LOCK_FILE),
+            LockKind::Shared,
+            self.options.on_wait.as_ref(),
+        )?;
+        let base = self.users_dir();
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let mut entries: Vec<_> = fs::read_dir(&d)
+                .map_err(|e| Error::io(format!("listing {}", d.display()), e))?
+                .flatten()
+                .collect();
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name == LOCK_FILE || name.starts_with(fsutil::TEMP_PREFIX) {
+                    continue;
+                }
+                let path = e.path();
+                let Ok(t) = e.file_type() else { continue };
+                if t.is_dir() {
+                    stack.push(path);
+                } else if t.is_file()
+                    && let Some(bytes) = fsutil::read_regular(&path, 1 << 30)?
+                {
+                    let rel = path.strip_prefix(&base).unwrap_or(&path);
+                    f(rel, &bytes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the document of `user` (creating the folder), for imports.
+    ///
+    /// # Errors
+    /// As [`Workspaces::update`].
+    pub fn put_doc(&self, user: u64, doc: &WorkspaceDoc) -> Result<()> {
+        let folder = self.created(user)?;
+        self.write_json(&folder.dir.join(WORKSPACE_FILE), doc)
+    }
+
+    pub(super) fn trash_dir(&self) -> PathBuf {
+        self.root.join("trash")
+    }
+
+    /// Moves the folder of `user` to `<root>/trash/<user>-<time>/` under its exclusive lock
+    /// (never deleting). Used when the account is deleted. Returns where it went, or `None`
+    /// when there was no folder.
+    ///
+    /// # Errors
+    /// `Io` when it cannot be moved.
+    pub fn trash_folder(&self, user: u64, now: Timestamp) -> Result<Option<PathBuf>> {
+        let dir = self.dir(user);
+        let real = match fsutil::real_dir(&dir) {
+            Ok(Some(())) => true,
+            Ok(None) => return Ok(None),
+            // A symlink or a file where the folder should be: moved away as it is.
+            Err(_) => false,
+        };
+        // The lock keeps writers out while the folder moves; whoever waits finds it gone.
+        let _lock = if real {
+            lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None).ok()
+        } else {
+            None
+        };
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(None);
+        }
+        let to = fsutil::move_to_trash(&dir, &self.trash_dir(), &format!("{user}-{}", now.0))?;
+        tracing::info!(user, to = %to.display(), "workspace folder moved to the trash");
+        Ok(Some(to))
+    }
+
+    /// Moves every user folder to `<root>/trash/reset-<time>/` (for `reset`). Returns where
+    /// they went, or `None` when there were none.
+    ///
+    /// # Errors
+    /// `Io` when they cannot be moved.
+    pub fn trash_all(&self, now: Timestamp) -> Result<Option<PathBuf>> {
+        let users = self.users_dir();
+        let empty = fs::read_dir(&users)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        if empty {
+            return Ok(None);
+        }
+        let to = fsutil::move_to_trash(&users, &self.trash_dir(), &format!("reset-{}", now.0))?;
+        fsutil::create_private_dir(&users)?;
+        fsutil::sync_dir(&users)?;
+        Ok(Some(to))
+    }
+
+    /// Gives an unmarked folder of `user` to `owner` (migrations, adoption). Returns whether
+    /// a marker was written; a folder already marked is left as it is.
+    ///
+    /// # Errors
+    /// `Io` when the marker cannot be written.
+    pub fn mark(&self, user: u64, owner: FolderOwner) -> Result<bool> {
+        let dir = self.dir(user);
+        if fsutil::real_dir(&dir)?.is_none() {
+            return Ok(false);
+        }
+        let _lock = lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None)?;
+        if Self::read_marker(&dir)?.is_some() {
+            return Ok(false);
+        }
+        fsutil::write_private(&dir.join(OWNER_FILE), owner.marker().as_bytes())?;
+        Ok(true)
+    }
+}
+
+pub(super) fn corrupt(path: &Path, reason: String) -> Error {
+    Error::Corrupt {
+        table: "workspace file".into(),
+        key: path.display().to_string(),
+        reason,
+    }
+}
+
+/// Total bytes and latest modification of the files under `dir` (not following symlinks).
+fn dir_usage(dir: &Path) -> (u64, Option<Timestamp>) {
+    let mut size = 0;
+    let mut latest: Option<SystemTime> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                size += m.len();
+                if let Ok(t) = m.modified() {
+                    latest = Some(latest.map_or(t, |l| l.max(t)));
+                }
+            }
+        }
+    }
+    let ts = latest
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| Timestamp(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+    (size, ts)
+}
+
+/// Removes leftover temp files of an interrupted write; failures are ignored (best effort).
+pub(super) fn clean_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(fsutil::TEMP_PREFIX)
+            && e.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Names in a folder: user folder names (canonical decimal ids) and gallery piece file names
+//! (`piece_000001.json`), and the piece numbers present in a folder.
+
+use std::fs;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// The document file in each user directory.
+pub const WORKSPACE_FILE: &str = "workspace.json";
+/// The gallery folder in each user directory.
+pub const GALLERY_DIR: &str = "gallery";
+/// The marker holding the identity of a folder's owner.
+pub const OWNER_FILE: &str = ".owner";
+pub(super) const LOCK_FILE: &str = ".lock";
+pub(super) const PIECE_TRASH: &str = ".trash";
+/// Parses a directory name that is a canonical decimal id (no sign, no leading zero).
+pub(super) fn parse_id(name: &str) -> Option<u64> {
+    if name.is_empty() || (name.len() > 1 && name.starts_with('0')) {
+        return None;
+    }
+    if !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+/// The file name of piece `n`: six digits, wider past 999,999.
+pub fn piece_file_name(n: u64) -> String {
+    format!("piece_{n:06}.json")
+}
+
+/// The number in a piece file name, if it is one.
+pub(super) fn parse_piece_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("piece_")?.strip_suffix(".json")?;
+    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if digits.len() > 6 && digits.starts_with('0') {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn numbers_in(dir: &Path, parse: impl Fn(&str) -> Option<u64>) -> Result<Vec<u64>> {
+    if fsutil::real_dir(dir)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let entries =
+        fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let mut out: Vec<u64> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().to_str().and_then(&parse))
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Piece numbers present in the gallery of the folder `dir`, ascending. A symlinked gallery
+/// is refused.
+pub(super) fn piece_numbers(dir: &Path) -> Result<Vec<u64>> {
+    numbers_in(&dir.join(GALLERY_DIR), parse_piece_name)
+}
+
+// Removed pieces are kept as `piece_NNNNNN.json` or `piece_NNNNNN.json-2`, ….
+pub(super) fn trashed_numbers(dir: &Path) -> Result<Vec<u64>> {
+    numbers_in(&dir.join(PIECE_TRASH), |name| {
+        let base = match name.rsplit_once(".json-") {
+            Some((b, n)) if n.bytes().all(|c| c.is_ascii_digit()) => &name[..b.len() + 5],
+            _ => name,
+        };
+        parse_piece_name(base)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn piece_names_round_trip_and_widen() {
+        for n in [1, 42, 999_999, 1_000_000, 123_456_789] {
+            assert_eq!(parse_piece_name(&piece_file_name(n)), Some(n));
+        }
+        assert_eq!(piece_file_name(1), "piece_000001.json");
+        assert_eq!(piece_file_name(1_000_000), "piece_1000000.json");
+        for bad in [
+            "piece_1.json",
+            "piece_0000001.json",
+            "piece_00000a.json",
+            "x_000001.json",
+            "piece_000001.json.tmp",
+        ] {
+            assert_eq!(parse_piece_name(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,752 @@
+//! Data that survives change: records that evolve without migrations, upgrades and their
+//! reverses on stores written by earlier releases, backups and restores that hold every
+//! workspace, exports that round-trip, and identities that never pass to a new account.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::TestDir;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redkeep::auth::api_keys::ApiKeySpec;
+use redkeep::auth::sessions::LoginMeta;
+use redkeep::store::{KeyRange, Order, Store, StoreOptions, check_table};
+use redkeep::{Error, Index, NewUser, Options, PasswordParams, Record, Redkeep, Timestamp, key};
+use serde::{Deserialize, Serialize};
+
+/// Every record table of a store file, as raw key → value bytes.
+type Tables = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+fn raw_tables(db: &Path, prefix: &str) -> Tables {
+    let db = redb::Database::open(db).unwrap();
+    let tx = db.begin_read().unwrap();
+    let mut out = Tables::new();
+    for h in tx.list_tables().unwrap() {
+        let name = h.name().to_string();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
+        let t = tx.open_table(def).unwrap();
+        let rows: BTreeMap<Vec<u8>, Vec<u8>> = t
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value().to_vec(), v.value().to_vec())
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.insert(name, rows);
+        }
+    }
+    out
+}
+
+mod v1 {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Note {
+        pub id: u64,
+        pub text: String,
+    }
+    impl Record for Note {
+        const TABLE: &'static str = "notes";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Tag {
+        pub id: u64,
+        pub label: String,
+    }
+    impl Tag {
+        pub const LABEL: Index<Tag> = Index::unique("label", |t| Some(key!(t.label)));
+    }
+    impl Record for Tag {
+        const TABLE: &'static str = "tags";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::LABEL];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+}
+
+mod v2 {
+    use super::*;
+
+    /// Gained an optional field: no version change, no upgrade, no migration.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Note {
+        pub id: u64,
+        pub text: String,
+        pub pinned: Option<bool>,
+    }
+    impl Record for Note {
+        const TABLE: &'static str = "notes";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    /// Renamed `label` to `name`: version 2, reading version 1 through its frozen shape.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Tag {
+        pub id: u64,
+        pub name: String,
+    }
+    #[derive(Deserialize)]
+    struct TagV1 {
+        id: u64,
+        label: String,
+    }
+    impl Tag {
+        pub const NAME: Index<Tag> = Index::unique("label", |t| Some(key!(t.name)));
+    }
+    impl Record for Tag {
+        const TABLE: &'static str = "tags";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::NAME];
+        const VERSION: u32 = 2;
+        fn key(&self) -> u64 {
+            self.id
+        }
+        fn upgrade(old: redkeep::store::Stored<'_>) -> Result<Self, String> {
+            let t: TagV1 = old.decode()?;
+            Ok(Tag {
+                id: t.id,
+                name: t.label,
+            })
+        }
+    }
+}
+
+#[test]
+fn records_gain_a_field_and_rename_one_without_migration_or_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.redb");
+    {
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        store
+            .write(|tx| {
+                for id in 1..=3 {
+                    tx.table::<v1::Note>().insert(&v1::Note {
+                        id,
+                        text: format!("note {id}"),
+                    })?;
+                    tx.table::<v1::Tag>().insert(&v1::Tag {
+                        id,
+                        label: format!("tag{id}"),
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let before = raw_tables(&path, "r:");
+    {
+        // The application's next release reads every record with its new types.
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let (notes, tags) = store
+            .read(|tx| {
+                Ok((
+                    tx.table::<v2::Note>()
+                        .range(KeyRange::all(), Order::Asc, 10)?,
+                    tx.table::<v2::Tag>()
+                        .range(KeyRange::all(), Order::Asc, 10)?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(notes.len(), 3);
+        assert!(notes.iter().all(|n| n.pinned.is_none()));
+        assert_eq!(tags[1].name, "tag2");
+        let found = store
+            .read(|tx| tx.table::<v2::Tag>().get_by(&v2::Tag::NAME, &key!("tag3")))
+            .unwrap();
+        assert_eq!(found.unwrap().id, 3);
+        let mut report = redkeep::store::CheckReport::new();
+        store
+            .read(|tx| {
+                check_table::<v2::Note>().check(tx, &mut report)?;
+                check_table::<v2::Tag>().check(tx, &mut report)
+            })
+            .unwrap();
+        assert!(report.ok, "{:?}", report.problems);
+    }
+    // Reading rewrote nothing: every stored record is byte for byte what version 1 wrote.
+    assert_eq!(raw_tables(&path, "r:"), before);
+    {
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        store
+            .write(|tx| {
+                tx.table::<v2::Tag>().modify(&2, |t| {
+                    t.name = "renamed".into();
+                    Ok(())
+                })
+            })
+            .unwrap();
+    }
+    let after = raw_tables(&path, "r:");
+    let changed: Vec<&Vec<u8>> = after["r:tags"]
+        .iter()
+        .filter(|(k, v)| before["r:tags"].get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        changed,
+        vec![&2u64.to_be_bytes().to_vec()],
+        "only the updated record"
+    );
+    assert_eq!(after["r:notes"], before["r:notes"]);
+}
+
+fn copy_fixture(name: &str, to: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    copy_dir(&src, to);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else if e.file_name() != "make_fixture.rs.txt" {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn open_with_clock(dir: &Path, at: i64, auto_migrate: bool) -> Redkeep {
+    let clock = std::sync::Arc::new(redkeep::ManualClock::new(Timestamp(at)));
+    let options = Options {
+        auto_migrate,
+        open_outdated: true,
+        ..Options::default()
+    }
+    .password(PasswordParams::INSECURE_FAST)
+    .clock(clock);
+    Redkeep::open(dir, options).unwrap()
+}
+
+/// The v2 fixture's secrets (tests/data/README.md).
+const FIXTURE_TIME: i64 = 1_800_000_000;
+const ANN_SESSION: &str = "rks_2czoazvu6sofqa7czekmuwxyk7ozwtgvk3cf5ua";
+const ANN_KEY: &str = "rkk_ix7ufbua5auldwrd6kohbvmv3ler7uk5o4qco3y";
+const INVITE: &str = "rki_mnsmtk5o6v7wx23ejsxb4t2rxzeuqm4vrc2ajhy";
+
+#[test]
+fn a_store_of_the_previous_release_upgrades_with_everything_working() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v2-full", tmp.path());
+    let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 60, true);
+    assert_eq!(
+        rk.store().schema_version().unwrap(),
+        Some(redkeep::SCHEMA_VERSION)
+    );
+    let report = rk.check(false).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    // Accounts, passwords, sessions, keys and invites written by the old release still work.
+    let ann = rk.users().find("ann").unwrap();
+    assert_eq!(ann.email, "Ann@Example.com");
+    rk.users()
+        .authenticate("ann@example.com", "ann password")
+        .unwrap();
+    let (user, _) = rk.sessions().validate(ANN_SESSION).unwrap();
+    assert_eq!(user.id, ann.id);
+    assert_eq!(
+        rk.api_keys().verify(ANN_KEY).unwrap().prefix,
+        "rkk_ix7ufbua"
+    );
+    assert!(
+        rk.users()
+            .authenticate("carol@example.com", "carol password")
+            .is_err()
+    );
+    assert_eq!(rk.users().lockout(3).unwrap().failed_logins, 1);
+    assert!(rk.roles().has_permission(ann.id, "docs:write").unwrap());
+    assert!(rk.agents().get("agent-run-1").unwrap().is_some());
+    assert!(rk.users().avatar(3).unwrap().is_some());
+    // Ann's folder was bound to her and is served, unknown fields and pieces intact.
+    let doc = rk.workspaces().read(ann.id).unwrap();
+    assert_eq!(doc.other["theme"], "dark");
+    assert_eq!(
+        rk.workspaces().load_piece(ann.id, 1).unwrap()["title"],
+        "Sunrise"
+    );
+    assert_eq!(rk.workspaces().save_piece(ann.id, b"{}").unwrap(), 3);
+    // The invite registers a new user, who gets a new id and a folder of their own.
+    let new = rk
+        .users()
+        .register(redkeep::Registration {
+            email: "dan@example.com".into(),
+            password: "dan password".into(),
+            invite: Some(INVITE.into()),
+            ..redkeep::Registration::default()
+        })
+        .unwrap();
+    assert_eq!(new.id, 5);
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// Upgrading and then reverting gives back the old release's records byte for byte.
+fn up_then_down_restores(fixture: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture(fixture, tmp.path());
+    let db = tmp.path().join(redkeep::STORE_FILE);
+    let original = raw_tables(&db, "r:");
+    let original_version = {
+        let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 60, false);
+        let found = rk.store().schema_version().unwrap().unwrap();
+        let run = rk.migrate().unwrap();
+        assert_eq!(run.version, redkeep::SCHEMA_VERSION);
+        assert!(rk.check(false).unwrap().ok, "{fixture} after migrate up");
+        let status = rk.migration_status().unwrap();
+        assert!(status.steps.iter().all(|s| s.reversible));
+        let down = rk.migrate_down(Some(found)).unwrap();
+        assert_eq!(down.version, found);
+        assert!(down.backup.unwrap().exists());
+        found
+    };
+    assert_eq!(
+        raw_tables(&db, "r:"),
+        original,
+        "{fixture}: records after up and down"
+    );
+    // The reverted store is what its own release expects, and upgrades again.
+    let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 120, false);
+    assert_eq!(rk.store().schema_version().unwrap(), Some(original_version));
+    rk.migrate().unwrap();
+    assert!(
+        rk.check(false).unwrap().ok,
+        "{fixture} after the second upgrade"
+    );
+}
+
+#[test]
+fn migrating_up_and_down_gives_back_the_first_releases_store() {
+    up_then_down_restores("v1-with-users");
+    up_then_down_restores("v1-empty");
+}
+
+#[test]
+fn migrating_up_and_down_gives_back_the_previous_releases_store() {
+    up_then_down_restores("v2-full");
+}
+
+#[test]
+fn after_a_round_trip_down_and_up_users_keep_their_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v2-full", tmp.path());
+    let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 60, true);
+    let uid = rk.users().get(2).unwrap().unwrap().uid;
+    rk.migrate_down(None).unwrap();
+    rk.migrate().unwrap();
+    assert_eq!(rk.users().get(2).unwrap().unwrap().uid, uid);
+    assert_eq!(rk.workspaces().read(2).unwrap().other["theme"], "dark");
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn a_restored_copy_from_before_identities_finds_its_folders_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v2-full", tmp.path());
+    let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 60, true);
+    let copy = rk.migrate().unwrap().backup;
+    assert!(copy.is_none(), "already migrated on open");
+    drop(rk);
+    // Restore the automatic pre-v2 copy (an older schema, not a broken file), then upgrade.
+    let pre = tmp.path().join("redkeep.redb.pre-v2.bak");
+    assert!(pre.exists());
+    redkeep::ops::restore(tmp.path(), &pre, true, Timestamp(FIXTURE_TIME + 90)).unwrap();
+    let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 120, true);
+    assert_eq!(rk.workspaces().read(2).unwrap().other["theme"], "dark");
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn migrate_down_says_so_when_a_step_cannot_be_reversed() {
+    use redkeep::store::Migration;
+    fn up(_: &redkeep::store::WriteTx<'_>, _: Timestamp) -> redkeep::Result<()> {
+        Ok(())
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.redb"), &StoreOptions::default()).unwrap();
+    let steps = [Migration {
+        version: 2,
+        name: "one way",
+        up,
+        down: None,
+    }];
+    store.migrate(&steps, Timestamp(0)).unwrap();
+    let err = store.migrate_down(&steps, None, Timestamp(0)).unwrap_err();
+    assert!(matches!(err, Error::Denied { .. }), "{err}");
+    assert!(err.to_string().contains("cannot be reversed"), "{err}");
+    assert_eq!(store.schema_version().unwrap(), Some(2));
+    let err = store
+        .migrate_down(&steps, Some(5), Timestamp(0))
+        .unwrap_err();
+    assert!(err.to_string().contains("nothing to revert"), "{err}");
+}
+
+/// Every file under a folder, relative path → bytes.
+fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else if e.file_name() != ".lock" {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn all_records(rk: &Redkeep) -> BTreeMap<String, Vec<(String, serde_json::Value)>> {
+    let mut out = BTreeMap::new();
+    rk.store()
+        .read(|tx| {
+            for t in rk.tables() {
+                let mut rows = Vec::new();
+                t.export(tx, &mut |k, v| {
+                    rows.push((k, v));
+                    Ok(())
+                })?;
+                out.insert(t.name().to_string(), rows);
+            }
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+fn populated(t: &TestDir) -> Redkeep {
+    let rk = t.open();
+    for (i, email) in ["ann@example.com", "bob@example.com"].iter().enumerate() {
+        let u = rk
+            .users()
+            .create(NewUser {
+                email: email.to_string(),
+                password: Some("a long password".into()),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user;
+        rk.workspaces()
+            .update(u.id, |d| {
+                d.add_note(format!("note of {email}"))?;
+                d.other.insert(
+                    "big".into(),
+                    serde_json::from_str("92233720368547775808").unwrap(),
+                );
+                Ok(())
+            })
+            .unwrap();
+        for n in 0..=i {
+            rk.workspaces()
+                .save_piece(u.id, format!("{{\"n\":{n},\"f\":0.1}}").as_bytes())
+                .unwrap();
+        }
+    }
+    rk.sessions()
+        .login("ann@example.com", "a long password", LoginMeta::default())
+        .unwrap();
+    rk.api_keys()
+        .create(ApiKeySpec {
+            owner: redkeep::auth::api_keys::KeyOwner::User(1),
+            scopes: vec!["read".into()],
+            expires_in: None,
+        })
+        .unwrap();
+    rk
+}
+
+#[test]
+fn a_backup_restored_into_a_new_data_dir_holds_every_record_and_file() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let archive = t.path().join("backup.tar");
+    let report = redkeep::ops::backup(&rk, &archive).unwrap();
+    assert!(report.check.ok);
+    assert_eq!(report.folders, 2);
+    let records = all_records(&rk);
+    let folders = files(&rk.workspaces().root().join("users"));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("new-data");
+    redkeep::ops::restore(&target, &archive, false, t.clock.now()).unwrap();
+    let restored = Redkeep::open(&target, t.options()).unwrap();
+    assert_eq!(all_records(&restored), records);
+    assert_eq!(files(&restored.workspaces().root().join("users")), folders);
+    assert!(restored.check(false).unwrap().ok);
+    assert_eq!(restored.workspaces().read(2).unwrap().note_count(), 1);
+    assert_eq!(restored.workspaces().list_pieces(2).unwrap().len(), 2);
+    use redkeep::Clock;
+    let _ = t.clock.now();
+}
+
+#[test]
+fn a_backup_taken_while_pieces_are_saved_holds_whole_pieces() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let (rk, stop) = (rk.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut saved = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) || saved < 5 {
+                    let body = format!("{{\"writer\":{i},\"pad\":\"{}\"}}", "x".repeat(4096));
+                    rk.workspaces()
+                        .save_piece(1 + i % 2, body.as_bytes())
+                        .unwrap();
+                    saved += 1;
+                }
+            })
+        })
+        .collect();
+    let archive = t.path().join("during.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let mut pieces = 0;
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        if path.contains("/gallery/") {
+            pieces += 1;
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .unwrap_or_else(|e| panic!("{path} is not whole: {e}"));
+        }
+    }
+    assert!(pieces >= 3);
+    // The backup restores to a store whose folders check clean.
+    let target = tempfile::tempdir().unwrap();
+    use redkeep::Clock;
+    redkeep::ops::restore(target.path(), &archive, false, t.clock.now()).unwrap();
+    let restored = Redkeep::open(target.path(), t.options()).unwrap();
+    let report = restored.check(true).unwrap();
+    assert!(restored.check(false).unwrap().ok, "{report:?}");
+}
+
+/// An application's own table, for the export round trip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Project {
+    id: u64,
+    owner: u64,
+    name: String,
+    budget: f64,
+}
+
+impl Project {
+    const BY_OWNER: Index<Project> = Index::many("by_owner", |p| Some(key!(p.owner)));
+}
+
+impl Record for Project {
+    const TABLE: &'static str = "projects";
+    type Key = u64;
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_OWNER];
+    const ID_SEQUENCE: bool = true;
+    fn key(&self) -> u64 {
+        self.id
+    }
+}
+
+fn export(rk: &Redkeep) -> Vec<u8> {
+    let mut out = Vec::new();
+    redkeep::ops::export(rk, &mut out, &|_| {}).unwrap();
+    out
+}
+
+#[test]
+fn export_import_export_is_byte_identical_with_app_tables_workspaces_and_pieces() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    rk.store()
+        .write(|tx| {
+            let p = tx.table::<Project>();
+            for (owner, name) in [(1, "Roadmap"), (2, "Budget")] {
+                let id = p.next_id()?;
+                p.insert(&Project {
+                    id,
+                    owner,
+                    name: name.into(),
+                    budget: 0.1 + id as f64,
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Registered: exported as JSON records; unregistered: as raw bytes with index entries.
+    for register in [false, true] {
+        if register {
+            rk.register_table::<Project>();
+        }
+        let first = export(&rk);
+        let text = String::from_utf8(first.clone()).unwrap();
+        assert!(text.contains("\"workspace\":2"), "workspaces exported");
+        assert!(text.contains("\"piece\":2"), "pieces exported");
+        assert!(
+            text.contains("92233720368547775808"),
+            "numbers kept exactly"
+        );
+        assert_eq!(text.contains("\"Roadmap\""), register);
+        let other = TestDir::new();
+        let rk2 = other.open();
+        if register {
+            rk2.register_table::<Project>();
+        }
+        let summary = redkeep::ops::import(&rk2, &mut first.as_slice(), &|_| {}).unwrap();
+        assert_eq!(summary.records["projects"], 2);
+        assert_eq!(summary.pieces, 3);
+        assert!(rk2.check(false).unwrap().ok);
+        assert_eq!(export(&rk2), first, "register: {register}");
+        let mine = rk2
+            .store()
+            .read(|tx| {
+                tx.table::<Project>().range_by(
+                    &Project::BY_OWNER,
+                    KeyRange::prefix(key!(2u64)),
+                    Order::Asc,
+                    10,
+                )
+            })
+            .unwrap();
+        assert_eq!(mine[0].name, "Budget");
+        assert_eq!(
+            rk2.workspaces().load_piece(2, 2).unwrap()["f"].to_string(),
+            "0.1"
+        );
+        rk2.users()
+            .authenticate("bob@example.com", "a long password")
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_failed_import_changes_nothing() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let text = String::from_utf8(export(&rk)).unwrap();
+    let other = TestDir::new();
+    let rk2 = other.open();
+    rk2.init(redkeep::InitSpec {
+        admin_email: Some("root@example.com".into()),
+        admin_password: Some("root password".into()),
+        ..redkeep::InitSpec::default()
+    })
+    .unwrap();
+    let before = export(&rk2);
+    // A dangling reference is found by the check at the end, and nothing is kept.
+    let broken: Vec<String> = text
+        .lines()
+        .filter(|l| !l.contains("\"table\":\"org_members\""))
+        .map(String::from)
+        .collect();
+    let err = redkeep::ops::import(&rk2, &mut broken.join("\n").as_bytes(), &|_| {}).unwrap_err();
+    assert!(err.to_string().contains("fails its check"), "{err}");
+    assert_eq!(export(&rk2), before);
+    assert!(!rk2.workspaces().exists(1));
+}
+
+#[test]
+fn ids_never_go_back_across_reset_and_restore() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let archive = t.path().join("early.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    for email in ["c@example.com", "d@example.com"] {
+        rk.users()
+            .create(NewUser {
+                email: email.into(),
+                password: Some("a long password".into()),
+                ..NewUser::default()
+            })
+            .unwrap();
+    }
+    drop(rk);
+    use redkeep::Clock;
+    redkeep::ops::restore(t.path(), &archive, true, t.clock.now()).unwrap();
+    let rk = t.open();
+    let e = rk
+        .users()
+        .create(NewUser {
+            email: "e@example.com".into(),
+            password: Some("a long password".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user;
+    assert_eq!(e.id, 5, "ids 3 and 4 were handed out before the restore");
+    drop(rk);
+    redkeep::ops::reset(t.path(), t.clock.now()).unwrap();
+    let rk = t.open();
+    let f = rk
+        .users()
+        .create(NewUser {
+            email: "f@example.com".into(),
+            password: Some("a long password".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user;
+    assert_eq!(f.id, 6);
+}
+
+#[test]
+fn a_folder_of_another_account_is_never_served_and_repair_moves_it_away() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let dir = rk.workspaces().dir(1);
+    // A folder whose marker names someone else (left by an account that had this number).
+    std::fs::write(dir.join(".owner"), format!("{}\n0\n", "ab".repeat(16))).unwrap();
+    for err in [
+        rk.workspaces().read(1).unwrap_err(),
+        rk.workspaces().save_piece(1, b"{}").unwrap_err(),
+        rk.workspaces().load_piece(1, 1).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
+        assert!(err.to_string().contains("another account"), "{err}");
+    }
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("belongs to another account"))
+    );
+    let report = rk.check(true).unwrap();
+    assert!(
+        report.repaired.iter().any(|p| p.contains("moved to")),
+        "{report:?}"
+    );
+    assert!(rk.check(false).unwrap().ok);
+    // The user starts afresh; the other account's files wait in the trash.
+    assert_eq!(rk.workspaces().read(1).unwrap().note_count(), 0);
+    assert_eq!(rk.workspaces().save_piece(1, b"{}").unwrap(), 1);
+}
