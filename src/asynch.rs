@@ -16,6 +16,20 @@ pub struct AsyncRedkeep {
 
 impl AsyncRedkeep {
     /// Opens the data dir on the blocking pool (see [`Redkeep::open`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> redkeep::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use redkeep::{AsyncRedkeep, Options, PasswordParams};
+    /// let rk = AsyncRedkeep::open(tmp.path(), Options::default().password(PasswordParams::INSECURE_FAST)).await?;
+    /// // Any synchronous call runs on the blocking pool through `run`.
+    /// assert_eq!(rk.run(|rk| rk.users().count()).await?, 0);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Redkeep::open`]; `Cancelled` when the runtime shuts down first.
     pub async fn open(dir: impl Into<PathBuf>, options: Options) -> Result<AsyncRedkeep> {
         let dir = dir.into();
         let rk = blocking(move || Redkeep::open(dir, options)).await?;
@@ -33,6 +47,9 @@ impl AsyncRedkeep {
     }
 
     /// Runs any synchronous operation on the blocking pool.
+    ///
+    /// # Errors
+    /// `f`'s error; `Cancelled` when the runtime shuts down first. A panic in `f` is resumed here.
     pub async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -43,43 +60,67 @@ impl AsyncRedkeep {
     }
 
     /// [`crate::Users::register`].
+    ///
+    /// # Errors
+    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
     pub async fn register(&self, reg: Registration) -> Result<User> {
         self.run(move |rk| rk.users().register(reg)).await
     }
 
     /// [`crate::auth::sessions::Sessions::login`].
+    ///
+    /// # Errors
+    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
     pub async fn login(&self, email: String, password: String, meta: LoginMeta) -> Result<Login> {
         self.run(move |rk| rk.sessions().login(&email, &password, meta))
             .await
     }
 
     /// [`crate::Users::authenticate`].
+    ///
+    /// # Errors
+    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
     pub async fn authenticate(&self, email: String, password: String) -> Result<User> {
         self.run(move |rk| rk.users().authenticate(&email, &password))
             .await
     }
 
     /// [`crate::auth::sessions::Sessions::validate`].
+    ///
+    /// # Errors
+    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
     pub async fn validate_session(&self, token: String) -> Result<(User, Session)> {
         self.run(move |rk| rk.sessions().validate(&token)).await
     }
 
     /// [`crate::auth::sessions::Sessions::logout`].
+    ///
+    /// # Errors
+    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
     pub async fn logout(&self, token: String) -> Result<bool> {
         self.run(move |rk| rk.sessions().logout(&token)).await
     }
 
     /// [`crate::auth::api_keys::ApiKeys::verify`].
+    ///
+    /// # Errors
+    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
     pub async fn verify_api_key(&self, key: String) -> Result<ApiKey> {
         self.run(move |rk| rk.api_keys().verify(&key)).await
     }
 
     /// [`crate::Workspaces::read`].
+    ///
+    /// # Errors
+    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
     pub async fn read_workspace(&self, user: u64) -> Result<WorkspaceDoc> {
         self.run(move |rk| rk.workspaces().read(user)).await
     }
 
     /// [`crate::Workspaces::update`].
+    ///
+    /// # Errors
+    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
     pub async fn update_workspace<T, F>(&self, user: u64, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -89,6 +130,9 @@ impl AsyncRedkeep {
     }
 
     /// [`crate::Workspaces::save_piece`].
+    ///
+    /// # Errors
+    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
     pub async fn save_piece(&self, user: u64, json: Vec<u8>) -> Result<u64> {
         self.run(move |rk| rk.workspaces().save_piece(user, &json))
             .await

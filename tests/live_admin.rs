@@ -438,3 +438,32 @@ fn an_owner_that_dies_mid_request_is_reported_and_the_store_stays_consistent() {
     assert!(held.users().by_email("x@example.com").unwrap().is_none());
     assert!(held.check(false).unwrap().ok);
 }
+
+#[test]
+fn a_data_dir_path_of_300_bytes_is_served_and_the_cli_works_against_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Nested so no single name passes NAME_MAX; far beyond the ~108 bytes a socket address holds.
+    let mut dir = tmp.path().to_path_buf();
+    while dir.as_os_str().len() < 300 {
+        dir.push("a-rather-long-folder-name-for-a-data-dir");
+    }
+    let dir = PathBuf::from(&dir.to_str().unwrap()[..300]);
+    assert_eq!(dir.as_os_str().len(), 300);
+    init(&dir);
+    let mut owner = start_owner(&dir);
+    let (code, out, err) = run(&dir, &["status", "--json"], None);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["state"], "exclusive", "{out}");
+    assert_eq!(status["socket"], "reachable", "{out}");
+    let (code, _, err) = run(
+        &dir,
+        &["user", "create", "long@example.com", "--password-stdin"],
+        Some("long path password\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(owner.ask("count")[0], 2, "the owner made the user");
+    let (code, out, err) = run(&dir, &["user", "list", "--json"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("long@example.com"), "{out}");
+}

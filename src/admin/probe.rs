@@ -11,6 +11,9 @@ use crate::store::{Mode, Store, StoreOptions, owner_path, process_alive, read_ow
 use crate::{Error, Result, SCHEMA_VERSION, STORE_FILE};
 
 /// The status seen from outside: probes the files, then asks the owner if there is one.
+///
+/// # Errors
+/// `Io` or `Storage` when the files cannot be read; `Corrupt` for an unreadable store.
 pub fn probe(dir: &Path) -> Result<Reply> {
     let db = dir.join(STORE_FILE);
     if !db.exists() {

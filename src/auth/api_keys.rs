@@ -161,6 +161,21 @@ impl ApiKeys<'_> {
 
     /// Creates a key and returns its secret once.
     ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// # let alice = rk.users().create(redkeep::NewUser { email: "alice@example.com".into(), name: None, username: None, password: None, is_admin: false, invite: None })?.user;
+    /// use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
+    /// let created = rk.api_keys().create(ApiKeySpec {
+    ///     owner: KeyOwner::User(alice.id),
+    ///     scopes: vec!["read".into()],
+    ///     expires_in: None,
+    /// })?;
+    /// let key = rk.api_keys().verify(created.key.expose())?;
+    /// assert_eq!(key.owner, KeyOwner::User(alice.id));
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `NotFound` for an unknown owner; `InvalidInput` for a bad scope.
     pub fn create(&self, spec: ApiKeySpec) -> Result<CreatedApiKey> {

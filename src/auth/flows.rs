@@ -610,6 +610,22 @@ impl Users<'_> {
     /// `admin`), a personal org as current org, and the audit event, in one transaction. With
     /// `spec.invite`, consumes the invite in the same transaction.
     ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// use redkeep::{NewUser, Secret};
+    /// let created = rk.users().create(NewUser {
+    ///     email: "alice@example.com".into(),
+    ///     name: Some("Alice".into()),
+    ///     username: None,
+    ///     password: Some(Secret::new("correct horse battery staple")),
+    ///     is_admin: false,
+    ///     invite: None,
+    /// })?;
+    /// assert_eq!(rk.users().by_email("ALICE@example.com")?, Some(created.user));
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `InvalidInput` for a bad email, username, name or password; `Conflict` when the email
     /// or username is taken; invite errors as in [`crate::auth::invites::Invites`].
@@ -619,6 +635,22 @@ impl Users<'_> {
 
     /// Registers a user with an invite code (self-service): as [`Users::create`], but an
     /// invite is required unless the policy allows open registration.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// use redkeep::{InviteSpec, Registration, Secret};
+    /// let invite = rk.invites().create(InviteSpec::default())?;
+    /// let user = rk.users().register(Registration {
+    ///     email: "bob@example.com".into(),
+    ///     password: Secret::new("a long enough password"),
+    ///     name: None,
+    ///     username: Some("bob".into()),
+    ///     invite: Some(invite.code),
+    /// })?;
+    /// assert_eq!(rk.users().find("bob")?.id, user.id);
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidInput` (bad email or password, or no invite when one is required),
@@ -728,6 +760,19 @@ impl Users<'_> {
 impl Sessions<'_> {
     /// Logs in with an email or a username: verifies the password (with lockout and rehash)
     /// and creates a session. Every login makes a new token, shown once.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// # rk.users().create(redkeep::NewUser { email: "alice@example.com".into(), name: None, username: None, password: Some("correct horse battery staple".into()), is_admin: false, invite: None })?;
+    /// use redkeep::auth::sessions::LoginMeta;
+    /// let login = rk.sessions().login("alice@example.com", "correct horse battery staple", LoginMeta::default())?;
+    /// // Hand `login.token.expose()` to the client once; later requests present it.
+    /// let (user, _session) = rk.sessions().validate(login.token.expose())?;
+    /// assert_eq!(user.email, "alice@example.com");
+    /// assert!(rk.sessions().login("alice@example.com", "wrong password", LoginMeta::default()).is_err());
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Unauthorized` for every failure: unknown account, wrong password, disabled or locked

@@ -218,6 +218,18 @@ pub struct Invites<'a> {
 impl Invites<'_> {
     /// Creates an invite and returns its code once.
     ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// use std::time::Duration;
+    /// use redkeep::InviteSpec;
+    /// let created = rk.invites().create(InviteSpec::default().uses(5).expires_in(Duration::from_secs(7 * 86400)))?;
+    /// // The code is shown once; only its hash is stored.
+    /// let invite = rk.invites().validate(created.code.expose())?;
+    /// assert_eq!(invite.max_uses, 5);
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `InvalidInput` when `max_uses` is 0 or the lifetime is under 1 s or over 100 years.
     pub fn create(&self, spec: InviteSpec) -> Result<CreatedInvite> {

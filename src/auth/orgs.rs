@@ -142,6 +142,9 @@ pub fn slugify(name: &str) -> String {
 }
 
 /// Checks an explicit slug: 1 to 48 of `a-z 0-9 -`, not starting or ending with `-`.
+///
+/// # Errors
+/// `InvalidInput` naming what to change.
 pub fn validate_slug(slug: &str) -> Result<()> {
     let ok = !slug.is_empty()
         && slug.len() <= MAX_SLUG
@@ -351,6 +354,22 @@ pub struct Orgs<'a> {
 
 impl Orgs<'_> {
     /// Creates an org owned by `spec.owner`.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// # let alice = rk.users().create(redkeep::NewUser { email: "alice@example.com".into(), name: None, username: None, password: None, is_admin: false, invite: None })?.user;
+    /// use redkeep::auth::orgs::{OrgRole, OrgSpec};
+    /// let org = rk.orgs().create(OrgSpec {
+    ///     name: "Acme Inc".into(),
+    ///     slug: None,
+    ///     description: String::new(),
+    ///     owner: alice.id,
+    /// })?;
+    /// assert_eq!(org.slug, "acme-inc");
+    /// assert_eq!(rk.orgs().role_in(alice.id, org.id)?, Some(OrgRole::Owner));
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidInput` for a bad name or slug; `Conflict` when an explicit slug is taken;

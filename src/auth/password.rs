@@ -45,6 +45,9 @@ impl Default for PasswordParams {
 }
 
 /// Checks the length rule (8..=1024 bytes); no composition rules, per NIST SP 800-63B.
+///
+/// # Errors
+/// `InvalidInput` when it is shorter than 8 or longer than 1024 bytes.
 pub fn validate_password(password: &str) -> Result<()> {
     let n = password.len();
     if n < MIN_PASSWORD_BYTES {

@@ -500,6 +500,23 @@ impl Roles<'_> {
 
     /// Whether a user holds `permission` (directly or through `*`).
     ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// # let alice = rk.users().create(redkeep::NewUser { email: "alice@example.com".into(), name: None, username: None, password: None, is_admin: false, invite: None })?.user;
+    /// use redkeep::auth::roles::RoleSpec;
+    /// rk.roles().create(RoleSpec {
+    ///     name: "editor".into(),
+    ///     description: "writes posts".into(),
+    ///     permissions: vec!["posts:write".into()],
+    ///     priority: 10,
+    /// })?;
+    /// assert!(!rk.roles().has_permission(alice.id, "posts:write")?);
+    /// rk.roles().grant(alice.id, "editor", None)?;
+    /// assert!(rk.roles().has_permission(alice.id, "posts:write")?);
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `NotFound` for an unknown user.
     pub fn has_permission(&self, user: u64, permission: &str) -> Result<bool> {

@@ -75,11 +75,17 @@ pub mod wire {
     use crate::auth::token::Secret;
 
     /// Writes the secret's value.
+    ///
+    /// # Errors
+    /// The serializer's.
     pub fn serialize<S: Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
         v.as_ref().map(Secret::expose).serialize(s)
     }
 
     /// Reads a secret's value.
+    ///
+    /// # Errors
+    /// The deserializer's, when the value is not a string or null.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
         Ok(Option::<String>::deserialize(d)?.map(Secret::new))
     }
@@ -120,6 +126,9 @@ pub fn hashes_equal(a: &TokenHash, b: &TokenHash) -> bool {
 }
 
 /// Fills `buf` from the OS CSPRNG.
+///
+/// # Errors
+/// `Io` when the operating system has no randomness to give.
 pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
     getrandom::fill(buf).map_err(|e| {
         Error::io(
@@ -158,6 +167,9 @@ pub struct NewToken {
 }
 
 /// Generates a token `<kind>_<39 base32 chars>` from 192 random bits.
+///
+/// # Errors
+/// `Io` when the operating system has no randomness to give.
 pub fn generate(kind: &str) -> Result<NewToken> {
     let mut raw = [0u8; TOKEN_BYTES];
     random_bytes(&mut raw)?;
@@ -189,6 +201,9 @@ pub fn looks_like_prefix(kind: &str, text: &str) -> bool {
 }
 
 /// A random password of 20 characters (about 119 bits) from an unambiguous alphabet.
+///
+/// # Errors
+/// `Io` when the operating system has no randomness to give.
 pub fn generate_password() -> Result<Secret> {
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
     let mut out = String::with_capacity(20);

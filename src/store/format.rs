@@ -114,6 +114,9 @@ pub fn encode_shape<S: AsRef<str>>(names: &[S]) -> Vec<u8> {
 }
 
 /// Decodes a registry entry and checks that it has the id it is stored under.
+///
+/// # Errors
+/// When the bytes are not a shape or carry another id.
 pub fn decode_shape(id: u64, bytes: &[u8]) -> Res<Shape> {
     let mut r = Reader::new(bytes);
     let n = r.varint()?;

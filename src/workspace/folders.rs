@@ -369,6 +369,18 @@ impl Workspaces {
     /// Reads the document, lets `f` change it, and writes it back atomically, all under the
     /// user's exclusive lock. Creates the folder at the first write.
     ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// # let alice = rk.users().create(redkeep::NewUser { email: "alice@example.com".into(), name: None, username: None, password: None, is_admin: false, invite: None })?.user;
+    /// rk.workspaces().update(alice.id, |doc| {
+    ///     doc.notes = serde_json::json!(["first note"]);
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(rk.workspaces().read(alice.id)?.notes[0], "first note");
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Workspaces::read`]; `f`'s error (nothing written); `InvalidInput` when the result
     /// is over the cap.

@@ -45,6 +45,16 @@ impl Workspaces {
     /// under the user's exclusive lock. Creates the folder at the first write. Returns the
     /// number.
     ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// # let alice = rk.users().create(redkeep::NewUser { email: "alice@example.com".into(), name: None, username: None, password: None, is_admin: false, invite: None })?.user;
+    /// let n = rk.workspaces().save_piece(alice.id, br#"{"title": "sunset"}"#)?;
+    /// assert_eq!(n, 1); // saved as gallery/piece_000001.json
+    /// assert_eq!(rk.workspaces().read(alice.id)?.piece_count, 1);
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `InvalidInput` when `json` is not JSON or is over the cap; `NotFound` for an unknown
     /// user; `Corrupt` when workspace.json is unreadable (the piece is not written);

@@ -218,6 +218,9 @@ pub fn stats(rk: &Redkeep) -> Result<Reply> {
 }
 
 /// `redkeep restore PATH [--force]`: runs on the files, without opening the store first.
+///
+/// # Errors
+/// As [`crate::ops::restore`].
 pub fn restore(
     data_dir: &std::path::Path,
     backup: &std::path::Path,
@@ -257,6 +260,9 @@ pub fn restore(
 }
 
 /// `redkeep reset --force`.
+///
+/// # Errors
+/// `Denied` without `force`; otherwise as [`crate::ops::reset()`].
 pub fn reset(data_dir: &std::path::Path, force: bool, now: Timestamp) -> Result<Reply> {
     if !force {
         return Err(crate::Error::denied(
