@@ -120,6 +120,65 @@ fn a_dangling_index_entry_is_found_and_repaired() {
 }
 
 #[test]
+fn every_kind_of_index_damage_is_named_and_mended_by_a_repair() {
+    let t = TestDir::new();
+    let rk = t.open();
+    for email in ["a@example.com", "b@example.com"] {
+        rk.users()
+            .create(NewUser {
+                email: email.into(),
+                password: Some("correct horse".into()),
+                ..NewUser::default()
+            })
+            .unwrap();
+    }
+    drop(rk);
+    let db = redb::Database::open(t.path().join(STORE_FILE)).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let email: TableDefinition<&[u8], &[u8]> = TableDefinition::new("i:users:email");
+        let mut email = tx.open_table(email).unwrap();
+        email.remove(&b"a@example.com\0\0"[..]).unwrap();
+        email
+            .insert(&b"b@example.com\0\0"[..], &1u64.to_be_bytes()[..])
+            .unwrap();
+        email
+            .insert(&b"ghost@example.com\0\0"[..], &7u64.to_be_bytes()[..])
+            .unwrap();
+        let admin: TableDefinition<&[u8], &[u8]> = TableDefinition::new("i:users:is_admin");
+        let mut admin = tx.open_table(admin).unwrap();
+        let mut claims_admin = vec![1u8];
+        claims_admin.extend_from_slice(&1u64.to_be_bytes());
+        admin.insert(&claims_admin[..], &b""[..]).unwrap();
+        admin.insert(&[0u8][..], &b""[..]).unwrap();
+    }
+    tx.commit().unwrap();
+    drop(db);
+
+    let rk = t.open();
+    let report = rk.check(false).unwrap();
+    let mut problems = report.problems.clone();
+    problems.sort();
+    assert_eq!(
+        problems,
+        [
+            "users.email: entry for record 1 is missing",
+            "users.email: entry points at 1 instead of 2",
+            "users.email: stale entry pointing at 7",
+            "users.is_admin: malformed entry 00",
+            "users.is_admin: stale entry pointing at 1",
+        ]
+    );
+    let repaired = rk.check(true).unwrap();
+    assert_eq!(repaired.repaired.len(), 5, "{:?}", repaired.repaired);
+    assert!(repaired.ok, "{:?}", repaired.problems);
+    assert!(rk.check(false).unwrap().ok);
+    assert_eq!(rk.users().by_email("a@example.com").unwrap().unwrap().id, 1);
+    assert_eq!(rk.users().by_email("b@example.com").unwrap().unwrap().id, 2);
+    assert_eq!(rk.users().admins(10).unwrap(), vec![]);
+}
+
+#[test]
 fn opening_without_create_on_an_empty_dir_says_to_init() {
     let t = TestDir::new();
     let err = Redkeep::open(t.path().join("none"), t.options().create(false)).unwrap_err();

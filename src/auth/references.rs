@@ -3,8 +3,6 @@
 //! an owner, every user has a credential, belongs to an org and works in one of theirs.
 //! Damaged records are reported by the table checks and skipped here.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use super::agents::AgentSession;
 use super::api_keys::{ApiKey, KeyOwner};
 use super::invites::Invite;
@@ -12,58 +10,34 @@ use super::orgs::{Org, OrgMember, OrgRole};
 use super::roles::{Role, UserRole};
 use super::sessions::Session;
 use super::users::{Avatar, Credential, User};
-use crate::error::{Error, Result};
-use crate::store::{CheckReport, KeyRange, Order, Record, Source, Table};
+use crate::error::Result;
+use crate::key;
+use crate::store::{CheckReport, KeyRange, Record, Source, Table};
 
 // Calls `f` with each record of `R` that decodes; damaged ones are left to the table checks.
-fn each<R: Record>(tx: &dyn Source, mut f: impl FnMut(R)) -> Result<()> {
-    let t = Table::<R, dyn Source>::new(tx);
-    let mut keys = Vec::new();
-    t.for_each_key(KeyRange::all(), Order::Asc, |k| {
-        keys.push(k);
-        Ok(true)
-    })?;
-    for k in keys {
-        match t.get(&k) {
-            Ok(Some(r)) => f(r),
-            Ok(None) | Err(Error::Corrupt { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+fn each<R: Record>(tx: &dyn Source, mut f: impl FnMut(R) -> Result<()>) -> Result<()> {
+    Table::<R, dyn Source>::new(tx).for_each_sound(KeyRange::all(), |r| f(r).map(|()| true))
 }
 
-/// Adds every broken reference to `report`.
+/// Adds every broken reference to `report`. Each record looks up what it refers to, so
+/// memory does not grow with the store.
 pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
-    let mut users: BTreeMap<u64, Option<u64>> = BTreeMap::new();
-    each::<User>(tx, |u| {
-        users.insert(u.id, u.current_org_id);
-    })?;
-    let mut orgs = BTreeSet::new();
-    each::<Org>(tx, |o| {
-        orgs.insert((o.id, o.slug));
-    })?;
-    let org_ids: BTreeSet<u64> = orgs.iter().map(|(id, _)| *id).collect();
-    let mut role_ids = BTreeSet::new();
-    each::<Role>(tx, |r| {
-        role_ids.insert(r.id);
-    })?;
+    let users = Table::<User, dyn Source>::new(tx);
+    let orgs = Table::<Org, dyn Source>::new(tx);
+    let roles = Table::<Role, dyn Source>::new(tx);
+    let members = Table::<OrgMember, dyn Source>::new(tx);
+    let credentials = Table::<Credential, dyn Source>::new(tx);
     let mut problems = Vec::new();
-    let mut missing = |what: String, user: u64| {
-        if !users.contains_key(&user) {
+    let mut missing = |what: String, user: u64| -> Result<()> {
+        if !users.contains(&user)? {
             problems.push(format!("{what} points at missing user {user}"));
         }
+        Ok(())
     };
-    let mut credentials = BTreeSet::new();
-    each::<Credential>(tx, |c| {
-        missing("a credential".into(), c.user_id);
-        credentials.insert(c.user_id);
-    })?;
+    each::<Credential>(tx, |c| missing("a credential".into(), c.user_id))?;
     each::<Avatar>(tx, |a| missing("an avatar".into(), a.user_id))?;
-    let mut held_roles = Vec::new();
     each::<UserRole>(tx, |r| {
-        missing(format!("role assignment of role {}", r.role_id), r.user_id);
-        held_roles.push((r.user_id, r.role_id));
+        missing(format!("role assignment of role {}", r.role_id), r.user_id)
     })?;
     each::<Session>(tx, |s| {
         missing(format!("session {}", s.short_id), s.user_id)
@@ -71,44 +45,41 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
     each::<AgentSession>(tx, |a| {
         missing(format!("agent session {}", a.id), a.user_id)
     })?;
-    let mut member_of: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    let mut owned = BTreeSet::new();
-    let mut dangling_members = Vec::new();
     each::<OrgMember>(tx, |m| {
-        missing(format!("membership of org {}", m.org_id), m.user_id);
-        if !org_ids.contains(&m.org_id) {
-            dangling_members.push((m.user_id, m.org_id));
-        }
-        if m.role == OrgRole::Owner {
-            owned.insert(m.org_id);
-        }
-        member_of.entry(m.user_id).or_default().push(m.org_id);
+        missing(format!("membership of org {}", m.org_id), m.user_id)
     })?;
-    let mut keys = Vec::new();
-    each::<ApiKey>(tx, |k| keys.push((k.prefix, k.owner)))?;
-    let mut invites = Vec::new();
-    each::<Invite>(tx, |i| invites.push(i))?;
-
-    for (user, role) in held_roles {
-        if !role_ids.contains(&role) {
-            problems.push(format!("user {user} holds missing role {role}"));
+    each::<UserRole>(tx, |r| {
+        if !roles.contains(&r.role_id)? {
+            problems.push(format!(
+                "user {} holds missing role {}",
+                r.user_id, r.role_id
+            ));
         }
-    }
-    for (user, org) in dangling_members {
-        problems.push(format!(
-            "membership of user {user} points at missing org {org}"
-        ));
-    }
-    for (prefix, owner) in keys {
-        let ok = match owner {
-            KeyOwner::User(u) => users.contains_key(&u),
-            KeyOwner::Org(o) => org_ids.contains(&o),
+        Ok(())
+    })?;
+    each::<OrgMember>(tx, |m| {
+        if !orgs.contains(&m.org_id)? {
+            problems.push(format!(
+                "membership of user {} points at missing org {}",
+                m.user_id, m.org_id
+            ));
+        }
+        Ok(())
+    })?;
+    each::<ApiKey>(tx, |k| {
+        let ok = match k.owner {
+            KeyOwner::User(u) => users.contains(&u)?,
+            KeyOwner::Org(o) => orgs.contains(&o)?,
         };
         if !ok {
-            problems.push(format!("api key {prefix} belongs to missing {owner}"));
+            problems.push(format!(
+                "api key {} belongs to missing {}",
+                k.prefix, k.owner
+            ));
         }
-    }
-    for invite in invites {
+        Ok(())
+    })?;
+    each::<Invite>(tx, |invite| {
         if invite.uses as usize != invite.used_by.len() {
             problems.push(format!(
                 "invite {} counts {} uses but lists {} users",
@@ -117,30 +88,38 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
                 invite.used_by.len()
             ));
         }
-    }
-    for (id, slug) in &orgs {
-        if !owned.contains(id) {
-            problems.push(format!("org {slug} has no owner"));
+        Ok(())
+    })?;
+    each::<Org>(tx, |o| {
+        let mut owned = false;
+        members.for_each_sound(KeyRange::prefix(key!(o.id)), |m| {
+            owned = m.role == OrgRole::Owner;
+            Ok(!owned)
+        })?;
+        if !owned {
+            problems.push(format!("org {} has no owner", o.slug));
         }
-    }
-    for (id, current) in &users {
-        if !credentials.contains(id) {
+        Ok(())
+    })?;
+    each::<User>(tx, |u| {
+        let id = u.id;
+        if !credentials.contains(&id)? {
             problems.push(format!(
                 "user {id} has no credential; set a password with `redkeep user set-password {id}`"
             ));
         }
-        let mine = member_of.get(id).map(Vec::as_slice).unwrap_or(&[]);
-        if mine.is_empty() {
+        if members.count_by(&OrgMember::BY_USER, KeyRange::prefix(key!(id)))? == 0 {
             problems.push(format!("user {id} belongs to no org"));
         }
-        match current {
+        match u.current_org_id {
             None => problems.push(format!("user {id} has no current org")),
-            Some(o) if !mine.contains(o) => {
+            Some(o) if !members.contains(&(o, id))? => {
                 problems.push(format!("user {id}'s current org {o} is not one of theirs"))
             }
             Some(_) => {}
         }
-    }
+        Ok(())
+    })?;
     for p in problems {
         report.problem(p);
     }

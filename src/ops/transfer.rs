@@ -31,12 +31,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Redkeep;
+use crate::auth::users::User;
 use crate::bytes::hex;
 use crate::error::{Error, Result};
 use crate::handle::SCHEMA_VERSION;
-use crate::store::Record;
 use crate::store::{CheckReport, KeyRange, Meta, Order, Source, TableCheck, TableInfo, WriteTx};
-use crate::workspace::WorkspaceDoc;
+use crate::workspace::{WorkspaceDoc, Workspaces};
 
 /// The export format's version, in the first line.
 pub const EXPORT_FORMAT: u64 = 2;
@@ -87,7 +87,6 @@ pub fn export(
     let mut summary = TransferSummary::default();
     let tables = rk.tables();
     let known: BTreeSet<&str> = tables.iter().map(|t| t.name()).collect();
-    let mut users = Vec::new();
     rk.store().read(|tx| {
         let schema = tx.schema_version()?.unwrap_or(SCHEMA_VERSION);
         write_line(
@@ -100,9 +99,6 @@ pub fn export(
             let mut n = 0;
             t.export(tx, &mut |key, record| {
                 n += 1;
-                if name == crate::auth::users::User::TABLE {
-                    users.push(u64::from_str_radix(&key, 16).unwrap_or(0));
-                }
                 write_line(
                     out,
                     &json!({"table": name, "key": key, "record": record}),
@@ -175,32 +171,40 @@ pub fn export(
                 &mut summary,
             )?;
         }
-        Ok(())
+        // The folders of the users of this snapshot, each read under its lock.
+        let ws = rk.workspaces();
+        tx.table::<User>()
+            .for_each_key(KeyRange::all(), Order::Asc, |id| {
+                export_folder(ws, id, out, &mut summary)?;
+                Ok(true)
+            })
     })?;
-    let ws = rk.workspaces();
-    for id in users {
-        if !ws.exists(id) {
-            continue;
-        }
-        let doc = ws.read(id)?;
-        write_line(out, &json!({"workspace": id, "doc": doc}), &mut summary)?;
-        summary.workspaces += 1;
-        ws.pieces(id, &mut |n, bytes| {
-            let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
-                Error::invalid("piece", format!("piece {n} of user {id} is not JSON ({e})"))
-            })?;
-            summary.pieces += 1;
-            write_line(
-                out,
-                &json!({"piece": n, "user": id, "doc": doc}),
-                &mut summary,
-            )
-        })?;
-    }
     out.flush()
         .map_err(|e| Error::io("writing the export", e))?;
     progress(summary.lines);
     Ok(summary)
+}
+
+// Writes one user's workspace document and pieces, if the folder exists.
+fn export_folder(
+    ws: &Workspaces,
+    id: u64,
+    out: &mut dyn Write,
+    summary: &mut TransferSummary,
+) -> Result<()> {
+    if !ws.exists(id) {
+        return Ok(());
+    }
+    let doc = ws.read(id)?;
+    write_line(out, &json!({"workspace": id, "doc": doc}), summary)?;
+    summary.workspaces += 1;
+    ws.pieces(id, &mut |n, bytes| {
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
+            Error::invalid("piece", format!("piece {n} of user {id} is not JSON ({e})"))
+        })?;
+        summary.pieces += 1;
+        write_line(out, &json!({"piece": n, "user": id, "doc": doc}), summary)
+    })
 }
 
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
@@ -216,9 +220,7 @@ fn parse_hex(text: &str) -> Option<Vec<u8>> {
 /// Whether the store holds nothing an import would lose: at most the administrator `init`
 /// made (with their personal org, roles and audit events) and the system roles.
 fn fresh(rk: &Redkeep, tx: &WriteTx<'_>) -> Result<bool> {
-    use crate::auth::{
-        agents::AgentSession, api_keys::ApiKey, invites::Invite, sessions::Session, users::User,
-    };
+    use crate::auth::{agents::AgentSession, api_keys::ApiKey, invites::Invite, sessions::Session};
     let users = tx.table::<User>().range(KeyRange::all(), Order::Asc, 2)?;
     let admin_only = users.len() <= 1 && users.iter().all(|u| u.is_admin);
     let busy = tx.table::<Invite>().count()?

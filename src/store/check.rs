@@ -2,14 +2,17 @@
 //! integrity checks (every record decodes, is stored under its own key, and every index
 //! mirrors the records exactly), index rebuilds, sizes, and JSON export / import.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 use serde::Serialize;
 
 use super::engine::{KeyRange, Order};
+use super::engine::{RawRead, get_owned};
 use super::key::{Key, show_key};
-use super::table::{Record, decode_record, entry_value, index_entry, index_table, record_table};
+use super::table::{
+    Record, decode_record, entry_target, entry_value, index_entry, index_table, record_table,
+};
 use super::tx::{Source, TableInfo, WriteTx, resolve_shape};
 use crate::bytes::hex;
 use crate::error::{Error, Result};
@@ -119,112 +122,151 @@ pub fn check_table<R: Record + 'static>() -> Box<dyn TableCheck> {
     Box::new(Checker::<R>(PhantomData))
 }
 
-type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
+/// One thing wrong with a table or its indexes, and how an index rebuild mends it.
+enum Finding {
+    /// What a rebuild cannot mend: a record that does not decode or is stored under another
+    /// key, or two records claiming one unique key.
+    Problem(String),
+    /// An index entry to (re)write.
+    Put {
+        index: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        problem: String,
+    },
+    /// An index entry to remove.
+    Remove {
+        index: &'static str,
+        key: Vec<u8>,
+        problem: String,
+    },
+}
 
-/// What the records say the indexes should hold: index name → (entry key → entry value),
-/// for the records that decode and are stored under their own key. Problems found on the way
-/// are added to `problems`.
-fn expected<R: Record, S: Source + ?Sized>(
+// `R`'s record stored under `pk`, if it is there, decodes and is stored under its own key.
+fn sound_record<R: Record>(raw: &dyn RawRead, pk: &[u8]) -> Result<Option<R>> {
+    let Some(bytes) = get_owned(raw, &record_table(R::TABLE), pk)? else {
+        return Ok(None);
+    };
+    let resolve = |id| resolve_shape(raw, id);
+    Ok(decode_record::<R>(pk, &bytes, &resolve)
+        .ok()
+        .filter(|r| r.key().to_bytes() == pk))
+}
+
+/// Walks `R`'s records and indexes with memory that does not grow with the table: each
+/// record looks up the entries it should have, each entry looks up the record it points at.
+/// Calls `found` with each finding (while the records are being read; the removals of stale
+/// entries after each index was read). Returns the record and index-entry counts.
+fn walk<R: Record, S: Source + ?Sized>(
     tx: &S,
-    problems: &mut Vec<String>,
-) -> Result<(u64, BTreeMap<&'static str, Entries>)> {
-    let mut want: BTreeMap<&'static str, Entries> = R::INDEXES
-        .iter()
-        .map(|i| (i.name, Entries::new()))
-        .collect();
+    found: &mut dyn FnMut(Finding) -> Result<()>,
+) -> Result<(u64, u64)> {
     let raw = tx.raw();
     let resolve = |id| resolve_shape(raw, id);
-    let mut count = 0u64;
-    raw.range(&record_table(R::TABLE), &KeyRange::all(), Order::Asc, &mut |pk, value| {
-        count += 1;
+    let table = R::TABLE;
+    let mut records = 0u64;
+    // Entries found pointing at the wrong record: reported (and mended) once, here, not
+    // again as stale when their index is read. Only broken entries are kept.
+    let mut misdirected: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
+    raw.range(&record_table(table), &KeyRange::all(), Order::Asc, &mut |pk, value| {
+        records += 1;
         let record = match decode_record::<R>(pk, value, &resolve) {
             Ok(r) => r,
             Err(e) => {
-                problems.push(e.to_string());
+                found(Finding::Problem(e.to_string()))?;
                 return Ok(true);
             }
         };
         let own = record.key().to_bytes();
         if own != pk {
-            problems.push(format!(
-                "{}: the record stored under key {} says its key is {}; its index entries are not rebuilt (restore a backup, or delete it)",
-                R::TABLE,
+            found(Finding::Problem(format!(
+                "{table}: the record stored under key {} says its key is {}; its index entries are not rebuilt (restore a backup, or delete it)",
                 show_key(pk),
                 show_key(&own)
-            ));
+            )))?;
             return Ok(true);
         }
         for idx in R::INDEXES {
-            if let Some(k) = index_entry(idx, &record, pk) {
-                let entries = want.entry(idx.name).or_default();
-                if let Some(other) = entries.insert(k, entry_value(idx, pk))
-                    && idx.unique
-                {
-                    problems.push(format!(
-                        "{}.{}: records {} and {} claim the same unique key",
-                        R::TABLE,
-                        idx.name,
-                        show_key(&other),
+            let Some(key) = index_entry(idx, &record, pk) else {
+                continue;
+            };
+            let value = entry_value(idx, pk);
+            let index = idx.name;
+            let problem = match get_owned(raw, &index_table(table, index), &key)? {
+                Some(got) if got == value => continue,
+                None => format!("{table}.{index}: entry for record {} is missing", show_key(pk)),
+                Some(got) if idx.unique => {
+                    let rival = sound_record::<R>(raw, &got)?;
+                    if rival.is_some_and(|r| index_entry(idx, &r, &got).as_ref() == Some(&key)) {
+                        found(Finding::Problem(format!(
+                            "{table}.{index}: records {} and {} claim the same unique key",
+                            show_key(&got),
+                            show_key(pk)
+                        )))?;
+                        continue;
+                    }
+                    misdirected.insert((index, key.clone()));
+                    format!(
+                        "{table}.{index}: entry points at {} instead of {}",
+                        show_key(&got),
                         show_key(pk)
-                    ));
+                    )
                 }
-            }
+                Some(_) => format!("{table}.{index}: entry of record {} is malformed", show_key(pk)),
+            };
+            found(Finding::Put {
+                index,
+                key,
+                value,
+                problem,
+            })?;
         }
         Ok(true)
     })?;
-    Ok((count, want))
-}
-
-fn actual<S: Source + ?Sized>(tx: &S, table: &str, index: &str) -> Result<Entries> {
-    let mut out = Entries::new();
-    tx.raw().range(
-        &index_table(table, index),
-        &KeyRange::all(),
-        Order::Asc,
-        &mut |k, v| {
-            out.insert(k.to_vec(), v.to_vec());
-            Ok(true)
-        },
-    )?;
-    Ok(out)
-}
-
-// Differences between expected and actual entries of one index, as sentences.
-fn diff<R: Record>(index: &str, unique: bool, want: &Entries, have: &Entries) -> Vec<String> {
-    let table = R::TABLE;
-    let target = |k: &[u8], v: &[u8]| -> String {
-        if unique {
-            return show_key(v);
-        }
-        match R::Key::FIXED_LEN {
-            Some(n) if k.len() >= n => show_key(&k[k.len() - n..]),
-            _ => hex(k),
-        }
-    };
-    let mut out = Vec::new();
-    for (k, v) in want {
-        match have.get(k) {
-            None => out.push(format!(
-                "{table}.{index}: entry for record {} is missing",
-                target(k, v)
-            )),
-            Some(got) if got != v => out.push(format!(
-                "{table}.{index}: entry points at {} instead of {}",
-                target(k, got),
-                target(k, v)
-            )),
-            Some(_) => {}
-        }
-    }
-    for (k, v) in have {
-        if !want.contains_key(k) {
-            out.push(format!(
-                "{table}.{index}: stale entry pointing at {}",
-                target(k, v)
-            ));
+    let mut entries = 0u64;
+    for idx in R::INDEXES {
+        // Only broken entries are kept, to be removed once the index has been read.
+        let mut stale = Vec::new();
+        raw.range(
+            &index_table(table, idx.name),
+            &KeyRange::all(),
+            Order::Asc,
+            &mut |k, v| {
+                entries += 1;
+                if misdirected.contains(&(idx.name, k.to_vec())) {
+                    return Ok(true);
+                }
+                let Some(pk) = entry_target(idx, k, v) else {
+                    stale.push((
+                        k.to_vec(),
+                        format!("{table}.{}: malformed entry {}", idx.name, hex(k)),
+                    ));
+                    return Ok(true);
+                };
+                let claims = sound_record::<R>(raw, pk)?
+                    .is_some_and(|r| index_entry(idx, &r, pk).as_deref() == Some(k));
+                if !claims {
+                    stale.push((
+                        k.to_vec(),
+                        format!(
+                            "{table}.{}: stale entry pointing at {}",
+                            idx.name,
+                            show_key(pk)
+                        ),
+                    ));
+                }
+                Ok(true)
+            },
+        )?;
+        for (key, problem) in stale {
+            found(Finding::Remove {
+                index: idx.name,
+                key,
+                problem,
+            })?;
         }
     }
-    out
+    Ok((records, entries))
 }
 
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
@@ -332,17 +374,14 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
     }
 
     fn check(&self, tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
-        let mut problems = Vec::new();
-        let (records, want) = expected::<R, _>(tx, &mut problems)?;
-        let mut index_entries = 0;
-        for idx in R::INDEXES {
-            let have = actual(tx, R::TABLE, idx.name)?;
-            index_entries += have.len() as u64;
-            problems.extend(diff::<R>(idx.name, idx.unique, &want[idx.name], &have));
-        }
-        for p in problems {
-            report.problem(p);
-        }
+        let (records, index_entries) = walk::<R, _>(tx, &mut |f| {
+            report.problem(match f {
+                Finding::Problem(p)
+                | Finding::Put { problem: p, .. }
+                | Finding::Remove { problem: p, .. } => p,
+            });
+            Ok(())
+        })?;
         report.tables.insert(
             R::TABLE.to_string(),
             TableCounts {
@@ -354,30 +393,31 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
     }
 
     fn rebuild_indexes(&self, tx: &WriteTx<'_>) -> Result<Vec<String>> {
-        let mut ignored = Vec::new();
-        let (_, want) = expected::<R, _>(tx, &mut ignored)?;
-        let mut changes = Vec::new();
         let raw = tx.raw_write();
-        for idx in R::INDEXES {
-            let have = actual(tx, R::TABLE, idx.name)?;
-            let want = &want[idx.name];
-            let found = diff::<R>(idx.name, idx.unique, want, &have);
-            if found.is_empty() {
-                continue;
-            }
-            let name = index_table(R::TABLE, idx.name);
-            for (k, v) in &have {
-                if want.get(k) != Some(v) {
-                    raw.remove(&name, k)?;
+        let mut changes = Vec::new();
+        walk::<R, _>(tx, &mut |f| {
+            match f {
+                Finding::Problem(_) => return Ok(()),
+                Finding::Put {
+                    index,
+                    key,
+                    value,
+                    problem,
+                } => {
+                    raw.put(&index_table(R::TABLE, index), &key, &value)?;
+                    changes.push(format!("fixed: {problem}"));
+                }
+                Finding::Remove {
+                    index,
+                    key,
+                    problem,
+                } => {
+                    raw.remove(&index_table(R::TABLE, index), &key)?;
+                    changes.push(format!("fixed: {problem}"));
                 }
             }
-            for (k, v) in want {
-                if have.get(k) != Some(v) {
-                    raw.put(&name, k, v)?;
-                }
-            }
-            changes.extend(found.into_iter().map(|p| format!("fixed: {p}")));
-        }
+            Ok(())
+        })?;
         Ok(changes)
     }
 }

@@ -323,6 +323,28 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         })
     }
 
+    /// Calls `f` with each record in `range` that decodes, in key order, skipping damaged ones
+    /// (the table check reports those), until it returns `false`.
+    ///
+    /// # Errors
+    /// `f`'s error; `Storage` when the engine fails.
+    pub(crate) fn for_each_sound(
+        &self,
+        range: KeyRange,
+        mut f: impl FnMut(R) -> Result<bool>,
+    ) -> Result<()> {
+        self.raw().range(
+            &self.records,
+            &range,
+            Order::Asc,
+            &mut |k, v| match self.decode(k, v) {
+                Ok(r) => f(r),
+                Err(Error::Corrupt { .. }) => Ok(true),
+                Err(e) => Err(e),
+            },
+        )
+    }
+
     /// Calls `f` with each record whose entry in `index` falls in `range`, in index order,
     /// until it returns `false`.
     ///

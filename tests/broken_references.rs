@@ -1,0 +1,175 @@
+//! `check` finds every reference that points nowhere: records whose user, org or role is gone,
+//! orgs without an owner, users without a credential, an org, or a current org of theirs.
+//! The damage is made the way a buggy application table write or a hand edit would make it:
+//! by deleting or changing records directly, around the flows that keep them consistent.
+
+mod common;
+
+use common::TestDir;
+use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
+use redkeep::auth::orgs::{Org, OrgMember, OrgRole, OrgSpec};
+use redkeep::auth::roles::{Role, RoleSpec};
+use redkeep::auth::sessions::LoginMeta;
+use redkeep::{NewUser, Redkeep, User};
+
+fn user(rk: &Redkeep, email: &str) -> User {
+    rk.users()
+        .create(NewUser {
+            email: email.into(),
+            password: Some("correct horse battery".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+}
+
+fn problems(rk: &Redkeep) -> Vec<String> {
+    let report = rk.check(false).unwrap();
+    assert_eq!(report.ok, report.problems.is_empty());
+    report.problems
+}
+
+fn assert_found(problems: &[String], expected: &str) {
+    assert!(
+        problems.iter().any(|p| p == expected),
+        "`check` should report {expected:?}; it reported {problems:#?}"
+    );
+}
+
+#[test]
+fn check_names_every_reference_that_points_nowhere() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let alice = user(&rk, "alice@example.com");
+    let bob = user(&rk, "bob@example.com");
+    let carol = user(&rk, "carol@example.com");
+    let acme = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Acme".into(),
+            slug: None,
+            description: String::new(),
+            owner: alice.id,
+        })
+        .unwrap();
+    rk.orgs()
+        .add_member(acme.id, bob.id, OrgRole::Member)
+        .unwrap();
+    let doomed = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Doomed".into(),
+            slug: None,
+            description: String::new(),
+            owner: alice.id,
+        })
+        .unwrap();
+    let org_key = rk
+        .api_keys()
+        .create(ApiKeySpec {
+            owner: KeyOwner::Org(doomed.id),
+            scopes: vec![],
+            expires_in: None,
+        })
+        .unwrap();
+    let editor = rk
+        .roles()
+        .create(RoleSpec {
+            name: "editor".into(),
+            description: String::new(),
+            permissions: vec!["posts:write".into()],
+            priority: 1,
+        })
+        .unwrap();
+    rk.roles().grant(bob.id, "editor", None).unwrap();
+    let login = rk
+        .sessions()
+        .login(
+            "carol@example.com",
+            "correct horse battery",
+            LoginMeta::default(),
+        )
+        .unwrap();
+    assert_eq!(problems(&rk), Vec::<String>::new(), "a sound store");
+
+    rk.store()
+        .write(|tx| {
+            // An org vanishes with its membership and key still pointing at it.
+            tx.table::<Org>().delete(&doomed.id)?;
+            // Acme loses its only owner's membership.
+            tx.table::<OrgMember>().delete(&(acme.id, alice.id))?;
+            // A role vanishes while bob holds it.
+            tx.table::<Role>().delete(&editor.id)?;
+            // Bob works in an org he is not a member of.
+            tx.table::<User>().modify(&bob.id, |u| {
+                u.current_org_id = Some(doomed.id);
+                Ok(())
+            })?;
+            // Carol's user record vanishes, leaving her credential, session and memberships.
+            tx.table::<User>().delete(&carol.id)?;
+            Ok(())
+        })
+        .unwrap();
+    let found = problems(&rk);
+    let short_id = &login.session.short_id;
+    let (c, d, a) = (carol.id, doomed.id, alice.id);
+    for expected in [
+        format!("a credential points at missing user {c}"),
+        format!("session {short_id} points at missing user {c}"),
+        format!(
+            "membership of org {} points at missing user {c}",
+            carol.current_org_id.unwrap()
+        ),
+        format!(
+            "role assignment of role {} points at missing user {c}",
+            rk.roles().get("user").unwrap().id
+        ),
+        format!("user {} holds missing role {}", bob.id, editor.id),
+        format!("membership of user {a} points at missing org {d}"),
+        format!(
+            "api key {} belongs to missing org {d}",
+            org_key.api_key.prefix
+        ),
+        format!("org {} has no owner", acme.slug),
+        format!("user {}'s current org {d} is not one of theirs", bob.id),
+    ] {
+        assert_found(&found, &expected);
+    }
+
+    // A user left with no org, no current org and no credential.
+    rk.store()
+        .write(|tx| {
+            let personal = alice.current_org_id.unwrap();
+            tx.table::<OrgMember>().delete(&(personal, alice.id))?;
+            tx.table::<OrgMember>().delete(&(d, alice.id))?;
+            tx.table::<User>().modify(&alice.id, |u| {
+                u.current_org_id = None;
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .unwrap();
+    // And its credential goes (a table only the crate writes; removed with redb itself).
+    drop(rk);
+    let db = redb::Database::open(t.path().join(redkeep::STORE_FILE)).unwrap();
+    let tx = db.begin_write().unwrap();
+    let credentials: redb::TableDefinition<&[u8], &[u8]> =
+        redb::TableDefinition::new("r:credentials");
+    assert!(
+        tx.open_table(credentials)
+            .unwrap()
+            .remove(&a.to_be_bytes()[..])
+            .unwrap()
+            .is_some()
+    );
+    tx.commit().unwrap();
+    drop(db);
+    let rk = t.open();
+    let found = problems(&rk);
+    assert_found(
+        &found,
+        &format!("user {a} has no credential; set a password with `redkeep user set-password {a}`"),
+    );
+    assert_found(&found, &format!("user {a} belongs to no org"));
+    assert_found(&found, &format!("user {a} has no current org"));
+}
