@@ -306,7 +306,7 @@ fn an_old_store_is_refused_until_migrated_then_upgraded_once() {
         redkeep::Timestamp(1_900_000_000),
         "migrations use the injected clock"
     );
-    let members = rk.orgs().members(default.id).unwrap();
+    let members = rk.orgs().members(default.id, None, 100).unwrap();
     assert_eq!(members.len(), 3);
     let admin = rk.users().by_email("admin@example.com").unwrap().unwrap();
     for m in &members {
@@ -767,4 +767,52 @@ fn a_failed_migration_step_keeps_the_old_version_and_can_be_retried() {
     );
     assert!(tmp.path().join("s.redb.pre-v1.bak").exists());
     assert_eq!(store.schema_version().unwrap(), Some(2));
+}
+
+#[test]
+fn org_members_come_in_pages_and_are_counted_without_a_list() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            rk.users()
+                .create(NewUser {
+                    email: format!("m{i}@example.com"),
+                    password: Some("correct horse battery".into()),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id,
+        );
+    }
+    let org = rk
+        .orgs()
+        .create(redkeep::auth::orgs::OrgSpec {
+            name: "Big".into(),
+            slug: None,
+            description: String::new(),
+            owner: ids[0],
+        })
+        .unwrap();
+    for id in &ids[1..] {
+        rk.orgs()
+            .add_member(org.id, *id, redkeep::auth::orgs::OrgRole::Member)
+            .unwrap();
+    }
+    assert_eq!(rk.orgs().member_count(org.id).unwrap(), 5);
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = rk.orgs().members(org.id, after, 2).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        assert!(page.iter().all(|m| m.org_id == org.id));
+        after = page.last().map(|m| m.user_id);
+        seen.extend(page.into_iter().map(|m| m.user_id));
+    }
+    assert_eq!(seen, ids, "every member once, in user id order");
 }

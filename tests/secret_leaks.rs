@@ -216,7 +216,7 @@ fn no_public_type_shows_a_password_token_code_key_or_hash() {
             .add_member(org.id, carol.id, OrgRole::Member)
             .unwrap(),
     );
-    leaks.both("org members", &rk.orgs().members(org.id).unwrap());
+    leaks.both("org members", &rk.orgs().members(org.id, None, 10).unwrap());
     let org_key = rk
         .api_keys()
         .create(ApiKeySpec {

@@ -532,9 +532,8 @@ pub(crate) fn delete_user_records(acc: &Accounts, tx: &WriteTx<'_>, id: u64) -> 
 /// to. Refuses when they are the last owner of an org with other members.
 fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<()> {
     for m in orgs::memberships_of(tx, user)? {
-        let members = orgs::members_of(tx, m.org_id)?;
-        let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
-        if members.len() == 1 {
+        let (members, owners) = orgs::headcount(tx, m.org_id, 2)?;
+        if members == 1 {
             delete_org_in(tx, now, m.org_id)?;
             continue;
         }
@@ -587,12 +586,13 @@ pub(crate) fn delete_org(acc: &Accounts, org: u64, force: bool) -> Result<Org> {
             .table::<Org>()
             .get(&org)?
             .ok_or_else(|| Error::not_found(format!("org {org}")))?;
-        let members = orgs::members_of(tx, org)?;
-        if !force && members.len() > 1 {
+        let members = tx
+            .table::<OrgMember>()
+            .count_in(KeyRange::prefix(key!(org)))?;
+        if !force && members > 1 {
             return Err(Error::denied(format!(
-                "org {} has {} members; remove them first or pass --force",
-                o.slug,
-                members.len()
+                "org {} has {members} members; remove them first or pass --force",
+                o.slug
             )));
         }
         if !force && o.is_personal {

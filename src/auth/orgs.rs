@@ -180,6 +180,20 @@ pub(crate) fn members_of<S: Source>(tx: &S, org: u64) -> Result<Vec<OrgMember>> 
     Table::<OrgMember, S>::new(tx).range(KeyRange::prefix(key!(org)), Order::Asc, usize::MAX)
 }
 
+/// Members and owners of `org`, each counted up to `cap`: the scan stops once both reach it,
+/// so "is there another owner" costs little in a large org with several owners.
+pub(crate) fn headcount<S: Source>(tx: &S, org: u64, cap: u64) -> Result<(u64, u64)> {
+    let (mut members, mut owners) = (0u64, 0u64);
+    Table::<OrgMember, S>::new(tx).for_each(KeyRange::prefix(key!(org)), Order::Asc, |m| {
+        members += 1;
+        if m.role == OrgRole::Owner {
+            owners += 1;
+        }
+        Ok(members < cap || owners < cap)
+    })?;
+    Ok((members, owners))
+}
+
 /// The memberships of `user`.
 pub(crate) fn memberships_of<S: Source>(tx: &S, user: u64) -> Result<Vec<OrgMember>> {
     Table::<OrgMember, S>::new(tx).range_by(
@@ -198,13 +212,12 @@ fn ensure_owner_remains(
     user: u64,
     new_role: Option<OrgRole>,
 ) -> Result<()> {
-    let members = members_of(tx, org)?;
-    let m = members
-        .iter()
-        .find(|m| m.user_id == user)
+    let m = tx
+        .table::<OrgMember>()
+        .get(&(org, user))?
         .ok_or_else(|| Error::not_found(format!("member user {user} of org {org}")))?;
-    let owners = members.iter().filter(|x| x.role == OrgRole::Owner).count();
-    if m.role == OrgRole::Owner && new_role != Some(OrgRole::Owner) && owners == 1 {
+    if m.role == OrgRole::Owner && new_role != Some(OrgRole::Owner) && headcount(tx, org, 2)?.1 == 1
+    {
         return Err(Error::denied(format!(
             "user {user} is the last owner of org {org}; make another member owner first"
         )));
@@ -427,12 +440,30 @@ impl Orgs<'_> {
         found.ok_or_else(|| Error::not_found(format!("org {org}")))
     }
 
-    /// Members of an org, by user id.
+    /// Up to `limit` members of an org with user ids above `after`, by user id (a page; pass
+    /// the last user id for the next one).
     ///
     /// # Errors
     /// `Corrupt` when a membership cannot be read.
-    pub fn members(&self, org: u64) -> Result<Vec<OrgMember>> {
-        self.acc.store.read(|tx| members_of(tx, org))
+    pub fn members(&self, org: u64, after: Option<u64>, limit: usize) -> Result<Vec<OrgMember>> {
+        let range = match after {
+            Some(user) => KeyRange::prefix(key!(org)).after(&key!(org, user)),
+            None => KeyRange::prefix(key!(org)),
+        };
+        self.acc
+            .store
+            .read(|tx| tx.table::<OrgMember>().range(range, Order::Asc, limit))
+    }
+
+    /// Number of members of an org, counted without reading them.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn member_count(&self, org: u64) -> Result<u64> {
+        self.acc.store.read(|tx| {
+            tx.table::<OrgMember>()
+                .count_in(KeyRange::prefix(key!(org)))
+        })
     }
 
     /// The orgs a user belongs to, with their role.

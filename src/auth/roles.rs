@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::key;
 use crate::store::{Index, KeyRange, Order, Record, Source, Table, WriteTx};
 
+/// The most roles a store holds: roles are a vocabulary, listed and checked whole.
+pub const MAX_ROLES: u64 = 1000;
+
 /// The permission that stands for every permission (held by `admin`).
 pub const ALL_PERMISSIONS: &str = "*";
 /// The role every new user gets.
@@ -318,7 +321,8 @@ impl Roles<'_> {
     /// Creates a custom role.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad name or permission; `Conflict` when the name is taken.
+    /// `InvalidInput` for a bad name or permission, or when the store holds [`MAX_ROLES`];
+    /// `Conflict` when the name is taken.
     pub fn create(&self, spec: RoleSpec) -> Result<Role> {
         let name = spec.name.trim().to_lowercase();
         validate_name(&name)?;
@@ -334,6 +338,14 @@ impl Roles<'_> {
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let t = tx.table::<Role>();
+            if t.count()? >= MAX_ROLES {
+                return Err(Error::invalid(
+                    "role",
+                    format!(
+                        "a store holds at most {MAX_ROLES} roles; delete one you no longer use"
+                    ),
+                ));
+            }
             if t.get_by(&Role::NAME, &key!(name))?.is_some() {
                 return Err(Error::Conflict {
                     table: Role::TABLE,
@@ -355,7 +367,7 @@ impl Roles<'_> {
         })
     }
 
-    /// Every role, highest priority first.
+    /// Every role (at most [`MAX_ROLES`]), highest priority first.
     ///
     /// # Errors
     /// `Corrupt` when a role cannot be read.

@@ -441,6 +441,20 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         self.raw().len(&self.records)
     }
 
+    /// Number of records whose key falls in `range`, counted without reading them.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn count_in(&self, range: KeyRange) -> Result<u64> {
+        let mut n = 0u64;
+        self.raw()
+            .range(&self.records, &range, Order::Asc, &mut |_, _| {
+                n += 1;
+                Ok(true)
+            })?;
+        Ok(n)
+    }
+
     /// Number of entries of `index` in `range`, counted without reading records.
     ///
     /// # Errors

@@ -82,7 +82,7 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
             let orgs = rk.orgs().list(None, usize::MAX)?;
             let mut rows = Vec::new();
             for o in &orgs {
-                let n = rk.orgs().members(o.id)?.len();
+                let n = rk.orgs().member_count(o.id)?;
                 rows.push(vec![
                     o.id.to_string(),
                     o.slug.clone(),
@@ -101,7 +101,7 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
         }
         OrgCmd::Show { org } => {
             let o = rk.orgs().find(org)?;
-            let members = rk.orgs().members(o.id)?;
+            let members = rk.orgs().members(o.id, None, usize::MAX)?;
             let mut json = org_json(&o);
             json["members"] = members.iter().map(|m| json!({"user_id": m.user_id, "role": m.role.as_str(), "joined_at": m.joined_at})).collect();
             let mut lines = vec![format!("org {} {:?} (id {})", o.slug, o.name, o.id)];
