@@ -6,6 +6,7 @@
     doc = "redkeep: an embedded account store (users, passwords, invite codes, roles, sessions, organizations, API keys, audit, per-user workspace folders) in one redb file. See the README."
 )]
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "admin")]
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod fuzzing;
 mod handle;
 pub mod ops;
 pub mod store;
+mod top;
 pub mod workspace;
 
 #[cfg(feature = "tokio")]

@@ -677,3 +677,60 @@ fn every_audited_event_is_written_once_with_its_change() {
         !text.contains(PW) && !text.contains(inv.code.expose()) && !text.contains(l.token.expose())
     );
 }
+
+#[test]
+fn session_and_key_lists_give_the_newest_first_up_to_the_limit() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let b = user(&rk, "b@example.com");
+    let mut sessions = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..6 {
+        t.clock.advance(minutes(1));
+        let who = if i % 2 == 0 {
+            "a@example.com"
+        } else {
+            "b@example.com"
+        };
+        let login = rk.sessions().login(who, PW, LoginMeta::default()).unwrap();
+        sessions.push(login.session.short_id);
+        let key = rk
+            .api_keys()
+            .create(ApiKeySpec {
+                owner: KeyOwner::User(if i % 2 == 0 { a } else { b }),
+                scopes: vec![],
+                expires_in: None,
+            })
+            .unwrap();
+        keys.push(key.api_key.prefix);
+    }
+    let newest: Vec<String> = sessions.iter().rev().cloned().collect();
+    let listed = |user, limit| -> Vec<String> {
+        rk.sessions()
+            .list(user, limit)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.short_id)
+            .collect()
+    };
+    assert_eq!(listed(None, 3), newest[..3]);
+    assert_eq!(listed(None, 100), newest);
+    assert_eq!(listed(Some(a), 2), [newest[1].clone(), newest[3].clone()]);
+    assert!(listed(None, 0).is_empty());
+
+    let newest: Vec<String> = keys.iter().rev().cloned().collect();
+    let listed = |owner, limit| -> Vec<String> {
+        rk.api_keys()
+            .list(owner, limit)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.prefix)
+            .collect()
+    };
+    assert_eq!(listed(None, 4), newest[..4]);
+    assert_eq!(
+        listed(Some(KeyOwner::User(b)), 10),
+        [newest[0].clone(), newest[2].clone(), newest[4].clone()]
+    );
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// Each layer and the folders (or top-level files) in it; a file may depend only on layers
 /// below its own.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("base", &["error", "clock", "fsutil", "bytes"]),
+    ("base", &["error", "clock", "fsutil", "bytes", "top"]),
     ("store", &["store"]),
     ("domain", &["auth", "workspace"]),
     ("handle", &["handle"]),

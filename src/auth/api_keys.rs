@@ -1,6 +1,7 @@
 //! API keys: machine credentials for a user or an organization, with scopes and an optional
 //! expiry. The secret (`rkk_…`) is shown once; its prefix names the key; SHA-256 is stored.
 
+use std::cmp::Reverse;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
 use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
+use crate::top::Top;
 
 /// The type prefix of API keys.
 pub const API_KEY_PREFIX: &str = "rkk";
@@ -319,25 +321,26 @@ impl ApiKeys<'_> {
     /// # Errors
     /// `Corrupt` when a key cannot be read.
     pub fn list(&self, owner: Option<KeyOwner>, limit: usize) -> Result<Vec<ApiKey>> {
-        let mut out = self.acc.store.read(|tx| {
+        // Newest first: the table is in another order, so the newest `limit` are kept
+        // while it is read, never the whole table.
+        let mut top = Top::new(limit);
+        let mut offer = |x: ApiKey| {
+            top.offer((Reverse(x.created_at), x.prefix.clone()), x);
+            Ok(true)
+        };
+        self.acc.store.read(|tx| {
             let t = tx.table::<ApiKey>();
             match owner {
-                Some(o) => t.range_by(
+                Some(o) => t.for_each_by(
                     &ApiKey::BY_OWNER,
                     KeyRange::prefix(o.index_key()),
                     Order::Asc,
-                    usize::MAX,
+                    &mut offer,
                 ),
-                None => t.range(KeyRange::all(), Order::Asc, usize::MAX),
+                None => t.for_each(KeyRange::all(), Order::Asc, &mut offer),
             }
         })?;
-        out.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then(a.prefix.cmp(&b.prefix))
-        });
-        out.truncate(limit);
-        Ok(out)
+        Ok(top.into_sorted())
     }
 }
 

@@ -3,6 +3,7 @@
 //! SHA-256. Validation checks idle and absolute expiry and writes `last_seen_at` at most once
 //! per interval, so reads stay reads.
 
+use std::cmp::Reverse;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
 use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
+use crate::top::Top;
 
 /// The type prefix of session tokens.
 pub const SESSION_PREFIX: &str = "rks";
@@ -289,25 +291,26 @@ impl Sessions<'_> {
     /// # Errors
     /// `Corrupt` when a session cannot be read.
     pub fn list(&self, user: Option<u64>, limit: usize) -> Result<Vec<Session>> {
-        let mut out = self.acc.store.read(|tx| {
+        // Newest first: the table is in another order, so the newest `limit` are kept
+        // while it is read, never the whole table.
+        let mut top = Top::new(limit);
+        let mut offer = |x: Session| {
+            top.offer((Reverse(x.created_at), x.short_id.clone()), x);
+            Ok(true)
+        };
+        self.acc.store.read(|tx| {
             let t = tx.table::<Session>();
             match user {
-                Some(u) => t.range_by(
+                Some(u) => t.for_each_by(
                     &Session::BY_USER,
                     KeyRange::prefix(key!(u)),
                     Order::Asc,
-                    usize::MAX,
+                    &mut offer,
                 ),
-                None => t.range(KeyRange::all(), Order::Asc, usize::MAX),
+                None => t.for_each(KeyRange::all(), Order::Asc, &mut offer),
             }
         })?;
-        out.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then(a.short_id.cmp(&b.short_id))
-        });
-        out.truncate(limit);
-        Ok(out)
+        Ok(top.into_sorted())
     }
 
     /// Deletes every session past its absolute or idle expiry; returns how many. Only the

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use crate::Redkeep;
 use crate::auth::users::User;
-use crate::bytes::hex;
+use crate::bytes::{hex, unhex};
 use crate::error::{Error, Result};
 use crate::handle::SCHEMA_VERSION;
 use crate::store::{CheckReport, KeyRange, Meta, Order, Source, TableCheck, TableInfo, WriteTx};
@@ -207,16 +207,6 @@ fn export_folder(
     })
 }
 
-fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
-}
-
 /// Whether the store holds nothing an import would lose: at most the administrator `init`
 /// made (with their personal org, roles and audit events) and the system roles.
 fn fresh(rk: &Redkeep, tx: &WriteTx<'_>) -> Result<bool> {
@@ -260,7 +250,7 @@ fn apply(
             let value = STANDARD
                 .decode(s("value").ok_or("a raw record needs a value")?)
                 .map_err(|e| format!("value is not base64 ({e})"))?;
-            let key = parse_hex(key).ok_or("key is not hex")?;
+            let key = unhex(key).ok_or("key is not hex")?;
             if table.is_empty() || table.contains(':') {
                 return Err(format!("table name {table:?} is not allowed"));
             }
@@ -275,8 +265,8 @@ fn apply(
                 "index entries of {table} are rebuilt from its records; remove this line"
             ));
         }
-        let key = parse_hex(key).ok_or("key is not hex")?;
-        let value = parse_hex(value).ok_or("value is not hex")?;
+        let key = unhex(key).ok_or("key is not hex")?;
+        let value = unhex(value).ok_or("value is not hex")?;
         raw.put(&format!("i:{table}:{name}"), &key, &value)
             .map_err(|e| e.to_string())?;
     } else if let Some(id) = s("shape") {

@@ -14,7 +14,7 @@ use super::table::{
     Record, decode_record, entry_target, entry_value, index_entry, index_table, record_table,
 };
 use super::tx::{Source, TableInfo, WriteTx, resolve_shape};
-use crate::bytes::hex;
+use crate::bytes::{hex, unhex};
 use crate::error::{Error, Result};
 
 /// Record and index-entry counts of one table.
@@ -269,16 +269,6 @@ fn walk<R: Record, S: Source + ?Sized>(
     Ok((records, entries))
 }
 
-fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
-}
-
 impl<R: Record + 'static> TableCheck for Checker<R> {
     fn name(&self) -> &'static str {
         R::TABLE
@@ -360,7 +350,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
             |why: String| Error::invalid("record", format!("not a {} record: {why}", R::TABLE));
         let mut record: R =
             serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
-        let bytes = parse_hex(key).ok_or_else(|| bad(format!("key {key:?} is not hex")))?;
+        let bytes = unhex(key).ok_or_else(|| bad(format!("key {key:?} is not hex")))?;
         let k = R::Key::from_bytes(&bytes).ok_or_else(|| bad(format!("key {key} is malformed")))?;
         record.restore_key(&k);
         if record.key().to_bytes() != bytes {
