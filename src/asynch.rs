@@ -1,18 +1,128 @@
 //! The tokio facade: the same handle, with every blocking call (storage, hashing, files) run
 //! on tokio's blocking pool so async tasks never stall a runtime thread.
+//!
+//! It mirrors the synchronous API noun by noun: `ark.users().create(spec).await` is
+//! `rk.users().create(spec)` on the blocking pool, and so on for sessions, roles, orgs,
+//! invites, API keys, agents, the audit log, recovery tokens, web sessions and workspaces.
+//! Every method is one generated line that calls the synchronous one: no logic lives here.
+//! Arguments the synchronous API borrows (`&str`, `&[u8]`) are owned here (`String`,
+//! `Vec<u8>`), since the work outlives the caller's stack frame.
 
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use crate::auth::api_keys::ApiKey;
+use crate::auth::agents::{AgentSession, AgentSpec, AgentState};
+use crate::auth::api_keys::{ApiKey, ApiKeySpec, CreatedApiKey, KeyOwner};
+use crate::auth::audit::AuditEvent;
+use crate::auth::invites::{CreatedInvite, Invite, InviteFilter, InviteSpec};
+use crate::auth::orgs::{Org, OrgMember, OrgRole, OrgSpec};
+use crate::auth::recovery::{IssuedToken, RecoveryToken};
+use crate::auth::roles::{Role, RoleSpec};
 use crate::auth::sessions::{Login, LoginMeta, Session};
+use crate::auth::users::{
+    CreatedUser, DeletedUser, Lockout, NewUser, PasswordInfo, Registration, User, UserFilter,
+};
+use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::{Options, Redkeep, Registration, User, WorkspaceDoc};
+use crate::handle::{InitOutcome, InitSpec, MigrationStatus, Options, Redkeep};
+use crate::ops::{BackupReport, Stats, TransferSummary};
+use crate::store::{CheckReport, MigrationRun, ReadTx, WriteTx};
+use crate::workspace::{PieceInfo, WorkspaceDoc, WorkspaceInfo};
 
-/// An async handle on a data dir. Cheap to clone.
+/// An async handle on a data dir. Cheap to clone, `Send + Sync + 'static`.
 #[derive(Clone, Debug)]
 pub struct AsyncRedkeep {
     rk: Redkeep,
 }
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        // A panic in the closure is the caller's bug: let it surface as one.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Cancelled {
+            what: "the blocking task (the runtime is shutting down)".into(),
+        }),
+    }
+}
+
+/// Generates async methods that run one synchronous method on the blocking pool. Each line
+/// reads `fn name(owned args) -> Output => (arguments of the synchronous call);`.
+macro_rules! forward {
+    (
+        $sync:literal, $handle:ident;
+        $( fn $name:ident($($arg:ident : $ty:ty),*) -> $ret:ty => ($($call:expr),*); )*
+    ) => {
+        $(
+            #[doc = concat!("[`", stringify!($name), "`](", $sync, "::", stringify!($name), ") on the blocking pool.")]
+            ///
+            /// # Errors
+            /// As the synchronous method's; `Cancelled` when the runtime shuts down first.
+            pub async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                self.ark.run(move |rk| rk.$handle().$name($($call),*)).await
+            }
+        )*
+    };
+}
+
+/// Declares an async noun handle borrowing the facade.
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a> {
+            ark: &'a AsyncRedkeep,
+        }
+    };
+}
+
+handle!(
+    /// Users on the blocking pool (see [`crate::Users`]).
+    AsyncUsers
+);
+handle!(
+    /// Login sessions on the blocking pool (see [`crate::auth::sessions::Sessions`]).
+    AsyncSessions
+);
+handle!(
+    /// Roles on the blocking pool (see [`crate::auth::roles::Roles`]).
+    AsyncRoles
+);
+handle!(
+    /// Organizations on the blocking pool (see [`crate::auth::orgs::Orgs`]).
+    AsyncOrgs
+);
+handle!(
+    /// Invite codes on the blocking pool (see [`crate::Invites`]).
+    AsyncInvites
+);
+handle!(
+    /// API keys on the blocking pool (see [`crate::auth::api_keys::ApiKeys`]).
+    AsyncApiKeys
+);
+handle!(
+    /// Agent sessions on the blocking pool (see [`crate::auth::agents::Agents`]).
+    AsyncAgents
+);
+handle!(
+    /// The audit log on the blocking pool (see [`crate::auth::audit::AuditLog`]).
+    AsyncAudit
+);
+handle!(
+    /// Password resets and email verification on the blocking pool (see
+    /// [`crate::auth::recovery::Recovery`]).
+    AsyncRecovery
+);
+handle!(
+    /// A web framework's session store on the blocking pool (see
+    /// [`crate::auth::web_sessions::WebSessions`]).
+    AsyncWebSessions
+);
+handle!(
+    /// Workspace folders on the blocking pool (see [`crate::Workspaces`]).
+    AsyncWorkspaces
+);
 
 impl AsyncRedkeep {
     /// Opens the data dir on the blocking pool (see [`Redkeep::open`]).
@@ -22,9 +132,10 @@ impl AsyncRedkeep {
     /// # async fn main() -> redkeep::Result<()> {
     /// # let tmp = tempfile::tempdir().unwrap();
     /// use redkeep::{AsyncRedkeep, Options, PasswordParams};
-    /// let rk = AsyncRedkeep::open(tmp.path(), Options::default().password(PasswordParams::INSECURE_FAST)).await?;
-    /// // Any synchronous call runs on the blocking pool through `run`.
-    /// assert_eq!(rk.run(|rk| rk.users().count()).await?, 0);
+    /// let ark = AsyncRedkeep::open(tmp.path(), Options::default().password(PasswordParams::INSECURE_FAST)).await?;
+    /// assert_eq!(ark.users().count().await?, 0);
+    /// // Anything else of the synchronous API runs on the blocking pool through `run`.
+    /// assert!(ark.run(|rk| rk.is_initialized()).await.is_ok());
     /// # Ok(()) }
     /// ```
     ///
@@ -49,7 +160,8 @@ impl AsyncRedkeep {
     /// Runs any synchronous operation on the blocking pool.
     ///
     /// # Errors
-    /// `f`'s error; `Cancelled` when the runtime shuts down first. A panic in `f` is resumed here.
+    /// `f`'s error; `Cancelled` when the runtime shuts down first. A panic in `f` is resumed
+    /// here.
     pub async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -59,93 +171,337 @@ impl AsyncRedkeep {
         blocking(move || f(&rk)).await
     }
 
-    /// [`crate::Users::register`].
+    /// One read transaction on the blocking pool (see [`crate::Store::read`]).
     ///
     /// # Errors
-    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
-    pub async fn register(&self, reg: Registration) -> Result<User> {
-        self.run(move |rk| rk.users().register(reg)).await
-    }
-
-    /// [`crate::auth::sessions::Sessions::login`].
-    ///
-    /// # Errors
-    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
-    pub async fn login(&self, email: String, password: String, meta: LoginMeta) -> Result<Login> {
-        self.run(move |rk| rk.sessions().login(&email, &password, meta))
-            .await
-    }
-
-    /// [`crate::Users::authenticate`].
-    ///
-    /// # Errors
-    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
-    pub async fn authenticate(&self, email: String, password: String) -> Result<User> {
-        self.run(move |rk| rk.users().authenticate(&email, &password))
-            .await
-    }
-
-    /// [`crate::auth::sessions::Sessions::validate`].
-    ///
-    /// # Errors
-    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
-    pub async fn validate_session(&self, token: String) -> Result<(User, Session)> {
-        self.run(move |rk| rk.sessions().validate(&token)).await
-    }
-
-    /// [`crate::auth::sessions::Sessions::logout`].
-    ///
-    /// # Errors
-    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
-    pub async fn logout(&self, token: String) -> Result<bool> {
-        self.run(move |rk| rk.sessions().logout(&token)).await
-    }
-
-    /// [`crate::auth::api_keys::ApiKeys::verify`].
-    ///
-    /// # Errors
-    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
-    pub async fn verify_api_key(&self, key: String) -> Result<ApiKey> {
-        self.run(move |rk| rk.api_keys().verify(&key)).await
-    }
-
-    /// [`crate::Workspaces::read`].
-    ///
-    /// # Errors
-    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
-    pub async fn read_workspace(&self, user: u64) -> Result<WorkspaceDoc> {
-        self.run(move |rk| rk.workspaces().read(user)).await
-    }
-
-    /// [`crate::Workspaces::update`].
-    ///
-    /// # Errors
-    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
-    pub async fn update_workspace<T, F>(&self, user: u64, f: F) -> Result<T>
+    /// `f`'s error; `Storage` when the engine fails; `Cancelled`.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut WorkspaceDoc) -> Result<T> + Send + 'static,
+        F: FnOnce(&ReadTx<'_>) -> Result<T> + Send + 'static,
     {
-        self.run(move |rk| rk.workspaces().update(user, f)).await
+        self.run(move |rk| rk.store().read(f)).await
     }
 
-    /// [`crate::Workspaces::save_piece`].
+    /// One write transaction on the blocking pool (see [`crate::Store::write`]); `f` may run
+    /// more than once.
     ///
     /// # Errors
-    /// As the synchronous call; `Cancelled` when the runtime shuts down first.
-    pub async fn save_piece(&self, user: u64, json: Vec<u8>) -> Result<u64> {
-        self.run(move |rk| rk.workspaces().save_piece(user, &json))
+    /// `f`'s error (nothing written); `Conflict`; `Storage`; `Cancelled`.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&WriteTx<'_>) -> Result<T> + Send + 'static,
+    {
+        self.run(move |rk| rk.store().write(f)).await
+    }
+
+    /// Users.
+    pub fn users(&self) -> AsyncUsers<'_> {
+        AsyncUsers { ark: self }
+    }
+    /// Login sessions.
+    pub fn sessions(&self) -> AsyncSessions<'_> {
+        AsyncSessions { ark: self }
+    }
+    /// Roles and permissions.
+    pub fn roles(&self) -> AsyncRoles<'_> {
+        AsyncRoles { ark: self }
+    }
+    /// Organizations.
+    pub fn orgs(&self) -> AsyncOrgs<'_> {
+        AsyncOrgs { ark: self }
+    }
+    /// Invite codes.
+    pub fn invites(&self) -> AsyncInvites<'_> {
+        AsyncInvites { ark: self }
+    }
+    /// API keys.
+    pub fn api_keys(&self) -> AsyncApiKeys<'_> {
+        AsyncApiKeys { ark: self }
+    }
+    /// Agent sessions.
+    pub fn agents(&self) -> AsyncAgents<'_> {
+        AsyncAgents { ark: self }
+    }
+    /// The audit log.
+    pub fn audit(&self) -> AsyncAudit<'_> {
+        AsyncAudit { ark: self }
+    }
+    /// Password resets and email verification.
+    pub fn recovery(&self) -> AsyncRecovery<'_> {
+        AsyncRecovery { ark: self }
+    }
+    /// A web framework's session store.
+    pub fn web_sessions(&self) -> AsyncWebSessions<'_> {
+        AsyncWebSessions { ark: self }
+    }
+    /// Workspace folders.
+    pub fn workspaces(&self) -> AsyncWorkspaces<'_> {
+        AsyncWorkspaces { ark: self }
+    }
+
+    /// [`Redkeep::init`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Redkeep::init`]; `Cancelled`.
+    pub async fn init(&self, spec: InitSpec) -> Result<InitOutcome> {
+        self.run(move |rk| rk.init(spec)).await
+    }
+
+    /// [`Redkeep::is_initialized`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Redkeep::is_initialized`]; `Cancelled`.
+    pub async fn is_initialized(&self) -> Result<bool> {
+        self.run(|rk| rk.is_initialized()).await
+    }
+
+    /// [`Redkeep::check`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Redkeep::check`]; `Cancelled`.
+    pub async fn check(&self, repair: bool) -> Result<CheckReport> {
+        self.run(move |rk| rk.check(repair)).await
+    }
+
+    /// [`Redkeep::migrate`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Redkeep::migrate`]; `Cancelled`.
+    pub async fn migrate(&self) -> Result<MigrationRun> {
+        self.run(|rk| rk.migrate()).await
+    }
+
+    /// [`Redkeep::migrate_down`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Redkeep::migrate_down`]; `Cancelled`.
+    pub async fn migrate_down(&self, to: Option<u64>) -> Result<MigrationRun> {
+        self.run(move |rk| rk.migrate_down(to)).await
+    }
+
+    /// [`Redkeep::migration_status`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Redkeep::migration_status`]; `Cancelled`.
+    pub async fn migration_status(&self) -> Result<MigrationStatus> {
+        self.run(|rk| rk.migration_status()).await
+    }
+
+    /// [`crate::ops::backup`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`crate::ops::backup`]; `Cancelled`.
+    pub async fn backup(&self, dest: PathBuf) -> Result<BackupReport> {
+        self.run(move |rk| crate::ops::backup(rk, &dest)).await
+    }
+
+    /// [`crate::ops::stats`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`crate::ops::stats`]; `Cancelled`.
+    pub async fn stats(&self) -> Result<Stats> {
+        self.run(crate::ops::stats).await
+    }
+
+    /// [`crate::ops::export`] on the blocking pool, into `out`, which is handed back.
+    ///
+    /// # Errors
+    /// As [`crate::ops::export`]; `Cancelled`.
+    pub async fn export<W: Write + Send + 'static>(
+        &self,
+        mut out: W,
+    ) -> Result<(W, TransferSummary)> {
+        self.run(move |rk| {
+            let summary = crate::ops::export(rk, &mut out, &|_| {})?;
+            Ok((out, summary))
+        })
+        .await
+    }
+
+    /// [`crate::ops::import`] on the blocking pool, from `input`.
+    ///
+    /// # Errors
+    /// As [`crate::ops::import`]; `Cancelled`.
+    pub async fn import<R: BufRead + Send + 'static>(
+        &self,
+        mut input: R,
+    ) -> Result<TransferSummary> {
+        self.run(move |rk| crate::ops::import(rk, &mut input, &|_| {}))
             .await
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        // A panic in the closure is the caller's bug: let it surface as one.
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(Error::Cancelled {
-            what: "the blocking task (the runtime is shutting down)".into(),
-        }),
+impl AsyncUsers<'_> {
+    forward! { "crate::Users", users;
+        fn create(spec: NewUser) -> CreatedUser => (spec);
+        fn register(reg: Registration) -> User => (reg);
+        fn get(id: u64) -> Option<User> => (id);
+        fn by_email(email: String) -> Option<User> => (&email);
+        fn by_username(username: String) -> Option<User> => (&username);
+        fn by_external_id(external_id: String) -> Option<User> => (&external_id);
+        fn find(who: String) -> User => (&who);
+        fn list(filter: UserFilter, after: Option<u64>, limit: usize) -> Vec<User> => (filter, after, limit);
+        fn created_between(from: Timestamp, to: Timestamp, limit: usize) -> Vec<User> => (from, to, limit);
+        fn admins(limit: usize) -> Vec<User> => (limit);
+        fn count() -> u64 => ();
+        fn rename(id: u64, name: Option<String>, username: Option<Option<String>>) -> User => (id, name, username);
+        fn authenticate(login: String, password: String) -> User => (&login, &password);
+        fn check_password(id: u64, password: String) -> () => (id, &password);
+        fn set_password(id: u64, password: String) -> User => (id, &password);
+        fn change_password(session_token: String, current: String, new: String) -> User => (&session_token, &current, &new);
+        fn change_password_of(id: u64, current: String, new: String) -> User => (id, &current, &new);
+        fn change_email(id: u64, email: String) -> User => (id, &email);
+        fn set_email_verified(id: u64, verified: bool) -> User => (id, verified);
+        fn disable(id: u64) -> User => (id);
+        fn enable(id: u64) -> User => (id);
+        fn unlock(id: u64) -> User => (id);
+        fn delete(id: u64) -> DeletedUser => (id);
+        fn lockout(id: u64) -> Lockout => (id);
+        fn password_info(id: u64) -> PasswordInfo => (id);
+        fn set_avatar(id: u64, jpeg: Vec<u8>) -> () => (id, jpeg);
+        fn avatar(id: u64) -> Option<Vec<u8>> => (id);
+        fn remove_avatar(id: u64) -> bool => (id);
+    }
+}
+
+impl AsyncSessions<'_> {
+    forward! { "crate::auth::sessions::Sessions", sessions;
+        fn login(login: String, password: String, meta: LoginMeta) -> Login => (&login, &password, meta);
+        fn validate(token: String) -> (User, Session) => (&token);
+        fn logout(token: String) -> bool => (&token);
+        fn revoke(short_id: String) -> Session => (&short_id);
+        fn revoke_all(user: u64) -> usize => (user);
+        fn list(user: Option<u64>, limit: usize) -> Vec<Session> => (user, limit);
+        fn sweep() -> usize => ();
+    }
+}
+
+impl AsyncRoles<'_> {
+    forward! { "crate::auth::roles::Roles", roles;
+        fn create(spec: RoleSpec) -> Role => (spec);
+        fn list() -> Vec<Role> => ();
+        fn get(name: String) -> Role => (&name);
+        fn delete(name: String) -> Role => (&name);
+        fn grant(user: u64, role: String, by: Option<u64>) -> Role => (user, &role, by);
+        fn revoke(user: u64, role: String, by: Option<u64>) -> Role => (user, &role, by);
+        fn of_user(user: u64) -> Vec<Role> => (user);
+        fn users_in(role: String, limit: usize) -> Vec<u64> => (&role, limit);
+        fn permissions(user: u64) -> BTreeSet<String> => (user);
+        fn has_permission(user: u64, permission: String) -> bool => (user, &permission);
+    }
+}
+
+impl AsyncOrgs<'_> {
+    forward! { "crate::auth::orgs::Orgs", orgs;
+        fn create(spec: OrgSpec) -> Org => (spec);
+        fn list(after: Option<u64>, limit: usize) -> Vec<Org> => (after, limit);
+        fn get(id: u64) -> Option<Org> => (id);
+        fn by_slug(slug: String) -> Option<Org> => (&slug);
+        fn find(org: String) -> Org => (&org);
+        fn members(org: u64, after: Option<u64>, limit: usize) -> Vec<OrgMember> => (org, after, limit);
+        fn member_count(org: u64) -> u64 => (org);
+        fn of_user(user: u64) -> Vec<(Org, OrgRole)> => (user);
+        fn role_in(user: u64, org: u64) -> Option<OrgRole> => (user, org);
+        fn is_member(user: u64, org: u64) -> bool => (user, org);
+        fn add_member(org: u64, user: u64, role: OrgRole) -> OrgMember => (org, user, role);
+        fn remove_member(org: u64, user: u64) -> () => (org, user);
+        fn set_role(org: u64, user: u64, role: OrgRole) -> OrgMember => (org, user, role);
+        fn switch(user: u64, org: u64) -> User => (user, org);
+        fn delete(org: u64, force: bool) -> Org => (org, force);
+    }
+}
+
+impl AsyncInvites<'_> {
+    forward! { "crate::Invites", invites;
+        fn create(spec: InviteSpec) -> CreatedInvite => (spec);
+        fn list(filter: InviteFilter, limit: usize) -> Vec<Invite> => (filter, limit);
+        fn find(code_or_prefix: String) -> Invite => (&code_or_prefix);
+        fn validate(code: String) -> Invite => (&code);
+        fn revoke(code_or_prefix: String) -> Invite => (&code_or_prefix);
+    }
+}
+
+impl AsyncApiKeys<'_> {
+    forward! { "crate::auth::api_keys::ApiKeys", api_keys;
+        fn create(spec: ApiKeySpec) -> CreatedApiKey => (spec);
+        fn verify(key: String) -> ApiKey => (&key);
+        fn revoke(prefix_or_key: String) -> ApiKey => (&prefix_or_key);
+        fn list(owner: Option<KeyOwner>, limit: usize) -> Vec<ApiKey> => (owner, limit);
+    }
+}
+
+impl AsyncAgents<'_> {
+    forward! { "crate::auth::agents::Agents", agents;
+        fn create(spec: AgentSpec) -> AgentSession => (spec);
+        fn get(id: String) -> Option<AgentSession> => (&id);
+        fn list_by_user(user: u64, limit: usize) -> Vec<AgentSession> => (user, limit);
+        fn list(limit: usize) -> Vec<AgentSession> => (limit);
+        fn delete(id: String) -> bool => (&id);
+        fn sweep() -> usize => ();
+    }
+
+    /// [`update`](crate::auth::agents::Agents::update) on the blocking pool.
+    ///
+    /// # Errors
+    /// As the synchronous method's; `Cancelled` when the runtime shuts down first.
+    pub async fn update<F>(&self, id: String, f: F) -> Result<AgentSession>
+    where
+        F: FnMut(&mut AgentState) -> Result<()> + Send + 'static,
+    {
+        self.ark.run(move |rk| rk.agents().update(&id, f)).await
+    }
+}
+
+impl AsyncAudit<'_> {
+    forward! { "crate::auth::audit::AuditLog", audit;
+        fn list(user: Option<u64>, before: Option<u64>, limit: usize) -> Vec<AuditEvent> => (user, before, limit);
+    }
+}
+
+impl AsyncRecovery<'_> {
+    forward! { "crate::auth::recovery::Recovery", recovery;
+        fn request_password_reset(email: String) -> Option<IssuedToken> => (&email);
+        fn reset_password(token: String, password: String) -> User => (&token, &password);
+        fn request_email_verification(user: u64) -> IssuedToken => (user);
+        fn verify_email(token: String) -> User => (&token);
+        fn tokens_of(user: u64) -> Vec<RecoveryToken> => (user);
+    }
+}
+
+impl AsyncWebSessions<'_> {
+    forward! { "crate::auth::web_sessions::WebSessions", web_sessions;
+        fn create(id: Vec<u8>, data: String, expires_at: Timestamp) -> bool => (&id, &data, expires_at);
+        fn save(id: Vec<u8>, data: String, expires_at: Timestamp) -> () => (&id, &data, expires_at);
+        fn load(id: Vec<u8>) -> Option<(String, Timestamp)> => (&id);
+        fn delete(id: Vec<u8>) -> bool => (&id);
+        fn count() -> u64 => ();
+    }
+}
+
+impl AsyncWorkspaces<'_> {
+    forward! { "crate::Workspaces", workspaces;
+        fn read(user: u64) -> WorkspaceDoc => (user);
+        fn info(user: u64) -> WorkspaceInfo => (user);
+        fn list() -> Vec<WorkspaceInfo> => ();
+        fn save_piece(user: u64, json: Vec<u8>) -> u64 => (user, &json);
+        fn load_piece(user: u64, n: u64) -> serde_json::Value => (user, n);
+        fn list_pieces(user: u64) -> Vec<PieceInfo> => (user);
+        fn delete_piece(user: u64, n: u64) -> () => (user, n);
+    }
+
+    /// [`update`](crate::Workspaces::update) on the blocking pool.
+    ///
+    /// # Errors
+    /// As the synchronous method's; `Cancelled` when the runtime shuts down first.
+    pub async fn update<T, F>(&self, user: u64, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WorkspaceDoc) -> Result<T> + Send + 'static,
+    {
+        self.ark
+            .run(move |rk| rk.workspaces().update(user, f))
+            .await
     }
 }

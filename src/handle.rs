@@ -14,9 +14,11 @@ use crate::auth::invites::Invites;
 use crate::auth::migrations::{FOLDERS_UNMARKED, MIGRATIONS};
 use crate::auth::orgs::Orgs;
 use crate::auth::password::{PasswordParams, Passwords};
+use crate::auth::recovery::{Recovery, RecoveryPolicy};
 use crate::auth::roles::{self, Roles};
 use crate::auth::sessions::{LockoutPolicy, SessionPolicy, Sessions};
 use crate::auth::users::{CreatedUser, NewUser, User, Users};
+use crate::auth::web_sessions::WebSessions;
 use crate::auth::{Accounts, Policy, UserFiles, flows, references};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
@@ -65,6 +67,8 @@ pub struct Options {
     pub api_key_touch_interval: Duration,
     /// Cache size of the store in bytes; `None` (the default) picks one from the file size.
     pub cache_bytes: Option<usize>,
+    /// Lifetimes of password-reset and email-verification tokens.
+    pub recovery: RecoveryPolicy,
 }
 
 impl Default for Options {
@@ -84,6 +88,7 @@ impl Default for Options {
             lockout: policy.lockout,
             api_key_touch_interval: policy.api_key_touch_interval,
             cache_bytes: None,
+            recovery: policy.recovery,
         }
     }
 }
@@ -119,6 +124,7 @@ impl Options {
             lockout: self.lockout,
             api_key_touch_interval: self.api_key_touch_interval,
             open_registration: self.open_registration,
+            recovery: self.recovery,
         }
     }
 }
@@ -414,6 +420,21 @@ impl Redkeep {
     /// The users.
     pub fn users(&self) -> Users<'_> {
         Users {
+            acc: &self.inner.accounts,
+        }
+    }
+
+    /// Password resets and email verification.
+    pub fn recovery(&self) -> Recovery<'_> {
+        Recovery {
+            acc: &self.inner.accounts,
+        }
+    }
+
+    /// The session store of a web framework's session layer (see the `tower-sessions`
+    /// feature).
+    pub fn web_sessions(&self) -> WebSessions<'_> {
+        WebSessions {
             acc: &self.inner.accounts,
         }
     }

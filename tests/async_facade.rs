@@ -14,11 +14,13 @@ async fn register_login_validate_and_workspace_through_tokio() {
         .await
         .unwrap();
     let code = rk
-        .run(|rk| rk.invites().create(InviteSpec::default()))
+        .invites()
+        .create(InviteSpec::default())
         .await
         .unwrap()
         .code;
     let user = rk
+        .users()
         .register(Registration {
             email: "a@example.com".into(),
             password: "correct horse".into(),
@@ -28,6 +30,7 @@ async fn register_login_validate_and_workspace_through_tokio() {
         .await
         .unwrap();
     let login = rk
+        .sessions()
         .login(
             "a@example.com".into(),
             "correct horse".into(),
@@ -36,7 +39,8 @@ async fn register_login_validate_and_workspace_through_tokio() {
         .await
         .unwrap();
     let (who, _) = rk
-        .validate_session(login.token.expose().into())
+        .sessions()
+        .validate(login.token.expose().into())
         .await
         .unwrap();
     assert_eq!(who.id, user.id);
@@ -44,7 +48,12 @@ async fn register_login_validate_and_workspace_through_tokio() {
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let rk = rk.clone();
-            tokio::spawn(async move { rk.save_piece(user.id, b"{}".to_vec()).await.unwrap() })
+            tokio::spawn(async move {
+                rk.workspaces()
+                    .save_piece(user.id, b"{}".to_vec())
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut numbers = Vec::new();
@@ -53,14 +62,20 @@ async fn register_login_validate_and_workspace_through_tokio() {
     }
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=16).collect::<Vec<_>>());
-    assert_eq!(rk.read_workspace(user.id).await.unwrap().piece_count, 16);
-    assert!(rk.logout(login.token.expose().into()).await.unwrap());
+    assert_eq!(rk.workspaces().read(user.id).await.unwrap().piece_count, 16);
+    assert!(
+        rk.sessions()
+            .logout(login.token.expose().into())
+            .await
+            .unwrap()
+    );
     assert!(matches!(
-        rk.validate_session(login.token.expose().into()).await,
+        rk.sessions().validate(login.token.expose().into()).await,
         Err(Error::InvalidCredential { .. })
     ));
     assert!(matches!(
-        rk.authenticate("a@example.com".into(), "wrong horse".into())
+        rk.users()
+            .authenticate("a@example.com".into(), "wrong horse".into())
             .await,
         Err(Error::Unauthorized)
     ));

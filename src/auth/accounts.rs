@@ -21,6 +21,8 @@ pub struct Policy {
     pub api_key_touch_interval: Duration,
     /// Let registration work without an invite code (default false).
     pub open_registration: bool,
+    /// Lifetimes of password-reset and email-verification tokens.
+    pub recovery: RecoveryPolicy,
 }
 
 impl Default for Policy {
@@ -30,6 +32,7 @@ impl Default for Policy {
             lockout: LockoutPolicy::default(),
             api_key_touch_interval: Duration::from_secs(60),
             open_registration: false,
+            recovery: RecoveryPolicy::default(),
         }
     }
 }
@@ -96,6 +99,24 @@ impl Default for LockoutPolicy {
             base_lock: Duration::from_secs(60),
             max_lock: Duration::from_secs(24 * 3600),
             max_failures_per_hour: 100,
+        }
+    }
+}
+
+/// How long recovery tokens live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryPolicy {
+    /// Lifetime of a password-reset token (default 1 h).
+    pub reset_ttl: Duration,
+    /// Lifetime of an email-verification token (default 7 days).
+    pub verification_ttl: Duration,
+}
+
+impl Default for RecoveryPolicy {
+    fn default() -> Self {
+        RecoveryPolicy {
+            reset_ttl: Duration::from_secs(3600),
+            verification_ttl: Duration::from_secs(7 * 86_400),
         }
     }
 }

@@ -14,6 +14,7 @@ use super::api_keys::{self, KeyOwner};
 use super::audit::{self, Event};
 use super::invites;
 use super::orgs::{self, Org, OrgMember, OrgRole, Orgs};
+use super::recovery::{self, Purpose, Recovery};
 use super::roles::{self, ADMIN_ROLE, DEFAULT_ROLE, UserRole};
 use super::sessions::{self, Login, LoginMeta, Sessions};
 use super::token::{self, Secret, TokenHash};
@@ -417,6 +418,24 @@ pub(crate) fn set_password(
         .write(|tx| store_password(tx, now, id, &hash, keep))
 }
 
+/// Changes a user's password after checking the current one (under the lockout rules);
+/// revokes every session of the user but `keep`.
+fn change_password_checked(
+    acc: &Accounts,
+    user: &User,
+    current: &str,
+    new: &str,
+    keep: Option<TokenHash>,
+) -> Result<User> {
+    super::password::validate_password(new)?;
+    let cred = acc
+        .store
+        .read(|tx| tx.table::<Credential>().get(&user.id))?
+        .ok_or(Error::Unauthorized)?;
+    verify_user(acc, user, &cred, current)?;
+    set_password(acc, user.id, new, keep)
+}
+
 /// Changes the password of a session's user after checking the current one (under the
 /// lockout rules); keeps that session, revokes the others.
 pub(crate) fn change_password(
@@ -426,12 +445,7 @@ pub(crate) fn change_password(
     new: &str,
 ) -> Result<User> {
     let (user, session) = super::sessions::Sessions { acc }.validate(session_token)?;
-    let cred = acc
-        .store
-        .read(|tx| tx.table::<Credential>().get(&user.id))?
-        .ok_or(Error::Unauthorized)?;
-    verify_user(acc, &user, &cred, current)?;
-    set_password(acc, user.id, new, Some(session.hash))
+    change_password_checked(acc, &user, current, new, Some(session.hash))
 }
 
 /// Disables or enables an account; disabling revokes its sessions and changes its stamp.
@@ -521,6 +535,7 @@ pub(crate) fn delete_user_records(acc: &Accounts, tx: &WriteTx<'_>, id: u64) -> 
     )? {
         agents.delete(&a.id)?;
     }
+    recovery::delete_tokens_of(tx, id, None)?;
     tx.table::<Avatar>().delete(&id)?;
     tx.table::<Credential>().delete(&id)?;
     tx.table::<User>().delete(&id)?;
@@ -716,6 +731,74 @@ impl Users<'_> {
         change_password(self.acc, session_token, current, new)
     }
 
+    /// Changes a user's password after checking the current one (under the lockout rules)
+    /// and revokes every session of the user: for applications whose sessions are not
+    /// redkeep's (a cookie session of axum-login keeps working if it is logged in again with
+    /// the returned user).
+    ///
+    /// # Errors
+    /// `NotFound`; `Unauthorized` for a wrong current password or a disabled user;
+    /// `InvalidInput` for a bad new one.
+    pub fn change_password_of(&self, id: u64, current: &str, new: &str) -> Result<User> {
+        let user = self
+            .get(id)?
+            .ok_or_else(|| Error::not_found(format!("user {id}")))?;
+        change_password_checked(self.acc, &user, current, new, None)
+    }
+
+    /// Changes a user's email: it must be free, and it is unverified until verified again
+    /// (outstanding reset and verification tokens stop working).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed email; `Conflict` when another account has it;
+    /// `NotFound`.
+    pub fn change_email(&self, id: u64, email: &str) -> Result<User> {
+        let email = normalize_email(email)?;
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let users = tx.table::<User>();
+            let mut u = users
+                .get(&id)?
+                .ok_or_else(|| Error::not_found(format!("user {id}")))?;
+            if u.email == email {
+                return Ok(u);
+            }
+            let old = std::mem::replace(&mut u.email, email.clone());
+            u.email_verified = false;
+            u.updated_at = now;
+            users.update(&u)?;
+            recovery::delete_tokens_of(tx, id, None)?;
+            audit::user_event(tx, now, "email_changed", id, format!("from {old}"))?;
+            Ok(u)
+        })
+    }
+
+    /// Marks a user's email verified or not (the operator path; users prove it with
+    /// [`Recovery::verify_email`]).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn set_email_verified(&self, id: u64, verified: bool) -> Result<User> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let u = tx.table::<User>().modify(&id, |u| {
+                u.email_verified = verified;
+                u.updated_at = now;
+                Ok(u.clone())
+            })?;
+            if verified {
+                recovery::delete_tokens_of(tx, id, Some(Purpose::EmailVerification))?;
+            }
+            let action = if verified {
+                "email_verified"
+            } else {
+                "email_unverified"
+            };
+            audit::user_event(tx, now, action, id, "by an operator".into())?;
+            Ok(u)
+        })
+    }
+
     /// Disables an account: no more logins; its sessions are revoked and its API keys stop
     /// verifying at once.
     ///
@@ -798,5 +881,33 @@ impl Orgs<'_> {
     /// `NotFound`; `Denied` as above.
     pub fn delete(&self, org: u64, force: bool) -> Result<Org> {
         delete_org(self.acc, org, force)
+    }
+}
+
+impl Recovery<'_> {
+    /// Uses a password-reset token: sets the new password, revokes every session of the
+    /// account, lifts a lockout and marks the email verified (the token was mailed to it). The
+    /// token works once, before it expires, and only while the account still has the email it
+    /// was sent to. The token is checked before the password is hashed.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad password; `InvalidCredential` for an unknown, used or
+    /// mismatched token; `Expired`.
+    pub fn reset_password(&self, token: &str, password: &str) -> Result<User> {
+        super::password::validate_password(password)?;
+        recovery::peek(self.acc, token, Purpose::PasswordReset)?;
+        let hash = self.acc.passwords.hash(password)?;
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let (tok, user) = recovery::redeem_in(tx, now, token, Purpose::PasswordReset)?;
+            store_password(tx, now, user.id, &hash, None)?;
+            recovery::delete_tokens_of(tx, user.id, None)?;
+            let user = tx.table::<User>().modify(&user.id, |u| {
+                u.email_verified = true;
+                Ok(u.clone())
+            })?;
+            audit::user_event(tx, now, "password_reset", user.id, tok.prefix)?;
+            Ok(user)
+        })
     }
 }

@@ -16,11 +16,13 @@ pub(crate) mod legacy;
 pub(crate) mod migrations;
 pub mod orgs;
 pub mod password;
+pub mod recovery;
 pub(crate) mod references;
 pub mod roles;
 pub mod sessions;
 pub mod token;
 pub mod users;
+pub mod web_sessions;
 
 pub(crate) use accounts::Accounts;
 pub use accounts::{NoFiles, Policy, UserFiles};

@@ -7,6 +7,7 @@ use super::agents::AgentSession;
 use super::api_keys::{ApiKey, KeyOwner};
 use super::invites::Invite;
 use super::orgs::{Org, OrgMember, OrgRole};
+use super::recovery::RecoveryToken;
 use super::roles::{Role, UserRole};
 use super::sessions::Session;
 use super::users::{Avatar, Credential, User};
@@ -47,6 +48,9 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
     })?;
     each::<OrgMember>(tx, |m| {
         missing(format!("membership of org {}", m.org_id), m.user_id)
+    })?;
+    each::<RecoveryToken>(tx, |t| {
+        missing(format!("recovery token {}", t.prefix), t.user_id)
     })?;
     each::<UserRole>(tx, |r| {
         if !roles.contains(&r.role_id)? {
@@ -142,5 +146,7 @@ pub(crate) fn own_tables() -> Vec<Box<dyn crate::store::TableCheck>> {
         check_table::<super::orgs::OrgMember>(),
         check_table::<super::api_keys::ApiKey>(),
         check_table::<super::audit::AuditEvent>(),
+        check_table::<super::recovery::RecoveryToken>(),
+        check_table::<super::web_sessions::WebSession>(),
     ]
 }

@@ -313,8 +313,9 @@ impl Sessions<'_> {
         Ok(top.into_sorted())
     }
 
-    /// Deletes every session past its absolute or idle expiry; returns how many. Only the
-    /// expired sessions are read (through the deadline index).
+    /// Deletes every login session past its absolute or idle expiry, and every expired web
+    /// session and recovery token; returns how many in all. Only the expired records are read
+    /// (through their expiry indexes).
     ///
     /// # Errors
     /// `Storage` when the engine fails.
@@ -331,7 +332,9 @@ impl Sessions<'_> {
             for s in &expired {
                 t.delete(&s.hash)?;
             }
-            Ok(expired.len())
+            Ok(expired.len()
+                + super::web_sessions::sweep_in(tx, now)?
+                + super::recovery::sweep_in(tx, now)?)
         })
     }
 }

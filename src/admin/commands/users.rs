@@ -79,6 +79,27 @@ pub enum UserCmd {
         /// Id, email or username.
         user: String,
     },
+    /// Issue a password-reset token and print it once (for operators who send mail
+    /// themselves); it replaces any earlier one.
+    ResetToken {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Mark a user's email verified (or, with --undo, not verified).
+    VerifyEmail {
+        /// Id, email or username.
+        user: String,
+        /// Mark it not verified instead.
+        #[cfg_attr(feature = "cli", arg(long))]
+        undo: bool,
+    },
+    /// Change a user's email; it must be verified again.
+    ChangeEmail {
+        /// Id, email or username.
+        user: String,
+        /// The new email.
+        email: String,
+    },
     /// Check a password read from stdin: exit 0 if right, 1 if not.
     CheckPassword {
         /// Id, email or username.
@@ -251,6 +272,45 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>) -> Result<Reply> {
                 json!({"id": u.id, "email": u.email, "deleted": true, "trash": trash}),
                 lines,
             ))
+        }
+        UserCmd::ResetToken { user } => {
+            let u = rk.users().find(user)?;
+            if !u.is_active {
+                return Err(Error::denied(format!(
+                    "user {} is disabled; enable them first",
+                    u.id
+                )));
+            }
+            let issued = rk
+                .recovery()
+                .request_password_reset(&u.email)?
+                .ok_or_else(|| Error::not_found(format!("user {user}")))?;
+            Ok(Reply::text(
+                json!({"user_id": u.id, "email": u.email, "token": issued.token.expose(), "expires_at": issued.expires_at}),
+                vec![
+                    format!("password reset token for {} (id {}):", u.email, u.id),
+                    issued.token.expose().to_string(),
+                    format!(
+                        "it works once, until {}; this token is shown once",
+                        issued.expires_at
+                    ),
+                ],
+            ))
+        }
+        UserCmd::VerifyEmail { user, undo } => {
+            let u = rk.users().find(user)?;
+            let u = rk.users().set_email_verified(u.id, !undo)?;
+            let state = if *undo { "not verified" } else { "verified" };
+            user_reply(rk, &u, format!("email of user {} marked {state}", u.id))
+        }
+        UserCmd::ChangeEmail { user, email } => {
+            let u = rk.users().find(user)?;
+            let u = rk.users().change_email(u.id, email)?;
+            user_reply(
+                rk,
+                &u,
+                format!("email of user {} changed; it is not verified", u.id),
+            )
         }
         UserCmd::CheckPassword { user, .. } => {
             let password = stdin.secret("--password-stdin")?;

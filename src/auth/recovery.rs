@@ -1,0 +1,352 @@
+//! Account recovery and email verification: single-use, expiring tokens, `rkr_` for a
+//! password reset and `rkv_` for an email check, stored only as their SHA-256 like every
+//! token. A token is bound to the email it was sent to: once the account's email changes, its
+//! outstanding tokens no longer work. Asking for a reset gives the same answer and does the
+//! same work (one durable commit) whether or not the email has an account.
+//!
+//! Using a reset token lives in `flows.rs` (it sets the password and revokes sessions).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Accounts;
+pub use super::accounts::RecoveryPolicy;
+use super::audit::{self, Event};
+use super::token::{self, Secret, TokenHash};
+use super::users::{User, normalize_email};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::key;
+use crate::store::{Index, KeyRange, Order, Record, WriteTx};
+
+/// The type prefix of password-reset tokens.
+pub const RESET_PREFIX: &str = "rkr";
+/// The type prefix of email-verification tokens.
+pub const VERIFY_PREFIX: &str = "rkv";
+
+/// What a recovery token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Purpose {
+    /// Setting a new password without the old one.
+    PasswordReset,
+    /// Proving the account's email address.
+    EmailVerification,
+}
+
+impl Purpose {
+    fn prefix(self) -> &'static str {
+        match self {
+            Purpose::PasswordReset => RESET_PREFIX,
+            Purpose::EmailVerification => VERIFY_PREFIX,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Purpose::PasswordReset => "password reset token",
+            Purpose::EmailVerification => "email verification token",
+        }
+    }
+}
+
+/// A recovery token's record. The token itself is never stored; its hash is the key, kept out
+/// of `Debug` and `Serialize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryToken {
+    /// SHA-256 of the token: the record's key.
+    #[serde(skip)]
+    pub hash: TokenHash,
+    /// Non-secret display prefix (`rkr_ab12cd34`).
+    pub prefix: String,
+    /// What it is for.
+    pub purpose: Purpose,
+    /// The account.
+    pub user_id: u64,
+    /// The email it was sent to; it works only while the account still has this email.
+    pub email: String,
+    /// When it was issued.
+    pub created_at: Timestamp,
+    /// Unusable from this time on.
+    pub expires_at: Timestamp,
+}
+
+impl RecoveryToken {
+    /// By account.
+    pub const BY_USER: Index<RecoveryToken> = Index::many("by_user", |t| Some(key!(t.user_id)));
+    /// By expiry, for the sweep.
+    pub const BY_EXPIRY: Index<RecoveryToken> =
+        Index::many("by_expiry", |t| Some(key!(t.expires_at.0)));
+}
+
+impl Record for RecoveryToken {
+    const TABLE: &'static str = "recovery_tokens";
+    type Key = TokenHash;
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_USER, &Self::BY_EXPIRY];
+    fn key(&self) -> TokenHash {
+        self.hash
+    }
+    fn restore_key(&mut self, key: &TokenHash) {
+        self.hash = *key;
+    }
+}
+
+/// A token just issued: hand `token` to the account's owner (by mail) once.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The token (`rkr_…` or `rkv_…`); shown once, stored hashed.
+    pub token: Secret,
+    /// The account it is for, with the email to send it to.
+    pub user: User,
+    /// Unusable from this time on.
+    pub expires_at: Timestamp,
+}
+
+/// Deletes the outstanding tokens of `user` (of one purpose, or all); returns how many.
+pub(crate) fn delete_tokens_of(
+    tx: &WriteTx<'_>,
+    user: u64,
+    purpose: Option<Purpose>,
+) -> Result<usize> {
+    let t = tx.table::<RecoveryToken>();
+    let mine = t.range_by(
+        &RecoveryToken::BY_USER,
+        KeyRange::prefix(key!(user)),
+        Order::Asc,
+        usize::MAX,
+    )?;
+    let mut n = 0;
+    for tok in mine
+        .iter()
+        .filter(|x| purpose.is_none_or(|p| x.purpose == p))
+    {
+        t.delete(&tok.hash)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Deletes every token past its expiry; returns how many.
+pub(crate) fn sweep_in(tx: &WriteTx<'_>, now: Timestamp) -> Result<usize> {
+    let t = tx.table::<RecoveryToken>();
+    let expired = t.range_by(
+        &RecoveryToken::BY_EXPIRY,
+        KeyRange::below(key!(now.0.saturating_add(1))),
+        Order::Asc,
+        usize::MAX,
+    )?;
+    for x in &expired {
+        t.delete(&x.hash)?;
+    }
+    Ok(expired.len())
+}
+
+/// Password resets and email verification; each call runs in its own transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery<'a> {
+    pub(crate) acc: &'a Accounts,
+}
+
+impl Recovery<'_> {
+    /// Issues a password-reset token for the account with this email, replacing any earlier
+    /// one. Returns `None` when no active account has the email, after the same work (one
+    /// durable commit, an audit event either way), so the caller can answer every request
+    /// alike and reveal nothing.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// # rk.users().create(redkeep::NewUser { email: "ann@example.com".into(), name: None, username: None, password: Some("old password".into()), is_admin: false, invite: None })?;
+    /// let issued = rk.recovery().request_password_reset("ann@example.com")?;
+    /// // Mail `issued.token` to `issued.user.email`; answer "check your mail" in any case.
+    /// let issued = issued.expect("ann has an account");
+    /// rk.recovery().reset_password(issued.token.expose(), "a brand new password")?;
+    /// assert!(rk.users().authenticate("ann@example.com", "a brand new password").is_ok());
+    /// assert!(rk.recovery().request_password_reset("nobody@example.com")?.is_none());
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed email.
+    pub fn request_password_reset(&self, email: &str) -> Result<Option<IssuedToken>> {
+        let email = normalize_email(email)?;
+        let now = self.acc.now();
+        let ttl = crate::clock::lifetime("reset_ttl", self.acc.policy.recovery.reset_ttl)?;
+        self.acc.store.write(|tx| {
+            let user = tx
+                .table::<User>()
+                .get_by(&User::EMAIL, &key!(email.clone()))?
+                .filter(|u| u.is_active);
+            let Some(user) = user else {
+                audit::record(
+                    tx,
+                    now,
+                    Event {
+                        action: "password_reset_requested",
+                        subject: format!("email {email}"),
+                        outcome: "no_account",
+                        ..Event::default()
+                    },
+                )?;
+                return Ok(None);
+            };
+            issue_in(tx, now, &user, Purpose::PasswordReset, ttl).map(Some)
+        })
+    }
+
+    /// Issues an email-verification token for the account's current email, replacing any
+    /// earlier one.
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` when the email is already verified or the account is disabled.
+    pub fn request_email_verification(&self, user: u64) -> Result<IssuedToken> {
+        let now = self.acc.now();
+        let ttl = crate::clock::lifetime(
+            "verification_ttl",
+            self.acc.policy.recovery.verification_ttl,
+        )?;
+        self.acc.store.write(|tx| {
+            let u = tx
+                .table::<User>()
+                .get(&user)?
+                .ok_or_else(|| Error::not_found(format!("user {user}")))?;
+            if u.email_verified {
+                return Err(Error::denied(format!(
+                    "the email of user {user} is already verified"
+                )));
+            }
+            if !u.is_active {
+                return Err(Error::denied(format!("user {user} is disabled")));
+            }
+            issue_in(tx, now, &u, Purpose::EmailVerification, ttl)
+        })
+    }
+
+    /// Uses an email-verification token: marks the account's email verified. The token works
+    /// once, before it expires, and only while the account still has the email it was sent
+    /// to.
+    ///
+    /// # Errors
+    /// `InvalidCredential` for an unknown, used or mismatched token; `Expired`.
+    pub fn verify_email(&self, token: &str) -> Result<User> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let (tok, mut user) = redeem_in(tx, now, token, Purpose::EmailVerification)?;
+            user.email_verified = true;
+            user.updated_at = now;
+            tx.table::<User>().update(&user)?;
+            delete_tokens_of(tx, user.id, Some(Purpose::EmailVerification))?;
+            audit::user_event(tx, now, "email_verified", user.id, tok.prefix)?;
+            Ok(user)
+        })
+    }
+
+    /// Outstanding tokens of an account, newest first (their hashes are never shown).
+    ///
+    /// # Errors
+    /// `Corrupt` when a token cannot be read.
+    pub fn tokens_of(&self, user: u64) -> Result<Vec<RecoveryToken>> {
+        let mut out = self.acc.store.read(|tx| {
+            tx.table::<RecoveryToken>().range_by(
+                &RecoveryToken::BY_USER,
+                KeyRange::prefix(key!(user)),
+                Order::Asc,
+                usize::MAX,
+            )
+        })?;
+        out.sort_by_key(|t| std::cmp::Reverse(t.created_at));
+        Ok(out)
+    }
+}
+
+// Replaces the account's outstanding tokens of `purpose` with a new one.
+fn issue_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    user: &User,
+    purpose: Purpose,
+    ttl: Duration,
+) -> Result<IssuedToken> {
+    delete_tokens_of(tx, user.id, Some(purpose))?;
+    let expires_at = now.plus(ttl);
+    let (secret, tok) =
+        token::insert_with_token(tx, purpose.prefix(), |hash, prefix| RecoveryToken {
+            hash,
+            prefix,
+            purpose,
+            user_id: user.id,
+            email: user.email.clone(),
+            created_at: now,
+            expires_at,
+        })?;
+    let action = match purpose {
+        Purpose::PasswordReset => "password_reset_requested",
+        Purpose::EmailVerification => "email_verification_requested",
+    };
+    audit::user_event(tx, now, action, user.id, tok.prefix)?;
+    Ok(IssuedToken {
+        token: secret,
+        user: user.clone(),
+        expires_at,
+    })
+}
+
+/// Finds a live token of `purpose` and its account, and deletes the token (single use).
+/// Every failure but expiry is the same `InvalidCredential`.
+pub(crate) fn redeem_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    token: &str,
+    purpose: Purpose,
+) -> Result<(RecoveryToken, User)> {
+    let invalid = || Error::InvalidCredential {
+        what: purpose.what(),
+    };
+    let token = token.trim();
+    if !token::looks_like(purpose.prefix(), token) {
+        return Err(invalid());
+    }
+    let hash = token::hash_token(token);
+    let t = tx.table::<RecoveryToken>();
+    let tok = t.get(&hash)?.ok_or_else(invalid)?;
+    if !token::hashes_equal(&tok.hash, &hash) || tok.purpose != purpose {
+        return Err(invalid());
+    }
+    if now >= tok.expires_at {
+        t.delete(&hash)?;
+        return Err(Error::Expired {
+            what: purpose.what().into(),
+        });
+    }
+    let user = tx
+        .table::<User>()
+        .get(&tok.user_id)?
+        .filter(|u| u.is_active && u.email == tok.email)
+        .ok_or_else(invalid)?;
+    t.delete(&hash)?;
+    Ok((tok, user))
+}
+
+/// Checks, without using it, that `token` is a live token of `purpose`.
+pub(crate) fn peek(acc: &Accounts, token: &str, purpose: Purpose) -> Result<RecoveryToken> {
+    let invalid = || Error::InvalidCredential {
+        what: purpose.what(),
+    };
+    let token = token.trim();
+    if !token::looks_like(purpose.prefix(), token) {
+        return Err(invalid());
+    }
+    let hash = token::hash_token(token);
+    let now = acc.now();
+    let tok = acc
+        .store
+        .read(|tx| tx.table::<RecoveryToken>().get(&hash))?
+        .filter(|t| token::hashes_equal(&t.hash, &hash) && t.purpose == purpose)
+        .ok_or_else(invalid)?;
+    if now >= tok.expires_at {
+        return Err(Error::Expired {
+            what: purpose.what().into(),
+        });
+    }
+    Ok(tok)
+}

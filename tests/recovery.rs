@@ -1,0 +1,319 @@
+//! Password resets and email verification: single-use, expiring tokens stored hashed, bound to
+//! the email they were sent to; asking for a reset looks the same for every email.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestDir;
+use redkeep::auth::recovery::Purpose;
+use redkeep::auth::sessions::LoginMeta;
+use redkeep::{Error, NewUser, Redkeep, User};
+
+const PW: &str = "correct horse battery";
+
+fn user(rk: &Redkeep, email: &str) -> User {
+    rk.users()
+        .create(NewUser {
+            email: email.into(),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+}
+
+fn audit_len(rk: &Redkeep) -> usize {
+    rk.audit().list(None, None, usize::MAX).unwrap().len()
+}
+
+#[test]
+fn a_reset_token_sets_the_password_once_and_ends_every_session() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = user(&rk, "ann@example.com");
+    let login = rk
+        .sessions()
+        .login("ann@example.com", PW, LoginMeta::default())
+        .unwrap();
+    for _ in 0..3 {
+        let _ = rk
+            .sessions()
+            .login("ann@example.com", "wrong guess!", LoginMeta::default());
+    }
+    assert_eq!(rk.users().lockout(ann.id).unwrap().failed_logins, 3);
+
+    let issued = rk
+        .recovery()
+        .request_password_reset(" ANN@example.com ")
+        .unwrap()
+        .unwrap();
+    assert_eq!(issued.user.id, ann.id);
+    assert!(issued.token.expose().starts_with("rkr_"));
+    let reset = rk
+        .recovery()
+        .reset_password(issued.token.expose(), "a new password")
+        .unwrap();
+    assert!(reset.email_verified, "the token was mailed to the address");
+    assert_eq!(rk.users().lockout(ann.id).unwrap().failed_logins, 0, "lockout lifted");
+    assert!(
+        rk.users()
+            .authenticate("ann@example.com", "a new password")
+            .is_ok()
+    );
+    assert!(matches!(
+        rk.users().authenticate("ann@example.com", PW),
+        Err(Error::Unauthorized)
+    ));
+    assert!(
+        rk.sessions().validate(login.token.expose()).is_err(),
+        "sessions from before the reset end"
+    );
+    assert!(matches!(
+        rk.recovery()
+            .reset_password(issued.token.expose(), "another password"),
+        Err(Error::InvalidCredential { .. })
+    ));
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn asking_for_a_reset_looks_the_same_for_unknown_and_disabled_accounts() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let bob = user(&rk, "bob@example.com");
+    let before = audit_len(&rk);
+    assert!(
+        rk.recovery()
+            .request_password_reset("bob@example.com")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(audit_len(&rk), before + 1);
+    assert!(
+        rk.recovery()
+            .request_password_reset("nobody@example.com")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(audit_len(&rk), before + 2, "one durable commit either way");
+    rk.users().disable(bob.id).unwrap();
+    assert!(
+        rk.recovery()
+            .request_password_reset("bob@example.com")
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        rk.recovery().request_password_reset("not an email"),
+        Err(Error::InvalidInput { .. })
+    ));
+}
+
+#[test]
+fn reset_tokens_expire_are_replaced_and_die_with_an_email_change() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let cat = user(&rk, "cat@example.com");
+    let first = rk
+        .recovery()
+        .request_password_reset("cat@example.com")
+        .unwrap()
+        .unwrap();
+    let second = rk
+        .recovery()
+        .request_password_reset("cat@example.com")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            rk.recovery()
+                .reset_password(first.token.expose(), "a new password"),
+            Err(Error::InvalidCredential { .. })
+        ),
+        "a new request replaces the earlier token"
+    );
+    t.clock.advance(Duration::from_secs(3600));
+    assert!(matches!(
+        rk.recovery()
+            .reset_password(second.token.expose(), "a new password"),
+        Err(Error::Expired { .. })
+    ));
+    let third = rk
+        .recovery()
+        .request_password_reset("cat@example.com")
+        .unwrap()
+        .unwrap();
+    rk.users().change_email(cat.id, "kat@example.com").unwrap();
+    assert!(matches!(
+        rk.recovery()
+            .reset_password(third.token.expose(), "a new password"),
+        Err(Error::InvalidCredential { .. })
+    ));
+    assert!(rk.users().authenticate("kat@example.com", PW).is_ok());
+    // A bad password is refused before the token is touched.
+    let fourth = rk
+        .recovery()
+        .request_password_reset("kat@example.com")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        rk.recovery().reset_password(fourth.token.expose(), "short"),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(
+        rk.recovery()
+            .reset_password(fourth.token.expose(), "long enough now")
+            .is_ok()
+    );
+    // Tokens of one kind do not work as the other.
+    let reset = rk
+        .recovery()
+        .request_password_reset("kat@example.com")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        rk.recovery().verify_email(reset.token.expose()),
+        Err(Error::InvalidCredential { .. })
+    ));
+}
+
+#[test]
+fn verification_marks_the_email_and_a_new_email_must_be_verified_again() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let dan = user(&rk, "dan@example.com");
+    assert!(!dan.email_verified);
+    let issued = rk.recovery().request_email_verification(dan.id).unwrap();
+    assert!(issued.token.expose().starts_with("rkv_"));
+    assert_eq!(issued.user.email, "dan@example.com");
+    let stale = rk.recovery().request_email_verification(dan.id).unwrap();
+    let fresh = rk.recovery().request_email_verification(dan.id).unwrap();
+    assert!(rk.recovery().verify_email(stale.token.expose()).is_err());
+    assert!(
+        rk.recovery()
+            .verify_email(fresh.token.expose())
+            .unwrap()
+            .email_verified
+    );
+    assert!(matches!(
+        rk.recovery().request_email_verification(dan.id),
+        Err(Error::Denied { .. })
+    ));
+
+    let changed = rk
+        .users()
+        .change_email(dan.id, "daniel@example.com")
+        .unwrap();
+    assert!(!changed.email_verified, "a new email is unverified");
+    let pending = rk.recovery().request_email_verification(dan.id).unwrap();
+    rk.users().change_email(dan.id, "dan2@example.com").unwrap();
+    assert!(
+        rk.recovery().verify_email(pending.token.expose()).is_err(),
+        "a token proves only the address it was sent to"
+    );
+    let other = user(&rk, "eve@example.com");
+    assert!(matches!(
+        rk.users().change_email(other.id, "DAN2@example.com"),
+        Err(Error::Conflict { .. })
+    ));
+    assert!(
+        rk.users()
+            .set_email_verified(dan.id, true)
+            .unwrap()
+            .email_verified
+    );
+    assert!(rk.recovery().tokens_of(dan.id).unwrap().is_empty());
+}
+
+#[test]
+fn tokens_are_stored_hashed_swept_when_expired_and_deleted_with_their_user() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let fay = user(&rk, "fay@example.com");
+    let issued = rk
+        .recovery()
+        .request_password_reset("fay@example.com")
+        .unwrap()
+        .unwrap();
+    let stored = rk.recovery().tokens_of(fay.id).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].purpose, Purpose::PasswordReset);
+    assert!(issued.token.expose().starts_with(&stored[0].prefix));
+    let mut export = Vec::new();
+    redkeep::ops::export(&rk, &mut export, &|_| {}).unwrap();
+    assert!(
+        !String::from_utf8(export)
+            .unwrap()
+            .contains(issued.token.expose())
+    );
+
+    rk.recovery().request_email_verification(fay.id).unwrap();
+    t.clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(rk.sessions().sweep().unwrap(), 1, "the expired reset token");
+    assert_eq!(rk.recovery().tokens_of(fay.id).unwrap().len(), 1);
+    rk.users().delete(fay.id).unwrap();
+    assert!(rk.recovery().tokens_of(fay.id).unwrap().is_empty());
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn a_password_change_by_id_needs_the_current_password_and_ends_sessions() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let gus = user(&rk, "gus@example.com");
+    let login = rk
+        .sessions()
+        .login("gus@example.com", PW, LoginMeta::default())
+        .unwrap();
+    assert!(matches!(
+        rk.users()
+            .change_password_of(gus.id, "not the password", "a new password"),
+        Err(Error::Unauthorized)
+    ));
+    assert_eq!(rk.users().lockout(gus.id).unwrap().failed_logins, 1);
+    rk.users()
+        .change_password_of(gus.id, PW, "a new password")
+        .unwrap();
+    assert!(rk.sessions().validate(login.token.expose()).is_err());
+    assert!(
+        rk.users().authenticate("gus", "a new password").is_err(),
+        "no username"
+    );
+    assert!(
+        rk.users()
+            .authenticate("gus@example.com", "a new password")
+            .is_ok()
+    );
+}
+
+#[test]
+fn web_sessions_are_stored_under_a_hash_and_expire() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ws = rk.web_sessions();
+    let id = 0x1234_5678_9abc_def0_u128.to_le_bytes();
+    let later = rk.now().plus(Duration::from_secs(60));
+    assert!(ws.create(&id, r#"{"a":1}"#, later).unwrap());
+    assert!(
+        !ws.create(&id, r#"{"b":2}"#, later).unwrap(),
+        "an id is never reused"
+    );
+    assert_eq!(ws.load(&id).unwrap().unwrap().0, r#"{"a":1}"#);
+    ws.save(&id, r#"{"a":2}"#, later).unwrap();
+    assert_eq!(ws.load(&id).unwrap().unwrap().0, r#"{"a":2}"#);
+    t.clock.advance(Duration::from_secs(60));
+    assert!(ws.load(&id).unwrap().is_none(), "expired");
+    assert_eq!(ws.count().unwrap(), 1);
+    assert_eq!(rk.sessions().sweep().unwrap(), 1);
+    assert_eq!(ws.count().unwrap(), 0);
+    let other = 7u128.to_le_bytes();
+    ws.save(&other, "{}", rk.now().plus(Duration::from_secs(5)))
+        .unwrap();
+    assert!(ws.delete(&other).unwrap());
+    assert!(!ws.delete(&other).unwrap());
+    assert!(matches!(
+        ws.save(&other, &"x".repeat(2 << 20), later),
+        Err(Error::InvalidInput { .. })
+    ));
+}
