@@ -476,6 +476,7 @@ impl AsyncWebSessions<'_> {
         fn save(id: Vec<u8>, data: String, expires_at: Timestamp) -> () => (&id, &data, expires_at);
         fn load(id: Vec<u8>) -> Option<(String, Timestamp)> => (&id);
         fn delete(id: Vec<u8>) -> bool => (&id);
+        fn sweep() -> usize => ();
         fn count() -> u64 => ();
     }
 }

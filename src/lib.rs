@@ -25,6 +25,8 @@ mod handle;
 pub mod ops;
 pub mod store;
 mod top;
+#[cfg(any(feature = "axum", feature = "tower-sessions"))]
+pub mod web;
 pub mod workspace;
 
 #[cfg(feature = "tokio")]

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &["auth", "workspace"]),
     ("handle", &["handle"]),
     ("operations", &["ops", "asynch"]),
+    ("web", &["web"]),
     ("admin", &["admin"]),
     ("cli", &["cli"]),
 ];

@@ -147,6 +147,15 @@ impl WebSessions<'_> {
             .write(|tx| Ok(tx.table::<WebSession>().delete(&hash)?.is_some()))
     }
 
+    /// Deletes every expired web session; returns how many.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn sweep(&self) -> Result<usize> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| sweep_in(tx, now))
+    }
+
     /// Number of stored web sessions, expired ones included until swept.
     ///
     /// # Errors

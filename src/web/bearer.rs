@@ -1,0 +1,181 @@
+//! `Authorization: Bearer` with redkeep's own credentials: `rks_` session tokens and `rkk_` API
+//! keys. The extractor gives the handler who is calling and what they may do; a missing or bad
+//! token is 401, and [`Caller::require`] turns a missing permission into 403.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::error::WebError;
+use crate::asynch::AsyncRedkeep;
+use crate::auth::api_keys::{API_KEY_PREFIX, ApiKey, KeyOwner};
+use crate::auth::orgs::Org;
+use crate::auth::roles::ALL_PERMISSIONS;
+use crate::auth::sessions::{SESSION_PREFIX, Session};
+use crate::auth::users::User;
+use crate::error::{Error, Result};
+
+/// Who presented the token.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A user, with a login session token.
+    Session {
+        /// The user.
+        user: User,
+        /// Their session.
+        session: Session,
+    },
+    /// A user's API key.
+    UserKey {
+        /// The key's owner.
+        user: User,
+        /// The key.
+        key: ApiKey,
+    },
+    /// An organization's API key.
+    OrgKey {
+        /// The key's org.
+        org: Org,
+        /// The key.
+        key: ApiKey,
+    },
+}
+
+/// An authenticated caller and what they may do: a user's permissions come from their roles;
+/// a user's API key never grants more than its owner has, and only its scopes when it has
+/// any; an org's API key grants exactly its scopes. `*` grants everything.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who it is.
+    pub principal: Principal,
+    granted: BTreeSet<String>,
+    scopes: Option<BTreeSet<String>>,
+}
+
+fn grants(set: &BTreeSet<String>, permission: &str) -> bool {
+    set.contains(ALL_PERMISSIONS) || set.contains(permission)
+}
+
+impl Caller {
+    /// Resolves a bearer token (`rks_…` or `rkk_…`).
+    ///
+    /// # Errors
+    /// `InvalidCredential` for an unknown, expired or revoked token, or one of another kind.
+    pub async fn from_token(ark: &AsyncRedkeep, token: &str) -> Result<Caller> {
+        let token = token.trim().to_string();
+        if token.starts_with(&format!("{SESSION_PREFIX}_")) {
+            let (user, session) = ark.sessions().validate(token).await?;
+            let granted = ark.roles().permissions(user.id).await?;
+            return Ok(Caller {
+                principal: Principal::Session { user, session },
+                granted,
+                scopes: None,
+            });
+        }
+        if token.starts_with(&format!("{API_KEY_PREFIX}_")) {
+            let key = ark.api_keys().verify(token).await?;
+            let scopes: BTreeSet<String> = key.scopes.iter().cloned().collect();
+            return match key.owner {
+                KeyOwner::User(id) => {
+                    let user = ark.users().get(id).await?.ok_or(Error::InvalidCredential {
+                        what: "API key",
+                    })?;
+                    let granted = ark.roles().permissions(id).await?;
+                    Ok(Caller {
+                        principal: Principal::UserKey { user, key },
+                        granted,
+                        scopes: (!scopes.is_empty()).then_some(scopes),
+                    })
+                }
+                KeyOwner::Org(id) => {
+                    let org = ark.orgs().get(id).await?.ok_or(Error::InvalidCredential {
+                        what: "API key",
+                    })?;
+                    Ok(Caller {
+                        principal: Principal::OrgKey { org, key },
+                        granted: scopes,
+                        scopes: None,
+                    })
+                }
+            };
+        }
+        Err(Error::InvalidCredential {
+            what: "bearer token",
+        })
+    }
+
+    /// The user behind the token, if it is a user's.
+    pub fn user(&self) -> Option<&User> {
+        match &self.principal {
+            Principal::Session { user, .. } | Principal::UserKey { user, .. } => Some(user),
+            Principal::OrgKey { .. } => None,
+        }
+    }
+
+    /// Whether the caller may do `permission`.
+    pub fn allows(&self, permission: &str) -> bool {
+        grants(&self.granted, permission)
+            && self.scopes.as_ref().is_none_or(|s| grants(s, permission))
+    }
+
+    /// The permissions the caller has (`*` stands for all).
+    pub fn permissions(&self) -> BTreeSet<String> {
+        match &self.scopes {
+            None => self.granted.clone(),
+            Some(scopes) => {
+                if self.granted.contains(ALL_PERMISSIONS) {
+                    scopes.clone()
+                } else {
+                    self.granted
+                        .iter()
+                        .filter(|p| grants(scopes, p))
+                        .cloned()
+                        .collect()
+                }
+            }
+        }
+    }
+
+    /// Refuses with 403 unless the caller may do one of `permissions`.
+    ///
+    /// # Errors
+    /// A 403 [`WebError`] naming the permissions needed.
+    pub fn require(&self, permissions: &[&str]) -> std::result::Result<(), WebError> {
+        if permissions.iter().any(|p| self.allows(p)) {
+            return Ok(());
+        }
+        Err(WebError::forbidden(format!(
+            "this needs the {} permission",
+            permissions.join(" or ")
+        )))
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header, if there is one.
+pub(crate) fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    AsyncRedkeep: FromRef<S>,
+{
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
+        let Some(token) = bearer_token(parts) else {
+            return Err(WebError::unauthorized(
+                "send `Authorization: Bearer` with a session token or an API key",
+            ));
+        };
+        let ark = AsyncRedkeep::from_ref(state);
+        Caller::from_token(&ark, token).await.map_err(WebError::from)
+    }
+}

@@ -1,0 +1,128 @@
+//! A tower-sessions `SessionStore` on redkeep's `web_sessions` table: the session id is
+//! stored only as its SHA-256, the record keeps the session's data and expiry, a new id that
+//! collides with a stored one is drawn again, and expired sessions are removed by
+//! `ExpiredDeletion` (or `redkeep session sweep`). It is implemented for tower-sessions 0.15
+//! (feature `tower-sessions`) and for the 0.14 that axum-login 0.18 uses (feature
+//! `axum-login`).
+
+use crate::asynch::AsyncRedkeep;
+use crate::clock::Timestamp;
+
+/// A tower-sessions session store in a redkeep data dir.
+#[derive(Debug, Clone)]
+pub struct RedkeepSessionStore {
+    ark: AsyncRedkeep,
+}
+
+impl RedkeepSessionStore {
+    /// A store on this handle's data dir.
+    pub fn new(ark: AsyncRedkeep) -> RedkeepSessionStore {
+        RedkeepSessionStore { ark }
+    }
+}
+
+fn id_bytes(id: i128) -> Vec<u8> {
+    id.to_le_bytes().to_vec()
+}
+
+/// Implements the store for the tower-sessions crate at `$ts` (its session and store
+/// modules are alike across 0.14 and 0.15).
+macro_rules! session_store {
+    ($($ts:ident)::+) => {
+        const _: () = {
+            use $($ts)::+::session::{Id, Record};
+            use $($ts)::+::session_store::{Error, ExpiredDeletion, Result, SessionStore};
+
+            fn backend(e: crate::Error) -> Error {
+                Error::Backend(e.to_string())
+            }
+
+            /// The record as stored: everything but the id, which is the key (hashed).
+            fn encode(record: &Record) -> Result<(String, Timestamp)> {
+                let mut value =
+                    serde_json::to_value(record).map_err(|e| Error::Encode(e.to_string()))?;
+                if let Some(map) = value.as_object_mut() {
+                    map.remove("id");
+                }
+                let expires = Timestamp(record.expiry_date.unix_timestamp());
+                Ok((value.to_string(), expires))
+            }
+
+            fn decode(id: &Id, data: &str) -> Result<Record> {
+                let mut value: serde_json::Value =
+                    serde_json::from_str(data).map_err(|e| Error::Decode(e.to_string()))?;
+                let id = serde_json::to_value(id).map_err(|e| Error::Decode(e.to_string()))?;
+                value
+                    .as_object_mut()
+                    .ok_or_else(|| Error::Decode("a stored session is not an object".into()))?
+                    .insert("id".into(), id);
+                serde_json::from_value(value).map_err(|e| Error::Decode(e.to_string()))
+            }
+
+            #[async_trait::async_trait]
+            impl SessionStore for RedkeepSessionStore {
+                async fn create(&self, record: &mut Record) -> Result<()> {
+                    let (data, expires) = encode(record)?;
+                    loop {
+                        let stored = self
+                            .ark
+                            .web_sessions()
+                            .create(id_bytes(record.id.0), data.clone(), expires)
+                            .await
+                            .map_err(backend)?;
+                        if stored {
+                            return Ok(());
+                        }
+                        // Another session has this id: draw a new one.
+                        record.id = Id::default();
+                    }
+                }
+
+                async fn save(&self, record: &Record) -> Result<()> {
+                    let (data, expires) = encode(record)?;
+                    self.ark
+                        .web_sessions()
+                        .save(id_bytes(record.id.0), data, expires)
+                        .await
+                        .map_err(backend)
+                }
+
+                async fn load(&self, id: &Id) -> Result<Option<Record>> {
+                    let found = self
+                        .ark
+                        .web_sessions()
+                        .load(id_bytes(id.0))
+                        .await
+                        .map_err(backend)?;
+                    found.map(|(data, _)| decode(id, &data)).transpose()
+                }
+
+                async fn delete(&self, id: &Id) -> Result<()> {
+                    self.ark
+                        .web_sessions()
+                        .delete(id_bytes(id.0))
+                        .await
+                        .map(|_| ())
+                        .map_err(backend)
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl ExpiredDeletion for RedkeepSessionStore {
+                async fn delete_expired(&self) -> Result<()> {
+                    self.ark
+                        .web_sessions()
+                        .sweep()
+                        .await
+                        .map(|_| ())
+                        .map_err(backend)
+                }
+            }
+        };
+    };
+}
+
+#[cfg(feature = "tower-sessions")]
+session_store!(tower_sessions);
+#[cfg(feature = "axum-login")]
+session_store!(axum_login::tower_sessions);
