@@ -477,3 +477,20 @@ fn a_users_folder_is_made_at_the_first_write_and_deleting_moves_it_to_trash() {
         Err(Error::NotFound { .. })
     ));
 }
+
+#[test]
+fn a_bad_invite_is_refused_before_anyone_learns_the_email_is_taken() {
+    let t = TestDir::new();
+    let rk = t.open();
+    rk.users().create(new_user("taken@example.com")).unwrap();
+    let err = rk
+        .users()
+        .register(Registration {
+            email: "taken@example.com".into(),
+            password: "correct horse".into(),
+            invite: Some("rki_madeupmadeupmadeupmadeupmadeupmadeupmad".into()),
+            ..Registration::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidCredential { .. }), "{err}");
+}

@@ -80,3 +80,70 @@ async fn register_login_validate_and_workspace_through_tokio() {
         Err(Error::Unauthorized)
     ));
 }
+
+/// Hashing and commits run on the blocking pool: on a one-thread runtime, a ticker task keeps
+/// running while 8 logins (OWASP's argon2 parameters) and 8 durable commits are in flight.
+/// Each operation sees the ticker move between its start and its end, which cannot happen if
+/// the work runs on the runtime's only thread. Counted ticks, not timing.
+#[tokio::test(flavor = "current_thread")]
+async fn hashing_and_commits_leave_the_async_thread_free() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let t = TestDir::new();
+    let options = t.options().password(redkeep::PasswordParams::OWASP);
+    let rk = AsyncRedkeep::open(t.path().to_path_buf(), options)
+        .await
+        .unwrap();
+    rk.users()
+        .create(redkeep::NewUser {
+            email: "a@example.com".into(),
+            password: Some("correct horse".into()),
+            ..redkeep::NewUser::default()
+        })
+        .await
+        .unwrap();
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                ticks.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut work = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let (rk, ticks) = (rk.clone(), ticks.clone());
+        work.spawn(async move {
+            let before = ticks.load(Ordering::Relaxed);
+            if i % 2 == 0 {
+                rk.sessions()
+                    .login(
+                        "a@example.com".into(),
+                        "correct horse".into(),
+                        LoginMeta::default(),
+                    )
+                    .await
+                    .unwrap();
+            } else {
+                rk.users()
+                    .rename(1, Some(format!("name {i}")), None)
+                    .await
+                    .unwrap();
+            }
+            ticks.load(Ordering::Relaxed) - before
+        });
+    }
+    let mut moved = Vec::new();
+    while let Some(r) = work.join_next().await {
+        moved.push(r.unwrap());
+    }
+    ticker.abort();
+    assert_eq!(moved.len(), 16);
+    assert!(
+        moved.iter().all(|&n| n > 0),
+        "the ticker stood still during some operation: {moved:?}"
+    );
+}

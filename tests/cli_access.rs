@@ -358,3 +358,68 @@ fn org_commands() {
     );
     cli.expect(&["check"], None, 0);
 }
+
+#[test]
+fn operators_issue_reset_tokens_verify_and_change_emails() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let (out, _) = cli.expect(&["user", "reset-token", "ann@example.com"], None, 0);
+    let token = out
+        .lines()
+        .find(|l| l.starts_with("rkr_"))
+        .expect("the token on a line of its own")
+        .to_string();
+    assert!(out.contains("shown once"));
+    let open = || {
+        redkeep::Redkeep::open(
+            cli.data(),
+            redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST),
+        )
+        .unwrap()
+    };
+    {
+        let rk = open();
+        rk.recovery()
+            .reset_password(&token, "operator reset pw")
+            .unwrap();
+    }
+    cli.expect(
+        &[
+            "user",
+            "check-password",
+            "ann@example.com",
+            "--password-stdin",
+        ],
+        Some("operator reset pw\n"),
+        0,
+    );
+
+    let shown = cli.json(
+        &[
+            "user",
+            "change-email",
+            "ann@example.com",
+            "anne@example.com",
+        ],
+        None,
+    );
+    assert_eq!(shown["email"], "anne@example.com");
+    assert_eq!(shown["email_verified"], false);
+    let shown = cli.json(&["user", "verify-email", "anne@example.com"], None);
+    assert_eq!(shown["email_verified"], true);
+    let shown = cli.json(
+        &["user", "verify-email", "anne@example.com", "--undo"],
+        None,
+    );
+    assert_eq!(shown["email_verified"], false);
+
+    let (_, err) = cli.expect(
+        &["user", "change-email", "anne@example.com", "nope"],
+        None,
+        1,
+    );
+    assert!(err.contains("email"), "{err}");
+    cli.expect(&["user", "disable", "anne@example.com"], None, 0);
+    let (_, err) = cli.expect(&["user", "reset-token", "anne@example.com"], None, 1);
+    assert!(err.contains("disabled"), "{err}");
+}

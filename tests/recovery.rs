@@ -55,7 +55,11 @@ fn a_reset_token_sets_the_password_once_and_ends_every_session() {
         .reset_password(issued.token.expose(), "a new password")
         .unwrap();
     assert!(reset.email_verified, "the token was mailed to the address");
-    assert_eq!(rk.users().lockout(ann.id).unwrap().failed_logins, 0, "lockout lifted");
+    assert_eq!(
+        rk.users().lockout(ann.id).unwrap().failed_logins,
+        0,
+        "lockout lifted"
+    );
     assert!(
         rk.users()
             .authenticate("ann@example.com", "a new password")

@@ -89,20 +89,7 @@ pub(crate) fn insert_new_user(
 ) -> Result<User> {
     let users = tx.table::<User>();
     user.id = users.next_id()?;
-    users.insert(&user).map_err(|e| match e {
-        // Name the email rather than the id that holds it.
-        Error::Conflict { index: "email", .. } => Error::Conflict {
-            table: User::TABLE,
-            index: "email",
-            detail: format!(
-                "a user with email {} exists",
-                normalize_email(&user.email).unwrap_or_else(|_| user.email.clone())
-            ),
-        },
-        e => e,
-    })?;
-    tx.table::<Credential>()
-        .insert(&Credential::new(user.id, hash, now)?)?;
+    // The invite first: without a valid one, nobody learns whether the email is taken.
     if let Some(code) = invite {
         let inv = invites::consume(tx, now, code, user.id)?;
         audit::record(
@@ -117,6 +104,20 @@ pub(crate) fn insert_new_user(
             },
         )?;
     }
+    users.insert(&user).map_err(|e| match e {
+        // Name the email rather than the id that holds it.
+        Error::Conflict { index: "email", .. } => Error::Conflict {
+            table: User::TABLE,
+            index: "email",
+            detail: format!(
+                "a user with email {} exists",
+                normalize_email(&user.email).unwrap_or_else(|_| user.email.clone())
+            ),
+        },
+        e => e,
+    })?;
+    tx.table::<Credential>()
+        .insert(&Credential::new(user.id, hash, now)?)?;
     roles::grant_in(tx, now, user.id, DEFAULT_ROLE, None)?;
     if user.is_admin {
         roles::grant_in(tx, now, user.id, ADMIN_ROLE, None)?;
@@ -128,6 +129,11 @@ pub(crate) fn insert_new_user(
 
 /// Creates a user with all their records in one transaction.
 pub(crate) fn create_user(acc: &Accounts, spec: NewUser) -> Result<CreatedUser> {
+    // A bad invite is refused before the password is hashed (no hashing for anyone who
+    // posts a made-up code); the transaction checks it again when it uses it.
+    if let Some(code) = &spec.invite {
+        invites::Invites { acc }.validate(code.expose())?;
+    }
     let prepared = prepare_user(acc, &spec)?;
     let invite = spec.invite.as_ref().map(Secret::expose);
     let now = acc.now();

@@ -79,9 +79,11 @@ impl Caller {
             let scopes: BTreeSet<String> = key.scopes.iter().cloned().collect();
             return match key.owner {
                 KeyOwner::User(id) => {
-                    let user = ark.users().get(id).await?.ok_or(Error::InvalidCredential {
-                        what: "API key",
-                    })?;
+                    let user = ark
+                        .users()
+                        .get(id)
+                        .await?
+                        .ok_or(Error::InvalidCredential { what: "API key" })?;
                     let granted = ark.roles().permissions(id).await?;
                     Ok(Caller {
                         principal: Principal::UserKey { user, key },
@@ -90,9 +92,11 @@ impl Caller {
                     })
                 }
                 KeyOwner::Org(id) => {
-                    let org = ark.orgs().get(id).await?.ok_or(Error::InvalidCredential {
-                        what: "API key",
-                    })?;
+                    let org = ark
+                        .orgs()
+                        .get(id)
+                        .await?
+                        .ok_or(Error::InvalidCredential { what: "API key" })?;
                     Ok(Caller {
                         principal: Principal::OrgKey { org, key },
                         granted: scopes,
@@ -176,6 +180,8 @@ where
             ));
         };
         let ark = AsyncRedkeep::from_ref(state);
-        Caller::from_token(&ark, token).await.map_err(WebError::from)
+        Caller::from_token(&ark, token)
+            .await
+            .map_err(WebError::from)
     }
 }

@@ -69,8 +69,11 @@ impl From<Error> for WebError {
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status, Json(serde_json::json!({"error": self.message}))).into_response();
+        let mut response = (
+            self.status,
+            Json(serde_json::json!({"error": self.message})),
+        )
+            .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

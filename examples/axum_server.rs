@@ -1,0 +1,500 @@
+//! A small account server on redkeep, axum, axum-login and tower-sessions.
+//!
+//! ```text
+//! cargo run --example axum_server -- --data-dir ./redkeep-data --listen 127.0.0.1:3000
+//! ```
+//!
+//! It opens (or initialises) the store in the data dir, serves live administration so the
+//! `redkeep` CLI works while it runs, and answers JSON:
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /register {email, password, invite}` | a new account (201) |
+//! | `POST /login {login, password}` | email or username; sets the session cookie and returns `{"token": "rks_…"}` for bearer use |
+//! | `POST /logout` | ends the cookie session and, with `Authorization: Bearer rks_…`, that session |
+//! | `GET /me` | the caller and their permissions |
+//! | `POST /password {old, new}` | changes the password; other sessions end |
+//! | `POST /password-reset/request {email}` | always 202; mails a token when the account exists |
+//! | `POST /password-reset/confirm {token, password}` | sets the password with a mailed token |
+//! | `GET /workspace`, `PUT /workspace` | the caller's workspace.json; PUT merges a JSON object |
+//! | `POST /pieces`, `GET /pieces`, `GET /pieces/{n}` | gallery pieces: save (`{"number": N}`), list, load |
+//! | `GET /admin/users` | needs `user_management` (or `*`); 403 otherwise |
+//! | `GET /api/whoami` | `Authorization: Bearer rkk_…` or `Bearer rks_…` |
+//!
+//! A signed-in request carries either the session cookie or `Authorization: Bearer rks_…`.
+//! The cookie is `HttpOnly`, `Secure` and `SameSite=Strict`, so browsers send it only to this
+//! site over HTTPS; that is also the CSRF defence for cookie-authenticated requests. Errors
+//! are `{"error": "…"}` with 400, 401, 403, 404, 409 or 429.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_login::tower_sessions::cookie::SameSite;
+use axum_login::tower_sessions::cookie::time::Duration as CookieDuration;
+use axum_login::tower_sessions::{Expiry, SessionManagerLayer};
+use axum_login::{AuthManagerLayerBuilder, AuthSession};
+use redkeep::auth::sessions::LoginMeta;
+use redkeep::web::{Backend, Caller, Principal, RedkeepSessionStore, WebError};
+use redkeep::{AsyncRedkeep, Error, InitSpec, Options, Registration, Secret, User, UserFilter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Where password-reset tokens go: a mail server in a real deployment.
+pub trait Mailer: Send + Sync {
+    /// Sends `token` to `email`.
+    fn password_reset(&self, email: &str, token: &Secret);
+}
+
+/// Prints the mail it would send (for trying the server out).
+struct StdoutMailer;
+
+impl Mailer for StdoutMailer {
+    fn password_reset(&self, email: &str, token: &Secret) {
+        println!(
+            "mail to {email}: reset your password with {}",
+            token.expose()
+        );
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub ark: AsyncRedkeep,
+    /// Where reset tokens are sent.
+    pub mailer: Arc<dyn Mailer>,
+}
+
+impl FromRef<AppState> for AsyncRedkeep {
+    fn from_ref(state: &AppState) -> AsyncRedkeep {
+        state.ark.clone()
+    }
+}
+
+type Auth = AuthSession<Backend>;
+type Answer = Result<Response, WebError>;
+
+/// A JSON body whose rejections are JSON errors too.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, WebError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(WebError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// The signed-in user: from the session cookie, or from `Authorization: Bearer` with a
+/// session token or a user's API key.
+struct Me {
+    user: User,
+    caller: Option<Caller>,
+}
+
+impl FromRequestParts<AppState> for Me {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            let caller = Caller::from_request_parts(parts, state).await?;
+            let user = caller
+                .user()
+                .cloned()
+                .ok_or_else(|| WebError::forbidden("an org's API key has no user"))?;
+            return Ok(Me {
+                user,
+                caller: Some(caller),
+            });
+        }
+        let auth = Auth::from_request_parts(parts, state)
+            .await
+            .map_err(|(status, msg)| WebError::new(status, msg))?;
+        match auth.user {
+            Some(web) => Ok(Me {
+                user: web.user,
+                caller: None,
+            }),
+            None => Err(WebError::unauthorized("sign in first")),
+        }
+    }
+}
+
+impl Me {
+    async fn permissions(&self, ark: &AsyncRedkeep) -> Result<Vec<String>, WebError> {
+        Ok(match &self.caller {
+            Some(c) => c.permissions().into_iter().collect(),
+            None => ark
+                .roles()
+                .permissions(self.user.id)
+                .await?
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    async fn allows(&self, ark: &AsyncRedkeep, permission: &str) -> Result<bool, WebError> {
+        Ok(match &self.caller {
+            Some(c) => c.allows(permission),
+            None => {
+                ark.roles()
+                    .has_permission(self.user.id, permission.into())
+                    .await?
+            }
+        })
+    }
+}
+
+fn user_json(u: &User) -> Value {
+    serde_json::to_value(u).unwrap_or(Value::Null)
+}
+
+/// Body tokens (an invite, a reset token) that do not work are a bad request, not a
+/// challenge for credentials.
+fn body_token(e: Error) -> WebError {
+    match e {
+        Error::InvalidCredential { .. } | Error::Expired { .. } | Error::Revoked { .. } => {
+            WebError::bad_request(e.to_string())
+        }
+        e => e.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    email: String,
+    password: String,
+    invite: Option<String>,
+}
+
+async fn register(State(s): State<AppState>, Body(b): Body<RegisterBody>) -> Answer {
+    let user = s
+        .ark
+        .users()
+        .register(Registration {
+            email: b.email,
+            password: Secret::new(b.password),
+            invite: b.invite.map(Secret::new),
+            ..Registration::default()
+        })
+        .await
+        .map_err(body_token)?;
+    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    login: String,
+    password: String,
+}
+
+async fn login(
+    State(s): State<AppState>,
+    mut auth: Auth,
+    headers: HeaderMap,
+    Body(b): Body<LoginBody>,
+) -> Answer {
+    let meta = LoginMeta {
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(512).collect()),
+        ..LoginMeta::default()
+    };
+    // One password check: the redkeep session (for bearer use) and the cookie session both
+    // come from it.
+    let login = s.ark.sessions().login(b.login, b.password, meta).await?;
+    let web = auth
+        .backend
+        .web_user(login.user.id)
+        .await?
+        .ok_or_else(|| WebError::unauthorized("the account is disabled"))?;
+    auth.login(&web)
+        .await
+        .map_err(|e| WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({
+        "token": login.token.expose(),
+        "expires_at": login.session.expires_at,
+        "user": user_json(&login.user),
+    }))
+    .into_response())
+}
+
+async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -> Answer {
+    if let Some(token) = bearer_token(&headers) {
+        s.ark.sessions().logout(token).await?;
+    }
+    auth.logout()
+        .await
+        .map_err(|e| WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn me(State(s): State<AppState>, me: Me) -> Answer {
+    let permissions = me.permissions(&s.ark).await?;
+    Ok(Json(json!({"user": user_json(&me.user), "permissions": permissions})).into_response())
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    old: String,
+    new: String,
+}
+
+async fn password(
+    State(s): State<AppState>,
+    mut auth: Auth,
+    headers: HeaderMap,
+    me: Me,
+    Body(b): Body<PasswordBody>,
+) -> Answer {
+    match &me.caller {
+        // A bearer session keeps itself; the user's other sessions end.
+        Some(Caller {
+            principal: Principal::Session { .. },
+            ..
+        }) => {
+            let token = bearer_token(&headers).unwrap_or_default();
+            s.ark.users().change_password(token, b.old, b.new).await?;
+        }
+        Some(_) => return Err(WebError::forbidden("API keys cannot change passwords")),
+        None => {
+            let user = s
+                .ark
+                .users()
+                .change_password_of(me.user.id, b.old, b.new)
+                .await?;
+            // The stamp changed: sign this cookie session in again so it stays.
+            if let Some(web) = auth.backend.web_user(user.id).await? {
+                auth.login(&web)
+                    .await
+                    .map_err(|e| WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            }
+        }
+    }
+    Ok(Json(json!({"ok": true})).into_response())
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+#[derive(Deserialize)]
+struct ResetRequest {
+    email: String,
+}
+
+async fn reset_request(State(s): State<AppState>, Body(b): Body<ResetRequest>) -> Answer {
+    match s.ark.recovery().request_password_reset(b.email).await {
+        Ok(Some(issued)) => s.mailer.password_reset(&issued.user.email, &issued.token),
+        // Unknown, disabled and malformed addresses get the same answer.
+        Ok(None) | Err(Error::InvalidInput { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "if an account has this email, a reset link was sent to it"})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ResetConfirm {
+    token: String,
+    password: String,
+}
+
+async fn reset_confirm(State(s): State<AppState>, Body(b): Body<ResetConfirm>) -> Answer {
+    s.ark
+        .recovery()
+        .reset_password(b.token, b.password)
+        .await
+        .map_err(body_token)?;
+    Ok(Json(json!({"ok": true})).into_response())
+}
+
+async fn workspace(State(s): State<AppState>, me: Me) -> Answer {
+    let doc = s.ark.workspaces().read(me.user.id).await?;
+    Ok(Json(Value::Object(doc.to_map())).into_response())
+}
+
+async fn update_workspace(State(s): State<AppState>, me: Me, Body(patch): Body<Value>) -> Answer {
+    let Value::Object(patch) = patch else {
+        return Err(WebError::bad_request("send a JSON object to merge"));
+    };
+    let doc = s
+        .ark
+        .workspaces()
+        .update(me.user.id, move |doc| {
+            doc.merge(patch)?;
+            Ok(doc.to_map())
+        })
+        .await?;
+    Ok(Json(Value::Object(doc)).into_response())
+}
+
+async fn save_piece(State(s): State<AppState>, me: Me, Body(piece): Body<Value>) -> Answer {
+    let bytes = serde_json::to_vec(&piece).map_err(|e| WebError::bad_request(e.to_string()))?;
+    let n = s.ark.workspaces().save_piece(me.user.id, bytes).await?;
+    Ok((StatusCode::CREATED, Json(json!({"number": n}))).into_response())
+}
+
+async fn list_pieces(State(s): State<AppState>, me: Me) -> Answer {
+    let pieces = s.ark.workspaces().list_pieces(me.user.id).await?;
+    let list: Vec<Value> = pieces
+        .iter()
+        .map(|p| json!({"number": p.piece, "size_bytes": p.size_bytes, "modified": p.modified}))
+        .collect();
+    Ok(Json(Value::Array(list)).into_response())
+}
+
+async fn load_piece(State(s): State<AppState>, me: Me, Path(n): Path<String>) -> Answer {
+    let n: u64 = n
+        .parse()
+        .map_err(|_| WebError::bad_request(format!("{n:?} is not a piece number")))?;
+    Ok(Json(s.ark.workspaces().load_piece(me.user.id, n).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct Page {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn admin_users(State(s): State<AppState>, me: Me, Query(page): Query<Page>) -> Answer {
+    if !me.allows(&s.ark, "user_management").await? {
+        return Err(WebError::forbidden(
+            "this needs the user_management permission",
+        ));
+    }
+    let limit = page.limit.unwrap_or(100).min(1000);
+    let users = s
+        .ark
+        .users()
+        .list(UserFilter::All, page.after, limit)
+        .await?;
+    Ok(Json(Value::Array(users.iter().map(user_json).collect())).into_response())
+}
+
+async fn whoami(caller: Caller) -> Answer {
+    let (kind, user, org, key) = match &caller.principal {
+        Principal::Session { user, .. } => ("session", Some(user), None, None),
+        Principal::UserKey { user, key } => ("user_key", Some(user), None, Some(key)),
+        Principal::OrgKey { org, key } => ("org_key", None, Some(org), Some(key)),
+    };
+    Ok(Json(json!({
+        "kind": kind,
+        "user": user.map(user_json),
+        "org": org,
+        "key_prefix": key.map(|k| k.prefix.clone()),
+        "permissions": caller.permissions(),
+    }))
+    .into_response())
+}
+
+async fn not_found() -> WebError {
+    WebError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+/// The application: routes, the cookie session layer on redkeep's `web_sessions` table, and
+/// axum-login on redkeep's users.
+pub fn router(state: AppState) -> Router {
+    let sessions = SessionManagerLayer::new(RedkeepSessionStore::new(state.ark.clone()))
+        .with_name("redkeep_session")
+        .with_http_only(true)
+        .with_secure(true)
+        .with_same_site(SameSite::Strict)
+        .with_expiry(Expiry::OnInactivity(CookieDuration::hours(12)));
+    let auth = AuthManagerLayerBuilder::new(Backend::new(state.ark.clone()), sessions).build();
+    Router::new()
+        .route("/register", post(register))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/me", get(me))
+        .route("/password", post(password))
+        .route("/password-reset/request", post(reset_request))
+        .route("/password-reset/confirm", post(reset_confirm))
+        .route("/workspace", get(workspace).put(update_workspace))
+        .route("/pieces", post(save_piece).get(list_pieces))
+        .route("/pieces/{n}", get(load_piece))
+        .route("/admin/users", get(admin_users))
+        .route("/api/whoami", get(whoami))
+        .fallback(not_found)
+        .layer(auth)
+        .with_state(state)
+}
+
+fn arguments() -> Result<(PathBuf, SocketAddr), String> {
+    let mut dir = None;
+    let mut listen = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--data-dir" => dir = args.next().map(PathBuf::from),
+            "--listen" => {
+                let v = args.next().ok_or("--listen needs an address")?;
+                listen = Some(v.parse().map_err(|e| format!("--listen {v}: {e}"))?);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok((
+        dir.ok_or("pass --data-dir DIR")?,
+        listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+    ))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let (dir, listen) = match arguments() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("axum_server: {e}\nusage: axum_server --data-dir DIR [--listen ADDR]");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match serve(dir, listen).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("axum_server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(dir: PathBuf, listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    let ark = AsyncRedkeep::open(dir.clone(), Options::default()).await?;
+    let init = ark.init(InitSpec::default()).await?;
+    if let Some(admin) = init.admin {
+        println!("created the first administrator {}", admin.user.email);
+        if let Some(p) = admin.password {
+            println!("password (shown once): {}", p.expose());
+        }
+    }
+    // `redkeep --data-dir DIR …` works while the server runs.
+    let _admin = redkeep::admin::serve(ark.sync())?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let state = AppState {
+        ark,
+        mailer: Arc::new(StdoutMailer),
+    };
+    axum::serve(listener, router(state)).await?;
+    Ok(())
+}

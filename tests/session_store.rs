@@ -1,0 +1,122 @@
+//! redkeep's tower-sessions store keeps the `SessionStore` contract: the same behaviour tests
+//! run against tower-sessions' own `MemoryStore` (proving the tests) and against
+//! `RedkeepSessionStore`. Then what only redkeep's does: ids stored hashed, expired sessions
+//! swept, and the store shared with the accounts in one data dir.
+#![cfg(feature = "tower-sessions")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::TestDir;
+use redkeep::web::RedkeepSessionStore;
+use redkeep::{AsyncRedkeep, Clock, ManualClock, SystemClock};
+use serde_json::json;
+use tower_sessions::cookie::time::{Duration, OffsetDateTime};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::{ExpiredDeletion, MemoryStore, SessionStore};
+
+fn record(expires_in: Duration) -> Record {
+    let mut data = HashMap::new();
+    data.insert("user".to_string(), json!(42));
+    data.insert("cart".to_string(), json!(["apple", {"n": 1.5}]));
+    Record {
+        id: Id::default(),
+        data,
+        // Whole seconds: the stores compare expiries at second precision.
+        expiry_date: OffsetDateTime::from_unix_timestamp(
+            (OffsetDateTime::now_utc() + expires_in).unix_timestamp(),
+        )
+        .unwrap(),
+    }
+}
+
+/// The documented contract of a session store.
+async fn contract<S: SessionStore>(store: &S) {
+    // create, then load returns the same record.
+    let mut a = record(Duration::hours(1));
+    store.create(&mut a).await.unwrap();
+    assert_eq!(store.load(&a.id).await.unwrap(), Some(a.clone()));
+
+    // create never overwrites: a colliding id is replaced with a fresh one.
+    let mut b = record(Duration::hours(1));
+    b.id = a.id;
+    b.data.insert("user".into(), json!(7));
+    store.create(&mut b).await.unwrap();
+    assert_ne!(b.id, a.id, "a colliding id is drawn again");
+    assert_eq!(store.load(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.load(&b.id).await.unwrap(), Some(b.clone()));
+
+    // save overwrites (and creates when missing).
+    a.data.insert("user".into(), json!(43));
+    store.save(&a).await.unwrap();
+    assert_eq!(
+        store.load(&a.id).await.unwrap().unwrap().data["user"],
+        json!(43)
+    );
+    let c = record(Duration::hours(1));
+    store.save(&c).await.unwrap();
+    assert_eq!(store.load(&c.id).await.unwrap(), Some(c.clone()));
+
+    // Unknown and expired sessions do not load.
+    assert_eq!(store.load(&Id::default()).await.unwrap(), None);
+    let mut old = record(Duration::hours(-1));
+    store.create(&mut old).await.unwrap();
+    assert_eq!(store.load(&old.id).await.unwrap(), None);
+
+    // delete removes; deleting twice is fine.
+    store.delete(&a.id).await.unwrap();
+    assert_eq!(store.load(&a.id).await.unwrap(), None);
+    store.delete(&a.id).await.unwrap();
+    assert_eq!(store.load(&b.id).await.unwrap(), Some(b));
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_contract() {
+    contract(&MemoryStore::default()).await;
+}
+
+async fn open(t: &TestDir, clock: Arc<ManualClock>) -> AsyncRedkeep {
+    AsyncRedkeep::open(t.path().to_path_buf(), t.options().clock(clock))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_redkeep_store_keeps_the_contract() {
+    let t = TestDir::new();
+    let ark = open(&t, Arc::new(ManualClock::new(SystemClock.now()))).await;
+    contract(&RedkeepSessionStore::new(ark)).await;
+}
+
+#[tokio::test]
+async fn ids_are_stored_hashed_and_expired_sessions_are_swept() {
+    let t = TestDir::new();
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let ark = open(&t, clock.clone()).await;
+    let store = RedkeepSessionStore::new(ark.clone());
+    let mut short = record(Duration::minutes(10));
+    let mut long = record(Duration::days(1));
+    store.create(&mut short).await.unwrap();
+    store.create(&mut long).await.unwrap();
+
+    let (export, _) = ark.export(Vec::new()).await.unwrap();
+    let export = String::from_utf8(export).unwrap();
+    for r in [&short, &long] {
+        assert!(!export.contains(&r.id.to_string()), "the id is not stored");
+        assert!(!export.contains(&r.id.0.to_string()));
+    }
+    assert!(export.contains("apple"), "the data is");
+
+    clock.advance(std::time::Duration::from_secs(11 * 60));
+    assert_eq!(store.load(&short.id).await.unwrap(), None);
+    store.delete_expired().await.unwrap();
+    assert_eq!(ark.web_sessions().count().await.unwrap(), 1);
+    assert!(store.load(&long.id).await.unwrap().is_some());
+    // The accounts' sweep covers them too.
+    clock.advance(std::time::Duration::from_secs(86_400));
+    assert_eq!(ark.sessions().sweep().await.unwrap(), 1);
+    assert_eq!(ark.web_sessions().count().await.unwrap(), 0);
+    assert!(ark.check(false).await.unwrap().ok);
+}

@@ -1,0 +1,558 @@
+//! The example server (`examples/axum_server.rs`) driven over real HTTP on a loopback port:
+//! accounts, cookie and bearer sessions, workspaces and pieces, permissions, password change
+//! and reset, and API keys.
+#![cfg(all(feature = "axum-login", feature = "tower-sessions"))]
+
+#[allow(dead_code)]
+#[path = "../examples/axum_server.rs"]
+mod server;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
+use redkeep::auth::orgs::OrgSpec;
+use redkeep::{
+    AsyncRedkeep, Clock, InviteSpec, ManualClock, Options, PasswordParams, Secret, SystemClock,
+};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Keeps the mails the server sends.
+#[derive(Default)]
+struct Outbox(Mutex<Vec<(String, String)>>);
+
+impl server::Mailer for Outbox {
+    fn password_reset(&self, email: &str, token: &Secret) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((email.to_string(), token.expose().to_string()));
+    }
+}
+
+struct Site {
+    _dir: tempfile::TempDir,
+    ark: AsyncRedkeep,
+    clock: Arc<ManualClock>,
+    outbox: Arc<Outbox>,
+    base: String,
+    http: Client,
+}
+
+/// A response: status, the session cookie it set (if any) with its attributes, and the body.
+struct Answer {
+    status: StatusCode,
+    set_cookie: Option<String>,
+    body: Value,
+}
+
+impl Answer {
+    /// `name=value` of the cookie it set.
+    fn cookie(&self) -> String {
+        let c = self.set_cookie.as_deref().expect("a Set-Cookie header");
+        c.split(';').next().unwrap().trim().to_string()
+    }
+}
+
+impl Site {
+    async fn start() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        // The cookie layer keeps real time; redkeep's clock starts there and moves by hand.
+        let clock = Arc::new(ManualClock::new(SystemClock.now()));
+        let options = Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .clock(clock.clone());
+        let ark = AsyncRedkeep::open(dir.path().to_path_buf(), options)
+            .await
+            .unwrap();
+        ark.init(redkeep::InitSpec {
+            no_admin: false,
+            admin_email: Some("root@example.com".into()),
+            admin_password: Some(Secret::new("root password")),
+        })
+        .await
+        .unwrap();
+        let outbox = Arc::new(Outbox::default());
+        let app = server::router(server::AppState {
+            ark: ark.clone(),
+            mailer: outbox.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Site {
+            _dir: dir,
+            ark,
+            clock,
+            outbox,
+            base,
+            http: Client::new(),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, auth: &str, body: Option<Value>) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(cookie) = auth.strip_prefix("cookie:") {
+            req = req.header("Cookie", cookie);
+        } else if !auth.is_empty() {
+            req = req.bearer_auth(auth);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let set_cookie = resp
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        Answer {
+            status,
+            set_cookie,
+            body,
+        }
+    }
+
+    async fn invite(&self) -> String {
+        let created = self
+            .ark
+            .invites()
+            .create(InviteSpec::default())
+            .await
+            .unwrap();
+        created.code.expose().to_string()
+    }
+
+    async fn register(&self, email: &str, password: &str) -> Value {
+        let code = self.invite().await;
+        let a = self
+            .call(
+                Method::POST,
+                "/register",
+                "",
+                Some(json!({"email": email, "password": password, "invite": code})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.body
+    }
+
+    /// Logs in; returns the cookie (`cookie:name=value`) and the bearer token.
+    async fn login(&self, login: &str, password: &str) -> (String, String) {
+        let a = self
+            .call(
+                Method::POST,
+                "/login",
+                "",
+                Some(json!({"login": login, "password": password})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let token = a.body["token"].as_str().unwrap().to_string();
+        (format!("cookie:{}", a.cookie()), token)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_from_register_to_logout() {
+    let site = Site::start().await;
+    let ann = site.register("ann@example.com", "correct horse").await;
+    assert_eq!(ann["email"], "ann@example.com");
+    assert!(ann.get("password_hash").is_none());
+
+    let a = site
+        .call(
+            Method::POST,
+            "/login",
+            "",
+            Some(json!({"login": "ann@example.com", "password": "correct horse"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body["token"].as_str().unwrap().starts_with("rks_"));
+    let set = a.set_cookie.clone().unwrap();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "the cookie lacks {flag}: {set}");
+    }
+    let cookie = format!("cookie:{}", a.cookie());
+    let token = a.body["token"].as_str().unwrap().to_string();
+
+    let me = site.call(Method::GET, "/me", &cookie, None).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["user"]["email"], "ann@example.com");
+    assert!(
+        me.body["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "basic_access")
+    );
+    let by_token = site.call(Method::GET, "/me", &token, None).await;
+    assert_eq!(by_token.body["user"]["id"], me.body["user"]["id"]);
+
+    let put = site
+        .call(
+            Method::PUT,
+            "/workspace",
+            &cookie,
+            Some(json!({"notes": ["first"], "theme": "dark"})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let ws = site.call(Method::GET, "/workspace", &cookie, None).await;
+    assert_eq!(ws.body["theme"], "dark");
+    assert_eq!(ws.body["notes"], json!(["first"]));
+    let not_object = site
+        .call(Method::PUT, "/workspace", &cookie, Some(json!([1, 2])))
+        .await;
+    assert_eq!(not_object.status, StatusCode::BAD_REQUEST);
+    assert!(not_object.body["error"].is_string());
+
+    for (i, title) in ["sunrise", "sunset"].iter().enumerate() {
+        let p = site
+            .call(
+                Method::POST,
+                "/pieces",
+                &token,
+                Some(json!({"title": title})),
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::CREATED);
+        assert_eq!(p.body["number"], i as u64 + 1);
+    }
+    let list = site.call(Method::GET, "/pieces", &cookie, None).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 2);
+    let second = site.call(Method::GET, "/pieces/2", &cookie, None).await;
+    assert_eq!(second.body["title"], "sunset");
+    assert_eq!(
+        site.call(Method::GET, "/pieces/3", &cookie, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        site.call(Method::GET, "/pieces/x", &cookie, None)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let admin = site.call(Method::GET, "/admin/users", &cookie, None).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN);
+    assert!(
+        admin.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("user_management")
+    );
+    let (root_cookie, _) = site.login("root@example.com", "root password").await;
+    let users = site
+        .call(Method::GET, "/admin/users", &root_cookie, None)
+        .await;
+    assert_eq!(users.status, StatusCode::OK);
+    assert_eq!(users.body.as_array().unwrap().len(), 2);
+
+    let out = site.call(Method::POST, "/logout", &cookie, None).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let gone = site.call(Method::GET, "/me", &cookie, None).await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gone.body["error"], "sign in first");
+    let out = site.call(Method::POST, "/logout", &token, None).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        site.call(Method::GET, "/me", &token, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors_with_fitting_statuses() {
+    let site = Site::start().await;
+    site.register("bob@example.com", "correct horse").await;
+    let cases = [
+        (
+            Method::POST,
+            "/login",
+            json!({"login": "bob@example.com", "password": "wrong"}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Method::POST,
+            "/login",
+            json!({"login": "bob@example.com"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/register",
+            json!({"email": "bob@example.com", "password": "correct horse", "invite": "rki_nope"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/register",
+            json!({"email": "not-an-email", "password": "correct horse"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (Method::GET, "/nowhere", Value::Null, StatusCode::NOT_FOUND),
+        (Method::GET, "/me", Value::Null, StatusCode::UNAUTHORIZED),
+    ];
+    for (method, path, body, status) in cases {
+        let body = (!body.is_null()).then_some(body);
+        let a = site.call(method.clone(), path, "", body).await;
+        assert_eq!(a.status, status, "{method} {path}: {}", a.body);
+        assert!(a.body["error"].is_string(), "{method} {path}: {}", a.body);
+    }
+    let code = site.invite().await;
+    let taken = site
+        .call(
+            Method::POST,
+            "/register",
+            "",
+            Some(json!({"email": "BOB@example.com", "password": "correct horse", "invite": code})),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_from_request_to_new_login() {
+    let site = Site::start().await;
+    site.register("cat@example.com", "old password").await;
+    let (cookie, token) = site.login("cat@example.com", "old password").await;
+
+    for email in ["cat@example.com", "nobody@example.com", "not an email"] {
+        let a = site
+            .call(
+                Method::POST,
+                "/password-reset/request",
+                "",
+                Some(json!({"email": email})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{email}");
+    }
+    let mails = site.outbox.0.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1, "only the account's owner gets mail");
+    assert_eq!(mails[0].0, "cat@example.com");
+    let reset = mails[0].1.clone();
+    assert!(reset.starts_with("rkr_"));
+
+    let weak = site
+        .call(
+            Method::POST,
+            "/password-reset/confirm",
+            "",
+            Some(json!({"token": reset, "password": "short"})),
+        )
+        .await;
+    assert_eq!(weak.status, StatusCode::BAD_REQUEST);
+    let ok = site
+        .call(
+            Method::POST,
+            "/password-reset/confirm",
+            "",
+            Some(json!({"token": reset, "password": "new password!"})),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let again = site
+        .call(
+            Method::POST,
+            "/password-reset/confirm",
+            "",
+            Some(json!({"token": reset, "password": "other password"})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "single use");
+
+    for auth in [&cookie, &token] {
+        assert_eq!(
+            site.call(Method::GET, "/me", auth, None).await.status,
+            StatusCode::UNAUTHORIZED,
+            "sessions from before the reset end"
+        );
+    }
+    let old = site
+        .call(
+            Method::POST,
+            "/login",
+            "",
+            Some(json!({"login": "cat@example.com", "password": "old password"})),
+        )
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    site.login("cat@example.com", "new password!").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_password_keeps_this_session_and_ends_the_others() {
+    let site = Site::start().await;
+    site.register("dan@example.com", "first password").await;
+    let (this, _) = site.login("dan@example.com", "first password").await;
+    let (other, other_token) = site.login("dan@example.com", "first password").await;
+    let wrong = site
+        .call(
+            Method::POST,
+            "/password",
+            &this,
+            Some(json!({"old": "not it", "new": "second password"})),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let changed = site
+        .call(
+            Method::POST,
+            "/password",
+            &this,
+            Some(json!({"old": "first password", "new": "second password"})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(
+        site.call(Method::GET, "/me", &this, None).await.status,
+        StatusCode::OK
+    );
+    for auth in [&other, &other_token] {
+        assert_eq!(
+            site.call(Method::GET, "/me", auth, None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Through a bearer session: that session stays.
+    let (_, token) = site.login("dan@example.com", "second password").await;
+    let changed = site
+        .call(
+            Method::POST,
+            "/password",
+            &token,
+            Some(json!({"old": "second password", "new": "third password"})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(
+        site.call(Method::GET, "/me", &token, None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        site.call(Method::GET, "/me", &this, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_an_account_signs_its_cookie_sessions_out() {
+    let site = Site::start().await;
+    let eve = site.register("eve@example.com", "correct horse").await;
+    let (cookie, _) = site.login("eve@example.com", "correct horse").await;
+    site.ark
+        .users()
+        .disable(eve["id"].as_u64().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        site.call(Method::GET, "/me", &cookie, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_work_until_revoked_or_expired() {
+    let site = Site::start().await;
+    let fay = site.register("fay@example.com", "correct horse").await;
+    let fay_id = fay["id"].as_u64().unwrap();
+    let key = |expires_in, owner, scopes: Vec<&'static str>| {
+        let ark = site.ark.clone();
+        async move {
+            ark.api_keys()
+                .create(ApiKeySpec {
+                    owner,
+                    scopes: scopes.into_iter().map(String::from).collect(),
+                    expires_in,
+                })
+                .await
+                .unwrap()
+                .key
+                .expose()
+                .to_string()
+        }
+    };
+    let valid = key(None, KeyOwner::User(fay_id), vec![]).await;
+    let who = site.call(Method::GET, "/api/whoami", &valid, None).await;
+    assert_eq!(who.status, StatusCode::OK, "{}", who.body);
+    assert_eq!(who.body["kind"], "user_key");
+    assert_eq!(who.body["user"]["email"], "fay@example.com");
+    assert!(
+        who.body["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "basic_access")
+    );
+
+    let scoped = key(None, KeyOwner::User(fay_id), vec!["basic_access"]).await;
+    let who = site.call(Method::GET, "/api/whoami", &scoped, None).await;
+    assert_eq!(who.body["permissions"], json!(["basic_access"]));
+
+    let revoked = key(None, KeyOwner::User(fay_id), vec![]).await;
+    site.ark.api_keys().revoke(revoked.clone()).await.unwrap();
+    let expiring = key(
+        Some(Duration::from_secs(60)),
+        KeyOwner::User(fay_id),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        site.call(Method::GET, "/api/whoami", &expiring, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    site.clock.advance(Duration::from_secs(61));
+    for bad in [
+        &revoked,
+        &expiring,
+        &"rkk_not_a_key".to_string(),
+        &"Basic abc".to_string(),
+    ] {
+        let a = site.call(Method::GET, "/api/whoami", bad, None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{bad}");
+        assert!(a.body["error"].is_string());
+    }
+    let none = site.call(Method::GET, "/api/whoami", "", None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+
+    let org = site
+        .ark
+        .orgs()
+        .create(OrgSpec {
+            name: "Acme".into(),
+            slug: None,
+            description: String::new(),
+            owner: fay_id,
+        })
+        .await
+        .unwrap();
+    let org_key = key(None, KeyOwner::Org(org.id), vec!["reports:read"]).await;
+    let who = site.call(Method::GET, "/api/whoami", &org_key, None).await;
+    assert_eq!(who.body["kind"], "org_key");
+    assert_eq!(who.body["org"]["slug"], "acme");
+    assert_eq!(who.body["permissions"], json!(["reports:read"]));
+    assert_eq!(
+        site.call(Method::GET, "/me", &org_key, None).await.status,
+        StatusCode::FORBIDDEN,
+        "an org's key has no user"
+    );
+    // A user's key reaches the user's routes, the session token too.
+    assert_eq!(
+        site.call(Method::GET, "/me", &valid, None).await.status,
+        StatusCode::OK
+    );
+}
