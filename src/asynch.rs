@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::handle::{InitOutcome, InitSpec, MigrationStatus, Options, Redkeep};
 use crate::ops::{BackupReport, Stats, TransferSummary};
 use crate::store::{CheckReport, MigrationRun, ReadTx, WriteTx};
-use crate::workspace::{PieceInfo, WorkspaceDoc, WorkspaceInfo};
+use crate::workspace::{FolderOwner, PieceInfo, WorkspaceDoc, WorkspaceInfo, WorkspaceProblem};
 
 /// An async handle on a data dir. Cheap to clone, `Send + Sync + 'static`.
 #[derive(Clone, Debug)]
@@ -490,6 +490,22 @@ impl AsyncWorkspaces<'_> {
         fn load_piece(user: u64, n: u64) -> serde_json::Value => (user, n);
         fn list_pieces(user: u64) -> Vec<PieceInfo> => (user);
         fn delete_piece(user: u64, n: u64) -> () => (user, n);
+        fn put_piece(user: u64, n: u64, json: Vec<u8>) -> () => (user, n, &json);
+        fn put_doc(user: u64, doc: WorkspaceDoc) -> () => (user, &doc);
+        fn user_ids() -> Vec<u64> => ();
+        fn marker(user: u64) -> Option<FolderOwner> => (user);
+        fn check(repair: bool, now: Timestamp) -> Vec<WorkspaceProblem> => (repair, now);
+        fn trash_folder(user: u64, now: Timestamp) -> Option<PathBuf> => (user, now);
+    }
+
+    /// Whether the user's folder exists, checked on the blocking pool.
+    ///
+    /// # Errors
+    /// `Cancelled` when the runtime shuts down first.
+    pub async fn exists(&self, user: u64) -> Result<bool> {
+        self.ark
+            .run(move |rk| Ok(rk.workspaces().exists(user)))
+            .await
     }
 
     /// [`update`](crate::Workspaces::update) on the blocking pool.
