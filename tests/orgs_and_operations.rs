@@ -816,3 +816,27 @@ fn org_members_come_in_pages_and_are_counted_without_a_list() {
     }
     assert_eq!(seen, ids, "every member once, in user id order");
 }
+
+#[test]
+fn slugs_of_any_script_are_transliterated() {
+    use redkeep::auth::orgs::slugify;
+    assert_eq!(slugify("Zoë Ünïcode's Workspace"), "zoe-unicodes-workspace");
+    assert_eq!(slugify("山田 太郎's Workspace"), "shan-tian-tai-lang-s-workspace");
+    assert_eq!(slugify("Ærø Café"), "aero-cafe");
+    assert_eq!(slugify("🙂"), "slight-smile");
+    assert_eq!(slugify("--- !!"), "org");
+    let t = TestDir::new();
+    let rk = t.open();
+    let u = rk
+        .users()
+        .create(NewUser {
+            email: "taro@example.com".into(),
+            name: Some("山田 太郎".into()),
+            password: Some("correct horse battery".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user;
+    let personal = rk.orgs().get(u.current_org_id.unwrap()).unwrap().unwrap();
+    assert_eq!(personal.slug, "shan-tian-tai-lang-s-workspace");
+}

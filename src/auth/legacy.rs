@@ -12,7 +12,7 @@ use super::agents::{AgentSession, AgentState};
 use super::api_keys::{ApiKeyV1, KeyOwnerV1};
 use super::audit::AuditEvent;
 use super::invites::InviteV1;
-use super::orgs::{Org, OrgMember, OrgRole};
+use super::orgs::{OrgMember, OrgRole, OrgV1};
 use super::roles::{Role, UserRole};
 use super::sessions::SessionV1;
 use super::users::{Avatar, UserV1};
@@ -207,33 +207,6 @@ impl LegacyRecord for AgentSessionV1 {
             ("by_user", k(&(self.user_id, self.updated_at)), false),
             ("by_updated", k(&self.updated_at), false),
         ]
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct OrgV1 {
-    pub id: u64,
-    pub name: String,
-    pub slug: String,
-    pub description: String,
-    pub is_personal: bool,
-    pub is_default: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-impl From<&Org> for OrgV1 {
-    fn from(o: &Org) -> OrgV1 {
-        OrgV1 {
-            id: o.id,
-            name: o.name.clone(),
-            slug: o.slug.clone(),
-            description: o.description.clone(),
-            is_personal: o.is_personal,
-            is_default: o.is_default,
-            created_at: o.created_at.0,
-            updated_at: o.updated_at.0,
-        }
     }
 }
 

@@ -25,9 +25,9 @@ use super::api_keys::{ApiKey, ApiKeyV1};
 use super::audit::AuditEvent;
 use super::invites::{Invite, InviteV1};
 use super::legacy::{
-    self, AgentSessionV1, AuditEventV1, AvatarV1, OrgMemberV1, OrgRoleV1, OrgV1, RoleV1, UserRoleV1,
+    self, AgentSessionV1, AuditEventV1, AvatarV1, OrgMemberV1, OrgRoleV1, RoleV1, UserRoleV1,
 };
-use super::orgs::{Org, OrgMember};
+use super::orgs::{Org, OrgMember, OrgV1};
 use super::roles::{Role, SYSTEM_ROLES, UserRole};
 use super::sessions::{Session, SessionV1};
 use super::users::{Avatar, Credential, Uid, User, UserV1, new_stamp};

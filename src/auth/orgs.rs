@@ -10,7 +10,7 @@ use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Index, KeyRange, Order, Record, Source, Table, WriteTx};
+use crate::store::{Index, KeyRange, Order, Record, Source, Stored, Table, WriteTx};
 
 /// An organization (a tenant, a workspace of people).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,20 +31,34 @@ pub struct Org {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+    /// The org's id in the system it was adopted from (`redkeep adopt`), when that was not a
+    /// number.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 impl Org {
     /// Unique: the slug.
     pub const SLUG: Index<Org> = Index::unique("slug", |o| Some(key!(o.slug)));
+    /// Unique: the id in the system it was adopted from.
+    pub const EXTERNAL_ID: Index<Org> = Index::unique("external_id", |o| {
+        o.external_id.as_ref().map(|e| key!(e.clone()))
+    });
 }
 
 impl Record for Org {
     const TABLE: &'static str = "orgs";
     type Key = u64;
     const ID_SEQUENCE: bool = true;
-    const INDEXES: &'static [&'static Index<Self>] = &[&Self::SLUG];
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::SLUG, &Self::EXTERNAL_ID];
     fn key(&self) -> u64 {
         self.id
+    }
+    fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
+        if old.is_legacy() {
+            return Ok(old.decode::<OrgV1>()?.into());
+        }
+        old.decode()
     }
 }
 
@@ -118,7 +132,9 @@ const MAX_SLUG: usize = 48;
 /// Derives a slug from a name: lower case, runs of other characters become `-`.
 pub fn slugify(name: &str) -> String {
     let mut out = String::new();
-    for c in name.chars().flat_map(char::to_lowercase) {
+    // Letters of any script become ASCII (`山田` → `shan tian`, `Zoë` → `zoe`) first.
+    let ascii = deunicode::deunicode_with_tofu(name, "-");
+    for c in ascii.chars().flat_map(char::to_lowercase) {
         if c == '\'' || c == '\u{2019}' {
             continue;
         }
@@ -285,6 +301,7 @@ pub(crate) fn create_in(
         is_default: default,
         created_at: now,
         updated_at: now,
+        external_id: None,
     };
     t.insert(&org)?;
     tx.table::<OrgMember>().insert(&OrgMember {
@@ -595,4 +612,53 @@ pub(crate) fn add_member_in(
         Ok(())
     })?;
     Ok(m)
+}
+
+// The shape versions 1 and 2 stored (format 1, fields in order), read by `upgrade` and by
+// the migrations. Never change it.
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrgV1 {
+    pub id: u64,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub is_personal: bool,
+    pub is_default: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The organization as versions 1 and 2 stored it (format 1, fields in order): read by
+/// `upgrade` and by the migrations. Never change it.
+#[allow(missing_docs)]
+impl From<&Org> for OrgV1 {
+    fn from(o: &Org) -> OrgV1 {
+        OrgV1 {
+            id: o.id,
+            name: o.name.clone(),
+            slug: o.slug.clone(),
+            description: o.description.clone(),
+            is_personal: o.is_personal,
+            is_default: o.is_default,
+            created_at: o.created_at.0,
+            updated_at: o.updated_at.0,
+        }
+    }
+}
+
+impl From<OrgV1> for Org {
+    fn from(v: OrgV1) -> Org {
+        Org {
+            id: v.id,
+            name: v.name,
+            slug: v.slug,
+            description: v.description,
+            is_personal: v.is_personal,
+            is_default: v.is_default,
+            created_at: Timestamp(v.created_at),
+            updated_at: Timestamp(v.updated_at),
+            external_id: None,
+        }
+    }
 }

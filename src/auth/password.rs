@@ -1,8 +1,16 @@
 //! Password hashing with argon2id: PHC strings, OWASP parameters by default, rehash detection,
 //! and equal work for unknown accounts so response time does not reveal which emails exist.
+//!
+//! Hashes adopted from other systems keep working until the next successful login replaces
+//! them with argon2id: bcrypt (`$2a$`, `$2b$`, `$2y$`), bcrypt over the password followed by a
+//! separately stored salt (kept as `$rk-salted-bcrypt$<salt hex>$<bcrypt hash>`), and PHC
+//! strings of argon2 (`argon2id`, `argon2i`, `argon2d`) and PBKDF2 (`pbkdf2-sha256`,
+//! `pbkdf2-sha512`).
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, PasswordHasher, PasswordVerifier, Version};
+
+use crate::bytes::{hex, unhex};
 
 use crate::error::{Error, Result};
 
@@ -65,17 +73,94 @@ pub fn validate_password(password: &str) -> Result<()> {
     Ok(())
 }
 
+const BCRYPT_PREFIXES: [&str; 3] = ["$2a$", "$2b$", "$2y$"];
+const SALTED_BCRYPT: &str = "$rk-salted-bcrypt$";
+/// The most PBKDF2 rounds an adopted hash may ask for (bounds the work of one login).
+const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
+
+/// A stored hash, taken apart.
+enum Scheme<'a> {
+    Bcrypt(&'a str),
+    SaltedBcrypt { salt: Vec<u8>, hash: &'a str },
+    Argon2(PasswordHash),
+    Pbkdf2(PasswordHash),
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    hash.len() == 60 && BCRYPT_PREFIXES.iter().any(|p| hash.starts_with(p))
+}
+
+fn parse(stored: &str) -> Option<Scheme<'_>> {
+    if is_bcrypt(stored) {
+        return Some(Scheme::Bcrypt(stored));
+    }
+    if let Some(rest) = stored.strip_prefix(SALTED_BCRYPT) {
+        // `<salt hex>$2b$…`: the bcrypt hash keeps its own leading `$`.
+        let salt = rest.split('$').next()?;
+        let hash = &rest[salt.len()..];
+        return is_bcrypt(hash).then(|| Scheme::SaltedBcrypt {
+            salt: unhex(salt).unwrap_or_default(),
+            hash,
+        });
+    }
+    let parsed = PasswordHash::new(stored).ok()?;
+    match parsed.algorithm.as_str() {
+        "argon2id" | "argon2i" | "argon2d" => Some(Scheme::Argon2(parsed)),
+        "pbkdf2-sha256" | "pbkdf2-sha512" => {
+            let rounds = parsed
+                .params
+                .iter()
+                .find(|(k, _)| k.as_str() == "i")
+                .and_then(|(_, v)| v.as_str().parse::<u32>().ok())?;
+            (rounds <= MAX_PBKDF2_ROUNDS).then_some(Scheme::Pbkdf2(parsed))
+        }
+        _ => None,
+    }
+}
+
+/// Checks that `stored` is a password hash redkeep can verify (argon2, bcrypt, PBKDF2 PHC),
+/// for hashes adopted from another system.
+///
+/// # Errors
+/// A sentence naming what the hash looks like instead (plain text, an unknown scheme).
+pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
+    if parse(stored).is_some() {
+        return Ok(());
+    }
+    if stored.is_empty() {
+        return Err("the password hash is empty".into());
+    }
+    if !stored.starts_with('$') {
+        return Err(
+            "the password field does not hold a hash (plain text or an unknown format); it is never stored as it is"
+                .into(),
+        );
+    }
+    let name = stored
+        .trim_start_matches('$')
+        .split('$')
+        .next()
+        .unwrap_or("");
+    Err(format!(
+        "the hash scheme {name:?} is not supported (use bcrypt, argon2 or PBKDF2 PHC strings)"
+    ))
+}
+
+/// The stored form of a bcrypt hash of the password followed by `salt`.
+pub(crate) fn salted_bcrypt(salt: &str, bcrypt_hash: &str) -> String {
+    format!("{SALTED_BCRYPT}{}{bcrypt_hash}", hex(salt.as_bytes()))
+}
+
 /// The algorithm and cost parameters a stored hash records, never the hash itself:
 /// `("argon2id", "m=19456,t=2,p=1")`, `("bcrypt", "cost=12")`.
 pub(crate) fn scheme(phc: &str) -> (String, String) {
-    if let Some(rest) = ["$2a$", "$2b$", "$2y$"]
-        .iter()
-        .find_map(|p| phc.strip_prefix(p))
-    {
-        return (
-            "bcrypt".into(),
-            format!("cost={}", rest.get(..2).unwrap_or("?")),
-        );
+    let bcrypt_cost = |h: &str| format!("cost={}", h.get(4..6).unwrap_or("?"));
+    match parse(phc) {
+        Some(Scheme::Bcrypt(h)) => return ("bcrypt".into(), bcrypt_cost(h)),
+        Some(Scheme::SaltedBcrypt { hash, .. }) => {
+            return ("bcrypt+salt".into(), bcrypt_cost(hash));
+        }
+        _ => {}
     }
     match PasswordHash::new(phc) {
         Ok(h) => {
@@ -123,19 +208,28 @@ impl Passwords {
             .map_err(|e| Error::invalid("password", format!("cannot hash it: {e}")))
     }
 
-    /// Whether `password` matches `phc`. A malformed hash never matches. argon2's verifier
-    /// compares the outputs in constant time.
-    pub(crate) fn verify(&self, password: &str, phc: &str) -> bool {
+    /// Whether `password` matches the stored hash, whichever scheme made it. A malformed
+    /// hash never matches. The verifiers compare outputs in constant time.
+    pub(crate) fn verify(&self, password: &str, stored: &str) -> bool {
         if password.len() > MAX_PASSWORD_BYTES {
             self.burn();
             return false;
         }
-        match PasswordHash::new(phc) {
-            Ok(parsed) => self
+        match parse(stored) {
+            Some(Scheme::Argon2(parsed)) => self
                 .argon2()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok(),
-            Err(_) => false,
+            Some(Scheme::Bcrypt(hash)) => bcrypt::verify(password, hash).unwrap_or(false),
+            Some(Scheme::SaltedBcrypt { salt, hash }) => {
+                let mut salted = password.as_bytes().to_vec();
+                salted.extend_from_slice(&salt);
+                bcrypt::verify(&salted, hash).unwrap_or(false)
+            }
+            Some(Scheme::Pbkdf2(parsed)) => pbkdf2::Pbkdf2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            None => false,
         }
     }
 
@@ -186,6 +280,45 @@ mod tests {
         assert!(!fast.verify("x", "not a phc string"));
         // The equaliser's string parses, so it costs a real verification.
         assert!(PasswordHash::new(&fast.dummy).is_ok());
+    }
+
+    #[test]
+    fn adopted_hashes_verify_and_ask_for_a_rehash() {
+        use argon2::password_hash::PasswordHasher as _;
+        let fast = Passwords::new(PasswordParams::INSECURE_FAST).unwrap();
+        let bcrypt = bcrypt::hash("old secret", 4).unwrap();
+        let salted = salted_bcrypt("pepper", &bcrypt::hash("old secretpepper", 4).unwrap());
+        let pbkdf2 = pbkdf2::Pbkdf2::new(
+            pbkdf2::Algorithm::Pbkdf2Sha256,
+            pbkdf2::Params::new(1000).unwrap(),
+        )
+        .hash_password_with_salt(b"old secret", b"saltsaltsaltsalt")
+        .unwrap()
+        .to_string();
+        let argon2i = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            argon2::Params::new(8, 1, 1, None).unwrap(),
+        )
+        .hash_password_with_salt(b"old secret", b"saltsaltsaltsalt")
+        .unwrap()
+        .to_string();
+        for stored in [&bcrypt, &salted, &pbkdf2, &argon2i] {
+            assert!(recognise(stored).is_ok(), "{stored}");
+            assert!(fast.verify("old secret", stored), "{stored}");
+            assert!(!fast.verify("old secreT", stored), "{stored}");
+            assert!(fast.needs_rehash(stored), "{stored}");
+        }
+        assert_eq!(scheme(&bcrypt).0, "bcrypt");
+        assert_eq!(
+            scheme(&salted),
+            ("bcrypt+salt".to_string(), "cost=04".to_string())
+        );
+        assert_eq!(scheme(&pbkdf2).0, "pbkdf2-sha256");
+        for bad in ["", "hunter2", "$md5$abc$def", "$2b$12$short"] {
+            assert!(recognise(bad).is_err(), "{bad:?}");
+            assert!(!fast.verify("hunter2", bad));
+        }
     }
 
     #[test]
