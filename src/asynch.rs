@@ -399,6 +399,7 @@ impl AsyncOrgs<'_> {
         fn list(after: Option<u64>, limit: usize) -> Vec<Org> => (after, limit);
         fn get(id: u64) -> Option<Org> => (id);
         fn by_slug(slug: String) -> Option<Org> => (&slug);
+        fn by_external_id(external_id: String) -> Option<Org> => (&external_id);
         fn find(org: String) -> Org => (&org);
         fn members(org: u64, after: Option<u64>, limit: usize) -> Vec<OrgMember> => (org, after, limit);
         fn member_count(org: u64) -> u64 => (org);

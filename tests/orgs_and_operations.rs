@@ -821,7 +821,10 @@ fn org_members_come_in_pages_and_are_counted_without_a_list() {
 fn slugs_of_any_script_are_transliterated() {
     use redkeep::auth::orgs::slugify;
     assert_eq!(slugify("Zoë Ünïcode's Workspace"), "zoe-unicodes-workspace");
-    assert_eq!(slugify("山田 太郎's Workspace"), "shan-tian-tai-lang-s-workspace");
+    assert_eq!(
+        slugify("山田 太郎's Workspace"),
+        "shan-tian-tai-lang-s-workspace"
+    );
     assert_eq!(slugify("Ærø Café"), "aero-cafe");
     assert_eq!(slugify("🙂"), "slight-smile");
     assert_eq!(slugify("--- !!"), "org");

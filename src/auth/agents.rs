@@ -92,7 +92,7 @@ pub struct AgentState {
     pub goal: String,
 }
 
-fn validate_id(id: &str) -> Result<()> {
+pub(crate) fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::invalid(
             "agent session id",
@@ -114,7 +114,7 @@ fn validate_json(field: &'static str, text: &str) -> Result<()> {
         .map_err(|e| Error::invalid(field, format!("it is not valid JSON ({e})")))
 }
 
-fn validate_state(s: &AgentState) -> Result<()> {
+pub(crate) fn validate_state(s: &AgentState) -> Result<()> {
     validate_json("context", &s.context)?;
     if let Some(e) = &s.escalation {
         validate_json("escalation", e)?;

@@ -174,7 +174,7 @@ pub(crate) fn consume(
     let invalid = || Error::InvalidCredential {
         what: "invite code",
     };
-    if !token::looks_like(INVITE_PREFIX, code) {
+    if !plausible_code(code) {
         return Err(invalid());
     }
     let invites = tx.table::<Invite>();
@@ -313,7 +313,7 @@ impl Invites<'_> {
             self.acc
                 .store
                 .read(|tx| tx.table::<Invite>().get_by(&Invite::PREFIX, &key!(text)))?
-        } else if token::looks_like(INVITE_PREFIX, text) {
+        } else if plausible_code(text) {
             let hash = token::hash_token(text);
             self.acc.store.read(|tx| tx.table::<Invite>().get(&hash))?
         } else {
@@ -334,7 +334,7 @@ impl Invites<'_> {
         let invalid = Error::InvalidCredential {
             what: "invite code",
         };
-        if !token::looks_like(INVITE_PREFIX, code.trim()) {
+        if !plausible_code(code.trim()) {
             return Err(invalid);
         }
         let hash = token::hash_token(code.trim());
@@ -390,6 +390,13 @@ impl Invites<'_> {
 }
 
 // The first characters of something a user typed, so a mistyped full code is not echoed.
+/// Whether `text` can be an invite code: one of redkeep's (`rki_…`), or a code adopted from
+/// another system (4 to 256 printable ASCII characters), which is stored hashed the same way.
+pub(crate) fn plausible_code(text: &str) -> bool {
+    token::looks_like(INVITE_PREFIX, text)
+        || ((4..=256).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()))
+}
+
 fn short(text: &str) -> String {
     text.chars().take(12).collect()
 }

@@ -181,7 +181,7 @@ pub fn validate_slug(slug: &str) -> Result<()> {
     }
 }
 
-fn validate_org_name(name: &str) -> Result<()> {
+pub(crate) fn validate_org_name(name: &str) -> Result<()> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(Error::invalid(
             "name",
@@ -255,7 +255,7 @@ pub struct OrgSpec {
 }
 
 /// A slug not yet taken: `base`, then `base-2`, `base-3`, ….
-fn free_slug(tx: &WriteTx<'_>, base: &str) -> Result<String> {
+pub(crate) fn free_slug(tx: &WriteTx<'_>, base: &str) -> Result<String> {
     let t = tx.table::<Org>();
     for n in 1u64..=100_000 {
         let candidate = if n == 1 {
@@ -442,6 +442,17 @@ impl Orgs<'_> {
         self.acc
             .store
             .read(|tx| tx.table::<Org>().get_by(&Org::SLUG, &k))
+    }
+
+    /// The org with this id in the system it was adopted from.
+    ///
+    /// # Errors
+    /// `Corrupt` or `Storage` when the record cannot be read.
+    pub fn by_external_id(&self, external_id: &str) -> Result<Option<Org>> {
+        let k = key!(external_id.trim());
+        self.acc
+            .store
+            .read(|tx| tx.table::<Org>().get_by(&Org::EXTERNAL_ID, &k))
     }
 
     /// Resolves what an operator typed: a numeric id or a slug.

@@ -115,7 +115,7 @@ pub(crate) const SYSTEM_ROLES: [(&str, &str, &[&str], i64); 3] = [
     ("guest", "Limited access", &["basic_access"], 0),
 ];
 
-fn validate_name(name: &str) -> Result<()> {
+pub(crate) fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -131,7 +131,7 @@ fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-fn validate_permission(p: &str) -> Result<()> {
+pub(crate) fn validate_permission(p: &str) -> Result<()> {
     let ok = p == ALL_PERMISSIONS
         || (!p.is_empty()
             && p.len() <= 128

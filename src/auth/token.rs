@@ -138,7 +138,7 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
     })
 }
 
-fn base32(bytes: &[u8]) -> String {
+pub(crate) fn base32(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
     let mut acc: u32 = 0;
     let mut bits = 0;

@@ -217,6 +217,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             admin::commands::reset(&cli.data_dir, *force, now).map_err(whole_file)?
         }
         Command::Status => admin::probe(&cli.data_dir)?,
+        Command::Adopt(a) => {
+            check_data_dir(&cli.data_dir)?;
+            let options = Options::default().password(password_params()?);
+            admin::commands::adopt(&cli.data_dir, a, options).map_err(whole_file)?
+        }
         command => {
             let secret = command.stdin_secret().map(read_secret).transpose()?;
             let mut input = input_for(command)?;

@@ -3,6 +3,8 @@
 //! Functions that replace the whole store (`restore`, `reset`) work on a data dir that no
 //! process holds; the others take an open handle.
 
+#[cfg(feature = "adopt")]
+pub mod adopt;
 mod backup;
 mod files;
 mod reset;

@@ -31,4 +31,4 @@ pub use folders::{
     DEFAULT_MAX_DOC_BYTES, FolderOwner, Owners, WorkspaceInfo, WorkspaceOptions, Workspaces,
 };
 pub use gallery::PieceInfo;
-pub use names::{GALLERY_DIR, OWNER_FILE, WORKSPACE_FILE, piece_file_name};
+pub use names::{GALLERY_DIR, OWNER_FILE, WORKSPACE_FILE, parse_piece_name, piece_file_name};

@@ -32,7 +32,7 @@ pub fn piece_file_name(n: u64) -> String {
 }
 
 /// The number in a piece file name, if it is one.
-pub(super) fn parse_piece_name(name: &str) -> Option<u64> {
+pub fn parse_piece_name(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("piece_")?.strip_suffix(".json")?;
     if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 pub use access::{AgentCmd, ApiKeyCmd, AuditCmd, LoginArgs, RoleCmd, SessionCmd};
 pub use init::{CheckArgs, InitArgs};
 pub use invite::InviteCmd;
-pub use ops::{ExportArgs, MigrateCmd, reset, restore};
+#[cfg(feature = "adopt")]
+pub use ops::adopt;
+pub use ops::{AdoptArgs, ExportArgs, MigrateCmd, reset, restore};
 pub use orgs::OrgCmd;
 pub use users::{CreateArgs, UserCmd};
 pub use workspaces::{GalleryCmd, WorkspaceCmd};
@@ -80,6 +82,9 @@ pub enum Command {
         #[cfg_attr(feature = "cli", arg(long))]
         force: bool,
     },
+    /// Create a new store from an existing deployment's SQLite database (and its workspace
+    /// folders): passwords keep working, ids are kept (UUIDs as external ids).
+    Adopt(AdoptArgs),
     /// Write every record, workspace document and piece as JSON lines.
     Export(ExportArgs),
     /// Load an export into an empty store (created if missing).
@@ -134,6 +139,7 @@ impl Command {
             Command::Migrate(_) => "migrate",
             Command::Backup { .. } => "backup",
             Command::Restore { .. } => "restore",
+            Command::Adopt(_) => "adopt",
             Command::Export(_) => "export",
             Command::Import { .. } => "import",
             Command::Reset { .. } => "reset",
@@ -202,6 +208,9 @@ pub(crate) fn run(rk: &Redkeep, command: &Command, stdin: Stdin<'_>, io: Io<'_>)
         Command::Import { .. } => ops::import(rk, io),
         Command::Stats => ops::stats(rk),
         Command::Status => status::in_owner(rk),
+        Command::Adopt(_) => Err(Error::denied(
+            "adopt creates a new store in an empty data dir; run it before any application opens it",
+        )),
         Command::Restore { .. } | Command::Reset { .. } => Err(Error::denied(
             "restore and reset replace the whole store; stop the application that holds it first",
         )),

@@ -217,6 +217,125 @@ pub fn stats(rk: &Redkeep) -> Result<Reply> {
     )))
 }
 
+/// Arguments of `adopt`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct AdoptArgs {
+    /// The old database: sqlite:PATH.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "sqlite:PATH"))]
+    pub from: String,
+    /// A built-in mapping: chat, code-monet, puntini or tenancy.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "NAME", required_unless_present = "map")
+    )]
+    pub preset: Option<String>,
+    /// A mapping file (TOML) for any other schema; with --preset, its sections replace the
+    /// preset's.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "FILE"))]
+    pub map: Option<PathBuf>,
+    /// The old workspace folders (the folder that holds users/); they are copied.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DIR"))]
+    pub workspaces: Option<PathBuf>,
+    /// Create nothing: list what would be created and every row that cannot be taken.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub dry_run: bool,
+}
+
+/// The mapping `adopt` uses: the preset, with the sections of the map file over it.
+#[cfg(feature = "adopt")]
+fn adopt_mapping(a: &AdoptArgs) -> Result<crate::ops::adopt::Mapping> {
+    use crate::ops::adopt::Mapping;
+    let file = match &a.map {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| crate::Error::io(format!("reading {}", path.display()), e))?;
+            Some((path, text))
+        }
+        None => None,
+    };
+    match (&a.preset, file) {
+        (Some(p), None) => Mapping::preset(p),
+        (None, Some((_, text))) => Mapping::parse(&text),
+        (Some(p), Some((path, text))) => {
+            Mapping::preset(p)?;
+            let table = |what: &str, text: &str| {
+                toml::from_str::<toml::Table>(text)
+                    .map_err(|e| crate::Error::invalid("mapping", format!("{what}: {e}")))
+            };
+            let preset = crate::ops::adopt::PRESETS
+                .iter()
+                .find(|(n, _)| n == p)
+                .map_or("", |(_, t)| *t);
+            let mut merged = table(p, preset)?;
+            merged.extend(table(&path.display().to_string(), &text)?);
+            let text = toml::to_string(&merged)
+                .map_err(|e| crate::Error::invalid("mapping", e.to_string()))?;
+            Mapping::parse(&text)
+        }
+        (None, None) => Err(crate::Error::invalid(
+            "adopt",
+            "give --preset NAME or --map FILE",
+        )),
+    }
+}
+
+/// `redkeep adopt --from sqlite:PATH --preset NAME [--map FILE] [--workspaces DIR]
+/// [--dry-run]`: runs on the files, without a store.
+///
+/// # Errors
+/// As [`crate::ops::adopt::adopt`]; `InvalidInput` for a bad mapping.
+#[cfg(feature = "adopt")]
+pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options) -> Result<Reply> {
+    use crate::ops::adopt::AdoptSpec;
+    let spec = AdoptSpec {
+        from: a.from.clone(),
+        mapping: adopt_mapping(a)?,
+        workspaces: a.workspaces.clone(),
+        dry_run: a.dry_run,
+    };
+    let r = crate::ops::adopt::adopt(data_dir, &spec, options)?;
+    let c = &r.counts;
+    let verb = if r.adopted {
+        "adopted"
+    } else if r.problems.is_empty() {
+        "would adopt"
+    } else {
+        "cannot adopt"
+    };
+    let mut lines = vec![format!(
+        "{verb}: {} users, {} orgs, {} memberships, {} roles, {} role grants, {} invites, {} agent sessions, {} avatars, {} workspaces, {} pieces",
+        c.users,
+        c.orgs,
+        c.memberships,
+        c.roles,
+        c.role_grants,
+        c.invites,
+        c.agent_sessions,
+        c.avatars,
+        c.workspaces,
+        c.pieces
+    )];
+    lines.extend(r.notes.iter().map(|n| format!("note: {n}")));
+    lines.extend(r.problems.iter().map(|p| format!("problem: {p}")));
+    if !r.problems.is_empty() {
+        lines.push(format!(
+            "{} row(s) cannot be taken; nothing was adopted (fix them in the database or the mapping)",
+            r.problems.len()
+        ));
+    } else if r.adopted {
+        lines.push(format!(
+            "the new store is in {}; `redkeep check` is clean",
+            data_dir.display()
+        ));
+    }
+    let mut reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
+    if !r.problems.is_empty() {
+        reply.exit_code = 1;
+    }
+    Ok(reply)
+}
+
 /// `redkeep restore PATH [--force]`: runs on the files, without opening the store first.
 ///
 /// # Errors

@@ -1,0 +1,163 @@
+//! `redkeep adopt`: moving an existing deployment in. It reads the old SQLite database through
+//! a mapping (one SELECT per kind of record, columns named as redkeep's fields; presets for
+//! the documented seed apps), and the old workspace folders, and creates a new store from them
+//! in one transaction — all or nothing, `check` clean at the end.
+//!
+//! Old password hashes keep working (bcrypt, bcrypt over a salted password, PBKDF2 and argon2
+//! PHC strings) and become argon2id at each user's next login; plain-text or unknown hashes
+//! are refused. Numeric ids are kept (so `users/{id}` folders and the application's own
+//! references stay right); other ids (UUIDs) are kept as unique external ids
+//! (`users().by_external_id`, `Org::EXTERNAL_ID`) and the records get new numbers. Invite
+//! codes are stored hashed. A dry run creates nothing and lists every row it cannot take.
+
+mod mapping;
+mod plan;
+mod source;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use mapping::{Mapping, PRESETS, Query, UsersQuery, WorkspacesLayout};
+pub use plan::AdoptCounts;
+
+use crate::error::{Error, Result};
+use crate::handle::{InitSpec, Options, Redkeep, STORE_FILE};
+
+/// What to adopt.
+#[derive(Debug, Clone)]
+pub struct AdoptSpec {
+    /// The old database: `sqlite:PATH`.
+    pub from: String,
+    /// Which columns hold what.
+    pub mapping: Mapping,
+    /// The old workspace folders (the folder that holds `users/`), if any.
+    pub workspaces: Option<PathBuf>,
+    /// Create nothing; report what would be created and every row that cannot be taken.
+    pub dry_run: bool,
+}
+
+/// What an adoption did, or would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdoptReport {
+    /// True when the store was created (false for a dry run or when rows were refused).
+    pub adopted: bool,
+    /// True for a dry run.
+    pub dry_run: bool,
+    /// What was (or would be) created.
+    pub counts: AdoptCounts,
+    /// Rows that cannot be taken, each with its reason. Any problem means nothing was
+    /// adopted.
+    pub problems: Vec<String>,
+    /// Changes redkeep made to fit its rules (an owner given to an org, a default password
+    /// that must be changed, …).
+    pub notes: Vec<String>,
+}
+
+/// Adopts an old deployment into the data dir `data_dir`, which must hold no store yet.
+///
+/// # Errors
+/// `Denied` when the data dir holds a store; `InvalidInput` for an unreadable source or a
+/// query that fails; `Io` / `Storage` when writing fails. Rows that cannot be taken are not
+/// errors: they are listed in the report, and nothing is created.
+pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<AdoptReport> {
+    let db = data_dir.join(STORE_FILE);
+    if db.exists() {
+        return Err(Error::denied(format!(
+            "{} already holds a store; adopt creates a new one, so give an empty or new data dir",
+            data_dir.display()
+        )));
+    }
+    let source = source::Source::open(&spec.from)?;
+    if let Some(w) = &spec.workspaces
+        && !w.is_dir()
+    {
+        return Err(Error::invalid(
+            "workspaces",
+            format!("{} is not a folder", w.display()),
+        ));
+    }
+    // A dry run works in a throwaway store, so the data dir is never touched.
+    let scratch;
+    let target = if spec.dry_run {
+        scratch = tempfile::tempdir().map_err(|e| Error::io("creating a temporary folder", e))?;
+        scratch.path().to_path_buf()
+    } else {
+        data_dir.to_path_buf()
+    };
+    let existed = target.exists();
+    let result = adopt_in(&target, &source, spec, options);
+    let failed = !matches!(&result, Ok(r) if r.adopted);
+    if failed && !spec.dry_run {
+        // Nothing may stay behind: the store file, and the data dir if adopt made it.
+        let _ = std::fs::remove_file(target.join(STORE_FILE));
+        let _ = std::fs::remove_file(crate::store::owner_path(&target.join(STORE_FILE)));
+        if !existed {
+            let _ = std::fs::remove_dir_all(&target);
+        }
+    }
+    result
+}
+
+fn adopt_in(
+    target: &Path,
+    source: &source::Source,
+    spec: &AdoptSpec,
+    options: Options,
+) -> Result<AdoptReport> {
+    let rk = Redkeep::open(target, options.create(true))?;
+    rk.init(InitSpec {
+        no_admin: true,
+        ..InitSpec::default()
+    })?;
+    let now = rk.now();
+    let mut outcome = None;
+    let written = rk.store().write(|tx| {
+        let o = plan::adopt_into(tx, now, source, &spec.mapping, spec.workspaces.as_deref())?;
+        let keep = o.problems.is_empty() && !spec.dry_run;
+        outcome = Some(o);
+        if keep {
+            Ok(())
+        } else {
+            // Leave nothing behind: the transaction is rolled back.
+            Err(Error::Cancelled {
+                what: "the adoption".into(),
+            })
+        }
+    });
+    let o = outcome.ok_or_else(|| Error::Invariant {
+        what: "the adoption ran no transaction".into(),
+    })?;
+    match written {
+        Ok(()) => {}
+        Err(Error::Cancelled { .. }) => {
+            return Ok(AdoptReport {
+                adopted: false,
+                dry_run: spec.dry_run,
+                counts: o.counts,
+                problems: o.problems,
+                notes: o.notes,
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    let ws = rk.workspaces();
+    for f in &o.folders {
+        if let Some(doc) = &f.doc {
+            ws.put_doc(f.user, doc)?;
+        }
+        for (n, bytes) in &f.pieces {
+            ws.put_piece(f.user, *n, bytes)?;
+        }
+    }
+    let report = rk.check(false)?;
+    let mut problems = o.problems;
+    problems.extend(report.problems.iter().map(|p| format!("check: {p}")));
+    Ok(AdoptReport {
+        adopted: true,
+        dry_run: false,
+        counts: o.counts,
+        problems,
+        notes: o.notes,
+    })
+}

@@ -1,0 +1,1011 @@
+//! Turning the old database's rows into redkeep records, inside one write transaction: each
+//! row either becomes its records or one problem naming the row and the reason. Nothing is
+//! written unless there is no problem at all (the caller aborts the transaction otherwise).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::mapping::Mapping;
+use super::source::{Row, Source, SourceId};
+use crate::auth::agents::{self, AgentSession, AgentState};
+use crate::auth::audit::{self, Event};
+use crate::auth::invites::{self, Invite, InviteStatus};
+use crate::auth::orgs::{self, Org, OrgMember, OrgRole, OrgSpec};
+use crate::auth::password::{self, PasswordParams, Passwords};
+use crate::auth::roles::{self, ADMIN_ROLE, DEFAULT_ROLE, Role, UserRole};
+use crate::auth::token::{self, TokenHash};
+use crate::auth::users::{
+    Avatar, Credential, Uid, User, normalize_email, validate_avatar, validate_name,
+    validate_username,
+};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::key;
+use crate::store::{Meta, Record, WriteTx};
+use crate::workspace::{GALLERY_DIR, WORKSPACE_FILE, WorkspaceDoc};
+
+/// How many records of each kind an adoption made (or would make).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AdoptCounts {
+    /// Users.
+    pub users: u64,
+    /// Roles taken from the old system (merged into redkeep's built-in ones by name).
+    pub roles: u64,
+    /// Role grants.
+    pub role_grants: u64,
+    /// Organizations (personal orgs made for users without one included).
+    pub orgs: u64,
+    /// Memberships.
+    pub memberships: u64,
+    /// Invite codes.
+    pub invites: u64,
+    /// Agent sessions.
+    pub agent_sessions: u64,
+    /// Avatars.
+    pub avatars: u64,
+    /// Workspace folders.
+    pub workspaces: u64,
+    /// Gallery pieces.
+    pub pieces: u64,
+}
+
+/// A user's old folder and where its contents go.
+#[derive(Debug, Clone)]
+pub(crate) struct Folder {
+    pub(crate) user: u64,
+    pub(crate) doc: Option<WorkspaceDoc>,
+    pub(crate) pieces: Pieces,
+}
+
+/// What the rows became.
+pub(crate) struct Outcome {
+    pub(crate) counts: AdoptCounts,
+    pub(crate) problems: Vec<String>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) folders: Vec<Folder>,
+}
+
+const USER_COLUMNS: &[&str] = &[
+    "id",
+    "email",
+    "username",
+    "name",
+    "password_hash",
+    "salt",
+    "is_admin",
+    "is_active",
+    "email_verified",
+    "must_change_password",
+    "avatar",
+    "current_org",
+    "last_login_at",
+    "created_at",
+    "updated_at",
+];
+const ROLE_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "permissions",
+    "priority",
+    "is_system",
+    "created_at",
+];
+const GRANT_COLUMNS: &[&str] = &["user", "role", "active", "assigned_at", "assigned_by"];
+const ORG_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "slug",
+    "description",
+    "is_default",
+    "created_at",
+    "updated_at",
+];
+const MEMBER_COLUMNS: &[&str] = &["org", "user", "role", "joined_at"];
+const INVITE_COLUMNS: &[&str] = &[
+    "code",
+    "created_at",
+    "expires_at",
+    "max_uses",
+    "uses",
+    "used_by",
+    "revoked",
+];
+const AGENT_COLUMNS: &[&str] = &[
+    "id",
+    "user",
+    "name",
+    "goal",
+    "status",
+    "current_step",
+    "progress",
+    "failures",
+    "artifacts",
+    "context",
+    "escalation",
+    "created_at",
+    "updated_at",
+    "expires_at",
+];
+
+/// The state of one adoption.
+struct Adoption<'t, 'a> {
+    tx: &'t WriteTx<'a>,
+    now: Timestamp,
+    problems: Vec<String>,
+    notes: Vec<String>,
+    counts: AdoptCounts,
+    users: HashMap<SourceId, u64>,
+    orgs: HashMap<SourceId, u64>,
+    roles: HashMap<SourceId, u64>,
+    // The old id of each user and the current org the old system gave them.
+    user_source: BTreeMap<u64, SourceId>,
+    current_org: BTreeMap<u64, SourceId>,
+    admins: BTreeSet<u64>,
+}
+
+/// Reads a section's rows, reporting columns the section does not know once.
+fn section(
+    source: &Source,
+    what: &str,
+    sql: &str,
+    known: &[&str],
+    problems: &mut Vec<String>,
+) -> Result<Vec<Row>> {
+    let rows = source.rows(what, sql)?;
+    if let Some(first) = rows.first() {
+        let unknown = first.unknown_columns(known);
+        if !unknown.is_empty() {
+            problems.push(format!(
+                "[{what}]: the query returns column(s) {} that redkeep does not know; name the columns {} (rename with AS)",
+                unknown.join(", "),
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+/// New ids for the old ids that are not numbers, above every numeric one.
+fn assign_ids(ids: &[SourceId], floor: u64) -> HashMap<SourceId, u64> {
+    let mut next = ids
+        .iter()
+        .filter_map(|i| match i {
+            SourceId::Num(n) => Some(*n),
+            SourceId::Text(_) => None,
+        })
+        .max()
+        .unwrap_or(0)
+        .max(floor);
+    ids.iter()
+        .map(|i| {
+            let id = match i {
+                SourceId::Num(n) => *n,
+                SourceId::Text(_) => {
+                    next += 1;
+                    next
+                }
+            };
+            (i.clone(), id)
+        })
+        .collect()
+}
+
+fn external(id: &SourceId) -> Option<String> {
+    match id {
+        SourceId::Num(_) => None,
+        SourceId::Text(t) => Some(t.clone()),
+    }
+}
+
+impl Adoption<'_, '_> {
+    fn problem(&mut self, what: &str, row: &Row, id: Option<&SourceId>, reason: impl Into<String>) {
+        let at = match id {
+            Some(i) => format!("{what} row {} (id {i})", row.n),
+            None => format!("{what} row {}", row.n),
+        };
+        self.problems.push(format!("{at}: {}", reason.into()));
+    }
+
+    fn roles(&mut self, rows: &[Row]) -> Result<()> {
+        let t = self.tx.table::<Role>();
+        let mut seen = BTreeSet::new();
+        for row in rows {
+            let id = match row.required_id("id") {
+                Ok(i) => i,
+                Err(e) => {
+                    self.problem("roles", row, None, e);
+                    continue;
+                }
+            };
+            let built = (|| -> std::result::Result<Role, String> {
+                let name = row.required("name")?.trim().to_lowercase();
+                roles::validate_name(&name).map_err(|e| e.to_string())?;
+                let permissions: BTreeSet<String> = row.list("permissions")?.into_iter().collect();
+                for p in &permissions {
+                    roles::validate_permission(p).map_err(|e| e.to_string())?;
+                }
+                Ok(Role {
+                    id: 0,
+                    name,
+                    description: row.text("description")?.unwrap_or_default(),
+                    permissions,
+                    priority: row.int("priority")?.unwrap_or(0),
+                    is_system: row.flag("is_system", false)?,
+                    created_at: row.time("created_at")?.unwrap_or(self.now),
+                })
+            })();
+            let mut role = match built {
+                Ok(r) => r,
+                Err(e) => {
+                    self.problem("roles", row, Some(&id), e);
+                    continue;
+                }
+            };
+            if !seen.insert(role.name.clone()) {
+                self.problem(
+                    "roles",
+                    row,
+                    Some(&id),
+                    format!("a role named {} came before", role.name),
+                );
+                continue;
+            }
+            match t.get_by(&Role::NAME, &key!(role.name.clone()))? {
+                // redkeep's built-in role of that name keeps its own permissions and gains
+                // the old ones.
+                Some(mut existing) => {
+                    existing.permissions.extend(role.permissions);
+                    t.update(&existing)?;
+                    self.roles.insert(id, existing.id);
+                }
+                None => {
+                    role.id = t.next_id()?;
+                    role.is_system = false;
+                    t.insert(&role)?;
+                    self.roles.insert(id, role.id);
+                }
+            }
+            self.counts.roles += 1;
+        }
+        Ok(())
+    }
+
+    fn orgs(&mut self, rows: &[Row]) -> Result<()> {
+        let mut ids = Vec::new();
+        let mut ok_rows = Vec::new();
+        for row in rows {
+            match row.required_id("id") {
+                Ok(i) => {
+                    ids.push(i.clone());
+                    ok_rows.push((row, i));
+                }
+                Err(e) => self.problem("orgs", row, None, e),
+            }
+        }
+        let floor = self.tx.sequence(Org::TABLE)?;
+        let assigned = assign_ids(&ids, floor);
+        let t = self.tx.table::<Org>();
+        for (row, sid) in ok_rows {
+            let built = (|| -> std::result::Result<(Org, Option<String>), String> {
+                let name = row.required("name")?.trim().to_string();
+                orgs::validate_org_name(&name).map_err(|e| e.to_string())?;
+                Ok((
+                    Org {
+                        id: assigned[&sid],
+                        name,
+                        slug: String::new(),
+                        description: row.text("description")?.unwrap_or_default(),
+                        is_personal: false,
+                        is_default: row.flag("is_default", false)?,
+                        created_at: row.time("created_at")?.unwrap_or(self.now),
+                        updated_at: row
+                            .time("updated_at")?
+                            .or(row.time("created_at")?)
+                            .unwrap_or(self.now),
+                        external_id: external(&sid),
+                    },
+                    row.text("slug")?,
+                ))
+            })();
+            let (mut org, slug) = match built {
+                Ok(o) => o,
+                Err(e) => {
+                    self.problem("orgs", row, Some(&sid), e);
+                    continue;
+                }
+            };
+            org.slug = match slug.map(|s| s.trim().to_lowercase()) {
+                Some(s) if orgs::validate_slug(&s).is_ok() => {
+                    if t.get_by(&Org::SLUG, &key!(s.clone()))?.is_some() {
+                        self.problem("orgs", row, Some(&sid), format!("the slug {s} came before"));
+                        continue;
+                    }
+                    s
+                }
+                Some(bad) => {
+                    let derived = orgs::free_slug(self.tx, &orgs::slugify(&bad))?;
+                    self.notes.push(format!(
+                        "org {sid}: the slug {bad:?} is not a valid slug; it became {derived}"
+                    ));
+                    derived
+                }
+                None => orgs::free_slug(self.tx, &orgs::slugify(&org.name))?,
+            };
+            match t.insert(&org) {
+                Ok(()) => {
+                    self.orgs.insert(sid, org.id);
+                    self.counts.orgs += 1;
+                }
+                Err(Error::Conflict { detail, .. }) => {
+                    self.problem("orgs", row, Some(&sid), detail)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(max) = self.orgs.values().max() {
+            self.tx.raise_sequence(Org::TABLE, *max)?;
+        }
+        Ok(())
+    }
+
+    fn users(&mut self, rows: &[Row], mapping: &Mapping, checker: &Passwords) -> Result<()> {
+        let mut ids = Vec::new();
+        let mut ok_rows = Vec::new();
+        for row in rows {
+            match row.required_id("id") {
+                Ok(i) => {
+                    ids.push(i.clone());
+                    ok_rows.push((row, i));
+                }
+                Err(e) => self.problem("users", row, None, e),
+            }
+        }
+        let floor = self.tx.sequence(User::TABLE)?;
+        let assigned = assign_ids(&ids, floor);
+        for (row, sid) in ok_rows {
+            let id = assigned[&sid];
+            match self.user(row, &sid, id, mapping, checker) {
+                Ok(()) => {
+                    self.users.insert(sid.clone(), id);
+                    self.user_source.insert(id, sid);
+                    self.counts.users += 1;
+                }
+                Err(Problem::Row(e)) => self.problem("users", row, Some(&sid), e),
+                Err(Problem::Fatal(e)) => return Err(e),
+            }
+        }
+        if let Some(max) = self.users.values().max() {
+            self.tx.raise_sequence(User::TABLE, *max)?;
+        }
+        Ok(())
+    }
+
+    fn user(
+        &mut self,
+        row: &Row,
+        sid: &SourceId,
+        id: u64,
+        mapping: &Mapping,
+        checker: &Passwords,
+    ) -> std::result::Result<(), Problem> {
+        let email = row.required("email")?;
+        let normalized = normalize_email(&email).map_err(|e| e.to_string())?;
+        let username = match row.text("username")? {
+            Some(u) if !u.trim().is_empty() => {
+                let u = u.trim().to_string();
+                validate_username(&u).map_err(|e| e.to_string())?;
+                Some(u)
+            }
+            _ => None,
+        };
+        let name = match row.text("name")? {
+            Some(n) if !n.trim().is_empty() => n.trim().to_string(),
+            _ => username
+                .clone()
+                .unwrap_or_else(|| normalized.split('@').next().unwrap_or_default().to_string()),
+        };
+        validate_name(&name).map_err(|e| e.to_string())?;
+        let hash = row.text("password_hash")?.unwrap_or_default();
+        password::recognise(&hash)?;
+        let hash = match row.text("salt")?.filter(|s| !s.is_empty()) {
+            // A salt column that only repeats the bcrypt hash's own salt adds nothing; any
+            // other salt was appended to the password before hashing.
+            Some(salt) if hash.starts_with(salt.as_str()) => hash,
+            Some(salt) if hash.starts_with("$2") => password::salted_bcrypt(&salt, &hash),
+            Some(_) => {
+                return Err(Problem::Row(
+                    "a salt column goes with bcrypt hashes only; this hash carries its own salt"
+                        .into(),
+                ));
+            }
+            None => hash,
+        };
+        let mut must_change = row.flag("must_change_password", false)?;
+        if let Some(default) = username
+            .as_ref()
+            .and_then(|u| mapping.users.default_passwords.get(u))
+            && checker.verify(default, &hash)
+        {
+            must_change = true;
+            self.notes.push(format!(
+                "user {sid} ({normalized}) still has the old system's default password; they must change it at the next login"
+            ));
+        }
+        let created_at = row.time("created_at")?.unwrap_or(self.now);
+        let user = User {
+            id,
+            uid: Uid::generate().map_err(Problem::Fatal)?,
+            email: email.trim().to_string(),
+            username,
+            name,
+            external_id: external(sid),
+            is_admin: false,
+            is_active: row.flag("is_active", true)?,
+            email_verified: row.flag("email_verified", false)?,
+            must_change_password: must_change,
+            last_login_at: row.time("last_login_at")?,
+            current_org_id: None,
+            created_at,
+            updated_at: row.time("updated_at")?.unwrap_or(created_at),
+        };
+        let avatar = match row.blob("avatar")? {
+            Some(b) if !b.is_empty() => {
+                validate_avatar(&b).map_err(|e| e.to_string())?;
+                Some(b)
+            }
+            _ => None,
+        };
+        if row.flag("is_admin", false)? {
+            self.admins.insert(id);
+        }
+        if let Some(org) = row.id("current_org")? {
+            self.current_org.insert(id, org);
+        }
+        match self.tx.table::<User>().insert(&user) {
+            Ok(()) => {}
+            Err(Error::Conflict { index, .. }) => {
+                let what = match index {
+                    "email" => format!(
+                        "the email {normalized} came before (emails are compared without case)"
+                    ),
+                    "username" => {
+                        "the username came before (usernames are compared without case)".to_string()
+                    }
+                    _ => format!("the {index} came before"),
+                };
+                return Err(Problem::Row(what));
+            }
+            Err(e) => return Err(Problem::Fatal(e)),
+        }
+        self.tx
+            .table::<Credential>()
+            .insert(&Credential::new(id, hash, user.created_at).map_err(Problem::Fatal)?)
+            .map_err(Problem::Fatal)?;
+        if let Some(jpeg) = avatar {
+            self.tx
+                .table::<Avatar>()
+                .insert(&Avatar { user_id: id, jpeg })
+                .map_err(Problem::Fatal)?;
+            self.counts.avatars += 1;
+        }
+        Ok(())
+    }
+
+    fn members(&mut self, rows: &[Row]) -> Result<()> {
+        let t = self.tx.table::<OrgMember>();
+        for row in rows {
+            let built = (|| -> std::result::Result<OrgMember, String> {
+                let org = row.required_id("org")?;
+                let user = row.required_id("user")?;
+                let org_id = *self
+                    .orgs
+                    .get(&org)
+                    .ok_or(format!("org {org} is not among the adopted orgs"))?;
+                let user_id = *self
+                    .users
+                    .get(&user)
+                    .ok_or(format!("user {user} is not among the adopted users"))?;
+                let role = match row
+                    .text("role")?
+                    .map(|r| r.trim().to_lowercase())
+                    .as_deref()
+                {
+                    None | Some("member") | Some("") => OrgRole::Member,
+                    Some("owner") => OrgRole::Owner,
+                    Some("admin") => OrgRole::Admin,
+                    Some(other) => {
+                        return Err(format!("the role {other:?} is not owner, admin or member"));
+                    }
+                };
+                Ok(OrgMember {
+                    org_id,
+                    user_id,
+                    role,
+                    joined_at: row.time("joined_at")?.unwrap_or(self.now),
+                })
+            })();
+            match built {
+                Ok(m) => match t.insert(&m) {
+                    Ok(()) => self.counts.memberships += 1,
+                    Err(Error::Conflict { .. }) => self.problem(
+                        "org_members",
+                        row,
+                        None,
+                        format!("user {} is already a member of org {}", m.user_id, m.org_id),
+                    ),
+                    Err(e) => return Err(e),
+                },
+                Err(e) => self.problem("org_members", row, None, e),
+            }
+        }
+        Ok(())
+    }
+
+    fn grants(&mut self, rows: &[Row]) -> Result<()> {
+        let t = self.tx.table::<UserRole>();
+        for row in rows {
+            let built = (|| -> std::result::Result<UserRole, String> {
+                let user = row.required_id("user")?;
+                let role = row.required_id("role")?;
+                let user_id = *self
+                    .users
+                    .get(&user)
+                    .ok_or(format!("user {user} is not among the adopted users"))?;
+                let role_id = *self
+                    .roles
+                    .get(&role)
+                    .ok_or(format!("role {role} is not among the adopted roles"))?;
+                let assigned_by = match row.id("assigned_by")? {
+                    Some(b) => self.users.get(&b).copied(),
+                    None => None,
+                };
+                Ok(UserRole {
+                    user_id,
+                    role_id,
+                    assigned_by,
+                    active: row.flag("active", true)?,
+                    assigned_at: row.time("assigned_at")?.unwrap_or(self.now),
+                })
+            })();
+            match built {
+                Ok(g) => match t.insert(&g) {
+                    Ok(()) => self.counts.role_grants += 1,
+                    Err(Error::Conflict { .. }) => self.problem(
+                        "user_roles",
+                        row,
+                        None,
+                        format!("user {} holds role {} twice", g.user_id, g.role_id),
+                    ),
+                    Err(e) => return Err(e),
+                },
+                Err(e) => self.problem("user_roles", row, None, e),
+            }
+        }
+        Ok(())
+    }
+
+    fn invites(&mut self, rows: &[Row]) -> Result<()> {
+        let t = self.tx.table::<Invite>();
+        for row in rows {
+            let built = (|| -> std::result::Result<Invite, String> {
+                let code = row.required("code")?.trim().to_string();
+                if !invites::plausible_code(&code) {
+                    return Err("the code must be 4 to 256 printable ASCII characters".into());
+                }
+                let hash: TokenHash = token::hash_token(&code);
+                let max_uses = row.int("max_uses")?.unwrap_or(1);
+                let used_by: Vec<u64> = match row.text("used_by")? {
+                    None => Vec::new(),
+                    Some(_) => {
+                        let mut out = Vec::new();
+                        for u in row.list("used_by")? {
+                            let sid = match u.parse::<u64>() {
+                                Ok(n) => SourceId::Num(n),
+                                Err(_) => SourceId::Text(u.clone()),
+                            };
+                            out.push(*self.users.get(&sid).ok_or(format!(
+                                "used_by names user {u}, who is not among the adopted users"
+                            ))?);
+                        }
+                        out
+                    }
+                };
+                let uses = row.int("uses")?.unwrap_or(used_by.len() as i64);
+                if uses != used_by.len() as i64 {
+                    return Err(format!(
+                        "it counts {uses} uses but names {} users; give used_by",
+                        used_by.len()
+                    ));
+                }
+                let (max_uses, uses) = (
+                    u32::try_from(max_uses.max(1)).map_err(|_| "max_uses is too large")?,
+                    u32::try_from(uses).map_err(|_| "uses is out of range")?,
+                );
+                let revoked = row.flag("revoked", false)?;
+                let created_at = row.time("created_at")?.unwrap_or(self.now);
+                Ok(Invite {
+                    hash,
+                    prefix: format!(
+                        "{}_{}",
+                        invites::INVITE_PREFIX,
+                        &token::base32(&hash.0[..5])
+                    ),
+                    created_by: None,
+                    created_at,
+                    expires_at: row.time("expires_at")?,
+                    max_uses,
+                    uses,
+                    used_by,
+                    revoked_at: revoked.then_some(self.now),
+                    stored_status: if revoked {
+                        InviteStatus::Revoked
+                    } else if uses >= max_uses {
+                        InviteStatus::UsedUp
+                    } else {
+                        InviteStatus::Active
+                    },
+                })
+            })();
+            match built {
+                Ok(i) => match t.insert(&i) {
+                    Ok(()) => self.counts.invites += 1,
+                    Err(Error::Conflict { .. }) => {
+                        self.problem("invites", row, None, "the same code came before")
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) => self.problem("invites", row, None, e),
+            }
+        }
+        Ok(())
+    }
+
+    fn agents(&mut self, rows: &[Row]) -> Result<()> {
+        let t = self.tx.table::<AgentSession>();
+        for row in rows {
+            let built = (|| -> std::result::Result<AgentSession, String> {
+                let id = row.required("id")?.trim().to_string();
+                agents::validate_id(&id).map_err(|e| e.to_string())?;
+                let user = row.required_id("user")?;
+                let user_id = *self
+                    .users
+                    .get(&user)
+                    .ok_or(format!("user {user} is not among the adopted users"))?;
+                let state = AgentState {
+                    status: row.text("status")?.unwrap_or_else(|| "active".into()),
+                    current_step: row.text("current_step")?,
+                    progress: row.list("progress")?,
+                    failures: row.list("failures")?,
+                    artifacts: row.list("artifacts")?,
+                    context: row.json("context")?.unwrap_or_else(|| "{}".into()),
+                    escalation: row.json("escalation")?,
+                    goal: row.text("goal")?.unwrap_or_default(),
+                };
+                agents::validate_state(&state).map_err(|e| e.to_string())?;
+                let created_at = row.time("created_at")?.unwrap_or(self.now);
+                Ok(AgentSession {
+                    id,
+                    user_id,
+                    name: row.text("name")?.unwrap_or_default(),
+                    state,
+                    created_at,
+                    updated_at: row.time("updated_at")?.unwrap_or(created_at),
+                    expires_at: row.time("expires_at")?,
+                })
+            })();
+            match built {
+                Ok(a) => match t.insert(&a) {
+                    Ok(()) => self.counts.agent_sessions += 1,
+                    Err(Error::Conflict { .. }) => self.problem(
+                        "agent_sessions",
+                        row,
+                        None,
+                        format!("the id {} came before", a.id),
+                    ),
+                    Err(e) => return Err(e),
+                },
+                Err(e) => self.problem("agent_sessions", row, None, e),
+            }
+        }
+        Ok(())
+    }
+
+    /// What redkeep requires of every account once the rows are in: a role (`user` for
+    /// those the old system gave none), the admin flag and role in step, an org (a personal
+    /// one when the old system had none), a current org among theirs, and an owner for every
+    /// org.
+    fn settle(&mut self) -> Result<()> {
+        let user_ids: Vec<u64> = self.user_source.keys().copied().collect();
+        for &id in &user_ids {
+            let grants = roles::assignments_of(self.tx, id)?;
+            if self.admins.contains(&id) {
+                roles::grant_in(self.tx, self.now, id, ADMIN_ROLE, None)?;
+            } else if grants.iter().any(|g| {
+                self.tx
+                    .table::<Role>()
+                    .get(&g.role_id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.name == ADMIN_ROLE && g.active)
+            }) {
+                self.tx.table::<User>().modify(&id, |u| {
+                    u.is_admin = true;
+                    Ok(())
+                })?;
+            }
+            if grants.is_empty() {
+                roles::grant_in(self.tx, self.now, id, DEFAULT_ROLE, None)?;
+            }
+        }
+        // Orgs without an owner get one: their first admin, else their first member.
+        let org_ids: Vec<u64> = self.orgs.values().copied().collect();
+        for org in org_ids {
+            let members = orgs::members_of(self.tx, org)?;
+            if members.iter().any(|m| m.role == OrgRole::Owner) {
+                continue;
+            }
+            let pick = members
+                .iter()
+                .filter(|m| m.role == OrgRole::Admin)
+                .min_by_key(|m| (m.joined_at, m.user_id))
+                .or_else(|| members.iter().min_by_key(|m| (m.joined_at, m.user_id)));
+            match pick {
+                Some(m) => {
+                    let mut owner = m.clone();
+                    owner.role = OrgRole::Owner;
+                    self.tx.table::<OrgMember>().update(&owner)?;
+                    self.notes.push(format!(
+                        "org {org} had no owner; user {} became its owner",
+                        m.user_id
+                    ));
+                }
+                None => {
+                    let name = self
+                        .tx
+                        .table::<Org>()
+                        .get(&org)?
+                        .map(|o| o.name)
+                        .unwrap_or_default();
+                    self.problems.push(format!(
+                        "org {org} ({name}) has no members; every org needs an owner (add its members, or leave it out of the [orgs] query)"
+                    ));
+                }
+            }
+        }
+        for &id in &user_ids {
+            let mine = orgs::memberships_of(self.tx, id)?;
+            if mine.is_empty() {
+                let user = self
+                    .tx
+                    .table::<User>()
+                    .get(&id)?
+                    .ok_or_else(|| Error::not_found(format!("user {id}")))?;
+                orgs::create_in(
+                    self.tx,
+                    self.now,
+                    &OrgSpec {
+                        name: format!("{}'s Workspace", user.name),
+                        slug: None,
+                        description: String::new(),
+                        owner: id,
+                    },
+                    true,
+                    false,
+                )
+                .and_then(|org| {
+                    self.counts.orgs += 1;
+                    self.counts.memberships += 1;
+                    self.tx.table::<User>().modify(&id, |u| {
+                        u.current_org_id = Some(org.id);
+                        Ok(())
+                    })
+                })?;
+                continue;
+            }
+            let wanted = self
+                .current_org
+                .get(&id)
+                .and_then(|o| self.orgs.get(o))
+                .copied();
+            let current = match wanted {
+                Some(o) if mine.iter().any(|m| m.org_id == o) => o,
+                Some(o) => {
+                    self.notes.push(format!(
+                        "user {id}: the current org {o} is not one of theirs; they work in org {} instead",
+                        mine[0].org_id
+                    ));
+                    mine[0].org_id
+                }
+                None => mine[0].org_id,
+            };
+            self.tx.table::<User>().modify(&id, |u| {
+                u.current_org_id = Some(current);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The old folder of every adopted user, read and checked (copied after the commit).
+    fn folders(&mut self, root: &Path, mapping: &Mapping) -> Result<Vec<Folder>> {
+        let mut out = Vec::new();
+        let sources: Vec<(u64, SourceId)> = self
+            .user_source
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (user, sid) in sources {
+            let dir = root.join(mapping.folder_of(&sid.to_string()));
+            if !dir.is_dir() {
+                continue;
+            }
+            match read_folder(&dir) {
+                Ok((doc, pieces)) => {
+                    self.counts.workspaces += 1;
+                    self.counts.pieces += pieces.len() as u64;
+                    out.push(Folder { user, doc, pieces });
+                }
+                Err(e) => self
+                    .problems
+                    .push(format!("workspace folder {}: {e}", dir.display())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Why a row was not taken: its own fault, or a failure of the store.
+enum Problem {
+    Row(String),
+    Fatal(Error),
+}
+
+impl From<String> for Problem {
+    fn from(s: String) -> Problem {
+        Problem::Row(s)
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(s: &str) -> Problem {
+        Problem::Row(s.to_string())
+    }
+}
+
+/// Gallery pieces by number, as read.
+type Pieces = Vec<(u64, Vec<u8>)>;
+
+/// The workspace document and the pieces of an old folder, each checked to parse.
+fn read_folder(dir: &Path) -> std::result::Result<(Option<WorkspaceDoc>, Pieces), String> {
+    let doc_path = dir.join(WORKSPACE_FILE);
+    let doc = if doc_path.is_file() {
+        let bytes =
+            std::fs::read(&doc_path).map_err(|e| format!("reading {WORKSPACE_FILE}: {e}"))?;
+        Some(WorkspaceDoc::parse(&bytes).map_err(|e| format!("{WORKSPACE_FILE}: {e}"))?)
+    } else {
+        None
+    };
+    let mut pieces = Vec::new();
+    let gallery: PathBuf = dir.join(GALLERY_DIR);
+    if gallery.is_dir() {
+        let entries =
+            std::fs::read_dir(&gallery).map_err(|e| format!("reading {GALLERY_DIR}: {e}"))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("reading {GALLERY_DIR}: {e}"))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(n) = crate::workspace::parse_piece_name(&name) else {
+                continue;
+            };
+            let bytes = std::fs::read(entry.path()).map_err(|e| format!("reading {name}: {e}"))?;
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|e| format!("{GALLERY_DIR}/{name} is not JSON ({e})"))?;
+            pieces.push((n, bytes));
+        }
+    }
+    pieces.sort_by_key(|(n, _)| *n);
+    Ok((doc, pieces))
+}
+
+/// Adopts every section of `mapping` into `tx`.
+pub(crate) fn adopt_into(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    source: &Source,
+    mapping: &Mapping,
+    workspaces: Option<&Path>,
+) -> Result<Outcome> {
+    let mut a = Adoption {
+        tx,
+        now,
+        problems: Vec::new(),
+        notes: Vec::new(),
+        counts: AdoptCounts::default(),
+        users: HashMap::new(),
+        orgs: HashMap::new(),
+        roles: HashMap::new(),
+        user_source: BTreeMap::new(),
+        current_org: BTreeMap::new(),
+        admins: BTreeSet::new(),
+    };
+    // Verifying a default password costs what the old hash costs, whatever redkeep's own
+    // parameters are.
+    let checker = Passwords::new(PasswordParams::INSECURE_FAST)?;
+    let mut problems = Vec::new();
+    if let Some(q) = &mapping.roles {
+        let rows = section(source, "roles", &q.query, ROLE_COLUMNS, &mut problems)?;
+        a.roles(&rows)?;
+    }
+    if let Some(q) = &mapping.orgs {
+        let rows = section(source, "orgs", &q.query, ORG_COLUMNS, &mut problems)?;
+        a.orgs(&rows)?;
+    }
+    let rows = section(
+        source,
+        "users",
+        &mapping.users.query,
+        USER_COLUMNS,
+        &mut problems,
+    )?;
+    a.users(&rows, mapping, &checker)?;
+    if let Some(q) = &mapping.org_members {
+        let rows = section(
+            source,
+            "org_members",
+            &q.query,
+            MEMBER_COLUMNS,
+            &mut problems,
+        )?;
+        a.members(&rows)?;
+    }
+    if let Some(q) = &mapping.user_roles {
+        let rows = section(source, "user_roles", &q.query, GRANT_COLUMNS, &mut problems)?;
+        a.grants(&rows)?;
+    }
+    if let Some(q) = &mapping.invites {
+        let rows = section(source, "invites", &q.query, INVITE_COLUMNS, &mut problems)?;
+        a.invites(&rows)?;
+    }
+    if let Some(q) = &mapping.agent_sessions {
+        let rows = section(
+            source,
+            "agent_sessions",
+            &q.query,
+            AGENT_COLUMNS,
+            &mut problems,
+        )?;
+        a.agents(&rows)?;
+    }
+    a.settle()?;
+    let folders = match workspaces {
+        Some(root) => a.folders(root, mapping)?,
+        None => Vec::new(),
+    };
+    audit::record(
+        tx,
+        now,
+        Event {
+            action: "adopted",
+            subject: "store".into(),
+            outcome: "ok",
+            detail: format!(
+                "{} users, {} orgs, {} roles, {} invites, {} agent sessions",
+                a.counts.users,
+                a.counts.orgs,
+                a.counts.roles,
+                a.counts.invites,
+                a.counts.agent_sessions
+            ),
+            ..Event::default()
+        },
+    )?;
+    problems.extend(a.problems);
+    Ok(Outcome {
+        counts: a.counts,
+        problems,
+        notes: a.notes,
+        folders,
+    })
+}

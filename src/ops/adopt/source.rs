@@ -1,0 +1,315 @@
+//! Reading the old database: rows of a SELECT as named cells, and the conversions a mapping
+//! needs (ids, text, booleans, times, JSON lists, blobs), each failing with a sentence that
+//! names the column and what was found.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+
+/// One cell.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// An id in the old system: a number is kept as redkeep's id; anything else (a UUID) is
+/// kept as the record's external id, and the record gets a new number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum SourceId {
+    Num(u64),
+    Text(String),
+}
+
+impl std::fmt::Display for SourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceId::Num(n) => write!(f, "{n}"),
+            SourceId::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// One row of a SELECT.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    /// 1-based position in the result.
+    pub(crate) n: usize,
+    cells: BTreeMap<String, Cell>,
+}
+
+type Conv<T> = std::result::Result<T, String>;
+
+impl Row {
+    fn cell(&self, col: &str) -> &Cell {
+        self.cells.get(col).unwrap_or(&Cell::Null)
+    }
+
+    /// Text of a column, if not null (numbers are written out).
+    pub(crate) fn text(&self, col: &str) -> Conv<Option<String>> {
+        match self.cell(col) {
+            Cell::Null => Ok(None),
+            Cell::Int(i) => Ok(Some(i.to_string())),
+            Cell::Real(r) => Ok(Some(r.to_string())),
+            Cell::Text(t) => Ok(Some(t.clone())),
+            Cell::Blob(b) => String::from_utf8(b.clone())
+                .map(Some)
+                .map_err(|_| format!("{col} is binary, not text")),
+        }
+    }
+
+    /// Text of a column that must be there and not empty.
+    pub(crate) fn required(&self, col: &str) -> Conv<String> {
+        match self.text(col)? {
+            Some(t) if !t.trim().is_empty() => Ok(t),
+            _ => Err(format!("{col} is empty")),
+        }
+    }
+
+    /// An id column.
+    pub(crate) fn id(&self, col: &str) -> Conv<Option<SourceId>> {
+        match self.cell(col) {
+            Cell::Null => Ok(None),
+            Cell::Int(i) if *i > 0 => Ok(Some(SourceId::Num(*i as u64))),
+            Cell::Int(i) => Err(format!("{col} {i} is not a positive id")),
+            _ => {
+                let t = self.required(col)?.trim().to_string();
+                Ok(Some(match t.parse::<u64>() {
+                    Ok(n) if n > 0 => SourceId::Num(n),
+                    _ => SourceId::Text(t),
+                }))
+            }
+        }
+    }
+
+    /// An id column that must be there.
+    pub(crate) fn required_id(&self, col: &str) -> Conv<SourceId> {
+        self.id(col)?.ok_or_else(|| format!("{col} is empty"))
+    }
+
+    /// A boolean (0/1, true/false, t/f, yes/no); `default` when null.
+    pub(crate) fn flag(&self, col: &str, default: bool) -> Conv<bool> {
+        match self.cell(col) {
+            Cell::Null => Ok(default),
+            Cell::Int(i) => Ok(*i != 0),
+            _ => match self.required(col)?.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "t" | "yes" | "y" => Ok(true),
+                "0" | "false" | "f" | "no" | "n" => Ok(false),
+                other => Err(format!("{col} {other:?} is not a boolean")),
+            },
+        }
+    }
+
+    /// An integer, if not null.
+    pub(crate) fn int(&self, col: &str) -> Conv<Option<i64>> {
+        match self.cell(col) {
+            Cell::Null => Ok(None),
+            Cell::Int(i) => Ok(Some(*i)),
+            Cell::Real(r) if r.fract() == 0.0 && r.abs() < 9.0e15 => Ok(Some(*r as i64)),
+            _ => {
+                let t = self.required(col)?;
+                t.trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{col} {t:?} is not an integer"))
+            }
+        }
+    }
+
+    /// A time: Unix seconds, or text like `2024-05-01 10:30:00[.123][Z|+02:00]` (UTC when no
+    /// offset is given).
+    pub(crate) fn time(&self, col: &str) -> Conv<Option<Timestamp>> {
+        match self.cell(col) {
+            Cell::Null => Ok(None),
+            Cell::Int(i) => Ok(Some(Timestamp(*i))),
+            Cell::Real(r) => Ok(Some(Timestamp(*r as i64))),
+            _ => {
+                let t = self.required(col)?;
+                parse_time(t.trim()).map(Some).ok_or_else(|| {
+                    format!("{col} {t:?} is not a time (use ISO 8601 or Unix seconds)")
+                })
+            }
+        }
+    }
+
+    /// Bytes, if not null.
+    pub(crate) fn blob(&self, col: &str) -> Conv<Option<Vec<u8>>> {
+        match self.cell(col) {
+            Cell::Null => Ok(None),
+            Cell::Blob(b) => Ok(Some(b.clone())),
+            Cell::Text(t) => Ok(Some(t.as_bytes().to_vec())),
+            _ => Err(format!("{col} is a number, not bytes")),
+        }
+    }
+
+    /// A list of strings: a JSON array (its strings, other values written as JSON) or a
+    /// comma-separated list; empty when null.
+    pub(crate) fn list(&self, col: &str) -> Conv<Vec<String>> {
+        let Some(t) = self.text(col)? else {
+            return Ok(Vec::new());
+        };
+        let t = t.trim();
+        if t.starts_with('[') {
+            let v: serde_json::Value =
+                serde_json::from_str(t).map_err(|e| format!("{col} is not a JSON array ({e})"))?;
+            let serde_json::Value::Array(items) = v else {
+                return Err(format!("{col} is not a JSON array"));
+            };
+            return Ok(items
+                .into_iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect());
+        }
+        if t.starts_with('{') {
+            return Err(format!("{col} is a JSON object; a list is needed"));
+        }
+        Ok(t.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect())
+    }
+
+    /// JSON text, checked to parse, if not null.
+    pub(crate) fn json(&self, col: &str) -> Conv<Option<String>> {
+        let Some(t) = self.text(col)? else {
+            return Ok(None);
+        };
+        serde_json::from_str::<serde_json::Value>(&t)
+            .map_err(|e| format!("{col} is not JSON ({e})"))?;
+        Ok(Some(t))
+    }
+
+    /// Columns not in `known`.
+    pub(crate) fn unknown_columns(&self, known: &[&str]) -> Vec<String> {
+        self.cells
+            .keys()
+            .filter(|c| !known.contains(&c.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Parses `YYYY-MM-DD[ T]HH:MM:SS[.frac][Z|±HH:MM]` or a bare date.
+fn parse_time(t: &str) -> Option<Timestamp> {
+    let (body, offset) = match t.len().checked_sub(6).map(|i| t.split_at(i)) {
+        Some((b, o))
+            if (o.starts_with('+') || o.starts_with('-'))
+                && o.as_bytes().get(3) == Some(&b':')
+                && b.len() >= 10 =>
+        {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let h: i64 = o.get(1..3)?.parse().ok()?;
+            let m: i64 = o.get(4..6)?.parse().ok()?;
+            (b, sign * (h * 3600 + m * 60))
+        }
+        _ => (t.trim_end_matches('Z'), 0),
+    };
+    let body = if body.len() == 10 {
+        format!("{body}T00:00:00")
+    } else {
+        body.replacen(' ', "T", 1)
+    };
+    let at = humantime::parse_rfc3339_weak(&body).ok()?;
+    let secs = match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).ok()?,
+        Err(e) => -i64::try_from(e.duration().as_secs()).ok()?,
+    };
+    Some(Timestamp(secs - offset))
+}
+
+/// The old database, open read-only.
+pub(crate) struct Source {
+    conn: Connection,
+}
+
+impl Source {
+    /// Opens `sqlite:PATH` (or a bare path) read-only.
+    pub(crate) fn open(from: &str) -> Result<Source> {
+        let path = from
+            .strip_prefix("sqlite://")
+            .or_else(|| from.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "from",
+                    format!("{from:?} is not a source redkeep reads; use --from sqlite:PATH"),
+                )
+            })?;
+        let path = Path::new(path);
+        if !path.is_file() {
+            return Err(Error::invalid(
+                "from",
+                format!("{} is not a SQLite database file", path.display()),
+            ));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite(path, "opening", e))?;
+        Ok(Source { conn })
+    }
+
+    /// Every row of `sql`; `what` names the mapping section in errors.
+    pub(crate) fn rows(&self, what: &str, sql: &str) -> Result<Vec<Row>> {
+        let fail = |e: rusqlite::Error| {
+            Error::invalid(
+                "mapping",
+                format!("the [{what}] query fails: {e}; check it against the database's tables"),
+            )
+        };
+        let mut stmt = self.conn.prepare(sql).map_err(fail)?;
+        let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
+        let mut rows = stmt.query([]).map_err(fail)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(fail)? {
+            let mut cells = BTreeMap::new();
+            for (i, name) in names.iter().enumerate() {
+                let cell = match r.get_ref(i).map_err(fail)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Real(v),
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+                };
+                cells.insert(name.clone(), cell);
+            }
+            out.push(Row {
+                n: out.len() + 1,
+                cells,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn sqlite(path: &Path, doing: &str, e: rusqlite::Error) -> Error {
+    Error::invalid("from", format!("{doing} {} failed: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_in_the_forms_old_databases_use() {
+        let t = |s| parse_time(s).map(|t| t.0);
+        assert_eq!(t("2024-05-01 10:30:00"), Some(1_714_559_400));
+        assert_eq!(t("2024-05-01T10:30:00.123456"), Some(1_714_559_400));
+        assert_eq!(t("2024-05-01T10:30:00Z"), Some(1_714_559_400));
+        assert_eq!(t("2024-05-01T12:30:00+02:00"), Some(1_714_559_400));
+        assert_eq!(t("2024-05-01 05:30:00-05:00"), Some(1_714_559_400));
+        assert_eq!(t("2024-05-01"), Some(1_714_521_600));
+        assert_eq!(t("yesterday"), None);
+    }
+}

@@ -1,0 +1,583 @@
+//! `redkeep adopt`: SQLite databases built with each seed app's documented tables, holding
+//! bcrypt hashes made at cost 12, move in through the CLI; users log in with their original
+//! passwords (and get argon2id), ids are kept (UUIDs as external ids), folders are served,
+//! and `check` is clean. A dry run lists bad rows and creates nothing.
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::Cli;
+use redkeep::auth::sessions::LoginMeta;
+use redkeep::{Options, PasswordParams, Redkeep, Registration};
+use rusqlite::{Connection, params};
+use serde_json::{Value, json};
+
+/// bcrypt at cost 12, made once per password (each costs a quarter of a second).
+fn bcrypt12(password: &str) -> String {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    cache
+        .lock()
+        .unwrap()
+        .entry(password.to_string())
+        .or_insert_with(|| bcrypt::hash(password, 12).unwrap())
+        .clone()
+}
+
+fn database(cli: &Cli, ddl: &str) -> (PathBuf, Connection) {
+    let path = cli.dir.path().join("old.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(ddl).unwrap();
+    (path, conn)
+}
+
+fn adopt(cli: &Cli, db: &Path, extra: &[&str], code: i32) -> (Value, String) {
+    let from = format!("sqlite:{}", db.display());
+    let mut args = vec!["adopt", "--from", &from];
+    args.extend_from_slice(extra);
+    args.push("--json");
+    let (out, err) = cli.expect(&args, None, code);
+    (serde_json::from_str(&out).unwrap_or(Value::Null), err)
+}
+
+fn open(cli: &Cli) -> Redkeep {
+    Redkeep::open(
+        cli.data(),
+        Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .create(false),
+    )
+    .unwrap()
+}
+
+fn login_ok(rk: &Redkeep, login: &str, password: &str) {
+    rk.sessions()
+        .login(login, password, LoginMeta::default())
+        .unwrap_or_else(|e| panic!("{login} cannot log in with the old password: {e}"));
+}
+
+// Seed 000 (code-monet): users and invite codes; a folder per user.
+const CODE_MONET: &str = "
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    is_active BOOLEAN NOT NULL DEFAULT 1,
+    created_at DATETIME NOT NULL,
+    updated_at DATETIME
+);
+CREATE TABLE invite_codes (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    created_at DATETIME NOT NULL,
+    used_at DATETIME,
+    used_by_user_id INTEGER REFERENCES users(id),
+    is_revoked BOOLEAN NOT NULL DEFAULT 0
+);";
+
+#[test]
+fn code_monet_users_invites_and_folders_move_in() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    let users = [
+        (3, "alice@example.com", "alice password", true),
+        (7, "bob@example.com", "bob password", false),
+    ];
+    for (id, email, pw, active) in users {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, ?4, '2024-03-01 09:00:00', NULL)",
+            params![id, email, bcrypt12(pw), active],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO invite_codes VALUES (1, 'WELCOME-2024', '2024-03-02 10:00:00', NULL, NULL, 0);
+         INSERT INTO invite_codes VALUES (2, 'USED-CODE-1', '2024-03-02 10:00:00', '2024-03-03', 3, 0);
+         INSERT INTO invite_codes VALUES (3, 'REVOKED-CODE', '2024-03-02 10:00:00', NULL, NULL, 1);",
+    )
+    .unwrap();
+    drop(conn);
+    // agent_workspace/users/{id}/ as the app keeps it.
+    let old = cli.dir.path().join("agent_workspace");
+    let alice = old.join("users/3");
+    std::fs::create_dir_all(alice.join("gallery")).unwrap();
+    let doc = r#"{"canvas":{"strokes":[1,2]},"notes":["first"],"piece_count":2,"big":92233720368547775808}"#;
+    std::fs::write(alice.join("workspace.json"), doc).unwrap();
+    std::fs::write(
+        alice.join("gallery/piece_000001.json"),
+        r#"{"title":"dawn"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        alice.join("gallery/piece_000002.json"),
+        r#"{"title":"dusk"}"#,
+    )
+    .unwrap();
+
+    let workspaces = old.to_str().unwrap().to_string();
+    let (report, _) = adopt(
+        &cli,
+        &db,
+        &["--preset", "code-monet", "--workspaces", &workspaces],
+        0,
+    );
+    assert_eq!(report["adopted"], true, "{report}");
+    assert_eq!(report["counts"]["users"], 2);
+    assert_eq!(report["counts"]["invites"], 3);
+    assert_eq!(report["counts"]["pieces"], 2);
+
+    let rk = open(&cli);
+    let a = rk.users().get(3).unwrap().expect("ids are kept");
+    assert_eq!(a.email, "alice@example.com");
+    assert!(!rk.users().get(7).unwrap().unwrap().is_active);
+    assert_eq!(rk.users().password_info(3).unwrap().algorithm, "bcrypt");
+    login_ok(&rk, "alice@example.com", "alice password");
+    assert_eq!(
+        rk.users().password_info(3).unwrap().algorithm,
+        "argon2id",
+        "the hash is replaced at the first login"
+    );
+    login_ok(&rk, "alice@example.com", "alice password");
+    assert!(
+        rk.users()
+            .authenticate("bob@example.com", "bob password")
+            .is_err()
+    );
+
+    let ws = rk.workspaces().read(3).unwrap();
+    assert_eq!(ws.notes, json!(["first"]));
+    assert_eq!(ws.piece_count, 2);
+    assert_eq!(ws.other["big"].to_string(), "92233720368547775808");
+    assert_eq!(rk.workspaces().load_piece(3, 2).unwrap()["title"], "dusk");
+
+    // The unused code registers; the used and revoked ones do not.
+    let reg = |code: &str, email: &str| {
+        rk.users().register(Registration {
+            email: email.into(),
+            password: "new user password".into(),
+            invite: Some(code.into()),
+            ..Registration::default()
+        })
+    };
+    let carol = reg("WELCOME-2024", "carol@example.com").unwrap();
+    assert!(carol.id > 7, "new ids come after the adopted ones");
+    assert!(reg("USED-CODE-1", "dan@example.com").is_err());
+    assert!(reg("REVOKED-CODE", "eve@example.com").is_err());
+    assert!(rk.check(false).unwrap().ok);
+    drop(rk);
+    cli.expect(&["check"], None, 0);
+}
+
+// Seed 001 (puntini): usernames, roles with JSON permissions, user_roles, agent sessions.
+const PUNTINI: &str = "
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    username VARCHAR(50) NOT NULL UNIQUE,
+    email VARCHAR(255) NOT NULL UNIQUE,
+    hashed_password VARCHAR(255) NOT NULL,
+    full_name VARCHAR(255),
+    is_active BOOLEAN NOT NULL DEFAULT 1,
+    is_verified BOOLEAN NOT NULL DEFAULT 0,
+    created_at DATETIME NOT NULL,
+    updated_at DATETIME,
+    last_login DATETIME
+);
+CREATE TABLE roles (
+    id INTEGER PRIMARY KEY,
+    name VARCHAR(50) NOT NULL UNIQUE,
+    description TEXT,
+    permissions JSON NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    is_system BOOLEAN NOT NULL DEFAULT 0,
+    created_at DATETIME NOT NULL
+);
+CREATE TABLE user_roles (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    role_id INTEGER NOT NULL REFERENCES roles(id),
+    assigned_at DATETIME NOT NULL,
+    assigned_by INTEGER REFERENCES users(id),
+    is_active BOOLEAN NOT NULL DEFAULT 1
+);
+CREATE TABLE agent_sessions (
+    id INTEGER PRIMARY KEY,
+    session_id VARCHAR(255) NOT NULL UNIQUE,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    name VARCHAR(255),
+    goal TEXT,
+    status VARCHAR(50),
+    current_step VARCHAR(255),
+    progress JSON,
+    failures JSON,
+    artifacts JSON,
+    context JSON,
+    escalation JSON,
+    created_at DATETIME NOT NULL,
+    updated_at DATETIME
+);";
+
+#[test]
+fn puntini_users_roles_and_agent_sessions_move_in() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, PUNTINI);
+    for (id, username, email, pw) in [
+        (1, "admin", "admin@puntini.dev", "admin123"),
+        (2, "user", "user@puntini.dev", "user123"),
+        (3, "carol", "carol@example.com", "carol's own password"),
+    ] {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, ?4, ?5, 1, 1, '2024-01-01T08:00:00', NULL, NULL)",
+            params![id, username, email, bcrypt12(pw), username.to_uppercase()],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(r#"
+        INSERT INTO roles VALUES (1, 'admin', 'Admin', '["user_management","role_management","system_admin"]', 100, 1, '2024-01-01');
+        INSERT INTO roles VALUES (2, 'user', 'User', '["basic_access","session_management","profile_management"]', 10, 1, '2024-01-01');
+        INSERT INTO roles VALUES (3, 'editor', 'Edits', '["docs.edit","docs.view"]', 50, 0, '2024-01-01');
+        INSERT INTO user_roles VALUES (1, 1, 1, '2024-01-01', NULL, 1);
+        INSERT INTO user_roles VALUES (2, 2, 2, '2024-01-01', 1, 1);
+        INSERT INTO user_roles VALUES (3, 3, 3, '2024-01-01', 1, 1);
+        INSERT INTO agent_sessions VALUES (1, 'sess-abc', 3, 'Research', 'find papers', 'active', 'planning',
+            '["step 1 done","step 2"]', '[]', '["notes.md"]', '{"topic":"graphs"}', NULL, '2024-02-01 12:00:00', '2024-02-01 12:30:00');
+    "#).unwrap();
+    drop(conn);
+    let (report, _) = adopt(&cli, &db, &["--preset", "puntini"], 0);
+    assert_eq!(report["adopted"], true, "{report}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("default password"), "{notes}");
+
+    let rk = open(&cli);
+    let admin = rk.users().find("admin").unwrap();
+    assert!(admin.is_admin, "the admin role sets the flag");
+    assert!(
+        admin.must_change_password,
+        "admin123 is a documented default"
+    );
+    assert!(!rk.users().find("carol").unwrap().must_change_password);
+    login_ok(&rk, "admin", "admin123");
+    login_ok(&rk, "carol", "carol's own password");
+    assert!(rk.roles().has_permission(admin.id, "anything").unwrap());
+    let carol = rk.users().find("carol").unwrap();
+    assert!(rk.roles().has_permission(carol.id, "docs.edit").unwrap());
+    assert!(!rk.roles().has_permission(carol.id, "basic_access").unwrap());
+    let editor = rk.roles().get("editor").unwrap();
+    assert_eq!(editor.priority, 50);
+    let user_role = rk.roles().get("user").unwrap();
+    assert!(user_role.is_system);
+    let agent = rk.agents().get("sess-abc").unwrap().unwrap();
+    assert_eq!(agent.user_id, carol.id);
+    assert_eq!(agent.state.progress, vec!["step 1 done", "step 2"]);
+    assert_eq!(agent.state.current_step.as_deref(), Some("planning"));
+    assert!(agent.state.context.contains("graphs"));
+    assert!(rk.check(false).unwrap().ok);
+}
+
+// Seed 002 (tenancy): workspaces with slugs, members, current_workspace_id.
+const TENANCY: &str = "
+CREATE TABLE workspaces (
+    id INTEGER PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    slug VARCHAR(255) NOT NULL UNIQUE,
+    description TEXT,
+    created_at DATETIME NOT NULL
+);
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    username VARCHAR(50) NOT NULL UNIQUE,
+    email VARCHAR(255) NOT NULL UNIQUE,
+    hashed_password VARCHAR(255) NOT NULL,
+    is_active BOOLEAN NOT NULL DEFAULT 1,
+    created_at DATETIME NOT NULL,
+    current_workspace_id INTEGER REFERENCES workspaces(id)
+);
+CREATE TABLE workspace_members (
+    id INTEGER PRIMARY KEY,
+    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    role VARCHAR(20) NOT NULL,
+    created_at DATETIME NOT NULL
+);";
+
+#[test]
+fn tenancy_workspaces_become_orgs_with_owners_and_current_orgs() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, TENANCY);
+    let hash = bcrypt12("tenant password");
+    conn.execute_batch(
+        "INSERT INTO workspaces VALUES (1, 'Default Workspace', 'default', NULL, '2024-01-01');
+         INSERT INTO workspaces VALUES (2, 'ann''s Workspace', 'ann-workspace', NULL, '2024-01-02');",
+    )
+    .unwrap();
+    for (id, name, current) in [(1, "ann", Some(2)), (2, "ben", Some(1)), (3, "cid", None)] {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, ?4, 1, '2024-01-01', ?5)",
+            params![id, name, format!("{name}@example.com"), hash, current],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO workspace_members VALUES (1, 1, 1, 'admin', '2024-01-01');
+         INSERT INTO workspace_members VALUES (2, 1, 2, 'admin', '2024-01-02');
+         INSERT INTO workspace_members VALUES (3, 1, 3, 'member', '2024-01-03');
+         INSERT INTO workspace_members VALUES (4, 2, 1, 'admin', '2024-01-02');",
+    )
+    .unwrap();
+    drop(conn);
+    let (report, _) = adopt(&cli, &db, &["--preset", "tenancy"], 0);
+    assert_eq!(report["adopted"], true, "{report}");
+    let rk = open(&cli);
+    let default = rk.orgs().by_slug("default").unwrap().unwrap();
+    assert!(default.is_default);
+    assert_eq!(default.id, 1);
+    assert_eq!(
+        rk.orgs().role_in(1, 1).unwrap(),
+        Some(redkeep::auth::orgs::OrgRole::Owner),
+        "the first admin owns a workspace that had no owner"
+    );
+    assert_eq!(rk.users().find("ann").unwrap().current_org_id, Some(2));
+    assert_eq!(rk.users().find("ben").unwrap().current_org_id, Some(1));
+    assert_eq!(
+        rk.users().find("cid").unwrap().current_org_id,
+        Some(1),
+        "without a current workspace: their first one"
+    );
+    login_ok(&rk, "ben", "tenant password");
+    assert!(rk.check(false).unwrap().ok);
+    // Personal orgs made later get slugs after the adopted ones.
+    assert_eq!(rk.orgs().member_count(1).unwrap(), 3);
+}
+
+// Seed 004 (chat): UUID ids, bcrypt + salt, admin flag, avatars, organizations.
+const CHAT: &str = "
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT,
+    password_hash TEXT NOT NULL,
+    salt TEXT,
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    avatar BLOB,
+    last_login_at TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX idx_users_is_admin ON users(is_admin);
+CREATE TABLE organizations (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT,
+    is_default INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE organization_members (
+    id TEXT PRIMARY KEY,
+    organization_id TEXT NOT NULL REFERENCES organizations(id),
+    user_id TEXT NOT NULL REFERENCES users(id),
+    role TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);";
+
+const ANN: &str = "0b6f6a8e-5c0e-4b8a-9a57-1c2d3e4f5a6b";
+const BEA: &str = "7d1e2f3a-4b5c-4d6e-8f90-a1b2c3d4e5f6";
+const ACME: &str = "c0ffee00-1111-4222-8333-444455556666";
+
+#[test]
+fn chat_users_with_uuids_salts_and_avatars_move_in() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CHAT);
+    // Ann's salt column repeats the bcrypt salt; Bea's was appended to the password.
+    let ann_hash = bcrypt12("ann password");
+    let ann_salt = ann_hash[..29].to_string();
+    let bea_hash = bcrypt12("bea passwordpepper-42");
+    let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F'];
+    conn.execute(
+        "INSERT INTO users VALUES (?1, 'ann@example.com', 'Ann', ?2, ?3, 1, ?4, NULL, '2024-05-01T10:00:00Z', '2024-05-01T10:00:00Z')",
+        params![ANN, ann_hash, ann_salt, jpeg.to_vec()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO users VALUES (?1, 'bea@example.com', 'Bea', ?2, 'pepper-42', 0, NULL, '2024-06-01 08:00:00', '2024-05-02 10:00:00', '2024-05-02 10:00:00')",
+        params![BEA, bea_hash],
+    )
+    .unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO organizations VALUES ('{ACME}', 'Acme Labs', 'R&D', 0, '2024-05-01', '2024-05-01');
+         INSERT INTO organization_members VALUES ('m1', '{ACME}', '{ANN}', 'owner', '2024-05-01');
+         INSERT INTO organization_members VALUES ('m2', '{ACME}', '{BEA}', 'member', '2024-05-03');"
+    ))
+    .unwrap();
+    drop(conn);
+    let (report, _) = adopt(&cli, &db, &["--preset", "chat"], 0);
+    assert_eq!(report["adopted"], true, "{report}");
+    assert_eq!(report["counts"]["avatars"], 1);
+
+    let rk = open(&cli);
+    let ann = rk
+        .users()
+        .by_external_id(ANN)
+        .unwrap()
+        .expect("UUIDs are kept");
+    let bea = rk.users().by_external_id(BEA).unwrap().unwrap();
+    assert!(ann.is_admin);
+    assert!(rk.roles().has_permission(ann.id, "anything").unwrap());
+    assert!(!bea.is_admin);
+    assert_eq!(rk.users().avatar(ann.id).unwrap().unwrap(), jpeg.to_vec());
+    assert_eq!(
+        rk.users().password_info(bea.id).unwrap().algorithm,
+        "bcrypt+salt"
+    );
+    login_ok(&rk, "ann@example.com", "ann password");
+    login_ok(&rk, "bea@example.com", "bea password");
+    assert_eq!(
+        rk.users().password_info(bea.id).unwrap().algorithm,
+        "argon2id"
+    );
+    login_ok(&rk, "bea@example.com", "bea password");
+    let acme = rk.orgs().by_external_id(ACME).unwrap().unwrap();
+    assert_eq!(acme.slug, "acme-labs");
+    assert_eq!(bea.current_org_id, Some(acme.id));
+    assert_eq!(
+        rk.orgs().role_in(bea.id, acme.id).unwrap(),
+        Some(redkeep::auth::orgs::OrgRole::Member)
+    );
+    assert_eq!(
+        bea.last_login_at.unwrap().to_string(),
+        "2024-06-01T08:00:00Z"
+    );
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, PUNTINI);
+    let hash = bcrypt12("whatever pw");
+    for (id, username, email, pw) in [
+        (1, "ann", "ann@example.com", hash.as_str()),
+        (2, "ann2", "ANN@example.com", hash.as_str()),
+        (3, "cyd", "cyd@example.com", ""),
+        (4, "dee", "dee@example.com", "plain text password"),
+    ] {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, ?4, NULL, 1, 0, '2024-01-01', NULL, NULL)",
+            params![id, username, email, pw],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(
+        r#"INSERT INTO roles VALUES (1, 'editor', NULL, '["docs.edit", ', 0, 0, '2024-01-01');"#,
+    )
+    .unwrap();
+    drop(conn);
+    let (report, _) = adopt(&cli, &db, &["--preset", "puntini", "--dry-run"], 1);
+    assert_eq!(report["adopted"], false);
+    assert_eq!(report["dry_run"], true);
+    let problems: Vec<String> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    let has = |row: &str, words: &str| {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains(row) && p.contains(words)),
+            "no problem for {row} about {words:?} in {problems:#?}"
+        )
+    };
+    has("users row 2 (id 2)", "ann@example.com came before");
+    has("users row 3 (id 3)", "empty");
+    has("users row 4 (id 4)", "never stored");
+    has("roles row 1 (id 1)", "JSON array");
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert!(!cli.data().exists(), "a dry run creates nothing");
+
+    // The real run refuses the same rows and leaves nothing behind either.
+    let (report, _) = adopt(&cli, &db, &["--preset", "puntini"], 1);
+    assert_eq!(report["adopted"], false);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 4);
+    assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+}
+
+#[test]
+fn any_schema_moves_in_with_a_mapping_file_and_mistakes_are_named() {
+    let cli = Cli::new();
+    let (db, conn) = database(
+        &cli,
+        "CREATE TABLE accounts (pk INTEGER PRIMARY KEY, mail TEXT, secret TEXT, since INTEGER);",
+    );
+    let pbkdf2 = {
+        use pbkdf2::password_hash::PasswordHasher;
+        pbkdf2::Pbkdf2::new(
+            pbkdf2::Algorithm::Pbkdf2Sha256,
+            pbkdf2::Params::new(1000).unwrap(),
+        )
+        .hash_password_with_salt(b"mapped password", b"0123456789abcdef")
+        .unwrap()
+        .to_string()
+    };
+    conn.execute(
+        "INSERT INTO accounts VALUES (41, 'map@example.com', ?1, 1700000000)",
+        params![pbkdf2],
+    )
+    .unwrap();
+    drop(conn);
+    let map = cli.dir.path().join("map.toml");
+    std::fs::write(
+        &map,
+        "[users]\nquery = \"SELECT pk AS id, mail AS email, secret AS password_hash, since AS created_at, 1 AS colour FROM accounts\"\n",
+    )
+    .unwrap();
+    let map_arg = map.to_str().unwrap().to_string();
+    let (report, _) = adopt(&cli, &db, &["--map", &map_arg, "--dry-run"], 1);
+    assert!(
+        report["problems"][0].as_str().unwrap().contains("colour"),
+        "{report}"
+    );
+    std::fs::write(
+        &map,
+        "[users]\nquery = \"SELECT pk AS id, mail AS email, secret AS password_hash, since AS created_at FROM accounts\"\n",
+    )
+    .unwrap();
+    let (report, _) = adopt(&cli, &db, &["--map", &map_arg], 0);
+    assert_eq!(report["adopted"], true, "{report}");
+    let rk = open(&cli);
+    login_ok(&rk, "map@example.com", "mapped password");
+    assert_eq!(
+        rk.users().get(41).unwrap().unwrap().created_at.0,
+        1_700_000_000
+    );
+    drop(rk);
+
+    // Mistakes an operator makes get a sentence that says what to do.
+    let fresh = cli.dir.path().join("fresh");
+    let fresh = fresh.to_str().unwrap();
+    let from = format!("sqlite:{}", db.display());
+    for (args, says) in [
+        (
+            vec!["--from", "sqlite:/nonexistent.db", "--preset", "chat"],
+            "not a SQLite database file",
+        ),
+        (vec!["--from", &from, "--preset", "nope"], "code-monet"),
+        (
+            vec!["--from", "postgres://x", "--preset", "chat"],
+            "sqlite:PATH",
+        ),
+    ] {
+        let mut all = vec!["--data-dir", fresh, "adopt"];
+        all.extend(args);
+        let (_, err) = cli.expect(&all, None, 1);
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let (_, err) = cli.expect(&["adopt", "--from", &from, "--preset", "chat"], None, 1);
+    assert!(err.contains("already holds a store"), "{err}");
+    assert!(!std::path::Path::new(fresh).exists());
+}
