@@ -92,6 +92,18 @@ pub enum Error {
         /// What failed while reading it.
         reason: String,
     },
+    /// A file of a workspace folder (`workspace.json`, a piece) cannot be read as what it
+    /// should be.
+    #[error(
+        "{} is damaged: {reason}; `redkeep check --repair` moves it aside and starts a fresh one",
+        path.display()
+    )]
+    DamagedFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The store file was written by a newer redkeep.
     #[error(
         "the store has schema version {found}, newer than this build supports ({supported}); upgrade redkeep"

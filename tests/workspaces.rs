@@ -282,8 +282,8 @@ fn a_folder_written_by_another_program_is_adopted_with_unknown_fields_kept() {
 
 fn expect_corrupt_naming(err: Error, path: &Path) {
     match &err {
-        Error::Corrupt { key, .. } => assert_eq!(key, &path.display().to_string()),
-        other => panic!("expected Corrupt for {}, got {other:?}", path.display()),
+        Error::DamagedFile { path: p, .. } => assert_eq!(p, path),
+        other => panic!("expected DamagedFile for {}, got {other:?}", path.display()),
     }
 }
 

@@ -323,7 +323,16 @@ impl Invites<'_> {
             ));
         };
         // The prefix is enough to name an invite, not to use one; say nothing more.
-        found.ok_or_else(|| Error::not_found(format!("invite {}", short(text))))
+        found.ok_or_else(|| {
+            if token::looks_like(INVITE_PREFIX, text) || token::looks_like_prefix(INVITE_PREFIX, text) {
+                Error::not_found(format!("invite {}", short(text)))
+            } else {
+                Error::invalid(
+                    "invite",
+                    format!("no invite has this code; give the full code or its prefix ({INVITE_PREFIX}_ and 8 characters)"),
+                )
+            }
+        })
     }
 
     /// Checks that a code could register a user now, without using it.

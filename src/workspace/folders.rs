@@ -306,7 +306,7 @@ impl Workspaces {
     /// folder without workspace.json, reads as an empty document.
     ///
     /// # Errors
-    /// `NotFound` for an unknown user; `Corrupt` for a file that is not a workspace document
+    /// `NotFound` for an unknown user; `DamagedFile` for a file that is not a workspace document
     /// or is over the size cap (naming its path); `UnsafePath` for a folder of another
     /// account, a symlink or a non-regular file.
     pub fn read(&self, user: u64) -> Result<WorkspaceDoc> {
@@ -601,9 +601,8 @@ impl Workspaces {
 }
 
 pub(super) fn corrupt(path: &Path, reason: String) -> Error {
-    Error::Corrupt {
-        table: "workspace file".into(),
-        key: path.display().to_string(),
+    Error::DamagedFile {
+        path: path.to_path_buf(),
         reason,
     }
 }

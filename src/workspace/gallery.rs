@@ -57,7 +57,7 @@ impl Workspaces {
     ///
     /// # Errors
     /// `InvalidInput` when `json` is not JSON or is over the cap; `NotFound` for an unknown
-    /// user; `Corrupt` when workspace.json is unreadable (the piece is not written);
+    /// user; `DamagedFile` when workspace.json is unreadable (the piece is not written);
     /// `UnsafePath` for a folder of another account or a symlinked gallery.
     pub fn save_piece(&self, user: u64, json: &[u8]) -> Result<u64> {
         serde_json::from_slice::<Value>(json)
@@ -145,7 +145,7 @@ impl Workspaces {
     /// Reads piece `n`.
     ///
     /// # Errors
-    /// `NotFound` when it does not exist; `Corrupt` (naming the path) when it is not JSON.
+    /// `NotFound` when it does not exist; `DamagedFile` (naming the path) when it is not JSON.
     pub fn load_piece(&self, user: u64, n: u64) -> Result<Value> {
         let missing = || Error::not_found(format!("piece {n} of user {user}"));
         let folder = self
