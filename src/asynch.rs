@@ -407,6 +407,9 @@ impl AsyncOrgs<'_> {
         fn role_in(user: u64, org: u64) -> Option<OrgRole> => (user, org);
         fn is_member(user: u64, org: u64) -> bool => (user, org);
         fn add_member(org: u64, user: u64, role: OrgRole) -> OrgMember => (org, user, role);
+        fn add_members(org: u64, users: Vec<u64>, role: OrgRole) -> Vec<OrgMember> => (org, &users, role);
+        fn create_default(spec: OrgSpec) -> Org => (spec);
+        fn set_default(org: u64) -> Org => (org);
         fn remove_member(org: u64, user: u64) -> () => (org, user);
         fn set_role(org: u64, user: u64, role: OrgRole) -> OrgMember => (org, user, role);
         fn switch(user: u64, org: u64) -> User => (user, org);

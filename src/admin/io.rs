@@ -53,8 +53,8 @@ impl std::fmt::Debug for Io<'_> {
 /// The largest input a command reads from stdin or a file that is not an import.
 pub const MAX_INPUT_BYTES: u64 = crate::workspace::DEFAULT_MAX_DOC_BYTES;
 
-/// Reads at most `cap` bytes of `input` as UTF-8 text.
-pub(crate) fn read_text(input: &mut dyn BufRead, what: &str, cap: u64) -> Result<String> {
+/// Reads at most `cap` bytes of `input`.
+pub(crate) fn read_bytes(input: &mut dyn BufRead, what: &str, cap: u64) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(input, cap + 1), &mut buf)
         .map_err(|e| Error::io(format!("reading {what}"), e))?;
@@ -64,6 +64,12 @@ pub(crate) fn read_text(input: &mut dyn BufRead, what: &str, cap: u64) -> Result
             format!("{what} is larger than {cap} bytes"),
         ));
     }
+    Ok(buf)
+}
+
+/// Reads at most `cap` bytes of `input` as UTF-8 text.
+pub(crate) fn read_text(input: &mut dyn BufRead, what: &str, cap: u64) -> Result<String> {
+    let buf = read_bytes(input, what, cap)?;
     String::from_utf8(buf).map_err(|_| Error::invalid("input", format!("{what} is not UTF-8 text")))
 }
 

@@ -272,6 +272,26 @@ pub(crate) fn free_slug(tx: &WriteTx<'_>, base: &str) -> Result<String> {
     )))
 }
 
+/// Clears `is_default` on every org but `keep`.
+fn clear_default_in(tx: &WriteTx<'_>, now: Timestamp, keep: u64) -> Result<()> {
+    let t = tx.table::<Org>();
+    let mut others = Vec::new();
+    t.for_each(KeyRange::all(), Order::Asc, |o| {
+        if o.is_default && o.id != keep {
+            others.push(o.id);
+        }
+        Ok(true)
+    })?;
+    for id in others {
+        t.modify(&id, |o| {
+            o.is_default = false;
+            o.updated_at = now;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
 /// Creates an org with `spec.owner` as owner inside `tx`.
 pub(crate) fn create_in(
     tx: &WriteTx<'_>,
@@ -540,6 +560,51 @@ impl Orgs<'_> {
         self.acc
             .store
             .write(|tx| add_member_in(tx, now, org, user, role))
+    }
+
+    /// Adds several users with one role, all or none.
+    ///
+    /// # Errors
+    /// As [`Orgs::add_member`], for the first user that cannot join (nobody joins then).
+    pub fn add_members(&self, org: u64, users: &[u64], role: OrgRole) -> Result<Vec<OrgMember>> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            users
+                .iter()
+                .map(|&u| add_member_in(tx, now, org, u, role))
+                .collect()
+        })
+    }
+
+    /// Creates the default org (where users go who belong nowhere else, as the tenancy
+    /// migration made it); the org that was the default stops being it.
+    ///
+    /// # Errors
+    /// As [`Orgs::create`].
+    pub fn create_default(&self, spec: OrgSpec) -> Result<Org> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let org = create_in(tx, now, &spec, false, true)?;
+            clear_default_in(tx, now, org.id)?;
+            Ok(org)
+        })
+    }
+
+    /// Makes an org the default one; the org that was the default stops being it.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn set_default(&self, org: u64) -> Result<Org> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let o = tx.table::<Org>().modify(&org, |o| {
+                o.is_default = true;
+                o.updated_at = now;
+                Ok(o.clone())
+            })?;
+            clear_default_in(tx, now, org)?;
+            Ok(o)
+        })
     }
 
     /// Removes a member. The last owner cannot leave; a member whose current org this was is

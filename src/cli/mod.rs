@@ -129,7 +129,7 @@ pub fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", e.full_message());
+            eprintln!("error: {}", render::printable(&e.full_message()));
             ExitCode::from(1)
         }
     }
@@ -292,7 +292,7 @@ fn remote(
     match owner.send(req, input, output)? {
         admin::Remote::Reply(r) => Ok(Ok(r)),
         admin::Remote::Failed(message, code) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", render::printable(&message));
             Ok(Err(ExitCode::from(code)))
         }
     }

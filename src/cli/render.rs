@@ -1,6 +1,37 @@
-//! Rendering of replies: aligned tables for people, one JSON document for scripts.
+//! Rendering of replies: aligned tables for people, one JSON document for scripts. What a
+//! user stored is shown, never obeyed: control characters (a terminal escape sequence) and
+//! invisible or direction-changing characters are written as `\u{…}`, and columns are
+//! aligned by display width, so CJK text keeps its columns straight.
+
+use std::borrow::Cow;
+
+use unicode_width::UnicodeWidthStr;
 
 use crate::admin::{Human, Reply};
+
+/// Characters that change how text shows without showing themselves.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `text` with every hidden character written out as `\u{…}`.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(hidden) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Renders a reply for stdout: pretty JSON with `json`, else its lines or an aligned table.
 pub fn render(reply: &Reply, json: bool) -> String {
@@ -10,7 +41,11 @@ pub fn render(reply: &Reply, json: bool) -> String {
         return s;
     }
     match &reply.human {
-        Human::Text(lines) => lines.iter().map(|l| format!("{l}\n")).collect(),
+        Human::Text(lines) => lines
+            .iter()
+            .flat_map(|l| l.split('\n'))
+            .map(|l| format!("{}\n", printable(l)))
+            .collect(),
         Human::Table {
             headers,
             rows,
@@ -18,7 +53,7 @@ pub fn render(reply: &Reply, json: bool) -> String {
         } => {
             let mut out = table(headers, rows);
             for l in footer {
-                out.push_str(l);
+                out.push_str(&printable(l));
                 out.push('\n');
             }
             out
@@ -31,25 +66,30 @@ fn table(headers: &[String], rows: &[Vec<String>]) -> String {
     if rows.is_empty() {
         return "(none)\n".to_string();
     }
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    let shown: Vec<Vec<Cow<'_, str>>> = std::iter::once(headers)
+        .chain(rows.iter().map(Vec::as_slice))
+        .map(|r| r.iter().map(|c| printable(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = vec![0; headers.len()];
+    for row in &shown {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
+                *w = (*w).max(cell.width());
             }
         }
     }
-    let line = |cells: &[String]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut out = line(headers);
-    for row in rows {
-        out.push_str(&line(row));
+    let mut out = String::new();
+    for row in &shown {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            line.push_str(&" ".repeat(w.saturating_sub(cell.width())));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
@@ -70,5 +110,25 @@ mod tests {
             ],
         );
         assert_eq!(render(&r, false), "id  email\n1   a@b.co\n10  c@d.co\n");
+    }
+
+    #[test]
+    fn wide_characters_keep_columns_and_escapes_are_shown_not_obeyed() {
+        let r = Reply::table(
+            Value::Null,
+            &["name", "id"],
+            vec![
+                vec!["山田太郎".into(), "1".into()],
+                vec!["ann".into(), "2".into()],
+                vec!["\u{1b}[31mred".into(), "3".into()],
+                vec!["evil\u{202e}txt".into(), "4".into()],
+            ],
+        );
+        assert_eq!(
+            render(&r, false),
+            "name             id\n山田太郎         1\nann              2\n\\u{1b}[31mred    3\nevil\\u{202e}txt  4\n"
+        );
+        let t = Reply::text(Value::Null, vec!["role \u{1b}]0;pwned\u{7}".into()]);
+        assert_eq!(render(&t, false), "role \\u{1b}]0;pwned\\u{7}\n");
     }
 }

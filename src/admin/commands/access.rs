@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::common::{Stdin, parse_duration};
+use crate::admin::io::{Io, MAX_INPUT_BYTES, read_text};
 use crate::admin::reply::opt;
 use crate::admin::reply::{Reply, user_json};
-use crate::auth::agents::AgentSession;
+use crate::auth::agents::{AgentSession, AgentSpec, AgentState};
 use crate::auth::api_keys::{ApiKey, ApiKeySpec, KeyOwner};
 use crate::auth::audit::AuditEvent;
 use crate::auth::roles::{Role, RoleSpec};
@@ -127,6 +128,91 @@ pub enum AgentCmd {
     },
     /// Delete every expired agent session.
     Sweep,
+    /// Create an agent session from JSON (`{"id", "user", "name", "goal", "ttl"}`; `user` is
+    /// an id, email or username, `ttl` a duration like 7d) read from FILE or stdin.
+    Create {
+        /// The JSON file, or - for stdin.
+        #[cfg_attr(feature = "cli", arg(default_value = "-"))]
+        file: String,
+    },
+    /// Change an agent session's state with JSON read from FILE or stdin: any of `status`,
+    /// `current_step`, `progress`, `failures`, `artifacts`, `context`, `escalation`, `goal`.
+    Update {
+        /// The agent session id.
+        id: String,
+        /// The JSON file, or - for stdin.
+        #[cfg_attr(feature = "cli", arg(default_value = "-"))]
+        file: String,
+    },
+}
+
+impl AgentCmd {
+    pub(super) fn input_file(&self) -> Option<&str> {
+        match self {
+            AgentCmd::Create { file } | AgentCmd::Update { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentCreate {
+    id: String,
+    user: serde_json::Value,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    goal: String,
+    ttl: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentPatch {
+    status: Option<String>,
+    current_step: Option<Option<String>>,
+    progress: Option<Vec<String>>,
+    failures: Option<Vec<String>>,
+    artifacts: Option<Vec<String>>,
+    context: Option<serde_json::Value>,
+    escalation: Option<Option<serde_json::Value>>,
+    goal: Option<String>,
+}
+
+impl AgentPatch {
+    fn apply(&self, s: &mut AgentState) {
+        if let Some(v) = &self.status {
+            s.status = v.clone();
+        }
+        if let Some(v) = &self.current_step {
+            s.current_step = v.clone();
+        }
+        if let Some(v) = &self.progress {
+            s.progress = v.clone();
+        }
+        if let Some(v) = &self.failures {
+            s.failures = v.clone();
+        }
+        if let Some(v) = &self.artifacts {
+            s.artifacts = v.clone();
+        }
+        if let Some(v) = &self.context {
+            s.context = v.to_string();
+        }
+        if let Some(v) = &self.escalation {
+            s.escalation = v.as_ref().map(|e| e.to_string());
+        }
+        if let Some(v) = &self.goal {
+            s.goal = v.clone();
+        }
+    }
+}
+
+/// The JSON document a command reads from its input.
+fn json_input<T: serde::de::DeserializeOwned>(io: Io<'_>, what: &str) -> Result<T> {
+    let text = read_text(io.input, what, MAX_INPUT_BYTES)?;
+    serde_json::from_str(&text).map_err(|e| Error::invalid("input", format!("{what}: {e}")))
 }
 
 /// API key commands.
@@ -154,8 +240,11 @@ pub enum ApiKeyCmd {
     /// List keys (prefixes only).
     List {
         /// Only this user's.
-        #[cfg_attr(feature = "cli", arg(long))]
+        #[cfg_attr(feature = "cli", arg(long, conflicts_with = "org"))]
         user: Option<String>,
+        /// Only this org's (id or slug).
+        #[cfg_attr(feature = "cli", arg(long))]
+        org: Option<String>,
     },
     /// Revoke a key by its prefix.
     Revoke {
@@ -176,7 +265,7 @@ pub enum ApiKeyCmd {
 pub enum AuditCmd {
     /// Security events, newest first.
     List {
-        /// Only events about this user.
+        /// Only events about this user (a numeric id works for deleted users too).
         #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
         /// At most this many.
@@ -333,7 +422,8 @@ pub fn login(rk: &Redkeep, a: &LoginArgs, stdin: Stdin<'_>) -> Result<Reply> {
 fn session_json(s: &Session) -> Value {
     json!({
         "id": s.short_id, "user_id": s.user_id, "created_at": s.created_at,
-        "last_seen_at": s.last_seen_at, "expires_at": s.expires_at, "deadline": s.deadline(),
+        "last_seen_at": s.last_seen_at, "idle_until": s.idle_deadline(), "expires_at": s.expires_at,
+        "deadline": s.deadline(),
         "ip": s.ip, "user_agent": s.user_agent,
     })
 }
@@ -367,14 +457,23 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, stdin: Stdin<'_>) -> Result<Reply
                         s.user_id.to_string(),
                         s.created_at.to_string(),
                         s.last_seen_at.to_string(),
-                        s.deadline().to_string(),
+                        s.idle_deadline().to_string(),
+                        s.expires_at.to_string(),
                     ]
                 })
                 .collect();
             let json = Value::Array(list.iter().map(session_json).collect());
+            // Two deadlines: idle (moves with use) and absolute (what `login` prints).
             Ok(Reply::table(
                 json,
-                &["id", "user_id", "created_at", "last_seen_at", "expires"],
+                &[
+                    "id",
+                    "user_id",
+                    "created_at",
+                    "last_seen_at",
+                    "idle_until",
+                    "expires_at",
+                ],
                 rows,
             ))
         }
@@ -418,8 +517,54 @@ fn agent_json(a: &AgentSession) -> Value {
     })
 }
 
-pub fn agent(rk: &Redkeep, cmd: &AgentCmd) -> Result<Reply> {
+pub fn agent(rk: &Redkeep, cmd: &AgentCmd, io: Io<'_>) -> Result<Reply> {
     match cmd {
+        AgentCmd::Create { .. } => {
+            let spec: AgentCreate = json_input(io, "the agent session JSON")?;
+            let who = match &spec.user {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => {
+                    return Err(Error::invalid(
+                        "user",
+                        "give the user's id, email or username",
+                    ));
+                }
+            };
+            let user = rk.users().find(&who)?;
+            let ttl = spec
+                .ttl
+                .as_deref()
+                .map(|t| parse_duration("ttl", t))
+                .transpose()?;
+            let a = rk.agents().create(AgentSpec {
+                id: spec.id,
+                user_id: user.id,
+                name: spec.name,
+                goal: spec.goal,
+                ttl,
+            })?;
+            Ok(Reply::text(
+                agent_json(&a),
+                vec![format!(
+                    "created agent session {} of user {}",
+                    a.id, a.user_id
+                )],
+            ))
+        }
+        AgentCmd::Update { id, .. } => {
+            let patch: AgentPatch = json_input(io, "the agent state JSON")?;
+            let a = rk.agents().update(id, |s| {
+                patch.apply(s);
+                Ok(())
+            })?;
+            let json = agent_json(&a);
+            let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+            Ok(Reply::text(
+                json,
+                vec![format!("updated agent session {}", a.id), text],
+            ))
+        }
         AgentCmd::List { user } => {
             let list = match user {
                 Some(w) => rk
@@ -529,12 +674,12 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                 ],
             ))
         }
-        ApiKeyCmd::List { user } => {
-            let owner = user
-                .as_deref()
-                .map(|w| rk.users().find(w))
-                .transpose()?
-                .map(|u| KeyOwner::User(u.id));
+        ApiKeyCmd::List { user, org } => {
+            let owner = match (user, org) {
+                (Some(w), _) => Some(KeyOwner::User(rk.users().find(w)?.id)),
+                (None, Some(o)) => Some(KeyOwner::Org(rk.orgs().find(o)?.id)),
+                (None, None) => None,
+            };
             let list = rk.api_keys().list(owner, usize::MAX)?;
             let rows = list
                 .iter()
@@ -594,11 +739,14 @@ fn audit_json(e: &AuditEvent) -> Value {
 
 pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
     let AuditCmd::List { user, limit } = cmd;
-    let uid = user
-        .as_deref()
-        .map(|w| rk.users().find(w))
-        .transpose()?
-        .map(|u| u.id);
+    // A numeric id works for deleted users too: their events stay in the log.
+    let uid = match user.as_deref().map(str::trim) {
+        None => None,
+        Some(w) => match w.parse::<u64>() {
+            Ok(id) => Some(id),
+            Err(_) => Some(rk.users().find(w)?.id),
+        },
+    };
     let events = rk.audit().list(uid, None, *limit)?;
     let rows = events
         .iter()

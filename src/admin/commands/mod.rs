@@ -22,7 +22,7 @@ pub use invite::InviteCmd;
 pub use ops::adopt;
 pub use ops::{AdoptArgs, ExportArgs, MigrateCmd, reset, restore};
 pub use orgs::OrgCmd;
-pub use users::{CreateArgs, UserCmd};
+pub use users::{AvatarCmd, CreateArgs, UserCmd};
 pub use workspaces::{GalleryCmd, WorkspaceCmd};
 
 pub(crate) use common::Stdin;
@@ -167,6 +167,8 @@ impl Command {
         match self {
             Command::Import { file } => Input::File(file),
             Command::Gallery(g) => g.input_file().map_or(Input::None, Input::File),
+            Command::Agent(a) => a.input_file().map_or(Input::None, Input::File),
+            Command::User(u) => u.input_file().map_or(Input::None, Input::File),
             _ => Input::None,
         }
     }
@@ -215,11 +217,11 @@ pub(crate) fn run(rk: &Redkeep, command: &Command, stdin: Stdin<'_>, io: Io<'_>)
             "restore and reset replace the whole store; stop the application that holds it first",
         )),
         Command::Invite(c) => invite::run(rk, c),
-        Command::User(c) => users::run(rk, c, stdin),
+        Command::User(c) => users::run(rk, c, stdin, io),
         Command::Role(c) => access::role(rk, c),
         Command::Login(a) => access::login(rk, a, stdin),
         Command::Session(c) => access::session(rk, c, stdin),
-        Command::Agent(c) => access::agent(rk, c),
+        Command::Agent(c) => access::agent(rk, c, io),
         Command::Apikey(c) => access::apikey(rk, c, stdin),
         Command::Audit(c) => access::audit(rk, c),
         Command::Org(c) => orgs::run(rk, c),

@@ -31,6 +31,9 @@ pub enum OrgCmd {
         /// Description.
         #[cfg_attr(feature = "cli", arg(long, default_value = ""))]
         description: String,
+        /// Make it the default org (the one that was stops being it).
+        #[cfg_attr(feature = "cli", arg(long))]
+        default: bool,
     },
     /// Delete an org (refused with other members unless --force).
     Delete {
@@ -44,8 +47,9 @@ pub enum OrgCmd {
     AddMember {
         /// Id or slug.
         org: String,
-        /// Id, email or username.
-        user: String,
+        /// Ids, emails or usernames (all join, or none).
+        #[cfg_attr(feature = "cli", arg(required = true, num_args = 1..))]
+        users: Vec<String>,
         /// owner, admin or member.
         #[cfg_attr(feature = "cli", arg(long, default_value = "member"))]
         role: String,
@@ -117,14 +121,20 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
             slug,
             owner,
             description,
+            default,
         } => {
             let owner = rk.users().find(owner)?.id;
-            let o = rk.orgs().create(OrgSpec {
+            let spec = OrgSpec {
                 name: name.clone(),
                 slug: slug.clone(),
                 description: description.clone(),
                 owner,
-            })?;
+            };
+            let o = if *default {
+                rk.orgs().create_default(spec)?
+            } else {
+                rk.orgs().create(spec)?
+            };
             Ok(Reply::text(
                 org_json(&o),
                 vec![format!("created org {} (id {})", o.slug, o.id)],
@@ -138,18 +148,30 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
                 vec![format!("deleted org {}", o.slug)],
             ))
         }
-        OrgCmd::AddMember { org, user, role } => {
-            let (o, u) = (rk.orgs().find(org)?, rk.users().find(user)?);
-            let m = rk.orgs().add_member(o.id, u.id, role.parse::<OrgRole>()?)?;
-            Ok(Reply::text(
-                json!({"org_id": o.id, "user_id": u.id, "role": m.role.as_str()}),
-                vec![format!(
-                    "user {} joined org {} as {}",
-                    u.id,
-                    o.slug,
-                    m.role.as_str()
-                )],
-            ))
+        OrgCmd::AddMember { org, users, role } => {
+            let o = rk.orgs().find(org)?;
+            let ids = users
+                .iter()
+                .map(|u| rk.users().find(u).map(|u| u.id))
+                .collect::<Result<Vec<u64>>>()?;
+            let role = role.parse::<OrgRole>()?;
+            let added = rk.orgs().add_members(o.id, &ids, role)?;
+            let lines = added
+                .iter()
+                .map(|m| {
+                    format!(
+                        "user {} joined org {} as {}",
+                        m.user_id,
+                        o.slug,
+                        m.role.as_str()
+                    )
+                })
+                .collect();
+            let json = added
+                .iter()
+                .map(|m| json!({"org_id": o.id, "user_id": m.user_id, "role": m.role.as_str()}))
+                .collect();
+            Ok(Reply::text(Value::Array(json), lines))
         }
         OrgCmd::RemoveMember { org, user } => {
             let (o, u) = (rk.orgs().find(org)?, rk.users().find(user)?);

@@ -7,9 +7,10 @@ use super::access;
 use super::common::Stdin;
 use super::orgs;
 use super::workspaces;
+use crate::admin::io::{Io, read_bytes};
 use crate::admin::reply::{Reply, user_json};
 use crate::admin::reply::{opt, yes_no};
-use crate::auth::users::Lockout;
+use crate::auth::users::{Lockout, MAX_AVATAR_BYTES};
 use crate::{Error, NewUser, Redkeep, Result, Secret, User, UserFilter};
 
 /// User commands. USER is a numeric id, an email or a username.
@@ -79,6 +80,16 @@ pub enum UserCmd {
         /// Id, email or username.
         user: String,
     },
+    /// Set, get or remove a user's avatar (a JPEG of at most 1 MiB).
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Avatar(AvatarCmd),
+    /// Whether a user has a permission (through their roles): exit 0 yes, 1 no.
+    Can {
+        /// Id, email or username.
+        user: String,
+        /// The permission.
+        permission: String,
+    },
     /// Issue a password-reset token and print it once (for operators who send mail
     /// themselves); it replaces any earlier one.
     ResetToken {
@@ -110,6 +121,29 @@ pub enum UserCmd {
     },
 }
 
+/// `user avatar …`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
+pub enum AvatarCmd {
+    /// Set the avatar from a JPEG file, or - for stdin.
+    Set {
+        /// Id, email or username.
+        user: String,
+        /// The JPEG file, or - for stdin.
+        file: String,
+    },
+    /// Write the avatar's JPEG bytes to stdout (`> out.jpg`).
+    Get {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Remove the avatar.
+    Remove {
+        /// Id, email or username.
+        user: String,
+    },
+}
+
 /// Arguments of `user create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
@@ -134,6 +168,13 @@ pub struct CreateArgs {
 }
 
 impl UserCmd {
+    pub(super) fn input_file(&self) -> Option<&str> {
+        match self {
+            UserCmd::Avatar(AvatarCmd::Set { file, .. }) => Some(file),
+            _ => None,
+        }
+    }
+
     pub(super) fn stdin_secret(&self) -> Option<&'static str> {
         match self {
             UserCmd::Create(a) if a.password_stdin => Some("--password-stdin"),
@@ -170,8 +211,48 @@ fn user_reply(rk: &Redkeep, u: &User, first: String) -> Result<Reply> {
     Ok(Reply::text(json, lines))
 }
 
-pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>) -> Result<Reply> {
+pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<Reply> {
     match cmd {
+        UserCmd::Avatar(AvatarCmd::Set { user, .. }) => {
+            let u = rk.users().find(user)?;
+            let jpeg = read_bytes(io.input, "the avatar", MAX_AVATAR_BYTES as u64)?;
+            let n = jpeg.len();
+            rk.users().set_avatar(u.id, jpeg)?;
+            Ok(Reply::text(
+                json!({"user_id": u.id, "avatar_bytes": n}),
+                vec![format!("avatar of user {} set ({n} bytes)", u.id)],
+            ))
+        }
+        UserCmd::Avatar(AvatarCmd::Get { user }) => {
+            let u = rk.users().find(user)?;
+            let jpeg = rk
+                .users()
+                .avatar(u.id)?
+                .ok_or_else(|| Error::not_found(format!("avatar of user {}", u.id)))?;
+            io.output
+                .write_all(&jpeg)
+                .map_err(|e| Error::io("writing the avatar", e))?;
+            let mut reply = Reply::text(
+                json!({"user_id": u.id, "avatar_bytes": jpeg.len()}),
+                vec![format!(
+                    "wrote the avatar of user {} ({} bytes)",
+                    u.id,
+                    jpeg.len()
+                )],
+            );
+            reply.raw = true;
+            Ok(reply)
+        }
+        UserCmd::Avatar(AvatarCmd::Remove { user }) => {
+            let u = rk.users().find(user)?;
+            if !rk.users().remove_avatar(u.id)? {
+                return Err(Error::not_found(format!("avatar of user {}", u.id)));
+            }
+            Ok(Reply::text(
+                json!({"user_id": u.id, "removed": true}),
+                vec![format!("avatar of user {} removed", u.id)],
+            ))
+        }
         UserCmd::Create(a) => {
             let password = if a.password_stdin {
                 Some(Secret::new(stdin.secret("--password-stdin")?))
@@ -203,23 +284,36 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>) -> Result<Reply> {
                 UserFilter::Active
             };
             let users = rk.users().list(filter, None, usize::MAX)?;
-            let rows = users
-                .iter()
-                .map(|u| {
-                    vec![
-                        u.id.to_string(),
-                        u.email.clone(),
-                        u.name.clone(),
-                        yes_no(u.is_admin),
-                        yes_no(u.is_active),
-                        u.created_at.to_string(),
-                        opt(&u.last_login_at),
-                    ]
-                })
-                .collect();
-            let json = Value::Array(users.iter().map(user_json).collect());
+            let mut rows = Vec::new();
+            let mut json = Vec::new();
+            for u in &users {
+                // The workspace summary: pieces in the gallery and the last change. A folder
+                // that cannot be read shows `?` here; `redkeep check` says why.
+                let ws = rk.workspaces().info(u.id).ok();
+                let pieces = ws.as_ref().map_or("?".into(), |w| w.pieces.to_string());
+                let modified = ws.as_ref().map_or("?".into(), |w| opt(&w.modified));
+                rows.push(vec![
+                    u.id.to_string(),
+                    u.email.clone(),
+                    u.name.clone(),
+                    yes_no(u.is_admin),
+                    yes_no(u.is_active),
+                    u.created_at.to_string(),
+                    opt(&u.last_login_at),
+                    pieces,
+                    modified,
+                ]);
+                let mut j = user_json(u);
+                j["workspace"] = match &ws {
+                    Some(w) => {
+                        json!({"exists": w.exists, "pieces": w.pieces, "modified": w.modified})
+                    }
+                    None => Value::Null,
+                };
+                json.push(j);
+            }
             Ok(Reply::table(
-                json,
+                Value::Array(json),
                 &[
                     "id",
                     "email",
@@ -228,6 +322,8 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>) -> Result<Reply> {
                     "active",
                     "created_at",
                     "last_login_at",
+                    "pieces",
+                    "workspace_modified",
                 ],
                 rows,
             ))
@@ -272,6 +368,17 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>) -> Result<Reply> {
                 json!({"id": u.id, "email": u.email, "deleted": true, "trash": trash}),
                 lines,
             ))
+        }
+        UserCmd::Can { user, permission } => {
+            let u = rk.users().find(user)?;
+            let yes = u.is_active && rk.roles().has_permission(u.id, permission)?;
+            let verb = if yes { "may" } else { "may not" };
+            let mut reply = Reply::text(
+                json!({"user_id": u.id, "permission": permission, "allowed": yes}),
+                vec![format!("user {} {verb} {permission}", u.id)],
+            );
+            reply.exit_code = u8::from(!yes);
+            Ok(reply)
         }
         UserCmd::ResetToken { user } => {
             let u = rk.users().find(user)?;

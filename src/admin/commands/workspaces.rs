@@ -71,9 +71,10 @@ fn info_json(i: &WorkspaceInfo) -> Value {
     serde_json::to_value(i).unwrap_or_default()
 }
 
-fn info_row(i: &WorkspaceInfo) -> Vec<String> {
+fn info_row(i: &WorkspaceInfo, email: &str) -> Vec<String> {
     vec![
         i.user_id.to_string(),
+        email.to_string(),
         i.pieces.to_string(),
         opt(&i.piece_count),
         i.notes.to_string(),
@@ -83,8 +84,9 @@ fn info_row(i: &WorkspaceInfo) -> Vec<String> {
     ]
 }
 
-const INFO_HEADERS: [&str; 7] = [
+const INFO_HEADERS: [&str; 8] = [
     "user_id",
+    "email",
     "pieces",
     "piece_count",
     "notes",
@@ -96,19 +98,21 @@ const INFO_HEADERS: [&str; 7] = [
 pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
     match cmd {
         WorkspaceCmd::List { orphans } => {
-            let mut list = rk.workspaces().list()?;
-            if *orphans {
-                let mut orphan = Vec::new();
-                for i in list {
-                    if rk.users().get(i.user_id)?.is_none() {
-                        orphan.push(i);
-                    }
+            let mut rows = Vec::new();
+            let mut json = Vec::new();
+            for i in rk.workspaces().list()? {
+                let email = rk.users().get(i.user_id)?.map(|u| u.email);
+                if *orphans && email.is_some() {
+                    continue;
                 }
-                list = orphan;
+                // A folder without a user is an orphan: no email to show.
+                let shown = email.clone().unwrap_or_else(|| "(no user)".into());
+                rows.push(info_row(&i, &shown));
+                let mut j = info_json(&i);
+                j["email"] = json!(email);
+                json.push(j);
             }
-            let rows = list.iter().map(info_row).collect();
-            let json = Value::Array(list.iter().map(info_json).collect());
-            Ok(Reply::table(json, &INFO_HEADERS, rows))
+            Ok(Reply::table(Value::Array(json), &INFO_HEADERS, rows))
         }
         WorkspaceCmd::Show { user } => {
             let u = rk.users().find(user)?;
