@@ -494,3 +494,164 @@ fn a_bad_invite_is_refused_before_anyone_learns_the_email_is_taken() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidCredential { .. }), "{err}");
 }
+
+/// A piece saved while its user is being deleted never brings the folder back: the save
+/// checks, under the folder's lock, that the user is still there.
+#[test]
+fn saving_a_piece_while_the_user_is_deleted_never_recreates_the_folder() {
+    for round in 0..20 {
+        let t = TestDir::new();
+        let rk = t.open();
+        let id = rk
+            .users()
+            .create(new_user("racer@example.com"))
+            .unwrap()
+            .user
+            .id;
+        rk.workspaces().save_piece(id, b"{}").unwrap();
+        let saver = {
+            let rk = rk.clone();
+            std::thread::spawn(move || {
+                let mut saved = 0;
+                while rk.workspaces().save_piece(id, b"{\"n\":1}").is_ok() {
+                    saved += 1;
+                }
+                saved
+            })
+        };
+        rk.users().delete(id).unwrap();
+        saver.join().unwrap();
+        assert!(
+            !rk.workspaces().exists(id),
+            "round {round}: the deleted user's folder came back"
+        );
+        let report = rk.check(false).unwrap();
+        assert!(report.ok, "round {round}: {:?}", report.problems);
+    }
+}
+
+/// A crash between a user's deletion and the move of their folder to the trash leaves an
+/// orphan folder: `check` reports it and `check --repair` moves it to the trash.
+#[test]
+fn an_orphan_folder_left_by_a_crash_is_reported_and_moved_to_the_trash() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let id = rk
+        .users()
+        .create(new_user("orphan@example.com"))
+        .unwrap()
+        .user
+        .id;
+    rk.workspaces()
+        .save_piece(id, b"{\"private\":true}")
+        .unwrap();
+    // The deletion committed; the process died before the folder moved.
+    rk.store()
+        .write(|tx| {
+            tx.table::<redkeep::User>().delete(&id)?;
+            Ok(())
+        })
+        .unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("user {id}"))),
+        "{:?}",
+        report.problems
+    );
+    let repaired = rk.check(true).unwrap();
+    assert!(!repaired.repaired.is_empty(), "{repaired:?}");
+    assert!(!rk.workspaces().exists(id));
+    assert!(
+        repaired.repaired.iter().any(|r| r.contains("trash")),
+        "{:?}",
+        repaired.repaired
+    );
+}
+
+/// `check` takes the same locks as writers: while users are created and pieces saved, it
+/// reports nothing wrong.
+#[test]
+fn check_is_right_while_others_write() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let first = rk
+        .users()
+        .create(new_user("busy@example.com"))
+        .unwrap()
+        .user
+        .id;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (rk, stop) = (rk.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if w == 0 {
+                        rk.workspaces().save_piece(first, b"{}").unwrap();
+                    } else {
+                        let id = rk
+                            .users()
+                            .create(new_user(&format!("u{n}@example.com")))
+                            .unwrap()
+                            .user
+                            .id;
+                        rk.workspaces().save_piece(id, b"{}").unwrap();
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for round in 0..15 {
+        let report = rk.check(false).unwrap();
+        assert!(report.ok, "round {round}: {:?}", report.problems);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        assert!(w.join().unwrap() > 0);
+    }
+}
+
+/// Emails that only look like another account's are refused: invisible characters, mixed
+/// scripts, direction controls; compatibility forms fold into the plain address.
+#[test]
+fn lookalike_emails_are_refused_or_folded() {
+    let t = TestDir::new();
+    let rk = t.open();
+    rk.users().create(new_user("ann@example.com")).unwrap();
+    for (email, says) in [
+        ("ann\u{200b}@example.com", "U+200B"),
+        ("a\u{00ad}nn@example.com", "U+00AD"),
+        ("\u{0430}nn@example.com", "mixes scripts"),
+        ("ann@ex\u{0430}mple.com", "mixes scripts"),
+        ("ann\u{202e}@example.com", "U+202E"),
+    ] {
+        match rk.users().create(new_user(email)) {
+            Err(Error::InvalidInput { reason, .. }) => {
+                assert!(reason.contains(says), "{email:?}: {reason}")
+            }
+            other => panic!("{email:?} was not refused: {other:?}"),
+        }
+    }
+    // Fullwidth letters are the same address.
+    assert!(matches!(
+        rk.users().create(new_user("ａｎｎ@example.com")),
+        Err(Error::Conflict { .. })
+    ));
+    assert!(rk.users().by_email("ＡＮＮ@EXAMPLE.COM").unwrap().is_some());
+    // A whole address in one other script is a different, honest address.
+    rk.users().create(new_user("анна@пример.рф")).unwrap();
+    // Names may not turn text around either.
+    let mut u = new_user("named@example.com");
+    u.name = Some("evil\u{202e}gpj.exe".into());
+    assert!(matches!(
+        rk.users().create(u),
+        Err(Error::InvalidInput { .. })
+    ));
+}

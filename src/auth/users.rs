@@ -286,8 +286,18 @@ impl Record for Avatar {
 /// # Errors
 /// `InvalidInput` naming what is wrong.
 pub fn normalize_email(raw: &str) -> Result<String> {
-    let email = raw.trim().to_lowercase();
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_security::MixedScript;
+    // Compatibility forms (fullwidth letters, ligatures) become their plain letters first,
+    // so they cannot make a second account that looks like the first.
+    let email: String = raw.trim().nfkc().collect::<String>().to_lowercase();
     let bad = |why: &str| Error::invalid("email", format!("{raw:?} {why}"));
+    if let Some(c) = email.chars().find(|&c| invisible(c)) {
+        return Err(bad(&format!(
+            "contains the invisible or direction-changing character U+{:04X}; type the address without it",
+            c as u32
+        )));
+    }
     if email.len() > MAX_EMAIL_BYTES {
         return Err(bad(&format!("is longer than {MAX_EMAIL_BYTES} bytes")));
     }
@@ -311,7 +321,31 @@ pub fn normalize_email(raw: &str) -> Result<String> {
     if labels.len() < 2 || !labels.iter().all(label_ok) {
         return Err(bad("needs a domain like example.com after the @"));
     }
+    if let Some(part) = std::iter::once(local)
+        .chain(labels.iter().copied())
+        .find(|p| !p.is_single_script())
+    {
+        return Err(bad(&format!(
+            "mixes scripts in {part:?} (a Cyrillic or Greek letter among Latin ones, say), which makes it look like another address"
+        )));
+    }
     Ok(email)
+}
+
+/// Characters that change how text looks or reads without showing: Unicode's
+/// default-ignorable code points (zero-width spaces and joiners, the soft hyphen, variation
+/// selectors, …) and the bidirectional controls.
+pub(crate) fn invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5
+        | 0x180B..=0x180F | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F
+        | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
+}
+
+/// Bidirectional controls: they reorder what follows them on screen.
+fn bidi_control(c: char) -> bool {
+    matches!(c as u32, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
 }
 
 /// Validates a username: 3 to 32 of `A-Z a-z 0-9 _ . -`, not all digits.
@@ -337,15 +371,16 @@ pub fn validate_username(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Validates a display name: at most 200 characters, no control characters.
+/// Validates a display name: at most 200 characters, no control or bidirectional-control
+/// characters.
 ///
 /// # Errors
 /// `InvalidInput`.
 pub fn validate_name(name: &str) -> Result<()> {
-    if name.chars().count() > 200 || name.chars().any(char::is_control) {
+    if name.chars().count() > 200 || name.chars().any(|c| c.is_control() || bidi_control(c)) {
         return Err(Error::invalid(
             "name",
-            "use at most 200 characters and no control characters",
+            "use at most 200 characters, without control or direction-changing characters",
         ));
     }
     Ok(())

@@ -247,7 +247,12 @@ impl Workspaces {
             }
             self.check_marker(&dir, owner)?;
             if kind == LockKind::Exclusive && (self.owners)(user)? != Some(owner) {
-                // The user was deleted while we waited; their folder is on its way out.
+                // The user was deleted while we waited or while we made the folder: whatever
+                // is here is theirs and goes where their deletion sends it.
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                fsutil::move_to_trash(&dir, &self.trash_dir(), &format!("{user}-{secs}"))?;
                 return Err(Error::not_found(format!("user {user}")));
             }
             return Ok(Some(Folder { dir, _lock: lock }));
