@@ -734,3 +734,54 @@ fn session_and_key_lists_give_the_newest_first_up_to_the_limit() {
         [newest[0].clone(), newest[2].clone(), newest[4].clone()]
     );
 }
+
+/// However many wrong guesses arrive at once, no more than the lockout threshold reach the
+/// password hash, and the right password is refused while the account is locked.
+#[test]
+fn forty_simultaneous_wrong_logins_reach_the_hash_at_most_ten_times() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let id = user(&rk, "target@example.com");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(40));
+    let guesses: Vec<_> = (0..40)
+        .map(|i| {
+            let (rk, barrier) = (rk.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                rk.sessions()
+                    .login(
+                        "target@example.com",
+                        &format!("guess number {i}"),
+                        LoginMeta::default(),
+                    )
+                    .is_err()
+            })
+        })
+        .collect();
+    for g in guesses {
+        assert!(g.join().unwrap(), "a wrong guess logged in");
+    }
+    let events = rk.audit().list(Some(id), None, usize::MAX).unwrap();
+    let verified = events
+        .iter()
+        .filter(|e| e.action == "login_failed" && e.outcome == "denied")
+        .count();
+    let refused = events.iter().filter(|e| e.action == "login_locked").count();
+    assert!(verified <= 10, "{verified} guesses reached the hash");
+    assert_eq!(verified + refused, 40, "every guess is accounted for");
+    assert!(rk.users().lockout(id).unwrap().locked_until.is_some());
+    assert!(
+        matches!(
+            rk.sessions()
+                .login("target@example.com", PW, LoginMeta::default()),
+            Err(Error::Unauthorized)
+        ),
+        "the right password is refused while locked"
+    );
+    t.clock.advance(minutes(2));
+    assert!(
+        rk.sessions()
+            .login("target@example.com", PW, LoginMeta::default())
+            .is_ok()
+    );
+}

@@ -60,6 +60,10 @@ impl Record for Org {
         }
         old.decode()
     }
+    fn validate(&self) -> std::result::Result<(), String> {
+        validate_org_name(&self.name).map_err(|e| e.to_string())?;
+        validate_slug(&self.slug).map_err(|e| e.to_string())
+    }
 }
 
 /// A member's role in an org.

@@ -55,6 +55,12 @@ impl Record for Role {
     fn key(&self) -> u64 {
         self.id
     }
+    fn validate(&self) -> std::result::Result<(), String> {
+        validate_name(&self.name).map_err(|e| e.to_string())?;
+        self.permissions
+            .iter()
+            .try_for_each(|p| validate_permission(p).map_err(|e| e.to_string()))
+    }
 }
 
 /// A role held by a user.

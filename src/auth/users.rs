@@ -182,6 +182,14 @@ impl Record for User {
             v => Err(format!("unknown users record version {v}")),
         }
     }
+    fn validate(&self) -> std::result::Result<(), String> {
+        normalize_email(&self.email).map_err(|e| e.to_string())?;
+        validate_name(&self.name).map_err(|e| e.to_string())?;
+        if let Some(u) = &self.username {
+            validate_username(u).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
 }
 
 /// A user's password hash and the lockout counters, kept apart from [`User`] so that nothing

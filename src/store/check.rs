@@ -356,6 +356,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         if record.key().to_bytes() != bytes {
             return Err(bad(format!("key {key} is not the record's own key")));
         }
+        record.validate().map_err(bad)?;
         tx.table::<R>().insert(&record)
     }
 

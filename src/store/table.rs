@@ -78,6 +78,15 @@ pub trait Record: Serialize + DeserializeOwned + 'static {
         let _ = key;
     }
 
+    /// Checks a record that comes from outside the application's own code paths (an
+    /// import): the rules the type's constructors enforce. The default accepts anything.
+    ///
+    /// # Errors
+    /// A sentence saying what is wrong.
+    fn validate(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
     /// Reads a record written by an older version of this type (or by the first release's
     /// binary format). The default reads it as the current type, which works whenever the
     /// changes since were additions of optional or defaulted fields, or removals.

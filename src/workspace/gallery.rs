@@ -34,6 +34,10 @@ impl Workspaces {
     }
 
     pub(super) fn read_piece(&self, dir: &Path, n: u64) -> Result<Value> {
+        // The gallery itself must be a real folder: a symlink there is never followed.
+        if fsutil::real_dir(&dir.join(GALLERY_DIR))?.is_none() {
+            return Err(Error::not_found(format!("piece {n}")));
+        }
         let path = dir.join(GALLERY_DIR).join(piece_file_name(n));
         let bytes = self
             .read_file(&path)?
@@ -167,6 +171,9 @@ impl Workspaces {
         let folder = self
             .folder(user, LockKind::Exclusive, false)?
             .ok_or_else(missing)?;
+        if fsutil::real_dir(&folder.dir.join(GALLERY_DIR))?.is_none() {
+            return Err(missing());
+        }
         let path = folder.dir.join(GALLERY_DIR).join(piece_file_name(n));
         let mut doc = self.read_doc(&folder.dir)?;
         if fsutil::open_regular(&path)?.is_none() {
