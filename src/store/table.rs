@@ -228,6 +228,15 @@ pub(crate) fn entry_target<'e, R: Record>(
     entry.len().checked_sub(len).map(|at| &entry[at..])
 }
 
+/// "user 7 not found": the table's name in the singular, and the key.
+fn missing<R: Record>(pk: &[u8]) -> Error {
+    let one = R::TABLE
+        .strip_suffix('s')
+        .unwrap_or(R::TABLE)
+        .replace('_', " ");
+    Error::not_found(format!("{one} {}", show_key(pk)))
+}
+
 /// A typed view of one table inside a transaction. Read methods work in both read and write
 /// transactions; write methods only in write transactions.
 pub struct Table<'tx, R, S: ?Sized> {
@@ -517,9 +526,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// `NotFound` when there is no such record; `Conflict` on a unique clash (nothing written).
     pub fn update(&self, record: &R) -> Result<()> {
         let pk = record.key().to_bytes();
-        let old = self
-            .get_raw(&pk)?
-            .ok_or_else(|| Error::not_found(format!("{} {}", R::TABLE, show_key(&pk))))?;
+        let old = self.get_raw(&pk)?.ok_or_else(|| missing::<R>(&pk))?;
         self.write(&pk, &entries(&old, &pk), record)
     }
 
@@ -542,9 +549,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// `NotFound`; `f`'s error (nothing written); `InvalidInput` when `f` changed the key.
     pub fn modify<T>(&self, key: &R::Key, f: impl FnOnce(&mut R) -> Result<T>) -> Result<T> {
         let pk = key.to_bytes();
-        let mut record = self
-            .get_raw(&pk)?
-            .ok_or_else(|| Error::not_found(format!("{} {}", R::TABLE, show_key(&pk))))?;
+        let mut record = self.get_raw(&pk)?.ok_or_else(|| missing::<R>(&pk))?;
         let old = entries(&record, &pk);
         let out = f(&mut record)?;
         if record.key().to_bytes() != pk {

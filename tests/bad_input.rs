@@ -1,0 +1,808 @@
+//! Bad input, case by case: each is refused with the error kind a caller acts on and a
+//! message that names the problem, and leaves the store and the workspace files exactly as
+//! they were (the whole export, records and files, is compared before and after).
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestDir;
+use redkeep::auth::agents::AgentSpec;
+use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
+use redkeep::auth::orgs::{OrgRole, OrgSpec};
+use redkeep::auth::roles::RoleSpec;
+use redkeep::auth::sessions::LoginMeta;
+use redkeep::{Error, InviteSpec, NewUser, Redkeep, Registration, Result, Secret};
+
+const PW: &str = "correct horse battery";
+
+struct Fixture {
+    rk: Redkeep,
+    ann: u64,
+    acme: u64,
+}
+
+fn fixture(t: &TestDir) -> Fixture {
+    let rk = t.open();
+    let ann = rk
+        .users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            username: Some("ann".into()),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    let bob = rk
+        .users()
+        .create(NewUser {
+            email: "bob@example.com".into(),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    let acme = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Acme".into(),
+            slug: None,
+            description: String::new(),
+            owner: ann,
+        })
+        .unwrap()
+        .id;
+    rk.orgs().add_member(acme, bob, OrgRole::Member).unwrap();
+    rk.workspaces()
+        .save_piece(ann, br#"{"title":"first"}"#)
+        .unwrap();
+    rk.agents()
+        .create(AgentSpec {
+            id: "job-1".into(),
+            user_id: ann,
+            name: "Job".into(),
+            goal: "g".into(),
+            ttl: None,
+        })
+        .unwrap();
+    Fixture { rk, ann, acme }
+}
+
+fn kind(e: &Error) -> &'static str {
+    match e {
+        Error::NotFound { .. } => "NotFound",
+        Error::Conflict { .. } => "Conflict",
+        Error::InvalidInput { .. } => "InvalidInput",
+        Error::Unauthorized => "Unauthorized",
+        Error::InvalidCredential { .. } => "InvalidCredential",
+        Error::Expired { .. } => "Expired",
+        Error::Revoked { .. } => "Revoked",
+        Error::Denied { .. } => "Denied",
+        Error::UnsafePath { .. } => "UnsafePath",
+        Error::DamagedFile { .. } => "DamagedFile",
+        _ => "other",
+    }
+}
+
+type Run = Box<dyn Fn(&Fixture) -> Result<()>>;
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        email: email.into(),
+        password: Some(PW.into()),
+        ..NewUser::default()
+    }
+}
+
+fn create(user: NewUser) -> Run {
+    Box::new(move |f| f.rk.users().create(user.clone()).map(|_| ()))
+}
+
+fn role(name: &str, permissions: &[&str]) -> Run {
+    let spec = RoleSpec {
+        name: name.into(),
+        description: String::new(),
+        permissions: permissions.iter().map(|p| p.to_string()).collect(),
+        priority: 0,
+    };
+    Box::new(move |f| f.rk.roles().create(spec.clone()).map(|_| ()))
+}
+
+fn org(name: &str, slug: Option<&str>, owner: Option<u64>) -> Run {
+    let (name, slug) = (name.to_string(), slug.map(String::from));
+    Box::new(move |f| {
+        f.rk.orgs()
+            .create(OrgSpec {
+                name: name.clone(),
+                slug: slug.clone(),
+                description: String::new(),
+                owner: owner.unwrap_or(f.ann),
+            })
+            .map(|_| ())
+    })
+}
+
+fn import(text: &'static str) -> Run {
+    Box::new(move |f| {
+        let mut input = std::io::Cursor::new(text.as_bytes());
+        redkeep::ops::import(&f.rk, &mut input, &|_| {}).map(|_| ())
+    })
+}
+
+fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
+    let long_email = format!("{}@example.com", "a".repeat(300));
+    vec![
+        (
+            "email without @",
+            "InvalidInput",
+            "has no @",
+            create(new_user("no-at-sign")),
+        ),
+        (
+            "email too long",
+            "InvalidInput",
+            "longer than",
+            create(new_user(&long_email)),
+        ),
+        (
+            "email with a space",
+            "InvalidInput",
+            "space",
+            create(new_user("a b@example.com")),
+        ),
+        (
+            "email with a zero-width space",
+            "InvalidInput",
+            "U+200B",
+            create(new_user("ann\u{200b}@example.com")),
+        ),
+        (
+            "email mixing scripts",
+            "InvalidInput",
+            "mixes scripts",
+            create(new_user("\u{0430}nn@example.com")),
+        ),
+        (
+            "email with a direction override",
+            "InvalidInput",
+            "U+202E",
+            create(new_user("a\u{202e}b@example.com")),
+        ),
+        (
+            "email without a domain dot",
+            "InvalidInput",
+            "example.com",
+            create(new_user("a@localhost")),
+        ),
+        (
+            "email local part over 64",
+            "InvalidInput",
+            "64",
+            create(new_user(&format!("{}@example.com", "x".repeat(65)))),
+        ),
+        (
+            "password too short",
+            "InvalidInput",
+            "at least 8",
+            create(NewUser {
+                password: Some("short".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "password too long",
+            "InvalidInput",
+            "at most 1024",
+            create(NewUser {
+                password: Some("x".repeat(1025).into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "username too short",
+            "InvalidInput",
+            "3 to 32",
+            create(NewUser {
+                username: Some("ab".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "username all digits",
+            "InvalidInput",
+            "all digits",
+            create(NewUser {
+                username: Some("12345".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "username with a space",
+            "InvalidInput",
+            "3 to 32",
+            create(NewUser {
+                username: Some("a b c".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "name over 200 characters",
+            "InvalidInput",
+            "200",
+            create(NewUser {
+                name: Some("n".repeat(201)),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "name with a control character",
+            "InvalidInput",
+            "control",
+            create(NewUser {
+                name: Some("a\u{7}b".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "name turning text around",
+            "InvalidInput",
+            "direction",
+            create(NewUser {
+                name: Some("a\u{202e}b".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "email taken in another case",
+            "Conflict",
+            "exists",
+            create(new_user("ANN@example.com")),
+        ),
+        (
+            "username taken in another case",
+            "Conflict",
+            "username",
+            create(NewUser {
+                username: Some("ANN".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "registration without an invite",
+            "InvalidInput",
+            "invite",
+            Box::new(|f| {
+                f.rk.users()
+                    .register(Registration {
+                        email: "c@example.com".into(),
+                        password: PW.into(),
+                        ..Registration::default()
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "registration with an unknown invite",
+            "InvalidCredential",
+            "invite",
+            Box::new(|f| {
+                f.rk.users()
+                    .register(Registration {
+                        email: "c@example.com".into(),
+                        password: PW.into(),
+                        invite: Some(Secret::new("rki_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")),
+                        ..Registration::default()
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "invite dead at birth",
+            "InvalidInput",
+            "at least 1s",
+            Box::new(|f| {
+                f.rk.invites()
+                    .create(InviteSpec::default().expires_in(Duration::from_nanos(1)))
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "invite beyond 100 years",
+            "InvalidInput",
+            "100 years",
+            Box::new(|f| {
+                f.rk.invites()
+                    .create(InviteSpec::default().expires_in(Duration::MAX))
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "invite with no uses",
+            "InvalidInput",
+            "use",
+            Box::new(|f| {
+                f.rk.invites()
+                    .create(InviteSpec::default().uses(0))
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "revoking an unknown invite",
+            "NotFound",
+            "invite",
+            Box::new(|f| f.rk.invites().revoke("rki_aaaaaaaa").map(|_| ())),
+        ),
+        (
+            "revoking something that is no code",
+            "InvalidInput",
+            "prefix",
+            Box::new(|f| f.rk.invites().revoke("?").map(|_| ())),
+        ),
+        (
+            "role with a bad name",
+            "InvalidInput",
+            "name",
+            role("Bad Name!", &["x"]),
+        ),
+        (
+            "role without permissions",
+            "InvalidInput",
+            "permission",
+            role("empty", &[]),
+        ),
+        (
+            "role with a bad permission",
+            "InvalidInput",
+            "permission",
+            role("spaced", &["has space"]),
+        ),
+        (
+            "role named like a system role",
+            "Conflict",
+            "admin",
+            role("admin", &["x"]),
+        ),
+        (
+            "deleting a system role",
+            "Denied",
+            "system role",
+            Box::new(|f| f.rk.roles().delete("user").map(|_| ())),
+        ),
+        (
+            "granting an unknown role",
+            "NotFound",
+            "nope",
+            Box::new(|f| f.rk.roles().grant(f.ann, "nope", None).map(|_| ())),
+        ),
+        (
+            "granting to an unknown user",
+            "NotFound",
+            "user 999",
+            Box::new(|f| f.rk.roles().grant(999, "user", None).map(|_| ())),
+        ),
+        (
+            "org without a name",
+            "InvalidInput",
+            "name",
+            org("", None, None),
+        ),
+        (
+            "org with a bad slug",
+            "InvalidInput",
+            "slug",
+            org("Org", Some("Bad Slug"), None),
+        ),
+        (
+            "org with a taken slug",
+            "Conflict",
+            "slug",
+            org("Acme again", Some("acme"), None),
+        ),
+        (
+            "org with an unknown owner",
+            "NotFound",
+            "user 999",
+            org("Org", None, Some(999)),
+        ),
+        (
+            "the last owner leaving",
+            "Denied",
+            "last owner",
+            Box::new(|f| f.rk.orgs().remove_member(f.acme, f.ann)),
+        ),
+        (
+            "deleting an org with members",
+            "Denied",
+            "members",
+            Box::new(|f| f.rk.orgs().delete(f.acme, false).map(|_| ())),
+        ),
+        (
+            "joining twice",
+            "Denied",
+            "already a member",
+            Box::new(|f| {
+                f.rk.orgs()
+                    .add_member(f.acme, f.ann, OrgRole::Member)
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "role of a non-member",
+            "NotFound",
+            "member",
+            Box::new(|f| {
+                f.rk.orgs()
+                    .set_role(f.acme, 999, OrgRole::Admin)
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "a made-up session token",
+            "InvalidCredential",
+            "session",
+            Box::new(|f| f.rk.sessions().validate("rks_madeup").map(|_| ())),
+        ),
+        (
+            "a login lasting no time",
+            "InvalidInput",
+            "ttl",
+            Box::new(|f| {
+                f.rk.sessions()
+                    .login(
+                        "ann",
+                        PW,
+                        LoginMeta {
+                            ttl: Some(Duration::ZERO),
+                            ..LoginMeta::default()
+                        },
+                    )
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "a user agent over 512 bytes",
+            "InvalidInput",
+            "512",
+            Box::new(|f| {
+                f.rk.sessions()
+                    .login(
+                        "ann",
+                        PW,
+                        LoginMeta {
+                            user_agent: Some("u".repeat(513)),
+                            ..LoginMeta::default()
+                        },
+                    )
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "an API key dead at birth",
+            "InvalidInput",
+            "at least 1s",
+            Box::new(|f| {
+                f.rk.api_keys()
+                    .create(ApiKeySpec {
+                        owner: KeyOwner::User(f.ann),
+                        scopes: vec![],
+                        expires_in: Some(Duration::ZERO),
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "an API key of an unknown user",
+            "NotFound",
+            "user 999",
+            Box::new(|f| {
+                f.rk.api_keys()
+                    .create(ApiKeySpec {
+                        owner: KeyOwner::User(999),
+                        scopes: vec![],
+                        expires_in: None,
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "a made-up API key",
+            "InvalidCredential",
+            "key",
+            Box::new(|f| f.rk.api_keys().verify("rkk_madeup").map(|_| ())),
+        ),
+        (
+            "an agent id with a space",
+            "InvalidInput",
+            "id",
+            Box::new(|f| {
+                f.rk.agents()
+                    .create(AgentSpec {
+                        id: "a b".into(),
+                        user_id: f.ann,
+                        name: String::new(),
+                        goal: String::new(),
+                        ttl: None,
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "an agent of an unknown user",
+            "NotFound",
+            "user 999",
+            Box::new(|f| {
+                f.rk.agents()
+                    .create(AgentSpec {
+                        id: "job-2".into(),
+                        user_id: 999,
+                        name: String::new(),
+                        goal: String::new(),
+                        ttl: None,
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "an agent id taken",
+            "Conflict",
+            "agent",
+            Box::new(|f| {
+                f.rk.agents()
+                    .create(AgentSpec {
+                        id: "job-1".into(),
+                        user_id: f.ann,
+                        name: String::new(),
+                        goal: String::new(),
+                        ttl: None,
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "agent context that is not JSON",
+            "InvalidInput",
+            "context",
+            Box::new(|f| {
+                f.rk.agents()
+                    .update("job-1", |s| {
+                        s.context = "{nope".into();
+                        Ok(())
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "an avatar that is not a JPEG",
+            "InvalidInput",
+            "JPEG",
+            Box::new(|f| f.rk.users().set_avatar(f.ann, b"\x89PNG\r\n".to_vec())),
+        ),
+        (
+            "an avatar over 1 MiB",
+            "InvalidInput",
+            "limit",
+            Box::new(|f| f.rk.users().set_avatar(f.ann, vec![0xFF; (1 << 20) + 1])),
+        ),
+        (
+            "a piece that is not JSON",
+            "InvalidInput",
+            "JSON",
+            Box::new(|f| f.rk.workspaces().save_piece(f.ann, b"{nope").map(|_| ())),
+        ),
+        (
+            "a piece over the cap",
+            "InvalidInput",
+            "limit",
+            Box::new(|f| {
+                let big = format!("\"{}\"", "x".repeat(17 << 20));
+                f.rk.workspaces()
+                    .save_piece(f.ann, big.as_bytes())
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "a piece for an unknown user",
+            "NotFound",
+            "user 999",
+            Box::new(|f| f.rk.workspaces().save_piece(999, b"{}").map(|_| ())),
+        ),
+        (
+            "an update that fails halfway",
+            "InvalidInput",
+            "half",
+            Box::new(|f| {
+                f.rk.workspaces().update(f.ann, |doc| {
+                    doc.notes = serde_json::json!(["lost"]);
+                    Err(Error::invalid("update", "failed halfway"))
+                })
+            }),
+        ),
+        (
+            "a piece that does not exist",
+            "NotFound",
+            "piece 9",
+            Box::new(|f| f.rk.workspaces().load_piece(f.ann, 9).map(|_| ())),
+        ),
+        (
+            "a made-up reset token",
+            "InvalidCredential",
+            "reset",
+            Box::new(|f| {
+                f.rk.recovery()
+                    .reset_password("rkr_madeupmadeupmadeupmadeupmadeupmadeupmad", PW)
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "a weak password with a reset",
+            "InvalidInput",
+            "at least 8",
+            Box::new(|f| {
+                f.rk.recovery()
+                    .reset_password("rkr_madeupmadeupmadeupmadeupmadeupmadeupmad", "weak")
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "a made-up verification token",
+            "InvalidCredential",
+            "verification",
+            Box::new(|f| f.rk.recovery().verify_email("rkv_madeup").map(|_| ())),
+        ),
+        (
+            "changing to a taken email",
+            "Conflict",
+            "email",
+            Box::new(|f| {
+                f.rk.users()
+                    .change_email(f.ann, "bob@example.com")
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "importing into a store with data",
+            "Denied",
+            "holds data",
+            import("{\"redkeep_export\":2,\"schema_version\":3}\n"),
+        ),
+        (
+            "deleting an unknown user",
+            "NotFound",
+            "user 999",
+            Box::new(|f| f.rk.users().delete(999).map(|_| ())),
+        ),
+        (
+            "disabling an unknown user",
+            "NotFound",
+            "user 999",
+            Box::new(|f| f.rk.users().disable(999).map(|_| ())),
+        ),
+    ]
+}
+
+/// Everything in the data dir as one text: every record, workspace document and piece.
+fn snapshot(rk: &Redkeep) -> String {
+    let mut out = Vec::new();
+    redkeep::ops::export(rk, &mut out, &|_| {}).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn every_bad_input_is_refused_by_kind_with_its_reason_and_changes_nothing() {
+    let t = TestDir::new();
+    let f = fixture(&t);
+    let cases = library_cases();
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for (name, want, says, run) in &cases {
+        let before = snapshot(&f.rk);
+        match run(&f) {
+            Ok(()) => failures.push(format!("{name}: accepted")),
+            Err(e) => {
+                if kind(&e) != *want {
+                    failures.push(format!("{name}: {} instead of {want}: {e}", kind(&e)));
+                }
+                if !e.to_string().contains(says) {
+                    failures.push(format!("{name}: the message does not say {says:?}: {e}"));
+                }
+            }
+        }
+        if snapshot(&f.rk) != before {
+            failures.push(format!("{name}: the store or its files changed"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An import of something that is no export, or with a record that breaks the rules, is
+/// refused whole, on an empty store.
+#[test]
+fn an_import_with_a_bad_record_imports_nothing() {
+    let t = TestDir::new();
+    let f = fixture(&t);
+    let export = snapshot(&f.rk);
+    let bad = export.replace("\"ann@example.com\"", "\"not an email\"");
+    let fresh = TestDir::new();
+    let rk = fresh.open();
+    let before = snapshot(&rk);
+    let err =
+        redkeep::ops::import(&rk, &mut std::io::Cursor::new(&b"hello\n"[..]), &|_| {}).unwrap_err();
+    assert_eq!(kind(&err), "InvalidInput", "{err}");
+    assert!(err.to_string().contains("line 1"), "{err}");
+    assert_eq!(snapshot(&rk), before);
+    let err =
+        redkeep::ops::import(&rk, &mut std::io::Cursor::new(bad.as_bytes()), &|_| {}).unwrap_err();
+    assert_eq!(kind(&err), "InvalidInput", "{err}");
+    assert!(err.to_string().contains("email"), "{err}");
+    assert_eq!(snapshot(&rk), before);
+    assert!(!rk.workspaces().exists(f.ann));
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
+    let cli = common::Cli::new();
+    cli.init();
+    cli.expect(
+        &["user", "create", "ann@example.com", "--password-stdin"],
+        Some("correct horse\n"),
+        0,
+    );
+    let rk_snapshot = || {
+        let rk = Redkeep::open(
+            cli.data(),
+            redkeep::Options::default()
+                .password(redkeep::PasswordParams::INSECURE_FAST)
+                .mode(redkeep::Mode::Shared)
+                .create(false),
+        )
+        .unwrap();
+        snapshot(&rk)
+    };
+    let existing = cli.dir.path().join("exists.txt");
+    std::fs::write(&existing, "x").unwrap();
+    let existing = existing.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["frobnicate"], 2, "unrecognized subcommand"),
+        (vec!["user", "create"], 2, "required"),
+        (vec!["user", "can", "ann@example.com"], 2, "required"),
+        (vec!["invite", "create", "--expires", "soon"], 1, "duration"),
+        (
+            vec!["invite", "create", "--expires", "0s"],
+            1,
+            "at least 1s",
+        ),
+        (
+            vec!["gallery", "add", "1", "/nonexistent/piece.json"],
+            1,
+            "opening",
+        ),
+        (vec!["backup", existing], 1, "exists"),
+        (vec!["export", "-o", existing], 1, "exists"),
+        (vec!["user", "show", "nobody@example.com"], 1, "not found"),
+        (
+            vec!["org", "set-role", "nope", "ann@example.com", "admin"],
+            1,
+            "org nope",
+        ),
+        (
+            vec!["restore", existing, "--force"],
+            1,
+            "nothing was changed",
+        ),
+        (vec!["role", "grant", "ann@example.com", "nope"], 1, "nope"),
+    ];
+    for (args, code, says) in cases {
+        let before = rk_snapshot();
+        let (out, err) = cli.expect(&args, None, code);
+        assert!(err.contains(says), "{args:?}: {err}");
+        if code == 1 {
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+            assert!(out.is_empty(), "{args:?}: {out}");
+        }
+        assert_eq!(rk_snapshot(), before, "{args:?} changed the store");
+    }
+}
