@@ -142,6 +142,22 @@ impl HelperProcess {
         }
     }
 
+    /// Sends one line without waiting for an answer.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next line the helper prints, without its line ending.
+    pub fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim_end().to_string()
+    }
+
     /// Sends one line and returns the numbers of the answer line.
     pub fn ask(&mut self, question: &str) -> Vec<u64> {
         use std::io::{BufRead, Write};
