@@ -35,3 +35,36 @@ fn token_corpus_never_panics() {
 fn cli_args_corpus_never_panics() {
     replay("cli_args", redkeep::fuzzing::cli_args);
 }
+
+#[test]
+fn records_corpus_never_panics() {
+    replay("records", redkeep::fuzzing::records);
+}
+
+#[test]
+fn workspace_doc_corpus_keeps_unknown_fields() {
+    replay("workspace_doc", redkeep::fuzzing::workspace_doc);
+}
+
+#[test]
+fn import_lines_corpus_passes_check_or_changes_nothing() {
+    replay("import_lines", redkeep::fuzzing::import_lines);
+}
+
+#[cfg(feature = "fuzzing")]
+#[test]
+fn store_ops_corpus_matches_the_model() {
+    replay("store_ops", redkeep::fuzzing::store_ops);
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn commands_corpus_runs_and_stays_clean() {
+    replay("commands", redkeep::fuzzing::commands);
+}
+
+#[cfg(feature = "admin")]
+#[test]
+fn admin_protocol_corpus_keeps_the_server_serving() {
+    replay("admin_protocol", redkeep::fuzzing::admin_protocol);
+}
