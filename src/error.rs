@@ -104,6 +104,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The store file is damaged (a malformed page, a truncated or empty file): the engine
+    /// cannot read it as it is. Writes are refused until it is repaired or restored.
+    #[error(
+        "the store {} is damaged: {reason}; run `redkeep check` to see what can still be read, then restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)",
+        path.display()
+    )]
+    Damaged {
+        /// The store file.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
     /// The store file was written by a newer redkeep.
     #[error(
         "the store has schema version {found}, newer than this build supports ({supported}); upgrade redkeep"

@@ -69,6 +69,9 @@ pub struct Options {
     pub cache_bytes: Option<usize>,
     /// Lifetimes of password-reset and email-verification tokens.
     pub recovery: RecoveryPolicy,
+    /// Tests only: fail one chosen I/O call of the storage engine.
+    #[doc(hidden)]
+    pub faults: Option<Arc<crate::store::FaultPlan>>,
 }
 
 impl Default for Options {
@@ -89,6 +92,7 @@ impl Default for Options {
             api_key_touch_interval: policy.api_key_touch_interval,
             cache_bytes: None,
             recovery: policy.recovery,
+            faults: None,
         }
     }
 }
@@ -272,6 +276,7 @@ impl Redkeep {
                 schema_version: SCHEMA_VERSION,
                 allow_outdated: true,
                 cache_bytes: options.cache_bytes.unwrap_or_else(|| cache_for(&db)),
+                faults: options.faults.clone(),
             },
         )?;
         let workspaces = Workspaces::open(
@@ -630,14 +635,23 @@ impl Redkeep {
     /// `Storage` when the store cannot be read at all (problems in the data are reported).
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
         let mut report = CheckReport::new();
+        // Damage of the file itself (pages, not records) is never "repaired" in place.
+        let mut damaged_pages = false;
         match self.store().check_file() {
             Ok(true) => {}
             Ok(false) => report.problem("the file failed redb's integrity check and was repaired"),
-            Err(e) => report.problem(format!("redb integrity check: {e}")),
+            Err(e) => {
+                damaged_pages = matches!(e, Error::Damaged { .. });
+                report.problem(format!("the file: {e}"));
+            }
         }
         let tables = self.tables();
-        if repair {
-            let changes = self.store().write(|tx| {
+        if repair && damaged_pages {
+            report.problem(
+                "`check --repair` does not rewrite a file whose pages are damaged; copy out what can be read with `redkeep salvage --to DIR`, or restore a backup",
+            );
+        } else if repair {
+            let changes = self.store().write_anyway(self.options().durability, |tx| {
                 let mut changes = Vec::new();
                 for t in &tables {
                     changes.extend(t.rebuild_indexes(tx)?);
@@ -649,19 +663,33 @@ impl Redkeep {
             }
             report.repaired = changes;
         }
-        self.store().read(|tx| {
-            for t in &tables {
-                t.check(tx, &mut report)?;
+        for t in &tables {
+            // Each table on its own snapshot: a damaged one does not hide the others.
+            if let Err(e) = self.store().read(|tx| t.check(tx, &mut report)) {
+                report.problem(format!("{}: cannot be read: {e}", t.name()));
             }
-            references::check(tx, &mut report)
-        })?;
-        for p in self.workspaces().check(repair, self.now())? {
-            let text = format!("workspace of user {}: {}", p.user_id, p.problem);
-            if p.problem.starts_with("fixed:") {
-                report.repaired.push(text);
-            } else {
-                report.problem(text);
+        }
+        if let Err(e) = self.store().read(|tx| references::check(tx, &mut report)) {
+            report.problem(format!("references were not checked: {e}"));
+        }
+        match self
+            .workspaces()
+            .check(repair && !damaged_pages, self.now())
+        {
+            Ok(found) => {
+                for p in found {
+                    let text = format!("workspace of user {}: {}", p.user_id, p.problem);
+                    if p.problem.starts_with("fixed:") {
+                        report.repaired.push(text);
+                    } else {
+                        report.problem(text);
+                    }
+                }
             }
+            Err(e) => report.problem(format!("workspace folders were not checked: {e}")),
+        }
+        if repair && report.ok {
+            self.store().clear_damage();
         }
         Ok(report)
     }

@@ -124,6 +124,14 @@ fn open(cli: &Cli) -> Result<Redkeep> {
 
 /// Parses arguments, runs the command and prints the result; the whole CLI.
 pub fn main() -> ExitCode {
+    // A panic inside the storage engine on a damaged file becomes an error with advice;
+    // the default hook would print it first.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !crate::store::containing() {
+            default_hook(info);
+        }
+    }));
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match run(&cli) {

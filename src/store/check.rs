@@ -140,6 +140,15 @@ enum Finding {
         key: Vec<u8>,
         problem: String,
     },
+    /// A record whose bytes do not decode: a repair moves its raw bytes aside.
+    Unreadable { key: Vec<u8>, problem: String },
+}
+
+/// How far a walk got: what an interrupted check reports.
+#[derive(Default)]
+struct Progress {
+    records: u64,
+    last_key: Option<Vec<u8>>,
 }
 
 // `R`'s record stored under `pk`, if it is there, decodes and is stored under its own key.
@@ -159,21 +168,26 @@ fn sound_record<R: Record>(raw: &dyn RawRead, pk: &[u8]) -> Result<Option<R>> {
 /// entries after each index was read). Returns the record and index-entry counts.
 fn walk<R: Record, S: Source + ?Sized>(
     tx: &S,
+    progress: &mut Progress,
     found: &mut dyn FnMut(Finding) -> Result<()>,
 ) -> Result<(u64, u64)> {
     let raw = tx.raw();
     let resolve = |id| resolve_shape(raw, id);
     let table = R::TABLE;
     let mut records = 0u64;
+    let mut unreadable = Vec::new();
     // Entries found pointing at the wrong record: reported (and mended) once, here, not
     // again as stale when their index is read. Only broken entries are kept.
     let mut misdirected: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
     raw.range(&record_table(table), &KeyRange::all(), Order::Asc, &mut |pk, value| {
         records += 1;
+        progress.records = records;
+        progress.last_key = Some(pk.to_vec());
         let record = match decode_record::<R>(pk, value, &resolve) {
             Ok(r) => r,
             Err(e) => {
-                found(Finding::Problem(e.to_string()))?;
+                // Moved aside (by a repair) once the scan is over.
+                unreadable.push((pk.to_vec(), e.to_string()));
                 return Ok(true);
             }
         };
@@ -223,6 +237,9 @@ fn walk<R: Record, S: Source + ?Sized>(
         }
         Ok(true)
     })?;
+    for (key, problem) in unreadable {
+        found(Finding::Unreadable { key, problem })?;
+    }
     let mut entries = 0u64;
     for idx in R::INDEXES {
         // Only broken entries are kept, to be removed once the index has been read.
@@ -365,14 +382,38 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
     }
 
     fn check(&self, tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
-        let (records, index_entries) = walk::<R, _>(tx, &mut |f| {
+        let mut progress = Progress::default();
+        let walked = walk::<R, _>(tx, &mut progress, &mut |f| {
             report.problem(match f {
                 Finding::Problem(p)
                 | Finding::Put { problem: p, .. }
                 | Finding::Remove { problem: p, .. } => p,
+                Finding::Unreadable { problem, .. } => format!(
+                    "{problem} (`redkeep check --repair` moves it aside, into quarantine:{})",
+                    R::TABLE
+                ),
             });
             Ok(())
-        })?;
+        });
+        let (records, index_entries) = match walked {
+            Ok(counts) => counts,
+            // The file itself gave way: say how far the table could be read.
+            Err(e @ (Error::Damaged { .. } | Error::Storage { .. })) => {
+                let at = progress
+                    .last_key
+                    .as_deref()
+                    .map_or("its first record".to_string(), |k| {
+                        format!("record {}", show_key(k))
+                    });
+                report.problem(format!(
+                    "{}: {} record(s) read, then reading stopped after {at}: {e}",
+                    R::TABLE,
+                    progress.records
+                ));
+                (progress.records, 0)
+            }
+            Err(e) => return Err(e),
+        };
         report.tables.insert(
             R::TABLE.to_string(),
             TableCounts {
@@ -386,7 +427,9 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
     fn rebuild_indexes(&self, tx: &WriteTx<'_>) -> Result<Vec<String>> {
         let raw = tx.raw_write();
         let mut changes = Vec::new();
-        walk::<R, _>(tx, &mut |f| {
+        let mut unreadable = Vec::new();
+        let mut progress = Progress::default();
+        walk::<R, _>(tx, &mut progress, &mut |f| {
             match f {
                 Finding::Problem(_) => return Ok(()),
                 Finding::Put {
@@ -406,6 +449,32 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
                     raw.remove(&index_table(R::TABLE, index), &key)?;
                     changes.push(format!("fixed: {problem}"));
                 }
+                Finding::Unreadable { key, problem } => unreadable.push((key, problem)),
+            }
+            Ok(())
+        })?;
+        if unreadable.is_empty() {
+            return Ok(changes);
+        }
+        // Unreadable records leave the table, their bytes kept for whoever can read them;
+        // a second pass removes the index entries that pointed at them.
+        let aside = format!("quarantine:{}", R::TABLE);
+        for (key, problem) in unreadable {
+            if let Some(bytes) = get_owned(raw, &record_table(R::TABLE), &key)? {
+                raw.put(&aside, &key, &bytes)?;
+            }
+            raw.remove(&record_table(R::TABLE), &key)?;
+            changes.push(format!("fixed: {problem}; its bytes were moved to {aside}"));
+        }
+        walk::<R, _>(tx, &mut Progress::default(), &mut |f| {
+            if let Finding::Remove {
+                index,
+                key,
+                problem,
+            } = f
+            {
+                raw.remove(&index_table(R::TABLE, index), &key)?;
+                changes.push(format!("fixed: {problem}"));
             }
             Ok(())
         })?;

@@ -4,11 +4,11 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::redb_file::{self, FileRead, FileWrite};
+use super::engine::redb_file::{self, FileDb, FileRead, FileWrite, OpenSpec};
 use super::tx::{Meta, ReadTx, Registry, WriteTx};
 use crate::error::{Error, Result};
 
@@ -52,6 +52,9 @@ pub struct StoreOptions {
     pub allow_outdated: bool,
     /// Cache size in bytes.
     pub cache_bytes: usize,
+    /// Tests only: fail one chosen I/O call of the engine.
+    #[doc(hidden)]
+    pub faults: Option<Arc<super::engine::faults::FaultPlan>>,
 }
 
 impl Default for StoreOptions {
@@ -63,6 +66,7 @@ impl Default for StoreOptions {
             schema_version: 1,
             allow_outdated: false,
             cache_bytes: 64 * 1024 * 1024,
+            faults: None,
         }
     }
 }
@@ -74,9 +78,11 @@ pub struct Store {
 }
 
 struct Inner {
-    // Transactions hold the read side for their lifetime; `check_integrity` needs the write
-    // side because redb refuses to check while a transaction is alive.
-    db: RwLock<redb::Database>,
+    // Transactions hold the read side for their lifetime; `check_integrity` and reopening
+    // need the write side because redb refuses to check while a transaction is alive.
+    db: RwLock<FileDb>,
+    // Why the store refuses writes, once a corruption was seen (until a repair or restore).
+    damaged: Mutex<Option<String>>,
     path: PathBuf,
     mode: Mode,
     durability: Durability,
@@ -165,6 +171,13 @@ impl Store {
         if !exists && !options.create {
             return Err(Error::NotInitialized { path });
         }
+        // An empty file is not a new store: something cut it short. It is never re-created.
+        if exists && std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            return Err(Error::Damaged {
+                path,
+                reason: "the file is empty (0 bytes)".into(),
+            });
+        }
         if !exists {
             // Create the file ourselves so it is 0600 from the first byte.
             OpenOptions::new()
@@ -174,18 +187,17 @@ impl Store {
                 .open(&path)
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         }
-        let mut builder = redb::Builder::new();
-        builder.set_cache_size(options.cache_bytes);
-        builder.set_concurrency_mode(match options.mode {
-            Mode::Exclusive => redb::ConcurrencyMode::ExclusiveWriter,
-            Mode::Shared => redb::ConcurrencyMode::MultiWriter,
-        });
-        let db = builder.create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
+        let spec = OpenSpec {
+            cache_bytes: options.cache_bytes,
+            shared: options.mode == Mode::Shared,
+            faults: options.faults.clone(),
+        };
+        let db = FileDb::open(&path, spec).map_err(|e| match e {
+            Error::InUse { .. } => Error::InUse {
                 holder: describe_holder(&path),
                 path: path.clone(),
             },
-            other => Error::storage("opening the store", other),
+            e => with_path(e, &path),
         })?;
         let owner_file = (options.mode == Mode::Exclusive).then(|| owner_path(&path));
         if let Some(owner) = &owner_file {
@@ -199,6 +211,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 db: RwLock::new(db),
+                damaged: Mutex::new(None),
                 path,
                 mode: options.mode,
                 durability: options.durability,
@@ -246,8 +259,45 @@ impl Store {
         self.inner.mode
     }
 
-    pub(crate) fn db(&self) -> std::sync::RwLockReadGuard<'_, redb::Database> {
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, FileDb> {
         self.inner.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why writes are refused, if a corruption was seen.
+    pub fn damage(&self) -> Option<String> {
+        self.inner
+            .damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Lets writes through again after a repair that left the store sound.
+    pub(crate) fn clear_damage(&self) {
+        *self.inner.damaged.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Looks at the outcome of a transaction: a corruption seen makes the store refuse
+    /// writes; an I/O failure that left the engine refusing work reopens the file.
+    fn observe<T>(&self, outcome: Result<T>) -> Result<T> {
+        let e = match outcome {
+            Ok(v) => return Ok(v),
+            Err(e) => with_path(e, &self.inner.path),
+        };
+        if is_damage(&e) {
+            let mut d = self.inner.damaged.lock().unwrap_or_else(|p| p.into_inner());
+            if d.is_none() {
+                tracing::error!(error = %e, "corruption seen; the store refuses writes until `redkeep check --repair` or a restore");
+                *d = Some(e.to_string());
+            }
+        } else if redb_file::needs_reopen(&e) {
+            let mut db = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
+            match db.reopen() {
+                Ok(()) => tracing::warn!(error = %e, "the store was reopened after an I/O failure"),
+                Err(again) => tracing::error!(error = %again, "the store could not be reopened"),
+            }
+        }
+        Err(e)
     }
 
     /// What this handle knows to be committed in the file (shapes, catalog entries).
@@ -274,20 +324,35 @@ impl Store {
     pub fn write_with<T>(
         &self,
         durability: Durability,
+        f: impl FnMut(&WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(reason) = self.damage() {
+            return Err(Error::Damaged {
+                path: self.inner.path.clone(),
+                reason: format!("writes are refused since a corruption was seen ({reason})"),
+            });
+        }
+        self.write_anyway(durability, f)
+    }
+
+    /// [`Store::write_with`] even on a store that refuses writes: for repairs.
+    pub(crate) fn write_anyway<T>(
+        &self,
+        durability: Durability,
         mut f: impl FnMut(&WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        let db = self.db();
         // redb shares a file between processes only with durable commits.
         let durable = self.inner.mode == Mode::Shared
             || (durability == Durability::Immediate
                 && self.inner.durability == Durability::Immediate);
         let mut known = None;
-        let value = redb_file::write(&db, durable, |raw: &FileWrite<'_>| {
+        let outcome = self.db().write(durable, |raw: &FileWrite<'_>| {
             let tx = WriteTx::new(raw, &self.inner.registry);
             let value = f(&tx)?;
             known = Some(tx.into_registrations());
             Ok(value)
-        })?;
+        });
+        let value = self.observe(outcome)?;
         // Committed: later transactions need not look these up again.
         if let Some(known) = known {
             self.inner.registry.publish(known);
@@ -300,9 +365,12 @@ impl Store {
     /// # Errors
     /// The closure's error, or `Storage` if the snapshot cannot be taken.
     pub fn read<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> Result<T>) -> Result<T> {
-        let db = self.db();
-        let raw = FileRead::begin(&db)?;
-        f(&ReadTx::new(&raw))
+        let outcome = self.db().begin_read().and_then(|raw: FileRead| {
+            let value = f(&ReadTx::new(&raw));
+            raw.close()?;
+            value
+        });
+        self.observe(outcome)
     }
 
     /// Runs redb's own integrity check (page checksums and allocator state), waiting for
@@ -312,8 +380,40 @@ impl Store {
     /// # Errors
     /// `Storage` when the file cannot be checked.
     pub fn check_file(&self) -> Result<bool> {
-        let mut db = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
-        db.check_integrity()
-            .map_err(|e| Error::storage("checking file integrity", e))
+        let outcome = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .check_integrity();
+        self.observe(outcome)
+    }
+
+    /// Copies one snapshot of every table into a new file at `dest` (the store as it is;
+    /// no index is rebuilt).
+    pub(crate) fn copy_file(&self, dest: &Path) -> Result<()> {
+        let outcome = self.db().copy_to(dest);
+        self.observe(outcome)
+    }
+}
+
+/// Fills in the store's path in an engine error that does not know it.
+fn with_path(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Damaged { path: p, reason } if p.as_os_str().is_empty() => Error::Damaged {
+            path: path.to_path_buf(),
+            reason,
+        },
+        e => e,
+    }
+}
+
+/// Whether `e` says the store's bytes are damaged: an engine report, or a record whose bytes
+/// do not decode (a record of a newer application version is not damage).
+fn is_damage(e: &Error) -> bool {
+    match e {
+        Error::Damaged { .. } => true,
+        Error::Corrupt { reason, .. } => !reason.contains(super::table::NEWER_VERSION),
+        _ => false,
     }
 }

@@ -8,8 +8,6 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
-
 use super::db::Store;
 use super::tx::{Meta, WriteTx};
 use crate::clock::Timestamp;
@@ -176,39 +174,7 @@ impl Store {
             ));
         }
         let tmp = crate::fsutil::temp_sibling(dest)?;
-        let target = redb::Database::create(tmp.path())
-            .map_err(|e| Error::storage("creating the copy", e))?;
-        {
-            let db = self.db();
-            let src = db
-                .begin_read()
-                .map_err(|e| Error::storage("beginning a read transaction", e))?;
-            let out = target
-                .begin_write()
-                .map_err(|e| Error::storage("writing the copy", e))?;
-            let names: Vec<String> = src
-                .list_tables()
-                .map_err(|e| Error::storage("listing tables", e))?
-                .map(|h| h.name().to_string())
-                .collect();
-            for name in names {
-                let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
-                let from = src
-                    .open_table(def)
-                    .map_err(|e| Error::storage("opening a table", e))?;
-                let mut to = out
-                    .open_table(def)
-                    .map_err(|e| Error::storage("writing the copy", e))?;
-                for item in from.iter().map_err(|e| Error::storage("copying", e))? {
-                    let (k, v) = item.map_err(|e| Error::storage("copying", e))?;
-                    to.insert(k.value(), v.value())
-                        .map_err(|e| Error::storage("copying", e))?;
-                }
-            }
-            out.commit()
-                .map_err(|e| Error::storage("writing the copy", e))?;
-        }
-        drop(target);
+        self.copy_file(tmp.path())?;
         crate::fsutil::persist(tmp, dest)
     }
 

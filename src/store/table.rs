@@ -160,7 +160,7 @@ pub(crate) fn decode_record<R: Record>(
         stored.decode::<R>()
     } else if stored.version() > R::VERSION {
         Err(format!(
-            "it was written by a newer version of the application (record version {}, this build reads up to {})",
+            "it was {NEWER_VERSION} of the application (record version {}, this build reads up to {})",
             stored.version(),
             R::VERSION
         ))
@@ -227,6 +227,9 @@ pub(crate) fn entry_target<'e, R: Record>(
     };
     entry.len().checked_sub(len).map(|at| &entry[at..])
 }
+
+/// How a record of a newer application version is described (it is not damage).
+pub(crate) const NEWER_VERSION: &str = "written by a newer version";
 
 /// "user 7 not found": the table's name in the singular, and the key.
 fn missing<R: Record>(pk: &[u8]) -> Error {

@@ -2,11 +2,62 @@
 //! on. An engine provides them inside its own transactions; nothing above this module knows
 //! which engine runs.
 
+pub(crate) mod faults;
 pub(crate) mod redb_file;
 
+use std::cell::Cell;
 use std::ops::Bound;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+thread_local! {
+    static CONTAINING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this thread is inside an engine call whose panic redkeep turns into an error (a
+/// panic hook may stay silent then; the CLI's does).
+pub fn containing() -> bool {
+    CONTAINING.with(|c| c.get() > 0)
+}
+
+/// While alive, code runs as the caller's, not the engine's: a panic in it is reported as
+/// usual (used around the caller's closures that a contained scan calls).
+pub(crate) struct CallerCode(u32);
+
+impl CallerCode {
+    pub(crate) fn enter() -> CallerCode {
+        CallerCode(CONTAINING.with(|c| c.replace(0)))
+    }
+}
+
+impl Drop for CallerCode {
+    fn drop(&mut self) {
+        CONTAINING.with(|c| c.set(self.0));
+    }
+}
+
+/// Runs one call into the engine so that a panic inside it (a malformed page reaching an
+/// assertion) becomes `Error::Damaged`. This relies on unwinding: an application built with
+/// `panic = "abort"` still aborts on such a file.
+pub(crate) fn contain<T>(what: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    CONTAINING.with(|c| c.set(c.get() + 1));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    CONTAINING.with(|c| c.set(c.get().saturating_sub(1)));
+    outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        tracing::error!(what, message, "the storage engine failed on a damaged page");
+        Err(Error::Damaged {
+            path: PathBuf::new(),
+            reason: format!("the storage engine failed while {what} ({message})"),
+        })
+    })
+}
 
 /// Which way a scan runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,16 @@
 //! The redb engine: byte tables in one file. Each transaction opens a table at most once and
 //! keeps it open until it ends.
+//!
+//! Every call into redb runs under [`contain`]: a malformed page that reaches an assertion
+//! inside redb becomes `Error::Damaged` instead of a panic. redb's own corruption reports
+//! become `Error::Damaged` too, and an I/O failure that leaves redb refusing further work
+//! ("previous I/O error") is recognised so the store can reopen the file.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Bound;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use redb::{
@@ -11,8 +18,183 @@ use redb::{
     TableHandle,
 };
 
-use super::{KeyRange, Order, RawRead, RawWrite, Visit};
+use super::{CallerCode, KeyRange, Order, RawRead, RawWrite, Visit, contain};
 use crate::error::{Error, Result};
+
+/// An engine error as redkeep reports it: corruption is `Damaged`, the rest `Storage` with
+/// redb's error kept as the cause.
+fn engine(context: &'static str, e: impl Into<redb::Error>) -> Error {
+    match e.into() {
+        redb::Error::Corrupted(reason) => Error::Damaged {
+            path: PathBuf::new(),
+            reason: format!("{context}: {reason}"),
+        },
+        other => Error::storage(context, other),
+    }
+}
+
+/// Whether `e` leaves the file handle unusable until it is opened again (redb refuses every
+/// call after an I/O failure until then).
+pub(crate) fn needs_reopen(e: &Error) -> bool {
+    let Error::Storage { source, .. } = e else {
+        return false;
+    };
+    matches!(
+        source.downcast_ref::<redb::Error>(),
+        Some(redb::Error::PreviousIo | redb::Error::Io(_))
+    )
+}
+
+/// How a database file is opened, kept to open it again.
+#[derive(Debug, Clone)]
+pub(crate) struct OpenSpec {
+    pub(crate) cache_bytes: usize,
+    pub(crate) shared: bool,
+    /// Tests only: a backend failing one chosen I/O call.
+    pub(crate) faults: Option<std::sync::Arc<super::faults::FaultPlan>>,
+}
+
+/// An open database file. Dropping it closes the file under [`contain`].
+pub(crate) struct FileDb {
+    db: Option<redb::Database>,
+    path: PathBuf,
+    spec: OpenSpec,
+}
+
+impl FileDb {
+    /// Opens (creating when empty) the file at `path`.
+    pub(crate) fn open(path: &Path, spec: OpenSpec) -> Result<FileDb> {
+        let db = open_db(path, &spec)?;
+        Ok(FileDb {
+            db: Some(db),
+            path: path.to_path_buf(),
+            spec,
+        })
+    }
+
+    fn db(&self) -> Result<&redb::Database> {
+        self.db.as_ref().ok_or_else(|| Error::Damaged {
+            path: self.path.clone(),
+            reason: "the file could not be opened again after an I/O error".into(),
+        })
+    }
+
+    /// Closes the file and opens it again: after an I/O failure redb refuses all work on
+    /// the old handle.
+    pub(crate) fn reopen(&mut self) -> Result<()> {
+        self.close();
+        self.db = Some(open_db(&self.path, &self.spec)?);
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        if let Some(db) = self.db.take() {
+            let _ = contain("closing the store", || {
+                drop(db);
+                Ok(())
+            });
+        }
+    }
+
+    /// A read transaction.
+    pub(crate) fn begin_read(&self) -> Result<FileRead> {
+        FileRead::begin(self.db()?)
+    }
+
+    /// Runs `f` in one write transaction and commits when it returns `Ok`.
+    pub(crate) fn write<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&FileWrite<'_>) -> Result<T>,
+    ) -> Result<T> {
+        write(self.db()?, durable, f)
+    }
+
+    /// redb's integrity check (page checksums, allocator state); repairs what it can.
+    pub(crate) fn check_integrity(&mut self) -> Result<bool> {
+        let db = self.db.as_mut().ok_or_else(|| Error::Damaged {
+            path: self.path.clone(),
+            reason: "the file is not open".into(),
+        })?;
+        contain("checking the file", || {
+            db.check_integrity()
+                .map_err(|e| engine("checking file integrity", e))
+        })
+    }
+
+    /// Copies every table of one snapshot into a new file at `dest`.
+    pub(crate) fn copy_to(&self, dest: &Path) -> Result<()> {
+        let db = self.db()?;
+        contain("copying the store", || {
+            let target =
+                redb::Database::create(dest).map_err(|e| engine("creating the copy", e))?;
+            let src = db
+                .begin_read()
+                .map_err(|e| engine("beginning a read transaction", e))?;
+            let out = target
+                .begin_write()
+                .map_err(|e| engine("writing the copy", e))?;
+            let names: Vec<String> = src
+                .list_tables()
+                .map_err(|e| engine("listing tables", e))?
+                .map(|h| h.name().to_string())
+                .collect();
+            for name in names {
+                let d = def(&name);
+                let from = src
+                    .open_table(d)
+                    .map_err(|e| engine("opening a table", e))?;
+                let mut to = out
+                    .open_table(d)
+                    .map_err(|e| engine("writing the copy", e))?;
+                for item in from.iter().map_err(|e| engine("copying", e))? {
+                    let (k, v) = item.map_err(|e| engine("copying", e))?;
+                    to.insert(k.value(), v.value())
+                        .map_err(|e| engine("copying", e))?;
+                }
+            }
+            out.commit().map_err(|e| engine("writing the copy", e))?;
+            Ok(())
+        })
+    }
+}
+
+impl Drop for FileDb {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn open_db(path: &Path, spec: &OpenSpec) -> Result<redb::Database> {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(spec.cache_bytes);
+    builder.set_concurrency_mode(if spec.shared {
+        redb::ConcurrencyMode::MultiWriter
+    } else {
+        redb::ConcurrencyMode::ExclusiveWriter
+    });
+    contain("opening the store", || {
+        let opened = match &spec.faults {
+            None => builder.create(path),
+            Some(plan) => {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                super::faults::FaultyBackend::new(file, plan.clone())
+                    .and_then(|b| builder.create_with_backend(b))
+            }
+        };
+        opened.map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
+                path: path.to_path_buf(),
+                holder: String::new(),
+            },
+            other => engine("opening the store", other),
+        })
+    })
+}
 
 type Bytes = &'static [u8];
 
@@ -36,13 +218,28 @@ fn get_in<T: ReadableTable<Bytes, Bytes>>(
     key: &[u8],
     f: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<bool> {
-    match t.get(key).map_err(|e| Error::storage("reading", e))? {
-        Some(v) => {
-            f(v.value())?;
-            Ok(true)
+    // The value is handed to `f` inside the contained call (no copy); a panic of `f` itself
+    // is the caller's and is raised again as it was.
+    let mut caller_panic = None;
+    let found = contain("reading", || {
+        match t.get(key).map_err(|e| engine("reading", e))? {
+            Some(v) => match catch_unwind(AssertUnwindSafe(|| {
+                let _caller = CallerCode::enter();
+                f(v.value())
+            })) {
+                Ok(r) => r.map(|()| true),
+                Err(p) => {
+                    caller_panic = Some(p);
+                    Ok(true)
+                }
+            },
+            None => Ok(false),
         }
-        None => Ok(false),
+    });
+    if let Some(p) = caller_panic {
+        resume_unwind(p);
     }
+    found
 }
 
 fn range_in<T: ReadableTable<Bytes, Bytes>>(
@@ -54,40 +251,60 @@ fn range_in<T: ReadableTable<Bytes, Bytes>>(
     if range.is_empty() {
         return Ok(());
     }
-    let iter = t
-        .range::<&[u8]>(bounds(range))
-        .map_err(|e| Error::storage("scanning", e))?;
-    let mut visit = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
-        let (k, v): (redb::AccessGuard<Bytes>, redb::AccessGuard<Bytes>) =
-            item.map_err(|e| Error::storage("scanning", e))?;
-        f(k.value(), v.value())
-    };
-    match order {
-        Order::Asc => {
-            for item in iter {
-                if !visit(item)? {
-                    break;
+    // The scan runs inside one contained call, handing each entry to `f` without a copy; a
+    // panic of `f` itself is the caller's and is raised again as it was.
+    let mut caller_panic = None;
+    let scanned = contain("scanning", || {
+        let iter = t
+            .range::<&[u8]>(bounds(range))
+            .map_err(|e| engine("scanning", e))?;
+        let mut visit = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
+            let (k, v): (redb::AccessGuard<Bytes>, redb::AccessGuard<Bytes>) =
+                item.map_err(|e| engine("scanning", e))?;
+            match catch_unwind(AssertUnwindSafe(|| {
+                let _caller = CallerCode::enter();
+                f(k.value(), v.value())
+            })) {
+                Ok(r) => r,
+                Err(p) => {
+                    caller_panic = Some(p);
+                    Ok(false)
+                }
+            }
+        };
+        match order {
+            Order::Asc => {
+                for item in iter {
+                    if !visit(item)? {
+                        break;
+                    }
+                }
+            }
+            Order::Desc => {
+                for item in iter.rev() {
+                    if !visit(item)? {
+                        break;
+                    }
                 }
             }
         }
-        Order::Desc => {
-            for item in iter.rev() {
-                if !visit(item)? {
-                    break;
-                }
-            }
-        }
+        Ok(())
+    });
+    if let Some(p) = caller_panic {
+        resume_unwind(p);
     }
-    Ok(())
+    scanned
 }
 
 fn names<I: Iterator<Item = redb::UntypedTableHandle>>(
-    listed: std::result::Result<I, redb::StorageError>,
+    list: impl FnOnce() -> std::result::Result<I, redb::StorageError>,
 ) -> Result<Vec<String>> {
-    Ok(listed
-        .map_err(|e| Error::storage("listing tables", e))?
-        .map(|h| h.name().to_string())
-        .collect())
+    contain("listing tables", || {
+        Ok(list()
+            .map_err(|e| engine("listing tables", e))?
+            .map(|h| h.name().to_string())
+            .collect())
+    })
 }
 
 type ReadTable = Rc<redb::ReadOnlyTable<Bytes, Bytes>>;
@@ -101,12 +318,21 @@ pub(crate) struct FileRead {
 
 impl FileRead {
     pub(crate) fn begin(db: &redb::Database) -> Result<FileRead> {
-        let txn = db
-            .begin_read()
-            .map_err(|e| Error::storage("beginning a read transaction", e))?;
+        let txn = contain("beginning a read transaction", || {
+            db.begin_read()
+                .map_err(|e| engine("beginning a read transaction", e))
+        })?;
         Ok(FileRead {
             txn,
             tables: RefCell::default(),
+        })
+    }
+
+    /// Ends the transaction under [`contain`].
+    pub(crate) fn close(self) -> Result<()> {
+        contain("ending a read transaction", || {
+            drop(self);
+            Ok(())
         })
     }
 
@@ -114,11 +340,11 @@ impl FileRead {
         if let Some(t) = self.tables.borrow().get(name) {
             return Ok(t.clone());
         }
-        let t = match self.txn.open_table(def(name)) {
-            Ok(t) => Some(Rc::new(t)),
-            Err(TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(Error::storage("opening a table", e)),
-        };
+        let t = contain("opening a table", || match self.txn.open_table(def(name)) {
+            Ok(t) => Ok(Some(Rc::new(t))),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(engine("opening a table", e)),
+        })?;
         self.tables.borrow_mut().insert(name.to_string(), t.clone());
         Ok(t)
     }
@@ -141,13 +367,13 @@ impl RawRead for FileRead {
 
     fn len(&self, table: &str) -> Result<u64> {
         match self.table(table)? {
-            Some(t) => t.len().map_err(|e| Error::storage("counting", e)),
+            Some(t) => contain("counting", || t.len().map_err(|e| engine("counting", e))),
             None => Ok(0),
         }
     }
 
     fn table_names(&self) -> Result<Vec<String>> {
-        names(self.txn.list_tables())
+        names(|| self.txn.list_tables())
     }
 }
 
@@ -160,28 +386,49 @@ pub(crate) struct FileWrite<'t> {
 }
 
 /// Runs `f` in one write transaction of `db` and commits when it returns `Ok`.
-pub(crate) fn write<T>(
+fn write<T>(
     db: &redb::Database,
     durable: bool,
     f: impl FnOnce(&FileWrite<'_>) -> Result<T>,
 ) -> Result<T> {
-    let mut txn = db
-        .begin_write()
-        .map_err(|e| Error::storage("beginning a write transaction", e))?;
-    if !durable {
-        txn.set_durability(redb::Durability::None)
-            .map_err(|e| Error::storage("setting durability", redb::Error::from(e)))?;
-    }
+    let txn = contain("beginning a write transaction", || {
+        let mut txn = db
+            .begin_write()
+            .map_err(|e| engine("beginning a write transaction", e))?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| engine("setting durability", e))?;
+        }
+        Ok(txn)
+    })?;
     let value = {
         let raw = FileWrite {
             txn: &txn,
             tables: RefCell::default(),
         };
-        f(&raw)?
-        // Every table closes here, before the commit.
+        let value = f(&raw);
+        // Every table closes here, before the commit (or the abort).
+        contain("closing tables", || {
+            drop(raw);
+            Ok(())
+        })?;
+        value
     };
-    txn.commit().map_err(|e| Error::storage("committing", e))?;
-    Ok(value)
+    match value {
+        Ok(v) => {
+            contain("committing", || {
+                txn.commit().map_err(|e| engine("committing", e))
+            })?;
+            Ok(v)
+        }
+        Err(e) => {
+            contain("aborting", || {
+                drop(txn);
+                Ok(())
+            })?;
+            Err(e)
+        }
+    }
 }
 
 impl<'t> FileWrite<'t> {
@@ -189,10 +436,11 @@ impl<'t> FileWrite<'t> {
         if let Some(t) = self.tables.borrow().get(name) {
             return Ok(t.clone());
         }
-        let t = self
-            .txn
-            .open_table(def(name))
-            .map_err(|e| Error::storage("opening a table", e))?;
+        let t = contain("opening a table", || {
+            self.txn
+                .open_table(def(name))
+                .map_err(|e| engine("opening a table", e))
+        })?;
         let t = Rc::new(RefCell::new(t));
         self.tables.borrow_mut().insert(name.to_string(), t.clone());
         Ok(t)
@@ -227,42 +475,41 @@ impl RawRead for FileWrite<'_> {
     fn len(&self, table: &str) -> Result<u64> {
         let t = self.table(table)?;
         let t = t.borrow();
-        t.len().map_err(|e| Error::storage("counting", e))
+        contain("counting", || t.len().map_err(|e| engine("counting", e)))
     }
 
     fn table_names(&self) -> Result<Vec<String>> {
-        names(self.txn.list_tables())
+        names(|| self.txn.list_tables())
     }
 }
 
 impl RawWrite for FileWrite<'_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
         self.with_mut(table, |t| {
-            t.insert(key, value)
-                .map_err(|e| Error::storage("writing", e))?;
-            Ok(())
+            contain("writing", || {
+                t.insert(key, value).map_err(|e| engine("writing", e))?;
+                Ok(())
+            })
         })
     }
 
     fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
         self.with_mut(table, |t| {
-            if t.get(key)
-                .map_err(|e| Error::storage("reading", e))?
-                .is_some()
-            {
-                return Ok(false);
-            }
-            t.insert(key, value)
-                .map_err(|e| Error::storage("writing", e))?;
-            Ok(true)
+            contain("writing", || {
+                if t.get(key).map_err(|e| engine("reading", e))?.is_some() {
+                    return Ok(false);
+                }
+                t.insert(key, value).map_err(|e| engine("writing", e))?;
+                Ok(true)
+            })
         })
     }
 
     fn remove(&self, table: &str, key: &[u8]) -> Result<bool> {
         self.with_mut(table, |t| {
-            Ok(t.remove(key)
-                .map_err(|e| Error::storage("deleting", e))?
-                .is_some())
+            contain("deleting", || {
+                Ok(t.remove(key).map_err(|e| engine("deleting", e))?.is_some())
+            })
         })
     }
 
@@ -274,9 +521,11 @@ impl RawWrite for FileWrite<'_> {
                 what: format!("table {table} was deleted while in use"),
             });
         }
-        self.txn
-            .delete_table(def(table))
-            .map_err(|e| Error::storage("deleting a table", e))?;
-        Ok(())
+        contain("deleting a table", || {
+            self.txn
+                .delete_table(def(table))
+                .map_err(|e| engine("deleting a table", e))?;
+            Ok(())
+        })
     }
 }

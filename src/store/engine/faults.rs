@@ -1,0 +1,156 @@
+//! I/O fault injection for tests: a storage backend that fails one chosen call (the `n`th
+//! write, sync, set_len or read) with an I/O error and works again afterwards, like a disk
+//! that fills up and is freed. The default engine never goes through it.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use redb::StorageBackend;
+use redb::backends::FileBackend;
+
+/// Which kind of call a [`FaultPlan`] fails.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Writing bytes.
+    Write,
+    /// Flushing to the disk.
+    Sync,
+    /// Growing or shrinking the file.
+    SetLen,
+    /// Reading bytes.
+    Read,
+}
+
+/// Fails the `nth` call (1-based) of one kind, once.
+#[doc(hidden)]
+pub struct FaultPlan {
+    kind: FaultKind,
+    nth: u64,
+    calls: AtomicU64,
+    fired: AtomicBool,
+}
+
+impl fmt::Debug for FaultPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultPlan")
+            .field("kind", &self.kind)
+            .field("nth", &self.nth)
+            .field("fired", &self.fired())
+            .finish()
+    }
+}
+
+impl FaultPlan {
+    /// A plan failing the `nth` call of `kind`.
+    pub fn new(kind: FaultKind, nth: u64) -> Arc<FaultPlan> {
+        Arc::new(FaultPlan {
+            kind,
+            nth,
+            calls: AtomicU64::new(0),
+            fired: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the failure happened.
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, kind: FaultKind) -> io::Result<()> {
+        if kind != self.kind {
+            return Ok(());
+        }
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.nth {
+            self.fired.store(true, Ordering::SeqCst);
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("injected failure of {kind:?} call {n}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The file backend with a fault plan in front of it.
+#[derive(Debug)]
+pub(crate) struct FaultyBackend {
+    inner: FileBackend,
+    plan: Arc<FaultPlan>,
+}
+
+impl FaultyBackend {
+    pub(crate) fn new(
+        file: File,
+        plan: Arc<FaultPlan>,
+    ) -> Result<FaultyBackend, redb::DatabaseError> {
+        Ok(FaultyBackend {
+            inner: FileBackend::new(file)?,
+            plan,
+        })
+    }
+}
+
+impl StorageBackend for FaultyBackend {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.plan.check(FaultKind::Read)?;
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.plan.check(FaultKind::SetLen)?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), io::Error> {
+        self.plan.check(FaultKind::Sync)?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.plan.check(FaultKind::Write)?;
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> Result<(), io::Error> {
+        self.inner.close()
+    }
+    fn try_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.inner.lock_range(start, end)
+    }
+    fn lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+    fn query_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.query_lock_range(start, end)
+    }
+}
