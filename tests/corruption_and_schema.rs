@@ -186,3 +186,141 @@ fn opening_without_create_on_an_empty_dir_says_to_init() {
     assert!(err.to_string().contains("redkeep init"), "{err}");
     assert!(!t.path().join("none").exists());
 }
+
+#[test]
+fn an_empty_store_file_is_reported_never_recreated() {
+    let t = TestDir::new();
+    drop(t.open());
+    let db = t.path().join(STORE_FILE);
+    std::fs::write(&db, b"").unwrap();
+    for _ in 0..2 {
+        match Redkeep::open(t.path(), t.options()) {
+            Err(Error::Damaged { reason, .. }) => assert!(reason.contains("empty"), "{reason}"),
+            other => panic!("an empty file opened: {other:?}"),
+        }
+    }
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "nothing was written over it"
+    );
+    let message = Redkeep::open(t.path(), t.options())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("restore") && message.contains("salvage"),
+        "{message}"
+    );
+}
+
+#[test]
+fn after_a_corruption_is_seen_writes_wait_for_a_repair_that_sets_it_aside() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = rk
+        .users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            password: Some("correct horse".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    drop(rk);
+    let avatars: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:avatars");
+    // An avatar record whose bytes are garbage.
+    poke(
+        &t.path().join(STORE_FILE),
+        avatars,
+        &ann.to_be_bytes(),
+        &[2, 1, 0xFF, 0x13],
+    );
+    let rk = t.open();
+    assert!(matches!(rk.users().avatar(ann), Err(Error::Corrupt { .. })));
+    let refused = rk.users().create(NewUser {
+        email: "bob@example.com".into(),
+        password: Some("correct horse".into()),
+        ..NewUser::default()
+    });
+    match refused {
+        Err(Error::Damaged { reason, .. }) => assert!(reason.contains("refused"), "{reason}"),
+        other => panic!("a write went on after the corruption: {other:?}"),
+    }
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("quarantine:avatars")),
+        "{:?}",
+        report.problems
+    );
+    let repaired = rk.check(true).unwrap();
+    assert!(repaired.ok, "{:?}", repaired.problems);
+    assert!(
+        repaired
+            .repaired
+            .iter()
+            .any(|r| r.contains("quarantine:avatars"))
+    );
+    // The bytes are kept aside; the store works again.
+    let db = redb::Database::open(t.path().join(STORE_FILE));
+    assert!(db.is_err(), "the handle still holds the file");
+    assert_eq!(rk.users().avatar(ann).unwrap(), None);
+    rk.users()
+        .create(NewUser {
+            email: "bob@example.com".into(),
+            password: Some("correct horse".into()),
+            ..NewUser::default()
+        })
+        .unwrap();
+    drop(rk);
+    let db = redb::Database::open(t.path().join(STORE_FILE)).unwrap();
+    let tx = db.begin_read().unwrap();
+    let aside: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quarantine:avatars");
+    let kept = tx.open_table(aside).unwrap();
+    assert_eq!(
+        kept.get(&ann.to_be_bytes()[..]).unwrap().unwrap().value(),
+        &[2, 1, 0xFF, 0x13]
+    );
+}
+
+#[test]
+fn a_record_of_a_newer_application_version_is_not_damage() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = rk
+        .users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            password: Some("correct horse".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    drop(rk);
+    let avatars: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:avatars");
+    // Format 2, record version 9: written by a newer build.
+    poke(
+        &t.path().join(STORE_FILE),
+        avatars,
+        &ann.to_be_bytes(),
+        &[2, 9, 0x44],
+    );
+    let rk = t.open();
+    match rk.users().avatar(ann) {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("newer version"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(rk.store().damage().is_none());
+    rk.users()
+        .create(NewUser {
+            email: "bob@example.com".into(),
+            password: Some("correct horse".into()),
+            ..NewUser::default()
+        })
+        .unwrap();
+}
