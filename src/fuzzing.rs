@@ -551,6 +551,7 @@ pub fn commands(data: &[u8]) {
                 | Command::Restore { .. }
                 | Command::Reset { .. }
                 | Command::Adopt(_)
+                | Command::Salvage { .. }
                 | Command::Migrate(_)
                 | Command::Export(crate::admin::commands::ExportArgs { output: Some(_) })
         ) || matches!(command.input(), Input::File(f) if f != "-");
@@ -632,5 +633,153 @@ pub fn admin_protocol(data: &[u8]) {
     match conn.send(&Request::new(Command::Stats), None, &mut std::io::sink()) {
         Ok(Remote::Reply(_)) => {}
         other => panic!("the server stopped serving: {other:?}"),
+    }
+}
+
+/// A small sound store, built once per process: users, orgs, invites, sessions, API keys and
+/// workspace pieces. Its file is the starting point of every
+/// `damaged_store` run.
+fn sound_store() -> &'static (Vec<u8>, Vec<u8>) {
+    use std::sync::OnceLock;
+
+    use crate::auth::api_keys::{ApiKeySpec, KeyOwner};
+    use crate::auth::orgs::OrgSpec;
+
+    static BASE: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let (dir, rk) = scratch();
+        for i in 0..12 {
+            let user = rk
+                .users()
+                .create(crate::NewUser {
+                    email: format!("user{i}@example.com"),
+                    password: Some("correct horse battery".into()),
+                    ..crate::NewUser::default()
+                })
+                .expect("a user")
+                .user;
+            if i % 4 == 0 {
+                rk.orgs()
+                    .create(OrgSpec {
+                        name: format!("Team {i}"),
+                        slug: None,
+                        description: String::new(),
+                        owner: user.id,
+                    })
+                    .expect("an org");
+                rk.workspaces()
+                    .save_piece(user.id, br#"{"t":1}"#)
+                    .expect("a piece");
+            }
+            if i % 3 == 0 {
+                rk.sessions()
+                    .login(
+                        &user.email,
+                        "correct horse battery",
+                        crate::auth::sessions::LoginMeta::default(),
+                    )
+                    .expect("a login");
+                rk.api_keys()
+                    .create(ApiKeySpec {
+                        owner: KeyOwner::User(user.id),
+                        scopes: vec!["read".into()],
+                        expires_in: None,
+                    })
+                    .expect("an API key");
+            }
+        }
+        for _ in 0..3 {
+            rk.invites()
+                .create(crate::InviteSpec::default())
+                .expect("an invite");
+        }
+        drop(rk);
+        let bytes = std::fs::read(dir.path().join(crate::STORE_FILE)).expect("the store file");
+        // The reference export, of the store file alone (the damaged copies have no folders).
+        let alone = tempfile::tempdir().expect("a temporary folder");
+        std::fs::write(alone.path().join(crate::STORE_FILE), &bytes).expect("a copy");
+        let rk = crate::Redkeep::open(
+            alone.path(),
+            crate::Options::default()
+                .password(crate::PasswordParams::INSECURE_FAST)
+                .create(false),
+        )
+        .expect("the sound copy opens");
+        (bytes, export(&rk))
+    })
+}
+
+/// Arbitrary damage to a sound store file, then everything an application or operator does
+/// with it: open, check, list, log in, create, repair, salvage, drop. Any outcome but a panic
+/// is acceptable, with two promises: what `check` calls sound exports exactly as before the
+/// damage, and the store `salvage` writes passes `check`.
+///
+/// The input is a list of 5-byte edits `[kind, offset (3 bytes, big-endian, scaled to the
+/// file), value]`: kind 0 flips the bits of `value` at the offset, 1 sets the byte, 2 zeroes
+/// `value` bytes from the offset, 3 truncates the file at the offset.
+pub fn damaged_store(data: &[u8]) {
+    let (pristine, reference) = sound_store();
+    let mut bytes = pristine.clone();
+    for edit in data.chunks_exact(5).take(512) {
+        if bytes.is_empty() {
+            break;
+        }
+        let raw = u32::from_be_bytes([0, edit[1], edit[2], edit[3]]) as usize;
+        let at = raw * bytes.len() / (1 << 24);
+        match edit[0] % 4 {
+            0 => bytes[at] ^= edit[4].max(1),
+            1 => bytes[at] = edit[4],
+            2 => {
+                let end = (at + usize::from(edit[4])).min(bytes.len());
+                bytes[at..end].fill(0);
+            }
+            _ => bytes.truncate(at),
+        }
+    }
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let dir = tmp.path().join("damaged");
+    std::fs::create_dir(&dir).expect("a data dir");
+    std::fs::write(dir.join(crate::STORE_FILE), &bytes).expect("the damaged copy");
+    let options = || {
+        crate::Options::default()
+            .password(crate::PasswordParams::INSECURE_FAST)
+            .create(false)
+    };
+    if let Ok(rk) = crate::Redkeep::open(&dir, options()) {
+        if rk.check(false).is_ok_and(|r| r.ok) {
+            let mut out = Vec::new();
+            let exported = crate::ops::export(&rk, &mut out, &|_| {});
+            assert!(
+                exported.is_ok() && out == *reference,
+                "check found nothing wrong, yet the data changed: {:?}",
+                exported.err()
+            );
+        }
+        let _ = rk.users().list(crate::UserFilter::All, None, 100);
+        let _ = rk.sessions().login(
+            "user3@example.com",
+            "correct horse battery",
+            crate::auth::sessions::LoginMeta::default(),
+        );
+        let _ = rk.users().create(crate::NewUser {
+            email: "late@example.com".into(),
+            password: Some("correct horse battery".into()),
+            ..crate::NewUser::default()
+        });
+        let _ = rk.check(true);
+        let _ = rk.users().count();
+    }
+    let to = tmp.path().join("salvaged");
+    if let Ok(report) = crate::ops::salvage(&dir, &to, options(), crate::Timestamp(1_800_000_000)) {
+        assert!(
+            report.problems.is_empty(),
+            "the salvaged store fails check: {:?}",
+            report.problems
+        );
+        let rk = crate::Redkeep::open(&to, options()).expect("the salvaged store opens");
+        assert!(
+            rk.check(false).is_ok_and(|r| r.ok),
+            "the salvaged store fails check"
+        );
     }
 }

@@ -651,11 +651,15 @@ impl Redkeep {
                 "`check --repair` does not rewrite a file whose pages are damaged; copy out what can be read with `redkeep salvage --to DIR`, or restore a backup",
             );
         } else if repair {
+            let now = self.now();
             let changes = self.store().write_anyway(self.options().durability, |tx| {
                 let mut changes = Vec::new();
                 for t in &tables {
                     changes.extend(t.rebuild_indexes(tx)?);
                 }
+                // Records set aside (or lost before) leave references pointing nowhere:
+                // those records are set aside too, and what every user needs is made again.
+                changes.extend(references::settle(tx, now)?);
                 Ok(changes)
             })?;
             if !changes.is_empty() {

@@ -206,3 +206,80 @@ fn a_restore_never_hands_a_users_files_to_a_new_user() {
 fn a_reset_never_hands_a_users_files_to_a_new_user() {
     privacy_scenario(&["reset", "--force"]);
 }
+
+#[test]
+fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
+    use redb::TableDefinition;
+    let cli = populated();
+    let ann = cli.json(&["user", "show", "ann@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    cli.json(
+        &["user", "create", "bob@example.com", "--password-stdin"],
+        Some("bob password\n"),
+    );
+    let store = cli.data().join(redkeep::STORE_FILE);
+    {
+        // Ann's record becomes bytes nothing decodes.
+        let db = redb::Database::open(&store).unwrap();
+        let tx = db.begin_write().unwrap();
+        let users: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:users");
+        tx.open_table(users)
+            .unwrap()
+            .insert(&ann.to_be_bytes()[..], &[2u8, 1, 0xFF, 0x13][..])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let (out, _) = cli.expect(&["check"], None, 1);
+    assert!(out.contains("quarantine:users"), "{out}");
+
+    let before = std::fs::read(&store).unwrap();
+    let to = cli.dir.path().join("saved");
+    let to_arg = to.to_str().unwrap();
+    let (out, err) = cli.expect(&["salvage", "--to", to_arg], None, 0);
+    assert!(err.is_empty(), "{err}");
+    assert!(out.contains("users: 2 read"), "{out}");
+    assert!(out.contains("quarantine:users"), "{out}");
+    assert!(
+        out.contains("`redkeep check` is clean on the copy"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        before,
+        "salvage wrote the source"
+    );
+    let saved = |args: &[&str], code| {
+        let mut c = cli.cmd(args);
+        c.env("REDKEEP_DATA_DIR", &to);
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    saved(&["check"], 0);
+    assert!(saved(&["user", "list"], 0).contains("bob@example.com"));
+    // Bob logs in with his password in the new store.
+    let mut login = cli.cmd(&["login", "bob@example.com", "--password-stdin"]);
+    login
+        .env("REDKEEP_DATA_DIR", &to)
+        .write_stdin("bob password\n");
+    assert!(login.output().unwrap().status.success());
+
+    // Never over an existing store.
+    let (_, err) = cli.expect(&["salvage", "--to", to_arg], None, 1);
+    assert!(err.contains("already holds a store"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A file cut to its first page: nothing can be read, so nothing is made.
+    std::fs::write(&store, &before[..4096]).unwrap();
+    let (_, err) = cli.expect(&["check"], None, 1);
+    assert!(
+        err.contains("cannot be opened") && err.contains("salvage"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let nothing = cli.dir.path().join("nothing");
+    let (_, err) = cli.expect(&["salvage", "--to", nothing.to_str().unwrap()], None, 1);
+    assert!(err.contains("restore a backup"), "{err}");
+    assert!(!nothing.exists());
+}

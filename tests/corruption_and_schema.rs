@@ -324,3 +324,72 @@ fn a_record_of_a_newer_application_version_is_not_damage() {
         })
         .unwrap();
 }
+
+#[test]
+fn two_records_claiming_one_unique_key_are_reported_and_the_damaged_one_set_aside() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let mut ids = Vec::new();
+    for email in ["ann@example.com", "bob@example.com"] {
+        ids.push(
+            rk.users()
+                .create(NewUser {
+                    email: email.into(),
+                    password: Some("correct horse".into()),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id,
+        );
+    }
+    drop(rk);
+    // Damage turns bob's stored email into ann's (same length, so the record still decodes).
+    let users: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:users");
+    let path = t.path().join(STORE_FILE);
+    let bob_key = ids[1].to_be_bytes();
+    let bytes = {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_read().unwrap();
+        let table = tx.open_table(users).unwrap();
+        table.get(&bob_key[..]).unwrap().unwrap().value().to_vec()
+    };
+    let from = b"bob@example.com";
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the email is stored as written");
+    let mut damaged = bytes.clone();
+    damaged[at..at + from.len()].copy_from_slice(b"ann@example.com");
+    poke(&path, users, &bob_key, &damaged);
+
+    let rk = t.open();
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("claim the same unique key") && p.contains("quarantine:users")),
+        "{:?}",
+        report.problems
+    );
+    let repaired = rk.check(true).unwrap();
+    assert!(repaired.ok, "{:?}", repaired.problems);
+    assert!(rk.check(false).unwrap().ok);
+    // Ann, whom the index named, keeps her account; bob's bytes are kept aside.
+    assert_eq!(
+        rk.users().get(ids[0]).unwrap().unwrap().email,
+        "ann@example.com"
+    );
+    assert!(rk.users().get(ids[1]).unwrap().is_none());
+    drop(rk);
+    let db = redb::Database::open(&path).unwrap();
+    let tx = db.begin_read().unwrap();
+    let aside: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quarantine:users");
+    let kept = tx.open_table(aside).unwrap();
+    assert_eq!(
+        kept.get(&bob_key[..]).unwrap().unwrap().value(),
+        &damaged[..]
+    );
+}

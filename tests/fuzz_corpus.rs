@@ -68,3 +68,8 @@ fn commands_corpus_runs_and_stays_clean() {
 fn admin_protocol_corpus_keeps_the_server_serving() {
     replay("admin_protocol", redkeep::fuzzing::admin_protocol);
 }
+
+#[test]
+fn damaged_store_corpus_never_panics_and_salvages_clean() {
+    replay("damaged_store", redkeep::fuzzing::damaged_store);
+}

@@ -150,3 +150,174 @@ pub(crate) fn own_tables() -> Vec<Box<dyn crate::store::TableCheck>> {
         check_table::<super::web_sessions::WebSession>(),
     ]
 }
+
+/// Makes every reference resolve again after records were lost (a salvage, a repair that set
+/// records aside): records that point at a missing user, org or role are set aside into
+/// quarantine tables; so is an org without members; one without an
+/// owner gets one; a user without a credential gets one that no password matches (they
+/// reset it), without an org a personal one, without a current org one of theirs; an
+/// invite's use count follows the users it lists. Returns one line per change.
+pub(crate) fn settle(
+    tx: &crate::store::WriteTx<'_>,
+    now: crate::clock::Timestamp,
+) -> Result<Vec<String>> {
+    use super::orgs::{self, OrgSpec};
+    use super::recovery::RecoveryToken;
+    let mut changes = Vec::new();
+    let users = Table::<User, dyn Source>::new(tx as &dyn Source);
+    let orgs_t = Table::<Org, dyn Source>::new(tx as &dyn Source);
+    let roles = Table::<Role, dyn Source>::new(tx as &dyn Source);
+
+    // Collect first (a table is not written while it is scanned), then delete.
+    macro_rules! drop_where {
+        ($ty:ty, $what:expr, $gone:expr) => {{
+            let mut doomed = Vec::new();
+            each::<$ty>(tx, |r| {
+                if $gone(&r)? {
+                    doomed.push(r);
+                }
+                Ok(())
+            })?;
+            if !doomed.is_empty() {
+                changes.push(format!(
+                    "moved {} {} that pointed at a missing record to {}",
+                    doomed.len(),
+                    $what,
+                    crate::store::quarantine_table(<$ty as Record>::TABLE)
+                ));
+            }
+            for r in doomed {
+                crate::store::set_aside::<$ty>(tx, &r.key())?;
+            }
+        }};
+    }
+    let no_user = |id: u64| -> Result<bool> { Ok(!users.contains(&id)?) };
+    drop_where!(Credential, "credential(s)", |c: &Credential| no_user(
+        c.user_id
+    ));
+    drop_where!(Avatar, "avatar(s)", |a: &Avatar| no_user(a.user_id));
+    drop_where!(UserRole, "role grant(s)", |r: &UserRole| Ok(no_user(
+        r.user_id
+    )? || !roles
+        .contains(
+        &r.role_id
+    )?));
+    drop_where!(Session, "session(s)", |s: &Session| no_user(s.user_id));
+    drop_where!(
+        AgentSession,
+        "agent session(s)",
+        |a: &AgentSession| no_user(a.user_id)
+    );
+    drop_where!(RecoveryToken, "recovery token(s)", |t: &RecoveryToken| {
+        no_user(t.user_id)
+    });
+    drop_where!(OrgMember, "membership(s)", |m: &OrgMember| Ok(no_user(
+        m.user_id
+    )?
+        || !orgs_t.contains(&m.org_id)?));
+    drop_where!(ApiKey, "API key(s)", |k: &ApiKey| Ok(match k.owner {
+        KeyOwner::User(u) => no_user(u)?,
+        KeyOwner::Org(o) => !orgs_t.contains(&o)?,
+    }));
+
+    let mut invites = Vec::new();
+    each::<Invite>(tx, |i| {
+        if i.uses as usize != i.used_by.len() {
+            invites.push(i);
+        }
+        Ok(())
+    })?;
+    for mut i in invites {
+        i.uses = i.used_by.len() as u32;
+        changes.push(format!(
+            "invite {}: its use count now matches the users it lists",
+            i.prefix
+        ));
+        tx.table::<Invite>().update(&i)?;
+    }
+
+    let mut org_list = Vec::new();
+    each::<Org>(tx, |o| {
+        org_list.push(o);
+        Ok(())
+    })?;
+    for o in org_list {
+        let members = orgs::members_of(tx, o.id)?;
+        if members.is_empty() {
+            crate::store::set_aside::<Org>(tx, &o.id)?;
+            changes.push(format!(
+                "moved org {}, which had no members left, to {}",
+                o.slug,
+                crate::store::quarantine_table(Org::TABLE)
+            ));
+            continue;
+        }
+        if !members.iter().any(|m| m.role == OrgRole::Owner) {
+            let pick = members
+                .iter()
+                .filter(|m| m.role == OrgRole::Admin)
+                .chain(members.iter())
+                .next()
+                .cloned();
+            if let Some(mut m) = pick {
+                m.role = OrgRole::Owner;
+                tx.table::<OrgMember>().update(&m)?;
+                changes.push(format!(
+                    "org {}: user {} became its owner",
+                    o.slug, m.user_id
+                ));
+            }
+        }
+    }
+
+    let mut user_list = Vec::new();
+    each::<User>(tx, |u| {
+        user_list.push(u);
+        Ok(())
+    })?;
+    for u in user_list {
+        if !tx.table::<Credential>().contains(&u.id)? {
+            // No password matches an empty hash: the user resets theirs.
+            tx.table::<Credential>()
+                .insert(&Credential::new(u.id, String::new(), now)?)?;
+            changes.push(format!(
+                "user {}: the credential was lost; they must reset their password",
+                u.id
+            ));
+        }
+        let mine = orgs::memberships_of(tx, u.id)?;
+        let current = match mine.first() {
+            None => {
+                let org = orgs::create_in(
+                    tx,
+                    now,
+                    &OrgSpec {
+                        name: format!("{}'s Workspace", u.name),
+                        slug: None,
+                        description: String::new(),
+                        owner: u.id,
+                    },
+                    true,
+                    false,
+                )?;
+                changes.push(format!(
+                    "user {}: belonged to no org; a personal one was made",
+                    u.id
+                ));
+                org.id
+            }
+            Some(first) => match u.current_org_id {
+                Some(c) if mine.iter().any(|m| m.org_id == c) => c,
+                _ => first.org_id,
+            },
+        };
+        if u.current_org_id != Some(current) {
+            tx.table::<User>().modify(&u.id, |x| {
+                x.current_org_id = Some(current);
+                Ok(())
+            })?;
+            changes.push(format!("user {}: now works in org {current}", u.id));
+        }
+    }
+    Ok(changes)
+}

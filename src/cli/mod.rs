@@ -147,7 +147,7 @@ fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     // Without -v, stderr carries only the one-line error of a failure.
     let default = match verbose {
-        0 => "error",
+        0 => "off",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -227,6 +227,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             admin::commands::reset(&cli.data_dir, *force, now).map_err(whole_file)?
         }
         Command::Status => admin::probe(&cli.data_dir)?,
+        Command::Salvage { to } => {
+            check_data_dir(&cli.data_dir)?;
+            let options = Options::default().password(password_params()?);
+            admin::commands::salvage(&cli.data_dir, to, options, now).map_err(whole_file)?
+        }
         Command::Adopt(a) => {
             check_data_dir(&cli.data_dir)?;
             let options = Options::default().password(password_params()?);
@@ -258,6 +263,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                         Ok(reply) => reply,
                         Err(code) => return Ok(code),
                     }
+                }
+                Err(Error::Damaged { path, reason })
+                    if matches!(req.command, Command::Check(_)) =>
+                {
+                    return Err(Error::denied(format!(
+                        "the store {} is damaged and cannot be opened: {reason}; no table can be read, so nothing was checked or repaired; restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)",
+                        path.display()
+                    )));
                 }
                 Err(e) => return Err(e),
             };

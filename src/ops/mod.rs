@@ -8,11 +8,13 @@ pub mod adopt;
 mod backup;
 mod files;
 mod reset;
+mod salvage;
 mod stats;
 mod transfer;
 
 pub use backup::{BackupReport, RestoreReport, backup, check_file, restore};
 pub use files::write_file;
 pub use reset::{ResetReport, reset};
+pub use salvage::{SalvageReport, SalvagedTable, salvage};
 pub use stats::{Stats, stats};
 pub use transfer::{EXPORT_FORMAT, TransferSummary, export, import};

@@ -124,9 +124,6 @@ pub fn check_table<R: Record + 'static>() -> Box<dyn TableCheck> {
 
 /// One thing wrong with a table or its indexes, and how an index rebuild mends it.
 enum Finding {
-    /// What a rebuild cannot mend: a record that does not decode or is stored under another
-    /// key, or two records claiming one unique key.
-    Problem(String),
     /// An index entry to (re)write.
     Put {
         index: &'static str,
@@ -140,7 +137,9 @@ enum Finding {
         key: Vec<u8>,
         problem: String,
     },
-    /// A record whose bytes do not decode: a repair moves its raw bytes aside.
+    /// A record a rebuild cannot mend (its bytes do not decode, it is stored under another
+    /// key, or it claims a unique key another record holds): a repair moves its raw bytes
+    /// aside.
     Unreadable { key: Vec<u8>, problem: String },
 }
 
@@ -187,17 +186,27 @@ fn walk<R: Record, S: Source + ?Sized>(
             Ok(r) => r,
             Err(e) => {
                 // Moved aside (by a repair) once the scan is over.
-                unreadable.push((pk.to_vec(), e.to_string()));
+                let problem = match e {
+                    Error::Corrupt { table, key, reason } => {
+                        format!("record {key} of table {table} is corrupt: {reason}")
+                    }
+                    other => other.to_string(),
+                };
+                unreadable.push((pk.to_vec(), problem));
                 return Ok(true);
             }
         };
         let own = record.key().to_bytes();
         if own != pk {
-            found(Finding::Problem(format!(
-                "{table}: the record stored under key {} says its key is {}; its index entries are not rebuilt (restore a backup, or delete it)",
-                show_key(pk),
-                show_key(&own)
-            )))?;
+            // Moved aside by a repair, like a record that does not decode.
+            unreadable.push((
+                pk.to_vec(),
+                format!(
+                    "{table}: the record stored under key {} says its key is {}; its index entries are not rebuilt",
+                    show_key(pk),
+                    show_key(&own)
+                ),
+            ));
             return Ok(true);
         }
         for idx in R::INDEXES {
@@ -212,12 +221,19 @@ fn walk<R: Record, S: Source + ?Sized>(
                 Some(got) if idx.unique => {
                     let rival = sound_record::<R>(raw, &got)?;
                     if rival.is_some_and(|r| index_entry(idx, &r, &got).as_ref() == Some(&key)) {
-                        found(Finding::Problem(format!(
-                            "{table}.{index}: records {} and {} claim the same unique key",
-                            show_key(&got),
-                            show_key(pk)
-                        )))?;
-                        continue;
+                        // Writes never let this happen: one of the two was altered by
+                        // damage. The index entry was written with the record it names, so
+                        // the other one is moved aside by a repair.
+                        found(Finding::Unreadable {
+                            key: pk.to_vec(),
+                            problem: format!(
+                                "{table}.{index}: records {} and {} claim the same unique key; record {} (not the one the index names) is taken as the damaged one",
+                                show_key(&got),
+                                show_key(pk),
+                                show_key(pk)
+                            ),
+                        })?;
+                        return Ok(true);
                     }
                     misdirected.insert((index, key.clone()));
                     format!(
@@ -385,9 +401,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         let mut progress = Progress::default();
         let walked = walk::<R, _>(tx, &mut progress, &mut |f| {
             report.problem(match f {
-                Finding::Problem(p)
-                | Finding::Put { problem: p, .. }
-                | Finding::Remove { problem: p, .. } => p,
+                Finding::Put { problem: p, .. } | Finding::Remove { problem: p, .. } => p,
                 Finding::Unreadable { problem, .. } => format!(
                     "{problem} (`redkeep check --repair` moves it aside, into quarantine:{})",
                     R::TABLE
@@ -431,7 +445,6 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         let mut progress = Progress::default();
         walk::<R, _>(tx, &mut progress, &mut |f| {
             match f {
-                Finding::Problem(_) => return Ok(()),
                 Finding::Put {
                     index,
                     key,
@@ -458,7 +471,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         }
         // Unreadable records leave the table, their bytes kept for whoever can read them;
         // a second pass removes the index entries that pointed at them.
-        let aside = format!("quarantine:{}", R::TABLE);
+        let aside = quarantine_table(R::TABLE);
         for (key, problem) in unreadable {
             if let Some(bytes) = get_owned(raw, &record_table(R::TABLE), &key)? {
                 raw.put(&aside, &key, &bytes)?;
@@ -480,4 +493,26 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         })?;
         Ok(changes)
     }
+}
+
+/// The table where a repair keeps the raw bytes of records it takes out of `table`.
+pub(crate) fn quarantine_table(table: &str) -> String {
+    format!("quarantine:{table}")
+}
+
+/// Takes the record of `R` under `key` out of its table (index entries too) and keeps its
+/// stored bytes in [`quarantine_table`], where they stay readable. Returns whether there was
+/// one.
+///
+/// # Errors
+/// `Storage` when the store cannot be written.
+pub(crate) fn set_aside<R: Record>(tx: &WriteTx<'_>, key: &R::Key) -> Result<bool> {
+    let pk = key.to_bytes();
+    let raw = tx.raw_write();
+    let Some(bytes) = get_owned(raw, &record_table(R::TABLE), &pk)? else {
+        return Ok(false);
+    };
+    raw.put(&quarantine_table(R::TABLE), &pk, &bytes)?;
+    tx.table::<R>().delete(key)?;
+    Ok(true)
 }

@@ -166,6 +166,37 @@ impl Store {
     /// process holds it in an incompatible mode; `NewerSchema` / `MigrationNeeded` on a schema
     /// mismatch; `Storage` or `Io` when the file cannot be opened.
     pub fn open(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
+        let store = Self::open_unchecked(path, options)?;
+        store.check_schema(options)?;
+        Ok(store)
+    }
+
+    /// Opens the file to read it only (no write, no repair on open); writes fail. For
+    /// reading what can be read of a file redb will not open for writing.
+    pub(crate) fn open_read_only(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let spec = OpenSpec {
+            cache_bytes: options.cache_bytes,
+            shared: false,
+            faults: None,
+        };
+        let db = FileDb::open_read_only(&path, spec).map_err(|e| with_path(e, &path))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db: RwLock::new(db),
+                damaged: Mutex::new(None),
+                path,
+                mode: Mode::Shared,
+                durability: options.durability,
+                owner_file: None,
+                registry: Registry::default(),
+            }),
+        })
+    }
+
+    /// Opens the file without looking at its schema version (salvage reads what it can of
+    /// any file).
+    pub(crate) fn open_unchecked(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let exists = path.exists();
         if !exists && !options.create {
@@ -219,7 +250,6 @@ impl Store {
                 registry: Registry::default(),
             }),
         };
-        store.check_schema(options)?;
         Ok(store)
     }
 

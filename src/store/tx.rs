@@ -35,6 +35,25 @@ fn shape_key(id: u64) -> Vec<u8> {
     prefixed(SHAPE_PREFIX, &id.to_be_bytes())
 }
 
+/// Whether a `meta` entry read back from a damaged file still has the form its key calls
+/// for (salvage copies only those). Keys this build does not know are kept: a newer build
+/// may have written them.
+pub(crate) fn meta_entry_sound(key: &[u8], value: &[u8]) -> bool {
+    if key == SCHEMA_VERSION_KEY {
+        value.len() == 8
+    } else if let Some(name) = key.strip_prefix(SEQ_PREFIX) {
+        std::str::from_utf8(name).is_ok() && value.len() == 8
+    } else if let Some(id) = key.strip_prefix(SHAPE_PREFIX) {
+        be_u64(id).is_some_and(|id| format::decode_shape(id, value).is_ok())
+    } else if let Some(name) = key.strip_prefix(TABLE_PREFIX) {
+        serde_json::from_slice::<TableInfo>(value).is_ok_and(|t| t.name.as_bytes() == name)
+    } else if let Some(name) = key.strip_prefix(USER_META_PREFIX) {
+        std::str::from_utf8(name).is_ok()
+    } else {
+        true
+    }
+}
+
 /// Reads the names of shape `id` from the registry of the transaction behind `raw`.
 pub(crate) fn resolve_shape(
     raw: &dyn RawRead,

@@ -20,7 +20,7 @@ pub use init::{CheckArgs, InitArgs};
 pub use invite::InviteCmd;
 #[cfg(feature = "adopt")]
 pub use ops::adopt;
-pub use ops::{AdoptArgs, ExportArgs, MigrateCmd, reset, restore};
+pub use ops::{AdoptArgs, ExportArgs, MigrateCmd, reset, restore, salvage};
 pub use orgs::OrgCmd;
 pub use users::{AvatarCmd, CreateArgs, UserCmd};
 pub use workspaces::{GalleryCmd, WorkspaceCmd};
@@ -82,6 +82,13 @@ pub enum Command {
         #[cfg_attr(feature = "cli", arg(long))]
         force: bool,
     },
+    /// Copy everything that can still be read out of a damaged store into a new data dir
+    /// (the damaged file is not written); `check` runs on the copy.
+    Salvage {
+        /// The new data dir.
+        #[cfg_attr(feature = "cli", arg(long))]
+        to: PathBuf,
+    },
     /// Create a new store from an existing deployment's SQLite database (and its workspace
     /// folders): passwords keep working, ids are kept (UUIDs as external ids).
     Adopt(AdoptArgs),
@@ -140,6 +147,7 @@ impl Command {
             Command::Backup { .. } => "backup",
             Command::Restore { .. } => "restore",
             Command::Adopt(_) => "adopt",
+            Command::Salvage { .. } => "salvage",
             Command::Export(_) => "export",
             Command::Import { .. } => "import",
             Command::Reset { .. } => "reset",
@@ -210,6 +218,9 @@ pub(crate) fn run(rk: &Redkeep, command: &Command, stdin: Stdin<'_>, io: Io<'_>)
         Command::Import { .. } => ops::import(rk, io),
         Command::Stats => ops::stats(rk),
         Command::Status => status::in_owner(rk),
+        Command::Salvage { .. } => Err(Error::denied(
+            "salvage reads a store nobody writes; stop the application that holds it first",
+        )),
         Command::Adopt(_) => Err(Error::denied(
             "adopt creates a new store in an empty data dir; run it before any application opens it",
         )),

@@ -336,6 +336,41 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
     Ok(reply)
 }
 
+/// `redkeep salvage --to DIR`: runs on the files, without opening the damaged store.
+///
+/// # Errors
+/// As [`crate::ops::salvage`].
+pub fn salvage(
+    data_dir: &std::path::Path,
+    to: &std::path::Path,
+    options: crate::Options,
+    now: Timestamp,
+) -> Result<Reply> {
+    let r = ops::salvage(data_dir, to, options, now)?;
+    let mut lines = vec![format!(
+        "salvaged {} into {}",
+        data_dir.display(),
+        r.to.display()
+    )];
+    for (name, t) in &r.tables {
+        let skipped = if t.skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; could not read {}", t.skipped.join(", "))
+        };
+        lines.push(format!("  {name}: {} read{skipped}", t.read));
+    }
+    lines.push(format!("  {} workspace folder(s) copied", r.folders));
+    lines.extend(r.changes.iter().map(|c| format!("  changed: {c}")));
+    lines.extend(r.problems.iter().map(|p| format!("  problem: {p}")));
+    if r.problems.is_empty() {
+        lines.push("`redkeep check` is clean on the copy".into());
+    }
+    let mut reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
+    reply.exit_code = u8::from(!r.problems.is_empty());
+    Ok(reply)
+}
+
 /// `redkeep restore PATH [--force]`: runs on the files, without opening the store first.
 ///
 /// # Errors

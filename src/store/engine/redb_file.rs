@@ -57,6 +57,8 @@ pub(crate) struct OpenSpec {
 /// An open database file. Dropping it closes the file under [`contain`].
 pub(crate) struct FileDb {
     db: Option<redb::Database>,
+    // Set instead of `db` for a file opened only to be read.
+    read_only: Option<redb::ReadOnlyDatabase>,
     path: PathBuf,
     spec: OpenSpec,
 }
@@ -67,6 +69,25 @@ impl FileDb {
         let db = open_db(path, &spec)?;
         Ok(FileDb {
             db: Some(db),
+            read_only: None,
+            path: path.to_path_buf(),
+            spec,
+        })
+    }
+
+    /// Opens the file to read it only: nothing is ever written to it, not even the repair
+    /// redb makes on opening a file that was not closed cleanly (such a file is refused).
+    pub(crate) fn open_read_only(path: &Path, spec: OpenSpec) -> Result<FileDb> {
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(spec.cache_bytes);
+        let db = contain("opening the store to read it", || {
+            builder
+                .open_read_only(path)
+                .map_err(|e| engine("opening the store to read it", e))
+        })?;
+        Ok(FileDb {
+            db: None,
+            read_only: Some(db),
             path: path.to_path_buf(),
             spec,
         })
@@ -88,16 +109,23 @@ impl FileDb {
     }
 
     fn close(&mut self) {
-        if let Some(db) = self.db.take() {
-            let _ = contain("closing the store", || {
-                drop(db);
-                Ok(())
-            });
-        }
+        let (db, read_only) = (self.db.take(), self.read_only.take());
+        let _ = contain("closing the store", || {
+            drop(db);
+            drop(read_only);
+            Ok(())
+        });
     }
 
     /// A read transaction.
     pub(crate) fn begin_read(&self) -> Result<FileRead> {
+        if let Some(ro) = &self.read_only {
+            let txn = contain("beginning a read transaction", || {
+                ro.begin_read()
+                    .map_err(|e| engine("beginning a read transaction", e))
+            })?;
+            return Ok(FileRead::of(txn));
+        }
         FileRead::begin(self.db()?)
     }
 
@@ -223,16 +251,21 @@ fn get_in<T: ReadableTable<Bytes, Bytes>>(
     let mut caller_panic = None;
     let found = contain("reading", || {
         match t.get(key).map_err(|e| engine("reading", e))? {
-            Some(v) => match catch_unwind(AssertUnwindSafe(|| {
-                let _caller = CallerCode::enter();
-                f(v.value())
-            })) {
-                Ok(r) => r.map(|()| true),
-                Err(p) => {
-                    caller_panic = Some(p);
-                    Ok(true)
+            Some(guard) => {
+                // Reading the value is the engine's work; using it is the caller's.
+                let v = guard.value();
+                let used = catch_unwind(AssertUnwindSafe(|| {
+                    let _caller = CallerCode::enter();
+                    f(v)
+                }));
+                match used {
+                    Ok(r) => r.map(|()| true),
+                    Err(p) => {
+                        caller_panic = Some(p);
+                        Ok(true)
+                    }
                 }
-            },
+            }
             None => Ok(false),
         }
     });
@@ -261,9 +294,11 @@ fn range_in<T: ReadableTable<Bytes, Bytes>>(
         let mut visit = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
             let (k, v): (redb::AccessGuard<Bytes>, redb::AccessGuard<Bytes>) =
                 item.map_err(|e| engine("scanning", e))?;
+            // Reading the entry is the engine's work; using it is the caller's.
+            let (k, v) = (k.value(), v.value());
             match catch_unwind(AssertUnwindSafe(|| {
                 let _caller = CallerCode::enter();
-                f(k.value(), v.value())
+                f(k, v)
             })) {
                 Ok(r) => r,
                 Err(p) => {
@@ -326,6 +361,13 @@ impl FileRead {
             txn,
             tables: RefCell::default(),
         })
+    }
+
+    fn of(txn: redb::ReadTransaction) -> FileRead {
+        FileRead {
+            txn,
+            tables: RefCell::default(),
+        }
     }
 
     /// Ends the transaction under [`contain`].

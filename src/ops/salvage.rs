@@ -1,0 +1,385 @@
+//! `redkeep salvage --to DIR`: copies out of a damaged store everything that can still be
+//! read, into a new data dir, and leaves the damaged file untouched (it works on a byte copy
+//! of it). Each table is read forward until the file gives way, then backward from its end,
+//! then, for numeric keys, key by key across the gap; what reads is written to the new store,
+//! whose indexes are rebuilt, sequences set past every id seen, and references made whole
+//! (records pointing at lost ones go; users keep an org and a credential). The workspace
+//! folders are copied as they are. `check` runs on the result.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::handle::{Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
+use crate::store::{KeyRange, Meta, Mode, Order, Source, Store, StoreOptions};
+
+/// What salvage got out of one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SalvagedTable {
+    /// Entries read and copied.
+    pub read: u64,
+    /// Key ranges that could not be read (empty when the whole table read).
+    pub skipped: Vec<String>,
+}
+
+/// What a salvage did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SalvageReport {
+    /// The new data dir.
+    pub to: PathBuf,
+    /// Per table (records, and the store's metadata as `meta`).
+    pub tables: BTreeMap<String, SalvagedTable>,
+    /// Workspace folders copied.
+    pub folders: u64,
+    /// What was changed to make the copy consistent (records dropped, owners given, …).
+    pub changes: Vec<String>,
+    /// Problems `check` still finds in the result (none, normally).
+    pub problems: Vec<String>,
+}
+
+const BATCH: usize = 1000;
+/// Keys tried one by one across an unreadable gap of numeric keys, at most.
+const PROBES: u64 = 100_000;
+
+type Entry = (Vec<u8>, Vec<u8>);
+
+/// Reads one table of `src` as far as it goes; returns the entries and the gaps.
+fn read_table(src: &Store, name: &str) -> (Vec<Entry>, Vec<String>) {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut failed = false;
+    // Forward, a batch per snapshot, resuming after the last key read.
+    loop {
+        let after = entries.last().map(|(k, _)| k.clone());
+        let mut batch = Vec::new();
+        let outcome = src.read(|tx| {
+            let range = match &after {
+                Some(k) => KeyRange::all().after(k),
+                None => KeyRange::all(),
+            };
+            tx.raw().range(name, &range, Order::Asc, &mut |k, v| {
+                batch.push((k.to_vec(), v.to_vec()));
+                Ok(batch.len() < BATCH)
+            })
+        });
+        let done = batch.len() < BATCH;
+        entries.extend(batch);
+        if outcome.is_err() {
+            failed = true;
+            break;
+        }
+        if done {
+            break;
+        }
+    }
+    if !failed {
+        return (entries, skipped);
+    }
+    // Backward from the end, down to where the forward read stopped.
+    let low = entries.last().map(|(k, _)| k.clone());
+    let mut tail: Vec<Entry> = Vec::new();
+    loop {
+        let before = tail.last().map(|(k, _)| k.clone());
+        let mut batch = Vec::new();
+        let outcome = src.read(|tx| {
+            let mut range = match &before {
+                Some(k) => KeyRange::all().before(k),
+                None => KeyRange::all(),
+            };
+            if let Some(l) = &low {
+                range = range.after(l);
+            }
+            tx.raw().range(name, &range, Order::Desc, &mut |k, v| {
+                batch.push((k.to_vec(), v.to_vec()));
+                Ok(batch.len() < BATCH)
+            })
+        });
+        let done = batch.len() < BATCH;
+        tail.extend(batch);
+        if outcome.is_err() || done {
+            break;
+        }
+    }
+    let high = tail.last().map(|(k, _)| k.clone());
+    // Numeric keys: try each key in the gap on its own.
+    let gap_from = low
+        .as_deref()
+        .and_then(be_u64)
+        .map_or(1, |n| n.saturating_add(1));
+    let gap_to = high.as_deref().and_then(be_u64);
+    let numeric =
+        low.as_deref().is_none_or(|k| k.len() == 8) && high.as_deref().is_none_or(|k| k.len() == 8);
+    let mut probed = Vec::new();
+    if numeric && let Some(to) = gap_to {
+        for id in (gap_from..to).take(PROBES as usize) {
+            let key = id.to_be_bytes();
+            let mut got = None;
+            let _ = src.read(|tx| {
+                tx.raw().get(name, &key, &mut |v| {
+                    got = Some(v.to_vec());
+                    Ok(())
+                })
+            });
+            if let Some(v) = got {
+                probed.push((key.to_vec(), v));
+            }
+        }
+    }
+    let show = |k: &Option<Vec<u8>>| {
+        k.as_deref()
+            .map_or("the start".to_string(), crate::store::show_key)
+    };
+    skipped.push(format!(
+        "after {} up to {}{}",
+        show(&low),
+        high.as_deref()
+            .map_or("the end".into(), crate::store::show_key),
+        if probed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} read key by key)", probed.len())
+        }
+    ));
+    entries.extend(probed);
+    entries.extend(tail);
+    (entries, skipped)
+}
+
+fn be_u64(k: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(k).ok().map(u64::from_be_bytes)
+}
+
+/// Copies the user folders, files as they are (symlinks are left behind).
+fn copy_folders(from: &Path, to: &Path) -> Result<u64> {
+    let users = from.join("users");
+    let Ok(entries) = std::fs::read_dir(&users) else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            copy_tree(&entry.path(), &to.join("users").join(entry.file_name()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    crate::fsutil::create_private_dir(to)?;
+    let entries =
+        std::fs::read_dir(from).map_err(|e| Error::io(format!("listing {}", from.display()), e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => copy_tree(&path, &target)?,
+            Ok(t) if t.is_file() => {
+                // A file that cannot be read is left behind; the rest is copied.
+                if let Ok(bytes) = std::fs::read(&path) {
+                    crate::fsutil::write_private(&target, &bytes)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Copies what can be read of the data dir `data_dir` into the new data dir `to`.
+///
+/// # Errors
+/// `Denied` when `to` holds a store, the source is held by a running process, or the source
+/// cannot be opened at all (nothing can be read; `to` is left untouched); `Io` / `Storage`
+/// when the new store cannot be written. What cannot be read of a file that opens is
+/// reported, not an error.
+pub fn salvage(
+    data_dir: &Path,
+    to: &Path,
+    options: Options,
+    now: Timestamp,
+) -> Result<SalvageReport> {
+    let source = data_dir.join(STORE_FILE);
+    if !source.is_file() {
+        return Err(Error::NotInitialized { path: source });
+    }
+    if to.join(STORE_FILE).exists() {
+        return Err(Error::denied(format!(
+            "{} already holds a store; salvage writes into a new data dir",
+            to.display()
+        )));
+    }
+    if let Some(o) = crate::store::read_owner(&crate::store::owner_path(&source))
+        && crate::store::process_alive(o.pid)
+    {
+        return Err(Error::denied(format!(
+            "process {} holds the store; stop it first (salvage reads a file nobody writes)",
+            o.pid
+        )));
+    }
+    // The damaged file is never written: the engine works on a byte copy of it.
+    let scratch = tempfile::tempdir().map_err(|e| Error::io("creating a temporary folder", e))?;
+    let copy = scratch.path().join(STORE_FILE);
+    std::fs::copy(&source, &copy)
+        .map_err(|e| Error::io(format!("copying {}", source.display()), e))?;
+    let src_options = StoreOptions {
+        mode: Mode::Exclusive,
+        create: false,
+        schema_version: SCHEMA_VERSION,
+        allow_outdated: true,
+        ..StoreOptions::default()
+    };
+    // redb may refuse to open a damaged file for writing (it checks the allocator state);
+    // reading it without opening it for writing may still work.
+    let src = match Store::open_unchecked(&copy, &src_options) {
+        Ok(s) => s,
+        Err(first) => match Store::open_read_only(&copy, &src_options) {
+            Ok(s) => s,
+            // Nothing at all can be read: there is nothing to salvage, and no new store.
+            Err(_) => {
+                return Err(Error::denied(format!(
+                    "the store {} cannot be opened at all ({first}): no record can be read from it, so nothing was salvaged; restore a backup (`redkeep restore`)",
+                    source.display()
+                )));
+            }
+        },
+    };
+    let listed = src.read(|tx| tx.table_names()).ok();
+    let mut names = listed.unwrap_or_else(|| {
+        // The table list itself is gone: look for the tables redkeep knows.
+        let mut known: Vec<String> = crate::auth::own_tables()
+            .iter()
+            .map(|t| format!("r:{}", t.name()))
+            .collect();
+        known.push("meta".into());
+        known
+    });
+    // The indexes of redkeep's own tables are rebuilt from their records; those of tables
+    // this build has no type for are copied as they are.
+    let own: Vec<String> = crate::auth::own_tables()
+        .iter()
+        .map(|t| format!("i:{}:", t.name()))
+        .collect();
+    names.retain(|n| !own.iter().any(|p| n.starts_with(p.as_str())));
+
+    crate::fsutil::create_private_dir(to)?;
+    let dest = Store::open(
+        to.join(STORE_FILE),
+        &StoreOptions {
+            mode: Mode::Exclusive,
+            create: true,
+            schema_version: SCHEMA_VERSION,
+            allow_outdated: true,
+            ..StoreOptions::default()
+        },
+    )?;
+    let mut tables = BTreeMap::new();
+    let mut changes = Vec::new();
+    for name in &names {
+        let (mut entries, skipped) = read_table(&src, name);
+        if name == "meta" {
+            // A metadata entry that reads but no longer has its form (a damaged shape, a
+            // sequence of the wrong length) is left behind: the indexes, sequences and
+            // shapes are rebuilt from the records below.
+            let before = entries.len();
+            entries.retain(|(k, v)| crate::store::meta_entry_sound(k, v));
+            if entries.len() < before {
+                changes.push(format!(
+                    "{} damaged metadata entries left behind",
+                    before - entries.len()
+                ));
+            }
+        }
+        for chunk in entries.chunks(BATCH) {
+            dest.write(|tx| {
+                for (k, v) in chunk {
+                    tx.raw_write().put(name, k, v)?;
+                }
+                Ok(())
+            })?;
+        }
+        let label = name.strip_prefix("r:").unwrap_or(name).to_string();
+        tables.insert(
+            label,
+            SalvagedTable {
+                read: entries.len() as u64,
+                skipped,
+            },
+        );
+    }
+    // Indexes and sequences first: opening the handle below looks things up by index and
+    // hands out ids.
+    let version = dest.read(|tx| tx.schema_version())?;
+    match version {
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(Error::denied(format!(
+                "the store was written by a newer redkeep (schema {v}, this build knows up to \
+                 {SCHEMA_VERSION}); salvage it with that version"
+            )));
+        }
+        Some(_) => {}
+        None => changes.push(format!(
+            "the schema version could not be read; set to {SCHEMA_VERSION}"
+        )),
+    }
+    changes.extend(dest.write_anyway(crate::Durability::Immediate, |tx| {
+        if version.is_none() {
+            tx.set_schema_version(SCHEMA_VERSION)?;
+        }
+        let mut changes = Vec::new();
+        for t in crate::auth::own_tables() {
+            // Records that read but cannot be mended go to quarantine tables here; the
+            // index entries it writes are all new (none were copied), so they go unsaid.
+            changes.extend(
+                t.rebuild_indexes(tx)?
+                    .into_iter()
+                    .filter(|c| c.contains("quarantine:")),
+            );
+            if let Some(id) = t.highest_id(tx)? {
+                tx.raise_sequence(t.name(), id)?;
+            }
+        }
+        Ok(changes)
+    })?);
+    drop(dest);
+    drop(src);
+    let folders = copy_folders(&data_dir.join(WORKSPACES_DIR), &to.join(WORKSPACES_DIR))?;
+
+    let mut opts = options;
+    opts.open_outdated = true;
+    opts.create = false;
+    let rk = Redkeep::open(to, opts)?;
+    if rk
+        .store()
+        .schema_version()?
+        .is_some_and(|v| v < SCHEMA_VERSION)
+    {
+        rk.migrate()?;
+    }
+    // Unreadable records aside and indexes whole, then references made whole.
+    changes.extend(rk.check(true)?.repaired);
+    changes.extend(
+        rk.store()
+            .write_anyway(crate::Durability::Immediate, |tx| {
+                let changes = crate::auth::references::settle(tx, now)?;
+                for t in rk.tables() {
+                    if let Some(id) = t.highest_id(tx)? {
+                        tx.raise_sequence(t.name(), id)?;
+                    }
+                }
+                Ok(changes)
+            })?,
+    );
+    changes.extend(rk.check(true)?.repaired);
+    let report = rk.check(false)?;
+    Ok(SalvageReport {
+        to: to.to_path_buf(),
+        tables,
+        folders,
+        changes,
+        problems: report.problems,
+    })
+}

@@ -1,0 +1,175 @@
+//! A damaged store never crashes the process: 200 copies of a store, each with seeded random
+//! byte flips or a truncation, go through check, list, create, repair and salvage. Nothing
+//! panics; every copy whose data changed is reported by `check`; salvage always produces a
+//! store that passes `check`.
+
+mod common;
+
+use std::path::Path;
+
+use redkeep::auth::orgs::OrgSpec;
+use redkeep::{InviteSpec, NewUser, Options, PasswordParams, Redkeep, Timestamp, UserFilter};
+
+fn options() -> Options {
+    Options::default()
+        .password(PasswordParams::INSECURE_FAST)
+        .create(false)
+}
+
+fn build(dir: &Path) {
+    let rk = Redkeep::open(dir, options().create(true)).unwrap();
+    for i in 0..40 {
+        let u = rk
+            .users()
+            .create(NewUser {
+                email: format!("user{i}@example.com"),
+                password: Some("correct horse battery".into()),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user;
+        if i % 5 == 0 {
+            rk.orgs()
+                .create(OrgSpec {
+                    name: format!("Team {i}"),
+                    slug: None,
+                    description: "a team".into(),
+                    owner: u.id,
+                })
+                .unwrap();
+            rk.workspaces().save_piece(u.id, br#"{"t":1}"#).unwrap();
+        }
+    }
+    for _ in 0..5 {
+        rk.invites().create(InviteSpec::default()).unwrap();
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn export(rk: &Redkeep) -> Option<String> {
+    let mut out = Vec::new();
+    redkeep::ops::export(rk, &mut out, &|_| {}).ok()?;
+    String::from_utf8(out).ok()
+}
+
+#[test]
+fn two_hundred_damaged_copies_are_reported_and_salvaged_without_a_panic() {
+    let base = tempfile::tempdir().unwrap();
+    let original = base.path().join("original");
+    build(&original);
+    let pristine = export(&Redkeep::open(&original, options()).unwrap()).unwrap();
+    let bytes = std::fs::read(original.join(redkeep::STORE_FILE)).unwrap();
+    let (mut unopenable, mut reported, mut harmless, mut partial, mut nothing) = (0, 0, 0, 0, 0);
+    for round in 0..200u64 {
+        let mut rng = Rng(0xA076_1D64_78BD_642F ^ (round + 1).wrapping_mul(0xE703_7ED1_A0B4_28DB));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("copy");
+        copy_dir(&original, &dir);
+        let mut damaged = bytes.clone();
+        if round % 4 == 3 {
+            damaged.truncate(4096 + rng.below(damaged.len() as u64 - 4096) as usize);
+        } else {
+            // From one flip to 400: light damage leaves most pages readable, heavy damage few.
+            let scale = 1 << rng.below(9);
+            let flips = 1 + rng.below(scale).min(399);
+            for _ in 0..flips {
+                let at = 4096 + rng.below(damaged.len() as u64 - 4096) as usize;
+                damaged[at] ^= 1 << rng.below(8);
+            }
+        }
+        let db = dir.join(redkeep::STORE_FILE);
+        std::fs::write(&db, &damaged).unwrap();
+
+        match Redkeep::open(&dir, options()) {
+            Err(_) => unopenable += 1,
+            Ok(rk) => {
+                let report = rk.check(false);
+                if report.as_ref().is_ok_and(|r| r.ok) {
+                    // Nothing was found wrong: then nothing the store holds changed.
+                    let mut out = Vec::new();
+                    let exported = redkeep::ops::export(&rk, &mut out, &|_| {});
+                    assert!(
+                        exported.is_ok() && out == pristine.as_bytes(),
+                        "round {round}: check found nothing, yet the data changed: {:?}",
+                        exported.err()
+                    );
+                    harmless += 1;
+                } else {
+                    reported += 1;
+                }
+                let _ = rk.users().list(UserFilter::All, None, 1000);
+                let _ = rk.users().create(NewUser {
+                    email: "late@example.com".into(),
+                    password: Some("correct horse battery".into()),
+                    ..NewUser::default()
+                });
+                let _ = rk.check(true);
+            }
+        }
+        // The damaged file is never written by salvage.
+        let before = std::fs::read(&db).unwrap();
+        let to = tmp.path().join("salvaged");
+        let salvaged = match redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)) {
+            Ok(s) => s,
+            Err(e) => {
+                // Only a file nothing can be read from is refused, and then nothing is made.
+                assert!(
+                    e.to_string().contains("cannot be opened at all"),
+                    "round {round}: salvage failed: {e}"
+                );
+                assert!(!to.exists(), "round {round}: a refused salvage left {to:?}");
+                assert_eq!(std::fs::read(&db).unwrap(), before, "round {round}");
+                assert!(
+                    Redkeep::open(&dir, options()).is_err(),
+                    "round {round}: salvage refused a store that opens"
+                );
+                nothing += 1;
+                continue;
+            }
+        };
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            before,
+            "round {round}: salvage wrote the source"
+        );
+        assert!(
+            salvaged.problems.is_empty(),
+            "round {round}: the salvaged copy fails check: {:?}",
+            salvaged.problems
+        );
+        let rk = Redkeep::open(&to, options()).unwrap();
+        assert!(rk.check(false).unwrap().ok, "round {round}");
+        if rk.users().count().unwrap() < 40 {
+            partial += 1;
+        }
+    }
+    println!(
+        "200 copies: {unopenable} refused to open, {reported} reported by check, {harmless} unharmed, {partial} salvaged with losses, {nothing} with nothing to salvage"
+    );
+}
