@@ -237,6 +237,23 @@ impl TableView {
             .collect();
         names.extend(catalog.keys().cloned());
         names.extend(known.iter().map(|t| t.name().to_string()));
+        let id_key_len = |tx: &ReadTx<'_>, name: &str| -> Option<usize> {
+            // A table nothing describes (written before the catalog): when its first and
+            // last keys are ids (8 bytes) or pairs of ids (16), take its keys to be.
+            let mut ends = [None, None];
+            for (end, order) in ends.iter_mut().zip([Order::Asc, Order::Desc]) {
+                let _ =
+                    tx.raw()
+                        .range(&record_table(name), &KeyRange::all(), order, &mut |k, _| {
+                            *end = Some(k.len());
+                            Ok(false)
+                        });
+            }
+            match ends {
+                [Some(a), Some(b)] if a == b && (a == 8 || a == 16) => Some(a),
+                _ => None,
+            }
+        };
         Ok(names
             .into_iter()
             .map(|name| {
@@ -248,7 +265,7 @@ impl TableView {
                     (None, None) => TableInfo {
                         name: name.clone(),
                         version: 0,
-                        key_len: None,
+                        key_len: id_key_len(tx, &name),
                         indexes: Vec::new(),
                         secret_fields: Vec::new(),
                         secret_key: false,

@@ -507,12 +507,9 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
     let (view, rec, entries) = rk.store().read(|tx| {
         let view = TableView::find(tx, &tables, table)?;
         let k = view.parse_key(key)?;
-        let rec = view.get(tx, &k)?.ok_or_else(|| {
-            Error::not_found(format!(
-                "{table} record {} (list the keys with `redkeep inspect dump {table}`)",
-                view.key_text(&k)
-            ))
-        })?;
+        let rec = view
+            .get(tx, &k)?
+            .ok_or_else(|| Error::not_found(format!("{table} record {}", view.key_text(&k))))?;
         let entries = view.entries_of(tx, &k)?;
         Ok((view, rec, entries))
     })?;
