@@ -181,13 +181,70 @@ fn child(role: &str) {
             out.flush().unwrap();
             s.lines
         }
+        "inspect" => {
+            // `redkeep inspect dump users`, as the CLI runs it, into a sink that notes when
+            // the first line arrives.
+            use redkeep::admin::commands::{DumpArgs, InspectCmd};
+            use redkeep::admin::{Command, Io, Quiet, Request};
+            struct FirstLine {
+                start: Instant,
+                first: Option<f64>,
+                lines: u64,
+            }
+            impl Write for FirstLine {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    let n = buf.iter().filter(|b| **b == b'\n').count() as u64;
+                    if n > 0 && self.first.is_none() {
+                        self.first = Some(self.start.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    self.lines += n;
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let rk = Redkeep::open(&dir, options()).unwrap();
+            let mut sink = FirstLine {
+                start,
+                first: None,
+                lines: 0,
+            };
+            let req = Request::new(Command::Inspect(InspectCmd::Dump(DumpArgs {
+                table: "users".into(),
+                limit: None,
+                after: None,
+                filters: Vec::new(),
+                fields: Vec::new(),
+                show_secrets: false,
+            })));
+            redkeep::admin::execute(
+                &rk,
+                &req,
+                Io {
+                    input: &mut std::io::empty(),
+                    output: &mut sink,
+                    feedback: &Quiet,
+                },
+            )
+            .unwrap();
+            println!(
+                "inspect dump users: first line after {:.1} ms (opening the store included)",
+                sink.first.unwrap_or(f64::NAN)
+            );
+            sink.lines
+        }
         other => panic!("unknown role {other}"),
     };
     println!(
         "{role}: {:.1} s, peak RSS {:.0} MiB ({lines} {})",
         start.elapsed().as_secs_f64(),
         peak_rss_mib(),
-        if role == "import" { "users" } else { "lines" }
+        match role {
+            "import" => "users",
+            "inspect" => "records",
+            _ => "lines",
+        }
     );
 }
 
@@ -204,7 +261,11 @@ fn once(users: u64) {
     );
     let output = tmp.path().join("output.jsonl");
     let dir = tmp.path().join("data");
-    for (role, file) in [("import", &input), ("export", &output)] {
+    for (role, file) in [
+        ("import", &input),
+        ("export", &output),
+        ("inspect", &output),
+    ] {
         let status = Command::new(std::env::current_exe().unwrap())
             .env(ROLE_ENV, role)
             .env("REDKEEP_TRANSFER_DIR", &dir)

@@ -81,6 +81,7 @@ impl ApiKey {
 impl Record for ApiKey {
     const TABLE: &'static str = "api_keys";
     type Key = TokenHash;
+    const SECRET_KEY: bool = true;
     const INDEXES: &'static [&'static Index<Self>] = &[&Self::PREFIX, &Self::BY_OWNER];
     const VERSION: u32 = 2;
     fn key(&self) -> TokenHash {

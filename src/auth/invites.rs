@@ -93,6 +93,7 @@ impl Invite {
 impl Record for Invite {
     const TABLE: &'static str = "invites";
     type Key = TokenHash;
+    const SECRET_KEY: bool = true;
     const INDEXES: &'static [&'static Index<Self>] = &[&Self::PREFIX, &Self::STATUS];
     const VERSION: u32 = 2;
     fn key(&self) -> TokenHash {

@@ -71,6 +71,7 @@ impl Session {
 impl Record for Session {
     const TABLE: &'static str = "sessions";
     type Key = TokenHash;
+    const SECRET_KEY: bool = true;
     const INDEXES: &'static [&'static Index<Self>] =
         &[&Self::SHORT_ID, &Self::BY_USER, &Self::BY_DEADLINE];
     const VERSION: u32 = 2;

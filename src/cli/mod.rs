@@ -136,6 +136,10 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     match run(&cli) {
         Ok(code) => code,
+        // A reader that stopped early (`redkeep inspect dump users | head`) is not a failure.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {}", render::printable(&e.full_message()));
             ExitCode::from(1)
@@ -161,15 +165,20 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Where raw output goes: stdout, or a new file written atomically at the end.
+/// Where raw output goes: stdout (its JSON lines pretty-printed for people when the command
+/// writes them), or a new file written atomically at the end.
 enum Sink {
     Stdout(std::io::StdoutLock<'static>),
+    Pretty(render::PrettyLines<std::io::StdoutLock<'static>>),
     File(tempfile::NamedTempFile, PathBuf),
 }
 
 impl Sink {
-    fn for_command(cmd: &Command) -> Result<Sink> {
+    fn for_command(cmd: &Command, json: bool) -> Result<Sink> {
         match cmd {
+            cmd if cmd.json_lines() && !json => Ok(Sink::Pretty(render::PrettyLines::new(
+                std::io::stdout().lock(),
+            ))),
             Command::Export(admin::commands::ExportArgs { output: Some(path) }) => {
                 if path.exists() {
                     return Err(Error::invalid(
@@ -186,6 +195,7 @@ impl Sink {
     fn writer(&mut self) -> &mut dyn Write {
         match self {
             Sink::Stdout(s) => s,
+            Sink::Pretty(p) => p,
             Sink::File(f, _) => f.as_file_mut(),
         }
     }
@@ -195,6 +205,10 @@ impl Sink {
         match self {
             Sink::Stdout(mut s) => {
                 let _ = s.flush();
+                Ok(false)
+            }
+            Sink::Pretty(mut p) => {
+                let _ = p.flush();
                 Ok(false)
             }
             Sink::File(tmp, path) => {
@@ -240,7 +254,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         command => {
             let secret = command.stdin_secret().map(read_secret).transpose()?;
             let mut input = input_for(command)?;
-            let mut sink = Sink::for_command(command)?;
+            let mut sink = Sink::for_command(command, cli.json)?;
             let mut command = command.clone();
             command.absolutize()?;
             let req = Request { command, secret };
@@ -276,6 +290,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             };
             let summary_to_stdout = sink.finish()?;
             if reply.raw && !summary_to_stdout {
+                // stdout carries the data; the summary is a message.
+                eprint!("{}", render(&reply, false));
                 return Ok(ExitCode::from(reply.exit_code));
             }
             reply

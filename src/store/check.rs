@@ -66,6 +66,17 @@ pub struct TableStats {
     pub bytes: u64,
 }
 
+/// The entry one index should hold for a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedEntry {
+    /// The index.
+    pub index: &'static str,
+    /// Whether it is unique.
+    pub unique: bool,
+    /// The entry's key and value; `None` when the record has no entry in this index.
+    pub entry: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 /// Whole-table operations on one record type, usable without naming the type.
 pub trait TableCheck: Send + Sync {
     /// The table's name.
@@ -97,6 +108,22 @@ pub trait TableCheck: Send + Sync {
         tx: &dyn Source,
         f: &mut dyn FnMut(String, serde_json::Value) -> Result<()>,
     ) -> Result<()>;
+    /// The record stored under `key` as JSON, read through the type (older versions
+    /// upgraded), as `export` writes it.
+    ///
+    /// # Errors
+    /// `Corrupt` when the value does not decode.
+    fn record_json(&self, tx: &dyn Source, key: &[u8], value: &[u8]) -> Result<serde_json::Value>;
+    /// The entry each index should hold for the record stored under `key`, in index order.
+    ///
+    /// # Errors
+    /// `Corrupt` when the value does not decode.
+    fn expected_entries(
+        &self,
+        tx: &dyn Source,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Vec<ExpectedEntry>>;
     /// The highest primary key, for tables whose keys come from their id sequence.
     ///
     /// # Errors
@@ -358,24 +385,43 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         tx: &dyn Source,
         f: &mut dyn FnMut(String, serde_json::Value) -> Result<()>,
     ) -> Result<()> {
-        let raw = tx.raw();
-        let resolve = |id| resolve_shape(raw, id);
-        raw.range(
+        tx.raw().range(
             &record_table(R::TABLE),
             &KeyRange::all(),
             Order::Asc,
             &mut |k, v| {
-                let record = decode_record::<R>(k, v, &resolve)?;
-                let json = serde_json::to_value(&record).map_err(|e| {
-                    Error::invalid(
-                        "record",
-                        format!("cannot export a {} record: {e}", R::TABLE),
-                    )
-                })?;
-                f(hex(k), json)?;
+                f(hex(k), self.record_json(tx, k, v)?)?;
                 Ok(true)
             },
         )
+    }
+
+    fn record_json(&self, tx: &dyn Source, key: &[u8], value: &[u8]) -> Result<serde_json::Value> {
+        let raw = tx.raw();
+        let resolve = |id| resolve_shape(raw, id);
+        let record = decode_record::<R>(key, value, &resolve)?;
+        serde_json::to_value(&record).map_err(|e| {
+            Error::invalid("record", format!("cannot show a {} record: {e}", R::TABLE))
+        })
+    }
+
+    fn expected_entries(
+        &self,
+        tx: &dyn Source,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Vec<ExpectedEntry>> {
+        let raw = tx.raw();
+        let resolve = |id| resolve_shape(raw, id);
+        let record = decode_record::<R>(key, value, &resolve)?;
+        Ok(R::INDEXES
+            .iter()
+            .map(|idx| ExpectedEntry {
+                index: idx.name,
+                unique: idx.unique,
+                entry: index_entry(idx, &record, key).map(|k| (k, entry_value(idx, key))),
+            })
+            .collect())
     }
 
     fn import(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<()> {

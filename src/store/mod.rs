@@ -9,7 +9,8 @@
 //!
 //! Files, from the bottom: `key` (the key encoding), `format` and `codec` (values), `engine`
 //! (the storage boundary and redb behind it), `index`, `tx` (transactions and `meta`), `db`
-//! (the store), `table` (records and typed tables), `check`, `migrate`.
+//! (the store), `table` (records and typed tables), `check`, `migrate`, and for operators
+//! `key_text` (keys as text) and `inspect` (any table read by name).
 
 mod check;
 pub mod codec;
@@ -17,18 +18,25 @@ mod db;
 mod engine;
 pub mod format;
 mod index;
+mod inspect;
 mod key;
+mod key_text;
 mod migrate;
 mod table;
 mod tx;
 
-pub use check::{CheckReport, TableCheck, TableCounts, TableStats, check_table};
+pub use check::{CheckReport, ExpectedEntry, TableCheck, TableCounts, TableStats, check_table};
 pub use codec::Stored;
 pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
 pub use engine::faults::{FaultKind, FaultPlan};
 pub use engine::{KeyRange, Order, containing};
 pub use index::Index;
+pub use inspect::{
+    Content, EntryCheck, EntryState, EntryView, FieldNames, IndexSummary, IndexView, RecordView,
+    TableSummary, TableView, VersionCount,
+};
 pub use key::{Key, KeyPart};
+pub use key_text::{entry_text, key_text, parse_key, parse_prefix};
 pub use migrate::{Migration, MigrationRun};
 pub use table::{Record, Table};
 pub use tx::{IndexInfo, Meta, ReadTx, Source, TableInfo, WriteTx};

@@ -65,6 +65,9 @@ pub trait Record: Serialize + DeserializeOwned + 'static {
     const VERSION: u32 = 1;
     /// Fields that hold secret material (hashes): shown as `<redacted>` by `redkeep inspect`.
     const SECRET_FIELDS: &'static [&'static str] = &[];
+    /// Whether the primary key is secret material (a token's hash): `redkeep inspect` then
+    /// shows keys as `<redacted>`.
+    const SECRET_KEY: bool = false;
     /// Whether the keys come from the table's id sequence ([`Table::next_id`]): an import
     /// then raises the sequence past every imported id.
     const ID_SEQUENCE: bool = false;
@@ -113,6 +116,7 @@ impl TableInfo {
                 })
                 .collect(),
             secret_fields: R::SECRET_FIELDS.iter().map(|s| s.to_string()).collect(),
+            secret_key: R::SECRET_KEY,
         }
     }
 }
@@ -201,10 +205,21 @@ pub(crate) fn entry_target<'e, R: Record>(
     entry: &'e [u8],
     value: &'e [u8],
 ) -> Option<&'e [u8]> {
-    if idx.unique {
+    entry_target_raw(idx.unique, R::Key::FIXED_LEN, entry, value)
+}
+
+/// [`entry_target`] for an index known only by whether it is unique and by the length of its
+/// table's keys (`None` when they vary).
+pub(crate) fn entry_target_raw<'e>(
+    unique: bool,
+    key_len: Option<usize>,
+    entry: &'e [u8],
+    value: &'e [u8],
+) -> Option<&'e [u8]> {
+    if unique {
         return Some(value);
     }
-    let len = match R::Key::FIXED_LEN {
+    let len = match key_len {
         Some(n) => n,
         None => {
             let mut v = 0usize;

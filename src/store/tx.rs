@@ -78,6 +78,9 @@ pub struct TableInfo {
     pub indexes: Vec<IndexInfo>,
     /// Fields holding secret material.
     pub secret_fields: Vec<String>,
+    /// Whether the primary key is secret material (a token's hash).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret_key: bool,
 }
 
 /// One index in the catalog.

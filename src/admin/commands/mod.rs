@@ -4,6 +4,7 @@
 mod access;
 mod common;
 mod init;
+mod inspect;
 mod invite;
 mod ops;
 mod orgs;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use access::{AgentCmd, ApiKeyCmd, AuditCmd, LoginArgs, RoleCmd, SessionCmd};
 pub use init::{CheckArgs, InitArgs};
+pub use inspect::{DEFAULT_INDEX_LIMIT, DumpArgs, InspectCmd};
 pub use invite::InviteCmd;
 #[cfg(feature = "adopt")]
 pub use ops::adopt;
@@ -108,6 +110,9 @@ pub enum Command {
     },
     /// Records, index entries and bytes per table, and the file size.
     Stats,
+    /// Look at the store itself: its tables, records and index entries (reads only).
+    #[cfg_attr(feature = "cli", command(subcommand))]
+    Inspect(InspectCmd),
     /// Whether the store is free, shared or held exclusively (by which process), its schema
     /// version and the path of each file.
     Status,
@@ -152,6 +157,7 @@ impl Command {
             Command::Import { .. } => "import",
             Command::Reset { .. } => "reset",
             Command::Stats => "stats",
+            Command::Inspect(_) => "inspect",
             Command::Status => "status",
             Command::Workspace(_) => "workspace",
             Command::Gallery(_) => "gallery",
@@ -181,6 +187,12 @@ impl Command {
         }
     }
 
+    /// Whether the command's raw output is JSON lines meant for people too (`inspect dump`):
+    /// the CLI pretty-prints each line unless `--json` is given.
+    pub fn json_lines(&self) -> bool {
+        matches!(self, Command::Inspect(InspectCmd::Dump(_)))
+    }
+
     /// Whether the command may create a missing store (the others need `init` first).
     pub fn creates_store(&self) -> bool {
         matches!(self, Command::Init(_) | Command::Import { .. })
@@ -190,7 +202,11 @@ impl Command {
     pub fn accepts_outdated(&self) -> bool {
         matches!(
             self,
-            Command::Migrate(_) | Command::Backup { .. } | Command::Status | Command::Stats
+            Command::Migrate(_)
+                | Command::Backup { .. }
+                | Command::Status
+                | Command::Stats
+                | Command::Inspect(_)
         )
     }
 
@@ -217,6 +233,7 @@ pub(crate) fn run(rk: &Redkeep, command: &Command, stdin: Stdin<'_>, io: Io<'_>)
         Command::Export(_) => ops::export(rk, io),
         Command::Import { .. } => ops::import(rk, io),
         Command::Stats => ops::stats(rk),
+        Command::Inspect(c) => inspect::run(rk, c, io),
         Command::Status => status::in_owner(rk),
         Command::Salvage { .. } => Err(Error::denied(
             "salvage reads a store nobody writes; stop the application that holds it first",

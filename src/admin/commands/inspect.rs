@@ -1,0 +1,858 @@
+//! `redkeep inspect …`: any table, index and record of the store as an operator looks at it,
+//! the way `sqlite3` shows a database. Each command reads one snapshot and writes nothing.
+//! `dump` streams its records as JSON lines, so its memory does not grow with the table;
+//! `count` holds one counter per distinct value of its field.
+//!
+//! Records of tables the handle has a type for (redkeep's own, and the application's when
+//! the command runs inside it) are read through that type; other tables through their
+//! self-describing values. Password and token hashes are shown as `<redacted>` unless
+//! `--show-secrets` is given; tokens themselves are never stored, so never shown.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::admin::io::Io;
+use crate::admin::reply::{Reply, yes_no};
+use crate::bytes::hex;
+use crate::store::{
+    Content, EntryCheck, EntryView, KeyRange, ReadTx, RecordView, TableView, entry_text,
+    parse_prefix,
+};
+use crate::{Error, Redkeep, Result};
+
+/// What stands in for secret material.
+const REDACTED: &str = "<redacted>";
+
+/// How many index entries `inspect index` shows without `--limit`.
+pub const DEFAULT_INDEX_LIMIT: usize = 1000;
+
+/// Inspection commands: look at the store itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
+pub enum InspectCmd {
+    /// Every table (redkeep's and the application's): records, bytes, record versions, and
+    /// each index with its entries.
+    Tables,
+    /// Records as JSON lines in key order, filtered and paged; streams any number.
+    Dump(DumpArgs),
+    /// One record: its key bytes, version, fields and every index entry derived from it.
+    Get {
+        /// The table (see `redkeep inspect tables`).
+        table: String,
+        /// The record's key, as `dump` prints it (`42`, `3,7`, a string, hex or `0x…`).
+        key: String,
+        /// Show password and token hashes instead of `<redacted>`.
+        #[cfg_attr(feature = "cli", arg(long))]
+        show_secrets: bool,
+    },
+    /// Index entries in order, each with the record it points at and whether that record
+    /// exists and agrees.
+    Index {
+        /// The table.
+        table: String,
+        /// The index (see `redkeep inspect tables`).
+        index: String,
+        /// Only entries starting with these values, comma-separated (`3`, `ann`,
+        /// `3,2027-01-15T08:00:00Z`, `true`, `0x…`).
+        #[cfg_attr(feature = "cli", arg(long, value_name = "VALUE"))]
+        prefix: Option<String>,
+        /// At most this many entries (default 1000).
+        #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
+        limit: Option<usize>,
+        /// Show the keys of token-hash tables instead of `<redacted>`.
+        #[cfg_attr(feature = "cli", arg(long))]
+        show_secrets: bool,
+    },
+    /// Records counted by the value of one field, largest groups first (`GROUP BY field
+    /// HAVING COUNT(*) >= N`).
+    Count {
+        /// The table.
+        table: String,
+        /// The field to group by (`a.b` reaches into a nested object).
+        #[cfg_attr(feature = "cli", arg(long, value_name = "FIELD"))]
+        by: String,
+        /// Only groups of at least this many records.
+        #[cfg_attr(feature = "cli", arg(long, value_name = "N", default_value_t = 1))]
+        min: u64,
+    },
+}
+
+/// Arguments of `redkeep inspect dump`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct DumpArgs {
+    /// The table (see `redkeep inspect tables`).
+    pub table: String,
+    /// At most this many records.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
+    pub limit: Option<u64>,
+    /// Start after this key: the last key of the previous page.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "KEY"))]
+    pub after: Option<String>,
+    /// Only records whose FIELD equals VALUE (`null`, numbers, `true`/`false`, strings);
+    /// repeat to require several.
+    #[cfg_attr(feature = "cli", arg(long = "where", value_name = "FIELD=VALUE"))]
+    pub filters: Vec<String>,
+    /// Only these fields, comma-separated.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "F,G", value_delimiter = ','))]
+    pub fields: Vec<String>,
+    /// Show password and token hashes instead of `<redacted>`.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub show_secrets: bool,
+}
+
+pub fn run(rk: &Redkeep, cmd: &InspectCmd, io: Io<'_>) -> Result<Reply> {
+    match cmd {
+        InspectCmd::Tables => tables(rk),
+        InspectCmd::Dump(args) => dump(rk, args, io),
+        InspectCmd::Get {
+            table,
+            key,
+            show_secrets,
+        } => get(rk, table, key, *show_secrets),
+        InspectCmd::Index {
+            table,
+            index,
+            prefix,
+            limit,
+            show_secrets,
+        } => entries(
+            rk,
+            table,
+            index,
+            prefix.as_deref(),
+            limit.unwrap_or(DEFAULT_INDEX_LIMIT),
+            *show_secrets,
+        ),
+        InspectCmd::Count { table, by, min } => count(rk, table, by, *min),
+    }
+}
+
+/// Why records of a table without its type show only their keys and sizes.
+fn opaque_reason(table: &str, n: u64) -> String {
+    format!(
+        "{table}: {n} record(s) are in the first release's binary format (format 1), which is not self-describing, so only their keys and sizes are shown; run the command while the application holds the store (it answers through its admin socket), once it registers the table with `Redkeep::register_table`"
+    )
+}
+
+/// How secret material of one table is shown.
+struct Secrets<'v> {
+    fields: &'v [String],
+    key: bool,
+    show: bool,
+}
+
+impl<'v> Secrets<'v> {
+    fn of(view: &'v TableView, show: bool) -> Secrets<'v> {
+        Secrets {
+            fields: &view.info().secret_fields,
+            key: view.info().secret_key,
+            show,
+        }
+    }
+
+    fn key(&self, view: &TableView, key: &[u8]) -> String {
+        if self.key && !self.show {
+            REDACTED.into()
+        } else {
+            view.key_text(key)
+        }
+    }
+
+    fn key_hex(&self, key: &[u8]) -> String {
+        if self.key && !self.show {
+            REDACTED.into()
+        } else {
+            hex(key)
+        }
+    }
+
+    fn redact(&self, record: &mut Value) {
+        if self.show {
+            return;
+        }
+        if let Value::Object(map) = record {
+            for f in self.fields {
+                if let Some(v) = map.get_mut(f) {
+                    *v = Value::String(REDACTED.into());
+                }
+            }
+        }
+    }
+}
+
+/// A field path: `a.b` reaches into nested objects (and arrays by position).
+#[derive(Debug, Clone)]
+struct Path {
+    text: String,
+    parts: Vec<String>,
+}
+
+impl Path {
+    fn parse(text: &str, flag: &str) -> Result<Path> {
+        let parts: Vec<String> = text.split('.').map(str::to_string).collect();
+        if parts.iter().any(String::is_empty) {
+            return Err(Error::invalid(
+                "field",
+                format!(
+                    "{flag} {text:?} is not a field name; write it like current_org_id or owner.User"
+                ),
+            ));
+        }
+        Ok(Path {
+            text: text.to_string(),
+            parts,
+        })
+    }
+
+    fn top(&self) -> &str {
+        &self.parts[0]
+    }
+
+    fn lookup<'v>(&self, record: &'v Value) -> Option<&'v Value> {
+        let mut at = record;
+        for p in &self.parts {
+            at = match at {
+                Value::Object(map) => map.get(p)?,
+                Value::Array(items) => items.get(p.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(at)
+    }
+}
+
+/// One `--where FIELD=VALUE`.
+#[derive(Debug, Clone)]
+struct Filter {
+    path: Path,
+    text: String,
+    want: Value,
+}
+
+impl Filter {
+    fn parse(text: &str) -> Result<Filter> {
+        let (field, value) = text.split_once('=').ok_or_else(|| {
+            Error::invalid(
+                "where",
+                format!("--where {text:?} needs FIELD=VALUE, like current_org_id=null"),
+            )
+        })?;
+        Ok(Filter {
+            path: Path::parse(field.trim(), "--where")?,
+            text: value.to_string(),
+            // `null`, numbers, booleans and quoted strings read as JSON; anything else is text.
+            want: serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into())),
+        })
+    }
+
+    /// Whether the record's field equals the value; a missing field is `null`.
+    fn matches(&self, record: &Value) -> bool {
+        let got = self.path.lookup(record).unwrap_or(&Value::Null);
+        match (got, &self.want) {
+            (Value::Number(a), Value::Number(b)) => numbers_equal(a, b),
+            (Value::String(s), want) if !want.is_string() => *s == self.text,
+            (got, want) => got == want,
+        }
+    }
+}
+
+fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x == y;
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        return x == y;
+    }
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Checks that each path names a field the table's records use.
+fn check_fields(tx: &ReadTx<'_>, view: &TableView, paths: &[&Path]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let names = view.field_names(tx)?;
+    if names.first.is_empty() {
+        return Ok(()); // no readable record: nothing to tell a typo by
+    }
+    match paths.iter().find(|p| !names.contains(p.top())) {
+        Some(p) => Err(Error::invalid(
+            "field",
+            format!(
+                "{} records have no field {:?}; their fields are {}",
+                view.name(),
+                p.top(),
+                names.first.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// What a dump saw.
+#[derive(Debug, Default, Serialize)]
+struct DumpSummary {
+    table: String,
+    /// Records read.
+    read: u64,
+    /// Records printed.
+    shown: u64,
+    /// The key of the last record printed (for `--after`).
+    last_key: Option<String>,
+    /// Whether it stopped at `--limit`.
+    limited: bool,
+    /// Records `--where` could not test (unreadable).
+    untested: u64,
+    /// Records shown by key and size only.
+    opaque: u64,
+    /// Records that do not decode.
+    corrupt: u64,
+    /// Whether the reader closed the output early.
+    #[serde(skip)]
+    closed: bool,
+}
+
+/// The JSON line of one record.
+fn record_line(
+    view: &TableView,
+    rec: &RecordView,
+    fields: &[Path],
+    secrets: &Secrets<'_>,
+) -> Value {
+    let mut line = Map::new();
+    line.insert("key".into(), json!(secrets.key(view, &rec.key)));
+    line.insert("version".into(), json!(rec.version));
+    let mut record = |json: &Value| {
+        let mut shown = if fields.is_empty() {
+            json.clone()
+        } else {
+            Value::Object(
+                fields
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.text.clone(),
+                            f.lookup(json).cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect(),
+            )
+        };
+        secrets.redact(&mut shown);
+        line.insert("record".into(), shown);
+    };
+    match &rec.content {
+        Content::Typed(json) => record(json),
+        Content::Stored { json, problem } => {
+            record(json);
+            if let Some(p) = problem {
+                line.insert("error".into(), json!(p));
+            }
+        }
+        Content::Opaque => {
+            line.insert("format".into(), json!(rec.format));
+            line.insert("bytes".into(), json!(rec.bytes));
+        }
+        Content::Corrupt(why) => {
+            line.insert("bytes".into(), json!(rec.bytes));
+            line.insert("error".into(), json!(why));
+        }
+    }
+    Value::Object(line)
+}
+
+fn write_line(out: &mut dyn Write, line: &Value) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
+    out.write_all(b"\n")
+}
+
+fn dump(rk: &Redkeep, args: &DumpArgs, io: Io<'_>) -> Result<Reply> {
+    let filters = args
+        .filters
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>>>()?;
+    let fields = args
+        .fields
+        .iter()
+        .map(|f| Path::parse(f.trim(), "--fields"))
+        .collect::<Result<Vec<_>>>()?;
+    let tables = rk.tables();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, io.output);
+    let mut s = DumpSummary {
+        table: args.table.clone(),
+        ..DumpSummary::default()
+    };
+    let mut write_error = None;
+    rk.store().read(|tx| {
+        let view = TableView::find(tx, &tables, &args.table)?;
+        let paths: Vec<&Path> = filters.iter().map(|f| &f.path).chain(&fields).collect();
+        check_fields(tx, &view, &paths)?;
+        let range = match &args.after {
+            Some(k) => KeyRange::all().after(&view.parse_key(k)?),
+            None => KeyRange::all(),
+        };
+        if args.limit == Some(0) {
+            return Ok(());
+        }
+        let secrets = Secrets::of(&view, args.show_secrets);
+        view.for_each(tx, &range, &mut |rec| {
+            s.read += 1;
+            if !filters.is_empty() {
+                match rec.content.json() {
+                    None => {
+                        s.untested += 1;
+                        return Ok(true);
+                    }
+                    Some(json) if !filters.iter().all(|f| f.matches(json)) => return Ok(true),
+                    Some(_) => {}
+                }
+            }
+            match rec.content {
+                Content::Opaque => s.opaque += 1,
+                Content::Corrupt(_) => s.corrupt += 1,
+                _ => {}
+            }
+            if let Err(e) = write_line(&mut out, &record_line(&view, &rec, &fields, &secrets)) {
+                // A reader that stops early (`| head`) ends the dump; other failures are errors.
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    write_error = Some(e);
+                }
+                s.closed = true;
+                return Ok(false);
+            }
+            s.shown += 1;
+            s.last_key = Some(secrets.key(&view, &rec.key));
+            s.limited = args.limit.is_some_and(|l| s.shown >= l);
+            Ok(!s.limited)
+        })
+    })?;
+    if let Some(e) = write_error {
+        return Err(Error::io("writing the records", e));
+    }
+    if !s.closed
+        && let Err(e) = out.flush()
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(Error::io("writing the records", e));
+    }
+    let mut lines = vec![match (&s.last_key, s.limited) {
+        (Some(k), true) if k != REDACTED => format!(
+            "{}: {} record(s) shown; the next page: --after {k}",
+            s.table, s.shown
+        ),
+        (Some(_), true) => format!(
+            "{}: {} record(s) shown; its keys are token hashes: add --show-secrets to page with --after",
+            s.table, s.shown
+        ),
+        _ => format!(
+            "{}: {} record(s) shown of {} read; end of the table",
+            s.table, s.shown, s.read
+        ),
+    }];
+    if s.opaque > 0 {
+        lines.push(opaque_reason(&s.table, s.opaque));
+    }
+    if s.untested > 0 {
+        lines.push(format!(
+            "{} record(s) could not be read, so --where could not test them",
+            s.untested
+        ));
+    }
+    if s.corrupt > 0 {
+        lines.push(format!(
+            "{} record(s) do not decode; `redkeep check` reports them",
+            s.corrupt
+        ));
+    }
+    let mut reply = Reply::text(serde_json::to_value(&s).unwrap_or_default(), lines);
+    reply.raw = true;
+    Ok(reply)
+}
+
+/// A record's fields as pretty JSON lines, for people.
+fn pretty_lines(json: &Value) -> Vec<String> {
+    serde_json::to_string_pretty(json)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn entry_state_text(e: &EntryCheck, view: &TableView, secrets: &Secrets<'_>) -> String {
+    use crate::store::EntryState;
+    match e.state {
+        EntryState::Present => "present".into(),
+        EntryState::Missing => "MISSING".into(),
+        EntryState::Malformed => "present with a MALFORMED value".into(),
+        EntryState::PointsElsewhere => format!(
+            "held by ANOTHER record ({})",
+            e.points_at
+                .as_deref()
+                .map_or_else(|| "?".into(), |k| secrets.key(view, k))
+        ),
+        EntryState::None => "none (the record has no entry in this index)".into(),
+    }
+}
+
+fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply> {
+    let tables = rk.tables();
+    let (view, rec, entries) = rk.store().read(|tx| {
+        let view = TableView::find(tx, &tables, table)?;
+        let k = view.parse_key(key)?;
+        let rec = view
+            .get(tx, &k)?
+            .ok_or_else(|| Error::not_found(format!("{table} record {}", view.key_text(&k))))?;
+        let entries = view.entries_of(tx, &k)?;
+        Ok((view, rec, entries))
+    })?;
+    let secrets = Secrets::of(&view, show_secrets);
+    let shown_key = secrets.key(&view, &rec.key);
+    let mut record = rec.content.json().cloned();
+    if let Some(r) = record.as_mut() {
+        secrets.redact(r);
+    }
+    let read_as = match &rec.content {
+        Content::Typed(_) => Some("type"),
+        Content::Stored { .. } => Some("stored"),
+        _ => None,
+    };
+    let problem = match &rec.content {
+        Content::Stored { problem, .. } => problem.clone(),
+        Content::Opaque => Some(opaque_reason(table, 1)),
+        Content::Corrupt(why) => Some(why.clone()),
+        Content::Typed(_) => None,
+    };
+    let mut lines = vec![format!(
+        "{table} {shown_key}: key bytes {}, {} bytes, record version {}, format {}, read {}",
+        secrets.key_hex(&rec.key),
+        rec.bytes,
+        rec.version.map_or_else(|| "?".into(), |v| v.to_string()),
+        rec.format.map_or_else(|| "?".into(), |v| v.to_string()),
+        match read_as {
+            Some("type") => "through its type",
+            Some(_) => "from its self-describing value",
+            None => "as bytes only",
+        }
+    )];
+    if let Some(r) = &record {
+        lines.extend(pretty_lines(r));
+    }
+    if let Some(p) = &problem {
+        lines.push(format!("problem: {p}"));
+    }
+    let indexes = match &entries {
+        Ok(list) => {
+            lines.push(if list.is_empty() {
+                "index entries: none (the table has no index)".into()
+            } else {
+                "index entries:".into()
+            });
+            let mut out = Vec::new();
+            for e in list {
+                let value = e.value.as_deref().map(entry_text);
+                lines.push(format!(
+                    "  {}{} {}: {}",
+                    e.index,
+                    if e.unique { " (unique)" } else { "" },
+                    value.as_deref().unwrap_or("-"),
+                    entry_state_text(e, &view, &secrets)
+                ));
+                out.push(json!({
+                    "index": e.index,
+                    "unique": e.unique,
+                    "entry": value,
+                    "entry_hex": e.value.as_deref().map(hex),
+                    "state": e.state,
+                    "points_at": e.points_at.as_deref().map(|k| secrets.key(&view, k)),
+                }));
+            }
+            Value::Array(out)
+        }
+        Err(why) => {
+            lines.push(format!("index entries: cannot be derived: {why}"));
+            Value::Null
+        }
+    };
+    let json = json!({
+        "table": table,
+        "key": shown_key,
+        "key_hex": secrets.key_hex(&rec.key),
+        "bytes": rec.bytes,
+        "version": rec.version,
+        "format": rec.format,
+        "read_as": read_as,
+        "record": record,
+        "problem": problem,
+        "indexes": indexes,
+        "indexes_unknown": entries.as_ref().err(),
+    });
+    Ok(Reply::text(json, lines))
+}
+
+fn entries(
+    rk: &Redkeep,
+    table: &str,
+    index: &str,
+    prefix: Option<&str>,
+    limit: usize,
+    show_secrets: bool,
+) -> Result<Reply> {
+    let tables = rk.tables();
+    let (view, iv, entries, more) = rk.store().read(|tx| {
+        let view = TableView::find(tx, &tables, table)?;
+        let iv = view.index(index)?.clone();
+        let range = match prefix {
+            Some(p) => KeyRange::prefix(parse_prefix(p).map_err(|e| Error::invalid("prefix", e))?),
+            None => KeyRange::all(),
+        };
+        let mut entries: Vec<EntryView> = Vec::new();
+        let mut more = false;
+        view.for_each_entry(tx, &iv, &range, &mut |e| {
+            if entries.len() >= limit {
+                more = true;
+                return Ok(false);
+            }
+            entries.push(e);
+            Ok(true)
+        })?;
+        Ok((view, iv, entries, more))
+    })?;
+    let secrets = Secrets::of(&view, show_secrets);
+    let mut rows = Vec::new();
+    let mut items = Vec::new();
+    for e in &entries {
+        let target = e.target.as_deref().map(|k| secrets.key(&view, k));
+        let agrees = e.agrees.map_or_else(|| "?".into(), yes_no);
+        rows.push(vec![
+            entry_text(&e.value),
+            target.clone().unwrap_or_else(|| "-".into()),
+            if e.exists { "exists" } else { "MISSING" }.to_string(),
+            agrees,
+            e.problem.clone().unwrap_or_default(),
+        ]);
+        items.push(json!({
+            "entry": entry_text(&e.value),
+            "entry_hex": hex(&e.value),
+            "points_at": target,
+            "exists": e.exists,
+            "agrees": e.agrees,
+            "problem": e.problem,
+        }));
+    }
+    let json = json!({
+        "table": table,
+        "index": iv.name,
+        "unique": iv.unique,
+        "entries": items,
+        "more": more,
+    });
+    let mut reply = Reply::table(
+        json,
+        &["entry", "points at", "record", "agrees", "problem"],
+        rows,
+    )
+    .footer(format!(
+        "{} entr{} of {table}.{}{}",
+        entries.len(),
+        if entries.len() == 1 { "y" } else { "ies" },
+        iv.name,
+        match iv.unique {
+            Some(true) => " (unique)",
+            Some(false) => "",
+            None => " (an index neither the type nor the catalog names)",
+        }
+    ));
+    if more {
+        reply = reply.footer(format!(
+            "more entries follow; pass --limit (now {limit}) or a longer --prefix"
+        ));
+    }
+    if !view.is_typed() && !entries.is_empty() {
+        reply = reply.footer(format!(
+            "whether each record agrees (\"?\") is decided by the application's code; run the command inside the application (through its admin socket) to check {table}'s entries"
+        ));
+    }
+    Ok(reply)
+}
+
+fn count(rk: &Redkeep, table: &str, by: &str, min: u64) -> Result<Reply> {
+    let path = Path::parse(by.trim(), "--by")?;
+    let tables = rk.tables();
+    let mut groups: HashMap<String, u64> = HashMap::new();
+    let (mut records, mut unread, mut opaque) = (0u64, 0u64, 0u64);
+    rk.store().read(|tx| {
+        let view = TableView::find(tx, &tables, table)?;
+        if view.info().secret_fields.iter().any(|f| f == path.top()) {
+            return Err(Error::denied(format!(
+                "{table}.{} holds secret material; count by another field",
+                path.top()
+            )));
+        }
+        check_fields(tx, &view, &[&path])?;
+        view.for_each(tx, &KeyRange::all(), &mut |rec| {
+            records += 1;
+            match rec.content.json() {
+                Some(json) => {
+                    let value = path.lookup(json).unwrap_or(&Value::Null);
+                    *groups.entry(value.to_string()).or_default() += 1;
+                }
+                None => {
+                    unread += 1;
+                    opaque += u64::from(rec.content == Content::Opaque);
+                }
+            }
+            Ok(true)
+        })
+    })?;
+    let mut shown: Vec<(Value, u64)> = groups
+        .into_iter()
+        .filter(|(_, n)| *n >= min)
+        .map(|(k, n)| (serde_json::from_str(&k).unwrap_or(Value::String(k)), n))
+        .collect();
+    shown.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
+    });
+    let rows = shown
+        .iter()
+        .map(|(v, n)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            vec![text, n.to_string()]
+        })
+        .collect();
+    let json = json!({
+        "table": table,
+        "by": path.text,
+        "min": min,
+        "records": records,
+        "unreadable": unread,
+        "groups": shown.iter().map(|(v, n)| json!({"value": v, "count": n})).collect::<Vec<_>>(),
+    });
+    let mut reply = Reply::table(json, &[path.text.as_str(), "count"], rows).footer(format!(
+        "{} group(s) of at least {min} among {records} record(s) of {table}",
+        shown.len()
+    ));
+    if opaque > 0 {
+        reply = reply.footer(opaque_reason(table, opaque));
+    } else if unread > 0 {
+        reply = reply.footer(format!(
+            "{unread} record(s) do not decode and were not counted; `redkeep check` reports them"
+        ));
+    }
+    Ok(reply)
+}
+
+fn tables(rk: &Redkeep) -> Result<Reply> {
+    let known = rk.tables();
+    let summaries = rk.store().read(|tx| {
+        TableView::all(tx, &known)?
+            .into_iter()
+            .map(|v| {
+                let s = v.summary(tx)?;
+                Ok((v, s))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut rows = Vec::new();
+    let mut items = Vec::new();
+    let mut notes = Vec::new();
+    for (view, s) in &summaries {
+        let legacy: u64 = s
+            .versions
+            .iter()
+            .filter(|v| v.format == 1)
+            .map(|v| v.records)
+            .sum();
+        let reads_as = match (view.is_typed(), legacy) {
+            (true, _) => "its type",
+            (false, 0) => "self-describing",
+            (false, n) if n == s.records => "keys and sizes",
+            (false, _) => "self-describing; format 1: keys and sizes",
+        };
+        if !view.is_typed() && legacy > 0 {
+            notes.push(opaque_reason(view.name(), legacy));
+        }
+        let versions: Vec<String> = s
+            .versions
+            .iter()
+            .map(|v| {
+                format!(
+                    "v{} ×{}{}",
+                    v.version,
+                    v.records,
+                    if v.format == 1 { " (format 1)" } else { "" }
+                )
+            })
+            .chain((s.unreadable > 0).then(|| format!("unreadable ×{}", s.unreadable)))
+            .collect();
+        rows.push(vec![
+            view.name().to_string(),
+            "table".into(),
+            s.records.to_string(),
+            s.bytes.to_string(),
+            if versions.is_empty() {
+                "-".into()
+            } else {
+                versions.join(", ")
+            },
+            reads_as.into(),
+        ]);
+        for i in &s.indexes {
+            rows.push(vec![
+                format!("{}.{}", view.name(), i.index.name),
+                match i.index.unique {
+                    Some(true) => "unique index",
+                    Some(false) => "index",
+                    None => "index (not in the catalog)",
+                }
+                .into(),
+                i.entries.to_string(),
+                i.bytes.to_string(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        items.push(json!({
+            "name": view.name(),
+            "records": s.records,
+            "bytes": s.bytes,
+            "versions": s.versions,
+            "unreadable": s.unreadable,
+            "reads_as": reads_as,
+            "typed": view.is_typed(),
+            "catalogued": view.is_catalogued(),
+            "version": view.info().version,
+            "key_len": view.info().key_len,
+            "secret_fields": view.info().secret_fields,
+            "secret_key": view.info().secret_key,
+            "indexes": s.indexes,
+        }));
+    }
+    let mut reply = Reply::table(
+        json!({ "tables": items }),
+        &[
+            "name",
+            "kind",
+            "entries",
+            "bytes",
+            "versions",
+            "read through",
+        ],
+        rows,
+    );
+    for n in notes {
+        reply = reply.footer(n);
+    }
+    Ok(reply)
+}
