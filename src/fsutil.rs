@@ -15,6 +15,38 @@ use crate::error::{Error, Result};
 /// Prefix of every temp file redkeep writes; readers skip such files and writers clean them.
 pub const TEMP_PREFIX: &str = ".rk-tmp-";
 
+/// A file-system call the fault seam can fail (tests only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileOp {
+    /// Writing a temp file's bytes.
+    Write,
+    /// Fsyncing a file or a directory.
+    Sync,
+    /// Renaming into place.
+    Rename,
+}
+
+type FaultHook = std::sync::Arc<dyn Fn(FileOp) -> std::io::Result<()> + Send + Sync>;
+
+thread_local! {
+    // Tests only: set by `FaultPlan::arm_files` for the calling thread.
+    static FAULTS: std::cell::RefCell<Option<FaultHook>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets (or clears) the fault hook of this thread; returns the previous one.
+pub(crate) fn set_fault_hook(hook: Option<FaultHook>) -> Option<FaultHook> {
+    FAULTS.with(|f| f.replace(hook))
+}
+
+/// Fails when the fault hook of this thread says so; a no-op without one.
+fn fault(op: FileOp) -> std::io::Result<()> {
+    let hook = FAULTS.with(|f| f.borrow().clone());
+    match hook {
+        Some(h) => h(op),
+        None => Ok(()),
+    }
+}
+
 /// Creates `dir` and its missing parents with mode 0700.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
@@ -56,9 +88,10 @@ pub fn private_temp_in(dir: &Path) -> Result<NamedTempFile> {
 /// Flushes `tmp` to disk, renames it over `target` and fsyncs the directory. On error the
 /// temp file is removed and `target` is untouched.
 pub fn persist(tmp: NamedTempFile, target: &Path) -> Result<()> {
-    tmp.as_file()
-        .sync_all()
+    fault(FileOp::Sync)
+        .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| Error::io(format!("syncing a temp file for {}", target.display()), e))?;
+    fault(FileOp::Rename).map_err(|e| Error::io(format!("replacing {}", target.display()), e))?;
     tmp.persist(target)
         .map_err(|e| Error::io(format!("replacing {}", target.display()), e.error))?;
     sync_dir(target)
@@ -75,7 +108,8 @@ pub fn sync_dir(path: &Path) -> Result<()> {
 
 /// Fsyncs `dir` itself.
 pub fn sync_this_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    fault(FileOp::Sync)
+        .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
@@ -83,7 +117,8 @@ pub fn sync_this_dir(dir: &Path) -> Result<()> {
 /// Atomically replaces `target` with `bytes` (mode 0600).
 pub fn write_private(target: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = temp_sibling(target)?;
-    tmp.write_all(bytes)
+    fault(FileOp::Write)
+        .and_then(|()| tmp.write_all(bytes))
         .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
     persist(tmp, target)
 }
@@ -166,6 +201,8 @@ pub fn real_dir(path: &Path) -> Result<Option<()>> {
 /// # Errors
 /// `Io` for other failures.
 pub fn rename_no_replace(from: &Path, to: &Path) -> Result<bool> {
+    fault(FileOp::Rename)
+        .map_err(|e| Error::io(format!("moving {} to {}", from.display(), to.display()), e))?;
     match rustix::fs::renameat_with(
         rustix::fs::CWD,
         from,
@@ -187,13 +224,15 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> Result<bool> {
 /// # Errors
 /// `Io` when it cannot be renamed.
 pub fn rename_replace(from: &Path, to: &Path) -> Result<()> {
-    fs::rename(from, to)
+    fault(FileOp::Rename)
+        .and_then(|()| fs::rename(from, to))
         .map_err(|e| Error::io(format!("moving {} to {}", from.display(), to.display()), e))?;
     sync_dir(to)
 }
 
 /// Moves `from` into `trash` as `<name>`, `<name>-2`, … (never replacing anything) and
-/// makes the move durable. Returns where it went.
+/// makes the move durable. Returns where it went. When the move cannot be made durable it
+/// is undone (as far as the file system lets it) and the error returned.
 ///
 /// # Errors
 /// `Io` when it cannot be moved.
@@ -207,8 +246,12 @@ pub fn move_to_trash(from: &Path, trash: &Path, name: &str) -> Result<std::path:
             trash.join(format!("{name}-{n}"))
         };
         if rename_no_replace(from, &target)? {
-            sync_this_dir(trash)?;
-            sync_dir(from)?;
+            let synced = sync_this_dir(trash).and_then(|()| sync_dir(from));
+            if let Err(e) = synced {
+                // Not durable: put it back, so a failure leaves things where they were.
+                let _ = rename_no_replace(&target, from);
+                return Err(e);
+            }
             return Ok(target);
         }
         n += 1;

@@ -28,7 +28,7 @@ mod tx;
 pub use check::{CheckReport, ExpectedEntry, TableCheck, TableCounts, TableStats, check_table};
 pub use codec::Stored;
 pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
-pub use engine::faults::{FaultKind, FaultPlan};
+pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
 pub use engine::{KeyRange, Order, containing};
 pub use index::Index;
 pub use inspect::{

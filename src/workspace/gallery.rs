@@ -83,9 +83,24 @@ impl Workspaces {
         let n = highest
             .checked_add(1)
             .ok_or_else(|| Error::denied("this gallery has used every piece number"))?;
-        self.write_bytes(&gallery.join(piece_file_name(n)), json)?;
+        let piece = gallery.join(piece_file_name(n));
+        let before = doc.piece_count;
         doc.piece_count = existing.len() as u64 + 1;
-        self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc)?;
+        let written = self
+            .write_bytes(&piece, json)
+            .and_then(|()| self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc));
+        if let Err(e) = written {
+            // The piece (a new number: nothing was there) goes again unless the count did
+            // reach the disk (only its directory sync failed), so both stay in step.
+            let landed = self
+                .read_doc(&folder.dir)
+                .is_ok_and(|d| d.piece_count != before);
+            if !landed {
+                let _ = std::fs::remove_file(&piece);
+                let _ = fsutil::sync_this_dir(&gallery);
+            }
+            return Err(e);
+        }
         Ok(n)
     }
 
@@ -179,8 +194,21 @@ impl Workspaces {
         if fsutil::open_regular(&path)?.is_none() {
             return Err(missing());
         }
-        fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &piece_file_name(n))?;
+        let trashed =
+            fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &piece_file_name(n))?;
+        let before = doc.piece_count;
         doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
-        self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc)
+        let written = self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc);
+        if written.is_err()
+            && self
+                .read_doc(&folder.dir)
+                .is_ok_and(|d| d.piece_count == before)
+        {
+            // The count could not be written: the piece comes back, so both stay in step.
+            if fsutil::rename_no_replace(&trashed, &path).unwrap_or(false) {
+                let _ = fsutil::sync_dir(&path);
+            }
+        }
+        written
     }
 }

@@ -24,6 +24,12 @@ pub enum FaultKind {
     SetLen,
     /// Reading bytes.
     Read,
+    /// Workspace files: writing a temp file's bytes.
+    FileWrite,
+    /// Workspace files: fsyncing a file or a directory.
+    FileSync,
+    /// Workspace files: renaming into place (or into the trash).
+    FileRename,
 }
 
 /// Fails the `nth` call (1-based) of one kind, once.
@@ -59,6 +65,21 @@ impl FaultPlan {
     /// Whether the failure happened.
     pub fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Arms the plan for the workspace files written by this thread (the `File*` kinds)
+    /// until the guard is dropped.
+    pub fn arm_files(self: &Arc<Self>) -> FileFaults {
+        use crate::fsutil::FileOp;
+        let plan = self.clone();
+        let previous = crate::fsutil::set_fault_hook(Some(Arc::new(move |op| {
+            plan.check(match op {
+                FileOp::Write => FaultKind::FileWrite,
+                FileOp::Sync => FaultKind::FileSync,
+                FileOp::Rename => FaultKind::FileRename,
+            })
+        })));
+        FileFaults { previous }
     }
 
     fn check(&self, kind: FaultKind) -> io::Result<()> {
@@ -152,5 +173,26 @@ impl StorageBackend for FaultyBackend {
         end: Bound<u64>,
     ) -> Result<bool, redb::BackendError> {
         self.inner.query_lock_range(start, end)
+    }
+}
+
+/// Keeps a [`FaultPlan`] armed for this thread's workspace files; disarms it when dropped.
+#[doc(hidden)]
+#[must_use = "the plan is disarmed when the guard is dropped"]
+pub struct FileFaults {
+    previous: Option<FileFaultHook>,
+}
+
+type FileFaultHook = Arc<dyn Fn(crate::fsutil::FileOp) -> io::Result<()> + Send + Sync>;
+
+impl fmt::Debug for FileFaults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileFaults").finish_non_exhaustive()
+    }
+}
+
+impl Drop for FileFaults {
+    fn drop(&mut self) {
+        crate::fsutil::set_fault_hook(self.previous.take());
     }
 }

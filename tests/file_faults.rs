@@ -1,0 +1,184 @@
+//! I/O failures injected into the workspace files: the nth write, fsync or rename of an
+//! operation fails, for n = 1, 2, … until the operation gets through. Every failure is a
+//! clean `Io` error; the folders hold either the state before the operation (always, when
+//! the failure came before the file was renamed into place) or the state after it, whole —
+//! never a partial file and never a temp file left behind — and the operation then succeeds.
+//! A user's folder made ready (its owner marker) before a failed first write counts as no
+//! folder: reading it gives the same empty document.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::TestDir;
+use redkeep::store::{FaultKind, FaultPlan};
+use redkeep::{Error, NewUser, Redkeep, Timestamp};
+
+type Op = fn(&Redkeep, &[u64]) -> redkeep::Result<()>;
+
+/// Every file under the workspaces folder (path → bytes), and the temp files and folders found.
+fn snapshot(root: &Path) -> (BTreeMap<String, Vec<u8>>, Vec<String>) {
+    fn walk(dir: &Path, root: &Path, files: &mut BTreeMap<String, Vec<u8>>, tmp: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            let path = e.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if e.file_name().to_string_lossy().starts_with(".rk-tmp-") {
+                tmp.push(rel.clone());
+            }
+            if e.file_type().unwrap().is_dir() {
+                // Folders count by their files: an empty trash folder left is no change.
+                walk(&path, root, files, tmp);
+            } else {
+                let mut bytes = std::fs::read(&path).unwrap();
+                if e.file_name() == ".owner" {
+                    // It names the user's random uid: different in every store, whole or not.
+                    assert!(!bytes.is_empty(), "an empty {rel}");
+                    bytes = b"(a uid)".to_vec();
+                }
+                files.insert(rel, bytes);
+            }
+        }
+    }
+    let (mut files, mut tmp) = (BTreeMap::new(), Vec::new());
+    walk(root, root, &mut files, &mut tmp);
+    // A folder holding only its owner marker and lock file is a user's folder made ready
+    // and not yet written: the same, to its user, as no folder.
+    let bare: Vec<String> = files
+        .keys()
+        .filter_map(|k| k.strip_suffix("/.owner"))
+        .filter(|dir| {
+            files.keys().all(|k| {
+                !k.starts_with(&format!("{dir}/"))
+                    || k.ends_with("/.owner")
+                    || k.ends_with("/.lock")
+            })
+        })
+        .map(str::to_string)
+        .collect();
+    for dir in bare {
+        files.remove(&format!("{dir}/.owner"));
+        files.remove(&format!("{dir}/.lock"));
+    }
+    (files, tmp)
+}
+
+/// A store with two users: the first has a workspace with a note and one piece, the second
+/// has no folder yet.
+fn setup(t: &TestDir) -> (Redkeep, Vec<u64>) {
+    let rk = t.open();
+    let mut ids = Vec::new();
+    for email in ["ann@example.com", "bob@example.com"] {
+        ids.push(
+            rk.users()
+                .create(NewUser {
+                    email: email.into(),
+                    password: Some("correct horse battery".into()),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id,
+        );
+    }
+    rk.workspaces()
+        .update(ids[0], |d| d.add_note("before"))
+        .unwrap();
+    rk.workspaces()
+        .save_piece(ids[0], br#"{"piece":1}"#)
+        .unwrap();
+    (rk, ids)
+}
+
+fn operations() -> Vec<(&'static str, Op)> {
+    vec![
+        ("rewrite workspace.json", |rk, ids| {
+            rk.workspaces().update(ids[0], |d| d.add_note("after"))
+        }),
+        ("save a piece", |rk, ids| {
+            rk.workspaces()
+                .save_piece(ids[0], br#"{"piece":2}"#)
+                .map(|_| ())
+        }),
+        ("delete a piece", |rk, ids| {
+            rk.workspaces().delete_piece(ids[0], 1)
+        }),
+        ("first write to a new folder", |rk, ids| {
+            rk.workspaces().update(ids[1], |d| d.add_note("first"))
+        }),
+        ("trash a folder", |rk, ids| {
+            rk.workspaces()
+                .trash_folder(ids[0], Timestamp(1_800_000_100))
+                .map(|_| ())
+        }),
+    ]
+}
+
+#[test]
+fn every_injected_file_failure_is_clean_and_leaves_the_old_or_the_new_state_whole() {
+    let mut runs = 0;
+    for (name, op) in operations() {
+        // The state the operation leads to, without faults.
+        let t = TestDir::new();
+        let (rk, ids) = setup(&t);
+        let root = rk.workspaces().root().to_path_buf();
+        let (before, _) = snapshot(&root);
+        op(&rk, &ids).unwrap();
+        let (after, _) = snapshot(&root);
+        assert_ne!(before, after, "{name} changes nothing");
+        drop(rk);
+
+        for kind in [
+            FaultKind::FileWrite,
+            FaultKind::FileSync,
+            FaultKind::FileRename,
+        ] {
+            for nth in 1.. {
+                assert!(nth < 100, "{name}: {kind:?} never got through");
+                let t = TestDir::new();
+                let (rk, ids) = setup(&t);
+                let root = rk.workspaces().root().to_path_buf();
+                let plan = FaultPlan::new(kind, nth);
+                let armed = plan.arm_files();
+                let outcome = op(&rk, &ids);
+                drop(armed);
+                runs += 1;
+                if !plan.fired() {
+                    outcome.unwrap_or_else(|e| panic!("{name}: failed without a fault: {e}"));
+                    assert_eq!(snapshot(&root).0, after, "{name}");
+                    break;
+                }
+                let e = outcome.expect_err("a failed call is reported");
+                assert!(
+                    matches!(e, Error::Io { .. }),
+                    "{name}, {kind:?} #{nth}: {e:?}"
+                );
+                let (files, tmp) = snapshot(&root);
+                assert!(
+                    tmp.is_empty(),
+                    "{name}, {kind:?} #{nth}: temp files left: {tmp:?}"
+                );
+                assert!(
+                    files == before || files == after,
+                    "{name}, {kind:?} #{nth}: a state that is neither before nor after: {:?}",
+                    files.keys().collect::<Vec<_>>()
+                );
+                if kind != FaultKind::FileSync {
+                    // Nothing was renamed into place: the old state is whole.
+                    assert_eq!(files, before, "{name}, {kind:?} #{nth}");
+                }
+                if files == before {
+                    op(&rk, &ids).unwrap_or_else(|e| panic!("{name}: the retry failed: {e}"));
+                    assert_eq!(snapshot(&root).0, after, "{name}: the retry");
+                }
+                let report = rk.check(false).unwrap();
+                assert!(report.ok, "{name}, {kind:?} #{nth}: {:?}", report.problems);
+            }
+        }
+    }
+    println!("{runs} runs");
+}
