@@ -533,3 +533,56 @@ fn a_waiting_writer_is_told_it_waits() {
     holder.join().unwrap();
     assert_eq!(writer.join().unwrap(), 1);
 }
+
+#[test]
+fn unknown_numbers_survive_every_rewrite_exactly() {
+    // The inputs the workspace_doc fuzz target first found changing on rewrite, and friends.
+    let numbers = [
+        "92233720368547775808",
+        "9.223372036854777e+19",
+        "9.223372036854776e+19",
+        "-170141183460469231731687303715884105728",
+        "0.1",
+        "1e400",
+        "2.5E-7",
+    ];
+    let (tmp, ws) = adopted_copy();
+    let path = tmp.path().join("users/7/workspace.json");
+    let mut text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+    let fields: Vec<String> = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("\"n{i}\": {n}"))
+        .collect();
+    text = text.replacen('{', &format!("{{{},", fields.join(",")), 1);
+    std::fs::write(&path, text).unwrap();
+    // The same number, written the way serde_json writes it (`1e400` as `1e+400`): the
+    // digits and exponent are kept as text, never rounded through f64.
+    let kept = |what: &str| {
+        let now: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for (i, n) in numbers.iter().enumerate() {
+            let want = serde_json::from_str::<Value>(n).unwrap().to_string();
+            if i < 5 {
+                // Written as given: no f64 rounding on the way in either.
+                assert_eq!(want, *n);
+            }
+            assert_eq!(now[format!("n{i}")].to_string(), want, "after {what}: {n}");
+        }
+    };
+    ws.update(7, |d| d.add_note("again")).unwrap();
+    kept("update");
+    let n = ws
+        .save_piece(7, br#"{"big": 18446744073709551617}"#)
+        .unwrap();
+    kept("save_piece");
+    assert_eq!(
+        ws.load_piece(7, n).unwrap()["big"].to_string(),
+        "18446744073709551617"
+    );
+    ws.delete_piece(7, 1).unwrap();
+    kept("delete_piece");
+    ws.check(true, Timestamp(1_800_000_000)).unwrap();
+    kept("check --repair");
+    ws.update(7, |_| Ok(())).unwrap();
+    kept("a second update");
+}
