@@ -1,14 +1,16 @@
 //! The store: one redb file opened in a sharing mode, with the owner marker that names the
 //! process holding it exclusively, and the transactions that run closures on it.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::redb_file::{self, FileDb, FileRead, FileWrite, OpenSpec};
+use super::engine::redb_file::{self, FileDb, FileRead, FileWrite, OpenSpec, OpenWrite, UndoLog};
 use super::tx::{Meta, ReadTx, Registry, WriteTx};
 use crate::error::{Error, Result};
 
@@ -88,6 +90,55 @@ struct Inner {
     durability: Durability,
     owner_file: Option<PathBuf>,
     registry: Registry,
+    group: Group,
+}
+
+/// The most writes one commit carries.
+const MAX_BATCH: usize = 128;
+
+/// Group commit: writes that arrive while another commits wait; then they run one after
+/// another in one transaction, and the last of them commits it once for all. Each write that
+/// fails is taken back alone (an undo log of what it replaced), so its neighbours go on; the
+/// first write of a batch needs no log (nothing else is in the transaction yet).
+#[derive(Default)]
+struct Group {
+    state: Mutex<GroupState>,
+    turn: Condvar,
+}
+
+#[derive(Default)]
+struct GroupState {
+    // The open batch's transaction, while nobody is working in it.
+    open: Option<OpenWrite>,
+    // Somebody works in the open batch, begins one or commits one (or has the file alone).
+    busy: bool,
+    // The open batch's number.
+    batch: u64,
+    // Writes kept in the open batch, and whether any of them wants a durable commit.
+    kept: usize,
+    durable: bool,
+    // Writers waiting for their turn, and callers waiting to have the file alone.
+    waiting: usize,
+    exclusive: usize,
+    // Outcomes of committed batches, with how many writers have still to read each.
+    outcomes: HashMap<u64, (Option<String>, usize)>,
+}
+
+impl Group {
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, st: MutexGuard<'a, GroupState>) -> MutexGuard<'a, GroupState> {
+        self.turn.wait(st).unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How one write in a batch ended.
+enum Ran<T> {
+    Kept(T),
+    Failed(Error),
+    Panicked(Box<dyn std::any::Any + Send>),
 }
 
 impl Drop for Inner {
@@ -190,6 +241,7 @@ impl Store {
                 durability: options.durability,
                 owner_file: None,
                 registry: Registry::default(),
+                group: Group::default(),
             }),
         })
     }
@@ -248,6 +300,7 @@ impl Store {
                 durability: options.durability,
                 owner_file,
                 registry: Registry::default(),
+                group: Group::default(),
             }),
         };
         Ok(store)
@@ -321,13 +374,198 @@ impl Store {
                 *d = Some(e.to_string());
             }
         } else if redb_file::needs_reopen(&e) {
-            let mut db = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
-            match db.reopen() {
+            match self.alone(FileDb::reopen) {
                 Ok(()) => tracing::warn!(error = %e, "the store was reopened after an I/O failure"),
                 Err(again) => tracing::error!(error = %again, "the store could not be reopened"),
             }
         }
         Err(e)
+    }
+
+    /// Runs `f` with the file to itself: no batch is open and none begins meanwhile.
+    fn alone<T>(&self, f: impl FnOnce(&mut FileDb) -> T) -> T {
+        let g = &self.inner.group;
+        let mut st = g.lock();
+        st.exclusive += 1;
+        while st.busy || st.open.is_some() {
+            st = g.wait(st);
+        }
+        st.busy = true;
+        drop(st);
+        let out = {
+            let mut db = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
+            f(&mut db)
+        };
+        let mut st = g.lock();
+        st.busy = false;
+        st.exclusive -= 1;
+        g.turn.notify_all();
+        out
+    }
+
+    /// Writers waiting for their turn in a batch (for tests that need a batch to form).
+    #[doc(hidden)]
+    pub fn waiting_writers(&self) -> usize {
+        self.inner.group.lock().waiting
+    }
+
+    /// Runs `f` as one write of a batch (see [`Group`]); returns once the batch it was kept
+    /// in is committed.
+    fn write_grouped<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&FileWrite<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let g = &self.inner.group;
+        let mut st = g.lock();
+        st.waiting += 1;
+        // A batch in progress is always joined; a new one waits for whoever wants the file
+        // alone.
+        while st.busy || (st.open.is_none() && st.exclusive > 0) {
+            st = g.wait(st);
+        }
+        st.waiting -= 1;
+        st.busy = true;
+        let joined = st.open.take();
+        drop(st);
+        let first = joined.is_none();
+        let open = match joined {
+            Some(open) => open,
+            None => match self.db().begin_shared() {
+                Ok(open) => open,
+                Err(e) => {
+                    let mut st = g.lock();
+                    st.busy = false;
+                    g.turn.notify_all();
+                    return Err(e);
+                }
+            },
+        };
+        let undo = (!first).then(UndoLog::default);
+        let ran = {
+            let _db = self.db();
+            match catch_unwind(AssertUnwindSafe(|| open.run(undo.as_ref(), f))) {
+                Ok(Ok(v)) => Ran::Kept(v),
+                Ok(Err(e)) => Ran::Failed(e),
+                Err(panic) => Ran::Panicked(panic),
+            }
+        };
+        let kept = matches!(ran, Ran::Kept(_));
+        // A write that failed is taken back alone; if that is impossible the batch ends here.
+        let open = if kept {
+            Some(open)
+        } else if let Some(log) = undo {
+            let undone = {
+                let _db = self.db();
+                open.undo(log)
+            };
+            match undone {
+                Ok(()) => Some(open),
+                Err(e) => {
+                    open.abort();
+                    let mut st = g.lock();
+                    let batch = st.batch;
+                    let members = st.kept;
+                    st.outcomes.insert(
+                        batch,
+                        (
+                            Some(format!(
+                                "a write in the same commit failed and could not be taken back: {e}"
+                            )),
+                            members,
+                        ),
+                    );
+                    st.outcomes.retain(|_, (_, n)| *n > 0);
+                    st.batch += 1;
+                    st.kept = 0;
+                    st.durable = false;
+                    st.busy = false;
+                    g.turn.notify_all();
+                    None
+                }
+            }
+        } else {
+            // The batch's first write: nothing else is in it, so it simply ends.
+            open.abort();
+            let mut st = g.lock();
+            st.busy = false;
+            g.turn.notify_all();
+            None
+        };
+        let Some(open) = open else {
+            return match ran {
+                Ran::Kept(_) => unreachable_kept(),
+                Ran::Failed(e) => Err(e),
+                Ran::Panicked(p) => resume_unwind(p),
+            };
+        };
+
+        let mut st = g.lock();
+        if kept {
+            st.kept += 1;
+            st.durable |= durable;
+        }
+        let batch = st.batch;
+        if st.waiting > 0 && st.kept < MAX_BATCH {
+            // Somebody joins: the last of the batch commits it.
+            st.open = Some(open);
+            st.busy = false;
+            g.turn.notify_all();
+            let value = match ran {
+                Ran::Kept(v) => v,
+                Ran::Failed(e) => return Err(e),
+                Ran::Panicked(p) => {
+                    drop(st);
+                    resume_unwind(p)
+                }
+            };
+            while !st.outcomes.contains_key(&batch) {
+                st = g.wait(st);
+            }
+            let failed = match st.outcomes.get_mut(&batch) {
+                Some((failed, readers)) => {
+                    *readers -= 1;
+                    failed.clone()
+                }
+                None => None,
+            };
+            st.outcomes.retain(|_, (_, n)| *n > 0);
+            return match failed {
+                None => Ok(value),
+                Some(reason) => Err(Error::storage(
+                    "committing a group of writes",
+                    GroupFailed(reason),
+                )),
+            };
+        }
+        // The last of the batch: commit it for everyone in it.
+        let members = st.kept;
+        let durable_batch = st.durable;
+        st.batch += 1;
+        st.kept = 0;
+        st.durable = false;
+        drop(st);
+        let committed = if members == 0 {
+            open.abort();
+            Ok(())
+        } else {
+            let _db = self.db();
+            open.commit(durable_batch)
+        };
+        let mut st = g.lock();
+        let others = members - usize::from(kept);
+        if others > 0 {
+            let failed = committed.as_ref().err().map(ToString::to_string);
+            st.outcomes.insert(batch, (failed, others));
+        }
+        st.busy = false;
+        g.turn.notify_all();
+        drop(st);
+        match ran {
+            Ran::Kept(v) => committed.map(|()| v),
+            Ran::Failed(e) => Err(e),
+            Ran::Panicked(p) => resume_unwind(p),
+        }
     }
 
     /// What this handle knows to be committed in the file (shapes, catalog entries).
@@ -338,6 +576,11 @@ impl Store {
     /// Runs `f` in a write transaction: commits if it returns `Ok`, aborts on `Err` or panic.
     /// The closure may run more than once (engines that retry conflicts re-run it), so side
     /// effects outside the store belong after `write` returns.
+    ///
+    /// Writes from several threads of one handle share commits (group commit): a write that
+    /// arrives while another runs waits, then runs in the same transaction after it, and one
+    /// commit (one fsync) serves them all. Each still sees every write before it, and one that
+    /// fails or panics is taken back alone. `write` returns once its commit is done.
     ///
     /// # Errors
     /// The closure's error, or `Storage` if the transaction cannot begin or commit.
@@ -376,7 +619,7 @@ impl Store {
             || (durability == Durability::Immediate
                 && self.inner.durability == Durability::Immediate);
         let mut known = None;
-        let outcome = self.db().write(durable, |raw: &FileWrite<'_>| {
+        let outcome = self.write_grouped(durable, |raw: &FileWrite<'_>| {
             let tx = WriteTx::new(raw, &self.inner.registry);
             let value = f(&tx)?;
             known = Some(tx.into_registrations());
@@ -410,12 +653,7 @@ impl Store {
     /// # Errors
     /// `Storage` when the file cannot be checked.
     pub fn check_file(&self) -> Result<bool> {
-        let outcome = self
-            .inner
-            .db
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .check_integrity();
+        let outcome = self.alone(FileDb::check_integrity);
         self.observe(outcome)
     }
 
@@ -446,4 +684,22 @@ fn is_damage(e: &Error) -> bool {
         Error::Corrupt { reason, .. } => !reason.contains(super::table::NEWER_VERSION),
         _ => false,
     }
+}
+
+/// The failure of a group commit, as the writes that waited for it see it.
+#[derive(Debug)]
+struct GroupFailed(String);
+
+impl std::fmt::Display for GroupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GroupFailed {}
+
+fn unreachable_kept<T>() -> Result<T> {
+    Err(Error::Invariant {
+        what: "a kept write lost its transaction".into(),
+    })
 }

@@ -129,13 +129,16 @@ impl FileDb {
         FileRead::begin(self.db()?)
     }
 
-    /// Runs `f` in one write transaction and commits when it returns `Ok`.
-    pub(crate) fn write<T>(
-        &self,
-        durable: bool,
-        f: impl FnOnce(&FileWrite<'_>) -> Result<T>,
-    ) -> Result<T> {
-        write(self.db()?, durable, f)
+    /// Begins a write transaction to be shared by several callers' work (group commit).
+    pub(crate) fn begin_shared(&self) -> Result<OpenWrite> {
+        let db = self.db()?;
+        let txn = contain("beginning a write transaction", || {
+            db.begin_write()
+                .map_err(|e| engine("beginning a write transaction", e))
+        })?;
+        Ok(OpenWrite {
+            txn: std::sync::Arc::new(txn),
+        })
     }
 
     /// redb's integrity check (page checksums, allocator state); repairs what it can.
@@ -425,51 +428,99 @@ type WriteTable<'t> = Rc<RefCell<redb::Table<'t, Bytes, Bytes>>>;
 pub(crate) struct FileWrite<'t> {
     txn: &'t redb::WriteTransaction,
     tables: RefCell<HashMap<String, WriteTable<'t>>>,
+    // Set when this work shares its transaction with others (group commit): what each
+    // change replaced, so the work can be taken back alone.
+    undo: Option<&'t UndoLog>,
 }
 
-/// Runs `f` in one write transaction of `db` and commits when it returns `Ok`.
-fn write<T>(
-    db: &redb::Database,
-    durable: bool,
-    f: impl FnOnce(&FileWrite<'_>) -> Result<T>,
-) -> Result<T> {
-    let txn = contain("beginning a write transaction", || {
-        let mut txn = db
-            .begin_write()
-            .map_err(|e| engine("beginning a write transaction", e))?;
-        if !durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| engine("setting durability", e))?;
-        }
-        Ok(txn)
-    })?;
-    let value = {
+/// What a piece of work changed in a shared transaction, to take it back: for each change,
+/// the table, the key and the value it replaced (`None`: there was none).
+#[derive(Default)]
+pub(crate) struct UndoLog(RefCell<Vec<Replaced>>);
+
+/// One change of an [`UndoLog`]: table, key, and the value it replaced.
+type Replaced = (String, Vec<u8>, Option<Vec<u8>>);
+
+impl UndoLog {
+    fn note(&self, table: &str, key: &[u8], old: Option<Vec<u8>>) {
+        self.0
+            .borrow_mut()
+            .push((table.to_string(), key.to_vec(), old));
+    }
+}
+
+/// A write transaction shared by the writes of several callers, one after another (group
+/// commit); committed once for all of them.
+pub(crate) struct OpenWrite {
+    txn: std::sync::Arc<redb::WriteTransaction>,
+}
+
+impl OpenWrite {
+    /// Runs `f` in the shared transaction; with `undo`, every change is noted there so it
+    /// can be taken back by [`OpenWrite::undo`]. Tables are closed before returning.
+    pub(crate) fn run<T>(
+        &self,
+        undo: Option<&UndoLog>,
+        f: impl FnOnce(&FileWrite<'_>) -> Result<T>,
+    ) -> Result<T> {
         let raw = FileWrite {
-            txn: &txn,
+            txn: &self.txn,
             tables: RefCell::default(),
+            undo,
         };
         let value = f(&raw);
-        // Every table closes here, before the commit (or the abort).
         contain("closing tables", || {
             drop(raw);
             Ok(())
         })?;
         value
-    };
-    match value {
-        Ok(v) => {
-            contain("committing", || {
-                txn.commit().map_err(|e| engine("committing", e))
-            })?;
-            Ok(v)
+    }
+
+    /// Takes back the changes noted in `log`, newest first.
+    pub(crate) fn undo(&self, log: UndoLog) -> Result<()> {
+        let raw = FileWrite {
+            txn: &self.txn,
+            tables: RefCell::default(),
+            undo: None,
+        };
+        for (table, key, old) in log.0.into_inner().into_iter().rev() {
+            match old {
+                Some(v) => raw.put(&table, &key, &v)?,
+                None => {
+                    raw.remove(&table, &key)?;
+                }
+            }
         }
-        Err(e) => {
-            contain("aborting", || {
-                drop(txn);
-                Ok(())
-            })?;
-            Err(e)
-        }
+        contain("closing tables", || {
+            drop(raw);
+            Ok(())
+        })
+    }
+
+    /// Commits everything done in the transaction, waiting for the disk when `durable`.
+    pub(crate) fn commit(self, durable: bool) -> Result<()> {
+        let Ok(mut txn) = std::sync::Arc::try_unwrap(self.txn) else {
+            return Err(Error::Invariant {
+                what: "a shared write transaction was committed while still in use".into(),
+            });
+        };
+        contain("committing", || {
+            txn.set_durability(if durable {
+                redb::Durability::Immediate
+            } else {
+                redb::Durability::None
+            })
+            .map_err(|e| engine("setting durability", e))?;
+            txn.commit().map_err(|e| engine("committing", e))
+        })
+    }
+
+    /// Drops everything done in the transaction.
+    pub(crate) fn abort(self) {
+        let _ = contain("aborting", || {
+            drop(self.txn);
+            Ok(())
+        });
     }
 }
 
@@ -529,7 +580,10 @@ impl RawWrite for FileWrite<'_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
         self.with_mut(table, |t| {
             contain("writing", || {
-                t.insert(key, value).map_err(|e| engine("writing", e))?;
+                let old = t.insert(key, value).map_err(|e| engine("writing", e))?;
+                if let Some(log) = self.undo {
+                    log.note(table, key, old.map(|g| g.value().to_vec()));
+                }
                 Ok(())
             })
         })
@@ -542,6 +596,9 @@ impl RawWrite for FileWrite<'_> {
                     return Ok(false);
                 }
                 t.insert(key, value).map_err(|e| engine("writing", e))?;
+                if let Some(log) = self.undo {
+                    log.note(table, key, None);
+                }
                 Ok(true)
             })
         })
@@ -550,12 +607,32 @@ impl RawWrite for FileWrite<'_> {
     fn remove(&self, table: &str, key: &[u8]) -> Result<bool> {
         self.with_mut(table, |t| {
             contain("deleting", || {
-                Ok(t.remove(key).map_err(|e| engine("deleting", e))?.is_some())
+                let old = t.remove(key).map_err(|e| engine("deleting", e))?;
+                let found = old.is_some();
+                if let Some(log) = self.undo
+                    && let Some(g) = old
+                {
+                    log.note(table, key, Some(g.value().to_vec()));
+                }
+                Ok(found)
             })
         })
     }
 
     fn delete_table(&self, table: &str) -> Result<()> {
+        if self.undo.is_some() {
+            // Shared with others: each entry is removed (and noted), so the table can be put
+            // back. The table itself stays; an empty table reads as no table.
+            let mut keys = Vec::new();
+            self.range(table, &KeyRange::all(), Order::Asc, &mut |k, _| {
+                keys.push(k.to_vec());
+                Ok(true)
+            })?;
+            for k in &keys {
+                self.remove(table, k)?;
+            }
+            return Ok(());
+        }
         if let Some(t) = self.tables.borrow_mut().remove(table)
             && Rc::strong_count(&t) > 1
         {

@@ -1,0 +1,233 @@
+//! Group commit: concurrent writes of one handle share commits. A write that fails (or
+//! panics) inside a shared commit is taken back alone; the others in it are committed; each
+//! write sees the ones before it; and many concurrent writers all land, with `check` clean.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use redkeep::store::{Store, StoreOptions, check_table};
+use redkeep::{Error, Index, Record, key};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Item {
+    id: u64,
+    name: String,
+}
+
+impl Item {
+    const NAME: Index<Item> = Index::unique("name", |i| Some(key!(i.name)));
+}
+
+impl Record for Item {
+    const TABLE: &'static str = "items";
+    type Key = u64;
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::NAME];
+    fn key(&self) -> u64 {
+        self.id
+    }
+}
+
+fn item(id: u64, name: &str) -> Item {
+    Item {
+        id,
+        name: name.into(),
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(dir.path().join("s.redb"), &StoreOptions::default()).unwrap()
+}
+
+fn clean(store: &Store) {
+    let t = check_table::<Item>();
+    let mut report = redkeep::store::CheckReport::new();
+    store.read(|tx| t.check(tx, &mut report)).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+}
+
+/// The first write holds its batch open until `joiners` more writers wait for it, so they
+/// run in the same commit. `inside` tells the joiners the first write is running.
+fn hold_until_joined(store: &Store, inside: &AtomicBool, joiners: usize, first: Item) {
+    store
+        .write(|tx| {
+            tx.table::<Item>().insert(&first)?;
+            inside.store(true, Ordering::SeqCst);
+            while store.waiting_writers() < joiners {
+                thread::yield_now();
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Waits until the first write of the batch is running.
+fn until_inside(inside: &AtomicBool) {
+    while !inside.load(Ordering::SeqCst) {
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn a_failed_write_in_a_shared_commit_is_taken_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write(|tx| tx.table::<Item>().insert(&item(1, "old")))
+        .unwrap();
+    let inside = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            hold_until_joined(&store, &inside, 2, item(2, "first"));
+        });
+        let failing = s.spawn(|| {
+            until_inside(&inside);
+            // Changes a record, adds one, then fails: all of it must be taken back.
+            store.write(|tx| {
+                let t = tx.table::<Item>();
+                t.update(&item(1, "changed"))?;
+                t.insert(&item(3, "doomed"))?;
+                t.delete(&2)?;
+                Err::<(), _>(Error::invalid("test", "this write fails on purpose"))
+            })
+        });
+        let other = s.spawn(|| {
+            until_inside(&inside);
+            store.write(|tx| {
+                let t = tx.table::<Item>();
+                // The failed write is invisible to its neighbours, the first one visible.
+                assert!(t.get(&3)?.is_none());
+                assert_eq!(t.get(&1)?.unwrap().name, "old");
+                assert!(t.get(&2)?.is_some());
+                t.insert(&item(4, "neighbour"))
+            })
+        });
+        assert!(matches!(
+            failing.join().unwrap(),
+            Err(Error::InvalidInput { .. })
+        ));
+        other.join().unwrap().unwrap();
+    });
+    store
+        .read(|tx| {
+            let t = tx.table::<Item>();
+            assert_eq!(t.get(&1)?.unwrap().name, "old");
+            assert_eq!(t.get(&2)?.unwrap().name, "first");
+            assert!(t.get(&3)?.is_none());
+            assert_eq!(t.get(&4)?.unwrap().name, "neighbour");
+            assert!(t.get_by(&Item::NAME, &key!("doomed"))?.is_none());
+            Ok(())
+        })
+        .unwrap();
+    clean(&store);
+}
+
+#[test]
+fn a_unique_clash_fails_only_the_write_that_clashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let inside = AtomicBool::new(false);
+    let results = thread::scope(|s| {
+        s.spawn(|| {
+            hold_until_joined(&store, &inside, 3, item(1, "taken"));
+        });
+        let writers: Vec<_> = [(2, "taken"), (3, "free"), (4, "also free")]
+            .into_iter()
+            .map(|(id, name)| {
+                let (store, inside) = (&store, &inside);
+                s.spawn(move || {
+                    until_inside(inside);
+                    store.write(|tx| tx.table::<Item>().insert(&item(id, name)))
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        matches!(results[0], Err(Error::Conflict { .. })),
+        "{results:?}"
+    );
+    assert!(results[1].is_ok() && results[2].is_ok(), "{results:?}");
+    store
+        .read(|tx| {
+            let t = tx.table::<Item>();
+            assert!(t.get(&2)?.is_none());
+            assert_eq!(t.get_by(&Item::NAME, &key!("taken"))?.unwrap().id, 1);
+            assert!(t.get(&3)?.is_some() && t.get(&4)?.is_some());
+            Ok(())
+        })
+        .unwrap();
+    clean(&store);
+}
+
+#[test]
+fn a_panicking_write_is_taken_back_and_its_neighbours_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let inside = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            hold_until_joined(&store, &inside, 2, item(1, "first"));
+        });
+        let panicking = s.spawn(|| {
+            until_inside(&inside);
+            store.write(|tx| {
+                tx.table::<Item>().insert(&item(2, "half done"))?;
+                panic!("a bug in the caller's closure");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+        });
+        let other = s.spawn(|| {
+            until_inside(&inside);
+            store.write(|tx| tx.table::<Item>().insert(&item(3, "neighbour")))
+        });
+        assert!(panicking.join().is_err(), "the panic reaches its caller");
+        other.join().unwrap().unwrap();
+    });
+    store
+        .read(|tx| {
+            let t = tx.table::<Item>();
+            assert!(t.get(&1)?.is_some());
+            assert!(t.get(&2)?.is_none());
+            assert!(t.get(&3)?.is_some());
+            Ok(())
+        })
+        .unwrap();
+    clean(&store);
+    // The store goes on working.
+    store
+        .write(|tx| tx.table::<Item>().insert(&item(4, "after")))
+        .unwrap();
+}
+
+#[test]
+fn sixteen_concurrent_writers_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    thread::scope(|s| {
+        for t in 0..16u64 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..40u64 {
+                    let id = t * 1000 + i;
+                    store
+                        .write(|tx| tx.table::<Item>().insert(&item(id, &format!("n{id}"))))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let n = store.read(|tx| tx.table::<Item>().count()).unwrap();
+    assert_eq!(n, 16 * 40);
+    clean(&store);
+    drop(store);
+    // Durable: a fresh handle reads all of it.
+    assert_eq!(
+        open(&dir).read(|tx| tx.table::<Item>().count()).unwrap(),
+        16 * 40
+    );
+}
