@@ -408,7 +408,7 @@ mod structured {
             }
             Op::Grant { user } | Op::Revoke { user } => {
                 let grant = matches!(op, Op::Grant { .. });
-                let Some((id, _)) = user_of(m, user) else {
+                let Some((id, active)) = user_of(m, user) else {
                     return;
                 };
                 let r = if grant {
@@ -430,7 +430,8 @@ mod structured {
                     rk.roles()
                         .has_permission(id, "docs.edit")
                         .expect("permission"),
-                    m.editors.contains(&id)
+                    // A disabled user holds no permissions, whatever its roles.
+                    active && m.editors.contains(&id)
                 );
             }
             Op::OrgCreate { owner, name } => {
