@@ -1,5 +1,6 @@
 //! redkeep against bare redb and SQLite (WAL, prepared statements), doing the same work in one
-//! run: a lookup of a user by email through a unique index, and a durable one-user commit.
+//! run: a lookup of a user by email through a unique index, a durable one-user commit, and
+//! durable one-user commits from 1, 4 and 16 threads at once (group commit).
 //!
 //! `REDKEEP_BENCH_USERS` sets the preloaded user count (default 100000).
 
@@ -7,7 +8,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
 
@@ -216,6 +217,61 @@ fn benches(c: &mut Criterion) {
         b.iter(|| sqlite_insert_with(&mut st, &fresh()))
     });
     g.finish();
+    drop(st);
+
+    // Each thread commits its inserts one by one, durably; an iteration is every thread's
+    // PER_THREAD inserts. Throughput is in inserts per second.
+    const PER_THREAD: u64 = 8;
+    let sqlite_path = tmp.path().join("users.sqlite");
+    let mut sqlite_conns: Vec<rusqlite::Connection> = (0..16)
+        .map(|_| {
+            let c = rusqlite::Connection::open(&sqlite_path).unwrap();
+            c.execute_batch("PRAGMA synchronous=FULL;").unwrap();
+            c.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+            c
+        })
+        .collect();
+    for threads in [1u64, 4, 16] {
+        let mut g = c.benchmark_group(format!("durable_inserts_{threads}_threads"));
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(threads * PER_THREAD));
+        let each = |work: &(dyn Fn(u64) + Sync)| {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        for _ in 0..PER_THREAD {
+                            work(next.fetch_add(1, Ordering::Relaxed));
+                        }
+                    });
+                }
+            })
+        };
+        g.bench_function("redkeep_exclusive", |b| {
+            b.iter(|| each(&|id| insert(&rk_ex, &user(id))))
+        });
+        g.bench_function("bare_redb", |b| {
+            b.iter(|| each(&|id| redb_insert(&redb, &user(id))))
+        });
+        g.bench_function("sqlite_wal_full", |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    for conn in sqlite_conns.iter_mut().take(threads as usize) {
+                        let next = &next;
+                        s.spawn(move || {
+                            let mut st = conn.prepare_cached(INSERT_SQL).unwrap();
+                            for _ in 0..PER_THREAD {
+                                sqlite_insert_with(
+                                    &mut st,
+                                    &user(next.fetch_add(1, Ordering::Relaxed)),
+                                );
+                            }
+                        });
+                    }
+                })
+            })
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(store, benches);
