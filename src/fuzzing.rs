@@ -339,10 +339,12 @@ mod structured {
                 }
                 let i = invite as usize % m.invites.len();
                 let r = rk.invites().revoke(&m.invites[i].0);
-                match (m.invites[i].3, r) {
-                    (false, Ok(_)) => m.invites[i].3 = true,
-                    (true, Err(_)) => {}
-                    (revoked, r) => panic!("revoke (revoked {revoked}): {r:?}"),
+                let (_, max, uses, revoked) = m.invites[i];
+                // A used-up invite has nothing left to revoke: refused, like a revoked one.
+                match (!revoked && uses < max, r) {
+                    (true, Ok(_)) => m.invites[i].3 = true,
+                    (false, Err(Error::Denied { .. })) => {}
+                    (usable, r) => panic!("revoke (usable {usable}): {r:?}"),
                 }
             }
             Op::Login { user, right } => {
