@@ -298,7 +298,15 @@ pub fn normalize_email(raw: &str) -> Result<String> {
     use unicode_security::MixedScript;
     // Compatibility forms (fullwidth letters, ligatures) become their plain letters first,
     // so they cannot make a second account that looks like the first.
-    let email: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+    // ASCII (nearly every address) is its own NFKC form and a single script: the Unicode
+    // work is skipped for it.
+    let trimmed = raw.trim();
+    let ascii = trimmed.is_ascii();
+    let email: String = if ascii {
+        trimmed.to_ascii_lowercase()
+    } else {
+        trimmed.nfkc().collect::<String>().to_lowercase()
+    };
     let bad = |why: &str| Error::invalid("email", format!("{raw:?} {why}"));
     if let Some(c) = email.chars().find(|&c| invisible(c)) {
         return Err(bad(&format!(
@@ -331,7 +339,7 @@ pub fn normalize_email(raw: &str) -> Result<String> {
     }
     if let Some(part) = std::iter::once(local)
         .chain(labels.iter().copied())
-        .find(|p| !p.is_single_script())
+        .find(|p| !ascii && !p.is_single_script())
     {
         return Err(bad(&format!(
             "mixes scripts in {part:?} (a Cyrillic or Greek letter among Latin ones, say), which makes it look like another address"

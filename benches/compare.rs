@@ -1,0 +1,978 @@
+//! One interleaved comparison of redkeep (Exclusive and Shared) with bare redb doing the same
+//! index work and SQLite (WAL, `synchronous=FULL`, prepared statements, the same indexes).
+//!
+//! Every operation runs in rounds; within a round all systems run one after another, so disk
+//! drift hits them alike, and the report takes per-round ratios. Results land in criterion's
+//! usual place (`target/criterion/r{N}_{operation}/{system}`); `cargo run --example
+//! bench_report` turns them into `BENCHMARKS.md` and `docs/benchmarks.svg`.
+//!
+//! `REDKEEP_COMPARE_USERS` (default 100000) users are loaded; `REDKEEP_COMPARE_ROUNDS`
+//! (default 3) rounds run.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redkeep::auth::roles::RoleSpec;
+use redkeep::auth::sessions::LoginMeta;
+use redkeep::{Durability, Mode, NewUser, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
+use sha2::{Digest, Sha256};
+
+const PASSWORD: &str = "bench password 1";
+/// Users that have a password, a role and a session (the others are bulk-loaded records).
+const ACCOUNTS: u64 = 500;
+
+// Bare redb: the same tables and indexes redkeep keeps for these operations.
+const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+const BY_EMAIL: TableDefinition<&str, u64> = TableDefinition::new("users_email");
+const BY_CREATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("users_created");
+const BY_ADMIN: TableDefinition<(bool, u64), ()> = TableDefinition::new("users_admin");
+const CREDENTIALS: TableDefinition<u64, &str> = TableDefinition::new("credentials");
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+const SESSIONS_BY_USER: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("sessions_user");
+const ROLES: TableDefinition<u64, &[u8]> = TableDefinition::new("roles");
+const USER_ROLES: TableDefinition<(u64, u64), bool> = TableDefinition::new("user_roles");
+const ORGS: TableDefinition<u64, &[u8]> = TableDefinition::new("orgs");
+const ORGS_BY_SLUG: TableDefinition<&str, u64> = TableDefinition::new("orgs_slug");
+const MEMBERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("members");
+const MEMBERS_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("members_user");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
+}
+
+fn dec<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .unwrap()
+        .0
+}
+
+fn email(id: u64) -> String {
+    format!("user{id}@example.com")
+}
+
+fn user(id: u64) -> User {
+    User {
+        id,
+        uid: Uid([7; 16]),
+        email: email(id),
+        username: None,
+        name: format!("User {id}"),
+        external_id: None,
+        is_admin: false,
+        is_active: true,
+        email_verified: false,
+        must_change_password: false,
+        last_login_at: None,
+        current_org_id: None,
+        created_at: Timestamp(1_800_000_000 + id as i64),
+        updated_at: Timestamp(1_800_000_000 + id as i64),
+    }
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A session as a hand-written app would keep it: user, created, last seen, expiry.
+type SessionRow = (u64, i64, i64, i64);
+
+struct Systems {
+    ex: Redkeep,
+    sh: Redkeep,
+    redb: redb::Database,
+    sqlite: rusqlite::Connection,
+    sqlite_path: PathBuf,
+    // Session tokens of the first ACCOUNTS users in each system (redkeep's are its own).
+    ex_tokens: Vec<String>,
+    sh_tokens: Vec<String>,
+    plain_tokens: Vec<String>,
+}
+
+fn open_redkeep(dir: &Path, mode: Mode, n: u64) -> (Redkeep, Vec<String>) {
+    let opts = Options {
+        durability: Durability::Immediate,
+        ..Options::default()
+    }
+    .mode(mode)
+    .password(PasswordParams::INSECURE_FAST);
+    let rk = Redkeep::open(dir, opts).unwrap();
+    rk.roles()
+        .create(RoleSpec {
+            name: "editor".into(),
+            description: String::new(),
+            permissions: vec!["docs.read".into(), "docs.edit".into()],
+            priority: 1,
+        })
+        .unwrap();
+    let mut tokens = Vec::new();
+    for i in 1..=ACCOUNTS {
+        let u = rk
+            .users()
+            .create(NewUser {
+                email: email(i),
+                password: Some(PASSWORD.into()),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user;
+        rk.roles().grant(u.id, "editor", None).unwrap();
+        let l = rk
+            .sessions()
+            .login(&email(i), PASSWORD, LoginMeta::default())
+            .unwrap();
+        tokens.push(l.token.expose().to_string());
+    }
+    let first = rk.users().count().unwrap() + 1;
+    rk.store()
+        .write(|tx| {
+            let t = tx.table::<User>();
+            for _ in first..=n {
+                let id = t.next_id()?;
+                t.insert(&user(id))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    (rk, tokens)
+}
+
+fn redb_put_user(tx: &redb::WriteTransaction, u: &User) {
+    let mut by_email = tx.open_table(BY_EMAIL).unwrap();
+    assert!(by_email.get(u.email.as_str()).unwrap().is_none());
+    by_email.insert(u.email.as_str(), u.id).unwrap();
+    tx.open_table(BY_CREATED)
+        .unwrap()
+        .insert((u.created_at.0, u.id), ())
+        .unwrap();
+    tx.open_table(BY_ADMIN)
+        .unwrap()
+        .insert((u.is_admin, u.id), ())
+        .unwrap();
+    tx.open_table(USERS)
+        .unwrap()
+        .insert(u.id, enc(u).as_slice())
+        .unwrap();
+}
+
+fn redb_next(tx: &redb::WriteTransaction, name: &str) -> u64 {
+    let mut seq = tx.open_table(SEQ).unwrap();
+    let next = seq.get(name).unwrap().map_or(0, |v| v.value()) + 1;
+    seq.insert(name, next).unwrap();
+    next
+}
+
+fn open_redb(path: &Path, n: u64) -> (redb::Database, Vec<String>) {
+    let db = redb::Database::create(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    let mut tokens = Vec::new();
+    {
+        let perms: Vec<String> = vec!["docs.read".into(), "docs.edit".into()];
+        tx.open_table(ROLES)
+            .unwrap()
+            .insert(1, enc(&("editor", perms)).as_slice())
+            .unwrap();
+        for id in 1..=n {
+            redb_next(&tx, "users");
+            redb_put_user(&tx, &user(id));
+            if id <= ACCOUNTS {
+                tx.open_table(CREDENTIALS)
+                    .unwrap()
+                    .insert(id, "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA")
+                    .unwrap();
+                tx.open_table(USER_ROLES)
+                    .unwrap()
+                    .insert((id, 1), true)
+                    .unwrap();
+                let token = format!("rks_plain{id:020}");
+                let h = token_hash(&token);
+                let row: SessionRow = (id, 0, 1_800_000_000, i64::MAX);
+                tx.open_table(SESSIONS)
+                    .unwrap()
+                    .insert(h.as_slice(), enc(&row).as_slice())
+                    .unwrap();
+                tx.open_table(SESSIONS_BY_USER)
+                    .unwrap()
+                    .insert((id, h.as_slice()), ())
+                    .unwrap();
+                tokens.push(token);
+            }
+        }
+    }
+    tx.commit().unwrap();
+    (db, tokens)
+}
+
+const SQLITE_SCHEMA: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+ CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+   is_admin INTEGER NOT NULL, is_active INTEGER NOT NULL, last_login_at INTEGER,
+   created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+ CREATE INDEX users_is_admin ON users(is_admin); CREATE INDEX users_created ON users(created_at);
+ CREATE TABLE credentials (user_id INTEGER PRIMARY KEY, hash TEXT NOT NULL);
+ CREATE TABLE sessions (hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, created_at INTEGER NOT NULL,
+   last_seen_at INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+ CREATE INDEX sessions_user ON sessions(user_id);
+ CREATE TABLE roles (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, permissions TEXT NOT NULL);
+ CREATE TABLE user_roles (user_id INTEGER NOT NULL, role_id INTEGER NOT NULL, active INTEGER NOT NULL,
+   PRIMARY KEY (user_id, role_id)) WITHOUT ROWID;
+ CREATE INDEX user_roles_role ON user_roles(role_id);
+ CREATE TABLE orgs (id INTEGER PRIMARY KEY, slug TEXT NOT NULL UNIQUE, name TEXT NOT NULL);
+ CREATE TABLE members (org_id INTEGER NOT NULL, user_id INTEGER NOT NULL, role TEXT NOT NULL,
+   PRIMARY KEY (org_id, user_id)) WITHOUT ROWID;
+ CREATE INDEX members_user ON members(user_id);
+ CREATE TABLE audit (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, user_id INTEGER, event TEXT NOT NULL);";
+
+const SQL_INSERT_USER: &str =
+    "INSERT INTO users (id, email, name, is_admin, is_active, created_at, updated_at)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+fn sqlite_insert_user(conn: &rusqlite::Connection, u: &User) {
+    conn.prepare_cached(SQL_INSERT_USER)
+        .unwrap()
+        .execute(rusqlite::params![
+            u.id as i64,
+            u.email,
+            u.name,
+            u.is_admin,
+            u.is_active,
+            u.created_at.0,
+            u.updated_at.0
+        ])
+        .unwrap();
+}
+
+fn open_sqlite(path: &Path, n: u64) -> (rusqlite::Connection, Vec<String>) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(SQLITE_SCHEMA).unwrap();
+    let mut tokens = Vec::new();
+    let tx = conn.unchecked_transaction().unwrap();
+    tx.execute(
+        "INSERT INTO roles (id, name, permissions) VALUES (1, 'editor', 'docs.read,docs.edit')",
+        [],
+    )
+    .unwrap();
+    for id in 1..=n {
+        sqlite_insert_user(&tx, &user(id));
+        if id <= ACCOUNTS {
+            tx.execute(
+                "INSERT INTO credentials VALUES (?1, '$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA')",
+                [id as i64],
+            )
+            .unwrap();
+            tx.execute("INSERT INTO user_roles VALUES (?1, 1, 1)", [id as i64])
+                .unwrap();
+            let token = format!("rks_plain{id:020}");
+            tx.execute(
+                "INSERT INTO sessions VALUES (?1, ?2, 0, 1800000000, ?3)",
+                rusqlite::params![token_hash(&token).to_vec(), id as i64, i64::MAX],
+            )
+            .unwrap();
+            tokens.push(token);
+        }
+    }
+    tx.commit().unwrap();
+    (conn, tokens)
+}
+
+fn redb_by_email(db: &redb::Database, email: &str) -> Option<User> {
+    let tx = db.begin_read().unwrap();
+    let id = tx
+        .open_table(BY_EMAIL)
+        .unwrap()
+        .get(email)
+        .unwrap()?
+        .value();
+    let bytes = tx.open_table(USERS).unwrap().get(id).unwrap()?;
+    Some(dec(bytes.value()))
+}
+
+fn redb_by_id(db: &redb::Database, id: u64) -> Option<User> {
+    let tx = db.begin_read().unwrap();
+    let bytes = tx.open_table(USERS).unwrap().get(id).unwrap()?;
+    Some(dec(bytes.value()))
+}
+
+fn redb_validate(db: &redb::Database, token: &str, now: i64) -> Option<(User, SessionRow)> {
+    let h = token_hash(token);
+    let tx = db.begin_read().unwrap();
+    let s: SessionRow = dec(tx
+        .open_table(SESSIONS)
+        .unwrap()
+        .get(h.as_slice())
+        .unwrap()?
+        .value());
+    let u: User = dec(tx.open_table(USERS).unwrap().get(s.0).unwrap()?.value());
+    (u.is_active && now < s.3).then_some((u, s))
+}
+
+fn redb_has_permission(db: &redb::Database, user: u64, perm: &str) -> bool {
+    let tx = db.begin_read().unwrap();
+    let u: User = dec(tx
+        .open_table(USERS)
+        .unwrap()
+        .get(user)
+        .unwrap()
+        .unwrap()
+        .value());
+    if !u.is_active {
+        return false;
+    }
+    let roles = tx.open_table(ROLES).unwrap();
+    for row in tx
+        .open_table(USER_ROLES)
+        .unwrap()
+        .range((user, 0)..=(user, u64::MAX))
+        .unwrap()
+    {
+        let (k, active) = row.unwrap();
+        if !active.value() {
+            continue;
+        }
+        let (_, perms): (String, Vec<String>) =
+            dec(roles.get(k.value().1).unwrap().unwrap().value());
+        if perms.iter().any(|p| p == perm || p == "*") {
+            return true;
+        }
+    }
+    false
+}
+
+fn redb_page(db: &redb::Database, from: i64) -> Vec<User> {
+    let tx = db.begin_read().unwrap();
+    let users = tx.open_table(USERS).unwrap();
+    tx.open_table(BY_CREATED)
+        .unwrap()
+        .range((from, 0)..)
+        .unwrap()
+        .take(50)
+        .map(|r| dec(users.get(r.unwrap().0.value().1).unwrap().unwrap().value()))
+        .collect()
+}
+
+fn redb_insert(db: &redb::Database, u: &User) {
+    let tx = db.begin_write().unwrap();
+    let mut u = u.clone();
+    u.id = redb_next(&tx, "users");
+    redb_put_user(&tx, &u);
+    tx.commit().unwrap();
+}
+
+fn redb_login(db: &redb::Database, email: &str, n: u64, now: i64) {
+    let tx = db.begin_write().unwrap();
+    {
+        let id = tx
+            .open_table(BY_EMAIL)
+            .unwrap()
+            .get(email)
+            .unwrap()
+            .unwrap()
+            .value();
+        let mut users = tx.open_table(USERS).unwrap();
+        let mut u: User = dec(users.get(id).unwrap().unwrap().value());
+        assert!(
+            tx.open_table(CREDENTIALS)
+                .unwrap()
+                .get(id)
+                .unwrap()
+                .is_some()
+        );
+        u.last_login_at = Some(Timestamp(now));
+        users.insert(id, enc(&u).as_slice()).unwrap();
+        let h = token_hash(&format!("rks_login{n:020}"));
+        let row: SessionRow = (id, now, now, now + 86_400);
+        tx.open_table(SESSIONS)
+            .unwrap()
+            .insert(h.as_slice(), enc(&row).as_slice())
+            .unwrap();
+        tx.open_table(SESSIONS_BY_USER)
+            .unwrap()
+            .insert((id, h.as_slice()), ())
+            .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn redb_create_user(db: &redb::Database, n: u64) {
+    let tx = db.begin_write().unwrap();
+    {
+        let mut u = user(0);
+        u.id = redb_next(&tx, "users");
+        u.email = format!("new{n}@example.com");
+        redb_put_user(&tx, &u);
+        tx.open_table(CREDENTIALS)
+            .unwrap()
+            .insert(u.id, "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA")
+            .unwrap();
+        let org = redb_next(&tx, "orgs");
+        let slug = format!("new{n}-workspace");
+        let mut slugs = tx.open_table(ORGS_BY_SLUG).unwrap();
+        assert!(slugs.get(slug.as_str()).unwrap().is_none());
+        slugs.insert(slug.as_str(), org).unwrap();
+        tx.open_table(ORGS)
+            .unwrap()
+            .insert(org, enc(&(org, &slug, "New's Workspace", u.id)).as_slice())
+            .unwrap();
+        tx.open_table(MEMBERS)
+            .unwrap()
+            .insert((org, u.id), enc(&("owner", u.created_at.0)).as_slice())
+            .unwrap();
+        tx.open_table(MEMBERS_BY_USER)
+            .unwrap()
+            .insert((u.id, org), ())
+            .unwrap();
+        let a = redb_next(&tx, "audit");
+        tx.open_table(AUDIT)
+            .unwrap()
+            .insert(
+                a,
+                enc(&(a, u.created_at.0, u.id, "user.created")).as_slice(),
+            )
+            .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn sqlite_by_email(c: &rusqlite::Connection, email: &str) -> Option<(i64, String, String, bool)> {
+    c.prepare_cached("SELECT id, email, name, is_admin FROM users WHERE email = ?1")
+        .unwrap()
+        .query_row([email], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .ok()
+}
+
+fn sqlite_by_id(c: &rusqlite::Connection, id: u64) -> Option<(i64, String, String, bool)> {
+    c.prepare_cached("SELECT id, email, name, is_admin FROM users WHERE id = ?1")
+        .unwrap()
+        .query_row([id as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .ok()
+}
+
+fn sqlite_validate(c: &rusqlite::Connection, token: &str, now: i64) -> Option<(i64, String)> {
+    c.prepare_cached(
+        "SELECT u.id, u.email FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.hash = ?1 AND s.expires_at > ?2 AND u.is_active = 1",
+    )
+    .unwrap()
+    .query_row(rusqlite::params![token_hash(token).to_vec(), now], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .ok()
+}
+
+fn sqlite_has_permission(c: &rusqlite::Connection, user: u64, perm: &str) -> bool {
+    let mut st = c
+        .prepare_cached(
+            "SELECT r.permissions FROM users u JOIN user_roles ur ON ur.user_id = u.id
+             JOIN roles r ON r.id = ur.role_id
+             WHERE u.id = ?1 AND u.is_active = 1 AND ur.active = 1",
+        )
+        .unwrap();
+    let rows = st
+        .query_map([user as i64], |r| r.get::<_, String>(0))
+        .unwrap();
+    for perms in rows {
+        if perms.unwrap().split(',').any(|p| p == perm || p == "*") {
+            return true;
+        }
+    }
+    false
+}
+
+fn sqlite_page(c: &rusqlite::Connection, from: i64) -> Vec<(i64, String)> {
+    c.prepare_cached(
+        "SELECT id, email FROM users WHERE created_at >= ?1 ORDER BY created_at, id LIMIT 50",
+    )
+    .unwrap()
+    .query_map([from], |r| Ok((r.get(0)?, r.get(1)?)))
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn sqlite_insert(c: &rusqlite::Connection, u: &User) {
+    let mut u = u.clone();
+    u.id = 0;
+    c.prepare_cached(
+        "INSERT INTO users (email, name, is_admin, is_active, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .unwrap()
+    .execute(rusqlite::params![
+        u.email,
+        u.name,
+        u.is_admin,
+        u.is_active,
+        u.created_at.0,
+        u.updated_at.0
+    ])
+    .unwrap();
+}
+
+fn sqlite_login(c: &rusqlite::Connection, email: &str, n: u64, now: i64) {
+    let tx = c.unchecked_transaction().unwrap();
+    let id: i64 = tx
+        .prepare_cached("SELECT id FROM users WHERE email = ?1")
+        .unwrap()
+        .query_row([email], |r| r.get(0))
+        .unwrap();
+    let _hash: String = tx
+        .prepare_cached("SELECT hash FROM credentials WHERE user_id = ?1")
+        .unwrap()
+        .query_row([id], |r| r.get(0))
+        .unwrap();
+    tx.prepare_cached("UPDATE users SET last_login_at = ?2 WHERE id = ?1")
+        .unwrap()
+        .execute([id, now])
+        .unwrap();
+    tx.prepare_cached("INSERT INTO sessions VALUES (?1, ?2, ?3, ?3, ?4)")
+        .unwrap()
+        .execute(rusqlite::params![
+            token_hash(&format!("rks_login{n:020}")).to_vec(),
+            id,
+            now,
+            now + 86_400
+        ])
+        .unwrap();
+    tx.commit().unwrap();
+}
+
+fn sqlite_create_user(c: &rusqlite::Connection, n: u64) {
+    let tx = c.unchecked_transaction().unwrap();
+    let mut u = user(0);
+    u.email = format!("new{n}@example.com");
+    sqlite_insert(&tx, &u);
+    let id = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO credentials VALUES (?1, '$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA')",
+    )
+    .unwrap()
+    .execute([id])
+    .unwrap();
+    tx.prepare_cached("INSERT INTO orgs (slug, name) VALUES (?1, 'New''s Workspace')")
+        .unwrap()
+        .execute([format!("new{n}-workspace")])
+        .unwrap();
+    let org = tx.last_insert_rowid();
+    tx.prepare_cached("INSERT INTO members VALUES (?1, ?2, 'owner')")
+        .unwrap()
+        .execute([org, id])
+        .unwrap();
+    tx.prepare_cached("INSERT INTO audit (at, user_id, event) VALUES (?1, ?2, 'user.created')")
+        .unwrap()
+        .execute([u.created_at.0, id])
+        .unwrap();
+    tx.commit().unwrap();
+}
+
+/// The raw floor of a crash-safe file replacement: write a temp file, fsync it, rename it
+/// over the target, fsync the folder.
+fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp).unwrap();
+    f.write_all(bytes).unwrap();
+    f.sync_all().unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+    std::fs::File::open(dir).unwrap().sync_all().unwrap();
+}
+
+fn setup(dir: &Path, n: u64) -> Systems {
+    let (ex, ex_tokens) = open_redkeep(&dir.join("ex"), Mode::Exclusive, n);
+    let (sh, sh_tokens) = open_redkeep(&dir.join("sh"), Mode::Shared, n);
+    let (redb, plain_tokens) = open_redb(&dir.join("bare.redb"), n);
+    let sqlite_path = dir.join("users.sqlite");
+    let (sqlite, _) = open_sqlite(&sqlite_path, n);
+    Systems {
+        ex,
+        sh,
+        redb,
+        sqlite,
+        sqlite_path,
+        ex_tokens,
+        sh_tokens,
+        plain_tokens,
+    }
+}
+
+fn group<'a>(c: &'a mut Criterion, round: u64, op: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(format!("r{round}_{op}"));
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2));
+    g
+}
+
+fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
+    let pick = AtomicU64::new(r);
+    let next = || pick.fetch_add(7919, Ordering::Relaxed) % n + 1;
+    let next_account = || pick.fetch_add(7919, Ordering::Relaxed) % ACCOUNTS + 1;
+    let now = 1_900_000_000;
+
+    let mut g = group(c, r, "user_by_email");
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter(|| black_box(s.ex.users().by_email(&email(next())).unwrap()))
+    });
+    g.bench_function("redkeep_shared", |b| {
+        b.iter(|| black_box(s.sh.users().by_email(&email(next())).unwrap()))
+    });
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| black_box(redb_by_email(&s.redb, &email(next()))))
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| black_box(sqlite_by_email(&s.sqlite, &email(next()))))
+    });
+    g.finish();
+
+    let mut g = group(c, r, "user_by_id");
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter(|| black_box(s.ex.users().get(next()).unwrap()))
+    });
+    g.bench_function("redkeep_shared", |b| {
+        b.iter(|| black_box(s.sh.users().get(next()).unwrap()))
+    });
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| black_box(redb_by_id(&s.redb, next())))
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| black_box(sqlite_by_id(&s.sqlite, next())))
+    });
+    g.finish();
+
+    let mut g = group(c, r, "session_validate");
+    let tok = |ts: &[String]| ts[(next_account() - 1) as usize].clone();
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter(|| black_box(s.ex.sessions().validate(&tok(&s.ex_tokens)).unwrap()))
+    });
+    g.bench_function("redkeep_shared", |b| {
+        b.iter(|| black_box(s.sh.sessions().validate(&tok(&s.sh_tokens)).unwrap()))
+    });
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| black_box(redb_validate(&s.redb, &tok(&s.plain_tokens), now).unwrap()))
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| black_box(sqlite_validate(&s.sqlite, &tok(&s.plain_tokens), now).unwrap()))
+    });
+    g.finish();
+
+    let mut g = group(c, r, "permission_check");
+    // redkeep's account users are ids 1..=ACCOUNTS as in the others (created first).
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter(|| {
+            assert!(
+                s.ex.roles()
+                    .has_permission(next_account(), "docs.edit")
+                    .unwrap()
+            )
+        })
+    });
+    g.bench_function("redkeep_shared", |b| {
+        b.iter(|| {
+            assert!(
+                s.sh.roles()
+                    .has_permission(next_account(), "docs.edit")
+                    .unwrap()
+            )
+        })
+    });
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| assert!(redb_has_permission(&s.redb, next_account(), "docs.edit")))
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| {
+            assert!(sqlite_has_permission(
+                &s.sqlite,
+                next_account(),
+                "docs.edit"
+            ))
+        })
+    });
+    g.finish();
+
+    let mut g = group(c, r, "page_of_50_by_created");
+    let from = || 1_800_000_000 + (next() % n.saturating_sub(50).max(1)) as i64;
+    let to = Timestamp(i64::MAX);
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter(|| {
+            black_box(
+                s.ex.users()
+                    .created_between(Timestamp(from()), to, 50)
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("redkeep_shared", |b| {
+        b.iter(|| {
+            black_box(
+                s.sh.users()
+                    .created_between(Timestamp(from()), to, 50)
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| black_box(redb_page(&s.redb, from())))
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| black_box(sqlite_page(&s.sqlite, from())))
+    });
+    g.finish();
+
+    static FRESH: AtomicU64 = AtomicU64::new(10_000_000);
+    let fresh = || FRESH.fetch_add(1, Ordering::Relaxed);
+    let rk_insert = |rk: &Redkeep, id: u64| {
+        rk.store()
+            .write(|tx| {
+                let t = tx.table::<User>();
+                let mut u = user(id);
+                u.id = t.next_id()?;
+                t.insert(&u)
+            })
+            .unwrap()
+    };
+
+    let mut g = group(c, r, "durable_insert");
+    g.sample_size(20);
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter(|| rk_insert(&s.ex, fresh()))
+    });
+    g.bench_function("redkeep_shared", |b| b.iter(|| rk_insert(&s.sh, fresh())));
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| redb_insert(&s.redb, &user(fresh())))
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| sqlite_insert(&s.sqlite, &user(fresh())))
+    });
+    g.finish();
+
+    let mut g = group(c, r, "durable_login");
+    g.sample_size(20);
+    let login = |rk: &Redkeep| {
+        rk.sessions()
+            .login(&email(next_account()), PASSWORD, LoginMeta::default())
+            .unwrap()
+    };
+    g.bench_function("redkeep_exclusive", |b| b.iter(|| black_box(login(&s.ex))));
+    g.bench_function("redkeep_shared", |b| b.iter(|| black_box(login(&s.sh))));
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| redb_login(&s.redb, &email(next_account()), fresh(), now))
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| sqlite_login(&s.sqlite, &email(next_account()), fresh(), now))
+    });
+    g.finish();
+
+    let mut g = group(c, r, "durable_create_user");
+    g.sample_size(20);
+    let create = |rk: &Redkeep| {
+        rk.users()
+            .create(NewUser {
+                email: format!("new{}@example.com", fresh()),
+                password: Some(PASSWORD.into()),
+                ..NewUser::default()
+            })
+            .unwrap()
+    };
+    g.bench_function("redkeep_exclusive", |b| b.iter(|| black_box(create(&s.ex))));
+    g.bench_function("redkeep_shared", |b| b.iter(|| black_box(create(&s.sh))));
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| redb_create_user(&s.redb, fresh()))
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| sqlite_create_user(&s.sqlite, fresh()))
+    });
+    g.finish();
+
+    let mut g = group(c, r, "batch_1000_inserts");
+    g.sample_size(10);
+    let rk_batch = |rk: &Redkeep| {
+        rk.store()
+            .write(|tx| {
+                let t = tx.table::<User>();
+                for _ in 0..1000 {
+                    let mut u = user(fresh());
+                    u.id = t.next_id()?;
+                    t.insert(&u)?;
+                }
+                Ok(())
+            })
+            .unwrap()
+    };
+    g.bench_function("redkeep_exclusive", |b| b.iter(|| rk_batch(&s.ex)));
+    g.bench_function("redkeep_shared", |b| b.iter(|| rk_batch(&s.sh)));
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| {
+            let tx = s.redb.begin_write().unwrap();
+            for _ in 0..1000 {
+                let mut u = user(fresh());
+                u.id = redb_next(&tx, "users");
+                redb_put_user(&tx, &u);
+            }
+            tx.commit().unwrap();
+        })
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| {
+            let tx = s.sqlite.unchecked_transaction().unwrap();
+            for _ in 0..1000 {
+                sqlite_insert(&tx, &user(fresh()));
+            }
+            tx.commit().unwrap();
+        })
+    });
+    g.finish();
+
+    // Workspace files against the raw floor of one crash-safe replacement.
+    let floor = tmp.join("floor");
+    std::fs::create_dir_all(floor.join("gallery")).unwrap();
+    let doc = serde_json::to_vec_pretty(&serde_json::json!({
+        "canvas": {"width": 800, "height": 600}, "notes": ["a note"], "piece_count": 0
+    }))
+    .unwrap();
+    let piece = br#"{"title":"a piece","strokes":[[1,2],[3,4]]}"#;
+    let mut g = group(c, r, "workspace_update");
+    g.sample_size(20);
+    let update = |rk: &Redkeep| {
+        rk.workspaces()
+            .update(1, |d| {
+                d.notes = serde_json::json!(["a note"]);
+                Ok(())
+            })
+            .unwrap()
+    };
+    g.bench_function("redkeep_exclusive", |b| b.iter(|| update(&s.ex)));
+    g.bench_function("redkeep_shared", |b| b.iter(|| update(&s.sh)));
+    g.bench_function("raw_floor", |b| {
+        b.iter(|| atomic_write(&floor, "workspace.json", &doc))
+    });
+    g.finish();
+
+    let mut g = group(c, r, "save_piece");
+    g.sample_size(20);
+    let k = AtomicU64::new(0);
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter(|| s.ex.workspaces().save_piece(2, piece).unwrap())
+    });
+    g.bench_function("redkeep_shared", |b| {
+        b.iter(|| s.sh.workspaces().save_piece(2, piece).unwrap())
+    });
+    // A piece file and the count in workspace.json: two replacements.
+    g.bench_function("raw_floor", |b| {
+        b.iter(|| {
+            let i = k.fetch_add(1, Ordering::Relaxed);
+            atomic_write(&floor.join("gallery"), &format!("piece_{i:06}.json"), piece);
+            atomic_write(&floor, "workspace.json", &doc);
+        })
+    });
+    g.finish();
+
+    // Durable one-record commits from several threads at once.
+    const PER_THREAD: u64 = 8;
+    let mut conns: Vec<rusqlite::Connection> = (0..16)
+        .map(|_| {
+            let c = rusqlite::Connection::open(&s.sqlite_path).unwrap();
+            c.execute_batch("PRAGMA synchronous=FULL;").unwrap();
+            c.busy_timeout(Duration::from_secs(30)).unwrap();
+            c
+        })
+        .collect();
+    let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
+    for threads in [1u64, 4, 16] {
+        let mut g = group(c, r, &format!("concurrent_inserts_{threads}_threads"));
+        g.sample_size(10);
+        g.throughput(criterion::Throughput::Elements(threads * PER_THREAD));
+        let each = |work: &(dyn Fn(u64) + Sync)| {
+            std::thread::scope(|sc| {
+                for _ in 0..threads {
+                    sc.spawn(|| {
+                        for _ in 0..PER_THREAD {
+                            work(fresh());
+                        }
+                    });
+                }
+            })
+        };
+        g.bench_function("redkeep_exclusive", |b| {
+            b.iter(|| each(&|id| rk_insert(ex, id)))
+        });
+        g.bench_function("redkeep_shared", |b| {
+            b.iter(|| each(&|id| rk_insert(sh, id)))
+        });
+        g.bench_function("bare_redb", |b| {
+            b.iter(|| each(&|id| redb_insert(db, &user(id))))
+        });
+        g.bench_function("sqlite_wal_full", |b| {
+            b.iter(|| {
+                std::thread::scope(|sc| {
+                    for conn in conns.iter_mut().take(threads as usize) {
+                        sc.spawn(move || {
+                            for _ in 0..PER_THREAD {
+                                sqlite_insert(conn, &user(fresh()));
+                            }
+                        });
+                    }
+                })
+            })
+        });
+        g.finish();
+    }
+}
+
+fn argon2_default(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let rk = Redkeep::open(dir.path(), Options::default()).unwrap();
+    let u = rk
+        .users()
+        .create(NewUser {
+            email: "argon@example.com".into(),
+            password: Some(PASSWORD.into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user;
+    let mut g = c.benchmark_group("argon2_default_check_password");
+    g.sample_size(10);
+    g.bench_function("redkeep", |b| {
+        b.iter(|| rk.users().check_password(u.id, PASSWORD).unwrap())
+    });
+    g.finish();
+}
+
+fn main() {
+    let n = env_u64("REDKEEP_COMPARE_USERS", 100_000).max(ACCOUNTS + 100);
+    let rounds = env_u64("REDKEEP_COMPARE_ROUNDS", 3);
+    let mut c = Criterion::default().configure_from_args();
+    let tmp = tempfile::tempdir().unwrap();
+    let systems = setup(tmp.path(), n);
+    let info = serde_json::json!({
+        "users": n,
+        "rounds": rounds,
+        "date": Timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        )
+        .to_string(),
+    });
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("compare.json"), info.to_string()).unwrap();
+    for r in 0..rounds {
+        round(&mut c, &systems, r, n, tmp.path());
+    }
+    argon2_default(&mut c);
+    c.final_summary();
+}
