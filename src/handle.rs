@@ -67,6 +67,12 @@ pub struct Options {
     pub api_key_touch_interval: Duration,
     /// Cache size of the store in bytes; `None` (the default) picks one from the file size.
     pub cache_bytes: Option<usize>,
+    /// Open an existing store only to read it (default false): nothing is written to the data
+    /// dir, not even the system roles an up-to-date store gets on open, and every write fails
+    /// with `Denied`. For a data dir this user may read but not write (the CLI falls back to
+    /// it when opening for writing is refused). `check` then reads every record but skips
+    /// redb's own page check, which needs a writable file.
+    pub read_only: bool,
     /// Lifetimes of password-reset and email-verification tokens.
     pub recovery: RecoveryPolicy,
     /// Tests only: fail one chosen I/O call of the storage engine.
@@ -91,6 +97,7 @@ impl Default for Options {
             lockout: policy.lockout,
             api_key_touch_interval: policy.api_key_touch_interval,
             cache_bytes: None,
+            read_only: false,
             recovery: policy.recovery,
             faults: None,
         }
@@ -119,6 +126,12 @@ impl Options {
     /// Sets whether a missing store is created.
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
+        self
+    }
+
+    /// Sets whether the store is opened only to be read (see [`Options::read_only`]).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 
@@ -260,30 +273,42 @@ impl Redkeep {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
         let dir = dir.as_ref().to_path_buf();
         let db = dir.join(STORE_FILE);
-        if options.create {
+        if options.create && !options.read_only {
             crate::fsutil::create_private_dir(&dir)?;
         } else if !db.exists() {
             return Err(Error::NotInitialized { path: db });
         }
-        crate::fsutil::restrict_dir(&dir)?;
+        if !options.read_only {
+            crate::fsutil::restrict_dir(&dir)?;
+        }
         let passwords = Passwords::new(options.password)?;
-        let store = Store::open(
-            &db,
-            &StoreOptions {
-                mode: options.mode,
-                durability: options.durability,
-                create: options.create,
-                schema_version: SCHEMA_VERSION,
-                allow_outdated: true,
-                cache_bytes: options.cache_bytes.unwrap_or_else(|| cache_for(&db)),
-                faults: options.faults.clone(),
-            },
-        )?;
-        let workspaces = Workspaces::open(
-            dir.join(WORKSPACES_DIR),
-            options.workspace.clone(),
-            owners(store.clone()),
-        )?;
+        let store_options = StoreOptions {
+            mode: options.mode,
+            durability: options.durability,
+            create: options.create && !options.read_only,
+            schema_version: SCHEMA_VERSION,
+            allow_outdated: true,
+            cache_bytes: options.cache_bytes.unwrap_or_else(|| cache_for(&db)),
+            faults: options.faults.clone(),
+        };
+        let store = if options.read_only {
+            Store::open_to_read(&db, &store_options)?
+        } else {
+            Store::open(&db, &store_options)?
+        };
+        let workspaces = if options.read_only {
+            Workspaces::open_existing(
+                dir.join(WORKSPACES_DIR),
+                options.workspace.clone(),
+                owners(store.clone()),
+            )
+        } else {
+            Workspaces::open(
+                dir.join(WORKSPACES_DIR),
+                options.workspace.clone(),
+                owners(store.clone()),
+            )?
+        };
         let accounts = Accounts {
             store,
             clock: options.clock.clone(),
@@ -309,6 +334,17 @@ impl Redkeep {
 
     fn migrate_on_open(&self) -> Result<()> {
         let found = self.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
+        if self.options().read_only {
+            // Nothing may be written: no migration, no settling.
+            return if found < SCHEMA_VERSION && !self.options().open_outdated {
+                Err(Error::MigrationNeeded {
+                    found,
+                    needed: SCHEMA_VERSION,
+                })
+            } else {
+                Ok(())
+            };
+        }
         if found < SCHEMA_VERSION {
             if self.options().auto_migrate {
                 self.migrate()?;
@@ -637,7 +673,14 @@ impl Redkeep {
         let mut report = CheckReport::new();
         // Damage of the file itself (pages, not records) is never "repaired" in place.
         let mut damaged_pages = false;
-        match self.store().check_file() {
+        // redb's page check needs a writable file; opened read-only, every record is still
+        // read below, which finds damaged pages in the tables.
+        let file_check = if self.options().read_only {
+            Ok(true)
+        } else {
+            self.store().check_file()
+        };
+        match file_check {
             Ok(true) => {}
             Ok(false) => report.problem("the file failed redb's integrity check and was repaired"),
             Err(e) => {

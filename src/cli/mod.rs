@@ -119,7 +119,34 @@ fn open(cli: &Cli) -> Result<Redkeep> {
     options.workspace.on_wait = Some(std::sync::Arc::new(|path: &Path| {
         eprintln!("waiting for the lock on {} …", path.display());
     }));
-    Redkeep::open(&cli.data_dir, options)
+    let creates = options.create;
+    match Redkeep::open(&cli.data_dir, options.clone()) {
+        // A data dir this user may read but not write: read what it holds; writes are
+        // refused with a sentence saying so.
+        Err(e) if !creates && permission_denied(&e) => {
+            Redkeep::open(&cli.data_dir, options.read_only(true)).map_err(|_| e)
+        }
+        other => other,
+    }
+}
+
+/// Whether `e` comes from the system refusing to let this user write (or from a read-only
+/// file system).
+fn permission_denied(e: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    let text = e.to_string();
+    text.contains("Permission denied") || text.contains("Read-only file system")
 }
 
 /// Parses arguments, runs the command and prints the result; the whole CLI.

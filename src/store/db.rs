@@ -246,6 +246,19 @@ impl Store {
         })
     }
 
+    /// Opens an existing store only to read it: its schema must not be newer than this
+    /// build's; every write fails with `Denied`.
+    pub(crate) fn open_to_read(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
+        let store = Self::open_read_only(path, options)?;
+        match store.schema_version()? {
+            Some(v) if v > options.schema_version => Err(Error::NewerSchema {
+                found: v,
+                supported: options.schema_version,
+            }),
+            _ => Ok(store),
+        }
+    }
+
     /// Opens the file without looking at its schema version (salvage reads what it can of
     /// any file).
     pub(crate) fn open_unchecked(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {

@@ -172,6 +172,19 @@ impl Workspaces {
         })
     }
 
+    /// [`Workspaces::open`] without creating anything: for a data dir opened read-only.
+    pub(crate) fn open_existing(
+        root: impl AsRef<Path>,
+        options: WorkspaceOptions,
+        owners: Owners,
+    ) -> Workspaces {
+        Workspaces {
+            root: root.as_ref().to_path_buf(),
+            options,
+            owners,
+        }
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root

@@ -94,6 +94,13 @@ impl FileDb {
     }
 
     fn db(&self) -> Result<&redb::Database> {
+        if self.read_only.is_some() {
+            return Err(Error::denied(format!(
+                "{} is open read-only (this user cannot write the data dir), so nothing can be \
+                 changed; run the command as the data dir's owner",
+                self.path.display()
+            )));
+        }
         self.db.as_ref().ok_or_else(|| Error::Damaged {
             path: self.path.clone(),
             reason: "the file could not be opened again after an I/O error".into(),
@@ -103,8 +110,13 @@ impl FileDb {
     /// Closes the file and opens it again: after an I/O failure redb refuses all work on
     /// the old handle.
     pub(crate) fn reopen(&mut self) -> Result<()> {
+        let read_only = self.read_only.is_some();
         self.close();
-        self.db = Some(open_db(&self.path, &self.spec)?);
+        if read_only {
+            *self = FileDb::open_read_only(&self.path, self.spec.clone())?;
+        } else {
+            self.db = Some(open_db(&self.path, &self.spec)?);
+        }
         Ok(())
     }
 
@@ -155,13 +167,18 @@ impl FileDb {
 
     /// Copies every table of one snapshot into a new file at `dest`.
     pub(crate) fn copy_to(&self, dest: &Path) -> Result<()> {
-        let db = self.db()?;
+        let db = match &self.read_only {
+            Some(ro) => Err(ro),
+            None => Ok(self.db()?),
+        };
         contain("copying the store", || {
             let target =
                 redb::Database::create(dest).map_err(|e| engine("creating the copy", e))?;
-            let src = db
-                .begin_read()
-                .map_err(|e| engine("beginning a read transaction", e))?;
+            let src = match db {
+                Ok(db) => db.begin_read(),
+                Err(ro) => ro.begin_read(),
+            }
+            .map_err(|e| engine("beginning a read transaction", e))?;
             let out = target
                 .begin_write()
                 .map_err(|e| engine("writing the copy", e))?;

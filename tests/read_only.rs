@@ -1,0 +1,171 @@
+//! A data dir this user may read but not write: the library opens it read-only on request
+//! and the CLI falls back to that, so listing, showing, checking and backing up work, and
+//! every change is refused with a sentence saying why, leaving the files as they were.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::TestDir;
+use redkeep::{Error, NewUser, Redkeep};
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in walk(dir) {
+        if entry.is_file() {
+            out.push((entry.display().to_string(), std::fs::read(&entry).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn populated(t: &TestDir) {
+    let rk = t.open();
+    let u = rk
+        .users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            password: Some("correct horse battery".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user;
+    rk.workspaces()
+        .update(u.id, |d| {
+            d.notes = serde_json::json!(["kept"]);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_store_opened_read_only_reads_and_refuses_every_change() {
+    let t = TestDir::new();
+    populated(&t);
+    let before = snapshot(t.path());
+    let rk = Redkeep::open(t.path(), t.options().read_only(true)).unwrap();
+    let ann = rk.users().by_email("ann@example.com").unwrap().unwrap();
+    assert_eq!(rk.workspaces().read(ann.id).unwrap().notes[0], "kept");
+    let report = rk.check(false).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    let refused = rk.users().create(NewUser {
+        email: "bob@example.com".into(),
+        ..NewUser::default()
+    });
+    match refused {
+        Err(Error::Denied { reason }) => {
+            assert!(reason.contains("read-only"), "{reason}");
+            assert!(reason.contains("owner"), "{reason}");
+        }
+        other => panic!("expected Denied, got {other:?}"),
+    }
+    assert!(matches!(rk.check(true), Err(Error::Denied { .. })));
+    assert!(rk.users().rename(ann.id, Some("Ann".into()), None).is_err());
+    drop(rk);
+    assert_eq!(
+        snapshot(t.path()),
+        before,
+        "nothing in the data dir changed"
+    );
+}
+
+#[test]
+fn read_only_needs_an_existing_store() {
+    let t = TestDir::new();
+    let missing = t.path().join("nothing-here");
+    assert!(matches!(
+        Redkeep::open(&missing, t.options().read_only(true)),
+        Err(Error::NotInitialized { .. })
+    ));
+    assert!(!missing.exists(), "a read-only open creates nothing");
+}
+
+/// The CLI on a data dir the running user cannot write. As root (CI) permissions do not
+/// bind, so the binary runs as `nobody` from a copy it can reach.
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
+    use std::os::unix::process::CommandExt;
+
+    let t = TestDir::new();
+    let root = rustix::process::geteuid().is_root();
+    // A folder everybody may enter, holding the data dir and (as root) a copy of the binary.
+    let outer = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = outer.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    {
+        let rk = Redkeep::open(&data, t.options()).unwrap();
+        rk.users()
+            .create(NewUser {
+                email: "ann@example.com".into(),
+                ..NewUser::default()
+            })
+            .unwrap();
+    }
+    let bin = if root {
+        let copy = outer.path().join("redkeep");
+        std::fs::copy(assert_cmd::cargo::cargo_bin("redkeep"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for p in walk(&data) {
+            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        }
+        copy
+    } else {
+        assert_cmd::cargo::cargo_bin("redkeep")
+    };
+    for p in walk(&data) {
+        let mode = if p.is_dir() { 0o500 } else { 0o400 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let before = snapshot(&data);
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(&bin);
+        c.arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+            .env_remove("RUST_LOG");
+        if root {
+            c.uid(65534).gid(65534);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["user", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ann@example.com"), "{out}");
+    let (code, out, err) = run(&["check"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, _, err) = run(&["user", "create", "bob@example.com"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("read-only") && err.contains("owner"), "{err}");
+    // Put the permissions back so the temp dir can be removed.
+    for p in walk(&data) {
+        let mode = if p.is_dir() { 0o700 } else { 0o600 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    assert_eq!(snapshot(&data), before);
+}
