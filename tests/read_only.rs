@@ -113,11 +113,16 @@ fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
     std::fs::create_dir(&data).unwrap();
     {
         let rk = Redkeep::open(&data, t.options()).unwrap();
-        rk.users()
+        let ann = rk
+            .users()
             .create(NewUser {
                 email: "ann@example.com".into(),
                 ..NewUser::default()
             })
+            .unwrap()
+            .user;
+        rk.workspaces()
+            .save_piece(ann.id, br#"{"title":"dawn"}"#)
             .unwrap();
     }
     let bin = if root {
@@ -158,6 +163,13 @@ fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
     assert!(out.contains("ann@example.com"), "{out}");
     let (code, out, err) = run(&["check"]);
     assert_eq!(code, Some(0), "{out}{err}");
+    // Folders are read under a shared lock taken through a read-only lock file.
+    let (code, out, err) = run(&["gallery", "list", "ann@example.com"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.lines().any(|l| l.starts_with('1')), "{out}");
+    let (code, out, err) = run(&["workspace", "show", "ann@example.com"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("pieces:      1"), "{out}");
     let (code, _, err) = run(&["user", "create", "bob@example.com"]);
     assert_eq!(code, Some(1));
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -46,15 +46,35 @@ pub enum LockKind {
 /// # Errors
 /// `Io` when the file cannot be opened or locked (a missing directory is `NotFound` io).
 pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<DirLock> {
-    let file = OpenOptions::new()
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+    let opened = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?;
+        .custom_flags(flags)
+        .open(path);
+    let file = match opened {
+        // A reader who may not write the folder (a read-only data dir) locks an existing
+        // lock file opened for reading: flock does not need write access.
+        Err(e)
+            if kind == LockKind::Shared
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+        {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path)
+                .map_err(|_| Error::io(format!("opening lock file {}", path.display()), e))?
+        }
+        other => {
+            other.map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?
+        }
+    };
     let attempt = match kind {
         LockKind::Shared => file.try_lock_shared(),
         LockKind::Exclusive => file.try_lock(),
