@@ -461,6 +461,13 @@ fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
     assert_eq!(ws.read(1).unwrap().piece_count, 0);
     ws.update(1, |d| d.add_note("x")).unwrap();
     assert!(!stale.exists());
+    // In the gallery, the listing that picks the next piece number cleans up too.
+    ws.save_piece(1, b"{}").unwrap();
+    let stale_piece: PathBuf = tmp.path().join("users/1/gallery/.rk-tmp-crashed");
+    std::fs::write(&stale_piece, b"{half").unwrap();
+    assert_eq!(ws.list_pieces(1).unwrap().len(), 1);
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 2);
+    assert!(!stale_piece.exists());
 }
 
 #[test]

@@ -362,6 +362,14 @@ impl Workspaces {
     }
 
     pub(super) fn write_bytes(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            clean_temp_files(dir);
+        }
+        self.write_bytes_tidied(path, bytes)
+    }
+
+    /// [`Workspaces::write_bytes`] into a directory whose crash leftovers were just removed.
+    pub(super) fn write_bytes_tidied(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let cap = self.max_bytes();
         if bytes.len() as u64 > cap {
             return Err(Error::invalid(
@@ -377,9 +385,6 @@ impl Workspaces {
                 ));
             }
             _ => {}
-        }
-        if let Some(dir) = path.parent() {
-            clean_temp_files(dir);
         }
         fsutil::write_private(path, bytes)
     }

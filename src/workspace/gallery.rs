@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::folders::{Workspaces, corrupt};
 use super::lock::LockKind;
 use super::names::{GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE};
-use super::names::{piece_file_name, piece_numbers, trashed_numbers};
+use super::names::{piece_file_name, piece_numbers, piece_numbers_tidying, trashed_numbers};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -74,7 +74,7 @@ impl Workspaces {
             fsutil::create_private_dir(&gallery)?;
         }
         // The exclusive lock keeps the gallery as listed here until the count is written.
-        let existing = piece_numbers(&folder.dir)?;
+        let existing = piece_numbers_tidying(&folder.dir)?;
         let highest = existing
             .last()
             .copied()
@@ -87,7 +87,7 @@ impl Workspaces {
         let before = doc.piece_count;
         doc.piece_count = existing.len() as u64 + 1;
         let written = self
-            .write_bytes(&piece, json)
+            .write_bytes_tidied(&piece, json)
             .and_then(|()| self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc));
         if let Err(e) = written {
             // The piece (a new number: nothing was there) goes again unless the count did

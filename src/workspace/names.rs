@@ -44,18 +44,44 @@ pub fn parse_piece_name(name: &str) -> Option<u64> {
 }
 
 fn numbers_in(dir: &Path, parse: impl Fn(&str) -> Option<u64>) -> Result<Vec<u64>> {
+    numbers_tidying(dir, parse, false)
+}
+
+// Lists `dir` once: the numbers `parse` finds, ascending; with `tidy`, temp files a crash
+// left behind are removed on the way.
+fn numbers_tidying(
+    dir: &Path,
+    parse: impl Fn(&str) -> Option<u64>,
+    tidy: bool,
+) -> Result<Vec<u64>> {
     if fsutil::real_dir(dir)?.is_none() {
         return Ok(Vec::new());
     }
     let entries =
         fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-    let mut out: Vec<u64> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| e.file_name().to_str().and_then(&parse))
-        .collect();
+    let mut out: Vec<u64> = Vec::new();
+    for e in entries.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let name = e.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if let Some(n) = parse(name) {
+            out.push(n);
+        } else if tidy && name.starts_with(fsutil::TEMP_PREFIX) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
     out.sort_unstable();
     Ok(out)
+}
+
+/// [`piece_numbers`], removing the temp files a crash left in the gallery on the way (one
+/// listing serves both, so saving a piece lists a large gallery once).
+pub(super) fn piece_numbers_tidying(dir: &Path) -> Result<Vec<u64>> {
+    numbers_tidying(&dir.join(GALLERY_DIR), parse_piece_name, true)
 }
 
 /// Piece numbers present in the gallery of the folder `dir`, ascending. A symlinked gallery
