@@ -254,8 +254,19 @@ fn sqlite_insert_user(conn: &rusqlite::Connection, u: &User) {
         .unwrap();
 }
 
+/// Keeps SQLite from re-preparing statements whose parameters its planner looked at (the
+/// bundled build does so after `clear_bindings`, which rusqlite calls on every execution).
+fn stable_plans(conn: &rusqlite::Connection) {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .unwrap();
+}
+
 fn open_sqlite(path: &Path, n: u64) -> (rusqlite::Connection, Vec<String>) {
     let conn = rusqlite::Connection::open(path).unwrap();
+    stable_plans(&conn);
     conn.execute_batch(SQLITE_SCHEMA).unwrap();
     let mut tokens = Vec::new();
     let tx = conn.unchecked_transaction().unwrap();
@@ -885,6 +896,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         .map(|_| {
             let c = rusqlite::Connection::open(&s.sqlite_path).unwrap();
             c.execute_batch("PRAGMA synchronous=FULL;").unwrap();
+            stable_plans(&c);
             c.busy_timeout(Duration::from_secs(30)).unwrap();
             c
         })
