@@ -166,6 +166,38 @@ pub fn remember_shape(id: u64, shape: Shape) {
 /// Looks up shapes the cache does not know (the store reads its registry).
 pub type Resolve<'r> = &'r dyn Fn(u64) -> Res<Shape>;
 
+/// Whether shape `id` names exactly `fields`, in order (a Rust struct's field list), so its
+/// values can be handed over by position. The answer is kept per thread for each pair:
+/// shapes are content-addressed and a struct's field list is a `'static` constant.
+fn positional(id: u64, fields: &'static [&'static str], resolve: Resolve<'_>) -> Res<bool> {
+    type Known = Vec<(u64, usize, bool)>;
+    thread_local! {
+        static KNOWN: std::cell::RefCell<Known> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let at = fields.as_ptr() as usize;
+    let known = KNOWN.with(|k| {
+        k.borrow()
+            .iter()
+            .find(|(i, f, _)| *i == id && *f == at)
+            .map(|(_, _, same)| *same)
+    });
+    if let Some(same) = known {
+        return Ok(same);
+    }
+    let shape = lookup(id, resolve)?;
+    let same = shape.len() == fields.len() && shape.iter().zip(fields).all(|(a, b)| **a == **b);
+    KNOWN.with(|k| {
+        let mut k = k.borrow_mut();
+        // A handful of record types are read in a process; a bound keeps a pathological
+        // stream of shapes from growing it.
+        if k.len() >= 256 {
+            k.clear();
+        }
+        k.push((id, at, same));
+    });
+    Ok(same)
+}
+
 fn lookup(id: u64, resolve: Resolve<'_>) -> Res<Shape> {
     if let Some(s) = cached_shape(id) {
         return Ok(s);
@@ -900,6 +932,38 @@ impl<'de> Decoder<'de, '_> {
         Ok(v)
     }
 
+    /// A struct read into a Rust type whose fields are `fields`. When the stored shape names
+    /// exactly those fields in that order (the usual case: the record was written by this
+    /// type), the values are handed over by position, sparing serde's match of every field
+    /// name; otherwise by name.
+    fn visit_struct_as<V: Visitor<'de>>(
+        &mut self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Res<V::Value> {
+        let id = u64::from_le_bytes(self.r.array::<8>()?);
+        let n = self.r.count(1)?;
+        if n == fields.len() && positional(id, fields, self.resolve)? {
+            return visitor.visit_seq(SeqAccess {
+                d: &mut *self,
+                left: n,
+            });
+        }
+        let shape = lookup(id, self.resolve)?;
+        if shape.len() != n {
+            return err(format!(
+                "struct of shape {id:016x} holds {n} values for {} names",
+                shape.len()
+            ));
+        }
+        visitor.visit_map(StructAccess {
+            d: self,
+            shape,
+            next: 0,
+            n,
+        })
+    }
+
     fn visit_struct_map<V: Visitor<'de>>(&mut self, visitor: V) -> Res<V::Value> {
         let (shape, n) = self.struct_header()?;
         let out = visitor.visit_map(StructAccess {
@@ -1196,6 +1260,22 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de, '_> {
         Ok(out)
     }
 
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Res<V::Value> {
+        if self.r.peek()? != T_STRUCT {
+            return self.deserialize_any(visitor);
+        }
+        self.enter()?;
+        self.r.byte()?;
+        let out = self.visit_struct_as(fields, visitor)?;
+        self.depth -= 1;
+        Ok(out)
+    }
+
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
         self.skip()?;
         visitor.visit_unit()
@@ -1203,7 +1283,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de, '_> {
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf seq tuple tuple_struct map struct identifier
+        bytes byte_buf seq tuple tuple_struct map identifier
     }
 }
 
@@ -1361,6 +1441,57 @@ mod tests {
                 count: 0
             }
         );
+    }
+
+    #[test]
+    fn values_go_by_position_only_when_the_stored_shape_is_the_types_own() {
+        #[derive(Serialize)]
+        struct Written {
+            a: u64,
+            b: String,
+            c: bool,
+        }
+        // The same names in another order, and as many other names: both read by name.
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Reordered {
+            c: bool,
+            a: u64,
+            b: String,
+        }
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Renamed {
+            #[serde(default)]
+            x: u64,
+            b: String,
+            #[serde(default)]
+            z: bool,
+        }
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Same {
+            a: u64,
+            b: String,
+            c: bool,
+        }
+        let mut bytes = Vec::new();
+        let mut used = UsedShapes::default();
+        let w = Written {
+            a: 7,
+            b: "bee".into(),
+            c: true,
+        };
+        to_vec(&w, &mut bytes, &mut used).unwrap();
+        for (id, names) in used.0 {
+            remember_shape(id, names.iter().map(|n| Box::<str>::from(*n)).collect());
+        }
+        // Twice each: the second read uses the remembered answer.
+        for _ in 0..2 {
+            let r: Reordered = from_slice(&bytes, &no_shapes).unwrap();
+            assert_eq!((r.a, r.b.as_str(), r.c), (7, "bee", true));
+            let n: Renamed = from_slice(&bytes, &no_shapes).unwrap();
+            assert_eq!((n.x, n.b.as_str(), n.z), (0, "bee", false));
+            let s: Same = from_slice(&bytes, &no_shapes).unwrap();
+            assert_eq!((s.a, s.b.as_str(), s.c), (7, "bee", true));
+        }
     }
 
     #[test]

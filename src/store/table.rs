@@ -145,6 +145,60 @@ pub(crate) fn index_table(table: &str, index: &str) -> String {
     format!("i:{table}:{index}")
 }
 
+/// The raw table name of a record type's records (`index` empty) or of one of its indexes,
+/// built once per process: typed tables are opened on every access, and their names are
+/// `'static` constants, so each distinct pair is leaked once (a program has a fixed handful).
+fn static_name(table: &'static str, index: &'static str) -> &'static str {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    // Keyed by the constants' addresses and lengths: the same address and length is the
+    // same text (the same literal may also sit at two addresses: two entries, same name).
+    type Key = (usize, usize, usize, usize);
+    let key: Key = (
+        table.as_ptr() as usize,
+        table.len(),
+        index.as_ptr() as usize,
+        index.len(),
+    );
+    thread_local! {
+        static NEAR: RefCell<Vec<(Key, &'static str)>> = const { RefCell::new(Vec::new()) };
+    }
+    if let Some(name) = NEAR.with(|n| n.borrow().iter().find(|(k, _)| *k == key).map(|e| e.1)) {
+        return name;
+    }
+    static ALL: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
+    let text = if index.is_empty() {
+        record_table(table)
+    } else {
+        index_table(table, index)
+    };
+    let name = {
+        let mut all = ALL
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match all.get(&text) {
+            Some(name) => *name,
+            None => {
+                let name: &'static str = Box::leak(text.clone().into_boxed_str());
+                all.insert(text, name);
+                name
+            }
+        }
+    };
+    NEAR.with(|n| n.borrow_mut().push((key, name)));
+    name
+}
+
+fn records_of<R: Record>() -> &'static str {
+    static_name(R::TABLE, "")
+}
+
+fn index_name<R: Record>(idx: &Index<R>) -> &'static str {
+    static_name(R::TABLE, idx.name)
+}
+
 fn corrupt<R: Record>(key: &[u8], reason: impl Into<String>) -> Error {
     Error::Corrupt {
         table: R::TABLE.to_string(),
@@ -259,7 +313,7 @@ fn missing<R: Record>(pk: &[u8]) -> Error {
 /// transactions; write methods only in write transactions.
 pub struct Table<'tx, R, S: ?Sized> {
     tx: &'tx S,
-    records: String,
+    records: &'static str,
     _record: PhantomData<fn() -> R>,
 }
 
@@ -267,7 +321,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     pub(crate) fn new(tx: &'tx S) -> Self {
         Table {
             tx,
-            records: record_table(R::TABLE),
+            records: records_of::<R>(),
             _record: PhantomData,
         }
     }
@@ -284,7 +338,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
 
     fn get_raw(&self, pk: &[u8]) -> Result<Option<R>> {
         let mut out = None;
-        self.raw().get(&self.records, pk, &mut |v| {
+        self.raw().get(self.records, pk, &mut |v| {
             out = Some(self.decode(pk, v)?);
             Ok(())
         })?;
@@ -305,7 +359,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// `Storage` when the engine fails.
     pub fn contains(&self, key: &R::Key) -> Result<bool> {
         self.raw()
-            .get(&self.records, &key.to_bytes(), &mut |_| Ok(()))
+            .get(self.records, &key.to_bytes(), &mut |_| Ok(()))
     }
 
     fn index_of(idx: &Index<R>) -> Result<&'static Index<R>> {
@@ -330,7 +384,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
                 what: format!("{}.{} is not unique; scan it instead", R::TABLE, idx.name),
             });
         }
-        match get_owned(self.raw(), &index_table(R::TABLE, idx.name), key)? {
+        match get_owned(self.raw(), index_name(idx), key)? {
             Some(pk) => match self.get_raw(&pk)? {
                 Some(r) => Ok(Some(r)),
                 None => Err(corrupt::<R>(
@@ -353,7 +407,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         order: Order,
         mut f: impl FnMut(R) -> Result<bool>,
     ) -> Result<()> {
-        self.raw().range(&self.records, &range, order, &mut |k, v| {
+        self.raw().range(self.records, &range, order, &mut |k, v| {
             let r = self.decode(k, v)?;
             f(r)
         })
@@ -370,7 +424,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         mut f: impl FnMut(R) -> Result<bool>,
     ) -> Result<()> {
         self.raw().range(
-            &self.records,
+            self.records,
             &range,
             Order::Asc,
             &mut |k, v| match self.decode(k, v) {
@@ -395,20 +449,15 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     ) -> Result<()> {
         let idx = Self::index_of(index)?;
         let raw = self.raw();
-        raw.range(
-            &index_table(R::TABLE, idx.name),
-            &range,
-            order,
-            &mut |entry, value| {
-                let pk = entry_target(idx, entry, value).ok_or_else(|| {
-                    corrupt::<R>(entry, format!("malformed entry in index {}", idx.name))
-                })?;
-                let r = self.get_raw(pk)?.ok_or_else(|| {
-                    corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
-                })?;
-                f(r)
-            },
-        )
+        raw.range(index_name(idx), &range, order, &mut |entry, value| {
+            let pk = entry_target(idx, entry, value).ok_or_else(|| {
+                corrupt::<R>(entry, format!("malformed entry in index {}", idx.name))
+            })?;
+            let r = self.get_raw(pk)?.ok_or_else(|| {
+                corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
+            })?;
+            f(r)
+        })
     }
 
     /// Up to `limit` records whose primary key falls in `range`, in `order`. For the next
@@ -462,7 +511,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         order: Order,
         mut f: impl FnMut(R::Key) -> Result<bool>,
     ) -> Result<()> {
-        self.raw().range(&self.records, &range, order, &mut |k, _| {
+        self.raw().range(self.records, &range, order, &mut |k, _| {
             let key =
                 R::Key::from_bytes(k).ok_or_else(|| corrupt::<R>(k, "malformed primary key"))?;
             f(key)
@@ -474,7 +523,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn count(&self) -> Result<u64> {
-        self.raw().len(&self.records)
+        self.raw().len(self.records)
     }
 
     /// Number of records whose key falls in `range`, counted without reading them.
@@ -484,7 +533,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     pub fn count_in(&self, range: KeyRange) -> Result<u64> {
         let mut n = 0u64;
         self.raw()
-            .range(&self.records, &range, Order::Asc, &mut |_, _| {
+            .range(self.records, &range, Order::Asc, &mut |_, _| {
                 n += 1;
                 Ok(true)
             })?;
@@ -498,15 +547,11 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     pub fn count_by(&self, index: &Index<R>, range: KeyRange) -> Result<u64> {
         let idx = Self::index_of(index)?;
         let mut n = 0u64;
-        self.raw().range(
-            &index_table(R::TABLE, idx.name),
-            &range,
-            Order::Asc,
-            &mut |_, _| {
+        self.raw()
+            .range(index_name(idx), &range, Order::Asc, &mut |_, _| {
                 n += 1;
                 Ok(true)
-            },
-        )?;
+            })?;
         Ok(n)
     }
 }
@@ -528,7 +573,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// `Conflict`; `InvalidInput` when the record cannot be encoded (too large).
     pub fn insert(&self, record: &R) -> Result<()> {
         let pk = record.key().to_bytes();
-        if self.raw().get(&self.records, &pk, &mut |_| Ok(()))? {
+        if self.raw().get(self.records, &pk, &mut |_| Ok(()))? {
             return Err(Error::Conflict {
                 table: R::TABLE,
                 index: "primary",
@@ -593,10 +638,10 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         let raw = self.tx.raw_write();
         for idx in R::INDEXES {
             if let Some(k) = index_entry(idx, &old, &pk) {
-                raw.remove(&index_table(R::TABLE, idx.name), &k)?;
+                raw.remove(index_name(idx), &k)?;
             }
         }
-        raw.remove(&self.records, &pk)?;
+        raw.remove(self.records, &pk)?;
         Ok(Some(old))
     }
 
@@ -608,9 +653,9 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         let n = self.count()?;
         let raw = self.tx.raw_write();
         for idx in R::INDEXES {
-            raw.delete_table(&index_table(R::TABLE, idx.name))?;
+            raw.delete_table(index_name(idx))?;
         }
-        raw.delete_table(&self.records)?;
+        raw.delete_table(self.records)?;
         Ok(n)
     }
 
@@ -626,7 +671,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
                 continue;
             }
             if let (true, Some(k)) = (idx.unique, &new_key)
-                && let Some(holder) = get_owned(raw, &index_table(R::TABLE, idx.name), k)?
+                && let Some(holder) = get_owned(raw, index_name(idx), k)?
                 && holder != pk
             {
                 return Err(Error::Conflict {
@@ -638,15 +683,15 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
             moves.push((idx, old_key, new_key));
         }
         for (idx, old_key, new_key) in moves {
-            let name = index_table(R::TABLE, idx.name);
+            let name = index_name(idx);
             if let Some(k) = old_key {
-                raw.remove(&name, k)?;
+                raw.remove(name, k)?;
             }
             if let Some(k) = new_key {
-                raw.put(&name, &k, &entry_value(idx, pk))?;
+                raw.put(name, &k, &entry_value(idx, pk))?;
             }
         }
-        raw.put(&self.records, pk, &value)
+        raw.put(self.records, pk, &value)
     }
 }
 

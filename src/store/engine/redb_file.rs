@@ -7,7 +7,6 @@
 //! ("previous I/O error") is recognised so the store can reopen the file.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
@@ -367,8 +366,9 @@ type ReadTable = Rc<redb::ReadOnlyTable<Bytes, Bytes>>;
 /// A read transaction on the file.
 pub(crate) struct FileRead {
     txn: redb::ReadTransaction,
-    // `None`: the table does not exist in this snapshot.
-    tables: RefCell<HashMap<String, Option<ReadTable>>>,
+    // Tables opened so far, by name (`None`: the table does not exist in this snapshot). A
+    // transaction touches a handful, so a list searched in order beats hashing the name.
+    tables: RefCell<Vec<(Box<str>, Option<ReadTable>)>>,
 }
 
 impl FileRead {
@@ -399,7 +399,7 @@ impl FileRead {
     }
 
     fn table(&self, name: &str) -> Result<Option<ReadTable>> {
-        if let Some(t) = self.tables.borrow().get(name) {
+        if let Some((_, t)) = self.tables.borrow().iter().find(|(n, _)| **n == *name) {
             return Ok(t.clone());
         }
         let t = contain("opening a table", || match self.txn.open_table(def(name)) {
@@ -407,7 +407,7 @@ impl FileRead {
             Err(TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(engine("opening a table", e)),
         })?;
-        self.tables.borrow_mut().insert(name.to_string(), t.clone());
+        self.tables.borrow_mut().push((name.into(), t.clone()));
         Ok(t)
     }
 }
@@ -444,7 +444,8 @@ type WriteTable<'t> = Rc<RefCell<redb::Table<'t, Bytes, Bytes>>>;
 /// A write transaction on the file; everything done through it commits or aborts together.
 pub(crate) struct FileWrite<'t> {
     txn: &'t redb::WriteTransaction,
-    tables: RefCell<HashMap<String, WriteTable<'t>>>,
+    // Tables opened so far, by name (a handful: searched in order).
+    tables: RefCell<Vec<(Box<str>, WriteTable<'t>)>>,
     // Set when this work shares its transaction with others (group commit): what each
     // change replaced, so the work can be taken back alone.
     undo: Option<&'t UndoLog>,
@@ -543,7 +544,7 @@ impl OpenWrite {
 
 impl<'t> FileWrite<'t> {
     fn table(&self, name: &str) -> Result<WriteTable<'t>> {
-        if let Some(t) = self.tables.borrow().get(name) {
+        if let Some((_, t)) = self.tables.borrow().iter().find(|(n, _)| **n == *name) {
             return Ok(t.clone());
         }
         let t = contain("opening a table", || {
@@ -552,7 +553,7 @@ impl<'t> FileWrite<'t> {
                 .map_err(|e| engine("opening a table", e))
         })?;
         let t = Rc::new(RefCell::new(t));
-        self.tables.borrow_mut().insert(name.to_string(), t.clone());
+        self.tables.borrow_mut().push((name.into(), t.clone()));
         Ok(t)
     }
 
@@ -650,7 +651,12 @@ impl RawWrite for FileWrite<'_> {
             }
             return Ok(());
         }
-        if let Some(t) = self.tables.borrow_mut().remove(table)
+        let removed = {
+            let mut tables = self.tables.borrow_mut();
+            let at = tables.iter().position(|(n, _)| **n == *table);
+            at.map(|i| tables.swap_remove(i).1)
+        };
+        if let Some(t) = removed
             && Rc::strong_count(&t) > 1
         {
             return Err(Error::Invariant {

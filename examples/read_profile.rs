@@ -1,0 +1,103 @@
+//! A loop of hot reads for profilers: `cargo run --release --example read_profile -- WHAT N`
+//! reads N users from a 20,000-user store, where WHAT is `id` (redkeep, by id), `email`
+//! (redkeep, by email) or `bare` (bare redb by id: a u64 key and a bincode value, the work
+//! `benches/compare.rs` gives bare redb). Under `valgrind --tool=callgrind`, the difference
+//! between N = 100,001 and N = 1 divided by 100,000 is the instruction count of one read:
+//! a figure that, unlike time, does not move with whatever else the machine is doing.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use redb::{ReadableDatabase, TableDefinition};
+use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
+
+const USERS: u64 = 20_000;
+
+fn user(id: u64) -> User {
+    User {
+        id,
+        uid: Uid([7; 16]),
+        email: email(id),
+        username: None,
+        name: format!("User {id}"),
+        external_id: None,
+        is_admin: false,
+        is_active: true,
+        email_verified: false,
+        must_change_password: false,
+        last_login_at: None,
+        current_org_id: None,
+        created_at: Timestamp(1_800_000_000 + id as i64),
+        updated_at: Timestamp(1_800_000_000 + id as i64),
+    }
+}
+
+fn email(id: u64) -> String {
+    format!("user{id}@example.com")
+}
+
+fn bare(dir: &std::path::Path, n: u64) {
+    const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+    let db = redb::Database::create(dir.join("bare.redb")).unwrap();
+    let w = db.begin_write().unwrap();
+    {
+        let mut t = w.open_table(TABLE).unwrap();
+        for id in 1..=USERS {
+            let bytes = bincode::serde::encode_to_vec(user(id), bincode::config::standard());
+            t.insert(id, bytes.unwrap().as_slice()).unwrap();
+        }
+    }
+    w.commit().unwrap();
+    let started = Instant::now();
+    let mut k = 1;
+    for _ in 0..n {
+        k = (k + 7919) % USERS + 1;
+        let tx = db.begin_read().unwrap();
+        let got = tx.open_table(TABLE).unwrap().get(k).unwrap().unwrap();
+        let decoded: (User, usize) =
+            bincode::serde::decode_from_slice(got.value(), bincode::config::standard()).unwrap();
+        black_box(decoded);
+    }
+    eprintln!("bare: {:?} per read", started.elapsed() / n.max(1) as u32);
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_else(|| "id".into());
+    let n: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    if what == "bare" {
+        return bare(dir.path(), n);
+    }
+    let options = Options {
+        durability: Durability::Immediate,
+        ..Options::default()
+    }
+    .mode(Mode::Exclusive)
+    .password(PasswordParams::INSECURE_FAST);
+    let rk = Redkeep::open(dir.path(), options).unwrap();
+    rk.store()
+        .write(|tx| {
+            let t = tx.table::<User>();
+            for _ in 0..USERS {
+                t.insert(&user(t.next_id()?))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let started = Instant::now();
+    let mut k = 1;
+    for _ in 0..n {
+        k = (k + 7919) % USERS + 1;
+        let found = if what == "email" {
+            rk.users().by_email(&email(k)).unwrap()
+        } else {
+            rk.users().get(k).unwrap()
+        };
+        black_box(found.expect("every user is there"));
+    }
+    eprintln!("{what}: {:?} per read", started.elapsed() / n.max(1) as u32);
+}
