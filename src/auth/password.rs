@@ -123,6 +123,7 @@ fn parse(stored: &str) -> Option<Scheme<'_>> {
 ///
 /// # Errors
 /// A sentence naming what the hash looks like instead (plain text, an unknown scheme).
+#[cfg_attr(not(feature = "adopt"), allow(dead_code))]
 pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
     if parse(stored).is_some() {
         return Ok(());
@@ -147,6 +148,7 @@ pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
 }
 
 /// The stored form of a bcrypt hash of the password followed by `salt`.
+#[cfg_attr(not(feature = "adopt"), allow(dead_code))]
 pub(crate) fn salted_bcrypt(salt: &str, bcrypt_hash: &str) -> String {
     format!("{SALTED_BCRYPT}{}{bcrypt_hash}", hex(salt.as_bytes()))
 }
