@@ -185,6 +185,28 @@ pub(crate) fn permissions_in<S: Source>(tx: &S, user: &User) -> Result<BTreeSet<
     Ok(out)
 }
 
+/// Whether `user` holds `permission` (directly or through `*`): the same answer as
+/// [`permissions_in`], stopping at the first role that grants it and collecting nothing.
+pub(crate) fn holds_in<S: Source>(tx: &S, user: &User, permission: &str) -> Result<bool> {
+    if !user.is_active {
+        return Ok(false);
+    }
+    let roles = Table::<Role, S>::new(tx);
+    let mut found = false;
+    Table::<UserRole, S>::new(tx).for_each(KeyRange::prefix(key!(user.id)), Order::Asc, |a| {
+        if a.active
+            && let Some(role) = roles.get(&a.role_id)?
+        {
+            found = role
+                .permissions
+                .iter()
+                .any(|p| p == ALL_PERMISSIONS || p == permission);
+        }
+        Ok(!found)
+    })?;
+    Ok(found)
+}
+
 /// Creates the system roles that are missing.
 pub(crate) fn ensure_system_roles(acc: &Accounts) -> Result<()> {
     let missing = acc.store.read(|tx| {
@@ -538,7 +560,12 @@ impl Roles<'_> {
     /// # Errors
     /// `NotFound` for an unknown user.
     pub fn has_permission(&self, user: u64, permission: &str) -> Result<bool> {
-        let perms = self.permissions(user)?;
-        Ok(perms.contains(ALL_PERMISSIONS) || perms.contains(permission))
+        self.acc.store.read(|tx| {
+            let u = tx
+                .table::<User>()
+                .get(&user)?
+                .ok_or_else(|| Error::not_found(format!("user {user}")))?;
+            holds_in(tx, &u, permission)
+        })
     }
 }
