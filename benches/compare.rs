@@ -256,6 +256,120 @@ fn sqlite_insert_user(conn: &rusqlite::Connection, u: &User) {
 
 /// Keeps SQLite from re-preparing statements whose parameters its planner looked at (the
 /// bundled build does so after `clear_bindings`, which rusqlite calls on every execution).
+/// Ids of users made during the benchmark (above every loaded one).
+static FRESH: AtomicU64 = AtomicU64::new(10_000_000);
+
+/// One durable commit of one user (its email from `id`) through redkeep.
+fn rk_insert(rk: &Redkeep, id: u64) {
+    rk.store()
+        .write(|tx| {
+            let t = tx.table::<User>();
+            let mut u = user(id);
+            u.id = t.next_id()?;
+            t.insert(&u)
+        })
+        .unwrap()
+}
+
+/// Set in the writer processes of the multi-process row: `redkeep_shared DIR` or
+/// `sqlite_wal_full PATH`.
+const WORKER_ENV: &str = "REDKEEP_COMPARE_WORKER";
+
+/// A writer process: opens the store named in `spec`, says `ready`, then for each line
+/// `FIRST COUNT` on stdin makes COUNT durable one-user commits and answers `ok`.
+fn worker(spec: &str) {
+    use std::io::BufRead;
+    let (kind, path) = spec.split_once(' ').expect("KIND PATH");
+    let rk = (kind == "redkeep_shared").then(|| {
+        let opts = Options {
+            durability: Durability::Immediate,
+            ..Options::default()
+        }
+        .mode(Mode::Shared)
+        .password(PasswordParams::INSECURE_FAST);
+        Redkeep::open(path, opts).unwrap()
+    });
+    let conn = rk.is_none().then(|| {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute_batch("PRAGMA synchronous=FULL;").unwrap();
+        stable_plans(&c);
+        c.busy_timeout(Duration::from_secs(30)).unwrap();
+        c
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready").unwrap();
+    out.flush().unwrap();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.unwrap();
+        let (first, count) = line.split_once(' ').expect("FIRST COUNT");
+        let (first, count): (u64, u64) = (first.parse().unwrap(), count.parse().unwrap());
+        for id in first..first + count {
+            match (&rk, &conn) {
+                (Some(rk), _) => rk_insert(rk, id),
+                (None, Some(c)) => sqlite_insert(c, &user(id)),
+                (None, None) => unreachable!(),
+            }
+        }
+        writeln!(out, "ok").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// Writer processes (this benchmark's binary started again as [`worker`]s).
+struct Workers(
+    Vec<(
+        std::process::Child,
+        std::io::BufReader<std::process::ChildStdout>,
+    )>,
+);
+
+impl Workers {
+    fn start(n: usize, spec: &str) -> Workers {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().unwrap();
+        let mut all = Vec::new();
+        for _ in 0..n {
+            let mut child = std::process::Command::new(&exe)
+                .env(WORKER_ENV, spec)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), "ready", "a writer process did not start");
+            all.push((child, out));
+        }
+        Workers(all)
+    }
+
+    /// Each process makes `count` commits, all at once; returns when all are done.
+    fn run(&mut self, count: u64) {
+        use std::io::BufRead;
+        for (child, _) in &mut self.0 {
+            let first = FRESH.fetch_add(count, Ordering::Relaxed);
+            let stdin = child.stdin.as_mut().unwrap();
+            writeln!(stdin, "{first} {count}").unwrap();
+            stdin.flush().unwrap();
+        }
+        for (_, out) in &mut self.0 {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), "ok", "a writer process failed");
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.0 {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
 fn stable_plans(conn: &rusqlite::Connection) {
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
@@ -742,18 +856,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     });
     g.finish();
 
-    static FRESH: AtomicU64 = AtomicU64::new(10_000_000);
     let fresh = || FRESH.fetch_add(1, Ordering::Relaxed);
-    let rk_insert = |rk: &Redkeep, id: u64| {
-        rk.store()
-            .write(|tx| {
-                let t = tx.table::<User>();
-                let mut u = user(id);
-                u.id = t.next_id()?;
-                t.insert(&u)
-            })
-            .unwrap()
-    };
 
     let mut g = group(c, r, "durable_insert");
     g.sample_size(20);
@@ -941,6 +1044,21 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         });
         g.finish();
     }
+
+    // The same from 4 processes, for the systems several processes can write: redkeep
+    // Shared and SQLite (an Exclusive store and bare redb are one process's alone).
+    let mut g = group(c, r, "concurrent_inserts_4_processes");
+    g.sample_size(10);
+    g.throughput(criterion::Throughput::Elements(4 * PER_THREAD));
+    let sh_dir = tmp.join("sh");
+    for (name, target) in [
+        ("redkeep_shared", sh_dir.as_path()),
+        ("sqlite_wal_full", s.sqlite_path.as_path()),
+    ] {
+        let mut workers = Workers::start(4, &format!("{name} {}", target.display()));
+        g.bench_function(name, |b| b.iter(|| workers.run(PER_THREAD)));
+    }
+    g.finish();
 }
 
 fn argon2_default(c: &mut Criterion) {
@@ -964,6 +1082,9 @@ fn argon2_default(c: &mut Criterion) {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(WORKER_ENV) {
+        return worker(&spec);
+    }
     let n = env_u64("REDKEEP_COMPARE_USERS", 100_000).max(ACCOUNTS + 100);
     let rounds = env_u64("REDKEEP_COMPARE_ROUNDS", 3);
     let mut c = Criterion::default().configure_from_args();

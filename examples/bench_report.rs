@@ -278,7 +278,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Concurrency as rates: 8 durable one-record commits per thread per iteration.
     let _ = writeln!(
         md,
-        "\n## Durable commits from several threads (commits per second)\n\n\
+        "\n## Durable commits from several threads or processes (commits per second)\n\n\
          | threads | redkeep Exclusive | redkeep Shared | bare redb | SQLite |\n|---|---|---|---|---|"
     );
     let mut rates = BTreeMap::new();
@@ -307,6 +307,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cell(row[3])
         );
         rates.insert(threads, row);
+    }
+    // The same from 4 processes (only the systems several processes can write).
+    if let Some(rounds) = table.get("concurrent_inserts_4_processes") {
+        let rate = |system: &str| {
+            time_of(rounds, system).map_or_else(
+                || "–".to_string(),
+                |ns| format!("{:.0}", (4 * 8) as f64 / (ns / 1e9)),
+            )
+        };
+        let _ = writeln!(
+            md,
+            "| 4 processes | – (one process's alone) | {} | – (one process's alone) | {} |",
+            rate("redkeep_shared"),
+            rate("sqlite_wal_full")
+        );
     }
     if let (Some(one), Some(sixteen)) = (rates.get(&1), rates.get(&16))
         && let (Some(a), Some(b), Some(q)) = (one[0], sixteen[0], sixteen[3])
