@@ -388,6 +388,54 @@ fn symlinks_planted_in_a_workspace_are_refused() {
     assert!(ws.load_piece(1, 1).is_err());
 }
 
+/// A FIFO at `workspace.json` once hung reads, saves and `check` (the last while holding the
+/// user's lock): every one of them must now refuse it at once, leaving it in place.
+#[test]
+fn a_fifo_planted_as_workspace_json_or_a_piece_is_refused_without_hanging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.update(1, |_| Ok(())).unwrap();
+    ws.save_piece(1, b"{}").unwrap();
+    let file = tmp.path().join("users/1/workspace.json");
+    std::fs::remove_file(&file).unwrap();
+    let made = Command::new("mkfifo").arg(&file).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    assert!(matches!(ws.read(1), Err(Error::UnsafePath { .. })));
+    assert!(matches!(
+        ws.update(1, |_| Ok(())),
+        Err(Error::UnsafePath { .. })
+    ));
+    assert!(matches!(
+        ws.save_piece(1, b"{}"),
+        Err(Error::UnsafePath { .. })
+    ));
+    let problems = ws.check(false, Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.problem.contains("not a regular file")),
+        "{problems:?}"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&file)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    // A piece that is a FIFO is not read either.
+    let piece = ws.piece_path(1, 1);
+    std::fs::remove_file(&piece).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&piece)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(ws.load_piece(1, 1).is_err());
+}
+
 #[test]
 fn a_piece_that_is_not_json_is_reported_with_its_path() {
     let tmp = tempfile::tempdir().unwrap();
