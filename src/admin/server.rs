@@ -119,7 +119,13 @@ impl Drop for Slot {
     }
 }
 
-fn spawn_counted(counter: &Arc<AtomicUsize>, name: &str, f: impl FnOnce() + Send + 'static) {
+/// Runs `f` on a new thread that holds one of `counter`'s slots until it ends, panics
+/// included. The handle is for tests; the server lets its threads go.
+fn spawn_counted(
+    counter: &Arc<AtomicUsize>,
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Option<std::thread::JoinHandle<()>> {
     counter.fetch_add(1, Ordering::SeqCst);
     let slot = Slot(counter.clone());
     let spawned = std::thread::Builder::new()
@@ -128,9 +134,13 @@ fn spawn_counted(counter: &Arc<AtomicUsize>, name: &str, f: impl FnOnce() + Send
             let _slot = slot;
             f();
         });
-    if let Err(e) = spawned {
-        // The closure, and its slot, were dropped with the failed spawn.
-        tracing::warn!(error = %e, "cannot start an admin connection thread");
+    match spawned {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            // The closure, and its slot, were dropped with the failed spawn.
+            tracing::warn!(error = %e, "cannot start an admin connection thread");
+            None
+        }
     }
 }
 
@@ -151,7 +161,7 @@ fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             if refusing.load(Ordering::SeqCst) < MAX_REFUSALS {
                 tracing::warn!("admin request refused: too many at once");
-                spawn_counted(&refusing, "redkeep-admin-busy", move || {
+                let _ = spawn_counted(&refusing, "redkeep-admin-busy", move || {
                     refuse(
                         &mut stream,
                         "the owner is busy with other admin requests; try again",
@@ -161,7 +171,7 @@ fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
             continue;
         }
         let rk = rk.clone();
-        spawn_counted(&active, "redkeep-admin-conn", move || {
+        let _ = spawn_counted(&active, "redkeep-admin-conn", move || {
             serve_one(&mut stream, &rk)
         });
     }
@@ -333,4 +343,32 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
     let _ = input.get_mut().drain();
     drop(input);
     answer(stream, result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Far-future expiries once made admin requests panic, and each panic kept one of the 32
+    /// connection slots: after 33, every command failed. A slot is now given back however its
+    /// thread ends.
+    #[test]
+    fn a_request_thread_that_panics_gives_its_slot_back() {
+        let active = Arc::new(AtomicUsize::new(0));
+        let panicking: Vec<_> = (0..(MAX_CONNECTIONS + 8))
+            .filter_map(|i| {
+                spawn_counted(&active, "test-conn", move || {
+                    panic!("request {i} panics (expected in this test)")
+                })
+            })
+            .collect();
+        assert_eq!(panicking.len(), MAX_CONNECTIONS + 8);
+        for handle in panicking {
+            assert!(handle.join().is_err(), "the thread was meant to panic");
+        }
+        assert_eq!(active.load(Ordering::SeqCst), 0, "slots were kept");
+        let fine = spawn_counted(&active, "test-conn", || ()).unwrap();
+        fine.join().unwrap();
+        assert_eq!(active.load(Ordering::SeqCst), 0);
+    }
 }
