@@ -254,8 +254,6 @@ fn sqlite_insert_user(conn: &rusqlite::Connection, u: &User) {
         .unwrap();
 }
 
-/// Keeps SQLite from re-preparing statements whose parameters its planner looked at (the
-/// bundled build does so after `clear_bindings`, which rusqlite calls on every execution).
 /// Ids of users made during the benchmark (above every loaded one).
 static FRESH: AtomicU64 = AtomicU64::new(10_000_000);
 
@@ -370,6 +368,8 @@ impl Drop for Workers {
     }
 }
 
+/// Keeps SQLite from re-preparing statements whose parameters its planner looked at (the
+/// bundled build does so after `clear_bindings`, which rusqlite calls on every execution).
 fn stable_plans(conn: &rusqlite::Connection) {
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
