@@ -570,32 +570,64 @@ fn redb_create_user(db: &redb::Database, n: u64) {
     tx.commit().unwrap();
 }
 
-fn sqlite_by_email(c: &rusqlite::Connection, email: &str) -> Option<(i64, String, String, bool)> {
-    c.prepare_cached("SELECT id, email, name, is_admin FROM users WHERE email = ?1")
-        .unwrap()
-        .query_row([email], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .ok()
+/// Every column of a user row, as the other systems read whole users.
+macro_rules! user_columns {
+    () => {
+        "id, email, name, is_admin, is_active, created_at, updated_at"
+    };
 }
 
-fn sqlite_by_id(c: &rusqlite::Connection, id: u64) -> Option<(i64, String, String, bool)> {
-    c.prepare_cached("SELECT id, email, name, is_admin FROM users WHERE id = ?1")
-        .unwrap()
-        .query_row([id as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .ok()
+/// A whole user row.
+type SqlUser = (i64, String, String, bool, bool, i64, i64);
+
+fn sql_user(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SqlUser> {
+    Ok((
+        r.get(at)?,
+        r.get(at + 1)?,
+        r.get(at + 2)?,
+        r.get(at + 3)?,
+        r.get(at + 4)?,
+        r.get(at + 5)?,
+        r.get(at + 6)?,
+    ))
 }
 
-fn sqlite_validate(c: &rusqlite::Connection, token: &str, now: i64) -> Option<(i64, String)> {
+fn sqlite_by_email(c: &rusqlite::Connection, email: &str) -> Option<SqlUser> {
+    c.prepare_cached(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE email = ?1"
+    ))
+    .unwrap()
+    .query_row([email], |r| sql_user(r, 0))
+    .ok()
+}
+
+fn sqlite_by_id(c: &rusqlite::Connection, id: u64) -> Option<SqlUser> {
+    c.prepare_cached(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = ?1"
+    ))
+    .unwrap()
+    .query_row([id as i64], |r| sql_user(r, 0))
+    .ok()
+}
+
+fn sqlite_validate(
+    c: &rusqlite::Connection,
+    token: &str,
+    now: i64,
+) -> Option<(SqlUser, (i64, i64, i64))> {
     c.prepare_cached(
-        "SELECT u.id, u.email FROM sessions s JOIN users u ON u.id = s.user_id
+        "SELECT u.id, u.email, u.name, u.is_admin, u.is_active, u.created_at, u.updated_at,
+                s.created_at, s.last_seen_at, s.expires_at
+         FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.hash = ?1 AND s.expires_at > ?2 AND u.is_active = 1",
     )
     .unwrap()
     .query_row(rusqlite::params![token_hash(token).to_vec(), now], |r| {
-        Ok((r.get(0)?, r.get(1)?))
+        Ok((sql_user(r, 0)?, (r.get(7)?, r.get(8)?, r.get(9)?)))
     })
     .ok()
 }
@@ -619,12 +651,14 @@ fn sqlite_has_permission(c: &rusqlite::Connection, user: u64, perm: &str) -> boo
     false
 }
 
-fn sqlite_page(c: &rusqlite::Connection, from: i64) -> Vec<(i64, String)> {
-    c.prepare_cached(
-        "SELECT id, email FROM users WHERE created_at >= ?1 ORDER BY created_at, id LIMIT 50",
-    )
+fn sqlite_page(c: &rusqlite::Connection, from: i64) -> Vec<SqlUser> {
+    c.prepare_cached(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE created_at >= ?1 ORDER BY created_at, id LIMIT 50"
+    ))
     .unwrap()
-    .query_map([from], |r| Ok((r.get(0)?, r.get(1)?)))
+    .query_map([from], |r| sql_user(r, 0))
     .unwrap()
     .map(Result::unwrap)
     .collect()
