@@ -353,6 +353,19 @@ fn oversized_documents_and_pieces_are_refused_before_writing() {
     assert!(ws.list_pieces(1).unwrap().is_empty());
 }
 
+/// Reading, updating and saving a piece for `user` all refuse with `UnsafePath`.
+fn read_update_and_save_are_refused(ws: &Workspaces, user: u64) {
+    assert!(matches!(ws.read(user), Err(Error::UnsafePath { .. })));
+    assert!(matches!(
+        ws.update(user, |_| Ok(())),
+        Err(Error::UnsafePath { .. })
+    ));
+    assert!(matches!(
+        ws.save_piece(user, b"{}"),
+        Err(Error::UnsafePath { .. })
+    ));
+}
+
 #[test]
 fn symlinks_planted_in_a_workspace_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -363,15 +376,7 @@ fn symlinks_planted_in_a_workspace_are_refused() {
     let file = tmp.path().join("users/1/workspace.json");
     std::fs::remove_file(&file).unwrap();
     std::os::unix::fs::symlink(&outside, &file).unwrap();
-    assert!(matches!(ws.read(1), Err(Error::UnsafePath { .. })));
-    assert!(matches!(
-        ws.update(1, |_| Ok(())),
-        Err(Error::UnsafePath { .. })
-    ));
-    assert!(matches!(
-        ws.save_piece(1, b"{}"),
-        Err(Error::UnsafePath { .. })
-    ));
+    read_update_and_save_are_refused(&ws, 1);
     assert_eq!(std::fs::read(&outside).unwrap(), b"{\"secret\": true}");
     assert!(
         std::fs::symlink_metadata(&file)
@@ -400,15 +405,7 @@ fn a_fifo_planted_as_workspace_json_or_a_piece_is_refused_without_hanging() {
     std::fs::remove_file(&file).unwrap();
     let made = Command::new("mkfifo").arg(&file).status().unwrap();
     assert!(made.success(), "mkfifo failed");
-    assert!(matches!(ws.read(1), Err(Error::UnsafePath { .. })));
-    assert!(matches!(
-        ws.update(1, |_| Ok(())),
-        Err(Error::UnsafePath { .. })
-    ));
-    assert!(matches!(
-        ws.save_piece(1, b"{}"),
-        Err(Error::UnsafePath { .. })
-    ));
+    read_update_and_save_are_refused(&ws, 1);
     let problems = ws.check(false, Timestamp(1_800_000_000)).unwrap();
     assert!(
         problems

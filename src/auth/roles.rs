@@ -11,7 +11,7 @@ use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Index, KeyRange, Order, Record, Source, Table, WriteTx};
+use crate::store::{Index, KeyRange, Order, ReadTx, Record, Source, Table, WriteTx};
 
 /// The most roles a store holds: roles are a vocabulary, listed and checked whole.
 pub const MAX_ROLES: u64 = 1000;
@@ -166,43 +166,49 @@ pub(crate) fn assignments_of<S: Source>(tx: &S, user: u64) -> Result<Vec<UserRol
     Table::<UserRole, S>::new(tx).range(KeyRange::prefix(key!(user)), Order::Asc, usize::MAX)
 }
 
-/// Effective permissions of `user` inside a snapshot: the union over active assignments, or
-/// nothing for a disabled user.
-pub(crate) fn permissions_in<S: Source>(tx: &S, user: &User) -> Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
+/// Calls `f` with each permission `user` holds through an active assignment (nothing for a
+/// disabled user), until it returns `false`.
+fn each_permission<S: Source>(
+    tx: &S,
+    user: &User,
+    mut f: impl FnMut(String) -> bool,
+) -> Result<()> {
     if !user.is_active {
-        return Ok(out);
+        return Ok(());
     }
     let roles = Table::<Role, S>::new(tx);
     Table::<UserRole, S>::new(tx).for_each(KeyRange::prefix(key!(user.id)), Order::Asc, |a| {
         if a.active
             && let Some(role) = roles.get(&a.role_id)?
         {
-            out.extend(role.permissions);
+            for p in role.permissions {
+                if !f(p) {
+                    return Ok(false);
+                }
+            }
         }
         Ok(true)
+    })
+}
+
+/// Effective permissions of `user` inside a snapshot: the union over active assignments, or
+/// nothing for a disabled user.
+pub(crate) fn permissions_in<S: Source>(tx: &S, user: &User) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    each_permission(tx, user, |p| {
+        out.insert(p);
+        true
     })?;
     Ok(out)
 }
 
 /// Whether `user` holds `permission` (directly or through `*`): the same answer as
-/// [`permissions_in`], stopping at the first role that grants it and collecting nothing.
+/// [`permissions_in`], stopping at the first grant and collecting nothing.
 pub(crate) fn holds_in<S: Source>(tx: &S, user: &User, permission: &str) -> Result<bool> {
-    if !user.is_active {
-        return Ok(false);
-    }
-    let roles = Table::<Role, S>::new(tx);
     let mut found = false;
-    Table::<UserRole, S>::new(tx).for_each(KeyRange::prefix(key!(user.id)), Order::Asc, |a| {
-        if a.active
-            && let Some(role) = roles.get(&a.role_id)?
-        {
-            found = role
-                .permissions
-                .iter()
-                .any(|p| p == ALL_PERMISSIONS || p == permission);
-        }
-        Ok(!found)
+    each_permission(tx, user, |p| {
+        found = p == ALL_PERMISSIONS || p == permission;
+        !found
     })?;
     Ok(found)
 }
@@ -529,12 +535,21 @@ impl Roles<'_> {
     /// # Errors
     /// `NotFound` for an unknown user.
     pub fn permissions(&self, user: u64) -> Result<BTreeSet<String>> {
+        self.with_user(user, |tx, u| permissions_in(tx, u))
+    }
+
+    /// Runs `f` on `user`'s record inside one read snapshot.
+    fn with_user<T>(
+        &self,
+        user: u64,
+        f: impl FnOnce(&ReadTx<'_>, &User) -> Result<T>,
+    ) -> Result<T> {
         self.acc.store.read(|tx| {
             let u = tx
                 .table::<User>()
                 .get(&user)?
                 .ok_or_else(|| Error::not_found(format!("user {user}")))?;
-            permissions_in(tx, &u)
+            f(tx, &u)
         })
     }
 
@@ -560,12 +575,6 @@ impl Roles<'_> {
     /// # Errors
     /// `NotFound` for an unknown user.
     pub fn has_permission(&self, user: u64, permission: &str) -> Result<bool> {
-        self.acc.store.read(|tx| {
-            let u = tx
-                .table::<User>()
-                .get(&user)?
-                .ok_or_else(|| Error::not_found(format!("user {user}")))?;
-            holds_in(tx, &u, permission)
-        })
+        self.with_user(user, |tx, u| holds_in(tx, u, permission))
     }
 }

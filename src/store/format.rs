@@ -790,9 +790,14 @@ impl<'de> Decoder<'de, '_> {
         Ok(())
     }
 
-    fn struct_header(&mut self) -> Res<(Shape, usize)> {
+    /// A struct's shape id and value count.
+    fn struct_start(&mut self) -> Res<(u64, usize)> {
         let id = u64::from_le_bytes(self.r.array::<8>()?);
-        let n = self.r.count(1)?;
+        Ok((id, self.r.count(1)?))
+    }
+
+    /// The names of shape `id`, which must number `n`.
+    fn shape_of(&self, id: u64, n: usize) -> Res<Shape> {
         let shape = lookup(id, self.resolve)?;
         if shape.len() != n {
             return err(format!(
@@ -800,7 +805,12 @@ impl<'de> Decoder<'de, '_> {
                 shape.len()
             ));
         }
-        Ok((shape, n))
+        Ok(shape)
+    }
+
+    fn struct_header(&mut self) -> Res<(Shape, usize)> {
+        let (id, n) = self.struct_start()?;
+        Ok((self.shape_of(id, n)?, n))
     }
 
     /// Skips one value.
@@ -941,21 +951,14 @@ impl<'de> Decoder<'de, '_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Res<V::Value> {
-        let id = u64::from_le_bytes(self.r.array::<8>()?);
-        let n = self.r.count(1)?;
+        let (id, n) = self.struct_start()?;
         if n == fields.len() && positional(id, fields, self.resolve)? {
             return visitor.visit_seq(SeqAccess {
                 d: &mut *self,
                 left: n,
             });
         }
-        let shape = lookup(id, self.resolve)?;
-        if shape.len() != n {
-            return err(format!(
-                "struct of shape {id:016x} holds {n} values for {} names",
-                shape.len()
-            ));
-        }
+        let shape = self.shape_of(id, n)?;
         visitor.visit_map(StructAccess {
             d: self,
             shape,
