@@ -32,6 +32,35 @@ use crate::workspace::{FolderOwner, Owners, WorkspaceOptions, Workspaces};
 pub const STORE_FILE: &str = "redkeep.redb";
 /// The folder of per-user workspaces inside a data dir.
 pub const WORKSPACES_DIR: &str = "workspaces";
+/// The file name, in the data dir, next to which copies of a PostgreSQL store taken before
+/// migrations are written (`redkeep-postgres.redb.pre-vN.bak`, each a redb file).
+pub(crate) const POSTGRES_COPIES: &str = "redkeep-postgres.redb";
+
+/// Opens the store a store URL names.
+pub(crate) fn open_url(url: &str, options: &StoreOptions, read_only: bool) -> Result<Store> {
+    #[cfg(feature = "postgres")]
+    if crate::store::is_postgres_url(url) {
+        return Store::open_postgres(url, options, read_only);
+    }
+    #[cfg(not(feature = "postgres"))]
+    let _ = (options, read_only);
+    let shown = url.split('@').next_back().unwrap_or_default();
+    Err(Error::invalid(
+        "store",
+        if cfg!(feature = "postgres") {
+            format!(
+                "`{shown}` is not a store URL; give postgres://USER@HOST/DB (or a libpq \
+                 key/value string such as `host=/run/postgresql dbname=app`), or leave the \
+                 store unset for the redb file in the data dir"
+            )
+        } else {
+            "this build of redkeep has no PostgreSQL support; rebuild it with the `postgres` \
+             feature, or leave the store unset for the redb file in the data dir"
+                .to_string()
+        },
+    ))
+}
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u64 = 3;
 
@@ -75,6 +104,11 @@ pub struct Options {
     pub read_only: bool,
     /// Lifetimes of password-reset and email-verification tokens.
     pub recovery: RecoveryPolicy,
+    /// Where the store is (default `None`: the redb file in the data dir). A `postgres://…`
+    /// URL or a libpq key/value string (`host=/run/postgresql dbname=app`) puts it on a
+    /// PostgreSQL server (the `postgres` feature); `schema=NAME` in it picks the schema
+    /// (default `redkeep`). Workspaces stay in the data dir either way.
+    pub store_url: Option<String>,
     /// Tests only: fail one chosen I/O call of the storage engine.
     #[doc(hidden)]
     pub faults: Option<Arc<crate::store::FaultPlan>>,
@@ -99,12 +133,19 @@ impl Default for Options {
             cache_bytes: None,
             read_only: false,
             recovery: policy.recovery,
+            store_url: None,
             faults: None,
         }
     }
 }
 
 impl Options {
+    /// Puts the store at `url` (see [`Options::store_url`]).
+    pub fn store(mut self, url: impl Into<String>) -> Self {
+        self.store_url = Some(url.into());
+        self
+    }
+
     /// Sets the sharing mode.
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
@@ -272,8 +313,18 @@ impl Redkeep {
     /// process holds the store; `NewerSchema` / `MigrationNeeded`; `Io` / `Storage`.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
         let dir = dir.as_ref().to_path_buf();
+        let url = options
+            .store_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
         let db = dir.join(STORE_FILE);
-        if options.create && !options.read_only {
+        if url.is_some() {
+            // The store is elsewhere; the data dir holds the workspaces only.
+            if !options.read_only {
+                crate::fsutil::create_private_dir(&dir)?;
+            }
+        } else if options.create && !options.read_only {
             crate::fsutil::create_private_dir(&dir)?;
         } else if !db.exists() {
             return Err(Error::NotInitialized { path: db });
@@ -289,12 +340,13 @@ impl Redkeep {
             schema_version: SCHEMA_VERSION,
             allow_outdated: true,
             cache_bytes: options.cache_bytes.unwrap_or_else(|| cache_for(&db)),
+            copies_at: url.map(|_| dir.join(POSTGRES_COPIES)),
             faults: options.faults.clone(),
         };
-        let store = if options.read_only {
-            Store::open_to_read(&db, &store_options)?
-        } else {
-            Store::open(&db, &store_options)?
+        let store = match url {
+            Some(url) => open_url(url, &store_options, options.read_only)?,
+            None if options.read_only => Store::open_to_read(&db, &store_options)?,
+            None => Store::open(&db, &store_options)?,
         };
         let workspaces = if options.read_only {
             Workspaces::open_existing(

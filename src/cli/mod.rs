@@ -29,6 +29,11 @@ pub struct Cli {
         default_value = "./redkeep-data"
     )]
     pub data_dir: PathBuf,
+    /// Where the store is: unset for the redb file in the data dir; `postgres://…` (or a
+    /// libpq key/value string; `schema=NAME` picks the schema) for PostgreSQL. Workspaces
+    /// stay in the data dir.
+    #[arg(long, global = true, env = "REDKEEP_STORE_URL", hide_env_values = true)]
+    pub store: Option<String>,
     /// Print one JSON document instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -115,6 +120,7 @@ fn open(cli: &Cli) -> Result<Redkeep> {
         .mode(Mode::Shared)
         .create(cli.command.creates_store())
         .password(password_params()?);
+    options.store_url = store_url(cli);
     options.open_outdated = cli.command.accepts_outdated();
     options.workspace.on_wait = Some(std::sync::Arc::new(|path: &Path| {
         eprintln!("waiting for the lock on {} …", path.display());
@@ -128,6 +134,15 @@ fn open(cli: &Cli) -> Result<Redkeep> {
         }
         other => other,
     }
+}
+
+/// The store URL of the global flags, if one is set (an empty one means none).
+fn store_url(cli: &Cli) -> Option<String> {
+    cli.store
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// Whether `e` comes from the system refusing to let this user write (or from a read-only
@@ -261,13 +276,42 @@ fn input_for(cmd: &Command) -> Result<Option<Box<dyn BufRead>>> {
 fn run(cli: &Cli) -> Result<ExitCode> {
     let now = crate::clock::SystemClock.now();
     let reply = match &cli.command {
-        Command::Restore { path, force } => {
-            admin::commands::restore(&cli.data_dir, path, *force, now).map_err(whole_file)?
-        }
+        Command::Restore { path, force } => admin::commands::restore_store(
+            &cli.data_dir,
+            store_url(cli).as_deref(),
+            path,
+            *force,
+            now,
+        )
+        .map_err(whole_file)?,
         Command::Reset { force } => {
-            admin::commands::reset(&cli.data_dir, *force, now).map_err(whole_file)?
+            admin::commands::reset_store(&cli.data_dir, store_url(cli).as_deref(), *force, now)
+                .map_err(whole_file)?
+        }
+        Command::Move { to } => {
+            check_data_dir(&cli.data_dir)?;
+            let options = Options::default().password(password_params()?);
+            admin::commands::move_store(&cli.data_dir, store_url(cli).as_deref(), to, options)
+                .map_err(whole_file)?
+        }
+        Command::Status if store_url(cli).is_some() => {
+            admin::commands::status::of_server(&open(cli)?)?
         }
         Command::Status => admin::probe(&cli.data_dir)?,
+        Command::Salvage { .. } if store_url(cli).is_some() => {
+            return Err(Error::invalid(
+                "store",
+                "salvage reads a damaged redb file; a PostgreSQL store is checked with \
+                 `redkeep check` and repaired by the server's own tools or a restore",
+            ));
+        }
+        Command::Adopt(_) if store_url(cli).is_some() => {
+            return Err(Error::invalid(
+                "store",
+                "adopt fills the redb file of a new data dir; adopt there, then `redkeep move \
+                 --to postgres://…`",
+            ));
+        }
         Command::Salvage { to } => {
             check_data_dir(&cli.data_dir)?;
             let options = Options::default().password(password_params()?);

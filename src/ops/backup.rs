@@ -310,12 +310,40 @@ pub fn restore(
     force: bool,
     now: Timestamp,
 ) -> Result<RestoreReport> {
+    restore_store(data_dir, None, backup, force, now)
+}
+
+/// [`restore`] into the store at `store_url` (see [`crate::Options::store_url`]; `None`: the
+/// redb file in the data dir), the workspace folders into `data_dir`. A PostgreSQL store is
+/// emptied and refilled from the backup while its lock is held exclusively (refused while
+/// an application has it open); its safety copy is a redb file in the data dir.
+///
+/// # Errors
+/// As [`restore`].
+pub fn restore_store(
+    data_dir: &Path,
+    store_url: Option<&str>,
+    backup: &Path,
+    force: bool,
+    now: Timestamp,
+) -> Result<RestoreReport> {
     if !backup.is_file() {
         return Err(Error::not_found(format!("backup {}", backup.display())));
     }
     fsutil::create_private_dir(data_dir)?;
-    let db = data_dir.join(STORE_FILE);
-    if db.exists() && !force {
+    let remote = match store_url {
+        Some(url) => Some(super::files::open_url_store(url, true)?),
+        None => None,
+    };
+    let db = match &remote {
+        Some(_) => data_dir.join(super::files::REMOTE_COPIES),
+        None => data_dir.join(STORE_FILE),
+    };
+    let occupied = match &remote {
+        Some(store) => !super::files::is_empty(store)?,
+        None => db.exists(),
+    };
+    if occupied && !force {
         return Err(Error::denied(format!(
             "{} exists; restoring replaces it (a safety copy of the store and the folders is kept); pass --force",
             db.display()
@@ -362,6 +390,32 @@ pub fn restore(
     }
     let staged = open_file_store(&staged_db, Mode::Exclusive)?;
     let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
+    if let Some(live) = remote {
+        return live.alone_with("be restored", || {
+            let mut safety_copy = None;
+            if occupied {
+                let copy = with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
+                live.copy_to(&copy)?;
+                safety_copy = Some(copy);
+            }
+            // The live sequences stay (wipe keeps them), and copying raises them to the
+            // backup's: no id is handed out twice.
+            live.wipe(schema_version)?;
+            staged.copy_into(&live)?;
+            let (folders, folders_safety) = if archive {
+                restore_folders(data_dir, staging.path(), now)?
+            } else {
+                (None, None)
+            };
+            tracing::warn!(from = %backup.display(), "store restored");
+            Ok(RestoreReport {
+                schema_version,
+                safety_copy,
+                folders_safety,
+                folders,
+            })
+        });
+    }
     // Hold the live store exclusively during the swap: that keeps every other process out.
     let mut safety_copy = None;
     let live = if db.exists() {
@@ -383,15 +437,7 @@ pub fn restore(
     drop(staged);
     fsutil::rename_replace(&staged_db, &db)?;
     let (folders, folders_safety) = if archive {
-        let staged_users = staging.path().join(WORKSPACES_DIR).join("users");
-        fsutil::create_private_dir(&staged_users)?;
-        let count = fs::read_dir(&staged_users).map_or(0, |d| d.count() as u64);
-        let safety = folders_of(data_dir)?.trash_all(now)?;
-        let users = data_dir.join(WORKSPACES_DIR).join("users");
-        fs::remove_dir(&users)
-            .map_err(|e| Error::io(format!("replacing {}", users.display()), e))?;
-        fsutil::rename_replace(&staged_users, &users)?;
-        (Some(count), safety)
+        restore_folders(data_dir, staging.path(), now)?
     } else {
         (None, None)
     };
@@ -403,4 +449,21 @@ pub fn restore(
         folders_safety,
         folders,
     })
+}
+
+/// Puts the workspace folders unpacked in `staging` in place of the data dir's (those go to
+/// the trash); returns how many were restored and where the replaced ones went.
+fn restore_folders(
+    data_dir: &Path,
+    staging: &Path,
+    now: Timestamp,
+) -> Result<(Option<u64>, Option<PathBuf>)> {
+    let staged_users = staging.join(WORKSPACES_DIR).join("users");
+    fsutil::create_private_dir(&staged_users)?;
+    let count = fs::read_dir(&staged_users).map_or(0, |d| d.count() as u64);
+    let safety = folders_of(data_dir)?.trash_all(now)?;
+    let users = data_dir.join(WORKSPACES_DIR).join("users");
+    fs::remove_dir(&users).map_err(|e| Error::io(format!("replacing {}", users.display()), e))?;
+    fsutil::rename_replace(&staged_users, &users)?;
+    Ok((Some(count), safety))
 }

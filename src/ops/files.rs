@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::handle::{SCHEMA_VERSION, WORKSPACES_DIR};
-use crate::store::{Meta, Mode, Store, StoreOptions};
+use crate::store::{Meta, Mode, Source, Store, StoreOptions};
 use crate::workspace::{WorkspaceOptions, Workspaces};
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename), mode 0600, refusing to
@@ -35,6 +35,43 @@ pub(super) fn open_file_store(path: &Path, mode: Mode) -> Result<Store> {
             ..StoreOptions::default()
         },
     )
+}
+
+/// The file name, in the data dir, next to which copies of a store that is not a file
+/// (PostgreSQL) are written (`…pre-reset-<time>.bak`, each a redb file).
+pub(crate) const REMOTE_COPIES: &str = crate::handle::POSTGRES_COPIES;
+
+/// Opens the store at a store URL (see [`crate::Options::store_url`]), creating it when
+/// `create` is set; an older schema is accepted.
+///
+/// # Errors
+/// `InvalidInput` for a URL that names no store this build supports; the engine's errors.
+pub(crate) fn open_url_store(url: &str, create: bool) -> Result<Store> {
+    crate::handle::open_url(
+        url,
+        &StoreOptions {
+            create,
+            schema_version: SCHEMA_VERSION,
+            allow_outdated: true,
+            ..StoreOptions::default()
+        },
+        false,
+    )
+}
+
+/// Whether a store holds nothing but its metadata.
+///
+/// # Errors
+/// `Storage` when it cannot be read.
+pub(crate) fn is_empty(store: &Store) -> Result<bool> {
+    store.read(|tx| {
+        for name in tx.table_names()? {
+            if name != "meta" && tx.raw().len(&name)? > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
 }
 
 pub(super) fn with_suffix(db: &Path, suffix: &str) -> PathBuf {

@@ -6,15 +6,17 @@
 #[cfg(feature = "adopt")]
 pub mod adopt;
 mod backup;
-mod files;
+pub(crate) mod files;
+mod moving;
 mod reset;
 mod salvage;
 mod stats;
 mod transfer;
 
-pub use backup::{BackupReport, RestoreReport, backup, check_file, restore};
+pub use backup::{BackupReport, RestoreReport, backup, check_file, restore, restore_store};
 pub use files::write_file;
-pub use reset::{ResetReport, reset};
+pub use moving::{MoveReport, move_store};
+pub use reset::{ResetReport, reset, reset_store};
 pub use salvage::{SalvageReport, SalvagedTable, salvage};
 pub use stats::{Stats, stats};
 pub use transfer::{EXPORT_FORMAT, TransferSummary, export, import};

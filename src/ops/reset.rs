@@ -26,6 +26,35 @@ pub struct ResetReport {
 /// # Errors
 /// `NotInitialized`; `InUse` when a process holds the store.
 pub fn reset(data_dir: &Path, now: crate::Timestamp) -> Result<ResetReport> {
+    reset_store(data_dir, None, now)
+}
+
+/// [`reset`] of the store at `store_url` (see [`crate::Options::store_url`]; `None`: the
+/// redb file in the data dir). A PostgreSQL store is emptied while its lock is held
+/// exclusively (refused while an application has it open); the copy taken first is a redb
+/// file in the data dir.
+///
+/// # Errors
+/// As [`reset`].
+pub fn reset_store(
+    data_dir: &Path,
+    store_url: Option<&str>,
+    now: crate::Timestamp,
+) -> Result<ResetReport> {
+    if let Some(url) = store_url {
+        let store = super::files::open_url_store(url, false)?;
+        return store.alone_with("be reset", || {
+            let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
+            let db = data_dir.join(super::files::REMOTE_COPIES);
+            crate::fsutil::create_private_dir(data_dir)?;
+            let backup = with_suffix(&db, &format!(".pre-reset-{}.bak", now.0));
+            store.copy_to(&backup)?;
+            store.wipe(version)?;
+            let folders = folders_of(data_dir)?.trash_all(now)?;
+            tracing::warn!(backup = %backup.display(), "store reset");
+            Ok(ResetReport { backup, folders })
+        });
+    }
     let db = data_dir.join(STORE_FILE);
     if !db.exists() {
         return Err(Error::NotInitialized { path: db });

@@ -15,13 +15,13 @@ use crate::store::TableStats;
 pub struct Stats {
     /// Per table.
     pub tables: BTreeMap<String, TableStats>,
-    /// The store file's size in bytes.
+    /// The store's size in bytes: the file's, or its tables' on the PostgreSQL server.
     pub file_bytes: u64,
-    /// The store file.
+    /// The store file, or the server and schema of a PostgreSQL store.
     pub path: PathBuf,
     /// Its schema version.
     pub schema_version: u64,
-    /// The storage engine.
+    /// The storage engine: `redb` or `postgres`.
     pub engine: &'static str,
 }
 
@@ -41,9 +41,9 @@ pub fn stats(rk: &Redkeep) -> Result<Stats> {
     let path = rk.store().path().to_path_buf();
     Ok(Stats {
         tables: per_table,
-        file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        file_bytes: rk.store().size_bytes().unwrap_or(0),
         schema_version: rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION),
-        engine: "redb",
+        engine: rk.store().engine(),
         path,
     })
 }

@@ -10,6 +10,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "postgres")]
+pub use super::engine::pg::{is_postgres_url, redact};
 use super::engine::redb_file::{self, FileDb, FileRead, FileWrite, OpenSpec, OpenWrite, UndoLog};
 use super::tx::{Meta, ReadTx, Registry, WriteTx};
 use crate::error::{Error, Result};
@@ -54,6 +56,10 @@ pub struct StoreOptions {
     pub allow_outdated: bool,
     /// Cache size in bytes.
     pub cache_bytes: usize,
+    /// Where copies taken before migrations go, as the path of a store file next to which
+    /// `<name>.pre-vN.bak` is written: the store file itself by default; a file in the data
+    /// dir for a PostgreSQL store.
+    pub copies_at: Option<PathBuf>,
     /// Tests only: fail one chosen I/O call of the engine.
     #[doc(hidden)]
     pub faults: Option<Arc<super::engine::faults::FaultPlan>>,
@@ -68,6 +74,7 @@ impl Default for StoreOptions {
             schema_version: 1,
             allow_outdated: false,
             cache_bytes: 64 * 1024 * 1024,
+            copies_at: None,
             faults: None,
         }
     }
@@ -80,17 +87,27 @@ pub struct Store {
 }
 
 struct Inner {
-    // Transactions hold the read side for their lifetime; `check_integrity` and reopening
-    // need the write side because redb refuses to check while a transaction is alive.
-    db: RwLock<FileDb>,
+    engine: Engine,
     // Why the store refuses writes, once a corruption was seen (until a repair or restore).
     damaged: Mutex<Option<String>>,
     path: PathBuf,
     mode: Mode,
     durability: Durability,
     owner_file: Option<PathBuf>,
+    copies_at: Option<PathBuf>,
     registry: Registry,
     group: Group,
+}
+
+/// The engine behind a store.
+enum Engine {
+    /// A redb file. Transactions hold the read side of the lock for their lifetime;
+    /// `check_integrity` and reopening need the write side because redb refuses to check
+    /// while a transaction is alive.
+    File(RwLock<FileDb>),
+    /// A PostgreSQL server.
+    #[cfg(feature = "postgres")]
+    Pg(Box<super::engine::pg::PgDb>),
 }
 
 /// The most writes one commit carries.
@@ -222,6 +239,47 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the store on the PostgreSQL server `url` names (`postgres://…` or a libpq
+    /// key/value string; `schema=NAME` picks the schema, `redkeep` by default). With
+    /// `read_only`, every write fails with `Denied`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed URL; `NotInitialized` when the schema is missing and
+    /// `create` is off; `Storage` when the server cannot be reached; schema mismatches as
+    /// [`Store::open`].
+    #[cfg(feature = "postgres")]
+    pub fn open_postgres(url: &str, options: &StoreOptions, read_only: bool) -> Result<Store> {
+        let pg = super::engine::pg::PgDb::open(url, options.create, read_only)?;
+        let path = PathBuf::from(pg.shown());
+        let store = Store {
+            inner: Arc::new(Inner {
+                engine: Engine::Pg(Box::new(pg)),
+                damaged: Mutex::new(None),
+                path,
+                mode: Mode::Shared,
+                durability: options.durability,
+                owner_file: None,
+                copies_at: options.copies_at.clone(),
+                registry: Registry::default(),
+                group: Group::default(),
+            }),
+        };
+        if read_only {
+            match store.schema_version()? {
+                Some(v) if v > options.schema_version => {
+                    return Err(Error::NewerSchema {
+                        found: v,
+                        supported: options.schema_version,
+                    });
+                }
+                _ => {}
+            }
+        } else {
+            store.check_schema(options)?;
+        }
+        Ok(store)
+    }
+
     /// Opens the file to read it only (no write, no repair on open); writes fail. For
     /// reading what can be read of a file redb will not open for writing.
     pub(crate) fn open_read_only(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
@@ -234,12 +292,13 @@ impl Store {
         let db = FileDb::open_read_only(&path, spec).map_err(|e| with_path(e, &path))?;
         Ok(Store {
             inner: Arc::new(Inner {
-                db: RwLock::new(db),
+                engine: Engine::File(RwLock::new(db)),
                 damaged: Mutex::new(None),
                 path,
                 mode: Mode::Shared,
                 durability: options.durability,
                 owner_file: None,
+                copies_at: options.copies_at.clone(),
                 registry: Registry::default(),
                 group: Group::default(),
             }),
@@ -306,12 +365,13 @@ impl Store {
         }
         let store = Store {
             inner: Arc::new(Inner {
-                db: RwLock::new(db),
+                engine: Engine::File(RwLock::new(db)),
                 damaged: Mutex::new(None),
                 path,
                 mode: options.mode,
                 durability: options.durability,
                 owner_file,
+                copies_at: options.copies_at.clone(),
                 registry: Registry::default(),
                 group: Group::default(),
             }),
@@ -355,8 +415,26 @@ impl Store {
         self.inner.mode
     }
 
-    fn db(&self) -> std::sync::RwLockReadGuard<'_, FileDb> {
-        self.inner.db.read().unwrap_or_else(|e| e.into_inner())
+    /// The path next to which copies taken before migrations are written.
+    pub(crate) fn copies_base(&self) -> PathBuf {
+        self.inner
+            .copies_at
+            .clone()
+            .unwrap_or_else(|| self.inner.path.clone())
+    }
+
+    /// Which engine holds the store: `redb` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        match &self.inner.engine {
+            Engine::File(_) => "redb",
+            #[cfg(feature = "postgres")]
+            Engine::Pg(_) => "postgres",
+        }
+    }
+
+    /// Where the store is: the file's path, or the server and schema (without password).
+    pub fn location(&self) -> String {
+        self.inner.path.display().to_string()
     }
 
     /// Why writes are refused, if a corruption was seen.
@@ -386,8 +464,10 @@ impl Store {
                 tracing::error!(error = %e, "corruption seen; the store refuses writes until `redkeep check --repair` or a restore");
                 *d = Some(e.to_string());
             }
-        } else if redb_file::needs_reopen(&e) {
-            match self.alone(FileDb::reopen) {
+        } else if redb_file::needs_reopen(&e)
+            && let Engine::File(file) = &self.inner.engine
+        {
+            match self.alone(file, FileDb::reopen) {
                 Ok(()) => tracing::warn!(error = %e, "the store was reopened after an I/O failure"),
                 Err(again) => tracing::error!(error = %again, "the store could not be reopened"),
             }
@@ -396,7 +476,7 @@ impl Store {
     }
 
     /// Runs `f` with the file to itself: no batch is open and none begins meanwhile.
-    fn alone<T>(&self, f: impl FnOnce(&mut FileDb) -> T) -> T {
+    fn alone<T>(&self, file: &RwLock<FileDb>, f: impl FnOnce(&mut FileDb) -> T) -> T {
         let g = &self.inner.group;
         let mut st = g.lock();
         st.exclusive += 1;
@@ -406,7 +486,7 @@ impl Store {
         st.busy = true;
         drop(st);
         let out = {
-            let mut db = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
+            let mut db = file.write().unwrap_or_else(|p| p.into_inner());
             f(&mut db)
         };
         let mut st = g.lock();
@@ -426,9 +506,11 @@ impl Store {
     /// in is committed.
     fn write_grouped<T>(
         &self,
+        file: &RwLock<FileDb>,
         durable: bool,
         f: impl FnOnce(&FileWrite<'_>) -> Result<T>,
     ) -> Result<T> {
+        let db = || file.read().unwrap_or_else(|e| e.into_inner());
         let g = &self.inner.group;
         let mut st = g.lock();
         st.waiting += 1;
@@ -444,7 +526,7 @@ impl Store {
         let first = joined.is_none();
         let open = match joined {
             Some(open) => open,
-            None => match self.db().begin_shared() {
+            None => match db().begin_shared() {
                 Ok(open) => open,
                 Err(e) => {
                     let mut st = g.lock();
@@ -456,7 +538,7 @@ impl Store {
         };
         let undo = (!first).then(UndoLog::default);
         let ran = {
-            let _db = self.db();
+            let _db = db();
             match catch_unwind(AssertUnwindSafe(|| open.run(undo.as_ref(), f))) {
                 Ok(Ok(v)) => Ran::Kept(v),
                 Ok(Err(e)) => Ran::Failed(e),
@@ -469,7 +551,7 @@ impl Store {
             Some(open)
         } else if let Some(log) = undo {
             let undone = {
-                let _db = self.db();
+                let _db = db();
                 open.undo(log)
             };
             match undone {
@@ -562,7 +644,7 @@ impl Store {
             open.abort();
             Ok(())
         } else {
-            let _db = self.db();
+            let _db = db();
             open.commit(durable_batch)
         };
         let mut st = g.lock();
@@ -628,16 +710,25 @@ impl Store {
         mut f: impl FnMut(&WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
         // redb shares a file between processes only with durable commits.
-        let durable = self.inner.mode == Mode::Shared
+        let durable = (self.inner.mode == Mode::Shared && self.engine() == "redb")
             || (durability == Durability::Immediate
                 && self.inner.durability == Durability::Immediate);
         let mut known = None;
-        let outcome = self.write_grouped(durable, |raw: &FileWrite<'_>| {
-            let tx = WriteTx::new(raw, &self.inner.registry);
-            let value = f(&tx)?;
-            known = Some(tx.into_registrations());
-            Ok(value)
-        });
+        let outcome = match &self.inner.engine {
+            Engine::File(file) => self.write_grouped(file, durable, |raw: &FileWrite<'_>| {
+                let tx = WriteTx::new(raw, &self.inner.registry);
+                let value = f(&tx)?;
+                known = Some(tx.into_registrations());
+                Ok(value)
+            }),
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.write(durable, |raw| {
+                let tx = WriteTx::new(raw, &self.inner.registry);
+                let value = f(&tx)?;
+                known = Some(tx.into_registrations());
+                Ok(value)
+            }),
+        };
         let value = self.observe(outcome)?;
         // Committed: later transactions need not look these up again.
         if let Some(known) = known {
@@ -651,11 +742,18 @@ impl Store {
     /// # Errors
     /// The closure's error, or `Storage` if the snapshot cannot be taken.
     pub fn read<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> Result<T>) -> Result<T> {
-        let outcome = self.db().begin_read().and_then(|raw: FileRead| {
-            let value = f(&ReadTx::new(&raw));
-            raw.close()?;
-            value
-        });
+        let outcome = match &self.inner.engine {
+            Engine::File(file) => {
+                let db = file.read().unwrap_or_else(|e| e.into_inner());
+                db.begin_read().and_then(|raw: FileRead| {
+                    let value = f(&ReadTx::new(&raw));
+                    raw.close()?;
+                    value
+                })
+            }
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.read(|raw| f(&ReadTx::new(raw))),
+        };
         self.observe(outcome)
     }
 
@@ -665,16 +763,86 @@ impl Store {
     ///
     /// # Errors
     /// `Storage` when the file cannot be checked.
+    /// On PostgreSQL, checks the tables' B-tree indexes with `amcheck` when that extension is
+    /// installed.
     pub fn check_file(&self) -> Result<bool> {
-        let outcome = self.alone(FileDb::check_integrity);
+        let outcome = match &self.inner.engine {
+            Engine::File(file) => self.alone(file, FileDb::check_integrity),
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.check_indexes(),
+        };
         self.observe(outcome)
     }
 
-    /// Copies one snapshot of every table into a new file at `dest` (the store as it is;
-    /// no index is rebuilt).
+    /// Copies one snapshot of every table into a new redb file at `dest` (the store as it
+    /// is; no index is rebuilt).
     pub(crate) fn copy_file(&self, dest: &Path) -> Result<()> {
-        let outcome = self.db().copy_to(dest);
+        let outcome = match &self.inner.engine {
+            Engine::File(file) => file.read().unwrap_or_else(|e| e.into_inner()).copy_to(dest),
+            #[cfg(feature = "postgres")]
+            Engine::Pg(_) => {
+                let target = Store::open_unchecked(
+                    dest,
+                    &StoreOptions {
+                        durability: Durability::None,
+                        ..StoreOptions::default()
+                    },
+                )?;
+                let copied = self.copy_into(&target);
+                drop(target);
+                copied.map(|_| ())
+            }
+        };
         self.observe(outcome)
+    }
+
+    /// Runs `f` while no other process has the store open: a redb store is already held
+    /// exclusively by whoever opened it so; a PostgreSQL store takes its advisory lock
+    /// exclusively. `what` says what is refused otherwise (`be restored`).
+    ///
+    /// # Errors
+    /// `InUse` when another process has the store open; `f`'s error.
+    pub fn alone_with<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        match &self.inner.engine {
+            Engine::File(_) => {
+                if self.inner.mode == Mode::Shared {
+                    return Err(Error::InUse {
+                        path: self.inner.path.clone(),
+                        holder: format!(
+                            "it is open in shared mode, so other processes may use it and it \
+                             cannot {what}; open it exclusively"
+                        ),
+                    });
+                }
+                f()
+            }
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.alone(what, f),
+        }
+    }
+
+    /// Runs `f` under the store's migration lock (PostgreSQL: one migration at a time across
+    /// every instance; a redb file is held by one writer anyway).
+    pub(crate) fn migrating<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        match &self.inner.engine {
+            Engine::File(_) => f(),
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.migrating(f),
+        }
+    }
+
+    /// Bytes the store takes: the file's size, or the tables' size on the server.
+    ///
+    /// # Errors
+    /// `Io` or `Storage` when it cannot be measured.
+    pub fn size_bytes(&self) -> Result<u64> {
+        match &self.inner.engine {
+            Engine::File(_) => std::fs::metadata(&self.inner.path)
+                .map(|m| m.len())
+                .map_err(|e| Error::io(format!("reading {}", self.inner.path.display()), e)),
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.size(),
+        }
     }
 }
 

@@ -60,6 +60,10 @@ impl Store {
     /// `NewerSchema` when the file is newer than the last step; the step's own error, in which
     /// case that step wrote nothing and earlier ones stay applied.
     pub fn migrate(&self, steps: &[Migration], now: Timestamp) -> Result<MigrationRun> {
+        self.migrating(|| self.migrate_locked(steps, now))
+    }
+
+    fn migrate_locked(&self, steps: &[Migration], now: Timestamp) -> Result<MigrationRun> {
         let current = self.schema_version()?.unwrap_or(0);
         let target = steps.last().map_or(current, |s| s.version);
         if current > target {
@@ -76,7 +80,7 @@ impl Store {
         if pending.is_empty() {
             return Ok(run);
         }
-        let backup = backup_path(self.path(), current, now);
+        let backup = backup_path(&self.copies_base(), current, now);
         self.copy_to(&backup)?;
         run.backup = Some(backup);
         for step in pending {
@@ -111,6 +115,15 @@ impl Store {
         to: Option<u64>,
         now: Timestamp,
     ) -> Result<MigrationRun> {
+        self.migrating(|| self.migrate_down_locked(steps, to, now))
+    }
+
+    fn migrate_down_locked(
+        &self,
+        steps: &[Migration],
+        to: Option<u64>,
+        now: Timestamp,
+    ) -> Result<MigrationRun> {
         let current = self.schema_version()?.unwrap_or(0);
         let first = steps
             .first()
@@ -138,7 +151,7 @@ impl Store {
             version: current,
             ..MigrationRun::default()
         };
-        let backup = backup_path(self.path(), current, now);
+        let backup = backup_path(&self.copies_base(), current, now);
         self.copy_to(&backup)?;
         run.backup = Some(backup);
         for step in reverting {

@@ -14,6 +14,7 @@
 
 mod check;
 pub mod codec;
+mod copy;
 mod db;
 mod engine;
 pub mod format;
@@ -28,6 +29,8 @@ mod tx;
 pub use check::{CheckReport, ExpectedEntry, TableCheck, TableCounts, TableStats, check_table};
 pub use codec::Stored;
 pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
+#[cfg(feature = "postgres")]
+pub use db::{is_postgres_url, redact};
 pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
 pub use engine::{KeyRange, Order, containing};
 pub use index::Index;

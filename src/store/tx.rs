@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 pub(crate) const META: &str = "meta";
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
-const SEQ_PREFIX: &[u8] = b"seq:";
+pub(crate) const SEQ_PREFIX: &[u8] = b"seq:";
 const USER_META_PREFIX: &[u8] = b"x:";
 const SHAPE_PREFIX: &[u8] = b"shape:";
 const TABLE_PREFIX: &[u8] = b"table:";
@@ -294,6 +294,9 @@ pub trait Meta: Source {
     /// # Errors
     /// `Storage` when the engine fails.
     fn sequences(&self) -> Result<Vec<(String, u64)>> {
+        if let Some(native) = self.raw().native_sequences()? {
+            return Ok(native);
+        }
         let mut out = Vec::new();
         self.raw().range(
             META,
@@ -384,6 +387,12 @@ pub trait Meta: Source {
     /// # Errors
     /// `Storage` when the engine fails.
     fn sequence(&self, table: &str) -> Result<u64> {
+        if let Some(native) = self.raw().native_sequences()? {
+            return Ok(native
+                .into_iter()
+                .find(|(name, _)| name == table)
+                .map_or(0, |(_, n)| n));
+        }
         Ok(
             get_owned(self.raw(), META, &prefixed(SEQ_PREFIX, table.as_bytes()))?
                 .as_deref()
@@ -438,6 +447,9 @@ impl WriteTx<'_> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn next_sequence(&self, table: &str) -> Result<u64> {
+        if let Some(n) = self.raw.native_next(table)? {
+            return Ok(n);
+        }
         let key = prefixed(SEQ_PREFIX, table.as_bytes());
         let next = get_owned(self.raw, META, &key)?
             .as_deref()
@@ -456,6 +468,9 @@ impl WriteTx<'_> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn raise_sequence(&self, table: &str, value: u64) -> Result<()> {
+        if self.raw.native_raise(table, value)? {
+            return Ok(());
+        }
         if self.sequence(table)? < value {
             self.raw.put(
                 META,

@@ -6,12 +6,16 @@ use std::sync::Arc;
 
 use redkeep::{ManualClock, Options, PasswordParams, Redkeep, Timestamp};
 
+pub mod pg;
+
 /// The argon2 parameters the CLI tests pass through `REDKEEP_ARGON2`.
 pub const FAST_ARGON2: &str = "m=8,t=1,p=1";
 
 pub struct TestDir {
     pub dir: tempfile::TempDir,
     pub clock: Arc<ManualClock>,
+    /// The store URL when the tests run against PostgreSQL (`REDKEEP_TEST_ENGINE=postgres`).
+    pub store: Option<String>,
 }
 
 impl TestDir {
@@ -19,13 +23,16 @@ impl TestDir {
         TestDir {
             dir: tempfile::tempdir().unwrap(),
             clock: Arc::new(ManualClock::new(Timestamp(1_800_000_000))),
+            store: pg::engine_is_postgres().then(|| pg::server().fresh_url()),
         }
     }
 
     pub fn options(&self) -> Options {
-        Options::default()
+        let mut o = Options::default()
             .password(PasswordParams::INSECURE_FAST)
-            .clock(self.clock.clone())
+            .clock(self.clock.clone());
+        o.store_url = self.store.clone();
+        o
     }
 
     pub fn open(&self) -> Redkeep {
@@ -40,12 +47,15 @@ impl TestDir {
 /// Runs the `redkeep` binary on a temp data dir with cheap hashing.
 pub struct Cli {
     pub dir: tempfile::TempDir,
+    /// The store URL when the tests run against PostgreSQL (`REDKEEP_TEST_ENGINE=postgres`).
+    pub store: Option<String>,
 }
 
 impl Cli {
     pub fn new() -> Cli {
         Cli {
             dir: tempfile::tempdir().unwrap(),
+            store: pg::engine_is_postgres().then(|| pg::server().fresh_url()),
         }
     }
 
@@ -57,7 +67,11 @@ impl Cli {
         let mut c = assert_cmd::Command::cargo_bin("redkeep").unwrap();
         c.env("REDKEEP_DATA_DIR", self.data())
             .env("REDKEEP_ARGON2", FAST_ARGON2)
+            .env_remove("REDKEEP_STORE_URL")
             .args(args);
+        if let Some(url) = &self.store {
+            c.env("REDKEEP_STORE_URL", url);
+        }
         c
     }
 

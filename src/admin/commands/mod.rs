@@ -8,7 +8,7 @@ mod inspect;
 mod invite;
 mod ops;
 mod orgs;
-pub(crate) mod status;
+pub mod status;
 mod users;
 mod workspaces;
 
@@ -22,7 +22,10 @@ pub use inspect::{DEFAULT_INDEX_LIMIT, DumpArgs, InspectCmd};
 pub use invite::InviteCmd;
 #[cfg(feature = "adopt")]
 pub use ops::adopt;
-pub use ops::{AdoptArgs, ExportArgs, MigrateCmd, reset, restore, salvage};
+pub use ops::{
+    AdoptArgs, ExportArgs, MigrateCmd, move_store, reset, reset_store, restore, restore_store,
+    salvage,
+};
 pub use orgs::OrgCmd;
 pub use users::{AvatarCmd, CreateArgs, UserCmd};
 pub use workspaces::{GalleryCmd, WorkspaceCmd};
@@ -83,6 +86,14 @@ pub enum Command {
         /// Replace an existing store.
         #[cfg_attr(feature = "cli", arg(long))]
         force: bool,
+    },
+    /// Copy the whole store, from one snapshot, to a new data dir or a PostgreSQL server
+    /// (`postgres://…`); then check the copy and compare every table's count (needs both
+    /// stores free).
+    Move {
+        /// The target: a data dir without a store, or a store URL whose schema is empty.
+        #[cfg_attr(feature = "cli", arg(long))]
+        to: String,
     },
     /// Copy everything that can still be read out of a damaged store into a new data dir
     /// (the damaged file is not written); `check` runs on the copy.
@@ -151,6 +162,7 @@ impl Command {
             Command::Migrate(_) => "migrate",
             Command::Backup { .. } => "backup",
             Command::Restore { .. } => "restore",
+            Command::Move { .. } => "move",
             Command::Adopt(_) => "adopt",
             Command::Salvage { .. } => "salvage",
             Command::Export(_) => "export",
@@ -240,6 +252,9 @@ pub(crate) fn run(rk: &Redkeep, command: &Command, stdin: Stdin<'_>, io: Io<'_>)
         )),
         Command::Adopt(_) => Err(Error::denied(
             "adopt creates a new store in an empty data dir; run it before any application opens it",
+        )),
+        Command::Move { .. } => Err(Error::denied(
+            "move copies the whole store and needs it free; stop the application that holds it first",
         )),
         Command::Restore { .. } | Command::Reset { .. } => Err(Error::denied(
             "restore and reset replace the whole store; stop the application that holds it first",

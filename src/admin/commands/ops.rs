@@ -381,7 +381,22 @@ pub fn restore(
     force: bool,
     now: Timestamp,
 ) -> Result<Reply> {
-    let r = ops::restore(data_dir, backup, force, now)?;
+    restore_store(data_dir, None, backup, force, now)
+}
+
+/// `redkeep restore` into the store at `store_url` (the redb file of the data dir when
+/// `None`).
+///
+/// # Errors
+/// As [`ops::restore_store`].
+pub fn restore_store(
+    data_dir: &std::path::Path,
+    store_url: Option<&str>,
+    backup: &std::path::Path,
+    force: bool,
+    now: Timestamp,
+) -> Result<Reply> {
+    let r = ops::restore_store(data_dir, store_url, backup, force, now)?;
     let mut lines = vec![format!(
         "restored {} from {} (schema version {})",
         data_dir.display(),
@@ -418,12 +433,25 @@ pub fn restore(
 /// # Errors
 /// `Denied` without `force`; otherwise as [`crate::ops::reset()`].
 pub fn reset(data_dir: &std::path::Path, force: bool, now: Timestamp) -> Result<Reply> {
+    reset_store(data_dir, None, force, now)
+}
+
+/// `redkeep reset` of the store at `store_url` (the redb file of the data dir when `None`).
+///
+/// # Errors
+/// As [`ops::reset_store`].
+pub fn reset_store(
+    data_dir: &std::path::Path,
+    store_url: Option<&str>,
+    force: bool,
+    now: Timestamp,
+) -> Result<Reply> {
     if !force {
         return Err(crate::Error::denied(
             "reset deletes every account and moves every workspace folder to the trash; a backup of the store is taken first; pass --force to go ahead",
         ));
     }
-    let r = ops::reset(data_dir, now)?;
+    let r = ops::reset_store(data_dir, store_url, now)?;
     let mut lines = vec![format!(
         "the store is empty; its previous contents are in {}",
         r.backup.display()
@@ -439,4 +467,35 @@ pub fn reset(data_dir: &std::path::Path, force: bool, now: Timestamp) -> Result<
         serde_json::to_value(&r).unwrap_or_default(),
         lines,
     ))
+}
+
+/// `redkeep move --to TARGET`.
+///
+/// # Errors
+/// As [`ops::move_store`].
+pub fn move_store(
+    data_dir: &std::path::Path,
+    store_url: Option<&str>,
+    to: &str,
+    options: crate::Options,
+) -> Result<Reply> {
+    let r = ops::move_store(data_dir, store_url, to, options)?;
+    let total: u64 = r.tables.iter().map(|(_, n)| n).sum();
+    let mut lines = vec![format!(
+        "moved {} to {}: {} tables, {total} entries, counts equal in both",
+        r.from,
+        r.to,
+        r.tables.len()
+    )];
+    if r.folders > 0 {
+        lines.push(format!("{} workspace folder(s) copied", r.folders));
+    }
+    if r.check.ok {
+        lines.push("`redkeep check` is clean on the target".into());
+    } else {
+        lines.extend(r.check.problems.iter().map(|p| format!("  problem: {p}")));
+    }
+    let mut reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
+    reply.exit_code = u8::from(!r.check.ok);
+    Ok(reply)
 }

@@ -49,6 +49,39 @@ pub(crate) fn reply(
     )
 }
 
+/// The status of a store that is not a file in the data dir (PostgreSQL): where it is, its
+/// schema version, and where the workspaces are. Any number of processes may have it open.
+///
+/// # Errors
+/// `Storage` when the store cannot be read.
+pub fn of_server(rk: &Redkeep) -> Result<Reply> {
+    let schema = rk.store().schema_version()?;
+    let dir = rk.dir();
+    let lines = vec![
+        format!(
+            "the store is on {} ({}); any number of processes may have it open",
+            rk.store().engine(),
+            rk.store().location()
+        ),
+        format!(
+            "schema version {} (this build: {SCHEMA_VERSION})",
+            schema.map_or_else(|| "none".to_string(), |v| v.to_string())
+        ),
+        format!("workspaces: {}", dir.join(WORKSPACES_DIR).display()),
+    ];
+    Ok(Reply::text(
+        json!({
+            "state": "server",
+            "engine": rk.store().engine(),
+            "store": rk.store().location(),
+            "schema_version": schema,
+            "build_schema_version": SCHEMA_VERSION,
+            "files": {"workspaces": dir.join(WORKSPACES_DIR)},
+        }),
+        lines,
+    ))
+}
+
 /// The status as the owning process sees it (run through the socket).
 pub fn in_owner(rk: &Redkeep) -> Result<Reply> {
     let schema = rk.store().schema_version()?;
@@ -57,6 +90,9 @@ pub fn in_owner(rk: &Redkeep) -> Result<Reply> {
     } else {
         "shared"
     };
+    if rk.store().engine() != "redb" {
+        return of_server(rk);
+    }
     Ok(reply(
         state,
         Some(std::process::id()),

@@ -3,6 +3,8 @@
 //! which engine runs.
 
 pub(crate) mod faults;
+#[cfg(feature = "postgres")]
+pub(crate) mod pg;
 pub(crate) mod redb_file;
 
 use std::cell::Cell;
@@ -178,6 +180,11 @@ pub(crate) trait RawRead {
     fn len(&self, table: &str) -> Result<u64>;
     /// Every table's name.
     fn table_names(&self) -> Result<Vec<String>>;
+    /// The id sequences, as (name, last id), when the engine keeps them itself; `None` when
+    /// they live in the `meta` table.
+    fn native_sequences(&self) -> Result<Option<Vec<(String, u64)>>> {
+        Ok(None)
+    }
 }
 
 /// Writes, in a write transaction.
@@ -192,6 +199,15 @@ pub(crate) trait RawWrite: RawRead {
     fn remove(&self, table: &str, key: &[u8]) -> Result<bool>;
     /// Deletes a whole table.
     fn delete_table(&self, table: &str) -> Result<()>;
+    /// Draws the next id of sequence `name` when the engine keeps sequences itself.
+    fn native_next(&self, _name: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Raises sequence `name` to at least `value` when the engine keeps sequences itself;
+    /// returns whether it does.
+    fn native_raise(&self, _name: &str, _value: u64) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Copies the value of `key`, if present.

@@ -1,0 +1,178 @@
+//! `redkeep move`: copies a whole store to another place, possibly on another engine (the redb
+//! file of a data dir, or a PostgreSQL server), from one snapshot; then checks the copy and
+//! compares the entry count of every table.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::files::{folders_of, is_empty, open_file_store, open_url_store};
+use crate::error::{Error, Result};
+use crate::handle::{Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
+use crate::store::{CheckReport, Meta, Mode, Source, Store, StoreOptions};
+
+/// What `move` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveReport {
+    /// The store copied (a file, or a server and schema without password).
+    pub from: String,
+    /// The store written.
+    pub to: String,
+    /// Entries per table, the same in both.
+    pub tables: Vec<(String, u64)>,
+    /// Workspace folders copied (0 when both stores use the same data dir).
+    pub folders: u64,
+    /// `check` on the new store.
+    pub check: CheckReport,
+}
+
+/// Where a move goes: a data dir (its redb file) or a store URL.
+fn is_url(to: &str) -> bool {
+    #[cfg(feature = "postgres")]
+    if crate::store::is_postgres_url(to) {
+        return true;
+    }
+    to.contains("://")
+}
+
+/// Copies the store of `data_dir` (its redb file, or the store at `store_url`) to `to`: a
+/// data dir whose store does not exist yet, or a PostgreSQL URL whose schema holds nothing
+/// yet. Refused while an application has the source or the target open. The copy is made
+/// from one snapshot; the id sequences are carried over; then `check` runs on the target
+/// and every table's entry count is compared. When `to` is another data dir, the workspace
+/// folders are copied there too (a PostgreSQL target keeps using `data_dir`'s folders).
+///
+/// # Errors
+/// `InUse` when a process holds either store; `Denied` when the target already holds
+/// records; `Invariant` when the counts differ after the copy; engines' errors.
+pub fn move_store(
+    data_dir: &Path,
+    store_url: Option<&str>,
+    to: &str,
+    options: Options,
+) -> Result<MoveReport> {
+    let to = to.trim();
+    if to.is_empty() {
+        return Err(Error::invalid(
+            "to",
+            "give the target: a new data dir, or a postgres:// URL",
+        ));
+    }
+    let source = match store_url {
+        Some(url) => open_url_store(url, false)?,
+        None => {
+            let db = data_dir.join(STORE_FILE);
+            if !db.exists() {
+                return Err(Error::NotInitialized { path: db });
+            }
+            open_file_store(&db, Mode::Exclusive)?
+        }
+    };
+    source.alone_with("be moved", || {
+        let (target, target_dir, target_url) = if is_url(to) {
+            (open_url_store(to, true)?, data_dir.to_path_buf(), Some(to))
+        } else {
+            let dir = PathBuf::from(to);
+            crate::fsutil::create_private_dir(&dir)?;
+            let store = Store::open(
+                dir.join(STORE_FILE),
+                &StoreOptions {
+                    schema_version: SCHEMA_VERSION,
+                    allow_outdated: true,
+                    copies_at: None,
+                    ..StoreOptions::default()
+                },
+            )?;
+            (store, dir, None)
+        };
+        if target.location() == source.location() {
+            return Err(Error::invalid(
+                "to",
+                "the target is the store being moved; name another data dir or schema",
+            ));
+        }
+        let (tables, folders) = target.alone_with("receive a move", || {
+            if !is_empty(&target)? {
+                return Err(Error::denied(format!(
+                    "{} already holds records; move fills an empty store only (empty it with \
+                     `redkeep reset --force`, or choose another data dir or schema)",
+                    target.location()
+                )));
+            }
+            let tables = source.copy_into(&target)?;
+            compare(&source, &target)?;
+            let same_dir = target_dir.canonicalize().ok() == data_dir.canonicalize().ok();
+            let folders = if same_dir {
+                0
+            } else {
+                copy_folders(data_dir, &target_dir)?
+            };
+            Ok((tables, folders))
+        })?;
+        let (from, to_shown) = (source.location(), target.location());
+        // The target is closed before it is opened again to be checked.
+        drop(target);
+        let mut opts = options.clone();
+        opts.create = false;
+        opts.auto_migrate = false;
+        opts.open_outdated = true;
+        opts.store_url = target_url.map(str::to_string);
+        let check = Redkeep::open(&target_dir, opts)?.check(false)?;
+        tracing::warn!(from, to = to_shown, "store moved");
+        Ok(MoveReport {
+            from,
+            to: to_shown,
+            tables: tables
+                .into_iter()
+                .filter(|(name, _)| name != "meta")
+                .collect(),
+            folders,
+            check,
+        })
+    })
+}
+
+/// Compares the entry count of every table but `meta` (whose sequences each engine keeps its
+/// own way) in both stores.
+fn compare(source: &Store, target: &Store) -> Result<()> {
+    let counts = |store: &Store| {
+        store.read(|tx| {
+            let mut out = Vec::new();
+            for name in tx.table_names()? {
+                let n = tx.raw().len(&name)?;
+                if name != "meta" && n > 0 {
+                    out.push((name, n));
+                }
+            }
+            Ok(out)
+        })
+    };
+    let (a, b) = (counts(source)?, counts(target)?);
+    if a != b {
+        return Err(Error::Invariant {
+            what: format!(
+                "after the move the target's tables differ from the source's ({a:?} vs {b:?}); \
+                 the source is unchanged"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Copies every workspace folder of `from` into the data dir `to`, each under its lock.
+fn copy_folders(from: &Path, to: &Path) -> Result<u64> {
+    let ws = folders_of(from)?;
+    let base = to.join(WORKSPACES_DIR).join("users");
+    let mut folders = 0;
+    for id in ws.user_ids()? {
+        folders += 1;
+        ws.copy_folder(id, &mut |rel, bytes| {
+            let path = base.join(rel);
+            if let Some(parent) = path.parent() {
+                crate::fsutil::create_private_dir(parent)?;
+            }
+            crate::fsutil::write_private(&path, bytes)
+        })?;
+    }
+    Ok(folders)
+}

@@ -1,0 +1,69 @@
+//! Copying a whole store into another, whatever engine each runs on: `redkeep move`, and the
+//! redb snapshot of a PostgreSQL store that backups, resets and migrations take.
+
+use super::db::{Durability, Store};
+use super::engine::{KeyRange, Order};
+use super::tx::{META, Meta, SEQ_PREFIX, Source};
+use crate::error::Result;
+
+/// Entries per write transaction on the destination.
+const BATCH: usize = 5_000;
+
+impl Store {
+    /// Copies every table of one snapshot of this store into `dest`, in batches, then raises
+    /// `dest`'s id sequences to this store's. Returns how many entries each table had. Meant
+    /// for a `dest` that holds nothing yet: entries already there are overwritten, others
+    /// stay.
+    ///
+    /// # Errors
+    /// `Storage` when either store fails; what was copied before stays in `dest`.
+    pub(crate) fn copy_into(&self, dest: &Store) -> Result<Vec<(String, u64)>> {
+        let counts = self.read(|src| {
+            let mut counts = Vec::new();
+            let mut buf: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for name in src.raw().table_names()? {
+                let mut n = 0u64;
+                src.raw()
+                    .range(&name, &KeyRange::all(), Order::Asc, &mut |k, v| {
+                        n += 1;
+                        // Sequences are copied below, in the form the destination keeps them.
+                        if name == META && k.starts_with(SEQ_PREFIX) {
+                            return Ok(true);
+                        }
+                        buf.push((k.to_vec(), v.to_vec()));
+                        if buf.len() >= BATCH {
+                            flush(dest, &name, &mut buf)?;
+                        }
+                        Ok(true)
+                    })?;
+                flush(dest, &name, &mut buf)?;
+                counts.push((name, n));
+            }
+            let sequences = src.sequences()?;
+            dest.write(|tx| {
+                for (name, value) in &sequences {
+                    tx.raise_sequence(name, *value)?;
+                }
+                Ok(())
+            })?;
+            Ok(counts)
+        })?;
+        dest.registry().clear();
+        Ok(counts)
+    }
+}
+
+fn flush(dest: &Store, table: &str, buf: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    dest.write_with(Durability::None, |tx| {
+        let raw = tx.raw_write();
+        for (k, v) in buf.iter() {
+            raw.put(table, k, v)?;
+        }
+        Ok(())
+    })?;
+    buf.clear();
+    Ok(())
+}

@@ -1,0 +1,975 @@
+//! The PostgreSQL engine: the same byte tables on a PostgreSQL server, so several instances of
+//! an application share one store.
+//!
+//! Layout, in one schema (`redkeep` unless the store URL says `schema=NAME`):
+//! - one table per redkeep table, `(k bytea primary key, v bytea not null)`; `bytea` compares
+//!   like redb's byte keys, so a range is `k >= $1 and k < $2`. Names longer than PostgreSQL's
+//!   63 bytes are shortened with a hash;
+//! - `_objects (name, relname, kind)`: which PostgreSQL table or sequence holds each redkeep
+//!   name;
+//! - one `SEQUENCE` per id sequence (`seq:NAME`): ids may have gaps (a transaction that rolls
+//!   back keeps the number it drew) but never repeat, and writers never clash on a counter row.
+//!
+//! Values stay in redkeep's record format (`bytea`), the bytes every engine and the export
+//! share; operators read them with `redkeep --store URL inspect`, which decodes every field.
+//!
+//! Writes run at SERIALIZABLE and are retried on a serialization failure or a deadlock
+//! (bounded, with jitter), so a write closure may run more than once. Reads run at
+//! REPEATABLE READ READ ONLY: one snapshot per closure. Tables and sequences are created
+//! outside the writing transaction (DDL under concurrent writers only adds clashes); an empty
+//! table reads exactly as a missing one.
+//!
+//! Every process that opens the store holds a shared advisory lock for as long as it has it
+//! open; `restore`, `reset` and `move` take it exclusively, so they refuse while an
+//! application runs. Migrations run under a second, exclusive advisory lock.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::str::FromStr;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
+use sha2::{Digest, Sha256};
+
+use super::{KeyRange, Order, RawRead, RawWrite, Visit};
+use crate::error::{Error, Result};
+
+/// How many times a write is tried before its clashes are reported as `Busy`.
+const MAX_ATTEMPTS: u32 = 30;
+/// Connections kept open for reuse.
+const POOL_IDLE: usize = 32;
+/// Rows fetched per round trip in a scan: small first (pages, prefix lookups), then large.
+const FIRST_BATCH: i32 = 64;
+const NEXT_BATCH: i32 = 2048;
+/// PostgreSQL's longest identifier.
+const MAX_IDENT: usize = 63;
+/// The advisory lock class of a store (the second key is the schema's hash).
+const LOCK_OPEN: i32 = 0x7264_6b01;
+const LOCK_MIGRATE: i32 = 0x7264_6b02;
+
+/// Whether `url` names a PostgreSQL store (a `postgres://` / `postgresql://` URL or a libpq
+/// key/value string).
+pub fn is_postgres_url(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || (url.contains('=') && url.split_whitespace().all(|t| t.contains('=')))
+}
+
+/// The store URL split into the connection settings and redkeep's schema.
+struct Target {
+    config: Config,
+    schema: String,
+    shown: String,
+}
+
+fn parse_target(url: &str) -> Result<Target> {
+    let url = url.trim();
+    let mut schema = None;
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|p| match p.strip_prefix("schema=") {
+                        Some(s) => {
+                            schema = Some(s.to_string());
+                            false
+                        }
+                        None => !p.is_empty(),
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+            None => url.to_string(),
+        }
+    } else {
+        url.split_whitespace()
+            .filter(|t| match t.strip_prefix("schema=") {
+                Some(s) => {
+                    schema = Some(s.to_string());
+                    false
+                }
+                None => true,
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let schema = schema.unwrap_or_else(|| "redkeep".to_string());
+    if schema.is_empty()
+        || schema.len() > MAX_IDENT
+        || !schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        || schema.as_bytes()[0].is_ascii_digit()
+        || schema.starts_with("pg_")
+    {
+        return Err(Error::invalid(
+            "store",
+            format!(
+                "schema `{schema}` is not a usable schema name; use lowercase letters, digits \
+                 and `_` (not starting with a digit or `pg_`), at most 63 bytes"
+            ),
+        ));
+    }
+    let mut config = Config::from_str(&rest).map_err(|e| {
+        Error::invalid(
+            "store",
+            format!(
+                "`{}` is not a PostgreSQL connection string ({e}); write \
+                 postgres://USER@HOST/DB or host=/run/postgresql dbname=DB",
+                redact(url)
+            ),
+        )
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name("redkeep");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    Ok(Target {
+        config,
+        shown: format!("{} (schema {schema})", redact(url)),
+        schema,
+    })
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    let url = url.trim();
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let scheme = &url[..url.len() - rest.len()];
+        if let Some((auth, host)) = rest.split_once('@')
+            && let Some((user, _)) = auth.split_once(':')
+        {
+            return format!("{scheme}{user}:***@{host}");
+        }
+        return url.to_string();
+    }
+    url.split_whitespace()
+        .map(|t| {
+            if t.starts_with("password=") {
+                "password=***".to_string()
+            } else {
+                t.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn pg(context: &'static str, e: postgres::Error) -> Error {
+    Error::storage(context, e)
+}
+
+/// Whether `e` is a clash with a concurrent transaction that a retry resolves.
+fn is_clash(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// Whether a redkeep error carries such a clash.
+fn error_is_clash(e: &Error) -> bool {
+    match e {
+        Error::Storage { source, .. } => source
+            .downcast_ref::<postgres::Error>()
+            .is_some_and(is_clash),
+        _ => false,
+    }
+}
+
+/// A quoted identifier.
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The PostgreSQL name of the redkeep table or sequence `name`: itself when it fits,
+/// otherwise its start and a hash.
+fn relname(name: &str) -> String {
+    if name.len() <= MAX_IDENT {
+        return name.to_string();
+    }
+    let mut cut = 40;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let tail: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}~{tail}", &name[..cut])
+}
+
+fn lock_key(schema: &str) -> i32 {
+    let digest = Sha256::digest(schema.as_bytes());
+    i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// A pooled connection with its prepared statements.
+struct Conn {
+    client: Client,
+    stmts: HashMap<String, Statement>,
+}
+
+/// A store on a PostgreSQL server.
+pub(crate) struct PgDb {
+    config: Config,
+    schema: String,
+    shown: String,
+    pool: Mutex<Vec<Conn>>,
+    // redkeep table name → quoted, schema-qualified PostgreSQL table, for tables that exist.
+    tables: RwLock<HashMap<String, String>>,
+    sequences: RwLock<HashMap<String, String>>,
+    // The session holding the store's shared advisory lock (and, briefly, exclusive ones).
+    lock: Mutex<Client>,
+    // Opened only to be read: every write is refused.
+    read_only: bool,
+}
+
+impl std::fmt::Debug for PgDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDb").field("at", &self.shown).finish()
+    }
+}
+
+impl PgDb {
+    /// Connects to the server `url` names and makes sure the schema exists.
+    pub(crate) fn open(url: &str, create: bool, read_only: bool) -> Result<PgDb> {
+        let target = parse_target(url)?;
+        let mut lock = connect(&target.config, &target.shown)?;
+        let q_schema = quote(&target.schema);
+        let exists = lock
+            .query_opt(
+                "select 1 from pg_namespace where nspname = $1",
+                &[&target.schema],
+            )
+            .map_err(|e| pg("looking for the schema", e))?
+            .is_some();
+        if !exists && !create {
+            return Err(Error::NotInitialized {
+                path: target.shown.clone().into(),
+            });
+        }
+        // Two processes creating the schema at once may clash on the catalog: try again.
+        let setup = format!(
+            "create schema if not exists {q_schema};
+             create table if not exists {q_schema}._objects (
+                 name text primary key,
+                 relname text not null unique,
+                 kind \"char\" not null)"
+        );
+        let mut tries = 0;
+        loop {
+            match lock.batch_execute(&setup) {
+                Ok(()) => break,
+                Err(e) if tries < 5 && is_catalog_race(&e) => tries += 1,
+                Err(e) => return Err(pg("creating the redkeep schema", e)),
+            }
+        }
+        lock.execute(
+            "select pg_advisory_lock_shared($1, $2)",
+            &[&LOCK_OPEN, &lock_key(&target.schema)],
+        )
+        .map_err(|e| pg("taking the store's shared lock", e))?;
+        Ok(PgDb {
+            config: target.config,
+            schema: target.schema,
+            shown: target.shown,
+            pool: Mutex::default(),
+            tables: RwLock::default(),
+            sequences: RwLock::default(),
+            lock: Mutex::new(lock),
+            read_only,
+        })
+    }
+
+    /// The server and schema, without the password.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn take(&self) -> Result<Conn> {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(c) if !c.client.is_closed() => Ok(c),
+            _ => Ok(Conn {
+                client: connect(&self.config, &self.shown)?,
+                stmts: HashMap::new(),
+            }),
+        }
+    }
+
+    fn give_back(&self, conn: Conn) {
+        if conn.client.is_closed() {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_IDLE {
+            pool.push(conn);
+        }
+    }
+
+    /// Runs `f` on a connection outside any transaction of the caller's.
+    fn outside<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let mut conn = self.take()?;
+        let out = f(&mut conn.client);
+        self.give_back(conn);
+        out
+    }
+
+    fn object(&self, name: &str, kind: u8) -> Result<Option<String>> {
+        let known = if kind == b't' {
+            &self.tables
+        } else {
+            &self.sequences
+        };
+        if let Some(q) = known.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(Some(q.clone()));
+        }
+        let kind = kind as i8;
+        let found = self.outside(|c| {
+            c.query_opt(
+                &format!(
+                    "select relname from {}._objects where name = $1 and kind = $2",
+                    quote(&self.schema)
+                ),
+                &[&name, &kind],
+            )
+            .map_err(|e| pg("looking up a table", e))
+        })?;
+        Ok(found.map(|row| {
+            let q = format!("{}.{}", quote(&self.schema), quote(row.get::<_, &str>(0)));
+            let known = if kind == b't' as i8 {
+                &self.tables
+            } else {
+                &self.sequences
+            };
+            known
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string(), q.clone());
+            q
+        }))
+    }
+
+    /// The table holding `name`, if it exists.
+    fn table(&self, name: &str) -> Result<Option<String>> {
+        self.object(name, b't')
+    }
+
+    /// The table holding `name`, created when missing.
+    fn ensure_table(&self, name: &str) -> Result<String> {
+        if let Some(q) = self.table(name)? {
+            return Ok(q);
+        }
+        let rel = relname(name);
+        let q = format!("{}.{}", quote(&self.schema), quote(&rel));
+        let ddl = format!("create table if not exists {q} (k bytea primary key, v bytea not null)");
+        self.create(name, &rel, b't', &ddl)?;
+        Ok(self.table(name)?.unwrap_or(q))
+    }
+
+    /// The sequence behind `name`, created when missing.
+    fn ensure_sequence(&self, name: &str) -> Result<String> {
+        if let Some(q) = self.object(name, b's')? {
+            return Ok(q);
+        }
+        let rel = relname(&format!("seq:{name}"));
+        let q = format!("{}.{}", quote(&self.schema), quote(&rel));
+        let ddl = format!("create sequence if not exists {q} as bigint minvalue 1");
+        self.create(name, &rel, b's', &ddl)?;
+        Ok(self.object(name, b's')?.unwrap_or(q))
+    }
+
+    fn create(&self, name: &str, rel: &str, kind: u8, ddl: &str) -> Result<()> {
+        let register = format!(
+            "insert into {}._objects (name, relname, kind) values ($1, $2, $3)
+             on conflict do nothing",
+            quote(&self.schema)
+        );
+        let kind = kind as i8;
+        self.outside(|c| {
+            let mut tries = 0;
+            loop {
+                let done = c
+                    .batch_execute(ddl)
+                    .and_then(|()| c.execute(&register, &[&name, &rel, &kind]).map(|_| ()));
+                match done {
+                    Ok(()) => return Ok(()),
+                    Err(e) if tries < 5 && is_catalog_race(&e) => tries += 1,
+                    Err(e) => return Err(pg("creating a table", e)),
+                }
+            }
+        })
+    }
+
+    /// Runs `f` in one REPEATABLE READ READ ONLY transaction (one snapshot).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&PgTx<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.take()?;
+        let out = {
+            let Conn { client, stmts } = &mut conn;
+            let txn = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(|e| pg("beginning a read transaction", e))?;
+            let tx = PgTx::new(self, txn, stmts);
+            let value = f(&tx);
+            let ended = tx.end(false);
+            value.and_then(|v| ended.map(|()| v))
+        };
+        self.give_back(conn);
+        out
+    }
+
+    /// Runs `f` in a SERIALIZABLE transaction, again (after a short, random pause) when it
+    /// clashes with a concurrent one; commits when it returns `Ok`.
+    pub(crate) fn write<T>(
+        &self,
+        durable: bool,
+        mut f: impl FnMut(&PgTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if self.read_only {
+            return Err(Error::denied(format!(
+                "{} was opened only to be read, so nothing can be changed",
+                self.shown
+            )));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.take()?;
+            // The outcome, and whether it was lost to a clash with a concurrent transaction.
+            let (outcome, clashed) = {
+                let Conn { client, stmts } = &mut conn;
+                match client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::Serializable)
+                    .start()
+                {
+                    Err(e) => (Err(pg("beginning a write transaction", e)), false),
+                    Ok(mut txn) => {
+                        let relaxed = if durable {
+                            Ok(())
+                        } else {
+                            // Committed without waiting for the disk; a crash may lose it.
+                            txn.batch_execute("set local synchronous_commit = off")
+                        };
+                        let tx = PgTx::new(self, txn, stmts);
+                        let value = relaxed
+                            .map_err(|e| tx.failed("writing", e))
+                            .and_then(|()| f(&tx));
+                        let outcome = match value {
+                            Ok(v) if !tx.clashed.get() => tx.end(true).map(|()| v),
+                            Ok(_) => Err(tx.clash_error()),
+                            Err(e) => {
+                                let _ = tx.end(false);
+                                Err(e)
+                            }
+                        };
+                        let clashed =
+                            tx.clashed.get() || outcome.as_ref().err().is_some_and(error_is_clash);
+                        (outcome, clashed)
+                    }
+                }
+            };
+            self.give_back(conn);
+            match outcome {
+                Err(_) if clashed && attempt < MAX_ATTEMPTS => pause(attempt),
+                Err(e) if clashed => {
+                    return Err(Error::Busy {
+                        what: format!(
+                            "the write clashed with concurrent writers {MAX_ATTEMPTS} times \
+                             in a row ({e})"
+                        ),
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Takes the store's lock exclusively for as long as `f` runs: refused while another
+    /// process has the store open.
+    pub(crate) fn alone<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let key = lock_key(&self.schema);
+        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let got: bool = lock
+            .query_one("select pg_try_advisory_lock($1, $2)", &[&LOCK_OPEN, &key])
+            .map_err(|e| pg("taking the store's lock", e))?
+            .get(0);
+        if !got {
+            let holders = self.holders(&mut lock).unwrap_or_default();
+            return Err(Error::InUse {
+                path: self.shown.clone().into(),
+                holder: format!(
+                    "{holders} other connection(s) have the store open, so it cannot {what}; \
+                     stop the applications using it first"
+                ),
+            });
+        }
+        drop(lock);
+        let out = f();
+        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_OPEN, &key]);
+        out
+    }
+
+    fn holders(&self, lock: &mut Client) -> Result<i64> {
+        Ok(lock
+            .query_one(
+                "select count(*) from pg_locks where locktype = 'advisory' and classid = $1::int::oid
+                 and objid = $2::int::oid and pid <> pg_backend_pid()",
+                &[&LOCK_OPEN, &lock_key(&self.schema)],
+            )
+            .map_err(|e| pg("reading the store's locks", e))?
+            .get(0))
+    }
+
+    /// Runs `f` holding the store's migration lock (one migration at a time, across every
+    /// instance).
+    pub(crate) fn migrating<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let key = lock_key(&self.schema);
+        self.lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .execute("select pg_advisory_lock($1, $2)", &[&LOCK_MIGRATE, &key])
+            .map_err(|e| pg("taking the migration lock", e))?;
+        let out = f();
+        let _ = self
+            .lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .execute("select pg_advisory_unlock($1, $2)", &[&LOCK_MIGRATE, &key]);
+        out
+    }
+
+    /// Checks every table's primary-key index with `amcheck` when the extension is installed;
+    /// returns whether they are sound (`true` without `amcheck`: nothing more can be checked).
+    pub(crate) fn check_indexes(&self) -> Result<bool> {
+        self.outside(|c| {
+            let installed = c
+                .query_opt("select 1 from pg_extension where extname = 'amcheck'", &[])
+                .map_err(|e| pg("looking for amcheck", e))?
+                .is_some();
+            if !installed {
+                return Ok(true);
+            }
+            let rows = c
+                .query(
+                    "select i.indexrelid::regclass::text from pg_index i
+                     join pg_class t on t.oid = i.indrelid
+                     join pg_namespace n on n.oid = t.relnamespace
+                     where n.nspname = $1",
+                    &[&self.schema],
+                )
+                .map_err(|e| pg("listing indexes", e))?;
+            for row in rows {
+                let index: &str = row.get(0);
+                if let Err(e) = c.execute("select bt_index_check($1::regclass, true)", &[&index]) {
+                    if e.code() == Some(&SqlState::INDEX_CORRUPTED) {
+                        return Ok(false);
+                    }
+                    return Err(pg("checking an index", e));
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Bytes the schema's tables take on the server.
+    pub(crate) fn size(&self) -> Result<u64> {
+        self.outside(|c| {
+            let n: i64 = c
+                .query_one(
+                    "select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+                     from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                     where n.nspname = $1 and c.relkind in ('r', 'S')",
+                    &[&self.schema],
+                )
+                .map_err(|e| pg("measuring the store", e))?
+                .get(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+}
+
+fn is_catalog_race(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION
+            || *c == SqlState::DUPLICATE_TABLE
+            || *c == SqlState::DUPLICATE_SCHEMA
+            || *c == SqlState::DUPLICATE_OBJECT
+    )
+}
+
+fn connect(config: &Config, shown: &str) -> Result<Client> {
+    config.connect(NoTls).map_err(|e| Error::Storage {
+        context: "connecting to PostgreSQL",
+        source: format!("cannot connect to {shown}: {e}").into(),
+    })
+}
+
+/// Sleeps a random while that grows with `attempt`, so clashing writers spread out.
+fn pause(attempt: u32) {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let cap = 1u64 << attempt.min(6);
+    let micros = 200 * cap + u64::from(u16::from_le_bytes(b)) % (500 * cap);
+    std::thread::sleep(Duration::from_micros(micros));
+}
+
+/// One transaction on the server.
+pub(crate) struct PgTx<'a> {
+    db: &'a PgDb,
+    txn: RefCell<Option<Transaction<'a>>>,
+    stmts: RefCell<&'a mut HashMap<String, Statement>>,
+    // A statement failed with a clash: the transaction is lost and the whole write is retried
+    // (even if the closure swallowed the error).
+    clashed: Cell<bool>,
+}
+
+impl<'a> PgTx<'a> {
+    fn new(
+        db: &'a PgDb,
+        txn: Transaction<'a>,
+        stmts: &'a mut HashMap<String, Statement>,
+    ) -> PgTx<'a> {
+        PgTx {
+            db,
+            txn: RefCell::new(Some(txn)),
+            stmts: RefCell::new(stmts),
+            clashed: Cell::new(false),
+        }
+    }
+
+    fn clash_error(&self) -> Error {
+        Error::Storage {
+            context: "writing",
+            source: "the transaction clashed with a concurrent one".into(),
+        }
+    }
+
+    fn end(&self, commit: bool) -> Result<()> {
+        let Some(txn) = self.txn.borrow_mut().take() else {
+            return Ok(());
+        };
+        if commit {
+            txn.commit().map_err(|e| pg("committing", e))
+        } else {
+            txn.rollback().map_err(|e| pg("ending a transaction", e))
+        }
+    }
+
+    /// Runs `f` with the transaction and the prepared statement for `sql`.
+    fn with<T>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        f: impl FnOnce(&mut Transaction<'a>, &Statement) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let mut guard = self.txn.borrow_mut();
+        let txn = guard.as_mut().ok_or_else(|| Error::Invariant {
+            what: "a PostgreSQL transaction was used after it ended".into(),
+        })?;
+        let stmt = {
+            let mut stmts = self.stmts.borrow_mut();
+            match stmts.get(sql) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = txn.prepare(sql).map_err(|e| self.failed(context, e))?;
+                    stmts.insert(sql.to_string(), s.clone());
+                    s
+                }
+            }
+        };
+        f(txn, &stmt).map_err(|e| self.failed(context, e))
+    }
+
+    fn failed(&self, context: &'static str, e: postgres::Error) -> Error {
+        if is_clash(&e) {
+            self.clashed.set(true);
+        }
+        pg(context, e)
+    }
+}
+
+fn range_sql(table: &str, range: &KeyRange, order: Order) -> (String, Vec<Vec<u8>>) {
+    let mut conds = Vec::new();
+    let mut params = Vec::new();
+    match &range.start {
+        Bound::Included(s) => {
+            params.push(s.clone());
+            conds.push(format!("k >= ${}", params.len()));
+        }
+        Bound::Excluded(s) => {
+            params.push(s.clone());
+            conds.push(format!("k > ${}", params.len()));
+        }
+        Bound::Unbounded => {}
+    }
+    match &range.end {
+        Bound::Included(e) => {
+            params.push(e.clone());
+            conds.push(format!("k <= ${}", params.len()));
+        }
+        Bound::Excluded(e) => {
+            params.push(e.clone());
+            conds.push(format!("k < ${}", params.len()));
+        }
+        Bound::Unbounded => {}
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" where {}", conds.join(" and "))
+    };
+    let dir = match order {
+        Order::Asc => "asc",
+        Order::Desc => "desc",
+    };
+    (
+        format!("select k, v from {table}{filter} order by k {dir}"),
+        params,
+    )
+}
+
+impl RawRead for PgTx<'_> {
+    fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        let Some(t) = self.db.table(table)? else {
+            return Ok(false);
+        };
+        let row = self.with(
+            "reading",
+            &format!("select v from {t} where k = $1"),
+            |txn, s| txn.query_opt(s, &[&key]),
+        )?;
+        match row {
+            Some(row) => {
+                f(row.get::<_, &[u8]>(0))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let Some(t) = self.db.table(table)? else {
+            return Ok(());
+        };
+        let (sql, params) = range_sql(&t, range, order);
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let portal = self.with("scanning", &sql, |txn, s| txn.bind(s, &refs))?;
+        let mut batch = FIRST_BATCH;
+        loop {
+            // The transaction is free while `f` runs: it may read other tables.
+            let rows = {
+                let mut guard = self.txn.borrow_mut();
+                let txn = guard.as_mut().ok_or_else(|| Error::Invariant {
+                    what: "a PostgreSQL transaction was used after it ended".into(),
+                })?;
+                txn.query_portal(&portal, batch)
+                    .map_err(|e| self.failed("scanning", e))?
+            };
+            for row in &rows {
+                if !f(row.get::<_, &[u8]>(0), row.get::<_, &[u8]>(1))? {
+                    return Ok(());
+                }
+            }
+            if rows.len() < usize::try_from(batch).unwrap_or(usize::MAX) {
+                return Ok(());
+            }
+            batch = NEXT_BATCH;
+        }
+    }
+
+    fn len(&self, table: &str) -> Result<u64> {
+        let Some(t) = self.db.table(table)? else {
+            return Ok(0);
+        };
+        let n: i64 = self
+            .with(
+                "counting",
+                &format!("select count(*) from {t}"),
+                |txn, s| txn.query_one(s, &[]),
+            )?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn table_names(&self) -> Result<Vec<String>> {
+        let rows = self.with(
+            "listing tables",
+            &format!(
+                "select name from {}._objects where kind = 't' order by name",
+                quote(&self.db.schema)
+            ),
+            |txn, s| txn.query(s, &[]),
+        )?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+
+    fn native_sequences(&self) -> Result<Option<Vec<(String, u64)>>> {
+        let rows = self.with(
+            "listing sequences",
+            &format!(
+                "select name, relname from {}._objects where kind = 's' order by name",
+                quote(&self.db.schema)
+            ),
+            |txn, s| txn.query(s, &[]),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let name: String = row.get(0);
+            let rel: &str = row.get(1);
+            let q = format!("{}.{}", quote(&self.db.schema), quote(rel));
+            let last = self.sequence_value(&q)?;
+            out.push((name, last));
+        }
+        Ok(Some(out))
+    }
+}
+
+impl PgTx<'_> {
+    fn sequence_value(&self, q: &str) -> Result<u64> {
+        let row = self.with(
+            "reading a sequence",
+            &format!("select last_value, is_called from {q}"),
+            |txn, s| txn.query_one(s, &[]),
+        )?;
+        let (last, called): (i64, bool) = (row.get(0), row.get(1));
+        Ok(if called {
+            u64::try_from(last).unwrap_or(0)
+        } else {
+            0
+        })
+    }
+}
+
+impl RawWrite for PgTx<'_> {
+    fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let t = self.db.ensure_table(table)?;
+        self.with(
+            "writing",
+            &format!(
+                "insert into {t} (k, v) values ($1, $2)
+                 on conflict (k) do update set v = excluded.v"
+            ),
+            |txn, s| txn.execute(s, &[&key, &value]),
+        )?;
+        Ok(())
+    }
+
+    fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
+        let t = self.db.ensure_table(table)?;
+        let n = self.with(
+            "writing",
+            &format!("insert into {t} (k, v) values ($1, $2) on conflict do nothing"),
+            |txn, s| txn.execute(s, &[&key, &value]),
+        )?;
+        Ok(n == 1)
+    }
+
+    fn remove(&self, table: &str, key: &[u8]) -> Result<bool> {
+        let Some(t) = self.db.table(table)? else {
+            return Ok(false);
+        };
+        let n = self.with(
+            "deleting",
+            &format!("delete from {t} where k = $1"),
+            |txn, s| txn.execute(s, &[&key]),
+        )?;
+        Ok(n == 1)
+    }
+
+    fn delete_table(&self, table: &str) -> Result<()> {
+        // The table stays (dropping it would lock out every concurrent reader); an empty table
+        // reads as no table.
+        if let Some(t) = self.db.table(table)? {
+            self.with("deleting a table", &format!("delete from {t}"), |txn, s| {
+                txn.execute(s, &[])
+            })?;
+        }
+        Ok(())
+    }
+
+    fn native_next(&self, name: &str) -> Result<Option<u64>> {
+        let q = self.db.ensure_sequence(name)?;
+        let n: i64 = self
+            .with(
+                "drawing an id",
+                &format!("select nextval('{}')", q.replace('\'', "''")),
+                |txn, s| txn.query_one(s, &[]),
+            )?
+            .get(0);
+        u64::try_from(n).map(Some).map_err(|_| Error::Invariant {
+            what: format!("the id sequence of {name} gave {n}"),
+        })
+    }
+
+    fn native_raise(&self, name: &str, value: u64) -> Result<bool> {
+        let q = self.db.ensure_sequence(name)?;
+        if value == 0 || self.sequence_value(&q)? >= value {
+            return Ok(true);
+        }
+        let value = i64::try_from(value).map_err(|_| {
+            Error::invalid(
+                "sequence",
+                format!("{value} is beyond PostgreSQL's largest id (2^63 - 1)"),
+            )
+        })?;
+        self.with(
+            "raising a sequence",
+            &format!("select setval('{}', $1, true)", q.replace('\'', "''")),
+            |txn, s| txn.query_one(s, &[&value]),
+        )?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_are_recognised_and_their_schema_taken_out() {
+        assert!(is_postgres_url("postgres://u@h/db"));
+        assert!(is_postgres_url("host=/tmp dbname=x"));
+        assert!(!is_postgres_url("/var/lib/redkeep"));
+        assert!(!is_postgres_url("./data"));
+        let t = parse_target("postgres://u:secret@h/db?schema=app_one&sslmode=disable").unwrap();
+        assert_eq!(t.schema, "app_one");
+        assert!(!t.shown.contains("secret"), "{}", t.shown);
+        let t = parse_target("host=/tmp dbname=x schema=s2 password=pw").unwrap();
+        assert_eq!(t.schema, "s2");
+        assert!(!t.shown.contains("pw "), "{}", t.shown);
+        assert!(parse_target("postgres://h/db?schema=Bad-Name").is_err());
+    }
+
+    #[test]
+    fn long_names_are_shortened_distinctly() {
+        let a = "i:".to_string() + &"x".repeat(80) + "a";
+        let b = "i:".to_string() + &"x".repeat(80) + "b";
+        assert!(relname(&a).len() <= MAX_IDENT);
+        assert_ne!(relname(&a), relname(&b));
+        assert_eq!(relname("meta"), "meta");
+    }
+}

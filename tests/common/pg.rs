@@ -1,0 +1,194 @@
+//! A throwaway PostgreSQL server for the tests: initialised and started in a temp dir the
+//! first time a test of this binary asks for it, listening on a unix socket only, and stopped
+//! (its folder removed) by a watchdog when this test process exits. Each caller gets its own
+//! schema, so tests running at once never see each other's data.
+//!
+//! `REDKEEP_TEST_ENGINE=postgres` runs the shared test sources (`TestDir`, `Cli`) against it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The environment variable that switches the shared test sources to PostgreSQL.
+pub const ENGINE_ENV: &str = "REDKEEP_TEST_ENGINE";
+
+/// Whether the shared test sources run against PostgreSQL in this run.
+pub fn engine_is_postgres() -> bool {
+    std::env::var(ENGINE_ENV).is_ok_and(|v| v == "postgres")
+}
+
+pub struct Server {
+    socket_dir: PathBuf,
+    port: u16,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+static SCHEMAS: AtomicU64 = AtomicU64::new(0);
+
+/// The test server, started on first use. Panics with a one-line instruction when
+/// PostgreSQL is not installed.
+pub fn server() -> &'static Server {
+    match SERVER.get_or_init(start) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+impl Server {
+    /// A store URL for a fresh schema of its own.
+    pub fn fresh_url(&self) -> String {
+        let n = SCHEMAS.fetch_add(1, Ordering::Relaxed);
+        self.url(&format!("t{}_{n}", std::process::id()))
+    }
+
+    /// The store URL of `schema`.
+    pub fn url(&self, schema: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres schema={schema}",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+
+    /// Runs SQL as the superuser (for tests that look at the server's own tables).
+    pub fn client(&self) -> postgres_client::Client {
+        postgres_client::connect(&self.socket_dir, self.port)
+    }
+}
+
+fn bindir() -> Result<PathBuf, String> {
+    const HOW: &str = "PostgreSQL is not installed: the postgres tests need initdb and pg_ctl \
+                       (apt-get install postgresql, or set REDKEEP_PG_BINDIR to their folder)";
+    if let Ok(dir) = std::env::var("REDKEEP_PG_BINDIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").is_file() {
+            return Ok(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .filter(|d| d.join("initdb").is_file())
+        .ok_or_else(|| HOW.to_string())
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Runs `program` as the `postgres` account when this process is root (initdb refuses root).
+fn as_server_user(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start() -> Result<Server, String> {
+    let bin = bindir()?;
+    let base = tempfile::Builder::new()
+        .prefix("redkeep-pg-")
+        .tempdir()
+        .map_err(|e| format!("creating the server's folder: {e}"))?
+        .keep();
+    let (data, socket_dir) = (base.join("data"), base.join("sock"));
+    std::fs::create_dir(&socket_dir).map_err(|e| e.to_string())?;
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&base)
+            .status()
+            .map_err(|e| format!("chown: {e}"))?;
+        if !status.success() {
+            return Err("cannot give the test server's folder to the postgres account".into());
+        }
+    }
+    let run = |c: &mut Command, what: &str| -> Result<(), String> {
+        let out = c.output().map_err(|e| format!("{what}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    run(
+        as_server_user(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]),
+        "initdb",
+    )?;
+    // The port only names the socket file; spread test binaries apart.
+    let port = 20_000 + (std::process::id() % 40_000) as u16;
+    let opts = format!(
+        "-k {} -p {port} -c listen_addresses='' -c fsync=off -c synchronous_commit=off \
+         -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB",
+        socket_dir.display()
+    );
+    run(
+        as_server_user(&bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &opts, "-w", "-l"])
+            .arg(base.join("log"))
+            .arg("start"),
+        "pg_ctl start",
+    )?;
+    // Stops the server and removes its folder once this process is gone.
+    let watchdog = format!(
+        "while [ -d /proc/{pid} ]; do sleep 0.2; done; '{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{base}'",
+        pid = std::process::id(),
+        pg_ctl = bin.join("pg_ctl").display(),
+        data = data.display(),
+        base = base.display(),
+    );
+    as_server_user(Path::new("/bin/sh"))
+        .args(["-c", &watchdog])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the watchdog: {e}"))?;
+    Ok(Server { socket_dir, port })
+}
+
+/// A plain client for the server (the `postgres` crate redkeep uses).
+#[cfg(feature = "postgres")]
+pub mod postgres_client {
+    pub use postgres::Client;
+
+    pub fn connect(socket_dir: &std::path::Path, port: u16) -> Client {
+        postgres::Config::new()
+            .host_path(socket_dir)
+            .port(port)
+            .user("postgres")
+            .dbname("postgres")
+            .connect(postgres::NoTls)
+            .unwrap()
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+pub mod postgres_client {
+    pub struct Client;
+
+    pub fn connect(_: &std::path::Path, _: u16) -> Client {
+        panic!("the postgres tests need the `postgres` feature")
+    }
+}
