@@ -320,16 +320,14 @@ impl Redkeep {
             .filter(|u| !u.is_empty());
         let db = dir.join(STORE_FILE);
         if url.is_some() {
-            // The store is elsewhere; the data dir holds the workspaces only.
-            if !options.read_only {
-                crate::fsutil::create_private_dir(&dir)?;
-            }
+            // The store is elsewhere; the data dir holds the workspaces only, and is made once
+            // the store is open (a missing store creates nothing).
         } else if options.create && !options.read_only {
             crate::fsutil::create_private_dir(&dir)?;
         } else if !db.exists() {
             return Err(Error::NotInitialized { path: db });
         }
-        if !options.read_only {
+        if !options.read_only && url.is_none() {
             crate::fsutil::restrict_dir(&dir)?;
         }
         let passwords = Passwords::new(options.password)?;
@@ -344,7 +342,14 @@ impl Redkeep {
             faults: options.faults.clone(),
         };
         let store = match url {
-            Some(url) => open_url(url, &store_options, options.read_only)?,
+            Some(url) => {
+                let store = open_url(url, &store_options, options.read_only)?;
+                if !options.read_only {
+                    crate::fsutil::create_private_dir(&dir)?;
+                    crate::fsutil::restrict_dir(&dir)?;
+                }
+                store
+            }
             None if options.read_only => Store::open_to_read(&db, &store_options)?,
             None => Store::open(&db, &store_options)?,
         };

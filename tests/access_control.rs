@@ -576,7 +576,7 @@ fn tokens_codes_and_keys_are_not_stored_in_clear() {
     );
     secrets.push(PW.to_string());
     drop(rk);
-    let bytes = std::fs::read(t.path().join(redkeep::STORE_FILE)).unwrap();
+    let bytes = common::stored_bytes(t.store.as_deref(), t.path());
     for s in secrets {
         let tail = &s.as_bytes()[s.len().min(12)..];
         let needle = if tail.len() >= 8 { tail } else { s.as_bytes() };

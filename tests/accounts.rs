@@ -383,7 +383,7 @@ fn invite_codes_are_stored_only_as_hashes() {
         })
         .collect();
     drop(rk);
-    let bytes = std::fs::read(t.path().join(redkeep::STORE_FILE)).unwrap();
+    let bytes = common::stored_bytes(t.store.as_deref(), t.path());
     for code in codes {
         let secret_part = &code.as_bytes()[12..];
         assert!(
@@ -438,7 +438,11 @@ fn data_dir_and_store_are_private() {
     redkeep::Redkeep::open(&dir, t.options()).unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
-    assert_eq!(mode(&dir.join(redkeep::STORE_FILE)), 0o600);
+    match &t.store {
+        None => assert_eq!(mode(&dir.join(redkeep::STORE_FILE)), 0o600),
+        // The store is on the server; the data dir holds the workspaces only.
+        Some(_) => assert!(!dir.join(redkeep::STORE_FILE).exists()),
+    }
 }
 
 #[test]

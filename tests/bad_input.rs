@@ -687,7 +687,17 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
 fn snapshot(rk: &Redkeep) -> String {
     let mut out = Vec::new();
     redkeep::ops::export(rk, &mut out, &|_| {}).unwrap();
-    String::from_utf8(out).unwrap()
+    let text = String::from_utf8(out).unwrap();
+    if rk.store().engine() == "postgres" {
+        // A PostgreSQL sequence keeps the number a rolled-back write drew (ids may have gaps,
+        // never repeat): everything else must stay as it was.
+        return text
+            .lines()
+            .filter(|l| !l.starts_with("{\"sequence\""))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    text
 }
 
 #[test]
@@ -752,14 +762,7 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
         0,
     );
     let rk_snapshot = || {
-        let rk = Redkeep::open(
-            cli.data(),
-            redkeep::Options::default()
-                .password(redkeep::PasswordParams::INSECURE_FAST)
-                .mode(redkeep::Mode::Shared)
-                .create(false),
-        )
-        .unwrap();
+        let rk = Redkeep::open(cli.data(), cli.options().create(false)).unwrap();
         snapshot(&rk)
     };
     let existing = cli.dir.path().join("exists.txt");

@@ -66,7 +66,10 @@ fn init_makes_a_private_data_dir() {
     cli.init();
     let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(cli.data()), 0o700);
-    assert_eq!(mode(cli.data().join("redkeep.redb")), 0o600);
+    match &cli.store {
+        None => assert_eq!(mode(cli.data().join("redkeep.redb")), 0o600),
+        Some(_) => assert!(!cli.data().join("redkeep.redb").exists()),
+    }
 }
 
 #[test]
@@ -381,16 +384,13 @@ fn check_reports_counts_and_problems() {
     assert_eq!(v["tables"]["users"]["index_entries"], 3);
     assert_eq!(v["problems"], serde_json::json!([]));
     // Plant a stale index entry: check fails with exit 1, --repair fixes it.
-    {
-        let db = redb::Database::open(cli.data().join("redkeep.redb")).unwrap();
-        let tx = db.begin_write().unwrap();
-        let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("i:users:email");
-        tx.open_table(def)
-            .unwrap()
-            .insert(&b"zz\0\0"[..], &9u64.to_be_bytes()[..])
-            .unwrap();
-        tx.commit().unwrap();
-    }
+    common::plant_entry(
+        cli.store.as_deref(),
+        &cli.data(),
+        "i:users:email",
+        b"zz\0\0",
+        &9u64.to_be_bytes(),
+    );
     let (out, _) = cli.expect(&["check", "--json"], None, 1);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], false);

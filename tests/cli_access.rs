@@ -150,10 +150,7 @@ fn agent_commands() {
     let cli = Cli::new();
     let id = with_user(&cli);
     {
-        let opts = redkeep::Options::default()
-            .password(redkeep::PasswordParams::INSECURE_FAST)
-            .mode(redkeep::Mode::Shared);
-        let rk = redkeep::Redkeep::open(cli.data(), opts).unwrap();
+        let rk = redkeep::Redkeep::open(cli.data(), cli.options()).unwrap();
         for (sid, ttl) in [
             ("run-1", None),
             ("run-2", Some(std::time::Duration::from_secs(1))),
@@ -370,13 +367,7 @@ fn operators_issue_reset_tokens_verify_and_change_emails() {
         .expect("the token on a line of its own")
         .to_string();
     assert!(out.contains("shown once"));
-    let open = || {
-        redkeep::Redkeep::open(
-            cli.data(),
-            redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST),
-        )
-        .unwrap()
-    };
+    let open = || redkeep::Redkeep::open(cli.data(), cli.options()).unwrap();
     {
         let rk = open();
         rk.recovery()

@@ -781,6 +781,12 @@ impl Store {
             Engine::File(file) => file.read().unwrap_or_else(|e| e.into_inner()).copy_to(dest),
             #[cfg(feature = "postgres")]
             Engine::Pg(_) => {
+                // `dest` may be a placeholder the caller created to reserve the name; the copy
+                // is a new file.
+                if std::fs::metadata(dest).is_ok_and(|m| m.len() == 0) {
+                    std::fs::remove_file(dest)
+                        .map_err(|e| Error::io(format!("replacing {}", dest.display()), e))?;
+                }
                 let target = Store::open_unchecked(
                     dest,
                     &StoreOptions {

@@ -63,6 +63,15 @@ impl Cli {
         self.dir.path().join("data")
     }
 
+    /// Options that open the same store as the commands (cheap hashing, shared mode).
+    pub fn options(&self) -> Options {
+        let mut o = Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .mode(redkeep::Mode::Shared);
+        o.store_url = self.store.clone();
+        o
+    }
+
     pub fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
         let mut c = assert_cmd::Command::cargo_bin("redkeep").unwrap();
         c.env("REDKEEP_DATA_DIR", self.data())
@@ -126,11 +135,16 @@ pub struct HelperProcess {
 
 impl HelperProcess {
     pub fn start(test: &str, env: &str, value: impl AsRef<std::ffi::OsStr>) -> HelperProcess {
+        Self::start_with(test, &[(env, value.as_ref().to_os_string())])
+    }
+
+    /// [`HelperProcess::start`] with several environment variables.
+    pub fn start_with<V: AsRef<std::ffi::OsStr>>(test: &str, env: &[(&str, V)]) -> HelperProcess {
         use std::io::BufRead;
         use std::process::Stdio;
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", test, "--nocapture", "--test-threads=1"])
-            .env(env, value)
+            .envs(env.iter().map(|(k, v)| (*k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -191,4 +205,34 @@ impl Drop for HelperProcess {
         drop(self.stdin.take());
         let _ = self.child.wait();
     }
+}
+
+/// Every byte the store holds: the redb file of `data_dir`, or with a store URL
+/// (PostgreSQL), every key and value of every table of its schema. For tests that look for
+/// secrets stored in clear.
+pub fn stored_bytes(store: Option<&str>, data_dir: &std::path::Path) -> Vec<u8> {
+    let Some(url) = store else {
+        return std::fs::read(data_dir.join(redkeep::STORE_FILE)).unwrap();
+    };
+    pg::schema_bytes(url)
+}
+
+/// Writes one raw entry behind the store's back (to plant a problem for `check`): into the
+/// redb file of `data_dir`, or with a store URL into its PostgreSQL table.
+pub fn plant_entry(
+    store: Option<&str>,
+    data_dir: &std::path::Path,
+    table: &str,
+    key: &[u8],
+    value: &[u8],
+) {
+    let Some(url) = store else {
+        let db = redb::Database::open(data_dir.join(redkeep::STORE_FILE)).unwrap();
+        let tx = db.begin_write().unwrap();
+        let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(table);
+        tx.open_table(def).unwrap().insert(key, value).unwrap();
+        tx.commit().unwrap();
+        return;
+    };
+    pg::plant_entry(url, table, key, value);
 }

@@ -192,3 +192,67 @@ pub mod postgres_client {
         panic!("the postgres tests need the `postgres` feature")
     }
 }
+
+/// Every key and value of every table in the schema a test store URL names.
+#[cfg(feature = "postgres")]
+pub fn schema_bytes(url: &str) -> Vec<u8> {
+    let schema = url
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("schema="))
+        .expect("a test store URL names its schema");
+    let mut client = server().client();
+    let tables: Vec<String> = client
+        .query(
+            &format!("select relname from \"{schema}\"._objects where kind = 't'"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for t in tables {
+        for row in client
+            .query(&format!("select k, v from \"{schema}\".\"{t}\""), &[])
+            .unwrap()
+        {
+            out.extend_from_slice(row.get::<_, &[u8]>(0));
+            out.extend_from_slice(row.get::<_, &[u8]>(1));
+        }
+    }
+    assert!(!out.is_empty(), "schema {schema} holds nothing");
+    out
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn schema_bytes(_: &str) -> Vec<u8> {
+    panic!("the postgres tests need the `postgres` feature")
+}
+
+/// Writes one raw entry into the PostgreSQL table behind redkeep table `table`.
+#[cfg(feature = "postgres")]
+pub fn plant_entry(url: &str, table: &str, key: &[u8], value: &[u8]) {
+    let schema = url
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("schema="))
+        .expect("a test store URL names its schema");
+    let mut client = server().client();
+    let rel: String = client
+        .query_one(
+            &format!("select relname from \"{schema}\"._objects where name = $1 and kind = 't'"),
+            &[&table],
+        )
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            &format!("insert into \"{schema}\".\"{rel}\" (k, v) values ($1, $2)"),
+            &[&key, &value],
+        )
+        .unwrap();
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn plant_entry(_: &str, _: &str, _: &[u8], _: &[u8]) {
+    panic!("the postgres tests need the `postgres` feature")
+}

@@ -39,7 +39,9 @@ use super::{KeyRange, Order, RawRead, RawWrite, Visit};
 use crate::error::{Error, Result};
 
 /// How many times a write is tried before its clashes are reported as `Busy`.
-const MAX_ATTEMPTS: u32 = 30;
+const MAX_ATTEMPTS: u32 = 100;
+/// From this attempt on, a write retries in this process's single retry lane.
+const LANE_FROM: u32 = 3;
 /// Connections kept open for reuse.
 const POOL_IDLE: usize = 32;
 /// Rows fetched per round trip in a scan: small first (pages, prefix lookups), then large.
@@ -233,9 +235,31 @@ pub(crate) struct PgDb {
     tables: RwLock<HashMap<String, String>>,
     sequences: RwLock<HashMap<String, String>>,
     // The session holding the store's shared advisory lock (and, briefly, exclusive ones).
-    lock: Mutex<Client>,
+    lock: Mutex<Option<Client>>,
     // Opened only to be read: every write is refused.
     read_only: bool,
+    // Writes that clashed several times retry one at a time: they then compete only with
+    // first attempts, so none of them starves.
+    retry_lane: Mutex<()>,
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        // Closing a connection blocks on its own runtime, which panics on a thread that runs
+        // async code (a store dropped inside a tokio task): close them on a thread of their
+        // own.
+        let pool = std::mem::take(self.pool.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let lock = self
+            .lock
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let closing = std::thread::spawn(move || {
+            drop(pool);
+            drop(lock);
+        });
+        let _ = closing.join();
+    }
 }
 
 impl std::fmt::Debug for PgDb {
@@ -290,8 +314,9 @@ impl PgDb {
             pool: Mutex::default(),
             tables: RwLock::default(),
             sequences: RwLock::default(),
-            lock: Mutex::new(lock),
+            lock: Mutex::new(Some(lock)),
             read_only,
+            retry_lane: Mutex::new(()),
         })
     }
 
@@ -451,6 +476,8 @@ impl PgDb {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let _lane = (attempt >= LANE_FROM)
+                .then(|| self.retry_lane.lock().unwrap_or_else(|e| e.into_inner()));
             let mut conn = self.take()?;
             // The outcome, and whether it was lost to a clash with a concurrent transaction.
             let (outcome, clashed) = {
@@ -506,13 +533,14 @@ impl PgDb {
     /// process has the store open.
     pub(crate) fn alone<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let key = lock_key(&self.schema);
-        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = guard.as_mut().ok_or_else(closed)?;
         let got: bool = lock
             .query_one("select pg_try_advisory_lock($1, $2)", &[&LOCK_OPEN, &key])
             .map_err(|e| pg("taking the store's lock", e))?
             .get(0);
         if !got {
-            let holders = self.holders(&mut lock).unwrap_or_default();
+            let holders = self.holders(lock).unwrap_or_default();
             return Err(Error::InUse {
                 path: self.shown.clone().into(),
                 holder: format!(
@@ -521,10 +549,11 @@ impl PgDb {
                 ),
             });
         }
-        drop(lock);
+        drop(guard);
         let out = f();
-        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_OPEN, &key]);
+        if let Some(lock) = self.lock.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_OPEN, &key]);
+        }
         out
     }
 
@@ -546,14 +575,14 @@ impl PgDb {
         self.lock
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .ok_or_else(closed)?
             .execute("select pg_advisory_lock($1, $2)", &[&LOCK_MIGRATE, &key])
             .map_err(|e| pg("taking the migration lock", e))?;
         let out = f();
-        let _ = self
-            .lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .execute("select pg_advisory_unlock($1, $2)", &[&LOCK_MIGRATE, &key]);
+        if let Some(lock) = self.lock.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_MIGRATE, &key]);
+        }
         out
     }
 
@@ -604,6 +633,12 @@ impl PgDb {
                 .get(0);
             Ok(u64::try_from(n).unwrap_or(0))
         })
+    }
+}
+
+fn closed() -> Error {
+    Error::Invariant {
+        what: "the store's lock session was used after the store closed".into(),
     }
 }
 

@@ -1,0 +1,324 @@
+//! The PostgreSQL engine against a real server (started by `common::pg` in a temp dir):
+//! concurrency across threads and processes, the move to PostgreSQL and back, and the locks
+//! that keep whole-store commands away from running applications.
+//!
+//! These tests need the `postgres` feature and PostgreSQL's binaries; without the binaries
+//! they fail with a one-line instruction. The shared behaviour suites also run on PostgreSQL
+//! with `REDKEEP_TEST_ENGINE=postgres` (see `.ci/run`).
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use common::{HelperProcess, TestDir, pg};
+use redkeep::auth::sessions::LoginMeta;
+use redkeep::{Error, InviteSpec, NewUser, Options, PasswordParams, Redkeep, Registration};
+
+const PW: &str = "correct horse battery";
+
+fn on_postgres(url: &str) -> (tempfile::TempDir, Redkeep) {
+    let dir = tempfile::tempdir().unwrap();
+    let rk = Redkeep::open(
+        dir.path(),
+        Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .store(url),
+    )
+    .unwrap();
+    (dir, rk)
+}
+
+/// Registers with `code` from `threads` threads at once; returns how many succeeded, and
+/// fails on any error but the invite being used up.
+fn register_race(rk: &Redkeep, code: &str, tag: &str, threads: usize) -> usize {
+    let gate = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let (rk, gate, code) = (rk.clone(), gate.clone(), code.to_string());
+            let email = format!("{tag}-{i}@example.com");
+            std::thread::spawn(move || {
+                gate.wait();
+                rk.users().register(Registration {
+                    email,
+                    password: PW.into(),
+                    invite: Some(code.as_str().into()),
+                    ..Registration::default()
+                })
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for h in handles {
+        match h.join().unwrap() {
+            Ok(_) => won += 1,
+            // The invite is used up (or its row was taken by a concurrent winner).
+            Err(Error::Revoked { .. } | Error::Conflict { .. }) => {}
+            Err(e) => panic!("a registration failed otherwise: {e}"),
+        }
+    }
+    won
+}
+
+/// The helper process of the two-process race: opens the store its environment names,
+/// prints `ready`, registers from 8 threads when told `go`, and prints how many won.
+#[test]
+fn helper_registers_from_another_process() {
+    let Ok(url) = std::env::var("RK_PG_HELPER_URL") else {
+        return;
+    };
+    let code = std::env::var("RK_PG_HELPER_CODE").unwrap();
+    let (_dir, rk) = on_postgres(&url);
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    println!("{}", register_race(&rk, &code, "other", 8));
+}
+
+#[test]
+fn eight_threads_in_two_processes_with_one_single_use_invite_make_exactly_one_user() {
+    let url = pg::server().fresh_url();
+    let (_dir, rk) = on_postgres(&url);
+    let invite = rk
+        .invites()
+        .create(InviteSpec {
+            max_uses: 1,
+            ..InviteSpec::default()
+        })
+        .unwrap();
+    let code = invite.code.expose().to_string();
+    let mut helper = HelperProcess::start_with(
+        "helper_registers_from_another_process",
+        &[("RK_PG_HELPER_CODE", &code), ("RK_PG_HELPER_URL", &url)],
+    );
+    helper.send("go");
+    let here = register_race(&rk, &code, "here", 8);
+    let there: usize = helper.line().parse().unwrap();
+    assert_eq!(
+        here + there,
+        1,
+        "{here} here and {there} in the other process"
+    );
+    assert_eq!(rk.users().count().unwrap(), 1);
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn eight_threads_racing_on_one_email_give_one_winner_and_clean_conflicts() {
+    let url = pg::server().fresh_url();
+    let (_dir, rk) = on_postgres(&url);
+    let gate = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (rk, gate) = (rk.clone(), gate.clone());
+            std::thread::spawn(move || {
+                gate.wait();
+                rk.users().create(NewUser {
+                    email: "same@example.com".into(),
+                    password: Some(PW.into()),
+                    ..NewUser::default()
+                })
+            })
+        })
+        .collect();
+    let (mut won, mut clashed) = (0, 0);
+    for h in handles {
+        match h.join().unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::Conflict { index, .. }) => {
+                assert_eq!(index, "email");
+                clashed += 1;
+            }
+            Err(e) => panic!("not a clean conflict: {e}"),
+        }
+    }
+    assert_eq!((won, clashed), (1, 7));
+    assert_eq!(rk.users().count().unwrap(), 1);
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn sixteen_writers_logging_in_all_succeed_and_check_stays_clean() {
+    let url = pg::server().fresh_url();
+    let (_dir, rk) = on_postgres(&url);
+    for i in 0..4 {
+        rk.users()
+            .create(NewUser {
+                email: format!("u{i}@example.com"),
+                password: Some(PW.into()),
+                ..NewUser::default()
+            })
+            .unwrap();
+    }
+    let handles: Vec<_> = (0..16)
+        .map(|t| {
+            let rk = rk.clone();
+            std::thread::spawn(move || {
+                let mut failed = Vec::new();
+                for _ in 0..25 {
+                    // Four writers per user: sessions, counters and audit rows of one user
+                    // clash on purpose.
+                    let email = format!("u{}@example.com", t % 4);
+                    if let Err(e) = rk.sessions().login(&email, PW, LoginMeta::default()) {
+                        failed.push(e.to_string());
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let failed: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed logins: {failed:?}",
+        failed.len()
+    );
+    let report = rk.check(false).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(rk.store().engine(), "postgres");
+}
+
+fn export(rk: &Redkeep) -> String {
+    let mut out = Vec::new();
+    redkeep::ops::export(rk, &mut out, &|_| {}).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn moving_to_postgres_and_back_leaves_the_export_byte_identical() {
+    let t = TestDir::new();
+    assert!(t.store.is_none() || pg::engine_is_postgres());
+    let source = tempfile::tempdir().unwrap();
+    let options = || {
+        Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .clock(t.clock.clone())
+    };
+    let before = {
+        let rk = Redkeep::open(source.path(), options()).unwrap();
+        for i in 0..30 {
+            let u = rk
+                .users()
+                .create(NewUser {
+                    email: format!("user{i}@example.com"),
+                    password: Some(PW.into()),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user;
+            rk.workspaces()
+                .save_piece(u.id, format!("{{\"title\": \"piece {i}\"}}").as_bytes())
+                .unwrap();
+        }
+        rk.invites().create(InviteSpec::default()).unwrap();
+        rk.sessions()
+            .login("user3@example.com", PW, LoginMeta::default())
+            .unwrap();
+        export(&rk)
+    };
+    let url = pg::server().fresh_url();
+    let there = redkeep::ops::move_store(source.path(), None, &url, options()).unwrap();
+    assert!(there.check.ok, "{:?}", there.check.problems);
+    assert!(there.tables.iter().any(|(t, n)| t == "r:users" && *n == 30));
+    {
+        let rk = Redkeep::open(source.path(), options().store(url.as_str())).unwrap();
+        assert_eq!(rk.store().engine(), "postgres");
+        assert_eq!(export(&rk), before);
+    }
+    let back = tempfile::tempdir().unwrap();
+    let target = back.path().join("data");
+    let home = redkeep::ops::move_store(
+        source.path(),
+        Some(&url),
+        target.to_str().unwrap(),
+        options(),
+    )
+    .unwrap();
+    assert!(home.check.ok, "{:?}", home.check.problems);
+    assert_eq!(home.folders, 30);
+    let rk = Redkeep::open(&target, options()).unwrap();
+    assert_eq!(rk.store().engine(), "redb");
+    assert_eq!(export(&rk), before);
+    // A second move into a store that holds records is refused and changes nothing.
+    drop(rk);
+    let again = redkeep::ops::move_store(source.path(), None, &url, options()).unwrap_err();
+    assert!(
+        again.to_string().contains("already holds records"),
+        "{again}"
+    );
+}
+
+#[test]
+fn whole_store_commands_refuse_while_an_application_has_the_store_open() {
+    let url = pg::server().fresh_url();
+    let (dir, rk) = on_postgres(&url);
+    rk.users()
+        .create(NewUser {
+            email: "a@example.com".into(),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
+        .unwrap();
+    let now = rk.now();
+    let refused = redkeep::ops::reset_store(dir.path(), Some(&url), now).unwrap_err();
+    assert!(matches!(refused, Error::InUse { .. }), "{refused}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let refused = redkeep::ops::move_store(
+        dir.path(),
+        Some(&url),
+        elsewhere.path().to_str().unwrap(),
+        Options::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(refused, Error::InUse { .. }), "{refused}");
+    assert_eq!(rk.users().count().unwrap(), 1);
+    // Once the application is gone, reset goes through, keeping a copy and the sequences.
+    drop(rk);
+    let report = redkeep::ops::reset_store(dir.path(), Some(&url), now).unwrap();
+    assert!(report.backup.is_file());
+    let (_d, rk) = on_postgres(&url);
+    assert_eq!(rk.users().count().unwrap(), 0);
+    let next = rk
+        .users()
+        .create(NewUser {
+            email: "b@example.com".into(),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user;
+    assert!(next.id > 1, "ids never go back across a reset");
+}
+
+#[test]
+fn a_store_url_names_its_schema_and_stores_in_two_schemas_are_apart() {
+    let (a, b) = (pg::server().fresh_url(), pg::server().fresh_url());
+    let (_da, rka) = on_postgres(&a);
+    let (_db, rkb) = on_postgres(&b);
+    rka.users()
+        .create(NewUser {
+            email: "a@example.com".into(),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
+        .unwrap();
+    assert_eq!(rka.users().count().unwrap(), 1);
+    assert_eq!(rkb.users().count().unwrap(), 0);
+    let missing = Redkeep::open(
+        tempfile::tempdir().unwrap().path().join("d"),
+        Options::default()
+            .create(false)
+            .store(pg::server().fresh_url()),
+    )
+    .unwrap_err();
+    assert!(matches!(missing, Error::NotInitialized { .. }), "{missing}");
+    let bad = Redkeep::open(
+        tempfile::tempdir().unwrap().path(),
+        Options::default().store("host=/nowhere schema=Not-Valid"),
+    )
+    .unwrap_err();
+    assert!(bad.to_string().contains("schema"), "{bad}");
+}
