@@ -17,6 +17,17 @@ use redkeep::{Error, InviteSpec, NewUser, Options, PasswordParams, Redkeep, Regi
 
 const PW: &str = "correct horse battery";
 
+/// A user with `email` and the test password, in any engine's store.
+fn user(rk: &Redkeep, email: impl Into<String>) -> redkeep::Result<redkeep::User> {
+    rk.users()
+        .create(NewUser {
+            email: email.into(),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
+        .map(|c| c.user)
+}
+
 fn on_postgres(url: &str) -> (tempfile::TempDir, Redkeep) {
     let dir = tempfile::tempdir().unwrap();
     let rk = Redkeep::open(
@@ -113,11 +124,7 @@ fn eight_threads_racing_on_one_email_give_one_winner_and_clean_conflicts() {
             let (rk, gate) = (rk.clone(), gate.clone());
             std::thread::spawn(move || {
                 gate.wait();
-                rk.users().create(NewUser {
-                    email: "same@example.com".into(),
-                    password: Some(PW.into()),
-                    ..NewUser::default()
-                })
+                user(&rk, "same@example.com")
             })
         })
         .collect();
@@ -142,13 +149,7 @@ fn sixteen_writers_logging_in_all_succeed_and_check_stays_clean() {
     let url = pg::server().fresh_url();
     let (_dir, rk) = on_postgres(&url);
     for i in 0..4 {
-        rk.users()
-            .create(NewUser {
-                email: format!("u{i}@example.com"),
-                password: Some(PW.into()),
-                ..NewUser::default()
-            })
-            .unwrap();
+        user(&rk, format!("u{i}@example.com")).unwrap();
     }
     let handles: Vec<_> = (0..16)
         .map(|t| {
@@ -200,15 +201,7 @@ fn moving_to_postgres_and_back_leaves_the_export_byte_identical() {
     let before = {
         let rk = Redkeep::open(source.path(), options()).unwrap();
         for i in 0..30 {
-            let u = rk
-                .users()
-                .create(NewUser {
-                    email: format!("user{i}@example.com"),
-                    password: Some(PW.into()),
-                    ..NewUser::default()
-                })
-                .unwrap()
-                .user;
+            let u = user(&rk, format!("user{i}@example.com")).unwrap();
             rk.workspaces()
                 .save_piece(u.id, format!("{{\"title\": \"piece {i}\"}}").as_bytes())
                 .unwrap();
@@ -255,13 +248,7 @@ fn moving_to_postgres_and_back_leaves_the_export_byte_identical() {
 fn whole_store_commands_refuse_while_an_application_has_the_store_open() {
     let url = pg::server().fresh_url();
     let (dir, rk) = on_postgres(&url);
-    rk.users()
-        .create(NewUser {
-            email: "a@example.com".into(),
-            password: Some(PW.into()),
-            ..NewUser::default()
-        })
-        .unwrap();
+    user(&rk, "a@example.com").unwrap();
     let now = rk.now();
     let refused = redkeep::ops::reset_store(dir.path(), Some(&url), now).unwrap_err();
     assert!(matches!(refused, Error::InUse { .. }), "{refused}");
@@ -281,15 +268,7 @@ fn whole_store_commands_refuse_while_an_application_has_the_store_open() {
     assert!(report.backup.is_file());
     let (_d, rk) = on_postgres(&url);
     assert_eq!(rk.users().count().unwrap(), 0);
-    let next = rk
-        .users()
-        .create(NewUser {
-            email: "b@example.com".into(),
-            password: Some(PW.into()),
-            ..NewUser::default()
-        })
-        .unwrap()
-        .user;
+    let next = user(&rk, "b@example.com").unwrap();
     assert!(next.id > 1, "ids never go back across a reset");
 }
 
@@ -298,13 +277,7 @@ fn a_store_url_names_its_schema_and_stores_in_two_schemas_are_apart() {
     let (a, b) = (pg::server().fresh_url(), pg::server().fresh_url());
     let (_da, rka) = on_postgres(&a);
     let (_db, rkb) = on_postgres(&b);
-    rka.users()
-        .create(NewUser {
-            email: "a@example.com".into(),
-            password: Some(PW.into()),
-            ..NewUser::default()
-        })
-        .unwrap();
+    user(&rka, "a@example.com").unwrap();
     assert_eq!(rka.users().count().unwrap(), 1);
     assert_eq!(rkb.users().count().unwrap(), 0);
     let missing = Redkeep::open(

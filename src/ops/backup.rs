@@ -390,6 +390,21 @@ pub fn restore_store(
     }
     let staged = open_file_store(&staged_db, Mode::Exclusive)?;
     let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
+    // With the store in place: the folders, and the report.
+    let finish = |safety_copy: Option<PathBuf>| {
+        let (folders, folders_safety) = if archive {
+            restore_folders(data_dir, staging.path(), now)?
+        } else {
+            (None, None)
+        };
+        tracing::warn!(from = %backup.display(), "store restored");
+        Ok(RestoreReport {
+            schema_version,
+            safety_copy,
+            folders_safety,
+            folders,
+        })
+    };
     if let Some(live) = remote {
         return live.alone_with("be restored", || {
             let mut safety_copy = None;
@@ -402,18 +417,7 @@ pub fn restore_store(
             // backup's: no id is handed out twice.
             live.wipe(schema_version)?;
             staged.copy_into(&live)?;
-            let (folders, folders_safety) = if archive {
-                restore_folders(data_dir, staging.path(), now)?
-            } else {
-                (None, None)
-            };
-            tracing::warn!(from = %backup.display(), "store restored");
-            Ok(RestoreReport {
-                schema_version,
-                safety_copy,
-                folders_safety,
-                folders,
-            })
+            finish(safety_copy)
         });
     }
     // Hold the live store exclusively during the swap: that keeps every other process out.
@@ -436,19 +440,9 @@ pub fn restore_store(
     };
     drop(staged);
     fsutil::rename_replace(&staged_db, &db)?;
-    let (folders, folders_safety) = if archive {
-        restore_folders(data_dir, staging.path(), now)?
-    } else {
-        (None, None)
-    };
+    let report = finish(safety_copy);
     drop(live);
-    tracing::warn!(from = %backup.display(), "store restored");
-    Ok(RestoreReport {
-        schema_version,
-        safety_copy,
-        folders_safety,
-        folders,
-    })
+    report
 }
 
 /// Puts the workspace folders unpacked in `staging` in place of the data dir's (those go to

@@ -41,30 +41,28 @@ pub fn reset_store(
     store_url: Option<&str>,
     now: crate::Timestamp,
 ) -> Result<ResetReport> {
-    if let Some(url) = store_url {
-        let store = super::files::open_url_store(url, false)?;
-        return store.alone_with("be reset", || {
-            let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
-            let db = data_dir.join(super::files::REMOTE_COPIES);
-            crate::fsutil::create_private_dir(data_dir)?;
-            let backup = with_suffix(&db, &format!(".pre-reset-{}.bak", now.0));
-            store.copy_to(&backup)?;
-            store.wipe(version)?;
-            let folders = folders_of(data_dir)?.trash_all(now)?;
-            tracing::warn!(backup = %backup.display(), "store reset");
-            Ok(ResetReport { backup, folders })
-        });
-    }
-    let db = data_dir.join(STORE_FILE);
-    if !db.exists() {
-        return Err(Error::NotInitialized { path: db });
-    }
-    let store = open_file_store(&db, Mode::Exclusive)?;
-    let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
-    let backup = with_suffix(&db, &format!(".pre-reset-{}.bak", now.0));
-    store.copy_to(&backup)?;
-    store.wipe(version)?;
-    let folders = folders_of(data_dir)?.trash_all(now)?;
-    tracing::warn!(backup = %backup.display(), "store reset");
-    Ok(ResetReport { backup, folders })
+    // The copy goes next to the store file, or for a store on a server, into the data dir.
+    let (store, db) = match store_url {
+        Some(url) => (
+            super::files::open_url_store(url, false)?,
+            data_dir.join(super::files::REMOTE_COPIES),
+        ),
+        None => {
+            let db = data_dir.join(STORE_FILE);
+            if !db.exists() {
+                return Err(Error::NotInitialized { path: db });
+            }
+            (open_file_store(&db, Mode::Exclusive)?, db)
+        }
+    };
+    store.alone_with("be reset", || {
+        let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
+        crate::fsutil::create_private_dir(data_dir)?;
+        let backup = with_suffix(&db, &format!(".pre-reset-{}.bak", now.0));
+        store.copy_to(&backup)?;
+        store.wipe(version)?;
+        let folders = folders_of(data_dir)?.trash_all(now)?;
+        tracing::warn!(backup = %backup.display(), "store reset");
+        Ok(ResetReport { backup, folders })
+    })
 }

@@ -227,6 +227,29 @@ fn describe_holder(db: &Path) -> String {
 }
 
 impl Store {
+    /// A store on `engine` that knows nothing of it yet.
+    fn assemble(
+        engine: Engine,
+        path: PathBuf,
+        mode: Mode,
+        owner_file: Option<PathBuf>,
+        options: &StoreOptions,
+    ) -> Store {
+        Store {
+            inner: Arc::new(Inner {
+                engine,
+                damaged: Mutex::new(None),
+                path,
+                mode,
+                durability: options.durability,
+                owner_file,
+                copies_at: options.copies_at.clone(),
+                registry: Registry::default(),
+                group: Group::default(),
+            }),
+        }
+    }
+
     /// Opens (and with `options.create`, creates) the store file at `path`.
     ///
     /// # Errors
@@ -251,19 +274,7 @@ impl Store {
     pub fn open_postgres(url: &str, options: &StoreOptions, read_only: bool) -> Result<Store> {
         let pg = super::engine::pg::PgDb::open(url, options.create, read_only)?;
         let path = PathBuf::from(pg.shown());
-        let store = Store {
-            inner: Arc::new(Inner {
-                engine: Engine::Pg(Box::new(pg)),
-                damaged: Mutex::new(None),
-                path,
-                mode: Mode::Shared,
-                durability: options.durability,
-                owner_file: None,
-                copies_at: options.copies_at.clone(),
-                registry: Registry::default(),
-                group: Group::default(),
-            }),
-        };
+        let store = Store::assemble(Engine::Pg(Box::new(pg)), path, Mode::Shared, None, options);
         if read_only {
             match store.schema_version()? {
                 Some(v) if v > options.schema_version => {
@@ -290,19 +301,13 @@ impl Store {
             faults: None,
         };
         let db = FileDb::open_read_only(&path, spec).map_err(|e| with_path(e, &path))?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                engine: Engine::File(RwLock::new(db)),
-                damaged: Mutex::new(None),
-                path,
-                mode: Mode::Shared,
-                durability: options.durability,
-                owner_file: None,
-                copies_at: options.copies_at.clone(),
-                registry: Registry::default(),
-                group: Group::default(),
-            }),
-        })
+        Ok(Store::assemble(
+            Engine::File(RwLock::new(db)),
+            path,
+            Mode::Shared,
+            None,
+            options,
+        ))
     }
 
     /// Opens an existing store only to read it: its schema must not be newer than this
@@ -363,19 +368,13 @@ impl Store {
             let text = serde_json::to_string(&marker).unwrap_or_default();
             crate::fsutil::write_private(owner, text.as_bytes())?;
         }
-        let store = Store {
-            inner: Arc::new(Inner {
-                engine: Engine::File(RwLock::new(db)),
-                damaged: Mutex::new(None),
-                path,
-                mode: options.mode,
-                durability: options.durability,
-                owner_file,
-                copies_at: options.copies_at.clone(),
-                registry: Registry::default(),
-                group: Group::default(),
-            }),
-        };
+        let store = Store::assemble(
+            Engine::File(RwLock::new(db)),
+            path,
+            options.mode,
+            owner_file,
+            options,
+        );
         Ok(store)
     }
 

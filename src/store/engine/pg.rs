@@ -374,19 +374,16 @@ impl PgDb {
             )
             .map_err(|e| pg("looking up a table", e))
         })?;
-        Ok(found.map(|row| {
-            let q = format!("{}.{}", quote(&self.schema), quote(row.get::<_, &str>(0)));
-            let known = if kind == b't' as i8 {
-                &self.tables
-            } else {
-                &self.sequences
-            };
-            known
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.to_string(), q.clone());
-            q
-        }))
+        let Some(row) = found else {
+            return Ok(None);
+        };
+        let rel: &str = column(&row, 0)?;
+        let q = format!("{}.{}", quote(&self.schema), quote(rel));
+        known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), q.clone());
+        Ok(Some(q))
     }
 
     /// The table holding `name`, if it exists.
@@ -535,10 +532,10 @@ impl PgDb {
         let key = lock_key(&self.schema);
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let lock = guard.as_mut().ok_or_else(closed)?;
-        let got: bool = lock
+        let row = lock
             .query_one("select pg_try_advisory_lock($1, $2)", &[&LOCK_OPEN, &key])
-            .map_err(|e| pg("taking the store's lock", e))?
-            .get(0);
+            .map_err(|e| pg("taking the store's lock", e))?;
+        let got: bool = column(&row, 0)?;
         if !got {
             let holders = self.holders(lock).unwrap_or_default();
             return Err(Error::InUse {
@@ -558,14 +555,14 @@ impl PgDb {
     }
 
     fn holders(&self, lock: &mut Client) -> Result<i64> {
-        Ok(lock
+        let row = lock
             .query_one(
                 "select count(*) from pg_locks where locktype = 'advisory' and classid = $1::int::oid
                  and objid = $2::int::oid and pid <> pg_backend_pid()",
                 &[&LOCK_OPEN, &lock_key(&self.schema)],
             )
-            .map_err(|e| pg("reading the store's locks", e))?
-            .get(0))
+            .map_err(|e| pg("reading the store's locks", e))?;
+        column(&row, 0)
     }
 
     /// Runs `f` holding the store's migration lock (one migration at a time, across every
@@ -607,7 +604,7 @@ impl PgDb {
                 )
                 .map_err(|e| pg("listing indexes", e))?;
             for row in rows {
-                let index: &str = row.get(0);
+                let index: &str = column(&row, 0)?;
                 if let Err(e) = c.execute("select bt_index_check($1::regclass, true)", &[&index]) {
                     if e.code() == Some(&SqlState::INDEX_CORRUPTED) {
                         return Ok(false);
@@ -622,18 +619,24 @@ impl PgDb {
     /// Bytes the schema's tables take on the server.
     pub(crate) fn size(&self) -> Result<u64> {
         self.outside(|c| {
-            let n: i64 = c
+            let row = c
                 .query_one(
                     "select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
                      from pg_class c join pg_namespace n on n.oid = c.relnamespace
                      where n.nspname = $1 and c.relkind in ('r', 'S')",
                     &[&self.schema],
                 )
-                .map_err(|e| pg("measuring the store", e))?
-                .get(0);
+                .map_err(|e| pg("measuring the store", e))?;
+            let n: i64 = column(&row, 0)?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
     }
+}
+
+/// Column `i` of `row`: a column of another type (a table altered by hand) is an error, not
+/// a panic.
+fn column<'r, T: postgres::types::FromSql<'r>>(row: &'r postgres::Row, i: usize) -> Result<T> {
+    row.try_get(i).map_err(|e| pg("reading a row", e))
 }
 
 fn closed() -> Error {
@@ -746,27 +749,14 @@ impl<'a> PgTx<'a> {
 fn range_sql(table: &str, range: &KeyRange, order: Order) -> (String, Vec<Vec<u8>>) {
     let mut conds = Vec::new();
     let mut params = Vec::new();
-    match &range.start {
-        Bound::Included(s) => {
-            params.push(s.clone());
-            conds.push(format!("k >= ${}", params.len()));
-        }
-        Bound::Excluded(s) => {
-            params.push(s.clone());
-            conds.push(format!("k > ${}", params.len()));
-        }
-        Bound::Unbounded => {}
-    }
-    match &range.end {
-        Bound::Included(e) => {
-            params.push(e.clone());
-            conds.push(format!("k <= ${}", params.len()));
-        }
-        Bound::Excluded(e) => {
-            params.push(e.clone());
-            conds.push(format!("k < ${}", params.len()));
-        }
-        Bound::Unbounded => {}
+    for (bound, included, excluded) in [(&range.start, ">=", ">"), (&range.end, "<=", "<")] {
+        let (key, op) = match bound {
+            Bound::Included(k) => (k, included),
+            Bound::Excluded(k) => (k, excluded),
+            Bound::Unbounded => continue,
+        };
+        params.push(key.clone());
+        conds.push(format!("k {op} ${}", params.len()));
     }
     let filter = if conds.is_empty() {
         String::new()
@@ -795,7 +785,7 @@ impl RawRead for PgTx<'_> {
         )?;
         match row {
             Some(row) => {
-                f(row.get::<_, &[u8]>(0))?;
+                f(column(&row, 0)?)?;
                 Ok(true)
             }
             None => Ok(false),
@@ -825,7 +815,7 @@ impl RawRead for PgTx<'_> {
                     .map_err(|e| self.failed("scanning", e))?
             };
             for row in &rows {
-                if !f(row.get::<_, &[u8]>(0), row.get::<_, &[u8]>(1))? {
+                if !f(column(row, 0)?, column(row, 1)?)? {
                     return Ok(());
                 }
             }
@@ -840,13 +830,12 @@ impl RawRead for PgTx<'_> {
         let Some(t) = self.db.table(table)? else {
             return Ok(0);
         };
-        let n: i64 = self
-            .with(
-                "counting",
-                &format!("select count(*) from {t}"),
-                |txn, s| txn.query_one(s, &[]),
-            )?
-            .get(0);
+        let row = self.with(
+            "counting",
+            &format!("select count(*) from {t}"),
+            |txn, s| txn.query_one(s, &[]),
+        )?;
+        let n: i64 = column(&row, 0)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -859,7 +848,7 @@ impl RawRead for PgTx<'_> {
             ),
             |txn, s| txn.query(s, &[]),
         )?;
-        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        rows.iter().map(|r| column(r, 0)).collect()
     }
 
     fn native_sequences(&self) -> Result<Option<Vec<(String, u64)>>> {
@@ -873,8 +862,8 @@ impl RawRead for PgTx<'_> {
         )?;
         let mut out = Vec::new();
         for row in rows {
-            let name: String = row.get(0);
-            let rel: &str = row.get(1);
+            let name: String = column(&row, 0)?;
+            let rel: &str = column(&row, 1)?;
             let q = format!("{}.{}", quote(&self.db.schema), quote(rel));
             let last = self.sequence_value(&q)?;
             out.push((name, last));
@@ -890,7 +879,7 @@ impl PgTx<'_> {
             &format!("select last_value, is_called from {q}"),
             |txn, s| txn.query_one(s, &[]),
         )?;
-        let (last, called): (i64, bool) = (row.get(0), row.get(1));
+        let (last, called): (i64, bool) = (column(&row, 0)?, column(&row, 1)?);
         Ok(if called {
             u64::try_from(last).unwrap_or(0)
         } else {
@@ -948,13 +937,12 @@ impl RawWrite for PgTx<'_> {
 
     fn native_next(&self, name: &str) -> Result<Option<u64>> {
         let q = self.db.ensure_sequence(name)?;
-        let n: i64 = self
-            .with(
-                "drawing an id",
-                &format!("select nextval('{}')", q.replace('\'', "''")),
-                |txn, s| txn.query_one(s, &[]),
-            )?
-            .get(0);
+        let row = self.with(
+            "drawing an id",
+            &format!("select nextval('{}')", q.replace('\'', "''")),
+            |txn, s| txn.query_one(s, &[]),
+        )?;
+        let n: i64 = column(&row, 0)?;
         u64::try_from(n).map(Some).map_err(|_| Error::Invariant {
             what: format!("the id sequence of {name} gave {n}"),
         })
