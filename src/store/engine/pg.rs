@@ -140,7 +140,7 @@ fn parse_target(url: &str) -> Result<Target> {
     }
     Ok(Target {
         config,
-        shown: format!("{} (schema {schema})", redact(url)),
+        shown: format!("{} (schema {schema})", redact(&rest)),
         schema,
     })
 }
