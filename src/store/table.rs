@@ -659,26 +659,51 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         Ok(n)
     }
 
-    // Checks every unique index first, so a clash leaves nothing behind, then writes.
-    // `old` holds the stored record's entry of each index (all `None` for a new record).
+    // Claims the record's new unique entries first, each with one insert-if-absent (on
+    // PostgreSQL `insert … on conflict do nothing`: no read before the write, and a clash does
+    // not abort the transaction). A clash takes back what was claimed, so it leaves nothing
+    // behind; then the other entries move and the record is written. `old` holds the stored
+    // record's entry of each index (all `None` for a new record).
     fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
         let value = encode(self.tx, new)?;
         let raw = self.tx.raw_write();
         let mut moves = Vec::new();
+        let mut claimed: Vec<(&str, Vec<u8>)> = Vec::new();
         for (idx, old_key) in R::INDEXES.iter().zip(old.iter()) {
-            let new_key = index_entry(idx, new, pk);
+            let mut new_key = index_entry(idx, new, pk);
             if *old_key == new_key {
                 continue;
             }
-            if let (true, Some(k)) = (idx.unique, &new_key)
-                && let Some(holder) = get_owned(raw, index_name(idx), k)?
-                && holder != pk
-            {
-                return Err(Error::Conflict {
-                    table: R::TABLE,
-                    index: idx.name,
-                    detail: format!("held by {}", show_key(&holder)),
-                });
+            if let (true, Some(k)) = (idx.unique, &new_key) {
+                let name = index_name(idx);
+                if raw.insert_new(name, k, pk)? {
+                    claimed.push((name, k.clone()));
+                } else {
+                    let clash = match get_owned(raw, name, k)? {
+                        Some(holder) if holder == pk => None,
+                        Some(holder) => Some(Error::Conflict {
+                            table: R::TABLE,
+                            index: idx.name,
+                            detail: format!("held by {}", show_key(&holder)),
+                        }),
+                        // Present yet unseen: a concurrent write holds it.
+                        None => Some(Error::Busy {
+                            what: format!(
+                                "{}.{} is being written by another writer",
+                                R::TABLE,
+                                idx.name
+                            ),
+                        }),
+                    };
+                    if let Some(e) = clash {
+                        for (name, k) in &claimed {
+                            raw.remove(name, k)?;
+                        }
+                        return Err(e);
+                    }
+                }
+                // Written (or already pointing here): only the old entry is left to remove.
+                new_key = None;
             }
             moves.push((idx, old_key, new_key));
         }

@@ -193,7 +193,6 @@ pub(crate) trait RawWrite: RawRead {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()>;
     /// Sets `key` to `value` unless it is present; returns whether it wrote. (What engines
     /// with their own conflict handling, like PostgreSQL's `on conflict do nothing`, offer.)
-    #[allow(dead_code)]
     fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool>;
     /// Removes `key`; returns whether it was present.
     fn remove(&self, table: &str, key: &[u8]) -> Result<bool>;
