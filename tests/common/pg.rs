@@ -24,12 +24,21 @@ pub struct Server {
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+static DURABLE: OnceLock<Result<Server, String>> = OnceLock::new();
 static SCHEMAS: AtomicU64 = AtomicU64::new(0);
 
 /// The test server, started on first use. Panics with a one-line instruction when
 /// PostgreSQL is not installed.
 pub fn server() -> &'static Server {
-    match SERVER.get_or_init(start) {
+    match SERVER.get_or_init(|| start(false)) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A server that waits for the disk on every commit (PostgreSQL's defaults), for benchmarks.
+pub fn durable_server() -> &'static Server {
+    match DURABLE.get_or_init(|| start(true)) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     }
@@ -96,7 +105,7 @@ fn as_server_user(program: &Path) -> Command {
     }
 }
 
-fn start() -> Result<Server, String> {
+fn start(durable: bool) -> Result<Server, String> {
     let bin = bindir()?;
     let base = tempfile::Builder::new()
         .prefix("redkeep-pg-")
@@ -134,11 +143,16 @@ fn start() -> Result<Server, String> {
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]),
         "initdb",
     )?;
-    // The port only names the socket file; spread test binaries apart.
-    let port = 20_000 + (std::process::id() % 40_000) as u16;
+    // The port only names the socket file; spread test binaries (and the two kinds) apart.
+    let port = 20_000 + (std::process::id() % 40_000) as u16 + u16::from(durable);
+    let speed = if durable {
+        ""
+    } else {
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    };
     let opts = format!(
-        "-k {} -p {port} -c listen_addresses='' -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB",
+        "-k {} -p {port} -c listen_addresses='' {speed} -c max_connections=400 \
+         -c shared_buffers=64MB",
         socket_dir.display()
     );
     run(
