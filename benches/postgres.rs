@@ -62,6 +62,8 @@ struct Systems {
     _dir: tempfile::TempDir,
     redb: Redkeep,
     pg: Redkeep,
+    // The same schema opened with `readable=off`: records not also written as jsonb.
+    pg_bytea: Redkeep,
     tokens: Vec<String>,
     n: u64,
 }
@@ -114,10 +116,25 @@ fn setup() -> Systems {
     let started = Instant::now();
     redkeep::ops::move_store(&source, None, &url, options()).unwrap();
     eprintln!("moved {n} users to PostgreSQL in {:?}", started.elapsed());
+    let bytea_url = format!("{} readable=off", pg::durable_server().fresh_url());
+    let started = Instant::now();
+    redkeep::ops::move_store(&source, None, &bytea_url, options()).unwrap();
+    eprintln!(
+        "moved {n} users to PostgreSQL with readable=off in {:?}",
+        started.elapsed()
+    );
+    for (what, u) in [("readable", &url), ("readable=off", &bytea_url)] {
+        let rk = Redkeep::open(&source, options().store(u.as_str())).unwrap();
+        eprintln!(
+            "PostgreSQL tables, {what}: {} bytes",
+            rk.store().size_bytes().unwrap()
+        );
+    }
     redkeep::ops::move_store(&source, None, redb_dir.to_str().unwrap(), options()).unwrap();
     Systems {
         redb: Redkeep::open(&redb_dir, options()).unwrap(),
         pg: Redkeep::open(&source, options().store(url.as_str())).unwrap(),
+        pg_bytea: Redkeep::open(&source, options().store(format!("{url} readable=off"))).unwrap(),
         _dir: dir,
         tokens,
         n,
@@ -126,6 +143,15 @@ fn setup() -> Systems {
 
 fn systems(s: &Systems) -> [(&'static str, &Redkeep); 2] {
     [("redb", &s.redb), ("postgres", &s.pg)]
+}
+
+/// The systems the write groups compare: also PostgreSQL without the jsonb column filled.
+fn writers(s: &Systems) -> [(&'static str, &Redkeep); 3] {
+    [
+        ("redb", &s.redb),
+        ("postgres", &s.pg),
+        ("postgres_readable_off", &s.pg_bytea),
+    ]
 }
 
 fn bench(c: &mut Criterion) {
@@ -185,7 +211,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("durable_create_user");
     g.sample_size(20).measurement_time(Duration::from_secs(8));
     let created = AtomicU64::new(0);
-    for (name, rk) in systems(&s) {
+    for (name, rk) in writers(&s) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let i = created.fetch_add(1, Ordering::Relaxed);
@@ -202,7 +228,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("durable_login");
     g.sample_size(20).measurement_time(Duration::from_secs(8));
-    for (name, rk) in systems(&s) {
+    for (name, rk) in writers(&s) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 rk.sessions()
@@ -215,7 +241,7 @@ fn bench(c: &mut Criterion) {
     // Time per login with 16 threads logging in at once (throughput = 1 / time).
     let mut g = c.benchmark_group("login_16_writers");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
-    for (name, rk) in systems(&s) {
+    for (name, rk) in writers(&s) {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let per_thread = iters.div_ceil(16);

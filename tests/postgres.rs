@@ -182,6 +182,13 @@ fn sixteen_writers_logging_in_all_succeed_and_check_stays_clean() {
     assert_eq!(rk.store().engine(), "postgres");
 }
 
+fn schema_of(url: &str) -> String {
+    url.split_whitespace()
+        .find_map(|t| t.strip_prefix("schema="))
+        .expect("a test store URL names its schema")
+        .to_string()
+}
+
 fn export(rk: &Redkeep) -> String {
     let mut out = Vec::new();
     redkeep::ops::export(rk, &mut out, &|_| {}).unwrap();
@@ -216,6 +223,19 @@ fn moving_to_postgres_and_back_leaves_the_export_byte_identical() {
     let there = redkeep::ops::move_store(source.path(), None, &url, options()).unwrap();
     assert!(there.check.ok, "{:?}", there.check.problems);
     assert!(there.tables.iter().any(|(t, n)| t == "r:users" && *n == 30));
+    // The moved records are readable as jsonb too (rendered from the copied bytes).
+    let readable: i64 = pg::server()
+        .client()
+        .query_one(
+            &format!(
+                "select count(*) from \"{}\".users where v->>'email' like 'user%@example.com'",
+                schema_of(&url)
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(readable, 30);
     {
         let rk = Redkeep::open(source.path(), options().store(url.as_str())).unwrap();
         assert_eq!(rk.store().engine(), "postgres");
@@ -294,4 +314,57 @@ fn a_store_url_names_its_schema_and_stores_in_two_schemas_are_apart() {
     )
     .unwrap_err();
     assert!(bad.to_string().contains("schema"), "{bad}");
+}
+
+#[test]
+fn records_read_as_jsonb_in_psql_with_secrets_redacted_and_kept_current() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (_d, rk) = on_postgres(&url);
+    let ada = user(&rk, "ada@example.com").unwrap();
+    let mut c = pg::server().client();
+    let one = |c: &mut pg::postgres_client::Client, sql: &str| -> Option<String> {
+        c.query_one(sql.replace("S.", &format!("\"{schema}\".")).as_str(), &[])
+            .unwrap()
+            .get(0)
+    };
+    let id = "select (v->>'id') from S.users where v->>'email' = 'ada@example.com'";
+    assert_eq!(one(&mut c, id), Some(ada.id.to_string()));
+    // Times are unix seconds, so they compare in SQL.
+    let at = "select (v->>'created_at')::bigint::text from S.users";
+    assert_eq!(one(&mut c, at), Some(ada.created_at.0.to_string()));
+    // Secret fields are shown redacted; the hash is nowhere in the readable column.
+    let hash = "select v->>'password_hash' from S.credentials";
+    assert_eq!(one(&mut c, hash).as_deref(), Some("<redacted>"));
+    let all = "select string_agg(v::text, ' ') from S.credentials";
+    assert!(!one(&mut c, all).unwrap().contains("argon2"));
+    // An update is seen at once.
+    rk.users()
+        .rename(ada.id, Some("Ada L".into()), None)
+        .unwrap();
+    let name = "select v->>'name' from S.users";
+    assert_eq!(one(&mut c, name).as_deref(), Some("Ada L"));
+    // With readable=off nothing is rendered, and what was there is cleared, never left stale.
+    drop(rk);
+    let (_d2, quiet) = on_postgres(&format!("{url} readable=off"));
+    quiet
+        .users()
+        .rename(ada.id, Some("Ada M".into()), None)
+        .unwrap();
+    let raw_name = "select v::text from S.users";
+    assert_eq!(one(&mut c, raw_name), None);
+    assert_eq!(quiet.users().get(ada.id).unwrap().unwrap().name, "Ada M");
+    user(&quiet, "bob@example.com").unwrap();
+    let rendered = "select count(v)::text from S.users";
+    assert_eq!(one(&mut c, rendered).as_deref(), Some("0"));
+    // A store whose record tables predate the column gains it when next opened to write.
+    drop(quiet);
+    c.batch_execute(&format!(
+        "drop view \"{schema}\".users; alter table \"{schema}\".\"r:users\" drop column j"
+    ))
+    .unwrap();
+    let (_d3, again) = on_postgres(&url);
+    user(&again, "cy@example.com").unwrap();
+    let cy = "select v->>'email' from S.users where v is not null";
+    assert_eq!(one(&mut c, cy).as_deref(), Some("cy@example.com"));
 }

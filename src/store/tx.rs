@@ -54,6 +54,45 @@ pub(crate) fn meta_entry_sound(key: &[u8], value: &[u8]) -> bool {
     }
 }
 
+/// The table a `meta` catalog key names.
+pub(crate) fn table_of_meta_key(key: &[u8]) -> Option<&str> {
+    key.strip_prefix(TABLE_PREFIX)
+        .and_then(|n| std::str::from_utf8(n).ok())
+}
+
+/// The secret fields the catalog of the transaction behind `raw` lists for `table`; `None`
+/// when the table has no catalog entry (then nothing is known to be safe to show).
+pub(crate) fn secret_fields(raw: &dyn RawRead, table: &str) -> Result<Option<Vec<String>>> {
+    Ok(
+        get_owned(raw, META, &prefixed(TABLE_PREFIX, table.as_bytes()))?
+            .and_then(|v| serde_json::from_slice::<TableInfo>(&v).ok())
+            .map(|info| info.secret_fields),
+    )
+}
+
+/// A stored record as JSON text an operator can query (PostgreSQL's `jsonb` column), with
+/// its secret fields shown as `"<redacted>"`; `None` when the value is not self-describing
+/// (format 1), cannot be decoded, or holds text `jsonb` refuses (a NUL character).
+pub(crate) fn readable_json(
+    value: &[u8],
+    resolve: format::Resolve<'_>,
+    secret: &[String],
+) -> Option<String> {
+    let mut json = super::codec::Stored::parse(value, resolve)
+        .ok()?
+        .to_json()
+        .ok()?;
+    if let serde_json::Value::Object(fields) = &mut json {
+        for name in secret {
+            if let Some(v) = fields.get_mut(name.as_str()) {
+                *v = serde_json::Value::String("<redacted>".into());
+            }
+        }
+    }
+    let text = serde_json::to_string(&json).ok()?;
+    (!text.contains("\\u0000")).then_some(text)
+}
+
 /// Reads the names of shape `id` from the registry of the transaction behind `raw`.
 pub(crate) fn resolve_shape(
     raw: &dyn RawRead,

@@ -2,7 +2,8 @@
 //! an application share one store.
 //!
 //! Layout, in one schema (`redkeep` unless the store URL says `schema=NAME`):
-//! - one table per redkeep table, `(k bytea primary key, v bytea not null)`; `bytea` compares
+//! - one table per redkeep table, `(k bytea primary key, v bytea not null)` (record tables
+//!   add `j jsonb`, below); `bytea` compares
 //!   like redb's byte keys, so a range is `k >= $1 and k < $2`. Names longer than PostgreSQL's
 //!   63 bytes are shortened with a hash;
 //! - `_objects (name, relname, kind)`: which PostgreSQL table or sequence holds each redkeep
@@ -10,8 +11,13 @@
 //! - one `SEQUENCE` per id sequence (`seq:NAME`): ids may have gaps (a transaction that rolls
 //!   back keeps the number it drew) but never repeat, and writers never clash on a counter row.
 //!
-//! Values stay in redkeep's record format (`bytea`), the bytes every engine and the export
-//! share; operators read them with `redkeep --store URL inspect`, which decodes every field.
+//! Values stay in redkeep's record format (`bytea`, column `v`): the bytes every engine and
+//! the export share, which keep fields this build does not know. A record table also has a
+//! `j jsonb` column, rendered from `v` at every write with the catalog's secret fields shown
+//! as `"<redacted>"`, and a view named after the record type (`SCHEMA.users (k, v)`, `v` the
+//! jsonb), so `select v->>'email' from redkeep.users` works in `psql`. redkeep never reads
+//! `j`; it is NULL where a value cannot be shown, and for every record written through a
+//! store URL with `readable=off`.
 //!
 //! Writes run at SERIALIZABLE and are retried on a serialization failure or a deadlock
 //! (bounded, with jitter), so a write closure may run more than once. Reads run at
@@ -27,7 +33,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::str::FromStr;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -37,6 +43,8 @@ use sha2::{Digest, Sha256};
 
 use super::{KeyRange, Order, RawRead, RawWrite, Visit};
 use crate::error::{Error, Result};
+use crate::store::format::Shape;
+use crate::store::tx::{META, readable_json, resolve_shape, secret_fields, table_of_meta_key};
 
 /// How many times a write is tried before its clashes are reported as `Busy`.
 const MAX_ATTEMPTS: u32 = 100;
@@ -62,28 +70,44 @@ pub fn is_postgres_url(url: &str) -> bool {
         || (url.contains('=') && url.split_whitespace().all(|t| t.contains('=')))
 }
 
-/// The store URL split into the connection settings and redkeep's schema.
+/// The store URL split into the connection settings and redkeep's own settings.
 struct Target {
     config: Config,
     schema: String,
+    readable: bool,
     shown: String,
+}
+
+/// redkeep's own settings in a store URL, taken out before the rest goes to the client.
+#[derive(Default)]
+struct Settings {
+    schema: Option<String>,
+    readable: Option<String>,
+}
+
+impl Settings {
+    /// Takes `p` when it is one of redkeep's settings (`schema=`, `readable=`).
+    fn take(&mut self, p: &str) -> bool {
+        if let Some(s) = p.strip_prefix("schema=") {
+            self.schema = Some(s.to_string());
+        } else if let Some(s) = p.strip_prefix("readable=") {
+            self.readable = Some(s.to_string());
+        } else {
+            return false;
+        }
+        true
+    }
 }
 
 fn parse_target(url: &str) -> Result<Target> {
     let url = url.trim();
-    let mut schema = None;
+    let mut settings = Settings::default();
     let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         match url.split_once('?') {
             Some((base, query)) => {
                 let kept: Vec<&str> = query
                     .split('&')
-                    .filter(|p| match p.strip_prefix("schema=") {
-                        Some(s) => {
-                            schema = Some(s.to_string());
-                            false
-                        }
-                        None => !p.is_empty(),
-                    })
+                    .filter(|p| !p.is_empty() && !settings.take(p))
                     .collect();
                 if kept.is_empty() {
                     base.to_string()
@@ -95,16 +119,24 @@ fn parse_target(url: &str) -> Result<Target> {
         }
     } else {
         url.split_whitespace()
-            .filter(|t| match t.strip_prefix("schema=") {
-                Some(s) => {
-                    schema = Some(s.to_string());
-                    false
-                }
-                None => true,
-            })
+            .filter(|t| !settings.take(t))
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let readable = match settings.readable.as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(Error::invalid(
+                "store",
+                format!(
+                    "readable={other} is not a setting; write readable=on (the default: each \
+                     record also as jsonb) or readable=off"
+                ),
+            ));
+        }
+    };
+    let schema = settings.schema;
     let schema = schema.unwrap_or_else(|| "redkeep".to_string());
     if schema.is_empty()
         || schema.len() > MAX_IDENT
@@ -142,6 +174,7 @@ fn parse_target(url: &str) -> Result<Target> {
         config,
         shown: format!("{} (schema {schema})", redact(&rest)),
         schema,
+        readable,
     })
 }
 
@@ -219,6 +252,64 @@ fn lock_key(schema: &str) -> i32 {
     i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
+/// The DDL of redkeep table `name` held in `q`: a record table also has the `j jsonb`
+/// column and a view named after the record type, `SCHEMA.TYPE (k, v)` with `v` the jsonb,
+/// so `select v->>'email' from redkeep.users` works in `psql`.
+fn table_ddl(schema: &str, name: &str, q: &str) -> String {
+    let Some(record) = name.strip_prefix("r:") else {
+        return format!("create table if not exists {q} (k bytea primary key, v bytea not null)");
+    };
+    let mut ddl =
+        format!("create table if not exists {q} (k bytea primary key, v bytea not null, j jsonb)");
+    if let Some(view) = view_name(record) {
+        ddl += &format!(
+            "; create or replace view {}.{} as select k, j as v from {q}",
+            quote(schema),
+            quote(&view)
+        );
+    }
+    ddl
+}
+
+/// The name of the view over record table `record`; none where it could clash with one of
+/// redkeep's own tables.
+fn view_name(record: &str) -> Option<String> {
+    let rel = relname(record);
+    (!rel.starts_with('_') && !rel.contains(':') && rel != META).then_some(rel)
+}
+
+/// Gives record tables made before records were also kept as jsonb their `j` column (empty
+/// until each record is next written) and their view.
+fn add_readable_columns(c: &mut Client, schema: &str) -> Result<()> {
+    let q_schema = quote(schema);
+    let missing = c
+        .query(
+            &format!(
+                "select o.name, o.relname from {q_schema}._objects o
+                 where o.kind = 't' and o.name like 'r:%' and not exists (
+                     select 1 from pg_attribute a
+                     join pg_class t on t.oid = a.attrelid
+                     join pg_namespace n on n.oid = t.relnamespace
+                     where n.nspname = $1 and t.relname = o.relname
+                       and a.attname = 'j' and not a.attisdropped)"
+            ),
+            &[&schema],
+        )
+        .map_err(|e| pg("looking for record tables without jsonb", e))?;
+    for row in &missing {
+        let name: &str = column(row, 0)?;
+        let rel: &str = column(row, 1)?;
+        let q = format!("{q_schema}.{}", quote(rel));
+        let ddl = format!(
+            "alter table {q} add column if not exists j jsonb; {}",
+            table_ddl(schema, name, &q)
+        );
+        c.batch_execute(&ddl)
+            .map_err(|e| pg("adding the jsonb column", e))?;
+    }
+    Ok(())
+}
+
 /// A pooled connection with its prepared statements.
 struct Conn {
     client: Client,
@@ -241,6 +332,12 @@ pub(crate) struct PgDb {
     // Writes that clashed several times retry one at a time: they then compete only with
     // first attempts, so none of them starves.
     retry_lane: Mutex<()>,
+    // Records are also written as jsonb (column `j`) for operators.
+    readable: bool,
+    // Shapes by id (an id is a hash of the names: an entry never changes), and each record
+    // table's secret fields from the catalog, for rendering records as jsonb.
+    shapes: RwLock<HashMap<u64, Shape>>,
+    secrets: RwLock<HashMap<String, Arc<[String]>>>,
 }
 
 impl Drop for PgDb {
@@ -307,6 +404,9 @@ impl PgDb {
             &[&LOCK_OPEN, &lock_key(&target.schema)],
         )
         .map_err(|e| pg("taking the store's shared lock", e))?;
+        if !read_only {
+            add_readable_columns(&mut lock, &target.schema)?;
+        }
         Ok(PgDb {
             config: target.config,
             schema: target.schema,
@@ -317,12 +417,25 @@ impl PgDb {
             lock: Mutex::new(Some(lock)),
             read_only,
             retry_lane: Mutex::new(()),
+            readable: target.readable,
+            shapes: RwLock::default(),
+            secrets: RwLock::default(),
         })
     }
 
     /// The server and schema, without the password.
     pub(crate) fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// Forgets the cached secret fields of the table whose catalog entry `meta` key `key` is.
+    fn forget_catalog(&self, key: &[u8]) {
+        if let Some(table) = table_of_meta_key(key) {
+            self.secrets
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(table);
+        }
     }
 
     fn take(&self) -> Result<Conn> {
@@ -396,9 +509,14 @@ impl PgDb {
         if let Some(q) = self.table(name)? {
             return Ok(q);
         }
-        let rel = relname(name);
+        // Bare names other than `meta` get a prefix, so no table takes a record view's name.
+        let rel = if name.contains(':') || name == META {
+            relname(name)
+        } else {
+            relname(&format!("t:{name}"))
+        };
         let q = format!("{}.{}", quote(&self.schema), quote(&rel));
-        let ddl = format!("create table if not exists {q} (k bytea primary key, v bytea not null)");
+        let ddl = table_ddl(&self.schema, name, &q);
         self.create(name, &rel, b't', &ddl)?;
         Ok(self.table(name)?.unwrap_or(q))
     }
@@ -652,7 +770,9 @@ fn is_catalog_race(e: &postgres::Error) -> bool {
             || *c == SqlState::DUPLICATE_TABLE
             || *c == SqlState::DUPLICATE_SCHEMA
             || *c == SqlState::DUPLICATE_OBJECT
-    )
+    ) || e
+        .as_db_error()
+        .is_some_and(|d| d.message().contains("tuple concurrently updated"))
 }
 
 fn connect(config: &Config, shown: &str) -> Result<Client> {
@@ -743,6 +863,56 @@ impl<'a> PgTx<'a> {
             self.clashed.set(true);
         }
         pg(context, e)
+    }
+
+    /// A record of table `record` as the jsonb text of its `j` column, or `None` (NULL) when
+    /// the store was opened with `readable=off`, the table has no catalog entry (its secret
+    /// fields are unknown) or the value cannot be shown.
+    fn readable(&self, record: &str, value: &[u8]) -> Result<Option<String>> {
+        if !self.db.readable {
+            return Ok(None);
+        }
+        let known = self
+            .db
+            .secrets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(record)
+            .cloned();
+        let secret = match known {
+            Some(secret) => secret,
+            None => {
+                let Some(secret) = secret_fields(self, record)? else {
+                    return Ok(None);
+                };
+                let secret: Arc<[String]> = secret.into();
+                self.db
+                    .secrets
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(record.to_string(), secret.clone());
+                secret
+            }
+        };
+        let resolve = |id: u64| {
+            if let Some(shape) = self
+                .db
+                .shapes
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+            {
+                return Ok(shape.clone());
+            }
+            let shape = resolve_shape(self, id)?;
+            self.db
+                .shapes
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, shape.clone());
+            Ok(shape)
+        };
+        Ok(readable_json(value, &resolve, &secret))
     }
 }
 
@@ -891,6 +1061,21 @@ impl PgTx<'_> {
 impl RawWrite for PgTx<'_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
         let t = self.db.ensure_table(table)?;
+        if table == META {
+            self.db.forget_catalog(key);
+        }
+        if let Some(record) = table.strip_prefix("r:") {
+            let j = self.readable(record, value)?;
+            self.with(
+                "writing",
+                &format!(
+                    "insert into {t} (k, v, j) values ($1, $2, $3::text::jsonb)
+                     on conflict (k) do update set v = excluded.v, j = excluded.j"
+                ),
+                |txn, s| txn.execute(s, &[&key, &value, &j]),
+            )?;
+            return Ok(());
+        }
         self.with(
             "writing",
             &format!(
@@ -904,6 +1089,18 @@ impl RawWrite for PgTx<'_> {
 
     fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
         let t = self.db.ensure_table(table)?;
+        if let Some(record) = table.strip_prefix("r:") {
+            let j = self.readable(record, value)?;
+            let n = self.with(
+                "writing",
+                &format!(
+                    "insert into {t} (k, v, j) values ($1, $2, $3::text::jsonb)
+                     on conflict do nothing"
+                ),
+                |txn, s| txn.execute(s, &[&key, &value, &j]),
+            )?;
+            return Ok(n == 1);
+        }
         let n = self.with(
             "writing",
             &format!("insert into {t} (k, v) values ($1, $2) on conflict do nothing"),
@@ -985,6 +1182,15 @@ mod tests {
         assert_eq!(t.schema, "s2");
         assert!(!t.shown.contains("pw "), "{}", t.shown);
         assert!(parse_target("postgres://h/db?schema=Bad-Name").is_err());
+        assert!(t.readable);
+        let t = parse_target("postgres://h/db?readable=off&schema=s3").unwrap();
+        assert!(!t.readable);
+        assert_eq!(t.schema, "s3");
+        assert!(!parse_target("host=/tmp readable=off").unwrap().readable);
+        let Err(e) = parse_target("postgres://h/db?readable=maybe") else {
+            panic!("readable=maybe was taken");
+        };
+        assert!(e.to_string().contains("readable=on"), "{e}");
     }
 
     #[test]
