@@ -266,6 +266,12 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    // Every login above unwrapped (none failed, retries allowed); the store is still sound.
+    for (name, rk) in systems(&s) {
+        let report = rk.check(false).unwrap();
+        assert!(report.ok, "{name}: {:?}", report.problems);
+        eprintln!("{name}: check after the runs is clean");
+    }
 }
 
 criterion_group!(benches, bench);

@@ -739,6 +739,10 @@ impl Redkeep {
         };
         match file_check {
             Ok(true) => {}
+            Ok(false) if self.store().engine() == "postgres" => report.problem(
+                "an index of the store's tables failed amcheck's bt_index_check on the server; \
+                 rebuild it with REINDEX SCHEMA",
+            ),
             Ok(false) => report.problem("the file failed redb's integrity check and was repaired"),
             Err(e) => {
                 damaged_pages = matches!(e, Error::Damaged { .. });

@@ -368,3 +368,34 @@ fn records_read_as_jsonb_in_psql_with_secrets_redacted_and_kept_current() {
     let cy = "select v->>'email' from S.users where v is not null";
     assert_eq!(one(&mut c, cy).as_deref(), Some("cy@example.com"));
 }
+
+#[test]
+fn check_runs_amcheck_on_every_index_when_the_extension_is_installed() {
+    // A database of its own: the extension (and the stand-in below) are per database.
+    let (url, mut c) = pg::server().fresh_database();
+    let (_d, rk) = on_postgres(&url);
+    for i in 0..20 {
+        user(&rk, format!("u{i}@example.com")).unwrap();
+    }
+    c.batch_execute("create extension amcheck").unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    // An index that amcheck finds corrupt is reported, with what to do. (A stand-in for
+    // bt_index_check that always reports corruption, found first on the search path, shows
+    // that every check goes through it and its verdict is read.)
+    c.batch_execute(
+        "drop extension amcheck; create schema ext; create extension amcheck schema ext;
+         create function public.bt_index_check(regclass, boolean) returns void
+           language plpgsql as $$ begin
+             raise exception 'index % is corrupt', $1 using errcode = 'XX002';
+           end $$",
+    )
+    .unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok);
+    assert!(
+        report.problems.iter().any(|p| p.contains("REINDEX")),
+        "{:?}",
+        report.problems
+    );
+}

@@ -62,7 +62,24 @@ impl Server {
 
     /// Runs SQL as the superuser (for tests that look at the server's own tables).
     pub fn client(&self) -> postgres_client::Client {
-        postgres_client::connect(&self.socket_dir, self.port)
+        postgres_client::connect(&self.socket_dir, self.port, "postgres")
+    }
+
+    /// A database of its own (for tests that change what the whole database sees), with a
+    /// store URL into it and a superuser client of it.
+    pub fn fresh_database(&self) -> (String, postgres_client::Client) {
+        let n = SCHEMAS.fetch_add(1, Ordering::Relaxed);
+        let db = format!("d{}_{n}", std::process::id());
+        self.client()
+            .batch_execute(&format!("create database {db}"))
+            .unwrap();
+        let url = self
+            .url("redkeep")
+            .replace("dbname=postgres", &format!("dbname={db}"));
+        (
+            url,
+            postgres_client::connect(&self.socket_dir, self.port, &db),
+        )
     }
 }
 
@@ -187,12 +204,12 @@ fn start(durable: bool) -> Result<Server, String> {
 pub mod postgres_client {
     pub use postgres::Client;
 
-    pub fn connect(socket_dir: &std::path::Path, port: u16) -> Client {
+    pub fn connect(socket_dir: &std::path::Path, port: u16, db: &str) -> Client {
         postgres::Config::new()
             .host_path(socket_dir)
             .port(port)
             .user("postgres")
-            .dbname("postgres")
+            .dbname(db)
             .connect(postgres::NoTls)
             .unwrap()
     }
@@ -202,7 +219,7 @@ pub mod postgres_client {
 pub mod postgres_client {
     pub struct Client;
 
-    pub fn connect(_: &std::path::Path, _: u16) -> Client {
+    pub fn connect(_: &std::path::Path, _: u16, _: &str) -> Client {
         panic!("the postgres tests need the `postgres` feature")
     }
 }

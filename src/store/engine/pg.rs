@@ -723,7 +723,9 @@ impl PgDb {
                 .map_err(|e| pg("listing indexes", e))?;
             for row in rows {
                 let index: &str = column(&row, 0)?;
-                if let Err(e) = c.execute("select bt_index_check($1::regclass, true)", &[&index]) {
+                if let Err(e) =
+                    c.execute("select bt_index_check($1::text::regclass, true)", &[&index])
+                {
                     if e.code() == Some(&SqlState::INDEX_CORRUPTED) {
                         return Ok(false);
                     }
