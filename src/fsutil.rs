@@ -123,6 +123,32 @@ pub fn write_private(target: &Path, bytes: &[u8]) -> Result<()> {
     persist(tmp, target)
 }
 
+/// Writes `bytes` (mode 0600) as the new file `target` durably, without ever replacing
+/// anything: `false` (and nothing written) when `target` already exists.
+///
+/// # Errors
+/// `Io` when it cannot be written (also where the filesystem cannot rename without
+/// replacing); nothing is left behind.
+pub fn write_private_new(target: &Path, bytes: &[u8]) -> Result<bool> {
+    let mut tmp = temp_sibling(target)?;
+    fault(FileOp::Write)
+        .and_then(|()| tmp.write_all(bytes))
+        .and_then(|()| fault(FileOp::Sync))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
+    let tmp = tmp.into_temp_path();
+    if !rename_no_replace(&tmp, target)? {
+        return Ok(false);
+    }
+    // Renamed: the temp path is gone and must not be removed on drop.
+    let _ = tmp.keep();
+    if let Err(e) = sync_dir(target) {
+        let _ = fs::remove_file(target);
+        return Err(e);
+    }
+    Ok(true)
+}
+
 /// Opens `path` for reading only if it is a regular file: a symlink (at the last component)
 /// or a FIFO, socket or device is refused without blocking. `None` when it does not exist.
 ///

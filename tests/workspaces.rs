@@ -506,13 +506,46 @@ fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
     assert_eq!(ws.read(1).unwrap().piece_count, 0);
     ws.update(1, |d| d.add_note("x")).unwrap();
     assert!(!stale.exists());
-    // In the gallery, the listing that picks the next piece number cleans up too.
+    // In the gallery, the listing that picks the next piece number cleans up too: the first
+    // save of a gallery by a handle (after a crash, the restarted process's) lists it.
     ws.save_piece(1, b"{}").unwrap();
     let stale_piece: PathBuf = tmp.path().join("users/1/gallery/.rk-tmp-crashed");
     std::fs::write(&stale_piece, b"{half").unwrap();
     assert_eq!(ws.list_pieces(1).unwrap().len(), 1);
-    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 2);
+    let restarted = open(tmp.path());
+    assert_eq!(restarted.save_piece(1, b"{}").unwrap(), 2);
     assert!(!stale_piece.exists());
+}
+
+#[test]
+fn piece_numbers_stay_exact_when_other_handles_and_hands_change_the_gallery() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two handles on one root: two processes of one application.
+    let (a, b) = (open(tmp.path()), open(tmp.path()));
+    assert_eq!(a.save_piece(1, b"{}").unwrap(), 1);
+    assert_eq!(a.save_piece(1, b"{}").unwrap(), 2);
+    // The other process saves and deletes between this one's saves.
+    assert_eq!(b.save_piece(1, b"{}").unwrap(), 3);
+    assert_eq!(a.save_piece(1, b"{}").unwrap(), 4);
+    b.delete_piece(1, 4).unwrap();
+    assert_eq!(
+        a.save_piece(1, b"{}").unwrap(),
+        5,
+        "a trashed number is not given again"
+    );
+    assert_eq!(a.read(1).unwrap().piece_count, 4);
+    // An update between saves keeps the numbering.
+    a.update(1, |d| d.add_note("n")).unwrap();
+    assert_eq!(a.save_piece(1, b"{}").unwrap(), 6);
+    // A piece put there by hand, with the document untouched, is never replaced.
+    let planted = tmp.path().join("users/1/gallery/piece_000007.json");
+    std::fs::write(&planted, br#"{"by":"hand"}"#).unwrap();
+    assert_eq!(a.save_piece(1, b"{}").unwrap(), 8);
+    assert_eq!(std::fs::read(&planted).unwrap(), br#"{"by":"hand"}"#);
+    let numbers: Vec<u64> = a.list_pieces(1).unwrap().iter().map(|p| p.piece).collect();
+    assert_eq!(numbers, vec![1, 2, 3, 5, 6, 7, 8]);
+    assert_eq!(a.read(1).unwrap().piece_count, 7);
+    assert_eq!(b.save_piece(1, b"{}").unwrap(), 9);
 }
 
 #[test]

@@ -54,12 +54,14 @@ pub(crate) fn meta_entry_sound(key: &[u8], value: &[u8]) -> bool {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// The table a `meta` catalog key names.
 pub(crate) fn table_of_meta_key(key: &[u8]) -> Option<&str> {
     key.strip_prefix(TABLE_PREFIX)
         .and_then(|n| std::str::from_utf8(n).ok())
 }
 
+#[cfg(feature = "postgres")]
 /// The secret fields the catalog of the transaction behind `raw` lists for `table`; `None`
 /// when the table has no catalog entry (then nothing is known to be safe to show).
 pub(crate) fn secret_fields(raw: &dyn RawRead, table: &str) -> Result<Option<Vec<String>>> {
@@ -70,6 +72,7 @@ pub(crate) fn secret_fields(raw: &dyn RawRead, table: &str) -> Result<Option<Vec
     )
 }
 
+#[cfg(feature = "postgres")]
 /// A stored record as JSON text an operator can query (PostgreSQL's `jsonb` column), with
 /// its secret fields shown as `"<redacted>"`; `None` when the value is not self-describing
 /// (format 1), cannot be decoded, or holds text `jsonb` refuses (a NUL character).

@@ -33,6 +33,9 @@ impl Workspaces {
     /// # Errors
     /// `Io` when the folder cannot be listed.
     pub fn check(&self, repair: bool, now: Timestamp) -> Result<Vec<WorkspaceProblem>> {
+        if repair {
+            self.forget(None);
+        }
         let mut out = Vec::new();
         for user in self.user_ids()? {
             let mut problem = |p: String| {

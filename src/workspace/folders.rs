@@ -2,10 +2,12 @@
 //! creating it atomically at the first write, locking it, and reading, writing, listing and
 //! trashing whole folders and documents.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -136,7 +138,49 @@ pub struct Workspaces {
     root: PathBuf,
     options: WorkspaceOptions,
     pub(super) owners: Owners,
+    // What this handle last wrote of each gallery, so the next piece number needs no listing.
+    hints: Arc<Mutex<HashMap<u64, GalleryHint>>>,
+    // Set when the filesystem refused a rename without replacement: no remembered numbers.
+    no_replace_unsupported: Arc<AtomicBool>,
 }
+
+/// The identity of one version of a file: an atomic replacement makes a new inode, and its
+/// times and size come with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileVersion {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileVersion {
+    /// The version of the file at `path` (not following a symlink); `None` when absent.
+    pub(super) fn of(path: &Path) -> Option<FileVersion> {
+        let m = fs::symlink_metadata(path).ok()?;
+        Some(FileVersion {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// A gallery as this handle left it: while `workspace.json` is still the version written
+/// with it (every save and delete rewrites it), `next` is the number after the highest ever
+/// given and `count` the document's piece count.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GalleryHint {
+    pub(super) doc: FileVersion,
+    pub(super) next: u64,
+    pub(super) count: u64,
+}
+
+/// Galleries remembered at most; past it the memory starts again.
+const MAX_HINTS: usize = 4096;
 
 impl std::fmt::Debug for Workspaces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,6 +213,8 @@ impl Workspaces {
             root,
             options,
             owners,
+            hints: Arc::default(),
+            no_replace_unsupported: Arc::default(),
         })
     }
 
@@ -182,6 +228,61 @@ impl Workspaces {
             root: root.as_ref().to_path_buf(),
             options,
             owners,
+            hints: Arc::default(),
+            no_replace_unsupported: Arc::default(),
+        }
+    }
+
+    /// The next piece number and the new count of `user`'s gallery, when this handle's memory
+    /// of it still holds: `doc` (its workspace.json) is the version written with the memory
+    /// and says `count` pieces. Called under the folder's exclusive lock.
+    pub(super) fn hinted(&self, user: u64, doc: &Path, count: u64) -> Option<(u64, u64)> {
+        let hint = self
+            .hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user)
+            .copied()?;
+        (hint.count == count && FileVersion::of(doc) == Some(hint.doc))
+            .then(|| Some((hint.next, count.checked_add(1)?)))
+            .flatten()
+    }
+
+    /// Remembers that `user`'s gallery gives `next` next and holds `count` pieces, as of the
+    /// version of `doc` just written.
+    pub(super) fn remember(&self, user: u64, doc: &Path, next: u64, count: u64) {
+        let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        match FileVersion::of(doc) {
+            Some(doc) => {
+                if hints.len() >= MAX_HINTS {
+                    hints.clear();
+                }
+                hints.insert(user, GalleryHint { doc, next, count });
+            }
+            None => {
+                hints.remove(&user);
+            }
+        }
+    }
+
+    /// Whether the filesystem refused a rename without replacement (then every save lists
+    /// its gallery).
+    pub(super) fn no_replace_unsupported(&self) -> bool {
+        self.no_replace_unsupported.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_no_replace_unsupported(&self) {
+        self.no_replace_unsupported.store(true, Ordering::Relaxed);
+    }
+
+    /// Forgets what this handle knew of `user`'s gallery (or of every gallery).
+    pub(super) fn forget(&self, user: Option<u64>) {
+        let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        match user {
+            Some(u) => {
+                hints.remove(&u);
+            }
+            None => hints.clear(),
         }
     }
 
@@ -413,9 +514,23 @@ impl Workspaces {
         f: impl FnOnce(&mut WorkspaceDoc) -> Result<T>,
     ) -> Result<T> {
         let folder = self.created(user)?;
+        let path = folder.dir.join(WORKSPACE_FILE);
+        let hint = self
+            .hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user)
+            .copied();
+        // The gallery memory follows the document across this write when it held before it.
+        let held = hint.filter(|h| FileVersion::of(&path) == Some(h.doc));
         let mut doc = self.read_doc(&folder.dir)?;
         let out = f(&mut doc)?;
-        self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc)?;
+        self.write_json(&path, &doc)?;
+        match held {
+            Some(h) if doc.piece_count == h.count => self.remember(user, &path, h.next, h.count),
+            Some(_) => self.forget(Some(user)),
+            None => {}
+        }
         Ok(out)
     }
 
@@ -549,6 +664,7 @@ impl Workspaces {
     /// # Errors
     /// As [`Workspaces::update`].
     pub fn put_doc(&self, user: u64, doc: &WorkspaceDoc) -> Result<()> {
+        self.forget(Some(user));
         let folder = self.created(user)?;
         self.write_json(&folder.dir.join(WORKSPACE_FILE), doc)
     }
@@ -564,6 +680,7 @@ impl Workspaces {
     /// # Errors
     /// `Io` when it cannot be moved.
     pub fn trash_folder(&self, user: u64, now: Timestamp) -> Result<Option<PathBuf>> {
+        self.forget(Some(user));
         let dir = self.dir(user);
         let real = match fsutil::real_dir(&dir) {
             Ok(Some(())) => true,
@@ -591,6 +708,7 @@ impl Workspaces {
     /// # Errors
     /// `Io` when they cannot be moved.
     pub fn trash_all(&self, now: Timestamp) -> Result<Option<PathBuf>> {
+        self.forget(None);
         let users = self.users_dir();
         let empty = fs::read_dir(&users)
             .map(|mut d| d.next().is_none())

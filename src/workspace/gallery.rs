@@ -1,6 +1,13 @@
 //! Gallery pieces: `gallery/piece_{n:06}.json`. A new piece takes the number after the
 //! highest piece ever saved in the folder (removed pieces wait in `.trash/`), so a number is
 //! never given twice, not even after a crash between the piece and the count.
+//!
+//! Finding that number lists the gallery (and removes crash leftovers) on the first save of
+//! each gallery by a handle. After that, the handle remembers the next number and the count
+//! for as long as `workspace.json` is the very version it wrote (each save and delete, by any
+//! process, replaces that file), and writes the piece as a new file that never replaces one,
+//! so a save costs what the two file replacements cost whatever the gallery's size. A piece
+//! that is there after all sends the save back to the listing.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -73,25 +80,57 @@ impl Workspaces {
         if fsutil::real_dir(&gallery)?.is_none() {
             fsutil::create_private_dir(&gallery)?;
         }
-        // The exclusive lock keeps the gallery as listed here until the count is written.
-        let existing = piece_numbers_tidying(&folder.dir)?;
-        let highest = existing
-            .last()
-            .copied()
-            .max(trashed_numbers(&folder.dir)?.last().copied())
-            .unwrap_or(0);
-        let n = highest
-            .checked_add(1)
-            .ok_or_else(|| Error::denied("this gallery has used every piece number"))?;
-        let piece = gallery.join(piece_file_name(n));
+        let doc_path = folder.dir.join(WORKSPACE_FILE);
         let before = doc.piece_count;
-        doc.piece_count = existing.len() as u64 + 1;
-        let written = self
-            .write_bytes_tidied(&piece, json)
-            .and_then(|()| self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc));
-        if let Err(e) = written {
+        // The next number from this handle's memory of the gallery when it still holds (no
+        // listing); written only as a new file, so a wrong memory can never replace a piece.
+        let mut saved = None;
+        let hinted = self
+            .hinted(user, &doc_path, before)
+            .filter(|_| json.len() as u64 <= self.max_bytes() && !self.no_replace_unsupported());
+        if let Some((n, count)) = hinted {
+            let piece = gallery.join(piece_file_name(n));
+            match fsutil::write_private_new(&piece, json) {
+                Ok(true) => saved = Some((n, count, piece)),
+                // Taken after all (written by another build, or by hand): list the gallery.
+                Ok(false) => self.forget(Some(user)),
+                Err(Error::Io { source, .. })
+                    if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+                {
+                    // A filesystem that cannot rename without replacing (NFS): always list.
+                    self.set_no_replace_unsupported();
+                    self.forget(None);
+                }
+                Err(e) => {
+                    self.forget(Some(user));
+                    return Err(e);
+                }
+            }
+        }
+        let (n, count, piece) = match saved {
+            Some(s) => s,
+            None => {
+                // The exclusive lock keeps the gallery as listed here until the count is
+                // written.
+                let existing = piece_numbers_tidying(&folder.dir)?;
+                let highest = existing
+                    .last()
+                    .copied()
+                    .max(trashed_numbers(&folder.dir)?.last().copied())
+                    .unwrap_or(0);
+                let n = highest
+                    .checked_add(1)
+                    .ok_or_else(|| Error::denied("this gallery has used every piece number"))?;
+                let piece = gallery.join(piece_file_name(n));
+                self.write_bytes_tidied(&piece, json)?;
+                (n, existing.len() as u64 + 1, piece)
+            }
+        };
+        doc.piece_count = count;
+        if let Err(e) = self.write_json(&doc_path, &doc) {
             // The piece (a new number: nothing was there) goes again unless the count did
             // reach the disk (only its directory sync failed), so both stay in step.
+            self.forget(Some(user));
             let landed = self
                 .read_doc(&folder.dir)
                 .is_ok_and(|d| d.piece_count != before);
@@ -100,6 +139,9 @@ impl Workspaces {
                 let _ = fsutil::sync_this_dir(&gallery);
             }
             return Err(e);
+        }
+        if let Some(next) = n.checked_add(1) {
+            self.remember(user, &doc_path, next, count);
         }
         Ok(n)
     }
@@ -113,6 +155,7 @@ impl Workspaces {
         serde_json::from_slice::<Value>(json)
             .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;
         let folder = self.created(user)?;
+        self.forget(Some(user));
         let gallery = folder.dir.join(GALLERY_DIR);
         if fsutil::real_dir(&gallery)?.is_none() {
             fsutil::create_private_dir(&gallery)?;

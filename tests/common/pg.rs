@@ -65,6 +65,7 @@ impl Server {
         postgres_client::connect(&self.socket_dir, self.port, "postgres")
     }
 
+    #[cfg(feature = "postgres")]
     /// A database of its own (for tests that change what the whole database sees), with a
     /// store URL into it and a superuser client of it.
     pub fn fresh_database(&self) -> (String, postgres_client::Client) {
