@@ -1,6 +1,7 @@
 //! A loop of hot reads for profilers: `cargo run --release --example read_profile -- WHAT N`
 //! reads N users from a 20,000-user store, where WHAT is `id` (redkeep, by id), `email`
-//! (redkeep, by email) or `bare` (bare redb by id: a u64 key and a bincode value, the work
+//! (redkeep, by email), `validate` (redkeep, N session validations over 1,000 sessions) or
+//! `bare` (bare redb by id: a u64 key and a bincode value, the work
 //! `benches/compare.rs` gives bare redb). Under `valgrind --tool=callgrind`, the difference
 //! between N = 100,001 and N = 1 divided by 100,000 is the instruction count of one read:
 //! a figure that, unlike time, does not move with whatever else the machine is doing.
@@ -88,6 +89,28 @@ fn main() {
             Ok(())
         })
         .unwrap();
+    if what == "validate" {
+        let tokens: Vec<String> = (1..=1_000)
+            .map(|k| {
+                rk.users().set_password(k, "correct horse battery").unwrap();
+                let l = rk
+                    .sessions()
+                    .login(&email(k), "correct horse battery", Default::default())
+                    .unwrap();
+                l.token.expose().to_string()
+            })
+            .collect();
+        let started = Instant::now();
+        for i in 0..n {
+            let t = &tokens[(i * 7919 % 1_000) as usize];
+            black_box(rk.sessions().validate(t).unwrap());
+        }
+        eprintln!(
+            "validate: {:?} per read",
+            started.elapsed() / n.max(1) as u32
+        );
+        return;
+    }
     let started = Instant::now();
     let mut k = 1;
     for _ in 0..n {
