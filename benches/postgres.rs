@@ -185,7 +185,8 @@ fn readable_cost(s: &Systems) {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let ops: [(&str, &dyn Fn(&Redkeep)); 2] = [("create user", &create), ("login", &login)];
+    type Op<'a> = (&'static str, &'a dyn Fn(&Redkeep));
+    let ops: [Op<'_>; 2] = [("create user", &create), ("login", &login)];
     for (what, op) in ops {
         let mut times = [Vec::new(), Vec::new()];
         let mut ratios = Vec::new();
