@@ -107,8 +107,8 @@ impl Workspaces {
                 }
             }
         }
-        let (n, count, piece) = match saved {
-            Some(s) => s,
+        let (n, count, piece, written) = match saved {
+            Some((n, count, piece)) => (n, count, piece, Ok(())),
             None => {
                 // The exclusive lock keeps the gallery as listed here until the count is
                 // written.
@@ -122,12 +122,12 @@ impl Workspaces {
                     .checked_add(1)
                     .ok_or_else(|| Error::denied("this gallery has used every piece number"))?;
                 let piece = gallery.join(piece_file_name(n));
-                self.write_bytes_tidied(&piece, json)?;
-                (n, existing.len() as u64 + 1, piece)
+                let written = self.write_bytes_tidied(&piece, json);
+                (n, existing.len() as u64 + 1, piece, written)
             }
         };
         doc.piece_count = count;
-        if let Err(e) = self.write_json(&doc_path, &doc) {
+        if let Err(e) = written.and_then(|()| self.write_json(&doc_path, &doc)) {
             // The piece (a new number: nothing was there) goes again unless the count did
             // reach the disk (only its directory sync failed), so both stay in step.
             self.forget(Some(user));

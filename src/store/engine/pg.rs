@@ -136,8 +136,7 @@ fn parse_target(url: &str) -> Result<Target> {
             ));
         }
     };
-    let schema = settings.schema;
-    let schema = schema.unwrap_or_else(|| "redkeep".to_string());
+    let schema = settings.schema.unwrap_or_else(|| "redkeep".to_string());
     if schema.is_empty()
         || schema.len() > MAX_IDENT
         || !schema
