@@ -399,3 +399,54 @@ fn check_runs_amcheck_on_every_index_when_the_extension_is_installed() {
         report.problems
     );
 }
+
+#[test]
+fn a_restore_that_fails_part_way_leaves_the_store_as_it_was() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (dir, rk) = on_postgres(&url);
+    user(&rk, "a@example.com").unwrap();
+    user(&rk, "b@example.com").unwrap();
+    let archive = dir.path().join("before.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    user(&rk, "c@example.com").unwrap();
+    drop(rk);
+    // The server refuses to take b's record back part way through the copy.
+    let mut c = pg::server().client();
+    c.batch_execute(&format!(
+        "create function \"{schema}\".refuse_b() returns trigger language plpgsql as $$
+         begin
+           if new.j->>'email' = 'b@example.com' then raise exception 'refused for the test'; end if;
+           return new;
+         end $$;
+         create trigger refuse_b before insert on \"{schema}\".\"r:users\"
+           for each row execute function \"{schema}\".refuse_b()"
+    ))
+    .unwrap();
+    let now = redkeep::Timestamp(2_000_000_000);
+    let failed = redkeep::ops::restore_store(dir.path(), Some(&url), &archive, true, now);
+    assert!(failed.is_err(), "the restore went through");
+    let (_d, rk) = on_postgres(&url);
+    let emails: Vec<String> = rk
+        .users()
+        .list(Default::default(), None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(emails, ["a@example.com", "b@example.com", "c@example.com"]);
+    assert!(rk.check(false).unwrap().ok);
+    drop(rk);
+    c.batch_execute(&format!(
+        "drop trigger refuse_b on \"{schema}\".\"r:users\""
+    ))
+    .unwrap();
+    let later = redkeep::Timestamp(2_000_000_100);
+    redkeep::ops::restore_store(dir.path(), Some(&url), &archive, true, later).unwrap();
+    let (_d, rk) = on_postgres(&url);
+    assert_eq!(rk.users().count().unwrap(), 2);
+    assert!(
+        user(&rk, "d@example.com").unwrap().id > 3,
+        "ids never go back"
+    );
+}

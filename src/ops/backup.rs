@@ -413,10 +413,10 @@ pub fn restore_store(
                 live.copy_to(&copy)?;
                 safety_copy = Some(copy);
             }
-            // The live sequences stay (wipe keeps them), and copying raises them to the
-            // backup's: no id is handed out twice.
-            live.wipe(schema_version)?;
-            staged.copy_into(&live)?;
+            // One transaction: a failure part way leaves the live store as it was. The live
+            // sequences stay, raised to the backup's where those are higher: no id is
+            // handed out twice.
+            staged.replace_into(&live, schema_version)?;
             finish(safety_copy)
         });
     }

@@ -53,6 +53,52 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Replaces everything in `dest` with one snapshot of this store, in a single transaction
+    /// on `dest`: an error or a crash part way leaves `dest` exactly as it was. `dest`'s id
+    /// sequences end at the higher of its own and this store's, so no id is handed out
+    /// twice. Returns how many entries each table had.
+    ///
+    /// # Errors
+    /// `Storage` when either store fails; `dest` is then unchanged.
+    pub(crate) fn replace_into(
+        &self,
+        dest: &Store,
+        schema_version: u64,
+    ) -> Result<Vec<(String, u64)>> {
+        let counts = self.read(|src| {
+            let names = src.raw().table_names()?;
+            let incoming = src.sequences()?;
+            dest.write(|tx| {
+                let kept = tx.sequences()?;
+                for name in tx.raw_write().table_names()? {
+                    tx.raw_write().delete_table(&name)?;
+                }
+                let mut counts = Vec::new();
+                for name in &names {
+                    let mut n = 0u64;
+                    src.raw()
+                        .range(name, &KeyRange::all(), Order::Asc, &mut |k, v| {
+                            n += 1;
+                            if !(name == META && k.starts_with(SEQ_PREFIX)) {
+                                tx.raw_write().put(name, k, v)?;
+                            }
+                            Ok(true)
+                        })?;
+                    counts.push((name.clone(), n));
+                }
+                tx.set_schema_version(schema_version)?;
+                for (table, value) in kept.iter().chain(incoming.iter()) {
+                    tx.raise_sequence(table, *value)?;
+                }
+                Ok(counts)
+            })
+        })?;
+        dest.registry().clear();
+        Ok(counts)
+    }
+}
+
 fn flush(dest: &Store, table: &str, buf: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
     if buf.is_empty() {
         return Ok(());
