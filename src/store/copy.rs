@@ -1,5 +1,6 @@
-//! Copying a whole store into another, whatever engine each runs on: `redkeep move`, and the
-//! redb snapshot of a PostgreSQL store that backups, resets and migrations take.
+//! Copying a whole store into another, whatever engine each runs on: `redkeep move`, the
+//! redb snapshot of a PostgreSQL store that backups, resets and migrations take, and the
+//! one-transaction replacement a PostgreSQL restore makes.
 
 use super::db::{Durability, Store};
 use super::engine::{KeyRange, Order};
@@ -51,9 +52,7 @@ impl Store {
         dest.registry().clear();
         Ok(counts)
     }
-}
 
-impl Store {
     /// Replaces everything in `dest` with one snapshot of this store, in a single transaction
     /// on `dest`: an error or a crash part way leaves `dest` exactly as it was. `dest`'s id
     /// sequences end at the higher of its own and this store's, so no id is handed out

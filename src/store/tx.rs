@@ -54,16 +54,16 @@ pub(crate) fn meta_entry_sound(key: &[u8], value: &[u8]) -> bool {
     }
 }
 
-#[cfg(feature = "postgres")]
 /// The table a `meta` catalog key names.
+#[cfg(feature = "postgres")]
 pub(crate) fn table_of_meta_key(key: &[u8]) -> Option<&str> {
     key.strip_prefix(TABLE_PREFIX)
         .and_then(|n| std::str::from_utf8(n).ok())
 }
 
-#[cfg(feature = "postgres")]
 /// The secret fields the catalog of the transaction behind `raw` lists for `table`; `None`
 /// when the table has no catalog entry (then nothing is known to be safe to show).
+#[cfg(feature = "postgres")]
 pub(crate) fn secret_fields(raw: &dyn RawRead, table: &str) -> Result<Option<Vec<String>>> {
     Ok(
         get_owned(raw, META, &prefixed(TABLE_PREFIX, table.as_bytes()))?
@@ -72,10 +72,10 @@ pub(crate) fn secret_fields(raw: &dyn RawRead, table: &str) -> Result<Option<Vec
     )
 }
 
-#[cfg(feature = "postgres")]
 /// A stored record as JSON text an operator can query (PostgreSQL's `jsonb` column), with
 /// its secret fields shown as `"<redacted>"`; `None` when the value is not self-describing
 /// (format 1), cannot be decoded, or holds text `jsonb` refuses (a NUL character).
+#[cfg(feature = "postgres")]
 pub(crate) fn readable_json(
     value: &[u8],
     resolve: format::Resolve<'_>,
