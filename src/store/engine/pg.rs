@@ -1044,6 +1044,32 @@ impl RawRead for PgTx<'_> {
 }
 
 impl PgTx<'_> {
+    /// Inserts `key` → `value` into `table`, replacing the entry there when `replace` (else
+    /// leaving it); a record table's `j` is written with `v`. Returns the rows written.
+    fn insert(&self, table: &str, key: &[u8], value: &[u8], replace: bool) -> Result<u64> {
+        let t = self.db.ensure_table(table)?;
+        let j = match table.strip_prefix("r:") {
+            Some(record) => Some(self.readable(record, value)?),
+            None => None,
+        };
+        let (columns, set) = match j {
+            Some(_) => (
+                "(k, v, j) values ($1, $2, $3::text::jsonb)",
+                "v = excluded.v, j = excluded.j",
+            ),
+            None => ("(k, v) values ($1, $2)", "v = excluded.v"),
+        };
+        let sql = if replace {
+            format!("insert into {t} {columns} on conflict (k) do update set {set}")
+        } else {
+            format!("insert into {t} {columns} on conflict do nothing")
+        };
+        self.with("writing", &sql, |txn, s| match &j {
+            Some(j) => txn.execute(s, &[&key, &value, j]),
+            None => txn.execute(s, &[&key, &value]),
+        })
+    }
+
     fn sequence_value(&self, q: &str) -> Result<u64> {
         let row = self.with(
             "reading a sequence",
@@ -1061,53 +1087,15 @@ impl PgTx<'_> {
 
 impl RawWrite for PgTx<'_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        let t = self.db.ensure_table(table)?;
         if table == META {
             self.db.forget_catalog(key);
         }
-        if let Some(record) = table.strip_prefix("r:") {
-            let j = self.readable(record, value)?;
-            self.with(
-                "writing",
-                &format!(
-                    "insert into {t} (k, v, j) values ($1, $2, $3::text::jsonb)
-                     on conflict (k) do update set v = excluded.v, j = excluded.j"
-                ),
-                |txn, s| txn.execute(s, &[&key, &value, &j]),
-            )?;
-            return Ok(());
-        }
-        self.with(
-            "writing",
-            &format!(
-                "insert into {t} (k, v) values ($1, $2)
-                 on conflict (k) do update set v = excluded.v"
-            ),
-            |txn, s| txn.execute(s, &[&key, &value]),
-        )?;
+        self.insert(table, key, value, true)?;
         Ok(())
     }
 
     fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
-        let t = self.db.ensure_table(table)?;
-        if let Some(record) = table.strip_prefix("r:") {
-            let j = self.readable(record, value)?;
-            let n = self.with(
-                "writing",
-                &format!(
-                    "insert into {t} (k, v, j) values ($1, $2, $3::text::jsonb)
-                     on conflict do nothing"
-                ),
-                |txn, s| txn.execute(s, &[&key, &value, &j]),
-            )?;
-            return Ok(n == 1);
-        }
-        let n = self.with(
-            "writing",
-            &format!("insert into {t} (k, v) values ($1, $2) on conflict do nothing"),
-            |txn, s| txn.execute(s, &[&key, &value]),
-        )?;
-        Ok(n == 1)
+        Ok(self.insert(table, key, value, false)? == 1)
     }
 
     fn remove(&self, table: &str, key: &[u8]) -> Result<bool> {
