@@ -1,8 +1,9 @@
 //! A loop of hot reads for profilers: `cargo run --release --example read_profile -- WHAT N`
 //! reads N users from a 20,000-user store, where WHAT is `id` (redkeep, by id), `email`
-//! (redkeep, by email), `validate` (redkeep, N session validations over 1,000 sessions) or
-//! `bare` (bare redb by id: a u64 key and a bincode value, the work
-//! `benches/compare.rs` gives bare redb). Under `valgrind --tool=callgrind`, the difference
+//! (redkeep, by email), `validate` (redkeep, N session validations over 1,000 sessions),
+//! `page` (redkeep, N pages of 50 users by creation time), `bare` (bare redb by id: a u64
+//! key and a bincode value, the work `benches/compare.rs` gives bare redb) or `bare-page`
+//! (bare redb, pages of 50 through a `(created, id)` index table). Under `valgrind --tool=callgrind`, the difference
 //! between N = 100,001 and N = 1 divided by 100,000 is the instruction count of one read:
 //! a figure that, unlike time, does not move with whatever else the machine is doing.
 
@@ -37,19 +38,50 @@ fn email(id: u64) -> String {
     format!("user{id}@example.com")
 }
 
-fn bare(dir: &std::path::Path, n: u64) {
+fn bare(dir: &std::path::Path, n: u64, page: bool) {
     const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+    const CREATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("users_created");
     let db = redb::Database::create(dir.join("bare.redb")).unwrap();
     let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table(TABLE).unwrap();
+        let mut c = w.open_table(CREATED).unwrap();
         for id in 1..=USERS {
-            let bytes = bincode::serde::encode_to_vec(user(id), bincode::config::standard());
+            let u = user(id);
+            let bytes = bincode::serde::encode_to_vec(&u, bincode::config::standard());
             t.insert(id, bytes.unwrap().as_slice()).unwrap();
+            c.insert((u.created_at.0, id), ()).unwrap();
         }
     }
     w.commit().unwrap();
     let started = Instant::now();
+    if page {
+        for i in 0..n {
+            let from = 1_800_000_000 + (i * 7919 % (USERS - 50)) as i64;
+            let tx = db.begin_read().unwrap();
+            let users = tx.open_table(TABLE).unwrap();
+            let got: Vec<User> = tx
+                .open_table(CREATED)
+                .unwrap()
+                .range((from, 0)..)
+                .unwrap()
+                .take(50)
+                .map(|r| {
+                    let id = r.unwrap().0.value().1;
+                    let v = users.get(id).unwrap().unwrap();
+                    bincode::serde::decode_from_slice(v.value(), bincode::config::standard())
+                        .unwrap()
+                        .0
+                })
+                .collect();
+            black_box(got);
+        }
+        eprintln!(
+            "bare-page: {:?} per page",
+            started.elapsed() / n.max(1) as u32
+        );
+        return;
+    }
     let mut k = 1;
     for _ in 0..n {
         k = (k + 7919) % USERS + 1;
@@ -70,8 +102,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    if what == "bare" {
-        return bare(dir.path(), n);
+    if what == "bare" || what == "bare-page" {
+        return bare(dir.path(), n, what == "bare-page");
     }
     let options = Options {
         durability: Durability::Immediate,
@@ -109,6 +141,19 @@ fn main() {
             "validate: {:?} per read",
             started.elapsed() / n.max(1) as u32
         );
+        return;
+    }
+    if what == "page" {
+        let started = Instant::now();
+        for i in 0..n {
+            let from = 1_800_000_000 + (i * 7919 % (USERS - 50)) as i64;
+            let page = rk
+                .users()
+                .created_between(Timestamp(from), Timestamp(i64::MAX), 50)
+                .unwrap();
+            black_box(page);
+        }
+        eprintln!("page: {:?} per page", started.elapsed() / n.max(1) as u32);
         return;
     }
     let started = Instant::now();

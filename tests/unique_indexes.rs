@@ -229,3 +229,40 @@ fn sequences_never_reuse_ids_across_reopen() {
     let c = store.write(|tx| tx.table::<Item>().next_id()).unwrap();
     assert_eq!((a, b, c), (1, 2, 3));
 }
+
+#[test]
+fn sequences_advanced_several_times_in_one_write_stay_exact() {
+    use redkeep::store::Meta;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let store = open(&path);
+    store
+        .write(|tx| {
+            let t = tx.table::<Item>();
+            assert_eq!((t.next_id()?, t.next_id()?, t.next_id()?), (1, 2, 3));
+            // What this write reads of the sequence is what it advanced to.
+            assert_eq!(tx.sequence("items")?, 3);
+            assert_eq!(tx.sequences()?, vec![("items".to_string(), 3)]);
+            // Raised past what it handed out: the next id follows the raise.
+            tx.raise_sequence("items", 10)?;
+            assert_eq!(t.next_id()?, 11);
+            // A raise below the value changes nothing.
+            tx.raise_sequence("items", 5)?;
+            assert_eq!(t.next_id()?, 12);
+            Ok(())
+        })
+        .unwrap();
+    // A write that fails after advancing leaves the sequence where it was.
+    let failed: redkeep::Result<()> = store.write(|tx| {
+        tx.table::<Item>().next_id()?;
+        tx.table::<Item>().next_id()?;
+        Err(Error::invalid("test", "refused on purpose"))
+    });
+    assert!(failed.is_err());
+    assert_eq!(store.read(|tx| tx.sequence("items")).unwrap(), 12);
+    // A wipe (raw table deletes) keeps the sequence; ids go on from it after a reopen.
+    store.wipe(1).unwrap();
+    drop(store);
+    let store = open(&path);
+    assert_eq!(store.write(|tx| tx.table::<Item>().next_id()).unwrap(), 13);
+}

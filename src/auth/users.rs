@@ -294,12 +294,21 @@ impl Record for Avatar {
 /// # Errors
 /// `InvalidInput` naming what is wrong.
 pub fn normalize_email(raw: &str) -> Result<String> {
-    use unicode_normalization::UnicodeNormalization;
-    use unicode_security::MixedScript;
     // Compatibility forms (fullwidth letters, ligatures) become their plain letters first,
     // so they cannot make a second account that looks like the first.
     // ASCII (nearly every address) is its own NFKC form and a single script: the Unicode
     // work is skipped for it.
+    let trimmed = raw.trim();
+    if trimmed.is_ascii() && plain_ascii_email(trimmed) {
+        return Ok(trimmed.to_ascii_lowercase());
+    }
+    checked_email(raw)
+}
+
+/// [`normalize_email`]'s general path: every check, in order, naming the first that fails.
+fn checked_email(raw: &str) -> Result<String> {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_security::MixedScript;
     let trimmed = raw.trim();
     let ascii = trimmed.is_ascii();
     let email: String = if ascii {
@@ -346,6 +355,38 @@ pub fn normalize_email(raw: &str) -> Result<String> {
         )));
     }
     Ok(email)
+}
+
+/// Whether an ASCII address passes every check of [`normalize_email`] (checked in one pass
+/// over the bytes, without the general path's allocations). `false` sends the address down
+/// the general path, which names what is wrong.
+fn plain_ascii_email(email: &str) -> bool {
+    let b = email.as_bytes();
+    if b.len() > MAX_EMAIL_BYTES {
+        return false;
+    }
+    let Some(at) = b.iter().position(|&c| c == b'@') else {
+        return false;
+    };
+    let (local, domain) = (&b[..at], &b[at + 1..]);
+    if local.is_empty() || local.len() > 64 || local.iter().any(|&c| c <= b' ' || c == 0x7F) {
+        return false;
+    }
+    let mut labels = 0;
+    for label in domain.split(|&c| c == b'.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label[0] != b'-'
+            && label[label.len() - 1] != b'-'
+            && label
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'-');
+        if !ok {
+            return false;
+        }
+        labels += 1;
+    }
+    labels >= 2
 }
 
 /// Characters that change how text looks or reads without showing: Unicode's
@@ -859,5 +900,45 @@ impl UserV1 {
             created_at: u.created_at.0,
             updated_at: u.updated_at.0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The one-pass ASCII check accepts exactly what the general path accepts, with the
+        /// same result (addresses built from the characters that decide the checks).
+        #[test]
+        fn the_ascii_fast_path_agrees_with_the_general_path(
+            pad in "[ \t]?",
+            local in "[aZ9_.+@\\-\x00\x7F ]{0,4}",
+            at in "@?",
+            labels in proptest::collection::vec("[aZ9\\-@ ]{0,3}", 0..4),
+            tail in "[ .]?",
+        ) {
+            let raw = format!("{pad}{local}{at}{}{tail}", labels.join("."));
+            let general = checked_email(&raw).map_err(|e| e.to_string());
+            prop_assert_eq!(plain_ascii_email(raw.trim()), general.is_ok(), "{:?}", raw);
+            prop_assert_eq!(normalize_email(&raw).map_err(|e| e.to_string()), general);
+        }
+    }
+
+    #[test]
+    fn long_parts_go_the_general_way() {
+        let local = "a".repeat(65);
+        assert!(!plain_ascii_email(&format!("{local}@example.com")));
+        assert!(plain_ascii_email(&format!("{}@example.com", &local[..64])));
+        let label = "b".repeat(64);
+        assert!(!plain_ascii_email(&format!("a@{label}.com")));
+        assert!(plain_ascii_email(&format!("a@{}.com", &label[..63])));
+        let long = format!("a@{}.com", vec!["c".repeat(60); 5].join("."));
+        assert!(long.len() > MAX_EMAIL_BYTES);
+        assert!(!plain_ascii_email(&long));
+        assert!(checked_email(&long).is_err());
     }
 }

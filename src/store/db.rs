@@ -744,11 +744,7 @@ impl Store {
         let outcome = match &self.inner.engine {
             Engine::File(file) => {
                 let db = file.read().unwrap_or_else(|e| e.into_inner());
-                db.begin_read().and_then(|raw: FileRead| {
-                    let value = f(&ReadTx::new(&raw));
-                    raw.close()?;
-                    value
-                })
+                db.read(|raw: &FileRead| f(&ReadTx::new(raw)))
             }
             #[cfg(feature = "postgres")]
             Engine::Pg(pg) => pg.read(|raw| f(&ReadTx::new(raw))),

@@ -687,22 +687,33 @@ impl<'de> Reader<'de> {
     }
 
     fn varint(&mut self) -> Res<u64> {
+        // One byte (values below 128) is the common case.
+        if let Some((&b, rest)) = self.input.split_first()
+            && b < 0x80
+        {
+            self.input = rest;
+            return Ok(u64::from(b));
+        }
+        self.long_varint()
+    }
+
+    fn long_varint(&mut self) -> Res<u64> {
         let mut v: u64 = 0;
-        for i in 0..10 {
-            let b = self.byte()?;
-            let part = u64::from(b & 0x7F);
+        for (i, &b) in self.input.iter().enumerate().take(10) {
             if i == 9 && b > 1 {
                 return err("integer overflows 64 bits");
             }
-            v |= part << (7 * i);
+            v |= u64::from(b & 0x7F) << (7 * i);
             if b & 0x80 == 0 {
                 if i > 0 && b == 0 {
                     return err("integer has a non-minimal encoding");
                 }
+                self.input = &self.input[i + 1..];
                 return Ok(v);
             }
         }
-        err("integer is longer than 10 bytes")
+        // Ten bytes always end the walk above; fewer ran out.
+        err("value ends early")
     }
 
     /// A count of items that each take at least `min` bytes, checked against what is left.
@@ -773,6 +784,28 @@ pub fn to_json(bytes: &[u8], resolve: Resolve<'_>) -> Res<serde_json::Value> {
         return err(format!("{} trailing bytes", d.r.input.len()));
     }
     Ok(v)
+}
+
+/// `deserialize_*` methods for integer types: a small unsigned integer (the inline tags and
+/// `T_UINT`) is handed over at once, as the general walk would hand it; other tags take that
+/// walk.
+macro_rules! unsigned_first {
+    ($($name:ident)*) => {$(
+        fn $name<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+            match self.r.peek()? {
+                tag @ 0..=INLINE_MAX => {
+                    self.r.byte()?;
+                    visitor.visit_u64(u64::from(tag))
+                }
+                T_UINT => {
+                    self.r.byte()?;
+                    let v = self.r.varint()?;
+                    visitor.visit_u64(v)
+                }
+                _ => self.deserialize_any(visitor),
+            }
+        }
+    )*};
 }
 
 struct Decoder<'de, 'r> {
@@ -1284,9 +1317,44 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de, '_> {
         visitor.visit_unit()
     }
 
+    // Scalars a record's fields are made of take a short path for their usual tags, sparing
+    // the general walk; any other tag goes the general way, so what is accepted is the same.
+    unsigned_first! {
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        match self.r.peek()? {
+            T_FALSE => {
+                self.r.byte()?;
+                visitor.visit_bool(false)
+            }
+            T_TRUE => {
+                self.r.byte()?;
+                visitor.visit_bool(true)
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        match self.r.peek()? {
+            tag @ (T_STR | T_SHORT_STR..=0x7F) => {
+                self.r.byte()?;
+                let s = self.str_after_tag(tag)?;
+                visitor.visit_borrowed_str(s)
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
+        self.deserialize_str(visitor)
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf seq tuple tuple_struct map identifier
+        i128 u128 f32 f64 char bytes byte_buf seq tuple tuple_struct map identifier
     }
 }
 

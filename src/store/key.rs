@@ -117,12 +117,14 @@ impl KeyPart for [u8] {
     /// Variable-length bytes: `0x00` is escaped as `0x00 0xFF` and the part ends with
     /// `0x00 0x00`, which keeps order and makes the part self-delimiting.
     fn put(&self, out: &mut Vec<u8>) {
-        for &b in self {
-            out.push(b);
-            if b == 0 {
-                out.push(0xFF);
-            }
+        out.reserve(self.len() + 2);
+        let mut rest = self;
+        while let Some(at) = rest.iter().position(|&b| b == 0) {
+            out.extend_from_slice(&rest[..=at]);
+            out.push(0xFF);
+            rest = &rest[at + 1..];
         }
+        out.extend_from_slice(rest);
         out.extend_from_slice(&[0, 0]);
     }
 }
@@ -288,6 +290,25 @@ mod tests {
             prop_assert_eq!(<(u64, u64)>::from_bytes(&b.to_bytes()), Some(b));
             prop_assert_eq!(<[u8; 32]>::from_bytes(&c.to_bytes()), Some(c));
             prop_assert_eq!(i64::from_bytes(&s.to_bytes()), Some(s));
+        }
+
+        #[test]
+        fn byte_parts_keep_their_stored_encoding(
+            v in proptest::collection::vec(prop_oneof![Just(0u8), Just(0xFFu8), any::<u8>()], 0..40),
+        ) {
+            // The format: each 0x00 becomes 0x00 0xFF, and 0x00 0x00 ends the part.
+            let mut expected = Vec::new();
+            for &b in &v {
+                expected.push(b);
+                if b == 0 {
+                    expected.push(0xFF);
+                }
+            }
+            expected.extend_from_slice(&[0, 0]);
+            let mut out = vec![9];
+            v.as_slice().put(&mut out);
+            prop_assert_eq!(&out[1..], &expected[..]);
+            prop_assert_eq!(take_escaped(&mut &out[1..]), Some(v));
         }
 
         #[test]

@@ -467,7 +467,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// # Errors
     /// `Corrupt` for an unreadable record.
     pub fn range(&self, range: KeyRange, order: Order, limit: usize) -> Result<Vec<R>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(limit.min(64));
         if limit == 0 {
             return Ok(out);
         }
@@ -489,7 +489,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         order: Order,
         limit: usize,
     ) -> Result<Vec<R>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(limit.min(64));
         if limit == 0 {
             return Ok(out);
         }

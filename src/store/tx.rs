@@ -145,7 +145,15 @@ pub struct WriteTx<'a> {
     registry: &'a Registry,
     new_shapes: RefCell<Vec<u64>>,
     new_tables: RefCell<Vec<&'static str>>,
+    // The sequences this transaction has advanced: name, `meta` key, value last written. Each
+    // advance is written at once (so `meta` is always the truth); this only spares reading it
+    // back. Cleared whenever raw access could change `meta` behind it.
+    sequences: RefCell<Vec<Advanced>>,
 }
+
+/// A sequence a write transaction has advanced: its name, its `meta` key, the value last
+/// written.
+type Advanced = (Box<str>, Vec<u8>, u64);
 
 /// Shapes and catalog entries a store handle knows to be committed in its file, so that
 /// transactions need not look them up again.
@@ -203,6 +211,7 @@ impl<'a> WriteTx<'a> {
             registry,
             new_shapes: RefCell::default(),
             new_tables: RefCell::default(),
+            sequences: RefCell::default(),
         }
     }
 
@@ -242,7 +251,10 @@ impl Source for WriteTx<'_> {
 }
 
 impl WriteTx<'_> {
+    /// The engine's write access. Sequence values remembered by this transaction are
+    /// forgotten, since raw writes may change them.
     pub(crate) fn raw_write(&self) -> &dyn RawWrite {
+        self.sequences.borrow_mut().clear();
         self.raw
     }
 
@@ -492,16 +504,31 @@ impl WriteTx<'_> {
         if let Some(n) = self.raw.native_next(table)? {
             return Ok(n);
         }
+        let exhausted = || Error::Invariant {
+            what: format!("the id sequence of {table} is exhausted"),
+        };
+        // Advanced before in this transaction: the value is known without reading `meta`
+        // (the engine call below cannot come back into this transaction).
+        if let Some((_, key, last)) = self
+            .sequences
+            .borrow_mut()
+            .iter_mut()
+            .find(|(name, _, _)| **name == *table)
+        {
+            let next = last.checked_add(1).ok_or_else(exhausted)?;
+            self.raw.put(META, key, &next.to_be_bytes())?;
+            *last = next;
+            return Ok(next);
+        }
         let key = prefixed(SEQ_PREFIX, table.as_bytes());
         let next = get_owned(self.raw, META, &key)?
             .as_deref()
             .and_then(be_u64)
             .unwrap_or(0)
             .checked_add(1)
-            .ok_or_else(|| Error::Invariant {
-                what: format!("the id sequence of {table} is exhausted"),
-            })?;
+            .ok_or_else(exhausted)?;
         self.raw.put(META, &key, &next.to_be_bytes())?;
+        self.sequences.borrow_mut().push((table.into(), key, next));
         Ok(next)
     }
 
@@ -513,6 +540,9 @@ impl WriteTx<'_> {
         if self.raw.native_raise(table, value)? {
             return Ok(());
         }
+        self.sequences
+            .borrow_mut()
+            .retain(|(name, _, _)| **name != *table);
         if self.sequence(table)? < value {
             self.raw.put(
                 META,

@@ -128,16 +128,29 @@ impl FileDb {
         });
     }
 
-    /// A read transaction.
-    pub(crate) fn begin_read(&self) -> Result<FileRead> {
-        if let Some(ro) = &self.read_only {
-            let txn = contain("beginning a read transaction", || {
-                ro.begin_read()
-                    .map_err(|e| engine("beginning a read transaction", e))
-            })?;
-            return Ok(FileRead::of(txn));
-        }
-        FileRead::begin(self.db()?)
+    /// Runs `f` in a read transaction. The transaction is begun, handed to `f` and ended in
+    /// one contained call, so it is never moved (it keeps its open tables in place); a panic
+    /// of `f` itself is the caller's and is raised again as it was.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&FileRead) -> Result<T>) -> Result<T> {
+        let db = match &self.read_only {
+            Some(ro) => Err(ro),
+            None => Ok(self.db()?),
+        };
+        let outcome = contain("reading", || {
+            let txn = match db {
+                Ok(db) => db.begin_read(),
+                Err(ro) => ro.begin_read(),
+            }
+            .map_err(|e| engine("beginning a read transaction", e))?;
+            let raw = FileRead::of(txn);
+            let used = catch_unwind(AssertUnwindSafe(|| {
+                let _caller = CallerCode::enter();
+                f(&raw)
+            }));
+            drop(raw);
+            Ok(used)
+        })?;
+        outcome.unwrap_or_else(|p| resume_unwind(p))
     }
 
     /// Begins a write transaction to be shared by several callers' work (group commit).
@@ -361,54 +374,110 @@ fn names<I: Iterator<Item = redb::UntypedTableHandle>>(
     })
 }
 
-type ReadTable = Rc<redb::ReadOnlyTable<Bytes, Bytes>>;
+type ReadTable = redb::ReadOnlyTable<Bytes, Bytes>;
+
+/// How many tables a read transaction keeps in place without allocating (a hot read touches
+/// one to three; more go to a list).
+const READ_SLOTS: usize = 3;
+
+/// A table name kept by a read transaction: inline when short (every name redkeep makes
+/// for its records and indexes is), so a read allocates nothing to remember it.
+enum TableName {
+    Short(u8, [u8; 30]),
+    Long(Box<str>),
+}
+
+impl TableName {
+    fn new(name: &str) -> TableName {
+        let mut buf = [0u8; 30];
+        match (buf.get_mut(..name.len()), u8::try_from(name.len())) {
+            (Some(head), Ok(len)) => {
+                head.copy_from_slice(name.as_bytes());
+                TableName::Short(len, buf)
+            }
+            _ => TableName::Long(name.into()),
+        }
+    }
+
+    fn is(&self, name: &str) -> bool {
+        match self {
+            TableName::Short(len, buf) => &buf[..usize::from(*len)] == name.as_bytes(),
+            TableName::Long(own) => **own == *name,
+        }
+    }
+}
+
+/// An open table of a read transaction (`None` inside: not in this snapshot).
+type Kept = (TableName, Option<ReadTable>);
+
+/// A table handed out by [`FileRead::table`]: one kept in place, or one from the list.
+enum Opened<'a> {
+    InPlace(&'a ReadTable),
+    Listed(Rc<ReadTable>),
+}
+
+impl std::ops::Deref for Opened<'_> {
+    type Target = ReadTable;
+
+    fn deref(&self) -> &ReadTable {
+        match self {
+            Opened::InPlace(t) => t,
+            Opened::Listed(t) => t,
+        }
+    }
+}
 
 /// A read transaction on the file.
 pub(crate) struct FileRead {
     txn: redb::ReadTransaction,
-    // Tables opened so far, by name (`None`: the table does not exist in this snapshot). A
-    // transaction touches a handful, so a list searched in order beats hashing the name.
-    tables: RefCell<Vec<(Box<str>, Option<ReadTable>)>>,
+    // Tables opened so far, by name, each opened once: the first few in slots that are set
+    // once and never move (so a table stays usable while others are opened), the rest in a
+    // list. A transaction touches a handful, so a search in order beats hashing the name.
+    slots: [std::cell::OnceCell<Kept>; READ_SLOTS],
+    more: RefCell<Vec<(TableName, Option<Rc<ReadTable>>)>>,
 }
 
 impl FileRead {
-    pub(crate) fn begin(db: &redb::Database) -> Result<FileRead> {
-        let txn = contain("beginning a read transaction", || {
-            db.begin_read()
-                .map_err(|e| engine("beginning a read transaction", e))
-        })?;
-        Ok(FileRead {
-            txn,
-            tables: RefCell::default(),
-        })
-    }
-
     fn of(txn: redb::ReadTransaction) -> FileRead {
         FileRead {
             txn,
-            tables: RefCell::default(),
+            slots: Default::default(),
+            more: RefCell::default(),
         }
     }
 
-    /// Ends the transaction under [`contain`].
-    pub(crate) fn close(self) -> Result<()> {
-        contain("ending a read transaction", || {
-            drop(self);
-            Ok(())
+    fn open(&self, name: &str) -> Result<Option<ReadTable>> {
+        contain("opening a table", || match self.txn.open_table(def(name)) {
+            Ok(t) => Ok(Some(t)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(engine("opening a table", e)),
         })
     }
 
-    fn table(&self, name: &str) -> Result<Option<ReadTable>> {
-        if let Some((_, t)) = self.tables.borrow().iter().find(|(n, _)| **n == *name) {
-            return Ok(t.clone());
+    fn table(&self, name: &str) -> Result<Option<Opened<'_>>> {
+        for slot in &self.slots {
+            match slot.get() {
+                Some((n, t)) if n.is(name) => return Ok(t.as_ref().map(Opened::InPlace)),
+                Some(_) => {}
+                None => {
+                    let t = self.open(name)?;
+                    // `open` runs no caller code, so the slot is still empty; were it not,
+                    // the search goes on with the next one.
+                    let (n, t) = slot.get_or_init(|| (TableName::new(name), t));
+                    if n.is(name) {
+                        return Ok(t.as_ref().map(Opened::InPlace));
+                    }
+                }
+            }
         }
-        let t = contain("opening a table", || match self.txn.open_table(def(name)) {
-            Ok(t) => Ok(Some(Rc::new(t))),
-            Err(TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(engine("opening a table", e)),
-        })?;
-        self.tables.borrow_mut().push((name.into(), t.clone()));
-        Ok(t)
+        if let Some((_, t)) = self.more.borrow().iter().find(|(n, _)| n.is(name)) {
+            return Ok(t.clone().map(Opened::Listed));
+        }
+        let t = self.open(name)?.map(Rc::new);
+        self.more
+            .borrow_mut()
+            .push((TableName::new(name), t.clone()));
+        Ok(t.map(Opened::Listed))
     }
 }
 
