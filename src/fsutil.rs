@@ -155,6 +155,11 @@ pub fn write_private_new(target: &Path, bytes: &[u8]) -> Result<bool> {
 /// # Errors
 /// `UnsafePath` for anything but a regular file; `Io` otherwise.
 pub fn open_regular(path: &Path) -> Result<Option<File>> {
+    Ok(open_regular_sized(path)?.map(|(file, _)| file))
+}
+
+/// [`open_regular`], with the file's size when opened.
+fn open_regular_sized(path: &Path) -> Result<Option<(File, u64)>> {
     let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC).bits();
     let file = match fs::OpenOptions::new()
         .read(true)
@@ -180,7 +185,7 @@ pub fn open_regular(path: &Path) -> Result<Option<File>> {
             "it is not a regular file (a FIFO, socket, device or directory)",
         ));
     }
-    Ok(Some(file))
+    Ok(Some((file, meta.len())))
 }
 
 /// Reads a regular file of at most `cap` bytes. `None` when it does not exist.
@@ -188,10 +193,13 @@ pub fn open_regular(path: &Path) -> Result<Option<File>> {
 /// # Errors
 /// `UnsafePath` (see [`open_regular`]); `InvalidInput` when it is larger than `cap`.
 pub fn read_regular(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
-    let Some(file) = open_regular(path)? else {
+    let Some((file, len)) = open_regular_sized(path)? else {
         return Ok(None);
     };
-    let mut bytes = Vec::new();
+    // Room for the whole file and one byte more, so the usual read takes one call and the
+    // end is seen by the next (the size is a hint: the file may change meanwhile).
+    let room = usize::try_from(len.min(cap).saturating_add(1)).unwrap_or(usize::MAX);
+    let mut bytes = Vec::with_capacity(room.min(1 << 20));
     file.take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;

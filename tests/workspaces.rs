@@ -504,7 +504,10 @@ fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
     let stale: PathBuf = tmp.path().join("users/1/.rk-tmp-crashed");
     std::fs::write(&stale, b"{half").unwrap();
     assert_eq!(ws.read(1).unwrap().piece_count, 0);
-    ws.update(1, |d| d.add_note("x")).unwrap();
+    // A handle removes a folder's leftovers the first time it writes there: after a crash,
+    // that is the restarted process's first write.
+    let restarted = open(tmp.path());
+    restarted.update(1, |d| d.add_note("x")).unwrap();
     assert!(!stale.exists());
     // In the gallery, the listing that picks the next piece number cleans up too: the first
     // save of a gallery by a handle (after a crash, the restarted process's) lists it.
@@ -515,6 +518,35 @@ fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
     let restarted = open(tmp.path());
     assert_eq!(restarted.save_piece(1, b"{}").unwrap(), 2);
     assert!(!stale_piece.exists());
+}
+
+#[test]
+fn a_marker_replaced_under_a_handle_that_read_it_is_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.update(1, |d| d.add_note("mine")).unwrap();
+    ws.read(1).unwrap();
+    // Another account's marker put in its place (by hand, or a restore from elsewhere):
+    // the same handle, which has read the old marker, refuses the folder from now on.
+    let marker = tmp.path().join("users/1/.owner");
+    let other = format!("{}\n1700000000\n", "ab".repeat(16));
+    std::fs::write(tmp.path().join("other-marker"), &other).unwrap();
+    std::fs::rename(tmp.path().join("other-marker"), &marker).unwrap();
+    assert!(matches!(ws.read(1), Err(Error::UnsafePath { .. })));
+    assert!(matches!(
+        ws.update(1, |d| d.add_note("not theirs")),
+        Err(Error::UnsafePath { .. })
+    ));
+    // Rewritten in place (same inode) with another uid: read again too.
+    ws.update(2, |_| Ok(())).unwrap();
+    let marker2 = tmp.path().join("users/2/.owner");
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&marker2).unwrap());
+    std::fs::write(&marker2, format!("{}\n17000000000\n", "cd".repeat(16))).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&marker2).unwrap()),
+        ino
+    );
+    assert!(matches!(ws.read(2), Err(Error::UnsafePath { .. })));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! creating it atomically at the first write, locking it, and reading, writing, listing and
 //! trashing whole folders and documents.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -140,6 +140,11 @@ pub struct Workspaces {
     pub(super) owners: Owners,
     // What this handle last wrote of each gallery, so the next piece number needs no listing.
     hints: Arc<Mutex<HashMap<u64, GalleryHint>>>,
+    // Owner markers this handle has read, each with the file version it read: while the
+    // marker is still that version, it need not be read again.
+    markers: Arc<Mutex<HashMap<u64, (FileVersion, FolderOwner)>>>,
+    // Directories whose crash leftovers (temp files) this handle has removed.
+    tidied: Arc<Mutex<HashSet<PathBuf>>>,
     // Set when the filesystem refused a rename without replacement: no remembered numbers.
     no_replace_unsupported: Arc<AtomicBool>,
 }
@@ -214,6 +219,8 @@ impl Workspaces {
             options,
             owners,
             hints: Arc::default(),
+            markers: Arc::default(),
+            tidied: Arc::default(),
             no_replace_unsupported: Arc::default(),
         })
     }
@@ -229,6 +236,8 @@ impl Workspaces {
             options,
             owners,
             hints: Arc::default(),
+            markers: Arc::default(),
+            tidied: Arc::default(),
             no_replace_unsupported: Arc::default(),
         }
     }
@@ -359,7 +368,7 @@ impl Workspaces {
             if !same {
                 continue;
             }
-            self.check_marker(&dir, owner)?;
+            self.check_marker(user, &dir, owner)?;
             if kind == LockKind::Exclusive && (self.owners)(user)? != Some(owner) {
                 // The user was deleted while we waited or while we made the folder: whatever
                 // is here is theirs and goes where their deletion sends it.
@@ -402,9 +411,32 @@ impl Workspaces {
         })
     }
 
-    fn check_marker(&self, dir: &Path, owner: FolderOwner) -> Result<()> {
+    fn check_marker(&self, user: u64, dir: &Path, owner: FolderOwner) -> Result<()> {
+        // The version is taken before the read: a marker replaced in between is read anew
+        // next time, never taken for the version seen here.
+        let version = FileVersion::of(&dir.join(OWNER_FILE));
+        if let Some(v) = version {
+            let known = self
+                .markers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&user)
+                .copied();
+            if known.is_some_and(|(kv, ko)| kv == v && ko == owner) {
+                return Ok(());
+            }
+        }
         match Self::read_marker(dir)? {
-            Some(m) if m == owner => Ok(()),
+            Some(m) if m == owner => {
+                if let Some(v) = version {
+                    let mut markers = self.markers.lock().unwrap_or_else(|e| e.into_inner());
+                    if markers.len() >= MAX_HINTS {
+                        markers.clear();
+                    }
+                    markers.insert(user, (v, owner));
+                }
+                Ok(())
+            }
             Some(_) => Err(Error::unsafe_path(
                 dir,
                 "the folder belongs to another account (a deleted or restored-away user with the same id); it is never served to this one; run `redkeep check --repair` to move it to the trash",
@@ -455,7 +487,8 @@ impl Workspaces {
     }
 
     /// Writes JSON atomically to `path` after checking the cap and that `path` is not a
-    /// symlink. Stale temp files in the directory are removed first.
+    /// symlink. Stale temp files in the directory are removed first, the first time this
+    /// handle writes there.
     pub(super) fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(value)
             .map_err(|e| Error::invalid("document", e.to_string()))?;
@@ -464,9 +497,24 @@ impl Workspaces {
 
     pub(super) fn write_bytes(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         if let Some(dir) = path.parent() {
-            clean_temp_files(dir);
+            self.tidy_once(dir);
         }
         self.write_bytes_tidied(path, bytes)
+    }
+
+    /// Removes crash leftovers from `dir` the first time this handle writes there (a crash
+    /// of this process ends the handle; leftovers of other processes' crashes are removed by
+    /// the next handle to write there, and by `check --repair`).
+    pub(super) fn tidy_once(&self, dir: &Path) {
+        let mut tidied = self.tidied.lock().unwrap_or_else(|e| e.into_inner());
+        if tidied.contains(dir) {
+            return;
+        }
+        clean_temp_files(dir);
+        if tidied.len() >= MAX_HINTS {
+            tidied.clear();
+        }
+        tidied.insert(dir.to_path_buf());
     }
 
     /// [`Workspaces::write_bytes`] into a directory whose crash leftovers were just removed.
