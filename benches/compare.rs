@@ -36,11 +36,13 @@ const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions")
 const SESSIONS_BY_USER: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("sessions_user");
 const ROLES: TableDefinition<u64, &[u8]> = TableDefinition::new("roles");
 const USER_ROLES: TableDefinition<(u64, u64), bool> = TableDefinition::new("user_roles");
+const USER_ROLES_BY_ROLE: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_roles_role");
 const ORGS: TableDefinition<u64, &[u8]> = TableDefinition::new("orgs");
 const ORGS_BY_SLUG: TableDefinition<&str, u64> = TableDefinition::new("orgs_slug");
 const MEMBERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("members");
 const MEMBERS_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("members_user");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const AUDIT_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("audit_user");
 const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -197,6 +199,10 @@ fn open_redb(path: &Path, n: u64) -> (redb::Database, Vec<String>) {
                     .unwrap()
                     .insert((id, 1), true)
                     .unwrap();
+                tx.open_table(USER_ROLES_BY_ROLE)
+                    .unwrap()
+                    .insert((1, id), ())
+                    .unwrap();
                 let token = format!("rks_plain{id:020}");
                 let h = token_hash(&token);
                 let row: SessionRow = (id, 0, 1_800_000_000, i64::MAX);
@@ -233,7 +239,8 @@ const SQLITE_SCHEMA: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
  CREATE TABLE members (org_id INTEGER NOT NULL, user_id INTEGER NOT NULL, role TEXT NOT NULL,
    PRIMARY KEY (org_id, user_id)) WITHOUT ROWID;
  CREATE INDEX members_user ON members(user_id);
- CREATE TABLE audit (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, user_id INTEGER, event TEXT NOT NULL);";
+ CREATE TABLE audit (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, user_id INTEGER, event TEXT NOT NULL);
+ CREATE INDEX audit_user ON audit(user_id);";
 
 const SQL_INSERT_USER: &str =
     "INSERT INTO users (id, email, name, is_admin, is_active, created_at, updated_at)
@@ -541,6 +548,17 @@ fn redb_create_user(db: &redb::Database, n: u64) {
             .unwrap()
             .insert(u.id, "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA")
             .unwrap();
+        // The default role, found by its record, granted and audited.
+        assert!(tx.open_table(ROLES).unwrap().get(1).unwrap().is_some());
+        tx.open_table(USER_ROLES)
+            .unwrap()
+            .insert((u.id, 1), true)
+            .unwrap();
+        tx.open_table(USER_ROLES_BY_ROLE)
+            .unwrap()
+            .insert((1, u.id), ())
+            .unwrap();
+        redb_audit(&tx, u.id, u.created_at.0, "role.granted");
         let org = redb_next(&tx, "orgs");
         let slug = format!("new{n}-workspace");
         let mut slugs = tx.open_table(ORGS_BY_SLUG).unwrap();
@@ -558,16 +576,22 @@ fn redb_create_user(db: &redb::Database, n: u64) {
             .unwrap()
             .insert((u.id, org), ())
             .unwrap();
-        let a = redb_next(&tx, "audit");
-        tx.open_table(AUDIT)
-            .unwrap()
-            .insert(
-                a,
-                enc(&(a, u.created_at.0, u.id, "user.created")).as_slice(),
-            )
-            .unwrap();
+        redb_audit(&tx, u.id, u.created_at.0, "user.created");
     }
     tx.commit().unwrap();
+}
+
+/// An audit row with its entry in the by-user index.
+fn redb_audit(tx: &redb::WriteTransaction, user: u64, at: i64, event: &str) {
+    let a = redb_next(tx, "audit");
+    tx.open_table(AUDIT)
+        .unwrap()
+        .insert(a, enc(&(a, at, user, event)).as_slice())
+        .unwrap();
+    tx.open_table(AUDIT_BY_USER)
+        .unwrap()
+        .insert((user, a), ())
+        .unwrap();
 }
 
 /// Every column of a user row, as the other systems read whole users.
@@ -723,6 +747,19 @@ fn sqlite_create_user(c: &rusqlite::Connection, n: u64) {
     .unwrap()
     .execute([id])
     .unwrap();
+    let role: i64 = tx
+        .prepare_cached("SELECT id FROM roles WHERE name = 'editor'")
+        .unwrap()
+        .query_row([], |r| r.get(0))
+        .unwrap();
+    tx.prepare_cached("INSERT INTO user_roles VALUES (?1, ?2, 1)")
+        .unwrap()
+        .execute([id, role])
+        .unwrap();
+    tx.prepare_cached("INSERT INTO audit (at, user_id, event) VALUES (?1, ?2, 'role.granted')")
+        .unwrap()
+        .execute([u.created_at.0, id])
+        .unwrap();
     tx.prepare_cached("INSERT INTO orgs (slug, name) VALUES (?1, 'New''s Workspace')")
         .unwrap()
         .execute([format!("new{n}-workspace")])
