@@ -2,8 +2,9 @@
 //! reads N users from a 20,000-user store, where WHAT is `id` (redkeep, by id), `email`
 //! (redkeep, by email), `validate` (redkeep, N session validations over 1,000 sessions),
 //! `page` (redkeep, N pages of 50 users by creation time), `bare` (bare redb by id: a u64
-//! key and a bincode value, the work `benches/compare.rs` gives bare redb) or `bare-page`
-//! (bare redb, pages of 50 through a `(created, id)` index table). Under `valgrind --tool=callgrind`, the difference
+//! key and a bincode value, the work `benches/compare.rs` gives bare redb), `bare-email`
+//! (bare redb through an email table) or `bare-page` (bare redb, pages of 50 through a
+//! `(created, id)` index table). Under `valgrind --tool=callgrind`, the difference
 //! between N = 100,001 and N = 1 divided by 100,000 is the instruction count of one read:
 //! a figure that, unlike time, does not move with whatever else the machine is doing.
 
@@ -38,16 +39,19 @@ fn email(id: u64) -> String {
     format!("user{id}@example.com")
 }
 
-fn bare(dir: &std::path::Path, n: u64, page: bool) {
+fn bare(dir: &std::path::Path, n: u64, what: &str) {
     const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
     const CREATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("users_created");
+    const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("users_email");
     let db = redb::Database::create(dir.join("bare.redb")).unwrap();
     let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table(TABLE).unwrap();
         let mut c = w.open_table(CREATED).unwrap();
+        let mut e = w.open_table(EMAILS).unwrap();
         for id in 1..=USERS {
             let u = user(id);
+            e.insert(u.email.as_str(), id).unwrap();
             let bytes = bincode::serde::encode_to_vec(&u, bincode::config::standard());
             t.insert(id, bytes.unwrap().as_slice()).unwrap();
             c.insert((u.created_at.0, id), ()).unwrap();
@@ -55,7 +59,32 @@ fn bare(dir: &std::path::Path, n: u64, page: bool) {
     }
     w.commit().unwrap();
     let started = Instant::now();
-    if page {
+    if what == "bare-email" {
+        let mut k = 1;
+        for _ in 0..n {
+            k = (k + 7919) % USERS + 1;
+            let tx = db.begin_read().unwrap();
+            let address = email(k);
+            let id = tx
+                .open_table(EMAILS)
+                .unwrap()
+                .get(address.as_str())
+                .unwrap()
+                .unwrap()
+                .value();
+            let got = tx.open_table(TABLE).unwrap().get(id).unwrap().unwrap();
+            let decoded: (User, usize) =
+                bincode::serde::decode_from_slice(got.value(), bincode::config::standard())
+                    .unwrap();
+            black_box(decoded);
+        }
+        eprintln!(
+            "bare-email: {:?} per read",
+            started.elapsed() / n.max(1) as u32
+        );
+        return;
+    }
+    if what == "bare-page" {
         for i in 0..n {
             let from = 1_800_000_000 + (i * 7919 % (USERS - 50)) as i64;
             let tx = db.begin_read().unwrap();
@@ -102,8 +131,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    if what == "bare" || what == "bare-page" {
-        return bare(dir.path(), n, what == "bare-page");
+    if what.starts_with("bare") {
+        return bare(dir.path(), n, &what);
     }
     let options = Options {
         durability: Durability::Immediate,

@@ -384,16 +384,15 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
                 what: format!("{}.{} is not unique; scan it instead", R::TABLE, idx.name),
             });
         }
-        match get_owned(self.raw(), index_name(idx), key)? {
-            Some(pk) => match self.get_raw(&pk)? {
-                Some(r) => Ok(Some(r)),
-                None => Err(corrupt::<R>(
-                    &pk,
-                    format!("index {} points at a missing record", idx.name),
-                )),
-            },
-            None => Ok(None),
-        }
+        // The record is read while the entry is in hand (no copy of the primary key).
+        let mut out = None;
+        self.raw().get(index_name(idx), key, &mut |pk| {
+            out = Some(self.get_raw(pk)?.ok_or_else(|| {
+                corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
+            })?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Calls `f` with each record whose primary key falls in `range`, in `order`, until it
