@@ -266,3 +266,33 @@ fn sequences_advanced_several_times_in_one_write_stay_exact() {
     let store = open(&path);
     assert_eq!(store.write(|tx| tx.table::<Item>().next_id()).unwrap(), 13);
 }
+
+#[test]
+fn ids_handed_out_between_inserts_are_kept_by_the_commit() {
+    use redkeep::store::Meta;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let store = open(&path);
+    let ids = store
+        .write(|tx| {
+            let t = tx.table::<Item>();
+            let mut ids = Vec::new();
+            for i in 0..5u8 {
+                let id = t.next_id()?;
+                t.insert(&Item {
+                    id,
+                    name: format!("item {i}"),
+                    group: i,
+                })?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+        .unwrap();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+    assert_eq!(store.read(|tx| tx.sequence("items")).unwrap(), 5);
+    drop(store);
+    let store = open(&path);
+    assert_eq!(store.write(|tx| tx.table::<Item>().next_id()).unwrap(), 6);
+    assert_eq!(store.read(|tx| tx.sequence("items")).unwrap(), 6);
+}

@@ -398,18 +398,18 @@ pub(crate) fn put<T: LegacyRecord>(tx: &WriteTx<'_>, record: &T) -> Result<()> {
     let value = codec::encode_legacy(record).map_err(|e| Error::Invariant {
         what: format!("cannot encode a {} record in format 1: {e}", T::TABLE),
     })?;
-    tx.raw_write()
+    tx.raw_write()?
         .put(&record_table(T::TABLE), &record.key_bytes(), &value)
 }
 
 /// Removes the record of `T`'s table at `key`.
 pub(crate) fn remove<T: LegacyRecord>(tx: &WriteTx<'_>, key: &[u8]) -> Result<()> {
-    tx.raw_write().remove(&record_table(T::TABLE), key)?;
+    tx.raw_write()?.remove(&record_table(T::TABLE), key)?;
     Ok(())
 }
 
 fn rebuild<T: LegacyRecord>(tx: &WriteTx<'_>) -> Result<()> {
-    let raw = tx.raw_write();
+    let raw = tx.raw_write()?;
     for r in all::<T>(raw)? {
         let pk = r.key_bytes();
         for (index, mut key, unique) in r.indexes() {
@@ -458,7 +458,7 @@ pub(crate) const OWN_TABLES: [&str; 12] = [
 
 /// Deletes the index tables of redkeep's own records (application indexes are kept).
 pub(crate) fn delete_index_tables(tx: &WriteTx<'_>) -> Result<()> {
-    let raw = tx.raw_write();
+    let raw = tx.raw_write()?;
     for name in raw.table_names()? {
         let own = name
             .strip_prefix("i:")

@@ -74,7 +74,7 @@ fn json_err(what: &str, e: serde_json::Error) -> Error {
 }
 
 fn tenancy_up(tx: &WriteTx<'_>, now: Timestamp) -> Result<()> {
-    let raw = tx.raw_write();
+    let raw = tx.raw_write()?;
     let mut journal = TenancyJournal::default();
     let mut users: Vec<UserV1> = legacy::all(raw)?;
     let mut roles: Vec<RoleV1> = legacy::all(raw)?;
@@ -185,7 +185,7 @@ fn tenancy_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     };
     let journal: TenancyJournal =
         serde_json::from_slice(&text).map_err(|e| json_err("reading the v2 journal", e))?;
-    let raw = tx.raw_write();
+    let raw = tx.raw_write()?;
     for (user, before) in &journal.current_org {
         if let Some(mut u) = legacy::get::<UserV1>(raw, &user.to_be_bytes())?
             && u.current_org_id == journal.org
@@ -222,7 +222,7 @@ struct SavedUid {
 }
 
 fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
-    let raw = tx.raw_write();
+    let raw = tx.raw_write()?;
     legacy::delete_index_tables(tx)?;
     let saved: BTreeMap<u64, SavedUid> = match tx.meta(SAVED_UIDS)? {
         Some(text) => {
@@ -262,7 +262,7 @@ fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
 
 // Moves every agent session to the key `rekey` gives its old key; the values stay as they are.
 fn rekey_agent_sessions(tx: &WriteTx<'_>, rekey: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Result<()> {
-    let raw = tx.raw_write();
+    let raw = tx.raw_write()?;
     let table = record_table(AgentSession::TABLE);
     let mut rows = Vec::new();
     raw.range(&table, &KeyRange::all(), Order::Asc, &mut |k, v| {
@@ -308,7 +308,7 @@ fn identities_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     }
     let text = serde_json::to_vec(&saved).map_err(|e| json_err("saving uids", e))?;
     tx.set_meta(SAVED_UIDS, &text)?;
-    tx.raw_write()
+    tx.raw_write()?
         .delete_table(&record_table(Credential::TABLE))?;
     for i in all::<Invite>(tx)? {
         legacy::put(tx, &InviteV1::from(&i))?;
@@ -323,7 +323,7 @@ fn identities_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
         legacy::put(tx, &SessionV1::from(&s))?;
     }
     let agents = all::<AgentSession>(tx)?;
-    tx.raw_write()
+    tx.raw_write()?
         .delete_table(&record_table(AgentSession::TABLE))?;
     for a in &agents {
         legacy::put(tx, &AgentSessionV1::from(a))?;

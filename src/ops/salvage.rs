@@ -296,7 +296,7 @@ pub fn salvage(
         for chunk in entries.chunks(BATCH) {
             dest.write(|tx| {
                 for (k, v) in chunk {
-                    tx.raw_write().put(name, k, v)?;
+                    tx.raw_write()?.put(name, k, v)?;
                 }
                 Ok(())
             })?;

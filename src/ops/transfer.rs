@@ -237,7 +237,7 @@ fn apply(
     summary: &mut TransferSummary,
 ) -> std::result::Result<(), String> {
     let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let raw = tx.raw_write();
+    let raw = tx.raw_write().map_err(|e| e.to_string())?;
     if let Some(table) = s("table") {
         if let Some(record) = v.get("record") {
             let t = tables.get(table).ok_or_else(|| {

@@ -485,7 +485,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
     }
 
     fn rebuild_indexes(&self, tx: &WriteTx<'_>) -> Result<Vec<String>> {
-        let raw = tx.raw_write();
+        let raw = tx.raw_write()?;
         let mut changes = Vec::new();
         let mut unreadable = Vec::new();
         let mut progress = Progress::default();
@@ -554,7 +554,7 @@ pub(crate) fn quarantine_table(table: &str) -> String {
 /// `Storage` when the store cannot be written.
 pub(crate) fn set_aside<R: Record>(tx: &WriteTx<'_>, key: &R::Key) -> Result<bool> {
     let pk = key.to_bytes();
-    let raw = tx.raw_write();
+    let raw = tx.raw_write()?;
     let Some(bytes) = get_owned(raw, &record_table(R::TABLE), &pk)? else {
         return Ok(false);
     };

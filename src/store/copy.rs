@@ -70,8 +70,8 @@ impl Store {
             let incoming = src.sequences()?;
             dest.write(|tx| {
                 let kept = tx.sequences()?;
-                for name in tx.raw_write().table_names()? {
-                    tx.raw_write().delete_table(&name)?;
+                for name in tx.raw_write()?.table_names()? {
+                    tx.raw_write()?.delete_table(&name)?;
                 }
                 let mut counts = Vec::new();
                 for name in &names {
@@ -80,7 +80,7 @@ impl Store {
                         .range(name, &KeyRange::all(), Order::Asc, &mut |k, v| {
                             n += 1;
                             if !(name == META && k.starts_with(SEQ_PREFIX)) {
-                                tx.raw_write().put(name, k, v)?;
+                                tx.raw_write()?.put(name, k, v)?;
                             }
                             Ok(true)
                         })?;
@@ -103,7 +103,7 @@ fn flush(dest: &Store, table: &str, buf: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result
         return Ok(());
     }
     dest.write_with(Durability::None, |tx| {
-        let raw = tx.raw_write();
+        let raw = tx.raw_write()?;
         for (k, v) in buf.iter() {
             raw.put(table, k, v)?;
         }

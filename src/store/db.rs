@@ -717,6 +717,7 @@ impl Store {
             Engine::File(file) => self.write_grouped(file, durable, |raw: &FileWrite<'_>| {
                 let tx = WriteTx::new(raw, &self.inner.registry);
                 let value = f(&tx)?;
+                tx.flush_sequences()?;
                 known = Some(tx.into_registrations());
                 Ok(value)
             }),
@@ -724,6 +725,7 @@ impl Store {
             Engine::Pg(pg) => pg.write(durable, |raw| {
                 let tx = WriteTx::new(raw, &self.inner.registry);
                 let value = f(&tx)?;
+                tx.flush_sequences()?;
                 known = Some(tx.into_registrations());
                 Ok(value)
             }),

@@ -634,7 +634,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         let Some(old) = self.get_raw(&pk)? else {
             return Ok(None);
         };
-        let raw = self.tx.raw_write();
+        let raw = self.tx.raw_records();
         for idx in R::INDEXES {
             if let Some(k) = index_entry(idx, &old, &pk) {
                 raw.remove(index_name(idx), &k)?;
@@ -650,7 +650,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// `Storage` when the engine fails.
     pub fn clear(&self) -> Result<u64> {
         let n = self.count()?;
-        let raw = self.tx.raw_write();
+        let raw = self.tx.raw_records();
         for idx in R::INDEXES {
             raw.delete_table(index_name(idx))?;
         }
@@ -665,7 +665,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     // record's entry of each index (all `None` for a new record).
     fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
         let value = encode(self.tx, new)?;
-        let raw = self.tx.raw_write();
+        let raw = self.tx.raw_records();
         let mut moves = Vec::new();
         let mut claimed: Vec<(&str, Vec<u8>)> = Vec::new();
         for (idx, old_key) in R::INDEXES.iter().zip(old.iter()) {

@@ -145,15 +145,15 @@ pub struct WriteTx<'a> {
     registry: &'a Registry,
     new_shapes: RefCell<Vec<u64>>,
     new_tables: RefCell<Vec<&'static str>>,
-    // The sequences this transaction has advanced: name, `meta` key, value last written. Each
-    // advance is written at once (so `meta` is always the truth); this only spares reading it
-    // back. Cleared whenever raw access could change `meta` behind it.
+    // The sequences this transaction has advanced, held here and written to `meta` once:
+    // when the work ends, and before anything could read or change `meta` behind them (raw
+    // access, a sequence read, a raise). A batch of inserts thus writes each sequence once.
     sequences: RefCell<Vec<Advanced>>,
 }
 
-/// A sequence a write transaction has advanced: its name, its `meta` key, the value last
-/// written.
-type Advanced = (Box<str>, Vec<u8>, u64);
+/// A sequence a write transaction has advanced: its name, its `meta` key, its value, and
+/// whether `meta` holds that value.
+type Advanced = (Box<str>, Vec<u8>, u64, bool);
 
 /// Shapes and catalog entries a store handle knows to be committed in its file, so that
 /// transactions need not look them up again.
@@ -228,6 +228,13 @@ pub trait Source: sealed::Sealed {
     #[doc(hidden)]
     #[allow(private_interfaces)]
     fn raw(&self) -> &dyn RawRead;
+
+    /// Writes what the transaction holds back (the sequences a write advanced), so that raw
+    /// reads of `meta` see it.
+    #[doc(hidden)]
+    fn settle(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 mod sealed {
@@ -248,14 +255,44 @@ impl Source for WriteTx<'_> {
     fn raw(&self) -> &dyn RawRead {
         self.raw
     }
+
+    fn settle(&self) -> Result<()> {
+        self.flush_sequences()
+    }
 }
 
 impl WriteTx<'_> {
-    /// The engine's write access. Sequence values remembered by this transaction are
-    /// forgotten, since raw writes may change them.
-    pub(crate) fn raw_write(&self) -> &dyn RawWrite {
+    /// The engine's write access for anything (`meta` included): the sequences this
+    /// transaction advanced are written first and then forgotten, since raw writes may
+    /// change them.
+    ///
+    /// # Errors
+    /// `Storage` when a sequence cannot be written.
+    pub(crate) fn raw_write(&self) -> Result<&dyn RawWrite> {
+        self.flush_sequences()?;
         self.sequences.borrow_mut().clear();
+        Ok(self.raw)
+    }
+
+    /// The engine's write access for a table's records and index entries, which never touch
+    /// the sequences in `meta`.
+    pub(super) fn raw_records(&self) -> &dyn RawWrite {
         self.raw
+    }
+
+    /// Writes the sequence values this transaction holds back. Called when its work ends.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub(crate) fn flush_sequences(&self) -> Result<()> {
+        for (_, key, value, written) in self.sequences.borrow_mut().iter_mut() {
+            if !*written {
+                // The engine call cannot come back into this transaction.
+                self.raw.put(META, key, &value.to_be_bytes())?;
+                *written = true;
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure the shape `id` (of `names`) is in the registry of this file.
@@ -348,6 +385,7 @@ pub trait Meta: Source {
     /// # Errors
     /// `Storage` when the engine fails.
     fn sequences(&self) -> Result<Vec<(String, u64)>> {
+        self.settle()?;
         if let Some(native) = self.raw().native_sequences()? {
             return Ok(native);
         }
@@ -441,6 +479,7 @@ pub trait Meta: Source {
     /// # Errors
     /// `Storage` when the engine fails.
     fn sequence(&self, table: &str) -> Result<u64> {
+        self.settle()?;
         if let Some(native) = self.raw().native_sequences()? {
             return Ok(native
                 .into_iter()
@@ -507,18 +546,16 @@ impl WriteTx<'_> {
         let exhausted = || Error::Invariant {
             what: format!("the id sequence of {table} is exhausted"),
         };
-        // Advanced before in this transaction: the value is known without reading `meta`
-        // (the engine call below cannot come back into this transaction).
-        if let Some((_, key, last)) = self
+        // Advanced before in this transaction: the value is known, and written later.
+        if let Some((_, _, last, written)) = self
             .sequences
             .borrow_mut()
             .iter_mut()
-            .find(|(name, _, _)| **name == *table)
+            .find(|(name, ..)| **name == *table)
         {
-            let next = last.checked_add(1).ok_or_else(exhausted)?;
-            self.raw.put(META, key, &next.to_be_bytes())?;
-            *last = next;
-            return Ok(next);
+            *last = last.checked_add(1).ok_or_else(exhausted)?;
+            *written = false;
+            return Ok(*last);
         }
         let key = prefixed(SEQ_PREFIX, table.as_bytes());
         let next = get_owned(self.raw, META, &key)?
@@ -527,8 +564,9 @@ impl WriteTx<'_> {
             .unwrap_or(0)
             .checked_add(1)
             .ok_or_else(exhausted)?;
-        self.raw.put(META, &key, &next.to_be_bytes())?;
-        self.sequences.borrow_mut().push((table.into(), key, next));
+        self.sequences
+            .borrow_mut()
+            .push((table.into(), key, next, false));
         Ok(next)
     }
 
@@ -540,9 +578,10 @@ impl WriteTx<'_> {
         if self.raw.native_raise(table, value)? {
             return Ok(());
         }
+        self.flush_sequences()?;
         self.sequences
             .borrow_mut()
-            .retain(|(name, _, _)| **name != *table);
+            .retain(|(name, ..)| **name != *table);
         if self.sequence(table)? < value {
             self.raw.put(
                 META,
