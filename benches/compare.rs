@@ -182,11 +182,18 @@ fn open_redb(path: &Path, n: u64) -> (redb::Database, Vec<String>) {
     let tx = db.begin_write().unwrap();
     let mut tokens = Vec::new();
     {
+        // As in redkeep: the system role `user` (every account holds it, and it comes
+        // first), then `editor`.
+        let basic: Vec<String> = vec![
+            "basic_access".into(),
+            "session_management".into(),
+            "profile_management".into(),
+        ];
         let perms: Vec<String> = vec!["docs.read".into(), "docs.edit".into()];
-        tx.open_table(ROLES)
-            .unwrap()
-            .insert(1, enc(&("editor", perms)).as_slice())
-            .unwrap();
+        let mut roles = tx.open_table(ROLES).unwrap();
+        roles.insert(1, enc(&("user", basic)).as_slice()).unwrap();
+        roles.insert(2, enc(&("editor", perms)).as_slice()).unwrap();
+        drop(roles);
         for id in 1..=n {
             redb_next(&tx, "users");
             redb_put_user(&tx, &user(id));
@@ -195,14 +202,16 @@ fn open_redb(path: &Path, n: u64) -> (redb::Database, Vec<String>) {
                     .unwrap()
                     .insert(id, "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA")
                     .unwrap();
-                tx.open_table(USER_ROLES)
-                    .unwrap()
-                    .insert((id, 1), true)
-                    .unwrap();
-                tx.open_table(USER_ROLES_BY_ROLE)
-                    .unwrap()
-                    .insert((1, id), ())
-                    .unwrap();
+                for role in [1, 2] {
+                    tx.open_table(USER_ROLES)
+                        .unwrap()
+                        .insert((id, role), true)
+                        .unwrap();
+                    tx.open_table(USER_ROLES_BY_ROLE)
+                        .unwrap()
+                        .insert((role, id), ())
+                        .unwrap();
+                }
                 let token = format!("rks_plain{id:020}");
                 let h = token_hash(&token);
                 let row: SessionRow = (id, 0, 1_800_000_000, i64::MAX);
@@ -391,9 +400,10 @@ fn open_sqlite(path: &Path, n: u64) -> (rusqlite::Connection, Vec<String>) {
     conn.execute_batch(SQLITE_SCHEMA).unwrap();
     let mut tokens = Vec::new();
     let tx = conn.unchecked_transaction().unwrap();
-    tx.execute(
-        "INSERT INTO roles (id, name, permissions) VALUES (1, 'editor', 'docs.read,docs.edit')",
-        [],
+    tx.execute_batch(
+        "INSERT INTO roles (id, name, permissions)
+           VALUES (1, 'user', 'basic_access,session_management,profile_management');
+         INSERT INTO roles (id, name, permissions) VALUES (2, 'editor', 'docs.read,docs.edit');",
     )
     .unwrap();
     for id in 1..=n {
@@ -404,8 +414,13 @@ fn open_sqlite(path: &Path, n: u64) -> (rusqlite::Connection, Vec<String>) {
                 [id as i64],
             )
             .unwrap();
-            tx.execute("INSERT INTO user_roles VALUES (?1, 1, 1)", [id as i64])
+            for role in [1, 2] {
+                tx.execute(
+                    "INSERT INTO user_roles VALUES (?1, ?2, 1)",
+                    [id as i64, role],
+                )
                 .unwrap();
+            }
             let token = format!("rks_plain{id:020}");
             tx.execute(
                 "INSERT INTO sessions VALUES (?1, ?2, 0, 1800000000, ?3)",
@@ -548,7 +563,7 @@ fn redb_create_user(db: &redb::Database, n: u64) {
             .unwrap()
             .insert(u.id, "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA")
             .unwrap();
-        // The default role, found by its record, granted and audited.
+        // The default role (`user`), found by its record, granted and audited.
         assert!(tx.open_table(ROLES).unwrap().get(1).unwrap().is_some());
         tx.open_table(USER_ROLES)
             .unwrap()
@@ -748,7 +763,7 @@ fn sqlite_create_user(c: &rusqlite::Connection, n: u64) {
     .execute([id])
     .unwrap();
     let role: i64 = tx
-        .prepare_cached("SELECT id FROM roles WHERE name = 'editor'")
+        .prepare_cached("SELECT id FROM roles WHERE name = 'user'")
         .unwrap()
         .query_row([], |r| r.get(0))
         .unwrap();

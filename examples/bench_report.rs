@@ -246,7 +246,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          with their by-user index entries, and the bare versions write the same rows by hand. \
          Login in redkeep also counts the attempt in a separate non-durable commit (lockout), \
          clears the count, keeps three session indexes and an audit row; the bare versions \
-         only update the user and insert the session with its by-user entry.\n\n\
+         only update the user and insert the session with its by-user entry. In all three, every \
+         account holds the system role `user` and a role `editor`, so a permission check reads \
+         two grants and two roles.\n\n\
          ![ratios](docs/benchmarks.svg)\n"
     );
     let _ = writeln!(
