@@ -504,17 +504,20 @@ impl Workspaces {
 
     /// Removes crash leftovers from `dir` the first time this handle writes there (a crash
     /// of this process ends the handle; leftovers of other processes' crashes are removed by
-    /// the next handle to write there, and by `check --repair`).
+    /// the next handle to write there, and by `check --repair`). Called under the folder's
+    /// exclusive lock, so no write of this handle is under way there.
     pub(super) fn tidy_once(&self, dir: &Path) {
-        let mut tidied = self.tidied.lock().unwrap_or_else(|e| e.into_inner());
-        if tidied.contains(dir) {
-            return;
+        let first = {
+            let mut tidied = self.tidied.lock().unwrap_or_else(|e| e.into_inner());
+            if tidied.len() >= MAX_HINTS {
+                tidied.clear();
+            }
+            tidied.insert(dir.to_path_buf())
+        };
+        // Listed outside the memory's lock: other folders' writes need not wait for it.
+        if first {
+            clean_temp_files(dir);
         }
-        clean_temp_files(dir);
-        if tidied.len() >= MAX_HINTS {
-            tidied.clear();
-        }
-        tidied.insert(dir.to_path_buf());
     }
 
     /// [`Workspaces::write_bytes`] into a directory whose crash leftovers were just removed.
