@@ -70,9 +70,8 @@ impl Store {
             let incoming = src.sequences()?;
             dest.write(|tx| {
                 let kept = tx.sequences()?;
-                for name in tx.raw_write()?.table_names()? {
-                    tx.raw_write()?.delete_table(&name)?;
-                }
+                tx.delete_all_tables()?;
+                let raw = tx.raw_write()?;
                 let mut counts = Vec::new();
                 for name in &names {
                     let mut n = 0u64;
@@ -80,7 +79,7 @@ impl Store {
                         .range(name, &KeyRange::all(), Order::Asc, &mut |k, v| {
                             n += 1;
                             if !(name == META && k.starts_with(SEQ_PREFIX)) {
-                                tx.raw_write()?.put(name, k, v)?;
+                                raw.put(name, k, v)?;
                             }
                             Ok(true)
                         })?;

@@ -200,9 +200,7 @@ impl Store {
     pub fn wipe(&self, version: u64) -> Result<()> {
         self.write(|tx| {
             let sequences = tx.sequences()?;
-            for name in tx.raw_write()?.table_names()? {
-                tx.raw_write()?.delete_table(&name)?;
-            }
+            tx.delete_all_tables()?;
             tx.set_schema_version(version)?;
             for (table, value) in &sequences {
                 tx.raise_sequence(table, *value)?;

@@ -274,6 +274,18 @@ impl WriteTx<'_> {
         Ok(self.raw)
     }
 
+    /// Deletes every table of the store (records, indexes and `meta`, sequences included).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub(crate) fn delete_all_tables(&self) -> Result<()> {
+        let raw = self.raw_write()?;
+        for name in raw.table_names()? {
+            raw.delete_table(&name)?;
+        }
+        Ok(())
+    }
+
     /// The engine's write access for a table's records and index entries, which never touch
     /// the sequences in `meta`.
     pub(super) fn raw_records(&self) -> &dyn RawWrite {

@@ -2,8 +2,9 @@
 //! creating it atomically at the first write, locking it, and reading, writing, listing and
 //! trashing whole folders and documents.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
+use std::hash::Hash;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -139,12 +140,12 @@ pub struct Workspaces {
     options: WorkspaceOptions,
     pub(super) owners: Owners,
     // What this handle last wrote of each gallery, so the next piece number needs no listing.
-    hints: Arc<Mutex<HashMap<u64, GalleryHint>>>,
+    hints: Memory<u64, GalleryHint>,
     // Owner markers this handle has read, each with the file version it read: while the
     // marker is still that version, it need not be read again.
-    markers: Arc<Mutex<HashMap<u64, (FileVersion, FolderOwner)>>>,
+    markers: Memory<u64, (FileVersion, FolderOwner)>,
     // Directories whose crash leftovers (temp files) this handle has removed.
-    tidied: Arc<Mutex<HashSet<PathBuf>>>,
+    tidied: Memory<PathBuf, ()>,
     // Set when the filesystem refused a rename without replacement: no remembered numbers.
     no_replace_unsupported: Arc<AtomicBool>,
 }
@@ -184,8 +185,51 @@ pub(super) struct GalleryHint {
     pub(super) count: u64,
 }
 
-/// Galleries remembered at most; past it the memory starts again.
+/// Entries a handle's memory keeps at most; past it the memory starts again (which only
+/// costs the checks it spared).
 const MAX_HINTS: usize = 4096;
+
+/// One of a handle's memories, shared by its clones and bounded by [`MAX_HINTS`].
+struct Memory<K, V>(Arc<Mutex<HashMap<K, V>>>);
+
+impl<K, V> Clone for Memory<K, V> {
+    fn clone(&self) -> Self {
+        Memory(Arc::clone(&self.0))
+    }
+}
+
+impl<K, V> Default for Memory<K, V> {
+    fn default() -> Self {
+        Memory(Arc::default())
+    }
+}
+
+impl<K: Eq + Hash, V: Copy> Memory<K, V> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        self.map().get(key).copied()
+    }
+
+    /// Remembers `value` for `key`; returns what was remembered before.
+    fn insert(&self, key: K, value: V) -> Option<V> {
+        let mut map = self.map();
+        if map.len() >= MAX_HINTS {
+            map.clear();
+        }
+        map.insert(key, value)
+    }
+
+    fn remove(&self, key: &K) {
+        self.map().remove(key);
+    }
+
+    fn clear(&self) {
+        self.map().clear();
+    }
+}
 
 impl std::fmt::Debug for Workspaces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,9 +262,9 @@ impl Workspaces {
             root,
             options,
             owners,
-            hints: Arc::default(),
-            markers: Arc::default(),
-            tidied: Arc::default(),
+            hints: Memory::default(),
+            markers: Memory::default(),
+            tidied: Memory::default(),
             no_replace_unsupported: Arc::default(),
         })
     }
@@ -235,9 +279,9 @@ impl Workspaces {
             root: root.as_ref().to_path_buf(),
             options,
             owners,
-            hints: Arc::default(),
-            markers: Arc::default(),
-            tidied: Arc::default(),
+            hints: Memory::default(),
+            markers: Memory::default(),
+            tidied: Memory::default(),
             no_replace_unsupported: Arc::default(),
         }
     }
@@ -246,12 +290,7 @@ impl Workspaces {
     /// of it still holds: `doc` (its workspace.json) is the version written with the memory
     /// and says `count` pieces. Called under the folder's exclusive lock.
     pub(super) fn hinted(&self, user: u64, doc: &Path, count: u64) -> Option<(u64, u64)> {
-        let hint = self
-            .hints
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&user)
-            .copied()?;
+        let hint = self.hints.get(&user)?;
         (hint.count == count && FileVersion::of(doc) == Some(hint.doc))
             .then(|| Some((hint.next, count.checked_add(1)?)))
             .flatten()
@@ -260,17 +299,11 @@ impl Workspaces {
     /// Remembers that `user`'s gallery gives `next` next and holds `count` pieces, as of the
     /// version of `doc` just written.
     pub(super) fn remember(&self, user: u64, doc: &Path, next: u64, count: u64) {
-        let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
         match FileVersion::of(doc) {
             Some(doc) => {
-                if hints.len() >= MAX_HINTS {
-                    hints.clear();
-                }
-                hints.insert(user, GalleryHint { doc, next, count });
+                self.hints.insert(user, GalleryHint { doc, next, count });
             }
-            None => {
-                hints.remove(&user);
-            }
+            None => self.hints.remove(&user),
         }
     }
 
@@ -286,12 +319,9 @@ impl Workspaces {
 
     /// Forgets what this handle knew of `user`'s gallery (or of every gallery).
     pub(super) fn forget(&self, user: Option<u64>) {
-        let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
         match user {
-            Some(u) => {
-                hints.remove(&u);
-            }
-            None => hints.clear(),
+            Some(u) => self.hints.remove(&u),
+            None => self.hints.clear(),
         }
     }
 
@@ -415,25 +445,18 @@ impl Workspaces {
         // The version is taken before the read: a marker replaced in between is read anew
         // next time, never taken for the version seen here.
         let version = FileVersion::of(&dir.join(OWNER_FILE));
-        if let Some(v) = version {
-            let known = self
+        if let Some(v) = version
+            && self
                 .markers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .get(&user)
-                .copied();
-            if known.is_some_and(|(kv, ko)| kv == v && ko == owner) {
-                return Ok(());
-            }
+                .is_some_and(|(kv, ko)| kv == v && ko == owner)
+        {
+            return Ok(());
         }
         match Self::read_marker(dir)? {
             Some(m) if m == owner => {
                 if let Some(v) = version {
-                    let mut markers = self.markers.lock().unwrap_or_else(|e| e.into_inner());
-                    if markers.len() >= MAX_HINTS {
-                        markers.clear();
-                    }
-                    markers.insert(user, (v, owner));
+                    self.markers.insert(user, (v, owner));
                 }
                 Ok(())
             }
@@ -507,15 +530,8 @@ impl Workspaces {
     /// the next handle to write there, and by `check --repair`). Called under the folder's
     /// exclusive lock, so no write of this handle is under way there.
     pub(super) fn tidy_once(&self, dir: &Path) {
-        let first = {
-            let mut tidied = self.tidied.lock().unwrap_or_else(|e| e.into_inner());
-            if tidied.len() >= MAX_HINTS {
-                tidied.clear();
-            }
-            tidied.insert(dir.to_path_buf())
-        };
         // Listed outside the memory's lock: other folders' writes need not wait for it.
-        if first {
+        if self.tidied.insert(dir.to_path_buf(), ()).is_none() {
             clean_temp_files(dir);
         }
     }
@@ -566,12 +582,7 @@ impl Workspaces {
     ) -> Result<T> {
         let folder = self.created(user)?;
         let path = folder.dir.join(WORKSPACE_FILE);
-        let hint = self
-            .hints
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&user)
-            .copied();
+        let hint = self.hints.get(&user);
         // The gallery memory follows the document across this write when it held before it.
         let held = hint.filter(|h| FileVersion::of(&path) == Some(h.doc));
         let mut doc = self.read_doc(&folder.dir)?;
