@@ -231,3 +231,63 @@ fn sixteen_concurrent_writers_all_land() {
         16 * 40
     );
 }
+
+#[test]
+fn waiting_writers_take_their_turns_in_the_order_they_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let inside = AtomicBool::new(false);
+    let order = std::sync::Mutex::new(Vec::new());
+    const JOINERS: u64 = 6;
+    thread::scope(|s| {
+        s.spawn(|| hold_until_joined(&store, &inside, JOINERS as usize, item(100, "first")));
+        until_inside(&inside);
+        for k in 0..JOINERS {
+            let (store, order) = (&store, &order);
+            s.spawn(move || {
+                store
+                    .write(|tx| {
+                        order.lock().unwrap().push(k);
+                        tx.table::<Item>().insert(&item(k, &format!("joiner {k}")))
+                    })
+                    .unwrap();
+            });
+            // The next joiner comes only once this one waits in line. (Once the last one
+            // waits, the first write ends and the line moves on.)
+            while k + 1 < JOINERS && store.waiting_writers() < k as usize + 1 {
+                thread::yield_now();
+            }
+        }
+    });
+    assert_eq!(*order.lock().unwrap(), (0..JOINERS).collect::<Vec<_>>());
+    let n = store.read(|tx| tx.table::<Item>().count()).unwrap();
+    assert_eq!(n, JOINERS + 1);
+    clean(&store);
+}
+
+#[test]
+fn a_file_check_between_concurrent_writers_waits_its_turn_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    thread::scope(|s| {
+        for t in 0..8u64 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..25u64 {
+                    let id = t * 1000 + i;
+                    store
+                        .write(|tx| tx.table::<Item>().insert(&item(id, &format!("n{id}"))))
+                        .unwrap();
+                }
+            });
+        }
+        let store = &store;
+        s.spawn(move || {
+            for _ in 0..5 {
+                assert!(store.check_file().unwrap(), "the file is sound");
+            }
+        });
+    });
+    assert_eq!(store.read(|tx| tx.table::<Item>().count()).unwrap(), 8 * 25);
+    clean(&store);
+}
