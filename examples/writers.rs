@@ -1,0 +1,89 @@
+//! Durable commits per second from 1, 4 and 16 threads of one Exclusive handle, the shape of
+//! `benches/compare.rs`'s concurrency rows (each thread makes 8 one-user commits, threads
+//! start together) but many more iterations, for comparing group-commit changes quickly:
+//! `cargo run --release --example writers -- [USERS] [ROUNDS]` loads USERS users first
+//! (default 100,000) and runs ROUNDS rounds (default 3), then prints each round's rates and
+//! the 16-thread rate divided by the 1-thread rate of the same round.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
+
+fn user(id: u64) -> User {
+    User {
+        id,
+        uid: Uid([7; 16]),
+        email: format!("user{id}@example.com"),
+        username: None,
+        name: format!("User {id}"),
+        external_id: None,
+        is_admin: false,
+        is_active: true,
+        email_verified: false,
+        must_change_password: false,
+        last_login_at: None,
+        current_org_id: None,
+        created_at: Timestamp(1_800_000_000 + id as i64),
+        updated_at: Timestamp(1_800_000_000 + id as i64),
+    }
+}
+
+/// Commits per second with `threads` threads, each making 8 commits, `iterations` times.
+fn rate(rk: &Redkeep, next: &AtomicU64, threads: usize, iterations: usize) -> f64 {
+    const PER_THREAD: usize = 8;
+    let started = Instant::now();
+    for _ in 0..iterations {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for _ in 0..PER_THREAD {
+                        let id = next.fetch_add(1, Ordering::Relaxed);
+                        rk.store()
+                            .write(|tx| {
+                                let t = tx.table::<User>();
+                                let mut u = user(id);
+                                u.id = t.next_id()?;
+                                t.insert(&u)
+                            })
+                            .expect("a durable insert");
+                    }
+                });
+            }
+        });
+    }
+    (threads * PER_THREAD * iterations) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let users: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let options = Options {
+        durability: Durability::Immediate,
+        ..Options::default()
+    }
+    .mode(Mode::Exclusive)
+    .password(PasswordParams::INSECURE_FAST);
+    let rk = Redkeep::open(dir.path(), options).expect("a new store");
+    rk.store()
+        .write(|tx| {
+            let t = tx.table::<User>();
+            for _ in 0..users {
+                t.insert(&user(t.next_id()?))?;
+            }
+            Ok(())
+        })
+        .expect("the users loaded");
+    let next = AtomicU64::new(users + 1);
+    for round in 1..=rounds {
+        let one = rate(&rk, &next, 1, 40);
+        let four = rate(&rk, &next, 4, 20);
+        let sixteen = rate(&rk, &next, 16, 10);
+        println!(
+            "round {round}: 1 thread {one:.0}/s, 4 threads {four:.0}/s, 16 threads {sixteen:.0}/s; 16 ÷ 1 = {:.2}",
+            sixteen / one
+        );
+    }
+}
