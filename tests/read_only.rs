@@ -4,6 +4,7 @@
 
 mod common;
 
+#[cfg(feature = "cli")]
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
