@@ -706,10 +706,11 @@ impl Store {
     /// The closure may run more than once (engines that retry conflicts re-run it), so side
     /// effects outside the store belong after `write` returns.
     ///
-    /// Writes from several threads of one handle share commits (group commit): a write that
-    /// arrives while another runs waits, then runs in the same transaction after it, and one
-    /// commit (one fsync) serves them all. Each still sees every write before it, and one that
-    /// fails or panics is taken back alone. `write` returns once its commit is done.
+    /// On a redb file, writes from several threads of one handle share commits (group
+    /// commit): a write that arrives while another runs waits, then runs in the same
+    /// transaction after it, and one commit (one fsync) serves them all. Each still sees every
+    /// write before it, and one that fails or panics is taken back alone. Waiting writes take
+    /// their turns in the order they arrived. `write` returns once its commit is done.
     ///
     /// # Errors
     /// The closure's error, or `Storage` if the transaction cannot begin or commit.
