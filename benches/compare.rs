@@ -9,6 +9,9 @@
 //! `REDKEEP_COMPARE_USERS` (default 100000) users are loaded; `REDKEEP_COMPARE_ROUNDS`
 //! (default 3) rounds run.
 
+#[path = "common/users.rs"]
+mod users;
+
 use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,8 +22,9 @@ use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use redkeep::auth::roles::RoleSpec;
 use redkeep::auth::sessions::LoginMeta;
-use redkeep::{Durability, Mode, NewUser, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
+use redkeep::{Durability, Mode, NewUser, Options, PasswordParams, Redkeep, Timestamp, User};
 use sha2::{Digest, Sha256};
+use users::{email, user};
 
 const PASSWORD: &str = "bench password 1";
 /// Users that have a password, a role and a session (the others are bulk-loaded records).
@@ -60,29 +64,6 @@ fn dec<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .unwrap()
         .0
-}
-
-fn email(id: u64) -> String {
-    format!("user{id}@example.com")
-}
-
-fn user(id: u64) -> User {
-    User {
-        id,
-        uid: Uid([7; 16]),
-        email: email(id),
-        username: None,
-        name: format!("User {id}"),
-        external_id: None,
-        is_admin: false,
-        is_active: true,
-        email_verified: false,
-        must_change_password: false,
-        last_login_at: None,
-        current_org_id: None,
-        created_at: Timestamp(1_800_000_000 + id as i64),
-        updated_at: Timestamp(1_800_000_000 + id as i64),
-    }
 }
 
 fn token_hash(token: &str) -> [u8; 32] {

@@ -11,6 +11,9 @@
 #[path = "../tests/common/pg.rs"]
 mod pg;
 
+#[path = "common/users.rs"]
+mod users;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use redkeep::auth::roles::RoleSpec;
 use redkeep::auth::sessions::LoginMeta;
-use redkeep::{NewUser, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
+use redkeep::{NewUser, Options, PasswordParams, Redkeep, Timestamp, User};
+use users::{email, user};
 
 const PASSWORD: &str = "bench password 1";
 /// Users with a password, a role and a session.
@@ -29,29 +33,6 @@ fn user_count() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)
-}
-
-fn email(id: u64) -> String {
-    format!("user{id}@example.com")
-}
-
-fn plain_user(id: u64) -> User {
-    User {
-        id,
-        uid: Uid([7; 16]),
-        email: email(id),
-        username: None,
-        name: format!("User {id}"),
-        external_id: None,
-        is_admin: false,
-        is_active: true,
-        email_verified: false,
-        must_change_password: false,
-        last_login_at: None,
-        current_org_id: None,
-        created_at: Timestamp(1_800_000_000 + id as i64),
-        updated_at: Timestamp(1_800_000_000 + id as i64),
-    }
 }
 
 fn options() -> Options {
@@ -106,7 +87,7 @@ fn setup() -> Systems {
                 let t = tx.table::<User>();
                 for _ in ACCOUNTS + 1..=n {
                     let id = t.next_id()?;
-                    t.insert(&plain_user(id))?;
+                    t.insert(&user(id))?;
                 }
                 Ok(())
             })

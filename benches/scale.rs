@@ -7,12 +7,16 @@
 //!
 //! Without `REDKEEP_SCALE_USERS` it prints how to run it and does nothing.
 
+#[path = "common/users.rs"]
+mod users;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use redkeep::{Options, PasswordParams, Redkeep, Timestamp, Uid, User};
+use redkeep::{Options, PasswordParams, Redkeep, User};
+use users::user;
 
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 const BY_EMAIL: TableDefinition<&str, u64> = TableDefinition::new("users_email");
@@ -20,25 +24,6 @@ const BY_CREATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("users_
 const BY_ADMIN: TableDefinition<(bool, u64), ()> = TableDefinition::new("users_admin");
 const BATCH: u64 = 10_000;
 const LOOKUPS: u64 = 20_000;
-
-fn user(id: u64) -> User {
-    User {
-        id,
-        uid: Uid([7; 16]),
-        email: format!("user{id}@example.com"),
-        username: None,
-        name: format!("User {id}"),
-        external_id: None,
-        is_admin: false,
-        is_active: true,
-        email_verified: false,
-        must_change_password: false,
-        last_login_at: None,
-        current_org_id: None,
-        created_at: Timestamp(1_800_000_000 + id as i64),
-        updated_at: Timestamp(1_800_000_000 + id as i64),
-    }
-}
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

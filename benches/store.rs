@@ -4,13 +4,17 @@
 //!
 //! `REDKEEP_BENCH_USERS` sets the preloaded user count (default 100000).
 
+#[path = "common/users.rs"]
+mod users;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
+use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, User};
+use users::user;
 
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("users_email");
@@ -31,25 +35,6 @@ fn decode(bytes: &[u8]) -> User {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .unwrap()
         .0
-}
-
-fn user(id: u64) -> User {
-    User {
-        id,
-        uid: Uid([7; 16]),
-        email: format!("user{id}@example.com"),
-        username: None,
-        name: format!("User {id}"),
-        external_id: None,
-        is_admin: false,
-        is_active: true,
-        email_verified: false,
-        must_change_password: false,
-        last_login_at: None,
-        current_org_id: None,
-        created_at: Timestamp(1_800_000_000 + id as i64),
-        updated_at: Timestamp(1_800_000_000 + id as i64),
-    }
 }
 
 fn open_redkeep(dir: &Path, mode: Mode, n: u64) -> Redkeep {

@@ -8,36 +8,17 @@
 //! between N = 100,001 and N = 1 divided by 100,000 is the instruction count of one read:
 //! a figure that, unlike time, does not move with whatever else the machine is doing.
 
+#[path = "../benches/common/users.rs"]
+mod users;
+
 use std::hint::black_box;
 use std::time::Instant;
 
 use redb::{ReadableDatabase, TableDefinition};
-use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
+use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, User};
+use users::{email, user};
 
 const USERS: u64 = 20_000;
-
-fn user(id: u64) -> User {
-    User {
-        id,
-        uid: Uid([7; 16]),
-        email: email(id),
-        username: None,
-        name: format!("User {id}"),
-        external_id: None,
-        is_admin: false,
-        is_active: true,
-        email_verified: false,
-        must_change_password: false,
-        last_login_at: None,
-        current_org_id: None,
-        created_at: Timestamp(1_800_000_000 + id as i64),
-        updated_at: Timestamp(1_800_000_000 + id as i64),
-    }
-}
-
-fn email(id: u64) -> String {
-    format!("user{id}@example.com")
-}
 
 fn bare(dir: &std::path::Path, n: u64, what: &str) {
     const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("users");

@@ -5,29 +5,14 @@
 //! (default 100,000) and runs ROUNDS rounds (default 3), then prints each round's rates and
 //! the 16-thread rate divided by the 1-thread rate of the same round.
 
+#[path = "../benches/common/users.rs"]
+mod users;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, Uid, User};
-
-fn user(id: u64) -> User {
-    User {
-        id,
-        uid: Uid([7; 16]),
-        email: format!("user{id}@example.com"),
-        username: None,
-        name: format!("User {id}"),
-        external_id: None,
-        is_admin: false,
-        is_active: true,
-        email_verified: false,
-        must_change_password: false,
-        last_login_at: None,
-        current_org_id: None,
-        created_at: Timestamp(1_800_000_000 + id as i64),
-        updated_at: Timestamp(1_800_000_000 + id as i64),
-    }
-}
+use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, User};
+use users::user;
 
 /// Commits per second with `threads` threads, each making 8 commits, `iterations` times.
 fn rate(rk: &Redkeep, next: &AtomicU64, threads: usize, iterations: usize) -> f64 {
