@@ -520,6 +520,75 @@ fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
     assert!(!stale_piece.exists());
 }
 
+/// Owners that change after their first `n` answers: what a deletion (or a restore) that
+/// commits while a call makes or waits for a folder looks like to that call.
+fn owners_changing_after(n: usize, then: Option<FolderOwner>) -> Owners {
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    Arc::new(move |id| {
+        let k = asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(if k < n { Some(owner(id)) } else { then })
+    })
+}
+
+#[test]
+fn whose_a_folder_is_is_decided_under_its_lock() {
+    // Deleted while the folder was being made: the new folder goes to the trash and the
+    // write is refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Workspaces::open(
+        tmp.path(),
+        WorkspaceOptions::default(),
+        owners_changing_after(1, None),
+    )
+    .unwrap();
+    assert!(matches!(
+        ws.update(1, |d| d.add_note("too late")),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(!ws.dir(1).exists());
+    let trashed: Vec<_> = std::fs::read_dir(tmp.path().join("trash"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        trashed.len() == 1 && trashed[0].starts_with("1-"),
+        "{trashed:?}"
+    );
+
+    // An existing folder: the owner is read once the lock is held, so a deletion that
+    // committed meanwhile refuses both reads and writes, and nothing is written.
+    let tmp = tempfile::tempdir().unwrap();
+    open(tmp.path()).update(1, |d| d.add_note("mine")).unwrap();
+    let doc = tmp.path().join("users/1/workspace.json");
+    let before = std::fs::read(&doc).unwrap();
+    let ws = Workspaces::open(
+        tmp.path(),
+        WorkspaceOptions::default(),
+        owners_changing_after(0, None),
+    )
+    .unwrap();
+    assert!(matches!(ws.read(1), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        ws.update(1, |d| d.add_note("not theirs")),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(std::fs::read(&doc).unwrap(), before);
+
+    // Restored away (the id now names another account): never served to it.
+    let ws = Workspaces::open(
+        tmp.path(),
+        WorkspaceOptions::default(),
+        owners_changing_after(0, Some(owner(7))),
+    )
+    .unwrap();
+    assert!(matches!(ws.read(1), Err(Error::UnsafePath { .. })));
+    assert!(matches!(
+        ws.update(1, |d| d.add_note("not theirs")),
+        Err(Error::UnsafePath { .. })
+    ));
+    assert_eq!(std::fs::read(&doc).unwrap(), before);
+}
+
 #[test]
 fn a_marker_replaced_under_a_handle_that_read_it_is_read_again() {
     let tmp = tempfile::tempdir().unwrap();

@@ -374,14 +374,17 @@ impl Workspaces {
     /// Opens and locks the folder of `user` after checking it is theirs. `None` when it does
     /// not exist and `create` is off.
     pub(super) fn folder(&self, user: u64, kind: LockKind, create: bool) -> Result<Option<Folder>> {
-        let owner = self.owner_of(user)?;
         let dir = self.dir(user);
+        // The owner this call made the folder for, when it made it.
+        let mut made_for = None;
         for _ in 0..8 {
             if fsutil::real_dir(&dir)?.is_none() {
+                let owner = self.owner_of(user)?;
                 if !create {
                     return Ok(None);
                 }
                 self.create_folder(user, owner)?;
+                made_for = Some(owner);
             }
             let lock_path = dir.join(LOCK_FILE);
             let lock = match lock::lock(&lock_path, kind, self.options.on_wait.as_ref()) {
@@ -398,16 +401,24 @@ impl Workspaces {
             if !same {
                 continue;
             }
-            self.check_marker(user, &dir, owner)?;
-            if kind == LockKind::Exclusive && (self.owners)(user)? != Some(owner) {
-                // The user was deleted while we waited or while we made the folder: whatever
-                // is here is theirs and goes where their deletion sends it.
+            // Whose the folder must be is read under the lock, once: a deletion or restore
+            // that committed before is seen here, and one that commits later moves the
+            // folder only after taking this lock.
+            let owner = (self.owners)(user)?;
+            if let Some(made) = made_for
+                && owner != Some(made)
+                && kind == LockKind::Exclusive
+            {
+                // The user was deleted while we made the folder: it goes where their
+                // deletion sent the rest.
                 let secs = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 fsutil::move_to_trash(&dir, &self.trash_dir(), &format!("{user}-{secs}"))?;
                 return Err(Error::not_found(format!("user {user}")));
             }
+            let owner = owner.ok_or_else(|| Error::not_found(format!("user {user}")))?;
+            self.check_marker(user, &dir, owner)?;
             return Ok(Some(Folder { dir, _lock: lock }));
         }
         Err(Error::Busy {
@@ -536,8 +547,18 @@ impl Workspaces {
         }
     }
 
-    /// [`Workspaces::write_bytes`] into a directory whose crash leftovers were just removed.
-    pub(super) fn write_bytes_tidied(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+    /// Writes back the document of the folder `dir` that [`Workspaces::read_doc`] read under
+    /// the exclusive lock still held. That read refused anything there but a regular file
+    /// (or nothing), so unlike [`Workspaces::write_json`] this does not look again.
+    pub(super) fn write_doc(&self, dir: &Path, doc: &WorkspaceDoc) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(doc)
+            .map_err(|e| Error::invalid("document", e.to_string()))?;
+        self.within_cap(&bytes)?;
+        self.tidy_once(dir);
+        fsutil::write_private(&dir.join(WORKSPACE_FILE), &bytes)
+    }
+
+    fn within_cap(&self, bytes: &[u8]) -> Result<()> {
         let cap = self.max_bytes();
         if bytes.len() as u64 > cap {
             return Err(Error::invalid(
@@ -545,6 +566,12 @@ impl Workspaces {
                 format!("it has {} bytes; the limit is {cap}", bytes.len()),
             ));
         }
+        Ok(())
+    }
+
+    /// [`Workspaces::write_bytes`] into a directory whose crash leftovers were just removed.
+    pub(super) fn write_bytes_tidied(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.within_cap(bytes)?;
         match fs::symlink_metadata(path) {
             Ok(m) if !m.file_type().is_file() => {
                 return Err(Error::unsafe_path(
@@ -587,7 +614,7 @@ impl Workspaces {
         let held = hint.filter(|h| FileVersion::of(&path) == Some(h.doc));
         let mut doc = self.read_doc(&folder.dir)?;
         let out = f(&mut doc)?;
-        self.write_json(&path, &doc)?;
+        self.write_doc(&folder.dir, &doc)?;
         match held {
             Some(h) if doc.piece_count == h.count => self.remember(user, &path, h.next, h.count),
             Some(_) => self.forget(Some(user)),

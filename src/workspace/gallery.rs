@@ -127,7 +127,7 @@ impl Workspaces {
             }
         };
         doc.piece_count = count;
-        if let Err(e) = written.and_then(|()| self.write_json(&doc_path, &doc)) {
+        if let Err(e) = written.and_then(|()| self.write_doc(&folder.dir, &doc)) {
             // The piece (a new number: nothing was there) goes again unless the count did
             // reach the disk (only its directory sync failed), so both stay in step.
             self.forget(Some(user));
@@ -241,7 +241,7 @@ impl Workspaces {
             fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &piece_file_name(n))?;
         let before = doc.piece_count;
         doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
-        let written = self.write_json(&folder.dir.join(WORKSPACE_FILE), &doc);
+        let written = self.write_doc(&folder.dir, &doc);
         if written.is_err()
             && self
                 .read_doc(&folder.dir)
