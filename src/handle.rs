@@ -489,10 +489,13 @@ impl Redkeep {
 
     /// Reverts migrations down to schema version `to` (default: one step), after taking the
     /// same copy as [`Redkeep::migrate`]. The store then needs a build of that version, or
-    /// `migrate up` again.
+    /// `migrate up` again: until then this handle refuses every write but a migration
+    /// (`MigrationNeeded`), since its records are of this build's schema. It needs the store
+    /// to itself: an exclusive handle (on PostgreSQL, no other connection).
     ///
     /// # Errors
-    /// `Denied` when a step on the way cannot be reversed (nothing is changed).
+    /// `Denied` when a step on the way cannot be reversed (nothing is changed); `InUse` on a
+    /// shared handle or while other connections have a PostgreSQL store open.
     pub fn migrate_down(&self, to: Option<u64>) -> Result<MigrationRun> {
         self.store().migrate_down(MIGRATIONS, to, self.now())
     }

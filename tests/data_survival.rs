@@ -358,6 +358,53 @@ fn after_a_round_trip_down_and_up_users_keep_their_folders() {
 }
 
 #[test]
+fn a_handle_that_migrated_down_writes_nothing_of_its_own_until_migrated_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v2-full", tmp.path());
+    let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 60, true);
+    let run = rk.migrate_down(None).unwrap();
+    let new_user = || NewUser {
+        email: "late@example.com".into(),
+        ..NewUser::default()
+    };
+    // Its records are of this build's schema, which the store no longer is.
+    match rk.users().create(new_user()) {
+        Err(Error::MigrationNeeded { found, needed }) => {
+            assert_eq!((found, needed), (run.version, redkeep::SCHEMA_VERSION));
+        }
+        other => panic!("expected MigrationNeeded, got {other:?}"),
+    }
+    assert!(rk.users().by_email("late@example.com").unwrap().is_none());
+    // Reads still work, and migrating up lets writes through again.
+    assert!(rk.users().get(2).unwrap().is_some());
+    rk.migrate().unwrap();
+    rk.users().create(new_user()).unwrap();
+    assert!(rk.check(false).unwrap().ok);
+}
+
+#[test]
+fn a_store_shared_with_other_processes_is_not_migrated_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v2-full", tmp.path());
+    open_with_clock(tmp.path(), FIXTURE_TIME + 60, true);
+    let shared = Redkeep::open(
+        tmp.path(),
+        Options::default()
+            .mode(redkeep::Mode::Shared)
+            .password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    assert!(matches!(
+        shared.migrate_down(None),
+        Err(Error::InUse { .. })
+    ));
+    assert_eq!(
+        shared.store().schema_version().unwrap(),
+        Some(redkeep::SCHEMA_VERSION)
+    );
+}
+
+#[test]
 fn a_restored_copy_from_before_identities_finds_its_folders_again() {
     let tmp = tempfile::tempdir().unwrap();
     copy_fixture("v2-full", tmp.path());

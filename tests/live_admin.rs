@@ -330,6 +330,65 @@ fn four_clients_times_25_commands_through_one_owner() {
     drop(owner);
 }
 
+/// Sends one request straight to an owner's socket (as an older CLI would) and returns the
+/// raw answer.
+fn raw_request(socket: &Path, body: &[u8]) -> String {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(b"R").unwrap();
+    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    s.write_all(b"E\0\0\0\0").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_migration_never_runs_under_a_live_application() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let mut owner = start_owner(&dir);
+    for args in [&["migrate", "down"][..], &["migrate", "up"]] {
+        let (code, out, err) = run(&dir, args, None);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(err.contains("stop the application first"), "{err}");
+        assert!(!err.contains("shared mode"), "{err}");
+    }
+    let answer = raw_request(
+        &dir.join("redkeep.sock"),
+        br#"{"version":2,"request":{"command":{"Migrate":{"Down":{"to":null}}},"secret":null}}"#,
+    );
+    assert!(
+        answer.contains("a migration changes the stored format"),
+        "{answer}"
+    );
+    // Nothing changed: the application keeps writing, and the store is at this build's
+    // version once it stops.
+    let (code, _, err) = run(&dir, &["invite", "create"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(owner.ask("count")[2], 1);
+    drop(owner);
+    let (code, out, err) = run(&dir, &["migrate", "status"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("up to date"), "{out}");
+    // Nor under another process that has it open shared.
+    let shared = Redkeep::open(
+        &dir,
+        Options::default()
+            .mode(redkeep::Mode::Shared)
+            .password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let (code, out, err) = run(&dir, &["migrate", "down"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("stop the application first"), "{err}");
+    drop(shared);
+    let (code, out, err) = run(&dir, &["migrate", "status"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("up to date"), "{out}");
+}
+
 #[test]
 fn a_peer_with_another_uid_is_refused() {
     if rustix::process::geteuid().as_raw() != 0 {

@@ -289,6 +289,17 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
         return;
     }
     let req = request.request;
+    if req.command.changes_schema() {
+        tracing::warn!(
+            command = req.command.name(),
+            "admin request refused: a migration"
+        );
+        refuse(
+            stream,
+            "a migration changes the stored format, and this application would go on running its own code on it; stop the application, then run the command again",
+        );
+        return;
+    }
     tracing::info!(
         peer_uid = uid,
         command = req.command.name(),

@@ -116,8 +116,15 @@ fn check_data_dir(dir: &Path) -> Result<()> {
 
 fn open(cli: &Cli) -> Result<Redkeep> {
     check_data_dir(&cli.data_dir)?;
+    // A migration needs the store to itself: an exclusive open is refused while anyone else
+    // has it open.
+    let mode = if cli.command.changes_schema() {
+        Mode::Exclusive
+    } else {
+        Mode::Shared
+    };
     let mut options = Options::default()
-        .mode(Mode::Shared)
+        .mode(mode)
         .create(cli.command.creates_store())
         .password(password_params()?);
     options.store_url = store_url(cli);
@@ -343,6 +350,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     };
                     admin::execute(&rk, &req, io)?
                 }
+                Err(Error::InUse { holder, .. }) if req.command.changes_schema() => {
+                    return Err(Error::denied(format!(
+                        "a migration changes the stored format and cannot run while the store is held ({}); stop the application first",
+                        who_holds(&holder)
+                    )));
+                }
                 Err(Error::InUse { path, holder }) => {
                     match remote(cli, &req, path, holder, input, sink.writer())? {
                         Ok(reply) => reply,
@@ -376,10 +389,17 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 fn whole_file(e: Error) -> Error {
     match e {
         Error::InUse { holder, .. } => Error::denied(format!(
-            "this command replaces the whole store and cannot run while it is held ({holder}); stop the application first"
+            "this command replaces the whole store and cannot run while it is held ({}); stop the application first",
+            who_holds(&holder)
         )),
         e => e,
     }
+}
+
+/// Who holds the store, from an `InUse` error, without its advice (which suggests opening
+/// the store in shared mode: no help to a command that needs it alone).
+fn who_holds(holder: &str) -> &str {
+    holder.split(';').next().unwrap_or(holder).trim()
 }
 
 /// Runs `req` in the process that holds the store, through its admin socket. `Err(code)`

@@ -90,6 +90,9 @@ struct Inner {
     engine: Engine,
     // Why the store refuses writes, once a corruption was seen (until a repair or restore).
     damaged: Mutex<Option<String>>,
+    // After this handle migrated the store down: (the version it is at, the version this
+    // build writes). Writes other than migrations are refused until it is migrated up.
+    behind: Mutex<Option<(u64, u64)>>,
     path: PathBuf,
     mode: Mode,
     durability: Durability,
@@ -261,6 +264,7 @@ impl Store {
             inner: Arc::new(Inner {
                 engine,
                 damaged: Mutex::new(None),
+                behind: Mutex::new(None),
                 path,
                 mode,
                 durability: options.durability,
@@ -465,6 +469,13 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Marks the store as migrated down by this handle to `found`, below the `needed` version
+    /// this build writes (`None`: migrated back up): writes other than migrations are refused
+    /// meanwhile, so this build never writes its records into an older schema.
+    pub(crate) fn set_behind(&self, behind: Option<(u64, u64)>) {
+        *self.inner.behind.lock().unwrap_or_else(|e| e.into_inner()) = behind;
     }
 
     /// Lets writes through again after a repair that left the store sound.
@@ -725,6 +736,23 @@ impl Store {
     /// # Errors
     /// As [`Store::write`].
     pub fn write_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnMut(&WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if let Some((found, needed)) = *self.inner.behind.lock().unwrap_or_else(|e| e.into_inner())
+        {
+            return Err(Error::MigrationNeeded { found, needed });
+        }
+        self.write_unless_damaged(durability, f)
+    }
+
+    /// [`Store::write`] without the refusal after a migration down: for migration steps.
+    pub(crate) fn write_migrating<T>(&self, f: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
+        self.write_unless_damaged(self.inner.durability, f)
+    }
+
+    fn write_unless_damaged<T>(
         &self,
         durability: Durability,
         f: impl FnMut(&WriteTx<'_>) -> Result<T>,

@@ -89,7 +89,7 @@ impl Store {
                 name = step.name,
                 "applying migration"
             );
-            self.write(|tx| {
+            self.write_migrating(|tx| {
                 // Re-check inside the transaction: another process may have migrated.
                 if tx.schema_version()?.unwrap_or(0) >= step.version {
                     return Ok(());
@@ -100,6 +100,7 @@ impl Store {
             run.applied.push((step.version, step.name.to_string()));
             run.version = step.version;
         }
+        self.set_behind(None);
         Ok(run)
     }
 
@@ -115,7 +116,11 @@ impl Store {
         to: Option<u64>,
         now: Timestamp,
     ) -> Result<MigrationRun> {
-        self.migrating(|| self.migrate_down_locked(steps, to, now))
+        // Other processes (or, on PostgreSQL, other instances) would go on writing this
+        // build's records into the older schema.
+        self.alone_with("be migrated down", || {
+            self.migrating(|| self.migrate_down_locked(steps, to, now))
+        })
     }
 
     fn migrate_down_locked(
@@ -161,7 +166,7 @@ impl Store {
                 name = step.name,
                 "reverting migration"
             );
-            self.write(|tx| {
+            self.write_migrating(|tx| {
                 if tx.schema_version()?.unwrap_or(0) < step.version {
                     return Ok(());
                 }
@@ -170,6 +175,9 @@ impl Store {
             })?;
             run.applied.push((step.version, step.name.to_string()));
             run.version = step.version - 1;
+            if let Some(last) = steps.last() {
+                self.set_behind(Some((run.version, last.version)));
+            }
         }
         Ok(run)
     }

@@ -210,6 +210,16 @@ impl Command {
         matches!(self, Command::Init(_) | Command::Import { .. })
     }
 
+    /// Whether the command changes the stored format (`migrate up`, `migrate down`): it runs
+    /// only in a process that holds the store alone, never through an application's admin
+    /// socket, since whoever holds the store would go on with its own code on the new format.
+    pub fn changes_schema(&self) -> bool {
+        matches!(
+            self,
+            Command::Migrate(MigrateCmd::Up | MigrateCmd::Down { .. })
+        )
+    }
+
     /// Whether the command works on an outdated store (the others ask for `migrate up`).
     pub fn accepts_outdated(&self) -> bool {
         matches!(
