@@ -477,6 +477,27 @@ fn secrets_are_redacted_unless_asked_for_and_tokens_are_never_shown() {
     );
     let token = login["token"].as_str().unwrap().to_string();
     let hash = redkeep::store::key_text(&redkeep::auth::token::hash_token(&token).0, Some(32));
+    // Every other table keyed by a token's hash: a password reset token and a web session.
+    let reset = cli.json(&["user", "reset-token", "ann@example.com"], None)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reset_hash =
+        redkeep::store::key_text(&redkeep::auth::token::hash_token(&reset).0, Some(32));
+    let web_id = b"a web session id";
+    {
+        let rk = open(&cli.data());
+        assert!(
+            rk.web_sessions()
+                .create(web_id, "{}", redkeep::Timestamp(4_000_000_000))
+                .unwrap()
+        );
+    }
+    let web_hash = {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(web_id).into();
+        redkeep::store::key_text(&digest, Some(32))
+    };
     let creds = lines(&cli, &["inspect", "dump", "credentials"]);
     assert!(
         creds
@@ -493,6 +514,11 @@ fn secrets_are_redacted_unless_asked_for_and_tokens_are_never_shown() {
         vec!["inspect", "dump", "credentials"],
         vec!["inspect", "index", "sessions", "by_user"],
         vec!["inspect", "index", "sessions", "short_id"],
+        vec!["inspect", "dump", "recovery_tokens"],
+        vec!["inspect", "index", "recovery_tokens", "by_user"],
+        vec!["inspect", "index", "recovery_tokens", "by_expiry"],
+        vec!["inspect", "dump", "web_sessions"],
+        vec!["inspect", "index", "web_sessions", "by_expiry"],
         vec!["inspect", "tables"],
     ] {
         for json in [false, true] {
@@ -506,6 +532,15 @@ fn secrets_are_redacted_unless_asked_for_and_tokens_are_never_shown() {
         }
     }
     assert!(!everything.contains(&hash), "a token hash was shown");
+    assert!(
+        !everything.contains(&reset_hash),
+        "a reset token's hash was shown"
+    );
+    assert!(
+        !everything.contains(&web_hash),
+        "a web session's hash was shown"
+    );
+    assert!(everything.contains("<redacted>"));
     assert!(!everything.contains("$argon2"), "a password hash was shown");
     assert!(!everything.contains(&token[4..]), "a token was shown");
     cli.expect(

@@ -110,6 +110,7 @@ impl crate::store::KeyPart for TokenHash {
 
 impl crate::store::Key for TokenHash {
     const FIXED_LEN: Option<usize> = Some(32);
+    const SECRET: bool = true;
     fn take(input: &mut &[u8]) -> Option<Self> {
         <[u8; 32] as crate::store::Key>::take(input).map(TokenHash)
     }

@@ -16,6 +16,9 @@ pub trait Key: KeyPart + Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The encoded length when it is always the same (integers, fixed arrays, tuples of
     /// them); `None` for keys holding strings.
     const FIXED_LEN: Option<usize>;
+    /// Whether keys of this type are secret material (a token's hash): a record keyed by one
+    /// is [`Record::SECRET_KEY`](crate::Record::SECRET_KEY) unless it says otherwise.
+    const SECRET: bool = false;
 
     /// Reads one key from the front of `input`, advancing it; `None` when malformed.
     fn take(input: &mut &[u8]) -> Option<Self>;

@@ -66,8 +66,8 @@ pub trait Record: Serialize + DeserializeOwned + 'static {
     /// Fields that hold secret material (hashes): shown as `<redacted>` by `redkeep inspect`.
     const SECRET_FIELDS: &'static [&'static str] = &[];
     /// Whether the primary key is secret material (a token's hash): `redkeep inspect` then
-    /// shows keys as `<redacted>`.
-    const SECRET_KEY: bool = false;
+    /// shows keys as `<redacted>`. By default, whether the key type is ([`Key::SECRET`]).
+    const SECRET_KEY: bool = <Self::Key as Key>::SECRET;
     /// Whether the keys come from the table's id sequence ([`Table::next_id`]): an import
     /// then raises the sequence past every imported id.
     const ID_SEQUENCE: bool = false;
