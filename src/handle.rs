@@ -65,7 +65,7 @@ pub(crate) fn open_url(url: &str, options: &StoreOptions, read_only: bool) -> Re
 pub const SCHEMA_VERSION: u64 = 3;
 
 /// How to open a data dir.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Exclusive (default, fastest) or shared between processes.
     pub mode: Mode,
@@ -112,6 +112,34 @@ pub struct Options {
     /// Tests only: fail one chosen I/O call of the storage engine.
     #[doc(hidden)]
     pub faults: Option<Arc<crate::store::FaultPlan>>,
+}
+
+// By hand, so that a password in `store_url` is never shown.
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("mode", &self.mode)
+            .field("durability", &self.durability)
+            .field("password", &self.password)
+            .field("clock", &self.clock)
+            .field("create", &self.create)
+            .field("open_outdated", &self.open_outdated)
+            .field("auto_migrate", &self.auto_migrate)
+            .field("open_registration", &self.open_registration)
+            .field("workspace", &self.workspace)
+            .field("sessions", &self.sessions)
+            .field("lockout", &self.lockout)
+            .field("api_key_touch_interval", &self.api_key_touch_interval)
+            .field("cache_bytes", &self.cache_bytes)
+            .field("read_only", &self.read_only)
+            .field("recovery", &self.recovery)
+            .field(
+                "store_url",
+                &self.store_url.as_deref().map(crate::store::redact),
+            )
+            .field("faults", &self.faults)
+            .finish()
+    }
 }
 
 impl Default for Options {

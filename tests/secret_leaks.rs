@@ -12,7 +12,7 @@ use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
 use redkeep::auth::orgs::{OrgRole, OrgSpec};
 use redkeep::auth::roles::RoleSpec;
 use redkeep::auth::sessions::LoginMeta;
-use redkeep::{InitSpec, InviteSpec, NewUser, Redkeep, Registration, Secret};
+use redkeep::{InitSpec, InviteSpec, NewUser, Options, Redkeep, Registration, Secret};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -105,6 +105,19 @@ fn no_public_type_shows_a_password_token_code_key_or_hash() {
     let mut leaks = Leaks::default();
     leaks.secret("password", PASSWORD);
     leaks.secret("other password", OTHER_PASSWORD);
+
+    // A store URL's password, in either form libpq reads.
+    leaks.secret("store URL password", "store-url-secret");
+    for url in [
+        "postgres://app:store-url-secret@db/app",
+        "host=db password='store-url-secret' dbname=app",
+    ] {
+        let options = Options {
+            store_url: Some(url.into()),
+            ..Options::default()
+        };
+        leaks.debug("Options", &options);
+    }
 
     let init_spec = InitSpec {
         no_admin: false,

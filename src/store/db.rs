@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "postgres")]
-pub use super::engine::pg::{is_postgres_url, redact};
+pub use super::engine::pg::is_postgres_url;
 use super::engine::redb_file::{self, FileDb, FileRead, FileWrite, OpenSpec, OpenWrite, UndoLog};
 use super::tx::{Meta, ReadTx, Registry, WriteTx};
 use crate::error::{Error, Result};

@@ -28,11 +28,11 @@ mod tx;
 
 pub use check::{CheckReport, ExpectedEntry, TableCheck, TableCounts, TableStats, check_table};
 pub use codec::Stored;
-pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
 #[cfg(feature = "postgres")]
-pub use db::{is_postgres_url, redact};
+pub use db::is_postgres_url;
+pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
 pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
-pub use engine::{KeyRange, Order, containing};
+pub use engine::{KeyRange, Order, containing, redact};
 pub use index::Index;
 pub use inspect::{
     Content, EntryCheck, EntryState, EntryView, FieldNames, IndexSummary, IndexView, RecordView,

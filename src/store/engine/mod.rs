@@ -61,6 +61,105 @@ pub(crate) fn contain<T>(what: &'static str, f: impl FnOnce() -> Result<T>) -> R
     })
 }
 
+/// A store URL (`postgres://…` or a libpq `key=value` string) without its password, for
+/// messages and `Debug` output: the password of the authority and any `password` parameter
+/// show as `***`.
+pub fn redact(url: &str) -> String {
+    let url = url.trim();
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return redact_key_values(url);
+    };
+    let scheme = &url[..url.len() - rest.len()];
+    let (place, query) = match rest.split_once('?') {
+        Some((place, query)) => (place, Some(query)),
+        None => (rest, None),
+    };
+    // The last `@` ends the user part: a password may hold one, a host never does.
+    let place = match place.rsplit_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => place.to_string(),
+        },
+        None => place.to_string(),
+    };
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    match query {
+        Some(q) => format!("{scheme}{place}?{q}"),
+        None => format!("{scheme}{place}"),
+    }
+}
+
+/// A libpq `key=value` string with the value of `password` as `***`: values may be quoted
+/// (`'…'`, with `\'` inside) and `=` may have spaces around it, as libpq reads them.
+fn redact_key_values(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    let copy_spaces = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut String| {
+        while let Some(&c) = chars.peek().filter(|c| c.is_whitespace()) {
+            out.push(c);
+            chars.next();
+        }
+    };
+    loop {
+        copy_spaces(&mut chars, &mut out);
+        let mut key = String::new();
+        while let Some(&c) = chars.peek().filter(|&&c| c != '=' && !c.is_whitespace()) {
+            key.push(c);
+            chars.next();
+        }
+        out.push_str(&key);
+        copy_spaces(&mut chars, &mut out);
+        if chars.peek() != Some(&'=') {
+            if chars.peek().is_none() {
+                return out;
+            }
+            continue;
+        }
+        out.push('=');
+        chars.next();
+        copy_spaces(&mut chars, &mut out);
+        let mut value = String::new();
+        let quoted = chars.peek() == Some(&'\'');
+        if quoted {
+            value.push('\'');
+            chars.next();
+        }
+        while let Some(&c) = chars.peek() {
+            if !quoted && c.is_whitespace() {
+                break;
+            }
+            chars.next();
+            value.push(c);
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    value.push(n);
+                }
+            } else if quoted && c == '\'' {
+                break;
+            }
+        }
+        if key.eq_ignore_ascii_case("password") {
+            out.push_str("***");
+        } else {
+            out.push_str(&value);
+        }
+        if chars.peek().is_none() {
+            return out;
+        }
+    }
+}
+
 /// Which way a scan runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -222,6 +321,41 @@ pub(crate) fn get_owned(raw: &dyn RawRead, table: &str, key: &[u8]) -> Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_urls_are_shown_without_their_passwords() {
+        for (url, shown) in [
+            ("postgres://app:hunter2@db/app", "postgres://app:***@db/app"),
+            (
+                "postgresql://app:p@ss@db:5432/app",
+                "postgresql://app:***@db:5432/app",
+            ),
+            ("postgres://app@db/app", "postgres://app@db/app"),
+            (
+                "postgres://db/app?user=app&password=hunter2&sslmode=require",
+                "postgres://db/app?user=app&password=***&sslmode=require",
+            ),
+            (
+                "host=db password=hunter2 dbname=app",
+                "host=db password=*** dbname=app",
+            ),
+            ("host=db password = hunter2", "host=db password = ***"),
+            (
+                "password='hunter 2 \\' x' dbname=app",
+                "password=*** dbname=app",
+            ),
+            (
+                "host=/run/postgresql dbname=app",
+                "host=/run/postgresql dbname=app",
+            ),
+            ("password=", "password=***"),
+            ("password=a\\ b host=db", "password=*** host=db"),
+            ("odd words password", "odd words password"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+            assert!(!redact(url).contains("hunter"), "{url}");
+        }
+    }
 
     #[test]
     fn cursors_narrow_ranges() {

@@ -159,7 +159,7 @@ fn parse_target(url: &str) -> Result<Target> {
             format!(
                 "`{}` is not a PostgreSQL connection string ({e}); write \
                  postgres://USER@HOST/DB or host=/run/postgresql dbname=DB",
-                redact(url)
+                super::redact(url)
             ),
         )
     })?;
@@ -171,37 +171,10 @@ fn parse_target(url: &str) -> Result<Target> {
     }
     Ok(Target {
         config,
-        shown: format!("{} (schema {schema})", redact(&rest)),
+        shown: format!("{} (schema {schema})", super::redact(&rest)),
         schema,
         readable,
     })
-}
-
-/// `url` without its password, for messages.
-pub fn redact(url: &str) -> String {
-    let url = url.trim();
-    if let Some(rest) = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    {
-        let scheme = &url[..url.len() - rest.len()];
-        if let Some((auth, host)) = rest.split_once('@')
-            && let Some((user, _)) = auth.split_once(':')
-        {
-            return format!("{scheme}{user}:***@{host}");
-        }
-        return url.to_string();
-    }
-    url.split_whitespace()
-        .map(|t| {
-            if t.starts_with("password=") {
-                "password=***".to_string()
-            } else {
-                t.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn pg(context: &'static str, e: postgres::Error) -> Error {
