@@ -560,10 +560,23 @@ fn any_schema_moves_in_with_a_mapping_file_and_mistakes_are_named() {
     let fresh = cli.dir.path().join("fresh");
     let fresh = fresh.to_str().unwrap();
     let from = format!("sqlite:{}", db.display());
+    let garbage = cli.dir.path().join("garbage.db");
+    std::fs::write(&garbage, b"garbage, not a database\n").unwrap();
+    let garbage = format!("sqlite:{}", garbage.display());
     for (args, says) in [
         (
             vec!["--from", "sqlite:/nonexistent.db", "--preset", "chat"],
-            "not a SQLite database file",
+            "/nonexistent.db does not exist",
+        ),
+        // The old database's own problems are named, never hidden behind another error.
+        (vec!["--from", &garbage, "--preset", "chat"], "garbage.db"),
+        (
+            vec!["--from", &from, "--preset", "chat"],
+            "query fails: no such table",
+        ),
+        (
+            vec!["--from", &from, "--preset", "chat", "--dry-run"],
+            "query fails: no such table",
         ),
         (vec!["--from", &from, "--preset", "nope"], "code-monet"),
         (
@@ -575,9 +588,67 @@ fn any_schema_moves_in_with_a_mapping_file_and_mistakes_are_named() {
         all.extend(args);
         let (_, err) = cli.expect(&all, None, 1);
         assert!(err.contains(says), "{err}");
+        assert!(!err.contains("internal error"), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
     let (_, err) = cli.expect(&["adopt", "--from", &from, "--preset", "chat"], None, 1);
     assert!(err.contains("already holds a store"), "{err}");
     assert!(!std::path::Path::new(fresh).exists());
+}
+
+#[test]
+fn adoptions_into_one_new_data_dir_at_once_leave_exactly_one_store() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    for id in 1..=20 {
+        conn.execute(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, '2024-01-01 00:00:00')",
+            params![id, format!("u{id}@example.com"), bcrypt12("old password")],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let target = cli.dir.path().join("new");
+    let from = format!("sqlite:{}", db.display());
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            use assert_cmd::cargo::CommandCargoExt;
+            std::process::Command::cargo_bin("redkeep")
+                .unwrap()
+                .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+                .env_remove("REDKEEP_STORE_URL")
+                .args([
+                    "--data-dir",
+                    target.to_str().unwrap(),
+                    "adopt",
+                    "--from",
+                    &from,
+                    "--preset",
+                    "code-monet",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<_> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let won = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "exactly one adoption succeeds: {outcomes:?}");
+    for o in outcomes.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("already holds a store"), "{err}");
+    }
+    let rk = Redkeep::open(
+        &target,
+        Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .create(false),
+    )
+    .unwrap();
+    assert_eq!(rk.users().count().unwrap(), 20);
+    assert!(rk.check(false).unwrap().ok);
 }

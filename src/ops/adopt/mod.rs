@@ -85,18 +85,51 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
     } else {
         data_dir.to_path_buf()
     };
+    // Adoptions next to one another take turns, so each finds the data dir as the one before
+    // left it and cleans up only what it made itself.
+    let _turn = if spec.dry_run {
+        None
+    } else {
+        Some(lock_parent(&target)?)
+    };
+    if db.exists() {
+        return Err(Error::denied(format!(
+            "{} already holds a store; adopt creates a new one, so give an empty or new data dir",
+            data_dir.display()
+        )));
+    }
     let existed = target.exists();
+    let had_workspaces = target.join(crate::handle::WORKSPACES_DIR).exists();
     let result = adopt_in(&target, &source, spec, options);
     let failed = !matches!(&result, Ok(r) if r.adopted);
     if failed && !spec.dry_run {
-        // Nothing may stay behind: the store file, and the data dir if adopt made it.
+        // Nothing may stay behind: the store file, the folders, and the data dir if adopt
+        // made it.
         let _ = std::fs::remove_file(target.join(STORE_FILE));
         let _ = std::fs::remove_file(crate::store::owner_path(&target.join(STORE_FILE)));
         if !existed {
             let _ = std::fs::remove_dir_all(&target);
+        } else if !had_workspaces {
+            let _ = std::fs::remove_dir_all(target.join(crate::handle::WORKSPACES_DIR));
         }
     }
     result
+}
+
+/// Takes the lock of the folder that holds `target` (waiting for another adoption there).
+fn lock_parent(target: &Path) -> Result<std::fs::File> {
+    let target = std::path::absolute(target)
+        .map_err(|e| Error::io(format!("resolving {}", target.display()), e))?;
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    let dir = std::fs::File::open(parent)
+        .map_err(|e| Error::io(format!("opening {}", parent.display()), e))?;
+    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+        Error::io(
+            format!("locking {} for the adoption", parent.display()),
+            e.into(),
+        )
+    })?;
+    Ok(dir)
 }
 
 fn adopt_in(
@@ -125,12 +158,17 @@ fn adopt_in(
             })
         }
     });
-    let o = outcome.ok_or_else(|| Error::Invariant {
-        what: "the adoption ran no transaction".into(),
-    })?;
-    match written {
-        Ok(()) => {}
-        Err(Error::Cancelled { .. }) => {
+    let o = match (written, outcome) {
+        // The plan itself failed (an unreadable source, a missing table): that error is the
+        // one to report.
+        (Err(e), None) => return Err(e),
+        (Ok(()), None) => {
+            return Err(Error::Invariant {
+                what: "the adoption ran no transaction".into(),
+            });
+        }
+        (Ok(()), Some(o)) => o,
+        (Err(Error::Cancelled { .. }), Some(o)) => {
             return Ok(AdoptReport {
                 adopted: false,
                 dry_run: spec.dry_run,
@@ -139,8 +177,8 @@ fn adopt_in(
                 notes: o.notes,
             });
         }
-        Err(e) => return Err(e),
-    }
+        (Err(e), Some(_)) => return Err(e),
+    };
     let ws = rk.workspaces();
     for f in &o.folders {
         if let Some(doc) = &f.doc {

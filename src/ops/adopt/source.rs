@@ -246,17 +246,41 @@ impl Source {
                 )
             })?;
         let path = Path::new(path);
-        if !path.is_file() {
-            return Err(Error::invalid(
-                "from",
-                format!("{} is not a SQLite database file", path.display()),
-            ));
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::invalid(
+                    "from",
+                    format!(
+                        "{} does not exist; give the old database's path",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+            Ok(m) if !m.is_file() => {
+                return Err(Error::invalid(
+                    "from",
+                    format!("{} is not a SQLite database file", path.display()),
+                ));
+            }
+            Ok(_) => {}
         }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| sqlite(path, "opening", e))?;
+        // SQLite reads a file's header only at the first query: read it now, so a file that
+        // is not a database is named as such rather than as a failing query.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| {
+            Error::invalid(
+                "from",
+                format!("{} is not a readable SQLite database ({e})", path.display()),
+            )
+        })?;
         Ok(Source { conn })
     }
 
