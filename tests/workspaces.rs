@@ -393,6 +393,87 @@ fn symlinks_planted_in_a_workspace_are_refused() {
     assert!(ws.load_piece(1, 1).is_err());
 }
 
+#[test]
+fn entries_that_only_bear_a_pieces_name_are_skipped_kept_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 1);
+    let outside = tmp.path().join("keep.json");
+    std::fs::write(&outside, b"{\"mine\": true}").unwrap();
+    let link = ws.piece_path(1, 2);
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let folder = ws.piece_path(1, 4);
+    std::fs::create_dir(&folder).unwrap();
+    // A fresh handle lists the gallery: both numbers are taken, neither is touched.
+    let ws = open(tmp.path());
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 5);
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 6);
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert!(folder.is_dir());
+    assert_eq!(std::fs::read(&outside).unwrap(), b"{\"mine\": true}");
+    assert_eq!(ws.read(1).unwrap().piece_count, 3);
+    let problems = ws.check(false, Timestamp(1_800_000_000)).unwrap();
+    assert_eq!(
+        problems
+            .iter()
+            .filter(|p| p.problem.contains("is not a regular file"))
+            .count(),
+        2,
+        "{problems:?}"
+    );
+    let fixed = ws.check(true, Timestamp(1_800_000_000)).unwrap();
+    assert_eq!(fixed.len(), 2, "{fixed:?}");
+    assert!(
+        fixed.iter().all(|p| p.problem.starts_with("fixed:")),
+        "{fixed:?}"
+    );
+    assert!(std::fs::symlink_metadata(&link).is_err() && !folder.exists());
+    assert_eq!(std::fs::read(&outside).unwrap(), b"{\"mine\": true}");
+    assert!(
+        ws.check(false, Timestamp(1_800_000_000))
+            .unwrap()
+            .is_empty()
+    );
+    // Their numbers stay used.
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 7);
+}
+
+#[test]
+fn a_symlink_in_place_of_a_users_folder_is_reported_and_moved_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.update(1, |_| Ok(())).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("workspace.json"), b"{}").unwrap();
+    let link = tmp.path().join("users/3");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    assert!(matches!(ws.read(3), Err(Error::UnsafePath { .. })));
+    let problems = ws.check(false, Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.user_id == 3 && p.problem.contains("not a real directory")),
+        "{problems:?}"
+    );
+    let fixed = ws.check(true, Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        fixed
+            .iter()
+            .any(|p| p.user_id == 3 && p.problem.starts_with("fixed:")),
+        "{fixed:?}"
+    );
+    assert!(std::fs::symlink_metadata(&link).is_err());
+    assert!(elsewhere.join("workspace.json").exists());
+    assert!(
+        ws.check(false, Timestamp(1_800_000_000))
+            .unwrap()
+            .is_empty()
+    );
+    // The user's folder is made afresh at the next write.
+    ws.update(3, |_| Ok(())).unwrap();
+}
+
 /// A FIFO at `workspace.json` once hung reads, saves and `check` (the last while holding the
 /// user's lock): every one of them must now refuse it at once, leaving it in place.
 #[test]

@@ -9,8 +9,7 @@ use serde::Serialize;
 use super::doc::WorkspaceDoc;
 use super::folders::Workspaces;
 use super::lock::LockKind;
-use super::names::piece_numbers;
-use super::names::{PIECE_TRASH, WORKSPACE_FILE};
+use super::names::{GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name};
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::fsutil;
@@ -37,6 +36,25 @@ impl Workspaces {
             self.forget(None);
         }
         let mut out = Vec::new();
+        // A user's place taken by a symlink or a file: every operation refuses it.
+        for user in self.odd_user_entries()? {
+            let why = "it is not a real directory (a symlink or a file), so redkeep refuses it";
+            let problem = if repair {
+                match self.trash_folder(user, now) {
+                    Ok(to) => format!(
+                        "fixed: {why}; moved to {}",
+                        to.map(|p| p.display().to_string()).unwrap_or_default()
+                    ),
+                    Err(e) => e.to_string(),
+                }
+            } else {
+                format!("{why}; `redkeep check --repair` moves it to the trash")
+            };
+            out.push(WorkspaceProblem {
+                user_id: user,
+                problem,
+            });
+        }
         for user in self.user_ids()? {
             let mut problem = |p: String| {
                 out.push(WorkspaceProblem {
@@ -87,7 +105,25 @@ impl Workspaces {
             return Ok(Vec::new());
         };
         let mut found = Vec::new();
-        let pieces = piece_numbers(&folder.dir)?;
+        let numbers = gallery_numbers(&folder.dir)?;
+        for &n in &numbers.others {
+            let name = piece_file_name(n);
+            let path = folder.dir.join(GALLERY_DIR).join(&name);
+            if repair {
+                let to = fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &name)?;
+                found.push(format!(
+                    "fixed: {} was not a regular file; moved it to {}",
+                    path.display(),
+                    to.display()
+                ));
+            } else {
+                found.push(format!(
+                    "{} is not a regular file (redkeep skips its number); `redkeep check --repair` moves it aside",
+                    path.display()
+                ));
+            }
+        }
+        let pieces = numbers.files;
         for &n in &pieces {
             if let Err(e) = self.read_piece(&folder.dir, n) {
                 found.push(e.to_string());
@@ -133,6 +169,23 @@ impl Workspaces {
             Ok(_) => {}
         }
         Ok(found)
+    }
+
+    // Entries of `users/` named as a user's folder that are not real directories.
+    fn odd_user_entries(&self) -> Result<Vec<u64>> {
+        let users = self.users_dir();
+        let entries = match fs::read_dir(&users) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(crate::Error::io(format!("listing {}", users.display()), e)),
+        };
+        let mut ids: Vec<u64> = entries
+            .flatten()
+            .filter(|e| !e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().and_then(super::names::parse_id))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     // Folders left half-built by a crash during creation.

@@ -112,29 +112,32 @@ impl Workspaces {
             None => {
                 // The exclusive lock keeps the gallery as listed here until the count is
                 // written.
+                // Numbers taken by anything (a symlink, a folder) or in the trash are
+                // never handed out again.
                 let existing = piece_numbers_tidying(&folder.dir)?;
                 let highest = existing
-                    .last()
-                    .copied()
-                    .max(trashed_numbers(&folder.dir)?.last().copied())
+                    .highest()
+                    .max(trashed_numbers(&folder.dir)?.highest())
                     .unwrap_or(0);
                 let n = highest
                     .checked_add(1)
                     .ok_or_else(|| Error::denied("this gallery has used every piece number"))?;
                 let piece = gallery.join(piece_file_name(n));
                 let written = self.write_bytes_tidied(&piece, json);
-                (n, existing.len() as u64 + 1, piece, written)
+                (n, existing.files.len() as u64 + 1, piece, written)
             }
         };
         doc.piece_count = count;
+        let piece_written = written.is_ok();
         if let Err(e) = written.and_then(|()| self.write_doc(&folder.dir, &doc)) {
-            // The piece (a new number: nothing was there) goes again unless the count did
-            // reach the disk (only its directory sync failed), so both stay in step.
+            // The piece this call wrote (a new number: nothing was there) goes again unless
+            // the count did reach the disk (only its directory sync failed), so both stay in
+            // step. What it did not write is never removed.
             self.forget(Some(user));
             let landed = self
                 .read_doc(&folder.dir)
                 .is_ok_and(|d| d.piece_count != before);
-            if !landed {
+            if piece_written && !landed {
                 let _ = std::fs::remove_file(&piece);
                 let _ = fsutil::sync_this_dir(&gallery);
             }

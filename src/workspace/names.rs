@@ -43,55 +43,74 @@ pub fn parse_piece_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn numbers_in(dir: &Path, parse: impl Fn(&str) -> Option<u64>) -> Result<Vec<u64>> {
+/// The numbered names in a folder: those of regular files, and those taken by anything else
+/// (a symlink, a folder), whose numbers are never handed out either. Both ascending.
+#[derive(Debug, Default)]
+pub(super) struct Numbers {
+    pub files: Vec<u64>,
+    pub others: Vec<u64>,
+}
+
+impl Numbers {
+    /// The highest number taken by any entry.
+    pub fn highest(&self) -> Option<u64> {
+        self.files.last().copied().max(self.others.last().copied())
+    }
+}
+
+fn numbers_in(dir: &Path, parse: impl Fn(&str) -> Option<u64>) -> Result<Numbers> {
     numbers_tidying(dir, parse, false)
 }
 
-// Lists `dir` once: the numbers `parse` finds, ascending; with `tidy`, temp files a crash
-// left behind are removed on the way.
-fn numbers_tidying(
-    dir: &Path,
-    parse: impl Fn(&str) -> Option<u64>,
-    tidy: bool,
-) -> Result<Vec<u64>> {
+// Lists `dir` once: the numbers `parse` finds; with `tidy`, temp files a crash left behind
+// are removed on the way.
+fn numbers_tidying(dir: &Path, parse: impl Fn(&str) -> Option<u64>, tidy: bool) -> Result<Numbers> {
+    let mut out = Numbers::default();
     if fsutil::real_dir(dir)?.is_none() {
-        return Ok(Vec::new());
+        return Ok(out);
     }
     let entries =
         fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-    let mut out: Vec<u64> = Vec::new();
     for e in entries.flatten() {
-        if !e.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
-        }
         let name = e.file_name();
         let Some(name) = name.to_str() else {
             continue;
         };
-        if let Some(n) = parse(name) {
-            out.push(n);
-        } else if tidy && name.starts_with(fsutil::TEMP_PREFIX) {
-            let _ = fs::remove_file(e.path());
+        let file = e.file_type().is_ok_and(|t| t.is_file());
+        match parse(name) {
+            Some(n) if file => out.files.push(n),
+            Some(n) => out.others.push(n),
+            None if file && tidy && name.starts_with(fsutil::TEMP_PREFIX) => {
+                let _ = fs::remove_file(e.path());
+            }
+            None => {}
         }
     }
-    out.sort_unstable();
+    out.files.sort_unstable();
+    out.others.sort_unstable();
     Ok(out)
 }
 
 /// [`piece_numbers`], removing the temp files a crash left in the gallery on the way (one
 /// listing serves both, so saving a piece lists a large gallery once).
-pub(super) fn piece_numbers_tidying(dir: &Path) -> Result<Vec<u64>> {
+pub(super) fn piece_numbers_tidying(dir: &Path) -> Result<Numbers> {
     numbers_tidying(&dir.join(GALLERY_DIR), parse_piece_name, true)
 }
 
-/// Piece numbers present in the gallery of the folder `dir`, ascending. A symlinked gallery
-/// is refused.
-pub(super) fn piece_numbers(dir: &Path) -> Result<Vec<u64>> {
+/// Piece numbers in the gallery of the folder `dir`: of pieces (regular files), and of
+/// entries that only bear a piece's name. A symlinked gallery is refused.
+pub(super) fn gallery_numbers(dir: &Path) -> Result<Numbers> {
     numbers_in(&dir.join(GALLERY_DIR), parse_piece_name)
 }
 
+/// Numbers of the pieces (regular files) in the gallery of the folder `dir`, ascending. A
+/// symlinked gallery is refused.
+pub(super) fn piece_numbers(dir: &Path) -> Result<Vec<u64>> {
+    Ok(gallery_numbers(dir)?.files)
+}
+
 // Removed pieces are kept as `piece_NNNNNN.json` or `piece_NNNNNN.json-2`, ….
-pub(super) fn trashed_numbers(dir: &Path) -> Result<Vec<u64>> {
+pub(super) fn trashed_numbers(dir: &Path) -> Result<Numbers> {
     numbers_in(&dir.join(PIECE_TRASH), |name| {
         let base = match name.rsplit_once(".json-") {
             Some((b, n)) if n.bytes().all(|c| c.is_ascii_digit()) => &name[..b.len() + 5],
