@@ -752,11 +752,61 @@ impl Redkeep {
         })
     }
 
+    /// Temp files and folders in the data dir that an interrupted copy, backup or restore
+    /// left behind (SIGKILL, power loss): reported once they are an hour old (a younger one
+    /// may belong to an operation under way), and removed by a repair.
+    fn check_leftovers(&self, repair: bool, report: &mut CheckReport) {
+        const AGE_SECS: i64 = 3600;
+        let Ok(entries) = std::fs::read_dir(&self.inner.dir) else {
+            return;
+        };
+        let now = self.now().0;
+        for e in entries.flatten() {
+            if !e
+                .file_name()
+                .to_string_lossy()
+                .starts_with(crate::fsutil::TEMP_PREFIX)
+            {
+                continue;
+            }
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            if now.saturating_sub(modified) < AGE_SECS {
+                continue;
+            }
+            let path = e.path();
+            let what = format!(
+                "{} ({} bytes) is a leftover of an interrupted operation",
+                path.display(),
+                meta.len()
+            );
+            if repair && !self.options().read_only {
+                let removed = if meta.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                match removed {
+                    Ok(()) => report.repaired.push(format!("removed {what}")),
+                    Err(err) => report.problem(format!("{what}; removing it failed: {err}")),
+                }
+            } else {
+                report.problem(format!("{what}; `redkeep check --repair` removes it"));
+            }
+        }
+    }
+
     /// Checks the whole data dir: redb's own integrity check, every record decodes and sits
     /// under its own key, every index mirrors its records, references resolve, and the
     /// workspace folders belong to their users. With `repair`, indexes are rebuilt from the
     /// records whose key is intact, foreign folders go to the trash and piece counts are
-    /// fixed; the changes are listed in `repaired`.
+    /// fixed, and leftovers of interrupted operations an hour old are removed; the changes are listed in `repaired`.
     ///
     /// # Errors
     /// `Storage` when the store cannot be read at all (problems in the data are reported).
@@ -830,6 +880,7 @@ impl Redkeep {
             }
             Err(e) => report.problem(format!("workspace folders were not checked: {e}")),
         }
+        self.check_leftovers(repair, &mut report);
         if repair && report.ok {
             self.store().clear_damage();
         }

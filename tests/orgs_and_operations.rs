@@ -843,3 +843,47 @@ fn slugs_of_any_script_are_transliterated() {
     let personal = rk.orgs().get(u.current_org_id.unwrap()).unwrap().unwrap();
     assert_eq!(personal.slug, "shan-tian-tai-lang-s-workspace");
 }
+
+#[test]
+fn leftovers_of_interrupted_operations_are_reported_once_old_and_removed_by_a_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(0)));
+    let rk = Redkeep::open(tmp.path(), cheap().clock(clock.clone())).unwrap();
+    // As a SIGKILL during a copy or a restore leaves them: a temp file and a temp folder.
+    let file = tmp.path().join(".rk-tmp-AbC123");
+    std::fs::write(&file, vec![7u8; 4096]).unwrap();
+    let folder = tmp.path().join(".rk-tmp-DeF456");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("redkeep.redb"), b"half a store").unwrap();
+    let made = std::fs::metadata(&file)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Young: an operation may be writing them; they are left alone.
+    clock.set(redkeep::Timestamp(made + 60));
+    let report = rk.check(true).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert!(file.exists() && folder.exists());
+    // An hour later they are reported, then removed by a repair.
+    clock.set(redkeep::Timestamp(made + 2 * 3600));
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok);
+    assert_eq!(
+        report
+            .problems
+            .iter()
+            .filter(|p| p.contains("leftover of an interrupted operation"))
+            .count(),
+        2,
+        "{report:?}"
+    );
+    assert!(file.exists() && folder.exists());
+    let report = rk.check(true).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.repaired.len(), 2, "{report:?}");
+    assert!(!file.exists() && !folder.exists());
+    assert!(rk.check(false).unwrap().ok);
+}
