@@ -548,6 +548,42 @@ fn secrets_are_redacted_unless_asked_for_and_tokens_are_never_shown() {
         None,
         1,
     );
+    // Nor can a secret be guessed by filtering on it.
+    let hash_of_ann = lines(
+        &cli,
+        &[
+            "inspect",
+            "dump",
+            "credentials",
+            "--show-secrets",
+            "--limit",
+            "2",
+        ],
+    )[1]["record"]["password_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let filter = format!("password_hash={hash_of_ann}");
+    let (_, err) = cli.expect(
+        &["inspect", "dump", "credentials", "--where", &filter],
+        None,
+        1,
+    );
+    assert!(err.contains("holds secret material"), "{err}");
+    let found = lines(
+        &cli,
+        &[
+            "inspect",
+            "dump",
+            "credentials",
+            "--where",
+            &filter,
+            "--show-secrets",
+        ],
+    );
+    assert_eq!(found.len(), 1);
+    let (_, err) = cli.expect(&["inspect", "dump", "users", "--limit", "0"], None, 1);
+    assert!(err.contains("at least 1"), "{err}");
     // With --show-secrets: the hashes, still never the token.
     let shown = lines(&cli, &["inspect", "dump", "sessions", "--show-secrets"]);
     assert_eq!(shown[0]["key"], hash.as_str());

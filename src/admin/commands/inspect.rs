@@ -395,12 +395,28 @@ fn dump(rk: &Redkeep, args: &DumpArgs, io: Io<'_>) -> Result<Reply> {
         let view = TableView::find(tx, &tables, &args.table)?;
         let paths: Vec<&Path> = filters.iter().map(|f| &f.path).chain(&fields).collect();
         check_fields(tx, &view, &paths)?;
+        // Matching a value tells what it is: secret fields are filtered on only where
+        // they could be shown.
+        if !args.show_secrets
+            && let Some(f) = filters
+                .iter()
+                .find(|f| view.info().secret_fields.iter().any(|s| s == f.path.top()))
+        {
+            return Err(Error::denied(format!(
+                "{}.{} holds secret material; filter by another field, or add --show-secrets",
+                args.table,
+                f.path.top()
+            )));
+        }
         let range = match &args.after {
             Some(k) => KeyRange::all().after(&view.parse_key(k)?),
             None => KeyRange::all(),
         };
         if args.limit == Some(0) {
-            return Ok(());
+            return Err(Error::invalid(
+                "limit",
+                "0 shows nothing; give at least 1, or leave --limit out for every record",
+            ));
         }
         let secrets = Secrets::of(&view, args.show_secrets);
         view.for_each(tx, &range, &mut |rec| {
