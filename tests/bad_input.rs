@@ -148,6 +148,25 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             create(new_user(&long_email)),
         ),
         (
+            "an empty display name",
+            "InvalidInput",
+            "it is empty",
+            create(NewUser {
+                name: Some("   ".into()),
+                ..new_user("blank@example.com")
+            }),
+        ),
+        (
+            "renaming to an empty display name",
+            "InvalidInput",
+            "it is empty",
+            Box::new(|f| {
+                f.rk.users()
+                    .rename(f.ann, Some(String::new()), None)
+                    .map(|_| ())
+            }),
+        ),
+        (
             "email with a space",
             "InvalidInput",
             "space",

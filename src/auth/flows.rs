@@ -42,7 +42,7 @@ pub(crate) fn prepare_user(acc: &Accounts, spec: &NewUser) -> Result<PreparedUse
         validate_username(u)?;
     }
     let name = match &spec.name {
-        Some(n) => n.trim().to_string(),
+        Some(n) => crate::auth::users::given_name(n)?,
         None => normalized.split('@').next().unwrap_or_default().to_string(),
     };
     validate_name(&name)?;

@@ -443,6 +443,19 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A display name given by a caller, trimmed; one that is empty or only spaces is refused
+/// (leaving it out picks the email's local part).
+pub(crate) fn given_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::invalid(
+            "name",
+            "it is empty; give a name, or leave it out to use the email's local part",
+        ));
+    }
+    Ok(name.to_string())
+}
+
 /// Checks that `bytes` is a JPEG of at most [`MAX_AVATAR_BYTES`].
 ///
 /// # Errors
@@ -717,7 +730,7 @@ impl Users<'_> {
         name: Option<String>,
         username: Option<Option<String>>,
     ) -> Result<User> {
-        let name = name.map(|n| n.trim().to_string());
+        let name = name.as_deref().map(given_name).transpose()?;
         if let Some(n) = &name {
             validate_name(n)?;
         }
