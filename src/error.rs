@@ -183,6 +183,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the error comes from the system refusing to let this user write (or from a
+    /// read-only file system).
+    pub(crate) fn is_permission_denied(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>()
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                )
+            {
+                return true;
+            }
+            cause = c.source();
+        }
+        let text = self.to_string();
+        text.contains("Permission denied") || text.contains("Read-only file system")
+    }
+
     /// A `NotFound` for `what`.
     pub fn not_found(what: impl Into<String>) -> Self {
         Error::NotFound { what: what.into() }

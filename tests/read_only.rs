@@ -164,6 +164,11 @@ fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
     assert!(out.contains("ann@example.com"), "{out}");
     let (code, out, err) = run(&["check"]);
     assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["state"], "read-only", "{out}");
+    assert_eq!(status["schema_version"], redkeep::SCHEMA_VERSION);
     // Folders are read under a shared lock taken through a read-only lock file.
     let (code, out, err) = run(&["gallery", "list", "ann@example.com"]);
     assert_eq!(code, Some(0), "{err}");

@@ -35,18 +35,14 @@ pub fn probe(dir: &Path) -> Result<Reply> {
             dir,
         ));
     }
-    let open = |mode| {
-        Store::open(
-            &db,
-            &StoreOptions {
-                mode,
-                create: false,
-                allow_outdated: true,
-                schema_version: SCHEMA_VERSION,
-                ..StoreOptions::default()
-            },
-        )
+    let options = |mode| StoreOptions {
+        mode,
+        create: false,
+        allow_outdated: true,
+        schema_version: SCHEMA_VERSION,
+        ..StoreOptions::default()
     };
+    let open = |mode| Store::open(&db, &options(mode));
     // An exclusive open succeeds only if nobody has the file; it is closed at once.
     match open(Mode::Exclusive) {
         Ok(store) => Ok(reply("free", None, None, store.schema_version()?, dir)),
@@ -68,6 +64,13 @@ pub fn probe(dir: &Path) -> Result<Reply> {
             }
             Err(e) => Err(e),
         },
+        // A store this user may read but not write: say so, with what reading finds.
+        Err(e) if e.is_permission_denied() => {
+            match Store::open_to_read(&db, &options(Mode::Shared)) {
+                Ok(store) => Ok(reply("read-only", None, None, store.schema_version()?, dir)),
+                Err(_) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     }
 }

@@ -136,7 +136,7 @@ fn open(cli: &Cli) -> Result<Redkeep> {
     match Redkeep::open(&cli.data_dir, options.clone()) {
         // A data dir this user may read but not write: read what it holds; writes are
         // refused with a sentence saying so.
-        Err(e) if !creates && permission_denied(&e) => {
+        Err(e) if !creates && e.is_permission_denied() => {
             Redkeep::open(&cli.data_dir, options.read_only(true)).map_err(|_| e)
         }
         other => other,
@@ -150,25 +150,6 @@ fn store_url(cli: &Cli) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-}
-
-/// Whether `e` comes from the system refusing to let this user write (or from a read-only
-/// file system).
-fn permission_denied(e: &Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-            )
-        {
-            return true;
-        }
-        cause = c.source();
-    }
-    let text = e.to_string();
-    text.contains("Permission denied") || text.contains("Read-only file system")
 }
 
 /// Parses arguments, runs the command and prints the result; the whole CLI.
