@@ -221,6 +221,13 @@ fn orgs_agents_avatars_and_keys_from_the_command_line() {
         out.stdout, jpeg,
         "exactly the bytes, nothing else on stdout"
     );
+    // --json cannot carry them: refused, with nothing on stdout.
+    let (out, err) = cli.expect(
+        &["user", "avatar", "get", "a@example.com", "--json"],
+        None,
+        1,
+    );
+    assert!(out.is_empty() && err.contains("not JSON"), "{out}{err}");
     let png = cli.dir.path().join("me.png");
     std::fs::write(&png, b"\x89PNG\r\n").unwrap();
     let (_, err) = cli.expect(

@@ -310,6 +310,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let options = Options::default().password(password_params()?);
             admin::commands::adopt(&cli.data_dir, a, options).map_err(whole_file)?
         }
+        command if cli.json && command.writes_binary() => {
+            return Err(Error::invalid(
+                "--json",
+                "this command writes the image's bytes, which are not JSON; leave out --json and redirect stdout to a file",
+            ));
+        }
         command => {
             let secret = command.stdin_secret().map(read_secret).transpose()?;
             let mut input = input_for(command)?;

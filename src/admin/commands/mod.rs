@@ -205,6 +205,15 @@ impl Command {
         matches!(self, Command::Inspect(InspectCmd::Dump(_)))
     }
 
+    /// Whether the command's output is binary (`user avatar get`), which `--json` cannot
+    /// carry.
+    pub fn writes_binary(&self) -> bool {
+        matches!(
+            self,
+            Command::User(users::UserCmd::Avatar(users::AvatarCmd::Get { .. }))
+        )
+    }
+
     /// Whether the command may create a missing store (the others need `init` first).
     pub fn creates_store(&self) -> bool {
         matches!(self, Command::Init(_) | Command::Import { .. })
