@@ -139,7 +139,7 @@ pub fn lifetime(field: &'static str, d: Duration) -> crate::Result<Duration> {
     if d > MAX_LIFETIME {
         return Err(crate::Error::invalid(
             field,
-            "that is more than 100 years; give a shorter lifetime, or none to never expire",
+            "that is more than 100 years; give a shorter lifetime",
         ));
     }
     Ok(Duration::from_secs(d.as_secs()))

@@ -768,6 +768,16 @@ fn an_import_with_a_bad_record_imports_nothing() {
     assert!(err.to_string().contains("email"), "{err}");
     assert_eq!(snapshot(&rk), before);
     assert!(!rk.workspaces().exists(f.ann));
+    // A sequence below zero or past what any engine numbers.
+    let header = export.lines().next().unwrap();
+    for value in ["-5", "18446744073709551615", "\"7\""] {
+        let text = format!("{header}\n{{\"sequence\":\"users\",\"value\":{value}}}\n");
+        let err = redkeep::ops::import(&rk, &mut std::io::Cursor::new(text.as_bytes()), &|_| {})
+            .unwrap_err();
+        assert_eq!(kind(&err), "InvalidInput", "{err}");
+        assert!(err.to_string().contains("whole number"), "{value}: {err}");
+        assert_eq!(snapshot(&rk), before);
+    }
 }
 
 #[cfg(feature = "cli")]
@@ -787,6 +797,7 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
     let existing = cli.dir.path().join("exists.txt");
     std::fs::write(&existing, "x").unwrap();
     let existing = existing.to_str().unwrap();
+    let data = cli.data().to_str().unwrap().to_string();
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec!["frobnicate"], 2, "unrecognized subcommand"),
         (vec!["user", "create"], 2, "required"),
@@ -816,10 +827,44 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
             "nothing was changed",
         ),
         (vec!["role", "grant", "ann@example.com", "nope"], 1, "nope"),
+        (
+            vec!["move", "--to", &data],
+            1,
+            "is the data dir being moved",
+        ),
+        (
+            vec![
+                "login",
+                "ann@example.com",
+                "--ttl",
+                "1000y",
+                "--password-stdin",
+            ],
+            1,
+            "give a shorter lifetime",
+        ),
+        (
+            vec!["inspect", "get", "users", "--", "-5"],
+            1,
+            "users record -5 not found",
+        ),
     ];
+    // A secret on stdin whose first line is too long to read whole.
+    let (_, err) = cli.expect(
+        &[
+            "user",
+            "set-password",
+            "ann@example.com",
+            "--password-stdin",
+        ],
+        Some(&"x".repeat(200_000)),
+        1,
+    );
+    assert!(err.contains("longer than 65536 bytes"), "{err}");
     for (args, code, says) in cases {
         let before = rk_snapshot();
-        let (out, err) = cli.expect(&args, None, code);
+        let stdin = args.contains(&"login").then_some("correct horse\n");
+        let (out, err) = cli.expect(&args, stdin, code);
         assert!(err.contains(says), "{args:?}: {err}");
         if code == 1 {
             assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");

@@ -47,11 +47,20 @@ pub struct Cli {
 
 /// Reads one line from stdin (without its line ending) as a secret.
 fn read_secret(flag: &str) -> Result<crate::Secret> {
+    const CAP: u64 = 64 * 1024;
     let mut buf = String::new();
     std::io::stdin()
-        .take(64 * 1024)
+        .take(CAP)
         .read_to_string(&mut buf)
         .map_err(|e| Error::io(format!("reading {flag} from stdin"), e))?;
+    if buf.len() as u64 >= CAP && !buf.contains('\n') {
+        return Err(Error::invalid(
+            "stdin",
+            format!(
+                "{flag} reads the secret from the first line of stdin, which is longer than {CAP} bytes; give a short secret on a line of its own"
+            ),
+        ));
+    }
     let line = buf.lines().next().unwrap_or("");
     if line.is_empty() {
         return Err(Error::invalid(

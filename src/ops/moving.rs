@@ -58,6 +58,17 @@ pub fn move_store(
             "give the target: a new data dir, or a postgres:// URL",
         ));
     }
+    // The same folder as the source (by another spelling, or a symlink to it).
+    let same_dir = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if store_url.is_none() && !is_url(to) && same_dir(data_dir, Path::new(to)) {
+        return Err(Error::invalid(
+            "to",
+            format!("{to} is the data dir being moved; give a new data dir, or a postgres:// URL"),
+        ));
+    }
     let source = match store_url {
         Some(url) => open_url_store(url, false)?,
         None => {

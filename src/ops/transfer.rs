@@ -287,8 +287,17 @@ fn apply(
         let info: TableInfo =
             serde_json::from_value(info.clone()).map_err(|e| format!("catalog entry: {e}"))?;
         tx.put_catalog(&info).map_err(|e| e.to_string())?;
-    } else if let (Some(seq), Some(value)) = (s("sequence"), v.get("value").and_then(Value::as_u64))
-    {
+    } else if let Some(seq) = s("sequence") {
+        let value = v
+            .get("value")
+            .and_then(Value::as_u64)
+            .filter(|&n| i64::try_from(n).is_ok())
+            .ok_or_else(|| {
+                format!(
+                    "the value of sequence {seq:?} must be a whole number from 0 to {}",
+                    i64::MAX
+                )
+            })?;
         tx.raise_sequence(seq, value).map_err(|e| e.to_string())?;
     } else if let (Some(key), Some(value)) = (s("meta"), s("value")) {
         let bytes = STANDARD

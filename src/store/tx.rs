@@ -555,8 +555,10 @@ impl WriteTx<'_> {
         if let Some(n) = self.raw.native_next(table)? {
             return Ok(n);
         }
-        let exhausted = || Error::Invariant {
-            what: format!("the id sequence of {table} is exhausted"),
+        let exhausted = || {
+            Error::denied(format!(
+                "the id sequence of {table} is exhausted (it reached the largest id); no more records can be numbered"
+            ))
         };
         // Advanced before in this transaction: the value is known, and written later.
         if let Some((_, _, last, written)) = self

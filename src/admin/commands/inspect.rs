@@ -525,7 +525,7 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
         let k = view.parse_key(key)?;
         let rec = view
             .get(tx, &k)?
-            .ok_or_else(|| Error::not_found(format!("{table} record {}", view.key_text(&k))))?;
+            .ok_or_else(|| Error::not_found(format!("{table} record {}", key.trim())))?;
         let entries = view.entries_of(tx, &k)?;
         Ok((view, rec, entries))
     })?;
