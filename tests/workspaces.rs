@@ -317,6 +317,13 @@ fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
             "the damaged file was overwritten"
         );
         assert!(ws.list_pieces(1).unwrap().is_empty(), "a piece was written");
+        let problems = ws.check(false, Timestamp(1_800_000_000)).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(
+            problems[0].problem.matches("check --repair").count(),
+            1,
+            "{problems:?}"
+        );
         let problems = ws.check(true, Timestamp(1_800_000_000)).unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
     }
@@ -524,12 +531,34 @@ fn a_piece_that_is_not_json_is_reported_with_its_path() {
     std::fs::write(&path, b"{oops").unwrap();
     expect_corrupt_naming(ws.load_piece(1, 1).unwrap_err(), &path);
     let problems = ws.check(false, Timestamp(1_800_000_000)).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
-        problems
-            .iter()
-            .any(|p| p.problem.contains("piece_000001.json")),
+        problems[0].problem.contains("piece_000001.json"),
         "{problems:?}"
     );
+    // The advice to repair is given once, and the repair does what it says.
+    assert_eq!(
+        problems[0].problem.matches("check --repair").count(),
+        1,
+        "{problems:?}"
+    );
+    ws.save_piece(1, b"{}").unwrap();
+    let fixed = ws.check(true, Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        fixed.len() == 2
+            && fixed.iter().all(|p| p.problem.starts_with("fixed:"))
+            && fixed.iter().all(|p| !p.problem.contains("check --repair")),
+        "{fixed:?}"
+    );
+    assert!(!path.exists());
+    assert_eq!(ws.read(1).unwrap().piece_count, 1);
+    assert!(
+        ws.check(false, Timestamp(1_800_000_000))
+            .unwrap()
+            .is_empty()
+    );
+    // Its number is not handed out again.
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 3);
 }
 
 #[test]

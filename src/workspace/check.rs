@@ -123,13 +123,29 @@ impl Workspaces {
                 ));
             }
         }
-        let pieces = numbers.files;
-        for &n in &pieces {
-            if let Err(e) = self.read_piece(&folder.dir, n) {
-                found.push(e.to_string());
+        let mut count = 0u64;
+        for n in numbers.files {
+            match self.read_piece(&folder.dir, n) {
+                Ok(_) => count += 1,
+                Err(e) if repair => {
+                    let name = piece_file_name(n);
+                    let to = fsutil::move_to_trash(
+                        &folder.dir.join(GALLERY_DIR).join(&name),
+                        &folder.dir.join(PIECE_TRASH),
+                        &name,
+                    )?;
+                    found.push(format!(
+                        "fixed: {}; moved it to {}",
+                        what_was_wrong(&e),
+                        to.display()
+                    ));
+                }
+                Err(e) => {
+                    count += 1;
+                    found.push(e.to_string());
+                }
             }
         }
-        let count = pieces.len() as u64;
         let doc_path = folder.dir.join(WORKSPACE_FILE);
         match self.read_doc(&folder.dir) {
             Err(e) if repair => {
@@ -144,10 +160,12 @@ impl Workspaces {
                 };
                 self.write_json(&doc_path, &doc)?;
                 found.push(format!(
-                    "fixed: {e}; moved it to {} and started a fresh document",
+                    "fixed: {}; moved it to {} and started a fresh document",
+                    what_was_wrong(&e),
                     aside.display()
                 ));
             }
+            Err(e @ crate::Error::DamagedFile { .. }) => found.push(e.to_string()),
             Err(e) => found.push(format!(
                 "{e} (`redkeep check --repair` moves it aside and starts a fresh document)"
             )),
@@ -201,5 +219,15 @@ impl Workspaces {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
+    }
+}
+
+/// What was wrong with a file that a repair moved aside, without the advice to repair it.
+fn what_was_wrong(e: &crate::Error) -> String {
+    match e {
+        crate::Error::DamagedFile { path, reason } => {
+            format!("{} was damaged ({reason})", path.display())
+        }
+        e => e.to_string(),
     }
 }
