@@ -107,8 +107,8 @@ pub enum Error {
     /// The store file is damaged (a malformed page, a truncated or empty file): the engine
     /// cannot read it as it is. Writes are refused until it is repaired or restored.
     #[error(
-        "the store {} is damaged: {reason}; run `redkeep check` to see what can still be read, then restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)",
-        path.display()
+        "the store{} is damaged: {reason}; run `redkeep check` to see what can still be read, then restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)",
+        shown_path(path)
     )]
     Damaged {
         /// The store file.
@@ -180,6 +180,16 @@ pub enum Error {
         /// What was cancelled.
         what: String,
     },
+}
+
+/// A path after a space, for a sentence that names it when known ("the store /x/y is …");
+/// nothing when it is empty.
+pub(crate) fn shown_path(path: &std::path::Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" {}", path.display())
+    }
 }
 
 impl Error {

@@ -362,8 +362,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     if matches!(req.command, Command::Check(_)) =>
                 {
                     return Err(Error::denied(format!(
-                        "the store {} is damaged and cannot be opened: {reason}; no table can be read, so nothing was checked or repaired; restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)",
-                        path.display()
+                        "the store{} is damaged and cannot be opened: {reason}; no table can be read, so nothing was checked or repaired; restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)",
+                        crate::error::shown_path(&path)
                     )));
                 }
                 Err(e) => return Err(e),

@@ -220,12 +220,13 @@ fn json_input<T: serde::de::DeserializeOwned>(io: Io<'_>, what: &str) -> Result<
 #[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum ApiKeyCmd {
     /// Create a key for a user or an org; the key is printed once.
+    #[cfg_attr(
+        feature = "cli",
+        command(group(clap::ArgGroup::new("owner").required(true).args(["user", "org"])))
+    )]
     Create {
         /// The owning user.
-        #[cfg_attr(
-            feature = "cli",
-            arg(long, required_unless_present = "org", conflicts_with = "org")
-        )]
+        #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
         /// The owning org (id or slug).
         #[cfg_attr(feature = "cli", arg(long))]
