@@ -802,6 +802,12 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
         (vec!["frobnicate"], 2, "unrecognized subcommand"),
         (vec!["user", "create"], 2, "required"),
         (vec!["user", "can", "ann@example.com"], 2, "required"),
+        (
+            vec!["user", "craete"],
+            2,
+            "tip: a similar subcommand exists",
+        ),
+        (vec!["apikey", "create"], 2, "<--user <USER>|--org <ORG>>"),
         (vec!["invite", "create", "--expires", "soon"], 1, "duration"),
         (
             vec!["invite", "create", "--expires", "0s"],
@@ -866,9 +872,10 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
         let stdin = args.contains(&"login").then_some("correct horse\n");
         let (out, err) = cli.expect(&args, stdin, code);
         assert!(err.contains(says), "{args:?}: {err}");
-        if code == 1 {
-            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-            assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        if code == 2 {
+            assert!(err.contains("(usage: redkeep"), "{args:?}: {err}");
         }
         assert_eq!(rk_snapshot(), before, "{args:?} changed the store");
     }

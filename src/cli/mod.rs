@@ -161,6 +161,33 @@ fn store_url(cli: &Cli) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A usage error as one line: clap's message and tips, then the usage in parentheses.
+fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut parts = Vec::new();
+    let mut usage = None;
+    for paragraph in text.split("\n\n") {
+        let flat = paragraph
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if flat.is_empty() || flat.starts_with("For more information") {
+            continue;
+        }
+        match flat.strip_prefix("Usage: ") {
+            Some(u) => usage = Some(u.to_string()),
+            None => parts.push(flat.strip_prefix("error: ").unwrap_or(&flat).to_string()),
+        }
+    }
+    let mut line = parts.join("; ");
+    if let Some(u) = usage {
+        line.push_str(&format!(" (usage: {u}; more with --help)"));
+    }
+    line
+}
+
 /// Parses arguments, runs the command and prints the result; the whole CLI.
 pub fn main() -> ExitCode {
     // A panic inside the storage engine on a damaged file becomes an error with advice;
@@ -171,7 +198,20 @@ pub fn main() -> ExitCode {
             default_hook(info);
         }
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version, and a command group given without its command: the help.
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("error: {}", usage_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     init_logging(cli.verbose);
     match run(&cli) {
         Ok(code) => code,
