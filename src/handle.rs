@@ -805,8 +805,9 @@ impl Redkeep {
     /// Checks the whole data dir: redb's own integrity check, every record decodes and sits
     /// under its own key, every index mirrors its records, references resolve, and the
     /// workspace folders belong to their users. With `repair`, indexes are rebuilt from the
-    /// records whose key is intact, foreign folders go to the trash and piece counts are
-    /// fixed, and leftovers of interrupted operations an hour old are removed; the changes are listed in `repaired`.
+    /// records whose key is intact, foreign folders go to the trash, piece counts are fixed
+    /// and leftovers of interrupted operations an hour old are removed; the changes are
+    /// listed in `repaired`.
     ///
     /// # Errors
     /// `Storage` when the store cannot be read at all (problems in the data are reported).
