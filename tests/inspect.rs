@@ -486,7 +486,7 @@ fn secrets_are_redacted_unless_asked_for_and_tokens_are_never_shown() {
         redkeep::store::key_text(&redkeep::auth::token::hash_token(&reset).0, Some(32));
     let web_id = b"a web session id";
     {
-        let rk = open(&cli.data());
+        let rk = Redkeep::open(cli.data(), cli.options().create(false)).unwrap();
         assert!(
             rk.web_sessions()
                 .create(web_id, "{}", redkeep::Timestamp(4_000_000_000))
