@@ -143,6 +143,13 @@ fn two_hundred_damaged_copies_are_reported_and_salvaged_without_a_panic() {
                     e.to_string().contains("cannot be opened at all"),
                     "round {round}: salvage failed: {e}"
                 );
+                // It names the damaged store, not salvage's working copy, and does not
+                // advise the salvage that just failed.
+                assert!(
+                    !e.to_string().contains("salvage --to")
+                        && e.to_string().matches("redkeep.redb").count() == 1,
+                    "round {round}: {e}"
+                );
                 assert!(!to.exists(), "round {round}: a refused salvage left {to:?}");
                 assert_eq!(std::fs::read(&db).unwrap(), before, "round {round}");
                 assert!(

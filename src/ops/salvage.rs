@@ -240,8 +240,14 @@ pub fn salvage(
             Ok(s) => s,
             // Nothing at all can be read: there is nothing to salvage, and no new store.
             Err(_) => {
+                // The reason only: the error itself names the working copy and advises a
+                // salvage.
+                let why = match first {
+                    Error::Damaged { reason, .. } => reason,
+                    e => e.to_string(),
+                };
                 return Err(Error::denied(format!(
-                    "the store {} cannot be opened at all ({first}): no record can be read from it, so nothing was salvaged; restore a backup (`redkeep restore`)",
+                    "the store {} cannot be opened at all ({why}): no record can be read from it, so nothing was salvaged; restore a backup (`redkeep restore`)",
                     source.display()
                 )));
             }
