@@ -24,7 +24,7 @@ use redkeep::auth::roles::RoleSpec;
 use redkeep::auth::sessions::LoginMeta;
 use redkeep::{Durability, Mode, NewUser, Options, PasswordParams, Redkeep, Timestamp, User};
 use sha2::{Digest, Sha256};
-use users::{email, user};
+use users::{email, insert_user, user};
 
 const PASSWORD: &str = "bench password 1";
 /// Users that have a password, a role and a session (the others are bulk-loaded records).
@@ -254,18 +254,6 @@ fn sqlite_insert_user(conn: &rusqlite::Connection, u: &User) {
 /// Ids of users made during the benchmark (above every loaded one).
 static FRESH: AtomicU64 = AtomicU64::new(10_000_000);
 
-/// One durable commit of one user (its email from `id`) through redkeep.
-fn rk_insert(rk: &Redkeep, id: u64) {
-    rk.store()
-        .write(|tx| {
-            let t = tx.table::<User>();
-            let mut u = user(id);
-            u.id = t.next_id()?;
-            t.insert(&u)
-        })
-        .unwrap()
-}
-
 /// Set in the writer processes of the multi-process row: `redkeep_shared DIR` or
 /// `sqlite_wal_full PATH`.
 const WORKER_ENV: &str = "REDKEEP_COMPARE_WORKER";
@@ -300,7 +288,7 @@ fn worker(spec: &str) {
         let (first, count): (u64, u64) = (first.parse().unwrap(), count.parse().unwrap());
         for id in first..first + count {
             match (&rk, &conn) {
-                (Some(rk), _) => rk_insert(rk, id),
+                (Some(rk), _) => insert_user(rk, id),
                 (None, Some(c)) => sqlite_insert(c, &user(id)),
                 (None, None) => unreachable!(),
             }
@@ -928,9 +916,9 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     let mut g = group(c, r, "durable_insert");
     g.sample_size(20);
     g.bench_function("redkeep_exclusive", |b| {
-        b.iter(|| rk_insert(&s.ex, fresh()))
+        b.iter(|| insert_user(&s.ex, fresh()))
     });
-    g.bench_function("redkeep_shared", |b| b.iter(|| rk_insert(&s.sh, fresh())));
+    g.bench_function("redkeep_shared", |b| b.iter(|| insert_user(&s.sh, fresh())));
     g.bench_function("bare_redb", |b| {
         b.iter(|| redb_insert(&s.redb, &user(fresh())))
     });
@@ -1088,10 +1076,10 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
             })
         };
         g.bench_function("redkeep_exclusive", |b| {
-            b.iter(|| each(&|id| rk_insert(ex, id)))
+            b.iter(|| each(&|id| insert_user(ex, id)))
         });
         g.bench_function("redkeep_shared", |b| {
-            b.iter(|| each(&|id| rk_insert(sh, id)))
+            b.iter(|| each(&|id| insert_user(sh, id)))
         });
         g.bench_function("bare_redb", |b| {
             b.iter(|| each(&|id| redb_insert(db, &user(id))))

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, User};
-use users::user;
+use users::{insert_user, user};
 
 /// Commits per second with `threads` threads, each making 8 commits, `iterations` times.
 fn rate(rk: &Redkeep, next: &AtomicU64, threads: usize, iterations: usize) -> f64 {
@@ -23,15 +23,7 @@ fn rate(rk: &Redkeep, next: &AtomicU64, threads: usize, iterations: usize) -> f6
             for _ in 0..threads {
                 s.spawn(|| {
                     for _ in 0..PER_THREAD {
-                        let id = next.fetch_add(1, Ordering::Relaxed);
-                        rk.store()
-                            .write(|tx| {
-                                let t = tx.table::<User>();
-                                let mut u = user(id);
-                                u.id = t.next_id()?;
-                                t.insert(&u)
-                            })
-                            .expect("a durable insert");
+                        insert_user(rk, next.fetch_add(1, Ordering::Relaxed));
                     }
                 });
             }

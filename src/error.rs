@@ -194,9 +194,9 @@ pub(crate) fn shown_path(path: &std::path::Path) -> String {
 
 impl Error {
     /// Whether the error comes from the system refusing to let this user write (or from a
-    /// read-only file system).
-    #[cfg(feature = "admin")]
-    pub(crate) fn is_permission_denied(&self) -> bool {
+    /// read-only file system): the data dir can then still be opened to read
+    /// ([`Options::read_only`](crate::Options::read_only)).
+    pub fn is_permission_denied(&self) -> bool {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
         while let Some(c) = cause {
             if let Some(io) = c.downcast_ref::<std::io::Error>()

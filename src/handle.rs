@@ -769,7 +769,8 @@ impl Redkeep {
             {
                 continue;
             }
-            let Ok(meta) = e.path().symlink_metadata() else {
+            let path = e.path();
+            let Ok(meta) = path.symlink_metadata() else {
                 continue;
             };
             let modified = meta
@@ -780,7 +781,6 @@ impl Redkeep {
             if now.saturating_sub(modified) < AGE_SECS {
                 continue;
             }
-            let path = e.path();
             let what = format!(
                 "{} ({} bytes) is a leftover of an interrupted operation",
                 path.display(),

@@ -25,17 +25,11 @@ const PROBE_ENV: &str = "REDKEEP_TEST_PROBE";
 fn helper_owner_process() {
     if let Ok(socket) = std::env::var(PROBE_ENV) {
         // Connect as whoever we run as and print the owner's answer.
-        let mut s = UnixStream::connect(socket).unwrap();
-        // A request frame (kind R, length, JSON) and the end of its (empty) input.
-        let body =
-            br#"{"version":2,"request":{"command":{"User":{"List":{"all":true}}},"secret":null}}"#;
-        s.write_all(b"R").unwrap();
-        s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        s.write_all(b"E\0\0\0\0").unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        println!("answer: {}", String::from_utf8_lossy(&out));
+        let answer = raw_request(
+            Path::new(&socket),
+            br#"{"version":2,"request":{"command":{"User":{"List":{"all":true}}},"secret":null}}"#,
+        );
+        println!("answer: {answer}");
         return;
     }
     let Ok(dir) = std::env::var(OWNER_ENV) else {
@@ -330,8 +324,8 @@ fn four_clients_times_25_commands_through_one_owner() {
     drop(owner);
 }
 
-/// Sends one request straight to an owner's socket (as an older CLI would) and returns the
-/// raw answer.
+/// Sends one request straight to an owner's socket (as another client would: a request frame
+/// of kind R, length and JSON, then the end of its empty input) and returns the raw answer.
 fn raw_request(socket: &Path, body: &[u8]) -> String {
     let mut s = UnixStream::connect(socket).unwrap();
     s.write_all(b"R").unwrap();

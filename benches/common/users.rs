@@ -2,7 +2,7 @@
 //! them (included with `#[path]`): the same bytes everywhere, so their figures compare.
 #![allow(dead_code)]
 
-use redkeep::{Timestamp, Uid, User};
+use redkeep::{Redkeep, Timestamp, Uid, User};
 
 /// The email address of user `id`.
 pub fn email(id: u64) -> String {
@@ -27,4 +27,16 @@ pub fn user(id: u64) -> User {
         created_at: Timestamp(1_800_000_000 + id as i64),
         updated_at: Timestamp(1_800_000_000 + id as i64),
     }
+}
+
+/// One commit of one user (its email from `id`, its id from the table's sequence).
+pub fn insert_user(rk: &Redkeep, id: u64) {
+    rk.store()
+        .write(|tx| {
+            let t = tx.table::<User>();
+            let mut u = user(id);
+            u.id = t.next_id()?;
+            t.insert(&u)
+        })
+        .expect("a durable insert of one user");
 }

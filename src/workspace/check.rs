@@ -37,7 +37,7 @@ impl Workspaces {
         }
         let mut out = Vec::new();
         // A user's place taken by a symlink or a file: every operation refuses it.
-        for user in self.odd_user_entries()? {
+        for user in self.entries_named_by_id(false)? {
             let why = "it is not a real directory (a symlink or a file), so redkeep refuses it";
             let problem = if repair {
                 match self.trash_folder(user, now) {
@@ -187,23 +187,6 @@ impl Workspaces {
             Ok(_) => {}
         }
         Ok(found)
-    }
-
-    // Entries of `users/` named as a user's folder that are not real directories.
-    fn odd_user_entries(&self) -> Result<Vec<u64>> {
-        let users = self.users_dir();
-        let entries = match fs::read_dir(&users) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(crate::Error::io(format!("listing {}", users.display()), e)),
-        };
-        let mut ids: Vec<u64> = entries
-            .flatten()
-            .filter(|e| !e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().and_then(super::names::parse_id))
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
     }
 
     // Folders left half-built by a crash during creation.

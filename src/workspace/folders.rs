@@ -635,12 +635,18 @@ impl Workspaces {
     /// # Errors
     /// `Io` when the folder cannot be listed.
     pub fn user_ids(&self) -> Result<Vec<u64>> {
+        self.entries_named_by_id(true)
+    }
+
+    /// Ids named by the entries of `users/` that are directories (`dirs`), or that are not
+    /// (a symlink or a file in a folder's place), ascending.
+    pub(super) fn entries_named_by_id(&self, dirs: bool) -> Result<Vec<u64>> {
         let users = self.users_dir();
         let entries = fs::read_dir(&users)
             .map_err(|e| Error::io(format!("listing {}", users.display()), e))?;
         let mut ids: Vec<u64> = entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()) == dirs)
             .filter_map(|e| e.file_name().to_str().and_then(names::parse_id))
             .collect();
         ids.sort_unstable();

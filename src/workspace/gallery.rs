@@ -111,9 +111,8 @@ impl Workspaces {
             Some((n, count, piece)) => (n, count, piece, Ok(())),
             None => {
                 // The exclusive lock keeps the gallery as listed here until the count is
-                // written.
-                // Numbers taken by anything (a symlink, a folder) or in the trash are
-                // never handed out again.
+                // written. Numbers taken by anything (a symlink, a folder) or in the trash
+                // are never handed out again.
                 let existing = piece_numbers_tidying(&folder.dir)?;
                 let highest = existing
                     .highest()

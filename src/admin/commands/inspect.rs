@@ -398,9 +398,7 @@ fn dump(rk: &Redkeep, args: &DumpArgs, io: Io<'_>) -> Result<Reply> {
         // Matching a value tells what it is: secret fields are filtered on only where
         // they could be shown.
         if !args.show_secrets
-            && let Some(f) = filters
-                .iter()
-                .find(|f| view.info().secret_fields.iter().any(|s| s == f.path.top()))
+            && let Some(f) = filters.iter().find(|f| is_secret(&view, &f.path))
         {
             return Err(Error::denied(format!(
                 "{}.{} holds secret material; filter by another field, or add --show-secrets",
@@ -699,6 +697,11 @@ fn entries(
     Ok(reply)
 }
 
+/// Whether `path` lies in one of the table's secret fields.
+fn is_secret(view: &TableView, path: &Path) -> bool {
+    view.info().secret_fields.iter().any(|f| f == path.top())
+}
+
 fn count(rk: &Redkeep, table: &str, by: &str, min: u64) -> Result<Reply> {
     let path = Path::parse(by.trim(), "--by")?;
     let tables = rk.tables();
@@ -706,7 +709,7 @@ fn count(rk: &Redkeep, table: &str, by: &str, min: u64) -> Result<Reply> {
     let (mut records, mut unread, mut opaque) = (0u64, 0u64, 0u64);
     rk.store().read(|tx| {
         let view = TableView::find(tx, &tables, table)?;
-        if view.info().secret_fields.iter().any(|f| f == path.top()) {
+        if is_secret(&view, &path) {
             return Err(Error::denied(format!(
                 "{table}.{} holds secret material; count by another field",
                 path.top()

@@ -61,8 +61,14 @@ pub struct AdoptReport {
 /// query that fails; `Io` / `Storage` when writing fails. Rows that cannot be taken are not
 /// errors: they are listed in the report, and nothing is created.
 pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<AdoptReport> {
-    let db = data_dir.join(STORE_FILE);
-    if db.exists() {
+    // Adoptions next to one another take turns, so each finds the data dir as the one before
+    // left it and cleans up only what it made itself.
+    let _turn = if spec.dry_run {
+        None
+    } else {
+        Some(lock_parent(data_dir)?)
+    };
+    if data_dir.join(STORE_FILE).exists() {
         return Err(Error::denied(format!(
             "{} already holds a store; adopt creates a new one, so give an empty or new data dir",
             data_dir.display()
@@ -85,19 +91,6 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
     } else {
         data_dir.to_path_buf()
     };
-    // Adoptions next to one another take turns, so each finds the data dir as the one before
-    // left it and cleans up only what it made itself.
-    let _turn = if spec.dry_run {
-        None
-    } else {
-        Some(lock_parent(&target)?)
-    };
-    if db.exists() {
-        return Err(Error::denied(format!(
-            "{} already holds a store; adopt creates a new one, so give an empty or new data dir",
-            data_dir.display()
-        )));
-    }
     let existed = target.exists();
     let had_workspaces = target.join(crate::handle::WORKSPACES_DIR).exists();
     let result = adopt_in(&target, &source, spec, options);
