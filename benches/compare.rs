@@ -560,6 +560,7 @@ fn redb_create_user(db: &redb::Database, n: u64) {
             .unwrap()
             .insert((u.id, org), ())
             .unwrap();
+        redb_audit(&tx, u.id, u.created_at.0, "org.created");
         redb_audit(&tx, u.id, u.created_at.0, "user.created");
     }
     tx.commit().unwrap();
@@ -752,6 +753,10 @@ fn sqlite_create_user(c: &rusqlite::Connection, n: u64) {
     tx.prepare_cached("INSERT INTO members VALUES (?1, ?2, 'owner')")
         .unwrap()
         .execute([org, id])
+        .unwrap();
+    tx.prepare_cached("INSERT INTO audit (at, user_id, event) VALUES (?1, ?2, 'org.created')")
+        .unwrap()
+        .execute([u.created_at.0, id])
         .unwrap();
     tx.prepare_cached("INSERT INTO audit (at, user_id, event) VALUES (?1, ?2, 'user.created')")
         .unwrap()

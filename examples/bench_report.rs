@@ -242,8 +242,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          rename, fsync the folder). redkeep's login and create-user flows include hashing or \
          checking a password at cheap argon2 parameters, which the bare versions skip; create \
          user writes the user with its indexes, the credential, the default role's grant, a \
-         personal org with its membership, and two audit rows (role granted, user created) \
-         with their by-user index entries, and the bare versions write the same rows by hand. \
+         personal org with its membership, and three audit rows (role granted, org created, user \
+         created) with their by-user index entries, and the bare versions write the same rows \
+         by hand. \
          Login in redkeep also counts the attempt in a separate non-durable commit (lockout), \
          clears the count, keeps three session indexes and an audit row; the bare versions \
          only update the user and insert the session with its by-user entry. In all three, every \

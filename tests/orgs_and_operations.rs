@@ -56,6 +56,8 @@ fn registration_creates_a_personal_org_as_current_org() {
         ("Ann's Workspace", "anns-workspace", true, OrgRole::Owner)
     );
     assert_eq!(u.current_org_id, Some(org.id));
+    // The user is stored as returned, pointing at the personal org.
+    assert_eq!(rk.users().get(u.id).unwrap().as_ref(), Some(&u));
     // A second Ann gets a unique slug.
     let b = user(&rk, "ann2@example.com", "Ann");
     assert_eq!(rk.orgs().of_user(b).unwrap()[0].0.slug, "anns-workspace-2");

@@ -104,6 +104,8 @@ pub(crate) fn insert_new_user(
             },
         )?;
     }
+    // The user is written once, already pointing at the personal org made below.
+    user.current_org_id = Some(orgs::reserve_personal(tx)?);
     users.insert(&user).map_err(|e| match e {
         // Name the email rather than the id that holds it.
         Error::Conflict { index: "email", .. } => Error::Conflict {
@@ -122,7 +124,7 @@ pub(crate) fn insert_new_user(
     if user.is_admin {
         roles::grant_in(tx, now, user.id, ADMIN_ROLE, None)?;
     }
-    user.current_org_id = Some(orgs::create_personal(tx, now, &user)?.id);
+    orgs::create_personal(tx, now, &user)?;
     audit::user_event(tx, now, "user_created", user.id, String::new())?;
     Ok(user)
 }

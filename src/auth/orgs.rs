@@ -308,6 +308,20 @@ pub(crate) fn create_in(
     if !tx.table::<User>().contains(&spec.owner)? {
         return Err(Error::not_found(format!("user {}", spec.owner)));
     }
+    let id = tx.table::<Org>().next_id()?;
+    insert_org(tx, now, id, spec, personal, default)
+}
+
+/// Inserts the org `id` (its name checked, its owner known to exist) with its owner's
+/// membership and an audit row.
+fn insert_org(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    id: u64,
+    spec: &OrgSpec,
+    personal: bool,
+    default: bool,
+) -> Result<Org> {
     let slug = match &spec.slug {
         Some(s) => {
             validate_slug(s)?;
@@ -315,9 +329,8 @@ pub(crate) fn create_in(
         }
         None => free_slug(tx, &slugify(&spec.name))?,
     };
-    let t = tx.table::<Org>();
     let org = Org {
-        id: t.next_id()?,
+        id,
         name: spec.name.trim().to_string(),
         slug,
         description: spec.description.clone(),
@@ -327,7 +340,7 @@ pub(crate) fn create_in(
         updated_at: now,
         external_id: None,
     };
-    t.insert(&org)?;
+    tx.table::<Org>().insert(&org)?;
     tx.table::<OrgMember>().insert(&OrgMember {
         org_id: org.id,
         user_id: spec.owner,
@@ -349,25 +362,26 @@ pub(crate) fn create_in(
     Ok(org)
 }
 
-/// Creates the personal org of a new user and makes it their current org.
+/// Reserves the id of the personal org of a user about to be inserted, so the user is
+/// written once, already pointing at it (see [`create_personal`]).
+pub(crate) fn reserve_personal(tx: &WriteTx<'_>) -> Result<u64> {
+    tx.table::<Org>().next_id()
+}
+
+/// Creates the personal org of a user just inserted in `tx` whose `current_org_id` holds
+/// the id [`reserve_personal`] gave.
 pub(crate) fn create_personal(tx: &WriteTx<'_>, now: Timestamp, user: &User) -> Result<Org> {
-    let org = create_in(
-        tx,
-        now,
-        &OrgSpec {
-            name: format!("{}'s Workspace", user.name),
-            slug: None,
-            description: String::new(),
-            owner: user.id,
-        },
-        true,
-        false,
-    )?;
-    tx.table::<User>().modify(&user.id, |u| {
-        u.current_org_id = Some(org.id);
-        Ok(())
+    let id = user.current_org_id.ok_or_else(|| Error::Invariant {
+        what: format!("user {} was inserted without a personal org id", user.id),
     })?;
-    Ok(org)
+    let spec = OrgSpec {
+        name: format!("{}'s Workspace", user.name),
+        slug: None,
+        description: String::new(),
+        owner: user.id,
+    };
+    validate_org_name(&spec.name)?;
+    insert_org(tx, now, id, &spec, true, false)
 }
 
 /// Points `user`'s current org at another membership (the personal org first) when it points
