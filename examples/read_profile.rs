@@ -1,10 +1,12 @@
 //! A loop of hot reads for profilers: `cargo run --release --example read_profile -- WHAT N`
 //! reads N users from a 20,000-user store, where WHAT is `id` (redkeep, by id), `email`
 //! (redkeep, by email), `validate` (redkeep, N session validations over 1,000 sessions),
-//! `page` (redkeep, N pages of 50 users by creation time), `bare` (bare redb by id: a u64
+//! `page` (redkeep, N pages of 50 users by creation time), `perm` (redkeep, N permission
+//! checks, each user holding the roles `user` and `editor`), `bare` (bare redb by id: a u64
 //! key and a bincode value, the work `benches/compare.rs` gives bare redb), `bare-email`
 //! (bare redb through an email table) or `bare-page` (bare redb, pages of 50 through a
-//! `(created, id)` index table). Under `valgrind --tool=callgrind`, the difference
+//! `(created, id)` index table) or `bare-perm` (bare redb, the permission check of
+//! `benches/compare.rs`). Under `valgrind --tool=callgrind`, the difference
 //! between N = 100,001 and N = 1 divided by 100,000 is the instruction count of one read:
 //! a figure that, unlike time, does not move with whatever else the machine is doing.
 
@@ -24,6 +26,8 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
     const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
     const CREATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("users_created");
     const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("users_email");
+    const ROLES: TableDefinition<u64, &[u8]> = TableDefinition::new("roles");
+    const USER_ROLES: TableDefinition<(u64, u64), bool> = TableDefinition::new("user_roles");
     let db = redb::Database::create(dir.join("bare.redb")).unwrap();
     let w = db.begin_write().unwrap();
     {
@@ -36,6 +40,23 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
             let bytes = bincode::serde::encode_to_vec(&u, bincode::config::standard());
             t.insert(id, bytes.unwrap().as_slice()).unwrap();
             c.insert((u.created_at.0, id), ()).unwrap();
+        }
+        let mut roles = w.open_table(ROLES).unwrap();
+        let user_perms = vec!["basic_access", "session_management", "profile_management"];
+        let enc = |v: &(&str, Vec<&str>)| {
+            bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
+        };
+        roles
+            .insert(1, enc(&("user", user_perms)).as_slice())
+            .unwrap();
+        let editor = vec!["docs.read", "docs.edit"];
+        roles
+            .insert(2, enc(&("editor", editor)).as_slice())
+            .unwrap();
+        let mut grants = w.open_table(USER_ROLES).unwrap();
+        for id in 1..=USERS {
+            grants.insert((id, 1), true).unwrap();
+            grants.insert((id, 2), true).unwrap();
         }
     }
     w.commit().unwrap();
@@ -61,6 +82,49 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
         }
         eprintln!(
             "bare-email: {:?} per read",
+            started.elapsed() / n.max(1) as u32
+        );
+        return;
+    }
+    if what == "bare-perm" {
+        let mut k = 1;
+        for _ in 0..n {
+            k = (k + 7919) % USERS + 1;
+            let tx = db.begin_read().unwrap();
+            let got = tx.open_table(TABLE).unwrap().get(k).unwrap().unwrap();
+            let (u, _): (User, usize) =
+                bincode::serde::decode_from_slice(got.value(), bincode::config::standard())
+                    .unwrap();
+            let mut found = false;
+            if u.is_active {
+                let roles = tx.open_table(ROLES).unwrap();
+                for row in tx
+                    .open_table(USER_ROLES)
+                    .unwrap()
+                    .range((k, 0)..=(k, u64::MAX))
+                    .unwrap()
+                {
+                    let (key, active) = row.unwrap();
+                    if !active.value() {
+                        continue;
+                    }
+                    let role = roles.get(key.value().1).unwrap().unwrap();
+                    let ((_, perms), _): ((String, Vec<String>), usize) =
+                        bincode::serde::decode_from_slice(
+                            role.value(),
+                            bincode::config::standard(),
+                        )
+                        .unwrap();
+                    if perms.iter().any(|p| p == "docs.edit" || p == "*") {
+                        found = true;
+                        break;
+                    }
+                }
+            }
+            assert!(black_box(found));
+        }
+        eprintln!(
+            "bare-perm: {:?} per check",
             started.elapsed() / n.max(1) as u32
         );
         return;
@@ -151,6 +215,48 @@ fn main() {
             "validate: {:?} per read",
             started.elapsed() / n.max(1) as u32
         );
+        return;
+    }
+    if what == "perm" {
+        use redkeep::auth::roles::{RoleSpec, UserRole};
+        rk.roles()
+            .create(RoleSpec {
+                name: "editor".into(),
+                description: "edits documents".into(),
+                permissions: vec!["docs.read".into(), "docs.edit".into()],
+                priority: 10,
+            })
+            .unwrap();
+        let ids: Vec<u64> = ["user", "editor"]
+            .iter()
+            .map(|r| rk.roles().get(r).unwrap().id)
+            .collect();
+        rk.store()
+            .write(|tx| {
+                let t = tx.table::<UserRole>();
+                for user_id in 1..=USERS {
+                    for &role_id in &ids {
+                        t.insert(&UserRole {
+                            user_id,
+                            role_id,
+                            assigned_by: None,
+                            active: true,
+                            assigned_at: Timestamp(1_800_000_000),
+                        })?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        let started = Instant::now();
+        let mut k = 1;
+        for _ in 0..n {
+            k = (k + 7919) % USERS + 1;
+            assert!(black_box(
+                rk.roles().has_permission(k, "docs.edit").unwrap()
+            ));
+        }
+        eprintln!("perm: {:?} per check", started.elapsed() / n.max(1) as u32);
         return;
     }
     if what == "page" {

@@ -98,6 +98,46 @@ fn custom_roles_grant_and_their_deletion_revokes() {
     assert!(rk.check(false).unwrap().ok);
 }
 
+#[test]
+fn a_role_changed_in_place_is_seen_by_the_next_check() {
+    use redkeep::auth::roles::Role;
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let role = rk
+        .roles()
+        .create(RoleSpec {
+            name: "editor".into(),
+            permissions: vec!["docs.edit".into()],
+            ..RoleSpec::default()
+        })
+        .unwrap();
+    rk.roles().grant(a, "editor", None).unwrap();
+    // Checked twice, so the role's decoded copy is kept by this thread.
+    for _ in 0..2 {
+        assert!(rk.roles().has_permission(a, "docs.edit").unwrap());
+    }
+    // The same role (same id) loses the permission and gains another.
+    let set = |perms: &[&str]| {
+        rk.store()
+            .write(|tx| {
+                tx.table::<Role>().modify(&role.id, |r| {
+                    r.permissions = perms.iter().map(|p| p.to_string()).collect();
+                    Ok(())
+                })
+            })
+            .unwrap()
+    };
+    set(&["docs.read"]);
+    assert!(!rk.roles().has_permission(a, "docs.edit").unwrap());
+    assert!(rk.roles().has_permission(a, "docs.read").unwrap());
+    assert!(rk.roles().permissions(a).unwrap().contains("docs.read"));
+    // And back: the earlier bytes again give the earlier answer.
+    set(&["docs.edit"]);
+    assert!(rk.roles().has_permission(a, "docs.edit").unwrap());
+    assert!(!rk.roles().has_permission(a, "docs.read").unwrap());
+}
+
 #[derive(Debug, Clone)]
 enum RoleOp {
     Grant(usize, usize),

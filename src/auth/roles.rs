@@ -168,20 +168,18 @@ pub(crate) fn assignments_of<S: Source>(tx: &S, user: u64) -> Result<Vec<UserRol
 
 /// Calls `f` with each permission `user` holds through an active assignment (nothing for a
 /// disabled user), until it returns `false`.
-fn each_permission<S: Source>(
-    tx: &S,
-    user: &User,
-    mut f: impl FnMut(String) -> bool,
-) -> Result<()> {
+fn each_permission<S: Source>(tx: &S, user: &User, mut f: impl FnMut(&str) -> bool) -> Result<()> {
     if !user.is_active {
         return Ok(());
     }
     let roles = Table::<Role, S>::new(tx);
     Table::<UserRole, S>::new(tx).for_each(KeyRange::prefix(key!(user.id)), Order::Asc, |a| {
+        // Roles are few and read by every check: each is decoded once per thread while its
+        // stored bytes stay the same.
         if a.active
-            && let Some(role) = roles.get(&a.role_id)?
+            && let Some(role) = roles.get_memo(&a.role_id)?
         {
-            for p in role.permissions {
+            for p in &role.permissions {
                 if !f(p) {
                     return Ok(false);
                 }
@@ -196,7 +194,7 @@ fn each_permission<S: Source>(
 pub(crate) fn permissions_in<S: Source>(tx: &S, user: &User) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     each_permission(tx, user, |p| {
-        out.insert(p);
+        out.insert(p.to_string());
         true
     })?;
     Ok(out)

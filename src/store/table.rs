@@ -5,7 +5,10 @@
 //! record rewrites its index entries in the same write transaction, so records and indexes
 //! never disagree.
 
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -297,6 +300,56 @@ pub(crate) fn entry_target_raw<'e>(
     entry.len().checked_sub(len).map(|at| &entry[at..])
 }
 
+/// The record stored as `value` under `pk`, from this thread's memo of decoded records
+/// when the same type, key and bytes were decoded before, else `decode`d and remembered.
+/// Decoding depends only on the bytes (shapes are named by their content), so a remembered
+/// record is the one `decode` would give. Values over [`MEMO_VALUE_MAX`] bytes are not kept,
+/// nor more than [`MEMO_ENTRIES`] records, so a thread holds little.
+fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) -> Result<Rc<R>> {
+    type Entry = (TypeId, Box<[u8]>, Box<[u8]>, Rc<dyn Any>);
+    thread_local! {
+        // The entries, and which one gives way next once they are all in use.
+        static MEMO: RefCell<(Vec<Entry>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+    }
+    let id = TypeId::of::<R>();
+    let same_key = |e: &Entry| e.0 == id && *e.1 == *pk;
+    let kept = MEMO.with(|m| {
+        let m = m.borrow();
+        m.0.iter()
+            .find(|e| same_key(e) && *e.2 == *value)
+            .map(|e| Rc::clone(&e.3))
+    });
+    if let Some(record) = kept.and_then(|r| r.downcast::<R>().ok()) {
+        return Ok(record);
+    }
+    let record = Rc::new(decode()?);
+    if value.len() <= MEMO_VALUE_MAX {
+        MEMO.with(|m| {
+            let (entries, next) = &mut *m.borrow_mut();
+            let entry: Entry = (
+                id,
+                pk.into(),
+                value.into(),
+                Rc::clone(&record) as Rc<dyn Any>,
+            );
+            if let Some(older) = entries.iter_mut().find(|e| same_key(e)) {
+                *older = entry;
+            } else if entries.len() < MEMO_ENTRIES {
+                entries.push(entry);
+            } else {
+                entries[*next] = entry;
+                *next = (*next + 1) % MEMO_ENTRIES;
+            }
+        });
+    }
+    Ok(record)
+}
+
+/// How many decoded records [`Table::get_memo`] keeps per thread.
+const MEMO_ENTRIES: usize = 32;
+/// The largest stored value [`Table::get_memo`] keeps decoded.
+const MEMO_VALUE_MAX: usize = 2048;
+
 /// How a record of a newer application version is described (it is not damage).
 pub(crate) const NEWER_VERSION: &str = "written by a newer version";
 
@@ -351,6 +404,23 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// `Corrupt` when it cannot be read; `Storage` when the engine fails.
     pub fn get(&self, key: &R::Key) -> Result<Option<R>> {
         self.get_raw(&key.to_bytes())
+    }
+
+    /// The record with this primary key, as [`Table::get`], decoded once per thread for as
+    /// long as its stored bytes stay the same: for the few small records read on every
+    /// request (the roles of a permission check). The stored bytes are read and compared on
+    /// each call, so the answer is always the snapshot's.
+    ///
+    /// # Errors
+    /// As [`Table::get`].
+    pub(crate) fn get_memo(&self, key: &R::Key) -> Result<Option<Rc<R>>> {
+        let pk = key.to_bytes();
+        let mut out = None;
+        self.raw().get(self.records, &pk, &mut |v| {
+            out = Some(memo(&pk, v, || self.decode(&pk, v))?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Whether a record with this primary key exists (without reading it).
