@@ -29,6 +29,15 @@ use users::{email, insert_user, user};
 const PASSWORD: &str = "bench password 1";
 /// Users that have a password, a role and a session (the others are bulk-loaded records).
 const ACCOUNTS: u64 = 500;
+/// The audit rows redkeep holds for each account once it is created, given the editor role
+/// and logged in; the bare systems are loaded with the same.
+const ACCOUNT_EVENTS: [&str; 5] = [
+    "role.granted",
+    "org.created",
+    "user.created",
+    "role.granted",
+    "login",
+];
 
 // Bare redb: the same tables and indexes redkeep keeps for these operations.
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
@@ -205,6 +214,30 @@ fn open_redb(path: &Path, n: u64) -> (redb::Database, Vec<String>) {
                     .insert((id, h.as_slice()), ())
                     .unwrap();
                 tokens.push(token);
+                // As redkeep holds for each account: a personal org with its membership, and
+                // audit rows for the creation (role granted, org created, user created), the
+                // editor grant and the login.
+                let org = redb_next(&tx, "orgs");
+                let slug = format!("user{id}-workspace");
+                tx.open_table(ORGS_BY_SLUG)
+                    .unwrap()
+                    .insert(slug.as_str(), org)
+                    .unwrap();
+                tx.open_table(ORGS)
+                    .unwrap()
+                    .insert(org, enc(&(org, &slug, "User's Workspace", id)).as_slice())
+                    .unwrap();
+                tx.open_table(MEMBERS)
+                    .unwrap()
+                    .insert((org, id), enc(&("owner", 0i64)).as_slice())
+                    .unwrap();
+                tx.open_table(MEMBERS_BY_USER)
+                    .unwrap()
+                    .insert((id, org), ())
+                    .unwrap();
+                for event in ACCOUNT_EVENTS {
+                    redb_audit(&tx, id, 0, event);
+                }
             }
         }
     }
@@ -397,6 +430,25 @@ fn open_sqlite(path: &Path, n: u64) -> (rusqlite::Connection, Vec<String>) {
             )
             .unwrap();
             tokens.push(token);
+            // The account's personal org, membership and audit rows, as in redkeep.
+            tx.execute(
+                "INSERT INTO orgs (slug, name) VALUES (?1, 'User''s Workspace')",
+                [format!("user{id}-workspace")],
+            )
+            .unwrap();
+            let org = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO members VALUES (?1, ?2, 'owner')",
+                [org, id as i64],
+            )
+            .unwrap();
+            for event in ACCOUNT_EVENTS {
+                tx.execute(
+                    "INSERT INTO audit (at, user_id, event) VALUES (0, ?1, ?2)",
+                    rusqlite::params![id as i64, event],
+                )
+                .unwrap();
+            }
         }
     }
     tx.commit().unwrap();

@@ -249,7 +249,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          clears the count, keeps three session indexes and an audit row; the bare versions \
          only update the user and insert the session with its by-user entry. In all three, every \
          account holds the system role `user` and a role `editor`, so a permission check reads \
-         two grants and two roles.\n\n\
+         two grants and two roles; the 500 accounts also hold, in all three, a personal org \
+         with its membership, a session and five audit rows, as redkeep's flows leave them.\n\n\
          ![ratios](docs/benchmarks.svg)\n"
     );
     let _ = writeln!(
