@@ -29,8 +29,8 @@ use users::{email, insert_user, user};
 const PASSWORD: &str = "bench password 1";
 /// Users that have a password, a role and a session (the others are bulk-loaded records).
 const ACCOUNTS: u64 = 500;
-/// The audit rows redkeep holds for each account once it is created, given the editor role
-/// and logged in; the bare systems are loaded with the same.
+/// Stand-ins for the audit rows redkeep holds for each account once it is created, given the
+/// editor role and logged in; the bare systems are loaded with as many.
 const ACCOUNT_EVENTS: [&str; 5] = [
     "role.granted",
     "org.created",

@@ -138,6 +138,40 @@ fn a_role_changed_in_place_is_seen_by_the_next_check() {
     assert!(!rk.roles().has_permission(a, "docs.read").unwrap());
 }
 
+#[test]
+fn two_stores_with_the_same_role_id_keep_their_own_permissions() {
+    let (t1, t2) = (TestDir::new(), TestDir::new());
+    let stores: Vec<(Redkeep, u64, u64)> = [(&t1, "docs.edit"), (&t2, "docs.read")]
+        .into_iter()
+        .map(|(t, perm)| {
+            let rk = t.open();
+            let a = user(&rk, "a@example.com");
+            let role = rk
+                .roles()
+                .create(RoleSpec {
+                    name: "editor".into(),
+                    permissions: vec![perm.into()],
+                    ..RoleSpec::default()
+                })
+                .unwrap();
+            rk.roles().grant(a, "editor", None).unwrap();
+            (rk, a, role.id)
+        })
+        .collect();
+    // The same user and role ids in both stores, read in turn by this thread.
+    assert_eq!((stores[0].1, stores[0].2), (stores[1].1, stores[1].2));
+    for _ in 0..3 {
+        for (rk, a, _) in &stores[..1] {
+            assert!(rk.roles().has_permission(*a, "docs.edit").unwrap());
+            assert!(!rk.roles().has_permission(*a, "docs.read").unwrap());
+        }
+        for (rk, a, _) in &stores[1..] {
+            assert!(!rk.roles().has_permission(*a, "docs.edit").unwrap());
+            assert!(rk.roles().has_permission(*a, "docs.read").unwrap());
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum RoleOp {
     Grant(usize, usize),

@@ -312,8 +312,8 @@ pub(crate) fn create_in(
     insert_org(tx, now, id, spec, personal, default)
 }
 
-/// Inserts the org `id` (its name checked, its owner known to exist) with its owner's
-/// membership and an audit row.
+/// Inserts the org `id` with its owner's membership and an audit row. The caller has checked
+/// the name and that the owner exists.
 fn insert_org(
     tx: &WriteTx<'_>,
     now: Timestamp,
@@ -362,8 +362,19 @@ fn insert_org(
     Ok(org)
 }
 
+/// What the personal org of `user` is made from: "{name}'s Workspace", owned by them.
+pub(crate) fn personal_spec(user: &User) -> OrgSpec {
+    OrgSpec {
+        name: format!("{}'s Workspace", user.name),
+        slug: None,
+        description: String::new(),
+        owner: user.id,
+    }
+}
+
 /// Reserves the id of the personal org of a user about to be inserted, so the user is
-/// written once, already pointing at it (see [`create_personal`]).
+/// written once, already pointing at it (see [`create_personal`]). On PostgreSQL a sign-up
+/// that fails afterwards (a taken email) leaves this id unused, as it does the user's.
 pub(crate) fn reserve_personal(tx: &WriteTx<'_>) -> Result<u64> {
     tx.table::<Org>().next_id()
 }
@@ -374,12 +385,7 @@ pub(crate) fn create_personal(tx: &WriteTx<'_>, now: Timestamp, user: &User) -> 
     let id = user.current_org_id.ok_or_else(|| Error::Invariant {
         what: format!("user {} was inserted without a personal org id", user.id),
     })?;
-    let spec = OrgSpec {
-        name: format!("{}'s Workspace", user.name),
-        slug: None,
-        description: String::new(),
-        owner: user.id,
-    };
+    let spec = personal_spec(user);
     validate_org_name(&spec.name)?;
     insert_org(tx, now, id, &spec, true, false)
 }

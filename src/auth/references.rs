@@ -161,7 +161,7 @@ pub(crate) fn settle(
     tx: &crate::store::WriteTx<'_>,
     now: crate::clock::Timestamp,
 ) -> Result<Vec<String>> {
-    use super::orgs::{self, OrgSpec};
+    use super::orgs;
     use super::recovery::RecoveryToken;
     let mut changes = Vec::new();
     let users = Table::<User, dyn Source>::new(tx as &dyn Source);
@@ -288,18 +288,7 @@ pub(crate) fn settle(
         let mine = orgs::memberships_of(tx, u.id)?;
         let current = match mine.first() {
             None => {
-                let org = orgs::create_in(
-                    tx,
-                    now,
-                    &OrgSpec {
-                        name: format!("{}'s Workspace", u.name),
-                        slug: None,
-                        description: String::new(),
-                        owner: u.id,
-                    },
-                    true,
-                    false,
-                )?;
+                let org = orgs::create_in(tx, now, &orgs::personal_spec(&u), true, false)?;
                 changes.push(format!(
                     "user {}: belonged to no org; a personal one was made",
                     u.id

@@ -174,8 +174,8 @@ fn each_permission<S: Source>(tx: &S, user: &User, mut f: impl FnMut(&str) -> bo
     }
     let roles = Table::<Role, S>::new(tx);
     Table::<UserRole, S>::new(tx).for_each(KeyRange::prefix(key!(user.id)), Order::Asc, |a| {
-        // Roles are few and read by every check: each is decoded once per thread while its
-        // stored bytes stay the same.
+        // Roles are few and read by every check: each stays decoded per thread while its
+        // stored bytes stay the same (see `Table::get_memo`).
         if a.active
             && let Some(role) = roles.get_memo(&a.role_id)?
         {

@@ -95,7 +95,8 @@ pub trait Record: Serialize + DeserializeOwned + 'static {
 
     /// Reads a record written by an older version of this type (or by the first release's
     /// binary format). The default reads it as the current type, which works whenever the
-    /// changes since were additions of optional or defaulted fields, or removals.
+    /// changes since were additions of optional or defaulted fields, or removals. It must
+    /// depend on `old` alone: a decoded record may be reused for the same bytes.
     ///
     /// # Errors
     /// A message saying why the value cannot be read; it is reported as `Error::Corrupt`.
@@ -302,9 +303,11 @@ pub(crate) fn entry_target_raw<'e>(
 
 /// The record stored as `value` under `pk`, from this thread's memo of decoded records
 /// when the same type, key and bytes were decoded before, else `decode`d and remembered.
-/// Decoding depends only on the bytes (shapes are named by their content), so a remembered
-/// record is the one `decode` would give. Values over [`MEMO_VALUE_MAX`] bytes are not kept,
-/// nor more than [`MEMO_ENTRIES`] records, so a thread holds little.
+/// Decoding depends only on the type, the key and the bytes (shapes are named by their
+/// content, [`Record::upgrade`] depends on the old value alone), so a remembered record is
+/// the one `decode` would give. Values over [`MEMO_VALUE_MAX`] bytes are not kept, nor more
+/// than the last [`MEMO_ENTRIES`] records, so a thread holds little. While the thread's
+/// locals are being destroyed, records are decoded without the memo.
 fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) -> Result<Rc<R>> {
     type Entry = (TypeId, Box<[u8]>, Box<[u8]>, Rc<dyn Any>);
     thread_local! {
@@ -313,18 +316,22 @@ fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) 
     }
     let id = TypeId::of::<R>();
     let same_key = |e: &Entry| e.0 == id && *e.1 == *pk;
-    let kept = MEMO.with(|m| {
-        let m = m.borrow();
-        m.0.iter()
-            .find(|e| same_key(e) && *e.2 == *value)
-            .map(|e| Rc::clone(&e.3))
-    });
+    let kept = MEMO
+        .try_with(|m| {
+            let m = m.borrow();
+            m.0.iter()
+                .find(|e| same_key(e) && *e.2 == *value)
+                .map(|e| Rc::clone(&e.3))
+        })
+        .ok()
+        .flatten();
     if let Some(record) = kept.and_then(|r| r.downcast::<R>().ok()) {
         return Ok(record);
     }
     let record = Rc::new(decode()?);
     if value.len() <= MEMO_VALUE_MAX {
-        MEMO.with(|m| {
+        // Without the thread's locals (it is ending), the record is not kept.
+        let _ = MEMO.try_with(|m| {
             let (entries, next) = &mut *m.borrow_mut();
             let entry: Entry = (
                 id,
@@ -406,10 +413,10 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         self.get_raw(&key.to_bytes())
     }
 
-    /// The record with this primary key, as [`Table::get`], decoded once per thread for as
-    /// long as its stored bytes stay the same: for the few small records read on every
-    /// request (the roles of a permission check). The stored bytes are read and compared on
-    /// each call, so the answer is always the snapshot's.
+    /// The record with this primary key, as [`Table::get`], kept decoded per thread while
+    /// its stored bytes stay the same (the last 32 records of at most 2 KiB): for the few
+    /// small records read on every request. The stored bytes are read and compared on each
+    /// call, so the answer is always the snapshot's. Not for records that hold secrets.
     ///
     /// # Errors
     /// As [`Table::get`].

@@ -12,7 +12,7 @@ use super::source::{Row, Source, SourceId};
 use crate::auth::agents::{self, AgentSession, AgentState};
 use crate::auth::audit::{self, Event};
 use crate::auth::invites::{self, Invite, InviteStatus};
-use crate::auth::orgs::{self, Org, OrgMember, OrgRole, OrgSpec};
+use crate::auth::orgs::{self, Org, OrgMember, OrgRole};
 use crate::auth::password::{self, PasswordParams, Passwords};
 use crate::auth::roles::{self, ADMIN_ROLE, DEFAULT_ROLE, Role, UserRole};
 use crate::auth::token::{self, TokenHash};
@@ -783,26 +783,15 @@ impl Adoption<'_, '_> {
                     .table::<User>()
                     .get(&id)?
                     .ok_or_else(|| Error::not_found(format!("user {id}")))?;
-                orgs::create_in(
-                    self.tx,
-                    self.now,
-                    &OrgSpec {
-                        name: format!("{}'s Workspace", user.name),
-                        slug: None,
-                        description: String::new(),
-                        owner: id,
-                    },
-                    true,
-                    false,
-                )
-                .and_then(|org| {
-                    self.counts.orgs += 1;
-                    self.counts.memberships += 1;
-                    self.tx.table::<User>().modify(&id, |u| {
-                        u.current_org_id = Some(org.id);
-                        Ok(())
-                    })
-                })?;
+                orgs::create_in(self.tx, self.now, &orgs::personal_spec(&user), true, false)
+                    .and_then(|org| {
+                        self.counts.orgs += 1;
+                        self.counts.memberships += 1;
+                        self.tx.table::<User>().modify(&id, |u| {
+                            u.current_org_id = Some(org.id);
+                            Ok(())
+                        })
+                    })?;
                 continue;
             }
             let wanted = self
