@@ -98,21 +98,28 @@ fn custom_roles_grant_and_their_deletion_revokes() {
     assert!(rk.check(false).unwrap().ok);
 }
 
+/// A user holding a role `editor` made with `permissions`; returns the user's and the
+/// role's ids.
+fn editor_user(rk: &Redkeep, permissions: &[&str]) -> (u64, u64) {
+    let a = user(rk, "a@example.com");
+    let role = rk
+        .roles()
+        .create(RoleSpec {
+            name: "editor".into(),
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            ..RoleSpec::default()
+        })
+        .unwrap();
+    rk.roles().grant(a, "editor", None).unwrap();
+    (a, role.id)
+}
+
 #[test]
 fn a_role_changed_in_place_is_seen_by_the_next_check() {
     use redkeep::auth::roles::Role;
     let t = TestDir::new();
     let rk = t.open();
-    let a = user(&rk, "a@example.com");
-    let role = rk
-        .roles()
-        .create(RoleSpec {
-            name: "editor".into(),
-            permissions: vec!["docs.edit".into()],
-            ..RoleSpec::default()
-        })
-        .unwrap();
-    rk.roles().grant(a, "editor", None).unwrap();
+    let (a, role) = editor_user(&rk, &["docs.edit"]);
     // Checked twice, so the role's decoded copy is kept by this thread.
     for _ in 0..2 {
         assert!(rk.roles().has_permission(a, "docs.edit").unwrap());
@@ -121,7 +128,7 @@ fn a_role_changed_in_place_is_seen_by_the_next_check() {
     let set = |perms: &[&str]| {
         rk.store()
             .write(|tx| {
-                tx.table::<Role>().modify(&role.id, |r| {
+                tx.table::<Role>().modify(&role, |r| {
                     r.permissions = perms.iter().map(|p| p.to_string()).collect();
                     Ok(())
                 })
@@ -141,34 +148,15 @@ fn a_role_changed_in_place_is_seen_by_the_next_check() {
 #[test]
 fn two_stores_with_the_same_role_id_keep_their_own_permissions() {
     let (t1, t2) = (TestDir::new(), TestDir::new());
-    let stores: Vec<(Redkeep, u64, u64)> = [(&t1, "docs.edit"), (&t2, "docs.read")]
-        .into_iter()
-        .map(|(t, perm)| {
-            let rk = t.open();
-            let a = user(&rk, "a@example.com");
-            let role = rk
-                .roles()
-                .create(RoleSpec {
-                    name: "editor".into(),
-                    permissions: vec![perm.into()],
-                    ..RoleSpec::default()
-                })
-                .unwrap();
-            rk.roles().grant(a, "editor", None).unwrap();
-            (rk, a, role.id)
-        })
-        .collect();
+    let (rk1, rk2) = (t1.open(), t2.open());
+    let (a, role) = editor_user(&rk1, &["docs.edit"]);
     // The same user and role ids in both stores, read in turn by this thread.
-    assert_eq!((stores[0].1, stores[0].2), (stores[1].1, stores[1].2));
+    assert_eq!(editor_user(&rk2, &["docs.read"]), (a, role));
     for _ in 0..3 {
-        for (rk, a, _) in &stores[..1] {
-            assert!(rk.roles().has_permission(*a, "docs.edit").unwrap());
-            assert!(!rk.roles().has_permission(*a, "docs.read").unwrap());
-        }
-        for (rk, a, _) in &stores[1..] {
-            assert!(!rk.roles().has_permission(*a, "docs.edit").unwrap());
-            assert!(rk.roles().has_permission(*a, "docs.read").unwrap());
-        }
+        assert!(rk1.roles().has_permission(a, "docs.edit").unwrap());
+        assert!(!rk1.roles().has_permission(a, "docs.read").unwrap());
+        assert!(!rk2.roles().has_permission(a, "docs.edit").unwrap());
+        assert!(rk2.roles().has_permission(a, "docs.read").unwrap());
     }
 }
 
