@@ -80,7 +80,55 @@ fn token_hash(token: &str) -> [u8; 32] {
 }
 
 /// A session as a hand-written app would keep it: user, created, last seen, expiry.
-type SessionRow = (u64, i64, i64, i64);
+/// A session as bare redb keeps it: the fields of redkeep's `Session` but the hash (the key).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SessionRow {
+    short_id: String,
+    user_id: u64,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+    idle_timeout_secs: u64,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl SessionRow {
+    /// A session of `user_id` last seen at `seen`, its display prefix drawn from `n`.
+    fn new(n: u64, user_id: u64, seen: i64, expires_at: i64) -> SessionRow {
+        SessionRow {
+            short_id: short_id(n),
+            user_id,
+            created_at: seen,
+            last_seen_at: seen,
+            expires_at,
+            idle_timeout_secs: IDLE_SECS as u64,
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    /// As `Session::deadline`: the earlier of the expiry and the idle deadline.
+    fn deadline(&self) -> i64 {
+        self.expires_at.min(
+            self.last_seen_at
+                .saturating_add(self.idle_timeout_secs as i64),
+        )
+    }
+}
+
+/// The idle timeout of the bare systems' sessions.
+const IDLE_SECS: i64 = 86_400;
+/// When the bare systems' preloaded sessions were last seen: the benchmark's `now`, so that
+/// they are valid through it.
+const SEEN: i64 = NOW;
+/// The time the validations run at.
+const NOW: i64 = 1_900_000_000;
+
+/// A display prefix shaped like redkeep's (`rks_` and eight characters).
+fn short_id(n: u64) -> String {
+    format!("rks_{:08x}", n & 0xffff_ffff)
+}
 
 struct Systems {
     ex: Redkeep,
@@ -204,7 +252,7 @@ fn open_redb(path: &Path, n: u64) -> (redb::Database, Vec<String>) {
                 }
                 let token = format!("rks_plain{id:020}");
                 let h = token_hash(&token);
-                let row: SessionRow = (id, 0, 1_800_000_000, i64::MAX);
+                let row = SessionRow::new(id, id, SEEN, i64::MAX);
                 tx.open_table(SESSIONS)
                     .unwrap()
                     .insert(h.as_slice(), enc(&row).as_slice())
@@ -251,8 +299,9 @@ const SQLITE_SCHEMA: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
  CREATE INDEX users_is_admin ON users(is_admin); CREATE INDEX users_created ON users(created_at);
  CREATE TABLE credentials (user_id INTEGER PRIMARY KEY, hash TEXT NOT NULL);
- CREATE TABLE sessions (hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, created_at INTEGER NOT NULL,
-   last_seen_at INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+ CREATE TABLE sessions (hash BLOB PRIMARY KEY, short_id TEXT NOT NULL, user_id INTEGER NOT NULL,
+   created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+   idle_timeout_secs INTEGER NOT NULL, ip TEXT, user_agent TEXT) WITHOUT ROWID;
  CREATE INDEX sessions_user ON sessions(user_id);
  CREATE TABLE roles (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, permissions TEXT NOT NULL);
  CREATE TABLE user_roles (user_id INTEGER NOT NULL, role_id INTEGER NOT NULL, active INTEGER NOT NULL,
@@ -425,8 +474,15 @@ fn open_sqlite(path: &Path, n: u64) -> (rusqlite::Connection, Vec<String>) {
             }
             let token = format!("rks_plain{id:020}");
             tx.execute(
-                "INSERT INTO sessions VALUES (?1, ?2, 0, 1800000000, ?3)",
-                rusqlite::params![token_hash(&token).to_vec(), id as i64, i64::MAX],
+                "INSERT INTO sessions VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, NULL, NULL)",
+                rusqlite::params![
+                    token_hash(&token).to_vec(),
+                    short_id(id),
+                    id as i64,
+                    SEEN,
+                    i64::MAX,
+                    IDLE_SECS
+                ],
             )
             .unwrap();
             tokens.push(token);
@@ -482,8 +538,13 @@ fn redb_validate(db: &redb::Database, token: &str, now: i64) -> Option<(User, Se
         .get(h.as_slice())
         .unwrap()?
         .value());
-    let u: User = dec(tx.open_table(USERS).unwrap().get(s.0).unwrap()?.value());
-    (u.is_active && now < s.3).then_some((u, s))
+    let u: User = dec(tx
+        .open_table(USERS)
+        .unwrap()
+        .get(s.user_id)
+        .unwrap()?
+        .value());
+    (u.is_active && now < s.deadline()).then_some((u, s))
 }
 
 fn redb_has_permission(db: &redb::Database, user: u64, perm: &str) -> bool {
@@ -560,7 +621,7 @@ fn redb_login(db: &redb::Database, email: &str, n: u64, now: i64) {
         u.last_login_at = Some(Timestamp(now));
         users.insert(id, enc(&u).as_slice()).unwrap();
         let h = token_hash(&format!("rks_login{n:020}"));
-        let row: SessionRow = (id, now, now, now + 86_400);
+        let row = SessionRow::new(n, id, now, now + 86_400);
         tx.open_table(SESSIONS)
             .unwrap()
             .insert(h.as_slice(), enc(&row).as_slice())
@@ -640,6 +701,9 @@ macro_rules! user_columns {
 
 /// A whole user row.
 type SqlUser = (i64, String, String, bool, bool, i64, i64);
+/// A session's columns but the hash: short id, created, last seen, expiry, idle timeout,
+/// address and user agent.
+type SqlSession = (String, i64, i64, i64, i64, Option<String>, Option<String>);
 
 fn sql_user(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SqlUser> {
     Ok((
@@ -679,16 +743,27 @@ fn sqlite_validate(
     c: &rusqlite::Connection,
     token: &str,
     now: i64,
-) -> Option<(SqlUser, (i64, i64, i64))> {
+) -> Option<(SqlUser, SqlSession)> {
     c.prepare_cached(
         "SELECT u.id, u.email, u.name, u.is_admin, u.is_active, u.created_at, u.updated_at,
-                s.created_at, s.last_seen_at, s.expires_at
+                s.short_id, s.created_at, s.last_seen_at, s.expires_at, s.idle_timeout_secs,
+                s.ip, s.user_agent
          FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.hash = ?1 AND s.expires_at > ?2 AND u.is_active = 1",
+         WHERE s.hash = ?1 AND min(s.expires_at, s.last_seen_at + s.idle_timeout_secs) > ?2
+           AND u.is_active = 1",
     )
     .unwrap()
     .query_row(rusqlite::params![token_hash(token).to_vec(), now], |r| {
-        Ok((sql_user(r, 0)?, (r.get(7)?, r.get(8)?, r.get(9)?)))
+        let session = (
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+            r.get(11)?,
+            r.get(12)?,
+            r.get(13)?,
+        );
+        Ok((sql_user(r, 0)?, session))
     })
     .ok()
 }
@@ -760,13 +835,15 @@ fn sqlite_login(c: &rusqlite::Connection, email: &str, n: u64, now: i64) {
         .unwrap()
         .execute([id, now])
         .unwrap();
-    tx.prepare_cached("INSERT INTO sessions VALUES (?1, ?2, ?3, ?3, ?4)")
+    tx.prepare_cached("INSERT INTO sessions VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, NULL, NULL)")
         .unwrap()
         .execute(rusqlite::params![
             token_hash(&format!("rks_login{n:020}")).to_vec(),
+            short_id(n),
             id,
             now,
-            now + 86_400
+            now + 86_400,
+            IDLE_SECS
         ])
         .unwrap();
     tx.commit().unwrap();
@@ -857,7 +934,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     let pick = AtomicU64::new(r);
     let next = || pick.fetch_add(7919, Ordering::Relaxed) % n + 1;
     let next_account = || pick.fetch_add(7919, Ordering::Relaxed) % ACCOUNTS + 1;
-    let now = 1_900_000_000;
+    let now = NOW;
 
     let mut g = group(c, r, "user_by_email");
     g.bench_function("redkeep_exclusive", |b| {

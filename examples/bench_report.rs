@@ -247,7 +247,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          by hand. \
          Login in redkeep also counts the attempt in a separate non-durable commit (lockout), \
          clears the count, keeps three session indexes and an audit row; the bare versions \
-         only update the user and insert the session with its by-user entry. In all three, every \
+         only update the user and insert the session with its by-user entry. A session holds \
+         the same fields in all three (display prefix, user, times, idle timeout, address and \
+         user agent), and a validation checks both its expiry and its idle deadline. In all \
+         three, every \
          account holds the system role `user` and a role `editor`, so a permission check reads \
          two grants and two roles; the 500 accounts also hold, in all three, a personal org \
          with its membership, a session and five audit rows, as redkeep's flows leave them.\n\n\
