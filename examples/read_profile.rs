@@ -4,9 +4,10 @@
 //! `page` (redkeep, N pages of 50 users by creation time), `perm` (redkeep, N permission
 //! checks, each user holding the roles `user` and `editor`), `bare` (bare redb by id: a u64
 //! key and a bincode value, the work `benches/compare.rs` gives bare redb), `bare-email`
-//! (bare redb through an email table) or `bare-page` (bare redb, pages of 50 through a
-//! `(created, id)` index table) or `bare-perm` (bare redb, the permission check of
-//! `benches/compare.rs`). Under `valgrind --tool=callgrind`, the difference
+//! (bare redb through an email table), `bare-page` (bare redb, pages of 50 through a
+//! `(created, id)` index table), `bare-perm` (bare redb, the permission check of
+//! `benches/compare.rs`) or `bare-validate` (bare redb, its session validation over 1,000
+//! sessions). Under `valgrind --tool=callgrind`, the difference
 //! between N = 100,001 and N = 1 divided by 100,000 is the instruction count of one read:
 //! a figure that, unlike time, does not move with whatever else the machine is doing.
 
@@ -129,6 +130,83 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
         );
         return;
     }
+    if what == "bare-validate" {
+        // As `benches/compare.rs`'s bare validation: the session record holds the fields of
+        // redkeep's `Session` but the hash, which is its key.
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct SessionRow {
+            short_id: String,
+            user_id: u64,
+            created_at: i64,
+            last_seen_at: i64,
+            expires_at: i64,
+            idle_timeout_secs: u64,
+            ip: Option<String>,
+            user_agent: Option<String>,
+        }
+        const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+        use sha2::Digest;
+        let hash = |t: &str| -> [u8; 32] { sha2::Sha256::digest(t.as_bytes()).into() };
+        let now = 1_900_000_000;
+        // Tokens shaped like redkeep's: the kind, `_`, 39 characters of base32.
+        let tokens: Vec<String> = (1..=1_000u64)
+            .map(|k| format!("rks_{:039}", k * 7_777_777))
+            .collect();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(SESSIONS).unwrap();
+            for (k, token) in (1..=1_000u64).zip(&tokens) {
+                let row = SessionRow {
+                    short_id: token[..12].to_string(),
+                    user_id: k,
+                    created_at: now,
+                    last_seen_at: now,
+                    expires_at: now + 86_400,
+                    idle_timeout_secs: 3_600,
+                    ip: None,
+                    user_agent: None,
+                };
+                let bytes = bincode::serde::encode_to_vec(&row, bincode::config::standard());
+                t.insert(hash(token).as_slice(), bytes.unwrap().as_slice())
+                    .unwrap();
+            }
+        }
+        w.commit().unwrap();
+        let started = Instant::now();
+        for i in 0..n {
+            let token = tokens[(i * 7919 % 1_000) as usize].trim();
+            let h = hash(token);
+            let tx = db.begin_read().unwrap();
+            let got = tx
+                .open_table(SESSIONS)
+                .unwrap()
+                .get(h.as_slice())
+                .unwrap()
+                .unwrap();
+            let (s, _): (SessionRow, usize) =
+                bincode::serde::decode_from_slice(got.value(), bincode::config::standard())
+                    .unwrap();
+            let got = tx
+                .open_table(TABLE)
+                .unwrap()
+                .get(s.user_id)
+                .unwrap()
+                .unwrap();
+            let (u, _): (User, usize) =
+                bincode::serde::decode_from_slice(got.value(), bincode::config::standard())
+                    .unwrap();
+            let deadline = s
+                .expires_at
+                .min(s.last_seen_at + s.idle_timeout_secs as i64);
+            assert!(black_box(u.is_active && now < deadline));
+            black_box((u, s));
+        }
+        eprintln!(
+            "bare-validate: {:?} per validation",
+            started.elapsed() / n.max(1) as u32
+        );
+        return;
+    }
     if what == "bare-page" {
         for i in 0..n {
             let from = 1_800_000_000 + (i * 7919 % (USERS - 50)) as i64;
@@ -179,12 +257,16 @@ fn main() {
     if what.starts_with("bare") {
         return bare(dir.path(), n, &what);
     }
-    let options = Options {
+    let mut options = Options {
         durability: Durability::Immediate,
         ..Options::default()
-    }
-    .mode(Mode::Exclusive)
-    .password(PasswordParams::INSECURE_FAST);
+    };
+    // A validation records the session's use once a minute; under a profiler's slowdown that
+    // would be a write every few calls, which is not the read being measured.
+    options.sessions.touch_interval = std::time::Duration::from_secs(24 * 3600);
+    options = options
+        .mode(Mode::Exclusive)
+        .password(PasswordParams::INSECURE_FAST);
     let rk = Redkeep::open(dir.path(), options).unwrap();
     rk.store()
         .write(|tx| {
