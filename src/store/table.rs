@@ -6,7 +6,7 @@
 //! never disagree.
 
 use std::any::{Any, TypeId};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
@@ -153,7 +153,7 @@ pub(crate) fn index_table(table: &str, index: &str) -> String {
 /// built once per process: typed tables are opened on every access, and their names are
 /// `'static` constants, so each distinct pair is leaked once (a program has a fixed handful).
 fn static_name(table: &'static str, index: &'static str) -> &'static str {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     // Keyed by the constants' addresses and lengths: the same address and length is the
@@ -165,11 +165,31 @@ fn static_name(table: &'static str, index: &'static str) -> &'static str {
         index.as_ptr() as usize,
         index.len(),
     );
+    // Per thread: a slot per hash of the key, holding the last name that hashed there (one
+    // comparison on the hot path), then every name the thread has used, searched in order
+    // (which took a hundred instructions on every table access when it came first).
+    const SLOTS: usize = 16;
+    type Slot = Cell<Option<(Key, &'static str)>>;
     thread_local! {
+        static FAST: [Slot; SLOTS] = const { [const { Cell::new(None) }; SLOTS] };
         static NEAR: RefCell<Vec<(Key, &'static str)>> = const { RefCell::new(Vec::new()) };
     }
-    if let Some(name) = NEAR.with(|n| n.borrow().iter().find(|(k, _)| *k == key).map(|e| e.1)) {
+    let slot = ((key.0 >> 3) ^ (key.2 >> 3) ^ key.3) % SLOTS;
+    let remember = |name| {
+        let _ = FAST.try_with(|f| f[slot].set(Some((key, name))));
+        name
+    };
+    if let Ok(Some((k, name))) = FAST.try_with(|f| f[slot].get())
+        && k == key
+    {
         return name;
+    }
+    if let Some(name) = NEAR
+        .try_with(|n| n.borrow().iter().find(|(k, _)| *k == key).map(|e| e.1))
+        .ok()
+        .flatten()
+    {
+        return remember(name);
     }
     static ALL: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
     let text = if index.is_empty() {
@@ -191,8 +211,8 @@ fn static_name(table: &'static str, index: &'static str) -> &'static str {
             }
         }
     };
-    NEAR.with(|n| n.borrow_mut().push((key, name)));
-    name
+    let _ = NEAR.try_with(|n| n.borrow_mut().push((key, name)));
+    remember(name)
 }
 
 fn records_of<R: Record>() -> &'static str {
@@ -352,6 +372,23 @@ fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) 
     Ok(record)
 }
 
+/// Runs `f` with the encoding of `key`, built in a buffer the thread reuses rather than in a
+/// new allocation for every lookup (a lookup made inside `f` builds its own).
+fn with_key<K: Key, T>(key: &K, f: impl FnOnce(&[u8]) -> T) -> T {
+    thread_local! {
+        static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
+    let mut buf = SPARE.try_with(Cell::take).unwrap_or_default();
+    buf.clear();
+    key.put(&mut buf);
+    let out = f(&buf);
+    // A long key's buffer is not kept.
+    if buf.capacity() <= 256 {
+        let _ = SPARE.try_with(|s| s.set(buf));
+    }
+    out
+}
+
 /// How many decoded records [`Table::get_memo`] keeps per thread.
 const MEMO_ENTRIES: usize = 32;
 /// The largest stored value [`Table::get_memo`] keeps decoded.
@@ -410,7 +447,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// # Errors
     /// `Corrupt` when it cannot be read; `Storage` when the engine fails.
     pub fn get(&self, key: &R::Key) -> Result<Option<R>> {
-        self.get_raw(&key.to_bytes())
+        with_key(key, |pk| self.get_raw(pk))
     }
 
     /// The record with this primary key, as [`Table::get`], kept decoded per thread while
@@ -421,13 +458,14 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// # Errors
     /// As [`Table::get`].
     pub(crate) fn get_memo(&self, key: &R::Key) -> Result<Option<Rc<R>>> {
-        let pk = key.to_bytes();
-        let mut out = None;
-        self.raw().get(self.records, &pk, &mut |v| {
-            out = Some(memo(&pk, v, || self.decode(&pk, v))?);
-            Ok(())
-        })?;
-        Ok(out)
+        with_key(key, |pk| {
+            let mut out = None;
+            self.raw().get(self.records, pk, &mut |v| {
+                out = Some(memo(pk, v, || self.decode(pk, v))?);
+                Ok(())
+            })?;
+            Ok(out)
+        })
     }
 
     /// Whether a record with this primary key exists (without reading it).
@@ -435,8 +473,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn contains(&self, key: &R::Key) -> Result<bool> {
-        self.raw()
-            .get(self.records, &key.to_bytes(), &mut |_| Ok(()))
+        with_key(key, |pk| self.raw().get(self.records, pk, &mut |_| Ok(())))
     }
 
     fn index_of(idx: &Index<R>) -> Result<&'static Index<R>> {
