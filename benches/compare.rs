@@ -79,8 +79,8 @@ fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A session as a hand-written app would keep it: user, created, last seen, expiry.
-/// A session as bare redb keeps it: the fields of redkeep's `Session` but the hash (the key).
+/// A session as bare redb keeps it: the fields of redkeep's `Session` except the hash (the
+/// key).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SessionRow {
     short_id: String,
@@ -112,7 +112,7 @@ impl SessionRow {
     fn deadline(&self) -> i64 {
         self.expires_at.min(
             self.last_seen_at
-                .saturating_add(self.idle_timeout_secs as i64),
+                .saturating_add(i64::try_from(self.idle_timeout_secs).unwrap_or(i64::MAX)),
         )
     }
 }
@@ -143,12 +143,15 @@ struct Systems {
 }
 
 fn open_redkeep(dir: &Path, mode: Mode, n: u64) -> (Redkeep, Vec<String>) {
-    let opts = Options {
+    let mut opts = Options {
         durability: Durability::Immediate,
         ..Options::default()
-    }
-    .mode(mode)
-    .password(PasswordParams::INSECURE_FAST);
+    };
+    // Sessions as the bare systems keep them: a day's idle timeout, and no use recorded while
+    // validating (the bare validations never write).
+    opts.sessions.idle_timeout = Duration::from_secs(IDLE_SECS as u64);
+    opts.sessions.touch_interval = Duration::from_secs(IDLE_SECS as u64);
+    let opts = opts.mode(mode).password(PasswordParams::INSECURE_FAST);
     let rk = Redkeep::open(dir, opts).unwrap();
     rk.roles()
         .create(RoleSpec {
@@ -701,8 +704,8 @@ macro_rules! user_columns {
 
 /// A whole user row.
 type SqlUser = (i64, String, String, bool, bool, i64, i64);
-/// A session's columns but the hash: short id, created, last seen, expiry, idle timeout,
-/// address and user agent.
+/// A session's columns except the hash and the user (read from the user's row): short id,
+/// created, last seen, expiry, idle timeout, address and user agent.
 type SqlSession = (String, i64, i64, i64, i64, Option<String>, Option<String>);
 
 fn sql_user(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SqlUser> {

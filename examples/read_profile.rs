@@ -132,7 +132,7 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
     }
     if what == "bare-validate" {
         // As `benches/compare.rs`'s bare validation: the session record holds the fields of
-        // redkeep's `Session` but the hash, which is its key.
+        // redkeep's `Session` except the hash, which is its key.
         #[derive(serde::Serialize, serde::Deserialize)]
         struct SessionRow {
             short_id: String,
@@ -197,7 +197,7 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
                     .unwrap();
             let deadline = s
                 .expires_at
-                .min(s.last_seen_at + s.idle_timeout_secs as i64);
+                .min(s.last_seen_at + i64::try_from(s.idle_timeout_secs).unwrap_or(i64::MAX));
             assert!(black_box(u.is_active && now < deadline));
             black_box((u, s));
         }
@@ -262,8 +262,10 @@ fn main() {
         ..Options::default()
     };
     // A validation records the session's use once a minute; under a profiler's slowdown that
-    // would be a write every few calls, which is not the read being measured.
+    // would be a write every few calls, which is not the read being measured. The idle
+    // timeout goes up with it, or the sessions would expire during a long run.
     options.sessions.touch_interval = std::time::Duration::from_secs(24 * 3600);
+    options.sessions.idle_timeout = std::time::Duration::from_secs(24 * 3600);
     options = options
         .mode(Mode::Exclusive)
         .password(PasswordParams::INSECURE_FAST);

@@ -174,7 +174,9 @@ fn static_name(table: &'static str, index: &'static str) -> &'static str {
         static FAST: [Slot; SLOTS] = const { [const { Cell::new(None) }; SLOTS] };
         static NEAR: RefCell<Vec<(Key, &'static str)>> = const { RefCell::new(Vec::new()) };
     }
-    let slot = ((key.0 >> 3) ^ (key.2 >> 3) ^ key.3) % SLOTS;
+    // The addresses' bits mixed, so names stored side by side fall in different slots.
+    let mixed = (key.0 ^ key.2.rotate_left(29) ^ key.3) as u64;
+    let slot = (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % SLOTS;
     let remember = |name| {
         let _ = FAST.try_with(|f| f[slot].set(Some((key, name))));
         name
@@ -373,7 +375,8 @@ fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) 
 }
 
 /// Runs `f` with the encoding of `key`, built in a buffer the thread reuses rather than in a
-/// new allocation for every lookup (a lookup made inside `f` builds its own).
+/// new allocation for every lookup (a lookup made inside `f` builds its own). A secret key
+/// (a token's hash) is wiped from the buffer before it is kept.
 fn with_key<K: Key, T>(key: &K, f: impl FnOnce(&[u8]) -> T) -> T {
     thread_local! {
         static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
@@ -382,6 +385,11 @@ fn with_key<K: Key, T>(key: &K, f: impl FnOnce(&[u8]) -> T) -> T {
     buf.clear();
     key.put(&mut buf);
     let out = f(&buf);
+    if K::SECRET {
+        // The buffer is kept, so these writes are not dropped; bytes past the key hold only
+        // other keys, each wiped after use if secret.
+        buf.fill(0);
+    }
     // A long key's buffer is not kept.
     if buf.capacity() <= 256 {
         let _ = SPARE.try_with(|s| s.set(buf));
