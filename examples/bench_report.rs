@@ -249,7 +249,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          clears the count, keeps three session indexes and an audit row; the bare versions \
          only update the user and insert the session with its by-user entry. A session holds \
          the same fields in all three (display prefix, user, times, idle timeout, address and \
-         user agent), and a validation checks both its expiry and its idle deadline. In all \
+         user agent) and the same one-day idle timeout, a validation checks both its expiry \
+         and its idle deadline, and redkeep records no use of a session while the benchmark \
+         validates it (as the bare versions never write). In all \
          three, every \
          account holds the system role `user` and a role `editor`, so a permission check reads \
          two grants and two roles; the 500 accounts also hold, in all three, a personal org \

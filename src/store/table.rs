@@ -153,7 +153,6 @@ pub(crate) fn index_table(table: &str, index: &str) -> String {
 /// built once per process: typed tables are opened on every access, and their names are
 /// `'static` constants, so each distinct pair is leaked once (a program has a fixed handful).
 fn static_name(table: &'static str, index: &'static str) -> &'static str {
-    use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     // Keyed by the constants' addresses and lengths: the same address and length is the
@@ -374,18 +373,20 @@ fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) 
     Ok(record)
 }
 
+thread_local! {
+    /// The key buffer [`with_key`] reuses.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 /// Runs `f` with the encoding of `key`, built in a buffer the thread reuses rather than in a
-/// new allocation for every lookup (a lookup made inside `f` builds its own). A secret key
+/// new allocation for every lookup (a lookup made inside `f` builds its own). A `secret` key
 /// (a token's hash) is wiped from the buffer before it is kept.
-fn with_key<K: Key, T>(key: &K, f: impl FnOnce(&[u8]) -> T) -> T {
-    thread_local! {
-        static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-    }
+fn with_key<K: Key, T>(key: &K, secret: bool, f: impl FnOnce(&[u8]) -> T) -> T {
     let mut buf = SPARE.try_with(Cell::take).unwrap_or_default();
     buf.clear();
     key.put(&mut buf);
     let out = f(&buf);
-    if K::SECRET {
+    if secret || K::SECRET {
         // The buffer is kept, so these writes are not dropped; bytes past the key hold only
         // other keys, each wiped after use if secret.
         buf.fill(0);
@@ -455,7 +456,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// # Errors
     /// `Corrupt` when it cannot be read; `Storage` when the engine fails.
     pub fn get(&self, key: &R::Key) -> Result<Option<R>> {
-        with_key(key, |pk| self.get_raw(pk))
+        with_key(key, R::SECRET_KEY, |pk| self.get_raw(pk))
     }
 
     /// The record with this primary key, as [`Table::get`], kept decoded per thread while
@@ -466,7 +467,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// # Errors
     /// As [`Table::get`].
     pub(crate) fn get_memo(&self, key: &R::Key) -> Result<Option<Rc<R>>> {
-        with_key(key, |pk| {
+        with_key(key, R::SECRET_KEY, |pk| {
             let mut out = None;
             self.raw().get(self.records, pk, &mut |v| {
                 out = Some(memo(pk, v, || self.decode(pk, v))?);
@@ -481,7 +482,9 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn contains(&self, key: &R::Key) -> Result<bool> {
-        with_key(key, |pk| self.raw().get(self.records, pk, &mut |_| Ok(())))
+        with_key(key, R::SECRET_KEY, |pk| {
+            self.raw().get(self.records, pk, &mut |_| Ok(()))
+        })
     }
 
     fn index_of(idx: &Index<R>) -> Result<&'static Index<R>> {
@@ -860,5 +863,34 @@ impl<'a> WriteTx<'a> {
     /// A typed view of the table of `R`.
     pub fn table<R: Record>(&self) -> Table<'_, R, WriteTx<'a>> {
         Table::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the thread's key buffer holds now.
+    fn spare() -> Vec<u8> {
+        let buf = SPARE.with(Cell::take);
+        let seen = buf.clone();
+        SPARE.with(|s| s.set(buf));
+        seen
+    }
+
+    #[test]
+    fn a_secret_key_does_not_stay_in_the_reused_buffer() {
+        let key = [0xAB_u8; 32];
+        let seen = with_key(&key, true, <[u8]>::to_vec);
+        assert_eq!(seen, key, "the lookup sees the key itself");
+        let kept = spare();
+        assert_eq!(kept.len(), 32, "the buffer is kept for the next lookup");
+        assert!(
+            kept.iter().all(|&b| b == 0),
+            "a secret key is wiped: {kept:?}"
+        );
+        // A key that is not secret is simply left for the next lookup to overwrite.
+        with_key(&7_u64, false, |pk| assert_eq!(pk, 7_u64.to_be_bytes()));
+        assert_eq!(spare(), 7_u64.to_be_bytes());
     }
 }
