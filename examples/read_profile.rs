@@ -148,7 +148,8 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
         use sha2::Digest;
         let hash = |t: &str| -> [u8; 32] { sha2::Sha256::digest(t.as_bytes()).into() };
         let now = 1_900_000_000;
-        // Tokens shaped like redkeep's: the kind, `_`, 39 characters of base32.
+        // Tokens as long as redkeep's (the kind, `_` and 39 characters; digits here), so the
+        // hash costs the same.
         let tokens: Vec<String> = (1..=1_000u64)
             .map(|k| format!("rks_{:039}", k * 7_777_777))
             .collect();
