@@ -9,6 +9,8 @@
 //! `REDKEEP_COMPARE_USERS` (default 100000) users are loaded; `REDKEEP_COMPARE_ROUNDS`
 //! (default 3) rounds run.
 
+#[path = "common/sessions.rs"]
+mod sessions;
 #[path = "common/users.rs"]
 mod users;
 
@@ -23,6 +25,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use redkeep::auth::roles::RoleSpec;
 use redkeep::auth::sessions::LoginMeta;
 use redkeep::{Durability, Mode, NewUser, Options, PasswordParams, Redkeep, Timestamp, User};
+use sessions::{IDLE_SECS, SessionRow, short_id};
 use sha2::{Digest, Sha256};
 use users::{email, insert_user, user};
 
@@ -79,56 +82,11 @@ fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A session as bare redb keeps it: the fields of redkeep's `Session` except the hash (the
-/// key).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SessionRow {
-    short_id: String,
-    user_id: u64,
-    created_at: i64,
-    last_seen_at: i64,
-    expires_at: i64,
-    idle_timeout_secs: u64,
-    ip: Option<String>,
-    user_agent: Option<String>,
-}
-
-impl SessionRow {
-    /// A session of `user_id` last seen at `seen`, its display prefix drawn from `n`.
-    fn new(n: u64, user_id: u64, seen: i64, expires_at: i64) -> SessionRow {
-        SessionRow {
-            short_id: short_id(n),
-            user_id,
-            created_at: seen,
-            last_seen_at: seen,
-            expires_at,
-            idle_timeout_secs: IDLE_SECS as u64,
-            ip: None,
-            user_agent: None,
-        }
-    }
-
-    /// As `Session::deadline`: the earlier of the expiry and the idle deadline.
-    fn deadline(&self) -> i64 {
-        self.expires_at.min(
-            self.last_seen_at
-                .saturating_add(i64::try_from(self.idle_timeout_secs).unwrap_or(i64::MAX)),
-        )
-    }
-}
-
-/// The idle timeout of the bare systems' sessions.
-const IDLE_SECS: i64 = 86_400;
 /// When the bare systems' preloaded sessions were last seen: the benchmark's `now`, so that
 /// they are valid through it.
 const SEEN: i64 = NOW;
 /// The time the validations run at.
 const NOW: i64 = 1_900_000_000;
-
-/// A display prefix shaped like redkeep's (`rks_` and eight characters).
-fn short_id(n: u64) -> String {
-    format!("rks_{:08x}", n & 0xffff_ffff)
-}
 
 struct Systems {
     ex: Redkeep,

@@ -11,6 +11,8 @@
 //! between N = 100,001 and N = 1 divided by 100,000 is the instruction count of one read:
 //! a figure that, unlike time, does not move with whatever else the machine is doing.
 
+#[path = "../benches/common/sessions.rs"]
+mod sessions;
 #[path = "../benches/common/users.rs"]
 mod users;
 
@@ -19,6 +21,7 @@ use std::time::Instant;
 
 use redb::{ReadableDatabase, TableDefinition};
 use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, User};
+use sessions::SessionRow;
 use users::{email, user};
 
 const USERS: u64 = 20_000;
@@ -131,19 +134,7 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
         return;
     }
     if what == "bare-validate" {
-        // As `benches/compare.rs`'s bare validation: the session record holds the fields of
-        // redkeep's `Session` except the hash, which is its key.
-        #[derive(serde::Serialize, serde::Deserialize)]
-        struct SessionRow {
-            short_id: String,
-            user_id: u64,
-            created_at: i64,
-            last_seen_at: i64,
-            expires_at: i64,
-            idle_timeout_secs: u64,
-            ip: Option<String>,
-            user_agent: Option<String>,
-        }
+        // As `benches/compare.rs`'s bare validation, with its session row.
         const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
         use sha2::Digest;
         let hash = |t: &str| -> [u8; 32] { sha2::Sha256::digest(t.as_bytes()).into() };
@@ -157,16 +148,7 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
         {
             let mut t = w.open_table(SESSIONS).unwrap();
             for (k, token) in (1..=1_000u64).zip(&tokens) {
-                let row = SessionRow {
-                    short_id: token[..12].to_string(),
-                    user_id: k,
-                    created_at: now,
-                    last_seen_at: now,
-                    expires_at: now + 86_400,
-                    idle_timeout_secs: 3_600,
-                    ip: None,
-                    user_agent: None,
-                };
+                let row = SessionRow::new(k, k, now, now + 86_400);
                 let bytes = bincode::serde::encode_to_vec(&row, bincode::config::standard());
                 t.insert(hash(token).as_slice(), bytes.unwrap().as_slice())
                     .unwrap();
@@ -196,10 +178,7 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
             let (u, _): (User, usize) =
                 bincode::serde::decode_from_slice(got.value(), bincode::config::standard())
                     .unwrap();
-            let deadline = s
-                .expires_at
-                .min(s.last_seen_at + i64::try_from(s.idle_timeout_secs).unwrap_or(i64::MAX));
-            assert!(black_box(u.is_active && now < deadline));
+            assert!(black_box(u.is_active && now < s.deadline()));
             black_box((u, s));
         }
         eprintln!(
