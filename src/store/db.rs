@@ -163,15 +163,41 @@ impl Group {
         cv.wait(st).unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks the batch free and wakes whoever may take it now: the first writer in line,
-    /// and callers waiting to have the file alone.
-    fn release(&self, st: &mut GroupState) {
+    /// Marks the batch free and says whom to wake now: the first writer in line, and
+    /// callers waiting to have the file alone. The wake-up is sent with [`Wake::send`] once
+    /// the state's lock is dropped: a thread woken while the lock is still held would find
+    /// it taken and sleep again, paying a second wake-up on every hand-off.
+    #[must_use = "a release wakes nobody until the wake-up is sent"]
+    fn release(&self, st: &mut GroupState) -> Wake<'_> {
         st.busy = false;
-        if let Some(next) = st.queue.front() {
+        Wake {
+            next: st.queue.front().cloned(),
+            alone: (st.exclusive > 0).then_some(&self.alone),
+            done: None,
+        }
+    }
+}
+
+/// Whom a change of the group's state wakes, sent after its lock is dropped.
+struct Wake<'g> {
+    // The first writer in line.
+    next: Option<Arc<Condvar>>,
+    // Callers waiting to have the file alone.
+    alone: Option<&'g Condvar>,
+    // The writers of a batch just committed.
+    done: Option<&'g Condvar>,
+}
+
+impl Wake<'_> {
+    fn send(self) {
+        if let Some(done) = self.done {
+            done.notify_all();
+        }
+        if let Some(next) = self.next {
             next.notify_one();
         }
-        if st.exclusive > 0 {
-            self.alone.notify_all();
+        if let Some(alone) = self.alone {
+            alone.notify_all();
         }
     }
 }
@@ -523,7 +549,9 @@ impl Store {
         };
         let mut st = g.lock();
         st.exclusive -= 1;
-        g.release(&mut st);
+        let wake = g.release(&mut st);
+        drop(st);
+        wake.send();
         out
     }
 
@@ -569,7 +597,9 @@ impl Store {
                 Ok(open) => open,
                 Err(e) => {
                     let mut st = g.lock();
-                    g.release(&mut st);
+                    let wake = g.release(&mut st);
+                    drop(st);
+                    wake.send();
                     return Err(e);
                 }
             },
@@ -612,8 +642,12 @@ impl Store {
                     st.batch += 1;
                     st.kept = 0;
                     st.durable = false;
-                    g.release(&mut st);
-                    g.done.notify_all();
+                    let wake = Wake {
+                        done: Some(&g.done),
+                        ..g.release(&mut st)
+                    };
+                    drop(st);
+                    wake.send();
                     None
                 }
             }
@@ -621,7 +655,9 @@ impl Store {
             // The batch's first write: nothing else is in it, so it simply ends.
             open.abort();
             let mut st = g.lock();
-            g.release(&mut st);
+            let wake = g.release(&mut st);
+            drop(st);
+            wake.send();
             None
         };
         let Some(open) = open else {
@@ -650,15 +686,15 @@ impl Store {
         if !st.queue.is_empty() && st.kept < MAX_BATCH {
             // Somebody joins: the last of the batch commits it.
             st.open = Some(open);
-            g.release(&mut st);
+            let wake = g.release(&mut st);
+            drop(st);
+            wake.send();
             let value = match ran {
                 Ran::Kept(v) => v,
                 Ran::Failed(e) => return Err(e),
-                Ran::Panicked(p) => {
-                    drop(st);
-                    resume_unwind(p)
-                }
+                Ran::Panicked(p) => resume_unwind(p),
             };
+            let mut st = g.lock();
             while !st.outcomes.contains_key(&batch) {
                 st = Group::wait(&g.done, st);
             }
@@ -697,10 +733,13 @@ impl Store {
         if others > 0 {
             let failed = committed.as_ref().err().map(ToString::to_string);
             st.outcomes.insert(batch, (failed, others));
-            g.done.notify_all();
         }
-        g.release(&mut st);
+        let wake = Wake {
+            done: (others > 0).then_some(&g.done),
+            ..g.release(&mut st)
+        };
         drop(st);
+        wake.send();
         match ran {
             Ran::Kept(v) => committed.map(|()| v),
             Ran::Failed(e) => Err(e),
