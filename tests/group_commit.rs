@@ -291,3 +291,62 @@ fn a_file_check_between_concurrent_writers_waits_its_turn_and_nothing_is_lost() 
     assert_eq!(store.read(|tx| tx.table::<Item>().count()).unwrap(), 8 * 25);
     clean(&store);
 }
+
+/// The writes of a batch share its open tables: inside a scan, a read of the scanned table
+/// works and a write to it is refused with an error (not a hang), in the batch's first write
+/// and in a write that joined it; the refused write is taken back and the batch goes on.
+#[test]
+fn a_write_to_a_table_being_scanned_is_refused_and_reads_inside_a_scan_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write(|tx| tx.table::<Item>().insert(&item(1, "one")))
+        .unwrap();
+    let scan_and_write = |id: u64| {
+        store.write(|tx| {
+            let t = tx.table::<Item>();
+            let mut names = Vec::new();
+            let mut refused = None;
+            t.for_each(
+                redkeep::store::KeyRange::all(),
+                redkeep::store::Order::Asc,
+                |r| {
+                    names.push(t.get(&r.id)?.unwrap().name);
+                    refused = Some(t.insert(&item(id, "inside a scan")));
+                    Ok(true)
+                },
+            )?;
+            assert!(!names.is_empty());
+            match refused {
+                Some(Err(Error::Invariant { what })) => {
+                    assert!(what.contains("scan"), "{what}");
+                }
+                other => panic!("a write inside a scan of its table was not refused: {other:?}"),
+            }
+            t.insert(&item(id, &format!("after the scan {id}")))
+        })
+    };
+    // Alone: the batch's first write.
+    scan_and_write(10).unwrap();
+    // Joining a batch whose first write opened the table.
+    let inside = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| hold_until_joined(&store, &inside, 1, item(2, "first")));
+        let joined = s.spawn(|| {
+            until_inside(&inside);
+            scan_and_write(11)
+        });
+        joined.join().unwrap().unwrap();
+    });
+    store
+        .read(|tx| {
+            let t = tx.table::<Item>();
+            assert_eq!(t.get(&10)?.unwrap().name, "after the scan 10");
+            assert_eq!(t.get(&11)?.unwrap().name, "after the scan 11");
+            assert_eq!(t.get(&2)?.unwrap().name, "first");
+            assert_eq!(t.count()?, 4);
+            Ok(())
+        })
+        .unwrap();
+    clean(&store);
+}

@@ -567,7 +567,7 @@ impl Store {
         &self,
         file: &RwLock<FileDb>,
         durable: bool,
-        f: impl FnOnce(&FileWrite<'_>) -> Result<T>,
+        f: impl FnOnce(&FileWrite<'_, '_>) -> Result<T>,
     ) -> Result<T> {
         let db = || file.read().unwrap_or_else(|e| e.into_inner());
         let g = &self.inner.group;
@@ -817,7 +817,7 @@ impl Store {
                 && self.inner.durability == Durability::Immediate);
         let mut known = None;
         let outcome = match &self.inner.engine {
-            Engine::File(file) => self.write_grouped(file, durable, |raw: &FileWrite<'_>| {
+            Engine::File(file) => self.write_grouped(file, durable, |raw: &FileWrite<'_, '_>| {
                 let tx = WriteTx::new(raw, &self.inner.registry);
                 let value = f(&tx)?;
                 tx.flush_sequences()?;

@@ -791,8 +791,37 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
         let value = encode(self.tx, new)?;
         let raw = self.tx.raw_records();
+        // What this write changed so far, to take it back when a later step fails (a
+        // unique clash, or a table the caller is scanning): the index entries it claimed or
+        // added (removed again) and the old ones it removed (put back).
+        let mut added: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut removed: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::new();
+        let outcome = self.write_steps(pk, old, new, &value, &mut added, &mut removed);
+        if outcome.is_err() {
+            // Best effort: the step that failed says what to fix; the transaction is the
+            // caller's to abandon if taking back fails too.
+            for (name, k) in added.iter().rev() {
+                let _ = raw.remove(name, k);
+            }
+            for (name, k, v) in removed.iter().rev() {
+                let _ = raw.put(name, k, v);
+            }
+        }
+        outcome
+    }
+
+    /// The steps of [`Table::write`], noting in `added` and `removed` what each changed.
+    fn write_steps<'i>(
+        &self,
+        pk: &[u8],
+        old: &[Option<Vec<u8>>],
+        new: &R,
+        value: &[u8],
+        added: &mut Vec<(&'i str, Vec<u8>)>,
+        removed: &mut Vec<(&'i str, Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
+        let raw = self.tx.raw_records();
         let mut moves = Vec::new();
-        let mut claimed: Vec<(&str, Vec<u8>)> = Vec::new();
         for (idx, old_key) in R::INDEXES.iter().zip(old.iter()) {
             let mut new_key = index_entry(idx, new, pk);
             if *old_key == new_key {
@@ -801,29 +830,27 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
             if let (true, Some(k)) = (idx.unique, &new_key) {
                 let name = index_name(idx);
                 if raw.insert_new(name, k, pk)? {
-                    claimed.push((name, k.clone()));
+                    added.push((name, k.clone()));
                 } else {
-                    let clash = match get_owned(raw, name, k)? {
-                        Some(holder) if holder == pk => None,
-                        Some(holder) => Some(Error::Conflict {
-                            table: R::TABLE,
-                            index: idx.name,
-                            detail: format!("held by {}", show_key(&holder)),
-                        }),
-                        // Present yet unseen: a concurrent write holds it.
-                        None => Some(Error::Busy {
-                            what: format!(
-                                "{}.{} is being written by another writer",
-                                R::TABLE,
-                                idx.name
-                            ),
-                        }),
-                    };
-                    if let Some(e) = clash {
-                        for (name, k) in &claimed {
-                            raw.remove(name, k)?;
+                    match get_owned(raw, name, k)? {
+                        Some(holder) if holder == pk => {}
+                        Some(holder) => {
+                            return Err(Error::Conflict {
+                                table: R::TABLE,
+                                index: idx.name,
+                                detail: format!("held by {}", show_key(&holder)),
+                            });
                         }
-                        return Err(e);
+                        // Present yet unseen: a concurrent write holds it.
+                        None => {
+                            return Err(Error::Busy {
+                                what: format!(
+                                    "{}.{} is being written by another writer",
+                                    R::TABLE,
+                                    idx.name
+                                ),
+                            });
+                        }
                     }
                 }
                 // Written (or already pointing here): only the old entry is left to remove.
@@ -833,14 +860,17 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         }
         for (idx, old_key, new_key) in moves {
             let name = index_name(idx);
-            if let Some(k) = old_key {
-                raw.remove(name, k)?;
+            if let Some(k) = old_key
+                && raw.remove(name, k)?
+            {
+                removed.push((name, k.clone(), entry_value(idx, pk)));
             }
             if let Some(k) = new_key {
                 raw.put(name, &k, &entry_value(idx, pk))?;
+                added.push((name, k));
             }
         }
-        raw.put(self.records, pk, &value)
+        raw.put(self.records, pk, value)
     }
 }
 

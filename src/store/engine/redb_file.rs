@@ -11,6 +11,7 @@ use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::{Arc, RwLock, TryLockError};
 
 use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
@@ -160,9 +161,7 @@ impl FileDb {
             db.begin_write()
                 .map_err(|e| engine("beginning a write transaction", e))
         })?;
-        Ok(OpenWrite {
-            txn: std::sync::Arc::new(txn),
-        })
+        Ok(OpenWrite::new(txn))
     }
 
     /// redb's integrity check (page checksums, allocator state); repairs what it can.
@@ -508,16 +507,35 @@ impl RawRead for FileRead {
     }
 }
 
-type WriteTable<'t> = Rc<RefCell<redb::Table<'t, Bytes, Bytes>>>;
+/// An open table of a write transaction: shared by the writes of a batch, which run one
+/// after another on their own threads (hence `Arc` and a lock, taken without waiting: a
+/// table is in use only by the thread whose turn it is).
+type WriteTable<'t> = Arc<RwLock<redb::Table<'t, Bytes, Bytes>>>;
 
-/// A write transaction on the file; everything done through it commits or aborts together.
-pub(crate) struct FileWrite<'t> {
+/// The tables a write transaction has opened, by name (a handful: searched in order). They
+/// stay open until it commits or aborts, so the writes of a batch open each table once
+/// instead of once each.
+pub(crate) struct OpenTables<'t> {
     txn: &'t redb::WriteTransaction,
-    // Tables opened so far, by name (a handful: searched in order).
-    tables: RefCell<Vec<(Box<str>, WriteTable<'t>)>>,
+    list: RefCell<Vec<(Box<str>, WriteTable<'t>)>>,
+}
+
+self_cell::self_cell!(
+    /// A write transaction with the tables opened in it.
+    struct TxnCell {
+        owner: redb::WriteTransaction,
+        #[not_covariant]
+        dependent: OpenTables,
+    }
+);
+
+/// A write transaction on the file, as one write sees it; everything done through it commits
+/// or aborts together.
+pub(crate) struct FileWrite<'w, 't> {
+    tables: &'w OpenTables<'t>,
     // Set when this work shares its transaction with others (group commit): what each
     // change replaced, so the work can be taken back alone.
-    undo: Option<&'t UndoLog>,
+    undo: Option<&'w UndoLog>,
 }
 
 /// What a piece of work changed in a shared transaction, to take it back: for each change,
@@ -539,58 +557,56 @@ impl UndoLog {
 /// A write transaction shared by the writes of several callers, one after another (group
 /// commit); committed once for all of them.
 pub(crate) struct OpenWrite {
-    txn: std::sync::Arc<redb::WriteTransaction>,
+    cell: TxnCell,
 }
 
 impl OpenWrite {
+    fn new(txn: redb::WriteTransaction) -> OpenWrite {
+        OpenWrite {
+            cell: TxnCell::new(txn, |txn| OpenTables {
+                txn,
+                list: RefCell::default(),
+            }),
+        }
+    }
+
     /// Runs `f` in the shared transaction; with `undo`, every change is noted there so it
-    /// can be taken back by [`OpenWrite::undo`]. Tables are closed before returning.
+    /// can be taken back by [`OpenWrite::undo`]. The tables it opens stay open for the
+    /// writes after it.
     pub(crate) fn run<T>(
         &self,
         undo: Option<&UndoLog>,
-        f: impl FnOnce(&FileWrite<'_>) -> Result<T>,
+        f: impl FnOnce(&FileWrite<'_, '_>) -> Result<T>,
     ) -> Result<T> {
-        let raw = FileWrite {
-            txn: &self.txn,
-            tables: RefCell::default(),
-            undo,
-        };
-        let value = f(&raw);
-        contain("closing tables", || {
-            drop(raw);
-            Ok(())
-        })?;
-        value
+        self.cell
+            .with_dependent(|_, tables| f(&FileWrite { tables, undo }))
     }
 
     /// Takes back the changes noted in `log`, newest first.
     pub(crate) fn undo(&self, log: UndoLog) -> Result<()> {
-        let raw = FileWrite {
-            txn: &self.txn,
-            tables: RefCell::default(),
-            undo: None,
-        };
-        for (table, key, old) in log.0.into_inner().into_iter().rev() {
-            match old {
-                Some(v) => raw.put(&table, &key, &v)?,
-                None => {
-                    raw.remove(&table, &key)?;
+        self.cell.with_dependent(|_, tables| {
+            let raw = FileWrite { tables, undo: None };
+            for (table, key, old) in log.0.into_inner().into_iter().rev() {
+                match old {
+                    Some(v) => raw.put(&table, &key, &v)?,
+                    None => {
+                        raw.remove(&table, &key)?;
+                    }
                 }
             }
-        }
-        contain("closing tables", || {
-            drop(raw);
             Ok(())
         })
     }
 
+    /// The transaction, its tables closed.
+    fn close(self) -> Result<redb::WriteTransaction> {
+        let cell = self.cell;
+        contain("closing tables", || Ok(cell.into_owner()))
+    }
+
     /// Commits everything done in the transaction, waiting for the disk when `durable`.
     pub(crate) fn commit(self, durable: bool) -> Result<()> {
-        let Ok(mut txn) = std::sync::Arc::try_unwrap(self.txn) else {
-            return Err(Error::Invariant {
-                what: "a shared write transaction was committed while still in use".into(),
-            });
-        };
+        let mut txn = self.close()?;
         contain("committing", || {
             txn.set_durability(if durable {
                 redb::Durability::Immediate
@@ -605,25 +621,49 @@ impl OpenWrite {
     /// Drops everything done in the transaction.
     pub(crate) fn abort(self) {
         let _ = contain("aborting", || {
-            drop(self.txn);
+            drop(self.cell);
             Ok(())
         });
     }
 }
 
-impl<'t> FileWrite<'t> {
+impl<'t> FileWrite<'_, 't> {
     fn table(&self, name: &str) -> Result<WriteTable<'t>> {
-        if let Some((_, t)) = self.tables.borrow().iter().find(|(n, _)| **n == *name) {
-            return Ok(t.clone());
+        if let Some((_, t)) = self.tables.list.borrow().iter().find(|(n, _)| **n == *name) {
+            return Ok(Arc::clone(t));
         }
         let t = contain("opening a table", || {
-            self.txn
+            self.tables
+                .txn
                 .open_table(def(name))
                 .map_err(|e| engine("opening a table", e))
         })?;
-        let t = Rc::new(RefCell::new(t));
-        self.tables.borrow_mut().push((name.into(), t.clone()));
+        let t = Arc::new(RwLock::new(t));
+        self.tables
+            .list
+            .borrow_mut()
+            .push((name.into(), Arc::clone(&t)));
         Ok(t)
+    }
+
+    /// Runs `f` on table `name` to read it (several reads may be under way at once, a scan
+    /// and reads inside it).
+    fn with_ref<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&redb::Table<'t, Bytes, Bytes>) -> Result<T>,
+    ) -> Result<T> {
+        let t = self.table(name)?;
+        let t = match t.try_read() {
+            Ok(t) => t,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Invariant {
+                    what: format!("table {name} was read while being written"),
+                });
+            }
+        };
+        f(&t)
     }
 
     fn with_mut<T>(
@@ -632,38 +672,40 @@ impl<'t> FileWrite<'t> {
         f: impl FnOnce(&mut redb::Table<'t, Bytes, Bytes>) -> Result<T>,
     ) -> Result<T> {
         let t = self.table(name)?;
-        let mut t = t.try_borrow_mut().map_err(|_| Error::Invariant {
-            what: format!("table {name} was written while a scan of it was running"),
-        })?;
+        let mut t = match t.try_write() {
+            Ok(t) => t,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Invariant {
+                    what: format!("table {name} was written while a scan of it was running"),
+                });
+            }
+        };
         f(&mut t)
     }
 }
 
-impl RawRead for FileWrite<'_> {
+impl RawRead for FileWrite<'_, '_> {
     fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
-        let t = self.table(table)?;
-        let t = t.borrow();
-        get_in(&*t, key, f)
+        self.with_ref(table, |t| get_in(t, key, f))
     }
 
     fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()> {
-        let t = self.table(table)?;
-        let t = t.borrow();
-        range_in(&*t, range, order, f)
+        self.with_ref(table, |t| range_in(t, range, order, f))
     }
 
     fn len(&self, table: &str) -> Result<u64> {
-        let t = self.table(table)?;
-        let t = t.borrow();
-        contain("counting", || t.len().map_err(|e| engine("counting", e)))
+        self.with_ref(table, |t| {
+            contain("counting", || t.len().map_err(|e| engine("counting", e)))
+        })
     }
 
     fn table_names(&self) -> Result<Vec<String>> {
-        names(|| self.txn.list_tables())
+        names(|| self.tables.txn.list_tables())
     }
 }
 
-impl RawWrite for FileWrite<'_> {
+impl RawWrite for FileWrite<'_, '_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
         self.with_mut(table, |t| {
             contain("writing", || {
@@ -721,19 +763,25 @@ impl RawWrite for FileWrite<'_> {
             return Ok(());
         }
         let removed = {
-            let mut tables = self.tables.borrow_mut();
+            let mut tables = self.tables.list.borrow_mut();
             let at = tables.iter().position(|(n, _)| **n == *table);
-            at.map(|i| tables.swap_remove(i).1)
+            at.map(|i| tables.swap_remove(i))
         };
-        if let Some(t) = removed
-            && Rc::strong_count(&t) > 1
-        {
-            return Err(Error::Invariant {
-                what: format!("table {table} was deleted while in use"),
-            });
+        if let Some((name, t)) = removed {
+            if Arc::strong_count(&t) > 1 {
+                self.tables.list.borrow_mut().push((name, t));
+                return Err(Error::Invariant {
+                    what: format!("table {table} was deleted while in use"),
+                });
+            }
+            contain("closing a table", || {
+                drop(t);
+                Ok(())
+            })?;
         }
         contain("deleting a table", || {
-            self.txn
+            self.tables
+                .txn
                 .delete_table(def(table))
                 .map_err(|e| engine("deleting a table", e))?;
             Ok(())
