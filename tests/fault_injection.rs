@@ -210,3 +210,74 @@ fn a_handle_works_again_after_an_io_failure() {
         );
     }
 }
+
+/// Creating a user (its password, role grant, personal org and membership, audit rows) costs
+/// the database one sync, as many as a commit of a single role: the records share one commit,
+/// and no workspace file is written or synced then. The folder is made, durably, at the
+/// user's first workspace write, with syncs of its own and none through the database.
+#[test]
+fn creating_a_user_costs_the_database_one_commit() {
+    let t = TestDir::new();
+    template(t.path());
+    let plan = FaultPlan::new(FaultKind::Sync, u64::MAX);
+    let rk = Redkeep::open(t.path(), options(Some(plan.clone()))).unwrap();
+    let syncs = |op: &dyn Fn()| {
+        let before = plan.calls();
+        op();
+        plan.calls() - before
+    };
+    let role = |name: &str| {
+        rk.roles()
+            .create(RoleSpec {
+                name: name.into(),
+                description: String::new(),
+                permissions: vec!["docs.read".into()],
+                priority: 2,
+            })
+            .unwrap();
+    };
+    // The first commit after opening also clears the file's recovery flag (a sync of its
+    // own); the ones after it are what an operation costs.
+    role("viewer");
+    let one_record = syncs(&|| role("reader"));
+    assert!(one_record >= 1, "a commit made no sync");
+    let folder_syncs = FaultPlan::new(FaultKind::FileSync, u64::MAX);
+    let _armed = folder_syncs.arm_files();
+    let before = plan.calls();
+    let id = rk
+        .users()
+        .create(NewUser {
+            email: "carol@example.com".into(),
+            password: Some(PW.into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    let user = plan.calls() - before;
+    assert_eq!(
+        user, one_record,
+        "creating a user synced the database {user} times; one commit syncs it {one_record}"
+    );
+    assert_eq!(
+        folder_syncs.calls(),
+        0,
+        "creating a user synced workspace files"
+    );
+    assert!(!rk.workspaces().exists(id));
+    let first_write = syncs(&|| {
+        rk.workspaces()
+            .update(id, |doc| {
+                doc.notes = serde_json::json!(["first"]);
+                Ok(())
+            })
+            .unwrap();
+    });
+    assert!(rk.workspaces().exists(id));
+    assert_eq!(first_write, 0, "a workspace write synced the database");
+    assert!(
+        folder_syncs.calls() >= 3,
+        "the new folder, its owner marker and workspace.json were not all made durable ({} syncs)",
+        folder_syncs.calls()
+    );
+}

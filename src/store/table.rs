@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use zeroize::Zeroize;
 
 use super::codec::{self, Stored};
 use super::engine::{KeyRange, Order, RawRead, get_owned};
@@ -617,11 +618,37 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         if limit == 0 {
             return Ok(out);
         }
-        self.for_each_by(index, range, order, |r| {
-            out.push(r);
-            Ok(out.len() < limit)
+        // The index entries first, then the records they point at, with the records' table
+        // opened once for all of them.
+        let idx = Self::index_of(index)?;
+        let raw = self.raw();
+        let mut keys = Vec::new();
+        let mut ends = Vec::with_capacity(limit.min(64));
+        raw.range(index_name(idx), &range, order, &mut |entry, value| {
+            let pk = entry_target(idx, entry, value).ok_or_else(|| {
+                corrupt::<R>(entry, format!("malformed entry in index {}", idx.name))
+            })?;
+            keys.extend_from_slice(pk);
+            ends.push(keys.len());
+            Ok(ends.len() < limit)
         })?;
-        Ok(out)
+        let mut start = 0;
+        let mut each = ends.iter().map(|&end| {
+            let key = keys.get(start..end).unwrap_or_default();
+            start = end;
+            key
+        });
+        let read = raw.get_each(self.records, &mut each, &mut |pk, v| {
+            let v = v.ok_or_else(|| {
+                corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
+            })?;
+            out.push(self.decode(pk, v)?);
+            Ok(true)
+        });
+        if R::SECRET_KEY {
+            keys.zeroize();
+        }
+        read.map(|()| out)
     }
 
     /// Calls `f` with each primary key in `range`, without reading the records (works on

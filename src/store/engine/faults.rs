@@ -67,6 +67,12 @@ impl FaultPlan {
         self.fired.load(Ordering::SeqCst)
     }
 
+    /// How many calls of the plan's kind were made so far (a plan whose `nth` is never
+    /// reached counts them: how many syncs an operation costs).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
     /// Arms the plan for the workspace files written by this thread (the `File*` kinds)
     /// until the guard is dropped.
     pub fn arm_files(self: &Arc<Self>) -> FileFaults {

@@ -269,12 +269,38 @@ impl KeyRange {
 /// Called with each entry of a scan; returns `Ok(false)` to stop.
 pub(crate) type Visit<'f> = &'f mut dyn FnMut(&[u8], &[u8]) -> Result<bool>;
 
+/// The keys handed to [`RawRead::get_each`].
+pub(crate) type Keys<'k> = &'k mut dyn Iterator<Item = &'k [u8]>;
+
+/// What [`RawRead::get_each`] calls with each key and its value (`None`: absent); `false`
+/// stops it.
+pub(crate) type VisitKey<'f> = &'f mut dyn FnMut(&[u8], Option<&[u8]>) -> Result<bool>;
+
 /// Reads, in either kind of transaction. A missing table reads as empty.
 pub(crate) trait RawRead {
     /// Calls `f` with the value of `key` if present; returns whether it was.
     fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool>;
     /// Calls `f` with each entry in `range`, in `order`, until it returns `false`.
     fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()>;
+    /// Calls `f` with each key of `keys` and its value (`None`: absent), in order, until it
+    /// returns `false`: the lookups of a page of records, which an engine may make with its
+    /// table opened once.
+    fn get_each(&self, table: &str, keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
+        for key in keys {
+            let mut more = true;
+            let found = self.get(table, key, &mut |v| {
+                more = f(key, Some(v))?;
+                Ok(())
+            })?;
+            if !found {
+                more = f(key, None)?;
+            }
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// Number of entries.
     fn len(&self, table: &str) -> Result<u64>;
     /// Every table's name.

@@ -18,7 +18,7 @@ use redb::{
     TableHandle,
 };
 
-use super::{CallerCode, KeyRange, Order, RawRead, RawWrite, Visit, contain};
+use super::{CallerCode, KeyRange, Keys, Order, RawRead, RawWrite, Visit, VisitKey, contain};
 use crate::error::{Error, Result};
 
 /// An engine error as redkeep reports it: corruption is `Damaged`, the rest `Storage` with
@@ -306,6 +306,40 @@ fn get_in<T: ReadableTable<Bytes, Bytes>>(
     found
 }
 
+fn get_each_in<T: ReadableTable<Bytes, Bytes>>(
+    t: &T,
+    keys: Keys<'_>,
+    f: VisitKey<'_>,
+) -> Result<()> {
+    // The lookups run inside one contained call, handing each value to `f` without a copy; a
+    // panic of `f` itself is the caller's and is raised again as it was.
+    let mut caller_panic = None;
+    let done = contain("reading", || {
+        for key in keys {
+            let guard = t.get(key).map_err(|e| engine("reading", e))?;
+            // Reading the value is the engine's work; using it is the caller's.
+            let value = guard.as_ref().map(|g| g.value());
+            match catch_unwind(AssertUnwindSafe(|| {
+                let _caller = CallerCode::enter();
+                f(key, value)
+            })) {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => break,
+                Ok(Err(e)) => return Err(e),
+                Err(p) => {
+                    caller_panic = Some(p);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Some(p) = caller_panic {
+        resume_unwind(p);
+    }
+    done
+}
+
 fn range_in<T: ReadableTable<Bytes, Bytes>>(
     t: &T,
     range: &KeyRange,
@@ -492,6 +526,20 @@ impl RawRead for FileRead {
         match self.table(table)? {
             Some(t) => range_in(&*t, range, order, f),
             None => Ok(()),
+        }
+    }
+
+    fn get_each(&self, table: &str, keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
+        match self.table(table)? {
+            Some(t) => get_each_in(&*t, keys, f),
+            None => {
+                for key in keys {
+                    if !f(key, None)? {
+                        break;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -692,6 +740,10 @@ impl RawRead for FileWrite<'_, '_> {
 
     fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()> {
         self.with_ref(table, |t| range_in(t, range, order, f))
+    }
+
+    fn get_each(&self, table: &str, keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
+        self.with_ref(table, |t| get_each_in(t, keys, f))
     }
 
     fn len(&self, table: &str) -> Result<u64> {
