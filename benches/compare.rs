@@ -9,6 +9,8 @@
 //! `REDKEEP_COMPARE_USERS` (default 100000) users are loaded; `REDKEEP_COMPARE_ROUNDS`
 //! (default 3) rounds run.
 
+#[path = "common/bare.rs"]
+mod bare;
 #[path = "common/sessions.rs"]
 mod sessions;
 #[path = "common/users.rs"]
@@ -21,12 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use redkeep::auth::roles::RoleSpec;
 use redkeep::auth::sessions::LoginMeta;
 use redkeep::{Durability, Mode, NewUser, Options, PasswordParams, Redkeep, Timestamp, User};
 use sessions::{IDLE_SECS, SessionRow, short_id};
-use sha2::{Digest, Sha256};
 use users::{email, insert_user, user};
 
 const PASSWORD: &str = "bench password 1";
@@ -42,16 +43,12 @@ const ACCOUNT_EVENTS: [&str; 5] = [
     "login",
 ];
 
-// Bare redb: the same tables and indexes redkeep keeps for these operations.
-const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
-const BY_EMAIL: TableDefinition<&str, u64> = TableDefinition::new("users_email");
-const BY_CREATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("users_created");
+// Bare redb: the same tables and indexes redkeep keeps for these operations (the ones the
+// reads use are in `common/bare.rs`).
+use bare::{BY_CREATED, BY_EMAIL, ROLES, SESSIONS, USER_ROLES, USERS, dec, enc, token_hash};
 const BY_ADMIN: TableDefinition<(bool, u64), ()> = TableDefinition::new("users_admin");
 const CREDENTIALS: TableDefinition<u64, &str> = TableDefinition::new("credentials");
-const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
 const SESSIONS_BY_USER: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("sessions_user");
-const ROLES: TableDefinition<u64, &[u8]> = TableDefinition::new("roles");
-const USER_ROLES: TableDefinition<(u64, u64), bool> = TableDefinition::new("user_roles");
 const USER_ROLES_BY_ROLE: TableDefinition<(u64, u64), ()> = TableDefinition::new("user_roles_role");
 const ORGS: TableDefinition<u64, &[u8]> = TableDefinition::new("orgs");
 const ORGS_BY_SLUG: TableDefinition<&str, u64> = TableDefinition::new("orgs_slug");
@@ -66,20 +63,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
-}
-
-fn dec<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .unwrap()
-        .0
-}
-
-fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 /// When the bare systems' preloaded sessions were last seen: the benchmark's `now`, so that
@@ -183,16 +166,7 @@ fn open_redb(path: &Path, n: u64) -> (redb::Database, Vec<String>) {
     {
         // As in redkeep: the system role `user` (every account holds it, and it comes
         // first), then `editor`.
-        let basic: Vec<String> = vec![
-            "basic_access".into(),
-            "session_management".into(),
-            "profile_management".into(),
-        ];
-        let perms: Vec<String> = vec!["docs.read".into(), "docs.edit".into()];
-        let mut roles = tx.open_table(ROLES).unwrap();
-        roles.insert(1, enc(&("user", basic)).as_slice()).unwrap();
-        roles.insert(2, enc(&("editor", perms)).as_slice()).unwrap();
-        drop(roles);
+        bare::put_roles(&tx);
         for id in 1..=n {
             redb_next(&tx, "users");
             redb_put_user(&tx, &user(id));
@@ -470,86 +444,6 @@ fn open_sqlite(path: &Path, n: u64) -> (rusqlite::Connection, Vec<String>) {
     }
     tx.commit().unwrap();
     (conn, tokens)
-}
-
-fn redb_by_email(db: &redb::Database, email: &str) -> Option<User> {
-    let tx = db.begin_read().unwrap();
-    let id = tx
-        .open_table(BY_EMAIL)
-        .unwrap()
-        .get(email)
-        .unwrap()?
-        .value();
-    let bytes = tx.open_table(USERS).unwrap().get(id).unwrap()?;
-    Some(dec(bytes.value()))
-}
-
-fn redb_by_id(db: &redb::Database, id: u64) -> Option<User> {
-    let tx = db.begin_read().unwrap();
-    let bytes = tx.open_table(USERS).unwrap().get(id).unwrap()?;
-    Some(dec(bytes.value()))
-}
-
-fn redb_validate(db: &redb::Database, token: &str, now: i64) -> Option<(User, SessionRow)> {
-    let h = token_hash(token);
-    let tx = db.begin_read().unwrap();
-    let s: SessionRow = dec(tx
-        .open_table(SESSIONS)
-        .unwrap()
-        .get(h.as_slice())
-        .unwrap()?
-        .value());
-    let u: User = dec(tx
-        .open_table(USERS)
-        .unwrap()
-        .get(s.user_id)
-        .unwrap()?
-        .value());
-    (u.is_active && now < s.deadline()).then_some((u, s))
-}
-
-fn redb_has_permission(db: &redb::Database, user: u64, perm: &str) -> bool {
-    let tx = db.begin_read().unwrap();
-    let u: User = dec(tx
-        .open_table(USERS)
-        .unwrap()
-        .get(user)
-        .unwrap()
-        .unwrap()
-        .value());
-    if !u.is_active {
-        return false;
-    }
-    let roles = tx.open_table(ROLES).unwrap();
-    for row in tx
-        .open_table(USER_ROLES)
-        .unwrap()
-        .range((user, 0)..=(user, u64::MAX))
-        .unwrap()
-    {
-        let (k, active) = row.unwrap();
-        if !active.value() {
-            continue;
-        }
-        let (_, perms): (String, Vec<String>) =
-            dec(roles.get(k.value().1).unwrap().unwrap().value());
-        if perms.iter().any(|p| p == perm || p == "*") {
-            return true;
-        }
-    }
-    false
-}
-
-fn redb_page(db: &redb::Database, from: i64) -> Vec<User> {
-    let tx = db.begin_read().unwrap();
-    let users = tx.open_table(USERS).unwrap();
-    tx.open_table(BY_CREATED)
-        .unwrap()
-        .range((from, 0)..)
-        .unwrap()
-        .take(50)
-        .map(|r| dec(users.get(r.unwrap().0.value().1).unwrap().unwrap().value()))
-        .collect()
 }
 
 fn redb_insert(db: &redb::Database, u: &User) {
@@ -905,7 +799,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         b.iter(|| black_box(s.sh.users().by_email(&email(next())).unwrap()))
     });
     g.bench_function("bare_redb", |b| {
-        b.iter(|| black_box(redb_by_email(&s.redb, &email(next()))))
+        b.iter(|| black_box(bare::by_email(&s.redb, &email(next()))))
     });
     g.bench_function("sqlite_wal_full", |b| {
         b.iter(|| black_box(sqlite_by_email(&s.sqlite, &email(next()))))
@@ -920,7 +814,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         b.iter(|| black_box(s.sh.users().get(next()).unwrap()))
     });
     g.bench_function("bare_redb", |b| {
-        b.iter(|| black_box(redb_by_id(&s.redb, next())))
+        b.iter(|| black_box(bare::by_id(&s.redb, next())))
     });
     g.bench_function("sqlite_wal_full", |b| {
         b.iter(|| black_box(sqlite_by_id(&s.sqlite, next())))
@@ -936,7 +830,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         b.iter(|| black_box(s.sh.sessions().validate(&tok(&s.sh_tokens)).unwrap()))
     });
     g.bench_function("bare_redb", |b| {
-        b.iter(|| black_box(redb_validate(&s.redb, &tok(&s.plain_tokens), now).unwrap()))
+        b.iter(|| black_box(bare::validate(&s.redb, &tok(&s.plain_tokens), now).unwrap()))
     });
     g.bench_function("sqlite_wal_full", |b| {
         b.iter(|| black_box(sqlite_validate(&s.sqlite, &tok(&s.plain_tokens), now).unwrap()))
@@ -964,7 +858,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         })
     });
     g.bench_function("bare_redb", |b| {
-        b.iter(|| assert!(redb_has_permission(&s.redb, next_account(), "docs.edit")))
+        b.iter(|| assert!(bare::has_permission(&s.redb, next_account(), "docs.edit")))
     });
     g.bench_function("sqlite_wal_full", |b| {
         b.iter(|| {
@@ -999,7 +893,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         })
     });
     g.bench_function("bare_redb", |b| {
-        b.iter(|| black_box(redb_page(&s.redb, from())))
+        b.iter(|| black_box(bare::page(&s.redb, from())))
     });
     g.bench_function("sqlite_wal_full", |b| {
         b.iter(|| black_box(sqlite_page(&s.sqlite, from())))

@@ -1,16 +1,15 @@
 //! A loop of hot reads for profilers: `cargo run --release --example read_profile -- WHAT N`
-//! reads N users from a 20,000-user store, where WHAT is `id` (redkeep, by id), `email`
-//! (redkeep, by email), `validate` (redkeep, N session validations over 1,000 sessions),
-//! `page` (redkeep, N pages of 50 users by creation time), `perm` (redkeep, N permission
-//! checks, each user holding the roles `user` and `editor`), `bare` (bare redb by id: a u64
-//! key and a bincode value, the work `benches/compare.rs` gives bare redb), `bare-email`
-//! (bare redb through an email table), `bare-page` (bare redb, pages of 50 through a
-//! `(created, id)` index table), `bare-perm` (bare redb, the permission check of
-//! `benches/compare.rs`) or `bare-validate` (bare redb, its session validation over 1,000
-//! sessions). Under `valgrind --tool=callgrind`, the difference
-//! between N = 100,001 and N = 1 divided by 100,000 is the instruction count of one read:
-//! a figure that, unlike time, does not move with whatever else the machine is doing.
+//! makes N calls on a 20,000-user store, where WHAT is `id` (redkeep, by id), `email`
+//! (redkeep, by email), `validate` (redkeep, session validations over 1,000 sessions), `page`
+//! (redkeep, pages of 50 users by creation time), `perm` (redkeep, permission checks, each
+//! user holding the roles `user` and `editor`), or `bare`, `bare-email`, `bare-validate`,
+//! `bare-page`, `bare-perm`: the same on bare redb, through the functions
+//! `benches/compare.rs` times (`benches/common/bare.rs`). Under `valgrind --tool=callgrind`,
+//! the difference between N = 20,001 and N = 1 divided by 20,000 is the instruction count of
+//! one call: a figure that, unlike time, does not move with whatever else the machine is doing.
 
+#[path = "../benches/common/bare.rs"]
+mod bare;
 #[path = "../benches/common/sessions.rs"]
 mod sessions;
 #[path = "../benches/common/users.rs"]
@@ -19,7 +18,6 @@ mod users;
 use std::hint::black_box;
 use std::time::Instant;
 
-use redb::{ReadableDatabase, TableDefinition};
 use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, User};
 use sessions::SessionRow;
 use users::{email, user};
@@ -27,203 +25,71 @@ use users::{email, user};
 const USERS: u64 = 20_000;
 
 fn bare(dir: &std::path::Path, n: u64, what: &str) {
-    const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
-    const CREATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("users_created");
-    const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("users_email");
-    const ROLES: TableDefinition<u64, &[u8]> = TableDefinition::new("roles");
-    const USER_ROLES: TableDefinition<(u64, u64), bool> = TableDefinition::new("user_roles");
     let db = redb::Database::create(dir.join("bare.redb")).unwrap();
     let w = db.begin_write().unwrap();
     {
-        let mut t = w.open_table(TABLE).unwrap();
-        let mut c = w.open_table(CREATED).unwrap();
-        let mut e = w.open_table(EMAILS).unwrap();
+        let mut t = w.open_table(bare::USERS).unwrap();
+        let mut c = w.open_table(bare::BY_CREATED).unwrap();
+        let mut e = w.open_table(bare::BY_EMAIL).unwrap();
         for id in 1..=USERS {
             let u = user(id);
             e.insert(u.email.as_str(), id).unwrap();
-            let bytes = bincode::serde::encode_to_vec(&u, bincode::config::standard());
-            t.insert(id, bytes.unwrap().as_slice()).unwrap();
+            t.insert(id, bare::enc(&u).as_slice()).unwrap();
             c.insert((u.created_at.0, id), ()).unwrap();
         }
-        let mut roles = w.open_table(ROLES).unwrap();
-        let user_perms = vec!["basic_access", "session_management", "profile_management"];
-        let enc = |v: &(&str, Vec<&str>)| {
-            bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
-        };
-        roles
-            .insert(1, enc(&("user", user_perms)).as_slice())
-            .unwrap();
-        let editor = vec!["docs.read", "docs.edit"];
-        roles
-            .insert(2, enc(&("editor", editor)).as_slice())
-            .unwrap();
-        let mut grants = w.open_table(USER_ROLES).unwrap();
+        bare::put_roles(&w);
+        let mut grants = w.open_table(bare::USER_ROLES).unwrap();
         for id in 1..=USERS {
             grants.insert((id, 1), true).unwrap();
             grants.insert((id, 2), true).unwrap();
         }
     }
     w.commit().unwrap();
-    let started = Instant::now();
-    if what == "bare-email" {
-        let mut k = 1;
-        for _ in 0..n {
-            k = (k + 7919) % USERS + 1;
-            let tx = db.begin_read().unwrap();
-            let address = email(k);
-            let id = tx
-                .open_table(EMAILS)
-                .unwrap()
-                .get(address.as_str())
-                .unwrap()
-                .unwrap()
-                .value();
-            let got = tx.open_table(TABLE).unwrap().get(id).unwrap().unwrap();
-            let decoded: (User, usize) =
-                bincode::serde::decode_from_slice(got.value(), bincode::config::standard())
-                    .unwrap();
-            black_box(decoded);
-        }
-        eprintln!(
-            "bare-email: {:?} per read",
-            started.elapsed() / n.max(1) as u32
-        );
-        return;
-    }
-    if what == "bare-perm" {
-        let mut k = 1;
-        for _ in 0..n {
-            k = (k + 7919) % USERS + 1;
-            let tx = db.begin_read().unwrap();
-            let got = tx.open_table(TABLE).unwrap().get(k).unwrap().unwrap();
-            let (u, _): (User, usize) =
-                bincode::serde::decode_from_slice(got.value(), bincode::config::standard())
-                    .unwrap();
-            let mut found = false;
-            if u.is_active {
-                let roles = tx.open_table(ROLES).unwrap();
-                for row in tx
-                    .open_table(USER_ROLES)
-                    .unwrap()
-                    .range((k, 0)..=(k, u64::MAX))
-                    .unwrap()
-                {
-                    let (key, active) = row.unwrap();
-                    if !active.value() {
-                        continue;
-                    }
-                    let role = roles.get(key.value().1).unwrap().unwrap();
-                    let ((_, perms), _): ((String, Vec<String>), usize) =
-                        bincode::serde::decode_from_slice(
-                            role.value(),
-                            bincode::config::standard(),
-                        )
-                        .unwrap();
-                    if perms.iter().any(|p| p == "docs.edit" || p == "*") {
-                        found = true;
-                        break;
-                    }
-                }
-            }
-            assert!(black_box(found));
-        }
-        eprintln!(
-            "bare-perm: {:?} per check",
-            started.elapsed() / n.max(1) as u32
-        );
-        return;
-    }
+    // The session validation's sessions (as `benches/compare.rs`'s bare ones), with tokens as
+    // long as redkeep's (the kind, `_` and 39 characters; digits here), so the hash costs
+    // the same.
+    let now = 1_900_000_000;
+    let tokens: Vec<String> = (1..=1_000u64)
+        .map(|k| format!("rks_{:039}", k * 7_777_777))
+        .collect();
     if what == "bare-validate" {
-        // As `benches/compare.rs`'s bare validation, with its session row.
-        const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
-        use sha2::Digest;
-        let hash = |t: &str| -> [u8; 32] { sha2::Sha256::digest(t.as_bytes()).into() };
-        let now = 1_900_000_000;
-        // Tokens as long as redkeep's (the kind, `_` and 39 characters; digits here), so the
-        // hash costs the same.
-        let tokens: Vec<String> = (1..=1_000u64)
-            .map(|k| format!("rks_{:039}", k * 7_777_777))
-            .collect();
         let w = db.begin_write().unwrap();
         {
-            let mut t = w.open_table(SESSIONS).unwrap();
+            let mut t = w.open_table(bare::SESSIONS).unwrap();
             for (k, token) in (1..=1_000u64).zip(&tokens) {
                 let row = SessionRow::new(k, k, now, now + 86_400);
-                let bytes = bincode::serde::encode_to_vec(&row, bincode::config::standard());
-                t.insert(hash(token).as_slice(), bytes.unwrap().as_slice())
-                    .unwrap();
+                t.insert(
+                    bare::token_hash(token).as_slice(),
+                    bare::enc(&row).as_slice(),
+                )
+                .unwrap();
             }
         }
         w.commit().unwrap();
-        let started = Instant::now();
-        for i in 0..n {
-            let token = tokens[(i * 7919 % 1_000) as usize].trim();
-            let h = hash(token);
-            let tx = db.begin_read().unwrap();
-            let got = tx
-                .open_table(SESSIONS)
-                .unwrap()
-                .get(h.as_slice())
-                .unwrap()
-                .unwrap();
-            let (s, _): (SessionRow, usize) =
-                bincode::serde::decode_from_slice(got.value(), bincode::config::standard())
-                    .unwrap();
-            let got = tx
-                .open_table(TABLE)
-                .unwrap()
-                .get(s.user_id)
-                .unwrap()
-                .unwrap();
-            let (u, _): (User, usize) =
-                bincode::serde::decode_from_slice(got.value(), bincode::config::standard())
-                    .unwrap();
-            assert!(black_box(u.is_active && now < s.deadline()));
-            black_box((u, s));
-        }
-        eprintln!(
-            "bare-validate: {:?} per validation",
-            started.elapsed() / n.max(1) as u32
-        );
-        return;
     }
-    if what == "bare-page" {
-        for i in 0..n {
-            let from = 1_800_000_000 + (i * 7919 % (USERS - 50)) as i64;
-            let tx = db.begin_read().unwrap();
-            let users = tx.open_table(TABLE).unwrap();
-            let got: Vec<User> = tx
-                .open_table(CREATED)
-                .unwrap()
-                .range((from, 0)..)
-                .unwrap()
-                .take(50)
-                .map(|r| {
-                    let id = r.unwrap().0.value().1;
-                    let v = users.get(id).unwrap().unwrap();
-                    bincode::serde::decode_from_slice(v.value(), bincode::config::standard())
-                        .unwrap()
-                        .0
-                })
-                .collect();
-            black_box(got);
-        }
-        eprintln!(
-            "bare-page: {:?} per page",
-            started.elapsed() / n.max(1) as u32
-        );
-        return;
-    }
+    let started = Instant::now();
     let mut k = 1;
-    for _ in 0..n {
+    for i in 0..n {
         k = (k + 7919) % USERS + 1;
-        let tx = db.begin_read().unwrap();
-        let got = tx.open_table(TABLE).unwrap().get(k).unwrap().unwrap();
-        let decoded: (User, usize) =
-            bincode::serde::decode_from_slice(got.value(), bincode::config::standard()).unwrap();
-        black_box(decoded);
+        match what {
+            "bare-email" => {
+                black_box(bare::by_email(&db, &email(k)).unwrap());
+            }
+            "bare-validate" => {
+                let token = &tokens[(i * 7919 % 1_000) as usize];
+                black_box(bare::validate(&db, token, now).unwrap());
+            }
+            "bare-page" => {
+                let from = 1_800_000_000 + (i * 7919 % (USERS - 50)) as i64;
+                black_box(bare::page(&db, from));
+            }
+            "bare-perm" => assert!(black_box(bare::has_permission(&db, k, "docs.edit"))),
+            _ => {
+                black_box(bare::by_id(&db, k).unwrap());
+            }
+        }
     }
-    eprintln!("bare: {:?} per read", started.elapsed() / n.max(1) as u32);
+    eprintln!("{what}: {:?} per call", started.elapsed() / n.max(1) as u32);
 }
 
 fn main() {
