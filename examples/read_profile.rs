@@ -1,12 +1,13 @@
 //! A loop of hot reads for profilers: `cargo run --release --example read_profile -- WHAT N`
-//! makes N calls on a 20,000-user store, where WHAT is `id` (redkeep, by id), `email`
-//! (redkeep, by email), `validate` (redkeep, session validations over 1,000 sessions), `page`
-//! (redkeep, pages of 50 users by creation time), `perm` (redkeep, permission checks, each
-//! user holding the roles `user` and `editor`), or `bare`, `bare-email`, `bare-validate`,
-//! `bare-page`, `bare-perm`: the same on bare redb, through the functions
-//! `benches/compare.rs` times (`benches/common/bare.rs`). Under `valgrind --tool=callgrind`,
-//! the difference between N = 20,001 and N = 1 divided by 20,000 is the instruction count of
-//! one call: a figure that, unlike time, does not move with whatever else the machine is doing.
+//! makes N calls on a store of 20,000 users (`REDKEEP_PROFILE_USERS` changes that), where
+//! WHAT is `id` (redkeep, by id), `email` (redkeep, by email), `validate` (redkeep, session
+//! validations over 1,000 sessions), `page` (redkeep, pages of 50 users by creation time),
+//! `perm` (redkeep, permission checks, each user holding the roles `user` and `editor`), or
+//! `bare`, `bare-email`, `bare-validate`, `bare-page`, `bare-perm`: the same on bare redb,
+//! through the functions `benches/compare.rs` times (`benches/common/bare.rs`). Under
+//! `valgrind --tool=callgrind`, the difference between N = 20,001 and N = 1 divided by 20,000
+//! is the instruction count of one call: a figure that, unlike time, does not move with
+//! whatever else the machine is doing.
 
 #[path = "../benches/common/bare.rs"]
 mod bare;
@@ -22,7 +23,14 @@ use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, Timestamp, Use
 use sessions::SessionRow;
 use users::{email, user};
 
-const USERS: u64 = 20_000;
+/// Users in the store: `REDKEEP_PROFILE_USERS`, 20,000 by default.
+static USERS: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    std::env::var("REDKEEP_PROFILE_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 50)
+        .unwrap_or(20_000)
+});
 
 fn bare(dir: &std::path::Path, n: u64, what: &str) {
     let db = redb::Database::create(dir.join("bare.redb")).unwrap();
@@ -31,7 +39,7 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
         let mut t = w.open_table(bare::USERS).unwrap();
         let mut c = w.open_table(bare::BY_CREATED).unwrap();
         let mut e = w.open_table(bare::BY_EMAIL).unwrap();
-        for id in 1..=USERS {
+        for id in 1..=*USERS {
             let u = user(id);
             e.insert(u.email.as_str(), id).unwrap();
             t.insert(id, bare::enc(&u).as_slice()).unwrap();
@@ -39,7 +47,7 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
         }
         bare::put_roles(&w);
         let mut grants = w.open_table(bare::USER_ROLES).unwrap();
-        for id in 1..=USERS {
+        for id in 1..=*USERS {
             grants.insert((id, 1), true).unwrap();
             grants.insert((id, 2), true).unwrap();
         }
@@ -70,7 +78,7 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
     let started = Instant::now();
     let mut k = 1;
     for i in 0..n {
-        k = (k + 7919) % USERS + 1;
+        k = (k + 7919) % *USERS + 1;
         match what {
             "bare-email" => {
                 black_box(bare::by_email(&db, &email(k)).unwrap());
@@ -80,7 +88,7 @@ fn bare(dir: &std::path::Path, n: u64, what: &str) {
                 black_box(bare::validate(&db, token, now).unwrap());
             }
             "bare-page" => {
-                let from = 1_800_000_000 + (i * 7919 % (USERS - 50)) as i64;
+                let from = 1_800_000_000 + (i * 7919 % (*USERS - 50)) as i64;
                 black_box(bare::page(&db, from));
             }
             "bare-perm" => assert!(black_box(bare::has_permission(&db, k, "docs.edit"))),
@@ -119,7 +127,7 @@ fn main() {
     rk.store()
         .write(|tx| {
             let t = tx.table::<User>();
-            for _ in 0..USERS {
+            for _ in 0..*USERS {
                 t.insert(&user(t.next_id()?))?;
             }
             Ok(())
@@ -164,7 +172,7 @@ fn main() {
         rk.store()
             .write(|tx| {
                 let t = tx.table::<UserRole>();
-                for user_id in 1..=USERS {
+                for user_id in 1..=*USERS {
                     for &role_id in &ids {
                         t.insert(&UserRole {
                             user_id,
@@ -181,7 +189,7 @@ fn main() {
         let started = Instant::now();
         let mut k = 1;
         for _ in 0..n {
-            k = (k + 7919) % USERS + 1;
+            k = (k + 7919) % *USERS + 1;
             assert!(black_box(
                 rk.roles().has_permission(k, "docs.edit").unwrap()
             ));
@@ -192,7 +200,7 @@ fn main() {
     if what == "page" {
         let started = Instant::now();
         for i in 0..n {
-            let from = 1_800_000_000 + (i * 7919 % (USERS - 50)) as i64;
+            let from = 1_800_000_000 + (i * 7919 % (*USERS - 50)) as i64;
             let page = rk
                 .users()
                 .created_between(Timestamp(from), Timestamp(i64::MAX), 50)
@@ -205,7 +213,7 @@ fn main() {
     let started = Instant::now();
     let mut k = 1;
     for _ in 0..n {
-        k = (k + 7919) % USERS + 1;
+        k = (k + 7919) % *USERS + 1;
         let found = if what == "email" {
             rk.users().by_email(&email(k)).unwrap()
         } else {
