@@ -512,10 +512,16 @@ impl Store {
     /// Looks at the outcome of a transaction: a corruption seen makes the store refuse
     /// writes; an I/O failure that left the engine refusing work reopens the file.
     fn observe<T>(&self, outcome: Result<T>) -> Result<T> {
-        let e = match outcome {
-            Ok(v) => return Ok(v),
-            Err(e) => with_path(e, &self.inner.path),
-        };
+        outcome.map_err(|e| self.failed(e))
+    }
+
+    /// What a failed operation leaves behind: damage is remembered (writes are refused
+    /// from then on), a file handle that an I/O failure made unusable is reopened. Out of
+    /// line and cold, so every operation's own code stays small.
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, e: Error) -> Error {
+        let e = with_path(e, &self.inner.path);
         if is_damage(&e) {
             let mut d = self.inner.damaged.lock().unwrap_or_else(|p| p.into_inner());
             if d.is_none() {
@@ -530,7 +536,7 @@ impl Store {
                 Err(again) => tracing::error!(error = %again, "the store could not be reopened"),
             }
         }
-        Err(e)
+        e
     }
 
     /// Runs `f` with the file to itself: no batch is open and none begins meanwhile.

@@ -74,8 +74,32 @@ impl de::Error for FormatError {
 
 type Res<T> = Result<T, FormatError>;
 
+// Error paths are kept out of line, so the code that reads well-formed values stays small
+// (the hot paths of a lookup fit the instruction cache better).
+#[cold]
+#[inline(never)]
 fn err<T>(msg: impl Into<String>) -> Res<T> {
     Err(FormatError(msg.into()))
+}
+
+#[cold]
+#[inline(never)]
+fn ends_early() -> FormatError {
+    FormatError("value ends early".into())
+}
+
+#[cold]
+#[inline(never)]
+fn past_end(n: usize, left: usize) -> FormatError {
+    FormatError(format!(
+        "a length of {n} runs past the end ({left} bytes left)"
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn not_utf8(what: &str) -> FormatError {
+    FormatError(format!("{what} is not UTF-8"))
 }
 
 /// The field names of a struct, as registered.
@@ -651,28 +675,19 @@ impl<'de> Reader<'de> {
     }
 
     fn byte(&mut self) -> Res<u8> {
-        let (&b, rest) = self
-            .input
-            .split_first()
-            .ok_or_else(|| FormatError("value ends early".into()))?;
+        let (&b, rest) = self.input.split_first().ok_or_else(ends_early)?;
         self.input = rest;
         Ok(b)
     }
 
     fn peek(&self) -> Res<u8> {
-        self.input
-            .first()
-            .copied()
-            .ok_or_else(|| FormatError("value ends early".into()))
+        self.input.first().copied().ok_or_else(ends_early)
     }
 
     fn take(&mut self, n: u64) -> Res<&'de [u8]> {
         let n = usize::try_from(n).map_err(|_| FormatError("length too large".into()))?;
         if n > self.input.len() {
-            return err(format!(
-                "a length of {n} runs past the end ({} bytes left)",
-                self.input.len()
-            ));
+            return Err(past_end(n, self.input.len()));
         }
         let (head, rest) = self.input.split_at(n);
         self.input = rest;
@@ -728,7 +743,7 @@ impl<'de> Reader<'de> {
     fn name(&mut self) -> Res<&'de str> {
         let len = self.varint()?;
         let raw = self.take(len)?;
-        std::str::from_utf8(raw).map_err(|_| FormatError("a name is not UTF-8".into()))
+        std::str::from_utf8(raw).map_err(|_| not_utf8("a name"))
     }
 }
 
@@ -867,11 +882,11 @@ impl<'de> Decoder<'de, '_> {
             T_STR => {
                 let n = self.r.varint()?;
                 let s = self.r.take(n)?;
-                std::str::from_utf8(s).map_err(|_| FormatError("a string is not UTF-8".into()))?;
+                std::str::from_utf8(s).map_err(|_| not_utf8("a string"))?;
             }
             T_SHORT_STR..=0x7F => {
                 let s = self.r.take(u64::from(tag - T_SHORT_STR))?;
-                std::str::from_utf8(s).map_err(|_| FormatError("a string is not UTF-8".into()))?;
+                std::str::from_utf8(s).map_err(|_| not_utf8("a string"))?;
             }
             T_BYTES => {
                 let n = self.r.varint()?;
@@ -1022,7 +1037,7 @@ impl<'de> Decoder<'de, '_> {
             T_SHORT_STR..=0x7F => self.r.take(u64::from(tag - T_SHORT_STR))?,
             other => return err(format!("expected a string, found tag 0x{other:02x}")),
         };
-        std::str::from_utf8(raw).map_err(|_| FormatError("a string is not UTF-8".into()))
+        std::str::from_utf8(raw).map_err(|_| not_utf8("a string"))
     }
 }
 

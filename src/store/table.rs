@@ -225,6 +225,8 @@ fn index_name<R: Record>(idx: &Index<R>) -> &'static str {
     static_name(R::TABLE, idx.name)
 }
 
+#[cold]
+#[inline(never)]
 fn corrupt<R: Record>(key: &[u8], reason: impl Into<String>) -> Error {
     Error::Corrupt {
         table: R::TABLE.to_string(),
@@ -242,7 +244,21 @@ pub(crate) fn decode_record<R: Record>(
     let stored = Stored::parse(value, resolve).map_err(|r| corrupt::<R>(key, r))?;
     let decoded = if stored.version() == R::VERSION && !stored.is_legacy() {
         stored.decode::<R>()
-    } else if stored.version() > R::VERSION {
+    } else {
+        decode_other_version::<R>(stored)
+    };
+    let mut record = decoded.map_err(|r| corrupt::<R>(key, r))?;
+    let k = R::Key::from_bytes(key).ok_or_else(|| corrupt::<R>(key, "malformed primary key"))?;
+    record.restore_key(&k);
+    Ok(record)
+}
+
+/// A record written by another version of its type: upgraded, or refused when newer. Out of
+/// line: the usual record is of the current version, and its path stays small.
+#[cold]
+#[inline(never)]
+fn decode_other_version<R: Record>(stored: Stored<'_>) -> std::result::Result<R, String> {
+    if stored.version() > R::VERSION {
         Err(format!(
             "it was {NEWER_VERSION} of the application (record version {}, this build reads up to {})",
             stored.version(),
@@ -250,11 +266,7 @@ pub(crate) fn decode_record<R: Record>(
         ))
     } else {
         R::upgrade(stored)
-    };
-    let mut record = decoded.map_err(|r| corrupt::<R>(key, r))?;
-    let k = R::Key::from_bytes(key).ok_or_else(|| corrupt::<R>(key, "malformed primary key"))?;
-    record.restore_key(&k);
-    Ok(record)
+    }
 }
 
 /// The entry key of `idx` for `record` stored under `pk`.
@@ -408,6 +420,8 @@ const MEMO_VALUE_MAX: usize = 2048;
 pub(crate) const NEWER_VERSION: &str = "written by a newer version";
 
 /// "user 7 not found": the table's name in the singular, and the key.
+#[cold]
+#[inline(never)]
 fn missing<R: Record>(pk: &[u8]) -> Error {
     let one = R::TABLE
         .strip_suffix('s')

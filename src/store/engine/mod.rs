@@ -47,18 +47,24 @@ pub(crate) fn contain<T>(what: &'static str, f: impl FnOnce() -> Result<T>) -> R
     CONTAINING.with(|c| c.set(c.get() + 1));
     let outcome = catch_unwind(AssertUnwindSafe(f));
     CONTAINING.with(|c| c.set(c.get().saturating_sub(1)));
-    outcome.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".into());
-        tracing::error!(what, message, "the storage engine failed on a damaged page");
-        Err(Error::Damaged {
-            path: PathBuf::new(),
-            reason: format!("the storage engine failed while {what} ({message})"),
-        })
-    })
+    outcome.unwrap_or_else(|panic| Err(engine_panicked(what, panic)))
+}
+
+/// The error for a panic inside the engine. Out of line and cold: `contain` wraps every
+/// engine call, and its callers' code stays small.
+#[cold]
+#[inline(never)]
+fn engine_panicked(what: &'static str, panic: Box<dyn std::any::Any + Send>) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    tracing::error!(what, message, "the storage engine failed on a damaged page");
+    Error::Damaged {
+        path: PathBuf::new(),
+        reason: format!("the storage engine failed while {what} ({message})"),
+    }
 }
 
 /// A store URL (`postgres://…` or a libpq `key=value` string) without its password, for

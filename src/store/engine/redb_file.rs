@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 
 /// An engine error as redkeep reports it: corruption is `Damaged`, the rest `Storage` with
 /// redb's error kept as the cause.
+#[cold]
+#[inline(never)]
 fn engine(context: &'static str, e: impl Into<redb::Error>) -> Error {
     match e.into() {
         redb::Error::Corrupted(reason) => Error::Damaged {
