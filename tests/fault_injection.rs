@@ -212,11 +212,12 @@ fn a_handle_works_again_after_an_io_failure() {
 }
 
 /// Creating a user (its password, role grant, personal org and membership, audit rows) costs
-/// the database one sync, as many as a commit of a single role: the records share one commit,
-/// and no workspace file is written or synced then. The folder is made, durably, at the
-/// user's first workspace write, with syncs of its own and none through the database.
+/// the database the syncs of one durable commit, as many as a commit of a single role: the
+/// records share one commit (a second durable commit would double the syncs), and no
+/// workspace file is written or synced then. The folder is made, durably, at the user's first
+/// workspace write, with syncs of its own and none through the database.
 #[test]
-fn creating_a_user_costs_the_database_one_commit() {
+fn creating_a_user_costs_the_database_the_syncs_of_one_commit() {
     let t = TestDir::new();
     template(t.path());
     let plan = FaultPlan::new(FaultKind::Sync, u64::MAX);

@@ -350,3 +350,62 @@ fn a_write_to_a_table_being_scanned_is_refused_and_reads_inside_a_scan_work() {
         .unwrap();
     clean(&store);
 }
+
+/// A delete or a clear refused part-way (here: inside a scan of the records, which cannot be
+/// written then) leaves the table as it was, index entries included, even when the caller
+/// handles the error and commits; alone and in a write that joined a batch.
+#[test]
+fn a_delete_or_clear_refused_inside_a_scan_leaves_the_table_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write(|tx| tx.table::<Item>().insert(&item(1, "one")))
+        .unwrap();
+    let refuse_both = || {
+        store.write(|tx| {
+            let t = tx.table::<Item>();
+            let mut tried = Vec::new();
+            t.for_each(
+                redkeep::store::KeyRange::all(),
+                redkeep::store::Order::Asc,
+                |r| {
+                    tried.push(t.delete(&r.id).map(|_| ()));
+                    tried.push(t.clear().map(|_| ()));
+                    Ok(false)
+                },
+            )?;
+            for outcome in tried {
+                match outcome {
+                    Err(Error::Invariant { what }) => assert!(what.contains("scan"), "{what}"),
+                    other => panic!("a delete or clear inside a scan went through: {other:?}"),
+                }
+            }
+            Ok(())
+        })
+    };
+    let whole = || {
+        store
+            .read(|tx| {
+                let t = tx.table::<Item>();
+                assert_eq!(t.get(&1)?.map(|i| i.name), Some("one".to_string()));
+                assert_eq!(t.get_by(&Item::NAME, &key!("one"))?.map(|i| i.id), Some(1));
+                Ok(())
+            })
+            .unwrap();
+        clean(&store);
+    };
+    // Alone.
+    refuse_both().unwrap();
+    whole();
+    // Joining a batch.
+    let inside = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| hold_until_joined(&store, &inside, 1, item(2, "two")));
+        let joined = s.spawn(|| {
+            until_inside(&inside);
+            refuse_both()
+        });
+        joined.join().unwrap().unwrap();
+    });
+    whole();
+}

@@ -178,6 +178,20 @@ impl Group {
     }
 }
 
+/// A turn with the file alone ([`Store::alone`]); dropping it gives the turn back and wakes
+/// whoever may go next.
+struct AloneTurn<'g>(&'g Group);
+
+impl Drop for AloneTurn<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.exclusive -= 1;
+        let wake = self.0.release(&mut st);
+        drop(st);
+        wake.send();
+    }
+}
+
 /// Whom a change of the group's state wakes, sent after its lock is dropped.
 struct Wake<'g> {
     // The first writer in line.
@@ -549,16 +563,11 @@ impl Store {
         }
         st.busy = true;
         drop(st);
-        let out = {
-            let mut db = file.write().unwrap_or_else(|p| p.into_inner());
-            f(&mut db)
-        };
-        let mut st = g.lock();
-        st.exclusive -= 1;
-        let wake = g.release(&mut st);
-        drop(st);
-        wake.send();
-        out
+        // The turn is given back however `f` ends, a panic included, or every writer after
+        // it would wait forever.
+        let _turn = AloneTurn(g);
+        let mut db = file.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut db)
     }
 
     /// Writers waiting for their turn in a batch (for tests that need a batch to form).

@@ -253,6 +253,20 @@ pub(crate) fn decode_record<R: Record>(
     Ok(record)
 }
 
+/// The error of a write step that failed, or, when taking back the steps before it failed
+/// too, an error that says the transaction is left half-changed and must be abandoned.
+fn not_taken_back(e: Error, back: Result<()>) -> Error {
+    match back {
+        Ok(()) => e,
+        Err(again) => Error::Invariant {
+            what: format!(
+                "{e}; taking back the changes made before it failed too ({again}), so the \
+                 transaction must be abandoned (return the error from the write closure)"
+            ),
+        },
+    }
+}
+
 /// A record written by another version of its type: upgraded, or refused when newer. Out of
 /// line: the usual record is of the current version, and its path stays small.
 #[cold]
@@ -409,6 +423,51 @@ fn with_key<K: Key, T>(key: &K, secret: bool, f: impl FnOnce(&[u8]) -> T) -> T {
         let _ = SPARE.try_with(|s| s.set(buf));
     }
     out
+}
+
+/// Primary keys one after another in one buffer (the records of a page, to look up
+/// together). Secret keys (token hashes) are wiped however the buffer goes: when it grows
+/// (the old allocation is wiped before it is freed), and when it is dropped, on an error or a
+/// panic as well.
+struct KeyList {
+    buf: Vec<u8>,
+    secret: bool,
+}
+
+impl KeyList {
+    fn new(secret: bool) -> KeyList {
+        KeyList {
+            buf: Vec::new(),
+            secret,
+        }
+    }
+
+    fn push(&mut self, key: &[u8]) {
+        let needed = self.buf.len() + key.len();
+        if self.secret && needed > self.buf.capacity() {
+            let mut bigger = Vec::with_capacity(needed.max(self.buf.capacity() * 2).max(256));
+            bigger.extend_from_slice(&self.buf);
+            let mut old = std::mem::replace(&mut self.buf, bigger);
+            old.zeroize();
+        }
+        self.buf.extend_from_slice(key);
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for KeyList {
+    fn drop(&mut self) {
+        if self.secret {
+            self.buf.zeroize();
+        }
+    }
 }
 
 /// How many decoded records [`Table::get_memo`] keeps per thread.
@@ -636,33 +695,30 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         // opened once for all of them.
         let idx = Self::index_of(index)?;
         let raw = self.raw();
-        let mut keys = Vec::new();
+        let mut keys = KeyList::new(R::SECRET_KEY || <R::Key as Key>::SECRET);
         let mut ends = Vec::with_capacity(limit.min(64));
         raw.range(index_name(idx), &range, order, &mut |entry, value| {
             let pk = entry_target(idx, entry, value).ok_or_else(|| {
                 corrupt::<R>(entry, format!("malformed entry in index {}", idx.name))
             })?;
-            keys.extend_from_slice(pk);
+            keys.push(pk);
             ends.push(keys.len());
             Ok(ends.len() < limit)
         })?;
         let mut start = 0;
         let mut each = ends.iter().map(|&end| {
-            let key = keys.get(start..end).unwrap_or_default();
+            let key = keys.bytes().get(start..end).unwrap_or_default();
             start = end;
             key
         });
-        let read = raw.get_each(self.records, &mut each, &mut |pk, v| {
+        raw.get_each(self.records, &mut each, &mut |pk, v| {
             let v = v.ok_or_else(|| {
                 corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
             })?;
             out.push(self.decode(pk, v)?);
             Ok(true)
-        });
-        if R::SECRET_KEY {
-            keys.zeroize();
-        }
-        read.map(|()| out)
+        })?;
+        Ok(out)
     }
 
     /// Calls `f` with each primary key in `range`, without reading the records (works on
@@ -794,29 +850,60 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     ///
     /// # Errors
     /// `Corrupt` when the record cannot be read (its index entries are unknown; `redkeep
-    /// check --repair` removes it).
+    /// check --repair` removes it); `Invariant` when the table or one of its indexes is being
+    /// scanned by the caller (nothing is deleted then).
     pub fn delete(&self, key: &R::Key) -> Result<Option<R>> {
         let pk = key.to_bytes();
         let Some(old) = self.get_raw(&pk)? else {
             return Ok(None);
         };
         let raw = self.tx.raw_records();
-        for idx in R::INDEXES {
-            if let Some(k) = index_entry(idx, &old, &pk) {
-                raw.remove(index_name(idx), &k)?;
+        // The index entries removed so far, put back when a later step fails (a table the
+        // caller is scanning), so a refused delete leaves the record and its entries as
+        // they were.
+        let mut removed: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut steps = || -> Result<()> {
+            for idx in R::INDEXES {
+                if let Some(k) = index_entry(idx, &old, &pk)
+                    && raw.remove(index_name(idx), &k)?
+                {
+                    removed.push((index_name(idx), k, entry_value(idx, &pk)));
+                }
             }
+            raw.remove(self.records, &pk)?;
+            Ok(())
+        };
+        if let Err(e) = steps() {
+            let mut back = Ok(());
+            for (name, k, v) in removed.iter().rev() {
+                back = back.and(raw.put(name, k, v));
+            }
+            return Err(not_taken_back(e, back));
         }
-        raw.remove(self.records, &pk)?;
         Ok(Some(old))
     }
 
     /// Deletes every record and index entry of the table; returns how many records there were.
     ///
     /// # Errors
-    /// `Storage` when the engine fails.
+    /// `Storage` when the engine fails; `Invariant` when the table or one of its indexes is
+    /// being scanned by the caller (nothing is deleted then).
     pub fn clear(&self) -> Result<u64> {
         let n = self.count()?;
         let raw = self.tx.raw_records();
+        // Refused before anything is deleted when one of the tables is in use (a scan of it
+        // is under way), so a refused clear leaves the table whole.
+        for name in R::INDEXES
+            .iter()
+            .map(|idx| index_name(idx))
+            .chain(std::iter::once(self.records))
+        {
+            if raw.in_use(name) {
+                return Err(Error::Invariant {
+                    what: format!("table {name} was cleared while a scan of it was running"),
+                });
+            }
+        }
         for idx in R::INDEXES {
             raw.delete_table(index_name(idx))?;
         }
@@ -826,9 +913,10 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
 
     // Claims the record's new unique entries first, each with one insert-if-absent (on
     // PostgreSQL `insert … on conflict do nothing`: no read before the write, and a clash does
-    // not abort the transaction). A clash takes back what was claimed, so it leaves nothing
-    // behind; then the other entries move and the record is written. `old` holds the stored
-    // record's entry of each index (all `None` for a new record).
+    // not abort the transaction); then the other entries move and the record is written. A
+    // step that fails (a clash, a table the caller is scanning) takes back every step before
+    // it, so a refused write leaves nothing behind. `old` holds the stored record's entry of
+    // each index (all `None` for a new record).
     fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
         let value = encode(self.tx, new)?;
         let raw = self.tx.raw_records();
@@ -838,17 +926,17 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         let mut added: Vec<(&str, Vec<u8>)> = Vec::new();
         let mut removed: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::new();
         let outcome = self.write_steps(pk, old, new, &value, &mut added, &mut removed);
-        if outcome.is_err() {
-            // Best effort: the step that failed says what to fix; the transaction is the
-            // caller's to abandon if taking back fails too.
+        if let Err(e) = outcome {
+            let mut back = Ok(());
             for (name, k) in added.iter().rev() {
-                let _ = raw.remove(name, k);
+                back = back.and(raw.remove(name, k).map(drop));
             }
             for (name, k, v) in removed.iter().rev() {
-                let _ = raw.put(name, k, v);
+                back = back.and(raw.put(name, k, v));
             }
+            return Err(not_taken_back(e, back));
         }
-        outcome
+        Ok(())
     }
 
     /// The steps of [`Table::write`], noting in `added` and `removed` what each changed.
@@ -947,6 +1035,21 @@ mod tests {
         let seen = buf.clone();
         SPARE.with(|s| s.set(buf));
         seen
+    }
+
+    #[test]
+    fn a_key_list_keeps_every_key_across_growth() {
+        for secret in [false, true] {
+            let mut list = KeyList::new(secret);
+            let mut expected = Vec::new();
+            for n in 0..100u8 {
+                let key = [n; 32];
+                list.push(&key);
+                expected.extend_from_slice(&key);
+                assert_eq!(list.len(), expected.len());
+            }
+            assert_eq!(list.bytes(), expected.as_slice());
+        }
     }
 
     #[test]

@@ -329,6 +329,11 @@ pub(crate) trait RawWrite: RawRead {
     fn remove(&self, table: &str, key: &[u8]) -> Result<bool>;
     /// Deletes a whole table.
     fn delete_table(&self, table: &str) -> Result<()>;
+    /// Whether `table` is in use in this transaction (a scan of it is under way), so that
+    /// deleting it would be refused.
+    fn in_use(&self, _table: &str) -> bool {
+        false
+    }
     /// Draws the next id of sequence `name` when the engine keeps sequences itself.
     fn native_next(&self, _name: &str) -> Result<Option<u64>> {
         Ok(None)

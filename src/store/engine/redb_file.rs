@@ -802,6 +802,14 @@ impl RawWrite for FileWrite<'_, '_> {
         })
     }
 
+    fn in_use(&self, table: &str) -> bool {
+        self.tables
+            .list
+            .borrow()
+            .iter()
+            .any(|(n, t)| **n == *table && Arc::strong_count(t) > 1)
+    }
+
     fn delete_table(&self, table: &str) -> Result<()> {
         if self.undo.is_some() {
             // Shared with others: each entry is removed (and noted), so the table can be put
