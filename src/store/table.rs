@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroize;
 
 use super::codec::{self, Stored};
-use super::engine::{KeyRange, Order, RawRead, get_owned};
+use super::engine::{KeyRange, Order, RawRead, RawWrite, get_owned};
 use super::format::{self, Resolve, UsedShapes};
 use super::index::Index;
 use super::key::{Key, show_key};
@@ -253,9 +253,23 @@ pub(crate) fn decode_record<R: Record>(
     Ok(record)
 }
 
-/// The error of a write step that failed, or, when taking back the steps before it failed
-/// too, an error that says the transaction is left half-changed and must be abandoned.
-fn not_taken_back(e: Error, back: Result<()>) -> Error {
+/// Takes back what a write step changed before step error `e`, newest first: removes the
+/// index entries in `added`, puts back the `(table, key, value)` entries in `removed`. Returns
+/// `e`, or, when taking back fails too, an error that says the transaction is left
+/// half-changed and must be abandoned.
+fn take_back(
+    raw: &dyn RawWrite,
+    e: Error,
+    added: &[(&str, Vec<u8>)],
+    removed: &[(&str, Vec<u8>, Vec<u8>)],
+) -> Error {
+    let mut back = Ok(());
+    for (name, k) in added.iter().rev() {
+        back = back.and(raw.remove(name, k).map(drop));
+    }
+    for (name, k, v) in removed.iter().rev() {
+        back = back.and(raw.put(name, k, v));
+    }
     match back {
         Ok(()) => e,
         Err(again) => Error::Invariant {
@@ -312,6 +326,20 @@ pub(crate) fn entry_target<'e, R: Record>(
     value: &'e [u8],
 ) -> Option<&'e [u8]> {
     entry_target_raw(idx.unique, R::Key::FIXED_LEN, entry, value)
+}
+
+/// The primary key an entry of `idx` points at; `Corrupt` naming the index when the entry is
+/// malformed.
+fn target_of<'e, R: Record>(idx: &Index<R>, entry: &'e [u8], value: &'e [u8]) -> Result<&'e [u8]> {
+    entry_target(idx, entry, value)
+        .ok_or_else(|| corrupt::<R>(entry, format!("malformed entry in index {}", idx.name)))
+}
+
+/// An entry of `idx` points at `pk`, which holds no record.
+#[cold]
+#[inline(never)]
+fn dangling<R: Record>(idx: &Index<R>, pk: &[u8]) -> Error {
+    corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
 }
 
 /// [`entry_target`] for an index known only by whether it is unique and by the length of its
@@ -586,9 +614,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         // The record is read while the entry is in hand (no copy of the primary key).
         let mut out = None;
         self.raw().get(index_name(idx), key, &mut |pk| {
-            out = Some(self.get_raw(pk)?.ok_or_else(|| {
-                corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
-            })?);
+            out = Some(self.get_raw(pk)?.ok_or_else(|| dangling(idx, pk))?);
             Ok(())
         })?;
         Ok(out)
@@ -648,13 +674,8 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         let idx = Self::index_of(index)?;
         let raw = self.raw();
         raw.range(index_name(idx), &range, order, &mut |entry, value| {
-            let pk = entry_target(idx, entry, value).ok_or_else(|| {
-                corrupt::<R>(entry, format!("malformed entry in index {}", idx.name))
-            })?;
-            let r = self.get_raw(pk)?.ok_or_else(|| {
-                corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
-            })?;
-            f(r)
+            let pk = target_of(idx, entry, value)?;
+            f(self.get_raw(pk)?.ok_or_else(|| dangling(idx, pk))?)
         })
     }
 
@@ -698,10 +719,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         let mut keys = KeyList::new(R::SECRET_KEY || <R::Key as Key>::SECRET);
         let mut ends = Vec::with_capacity(limit.min(64));
         raw.range(index_name(idx), &range, order, &mut |entry, value| {
-            let pk = entry_target(idx, entry, value).ok_or_else(|| {
-                corrupt::<R>(entry, format!("malformed entry in index {}", idx.name))
-            })?;
-            keys.push(pk);
+            keys.push(target_of(idx, entry, value)?);
             ends.push(keys.len());
             Ok(ends.len() < limit)
         })?;
@@ -712,10 +730,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
             key
         });
         raw.get_each(self.records, &mut each, &mut |pk, v| {
-            let v = v.ok_or_else(|| {
-                corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
-            })?;
-            out.push(self.decode(pk, v)?);
+            out.push(self.decode(pk, v.ok_or_else(|| dangling(idx, pk))?)?);
             Ok(true)
         })?;
         Ok(out)
@@ -873,13 +888,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
             raw.remove(self.records, &pk)?;
             Ok(())
         };
-        if let Err(e) = steps() {
-            let mut back = Ok(());
-            for (name, k, v) in removed.iter().rev() {
-                back = back.and(raw.put(name, k, v));
-            }
-            return Err(not_taken_back(e, back));
-        }
+        steps().map_err(|e| take_back(raw, e, &[], &removed))?;
         Ok(Some(old))
     }
 
@@ -925,18 +934,8 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         // added (removed again) and the old ones it removed (put back).
         let mut added: Vec<(&str, Vec<u8>)> = Vec::new();
         let mut removed: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::new();
-        let outcome = self.write_steps(pk, old, new, &value, &mut added, &mut removed);
-        if let Err(e) = outcome {
-            let mut back = Ok(());
-            for (name, k) in added.iter().rev() {
-                back = back.and(raw.remove(name, k).map(drop));
-            }
-            for (name, k, v) in removed.iter().rev() {
-                back = back.and(raw.put(name, k, v));
-            }
-            return Err(not_taken_back(e, back));
-        }
-        Ok(())
+        self.write_steps(pk, old, new, &value, &mut added, &mut removed)
+            .map_err(|e| take_back(raw, e, &added, &removed))
     }
 
     /// The steps of [`Table::write`], noting in `added` and `removed` what each changed.

@@ -282,6 +282,16 @@ pub(crate) type Keys<'k> = &'k mut dyn Iterator<Item = &'k [u8]>;
 /// stops it.
 pub(crate) type VisitKey<'f> = &'f mut dyn FnMut(&[u8], Option<&[u8]>) -> Result<bool>;
 
+/// [`RawRead::get_each`] over a table that does not exist: every key is absent.
+pub(crate) fn each_absent(keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
+    for key in keys {
+        if !f(key, None)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Reads, in either kind of transaction. A missing table reads as empty.
 pub(crate) trait RawRead {
     /// Calls `f` with the value of `key` if present; returns whether it was.

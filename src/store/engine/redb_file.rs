@@ -18,7 +18,9 @@ use redb::{
     TableHandle,
 };
 
-use super::{CallerCode, KeyRange, Keys, Order, RawRead, RawWrite, Visit, VisitKey, contain};
+use super::{
+    CallerCode, KeyRange, Keys, Order, RawRead, RawWrite, Visit, VisitKey, contain, each_absent,
+};
 use crate::error::{Error, Result};
 
 /// An engine error as redkeep reports it: corruption is `Damaged`, the rest `Storage` with
@@ -534,14 +536,7 @@ impl RawRead for FileRead {
     fn get_each(&self, table: &str, keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
         match self.table(table)? {
             Some(t) => get_each_in(&*t, keys, f),
-            None => {
-                for key in keys {
-                    if !f(key, None)? {
-                        break;
-                    }
-                }
-                Ok(())
-            }
+            None => each_absent(keys, f),
         }
     }
 
