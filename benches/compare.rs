@@ -760,6 +760,50 @@ fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::File::open(dir).unwrap().sync_all().unwrap();
 }
 
+/// Times `mine` and `floor` back to back, `iters` times, the one or the other first in
+/// turns, and returns the time `mine` took. Each pair's two times are kept in `pairs`: pairs
+/// run a few milliseconds apart, so the disk's drift, which moves whole seconds of criterion
+/// samples, hits both halves of a pair alike.
+fn paired(
+    iters: u64,
+    pairs: &mut Vec<(f64, f64)>,
+    mine: &mut dyn FnMut(),
+    floor: &mut dyn FnMut(),
+) -> Duration {
+    let timed = |f: &mut dyn FnMut()| {
+        let started = std::time::Instant::now();
+        f();
+        started.elapsed()
+    };
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (a, b) = if pairs.len().is_multiple_of(2) {
+            let a = timed(mine);
+            (a, timed(floor))
+        } else {
+            let b = timed(floor);
+            (timed(mine), b)
+        };
+        pairs.push((a.as_nanos() as f64, b.as_nanos() as f64));
+        total += a;
+    }
+    total
+}
+
+/// Writes what [`paired`] measured for `op` in round `round` beside criterion's results,
+/// for `bench_report`: the number of pairs and the median of their ratios.
+fn write_pairs(round: u64, op: &str, pairs: &[(f64, f64)]) {
+    let mut ratios: Vec<f64> = pairs.iter().map(|(a, b)| a / b).collect();
+    ratios.sort_by(f64::total_cmp);
+    let Some(median) = ratios.get(ratios.len() / 2) else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/criterion/r{round}_{op}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let info = serde_json::json!({ "pairs": pairs.len(), "median_ratio": median });
+    std::fs::write(dir.join("paired.json"), info.to_string()).unwrap();
+}
+
 fn setup(dir: &Path, n: u64) -> Systems {
     let (ex, ex_tokens) = open_redkeep(&dir.join("ex"), Mode::Exclusive, n);
     let (sh, sh_tokens) = open_redkeep(&dir.join("sh"), Mode::Shared, n);
@@ -1011,31 +1055,50 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
             })
             .unwrap()
     };
-    g.bench_function("redkeep_exclusive", |b| b.iter(|| update(&s.ex)));
+    // Exclusive is timed in pairs with the floor (see `paired`), for the ratio.
+    let mut pairs = Vec::new();
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter_custom(|iters| {
+            paired(iters, &mut pairs, &mut || update(&s.ex), &mut || {
+                atomic_write(&floor, "workspace.json", &doc)
+            })
+        })
+    });
     g.bench_function("redkeep_shared", |b| b.iter(|| update(&s.sh)));
     g.bench_function("raw_floor", |b| {
         b.iter(|| atomic_write(&floor, "workspace.json", &doc))
     });
     g.finish();
+    write_pairs(r, "workspace_update", &pairs);
 
     let mut g = group(c, r, "save_piece");
     g.sample_size(20);
     let k = AtomicU64::new(0);
+    // A piece file and the count in workspace.json: two replacements.
+    let floor_piece = || {
+        let i = k.fetch_add(1, Ordering::Relaxed);
+        atomic_write(&floor.join("gallery"), &format!("piece_{i:06}.json"), piece);
+        atomic_write(&floor, "workspace.json", &doc);
+    };
+    let mut pairs = Vec::new();
     g.bench_function("redkeep_exclusive", |b| {
-        b.iter(|| s.ex.workspaces().save_piece(2, piece).unwrap())
+        b.iter_custom(|iters| {
+            paired(
+                iters,
+                &mut pairs,
+                &mut || {
+                    s.ex.workspaces().save_piece(2, piece).unwrap();
+                },
+                &mut || floor_piece(),
+            )
+        })
     });
     g.bench_function("redkeep_shared", |b| {
         b.iter(|| s.sh.workspaces().save_piece(2, piece).unwrap())
     });
-    // A piece file and the count in workspace.json: two replacements.
-    g.bench_function("raw_floor", |b| {
-        b.iter(|| {
-            let i = k.fetch_add(1, Ordering::Relaxed);
-            atomic_write(&floor.join("gallery"), &format!("piece_{i:06}.json"), piece);
-            atomic_write(&floor, "workspace.json", &doc);
-        })
-    });
+    g.bench_function("raw_floor", |b| b.iter(floor_piece));
     g.finish();
+    write_pairs(r, "save_piece", &pairs);
 
     // Durable one-record commits from several threads at once.
     const PER_THREAD: u64 = 8;
