@@ -882,3 +882,43 @@ fn unknown_numbers_survive_every_rewrite_exactly() {
     ws.update(7, |_| Ok(())).unwrap();
     kept("a second update");
 }
+
+#[test]
+fn a_document_changed_by_another_handle_or_by_hand_is_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two handles on one root: two processes of one application.
+    let (a, b) = (open(tmp.path()), open(tmp.path()));
+    let notes = |ws: &Workspaces| ws.read(1).unwrap().notes;
+    a.update(1, |d| d.add_note("a1")).unwrap();
+    assert_eq!(notes(&a), json!(["a1"]));
+    // The other process changes the document: this handle sees it, and its next update
+    // builds on it rather than on what it wrote before.
+    b.update(1, |d| d.add_note("b1")).unwrap();
+    assert_eq!(notes(&a), json!(["a1", "b1"]));
+    a.update(1, |d| d.add_note("a2")).unwrap();
+    assert_eq!(notes(&b), json!(["a1", "b1", "a2"]));
+    // Replaced by hand (a new file renamed into place) and rewritten in place (same inode,
+    // another size): read again both times.
+    let doc = tmp.path().join("users/1/workspace.json");
+    let by_hand = tmp.path().join("by-hand.json");
+    std::fs::write(&by_hand, br#"{"notes": ["by hand"], "piece_count": 0}"#).unwrap();
+    std::fs::rename(&by_hand, &doc).unwrap();
+    assert_eq!(notes(&a), json!(["by hand"]));
+    std::fs::write(
+        &doc,
+        br#"{"notes": ["in place, longer"], "piece_count": 0}"#,
+    )
+    .unwrap();
+    assert_eq!(notes(&a), json!(["in place, longer"]));
+    a.update(1, |d| d.add_note("a3")).unwrap();
+    assert_eq!(notes(&b), json!(["in place, longer", "a3"]));
+    // Removed: an empty document again, for both.
+    std::fs::remove_file(&doc).unwrap();
+    assert_eq!(notes(&a), json!([]));
+    assert_eq!(a.read(1).unwrap().piece_count, 0);
+    // A large document (past what a handle keeps in memory) behaves the same.
+    let big = "x".repeat(40 * 1024);
+    a.update(1, |d| d.add_note(big.as_str())).unwrap();
+    b.update(1, |d| d.add_note("b2")).unwrap();
+    assert_eq!(notes(&a), json!([big, "b2"]));
+}

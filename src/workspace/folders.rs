@@ -146,6 +146,9 @@ pub struct Workspaces {
     markers: Memory<u64, (FileVersion, FolderOwner)>,
     // Directories whose crash leftovers (temp files) this handle has removed.
     tidied: Memory<PathBuf, ()>,
+    // Small documents this handle has read or written, each with the version of its
+    // `workspace.json`: while the file is still that version, it need not be read again.
+    docs: Memory<PathBuf, (FileVersion, Arc<WorkspaceDoc>), MAX_DOCS>,
     // Set when the filesystem refused a rename without replacement: no remembered numbers.
     no_replace_unsupported: Arc<AtomicBool>,
 }
@@ -189,34 +192,39 @@ pub(super) struct GalleryHint {
 /// costs the checks it spared).
 const MAX_HINTS: usize = 4096;
 
-/// One of a handle's memories, shared by its clones and bounded by [`MAX_HINTS`].
-struct Memory<K, V>(Arc<Mutex<HashMap<K, V>>>);
+/// Documents a handle's memory of documents keeps at most, and the largest it keeps (as
+/// written): at most 4 MiB of JSON, and the documents of the folders in use are read once.
+const MAX_DOCS: usize = 128;
+const MAX_DOC_KEPT: usize = 32 * 1024;
 
-impl<K, V> Clone for Memory<K, V> {
+/// One of a handle's memories, shared by its clones and bounded by `MAX` entries.
+struct Memory<K, V, const MAX: usize = MAX_HINTS>(Arc<Mutex<HashMap<K, V>>>);
+
+impl<K, V, const MAX: usize> Clone for Memory<K, V, MAX> {
     fn clone(&self) -> Self {
         Memory(Arc::clone(&self.0))
     }
 }
 
-impl<K, V> Default for Memory<K, V> {
+impl<K, V, const MAX: usize> Default for Memory<K, V, MAX> {
     fn default() -> Self {
         Memory(Arc::default())
     }
 }
 
-impl<K: Eq + Hash, V: Copy> Memory<K, V> {
+impl<K: Eq + Hash, V: Clone, const MAX: usize> Memory<K, V, MAX> {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn get(&self, key: &K) -> Option<V> {
-        self.map().get(key).copied()
+        self.map().get(key).cloned()
     }
 
     /// Remembers `value` for `key`; returns what was remembered before.
     fn insert(&self, key: K, value: V) -> Option<V> {
         let mut map = self.map();
-        if map.len() >= MAX_HINTS {
+        if map.len() >= MAX {
             map.clear();
         }
         map.insert(key, value)
@@ -265,6 +273,7 @@ impl Workspaces {
             hints: Memory::default(),
             markers: Memory::default(),
             tidied: Memory::default(),
+            docs: Memory::default(),
             no_replace_unsupported: Arc::default(),
         })
     }
@@ -282,6 +291,7 @@ impl Workspaces {
             hints: Memory::default(),
             markers: Memory::default(),
             tidied: Memory::default(),
+            docs: Memory::default(),
             no_replace_unsupported: Arc::default(),
         }
     }
@@ -289,17 +299,22 @@ impl Workspaces {
     /// The next piece number and the new count of `user`'s gallery, when this handle's memory
     /// of it still holds: `doc` (its workspace.json) is the version written with the memory
     /// and says `count` pieces. Called under the folder's exclusive lock.
-    pub(super) fn hinted(&self, user: u64, doc: &Path, count: u64) -> Option<(u64, u64)> {
+    pub(super) fn hinted(
+        &self,
+        user: u64,
+        doc: Option<FileVersion>,
+        count: u64,
+    ) -> Option<(u64, u64)> {
         let hint = self.hints.get(&user)?;
-        (hint.count == count && FileVersion::of(doc) == Some(hint.doc))
+        (hint.count == count && doc == Some(hint.doc))
             .then(|| Some((hint.next, count.checked_add(1)?)))
             .flatten()
     }
 
     /// Remembers that `user`'s gallery gives `next` next and holds `count` pieces, as of the
-    /// version of `doc` just written.
-    pub(super) fn remember(&self, user: u64, doc: &Path, next: u64, count: u64) {
-        match FileVersion::of(doc) {
+    /// version `doc` of its document just written ([`Workspaces::write_doc`]).
+    pub(super) fn remember(&self, user: u64, doc: Option<FileVersion>, next: u64, count: u64) {
+        match doc {
             Some(doc) => {
                 self.hints.insert(user, GalleryHint { doc, next, count });
             }
@@ -502,10 +517,50 @@ impl Workspaces {
     }
 
     pub(super) fn read_doc(&self, dir: &Path) -> Result<WorkspaceDoc> {
+        self.read_doc_versioned(dir).map(|(doc, _)| doc)
+    }
+
+    /// The document of the folder `dir` (under its lock), with the version of the file it
+    /// was read from (`None`: no file). A document this handle read or wrote, while its
+    /// file is still that version, comes from memory: the lock keeps redkeep's writers out,
+    /// and each of them replaces the file, which makes a new version.
+    pub(super) fn read_doc_versioned(
+        &self,
+        dir: &Path,
+    ) -> Result<(WorkspaceDoc, Option<FileVersion>)> {
         let path = dir.join(WORKSPACE_FILE);
+        // Taken before the read: a file changed in between is read anew next time, never
+        // kept under the older version.
+        let version = FileVersion::of(&path);
+        if let Some(v) = version
+            && let Some((kept, doc)) = self.docs.get(&path)
+            && kept == v
+        {
+            return Ok((WorkspaceDoc::clone(&doc), version));
+        }
         match self.read_file(&path)? {
-            None => Ok(WorkspaceDoc::default()),
-            Some(bytes) => WorkspaceDoc::parse(&bytes).map_err(|r| corrupt(&path, r)),
+            None => Ok((WorkspaceDoc::default(), None)),
+            Some(bytes) => {
+                let doc = WorkspaceDoc::parse(&bytes).map_err(|r| corrupt(&path, r))?;
+                self.keep_doc(path, version, &doc, bytes.len());
+                Ok((doc, version))
+            }
+        }
+    }
+
+    /// Keeps `doc`, `len` bytes as stored, as the document of version `version` at `path`.
+    fn keep_doc(
+        &self,
+        path: PathBuf,
+        version: Option<FileVersion>,
+        doc: &WorkspaceDoc,
+        len: usize,
+    ) {
+        match version {
+            Some(v) if len <= MAX_DOC_KEPT => {
+                self.docs.insert(path, (v, Arc::new(doc.clone())));
+            }
+            _ => self.docs.remove(&path),
         }
     }
 
@@ -549,13 +604,22 @@ impl Workspaces {
 
     /// Writes back the document of the folder `dir` that [`Workspaces::read_doc`] read under
     /// the exclusive lock still held. That read refused anything there but a regular file
-    /// (or nothing), so unlike [`Workspaces::write_json`] this does not look again.
-    pub(super) fn write_doc(&self, dir: &Path, doc: &WorkspaceDoc) -> Result<()> {
+    /// (or nothing), so unlike [`Workspaces::write_json`] this does not look again. Returns
+    /// the version of the file written.
+    pub(super) fn write_doc(&self, dir: &Path, doc: &WorkspaceDoc) -> Result<Option<FileVersion>> {
         let bytes = serde_json::to_vec_pretty(doc)
             .map_err(|e| Error::invalid("document", e.to_string()))?;
         self.within_cap(&bytes)?;
         self.tidy_once(dir);
-        fsutil::write_private(&dir.join(WORKSPACE_FILE), &bytes)
+        let path = dir.join(WORKSPACE_FILE);
+        if let Err(e) = fsutil::write_private(&path, &bytes) {
+            self.docs.remove(&path);
+            return Err(e);
+        }
+        // The exclusive lock is still held: this is the version just written.
+        let version = FileVersion::of(&path);
+        self.keep_doc(path, version, doc, bytes.len());
+        Ok(version)
     }
 
     fn within_cap(&self, bytes: &[u8]) -> Result<()> {
@@ -608,15 +672,13 @@ impl Workspaces {
         f: impl FnOnce(&mut WorkspaceDoc) -> Result<T>,
     ) -> Result<T> {
         let folder = self.created(user)?;
-        let path = folder.dir.join(WORKSPACE_FILE);
-        let hint = self.hints.get(&user);
+        let (mut doc, version) = self.read_doc_versioned(&folder.dir)?;
         // The gallery memory follows the document across this write when it held before it.
-        let held = hint.filter(|h| FileVersion::of(&path) == Some(h.doc));
-        let mut doc = self.read_doc(&folder.dir)?;
+        let held = self.hints.get(&user).filter(|h| version == Some(h.doc));
         let out = f(&mut doc)?;
-        self.write_doc(&folder.dir, &doc)?;
+        let written = self.write_doc(&folder.dir, &doc)?;
         match held {
-            Some(h) if doc.piece_count == h.count => self.remember(user, &path, h.next, h.count),
+            Some(h) if doc.piece_count == h.count => self.remember(user, written, h.next, h.count),
             Some(_) => self.forget(Some(user)),
             None => {}
         }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::folders::{Workspaces, corrupt};
 use super::lock::LockKind;
-use super::names::{GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE};
+use super::names::{GALLERY_DIR, PIECE_TRASH};
 use super::names::{piece_file_name, piece_numbers, piece_numbers_tidying, trashed_numbers};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -75,18 +75,17 @@ impl Workspaces {
             .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;
         let folder = self.created(user)?;
         // Refuse before writing anything if the document cannot be updated afterwards.
-        let mut doc = self.read_doc(&folder.dir)?;
+        let (mut doc, version) = self.read_doc_versioned(&folder.dir)?;
         let gallery = folder.dir.join(GALLERY_DIR);
         if fsutil::real_dir(&gallery)?.is_none() {
             fsutil::create_private_dir(&gallery)?;
         }
-        let doc_path = folder.dir.join(WORKSPACE_FILE);
         let before = doc.piece_count;
         // The next number from this handle's memory of the gallery when it still holds (no
         // listing); written only as a new file, so a wrong memory can never replace a piece.
         let mut saved = None;
         let hinted = self
-            .hinted(user, &doc_path, before)
+            .hinted(user, version, before)
             .filter(|_| json.len() as u64 <= self.max_bytes() && !self.no_replace_unsupported());
         if let Some((n, count)) = hinted {
             let piece = gallery.join(piece_file_name(n));
@@ -128,22 +127,25 @@ impl Workspaces {
         };
         doc.piece_count = count;
         let piece_written = written.is_ok();
-        if let Err(e) = written.and_then(|()| self.write_doc(&folder.dir, &doc)) {
-            // The piece this call wrote (a new number: nothing was there) goes again unless
-            // the count did reach the disk (only its directory sync failed), so both stay in
-            // step. What it did not write is never removed.
-            self.forget(Some(user));
-            let landed = self
-                .read_doc(&folder.dir)
-                .is_ok_and(|d| d.piece_count != before);
-            if piece_written && !landed {
-                let _ = std::fs::remove_file(&piece);
-                let _ = fsutil::sync_this_dir(&gallery);
+        let version = match written.and_then(|()| self.write_doc(&folder.dir, &doc)) {
+            Ok(version) => version,
+            Err(e) => {
+                // The piece this call wrote (a new number: nothing was there) goes again unless
+                // the count did reach the disk (only its directory sync failed), so both stay in
+                // step. What it did not write is never removed.
+                self.forget(Some(user));
+                let landed = self
+                    .read_doc(&folder.dir)
+                    .is_ok_and(|d| d.piece_count != before);
+                if piece_written && !landed {
+                    let _ = std::fs::remove_file(&piece);
+                    let _ = fsutil::sync_this_dir(&gallery);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         if let Some(next) = n.checked_add(1) {
-            self.remember(user, &doc_path, next, count);
+            self.remember(user, version, next, count);
         }
         Ok(n)
     }
@@ -243,7 +245,7 @@ impl Workspaces {
             fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &piece_file_name(n))?;
         let before = doc.piece_count;
         doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
-        let written = self.write_doc(&folder.dir, &doc);
+        let written = self.write_doc(&folder.dir, &doc).map(drop);
         if written.is_err()
             && self
                 .read_doc(&folder.dir)
