@@ -760,15 +760,16 @@ fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::File::open(dir).unwrap().sync_all().unwrap();
 }
 
-/// Times `mine` and `floor` back to back, `iters` times, the one or the other first in
-/// turns, and returns the time `mine` took. Each pair's two times are kept in `pairs`: pairs
-/// run a few milliseconds apart, so the disk's drift, which moves whole seconds of criterion
-/// samples, hits both halves of a pair alike.
+/// Times `mine` and `other` (the raw floor, or bare redb doing the same durable work) back
+/// to back, `iters` times, the one or the other first in turns, and returns the time `mine`
+/// took. Each pair's two times are kept in `pairs`: pairs run a few milliseconds apart, so
+/// the disk's drift, which moves whole seconds of criterion samples, hits both halves of a
+/// pair alike.
 fn paired(
     iters: u64,
     pairs: &mut Vec<(f64, f64)>,
     mine: &mut dyn FnMut(),
-    floor: &mut dyn FnMut(),
+    other: &mut dyn FnMut(),
 ) -> Duration {
     let timed = |f: &mut dyn FnMut()| {
         let started = std::time::Instant::now();
@@ -779,9 +780,9 @@ fn paired(
     for _ in 0..iters {
         let (a, b) = if pairs.len().is_multiple_of(2) {
             let a = timed(mine);
-            (a, timed(floor))
+            (a, timed(other))
         } else {
-            let b = timed(floor);
+            let b = timed(other);
             (timed(mine), b)
         };
         pairs.push((a.as_nanos() as f64, b.as_nanos() as f64));
@@ -791,8 +792,9 @@ fn paired(
 }
 
 /// Writes what [`paired`] measured for `op` in round `round` beside criterion's results,
-/// for `bench_report`: the number of pairs and the median of their ratios.
-fn write_pairs(round: u64, op: &str, pairs: &[(f64, f64)]) {
+/// for `bench_report`: the system the pairs held against redkeep Exclusive, the number of
+/// pairs and the median of their ratios.
+fn write_pairs(round: u64, op: &str, against: &str, pairs: &[(f64, f64)]) {
     let mut ratios: Vec<f64> = pairs.iter().map(|(a, b)| a / b).collect();
     ratios.sort_by(f64::total_cmp);
     let Some(median) = ratios.get(ratios.len() / 2) else {
@@ -800,7 +802,11 @@ fn write_pairs(round: u64, op: &str, pairs: &[(f64, f64)]) {
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/criterion/r{round}_{op}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let info = serde_json::json!({ "pairs": pairs.len(), "median_ratio": median });
+    let info = serde_json::json!({
+        "against": against,
+        "pairs": pairs.len(),
+        "median_ratio": median,
+    });
     std::fs::write(dir.join("paired.json"), info.to_string()).unwrap();
 }
 
@@ -946,10 +952,19 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
 
     let fresh = || FRESH.fetch_add(1, Ordering::Relaxed);
 
+    // Durable commits: Exclusive is timed in pairs with bare redb (see `paired`).
     let mut g = group(c, r, "durable_insert");
     g.sample_size(20);
+    let mut pairs = Vec::new();
     g.bench_function("redkeep_exclusive", |b| {
-        b.iter(|| insert_user(&s.ex, fresh()))
+        b.iter_custom(|iters| {
+            paired(
+                iters,
+                &mut pairs,
+                &mut || insert_user(&s.ex, fresh()),
+                &mut || redb_insert(&s.redb, &user(fresh())),
+            )
+        })
     });
     g.bench_function("redkeep_shared", |b| b.iter(|| insert_user(&s.sh, fresh())));
     g.bench_function("bare_redb", |b| {
@@ -959,6 +974,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         b.iter(|| sqlite_insert(&s.sqlite, &user(fresh())))
     });
     g.finish();
+    write_pairs(r, "durable_insert", "bare_redb", &pairs);
 
     let mut g = group(c, r, "durable_login");
     g.sample_size(20);
@@ -988,7 +1004,17 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
             })
             .unwrap()
     };
-    g.bench_function("redkeep_exclusive", |b| b.iter(|| black_box(create(&s.ex))));
+    let mut pairs = Vec::new();
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter_custom(|iters| {
+            paired(
+                iters,
+                &mut pairs,
+                &mut || drop(black_box(create(&s.ex))),
+                &mut || redb_create_user(&s.redb, fresh()),
+            )
+        })
+    });
     g.bench_function("redkeep_shared", |b| b.iter(|| black_box(create(&s.sh))));
     g.bench_function("bare_redb", |b| {
         b.iter(|| redb_create_user(&s.redb, fresh()))
@@ -997,6 +1023,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         b.iter(|| sqlite_create_user(&s.sqlite, fresh()))
     });
     g.finish();
+    write_pairs(r, "durable_create_user", "bare_redb", &pairs);
 
     let mut g = group(c, r, "batch_1000_inserts");
     g.sample_size(10);
@@ -1069,7 +1096,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         b.iter(|| atomic_write(&floor, "workspace.json", &doc))
     });
     g.finish();
-    write_pairs(r, "workspace_update", &pairs);
+    write_pairs(r, "workspace_update", "raw_floor", &pairs);
 
     let mut g = group(c, r, "save_piece");
     g.sample_size(20);
@@ -1098,7 +1125,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     });
     g.bench_function("raw_floor", |b| b.iter(floor_piece));
     g.finish();
-    write_pairs(r, "save_piece", &pairs);
+    write_pairs(r, "save_piece", "raw_floor", &pairs);
 
     // Durable one-record commits from several threads at once.
     const PER_THREAD: u64 = 8;

@@ -37,8 +37,8 @@ const OPERATIONS: [(&str, &str); 13] = [
     ),
 ];
 
-/// The key under which a round keeps its paired ratio (not a system).
-const PAIRED: &str = "paired_ratio";
+/// The prefix of the key under which a round keeps a paired ratio (not a system).
+const PAIRED: &str = "paired:";
 
 type Table = BTreeMap<String, BTreeMap<u64, BTreeMap<String, f64>>>;
 
@@ -69,17 +69,17 @@ fn read_results(dir: &Path) -> std::io::Result<Table> {
         let Ok(round) = round.parse::<u64>() else {
             continue;
         };
-        // The median ratio of Exclusive's time to the floor's in back-to-back pairs, for the
-        // workspace rows (`paired` in benches/compare.rs).
+        // The median ratio of Exclusive's time to another system's in back-to-back pairs
+        // (`paired` in benches/compare.rs), kept under `paired:` and that system's name.
         if let Ok(text) = std::fs::read_to_string(entry.path().join("paired.json")) {
             let v: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| std::io::Error::other(format!("{name}/paired.json: {e}")))?;
-            if let Some(r) = v["median_ratio"].as_f64() {
+            if let (Some(r), Some(against)) = (v["median_ratio"].as_f64(), v["against"].as_str()) {
                 out.entry(op.to_string())
                     .or_default()
                     .entry(round)
                     .or_default()
-                    .insert(PAIRED.to_string(), r);
+                    .insert(format!("{PAIRED}{against}"), r);
             }
         }
         for system in SYSTEMS {
@@ -255,10 +255,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          redb keeping the same tables and indexes by hand (bincode values), SQLite 3 (bundled) \
          in WAL mode with `synchronous=FULL`, prepared statements and the same indexes; for \
          workspace files, the raw floor of crash-safe replacement (write a temp file, fsync, \
-         rename, fsync the folder); for those rows the ratio to the floor is the median, over \
-         rounds, of each round's median ratio of pairs in which redkeep and the floor ran back \
-         to back, the one or the other first in turns. redkeep's login and create-user flows include hashing or \
-         checking a password at cheap argon2 parameters, which the bare versions skip; create \
+         rename, fsync the folder). For the workspace rows (against the floor) and for durable \
+         insert and create user (against bare redb), the ratio is the median, over rounds, of \
+         each round's median ratio of pairs in which redkeep Exclusive and the other ran back \
+         to back, the one or the other first in turns. redkeep's login and create-user flows \
+         include hashing or checking a password at cheap argon2 parameters, which the bare versions skip; create \
          user writes the user with its indexes, the credential, the default role's grant, a \
          personal org with its membership, and three audit rows (role granted, org created, user \
          created) with their by-user index entries, and the bare versions write the same rows \
@@ -291,19 +292,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             "sqlite_wal_full"
         };
-        let vs_redb = ratio(rounds, "redkeep_exclusive", "bare_redb");
-        // Against the floor, the paired ratio when the run measured one: it does not move
-        // with the disk's drift between criterion's samples.
-        let vs_other = if rounds.values().any(|r| r.contains_key(PAIRED)) {
-            median(
-                rounds
-                    .values()
-                    .filter_map(|r| r.get(PAIRED).copied())
-                    .collect(),
-            )
-        } else {
-            ratio(rounds, "redkeep_exclusive", floor)
+        // The paired ratio when the run measured one: it does not move with the disk's
+        // drift between criterion's samples.
+        let against = |other: &str| {
+            let key = format!("{PAIRED}{other}");
+            if rounds.values().any(|r| r.contains_key(&key)) {
+                median(
+                    rounds
+                        .values()
+                        .filter_map(|r| r.get(&key).copied())
+                        .collect(),
+                )
+            } else {
+                ratio(rounds, "redkeep_exclusive", other)
+            }
         };
+        let vs_redb = against("bare_redb");
+        let vs_other = against(floor);
         let _ = writeln!(
             md,
             "| {op} | {} | {} | {} | {} | {} | {} | {} | {target} |",
