@@ -148,7 +148,7 @@ pub struct Workspaces {
     tidied: Memory<PathBuf, ()>,
     // Small documents this handle has read or written, each with the version of its
     // `workspace.json`: while the file is still that version, it need not be read again.
-    docs: Memory<PathBuf, (FileVersion, Arc<WorkspaceDoc>), MAX_DOCS>,
+    docs: DocMemory,
     // Set when the filesystem refused a rename without replacement: no remembered numbers.
     no_replace_unsupported: Arc<AtomicBool>,
 }
@@ -192,39 +192,34 @@ pub(super) struct GalleryHint {
 /// costs the checks it spared).
 const MAX_HINTS: usize = 4096;
 
-/// Documents a handle's memory of documents keeps at most, and the largest it keeps (as
-/// written): at most 4 MiB of JSON, and the documents of the folders in use are read once.
-const MAX_DOCS: usize = 128;
-const MAX_DOC_KEPT: usize = 32 * 1024;
+/// One of a handle's memories, shared by its clones and bounded by [`MAX_HINTS`].
+struct Memory<K, V>(Arc<Mutex<HashMap<K, V>>>);
 
-/// One of a handle's memories, shared by its clones and bounded by `MAX` entries.
-struct Memory<K, V, const MAX: usize = MAX_HINTS>(Arc<Mutex<HashMap<K, V>>>);
-
-impl<K, V, const MAX: usize> Clone for Memory<K, V, MAX> {
+impl<K, V> Clone for Memory<K, V> {
     fn clone(&self) -> Self {
         Memory(Arc::clone(&self.0))
     }
 }
 
-impl<K, V, const MAX: usize> Default for Memory<K, V, MAX> {
+impl<K, V> Default for Memory<K, V> {
     fn default() -> Self {
         Memory(Arc::default())
     }
 }
 
-impl<K: Eq + Hash, V: Clone, const MAX: usize> Memory<K, V, MAX> {
+impl<K: Eq + Hash, V: Copy> Memory<K, V> {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn get(&self, key: &K) -> Option<V> {
-        self.map().get(key).cloned()
+        self.map().get(key).copied()
     }
 
     /// Remembers `value` for `key`; returns what was remembered before.
     fn insert(&self, key: K, value: V) -> Option<V> {
         let mut map = self.map();
-        if map.len() >= MAX {
+        if map.len() >= MAX_HINTS {
             map.clear();
         }
         map.insert(key, value)
@@ -236,6 +231,62 @@ impl<K: Eq + Hash, V: Clone, const MAX: usize> Memory<K, V, MAX> {
 
     fn clear(&self) {
         self.map().clear();
+    }
+}
+
+/// The most JSON (as written) a handle's memory of documents holds, a few thousand usual
+/// documents, and the largest document it keeps.
+const DOCS_KEPT_BYTES: usize = 4 * 1024 * 1024;
+const MAX_DOC_KEPT: usize = 64 * 1024;
+
+/// Documents a handle has read or written, by path, each with the version of the file it
+/// came from and its size as written; shared by the handle's clones and bounded by
+/// [`DOCS_KEPT_BYTES`] and [`MAX_HINTS`] (past either it starts again).
+#[derive(Clone, Default)]
+struct DocMemory(Arc<Mutex<DocMap>>);
+
+#[derive(Default)]
+struct DocMap {
+    docs: HashMap<PathBuf, (FileVersion, Arc<WorkspaceDoc>, usize)>,
+    bytes: usize,
+}
+
+impl DocMemory {
+    fn map(&self) -> std::sync::MutexGuard<'_, DocMap> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The document kept for `path`, if it is the one of version `version`.
+    fn get(&self, path: &Path, version: FileVersion) -> Option<Arc<WorkspaceDoc>> {
+        self.map()
+            .docs
+            .get(path)
+            .filter(|(v, _, _)| *v == version)
+            .map(|(_, doc, _)| Arc::clone(doc))
+    }
+
+    /// Keeps `doc`, `len` bytes as written, as the document of version `version` at `path`.
+    fn insert(&self, path: PathBuf, version: FileVersion, doc: WorkspaceDoc, len: usize) {
+        let doc = Arc::new(doc);
+        let mut guard = self.map();
+        let m = &mut *guard;
+        if let Some((_, _, old)) = m.docs.remove(&path) {
+            m.bytes = m.bytes.saturating_sub(old);
+        }
+        if m.bytes.saturating_add(len) > DOCS_KEPT_BYTES || m.docs.len() >= MAX_HINTS {
+            m.docs.clear();
+            m.bytes = 0;
+        }
+        m.bytes += len;
+        m.docs.insert(path, (version, doc, len));
+    }
+
+    fn remove(&self, path: &Path) {
+        let mut guard = self.map();
+        let m = &mut *guard;
+        if let Some((_, _, old)) = m.docs.remove(path) {
+            m.bytes = m.bytes.saturating_sub(old);
+        }
     }
 }
 
@@ -273,7 +324,7 @@ impl Workspaces {
             hints: Memory::default(),
             markers: Memory::default(),
             tidied: Memory::default(),
-            docs: Memory::default(),
+            docs: DocMemory::default(),
             no_replace_unsupported: Arc::default(),
         })
     }
@@ -291,7 +342,7 @@ impl Workspaces {
             hints: Memory::default(),
             markers: Memory::default(),
             tidied: Memory::default(),
-            docs: Memory::default(),
+            docs: DocMemory::default(),
             no_replace_unsupported: Arc::default(),
         }
     }
@@ -533,8 +584,7 @@ impl Workspaces {
         // kept under the older version.
         let version = FileVersion::of(&path);
         if let Some(v) = version
-            && let Some((kept, doc)) = self.docs.get(&path)
-            && kept == v
+            && let Some(doc) = self.docs.get(&path, v)
         {
             return Ok((WorkspaceDoc::clone(&doc), version));
         }
@@ -557,9 +607,7 @@ impl Workspaces {
         len: usize,
     ) {
         match version {
-            Some(v) if len <= MAX_DOC_KEPT => {
-                self.docs.insert(path, (v, Arc::new(doc.clone())));
-            }
+            Some(v) if len <= MAX_DOC_KEPT => self.docs.insert(path, v, doc.clone(), len),
             _ => self.docs.remove(&path),
         }
     }
@@ -947,5 +995,48 @@ pub(super) fn clean_temp_files(dir: &Path) {
         {
             let _ = fs::remove_file(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_memory_stays_within_its_byte_budget() {
+        let memory = DocMemory::default();
+        let version = FileVersion {
+            dev: 1,
+            ino: 1,
+            size: 1,
+            mtime: (0, 0),
+            ctime: (0, 0),
+        };
+        let counted = |memory: &DocMemory| {
+            let m = memory.map();
+            (
+                m.bytes,
+                m.docs.values().map(|(_, _, len)| len).sum::<usize>(),
+            )
+        };
+        // A document kept again under the same path is counted once; a removed one not at
+        // all.
+        for _ in 0..10 {
+            memory.insert("/a".into(), version, WorkspaceDoc::default(), 1000);
+        }
+        memory.insert("/b".into(), version, WorkspaceDoc::default(), 500);
+        assert_eq!(counted(&memory), (1500, 1500));
+        memory.remove(Path::new("/b"));
+        assert_eq!(counted(&memory), (1000, 1000));
+        // Many large documents: never more than the budget, and always what it holds.
+        for i in 0..200 {
+            let path = PathBuf::from(format!("/d{i}"));
+            memory.insert(path, version, WorkspaceDoc::default(), MAX_DOC_KEPT);
+            let (bytes, sum) = counted(&memory);
+            assert!(bytes <= DOCS_KEPT_BYTES, "{bytes} bytes kept");
+            assert_eq!(bytes, sum);
+        }
+        assert!(memory.get(Path::new("/d199"), version).is_some());
+        assert!(memory.map().docs.len() > 1);
     }
 }
