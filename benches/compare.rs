@@ -791,6 +791,20 @@ fn paired(
     total
 }
 
+/// Benchmarks redkeep Exclusive in `g` with [`paired`] against `other`; returns the pairs,
+/// for [`write_pairs`].
+fn bench_paired(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    mine: &mut dyn FnMut(),
+    other: &mut dyn FnMut(),
+) -> Vec<(f64, f64)> {
+    let mut pairs = Vec::new();
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter_custom(|iters| paired(iters, &mut pairs, mine, other))
+    });
+    pairs
+}
+
 /// Writes what [`paired`] measured for `op` in round `round` beside criterion's results,
 /// for `bench_report`: the system the pairs held against redkeep Exclusive, the number of
 /// pairs and the median of their ratios.
@@ -955,16 +969,8 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     // Durable commits: Exclusive is timed in pairs with bare redb (see `paired`).
     let mut g = group(c, r, "durable_insert");
     g.sample_size(20);
-    let mut pairs = Vec::new();
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter_custom(|iters| {
-            paired(
-                iters,
-                &mut pairs,
-                &mut || insert_user(&s.ex, fresh()),
-                &mut || redb_insert(&s.redb, &user(fresh())),
-            )
-        })
+    let pairs = bench_paired(&mut g, &mut || insert_user(&s.ex, fresh()), &mut || {
+        redb_insert(&s.redb, &user(fresh()))
     });
     g.bench_function("redkeep_shared", |b| b.iter(|| insert_user(&s.sh, fresh())));
     g.bench_function("bare_redb", |b| {
@@ -1004,16 +1010,8 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
             })
             .unwrap()
     };
-    let mut pairs = Vec::new();
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter_custom(|iters| {
-            paired(
-                iters,
-                &mut pairs,
-                &mut || drop(black_box(create(&s.ex))),
-                &mut || redb_create_user(&s.redb, fresh()),
-            )
-        })
+    let pairs = bench_paired(&mut g, &mut || drop(black_box(create(&s.ex))), &mut || {
+        redb_create_user(&s.redb, fresh())
     });
     g.bench_function("redkeep_shared", |b| b.iter(|| black_box(create(&s.sh))));
     g.bench_function("bare_redb", |b| {
@@ -1083,13 +1081,8 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
             .unwrap()
     };
     // Exclusive is timed in pairs with the floor (see `paired`), for the ratio.
-    let mut pairs = Vec::new();
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter_custom(|iters| {
-            paired(iters, &mut pairs, &mut || update(&s.ex), &mut || {
-                atomic_write(&floor, "workspace.json", &doc)
-            })
-        })
+    let pairs = bench_paired(&mut g, &mut || update(&s.ex), &mut || {
+        atomic_write(&floor, "workspace.json", &doc)
     });
     g.bench_function("redkeep_shared", |b| b.iter(|| update(&s.sh)));
     g.bench_function("raw_floor", |b| {
@@ -1107,19 +1100,13 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         atomic_write(&floor.join("gallery"), &format!("piece_{i:06}.json"), piece);
         atomic_write(&floor, "workspace.json", &doc);
     };
-    let mut pairs = Vec::new();
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter_custom(|iters| {
-            paired(
-                iters,
-                &mut pairs,
-                &mut || {
-                    s.ex.workspaces().save_piece(2, piece).unwrap();
-                },
-                &mut || floor_piece(),
-            )
-        })
-    });
+    let pairs = bench_paired(
+        &mut g,
+        &mut || {
+            s.ex.workspaces().save_piece(2, piece).unwrap();
+        },
+        &mut || floor_piece(),
+    );
     g.bench_function("redkeep_shared", |b| {
         b.iter(|| s.sh.workspaces().save_piece(2, piece).unwrap())
     });

@@ -728,7 +728,7 @@ impl<'de> Reader<'de> {
             }
         }
         // Ten bytes always end the walk above; fewer ran out.
-        err("value ends early")
+        Err(ends_early())
     }
 
     /// A count of items that each take at least `min` bytes, checked against what is left.

@@ -660,10 +660,9 @@ impl Workspaces {
         self.within_cap(&bytes)?;
         self.tidy_once(dir);
         let path = dir.join(WORKSPACE_FILE);
-        if let Err(e) = fsutil::write_private(&path, &bytes) {
-            self.docs.remove(&path);
-            return Err(e);
-        }
+        // A failed write leaves either the old file, whose kept document still holds, or the
+        // new one, a new version: the memory needs no change then.
+        fsutil::write_private(&path, &bytes)?;
         // The exclusive lock is still held: this is the version just written.
         let version = FileVersion::of(&path);
         self.keep_doc(path, version, doc, bytes.len());
