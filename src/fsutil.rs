@@ -88,13 +88,20 @@ pub fn private_temp_in(dir: &Path) -> Result<NamedTempFile> {
 /// Flushes `tmp` to disk, renames it over `target` and fsyncs the directory. On error the
 /// temp file is removed and `target` is untouched.
 pub fn persist(tmp: NamedTempFile, target: &Path) -> Result<()> {
+    persist_open(tmp, target).map(drop)
+}
+
+/// [`persist`], giving back the file, still open, now at `target`.
+fn persist_open(tmp: NamedTempFile, target: &Path) -> Result<File> {
     fault(FileOp::Sync)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| Error::io(format!("syncing a temp file for {}", target.display()), e))?;
     fault(FileOp::Rename).map_err(|e| Error::io(format!("replacing {}", target.display()), e))?;
-    tmp.persist(target)
+    let file = tmp
+        .persist(target)
         .map_err(|e| Error::io(format!("replacing {}", target.display()), e.error))?;
-    sync_dir(target)
+    sync_dir(target)?;
+    Ok(file)
 }
 
 /// Fsyncs the directory holding `path`, so a rename in it survives a crash.
@@ -116,11 +123,24 @@ pub fn sync_this_dir(dir: &Path) -> Result<()> {
 
 /// Atomically replaces `target` with `bytes` (mode 0600).
 pub fn write_private(target: &Path, bytes: &[u8]) -> Result<()> {
+    write_private_open(target, bytes).map(drop)
+}
+
+/// [`write_private`], giving back the metadata of the file written (taken from the open file
+/// once it is in place: no other lookup of `target`). `None` when it could not be read.
+///
+/// # Errors
+/// As [`write_private`].
+pub fn write_private_meta(target: &Path, bytes: &[u8]) -> Result<Option<fs::Metadata>> {
+    Ok(write_private_open(target, bytes)?.metadata().ok())
+}
+
+fn write_private_open(target: &Path, bytes: &[u8]) -> Result<File> {
     let mut tmp = temp_sibling(target)?;
     fault(FileOp::Write)
         .and_then(|()| tmp.write_all(bytes))
         .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
-    persist(tmp, target)
+    persist_open(tmp, target)
 }
 
 /// Writes `bytes` (mode 0600) as the new file `target` durably, without ever replacing

@@ -922,3 +922,68 @@ fn a_document_changed_by_another_handle_or_by_hand_is_read_again() {
     b.update(1, |d| d.add_note("b2")).unwrap();
     assert_eq!(notes(&a), json!([big, "b2"]));
 }
+
+/// A handle keeps a folder's lock file open between its locks. When another handle moves the
+/// folder away and makes a new one, the kept file is the old folder's: the handle must lock
+/// the new folder's file instead, so it still waits for the other handle's writer.
+#[test]
+fn a_kept_lock_file_of_a_folder_moved_away_locks_the_new_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<&str>();
+    let waiting = tx.clone();
+    let on_wait: redkeep::workspace::lock::WaitNotice = Arc::new(move |_: &Path| {
+        let _ = waiting.send("waits");
+    });
+    let a = Arc::new(open_with(
+        tmp.path(),
+        WorkspaceOptions {
+            on_wait: Some(on_wait),
+            ..Default::default()
+        },
+    ));
+    let b = Arc::new(open(tmp.path()));
+    // `a` locks the folder twice (the second time with the file it kept), then `b` moves the
+    // folder to the trash and writes a new one.
+    a.update(1, |d| d.add_note("a1")).unwrap();
+    a.update(1, |d| d.add_note("a2")).unwrap();
+    b.trash_folder(1, Timestamp(1_800_000_000))
+        .unwrap()
+        .unwrap();
+    b.update(1, |d| d.add_note("b1")).unwrap();
+    // `b` holds the new folder's lock while `a` writes: `a` must wait for it.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let b = b.clone();
+        std::thread::spawn(move || {
+            b.update(1, |d| {
+                entered_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                d.add_note("b2")
+            })
+            .unwrap()
+        })
+    };
+    entered_rx.recv().unwrap();
+    let writer = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            a.update(1, |d| d.add_note("a3")).unwrap();
+            let _ = tx.send("wrote");
+        })
+    };
+    assert_eq!(
+        rx.recv().unwrap(),
+        "waits",
+        "a wrote without waiting for b's lock"
+    );
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    writer.join().unwrap();
+    assert_eq!(rx.recv().unwrap(), "wrote");
+    assert_eq!(a.read(1).unwrap().notes, json!(["b1", "b2", "a3"]));
+    // The old folder, in the trash, is as `a` left it.
+    let old = std::fs::read(tmp.path().join("trash/1-1800000000/workspace.json")).unwrap();
+    let old: Value = serde_json::from_slice(&old).unwrap();
+    assert_eq!(old["notes"], json!(["a1", "a2"]));
+}

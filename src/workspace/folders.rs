@@ -149,6 +149,8 @@ pub struct Workspaces {
     // Small documents this handle has read or written, each with the version of its
     // `workspace.json`: while the file is still that version, it need not be read again.
     docs: DocMemory,
+    // Lock files this handle opened and released, to lock again without opening them.
+    lock_files: LockFiles,
     // Set when the filesystem refused a rename without replacement: no remembered numbers.
     no_replace_unsupported: Arc<AtomicBool>,
 }
@@ -167,14 +169,18 @@ pub(super) struct FileVersion {
 impl FileVersion {
     /// The version of the file at `path` (not following a symlink); `None` when absent.
     pub(super) fn of(path: &Path) -> Option<FileVersion> {
-        let m = fs::symlink_metadata(path).ok()?;
-        Some(FileVersion {
+        Some(FileVersion::from_meta(&fs::symlink_metadata(path).ok()?))
+    }
+
+    /// The version `m` describes.
+    fn from_meta(m: &fs::Metadata) -> FileVersion {
+        FileVersion {
             dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
-        })
+        }
     }
 }
 
@@ -290,6 +296,50 @@ impl DocMemory {
     }
 }
 
+/// Lock files a handle keeps open after their lock is released: at most this many, past it
+/// it starts again (a file descriptor each).
+const MAX_LOCK_FILES: usize = 64;
+
+/// Lock files this handle opened and has released, by user, each with its device and inode
+/// as opened, so the next lock of the folder needs no open, `stat` and close; shared by the
+/// handle's clones and bounded by [`MAX_LOCK_FILES`]. A file is taken out while it is locked:
+/// locks on one file description do not exclude each other, so no two locks may share one.
+#[derive(Clone, Default)]
+struct LockFiles(Arc<Mutex<KeptLockFiles>>);
+
+/// By user: an open lock file and its device and inode.
+type KeptLockFiles = HashMap<u64, (fs::File, (u64, u64))>;
+
+impl LockFiles {
+    fn map(&self) -> std::sync::MutexGuard<'_, KeptLockFiles> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes out the file kept for `user`'s folder, if any.
+    fn take(&self, user: u64) -> Option<(fs::File, (u64, u64))> {
+        self.map().remove(&user)
+    }
+
+    /// Keeps `file`, unlocked, as the lock file of `user`'s folder, of identity `id`.
+    fn keep(&self, user: u64, file: fs::File, id: (u64, u64)) {
+        let mut map = self.map();
+        if map.len() >= MAX_LOCK_FILES && !map.contains_key(&user) {
+            map.clear();
+        }
+        map.insert(user, (file, id));
+    }
+
+    /// Closes what is kept for `user` (or for everyone).
+    fn forget(&self, user: Option<u64>) {
+        match user {
+            Some(u) => {
+                self.map().remove(&u);
+            }
+            None => self.map().clear(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Workspaces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Workspaces")
@@ -299,10 +349,24 @@ impl std::fmt::Debug for Workspaces {
     }
 }
 
-/// An open, locked folder whose owner was checked.
+/// An open, locked folder whose owner was checked. Dropping it releases the lock and keeps
+/// the lock file open for the handle's next lock of the folder.
 pub(super) struct Folder {
     pub(super) dir: PathBuf,
-    _lock: DirLock,
+    // Always there until dropped.
+    lock: Option<DirLock>,
+    user: u64,
+    // The lock file's device and inode.
+    id: (u64, u64),
+    kept: LockFiles,
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        if let Some(file) = self.lock.take().and_then(DirLock::unlocked) {
+            self.kept.keep(self.user, file, self.id);
+        }
+    }
 }
 
 impl Workspaces {
@@ -325,6 +389,7 @@ impl Workspaces {
             markers: Memory::default(),
             tidied: Memory::default(),
             docs: DocMemory::default(),
+            lock_files: LockFiles::default(),
             no_replace_unsupported: Arc::default(),
         })
     }
@@ -343,6 +408,7 @@ impl Workspaces {
             markers: Memory::default(),
             tidied: Memory::default(),
             docs: DocMemory::default(),
+            lock_files: LockFiles::default(),
             no_replace_unsupported: Arc::default(),
         }
     }
@@ -453,7 +519,16 @@ impl Workspaces {
                 made_for = Some(owner);
             }
             let lock_path = dir.join(LOCK_FILE);
-            let lock = match lock::lock(&lock_path, kind, self.options.on_wait.as_ref()) {
+            let notice = self.options.on_wait.as_ref();
+            // The lock file this handle kept open, if any, is locked without opening it; the
+            // check below that the path still names it finds one moved away or replaced.
+            let kept = self.lock_files.take(user);
+            let known = kept.as_ref().map(|(_, id)| *id);
+            let locked = match kept {
+                Some((file, _)) => lock::relock(file, &lock_path, kind, notice),
+                None => lock::lock(&lock_path, kind, notice),
+            };
+            let lock = match locked {
                 Ok(l) => l,
                 // Moved away between the check and the lock: look again.
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -461,9 +536,12 @@ impl Workspaces {
                 }
                 Err(e) => return Err(e),
             };
+            let Some(id) = known.or_else(|| lock.identity()) else {
+                continue;
+            };
             let same = fs::symlink_metadata(&lock_path)
                 .ok()
-                .is_some_and(|m| Some(m.ino()) == lock.inode());
+                .is_some_and(|m| (m.dev(), m.ino()) == id);
             if !same {
                 continue;
             }
@@ -485,7 +563,13 @@ impl Workspaces {
             }
             let owner = owner.ok_or_else(|| Error::not_found(format!("user {user}")))?;
             self.check_marker(user, &dir, owner)?;
-            return Ok(Some(Folder { dir, _lock: lock }));
+            return Ok(Some(Folder {
+                dir,
+                lock: Some(lock),
+                user,
+                id,
+                kept: self.lock_files.clone(),
+            }));
         }
         Err(Error::Busy {
             what: format!("the folder {} keeps moving", dir.display()),
@@ -662,9 +746,10 @@ impl Workspaces {
         let path = dir.join(WORKSPACE_FILE);
         // A failed write leaves either the old file, whose kept document still holds, or the
         // new one, a new version: the memory needs no change then.
-        fsutil::write_private(&path, &bytes)?;
-        // The exclusive lock is still held: this is the version just written.
-        let version = FileVersion::of(&path);
+        let written = fsutil::write_private_meta(&path, &bytes)?;
+        // Taken from the file now in place, under the exclusive lock still held: the version
+        // just written (a rename changes the file's ctime, so this is read after it).
+        let version = written.as_ref().map(FileVersion::from_meta);
         self.keep_doc(path, version, doc, bytes.len());
         Ok(version)
     }
@@ -885,6 +970,7 @@ impl Workspaces {
     /// `Io` when it cannot be moved.
     pub fn trash_folder(&self, user: u64, now: Timestamp) -> Result<Option<PathBuf>> {
         self.forget(Some(user));
+        self.lock_files.forget(Some(user));
         let dir = self.dir(user);
         let real = match fsutil::real_dir(&dir) {
             Ok(Some(())) => true,
@@ -913,6 +999,7 @@ impl Workspaces {
     /// `Io` when they cannot be moved.
     pub fn trash_all(&self, now: Timestamp) -> Result<Option<PathBuf>> {
         self.forget(None);
+        self.lock_files.forget(None);
         let users = self.users_dir();
         let empty = fs::read_dir(&users)
             .map(|mut d| d.next().is_none())
@@ -1037,5 +1124,22 @@ mod tests {
         }
         assert!(memory.get(Path::new("/d199"), version).is_some());
         assert!(memory.map().docs.len() > 1);
+    }
+
+    #[test]
+    fn kept_lock_files_stay_within_their_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = fs::File::create(tmp.path().join("lock")).unwrap();
+        let kept = LockFiles::default();
+        for user in 0..200 {
+            kept.keep(user, file.try_clone().unwrap(), (1, user));
+            let held = kept.map().len();
+            assert!(held <= MAX_LOCK_FILES, "{held} files kept");
+        }
+        // The last one is there, once, and taking it out leaves none for that user.
+        assert_eq!(kept.take(199).map(|(_, id)| id), Some((1, 199)));
+        assert!(kept.take(199).is_none());
+        kept.forget(None);
+        assert!(kept.map().is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! Advisory locks on a user directory's `.lock` file, with std's `File::lock` family (flock on
-//! Linux). Each lock opens its own file description, so locks exclude each other between
-//! threads of one process as well as between processes.
+//! Linux). No two locks held at once share a file description (each opens its own, or takes
+//! one that no lock holds), so locks exclude each other between threads of one process as
+//! well as between processes.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,20 +15,39 @@ pub type WaitNotice = std::sync::Arc<dyn Fn(&Path) + Send + Sync>;
 /// A held lock; released on drop.
 #[derive(Debug)]
 pub struct DirLock {
-    file: File,
+    // Always there until [`DirLock::unlocked`] takes it.
+    file: Option<File>,
 }
 
 impl DirLock {
     /// The inode of the locked file, to check that the path still names it.
     pub fn inode(&self) -> Option<u64> {
+        self.identity().map(|(_, ino)| ino)
+    }
+
+    /// The device and inode of the locked file.
+    pub(crate) fn identity(&self) -> Option<(u64, u64)> {
         use std::os::unix::fs::MetadataExt;
-        self.file.metadata().ok().map(|m| m.ino())
+        let m = self.file.as_ref()?.metadata().ok()?;
+        Some((m.dev(), m.ino()))
+    }
+
+    /// Releases the lock and gives back the still open file, to lock again later with
+    /// [`relock`]; `None` (and the file closed) if it could not be released.
+    pub(crate) fn unlocked(mut self) -> Option<File> {
+        let file = self.file.take()?;
+        file.unlock().ok()?;
+        Some(file)
     }
 }
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        let _ = self.file.unlock();
+        // Released explicitly, not only by the close: a child forked without exec shares
+        // the file description and would otherwise keep the lock.
+        if let Some(file) = &self.file {
+            let _ = file.unlock();
+        }
     }
 }
 
@@ -75,6 +95,22 @@ pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<
             other.map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?
         }
     };
+    relock(file, path, kind, notice)
+}
+
+/// Takes the lock on `file`, the lock file at `path` opened before (by [`lock`], then given
+/// back by [`DirLock::unlocked`]). Whether `path` still names it is the caller's to check.
+/// Each open file description locks on its own: the caller must not lock one file from two
+/// threads at once.
+///
+/// # Errors
+/// `Io` when it cannot be locked.
+pub(crate) fn relock(
+    file: File,
+    path: &Path,
+    kind: LockKind,
+    notice: Option<&WaitNotice>,
+) -> Result<DirLock> {
     let attempt = match kind {
         LockKind::Shared => file.try_lock_shared(),
         LockKind::Exclusive => file.try_lock(),
@@ -95,5 +131,5 @@ pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<
             return Err(Error::io(format!("locking {}", path.display()), e));
         }
     }
-    Ok(DirLock { file })
+    Ok(DirLock { file: Some(file) })
 }
