@@ -919,3 +919,49 @@ impl Recovery<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::RECORD_WRITES;
+    use crate::{NewUser, Options, PasswordParams, Redkeep};
+
+    /// Creating a user writes each of its records once: the user already points at its
+    /// personal org when it is written, rather than being written and then updated.
+    #[test]
+    fn creating_a_user_writes_each_record_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rk = Redkeep::open(
+            tmp.path(),
+            Options::default().password(PasswordParams::INSECURE_FAST),
+        )
+        .unwrap();
+        RECORD_WRITES.with_borrow_mut(|w| w.clear());
+        let user = rk
+            .users()
+            .create(NewUser {
+                email: "alice@example.com".into(),
+                name: None,
+                username: None,
+                password: None,
+                is_admin: false,
+                invite: None,
+            })
+            .unwrap()
+            .user;
+        let mut writes: Vec<_> = RECORD_WRITES.with_borrow(|w| w.clone().into_iter().collect());
+        writes.sort_unstable();
+        // Three audit rows: the role granted, the org created, the user created.
+        assert_eq!(
+            writes,
+            [
+                ("audit", 3),
+                ("credentials", 1),
+                ("org_members", 1),
+                ("orgs", 1),
+                ("user_roles", 1),
+                ("users", 1)
+            ]
+        );
+        assert!(user.current_org_id.is_some());
+    }
+}

@@ -47,5 +47,7 @@ pub use tx::{IndexInfo, Meta, ReadTx, Source, TableInfo, WriteTx};
 pub(crate) use check::{quarantine_table, set_aside};
 pub(crate) use engine::{RawRead, get_owned};
 pub(crate) use key::show_key;
+#[cfg(test)]
+pub(crate) use table::RECORD_WRITES;
 pub(crate) use table::{decode_record, encode, index_table, record_table};
 pub(crate) use tx::meta_entry_sound;

@@ -935,7 +935,10 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         let mut added: Vec<(&str, Vec<u8>)> = Vec::new();
         let mut removed: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::new();
         self.write_steps(pk, old, new, &value, &mut added, &mut removed)
-            .map_err(|e| take_back(raw, e, &added, &removed))
+            .map_err(|e| take_back(raw, e, &added, &removed))?;
+        #[cfg(test)]
+        RECORD_WRITES.with_borrow_mut(|w| *w.entry(R::TABLE).or_default() += 1);
+        Ok(())
     }
 
     /// The steps of [`Table::write`], noting in `added` and `removed` what each changed.
@@ -1022,6 +1025,13 @@ impl<'a> WriteTx<'a> {
     pub fn table<R: Record>(&self) -> Table<'_, R, WriteTx<'a>> {
         Table::new(self)
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Records this thread wrote, by table: what an operation writes, for tests.
+    pub(crate) static RECORD_WRITES: std::cell::RefCell<std::collections::HashMap<&'static str, u64>> =
+        std::cell::RefCell::default();
 }
 
 #[cfg(test)]
