@@ -134,6 +134,9 @@ impl WorkspaceInfo {
 }
 
 /// The per-user folders under one root.
+///
+/// A handle keeps some files open between calls (the lock files of recently used folders),
+/// so, like the database, it is not to be used in a child process forked without exec.
 #[derive(Clone)]
 pub struct Workspaces {
     root: PathBuf,
@@ -323,10 +326,15 @@ impl LockFiles {
     /// Keeps `file`, unlocked, as the lock file of `user`'s folder, of identity `id`.
     fn keep(&self, user: u64, file: fs::File, id: (u64, u64)) {
         let mut map = self.map();
-        if map.len() >= MAX_LOCK_FILES && !map.contains_key(&user) {
-            map.clear();
-        }
+        // The files let go are closed after the guard, not while others wait for it.
+        let old = if map.len() >= MAX_LOCK_FILES && !map.contains_key(&user) {
+            std::mem::take(&mut *map)
+        } else {
+            HashMap::new()
+        };
         map.insert(user, (file, id));
+        drop(map);
+        drop(old);
     }
 
     /// Closes what is kept for `user` (or for everyone).
@@ -536,15 +544,20 @@ impl Workspaces {
                 }
                 Err(e) => return Err(e),
             };
-            let Some(id) = known.or_else(|| lock.identity()) else {
+            // The identity kept for next time is the path's, as `stat` gives it: a kept file
+            // is compared with the same source (some filesystems, overlayfs on older kernels,
+            // give an open file another device number than its path).
+            let at_path = fs::symlink_metadata(&lock_path)
+                .ok()
+                .map(|m| (m.dev(), m.ino()));
+            let same = match (known, at_path) {
+                (Some(id), Some(path)) => id == path,
+                (None, Some((_, ino))) => lock.inode() == Some(ino),
+                (_, None) => false,
+            };
+            let Some(id) = at_path.filter(|_| same) else {
                 continue;
             };
-            let same = fs::symlink_metadata(&lock_path)
-                .ok()
-                .is_some_and(|m| (m.dev(), m.ino()) == id);
-            if !same {
-                continue;
-            }
             // Whose the folder must be is read under the lock, once: a deletion or restore
             // that committed before is seen here, and one that commits later moves the
             // folder only after taking this lock.

@@ -1,7 +1,8 @@
 //! Advisory locks on a user directory's `.lock` file, with std's `File::lock` family (flock on
 //! Linux). No two locks held at once share a file description (each opens its own, or takes
 //! one that no lock holds), so locks exclude each other between threads of one process as
-//! well as between processes.
+//! well as between processes. A child forked without exec inherits the descriptions, which
+//! is why a handle is not to be used across such a fork (no more than the database itself).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,27 +18,25 @@ pub type WaitNotice = std::sync::Arc<dyn Fn(&Path) + Send + Sync>;
 pub struct DirLock {
     // Always there until [`DirLock::unlocked`] takes it.
     file: Option<File>,
+    // Whether the file was opened for writing (a reader of a read-only folder opens it for
+    // reading only).
+    writable: bool,
 }
 
 impl DirLock {
     /// The inode of the locked file, to check that the path still names it.
     pub fn inode(&self) -> Option<u64> {
-        self.identity().map(|(_, ino)| ino)
-    }
-
-    /// The device and inode of the locked file.
-    pub(crate) fn identity(&self) -> Option<(u64, u64)> {
         use std::os::unix::fs::MetadataExt;
-        let m = self.file.as_ref()?.metadata().ok()?;
-        Some((m.dev(), m.ino()))
+        self.file.as_ref()?.metadata().ok().map(|m| m.ino())
     }
 
     /// Releases the lock and gives back the still open file, to lock again later with
-    /// [`relock`]; `None` (and the file closed) if it could not be released.
+    /// [`relock`]; `None` (and the file closed) if it could not be released, or if it was
+    /// opened for reading only (an exclusive lock must not be taken on such a file).
     pub(crate) fn unlocked(mut self) -> Option<File> {
         let file = self.file.take()?;
         file.unlock().ok()?;
-        Some(file)
+        self.writable.then_some(file)
     }
 }
 
@@ -75,6 +74,7 @@ pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<
         .mode(0o600)
         .custom_flags(flags)
         .open(path);
+    let writable = opened.is_ok();
     let file = match opened {
         // A reader who may not write the folder (a read-only data dir) locks an existing
         // lock file opened for reading: flock does not need write access.
@@ -95,13 +95,16 @@ pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<
             other.map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?
         }
     };
-    relock(file, path, kind, notice)
+    let mut lock = relock(file, path, kind, notice)?;
+    lock.writable = writable;
+    Ok(lock)
 }
 
-/// Takes the lock on `file`, the lock file at `path` opened before (by [`lock`], then given
-/// back by [`DirLock::unlocked`]). Whether `path` still names it is the caller's to check.
-/// Each open file description locks on its own: the caller must not lock one file from two
-/// threads at once.
+/// Takes the lock on `file`, the lock file at `path` opened for writing before (by [`lock`],
+/// then given back by [`DirLock::unlocked`]). Whether `path` still names it is the caller's
+/// to check. A lock belongs to the open file description, not to the descriptor: no other
+/// descriptor of the same description (a `try_clone`, or a copy inherited by a forked child)
+/// may be locked while this one is, or the two would not exclude each other.
 ///
 /// # Errors
 /// `Io` when it cannot be locked.
@@ -131,5 +134,8 @@ pub(crate) fn relock(
             return Err(Error::io(format!("locking {}", path.display()), e));
         }
     }
-    Ok(DirLock { file: Some(file) })
+    Ok(DirLock {
+        file: Some(file),
+        writable: true,
+    })
 }
