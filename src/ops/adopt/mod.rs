@@ -111,9 +111,8 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
 
 /// Takes the lock of the folder that holds `target` (waiting for another adoption there).
 fn lock_parent(target: &Path) -> Result<std::fs::File> {
-    let target = std::path::absolute(target)
-        .map_err(|e| Error::io(format!("resolving {}", target.display()), e))?;
-    let parent = target.parent().unwrap_or(Path::new("/"));
+    let parent = holder(target)?;
+    let parent = parent.as_path();
     let dir = std::fs::File::open(parent)
         .map_err(|e| Error::io(format!("opening {}", parent.display()), e))?;
     rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
@@ -123,6 +122,24 @@ fn lock_parent(target: &Path) -> Result<std::fs::File> {
         )
     })?;
     Ok(dir)
+}
+
+/// The real folder that holds `target`, which need not exist yet: symlinks and `..` are
+/// resolved, so every spelling of one data dir (`d`, `./d`, `d/.`, `d/sub/..`, a symlink to
+/// it) names the same folder, and adoptions into it take turns.
+fn holder(target: &Path) -> Result<PathBuf> {
+    let resolve = |p: &Path| {
+        std::fs::canonicalize(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e))
+    };
+    let absolute = std::path::absolute(target)
+        .map_err(|e| Error::io(format!("resolving {}", target.display()), e))?;
+    match resolve(&absolute) {
+        Ok(real) => Ok(real
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)),
+        // Not there yet: the folder it is to be made in.
+        Err(_) => resolve(absolute.parent().unwrap_or(Path::new("/"))),
+    }
 }
 
 fn adopt_in(
@@ -191,4 +208,47 @@ fn adopt_in(
         problems,
         notes: o.notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
+    use super::{holder, lock_parent};
+
+    /// The device and inode of a folder: one folder however its path is spelled.
+    fn identity(p: &Path) -> (u64, u64) {
+        let m = std::fs::metadata(p).unwrap();
+        (m.dev(), m.ino())
+    }
+
+    #[test]
+    fn every_spelling_of_a_data_dir_locks_the_same_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        std::fs::create_dir_all(base.join("parent/d/sub")).unwrap();
+        std::fs::create_dir(base.join("other")).unwrap();
+        std::os::unix::fs::symlink(base.join("parent/d"), base.join("link")).unwrap();
+        let parent = identity(&base.join("parent"));
+        for spelling in [
+            "parent/d",
+            "parent/d/.",
+            "parent/./d",
+            "other/../parent/d",
+            "parent/d/sub/..",
+            "link",
+            "parent/not-yet",
+        ] {
+            let held = holder(&base.join(spelling)).unwrap();
+            assert_eq!(identity(&held), parent, "{spelling} is held by {held:?}");
+        }
+        // Held through one spelling, the folder is busy for another.
+        let _turn = lock_parent(&base.join("link")).unwrap();
+        let other = std::fs::File::open(base.join("parent")).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+    }
 }
