@@ -1028,10 +1028,12 @@ impl<'a> WriteTx<'a> {
 }
 
 #[cfg(test)]
+type WriteTally = std::cell::RefCell<std::collections::HashMap<&'static str, u64>>;
+
+#[cfg(test)]
 thread_local! {
     /// Records this thread wrote, by table: what an operation writes, for tests.
-    pub(crate) static RECORD_WRITES: std::cell::RefCell<std::collections::HashMap<&'static str, u64>> =
-        std::cell::RefCell::default();
+    pub(crate) static RECORD_WRITES: WriteTally = WriteTally::default();
 }
 
 #[cfg(test)]

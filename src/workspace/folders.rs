@@ -303,14 +303,15 @@ impl DocMemory {
 /// it starts again (a file descriptor each).
 const MAX_LOCK_FILES: usize = 64;
 
-/// Lock files this handle opened and has released, by user, each with its device and inode
-/// as opened, so the next lock of the folder needs no open, `stat` and close; shared by the
-/// handle's clones and bounded by [`MAX_LOCK_FILES`]. A file is taken out while it is locked:
-/// locks on one file description do not exclude each other, so no two locks may share one.
+/// Lock files this handle opened and has released, by user, each with the device and inode
+/// its path showed, so the next lock of the folder needs no open, `stat` and close; shared by
+/// the handle's clones and bounded by [`MAX_LOCK_FILES`]. A file is taken out while it is
+/// locked: locks on one file description do not exclude each other, so no two locks may share
+/// one.
 #[derive(Clone, Default)]
 struct LockFiles(Arc<Mutex<KeptLockFiles>>);
 
-/// By user: an open lock file and its device and inode.
+/// By user: an open lock file and the device and inode its path showed.
 type KeptLockFiles = HashMap<u64, (fs::File, (u64, u64))>;
 
 impl LockFiles {
@@ -364,7 +365,7 @@ pub(super) struct Folder {
     // Always there until dropped.
     lock: Option<DirLock>,
     user: u64,
-    // The lock file's device and inode.
+    // The lock file's device and inode, as its path showed them.
     id: (u64, u64),
     kept: LockFiles,
 }
