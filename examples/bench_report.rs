@@ -259,7 +259,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          insert and create user (against bare redb), the ratio is the median, over rounds, of \
          each round's median ratio of pairs in which redkeep Exclusive and the other ran back \
          to back, the one or the other first in turns. redkeep's login and create-user flows \
-         include hashing or checking a password at cheap argon2 parameters, which the bare versions skip; create \
+         include hashing or checking a password at cheap argon2 parameters, which the bare \
+         versions skip; create \
          user writes the user with its indexes, the credential, the default role's grant, a \
          personal org with its membership, and three audit rows (role granted, org created, user \
          created) with their by-user index entries, and the bare versions write the same rows \

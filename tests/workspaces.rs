@@ -39,6 +39,18 @@ fn open(root: &Path) -> Workspaces {
     open_with(root, WorkspaceOptions::default())
 }
 
+/// A handle that calls `notice` each time one of its writers is about to wait for a lock.
+fn open_noticing(root: &Path, notice: impl Fn() + Send + Sync + 'static) -> Workspaces {
+    let on_wait: redkeep::workspace::lock::WaitNotice = Arc::new(move |_: &Path| notice());
+    open_with(
+        root,
+        WorkspaceOptions {
+            on_wait: Some(on_wait),
+            ..Default::default()
+        },
+    )
+}
+
 /// Every piece parses, numbers are 1..=N without gaps, and piece_count equals N.
 fn assert_gallery_is_exact(ws: &Workspaces, user: u64, n: u64) {
     let pieces = ws.list_pieces(user).unwrap();
@@ -792,16 +804,9 @@ fn a_waiting_writer_is_told_it_waits() {
     let tmp = tempfile::tempdir().unwrap();
     let waits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let w = waits.clone();
-    let on_wait: redkeep::workspace::lock::WaitNotice = Arc::new(move |_: &Path| {
+    let ws = Arc::new(open_noticing(tmp.path(), move || {
         w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    });
-    let ws = Arc::new(open_with(
-        tmp.path(),
-        WorkspaceOptions {
-            on_wait: Some(on_wait),
-            ..Default::default()
-        },
-    ));
+    }));
     ws.update(1, |_| Ok(())).unwrap();
     let (entered_tx, entered_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
@@ -931,16 +936,9 @@ fn a_kept_lock_file_of_a_folder_moved_away_locks_the_new_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<&str>();
     let waiting = tx.clone();
-    let on_wait: redkeep::workspace::lock::WaitNotice = Arc::new(move |_: &Path| {
+    let a = Arc::new(open_noticing(tmp.path(), move || {
         let _ = waiting.send("waits");
-    });
-    let a = Arc::new(open_with(
-        tmp.path(),
-        WorkspaceOptions {
-            on_wait: Some(on_wait),
-            ..Default::default()
-        },
-    ));
+    }));
     let b = Arc::new(open(tmp.path()));
     // `a` locks the folder twice (the second time with the file it kept), then `b` moves the
     // folder to the trash and writes a new one.

@@ -277,11 +277,8 @@ impl DocMemory {
     /// Keeps `doc`, `len` bytes as written, as the document of version `version` at `path`.
     fn insert(&self, path: PathBuf, version: FileVersion, doc: WorkspaceDoc, len: usize) {
         let doc = Arc::new(doc);
-        let mut guard = self.map();
-        let m = &mut *guard;
-        if let Some((_, _, old)) = m.docs.remove(&path) {
-            m.bytes = m.bytes.saturating_sub(old);
-        }
+        let mut m = self.map();
+        m.remove(&path);
         if m.bytes.saturating_add(len) > DOCS_KEPT_BYTES || m.docs.len() >= MAX_HINTS {
             m.docs.clear();
             m.bytes = 0;
@@ -291,10 +288,15 @@ impl DocMemory {
     }
 
     fn remove(&self, path: &Path) {
-        let mut guard = self.map();
-        let m = &mut *guard;
-        if let Some((_, _, old)) = m.docs.remove(path) {
-            m.bytes = m.bytes.saturating_sub(old);
+        self.map().remove(path);
+    }
+}
+
+impl DocMap {
+    /// Drops the document kept for `path`, and its bytes from the count.
+    fn remove(&mut self, path: &Path) {
+        if let Some((_, _, old)) = self.docs.remove(path) {
+            self.bytes = self.bytes.saturating_sub(old);
         }
     }
 }
