@@ -258,7 +258,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          rename, fsync the folder). For the workspace rows (against the floor) and for durable \
          insert and create user (against bare redb), the ratio is the median, over rounds, of \
          each round's median ratio of pairs in which redkeep Exclusive and the other ran back \
-         to back, the one or the other first in turns. redkeep's login and create-user flows \
+         to back, the one or the other first in turns. For reads, bare redb begins a read \
+         transaction and opens its tables for each operation, as an application that uses \
+         redb directly does; redkeep Exclusive, the file's only writer, keeps the transaction \
+         of the latest commit with its tables open for the reads that follow it, and lets it \
+         go at the next commit, so a hot read between two commits begins no transaction and \
+         opens no table (the first read after a commit pays for both); redkeep Shared, whose \
+         file other processes change, begins one for every read. redkeep's login and create-user flows \
          include hashing or checking a password at cheap argon2 parameters, which the bare \
          versions skip; create \
          user writes the user with its indexes, the credential, the default role's grant, a \

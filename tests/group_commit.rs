@@ -2,7 +2,7 @@
 //! panics) inside a shared commit is taken back alone; the others in it are committed; each
 //! write sees the ones before it; and many concurrent writers all land, with `check` clean.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
 use redkeep::store::{Store, StoreOptions, check_table};
@@ -230,6 +230,61 @@ fn sixteen_concurrent_writers_all_land() {
         open(&dir).read(|tx| tx.table::<Item>().count()).unwrap(),
         16 * 40
     );
+}
+
+/// Counts a writer thread as finished when dropped, a panic included, so readers that run
+/// until every writer is done never wait forever.
+struct Finished<'a>(&'a AtomicUsize);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Reads share the latest commit's snapshot between commits: a write is seen by every read
+/// that begins after it returns, on any thread, and what a reader sees never goes back.
+#[test]
+fn reads_on_every_thread_see_each_write_once_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let finished = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..3u64 {
+            let (store, finished) = (&store, &finished);
+            s.spawn(move || {
+                let _finished = Finished(finished);
+                for i in 1..=60u64 {
+                    let id = t * 1000 + i;
+                    store
+                        .write(|tx| tx.table::<Item>().insert(&item(id, &format!("n{id}"))))
+                        .unwrap();
+                    // Its own write, by id and through the index, right after it returns.
+                    let (by_id, by_name) = store
+                        .read(|tx| {
+                            let t = tx.table::<Item>();
+                            Ok((t.get(&id)?, t.get_by(&Item::NAME, &key!(format!("n{id}")))?))
+                        })
+                        .unwrap();
+                    assert_eq!(by_id, Some(item(id, &format!("n{id}"))));
+                    assert_eq!(by_name, by_id);
+                }
+            });
+        }
+        for _ in 0..2 {
+            let (store, finished) = (&store, &finished);
+            s.spawn(move || {
+                let mut seen = 0;
+                while finished.load(Ordering::SeqCst) < 3 {
+                    let n = store.read(|tx| tx.table::<Item>().count()).unwrap();
+                    assert!(n >= seen, "a read saw {n} items after one saw {seen}");
+                    seen = n;
+                }
+            });
+        }
+    });
+    assert_eq!(store.read(|tx| tx.table::<Item>().count()).unwrap(), 180);
+    clean(&store);
 }
 
 #[test]

@@ -740,8 +740,7 @@ impl Store {
             open.abort();
             Ok(())
         } else {
-            let _db = db();
-            open.commit(durable_batch)
+            db().commit(open, durable_batch)
         };
         let mut st = g.lock();
         let others = members - usize::from(kept);

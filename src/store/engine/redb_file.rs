@@ -1,5 +1,7 @@
 //! The redb engine: byte tables in one file. Each transaction opens a table at most once and
-//! keeps it open until it ends.
+//! keeps it open until it ends. A handle that is the file's only writer keeps the read
+//! transaction of the latest commit for the reads after it, until the next commit
+//! ([`Snapshot`]).
 //!
 //! Every call into redb runs under [`contain`]: a malformed page that reaches an assertion
 //! inside redb becomes `Error::Damaged` instead of a panic. redb's own corruption reports
@@ -10,8 +12,7 @@ use std::cell::RefCell;
 use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::sync::{Arc, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, TryLockError};
 
 use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
@@ -65,6 +66,27 @@ pub(crate) struct FileDb {
     read_only: Option<redb::ReadOnlyDatabase>,
     path: PathBuf,
     spec: OpenSpec,
+    snapshot: Mutex<Snapshot>,
+}
+
+/// The read transaction of the latest commit, kept for the reads that follow it while
+/// nothing changes, with its tables open: a lookup then neither begins a transaction nor
+/// opens a table. Kept only when this handle is the file's one writer (exclusive mode, not
+/// read-only), so every change to the file is a commit that [`FileDb::commit`] sees.
+///
+/// A commit lets the kept snapshot go before it begins, and while it runs nobody keeps one
+/// (what it writes may show before it returns); it counts a change as it begins and as it
+/// ends. A reader keeps the snapshot it began only if no commit ran and none was counted
+/// since it looked before beginning it, so a kept snapshot is always the latest commit, and
+/// what a thread reads never goes back. A write transaction begun lets the kept snapshot go
+/// too, so that an idle one holds no pages while it is written. Readers that still use a
+/// snapshot let go keep it alive until they end, as before.
+#[derive(Default)]
+struct Snapshot {
+    changes: u64,
+    // Commits under way.
+    committing: usize,
+    kept: Option<Arc<FileRead>>,
 }
 
 impl FileDb {
@@ -76,6 +98,7 @@ impl FileDb {
             read_only: None,
             path: path.to_path_buf(),
             spec,
+            snapshot: Mutex::default(),
         })
     }
 
@@ -94,6 +117,7 @@ impl FileDb {
             read_only: Some(db),
             path: path.to_path_buf(),
             spec,
+            snapshot: Mutex::default(),
         })
     }
 
@@ -125,6 +149,7 @@ impl FileDb {
     }
 
     fn close(&mut self) {
+        self.changed();
         let (db, read_only) = (self.db.take(), self.read_only.take());
         let _ = contain("closing the store", || {
             drop(db);
@@ -133,21 +158,79 @@ impl FileDb {
         });
     }
 
-    /// Runs `f` in a read transaction. The transaction is begun, handed to `f` and ended in
-    /// one contained call, so it is never moved (it keeps its open tables in place); a panic
-    /// of `f` itself is the caller's and is raised again as it was.
+    /// Whether reads may share a kept snapshot (see [`Snapshot`]): this handle is the only
+    /// writer of the file.
+    fn keeps_snapshots(&self) -> bool {
+        self.db.is_some() && self.read_only.is_none() && !self.spec.shared
+    }
+
+    fn snapshot(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a change to the file and lets the kept snapshot go (it ends when its last
+    /// reader does); `committing` says by how much the commits under way change.
+    fn change(&self, committing: isize) {
+        let old = {
+            let mut s = self.snapshot();
+            s.changes += 1;
+            s.committing = s.committing.saturating_add_signed(committing);
+            s.kept.take()
+        };
+        let _ = contain("ending a read transaction", || {
+            drop(old);
+            Ok(())
+        });
+    }
+
+    fn changed(&self) {
+        self.change(0);
+    }
+
+    /// The kept snapshot, and the count of changes as it stands now (taken before a new
+    /// snapshot is begun, for [`FileDb::keep`]).
+    fn kept(&self) -> (u64, Option<Arc<FileRead>>) {
+        let s = self.snapshot();
+        (s.changes, s.kept.clone())
+    }
+
+    /// Keeps `raw`, begun after the count of changes was `seen`, unless a change was counted
+    /// since or a commit runs: then it may predate a commit, and the next read begins its
+    /// own.
+    fn keep(&self, seen: u64, raw: &Arc<FileRead>) {
+        let mut s = self.snapshot();
+        if s.changes == seen && s.committing == 0 {
+            s.kept = Some(Arc::clone(raw));
+        }
+    }
+
+    /// Runs `f` in a read transaction of the latest commit: the kept one, or one begun now
+    /// (and kept when nothing was committed meanwhile). It is begun, handed to `f` and let go
+    /// in one contained call; a panic of `f` itself is the caller's and is raised again as
+    /// it was.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&FileRead) -> Result<T>) -> Result<T> {
         let db = match &self.read_only {
             Some(ro) => Err(ro),
             None => Ok(self.db()?),
         };
+        let keep = self.keeps_snapshots();
         let outcome = contain("reading", || {
-            let txn = match db {
-                Ok(db) => db.begin_read(),
-                Err(ro) => ro.begin_read(),
-            }
-            .map_err(|e| engine("beginning a read transaction", e))?;
-            let raw = FileRead::of(txn);
+            let (seen, kept) = if keep { self.kept() } else { (0, None) };
+            let raw = match kept {
+                Some(raw) => raw,
+                None => {
+                    let txn = match db {
+                        Ok(db) => db.begin_read(),
+                        Err(ro) => ro.begin_read(),
+                    }
+                    .map_err(|e| engine("beginning a read transaction", e))?;
+                    let raw = Arc::new(FileRead::of(txn));
+                    if keep {
+                        self.keep(seen, &raw);
+                    }
+                    raw
+                }
+            };
             let used = catch_unwind(AssertUnwindSafe(|| {
                 let _caller = CallerCode::enter();
                 f(&raw)
@@ -161,6 +244,7 @@ impl FileDb {
     /// Begins a write transaction to be shared by several callers' work (group commit).
     pub(crate) fn begin_shared(&self) -> Result<OpenWrite> {
         let db = self.db()?;
+        self.changed();
         let txn = contain("beginning a write transaction", || {
             db.begin_write()
                 .map_err(|e| engine("beginning a write transaction", e))
@@ -168,8 +252,18 @@ impl FileDb {
         Ok(OpenWrite::new(txn))
     }
 
+    /// Commits `open` (see [`OpenWrite::commit`]); the reads after it see what it wrote.
+    pub(crate) fn commit(&self, open: OpenWrite, durable: bool) -> Result<()> {
+        self.change(1);
+        let committed = open.commit(durable);
+        // Counted however the commit ended: a failed one may have changed the file too.
+        self.change(-1);
+        committed
+    }
+
     /// redb's integrity check (page checksums, allocator state); repairs what it can.
     pub(crate) fn check_integrity(&mut self) -> Result<bool> {
+        self.changed();
         let db = self.db.as_mut().ok_or_else(|| Error::Damaged {
             path: self.path.clone(),
             reason: "the file is not open".into(),
@@ -450,7 +544,7 @@ type Kept = (TableName, Option<ReadTable>);
 /// A table handed out by [`FileRead::table`]: one kept in place, or one from the list.
 enum Opened<'a> {
     InPlace(&'a ReadTable),
-    Listed(Rc<ReadTable>),
+    Listed(Arc<ReadTable>),
 }
 
 impl std::ops::Deref for Opened<'_> {
@@ -470,8 +564,8 @@ pub(crate) struct FileRead {
     // Tables opened so far, by name, each opened once: the first few in slots that are set
     // once and never move (so a table stays usable while others are opened), the rest in a
     // list. A transaction touches a handful, so a search in order beats hashing the name.
-    slots: [std::cell::OnceCell<Kept>; READ_SLOTS],
-    more: RefCell<Vec<(TableName, Option<Rc<ReadTable>>)>>,
+    slots: [OnceLock<Kept>; READ_SLOTS],
+    more: Mutex<Vec<(TableName, Option<Arc<ReadTable>>)>>,
 }
 
 impl FileRead {
@@ -479,8 +573,12 @@ impl FileRead {
         FileRead {
             txn,
             slots: Default::default(),
-            more: RefCell::default(),
+            more: Mutex::default(),
         }
+    }
+
+    fn more(&self) -> std::sync::MutexGuard<'_, Vec<(TableName, Option<Arc<ReadTable>>)>> {
+        self.more.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn open(&self, name: &str) -> Result<Option<ReadTable>> {
@@ -507,13 +605,21 @@ impl FileRead {
                 }
             }
         }
-        if let Some((_, t)) = self.more.borrow().iter().find(|(n, _)| n.is(name)) {
-            return Ok(t.clone().map(Opened::Listed));
+        let listed = |more: &[(TableName, Option<Arc<ReadTable>>)]| {
+            more.iter()
+                .find(|(n, _)| n.is(name))
+                .map(|(_, t)| t.clone().map(Opened::Listed))
+        };
+        if let Some(t) = listed(&self.more()) {
+            return Ok(t);
         }
-        let t = self.open(name)?.map(Rc::new);
-        self.more
-            .borrow_mut()
-            .push((TableName::new(name), t.clone()));
+        let t = self.open(name)?.map(Arc::new);
+        let mut more = self.more();
+        // Another reader of the snapshot may have opened it meanwhile.
+        if let Some(t) = listed(&more) {
+            return Ok(t);
+        }
+        more.push((TableName::new(name), t.clone()));
         Ok(t.map(Opened::Listed))
     }
 }
@@ -650,7 +756,7 @@ impl OpenWrite {
     }
 
     /// Commits everything done in the transaction, waiting for the disk when `durable`.
-    pub(crate) fn commit(self, durable: bool) -> Result<()> {
+    fn commit(self, durable: bool) -> Result<()> {
         let mut txn = self.close()?;
         contain("committing", || {
             txn.set_durability(if durable {
@@ -843,5 +949,114 @@ impl RawWrite for FileWrite<'_, '_> {
                 .map_err(|e| engine("deleting a table", e))?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(shared: bool) -> OpenSpec {
+        OpenSpec {
+            cache_bytes: 1 << 20,
+            shared,
+            faults: None,
+        }
+    }
+
+    fn put(db: &FileDb, value: &[u8]) {
+        let open = db.begin_shared().unwrap();
+        open.run(None, |w| w.put("t", b"k", value)).unwrap();
+        // A file shared between processes takes durable commits only.
+        db.commit(open, db.spec.shared).unwrap();
+    }
+
+    fn value(db: &FileDb) -> Option<Vec<u8>> {
+        db.read(|r| {
+            let mut out = None;
+            r.get("t", b"k", &mut |v| {
+                out = Some(v.to_vec());
+                Ok(())
+            })?;
+            Ok(out)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_share_a_snapshot_until_a_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
+        put(&db, b"1");
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        let first = db.kept().1.expect("a read keeps its snapshot");
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        let again = db.kept().1.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second read began its own");
+        put(&db, b"2");
+        assert!(db.kept().1.is_none(), "a commit let the snapshot go");
+        assert_eq!(value(&db).as_deref(), Some(&b"2"[..]));
+        // The snapshot let go still reads as it was for whoever holds it.
+        let mut old = None;
+        first
+            .get("t", b"k", &mut |v| {
+                old = Some(v.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(old.as_deref(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn a_snapshot_kept_while_a_write_runs_is_let_go_at_its_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
+        put(&db, b"1");
+        let open = db.begin_shared().unwrap();
+        open.run(None, |w| w.put("t", b"k", b"2")).unwrap();
+        // A reader on another thread, while the write is not yet committed.
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        assert!(db.kept().1.is_some());
+        db.commit(open, false).unwrap();
+        assert_eq!(value(&db).as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn no_snapshot_is_kept_while_a_commit_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
+        put(&db, b"1");
+        // What a commit writes may show before it returns: a snapshot begun meanwhile may
+        // be older than one another thread already read, so it is not kept.
+        db.change(1);
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        assert!(db.kept().1.is_none());
+        db.change(-1);
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        assert!(db.kept().1.is_some());
+    }
+
+    #[test]
+    fn a_snapshot_begun_before_a_commit_is_not_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
+        put(&db, b"1");
+        // A reader looks at the count and begins a transaction; a commit lands before it
+        // gets to keep it.
+        let (seen, _) = db.kept();
+        let raw = Arc::new(FileRead::of(db.db().unwrap().begin_read().unwrap()));
+        put(&db, b"2");
+        db.keep(seen, &raw);
+        assert!(db.kept().1.is_none());
+        assert_eq!(value(&db).as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn a_file_other_processes_write_keeps_no_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = FileDb::open(&tmp.path().join("s.redb"), spec(true)).unwrap();
+        put(&db, b"1");
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        assert!(db.kept().1.is_none());
     }
 }
