@@ -262,12 +262,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          transaction and opens its tables for each operation, as an application that uses \
          redb directly does; redkeep Exclusive, the file's only writer, keeps the transaction \
          of the latest commit with its tables open for the reads that follow it, and lets it \
-         go at the next commit, so a hot read between two commits begins no transaction and \
-         opens no table (the first read after a commit pays for both); redkeep Shared, whose \
-         file other processes change, begins one for every read. redkeep's login and create-user flows \
-         include hashing or checking a password at cheap argon2 parameters, which the bare \
-         versions skip; create \
-         user writes the user with its indexes, the credential, the default role's grant, a \
+         go as the next commit begins, so a hot read between two commits begins no \
+         transaction and opens no table (a read while a commit runs, or the first after it, \
+         pays for both); redkeep Shared, whose file other processes change, begins one for \
+         every read. redkeep's login and create-user flows include hashing or checking a \
+         password at cheap argon2 parameters, which the bare versions skip; create user writes \
+         the user with its indexes, the credential, the default role's grant, a \
          personal org with its membership, and three audit rows (role granted, org created, user \
          created) with their by-user index entries, and the bare versions write the same rows \
          by hand. \

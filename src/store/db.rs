@@ -104,9 +104,10 @@ struct Inner {
 
 /// The engine behind a store.
 enum Engine {
-    /// A redb file. Transactions hold the read side of the lock for their lifetime;
-    /// `check_integrity` and reopening need the write side because redb refuses to check
-    /// while a transaction is alive.
+    /// A redb file. Transactions hold the read side of the lock for their lifetime (the
+    /// read transaction an exclusive handle keeps between commits outlives it, and is let go
+    /// by both); `check_integrity` and reopening need the write side because redb refuses to
+    /// check while a transaction is alive.
     File(RwLock<FileDb>),
     /// A PostgreSQL server.
     #[cfg(feature = "postgres")]

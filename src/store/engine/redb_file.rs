@@ -1,7 +1,6 @@
-//! The redb engine: byte tables in one file. Each transaction opens a table at most once and
-//! keeps it open until it ends. A handle that is the file's only writer keeps the read
-//! transaction of the latest commit for the reads after it, until the next commit
-//! ([`Snapshot`]).
+//! The redb engine: byte tables in one file. A transaction keeps each table it opens open
+//! until it ends. A handle that is the file's only writer keeps the read transaction of the
+//! latest commit for the reads after it, until the next commit begins ([`Snapshot`]).
 //!
 //! Every call into redb runs under [`contain`]: a malformed page that reaches an assertion
 //! inside redb becomes `Error::Damaged` instead of a panic. redb's own corruption reports
@@ -23,6 +22,15 @@ use super::{
     CallerCode, KeyRange, Keys, Order, RawRead, RawWrite, Visit, VisitKey, contain, each_absent,
 };
 use crate::error::{Error, Result};
+
+/// Drops `what` (a table or transaction of redb) under [`contain`]: a panic of redb while
+/// letting it go is logged there, not raised in the caller.
+fn close_quietly<T>(context: &'static str, what: T) {
+    let _ = contain(context, || {
+        drop(what);
+        Ok(())
+    });
+}
 
 /// An engine error as redkeep reports it: corruption is `Damaged`, the rest `Storage` with
 /// redb's error kept as the cause.
@@ -74,13 +82,14 @@ pub(crate) struct FileDb {
 /// opens a table. Kept only when this handle is the file's one writer (exclusive mode, not
 /// read-only), so every change to the file is a commit that [`FileDb::commit`] sees.
 ///
-/// A commit lets the kept snapshot go before it begins, and while it runs nobody keeps one
-/// (what it writes may show before it returns); it counts a change as it begins and as it
-/// ends. A reader keeps the snapshot it began only if no commit ran and none was counted
-/// since it looked before beginning it, so a kept snapshot is always the latest commit, and
-/// what a thread reads never goes back. A write transaction begun lets the kept snapshot go
-/// too, so that an idle one holds no pages while it is written. Readers that still use a
-/// snapshot let go keep it alive until they end, as before.
+/// A commit lets the kept snapshot go before it begins (so the snapshot is gone before redb
+/// works out which pages the commit may free), and while it runs nobody keeps one (what it
+/// writes may show before it returns); it counts a change as it begins and as it ends. A
+/// reader keeps the snapshot it began only if no commit ran and none was counted since it
+/// looked before beginning it, so a kept snapshot is always the latest commit, and what a
+/// thread reads never goes back. Readers that still use a snapshot let go keep it alive
+/// until they end, as before. Closing the file (to reopen it, or for good) and redb's check,
+/// which refuses to run while a transaction lives, let it go first.
 #[derive(Default)]
 struct Snapshot {
     changes: u64,
@@ -174,13 +183,11 @@ impl FileDb {
         let old = {
             let mut s = self.snapshot();
             s.changes += 1;
+            debug_assert!(s.committing.checked_add_signed(committing).is_some());
             s.committing = s.committing.saturating_add_signed(committing);
             s.kept.take()
         };
-        let _ = contain("ending a read transaction", || {
-            drop(old);
-            Ok(())
-        });
+        close_quietly("ending a read transaction", old);
     }
 
     fn changed(&self) {
@@ -199,7 +206,8 @@ impl FileDb {
     /// own.
     fn keep(&self, seen: u64, raw: &Arc<FileRead>) {
         let mut s = self.snapshot();
-        if s.changes == seen && s.committing == 0 {
+        // One kept by another reader meanwhile is as new: it stays.
+        if s.changes == seen && s.committing == 0 && s.kept.is_none() {
             s.kept = Some(Arc::clone(raw));
         }
     }
@@ -244,7 +252,6 @@ impl FileDb {
     /// Begins a write transaction to be shared by several callers' work (group commit).
     pub(crate) fn begin_shared(&self) -> Result<OpenWrite> {
         let db = self.db()?;
-        self.changed();
         let txn = contain("beginning a write transaction", || {
             db.begin_write()
                 .map_err(|e| engine("beginning a write transaction", e))
@@ -254,11 +261,17 @@ impl FileDb {
 
     /// Commits `open` (see [`OpenWrite::commit`]); the reads after it see what it wrote.
     pub(crate) fn commit(&self, open: OpenWrite, durable: bool) -> Result<()> {
+        /// Counts the commit's end however it ends (a failed one may have changed the file
+        /// too), so snapshots are kept again after it.
+        struct Ending<'a>(&'a FileDb);
+        impl Drop for Ending<'_> {
+            fn drop(&mut self) {
+                self.0.change(-1);
+            }
+        }
         self.change(1);
-        let committed = open.commit(durable);
-        // Counted however the commit ended: a failed one may have changed the file too.
-        self.change(-1);
-        committed
+        let _ending = Ending(self);
+        open.commit(durable)
     }
 
     /// redb's integrity check (page checksums, allocator state); repairs what it can.
@@ -595,10 +608,12 @@ impl FileRead {
                 Some((n, t)) if n.is(name) => return Ok(t.as_ref().map(Opened::InPlace)),
                 Some(_) => {}
                 None => {
-                    let t = self.open(name)?;
-                    // `open` runs no caller code, so the slot is still empty; were it not,
-                    // the search goes on with the next one.
-                    let (n, t) = slot.get_or_init(|| (TableName::new(name), t));
+                    let mut opened = Some(self.open(name)?);
+                    // Another reader of a kept snapshot may fill the slot meanwhile: then
+                    // the table opened here is closed, and the search goes on.
+                    let (n, t) =
+                        slot.get_or_init(|| (TableName::new(name), opened.take().flatten()));
+                    close_quietly("closing a table", opened);
                     if n.is(name) {
                         return Ok(t.as_ref().map(Opened::InPlace));
                     }
@@ -616,8 +631,10 @@ impl FileRead {
         let t = self.open(name)?.map(Arc::new);
         let mut more = self.more();
         // Another reader of the snapshot may have opened it meanwhile.
-        if let Some(t) = listed(&more) {
-            return Ok(t);
+        if let Some(found) = listed(&more) {
+            drop(more);
+            close_quietly("closing a table", t);
+            return Ok(found);
         }
         more.push((TableName::new(name), t.clone()));
         Ok(t.map(Opened::Listed))
@@ -1014,7 +1031,7 @@ mod tests {
         put(&db, b"1");
         let open = db.begin_shared().unwrap();
         open.run(None, |w| w.put("t", b"k", b"2")).unwrap();
-        // A reader on another thread, while the write is not yet committed.
+        // A read while the write is not yet committed (on another thread in real use).
         assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
         assert!(db.kept().1.is_some());
         db.commit(open, false).unwrap();
@@ -1048,6 +1065,24 @@ mod tests {
         put(&db, b"2");
         db.keep(seen, &raw);
         assert!(db.kept().1.is_none());
+        assert_eq!(value(&db).as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn reopening_and_checking_the_file_let_the_kept_snapshot_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
+        put(&db, b"1");
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        // redb refuses its check while a transaction lives, and the file stays open (and
+        // locked against opening it again) while one does.
+        assert!(db.check_integrity().unwrap());
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        assert!(db.kept().1.is_some());
+        db.reopen().unwrap();
+        // Nothing of the file closed is kept: its transaction would keep it open.
+        assert!(db.kept().1.is_none());
+        put(&db, b"2");
         assert_eq!(value(&db).as_deref(), Some(&b"2"[..]));
     }
 
