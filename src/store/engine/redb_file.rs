@@ -988,23 +988,31 @@ mod tests {
         db.commit(open, db.spec.shared).unwrap();
     }
 
+    /// A new file in a temp dir (kept while the dir lives), its key holding `1`.
+    fn opened(shared: bool) -> (tempfile::TempDir, FileDb) {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = FileDb::open(&tmp.path().join("s.redb"), spec(shared)).unwrap();
+        put(&db, b"1");
+        (tmp, db)
+    }
+
+    /// The key's value in one snapshot.
+    fn value_in(r: &FileRead) -> Result<Option<Vec<u8>>> {
+        let mut out = None;
+        r.get("t", b"k", &mut |v| {
+            out = Some(v.to_vec());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     fn value(db: &FileDb) -> Option<Vec<u8>> {
-        db.read(|r| {
-            let mut out = None;
-            r.get("t", b"k", &mut |v| {
-                out = Some(v.to_vec());
-                Ok(())
-            })?;
-            Ok(out)
-        })
-        .unwrap()
+        db.read(value_in).unwrap()
     }
 
     #[test]
     fn reads_share_a_snapshot_until_a_commit() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
-        put(&db, b"1");
+        let (_tmp, db) = opened(false);
         assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
         let first = db.kept().1.expect("a read keeps its snapshot");
         assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
@@ -1014,21 +1022,12 @@ mod tests {
         assert!(db.kept().1.is_none(), "a commit let the snapshot go");
         assert_eq!(value(&db).as_deref(), Some(&b"2"[..]));
         // The snapshot let go still reads as it was for whoever holds it.
-        let mut old = None;
-        first
-            .get("t", b"k", &mut |v| {
-                old = Some(v.to_vec());
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(old.as_deref(), Some(&b"1"[..]));
+        assert_eq!(value_in(&first).unwrap().as_deref(), Some(&b"1"[..]));
     }
 
     #[test]
     fn a_snapshot_kept_while_a_write_runs_is_let_go_at_its_commit() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
-        put(&db, b"1");
+        let (_tmp, db) = opened(false);
         let open = db.begin_shared().unwrap();
         open.run(None, |w| w.put("t", b"k", b"2")).unwrap();
         // A read while the write is not yet committed (on another thread in real use).
@@ -1040,9 +1039,7 @@ mod tests {
 
     #[test]
     fn no_snapshot_is_kept_while_a_commit_runs() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
-        put(&db, b"1");
+        let (_tmp, db) = opened(false);
         // What a commit writes may show before it returns: a snapshot begun meanwhile may
         // be older than one another thread already read, so it is not kept.
         db.change(1);
@@ -1055,9 +1052,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_begun_before_a_commit_is_not_kept() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
-        put(&db, b"1");
+        let (_tmp, db) = opened(false);
         // A reader looks at the count and begins a transaction; a commit lands before it
         // gets to keep it.
         let (seen, _) = db.kept();
@@ -1070,9 +1065,7 @@ mod tests {
 
     #[test]
     fn reopening_and_checking_the_file_let_the_kept_snapshot_go() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
-        put(&db, b"1");
+        let (_tmp, mut db) = opened(false);
         assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
         // redb refuses its check while a transaction lives, and the file stays open (and
         // locked against opening it again) while one does.
@@ -1088,9 +1081,7 @@ mod tests {
 
     #[test]
     fn a_file_other_processes_write_keeps_no_snapshot() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = FileDb::open(&tmp.path().join("s.redb"), spec(true)).unwrap();
-        put(&db, b"1");
+        let (_tmp, db) = opened(true);
         assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
         assert!(db.kept().1.is_none());
     }
