@@ -964,6 +964,57 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     });
     g.finish();
 
+    // Lookups by email from 4 threads at once, each with its own SQLite connection: whether
+    // reads of one handle get in each other's way (an Exclusive handle's reads share the
+    // kept snapshot, taken under one lock).
+    const READERS: usize = 4;
+    const READS: u64 = 500;
+    let mut readers: Vec<rusqlite::Connection> = (0..READERS)
+        .map(|_| {
+            let c = rusqlite::Connection::open(&s.sqlite_path).unwrap();
+            stable_plans(&c);
+            c
+        })
+        .collect();
+    let mut g = group(c, r, "concurrent_reads_4_threads");
+    g.throughput(criterion::Throughput::Elements(READERS as u64 * READS));
+    let each = |read: &(dyn Fn(u64) + Sync)| {
+        std::thread::scope(|sc| {
+            for _ in 0..READERS {
+                sc.spawn(|| {
+                    for _ in 0..READS {
+                        read(next());
+                    }
+                });
+            }
+        })
+    };
+    let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
+    g.bench_function("redkeep_exclusive", |b| {
+        b.iter(|| each(&|k| drop(black_box(ex.users().by_email(&email(k)).unwrap()))))
+    });
+    g.bench_function("redkeep_shared", |b| {
+        b.iter(|| each(&|k| drop(black_box(sh.users().by_email(&email(k)).unwrap()))))
+    });
+    g.bench_function("bare_redb", |b| {
+        b.iter(|| each(&|k| drop(black_box(bare::by_email(db, &email(k))))))
+    });
+    g.bench_function("sqlite_wal_full", |b| {
+        b.iter(|| {
+            std::thread::scope(|sc| {
+                for conn in readers.iter_mut() {
+                    sc.spawn(move || {
+                        for _ in 0..READS {
+                            black_box(sqlite_by_email(conn, &email(next())));
+                        }
+                    });
+                }
+            })
+        })
+    });
+    g.finish();
+    drop(readers);
+
     let fresh = || FRESH.fetch_add(1, Ordering::Relaxed);
 
     // Durable commits: Exclusive is timed in pairs with bare redb (see `paired`).
