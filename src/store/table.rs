@@ -428,6 +428,52 @@ fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) 
     Ok(record)
 }
 
+/// Records found in one shared snapshot (see `RawRead::snapshot_id`), by type and key:
+/// the snapshot's id and its records, the first [`MEMO_ENTRIES`] of at most
+/// [`MEMO_VALUE_MAX`] bytes. A read of another snapshot starts them afresh.
+type SnapshotMemo = (u64, Vec<(TypeId, Box<[u8]>, Rc<dyn Any>)>);
+
+thread_local! {
+    static SNAPSHOT_MEMO: RefCell<SnapshotMemo> = const { RefCell::new((0, Vec::new())) };
+}
+
+/// The record of type `R` at `pk` that this thread found in snapshot `id`, if it did.
+fn in_snapshot<R: Record>(id: u64, pk: &[u8]) -> Option<Rc<R>> {
+    let ty = TypeId::of::<R>();
+    SNAPSHOT_MEMO
+        .try_with(|m| {
+            let m = m.borrow();
+            if m.0 != id {
+                return None;
+            }
+            m.1.iter()
+                .find(|e| e.0 == ty && *e.1 == *pk)
+                .map(|e| Rc::clone(&e.2))
+        })
+        .ok()
+        .flatten()
+        .and_then(|r| r.downcast::<R>().ok())
+}
+
+/// Notes that snapshot `id` holds `record` at `pk`.
+fn keep_in_snapshot<R: Record>(id: u64, pk: &[u8], record: &Rc<R>) {
+    // Without the thread's locals (it is ending), nothing is kept.
+    let _ = SNAPSHOT_MEMO.try_with(|m| {
+        let (kept_id, entries) = &mut *m.borrow_mut();
+        if *kept_id != id {
+            *kept_id = id;
+            entries.clear();
+        }
+        if entries.len() < MEMO_ENTRIES {
+            entries.push((
+                TypeId::of::<R>(),
+                pk.into(),
+                Rc::clone(record) as Rc<dyn Any>,
+            ));
+        }
+    });
+}
+
 thread_local! {
     /// The key buffer [`with_key`] reuses.
     static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
@@ -561,20 +607,33 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         with_key(key, R::SECRET_KEY, |pk| self.get_raw(pk))
     }
 
-    /// The record with this primary key, as [`Table::get`], kept decoded per thread while
-    /// its stored bytes stay the same (the last 32 records of at most 2 KiB): for the few
-    /// small records read on every request. The stored bytes are read and compared on each
-    /// call, so the answer is always the snapshot's. Not for records that hold secrets.
+    /// The record with this primary key, as [`Table::get`], kept decoded per thread: for
+    /// the few small records read on every request. Within a snapshot that reads share (see
+    /// `RawRead::snapshot_id`), whose records never change, a record found once is not
+    /// looked up again. In any other transaction the stored bytes are read on each call and
+    /// the decoded copy (of the last 32 records of at most 2 KiB) serves while they are the
+    /// same. Either way the answer is the transaction's. Not for records that hold secrets.
     ///
     /// # Errors
     /// As [`Table::get`].
     pub(crate) fn get_memo(&self, key: &R::Key) -> Result<Option<Rc<R>>> {
         with_key(key, R::SECRET_KEY, |pk| {
+            let snapshot = self.raw().snapshot_id();
+            if let Some(id) = snapshot
+                && let Some(found) = in_snapshot::<R>(id, pk)
+            {
+                return Ok(Some(found));
+            }
             let mut out = None;
+            let mut small = false;
             self.raw().get(self.records, pk, &mut |v| {
                 out = Some(memo(pk, v, || self.decode(pk, v))?);
+                small = v.len() <= MEMO_VALUE_MAX;
                 Ok(())
             })?;
+            if let (Some(id), Some(found), true) = (snapshot, &out, small) {
+                keep_in_snapshot(id, pk, found);
+            }
             Ok(out)
         })
     }

@@ -294,6 +294,13 @@ pub(crate) fn each_absent(keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
 
 /// Reads, in either kind of transaction. A missing table reads as empty.
 pub(crate) trait RawRead {
+    /// An id for this transaction's snapshot when it is a read that later reads share (the
+    /// snapshot an exclusive handle keeps between commits): what it reads never changes, so
+    /// a record decoded from it is the same for every read with that id. Ids are never used
+    /// twice. `None` (the default) for writes and for reads that begin their own snapshot.
+    fn snapshot_id(&self) -> Option<u64> {
+        None
+    }
     /// Calls `f` with the value of `key` if present; returns whether it was.
     fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool>;
     /// Calls `f` with each entry in `range`, in `order`, until it returns `false`.

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, TryLockError};
 
 use redb::{
@@ -232,7 +233,7 @@ impl FileDb {
                         Err(ro) => ro.begin_read(),
                     }
                     .map_err(|e| engine("beginning a read transaction", e))?;
-                    let raw = Arc::new(FileRead::of(txn));
+                    let raw = Arc::new(FileRead::of(txn, keep));
                     if keep {
                         self.keep(seen, &raw);
                     }
@@ -579,14 +580,22 @@ pub(crate) struct FileRead {
     // list. A transaction touches a handful, so a search in order beats hashing the name.
     slots: [OnceLock<Kept>; READ_SLOTS],
     more: Mutex<Vec<(TableName, Option<Arc<ReadTable>>)>>,
+    // This snapshot's id when later reads may share it (see `RawRead::snapshot_id`).
+    id: Option<u64>,
 }
 
+/// The ids [`FileRead`]s get: each new one the next, so an id is never used twice.
+static SNAPSHOT_IDS: AtomicU64 = AtomicU64::new(1);
+
 impl FileRead {
-    fn of(txn: redb::ReadTransaction) -> FileRead {
+    /// A read of `txn`; `shared` when the handle keeps snapshots for the reads after it,
+    /// which gives it an id.
+    fn of(txn: redb::ReadTransaction, shared: bool) -> FileRead {
         FileRead {
             txn,
             slots: Default::default(),
             more: Mutex::default(),
+            id: shared.then(|| SNAPSHOT_IDS.fetch_add(1, Ordering::Relaxed)),
         }
     }
 
@@ -642,6 +651,10 @@ impl FileRead {
 }
 
 impl RawRead for FileRead {
+    fn snapshot_id(&self) -> Option<u64> {
+        self.id
+    }
+
     fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
         match self.table(table)? {
             Some(t) => get_in(&*t, key, f),
@@ -1026,6 +1039,26 @@ mod tests {
     }
 
     #[test]
+    fn reads_of_a_kept_snapshot_share_its_id_and_no_other_read_has_it() {
+        let id = |db: &FileDb| db.read(|r| Ok(r.snapshot_id())).unwrap();
+        let (_tmp, db) = opened(false);
+        let first = id(&db).expect("a snapshot reads may share has an id");
+        assert_eq!(id(&db), Some(first));
+        put(&db, b"2");
+        let second = id(&db).unwrap();
+        assert_ne!(second, first, "a new snapshot has a new id");
+        assert_eq!(id(&db), Some(second));
+        // Reads while a commit runs begin snapshots that are not kept: each its own id.
+        db.change(1);
+        let (a, b) = (id(&db).unwrap(), id(&db).unwrap());
+        assert!(a != b && a != second && b != second);
+        db.change(-1);
+        // A file other processes write: every read begins its own snapshot, with no id.
+        let (_tmp, shared) = opened(true);
+        assert_eq!(id(&shared), None);
+    }
+
+    #[test]
     fn a_snapshot_kept_while_a_write_runs_is_let_go_at_its_commit() {
         let (_tmp, db) = opened(false);
         let open = db.begin_shared().unwrap();
@@ -1056,7 +1089,7 @@ mod tests {
         // A reader looks at the count and begins a transaction; a commit lands before it
         // gets to keep it.
         let (seen, _) = db.kept();
-        let raw = Arc::new(FileRead::of(db.db().unwrap().begin_read().unwrap()));
+        let raw = Arc::new(FileRead::of(db.db().unwrap().begin_read().unwrap(), true));
         put(&db, b"2");
         db.keep(seen, &raw);
         assert!(db.kept().1.is_none());
