@@ -294,10 +294,11 @@ pub(crate) fn each_absent(keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
 
 /// Reads, in either kind of transaction. A missing table reads as empty.
 pub(crate) trait RawRead {
-    /// An id for this transaction's snapshot when it is a read that later reads share (the
-    /// snapshot an exclusive handle keeps between commits): what it reads never changes, so
-    /// a record decoded from it is the same for every read with that id. Ids are never used
-    /// twice. `None` (the default) for writes and for reads that begin their own snapshot.
+    /// An id for this transaction's snapshot when it is a read that later reads may share
+    /// (an exclusive handle's reads, whose snapshot it keeps between commits): what it reads
+    /// never changes, so a record decoded from it is the same for every read with that id.
+    /// Ids are never used twice. `None` (the default) for writes, and for the reads of
+    /// handles that never share a snapshot (shared and read-only ones, PostgreSQL).
     fn snapshot_id(&self) -> Option<u64> {
         None
     }
