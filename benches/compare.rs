@@ -842,6 +842,19 @@ fn setup(dir: &Path, n: u64) -> Systems {
     }
 }
 
+/// Runs `work` `times` times on each of `threads` threads at once.
+fn on_threads(threads: u64, times: u64, work: &(dyn Fn() + Sync)) {
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| {
+                for _ in 0..times {
+                    work();
+                }
+            });
+        }
+    });
+}
+
 fn group<'a>(c: &'a mut Criterion, round: u64, op: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut g = c.benchmark_group(format!("r{round}_{op}"));
     g.warm_up_time(Duration::from_millis(500));
@@ -967,7 +980,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     // Lookups by email from 4 threads at once, each with its own SQLite connection: whether
     // reads of one handle get in each other's way (an Exclusive handle's reads share the
     // kept snapshot, taken under one lock).
-    const READERS: usize = 4;
+    const READERS: u64 = 4;
     const READS: u64 = 500;
     let mut readers: Vec<rusqlite::Connection> = (0..READERS)
         .map(|_| {
@@ -977,18 +990,8 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         })
         .collect();
     let mut g = group(c, r, "concurrent_reads_4_threads");
-    g.throughput(criterion::Throughput::Elements(READERS as u64 * READS));
-    let each = |read: &(dyn Fn(u64) + Sync)| {
-        std::thread::scope(|sc| {
-            for _ in 0..READERS {
-                sc.spawn(|| {
-                    for _ in 0..READS {
-                        read(next());
-                    }
-                });
-            }
-        })
-    };
+    g.throughput(criterion::Throughput::Elements(READERS * READS));
+    let each = |read: &(dyn Fn(u64) + Sync)| on_threads(READERS, READS, &|| read(next()));
     let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
     g.bench_function("redkeep_exclusive", |b| {
         b.iter(|| each(&|k| drop(black_box(ex.users().by_email(&email(k)).unwrap()))))
@@ -1181,17 +1184,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         let mut g = group(c, r, &format!("concurrent_inserts_{threads}_threads"));
         g.sample_size(10);
         g.throughput(criterion::Throughput::Elements(threads * PER_THREAD));
-        let each = |work: &(dyn Fn(u64) + Sync)| {
-            std::thread::scope(|sc| {
-                for _ in 0..threads {
-                    sc.spawn(|| {
-                        for _ in 0..PER_THREAD {
-                            work(fresh());
-                        }
-                    });
-                }
-            })
-        };
+        let each = |work: &(dyn Fn(u64) + Sync)| on_threads(threads, PER_THREAD, &|| work(fresh()));
         g.bench_function("redkeep_exclusive", |b| {
             b.iter(|| each(&|id| insert_user(ex, id)))
         });

@@ -377,27 +377,53 @@ pub(crate) fn entry_target_raw<'e>(
     entry.len().checked_sub(len).map(|at| &entry[at..])
 }
 
-/// The record stored as `value` under `pk`, from this thread's memo of decoded records
-/// when the same type, key and bytes were decoded before, else `decode`d and remembered.
-/// Decoding depends only on the type, the key and the bytes (shapes are named by their
-/// content, [`Record::upgrade`] depends on the old value alone), so a remembered record is
-/// the one `decode` would give. Values over [`MEMO_VALUE_MAX`] bytes are not kept, nor more
-/// than the last [`MEMO_ENTRIES`] records, so a thread holds little. While the thread's
-/// locals are being destroyed, records are decoded without the memo.
-fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) -> Result<Rc<R>> {
-    type Entry = (TypeId, Box<[u8]>, Box<[u8]>, Rc<dyn Any>);
-    thread_local! {
-        // The entries, and which one gives way next once they are all in use.
-        static MEMO: RefCell<(Vec<Entry>, usize)> = const { RefCell::new((Vec::new(), 0)) };
-    }
+/// A decoded record this thread keeps: its type, key and stored bytes, the shared snapshot
+/// (see `RawRead::snapshot_id`) it was last found in, and the record.
+type MemoEntry = (TypeId, Box<[u8]>, Box<[u8]>, Option<u64>, Rc<dyn Any>);
+
+thread_local! {
+    // The entries, and which one gives way next once they are all in use.
+    static MEMO: RefCell<(Vec<MemoEntry>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// The record of type `R` at `pk` that this thread's memo holds as found in shared snapshot
+/// `snapshot`, whose records never change: no need to read it again.
+fn memo_in_snapshot<R: Record>(snapshot: u64, pk: &[u8]) -> Option<Rc<R>> {
     let id = TypeId::of::<R>();
-    let same_key = |e: &Entry| e.0 == id && *e.1 == *pk;
+    MEMO.try_with(|m| {
+        m.borrow()
+            .0
+            .iter()
+            .find(|e| e.0 == id && e.3 == Some(snapshot) && *e.1 == *pk)
+            .map(|e| Rc::clone(&e.4))
+    })
+    .ok()
+    .flatten()
+    .and_then(|r| r.downcast::<R>().ok())
+}
+
+/// The record stored as `value` under `pk` (read in `snapshot`, when it is a shared one),
+/// from this thread's memo of decoded records when the same type, key and bytes were decoded
+/// before, else `decode`d and remembered; either way the entry notes `snapshot`. Decoding
+/// depends only on the type, the key and the bytes (shapes are named by their content,
+/// [`Record::upgrade`] depends on the old value alone), so a remembered record is the one
+/// `decode` would give. Values over [`MEMO_VALUE_MAX`] bytes are not kept, nor more than the
+/// last [`MEMO_ENTRIES`] records, so a thread holds little. While the thread's locals are
+/// being destroyed, records are decoded without the memo.
+fn memo<R: Record>(
+    pk: &[u8],
+    value: &[u8],
+    snapshot: Option<u64>,
+    decode: impl FnOnce() -> Result<R>,
+) -> Result<Rc<R>> {
+    let id = TypeId::of::<R>();
+    let same_key = |e: &MemoEntry| e.0 == id && *e.1 == *pk;
     let kept = MEMO
         .try_with(|m| {
-            let m = m.borrow();
-            m.0.iter()
-                .find(|e| same_key(e) && *e.2 == *value)
-                .map(|e| Rc::clone(&e.3))
+            let mut m = m.borrow_mut();
+            let e = m.0.iter_mut().find(|e| same_key(e) && *e.2 == *value)?;
+            e.3 = snapshot;
+            Some(Rc::clone(&e.4))
         })
         .ok()
         .flatten();
@@ -409,10 +435,11 @@ fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) 
         // Without the thread's locals (it is ending), the record is not kept.
         let _ = MEMO.try_with(|m| {
             let (entries, next) = &mut *m.borrow_mut();
-            let entry: Entry = (
+            let entry: MemoEntry = (
                 id,
                 pk.into(),
                 value.into(),
+                snapshot,
                 Rc::clone(&record) as Rc<dyn Any>,
             );
             if let Some(older) = entries.iter_mut().find(|e| same_key(e)) {
@@ -426,52 +453,6 @@ fn memo<R: Record>(pk: &[u8], value: &[u8], decode: impl FnOnce() -> Result<R>) 
         });
     }
     Ok(record)
-}
-
-/// Records found in one shared snapshot (see `RawRead::snapshot_id`), by type and key:
-/// the snapshot's id and its records, the first [`MEMO_ENTRIES`] of at most
-/// [`MEMO_VALUE_MAX`] bytes. A read of another snapshot starts them afresh.
-type SnapshotMemo = (u64, Vec<(TypeId, Box<[u8]>, Rc<dyn Any>)>);
-
-thread_local! {
-    static SNAPSHOT_MEMO: RefCell<SnapshotMemo> = const { RefCell::new((0, Vec::new())) };
-}
-
-/// The record of type `R` at `pk` that this thread found in snapshot `id`, if it did.
-fn in_snapshot<R: Record>(id: u64, pk: &[u8]) -> Option<Rc<R>> {
-    let ty = TypeId::of::<R>();
-    SNAPSHOT_MEMO
-        .try_with(|m| {
-            let m = m.borrow();
-            if m.0 != id {
-                return None;
-            }
-            m.1.iter()
-                .find(|e| e.0 == ty && *e.1 == *pk)
-                .map(|e| Rc::clone(&e.2))
-        })
-        .ok()
-        .flatten()
-        .and_then(|r| r.downcast::<R>().ok())
-}
-
-/// Notes that snapshot `id` holds `record` at `pk`.
-fn keep_in_snapshot<R: Record>(id: u64, pk: &[u8], record: &Rc<R>) {
-    // Without the thread's locals (it is ending), nothing is kept.
-    let _ = SNAPSHOT_MEMO.try_with(|m| {
-        let (kept_id, entries) = &mut *m.borrow_mut();
-        if *kept_id != id {
-            *kept_id = id;
-            entries.clear();
-        }
-        if entries.len() < MEMO_ENTRIES {
-            entries.push((
-                TypeId::of::<R>(),
-                pk.into(),
-                Rc::clone(record) as Rc<dyn Any>,
-            ));
-        }
-    });
 }
 
 thread_local! {
@@ -619,21 +600,14 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     pub(crate) fn get_memo(&self, key: &R::Key) -> Result<Option<Rc<R>>> {
         with_key(key, R::SECRET_KEY, |pk| {
             let snapshot = self.raw().snapshot_id();
-            if let Some(id) = snapshot
-                && let Some(found) = in_snapshot::<R>(id, pk)
-            {
+            if let Some(found) = snapshot.and_then(|id| memo_in_snapshot::<R>(id, pk)) {
                 return Ok(Some(found));
             }
             let mut out = None;
-            let mut small = false;
             self.raw().get(self.records, pk, &mut |v| {
-                out = Some(memo(pk, v, || self.decode(pk, v))?);
-                small = v.len() <= MEMO_VALUE_MAX;
+                out = Some(memo(pk, v, snapshot, || self.decode(pk, v))?);
                 Ok(())
             })?;
-            if let (Some(id), Some(found), true) = (snapshot, &out, small) {
-                keep_in_snapshot(id, pk, found);
-            }
             Ok(out)
         })
     }
