@@ -464,3 +464,158 @@ fn a_delete_or_clear_refused_inside_a_scan_leaves_the_table_whole() {
     });
     whole();
 }
+
+/// Writes that find others at work are run one after another by the handle's committing
+/// thread, not each on its own thread in turn; a `write_here` closure (here holding an `Rc`,
+/// which cannot leave its thread) runs on its caller's thread in the same line. Every write
+/// sees the ones before it and all of them land.
+#[test]
+fn writes_that_find_others_at_work_run_on_the_committing_thread_and_write_here_stays_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let inside = AtomicBool::new(false);
+    const HANDED: u64 = 3;
+    let ran_on = std::sync::Mutex::new(Vec::new());
+    thread::scope(|s| {
+        s.spawn(|| hold_until_joined(&store, &inside, HANDED as usize + 1, item(100, "first")));
+        until_inside(&inside);
+        for k in 0..HANDED {
+            let (store, ran_on) = (&store, &ran_on);
+            s.spawn(move || {
+                let caller = thread::current().id();
+                let runner = store
+                    .write(|tx| {
+                        let t = tx.table::<Item>();
+                        assert!(t.get(&100)?.is_some(), "the first write is seen");
+                        t.insert(&item(k, &format!("handed {k}")))?;
+                        Ok(thread::current().id())
+                    })
+                    .unwrap();
+                ran_on.lock().unwrap().push((caller, runner));
+            });
+        }
+        s.spawn(|| {
+            let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+            let caller = thread::current().id();
+            let runner = store
+                .write_here(|tx| {
+                    calls.set(calls.get() + 1);
+                    let t = tx.table::<Item>();
+                    assert!(t.get(&100)?.is_some(), "the first write is seen");
+                    t.insert(&item(50, "here"))?;
+                    Ok(thread::current().id())
+                })
+                .unwrap();
+            assert_eq!(runner, caller);
+            assert_eq!(calls.get(), 1);
+        });
+    });
+    let ran_on = ran_on.into_inner().unwrap();
+    assert_eq!(ran_on.len(), HANDED as usize);
+    for (caller, runner) in &ran_on {
+        assert_ne!(
+            caller, runner,
+            "a write handed over runs on the committing thread"
+        );
+        assert_eq!(*runner, ran_on[0].1, "one committing thread runs them all");
+    }
+    assert_eq!(
+        store.read(|tx| tx.table::<Item>().count()).unwrap(),
+        HANDED + 2
+    );
+    clean(&store);
+}
+
+/// More writers wait than one commit carries (128): the committing thread runs them nested,
+/// commits the full batch and goes on with the rest; all land, durably.
+#[test]
+fn more_waiting_writers_than_one_commit_carries_all_land() {
+    const JOINERS: u64 = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let inside = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| hold_until_joined(&store, &inside, JOINERS as usize, item(1000, "first")));
+        until_inside(&inside);
+        for k in 0..JOINERS {
+            let store = &store;
+            s.spawn(move || {
+                store
+                    .write(|tx| tx.table::<Item>().insert(&item(k, &format!("joiner {k}"))))
+                    .unwrap();
+            });
+        }
+    });
+    clean(&store);
+    drop(store);
+    assert_eq!(
+        open(&dir).read(|tx| tx.table::<Item>().count()).unwrap(),
+        JOINERS + 1
+    );
+}
+
+/// A write begun inside a write of the same store would wait for the transaction it runs
+/// in; it is refused with an error instead, on the writer's own thread and on the
+/// committing thread alike, and the outer write decides what happens. A write to another
+/// store inside a write goes ahead.
+#[test]
+fn a_write_inside_a_write_of_the_same_store_is_refused_instead_of_waiting_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(&other_dir);
+    let nested = |store: &Store| store.write(|tx| tx.table::<Item>().insert(&item(9, "nested")));
+    // Alone, and through write_here.
+    let inner = store
+        .write(|tx| {
+            tx.table::<Item>().insert(&item(1, "outer"))?;
+            Ok(nested(&store))
+        })
+        .unwrap();
+    assert!(
+        matches!(inner, Err(Error::InvalidInput { .. })),
+        "{inner:?}"
+    );
+    let inner = store.write_here(|_| Ok(nested(&store))).unwrap();
+    assert!(
+        matches!(inner, Err(Error::InvalidInput { .. })),
+        "{inner:?}"
+    );
+    // On the committing thread: a write that joins a batch in progress.
+    let inside = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| hold_until_joined(&store, &inside, 1, item(2, "first")));
+        until_inside(&inside);
+        let joined = store.write(|tx| {
+            tx.table::<Item>().insert(&item(3, "joiner"))?;
+            nested(&store)
+        });
+        assert!(
+            matches!(joined, Err(Error::InvalidInput { .. })),
+            "{joined:?}"
+        );
+    });
+    // Another store's write inside a write goes ahead.
+    store
+        .write(|tx| {
+            tx.table::<Item>().insert(&item(4, "outer again"))?;
+            nested(&other)
+        })
+        .unwrap();
+    store
+        .read(|tx| {
+            let t = tx.table::<Item>();
+            assert!(t.get(&1)?.is_some() && t.get(&2)?.is_some() && t.get(&4)?.is_some());
+            assert!(t.get(&3)?.is_none(), "the failed joiner is taken back");
+            assert!(t.get(&9)?.is_none());
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        other
+            .read(|tx| tx.table::<Item>().get(&9))
+            .unwrap()
+            .is_some()
+    );
+    clean(&store);
+}

@@ -246,7 +246,7 @@ impl Agents<'_> {
     pub fn update(
         &self,
         id: &str,
-        mut f: impl FnMut(&mut AgentState) -> Result<()>,
+        mut f: impl FnMut(&mut AgentState) -> Result<()> + Send,
     ) -> Result<AgentSession> {
         let now = self.acc.now();
         self.acc.store.write(|tx| {

@@ -291,11 +291,11 @@ fn verify_user(acc: &Accounts, user: &User, cred: &Credential, password: &str) -
 /// Verifies an email or username and a password under the lockout rules and, on success,
 /// runs `on_success` in the same write transaction that clears the failure count. Every
 /// failure is `Unauthorized`, after the same work.
-pub(crate) fn verify_login<T>(
+pub(crate) fn verify_login<T: Send>(
     acc: &Accounts,
     login: &str,
     password: &str,
-    mut on_success: impl FnMut(&WriteTx<'_>, &User) -> Result<T>,
+    mut on_success: impl FnMut(&WriteTx<'_>, &User) -> Result<T> + Send,
 ) -> Result<(User, T)> {
     let Some((user, cred)) = find_login(acc, login)? else {
         acc.passwords.burn();

@@ -332,7 +332,7 @@ pub fn import(
     let mut summary = TransferSummary::default();
     let mut spool = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
     let mut input = Some(input);
-    rk.store().write(|tx| {
+    rk.store().write_here(|tx| {
         let input = input.take().ok_or_else(|| Error::Invariant {
             what: "an import cannot be retried".into(),
         })?;

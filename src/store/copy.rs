@@ -68,7 +68,7 @@ impl Store {
         let counts = self.read(|src| {
             let names = src.raw().table_names()?;
             let incoming = src.sequences()?;
-            dest.write(|tx| {
+            dest.write_here(|tx| {
                 let kept = tx.sequences()?;
                 tx.delete_all_tables()?;
                 let raw = tx.raw_write()?;

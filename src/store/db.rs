@@ -6,14 +6,14 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "postgres")]
 pub use super::engine::pg::is_postgres_url;
 use super::engine::redb_file::{self, FileDb, FileRead, FileWrite, OpenSpec, OpenWrite, UndoLog};
-use super::tx::{Meta, ReadTx, Registry, WriteTx};
+use super::tx::{Meta, ReadTx, Registrations, Registry, WriteTx};
 use crate::error::{Error, Result};
 
 /// How the store file is shared between processes.
@@ -100,6 +100,24 @@ struct Inner {
     copies_at: Option<PathBuf>,
     registry: Registry,
     group: Group,
+    // The thread that runs the writes of a batch after its first (see [`Group`]), started by
+    // the first write that finds others in the batch; `None` if it could not be started.
+    committer: OnceLock<Option<rayon_core::ThreadPool>>,
+}
+
+impl Inner {
+    fn committer(&self) -> Option<&rayon_core::ThreadPool> {
+        self.committer
+            .get_or_init(|| {
+                rayon_core::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .stack_size(COMMITTER_STACK)
+                    .thread_name(|_| "redkeep-commit".into())
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
 }
 
 /// The engine behind a store.
@@ -114,6 +132,14 @@ enum Engine {
     Pg(Box<super::engine::pg::PgDb>),
 }
 
+/// The committing thread's stack: the writes of a batch nest on it.
+const COMMITTER_STACK: usize = 16 << 20;
+
+/// The longest the last writer of a batch smaller than the previous one waits for writers
+/// on their way before it commits (half the previous commit's time when that is shorter: a
+/// wait longer than a commit gains nothing).
+const ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// The most writes one commit carries.
 const MAX_BATCH: usize = 128;
 
@@ -122,16 +148,21 @@ const MAX_BATCH: usize = 128;
 /// fails is taken back alone (an undo log of what it replaced), so its neighbours go on; the
 /// first write of a batch needs no log (nothing else is in the transaction yet).
 ///
-/// Writers queue in arrival order, each with its own wake-up, so handing the batch on wakes
-/// exactly the next writer: with one shared wake-up, every hand-off woke every waiting
-/// thread, which on a machine with few cores cost more than the writes themselves.
+/// A write that finds the file idle runs on its own thread. One that finds others at work
+/// is handed to the handle's committing thread (a one-thread pool, started at the first
+/// contention), which runs the handed-over writes one after another: handing the batch from
+/// thread to thread cost a wake-up of the next thread (10-13 µs on two cores) for each write
+/// of 6-8 µs. The committing thread runs each write it was handed nested in the one before,
+/// so a write's caller is woken once, when its batch is committed, and the thread never
+/// sleeps while writes wait for it. Writes that must stay on their thread
+/// ([`Store::write_here`]) take their turns in the same line, each with its own wake-up.
 ///
-/// Before the last writer commits a batch, it yields the processor a few times when others
-/// share the batch, and up to eight times while the batch holds fewer writes than the
-/// previous commit did: the writers that commit woke come back together, and without the wait
-/// the first of them to return committed alone while the rest queued behind it (batches of 1
-/// and 15 in turn with 16 threads, where one of 16 now follows another). A lone writer, whose
-/// previous commit was its own, never waits.
+/// Writers take their turns in arrival order (two handed over at the same instant may
+/// swap). Before the last writer commits a batch, it yields the processor a few times when
+/// others share the batch, and while the batch holds fewer writes than the previous commit
+/// did it waits a little for more ([`ARRIVAL_WAIT`]): the writers that commit woke come back one
+/// by one, and without the wait the first of them to return committed alone while the rest
+/// queued behind it. A lone writer, whose previous commit was its own, never waits.
 #[derive(Default)]
 struct Group {
     state: Mutex<GroupState>,
@@ -139,6 +170,8 @@ struct Group {
     alone: Condvar,
     // Writers waiting for their batch's commit.
     done: Condvar,
+    // The last writer of a batch, waiting for writers on their way.
+    arrival: Condvar,
 }
 
 #[derive(Default)]
@@ -158,8 +191,95 @@ struct GroupState {
     exclusive: usize,
     // Outcomes of committed batches, with how many writers have still to read each.
     outcomes: HashMap<u64, (Option<String>, usize)>,
-    // Writes in the batch committed last.
+    // Writes in the batch committed last, and how long its commit took.
     last: usize,
+    last_took: std::time::Duration,
+    // Writes handed to the committing thread that have not taken their place in line yet.
+    pending: usize,
+    // The committing thread waits for a commit (and must be woken for a write handed to it).
+    committer_waits: bool,
+    // The last writer of a batch waits for writers on their way (and must be woken by one).
+    arrival_awaited: bool,
+}
+
+impl GroupState {
+    /// Whether a write that arrives now would be alone: no batch open or being worked in,
+    /// nobody in line or on the way to it.
+    fn idle(&self) -> bool {
+        !self.busy
+            && self.open.is_none()
+            && self.queue.is_empty()
+            && self.pending == 0
+            && self.exclusive == 0
+    }
+
+    /// The outcome of `batch` for one of the writes that waited for it, once it is
+    /// committed (or given up).
+    fn outcome(&mut self, batch: u64) -> Option<Result<()>> {
+        let (failed, readers) = self.outcomes.get_mut(&batch)?;
+        *readers -= 1;
+        let failed = failed.clone();
+        self.outcomes.retain(|_, (_, n)| *n > 0);
+        Some(match failed {
+            None => Ok(()),
+            Some(reason) => Err(Error::storage(
+                "committing a group of writes",
+                GroupFailed(reason),
+            )),
+        })
+    }
+
+    /// Whether a write will come to the open batch after the one working in it.
+    fn joining(&self) -> bool {
+        !self.queue.is_empty() || self.pending > 0
+    }
+}
+
+thread_local! {
+    /// This thread's wake-up for its turn in a batch (a thread waits for one turn at a time).
+    static WAKE_UP: Arc<Condvar> = Arc::new(Condvar::new());
+    /// The store whose write closure this thread runs (its `Inner`'s address), if any.
+    static WRITING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A write closure running on this thread; dropping it says the closure ended.
+struct Writing(usize);
+
+impl Writing {
+    /// Notes that a write closure of `inner`'s store runs on this thread.
+    fn enter(inner: &Inner) -> Writing {
+        Writing(WRITING.replace(std::ptr::from_ref(inner) as usize))
+    }
+
+    /// Refuses a write from inside a write closure of the same store, which would wait for
+    /// its own transaction forever.
+    ///
+    /// # Errors
+    /// `InvalidInput` when such a closure runs on this thread.
+    fn refuse_nested(inner: &Inner) -> Result<()> {
+        if WRITING.get() == std::ptr::from_ref(inner) as usize {
+            return Err(Error::invalid(
+                "write",
+                "a write cannot begin inside another write of the same store (it would wait \
+                 for the transaction it runs in); use the transaction already open",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        WRITING.set(self.0);
+    }
+}
+
+/// How a write's turn in a batch ended.
+enum Step<T> {
+    /// For good: committed (in a batch this write committed), failed or panicked.
+    Over(Ran<T>),
+    /// Kept in the numbered batch, which a later write commits.
+    Joined(T, u64),
 }
 
 impl Group {
@@ -320,6 +440,7 @@ impl Store {
                 copies_at: options.copies_at.clone(),
                 registry: Registry::default(),
                 group: Group::default(),
+                committer: OnceLock::new(),
             }),
         }
     }
@@ -581,22 +702,128 @@ impl Store {
     /// Writers waiting for their turn in a batch (for tests that need a batch to form).
     #[doc(hidden)]
     pub fn waiting_writers(&self) -> usize {
-        self.inner.group.lock().queue.len()
+        let st = self.inner.group.lock();
+        st.queue.len() + st.pending
     }
 
-    /// Runs `f` as one write of a batch (see [`Group`]); returns once the batch it was kept
-    /// in is committed.
-    fn write_grouped<T>(
+    /// Runs `f` as one write of a batch (see [`Group`]) on the thread that commits the file's
+    /// batches when others are in the batch or in line, else on this thread; returns once the
+    /// batch it was kept in is committed.
+    fn write_grouped<T: Send>(
+        &self,
+        file: &RwLock<FileDb>,
+        durable: bool,
+        f: impl FnOnce(&FileWrite<'_, '_>) -> Result<T> + Send,
+    ) -> Result<T> {
+        let g = &self.inner.group;
+        let mut st = g.lock();
+        let committer = if st.idle() {
+            None
+        } else {
+            self.inner.committer()
+        };
+        let step = match committer {
+            Some(committer) => {
+                st.pending += 1;
+                let (waits, awaited) = (st.committer_waits, st.arrival_awaited);
+                drop(st);
+                if waits {
+                    g.done.notify_all();
+                }
+                if awaited {
+                    g.arrival.notify_one();
+                }
+                committer.install(|| {
+                    let mut st = g.lock();
+                    st.pending -= 1;
+                    match self.take_turn(st, file, durable, f) {
+                        Step::Joined(value, batch) => {
+                            Step::Over(match self.committed_meanwhile(committer, batch) {
+                                Ok(()) => Ran::Kept(value),
+                                Err(e) => Ran::Failed(e),
+                            })
+                        }
+                        over => over,
+                    }
+                })
+            }
+            _ => self.take_turn(st, file, durable, f),
+        };
+        self.step_outcome(step)
+    }
+
+    /// [`Store::write_grouped`] for a write that cannot leave this thread: it runs here, in
+    /// its turn.
+    fn write_grouped_here<T>(
         &self,
         file: &RwLock<FileDb>,
         durable: bool,
         f: impl FnOnce(&FileWrite<'_, '_>) -> Result<T>,
     ) -> Result<T> {
-        let db = || file.read().unwrap_or_else(|e| e.into_inner());
+        let st = self.inner.group.lock();
+        let step = self.take_turn(st, file, durable, f);
+        self.step_outcome(step)
+    }
+
+    /// On the committing thread, once a write there was kept in `batch`: runs the writes that
+    /// come meanwhile (nested, so each returns to its caller only when its batch is committed,
+    /// and each caller is woken once) until the batch is committed; then its outcome.
+    fn committed_meanwhile(&self, committer: &rayon_core::ThreadPool, batch: u64) -> Result<()> {
         let g = &self.inner.group;
         let mut st = g.lock();
-        let me = Arc::new(Condvar::new());
+        loop {
+            if let Some(outcome) = st.outcome(batch) {
+                return outcome;
+            }
+            if st.pending > 0 {
+                drop(st);
+                if committer.yield_now() != Some(rayon_core::Yield::Executed) {
+                    std::thread::yield_now();
+                }
+                st = g.lock();
+            } else {
+                st.committer_waits = true;
+                st = Group::wait(&g.done, st);
+                st.committer_waits = false;
+            }
+        }
+    }
+
+    /// What a write's [`Step`] comes to once the batch it was kept in is committed.
+    fn step_outcome<T>(&self, step: Step<T>) -> Result<T> {
+        let g = &self.inner.group;
+        let (value, batch) = match step {
+            Step::Over(Ran::Kept(v)) => return Ok(v),
+            Step::Over(Ran::Failed(e)) => return Err(e),
+            Step::Over(Ran::Panicked(p)) => resume_unwind(p),
+            Step::Joined(value, batch) => (value, batch),
+        };
+        let mut st = g.lock();
+        loop {
+            if let Some(outcome) = st.outcome(batch) {
+                return outcome.map(|()| value);
+            }
+            st = Group::wait(&g.done, st);
+        }
+    }
+
+    /// Waits for this write's turn in line (`st` is the group's state, locked), runs `f` in
+    /// the open batch or a new one, and either leaves the batch open for the next writer or
+    /// commits it.
+    fn take_turn<T>(
+        &self,
+        mut st: MutexGuard<'_, GroupState>,
+        file: &RwLock<FileDb>,
+        durable: bool,
+        f: impl FnOnce(&FileWrite<'_, '_>) -> Result<T>,
+    ) -> Step<T> {
+        let db = || file.read().unwrap_or_else(|e| e.into_inner());
+        let g = &self.inner.group;
+        let me = WAKE_UP.with(Arc::clone);
         st.queue.push_back(Arc::clone(&me));
+        if st.arrival_awaited {
+            g.arrival.notify_one();
+        }
         // A batch in progress is always joined; a new one waits for whoever wants the file
         // alone. Writers take their turns in the order they came.
         loop {
@@ -623,7 +850,7 @@ impl Store {
                     let wake = g.release(&mut st);
                     drop(st);
                     wake.send();
-                    return Err(e);
+                    return Step::Over(Ran::Failed(e));
                 }
             },
         };
@@ -684,11 +911,10 @@ impl Store {
             None
         };
         let Some(open) = open else {
-            return match ran {
-                Ran::Kept(_) => unreachable_kept(),
-                Ran::Failed(e) => Err(e),
-                Ran::Panicked(p) => resume_unwind(p),
-            };
+            return Step::Over(match ran {
+                Ran::Kept(_) => Ran::Failed(kept_lost()),
+                other => other,
+            });
         };
 
         let mut st = g.lock();
@@ -699,44 +925,36 @@ impl Store {
         // Before committing, let writers that are on their way (woken by the previous
         // commit, not yet in line) join the batch (see [`Group`]).
         let mut yields = 0;
-        while st.queue.is_empty()
-            && ((st.kept > 1 && yields < 4) || (st.kept < st.last && yields < 8))
-        {
+        while !st.joining() && st.kept > 1 && st.kept >= st.last && yields < 4 {
             drop(st);
             std::thread::yield_now();
             yields += 1;
             st = g.lock();
         }
+        if !st.joining() && st.kept < st.last {
+            let deadline = std::time::Instant::now() + (st.last_took / 2).min(ARRIVAL_WAIT);
+            while !st.joining() {
+                let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                    break;
+                };
+                st.arrival_awaited = true;
+                st = g
+                    .arrival
+                    .wait_timeout(st, left)
+                    .map_or_else(|e| e.into_inner().0, |(st, _)| st);
+                st.arrival_awaited = false;
+            }
+        }
         let batch = st.batch;
-        if !st.queue.is_empty() && st.kept < MAX_BATCH {
+        if st.joining() && st.kept < MAX_BATCH {
             // Somebody joins: the last of the batch commits it.
             st.open = Some(open);
             let wake = g.release(&mut st);
             drop(st);
             wake.send();
-            let value = match ran {
-                Ran::Kept(v) => v,
-                Ran::Failed(e) => return Err(e),
-                Ran::Panicked(p) => resume_unwind(p),
-            };
-            let mut st = g.lock();
-            while !st.outcomes.contains_key(&batch) {
-                st = Group::wait(&g.done, st);
-            }
-            let failed = match st.outcomes.get_mut(&batch) {
-                Some((failed, readers)) => {
-                    *readers -= 1;
-                    failed.clone()
-                }
-                None => None,
-            };
-            st.outcomes.retain(|_, (_, n)| *n > 0);
-            return match failed {
-                None => Ok(value),
-                Some(reason) => Err(Error::storage(
-                    "committing a group of writes",
-                    GroupFailed(reason),
-                )),
+            return match ran {
+                Ran::Kept(v) => Step::Joined(v, batch),
+                other => Step::Over(other),
             };
         }
         // The last of the batch: commit it for everyone in it.
@@ -747,6 +965,7 @@ impl Store {
         st.kept = 0;
         st.durable = false;
         drop(st);
+        let began = std::time::Instant::now();
         let committed = if members == 0 {
             open.abort();
             Ok(())
@@ -754,6 +973,7 @@ impl Store {
             db().commit(open, durable_batch)
         };
         let mut st = g.lock();
+        st.last_took = began.elapsed();
         let others = members - usize::from(kept);
         if others > 0 {
             let failed = committed.as_ref().err().map(ToString::to_string);
@@ -765,11 +985,11 @@ impl Store {
         };
         drop(st);
         wake.send();
-        match ran {
-            Ran::Kept(v) => committed.map(|()| v),
-            Ran::Failed(e) => Err(e),
-            Ran::Panicked(p) => resume_unwind(p),
-        }
+        Step::Over(match (ran, committed) {
+            (Ran::Kept(v), Ok(())) => Ran::Kept(v),
+            (Ran::Kept(_), Err(e)) => Ran::Failed(e),
+            (other, _) => other,
+        })
     }
 
     /// What this handle knows to be committed in the file (shapes, catalog entries).
@@ -787,9 +1007,13 @@ impl Store {
     /// write before it, and one that fails or panics is taken back alone. Waiting writes take
     /// their turns in the order they arrived. `write` returns once its commit is done.
     ///
+    /// A write that finds others at work is run by the handle's committing thread, one after
+    /// another without waking each writer's own thread in turn; that is why `f` and its value
+    /// must be `Send`. [`Store::write_here`] takes a closure that is not.
+    ///
     /// # Errors
     /// The closure's error, or `Storage` if the transaction cannot begin or commit.
-    pub fn write<T>(&self, f: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
+    pub fn write<T: Send>(&self, f: impl FnMut(&WriteTx<'_>) -> Result<T> + Send) -> Result<T> {
         self.write_with(self.inner.durability, f)
     }
 
@@ -799,50 +1023,72 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::write`].
-    pub fn write_with<T>(
+    pub fn write_with<T: Send>(
         &self,
         durability: Durability,
-        f: impl FnMut(&WriteTx<'_>) -> Result<T>,
+        f: impl FnMut(&WriteTx<'_>) -> Result<T> + Send,
     ) -> Result<T> {
-        if let Some((found, needed)) = *self.inner.behind.lock().unwrap_or_else(|e| e.into_inner())
-        {
-            return Err(Error::MigrationNeeded { found, needed });
-        }
-        self.write_unless_damaged(durability, f)
+        self.refuse_writes(false)?;
+        self.write_anyway(durability, f)
+    }
+
+    /// [`Store::write`] for a closure that must stay on this thread (it holds an `Rc`, a
+    /// `RefCell` borrow or a reader that is not `Send`): it runs here, and shares commits with
+    /// other writes the same way, at the cost of waking this thread for its turn.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn write_here<T>(&self, f: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
+        self.refuse_writes(false)?;
+        self.write_anyway_here(self.inner.durability, f)
     }
 
     /// [`Store::write`] without the refusal after a migration down: for migration steps.
-    pub(crate) fn write_migrating<T>(&self, f: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
-        self.write_unless_damaged(self.inner.durability, f)
+    pub(crate) fn write_migrating<T: Send>(
+        &self,
+        f: impl FnMut(&WriteTx<'_>) -> Result<T> + Send,
+    ) -> Result<T> {
+        self.refuse_writes(true)?;
+        self.write_anyway(self.inner.durability, f)
     }
 
-    fn write_unless_damaged<T>(
-        &self,
-        durability: Durability,
-        f: impl FnMut(&WriteTx<'_>) -> Result<T>,
-    ) -> Result<T> {
+    /// Refuses a write to a store behind its schema (unless `migrating`) or damaged.
+    fn refuse_writes(&self, migrating: bool) -> Result<()> {
+        if !migrating
+            && let Some((found, needed)) =
+                *self.inner.behind.lock().unwrap_or_else(|e| e.into_inner())
+        {
+            return Err(Error::MigrationNeeded { found, needed });
+        }
         if let Some(reason) = self.damage() {
             return Err(Error::Damaged {
                 path: self.inner.path.clone(),
                 reason: format!("writes are refused since a corruption was seen ({reason})"),
             });
         }
-        self.write_anyway(durability, f)
+        Ok(())
+    }
+
+    /// Whether a commit at `durability` waits for the disk.
+    fn durable(&self, durability: Durability) -> bool {
+        // redb shares a file between processes only with durable commits.
+        (self.inner.mode == Mode::Shared && self.engine() == "redb")
+            || (durability == Durability::Immediate
+                && self.inner.durability == Durability::Immediate)
     }
 
     /// [`Store::write_with`] even on a store that refuses writes: for repairs.
-    pub(crate) fn write_anyway<T>(
+    pub(crate) fn write_anyway<T: Send>(
         &self,
         durability: Durability,
-        mut f: impl FnMut(&WriteTx<'_>) -> Result<T>,
+        mut f: impl FnMut(&WriteTx<'_>) -> Result<T> + Send,
     ) -> Result<T> {
-        // redb shares a file between processes only with durable commits.
-        let durable = (self.inner.mode == Mode::Shared && self.engine() == "redb")
-            || (durability == Durability::Immediate
-                && self.inner.durability == Durability::Immediate);
+        Writing::refuse_nested(&self.inner)?;
+        let durable = self.durable(durability);
         let mut known = None;
         let outcome = match &self.inner.engine {
             Engine::File(file) => self.write_grouped(file, durable, |raw: &FileWrite<'_, '_>| {
+                let _writing = Writing::enter(&self.inner);
                 let tx = WriteTx::new(raw, &self.inner.registry);
                 let value = f(&tx)?;
                 tx.flush_sequences()?;
@@ -851,6 +1097,7 @@ impl Store {
             }),
             #[cfg(feature = "postgres")]
             Engine::Pg(pg) => pg.write(durable, |raw| {
+                let _writing = Writing::enter(&self.inner);
                 let tx = WriteTx::new(raw, &self.inner.registry);
                 let value = f(&tx)?;
                 tx.flush_sequences()?;
@@ -858,6 +1105,44 @@ impl Store {
                 Ok(value)
             }),
         };
+        self.written(outcome, known)
+    }
+
+    /// [`Store::write_anyway`] on this thread (see [`Store::write_here`]).
+    pub(crate) fn write_anyway_here<T>(
+        &self,
+        durability: Durability,
+        mut f: impl FnMut(&WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        Writing::refuse_nested(&self.inner)?;
+        let durable = self.durable(durability);
+        let mut known = None;
+        let outcome = match &self.inner.engine {
+            Engine::File(file) => {
+                self.write_grouped_here(file, durable, |raw: &FileWrite<'_, '_>| {
+                    let _writing = Writing::enter(&self.inner);
+                    let tx = WriteTx::new(raw, &self.inner.registry);
+                    let value = f(&tx)?;
+                    tx.flush_sequences()?;
+                    known = Some(tx.into_registrations());
+                    Ok(value)
+                })
+            }
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.write(durable, |raw| {
+                let _writing = Writing::enter(&self.inner);
+                let tx = WriteTx::new(raw, &self.inner.registry);
+                let value = f(&tx)?;
+                tx.flush_sequences()?;
+                known = Some(tx.into_registrations());
+                Ok(value)
+            }),
+        };
+        self.written(outcome, known)
+    }
+
+    /// A write's outcome, noting what it registered once it is committed.
+    fn written<T>(&self, outcome: Result<T>, known: Option<Registrations>) -> Result<T> {
         let value = self.observe(outcome)?;
         // Committed: later transactions need not look these up again.
         if let Some(known) = known {
@@ -1010,8 +1295,8 @@ impl std::fmt::Display for GroupFailed {
 
 impl std::error::Error for GroupFailed {}
 
-fn unreachable_kept<T>() -> Result<T> {
-    Err(Error::Invariant {
+fn kept_lost() -> Error {
+    Error::Invariant {
         what: "a kept write lost its transaction".into(),
-    })
+    }
 }

@@ -155,7 +155,7 @@ fn adopt_in(
     })?;
     let now = rk.now();
     let mut outcome = None;
-    let written = rk.store().write(|tx| {
+    let written = rk.store().write_here(|tx| {
         let o = plan::adopt_into(tx, now, source, &spec.mapping, spec.workspaces.as_deref())?;
         let keep = o.problems.is_empty() && !spec.dry_run;
         outcome = Some(o);
