@@ -595,13 +595,18 @@ fn a_write_inside_a_write_of_the_same_store_is_refused_instead_of_waiting_foreve
             "{joined:?}"
         );
     });
-    // Another store's write inside a write goes ahead.
-    store
+    // Another store's write inside a write goes ahead; back to the first store from inside
+    // it is refused all the same.
+    let back = store
         .write(|tx| {
             tx.table::<Item>().insert(&item(4, "outer again"))?;
-            nested(&other)
+            other.write(|tx| {
+                tx.table::<Item>().insert(&item(9, "nested"))?;
+                Ok(nested(&store))
+            })
         })
         .unwrap();
+    assert!(matches!(back, Err(Error::InvalidInput { .. })), "{back:?}");
     store
         .read(|tx| {
             let t = tx.table::<Item>();
@@ -618,4 +623,48 @@ fn a_write_inside_a_write_of_the_same_store_is_refused_instead_of_waiting_foreve
             .is_some()
     );
     clean(&store);
+}
+
+/// A write handed to one store's committing thread that writes to a second store, busy at
+/// that moment, waits for its turn there without stalling the first store: a write handed
+/// to the first store meanwhile is not started inside the waiting one (where it would wait
+/// for the very batch it sits on).
+#[test]
+fn a_handed_over_write_that_waits_for_another_store_does_not_stall_its_own() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(&dir_a), open(&dir_b));
+    let (a_inside, b_inside) = (AtomicBool::new(false), AtomicBool::new(false));
+    thread::scope(|s| {
+        s.spawn(|| hold_until_joined(&a, &a_inside, 1, item(1, "a first")));
+        until_inside(&a_inside);
+        // B stays busy until a write waits for it and another write waits for A.
+        s.spawn(|| {
+            b.write(|tx| {
+                tx.table::<Item>().insert(&item(1, "b first"))?;
+                b_inside.store(true, Ordering::SeqCst);
+                while b.waiting_writers() < 1 || a.waiting_writers() < 1 {
+                    thread::yield_now();
+                }
+                Ok(())
+            })
+            .unwrap();
+        });
+        until_inside(&b_inside);
+        s.spawn(|| {
+            a.write(|tx| {
+                tx.table::<Item>().insert(&item(2, "a second"))?;
+                b.write(|tx| tx.table::<Item>().insert(&item(2, "b second")))
+            })
+            .unwrap();
+        });
+        while b.waiting_writers() < 1 {
+            thread::yield_now();
+        }
+        a.write(|tx| tx.table::<Item>().insert(&item(3, "a third")))
+            .unwrap();
+    });
+    assert_eq!(a.read(|tx| tx.table::<Item>().count()).unwrap(), 3);
+    assert_eq!(b.read(|tx| tx.table::<Item>().count()).unwrap(), 2);
+    clean(&a);
+    clean(&b);
 }

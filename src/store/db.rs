@@ -152,13 +152,16 @@ const MAX_BATCH: usize = 128;
 /// is handed to the handle's committing thread (a one-thread pool, started at the first
 /// contention), which runs the handed-over writes one after another: handing the batch from
 /// thread to thread cost a wake-up of the next thread (10-13 µs on two cores) for each write
-/// of 6-8 µs. The committing thread runs each write it was handed nested in the one before,
-/// so a write's caller is woken once, when its batch is committed, and the thread never
-/// sleeps while writes wait for it. Writes that must stay on their thread
-/// ([`Store::write_here`]) take their turns in the same line, each with its own wake-up.
+/// of 6-8 µs. While a batch is open, the committing thread runs each write it was handed
+/// nested in the one before, so the callers it serves are woken once, when their batch is
+/// committed (the writes handed over during a commit wait for its end, like everyone).
+/// Writes that run on their own thread (the first of a batch, [`Store::write_here`], writes
+/// from rayon threads or from inside another store's write) take their turns in the same
+/// line, each woken for its turn and again for its batch's outcome.
 ///
-/// Writers take their turns in arrival order (two handed over at the same instant may
-/// swap). Before the last writer commits a batch, it yields the processor a few times when
+/// Writers take their turns in the order they reached the line; a handed-over write reaches
+/// it when the committing thread picks it up, so a write on its own thread that comes just
+/// after may go first. Before the last writer commits a batch, it yields the processor a few times when
 /// others share the batch, and while the batch holds fewer writes than the previous commit
 /// did it waits a little for more ([`ARRIVAL_WAIT`]): the writers that commit woke come back one
 /// by one, and without the wait the first of them to return committed alone while the rest
@@ -236,32 +239,39 @@ impl GroupState {
 }
 
 thread_local! {
-    /// This thread's wake-up for its turn in a batch (a thread waits for one turn at a time).
-    static WAKE_UP: Arc<Condvar> = Arc::new(Condvar::new());
-    /// The store whose write closure this thread runs (its `Inner`'s address), if any.
-    static WRITING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The stores whose write closures this thread runs (their `Inner`'s addresses), outer
+    /// first.
+    static WRITING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A write closure running on this thread; dropping it says the closure ended.
-struct Writing(usize);
+struct Writing;
 
 impl Writing {
     /// Notes that a write closure of `inner`'s store runs on this thread.
     fn enter(inner: &Inner) -> Writing {
-        Writing(WRITING.replace(std::ptr::from_ref(inner) as usize))
+        WRITING.with_borrow_mut(|w| w.push(std::ptr::from_ref(inner) as usize));
+        Writing
     }
 
-    /// Refuses a write from inside a write closure of the same store, which would wait for
-    /// its own transaction forever.
+    /// Whether a write closure of any store runs on this thread.
+    fn any() -> bool {
+        WRITING.with_borrow(|w| !w.is_empty())
+    }
+
+    /// Refuses a write from inside a write closure of the same store (directly or through
+    /// another store's write): on a redb file it would wait for the transaction it runs in,
+    /// on PostgreSQL it would commit apart from it.
     ///
     /// # Errors
     /// `InvalidInput` when such a closure runs on this thread.
     fn refuse_nested(inner: &Inner) -> Result<()> {
-        if WRITING.get() == std::ptr::from_ref(inner) as usize {
+        let me = std::ptr::from_ref(inner) as usize;
+        if WRITING.with_borrow(|w| w.contains(&me)) {
             return Err(Error::invalid(
                 "write",
-                "a write cannot begin inside another write of the same store (it would wait \
-                 for the transaction it runs in); use the transaction already open",
+                "a write cannot begin inside another write of the same store; do its work in \
+                 the transaction already open",
             ));
         }
         Ok(())
@@ -270,7 +280,7 @@ impl Writing {
 
 impl Drop for Writing {
     fn drop(&mut self) {
-        WRITING.set(self.0);
+        WRITING.with_borrow_mut(|w| w.pop());
     }
 }
 
@@ -278,7 +288,8 @@ impl Drop for Writing {
 enum Step<T> {
     /// For good: committed (in a batch this write committed), failed or panicked.
     Over(Ran<T>),
-    /// Kept in the numbered batch, which a later write commits.
+    /// Kept in the numbered batch, which a later write commits (or gives up, if a failed
+    /// write in it cannot be taken back).
     Joined(T, u64),
 }
 
@@ -717,11 +728,16 @@ impl Store {
     ) -> Result<T> {
         let g = &self.inner.group;
         let mut st = g.lock();
-        let committer = if st.idle() {
-            None
-        } else {
-            self.inner.committer()
-        };
+        // A write from inside another store's write, or from any rayon thread (this store's
+        // committing thread included), runs where it is: handed over, it could wait for a
+        // committing thread that waits for it (a rayon thread waiting for another pool runs
+        // its own pool's jobs meanwhile).
+        let committer =
+            if st.idle() || Writing::any() || rayon_core::current_thread_index().is_some() {
+                None
+            } else {
+                self.inner.committer()
+            };
         let step = match committer {
             Some(committer) => {
                 st.pending += 1;
@@ -766,8 +782,8 @@ impl Store {
     }
 
     /// On the committing thread, once a write there was kept in `batch`: runs the writes that
-    /// come meanwhile (nested, so each returns to its caller only when its batch is committed,
-    /// and each caller is woken once) until the batch is committed; then its outcome.
+    /// come to the batch meanwhile (nested, so each returns to its caller only when the batch
+    /// is committed, and each caller is woken once), then waits for the batch's outcome.
     fn committed_meanwhile(&self, committer: &rayon_core::ThreadPool, batch: u64) -> Result<()> {
         let g = &self.inner.group;
         let mut st = g.lock();
@@ -775,7 +791,10 @@ impl Store {
             if let Some(outcome) = st.outcome(batch) {
                 return outcome;
             }
-            if st.pending > 0 {
+            // Once the batch is being committed (or given up) its outcome comes without this
+            // thread's help; running later writes now would keep this write's caller waiting
+            // for their batch too.
+            if st.batch == batch && st.pending > 0 {
                 drop(st);
                 if committer.yield_now() != Some(rayon_core::Yield::Executed) {
                     std::thread::yield_now();
@@ -819,7 +838,7 @@ impl Store {
     ) -> Step<T> {
         let db = || file.read().unwrap_or_else(|e| e.into_inner());
         let g = &self.inner.group;
-        let me = WAKE_UP.with(Arc::clone);
+        let me = Arc::new(Condvar::new());
         st.queue.push_back(Arc::clone(&me));
         if st.arrival_awaited {
             g.arrival.notify_one();
@@ -1005,14 +1024,20 @@ impl Store {
     /// commit): a write that arrives while another runs waits, then runs in the same
     /// transaction after it, and one commit (one fsync) serves them all. Each still sees every
     /// write before it, and one that fails or panics is taken back alone. Waiting writes take
-    /// their turns in the order they arrived. `write` returns once its commit is done.
+    /// their turns in about the order they arrived (see below). `write` returns once its
+    /// commit is done.
     ///
     /// A write that finds others at work is run by the handle's committing thread, one after
     /// another without waking each writer's own thread in turn; that is why `f` and its value
-    /// must be `Send`. [`Store::write_here`] takes a closure that is not.
+    /// must be `Send`. [`Store::write_here`] takes a closure that is not. Such a write takes
+    /// its place in line when that thread picks it up, so one that runs on its own thread
+    /// and comes just after it may go first. `f` should not use rayon: it may run on the
+    /// committing thread, a one-thread rayon pool.
     ///
     /// # Errors
-    /// The closure's error, or `Storage` if the transaction cannot begin or commit.
+    /// The closure's error; `InvalidInput` for a write begun inside a write of the same store
+    /// (directly or through another store's write); `Storage` if the transaction cannot begin
+    /// or commit.
     pub fn write<T: Send>(&self, f: impl FnMut(&WriteTx<'_>) -> Result<T> + Send) -> Result<T> {
         self.write_with(self.inner.durability, f)
     }
