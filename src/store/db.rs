@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use super::engine::RawWrite;
 #[cfg(feature = "postgres")]
 pub use super::engine::pg::is_postgres_url;
 use super::engine::redb_file::{self, FileDb, FileRead, FileWrite, OpenSpec, OpenWrite, UndoLog};
@@ -1113,22 +1114,10 @@ impl Store {
         let mut known = None;
         let outcome = match &self.inner.engine {
             Engine::File(file) => self.write_grouped(file, durable, |raw: &FileWrite<'_, '_>| {
-                let _writing = Writing::enter(&self.inner);
-                let tx = WriteTx::new(raw, &self.inner.registry);
-                let value = f(&tx)?;
-                tx.flush_sequences()?;
-                known = Some(tx.into_registrations());
-                Ok(value)
+                self.run_write(raw, &mut f, &mut known)
             }),
             #[cfg(feature = "postgres")]
-            Engine::Pg(pg) => pg.write(durable, |raw| {
-                let _writing = Writing::enter(&self.inner);
-                let tx = WriteTx::new(raw, &self.inner.registry);
-                let value = f(&tx)?;
-                tx.flush_sequences()?;
-                known = Some(tx.into_registrations());
-                Ok(value)
-            }),
+            Engine::Pg(pg) => pg.write(durable, |raw| self.run_write(raw, &mut f, &mut known)),
         };
         self.written(outcome, known)
     }
@@ -1145,25 +1134,28 @@ impl Store {
         let outcome = match &self.inner.engine {
             Engine::File(file) => {
                 self.write_grouped_here(file, durable, |raw: &FileWrite<'_, '_>| {
-                    let _writing = Writing::enter(&self.inner);
-                    let tx = WriteTx::new(raw, &self.inner.registry);
-                    let value = f(&tx)?;
-                    tx.flush_sequences()?;
-                    known = Some(tx.into_registrations());
-                    Ok(value)
+                    self.run_write(raw, &mut f, &mut known)
                 })
             }
             #[cfg(feature = "postgres")]
-            Engine::Pg(pg) => pg.write(durable, |raw| {
-                let _writing = Writing::enter(&self.inner);
-                let tx = WriteTx::new(raw, &self.inner.registry);
-                let value = f(&tx)?;
-                tx.flush_sequences()?;
-                known = Some(tx.into_registrations());
-                Ok(value)
-            }),
+            Engine::Pg(pg) => pg.write(durable, |raw| self.run_write(raw, &mut f, &mut known)),
         };
         self.written(outcome, known)
+    }
+
+    /// Runs `f` in the engine's transaction `raw`, noting in `known` what it registered.
+    fn run_write<T>(
+        &self,
+        raw: &dyn RawWrite,
+        f: &mut impl FnMut(&WriteTx<'_>) -> Result<T>,
+        known: &mut Option<Registrations>,
+    ) -> Result<T> {
+        let _writing = Writing::enter(&self.inner);
+        let tx = WriteTx::new(raw, &self.inner.registry);
+        let value = f(&tx)?;
+        tx.flush_sequences()?;
+        *known = Some(tx.into_registrations());
+        Ok(value)
     }
 
     /// A write's outcome, noting what it registered once it is committed.
