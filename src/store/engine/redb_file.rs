@@ -418,6 +418,97 @@ fn get_in<T: ReadableTable<Bytes, Bytes>>(
     found
 }
 
+/// Entries a walk in [`get_each_in`] steps over looking for a key before it gives up and
+/// looks the key up from the root (a descent costs about as much as this many steps).
+const WALK_STEPS: usize = 8;
+
+/// How many walks [`get_each_in`] gives up (keys too far apart, or turning back) before it
+/// looks the remaining keys up from the root one by one: keys in no order waste at most this
+/// many walks.
+const WALK_MISSES: usize = 2;
+
+type Entry<'a> = (redb::AccessGuard<'a, Bytes>, redb::AccessGuard<'a, Bytes>);
+
+/// What a [`Walk`] found for a key.
+enum Sought<'a> {
+    /// The walk reached the key: its value, `None` if it is absent.
+    Reached(Option<redb::AccessGuard<'a, Bytes>>),
+    /// The key is more than [`WALK_STEPS`] entries away.
+    TooFar,
+}
+
+/// A cursor over a table that finds keys following each other in one direction by stepping
+/// from the previous one instead of descending from the root: a page of records found
+/// through an index whose order is the records' own (users by creation time, with ids from
+/// a sequence) is read leaf by leaf.
+struct Walk<'a> {
+    entries: redb::Range<'a, Bytes, Bytes>,
+    /// Towards smaller keys.
+    back: bool,
+    /// The first entry past the last key looked for, not yet used.
+    ahead: Option<Entry<'a>>,
+    /// No entry is left in the walk's direction.
+    ended: bool,
+}
+
+impl<'a> Walk<'a> {
+    /// A walk from `key` (included) towards greater keys, or smaller ones if `back`.
+    fn from<T: ReadableTable<Bytes, Bytes>>(t: &'a T, key: &[u8], back: bool) -> Result<Self> {
+        let range = if back {
+            (Bound::Unbounded, Bound::Included(key))
+        } else {
+            (Bound::Included(key), Bound::Unbounded)
+        };
+        Ok(Walk {
+            entries: t.range::<&[u8]>(range).map_err(|e| engine("reading", e))?,
+            back,
+            ahead: None,
+            ended: false,
+        })
+    }
+
+    /// Looks for `key`, which lies beyond every key this walk was asked for before in its
+    /// direction.
+    fn seek(&mut self, key: &[u8]) -> Result<Sought<'a>> {
+        for _ in 0..WALK_STEPS {
+            if self.ended {
+                return Ok(Sought::Reached(None));
+            }
+            let entry = match self.ahead.take() {
+                Some(entry) => entry,
+                None => {
+                    let next = if self.back {
+                        self.entries.next_back()
+                    } else {
+                        self.entries.next()
+                    };
+                    match next {
+                        Some(entry) => entry.map_err(|e| engine("reading", e))?,
+                        None => {
+                            self.ended = true;
+                            return Ok(Sought::Reached(None));
+                        }
+                    }
+                }
+            };
+            let order = entry.0.value().cmp(key);
+            let past = if self.back {
+                order.is_lt()
+            } else {
+                order.is_gt()
+            };
+            if order.is_eq() {
+                return Ok(Sought::Reached(Some(entry.1)));
+            }
+            if past {
+                self.ahead = Some(entry);
+                return Ok(Sought::Reached(None));
+            }
+        }
+        Ok(Sought::TooFar)
+    }
+}
+
 fn get_each_in<T: ReadableTable<Bytes, Bytes>>(
     t: &T,
     keys: Keys<'_>,
@@ -427,8 +518,44 @@ fn get_each_in<T: ReadableTable<Bytes, Bytes>>(
     // panic of `f` itself is the caller's and is raised again as it was.
     let mut caller_panic = None;
     let done = contain("reading", || {
+        // Each key is looked up from the root until two keys in a row follow each other;
+        // then a walk steps from one to the next while they keep doing so (see [`Walk`]).
+        // Either way every key gets its own value: the walk only finds it sooner.
+        let mut walk: Option<Walk<'_>> = None;
+        let mut misses = 0;
+        let mut previous: Option<&[u8]> = None;
         for key in keys {
-            let guard = t.get(key).map_err(|e| engine("reading", e))?;
+            // Towards greater keys (`Some(false)`), smaller ones (`Some(true)`), or neither.
+            let back = previous.and_then(|p| match p.cmp(key) {
+                std::cmp::Ordering::Less => Some(false),
+                std::cmp::Ordering::Greater => Some(true),
+                std::cmp::Ordering::Equal => None,
+            });
+            previous = Some(key);
+            if walk.as_ref().is_some_and(|w| Some(w.back) != back) {
+                walk = None;
+                misses += 1;
+            }
+            if walk.is_none()
+                && misses < WALK_MISSES
+                && let Some(back) = back
+            {
+                walk = Some(Walk::from(t, key, back)?);
+            }
+            let mut found = None;
+            if let Some(w) = &mut walk {
+                match w.seek(key)? {
+                    Sought::Reached(value) => found = Some(value),
+                    Sought::TooFar => {
+                        walk = None;
+                        misses += 1;
+                    }
+                }
+            }
+            let guard = match found {
+                Some(value) => value,
+                None => t.get(key).map_err(|e| engine("reading", e))?,
+            };
             // Reading the value is the engine's work; using it is the caller's.
             let value = guard.as_ref().map(|g| g.value());
             match catch_unwind(AssertUnwindSafe(|| {
@@ -1117,5 +1244,114 @@ mod tests {
         let (_tmp, db) = opened(true);
         assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
         assert!(db.kept().1.is_none());
+    }
+
+    /// What `get_each` gives for `keys`: each key with its value, up to where `f` stops.
+    fn each(
+        r: &dyn RawRead,
+        keys: &[Vec<u8>],
+        stop_after: usize,
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let mut iter = keys.iter().map(Vec::as_slice);
+        r.get_each("t", &mut iter, &mut |k, v| {
+            out.push((k.to_vec(), v.map(<[u8]>::to_vec)));
+            Ok(out.len() < stop_after)
+        })
+        .unwrap();
+        out
+    }
+
+    /// What looking each key up alone gives.
+    fn one_by_one(
+        r: &dyn RawRead,
+        keys: &[Vec<u8>],
+        stop_after: usize,
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        for k in keys.iter().take(stop_after) {
+            let mut v = None;
+            r.get("t", k, &mut |found| {
+                v = Some(found.to_vec());
+                Ok(())
+            })
+            .unwrap();
+            out.push((k.clone(), v));
+        }
+        out
+    }
+
+    /// Key sequences in the shapes `get_each` meets: rising runs (a page through an index in
+    /// the records' own order), falling runs, both, and no order at all; with gaps, repeats
+    /// and keys past either end of the table.
+    fn key_runs() -> impl proptest::strategy::Strategy<Value = Vec<u16>> {
+        use proptest::prelude::*;
+        let any_keys = proptest::collection::vec(0u16..2_200, 0..120);
+        prop_oneof![
+            any_keys.clone(),
+            any_keys.clone().prop_map(|mut v| {
+                v.sort_unstable();
+                v
+            }),
+            any_keys.clone().prop_map(|mut v| {
+                v.sort_unstable_by(|a, b| b.cmp(a));
+                v.dedup();
+                v
+            }),
+            (any_keys.clone(), any_keys).prop_map(|(mut up, mut down)| {
+                up.sort_unstable();
+                up.dedup();
+                down.sort_unstable_by(|a, b| b.cmp(a));
+                up.extend(down);
+                up
+            }),
+            (0u16..2_000, 1u16..40, 1usize..120).prop_map(|(from, step, n)| {
+                (0..n)
+                    .map(|i| from.saturating_add(step.saturating_mul(i as u16)))
+                    .collect()
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Keys read together, whether found by walking from one to the next or from the
+        /// root, get exactly the values they get when read one by one, in a snapshot and in
+        /// a write transaction, however the keys are ordered and wherever the caller stops.
+        #[test]
+        fn keys_read_together_get_the_values_they_get_alone(
+            present in proptest::collection::btree_set(0u16..2_000, 0..1_500),
+            keys in key_runs(),
+            stop_after in 1usize..150,
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
+            let value = |k: u16| format!("value of {k:05} with some length to it").into_bytes();
+            let open = db.begin_shared().unwrap();
+            open.run(None, |w| {
+                for &k in &present {
+                    w.put("t", &k.to_be_bytes(), &value(k))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_be_bytes().to_vec()).collect();
+            let expected: Vec<_> = keys
+                .iter()
+                .take(stop_after)
+                .map(|k| {
+                    let n = u16::from_be_bytes([k[0], k[1]]);
+                    (k.clone(), present.contains(&n).then(|| value(n)))
+                })
+                .collect();
+            let (seen, alone) = open
+                .run(None, |w| Ok((each(w, &keys, stop_after), one_by_one(w, &keys, stop_after))))
+                .unwrap();
+            proptest::prop_assert_eq!(&alone, &expected);
+            proptest::prop_assert_eq!(&seen, &expected, "in the write transaction");
+            db.commit(open, false).unwrap();
+            let seen = db.read(|r| Ok(each(r, &keys, stop_after))).unwrap();
+            proptest::prop_assert_eq!(&seen, &expected, "in a snapshot");
+        }
     }
 }
