@@ -266,7 +266,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          go as the next commit begins, so a hot read between two commits begins no \
          transaction and opens no table (a read while a commit runs, or the first after it, \
          pays for both); redkeep Shared, whose file other processes change, begins one for \
-         every read. redkeep's login and create-user flows include hashing or checking a \
+         every read. A page of 50 users by creation time reads the index entries, then the \
+         records: bare redb looks each record up from the root of its table, as an application \
+         does by hand; redkeep, finding their ids in rising order (ids come from a sequence, \
+         so creation order is id order), steps from one record to the next in the table. \
+         redkeep's login and create-user flows include hashing or checking a \
          password at cheap argon2 parameters, which the bare versions skip; create user writes \
          the user with its indexes, the credential, the default role's grant, a \
          personal org with its membership, and three audit rows (role granted, org created, user \
