@@ -422,18 +422,24 @@ fn get_in<T: ReadableTable<Bytes, Bytes>>(
 /// looks the key up from the root (a descent costs about as much as this many steps).
 const WALK_STEPS: usize = 8;
 
-/// How many walks [`get_each_in`] gives up (keys too far apart, or turning back) before it
-/// looks the remaining keys up from the root one by one: keys in no order waste at most this
-/// many walks.
+/// How many walks [`get_each_in`] gives up (a key more than [`WALK_STEPS`] entries past the
+/// one before, or keys turning back) before it looks the remaining keys up from the root one
+/// by one: keys in no order waste at most this many walks.
 const WALK_MISSES: usize = 2;
 
 type Entry<'a> = (redb::AccessGuard<'a, Bytes>, redb::AccessGuard<'a, Bytes>);
+
+#[cfg(test)]
+thread_local! {
+    /// Keys this thread's walks found (tests check that pages do walk).
+    static WALKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// What a [`Walk`] found for a key.
 enum Sought<'a> {
     /// The walk reached the key: its value, `None` if it is absent.
     Reached(Option<redb::AccessGuard<'a, Bytes>>),
-    /// The key is more than [`WALK_STEPS`] entries away.
+    /// The walk took [`WALK_STEPS`] steps without reaching the key.
     TooFar,
 }
 
@@ -468,7 +474,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Looks for `key`, which lies beyond every key this walk was asked for before in its
-    /// direction.
+    /// direction, and not before the key it began at.
     fn seek(&mut self, key: &[u8]) -> Result<Sought<'a>> {
         for _ in 0..WALK_STEPS {
             if self.ended {
@@ -498,6 +504,8 @@ impl<'a> Walk<'a> {
                 order.is_gt()
             };
             if order.is_eq() {
+                #[cfg(test)]
+                WALKED.with(|n| n.set(n.get() + 1));
                 return Ok(Sought::Reached(Some(entry.1)));
             }
             if past {
@@ -518,38 +526,43 @@ fn get_each_in<T: ReadableTable<Bytes, Bytes>>(
     // panic of `f` itself is the caller's and is raised again as it was.
     let mut caller_panic = None;
     let done = contain("reading", || {
-        // Each key is looked up from the root until two keys in a row follow each other;
-        // then a walk steps from one to the next while they keep doing so (see [`Walk`]).
-        // Either way every key gets its own value: the walk only finds it sooner.
+        // The first key is looked up from the root; from the second on, while the keys are in
+        // strict order one way, a walk steps from each to the next (see [`Walk`]). Either
+        // way every key gets its own value: the walk only finds it sooner.
         let mut walk: Option<Walk<'_>> = None;
         let mut misses = 0;
         let mut previous: Option<&[u8]> = None;
         for key in keys {
-            // Towards greater keys (`Some(false)`), smaller ones (`Some(true)`), or neither.
+            // Towards greater keys (`Some(false)`), smaller ones (`Some(true)`), or neither (the
+            // first key, or the same key again: looked up from the root, the walk left as is).
             let back = previous.and_then(|p| match p.cmp(key) {
                 std::cmp::Ordering::Less => Some(false),
                 std::cmp::Ordering::Greater => Some(true),
                 std::cmp::Ordering::Equal => None,
             });
             previous = Some(key);
-            if walk.as_ref().is_some_and(|w| Some(w.back) != back) {
-                walk = None;
-                misses += 1;
-            }
-            if walk.is_none()
-                && misses < WALK_MISSES
-                && let Some(back) = back
-            {
-                walk = Some(Walk::from(t, key, back)?);
-            }
             let mut found = None;
-            if let Some(w) = &mut walk {
-                match w.seek(key)? {
-                    Sought::Reached(value) => found = Some(value),
-                    Sought::TooFar => {
-                        walk = None;
-                        misses += 1;
+            if let Some(back) = back {
+                if walk.as_ref().is_some_and(|w| w.back != back) {
+                    walk = None;
+                    misses += 1;
+                }
+                if let Some(w) = &mut walk {
+                    match w.seek(key)? {
+                        Sought::Reached(value) => found = Some(value),
+                        Sought::TooFar => {
+                            walk = None;
+                            misses += 1;
+                        }
                     }
+                }
+                if walk.is_none() && misses < WALK_MISSES {
+                    // A walk from this key, whose first step reaches it.
+                    let mut w = Walk::from(t, key, back)?;
+                    if let Sought::Reached(value) = w.seek(key)? {
+                        found = Some(value);
+                    }
+                    walk = Some(w);
                 }
             }
             let guard = match found {
@@ -1295,12 +1308,10 @@ mod tests {
             }),
             any_keys.clone().prop_map(|mut v| {
                 v.sort_unstable_by(|a, b| b.cmp(a));
-                v.dedup();
                 v
             }),
             (any_keys.clone(), any_keys).prop_map(|(mut up, mut down)| {
                 up.sort_unstable();
-                up.dedup();
                 down.sort_unstable_by(|a, b| b.cmp(a));
                 up.extend(down);
                 up
@@ -1311,6 +1322,44 @@ mod tests {
                     .collect()
             }),
         ]
+    }
+
+    #[test]
+    fn keys_in_order_are_found_by_walking_and_keys_in_no_order_give_up_after_two_walks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = FileDb::open(&tmp.path().join("s.redb"), spec(false)).unwrap();
+        let open = db.begin_shared().unwrap();
+        open.run(None, |w| {
+            for k in 0..1_000u32 {
+                w.put("t", &k.to_be_bytes(), &[7; 40])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        db.commit(open, false).unwrap();
+        let walked = |keys: &[u32]| {
+            let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_be_bytes().to_vec()).collect();
+            let before = WALKED.with(std::cell::Cell::get);
+            let seen = db.read(|r| Ok(each(r, &keys, usize::MAX))).unwrap();
+            assert!(seen.iter().all(|(_, v)| v.is_some()));
+            WALKED.with(std::cell::Cell::get) - before
+        };
+        // All but the first key of a page in either order are found by walking, over gaps of
+        // a few keys and past repeats (each looked up from the root, the walk kept).
+        let rising: Vec<u32> = (100..=120)
+            .chain(120..=140)
+            .chain(140..150)
+            .chain([155])
+            .collect();
+        assert_eq!(walked(&rising), rising.len() - 3);
+        let falling: Vec<u32> = (500..550).rev().collect();
+        assert_eq!(walked(&falling), falling.len() - 1);
+        // A gap too long to step over begins a new walk from the key after it.
+        assert_eq!(walked(&[10, 11, 500, 501, 502]), 4);
+        // Keys that turn back each time: two walks are begun, then every key is looked up
+        // from the root.
+        let zigzag: Vec<u32> = (0..20).flat_map(|i| [300 + i, 400 - i]).collect();
+        assert_eq!(walked(&zigzag), 2);
     }
 
     proptest::proptest! {
