@@ -418,8 +418,9 @@ fn get_in<T: ReadableTable<Bytes, Bytes>>(
     found
 }
 
-/// Entries a walk in [`get_each_in`] steps over looking for a key before it gives up and
-/// looks the key up from the root (a descent costs about as much as this many steps).
+/// Entries a walk in [`get_each_in`] steps over looking for a key before it gives up and a
+/// new walk begins at the key (a descent from the root, which costs about as much as this
+/// many steps).
 const WALK_STEPS: usize = 8;
 
 /// How many walks [`get_each_in`] gives up (a key more than [`WALK_STEPS`] entries past the
