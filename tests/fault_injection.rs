@@ -176,37 +176,52 @@ fn a_handle_works_again_after_an_io_failure() {
     for kind in [FaultKind::Write, FaultKind::Sync, FaultKind::SetLen] {
         let t = TestDir::new();
         template(t.path());
-        // Find a call that fails inside a commit, then go on with the same handle.
+        // Find a call that fails inside a write (a set_len fails as an insert grows the file,
+        // before the commit), then go on with the same handle. Which writes grow or shrink
+        // the file depends on the pages free (many in a row may need neither), so a handle
+        // makes writes until its plan fires; the next handle fails the call after it.
         let mut seen_failure = false;
-        for nth in 1u64..200 {
+        let mut nth = 1u64;
+        let mut tries = 0..;
+        'handles: for _ in 0..200 {
             let plan = FaultPlan::new(kind, nth);
             let rk = match Redkeep::open(t.path(), options(Some(plan.clone()))) {
                 Ok(rk) => rk,
-                Err(_) => continue,
+                Err(_) => {
+                    nth += 1;
+                    continue;
+                }
             };
-            let first = rk.users().create(NewUser {
-                email: format!("try{nth}@example.com"),
-                password: Some(PW.into()),
-                ..NewUser::default()
-            });
-            if first.is_err() && plan.fired() {
-                seen_failure = true;
-                let again = rk.users().create(NewUser {
-                    email: format!("again{nth}@example.com"),
+            for _ in 0..64 {
+                let first = rk.users().create(NewUser {
+                    email: format!("try{}@example.com", tries.next().unwrap_or_default()),
                     password: Some(PW.into()),
                     ..NewUser::default()
                 });
-                assert!(
-                    again.is_ok(),
-                    "{kind:?} #{nth}: the handle stayed unusable: {again:?}"
-                );
-                assert!(rk.check(false).unwrap().ok);
-                break;
+                if first.is_err() && plan.fired() {
+                    seen_failure = true;
+                    let again = rk.users().create(NewUser {
+                        email: format!("again{nth}@example.com"),
+                        password: Some(PW.into()),
+                        ..NewUser::default()
+                    });
+                    assert!(
+                        again.is_ok(),
+                        "{kind:?} #{nth}: the handle stayed unusable: {again:?}"
+                    );
+                    assert!(rk.check(false).unwrap().ok);
+                    break 'handles;
+                }
+                if plan.fired() {
+                    // The commit got through the failure: fail a later call.
+                    nth += 1;
+                    continue 'handles;
+                }
             }
         }
         assert!(
             seen_failure,
-            "{kind:?}: no failure inside a commit was found"
+            "{kind:?}: no failure inside a write was found"
         );
     }
 }

@@ -256,7 +256,9 @@ pub(crate) fn decode_record<R: Record>(
 /// Takes back what a write step changed before step error `e`, newest first: removes the
 /// index entries in `added`, puts back the `(table, key, value)` entries in `removed`. Returns
 /// `e`, or, when taking back fails too, an error that says the transaction is left
-/// half-changed and must be abandoned.
+/// half-changed and must be abandoned. A storage failure (an I/O error) is returned as it is:
+/// the engine refuses the rest of the transaction anyway, and the store must see the failure
+/// itself to recover from it (reopening the file).
 fn take_back(
     raw: &dyn RawWrite,
     e: Error,
@@ -272,6 +274,8 @@ fn take_back(
     }
     match back {
         Ok(()) => e,
+        Err(_) if matches!(e, Error::Storage { .. }) => e,
+        Err(again @ Error::Storage { .. }) => again,
         Err(again) => Error::Invariant {
             what: format!(
                 "{e}; taking back the changes made before it failed too ({again}), so the \
