@@ -1,6 +1,6 @@
 //! The redb engine: byte tables in one file. A transaction keeps each table it opens open
 //! until it ends. A handle that is the file's only writer keeps the read transaction of the
-//! latest commit for the reads after it, until the next commit begins ([`Snapshot`]).
+//! latest commit for the reads after it, until the next commit ends ([`Snapshot`]).
 //!
 //! Every call into redb runs under [`contain`]: a malformed page that reaches an assertion
 //! inside redb becomes `Error::Damaged` instead of a panic. redb's own corruption reports
@@ -83,14 +83,21 @@ pub(crate) struct FileDb {
 /// opens a table. Kept only when this handle is the file's one writer (exclusive mode, not
 /// read-only), so every change to the file is a commit that [`FileDb::commit`] sees.
 ///
-/// A commit lets the kept snapshot go before it begins (so the snapshot is gone before redb
-/// works out which pages the commit may free), and while it runs nobody keeps one (what it
-/// writes may show before it returns); it counts a change as it begins and as it ends. A
-/// reader keeps the snapshot it began only if no commit ran and none was counted since it
-/// looked before beginning it, so a kept snapshot is always the latest commit, and what a
-/// thread reads never goes back. Readers that still use a snapshot let go keep it alive
-/// until they end, as before. Closing the file (to reopen it, or for good) and redb's check,
-/// which refuses to run while a transaction lives, let it go first.
+/// A commit counts a change as it begins and as it ends, and lets the kept snapshot go as it
+/// ends. While it runs, the snapshot kept before it began serves the reads (the commit has
+/// not returned, so it is still the latest one any caller was told of: with durable writes
+/// the file's one writer is committing most of the time, and these reads would otherwise each
+/// begin a transaction and open their tables). A snapshot begun while a commit runs is not
+/// kept (what the commit writes may show before it returns, so such a snapshot may be newer
+/// than the one others still read, or older than one another thread already saw). A reader
+/// keeps the snapshot it began only if no commit runs and none was counted since it looked
+/// before beginning it, so a kept snapshot is always the latest commit that returned, and
+/// what a thread reads never goes back. Holding the latest commit's snapshot through the
+/// next commit frees no page later: redb frees the pages a commit replaces at a later commit
+/// at the earliest, once no snapshot from before it lives, and by then this one is let go.
+/// Readers that still use a snapshot let go keep it alive until they end, as before. Closing the file (to reopen it,
+/// or for good) and redb's check, which refuses to run while a transaction lives, let it go
+/// first.
 #[derive(Default)]
 struct Snapshot {
     changes: u64,
@@ -178,15 +185,16 @@ impl FileDb {
         self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a change to the file and lets the kept snapshot go (it ends when its last
-    /// reader does); `committing` says by how much the commits under way change.
+    /// Counts a change to the file; `committing` says by how much the commits under way
+    /// change. Unless a commit begins (which leaves it to the reads made while it runs), lets
+    /// the kept snapshot go: it ends when its last reader does.
     fn change(&self, committing: isize) {
         let old = {
             let mut s = self.snapshot();
             s.changes += 1;
             debug_assert!(s.committing.checked_add_signed(committing).is_some());
             s.committing = s.committing.saturating_add_signed(committing);
-            s.kept.take()
+            if committing > 0 { None } else { s.kept.take() }
         };
         close_quietly("ending a read transaction", old);
     }
@@ -1189,7 +1197,11 @@ mod tests {
         let second = id(&db).unwrap();
         assert_ne!(second, first, "a new snapshot has a new id");
         assert_eq!(id(&db), Some(second));
-        // Reads while a commit runs begin snapshots that are not kept: each its own id.
+        // Reads while a commit runs share the snapshot kept before it began...
+        db.change(1);
+        assert_eq!((id(&db), id(&db)), (Some(second), Some(second)));
+        db.change(-1);
+        // ...and when none was kept, begin snapshots that are not kept: each its own id.
         db.change(1);
         let (a, b) = (id(&db).unwrap(), id(&db).unwrap());
         assert!(a != b && a != second && b != second);
@@ -1212,10 +1224,68 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_kept_before_a_commit_serves_the_reads_while_it_runs() {
+        let (_tmp, db) = opened(false);
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        let before = db.kept().1.expect("a read keeps its snapshot");
+        db.change(1);
+        assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
+        let during = db.kept().1.expect("the commit's start let the snapshot go");
+        assert!(
+            Arc::ptr_eq(&before, &during),
+            "a read while the commit ran began its own"
+        );
+        db.change(-1);
+        assert!(db.kept().1.is_none(), "the commit's end kept the snapshot");
+    }
+
+    #[test]
+    fn a_read_after_a_commit_returned_sees_it_and_a_thread_never_reads_back() {
+        // One thread commits 1, 2, 3, ... and notes each once its commit returned; readers
+        // check each read against what was noted before it began and what they read before.
+        let (_tmp, db) = opened(false);
+        let done = AtomicU64::new(0);
+        let last = 300u64;
+        let read = |db: &FileDb| {
+            let v = value(db).unwrap();
+            if v == b"1" {
+                0
+            } else {
+                u64::from_be_bytes(v.try_into().unwrap())
+            }
+        };
+        std::thread::scope(|sc| {
+            for _ in 0..2 {
+                sc.spawn(|| {
+                    let mut seen = 0;
+                    loop {
+                        let returned = done.load(Ordering::SeqCst);
+                        let now = read(&db);
+                        assert!(
+                            now >= returned,
+                            "read {now} after commit {returned} returned"
+                        );
+                        assert!(now >= seen, "read {now} after reading {seen}");
+                        seen = now;
+                        if returned == last {
+                            break;
+                        }
+                    }
+                });
+            }
+            for i in 1..=last {
+                put(&db, &i.to_be_bytes());
+                done.store(i, Ordering::SeqCst);
+            }
+        });
+    }
+
+    #[test]
     fn no_snapshot_is_kept_while_a_commit_runs() {
         let (_tmp, db) = opened(false);
         // What a commit writes may show before it returns: a snapshot begun meanwhile may
-        // be older than one another thread already read, so it is not kept.
+        // be older than one another thread already read, so it is not kept (when none was
+        // kept before the commit began).
         db.change(1);
         assert_eq!(value(&db).as_deref(), Some(&b"1"[..]));
         assert!(db.kept().1.is_none());
