@@ -855,6 +855,30 @@ fn on_threads(threads: u64, times: u64, work: &(dyn Fn() + Sync)) {
     });
 }
 
+/// Runs `timed` while another thread runs `write` over and over, until `timed` returns.
+fn while_writing(write: &(dyn Fn() + Sync), timed: impl FnOnce()) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                write();
+            }
+        });
+        timed();
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+/// A SQLite connection of its own for a writing thread (durable commits, waiting for the
+/// others' locks).
+fn sqlite_writer(path: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch("PRAGMA synchronous=FULL;").unwrap();
+    stable_plans(&c);
+    c.busy_timeout(Duration::from_secs(30)).unwrap();
+    c
+}
+
 fn group<'a>(c: &'a mut Criterion, round: u64, op: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut g = c.benchmark_group(format!("r{round}_{op}"));
     g.warm_up_time(Duration::from_millis(500));
@@ -1020,6 +1044,38 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
 
     let fresh = || FRESH.fetch_add(1, Ordering::Relaxed);
 
+    // Reads while the same file takes writes: one other thread makes durable one-user
+    // commits without pause while a lookup by email is timed (SQLite's writer has its own
+    // connection).
+    let mut g = group(c, r, "user_by_email_while_writing");
+    g.bench_function("redkeep_exclusive", |b| {
+        while_writing(&|| insert_user(ex, fresh()), || {
+            b.iter(|| black_box(s.ex.users().by_email(&email(next())).unwrap()))
+        })
+    });
+    g.bench_function("redkeep_shared", |b| {
+        while_writing(&|| insert_user(sh, fresh()), || {
+            b.iter(|| black_box(s.sh.users().by_email(&email(next())).unwrap()))
+        })
+    });
+    g.bench_function("bare_redb", |b| {
+        while_writing(&|| redb_insert(db, &user(fresh())), || {
+            b.iter(|| black_box(bare::by_email(&s.redb, &email(next()))))
+        })
+    });
+    let writer = std::sync::Mutex::new(sqlite_writer(&s.sqlite_path));
+    g.bench_function("sqlite_wal_full", |b| {
+        let write = || {
+            let conn = writer.lock().unwrap();
+            sqlite_insert(&conn, &user(fresh()));
+        };
+        while_writing(&write, || {
+            b.iter(|| black_box(sqlite_by_email(&s.sqlite, &email(next()))))
+        })
+    });
+    g.finish();
+    drop(writer);
+
     // Durable commits: Exclusive is timed in pairs with bare redb (see `paired`).
     let mut g = group(c, r, "durable_insert");
     g.sample_size(20);
@@ -1170,15 +1226,8 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
 
     // Durable one-record commits from several threads at once.
     const PER_THREAD: u64 = 8;
-    let mut conns: Vec<rusqlite::Connection> = (0..16)
-        .map(|_| {
-            let c = rusqlite::Connection::open(&s.sqlite_path).unwrap();
-            c.execute_batch("PRAGMA synchronous=FULL;").unwrap();
-            stable_plans(&c);
-            c.busy_timeout(Duration::from_secs(30)).unwrap();
-            c
-        })
-        .collect();
+    let mut conns: Vec<rusqlite::Connection> =
+        (0..16).map(|_| sqlite_writer(&s.sqlite_path)).collect();
     let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
     for threads in [1u64, 4, 16] {
         let mut g = group(c, r, &format!("concurrent_inserts_{threads}_threads"));
