@@ -167,6 +167,10 @@ const MAX_BATCH: usize = 128;
 /// did it waits a little for more ([`ARRIVAL_WAIT`]): the writers that commit woke come back one
 /// by one, and without the wait the first of them to return committed alone while the rest
 /// queued behind it. A lone writer, whose previous commit was its own, never waits.
+///
+/// Engine calls turn a panic into an error. Should redkeep's own code panic while a write
+/// holds the batch, the batch is given up ([`BatchTurn`]): its other writes are told their
+/// commit failed, nothing of it is committed, and the writers after it go on.
 #[derive(Default)]
 struct Group {
     state: Mutex<GroupState>,
@@ -327,6 +331,70 @@ impl Drop for AloneTurn<'_> {
         let mut st = self.0.lock();
         st.exclusive -= 1;
         let wake = self.0.release(&mut st);
+        drop(st);
+        wake.send();
+    }
+}
+
+/// One write's hold on its batch, from taking its turn until it hands the batch on, commits
+/// it or gives it up ([`BatchTurn::end`]). Every engine call in between turns a panic into an
+/// error, but should redkeep's own code panic there, dropping the turn unended gives the
+/// batch up: the writes kept in it are told their commit failed, and the next in line may
+/// go, instead of every writer after it waiting forever.
+struct BatchTurn<'g> {
+    group: &'g Group,
+    ended: bool,
+    // Whether this write is counted among the batch's kept writes.
+    counted: bool,
+    // Once the batch is being committed: its number and the writes kept in it.
+    committing: Option<(u64, usize)>,
+}
+
+impl<'g> BatchTurn<'g> {
+    fn new(group: &'g Group) -> BatchTurn<'g> {
+        BatchTurn {
+            group,
+            ended: false,
+            counted: false,
+            committing: None,
+        }
+    }
+
+    /// The turn ended as usual: the batch was handed on, committed or given up.
+    fn end(&mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for BatchTurn<'_> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let g = self.group;
+        let mut st = g.lock();
+        let (batch, members) = self.committing.unwrap_or_else(|| {
+            let open = (st.batch, st.kept);
+            st.batch += 1;
+            st.kept = 0;
+            st.durable = false;
+            open
+        });
+        // This write's own caller learns of it from the panic.
+        let others = members.saturating_sub(usize::from(self.counted));
+        if others > 0 {
+            st.outcomes.insert(
+                batch,
+                (
+                    Some("redkeep failed inside the commit (a panic), so it was given up".into()),
+                    others,
+                ),
+            );
+        }
+        let wake = Wake {
+            done: Some(&g.done),
+            ..g.release(&mut st)
+        };
         drop(st);
         wake.send();
     }
@@ -860,6 +928,7 @@ impl Store {
         st.busy = true;
         let joined = st.open.take();
         drop(st);
+        let mut turn = BatchTurn::new(g);
         let first = joined.is_none();
         let open = match joined {
             Some(open) => open,
@@ -867,6 +936,7 @@ impl Store {
                 Ok(open) => open,
                 Err(e) => {
                     let mut st = g.lock();
+                    turn.end();
                     let wake = g.release(&mut st);
                     drop(st);
                     wake.send();
@@ -912,6 +982,7 @@ impl Store {
                     st.batch += 1;
                     st.kept = 0;
                     st.durable = false;
+                    turn.end();
                     let wake = Wake {
                         done: Some(&g.done),
                         ..g.release(&mut st)
@@ -925,6 +996,7 @@ impl Store {
             // The batch's first write: nothing else is in it, so it simply ends.
             open.abort();
             let mut st = g.lock();
+            turn.end();
             let wake = g.release(&mut st);
             drop(st);
             wake.send();
@@ -941,6 +1013,7 @@ impl Store {
         if kept {
             st.kept += 1;
             st.durable |= durable;
+            turn.counted = true;
         }
         // Before committing, let writers that are on their way (woken by the previous
         // commit, not yet in line) join the batch (see [`Group`]).
@@ -969,6 +1042,7 @@ impl Store {
         if st.joining() && st.kept < MAX_BATCH {
             // Somebody joins: the last of the batch commits it.
             st.open = Some(open);
+            turn.end();
             let wake = g.release(&mut st);
             drop(st);
             wake.send();
@@ -984,15 +1058,19 @@ impl Store {
         st.batch += 1;
         st.kept = 0;
         st.durable = false;
+        turn.committing = Some((batch, members));
         drop(st);
         let began = std::time::Instant::now();
         let committed = if members == 0 {
             open.abort();
             Ok(())
         } else {
+            #[cfg(test)]
+            tests::panic_if_armed(&self.inner);
             db().commit(open, durable_batch)
         };
         let mut st = g.lock();
+        turn.end();
         st.last_took = began.elapsed();
         let others = members - usize::from(kept);
         if others > 0 {
@@ -1315,5 +1393,84 @@ impl std::error::Error for GroupFailed {}
 fn kept_lost() -> Error {
     Error::Invariant {
         what: "a kept write lost its transaction".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// The store (its `Inner`'s address) whose next commit of a batch panics in redkeep's
+    /// own code, outside the engine calls that turn panics into errors.
+    static PANIC_AT_COMMIT: Mutex<usize> = Mutex::new(0);
+
+    pub(super) fn panic_if_armed(inner: &Inner) {
+        let me = std::ptr::from_ref(inner) as usize;
+        let mut armed = PANIC_AT_COMMIT.lock().unwrap_or_else(|e| e.into_inner());
+        if *armed == me {
+            *armed = 0;
+            drop(armed);
+            panic!("an injected panic before a commit");
+        }
+    }
+
+    /// The outcome a thread sends, or a failure naming what never came.
+    fn within<T>(rx: &mpsc::Receiver<T>, what: &str) -> T {
+        rx.recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{what} never returned: the group stayed busy"))
+    }
+
+    #[test]
+    fn a_panic_inside_redkeep_during_a_commit_fails_its_batch_and_later_writes_go_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("s.redb"), &StoreOptions::default()).unwrap();
+        *PANIC_AT_COMMIT.lock().unwrap() = std::ptr::from_ref(&*store.inner) as usize;
+        // The first write holds its batch open until the second waits to join it; the
+        // second, last of the batch, commits it and meets the panic.
+        let inside = Arc::new(AtomicBool::new(false));
+        let (first_tx, first) = mpsc::channel();
+        let (s, now_inside) = (store.clone(), Arc::clone(&inside));
+        std::thread::spawn(move || {
+            let r = s.write(|tx| {
+                tx.set_meta("first", b"1")?;
+                now_inside.store(true, Ordering::SeqCst);
+                while s.waiting_writers() < 1 {
+                    std::thread::yield_now();
+                }
+                Ok(())
+            });
+            first_tx.send(r).unwrap();
+        });
+        while !inside.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let (second_tx, second) = mpsc::channel();
+        let s = store.clone();
+        std::thread::spawn(move || {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                s.write(|tx| tx.set_meta("second", b"2"))
+            }));
+            second_tx.send(r.is_err()).unwrap();
+        });
+        assert!(
+            within(&second, "the write that met the panic"),
+            "it did not panic"
+        );
+        let e = within(&first, "the write kept in the same batch")
+            .expect_err("a write of a commit given up was reported committed");
+        assert!(
+            e.to_string().contains("committing a group of writes"),
+            "{e}"
+        );
+        let (third_tx, third) = mpsc::channel();
+        let s = store.clone();
+        std::thread::spawn(move || third_tx.send(s.write(|tx| tx.set_meta("third", b"3"))));
+        within(&third, "a write after the panic").unwrap();
+        let seen = |key| store.read(|tx| tx.meta(key)).unwrap();
+        assert_eq!((seen("first"), seen("second")), (None, None));
+        assert_eq!(seen("third").as_deref(), Some(&b"3"[..]));
     }
 }
