@@ -295,8 +295,9 @@ pub(crate) fn each_absent(keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
 /// Reads, in either kind of transaction. A missing table reads as empty.
 pub(crate) trait RawRead {
     /// An id for this transaction's snapshot when it is a read that later reads may share
-    /// (an exclusive handle's reads, whose snapshot it keeps between commits): what it reads
-    /// never changes, so a record decoded from it is the same for every read with that id.
+    /// (an exclusive handle's reads, whose snapshot it keeps until the next commit ends): what
+    /// it reads never changes, so a record decoded from it is the same for every read with
+    /// that id.
     /// Ids are never used twice. `None` (the default) for writes, and for the reads of
     /// handles that never share a snapshot (shared and read-only ones, PostgreSQL).
     fn snapshot_id(&self) -> Option<u64> {
