@@ -124,9 +124,9 @@ impl Inner {
 /// The engine behind a store.
 enum Engine {
     /// A redb file. Transactions hold the read side of the lock for their lifetime (the
-    /// read transaction an exclusive handle keeps between commits outlives it, and is let go
-    /// by both); `check_integrity` and reopening need the write side because redb refuses to
-    /// check while a transaction is alive.
+    /// read transaction an exclusive handle keeps until the next commit ends outlives it, and
+    /// is let go by both); `check_integrity` and reopening need the write side because redb
+    /// refuses to check while a transaction is alive.
     File(RwLock<FileDb>),
     /// A PostgreSQL server.
     #[cfg(feature = "postgres")]
@@ -383,13 +383,13 @@ impl Drop for BatchTurn<'_> {
         // This write's own caller learns of it from the panic.
         let others = members.saturating_sub(usize::from(self.counted));
         if others > 0 {
-            st.outcomes.insert(
-                batch,
-                (
-                    Some("redkeep failed inside the commit (a panic), so it was given up".into()),
-                    others,
-                ),
-            );
+            let why = if self.committing.is_some() {
+                "redkeep failed inside the commit (a panic), so it was given up"
+            } else {
+                "redkeep failed while running a write of the batch (a panic), so the batch was \
+                 given up"
+            };
+            st.outcomes.insert(batch, (Some(why.into()), others));
         }
         let wake = Wake {
             done: Some(&g.done),
@@ -953,6 +953,8 @@ impl Store {
                 Err(panic) => Ran::Panicked(panic),
             }
         };
+        #[cfg(test)]
+        tests::panic_if_armed(&self.inner, tests::Point::AfterRun);
         let kept = matches!(ran, Ran::Kept(_));
         // A write that failed is taken back alone; if that is impossible the batch ends here.
         let open = if kept {
@@ -1066,7 +1068,7 @@ impl Store {
             Ok(())
         } else {
             #[cfg(test)]
-            tests::panic_if_armed(&self.inner);
+            tests::panic_if_armed(&self.inner, tests::Point::Commit);
             db().commit(open, durable_batch)
         };
         let mut st = g.lock();
@@ -1403,17 +1405,52 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    /// The store (its `Inner`'s address) whose next commit of a batch panics in redkeep's
-    /// own code, outside the engine calls that turn panics into errors.
-    static PANIC_AT_COMMIT: Mutex<usize> = Mutex::new(0);
+    /// Where in a write of a batch a panic is injected, in redkeep's own code, outside the
+    /// engine calls that turn panics into errors.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub(super) enum Point {
+        /// After a write's closure ran, before it is counted in the batch.
+        AfterRun,
+        /// Before the last write of a batch commits it.
+        Commit,
+    }
 
-    pub(super) fn panic_if_armed(inner: &Inner) {
+    /// The store (its `Inner`'s address) and the point at which a panic is injected, and how
+    /// many times that point is passed before it.
+    static PANIC_AT: Mutex<Option<(usize, Point, u32)>> = Mutex::new(None);
+
+    pub(super) fn panic_if_armed(inner: &Inner, here: Point) {
         let me = std::ptr::from_ref(inner) as usize;
-        let mut armed = PANIC_AT_COMMIT.lock().unwrap_or_else(|e| e.into_inner());
-        if *armed == me {
-            *armed = 0;
+        let mut armed = PANIC_AT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((store, point, passes)) = armed.as_mut()
+            && *store == me
+            && *point == here
+        {
+            if *passes > 0 {
+                *passes -= 1;
+                return;
+            }
+            *armed = None;
             drop(armed);
-            panic!("an injected panic before a commit");
+            panic!("an injected panic at {here:?}");
+        }
+    }
+
+    /// Arms a panic for `store` at `point` once `passes` writes went by it; disarms when
+    /// dropped, so no later store at the same address meets it.
+    struct Armed;
+
+    impl Armed {
+        fn at(store: &Store, point: Point, passes: u32) -> Armed {
+            let me = std::ptr::from_ref(&*store.inner) as usize;
+            *PANIC_AT.lock().unwrap_or_else(|e| e.into_inner()) = Some((me, point, passes));
+            Armed
+        }
+    }
+
+    impl Drop for Armed {
+        fn drop(&mut self) {
+            *PANIC_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 
@@ -1423,13 +1460,18 @@ mod tests {
             .unwrap_or_else(|_| panic!("{what} never returned: the group stayed busy"))
     }
 
-    #[test]
-    fn a_panic_inside_redkeep_during_a_commit_fails_its_batch_and_later_writes_go_on() {
+    /// Two writes share a batch: the first holds it open until the second waits to join,
+    /// and the second, the last of the batch, commits it. A panic injected at `point` (after
+    /// `passes` writes went by it) must give the batch up: the second write panics, the first
+    /// is told its commit failed, neither is committed, no outcome is left behind, and a
+    /// third write goes on.
+    fn a_panic_gives_the_batch_up(point: Point, passes: u32) {
+        // One panic is armed at a time: these tests take turns.
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path().join("s.redb"), &StoreOptions::default()).unwrap();
-        *PANIC_AT_COMMIT.lock().unwrap() = std::ptr::from_ref(&*store.inner) as usize;
-        // The first write holds its batch open until the second waits to join it; the
-        // second, last of the batch, commits it and meets the panic.
+        let _armed = Armed::at(&store, point, passes);
         let inside = Arc::new(AtomicBool::new(false));
         let (first_tx, first) = mpsc::channel();
         let (s, now_inside) = (store.clone(), Arc::clone(&inside));
@@ -1460,11 +1502,8 @@ mod tests {
             "it did not panic"
         );
         let e = within(&first, "the write kept in the same batch")
-            .expect_err("a write of a commit given up was reported committed");
-        assert!(
-            e.to_string().contains("committing a group of writes"),
-            "{e}"
-        );
+            .expect_err("a write of a batch given up was reported committed");
+        assert!(e.to_string().contains("(a panic)"), "{e}");
         let (third_tx, third) = mpsc::channel();
         let s = store.clone();
         std::thread::spawn(move || third_tx.send(s.write(|tx| tx.set_meta("third", b"3"))));
@@ -1472,5 +1511,20 @@ mod tests {
         let seen = |key| store.read(|tx| tx.meta(key)).unwrap();
         assert_eq!((seen("first"), seen("second")), (None, None));
         assert_eq!(seen("third").as_deref(), Some(&b"3"[..]));
+        assert!(
+            store.inner.group.lock().outcomes.is_empty(),
+            "an outcome nobody waits for was left behind"
+        );
+    }
+
+    #[test]
+    fn a_panic_inside_redkeep_during_a_commit_fails_its_batch_and_later_writes_go_on() {
+        a_panic_gives_the_batch_up(Point::Commit, 0);
+    }
+
+    #[test]
+    fn a_panic_inside_redkeep_before_a_write_is_counted_fails_its_batch_and_later_writes_go_on() {
+        // The first write passes the point unharmed; the second meets the panic there.
+        a_panic_gives_the_batch_up(Point::AfterRun, 1);
     }
 }
