@@ -212,6 +212,10 @@ fn a_handle_works_again_after_an_io_failure() {
                     assert!(rk.check(false).unwrap().ok);
                     break 'handles;
                 }
+                assert!(
+                    plan.fired() || first.is_ok(),
+                    "{kind:?}: a write failed with no failure injected: {first:?}"
+                );
                 if plan.fired() {
                     // The commit got through the failure: fail a later call.
                     nth += 1;

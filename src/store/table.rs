@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroize;
 
 use super::codec::{self, Stored};
+use super::engine::redb_file::needs_reopen;
 use super::engine::{KeyRange, Order, RawRead, RawWrite, get_owned};
 use super::format::{self, Resolve, UsedShapes};
 use super::index::Index;
@@ -256,9 +257,10 @@ pub(crate) fn decode_record<R: Record>(
 /// Takes back what a write step changed before step error `e`, newest first: removes the
 /// index entries in `added`, puts back the `(table, key, value)` entries in `removed`. Returns
 /// `e`, or, when taking back fails too, an error that says the transaction is left
-/// half-changed and must be abandoned. A storage failure (an I/O error) is returned as it is:
-/// the engine refuses the rest of the transaction anyway, and the store must see the failure
-/// itself to recover from it (reopening the file).
+/// half-changed and must be abandoned. An I/O failure after which the engine refuses all work
+/// until the file is opened again is returned as it is (the step's own, or else the one
+/// taking back met): the rest of the transaction fails anyway, and the store must see the
+/// failure itself to recover from it by reopening the file.
 fn take_back(
     raw: &dyn RawWrite,
     e: Error,
@@ -274,8 +276,8 @@ fn take_back(
     }
     match back {
         Ok(()) => e,
-        Err(_) if matches!(e, Error::Storage { .. }) => e,
-        Err(again @ Error::Storage { .. }) => again,
+        Err(_) if needs_reopen(&e) => e,
+        Err(again) if needs_reopen(&again) => again,
         Err(again) => Error::Invariant {
             what: format!(
                 "{e}; taking back the changes made before it failed too ({again}), so the \
