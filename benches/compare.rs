@@ -855,8 +855,15 @@ fn on_threads(threads: u64, times: u64, work: &(dyn Fn() + Sync)) {
     });
 }
 
-/// Runs `timed` while another thread runs `write` over and over, until `timed` returns.
+/// Runs `timed` while another thread runs `write` over and over, until `timed` returns (or
+/// panics: the writer stops either way).
 fn while_writing(write: &(dyn Fn() + Sync), timed: impl FnOnce()) {
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|sc| {
         sc.spawn(|| {
@@ -864,8 +871,8 @@ fn while_writing(write: &(dyn Fn() + Sync), timed: impl FnOnce()) {
                 write();
             }
         });
+        let _stop = Stop(&stop);
         timed();
-        stop.store(true, Ordering::Relaxed);
     });
 }
 

@@ -293,7 +293,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          (SQLite with a connection per thread): its times are for all 2,000. \
          user_by_email_while_writing times one lookup by email while another thread makes \
          durable one-user commits to the same file without pause (SQLite's writer with a \
-         connection of its own).\n\n\
+         connection of its own); each writer commits as fast as its system lets it, so the \
+         load differs (see the commit rates of one thread below).\n\n\
          ![ratios](docs/benchmarks.svg)\n"
     );
     let _ = writeln!(
