@@ -901,19 +901,39 @@ impl UndoLog {
 }
 
 /// A write transaction shared by the writes of several callers, one after another (group
-/// commit); committed once for all of them.
+/// commit); committed once for all of them. Dropped uncommitted (a panic in redkeep's own
+/// code unwinding past it included), it is aborted inside `contain`, so a panic of redb
+/// there cannot abort the process.
 pub(crate) struct OpenWrite {
-    cell: TxnCell,
+    // `None` only once committed or aborted.
+    cell: Option<TxnCell>,
+}
+
+impl Drop for OpenWrite {
+    fn drop(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            let _ = contain("aborting", || {
+                drop(cell);
+                Ok(())
+            });
+        }
+    }
 }
 
 impl OpenWrite {
     fn new(txn: redb::WriteTransaction) -> OpenWrite {
         OpenWrite {
-            cell: TxnCell::new(txn, |txn| OpenTables {
+            cell: Some(TxnCell::new(txn, |txn| OpenTables {
                 txn,
                 list: RefCell::default(),
-            }),
+            })),
         }
+    }
+
+    fn cell(&self) -> Result<&TxnCell> {
+        self.cell.as_ref().ok_or_else(|| Error::Invariant {
+            what: "a write transaction was used after it ended".into(),
+        })
     }
 
     /// Runs `f` in the shared transaction; with `undo`, every change is noted there so it
@@ -924,13 +944,13 @@ impl OpenWrite {
         undo: Option<&UndoLog>,
         f: impl FnOnce(&FileWrite<'_, '_>) -> Result<T>,
     ) -> Result<T> {
-        self.cell
+        self.cell()?
             .with_dependent(|_, tables| f(&FileWrite { tables, undo }))
     }
 
     /// Takes back the changes noted in `log`, newest first.
     pub(crate) fn undo(&self, log: UndoLog) -> Result<()> {
-        self.cell.with_dependent(|_, tables| {
+        self.cell()?.with_dependent(|_, tables| {
             let raw = FileWrite { tables, undo: None };
             for (table, key, old) in log.0.into_inner().into_iter().rev() {
                 match old {
@@ -945,8 +965,10 @@ impl OpenWrite {
     }
 
     /// The transaction, its tables closed.
-    fn close(self) -> Result<redb::WriteTransaction> {
-        let cell = self.cell;
+    fn close(mut self) -> Result<redb::WriteTransaction> {
+        let cell = self.cell.take().ok_or_else(|| Error::Invariant {
+            what: "a write transaction was committed after it ended".into(),
+        })?;
         contain("closing tables", || Ok(cell.into_owner()))
     }
 
@@ -966,10 +988,7 @@ impl OpenWrite {
 
     /// Drops everything done in the transaction.
     pub(crate) fn abort(self) {
-        let _ = contain("aborting", || {
-            drop(self.cell);
-            Ok(())
-        });
+        drop(self);
     }
 }
 
