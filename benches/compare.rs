@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use redb::{ReadableTable, TableDefinition};
@@ -772,7 +772,7 @@ fn paired(
     other: &mut dyn FnMut(),
 ) -> Duration {
     let timed = |f: &mut dyn FnMut()| {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         f();
         started.elapsed()
     };
@@ -855,8 +855,13 @@ fn on_threads(threads: u64, times: u64, work: &(dyn Fn() + Sync)) {
     });
 }
 
-/// Runs `timed` while another thread runs `write` over and over, until `timed` returns (or
-/// panics: the writer stops either way).
+/// How often the writer of the reads-while-writing row commits: 1,000 commits a second, less
+/// than one writer of each system manages alone, so all four read under the same load.
+const WRITE_EVERY: Duration = Duration::from_millis(1);
+
+/// Runs `timed` while another thread runs `write` once every [`WRITE_EVERY`] (or as often
+/// as it can, when a write takes longer), until `timed` returns (or panics: the writer stops
+/// either way).
 fn while_writing(write: &(dyn Fn() + Sync), timed: impl FnOnce()) {
     struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
     impl Drop for Stop<'_> {
@@ -867,8 +872,15 @@ fn while_writing(write: &(dyn Fn() + Sync), timed: impl FnOnce()) {
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|sc| {
         sc.spawn(|| {
+            let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 write();
+                next += WRITE_EVERY;
+                match next.checked_duration_since(Instant::now()) {
+                    Some(left) => std::thread::sleep(left),
+                    // Behind: no catching up in a burst.
+                    None => next = Instant::now(),
+                }
             }
         });
         let _stop = Stop(&stop);
@@ -1051,9 +1063,9 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
 
     let fresh = || FRESH.fetch_add(1, Ordering::Relaxed);
 
-    // Reads while the same file takes writes: one other thread makes durable one-user
-    // commits without pause while a lookup by email is timed (SQLite's writer has its own
-    // connection).
+    // Reads while the same file takes writes: one other thread makes a durable one-user
+    // commit every millisecond while a lookup by email is timed (SQLite's writer has its
+    // own connection).
     let mut g = group(c, r, "user_by_email_while_writing");
     g.bench_function("redkeep_exclusive", |b| {
         while_writing(&|| insert_user(ex, fresh()), || {
