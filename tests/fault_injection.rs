@@ -182,7 +182,7 @@ fn a_handle_works_again_after_an_io_failure() {
         // makes writes until its plan fires; the next handle fails the call after it.
         let mut seen_failure = false;
         let mut nth = 1u64;
-        let mut tries = 0..;
+        let mut tried = 0u32;
         'handles: for _ in 0..200 {
             let plan = FaultPlan::new(kind, nth);
             let rk = match Redkeep::open(t.path(), options(Some(plan.clone()))) {
@@ -193,8 +193,9 @@ fn a_handle_works_again_after_an_io_failure() {
                 }
             };
             for _ in 0..64 {
+                tried += 1;
                 let first = rk.users().create(NewUser {
-                    email: format!("try{}@example.com", tries.next().unwrap_or_default()),
+                    email: format!("try{tried}@example.com"),
                     password: Some(PW.into()),
                     ..NewUser::default()
                 });

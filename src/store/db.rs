@@ -211,6 +211,24 @@ struct GroupState {
 }
 
 impl GroupState {
+    /// Closes the open batch, the next one beginning empty: its number, its kept writes and
+    /// whether any of them asked for durability.
+    fn close_batch(&mut self) -> (u64, usize, bool) {
+        let closed = (self.batch, self.kept, self.durable);
+        self.batch += 1;
+        self.kept = 0;
+        self.durable = false;
+        closed
+    }
+
+    /// Leaves the outcome of `batch` (`None`: committed) for the `waiting` writes kept in it
+    /// that wait for it.
+    fn leave_outcome(&mut self, batch: u64, failed: Option<String>, waiting: usize) {
+        if waiting > 0 {
+            self.outcomes.insert(batch, (failed, waiting));
+        }
+    }
+
     /// Whether a write that arrives now would be alone: no batch open or being worked in,
     /// nobody in line or on the way to it.
     fn idle(&self) -> bool {
@@ -374,23 +392,18 @@ impl Drop for BatchTurn<'_> {
         let g = self.group;
         let mut st = g.lock();
         let (batch, members) = self.committing.unwrap_or_else(|| {
-            let open = (st.batch, st.kept);
-            st.batch += 1;
-            st.kept = 0;
-            st.durable = false;
-            open
+            let (batch, members, _) = st.close_batch();
+            (batch, members)
         });
+        let why = if self.committing.is_some() {
+            "redkeep failed inside the commit (a panic), so it was given up"
+        } else {
+            "redkeep failed while running a write of the batch (a panic), so the batch was given \
+             up"
+        };
         // This write's own caller learns of it from the panic.
         let others = members.saturating_sub(usize::from(self.counted));
-        if others > 0 {
-            let why = if self.committing.is_some() {
-                "redkeep failed inside the commit (a panic), so it was given up"
-            } else {
-                "redkeep failed while running a write of the batch (a panic), so the batch was \
-                 given up"
-            };
-            st.outcomes.insert(batch, (Some(why.into()), others));
-        }
+        st.leave_outcome(batch, Some(why.into()), others);
         let wake = Wake {
             done: Some(&g.done),
             ..g.release(&mut st)
@@ -969,21 +982,14 @@ impl Store {
                 Err(e) => {
                     open.abort();
                     let mut st = g.lock();
-                    let batch = st.batch;
-                    let members = st.kept;
-                    st.outcomes.insert(
+                    let (batch, members, _) = st.close_batch();
+                    st.leave_outcome(
                         batch,
-                        (
-                            Some(format!(
-                                "a write in the same commit failed and could not be taken back: {e}"
-                            )),
-                            members,
-                        ),
+                        Some(format!(
+                            "a write in the same commit failed and could not be taken back: {e}"
+                        )),
+                        members,
                     );
-                    st.outcomes.retain(|_, (_, n)| *n > 0);
-                    st.batch += 1;
-                    st.kept = 0;
-                    st.durable = false;
                     turn.end();
                     let wake = Wake {
                         done: Some(&g.done),
@@ -1054,12 +1060,8 @@ impl Store {
             };
         }
         // The last of the batch: commit it for everyone in it.
-        let members = st.kept;
+        let (batch, members, durable_batch) = st.close_batch();
         st.last = members;
-        let durable_batch = st.durable;
-        st.batch += 1;
-        st.kept = 0;
-        st.durable = false;
         turn.committing = Some((batch, members));
         drop(st);
         let began = std::time::Instant::now();
@@ -1075,10 +1077,8 @@ impl Store {
         turn.end();
         st.last_took = began.elapsed();
         let others = members - usize::from(kept);
-        if others > 0 {
-            let failed = committed.as_ref().err().map(ToString::to_string);
-            st.outcomes.insert(batch, (failed, others));
-        }
+        let failed = committed.as_ref().err().map(ToString::to_string);
+        st.leave_outcome(batch, failed, others);
         let wake = Wake {
             done: (others > 0).then_some(&g.done),
             ..g.release(&mut st)
