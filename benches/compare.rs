@@ -11,6 +11,8 @@
 
 #[path = "common/bare.rs"]
 mod bare;
+#[path = "common/crew.rs"]
+mod crew;
 #[path = "common/sessions.rs"]
 mod sessions;
 #[path = "common/users.rs"]
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crew::{Job, alike, with_crew};
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use redb::{ReadableTable, TableDefinition};
 use redkeep::auth::roles::RoleSpec;
@@ -842,19 +845,6 @@ fn setup(dir: &Path, n: u64) -> Systems {
     }
 }
 
-/// Runs `work` `times` times on each of `threads` threads at once.
-fn on_threads(threads: u64, times: u64, work: &(dyn Fn() + Sync)) {
-    std::thread::scope(|sc| {
-        for _ in 0..threads {
-            sc.spawn(|| {
-                for _ in 0..times {
-                    work();
-                }
-            });
-        }
-    });
-}
-
 /// How often the writer of the reads-while-writing row commits: 1,000 commits a second, less
 /// than one writer of each system manages alone, so all four read under the same load.
 const WRITE_EVERY: Duration = Duration::from_millis(1);
@@ -1034,29 +1024,28 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         .collect();
     let mut g = group(c, r, "concurrent_reads_4_threads");
     g.throughput(criterion::Throughput::Elements(READERS * READS));
-    let each = |read: &(dyn Fn(u64) + Sync)| on_threads(READERS, READS, &|| read(next()));
+    // Each system's readers are started once and read together on every iteration.
     let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter(|| each(&|k| drop(black_box(ex.users().by_email(&email(k)).unwrap()))))
+    let by_email_ex = |k| drop(black_box(ex.users().by_email(&email(k)).unwrap()));
+    with_crew(alike(READERS, &|| by_email_ex(next())), READS, |run| {
+        g.bench_function("redkeep_exclusive", |b| b.iter(&mut *run));
     });
-    g.bench_function("redkeep_shared", |b| {
-        b.iter(|| each(&|k| drop(black_box(sh.users().by_email(&email(k)).unwrap()))))
+    let by_email_sh = |k| drop(black_box(sh.users().by_email(&email(k)).unwrap()));
+    with_crew(alike(READERS, &|| by_email_sh(next())), READS, |run| {
+        g.bench_function("redkeep_shared", |b| b.iter(&mut *run));
     });
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| each(&|k| drop(black_box(bare::by_email(db, &email(k))))))
+    let by_email_db = |k| drop(black_box(bare::by_email(db, &email(k))));
+    with_crew(alike(READERS, &|| by_email_db(next())), READS, |run| {
+        g.bench_function("bare_redb", |b| b.iter(&mut *run));
     });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| {
-            std::thread::scope(|sc| {
-                for conn in readers.iter_mut() {
-                    sc.spawn(move || {
-                        for _ in 0..READS {
-                            black_box(sqlite_by_email(conn, &email(next())));
-                        }
-                    });
-                }
-            })
+    let sqlite_readers = readers
+        .iter_mut()
+        .map(|conn| {
+            Box::new(move || drop(black_box(sqlite_by_email(conn, &email(next()))))) as Job<'_>
         })
+        .collect();
+    with_crew(sqlite_readers, READS, |run| {
+        g.bench_function("sqlite_wal_full", |b| b.iter(&mut *run));
     });
     g.finish();
     drop(readers);
@@ -1252,28 +1241,35 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         let mut g = group(c, r, &format!("concurrent_inserts_{threads}_threads"));
         g.sample_size(10);
         g.throughput(criterion::Throughput::Elements(threads * PER_THREAD));
-        let each = |work: &(dyn Fn(u64) + Sync)| on_threads(threads, PER_THREAD, &|| work(fresh()));
-        g.bench_function("redkeep_exclusive", |b| {
-            b.iter(|| each(&|id| insert_user(ex, id)))
-        });
-        g.bench_function("redkeep_shared", |b| {
-            b.iter(|| each(&|id| insert_user(sh, id)))
-        });
-        g.bench_function("bare_redb", |b| {
-            b.iter(|| each(&|id| redb_insert(db, &user(id))))
-        });
-        g.bench_function("sqlite_wal_full", |b| {
-            b.iter(|| {
-                std::thread::scope(|sc| {
-                    for conn in conns.iter_mut().take(threads as usize) {
-                        sc.spawn(move || {
-                            for _ in 0..PER_THREAD {
-                                sqlite_insert(conn, &user(fresh()));
-                            }
-                        });
-                    }
-                })
-            })
+        // Each system's writers are started once and write together on every iteration.
+        with_crew(
+            alike(threads, &|| insert_user(ex, fresh())),
+            PER_THREAD,
+            |run| {
+                g.bench_function("redkeep_exclusive", |b| b.iter(&mut *run));
+            },
+        );
+        with_crew(
+            alike(threads, &|| insert_user(sh, fresh())),
+            PER_THREAD,
+            |run| {
+                g.bench_function("redkeep_shared", |b| b.iter(&mut *run));
+            },
+        );
+        with_crew(
+            alike(threads, &|| redb_insert(db, &user(fresh()))),
+            PER_THREAD,
+            |run| {
+                g.bench_function("bare_redb", |b| b.iter(&mut *run));
+            },
+        );
+        let sqlite_writers = conns
+            .iter_mut()
+            .take(threads as usize)
+            .map(|conn| Box::new(move || sqlite_insert(conn, &user(fresh()))) as Job<'_>)
+            .collect();
+        with_crew(sqlite_writers, PER_THREAD, |run| {
+            g.bench_function("sqlite_wal_full", |b| b.iter(&mut *run));
         });
         g.finish();
     }

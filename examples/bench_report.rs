@@ -290,7 +290,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          two grants and two roles; the 500 accounts also hold, in all three, a personal org \
          with its membership, a session and five audit rows, as redkeep's flows leave them. \
          concurrent_reads_4_threads times 4 threads making 500 lookups by email each at once \
-         (SQLite with a connection per thread): its times are for all 2,000. \
+         (SQLite with a connection per thread): its times are for all 2,000. For it and the \
+         concurrent writes below, each system's threads (and processes) are started once and \
+         wait between iterations, so starting them is not timed. \
          user_by_email_while_writing times one lookup by email while another thread makes a \
          durable one-user commit to the same file every millisecond (SQLite's writer with a \
          connection of its own): 1,000 commits a second, fewer than one writer of each \
@@ -346,6 +348,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = writeln!(
         md,
         "\n## Durable commits from several threads or processes (commits per second)\n\n\
+         Each thread or process makes 8 durable one-user commits per iteration, all at once.\n\n\
          | threads | redkeep Exclusive | redkeep Shared | bare redb | SQLite |\n|---|---|---|---|---|"
     );
     let mut rates = BTreeMap::new();

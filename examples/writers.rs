@@ -1,35 +1,35 @@
 //! Durable commits per second from 1, 4 and 16 threads of one Exclusive handle, the shape of
 //! `benches/compare.rs`'s concurrency rows (each thread makes 8 one-user commits, threads
-//! start together) but many more iterations, for comparing group-commit changes quickly:
-//! `cargo run --release --example writers -- [USERS] [ROUNDS]` loads USERS users first
+//! started once write together) but many more iterations, for comparing group-commit changes
+//! quickly: `cargo run --release --example writers -- [USERS] [ROUNDS]` loads USERS users first
 //! (default 100,000) and runs ROUNDS rounds (default 3), then prints each round's rates and
 //! the 16-thread rate divided by the 1-thread rate of the same round.
 
+#[path = "../benches/common/crew.rs"]
+mod crew;
 #[path = "../benches/common/users.rs"]
 mod users;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crew::{alike, with_crew};
 use redkeep::{Durability, Mode, Options, PasswordParams, Redkeep, User};
 use users::{insert_user, user};
 
-/// Commits per second with `threads` threads, each making 8 commits, `iterations` times.
-fn rate(rk: &Redkeep, next: &AtomicU64, threads: usize, iterations: usize) -> f64 {
-    const PER_THREAD: usize = 8;
-    let started = Instant::now();
-    for _ in 0..iterations {
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    for _ in 0..PER_THREAD {
-                        insert_user(rk, next.fetch_add(1, Ordering::Relaxed));
-                    }
-                });
-            }
-        });
-    }
-    (threads * PER_THREAD * iterations) as f64 / started.elapsed().as_secs_f64()
+/// Commits per second with `threads` threads (started once), each making 8 commits,
+/// `iterations` times.
+fn rate(rk: &Redkeep, next: &AtomicU64, threads: u64, iterations: usize) -> f64 {
+    const PER_THREAD: u64 = 8;
+    let insert = || insert_user(rk, next.fetch_add(1, Ordering::Relaxed));
+    let took = with_crew(alike(threads, &insert), PER_THREAD, |run| {
+        let started = Instant::now();
+        for _ in 0..iterations {
+            run();
+        }
+        started.elapsed()
+    });
+    (threads * PER_THREAD) as f64 * iterations as f64 / took.as_secs_f64()
 }
 
 fn main() {
