@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use crew::{Job, alike, with_crew};
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use redkeep::auth::roles::RoleSpec;
 use redkeep::auth::sessions::LoginMeta;
+use redkeep::store::{KeyRange, Order};
 use redkeep::{Durability, Mode, NewUser, Options, PasswordParams, Redkeep, Timestamp, User};
 use sessions::{IDLE_SECS, SessionRow, short_id};
 use users::{email, insert_user, user};
@@ -455,6 +456,101 @@ fn redb_insert(db: &redb::Database, u: &User) {
     u.id = redb_next(&tx, "users");
     redb_put_user(&tx, &u);
     tx.commit().unwrap();
+}
+
+/// The highest user id of each system, taken before a row that adds users.
+struct UserMarks {
+    ex: u64,
+    sh: u64,
+    redb: u64,
+    sqlite: i64,
+}
+
+impl Systems {
+    /// The highest user id of each system.
+    fn user_marks(&self) -> UserMarks {
+        let top = |rk: &Redkeep| {
+            rk.store()
+                .read(|tx| {
+                    let mut top = 0;
+                    tx.table::<User>()
+                        .for_each_key(KeyRange::all(), Order::Desc, |id| {
+                            top = id;
+                            Ok(false)
+                        })?;
+                    Ok(top)
+                })
+                .unwrap()
+        };
+        let tx = self.redb.begin_read().unwrap();
+        let redb = tx
+            .open_table(USERS)
+            .unwrap()
+            .last()
+            .unwrap()
+            .map_or(0, |(id, _)| id.value());
+        UserMarks {
+            ex: top(&self.ex),
+            sh: top(&self.sh),
+            redb,
+            sqlite: self
+                .sqlite
+                .query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))
+                .unwrap(),
+        }
+    }
+
+    /// Takes out the users added since `marks` (with their index entries), untimed, so
+    /// every round reads stores of the loaded size: the rows that add users add about
+    /// 500,000 a round to redkeep (most of them the batch row), and more to SQLite.
+    fn trim_users(&self, marks: &UserMarks) {
+        let trim = |rk: &Redkeep, mark: u64| {
+            // In transactions of at most 10,000 deletions.
+            while rk
+                .store()
+                .write(|tx| {
+                    let t = tx.table::<User>();
+                    let mut ids = Vec::new();
+                    t.for_each_key(KeyRange::all(), Order::Desc, |id| {
+                        if id > mark && ids.len() < 10_000 {
+                            ids.push(id);
+                            return Ok(true);
+                        }
+                        Ok(false)
+                    })?;
+                    for id in &ids {
+                        t.delete(id)?;
+                    }
+                    Ok(ids.len() == 10_000)
+                })
+                .unwrap()
+            {}
+        };
+        trim(&self.ex, marks.ex);
+        trim(&self.sh, marks.sh);
+        let tx = self.redb.begin_write().unwrap();
+        {
+            let mut users = tx.open_table(USERS).unwrap();
+            let added: Vec<User> = users
+                .range(marks.redb + 1..)
+                .unwrap()
+                .map(|e| dec(e.unwrap().1.value()))
+                .collect();
+            let mut by_email = tx.open_table(BY_EMAIL).unwrap();
+            let mut by_created = tx.open_table(BY_CREATED).unwrap();
+            let mut by_admin = tx.open_table(BY_ADMIN).unwrap();
+            for u in added {
+                users.remove(u.id).unwrap();
+                by_email.remove(u.email.as_str()).unwrap();
+                by_created.remove((u.created_at.0, u.id)).unwrap();
+                by_admin.remove((u.is_admin, u.id)).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        self.sqlite
+            .execute("DELETE FROM users WHERE id > ?1", [marks.sqlite])
+            .unwrap();
+    }
 }
 
 fn redb_login(db: &redb::Database, email: &str, n: u64, now: i64) {
@@ -1085,6 +1181,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     drop(writer);
 
     // Durable commits: Exclusive is timed in pairs with bare redb (see `paired`).
+    let marks = s.user_marks();
     let mut g = group(c, r, "durable_insert");
     g.sample_size(20);
     let pairs = bench_paired(&mut g, &mut || insert_user(&s.ex, fresh()), &mut || {
@@ -1098,6 +1195,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         b.iter(|| sqlite_insert(&s.sqlite, &user(fresh())))
     });
     g.finish();
+    s.trim_users(&marks);
     write_pairs(r, "durable_insert", "bare_redb", &pairs);
 
     let mut g = group(c, r, "durable_login");
@@ -1141,6 +1239,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     g.finish();
     write_pairs(r, "durable_create_user", "bare_redb", &pairs);
 
+    let marks = s.user_marks();
     let mut g = group(c, r, "batch_1000_inserts");
     g.sample_size(10);
     let rk_batch = |rk: &Redkeep| {
@@ -1179,6 +1278,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         })
     });
     g.finish();
+    s.trim_users(&marks);
 
     // Workspace files against the raw floor of one crash-safe replacement.
     let floor = tmp.join("floor");
@@ -1237,6 +1337,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     let mut conns: Vec<rusqlite::Connection> =
         (0..16).map(|_| sqlite_writer(&s.sqlite_path)).collect();
     let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
+    let marks = s.user_marks();
     for threads in [1u64, 4, 16] {
         let mut g = group(c, r, &format!("concurrent_inserts_{threads}_threads"));
         g.sample_size(10);
@@ -1273,6 +1374,8 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         });
         g.finish();
     }
+
+    s.trim_users(&marks);
 
     // The same from 4 processes, for the systems several processes can write: redkeep
     // Shared and SQLite (an Exclusive store and bare redb are one process's alone).

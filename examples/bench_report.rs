@@ -245,7 +245,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Made by `cargo bench --bench compare && cargo run --example bench_report` on {}.\n\
          Machine: {}. {} users loaded, {} interleaved rounds: in every round each operation \
          runs on every system one after another; times are medians over rounds of criterion's \
-         medians, ratios are medians of the per-round ratios.\n",
+         medians, ratios are medians of the per-round ratios. The rows that add plain users \
+         (durable insert, batch of 1,000, concurrent inserts) take them out again after the \
+         row, untimed, so every round reads stores of the loaded size.\n",
         info["date"].as_str().unwrap_or("?"),
         machine(),
         info["users"],
