@@ -501,8 +501,10 @@ impl Systems {
     }
 
     /// Takes out the users added since `marks` (with their index entries), untimed, so
-    /// every round reads stores of the loaded size: the rows that add users add about
-    /// 500,000 a round to redkeep (most of them the batch row), and more to SQLite.
+    /// every round reads the loaded number of users: the rows that add plain users add about
+    /// 500,000 a round to redkeep (most of them the batch row), and more to SQLite. A mark and
+    /// its trim must not span a row that writes rows pointing at users (logins, create user):
+    /// SQLite gives the ids of deleted users out again.
     fn trim_users(&self, marks: &UserMarks) {
         let trim = |rk: &Redkeep, mark: u64| {
             // In transactions of at most 10,000 deletions.
@@ -528,28 +530,44 @@ impl Systems {
         };
         trim(&self.ex, marks.ex);
         trim(&self.sh, marks.sh);
-        let tx = self.redb.begin_write().unwrap();
-        {
-            let mut users = tx.open_table(USERS).unwrap();
-            let added: Vec<User> = users
-                .range(marks.redb + 1..)
-                .unwrap()
-                .map(|e| dec(e.unwrap().1.value()))
-                .collect();
-            let mut by_email = tx.open_table(BY_EMAIL).unwrap();
-            let mut by_created = tx.open_table(BY_CREATED).unwrap();
-            let mut by_admin = tx.open_table(BY_ADMIN).unwrap();
-            for u in added {
-                users.remove(u.id).unwrap();
-                by_email.remove(u.email.as_str()).unwrap();
-                by_created.remove((u.created_at.0, u.id)).unwrap();
-                by_admin.remove((u.is_admin, u.id)).unwrap();
+        // Bare redb, in transactions of at most 10,000 deletions too.
+        loop {
+            let tx = self.redb.begin_write().unwrap();
+            let more = {
+                let mut users = tx.open_table(USERS).unwrap();
+                let added: Vec<User> = users
+                    .range(marks.redb + 1..)
+                    .unwrap()
+                    .take(10_000)
+                    .map(|e| dec(e.unwrap().1.value()))
+                    .collect();
+                let mut by_email = tx.open_table(BY_EMAIL).unwrap();
+                let mut by_created = tx.open_table(BY_CREATED).unwrap();
+                let mut by_admin = tx.open_table(BY_ADMIN).unwrap();
+                for u in &added {
+                    users.remove(u.id).unwrap();
+                    by_email.remove(u.email.as_str()).unwrap();
+                    by_created.remove((u.created_at.0, u.id)).unwrap();
+                    by_admin.remove((u.is_admin, u.id)).unwrap();
+                }
+                added.len() == 10_000
+            };
+            tx.commit().unwrap();
+            if !more {
+                break;
             }
         }
-        tx.commit().unwrap();
         self.sqlite
             .execute("DELETE FROM users WHERE id > ?1", [marks.sqlite])
             .unwrap();
+        let after = self.user_marks();
+        assert!(
+            after.ex <= marks.ex
+                && after.sh <= marks.sh
+                && after.redb <= marks.redb
+                && after.sqlite <= marks.sqlite,
+            "the users a row added were not all taken out"
+        );
     }
 }
 
@@ -1151,6 +1169,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     // Reads while the same file takes writes: one other thread makes a durable one-user
     // commit every millisecond while a lookup by email is timed (SQLite's writer has its
     // own connection).
+    let marks = s.user_marks();
     let mut g = group(c, r, "user_by_email_while_writing");
     g.bench_function("redkeep_exclusive", |b| {
         while_writing(&|| insert_user(ex, fresh()), || {
@@ -1179,6 +1198,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     });
     g.finish();
     drop(writer);
+    s.trim_users(&marks);
 
     // Durable commits: Exclusive is timed in pairs with bare redb (see `paired`).
     let marks = s.user_marks();
@@ -1337,8 +1357,8 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     let mut conns: Vec<rusqlite::Connection> =
         (0..16).map(|_| sqlite_writer(&s.sqlite_path)).collect();
     let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
-    let marks = s.user_marks();
     for threads in [1u64, 4, 16] {
+        let marks = s.user_marks();
         let mut g = group(c, r, &format!("concurrent_inserts_{threads}_threads"));
         g.sample_size(10);
         g.throughput(criterion::Throughput::Elements(threads * PER_THREAD));
@@ -1373,12 +1393,12 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
             g.bench_function("sqlite_wal_full", |b| b.iter(&mut *run));
         });
         g.finish();
+        s.trim_users(&marks);
     }
-
-    s.trim_users(&marks);
 
     // The same from 4 processes, for the systems several processes can write: redkeep
     // Shared and SQLite (an Exclusive store and bare redb are one process's alone).
+    let marks = s.user_marks();
     let mut g = group(c, r, "concurrent_inserts_4_processes");
     g.sample_size(10);
     g.throughput(criterion::Throughput::Elements(4 * PER_THREAD));
@@ -1391,6 +1411,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         g.bench_function(name, |b| b.iter(|| workers.run(PER_THREAD)));
     }
     g.finish();
+    s.trim_users(&marks);
 }
 
 fn argon2_default(c: &mut Criterion) {

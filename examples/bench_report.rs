@@ -246,8 +246,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          Machine: {}. {} users loaded, {} interleaved rounds: in every round each operation \
          runs on every system one after another; times are medians over rounds of criterion's \
          medians, ratios are medians of the per-round ratios. The rows that add plain users \
-         (durable insert, batch of 1,000, concurrent inserts) take them out again after the \
-         row, untimed, so every round reads stores of the loaded size.\n",
+         (durable insert, batch of 1,000, the concurrent inserts, the writer of the \
+         reads-while-writing row) take them out again after the row, untimed, so every round \
+         reads the loaded number of users (the create-user and login rows still add a few \
+         thousand accounts and sessions a round).\n",
         info["date"].as_str().unwrap_or("?"),
         machine(),
         info["users"],
