@@ -500,6 +500,15 @@ impl Systems {
         }
     }
 
+    /// Runs `row` (a row that adds plain users), then takes those users out again, untimed
+    /// ([`Systems::trim_users`]).
+    fn adding_users<T>(&self, row: impl FnOnce() -> T) -> T {
+        let marks = self.user_marks();
+        let out = row();
+        self.trim_users(&marks);
+        out
+    }
+
     /// Takes out the users added since `marks` (with their index entries), untimed, so
     /// every round reads the loaded number of users: the rows that add plain users add about
     /// 500,000 a round to redkeep (most of them the batch row), and more to SQLite. A mark and
@@ -959,6 +968,14 @@ fn setup(dir: &Path, n: u64) -> Systems {
     }
 }
 
+/// Times one system's `jobs`, started once and run together on every iteration (see
+/// [`with_crew`]), each `times` times.
+fn bench_crew(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, jobs: Vec<Job<'_>>, times: u64) {
+    with_crew(jobs, times, |run| {
+        g.bench_function(name, |b| b.iter(&mut *run));
+    });
+}
+
 /// How often the writer of the reads-while-writing row commits: 1,000 commits a second, less
 /// than one writer of each system manages alone, so all four read under the same load.
 const WRITE_EVERY: Duration = Duration::from_millis(1);
@@ -1140,27 +1157,27 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     g.throughput(criterion::Throughput::Elements(READERS * READS));
     // Each system's readers are started once and read together on every iteration.
     let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
-    let by_email_ex = |k| drop(black_box(ex.users().by_email(&email(k)).unwrap()));
-    with_crew(alike(READERS, &|| by_email_ex(next())), READS, |run| {
-        g.bench_function("redkeep_exclusive", |b| b.iter(&mut *run));
-    });
-    let by_email_sh = |k| drop(black_box(sh.users().by_email(&email(k)).unwrap()));
-    with_crew(alike(READERS, &|| by_email_sh(next())), READS, |run| {
-        g.bench_function("redkeep_shared", |b| b.iter(&mut *run));
-    });
-    let by_email_db = |k| drop(black_box(bare::by_email(db, &email(k))));
-    with_crew(alike(READERS, &|| by_email_db(next())), READS, |run| {
-        g.bench_function("bare_redb", |b| b.iter(&mut *run));
-    });
+    let reads: [(&str, &(dyn Fn() + Sync)); 3] = [
+        ("redkeep_exclusive", &|| {
+            drop(black_box(ex.users().by_email(&email(next())).unwrap()))
+        }),
+        ("redkeep_shared", &|| {
+            drop(black_box(sh.users().by_email(&email(next())).unwrap()))
+        }),
+        ("bare_redb", &|| {
+            drop(black_box(bare::by_email(db, &email(next()))))
+        }),
+    ];
+    for (name, read) in reads {
+        bench_crew(&mut g, name, alike(READERS, read), READS);
+    }
     let sqlite_readers = readers
         .iter_mut()
         .map(|conn| {
             Box::new(move || drop(black_box(sqlite_by_email(conn, &email(next()))))) as Job<'_>
         })
         .collect();
-    with_crew(sqlite_readers, READS, |run| {
-        g.bench_function("sqlite_wal_full", |b| b.iter(&mut *run));
-    });
+    bench_crew(&mut g, "sqlite_wal_full", sqlite_readers, READS);
     g.finish();
     drop(readers);
 
@@ -1169,53 +1186,54 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     // Reads while the same file takes writes: one other thread makes a durable one-user
     // commit every millisecond while a lookup by email is timed (SQLite's writer has its
     // own connection).
-    let marks = s.user_marks();
-    let mut g = group(c, r, "user_by_email_while_writing");
-    g.bench_function("redkeep_exclusive", |b| {
-        while_writing(&|| insert_user(ex, fresh()), || {
-            b.iter(|| black_box(s.ex.users().by_email(&email(next())).unwrap()))
-        })
+    s.adding_users(|| {
+        let mut g = group(c, r, "user_by_email_while_writing");
+        g.bench_function("redkeep_exclusive", |b| {
+            while_writing(&|| insert_user(ex, fresh()), || {
+                b.iter(|| black_box(s.ex.users().by_email(&email(next())).unwrap()))
+            })
+        });
+        g.bench_function("redkeep_shared", |b| {
+            while_writing(&|| insert_user(sh, fresh()), || {
+                b.iter(|| black_box(s.sh.users().by_email(&email(next())).unwrap()))
+            })
+        });
+        g.bench_function("bare_redb", |b| {
+            while_writing(&|| redb_insert(db, &user(fresh())), || {
+                b.iter(|| black_box(bare::by_email(&s.redb, &email(next()))))
+            })
+        });
+        let writer = std::sync::Mutex::new(sqlite_writer(&s.sqlite_path));
+        g.bench_function("sqlite_wal_full", |b| {
+            let write = || {
+                let conn = writer.lock().unwrap();
+                sqlite_insert(&conn, &user(fresh()));
+            };
+            while_writing(&write, || {
+                b.iter(|| black_box(sqlite_by_email(&s.sqlite, &email(next()))))
+            })
+        });
+        g.finish();
+        drop(writer);
     });
-    g.bench_function("redkeep_shared", |b| {
-        while_writing(&|| insert_user(sh, fresh()), || {
-            b.iter(|| black_box(s.sh.users().by_email(&email(next())).unwrap()))
-        })
-    });
-    g.bench_function("bare_redb", |b| {
-        while_writing(&|| redb_insert(db, &user(fresh())), || {
-            b.iter(|| black_box(bare::by_email(&s.redb, &email(next()))))
-        })
-    });
-    let writer = std::sync::Mutex::new(sqlite_writer(&s.sqlite_path));
-    g.bench_function("sqlite_wal_full", |b| {
-        let write = || {
-            let conn = writer.lock().unwrap();
-            sqlite_insert(&conn, &user(fresh()));
-        };
-        while_writing(&write, || {
-            b.iter(|| black_box(sqlite_by_email(&s.sqlite, &email(next()))))
-        })
-    });
-    g.finish();
-    drop(writer);
-    s.trim_users(&marks);
 
     // Durable commits: Exclusive is timed in pairs with bare redb (see `paired`).
-    let marks = s.user_marks();
-    let mut g = group(c, r, "durable_insert");
-    g.sample_size(20);
-    let pairs = bench_paired(&mut g, &mut || insert_user(&s.ex, fresh()), &mut || {
-        redb_insert(&s.redb, &user(fresh()))
+    let pairs = s.adding_users(|| {
+        let mut g = group(c, r, "durable_insert");
+        g.sample_size(20);
+        let pairs = bench_paired(&mut g, &mut || insert_user(&s.ex, fresh()), &mut || {
+            redb_insert(&s.redb, &user(fresh()))
+        });
+        g.bench_function("redkeep_shared", |b| b.iter(|| insert_user(&s.sh, fresh())));
+        g.bench_function("bare_redb", |b| {
+            b.iter(|| redb_insert(&s.redb, &user(fresh())))
+        });
+        g.bench_function("sqlite_wal_full", |b| {
+            b.iter(|| sqlite_insert(&s.sqlite, &user(fresh())))
+        });
+        g.finish();
+        pairs
     });
-    g.bench_function("redkeep_shared", |b| b.iter(|| insert_user(&s.sh, fresh())));
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| redb_insert(&s.redb, &user(fresh())))
-    });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| sqlite_insert(&s.sqlite, &user(fresh())))
-    });
-    g.finish();
-    s.trim_users(&marks);
     write_pairs(r, "durable_insert", "bare_redb", &pairs);
 
     let mut g = group(c, r, "durable_login");
@@ -1259,46 +1277,46 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     g.finish();
     write_pairs(r, "durable_create_user", "bare_redb", &pairs);
 
-    let marks = s.user_marks();
-    let mut g = group(c, r, "batch_1000_inserts");
-    g.sample_size(10);
-    let rk_batch = |rk: &Redkeep| {
-        rk.store()
-            .write(|tx| {
-                let t = tx.table::<User>();
+    s.adding_users(|| {
+        let mut g = group(c, r, "batch_1000_inserts");
+        g.sample_size(10);
+        let rk_batch = |rk: &Redkeep| {
+            rk.store()
+                .write(|tx| {
+                    let t = tx.table::<User>();
+                    for _ in 0..1000 {
+                        let mut u = user(fresh());
+                        u.id = t.next_id()?;
+                        t.insert(&u)?;
+                    }
+                    Ok(())
+                })
+                .unwrap()
+        };
+        g.bench_function("redkeep_exclusive", |b| b.iter(|| rk_batch(&s.ex)));
+        g.bench_function("redkeep_shared", |b| b.iter(|| rk_batch(&s.sh)));
+        g.bench_function("bare_redb", |b| {
+            b.iter(|| {
+                let tx = s.redb.begin_write().unwrap();
                 for _ in 0..1000 {
                     let mut u = user(fresh());
-                    u.id = t.next_id()?;
-                    t.insert(&u)?;
+                    u.id = redb_next(&tx, "users");
+                    redb_put_user(&tx, &u);
                 }
-                Ok(())
+                tx.commit().unwrap();
             })
-            .unwrap()
-    };
-    g.bench_function("redkeep_exclusive", |b| b.iter(|| rk_batch(&s.ex)));
-    g.bench_function("redkeep_shared", |b| b.iter(|| rk_batch(&s.sh)));
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| {
-            let tx = s.redb.begin_write().unwrap();
-            for _ in 0..1000 {
-                let mut u = user(fresh());
-                u.id = redb_next(&tx, "users");
-                redb_put_user(&tx, &u);
-            }
-            tx.commit().unwrap();
-        })
+        });
+        g.bench_function("sqlite_wal_full", |b| {
+            b.iter(|| {
+                let tx = s.sqlite.unchecked_transaction().unwrap();
+                for _ in 0..1000 {
+                    sqlite_insert(&tx, &user(fresh()));
+                }
+                tx.commit().unwrap();
+            })
+        });
+        g.finish();
     });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| {
-            let tx = s.sqlite.unchecked_transaction().unwrap();
-            for _ in 0..1000 {
-                sqlite_insert(&tx, &user(fresh()));
-            }
-            tx.commit().unwrap();
-        })
-    });
-    g.finish();
-    s.trim_users(&marks);
 
     // Workspace files against the raw floor of one crash-safe replacement.
     let floor = tmp.join("floor");
@@ -1358,60 +1376,45 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         (0..16).map(|_| sqlite_writer(&s.sqlite_path)).collect();
     let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
     for threads in [1u64, 4, 16] {
-        let marks = s.user_marks();
-        let mut g = group(c, r, &format!("concurrent_inserts_{threads}_threads"));
-        g.sample_size(10);
-        g.throughput(criterion::Throughput::Elements(threads * PER_THREAD));
-        // Each system's writers are started once and write together on every iteration.
-        with_crew(
-            alike(threads, &|| insert_user(ex, fresh())),
-            PER_THREAD,
-            |run| {
-                g.bench_function("redkeep_exclusive", |b| b.iter(&mut *run));
-            },
-        );
-        with_crew(
-            alike(threads, &|| insert_user(sh, fresh())),
-            PER_THREAD,
-            |run| {
-                g.bench_function("redkeep_shared", |b| b.iter(&mut *run));
-            },
-        );
-        with_crew(
-            alike(threads, &|| redb_insert(db, &user(fresh()))),
-            PER_THREAD,
-            |run| {
-                g.bench_function("bare_redb", |b| b.iter(&mut *run));
-            },
-        );
-        let sqlite_writers = conns
-            .iter_mut()
-            .take(threads as usize)
-            .map(|conn| Box::new(move || sqlite_insert(conn, &user(fresh()))) as Job<'_>)
-            .collect();
-        with_crew(sqlite_writers, PER_THREAD, |run| {
-            g.bench_function("sqlite_wal_full", |b| b.iter(&mut *run));
+        s.adding_users(|| {
+            let mut g = group(c, r, &format!("concurrent_inserts_{threads}_threads"));
+            g.sample_size(10);
+            g.throughput(criterion::Throughput::Elements(threads * PER_THREAD));
+            // Each system's writers are started once and write together on every iteration.
+            let writes: [(&str, &(dyn Fn() + Sync)); 3] = [
+                ("redkeep_exclusive", &|| insert_user(ex, fresh())),
+                ("redkeep_shared", &|| insert_user(sh, fresh())),
+                ("bare_redb", &|| redb_insert(db, &user(fresh()))),
+            ];
+            for (name, write) in writes {
+                bench_crew(&mut g, name, alike(threads, write), PER_THREAD);
+            }
+            let sqlite_writers = conns
+                .iter_mut()
+                .take(threads as usize)
+                .map(|conn| Box::new(move || sqlite_insert(conn, &user(fresh()))) as Job<'_>)
+                .collect();
+            bench_crew(&mut g, "sqlite_wal_full", sqlite_writers, PER_THREAD);
+            g.finish();
         });
-        g.finish();
-        s.trim_users(&marks);
     }
 
     // The same from 4 processes, for the systems several processes can write: redkeep
     // Shared and SQLite (an Exclusive store and bare redb are one process's alone).
-    let marks = s.user_marks();
-    let mut g = group(c, r, "concurrent_inserts_4_processes");
-    g.sample_size(10);
-    g.throughput(criterion::Throughput::Elements(4 * PER_THREAD));
-    let sh_dir = tmp.join("sh");
-    for (name, target) in [
-        ("redkeep_shared", sh_dir.as_path()),
-        ("sqlite_wal_full", s.sqlite_path.as_path()),
-    ] {
-        let mut workers = Workers::start(4, &format!("{name} {}", target.display()));
-        g.bench_function(name, |b| b.iter(|| workers.run(PER_THREAD)));
-    }
-    g.finish();
-    s.trim_users(&marks);
+    s.adding_users(|| {
+        let mut g = group(c, r, "concurrent_inserts_4_processes");
+        g.sample_size(10);
+        g.throughput(criterion::Throughput::Elements(4 * PER_THREAD));
+        let sh_dir = tmp.join("sh");
+        for (name, target) in [
+            ("redkeep_shared", sh_dir.as_path()),
+            ("sqlite_wal_full", s.sqlite_path.as_path()),
+        ] {
+            let mut workers = Workers::start(4, &format!("{name} {}", target.display()));
+            g.bench_function(name, |b| b.iter(|| workers.run(PER_THREAD)));
+        }
+        g.finish();
+    });
 }
 
 fn argon2_default(c: &mut Criterion) {
