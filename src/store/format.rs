@@ -233,14 +233,57 @@ fn lookup(id: u64, resolve: Resolve<'_>) -> Res<Shape> {
 
 /// The shapes a value used, with their names, for the store to register.
 #[derive(Debug, Default)]
-pub struct UsedShapes(pub Vec<(u64, Vec<&'static str>)>);
+pub struct UsedShapes(pub Vec<(u64, Names)>);
+
+/// A struct's field names as written: `'static` constants, shared.
+pub type Names = Arc<[&'static str]>;
 
 impl UsedShapes {
-    fn add(&mut self, id: u64, names: &[&'static str]) {
+    fn add(&mut self, id: u64, names: &Names) {
         if !self.0.iter().any(|(i, _)| *i == id) {
-            self.0.push((id, names.to_vec()));
+            self.0.push((id, names.clone()));
         }
     }
+}
+
+/// The shape id of a struct's field names as the encoder met them, with the names shared.
+/// Kept per thread for each list of names: a Rust struct writes its fields from `'static`
+/// constants, so the same list comes back with the same addresses on every write of its
+/// type, and comparing the addresses (and lengths) spares hashing every name's bytes again.
+/// Equal addresses and lengths of `'static` text are the same text, so a hit is never wrong.
+fn known_shape(names: &[&'static str]) -> (u64, Names) {
+    type Known = Vec<(u64, Names)>;
+    thread_local! {
+        static KNOWN: std::cell::RefCell<Known> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let same = |known: &[&'static str]| {
+        known.len() == names.len()
+            && known
+                .iter()
+                .zip(names)
+                .all(|(a, b)| a.as_ptr() == b.as_ptr() && a.len() == b.len())
+    };
+    let hit = KNOWN.with(|k| {
+        k.borrow()
+            .iter()
+            .find(|(_, known)| same(known))
+            .map(|(id, known)| (*id, known.clone()))
+    });
+    if let Some(hit) = hit {
+        return hit;
+    }
+    let id = shape_id(names);
+    let shared: Names = names.into();
+    KNOWN.with(|k| {
+        let mut k = k.borrow_mut();
+        // A program writes a handful of struct types; a bound keeps a stream of types with
+        // optional fields skipped in many combinations from growing it without end.
+        if k.len() >= 64 {
+            k.clear();
+        }
+        k.push((id, shared.clone()));
+    });
+    (id, shared)
 }
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -365,8 +408,9 @@ impl<'e, 'a> StructEnc<'e, 'a> {
     fn new(enc: &'e mut Encoder<'a>) -> Self {
         enc.out.push(T_STRUCT);
         let shape_at = enc.out.len();
-        // Shape (8 bytes) and count are patched in at the end.
-        enc.out.extend_from_slice(&[0; 8]);
+        // Shape (8 bytes) and count are patched in at the end; the count's one byte (fewer
+        // than 128 fields) is kept free here, a longer count is made room for then.
+        enc.out.extend_from_slice(&[0; 9]);
         let names_from = enc.names.len();
         StructEnc {
             enc,
@@ -382,16 +426,20 @@ impl<'e, 'a> StructEnc<'e, 'a> {
 
     fn finish(self) -> Res<()> {
         let names = &self.enc.names[self.names_from..];
-        let id = shape_id(names);
-        self.enc.shapes.add(id, names);
+        let (id, shared) = known_shape(names);
+        self.enc.shapes.add(id, &shared);
         let n = names.len() as u64;
         self.enc.names.truncate(self.names_from);
         self.enc.out[self.shape_at..self.shape_at + 8].copy_from_slice(&id.to_le_bytes());
-        // Insert the count after the shape.
-        let mut count = Vec::with_capacity(2);
-        put_varint(&mut count, n);
+        // The count, after the shape: in the byte kept for it, or in its place when longer.
         let at = self.shape_at + 8;
-        self.enc.out.splice(at..at, count);
+        if n < 0x80 {
+            self.enc.out[at] = n as u8;
+        } else {
+            let mut count = Vec::with_capacity(3);
+            put_varint(&mut count, n);
+            self.enc.out.splice(at..=at, count);
+        }
         Ok(())
     }
 }
@@ -1468,6 +1516,84 @@ mod tests {
             neg: i128::MIN,
             unit: (),
         }
+    }
+
+    /// A type whose written field list depends on the value: each list gets its own shape,
+    /// with the id of its names, whichever was written before it on this thread.
+    #[test]
+    fn a_struct_skipping_a_field_writes_the_shape_of_what_it_wrote() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Sparse {
+            a: u8,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            b: Option<u8>,
+            c: u8,
+        }
+        let shape_of = |v: &Sparse| {
+            let mut out = Vec::new();
+            let mut used = UsedShapes::default();
+            to_vec(v, &mut out, &mut used).unwrap();
+            let (id, names) = used.0.pop().unwrap();
+            assert_eq!(u64::from_le_bytes(out[1..9].try_into().unwrap()), id);
+            assert_eq!(
+                out[9],
+                names.len() as u8,
+                "the field count follows the shape"
+            );
+            (id, names.to_vec())
+        };
+        let full = Sparse {
+            a: 1,
+            b: Some(2),
+            c: 3,
+        };
+        let short = Sparse {
+            a: 1,
+            b: None,
+            c: 3,
+        };
+        for _ in 0..2 {
+            assert_eq!(
+                shape_of(&full),
+                (shape_id(&["a", "b", "c"]), vec!["a", "b", "c"])
+            );
+            assert_eq!(shape_of(&short), (shape_id(&["a", "c"]), vec!["a", "c"]));
+        }
+        assert_eq!(round(&full).1, full);
+        assert_eq!(round(&short).1, short);
+    }
+
+    /// A struct of 130 fields: its count takes two bytes after the shape, and it reads back.
+    #[test]
+    fn a_struct_of_more_than_127_fields_round_trips() {
+        struct Wide(Vec<&'static str>);
+        impl Serialize for Wide {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("Wide", self.0.len())?;
+                for (i, name) in self.0.iter().enumerate() {
+                    st.serialize_field(name, &(i as u64))?;
+                }
+                st.end()
+            }
+        }
+        let names: Vec<&'static str> = (0..130)
+            .map(|i| &*Box::leak(format!("f{i}").into_boxed_str()))
+            .collect();
+        let mut out = Vec::new();
+        let mut used = UsedShapes::default();
+        to_vec(&Wide(names.clone()), &mut out, &mut used).unwrap();
+        assert_eq!(used.0.len(), 1);
+        assert_eq!(used.0[0].0, shape_id(&names));
+        assert_eq!(out[9..11], [0x82, 0x01], "130 as a two-byte count");
+        let shape: Shape = names.iter().map(|n| Box::<str>::from(*n)).collect();
+        remember_shape(shape_id(&names), shape);
+        validate(&out, &no_shapes).unwrap();
+        let json = to_json(&out, &no_shapes).unwrap();
+        let obj = json.as_object().unwrap();
+        assert_eq!(obj.len(), 130);
+        assert_eq!(obj["f0"], 0);
+        assert_eq!(obj["f129"], 129);
     }
 
     #[test]

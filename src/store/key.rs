@@ -236,7 +236,9 @@ impl<A: Key, B: Key, C: Key> Key for (A, B, C) {
 #[macro_export]
 macro_rules! key {
     ($($part:expr),+ $(,)?) => {{
-        let mut out = ::std::vec::Vec::new();
+        // Room for the usual key (an email or a number or two) and the primary key an index
+        // entry appends, so building it does not grow the buffer step by step.
+        let mut out = ::std::vec::Vec::with_capacity(48);
         $( $crate::store::KeyPart::put(&$part, &mut out); )+
         out
     }};

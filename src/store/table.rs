@@ -855,7 +855,8 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
                 detail: format!("key {}", show_key(&pk)),
             });
         }
-        self.write(&pk, &vec![None; R::INDEXES.len()], record)
+        // No old index entries (an `old` shorter than the index list reads as none).
+        self.write(&pk, &[], record)
     }
 
     /// Replaces the stored record with the same primary key, moving its index entries.
@@ -965,6 +966,8 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     // step that fails (a clash, a table the caller is scanning) takes back every step before
     // it, so a refused write leaves nothing behind. `old` holds the stored record's entry of
     // each index (all `None` for a new record).
+    /// `old` holds the record's old entry of each index, in `R::INDEXES` order; those past
+    /// its end are none (a new record passes an empty list).
     fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
         let value = encode(self.tx, new)?;
         let raw = self.tx.raw_records();
@@ -991,18 +994,23 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         removed: &mut Vec<(&'i str, Vec<u8>, Vec<u8>)>,
     ) -> Result<()> {
         let raw = self.tx.raw_records();
-        let mut moves = Vec::new();
-        for (idx, old_key) in R::INDEXES.iter().zip(old.iter()) {
+        let mut moves = Vec::with_capacity(R::INDEXES.len());
+        for (i, idx) in R::INDEXES.iter().enumerate() {
+            let old_key = old.get(i).and_then(Option::as_ref);
             let mut new_key = index_entry(idx, new, pk);
-            if *old_key == new_key {
+            if old_key == new_key.as_ref() {
                 continue;
             }
-            if let (true, Some(k)) = (idx.unique, &new_key) {
+            if idx.unique
+                && let Some(k) = new_key.take()
+            {
+                // The entry is claimed now (or found pointing here already): the move below
+                // only takes out the old one.
                 let name = index_name(idx);
-                if raw.insert_new(name, k, pk)? {
-                    added.push((name, k.clone()));
+                if raw.insert_new(name, &k, pk)? {
+                    added.push((name, k));
                 } else {
-                    match get_owned(raw, name, k)? {
+                    match get_owned(raw, name, &k)? {
                         Some(holder) if holder == pk => {}
                         Some(holder) => {
                             return Err(Error::Conflict {
@@ -1023,8 +1031,6 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
                         }
                     }
                 }
-                // Written (or already pointing here): only the old entry is left to remove.
-                new_key = None;
             }
             moves.push((idx, old_key, new_key));
         }

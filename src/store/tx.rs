@@ -159,8 +159,56 @@ type Advanced = (Box<str>, Vec<u8>, u64, bool);
 /// transactions need not look them up again.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    shapes: RwLock<HashSet<u64>>,
-    catalogued: RwLock<HashSet<&'static str>>,
+    shapes: RwLock<HashSet<u64, Quick>>,
+    catalogued: RwLock<HashSet<&'static str, Quick>>,
+}
+
+/// The hasher of the registry's sets, which every record write asks: shape ids (hashes
+/// already) and table names a program defines. SipHash's guard against chosen keys buys
+/// nothing there and cost more than the rest of the check.
+type Quick = std::hash::BuildHasherDefault<QuickHasher>;
+
+/// A multiply-rotate hasher over 8-byte words (as rustc's `FxHasher`).
+#[derive(Default)]
+pub(crate) struct QuickHasher(u64);
+
+impl QuickHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7cc1_b727_220a_95);
+    }
+}
+
+impl std::hash::Hasher for QuickHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            self.add(u64::from_le_bytes(b));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u8(&mut self, v: u8) {
+        self.add(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.add(v);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.add(v as u64);
+    }
 }
 
 /// What a transaction registered, published once it commits.
