@@ -105,6 +105,33 @@ fn login_session_and_unlock_commands() {
     cli.json(&["session", "revoke", &short], None);
     let (_, err) = cli.expect(&["session", "validate", "--token-stdin"], Some(&token), 1);
     assert!(err.contains("session token is not valid"), "{err}");
+    // A session named by its full token is revoked; an unknown token, or one mistyped by a
+    // character, is not found, and the message repeats no more of it than a short id.
+    let second = cli.json(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let last = if second.ends_with('a') { 'b' } else { 'a' };
+    let mistyped = format!("{}{last}", &second[..second.len() - 1]);
+    for wrong in [
+        mistyped.as_str(),
+        &token,
+        &format!("{}X", &second[..second.len() - 1]),
+    ] {
+        let (_, err) = cli.expect(&["session", "revoke", wrong], None, 1);
+        assert!(err.contains(&format!("session {}…", &wrong[..12])), "{err}");
+        assert!(
+            !err.contains(&wrong[12..]),
+            "the message repeats the token: {err}"
+        );
+    }
+    let revoked = cli.json(&["session", "revoke", &second], None);
+    assert_eq!(revoked["id"], second[..12]);
+    let (_, err) = cli.expect(&["session", "validate", "--token-stdin"], Some(&second), 1);
+    assert!(err.contains("session token is not valid"), "{err}");
     cli.json(
         &["login", "ann@example.com", "--password-stdin"],
         Some("ann password\n"),
@@ -211,6 +238,14 @@ fn apikey_commands() {
     assert!(!listed.to_string().contains(&key));
     let v = cli.json(&["apikey", "verify", "--key-stdin"], Some(&key));
     assert_eq!(v["owner"], json!({"kind": "user", "id": 1}));
+    // A key mistyped by a character is not found, and the message repeats only its prefix.
+    let typo = format!("{}X", &key[..key.len() - 1]);
+    let (_, err) = cli.expect(&["apikey", "revoke", &typo], None, 1);
+    assert!(err.contains(&format!("api key {}…", &typo[..12])), "{err}");
+    assert!(
+        !err.contains(&typo[12..]),
+        "the message repeats the key: {err}"
+    );
     cli.json(
         &["apikey", "revoke", created["prefix"].as_str().unwrap()],
         None,

@@ -288,9 +288,9 @@ impl ApiKeys<'_> {
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let t = tx.table::<ApiKey>();
-            let mut k = t
-                .get_by(&ApiKey::PREFIX, &key!(prefix))?
-                .ok_or_else(|| Error::not_found(format!("api key {prefix}")))?;
+            let mut k = t.get_by(&ApiKey::PREFIX, &key!(prefix))?.ok_or_else(|| {
+                Error::not_found(format!("api key {}", token::shown(API_KEY_PREFIX, &prefix)))
+            })?;
             if k.revoked_at.is_some() {
                 return Err(Error::denied(format!(
                     "api key {} is already revoked",

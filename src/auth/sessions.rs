@@ -260,17 +260,23 @@ impl Sessions<'_> {
         })
     }
 
-    /// Revokes one session by its short id.
+    /// Revokes one session, named by its short id or by its full token.
     ///
     /// # Errors
-    /// `NotFound`.
-    pub fn revoke(&self, short_id: &str) -> Result<Session> {
+    /// `NotFound` (the message repeats no more of the text than a short id).
+    pub fn revoke(&self, token_or_short_id: &str) -> Result<Session> {
+        let text = token_or_short_id.trim();
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let t = tx.table::<Session>();
-            let s = t
-                .get_by(&Session::SHORT_ID, &key!(short_id.trim()))?
-                .ok_or_else(|| Error::not_found(format!("session {}", short_id.trim())))?;
+            let found = if token::looks_like(SESSION_PREFIX, text) {
+                t.get(&token::hash_token(text))?
+            } else {
+                t.get_by(&Session::SHORT_ID, &key!(text))?
+            };
+            let s = found.ok_or_else(|| {
+                Error::not_found(format!("session {}", token::shown(SESSION_PREFIX, text)))
+            })?;
             t.delete(&s.hash)?;
             audit::record(
                 tx,

@@ -196,6 +196,18 @@ fn in_alphabet(b: u8) -> bool {
     matches!(b, b'a'..=b'z' | b'2'..=b'7')
 }
 
+/// What a message may repeat of `text`, given where a token of `kind` or its display prefix
+/// was expected: at most as much as a display prefix (`kind`, `_` and 8 characters), then
+/// `…`. A full token, or one mistyped by a character, is thus never written back whole.
+pub(crate) fn shown(kind: &str, text: &str) -> String {
+    let limit = kind.chars().count() + 1 + PREFIX_CHARS;
+    let mut out: String = text.chars().take(limit).collect();
+    if text.chars().nth(limit).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// Whether `text` has the shape of a display prefix of `kind`.
 pub fn looks_like_prefix(kind: &str, text: &str) -> bool {
     text.strip_prefix(kind)

@@ -90,9 +90,9 @@ pub enum SessionCmd {
         #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
     },
-    /// Revoke one session by short id, or all of a user's.
+    /// Revoke one session by short id or token, or all of a user's.
     Revoke {
-        /// The session's short id (rks_xxxxxxxx).
+        /// The session's short id (rks_xxxxxxxx) or its full token.
         #[cfg_attr(
             feature = "cli",
             arg(required_unless_present = "user", conflicts_with = "user")
