@@ -131,6 +131,87 @@ fn export_import_round_trip_and_bad_lines() {
     assert!(err.contains("holds data"), "{err}");
 }
 
+/// An import replaces only what `init` makes. A store that also holds anything an operator
+/// made (a role, an org, a second user) is refused, names what it holds, and keeps it.
+#[test]
+fn import_refuses_a_store_holding_more_than_init_made() {
+    let source = populated();
+    let (export, _) = source.expect(&["export"], None, 0);
+    let with_admin = |c: &Cli| {
+        c.json(
+            &[
+                "init",
+                "--admin-email",
+                "admin@example.com",
+                "--admin-password-stdin",
+            ],
+            Some("admin password 1\n"),
+        );
+    };
+    type Setup = Box<dyn Fn(&Cli)>;
+    let cases: [(&str, Setup, &str); 4] = [
+        (
+            "a role",
+            Box::new(|c| {
+                c.init();
+                c.json(
+                    &["role", "create", "auditors", "--permission", "audit.read"],
+                    None,
+                );
+            }),
+            "role auditors",
+        ),
+        (
+            "an org beside the administrator's own",
+            Box::new(move |c| {
+                with_admin(c);
+                c.json(
+                    &["org", "create", "Team", "--slug", "team-x", "--owner", "1"],
+                    None,
+                );
+            }),
+            "org team-x",
+        ),
+        (
+            "a user who is not an administrator",
+            Box::new(|c| {
+                c.init();
+                c.json(
+                    &["user", "create", "u@example.com", "--password-stdin"],
+                    Some("u password 1\n"),
+                );
+            }),
+            "not an administrator",
+        ),
+        (
+            "an invite",
+            Box::new(move |c| {
+                with_admin(c);
+                c.json(&["invite", "create"], None);
+            }),
+            "record(s) in table invites",
+        ),
+    ];
+    for (what, setup, named) in cases {
+        let cli = Cli::new();
+        setup(&cli);
+        let (before, _) = cli.expect(&["export"], None, 0);
+        let (_, err) = cli.expect(&["import", "-"], Some(&export), 1);
+        assert!(
+            err.contains("holds data") && err.contains(named),
+            "{what}: {err}"
+        );
+        let (after, _) = cli.expect(&["export"], None, 0);
+        assert_eq!(after, before, "{what}: a refused import changed the store");
+    }
+    // What `init` makes alone (the administrator included) is replaced.
+    let cli = Cli::new();
+    with_admin(&cli);
+    cli.json(&["import", "-"], Some(&export));
+    let (again, _) = cli.expect(&["export"], None, 0);
+    assert_eq!(again, export);
+}
+
 #[test]
 fn reset_needs_force_and_backs_up_first() {
     let cli = populated();

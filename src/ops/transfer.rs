@@ -209,20 +209,99 @@ fn export_folder(
 
 /// Whether the store holds nothing an import would lose: at most the administrator `init`
 /// made (with their personal org, roles and audit events) and the system roles.
-fn fresh(rk: &Redkeep, tx: &WriteTx<'_>) -> Result<bool> {
-    use crate::auth::{agents::AgentSession, api_keys::ApiKey, invites::Invite, sessions::Session};
+/// What the store holds beyond what `redkeep init` makes, named for a message, or `None`.
+/// `init` makes the system roles and at most one user, an administrator, with their
+/// credential, role grants, personal org and its membership, and the audit rows of that; an
+/// import replaces all of it. Anything else (a role, an org, an invite, a session, a key, a
+/// record of any other table, an application's included) would be lost.
+fn held_data(tx: &WriteTx<'_>) -> Result<Option<String>> {
+    use crate::auth::orgs::{Org, OrgMember};
+    use crate::auth::roles::{Role, UserRole};
+    use crate::auth::users::Credential;
+    use crate::store::Record;
     let users = tx.table::<User>().range(KeyRange::all(), Order::Asc, 2)?;
-    let admin_only = users.len() <= 1 && users.iter().all(|u| u.is_admin);
-    let busy = tx.table::<Invite>().count()?
-        + tx.table::<Session>().count()?
-        + tx.table::<ApiKey>().count()?
-        + tx.table::<AgentSession>().count()?;
-    let own: BTreeSet<&str> = crate::auth::own_tables().iter().map(|t| t.name()).collect();
-    let mut app_records = 0;
-    for t in rk.tables().iter().filter(|t| !own.contains(t.name())) {
-        app_records += t.stats(tx)?.records;
+    let admin = match users.as_slice() {
+        [] => None,
+        [u] if u.is_admin => Some(u.id),
+        [u] => return Ok(Some(format!("user {}, who is not an administrator", u.id))),
+        _ => return Ok(Some("more than one user".into())),
+    };
+    let others = |user: u64| admin != Some(user);
+    let mut held = None;
+    let mut first = |what: String| {
+        held.get_or_insert(what);
+        Ok(false)
+    };
+    tx.table::<Credential>()
+        .for_each(KeyRange::all(), Order::Asc, |c| {
+            if others(c.user_id) {
+                first(format!("a credential of user {}", c.user_id))
+            } else {
+                Ok(true)
+            }
+        })?;
+    tx.table::<UserRole>()
+        .for_each(KeyRange::all(), Order::Asc, |g| {
+            if others(g.user_id) {
+                first(format!("a role grant to user {}", g.user_id))
+            } else {
+                Ok(true)
+            }
+        })?;
+    tx.table::<Role>()
+        .for_each(KeyRange::all(), Order::Asc, |r| {
+            if r.is_system {
+                Ok(true)
+            } else {
+                first(format!("role {}", r.name))
+            }
+        })?;
+    let mut orgs = 0;
+    tx.table::<Org>()
+        .for_each(KeyRange::all(), Order::Asc, |o| {
+            orgs += 1;
+            if o.is_personal && orgs == 1 && admin.is_some() {
+                Ok(true)
+            } else {
+                first(format!("org {}", o.slug))
+            }
+        })?;
+    tx.table::<OrgMember>()
+        .for_each(KeyRange::all(), Order::Asc, |m| {
+            if others(m.user_id) {
+                first(format!("a member of org {}", m.org_id))
+            } else {
+                Ok(true)
+            }
+        })?;
+    if held.is_some() {
+        return Ok(held);
     }
-    Ok(admin_only && busy == 0 && app_records == 0)
+    // Every other table, whether this handle has a type for it or not, must be empty.
+    let kept: BTreeSet<String> = [
+        User::TABLE,
+        Credential::TABLE,
+        UserRole::TABLE,
+        Role::TABLE,
+        Org::TABLE,
+        OrgMember::TABLE,
+        crate::auth::audit::AuditEvent::TABLE,
+    ]
+    .iter()
+    .map(|t| crate::store::record_table(t))
+    .collect();
+    let raw = tx.raw_write()?;
+    for name in raw.table_names()? {
+        if let Some(table) = name.strip_prefix("r:")
+            && !kept.contains(&name)
+        {
+            let n = raw.len(&name)?;
+            if n > 0 {
+                return Ok(Some(format!("{n} record(s) in table {table}")));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn line_err(n: u64, why: impl std::fmt::Display) -> Error {
@@ -336,10 +415,10 @@ pub fn import(
         let input = input.take().ok_or_else(|| Error::Invariant {
             what: "an import cannot be retried".into(),
         })?;
-        if !fresh(rk, tx)? {
-            return Err(Error::denied(
-                "the store holds data; import needs an empty store or one fresh from `redkeep init` (see `redkeep reset`)",
-            ));
+        if let Some(what) = held_data(tx)? {
+            return Err(Error::denied(format!(
+                "the store holds data ({what}); import needs an empty store or one fresh from `redkeep init` (see `redkeep reset`)",
+            )));
         }
         for t in tables.values() {
             t.clear(tx)?;
