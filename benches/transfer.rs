@@ -82,9 +82,12 @@ fn make_export(path: &Path, users: u64) {
     );
     let role = grant["record"]["role_id"].as_u64().unwrap();
     let mut out = BufWriter::new(File::create(path).unwrap());
+    // Lines written, for the end line that counts them.
+    let written = std::cell::Cell::new(0u64);
     let mut emit = |v: &Value| {
         serde_json::to_writer(&mut out, v).unwrap();
         out.write_all(b"\n").unwrap();
+        written.set(written.get() + 1);
     };
     emit(&lines[0]);
     for id in 1..=users {
@@ -136,6 +139,7 @@ fn make_export(path: &Path, users: u64) {
         let skip = l["table"].is_string()
             || l.get("workspace").is_some()
             || l.get("piece").is_some()
+            || l.get("redkeep_export_end").is_some()
             || matches!(l["sequence"].as_str(), Some("users" | "orgs" | "audit"));
         if !skip {
             emit(l);
@@ -143,6 +147,8 @@ fn make_export(path: &Path, users: u64) {
     }
     emit(&serde_json::json!({"sequence": "users", "value": users}));
     emit(&serde_json::json!({"sequence": "orgs", "value": users}));
+    let before = written.get();
+    emit(&serde_json::json!({"redkeep_export_end": true, "lines": before}));
     out.flush().unwrap();
 }
 

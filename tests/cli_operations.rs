@@ -129,6 +129,51 @@ fn export_import_round_trip_and_bad_lines() {
     assert_eq!(bad.json(&["user", "list"], None), json!([]));
     let (_, err) = cli.expect(&["import", file.to_str().unwrap()], None, 1);
     assert!(err.contains("holds data"), "{err}");
+
+    // The export ends with a line counting the lines before it, so one cut short (at a line
+    // boundary too), missing a line or with a line added is refused and imports nothing.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let end: serde_json::Value = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+    assert_eq!(
+        end,
+        json!({"redkeep_export_end": true, "lines": lines.len() - 1})
+    );
+    let without = |i: usize| {
+        let mut l = lines.clone();
+        l.remove(i);
+        l.join("\n")
+    };
+    let cut = lines[..lines.len() - 3].join("\n");
+    let extra = format!("{stdout}{}\n", lines[1]);
+    for (what, text, says) in [
+        ("cut short", cut.as_str(), "without its end line"),
+        (
+            "without its end line",
+            &without(lines.len() - 1),
+            "without its end line",
+        ),
+        ("missing a line", &without(3), "lines are missing"),
+        (
+            "with a line after its end",
+            &extra,
+            "after the export's end",
+        ),
+    ] {
+        let target = Cli::new();
+        let (_, err) = target.expect(&["import", "-"], Some(text), 1);
+        assert!(err.contains(says), "{what}: {err}");
+        assert_eq!(target.json(&["user", "list"], None), json!([]), "{what}");
+    }
+    // An export of format 2 (an earlier redkeep, without the end line) is still read.
+    let old = lines[..lines.len() - 1].join("\n").replacen(
+        "\"redkeep_export\":3",
+        "\"redkeep_export\":2",
+        1,
+    );
+    let target = Cli::new();
+    target.json(&["import", "-"], Some(&old));
+    let (again, _) = target.expect(&["export"], None, 0);
+    assert_eq!(again, stdout);
 }
 
 /// An import replaces only what `init` makes. A store that also holds anything an operator

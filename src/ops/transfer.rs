@@ -38,8 +38,13 @@ use crate::handle::SCHEMA_VERSION;
 use crate::store::{CheckReport, KeyRange, Meta, Order, Source, TableCheck, TableInfo, WriteTx};
 use crate::workspace::{WorkspaceDoc, Workspaces};
 
-/// The export format's version, in the first line.
-pub const EXPORT_FORMAT: u64 = 2;
+/// The export format's version, in the first line. Format 3 ends with a line that counts
+/// the lines before it (`{"redkeep_export_end":true,"lines":N}`), so an import sees an export
+/// cut short; format 2 (no such line) is still read.
+pub const EXPORT_FORMAT: u64 = 3;
+
+/// The first format that ends with a count of its lines.
+const FORMAT_WITH_END: u64 = 3;
 
 /// What an import or export handled.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -179,6 +184,12 @@ pub fn export(
                 Ok(true)
             })
     })?;
+    let before = summary.lines;
+    write_line(
+        out,
+        &json!({"redkeep_export_end": true, "lines": before}),
+        &mut summary,
+    )?;
     out.flush()
         .map_err(|e| Error::io("writing the export", e))?;
     progress(summary.lines);
@@ -207,8 +218,6 @@ fn export_folder(
     })
 }
 
-/// Whether the store holds nothing an import would lose: at most the administrator `init`
-/// made (with their personal org, roles and audit events) and the system roles.
 /// What the store holds beyond what `redkeep init` makes, named for a message, or `None`.
 /// `init` makes the system roles and at most one user, an administrator, with their
 /// credential, role grants, personal org and its membership, and the audit rows of that; an
@@ -423,7 +432,9 @@ pub fn import(
         for t in tables.values() {
             t.clear(tx)?;
         }
-        let mut header = false;
+        // The format the header names (0: no header yet), and whether the end line was read.
+        let mut format = 0;
+        let mut ended = false;
         let mut n = 0u64;
         for line in input.lines() {
             n += 1;
@@ -431,22 +442,39 @@ pub fn import(
             if line.trim().is_empty() {
                 continue;
             }
+            if ended {
+                return Err(line_err(n, "a line after the export's end line; the file holds more than one export, or was changed"));
+            }
             let v: Value = serde_json::from_str(&line).map_err(|e| line_err(n, format!("not JSON ({e})")))?;
             summary.lines += 1;
             if summary.lines % 1000 == 0 {
                 progress(summary.lines);
             }
-            if !header {
+            if format == 0 {
                 let version = v.get("schema_version").and_then(Value::as_u64);
-                if v.get("redkeep_export").and_then(Value::as_u64) != Some(EXPORT_FORMAT) {
-                    return Err(line_err(n, format!("the first line must be the header of a redkeep export of format {EXPORT_FORMAT}")));
+                format = match v.get("redkeep_export").and_then(Value::as_u64) {
+                    Some(f @ (2 | EXPORT_FORMAT)) => f,
+                    _ => return Err(line_err(n, format!("the first line must be the header of a redkeep export of format 2 to {EXPORT_FORMAT}"))),
+                };
+                match version {
+                    Some(SCHEMA_VERSION) => {}
+                    Some(other) => return Err(line_err(n, format!(
+                        "the export has schema version {other}; this build imports version {SCHEMA_VERSION} (import it with the redkeep that wrote it, `migrate up`, and export again)"
+                    ))),
+                    None => return Err(line_err(n, "the header has no schema version")),
                 }
-                if version != Some(SCHEMA_VERSION) {
-                    return Err(line_err(n, format!(
-                        "the export has schema version {version:?}; this build imports version {SCHEMA_VERSION} (import it with the redkeep that wrote it, `migrate up`, and export again)"
-                    )));
+                continue;
+            }
+            if v.get("redkeep_export_end").is_some() {
+                let before = summary.lines - 1;
+                let counted = v.get("lines").and_then(Value::as_u64);
+                if format < FORMAT_WITH_END || counted != Some(before) {
+                    return Err(line_err(n, match counted {
+                        Some(c) if format >= FORMAT_WITH_END => format!("the export's end line counts {c} lines before it, but {before} came: lines are missing or were added; nothing was imported"),
+                        _ => "a malformed end line".to_string(),
+                    }));
                 }
-                header = true;
+                ended = true;
                 continue;
             }
             if v.get("workspace").is_some() || v.get("piece").is_some() {
@@ -468,8 +496,14 @@ pub fn import(
             }
             apply(tx, &tables, &v, &mut summary).map_err(|e| line_err(n, e))?;
         }
-        if !header {
+        if format == 0 {
             return Err(Error::invalid("import", "the input is empty; expected a redkeep export"));
+        }
+        if format >= FORMAT_WITH_END && !ended {
+            return Err(Error::invalid(
+                "import",
+                format!("the export stops at line {n} without its end line: it was cut short (an interrupted export or copy); nothing was imported; export again"),
+            ));
         }
         for t in tables.values() {
             if let Some(id) = t.highest_id(tx)? {
