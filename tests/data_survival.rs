@@ -421,6 +421,90 @@ fn a_restored_copy_from_before_identities_finds_its_folders_again() {
     assert!(rk.check(false).unwrap().ok);
 }
 
+/// A store this build made (never migrated) goes down to the first schema and up again:
+/// the steps below the version it was made at created nothing in it to take out. Each run
+/// keeps its own copy, numbered when an earlier one has the name.
+#[test]
+fn a_store_made_at_this_version_goes_down_to_the_first_and_up_again() {
+    let t = TestDir::new();
+    let db = t.path().join(redkeep::STORE_FILE);
+    t.open()
+        .init(redkeep::InitSpec {
+            admin_email: Some("root@example.com".into()),
+            admin_password: Some("root password".into()),
+            ..redkeep::InitSpec::default()
+        })
+        .unwrap();
+    let before = raw_tables(&db, "r:");
+    let rk = t.open();
+    let down = rk.migrate_down(Some(1)).unwrap();
+    assert_eq!(down.version, 1);
+    assert_eq!(down.applied.len(), redkeep::SCHEMA_VERSION as usize - 1);
+    let up = rk.migrate().unwrap();
+    assert_eq!(up.version, redkeep::SCHEMA_VERSION);
+    assert!(rk.check(false).unwrap().ok);
+    rk.users()
+        .authenticate("root@example.com", "root password")
+        .unwrap();
+    drop(rk);
+    let after = raw_tables(&db, "r:");
+    // The same records (the login above added one audit event).
+    let counts = |t: &Tables| {
+        t.iter()
+            .filter(|(n, _)| *n != "r:audit")
+            .map(|(n, r)| (n.clone(), r.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counts(&after), counts(&before));
+    let again = t.open().migrate_down(Some(1)).unwrap();
+    let copy = |suffix: &str| {
+        t.path().join(format!(
+            "{}.pre-v{}.bak{suffix}",
+            redkeep::STORE_FILE,
+            redkeep::SCHEMA_VERSION
+        ))
+    };
+    assert_eq!(down.backup, Some(copy("")));
+    assert_eq!(again.backup, Some(copy(".2")));
+}
+
+/// A reverse step that refuses leaves the store and the folder as they were: the copy taken
+/// before it is removed again.
+#[test]
+fn a_refused_step_down_leaves_no_copy_behind() {
+    use redkeep::store::Migration;
+    fn up(_: &redkeep::store::WriteTx<'_>, _: Timestamp) -> redkeep::Result<()> {
+        Ok(())
+    }
+    fn refuse(_: &redkeep::store::WriteTx<'_>, _: Timestamp) -> redkeep::Result<()> {
+        Err(Error::denied("this step keeps its data"))
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.redb"), &StoreOptions::default()).unwrap();
+    let steps = [Migration {
+        version: 2,
+        name: "kept",
+        up,
+        down: Some(refuse),
+    }];
+    store.migrate(&steps, Timestamp(0)).unwrap();
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    for _ in 0..2 {
+        let err = store.migrate_down(&steps, None, Timestamp(0)).unwrap_err();
+        assert!(err.to_string().contains("keeps its data"), "{err}");
+        assert_eq!(listing(), before);
+        assert_eq!(store.schema_version().unwrap(), Some(2));
+    }
+}
+
 #[test]
 fn migrate_down_says_so_when_a_step_cannot_be_reversed() {
     use redkeep::store::Migration;

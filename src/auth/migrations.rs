@@ -179,8 +179,12 @@ fn tenancy_up(tx: &WriteTx<'_>, now: Timestamp) -> Result<()> {
 
 fn tenancy_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     let Some(text) = tx.meta(TENANCY_JOURNAL)? else {
+        // A file made at version 2 or later never ran the step: it created nothing here.
+        if crate::store::born_at(tx)?.is_some_and(|v| v >= 2) {
+            return legacy::rebuild_v2_indexes(tx);
+        }
         return Err(Error::denied(
-            "this store was migrated to schema version 2 by an earlier redkeep, which kept no record of what the step created; restore the copy taken before it (<store>.pre-v1.bak) instead",
+            "this store has no record of what step v2 created (an earlier redkeep made or migrated it without one), so it cannot go below version 2; restore a backup made before it reached version 2 instead",
         ));
     };
     let journal: TenancyJournal =

@@ -669,7 +669,12 @@ impl Store {
     fn check_schema(&self, options: &StoreOptions) -> Result<()> {
         let found = self.schema_version()?;
         match found {
-            None => self.write(|tx| tx.set_schema_version(options.schema_version)),
+            None => self.write(|tx| {
+                tx.set_schema_version(options.schema_version)?;
+                // The version the file was made at: steps up to it never ran on it, so
+                // reverting them has nothing of theirs to take out.
+                tx.set_meta(crate::store::BORN_AT, &options.schema_version.to_be_bytes())
+            }),
             Some(v) if v > options.schema_version => Err(Error::NewerSchema {
                 found: v,
                 supported: options.schema_version,

@@ -40,17 +40,31 @@ pub struct MigrationRun {
     pub version: u64,
 }
 
-fn backup_path(db: &Path, version: u64, now: Timestamp) -> PathBuf {
+fn backup_path(db: &Path, version: u64) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".pre-v{version}.bak"));
-    let mut path = db.with_file_name(name);
-    if path.exists() {
-        // An earlier attempt left its copy: keep it, add another.
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".{}", now.0));
-        path = path.with_file_name(name);
+    let mut path = db.with_file_name(&name);
+    // An earlier run left its copy: keep it, and number this one.
+    let mut n = 2u64;
+    while path.exists() {
+        let mut numbered = name.clone();
+        numbered.push(format!(".{n}"));
+        path = db.with_file_name(numbered);
+        n += 1;
     }
     path
+}
+
+/// When the first step of a run fails, the file is as the copy taken before it: the copy is
+/// removed, so a refused run leaves nothing behind. Returns `e`.
+fn forget_unused_copy(run: &MigrationRun, e: Error) -> Error {
+    if run.applied.is_empty()
+        && let Some(copy) = &run.backup
+        && let Err(gone) = std::fs::remove_file(copy)
+    {
+        tracing::warn!(copy = %copy.display(), error = %gone, "could not remove an unused copy");
+    }
+    e
 }
 
 impl Store {
@@ -80,7 +94,7 @@ impl Store {
         if pending.is_empty() {
             return Ok(run);
         }
-        let backup = backup_path(&self.copies_base(), current, now);
+        let backup = backup_path(&self.copies_base(), current);
         self.copy_to(&backup)?;
         run.backup = Some(backup);
         for step in pending {
@@ -96,7 +110,8 @@ impl Store {
                 }
                 (step.up)(tx, now)?;
                 tx.set_schema_version(step.version)
-            })?;
+            })
+            .map_err(|e| forget_unused_copy(&run, e))?;
             run.applied.push((step.version, step.name.to_string()));
             run.version = step.version;
         }
@@ -156,7 +171,7 @@ impl Store {
             version: current,
             ..MigrationRun::default()
         };
-        let backup = backup_path(&self.copies_base(), current, now);
+        let backup = backup_path(&self.copies_base(), current);
         self.copy_to(&backup)?;
         run.backup = Some(backup);
         for step in reverting {
@@ -172,7 +187,8 @@ impl Store {
                 }
                 down(tx, now)?;
                 tx.set_schema_version(step.version - 1)
-            })?;
+            })
+            .map_err(|e| forget_unused_copy(&run, e))?;
             run.applied.push((step.version, step.name.to_string()));
             run.version = step.version - 1;
             if let Some(last) = steps.last() {

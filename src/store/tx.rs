@@ -416,6 +416,23 @@ impl WriteTx<'_> {
     }
 }
 
+/// The metadata entry (free-form, 8 bytes big-endian) holding the schema version a file was
+/// made at. Steps up to that version never ran on it; a reverse step may read it to know that
+/// it has nothing of its step's to take out.
+pub(crate) const BORN_AT: &str = "schema_born";
+
+/// The schema version the file was made at, when it says (files made before redkeep wrote it
+/// do not).
+///
+/// # Errors
+/// `Storage` when the engine fails.
+pub(crate) fn born_at(tx: &dyn Meta) -> Result<Option<u64>> {
+    Ok(tx
+        .meta(BORN_AT)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_be_bytes))
+}
+
 /// Reads of the `meta` table shared by both transaction kinds.
 pub trait Meta: Source {
     /// The schema version, `None` on a new file.
