@@ -581,6 +581,13 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             }),
         ),
         (
+            // Six characters make an eight-byte key, once shown as a number.
+            "updating an unknown agent session with a six-character id",
+            "NotFound",
+            "agent session nosuch not found",
+            Box::new(|f| f.rk.agents().update("nosuch", |_| Ok(())).map(|_| ())),
+        ),
+        (
             "agent context that is not JSON",
             "InvalidInput",
             "context",

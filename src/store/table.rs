@@ -539,6 +539,12 @@ const MEMO_VALUE_MAX: usize = 2048;
 /// How a record of a newer application version is described (it is not damage).
 pub(crate) const NEWER_VERSION: &str = "written by a newer version";
 
+/// A primary key of `R` for a message, read as its type writes it (an id as a number, a
+/// name as text), not guessed from its length.
+fn shown_key<R: Record>(pk: &[u8]) -> String {
+    super::key_text::key_text(pk, <R::Key as Key>::FIXED_LEN)
+}
+
 /// "user 7 not found": the table's name in the singular, and the key.
 #[cold]
 #[inline(never)]
@@ -547,7 +553,7 @@ fn missing<R: Record>(pk: &[u8]) -> Error {
         .strip_suffix('s')
         .unwrap_or(R::TABLE)
         .replace('_', " ");
-    Error::not_found(format!("{one} {}", show_key(pk)))
+    Error::not_found(format!("{one} {}", shown_key::<R>(pk)))
 }
 
 /// A typed view of one table inside a transaction. Read methods work in both read and write
@@ -852,7 +858,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
             return Err(Error::Conflict {
                 table: R::TABLE,
                 index: "primary",
-                detail: format!("key {}", show_key(&pk)),
+                detail: format!("key {}", shown_key::<R>(&pk)),
             });
         }
         // No old index entries (an `old` shorter than the index list reads as none).
@@ -1016,7 +1022,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
                             return Err(Error::Conflict {
                                 table: R::TABLE,
                                 index: idx.name,
-                                detail: format!("held by {}", show_key(&holder)),
+                                detail: format!("held by {}", shown_key::<R>(&holder)),
                             });
                         }
                         // Present yet unseen: a concurrent write holds it.
