@@ -85,6 +85,19 @@ pub fn private_temp_in(dir: &Path) -> Result<NamedTempFile> {
     Ok(tmp)
 }
 
+/// A new temp folder, created with mode 0700 (the umask can only narrow it), in `dir`, or in
+/// the system's temp folder when `dir` is `None`. `what` says what it is for, in errors.
+pub fn private_temp_dir_in(dir: Option<&Path>, what: &str) -> Result<tempfile::TempDir> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(TEMP_PREFIX)
+        .permissions(fs::Permissions::from_mode(0o700));
+    match dir {
+        Some(d) => b.tempdir_in(d),
+        None => b.tempdir(),
+    }
+    .map_err(|e| Error::io(format!("creating {what}"), e))
+}
+
 /// Flushes `tmp` to disk, renames it over `target` and fsyncs the directory. On error the
 /// temp file is removed and `target` is untouched.
 pub fn persist(tmp: NamedTempFile, target: &Path) -> Result<()> {
@@ -309,5 +322,29 @@ pub fn move_to_trash(from: &Path, trash: &Path, name: &str) -> Result<std::path:
             return Ok(target);
         }
         n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Staging folders hold copies of the store: 0700 whatever the umask (a plain tempdir is
+    /// 0755 under the usual 022).
+    #[test]
+    fn temp_folders_are_private() {
+        let parent = tempfile::tempdir().unwrap();
+        for dir in [Some(parent.path()), None] {
+            let tmp = private_temp_dir_in(dir, "a test folder").unwrap();
+            let meta = fs::metadata(tmp.path()).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{dir:?}");
+            let name = tmp
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert!(name.starts_with(TEMP_PREFIX), "{name}");
+        }
     }
 }

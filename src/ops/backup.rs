@@ -79,14 +79,14 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     }
     let now = rk.now();
     let schema_version = rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
-    let staging = tempfile::Builder::new()
-        .prefix(fsutil::TEMP_PREFIX)
-        .tempdir_in(
+    let staging = fsutil::private_temp_dir_in(
+        Some(
             dest.parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new(".")),
-        )
-        .map_err(|e| Error::io("creating a staging folder for the backup", e))?;
+        ),
+        "a staging folder for the backup",
+    )?;
     let snapshot = staging.path().join(STORE_FILE);
     rk.store().copy_to(&snapshot)?;
     let check = check_in_place(&snapshot)?;
@@ -349,10 +349,7 @@ pub fn restore_store(
             db.display()
         )));
     }
-    let staging = tempfile::Builder::new()
-        .prefix(fsutil::TEMP_PREFIX)
-        .tempdir_in(data_dir)
-        .map_err(|e| Error::io("creating a staging folder for the restore", e))?;
+    let staging = fsutil::private_temp_dir_in(Some(data_dir), "a staging folder for the restore")?;
     let staged_db = staging.path().join(STORE_FILE);
     let archive = is_tar(backup)?;
     if archive {

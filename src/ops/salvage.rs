@@ -221,7 +221,7 @@ pub fn salvage(
         )));
     }
     // The damaged file is never written: the engine works on a byte copy of it.
-    let scratch = tempfile::tempdir().map_err(|e| Error::io("creating a temporary folder", e))?;
+    let scratch = crate::fsutil::private_temp_dir_in(None, "a temporary folder")?;
     let copy = scratch.path().join(STORE_FILE);
     std::fs::copy(&source, &copy)
         .map_err(|e| Error::io(format!("copying {}", source.display()), e))?;

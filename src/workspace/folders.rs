@@ -494,13 +494,9 @@ impl Workspaces {
     /// place unless one exists; the folder is durable when this returns.
     fn create_folder(&self, user: u64, owner: FolderOwner) -> Result<()> {
         let users = self.users_dir();
-        let tmp = tempfile::Builder::new()
-            .prefix(fsutil::TEMP_PREFIX)
-            .tempdir_in(&users)
-            .map_err(|e| Error::io(format!("creating a folder in {}", users.display()), e))?;
+        let tmp =
+            fsutil::private_temp_dir_in(Some(&users), &format!("a folder in {}", users.display()))?;
         let staged = tmp.path();
-        fs::set_permissions(staged, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| Error::io(format!("securing {}", staged.display()), e))?;
         fsutil::create_private_dir(&staged.join(GALLERY_DIR))?;
         fsutil::write_private(&staged.join(OWNER_FILE), owner.marker().as_bytes())?;
         fsutil::write_private(&staged.join(LOCK_FILE), b"")?;

@@ -86,7 +86,7 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
     // A dry run works in a throwaway store, so the data dir is never touched.
     let scratch;
     let target = if spec.dry_run {
-        scratch = tempfile::tempdir().map_err(|e| Error::io("creating a temporary folder", e))?;
+        scratch = crate::fsutil::private_temp_dir_in(None, "a temporary folder")?;
         scratch.path().to_path_buf()
     } else {
         data_dir.to_path_buf()
