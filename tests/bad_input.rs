@@ -385,6 +385,21 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             role("admin", &["x"]),
         ),
         (
+            "a role description with a terminal escape and a line break",
+            "InvalidInput",
+            "no control characters",
+            Box::new(|f| {
+                f.rk.roles()
+                    .create(RoleSpec {
+                        name: "painted".into(),
+                        description: "evil\u{1b}[31mred\nstatus: admin".into(),
+                        permissions: ["x".to_string()].into(),
+                        priority: 0,
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
             "deleting a system role",
             "Denied",
             "system role",

@@ -364,8 +364,12 @@ impl Roles<'_> {
         for p in &spec.permissions {
             validate_permission(p)?;
         }
-        if spec.description.chars().count() > 500 {
-            return Err(Error::invalid("description", "use at most 500 characters"));
+        if spec.description.chars().count() > 500 || spec.description.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(
+                "description",
+                "use at most 500 characters and no control characters (a line break, a tab, an escape)",
+            ));
         }
         let now = self.acc.now();
         self.acc.store.write(|tx| {
