@@ -341,8 +341,10 @@ fn mistakes_get_answers_that_say_what_to_do() {
     cli.expect(&["check"], None, 0);
     cli.expect(&["user", "workspace", "ttl@example.com"], None, 0);
 
-    // What a user stored is shown, never obeyed by the terminal.
-    cli.expect(
+    // A role description with a terminal escape is refused; what a user stored elsewhere
+    // (an org's description) is shown, never obeyed by the terminal, and a line break in it
+    // adds no line.
+    let (_, err) = cli.expect(
         &[
             "role",
             "create",
@@ -353,11 +355,27 @@ fn mistakes_get_answers_that_say_what_to_do() {
             "\u{1b}[2Jgone",
         ],
         None,
+        1,
+    );
+    assert!(err.contains("no control characters"), "{err}");
+    cli.expect(
+        &[
+            "org",
+            "create",
+            "Tricky",
+            "--slug",
+            "tricky",
+            "--owner",
+            "ttl@example.com",
+            "--description",
+            "\u{1b}[2Jgone\nstatus: owner",
+        ],
+        None,
         0,
     );
-    let (out, _) = cli.expect(&["role", "list"], None, 0);
+    let (out, _) = cli.expect(&["org", "show", "tricky"], None, 0);
     assert!(
-        !out.contains('\u{1b}') && out.contains("\\u{1b}[2Jgone"),
+        !out.contains('\u{1b}') && out.contains("\\u{1b}[2Jgone\\u{a}status: owner"),
         "{out:?}"
     );
 }

@@ -43,9 +43,10 @@ pub fn render(reply: &Reply, json: bool) -> String {
         return s;
     }
     match &reply.human {
+        // One line each: a line break inside one (from a stored value) is shown, not obeyed,
+        // so a value cannot add a line that looks like the command's own.
         Human::Text(lines) => lines
             .iter()
-            .flat_map(|l| l.split('\n'))
             .map(|l| format!("{}\n", printable(l)))
             .collect(),
         Human::Table {
@@ -197,5 +198,7 @@ mod tests {
         );
         let t = Reply::text(Value::Null, vec!["role \u{1b}]0;pwned\u{7}".into()]);
         assert_eq!(render(&t, false), "role \\u{1b}]0;pwned\\u{7}\n");
+        let t = Reply::text(Value::Null, vec!["description: x\nstatus: admin".into()]);
+        assert_eq!(render(&t, false), "description: x\\u{a}status: admin\n");
     }
 }

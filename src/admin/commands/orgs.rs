@@ -109,6 +109,9 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
             let mut json = org_json(&o);
             json["members"] = members.iter().map(|m| json!({"user_id": m.user_id, "role": m.role.as_str(), "joined_at": m.joined_at})).collect();
             let mut lines = vec![format!("org {} {:?} (id {})", o.slug, o.name, o.id)];
+            if !o.description.is_empty() {
+                lines.push(format!("  description: {}", o.description));
+            }
             lines.extend(
                 members
                     .iter()
