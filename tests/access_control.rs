@@ -847,3 +847,107 @@ fn forty_simultaneous_wrong_logins_reach_the_hash_at_most_ten_times() {
             .is_ok()
     );
 }
+
+/// Changes to orgs, roles, names and avatars are in the audit log, each with what changed.
+#[test]
+fn org_role_name_and_avatar_changes_are_audited() {
+    use redkeep::auth::orgs::{OrgRole, OrgSpec};
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let b = user(&rk, "b@example.com");
+    let org = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Team".into(),
+            slug: Some("team".into()),
+            description: String::new(),
+            owner: a,
+        })
+        .unwrap();
+    // A user named twice joins once.
+    assert_eq!(
+        rk.orgs()
+            .add_members(org.id, &[b, b], OrgRole::Member)
+            .unwrap()
+            .len(),
+        1
+    );
+    rk.orgs().set_role(org.id, b, OrgRole::Admin).unwrap();
+    rk.orgs().switch(b, org.id).unwrap();
+    rk.orgs().set_default(org.id).unwrap();
+    rk.orgs().remove_member(org.id, b).unwrap();
+    assert!(matches!(
+        rk.orgs().remove_member(org.id, b),
+        Err(Error::NotFound { .. })
+    ));
+    rk.roles()
+        .create(RoleSpec {
+            name: "auditors".into(),
+            description: String::new(),
+            permissions: ["audit.read".to_string()].into(),
+            priority: 0,
+        })
+        .unwrap();
+    rk.roles().delete("auditors").unwrap();
+    rk.users().rename(a, Some("Ann".into()), None).unwrap();
+    rk.users()
+        .set_avatar(a, vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3])
+        .unwrap();
+    assert!(rk.users().remove_avatar(a).unwrap());
+    assert!(!rk.users().remove_avatar(a).unwrap());
+    let events = rk.audit().list(None, None, usize::MAX).unwrap();
+    let seen: Vec<(String, String, String)> = events
+        .iter()
+        .rev()
+        .map(|e| (e.action.clone(), e.subject.clone(), e.detail.clone()))
+        .collect();
+    let expect = [
+        (
+            "org_member_added",
+            format!("org team user {b}"),
+            "as member",
+        ),
+        (
+            "org_role_changed",
+            format!("org team user {b}"),
+            "member to admin",
+        ),
+        ("org_switched", format!("org team user {b}"), ""),
+        ("org_made_default", "org team".into(), ""),
+        (
+            "org_member_removed",
+            format!("org team user {b}"),
+            "was admin",
+        ),
+        (
+            "role_created",
+            "role auditors".into(),
+            "permissions audit.read",
+        ),
+        (
+            "role_deleted",
+            "role auditors".into(),
+            "permissions audit.read",
+        ),
+        ("user_renamed", format!("user {a}"), "name"),
+        ("avatar_set", format!("user {a}"), "7 bytes"),
+        ("avatar_removed", format!("user {a}"), ""),
+    ];
+    let mut at = 0;
+    for (action, subject, detail) in expect {
+        let found = seen[at..]
+            .iter()
+            .position(|(x, s, d)| x == action && *s == subject && d == detail)
+            .unwrap_or_else(|| {
+                panic!("no {action} {subject} {detail:?} after event {at}: {seen:?}")
+            });
+        at += found + 1;
+    }
+    // Each change once: the duplicate join, the refused removal and the second avatar
+    // removal wrote nothing.
+    let count = |action: &str| seen.iter().filter(|(x, _, _)| x == action).count();
+    for action in ["org_member_added", "org_member_removed", "avatar_removed"] {
+        assert_eq!(count(action), 1, "{action}: {seen:?}");
+    }
+}

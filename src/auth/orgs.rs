@@ -592,6 +592,9 @@ impl Orgs<'_> {
     /// As [`Orgs::add_member`], for the first user that cannot join (nobody joins then).
     pub fn add_members(&self, org: u64, users: &[u64], role: OrgRole) -> Result<Vec<OrgMember>> {
         let now = self.acc.now();
+        // A user named twice joins once (the second would read as "already a member").
+        let mut seen = std::collections::BTreeSet::new();
+        let users: Vec<u64> = users.iter().copied().filter(|u| seen.insert(*u)).collect();
         self.acc.store.write(|tx| {
             users
                 .iter()
@@ -627,6 +630,7 @@ impl Orgs<'_> {
                 Ok(o.clone())
             })?;
             clear_default_in(tx, now, org)?;
+            org_event(tx, now, "org_made_default", &o.slug, None, String::new())?;
             Ok(o)
         })
     }
@@ -637,10 +641,21 @@ impl Orgs<'_> {
     /// # Errors
     /// `NotFound`; `Denied` for the last owner.
     pub fn remove_member(&self, org: u64, user: u64) -> Result<()> {
+        let now = self.acc.now();
         self.acc.store.write(|tx| {
             ensure_owner_remains(tx, org, user, None)?;
-            tx.table::<OrgMember>().delete(&(org, user))?;
-            move_current_org(tx, user, org)
+            let Some(m) = tx.table::<OrgMember>().delete(&(org, user))? else {
+                return Err(Error::not_found(format!("member user {user} of org {org}")));
+            };
+            move_current_org(tx, user, org)?;
+            org_event(
+                tx,
+                now,
+                "org_member_removed",
+                &slug_of(tx, org)?,
+                Some(user),
+                format!("was {}", m.role.as_str()),
+            )
         })
     }
 
@@ -649,12 +664,24 @@ impl Orgs<'_> {
     /// # Errors
     /// `NotFound`; `Denied` for the last owner.
     pub fn set_role(&self, org: u64, user: u64, role: OrgRole) -> Result<OrgMember> {
+        let now = self.acc.now();
         self.acc.store.write(|tx| {
             ensure_owner_remains(tx, org, user, Some(role))?;
-            tx.table::<OrgMember>().modify(&(org, user), |m| {
+            let mut was = role;
+            let m = tx.table::<OrgMember>().modify(&(org, user), |m| {
+                was = m.role;
                 m.role = role;
                 Ok(m.clone())
-            })
+            })?;
+            org_event(
+                tx,
+                now,
+                "org_role_changed",
+                &slug_of(tx, org)?,
+                Some(user),
+                format!("{} to {}", was.as_str(), role.as_str()),
+            )?;
+            Ok(m)
         })
     }
 
@@ -670,11 +697,20 @@ impl Orgs<'_> {
                     "user {user} is not a member of org {org}"
                 )));
             }
-            tx.table::<User>().modify(&user, |u| {
+            let u = tx.table::<User>().modify(&user, |u| {
                 u.current_org_id = Some(org);
                 u.updated_at = now;
                 Ok(u.clone())
-            })
+            })?;
+            org_event(
+                tx,
+                now,
+                "org_switched",
+                &slug_of(tx, org)?,
+                Some(user),
+                String::new(),
+            )?;
+            Ok(u)
         })
     }
 }
@@ -711,7 +747,49 @@ pub(crate) fn add_member_in(
         }
         Ok(())
     })?;
+    org_event(
+        tx,
+        now,
+        "org_member_added",
+        &slug_of(tx, org)?,
+        Some(user),
+        format!("as {}", role.as_str()),
+    )?;
     Ok(m)
+}
+
+/// The slug of an org known to exist (for an audit event's subject).
+fn slug_of(tx: &WriteTx<'_>, org: u64) -> Result<String> {
+    Ok(tx
+        .table::<Org>()
+        .get(&org)?
+        .map_or_else(|| format!("#{org}"), |o| o.slug))
+}
+
+/// Records a change to org `slug` (and to `user`'s place in it, when given).
+fn org_event(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    action: &str,
+    slug: &str,
+    user: Option<u64>,
+    detail: String,
+) -> Result<()> {
+    audit::record(
+        tx,
+        now,
+        Event {
+            action,
+            subject_user: user,
+            subject: match user {
+                Some(u) => format!("org {slug} user {u}"),
+                None => format!("org {slug}"),
+            },
+            outcome: "ok",
+            detail,
+            ..Event::default()
+        },
+    )
 }
 
 // The shape versions 1 and 2 stored (format 1, fields in order), read by `upgrade` and by

@@ -156,6 +156,28 @@ pub(crate) fn validate_permission(p: &str) -> Result<()> {
     }
 }
 
+/// Records that a role was created or deleted, with its permissions.
+fn role_event(tx: &WriteTx<'_>, now: Timestamp, action: &str, role: &Role) -> Result<()> {
+    audit::record(
+        tx,
+        now,
+        Event {
+            action,
+            subject: format!("role {}", role.name),
+            outcome: "ok",
+            detail: format!(
+                "permissions {}",
+                role.permissions
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            ..Event::default()
+        },
+    )
+}
+
 pub(crate) fn role_by_name<S: Source>(t: &Table<'_, Role, S>, name: &str) -> Result<Role> {
     t.get_by(&Role::NAME, &key!(name.trim().to_lowercase()))?
         .ok_or_else(|| Error::not_found(format!("role {name}")))
@@ -399,6 +421,7 @@ impl Roles<'_> {
                 created_at: now,
             };
             t.insert(&role)?;
+            role_event(tx, now, "role_created", &role)?;
             Ok(role)
         })
     }
@@ -463,6 +486,7 @@ impl Roles<'_> {
                 )?;
             }
             tx.table::<Role>().delete(&role.id)?;
+            role_event(tx, now, "role_deleted", &role)?;
             Ok(role)
         })
     }

@@ -739,7 +739,7 @@ impl Users<'_> {
         }
         let now = self.acc.now();
         self.acc.store.write(|tx| {
-            tx.table::<User>().modify(&id, |u| {
+            let u = tx.table::<User>().modify(&id, |u| {
                 if let Some(n) = &name {
                     u.name = n.clone();
                 }
@@ -748,7 +748,19 @@ impl Users<'_> {
                 }
                 u.updated_at = now;
                 Ok(u.clone())
-            })
+            })?;
+            let changed = [
+                name.is_some().then_some("name"),
+                username.is_some().then_some("username"),
+            ];
+            let detail = changed
+                .iter()
+                .flatten()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(",");
+            super::audit::user_event(tx, now, "user_renamed", id, detail)?;
+            Ok(u)
         })
     }
 
@@ -796,11 +808,14 @@ impl Users<'_> {
     pub fn set_avatar(&self, id: u64, jpeg: Vec<u8>) -> Result<()> {
         validate_avatar(&jpeg)?;
         let avatar = Avatar { user_id: id, jpeg };
+        let now = self.acc.now();
         self.acc.store.write(|tx| {
             if !tx.table::<User>().contains(&id)? {
                 return Err(Error::not_found(format!("user {id}")));
             }
-            tx.table::<Avatar>().put(&avatar)
+            tx.table::<Avatar>().put(&avatar)?;
+            let detail = format!("{} bytes", avatar.jpeg.len());
+            super::audit::user_event(tx, now, "avatar_set", id, detail)
         })
     }
 
@@ -821,11 +836,14 @@ impl Users<'_> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn remove_avatar(&self, id: u64) -> Result<bool> {
-        Ok(self
-            .acc
-            .store
-            .write(|tx| tx.table::<Avatar>().delete(&id))?
-            .is_some())
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let had = tx.table::<Avatar>().delete(&id)?.is_some();
+            if had {
+                super::audit::user_event(tx, now, "avatar_removed", id, String::new())?;
+            }
+            Ok(had)
+        })
     }
 }
 
