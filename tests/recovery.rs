@@ -221,6 +221,20 @@ fn verification_marks_the_email_and_a_new_email_must_be_verified_again() {
         rk.users().change_email(other.id, "DAN2@example.com"),
         Err(Error::Conflict { .. })
     ));
+    // The new address is kept as given (trimmed), as `create` keeps one, and found in any case.
+    let kept = rk
+        .users()
+        .change_email(dan.id, " Dan.Two@Example.COM ")
+        .unwrap();
+    assert_eq!(kept.email, "Dan.Two@Example.COM");
+    assert_eq!(
+        rk.users()
+            .by_email("dan.two@example.com")
+            .unwrap()
+            .unwrap()
+            .id,
+        dan.id
+    );
     assert!(
         rk.users()
             .set_email_verified(dan.id, true)

@@ -761,7 +761,10 @@ impl Users<'_> {
     /// `InvalidInput` for a malformed email; `Conflict` when another account has it;
     /// `NotFound`.
     pub fn change_email(&self, id: u64, email: &str) -> Result<User> {
-        let email = normalize_email(email)?;
+        // Checked in its normal form (which the unique index holds), kept as given, as
+        // `create` keeps it: the part before the @ may be case-sensitive for its mail server.
+        normalize_email(email)?;
+        let email = email.trim().to_string();
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let users = tx.table::<User>();
