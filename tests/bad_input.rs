@@ -197,6 +197,12 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             create(new_user("a@localhost")),
         ),
         (
+            "email with a domain label over 63",
+            "InvalidInput",
+            "longer than 63 bytes (64 bytes",
+            create(new_user(&format!("y@{}.com", "b".repeat(64)))),
+        ),
+        (
             "email local part over 64",
             "InvalidInput",
             "64",

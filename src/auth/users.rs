@@ -336,9 +336,15 @@ fn checked_email(raw: &str) -> Result<String> {
         return Err(bad("contains a space, a control character or a second @"));
     }
     let labels: Vec<&str> = domain.split('.').collect();
+    if let Some(long) = labels.iter().find(|l| l.len() > 63) {
+        return Err(bad(&format!(
+            "has a part of its domain longer than 63 bytes ({} bytes: {}…); each part between dots may have at most 63",
+            long.len(),
+            long.chars().take(12).collect::<String>()
+        )));
+    }
     let label_ok = |l: &&str| {
         !l.is_empty()
-            && l.len() <= 63
             && !l.starts_with('-')
             && !l.ends_with('-')
             && l.chars().all(|c| c.is_alphanumeric() || c == '-')
