@@ -187,6 +187,33 @@ fn opening_without_create_on_an_empty_dir_says_to_init() {
     assert!(!t.path().join("none").exists());
 }
 
+/// Another program's file where the store should be (here a SQLite database's first page) is
+/// reported as not a store, with what to do, and left as it is.
+#[test]
+fn a_file_that_is_not_a_store_is_named_as_such() {
+    let t = TestDir::new();
+    let db = t.path().join(STORE_FILE);
+    let mut other = b"SQLite format 3\0".to_vec();
+    other.resize(4096, 0);
+    std::fs::write(&db, &other).unwrap();
+    match Redkeep::open(t.path(), t.options()) {
+        Err(e @ Error::Damaged { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("not a redb store file") && text.contains(&db.display().to_string()),
+                "{text}"
+            );
+            assert!(text.contains("restore"), "{text}");
+        }
+        other => panic!("another program's file opened: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        other,
+        "nothing was written over it"
+    );
+}
+
 #[test]
 fn an_empty_store_file_is_reported_never_recreated() {
     let t = TestDir::new();

@@ -386,6 +386,19 @@ fn open_db(path: &Path, spec: &OpenSpec) -> Result<redb::Database> {
                 path: path.to_path_buf(),
                 holder: String::new(),
             },
+            // Not a damaged store but not a store at all (another program's file, or one
+            // overwritten from its first byte): said as damage, which says what to do.
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::InvalidData
+                    && io.to_string().contains("magic number") =>
+            {
+                Error::Damaged {
+                    path: path.to_path_buf(),
+                    reason:
+                        "it is not a redb store file (its first bytes are not redb's magic number)"
+                            .into(),
+                }
+            }
             other => engine("opening the store", other),
         })
     })
