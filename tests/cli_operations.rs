@@ -74,6 +74,21 @@ fn backup_restore_and_stats() {
     let garbage = cli.dir.path().join("garbage.redb");
     std::fs::write(&garbage, b"nope").unwrap();
     cli.expect(&["restore", garbage.to_str().unwrap(), "--force"], None, 1);
+    // A folder given as the backup, and a file given as the data dir, say what to give.
+    let (_, err) = cli.expect(
+        &["restore", cli.dir.path().to_str().unwrap(), "--force"],
+        None,
+        1,
+    );
+    assert!(err.contains("is a folder; give the backup file"), "{err}");
+    let file_dir = garbage.to_str().unwrap();
+    for args in [
+        &["--data-dir", file_dir, "status"][..],
+        &["--data-dir", file_dir, "restore", backup.to_str().unwrap()],
+    ] {
+        let (_, err) = cli.expect(args, None, 1);
+        assert!(err.contains("is a file"), "{args:?}: {err}");
+    }
     cli.json(&["user", "show", "ann@example.com"], None);
     let stats = cli.json(&["stats"], None);
     assert_eq!(stats["tables"]["users"]["records"], 1); // ann; `late` came after the backup

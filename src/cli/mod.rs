@@ -313,15 +313,19 @@ fn input_for(cmd: &Command) -> Result<Option<Box<dyn BufRead>>> {
 fn run(cli: &Cli) -> Result<ExitCode> {
     let now = crate::clock::SystemClock.now();
     let reply = match &cli.command {
-        Command::Restore { path, force } => admin::commands::restore_store(
-            &cli.data_dir,
-            store_url(cli).as_deref(),
-            path,
-            *force,
-            now,
-        )
-        .map_err(whole_file)?,
+        Command::Restore { path, force } => {
+            check_data_dir(&cli.data_dir)?;
+            admin::commands::restore_store(
+                &cli.data_dir,
+                store_url(cli).as_deref(),
+                path,
+                *force,
+                now,
+            )
+            .map_err(whole_file)?
+        }
         Command::Reset { force } => {
+            check_data_dir(&cli.data_dir)?;
             admin::commands::reset_store(&cli.data_dir, store_url(cli).as_deref(), *force, now)
                 .map_err(whole_file)?
         }
@@ -334,7 +338,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Status if store_url(cli).is_some() => {
             admin::commands::status::of_server(&open(cli)?)?
         }
-        Command::Status => admin::probe(&cli.data_dir)?,
+        Command::Status => {
+            check_data_dir(&cli.data_dir)?;
+            admin::probe(&cli.data_dir)?
+        }
         Command::Salvage { .. } if store_url(cli).is_some() => {
             return Err(Error::invalid(
                 "store",

@@ -327,6 +327,15 @@ pub fn restore_store(
     force: bool,
     now: Timestamp,
 ) -> Result<RestoreReport> {
+    if backup.is_dir() {
+        return Err(Error::invalid(
+            "backup",
+            format!(
+                "{} is a folder; give the backup file (a .tar written by `redkeep backup`, or a store file such as a pre-vN copy)",
+                backup.display()
+            ),
+        ));
+    }
     if !backup.is_file() {
         return Err(Error::not_found(format!("backup {}", backup.display())));
     }
