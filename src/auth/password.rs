@@ -104,6 +104,10 @@ fn parse(stored: &str) -> Option<Scheme<'_>> {
         });
     }
     let parsed = PasswordHash::new(stored).ok()?;
+    // The PHC grammar allows a string without salt or hash; no password matches such a one.
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return None;
+    }
     match parsed.algorithm.as_str() {
         "argon2id" | "argon2i" | "argon2d" => Some(Scheme::Argon2(parsed)),
         "pbkdf2-sha256" | "pbkdf2-sha512" => {
@@ -142,6 +146,16 @@ pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
         .split('$')
         .next()
         .unwrap_or("");
+    // A scheme redkeep reads, in a string it cannot: say the string is malformed.
+    let known = matches!(
+        name,
+        "argon2id" | "argon2i" | "argon2d" | "2a" | "2b" | "2y" | "2x"
+    ) || name.starts_with("pbkdf2");
+    if known {
+        return Err(format!(
+            "the {name} hash is malformed (a part is missing, cut short or out of range); copy the whole string from the source"
+        ));
+    }
     Err(format!(
         "the hash scheme {name:?} is not supported (use bcrypt, argon2 or PBKDF2 PHC strings)"
     ))
@@ -320,6 +334,15 @@ mod tests {
         for bad in ["", "hunter2", "$md5$abc$def", "$2b$12$short"] {
             assert!(recognise(bad).is_err(), "{bad:?}");
             assert!(!fast.verify("hunter2", bad));
+        }
+        // A scheme redkeep reads, in a broken string, is called malformed, not unsupported.
+        for (bad, says) in [
+            ("$argon2id$v=19$m=19456", "argon2id hash is malformed"),
+            ("$2b$12$short", "2b hash is malformed"),
+            ("$md5$abc$def", "scheme \"md5\" is not supported"),
+        ] {
+            let why = recognise(bad).unwrap_err();
+            assert!(why.contains(says), "{bad}: {why}");
         }
     }
 

@@ -133,6 +133,10 @@ impl Row {
             Cell::Real(r) => Ok(Some(Timestamp(*r as i64))),
             _ => {
                 let t = self.required(col)?;
+                // Unix seconds written as text (a TEXT column holding `1700000000`).
+                if let Ok(secs) = t.trim().parse::<i64>() {
+                    return Ok(Some(Timestamp(secs)));
+                }
                 parse_time(t.trim()).map(Some).ok_or_else(|| {
                     format!("{col} {t:?} is not a time (use ISO 8601 or Unix seconds)")
                 })
@@ -335,5 +339,29 @@ mod tests {
         assert_eq!(t("2024-05-01 05:30:00-05:00"), Some(1_714_559_400));
         assert_eq!(t("2024-05-01"), Some(1_714_521_600));
         assert_eq!(t("yesterday"), None);
+    }
+
+    /// Unix seconds in a TEXT column are read as a time, as in an INTEGER one.
+    #[test]
+    fn unix_seconds_written_as_text_are_a_time() {
+        let row = |cell| super::Row {
+            n: 1,
+            cells: [("created_at".to_string(), cell)].into(),
+        };
+        for cell in [
+            super::Cell::Text("1700000000".into()),
+            super::Cell::Text(" 1700000000 ".into()),
+            super::Cell::Int(1_700_000_000),
+        ] {
+            assert_eq!(
+                row(cell).time("created_at").unwrap().map(|t| t.0),
+                Some(1_700_000_000)
+            );
+        }
+        assert!(
+            row(super::Cell::Text("soon".into()))
+                .time("created_at")
+                .is_err()
+        );
     }
 }
