@@ -34,7 +34,8 @@ pub struct Cli {
     /// stay in the data dir.
     #[arg(long, global = true, env = "REDKEEP_STORE_URL", hide_env_values = true)]
     pub store: Option<String>,
-    /// Print one JSON document instead of a table.
+    /// Print one JSON document instead of a table (`inspect dump` and `export` stream one
+    /// compact JSON line per record instead).
     #[arg(long, global = true)]
     pub json: bool,
     /// Show what redkeep does on stderr (repeat for more); `RUST_LOG` also works.
