@@ -446,6 +446,17 @@ fn gallery_and_workspace_commands() {
     );
     let (_, err) = cli.expect(&["gallery", "show", "a@example.com", "1"], None, 1);
     assert!(err.contains("piece 1 of user"), "{err}");
+    // For people, a piece and a workspace are pretty JSON over several lines.
+    for args in [
+        &["gallery", "show", "a@example.com", "2"][..],
+        &["workspace", "show", "a@example.com"],
+    ] {
+        let (out, _) = cli.expect(args, None, 0);
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with('"')) && !out.contains("\\u{a}"),
+            "{args:?}: {out}"
+        );
+    }
 
     let uw = cli.json(&["user", "workspace", "a@example.com"], None);
     assert_eq!(uw["user"]["email"], "a@example.com");

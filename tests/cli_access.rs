@@ -132,6 +132,18 @@ fn login_session_and_unlock_commands() {
     assert_eq!(revoked["id"], second[..12]);
     let (_, err) = cli.expect(&["session", "validate", "--token-stdin"], Some(&second), 1);
     assert!(err.contains("session token is not valid"), "{err}");
+    // Read from stdin, the token stays out of the process list and shell history.
+    let third = cli.json(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let revoked = cli.json(&["session", "revoke", "--token-stdin"], Some(&third));
+    assert_eq!(revoked["id"], third[..12]);
+    cli.expect(&["session", "validate", "--token-stdin"], Some(&third), 1);
+    cli.expect(&["session", "revoke", "rks_x", "--token-stdin"], None, 2);
     cli.json(
         &["login", "ann@example.com", "--password-stdin"],
         Some("ann password\n"),
@@ -203,6 +215,11 @@ fn agent_commands() {
     assert_eq!(list.as_array().unwrap().len(), 2);
     let shown = cli.json(&["agent", "show", "run-1"], None);
     assert_eq!(shown["context"], json!({"k": 1}));
+    let (text, _) = cli.expect(&["agent", "show", "run-1"], None, 0);
+    assert!(
+        text.lines().count() > 3 && !text.contains("\\u{a}"),
+        "one field a line: {text}"
+    );
     assert_eq!(shown["status"], "active");
     cli.json(&["agent", "delete", "run-1"], None);
     cli.expect(&["agent", "show", "run-1"], None, 1);

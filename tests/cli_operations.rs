@@ -209,7 +209,7 @@ fn import_refuses_a_store_holding_more_than_init_made() {
         );
     };
     type Setup = Box<dyn Fn(&Cli)>;
-    let cases: [(&str, Setup, &str); 4] = [
+    let cases: [(&str, Setup, &str); 5] = [
         (
             "a role",
             Box::new(|c| {
@@ -242,6 +242,18 @@ fn import_refuses_a_store_holding_more_than_init_made() {
                 );
             }),
             "not an administrator",
+        ),
+        (
+            "the log of a user made and deleted again",
+            Box::new(|c| {
+                c.init();
+                c.json(
+                    &["user", "create", "gone@example.com", "--password-stdin"],
+                    Some("gone password 1\n"),
+                );
+                c.json(&["user", "delete", "gone@example.com"], None);
+            }),
+            "audit event",
         ),
         (
             "an invite",

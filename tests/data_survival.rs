@@ -471,6 +471,40 @@ fn a_store_made_at_this_version_goes_down_to_the_first_and_up_again() {
     assert_eq!(again.backup, Some(PathBuf::from(second)));
 }
 
+/// The version a store says it was made at is its data's: data brought in from a store an
+/// earlier release made (and migrated without a record of what step v2 created) keeps the
+/// refusal below version 2, after an import as in place. A reset store holds nothing an
+/// earlier step made, so it goes down to version 1.
+#[test]
+fn the_version_a_store_was_made_at_goes_with_its_data() {
+    let refused = |rk: &Redkeep| {
+        let err = rk.migrate_down(Some(1)).unwrap_err();
+        assert!(matches!(err, Error::Denied { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("no record of what step v2 created"),
+            "{err}"
+        );
+        assert_eq!(rk.store().schema_version().unwrap(), Some(2));
+    };
+    let old = tempfile::tempdir().unwrap();
+    copy_fixture("v2-full", old.path());
+    let rk = open_with_clock(old.path(), FIXTURE_TIME + 60, true);
+    let text = export(&rk);
+    refused(&rk);
+    drop(rk);
+    // Imported into a store this build made, it is still the old release's data.
+    let new = tempfile::tempdir().unwrap();
+    let rk = open_with_clock(new.path(), FIXTURE_TIME + 60, true);
+    redkeep::ops::import(&rk, &mut text.as_slice(), &|_| {}).unwrap();
+    refused(&rk);
+    drop(rk);
+    // Emptied by a reset, it goes all the way down.
+    redkeep::ops::reset(new.path(), Timestamp(FIXTURE_TIME + 90)).unwrap();
+    let rk = open_with_clock(new.path(), FIXTURE_TIME + 120, true);
+    assert_eq!(rk.migrate_down(Some(1)).unwrap().version, 1);
+}
+
 /// A reverse step that refuses leaves the store and the folder as they were: the copy taken
 /// before it is removed again.
 #[test]

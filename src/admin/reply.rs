@@ -87,3 +87,14 @@ pub fn yes_no(b: bool) -> String {
 pub(crate) fn user_json(u: &User) -> Value {
     serde_json::to_value(u).unwrap_or_default()
 }
+
+/// `value` as pretty JSON, one reply line per line. Each line of a text reply is shown as one
+/// line (a line break inside it is shown, not obeyed), so multi-line output is given as
+/// lines; pretty JSON writes a line break inside a string as `\n`, so no value can add one.
+pub(crate) fn pretty_json_lines(value: &Value) -> Vec<String> {
+    serde_json::to_string_pretty(value)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

@@ -673,14 +673,16 @@ impl Orgs<'_> {
                 m.role = role;
                 Ok(m.clone())
             })?;
-            org_event(
-                tx,
-                now,
-                "org_role_changed",
-                &slug_of(tx, org)?,
-                Some(user),
-                format!("{} to {}", was.as_str(), role.as_str()),
-            )?;
+            if was != role {
+                org_event(
+                    tx,
+                    now,
+                    "org_role_changed",
+                    &slug_of(tx, org)?,
+                    Some(user),
+                    format!("{} to {}", was.as_str(), role.as_str()),
+                )?;
+            }
             Ok(m)
         })
     }
@@ -697,19 +699,23 @@ impl Orgs<'_> {
                     "user {user} is not a member of org {org}"
                 )));
             }
+            let mut was = None;
             let u = tx.table::<User>().modify(&user, |u| {
+                was = u.current_org_id;
                 u.current_org_id = Some(org);
                 u.updated_at = now;
                 Ok(u.clone())
             })?;
-            org_event(
-                tx,
-                now,
-                "org_switched",
-                &slug_of(tx, org)?,
-                Some(user),
-                String::new(),
-            )?;
+            if was != Some(org) {
+                org_event(
+                    tx,
+                    now,
+                    "org_switched",
+                    &slug_of(tx, org)?,
+                    Some(user),
+                    String::new(),
+                )?;
+            }
             Ok(u)
         })
     }

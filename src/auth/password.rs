@@ -146,11 +146,27 @@ pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
         .split('$')
         .next()
         .unwrap_or("");
-    // A scheme redkeep reads, in a string it cannot: say the string is malformed.
+    // A scheme redkeep reads, in a string it cannot: say the string is malformed (or, for
+    // PBKDF2, that it asks for too many rounds).
+    if let Some(rounds) = PasswordHash::new(stored)
+        .ok()
+        .filter(|p| matches!(p.algorithm.as_str(), "pbkdf2-sha256" | "pbkdf2-sha512"))
+        .and_then(|p| {
+            p.params
+                .iter()
+                .find(|(k, _)| k.as_str() == "i")
+                .and_then(|(_, v)| v.as_str().parse::<u64>().ok())
+        })
+        .filter(|&i| i > u64::from(MAX_PBKDF2_ROUNDS))
+    {
+        return Err(format!(
+            "the {name} hash asks for {rounds} rounds; at most {MAX_PBKDF2_ROUNDS} are accepted (every login would pay for them)"
+        ));
+    }
     let known = matches!(
         name,
-        "argon2id" | "argon2i" | "argon2d" | "2a" | "2b" | "2y" | "2x"
-    ) || name.starts_with("pbkdf2");
+        "argon2id" | "argon2i" | "argon2d" | "2a" | "2b" | "2y" | "pbkdf2-sha256" | "pbkdf2-sha512"
+    );
     if known {
         return Err(format!(
             "the {name} hash is malformed (a part is missing, cut short or out of range); copy the whole string from the source"
@@ -340,6 +356,15 @@ mod tests {
             ("$argon2id$v=19$m=19456", "argon2id hash is malformed"),
             ("$2b$12$short", "2b hash is malformed"),
             ("$md5$abc$def", "scheme \"md5\" is not supported"),
+            (
+                "$2x$12$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyzABCDE",
+                "\"2x\" is not supported",
+            ),
+            ("$pbkdf2$1000$c2FsdA$aGFzaA", "\"pbkdf2\" is not supported"),
+            (
+                "$pbkdf2-sha256$i=99999999$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+                "99999999 rounds",
+            ),
         ] {
             let why = recognise(bad).unwrap_err();
             assert!(why.contains(says), "{bad}: {why}");

@@ -745,27 +745,22 @@ impl Users<'_> {
         }
         let now = self.acc.now();
         self.acc.store.write(|tx| {
+            let mut changed = Vec::new();
             let u = tx.table::<User>().modify(&id, |u| {
-                if let Some(n) = &name {
+                if let Some(n) = name.as_ref().filter(|n| **n != u.name) {
                     u.name = n.clone();
+                    changed.push("name");
                 }
-                if let Some(un) = &username {
+                if let Some(un) = username.as_ref().filter(|un| **un != u.username) {
                     u.username = un.clone();
+                    changed.push("username");
                 }
                 u.updated_at = now;
                 Ok(u.clone())
             })?;
-            let changed = [
-                name.is_some().then_some("name"),
-                username.is_some().then_some("username"),
-            ];
-            let detail = changed
-                .iter()
-                .flatten()
-                .copied()
-                .collect::<Vec<_>>()
-                .join(",");
-            super::audit::user_event(tx, now, "user_renamed", id, detail)?;
+            if !changed.is_empty() {
+                super::audit::user_event(tx, now, "user_renamed", id, changed.join(","))?;
+            }
             Ok(u)
         })
     }

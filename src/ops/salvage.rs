@@ -282,6 +282,8 @@ pub fn salvage(
             ..StoreOptions::default()
         },
     )?;
+    // The data is the damaged store's, and so is the version it was made at (if it says).
+    dest.write(|tx| tx.remove_meta(crate::store::BORN_AT))?;
     let mut tables = BTreeMap::new();
     let mut changes = Vec::new();
     for name in &names {

@@ -2,11 +2,12 @@
 //! store. An export holds every table (redkeep's own and the application's registered ones
 //! as JSON records; any other table as its raw bytes with its index entries, shapes and
 //! catalog entry), the id sequences and metadata, then every workspace document and gallery
-//! piece. Exporting the same data twice gives the same bytes, and export → import → export
-//! gives them back.
+//! piece, and last a line that counts the lines before it, so an import sees an export that
+//! was cut short. Exporting the same data twice gives the same bytes, and export → import →
+//! export gives them back.
 //!
 //! ```text
-//! {"redkeep_export":2,"schema_version":3}
+//! {"redkeep_export":3,"schema_version":3}
 //! {"table":"users","key":"0000000000000001","record":{…}}
 //! {"table":"projects","key":"…","value":"<base64>"}       a table this handle has no type for
 //! {"index":"projects:by_owner","key":"…","value":"…"}     its index entries (hex)
@@ -16,11 +17,13 @@
 //! {"meta":"initialized_at","value":"<base64>"}
 //! {"workspace":2,"doc":{…}}
 //! {"piece":1,"user":2,"doc":{…}}
+//! {"redkeep_export_end":true,"lines":9}
 //! ```
 //!
-//! An import runs in one write transaction and checks the whole result (records, indexes,
-//! references) before it commits, so a failed import changes nothing; workspace lines are
-//! spooled to a temp file and written once the records are in.
+//! An import (of format 3, or of format 2, which has no end line) runs in one write
+//! transaction and checks the whole result (records, indexes, references) before it commits,
+//! so a failed import changes nothing; workspace lines are spooled to a temp file and written
+//! once the records are in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Seek, Write};
@@ -80,7 +83,8 @@ fn unknown_tables(tx: &dyn Meta, known: &BTreeSet<&str>) -> Result<Vec<String>> 
 
 /// Writes every record, index entry of unknown tables, shape, catalog entry, sequence and
 /// metadata entry from one snapshot, then every workspace document and piece, as JSON lines
-/// in a fixed order. Calls `progress` with the number of lines written so far.
+/// in a fixed order, and last the end line counting the lines before it. Calls `progress`
+/// with the number of lines written so far.
 ///
 /// # Errors
 /// `Corrupt` for an unreadable record; `Io` when writing fails.
@@ -220,9 +224,10 @@ fn export_folder(
 
 /// What the store holds beyond what `redkeep init` makes, named for a message, or `None`.
 /// `init` makes the system roles and at most one user, an administrator, with their
-/// credential, role grants, personal org and its membership, and the audit rows of that; an
-/// import replaces all of it. Anything else (a role, an org, an invite, a session, a key, a
-/// record of any other table, an application's included) would be lost.
+/// credential, role grants, personal org and its membership, and audit events about them;
+/// an import replaces all of it. Anything else (a role, an org, an invite, a session, a key,
+/// an audit event about anything else, a record of any other table, an application's
+/// included) would be lost.
 fn held_data(tx: &WriteTx<'_>) -> Result<Option<String>> {
     use crate::auth::orgs::{Org, OrgMember};
     use crate::auth::roles::{Role, UserRole};
@@ -310,7 +315,24 @@ fn held_data(tx: &WriteTx<'_>) -> Result<Option<String>> {
             }
         }
     }
-    Ok(None)
+    // `init`'s events are all about its administrator; any other tells of work an import
+    // would erase from the log (a user made and deleted again, a role, an org).
+    let mut event = None;
+    tx.table::<crate::auth::audit::AuditEvent>().for_each(
+        KeyRange::all(),
+        Order::Asc,
+        |e| match e.subject_user {
+            Some(u) if !others(u) => Ok(true),
+            _ => {
+                event = Some(format!(
+                    "audit event {} ({} {})",
+                    e.seq, e.action, e.subject
+                ));
+                Ok(false)
+            }
+        },
+    )?;
+    Ok(event)
 }
 
 fn line_err(n: u64, why: impl std::fmt::Display) -> Error {
@@ -432,6 +454,10 @@ pub fn import(
         for t in tables.values() {
             t.clear(tx)?;
         }
+        // The records are the export's, and so is the version their store was made at (a
+        // meta line, when the export has one): this file's own would claim steps never ran
+        // on them.
+        tx.remove_meta(crate::store::BORN_AT)?;
         // The format the header names (0: no header yet), and whether the end line was read.
         let mut format = 0;
         let mut ended = false;

@@ -19,6 +19,9 @@ impl Store {
     /// # Errors
     /// `Storage` when either store fails; what was copied before stays in `dest`.
     pub(crate) fn copy_into(&self, dest: &Store) -> Result<Vec<(String, u64)>> {
+        // The data is this store's, so is the version it was made at (if it says): `dest`'s
+        // own, set when its file was made, would claim steps never ran on this data.
+        dest.write(|tx| tx.remove_meta(crate::store::BORN_AT))?;
         let counts = self.read(|src| {
             let mut counts = Vec::new();
             let mut buf: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();

@@ -55,19 +55,31 @@ fn backup_path(db: &Path, version: u64) -> PathBuf {
     path
 }
 
-/// When the first step of a run fails, the file is as the copy taken before it: the copy is
-/// removed, so a refused run leaves nothing behind. Returns `e`.
-fn forget_unused_copy(run: &MigrationRun, e: Error) -> Error {
-    if run.applied.is_empty()
-        && let Some(copy) = &run.backup
-        && let Err(gone) = std::fs::remove_file(copy)
-    {
-        tracing::warn!(copy = %copy.display(), error = %gone, "could not remove an unused copy");
-    }
-    e
-}
-
 impl Store {
+    /// When the first step of a run refuses (its own check said no, before anything was
+    /// committed) and the file is still at the version the run began at, the file is as the
+    /// copy taken before it: the copy is removed, so a refused run leaves nothing behind. On
+    /// any other failure (an I/O error, a commit whose outcome is unknown) the copy is kept.
+    /// Returns `e`.
+    fn forget_unused_copy(&self, run: &MigrationRun, began_at: u64, e: Error) -> Error {
+        let refused = matches!(
+            e,
+            Error::Denied { .. }
+                | Error::InvalidInput { .. }
+                | Error::Conflict { .. }
+                | Error::NotFound { .. }
+        );
+        if refused
+            && run.applied.is_empty()
+            && matches!(self.schema_version(), Ok(v) if v.unwrap_or(0) == began_at)
+            && let Some(copy) = &run.backup
+            && let Err(gone) = std::fs::remove_file(copy)
+        {
+            tracing::warn!(copy = %copy.display(), error = %gone, "could not remove an unused copy");
+        }
+        e
+    }
+
     /// Applies every step newer than the file's version, in order. A no-op when up to date.
     ///
     /// # Errors
@@ -111,7 +123,7 @@ impl Store {
                 (step.up)(tx, now)?;
                 tx.set_schema_version(step.version)
             })
-            .map_err(|e| forget_unused_copy(&run, e))?;
+            .map_err(|e| self.forget_unused_copy(&run, current, e))?;
             run.applied.push((step.version, step.name.to_string()));
             run.version = step.version;
         }
@@ -188,7 +200,7 @@ impl Store {
                 down(tx, now)?;
                 tx.set_schema_version(step.version - 1)
             })
-            .map_err(|e| forget_unused_copy(&run, e))?;
+            .map_err(|e| self.forget_unused_copy(&run, current, e))?;
             run.applied.push((step.version, step.name.to_string()));
             run.version = step.version - 1;
             if let Some(last) = steps.last() {
@@ -226,6 +238,8 @@ impl Store {
             let sequences = tx.sequences()?;
             tx.delete_all_tables()?;
             tx.set_schema_version(version)?;
+            // Emptied, it holds nothing an earlier step made: as a store made at `version`.
+            tx.set_meta(crate::store::BORN_AT, &version.to_be_bytes())?;
             for (table, value) in &sequences {
                 tx.raise_sequence(table, *value)?;
             }

@@ -971,9 +971,8 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     // not abort the transaction); then the other entries move and the record is written. A
     // step that fails (a clash, a table the caller is scanning) takes back every step before
     // it, so a refused write leaves nothing behind. `old` holds the stored record's entry of
-    // each index (all `None` for a new record).
-    /// `old` holds the record's old entry of each index, in `R::INDEXES` order; those past
-    /// its end are none (a new record passes an empty list).
+    // each index, in `R::INDEXES` order; those past its end are none (a new record passes an
+    // empty list).
     fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
         let value = encode(self.tx, new)?;
         let raw = self.tx.raw_records();

@@ -92,15 +92,23 @@ pub enum SessionCmd {
     },
     /// Revoke one session by short id or token, or all of a user's.
     Revoke {
-        /// The session's short id (rks_xxxxxxxx) or its full token.
+        /// The session's short id (rks_xxxxxxxx); a full token is taken too, but better read
+        /// with --token-stdin (a command line shows in the process list and shell history).
         #[cfg_attr(
             feature = "cli",
-            arg(required_unless_present = "user", conflicts_with = "user")
+            arg(
+                required_unless_present_any = ["user", "token_stdin"],
+                conflicts_with_all = ["user", "token_stdin"]
+            )
         )]
         id: Option<String>,
         /// Revoke every session of this user.
-        #[cfg_attr(feature = "cli", arg(long))]
+        #[cfg_attr(feature = "cli", arg(long, conflicts_with = "token_stdin"))]
         user: Option<String>,
+        /// Read the session's full token from stdin.
+        #[cfg_attr(feature = "cli", arg(long))]
+        #[serde(default)]
+        token_stdin: bool,
     },
     /// Delete every expired session.
     Sweep,
@@ -478,7 +486,17 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, stdin: Stdin<'_>) -> Result<Reply
                 rows,
             ))
         }
-        SessionCmd::Revoke { id, user } => match (id, user) {
+        SessionCmd::Revoke {
+            token_stdin: true, ..
+        } => {
+            let token = stdin.secret("--token-stdin")?;
+            let s = rk.sessions().revoke(token)?;
+            Ok(Reply::text(
+                json!({"id": s.short_id, "user_id": s.user_id, "revoked": 1}),
+                vec![format!("revoked session {}", s.short_id)],
+            ))
+        }
+        SessionCmd::Revoke { id, user, .. } => match (id, user) {
             (_, Some(w)) => {
                 let u = rk.users().find(w)?;
                 let n = rk.sessions().revoke_all(u.id)?;
@@ -560,11 +578,9 @@ pub fn agent(rk: &Redkeep, cmd: &AgentCmd, io: Io<'_>) -> Result<Reply> {
                 Ok(())
             })?;
             let json = agent_json(&a);
-            let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-            Ok(Reply::text(
-                json,
-                vec![format!("updated agent session {}", a.id), text],
-            ))
+            let mut lines = vec![format!("updated agent session {}", a.id)];
+            lines.extend(crate::admin::reply::pretty_json_lines(&json));
+            Ok(Reply::text(json, lines))
         }
         AgentCmd::List { user } => {
             let list = match user {
@@ -606,8 +622,8 @@ pub fn agent(rk: &Redkeep, cmd: &AgentCmd, io: Io<'_>) -> Result<Reply> {
                 .get(id)?
                 .ok_or_else(|| Error::not_found(format!("agent session {id}")))?;
             let json = agent_json(&a);
-            let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-            Ok(Reply::text(json, vec![text]))
+            let lines = crate::admin::reply::pretty_json_lines(&json);
+            Ok(Reply::text(json, lines))
         }
         AgentCmd::Delete { id } => {
             if !rk.agents().delete(id)? {

@@ -493,11 +493,7 @@ fn dump(rk: &Redkeep, args: &DumpArgs, io: Io<'_>) -> Result<Reply> {
 
 /// A record's fields as pretty JSON lines, for people.
 fn pretty_lines(json: &Value) -> Vec<String> {
-    serde_json::to_string_pretty(json)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    crate::admin::reply::pretty_json_lines(json)
 }
 
 fn entry_state_text(e: &EntryCheck, view: &TableView, secrets: &Secrets<'_>) -> String {

@@ -182,7 +182,12 @@ impl Command {
             Command::Init(a) if a.admin_password_stdin => Some("--admin-password-stdin"),
             Command::User(u) => u.stdin_secret(),
             Command::Login(_) => Some("--password-stdin"),
-            Command::Session(SessionCmd::Validate { .. }) => Some("--token-stdin"),
+            Command::Session(
+                SessionCmd::Validate { .. }
+                | SessionCmd::Revoke {
+                    token_stdin: true, ..
+                },
+            ) => Some("--token-stdin"),
             Command::Apikey(ApiKeyCmd::Verify { .. }) => Some("--key-stdin"),
             _ => None,
         }

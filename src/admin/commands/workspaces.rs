@@ -131,7 +131,7 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
             lines.push(format!("notes:       {}", doc.note_count()));
             lines.push(format!("bytes:       {}", info.size_bytes));
             lines.push(format!("modified:    {}", opt(&info.modified)));
-            lines.push(serde_json::to_string_pretty(&doc_json).unwrap_or_default());
+            lines.extend(crate::admin::reply::pretty_json_lines(&doc_json));
             let mut json = info_json(&info);
             json["workspace"] = doc_json;
             Ok(Reply::text(json, lines))
@@ -191,8 +191,8 @@ pub fn gallery(rk: &Redkeep, cmd: &GalleryCmd, io: Io<'_>) -> Result<Reply> {
         GalleryCmd::Show { user, piece } => {
             let u = rk.users().find(user)?;
             let v = rk.workspaces().load_piece(u.id, *piece)?;
-            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
-            Ok(Reply::text(v, vec![text]))
+            let lines = crate::admin::reply::pretty_json_lines(&v);
+            Ok(Reply::text(v, lines))
         }
         GalleryCmd::Add { user, .. } => {
             let u = rk.users().find(user)?;
