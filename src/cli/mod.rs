@@ -457,10 +457,13 @@ fn remote(
     output: &mut dyn Write,
 ) -> Result<std::result::Result<Reply, ExitCode>> {
     let Some(owner) = admin::connect(&cli.data_dir) else {
-        return Err(Error::InUse {
-            path,
-            holder: format!("{holder}; its admin socket does not answer"),
-        });
+        // A redkeep command serves no socket; an application's that does not answer is news.
+        let holder = if holder.contains("a redkeep command") {
+            holder
+        } else {
+            format!("{holder}; its admin socket does not answer")
+        };
+        return Err(Error::InUse { path, holder });
     };
     let input = input.as_mut().map(|i| i as &mut dyn Read);
     match owner.send(req, input, output)? {

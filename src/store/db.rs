@@ -500,12 +500,51 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// The `redkeep` command a process runs (`redkeep migrate up`), when it is the CLI: its
+/// program name and the leading plain words of its arguments (never a value, which may be a
+/// token). `None` for any other program, or where `/proc` cannot tell.
+fn redkeep_command(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    redkeep_command_in(&raw)
+}
+
+/// [`redkeep_command`] of a NUL-separated command line.
+pub(crate) fn redkeep_command_in(cmdline: &[u8]) -> Option<String> {
+    let mut args = cmdline.split(|&b| b == 0).map(String::from_utf8_lossy);
+    let program = args.next()?;
+    if Path::new(program.as_ref()).file_name()? != "redkeep" {
+        return None;
+    }
+    // Plain lowercase words only: a path, an email, a token (`rks_…`) is never one.
+    let words: Vec<String> = args
+        .filter(|a| {
+            !a.is_empty()
+                && !a.starts_with('-')
+                && a.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        })
+        .take(2)
+        .map(|a| a.into_owned())
+        .collect();
+    Some(
+        std::iter::once("redkeep".to_string())
+            .chain(words)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
 fn describe_holder(db: &Path) -> String {
     match read_owner(&owner_path(db)) {
-        Some(o) if process_alive(o.pid) => format!(
-            "process {} holds it exclusively; stop that process, or open it in shared mode there",
-            o.pid
-        ),
+        Some(o) if process_alive(o.pid) => match redkeep_command(o.pid) {
+            Some(command) => format!(
+                "process {} (`{command}`, a redkeep command) holds it exclusively; wait for it to finish",
+                o.pid
+            ),
+            None => format!(
+                "process {} holds it exclusively; stop that process, or open it in shared mode there",
+                o.pid
+            ),
+        },
         _ => "another process has it open (shared, or exclusively without a marker); \
               wait for it to finish or stop it"
             .to_string(),
@@ -1406,6 +1445,41 @@ fn kept_lost() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A holder that is the CLI is named by its command words only: never a value, which
+    /// may be a token; any other program is not named.
+    #[test]
+    fn a_redkeep_command_holding_the_store_is_named_without_its_values() {
+        let line = |args: &[&str]| args.join("\0").into_bytes();
+        assert_eq!(
+            redkeep_command_in(&line(&[
+                "/usr/bin/redkeep",
+                "--data-dir",
+                "/d",
+                "migrate",
+                "up"
+            ])),
+            Some("redkeep migrate up".into())
+        );
+        assert_eq!(
+            redkeep_command_in(&line(&["redkeep", "migrate", "up", "--to", "1"])),
+            Some("redkeep migrate up".into())
+        );
+        assert_eq!(
+            redkeep_command_in(&line(&[
+                "./redkeep",
+                "session",
+                "revoke",
+                "rks_abcdefgh2345"
+            ])),
+            Some("redkeep session revoke".into())
+        );
+        assert_eq!(
+            redkeep_command_in(&line(&["/usr/bin/myapp", "serve"])),
+            None
+        );
+        assert_eq!(redkeep_command_in(b""), None);
+    }
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
     use std::time::Duration;
