@@ -501,8 +501,8 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// The `redkeep` command a process runs (`redkeep migrate up`), when it is the CLI: its
-/// program name and the leading plain words of its arguments (never a value, which may be a
-/// token). `None` for any other program, or where `/proc` cannot tell.
+/// program name and the first two plain words of its arguments (never a value, which may be
+/// a token). `None` for any other program, or where `/proc` cannot tell.
 fn redkeep_command(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     redkeep_command_in(&raw)
@@ -1445,6 +1445,9 @@ fn kept_lost() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
 
     /// A holder that is the CLI is named by its command words only: never a value, which
     /// may be a token; any other program is not named.
@@ -1480,9 +1483,6 @@ mod tests {
         );
         assert_eq!(redkeep_command_in(b""), None);
     }
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::mpsc;
-    use std::time::Duration;
 
     /// Where in a write of a batch a panic is injected, in redkeep's own code, outside the
     /// engine calls that turn panics into errors.
