@@ -107,13 +107,16 @@ fn login_session_and_unlock_commands() {
     assert!(err.contains("session token is not valid"), "{err}");
     // A session named by its full token is revoked; an unknown token, or one mistyped by a
     // character, is not found, and the message repeats no more of it than a short id.
-    let second = cli.json(
-        &["login", "ann@example.com", "--password-stdin"],
-        Some("ann password\n"),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let login = || {
+        cli.json(
+            &["login", "ann@example.com", "--password-stdin"],
+            Some("ann password\n"),
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let second = login();
     let last = if second.ends_with('a') { 'b' } else { 'a' };
     let mistyped = format!("{}{last}", &second[..second.len() - 1]);
     for wrong in [
@@ -133,13 +136,7 @@ fn login_session_and_unlock_commands() {
     let (_, err) = cli.expect(&["session", "validate", "--token-stdin"], Some(&second), 1);
     assert!(err.contains("session token is not valid"), "{err}");
     // Read from stdin, the token stays out of the process list and shell history.
-    let third = cli.json(
-        &["login", "ann@example.com", "--password-stdin"],
-        Some("ann password\n"),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let third = login();
     let revoked = cli.json(&["session", "revoke", "--token-stdin"], Some(&third));
     assert_eq!(revoked["id"], third[..12]);
     cli.expect(&["session", "validate", "--token-stdin"], Some(&third), 1);

@@ -428,12 +428,7 @@ fn a_restored_copy_from_before_identities_finds_its_folders_again() {
 fn a_store_made_at_this_version_goes_down_to_the_first_and_up_again() {
     let t = TestDir::new();
     let rk = t.open();
-    rk.init(redkeep::InitSpec {
-        admin_email: Some("root@example.com".into()),
-        admin_password: Some("root password".into()),
-        ..redkeep::InitSpec::default()
-    })
-    .unwrap();
+    init_root(&rk);
     // Records per table, from an export (either engine); audit events aside, as the login
     // below adds one.
     let counts = |rk: &Redkeep| {
@@ -744,6 +739,16 @@ impl Record for Project {
     }
 }
 
+/// `init` with the administrator root@example.com.
+fn init_root(rk: &Redkeep) {
+    rk.init(redkeep::InitSpec {
+        admin_email: Some("root@example.com".into()),
+        admin_password: Some("root password".into()),
+        ..redkeep::InitSpec::default()
+    })
+    .unwrap();
+}
+
 fn export(rk: &Redkeep) -> Vec<u8> {
     let mut out = Vec::new();
     redkeep::ops::export(rk, &mut out, &|_| {}).unwrap();
@@ -822,12 +827,7 @@ fn a_failed_import_changes_nothing() {
     let text = String::from_utf8(export(&rk)).unwrap();
     let other = TestDir::new();
     let rk2 = other.open();
-    rk2.init(redkeep::InitSpec {
-        admin_email: Some("root@example.com".into()),
-        admin_password: Some("root password".into()),
-        ..redkeep::InitSpec::default()
-    })
-    .unwrap();
+    init_root(&rk2);
     let before = export(&rk2);
     // A dangling reference is found by the check at the end, and nothing is kept (the end
     // line counts the lines left, so the import reaches that check).

@@ -729,9 +729,9 @@ pub(crate) fn add_member_in(
     user: u64,
     role: OrgRole,
 ) -> Result<OrgMember> {
-    if !tx.table::<Org>().contains(&org)? {
+    let Some(o) = tx.table::<Org>().get(&org)? else {
         return Err(Error::not_found(format!("org {org}")));
-    }
+    };
     if !tx.table::<User>().contains(&user)? {
         return Err(Error::not_found(format!("user {user}")));
     }
@@ -757,7 +757,7 @@ pub(crate) fn add_member_in(
         tx,
         now,
         "org_member_added",
-        &slug_of(tx, org)?,
+        &o.slug,
         Some(user),
         format!("as {}", role.as_str()),
     )?;

@@ -241,53 +241,24 @@ fn held_data(tx: &WriteTx<'_>) -> Result<Option<String>> {
         _ => return Ok(Some("more than one user".into())),
     };
     let others = |user: u64| admin != Some(user);
-    let mut held = None;
-    let mut first = |what: String| {
-        held.get_or_insert(what);
-        Ok(false)
-    };
-    tx.table::<Credential>()
-        .for_each(KeyRange::all(), Order::Asc, |c| {
-            if others(c.user_id) {
-                first(format!("a credential of user {}", c.user_id))
-            } else {
-                Ok(true)
-            }
-        })?;
-    tx.table::<UserRole>()
-        .for_each(KeyRange::all(), Order::Asc, |g| {
-            if others(g.user_id) {
-                first(format!("a role grant to user {}", g.user_id))
-            } else {
-                Ok(true)
-            }
-        })?;
-    tx.table::<Role>()
-        .for_each(KeyRange::all(), Order::Asc, |r| {
-            if r.is_system {
-                Ok(true)
-            } else {
-                first(format!("role {}", r.name))
-            }
-        })?;
     let mut orgs = 0;
-    tx.table::<Org>()
-        .for_each(KeyRange::all(), Order::Asc, |o| {
-            orgs += 1;
-            if o.is_personal && orgs == 1 && admin.is_some() {
-                Ok(true)
-            } else {
-                first(format!("org {}", o.slug))
-            }
-        })?;
-    tx.table::<OrgMember>()
-        .for_each(KeyRange::all(), Order::Asc, |m| {
-            if others(m.user_id) {
-                first(format!("a member of org {}", m.org_id))
-            } else {
-                Ok(true)
-            }
-        })?;
+    let held = first_foreign(tx, |c: &Credential| {
+        others(c.user_id).then(|| format!("a credential of user {}", c.user_id))
+    })?
+    .or(first_foreign(tx, |g: &UserRole| {
+        others(g.user_id).then(|| format!("a role grant to user {}", g.user_id))
+    })?)
+    .or(first_foreign(tx, |r: &Role| {
+        (!r.is_system).then(|| format!("role {}", r.name))
+    })?)
+    .or(first_foreign(tx, |o: &Org| {
+        orgs += 1;
+        let own = o.is_personal && orgs == 1 && admin.is_some();
+        (!own).then(|| format!("org {}", o.slug))
+    })?)
+    .or(first_foreign(tx, |m: &OrgMember| {
+        others(m.user_id).then(|| format!("a member of org {}", m.org_id))
+    })?);
     if held.is_some() {
         return Ok(held);
     }
@@ -317,22 +288,28 @@ fn held_data(tx: &WriteTx<'_>) -> Result<Option<String>> {
     }
     // `init`'s events are all about its administrator; any other tells of work an import
     // would erase from the log (a user made and deleted again, a role, an org).
-    let mut event = None;
-    tx.table::<crate::auth::audit::AuditEvent>().for_each(
-        KeyRange::all(),
-        Order::Asc,
-        |e| match e.subject_user {
-            Some(u) if !others(u) => Ok(true),
-            _ => {
-                event = Some(format!(
-                    "audit event {} ({} {})",
-                    e.seq, e.action, e.subject
-                ));
-                Ok(false)
-            }
-        },
-    )?;
-    Ok(event)
+    first_foreign(tx, |e: &crate::auth::audit::AuditEvent| {
+        match e.subject_user {
+            Some(u) if !others(u) => None,
+            _ => Some(format!(
+                "audit event {} ({} {})",
+                e.seq, e.action, e.subject
+            )),
+        }
+    })
+}
+
+/// The first record of `R`, in key order, that `foreign` names (one `init` does not make).
+fn first_foreign<R: crate::store::Record>(
+    tx: &WriteTx<'_>,
+    mut foreign: impl FnMut(&R) -> Option<String>,
+) -> Result<Option<String>> {
+    let mut found = None;
+    tx.table::<R>().for_each(KeyRange::all(), Order::Asc, |r| {
+        found = foreign(&r);
+        Ok(found.is_none())
+    })?;
+    Ok(found)
 }
 
 fn line_err(n: u64, why: impl std::fmt::Display) -> Error {
