@@ -302,3 +302,66 @@ fn creating_a_user_costs_the_database_the_syncs_of_one_commit() {
         folder_syncs.calls()
     );
 }
+
+/// An I/O error in a migration step (its commit's write or sync fails) is not a refusal:
+/// what reached the disk is unknown, so the copy taken before the run is kept, whole and at
+/// the version the run began at, for the operator to go back to.
+#[test]
+fn an_io_error_in_a_migration_step_keeps_the_copy_taken_before_it() {
+    use redkeep::store::{Migration, StoreOptions, WriteTx};
+    use redkeep::{Error, Store, Timestamp};
+    fn up(tx: &WriteTx<'_>, _: Timestamp) -> redkeep::Result<()> {
+        tx.set_meta("migrated", &[7; 64 * 1024])
+    }
+    let steps = [Migration {
+        version: 2,
+        name: "fill",
+        up,
+        down: None,
+    }];
+    let mut failed = 0;
+    for kind in [FaultKind::Write, FaultKind::Sync] {
+        for nth in 1u64.. {
+            assert!(nth < 1_000, "{kind:?} calls never end");
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("s.redb");
+            let at_one = StoreOptions {
+                schema_version: 1,
+                ..StoreOptions::default()
+            };
+            drop(Store::open(&path, &at_one).unwrap());
+            let plan = FaultPlan::new(kind, nth);
+            let faulty = StoreOptions {
+                faults: Some(plan.clone()),
+                ..at_one.clone()
+            };
+            let copy = tmp.path().join("s.redb.pre-v1.bak");
+            // A failure while opening the file comes before any copy is taken.
+            let Ok(store) = Store::open(&path, &faulty) else {
+                continue;
+            };
+            let outcome = store.migrate(&steps, Timestamp(1));
+            if !plan.fired() {
+                outcome.unwrap();
+                break;
+            }
+            match outcome {
+                Err(e) => {
+                    assert!(matches!(e, Error::Storage { .. }), "{kind:?} #{nth}: {e}");
+                    failed += 1;
+                    let existing = StoreOptions {
+                        create: false,
+                        ..at_one.clone()
+                    };
+                    let kept = Store::open(&copy, &existing)
+                        .unwrap_or_else(|e| panic!("{kind:?} #{nth}: the copy: {e}"));
+                    assert_eq!(kept.schema_version().unwrap(), Some(1), "{kind:?} #{nth}");
+                }
+                // A failure the engine got past (a write retried, a sync of the copy's
+                // pages) still leaves the copy of a run that applied a step.
+                Ok(run) => assert_eq!(run.backup.as_deref(), Some(copy.as_path())),
+            }
+        }
+    }
+    assert!(failed > 0, "no step ever failed on an I/O error");
+}
