@@ -15,6 +15,49 @@ use crate::error::{Error, Result};
 /// Prefix of every temp file redkeep writes; readers skip such files and writers clean them.
 pub const TEMP_PREFIX: &str = ".rk-tmp-";
 
+/// A temp file or folder that an interrupted operation (a copy, backup or restore killed
+/// half-way) may have left in a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// Its path.
+    pub path: std::path::PathBuf,
+    /// Its size as the folder lists it (a folder's own entry, not its contents).
+    pub bytes: u64,
+    /// When it was last changed, in seconds since 1970 (0 when the system cannot say).
+    pub modified: i64,
+    /// Whether it is a folder.
+    pub is_dir: bool,
+}
+
+/// Entries of `dir` named as redkeep's temp files ([`TEMP_PREFIX`]), in name order; none when
+/// `dir` cannot be read.
+pub fn leftovers(dir: &Path) -> Vec<Leftover> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Leftover> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter_map(|e| {
+            let path = e.path();
+            let meta = path.symlink_metadata().ok()?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            Some(Leftover {
+                bytes: meta.len(),
+                modified,
+                is_dir: meta.is_dir(),
+                path,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
 /// A file-system call the fault seam can fail (tests only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileOp {

@@ -757,40 +757,22 @@ impl Redkeep {
     /// may belong to an operation under way), and removed by a repair.
     fn check_leftovers(&self, repair: bool, report: &mut CheckReport) {
         const AGE_SECS: i64 = 3600;
-        let Ok(entries) = std::fs::read_dir(&self.inner.dir) else {
-            return;
-        };
         let now = self.now().0;
-        for e in entries.flatten() {
-            if !e
-                .file_name()
-                .to_string_lossy()
-                .starts_with(crate::fsutil::TEMP_PREFIX)
-            {
+        for left in crate::fsutil::leftovers(&self.inner.dir) {
+            if now.saturating_sub(left.modified) < AGE_SECS {
                 continue;
             }
-            let path = e.path();
-            let Ok(meta) = path.symlink_metadata() else {
-                continue;
-            };
-            let modified = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            if now.saturating_sub(modified) < AGE_SECS {
-                continue;
-            }
+            let path = &left.path;
             let what = format!(
                 "{} ({} bytes) is a leftover of an interrupted operation",
                 path.display(),
-                meta.len()
+                left.bytes
             );
             if repair && !self.options().read_only {
-                let removed = if meta.is_dir() {
-                    std::fs::remove_dir_all(&path)
+                let removed = if left.is_dir {
+                    std::fs::remove_dir_all(path)
                 } else {
-                    std::fs::remove_file(&path)
+                    std::fs::remove_file(path)
                 };
                 match removed {
                     Ok(()) => report.repaired.push(format!("removed {what}")),

@@ -436,3 +436,50 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
     assert!(err.contains("restore a backup"), "{err}");
     assert!(!nothing.exists());
 }
+
+/// `status` names the temp files and folders in the data dir, with their age: a young one
+/// may be a backup or restore under way, an old one is a leftover that `check --repair`
+/// removes.
+#[test]
+fn status_names_temp_folders_left_in_the_data_dir() {
+    let cli = Cli::new();
+    cli.init();
+    let (out, _) = cli.expect(&["status"], None, 0);
+    assert!(!out.contains("temp"), "{out}");
+    assert_eq!(cli.json(&["status"], None)["leftovers"], json!([]));
+    let young = cli.data().join(".rk-tmp-young1");
+    std::fs::create_dir(&young).unwrap();
+    let old = cli.data().join(".rk-tmp-old123");
+    std::fs::write(&old, b"half a copy").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let (out, _) = cli.expect(&["status"], None, 0);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no line names {name}: {out}"))
+            .to_string()
+    };
+    let y = line(".rk-tmp-young1");
+    assert!(y.contains("temp folder") && y.contains("under way"), "{y}");
+    let o = line(".rk-tmp-old123");
+    assert!(
+        o.contains("leftover temp file") && o.contains("2 h ago"),
+        "{o}"
+    );
+    assert!(o.contains("redkeep check --repair"), "{o}");
+    let json = cli.json(&["status"], None);
+    let listed = json["leftovers"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{json}");
+    assert_eq!(listed[0]["folder"], false);
+    assert!(listed[0]["age_secs"].as_i64().unwrap() >= 7200, "{json}");
+    assert_eq!(listed[1]["folder"], true);
+    // The old one goes with a repair; the young one stays.
+    cli.expect(&["check", "--repair"], None, 0);
+    assert!(!old.exists() && young.exists());
+}

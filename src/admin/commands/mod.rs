@@ -125,7 +125,8 @@ pub enum Command {
     #[cfg_attr(feature = "cli", command(subcommand))]
     Inspect(InspectCmd),
     /// Whether the store is free, shared or held exclusively (by which process), its schema
-    /// version and the path of each file.
+    /// version, the path of each file, and temp files an operation under way (or killed)
+    /// left in the data dir.
     Status,
     /// Inspect per-user workspace folders.
     #[cfg_attr(feature = "cli", command(subcommand))]

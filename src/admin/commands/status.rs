@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::admin::protocol::SOCKET_FILE;
 use crate::admin::reply::Reply;
+use crate::fsutil;
 use crate::store::{Mode, owner_path};
 use crate::{Redkeep, Result, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
 
@@ -46,10 +47,58 @@ pub(crate) fn reply(
     for key in ["store", "owner_marker", "socket", "workspaces"] {
         lines.push(format!("{key}: {}", f[key].as_str().unwrap_or_default()));
     }
+    let leftovers = leftovers(dir, &mut lines);
     Reply::text(
-        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "files": f}),
+        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "files": f, "leftovers": leftovers}),
         lines,
     )
+}
+
+/// Temp files and folders in the data dir (a backup or restore under way, or one killed
+/// half-way), one line each with its age, and their JSON list. `check --repair` removes
+/// those an hour old; a younger one may belong to an operation still running.
+fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let found = fsutil::leftovers(dir);
+    for left in &found {
+        let age = now.saturating_sub(left.modified).max(0);
+        let kind = if left.is_dir { "folder" } else { "file" };
+        lines.push(if age >= 3600 {
+            format!(
+                "leftover temp {kind} {} (changed {} ago): an interrupted operation's; `redkeep check --repair` removes it",
+                left.path.display(),
+                ago(age)
+            )
+        } else {
+            format!(
+                "temp {kind} {} (changed {} ago): an operation under way, or one interrupted; if none runs, `redkeep check --repair` removes it once it is an hour old",
+                left.path.display(),
+                ago(age)
+            )
+        });
+    }
+    found
+        .iter()
+        .map(|l| {
+            json!({
+                "path": l.path,
+                "folder": l.is_dir,
+                "age_secs": now.saturating_sub(l.modified).max(0),
+            })
+        })
+        .collect()
+}
+
+/// An age in seconds as words: `42 s`, `5 min`, `3 h`, `2 days`.
+fn ago(secs: i64) -> String {
+    match secs {
+        ..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
 }
 
 /// The status of a store that is not a file in the data dir (PostgreSQL): where it is, its
@@ -60,7 +109,7 @@ pub(crate) fn reply(
 pub fn of_server(rk: &Redkeep) -> Result<Reply> {
     let schema = rk.store().schema_version()?;
     let dir = rk.dir();
-    let lines = vec![
+    let mut lines = vec![
         format!(
             "the store is on {} ({}); any number of processes may have it open",
             rk.store().engine(),
@@ -72,6 +121,7 @@ pub fn of_server(rk: &Redkeep) -> Result<Reply> {
         ),
         format!("workspaces: {}", dir.join(WORKSPACES_DIR).display()),
     ];
+    let leftovers = leftovers(dir, &mut lines);
     Ok(Reply::text(
         json!({
             "state": "server",
@@ -80,6 +130,7 @@ pub fn of_server(rk: &Redkeep) -> Result<Reply> {
             "schema_version": schema,
             "build_schema_version": SCHEMA_VERSION,
             "files": {"workspaces": dir.join(WORKSPACES_DIR)},
+            "leftovers": leftovers,
         }),
         lines,
     ))
