@@ -34,7 +34,8 @@ pub enum Durability {
     /// Every commit is on disk when `write` returns (the default).
     #[default]
     Immediate,
-    /// Commits are made durable by the next `Immediate` one; a crash may lose them.
+    /// Commits are made durable by the next `Immediate` one; a crash may lose them, and so
+    /// may an I/O error (the handle reopens the file at its last durable commit to go on).
     /// For bulk loads and benchmarks. A store in `Mode::Shared` commits durably regardless
     /// (redb shares a file between processes only that way).
     None,
@@ -1169,7 +1170,7 @@ impl Store {
 
     /// [`Store::write`] with the durability of this one commit: `Durability::None` commits
     /// without waiting for the disk (the next durable commit carries it), for bookkeeping
-    /// that may be lost in a crash. A store opened with `Durability::None` never waits.
+    /// that may be lost in a crash or after an I/O error. A store opened with `Durability::None` never waits.
     ///
     /// # Errors
     /// As [`Store::write`].
