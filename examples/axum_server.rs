@@ -21,10 +21,15 @@
 //! | `GET /admin/users` | needs `user_management` (or `*`); 403 otherwise |
 //! | `GET /api/whoami` | `Authorization: Bearer rkk_…` or `Bearer rks_…` |
 //!
-//! A signed-in request carries either the session cookie or `Authorization: Bearer rks_…`.
+//! A signed-in request carries either the session cookie or `Authorization: Bearer rks_…`;
+//! both come from one redkeep session, so a logout with either (or `redkeep session revoke`)
+//! ends both. API keys (`rkk_…`) reach the `/api/` routes only. A user who must change their
+//! password (the first administrator, after `init`) reaches only `/me`, `/password` and
+//! `/logout` until they do.
 //! The cookie is `HttpOnly`, `Secure` and `SameSite=Strict`, so browsers send it only to this
 //! site over HTTPS; that is also the CSRF defence for cookie-authenticated requests. Errors
-//! are `{"error": "…"}` with 400, 401, 403, 404, 409 or 429.
+//! are `{"error": "…"}` with 400, 401, 403, 404, 405, 409, 413 or 429; failures answered
+//! with 500 are logged on stderr with their cause.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,7 +46,7 @@ use axum_login::tower_sessions::cookie::time::Duration as CookieDuration;
 use axum_login::tower_sessions::{Expiry, SessionManagerLayer};
 use axum_login::{AuthManagerLayerBuilder, AuthSession};
 use redkeep::auth::sessions::LoginMeta;
-use redkeep::web::{Backend, Caller, Principal, RedkeepSessionStore, WebError};
+use redkeep::web::{Backend, Caller, Principal, RedkeepSessionStore, WebError, WebUser};
 use redkeep::{AsyncRedkeep, Error, InitSpec, Options, Registration, Secret, User, UserFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -82,6 +87,9 @@ impl FromRef<AppState> for AsyncRedkeep {
 type Auth = AuthSession<Backend>;
 type Answer = Result<Response, WebError>;
 
+/// The largest request body accepted (axum's default).
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
 /// A JSON body whose rejections are JSON errors too.
 struct Body<T>(T);
 
@@ -91,43 +99,66 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     async fn from_request(req: Request, state: &S) -> Result<Self, WebError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
+            // A body over the limit is 413 and says the limit; other rejections are 400.
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(WebError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over the limit of {BODY_LIMIT} bytes"),
+            )),
             Err(e) => Err(WebError::bad_request(e.body_text())),
         }
     }
 }
 
 /// The signed-in user: from the session cookie, or from `Authorization: Bearer` with a
-/// session token or a user's API key.
+/// session token. API keys are for the `/api/` routes, which check the key's permissions;
+/// these routes act as the user in full, so they refuse keys. A user who must change their
+/// password reaches only `/me`, `/password` and `/logout` until they do.
 struct Me {
     user: User,
     caller: Option<Caller>,
+    // The cookie login, when the request came with the cookie.
+    web: Option<WebUser>,
 }
+
+/// The routes a user who must change their password may use.
+const BEFORE_PASSWORD_CHANGE: [&str; 3] = ["/me", "/password", "/logout"];
 
 impl FromRequestParts<AppState> for Me {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
-        if parts.headers.contains_key(header::AUTHORIZATION) {
+        let me = if parts.headers.contains_key(header::AUTHORIZATION) {
             let caller = Caller::from_request_parts(parts, state).await?;
-            let user = caller
-                .user()
-                .cloned()
-                .ok_or_else(|| WebError::forbidden("an org's API key has no user"))?;
-            return Ok(Me {
-                user,
+            let Principal::Session { user, .. } = &caller.principal else {
+                return Err(WebError::forbidden(
+                    "API keys reach the /api/ routes only; sign in with a session (the cookie \
+                     or Authorization: Bearer rks_…)",
+                ));
+            };
+            Me {
+                user: user.clone(),
                 caller: Some(caller),
-            });
+                web: None,
+            }
+        } else {
+            let auth = Auth::from_request_parts(parts, state)
+                .await
+                .map_err(|(status, msg)| WebError::new(status, msg))?;
+            match auth.user {
+                Some(web) => Me {
+                    user: web.user.clone(),
+                    caller: None,
+                    web: Some(web),
+                },
+                None => return Err(WebError::unauthorized("sign in first")),
+            }
+        };
+        if me.user.must_change_password && !BEFORE_PASSWORD_CHANGE.contains(&parts.uri.path()) {
+            return Err(WebError::forbidden(
+                "change your password first (POST /password {old, new})",
+            ));
         }
-        let auth = Auth::from_request_parts(parts, state)
-            .await
-            .map_err(|(status, msg)| WebError::new(status, msg))?;
-        match auth.user {
-            Some(web) => Ok(Me {
-                user: web.user,
-                caller: None,
-            }),
-            None => Err(WebError::unauthorized("sign in first")),
-        }
+        Ok(me)
     }
 }
 
@@ -212,14 +243,11 @@ async fn login(
             .map(|v| v.chars().take(512).collect()),
         ..LoginMeta::default()
     };
-    // One password check: the redkeep session (for bearer use) and the cookie session both
-    // come from it.
+    // One password check and one redkeep session: its token is handed out for bearer use,
+    // and the cookie login is bound to it, so ending either (logout, `redkeep session
+    // revoke`, expiry) ends both.
     let login = s.ark.sessions().login(b.login, b.password, meta).await?;
-    let web = auth
-        .backend
-        .web_user(login.user.id)
-        .await?
-        .ok_or_else(|| WebError::unauthorized("the account is disabled"))?;
+    let web = auth.backend.web_login(&login);
     auth.login(&web)
         .await
         .map_err(|e| WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -234,6 +262,9 @@ async fn login(
 async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -> Answer {
     if let Some(token) = bearer_token(&headers) {
         s.ark.sessions().logout(token).await?;
+    }
+    if let Some(web) = &auth.user {
+        auth.backend.logout(web).await?;
     }
     auth.logout()
         .await
@@ -254,36 +285,27 @@ struct PasswordBody {
 
 async fn password(
     State(s): State<AppState>,
-    mut auth: Auth,
+    auth: Auth,
     headers: HeaderMap,
     me: Me,
     Body(b): Body<PasswordBody>,
 ) -> Answer {
-    match &me.caller {
-        // A bearer session keeps itself; the user's other sessions end.
-        Some(Caller {
-            principal: Principal::Session { .. },
-            ..
-        }) => {
-            let token = bearer_token(&headers).unwrap_or_default();
-            s.ark.users().change_password(token, b.old, b.new).await?;
-        }
-        Some(_) => return Err(WebError::forbidden("API keys cannot change passwords")),
+    // The login making the change stays; the user's other sessions end.
+    let changed = match &me.web {
+        Some(web) => auth.backend.change_password(web, b.old, b.new).await,
         None => {
-            let user = s
-                .ark
-                .users()
-                .change_password_of(me.user.id, b.old, b.new)
-                .await?;
-            // The stamp changed: sign this cookie session in again so it stays.
-            if let Some(web) = auth.backend.web_user(user.id).await? {
-                auth.login(&web)
-                    .await
-                    .map_err(|e| WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            }
+            let token = bearer_token(&headers).unwrap_or_default();
+            s.ark.users().change_password(token, b.old, b.new).await
         }
+    };
+    match changed {
+        Ok(_) => Ok(Json(json!({"ok": true})).into_response()),
+        Err(Error::Unauthorized) => Err(WebError::new(
+            StatusCode::FORBIDDEN,
+            "the current password is wrong",
+        )),
+        Err(e) => Err(e.into()),
     }
-    Ok(Json(json!({"ok": true})).into_response())
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -412,6 +434,13 @@ async fn not_found() -> WebError {
     WebError::new(StatusCode::NOT_FOUND, "no such route")
 }
 
+async fn wrong_method() -> WebError {
+    WebError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take that method",
+    )
+}
+
 /// The application: routes, the cookie session layer on redkeep's `web_sessions` table, and
 /// axum-login on redkeep's users.
 pub fn router(state: AppState) -> Router {
@@ -436,6 +465,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users", get(admin_users))
         .route("/api/whoami", get(whoami))
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(auth)
         .with_state(state)
 }
@@ -462,6 +492,15 @@ fn arguments() -> Result<(PathBuf, SocketAddr), String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Failures the client sees only as "internal error" are logged here, with their cause
+    // (`RUST_LOG` changes the level).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let (dir, listen) = match arguments() {
         Ok(a) => a,
         Err(e) => {
@@ -479,6 +518,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(dir: PathBuf, listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    // The port first: a server that cannot listen leaves no store behind (nor the first
+    // administrator's password printed only here).
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("listening on {listen}: {e}"))?;
     let ark = AsyncRedkeep::open(dir.clone(), Options::default()).await?;
     let init = ark.init(InitSpec::default()).await?;
     if let Some(admin) = init.admin {
@@ -489,7 +533,6 @@ async fn serve(dir: PathBuf, listen: SocketAddr) -> Result<(), Box<dyn std::erro
     }
     // `redkeep --data-dir DIR …` works while the server runs.
     let _admin = redkeep::admin::serve(ark.sync())?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     let state = AppState {
         ark,

@@ -252,7 +252,35 @@ async fn a_session_from_register_to_logout() {
             .unwrap()
             .contains("user_management")
     );
+    // The first administrator must change the password `init` set before anything else.
     let (root_cookie, _) = site.login("root@example.com", "root password").await;
+    let early = site
+        .call(Method::GET, "/admin/users", &root_cookie, None)
+        .await;
+    assert_eq!(early.status, StatusCode::FORBIDDEN);
+    assert!(
+        early.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("change your password first"),
+        "{}",
+        early.body
+    );
+    assert_eq!(
+        site.call(Method::GET, "/me", &root_cookie, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let changed = site
+        .call(
+            Method::POST,
+            "/password",
+            &root_cookie,
+            Some(json!({"old": "root password", "new": "root password 2"})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
     let users = site
         .call(Method::GET, "/admin/users", &root_cookie, None)
         .await;
@@ -303,6 +331,19 @@ async fn bad_requests_get_json_errors_with_fitting_statuses() {
         ),
         (Method::GET, "/nowhere", Value::Null, StatusCode::NOT_FOUND),
         (Method::GET, "/me", Value::Null, StatusCode::UNAUTHORIZED),
+        (
+            Method::GET,
+            "/register",
+            Value::Null,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        // Over the body limit: 413, and the limit said.
+        (
+            Method::POST,
+            "/password-reset/request",
+            json!({"email": "x".repeat(3 << 20)}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
     ];
     for (method, path, body, status) in cases {
         let body = (!body.is_null()).then_some(body);
@@ -406,7 +447,10 @@ async fn changing_the_password_keeps_this_session_and_ends_the_others() {
             Some(json!({"old": "not it", "new": "second password"})),
         )
         .await;
-    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    // Signed in, but the current password is wrong: 403 that says so (a 401 would tell the
+    // client its session is gone).
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(wrong.body["error"], "the current password is wrong");
     let changed = site
         .call(
             Method::POST,
@@ -550,9 +594,76 @@ async fn api_keys_work_until_revoked_or_expired() {
         StatusCode::FORBIDDEN,
         "an org's key has no user"
     );
-    // A user's key reaches the user's routes, the session token too.
-    assert_eq!(
-        site.call(Method::GET, "/me", &valid, None).await.status,
-        StatusCode::OK
+    // A user's key reaches the /api/ routes only, whatever its scopes: the user's own
+    // routes act as the user in full.
+    for (method, path, body) in [
+        (Method::GET, "/me", None),
+        (Method::PUT, "/workspace", Some(json!({"w": 1}))),
+        (Method::POST, "/pieces", Some(json!({"title": "by key"}))),
+    ] {
+        let a = site.call(method, path, &valid, body).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(
+            a.body["error"].as_str().unwrap().contains("/api/ routes"),
+            "{}",
+            a.body
+        );
+    }
+}
+
+/// A cookie login is one of redkeep's login sessions: the token `/login` hands out is the
+/// same session, it shows in the session list, and ending it any way (a revocation by the
+/// operator, a logout through either credential, its idle deadline) ends both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_login_ends_with_its_redkeep_session() {
+    let site = Site::start().await;
+    let gil = site.register("gil@example.com", "correct horse").await;
+    let gil_id = gil["id"].as_u64().unwrap();
+    let status = |auth: String| {
+        let site = &site;
+        async move { site.call(Method::GET, "/me", &auth, None).await.status }
+    };
+
+    // Revoked by its short id (as `redkeep session revoke` does): the cookie is out too.
+    let (cookie, token) = site.login("gil@example.com", "correct horse").await;
+    let listed = site.ark.sessions().list(Some(gil_id), 10).await.unwrap();
+    assert_eq!(listed.len(), 1, "one login, one session: {listed:?}");
+    assert!(token.starts_with(&listed[0].short_id), "{listed:?}");
+    assert_eq!(status(cookie.clone()).await, StatusCode::OK);
+    site.ark
+        .sessions()
+        .revoke(listed[0].short_id.clone())
+        .await
+        .unwrap();
+    assert_eq!(status(cookie).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(token).await, StatusCode::UNAUTHORIZED);
+
+    // A logout with the bearer token signs the cookie out.
+    let (cookie, token) = site.login("gil@example.com", "correct horse").await;
+    let out = site.call(Method::POST, "/logout", &token, None).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert_eq!(status(cookie).await, StatusCode::UNAUTHORIZED);
+
+    // A logout with the cookie ends the token's session.
+    let (cookie, token) = site.login("gil@example.com", "correct horse").await;
+    let out = site.call(Method::POST, "/logout", &cookie, None).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert_eq!(status(token).await, StatusCode::UNAUTHORIZED);
+    assert!(
+        site.ark
+            .sessions()
+            .list(Some(gil_id), 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
+
+    // Used within its idle timeout, the login lives on; left idle past it, it ends.
+    let (cookie, _) = site.login("gil@example.com", "correct horse").await;
+    for _ in 0..3 {
+        site.clock.advance(Duration::from_secs(20 * 60));
+        assert_eq!(status(cookie.clone()).await, StatusCode::OK);
+    }
+    site.clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(status(cookie).await, StatusCode::UNAUTHORIZED);
 }

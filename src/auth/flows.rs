@@ -754,6 +754,22 @@ impl Users<'_> {
         change_password_checked(self.acc, &user, current, new, None)
     }
 
+    /// [`Users::change_password_of`] keeping the session with the hash `keep` (a web
+    /// login's, whose token the server does not hold).
+    #[cfg(feature = "axum-login")]
+    pub(crate) fn change_password_keeping(
+        &self,
+        id: u64,
+        current: &str,
+        new: &str,
+        keep: TokenHash,
+    ) -> Result<User> {
+        let user = self
+            .get(id)?
+            .ok_or_else(|| Error::not_found(format!("user {id}")))?;
+        change_password_checked(self.acc, &user, current, new, Some(keep))
+    }
+
     /// Changes a user's email: it must be free, and it is unverified until verified again
     /// (outstanding reset and verification tokens stop working).
     ///

@@ -16,7 +16,7 @@ use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
+use crate::store::{Index, KeyRange, Order, ReadTx, Record, Stored, Table, WriteTx};
 use crate::top::Top;
 
 /// The type prefix of session tokens.
@@ -197,9 +197,29 @@ impl Sessions<'_> {
             return Err(Self::invalid());
         }
         let hash = token::hash_token(token);
+        self.check(Some(&hash), |t| t.get(&hash))
+    }
+
+    /// [`Sessions::validate`] of the session with this short id, which must be `user`'s: a
+    /// web login's cookie session names its redkeep session so (see
+    /// `redkeep::web::Backend`), never with a secret.
+    #[cfg(feature = "axum-login")]
+    pub(crate) fn validate_login(&self, short_id: &str, user: u64) -> Result<(User, Session)> {
+        self.check(None, |t| {
+            Ok(t.get_by(&Session::SHORT_ID, &key!(short_id))?
+                .filter(|s| s.user_id == user))
+        })
+    }
+
+    /// Validation of the session `find` reads (whose hash must equal `hash`, when given).
+    fn check(
+        &self,
+        hash: Option<&TokenHash>,
+        find: impl FnOnce(&Table<Session, ReadTx<'_>>) -> Result<Option<Session>>,
+    ) -> Result<(User, Session)> {
         let now = self.acc.now();
         let (session, user) = self.acc.store.read(|tx| {
-            let s = tx.table::<Session>().get(&hash)?;
+            let s = find(&tx.table::<Session>())?;
             let u = match &s {
                 Some(s) => tx.table::<User>().get(&s.user_id)?,
                 None => None,
@@ -209,12 +229,13 @@ impl Sessions<'_> {
         let (Some(session), Some(user)) = (session, user) else {
             return Err(Self::invalid());
         };
-        if !token::hashes_equal(&session.hash, &hash)
+        if hash.is_some_and(|h| !token::hashes_equal(&session.hash, h))
             || now >= session.deadline()
             || !user.is_active
         {
             return Err(Self::invalid());
         }
+        let hash = session.hash;
         let interval = self.acc.policy.sessions.touch_interval.as_secs();
         if now.since(session.last_seen_at) >= i64::try_from(interval).unwrap_or(i64::MAX) {
             let touched = self.acc.store.write(|tx| {
@@ -238,7 +259,12 @@ impl Sessions<'_> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn logout(&self, token: &str) -> Result<bool> {
-        let hash = token::hash_token(token.trim());
+        self.end(&token::hash_token(token.trim()))
+    }
+
+    /// Ends the session with this hash, as its user's logout. Returns whether there was one.
+    pub(crate) fn end(&self, hash: &TokenHash) -> Result<bool> {
+        let hash = *hash;
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let Some(s) = tx.table::<Session>().delete(&hash)? else {

@@ -1,56 +1,124 @@
 //! An axum-login backend on redkeep: users log in with an email or username and a password
-//! under redkeep's lockout rules, permissions come from their roles, and a cookie session
-//! ends when the password changes, every session of the user is revoked, or the account is
-//! disabled — but not when redkeep merely rehashes the password with new parameters.
+//! under redkeep's lockout rules, permissions come from their roles, and every cookie login
+//! is one of redkeep's login sessions. The cookie session names that session (by its short
+//! id, never by a secret), so it ends with it: on logout with the session's bearer token,
+//! `redkeep session revoke`, its idle or absolute expiry, a password change elsewhere, a
+//! revocation of all the user's sessions, or the account being disabled or deleted. It shows
+//! in `redkeep session list` with the other logins.
 
 use std::collections::HashSet;
 use std::fmt;
 
 use axum_login::{AuthUser, AuthnBackend, AuthzBackend};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::asynch::AsyncRedkeep;
-use crate::auth::users::{Credential, User};
+use crate::auth::sessions::{Login, LoginMeta, Session};
+use crate::auth::users::User;
 use crate::error::{Error, Result};
 
-/// A redkeep user as axum-login sees it.
+/// What a cookie session stores to name its login: the user and the short id of the
+/// redkeep session (not a secret: it opens nothing by itself).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "StoredLoginId")]
+pub struct LoginId {
+    /// The user's id.
+    pub user: u64,
+    /// The short id of the user's redkeep session (empty for a cookie made before logins
+    /// were sessions, which is signed out).
+    pub session: String,
+}
+
+impl fmt::Display for LoginId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "user {} (session {})", self.user, self.session)
+    }
+}
+
+/// A [`LoginId`] as cookie sessions hold it: earlier releases stored the bare user id,
+/// which reads as a login that no longer exists.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredLoginId {
+    Login { user: u64, session: String },
+    UserOnly(u64),
+}
+
+impl From<StoredLoginId> for LoginId {
+    fn from(stored: StoredLoginId) -> LoginId {
+        match stored {
+            StoredLoginId::Login { user, session } => LoginId { user, session },
+            StoredLoginId::UserOnly(user) => LoginId {
+                user,
+                session: String::new(),
+            },
+        }
+    }
+}
+
+/// A signed-in redkeep user as axum-login sees it: the account and its login session.
 #[derive(Clone)]
 pub struct WebUser {
     /// The account.
     pub user: User,
+    /// The login's redkeep session (its short id, times and client details; the token is
+    /// not kept).
+    pub session: Session,
     auth_hash: [u8; 32],
+}
+
+impl WebUser {
+    fn new(user: User, session: Session) -> WebUser {
+        let mut h = Sha256::new();
+        h.update(b"redkeep web login\0");
+        h.update(user.id.to_be_bytes());
+        h.update(session.hash.0);
+        WebUser {
+            user,
+            session,
+            auth_hash: h.finalize().into(),
+        }
+    }
 }
 
 impl fmt::Debug for WebUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebUser")
             .field("user", &self.user)
+            .field("session", &self.session)
             .finish_non_exhaustive()
     }
 }
 
 impl AuthUser for WebUser {
-    type Id = u64;
+    type Id = LoginId;
 
-    fn id(&self) -> u64 {
-        self.user.id
+    fn id(&self) -> LoginId {
+        LoginId {
+            user: self.user.id,
+            session: self.session.short_id.clone(),
+        }
     }
 
-    /// A digest of the credential's stamp, which changes with the password, when every
-    /// session is revoked and when the account is disabled; never the password hash.
+    /// A digest of the login's session (of its key, never shown); it never changes while
+    /// the session lives, and a session that ends takes the cookie login with it.
     fn session_auth_hash(&self) -> &[u8] {
         &self.auth_hash
     }
 }
 
-/// What a login form sends: an email or username, and the password.
+/// What a login form sends: an email or username, and the password; `meta` (not read from
+/// the form) carries the client's address and user agent for the session list.
 #[derive(Clone, Deserialize)]
 pub struct Credentials {
     /// Email or username.
     pub login: String,
     /// The password.
     pub password: String,
+    /// Client details recorded with the session.
+    #[serde(skip)]
+    pub meta: LoginMeta,
 }
 
 impl fmt::Debug for Credentials {
@@ -58,6 +126,7 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("login", &self.login)
             .field("password", &"<redacted>")
+            .field("meta", &self.meta)
             .finish()
     }
 }
@@ -74,29 +143,38 @@ impl Backend {
         Backend { ark }
     }
 
-    /// The axum-login user of an active account, with its current stamp; `None` for a missing
-    /// or disabled account.
+    /// The axum-login user of a login the application made itself (with
+    /// `sessions().login`, to hand its token out for bearer use too): signing it in with
+    /// axum-login binds the cookie to that session, so ending either ends both.
+    pub fn web_login(&self, login: &Login) -> WebUser {
+        WebUser::new(login.user.clone(), login.session.clone())
+    }
+
+    /// Ends a cookie login's redkeep session (call it with axum-login's `logout`, which only
+    /// forgets the cookie's data). Returns whether the session was still there.
     ///
     /// # Errors
     /// `Storage` when the engine fails; `Cancelled`.
-    pub async fn web_user(&self, id: u64) -> Result<Option<WebUser>> {
+    pub async fn logout(&self, user: &WebUser) -> Result<bool> {
+        let hash = user.session.hash;
+        self.ark.run(move |rk| rk.sessions().end(&hash)).await
+    }
+
+    /// Changes the password of a cookie login's user after checking the current one (under
+    /// the lockout rules): this login stays, the user's other sessions end.
+    ///
+    /// # Errors
+    /// `Unauthorized` for a wrong current password or a disabled user; `InvalidInput` for a
+    /// bad new one; `NotFound`; `Cancelled`.
+    pub async fn change_password(
+        &self,
+        user: &WebUser,
+        current: String,
+        new: String,
+    ) -> Result<User> {
+        let (id, keep) = (user.user.id, user.session.hash);
         self.ark
-            .read(move |tx| {
-                let Some(user) = tx.table::<User>().get(&id)?.filter(|u| u.is_active) else {
-                    return Ok(None);
-                };
-                let Some(cred) = tx.table::<Credential>().get(&id)? else {
-                    return Ok(None);
-                };
-                let mut h = Sha256::new();
-                h.update(b"redkeep web session\0");
-                h.update(id.to_be_bytes());
-                h.update(cred.stamp);
-                Ok(Some(WebUser {
-                    user,
-                    auth_hash: h.finalize().into(),
-                }))
-            })
+            .run(move |rk| rk.users().change_password_keeping(id, &current, &new, keep))
             .await
     }
 }
@@ -106,21 +184,37 @@ impl AuthnBackend for Backend {
     type Credentials = Credentials;
     type Error = Error;
 
+    /// Checks the password and opens a redkeep session for the cookie login (one password
+    /// check); `None` for every refused login, alike.
     async fn authenticate(&self, creds: Credentials) -> Result<Option<WebUser>> {
         match self
             .ark
-            .users()
-            .authenticate(creds.login, creds.password)
+            .sessions()
+            .login(creds.login, creds.password, creds.meta)
             .await
         {
-            Ok(user) => self.web_user(user.id).await,
+            Ok(login) => Ok(Some(self.web_login(&login))),
             Err(Error::Unauthorized) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn get_user(&self, id: &u64) -> Result<Option<WebUser>> {
-        self.web_user(*id).await
+    /// The login while its session is valid (and its idle deadline pushed on, as a
+    /// validation does); `None` once it ended.
+    async fn get_user(&self, id: &LoginId) -> Result<Option<WebUser>> {
+        if id.session.is_empty() {
+            return Ok(None);
+        }
+        let LoginId { user, session } = id.clone();
+        let found = self
+            .ark
+            .run(move |rk| rk.sessions().validate_login(&session, user))
+            .await;
+        match found {
+            Ok((user, session)) => Ok(Some(WebUser::new(user, session))),
+            Err(Error::InvalidCredential { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -140,5 +234,30 @@ impl AuthzBackend for Backend {
     /// Uses redkeep's rule, in which `*` grants every permission.
     async fn has_perm(&self, user: &WebUser, perm: String) -> Result<bool> {
         self.ark.roles().has_permission(user.user.id, perm).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoginId;
+
+    /// A cookie session written by an earlier release holds the bare user id: it reads as a
+    /// login without a session (signed out), never as an error that fails the request.
+    #[test]
+    fn a_login_id_reads_from_both_stored_forms() {
+        let id = LoginId {
+            user: 7,
+            session: "rks_ab12cd34".into(),
+        };
+        let text = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<LoginId>(&text).unwrap(), id);
+        let old: LoginId = serde_json::from_str("7").unwrap();
+        assert_eq!(
+            old,
+            LoginId {
+                user: 7,
+                session: String::new()
+            }
+        );
     }
 }

@@ -24,6 +24,6 @@ pub use bearer::{Caller, Principal};
 #[cfg(feature = "axum")]
 pub use error::WebError;
 #[cfg(feature = "axum-login")]
-pub use login::{Backend, Credentials, WebUser};
+pub use login::{Backend, Credentials, LoginId, WebUser};
 #[cfg(any(feature = "tower-sessions", feature = "axum-login"))]
 pub use session_store::RedkeepSessionStore;
