@@ -937,3 +937,70 @@ fn a_folder_of_another_account_is_never_served_and_repair_moves_it_away() {
     assert_eq!(rk.workspaces().read(1).unwrap().note_count(), 0);
     assert_eq!(rk.workspaces().save_piece(1, b"{}").unwrap(), 1);
 }
+
+/// A JSON value nested `depth` levels deep (objects and arrays in turn).
+fn nested(depth: usize) -> serde_json::Value {
+    let mut v = serde_json::json!(1);
+    for level in 0..depth {
+        v = if level % 2 == 0 {
+            serde_json::json!([v])
+        } else {
+            serde_json::json!({ "d": v })
+        };
+    }
+    v
+}
+
+/// Documents as deep as serde_json reads back (127 levels) are kept, and an export holding
+/// them, whose lines wrap them one level deeper, imports again; one level more is refused
+/// when written, with the limit said, and nothing changes.
+#[test]
+fn the_deepest_documents_kept_survive_an_export_and_import() {
+    let t = TestDir::new();
+    let rk = t.open();
+    init_root(&rk);
+    let deepest = nested(redkeep::workspace::MAX_DOC_DEPTH);
+    let bytes = serde_json::to_vec(&deepest).unwrap();
+    rk.workspaces().save_piece(1, &bytes).unwrap();
+    // The workspace document is an object: its field adds a level.
+    let field = nested(redkeep::workspace::MAX_DOC_DEPTH - 1);
+    rk.workspaces()
+        .update(1, |doc| {
+            doc.other.insert("deep".into(), field.clone());
+            Ok(())
+        })
+        .unwrap();
+    let too_deep = serde_json::to_vec(&nested(redkeep::workspace::MAX_DOC_DEPTH + 1)).unwrap();
+    let err = rk.workspaces().save_piece(1, &too_deep).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert!(err.to_string().contains("the limit is 127"), "{err}");
+    let err = rk
+        .workspaces()
+        .update(1, |doc| {
+            doc.other.insert("deeper".into(), deepest.clone());
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("the limit is 127"), "{err}");
+    assert!(
+        rk.workspaces()
+            .read(1)
+            .unwrap()
+            .other
+            .get("deeper")
+            .is_none()
+    );
+    assert_eq!(rk.workspaces().list_pieces(1).unwrap().len(), 1);
+
+    let text = export(&rk);
+    let other = TestDir::new();
+    let copy = other.open();
+    redkeep::ops::import(&copy, &mut text.as_slice(), &|_| {}).unwrap();
+    assert_eq!(
+        copy.workspaces().load_piece(1, 1).unwrap(),
+        deepest,
+        "the piece came back whole"
+    );
+    assert_eq!(copy.workspaces().read(1).unwrap().other["deep"], field);
+    assert!(copy.check(false).unwrap().ok);
+}

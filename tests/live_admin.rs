@@ -520,3 +520,34 @@ fn a_data_dir_path_of_300_bytes_is_served_and_the_cli_works_against_it() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("long@example.com"), "{out}");
 }
+
+/// A piece as deep as a document may nest goes through the owner's socket both ways (the
+/// request and the reply wrap it deeper than serde_json's default limit).
+#[test]
+fn the_deepest_piece_goes_through_the_owner_and_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("live");
+    init(&dir);
+    let _owner = start_owner(&dir);
+    let depth = redkeep::workspace::MAX_DOC_DEPTH;
+    let doc = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let (code, out, err) = run(
+        &dir,
+        &["gallery", "add", "root@example.com", "-"],
+        Some(&doc),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&dir, &["gallery", "show", "root@example.com", "1"], None);
+    assert_eq!(code, 0, "{err}");
+    let shown: String = out.split_whitespace().collect();
+    assert_eq!(shown, doc);
+    // One level more is refused with the limit said.
+    let deeper = format!("[{doc}]");
+    let (code, _, err) = run(
+        &dir,
+        &["gallery", "add", "root@example.com", "-"],
+        Some(&deeper),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("the limit is 127"), "{err}");
+}

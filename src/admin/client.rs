@@ -112,7 +112,7 @@ fn read_answer(stream: &mut UnixStream, output: &mut dyn Write) -> Result<Remote
                 .write_all(&chunk)
                 .map_err(|e| Error::io("writing the command's output", e))?,
             Frame::Body(ANSWER, body) => {
-                let reply: WireReply = serde_json::from_slice(&body).map_err(|e| {
+                let reply: WireReply = crate::workspace::parse_wrapped(&body).map_err(|e| {
                     Error::invalid("reply", format!("malformed answer from the owner: {e}"))
                 })?;
                 output

@@ -271,7 +271,8 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
         }
         Err(_) => return, // the client went away or was too slow
     };
-    let request: WireRequest = match serde_json::from_slice(&body) {
+    // A request may carry a document as deep as a document may nest.
+    let request: WireRequest = match crate::workspace::parse_wrapped(&body) {
         Ok(r) => r,
         Err(e) => {
             refuse(stream, &format!("malformed request: {e}"));

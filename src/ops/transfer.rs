@@ -448,7 +448,8 @@ pub fn import(
             if ended {
                 return Err(line_err(n, "a line after the export's end line; the file holds more than one export, or was changed"));
             }
-            let v: Value = serde_json::from_str(&line).map_err(|e| line_err(n, format!("not JSON ({e})")))?;
+            // A line wraps a document that may nest as deep as a document may.
+            let v: Value = crate::workspace::parse_wrapped(line.as_bytes()).map_err(|e| line_err(n, format!("not JSON ({e})")))?;
             summary.lines += 1;
             if summary.lines % 1000 == 0 {
                 progress(summary.lines);
@@ -549,9 +550,10 @@ fn write_folders(
     for line in BufReader::new(spool).lines() {
         let line = line.map_err(|e| Error::io("reading spooled workspace lines", e))?;
         let (n, text) = line.split_once('\t').unwrap_or(("?", &line));
-        let v: Value = serde_json::from_str(text).map_err(|e| Error::Invariant {
-            what: format!("spooled line {n}: {e}"),
-        })?;
+        let v: Value =
+            crate::workspace::parse_wrapped(text.as_bytes()).map_err(|e| Error::Invariant {
+                what: format!("spooled line {n}: {e}"),
+            })?;
         let doc = v.get("doc").cloned().unwrap_or(Value::Null);
         let at = |e: Error| Error::invalid("import", format!("line {n}: {e}"));
         if let Some(user) = v.get("workspace").and_then(Value::as_u64) {

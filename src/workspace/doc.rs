@@ -139,8 +139,98 @@ impl<'de> Deserialize<'de> for WorkspaceDoc {
     }
 }
 
+/// How deep a document written through redkeep may nest (objects and arrays): the most
+/// that serde_json reads back at its default limit, so every document written reads again.
+pub const MAX_DOC_DEPTH: usize = 127;
+
+/// How much deeper than a document the JSON wrapped around it (an export line, a request or
+/// reply on the admin socket) may nest.
+const WRAPPING: usize = 8;
+
+/// Parses JSON that may wrap a document of up to [`MAX_DOC_DEPTH`] levels, which serde_json's
+/// default limit would refuse: the nesting is counted first (refused beyond the document's
+/// limit and its wrapping, so the parse's recursion stays bounded), then parsed without the
+/// limit.
+///
+/// # Errors
+/// A message when the text nests too deep or is not JSON of type `T`.
+pub(crate) fn parse_wrapped<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> std::result::Result<T, String> {
+    let depth = json_depth(bytes);
+    if depth > MAX_DOC_DEPTH + WRAPPING {
+        return Err(format!(
+            "it nests objects and arrays {depth} levels deep; the limit is {}",
+            MAX_DOC_DEPTH + WRAPPING
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = T::deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// The deepest nesting of objects and arrays in the JSON text `bytes` (0 for a scalar),
+/// counted without parsing; brackets inside strings do not count.
+pub(crate) fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Refuses a document (`what`, for the message) nested deeper than [`MAX_DOC_DEPTH`].
+pub(crate) fn within_depth(what: &'static str, bytes: &[u8]) -> Result<()> {
+    let depth = json_depth(bytes);
+    if depth > MAX_DOC_DEPTH {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "it nests objects and arrays {depth} levels deep; the limit is {MAX_DOC_DEPTH}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn depth_counts_objects_and_arrays_but_not_brackets_in_strings() {
+        assert_eq!(super::json_depth(b"1"), 0);
+        assert_eq!(super::json_depth(br#"{"a": [1, {"b": []}]}"#), 4);
+        assert_eq!(super::json_depth(br#"["[[[", "\"[[", {"k\\": "]]]"}]"#), 2);
+        assert_eq!(super::json_depth(br#"[[1], [[2]]]"#), 3);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(super::json_depth(deep.as_bytes()), 200);
+        // Past the document's limit and its wrapping: refused before parsing.
+        let err = super::parse_wrapped::<Value>(deep.as_bytes()).unwrap_err();
+        assert!(err.contains("200 levels deep"), "{err}");
+        let ok = format!("{}{}", "[".repeat(130), "]".repeat(130));
+        assert!(super::parse_wrapped::<Value>(ok.as_bytes()).is_ok());
+        assert!(super::parse_wrapped::<Value>(b"[1] x").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -754,6 +754,7 @@ impl Workspaces {
         let bytes = serde_json::to_vec_pretty(doc)
             .map_err(|e| Error::invalid("document", e.to_string()))?;
         self.within_cap(&bytes)?;
+        super::within_depth("workspace document", &bytes)?;
         self.tidy_once(dir);
         let path = dir.join(WORKSPACE_FILE);
         // A failed write leaves either the old file, whose kept document still holds, or the

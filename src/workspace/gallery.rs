@@ -71,6 +71,7 @@ impl Workspaces {
     /// user; `DamagedFile` when workspace.json is unreadable (the piece is not written);
     /// `UnsafePath` for a folder of another account or a symlinked gallery.
     pub fn save_piece(&self, user: u64, json: &[u8]) -> Result<u64> {
+        super::within_depth("piece", json)?;
         serde_json::from_slice::<Value>(json)
             .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;
         let folder = self.created(user)?;
@@ -156,6 +157,7 @@ impl Workspaces {
     /// # Errors
     /// `InvalidInput` when `json` is not JSON or is over the cap.
     pub fn put_piece(&self, user: u64, n: u64, json: &[u8]) -> Result<()> {
+        super::within_depth("piece", json)?;
         serde_json::from_slice::<Value>(json)
             .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;
         let folder = self.created(user)?;

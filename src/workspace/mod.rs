@@ -26,7 +26,8 @@ pub mod lock;
 mod names;
 
 pub use check::WorkspaceProblem;
-pub use doc::WorkspaceDoc;
+pub use doc::{MAX_DOC_DEPTH, WorkspaceDoc};
+pub(crate) use doc::{parse_wrapped, within_depth};
 pub use folders::{
     DEFAULT_MAX_DOC_BYTES, FolderOwner, Owners, WorkspaceInfo, WorkspaceOptions, Workspaces,
 };
