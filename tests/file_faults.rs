@@ -182,3 +182,70 @@ fn every_injected_file_failure_is_clean_and_leaves_the_old_or_the_new_state_whol
     }
     println!("{runs} runs");
 }
+
+/// An import whose folders cannot all be written takes itself back: the records go out
+/// again and the folders written go to the trash, so the store is empty (never accounts
+/// without their files), the error says so, and the same import then goes through.
+#[test]
+fn an_import_whose_folders_fail_is_taken_back_whole() {
+    let t = TestDir::new();
+    let (rk, _) = setup(&t);
+    let mut text = Vec::new();
+    redkeep::ops::export(&rk, &mut text, &|_| {}).unwrap();
+    drop(rk);
+    let mut failures = 0;
+    for kind in [FaultKind::FileWrite, FaultKind::FileRename] {
+        for nth in 1.. {
+            assert!(nth < 100, "{kind:?} never got through");
+            let target = TestDir::new();
+            let rk = target.open();
+            let plan = FaultPlan::new(kind, nth);
+            let armed = plan.arm_files();
+            let outcome = redkeep::ops::import(&rk, &mut text.as_slice(), &|_| {});
+            drop(armed);
+            if !plan.fired() {
+                outcome.unwrap();
+                break;
+            }
+            failures += 1;
+            let e = outcome.expect_err("a failed folder write is reported");
+            assert!(
+                e.to_string().contains("the import was taken back"),
+                "{kind:?} #{nth}: {e}"
+            );
+            assert!(
+                rk.users().count().unwrap() == 0,
+                "{kind:?} #{nth}: accounts left"
+            );
+            assert!(rk.workspaces().user_ids().unwrap_or_default().is_empty());
+            redkeep::ops::import(&rk, &mut text.as_slice(), &|_| {})
+                .unwrap_or_else(|e| panic!("{kind:?} #{nth}: importing again: {e}"));
+            assert_eq!(rk.workspaces().list_pieces(1).unwrap().len(), 1);
+            assert!(rk.check(false).unwrap().ok);
+        }
+    }
+    assert!(failures > 0, "no folder write ever failed");
+}
+
+/// Folders already in the data dir (another deployment's, or a user's from before) would
+/// be refused half-way: the import refuses before writing anything, and names them.
+#[test]
+fn an_import_refuses_a_data_dir_that_holds_folders_already() {
+    let t = TestDir::new();
+    let (rk, _) = setup(&t);
+    let mut text = Vec::new();
+    redkeep::ops::export(&rk, &mut text, &|_| {}).unwrap();
+    let target = TestDir::new();
+    let copy = target.open();
+    let stray = copy.workspaces().root().join("users/1");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("workspace.json"), b"{}").unwrap();
+    let e = redkeep::ops::import(&copy, &mut text.as_slice(), &|_| {}).unwrap_err();
+    assert!(matches!(e, Error::Denied { .. }), "{e}");
+    assert!(e.to_string().contains("users/1"), "{e}");
+    assert!(e.to_string().contains("nothing was imported"), "{e}");
+    assert_eq!(copy.users().count().unwrap(), 0);
+    std::fs::remove_dir_all(&stray).unwrap();
+    redkeep::ops::import(&copy, &mut text.as_slice(), &|_| {}).unwrap();
+    assert!(copy.check(false).unwrap().ok);
+}

@@ -428,6 +428,18 @@ pub fn import(
                 "the store holds data ({what}); import needs an empty store or one fresh from `redkeep init` (see `redkeep reset`)",
             )));
         }
+        // The export's users get the export's folders: any folder already there (a user's
+        // from before, or another deployment's) would be refused half-way, after the records.
+        let taken = rk.workspaces().taken_ids()?;
+        if !taken.is_empty() {
+            let shown: Vec<String> = taken.iter().take(5).map(|id| format!("users/{id}")).collect();
+            return Err(Error::denied(format!(
+                "the data dir already holds workspace folders ({}{}) in {}; import writes the export's own: move that folder away (or run `redkeep reset`, which moves them to the trash), then import again; nothing was imported",
+                shown.join(", "),
+                if taken.len() > 5 { ", …" } else { "" },
+                rk.workspaces().root().join("users").display(),
+            )));
+        }
         for t in tables.values() {
             t.clear(tx)?;
         }
@@ -532,9 +544,42 @@ pub fn import(
         }
         Ok(())
     })?;
-    write_folders(rk, spool, &mut summary)?;
+    if let Err(e) = write_folders(rk, spool, &mut summary) {
+        return Err(taken_back(rk, &tables, e));
+    }
     progress(summary.lines);
     Ok(summary)
+}
+
+/// After the records were committed, writing the folders failed (`e`): the records are taken
+/// out again and the folders written go to the trash, so a failed import leaves an empty
+/// store rather than accounts without their files. The error says so (or, should that fail
+/// too, what to run).
+fn taken_back(
+    rk: &Redkeep,
+    tables: &BTreeMap<&str, std::sync::Arc<dyn TableCheck>>,
+    e: Error,
+) -> Error {
+    let undone = rk
+        .store()
+        .write_here(|tx| {
+            for t in tables.values() {
+                t.clear(tx)?;
+            }
+            Ok(())
+        })
+        .and_then(|()| rk.workspaces().trash_all(rk.now()).map(drop));
+    let what = match undone {
+        Ok(()) => "the import was taken back (records out again, folders written moved to the trash), so the store is empty: fix the cause and import again".to_string(),
+        Err(u) => format!("taking the import back failed too ({u}): run `redkeep reset`, then import again"),
+    };
+    match e {
+        Error::Io { context, source } => Error::io(format!("{context}; {what}"), source),
+        e => Error::invalid(
+            "import",
+            format!("writing the workspace folders failed ({e}); {what}"),
+        ),
+    }
 }
 
 // Writes the spooled workspace documents and pieces, now that their users exist.

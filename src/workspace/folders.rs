@@ -845,6 +845,21 @@ impl Workspaces {
         self.entries_named_by_id(true)
     }
 
+    /// Ids named by any entry of `users/` (a folder, or a file or symlink in a folder's
+    /// place), ascending; none when `users/` does not exist yet.
+    ///
+    /// # Errors
+    /// `Io` when the folder cannot be listed.
+    pub(crate) fn taken_ids(&self) -> Result<Vec<u64>> {
+        if !self.users_dir().exists() {
+            return Ok(Vec::new());
+        }
+        let mut ids = self.entries_named_by_id(true)?;
+        ids.extend(self.entries_named_by_id(false)?);
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// Ids named by the entries of `users/` that are directories (`dirs`), or that are not
     /// (a symlink or a file in a folder's place), ascending.
     pub(super) fn entries_named_by_id(&self, dirs: bool) -> Result<Vec<u64>> {
