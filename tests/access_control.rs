@@ -577,6 +577,29 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
             expires_in: None,
         })
         .unwrap();
+    // A full key that is wrong (a character changed, one added) revokes nothing, though
+    // its prefix names a key; the real key keeps working.
+    let real = k2.key.expose();
+    let mut changed = real[..real.len() - 1].to_string();
+    changed.push(if real.ends_with('a') { 'b' } else { 'a' });
+    for wrong in [changed, format!("{real}x")] {
+        assert!(matches!(
+            rk.api_keys().revoke(&wrong),
+            Err(Error::NotFound { .. })
+        ));
+        rk.api_keys().verify(real).unwrap();
+    }
+    // The full key itself revokes it.
+    let k3 = rk
+        .api_keys()
+        .create(ApiKeySpec {
+            owner: KeyOwner::User(a),
+            scopes: vec![],
+            expires_in: None,
+        })
+        .unwrap();
+    rk.api_keys().revoke(k3.key.expose()).unwrap();
+    assert!(rk.api_keys().verify(k3.key.expose()).is_err());
     rk.api_keys().revoke(&k2.api_key.prefix).unwrap();
     assert_eq!(
         rk.api_keys()

@@ -79,6 +79,21 @@ fn a_store_opened_read_only_reads_and_refuses_every_change() {
     }
     assert!(matches!(rk.check(true), Err(Error::Denied { .. })));
     assert!(rk.users().rename(ann.id, Some("Ann".into()), None).is_err());
+    // The workspace folders are part of the data dir: every change to them is refused too.
+    let ws = rk.workspaces();
+    let refusals = [
+        ws.update(ann.id, |d| d.add_note("not kept")).err(),
+        ws.save_piece(ann.id, b"{}").err(),
+        ws.delete_piece(ann.id, 1).err(),
+        ws.trash_folder(ann.id, rk.now()).err(),
+        ws.trash_all(rk.now()).err(),
+    ];
+    for (i, refused) in refusals.into_iter().enumerate() {
+        match refused {
+            Some(Error::Denied { reason }) => assert!(reason.contains("read-only"), "{reason}"),
+            other => panic!("change {i}: expected Denied, got {other:?}"),
+        }
+    }
     drop(rk);
     assert_eq!(
         snapshot(t.path()),

@@ -985,3 +985,49 @@ fn a_kept_lock_file_of_a_folder_moved_away_locks_the_new_folder() {
     let old: Value = serde_json::from_slice(&old).unwrap();
     assert_eq!(old["notes"], json!(["a1", "a2"]));
 }
+
+/// A workspace call for a user inside an update's closure for the same user would wait for
+/// the lock the update holds: it is refused with InvalidInput instead, and the folder works
+/// on afterwards. A call for another user inside the closure goes through.
+#[test]
+fn a_call_for_the_same_user_inside_an_update_is_refused_not_a_deadlock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Arc::new(open(tmp.path()));
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = ws.clone();
+    std::thread::spawn(move || {
+        let ws = &*worker;
+        let mut errors = Vec::new();
+        let nested: [(&str, &dyn Fn() -> redkeep::Result<()>); 5] = [
+            ("read", &|| ws.read(1).map(drop)),
+            ("update", &|| ws.update(1, |_| Ok(()))),
+            ("save_piece", &|| ws.save_piece(1, b"{}").map(drop)),
+            ("trash_folder", &|| {
+                ws.trash_folder(1, Timestamp(1)).map(drop)
+            }),
+            ("copy_folder", &|| ws.copy_folder(1, &mut |_, _| Ok(()))),
+        ];
+        for (name, call) in nested {
+            let outcome = ws.update(1, |_| call());
+            errors.push((name, outcome.err()));
+        }
+        let other = ws.update(1, |_| ws.update(2, |d| d.add_note("from inside")));
+        done.send((errors, other.err())).unwrap();
+    });
+    // A deadlock would never answer: the wait turns it into a failure instead of a hung run.
+    let (errors, other) = finished
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("a nested workspace call hung");
+    for (name, err) in errors {
+        match err {
+            Some(Error::InvalidInput { reason, .. }) => {
+                assert!(reason.contains("inside another"), "{name}: {reason}")
+            }
+            other => panic!("{name}: expected InvalidInput, got {other:?}"),
+        }
+    }
+    assert!(other.is_none(), "{other:?}");
+    assert_eq!(ws.read(2).unwrap().notes, json!(["from inside"]));
+    ws.update(1, |d| d.add_note("after")).unwrap();
+    assert_eq!(ws.read(1).unwrap().notes, json!(["after"]));
+}

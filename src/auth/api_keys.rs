@@ -280,16 +280,18 @@ impl ApiKeys<'_> {
     /// `NotFound`; `Denied` when already revoked.
     pub fn revoke(&self, prefix_or_key: &str) -> Result<ApiKey> {
         let text = prefix_or_key.trim();
-        let prefix: String = if token::looks_like(API_KEY_PREFIX, text) {
-            text.chars().take(API_KEY_PREFIX.len() + 9).collect()
-        } else {
-            text.to_string()
-        };
+        // A full key names its record by its hash (a wrong key names none, as for sessions
+        // and invites); a prefix by the prefix index.
+        let full = token::looks_like(API_KEY_PREFIX, text).then(|| token::hash_token(text));
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let t = tx.table::<ApiKey>();
-            let mut k = t.get_by(&ApiKey::PREFIX, &key!(prefix))?.ok_or_else(|| {
-                Error::not_found(format!("api key {}", token::shown(API_KEY_PREFIX, &prefix)))
+            let found = match &full {
+                Some(hash) => t.get(hash)?.filter(|k| token::hashes_equal(&k.hash, hash)),
+                None => t.get_by(&ApiKey::PREFIX, &key!(text))?,
+            };
+            let mut k = found.ok_or_else(|| {
+                Error::not_found(format!("api key {}", token::shown(API_KEY_PREFIX, text)))
             })?;
             if k.revoked_at.is_some() {
                 return Err(Error::denied(format!(

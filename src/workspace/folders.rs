@@ -156,6 +156,8 @@ pub struct Workspaces {
     lock_files: LockFiles,
     // Set when the filesystem refused a rename without replacement: no remembered numbers.
     no_replace_unsupported: Arc<AtomicBool>,
+    // Opened with the data dir read-only: every change is refused.
+    read_only: bool,
 }
 
 /// The identity of one version of a file: an atomic replacement makes a new inode, and its
@@ -360,6 +362,12 @@ impl std::fmt::Debug for Workspaces {
     }
 }
 
+thread_local! {
+    /// The folders whose lock this thread holds: a second lock of one of them on the same
+    /// thread (a workspace call inside an update's closure) would wait for the first forever.
+    static HELD: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// An open, locked folder whose owner was checked. Dropping it releases the lock and keeps
 /// the lock file open for the handle's next lock of the folder.
 pub(super) struct Folder {
@@ -377,6 +385,11 @@ impl Drop for Folder {
         if let Some(file) = self.lock.take().and_then(DirLock::unlocked) {
             self.kept.keep(self.user, file, self.id);
         }
+        HELD.with_borrow_mut(|held| {
+            if let Some(i) = held.iter().rposition(|d| *d == self.dir) {
+                held.remove(i);
+            }
+        });
     }
 }
 
@@ -402,6 +415,7 @@ impl Workspaces {
             docs: DocMemory::default(),
             lock_files: LockFiles::default(),
             no_replace_unsupported: Arc::default(),
+            read_only: false,
         })
     }
 
@@ -421,7 +435,36 @@ impl Workspaces {
             docs: DocMemory::default(),
             lock_files: LockFiles::default(),
             no_replace_unsupported: Arc::default(),
+            read_only: true,
         }
+    }
+
+    /// Refuses a change when the data dir was opened read-only.
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::denied(format!(
+                "the data dir of {} is open read-only, so workspace folders cannot be changed; \
+                 open it for writing",
+                self.root.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses to lock the folder `dir` of `user` on a thread that holds its lock already
+    /// (a workspace call inside an update's closure), which would wait for itself forever.
+    fn not_held(dir: &Path, user: u64) -> Result<()> {
+        if HELD.with_borrow(|held| held.iter().any(|d| d == dir)) {
+            return Err(Error::invalid(
+                "workspace",
+                format!(
+                    "a workspace call for user {user} cannot run inside another for the same \
+                     user (in an update's closure, say), which would wait for itself: change the \
+                     document the closure is given, or make the call after it"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The next piece number and the new count of `user`'s gallery, when this handle's memory
@@ -514,6 +557,10 @@ impl Workspaces {
     /// not exist and `create` is off.
     pub(super) fn folder(&self, user: u64, kind: LockKind, create: bool) -> Result<Option<Folder>> {
         let dir = self.dir(user);
+        Self::not_held(&dir, user)?;
+        if kind == LockKind::Exclusive || create {
+            self.writable()?;
+        }
         // The owner this call made the folder for, when it made it.
         let mut made_for = None;
         for _ in 0..8 {
@@ -575,6 +622,7 @@ impl Workspaces {
             }
             let owner = owner.ok_or_else(|| Error::not_found(format!("user {user}")))?;
             self.check_marker(user, &dir, owner)?;
+            HELD.with_borrow_mut(|held| held.push(dir.clone()));
             return Ok(Some(Folder {
                 dir,
                 lock: Some(lock),
@@ -942,6 +990,7 @@ impl Workspaces {
         if fsutil::real_dir(&dir)?.is_none() {
             return Ok(());
         }
+        Self::not_held(&dir, user)?;
         let _lock = lock::lock(
             &dir.join(LOCK_FILE),
             LockKind::Shared,
@@ -997,9 +1046,11 @@ impl Workspaces {
     /// # Errors
     /// `Io` when it cannot be moved.
     pub fn trash_folder(&self, user: u64, now: Timestamp) -> Result<Option<PathBuf>> {
+        self.writable()?;
+        let dir = self.dir(user);
+        Self::not_held(&dir, user)?;
         self.forget(Some(user));
         self.lock_files.forget(Some(user));
-        let dir = self.dir(user);
         let real = match fsutil::real_dir(&dir) {
             Ok(Some(())) => true,
             Ok(None) => return Ok(None),
@@ -1026,6 +1077,7 @@ impl Workspaces {
     /// # Errors
     /// `Io` when they cannot be moved.
     pub fn trash_all(&self, now: Timestamp) -> Result<Option<PathBuf>> {
+        self.writable()?;
         self.forget(None);
         self.lock_files.forget(None);
         let users = self.users_dir();
@@ -1047,10 +1099,12 @@ impl Workspaces {
     /// # Errors
     /// `Io` when the marker cannot be written.
     pub fn mark(&self, user: u64, owner: FolderOwner) -> Result<bool> {
+        self.writable()?;
         let dir = self.dir(user);
         if fsutil::real_dir(&dir)?.is_none() {
             return Ok(false);
         }
+        Self::not_held(&dir, user)?;
         let _lock = lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None)?;
         if Self::read_marker(&dir)?.is_some() {
             return Ok(false);
