@@ -101,6 +101,13 @@ fn asking_for_a_reset_looks_the_same_for_unknown_and_disabled_accounts() {
             .is_none()
     );
     assert_eq!(audit_len(&rk), before + 2, "one durable commit either way");
+    // The unknown email's commit wrote a token and took it out again: only bob's is kept.
+    let tokens = rk
+        .store()
+        .read(|tx| tx.table::<redkeep::auth::recovery::RecoveryToken>().count())
+        .unwrap();
+    assert_eq!(tokens, 1);
+    assert!(rk.check(false).unwrap().ok);
     rk.users().disable(bob.id).unwrap();
     assert!(
         rk.recovery()
