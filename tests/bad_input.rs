@@ -520,6 +520,67 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             }),
         ),
         (
+            "a user agent with a NUL",
+            "InvalidInput",
+            "control characters",
+            Box::new(|f| {
+                f.rk.sessions()
+                    .login(
+                        "ann",
+                        PW,
+                        LoginMeta {
+                            user_agent: Some("a\0b".into()),
+                            ..LoginMeta::default()
+                        },
+                    )
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "a client address with a line break",
+            "InvalidInput",
+            "control characters",
+            Box::new(|f| {
+                f.rk.sessions()
+                    .login(
+                        "ann",
+                        PW,
+                        LoginMeta {
+                            ip: Some("10.0.0.1\nforged line".into()),
+                            ..LoginMeta::default()
+                        },
+                    )
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "an API key with 65 scopes",
+            "InvalidInput",
+            "at most 64",
+            Box::new(|f| {
+                f.rk.api_keys()
+                    .create(ApiKeySpec {
+                        owner: KeyOwner::User(f.ann),
+                        scopes: (0..65).map(|i| format!("scope{i}")).collect(),
+                        expires_in: None,
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "an invite made by a user who does not exist",
+            "NotFound",
+            "creator",
+            Box::new(|f| {
+                f.rk.invites()
+                    .create(redkeep::InviteSpec {
+                        created_by: Some(u64::MAX),
+                        ..redkeep::InviteSpec::default()
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
             "an API key dead at birth",
             "InvalidInput",
             "at least 1s",

@@ -202,3 +202,37 @@ fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
     }
     assert_eq!(snapshot(&data), before);
 }
+
+/// A second open in the process that holds the store, for writing or only to read, is
+/// `InUse` and says the holder is this process (not "stop process N", N being itself);
+/// once the first handle is dropped, the data dir opens again.
+#[test]
+fn a_second_open_in_the_same_process_says_this_process_holds_it() {
+    let t = TestDir::new();
+    let rk = t.open();
+    for read_only in [false, true] {
+        match Redkeep::open(t.path(), t.options().read_only(read_only)) {
+            Err(Error::InUse { holder, .. }) => {
+                assert!(
+                    holder.contains("this process has it open already"),
+                    "{holder}"
+                )
+            }
+            other => panic!("read_only {read_only}: expected InUse, got {other:?}"),
+        }
+    }
+    drop(rk);
+    let again = Redkeep::open(t.path(), t.options().read_only(true)).unwrap();
+    // A read-only handle holds the file too: an open for writing is told the same.
+    match Redkeep::open(t.path(), t.options()) {
+        Err(Error::InUse { holder, .. }) => {
+            assert!(
+                holder.contains("this process has it open already"),
+                "{holder}"
+            )
+        }
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    drop(again);
+    t.open();
+}

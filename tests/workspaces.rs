@@ -1031,3 +1031,23 @@ fn a_call_for_the_same_user_inside_an_update_is_refused_not_a_deadlock() {
     ws.update(1, |d| d.add_note("after")).unwrap();
     assert_eq!(ws.read(1).unwrap().notes, json!(["after"]));
 }
+
+/// `other` holds the fields redkeep does not know: one named like a field of its own would
+/// be written over that field, so the write is refused and the document stays as it was.
+#[test]
+fn a_known_field_in_other_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.update(1, |d| d.add_note("kept")).unwrap();
+    for name in ["notes", "canvas", "piece_count"] {
+        let err = ws
+            .update(1, |d| {
+                d.other.insert(name.into(), json!("over"));
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+        assert!(err.to_string().contains(name), "{err}");
+    }
+    assert_eq!(ws.read(1).unwrap().notes, json!(["kept"]));
+}

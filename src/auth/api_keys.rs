@@ -17,6 +17,9 @@ use crate::key;
 use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
 use crate::top::Top;
 
+/// The most scopes one key takes.
+pub const MAX_SCOPES: usize = 64;
+
 /// The type prefix of API keys.
 pub const API_KEY_PREFIX: &str = "rkk";
 
@@ -180,8 +183,19 @@ impl ApiKeys<'_> {
     /// ```
     ///
     /// # Errors
-    /// `NotFound` for an unknown owner; `InvalidInput` for a bad scope.
+    /// `NotFound` for an unknown owner; `InvalidInput` for a bad scope or more than
+    /// [`MAX_SCOPES`] of them.
     pub fn create(&self, spec: ApiKeySpec) -> Result<CreatedApiKey> {
+        if spec.scopes.len() > MAX_SCOPES {
+            return Err(Error::invalid(
+                "scopes",
+                format!(
+                    "{} scopes given; a key takes at most {MAX_SCOPES} (give it a role's \
+                     permissions through its owner instead)",
+                    spec.scopes.len()
+                ),
+            ));
+        }
         for s in &spec.scopes {
             validate_scope(s)?;
         }

@@ -344,6 +344,13 @@ fn log_in(acc: &Accounts, login: &str, password: &str, meta: LoginMeta) -> Resul
         if v.as_ref().is_some_and(|s| s.len() > 512) {
             return Err(Error::invalid(field, "use at most 512 bytes"));
         }
+        // Shown by `session list` and kept in the audit: no text that could forge a line.
+        if v.as_ref().is_some_and(|s| s.chars().any(char::is_control)) {
+            return Err(Error::invalid(
+                field,
+                "use text without control characters (a line break, NUL, escape)",
+            ));
+        }
     }
     let idle = acc.policy.sessions.idle_timeout;
     let now = acc.now();
@@ -886,7 +893,8 @@ impl Sessions<'_> {
     ///
     /// # Errors
     /// `Unauthorized` for every failure: unknown account, wrong password, disabled or locked
-    /// account; `InvalidInput` for a lifetime out of bounds or oversized client details.
+    /// account; `InvalidInput` for a lifetime out of bounds, or client details over 512 bytes
+    /// or with control characters.
     pub fn login(&self, login: &str, password: &str, meta: LoginMeta) -> Result<Login> {
         log_in(self.acc, login, password, meta)
     }

@@ -232,7 +232,8 @@ impl Invites<'_> {
     /// ```
     ///
     /// # Errors
-    /// `InvalidInput` when `max_uses` is 0 or the lifetime is under 1 s or over 100 years.
+    /// `InvalidInput` when `max_uses` is 0 or the lifetime is under 1 s or over 100 years;
+    /// `NotFound` when `created_by` names no user.
     pub fn create(&self, spec: InviteSpec) -> Result<CreatedInvite> {
         if spec.max_uses == 0 {
             return Err(Error::invalid("uses", "an invite needs at least 1 use"));
@@ -243,6 +244,13 @@ impl Invites<'_> {
             .transpose()?;
         let now = self.acc.now();
         self.acc.store.write(|tx| {
+            if let Some(by) = spec.created_by
+                && !tx.table::<crate::auth::users::User>().contains(&by)?
+            {
+                return Err(Error::not_found(format!(
+                    "user {by} (the invite's creator)"
+                )));
+            }
             let (code, invite) =
                 super::insert_with_token(tx, INVITE_PREFIX, |hash, prefix| Invite {
                     hash,

@@ -556,7 +556,9 @@ pub struct DeletedUser {
 /// Where a user stands with the lockout rules (not secret: shown to operators).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Lockout {
-    /// Failed logins in a row.
+    /// Failed logins in a row toward the next lock: back to 0 when a lock begins (the
+    /// attempts that caused it are in `lock_count` and `failures_in_window`) and at a
+    /// successful login.
     pub failed_logins: u32,
     /// Logins are refused until then.
     pub locked_until: Option<Timestamp>,

@@ -535,6 +535,11 @@ pub(crate) fn redkeep_command_in(cmdline: &[u8]) -> Option<String> {
 }
 
 fn describe_holder(db: &Path) -> String {
+    if redb_file::open_here(db) {
+        return "this process has it open already, through another handle; use that handle \
+                (its clones share it) rather than opening the data dir a second time"
+            .to_string();
+    }
     match read_owner(&owner_path(db)) {
         Some(o) if process_alive(o.pid) => match redkeep_command(o.pid) {
             Some(command) => format!(
@@ -628,7 +633,13 @@ impl Store {
             shared: false,
             faults: None,
         };
-        let db = FileDb::open_read_only(&path, spec).map_err(|e| with_path(e, &path))?;
+        let db = FileDb::open_read_only(&path, spec).map_err(|e| match e {
+            Error::InUse { .. } => Error::InUse {
+                holder: describe_holder(&path),
+                path: path.clone(),
+            },
+            e => with_path(e, &path),
+        })?;
         Ok(Store::assemble(
             Engine::File(RwLock::new(db)),
             path,

@@ -799,6 +799,16 @@ impl Workspaces {
     /// (or nothing), so unlike [`Workspaces::write_json`] this does not look again. Returns
     /// the version of the file written.
     pub(super) fn write_doc(&self, dir: &Path, doc: &WorkspaceDoc) -> Result<Option<FileVersion>> {
+        // A known field in `other` would be written over the field itself.
+        if let Some(name) = ["canvas", "notes", "piece_count"]
+            .into_iter()
+            .find(|k| doc.other.contains_key(*k))
+        {
+            return Err(Error::invalid(
+                "workspace document",
+                format!("`other` holds \"{name}\", a field of the document itself; set the field"),
+            ));
+        }
         let bytes = serde_json::to_vec_pretty(doc)
             .map_err(|e| Error::invalid("document", e.to_string()))?;
         self.within_cap(&bytes)?;

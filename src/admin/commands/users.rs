@@ -194,7 +194,10 @@ fn user_lines(u: &User, lockout: &Lockout) -> Vec<String> {
         format!("active:               {}", yes_no(u.is_active)),
         format!("email verified:       {}", yes_no(u.email_verified)),
         format!("must change password: {}", yes_no(u.must_change_password)),
-        format!("failed logins:        {}", lockout.failed_logins),
+        format!(
+            "failed logins:        {} in a row toward the next lock, {} this hour",
+            lockout.failed_logins, lockout.failures_in_window
+        ),
         format!("locked until:         {}", opt(&lockout.locked_until)),
         format!("last login:           {}", opt(&u.last_login_at)),
         format!("created:              {}", u.created_at),
@@ -207,6 +210,7 @@ fn user_reply(rk: &Redkeep, u: &User, first: String) -> Result<Reply> {
     lines.extend(user_lines(u, &lockout));
     let mut json = user_json(u);
     json["failed_logins"] = json!(lockout.failed_logins);
+    json["failures_this_hour"] = json!(lockout.failures_in_window);
     json["locked_until"] = json!(lockout.locked_until);
     Ok(Reply::text(json, lines))
 }

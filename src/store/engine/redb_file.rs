@@ -76,6 +76,48 @@ pub(crate) struct FileDb {
     path: PathBuf,
     spec: OpenSpec,
     snapshot: Mutex<Snapshot>,
+    _here: OpenHere,
+}
+
+/// The store files this process has open (a path once per handle), so a refused second
+/// open can say the holder is this very process.
+static OPEN_HERE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// This process's hold of a store file, counted in [`OPEN_HERE`] while it lives.
+struct OpenHere(Option<PathBuf>);
+
+impl OpenHere {
+    fn new(path: &Path) -> OpenHere {
+        let path = std::fs::canonicalize(path).ok();
+        if let Some(p) = &path {
+            OPEN_HERE
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(p.clone());
+        }
+        OpenHere(path)
+    }
+}
+
+impl Drop for OpenHere {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let mut here = OPEN_HERE.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = here.iter().position(|h| h == p) {
+                here.remove(i);
+            }
+        }
+    }
+}
+
+/// Whether this process has the store file at `path` open (through another handle).
+pub(crate) fn open_here(path: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| {
+        OPEN_HERE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&p)
+    })
 }
 
 /// The read transaction of the latest commit, kept for the reads that follow it while
@@ -123,6 +165,7 @@ impl FileDb {
             path: path.to_path_buf(),
             spec,
             snapshot: Mutex::default(),
+            _here: OpenHere::new(path),
         })
     }
 
@@ -132,9 +175,13 @@ impl FileDb {
         let mut builder = redb::Builder::new();
         builder.set_cache_size(spec.cache_bytes);
         let db = contain("opening the store to read it", || {
-            builder
-                .open_read_only(path)
-                .map_err(|e| engine("opening the store to read it", e))
+            builder.open_read_only(path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
+                    path: path.to_path_buf(),
+                    holder: String::new(),
+                },
+                e => engine("opening the store to read it", e),
+            })
         })?;
         Ok(FileDb {
             db: None,
@@ -142,6 +189,7 @@ impl FileDb {
             path: path.to_path_buf(),
             spec,
             snapshot: Mutex::default(),
+            _here: OpenHere::new(path),
         })
     }
 
