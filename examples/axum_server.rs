@@ -220,7 +220,16 @@ async fn register(State(s): State<AppState>, Body(b): Body<RegisterBody>) -> Ans
             ..Registration::default()
         })
         .await
-        .map_err(body_token)?;
+        .map_err(|e| match e {
+            // Said plainly, without the store's table and index names.
+            Error::Conflict { index: "email", .. } => {
+                WebError::new(StatusCode::CONFLICT, "an account with this email exists")
+            }
+            Error::Conflict {
+                index: "username", ..
+            } => WebError::new(StatusCode::CONFLICT, "this username is taken"),
+            e => body_token(e),
+        })?;
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
 }
 

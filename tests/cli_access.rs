@@ -247,8 +247,35 @@ fn apikey_commands() {
     assert!(key.starts_with(created["prefix"].as_str().unwrap()));
     assert_eq!(created["scopes"], json!(["read", "write"]));
     assert!(created["expires_at"].is_string());
+    // Ann holds neither as a permission: the key grants nothing for them, and says so.
+    assert_eq!(created["scopes_not_held"], json!(["read", "write"]));
+    let (out, _) = cli.expect(
+        &[
+            "apikey",
+            "create",
+            "--user",
+            "ann@example.com",
+            "--scope",
+            "basic_access",
+            "--scope",
+            "raed",
+        ],
+        None,
+        0,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("rkk_"),
+        "the key stays the first line: {out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("note:") && l.contains("raed") && !l.contains("basic_access")),
+        "{out}"
+    );
     let listed = cli.json(&["apikey", "list", "--user", "1"], None);
-    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
     assert!(!listed.to_string().contains(&key));
     let v = cli.json(&["apikey", "verify", "--key-stdin"], Some(&key));
     assert_eq!(v["owner"], json!({"kind": "user", "id": 1}));

@@ -483,3 +483,33 @@ fn status_names_temp_folders_left_in_the_data_dir() {
     cli.expect(&["check", "--repair"], None, 0);
     assert!(!old.exists() && young.exists());
 }
+
+/// A backup written among the workspace folders would become a user's file (with every
+/// account's hashes in it) and go into every later backup: refused, nothing written.
+#[test]
+fn a_backup_into_a_workspace_folder_is_refused() {
+    let cli = populated();
+    cli.json(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"t\": 1}"),
+    );
+    let ann = cli.json(&["user", "show", "ann@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    let inside = cli
+        .data()
+        .join(format!("workspaces/users/{ann}/inside.rkb"));
+    assert!(inside.parent().unwrap().is_dir());
+    let (_, err) = cli.expect(&["backup", inside.to_str().unwrap()], None, 1);
+    assert!(err.contains("among the workspace folders"), "{err}");
+    assert!(!inside.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(inside.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".rk-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Beside the store, outside the folders, a backup is fine.
+    let beside = cli.data().join("beside.rkb");
+    cli.expect(&["backup", beside.to_str().unwrap()], None, 0);
+}

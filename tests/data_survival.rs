@@ -556,10 +556,29 @@ fn migrate_down_says_so_when_a_step_cannot_be_reversed() {
     assert!(matches!(err, Error::Denied { .. }), "{err}");
     assert!(err.to_string().contains("cannot be reversed"), "{err}");
     assert_eq!(store.schema_version().unwrap(), Some(2));
+    // A version above the store's, one below the first, and the store's own: each says
+    // what it is, with the versions right.
     let err = store
         .migrate_down(&steps, Some(5), Timestamp(0))
         .unwrap_err();
-    assert!(err.to_string().contains("nothing to revert"), "{err}");
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert!(err.to_string().contains("version 2, below 5"), "{err}");
+    let err = store
+        .migrate_down(&steps, Some(0), Timestamp(0))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("there is no schema version 0: the first is 1"),
+        "{err}"
+    );
+    let err = store
+        .migrate_down(&steps, Some(2), Timestamp(0))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("at schema version 2, as asked; there is nothing to revert"),
+        "{err}"
+    );
 }
 
 /// Every file under a folder, relative path → bytes.

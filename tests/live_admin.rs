@@ -343,12 +343,14 @@ fn a_migration_never_runs_under_a_live_application() {
     let dir = tmp.path().join("d");
     init(&dir);
     let mut owner = start_owner(&dir);
-    for args in [&["migrate", "down"][..], &["migrate", "up"]] {
-        let (code, out, err) = run(&dir, args, None);
-        assert_eq!(code, 1, "{args:?}: {out}{err}");
-        assert!(err.contains("stop the application first"), "{err}");
-        assert!(!err.contains("shared mode"), "{err}");
-    }
+    let (code, out, err) = run(&dir, &["migrate", "down"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("stop the application first"), "{err}");
+    assert!(!err.contains("shared mode"), "{err}");
+    // Up to date: `migrate up` has nothing to do, so nothing to stop the application for.
+    let (code, out, err) = run(&dir, &["migrate", "up"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("already at schema version"), "{out}");
     let answer = raw_request(
         &dir.join("redkeep.sock"),
         br#"{"version":2,"request":{"command":{"Migrate":{"Down":{"to":null}}},"secret":null}}"#,

@@ -361,6 +361,7 @@ async fn bad_requests_get_json_errors_with_fitting_statuses() {
         )
         .await;
     assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+    assert_eq!(taken.body["error"], "an account with this email exists");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -394,6 +394,24 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     };
                     admin::execute(&rk, &req, io)?
                 }
+                // Up to date already (the owner says so): nothing to migrate, nothing to
+                // stop the application for.
+                Err(Error::InUse { .. })
+                    if matches!(
+                        req.command,
+                        Command::Migrate(admin::commands::MigrateCmd::Up)
+                    ) && admin::probe(&cli.data_dir).is_ok_and(|r| {
+                        r.json["schema_version"].as_u64() == Some(crate::SCHEMA_VERSION)
+                    }) =>
+                {
+                    admin::Reply::text(
+                        serde_json::json!({"applied": [], "backup": null, "schema_version": crate::SCHEMA_VERSION}),
+                        vec![format!(
+                            "already at schema version {}; nothing to do",
+                            crate::SCHEMA_VERSION
+                        )],
+                    )
+                }
                 Err(Error::InUse { holder, .. }) if req.command.changes_schema() => {
                     return Err(Error::denied(format!(
                         "a migration changes the stored format and cannot run while the store is held ({}); stop the application first",

@@ -77,6 +77,28 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             format!("{} already exists; choose a new file", dest.display()),
         ));
     }
+    // Among the workspace folders, the backup would travel with what it backs up: in a
+    // user's folder it is that user's file (counted toward the folder, shown to the app),
+    // and every later backup holds it again.
+    let folder = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let (Ok(folder), Ok(workspaces)) =
+        (folder.canonicalize(), rk.workspaces().root().canonicalize())
+        && folder.starts_with(&workspaces)
+    {
+        return Err(Error::invalid(
+            "path",
+            format!(
+                "{} is among the workspace folders ({}); write the backup elsewhere: it holds \
+                 every account's records and password hashes, and there it would become a \
+                 user's file and go into every later backup",
+                dest.display(),
+                workspaces.display()
+            ),
+        ));
+    }
     let now = rk.now();
     let schema_version = rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
     let staging = fsutil::private_temp_dir_in(
@@ -376,10 +398,17 @@ pub fn restore_store(
             .map_err(|e| Error::io(format!("securing {}", staged_db.display()), e))?;
     }
     let report = check_in_place(&staged_db).map_err(|e| {
+        // Said of the backup: the staged copy's path and the advice for a damaged live
+        // store (check, salvage) would point the wrong way.
+        let why = match e {
+            Error::Damaged { reason, .. } => reason,
+            e => e.to_string(),
+        };
         Error::invalid(
             "backup",
             format!(
-                "{} does not hold a readable store: {e}; nothing was changed",
+                "{} does not hold a readable store ({why}); nothing was changed; choose another \
+                 backup",
                 backup.display()
             ),
         )

@@ -160,10 +160,36 @@ impl Store {
         let first = steps
             .first()
             .map_or(current, |s| s.version.saturating_sub(1));
+        match to {
+            Some(asked) if asked > current => {
+                return Err(Error::invalid(
+                    "to",
+                    format!(
+                        "the store is at schema version {current}, below {asked}; `migrate down` \
+                         goes back to an earlier version (`migrate up` goes forward)"
+                    ),
+                ));
+            }
+            Some(asked) if asked < first => {
+                return Err(Error::invalid(
+                    "to",
+                    format!(
+                        "there is no schema version {asked}: the first is {first} (the store is \
+                         at {current})"
+                    ),
+                ));
+            }
+            _ => {}
+        }
         let to = to.unwrap_or(current.saturating_sub(1)).max(first);
         if to >= current {
             return Err(Error::denied(format!(
-                "the store is at schema version {current}; there is nothing to revert down to version {to}"
+                "the store is at schema version {current}{}; there is nothing to revert",
+                if current == first {
+                    ", the first"
+                } else {
+                    ", as asked"
+                }
             )));
         }
         let mut reverting: Vec<&Migration> = steps

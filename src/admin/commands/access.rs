@@ -680,16 +680,34 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             })?;
             let mut json = key_json(&c.api_key);
             json["key"] = json!(c.key.expose());
-            Ok(Reply::text(
-                json,
-                vec![
-                    c.key.expose().to_string(),
-                    format!(
-                        "api key {} for {}; the key is shown once",
-                        c.api_key.prefix, owner
-                    ),
-                ],
-            ))
+            let mut lines = vec![
+                c.key.expose().to_string(),
+                format!(
+                    "api key {} for {}; the key is shown once",
+                    c.api_key.prefix, owner
+                ),
+            ];
+            // A user's key grants only scopes its owner holds: a scope the owner lacks (a
+            // typo, or a permission no role of theirs has) grants nothing until they get it.
+            if let KeyOwner::User(id) = owner {
+                let held = rk.roles().permissions(id)?;
+                let idle: Vec<&String> = c
+                    .api_key
+                    .scopes
+                    .iter()
+                    .filter(|s| !held.contains(*s) && !held.contains("*"))
+                    .collect();
+                if !idle.is_empty() {
+                    let names: Vec<&str> = idle.iter().map(|s| s.as_str()).collect();
+                    lines.push(format!(
+                        "note: the user holds no permission {}, so the key grants nothing for it \
+                         until a role of theirs does",
+                        names.join(", ")
+                    ));
+                    json["scopes_not_held"] = json!(names);
+                }
+            }
+            Ok(Reply::text(json, lines))
         }
         ApiKeyCmd::List { user, org } => {
             let owner = match (user, org) {
