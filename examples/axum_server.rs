@@ -24,8 +24,8 @@
 //! A signed-in request carries either the session cookie or `Authorization: Bearer rks_…`;
 //! both come from one redkeep session, so a logout with either (or `redkeep session revoke`)
 //! ends both. API keys (`rkk_…`) reach the `/api/` routes only. A user who must change their
-//! password (the first administrator, after `init`) reaches only `/me`, `/password` and
-//! `/logout` until they do.
+//! password (the first administrator, after `init`) reaches only `/me`, `/password`,
+//! `/logout` and `/api/whoami` until they do. Every login gets a new cookie session id.
 //! The cookie is `HttpOnly`, `Secure` and `SameSite=Strict`, so browsers send it only to this
 //! site over HTTPS; that is also the CSRF defence for cookie-authenticated requests. Errors
 //! are `{"error": "…"}` with 400, 401, 403, 404, 405, 409, 413 or 429; failures answered
@@ -187,6 +187,12 @@ impl Me {
     }
 }
 
+/// A failure the client sees only as "internal error"; its cause goes to the log.
+fn internal(e: impl std::fmt::Display) -> WebError {
+    tracing::error!(error = %e, "request failed");
+    WebError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
 fn user_json(u: &User) -> Value {
     serde_json::to_value(u).unwrap_or(Value::Null)
 }
@@ -245,11 +251,17 @@ async fn login(
     headers: HeaderMap,
     Body(b): Body<LoginBody>,
 ) -> Answer {
+    // redkeep keeps client details without control characters (a header may hold a tab).
     let meta = LoginMeta {
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(512).collect()),
+            .map(|v| {
+                v.chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .take(512)
+                    .collect()
+            }),
         ..LoginMeta::default()
     };
     // One password check and one redkeep session: its token is handed out for bearer use,
@@ -257,9 +269,10 @@ async fn login(
     // revoke`, expiry) ends both.
     let login = s.ark.sessions().login(b.login, b.password, meta).await?;
     let web = auth.backend.web_login(&login);
-    auth.login(&web)
-        .await
-        .map_err(|e| WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // A new session id for every login: a cookie id planted before it (session fixation)
+    // never carries it. axum-login does this only for a cookie without auth data.
+    auth.session.cycle_id().await.map_err(internal)?;
+    auth.login(&web).await.map_err(internal)?;
     Ok(Json(json!({
         "token": login.token.expose(),
         "expires_at": login.session.expires_at,
@@ -275,9 +288,7 @@ async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -
     if let Some(web) = &auth.user {
         auth.backend.logout(web).await?;
     }
-    auth.logout()
-        .await
-        .map_err(|e| WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    auth.logout().await.map_err(internal)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -309,9 +320,10 @@ async fn password(
     };
     match changed {
         Ok(_) => Ok(Json(json!({"ok": true})).into_response()),
+        // Also a lockout: after too many wrong passwords the right one is refused a while.
         Err(Error::Unauthorized) => Err(WebError::new(
             StatusCode::FORBIDDEN,
-            "the current password is wrong",
+            "the current password is wrong, or too many wrong ones were tried; try again later",
         )),
         Err(e) => Err(e.into()),
     }
@@ -454,7 +466,9 @@ async fn wrong_method() -> WebError {
 /// axum-login on redkeep's users.
 pub fn router(state: AppState) -> Router {
     let sessions = SessionManagerLayer::new(RedkeepSessionStore::new(state.ark.clone()))
-        .with_name("redkeep_session")
+        // `__Host-`: browsers keep it only as set here (Secure, Path=/, no Domain), so a
+        // sibling subdomain cannot plant one.
+        .with_name("__Host-redkeep_session")
         .with_http_only(true)
         .with_secure(true)
         .with_same_site(SameSite::Strict)

@@ -522,8 +522,10 @@ impl Redkeep {
     /// to itself: an exclusive handle (on PostgreSQL, no other connection).
     ///
     /// # Errors
-    /// `Denied` when a step on the way cannot be reversed (nothing is changed); `InUse` on a
-    /// shared handle or while other connections have a PostgreSQL store open.
+    /// `Denied` when a step on the way cannot be reversed (nothing is changed) or the store
+    /// is at the first version already; `InvalidInput` when `to` is above the store's
+    /// version; `InUse` on a shared handle or while other connections have a PostgreSQL
+    /// store open.
     pub fn migrate_down(&self, to: Option<u64>) -> Result<MigrationRun> {
         self.store().migrate_down(MIGRATIONS, to, self.now())
     }

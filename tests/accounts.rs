@@ -190,6 +190,24 @@ fn failed_logins_are_counted_and_reset_by_success() {
     assert_eq!(rk.users().lockout(u.id).unwrap().failed_logins, 0);
 }
 
+/// The failures of the hour are counted for that hour only: an hour after the first of
+/// them, the count reads 0 though it is kept until the next failure.
+#[test]
+fn failures_this_hour_read_zero_once_the_hour_is_over() {
+    let t = TestDir::new();
+    let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(1_900_000_000)));
+    let rk = redkeep::Redkeep::open(t.path(), t.options().clock(clock.clone())).unwrap();
+    let u = rk.users().create(new_user("a@example.com")).unwrap().user;
+    for _ in 0..3 {
+        let _ = rk.users().authenticate("a@example.com", "wrong horse");
+    }
+    assert_eq!(rk.users().lockout(u.id).unwrap().failures_in_window, 3);
+    clock.advance(std::time::Duration::from_secs(3599));
+    assert_eq!(rk.users().lockout(u.id).unwrap().failures_in_window, 3);
+    clock.advance(std::time::Duration::from_secs(1));
+    assert_eq!(rk.users().lockout(u.id).unwrap().failures_in_window, 0);
+}
+
 #[test]
 fn hashes_are_upgraded_when_parameters_change() {
     let t = TestDir::new();

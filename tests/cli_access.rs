@@ -274,8 +274,21 @@ fn apikey_commands() {
             .any(|l| l.starts_with("note:") && l.contains("raed") && !l.contains("basic_access")),
         "{out}"
     );
+    // `*` asks for whatever the owner holds: nothing to note.
+    let all = cli.json(
+        &[
+            "apikey",
+            "create",
+            "--user",
+            "ann@example.com",
+            "--scope",
+            "*",
+        ],
+        None,
+    );
+    assert!(all.get("scopes_not_held").is_none(), "{all}");
     let listed = cli.json(&["apikey", "list", "--user", "1"], None);
-    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed.as_array().unwrap().len(), 3);
     assert!(!listed.to_string().contains(&key));
     let v = cli.json(&["apikey", "verify", "--key-stdin"], Some(&key));
     assert_eq!(v["owner"], json!({"kind": "user", "id": 1}));

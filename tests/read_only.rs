@@ -236,3 +236,32 @@ fn a_second_open_in_the_same_process_says_this_process_holds_it() {
     drop(again);
     t.open();
 }
+
+/// A session validated through a read-only handle after the touch interval is valid: the
+/// use it cannot record is left unrecorded, not turned into an error.
+#[test]
+fn a_session_validates_through_a_read_only_handle() {
+    let t = TestDir::new();
+    let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(1_900_000_000)));
+    let rk = Redkeep::open(t.path(), t.options().clock(clock.clone())).unwrap();
+    rk.users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            password: Some("correct horse battery".into()),
+            ..NewUser::default()
+        })
+        .unwrap();
+    let login = rk
+        .sessions()
+        .login(
+            "ann@example.com",
+            "correct horse battery",
+            redkeep::auth::sessions::LoginMeta::default(),
+        )
+        .unwrap();
+    drop(rk);
+    clock.advance(std::time::Duration::from_secs(600));
+    let ro = Redkeep::open(t.path(), t.options().clock(clock).read_only(true)).unwrap();
+    let (user, _) = ro.sessions().validate(login.token.expose()).unwrap();
+    assert_eq!(user.email, "ann@example.com");
+}

@@ -1012,6 +1012,20 @@ fn a_call_for_the_same_user_inside_an_update_is_refused_not_a_deadlock() {
             errors.push((name, outcome.err()));
         }
         let other = ws.update(1, |_| ws.update(2, |d| d.add_note("from inside")));
+        // Inside a shared hold (a copy's callback): a read goes through (two shared locks go
+        // together), a change is refused.
+        ws.save_piece(1, b"{}").unwrap();
+        let mut inner = Vec::new();
+        ws.copy_folder(1, &mut |_, _| {
+            inner.push((ws.read(1).is_ok(), ws.update(1, |_| Ok(())).err()));
+            Ok(())
+        })
+        .unwrap();
+        assert!(!inner.is_empty());
+        for (read, update) in inner {
+            assert!(read, "a read inside a shared hold");
+            errors.push(("update inside copy_folder", update));
+        }
         done.send((errors, other.err())).unwrap();
     });
     // A deadlock would never answer: the wait turns it into a failure instead of a hung run.
@@ -1030,6 +1044,7 @@ fn a_call_for_the_same_user_inside_an_update_is_refused_not_a_deadlock() {
     assert_eq!(ws.read(2).unwrap().notes, json!(["from inside"]));
     ws.update(1, |d| d.add_note("after")).unwrap();
     assert_eq!(ws.read(1).unwrap().notes, json!(["after"]));
+    assert_eq!(ws.list_pieces(1).unwrap().len(), 1);
 }
 
 /// `other` holds the fields redkeep does not know: one named like a field of its own would

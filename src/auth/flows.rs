@@ -748,8 +748,8 @@ impl Users<'_> {
 
     /// Changes a user's password after checking the current one (under the lockout rules)
     /// and revokes every session of the user: for applications whose sessions are not
-    /// redkeep's (a cookie session of axum-login keeps working if it is logged in again with
-    /// the returned user).
+    /// redkeep's. A cookie login of `redkeep::web::Backend` is a redkeep session and ends
+    /// too; `Backend::change_password` keeps it.
     ///
     /// # Errors
     /// `NotFound`; `Unauthorized` for a wrong current password or a disabled user;

@@ -248,8 +248,18 @@ impl Sessions<'_> {
                     }
                     None => Ok(None),
                 }
-            })?;
-            return touched.map(|s| (user, s)).ok_or_else(Self::invalid);
+            });
+            return match touched {
+                Ok(Some(s)) => Ok((user, s)),
+                Ok(None) => Err(Self::invalid()),
+                // The session is valid; a store that takes no writes now (opened read-only,
+                // behind its schema, damaged, a failing disk) only leaves its last use
+                // unrecorded.
+                Err(e) => {
+                    tracing::warn!(error = %e, "a session's use could not be recorded");
+                    Ok((user, session))
+                }
+            };
         }
         Ok((user, session))
     }

@@ -564,7 +564,8 @@ pub struct Lockout {
     pub locked_until: Option<Timestamp>,
     /// Locks since the last successful login (each doubles the next lock).
     pub lock_count: u32,
-    /// Failed attempts that reached the hash in the current hour.
+    /// Failed attempts that reached the hash in the hour that began with the first of them
+    /// (0 once that hour is over).
     pub failures_in_window: u32,
 }
 
@@ -778,11 +779,20 @@ impl Users<'_> {
             }
             tx.table::<Credential>().get(&id)
         })?;
+        // The window's count is kept until the next failure: an hour on, it counts nothing.
+        let now = self.acc.now();
+        let in_window = c.as_ref().map_or(0, |c| {
+            if c.failure_window_start.is_some_and(|s| now.since(s) < 3600) {
+                c.failures_in_window
+            } else {
+                0
+            }
+        });
         Ok(Lockout {
             failed_logins: c.as_ref().map_or(0, |c| c.failed_logins),
             locked_until: c.as_ref().and_then(|c| c.locked_until),
             lock_count: c.as_ref().map_or(0, |c| c.lock_count),
-            failures_in_window: c.as_ref().map_or(0, |c| c.failures_in_window),
+            failures_in_window: in_window,
         })
     }
 

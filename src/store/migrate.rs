@@ -135,8 +135,9 @@ impl Store {
     /// taking the same copy as [`Store::migrate`].
     ///
     /// # Errors
-    /// `Denied` when a step on the way has no reverse (nothing is changed) or `to` is not
-    /// below the current version; the step's own error.
+    /// `Denied` when a step on the way has no reverse (nothing is changed) or nothing is
+    /// below the current version to go to; `InvalidInput` when `to` is above the current
+    /// version; the step's own error. A `to` below the first version means the first.
     pub fn migrate_down(
         &self,
         steps: &[Migration],
@@ -167,15 +168,6 @@ impl Store {
                     format!(
                         "the store is at schema version {current}, below {asked}; `migrate down` \
                          goes back to an earlier version (`migrate up` goes forward)"
-                    ),
-                ));
-            }
-            Some(asked) if asked < first => {
-                return Err(Error::invalid(
-                    "to",
-                    format!(
-                        "there is no schema version {asked}: the first is {first} (the store is \
-                         at {current})"
                     ),
                 ));
             }

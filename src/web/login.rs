@@ -65,7 +65,8 @@ pub struct WebUser {
     /// The login's redkeep session (its short id, times and client details; the token is
     /// not kept).
     pub session: Session,
-    auth_hash: [u8; 32],
+    // `None` for a login that ended: its hash matches no cookie's.
+    auth_hash: Option<[u8; 32]>,
 }
 
 impl WebUser {
@@ -77,7 +78,32 @@ impl WebUser {
         WebUser {
             user,
             session,
-            auth_hash: h.finalize().into(),
+            auth_hash: Some(h.finalize().into()),
+        }
+    }
+
+    /// A login of `user` that ended (session `short_id` revoked, expired, logged out, or a
+    /// cookie from before logins were sessions). Its auth hash matches no cookie, so
+    /// axum-login clears the cookie's data, and the next login on it gets a new session id
+    /// (axum-login cycles the id only for a cookie without auth data; `None` from
+    /// `get_user` would keep that data, and a stale cookie planted in a browser would then
+    /// carry its victim's next login).
+    fn ended(user: User, short_id: &str) -> WebUser {
+        let session = Session {
+            hash: crate::auth::token::TokenHash::default(),
+            short_id: short_id.to_string(),
+            user_id: user.id,
+            created_at: crate::clock::Timestamp(0),
+            last_seen_at: crate::clock::Timestamp(0),
+            expires_at: crate::clock::Timestamp(0),
+            idle_timeout_secs: 0,
+            ip: None,
+            user_agent: None,
+        };
+        WebUser {
+            user,
+            session,
+            auth_hash: None,
         }
     }
 }
@@ -104,7 +130,7 @@ impl AuthUser for WebUser {
     /// A digest of the login's session (of its key, never shown); it never changes while
     /// the session lives, and a session that ends takes the cookie login with it.
     fn session_auth_hash(&self) -> &[u8] {
-        &self.auth_hash
+        self.auth_hash.as_ref().map_or(&[], |h| h.as_slice())
     }
 }
 
@@ -132,6 +158,12 @@ impl fmt::Debug for Credentials {
 }
 
 /// The axum-login backend (`AuthnBackend` + `AuthzBackend`) on a redkeep store.
+///
+/// A login handler calls `auth.session.cycle_id()` before `auth.login(&user)`: axum-login
+/// gives a new session id only to a cookie without auth data, and a new id for every login
+/// keeps a cookie planted beforehand (session fixation) from carrying it. A logout handler
+/// calls [`Backend::logout`] next to axum-login's `logout`, which only forgets the cookie's
+/// data.
 #[derive(Debug, Clone)]
 pub struct Backend {
     ark: AsyncRedkeep,
@@ -200,19 +232,29 @@ impl AuthnBackend for Backend {
     }
 
     /// The login while its session is valid (and its idle deadline pushed on, as a
-    /// validation does); `None` once it ended.
+    /// validation does). Once it ended, a user whose auth hash matches no cookie, so that
+    /// axum-login clears the cookie's data and signs it out (see [`WebUser`]); `None` when
+    /// the account itself is gone.
     async fn get_user(&self, id: &LoginId) -> Result<Option<WebUser>> {
-        if id.session.is_empty() {
-            return Ok(None);
-        }
         let LoginId { user, session } = id.clone();
-        let found = self
-            .ark
-            .run(move |rk| rk.sessions().validate_login(&session, user))
-            .await;
+        let found = if session.is_empty() {
+            Err(Error::InvalidCredential {
+                what: "session token",
+            })
+        } else {
+            let short_id = session.clone();
+            self.ark
+                .run(move |rk| rk.sessions().validate_login(&short_id, user))
+                .await
+        };
         match found {
             Ok((user, session)) => Ok(Some(WebUser::new(user, session))),
-            Err(Error::InvalidCredential { .. }) => Ok(None),
+            Err(Error::InvalidCredential { .. }) => Ok(self
+                .ark
+                .users()
+                .get(user)
+                .await?
+                .map(|u| WebUser::ended(u, &session))),
             Err(e) => Err(e),
         }
     }

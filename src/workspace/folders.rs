@@ -363,9 +363,39 @@ impl std::fmt::Debug for Workspaces {
 }
 
 thread_local! {
-    /// The folders whose lock this thread holds: a second lock of one of them on the same
-    /// thread (a workspace call inside an update's closure) would wait for the first forever.
-    static HELD: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The folders whose lock this thread holds, each with whether the lock is exclusive: a
+    /// second lock of one of them on the same thread (a workspace call inside an update's
+    /// closure), where either lock is exclusive, would wait for the first forever.
+    static HELD: std::cell::RefCell<Vec<(PathBuf, bool)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread's hold of a folder's lock, listed in [`HELD`] while it lives.
+struct Held {
+    dir: PathBuf,
+    exclusive: bool,
+}
+
+impl Held {
+    fn new(dir: &Path, exclusive: bool) -> Held {
+        HELD.with_borrow_mut(|held| held.push((dir.to_path_buf(), exclusive)));
+        Held {
+            dir: dir.to_path_buf(),
+            exclusive,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.with_borrow_mut(|held| {
+            if let Some(i) = held
+                .iter()
+                .rposition(|(d, e)| *d == self.dir && *e == self.exclusive)
+            {
+                held.remove(i);
+            }
+        });
+    }
 }
 
 /// An open, locked folder whose owner was checked. Dropping it releases the lock and keeps
@@ -378,6 +408,8 @@ pub(super) struct Folder {
     // The lock file's device and inode, as its path showed them.
     id: (u64, u64),
     kept: LockFiles,
+    // Dropped after the lock is released (fields drop in order, after `drop` below).
+    _held: Held,
 }
 
 impl Drop for Folder {
@@ -385,11 +417,6 @@ impl Drop for Folder {
         if let Some(file) = self.lock.take().and_then(DirLock::unlocked) {
             self.kept.keep(self.user, file, self.id);
         }
-        HELD.with_borrow_mut(|held| {
-            if let Some(i) = held.iter().rposition(|d| *d == self.dir) {
-                held.remove(i);
-            }
-        });
     }
 }
 
@@ -451,10 +478,11 @@ impl Workspaces {
         Ok(())
     }
 
-    /// Refuses to lock the folder `dir` of `user` on a thread that holds its lock already
-    /// (a workspace call inside an update's closure), which would wait for itself forever.
-    fn not_held(dir: &Path, user: u64) -> Result<()> {
-        if HELD.with_borrow(|held| held.iter().any(|d| d == dir)) {
+    /// Refuses to lock the folder `dir` of `user` (`exclusive`ly or not) on a thread that
+    /// holds its lock already where either lock is exclusive (a workspace call inside an
+    /// update's closure), which would wait for itself forever. Two shared locks go together.
+    fn not_held(dir: &Path, user: u64, exclusive: bool) -> Result<()> {
+        if HELD.with_borrow(|held| held.iter().any(|(d, e)| d == dir && (*e || exclusive))) {
             return Err(Error::invalid(
                 "workspace",
                 format!(
@@ -557,7 +585,7 @@ impl Workspaces {
     /// not exist and `create` is off.
     pub(super) fn folder(&self, user: u64, kind: LockKind, create: bool) -> Result<Option<Folder>> {
         let dir = self.dir(user);
-        Self::not_held(&dir, user)?;
+        Self::not_held(&dir, user, kind == LockKind::Exclusive || create)?;
         if kind == LockKind::Exclusive || create {
             self.writable()?;
         }
@@ -622,8 +650,8 @@ impl Workspaces {
             }
             let owner = owner.ok_or_else(|| Error::not_found(format!("user {user}")))?;
             self.check_marker(user, &dir, owner)?;
-            HELD.with_borrow_mut(|held| held.push(dir.clone()));
             return Ok(Some(Folder {
+                _held: Held::new(&dir, kind == LockKind::Exclusive),
                 dir,
                 lock: Some(lock),
                 user,
@@ -1000,12 +1028,13 @@ impl Workspaces {
         if fsutil::real_dir(&dir)?.is_none() {
             return Ok(());
         }
-        Self::not_held(&dir, user)?;
+        Self::not_held(&dir, user, false)?;
         let _lock = lock::lock(
             &dir.join(LOCK_FILE),
             LockKind::Shared,
             self.options.on_wait.as_ref(),
         )?;
+        let _held = Held::new(&dir, false);
         let base = self.users_dir();
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
@@ -1058,7 +1087,7 @@ impl Workspaces {
     pub fn trash_folder(&self, user: u64, now: Timestamp) -> Result<Option<PathBuf>> {
         self.writable()?;
         let dir = self.dir(user);
-        Self::not_held(&dir, user)?;
+        Self::not_held(&dir, user, true)?;
         self.forget(Some(user));
         self.lock_files.forget(Some(user));
         let real = match fsutil::real_dir(&dir) {
@@ -1114,7 +1143,7 @@ impl Workspaces {
         if fsutil::real_dir(&dir)?.is_none() {
             return Ok(false);
         }
-        Self::not_held(&dir, user)?;
+        Self::not_held(&dir, user, true)?;
         let _lock = lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None)?;
         if Self::read_marker(&dir)?.is_some() {
             return Ok(false);

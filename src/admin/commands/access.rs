@@ -695,7 +695,8 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                     .api_key
                     .scopes
                     .iter()
-                    .filter(|s| !held.contains(*s) && !held.contains("*"))
+                    // `*` asks for everything the owner holds, whatever that is.
+                    .filter(|s| *s != "*" && !held.contains(*s) && !held.contains("*"))
                     .collect();
                 if !idle.is_empty() {
                     let names: Vec<&str> = idle.iter().map(|s| s.as_str()).collect();
