@@ -37,6 +37,13 @@ fn migrate_status_and_up_on_an_old_store() {
     std::fs::copy(src, cli.data().join("redkeep.redb")).unwrap();
     let (_, err) = cli.expect(&["user", "list"], None, 1);
     assert!(err.contains("redkeep migrate up"), "{err}");
+    // A backup of it checks the file's pages, and says its records wait for `migrate up`.
+    let backup = cli.dir.path().join("old.rkb");
+    let (out, _) = cli.expect(&["backup", backup.to_str().unwrap()], None, 0);
+    assert!(
+        out.contains("passes redb's page check") && out.contains("schema version 1"),
+        "{out}"
+    );
     let status = cli.json(&["migrate", "status"], None);
     assert_eq!(status["current"], 1);
     assert_eq!(status["pending"].as_array().unwrap().len(), 2);
