@@ -58,6 +58,43 @@ pub fn leftovers(dir: &Path) -> Vec<Leftover> {
     found
 }
 
+/// Whether `path` (which need not exist yet) is `dir` or lies inside it, symlinks and `..`
+/// resolved as far as the path exists; false when `dir` does not exist.
+pub fn within(dir: &Path, path: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(path),
+            Err(_) => return false,
+        }
+    };
+    // The deepest part that exists, resolved; the rest appended as written.
+    let mut rest = Vec::new();
+    let mut existing = path.as_path();
+    let resolved = loop {
+        if let Ok(real) = existing.canonicalize() {
+            break real;
+        }
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            // `..` or the root itself: nothing more to resolve.
+            _ => return false,
+        }
+    };
+    let mut full = resolved;
+    for name in rest.into_iter().rev() {
+        full.push(name);
+    }
+    full.starts_with(&dir)
+}
+
 /// A file-system call the fault seam can fail (tests only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileOp {
@@ -370,6 +407,29 @@ pub fn move_to_trash(from: &Path, trash: &Path, name: &str) -> Result<std::path:
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn within_resolves_what_exists_and_appends_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("workspaces/users/2")).unwrap();
+        let outside = tmp.path().join("elsewhere");
+        std::fs::create_dir(&outside).unwrap();
+        assert!(super::within(&data, &data));
+        assert!(super::within(
+            &data,
+            &data.join("workspaces/users/2/new/deeper")
+        ));
+        assert!(!super::within(&data, &outside.join("x")));
+        // `..` out of the data dir, and a symlink into it.
+        assert!(!super::within(
+            &data,
+            &data.join("workspaces/../../elsewhere/x")
+        ));
+        std::os::unix::fs::symlink(data.join("workspaces"), tmp.path().join("link")).unwrap();
+        assert!(super::within(&data, &tmp.path().join("link/users/2/x")));
+        assert!(!super::within(&tmp.path().join("missing"), &data));
+    }
+
     use super::*;
 
     /// Staging folders hold copies of the store: 0700 whatever the umask (a plain tempdir is

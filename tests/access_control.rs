@@ -372,6 +372,15 @@ fn a_password_change_revokes_the_other_sessions() {
             .change_password(keep.token.expose(), "wrong one", "new password 1"),
         Err(Error::Unauthorized)
     ));
+    // A "change" to the same password is refused (a generated one must really change),
+    // and ends no session.
+    let same = rk
+        .users()
+        .change_password(keep.token.expose(), PW, PW)
+        .unwrap_err();
+    assert!(matches!(same, Error::InvalidInput { .. }), "{same}");
+    assert!(same.to_string().contains("the current one"), "{same}");
+    assert!(rk.sessions().validate(other.token.expose()).is_ok());
     rk.users()
         .change_password(keep.token.expose(), PW, "new password 1")
         .unwrap();

@@ -516,6 +516,16 @@ fn a_backup_into_a_workspace_folder_is_refused() {
         .filter(|n| n.to_string_lossy().starts_with(".rk-tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Nor an export, nor a move or a salvage into the data dir (a copy of the folders there
+    // would copy itself, level under level).
+    let export = inside.with_file_name("e.jsonl");
+    let (_, err) = cli.expect(&["export", "-o", export.to_str().unwrap()], None, 1);
+    assert!(err.contains("among the workspace folders"), "{err}");
+    let nested = inside.with_file_name("nd");
+    let (_, err) = cli.expect(&["move", "--to", nested.to_str().unwrap()], None, 1);
+    assert!(err.contains("inside the data dir"), "{err}");
+    cli.expect(&["salvage", "--to", nested.to_str().unwrap()], None, 1);
+    assert!(!export.exists() && !nested.exists());
     // Beside the store, outside the folders, a backup is fine.
     let beside = cli.data().join("beside.rkb");
     cli.expect(&["backup", beside.to_str().unwrap()], None, 0);

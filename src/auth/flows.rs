@@ -448,6 +448,14 @@ fn change_password_checked(
         .read(|tx| tx.table::<Credential>().get(&user.id))?
         .ok_or(Error::Unauthorized)?;
     verify_user(acc, user, &cred, current)?;
+    // Checked once the current one is known right: a "change" to the same password would
+    // keep a generated one (printed once, maybe still in a terminal's scrollback) for good.
+    if new == current {
+        return Err(Error::invalid(
+            "password",
+            "the new password is the current one; choose a different one",
+        ));
+    }
     set_password(acc, user.id, new, keep)
 }
 

@@ -254,7 +254,7 @@ enum Sink {
 }
 
 impl Sink {
-    fn for_command(cmd: &Command, json: bool) -> Result<Sink> {
+    fn for_command(cmd: &Command, json: bool, data_dir: &Path) -> Result<Sink> {
         match cmd {
             cmd if cmd.json_lines() && !json => Ok(Sink::Pretty(render::PrettyLines::new(
                 std::io::stdout().lock(),
@@ -264,6 +264,19 @@ impl Sink {
                     return Err(Error::invalid(
                         "output",
                         format!("{} exists; choose a new file", path.display()),
+                    ));
+                }
+                let workspaces = data_dir.join(crate::WORKSPACES_DIR);
+                if crate::fsutil::within(&workspaces, path) {
+                    return Err(Error::invalid(
+                        "output",
+                        format!(
+                            "{} is among the workspace folders ({}); write the export \
+                             elsewhere: it holds every account's records and password hashes, \
+                             and there it would become a user's file",
+                            path.display(),
+                            workspaces.display()
+                        ),
                     ));
                 }
                 Ok(Sink::File(crate::fsutil::temp_sibling(path)?, path.clone()))
@@ -376,7 +389,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         command => {
             let secret = command.stdin_secret().map(read_secret).transpose()?;
             let mut input = input_for(command)?;
-            let mut sink = Sink::for_command(command, cli.json)?;
+            let mut sink = Sink::for_command(command, cli.json, &cli.data_dir)?;
             let mut command = command.clone();
             command.absolutize()?;
             let req = Request { command, secret };

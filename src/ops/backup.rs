@@ -80,14 +80,8 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     // Among the workspace folders, the backup would travel with what it backs up: in a
     // user's folder it is that user's file (counted toward the folder, shown to the app),
     // and every later backup holds it again.
-    let folder = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if let (Ok(folder), Ok(workspaces)) =
-        (folder.canonicalize(), rk.workspaces().root().canonicalize())
-        && folder.starts_with(&workspaces)
-    {
+    let workspaces = rk.workspaces().root();
+    if fsutil::within(workspaces, dest) {
         return Err(Error::invalid(
             "path",
             format!(

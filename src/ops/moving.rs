@@ -69,6 +69,17 @@ pub fn move_store(
             format!("{to} is the data dir being moved; give a new data dir, or a postgres:// URL"),
         ));
     }
+    // Inside the source, the copy of its folders would copy itself, level under level.
+    if !is_url(to) && crate::fsutil::within(data_dir, Path::new(to)) {
+        return Err(Error::invalid(
+            "to",
+            format!(
+                "{to} is inside the data dir being moved ({}); give a data dir outside it, or a \
+                 postgres:// URL",
+                data_dir.display()
+            ),
+        ));
+    }
     let source = match store_url {
         Some(url) => open_url_store(url, false)?,
         None => {

@@ -212,6 +212,17 @@ pub fn salvage(
             to.display()
         )));
     }
+    // Inside the source, the copy of its folders would copy itself, level under level.
+    if crate::fsutil::within(data_dir, to) {
+        return Err(Error::invalid(
+            "to",
+            format!(
+                "{} is inside the damaged data dir ({}); give a new data dir outside it",
+                to.display(),
+                data_dir.display()
+            ),
+        ));
+    }
     if let Some(o) = crate::store::read_owner(&crate::store::owner_path(&source))
         && crate::store::process_alive(o.pid)
     {
