@@ -755,12 +755,17 @@ impl Redkeep {
     }
 
     /// Temp files and folders in the data dir that an interrupted copy, backup or restore
-    /// left behind (SIGKILL, power loss): reported once they are an hour old (a younger one
-    /// may belong to an operation under way), and removed by a repair.
+    /// left behind (SIGKILL, power loss), and user folders a crash left half-made in
+    /// `workspaces/users/`: reported once they are an hour old (a younger one may belong to
+    /// an operation under way), and removed by a repair.
     fn check_leftovers(&self, repair: bool, report: &mut CheckReport) {
         const AGE_SECS: i64 = 3600;
         let now = self.now().0;
-        for left in crate::fsutil::leftovers(&self.inner.dir) {
+        let mut found = crate::fsutil::leftovers(&self.inner.dir);
+        found.extend(crate::fsutil::leftovers(
+            &self.workspaces().root().join("users"),
+        ));
+        for left in found {
             if now.saturating_sub(left.modified) < AGE_SECS {
                 continue;
             }

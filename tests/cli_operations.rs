@@ -486,9 +486,14 @@ fn status_names_temp_folders_left_in_the_data_dir() {
     assert_eq!(listed[0]["folder"], false);
     assert!(listed[0]["age_secs"].as_i64().unwrap() >= 7200, "{json}");
     assert_eq!(listed[1]["folder"], true);
-    // The old one goes with a repair; the young one stays.
+    // A user folder being made (or left half-made by a crash) is named too.
+    let staging = cli.data().join("workspaces/users/.rk-tmp-stage1");
+    std::fs::create_dir_all(&staging).unwrap();
+    let (out, _) = cli.expect(&["status"], None, 0);
+    assert!(out.contains(".rk-tmp-stage1"), "{out}");
+    // The old one goes with a repair; the young ones stay.
     cli.expect(&["check", "--repair"], None, 0);
-    assert!(!old.exists() && young.exists());
+    assert!(!old.exists() && young.exists() && staging.exists());
 }
 
 /// A backup written among the workspace folders would become a user's file (with every

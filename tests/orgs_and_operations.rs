@@ -857,6 +857,10 @@ fn leftovers_of_interrupted_operations_are_reported_once_old_and_removed_by_a_re
     let folder = tmp.path().join(".rk-tmp-DeF456");
     std::fs::create_dir(&folder).unwrap();
     std::fs::write(folder.join("redkeep.redb"), b"half a store").unwrap();
+    // And a user folder a crash left half-made.
+    let staging = rk.workspaces().root().join("users/.rk-tmp-GhI789");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join(".owner"), b"half a folder").unwrap();
     let made = std::fs::metadata(&file)
         .unwrap()
         .modified()
@@ -868,7 +872,7 @@ fn leftovers_of_interrupted_operations_are_reported_once_old_and_removed_by_a_re
     clock.set(redkeep::Timestamp(made + 60));
     let report = rk.check(true).unwrap();
     assert!(report.ok, "{report:?}");
-    assert!(file.exists() && folder.exists());
+    assert!(file.exists() && folder.exists() && staging.exists());
     // An hour later they are reported, then removed by a repair.
     clock.set(redkeep::Timestamp(made + 2 * 3600));
     let report = rk.check(false).unwrap();
@@ -879,13 +883,13 @@ fn leftovers_of_interrupted_operations_are_reported_once_old_and_removed_by_a_re
             .iter()
             .filter(|p| p.contains("leftover of an interrupted operation"))
             .count(),
-        2,
+        3,
         "{report:?}"
     );
     assert!(file.exists() && folder.exists());
     let report = rk.check(true).unwrap();
     assert!(report.ok, "{report:?}");
-    assert_eq!(report.repaired.len(), 2, "{report:?}");
-    assert!(!file.exists() && !folder.exists());
+    assert_eq!(report.repaired.len(), 3, "{report:?}");
+    assert!(!file.exists() && !folder.exists() && !staging.exists());
     assert!(rk.check(false).unwrap().ok);
 }

@@ -2,8 +2,6 @@
 //! `piece_count` matches the gallery; with repair, foreign folders go to the trash, counts are
 //! fixed and a corrupt `workspace.json` is moved aside for a fresh one.
 
-use std::fs;
-
 use serde::Serialize;
 
 use super::doc::WorkspaceDoc;
@@ -67,9 +65,8 @@ impl Workspaces {
                 Err(e) => problem(e.to_string()),
             }
         }
-        if repair {
-            self.clean_staging();
-        }
+        // Folders a crash left half-built (`users/.rk-tmp-*`) are the data dir check's to
+        // report and remove once an hour old: a young one may be a folder being made.
         Ok(out)
     }
 
@@ -187,21 +184,6 @@ impl Workspaces {
             Ok(_) => {}
         }
         Ok(found)
-    }
-
-    // Folders left half-built by a crash during creation.
-    fn clean_staging(&self) {
-        let Ok(entries) = fs::read_dir(self.users_dir()) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with(fsutil::TEMP_PREFIX)
-            {
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
     }
 }
 

@@ -61,7 +61,8 @@ fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let found = fsutil::leftovers(dir);
+    let mut found = fsutil::leftovers(dir);
+    found.extend(fsutil::leftovers(&dir.join(WORKSPACES_DIR).join("users")));
     for left in &found {
         let age = now.saturating_sub(left.modified).max(0);
         let kind = if left.is_dir { "folder" } else { "file" };
