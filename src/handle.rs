@@ -760,7 +760,8 @@ impl Redkeep {
     /// an operation under way), and removed by a repair.
     fn check_leftovers(&self, repair: bool, report: &mut CheckReport) {
         const AGE_SECS: i64 = 3600;
-        let now = self.now().0;
+        // Ages against the system's clock, which stamped the files (not an injected one).
+        let now = crate::clock::unix_now();
         let mut found = crate::fsutil::leftovers(&self.inner.dir);
         found.extend(crate::fsutil::leftovers(
             &self.workspaces().root().join("users"),
@@ -871,6 +872,17 @@ impl Redkeep {
             Err(e) => report.problem(format!("workspace folders were not checked: {e}")),
         }
         self.check_leftovers(repair, &mut report);
+        if self
+            .store()
+            .read(|tx| tx.meta(crate::store::IMPORT_UNFINISHED))?
+            .is_some()
+        {
+            report.problem(
+                "an import stopped after writing its records (a crash or a kill), so workspace \
+                 folders may be missing; run the same import again: it replaces what the \
+                 stopped one wrote",
+            );
+        }
         if repair && report.ok {
             self.store().clear_damage();
         }

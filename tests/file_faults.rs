@@ -249,3 +249,42 @@ fn an_import_refuses_a_data_dir_that_holds_folders_already() {
     redkeep::ops::import(&copy, &mut text.as_slice(), &|_| {}).unwrap();
     assert!(copy.check(false).unwrap().ok);
 }
+
+/// An import killed after its records were committed and before its folders were written
+/// (simulated here: the records in, the marker the import sets with them, no folders) is
+/// reported by check, and the same import run again replaces what it wrote and completes.
+#[test]
+fn an_import_stopped_after_its_records_is_reported_and_run_again() {
+    let t = TestDir::new();
+    let (rk, _) = setup(&t);
+    let mut text = Vec::new();
+    redkeep::ops::export(&rk, &mut text, &|_| {}).unwrap();
+    drop(rk);
+    let target = TestDir::new();
+    let rk = target.open();
+    redkeep::ops::import(&rk, &mut text.as_slice(), &|_| {}).unwrap();
+    assert!(rk.check(false).unwrap().ok);
+    // As a kill between the two leaves it: the marker set, a folder missing.
+    rk.store()
+        .write(|tx| tx.set_meta("import_unfinished", b"1"))
+        .unwrap();
+    rk.workspaces().trash_all(rk.now()).unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("an import stopped after writing its records")),
+        "{report:?}"
+    );
+    // The store holds data, yet the import goes through, over what the stopped one wrote.
+    redkeep::ops::import(&rk, &mut text.as_slice(), &|_| {}).unwrap();
+    assert_eq!(rk.workspaces().list_pieces(1).unwrap().len(), 1);
+    assert!(rk.check(false).unwrap().ok);
+    // Finished: a third import is refused as usual.
+    let again = redkeep::ops::import(&rk, &mut text.as_slice(), &|_| {}).unwrap_err();
+    assert!(
+        again.to_string().contains("the store holds data"),
+        "{again}"
+    );
+}

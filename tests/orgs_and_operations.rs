@@ -849,8 +849,9 @@ fn slugs_of_any_script_are_transliterated() {
 #[test]
 fn leftovers_of_interrupted_operations_are_reported_once_old_and_removed_by_a_repair() {
     let tmp = tempfile::tempdir().unwrap();
+    // Far from the files' times: ages go by the system's clock, which stamped the files.
     let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(0)));
-    let rk = Redkeep::open(tmp.path(), cheap().clock(clock.clone())).unwrap();
+    let rk = Redkeep::open(tmp.path(), cheap().clock(clock)).unwrap();
     // As a SIGKILL during a copy or a restore leaves them: a temp file and a temp folder.
     let file = tmp.path().join(".rk-tmp-AbC123");
     std::fs::write(&file, vec![7u8; 4096]).unwrap();
@@ -861,20 +862,18 @@ fn leftovers_of_interrupted_operations_are_reported_once_old_and_removed_by_a_re
     let staging = rk.workspaces().root().join("users/.rk-tmp-GhI789");
     std::fs::create_dir_all(&staging).unwrap();
     std::fs::write(staging.join(".owner"), b"half a folder").unwrap();
-    let made = std::fs::metadata(&file)
-        .unwrap()
-        .modified()
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
     // Young: an operation may be writing them; they are left alone.
-    clock.set(redkeep::Timestamp(made + 60));
     let report = rk.check(true).unwrap();
     assert!(report.ok, "{report:?}");
     assert!(file.exists() && folder.exists() && staging.exists());
-    // An hour later they are reported, then removed by a repair.
-    clock.set(redkeep::Timestamp(made + 2 * 3600));
+    // Two hours old: reported, then removed by a repair.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    for path in [&file, &folder, &staging] {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
     let report = rk.check(false).unwrap();
     assert!(!report.ok);
     assert_eq!(

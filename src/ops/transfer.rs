@@ -38,7 +38,9 @@ use crate::auth::users::User;
 use crate::bytes::{hex, unhex};
 use crate::error::{Error, Result};
 use crate::handle::SCHEMA_VERSION;
-use crate::store::{CheckReport, KeyRange, Meta, Order, Source, TableCheck, TableInfo, WriteTx};
+use crate::store::{
+    CheckReport, IMPORT_UNFINISHED, KeyRange, Meta, Order, Source, TableCheck, TableInfo, WriteTx,
+};
 use crate::workspace::{WorkspaceDoc, Workspaces};
 
 /// The export format's version, in the first line. Format 3 ends with a line that counts
@@ -423,7 +425,11 @@ pub fn import(
         let input = input.take().ok_or_else(|| Error::Invariant {
             what: "an import cannot be retried".into(),
         })?;
-        if let Some(what) = held_data(tx)? {
+        // An import that stopped after its records: its records and folders are replaced.
+        let resuming = tx.meta(IMPORT_UNFINISHED)?.is_some();
+        if resuming {
+            rk.workspaces().trash_all(rk.now())?;
+        } else if let Some(what) = held_data(tx)? {
             return Err(Error::denied(format!(
                 "the store holds data ({what}); import needs an empty store or one fresh from `redkeep init` (see `redkeep reset`)",
             )));
@@ -447,6 +453,7 @@ pub fn import(
         // meta line, when the export has one): this file's own would claim steps never ran
         // on them.
         tx.remove_meta(crate::store::BORN_AT)?;
+        tx.set_meta(IMPORT_UNFINISHED, b"1")?;
         // The format the header names (0: no header yet), and whether the end line was read.
         let mut format = 0;
         let mut ended = false;
@@ -547,6 +554,8 @@ pub fn import(
     if let Err(e) = write_folders(rk, spool, &mut summary) {
         return Err(taken_back(rk, &tables, e));
     }
+    rk.store()
+        .write_here(|tx| tx.remove_meta(IMPORT_UNFINISHED))?;
     progress(summary.lines);
     Ok(summary)
 }
@@ -566,7 +575,7 @@ fn taken_back(
             for t in tables.values() {
                 t.clear(tx)?;
             }
-            Ok(())
+            tx.remove_meta(IMPORT_UNFINISHED)
         })
         .and_then(|()| rk.workspaces().trash_all(rk.now()).map(drop));
     let what = match undone {

@@ -421,6 +421,11 @@ impl WriteTx<'_> {
 /// it has nothing of its step's to take out.
 pub(crate) const BORN_AT: &str = "schema_born";
 
+/// Meta key an import sets with its records and removes once its folders are written:
+/// while it is there, an import stopped between the two (a crash, a kill), and the next
+/// import replaces what it wrote (`ops::import`; `check` reports it).
+pub(crate) const IMPORT_UNFINISHED: &str = "import_unfinished";
+
 /// The schema version the file was made at, when it says (files made before redkeep wrote it
 /// do not).
 ///
