@@ -268,6 +268,10 @@ async fn login(
     // and the cookie login is bound to it, so ending either (logout, `redkeep session
     // revoke`, expiry) ends both.
     let login = s.ark.sessions().login(b.login, b.password, meta).await?;
+    // A login over a signed-in cookie replaces that login: its session (and token) end.
+    if let Some(previous) = &auth.user {
+        auth.backend.logout(previous).await?;
+    }
     let web = auth.backend.web_login(&login);
     // A new session id for every login: a cookie id planted before it (session fixation)
     // never carries it. axum-login does this only for a cookie without auth data.
@@ -523,6 +527,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let (dir, listen) = match arguments() {
         Ok(a) => a,

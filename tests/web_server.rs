@@ -689,6 +689,42 @@ async fn a_cookie_login_ends_with_its_redkeep_session() {
     assert_eq!(again.status, StatusCode::OK);
     assert_ne!(format!("cookie:{}", again.cookie()), cookie, "a new id");
 
+    // Signing in again over a signed-in cookie replaces that login: its token ends too.
+    site.call(
+        Method::POST,
+        "/logout",
+        &format!("cookie:{}", again.cookie()),
+        None,
+    )
+    .await;
+    let (first_cookie, first_token) = site.login("gil@example.com", "correct horse").await;
+    let over = site
+        .call(
+            Method::POST,
+            "/login",
+            &first_cookie,
+            Some(json!({"login": "gil@example.com", "password": "correct horse"})),
+        )
+        .await;
+    assert_eq!(over.status, StatusCode::OK);
+    assert_eq!(status(first_token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        site.ark
+            .sessions()
+            .list(Some(gil_id), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    site.call(
+        Method::POST,
+        "/logout",
+        &format!("cookie:{}", over.cookie()),
+        None,
+    )
+    .await;
+
     // Used within its idle timeout, the login lives on; left idle past it, it ends.
     let (cookie, _) = site.login("gil@example.com", "correct horse").await;
     for _ in 0..3 {
