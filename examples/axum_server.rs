@@ -286,6 +286,11 @@ async fn login(
 }
 
 async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -> Answer {
+    if bearer_token(&headers).is_some_and(|t| t.starts_with("rkk_")) {
+        return Err(WebError::bad_request(
+            "an API key is not logged out; revoke it with `redkeep apikey revoke`",
+        ));
+    }
     if let Some(token) = bearer_token(&headers) {
         s.ark.sessions().logout(token).await?;
     }

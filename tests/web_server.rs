@@ -602,6 +602,17 @@ async fn api_keys_work_until_revoked_or_expired() {
         StatusCode::FORBIDDEN,
         "an org's key has no user"
     );
+    // A key is not logged out (that would look like a revocation that did not happen).
+    let out = site.call(Method::POST, "/logout", &valid, None).await;
+    assert_eq!(out.status, StatusCode::BAD_REQUEST);
+    assert!(
+        out.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("apikey revoke"),
+        "{}",
+        out.body
+    );
     // A user's key reaches the /api/ routes only, whatever its scopes: the user's own
     // routes act as the user in full.
     for (method, path, body) in [
