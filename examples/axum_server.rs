@@ -104,6 +104,13 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is over the limit of {BODY_LIMIT} bytes"),
             )),
+            // Past serde_json's nesting limit: said with the limit, not the parser's path.
+            Err(e) if e.body_text().contains("recursion limit exceeded") => {
+                Err(WebError::bad_request(format!(
+                    "the body nests objects and arrays deeper than {} levels",
+                    redkeep::workspace::MAX_DOC_DEPTH
+                )))
+            }
             Err(e) => Err(WebError::bad_request(e.body_text())),
         }
     }

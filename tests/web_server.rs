@@ -351,6 +351,24 @@ async fn bad_requests_get_json_errors_with_fitting_statuses() {
         assert_eq!(a.status, status, "{method} {path}: {}", a.body);
         assert!(a.body["error"].is_string(), "{method} {path}: {}", a.body);
     }
+    // Nested past what serde reads: 400 with the limit said, not the parser's path.
+    let (cookie, _) = site.login("bob@example.com", "correct horse").await;
+    let deep = format!("{}1{}", "[".repeat(130), "]".repeat(130));
+    let resp = site
+        .http
+        .post(format!("{}/pieces", site.base))
+        .header("Cookie", cookie.strip_prefix("cookie:").unwrap())
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "the body nests objects and arrays deeper than 127 levels"
+    );
     let code = site.invite().await;
     let taken = site
         .call(
