@@ -293,13 +293,16 @@ async fn login(
 }
 
 async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -> Answer {
-    if bearer_token(&headers).is_some_and(|t| t.starts_with("rkk_")) {
-        return Err(WebError::bad_request(
-            "an API key is not logged out; revoke it with `redkeep apikey revoke`",
-        ));
-    }
-    if let Some(token) = bearer_token(&headers) {
-        s.ark.sessions().logout(token).await?;
+    match bearer_token(&headers) {
+        Some(key) if key.starts_with("rkk_") => {
+            return Err(WebError::bad_request(
+                "an API key is not logged out; revoke it with `redkeep apikey revoke`",
+            ));
+        }
+        Some(token) => {
+            s.ark.sessions().logout(token).await?;
+        }
+        None => {}
     }
     if let Some(web) = &auth.user {
         auth.backend.logout(web).await?;

@@ -37,6 +37,16 @@ pub const WORKSPACES_DIR: &str = "workspaces";
 pub(crate) const POSTGRES_COPIES: &str = "redkeep-postgres.redb";
 
 /// Opens the store a store URL names.
+/// Temp files and folders in the data dir `dir` and user folders half-made in
+/// `workspaces/users/`: what an interrupted operation may leave (`check` and `status`).
+pub(crate) fn data_dir_leftovers(dir: &Path) -> Vec<crate::fsutil::Leftover> {
+    let mut found = crate::fsutil::leftovers(dir);
+    found.extend(crate::fsutil::leftovers(
+        &dir.join(WORKSPACES_DIR).join("users"),
+    ));
+    found
+}
+
 pub(crate) fn open_url(url: &str, options: &StoreOptions, read_only: bool) -> Result<Store> {
     #[cfg(feature = "postgres")]
     if crate::store::is_postgres_url(url) {
@@ -762,11 +772,7 @@ impl Redkeep {
         const AGE_SECS: i64 = 3600;
         // Ages against the system's clock, which stamped the files (not an injected one).
         let now = crate::clock::unix_now();
-        let mut found = crate::fsutil::leftovers(&self.inner.dir);
-        found.extend(crate::fsutil::leftovers(
-            &self.workspaces().root().join("users"),
-        ));
-        for left in found {
+        for left in data_dir_leftovers(&self.inner.dir) {
             if now.saturating_sub(left.modified) < AGE_SECS {
                 continue;
             }

@@ -578,14 +578,16 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
             .to_string(),
         unknown
     );
-    let k2 = rk
-        .api_keys()
-        .create(ApiKeySpec {
-            owner: KeyOwner::User(a),
-            scopes: vec![],
-            expires_in: None,
-        })
-        .unwrap();
+    let new_key = || {
+        rk.api_keys()
+            .create(ApiKeySpec {
+                owner: KeyOwner::User(a),
+                scopes: vec![],
+                expires_in: None,
+            })
+            .unwrap()
+    };
+    let k2 = new_key();
     // A full key that is wrong (a character changed, one added) revokes nothing, though
     // its prefix names a key; the real key keeps working.
     let real = k2.key.expose();
@@ -599,14 +601,7 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
         rk.api_keys().verify(real).unwrap();
     }
     // The full key itself revokes it.
-    let k3 = rk
-        .api_keys()
-        .create(ApiKeySpec {
-            owner: KeyOwner::User(a),
-            scopes: vec![],
-            expires_in: None,
-        })
-        .unwrap();
+    let k3 = new_key();
     rk.api_keys().revoke(k3.key.expose()).unwrap();
     assert!(rk.api_keys().verify(k3.key.expose()).is_err());
     rk.api_keys().revoke(&k2.api_key.prefix).unwrap();

@@ -94,6 +94,15 @@ fn setup(t: &TestDir) -> (Redkeep, Vec<u64>) {
     (rk, ids)
 }
 
+/// An export of [`setup`]'s store.
+fn exported_setup() -> Vec<u8> {
+    let t = TestDir::new();
+    let (rk, _) = setup(&t);
+    let mut text = Vec::new();
+    redkeep::ops::export(&rk, &mut text, &|_| {}).unwrap();
+    text
+}
+
 fn operations() -> Vec<(&'static str, Op)> {
     vec![
         ("rewrite workspace.json", |rk, ids| {
@@ -188,11 +197,7 @@ fn every_injected_file_failure_is_clean_and_leaves_the_old_or_the_new_state_whol
 /// without their files), the error says so, and the same import then goes through.
 #[test]
 fn an_import_whose_folders_fail_is_taken_back_whole() {
-    let t = TestDir::new();
-    let (rk, _) = setup(&t);
-    let mut text = Vec::new();
-    redkeep::ops::export(&rk, &mut text, &|_| {}).unwrap();
-    drop(rk);
+    let text = exported_setup();
     let mut failures = 0;
     for kind in [FaultKind::FileWrite, FaultKind::FileRename] {
         for nth in 1.. {
@@ -231,10 +236,7 @@ fn an_import_whose_folders_fail_is_taken_back_whole() {
 /// be refused half-way: the import refuses before writing anything, and names them.
 #[test]
 fn an_import_refuses_a_data_dir_that_holds_folders_already() {
-    let t = TestDir::new();
-    let (rk, _) = setup(&t);
-    let mut text = Vec::new();
-    redkeep::ops::export(&rk, &mut text, &|_| {}).unwrap();
+    let text = exported_setup();
     let target = TestDir::new();
     let copy = target.open();
     let stray = copy.workspaces().root().join("users/1");
@@ -255,11 +257,7 @@ fn an_import_refuses_a_data_dir_that_holds_folders_already() {
 /// reported by check, and the same import run again replaces what it wrote and completes.
 #[test]
 fn an_import_stopped_after_its_records_is_reported_and_run_again() {
-    let t = TestDir::new();
-    let (rk, _) = setup(&t);
-    let mut text = Vec::new();
-    redkeep::ops::export(&rk, &mut text, &|_| {}).unwrap();
-    drop(rk);
+    let text = exported_setup();
     let target = TestDir::new();
     let rk = target.open();
     redkeep::ops::import(&rk, &mut text.as_slice(), &|_| {}).unwrap();

@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 
 use crate::admin::protocol::SOCKET_FILE;
 use crate::admin::reply::Reply;
-use crate::fsutil;
 use crate::store::{Mode, owner_path};
 use crate::{Redkeep, Result, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
 
@@ -58,11 +57,8 @@ pub(crate) fn reply(
 /// half-way), one line each with its age, and their JSON list. `check --repair` removes
 /// those an hour old; a younger one may belong to an operation still running.
 fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let mut found = fsutil::leftovers(dir);
-    found.extend(fsutil::leftovers(&dir.join(WORKSPACES_DIR).join("users")));
+    let now = crate::clock::unix_now();
+    let found = crate::handle::data_dir_leftovers(dir);
     for left in &found {
         let age = now.saturating_sub(left.modified).max(0);
         let kind = if left.is_dir { "folder" } else { "file" };
