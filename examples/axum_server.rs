@@ -258,17 +258,12 @@ async fn login(
     headers: HeaderMap,
     Body(b): Body<LoginBody>,
 ) -> Answer {
-    // redkeep keeps client details without control characters (a header may hold a tab).
+    // The header as sent: redkeep keeps it cleaned (control characters made spaces, cut to
+    // 512 bytes).
     let meta = LoginMeta {
         user_agent: headers
             .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .take(512)
-                    .collect()
-            }),
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         ..LoginMeta::default()
     };
     // One password check and one redkeep session: its token is handed out for bearer use,

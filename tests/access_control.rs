@@ -255,6 +255,35 @@ fn every_login_makes_a_new_token_that_validates() {
 }
 
 #[test]
+fn client_details_are_kept_cleaned_and_never_fail_a_login() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    // A header may hold a tab (legal in HTTP); a forwarded address may hold anything.
+    let long = format!("Mozilla/5.0\t(X11){}", "é".repeat(400));
+    let l = rk
+        .sessions()
+        .login(
+            "a@example.com",
+            PW,
+            LoginMeta {
+                ip: Some("10.0.0.1\nforged line\0\x1b[31m".into()),
+                user_agent: Some(long),
+                ..LoginMeta::default()
+            },
+        )
+        .unwrap();
+    let kept = rk.sessions().list(Some(a), 1).unwrap().remove(0);
+    assert_eq!(kept.short_id, l.session.short_id);
+    assert_eq!(kept.ip.as_deref(), Some("10.0.0.1 forged line  [31m"));
+    let ua = kept.user_agent.unwrap();
+    assert!(ua.starts_with("Mozilla/5.0 (X11)éé"), "{ua}");
+    // Cut at a character boundary: 17 bytes, then two-byte characters up to 512.
+    assert_eq!(ua.len(), 511);
+    assert!(!ua.chars().any(char::is_control));
+}
+
+#[test]
 fn sessions_expire_when_idle_and_absolutely() {
     let t = TestDir::new();
     let rk = t.open(); // idle 30 min, ttl 12 h, touch every 60 s

@@ -503,57 +503,6 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             }),
         ),
         (
-            "a user agent over 512 bytes",
-            "InvalidInput",
-            "512",
-            Box::new(|f| {
-                f.rk.sessions()
-                    .login(
-                        "ann",
-                        PW,
-                        LoginMeta {
-                            user_agent: Some("u".repeat(513)),
-                            ..LoginMeta::default()
-                        },
-                    )
-                    .map(|_| ())
-            }),
-        ),
-        (
-            "a user agent with a NUL",
-            "InvalidInput",
-            "control characters",
-            Box::new(|f| {
-                f.rk.sessions()
-                    .login(
-                        "ann",
-                        PW,
-                        LoginMeta {
-                            user_agent: Some("a\0b".into()),
-                            ..LoginMeta::default()
-                        },
-                    )
-                    .map(|_| ())
-            }),
-        ),
-        (
-            "a client address with a line break",
-            "InvalidInput",
-            "control characters",
-            Box::new(|f| {
-                f.rk.sessions()
-                    .login(
-                        "ann",
-                        PW,
-                        LoginMeta {
-                            ip: Some("10.0.0.1\nforged line".into()),
-                            ..LoginMeta::default()
-                        },
-                    )
-                    .map(|_| ())
-            }),
-        ),
-        (
             "an API key with 65 scopes",
             "InvalidInput",
             "at most 64",

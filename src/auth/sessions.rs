@@ -89,7 +89,13 @@ impl Record for Session {
     }
 }
 
-/// Client details recorded with a session.
+/// The most bytes of a client detail ([`LoginMeta::ip`], [`LoginMeta::user_agent`]) kept.
+pub const MAX_CLIENT_TEXT: usize = 512;
+
+/// Client details recorded with a session. They are what a client sent, so they are kept
+/// cleaned rather than refused: every control character (a tab, line break, NUL, escape)
+/// becomes a space and the text is cut to [`MAX_CLIENT_TEXT`] bytes at a character boundary.
+/// Pass header values as they come.
 #[derive(Debug, Clone, Default)]
 pub struct LoginMeta {
     /// Client address.
