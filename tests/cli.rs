@@ -60,6 +60,27 @@ fn init_takes_the_admin_email_and_password_from_the_caller() {
 }
 
 #[test]
+fn a_refused_init_leaves_no_store_behind() {
+    let cli = Cli::new();
+    let (_, err) = cli.expect(&["init", "--admin-email", "not an email"], None, 1);
+    assert!(err.contains("has no @"), "{err}");
+    if cli.store.is_none() {
+        assert!(!cli.data().exists(), "the refused init left its data dir");
+        // A data dir that was there stays, without the store the failed init made.
+        std::fs::create_dir_all(cli.data().join("keep")).unwrap();
+        cli.expect(&["init", "--admin-email", "x"], None, 1);
+        let left: Vec<_> = std::fs::read_dir(cli.data())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["keep"]);
+    }
+    // The next init starts clean and succeeds.
+    let v = cli.json(&["init", "--admin-email", "root@example.com"], None);
+    assert_eq!(v["created"], true);
+}
+
+#[test]
 fn init_makes_a_private_data_dir() {
     use std::os::unix::fs::PermissionsExt;
     let cli = Cli::new();

@@ -393,6 +393,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let mut command = command.clone();
             command.absolutize()?;
             let req = Request { command, secret };
+            let made = Made::before(cli, &req.command);
             let reply = match open(cli) {
                 Ok(rk) => {
                     let feedback = progress::Bars::new();
@@ -405,7 +406,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                         output: sink.writer(),
                         feedback: &feedback,
                     };
-                    admin::execute(&rk, &req, io)?
+                    let done = admin::execute(&rk, &req, io);
+                    drop(rk);
+                    if let (Err(_), Some(made)) = (&done, &made) {
+                        made.take_back();
+                    }
+                    done?
                 }
                 // Up to date already (the owner says so): nothing to migrate, nothing to
                 // stop the application for.
@@ -458,6 +464,68 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     };
     print(&render(&reply, cli.json));
     Ok(ExitCode::from(reply.exit_code))
+}
+
+/// The data dir as a store-making command (`init`, `import`) found it when it had no store,
+/// so that when the command fails, what opening the store made is taken away again: a
+/// refused init or import leaves no empty store behind to trip up the next attempt.
+struct Made {
+    dir: PathBuf,
+    dir_existed: bool,
+}
+
+impl Made {
+    /// `Some` for a store-making command on a data dir without a store file.
+    fn before(cli: &Cli, command: &Command) -> Option<Made> {
+        let fresh = command.creates_store()
+            && store_url(cli).is_none()
+            && !cli.data_dir.join(crate::STORE_FILE).exists();
+        fresh.then(|| Made {
+            dir: cli.data_dir.clone(),
+            dir_existed: cli.data_dir.exists(),
+        })
+    }
+
+    /// Removes the store file and the empty folders opening it made, unless another process
+    /// holds the store by now or a folder under `workspaces/` holds a file (an import that
+    /// wrote folders keeps them, with its records, to resume).
+    fn take_back(&self) {
+        let free = admin::probe(&self.dir).is_ok_and(|r| r.json["state"] == "free");
+        let workspaces = self.dir.join(crate::WORKSPACES_DIR);
+        if !free || holds_a_file(&workspaces) {
+            return;
+        }
+        if std::fs::remove_file(self.dir.join(crate::STORE_FILE)).is_err() {
+            return;
+        }
+        remove_empty_folders(&workspaces);
+        if !self.dir_existed {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+/// Whether anything but folders is under `dir` (an unreadable folder counts as holding one).
+fn holds_a_file(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return dir.exists();
+    };
+    entries.into_iter().any(|e| {
+        e.map_or(true, |e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            !is_dir || holds_a_file(&e.path())
+        })
+    })
+}
+
+/// Removes `dir` and the folders under it, all empty.
+fn remove_empty_folders(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            remove_empty_folders(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Restore and reset never go through the socket: they replace the files under the owner.
