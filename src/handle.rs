@@ -324,6 +324,10 @@ impl UserFiles for FolderFiles {
     fn user_deleted(&self, id: u64) -> Result<Option<PathBuf>> {
         self.workspaces.trash_folder(id, self.clock.now())
     }
+
+    fn before_delete(&self, id: u64) -> Result<()> {
+        self.workspaces.can_trash(id)
+    }
 }
 
 fn owners(store: Store) -> Owners {

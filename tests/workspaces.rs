@@ -1047,6 +1047,103 @@ fn a_call_for_the_same_user_inside_an_update_is_refused_not_a_deadlock() {
     assert_eq!(ws.list_pieces(1).unwrap().len(), 1);
 }
 
+/// The same nesting through a store write made inside the update: with other threads
+/// writing, the write's closure runs on the committing thread of a batch, which must see the
+/// update's lock as held for the caller (it waited for itself, and every writer of the store
+/// with it).
+#[test]
+fn a_call_for_the_same_user_inside_an_update_and_a_write_is_refused_under_load() {
+    let t = common::TestDir::new();
+    let rk = t.open();
+    let id = rk
+        .users()
+        .create(redkeep::NewUser {
+            email: "a@example.com".into(),
+            password: Some("password123".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            let (rk, stop) = (rk.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    rk.store().write(|_| Ok(())).unwrap();
+                }
+            })
+        })
+        .collect();
+    let (done, finished) = std::sync::mpsc::channel();
+    let nested = rk.clone();
+    std::thread::spawn(move || {
+        let rk = &nested;
+        let outcomes: Vec<_> = (0..50)
+            .map(|_| {
+                rk.workspaces()
+                    .update(id, |_| {
+                        rk.store().write(|_| rk.workspaces().read(id).map(drop))
+                    })
+                    .err()
+            })
+            .collect();
+        done.send(outcomes).unwrap();
+    });
+    // A deadlock would never answer: the wait turns it into a failure instead of a hung run.
+    let outcomes = finished
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("a workspace call inside a write inside an update hung");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    for err in outcomes {
+        match err {
+            Some(Error::InvalidInput { reason, .. }) => {
+                assert!(reason.contains("inside another"), "{reason}")
+            }
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+    rk.users().rename(id, Some("After".into()), None).unwrap();
+}
+
+/// Deleting a user from inside a workspace call for them is refused before anything is
+/// deleted: the folder could not move to the trash afterwards, and the account would be gone
+/// while the call said it failed.
+#[test]
+fn deleting_a_user_inside_their_workspace_call_deletes_nothing() {
+    let t = common::TestDir::new();
+    let rk = t.open();
+    let id = rk
+        .users()
+        .create(redkeep::NewUser {
+            email: "a@example.com".into(),
+            password: Some("password123".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    rk.workspaces().update(id, |d| d.add_note("kept")).unwrap();
+    let err = rk
+        .workspaces()
+        .update(id, |_| rk.users().delete(id).map(drop))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { reason, .. } if reason.contains("inside another")),
+        "{err:?}"
+    );
+    assert!(rk.users().get(id).unwrap().is_some());
+    assert_eq!(rk.workspaces().read(id).unwrap().notes, json!(["kept"]));
+    assert!(rk.check(false).unwrap().ok);
+    let deleted = rk.users().delete(id).unwrap();
+    assert!(deleted.trash.is_some());
+    assert!(rk.check(false).unwrap().ok);
+}
+
 /// `other` holds the fields redkeep does not know: one named like a field of its own would
 /// be written over that field, so the write is refused and the document stays as it was.
 #[test]

@@ -46,6 +46,16 @@ pub trait UserFiles: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// When the files cannot be moved; the account is deleted regardless.
     fn user_deleted(&self, id: u64) -> Result<Option<PathBuf>>;
+
+    /// The user `id` is about to be deleted: refuse, before anything is written, when their
+    /// files could not be moved afterwards (from inside a call that holds them, say).
+    ///
+    /// # Errors
+    /// Why the files could not be moved; nothing is deleted.
+    fn before_delete(&self, id: u64) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
 }
 
 /// [`UserFiles`] for a store without per-user files.

@@ -879,8 +879,12 @@ impl Users<'_> {
     /// moves their workspace folder to the trash (never deleting files).
     ///
     /// # Errors
-    /// `NotFound`; `Denied` when the user is the last owner of an org with other members.
+    /// `NotFound`; `Denied` when the user is the last owner of an org with other members, or
+    /// the data dir is read-only; `InvalidInput` inside a workspace call for the same user
+    /// (the folder could not move). These come before anything is deleted; an I/O error
+    /// moving the folder comes after the records are gone (`check --repair` moves it).
     pub fn delete(&self, id: u64) -> Result<DeletedUser> {
+        self.acc.files.before_delete(id)?;
         let user = self
             .acc
             .store

@@ -1248,8 +1248,11 @@ impl Store {
         Writing::refuse_nested(&self.inner)?;
         let durable = self.durable(durability);
         let mut known = None;
+        // The closure may run on the batch's committing thread: it sees this thread's locks.
+        let held = super::held::snapshot();
         let outcome = match &self.inner.engine {
             Engine::File(file) => self.write_grouped(file, durable, |raw: &FileWrite<'_, '_>| {
+                let _carried = super::held::Carried::install(&held);
                 self.run_write(raw, &mut f, &mut known)
             }),
             #[cfg(feature = "postgres")]

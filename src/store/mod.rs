@@ -18,6 +18,7 @@ mod copy;
 mod db;
 mod engine;
 pub mod format;
+mod held;
 mod index;
 mod inspect;
 mod key;
@@ -46,6 +47,7 @@ pub use tx::{IndexInfo, Meta, ReadTx, Source, TableInfo, WriteTx};
 
 pub(crate) use check::{quarantine_table, set_aside};
 pub(crate) use engine::{RawRead, get_owned};
+pub(crate) use held::{Held, clashes as lock_held_here};
 pub(crate) use key::show_key;
 #[cfg(test)]
 pub(crate) use table::RECORD_WRITES;

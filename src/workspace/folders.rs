@@ -19,6 +19,7 @@ use super::names::{self, GALLERY_DIR, LOCK_FILE, OWNER_FILE, WORKSPACE_FILE};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::store::Held;
 
 /// Default size cap for documents and pieces: 16 MiB.
 pub const DEFAULT_MAX_DOC_BYTES: u64 = 16 * 1024 * 1024;
@@ -362,42 +363,6 @@ impl std::fmt::Debug for Workspaces {
     }
 }
 
-thread_local! {
-    /// The folders whose lock this thread holds, each with whether the lock is exclusive: a
-    /// second lock of one of them on the same thread (a workspace call inside an update's
-    /// closure), where either lock is exclusive, would wait for the first forever.
-    static HELD: std::cell::RefCell<Vec<(PathBuf, bool)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// This thread's hold of a folder's lock, listed in [`HELD`] while it lives.
-struct Held {
-    dir: PathBuf,
-    exclusive: bool,
-}
-
-impl Held {
-    fn new(dir: &Path, exclusive: bool) -> Held {
-        HELD.with_borrow_mut(|held| held.push((dir.to_path_buf(), exclusive)));
-        Held {
-            dir: dir.to_path_buf(),
-            exclusive,
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        HELD.with_borrow_mut(|held| {
-            if let Some(i) = held
-                .iter()
-                .rposition(|(d, e)| *d == self.dir && *e == self.exclusive)
-            {
-                held.remove(i);
-            }
-        });
-    }
-}
-
 /// An open, locked folder whose owner was checked. Dropping it releases the lock and keeps
 /// the lock file open for the handle's next lock of the folder.
 pub(super) struct Folder {
@@ -482,7 +447,7 @@ impl Workspaces {
     /// holds its lock already where either lock is exclusive (a workspace call inside an
     /// update's closure), which would wait for itself forever. Two shared locks go together.
     fn not_held(dir: &Path, user: u64, exclusive: bool) -> Result<()> {
-        if HELD.with_borrow(|held| held.iter().any(|(d, e)| d == dir && (*e || exclusive))) {
+        if crate::store::lock_held_here(dir, exclusive) {
             return Err(Error::invalid(
                 "workspace",
                 format!(
@@ -1076,6 +1041,17 @@ impl Workspaces {
 
     pub(super) fn trash_dir(&self) -> PathBuf {
         self.root.join("trash")
+    }
+
+    /// Refuses before a change that ends with [`Workspaces::trash_folder`] of `user` (deleting
+    /// the account), so that nothing is written when that step could not run: a read-only
+    /// data dir, or a call on this thread inside a workspace call for the same user.
+    ///
+    /// # Errors
+    /// `Denied` for a read-only data dir; `InvalidInput` inside a call for the user.
+    pub(crate) fn can_trash(&self, user: u64) -> Result<()> {
+        self.writable()?;
+        Self::not_held(&self.dir(user), user, true)
     }
 
     /// Moves the folder of `user` to `<root>/trash/<user>-<time>/` under its exclusive lock
