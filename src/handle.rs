@@ -398,6 +398,7 @@ impl Redkeep {
             None if options.read_only => Store::open_to_read(&db, &store_options)?,
             None => Store::open(&db, &store_options)?,
         };
+        store.reserve_tables(&crate::auth::own_table_types());
         let workspaces = if options.read_only {
             Workspaces::open_existing(
                 dir.join(WORKSPACES_DIR),
@@ -663,7 +664,25 @@ impl Redkeep {
 
     /// Registers an application's record type, so `check`, `stats` and `export` / `import`
     /// handle its table like redkeep's own. Registering twice is harmless.
-    pub fn register_table<R: Record>(&self) {
+    ///
+    /// # Errors
+    /// `InvalidInput` when `R::TABLE` names one of redkeep's own tables (`users`, `sessions`
+    /// and the others of [`Redkeep::tables`]): records of `R` could not be written there.
+    pub fn register_table<R: Record>(&self) -> Result<()> {
+        if crate::auth::own_table_types()
+            .iter()
+            .any(|(name, ty)| *name == R::TABLE && *ty != std::any::TypeId::of::<R>())
+        {
+            return Err(Error::invalid(
+                "record type",
+                format!(
+                    "{} names its table {:?}, one of redkeep's own tables; give it another \
+                     Record::TABLE (a prefix of the application's, say)",
+                    std::any::type_name::<R>(),
+                    R::TABLE
+                ),
+            ));
+        }
         let mut tables = self
             .inner
             .app_tables
@@ -672,6 +691,7 @@ impl Redkeep {
         if !tables.iter().any(|t| t.name() == R::TABLE) {
             tables.push(Arc::from(check_table::<R>()));
         }
+        Ok(())
     }
 
     /// Every table the handle knows how to read: redkeep's own, then the registered ones.

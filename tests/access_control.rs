@@ -463,6 +463,37 @@ fn lockout_locks_doubles_and_looks_like_a_wrong_password() {
     );
 }
 
+/// Asking for the password again (`check_password`) follows the lockout rules of a login:
+/// it is no way to guess without limit, nor to test a locked account's password.
+#[test]
+fn a_password_check_counts_toward_the_lockout_and_honours_it() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    rk.users().check_password(a, PW).unwrap();
+    for _ in 0..9 {
+        assert!(matches!(
+            rk.users().check_password(a, "bad password"),
+            Err(Error::Unauthorized)
+        ));
+    }
+    assert_eq!(rk.users().lockout(a).unwrap().failed_logins, 9);
+    // A right one clears the count, as a login does.
+    rk.users().check_password(a, PW).unwrap();
+    assert_eq!(rk.users().lockout(a).unwrap().failed_logins, 0);
+    for _ in 0..10 {
+        let _ = rk.users().check_password(a, "bad password");
+    }
+    assert!(rk.users().lockout(a).unwrap().locked_until.is_some());
+    assert!(matches!(
+        rk.users().check_password(a, PW),
+        Err(Error::Unauthorized)
+    ));
+    assert!(rk.users().authenticate("a@example.com", PW).is_err());
+    t.clock.advance(minutes(1));
+    rk.users().check_password(a, PW).unwrap();
+}
+
 #[test]
 fn at_most_100_failures_an_hour_reach_the_hash() {
     let t = TestDir::new();

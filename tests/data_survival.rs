@@ -12,7 +12,9 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use redkeep::auth::api_keys::ApiKeySpec;
 use redkeep::auth::sessions::LoginMeta;
 use redkeep::store::{KeyRange, Order, Store, StoreOptions, check_table};
-use redkeep::{Error, Index, NewUser, Options, PasswordParams, Record, Redkeep, Timestamp, key};
+use redkeep::{
+    Error, Index, NewUser, Options, PasswordParams, Record, Redkeep, Timestamp, UserFilter, key,
+};
 use serde::{Deserialize, Serialize};
 
 /// Every record table of a store file, as raw key → value bytes.
@@ -205,6 +207,93 @@ fn records_gain_a_field_and_rename_one_without_migration_or_rewrite() {
         "only the updated record"
     );
     assert_eq!(after["r:notes"], before["r:notes"]);
+}
+
+/// A type that gained a field without a default reads its old records as an error that says
+/// how to fix the type, not as damage: the store goes on taking writes.
+#[test]
+fn a_record_type_that_does_not_fit_its_data_is_an_error_not_damage() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Note {
+        id: u64,
+        text: String,
+        priority: u32,
+    }
+    impl Record for Note {
+        const TABLE: &'static str = "notes";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("app.redb"), &StoreOptions::default()).unwrap();
+    store
+        .write(|tx| {
+            tx.table::<v1::Note>().insert(&v1::Note {
+                id: 1,
+                text: "old".into(),
+            })
+        })
+        .unwrap();
+    let err = store.read(|tx| tx.table::<Note>().get(&1)).unwrap_err();
+    match &err {
+        Error::Corrupt { reason, .. } => assert!(
+            reason.contains("missing field `priority`")
+                && reason.contains("does not fit the record type")
+                && reason.contains("#[serde(default)]"),
+            "{reason}"
+        ),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(store.damage(), None);
+    store
+        .write(|tx| {
+            tx.table::<v1::Note>().insert(&v1::Note {
+                id: 2,
+                text: "new".into(),
+            })
+        })
+        .unwrap();
+}
+
+/// An application type whose table is named like one of redkeep's own is refused before it
+/// writes there (it made every read of the accounts fail, and the store refuse writes).
+#[test]
+fn an_application_type_cannot_take_a_table_of_redkeeps() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Note {
+        id: u64,
+        text: String,
+    }
+    impl Record for Note {
+        const TABLE: &'static str = "users";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    let t = TestDir::new();
+    let rk = t.open();
+    init_root(&rk);
+    let err = rk
+        .store()
+        .write(|tx| {
+            tx.table::<Note>().insert(&Note {
+                id: 2,
+                text: "hi".into(),
+            })
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { reason, .. } if reason.contains("one of redkeep's own tables")),
+        "{err:?}"
+    );
+    let err = rk.register_table::<Note>().unwrap_err();
+    assert!(err.to_string().contains("another Record::TABLE"), "{err}");
+    assert_eq!(rk.users().list(UserFilter::All, None, 10).unwrap().len(), 1);
+    assert_eq!(rk.store().damage(), None);
+    assert!(rk.check(false).unwrap().ok);
 }
 
 fn copy_fixture(name: &str, to: &Path) {
@@ -794,7 +883,7 @@ fn export_import_export_is_byte_identical_with_app_tables_workspaces_and_pieces(
     // Registered: exported as JSON records; unregistered: as raw bytes with index entries.
     for register in [false, true] {
         if register {
-            rk.register_table::<Project>();
+            rk.register_table::<Project>().unwrap();
         }
         let first = export(&rk);
         let text = String::from_utf8(first.clone()).unwrap();
@@ -808,7 +897,7 @@ fn export_import_export_is_byte_identical_with_app_tables_workspaces_and_pieces(
         let other = TestDir::new();
         let rk2 = other.open();
         if register {
-            rk2.register_table::<Project>();
+            rk2.register_table::<Project>().unwrap();
         }
         let summary = redkeep::ops::import(&rk2, &mut first.as_slice(), &|_| {}).unwrap();
         assert_eq!(summary.records["projects"], 2);

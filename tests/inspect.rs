@@ -93,7 +93,7 @@ fn helper_app_owner() {
         return; // Only meaningful when started by the tests below.
     };
     let rk = open(Path::new(&dir));
-    rk.register_table::<v2::Note>();
+    rk.register_table::<v2::Note>().unwrap();
     let _admin = redkeep::admin::serve(&rk).unwrap();
     println!("ready");
     // Serve until the test closes our stdin.

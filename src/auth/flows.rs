@@ -318,10 +318,7 @@ pub(crate) fn verify_login<T: Send>(
         if !u.is_active || c.password_hash != hash {
             return Ok(Err(Error::Unauthorized));
         }
-        c.failed_logins = 0;
-        c.lock_count = 0;
-        c.locked_until = None;
-        c.failures_in_window = c.failures_in_window.saturating_sub(1);
+        passed(&mut c);
         if let Some(h) = &rehash {
             // A new hash of the same password: the stamp stays, so no session is logged out.
             c.password_hash = h.clone();
@@ -381,20 +378,30 @@ pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<
         };
         Ok(tx.table::<Credential>().get(&id)?.map(|c| (u, c)))
     })?;
-    match found {
-        Some((u, c)) => {
-            let ok = acc.passwords.verify(password, &c.password_hash);
-            if ok && u.is_active {
-                Ok(())
-            } else {
-                Err(Error::Unauthorized)
-            }
+    let Some((user, cred)) = found else {
+        acc.passwords.burn();
+        return Err(Error::Unauthorized);
+    };
+    // Under the lockout rules, as a login: a route that asks for the password again must not
+    // be a way around them.
+    verify_user(acc, &user, &cred, password)?;
+    acc.store.write_with(Durability::None, |tx| {
+        let creds = tx.table::<Credential>();
+        if let Some(mut c) = creds.get(&id)? {
+            passed(&mut c);
+            creds.update(&c)?;
         }
-        None => {
-            acc.passwords.burn();
-            Err(Error::Unauthorized)
-        }
-    }
+        Ok(())
+    })
+}
+
+/// Clears the failures of a credential whose password was just given right (the attempt
+/// that [`admit`] counted among them included).
+fn passed(c: &mut Credential) {
+    c.failed_logins = 0;
+    c.lock_count = 0;
+    c.locked_until = None;
+    c.failures_in_window = c.failures_in_window.saturating_sub(1);
 }
 
 /// Stores a new password hash: clears `must_change_password` and the lockout, changes the
@@ -735,10 +742,13 @@ impl Users<'_> {
     }
 
     /// Checks a password for a user without recording a login (same work whether the user
-    /// exists, is disabled or not).
+    /// exists, is disabled or not), under the lockout rules of a login: a wrong password
+    /// counts toward the lockout, a locked or rate-limited account is refused whatever the
+    /// password, and a right one clears the count.
     ///
     /// # Errors
-    /// `Unauthorized` when it does not match or the user cannot log in.
+    /// `Unauthorized` when it does not match, the account is locked or the user cannot log
+    /// in.
     pub fn check_password(&self, id: u64, password: &str) -> Result<()> {
         check_password(self.acc, id, password)
     }

@@ -26,5 +26,5 @@ pub mod web_sessions;
 
 pub(crate) use accounts::Accounts;
 pub use accounts::{NoFiles, Policy, UserFiles};
-pub(crate) use references::own_tables;
+pub(crate) use references::{own_table_types, own_tables};
 pub(crate) use token::insert_with_token;

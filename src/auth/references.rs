@@ -151,6 +151,32 @@ pub(crate) fn own_tables() -> Vec<Box<dyn crate::store::TableCheck>> {
     ]
 }
 
+/// The table of redkeep's record type `R`, kept for it.
+fn own<R: crate::store::Record>() -> (&'static str, std::any::TypeId) {
+    (R::TABLE, std::any::TypeId::of::<R>())
+}
+
+/// The tables of redkeep's own record types, each with its type: a store handle keeps these
+/// names for them, so an application's type cannot write into one.
+pub(crate) fn own_table_types() -> [(&'static str, std::any::TypeId); 14] {
+    [
+        own::<super::users::User>(),
+        own::<super::users::Credential>(),
+        own::<super::users::Avatar>(),
+        own::<super::invites::Invite>(),
+        own::<super::roles::Role>(),
+        own::<super::roles::UserRole>(),
+        own::<super::sessions::Session>(),
+        own::<super::agents::AgentSession>(),
+        own::<super::orgs::Org>(),
+        own::<super::orgs::OrgMember>(),
+        own::<super::api_keys::ApiKey>(),
+        own::<super::audit::AuditEvent>(),
+        own::<super::recovery::RecoveryToken>(),
+        own::<super::web_sessions::WebSession>(),
+    ]
+}
+
 /// Makes every reference resolve again after records were lost (a salvage, a repair that set
 /// records aside): records that point at a missing user, org or role are set aside into
 /// quarantine tables; so is an org without members; one without an

@@ -135,6 +135,12 @@ impl<'a> Stored<'a> {
         }
     }
 
+    /// Whether the value's bytes are well formed (format 2: every tag, length and shape in
+    /// place), whatever type reads them; a format-1 value cannot be told without its type.
+    pub(crate) fn whole(&self) -> bool {
+        !self.legacy && format::validate(self.body, self.resolve).is_ok()
+    }
+
     /// The value as JSON, without knowing its type (format 2 only).
     ///
     /// # Errors

@@ -1149,6 +1149,12 @@ impl Store {
     }
 
     /// What this handle knows to be committed in the file (shapes, catalog entries).
+    /// Keeps each table name of `tables` for its record type: writing a record of another
+    /// type into one is refused with `InvalidInput`.
+    pub(crate) fn reserve_tables(&self, tables: &[(&'static str, std::any::TypeId)]) {
+        self.inner.registry.reserve(tables);
+    }
+
     pub(crate) fn registry(&self) -> &Registry {
         &self.inner.registry
     }
@@ -1434,7 +1440,12 @@ fn with_path(e: Error, path: &Path) -> Error {
 fn is_damage(e: &Error) -> bool {
     match e {
         Error::Damaged { .. } => true,
-        Error::Corrupt { reason, .. } => !reason.contains(super::table::NEWER_VERSION),
+        // A record of a newer application version, or whole bytes that do not fit the
+        // application's type, is a mismatch between code and data: the file is sound.
+        Error::Corrupt { reason, .. } => {
+            !reason.contains(super::table::NEWER_VERSION)
+                && !reason.contains(super::table::DOES_NOT_FIT)
+        }
         _ => false,
     }
 }

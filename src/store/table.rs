@@ -129,7 +129,12 @@ impl TableInfo {
 
 /// Encodes a record inside `tx`, registering the shapes it uses and its table in the catalog.
 pub(crate) fn encode<R: Record>(tx: &WriteTx<'_>, record: &R) -> Result<Vec<u8>> {
-    tx.register_table(R::TABLE, TableInfo::of::<R>)?;
+    tx.register_table(
+        R::TABLE,
+        std::any::TypeId::of::<R>(),
+        std::any::type_name::<R>(),
+        TableInfo::of::<R>,
+    )?;
     let mut used = UsedShapes::default();
     let bytes = codec::encode(record, R::VERSION, &mut used).map_err(|reason| {
         Error::invalid(
@@ -248,7 +253,7 @@ pub(crate) fn decode_record<R: Record>(
     } else {
         decode_other_version::<R>(stored)
     };
-    let mut record = decoded.map_err(|r| corrupt::<R>(key, r))?;
+    let mut record = decoded.map_err(|r| corrupt::<R>(key, misfit_or_damage::<R>(&stored, r)))?;
     let k = R::Key::from_bytes(key).ok_or_else(|| corrupt::<R>(key, "malformed primary key"))?;
     record.restore_key(&k);
     Ok(record)
@@ -285,6 +290,25 @@ fn take_back(
             ),
         },
     }
+}
+
+/// Why a stored value of `R` did not decode: a value whose bytes are whole (format 2, every
+/// tag and shape in place) but that does not fit `R` (a field `R` gained without a default, a
+/// field of another type) is a mismatch between the type and the data, not damage, and says
+/// how to fix the type; anything else is told as it is. Out of line: it runs only on failure.
+#[cold]
+#[inline(never)]
+fn misfit_or_damage<R: Record>(stored: &Stored<'_>, reason: String) -> String {
+    if reason.contains(NEWER_VERSION) || !stored.whole() {
+        return reason;
+    }
+    format!(
+        "{reason}: the stored value is whole but {DOES_NOT_FIT} {} (version {}); if the type \
+         gained a field, make it an Option or give it #[serde(default)], or raise \
+         Record::VERSION and read the old shape in Record::upgrade",
+        std::any::type_name::<R>(),
+        R::VERSION
+    )
 }
 
 /// A record written by another version of its type: upgraded, or refused when newer. Out of
@@ -538,6 +562,8 @@ const MEMO_VALUE_MAX: usize = 2048;
 
 /// How a record of a newer application version is described (it is not damage).
 pub(crate) const NEWER_VERSION: &str = "written by a newer version";
+/// How a whole value that does not fit its record type is described (it is not damage).
+pub(crate) const DOES_NOT_FIT: &str = "does not fit the record type";
 
 /// A primary key of `R` for a message, read as its type writes it (an id as a number, a
 /// name as text), not guessed from its length.

@@ -2,8 +2,9 @@
 //! `meta` table they share (schema version, id sequences, the registry of struct shapes, the
 //! catalog of tables, free-form entries).
 
+use std::any::TypeId;
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
@@ -144,7 +145,7 @@ pub struct WriteTx<'a> {
     raw: &'a dyn RawWrite,
     registry: &'a Registry,
     new_shapes: RefCell<Vec<u64>>,
-    new_tables: RefCell<Vec<&'static str>>,
+    new_tables: RefCell<Vec<(&'static str, TypeId)>>,
     // The sequences this transaction has advanced, held here and written to `meta` once:
     // when the work ends, and before anything could read or change `meta` behind them (raw
     // access, a sequence read, a raise). A batch of inserts thus writes each sequence once.
@@ -160,7 +161,10 @@ type Advanced = (Box<str>, Vec<u8>, u64, bool);
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     shapes: RwLock<HashSet<u64, Quick>>,
-    catalogued: RwLock<HashSet<&'static str, Quick>>,
+    // Tables catalogued, with each record type that wrote them through this handle.
+    catalogued: RwLock<HashSet<(&'static str, TypeId), Quick>>,
+    // Table names kept for one record type each (redkeep's own tables, in a handle).
+    reserved: RwLock<HashMap<&'static str, TypeId>>,
 }
 
 /// The hasher of the registry's sets, which every record write asks: shape ids (hashes
@@ -214,10 +218,19 @@ impl std::hash::Hasher for QuickHasher {
 /// What a transaction registered, published once it commits.
 pub(crate) struct Registrations {
     shapes: Vec<u64>,
-    tables: Vec<&'static str>,
+    tables: Vec<(&'static str, TypeId)>,
 }
 
 impl Registry {
+    /// Keeps each table name of `tables` for its record type: writing a record of another
+    /// type into it is refused.
+    pub(crate) fn reserve(&self, tables: &[(&'static str, TypeId)]) {
+        self.reserved
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(tables.iter().copied());
+    }
+
     pub(crate) fn publish(&self, known: Registrations) {
         if !known.shapes.is_empty() {
             self.shapes
@@ -388,10 +401,17 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// Makes sure the catalog holds `info` for table `name` (once per handle and table).
+    /// Makes sure the catalog holds `info` for table `name`, written by the record type
+    /// `ty` (once per handle, table and type).
+    ///
+    /// # Errors
+    /// `InvalidInput` when `name` is kept for another record type (one of redkeep's own
+    /// tables); `Storage` when the engine fails.
     pub(crate) fn register_table(
         &self,
         name: &'static str,
+        ty: TypeId,
+        type_name: &'static str,
         info: impl FnOnce() -> TableInfo,
     ) -> Result<()> {
         if self
@@ -399,10 +419,26 @@ impl WriteTx<'_> {
             .catalogued
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(name)
-            || self.new_tables.borrow().contains(&name)
+            .contains(&(name, ty))
+            || self.new_tables.borrow().contains(&(name, ty))
         {
             return Ok(());
+        }
+        let owner = self
+            .registry
+            .reserved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied();
+        if owner.is_some_and(|owner| owner != ty) {
+            return Err(Error::invalid(
+                "record type",
+                format!(
+                    "{type_name} names its table {name:?}, one of redkeep's own tables; give it \
+                     another Record::TABLE (a prefix of the application's, say)"
+                ),
+            ));
         }
         let info = info();
         let key = prefixed(TABLE_PREFIX, name.as_bytes());
@@ -411,7 +447,7 @@ impl WriteTx<'_> {
         if current.as_ref() != Some(&info) {
             self.put_catalog(&info)?;
         }
-        self.new_tables.borrow_mut().push(name);
+        self.new_tables.borrow_mut().push((name, ty));
         Ok(())
     }
 }
