@@ -7,6 +7,16 @@
 //! Every method is one generated line that calls the synchronous one: no logic lives here.
 //! Arguments the synchronous API borrows (`&str`, `&[u8]`) are owned here (`String`,
 //! `Vec<u8>`), since the work outlives the caller's stack frame.
+//!
+//! **Dropping a future does not cancel its work.** Once a call is made, the blocking work
+//! runs to its end whether or not anyone awaits the future (a `tokio::time::timeout` that
+//! fires, a `select!` that takes another branch, a client that hangs up): a user is created,
+//! a session opened, a key made. What the call returns (a generated password, a token shown
+//! once) is then lost with the future. Await calls that create secrets to their end, and put
+//! timeouts around whole requests only where the work is safe to finish unseen.
+//!
+//! The noun views (`ark.users()`) borrow the handle: `ark.users().create(spec).await` works
+//! as one expression; to keep a future, keep the view first (`let users = ark.users();`).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};

@@ -332,12 +332,37 @@ impl UserFiles for FolderFiles {
 
 fn owners(store: Store) -> Owners {
     Arc::new(move |id| {
+        store.refuse_behind()?;
         let user = store.read(|tx| tx.table::<User>().get(&id))?;
         Ok(user.filter(|u| !u.uid.is_unset()).map(|u| FolderOwner {
             uid: u.uid.0,
             since: u.created_at.0,
         }))
     })
+}
+
+/// Refuses policies no login could live with (a session that expires at once, a lockout
+/// after no failure), before anything is opened or made.
+fn check_policies(o: &Options) -> Result<()> {
+    use crate::clock::lifetime;
+    lifetime("sessions.ttl", o.sessions.ttl)?;
+    lifetime("sessions.idle_timeout", o.sessions.idle_timeout)?;
+    lifetime("recovery.reset_ttl", o.recovery.reset_ttl)?;
+    lifetime("recovery.verification_ttl", o.recovery.verification_ttl)?;
+    if o.lockout.threshold == 0 {
+        return Err(Error::invalid(
+            "lockout.threshold",
+            "0 would lock every account at its first failed login; give at least 1 (u32::MAX \
+             never locks)",
+        ));
+    }
+    if o.lockout.max_failures_per_hour == 0 {
+        return Err(Error::invalid(
+            "lockout.max_failures_per_hour",
+            "0 would refuse every password; give at least 1",
+        ));
+    }
+    Ok(())
 }
 
 impl Redkeep {
@@ -354,9 +379,12 @@ impl Redkeep {
     /// ```
     ///
     /// # Errors
-    /// `NotInitialized` when there is no store and `create` is off; `InUse` when another
-    /// process holds the store; `NewerSchema` / `MigrationNeeded`; `Io` / `Storage`.
+    /// `InvalidInput` for a policy no login could live with (a session lifetime or idle
+    /// timeout under one second, a lockout threshold of 0); `NotInitialized` when there is
+    /// no store and `create` is off; `InUse` when another process holds the store;
+    /// `NewerSchema` / `MigrationNeeded`; `Io` / `Storage`.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
+        check_policies(&options)?;
         let dir = dir.as_ref().to_path_buf();
         let url = options
             .store_url

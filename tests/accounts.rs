@@ -677,3 +677,29 @@ fn lookalike_emails_are_refused_or_folded() {
         Err(Error::InvalidInput { .. })
     ));
 }
+
+/// Any name a user may have fits their personal org's name: the name is cut to leave room for
+/// "'s Workspace" (a 190-character name was refused at create, though rename took it).
+#[test]
+fn the_longest_names_still_get_a_personal_org() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let name = "N".repeat(200);
+    let u = rk
+        .users()
+        .create(NewUser {
+            name: Some(name.clone()),
+            ..new_user("long@example.com")
+        })
+        .unwrap()
+        .user;
+    assert_eq!(u.name, name);
+    let orgs = rk.orgs().of_user(u.id).unwrap();
+    let personal = &orgs.iter().find(|(o, _)| o.is_personal).unwrap().0;
+    assert_eq!(personal.name.chars().count(), 200);
+    assert!(
+        personal.name.ends_with("NN's Workspace"),
+        "{}",
+        personal.name
+    );
+}

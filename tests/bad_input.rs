@@ -393,7 +393,7 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
         (
             "a role description with a terminal escape and a line break",
             "InvalidInput",
-            "no control characters",
+            "without control",
             Box::new(|f| {
                 f.rk.roles()
                     .create(RoleSpec {
@@ -511,6 +511,56 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
                     .create(ApiKeySpec {
                         owner: KeyOwner::User(f.ann),
                         scopes: (0..65).map(|i| format!("scope{i}")).collect(),
+                        expires_in: None,
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "an org name that turns the text after it around",
+            "InvalidInput",
+            "direction-changing",
+            org("Evil\u{202E}Org", None, None),
+        ),
+        (
+            "an org description with a line break and an escape",
+            "InvalidInput",
+            "without control",
+            Box::new(|f| {
+                f.rk.orgs()
+                    .create(OrgSpec {
+                        name: "Fine".into(),
+                        slug: None,
+                        description: "l1\nl2\u{1b}[31m".into(),
+                        owner: f.ann,
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "a role description that turns the text after it around",
+            "InvalidInput",
+            "direction-changing",
+            Box::new(|f| {
+                f.rk.roles()
+                    .create(RoleSpec {
+                        name: "turned".into(),
+                        permissions: vec!["x".into()],
+                        description: "a\u{202E}b".into(),
+                        priority: 0,
+                    })
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "an API key scope with a * inside",
+            "InvalidInput",
+            "* alone",
+            Box::new(|f| {
+                f.rk.api_keys()
+                    .create(ApiKeySpec {
+                        owner: KeyOwner::User(f.ann),
+                        scopes: vec!["docs:*".into()],
                         expires_in: None,
                     })
                     .map(|_| ())
@@ -920,4 +970,38 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
         }
         assert_eq!(rk_snapshot(), before, "{args:?} changed the store");
     }
+}
+
+/// Policies no login could live with are refused when the store is opened, naming the
+/// option, rather than failing every login (or every validation) later.
+#[test]
+fn policies_no_login_could_live_with_are_refused_at_open() {
+    let t = TestDir::new();
+    type Change = fn(&mut redkeep::Options);
+    let cases: [(&str, Change); 5] = [
+        ("sessions.ttl", |o| o.sessions.ttl = Duration::ZERO),
+        ("sessions.idle_timeout", |o| {
+            o.sessions.idle_timeout = Duration::from_millis(10)
+        }),
+        ("recovery.reset_ttl", |o| {
+            o.recovery.reset_ttl = Duration::ZERO
+        }),
+        ("lockout.threshold", |o| o.lockout.threshold = 0),
+        ("lockout.max_failures_per_hour", |o| {
+            o.lockout.max_failures_per_hour = 0
+        }),
+    ];
+    for (field, change) in cases {
+        let mut options = t.options();
+        change(&mut options);
+        match Redkeep::open(t.path(), options) {
+            Err(Error::InvalidInput { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: expected InvalidInput, got {:?}", other.map(drop)),
+        }
+    }
+    assert!(
+        !t.path().join(redkeep::STORE_FILE).exists(),
+        "a refused open made the store"
+    );
+    t.open();
 }

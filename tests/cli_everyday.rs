@@ -341,41 +341,30 @@ fn mistakes_get_answers_that_say_what_to_do() {
     cli.expect(&["check"], None, 0);
     cli.expect(&["user", "workspace", "ttl@example.com"], None, 0);
 
-    // A role description with a terminal escape is refused; what a user stored elsewhere
-    // (an org's description) is shown, never obeyed by the terminal, and a line break in it
-    // adds no line.
-    let (_, err) = cli.expect(
-        &[
-            "role",
-            "create",
-            "tricky",
-            "--permission",
-            "x",
-            "--description",
-            "\u{1b}[2Jgone",
-        ],
-        None,
-        1,
-    );
-    assert!(err.contains("no control characters"), "{err}");
-    cli.expect(
-        &[
-            "org",
-            "create",
-            "Tricky",
-            "--slug",
-            "tricky",
-            "--owner",
-            "ttl@example.com",
-            "--description",
-            "\u{1b}[2Jgone\nstatus: owner",
-        ],
-        None,
-        0,
-    );
-    let (out, _) = cli.expect(&["org", "show", "tricky"], None, 0);
-    assert!(
-        !out.contains('\u{1b}') && out.contains("\\u{1b}[2Jgone\\u{a}status: owner"),
-        "{out:?}"
-    );
+    // A description with a terminal escape or a line break is refused, a role's as an
+    // org's (how the CLI shows stored text it never obeys is `cli::render`'s own test).
+    for kind in ["role", "org"] {
+        let (_, err) = cli.expect(
+            &[
+                kind,
+                "create",
+                "tricky",
+                "--permission",
+                "x",
+                "--owner",
+                "ttl@example.com",
+                "--description",
+                "\u{1b}[2Jgone\nstatus: owner",
+            ]
+            .into_iter()
+            .filter(|a| match kind {
+                "role" => !["--owner", "ttl@example.com"].contains(a),
+                _ => !["--permission", "x"].contains(a),
+            })
+            .collect::<Vec<_>>(),
+            None,
+            1,
+        );
+        assert!(err.contains("without control"), "{kind}: {err}");
+    }
 }

@@ -145,4 +145,17 @@ impl Accounts {
     pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
+
+    /// [`Store::read`] of the account tables: refused while this handle has migrated the
+    /// store below the schema this build reads (their records have the older layout).
+    ///
+    /// # Errors
+    /// `MigrationNeeded` then; the closure's error; `Storage`.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&crate::store::ReadTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.store.refuse_behind()?;
+        self.store.read(f)
+    }
 }

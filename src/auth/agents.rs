@@ -202,7 +202,6 @@ impl Agents<'_> {
         let now = self.acc.now();
         let a = self
             .acc
-            .store
             .read(|tx| tx.table::<AgentSession>().get(&id.to_string()))?;
         Ok(a.filter(|a| a.expires_at.is_none_or(|e| now < e)))
     }
@@ -212,7 +211,7 @@ impl Agents<'_> {
     /// # Errors
     /// `Corrupt` when one cannot be read.
     pub fn list_by_user(&self, user: u64, limit: usize) -> Result<Vec<AgentSession>> {
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             tx.table::<AgentSession>().range_by(
                 &AgentSession::BY_USER,
                 KeyRange::prefix(key!(user)),
@@ -227,7 +226,7 @@ impl Agents<'_> {
     /// # Errors
     /// `Corrupt` when one cannot be read.
     pub fn list(&self, limit: usize) -> Result<Vec<AgentSession>> {
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             tx.table::<AgentSession>().range_by(
                 &AgentSession::BY_UPDATED,
                 KeyRange::all(),

@@ -121,22 +121,15 @@ pub struct CreatedApiKey {
     pub api_key: ApiKey,
 }
 
+/// A scope is a permission name, or `*` alone for every permission of the owner (as in a
+/// role): a `*` inside a name would match nothing.
 fn validate_scope(s: &str) -> Result<()> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase()
-                || b.is_ascii_digit()
-                || matches!(b, b'_' | b'-' | b'.' | b':' | b'*')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
+    super::roles::validate_permission(s).map_err(|_| {
+        Error::invalid(
             "scope",
-            format!("{s:?} must be 1 to 128 of a-z 0-9 _ - . : *"),
-        ))
-    }
+            format!("{s:?} must be 1 to 128 of a-z 0-9 _ - . : (or * alone, for all)"),
+        )
+    })
 }
 
 /// Deletes every key of `owner` inside `tx`; returns how many.
@@ -257,7 +250,7 @@ impl ApiKeys<'_> {
         }
         let hash = token::hash_token(key);
         let now = self.acc.now();
-        let found = self.acc.store.read(|tx| {
+        let found = self.acc.read(|tx| {
             let Some(k) = tx.table::<ApiKey>().get(&hash)? else {
                 return Ok(None);
             };
@@ -345,7 +338,7 @@ impl ApiKeys<'_> {
             top.offer((Reverse(x.created_at), x.prefix.clone()), x);
             Ok(true)
         };
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             let t = tx.table::<ApiKey>();
             match owner {
                 Some(o) => t.for_each_by(

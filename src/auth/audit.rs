@@ -118,7 +118,7 @@ impl AuditLog<'_> {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<AuditEvent>> {
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             let t = tx.table::<AuditEvent>();
             match user {
                 Some(u) => {

@@ -170,7 +170,7 @@ fn find_login(acc: &Accounts, login: &str) -> Result<Option<(User, Credential)>>
     let Some((index, k)) = index_key else {
         return Ok(None);
     };
-    acc.store.read(|tx| {
+    acc.read(|tx| {
         let Some(user) = tx.table::<User>().get_by(index, &k)? else {
             return Ok(None);
         };
@@ -372,7 +372,7 @@ fn log_in(acc: &Accounts, login: &str, password: &str, meta: LoginMeta) -> Resul
 /// Checks a password for a user id without recording a login; the same hashing work is done
 /// for an unknown or disabled user.
 pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<()> {
-    let found = acc.store.read(|tx| {
+    let found = acc.read(|tx| {
         let Some(u) = tx.table::<User>().get(&id)? else {
             return Ok(None);
         };
@@ -459,7 +459,6 @@ fn change_password_checked(
 ) -> Result<User> {
     super::password::validate_password(new)?;
     let cred = acc
-        .store
         .read(|tx| tx.table::<Credential>().get(&user.id))?
         .ok_or(Error::Unauthorized)?;
     verify_user(acc, user, &cred, current)?;

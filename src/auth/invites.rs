@@ -285,7 +285,7 @@ impl Invites<'_> {
     pub fn list(&self, filter: InviteFilter, limit: usize) -> Result<Vec<Invite>> {
         let now = self.acc.now();
         let mut out = Vec::new();
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             let t = tx.table::<Invite>();
             let mut keep = |i: Invite| {
                 if filter == InviteFilter::All || i.status(now) == InviteStatus::Active {
@@ -320,11 +320,10 @@ impl Invites<'_> {
         let text = code_or_prefix.trim();
         let found = if token::looks_like_prefix(INVITE_PREFIX, text) {
             self.acc
-                .store
                 .read(|tx| tx.table::<Invite>().get_by(&Invite::PREFIX, &key!(text)))?
         } else if plausible_code(text) {
             let hash = token::hash_token(text);
-            self.acc.store.read(|tx| tx.table::<Invite>().get(&hash))?
+            self.acc.read(|tx| tx.table::<Invite>().get(&hash))?
         } else {
             return Err(Error::invalid(
                 "invite",
@@ -358,7 +357,6 @@ impl Invites<'_> {
         let hash = token::hash_token(code.trim());
         let invite = self
             .acc
-            .store
             .read(|tx| tx.table::<Invite>().get(&hash))?
             .ok_or(invalid)?;
         ensure_usable(&invite, self.acc.now())?;

@@ -62,6 +62,7 @@ impl Record for Org {
     }
     fn validate(&self) -> std::result::Result<(), String> {
         validate_org_name(&self.name).map_err(|e| e.to_string())?;
+        validate_org_description(&self.description).map_err(|e| e.to_string())?;
         validate_slug(&self.slug).map_err(|e| e.to_string())
     }
 }
@@ -185,11 +186,33 @@ pub fn validate_slug(slug: &str) -> Result<()> {
     }
 }
 
+/// The most characters of an org's name.
+const MAX_ORG_NAME: usize = 200;
+/// The most characters of an org's description.
+const MAX_ORG_DESCRIPTION: usize = 500;
+
 pub(crate) fn validate_org_name(name: &str) -> Result<()> {
-    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_ORG_NAME
+        || name.chars().any(super::users::unshowable)
+    {
         return Err(Error::invalid(
             "name",
-            "use 1 to 200 characters and no control characters",
+            "use 1 to 200 characters, without control or direction-changing characters",
+        ));
+    }
+    Ok(())
+}
+
+/// An org's description: shown on one line by the CLI, like a role's.
+pub(crate) fn validate_org_description(description: &str) -> Result<()> {
+    if description.chars().count() > MAX_ORG_DESCRIPTION
+        || description.chars().any(super::users::unshowable)
+    {
+        return Err(Error::invalid(
+            "description",
+            "use at most 500 characters, without control or direction-changing characters \
+             (a line break, a tab, an escape)",
         ));
     }
     Ok(())
@@ -305,6 +328,7 @@ pub(crate) fn create_in(
     default: bool,
 ) -> Result<Org> {
     validate_org_name(&spec.name)?;
+    validate_org_description(&spec.description)?;
     if !tx.table::<User>().contains(&spec.owner)? {
         return Err(Error::not_found(format!("user {}", spec.owner)));
     }
@@ -362,10 +386,17 @@ fn insert_org(
     Ok(org)
 }
 
-/// What the personal org of `user` is made from: "{name}'s Workspace", owned by them.
+/// What the personal org of `user` is made from: "{name}'s Workspace", owned by them (the
+/// name cut so that the whole fits an org name's 200 characters).
 pub(crate) fn personal_spec(user: &User) -> OrgSpec {
+    const SUFFIX: &str = "'s Workspace";
+    let name: String = user
+        .name
+        .chars()
+        .take(MAX_ORG_NAME - SUFFIX.len())
+        .collect();
     OrgSpec {
-        name: format!("{}'s Workspace", user.name),
+        name: format!("{}{SUFFIX}", name.trim_end()),
         slug: None,
         description: String::new(),
         owner: user.id,
@@ -465,7 +496,6 @@ impl Orgs<'_> {
             None => KeyRange::all(),
         };
         self.acc
-            .store
             .read(|tx| tx.table::<Org>().range(range, Order::Asc, limit))
     }
 
@@ -474,7 +504,7 @@ impl Orgs<'_> {
     /// # Errors
     /// `Corrupt` when it cannot be read.
     pub fn get(&self, id: u64) -> Result<Option<Org>> {
-        self.acc.store.read(|tx| tx.table::<Org>().get(&id))
+        self.acc.read(|tx| tx.table::<Org>().get(&id))
     }
 
     /// The org with this slug.
@@ -483,9 +513,7 @@ impl Orgs<'_> {
     /// `Corrupt` when it cannot be read.
     pub fn by_slug(&self, slug: &str) -> Result<Option<Org>> {
         let k = key!(slug.trim().to_lowercase());
-        self.acc
-            .store
-            .read(|tx| tx.table::<Org>().get_by(&Org::SLUG, &k))
+        self.acc.read(|tx| tx.table::<Org>().get_by(&Org::SLUG, &k))
     }
 
     /// The org with this id in the system it was adopted from.
@@ -495,7 +523,6 @@ impl Orgs<'_> {
     pub fn by_external_id(&self, external_id: &str) -> Result<Option<Org>> {
         let k = key!(external_id.trim());
         self.acc
-            .store
             .read(|tx| tx.table::<Org>().get_by(&Org::EXTERNAL_ID, &k))
     }
 
@@ -523,7 +550,6 @@ impl Orgs<'_> {
             None => KeyRange::prefix(key!(org)),
         };
         self.acc
-            .store
             .read(|tx| tx.table::<OrgMember>().range(range, Order::Asc, limit))
     }
 
@@ -532,7 +558,7 @@ impl Orgs<'_> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn member_count(&self, org: u64) -> Result<u64> {
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             tx.table::<OrgMember>()
                 .count_in(KeyRange::prefix(key!(org)))
         })
@@ -543,7 +569,7 @@ impl Orgs<'_> {
     /// # Errors
     /// `Corrupt` when a record cannot be read.
     pub fn of_user(&self, user: u64) -> Result<Vec<(Org, OrgRole)>> {
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             let orgs = tx.table::<Org>();
             let mut out = Vec::new();
             for m in memberships_of(tx, user)? {
@@ -562,7 +588,6 @@ impl Orgs<'_> {
     pub fn role_in(&self, user: u64, org: u64) -> Result<Option<OrgRole>> {
         Ok(self
             .acc
-            .store
             .read(|tx| tx.table::<OrgMember>().get(&(org, user)))?
             .map(|m| m.role))
     }

@@ -267,7 +267,7 @@ impl Recovery<'_> {
     /// # Errors
     /// `Corrupt` when a token cannot be read.
     pub fn tokens_of(&self, user: u64) -> Result<Vec<RecoveryToken>> {
-        let mut out = self.acc.store.read(|tx| {
+        let mut out = self.acc.read(|tx| {
             tx.table::<RecoveryToken>().range_by(
                 &RecoveryToken::BY_USER,
                 KeyRange::prefix(key!(user)),
@@ -360,7 +360,6 @@ pub(crate) fn peek(acc: &Accounts, token: &str, purpose: Purpose) -> Result<Reco
     let hash = token::hash_token(token);
     let now = acc.now();
     let tok = acc
-        .store
         .read(|tx| tx.table::<RecoveryToken>().get(&hash))?
         .filter(|t| token::hashes_equal(&t.hash, &hash) && t.purpose == purpose)
         .ok_or_else(invalid)?;

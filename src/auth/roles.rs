@@ -235,7 +235,7 @@ pub(crate) fn holds_in<S: Source>(tx: &S, user: &User, permission: &str) -> Resu
 
 /// Creates the system roles that are missing.
 pub(crate) fn ensure_system_roles(acc: &Accounts) -> Result<()> {
-    let missing = acc.store.read(|tx| {
+    let missing = acc.read(|tx| {
         let t = tx.table::<Role>();
         for (name, ..) in SYSTEM_ROLES {
             if t.get_by(&Role::NAME, &key!(name))?.is_none() {
@@ -386,11 +386,13 @@ impl Roles<'_> {
         for p in &spec.permissions {
             validate_permission(p)?;
         }
-        if spec.description.chars().count() > 500 || spec.description.chars().any(char::is_control)
+        if spec.description.chars().count() > 500
+            || spec.description.chars().any(super::users::unshowable)
         {
             return Err(Error::invalid(
                 "description",
-                "use at most 500 characters and no control characters (a line break, a tab, an escape)",
+                "use at most 500 characters, without control or direction-changing characters \
+                 (a line break, a tab, an escape)",
             ));
         }
         let now = self.acc.now();
@@ -431,7 +433,7 @@ impl Roles<'_> {
     /// # Errors
     /// `Corrupt` when a role cannot be read.
     pub fn list(&self) -> Result<Vec<Role>> {
-        let mut roles = self.acc.store.read(|tx| {
+        let mut roles = self.acc.read(|tx| {
             tx.table::<Role>()
                 .range(KeyRange::all(), Order::Asc, usize::MAX)
         })?;
@@ -444,9 +446,7 @@ impl Roles<'_> {
     /// # Errors
     /// `NotFound`.
     pub fn get(&self, name: &str) -> Result<Role> {
-        self.acc
-            .store
-            .read(|tx| role_by_name(&tx.table::<Role>(), name))
+        self.acc.read(|tx| role_by_name(&tx.table::<Role>(), name))
     }
 
     /// Deletes a custom role and every assignment of it.
@@ -516,7 +516,7 @@ impl Roles<'_> {
     /// # Errors
     /// `Corrupt` when a record cannot be read.
     pub fn of_user(&self, user: u64) -> Result<Vec<Role>> {
-        let mut out = self.acc.store.read(|tx| {
+        let mut out = self.acc.read(|tx| {
             let roles = tx.table::<Role>();
             let mut out = Vec::new();
             for a in assignments_of(tx, user)? {
@@ -535,7 +535,7 @@ impl Roles<'_> {
     /// # Errors
     /// `NotFound` for an unknown role.
     pub fn users_in(&self, role: &str, limit: usize) -> Result<Vec<u64>> {
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             let role = role_by_name(&tx.table::<Role>(), role)?;
             let mut out = Vec::new();
             if limit == 0 {
@@ -570,7 +570,7 @@ impl Roles<'_> {
         user: u64,
         f: impl FnOnce(&ReadTx<'_>, &User) -> Result<T>,
     ) -> Result<T> {
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             let u = tx
                 .table::<User>()
                 .get(&user)?

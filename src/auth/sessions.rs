@@ -224,7 +224,7 @@ impl Sessions<'_> {
         find: impl FnOnce(&Table<Session, ReadTx<'_>>) -> Result<Option<Session>>,
     ) -> Result<(User, Session)> {
         let now = self.acc.now();
-        let (session, user) = self.acc.store.read(|tx| {
+        let (session, user) = self.acc.read(|tx| {
             let s = find(&tx.table::<Session>())?;
             let u = match &s {
                 Some(s) => tx.table::<User>().get(&s.user_id)?,
@@ -347,7 +347,7 @@ impl Sessions<'_> {
             top.offer((Reverse(x.created_at), x.short_id.clone()), x);
             Ok(true)
         };
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             let t = tx.table::<Session>();
             match user {
                 Some(u) => t.for_each_by(

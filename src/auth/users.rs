@@ -411,6 +411,12 @@ fn bidi_control(c: char) -> bool {
     matches!(c as u32, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
 }
 
+/// A character that names and descriptions shown on one line may not hold: a control
+/// character (a line break, a tab, an escape) or a direction-changing one.
+pub(crate) fn unshowable(c: char) -> bool {
+    c.is_control() || bidi_control(c)
+}
+
 /// Validates a username: 3 to 32 of `A-Z a-z 0-9 _ . -`, not all digits.
 ///
 /// # Errors
@@ -603,7 +609,7 @@ impl Users<'_> {
     /// # Errors
     /// `Corrupt` or `Storage` when the record cannot be read.
     pub fn get(&self, id: u64) -> Result<Option<User>> {
-        self.acc.store.read(|tx| tx.table::<User>().get(&id))
+        self.acc.read(|tx| tx.table::<User>().get(&id))
     }
 
     /// The user with this email (any case and surrounding spaces).
@@ -613,7 +619,6 @@ impl Users<'_> {
     pub fn by_email(&self, email: &str) -> Result<Option<User>> {
         let normalized = normalize_email(email)?;
         self.acc
-            .store
             .read(|tx| tx.table::<User>().get_by(&User::EMAIL, &key!(normalized)))
     }
 
@@ -624,7 +629,6 @@ impl Users<'_> {
     pub fn by_username(&self, username: &str) -> Result<Option<User>> {
         let k = key!(username.trim().to_lowercase());
         self.acc
-            .store
             .read(|tx| tx.table::<User>().get_by(&User::USERNAME, &k))
     }
 
@@ -635,7 +639,6 @@ impl Users<'_> {
     pub fn by_external_id(&self, external_id: &str) -> Result<Option<User>> {
         let k = key!(external_id.trim());
         self.acc
-            .store
             .read(|tx| tx.table::<User>().get_by(&User::EXTERNAL_ID, &k))
     }
 
@@ -671,7 +674,7 @@ impl Users<'_> {
             Some(id) => KeyRange::all().after(&key!(id)),
             None => KeyRange::all(),
         };
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             let mut out = Vec::new();
             if limit == 0 {
                 return Ok(out);
@@ -696,7 +699,7 @@ impl Users<'_> {
         to: Timestamp,
         limit: usize,
     ) -> Result<Vec<User>> {
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             tx.table::<User>().range_by(
                 &User::CREATED_AT,
                 KeyRange::between(key!(from.0), key!(to.0)),
@@ -711,7 +714,7 @@ impl Users<'_> {
     /// # Errors
     /// `Corrupt` when a record cannot be read.
     pub fn admins(&self, limit: usize) -> Result<Vec<User>> {
-        self.acc.store.read(|tx| {
+        self.acc.read(|tx| {
             tx.table::<User>().range_by(
                 &User::IS_ADMIN,
                 KeyRange::prefix(key!(true)),
@@ -726,7 +729,7 @@ impl Users<'_> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn count(&self) -> Result<u64> {
-        self.acc.store.read(|tx| tx.table::<User>().count())
+        self.acc.read(|tx| tx.table::<User>().count())
     }
 
     /// Changes a user's name or username (`Some(None)` removes the username).
@@ -773,7 +776,7 @@ impl Users<'_> {
     /// # Errors
     /// `NotFound`.
     pub fn lockout(&self, id: u64) -> Result<Lockout> {
-        let c = self.acc.store.read(|tx| {
+        let c = self.acc.read(|tx| {
             if !tx.table::<User>().contains(&id)? {
                 return Err(Error::not_found(format!("user {id}")));
             }
@@ -803,7 +806,6 @@ impl Users<'_> {
     pub fn password_info(&self, id: u64) -> Result<PasswordInfo> {
         let c = self
             .acc
-            .store
             .read(|tx| tx.table::<Credential>().get(&id))?
             .ok_or_else(|| Error::not_found(format!("password of user {id}")))?;
         let (algorithm, parameters) = super::password::scheme(&c.password_hash);
@@ -839,7 +841,6 @@ impl Users<'_> {
     pub fn avatar(&self, id: u64) -> Result<Option<Vec<u8>>> {
         Ok(self
             .acc
-            .store
             .read(|tx| tx.table::<Avatar>().get(&id))?
             .map(|a| a.jpeg))
     }

@@ -127,10 +127,7 @@ impl WebSessions<'_> {
     pub fn load(&self, id: &[u8]) -> Result<Option<(String, Timestamp)>> {
         let hash = hash_id(id);
         let now = self.acc.now();
-        let found = self
-            .acc
-            .store
-            .read(|tx| tx.table::<WebSession>().get(&hash))?;
+        let found = self.acc.read(|tx| tx.table::<WebSession>().get(&hash))?;
         Ok(found
             .filter(|s| now < s.expires_at)
             .map(|s| (s.data, s.expires_at)))
@@ -161,6 +158,6 @@ impl WebSessions<'_> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn count(&self) -> Result<u64> {
-        self.acc.store.read(|tx| tx.table::<WebSession>().count())
+        self.acc.read(|tx| tx.table::<WebSession>().count())
     }
 }

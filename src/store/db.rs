@@ -95,6 +95,8 @@ struct Inner {
     // After this handle migrated the store down: (the version it is at, the version this
     // build writes). Writes other than migrations are refused until it is migrated up.
     behind: Mutex<Option<(u64, u64)>>,
+    // Whether `behind` holds a value: what every read of the account tables asks first.
+    is_behind: std::sync::atomic::AtomicBool,
     path: PathBuf,
     mode: Mode,
     durability: Durability,
@@ -571,6 +573,7 @@ impl Store {
                 engine,
                 damaged: Mutex::new(None),
                 behind: Mutex::new(None),
+                is_behind: std::sync::atomic::AtomicBool::new(false),
                 path,
                 mode,
                 durability: options.durability,
@@ -793,7 +796,37 @@ impl Store {
     /// this build writes (`None`: migrated back up): writes other than migrations are refused
     /// meanwhile, so this build never writes its records into an older schema.
     pub(crate) fn set_behind(&self, behind: Option<(u64, u64)>) {
-        *self.inner.behind.lock().unwrap_or_else(|e| e.into_inner()) = behind;
+        let mut b = self.inner.behind.lock().unwrap_or_else(|e| e.into_inner());
+        *b = behind;
+        self.inner
+            .is_behind
+            .store(behind.is_some(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Refuses work on records of this build's schema while this handle has migrated the
+    /// store below it (their tables hold the older layout).
+    ///
+    /// # Errors
+    /// `MigrationNeeded` after a `migrate down` through this handle, until a `migrate up`.
+    #[inline]
+    pub(crate) fn refuse_behind(&self) -> Result<()> {
+        if !self
+            .inner
+            .is_behind
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        self.behind_error()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn behind_error(&self) -> Result<()> {
+        match *self.inner.behind.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((found, needed)) => Err(Error::MigrationNeeded { found, needed }),
+            None => Ok(()),
+        }
     }
 
     /// Lets writes through again after a repair that left the store sound.
