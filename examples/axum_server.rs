@@ -1,11 +1,13 @@
 //! A small account server on redkeep, axum, axum-login and tower-sessions.
 //!
 //! ```text
-//! cargo run --example axum_server -- --data-dir ./redkeep-data --listen 127.0.0.1:3000
+//! cargo run --example axum_server -- --data-dir ./redkeep-data --listen 127.0.0.1:3000 --init
 //! ```
 //!
-//! It opens (or initialises) the store in the data dir, serves live administration so the
-//! `redkeep` CLI works while it runs, and answers JSON:
+//! It opens the store in the data dir (with `--init`, made with its first administrator when
+//! missing, whose password is printed once; without it, a missing store is refused, so a
+//! mistyped `--data-dir` makes nothing), serves live administration so the `redkeep` CLI
+//! works while it runs, and answers JSON:
 //!
 //! | route | what |
 //! |---|---|
@@ -507,12 +509,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn arguments() -> Result<(PathBuf, SocketAddr), String> {
+/// What the command line asks for.
+struct Arguments {
+    dir: PathBuf,
+    listen: SocketAddr,
+    init: bool,
+}
+
+const USAGE: &str = "usage: axum_server --data-dir DIR [--listen ADDR] [--init]\n\
+    \x20 --data-dir DIR  the data dir holding redkeep.redb and workspaces/\n\
+    \x20 --listen ADDR   where to answer HTTP (default 127.0.0.1:3000)\n\
+    \x20 --init          make the store and its first administrator when DIR has none";
+
+fn arguments() -> Result<Option<Arguments>, String> {
     let mut dir = None;
     let mut listen = None;
+    let mut init = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--init" => init = true,
             "--data-dir" => dir = args.next().map(PathBuf::from),
             "--listen" => {
                 let v = args.next().ok_or("--listen needs an address")?;
@@ -521,10 +538,11 @@ fn arguments() -> Result<(PathBuf, SocketAddr), String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok((
-        dir.ok_or("pass --data-dir DIR")?,
-        listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
-    ))
+    Ok(Some(Arguments {
+        dir: dir.ok_or("pass --data-dir DIR")?,
+        listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+        init,
+    }))
 }
 
 #[tokio::main]
@@ -539,14 +557,18 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let (dir, listen) = match arguments() {
-        Ok(a) => a,
+    let args = match arguments() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("A small account server on redkeep.\n{USAGE}");
+            return std::process::ExitCode::SUCCESS;
+        }
         Err(e) => {
-            eprintln!("axum_server: {e}\nusage: axum_server --data-dir DIR [--listen ADDR]");
+            eprintln!("axum_server: {e}\n{USAGE}");
             return std::process::ExitCode::from(2);
         }
     };
-    match serve(dir, listen).await {
+    match serve(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("axum_server: {e}");
@@ -555,12 +577,22 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(dir: PathBuf, listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
+    let Arguments { dir, listen, init } = args;
     // The port first: a server that cannot listen leaves no store behind (nor the first
     // administrator's password printed only here).
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("listening on {listen}: {e}"))?;
+    if !init && !dir.join(redkeep::STORE_FILE).exists() {
+        return Err(format!(
+            "no store in {}; pass --init to make one with its first administrator (or run \
+             `redkeep --data-dir {} init`)",
+            dir.display(),
+            dir.display()
+        )
+        .into());
+    }
     let ark = AsyncRedkeep::open(dir.clone(), Options::default()).await?;
     let init = ark.init(InitSpec::default()).await?;
     if let Some(admin) = init.admin {

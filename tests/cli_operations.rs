@@ -551,3 +551,23 @@ fn a_backup_into_a_workspace_folder_is_refused() {
     let beside = cli.data().join("beside.rkb");
     cli.expect(&["backup", beside.to_str().unwrap()], None, 0);
 }
+
+/// A backup goes to a new file in a folder that exists: `-` (stdout) and a missing folder
+/// are refused with what to do, and write nothing.
+#[test]
+fn backup_refuses_stdout_and_a_missing_folder() {
+    let cli = populated();
+    let (_, err) = cli.expect(&["backup", "-"], None, 1);
+    assert!(err.contains("not to stdout"), "{err}");
+    let missing = cli.dir.path().join("nope/inner/b.rkb");
+    let (_, err) = cli.expect(&["backup", missing.to_str().unwrap()], None, 1);
+    assert!(
+        err.contains("does not exist") && err.contains("nope/inner"),
+        "{err}"
+    );
+    assert!(!cli.dir.path().join("nope").exists());
+    assert!(!std::env::current_dir().unwrap().join("-").exists());
+    // A permission no role could grant is a typo, not a "no".
+    let (_, err) = cli.expect(&["user", "can", "ann@example.com", "NOT A PERM!"], None, 1);
+    assert!(err.contains("invalid permission"), "{err}");
+}

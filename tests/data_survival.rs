@@ -984,6 +984,31 @@ fn a_failed_import_changes_nothing() {
     assert!(!rk2.workspaces().exists(1));
 }
 
+/// Two restores in the same second each keep their safety copy of the store they replace
+/// (the second was refused: its copy's name was taken).
+#[test]
+fn restores_in_the_same_second_keep_every_safety_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    init_root(&rk);
+    let archive = tmp.path().join("b.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    drop(rk);
+    let at = Timestamp(1_900_000_000);
+    let first = redkeep::ops::restore(&dir, &archive, true, at).unwrap();
+    let second = redkeep::ops::restore(&dir, &archive, true, at).unwrap();
+    let (first, second) = (first.safety_copy.unwrap(), second.safety_copy.unwrap());
+    assert_ne!(first, second);
+    assert!(first.exists() && second.exists());
+    assert!(
+        second.to_string_lossy().ends_with(".bak.2"),
+        "{}",
+        second.display()
+    );
+}
+
 #[test]
 fn ids_never_go_back_across_reset_and_restore() {
     let t = TestDir::new();

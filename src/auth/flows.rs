@@ -405,7 +405,8 @@ fn passed(c: &mut Credential) {
 }
 
 /// Stores a new password hash: clears `must_change_password` and the lockout, changes the
-/// credential's stamp, and revokes every session of the user but `keep`.
+/// credential's stamp, revokes every session of the user but `keep`, and deletes their
+/// outstanding password-reset tokens.
 fn store_password(
     tx: &WriteTx<'_>,
     now: Timestamp,
@@ -431,6 +432,8 @@ fn store_password(
         None => creds.insert(&Credential::new(id, hash.to_string(), now)?)?,
     }
     sessions::revoke_all_in(tx, now, id, keep)?;
+    // A reset link sent before would set another password over this one.
+    recovery::delete_tokens_of(tx, id, Some(Purpose::PasswordReset))?;
     audit::user_event(tx, now, "password_changed", id, String::new())?;
     Ok(user)
 }

@@ -347,7 +347,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             check_data_dir(&cli.data_dir)?;
             let options = Options::default().password(password_params()?);
             admin::commands::move_store(&cli.data_dir, store_url(cli).as_deref(), to, options)
-                .map_err(whole_file)?
+                .map_err(whole_copy)?
         }
         Command::Status if store_url(cli).is_some() => {
             admin::commands::status::of_server(&open(cli)?)?
@@ -373,7 +373,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Salvage { to } => {
             check_data_dir(&cli.data_dir)?;
             let options = Options::default().password(password_params()?);
-            admin::commands::salvage(&cli.data_dir, to, options, now).map_err(whole_file)?
+            admin::commands::salvage(&cli.data_dir, to, options, now).map_err(whole_copy)?
         }
         Command::Adopt(a) => {
             check_data_dir(&cli.data_dir)?;
@@ -530,9 +530,19 @@ fn remove_empty_folders(dir: &Path) {
 
 /// Restore and reset never go through the socket: they replace the files under the owner.
 fn whole_file(e: Error) -> Error {
+    needs_store_alone("replaces the whole store", e)
+}
+
+/// Move, salvage and adopt read the whole file from one snapshot, with the store to
+/// themselves.
+fn whole_copy(e: Error) -> Error {
+    needs_store_alone("copies the whole store from one snapshot", e)
+}
+
+fn needs_store_alone(what: &str, e: Error) -> Error {
     match e {
         Error::InUse { holder, .. } => Error::denied(format!(
-            "this command replaces the whole store and cannot run while it is held ({}); stop the application first",
+            "this command {what} and cannot run while it is held ({}); stop the application first",
             who_holds(&holder)
         )),
         e => e,

@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{folders_of, open_file_store, sequences_of, with_suffix};
+use super::files::{folders_of, free_with_suffix, open_file_store, sequences_of};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::handle::{SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
@@ -71,6 +71,26 @@ fn tar_err(what: &str, e: std::io::Error) -> Error {
 /// # Errors
 /// `InvalidInput` when `dest` exists; `Io` / `Storage` when writing fails.
 pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
+    // (The CLI gives paths made absolute: `-` arrives as `…/-`.)
+    if dest.file_name().is_some_and(|n| n == "-") {
+        return Err(Error::invalid(
+            "path",
+            "a backup is written to a file, not to stdout (`-`); give the path of a new file",
+        ));
+    }
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::invalid(
+            "path",
+            format!(
+                "the folder {} does not exist; make it first, or write the backup elsewhere",
+                parent.display()
+            ),
+        ));
+    }
     if dest.exists() {
         return Err(Error::invalid(
             "path",
@@ -95,14 +115,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     }
     let now = rk.now();
     let schema_version = rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
-    let staging = fsutil::private_temp_dir_in(
-        Some(
-            dest.parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new(".")),
-        ),
-        "a staging folder for the backup",
-    )?;
+    let staging = fsutil::private_temp_dir_in(Some(parent), "a staging folder for the backup")?;
     let snapshot = staging.path().join(STORE_FILE);
     rk.store().copy_to(&snapshot)?;
     let check = check_in_place(&snapshot)?;
@@ -438,7 +451,7 @@ pub fn restore_store(
         return live.alone_with("be restored", || {
             let mut safety_copy = None;
             if occupied {
-                let copy = with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
+                let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
                 live.copy_to(&copy)?;
                 safety_copy = Some(copy);
             }
@@ -453,7 +466,7 @@ pub fn restore_store(
     let mut safety_copy = None;
     let live = if db.exists() {
         let live = open_file_store(&db, Mode::Exclusive)?;
-        let copy = with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
+        let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
         live.copy_to(&copy)?;
         safety_copy = Some(copy);
         let sequences = sequences_of(&live)?;

@@ -80,6 +80,18 @@ pub(super) fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
     db.with_file_name(name)
 }
 
+/// [`with_suffix`], numbered (`.2`, `.3`, …) past any file an earlier run left there.
+pub(super) fn free_with_suffix(db: &Path, suffix: &str) -> PathBuf {
+    let first = with_suffix(db, suffix);
+    let mut path = first.clone();
+    let mut n = 2u64;
+    while path.symlink_metadata().is_ok() {
+        path = with_suffix(db, &format!("{suffix}.{n}"));
+        n += 1;
+    }
+    path
+}
+
 // The workspaces of a data dir, for moving whole folders (no owner lookups are made).
 pub(super) fn folders_of(data_dir: &Path) -> Result<Workspaces> {
     Workspaces::open(

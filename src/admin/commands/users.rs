@@ -374,6 +374,8 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             ))
         }
         UserCmd::Can { user, permission } => {
+            // A name no role could grant is a typo, not a "no".
+            crate::auth::roles::validate_permission(permission)?;
             let u = rk.users().find(user)?;
             let yes = u.is_active && rk.roles().has_permission(u.id, permission)?;
             let verb = if yes { "may" } else { "may not" };
