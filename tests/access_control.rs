@@ -57,7 +57,15 @@ fn system_roles_exist_and_new_users_get_user() {
             Err(Error::Denied { .. })
         ));
     }
+    // The only administrator cannot be disabled until another user is one.
+    assert!(matches!(rk.users().disable(a), Err(Error::Denied { .. })));
+    let b = user(&rk, "b@example.com");
+    rk.roles().grant(b, "admin", None).unwrap();
     rk.users().disable(a).unwrap();
+    assert!(matches!(
+        rk.roles().revoke(b, "admin", None),
+        Err(Error::Denied { .. })
+    ));
     assert!(rk.roles().permissions(a).unwrap().is_empty());
     assert!(!rk.roles().has_permission(a, "basic_access").unwrap());
 }

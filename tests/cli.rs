@@ -281,10 +281,22 @@ fn user_create_list_show_and_lifecycle() {
         1,
     );
 
+    // The only administrator is kept: disabling or deleting them, or taking the role away,
+    // is refused until another user is one.
+    for args in [
+        vec!["user", "disable", &id],
+        vec!["user", "delete", &id],
+        vec!["role", "revoke", &id, "admin"],
+    ] {
+        let (_, err) = cli.expect(&args, None, 1);
+        assert!(err.contains("last active administrator"), "{args:?}: {err}");
+    }
+    cli.expect(&["role", "grant", "gen", "admin"], None, 0);
     assert_eq!(
         cli.json(&["user", "disable", &id], None)["is_active"],
         false
     );
+    cli.expect(&["role", "revoke", "gen", "admin"], None, 1);
     assert_eq!(
         cli.json(&["user", "list"], None).as_array().unwrap().len(),
         1

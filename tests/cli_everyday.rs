@@ -84,7 +84,12 @@ fn logins_admins_and_permission_checks() {
     cli.expect(&["role", "grant", "root", "admin"], None, 0);
     assert_eq!(cli.json(&["user", "show", "root"], None)["is_admin"], true);
     cli.expect(&["user", "can", "root", "anything.at_all"], None, 0);
+    // The last administrator keeps the role until another user has it.
+    let (_, err) = cli.expect(&["role", "revoke", "root", "admin"], None, 1);
+    assert!(err.contains("last active administrator"), "{err}");
+    let helper = user(&cli, "helper@example.com", &["--admin"]);
     cli.expect(&["role", "revoke", "root", "admin"], None, 0);
+    cli.expect(&["user", "delete", &helper.to_string()], None, 1);
     assert_eq!(cli.json(&["user", "show", "root"], None)["is_admin"], false);
     let (out, _) = cli.expect(&["user", "can", "root", "anything.at_all"], None, 1);
     assert!(out.contains("may not"), "{out}");

@@ -492,6 +492,9 @@ pub(crate) fn change_password(
 pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> {
     let now = acc.now();
     acc.store.write(|tx| {
+        if !active {
+            roles::keep_an_admin(tx, id, "disabling them")?;
+        }
         let user = tx.table::<User>().modify(&id, |u| {
             u.is_active = active;
             u.updated_at = now;
@@ -559,6 +562,7 @@ pub(crate) fn delete_user_records(acc: &Accounts, tx: &WriteTx<'_>, id: u64) -> 
         .table::<User>()
         .get(&id)?
         .ok_or_else(|| Error::not_found(format!("user {id}")))?;
+    roles::keep_an_admin(tx, id, "deleting them")?;
     remove_user_from_orgs(tx, now, id)?;
     sessions::revoke_all_in(tx, now, id, None)?;
     let roles = tx.table::<UserRole>();
@@ -865,7 +869,7 @@ impl Users<'_> {
     /// verifying at once.
     ///
     /// # Errors
-    /// `NotFound`.
+    /// `NotFound`; `Denied` for the last active administrator (make another user one first).
     pub fn disable(&self, id: u64) -> Result<User> {
         set_active(self.acc, id, false)
     }
@@ -891,8 +895,8 @@ impl Users<'_> {
     /// moves their workspace folder to the trash (never deleting files).
     ///
     /// # Errors
-    /// `NotFound`; `Denied` when the user is the last owner of an org with other members, or
-    /// the data dir is read-only; `InvalidInput` inside a workspace call for the same user
+    /// `NotFound`; `Denied` when the user is the last owner of an org with other members or
+    /// the last active administrator, or the data dir is read-only; `InvalidInput` inside a workspace call for the same user
     /// (the folder could not move). These come before anything is deleted; an I/O error
     /// moving the folder comes after the records are gone (`check --repair` moves it).
     pub fn delete(&self, id: u64) -> Result<DeletedUser> {

@@ -330,6 +330,9 @@ pub(crate) fn revoke_in(
     by: Option<u64>,
 ) -> Result<Role> {
     let role = role_by_name(&tx.table::<Role>(), role)?;
+    if role.name == ADMIN_ROLE {
+        keep_an_admin(tx, user, "taking the admin role away")?;
+    }
     if tx.table::<UserRole>().delete(&(user, role.id))?.is_none() {
         return Err(Error::not_found(format!(
             "role {} of user {user}",
@@ -341,6 +344,35 @@ pub(crate) fn revoke_in(
         sync_admin_flag(tx, now, user)?;
     }
     Ok(role)
+}
+
+/// Refuses to take away the last active administrator (by `doing`: revoking the role,
+/// disabling, deleting): the store would be left with nobody who may administer it from the
+/// application. A store without one to begin with is left as it is.
+///
+/// # Errors
+/// `Denied` when `user` is the only active administrator.
+pub(crate) fn keep_an_admin(tx: &WriteTx<'_>, user: u64, doing: &str) -> Result<()> {
+    let users = tx.table::<User>();
+    let Some(u) = users.get(&user)? else {
+        return Ok(());
+    };
+    if !(u.is_admin && u.is_active) {
+        return Ok(());
+    }
+    let admins = users.range_by(
+        &User::IS_ADMIN,
+        KeyRange::prefix(key!(true)),
+        Order::Asc,
+        usize::MAX,
+    )?;
+    if admins.iter().any(|a| a.id != user && a.is_active) {
+        return Ok(());
+    }
+    Err(Error::denied(format!(
+        "user {user} is the last active administrator, and {doing} would leave none; make \
+         another user an administrator first (`redkeep role grant USER admin`)"
+    )))
 }
 
 fn audit_role(
@@ -503,7 +535,8 @@ impl Roles<'_> {
     /// Revokes a role from a user. Revoking `admin` ends the user's administrator status.
     ///
     /// # Errors
-    /// `NotFound` when the user does not hold it.
+    /// `NotFound` when the user does not hold it; `Denied` for `admin` of the last active
+    /// administrator.
     pub fn revoke(&self, user: u64, role: &str, by: Option<u64>) -> Result<Role> {
         let now = self.acc.now();
         self.acc
