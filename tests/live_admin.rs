@@ -553,3 +553,44 @@ fn the_deepest_piece_goes_through_the_owner_and_back() {
     assert_eq!(code, 1);
     assert!(err.contains("the limit is 127"), "{err}");
 }
+
+/// An application that holds the store but does not answer (stopped with SIGSTOP, or hung)
+/// accepts connections and reads nothing: `status` says so within seconds instead of waiting
+/// with it, and a command that waits says on stderr whom it waits for.
+#[test]
+fn a_holder_that_does_not_answer_is_reported_not_waited_for() {
+    let cli = common::Cli::new();
+    cli.init();
+    let data = cli.data();
+    // The holder: this test process, with the store open alone and a socket that answers
+    // nothing.
+    let _held = Redkeep::open(
+        &data,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let _listener =
+        std::os::unix::net::UnixListener::bind(data.join(redkeep::admin::SOCKET_FILE)).unwrap();
+    let v = cli.json(&["status"], None);
+    assert_eq!(v["state"], "exclusive", "{v}");
+    assert_eq!(v["pid"], std::process::id(), "{v}");
+    assert_eq!(v["socket"], "not answering", "{v}");
+    let mut waiting = Command::cargo_bin("redkeep")
+        .unwrap()
+        .env("REDKEEP_DATA_DIR", &data)
+        .args(["user", "list"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(waiting.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = waiting.kill();
+    let _ = waiting.wait();
+    assert!(
+        line.contains("waiting for the application holding the store"),
+        "{line}"
+    );
+}

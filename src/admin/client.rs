@@ -28,7 +28,22 @@ pub enum Remote {
 pub struct Connection {
     stream: UnixStream,
     path: PathBuf,
+    patience: Patience,
 }
+
+/// What a client does while the owner has not begun to answer (a stopped or hung process
+/// accepts connections and reads nothing).
+#[derive(Debug, Clone, Copy)]
+enum Patience {
+    /// Waits as long as a command may take, saying on stderr after a few seconds whom it
+    /// waits for.
+    Wait,
+    /// Gives up after this long: the caller reports the owner as not answering.
+    GiveUpAfter(Duration),
+}
+
+/// How long a client waits for the first sign of an answer before saying that it waits.
+const NOTICE_AFTER: Duration = Duration::from_secs(5);
 
 /// Connects to the owner listening in `dir`; `None` when nobody answers there.
 pub fn connect(dir: &Path) -> Option<Connection> {
@@ -37,7 +52,26 @@ pub fn connect(dir: &Path) -> Option<Connection> {
     Some(Connection {
         stream,
         path: dir.join(super::protocol::SOCKET_FILE),
+        patience: Patience::Wait,
     })
+}
+
+/// Whether something arrives on `stream` within `d` (nothing is read).
+fn readable_within(stream: &UnixStream, d: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(stream, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Whatever went wrong shows again on the read that follows.
+            Err(_) => return true,
+        }
+    }
 }
 
 /// Whether something answers on the socket in `dir`.
@@ -46,6 +80,14 @@ pub fn reachable(dir: &Path) -> bool {
 }
 
 impl Connection {
+    /// Gives up on an owner that has not begun to answer after `d` ([`Connection::send`]
+    /// then fails with `Busy`).
+    #[must_use]
+    pub fn give_up_after(mut self, d: Duration) -> Connection {
+        self.patience = Patience::GiveUpAfter(d);
+        self
+    }
+
     /// Sends `req` with the command's `input` (if any) and waits for the owner's answer,
     /// copying the command's raw output to `output` as it arrives.
     ///
@@ -57,7 +99,11 @@ impl Connection {
         input: Option<&mut dyn Read>,
         output: &mut dyn Write,
     ) -> Result<Remote> {
-        let Connection { mut stream, path } = self;
+        let Connection {
+            mut stream,
+            path,
+            patience,
+        } = self;
         stream
             .set_write_timeout(Some(Duration::from_secs(600)))
             .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(3600))))
@@ -66,6 +112,30 @@ impl Connection {
         // makes sending fail: either way, what it said (or that it went away) is read next.
         if let Err(e) = send_request(&mut stream, req, input) {
             tracing::debug!(socket = %path.display(), error = %e, "sending to the owner failed");
+        }
+        match patience {
+            Patience::Wait => {
+                if !readable_within(&stream, NOTICE_AFTER) {
+                    eprintln!(
+                        "waiting for the application holding the store to answer (through {}); \
+                         a stopped or hung application never does: Ctrl-C leaves the store as \
+                         it is",
+                        path.display()
+                    );
+                }
+            }
+            Patience::GiveUpAfter(d) => {
+                if !readable_within(&stream, d) {
+                    return Err(Error::Busy {
+                        what: format!(
+                            "the application holding the store did not answer within {}s \
+                             (through {})",
+                            d.as_secs(),
+                            path.display()
+                        ),
+                    });
+                }
+            }
         }
         read_answer(&mut stream, output)
     }

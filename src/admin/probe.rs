@@ -10,6 +10,9 @@ use super::request::Request;
 use crate::store::{Mode, Store, StoreOptions, owner_path, process_alive, read_owner};
 use crate::{Error, Result, SCHEMA_VERSION, STORE_FILE};
 
+/// How long `status` waits for the owner's answer.
+const STATUS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The status seen from outside: probes the files, then asks the owner if there is one.
 ///
 /// # Errors
@@ -24,16 +27,18 @@ pub fn probe(dir: &Path) -> Result<Reply> {
         && let Some(conn) = client::connect(dir)
     {
         let req = Request::new(Command::Status);
-        if let Ok(Remote::Reply(r)) = conn.send(&req, None, &mut std::io::sink()) {
-            return Ok(r);
-        }
-        return Ok(reply(
-            "exclusive",
-            Some(o.pid),
-            Some("unreachable"),
-            None,
-            dir,
-        ));
+        // A stopped or hung owner accepts the connection and never answers: status says so
+        // rather than wait with it.
+        let socket =
+            match conn
+                .give_up_after(STATUS_PATIENCE)
+                .send(&req, None, &mut std::io::sink())
+            {
+                Ok(Remote::Reply(r)) => return Ok(r),
+                Err(Error::Busy { .. }) => "not answering",
+                _ => "unreachable",
+            };
+        return Ok(reply("exclusive", Some(o.pid), Some(socket), None, dir));
     }
     let options = |mode| StoreOptions {
         mode,
