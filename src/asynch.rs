@@ -383,6 +383,7 @@ impl AsyncSessions<'_> {
         fn logout(token: String) -> bool => (&token);
         fn revoke(short_id: String) -> Session => (&short_id);
         fn revoke_all(user: u64) -> usize => (user);
+        fn revoke_everyone() -> usize => ();
         fn list(user: Option<u64>, limit: usize) -> Vec<Session> => (user, limit);
         fn sweep() -> usize => ();
     }

@@ -571,3 +571,35 @@ fn backup_refuses_stdout_and_a_missing_folder() {
     let (_, err) = cli.expect(&["user", "can", "ann@example.com", "NOT A PERM!"], None, 1);
     assert!(err.contains("invalid permission"), "{err}");
 }
+
+/// A restore brings back the logins of the backup's time, revoked ones included: it says so
+/// and names `session revoke --all`, which ends every login of every user.
+#[test]
+fn a_restore_says_logins_come_back_and_revoke_all_ends_them() {
+    let cli = populated();
+    let backup = cli.dir.path().join("b.tar");
+    cli.json(&["backup", backup.to_str().unwrap()], None);
+    assert_eq!(
+        cli.json(&["session", "revoke", "--user", "ann@example.com"], None)["revoked"],
+        1
+    );
+    let (out, _) = cli.expect(&["restore", backup.to_str().unwrap(), "--force"], None, 0);
+    assert!(out.contains("session revoke --all"), "{out}");
+    assert_eq!(
+        cli.json(&["session", "list"], None)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    cli.json(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+    );
+    assert_eq!(
+        cli.json(&["session", "revoke", "--all"], None)["revoked"],
+        2
+    );
+    assert_eq!(cli.json(&["session", "list"], None), json!([]));
+    cli.expect(&["session", "revoke", "--all", "--user", "1"], None, 2);
+}

@@ -942,6 +942,29 @@ impl Sessions<'_> {
     pub fn revoke_all(&self, user: u64) -> Result<usize> {
         revoke_all_sessions(self.acc, user)
     }
+
+    /// Revokes every login session of every user in one transaction (after a restore from a
+    /// backup, which brings back the sessions of its time, or when tokens may have leaked);
+    /// cookie logins end with them. Returns how many. Agent sessions and API keys stay.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub fn revoke_everyone(&self) -> Result<usize> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let users: std::collections::BTreeSet<u64> = tx
+                .table::<sessions::Session>()
+                .range(KeyRange::all(), Order::Asc, usize::MAX)?
+                .into_iter()
+                .map(|s| s.user_id)
+                .collect();
+            let mut n = 0;
+            for user in users {
+                n += sessions::revoke_all_in(tx, now, user, None)?;
+            }
+            Ok(n)
+        })
+    }
 }
 
 impl Orgs<'_> {

@@ -90,25 +90,30 @@ pub enum SessionCmd {
         #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
     },
-    /// Revoke one session by short id or token, or all of a user's.
+    /// Revoke one session by short id or token, all of a user's, or every session.
     Revoke {
         /// The session's short id (rks_xxxxxxxx); a full token is taken too, but better read
         /// with --token-stdin (a command line shows in the process list and shell history).
         #[cfg_attr(
             feature = "cli",
             arg(
-                required_unless_present_any = ["user", "token_stdin"],
-                conflicts_with_all = ["user", "token_stdin"]
+                required_unless_present_any = ["user", "token_stdin", "all"],
+                conflicts_with_all = ["user", "token_stdin", "all"]
             )
         )]
         id: Option<String>,
         /// Revoke every session of this user.
-        #[cfg_attr(feature = "cli", arg(long, conflicts_with = "token_stdin"))]
+        #[cfg_attr(feature = "cli", arg(long, conflicts_with_all = ["token_stdin", "all"]))]
         user: Option<String>,
         /// Read the session's full token from stdin.
-        #[cfg_attr(feature = "cli", arg(long))]
+        #[cfg_attr(feature = "cli", arg(long, conflicts_with = "all"))]
         #[serde(default)]
         token_stdin: bool,
+        /// Revoke every login session of every user (browser logins too), e.g. after a
+        /// restore brought back the sessions of the backup's time.
+        #[cfg_attr(feature = "cli", arg(long))]
+        #[serde(default)]
+        all: bool,
     },
     /// Delete every expired session.
     Sweep,
@@ -496,6 +501,13 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, stdin: Stdin<'_>) -> Result<Reply
                 vec![format!("revoked session {}", s.short_id)],
             ))
         }
+        SessionCmd::Revoke { all: true, .. } => {
+            let n = rk.sessions().revoke_everyone()?;
+            Ok(Reply::text(
+                json!({"revoked": n}),
+                vec![format!("revoked {n} session(s) of every user")],
+            ))
+        }
         SessionCmd::Revoke { id, user, .. } => match (id, user) {
             (_, Some(w)) => {
                 let u = rk.users().find(w)?;
@@ -512,7 +524,10 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, stdin: Stdin<'_>) -> Result<Reply
                     vec![format!("revoked session {}", s.short_id)],
                 ))
             }
-            (None, None) => Err(Error::invalid("session", "give a session id or --user")),
+            (None, None) => Err(Error::invalid(
+                "session",
+                "give a session id, --user or --all",
+            )),
         },
         SessionCmd::Sweep => {
             let n = rk.sessions().sweep()?;

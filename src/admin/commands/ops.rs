@@ -432,6 +432,12 @@ pub fn restore_store(
     if r.schema_version < crate::SCHEMA_VERSION {
         lines.push("run `redkeep migrate up` before using it".into());
     }
+    lines.push(
+        "logins, API keys and passwords are as they were when the backup was made: any revoked \
+         or changed since work again; `redkeep session revoke --all` ends every login, \
+         `redkeep apikey list` shows the keys"
+            .into(),
+    );
     Ok(Reply::text(
         serde_json::to_value(&r).unwrap_or_default(),
         lines,
