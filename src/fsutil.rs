@@ -136,12 +136,33 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("creating directory {}", dir.display()), e))
 }
 
-/// Makes an existing directory private (0700) if it is more open.
+/// Makes an existing directory private (0700) if it is more open and this user owns it.
 pub fn restrict_dir(dir: &Path) -> Result<()> {
     let meta = fs::metadata(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-    if meta.permissions().mode() & 0o077 != 0 {
+    if meta.permissions().mode() & 0o077 != 0 && owned(&meta) {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(format!("making {} private (0700)", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Whether this process's user owns the file (only the owner may change its mode; a
+/// deliberately shared file of another user is left as it is).
+fn owned(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.uid() == rustix::process::geteuid().as_raw()
+}
+
+/// Makes the file `path` private (0600) when its mode lets others in and this user owns it.
+///
+/// # Errors
+/// `Io` when its mode cannot be read or changed.
+pub fn restrict_file(path: &Path) -> Result<()> {
+    let meta =
+        fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if meta.permissions().mode() & 0o077 != 0 && owned(&meta) {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("making {} private (0600)", path.display()), e))?;
     }
     Ok(())
 }

@@ -424,7 +424,12 @@ impl Redkeep {
                 store
             }
             None if options.read_only => Store::open_to_read(&db, &store_options)?,
-            None => Store::open(&db, &store_options)?,
+            None => {
+                let store = Store::open(&db, &store_options)?;
+                // It holds password hashes: private even when copied in with a loose mode.
+                crate::fsutil::restrict_file(&db)?;
+                store
+            }
         };
         store.reserve_tables(&crate::auth::own_table_types());
         let workspaces = if options.read_only {

@@ -461,6 +461,24 @@ fn data_dir_and_store_are_private() {
         // The store is on the server; the data dir holds the workspaces only.
         Some(_) => assert!(!dir.join(redkeep::STORE_FILE).exists()),
     }
+    // Loosened afterwards (copied in, a umask, a chmod): the next open makes them private.
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let workspaces = dir.join(redkeep::WORKSPACES_DIR);
+    set(&dir, 0o755);
+    set(&workspaces, 0o777);
+    set(&workspaces.join("users"), 0o777);
+    if t.store.is_none() {
+        set(&dir.join(redkeep::STORE_FILE), 0o644);
+    }
+    redkeep::Redkeep::open(&dir, t.options()).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&workspaces), 0o700);
+    assert_eq!(mode(&workspaces.join("users")), 0o700);
+    if t.store.is_none() {
+        assert_eq!(mode(&dir.join(redkeep::STORE_FILE)), 0o600);
+    }
 }
 
 #[test]

@@ -397,6 +397,9 @@ impl Workspaces {
     ) -> Result<Workspaces> {
         let root = root.as_ref().to_path_buf();
         fsutil::create_private_dir(&root.join("users"))?;
+        // Folders made before, or copied in, with a loose mode are made private too.
+        fsutil::restrict_dir(&root)?;
+        fsutil::restrict_dir(&root.join("users"))?;
         Ok(Workspaces {
             root,
             options,
