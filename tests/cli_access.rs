@@ -306,6 +306,31 @@ fn apikey_commands() {
     );
     let (_, err) = cli.expect(&["apikey", "verify", "--key-stdin"], Some(&key), 1);
     assert!(err.contains("api key is not valid"), "{err}");
+    // The listing says which keys still work.
+    let listed = cli.json(&["apikey", "list", "--user", "1"], None);
+    let status = |prefix: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["prefix"] == prefix)
+            .map(|k| k["status"].clone())
+    };
+    assert_eq!(
+        status(created["prefix"].as_str().unwrap()),
+        Some(json!("revoked"))
+    );
+    assert_eq!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["status"] == "active")
+            .count(),
+        2
+    );
+    let (out, _) = cli.expect(&["apikey", "list", "--user", "1"], None, 0);
+    assert!(out.lines().next().unwrap().contains("status"), "{out}");
     let org = cli.json(&["apikey", "create", "--org", "anns-workspace"], None);
     assert_eq!(org["owner"]["kind"], "org");
 }

@@ -12,6 +12,7 @@ use crate::auth::api_keys::{ApiKey, ApiKeySpec, KeyOwner};
 use crate::auth::audit::AuditEvent;
 use crate::auth::roles::{Role, RoleSpec};
 use crate::auth::sessions::{LoginMeta, Session};
+use crate::clock::Timestamp;
 use crate::{Error, Redkeep, Result};
 
 /// Role commands.
@@ -433,6 +434,26 @@ pub fn login(rk: &Redkeep, a: &LoginArgs, stdin: Stdin<'_>) -> Result<Reply> {
     ))
 }
 
+/// Whether a listed session still works (`active`) or only waits for a sweep (`expired`).
+fn session_status(s: &Session, now: Timestamp) -> &'static str {
+    if now < s.deadline() {
+        "active"
+    } else {
+        "expired"
+    }
+}
+
+/// Whether a listed key still verifies: `active`, `expired` or `revoked`.
+fn key_status(k: &ApiKey, now: Timestamp) -> &'static str {
+    if k.revoked_at.is_some() {
+        "revoked"
+    } else if k.expires_at.is_some_and(|e| e <= now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
 fn session_json(s: &Session) -> Value {
     json!({
         "id": s.short_id, "user_id": s.user_id, "created_at": s.created_at,
@@ -463,11 +484,13 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, stdin: Stdin<'_>) -> Result<Reply
                 .transpose()?
                 .map(|u| u.id);
             let list = rk.sessions().list(uid, usize::MAX)?;
+            let now = rk.now();
             let rows = list
                 .iter()
                 .map(|s| {
                     vec![
                         s.short_id.clone(),
+                        session_status(s, now).to_string(),
                         s.user_id.to_string(),
                         s.created_at.to_string(),
                         s.last_seen_at.to_string(),
@@ -476,12 +499,21 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, stdin: Stdin<'_>) -> Result<Reply
                     ]
                 })
                 .collect();
-            let json = Value::Array(list.iter().map(session_json).collect());
+            let json = Value::Array(
+                list.iter()
+                    .map(|s| {
+                        let mut j = session_json(s);
+                        j["status"] = session_status(s, now).into();
+                        j
+                    })
+                    .collect(),
+            );
             // Two deadlines: idle (moves with use) and absolute (what `login` prints).
             Ok(Reply::table(
                 json,
                 &[
                     "id",
+                    "status",
                     "user_id",
                     "created_at",
                     "last_seen_at",
@@ -732,11 +764,13 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                 (None, None) => None,
             };
             let list = rk.api_keys().list(owner, usize::MAX)?;
+            let now = rk.now();
             let rows = list
                 .iter()
                 .map(|k| {
                     vec![
                         k.prefix.clone(),
+                        key_status(k, now).to_string(),
                         k.owner.to_string(),
                         k.scopes.join(","),
                         opt(&k.expires_at),
@@ -745,11 +779,20 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                     ]
                 })
                 .collect();
-            let json = Value::Array(list.iter().map(key_json).collect());
+            let json = Value::Array(
+                list.iter()
+                    .map(|k| {
+                        let mut j = key_json(k);
+                        j["status"] = key_status(k, now).into();
+                        j
+                    })
+                    .collect(),
+            );
             Ok(Reply::table(
                 json,
                 &[
                     "prefix",
+                    "status",
                     "owner",
                     "scopes",
                     "expires_at",
@@ -821,4 +864,46 @@ pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
         ],
         rows,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::token::TokenHash;
+
+    /// A listing says which entries still work: an expired session or key, kept until a
+    /// sweep, must not look live.
+    #[test]
+    fn listed_sessions_and_keys_say_whether_they_still_work() {
+        let session = Session {
+            hash: TokenHash([0; 32]),
+            short_id: "rks_abcdefgh".into(),
+            user_id: 1,
+            created_at: Timestamp(100),
+            last_seen_at: Timestamp(100),
+            expires_at: Timestamp(1_000),
+            idle_timeout_secs: 60,
+            ip: None,
+            user_agent: None,
+        };
+        assert_eq!(session_status(&session, Timestamp(159)), "active");
+        assert_eq!(session_status(&session, Timestamp(160)), "expired");
+        let mut key = ApiKey {
+            hash: TokenHash([0; 32]),
+            prefix: "rkk_abcdefgh".into(),
+            owner: KeyOwner::User(1),
+            scopes: vec![],
+            created_at: Timestamp(100),
+            expires_at: Some(Timestamp(200)),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        assert_eq!(key_status(&key, Timestamp(199)), "active");
+        assert_eq!(key_status(&key, Timestamp(200)), "expired");
+        key.revoked_at = Some(Timestamp(150));
+        assert_eq!(key_status(&key, Timestamp(160)), "revoked");
+        key.revoked_at = None;
+        key.expires_at = None;
+        assert_eq!(key_status(&key, Timestamp(i64::MAX)), "active");
+    }
 }
