@@ -772,6 +772,18 @@ fn populated(t: &TestDir) -> Redkeep {
 fn a_backup_restored_into_a_new_data_dir_holds_every_record_and_file() {
     let t = TestDir::new();
     let rk = populated(&t);
+    // The pieces were saved long ago: a restore keeps when (lists show it).
+    let saved_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    for p in rk.workspaces().list_pieces(2).unwrap() {
+        std::fs::File::options()
+            .write(true)
+            .open(rk.workspaces().piece_path(2, p.piece))
+            .unwrap()
+            .set_modified(saved_at)
+            .unwrap();
+    }
+    let pieces = rk.workspaces().list_pieces(2).unwrap();
+    assert_eq!(pieces[0].modified, Some(Timestamp(1_000_000_000)));
     let archive = t.path().join("backup.tar");
     let report = redkeep::ops::backup(&rk, &archive).unwrap();
     assert!(report.check.ok);
@@ -786,7 +798,7 @@ fn a_backup_restored_into_a_new_data_dir_holds_every_record_and_file() {
     assert_eq!(files(&restored.workspaces().root().join("users")), folders);
     assert!(restored.check(false).unwrap().ok);
     assert_eq!(restored.workspaces().read(2).unwrap().note_count(), 1);
-    assert_eq!(restored.workspaces().list_pieces(2).unwrap().len(), 2);
+    assert_eq!(restored.workspaces().list_pieces(2).unwrap(), pieces);
     use redkeep::Clock;
     let _ = t.clock.now();
 }

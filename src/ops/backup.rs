@@ -149,10 +149,14 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     let ws = rk.workspaces();
     for id in ws.user_ids()? {
         folders += 1;
-        ws.copy_folder(id, &mut |rel, bytes| {
+        ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
             let name = Path::new(WORKSPACES_DIR).join("users").join(rel);
             files += 1;
-            tar.append_data(&mut header(bytes.len() as u64, now.0), &name, bytes)
+            // The file's own time: restored with it, so lists show when a piece was saved.
+            let mtime = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(now.0, |d| i64::try_from(d.as_secs()).unwrap_or(now.0));
+            tar.append_data(&mut header(bytes.len() as u64, mtime), &name, bytes)
                 .map_err(|e| tar_err("a workspace file", e))
         })?;
     }
@@ -303,8 +307,17 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
             .map_err(|e| Error::io(format!("unpacking {}", path.display()), e))?;
         fs::set_permissions(&target, fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(format!("securing {}", target.display()), e))?;
+        let mtime = entry.header().mtime().ok();
         std::io::copy(&mut entry, &mut out)
-            .and_then(|_| out.sync_all())
+            .and_then(|_| match mtime {
+                // A workspace file keeps the time it was saved at (the store's own time
+                // does not matter).
+                Some(t) if path.starts_with(WORKSPACES_DIR) => {
+                    out.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t))
+                }
+                _ => Ok(()),
+            })
+            .and_then(|()| out.sync_all())
             .map_err(|e| Error::io(format!("unpacking {}", path.display()), e))?;
     }
     let manifest = manifest.ok_or_else(|| bad("it has no manifest".into()))?;

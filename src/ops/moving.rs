@@ -188,12 +188,18 @@ fn copy_folders(from: &Path, to: &Path) -> Result<u64> {
     let mut folders = 0;
     for id in ws.user_ids()? {
         folders += 1;
-        ws.copy_folder(id, &mut |rel, bytes| {
+        ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
             let path = base.join(rel);
             if let Some(parent) = path.parent() {
                 crate::fsutil::create_private_dir(parent)?;
             }
-            crate::fsutil::write_private(&path, bytes)
+            crate::fsutil::write_private(&path, bytes)?;
+            // The copy keeps when the file was saved (lists show it).
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(modified))
+                .map_err(|e| Error::io(format!("dating {}", path.display()), e))
         })?;
     }
     Ok(folders)

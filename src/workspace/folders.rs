@@ -354,6 +354,10 @@ impl LockFiles {
     }
 }
 
+/// What [`Workspaces::copy_folder_timed`] calls for each file: its path under `users/`, its
+/// bytes and its modification time.
+pub type TimedCopy<'a> = dyn FnMut(&Path, &[u8], std::time::SystemTime) -> Result<()> + 'a;
+
 impl std::fmt::Debug for Workspaces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Workspaces")
@@ -992,6 +996,15 @@ impl Workspaces {
         user: u64,
         f: &mut dyn FnMut(&Path, &[u8]) -> Result<()>,
     ) -> Result<()> {
+        self.copy_folder_timed(user, &mut |rel, bytes, _| f(rel, bytes))
+    }
+
+    /// [`Workspaces::copy_folder`], giving each file's modification time too (a copy keeps
+    /// it: it is when a piece was saved, which lists show).
+    ///
+    /// # Errors
+    /// As [`Workspaces::copy_folder`].
+    pub fn copy_folder_timed(&self, user: u64, f: &mut TimedCopy<'_>) -> Result<()> {
         let dir = self.dir(user);
         if fsutil::real_dir(&dir)?.is_none() {
             return Ok(());
@@ -1025,7 +1038,11 @@ impl Workspaces {
                     && let Some(bytes) = fsutil::read_regular(&path, 1 << 30)?
                 {
                     let rel = path.strip_prefix(&base).unwrap_or(&path);
-                    f(rel, &bytes)?;
+                    let modified = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .unwrap_or_else(|_| std::time::SystemTime::now());
+                    f(rel, &bytes, modified)?;
                 }
             }
         }
