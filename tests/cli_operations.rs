@@ -603,3 +603,23 @@ fn a_restore_says_logins_come_back_and_revoke_all_ends_them() {
     assert_eq!(cli.json(&["session", "list"], None), json!([]));
     cli.expect(&["session", "revoke", "--all", "--user", "1"], None, 2);
 }
+
+/// An import into a store fresh from `init` replaces init's administrator along with the
+/// rest of what init made, and says so.
+#[test]
+fn an_import_over_init_says_its_administrator_was_replaced() {
+    let source = populated();
+    let (export, _) = source.expect(&["export"], None, 0);
+    let target = Cli::new();
+    target.json(&["init", "--admin-email", "boss@example.com"], None);
+    let (out, _) = target.expect(&["import", "-"], Some(&export), 0);
+    assert!(
+        out.contains("boss@example.com") && out.contains("replaced"),
+        "{out}"
+    );
+    target.expect(&["user", "show", "boss@example.com"], None, 1);
+    let again = Cli::new();
+    again.init();
+    let v = again.json(&["import", "-"], Some(&export));
+    assert!(v.get("replaced_admin").is_none(), "{v}");
+}

@@ -62,6 +62,10 @@ pub struct TransferSummary {
     pub pieces: u64,
     /// Lines read or written.
     pub lines: u64,
+    /// The email of the administrator `redkeep init` had made in the store an import
+    /// replaced (that account is gone; the export's accounts are the store's now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_admin: Option<String>,
 }
 
 fn write_line(out: &mut dyn Write, value: &Value, summary: &mut TransferSummary) -> Result<()> {
@@ -433,6 +437,14 @@ pub fn import(
             return Err(Error::denied(format!(
                 "the store holds data ({what}); import needs an empty store or one fresh from `redkeep init` (see `redkeep reset`)",
             )));
+        } else {
+            // Fresh from `init`: its administrator (if it made one) is replaced too.
+            summary.replaced_admin = tx
+                .table::<User>()
+                .range(KeyRange::all(), Order::Asc, 1)?
+                .into_iter()
+                .next()
+                .map(|u| u.email);
         }
         // The export's users get the export's folders: any folder already there (a user's
         // from before, or another deployment's) would be refused half-way, after the records.

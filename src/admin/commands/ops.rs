@@ -190,12 +190,19 @@ pub fn import(rk: &Redkeep, io: Io<'_>) -> Result<Reply> {
     let summary = ops::import(rk, io.input, &|n| meter.set(n))?;
     drop(meter);
     let total: u64 = summary.records.values().sum();
+    let mut lines = vec![format!(
+        "imported {total} records, {} workspace(s) and {} piece(s) from {} lines",
+        summary.workspaces, summary.pieces, summary.lines
+    )];
+    if let Some(admin) = &summary.replaced_admin {
+        lines.push(format!(
+            "the administrator `redkeep init` made ({admin}) was replaced with the rest of what \
+             init made: the export's accounts are the store's now"
+        ));
+    }
     Ok(Reply::text(
         serde_json::to_value(&summary).unwrap_or_default(),
-        vec![format!(
-            "imported {total} records, {} workspace(s) and {} piece(s) from {} lines",
-            summary.workspaces, summary.pieces, summary.lines
-        )],
+        lines,
     ))
 }
 
