@@ -12,6 +12,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub type StorageCause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in redkeep.
+///
+/// `Io` and `Storage` say their cause in `Display` as well as return it from `source()`: a
+/// program that prints `{e}` alone shows why (a full disk, a missing folder), and one that
+/// inspects the cause still has it. A reporter that prints the whole chain (`anyhow`'s
+/// `{:#}`, `eyre`) therefore shows that cause twice; [`Error::full_message`] gives the
+/// chain on one line without repeats.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -386,6 +386,16 @@ impl Redkeep {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
         check_policies(&options)?;
         let dir = dir.as_ref().to_path_buf();
+        if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::invalid(
+                "data dir",
+                format!(
+                    "{} is a file; the data dir is a folder (it holds {STORE_FILE} and \
+                     {WORKSPACES_DIR}/)",
+                    dir.display()
+                ),
+            ));
+        }
         let url = options
             .store_url
             .as_deref()

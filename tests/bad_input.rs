@@ -1005,3 +1005,19 @@ fn policies_no_login_could_live_with_are_refused_at_open() {
     );
     t.open();
 }
+
+/// A data dir that is a file is refused with a sentence saying so (it was "File exists").
+#[test]
+fn a_data_dir_that_is_a_file_is_refused_as_such() {
+    let t = TestDir::new();
+    let file = t.path().join("afile");
+    std::fs::write(&file, b"x").unwrap();
+    match Redkeep::open(&file, t.options()) {
+        Err(Error::InvalidInput { field, reason }) => {
+            assert_eq!(field, "data dir");
+            assert!(reason.contains("is a file"), "{reason}");
+        }
+        other => panic!("expected InvalidInput, got {:?}", other.map(drop)),
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
