@@ -567,6 +567,10 @@ fn backup_refuses_stdout_and_a_missing_folder() {
     );
     assert!(!cli.dir.path().join("nope").exists());
     assert!(!std::env::current_dir().unwrap().join("-").exists());
+    // A folder given as input is refused as one (through an application's socket it read
+    // as "Resource temporarily unavailable").
+    let (_, err) = cli.expect(&["import", cli.dir.path().to_str().unwrap()], None, 1);
+    assert!(err.contains("is a folder"), "{err}");
     // A permission no role could grant is a typo, not a "no".
     let (_, err) = cli.expect(&["user", "can", "ann@example.com", "NOT A PERM!"], None, 1);
     assert!(err.contains("invalid permission"), "{err}");

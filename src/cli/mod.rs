@@ -319,6 +319,13 @@ fn input_for(cmd: &Command) -> Result<Option<Box<dyn BufRead>>> {
         Input::File(path) => {
             let f =
                 std::fs::File::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
+            // Said here, the same whether the command runs here or in the application.
+            if f.metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(Error::invalid(
+                    "input",
+                    format!("{path} is a folder; give a file (or - for stdin)"),
+                ));
+            }
             Ok(Some(Box::new(BufReader::new(f))))
         }
     }
