@@ -627,3 +627,52 @@ fn an_import_over_init_says_its_administrator_was_replaced() {
     let v = again.json(&["import", "-"], Some(&export));
     assert!(v.get("replaced_admin").is_none(), "{v}");
 }
+
+/// A deleted user's files stay in the trash until purged: `workspace trash` lists them and
+/// `workspace purge-trash --user ID` deletes them for good (an erasure request); a user who
+/// still exists is refused, and `--older-than` keeps what is recent.
+#[test]
+fn a_deleted_users_files_can_be_purged_from_the_trash() {
+    let cli = Cli::new();
+    cli.init();
+    let mut ids = Vec::new();
+    for email in ["gone@example.com", "kept@example.com", "live@example.com"] {
+        let u = cli.json(&["user", "create", email], None);
+        ids.push(u["id"].as_u64().unwrap());
+        cli.expect(
+            &["gallery", "add", email, "-"],
+            Some("{\"private\":\"data\"}"),
+            0,
+        );
+    }
+    cli.json(&["user", "delete", "gone@example.com"], None);
+    cli.json(&["user", "delete", "kept@example.com"], None);
+    let trash = cli.json(&["workspace", "trash"], None);
+    assert_eq!(trash.as_array().unwrap().len(), 2, "{trash}");
+    assert_eq!(trash[0]["user"], ids[0]);
+    let (_, err) = cli.expect(
+        &["workspace", "purge-trash", "--user", &ids[2].to_string()],
+        None,
+        1,
+    );
+    assert!(err.contains("exists"), "{err}");
+    // Nothing is older than a day yet.
+    let none = cli.json(&["workspace", "purge-trash", "--older-than", "1d"], None);
+    assert_eq!(none["purged"], json!([]));
+    let purged = cli.json(
+        &["workspace", "purge-trash", "--user", &ids[0].to_string()],
+        None,
+    );
+    assert_eq!(purged["purged"].as_array().unwrap().len(), 1);
+    let trash = cli.json(&["workspace", "trash"], None);
+    assert_eq!(trash.as_array().unwrap().len(), 1);
+    assert_eq!(trash[0]["user"], ids[1]);
+    let left = std::fs::read_dir(cli.data().join("workspaces/trash"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 1);
+    cli.expect(&["workspace", "purge-trash"], None, 2);
+    cli.json(&["workspace", "purge-trash", "--all"], None);
+    assert_eq!(cli.json(&["workspace", "trash"], None), json!([]));
+    cli.expect(&["check"], None, 0);
+}

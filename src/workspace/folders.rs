@@ -354,6 +354,46 @@ impl LockFiles {
     }
 }
 
+/// One entry of the workspace trash ([`Workspaces::trash`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrashEntry {
+    /// Its name in the trash: `<user>-<time>[-n]`, `reset-<time>[-n]`, or another.
+    pub name: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// The user whose folder it was, when its name says (`<user>-<time>`).
+    pub user: Option<u64>,
+    /// When it was moved there: the time in its name, or else its modification time.
+    pub moved_at: Option<Timestamp>,
+}
+
+impl TrashEntry {
+    fn read(path: &Path) -> TrashEntry {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut parts = name.splitn(3, '-');
+        let (first, second) = (parts.next().unwrap_or(""), parts.next());
+        let time = second.and_then(|t| t.parse::<i64>().ok());
+        let user = time.and(first.parse::<u64>().ok());
+        let moved_at = time.map(Timestamp).or_else(|| {
+            fs::symlink_metadata(path)
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_secs()).ok())
+                .map(Timestamp)
+        });
+        TrashEntry {
+            name,
+            path: path.to_path_buf(),
+            user,
+            moved_at,
+        }
+    }
+}
+
 /// What [`Workspaces::copy_folder_timed`] calls for each file: its path under `users/`, its
 /// bytes and its modification time.
 pub type TimedCopy<'a> = dyn FnMut(&Path, &[u8], std::time::SystemTime) -> Result<()> + 'a;
@@ -1061,6 +1101,55 @@ impl Workspaces {
 
     pub(super) fn trash_dir(&self) -> PathBuf {
         self.root.join("trash")
+    }
+
+    /// What the trash holds: folders of deleted users (`<user>-<time>`), the folders a
+    /// reset or restore replaced (`reset-<time>`), anything else moved aside; oldest first.
+    ///
+    /// # Errors
+    /// `Io` when the trash cannot be listed.
+    pub fn trash(&self) -> Result<Vec<TrashEntry>> {
+        let dir = self.trash_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+        };
+        let mut out: Vec<TrashEntry> = entries
+            .flatten()
+            .map(|e| TrashEntry::read(&e.path()))
+            .collect();
+        out.sort_by(|a, b| (a.moved_at, &a.name).cmp(&(b.moved_at, &b.name)));
+        Ok(out)
+    }
+
+    /// Deletes for good the trash entries `which` picks (a deleted user's files, on an
+    /// erasure request; old entries, for space), never following a symlink out of the
+    /// trash. Returns what it deleted.
+    ///
+    /// # Errors
+    /// `Denied` for a read-only data dir; `Io` when an entry cannot be deleted (those before
+    /// it are gone).
+    pub fn purge_trash(&self, which: &dyn Fn(&TrashEntry) -> bool) -> Result<Vec<TrashEntry>> {
+        self.writable()?;
+        let mut purged = Vec::new();
+        for entry in self.trash()?.into_iter().filter(|e| which(e)) {
+            let meta = fs::symlink_metadata(&entry.path)
+                .map_err(|e| Error::io(format!("reading {}", entry.path.display()), e))?;
+            // `remove_dir_all` removes a symlink inside, never what it points to.
+            let removed = if meta.is_dir() {
+                fs::remove_dir_all(&entry.path)
+            } else {
+                fs::remove_file(&entry.path)
+            };
+            removed.map_err(|e| Error::io(format!("deleting {}", entry.path.display()), e))?;
+            tracing::info!(path = %entry.path.display(), "trash entry deleted for good");
+            purged.push(entry);
+        }
+        if !purged.is_empty() {
+            fsutil::sync_this_dir(&self.trash_dir())?;
+        }
+        Ok(purged)
     }
 
     /// Refuses before a change that ends with [`Workspaces::trash_folder`] of `user` (deleting

@@ -29,7 +29,8 @@ pub use check::WorkspaceProblem;
 pub use doc::{MAX_DOC_DEPTH, WorkspaceDoc};
 pub(crate) use doc::{parse_wrapped, within_depth};
 pub use folders::{
-    DEFAULT_MAX_DOC_BYTES, FolderOwner, Owners, WorkspaceInfo, WorkspaceOptions, Workspaces,
+    DEFAULT_MAX_DOC_BYTES, FolderOwner, Owners, TimedCopy, TrashEntry, WorkspaceInfo,
+    WorkspaceOptions, Workspaces,
 };
 pub use gallery::PieceInfo;
 pub use names::{GALLERY_DIR, OWNER_FILE, WORKSPACE_FILE, parse_piece_name, piece_file_name};

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::admin::io::{Io, MAX_INPUT_BYTES, read_text};
 use crate::admin::reply::opt;
 use crate::admin::reply::{Reply, user_json};
-use crate::{Error, Redkeep, Result, WorkspaceInfo};
+use crate::{Error, Redkeep, Result, Timestamp, WorkspaceInfo};
 
 /// Workspace commands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,6 +22,22 @@ pub enum WorkspaceCmd {
     Show {
         /// Id, email or username.
         user: String,
+    },
+    /// List the trash: folders of deleted users, folders a reset or restore replaced.
+    Trash,
+    /// Delete trash entries for good: a deleted user's folders (an erasure request), entries
+    /// older than a duration (disk space), or all.
+    PurgeTrash {
+        /// Only the folders of this deleted user (their numeric id).
+        #[cfg_attr(feature = "cli", arg(long, required_unless_present_any = ["older_than", "all"]))]
+        user: Option<u64>,
+        /// Only entries moved there longer ago than this, e.g. 30d.
+        #[cfg_attr(feature = "cli", arg(long))]
+        older_than: Option<String>,
+        /// Every entry.
+        #[cfg_attr(feature = "cli", arg(long, conflicts_with_all = ["user", "older_than"]))]
+        #[serde(default)]
+        all: bool,
     },
 }
 
@@ -113,6 +129,66 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                 json.push(j);
             }
             Ok(Reply::table(Value::Array(json), &INFO_HEADERS, rows))
+        }
+        WorkspaceCmd::Trash => {
+            let entries = rk.workspaces().trash()?;
+            let rows = entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.name.clone(),
+                        e.user.map_or_else(|| "-".into(), |u| u.to_string()),
+                        opt(&e.moved_at),
+                    ]
+                })
+                .collect();
+            Ok(Reply::table(
+                serde_json::to_value(&entries).unwrap_or_default(),
+                &["name", "user", "moved_at"],
+                rows,
+            ))
+        }
+        WorkspaceCmd::PurgeTrash {
+            user,
+            older_than,
+            all,
+        } => {
+            let cutoff = older_than
+                .as_deref()
+                .map(|d| super::common::parse_duration("older-than", d))
+                .transpose()?
+                .map(|d| {
+                    Timestamp(
+                        rk.now()
+                            .0
+                            .saturating_sub(d.as_secs().try_into().unwrap_or(i64::MAX)),
+                    )
+                });
+            if let Some(id) = user
+                && rk.users().get(*id)?.is_some()
+            {
+                return Err(Error::invalid(
+                    "user",
+                    format!(
+                        "user {id} exists; purge-trash deletes the folders of deleted users \
+                         (delete the account first)"
+                    ),
+                ));
+            }
+            let purged = rk.workspaces().purge_trash(&|e| {
+                *all || (user.is_none_or(|u| e.user == Some(u))
+                    && cutoff.is_none_or(|c| e.moved_at.is_some_and(|t| t < c)))
+            })?;
+            let mut lines = vec![format!(
+                "deleted {} trash entr{} for good",
+                purged.len(),
+                if purged.len() == 1 { "y" } else { "ies" }
+            )];
+            lines.extend(purged.iter().map(|e| format!("  {}", e.name)));
+            Ok(Reply::text(
+                json!({"purged": purged.iter().map(|e| &e.name).collect::<Vec<_>>()}),
+                lines,
+            ))
         }
         WorkspaceCmd::Show { user } => {
             let u = rk.users().find(user)?;
