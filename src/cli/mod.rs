@@ -493,16 +493,33 @@ impl Made {
         })
     }
 
-    /// Removes the store file and the empty folders opening it made, unless another process
-    /// holds the store by now or a folder under `workspaces/` holds a file (an import that
-    /// wrote folders keeps them, with its records, to resume).
+    /// Removes the store file and the empty folders opening it made, unless the store holds
+    /// records by now (an import that committed them keeps them, to resume; another process
+    /// that wrote meanwhile keeps its own), another process holds it, or a folder under
+    /// `workspaces/` holds a file.
     fn take_back(&self) {
-        let free = admin::probe(&self.dir).is_ok_and(|r| r.json["state"] == "free");
+        let db = self.dir.join(crate::STORE_FILE);
+        let options = crate::store::StoreOptions {
+            mode: Mode::Exclusive,
+            create: false,
+            allow_outdated: true,
+            schema_version: crate::SCHEMA_VERSION,
+            ..crate::store::StoreOptions::default()
+        };
+        // Held alone while it is looked at, so nobody writes into it meanwhile. Opening made
+        // the system roles; an import that committed left users or its unfinished mark.
+        let empty = crate::store::Store::open(&db, &options).and_then(|store| {
+            store.read(|tx| {
+                use crate::store::Meta;
+                Ok(tx.table::<crate::User>().count()? == 0
+                    && tx.meta(crate::store::IMPORT_UNFINISHED)?.is_none())
+            })
+        });
         let workspaces = self.dir.join(crate::WORKSPACES_DIR);
-        if !free || holds_a_file(&workspaces) {
+        if !matches!(empty, Ok(true)) || holds_a_file(&workspaces) {
             return;
         }
-        if std::fs::remove_file(self.dir.join(crate::STORE_FILE)).is_err() {
+        if std::fs::remove_file(&db).is_err() {
             return;
         }
         remove_empty_folders(&workspaces);
