@@ -593,12 +593,14 @@ async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let ark = AsyncRedkeep::open(dir.clone(), Options::default()).await?;
-    let init = ark.init(InitSpec::default()).await?;
-    if let Some(admin) = init.admin {
-        println!("created the first administrator {}", admin.user.email);
-        if let Some(p) = admin.password {
-            println!("password (shown once): {}", p.expose());
+    let ark = AsyncRedkeep::open(dir.clone(), Options::default().create(init)).await?;
+    if init {
+        let made = ark.init(InitSpec::default()).await?;
+        if let Some(admin) = made.admin {
+            println!("created the first administrator {}", admin.user.email);
+            if let Some(p) = admin.password {
+                println!("password (shown once): {}", p.expose());
+            }
         }
     }
     // `redkeep --data-dir DIR …` works while the server runs.

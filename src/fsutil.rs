@@ -406,6 +406,8 @@ pub fn rename_replace(from: &Path, to: &Path) -> Result<()> {
 /// `Io` when it cannot be moved.
 pub fn move_to_trash(from: &Path, trash: &Path, name: &str) -> Result<std::path::PathBuf> {
     create_private_dir(trash)?;
+    // Never into a trash that is a symlink: what goes there must stay under the data dir.
+    real_dir(trash)?;
     let mut n = 1;
     loop {
         let target = if n == 1 {

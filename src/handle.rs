@@ -311,7 +311,8 @@ pub struct MigrationStep {
     pub reversible: bool,
 }
 
-const INITIALIZED: &str = "initialized_at";
+/// Meta key `init` sets: the store was initialised (an administrator made, or chosen not to).
+pub(crate) const INITIALIZED: &str = "initialized_at";
 
 /// Moves a deleted user's folder to the trash.
 #[derive(Debug)]
@@ -379,8 +380,9 @@ impl Redkeep {
     /// ```
     ///
     /// # Errors
-    /// `InvalidInput` for a policy no login could live with (a session lifetime or idle
-    /// timeout under one second, a lockout threshold of 0); `NotInitialized` when there is
+    /// `InvalidInput` for a data dir that is a file, or a policy no login could live with (a
+    /// session lifetime or idle timeout under one second or over 100 years, a lockout
+    /// threshold of 0); `NotInitialized` when there is
     /// no store and `create` is off; `InUse` when another process holds the store;
     /// `NewerSchema` / `MigrationNeeded`; `Io` / `Storage`.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
@@ -575,8 +577,9 @@ impl Redkeep {
 
     /// Reverts migrations down to schema version `to` (default: one step), after taking the
     /// same copy as [`Redkeep::migrate`]. The store then needs a build of that version, or
-    /// `migrate up` again: until then this handle refuses every write but a migration
-    /// (`MigrationNeeded`), since its records are of this build's schema. It needs the store
+    /// `migrate up` again: until then this handle refuses every write but a migration, and
+    /// every read of the accounts (`MigrationNeeded`), since its records are of this build's
+    /// schema and the store's are of the older one. It needs the store
     /// to itself: an exclusive handle (on PostgreSQL, no other connection).
     ///
     /// # Errors

@@ -1163,3 +1163,35 @@ fn a_known_field_in_other_is_refused() {
     }
     assert_eq!(ws.read(1).unwrap().notes, json!(["kept"]));
 }
+
+/// Purging the trash never deletes outside it: a trash folder that is a symlink is refused,
+/// and an entry that is a symlink is removed as a link, its target kept.
+#[test]
+fn purging_the_trash_never_follows_a_symlink_out_of_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(outside.join("inner")).unwrap();
+    std::fs::write(outside.join("inner/precious"), b"keep").unwrap();
+    let trash = ws.root().join("trash");
+    std::fs::create_dir_all(&trash).unwrap();
+    std::os::unix::fs::symlink(outside.join("inner"), trash.join("7-1000")).unwrap();
+    let purged = ws.purge_trash(&|_| true).unwrap();
+    assert_eq!(purged.len(), 1);
+    assert!(std::fs::symlink_metadata(trash.join("7-1000")).is_err());
+    assert_eq!(
+        std::fs::read(outside.join("inner/precious")).unwrap(),
+        b"keep"
+    );
+    std::fs::remove_dir(&trash).unwrap();
+    std::os::unix::fs::symlink(&outside, &trash).unwrap();
+    assert!(matches!(ws.trash(), Err(Error::UnsafePath { .. })));
+    assert!(matches!(
+        ws.purge_trash(&|_| true),
+        Err(Error::UnsafePath { .. })
+    ));
+    assert_eq!(
+        std::fs::read(outside.join("inner/precious")).unwrap(),
+        b"keep"
+    );
+}

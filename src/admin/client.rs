@@ -35,9 +35,10 @@ pub struct Connection {
 /// accepts connections and reads nothing).
 #[derive(Debug, Clone, Copy)]
 enum Patience {
-    /// Waits as long as a command may take, saying on stderr after a few seconds whom it
-    /// waits for.
+    /// Waits as long as a command may take.
     Wait,
+    /// Waits as long, saying on stderr after a few seconds that no answer came yet.
+    WaitAndSay,
     /// Gives up after this long: the caller reports the owner as not answering.
     GiveUpAfter(Duration),
 }
@@ -88,6 +89,14 @@ impl Connection {
         self
     }
 
+    /// Says on stderr when the owner has not begun to answer after a few seconds (it may be
+    /// busy with a long command, or stopped), then goes on waiting: for a terminal.
+    #[must_use]
+    pub fn say_when_slow(mut self) -> Connection {
+        self.patience = Patience::WaitAndSay;
+        self
+    }
+
     /// Sends `req` with the command's `input` (if any) and waits for the owner's answer,
     /// copying the command's raw output to `output` as it arrives.
     ///
@@ -114,12 +123,14 @@ impl Connection {
             tracing::debug!(socket = %path.display(), error = %e, "sending to the owner failed");
         }
         match patience {
-            Patience::Wait => {
+            Patience::Wait => {}
+            Patience::WaitAndSay => {
                 if !readable_within(&stream, NOTICE_AFTER) {
                     eprintln!(
-                        "waiting for the application holding the store to answer (through {}); \
-                         a stopped or hung application never does: Ctrl-C leaves the store as \
-                         it is",
+                        "no answer yet after {}s from the application holding the store \
+                         (through {}); it may be busy with a long command, or stopped or \
+                         hung; waiting (Ctrl-C stops waiting and leaves the store as it is)",
+                        NOTICE_AFTER.as_secs(),
                         path.display()
                     );
                 }

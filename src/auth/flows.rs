@@ -754,7 +754,8 @@ impl Users<'_> {
     ///
     /// # Errors
     /// `Unauthorized` when it does not match, the account is locked or the user cannot log
-    /// in.
+    /// in; `Denied` on a read-only handle (the attempt is counted in the store);
+    /// `MigrationNeeded` after a `migrate_down` through this handle; `Storage`.
     pub fn check_password(&self, id: u64, password: &str) -> Result<()> {
         check_password(self.acc, id, password)
     }

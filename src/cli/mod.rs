@@ -512,11 +512,16 @@ impl Made {
             store.read(|tx| {
                 use crate::store::Meta;
                 Ok(tx.table::<crate::User>().count()? == 0
-                    && tx.meta(crate::store::IMPORT_UNFINISHED)?.is_none())
+                    && tx.meta(crate::store::IMPORT_UNFINISHED)?.is_none()
+                    && tx.meta(crate::handle::INITIALIZED)?.is_none())
             })
         });
         let workspaces = self.dir.join(crate::WORKSPACES_DIR);
-        if !matches!(empty, Ok(true)) || holds_a_file(&workspaces) {
+        // (A workspaces folder that is a symlink is someone's setup: left alone.)
+        if !matches!(empty, Ok(true))
+            || crate::fsutil::real_dir(&workspaces).is_err()
+            || holds_a_file(&workspaces)
+        {
             return;
         }
         if std::fs::remove_file(&db).is_err() {
@@ -529,13 +534,15 @@ impl Made {
     }
 }
 
-/// Whether anything but folders is under `dir` (an unreadable folder counts as holding one).
+/// Whether anything but folders is under `dir` (an unreadable folder counts as holding one,
+/// a symlink as a file: never followed).
 fn holds_a_file(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return dir.exists();
     };
     entries.into_iter().any(|e| {
         e.map_or(true, |e| {
+            // `DirEntry::file_type` does not follow a symlink.
             let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
             !is_dir || holds_a_file(&e.path())
         })
@@ -546,7 +553,9 @@ fn holds_a_file(dir: &Path) -> bool {
 fn remove_empty_folders(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            remove_empty_folders(&e.path());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_folders(&e.path());
+            }
         }
     }
     let _ = std::fs::remove_dir(dir);
@@ -599,7 +608,7 @@ fn remote(
         return Err(Error::InUse { path, holder });
     };
     let input = input.as_mut().map(|i| i as &mut dyn Read);
-    match owner.send(req, input, output)? {
+    match owner.say_when_slow().send(req, input, output)? {
         admin::Remote::Reply(r) => Ok(Ok(r)),
         admin::Remote::Failed(message, code) => {
             eprintln!("error: {}", render::printable(&message));

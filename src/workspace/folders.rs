@@ -1110,6 +1110,10 @@ impl Workspaces {
     /// `Io` when the trash cannot be listed.
     pub fn trash(&self) -> Result<Vec<TrashEntry>> {
         let dir = self.trash_dir();
+        // A trash that is a symlink would list (and purge) another folder.
+        if fsutil::real_dir(&dir)?.is_none() {
+            return Ok(Vec::new());
+        }
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -1123,13 +1127,15 @@ impl Workspaces {
         Ok(out)
     }
 
-    /// Deletes for good the trash entries `which` picks (a deleted user's files, on an
-    /// erasure request; old entries, for space), never following a symlink out of the
-    /// trash. Returns what it deleted.
+    /// Deletes for good the trash entries `which` picks (the folders a user's deletion moved
+    /// there; old entries, for space), never following a symlink out of the trash: a trash
+    /// folder that is a symlink is refused, an entry that is one is removed as a link. Copies
+    /// of the same files elsewhere stay: inside `reset-…` entries (a reset or restore moved
+    /// every folder), in the store's safety copies and in backups. Returns what it deleted.
     ///
     /// # Errors
-    /// `Denied` for a read-only data dir; `Io` when an entry cannot be deleted (those before
-    /// it are gone).
+    /// `Denied` for a read-only data dir; `UnsafePath` when the trash folder is a symlink;
+    /// `Io` when an entry cannot be deleted (those before it are gone).
     pub fn purge_trash(&self, which: &dyn Fn(&TrashEntry) -> bool) -> Result<Vec<TrashEntry>> {
         self.writable()?;
         let mut purged = Vec::new();

@@ -25,8 +25,9 @@ pub enum WorkspaceCmd {
     },
     /// List the trash: folders of deleted users, folders a reset or restore replaced.
     Trash,
-    /// Delete trash entries for good: a deleted user's folders (an erasure request), entries
-    /// older than a duration (disk space), or all.
+    /// Delete trash entries for good: the folders a user's deletion moved there, entries
+    /// older than a duration (disk space), or all. Copies inside `reset-…` entries, the
+    /// store's safety copies and backups are not touched.
     PurgeTrash {
         /// Only the folders of this deleted user (their numeric id).
         #[cfg_attr(feature = "cli", arg(long, required_unless_present_any = ["older_than", "all"]))]
@@ -153,6 +154,13 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
             older_than,
             all,
         } => {
+            // Clap asks for one of them; a request built otherwise must not mean "all".
+            if !*all && user.is_none() && older_than.is_none() {
+                return Err(Error::invalid(
+                    "purge-trash",
+                    "say what to delete: --user ID, --older-than DURATION or --all",
+                ));
+            }
             let cutoff = older_than
                 .as_deref()
                 .map(|d| super::common::parse_duration("older-than", d))
