@@ -384,14 +384,18 @@ pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<
     };
     // Under the lockout rules, as a login: a route that asks for the password again must not
     // be a way around them.
-    verify_user(acc, &user, &cred, password)?;
+    let hash = verify_user(acc, &user, &cred, password)?;
     acc.store.write_with(Durability::None, |tx| {
         let creds = tx.table::<Credential>();
-        if let Some(mut c) = creds.get(&id)? {
-            passed(&mut c);
-            creds.update(&c)?;
+        match creds.get(&id)? {
+            // The password changed while the hash ran: the one given is no longer right.
+            Some(c) if c.password_hash != hash => Err(Error::Unauthorized),
+            Some(mut c) => {
+                passed(&mut c);
+                creds.update(&c)
+            }
+            None => Err(Error::Unauthorized),
         }
-        Ok(())
     })
 }
 
