@@ -257,6 +257,33 @@ fn a_record_type_that_does_not_fit_its_data_is_an_error_not_damage() {
         .unwrap();
 }
 
+/// The same mismatch in one of redkeep's own tables is no application's type change but a
+/// damaged record (or a bug): the store refuses writes, as for any damage.
+#[test]
+fn a_whole_record_that_does_not_fit_in_redkeeps_own_table_is_damage() {
+    let t = TestDir::new();
+    if t.store.is_some() {
+        return; // The raw redb file is planted below; PostgreSQL stores are checked apart.
+    }
+    let rk = t.open();
+    init_root(&rk);
+    drop(rk);
+    // A whole format-2 value (a role's, its shape registered) under the first user's key.
+    let db = t.path().join(redkeep::STORE_FILE);
+    let role = {
+        let d = redb::Database::open(&db).unwrap();
+        let r = d.begin_read().unwrap();
+        let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:roles");
+        let roles = r.open_table(def).unwrap();
+        let found = roles.get(&1u64.to_be_bytes()[..]).unwrap().unwrap();
+        found.value().to_vec()
+    };
+    common::plant_entry(None, t.path(), "r:users", &1u64.to_be_bytes(), &role);
+    let rk = t.open();
+    assert!(matches!(rk.users().get(1), Err(Error::Corrupt { .. })));
+    assert!(rk.store().damage().is_some());
+}
+
 /// An application type whose table is named like one of redkeep's own is refused before it
 /// writes there (it made every read of the accounts fail, and the store refuse writes).
 #[test]

@@ -847,7 +847,7 @@ impl Store {
     #[inline(never)]
     fn failed(&self, e: Error) -> Error {
         let e = with_path(e, &self.inner.path);
-        if is_damage(&e) {
+        if is_damage(&e) || self.own_misfit(&e) {
             let mut d = self.inner.damaged.lock().unwrap_or_else(|p| p.into_inner());
             if d.is_none() {
                 tracing::error!(error = %e, "corruption seen; the store refuses writes until `redkeep check --repair` or a restore");
@@ -862,6 +862,18 @@ impl Store {
             }
         }
         e
+    }
+
+    /// Whether `e` is a whole record that does not fit its type in one of the tables kept
+    /// for the handle's own types (redkeep's): not an application's type mismatch but a
+    /// damaged record or a bug, so it counts as damage.
+    fn own_misfit(&self, e: &Error) -> bool {
+        match e {
+            Error::Corrupt { table, reason, .. } if reason.contains(super::table::DOES_NOT_FIT) => {
+                self.inner.registry.is_reserved(table)
+            }
+            _ => false,
+        }
     }
 
     /// Runs `f` with the file to itself: no batch is open and none begins meanwhile.

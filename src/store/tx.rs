@@ -222,6 +222,14 @@ pub(crate) struct Registrations {
 }
 
 impl Registry {
+    /// Whether `table` is kept for a type of the handle's own (redkeep's tables).
+    pub(crate) fn is_reserved(&self, table: &str) -> bool {
+        self.reserved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(table)
+    }
+
     /// Keeps each table name of `tables` for its record type: writing a record of another
     /// type into it is refused.
     pub(crate) fn reserve(&self, tables: &[(&'static str, TypeId)]) {
