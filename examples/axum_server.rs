@@ -33,6 +33,7 @@
 //! are `{"error": "…"}` with 400, 401, 403, 404, 405, 409, 413 or 429; failures answered
 //! with 500 are logged on stderr with their cause.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -560,7 +561,11 @@ async fn main() -> std::process::ExitCode {
     let args = match arguments() {
         Ok(Some(a)) => a,
         Ok(None) => {
-            println!("A small account server on redkeep.\n{USAGE}");
+            // (Not `println!`: a closed pipe, `| head`, is no reason to panic.)
+            let _ = writeln!(
+                std::io::stdout(),
+                "A small account server on redkeep.\n{USAGE}"
+            );
             return std::process::ExitCode::SUCCESS;
         }
         Err(e) => {

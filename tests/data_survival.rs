@@ -316,6 +316,23 @@ fn an_application_type_cannot_take_a_table_of_redkeeps() {
         matches!(&err, Error::InvalidInput { reason, .. } if reason.contains("one of redkeep's own tables")),
         "{err:?}"
     );
+    // Nor delete there, nor take its ids.
+    for err in [
+        rk.store()
+            .write(|tx| tx.table::<Note>().delete(&1).map(drop))
+            .unwrap_err(),
+        rk.store()
+            .write(|tx| tx.table::<Note>().next_id().map(drop))
+            .unwrap_err(),
+        rk.store()
+            .write(|tx| tx.table::<Note>().clear().map(drop))
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::InvalidInput { reason, .. } if reason.contains("one of redkeep's own tables")),
+            "{err:?}"
+        );
+    }
     let err = rk.register_table::<Note>().unwrap_err();
     assert!(err.to_string().contains("another Record::TABLE"), "{err}");
     assert_eq!(rk.users().list(UserFilter::All, None, 10).unwrap().len(), 1);

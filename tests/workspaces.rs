@@ -1139,6 +1139,18 @@ fn deleting_a_user_inside_their_workspace_call_deletes_nothing() {
     assert!(rk.users().get(id).unwrap().is_some());
     assert_eq!(rk.workspaces().read(id).unwrap().notes, json!(["kept"]));
     assert!(rk.check(false).unwrap().ok);
+    // A trash folder that is a symlink (the folder could not move there): refused first too.
+    let trash = rk.workspaces().root().join("trash");
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let _ = std::fs::remove_dir(&trash);
+    std::os::unix::fs::symlink(&elsewhere, &trash).unwrap();
+    assert!(matches!(
+        rk.users().delete(id),
+        Err(Error::UnsafePath { .. })
+    ));
+    assert!(rk.users().get(id).unwrap().is_some());
+    std::fs::remove_file(&trash).unwrap();
     let deleted = rk.users().delete(id).unwrap();
     assert!(deleted.trash.is_some());
     assert!(rk.check(false).unwrap().ok);

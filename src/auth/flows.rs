@@ -901,7 +901,8 @@ impl Users<'_> {
     ///
     /// # Errors
     /// `NotFound`; `Denied` when the user is the last owner of an org with other members or
-    /// the last active administrator, or the data dir is read-only; `InvalidInput` inside a workspace call for the same user
+    /// the last active administrator, or the data dir is read-only; `UnsafePath` when the
+    /// workspace trash is a symlink; `InvalidInput` inside a workspace call for the same user
     /// (the folder could not move). These come before anything is deleted; an I/O error
     /// moving the folder comes after the records are gone (`check --repair` moves it).
     pub fn delete(&self, id: u64) -> Result<DeletedUser> {

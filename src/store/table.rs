@@ -59,7 +59,9 @@ use crate::error::{Error, Result};
 /// }
 /// ```
 pub trait Record: Serialize + DeserializeOwned + 'static {
-    /// The table's name; must be unique in the store.
+    /// The table's name; must be unique in the store. Through a `Redkeep` handle, the names
+    /// of redkeep's own tables (`users`, `sessions`, …) are kept for its types: a write,
+    /// delete or id of another type there is `InvalidInput`.
     const TABLE: &'static str;
     /// The primary key type.
     type Key: Key;
@@ -870,7 +872,17 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn next_id(&self) -> Result<u64> {
+        self.refuse_foreign()?;
         self.tx.next_sequence(R::TABLE)
+    }
+
+    /// Refuses an application type writing into one of redkeep's own tables.
+    fn refuse_foreign(&self) -> Result<()> {
+        self.tx.refuse_foreign(
+            R::TABLE,
+            std::any::TypeId::of::<R>(),
+            std::any::type_name::<R>(),
+        )
     }
 
     /// Inserts a new record. A record with the same primary key, or a clash in a unique index,
@@ -919,6 +931,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// # Errors
     /// `NotFound`; `f`'s error (nothing written); `InvalidInput` when `f` changed the key.
     pub fn modify<T>(&self, key: &R::Key, f: impl FnOnce(&mut R) -> Result<T>) -> Result<T> {
+        self.refuse_foreign()?;
         let pk = key.to_bytes();
         let mut record = self.get_raw(&pk)?.ok_or_else(|| missing::<R>(&pk))?;
         let old = entries(&record, &pk);
@@ -940,6 +953,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// check --repair` removes it); `Invariant` when the table or one of its indexes is being
     /// scanned by the caller (nothing is deleted then).
     pub fn delete(&self, key: &R::Key) -> Result<Option<R>> {
+        self.refuse_foreign()?;
         let pk = key.to_bytes();
         let Some(old) = self.get_raw(&pk)? else {
             return Ok(None);
@@ -970,6 +984,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// `Storage` when the engine fails; `Invariant` when the table or one of its indexes is
     /// being scanned by the caller (nothing is deleted then).
     pub fn clear(&self) -> Result<u64> {
+        self.refuse_foreign()?;
         let n = self.count()?;
         let raw = self.tx.raw_records();
         // Refused before anything is deleted when one of the tables is in use (a scan of it

@@ -409,6 +409,36 @@ impl WriteTx<'_> {
         Ok(())
     }
 
+    /// Refuses a record type `ty` other than the one table `name` is kept for (one of
+    /// redkeep's own tables): it would write or delete records of another type there.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the type and the table.
+    pub(crate) fn refuse_foreign(
+        &self,
+        name: &str,
+        ty: TypeId,
+        type_name: &'static str,
+    ) -> Result<()> {
+        let owner = self
+            .registry
+            .reserved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied();
+        if owner.is_some_and(|owner| owner != ty) {
+            return Err(Error::invalid(
+                "record type",
+                format!(
+                    "{type_name} names its table {name:?}, one of redkeep's own tables; give it \
+                     another Record::TABLE (a prefix of the application's, say)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Makes sure the catalog holds `info` for table `name`, written by the record type
     /// `ty` (once per handle, table and type).
     ///
@@ -432,22 +462,7 @@ impl WriteTx<'_> {
         {
             return Ok(());
         }
-        let owner = self
-            .registry
-            .reserved
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .copied();
-        if owner.is_some_and(|owner| owner != ty) {
-            return Err(Error::invalid(
-                "record type",
-                format!(
-                    "{type_name} names its table {name:?}, one of redkeep's own tables; give it \
-                     another Record::TABLE (a prefix of the application's, say)"
-                ),
-            ));
-        }
+        self.refuse_foreign(name, ty, type_name)?;
         let info = info();
         let key = prefixed(TABLE_PREFIX, name.as_bytes());
         let current = get_owned(self.raw, META, &key)?

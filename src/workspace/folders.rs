@@ -1163,9 +1163,12 @@ impl Workspaces {
     /// data dir, or a call on this thread inside a workspace call for the same user.
     ///
     /// # Errors
-    /// `Denied` for a read-only data dir; `InvalidInput` inside a call for the user.
+    /// `Denied` for a read-only data dir; `UnsafePath` when the trash folder is a symlink;
+    /// `InvalidInput` inside a call for the user.
     pub(crate) fn can_trash(&self, user: u64) -> Result<()> {
         self.writable()?;
+        // A trash that is a symlink is refused when the folder moves: say so first.
+        fsutil::real_dir(&self.trash_dir())?;
         Self::not_held(&self.dir(user), user, true)
     }
 
