@@ -28,9 +28,18 @@ pub enum WorkspaceCmd {
     /// Delete trash entries for good: the folders a user's deletion moved there, entries
     /// older than a duration (disk space), or all. Copies inside `reset-…` entries, the
     /// store's safety copies and backups are not touched.
+    #[cfg_attr(
+        feature = "cli",
+        command(group(
+            clap::ArgGroup::new("which")
+                .required(true)
+                .multiple(true)
+                .args(["user", "older_than", "all"])
+        ))
+    )]
     PurgeTrash {
         /// Only the folders of this deleted user (their numeric id).
-        #[cfg_attr(feature = "cli", arg(long, required_unless_present_any = ["older_than", "all"]))]
+        #[cfg_attr(feature = "cli", arg(long))]
         user: Option<u64>,
         /// Only entries moved there longer ago than this, e.g. 30d.
         #[cfg_attr(feature = "cli", arg(long))]
