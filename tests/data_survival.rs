@@ -816,18 +816,29 @@ fn populated(t: &TestDir) -> Redkeep {
 fn a_backup_restored_into_a_new_data_dir_holds_every_record_and_file() {
     let t = TestDir::new();
     let rk = populated(&t);
-    // The pieces were saved long ago: a restore keeps when (lists show it).
+    // The files were saved long ago: a restore keeps when (lists show it), for the pieces and
+    // for the folder.
     let saved_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
-    for p in rk.workspaces().list_pieces(2).unwrap() {
+    let dated = |path: PathBuf| {
         std::fs::File::options()
             .write(true)
-            .open(rk.workspaces().piece_path(2, p.piece))
+            .open(path)
             .unwrap()
             .set_modified(saved_at)
             .unwrap();
+    };
+    for p in rk.workspaces().list_pieces(2).unwrap() {
+        dated(rk.workspaces().piece_path(2, p.piece));
     }
+    dated(
+        rk.workspaces()
+            .dir(2)
+            .join(redkeep::workspace::WORKSPACE_FILE),
+    );
     let pieces = rk.workspaces().list_pieces(2).unwrap();
     assert_eq!(pieces[0].modified, Some(Timestamp(1_000_000_000)));
+    let info = rk.workspaces().info(2).unwrap();
+    assert_eq!(info.modified, Some(Timestamp(1_000_000_000)));
     let archive = t.path().join("backup.tar");
     let report = redkeep::ops::backup(&rk, &archive).unwrap();
     assert!(report.check.ok);
@@ -843,6 +854,10 @@ fn a_backup_restored_into_a_new_data_dir_holds_every_record_and_file() {
     assert!(restored.check(false).unwrap().ok);
     assert_eq!(restored.workspaces().read(2).unwrap().note_count(), 1);
     assert_eq!(restored.workspaces().list_pieces(2).unwrap(), pieces);
+    assert_eq!(
+        restored.workspaces().info(2).unwrap().modified,
+        info.modified
+    );
     use redkeep::Clock;
     let _ = t.clock.now();
 }

@@ -305,9 +305,10 @@ fn misfit_or_damage<R: Record>(stored: &Stored<'_>, reason: String) -> String {
         return reason;
     }
     format!(
-        "{reason}: the stored value is whole but {DOES_NOT_FIT} {} (version {}); if the type \
-         gained a field, make it an Option or give it #[serde(default)], or raise \
-         Record::VERSION and read the old shape in Record::upgrade",
+        "{reason}: the stored value is whole but {DOES_NOT_FIT} {} (version {}); for an \
+         application's type that gained a field, make the field an Option or give it \
+         #[serde(default)], or raise Record::VERSION and read the old shape in \
+         Record::upgrade (in one of redkeep's own tables it is damage)",
         std::any::type_name::<R>(),
         R::VERSION
     )

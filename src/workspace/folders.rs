@@ -1255,6 +1255,8 @@ pub(super) fn corrupt(path: &Path, reason: String) -> Error {
 }
 
 /// Total bytes and latest modification of the files under `dir` (not following symlinks).
+/// The folder's own bookkeeping (its lock and owner marker, rewritten by a restore or a
+/// repair) counts toward the bytes, not toward when the user's files last changed.
 fn dir_usage(dir: &Path) -> (u64, Option<Timestamp>) {
     let mut size = 0;
     let mut latest: Option<SystemTime> = None;
@@ -1271,7 +1273,11 @@ fn dir_usage(dir: &Path) -> (u64, Option<Timestamp>) {
                 stack.push(e.path());
             } else if m.is_file() {
                 size += m.len();
-                if let Ok(t) = m.modified() {
+                let name = e.file_name();
+                let bookkeeping = name == LOCK_FILE || name == OWNER_FILE;
+                if let Ok(t) = m.modified()
+                    && !bookkeeping
+                {
                     latest = Some(latest.map_or(t, |l| l.max(t)));
                 }
             }
