@@ -911,6 +911,37 @@ fn a_backup_taken_while_pieces_are_saved_holds_whole_pieces() {
     assert!(restored.check(false).unwrap().ok, "{report:?}");
 }
 
+/// A backup whose workspace files carry a time no clock can hold (a crafted or damaged
+/// header) restores without a panic: the files arrive, undated.
+#[test]
+fn a_backup_with_an_impossible_file_time_restores_without_a_panic() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let archive = t.path().join("backup.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    let crafted = t.path().join("crafted.tar");
+    let mut out = tar::Builder::new(std::fs::File::create(&crafted).unwrap());
+    let mut input = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    for entry in input.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        let mut header = entry.header().clone();
+        if path.starts_with(redkeep::WORKSPACES_DIR) {
+            header.set_mtime(u64::MAX);
+            header.set_cksum();
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        out.append_data(&mut header, &path, &bytes[..]).unwrap();
+    }
+    out.into_inner().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    use redkeep::Clock;
+    redkeep::ops::restore(target.path(), &crafted, false, t.clock.now()).unwrap();
+    let restored = Redkeep::open(target.path(), t.options()).unwrap();
+    assert_eq!(restored.workspaces().list_pieces(2).unwrap().len(), 2);
+}
+
 /// An application's own table, for the export round trip.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Project {

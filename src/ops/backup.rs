@@ -307,16 +307,16 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
             .map_err(|e| Error::io(format!("unpacking {}", path.display()), e))?;
         fs::set_permissions(&target, fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(format!("securing {}", target.display()), e))?;
-        let mtime = entry.header().mtime().ok();
+        // A workspace file keeps the time it was saved at (the store's own time does not
+        // matter); a time no clock can hold (a crafted header) is left out, not a panic.
+        let mtime = entry
+            .header()
+            .mtime()
+            .ok()
+            .filter(|_| path.starts_with(WORKSPACES_DIR))
+            .and_then(|t| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(t)));
         std::io::copy(&mut entry, &mut out)
-            .and_then(|_| match mtime {
-                // A workspace file keeps the time it was saved at (the store's own time
-                // does not matter).
-                Some(t) if path.starts_with(WORKSPACES_DIR) => {
-                    out.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t))
-                }
-                _ => Ok(()),
-            })
+            .and_then(|_| mtime.map_or(Ok(()), |t| out.set_modified(t)))
             .and_then(|()| out.sync_all())
             .map_err(|e| Error::io(format!("unpacking {}", path.display()), e))?;
     }
