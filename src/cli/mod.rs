@@ -493,72 +493,13 @@ impl Made {
         })
     }
 
-    /// Removes the store file and the empty folders opening it made, unless the store holds
-    /// records by now (an import that committed them keeps them, to resume; another process
-    /// that wrote meanwhile keeps its own), another process holds it, or a folder under
-    /// `workspaces/` holds a file.
+    /// Takes back what opening the store made ([`crate::ops::discard_unused_store`]), and
+    /// the data dir when this command made it.
     fn take_back(&self) {
-        let db = self.dir.join(crate::STORE_FILE);
-        let options = crate::store::StoreOptions {
-            mode: Mode::Exclusive,
-            create: false,
-            allow_outdated: true,
-            schema_version: crate::SCHEMA_VERSION,
-            ..crate::store::StoreOptions::default()
-        };
-        // Held alone while it is looked at, so nobody writes into it meanwhile. Opening made
-        // the system roles; an import that committed left users or its unfinished mark.
-        let empty = crate::store::Store::open(&db, &options).and_then(|store| {
-            store.read(|tx| {
-                use crate::store::Meta;
-                Ok(tx.table::<crate::User>().count()? == 0
-                    && tx.meta(crate::store::IMPORT_UNFINISHED)?.is_none()
-                    && tx.meta(crate::handle::INITIALIZED)?.is_none())
-            })
-        });
-        let workspaces = self.dir.join(crate::WORKSPACES_DIR);
-        // (A workspaces folder that is a symlink is someone's setup: left alone.)
-        if !matches!(empty, Ok(true))
-            || crate::fsutil::real_dir(&workspaces).is_err()
-            || holds_a_file(&workspaces)
-        {
-            return;
-        }
-        if std::fs::remove_file(&db).is_err() {
-            return;
-        }
-        remove_empty_folders(&workspaces);
-        if !self.dir_existed {
+        if crate::ops::discard_unused_store(&self.dir) && !self.dir_existed {
             let _ = std::fs::remove_dir(&self.dir);
         }
     }
-}
-
-/// Whether anything but folders is under `dir` (an unreadable folder counts as holding one,
-/// a symlink as a file: never followed).
-fn holds_a_file(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return dir.exists();
-    };
-    entries.into_iter().any(|e| {
-        e.map_or(true, |e| {
-            // `DirEntry::file_type` does not follow a symlink.
-            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-            !is_dir || holds_a_file(&e.path())
-        })
-    })
-}
-
-/// Removes `dir` and the folders under it, all empty.
-fn remove_empty_folders(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_folders(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// Restore and reset never go through the socket: they replace the files under the owner.

@@ -37,6 +37,62 @@ pub(super) fn open_file_store(path: &Path, mode: Mode) -> Result<Store> {
     )
 }
 
+/// Removes the store file of `data_dir` and the empty workspace folders opening it made,
+/// when nothing has used it: for a command that made the store and then failed (a refused
+/// `init` or `import`), so no empty store is left to trip up the next attempt. Returns
+/// whether it removed them. The store is left when it holds a user, an init or an
+/// unfinished import (another process, or the import itself, used it), when another process
+/// holds it, or when the workspaces folder is a symlink or holds any file.
+pub fn discard_unused_store(data_dir: &Path) -> bool {
+    let db = data_dir.join(crate::handle::STORE_FILE);
+    // Held alone while it is looked at, so nobody writes into it meanwhile. Opening made
+    // the system roles; an import that committed left users or its unfinished mark.
+    let unused = open_file_store(&db, Mode::Exclusive).and_then(|store| {
+        store.read(|tx| {
+            Ok(tx.table::<crate::User>().count()? == 0
+                && tx.meta(crate::store::IMPORT_UNFINISHED)?.is_none()
+                && tx.meta(crate::handle::INITIALIZED)?.is_none())
+        })
+    });
+    let workspaces = data_dir.join(WORKSPACES_DIR);
+    if !matches!(unused, Ok(true))
+        || fsutil::real_dir(&workspaces).is_err()
+        || holds_a_file(&workspaces)
+        || std::fs::remove_file(&db).is_err()
+    {
+        return false;
+    }
+    remove_empty_folders(&workspaces);
+    true
+}
+
+/// Whether anything but folders is under `dir` (an unreadable folder counts as holding one,
+/// a symlink as a file: never followed).
+fn holds_a_file(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return dir.exists();
+    };
+    entries.into_iter().any(|e| {
+        e.map_or(true, |e| {
+            // `DirEntry::file_type` does not follow a symlink.
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            !is_dir || holds_a_file(&e.path())
+        })
+    })
+}
+
+/// Removes `dir` and the folders under it, all empty.
+fn remove_empty_folders(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_folders(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
 /// The file name, in the data dir, next to which copies of a store that is not a file
 /// (PostgreSQL) are written (`…pre-reset-<time>.bak`, each a redb file).
 pub(crate) const REMOTE_COPIES: &str = crate::handle::POSTGRES_COPIES;

@@ -14,7 +14,7 @@ mod stats;
 mod transfer;
 
 pub use backup::{BackupReport, RestoreReport, backup, check_file, restore, restore_store};
-pub use files::write_file;
+pub use files::{discard_unused_store, write_file};
 pub use moving::{MoveReport, move_store};
 pub use reset::{ResetReport, reset, reset_store};
 pub use salvage::{SalvageReport, SalvagedTable, salvage};
