@@ -137,13 +137,25 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Makes an existing directory private (0700) if it is more open and this user owns it.
+///
+/// # Errors
+/// `Io` when its mode cannot be read or changed.
 pub fn restrict_dir(dir: &Path) -> Result<()> {
-    let meta = fs::metadata(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-    if meta.permissions().mode() & 0o077 != 0 && owned(&meta) {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io(format!("making {} private (0700)", dir.display()), e))?;
+    restrict(dir, 0o700)
+}
+
+/// `path`, or when something is there already (a dangling symlink included), `path.2`,
+/// `path.3`, …: a name for a new copy that never replaces an earlier one.
+pub fn free_path(path: &Path) -> std::path::PathBuf {
+    let mut candidate = path.to_path_buf();
+    let mut n = 2u64;
+    while candidate.symlink_metadata().is_ok() {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(format!(".{n}"));
+        candidate = name.into();
+        n += 1;
     }
-    Ok(())
+    candidate
 }
 
 /// Whether this process's user owns the file (only the owner may change its mode; a
@@ -158,11 +170,16 @@ fn owned(meta: &fs::Metadata) -> bool {
 /// # Errors
 /// `Io` when its mode cannot be read or changed.
 pub fn restrict_file(path: &Path) -> Result<()> {
+    restrict(path, 0o600)
+}
+
+/// Sets `path` to `mode` when its mode lets others in and this user owns it.
+fn restrict(path: &Path, mode: u32) -> Result<()> {
     let meta =
         fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if meta.permissions().mode() & 0o077 != 0 && owned(&meta) {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(format!("making {} private (0600)", path.display()), e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(format!("making {} private ({mode:04o})", path.display()), e))?;
     }
     Ok(())
 }

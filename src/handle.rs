@@ -715,20 +715,11 @@ impl Redkeep {
     /// `InvalidInput` when `R::TABLE` names one of redkeep's own tables (`users`, `sessions`
     /// and the others of [`Redkeep::tables`]): records of `R` could not be written there.
     pub fn register_table<R: Record>(&self) -> Result<()> {
-        if crate::auth::own_table_types()
-            .iter()
-            .any(|(name, ty)| *name == R::TABLE && *ty != std::any::TypeId::of::<R>())
-        {
-            return Err(Error::invalid(
-                "record type",
-                format!(
-                    "{} names its table {:?}, one of redkeep's own tables; give it another \
-                     Record::TABLE (a prefix of the application's, say)",
-                    std::any::type_name::<R>(),
-                    R::TABLE
-                ),
-            ));
-        }
+        self.store().refuse_foreign(
+            R::TABLE,
+            std::any::TypeId::of::<R>(),
+            std::any::type_name::<R>(),
+        )?;
         let mut tables = self
             .inner
             .app_tables

@@ -1047,6 +1047,19 @@ fn a_call_for_the_same_user_inside_an_update_is_refused_not_a_deadlock() {
     assert_eq!(ws.list_pieces(1).unwrap().len(), 1);
 }
 
+/// A user of `rk` (with a password), for the tests that need an account behind a folder.
+fn account(rk: &redkeep::Redkeep) -> u64 {
+    rk.users()
+        .create(redkeep::NewUser {
+            email: "a@example.com".into(),
+            password: Some("password123".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .user
+        .id
+}
+
 /// The same nesting through a store write made inside the update: with other threads
 /// writing, the write's closure runs on the committing thread of a batch, which must see the
 /// update's lock as held for the caller (it waited for itself, and every writer of the store
@@ -1055,16 +1068,7 @@ fn a_call_for_the_same_user_inside_an_update_is_refused_not_a_deadlock() {
 fn a_call_for_the_same_user_inside_an_update_and_a_write_is_refused_under_load() {
     let t = common::TestDir::new();
     let rk = t.open();
-    let id = rk
-        .users()
-        .create(redkeep::NewUser {
-            email: "a@example.com".into(),
-            password: Some("password123".into()),
-            ..Default::default()
-        })
-        .unwrap()
-        .user
-        .id;
+    let id = account(&rk);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..3)
         .map(|_| {
@@ -1117,16 +1121,7 @@ fn a_call_for_the_same_user_inside_an_update_and_a_write_is_refused_under_load()
 fn deleting_a_user_inside_their_workspace_call_deletes_nothing() {
     let t = common::TestDir::new();
     let rk = t.open();
-    let id = rk
-        .users()
-        .create(redkeep::NewUser {
-            email: "a@example.com".into(),
-            password: Some("password123".into()),
-            ..Default::default()
-        })
-        .unwrap()
-        .user
-        .id;
+    let id = account(&rk);
     rk.workspaces().update(id, |d| d.add_note("kept")).unwrap();
     let err = rk
         .workspaces()

@@ -318,7 +318,7 @@ pub(crate) fn verify_login<T: Send>(
         if !u.is_active || c.password_hash != hash {
             return Ok(Err(Error::Unauthorized));
         }
-        passed(&mut c);
+        c.passed();
         if let Some(h) = &rehash {
             // A new hash of the same password: the stamp stays, so no session is logged out.
             c.password_hash = h.clone();
@@ -391,21 +391,12 @@ pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<
             // The password changed while the hash ran: the one given is no longer right.
             Some(c) if c.password_hash != hash => Err(Error::Unauthorized),
             Some(mut c) => {
-                passed(&mut c);
+                c.passed();
                 creds.update(&c)
             }
             None => Err(Error::Unauthorized),
         }
     })
-}
-
-/// Clears the failures of a credential whose password was just given right (the attempt
-/// that [`admit`] counted among them included).
-fn passed(c: &mut Credential) {
-    c.failed_logins = 0;
-    c.lock_count = 0;
-    c.locked_until = None;
-    c.failures_in_window = c.failures_in_window.saturating_sub(1);
 }
 
 /// Stores a new password hash: clears `must_change_password` and the lockout, changes the

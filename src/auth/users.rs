@@ -246,6 +246,16 @@ impl Credential {
         })
     }
 
+    /// Clears the lockout of a credential whose password was just given right; the hour's
+    /// count loses only the attempt `admit` counted for it (a right password does not wipe
+    /// the rate limit).
+    pub(crate) fn passed(&mut self) {
+        self.failed_logins = 0;
+        self.lock_count = 0;
+        self.locked_until = None;
+        self.failures_in_window = self.failures_in_window.saturating_sub(1);
+    }
+
     /// Clears the lockout counters.
     pub(crate) fn clear_failures(&mut self) {
         self.failed_logins = 0;

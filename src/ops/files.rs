@@ -138,14 +138,7 @@ pub(super) fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
 
 /// [`with_suffix`], numbered (`.2`, `.3`, …) past any file an earlier run left there.
 pub(super) fn free_with_suffix(db: &Path, suffix: &str) -> PathBuf {
-    let first = with_suffix(db, suffix);
-    let mut path = first.clone();
-    let mut n = 2u64;
-    while path.symlink_metadata().is_ok() {
-        path = with_suffix(db, &format!("{suffix}.{n}"));
-        n += 1;
-    }
-    path
+    fsutil::free_path(&with_suffix(db, suffix))
 }
 
 // The workspaces of a data dir, for moving whole folders (no owner lookups are made).

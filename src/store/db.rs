@@ -1200,6 +1200,20 @@ impl Store {
         self.inner.registry.reserve(tables);
     }
 
+    /// Refuses a record type `ty` other than the one table `name` is kept for (one of
+    /// redkeep's own tables, in a handle).
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the type and the table.
+    pub(crate) fn refuse_foreign(
+        &self,
+        name: &str,
+        ty: std::any::TypeId,
+        type_name: &'static str,
+    ) -> Result<()> {
+        self.inner.registry.refuse_foreign(name, ty, type_name)
+    }
+
     pub(crate) fn registry(&self) -> &Registry {
         &self.inner.registry
     }
@@ -1267,11 +1281,8 @@ impl Store {
 
     /// Refuses a write to a store behind its schema (unless `migrating`) or damaged.
     fn refuse_writes(&self, migrating: bool) -> Result<()> {
-        if !migrating
-            && let Some((found, needed)) =
-                *self.inner.behind.lock().unwrap_or_else(|e| e.into_inner())
-        {
-            return Err(Error::MigrationNeeded { found, needed });
+        if !migrating {
+            self.refuse_behind()?;
         }
         if let Some(reason) = self.damage() {
             return Err(Error::Damaged {

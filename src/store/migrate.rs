@@ -43,16 +43,8 @@ pub struct MigrationRun {
 fn backup_path(db: &Path, version: u64) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".pre-v{version}.bak"));
-    let mut path = db.with_file_name(&name);
     // An earlier run left its copy: keep it, and number this one.
-    let mut n = 2u64;
-    while path.exists() {
-        let mut numbered = name.clone();
-        numbered.push(format!(".{n}"));
-        path = db.with_file_name(numbered);
-        n += 1;
-    }
-    path
+    crate::fsutil::free_path(&db.with_file_name(name))
 }
 
 impl Store {

@@ -230,6 +230,34 @@ impl Registry {
             .contains_key(table)
     }
 
+    /// Refuses a record type `ty` other than the one table `name` is kept for.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the type and the table.
+    pub(crate) fn refuse_foreign(
+        &self,
+        name: &str,
+        ty: TypeId,
+        type_name: &'static str,
+    ) -> Result<()> {
+        let owner = self
+            .reserved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied();
+        if owner.is_some_and(|owner| owner != ty) {
+            return Err(Error::invalid(
+                "record type",
+                format!(
+                    "{type_name} names its table {name:?}, one of redkeep's own tables; give it \
+                     another Record::TABLE (a prefix of the application's, say)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Keeps each table name of `tables` for its record type: writing a record of another
     /// type into it is refused.
     pub(crate) fn reserve(&self, tables: &[(&'static str, TypeId)]) {
@@ -420,23 +448,7 @@ impl WriteTx<'_> {
         ty: TypeId,
         type_name: &'static str,
     ) -> Result<()> {
-        let owner = self
-            .registry
-            .reserved
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .copied();
-        if owner.is_some_and(|owner| owner != ty) {
-            return Err(Error::invalid(
-                "record type",
-                format!(
-                    "{type_name} names its table {name:?}, one of redkeep's own tables; give it \
-                     another Record::TABLE (a prefix of the application's, say)"
-                ),
-            ));
-        }
-        Ok(())
+        self.registry.refuse_foreign(name, ty, type_name)
     }
 
     /// Makes sure the catalog holds `info` for table `name`, written by the record type
