@@ -622,6 +622,19 @@ fn an_import_over_init_says_its_administrator_was_replaced() {
         "{out}"
     );
     target.expect(&["user", "show", "boss@example.com"], None, 1);
+    // The export held no administrator (`init --no-admin`): the store now has none, and
+    // the import says how to make one; with one, it says nothing of it.
+    assert!(
+        out.contains("no imported account is an active administrator"),
+        "{out}"
+    );
+    let with_admin = Cli::new();
+    with_admin.json(&["init", "--admin-email", "root@example.com"], None);
+    let (admin_export, _) = with_admin.expect(&["export"], None, 0);
+    let fresh = Cli::new();
+    fresh.init();
+    let (out, _) = fresh.expect(&["import", "-"], Some(&admin_export), 0);
+    assert!(!out.contains("administrator"), "{out}");
     let again = Cli::new();
     again.init();
     let v = again.json(&["import", "-"], Some(&export));
@@ -674,5 +687,143 @@ fn a_deleted_users_files_can_be_purged_from_the_trash() {
     cli.expect(&["workspace", "purge-trash"], None, 2);
     cli.json(&["workspace", "purge-trash", "--all"], None);
     assert_eq!(cli.json(&["workspace", "trash"], None), json!([]));
+    cli.expect(&["check"], None, 0);
+}
+
+/// A restore, and a reset, print the command that undoes them: the safety copy of the store
+/// with `--folders` and the trash entry that holds the folders they replaced. Running it
+/// brings back the accounts and their files as they were; `--folders` that is not such an
+/// entry, or given with an archive, is refused and changes nothing.
+#[test]
+fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
+    let cli = populated();
+    cli.expect(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"v\":1}"),
+        0,
+    );
+    let backup = cli.dir.path().join("b.tar");
+    cli.json(&["backup", backup.to_str().unwrap()], None);
+    cli.expect(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"v\":2}"),
+        0,
+    );
+    cli.json(&["user", "create", "bob@example.com"], None);
+    cli.expect(
+        &["gallery", "add", "bob@example.com", "-"],
+        Some("{\"v\":3}"),
+        0,
+    );
+    let pieces = |who: &str| {
+        cli.json(&["gallery", "list", who], None)
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(pieces("ann@example.com"), 2);
+
+    let (out, _) = cli.expect(&["restore", backup.to_str().unwrap(), "--force"], None, 0);
+    assert_eq!(pieces("ann@example.com"), 1);
+    cli.expect(&["user", "show", "bob@example.com"], None, 1);
+    let trash = cli.json(&["workspace", "trash"], None);
+    let entry = trash[0]["path"].as_str().unwrap().to_string();
+    let safety = std::fs::read_dir(cli.data())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains(".pre-restore-"))
+        .unwrap();
+    let undo = format!(
+        "to undo: `redkeep restore --force --folders {entry} {}`",
+        safety.display()
+    );
+    assert!(out.contains(&undo), "{out}\nexpected: {undo}");
+
+    // Refused, nothing changed: an archive brings its own folders; a folder outside the
+    // trash; a deleted user's own folder (not a set of users' folders).
+    let (_, err) = cli.expect(
+        &[
+            "restore",
+            "--force",
+            "--folders",
+            &entry,
+            backup.to_str().unwrap(),
+        ],
+        None,
+        1,
+    );
+    assert!(err.contains("brings its own workspace folders"), "{err}");
+    let outside = cli.dir.path().join("elsewhere");
+    std::fs::create_dir(&outside).unwrap();
+    let (_, err) = cli.expect(
+        &[
+            "restore",
+            "--force",
+            "--folders",
+            outside.to_str().unwrap(),
+            safety.to_str().unwrap(),
+        ],
+        None,
+        1,
+    );
+    assert!(err.contains("is not an entry of"), "{err}");
+    let gone = cli.json(&["user", "create", "gone@example.com"], None);
+    cli.expect(&["gallery", "add", "gone@example.com", "-"], Some("{}"), 0);
+    cli.json(&["user", "delete", "gone@example.com"], None);
+    let trash = cli.json(&["workspace", "trash"], None);
+    let own = trash
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["user"] == gone["id"])
+        .unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, err) = cli.expect(
+        &[
+            "restore",
+            "--force",
+            "--folders",
+            &own,
+            safety.to_str().unwrap(),
+        ],
+        None,
+        1,
+    );
+    assert!(err.contains("not a user's workspace folder"), "{err}");
+    assert_eq!(pieces("ann@example.com"), 1);
+
+    // The undo: the accounts and files from before the restore.
+    cli.expect(
+        &[
+            "restore",
+            "--force",
+            "--folders",
+            &entry,
+            safety.to_str().unwrap(),
+        ],
+        None,
+        0,
+    );
+    assert_eq!(pieces("ann@example.com"), 2);
+    assert_eq!(pieces("bob@example.com"), 1);
+    assert!(!std::path::Path::new(&entry).exists());
+    cli.expect(&["check"], None, 0);
+
+    // A reset says how to undo it the same way.
+    let (out, _) = cli.expect(&["reset", "--force"], None, 0);
+    let undo = out
+        .lines()
+        .find_map(|l| l.strip_prefix("to undo: `"))
+        .and_then(|l| l.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let words: Vec<&str> = undo.split(' ').skip(1).collect();
+    assert_eq!(words[..3], ["restore", "--force", "--folders"], "{undo}");
+    cli.expect(&["user", "show", "bob@example.com"], None, 1);
+    cli.expect(&words, None, 0);
+    assert_eq!(pieces("bob@example.com"), 1);
+    assert_eq!(pieces("ann@example.com"), 2);
     cli.expect(&["check"], None, 0);
 }

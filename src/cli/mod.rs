@@ -334,12 +334,17 @@ fn input_for(cmd: &Command) -> Result<Option<Box<dyn BufRead>>> {
 fn run(cli: &Cli) -> Result<ExitCode> {
     let now = crate::clock::SystemClock.now();
     let reply = match &cli.command {
-        Command::Restore { path, force } => {
+        Command::Restore {
+            path,
+            force,
+            folders,
+        } => {
             check_data_dir(&cli.data_dir)?;
-            admin::commands::restore_store(
+            admin::commands::restore_store_with_folders(
                 &cli.data_dir,
                 store_url(cli).as_deref(),
                 path,
+                folders.as_deref(),
                 *force,
                 now,
             )

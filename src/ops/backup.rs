@@ -369,6 +369,28 @@ pub fn restore_store(
     force: bool,
     now: Timestamp,
 ) -> Result<RestoreReport> {
+    restore_store_with_folders(data_dir, store_url, backup, None, force, now)
+}
+
+/// [`restore_store`] of a plain store file together with the workspace folders in
+/// `folders`: an entry of the data dir's workspace trash (`reset-<time>`, where a restore
+/// or a reset put the folders it replaced). This undoes a restore or a reset: give it the
+/// safety copy of the store (`….pre-restore-<time>.bak`, `….pre-reset-<time>.bak`) and the
+/// trash entry of the same time. The folders in place go to the trash, as in any restore;
+/// the entry is moved back, not copied. `None` is [`restore_store`].
+///
+/// # Errors
+/// As [`restore`]; `InvalidInput` (nothing changed) when `backup` is an archive (it brings
+/// its own folders) or `folders` is not an entry of this data dir's trash holding only
+/// users' workspace folders.
+pub fn restore_store_with_folders(
+    data_dir: &Path,
+    store_url: Option<&str>,
+    backup: &Path,
+    folders: Option<&Path>,
+    force: bool,
+    now: Timestamp,
+) -> Result<RestoreReport> {
     if backup.is_dir() {
         return Err(Error::invalid(
             "backup",
@@ -400,9 +422,23 @@ pub fn restore_store(
             db.display()
         )));
     }
+    let archive = is_tar(backup)?;
+    let folders = match folders {
+        Some(_) if archive => {
+            return Err(Error::invalid(
+                "folders",
+                format!(
+                    "{} is a backup archive, which brings its own workspace folders; give \
+                     --folders only with a plain store file (a safety copy of a restore or reset)",
+                    backup.display()
+                ),
+            ));
+        }
+        Some(entry) => Some(folders_of(data_dir)?.trash_entry_of_folders(entry)?),
+        None => None,
+    };
     let staging = fsutil::private_temp_dir_in(Some(data_dir), "a staging folder for the restore")?;
     let staged_db = staging.path().join(STORE_FILE);
-    let archive = is_tar(backup)?;
     if archive {
         unpack(backup, staging.path())?;
         if !staged_db.is_file() {
@@ -448,7 +484,11 @@ pub fn restore_store(
     // With the store in place: the folders, and the report.
     let finish = |safety_copy: Option<PathBuf>| {
         let (folders, folders_safety) = if archive {
-            restore_folders(data_dir, staging.path(), now)?
+            let staged_users = staging.path().join(WORKSPACES_DIR).join("users");
+            fsutil::create_private_dir(&staged_users)?;
+            restore_folders(data_dir, &staged_users, now)?
+        } else if let Some(entry) = &folders {
+            restore_folders(data_dir, entry, now)?
         } else {
             (None, None)
         };
@@ -500,19 +540,26 @@ pub fn restore_store(
     report
 }
 
-/// Puts the workspace folders unpacked in `staging` in place of the data dir's (those go to
-/// the trash); returns how many were restored and where the replaced ones went.
+/// Puts the users' workspace folders in `staged_users` (unpacked from a backup, or a trash
+/// entry) in place of the data dir's (those go to the trash); returns how many were
+/// restored and where the replaced ones went.
 fn restore_folders(
     data_dir: &Path,
-    staging: &Path,
+    staged_users: &Path,
     now: Timestamp,
 ) -> Result<(Option<u64>, Option<PathBuf>)> {
-    let staged_users = staging.join(WORKSPACES_DIR).join("users");
-    fsutil::create_private_dir(&staged_users)?;
-    let count = fs::read_dir(&staged_users).map_or(0, |d| d.count() as u64);
+    let count = fs::read_dir(staged_users).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.parse::<u64>().is_ok())
+            })
+            .count() as u64
+    });
     let safety = folders_of(data_dir)?.trash_all(now)?;
     let users = data_dir.join(WORKSPACES_DIR).join("users");
     fs::remove_dir(&users).map_err(|e| Error::io(format!("replacing {}", users.display()), e))?;
-    fsutil::rename_replace(&staged_users, &users)?;
+    fsutil::rename_replace(staged_users, &users)?;
     Ok((Some(count), safety))
 }

@@ -13,7 +13,10 @@ mod salvage;
 mod stats;
 mod transfer;
 
-pub use backup::{BackupReport, RestoreReport, backup, check_file, restore, restore_store};
+pub use backup::{
+    BackupReport, RestoreReport, backup, check_file, restore, restore_store,
+    restore_store_with_folders,
+};
 pub use files::{discard_unused_store, write_file};
 pub use moving::{MoveReport, move_store};
 pub use reset::{ResetReport, reset, reset_store};

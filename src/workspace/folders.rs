@@ -1127,6 +1127,66 @@ impl Workspaces {
         Ok(out)
     }
 
+    /// Checks that `entry` is an entry of this trash that holds users' workspace folders
+    /// (`reset-<time>`, where a reset or a restore put the folders it replaced), so that a
+    /// restore can put it back in place of the folders; returns its real path.
+    ///
+    /// # Errors
+    /// `InvalidInput` when it is missing, a symlink, not directly inside this trash, or holds
+    /// anything but users' folders (`{id}/`, and half-made `.`-folders); `Denied` for a
+    /// read-only data dir; `Io` when it cannot be read.
+    pub fn trash_entry_of_folders(&self, entry: &Path) -> Result<PathBuf> {
+        self.writable()?;
+        let bad = |why: String| {
+            Error::invalid(
+                "folders",
+                format!(
+                    "{} {why}; give a `reset-…` entry of this data dir's workspace trash \
+                     (`redkeep workspace trash` lists them)",
+                    entry.display()
+                ),
+            )
+        };
+        let meta = match fs::symlink_metadata(entry) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(bad("does not exist".into()));
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", entry.display()), e)),
+        };
+        if !meta.is_dir() {
+            return Err(bad("is not a folder".into()));
+        }
+        let trash = self.trash_dir();
+        let inside = match (fs::canonicalize(entry), fs::canonicalize(&trash)) {
+            (Ok(real), Ok(trash)) if fsutil::real_dir(&trash).is_ok_and(|d| d.is_some()) => {
+                (real.parent() == Some(trash.as_path())).then_some(real)
+            }
+            _ => None,
+        };
+        let Some(real) = inside else {
+            return Err(bad(format!("is not an entry of {}", trash.display())));
+        };
+        let listed =
+            fs::read_dir(&real).map_err(|e| Error::io(format!("listing {}", real.display()), e))?;
+        for child in listed {
+            let child = child.map_err(|e| Error::io(format!("listing {}", real.display()), e))?;
+            let name = child.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let folder = child.file_type().is_ok_and(|t| t.is_dir());
+            if !folder || names::parse_id(&name).is_none() {
+                return Err(bad(format!(
+                    "holds {name}, which is not a user's workspace folder (a deleted user's \
+                     folder, `<user>-<time>`, is copied back by hand)"
+                )));
+            }
+        }
+        Ok(real)
+    }
+
     /// Deletes for good the trash entries `which` picks (the folders a user's deletion moved
     /// there; old entries, for space), never following a symlink out of the trash: a trash
     /// folder that is a symlink is refused, an entry that is one is removed as a link. Copies

@@ -24,7 +24,7 @@ pub use invite::InviteCmd;
 pub use ops::adopt;
 pub use ops::{
     AdoptArgs, ExportArgs, MigrateCmd, move_store, reset, reset_store, restore, restore_store,
-    salvage,
+    restore_store_with_folders, salvage,
 };
 pub use orgs::OrgCmd;
 pub use users::{AvatarCmd, CreateArgs, UserCmd};
@@ -86,6 +86,12 @@ pub enum Command {
         /// Replace an existing store.
         #[cfg_attr(feature = "cli", arg(long))]
         force: bool,
+        /// With a plain store file (a restore's or reset's safety copy): put back the
+        /// workspace folders of this trash entry too (`reset-<time>`; `workspace trash` lists
+        /// them). Undoes a restore or a reset.
+        #[cfg_attr(feature = "cli", arg(long, value_name = "TRASH_ENTRY"))]
+        #[serde(default)]
+        folders: Option<PathBuf>,
     },
     /// Copy the whole store, from one snapshot, to a new data dir or a PostgreSQL server
     /// (`postgres://…`); then check the copy and compare every table's count (needs both

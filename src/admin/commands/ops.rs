@@ -200,6 +200,13 @@ pub fn import(rk: &Redkeep, io: Io<'_>) -> Result<Reply> {
              init made: the export's accounts are the store's now"
         ));
     }
+    if !rk.users().admins(usize::MAX)?.iter().any(|u| u.is_active) {
+        lines.push(
+            "no imported account is an active administrator; `redkeep role grant USER admin` \
+             makes one"
+                .into(),
+        );
+    }
     Ok(Reply::text(
         serde_json::to_value(&summary).unwrap_or_default(),
         lines,
@@ -413,7 +420,23 @@ pub fn restore_store(
     force: bool,
     now: Timestamp,
 ) -> Result<Reply> {
-    let r = ops::restore_store(data_dir, store_url, backup, force, now)?;
+    restore_store_with_folders(data_dir, store_url, backup, None, force, now)
+}
+
+/// `redkeep restore [--folders TRASH_ENTRY]` into the store at `store_url` (the redb file of
+/// the data dir when `None`).
+///
+/// # Errors
+/// As [`ops::restore_store_with_folders`].
+pub fn restore_store_with_folders(
+    data_dir: &std::path::Path,
+    store_url: Option<&str>,
+    backup: &std::path::Path,
+    folders: Option<&std::path::Path>,
+    force: bool,
+    now: Timestamp,
+) -> Result<Reply> {
+    let r = ops::restore_store_with_folders(data_dir, store_url, backup, folders, force, now)?;
     let mut lines = vec![format!(
         "restored {} from {} (schema version {})",
         data_dir.display(),
@@ -434,6 +457,13 @@ pub fn restore_store(
         lines.push(format!(
             "the previous workspace folders are kept at {}",
             s.display()
+        ));
+    }
+    if let (Some(store), Some(folders)) = (&r.safety_copy, &r.folders_safety) {
+        lines.push(format!(
+            "to undo: `redkeep restore --force --folders {} {}`",
+            folders.display(),
+            store.display()
         ));
     }
     if r.schema_version < crate::SCHEMA_VERSION {
@@ -486,6 +516,14 @@ pub fn reset_store(
         ));
     }
     lines.push("run `redkeep init` to create an administrator".into());
+    lines.push(match &r.folders {
+        Some(f) => format!(
+            "to undo: `redkeep restore --force --folders {} {}`",
+            f.display(),
+            r.backup.display()
+        ),
+        None => format!("to undo: `redkeep restore --force {}`", r.backup.display()),
+    });
     Ok(Reply::text(
         serde_json::to_value(&r).unwrap_or_default(),
         lines,
