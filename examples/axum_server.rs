@@ -100,13 +100,24 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     type Rejection = WebError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, WebError> {
+        let too_large = || {
+            WebError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over the limit of {BODY_LIMIT} bytes"),
+            )
+        };
+        // A declared length over the limit is refused before any of the body is read.
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+            return Err(too_large());
+        }
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
             // A body over the limit is 413 and says the limit; other rejections are 400.
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(WebError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is over the limit of {BODY_LIMIT} bytes"),
-            )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
             // Past serde_json's nesting limit: said with the limit, not the parser's path.
             Err(e) if e.body_text().contains("recursion limit exceeded") => {
                 Err(WebError::bad_request(format!(
@@ -511,10 +522,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// What the command line asks for.
-struct Arguments {
-    dir: PathBuf,
-    listen: SocketAddr,
-    init: bool,
+pub struct Arguments {
+    /// The data dir.
+    pub dir: PathBuf,
+    /// Where to answer HTTP.
+    pub listen: SocketAddr,
+    /// Make the store and its first administrator when the data dir has none.
+    pub init: bool,
 }
 
 const USAGE: &str = "usage: axum_server --data-dir DIR [--listen ADDR] [--init]\n\
@@ -582,7 +596,8 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
+/// Serves until SIGTERM or Ctrl-C, then closes the admin socket and the store.
+pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     let Arguments { dir, listen, init } = args;
     // The port first: a server that cannot listen leaves no store behind (nor the first
     // administrator's password printed only here).
@@ -610,11 +625,31 @@ async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     }
     // `redkeep --data-dir DIR …` works while the server runs.
     let _admin = redkeep::admin::serve(ark.sync())?;
+    let stop = stop_requested()?;
     println!("listening on http://{}", listener.local_addr()?);
     let state = AppState {
         ark,
         mailer: Arc::new(StdoutMailer),
     };
-    axum::serve(listener, router(state)).await?;
+    // SIGTERM or Ctrl-C: stop taking connections, let those open finish, then close the
+    // admin socket and the store (so neither the socket file nor the owner marker is left).
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(stop)
+        .await?;
+    println!("stopped");
     Ok(())
+}
+
+/// A future that resolves on SIGTERM (a service manager stopping the server) or SIGINT
+/// (Ctrl-C). The handlers are in place when this returns, before the server says it listens.
+fn stop_requested() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
