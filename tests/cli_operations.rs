@@ -826,4 +826,23 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
     assert_eq!(pieces("bob@example.com"), 1);
     assert_eq!(pieces("ann@example.com"), 2);
     cli.expect(&["check"], None, 0);
+
+    // A trash that is a symlink is another folder: its entries are refused.
+    let trash = cli.data().join("workspaces/trash");
+    let moved = cli.dir.path().join("moved-trash");
+    std::fs::rename(&trash, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &trash).unwrap();
+    std::fs::create_dir(moved.join("reset-1")).unwrap();
+    let (_, err) = cli.expect(
+        &[
+            "restore",
+            "--force",
+            "--folders",
+            trash.join("reset-1").to_str().unwrap(),
+            safety.to_str().unwrap(),
+        ],
+        None,
+        1,
+    );
+    assert!(err.contains("is not an entry of"), "{err}");
 }

@@ -1158,9 +1158,11 @@ impl Workspaces {
             return Err(bad("is not a folder".into()));
         }
         let trash = self.trash_dir();
+        // A trash that is a symlink is no trash of this data dir.
+        let trash_is_real = fsutil::real_dir(&trash).is_ok_and(|d| d.is_some());
         let inside = match (fs::canonicalize(entry), fs::canonicalize(&trash)) {
-            (Ok(real), Ok(trash)) if fsutil::real_dir(&trash).is_ok_and(|d| d.is_some()) => {
-                (real.parent() == Some(trash.as_path())).then_some(real)
+            (Ok(real), Ok(real_trash)) if trash_is_real => {
+                (real.parent() == Some(real_trash.as_path())).then_some(real)
             }
             _ => None,
         };
