@@ -24,7 +24,7 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
 use crate::store::{
     CheckReport, Durability, Meta, MigrationRun, Mode, Record, Store, StoreOptions, TableCheck,
-    check_table,
+    check_app_table,
 };
 use crate::workspace::{FolderOwner, Owners, WorkspaceOptions, Workspaces};
 
@@ -350,6 +350,9 @@ fn check_policies(o: &Options) -> Result<()> {
     lifetime("sessions.idle_timeout", o.sessions.idle_timeout)?;
     lifetime("recovery.reset_ttl", o.recovery.reset_ttl)?;
     lifetime("recovery.verification_ttl", o.recovery.verification_ttl)?;
+    // A lock of no time would switch the lockout off while still announcing locks.
+    lifetime("lockout.base_lock", o.lockout.base_lock)?;
+    lifetime("lockout.max_lock", o.lockout.max_lock)?;
     if o.lockout.threshold == 0 {
         return Err(Error::invalid(
             "lockout.threshold",
@@ -726,7 +729,7 @@ impl Redkeep {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         if !tables.iter().any(|t| t.name() == R::TABLE) {
-            tables.push(Arc::from(check_table::<R>()));
+            tables.push(Arc::from(check_app_table::<R>()));
         }
         Ok(())
     }

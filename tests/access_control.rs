@@ -943,6 +943,40 @@ fn forty_simultaneous_wrong_logins_reach_the_hash_at_most_ten_times() {
     );
 }
 
+/// The right password on the attempt that would reach the lockout threshold logs in and
+/// locks nothing: no `account_locked` event, no lock left, the count starts again. The
+/// wrong one there locks and says so once.
+#[test]
+fn the_right_password_at_the_threshold_locks_nothing() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let id = user(&rk, "edge@example.com");
+    for _ in 0..9 {
+        let _ = rk
+            .sessions()
+            .login("edge@example.com", "wrong password", LoginMeta::default());
+    }
+    rk.sessions()
+        .login("edge@example.com", PW, LoginMeta::default())
+        .unwrap();
+    rk.users().check_password(id, PW).unwrap();
+    let locks = |rk: &Redkeep| {
+        rk.audit()
+            .list(Some(id), None, usize::MAX)
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "account_locked")
+            .count()
+    };
+    assert_eq!(locks(&rk), 0);
+    assert!(rk.users().lockout(id).unwrap().locked_until.is_none());
+    for _ in 0..10 {
+        let _ = rk.users().check_password(id, "wrong password");
+    }
+    assert_eq!(locks(&rk), 1);
+    assert!(rk.users().lockout(id).unwrap().locked_until.is_some());
+}
+
 /// Changes to orgs, roles, names and avatars are in the audit log, each with what changed.
 #[test]
 fn org_role_name_and_avatar_changes_are_audited() {

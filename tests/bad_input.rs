@@ -978,7 +978,7 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
 fn policies_no_login_could_live_with_are_refused_at_open() {
     let t = TestDir::new();
     type Change = fn(&mut redkeep::Options);
-    let cases: [(&str, Change); 5] = [
+    let cases: [(&str, Change); 7] = [
         ("sessions.ttl", |o| o.sessions.ttl = Duration::ZERO),
         ("sessions.idle_timeout", |o| {
             o.sessions.idle_timeout = Duration::from_millis(10)
@@ -989,6 +989,12 @@ fn policies_no_login_could_live_with_are_refused_at_open() {
         ("lockout.threshold", |o| o.lockout.threshold = 0),
         ("lockout.max_failures_per_hour", |o| {
             o.lockout.max_failures_per_hour = 0
+        }),
+        ("lockout.base_lock", |o| {
+            o.lockout.base_lock = Duration::ZERO
+        }),
+        ("lockout.max_lock", |o| {
+            o.lockout.max_lock = Duration::from_millis(500)
         }),
     ];
     for (field, change) in cases {

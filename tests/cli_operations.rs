@@ -734,7 +734,8 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
         .find(|p| p.to_string_lossy().contains(".pre-restore-"))
         .unwrap();
     let undo = format!(
-        "to undo: `redkeep restore --force --folders {entry} {}`",
+        "to undo: `redkeep --data-dir {} restore --force --folders {entry} {}`",
+        cli.data().display(),
         safety.display()
     );
     assert!(out.contains(&undo), "{out}\nexpected: {undo}");
@@ -791,16 +792,22 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
         None,
         1,
     );
-    assert!(err.contains("not a user's workspace folder"), "{err}");
+    assert!(err.contains("is one user's folder"), "{err}");
     assert_eq!(pieces("ann@example.com"), 1);
 
-    // The undo: the accounts and files from before the restore.
+    // The undo: the accounts and files from before the restore (the entry named as
+    // `workspace trash` lists it).
+    let name = std::path::Path::new(&entry)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     cli.expect(
         &[
             "restore",
             "--force",
             "--folders",
-            &entry,
+            &name,
             safety.to_str().unwrap(),
         ],
         None,
@@ -816,13 +823,18 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
     let undo = out
         .lines()
         .find_map(|l| l.strip_prefix("to undo: `"))
-        .and_then(|l| l.strip_suffix('`'))
+        .and_then(|l| l.split('`').next())
         .unwrap_or_else(|| panic!("{out}"))
         .to_string();
     let words: Vec<&str> = undo.split(' ').skip(1).collect();
-    assert_eq!(words[..3], ["restore", "--force", "--folders"], "{undo}");
+    let data = cli.data().display().to_string();
+    assert_eq!(
+        words[..5],
+        ["--data-dir", &data, "restore", "--force", "--folders"],
+        "{undo}"
+    );
     cli.expect(&["user", "show", "bob@example.com"], None, 1);
-    cli.expect(&words, None, 0);
+    cli.expect(&words[2..], None, 0);
     assert_eq!(pieces("bob@example.com"), 1);
     assert_eq!(pieces("ann@example.com"), 2);
     cli.expect(&["check"], None, 0);
@@ -844,5 +856,50 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
         None,
         1,
     );
-    assert!(err.contains("is not an entry of"), "{err}");
+    assert!(err.contains("symlink"), "{err}");
+
+    // A plain store file leaves the folders: its undo is the safety copy alone.
+    let (out, _) = cli.expect(&["restore", "--force", safety.to_str().unwrap()], None, 0);
+    let undo = out
+        .lines()
+        .find(|l| l.starts_with("to undo: `redkeep --data-dir"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        undo.contains("restore --force ") && !undo.contains("--folders"),
+        "{undo}"
+    );
+}
+
+/// A restore or a reset whose workspace folders could not follow it (a file where the trash
+/// belongs, a users' folder that is a symlink) is refused before the store changes: the
+/// accounts and files stay as they were.
+#[test]
+fn restore_and_reset_refuse_before_the_store_changes_when_folders_cannot_follow() {
+    let cli = populated();
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let backup = cli.dir.path().join("b.tar");
+    cli.json(&["backup", backup.to_str().unwrap()], None);
+    cli.json(&["user", "create", "bob@example.com"], None);
+    let trash = cli.data().join("workspaces/trash");
+    let _ = std::fs::remove_dir_all(&trash);
+    std::fs::write(&trash, "not a folder").unwrap();
+    let (_, err) = cli.expect(&["restore", "--force", backup.to_str().unwrap()], None, 1);
+    assert!(err.contains("trash"), "{err}");
+    let (_, err) = cli.expect(&["reset", "--force"], None, 1);
+    assert!(err.contains("trash"), "{err}");
+    cli.json(&["user", "show", "bob@example.com"], None);
+    std::fs::remove_file(&trash).unwrap();
+    let users = cli.data().join("workspaces/users");
+    let moved = cli.dir.path().join("users-elsewhere");
+    std::fs::rename(&users, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &users).unwrap();
+    let (_, err) = cli.expect(&["reset", "--force"], None, 1);
+    assert!(err.contains("symlink"), "{err}");
+    cli.json(&["user", "show", "bob@example.com"], None);
+    let left: Vec<_> = std::fs::read_dir(cli.data())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".pre-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

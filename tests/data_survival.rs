@@ -257,6 +257,85 @@ fn a_record_type_that_does_not_fit_its_data_is_an_error_not_damage() {
         .unwrap();
 }
 
+/// `check` on an application table whose type gained a field without a default reports each
+/// old record with how to fix the type, and `check --repair` leaves the records and their
+/// index entries where they are (it moved them to quarantine, emptying the table): once the
+/// type reads them again, every record and index lookup is there.
+#[test]
+fn a_repair_leaves_records_that_do_not_fit_the_applications_type() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Tag {
+        id: u64,
+        label: String,
+        colour: String,
+    }
+    impl Tag {
+        const LABEL: Index<Tag> = Index::unique("label", |t| Some(key!(t.label)));
+    }
+    impl Record for Tag {
+        const TABLE: &'static str = "tags";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::LABEL];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        rk.store()
+            .write(|tx| {
+                for id in 1..=2 {
+                    tx.table::<v1::Tag>().insert(&v1::Tag {
+                        id,
+                        label: format!("t{id}"),
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        rk.register_table::<Tag>().unwrap();
+        let report = rk.check(false).unwrap();
+        let about: Vec<&String> = report
+            .problems
+            .iter()
+            .filter(|p| p.contains("tags"))
+            .collect();
+        assert_eq!(about.len(), 2, "{:?}", report.problems);
+        assert!(
+            about
+                .iter()
+                .all(|p| p.contains("#[serde(default)]") && p.contains("leaves it in place")),
+            "{about:?}"
+        );
+        let repaired = rk.check(true).unwrap();
+        assert!(
+            !repaired.repaired.iter().any(|r| r.contains("tags")),
+            "{:?}",
+            repaired.repaired
+        );
+    }
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
+    let (tags, found) = rk
+        .store()
+        .read(|tx| {
+            let t = tx.table::<v1::Tag>();
+            Ok((
+                t.range(KeyRange::all(), Order::Asc, 10)?,
+                t.get_by(&v1::Tag::LABEL, &key!("t2"))?,
+            ))
+        })
+        .unwrap();
+    assert_eq!(tags.len(), 2);
+    assert_eq!(found.map(|t| t.id), Some(2));
+    rk.register_table::<v1::Tag>().unwrap();
+    assert!(rk.check(false).unwrap().ok);
+}
+
 /// The same mismatch in one of redkeep's own tables is no application's type change but a
 /// damaged record (or a bug): the store refuses writes, as for any damage.
 #[test]
@@ -316,8 +395,18 @@ fn an_application_type_cannot_take_a_table_of_redkeeps() {
         matches!(&err, Error::InvalidInput { reason, .. } if reason.contains("one of redkeep's own tables")),
         "{err:?}"
     );
-    // Nor delete there, nor take its ids.
+    // Nor replace a user there, nor delete there, nor take its ids.
+    let root = Note {
+        id: 1,
+        text: "mine now".into(),
+    };
     for err in [
+        rk.store()
+            .write(|tx| tx.table::<Note>().update(&root))
+            .unwrap_err(),
+        rk.store()
+            .write(|tx| tx.table::<Note>().put(&root))
+            .unwrap_err(),
         rk.store()
             .write(|tx| tx.table::<Note>().delete(&1).map(drop))
             .unwrap_err(),
@@ -1089,7 +1178,7 @@ fn a_failed_import_changes_nothing() {
 /// Two restores in the same second each keep their safety copy of the store they replace
 /// (the second was refused: its copy's name was taken).
 #[test]
-fn restores_in_the_same_second_keep_every_safety_copy() {
+fn restores_and_resets_in_the_same_second_keep_every_safety_copy() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let options = || Options::default().password(PasswordParams::INSECURE_FAST);
@@ -1109,6 +1198,11 @@ fn restores_in_the_same_second_keep_every_safety_copy() {
         "{}",
         second.display()
     );
+    // Resets too: the second one in the same second keeps its own copy of the store.
+    let first = redkeep::ops::reset(&dir, at).unwrap().backup;
+    let second = redkeep::ops::reset(&dir, at).unwrap().backup;
+    assert_ne!(first, second);
+    assert!(first.exists() && second.exists());
 }
 
 #[test]

@@ -94,9 +94,9 @@ impl Default for SessionPolicy {
 pub struct LockoutPolicy {
     /// Failed logins in a row that lock the account (default 10).
     pub threshold: u32,
-    /// The first lock's length (default 1 min); each further lock doubles it.
+    /// The first lock's length (default 1 min, at least 1 s); each further lock doubles it.
     pub base_lock: Duration,
-    /// The longest lock (default 24 h).
+    /// The longest lock (default 24 h, at least 1 s).
     pub max_lock: Duration,
     /// Failed attempts per hour that may reach the password hash (default 100).
     pub max_failures_per_hour: u32,

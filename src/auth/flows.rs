@@ -231,7 +231,7 @@ fn login_event<'a>(user: u64, action: &'a str, outcome: &'a str) -> Event<'a> {
 /// Admits one attempt on `user`'s password, deciding on the lockout inside the write
 /// transaction that counts it. Returns the hash to verify against, or `None` when the
 /// account is locked or rate-limited (audited here).
-fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<String>> {
+fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> {
     // Not durable: a crash can only forget a failure, never grant an extra guess in this run.
     acc.store.write_with(Durability::None, |tx| {
         let creds = tx.table::<Credential>();
@@ -240,15 +240,15 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<String>> {
         };
         match verdict(acc, &c, now) {
             Verdict::Check => {
-                let locked = record_failure(acc, &mut c, now);
+                // Counted before the hash runs, so that guesses in flight together cannot
+                // pass the threshold; the lock is announced only once the password proves
+                // wrong (a right one clears it).
+                let locks = record_failure(acc, &mut c, now);
                 creds.update(&c)?;
-                if locked {
-                    tracing::warn!(user, "account locked after repeated failed logins");
-                    let mut e = login_event(user, "account_locked", "locked");
-                    e.detail = format!("until {}", c.locked_until.unwrap_or(now));
-                    audit::record(tx, now, e)?;
-                }
-                Ok(Some(c.password_hash))
+                Ok(Some(Admitted {
+                    hash: c.password_hash,
+                    locks_until: locks.then(|| c.locked_until.unwrap_or(now)),
+                }))
             }
             v => {
                 let outcome = match v {
@@ -262,9 +262,29 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<String>> {
     })
 }
 
-fn audit_failure(acc: &Accounts, user: u64, now: Timestamp, outcome: &str) -> Result<()> {
+/// What [`admit`] lets through: the hash to check, and the lock this attempt set when it
+/// reached the threshold (announced if the password is wrong).
+struct Admitted {
+    hash: String,
+    locks_until: Option<Timestamp>,
+}
+
+fn audit_failure(
+    acc: &Accounts,
+    user: u64,
+    now: Timestamp,
+    outcome: &str,
+    locked_until: Option<Timestamp>,
+) -> Result<()> {
     acc.store.write_with(Durability::None, |tx| {
-        audit::record(tx, now, login_event(user, "login_failed", outcome))
+        audit::record(tx, now, login_event(user, "login_failed", outcome))?;
+        if let Some(until) = locked_until {
+            tracing::warn!(user, "account locked after repeated failed logins");
+            let mut e = login_event(user, "account_locked", "locked");
+            e.detail = format!("until {until}");
+            audit::record(tx, now, e)?;
+        }
+        Ok(())
     })
 }
 
@@ -274,18 +294,18 @@ fn verify_user(acc: &Accounts, user: &User, cred: &Credential, password: &str) -
     if !user.is_active {
         // Same work as a real check, and nothing counted: the account cannot log in anyway.
         let _ = acc.passwords.verify(password, &cred.password_hash);
-        audit_failure(acc, user.id, now, "disabled")?;
+        audit_failure(acc, user.id, now, "disabled", None)?;
         return Err(Error::Unauthorized);
     }
-    let Some(hash) = admit(acc, user.id, now)? else {
+    let Some(admitted) = admit(acc, user.id, now)? else {
         acc.passwords.burn();
         return Err(Error::Unauthorized);
     };
-    if !acc.passwords.verify(password, &hash) {
-        audit_failure(acc, user.id, now, "denied")?;
+    if !acc.passwords.verify(password, &admitted.hash) {
+        audit_failure(acc, user.id, now, "denied", admitted.locks_until)?;
         return Err(Error::Unauthorized);
     }
-    Ok(hash)
+    Ok(admitted.hash)
 }
 
 /// Verifies an email or username and a password under the lockout rules and, on success,

@@ -423,6 +423,11 @@ pub fn restore_store_with_folders(
         )));
     }
     let archive = is_tar(backup)?;
+    // The folders' layout is checked before the store changes: a failure after the swap
+    // would leave a new store beside the old folders.
+    if archive || folders.is_some() {
+        folders_of(data_dir)?.ready_to_trash_all()?;
+    }
     let folders = match folders {
         Some(_) if archive => {
             return Err(Error::invalid(

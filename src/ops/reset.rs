@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::files::{folders_of, open_file_store, with_suffix};
+use super::files::{folders_of, free_with_suffix, open_file_store};
 use crate::error::{Error, Result};
 use crate::handle::{SCHEMA_VERSION, STORE_FILE};
 use crate::store::Mode;
@@ -58,7 +58,9 @@ pub fn reset_store(
     store.alone_with("be reset", || {
         let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
         crate::fsutil::create_private_dir(data_dir)?;
-        let backup = with_suffix(&db, &format!(".pre-reset-{}.bak", now.0));
+        // Checked before the store is emptied: the folders must be able to follow.
+        folders_of(data_dir)?.ready_to_trash_all()?;
+        let backup = free_with_suffix(&db, &format!(".pre-reset-{}.bak", now.0));
         store.copy_to(&backup)?;
         store.wipe(version)?;
         let folders = folders_of(data_dir)?.trash_all(now)?;

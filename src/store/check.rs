@@ -142,11 +142,46 @@ pub trait TableCheck: Send + Sync {
     fn clear(&self, tx: &WriteTx<'_>) -> Result<()>;
 }
 
-struct Checker<R>(PhantomData<fn() -> R>);
+struct Checker<R> {
+    /// An application's table: a record whose bytes are whole but do not fit `R` is a
+    /// mismatch between the type and the data, reported and left in place, never damage.
+    app: bool,
+    _record: PhantomData<fn() -> R>,
+}
 
-/// The [`TableCheck`] of record type `R`.
+/// The [`TableCheck`] of record type `R`, one of redkeep's own: a record that does not
+/// decode into `R` is damage, which a repair moves aside.
 pub fn check_table<R: Record + 'static>() -> Box<dyn TableCheck> {
-    Box::new(Checker::<R>(PhantomData))
+    Box::new(Checker::<R> {
+        app: false,
+        _record: PhantomData,
+    })
+}
+
+/// The [`TableCheck`] of an application's record type `R` (what
+/// [`crate::Redkeep::register_table`] uses): a stored record whose bytes are whole but do not
+/// fit `R` (a field `R` gained without a default) or that a newer version of `R` wrote is
+/// reported with how to fix the type, and a repair leaves it and its index entries in place;
+/// records whose bytes are damaged are moved aside as in [`check_table`].
+pub fn check_app_table<R: Record + 'static>() -> Box<dyn TableCheck> {
+    Box::new(Checker::<R> {
+        app: true,
+        _record: PhantomData,
+    })
+}
+
+/// Whether `e`, from decoding a stored record of an application's table (`app`), is a
+/// mismatch between the type and whole bytes or a record a newer version of the type wrote:
+/// not damage. In redkeep's own tables both are damage (a newer redkeep has a newer schema,
+/// which this build refuses before any read).
+fn mismatch(e: &Error, app: bool) -> bool {
+    match e {
+        Error::Corrupt { reason, .. } if app => {
+            reason.contains(super::table::NEWER_VERSION)
+                || reason.contains(super::table::DOES_NOT_FIT)
+        }
+        _ => false,
+    }
 }
 
 /// One thing wrong with a table or its indexes, and how an index rebuild mends it.
@@ -168,6 +203,9 @@ enum Finding {
     /// key, or it claims a unique key another record holds): a repair moves its raw bytes
     /// aside.
     Unreadable { key: Vec<u8>, problem: String },
+    /// A record that does not fit the type (see [`mismatch`]): the type is to be fixed; a
+    /// repair leaves the record and its index entries as they are.
+    Mismatch { problem: String },
 }
 
 /// How far a walk got: what an interrupted check reports.
@@ -177,15 +215,36 @@ struct Progress {
     last_key: Option<Vec<u8>>,
 }
 
-// `R`'s record stored under `pk`, if it is there, decodes and is stored under its own key.
-fn sound_record<R: Record>(raw: &dyn RawRead, pk: &[u8]) -> Result<Option<R>> {
+/// What is stored under a primary key, as an index check sees it.
+enum Stored<R> {
+    /// A record that decodes and is stored under its own key.
+    Sound(R),
+    /// A record that does not fit the type (see [`mismatch`]): its entries cannot be
+    /// checked, and are kept.
+    Mismatch,
+    /// No record, or one that is damaged or under another key.
+    Broken,
+}
+
+fn stored_record<R: Record>(raw: &dyn RawRead, pk: &[u8], app: bool) -> Result<Stored<R>> {
     let Some(bytes) = get_owned(raw, &record_table(R::TABLE), pk)? else {
-        return Ok(None);
+        return Ok(Stored::Broken);
     };
     let resolve = |id| resolve_shape(raw, id);
-    Ok(decode_record::<R>(pk, &bytes, &resolve)
-        .ok()
-        .filter(|r| r.key().to_bytes() == pk))
+    Ok(match decode_record::<R>(pk, &bytes, &resolve) {
+        Ok(r) if r.key().to_bytes() == pk => Stored::Sound(r),
+        Ok(_) => Stored::Broken,
+        Err(e) if mismatch(&e, app) => Stored::Mismatch,
+        Err(_) => Stored::Broken,
+    })
+}
+
+// `R`'s record stored under `pk`, if it is there, decodes and is stored under its own key.
+fn sound_record<R: Record>(raw: &dyn RawRead, pk: &[u8]) -> Result<Option<R>> {
+    Ok(match stored_record::<R>(raw, pk, false)? {
+        Stored::Sound(r) => Some(r),
+        Stored::Mismatch | Stored::Broken => None,
+    })
 }
 
 /// Walks `R`'s records and indexes with memory that does not grow with the table: each
@@ -194,6 +253,7 @@ fn sound_record<R: Record>(raw: &dyn RawRead, pk: &[u8]) -> Result<Option<R>> {
 /// entries after each index was read). Returns the record and index-entry counts.
 fn walk<R: Record, S: Source + ?Sized>(
     tx: &S,
+    app: bool,
     progress: &mut Progress,
     found: &mut dyn FnMut(Finding) -> Result<()>,
 ) -> Result<(u64, u64)> {
@@ -211,6 +271,13 @@ fn walk<R: Record, S: Source + ?Sized>(
         progress.last_key = Some(pk.to_vec());
         let record = match decode_record::<R>(pk, value, &resolve) {
             Ok(r) => r,
+            Err(e) if mismatch(&e, app) => {
+                // The type's to fix, not the data: reported, left in place.
+                found(Finding::Mismatch {
+                    problem: e.to_string(),
+                })?;
+                return Ok(true);
+            }
             Err(e) => {
                 // Moved aside (by a repair) once the scan is over.
                 let problem = match e {
@@ -303,8 +370,12 @@ fn walk<R: Record, S: Source + ?Sized>(
                     ));
                     return Ok(true);
                 };
-                let claims = sound_record::<R>(raw, pk)?
-                    .is_some_and(|r| index_entry(idx, &r, pk).as_deref() == Some(k));
+                let claims = match stored_record::<R>(raw, pk, app)? {
+                    Stored::Sound(r) => index_entry(idx, &r, pk).as_deref() == Some(k),
+                    // Kept: what the record claims is known once its type reads it.
+                    Stored::Mismatch => true,
+                    Stored::Broken => false,
+                };
                 if !claims {
                     stale.push((
                         k.to_vec(),
@@ -445,9 +516,12 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
 
     fn check(&self, tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
         let mut progress = Progress::default();
-        let walked = walk::<R, _>(tx, &mut progress, &mut |f| {
+        let walked = walk::<R, _>(tx, self.app, &mut progress, &mut |f| {
             report.problem(match f {
                 Finding::Put { problem: p, .. } | Finding::Remove { problem: p, .. } => p,
+                Finding::Mismatch { problem } => {
+                    format!("{problem} (`redkeep check --repair` leaves it in place: fix the type)")
+                }
                 Finding::Unreadable { problem, .. } => format!(
                     "{problem} (`redkeep check --repair` moves it aside, into quarantine:{})",
                     R::TABLE
@@ -489,8 +563,9 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         let mut changes = Vec::new();
         let mut unreadable = Vec::new();
         let mut progress = Progress::default();
-        walk::<R, _>(tx, &mut progress, &mut |f| {
+        walk::<R, _>(tx, self.app, &mut progress, &mut |f| {
             match f {
+                Finding::Mismatch { .. } => {}
                 Finding::Put {
                     index,
                     key,
@@ -525,7 +600,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
             raw.remove(&record_table(R::TABLE), &key)?;
             changes.push(format!("fixed: {problem}; its bytes were moved to {aside}"));
         }
-        walk::<R, _>(tx, &mut Progress::default(), &mut |f| {
+        walk::<R, _>(tx, self.app, &mut Progress::default(), &mut |f| {
             if let Finding::Remove {
                 index,
                 key,

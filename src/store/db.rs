@@ -539,7 +539,9 @@ pub(crate) fn redkeep_command_in(cmdline: &[u8]) -> Option<String> {
 fn describe_holder(db: &Path) -> String {
     if redb_file::open_here(db) {
         return "this process has it open already, through another handle; use that handle \
-                (its clones share it) rather than opening the data dir a second time"
+                (its clones share it) rather than opening the data dir a second time, or, for \
+                what needs the store to itself (restore, reset, move, migrations), drop every \
+                handle and clone first"
             .to_string();
     }
     match read_owner(&owner_path(db)) {

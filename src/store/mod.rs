@@ -27,7 +27,9 @@ mod migrate;
 mod table;
 mod tx;
 
-pub use check::{CheckReport, ExpectedEntry, TableCheck, TableCounts, TableStats, check_table};
+pub use check::{
+    CheckReport, ExpectedEntry, TableCheck, TableCounts, TableStats, check_app_table, check_table,
+};
 pub use codec::Stored;
 #[cfg(feature = "postgres")]
 pub use db::is_postgres_url;

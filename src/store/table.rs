@@ -909,6 +909,8 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// # Errors
     /// `NotFound` when there is no such record; `Conflict` on a unique clash (nothing written).
     pub fn update(&self, record: &R) -> Result<()> {
+        // Before the read: another type's record would not decode as `R`.
+        self.refuse_foreign()?;
         let pk = record.key().to_bytes();
         let old = self.get_raw(&pk)?.ok_or_else(|| missing::<R>(&pk))?;
         self.write(&pk, &entries(&old, &pk), record)
@@ -919,6 +921,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// # Errors
     /// `Conflict` on a unique clash (nothing written).
     pub fn put(&self, record: &R) -> Result<()> {
+        self.refuse_foreign()?;
         let pk = record.key().to_bytes();
         let old = match self.get_raw(&pk)? {
             Some(old) => entries(&old, &pk),

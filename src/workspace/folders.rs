@@ -1129,7 +1129,8 @@ impl Workspaces {
 
     /// Checks that `entry` is an entry of this trash that holds users' workspace folders
     /// (`reset-<time>`, where a reset or a restore put the folders it replaced), so that a
-    /// restore can put it back in place of the folders; returns its real path.
+    /// restore can put it back in place of the folders; returns its real path. `entry` is
+    /// a path, or a bare name as [`Workspaces::trash`] lists it.
     ///
     /// # Errors
     /// `InvalidInput` when it is missing, a symlink, not directly inside this trash, or holds
@@ -1137,6 +1138,17 @@ impl Workspaces {
     /// read-only data dir; `Io` when it cannot be read.
     pub fn trash_entry_of_folders(&self, entry: &Path) -> Result<PathBuf> {
         self.writable()?;
+        // A bare name, as `redkeep workspace trash` lists it, is taken inside the trash.
+        let named = self.trash_dir().join(entry);
+        let bare = matches!(
+            entry.components().collect::<Vec<_>>()[..],
+            [std::path::Component::Normal(_)]
+        );
+        let entry = if bare && fs::symlink_metadata(&named).is_ok() {
+            named.as_path()
+        } else {
+            entry
+        };
         let bad = |why: String| {
             Error::invalid(
                 "folders",
@@ -1169,24 +1181,45 @@ impl Workspaces {
         let Some(real) = inside else {
             return Err(bad(format!("is not an entry of {}", trash.display())));
         };
+        if real.join(WORKSPACE_FILE).exists() || real.join(GALLERY_DIR).exists() {
+            return Err(bad(
+                "is one user's folder (a deleted user's, `<user>-<time>`), not the folders \
+                 of every user; copy its files back by hand"
+                    .into(),
+            ));
+        }
         let listed =
             fs::read_dir(&real).map_err(|e| Error::io(format!("listing {}", real.display()), e))?;
         for child in listed {
             let child = child.map_err(|e| Error::io(format!("listing {}", real.display()), e))?;
             let name = child.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') {
-                continue;
-            }
+            // Files (an operator's notes) and half-made `.`-folders went there with the rest.
             let folder = child.file_type().is_ok_and(|t| t.is_dir());
-            if !folder || names::parse_id(&name).is_none() {
+            if folder && !name.starts_with('.') && names::parse_id(&name).is_none() {
                 return Err(bad(format!(
-                    "holds {name}, which is not a user's workspace folder (a deleted user's \
-                     folder, `<user>-<time>`, is copied back by hand)"
+                    "holds the folder {name}, which is no user's workspace folder"
                 )));
             }
         }
         Ok(real)
+    }
+
+    /// Refuses, before a restore or a reset changes the store, a folder layout in which
+    /// [`Workspaces::trash_all`] would fail afterwards: a read-only data dir, a trash or a
+    /// users' folder that is a symlink or a file. Makes the trash folder if it is missing.
+    ///
+    /// # Errors
+    /// `Denied` for a read-only data dir; `UnsafePath` for a symlink or a file where one of
+    /// those folders belongs; `Io` when the trash cannot be made.
+    pub(crate) fn ready_to_trash_all(&self) -> Result<()> {
+        self.writable()?;
+        fsutil::real_dir(&self.users_dir())?;
+        let trash = self.trash_dir();
+        if fsutil::real_dir(&trash)?.is_none() {
+            fsutil::create_private_dir(&trash)?;
+        }
+        Ok(())
     }
 
     /// Deletes for good the trash entries `which` picks (the folders a user's deletion moved

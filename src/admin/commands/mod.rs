@@ -87,8 +87,8 @@ pub enum Command {
         #[cfg_attr(feature = "cli", arg(long))]
         force: bool,
         /// With a plain store file (a restore's or reset's safety copy): put back the
-        /// workspace folders of this trash entry too (`reset-<time>`; `workspace trash` lists
-        /// them). Undoes a restore or a reset.
+        /// workspace folders of this trash entry too (`reset-<time>`, its path or its name as
+        /// `workspace trash` lists it). Undoes a restore or a reset; both print the command.
         #[cfg_attr(feature = "cli", arg(long, value_name = "TRASH_ENTRY"))]
         #[serde(default)]
         folders: Option<PathBuf>,

@@ -25,9 +25,11 @@ pub enum WorkspaceCmd {
     },
     /// List the trash: folders of deleted users, folders a reset or restore replaced.
     Trash,
-    /// Delete trash entries for good: the folders a user's deletion moved there, entries
-    /// older than a duration (disk space), or all. Copies inside `reset-…` entries, the
-    /// store's safety copies and backups are not touched.
+    /// Delete trash entries for good: the folders of one deleted user (`--user`; copies of
+    /// their files inside `reset-…` entries, the store's safety copies and backups stay),
+    /// entries older than a duration (disk space), or all. `--older-than` and `--all` delete
+    /// `reset-…` entries too: the restore or reset that made one can then no longer be
+    /// undone with `restore --folders`.
     #[cfg_attr(
         feature = "cli",
         command(group(
@@ -202,6 +204,13 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                 if purged.len() == 1 { "y" } else { "ies" }
             )];
             lines.extend(purged.iter().map(|e| format!("  {}", e.name)));
+            if purged.iter().any(|e| e.name.starts_with("reset-")) {
+                lines.push(
+                    "the folders a restore or reset replaced (reset-…) are gone: `restore \
+                     --folders` can no longer bring them back"
+                        .into(),
+                );
+            }
             Ok(Reply::text(
                 json!({"purged": purged.iter().map(|e| &e.name).collect::<Vec<_>>()}),
                 lines,
