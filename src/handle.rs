@@ -517,12 +517,24 @@ impl Redkeep {
         if self.store().schema_version()? != Some(SCHEMA_VERSION) {
             return Ok(());
         }
-        roles::ensure_system_roles(&self.inner.accounts)?;
-        if self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))?.is_some() {
-            self.mark_folders()?;
-            self.store().write(|tx| tx.remove_meta(FOLDERS_UNMARKED))?;
+        let settled = roles::ensure_system_roles(&self.inner.accounts).and_then(|()| {
+            if self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))?.is_some() {
+                self.mark_folders()?;
+                self.store().write(|tx| tx.remove_meta(FOLDERS_UNMARKED))?;
+            }
+            Ok(())
+        });
+        match settled {
+            // A damaged record on the way (a role that does not decode) is the store's to
+            // report: it refuses writes from now on, and the handle stays open so that
+            // `check` can name the damage and `check --repair` mend it. The next open
+            // settles again.
+            Err(e) if self.store().damage().is_some() => {
+                tracing::error!(error = %e, "the store could not be settled after opening; run `redkeep check`");
+                Ok(())
+            }
+            other => other,
         }
-        Ok(())
     }
 
     /// Binds the folders that existed before identities did to their users: an unmarked
@@ -925,6 +937,27 @@ impl Redkeep {
         if let Err(e) = self.store().read(|tx| references::check(tx, &mut report)) {
             report.problem(format!("references were not checked: {e}"));
         }
+        // A reset killed after emptying the store: its folders go where it was moving them
+        // (one trash entry, which `restore --folders` can bring back), not one by one as
+        // orphans.
+        if repair
+            && !damaged_pages
+            && self
+                .store()
+                .read(|tx| tx.meta(crate::store::RESET_UNFINISHED))?
+                .is_some()
+        {
+            let moved = self.workspaces().trash_all(self.now())?;
+            self.store()
+                .write(|tx| tx.remove_meta(crate::store::RESET_UNFINISHED))?;
+            report.repaired.push(format!(
+                "fixed: finished a reset that had stopped after emptying the store{}",
+                moved.map_or(String::new(), |to| format!(
+                    "; the workspace folders were moved to {}",
+                    to.display()
+                ))
+            ));
+        }
         match self
             .workspaces()
             .check(repair && !damaged_pages, self.now())
@@ -952,6 +985,17 @@ impl Redkeep {
                  folders may be missing; run the same import again: it replaces what the \
                  stopped one wrote",
             );
+        }
+        if let Some(copy) = self
+            .store()
+            .read(|tx| tx.meta(crate::store::RESET_UNFINISHED))?
+        {
+            report.problem(format!(
+                "a reset stopped after emptying the store (a crash or a kill), before the \
+                 workspace folders went to the trash; run `redkeep reset --force` again to \
+                 finish it, or `redkeep restore --force {}` to undo it",
+                String::from_utf8_lossy(&copy)
+            ));
         }
         if repair && report.ok {
             self.store().clear_damage();

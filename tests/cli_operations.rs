@@ -434,6 +434,12 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
     };
     saved(&["check"], 0);
     assert!(saved(&["user", "list"], 0).contains("bob@example.com"));
+    // The bytes it set aside are there to read, where it said.
+    let aside = saved(&["inspect", "dump", "quarantine:users"], 0);
+    assert!(
+        aside.contains(&format!("\"key\": \"{ann}\"")) && aside.contains("\"bytes\": 4"),
+        "{aside}"
+    );
     // Bob logs in with his password in the new store.
     let mut login = cli.cmd(&["login", "bob@example.com", "--password-stdin"]);
     login
@@ -902,4 +908,47 @@ fn restore_and_reset_refuse_before_the_store_changes_when_folders_cannot_follow(
         .filter(|e| e.file_name().to_string_lossy().contains(".pre-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `move --to` and `salvage --to` never write into workspace folders a target already holds
+/// (another deployment's files would be served as the source's users'): refused, nothing
+/// made, the target's files as they were.
+#[test]
+fn move_and_salvage_refuse_a_target_holding_workspace_folders() {
+    let cli = populated();
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let target = cli.dir.path().join("target");
+    let theirs = target.join("workspaces/users/1");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("workspace.json"), "{\"theirs\":true}").unwrap();
+    let mut commands = vec!["move"];
+    if cli.store.is_none() {
+        commands.push("salvage");
+    }
+    for command in commands {
+        let (_, err) = cli.expect(&[command, "--to", target.to_str().unwrap()], None, 1);
+        assert!(
+            err.contains("already holds workspace folders") && err.contains("users/1"),
+            "{command}: {err}"
+        );
+        assert!(!target.join(redkeep::STORE_FILE).exists(), "{command}");
+        assert_eq!(
+            std::fs::read_to_string(theirs.join("workspace.json")).unwrap(),
+            "{\"theirs\":true}"
+        );
+    }
+}
+
+/// `move` of a store behind the schema says to migrate first (its copy would be checked as
+/// a current store and read as damaged), and makes nothing.
+#[test]
+fn move_of_an_outdated_store_says_to_migrate_first() {
+    let cli = populated();
+    cli.json(&["migrate", "down"], None);
+    let target = cli.dir.path().join("target");
+    let (_, err) = cli.expect(&["move", "--to", target.to_str().unwrap()], None, 1);
+    assert!(err.contains("redkeep migrate up"), "{err}");
+    assert!(!target.join(redkeep::STORE_FILE).exists());
+    cli.json(&["migrate", "up"], None);
+    cli.json(&["move", "--to", target.to_str().unwrap()], None);
 }

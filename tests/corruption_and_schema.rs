@@ -306,7 +306,7 @@ fn after_a_corruption_is_seen_writes_wait_for_a_repair_that_sets_it_aside() {
     drop(rk);
     let db = redb::Database::open(t.path().join(STORE_FILE)).unwrap();
     let tx = db.begin_read().unwrap();
-    let aside: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quarantine:avatars");
+    let aside: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:quarantine:avatars");
     let kept = tx.open_table(aside).unwrap();
     assert_eq!(
         kept.get(&ann.to_be_bytes()[..]).unwrap().unwrap().value(),
@@ -413,10 +413,55 @@ fn two_records_claiming_one_unique_key_are_reported_and_the_damaged_one_set_asid
     drop(rk);
     let db = redb::Database::open(&path).unwrap();
     let tx = db.begin_read().unwrap();
-    let aside: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quarantine:users");
+    let aside: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:quarantine:users");
     let kept = tx.open_table(aside).unwrap();
     assert_eq!(
         kept.get(&bob_key[..]).unwrap().unwrap().value(),
         &damaged[..]
     );
+}
+
+/// A system role whose record does not decode (opening checks the system roles) does not
+/// keep the store from opening: `check` names the damage, `check --repair` moves the record
+/// aside, and the next open makes the role again.
+#[test]
+fn a_damaged_system_role_leaves_the_store_open_for_check_and_repair() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let admin = rk.roles().get("admin").unwrap();
+    drop(rk);
+    let roles: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:roles");
+    poke(
+        &t.path().join(STORE_FILE),
+        roles,
+        &admin.id.to_be_bytes(),
+        &[2, 1, 0xA4, 0x13],
+    );
+    let rk = t.open();
+    let report = rk.check(false).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("table roles is corrupt")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        rk.store().damage().is_some(),
+        "a damaged store takes no writes"
+    );
+    let repaired = rk.check(true).unwrap();
+    assert!(
+        repaired
+            .repaired
+            .iter()
+            .any(|r| r.contains("quarantine:roles")),
+        "{:?}",
+        repaired.repaired
+    );
+    drop(rk);
+    let rk = t.open();
+    assert_eq!(rk.roles().get("admin").unwrap().name, "admin");
+    assert!(rk.check(false).unwrap().ok);
 }

@@ -1349,3 +1349,67 @@ fn the_deepest_documents_kept_survive_an_export_and_import() {
     assert_eq!(copy.workspaces().read(1).unwrap().other["deep"], field);
     assert!(copy.check(false).unwrap().ok);
 }
+
+/// A reset killed after emptying the store, before its folders moved to the trash, is
+/// named by `check` with both ways out; `check --repair` finishes it (the folders go to one
+/// trash entry, not one by one as orphans), and that entry and the reset's copy undo it.
+#[test]
+fn an_interrupted_reset_is_seen_finished_and_undone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let copy = tmp.path().join("copy.redb");
+    let at = Timestamp(1_900_000_000);
+    {
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        init_root(&rk);
+        let ann = rk
+            .users()
+            .create(NewUser {
+                email: "ann@example.com".into(),
+                password: Some("ann password 1".into()),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user
+            .id;
+        rk.workspaces()
+            .save_piece(ann, br#"{"drawn": "by ann"}"#)
+            .unwrap();
+        // What a reset does before it is killed: its copy, the store emptied and marked.
+        rk.store().copy_to(&copy).unwrap();
+        rk.store().wipe(redkeep::SCHEMA_VERSION).unwrap();
+        rk.store()
+            .write(|tx| tx.set_meta("reset_unfinished", copy.to_string_lossy().as_bytes()))
+            .unwrap();
+    }
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("a reset stopped")
+            && p.contains("reset --force")
+            && p.contains(&*copy.to_string_lossy())),
+        "{:?}",
+        report.problems
+    );
+    let repaired = rk.check(true).unwrap();
+    assert!(repaired.ok, "{:?}", repaired.problems);
+    assert!(
+        repaired
+            .repaired
+            .iter()
+            .any(|r| r.contains("finished a reset")),
+        "{:?}",
+        repaired.repaired
+    );
+    let trash = rk.workspaces().trash().unwrap();
+    assert_eq!(trash.len(), 1, "{trash:?}");
+    assert!(trash[0].name.starts_with("reset-"), "{trash:?}");
+    drop(rk);
+    redkeep::ops::restore_store_with_folders(&dir, None, &copy, Some(&trash[0].path), true, at)
+        .unwrap();
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let ann = rk.users().find("ann@example.com").unwrap();
+    assert_eq!(rk.workspaces().list_pieces(ann.id).unwrap().len(), 1);
+    assert!(rk.check(false).unwrap().ok);
+}

@@ -264,7 +264,10 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
     let bad = |why: String| {
         Error::invalid(
             "backup",
-            format!("{} is not a redkeep backup: {why}", archive.display()),
+            format!(
+                "{} cannot be read as a redkeep backup (not one, or cut short or damaged): {why}",
+                archive.display()
+            ),
         )
     };
     let file =

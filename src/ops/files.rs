@@ -141,6 +141,36 @@ pub(super) fn free_with_suffix(db: &Path, suffix: &str) -> PathBuf {
     fsutil::free_path(&with_suffix(db, suffix))
 }
 
+/// Refuses a target data dir whose workspace folders already hold a user's folder: copying
+/// the source's folders there would mix two deployments' files (a piece of the target's
+/// served as the source user's). `doing` names the command.
+///
+/// # Errors
+/// `Denied` naming the folders found, with nothing copied.
+pub(super) fn refuse_taken_folders(target_dir: &Path, doing: &str) -> Result<()> {
+    let users = target_dir.join(WORKSPACES_DIR).join("users");
+    let Ok(entries) = std::fs::read_dir(&users) else {
+        return Ok(());
+    };
+    let mut taken: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    taken.sort();
+    let shown: Vec<String> = taken.iter().take(5).map(|n| format!("users/{n}")).collect();
+    Err(Error::denied(format!(
+        "{} already holds workspace folders ({}{}); {doing} writes the source's own there: \
+         choose a new data dir, or move that folder away; nothing was copied",
+        users.display(),
+        shown.join(", "),
+        if taken.len() > 5 { ", …" } else { "" },
+    )))
+}
+
 // The workspaces of a data dir, for moving whole folders (no owner lookups are made).
 pub(super) fn folders_of(data_dir: &Path) -> Result<Workspaces> {
     Workspaces::open(

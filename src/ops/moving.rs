@@ -80,6 +80,9 @@ pub fn move_store(
             ),
         ));
     }
+    if !is_url(to) && !same_dir(data_dir, Path::new(to)) {
+        super::files::refuse_taken_folders(Path::new(to), "move")?;
+    }
     let source = match store_url {
         Some(url) => open_url_store(url, false)?,
         None => {
@@ -90,6 +93,15 @@ pub fn move_store(
             open_file_store(&db, Mode::Exclusive)?
         }
     };
+    // The copy is checked as a current store: an older one would read as damaged there.
+    if let Some(found) = source.schema_version()?
+        && found < SCHEMA_VERSION
+    {
+        return Err(Error::MigrationNeeded {
+            found,
+            needed: SCHEMA_VERSION,
+        });
+    }
     source.alone_with("be moved", || {
         let (target, target_dir, target_url) = if is_url(to) {
             (open_url_store(to, true)?, data_dir.to_path_buf(), Some(to))

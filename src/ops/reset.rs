@@ -62,8 +62,15 @@ pub fn reset_store(
         folders_of(data_dir)?.ready_to_trash_all()?;
         let backup = free_with_suffix(&db, &format!(".pre-reset-{}.bak", now.0));
         store.copy_to(&backup)?;
-        store.wipe(version)?;
+        // Marked until the folders have followed: a reset killed in between is seen by
+        // `check`, and running it again finishes it.
+        let copy = backup.to_string_lossy().into_owned();
+        store.wipe_marked(
+            version,
+            Some((crate::store::RESET_UNFINISHED, copy.as_bytes())),
+        )?;
         let folders = folders_of(data_dir)?.trash_all(now)?;
+        store.write(|tx| tx.remove_meta(crate::store::RESET_UNFINISHED))?;
         tracing::warn!(backup = %backup.display(), "store reset");
         Ok(ResetReport { backup, folders })
     })

@@ -212,6 +212,7 @@ pub fn salvage(
             to.display()
         )));
     }
+    super::files::refuse_taken_folders(to, "salvage")?;
     // Inside the source, the copy of its folders would copy itself, level under level.
     if crate::fsutil::within(data_dir, to) {
         return Err(Error::invalid(

@@ -595,7 +595,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         let aside = quarantine_table(R::TABLE);
         for (key, problem) in unreadable {
             if let Some(bytes) = get_owned(raw, &record_table(R::TABLE), &key)? {
-                raw.put(&aside, &key, &bytes)?;
+                raw.put(&record_table(&aside), &key, &bytes)?;
             }
             raw.remove(&record_table(R::TABLE), &key)?;
             changes.push(format!("fixed: {problem}; its bytes were moved to {aside}"));
@@ -633,7 +633,7 @@ pub(crate) fn set_aside<R: Record>(tx: &WriteTx<'_>, key: &R::Key) -> Result<boo
     let Some(bytes) = get_owned(raw, &record_table(R::TABLE), &pk)? else {
         return Ok(false);
     };
-    raw.put(&quarantine_table(R::TABLE), &pk, &bytes)?;
+    raw.put(&record_table(&quarantine_table(R::TABLE)), &pk, &bytes)?;
     tx.table::<R>().delete(key)?;
     Ok(true)
 }

@@ -244,10 +244,19 @@ impl Store {
     /// # Errors
     /// `Storage` when the engine fails.
     pub fn wipe(&self, version: u64) -> Result<()> {
+        self.wipe_marked(version, None)
+    }
+
+    /// [`Store::wipe`], setting the metadata entry `mark` in the same transaction (what an
+    /// interrupted reset leaves for `check` to see).
+    pub(crate) fn wipe_marked(&self, version: u64, mark: Option<(&str, &[u8])>) -> Result<()> {
         self.write(|tx| {
             let sequences = tx.sequences()?;
             tx.delete_all_tables()?;
             tx.set_schema_version(version)?;
+            if let Some((key, value)) = mark {
+                tx.set_meta(key, value)?;
+            }
             // Emptied, it holds nothing an earlier step made: as a store made at `version`.
             tx.set_meta(crate::store::BORN_AT, &version.to_be_bytes())?;
             for (table, value) in &sequences {

@@ -55,4 +55,4 @@ pub(crate) use key::show_key;
 pub(crate) use table::RECORD_WRITES;
 pub(crate) use table::{decode_record, encode, index_table, record_table};
 pub(crate) use tx::meta_entry_sound;
-pub(crate) use tx::{BORN_AT, IMPORT_UNFINISHED, born_at};
+pub(crate) use tx::{BORN_AT, IMPORT_UNFINISHED, RESET_UNFINISHED, born_at};
