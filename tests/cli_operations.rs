@@ -440,6 +440,13 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
         aside.contains(&format!("\"key\": \"{ann}\"")) && aside.contains("\"bytes\": 4"),
         "{aside}"
     );
+    // An export carries them, and an import brings them back.
+    let exported = saved(&["export"], 0);
+    assert!(exported.contains("quarantine:users"));
+    let other = Cli::new();
+    other.expect(&["import", "-"], Some(&exported), 0);
+    let (again, _) = other.expect(&["inspect", "dump", "quarantine:users"], None, 0);
+    assert_eq!(again, aside);
     // Bob logs in with his password in the new store.
     let mut login = cli.cmd(&["login", "bob@example.com", "--password-stdin"]);
     login
