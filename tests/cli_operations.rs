@@ -959,3 +959,28 @@ fn move_of_an_outdated_store_says_to_migrate_first() {
     cli.json(&["migrate", "up"], None);
     cli.json(&["move", "--to", target.to_str().unwrap()], None);
 }
+
+/// An export carries documents and pieces only: it names what else the workspace folders
+/// hold (an operator's file, a folder of the application's), which `backup` keeps.
+#[test]
+fn an_export_names_the_files_it_leaves_out() {
+    let cli = populated();
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let (out, err) = cli.expect(&["export"], None, 0);
+    assert!(!err.contains("left out"), "{err}");
+    let ann = cli.json(&["user", "show", "ann@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    let folder = cli.data().join(format!("workspaces/users/{ann}"));
+    std::fs::write(folder.join("notes.txt"), "x").unwrap();
+    std::fs::create_dir(folder.join("extra")).unwrap();
+    std::fs::write(folder.join("gallery/cover.png"), "x").unwrap();
+    let (again, err) = cli.expect(&["export"], None, 0);
+    assert_eq!(again.lines().count(), out.lines().count());
+    assert!(
+        err.contains("left out 3 entries")
+            && err.contains(&format!("users/{ann}/notes.txt"))
+            && err.contains("backup"),
+        "{err}"
+    );
+}

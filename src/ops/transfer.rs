@@ -27,6 +27,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Seek, Write};
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -66,6 +67,10 @@ pub struct TransferSummary {
     /// replaced (that account is gone; the export's accounts are the store's now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_admin: Option<String>,
+    /// Entries of workspace folders an export left out, not being documents or pieces
+    /// (`users/{id}/…`; see [`Workspaces::outside_layout`]): `redkeep backup` keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<PathBuf>,
 }
 
 fn write_line(out: &mut dyn Write, value: &Value, summary: &mut TransferSummary) -> Result<()> {
@@ -225,7 +230,12 @@ fn export_folder(
         })?;
         summary.pieces += 1;
         write_line(out, &json!({"piece": n, "user": id, "doc": doc}), summary)
-    })
+    })?;
+    let user_dir = Path::new("users").join(id.to_string());
+    summary
+        .left_out
+        .extend(ws.outside_layout(id)?.into_iter().map(|p| user_dir.join(p)));
+    Ok(())
 }
 
 /// What the store holds beyond what `redkeep init` makes, named for a message, or `None`.

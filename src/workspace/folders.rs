@@ -935,6 +935,56 @@ impl Workspaces {
             })
     }
 
+    /// Entries of the folder of `user` that are not part of its layout (`workspace.json`,
+    /// `gallery/piece_NNNNNN.json`, redkeep's own lock, owner marker and temp files): files
+    /// an application or an operator put there, and the copies `check --repair` keeps in
+    /// `.trash/`. Paths relative to the folder, in name order. A backup keeps them; an
+    /// export does not.
+    ///
+    /// # Errors
+    /// `Io` when the folder cannot be listed.
+    pub fn outside_layout(&self, user: u64) -> Result<Vec<PathBuf>> {
+        let dir = self.dir(user);
+        let mut out = Vec::new();
+        if fsutil::real_dir(&dir)?.is_none() {
+            return Ok(out);
+        }
+        let list = |d: &Path| -> Result<Vec<fs::DirEntry>> {
+            let mut entries: Vec<fs::DirEntry> = fs::read_dir(d)
+                .map_err(|e| Error::io(format!("listing {}", d.display()), e))?
+                .flatten()
+                .collect();
+            entries.sort_by_key(fs::DirEntry::file_name);
+            Ok(entries)
+        };
+        for e in list(&dir)? {
+            let name = e.file_name();
+            let text = name.to_string_lossy();
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            let own = text == WORKSPACE_FILE
+                || text == LOCK_FILE
+                || text == OWNER_FILE
+                || text.starts_with(fsutil::TEMP_PREFIX);
+            if own {
+                continue;
+            }
+            if text == GALLERY_DIR && is_dir {
+                for p in list(&e.path())? {
+                    let piece = p.file_name();
+                    let piece = piece.to_string_lossy();
+                    let kept = p.file_type().is_ok_and(|t| t.is_file())
+                        && names::parse_piece_name(&piece).is_some();
+                    if !kept && !piece.starts_with(fsutil::TEMP_PREFIX) {
+                        out.push(Path::new(GALLERY_DIR).join(&*piece));
+                    }
+                }
+                continue;
+            }
+            out.push(PathBuf::from(&name));
+        }
+        Ok(out)
+    }
+
     /// User ids that have a directory, ascending.
     ///
     /// # Errors

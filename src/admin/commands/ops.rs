@@ -174,13 +174,35 @@ pub fn export(rk: &Redkeep, io: Io<'_>) -> Result<Reply> {
     let summary = ops::export(rk, io.output, &|n| meter.set(n))?;
     drop(meter);
     let records: u64 = summary.records.values().sum();
-    let mut reply = Reply::text(
-        serde_json::to_value(&summary).unwrap_or_default(),
-        vec![format!(
-            "exported {records} records, {} workspace(s) and {} piece(s) in {} lines",
-            summary.workspaces, summary.pieces, summary.lines
-        )],
-    );
+    let mut lines = vec![format!(
+        "exported {records} records, {} workspace(s) and {} piece(s) in {} lines",
+        summary.workspaces, summary.pieces, summary.lines
+    )];
+    if !summary.left_out.is_empty() {
+        let shown: Vec<String> = summary
+            .left_out
+            .iter()
+            .take(3)
+            .map(|p| p.display().to_string())
+            .collect();
+        lines.push(format!(
+            "left out {} entr{} of workspace folders that are neither documents nor pieces \
+             ({}{}); `redkeep backup` keeps every file",
+            summary.left_out.len(),
+            if summary.left_out.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            shown.join(", "),
+            if summary.left_out.len() > 3 {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    }
+    let mut reply = Reply::text(serde_json::to_value(&summary).unwrap_or_default(), lines);
     reply.raw = true;
     Ok(reply)
 }
