@@ -467,6 +467,14 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
+    // Any other command gives the same way out, not a `check` that cannot open it either.
+    let (_, err) = cli.expect(&["user", "list"], None, 1);
+    assert!(
+        err.contains("cannot be opened")
+            && err.contains("restore a backup")
+            && !err.contains("redkeep check"),
+        "{err}"
+    );
     let nothing = cli.dir.path().join("nothing");
     let (_, err) = cli.expect(&["salvage", "--to", nothing.to_str().unwrap()], None, 1);
     assert!(err.contains("restore a backup"), "{err}");

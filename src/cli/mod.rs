@@ -455,11 +455,16 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                         Err(code) => return Ok(code),
                     }
                 }
-                Err(Error::Damaged { path, reason })
-                    if matches!(req.command, Command::Check(_)) =>
-                {
+                // Not opened at all: `check` could not read it either, so the advice goes
+                // to a backup or salvage.
+                Err(Error::Damaged { path, reason }) => {
+                    let nothing = if matches!(req.command, Command::Check(_)) {
+                        "no table can be read, so nothing was checked or repaired; "
+                    } else {
+                        ""
+                    };
                     return Err(Error::denied(format!(
-                        "the store{} is damaged and cannot be opened: {reason}; no table can be read, so nothing was checked or repaired; restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)",
+                        "the store{} is damaged and cannot be opened: {reason}; {nothing}restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)",
                         crate::error::shown_path(&path)
                     )));
                 }
