@@ -187,7 +187,7 @@ fn invite_create_list_and_revoke() {
     assert!(err.contains("already revoked"), "{err}");
     let (_, err) = cli.expect(&["invite", "revoke", "nonsense"], None, 1);
     assert!(err.contains("prefix"), "{err}");
-    let (_, err) = cli.expect(&["invite", "create", "--expires", "soon"], None, 1);
+    let (_, err) = cli.expect(&["invite", "create", "--expires", "soon"], None, 2);
     assert!(err.contains("duration"), "{err}");
     // A human create prints the code.
     let (out, _) = cli.expect(&["invite", "create"], None, 0);

@@ -316,7 +316,7 @@ fn mistakes_get_answers_that_say_what_to_do() {
             "0s",
         ],
         Some("correct horse battery\n"),
-        1,
+        2,
     );
     assert!(err.contains("at least 1s"), "{err}");
 

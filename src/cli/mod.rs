@@ -183,8 +183,10 @@ fn usage_error_line(e: &clap::Error) -> String {
         }
     }
     let mut line = parts.join("; ");
-    if let Some(u) = usage {
-        line.push_str(&format!(" (usage: {u}; more with --help)"));
+    match usage {
+        Some(u) => line.push_str(&format!(" (usage: {u}; more with --help)")),
+        // A value clap's parser refused: its message says what to write.
+        None => line.push_str(" (more with --help)"),
     }
     line
 }

@@ -71,7 +71,7 @@ pub struct LoginArgs {
     #[cfg_attr(feature = "cli", arg(long, required = true))]
     pub password_stdin: bool,
     /// Session lifetime, e.g. 12h.
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
     pub ttl: Option<String>,
 }
 
@@ -249,7 +249,7 @@ pub enum ApiKeyCmd {
         #[cfg_attr(feature = "cli", arg(long = "scope"))]
         scopes: Vec<String>,
         /// Lifetime, e.g. 90d.
-        #[cfg_attr(feature = "cli", arg(long))]
+        #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
         expires: Option<String>,
     },
     /// List keys (prefixes only).

@@ -16,6 +16,18 @@ impl Stdin<'_> {
     }
 }
 
+/// Clap's check of a duration argument: a bad one is a usage error (exit 2) with the
+/// sentence [`parse_duration`] gives; the text is kept as written (it travels to a running
+/// application's admin socket as it is).
+#[cfg(feature = "cli")]
+pub(crate) fn duration_arg(text: &str) -> std::result::Result<String, String> {
+    match parse_duration("duration", text) {
+        Ok(_) => Ok(text.to_string()),
+        Err(crate::Error::InvalidInput { reason, .. }) => Err(reason),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Parses a duration argument (`7d`, `12h`) for `field`, within the lifetime bounds.
 pub(crate) fn parse_duration(field: &'static str, text: &str) -> Result<std::time::Duration> {
     let d = crate::clock::parse_duration(text).ok_or_else(|| {

@@ -35,7 +35,7 @@ pub struct CreateArgs {
     #[cfg_attr(feature = "cli", arg(short = 'c', long = "count", default_value_t = 1))]
     pub count: u32,
     /// Lifetime, e.g. 7d, 12h, 30m.
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
     pub expires: Option<String>,
     /// Registrations each code allows.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 1))]

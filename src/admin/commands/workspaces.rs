@@ -44,7 +44,7 @@ pub enum WorkspaceCmd {
         #[cfg_attr(feature = "cli", arg(long))]
         user: Option<u64>,
         /// Only entries moved there longer ago than this, e.g. 30d.
-        #[cfg_attr(feature = "cli", arg(long))]
+        #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
         older_than: Option<String>,
         /// Every entry.
         #[cfg_attr(feature = "cli", arg(long, conflicts_with_all = ["user", "older_than"]))]
