@@ -529,22 +529,33 @@ pub struct Arguments {
     pub listen: SocketAddr,
     /// Make the store and its first administrator when the data dir has none.
     pub init: bool,
+    /// How long a stop waits for requests under way before it closes them.
+    pub grace: std::time::Duration,
 }
 
-const USAGE: &str = "usage: axum_server --data-dir DIR [--listen ADDR] [--init]\n\
+const USAGE: &str = "usage: axum_server --data-dir DIR [--listen ADDR] [--init] [--grace SECS]\n\
     \x20 --data-dir DIR  the data dir holding redkeep.redb and workspaces/\n\
     \x20 --listen ADDR   where to answer HTTP (default 127.0.0.1:3000)\n\
-    \x20 --init          make the store and its first administrator when DIR has none";
+    \x20 --init          make the store and its first administrator when DIR has none\n\
+    \x20 --grace SECS    how long SIGTERM or Ctrl-C waits for requests under way (default 10)";
 
 fn arguments() -> Result<Option<Arguments>, String> {
     let mut dir = None;
     let mut listen = None;
     let mut init = false;
+    let mut grace = std::time::Duration::from_secs(10);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--help" | "-h" => return Ok(None),
             "--init" => init = true,
+            "--grace" => {
+                let v = args.next().ok_or("--grace needs a number of seconds")?;
+                grace = std::time::Duration::from_secs(
+                    v.parse()
+                        .map_err(|e| format!("--grace {v}: {e} (give whole seconds)"))?,
+                );
+            }
             "--data-dir" => dir = args.next().map(PathBuf::from),
             "--listen" => {
                 let v = args.next().ok_or("--listen needs an address")?;
@@ -557,6 +568,7 @@ fn arguments() -> Result<Option<Arguments>, String> {
         dir: dir.ok_or("pass --data-dir DIR")?,
         listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
         init,
+        grace,
     }))
 }
 
@@ -598,7 +610,12 @@ async fn main() -> std::process::ExitCode {
 
 /// Serves until SIGTERM or Ctrl-C, then closes the admin socket and the store.
 pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
-    let Arguments { dir, listen, init } = args;
+    let Arguments {
+        dir,
+        listen,
+        init,
+        grace,
+    } = args;
     // The port first: a server that cannot listen leaves no store behind (nor the first
     // administrator's password printed only here).
     let listener = tokio::net::TcpListener::bind(listen)
@@ -631,11 +648,22 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         ark,
         mailer: Arc::new(StdoutMailer),
     };
-    // SIGTERM or Ctrl-C: stop taking connections, let those open finish, then close the
-    // admin socket and the store (so neither the socket file nor the owner marker is left).
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop)
-        .await?;
+    // SIGTERM or Ctrl-C: stop taking connections, let those under way finish (for `grace`
+    // at most: a stalled client does not hold the stop), then close the admin socket and the
+    // store (so neither the socket file nor the owner marker is left).
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let told = stopping.clone();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        stop.await;
+        told.notify_one();
+    });
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served?,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(grace).await;
+        } => eprintln!("axum_server: requests still open after {grace:?} were closed"),
+    }
     println!("stopped");
     Ok(())
 }

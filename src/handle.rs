@@ -235,6 +235,13 @@ fn cache_for(db: &Path) -> usize {
     quarter.clamp(160 << 20, 1 << 30)
 }
 
+/// A reset that stopped part way (see [`Redkeep::check`]).
+struct StoppedReset {
+    copy: PathBuf,
+    entry: Option<PathBuf>,
+    orphans: Vec<u64>,
+}
+
 /// An open data dir: the account store and the workspaces root. Cheap to clone, `Send + Sync`.
 #[derive(Clone, Debug)]
 pub struct Redkeep {
@@ -535,6 +542,47 @@ impl Redkeep {
             }
             other => other,
         }
+    }
+
+    /// The reset that stopped part way in this data dir, if its mark is in the store: the
+    /// copy it took, the trash entry it had moved the folders to (if it got that far), and
+    /// the folders whose accounts it emptied (no user owns them now).
+    fn stopped_reset(&self) -> Result<Option<StoppedReset>> {
+        let Some(mark) = self
+            .store()
+            .read(|tx| tx.meta(crate::store::RESET_UNFINISHED))?
+        else {
+            return Ok(None);
+        };
+        let mark = String::from_utf8_lossy(&mark).into_owned();
+        let (copy, at) = mark.split_once('\n').unwrap_or((mark.as_str(), ""));
+        let prefix = format!("reset-{at}");
+        let entry = if at.is_empty() {
+            None
+        } else {
+            self.workspaces()
+                .trash()?
+                .into_iter()
+                .filter(|e| {
+                    e.name == prefix
+                        || e.name
+                            .strip_prefix(&prefix)
+                            .is_some_and(|rest| rest.starts_with('-'))
+                })
+                .map(|e| e.path)
+                .next_back()
+        };
+        let mut orphans = Vec::new();
+        for id in self.workspaces().user_ids()? {
+            if self.users().get(id)?.is_none() {
+                orphans.push(id);
+            }
+        }
+        Ok(Some(StoppedReset {
+            copy: PathBuf::from(copy),
+            entry,
+            orphans,
+        }))
     }
 
     /// Binds the folders that existed before identities did to their users: an unmarked
@@ -937,26 +985,51 @@ impl Redkeep {
         if let Err(e) = self.store().read(|tx| references::check(tx, &mut report)) {
             report.problem(format!("references were not checked: {e}"));
         }
-        // A reset killed after emptying the store: its folders go where it was moving them
-        // (one trash entry, which `restore --folders` can bring back), not one by one as
-        // orphans.
-        if repair
-            && !damaged_pages
-            && self
-                .store()
-                .read(|tx| tx.meta(crate::store::RESET_UNFINISHED))?
-                .is_some()
-        {
-            let moved = self.workspaces().trash_all(self.now())?;
-            self.store()
-                .write(|tx| tx.remove_meta(crate::store::RESET_UNFINISHED))?;
-            report.repaired.push(format!(
-                "fixed: finished a reset that had stopped after emptying the store{}",
-                moved.map_or(String::new(), |to| format!(
-                    "; the workspace folders were moved to {}",
-                    to.display()
-                ))
-            ));
+        // A reset killed after emptying the store: the folders of the accounts it emptied go
+        // to one trash entry (which `restore --folders` brings back with the reset's copy),
+        // not one by one as orphans; those of users made since stay.
+        if let Some(stopped) = self.stopped_reset()? {
+            let undo = |entry: Option<&Path>| {
+                format!(
+                    "to undo: `redkeep --data-dir {} restore --force {}{}`",
+                    self.dir().display(),
+                    entry.map_or(String::new(), |e| format!("--folders {} ", e.display())),
+                    stopped.copy.display()
+                )
+            };
+            if repair && !damaged_pages {
+                let moved = self
+                    .workspaces()
+                    .trash_together(&stopped.orphans, self.now())?;
+                let entry = moved.or(stopped.entry.clone());
+                crate::fsutil::create_private_dir(&self.dir().join(WORKSPACES_DIR).join("users"))?;
+                self.store()
+                    .write(|tx| tx.remove_meta(crate::store::RESET_UNFINISHED))?;
+                report.repaired.push(format!(
+                    "fixed: finished a reset that had stopped after emptying the store{}; {}",
+                    entry.as_ref().map_or(String::new(), |to| format!(
+                        "; the workspace folders are in {}",
+                        to.display()
+                    )),
+                    undo(entry.as_deref())
+                ));
+            } else {
+                let (where_, entry) = match (&stopped.entry, stopped.orphans.is_empty()) {
+                    (Some(e), true) => (
+                        format!("after moving the workspace folders to {}", e.display()),
+                        Some(e.as_path()),
+                    ),
+                    _ => (
+                        "before the workspace folders went to the trash".to_string(),
+                        None,
+                    ),
+                };
+                report.problem(format!(
+                    "a reset stopped after emptying the store, {where_} (a crash or a kill); \
+                     `redkeep check --repair` finishes it; {}",
+                    undo(entry)
+                ));
+            }
         }
         match self
             .workspaces()
@@ -985,17 +1058,6 @@ impl Redkeep {
                  folders may be missing; run the same import again: it replaces what the \
                  stopped one wrote",
             );
-        }
-        if let Some(copy) = self
-            .store()
-            .read(|tx| tx.meta(crate::store::RESET_UNFINISHED))?
-        {
-            report.problem(format!(
-                "a reset stopped after emptying the store (a crash or a kill), before the \
-                 workspace folders went to the trash; run `redkeep reset --force` again to \
-                 finish it, or `redkeep restore --force {}` to undo it",
-                String::from_utf8_lossy(&copy)
-            ));
         }
         if repair && report.ok {
             self.store().clear_damage();

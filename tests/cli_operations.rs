@@ -926,32 +926,54 @@ fn restore_and_reset_refuse_before_the_store_changes_when_folders_cannot_follow(
 }
 
 /// `move --to` and `salvage --to` never write into workspace folders a target already holds
-/// (another deployment's files would be served as the source's users'): refused, nothing
-/// made, the target's files as they were.
+/// (another deployment's files would be served as the source's users', a foreign trash entry
+/// could be restored) nor through a symlink there: refused, nothing made, the target as it
+/// was.
 #[test]
 fn move_and_salvage_refuse_a_target_holding_workspace_folders() {
     let cli = populated();
     cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
-    let target = cli.dir.path().join("target");
-    let theirs = target.join("workspaces/users/1");
-    std::fs::create_dir_all(&theirs).unwrap();
-    std::fs::write(theirs.join("workspace.json"), "{\"theirs\":true}").unwrap();
+    let elsewhere = cli.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    type Plant = fn(&std::path::Path, &std::path::Path);
+    let targets: [(&str, Plant); 4] = [
+        ("users/1", |ws, _| {
+            std::fs::create_dir_all(ws.join("users/1")).unwrap();
+            std::fs::write(ws.join("users/1/workspace.json"), "{\"theirs\":true}").unwrap();
+        }),
+        ("users/.hidden", |ws, _| {
+            std::fs::create_dir_all(ws.join("users/.hidden")).unwrap();
+        }),
+        ("trash/reset-1", |ws, _| {
+            std::fs::create_dir_all(ws.join("trash/reset-1/1")).unwrap();
+        }),
+        ("users", |ws, away| {
+            std::fs::create_dir_all(ws).unwrap();
+            std::os::unix::fs::symlink(away, ws.join("users")).unwrap();
+        }),
+    ];
     let mut commands = vec!["move"];
     if cli.store.is_none() {
         commands.push("salvage");
     }
-    for command in commands {
-        let (_, err) = cli.expect(&[command, "--to", target.to_str().unwrap()], None, 1);
-        assert!(
-            err.contains("already holds workspace folders") && err.contains("users/1"),
-            "{command}: {err}"
-        );
-        assert!(!target.join(redkeep::STORE_FILE).exists(), "{command}");
-        assert_eq!(
-            std::fs::read_to_string(theirs.join("workspace.json")).unwrap(),
-            "{\"theirs\":true}"
-        );
+    for (i, (names, plant)) in targets.into_iter().enumerate() {
+        let target = cli.dir.path().join(format!("target{i}"));
+        let ws = target.join("workspaces");
+        plant(&ws, &elsewhere);
+        for command in &commands {
+            let (_, err) = cli.expect(&[command, "--to", target.to_str().unwrap()], None, 1);
+            assert!(
+                err.contains("already holds workspace folders") && err.contains(names),
+                "{command} {names}: {err}"
+            );
+            assert!(!target.join(redkeep::STORE_FILE).exists(), "{command}");
+        }
     }
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    // Empty folders are no one's: the move goes ahead.
+    let empty = cli.dir.path().join("empty");
+    std::fs::create_dir_all(empty.join("workspaces/users")).unwrap();
+    cli.json(&["move", "--to", empty.to_str().unwrap()], None);
 }
 
 /// `move` of a store behind the schema says to migrate first (its copy would be checked as
@@ -988,7 +1010,7 @@ fn an_export_names_the_files_it_leaves_out() {
     assert!(
         err.contains("left out 3 entries")
             && err.contains(&format!("users/{ann}/notes.txt"))
-            && err.contains("backup"),
+            && err.contains("backup` keeps the regular files"),
         "{err}"
     );
 }

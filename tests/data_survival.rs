@@ -1385,20 +1385,43 @@ fn an_interrupted_reset_is_seen_finished_and_undone() {
     }
     let rk = Redkeep::open(&dir, options()).unwrap();
     let report = rk.check(false).unwrap();
+    let undo = format!(
+        "to undo: `redkeep --data-dir {} restore --force",
+        dir.display()
+    );
     assert!(
         report.problems.iter().any(|p| p.contains("a reset stopped")
-            && p.contains("reset --force")
+            && p.contains("check --repair` finishes it")
+            && p.contains(&undo)
             && p.contains(&*copy.to_string_lossy())),
         "{:?}",
         report.problems
     );
+    // Another reset now would copy the emptied store: it is refused, and says why.
+    drop(rk);
+    let err = redkeep::ops::reset(&dir, at).unwrap_err();
+    assert!(err.to_string().contains("stopped part way"), "{err}");
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    // A user made since keeps their folder through the repair.
+    let bea = rk
+        .users()
+        .create(NewUser {
+            email: "bea@example.com".into(),
+            password: Some("bea password 1".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    rk.workspaces().save_piece(bea, b"{}").unwrap();
     let repaired = rk.check(true).unwrap();
+    assert_eq!(rk.workspaces().list_pieces(bea).unwrap().len(), 1);
     assert!(repaired.ok, "{:?}", repaired.problems);
     assert!(
         repaired
             .repaired
             .iter()
-            .any(|r| r.contains("finished a reset")),
+            .any(|r| r.contains("finished a reset") && r.contains("--folders")),
         "{:?}",
         repaired.repaired
     );
@@ -1412,4 +1435,55 @@ fn an_interrupted_reset_is_seen_finished_and_undone() {
     let ann = rk.users().find("ann@example.com").unwrap();
     assert_eq!(rk.workspaces().list_pieces(ann.id).unwrap().len(), 1);
     assert!(rk.check(false).unwrap().ok);
+}
+
+/// A reset killed after its folders reached the trash: `check` points the undo at that
+/// trash entry (the store's copy alone would bring back accounts without their files).
+#[test]
+fn a_reset_stopped_after_moving_the_folders_undoes_with_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let copy = tmp.path().join("copy.redb");
+    {
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        init_root(&rk);
+        let root = rk.users().find("root@example.com").unwrap().id;
+        rk.workspaces().save_piece(root, b"{}").unwrap();
+        rk.store().copy_to(&copy).unwrap();
+        rk.store().wipe(redkeep::SCHEMA_VERSION).unwrap();
+        let mark = format!("{}\n1900000000", copy.display());
+        rk.store()
+            .write(|tx| tx.set_meta("reset_unfinished", mark.as_bytes()))
+            .unwrap();
+    }
+    let ws = dir.join("workspaces");
+    std::fs::create_dir_all(ws.join("trash")).unwrap();
+    std::fs::rename(ws.join("users"), ws.join("trash/reset-1900000000")).unwrap();
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let report = rk.check(false).unwrap();
+    let entry = ws.join("trash/reset-1900000000");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("after moving the workspace folders")
+                && p.contains(&format!("--folders {}", entry.display()))),
+        "{:?}",
+        report.problems
+    );
+    assert!(rk.check(true).unwrap().ok);
+    drop(rk);
+    redkeep::ops::restore_store_with_folders(
+        &dir,
+        None,
+        &copy,
+        Some(&entry),
+        true,
+        Timestamp(1_900_000_100),
+    )
+    .unwrap();
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let root = rk.users().find("root@example.com").unwrap().id;
+    assert_eq!(rk.workspaces().list_pieces(root).unwrap().len(), 1);
 }

@@ -803,6 +803,7 @@ fn helper_example_server() {
             dir: dir.into(),
             listen: "127.0.0.1:0".parse().unwrap(),
             init: true,
+            grace: Duration::ZERO,
         }))
         .unwrap();
 }
@@ -838,6 +839,20 @@ fn the_example_server_stops_cleanly_on_sigterm() {
     let socket = dir.path().join(redkeep::admin::SOCKET_FILE);
     let owner = dir.path().join("redkeep.redb.owner");
     assert!(socket.exists() && owner.exists());
+    // A client that sent half a request and waits: the stop does not wait for it past the
+    // grace period (none here).
+    let address = seen
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let mut stalled = std::net::TcpStream::connect(address).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        b"POST /login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -559,9 +559,10 @@ fn restore_folders(
     let count = fs::read_dir(staged_users).map_or(0, |d| {
         d.flatten()
             .filter(|e| {
-                e.file_name()
-                    .to_str()
-                    .is_some_and(|n| n.parse::<u64>().is_ok())
+                e.file_type().is_ok_and(|t| t.is_dir())
+                    && e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.parse::<u64>().is_ok())
             })
             .count() as u64
     });

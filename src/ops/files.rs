@@ -141,33 +141,50 @@ pub(super) fn free_with_suffix(db: &Path, suffix: &str) -> PathBuf {
     fsutil::free_path(&with_suffix(db, suffix))
 }
 
-/// Refuses a target data dir whose workspace folders already hold a user's folder: copying
-/// the source's folders there would mix two deployments' files (a piece of the target's
-/// served as the source user's). `doing` names the command.
+/// Refuses a target data dir whose workspaces folder holds anything but empty `users/` and
+/// `trash/` folders: copying the source's folders there would mix two deployments' files (a
+/// piece of the target's served as the source user's, a foreign trash entry restored), or
+/// write through a symlink. `doing` names the command.
 ///
 /// # Errors
-/// `Denied` naming the folders found, with nothing copied.
+/// `Denied` naming what was found, with nothing copied.
 pub(super) fn refuse_taken_folders(target_dir: &Path, doing: &str) -> Result<()> {
-    let users = target_dir.join(WORKSPACES_DIR).join("users");
-    let Ok(entries) = std::fs::read_dir(&users) else {
+    let root = target_dir.join(WORKSPACES_DIR);
+    let Ok(entries) = std::fs::read_dir(&root) else {
         return Ok(());
     };
-    let mut taken: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    if taken.is_empty() {
+    let names = |dir: &Path| -> Vec<String> {
+        let mut found: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+    };
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let real_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if !real_dir || !(name == "users" || name == "trash") {
+            found.push(name);
+            continue;
+        }
+        found.extend(names(&e.path()).into_iter().map(|n| format!("{name}/{n}")));
+    }
+    if found.is_empty() {
         return Ok(());
     }
-    taken.sort();
-    let shown: Vec<String> = taken.iter().take(5).map(|n| format!("users/{n}")).collect();
+    found.sort();
+    let shown: Vec<&str> = found.iter().take(5).map(String::as_str).collect();
     Err(Error::denied(format!(
-        "{} already holds workspace folders ({}{}); {doing} writes the source's own there: \
-         choose a new data dir, or move that folder away; nothing was copied",
-        users.display(),
+        "{} already holds workspace folders or files ({}{}); {doing} writes the source's own \
+         there: choose a new data dir, or move that folder away; nothing was copied",
+        root.display(),
         shown.join(", "),
-        if taken.len() > 5 { ", …" } else { "" },
+        if found.len() > 5 { ", …" } else { "" },
     )))
 }
 

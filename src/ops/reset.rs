@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::files::{folders_of, free_with_suffix, open_file_store};
 use crate::error::{Error, Result};
 use crate::handle::{SCHEMA_VERSION, STORE_FILE};
-use crate::store::Mode;
+use crate::store::{Meta, Mode};
 
 /// What `reset` did.
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +56,17 @@ pub fn reset_store(
         }
     };
     store.alone_with("be reset", || {
+        if store
+            .read(|tx| tx.meta(crate::store::RESET_UNFINISHED))?
+            .is_some()
+        {
+            // Another copy now would be of the emptied store, and its undo would restore
+            // nothing: the stopped reset is finished (or undone) from its own mark.
+            return Err(Error::denied(
+                "a reset stopped part way here (a crash or a kill); `redkeep check` says how to \
+                 undo it, `redkeep check --repair` finishes it",
+            ));
+        }
         let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
         crate::fsutil::create_private_dir(data_dir)?;
         // Checked before the store is emptied: the folders must be able to follow.
@@ -64,10 +75,16 @@ pub fn reset_store(
         store.copy_to(&backup)?;
         // Marked until the folders have followed: a reset killed in between is seen by
         // `check`, and running it again finishes it.
-        let copy = backup.to_string_lossy().into_owned();
+        let mark = format!(
+            "{}\n{}",
+            std::path::absolute(&backup)
+                .unwrap_or_else(|_| backup.clone())
+                .display(),
+            now.0
+        );
         store.wipe_marked(
             version,
-            Some((crate::store::RESET_UNFINISHED, copy.as_bytes())),
+            Some((crate::store::RESET_UNFINISHED, mark.as_bytes())),
         )?;
         let folders = folders_of(data_dir)?.trash_all(now)?;
         store.write(|tx| tx.remove_meta(crate::store::RESET_UNFINISHED))?;

@@ -68,7 +68,8 @@ pub struct TransferSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_admin: Option<String>,
     /// Entries of workspace folders an export left out, not being documents or pieces
-    /// (`users/{id}/…`; see [`Workspaces::outside_layout`]): `redkeep backup` keeps them.
+    /// (`users/{id}/…`; see [`Workspaces::outside_layout`]): `redkeep backup` keeps the
+    /// regular files and folders among them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<PathBuf>,
 }

@@ -938,8 +938,8 @@ impl Workspaces {
     /// Entries of the folder of `user` that are not part of its layout (`workspace.json`,
     /// `gallery/piece_NNNNNN.json`, redkeep's own lock, owner marker and temp files): files
     /// an application or an operator put there, and the copies `check --repair` keeps in
-    /// `.trash/`. Paths relative to the folder, in name order. A backup keeps them; an
-    /// export does not.
+    /// `.trash/`. Paths relative to the folder, in name order. A backup keeps the regular
+    /// files and folders among them (not symlinks or special files); an export none.
     ///
     /// # Errors
     /// `Io` when the folder cannot be listed.
@@ -1255,6 +1255,43 @@ impl Workspaces {
         Ok(real)
     }
 
+    /// Moves the folders of `users` (those that exist) into one new trash entry
+    /// `reset-<time>`, as a reset moves every folder: what finishing an interrupted reset
+    /// does with the folders whose accounts it emptied, leaving those of users made since.
+    /// Returns the entry, or `None` when none of them has a folder.
+    ///
+    /// # Errors
+    /// `Denied` for a read-only data dir; `InvalidInput` inside a call for one of them;
+    /// `Io` when a folder cannot be moved (those before it are in the entry).
+    pub(crate) fn trash_together(&self, users: &[u64], now: Timestamp) -> Result<Option<PathBuf>> {
+        self.writable()?;
+        let present: Vec<u64> = users
+            .iter()
+            .copied()
+            .filter(|&u| matches!(fsutil::real_dir(&self.dir(u)), Ok(Some(()))))
+            .collect();
+        if present.is_empty() {
+            return Ok(None);
+        }
+        let trash = self.trash_dir();
+        fsutil::create_private_dir(&trash)?;
+        fsutil::real_dir(&trash)?;
+        let staging = fsutil::private_temp_dir_in(Some(&trash), "a trash entry")?;
+        for &user in &present {
+            let dir = self.dir(user);
+            Self::not_held(&dir, user, true)?;
+            self.forget(Some(user));
+            self.lock_files.forget(Some(user));
+            let _lock = lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None)?;
+            fs::rename(&dir, staging.path().join(user.to_string()))
+                .map_err(|e| Error::io(format!("moving {}", dir.display()), e))?;
+        }
+        let staged = staging.keep();
+        let to = fsutil::move_to_trash(&staged, &trash, &format!("reset-{}", now.0))?;
+        fsutil::sync_this_dir(&self.users_dir())?;
+        Ok(Some(to))
+    }
+
     /// Refuses, before a restore or a reset changes the store, a folder layout in which
     /// [`Workspaces::trash_all`] would fail afterwards: a read-only data dir, a trash or a
     /// users' folder that is a symlink or a file. Makes the trash folder if it is missing.
@@ -1263,11 +1300,29 @@ impl Workspaces {
     /// `Denied` for a read-only data dir; `UnsafePath` for a symlink or a file where one of
     /// those folders belongs; `Io` when the trash cannot be made.
     pub(crate) fn ready_to_trash_all(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
         self.writable()?;
-        fsutil::real_dir(&self.users_dir())?;
+        let users = self.users_dir();
+        fsutil::real_dir(&users)?;
         let trash = self.trash_dir();
         if fsutil::real_dir(&trash)?.is_none() {
             fsutil::create_private_dir(&trash)?;
+        }
+        // The folders move by renaming, which cannot cross file systems.
+        let device = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+        let from = device(&users).or_else(|| device(&self.root));
+        if let (Some(from), Some(to)) = (from, device(&trash))
+            && from != to
+        {
+            return Err(Error::invalid(
+                "trash",
+                format!(
+                    "{} is on another file system than {}, so the folders cannot be moved \
+                     there; make the trash a folder on the same file system",
+                    trash.display(),
+                    users.display()
+                ),
+            ));
         }
         Ok(())
     }

@@ -187,7 +187,7 @@ pub fn export(rk: &Redkeep, io: Io<'_>) -> Result<Reply> {
             .collect();
         lines.push(format!(
             "left out {} entr{} of workspace folders that are neither documents nor pieces \
-             ({}{}); `redkeep backup` keeps every file",
+             ({}{}); `redkeep backup` keeps the regular files and folders among them",
             summary.left_out.len(),
             if summary.left_out.len() == 1 {
                 "y"
