@@ -908,6 +908,7 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
             2,
             "write it like 30s",
         ),
+        (vec!["move", "--to", ""], 2, "a value is required"),
         (
             vec!["gallery", "add", "1", "/nonexistent/piece.json"],
             1,

@@ -98,7 +98,10 @@ pub enum Command {
     /// stores free).
     Move {
         /// The target: a data dir without a store, or a store URL whose schema is empty.
-        #[cfg_attr(feature = "cli", arg(long))]
+        #[cfg_attr(
+            feature = "cli",
+            arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())
+        )]
         to: String,
     },
     /// Copy everything that can still be read out of a damaged store into a new data dir
