@@ -235,9 +235,48 @@ fn cache_for(db: &Path) -> usize {
     quarter.clamp(160 << 20, 1 << 30)
 }
 
+/// The command that undoes a restore or a reset of `data_dir`: the store's safety copy
+/// `store`, and the trash entry `folders` that holds the folders it replaced.
+pub(crate) fn undo_command(
+    data_dir: &std::path::Path,
+    store_url: Option<&str>,
+    folders: Option<&std::path::Path>,
+    store: &std::path::Path,
+) -> String {
+    let folders = folders.map_or(String::new(), |f| format!("--folders {} ", shell_word(f)));
+    // The URL may hold a password: named, not printed.
+    let same_store = if store_url.is_some() {
+        " (with the same --store)"
+    } else {
+        ""
+    };
+    format!(
+        "to undo: `redkeep --data-dir {} restore --force {folders}{}`{same_store}",
+        shell_word(data_dir),
+        shell_word(store)
+    )
+}
+
+/// `path` as one shell word: as it is when it holds only characters no shell reads, in
+/// single quotes otherwise.
+pub(crate) fn shell_word(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// A reset that stopped part way (see [`Redkeep::check`]).
 struct StoppedReset {
     copy: PathBuf,
+    /// The reset's time (Unix seconds), as in the names of its copy and trash entry.
+    at: String,
     entry: Option<PathBuf>,
     orphans: Vec<u64>,
 }
@@ -544,6 +583,55 @@ impl Redkeep {
         }
     }
 
+    /// Reports the reset that stopped part way with the command that undoes it, or with
+    /// `repair` finishes it: the folders of the accounts it emptied go to one trash entry
+    /// named for the reset's time, then the mark goes.
+    fn finish_reset(
+        &self,
+        stopped: &StoppedReset,
+        repair: bool,
+        report: &mut CheckReport,
+    ) -> Result<()> {
+        let store_url = self.options().store_url.as_deref();
+        let undo = |entry: Option<&Path>| undo_command(self.dir(), store_url, entry, &stopped.copy);
+        if !repair {
+            let (where_, entry) = match (&stopped.entry, stopped.orphans.is_empty()) {
+                (Some(e), true) => (
+                    format!("after moving the workspace folders to {}", e.display()),
+                    Some(e.as_path()),
+                ),
+                _ => (
+                    "before the workspace folders went to the trash".to_string(),
+                    None,
+                ),
+            };
+            report.problem(format!(
+                "a reset stopped after emptying the store, {where_} (a crash or a kill); \
+                 `redkeep check --repair` finishes it; {}",
+                undo(entry)
+            ));
+            return Ok(());
+        }
+        let moved = self
+            .workspaces()
+            .trash_together(&stopped.orphans, &stopped.at)?;
+        let entry = moved.or(stopped.entry.clone());
+        crate::fsutil::create_private_dir(&self.dir().join(WORKSPACES_DIR).join("users"))?;
+        // Also when damage elsewhere refuses ordinary writes: the folders have moved.
+        self.store().write_anyway(self.options().durability, |tx| {
+            tx.remove_meta(crate::store::RESET_UNFINISHED)
+        })?;
+        report.repaired.push(format!(
+            "fixed: finished a reset that had stopped after emptying the store{}; {}",
+            entry.as_ref().map_or(String::new(), |to| format!(
+                "; the workspace folders are in {}",
+                to.display()
+            )),
+            undo(entry.as_deref())
+        ));
+        Ok(())
+    }
+
     /// The reset that stopped part way in this data dir, if its mark is in the store: the
     /// copy it took, the trash entry it had moved the folders to (if it got that far), and
     /// the folders whose accounts it emptied (no user owns them now).
@@ -580,6 +668,11 @@ impl Redkeep {
         }
         Ok(Some(StoppedReset {
             copy: PathBuf::from(copy),
+            at: if at.is_empty() {
+                self.now().0.to_string()
+            } else {
+                at.to_string()
+            },
             entry,
             orphans,
         }))
@@ -962,7 +1055,7 @@ impl Redkeep {
         } else if repair {
             let now = self.now();
             let changes = self.store().write_anyway(self.options().durability, |tx| {
-                let mut changes = Vec::new();
+                let mut changes = crate::store::move_old_quarantine(tx)?;
                 for t in &tables {
                     changes.extend(t.rebuild_indexes(tx)?);
                 }
@@ -988,48 +1081,16 @@ impl Redkeep {
         // A reset killed after emptying the store: the folders of the accounts it emptied go
         // to one trash entry (which `restore --folders` brings back with the reset's copy),
         // not one by one as orphans; those of users made since stay.
-        if let Some(stopped) = self.stopped_reset()? {
-            let undo = |entry: Option<&Path>| {
-                format!(
-                    "to undo: `redkeep --data-dir {} restore --force {}{}`",
-                    self.dir().display(),
-                    entry.map_or(String::new(), |e| format!("--folders {} ", e.display())),
-                    stopped.copy.display()
-                )
-            };
-            if repair && !damaged_pages {
-                let moved = self
-                    .workspaces()
-                    .trash_together(&stopped.orphans, self.now())?;
-                let entry = moved.or(stopped.entry.clone());
-                crate::fsutil::create_private_dir(&self.dir().join(WORKSPACES_DIR).join("users"))?;
-                self.store()
-                    .write(|tx| tx.remove_meta(crate::store::RESET_UNFINISHED))?;
-                report.repaired.push(format!(
-                    "fixed: finished a reset that had stopped after emptying the store{}; {}",
-                    entry.as_ref().map_or(String::new(), |to| format!(
-                        "; the workspace folders are in {}",
-                        to.display()
-                    )),
-                    undo(entry.as_deref())
-                ));
-            } else {
-                let (where_, entry) = match (&stopped.entry, stopped.orphans.is_empty()) {
-                    (Some(e), true) => (
-                        format!("after moving the workspace folders to {}", e.display()),
-                        Some(e.as_path()),
-                    ),
-                    _ => (
-                        "before the workspace folders went to the trash".to_string(),
-                        None,
-                    ),
-                };
-                report.problem(format!(
-                    "a reset stopped after emptying the store, {where_} (a crash or a kill); \
-                     `redkeep check --repair` finishes it; {}",
-                    undo(entry)
-                ));
+        match self.stopped_reset() {
+            Ok(Some(stopped)) => {
+                if let Err(e) = self.finish_reset(&stopped, repair && !damaged_pages, &mut report) {
+                    report.problem(format!("the reset that stopped part way: {e}"));
+                }
             }
+            Ok(None) => {}
+            Err(e) => report.problem(format!(
+                "a reset that stopped part way was not looked at: {e}"
+            )),
         }
         match self
             .workspaces()

@@ -83,8 +83,10 @@ async fn register_login_validate_and_workspace_through_tokio() {
 
 /// Hashing and commits run on the blocking pool: on a one-thread runtime, a ticker task keeps
 /// running while 8 logins (OWASP's argon2 parameters) and 8 durable commits are in flight.
-/// Each operation sees the ticker move between its start and its end, which cannot happen if
-/// the work runs on the runtime's only thread. Counted ticks, not timing.
+/// An operation sees the ticker move between its start and its end, which cannot happen if
+/// the work runs on the runtime's only thread (then every one sees it stand still). Counted
+/// ticks, not timing; on a loaded machine a blocking call can end before the scheduler next
+/// polls the ticker, so a few standing still are allowed.
 #[tokio::test(flavor = "current_thread")]
 async fn hashing_and_commits_leave_the_async_thread_free() {
     use std::sync::Arc;
@@ -142,8 +144,9 @@ async fn hashing_and_commits_leave_the_async_thread_free() {
     }
     ticker.abort();
     assert_eq!(moved.len(), 16);
+    let still = moved.iter().filter(|&&n| n == 0).count();
     assert!(
-        moved.iter().all(|&n| n > 0),
-        "the ticker stood still during some operation: {moved:?}"
+        still <= 4,
+        "the ticker stood still during {still} of 16 operations: {moved:?}"
     );
 }

@@ -465,3 +465,34 @@ fn a_damaged_system_role_leaves_the_store_open_for_check_and_repair() {
     assert_eq!(rk.roles().get("admin").unwrap().name, "admin");
     assert!(rk.check(false).unwrap().ok);
 }
+
+/// What a repair of an earlier version set aside (a table `quarantine:<t>` nothing read) is
+/// moved by the next repair to where repairs keep it now, which inspect and export read.
+#[test]
+fn a_repair_moves_what_earlier_versions_set_aside_where_it_can_be_read() {
+    let t = TestDir::new();
+    drop(t.open());
+    let db = t.path().join(STORE_FILE);
+    let old: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quarantine:users");
+    poke(&db, old, &7u64.to_be_bytes(), &[2, 1, 0xFF]);
+    let rk = t.open();
+    let report = rk.check(true).unwrap();
+    assert!(
+        report
+            .repaired
+            .iter()
+            .any(|r| r.contains("quarantine:users") && r.contains("now readable")),
+        "{:?}",
+        report.repaired
+    );
+    drop(rk);
+    let file = redb::Database::open(&db).unwrap();
+    let tx = file.begin_read().unwrap();
+    let new: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:quarantine:users");
+    let kept = tx.open_table(new).unwrap();
+    assert_eq!(
+        kept.get(&7u64.to_be_bytes()[..]).unwrap().unwrap().value(),
+        &[2, 1, 0xFF][..]
+    );
+    assert!(tx.open_table(old).is_err(), "the old table is gone");
+}

@@ -1487,3 +1487,28 @@ fn a_reset_stopped_after_moving_the_folders_undoes_with_them() {
     let root = rk.users().find("root@example.com").unwrap().id;
     assert_eq!(rk.workspaces().list_pieces(root).unwrap().len(), 1);
 }
+
+/// An entry reached through a trash that is a symlink is no entry of this data dir's trash:
+/// `restore --folders` would otherwise put another folder's contents in place of the users'.
+#[test]
+fn a_trash_entry_through_a_symlinked_trash_is_refused() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let away = tempfile::tempdir().unwrap();
+    std::fs::create_dir(away.path().join("reset-1")).unwrap();
+    let trash = t.path().join("workspaces/trash");
+    let _ = std::fs::remove_dir_all(&trash);
+    std::os::unix::fs::symlink(away.path(), &trash).unwrap();
+    let err = rk
+        .workspaces()
+        .trash_entry_of_folders(&trash.join("reset-1"))
+        .unwrap_err();
+    assert!(err.to_string().contains("is not an entry of"), "{err}");
+    // Through the real trash, the same entry is taken.
+    std::fs::remove_file(&trash).unwrap();
+    std::fs::create_dir(&trash).unwrap();
+    std::fs::create_dir(trash.join("reset-1")).unwrap();
+    rk.workspaces()
+        .trash_entry_of_folders(&trash.join("reset-1"))
+        .unwrap();
+}

@@ -150,19 +150,29 @@ pub(super) fn free_with_suffix(db: &Path, suffix: &str) -> PathBuf {
 /// `Denied` naming what was found, with nothing copied.
 pub(super) fn refuse_taken_folders(target_dir: &Path, doing: &str) -> Result<()> {
     let root = target_dir.join(WORKSPACES_DIR);
-    let Ok(entries) = std::fs::read_dir(&root) else {
-        return Ok(());
+    let refuse = |what: String| {
+        Error::denied(format!(
+            "{} {what}; {doing} writes the source's workspace folders there: choose a new \
+             data dir, or move that away; nothing was copied",
+            root.display()
+        ))
     };
-    let names = |dir: &Path| -> Vec<String> {
+    match std::fs::symlink_metadata(&root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(refuse(format!("cannot be read ({e})"))),
+        Ok(m) if m.file_type().is_symlink() => return Err(refuse("is a symlink".into())),
+        Ok(m) if !m.is_dir() => return Err(refuse("is not a folder".into())),
+        Ok(_) => {}
+    }
+    let entries = std::fs::read_dir(&root).map_err(|e| refuse(format!("cannot be read ({e})")))?;
+    let names = |dir: &Path| -> Result<Vec<String>> {
         let mut found: Vec<String> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+            .map_err(|e| refuse(format!("cannot be read ({e})")))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         found.sort();
-        found
+        Ok(found)
     };
     let mut found = Vec::new();
     for e in entries.flatten() {
@@ -172,17 +182,15 @@ pub(super) fn refuse_taken_folders(target_dir: &Path, doing: &str) -> Result<()>
             found.push(name);
             continue;
         }
-        found.extend(names(&e.path()).into_iter().map(|n| format!("{name}/{n}")));
+        found.extend(names(&e.path())?.into_iter().map(|n| format!("{name}/{n}")));
     }
     if found.is_empty() {
         return Ok(());
     }
     found.sort();
     let shown: Vec<&str> = found.iter().take(5).map(String::as_str).collect();
-    Err(Error::denied(format!(
-        "{} already holds workspace folders or files ({}{}); {doing} writes the source's own \
-         there: choose a new data dir, or move that folder away; nothing was copied",
-        root.display(),
+    Err(refuse(format!(
+        "already holds workspace folders or files ({}{})",
         shown.join(", "),
         if found.len() > 5 { ", …" } else { "" },
     )))

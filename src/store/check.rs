@@ -239,14 +239,6 @@ fn stored_record<R: Record>(raw: &dyn RawRead, pk: &[u8], app: bool) -> Result<S
     })
 }
 
-// `R`'s record stored under `pk`, if it is there, decodes and is stored under its own key.
-fn sound_record<R: Record>(raw: &dyn RawRead, pk: &[u8]) -> Result<Option<R>> {
-    Ok(match stored_record::<R>(raw, pk, false)? {
-        Stored::Sound(r) => Some(r),
-        Stored::Mismatch | Stored::Broken => None,
-    })
-}
-
 /// Walks `R`'s records and indexes with memory that does not grow with the table: each
 /// record looks up the entries it should have, each entry looks up the record it points at.
 /// Calls `found` with each finding (while the records are being read; the removals of stale
@@ -313,7 +305,13 @@ fn walk<R: Record, S: Source + ?Sized>(
                 Some(got) if got == value => continue,
                 None => format!("{table}.{index}: entry for record {} is missing", show_key(pk)),
                 Some(got) if idx.unique => {
-                    let rival = sound_record::<R>(raw, &got)?;
+                    let rival = match stored_record::<R>(raw, &got, app)? {
+                        Stored::Sound(r) => Some(r),
+                        // What it claims is unknown until its type reads it: the entry
+                        // stays, and the clash waits for the type to be fixed.
+                        Stored::Mismatch => continue,
+                        Stored::Broken => None,
+                    };
                     if rival.is_some_and(|r| index_entry(idx, &r, &got).as_ref() == Some(&key)) {
                         // Writes never let this happen: one of the two was altered by
                         // damage. The index entry was written with the record it names, so
@@ -614,6 +612,38 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         })?;
         Ok(changes)
     }
+}
+
+/// Moves what repairs of redkeep 0.3 and earlier set aside (tables named `quarantine:<t>`,
+/// which no tool read) into the record tables where repairs keep them now
+/// (`r:quarantine:<t>`, read by `inspect`, carried by exports). Returns what it moved.
+///
+/// # Errors
+/// `Storage` when the store cannot be written.
+pub(crate) fn move_old_quarantine(tx: &WriteTx<'_>) -> Result<Vec<String>> {
+    let raw = tx.raw_write()?;
+    let mut changes = Vec::new();
+    for name in raw.table_names()? {
+        if !name.starts_with("quarantine:") {
+            continue;
+        }
+        let mut rows = Vec::new();
+        raw.range(&name, &KeyRange::all(), Order::Asc, &mut |k, v| {
+            rows.push((k.to_vec(), v.to_vec()));
+            Ok(true)
+        })?;
+        let to = record_table(&name);
+        for (k, v) in &rows {
+            raw.put(&to, k, v)?;
+        }
+        raw.delete_table(&name)?;
+        changes.push(format!(
+            "fixed: {} record(s) an earlier version set aside in {name} are now readable there \
+             (`redkeep inspect dump {name}`)",
+            rows.len()
+        ));
+    }
+    Ok(changes)
 }
 
 /// The table where a repair keeps the raw bytes of records it takes out of `table`.

@@ -47,7 +47,7 @@ pub use migrate::{Migration, MigrationRun};
 pub use table::{Record, Table};
 pub use tx::{IndexInfo, Meta, ReadTx, Source, TableInfo, WriteTx};
 
-pub(crate) use check::{quarantine_table, set_aside};
+pub(crate) use check::{move_old_quarantine, quarantine_table, set_aside};
 pub(crate) use engine::{RawRead, get_owned};
 pub(crate) use held::{Held, clashes as lock_held_here};
 pub(crate) use key::show_key;

@@ -1183,9 +1183,10 @@ impl Workspaces {
     /// a path, or a bare name as [`Workspaces::trash`] lists it.
     ///
     /// # Errors
-    /// `InvalidInput` when it is missing, a symlink, not directly inside this trash, or holds
-    /// anything but users' folders (`{id}/`, and half-made `.`-folders); `Denied` for a
-    /// read-only data dir; `Io` when it cannot be read.
+    /// `InvalidInput` when it is missing, a symlink, not directly inside this trash, not
+    /// named `reset-…`, one user's folder, or holds folders that are no user's (files and
+    /// `.`-entries are taken along); `Denied` for a read-only data dir; `Io` when it cannot
+    /// be read.
     pub fn trash_entry_of_folders(&self, entry: &Path) -> Result<PathBuf> {
         self.writable()?;
         // A bare name, as `redkeep workspace trash` lists it, is taken inside the trash.
@@ -1231,11 +1232,23 @@ impl Workspaces {
         let Some(real) = inside else {
             return Err(bad(format!("is not an entry of {}", trash.display())));
         };
-        if real.join(WORKSPACE_FILE).exists() || real.join(GALLERY_DIR).exists() {
+        let one_users = [WORKSPACE_FILE, GALLERY_DIR, OWNER_FILE, LOCK_FILE]
+            .iter()
+            .any(|f| fs::symlink_metadata(real.join(f)).is_ok());
+        if one_users {
             return Err(bad(
                 "is one user's folder (a deleted user's, `<user>-<time>`), not the folders \
                  of every user; copy its files back by hand"
                     .into(),
+            ));
+        }
+        // Only what a restore or a reset put there holds the folders of every user.
+        let reset = real
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("reset-"));
+        if !reset {
+            return Err(bad(
+                "is not one a restore or a reset made (those are named `reset-<time>`)".into(),
             ));
         }
         let listed =
@@ -1258,12 +1271,13 @@ impl Workspaces {
     /// Moves the folders of `users` (those that exist) into one new trash entry
     /// `reset-<time>`, as a reset moves every folder: what finishing an interrupted reset
     /// does with the folders whose accounts it emptied, leaving those of users made since.
-    /// Returns the entry, or `None` when none of them has a folder.
+    /// The entry is named for `at` (the reset's time, as its copy of the store is). Returns
+    /// the entry, or `None` when none of them has a folder.
     ///
     /// # Errors
     /// `Denied` for a read-only data dir; `InvalidInput` inside a call for one of them;
     /// `Io` when a folder cannot be moved (those before it are in the entry).
-    pub(crate) fn trash_together(&self, users: &[u64], now: Timestamp) -> Result<Option<PathBuf>> {
+    pub(crate) fn trash_together(&self, users: &[u64], at: &str) -> Result<Option<PathBuf>> {
         self.writable()?;
         let present: Vec<u64> = users
             .iter()
@@ -1276,20 +1290,21 @@ impl Workspaces {
         let trash = self.trash_dir();
         fsutil::create_private_dir(&trash)?;
         fsutil::real_dir(&trash)?;
-        let staging = fsutil::private_temp_dir_in(Some(&trash), "a trash entry")?;
+        // The entry is named first: a folder moved into it stays there whatever fails next.
+        let empty = fsutil::private_temp_dir_in(Some(&trash), "a trash entry")?.keep();
+        let entry = fsutil::move_to_trash(&empty, &trash, &format!("reset-{at}"))?;
         for &user in &present {
             let dir = self.dir(user);
             Self::not_held(&dir, user, true)?;
             self.forget(Some(user));
             self.lock_files.forget(Some(user));
             let _lock = lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None)?;
-            fs::rename(&dir, staging.path().join(user.to_string()))
+            fs::rename(&dir, entry.join(user.to_string()))
                 .map_err(|e| Error::io(format!("moving {}", dir.display()), e))?;
         }
-        let staged = staging.keep();
-        let to = fsutil::move_to_trash(&staged, &trash, &format!("reset-{}", now.0))?;
         fsutil::sync_this_dir(&self.users_dir())?;
-        Ok(Some(to))
+        fsutil::sync_this_dir(&entry)?;
+        Ok(Some(entry))
     }
 
     /// Refuses, before a restore or a reset changes the store, a folder layout in which

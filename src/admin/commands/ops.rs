@@ -482,11 +482,16 @@ pub fn restore_store_with_folders(
         ));
     }
     match (&r.safety_copy, &r.folders_safety, r.folders) {
-        (Some(store), Some(folders), _) => {
-            lines.push(undo_line(data_dir, store_url, Some(folders), store))
-        }
+        (Some(store), Some(folders), _) => lines.push(crate::handle::undo_command(
+            data_dir,
+            store_url,
+            Some(folders),
+            store,
+        )),
         // A plain store file: the folders stayed, so the store alone goes back.
-        (Some(store), None, None) => lines.push(undo_line(data_dir, store_url, None, store)),
+        (Some(store), None, None) => lines.push(crate::handle::undo_command(
+            data_dir, store_url, None, store,
+        )),
         _ => {}
     }
     if r.schema_version < crate::SCHEMA_VERSION {
@@ -502,43 +507,6 @@ pub fn restore_store_with_folders(
         serde_json::to_value(&r).unwrap_or_default(),
         lines,
     ))
-}
-
-/// The command that undoes a restore or a reset of `data_dir`: the store's safety copy
-/// `store`, and the trash entry `folders` that holds the folders it replaced.
-fn undo_line(
-    data_dir: &std::path::Path,
-    store_url: Option<&str>,
-    folders: Option<&std::path::Path>,
-    store: &std::path::Path,
-) -> String {
-    let folders = folders.map_or(String::new(), |f| format!("--folders {} ", shell_word(f)));
-    // The URL may hold a password: named, not printed.
-    let same_store = if store_url.is_some() {
-        " (with the same --store)"
-    } else {
-        ""
-    };
-    format!(
-        "to undo: `redkeep --data-dir {} restore --force {folders}{}`{same_store}",
-        shell_word(data_dir),
-        shell_word(store)
-    )
-}
-
-/// `path` as one shell word: as it is when it holds only characters no shell reads, in
-/// single quotes otherwise.
-fn shell_word(path: &std::path::Path) -> String {
-    let text = path.to_string_lossy();
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
-    if plain {
-        text.into_owned()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
 }
 
 /// `redkeep reset --force`.
@@ -576,7 +544,7 @@ pub fn reset_store(
         ));
     }
     lines.push("run `redkeep init` to create an administrator".into());
-    lines.push(undo_line(
+    lines.push(crate::handle::undo_command(
         data_dir,
         store_url,
         r.folders.as_deref(),
