@@ -1014,3 +1014,31 @@ fn an_export_names_the_files_it_leaves_out() {
         "{err}"
     );
 }
+
+/// A backup keeps regular files and folders; it names what it does not keep (a symlink, a
+/// pipe) instead of claiming every file.
+#[test]
+fn a_backup_names_the_links_and_special_files_it_does_not_keep() {
+    let cli = populated();
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let backup = cli.dir.path().join("plain.tar");
+    let (out, _) = cli.expect(&["backup", backup.to_str().unwrap()], None, 0);
+    assert!(!out.contains("not kept"), "{out}");
+    let ann = cli.json(&["user", "show", "ann@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    let folder = cli.data().join(format!("workspaces/users/{ann}"));
+    std::os::unix::fs::symlink("/etc/hostname", folder.join("link")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(folder.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let again = cli.dir.path().join("again.tar");
+    let (out, _) = cli.expect(&["backup", again.to_str().unwrap()], None, 0);
+    assert!(
+        out.contains("not kept: 2 symlink(s) or special file(s)")
+            && out.contains(&format!("users/{ann}/link")),
+        "{out}"
+    );
+}

@@ -47,6 +47,10 @@ pub struct BackupReport {
     pub folders: u64,
     /// Files from those folders.
     pub files: u64,
+    /// Entries of those folders the archive does not hold: symlinks and special files
+    /// (`users/{id}/…`; see [`crate::workspace::Workspaces::uncopied`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_kept: Vec<PathBuf>,
     /// The check of the store snapshot.
     pub check: CheckReport,
 }
@@ -146,9 +150,15 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     tar.append_data(&mut header(size, now.0), STORE_FILE, &mut db)
         .map_err(|e| tar_err("store", e))?;
     let (mut folders, mut files) = (0u64, 0u64);
+    let mut not_kept = Vec::new();
     let ws = rk.workspaces();
     for id in ws.user_ids()? {
         folders += 1;
+        not_kept.extend(
+            ws.uncopied(id)?
+                .into_iter()
+                .map(|p| Path::new("users").join(p)),
+        );
         ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
             let name = Path::new(WORKSPACES_DIR).join("users").join(rel);
             files += 1;
@@ -172,6 +182,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         schema_version,
         folders,
         files,
+        not_kept,
         check,
     })
 }

@@ -1089,6 +1089,38 @@ impl Workspaces {
         self.copy_folder_timed(user, &mut |rel, bytes, _| f(rel, bytes))
     }
 
+    /// Entries of the folder of `user` that [`Workspaces::copy_folder`] does not copy:
+    /// symlinks (never followed) and special files (pipes, sockets, devices), relative to the
+    /// users' folder, in name order. A backup names them, so that it does not claim what it
+    /// did not keep.
+    ///
+    /// # Errors
+    /// `Io` when a folder cannot be listed.
+    pub fn uncopied(&self, user: u64) -> Result<Vec<PathBuf>> {
+        let dir = self.dir(user);
+        let mut out = Vec::new();
+        if fsutil::real_dir(&dir)?.is_none() {
+            return Ok(out);
+        }
+        let base = self.users_dir();
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let listed =
+                fs::read_dir(&d).map_err(|e| Error::io(format!("listing {}", d.display()), e))?;
+            for e in listed.flatten() {
+                let Ok(t) = e.file_type() else { continue };
+                let path = e.path();
+                if t.is_dir() {
+                    stack.push(path);
+                } else if !t.is_file() {
+                    out.push(path.strip_prefix(&base).unwrap_or(&path).to_path_buf());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// [`Workspaces::copy_folder`], giving each file's modification time too (a copy keeps
     /// it: it is when a piece was saved, which lists show).
     ///

@@ -137,6 +137,25 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
         report.folders,
         report.files
     )];
+    if !report.not_kept.is_empty() {
+        let shown: Vec<String> = report
+            .not_kept
+            .iter()
+            .take(3)
+            .map(|p| p.display().to_string())
+            .collect();
+        lines.push(format!(
+            "not kept: {} symlink(s) or special file(s) in workspace folders ({}{}); copy \
+             what they point at by hand if it matters",
+            report.not_kept.len(),
+            shown.join(", "),
+            if report.not_kept.len() > 3 {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    }
     lines.push(
         if report.check.ok && report.schema_version != crate::SCHEMA_VERSION {
             // Only the file's pages were checked: the records are of another schema.
