@@ -18,6 +18,13 @@ impl Timestamp {
         self.0
     }
 
+    /// The whole second of the system time `t` (a file's modification time), saturating;
+    /// `None` before 1970.
+    pub fn of_system_time(t: SystemTime) -> Option<Timestamp> {
+        let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
+        Some(Timestamp(i64::try_from(secs).unwrap_or(i64::MAX)))
+    }
+
     /// This instant plus `d` (saturating).
     pub fn plus(self, d: Duration) -> Timestamp {
         let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);

@@ -44,8 +44,8 @@ pub fn leftovers(dir: &Path) -> Vec<Leftover> {
             let modified = meta
                 .modified()
                 .ok()
-                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                .and_then(crate::clock::Timestamp::of_system_time)
+                .map_or(0, |t| t.0);
             Some(Leftover {
                 bytes: meta.len(),
                 modified,

@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::fmt::Display;
 
 struct Ranked<K, T>(K, T);
 
@@ -58,6 +59,20 @@ impl<K: Ord, T> Top<K, T> {
             .map(|r| r.1)
             .collect()
     }
+}
+
+/// The first `n` of `items` for a message, joined with `, `, and `, …` when there are more.
+pub(crate) fn first_few<T: Display>(items: &[T], n: usize) -> String {
+    let mut text = items
+        .iter()
+        .take(n)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > n {
+        text.push_str(", …");
+    }
+    text
 }
 
 #[cfg(test)]

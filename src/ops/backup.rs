@@ -48,7 +48,7 @@ pub struct BackupReport {
     /// Files from those folders.
     pub files: u64,
     /// Entries of those folders the archive does not hold: symlinks and special files
-    /// (`users/{id}/…`; see [`crate::workspace::Workspaces::uncopied`]).
+    /// (`users/{id}/…`; see [`crate::workspace::Workspaces::copy_folder_timed`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_kept: Vec<PathBuf>,
     /// The check of the store snapshot.
@@ -154,21 +154,15 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     let ws = rk.workspaces();
     for id in ws.user_ids()? {
         folders += 1;
-        not_kept.extend(
-            ws.uncopied(id)?
-                .into_iter()
-                .map(|p| Path::new("users").join(p)),
-        );
-        ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
+        let skipped = ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
             let name = Path::new(WORKSPACES_DIR).join("users").join(rel);
             files += 1;
             // The file's own time: restored with it, so lists show when a piece was saved.
-            let mtime = modified
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(now.0, |d| i64::try_from(d.as_secs()).unwrap_or(now.0));
+            let mtime = Timestamp::of_system_time(modified).unwrap_or(now).0;
             tar.append_data(&mut header(bytes.len() as u64, mtime), &name, bytes)
                 .map_err(|e| tar_err("a workspace file", e))
         })?;
+        not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
     }
     tar.into_inner()
         .and_then(|mut f| f.flush())
@@ -439,11 +433,15 @@ pub fn restore_store_with_folders(
     let archive = is_tar(backup)?;
     // The folders' layout is checked before the store changes: a failure after the swap
     // would leave a new store beside the old folders.
-    if archive || folders.is_some() {
-        folders_of(data_dir)?.ready_to_trash_all()?;
-    }
-    let folders = match folders {
-        Some(_) if archive => {
+    let here = if archive || folders.is_some() {
+        let ws = folders_of(data_dir)?;
+        ws.ready_to_trash_all()?;
+        Some(ws)
+    } else {
+        None
+    };
+    let folders = match (folders, &here) {
+        (Some(_), _) if archive => {
             return Err(Error::invalid(
                 "folders",
                 format!(
@@ -453,8 +451,8 @@ pub fn restore_store_with_folders(
                 ),
             ));
         }
-        Some(entry) => Some(folders_of(data_dir)?.trash_entry_of_folders(entry)?),
-        None => None,
+        (Some(entry), Some(ws)) => Some(ws.trash_entry_of_folders(entry)?),
+        _ => None,
     };
     let staging = fsutil::private_temp_dir_in(Some(data_dir), "a staging folder for the restore")?;
     let staged_db = staging.path().join(STORE_FILE);

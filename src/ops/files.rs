@@ -188,11 +188,9 @@ pub(super) fn refuse_taken_folders(target_dir: &Path, doing: &str) -> Result<()>
         return Ok(());
     }
     found.sort();
-    let shown: Vec<&str> = found.iter().take(5).map(String::as_str).collect();
     Err(refuse(format!(
-        "already holds workspace folders or files ({}{})",
-        shown.join(", "),
-        if found.len() > 5 { ", …" } else { "" },
+        "already holds workspace folders or files ({})",
+        crate::top::first_few(&found, 5)
     )))
 }
 

@@ -463,11 +463,10 @@ pub fn import(
         // from before, or another deployment's) would be refused half-way, after the records.
         let taken = rk.workspaces().taken_ids()?;
         if !taken.is_empty() {
-            let shown: Vec<String> = taken.iter().take(5).map(|id| format!("users/{id}")).collect();
+            let shown: Vec<String> = taken.iter().map(|id| format!("users/{id}")).collect();
             return Err(Error::denied(format!(
-                "the data dir already holds workspace folders ({}{}) in {}; import writes the export's own: move that folder away (or run `redkeep reset`, which moves them to the trash), then import again; nothing was imported",
-                shown.join(", "),
-                if taken.len() > 5 { ", …" } else { "" },
+                "the data dir already holds workspace folders ({}) in {}; import writes the export's own: move that folder away (or run `redkeep reset`, which moves them to the trash), then import again; nothing was imported",
+                crate::top::first_few(&shown, 5),
                 rk.workspaces().root().join("users").display(),
             )));
         }

@@ -381,9 +381,7 @@ impl TrashEntry {
             fs::symlink_metadata(path)
                 .ok()
                 .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .and_then(|d| i64::try_from(d.as_secs()).ok())
-                .map(Timestamp)
+                .and_then(Timestamp::of_system_time)
         });
         TrashEntry {
             name,
@@ -1087,49 +1085,22 @@ impl Workspaces {
         f: &mut dyn FnMut(&Path, &[u8]) -> Result<()>,
     ) -> Result<()> {
         self.copy_folder_timed(user, &mut |rel, bytes, _| f(rel, bytes))
-    }
-
-    /// Entries of the folder of `user` that [`Workspaces::copy_folder`] does not copy:
-    /// symlinks (never followed) and special files (pipes, sockets, devices), relative to the
-    /// users' folder, in name order. A backup names them, so that it does not claim what it
-    /// did not keep.
-    ///
-    /// # Errors
-    /// `Io` when a folder cannot be listed.
-    pub fn uncopied(&self, user: u64) -> Result<Vec<PathBuf>> {
-        let dir = self.dir(user);
-        let mut out = Vec::new();
-        if fsutil::real_dir(&dir)?.is_none() {
-            return Ok(out);
-        }
-        let base = self.users_dir();
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
-            let listed =
-                fs::read_dir(&d).map_err(|e| Error::io(format!("listing {}", d.display()), e))?;
-            for e in listed.flatten() {
-                let Ok(t) = e.file_type() else { continue };
-                let path = e.path();
-                if t.is_dir() {
-                    stack.push(path);
-                } else if !t.is_file() {
-                    out.push(path.strip_prefix(&base).unwrap_or(&path).to_path_buf());
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+            .map(drop)
     }
 
     /// [`Workspaces::copy_folder`], giving each file's modification time too (a copy keeps
-    /// it: it is when a piece was saved, which lists show).
+    /// it: it is when a piece was saved, which lists show). Returns the entries it did not
+    /// copy: symlinks (never followed) and special files (pipes, sockets, devices), relative
+    /// to the users' folder, in name order, so that a backup does not claim what it did not
+    /// keep.
     ///
     /// # Errors
     /// As [`Workspaces::copy_folder`].
-    pub fn copy_folder_timed(&self, user: u64, f: &mut TimedCopy<'_>) -> Result<()> {
+    pub fn copy_folder_timed(&self, user: u64, f: &mut TimedCopy<'_>) -> Result<Vec<PathBuf>> {
         let dir = self.dir(user);
+        let mut uncopied = Vec::new();
         if fsutil::real_dir(&dir)?.is_none() {
-            return Ok(());
+            return Ok(uncopied);
         }
         Self::not_held(&dir, user, false)?;
         let _lock = lock::lock(
@@ -1154,12 +1125,12 @@ impl Workspaces {
                 }
                 let path = e.path();
                 let Ok(t) = e.file_type() else { continue };
+                let rel = path.strip_prefix(&base).unwrap_or(&path);
                 if t.is_dir() {
                     stack.push(path);
-                } else if t.is_file()
-                    && let Some(bytes) = fsutil::read_regular(&path, 1 << 30)?
-                {
-                    let rel = path.strip_prefix(&base).unwrap_or(&path);
+                } else if !t.is_file() {
+                    uncopied.push(rel.to_path_buf());
+                } else if let Some(bytes) = fsutil::read_regular(&path, 1 << 30)? {
                     let modified = e
                         .metadata()
                         .and_then(|m| m.modified())
@@ -1168,7 +1139,8 @@ impl Workspaces {
                 }
             }
         }
-        Ok(())
+        uncopied.sort();
+        Ok(uncopied)
     }
 
     /// Replaces the document of `user` (creating the folder), for imports.
@@ -1530,10 +1502,7 @@ fn dir_usage(dir: &Path) -> (u64, Option<Timestamp>) {
             }
         }
     }
-    let ts = latest
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| Timestamp(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
-    (size, ts)
+    (size, latest.and_then(Timestamp::of_system_time))
 }
 
 /// Removes leftover temp files of an interrupted write; failures are ignored (best effort).

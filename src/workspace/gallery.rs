@@ -203,8 +203,7 @@ impl Workspaces {
                 size_bytes: m.as_ref().map_or(0, |m| m.len()),
                 modified: m
                     .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| Timestamp(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+                    .and_then(Timestamp::of_system_time),
             });
         }
         Ok(out)

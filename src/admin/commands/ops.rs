@@ -138,22 +138,12 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
         report.files
     )];
     if !report.not_kept.is_empty() {
-        let shown: Vec<String> = report
-            .not_kept
-            .iter()
-            .take(3)
-            .map(|p| p.display().to_string())
-            .collect();
+        let shown: Vec<_> = report.not_kept.iter().map(|p| p.display()).collect();
         lines.push(format!(
-            "not kept: {} symlink(s) or special file(s) in workspace folders ({}{}); copy \
-             what they point at by hand if it matters",
+            "not kept: {} symlink(s) or special file(s) in workspace folders ({}); copy what \
+             they point at by hand if it matters",
             report.not_kept.len(),
-            shown.join(", "),
-            if report.not_kept.len() > 3 {
-                ", …"
-            } else {
-                ""
-            }
+            crate::top::first_few(&shown, 3)
         ));
     }
     lines.push(
@@ -198,27 +188,13 @@ pub fn export(rk: &Redkeep, io: Io<'_>) -> Result<Reply> {
         summary.workspaces, summary.pieces, summary.lines
     )];
     if !summary.left_out.is_empty() {
-        let shown: Vec<String> = summary
-            .left_out
-            .iter()
-            .take(3)
-            .map(|p| p.display().to_string())
-            .collect();
+        let shown: Vec<_> = summary.left_out.iter().map(|p| p.display()).collect();
         lines.push(format!(
             "left out {} entr{} of workspace folders that are neither documents nor pieces \
-             ({}{}); `redkeep backup` keeps the regular files and folders among them",
-            summary.left_out.len(),
-            if summary.left_out.len() == 1 {
-                "y"
-            } else {
-                "ies"
-            },
-            shown.join(", "),
-            if summary.left_out.len() > 3 {
-                ", …"
-            } else {
-                ""
-            }
+             ({}); `redkeep backup` keeps the regular files and folders among them",
+            shown.len(),
+            if shown.len() == 1 { "y" } else { "ies" },
+            crate::top::first_few(&shown, 3)
         ));
     }
     let mut reply = Reply::text(serde_json::to_value(&summary).unwrap_or_default(), lines);
