@@ -29,6 +29,59 @@ pub struct Leftover {
     pub is_dir: bool,
 }
 
+/// How old a temp entry must be before a backup or a repair removes it as a leftover: a
+/// younger one may belong to an operation under way that holds no lock on it.
+pub const LEFTOVER_AGE_SECS: i64 = 3600;
+
+/// An exclusive advisory lock (flock) on a temp file or folder, held while alive: it marks
+/// the entry as in use by an operation still running, so [`in_use`] is true and cleaners
+/// of leftovers pass it by, however old it looks.
+#[derive(Debug)]
+pub struct InUse(#[allow(dead_code)] File);
+
+/// Marks `path` (a temp file or folder this process made) as in use until the guard drops.
+///
+/// # Errors
+/// `Io` when it cannot be opened or locked.
+pub fn mark_in_use(path: &Path) -> Result<InUse> {
+    let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|e| Error::io(format!("locking {}", path.display()), e.into()))?;
+    Ok(InUse(file))
+}
+
+/// Whether a running operation holds `path` ([`mark_in_use`]). An entry that cannot be
+/// opened counts as in use: a cleaner leaves what it cannot tell.
+pub fn in_use(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return true;
+    };
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+}
+
+/// Removes the leftovers in `dir` ([`leftovers`]) that are at least `min_age_secs` old (by
+/// the system clock, which stamped them) and not [`in_use`]; returns what it removed and
+/// what it left (younger, in use, or failing to go).
+pub fn remove_leftovers(dir: &Path, min_age_secs: i64) -> (Vec<Leftover>, Vec<Leftover>) {
+    let now = crate::clock::unix_now();
+    let (mut removed, mut left) = (Vec::new(), Vec::new());
+    for entry in leftovers(dir) {
+        let stale = now.saturating_sub(entry.modified) >= min_age_secs && !in_use(&entry.path);
+        let gone = stale
+            && if entry.is_dir {
+                fs::remove_dir_all(&entry.path).is_ok()
+            } else {
+                fs::remove_file(&entry.path).is_ok()
+            };
+        if gone {
+            removed.push(entry);
+        } else {
+            left.push(entry);
+        }
+    }
+    (removed, left)
+}
+
 /// Entries of `dir` named as redkeep's temp files ([`TEMP_PREFIX`]), in name order; none when
 /// `dir` cannot be read.
 pub fn leftovers(dir: &Path) -> Vec<Leftover> {

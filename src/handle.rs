@@ -986,11 +986,13 @@ impl Redkeep {
     /// `workspaces/users/`: reported once they are an hour old (a younger one may belong to
     /// an operation under way), and removed by a repair.
     fn check_leftovers(&self, repair: bool, report: &mut CheckReport) {
-        const AGE_SECS: i64 = 3600;
         // Ages against the system's clock, which stamped the files (not an injected one).
         let now = crate::clock::unix_now();
         for left in data_dir_leftovers(&self.inner.dir) {
-            if now.saturating_sub(left.modified) < AGE_SECS {
+            // One a running operation holds is no leftover, however old.
+            if now.saturating_sub(left.modified) < crate::fsutil::LEFTOVER_AGE_SECS
+                || crate::fsutil::in_use(&left.path)
+            {
                 continue;
             }
             let path = &left.path;

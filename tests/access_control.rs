@@ -975,6 +975,18 @@ fn the_right_password_at_the_threshold_locks_nothing() {
     }
     assert_eq!(locks(&rk), 1);
     assert!(rk.users().lockout(id).unwrap().locked_until.is_some());
+
+    // A "change" to the same password is refused, but the right current password still
+    // ends the attempt: it neither counts as a failure nor leaves a lock behind.
+    let other = user(&rk, "same@example.com");
+    for _ in 0..9 {
+        let _ = rk.users().check_password(other, "wrong password");
+    }
+    let err = rk.users().change_password_of(other, PW, PW).unwrap_err();
+    assert!(matches!(err, redkeep::Error::InvalidInput { .. }), "{err}");
+    let lockout = rk.users().lockout(other).unwrap();
+    assert!(lockout.locked_until.is_none(), "{lockout:?}");
+    assert_eq!(lockout.failed_logins, 0);
 }
 
 /// Changes to orgs, roles, names and avatars are in the audit log, each with what changed.

@@ -533,6 +533,72 @@ fn status_names_temp_folders_left_in_the_data_dir() {
     assert!(!old.exists() && young.exists() && staging.exists());
 }
 
+/// A backup killed part way leaves its staging folder (a copy of the store) and its
+/// unfinished archive beside the target: the next backup into that folder removes those an
+/// hour old and says so; a young one, or one a running operation holds, is named and left.
+#[test]
+fn a_backup_removes_what_a_killed_backup_left_beside_it() {
+    let cli = populated();
+    let out_dir = cli.dir.path().join("backups");
+    std::fs::create_dir(&out_dir).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let aged = |p: &std::path::Path| {
+        std::fs::File::open(p)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    };
+    let staging = out_dir.join(".rk-tmp-Stage1");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::write(staging.join("redkeep.redb"), b"a copy of the store").unwrap();
+    aged(&staging);
+    let archive = out_dir.join(".rk-tmp-Arch01");
+    std::fs::write(&archive, b"half an archive").unwrap();
+    aged(&archive);
+    let held = out_dir.join(".rk-tmp-Held01");
+    std::fs::write(&held, b"an operation still running").unwrap();
+    aged(&held);
+    let lock = std::fs::File::open(&held).unwrap();
+    lock.lock().unwrap();
+    let young = out_dir.join(".rk-tmp-Young1");
+    std::fs::write(&young, b"just begun").unwrap();
+    let mine = out_dir.join("keep-me.txt");
+    std::fs::write(&mine, b"not redkeep's").unwrap();
+    aged(&mine);
+
+    let target = out_dir.join("b.tar");
+    let (out, _) = cli.expect(&["backup", target.to_str().unwrap()], None, 0);
+    assert!(
+        out.contains("removed 2 leftover(s) of interrupted backups"),
+        "{out}"
+    );
+    assert!(out.contains("left 2 temp entr(ies)"), "{out}");
+    assert!(!staging.exists() && !archive.exists(), "{out}");
+    assert!(held.exists() && young.exists() && mine.exists() && target.is_file());
+    // Its own temp entries are gone too: only what was there, and the backup.
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [".rk-tmp-Held01", ".rk-tmp-Young1", "b.tar", "keep-me.txt"]
+    );
+    drop(lock);
+    let json = cli.json(&["backup", out_dir.join("c.tar").to_str().unwrap()], None);
+    assert_eq!(
+        json["leftovers_removed"],
+        json!([held.to_str().unwrap()]),
+        "{json}"
+    );
+    assert_eq!(
+        json["leftovers_kept"],
+        json!([young.to_str().unwrap()]),
+        "{json}"
+    );
+}
+
 /// A backup written among the workspace folders would become a user's file (with every
 /// account's hashes in it) and go into every later backup: refused, nothing written.
 #[test]
@@ -889,6 +955,50 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
         undo.contains("restore --force ") && !undo.contains("--folders"),
         "{undo}"
     );
+}
+
+/// A restore of an archive into a data dir that had no workspace folders still prints its
+/// undo: the trash entry that stands for "no folders" is empty, and putting it back removes
+/// the folders the backup brought along with its accounts.
+#[test]
+fn a_restore_over_no_folders_is_undone_too() {
+    let cli = populated();
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let backup = cli.dir.path().join("b.tar");
+    cli.json(&["backup", backup.to_str().unwrap()], None);
+    cli.json(&["user", "create", "bob@example.com"], None);
+    let users = cli.data().join("workspaces/users");
+    for e in std::fs::read_dir(&users).unwrap().flatten() {
+        std::fs::remove_dir_all(e.path()).unwrap();
+    }
+
+    let (out, _) = cli.expect(&["restore", backup.to_str().unwrap(), "--force"], None, 0);
+    assert!(
+        out.contains("there were no workspace folders before"),
+        "{out}"
+    );
+    let undo = out
+        .lines()
+        .find_map(|l| l.strip_prefix("to undo: `"))
+        .and_then(|l| l.split('`').next())
+        .unwrap_or_else(|| panic!("no undo line: {out}"))
+        .to_string();
+    assert!(undo.contains(" --folders "), "{undo}");
+    assert_eq!(
+        cli.json(&["gallery", "list", "ann@example.com"], None)
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    cli.expect(&["user", "show", "bob@example.com"], None, 1);
+    cli.expect(&["check"], None, 0);
+
+    let words: Vec<&str> = undo.split(' ').skip(1).collect();
+    cli.expect(&words[2..], None, 0);
+    cli.json(&["user", "show", "bob@example.com"], None);
+    assert_eq!(std::fs::read_dir(&users).unwrap().count(), 0);
+    let trash = cli.json(&["workspace", "trash"], None);
+    assert_eq!(trash.as_array().map(Vec::len), Some(1), "{trash}");
 }
 
 /// A restore or a reset whose workspace folders could not follow it (a file where the trash

@@ -874,6 +874,12 @@ fn leftovers_of_interrupted_operations_are_reported_once_old_and_removed_by_a_re
             .set_modified(old)
             .unwrap();
     }
+    // One a running operation holds (flock) is no leftover, however old.
+    let held = tmp.path().join(".rk-tmp-Held01");
+    std::fs::write(&held, b"a restore still running").unwrap();
+    let lock = std::fs::File::open(&held).unwrap();
+    lock.set_modified(old).unwrap();
+    lock.lock().unwrap();
     let report = rk.check(false).unwrap();
     assert!(!report.ok);
     assert_eq!(
@@ -890,5 +896,10 @@ fn leftovers_of_interrupted_operations_are_reported_once_old_and_removed_by_a_re
     assert!(report.ok, "{report:?}");
     assert_eq!(report.repaired.len(), 3, "{report:?}");
     assert!(!file.exists() && !folder.exists() && !staging.exists());
+    assert!(held.exists());
     assert!(rk.check(false).unwrap().ok);
+    drop(lock);
+    assert!(!rk.check(false).unwrap().ok);
+    assert_eq!(rk.check(true).unwrap().repaired.len(), 1);
+    assert!(!held.exists());
 }

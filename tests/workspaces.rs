@@ -642,6 +642,42 @@ fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
     assert!(!stale_piece.exists());
 }
 
+/// Temp folders (and files) a write or an import killed part way left in a user's folder or
+/// gallery: `check` names them, `check --repair` removes them; the user's files stay.
+#[test]
+fn check_names_and_repair_removes_temp_entries_in_a_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.save_piece(1, b"{}").unwrap();
+    let gallery = tmp.path().join("users/1/gallery");
+    let folder = gallery.join(".rk-tmp-import1");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("piece_000002.json"), b"{}").unwrap();
+    let file = tmp.path().join("users/1/.rk-tmp-doc");
+    std::fs::write(&file, b"{half").unwrap();
+    let problems = ws.check(false, Timestamp(0)).unwrap();
+    let texts: Vec<&str> = problems.iter().map(|p| p.problem.as_str()).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains(".rk-tmp-import1 is a temp folder")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().all(|t| t.contains("--repair")), "{texts:?}");
+    assert!(folder.exists() && file.exists());
+    let fixed = ws.check(true, Timestamp(0)).unwrap();
+    assert_eq!(fixed.len(), 2, "{fixed:?}");
+    assert!(
+        fixed
+            .iter()
+            .all(|p| p.problem.starts_with("fixed: removed"))
+    );
+    assert!(!folder.exists() && !file.exists());
+    assert!(ws.check(false, Timestamp(0)).unwrap().is_empty());
+    assert_eq!(ws.list_pieces(1).unwrap().len(), 1);
+}
+
 /// Owners that change after their first `n` answers: what a deletion (or a restore) that
 /// commits while a call makes or waits for a folder looks like to that call.
 fn owners_changing_after(n: usize, then: Option<FolderOwner>) -> Owners {

@@ -263,10 +263,45 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
 }
 
 /// What [`admit`] lets through: the hash to check, and the lock this attempt set when it
-/// reached the threshold (announced if the password is wrong).
+/// reached the threshold (announced if the password is wrong). Once the password matched
+/// (see [`verify_user`]), the caller ends the attempt with [`settle_right`].
 struct Admitted {
     hash: String,
     locks_until: Option<Timestamp>,
+}
+
+/// Ends, inside `tx`, an attempt on `id` whose password matched `right.hash`: clears the
+/// failure count this attempt added (and the lock it may have set), and gives back the user
+/// and credential to store. When the account was disabled or its password changed while the
+/// hash ran, the attempt fails instead (`None`): it is audited, and a lock it set that is
+/// still in force is announced, as for a wrong password.
+fn settle_right(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    id: u64,
+    right: &Admitted,
+) -> Result<Option<(User, Credential)>> {
+    let (Some(u), Some(mut c)) = (
+        tx.table::<User>().get(&id)?,
+        tx.table::<Credential>().get(&id)?,
+    ) else {
+        return Ok(None);
+    };
+    if u.is_active && c.password_hash == right.hash {
+        c.passed();
+        return Ok(Some((u, c)));
+    }
+    let outcome = if u.is_active { "changed" } else { "disabled" };
+    audit::record(tx, now, login_event(id, "login_failed", outcome))?;
+    if let Some(until) = right.locks_until
+        && c.locked_until == Some(until)
+    {
+        tracing::warn!(user = id, "account locked after repeated failed logins");
+        let mut e = login_event(id, "account_locked", "locked");
+        e.detail = format!("until {until}");
+        audit::record(tx, now, e)?;
+    }
+    Ok(None)
 }
 
 fn audit_failure(
@@ -288,8 +323,9 @@ fn audit_failure(
     })
 }
 
-/// Verifies `password` for `user` under the lockout rules. Returns the hash it matched.
-fn verify_user(acc: &Accounts, user: &User, cred: &Credential, password: &str) -> Result<String> {
+/// Verifies `password` for `user` under the lockout rules. Returns the hash it matched and
+/// the lock the attempt set, for [`settle_right`] to end the attempt with.
+fn verify_user(acc: &Accounts, user: &User, cred: &Credential, password: &str) -> Result<Admitted> {
     let now = acc.now();
     if !user.is_active {
         // Same work as a real check, and nothing counted: the account cannot log in anyway.
@@ -305,7 +341,21 @@ fn verify_user(acc: &Accounts, user: &User, cred: &Credential, password: &str) -
         audit_failure(acc, user.id, now, "denied", admitted.locks_until)?;
         return Err(Error::Unauthorized);
     }
-    Ok(admitted.hash)
+    Ok(admitted)
+}
+
+/// [`settle_right`] in a write of its own (an attempt that records no login).
+fn settle_right_alone(acc: &Accounts, id: u64, right: &Admitted) -> Result<()> {
+    let now = acc.now();
+    acc.store.write_with(Durability::None, |tx| {
+        Ok(match settle_right(tx, now, id, right)? {
+            Some((_, c)) => {
+                tx.table::<Credential>().update(&c)?;
+                Ok(())
+            }
+            None => Err(Error::Unauthorized),
+        })
+    })?
 }
 
 /// Verifies an email or username and a password under the lockout rules and, on success,
@@ -321,31 +371,25 @@ pub(crate) fn verify_login<T: Send>(
         acc.passwords.burn();
         return Err(Error::Unauthorized);
     };
-    let hash = verify_user(acc, &user, &cred, password)?;
-    let rehash = if acc.passwords.needs_rehash(&hash) {
+    let right = verify_user(acc, &user, &cred, password)?;
+    let rehash = if acc.passwords.needs_rehash(&right.hash) {
         Some(acc.passwords.hash(password)?)
     } else {
         None
     };
     let now = acc.now();
     acc.store.write(|tx| {
-        let users = tx.table::<User>();
-        let creds = tx.table::<Credential>();
-        let (Some(mut u), Some(mut c)) = (users.get(&user.id)?, creds.get(&user.id)?) else {
+        // The password or the account changed while the hash ran: a failure.
+        let Some((mut u, mut c)) = settle_right(tx, now, user.id, &right)? else {
             return Ok(Err(Error::Unauthorized));
         };
-        // The password or the account changed while the hash ran.
-        if !u.is_active || c.password_hash != hash {
-            return Ok(Err(Error::Unauthorized));
-        }
-        c.passed();
         if let Some(h) = &rehash {
             // A new hash of the same password: the stamp stays, so no session is logged out.
             c.password_hash = h.clone();
         }
-        creds.update(&c)?;
+        tx.table::<Credential>().update(&c)?;
         u.last_login_at = Some(now);
-        users.update(&u)?;
+        tx.table::<User>().update(&u)?;
         let mut e = login_event(u.id, "login_ok", "ok");
         e.actor = Some(u.id);
         audit::record(tx, now, e)?;
@@ -404,19 +448,8 @@ pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<
     };
     // Under the lockout rules, as a login: a route that asks for the password again must not
     // be a way around them.
-    let hash = verify_user(acc, &user, &cred, password)?;
-    acc.store.write_with(Durability::None, |tx| {
-        let creds = tx.table::<Credential>();
-        match creds.get(&id)? {
-            // The password changed while the hash ran: the one given is no longer right.
-            Some(c) if c.password_hash != hash => Err(Error::Unauthorized),
-            Some(mut c) => {
-                c.passed();
-                creds.update(&c)
-            }
-            None => Err(Error::Unauthorized),
-        }
-    })
+    let right = verify_user(acc, &user, &cred, password)?;
+    settle_right_alone(acc, id, &right)
 }
 
 /// Stores a new password hash: clears `must_change_password` and the lockout, changes the
@@ -479,10 +512,12 @@ fn change_password_checked(
     let cred = acc
         .read(|tx| tx.table::<Credential>().get(&user.id))?
         .ok_or(Error::Unauthorized)?;
-    verify_user(acc, user, &cred, current)?;
+    let right = verify_user(acc, user, &cred, current)?;
     // Checked once the current one is known right: a "change" to the same password would
     // keep a generated one (printed once, maybe still in a terminal's scrollback) for good.
+    // The right password still ends the attempt, clearing the failure it was counted as.
     if new == current {
+        settle_right_alone(acc, user.id, &right)?;
         return Err(Error::invalid(
             "password",
             "the new password is the current one; choose a different one",
@@ -1066,5 +1101,74 @@ mod tests {
             ]
         );
         assert!(user.current_org_id.is_some());
+    }
+
+    /// An attempt at the lockout threshold whose password matched, while the account was
+    /// disabled (or its password changed) during the hash: the attempt fails; the lock it
+    /// set stands and is announced, unless the password change lifted it.
+    #[test]
+    fn a_right_password_whose_account_changed_during_the_hash_fails_and_announces_its_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rk = Redkeep::open(
+            tmp.path(),
+            Options::default().password(PasswordParams::INSECURE_FAST),
+        )
+        .unwrap();
+        let pw = "a right password 1";
+        let mut ids = Vec::new();
+        for email in ["a@example.com", "b@example.com"] {
+            let id = rk
+                .users()
+                .create(NewUser {
+                    email: email.into(),
+                    name: None,
+                    username: None,
+                    password: Some(pw.into()),
+                    is_admin: false,
+                    invite: None,
+                })
+                .unwrap()
+                .user
+                .id;
+            for _ in 0..9 {
+                assert!(rk.users().check_password(id, "wrong").is_err());
+            }
+            ids.push(id);
+        }
+        let events = |id: u64, action: &str| {
+            rk.audit()
+                .list(Some(id), None, usize::MAX)
+                .unwrap()
+                .iter()
+                .filter(|e| e.action == action)
+                .count()
+        };
+        let users = rk.users();
+        let acc = users.acc;
+
+        // Disabled while the hash ran.
+        let right = super::admit(acc, ids[0], acc.now()).unwrap().unwrap();
+        assert!(right.locks_until.is_some());
+        rk.users().disable(ids[0]).unwrap();
+        assert!(matches!(
+            super::settle_right_alone(acc, ids[0], &right),
+            Err(crate::Error::Unauthorized)
+        ));
+        assert_eq!(events(ids[0], "account_locked"), 1);
+        assert!(rk.users().lockout(ids[0]).unwrap().locked_until.is_some());
+
+        // Its password changed while the hash ran: that lifted the lock; nothing to announce.
+        let right = super::admit(acc, ids[1], acc.now()).unwrap().unwrap();
+        assert!(right.locks_until.is_some());
+        rk.users()
+            .set_password(ids[1], "another password 2")
+            .unwrap();
+        assert!(matches!(
+            super::settle_right_alone(acc, ids[1], &right),
+            Err(crate::Error::Unauthorized)
+        ));
+        assert_eq!(events(ids[1], "account_locked"), 0);
+        assert_eq!(events(ids[1], "login_failed"), 10);
+        assert!(rk.users().lockout(ids[1]).unwrap().locked_until.is_none());
     }
 }

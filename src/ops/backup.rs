@@ -53,6 +53,15 @@ pub struct BackupReport {
     pub not_kept: Vec<PathBuf>,
     /// The check of the store snapshot.
     pub check: CheckReport,
+    /// Temp files and folders of interrupted backups (killed part way) found beside the
+    /// backup and removed: an hour old or more, and held by no running operation. They hold
+    /// copies of the store.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leftovers_removed: Vec<PathBuf>,
+    /// Such temp entries left in place: younger than an hour, in use by an operation still
+    /// running, or failing to go.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leftovers_kept: Vec<PathBuf>,
 }
 
 fn header(size: u64, mtime: i64) -> tar::Header {
@@ -119,12 +128,17 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     }
     let now = rk.now();
     let schema_version = rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
+    // A backup killed part way leaves its staging folder (a copy of the store) and its
+    // unfinished archive here: the next backup to this folder takes them away.
+    let (removed, kept) = fsutil::remove_leftovers(parent, fsutil::LEFTOVER_AGE_SECS);
     let staging = fsutil::private_temp_dir_in(Some(parent), "a staging folder for the backup")?;
+    let _staging_held = fsutil::mark_in_use(staging.path())?;
     let snapshot = staging.path().join(STORE_FILE);
     rk.store().copy_to(&snapshot)?;
     let check = check_in_place(&snapshot)?;
 
     let archive = fsutil::temp_sibling(dest)?;
+    let _archive_held = fsutil::mark_in_use(archive.path())?;
     let mut tar = tar::Builder::new(
         archive
             .as_file()
@@ -178,6 +192,8 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         files,
         not_kept,
         check,
+        leftovers_removed: removed.into_iter().map(|l| l.path).collect(),
+        leftovers_kept: kept.into_iter().map(|l| l.path).collect(),
     })
 }
 
@@ -455,6 +471,7 @@ pub fn restore_store_with_folders(
         _ => None,
     };
     let staging = fsutil::private_temp_dir_in(Some(data_dir), "a staging folder for the restore")?;
+    let _staging_held = fsutil::mark_in_use(staging.path())?;
     let staged_db = staging.path().join(STORE_FILE);
     if archive {
         unpack(backup, staging.path())?;
@@ -575,7 +592,8 @@ fn restore_folders(
             })
             .count() as u64
     });
-    let safety = folders_of(data_dir)?.trash_all(now)?;
+    // Kept even when empty: the undo line names it, and putting it back leaves no folders.
+    let safety = folders_of(data_dir)?.trash_all_keeping(now, true)?;
     let users = data_dir.join(WORKSPACES_DIR).join("users");
     fs::remove_dir(&users).map_err(|e| Error::io(format!("replacing {}", users.display()), e))?;
     fsutil::rename_replace(staged_users, &users)?;

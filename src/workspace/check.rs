@@ -2,6 +2,8 @@
 //! `piece_count` matches the gallery; with repair, foreign folders go to the trash, counts are
 //! fixed and a corrupt `workspace.json` is moved aside for a fresh one.
 
+use std::fs;
+
 use serde::Serialize;
 
 use super::doc::WorkspaceDoc;
@@ -102,6 +104,37 @@ impl Workspaces {
             return Ok(Vec::new());
         };
         let mut found = Vec::new();
+        // Temp files and folders of a write or an import killed part way. Every writer holds
+        // the folder's lock, so under it whatever is there is a leftover, young or old.
+        for dir in [folder.dir.clone(), folder.dir.join(GALLERY_DIR)] {
+            for left in fsutil::leftovers(&dir) {
+                let path = &left.path;
+                let kind = if left.is_dir { "folder" } else { "file" };
+                if repair {
+                    let removed = if left.is_dir {
+                        fs::remove_dir_all(path)
+                    } else {
+                        fs::remove_file(path)
+                    };
+                    found.push(match removed {
+                        Ok(()) => format!(
+                            "fixed: removed {}, a temp {kind} of an interrupted write",
+                            path.display()
+                        ),
+                        Err(e) => format!(
+                            "{} is a temp {kind} of an interrupted write; removing it failed: {e}",
+                            path.display()
+                        ),
+                    });
+                } else {
+                    found.push(format!(
+                        "{} is a temp {kind} of an interrupted write; `redkeep check --repair` \
+                         removes it",
+                        path.display()
+                    ));
+                }
+            }
+        }
         let numbers = gallery_numbers(&folder.dir)?;
         for &n in &numbers.others {
             let name = piece_file_name(n);

@@ -1429,6 +1429,17 @@ impl Workspaces {
     /// # Errors
     /// `Io` when they cannot be moved.
     pub fn trash_all(&self, now: Timestamp) -> Result<Option<PathBuf>> {
+        self.trash_all_keeping(now, false)
+    }
+
+    /// [`Workspaces::trash_all`], with `keep_empty`: an empty `reset-<time>` entry is made
+    /// even when there were no folders, so that a restore can name the entry that undoes it
+    /// (putting it back leaves no folders, as there were none).
+    pub(crate) fn trash_all_keeping(
+        &self,
+        now: Timestamp,
+        keep_empty: bool,
+    ) -> Result<Option<PathBuf>> {
         self.writable()?;
         self.forget(None);
         self.lock_files.forget(None);
@@ -1436,7 +1447,7 @@ impl Workspaces {
         let empty = fs::read_dir(&users)
             .map(|mut d| d.next().is_none())
             .unwrap_or(true);
-        if empty {
+        if empty && !(keep_empty && fsutil::real_dir(&users).is_ok_and(|d| d.is_some())) {
             return Ok(None);
         }
         let to = fsutil::move_to_trash(&users, &self.trash_dir(), &format!("reset-{}", now.0))?;

@@ -146,6 +146,27 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
             crate::top::first_few(&shown, 3)
         ));
     }
+    if !report.leftovers_removed.is_empty() {
+        let shown: Vec<_> = report
+            .leftovers_removed
+            .iter()
+            .map(|p| p.display())
+            .collect();
+        lines.push(format!(
+            "removed {} leftover(s) of interrupted backups beside it ({})",
+            report.leftovers_removed.len(),
+            crate::top::first_few(&shown, 3)
+        ));
+    }
+    if !report.leftovers_kept.is_empty() {
+        let shown: Vec<_> = report.leftovers_kept.iter().map(|p| p.display()).collect();
+        lines.push(format!(
+            "left {} temp entr(ies) beside it ({}): under an hour old or in use; if no backup \
+             or restore runs, delete them (they may hold a copy of the store)",
+            report.leftovers_kept.len(),
+            crate::top::first_few(&shown, 3)
+        ));
+    }
     lines.push(
         if report.check.ok && report.schema_version != crate::SCHEMA_VERSION {
             // Only the file's pages were checked: the records are of another schema.
@@ -471,10 +492,15 @@ pub fn restore_store_with_folders(
         lines.push(format!("the previous store is kept at {}", s.display()));
     }
     if let Some(s) = &r.folders_safety {
-        lines.push(format!(
-            "the previous workspace folders are kept at {}",
-            s.display()
-        ));
+        let none_before = std::fs::read_dir(s).is_ok_and(|mut d| d.next().is_none());
+        lines.push(if none_before {
+            format!(
+                "there were no workspace folders before; the empty trash entry {} stands for them",
+                s.display()
+            )
+        } else {
+            format!("the previous workspace folders are kept at {}", s.display())
+        });
     }
     match (&r.safety_copy, &r.folders_safety, r.folders) {
         (Some(store), Some(folders), _) => lines.push(crate::handle::undo_command(

@@ -62,7 +62,7 @@ fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
     for left in &found {
         let age = now.saturating_sub(left.modified).max(0);
         let kind = if left.is_dir { "folder" } else { "file" };
-        lines.push(if age >= 3600 {
+        lines.push(if age >= crate::fsutil::LEFTOVER_AGE_SECS {
             format!(
                 "leftover temp {kind} {} (changed {} ago): an interrupted operation's; `redkeep check --repair` removes it",
                 left.path.display(),
