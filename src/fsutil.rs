@@ -33,53 +33,72 @@ pub struct Leftover {
 /// younger one may belong to an operation under way that holds no lock on it.
 pub const LEFTOVER_AGE_SECS: i64 = 3600;
 
-/// An exclusive advisory lock (flock) on a temp file or folder, held while alive: it marks
-/// the entry as in use by an operation still running, so [`in_use`] is true and cleaners
-/// of leftovers pass it by, however old it looks.
-#[derive(Debug)]
-pub struct InUse(#[allow(dead_code)] File);
-
-/// Marks `path` (a temp file or folder this process made) as in use until the guard drops.
-///
-/// # Errors
-/// `Io` when it cannot be opened or locked.
-pub fn mark_in_use(path: &Path) -> Result<InUse> {
-    let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        .map_err(|e| Error::io(format!("locking {}", path.display()), e.into()))?;
-    Ok(InUse(file))
+/// Takes an exclusive advisory lock (flock) on `file`, a temp file or folder this process
+/// made, for as long as it stays open: the entry is then [`in_use`], and cleaners of
+/// leftovers pass it by however old it looks. Best effort: where the file system cannot lock
+/// (a folder on NFS, say), the entry is left to the age rule ([`LEFTOVER_AGE_SECS`]).
+fn hold(file: &File, path: &Path) {
+    if let Err(e) = rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        tracing::debug!(path = %path.display(), error = %e, "temp entry not locked");
+    }
 }
 
-/// Whether a running operation holds `path` ([`mark_in_use`]). An entry that cannot be
-/// opened counts as in use: a cleaner leaves what it cannot tell.
+/// Whether a running operation holds the temp entry `path` (see [`private_temp_in`] and
+/// [`private_temp_dir_in`]). Only a regular file or a real folder can be held: a symlink
+/// (never followed), a FIFO or a device is not, and is never opened.
 pub fn in_use(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else {
-        return true;
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return false;
     };
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+    if !(meta.is_file() || meta.is_dir()) {
+        return false;
+    }
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path);
+    match opened {
+        // Unreadable (another user's, say): a cleaner leaves what it cannot tell.
+        Err(_) => true,
+        Ok(file) => {
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+        }
+    }
+}
+
+/// What [`remove_leftovers`] did with the leftovers of a folder.
+#[derive(Debug, Default)]
+pub struct Tidied {
+    /// Removed: old enough and held by no running operation.
+    pub removed: Vec<Leftover>,
+    /// Left: younger than the age asked for, or held by a running operation.
+    pub young_or_held: Vec<Leftover>,
+    /// Old enough and not held, but removing it failed (with why).
+    pub failed: Vec<(Leftover, String)>,
 }
 
 /// Removes the leftovers in `dir` ([`leftovers`]) that are at least `min_age_secs` old (by
-/// the system clock, which stamped them) and not [`in_use`]; returns what it removed and
-/// what it left (younger, in use, or failing to go).
-pub fn remove_leftovers(dir: &Path, min_age_secs: i64) -> (Vec<Leftover>, Vec<Leftover>) {
+/// the system clock, which stamped them) and not [`in_use`]. A symlink is removed, never
+/// followed.
+pub fn remove_leftovers(dir: &Path, min_age_secs: i64) -> Tidied {
     let now = crate::clock::unix_now();
-    let (mut removed, mut left) = (Vec::new(), Vec::new());
+    let mut out = Tidied::default();
     for entry in leftovers(dir) {
-        let stale = now.saturating_sub(entry.modified) >= min_age_secs && !in_use(&entry.path);
-        let gone = stale
-            && if entry.is_dir {
-                fs::remove_dir_all(&entry.path).is_ok()
-            } else {
-                fs::remove_file(&entry.path).is_ok()
-            };
-        if gone {
-            removed.push(entry);
+        if now.saturating_sub(entry.modified) < min_age_secs || in_use(&entry.path) {
+            out.young_or_held.push(entry);
+            continue;
+        }
+        let removed = if entry.is_dir {
+            fs::remove_dir_all(&entry.path)
         } else {
-            left.push(entry);
+            fs::remove_file(&entry.path)
+        };
+        match removed {
+            Ok(()) => out.removed.push(entry),
+            Err(e) => out.failed.push((entry, e.to_string())),
         }
     }
-    (removed, left)
+    out
 }
 
 /// Entries of `dir` named as redkeep's temp files ([`TEMP_PREFIX`]), in name order; none when
@@ -256,17 +275,53 @@ pub fn private_temp_in(dir: &Path) -> Result<NamedTempFile> {
     Ok(tmp)
 }
 
+/// [`temp_sibling`], held ([`in_use`]) while open: for a long write of redkeep's own (an
+/// archive, an export), never for a file a store opens (redb locks its file itself).
+///
+/// # Errors
+/// As [`temp_sibling`].
+pub fn held_temp_sibling(target: &Path) -> Result<NamedTempFile> {
+    let tmp = temp_sibling(target)?;
+    hold(tmp.as_file(), tmp.path());
+    Ok(tmp)
+}
+
+/// A temp folder of redkeep's, removed when dropped (unless kept), and held ([`in_use`])
+/// while alive.
+#[derive(Debug)]
+pub struct TempDir {
+    dir: tempfile::TempDir,
+    _held: Option<File>,
+}
+
+impl TempDir {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Keeps the folder (no longer removed, nor held) and gives its path.
+    pub fn keep(self) -> std::path::PathBuf {
+        self.dir.keep()
+    }
+}
+
 /// A new temp folder, created with mode 0700 (the umask can only narrow it), in `dir`, or in
 /// the system's temp folder when `dir` is `None`. `what` says what it is for, in errors.
-pub fn private_temp_dir_in(dir: Option<&Path>, what: &str) -> Result<tempfile::TempDir> {
+pub fn private_temp_dir_in(dir: Option<&Path>, what: &str) -> Result<TempDir> {
     let mut b = tempfile::Builder::new();
     b.prefix(TEMP_PREFIX)
         .permissions(fs::Permissions::from_mode(0o700));
-    match dir {
+    let dir = match dir {
         Some(d) => b.tempdir_in(d),
         None => b.tempdir(),
     }
-    .map_err(|e| Error::io(format!("creating {what}"), e))
+    .map_err(|e| Error::io(format!("creating {what}"), e))?;
+    let held = File::open(dir.path()).ok();
+    if let Some(f) = &held {
+        hold(f, dir.path());
+    }
+    Ok(TempDir { dir, _held: held })
 }
 
 /// Flushes `tmp` to disk, renames it over `target` and fsyncs the directory. On error the

@@ -565,15 +565,34 @@ fn a_backup_removes_what_a_killed_backup_left_beside_it() {
     let mine = out_dir.join("keep-me.txt");
     std::fs::write(&mine, b"not redkeep's").unwrap();
     aged(&mine);
+    // A FIFO and a dangling symlink under the temp prefix (planted, say): removed, never
+    // opened or followed (opening the FIFO would hang the backup).
+    let fifo = out_dir.join(".rk-tmp-Fifo01");
+    let link = out_dir.join(".rk-tmp-Link01");
+    std::os::unix::fs::symlink(cli.dir.path().join("nowhere"), &link).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for p in [&fifo, &link] {
+        let touched = std::process::Command::new("touch")
+            .args(["-h", "-d", "2 hours ago"])
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
 
     let target = out_dir.join("b.tar");
     let (out, _) = cli.expect(&["backup", target.to_str().unwrap()], None, 0);
     assert!(
-        out.contains("removed 2 leftover(s) of interrupted backups"),
+        out.contains("removed 4 redkeep temp entr(ies) an interrupted operation left"),
         "{out}"
     );
-    assert!(out.contains("left 2 temp entr(ies)"), "{out}");
+    assert!(out.contains("left 2 redkeep temp entr(ies)"), "{out}");
     assert!(!staging.exists() && !archive.exists(), "{out}");
+    assert!(fifo.symlink_metadata().is_err() && link.symlink_metadata().is_err());
     assert!(held.exists() && young.exists() && mine.exists() && target.is_file());
     // Its own temp entries are gone too: only what was there, and the backup.
     let mut names: Vec<String> = std::fs::read_dir(&out_dir)
@@ -974,7 +993,7 @@ fn a_restore_over_no_folders_is_undone_too() {
 
     let (out, _) = cli.expect(&["restore", backup.to_str().unwrap(), "--force"], None, 0);
     assert!(
-        out.contains("there were no workspace folders before"),
+        out.contains("there were no workspace folders before; the undo below puts back"),
         "{out}"
     );
     let undo = out
@@ -999,6 +1018,15 @@ fn a_restore_over_no_folders_is_undone_too() {
     assert_eq!(std::fs::read_dir(&users).unwrap().count(), 0);
     let trash = cli.json(&["workspace", "trash"], None);
     assert_eq!(trash.as_array().map(Vec::len), Some(1), "{trash}");
+
+    // Into a fresh data dir there is nothing to undo: no undo line, no empty entry.
+    let fresh = Cli::new();
+    let (out, _) = fresh.expect(&["restore", backup.to_str().unwrap()], None, 0);
+    assert!(
+        !out.contains("to undo") && !out.contains("no workspace folders before"),
+        "{out}"
+    );
+    assert_eq!(fresh.json(&["workspace", "trash"], None), json!([]));
 }
 
 /// A restore or a reset whose workspace folders could not follow it (a file where the trash

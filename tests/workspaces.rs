@@ -676,6 +676,16 @@ fn check_names_and_repair_removes_temp_entries_in_a_folder() {
     assert!(!folder.exists() && !file.exists());
     assert!(ws.check(false, Timestamp(0)).unwrap().is_empty());
     assert_eq!(ws.list_pieces(1).unwrap().len(), 1);
+
+    // A gallery that is a symlink is never followed: what it points at stays.
+    let elsewhere = tmp.path().join("elsewhere");
+    let theirs = elsewhere.join(".rk-tmp-theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    ws.update(2, |_| Ok(())).unwrap();
+    let _ = std::fs::remove_dir(tmp.path().join("users/2/gallery"));
+    std::os::unix::fs::symlink(&elsewhere, tmp.path().join("users/2/gallery")).unwrap();
+    let _ = ws.check(true, Timestamp(0));
+    assert!(theirs.exists());
 }
 
 /// Owners that change after their first `n` answers: what a deletion (or a restore) that

@@ -247,6 +247,7 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
                 creds.update(&c)?;
                 Ok(Some(Admitted {
                     hash: c.password_hash,
+                    stamp: c.stamp,
                     locks_until: locks.then(|| c.locked_until.unwrap_or(now)),
                 }))
             }
@@ -262,19 +263,25 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
     })
 }
 
-/// What [`admit`] lets through: the hash to check, and the lock this attempt set when it
-/// reached the threshold (announced if the password is wrong). Once the password matched
-/// (see [`verify_user`]), the caller ends the attempt with [`settle_right`].
+/// What [`admit`] lets through: the hash to check, the credential's stamp then, and the
+/// lock this attempt set when it reached the threshold (announced if the password is wrong).
+/// Once the password matched (see [`verify_user`]), the caller ends the attempt with
+/// [`settle_right`].
 struct Admitted {
     hash: String,
+    stamp: [u8; 16],
     locks_until: Option<Timestamp>,
 }
 
-/// Ends, inside `tx`, an attempt on `id` whose password matched `right.hash`: clears the
-/// failure count this attempt added (and the lock it may have set), and gives back the user
-/// and credential to store. When the account was disabled or its password changed while the
-/// hash ran, the attempt fails instead (`None`): it is audited, and a lock it set that is
-/// still in force is announced, as for a wrong password.
+/// Ends, inside `tx`, an attempt on `id` whose password matched `right.hash`: takes back the
+/// failure it was counted as (and the lock it may have set), as a right password does, and
+/// gives back the user and credential to store (`None`: the attempt fails, audited).
+///
+/// - The password changed while the hash ran: the one given is no longer right. (A rehash
+///   of the same password changes the hash but keeps the stamp; a disable or "revoke all"
+///   renews the stamp but keeps the hash; a change renews both.)
+/// - The account was disabled meanwhile: it fails as for a disabled account, whose attempts
+///   count nothing; the counters are stored cleared.
 fn settle_right(
     tx: &WriteTx<'_>,
     now: Timestamp,
@@ -287,20 +294,16 @@ fn settle_right(
     ) else {
         return Ok(None);
     };
-    if u.is_active && c.password_hash == right.hash {
-        c.passed();
+    if c.password_hash != right.hash && c.stamp != right.stamp {
+        audit::record(tx, now, login_event(id, "login_failed", "changed"))?;
+        return Ok(None);
+    }
+    c.passed();
+    if u.is_active {
         return Ok(Some((u, c)));
     }
-    let outcome = if u.is_active { "changed" } else { "disabled" };
-    audit::record(tx, now, login_event(id, "login_failed", outcome))?;
-    if let Some(until) = right.locks_until
-        && c.locked_until == Some(until)
-    {
-        tracing::warn!(user = id, "account locked after repeated failed logins");
-        let mut e = login_event(id, "account_locked", "locked");
-        e.detail = format!("until {until}");
-        audit::record(tx, now, e)?;
-    }
+    tx.table::<Credential>().update(&c)?;
+    audit::record(tx, now, login_event(id, "login_failed", "disabled"))?;
     Ok(None)
 }
 
@@ -523,7 +526,27 @@ fn change_password_checked(
             "the new password is the current one; choose a different one",
         ));
     }
-    set_password(acc, user.id, new, keep)
+    store_if_settled(acc, user.id, &right, new, keep)
+}
+
+/// Stores `new` as the password of `id`, in the write that ends the attempt `right` whose
+/// current password matched ([`settle_right`]): a change or a disable made while the hash ran
+/// is not overwritten by someone holding the old password.
+fn store_if_settled(
+    acc: &Accounts,
+    id: u64,
+    right: &Admitted,
+    new: &str,
+    keep: Option<TokenHash>,
+) -> Result<User> {
+    let hash = acc.passwords.hash(new)?;
+    let now = acc.now();
+    acc.store.write(|tx| {
+        if settle_right(tx, now, id, right)?.is_none() {
+            return Ok(Err(Error::Unauthorized));
+        }
+        store_password(tx, now, id, &hash, keep).map(Ok)
+    })?
 }
 
 /// Changes the password of a session's user after checking the current one (under the
@@ -1103,11 +1126,13 @@ mod tests {
         assert!(user.current_org_id.is_some());
     }
 
-    /// An attempt at the lockout threshold whose password matched, while the account was
-    /// disabled (or its password changed) during the hash: the attempt fails; the lock it
-    /// set stands and is announced, unless the password change lifted it.
+    /// An attempt at the lockout threshold whose password matched while the account changed
+    /// during the hash. Disabled: the attempt fails and leaves no lock (a disabled account's
+    /// attempts count nothing). Password changed: it fails. Rehashed (same password, same
+    /// stamp): it passes. A password change after such a hash stores nothing.
     #[test]
-    fn a_right_password_whose_account_changed_during_the_hash_fails_and_announces_its_lock() {
+    fn a_right_password_whose_account_changed_during_the_hash() {
+        use super::{Credential, User};
         let tmp = tempfile::tempdir().unwrap();
         let rk = Redkeep::open(
             tmp.path(),
@@ -1116,7 +1141,7 @@ mod tests {
         .unwrap();
         let pw = "a right password 1";
         let mut ids = Vec::new();
-        for email in ["a@example.com", "b@example.com"] {
+        for email in ["a@example.com", "b@example.com", "c@example.com"] {
             let id = rk
                 .users()
                 .create(NewUser {
@@ -1135,40 +1160,67 @@ mod tests {
             }
             ids.push(id);
         }
-        let events = |id: u64, action: &str| {
+        let events = |id: u64, action: &str, outcome: &str| {
             rk.audit()
                 .list(Some(id), None, usize::MAX)
                 .unwrap()
                 .iter()
-                .filter(|e| e.action == action)
+                .filter(|e| e.action == action && e.outcome == outcome)
                 .count()
         };
         let users = rk.users();
         let acc = users.acc;
+        let credential = |id: u64| {
+            acc.read(|tx| tx.table::<Credential>().get(&id))
+                .unwrap()
+                .unwrap()
+        };
+        let unauthorized = |r: crate::Result<()>| matches!(r, Err(crate::Error::Unauthorized));
 
-        // Disabled while the hash ran.
+        // Disabled while the hash ran: fails, and the lock it set is taken back.
         let right = super::admit(acc, ids[0], acc.now()).unwrap().unwrap();
         assert!(right.locks_until.is_some());
         rk.users().disable(ids[0]).unwrap();
+        assert!(unauthorized(super::settle_right_alone(acc, ids[0], &right)));
+        assert_eq!(events(ids[0], "login_failed", "disabled"), 1);
+        assert_eq!(events(ids[0], "account_locked", "locked"), 0);
+        let lockout = rk.users().lockout(ids[0]).unwrap();
+        assert!(lockout.locked_until.is_none() && lockout.failed_logins == 0);
+        // Nor does a password change through it store anything.
+        let right = super::admit(acc, ids[0], acc.now()).unwrap().unwrap();
+        let before = credential(ids[0]);
         assert!(matches!(
-            super::settle_right_alone(acc, ids[0], &right),
+            super::store_if_settled(acc, ids[0], &right, "a new password 3", None),
             Err(crate::Error::Unauthorized)
         ));
-        assert_eq!(events(ids[0], "account_locked"), 1);
-        assert!(rk.users().lockout(ids[0]).unwrap().locked_until.is_some());
+        assert_eq!(credential(ids[0]).password_hash, before.password_hash);
 
-        // Its password changed while the hash ran: that lifted the lock; nothing to announce.
+        // Its password changed while the hash ran: fails.
         let right = super::admit(acc, ids[1], acc.now()).unwrap().unwrap();
-        assert!(right.locks_until.is_some());
         rk.users()
             .set_password(ids[1], "another password 2")
             .unwrap();
-        assert!(matches!(
-            super::settle_right_alone(acc, ids[1], &right),
-            Err(crate::Error::Unauthorized)
-        ));
-        assert_eq!(events(ids[1], "account_locked"), 0);
-        assert_eq!(events(ids[1], "login_failed"), 10);
-        assert!(rk.users().lockout(ids[1]).unwrap().locked_until.is_none());
+        assert!(unauthorized(super::settle_right_alone(acc, ids[1], &right)));
+        assert_eq!(events(ids[1], "login_failed", "changed"), 1);
+
+        // Rehashed while the hash ran (same password, same stamp): passes.
+        let right = super::admit(acc, ids[2], acc.now()).unwrap().unwrap();
+        let rehash = acc.passwords.hash(pw).unwrap();
+        acc.store
+            .write(|tx| {
+                tx.table::<Credential>().modify(&ids[2], |c| {
+                    c.password_hash = rehash.clone();
+                    Ok(())
+                })
+            })
+            .unwrap();
+        super::settle_right_alone(acc, ids[2], &right).unwrap();
+        let lockout = rk.users().lockout(ids[2]).unwrap();
+        assert!(lockout.locked_until.is_none() && lockout.failed_logins == 0);
+        assert!(
+            acc.read(|tx| tx.table::<User>().get(&ids[2]))
+                .unwrap()
+                .is_some()
+        );
     }
 }

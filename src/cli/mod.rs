@@ -281,7 +281,10 @@ impl Sink {
                         ),
                     ));
                 }
-                Ok(Sink::File(crate::fsutil::temp_sibling(path)?, path.clone()))
+                Ok(Sink::File(
+                    crate::fsutil::held_temp_sibling(path)?,
+                    path.clone(),
+                ))
             }
             _ => Ok(Sink::Stdout(std::io::stdout().lock())),
         }

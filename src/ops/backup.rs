@@ -53,15 +53,18 @@ pub struct BackupReport {
     pub not_kept: Vec<PathBuf>,
     /// The check of the store snapshot.
     pub check: CheckReport,
-    /// Temp files and folders of interrupted backups (killed part way) found beside the
-    /// backup and removed: an hour old or more, and held by no running operation. They hold
-    /// copies of the store.
+    /// redkeep's temp files and folders found beside the backup (`.rk-tmp-*`: what a backup
+    /// killed part way leaves, a staging folder holding a copy of the store) and removed: an
+    /// hour old or more, and held by no running operation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub leftovers_removed: Vec<PathBuf>,
-    /// Such temp entries left in place: younger than an hour, in use by an operation still
-    /// running, or failing to go.
+    /// Such temp entries left in place: younger than an hour, or held by an operation still
+    /// running.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub leftovers_kept: Vec<PathBuf>,
+    /// Such temp entries old enough and not held, whose removal failed, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leftovers_failed: Vec<(PathBuf, String)>,
 }
 
 fn header(size: u64, mtime: i64) -> tar::Header {
@@ -130,15 +133,13 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     let schema_version = rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
     // A backup killed part way leaves its staging folder (a copy of the store) and its
     // unfinished archive here: the next backup to this folder takes them away.
-    let (removed, kept) = fsutil::remove_leftovers(parent, fsutil::LEFTOVER_AGE_SECS);
+    let tidied = fsutil::remove_leftovers(parent, fsutil::LEFTOVER_AGE_SECS);
     let staging = fsutil::private_temp_dir_in(Some(parent), "a staging folder for the backup")?;
-    let _staging_held = fsutil::mark_in_use(staging.path())?;
     let snapshot = staging.path().join(STORE_FILE);
     rk.store().copy_to(&snapshot)?;
     let check = check_in_place(&snapshot)?;
 
-    let archive = fsutil::temp_sibling(dest)?;
-    let _archive_held = fsutil::mark_in_use(archive.path())?;
+    let archive = fsutil::held_temp_sibling(dest)?;
     let mut tar = tar::Builder::new(
         archive
             .as_file()
@@ -192,8 +193,13 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         files,
         not_kept,
         check,
-        leftovers_removed: removed.into_iter().map(|l| l.path).collect(),
-        leftovers_kept: kept.into_iter().map(|l| l.path).collect(),
+        leftovers_removed: tidied.removed.into_iter().map(|l| l.path).collect(),
+        leftovers_kept: tidied.young_or_held.into_iter().map(|l| l.path).collect(),
+        leftovers_failed: tidied
+            .failed
+            .into_iter()
+            .map(|(l, why)| (l.path, why))
+            .collect(),
     })
 }
 
@@ -471,7 +477,6 @@ pub fn restore_store_with_folders(
         _ => None,
     };
     let staging = fsutil::private_temp_dir_in(Some(data_dir), "a staging folder for the restore")?;
-    let _staging_held = fsutil::mark_in_use(staging.path())?;
     let staged_db = staging.path().join(STORE_FILE);
     if archive {
         unpack(backup, staging.path())?;
@@ -517,12 +522,15 @@ pub fn restore_store_with_folders(
     let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
     // With the store in place: the folders, and the report.
     let finish = |safety_copy: Option<PathBuf>| {
+        // With a store replaced, an empty trash entry stands for "no folders" in the undo;
+        // without one, there is nothing to undo.
+        let undoable = safety_copy.is_some();
         let (folders, folders_safety) = if archive {
             let staged_users = staging.path().join(WORKSPACES_DIR).join("users");
             fsutil::create_private_dir(&staged_users)?;
-            restore_folders(data_dir, &staged_users, now)?
+            restore_folders(data_dir, &staged_users, now, undoable)?
         } else if let Some(entry) = &folders {
-            restore_folders(data_dir, entry, now)?
+            restore_folders(data_dir, entry, now, undoable)?
         } else {
             (None, None)
         };
@@ -581,6 +589,7 @@ fn restore_folders(
     data_dir: &Path,
     staged_users: &Path,
     now: Timestamp,
+    keep_empty: bool,
 ) -> Result<(Option<u64>, Option<PathBuf>)> {
     let count = fs::read_dir(staged_users).map_or(0, |d| {
         d.flatten()
@@ -592,8 +601,9 @@ fn restore_folders(
             })
             .count() as u64
     });
-    // Kept even when empty: the undo line names it, and putting it back leaves no folders.
-    let safety = folders_of(data_dir)?.trash_all_keeping(now, true)?;
+    // With `keep_empty`, kept even when empty: the undo line names it, and putting it back
+    // leaves no folders.
+    let safety = folders_of(data_dir)?.trash_all_keeping(now, keep_empty)?;
     let users = data_dir.join(WORKSPACES_DIR).join("users");
     fs::remove_dir(&users).map_err(|e| Error::io(format!("replacing {}", users.display()), e))?;
     fsutil::rename_replace(staged_users, &users)?;

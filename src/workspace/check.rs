@@ -107,6 +107,10 @@ impl Workspaces {
         // Temp files and folders of a write or an import killed part way. Every writer holds
         // the folder's lock, so under it whatever is there is a leftover, young or old.
         for dir in [folder.dir.clone(), folder.dir.join(GALLERY_DIR)] {
+            // A symlinked gallery is never followed (it is reported below).
+            if !fsutil::real_dir(&dir).is_ok_and(|d| d.is_some()) {
+                continue;
+            }
             for left in fsutil::leftovers(&dir) {
                 let path = &left.path;
                 let kind = if left.is_dir { "folder" } else { "file" };

@@ -153,7 +153,7 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
             .map(|p| p.display())
             .collect();
         lines.push(format!(
-            "removed {} leftover(s) of interrupted backups beside it ({})",
+            "removed {} redkeep temp entr(ies) an interrupted operation left beside it ({})",
             report.leftovers_removed.len(),
             crate::top::first_few(&shown, 3)
         ));
@@ -161,10 +161,17 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
     if !report.leftovers_kept.is_empty() {
         let shown: Vec<_> = report.leftovers_kept.iter().map(|p| p.display()).collect();
         lines.push(format!(
-            "left {} temp entr(ies) beside it ({}): under an hour old or in use; if no backup \
-             or restore runs, delete them (they may hold a copy of the store)",
+            "left {} redkeep temp entr(ies) beside it ({}): under an hour old or in use by a \
+             running operation; a later backup there removes them once neither",
             report.leftovers_kept.len(),
             crate::top::first_few(&shown, 3)
+        ));
+    }
+    for (path, why) in &report.leftovers_failed {
+        lines.push(format!(
+            "could not remove {}, a redkeep temp entry an interrupted operation left ({why}); \
+             it may hold a copy of the store: delete it",
+            path.display()
         ));
     }
     lines.push(
@@ -495,7 +502,7 @@ pub fn restore_store_with_folders(
         let none_before = std::fs::read_dir(s).is_ok_and(|mut d| d.next().is_none());
         lines.push(if none_before {
             format!(
-                "there were no workspace folders before; the empty trash entry {} stands for them",
+                "there were no workspace folders before; the undo below puts back the empty trash entry {} (no folders)",
                 s.display()
             )
         } else {

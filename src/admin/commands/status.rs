@@ -62,7 +62,14 @@ fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
     for left in &found {
         let age = now.saturating_sub(left.modified).max(0);
         let kind = if left.is_dir { "folder" } else { "file" };
-        lines.push(if age >= crate::fsutil::LEFTOVER_AGE_SECS {
+        let held = crate::fsutil::in_use(&left.path);
+        lines.push(if held {
+            format!(
+                "temp {kind} {} (changed {} ago): in use by a running operation",
+                left.path.display(),
+                ago(age)
+            )
+        } else if age >= crate::fsutil::LEFTOVER_AGE_SECS {
             format!(
                 "leftover temp {kind} {} (changed {} ago): an interrupted operation's; `redkeep check --repair` removes it",
                 left.path.display(),
@@ -82,6 +89,7 @@ fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
             json!({
                 "path": l.path,
                 "folder": l.is_dir,
+                "in_use": crate::fsutil::in_use(&l.path),
                 "age_secs": now.saturating_sub(l.modified).max(0),
             })
         })
