@@ -29,6 +29,53 @@ pub struct Leftover {
     pub is_dir: bool,
 }
 
+/// Serializers that write paths as text even when they are not UTF-8 (lossily, as
+/// `Path::display` shows them): a report must never fail, or lose its fields, over one odd
+/// file name. For `#[serde(serialize_with = "…")]`.
+pub mod lossy {
+    use std::path::{Path, PathBuf};
+
+    use serde::Serializer;
+
+    /// A path.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
+    }
+
+    /// An optional path.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn option<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_some(&p.to_string_lossy()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// A list of paths.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn list<S: Serializer>(v: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|p| p.to_string_lossy()))
+    }
+
+    /// A list of paths, each with a text.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn list_with<S: Serializer>(v: &[(PathBuf, String)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|(p, t)| (p.to_string_lossy(), t)))
+    }
+}
+
+/// The store file of a data dir (`handle::STORE_FILE` is this one).
+pub(crate) const STORE_FILE_NAME: &str = "redkeep.redb";
+
 /// How old a temp entry must be before a backup or a repair removes it as a leftover: a
 /// younger one may belong to an operation under way that holds no lock on it.
 pub const LEFTOVER_AGE_SECS: i64 = 3600;
@@ -43,9 +90,11 @@ fn hold(file: &File, path: &Path) {
     }
 }
 
-/// Whether a running operation holds the temp entry `path` (see [`private_temp_in`] and
-/// [`private_temp_dir_in`]). Only a regular file or a real folder can be held: a symlink
-/// (never followed), a FIFO or a device is not, and is never opened.
+/// Whether a running operation holds the temp entry `path` (see [`held_temp_sibling`] and
+/// [`private_temp_dir_in`]): only a lock held elsewhere says so. Only a regular file or a
+/// real folder can be held: a symlink (never followed), a FIFO or a device is not, and is
+/// never opened. An entry that cannot be opened or locked (another user's, a file system
+/// without locks) is not held: the age rule alone decides for it.
 pub fn in_use(path: &Path) -> bool {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return false;
@@ -57,13 +106,26 @@ pub fn in_use(path: &Path) -> bool {
         .read(true)
         .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
         .open(path);
-    match opened {
-        // Unreadable (another user's, say): a cleaner leaves what it cannot tell.
-        Err(_) => true,
-        Ok(file) => {
-            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
-        }
+    let Ok(file) = opened else {
+        return false;
+    };
+    let held = |f: &File| {
+        matches!(
+            rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockShared),
+            Err(rustix::io::Errno::WOULDBLOCK)
+        )
+    };
+    if held(&file) {
+        return true;
     }
+    // A folder holding a store that a process has open (redb locks its file): a data dir
+    // of that name, in use, is no leftover.
+    meta.is_dir()
+        && fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+            .open(path.join(STORE_FILE_NAME))
+            .is_ok_and(|store| held(&store))
 }
 
 /// What [`remove_leftovers`] did with the leftovers of a folder.
@@ -73,18 +135,22 @@ pub struct Tidied {
     pub removed: Vec<Leftover>,
     /// Left: younger than the age asked for, or held by a running operation.
     pub young_or_held: Vec<Leftover>,
-    /// Old enough and not held, but removing it failed (with why).
+    /// Old enough and not held, but removing it failed (with why): another user's, say.
     pub failed: Vec<(Leftover, String)>,
 }
 
 /// Removes the leftovers in `dir` ([`leftovers`]) that are at least `min_age_secs` old (by
 /// the system clock, which stamped them) and not [`in_use`]. A symlink is removed, never
-/// followed.
-pub fn remove_leftovers(dir: &Path, min_age_secs: i64) -> Tidied {
+/// followed. An entry that is, or holds, `spare` (the data dir at work) is left, whatever
+/// its name.
+pub fn remove_leftovers(dir: &Path, min_age_secs: i64, spare: &Path) -> Tidied {
     let now = crate::clock::unix_now();
     let mut out = Tidied::default();
     for entry in leftovers(dir) {
-        if now.saturating_sub(entry.modified) < min_age_secs || in_use(&entry.path) {
+        if now.saturating_sub(entry.modified) < min_age_secs
+            || in_use(&entry.path)
+            || (entry.is_dir && within(&entry.path, spare))
+        {
             out.young_or_held.push(entry);
             continue;
         }
@@ -95,6 +161,8 @@ pub fn remove_leftovers(dir: &Path, min_age_secs: i64) -> Tidied {
         };
         match removed {
             Ok(()) => out.removed.push(entry),
+            // Removed meanwhile by someone else (another backup): gone, not ours to report.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => out.failed.push((entry, e.to_string())),
         }
     }
@@ -276,11 +344,26 @@ pub fn private_temp_in(dir: &Path) -> Result<NamedTempFile> {
 }
 
 /// [`temp_sibling`], held ([`in_use`]) while open: for a long write of redkeep's own (an
-/// archive, an export), never for a file a store opens (redb locks its file itself).
+/// archive, an export) that [`persist_new`] ends, never for a file a store opens (redb locks
+/// its file itself).
 ///
 /// # Errors
-/// As [`temp_sibling`].
+/// `InvalidInput` when `target`'s name starts with [`TEMP_PREFIX`] (a later cleanup would
+/// take the finished file for a leftover); as [`temp_sibling`].
 pub fn held_temp_sibling(target: &Path) -> Result<NamedTempFile> {
+    if target
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX))
+    {
+        return Err(Error::invalid(
+            "path",
+            format!(
+                "{} starts with `{TEMP_PREFIX}`, the prefix of redkeep's temp files, which \
+                 cleanups remove; choose another name",
+                target.display()
+            ),
+        ));
+    }
     let tmp = temp_sibling(target)?;
     hold(tmp.as_file(), tmp.path());
     Ok(tmp)
@@ -322,6 +405,32 @@ pub fn private_temp_dir_in(dir: Option<&Path>, what: &str) -> Result<TempDir> {
         hold(f, dir.path());
     }
     Ok(TempDir { dir, _held: held })
+}
+
+/// Flushes `tmp` to disk and renames it to `target`, a new file, never replacing one: a file
+/// that appeared at `target` since it was checked is `InvalidInput` (and `tmp` is removed).
+/// Then fsyncs the directory.
+///
+/// # Errors
+/// `InvalidInput` when `target` exists; `Io`.
+pub fn persist_new(tmp: NamedTempFile, target: &Path) -> Result<()> {
+    fault(FileOp::Sync)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(format!("syncing a temp file for {}", target.display()), e))?;
+    let tmp = tmp.into_temp_path();
+    if !rename_no_replace(&tmp, target)? {
+        return Err(Error::invalid(
+            "path",
+            format!(
+                "{} appeared while it was being written; it was kept, and nothing was written \
+                 over it: choose a new file",
+                target.display()
+            ),
+        ));
+    }
+    // Renamed: the temp path is gone and must not be removed on drop.
+    let _ = tmp.keep();
+    sync_dir(target)
 }
 
 /// Flushes `tmp` to disk, renames it over `target` and fsyncs the directory. On error the
@@ -555,6 +664,47 @@ pub fn move_to_trash(from: &Path, trash: &Path, name: &str) -> Result<std::path:
 
 #[cfg(test)]
 mod tests {
+    /// A file that appears at the target while it is written is kept: nothing is written
+    /// over it, and the temp file goes.
+    #[test]
+    fn persist_new_never_replaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("b.tar");
+        let mut file = super::held_temp_sibling(&target).unwrap();
+        std::io::Write::write_all(&mut file, b"the backup").unwrap();
+        std::fs::write(&target, b"precious").unwrap();
+        let err = super::persist_new(file, &target).unwrap_err();
+        assert!(err.to_string().contains("appeared"), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+        let file = super::held_temp_sibling(&tmp.path().join("new.tar")).unwrap();
+        super::persist_new(file, &tmp.path().join("new.tar")).unwrap();
+        assert!(tmp.path().join("new.tar").is_file());
+    }
+
+    /// redkeep's own temp folders and held temp files are in use while alive, and no longer
+    /// once dropped or kept; a plain temp file is never held.
+    #[test]
+    fn temp_entries_are_held_while_alive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = super::private_temp_dir_in(Some(tmp.path()), "a test folder").unwrap();
+        let path = dir.path().to_path_buf();
+        assert!(super::in_use(&path));
+        drop(dir);
+        assert!(!path.exists());
+        let dir = super::private_temp_dir_in(Some(tmp.path()), "a test folder").unwrap();
+        let kept = dir.keep();
+        assert!(kept.is_dir() && !super::in_use(&kept));
+        let file = super::held_temp_sibling(&tmp.path().join("target")).unwrap();
+        let path = file.path().to_path_buf();
+        assert!(super::in_use(&path));
+        let plain = super::temp_sibling(&tmp.path().join("target")).unwrap();
+        assert!(!super::in_use(plain.path()));
+        let persisted = tmp.path().join("target");
+        super::persist(file, &persisted).unwrap();
+        assert!(!super::in_use(&persisted));
+    }
+
     #[test]
     fn within_resolves_what_exists_and_appends_the_rest() {
         let tmp = tempfile::tempdir().unwrap();

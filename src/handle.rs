@@ -29,7 +29,7 @@ use crate::store::{
 use crate::workspace::{FolderOwner, Owners, WorkspaceOptions, Workspaces};
 
 /// The file name of the store inside a data dir.
-pub const STORE_FILE: &str = "redkeep.redb";
+pub const STORE_FILE: &str = crate::fsutil::STORE_FILE_NAME;
 /// The folder of per-user workspaces inside a data dir.
 pub const WORKSPACES_DIR: &str = "workspaces";
 /// The file name, in the data dir, next to which copies of a PostgreSQL store taken before
@@ -997,7 +997,7 @@ impl Redkeep {
             }
             let path = &left.path;
             let what = format!(
-                "{} ({} bytes) is a leftover of an interrupted operation",
+                "{} ({} bytes), a leftover of an interrupted operation",
                 path.display(),
                 left.bytes
             );
@@ -1009,10 +1009,10 @@ impl Redkeep {
                 };
                 match removed {
                     Ok(()) => report.repaired.push(format!("removed {what}")),
-                    Err(err) => report.problem(format!("{what}; removing it failed: {err}")),
+                    Err(err) => report.problem(format!("{what}: removing it failed: {err}")),
                 }
             } else {
-                report.problem(format!("{what}; `redkeep check --repair` removes it"));
+                report.problem(format!("{what}: `redkeep check --repair` removes it"));
             }
         }
     }

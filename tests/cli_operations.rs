@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::os::unix::ffi::OsStrExt;
+
 use common::Cli;
 use serde_json::json;
 
@@ -528,9 +530,70 @@ fn status_names_temp_folders_left_in_the_data_dir() {
     std::fs::create_dir_all(&staging).unwrap();
     let (out, _) = cli.expect(&["status"], None, 0);
     assert!(out.contains(".rk-tmp-stage1"), "{out}");
-    // The old one goes with a repair; the young ones stay.
+    // A name that is not UTF-8 is shown lossily, never a crash.
+    let odd = cli
+        .data()
+        .join(std::ffi::OsStr::from_bytes(b".rk-tmp-odd\xff"));
+    std::fs::write(&odd, b"x").unwrap();
+    let (out, _) = cli.expect(&["status"], None, 0);
+    assert!(out.contains(".rk-tmp-odd\u{fffd}"), "{out}");
+    assert_eq!(
+        cli.json(&["status"], None)["leftovers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    std::fs::remove_file(&odd).unwrap();
+    // An old one a running operation holds (a lock on it) is named as in use, and stays.
+    let held = cli.data().join(".rk-tmp-held01");
+    std::fs::write(&held, b"a restore still running").unwrap();
+    let lock = std::fs::File::open(&held).unwrap();
+    lock.set_modified(two_hours_ago).unwrap();
+    lock.lock().unwrap();
+    let (out, _) = cli.expect(&["status"], None, 0);
+    let h = out
+        .lines()
+        .find(|l| l.contains(".rk-tmp-held01"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(h.contains("in use by a running operation"), "{h}");
+    let json = cli.json(&["status"], None);
+    let entry = json["leftovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| {
+            l["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(".rk-tmp-held01"))
+        })
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["in_use"], true, "{json}");
+    // The old one goes with a repair; the young ones, and the held one, stay.
     cli.expect(&["check", "--repair"], None, 0);
-    assert!(!old.exists() && young.exists() && staging.exists());
+    assert!(!old.exists() && young.exists() && staging.exists() && held.exists());
+}
+
+/// A data dir that bears the temp prefix, beside the backup it writes, is never taken for a
+/// leftover, however old.
+#[test]
+fn a_backup_never_removes_the_data_dir_it_backs_up() {
+    let cli = populated();
+    let live = cli.dir.path().join(".rk-tmp-live");
+    std::fs::rename(cli.data(), &live).unwrap();
+    std::os::unix::fs::symlink(&live, cli.data()).unwrap();
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&live)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let target = cli.dir.path().join("b.tar");
+    let (out, _) = cli.expect(&["backup", target.to_str().unwrap()], None, 0);
+    assert!(!out.contains("removed"), "{out}");
+    assert!(live.join("workspaces").is_dir() && target.is_file());
+    cli.json(&["user", "show", "ann@example.com"], None);
 }
 
 /// A backup killed part way leaves its staging folder (a copy of the store) and its
@@ -604,6 +667,30 @@ fn a_backup_removes_what_a_killed_backup_left_beside_it() {
         names,
         [".rk-tmp-Held01", ".rk-tmp-Young1", "b.tar", "keep-me.txt"]
     );
+    // A name that is not UTF-8 is shown, lossily, in text and JSON alike.
+    let odd = out_dir.join(std::ffi::OsStr::from_bytes(b".rk-tmp-bad\xff"));
+    std::fs::write(&odd, b"x").unwrap();
+    aged(&odd);
+    let json = cli.json(&["backup", out_dir.join("odd.tar").to_str().unwrap()], None);
+    assert!(
+        json["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("odd.tar")),
+        "{json}"
+    );
+    assert_eq!(
+        json["leftovers_removed"],
+        json!([odd.to_string_lossy()]),
+        "{json}"
+    );
+    // A finished backup never takes the temp prefix: a later cleanup would remove it.
+    let (_, err) = cli.expect(
+        &["backup", out_dir.join(".rk-tmp-mine").to_str().unwrap()],
+        None,
+        1,
+    );
+    assert!(err.contains("prefix of redkeep's temp files"), "{err}");
+    assert!(!out_dir.join(".rk-tmp-mine").exists());
     drop(lock);
     let json = cli.json(&["backup", out_dir.join("c.tar").to_str().unwrap()], None);
     assert_eq!(

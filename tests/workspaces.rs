@@ -684,7 +684,13 @@ fn check_names_and_repair_removes_temp_entries_in_a_folder() {
     ws.update(2, |_| Ok(())).unwrap();
     let _ = std::fs::remove_dir(tmp.path().join("users/2/gallery"));
     std::os::unix::fs::symlink(&elsewhere, tmp.path().join("users/2/gallery")).unwrap();
-    let _ = ws.check(true, Timestamp(0));
+    let problems = ws.check(true, Timestamp(0)).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.user_id == 2 && p.problem.contains("symlink")),
+        "{problems:?}"
+    );
     assert!(theirs.exists());
 }
 

@@ -273,15 +273,17 @@ struct Admitted {
     locks_until: Option<Timestamp>,
 }
 
-/// Ends, inside `tx`, an attempt on `id` whose password matched `right.hash`: takes back the
-/// failure it was counted as (and the lock it may have set), as a right password does, and
-/// gives back the user and credential to store (`None`: the attempt fails, audited).
+/// Ends, inside `tx`, an attempt on `id` whose password matched `right.hash`: clears the
+/// lockout counters (the failure it was counted as, and the lock it may have set), as a right
+/// password does, and gives back the user and credential to store. `None`: the attempt fails.
 ///
-/// - The password changed while the hash ran: the one given is no longer right. (A rehash
-///   of the same password changes the hash but keeps the stamp; a disable or "revoke all"
+/// - The password changed while the hash ran: the one given is no longer right. The failure
+///   is audited, and the lock the attempt set, if still in force, announced. (A rehash of
+///   the same password changes the hash but keeps the stamp; a disable or "revoke all"
 ///   renews the stamp but keeps the hash; a change renews both.)
-/// - The account was disabled meanwhile: it fails as for a disabled account, whose attempts
-///   count nothing; the counters are stored cleared.
+/// - The account was disabled meanwhile: it fails, audited, as for a disabled account; the
+///   counters are stored cleared, since the password proved right.
+/// - The user was deleted meanwhile: it fails; there is no one to audit.
 fn settle_right(
     tx: &WriteTx<'_>,
     now: Timestamp,
@@ -296,6 +298,13 @@ fn settle_right(
     };
     if c.password_hash != right.hash && c.stamp != right.stamp {
         audit::record(tx, now, login_event(id, "login_failed", "changed"))?;
+        if let Some(until) = right.locks_until
+            && c.locked_until == Some(until)
+        {
+            let mut e = login_event(id, "account_locked", "locked");
+            e.detail = format!("until {until}");
+            audit::record(tx, now, e)?;
+        }
         return Ok(None);
     }
     c.passed();
@@ -1004,8 +1013,8 @@ impl Sessions<'_> {
     ///
     /// # Errors
     /// `Unauthorized` for every failure: unknown account, wrong password, disabled or locked
-    /// account; `InvalidInput` for a lifetime out of bounds, or client details over 512 bytes
-    /// or with control characters.
+    /// account; `InvalidInput` for a lifetime out of bounds. Client details are never
+    /// refused: they are kept cleaned (control characters made spaces, cut to 512 bytes).
     pub fn login(&self, login: &str, password: &str, meta: LoginMeta) -> Result<Login> {
         log_in(self.acc, login, password, meta)
     }
@@ -1132,7 +1141,7 @@ mod tests {
     /// stamp): it passes. A password change after such a hash stores nothing.
     #[test]
     fn a_right_password_whose_account_changed_during_the_hash() {
-        use super::{Credential, User};
+        use super::Credential;
         let tmp = tempfile::tempdir().unwrap();
         let rk = Redkeep::open(
             tmp.path(),
@@ -1217,10 +1226,36 @@ mod tests {
         super::settle_right_alone(acc, ids[2], &right).unwrap();
         let lockout = rk.users().lockout(ids[2]).unwrap();
         assert!(lockout.locked_until.is_none() && lockout.failed_logins == 0);
+
+        // Every session revoked while the hash ran (new stamp, same hash): passes too, and
+        // a password change through it is stored.
+        let right = super::admit(acc, ids[2], acc.now()).unwrap().unwrap();
+        rk.sessions().revoke_all(ids[2]).unwrap();
+        super::store_if_settled(acc, ids[2], &right, "a new password 4", None).unwrap();
+        let stored = credential(ids[2]);
         assert!(
-            acc.read(|tx| tx.table::<User>().get(&ids[2]))
-                .unwrap()
-                .is_some()
+            acc.passwords
+                .verify("a new password 4", &stored.password_hash)
         );
+
+        // Rehashed, then every session revoked, while the hash ran: both differ, so it
+        // fails as a change would, and the lock it set at the threshold is announced.
+        for _ in 0..9 {
+            assert!(rk.users().check_password(ids[2], "wrong").is_err());
+        }
+        let right = super::admit(acc, ids[2], acc.now()).unwrap().unwrap();
+        assert!(right.locks_until.is_some());
+        let rehash = acc.passwords.hash("a new password 4").unwrap();
+        acc.store
+            .write(|tx| {
+                tx.table::<Credential>().modify(&ids[2], |c| {
+                    c.password_hash = rehash.clone();
+                    Ok(())
+                })
+            })
+            .unwrap();
+        rk.sessions().revoke_all(ids[2]).unwrap();
+        assert!(unauthorized(super::settle_right_alone(acc, ids[2], &right)));
+        assert_eq!(events(ids[2], "account_locked", "locked"), 1);
     }
 }

@@ -310,7 +310,7 @@ impl Sink {
                 Ok(false)
             }
             Sink::File(tmp, path) => {
-                crate::fsutil::persist(tmp, &path)?;
+                crate::fsutil::persist_new(tmp, &path)?;
                 Ok(true)
             }
         }

@@ -38,6 +38,7 @@ struct Manifest {
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupReport {
     /// The backup file.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub path: PathBuf,
     /// Its size in bytes.
     pub bytes: u64,
@@ -50,6 +51,7 @@ pub struct BackupReport {
     /// Entries of those folders the archive does not hold: symlinks and special files
     /// (`users/{id}/…`; see [`crate::workspace::Workspaces::copy_folder_timed`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub not_kept: Vec<PathBuf>,
     /// The check of the store snapshot.
     pub check: CheckReport,
@@ -57,13 +59,16 @@ pub struct BackupReport {
     /// killed part way leaves, a staging folder holding a copy of the store) and removed: an
     /// hour old or more, and held by no running operation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub leftovers_removed: Vec<PathBuf>,
     /// Such temp entries left in place: younger than an hour, or held by an operation still
     /// running.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub leftovers_kept: Vec<PathBuf>,
     /// Such temp entries old enough and not held, whose removal failed, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(serialize_with = "crate::fsutil::lossy::list_with")]
     pub leftovers_failed: Vec<(PathBuf, String)>,
 }
 
@@ -133,7 +138,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     let schema_version = rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
     // A backup killed part way leaves its staging folder (a copy of the store) and its
     // unfinished archive here: the next backup to this folder takes them away.
-    let tidied = fsutil::remove_leftovers(parent, fsutil::LEFTOVER_AGE_SECS);
+    let tidied = fsutil::remove_leftovers(parent, fsutil::LEFTOVER_AGE_SECS, rk.dir());
     let staging = fsutil::private_temp_dir_in(Some(parent), "a staging folder for the backup")?;
     let snapshot = staging.path().join(STORE_FILE);
     rk.store().copy_to(&snapshot)?;
@@ -182,7 +187,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     tar.into_inner()
         .and_then(|mut f| f.flush())
         .map_err(|e| tar_err("finishing", e))?;
-    fsutil::persist(archive, dest)?;
+    fsutil::persist_new(archive, dest)?;
     let bytes = fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
     tracing::info!(path = %dest.display(), bytes, folders, "backup written");
     Ok(BackupReport {
@@ -243,8 +248,10 @@ pub struct RestoreReport {
     /// The schema version of the restored store (run `redkeep migrate up` when older).
     pub schema_version: u64,
     /// The copy of the replaced store, if one was replaced.
+    #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub safety_copy: Option<PathBuf>,
     /// Where the replaced workspace folders went, if any were replaced.
+    #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub folders_safety: Option<PathBuf>,
     /// Workspace folders restored (`None`: the backup held only the store, and the folders
     /// present were kept).

@@ -14,8 +14,10 @@ use crate::store::{Meta, Mode};
 #[derive(Debug, Clone, Serialize)]
 pub struct ResetReport {
     /// The copy of the store taken first.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub backup: PathBuf,
     /// Where the workspace folders went, if there were any.
+    #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub folders: Option<PathBuf>,
 }
 

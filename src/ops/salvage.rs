@@ -29,6 +29,7 @@ pub struct SalvagedTable {
 #[derive(Debug, Clone, Serialize)]
 pub struct SalvageReport {
     /// The new data dir.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub to: PathBuf,
     /// Per table (records, and the store's metadata as `meta`).
     pub tables: BTreeMap<String, SalvagedTable>,

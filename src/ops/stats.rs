@@ -18,6 +18,7 @@ pub struct Stats {
     /// The store's size in bytes: the file's, or its tables' on the PostgreSQL server.
     pub file_bytes: u64,
     /// The store file, or the server and schema of a PostgreSQL store.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub path: PathBuf,
     /// Its schema version.
     pub schema_version: u64,

@@ -71,6 +71,7 @@ pub struct TransferSummary {
     /// (`users/{id}/…`; see [`Workspaces::outside_layout`]): `redkeep backup` keeps the
     /// regular files and folders among them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub left_out: Vec<PathBuf>,
 }
 

@@ -35,6 +35,7 @@ pub struct MigrationRun {
     /// Versions applied (or, going down, reverted), in order, with their names.
     pub applied: Vec<(u64, String)>,
     /// The copy taken before the first step, if any step ran.
+    #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub backup: Option<PathBuf>,
     /// The schema version afterwards.
     pub version: u64,

@@ -360,6 +360,7 @@ pub struct TrashEntry {
     /// Its name in the trash: `<user>-<time>[-n]`, `reset-<time>[-n]`, or another.
     pub name: String,
     /// Where it is.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub path: PathBuf,
     /// The user whose folder it was, when its name says (`<user>-<time>`).
     pub user: Option<u64>,

@@ -95,7 +95,7 @@ pub fn migrate(rk: &Redkeep, cmd: &MigrateCmd, feedback: &dyn Feedback) -> Resul
                 )),
             }
             Ok(Reply::text(
-                json!({"applied": steps_json(&run), "backup": run.backup, "schema_version": run.version}),
+                json!({"applied": steps_json(&run), "backup": run.backup.as_ref().map(|b| b.display().to_string()), "schema_version": run.version}),
                 lines,
             ))
         }
@@ -117,7 +117,7 @@ pub fn migrate(rk: &Redkeep, cmd: &MigrateCmd, feedback: &dyn Feedback) -> Resul
                 run.version
             ));
             Ok(Reply::text(
-                json!({"reverted": steps_json(&run), "backup": run.backup, "schema_version": run.version}),
+                json!({"reverted": steps_json(&run), "backup": run.backup.as_ref().map(|b| b.display().to_string()), "schema_version": run.version}),
                 lines,
             ))
         }

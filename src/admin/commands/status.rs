@@ -12,10 +12,10 @@ use crate::{Redkeep, Result, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
 fn files(dir: &Path) -> Value {
     let db = dir.join(STORE_FILE);
     json!({
-        "store": db,
-        "owner_marker": owner_path(&db),
-        "socket": dir.join(SOCKET_FILE),
-        "workspaces": dir.join(WORKSPACES_DIR),
+        "store": db.display().to_string(),
+        "owner_marker": owner_path(&db).display().to_string(),
+        "socket": dir.join(SOCKET_FILE).display().to_string(),
+        "workspaces": dir.join(WORKSPACES_DIR).display().to_string(),
     })
 }
 
@@ -58,42 +58,39 @@ pub(crate) fn reply(
 /// those an hour old; a younger one may belong to an operation still running.
 fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
     let now = crate::clock::unix_now();
-    let found = crate::handle::data_dir_leftovers(dir);
-    for left in &found {
+    let mut listed = Vec::new();
+    for left in crate::handle::data_dir_leftovers(dir) {
         let age = now.saturating_sub(left.modified).max(0);
+        let old = age >= crate::fsutil::LEFTOVER_AGE_SECS;
+        // Only an old one is probed: a young one may be taking its lock (or a store its
+        // own) right now, and a probe could get in its way.
+        let held = old && crate::fsutil::in_use(&left.path);
         let kind = if left.is_dir { "folder" } else { "file" };
-        let held = crate::fsutil::in_use(&left.path);
+        let path = left.path.display();
         lines.push(if held {
             format!(
-                "temp {kind} {} (changed {} ago): in use by a running operation",
-                left.path.display(),
+                "temp {kind} {path} (changed {} ago): in use by a running operation",
                 ago(age)
             )
-        } else if age >= crate::fsutil::LEFTOVER_AGE_SECS {
+        } else if old {
             format!(
-                "leftover temp {kind} {} (changed {} ago): an interrupted operation's; `redkeep check --repair` removes it",
-                left.path.display(),
+                "leftover temp {kind} {path} (changed {} ago): an interrupted operation's; `redkeep check --repair` removes it",
                 ago(age)
             )
         } else {
             format!(
-                "temp {kind} {} (changed {} ago): an operation under way, or one interrupted; if none runs, `redkeep check --repair` removes it once it is an hour old",
-                left.path.display(),
+                "temp {kind} {path} (changed {} ago): an operation under way, or one interrupted; if none runs, `redkeep check --repair` removes it once it is an hour old",
                 ago(age)
             )
         });
+        listed.push(json!({
+            "path": left.path.display().to_string(),
+            "folder": left.is_dir,
+            "in_use": held,
+            "age_secs": age,
+        }));
     }
-    found
-        .iter()
-        .map(|l| {
-            json!({
-                "path": l.path,
-                "folder": l.is_dir,
-                "in_use": crate::fsutil::in_use(&l.path),
-                "age_secs": now.saturating_sub(l.modified).max(0),
-            })
-        })
-        .collect()
+    Value::Array(listed)
 }
 
 /// An age in seconds as words: `42 s`, `5 min`, `3 h`, `2 days`.

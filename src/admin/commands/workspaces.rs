@@ -308,7 +308,7 @@ pub fn gallery(rk: &Redkeep, cmd: &GalleryCmd, io: Io<'_>) -> Result<Reply> {
             let n = rk.workspaces().save_piece(u.id, body.as_bytes())?;
             let path = rk.workspaces().piece_path(u.id, n);
             Ok(Reply::text(
-                json!({"user_id": u.id, "piece": n, "path": path}),
+                json!({"user_id": u.id, "piece": n, "path": path.display().to_string()}),
                 vec![format!(
                     "saved piece {n} of user {} at {}",
                     u.id,
