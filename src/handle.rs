@@ -869,8 +869,11 @@ impl Redkeep {
     ///
     /// # Errors
     /// `InvalidInput` when `R::TABLE` names one of redkeep's own tables (`users`, `sessions`
-    /// and the others of [`Redkeep::tables`]): records of `R` could not be written there.
+    /// and the others of [`Redkeep::tables`]): records of `R` could not be written there;
+    /// when `R::TABLE` or an index name is empty or holds `:`, or two indexes share a name
+    /// (their entries would share storage; writes are refused the same way).
     pub fn register_table<R: Record>(&self) -> Result<()> {
+        crate::store::check_names::<R>()?;
         self.store().refuse_foreign(
             R::TABLE,
             std::any::TypeId::of::<R>(),

@@ -943,6 +943,63 @@ fn forty_simultaneous_wrong_logins_reach_the_hash_at_most_ten_times() {
     );
 }
 
+/// A key revoked, or whose owner is disabled, while a use of it runs is refused: a use that
+/// records when the key was last used decides again in that write. (Verifications race a
+/// revoke and a disable; before, some returned the key with `revoked_at` set.)
+#[test]
+fn a_key_revoked_or_disabled_during_a_use_is_refused() {
+    let t = TestDir::new();
+    let mut options = t.options();
+    options.api_key_touch_interval = Duration::ZERO;
+    let rk = std::sync::Arc::new(Redkeep::open(t.path(), options).unwrap());
+    for round in 0..20 {
+        let id = user(&rk, &format!("k{round}@example.com"));
+        let k = rk
+            .api_keys()
+            .create(ApiKeySpec {
+                owner: KeyOwner::User(id),
+                scopes: vec!["read".into()],
+                expires_in: None,
+            })
+            .unwrap();
+        let key = k.key.expose().to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let uses = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let users = {
+            let (rk, stop, uses) = (rk.clone(), stop.clone(), uses.clone());
+            std::thread::spawn(move || {
+                let mut bad = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(k) = rk.api_keys().verify(&key)
+                        && k.revoked_at.is_some()
+                    {
+                        bad.push("a revoked key was accepted");
+                    }
+                    uses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                bad
+            })
+        };
+        // The change lands while uses run.
+        while uses.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            std::thread::yield_now();
+        }
+        if round % 2 == 0 {
+            rk.api_keys().revoke(&k.api_key.prefix).unwrap();
+        } else {
+            rk.users().disable(id).unwrap();
+        }
+        // Once the change commits, no later use passes.
+        assert!(
+            rk.api_keys().verify(k.key.expose()).is_err(),
+            "round {round}"
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let bad = users.join().unwrap();
+        assert!(bad.is_empty(), "round {round}: {bad:?}");
+    }
+}
+
 /// The right password on the attempt that would reach the lockout threshold logs in and
 /// locks nothing: no `account_locked` event, no lock left, the count starts again. The
 /// wrong one there locks and says so once.

@@ -216,6 +216,123 @@ fn export_import_round_trip_and_bad_lines() {
     assert_eq!(again, stdout);
 }
 
+/// Hand-edited exports whose folder lines or password hashes would leave a store failing
+/// `check` (or its users unable to log in) are refused before anything commits: a store
+/// fresh from `init` keeps its administrator.
+#[test]
+fn hand_edited_folder_lines_and_hashes_are_refused_before_anything_changes() {
+    let cli = populated();
+    cli.json(&["user", "create", "bob@example.com"], None);
+    cli.expect(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"v\":1}"),
+        0,
+    );
+    let (stdout, _) = cli.expect(&["export"], None, 0);
+    let lines: Vec<String> = stdout.lines().map(String::from).collect();
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        lines
+            .iter()
+            .position(|l| pred(&serde_json::from_str(l).unwrap()))
+            .unwrap()
+    };
+    let workspace = find(&|v| v.get("workspace").is_some());
+    let piece = find(&|v| v.get("piece").is_some());
+    let ann = cli.json(&["user", "show", "ann@example.com"], None);
+    let ann_id = ann["id"].as_u64().unwrap();
+    let user_line = |email: &str| find(&|v| v["table"] == "users" && v["record"]["email"] == email);
+    let credential = find(&|v| v["table"] == "credentials" && v["record"]["user_id"] == ann_id);
+    // Rewrites line `i` through `f` (or, with `twice`, adds a copy of it), and the end line
+    // to count what is now there.
+    let edited = |i: usize, twice: bool, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut out = lines.clone();
+        let mut v: serde_json::Value = serde_json::from_str(&out[i]).unwrap();
+        f(&mut v);
+        if twice {
+            out.insert(i + 1, v.to_string());
+        } else {
+            out[i] = v.to_string();
+        }
+        let n = out.len() - 1;
+        out[n] = json!({"redkeep_export_end": true, "lines": n}).to_string();
+        out.join("\n")
+    };
+    let bob_uid = {
+        let v: serde_json::Value =
+            serde_json::from_str(&lines[user_line("bob@example.com")]).unwrap();
+        v["record"]["uid"].clone()
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "a folder line of no user",
+            edited(workspace, false, &|v| v["workspace"] = json!(42)),
+            "user 42 has no record",
+        ),
+        (
+            "a second document",
+            edited(workspace, true, &|_| {}),
+            "a second workspace document",
+        ),
+        (
+            "a second piece",
+            edited(piece, true, &|_| {}),
+            "a second piece 1",
+        ),
+        (
+            "piece 0",
+            edited(piece, false, &|v| v["piece"] = json!(0)),
+            "piece numbers start at 1",
+        ),
+        (
+            "a wrong piece count",
+            edited(workspace, false, &|v| v["doc"]["piece_count"] = json!(7)),
+            "counts 7 piece(s), but the export holds 1",
+        ),
+        (
+            "a password in plain text",
+            edited(credential, false, &|v| {
+                v["record"]["password_hash"] = json!("plain")
+            }),
+            "cannot be verified",
+        ),
+        (
+            "an argon2 hash asking for years of work",
+            edited(credential, false, &|v| {
+                v["record"]["password_hash"] = json!(
+                    "$argon2id$v=19$m=8,t=4000000000,p=1$5br1r7Ke1wFH6UFVLtJJ0g$qX/84hjmrtWcDGASCZurzpxhC0I8/Seu7TP54raaww0"
+                )
+            }),
+            "asks for m=8 KiB and t=4000000000",
+        ),
+        (
+            "two users with one uid",
+            edited(user_line("ann@example.com"), false, &|v| {
+                v["record"]["uid"] = bob_uid.clone()
+            }),
+            "share one uid",
+        ),
+    ];
+    for (what, text, says) in cases {
+        let target = Cli::new();
+        target.expect(
+            &[
+                "init",
+                "--admin-email",
+                "boss@example.com",
+                "--admin-password-stdin",
+            ],
+            Some("boss password 1\n"),
+            0,
+        );
+        let (_, err) = target.expect(&["import", "-"], Some(&text), 1);
+        assert!(err.contains(says), "{what}: {err}");
+        assert!(err.contains("nothing was imported"), "{what}: {err}");
+        target.json(&["user", "show", "boss@example.com"], None);
+        target.expect(&["user", "show", "ann@example.com"], None, 1);
+        target.expect(&["check"], None, 0);
+    }
+}
+
 /// An import replaces only what `init` makes. A store that also holds anything an operator
 /// made (a role, an org, a second user) is refused, names what it holds, and keeps it.
 #[test]

@@ -270,6 +270,27 @@ proptest! {
     }
 }
 
+/// Deleting a personal org with `force` leaves no user in no org: its owner gets a new
+/// personal org, which becomes their current one, and the store passes `check`.
+#[test]
+fn a_forced_delete_of_a_personal_org_gives_its_user_a_new_one() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let id = user(&rk, "zed@example.com", "Zed");
+    let before = rk.users().get(id).unwrap().unwrap().current_org_id.unwrap();
+    assert!(matches!(
+        rk.orgs().delete(before, false),
+        Err(Error::Denied { .. })
+    ));
+    rk.orgs().delete(before, true).unwrap();
+    let now = rk.users().get(id).unwrap().unwrap().current_org_id.unwrap();
+    assert_ne!(now, before);
+    let org = rk.orgs().get(now).unwrap().unwrap();
+    assert!(org.is_personal, "{org:?}");
+    let report = rk.check(false).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+}
+
 fn copy_fixture(name: &str, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -830,6 +851,9 @@ fn slugs_of_any_script_are_transliterated() {
     assert_eq!(slugify("Ærø Café"), "aero-cafe");
     assert_eq!(slugify("🙂"), "slight-smile");
     assert_eq!(slugify("--- !!"), "org");
+    // All digits would read as an id, and is refused as a slug.
+    assert_eq!(slugify("123"), "org-123");
+    assert!(redkeep::auth::orgs::validate_slug(&slugify("2024")).is_ok());
     let t = TestDir::new();
     let rk = t.open();
     let u = rk

@@ -296,3 +296,90 @@ fn ids_handed_out_between_inserts_are_kept_by_the_commit() {
     assert_eq!(store.write(|tx| tx.table::<Item>().next_id()).unwrap(), 6);
     assert_eq!(store.read(|tx| tx.sequence("items")).unwrap(), 6);
 }
+
+/// Names that would share storage with another type's are refused before anything is
+/// written: a table name with `:` (`a` with index `b:c`, and `a:b` with index `c`, were both
+/// stored as `i:a:b:c`), an empty one, and two indexes of one type with one name.
+#[test]
+fn table_and_index_names_that_would_share_storage_are_refused() {
+    macro_rules! record {
+        ($ty:ident, $table:expr, $($index:expr),*) => {
+            #[derive(Debug, Clone, Serialize, Deserialize)]
+            struct $ty {
+                id: u64,
+                v: String,
+            }
+            impl Record for $ty {
+                const TABLE: &'static str = $table;
+                type Key = u64;
+                const INDEXES: &'static [&'static Index<Self>] =
+                    &[$(&Index::unique($index, |r: &$ty| Some(key!(r.v)))),*];
+                fn key(&self) -> u64 {
+                    self.id
+                }
+            }
+        };
+    }
+    record!(Colon, "a:b", "c");
+    record!(IndexColon, "a", "b:c");
+    record!(Empty, "", "c");
+    record!(Twice, "twice", "k", "k");
+    record!(Fine, "fine", "k");
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("t.redb"));
+    let refused = |r: Result<(), Error>, what: &str| match r {
+        Err(Error::InvalidInput { reason, .. }) => {
+            assert!(
+                reason.contains("rename") || reason.contains("own name"),
+                "{what}: {reason}"
+            )
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    refused(
+        store.write(|tx| {
+            tx.table::<Colon>().insert(&Colon {
+                id: 1,
+                v: "x".into(),
+            })
+        }),
+        "a table name with a colon",
+    );
+    refused(
+        store.write(|tx| {
+            tx.table::<IndexColon>().insert(&IndexColon {
+                id: 1,
+                v: "x".into(),
+            })
+        }),
+        "an index name with a colon",
+    );
+    refused(
+        store.write(|tx| {
+            tx.table::<Empty>().insert(&Empty {
+                id: 1,
+                v: "x".into(),
+            })
+        }),
+        "an empty table name",
+    );
+    refused(
+        store.write(|tx| {
+            tx.table::<Twice>().insert(&Twice {
+                id: 1,
+                v: "x".into(),
+            })
+        }),
+        "two indexes with one name",
+    );
+    store
+        .write(|tx| {
+            tx.table::<Fine>().insert(&Fine {
+                id: 1,
+                v: "x".into(),
+            })
+        })
+        .unwrap();
+    let fine = store.read(|tx| tx.table::<Fine>().count()).unwrap();
+    assert_eq!(fine, 1);
+}

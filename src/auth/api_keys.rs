@@ -273,6 +273,15 @@ impl ApiKeys<'_> {
             return self.acc.store.write(|tx| {
                 let t = tx.table::<ApiKey>();
                 let mut k = t.get(&hash)?.ok_or_else(Self::invalid)?;
+                // Decided again here: a revoke, or its owner disabled or deleted, since the
+                // read above must not let this use through.
+                let owner_ok = match k.owner {
+                    KeyOwner::User(id) => tx.table::<User>().get(&id)?.is_some_and(|u| u.is_active),
+                    KeyOwner::Org(id) => tx.table::<Org>().contains(&id)?,
+                };
+                if !owner_ok || k.revoked_at.is_some() || k.expires_at.is_some_and(|e| now >= e) {
+                    return Err(Self::invalid());
+                }
                 k.last_used_at = Some(now);
                 t.update(&k)?;
                 Ok(k)

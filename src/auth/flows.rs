@@ -719,7 +719,7 @@ fn delete_org_in(tx: &WriteTx<'_>, now: Timestamp, org: u64) -> Result<Org> {
 }
 
 /// Deletes an org; refused when it has members other than one owner, or is a personal org,
-/// unless `force`.
+/// unless `force`. A member left in no org gets a new personal org.
 pub(crate) fn delete_org(acc: &Accounts, org: u64, force: bool) -> Result<Org> {
     let now = acc.now();
     acc.store.write(|tx| {
@@ -742,7 +742,27 @@ pub(crate) fn delete_org(acc: &Accounts, org: u64, force: bool) -> Result<Org> {
                 o.slug
             )));
         }
-        delete_org_in(tx, now, org)
+        let former: Vec<u64> = orgs::members_of(tx, org)?
+            .iter()
+            .map(|m| m.user_id)
+            .collect();
+        let deleted = delete_org_in(tx, now, org)?;
+        // Every user belongs to an org: one left with none gets a new personal org (as
+        // `check --repair` would give it), which becomes their current one.
+        for user in former {
+            if !orgs::memberships_of(tx, user)?.is_empty() {
+                continue;
+            }
+            let Some(u) = tx.table::<User>().get(&user)? else {
+                continue;
+            };
+            let personal = orgs::create_in(tx, now, &orgs::personal_spec(&u), true, false)?;
+            tx.table::<User>().modify(&user, |x| {
+                x.current_org_id = Some(personal.id);
+                Ok(())
+            })?;
+        }
+        Ok(deleted)
     })
 }
 
@@ -1053,7 +1073,8 @@ impl Sessions<'_> {
 
 impl Orgs<'_> {
     /// Deletes an org with its memberships and API keys. Refused when it has members other
-    /// than one owner, or is someone's personal org, unless `force`.
+    /// than one owner, or is someone's personal org, unless `force`. A member left in no org
+    /// gets a new personal org, which becomes their current one.
     ///
     /// # Errors
     /// `NotFound`; `Denied` as above.

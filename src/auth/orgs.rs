@@ -163,6 +163,9 @@ pub fn slugify(name: &str) -> String {
     out = out.trim_end_matches('-').to_string();
     if out.is_empty() {
         "org".to_string()
+    } else if out.bytes().all(|b| b.is_ascii_digit()) {
+        // An all-digit slug would read as an id (`org show 123`): it is refused as a slug.
+        format!("org-{}", &out[..out.len().min(MAX_SLUG - 8)])
     } else {
         out
     }

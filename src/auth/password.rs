@@ -78,6 +78,25 @@ const SALTED_BCRYPT: &str = "$rk-salted-bcrypt$";
 /// The most PBKDF2 rounds an adopted hash may ask for (bounds the work of one login).
 const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
 
+/// The most memory (KiB) an argon2 hash may ask for: 1 GiB, libsodium's "sensitive" level.
+const MAX_ARGON2_KIB: u32 = 1 << 20;
+/// The most argon2 work (memory in KiB times passes) one login may cost: libsodium's
+/// "sensitive" level (1 GiB, 4 passes). Bounds what a stored hash can make a login do.
+const MAX_ARGON2_WORK: u64 = 4 << 20;
+
+/// Why an argon2 hash asks for more than a login may cost, if it does.
+fn argon2_too_costly(parsed: &PasswordHash) -> Option<String> {
+    let params = argon2::Params::try_from(parsed).ok()?;
+    let (m, t) = (params.m_cost(), params.t_cost());
+    let work = u64::from(m) * u64::from(t);
+    (m > MAX_ARGON2_KIB || work > MAX_ARGON2_WORK).then(|| {
+        format!(
+            "the argon2 hash asks for m={m} KiB and t={t}; at most {MAX_ARGON2_KIB} KiB and \
+             {MAX_ARGON2_WORK} KiB×passes are accepted (every login would pay for them)"
+        )
+    })
+}
+
 /// A stored hash, taken apart.
 enum Scheme<'a> {
     Bcrypt(&'a str),
@@ -109,7 +128,9 @@ fn parse(stored: &str) -> Option<Scheme<'_>> {
         return None;
     }
     match parsed.algorithm.as_str() {
-        "argon2id" | "argon2i" | "argon2d" => Some(Scheme::Argon2(parsed)),
+        "argon2id" | "argon2i" | "argon2d" => {
+            (argon2_too_costly(&parsed).is_none()).then_some(Scheme::Argon2(parsed))
+        }
         "pbkdf2-sha256" | "pbkdf2-sha512" => {
             let rounds = parsed
                 .params
@@ -127,7 +148,6 @@ fn parse(stored: &str) -> Option<Scheme<'_>> {
 ///
 /// # Errors
 /// A sentence naming what the hash looks like instead (plain text, an unknown scheme).
-#[cfg_attr(not(feature = "adopt"), allow(dead_code))]
 pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
     if parse(stored).is_some() {
         return Ok(());
@@ -147,7 +167,14 @@ pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
         .next()
         .unwrap_or("");
     // A scheme redkeep reads, in a string it cannot: say the string is malformed (or, for
-    // PBKDF2, that it asks for too many rounds).
+    // PBKDF2 and argon2, that it asks for too much work).
+    if let Some(why) = PasswordHash::new(stored)
+        .ok()
+        .filter(|p| p.algorithm.as_str().starts_with("argon2"))
+        .and_then(|p| argon2_too_costly(&p))
+    {
+        return Err(why);
+    }
     if let Some(rounds) = PasswordHash::new(stored)
         .ok()
         .filter(|p| matches!(p.algorithm.as_str(), "pbkdf2-sha256" | "pbkdf2-sha512"))
@@ -293,6 +320,31 @@ impl Passwords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored argon2 hash asking for more work than a login may cost never matches (so a
+    /// login cannot be made to spin or to allocate without bound) and is not recognised.
+    #[test]
+    fn an_argon2_hash_beyond_the_cost_limits_is_refused() {
+        let fast = Passwords::new(PasswordParams::INSECURE_FAST).unwrap();
+        let phc = fast.hash("correct horse").unwrap();
+        assert!(recognise(&phc).is_ok());
+        let parsed = PasswordHash::new(&phc).unwrap();
+        let (salt, hash) = (parsed.salt.unwrap(), parsed.hash.unwrap());
+        for params in [
+            "m=8,t=4000000000,p=1",
+            "m=2097152,t=1,p=1",
+            "m=1048576,t=5,p=1",
+        ] {
+            let costly = format!("$argon2id$v=19${params}${salt}${hash}");
+            assert!(PasswordHash::new(&costly).is_ok(), "{costly}");
+            assert!(!fast.verify("correct horse", &costly));
+            let why = recognise(&costly).unwrap_err();
+            assert!(why.contains("at most"), "{why}");
+        }
+        // libsodium's "sensitive" level is the limit itself.
+        let sensitive = format!("$argon2id$v=19$m=1048576,t=4,p=1${salt}${hash}");
+        assert!(recognise(&sensitive).is_ok());
+    }
 
     #[test]
     fn hashes_verify_and_detect_parameter_changes() {

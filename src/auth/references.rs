@@ -105,11 +105,29 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
         }
         Ok(())
     })?;
+    let mut uids = std::collections::HashMap::new();
     each::<User>(tx, |u| {
         let id = u.id;
-        if !credentials.contains(&id)? {
-            problems.push(format!(
+        match credentials.get(&id)? {
+            None => problems.push(format!(
                 "user {id} has no credential; set a password with `redkeep user set-password {id}`"
+            )),
+            // Empty: no password set yet (a repaired credential); the user resets it.
+            Some(c) if !c.password_hash.is_empty() => {
+                if let Err(why) = super::password::recognise(&c.password_hash) {
+                    problems.push(format!(
+                        "user {id}'s password hash cannot be verified ({why}), so they cannot \
+                         log in; set a password with `redkeep user set-password {id}`"
+                    ));
+                }
+            }
+            Some(_) => {}
+        }
+        // The uid binds a workspace folder to its user: two users must never share one.
+        if let Some(first) = uids.insert(u.uid, id) {
+            problems.push(format!(
+                "users {first} and {id} share one uid, which binds a workspace folder to its \
+                 user; one of them was copied by hand"
             ));
         }
         if members.count_by(&OrgMember::BY_USER, KeyRange::prefix(key!(id)))? == 0 {
@@ -302,14 +320,30 @@ pub(crate) fn settle(
         Ok(())
     })?;
     for u in user_list {
-        if !tx.table::<Credential>().contains(&u.id)? {
-            // No password matches an empty hash: the user resets theirs.
-            tx.table::<Credential>()
-                .insert(&Credential::new(u.id, String::new(), now)?)?;
-            changes.push(format!(
-                "user {}: the credential was lost; they must reset their password",
-                u.id
-            ));
+        match tx.table::<Credential>().get(&u.id)? {
+            None => {
+                // No password matches an empty hash: the user resets theirs.
+                tx.table::<Credential>()
+                    .insert(&Credential::new(u.id, String::new(), now)?)?;
+                changes.push(format!(
+                    "user {}: the credential was lost; they must reset their password",
+                    u.id
+                ));
+            }
+            // A hash no login can verify (damaged bytes): the same, keeping the counters.
+            Some(mut c)
+                if !c.password_hash.is_empty()
+                    && super::password::recognise(&c.password_hash).is_err() =>
+            {
+                c.password_hash.clear();
+                tx.table::<Credential>().update(&c)?;
+                changes.push(format!(
+                    "user {}: the password hash could not be verified; they must reset their \
+                     password",
+                    u.id
+                ));
+            }
+            Some(_) => {}
         }
         let mine = orgs::memberships_of(tx, u.id)?;
         let current = match mine.first() {

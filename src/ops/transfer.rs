@@ -479,6 +479,10 @@ pub fn import(
         // on them.
         tx.remove_meta(crate::store::BORN_AT)?;
         tx.set_meta(IMPORT_UNFINISHED, b"1")?;
+        // The workspace lines, checked before the records commit: by user, the line of its
+        // document and the piece count it states; by (user, piece), the line of the piece.
+        let mut docs: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        let mut pieces: BTreeMap<(u64, u64), u64> = BTreeMap::new();
         // The format the header names (0: no header yet), and whether the end line was read.
         let mut format = 0;
         let mut ended = false;
@@ -537,7 +541,20 @@ pub fn import(
                     let Value::Object(map) = doc else {
                         return Err(line_err(n, "a workspace doc must be a JSON object"));
                     };
-                    WorkspaceDoc::from_map(map.clone()).map_err(|e| line_err(n, e))?;
+                    let doc = WorkspaceDoc::from_map(map.clone()).map_err(|e| line_err(n, e))?;
+                    let user = v.get("workspace").and_then(Value::as_u64).unwrap_or_default();
+                    if let Some((first, _)) = docs.insert(user, (n, doc.piece_count)) {
+                        return Err(line_err(n, format!("a second workspace document of user {user} (the first is on line {first}); an export has one; nothing was imported")));
+                    }
+                } else {
+                    let user = v.get("user").and_then(Value::as_u64).unwrap_or_default();
+                    let piece = v.get("piece").and_then(Value::as_u64).unwrap_or_default();
+                    if piece == 0 {
+                        return Err(line_err(n, "piece numbers start at 1; nothing was imported"));
+                    }
+                    if let Some(first) = pieces.insert((user, piece), n) {
+                        return Err(line_err(n, format!("a second piece {piece} of user {user} (the first is on line {first}); an export has one; nothing was imported")));
+                    }
                 }
                 writeln!(spool, "{n}\t{line}").map_err(|e| Error::io("spooling workspace lines", e))?;
                 continue;
@@ -556,6 +573,21 @@ pub fn import(
         for t in tables.values() {
             if let Some(id) = t.highest_id(tx)? {
                 tx.raise_sequence(t.name(), id)?;
+            }
+        }
+        // Every folder line has its user among the records, and a document counts the pieces
+        // the export holds: found now, before the records commit, a bad line changes nothing.
+        let users = tx.table::<User>();
+        let first_lines = docs.iter().map(|(u, (n, _))| (*u, *n)).chain(pieces.iter().map(|((u, _), n)| (*u, *n)));
+        for (user, n) in first_lines {
+            if !users.contains(&user)? {
+                return Err(line_err(n, format!("user {user} has no record in the export; a workspace line needs its user; nothing was imported")));
+            }
+        }
+        for (user, (n, count)) in &docs {
+            let held = pieces.range((*user, 0)..=(*user, u64::MAX)).count() as u64;
+            if *count != held {
+                return Err(line_err(*n, format!("the document of user {user} counts {count} piece(s), but the export holds {held} for them; nothing was imported")));
             }
         }
         let mut report = CheckReport::new();

@@ -877,8 +877,10 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         self.tx.next_sequence(R::TABLE)
     }
 
-    /// Refuses an application type writing into one of redkeep's own tables.
+    /// Refuses an application type writing into one of redkeep's own tables, and a type
+    /// whose table or index names would share storage with another's.
     fn refuse_foreign(&self) -> Result<()> {
+        check_names::<R>()?;
         self.tx.refuse_foreign(
             R::TABLE,
             std::any::TypeId::of::<R>(),
@@ -1019,6 +1021,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     // each index, in `R::INDEXES` order; those past its end are none (a new record passes an
     // empty list).
     fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
+        check_names::<R>()?;
         let value = encode(self.tx, new)?;
         let raw = self.tx.raw_records();
         // What this write changed so far, to take it back when a later step fails (a
@@ -1028,6 +1031,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         let mut removed: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::new();
         self.write_steps(pk, old, new, &value, &mut added, &mut removed)
             .map_err(|e| take_back(raw, e, &added, &removed))?;
+
         #[cfg(test)]
         RECORD_WRITES.with_borrow_mut(|w| *w.entry(R::TABLE).or_default() += 1);
         Ok(())
@@ -1129,6 +1133,43 @@ type WriteTally = std::cell::RefCell<std::collections::HashMap<&'static str, u64
 thread_local! {
     /// Records this thread wrote, by table: what an operation writes, for tests.
     pub(crate) static RECORD_WRITES: WriteTally = WriteTally::default();
+}
+
+/// Checks the names a record type stores under: a table name neither empty nor holding `:`
+/// (storage names are `r:<table>` and `i:<table>:<index>`, so `a` with index `b:c` and `a:b`
+/// with index `c` would share one), and index names unique within the type, neither empty
+/// nor holding `:`.
+///
+/// # Errors
+/// `InvalidInput` naming the type and what to rename.
+pub(crate) fn check_names<R: Record>() -> Result<()> {
+    let bad = |why: String| {
+        Err(Error::invalid(
+            "record type",
+            format!("{}: {why}", std::any::type_name::<R>()),
+        ))
+    };
+    if R::TABLE.is_empty() || R::TABLE.contains(':') {
+        return bad(format!(
+            "the table name {:?} must be non-empty and without `:`; rename `Record::TABLE`",
+            R::TABLE
+        ));
+    }
+    for (i, index) in R::INDEXES.iter().enumerate() {
+        if index.name.is_empty() || index.name.contains(':') {
+            return bad(format!(
+                "the index name {:?} must be non-empty and without `:`; rename it",
+                index.name
+            ));
+        }
+        if R::INDEXES[..i].iter().any(|other| other.name == index.name) {
+            return bad(format!(
+                "two indexes are named {:?}; give each its own name",
+                index.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
