@@ -418,7 +418,7 @@ pub fn persist_new(tmp: NamedTempFile, target: &Path) -> Result<()> {
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| Error::io(format!("syncing a temp file for {}", target.display()), e))?;
     let tmp = tmp.into_temp_path();
-    if !rename_no_replace(&tmp, target)? {
+    if !place_new(&tmp, target)? {
         return Err(Error::invalid(
             "path",
             format!(
@@ -428,9 +428,38 @@ pub fn persist_new(tmp: NamedTempFile, target: &Path) -> Result<()> {
             ),
         ));
     }
-    // Renamed: the temp path is gone and must not be removed on drop.
+    // Moved: the temp path is gone and must not be removed on drop.
     let _ = tmp.keep();
     sync_dir(target)
+}
+
+/// [`rename_no_replace`], and where the file system cannot rename without replacing (NFS,
+/// SMB, many FUSE mounts answer `EINVAL`), a hard link to the new name, which refuses an
+/// existing one as surely, then the old name removed. `false` when `to` exists.
+fn place_new(from: &Path, to: &Path) -> Result<bool> {
+    let what = || format!("moving {} to {}", from.display(), to.display());
+    fault(FileOp::Rename).map_err(|e| Error::io(what(), e))?;
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::EXIST) => Ok(false),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOTSUP | rustix::io::Errno::NOSYS) => {
+            match fs::hard_link(from, to) {
+                Ok(()) => {
+                    fs::remove_file(from).map_err(|e| Error::io(what(), e))?;
+                    Ok(true)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(Error::io(what(), e)),
+            }
+        }
+        Err(e) => Err(Error::io(what(), e.into())),
+    }
 }
 
 /// Flushes `tmp` to disk, renames it over `target` and fsyncs the directory. On error the

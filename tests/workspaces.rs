@@ -642,6 +642,24 @@ fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
     assert!(!stale_piece.exists());
 }
 
+/// `piece_count` is the gallery's: an update that sets it keeps the gallery's count, so the
+/// folder still passes `check`.
+#[test]
+fn an_update_cannot_set_the_piece_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.save_piece(1, b"{}").unwrap();
+    ws.update(1, |d| {
+        d.piece_count = 1000;
+        d.add_note("kept")
+    })
+    .unwrap();
+    let doc = ws.read(1).unwrap();
+    assert_eq!(doc.piece_count, 1);
+    assert_eq!(doc.notes.as_array().map(Vec::len), Some(1));
+    assert!(ws.check(false, Timestamp(0)).unwrap().is_empty());
+}
+
 /// Temp folders (and files) a write or an import killed part way left in a user's folder or
 /// gallery: `check` names them, `check --repair` removes them; the user's files stay.
 #[test]

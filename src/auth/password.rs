@@ -247,6 +247,18 @@ impl Passwords {
     pub(crate) fn new(p: PasswordParams) -> Result<Self> {
         let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, None)
             .map_err(|e| Error::invalid("password parameters", e.to_string()))?;
+        // Its own hashes must stay within what a stored hash may ask of a login.
+        let work = u64::from(p.memory_kib) * u64::from(p.iterations);
+        if p.memory_kib > MAX_ARGON2_KIB || work > MAX_ARGON2_WORK {
+            return Err(Error::invalid(
+                "password parameters",
+                format!(
+                    "m={} KiB and t={} ask for more than a login may cost: at most \
+                     {MAX_ARGON2_KIB} KiB and {MAX_ARGON2_WORK} KiB×passes",
+                    p.memory_kib, p.iterations
+                ),
+            ));
+        }
         let dummy = format!(
             "$argon2id$v=19$m={},t={},p={}$cmVka2VlcC10aW1pbmc$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
             p.memory_kib, p.iterations, p.parallelism
@@ -344,6 +356,27 @@ mod tests {
         // libsodium's "sensitive" level is the limit itself.
         let sensitive = format!("$argon2id$v=19$m=1048576,t=4,p=1${salt}${hash}");
         assert!(recognise(&sensitive).is_ok());
+        // Its own parameters must stay within it: every hash it wrote would never match.
+        for (m, t) in [(2_097_152, 1), (262_144, 20)] {
+            let params = PasswordParams {
+                memory_kib: m,
+                iterations: t,
+                parallelism: 1,
+            };
+            let err = Passwords::new(params).unwrap_err();
+            assert!(
+                err.to_string().contains("more than a login may cost"),
+                "{err}"
+            );
+        }
+        assert!(
+            Passwords::new(PasswordParams {
+                memory_kib: 1_048_576,
+                iterations: 4,
+                parallelism: 1
+            })
+            .is_ok()
+        );
     }
 
     #[test]

@@ -566,6 +566,7 @@ pub struct DeletedUser {
     /// The account as it was.
     pub user: User,
     /// Where their workspace folder went, if they had one.
+    #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub trash: Option<std::path::PathBuf>,
 }
 

@@ -112,10 +112,25 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             ),
         ));
     }
-    if dest.exists() {
+    // A dangling symlink is something there too.
+    if dest.symlink_metadata().is_ok() {
         return Err(Error::invalid(
             "path",
             format!("{} already exists; choose a new file", dest.display()),
+        ));
+    }
+    if dest
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(fsutil::TEMP_PREFIX))
+    {
+        return Err(Error::invalid(
+            "path",
+            format!(
+                "{} starts with `{}`, the prefix of redkeep's temp files, which cleanups \
+                 remove; choose another name",
+                dest.display(),
+                fsutil::TEMP_PREFIX
+            ),
         ));
     }
     // Among the workspace folders, the backup would travel with what it backs up: in a

@@ -439,6 +439,10 @@ pub fn import(
     let mut summary = TransferSummary::default();
     let mut spool = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
     let mut input = Some(input);
+    // The workspace lines, checked before the records commit: by user, the line of its
+    // document; by (user, piece), the line of the piece.
+    let mut docs: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut pieces: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     rk.store().write_here(|tx| {
         let input = input.take().ok_or_else(|| Error::Invariant {
             what: "an import cannot be retried".into(),
@@ -479,10 +483,6 @@ pub fn import(
         // on them.
         tx.remove_meta(crate::store::BORN_AT)?;
         tx.set_meta(IMPORT_UNFINISHED, b"1")?;
-        // The workspace lines, checked before the records commit: by user, the line of its
-        // document and the piece count it states; by (user, piece), the line of the piece.
-        let mut docs: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-        let mut pieces: BTreeMap<(u64, u64), u64> = BTreeMap::new();
         // The format the header names (0: no header yet), and whether the end line was read.
         let mut format = 0;
         let mut ended = false;
@@ -541,9 +541,9 @@ pub fn import(
                     let Value::Object(map) = doc else {
                         return Err(line_err(n, "a workspace doc must be a JSON object"));
                     };
-                    let doc = WorkspaceDoc::from_map(map.clone()).map_err(|e| line_err(n, e))?;
+                    WorkspaceDoc::from_map(map.clone()).map_err(|e| line_err(n, e))?;
                     let user = v.get("workspace").and_then(Value::as_u64).unwrap_or_default();
-                    if let Some((first, _)) = docs.insert(user, (n, doc.piece_count)) {
+                    if let Some(first) = docs.insert(user, n) {
                         return Err(line_err(n, format!("a second workspace document of user {user} (the first is on line {first}); an export has one; nothing was imported")));
                     }
                 } else {
@@ -575,19 +575,13 @@ pub fn import(
                 tx.raise_sequence(t.name(), id)?;
             }
         }
-        // Every folder line has its user among the records, and a document counts the pieces
-        // the export holds: found now, before the records commit, a bad line changes nothing.
+        // Every folder line has its user among the records: found now, before the records
+        // commit, a bad line changes nothing.
         let users = tx.table::<User>();
-        let first_lines = docs.iter().map(|(u, (n, _))| (*u, *n)).chain(pieces.iter().map(|((u, _), n)| (*u, *n)));
+        let first_lines = docs.iter().map(|(u, n)| (*u, *n)).chain(pieces.iter().map(|((u, _), n)| (*u, *n)));
         for (user, n) in first_lines {
             if !users.contains(&user)? {
                 return Err(line_err(n, format!("user {user} has no record in the export; a workspace line needs its user; nothing was imported")));
-            }
-        }
-        for (user, (n, count)) in &docs {
-            let held = pieces.range((*user, 0)..=(*user, u64::MAX)).count() as u64;
-            if *count != held {
-                return Err(line_err(*n, format!("the document of user {user} counts {count} piece(s), but the export holds {held} for them; nothing was imported")));
             }
         }
         let mut report = CheckReport::new();
@@ -608,7 +602,15 @@ pub fn import(
         }
         Ok(())
     })?;
-    if let Err(e) = write_folders(rk, spool, &mut summary) {
+    // A document counts the pieces the export holds (the gallery decides the count, as a
+    // repair would set it): an export taken while pieces were saved, or of a folder whose
+    // count was off, imports into a store that passes `check`.
+    let mut held: BTreeMap<u64, u64> = BTreeMap::new();
+    for (user, _) in pieces.keys() {
+        *held.entry(*user).or_default() += 1;
+    }
+    let with_doc: BTreeSet<u64> = docs.keys().copied().collect();
+    if let Err(e) = write_folders(rk, spool, &held, &with_doc, &mut summary) {
         return Err(taken_back(rk, &tables, e));
     }
     rk.store()
@@ -652,6 +654,8 @@ fn taken_back(
 fn write_folders(
     rk: &Redkeep,
     mut spool: std::fs::File,
+    held: &BTreeMap<u64, u64>,
+    with_doc: &BTreeSet<u64>,
     summary: &mut TransferSummary,
 ) -> Result<()> {
     spool
@@ -669,7 +673,8 @@ fn write_folders(
         let at = |e: Error| Error::invalid("import", format!("line {n}: {e}"));
         if let Some(user) = v.get("workspace").and_then(Value::as_u64) {
             let Value::Object(map) = doc else { continue };
-            let doc = WorkspaceDoc::from_map(map).map_err(|e| at(Error::invalid("doc", e)))?;
+            let mut doc = WorkspaceDoc::from_map(map).map_err(|e| at(Error::invalid("doc", e)))?;
+            doc.piece_count = held.get(&user).copied().unwrap_or(0);
             ws.put_doc(user, &doc).map_err(at)?;
             summary.workspaces += 1;
         } else if let (Some(piece), Some(user)) = (
@@ -681,6 +686,16 @@ fn write_folders(
             })?;
             ws.put_piece(user, piece, &bytes).map_err(at)?;
             summary.pieces += 1;
+        }
+    }
+    // Pieces without a document line: a document that counts them.
+    for (&user, &count) in held {
+        if !with_doc.contains(&user) {
+            let doc = WorkspaceDoc {
+                piece_count: count,
+                ..WorkspaceDoc::default()
+            };
+            ws.put_doc(user, &doc)?;
         }
     }
     Ok(())

@@ -891,7 +891,8 @@ impl Workspaces {
     }
 
     /// Reads the document, lets `f` change it, and writes it back atomically, all under the
-    /// user's exclusive lock. Creates the folder at the first write.
+    /// user's exclusive lock. Creates the folder at the first write. `piece_count` is the
+    /// gallery's to decide: a change `f` makes to it is not kept (as in a merge).
     ///
     /// ```
     /// # let tmp = tempfile::tempdir().unwrap();
@@ -917,7 +918,9 @@ impl Workspaces {
         let (mut doc, version) = self.read_doc_versioned(&folder.dir)?;
         // The gallery memory follows the document across this write when it held before it.
         let held = self.hints.get(&user).filter(|h| version == Some(h.doc));
+        let count = doc.piece_count;
         let out = f(&mut doc)?;
+        doc.piece_count = count;
         let written = self.write_doc(&folder.dir, &doc)?;
         match held {
             Some(h) if doc.piece_count == h.count => self.remember(user, written, h.next, h.count),

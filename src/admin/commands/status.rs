@@ -86,7 +86,8 @@ fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
         listed.push(json!({
             "path": left.path.display().to_string(),
             "folder": left.is_dir,
-            "in_use": held,
+            // Only an old entry is probed: a young one's is not known.
+            "in_use": if old { json!(held) } else { Value::Null },
             "age_secs": age,
         }));
     }

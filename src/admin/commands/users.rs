@@ -369,7 +369,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                 lines.push(format!("workspace moved to {}", t.display()));
             }
             Ok(Reply::text(
-                json!({"id": u.id, "email": u.email, "deleted": true, "trash": trash}),
+                json!({"id": u.id, "email": u.email, "deleted": true, "trash": trash.as_ref().map(|t| t.display().to_string())}),
                 lines,
             ))
         }
