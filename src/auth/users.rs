@@ -672,7 +672,7 @@ impl Users<'_> {
         } else {
             self.by_username(who)?
         };
-        found.ok_or_else(|| Error::not_found(format!("user {who}")))
+        found.ok_or_else(|| Error::not_found(format!("user {}", shown_input(who))))
     }
 
     /// Up to `limit` users with ids above `after`, in id order (a page; pass the last id for
@@ -959,10 +959,37 @@ impl UserV1 {
     }
 }
 
+/// What a lookup was given, as an error may repeat it: a token pasted by mistake (redkeep's
+/// tokens all read `rk<kind>_…`: sessions, API keys, invites, recovery) shown by its public
+/// prefix only, anything else cut to 100 characters.
+fn shown_input(who: &str) -> String {
+    let kind = who.get(..3).filter(|k| {
+        k.starts_with("rk") && k.as_bytes()[2].is_ascii_lowercase() && who[3..].starts_with('_')
+    });
+    if let Some(kind) = kind {
+        return super::token::shown(kind, who);
+    }
+    let mut out: String = who.chars().take(100).collect();
+    if who.chars().nth(100).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A token pasted where a user was expected is not repeated whole in the error.
+    #[test]
+    fn a_lookup_error_never_repeats_a_token() {
+        let token = format!("rks_{}", "a".repeat(39));
+        let shown = shown_input(&token);
+        assert!(shown.starts_with("rks_aaaa") && shown.len() < 20, "{shown}");
+        assert_eq!(shown_input("ann@example.com"), "ann@example.com");
+        assert_eq!(shown_input(&"x".repeat(300)).chars().count(), 101);
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4096))]
