@@ -80,6 +80,18 @@ pub(crate) const STORE_FILE_NAME: &str = "redkeep.redb";
 /// younger one may belong to an operation under way that holds no lock on it.
 pub const LEFTOVER_AGE_SECS: i64 = 3600;
 
+impl Leftover {
+    /// Its age in seconds at `now` (by the system clock, which stamped it), never negative.
+    pub fn age(&self, now: i64) -> i64 {
+        now.saturating_sub(self.modified).max(0)
+    }
+
+    /// Whether it is old enough to be taken for a leftover ([`LEFTOVER_AGE_SECS`]).
+    pub fn old(&self, now: i64) -> bool {
+        self.age(now) >= LEFTOVER_AGE_SECS
+    }
+}
+
 /// Takes an exclusive advisory lock (flock) on `file`, a temp file or folder this process
 /// made, for as long as it stays open: the entry is then [`in_use`], and cleaners of
 /// leftovers pass it by however old it looks. Best effort: where the file system cannot lock
@@ -133,24 +145,20 @@ pub fn in_use(path: &Path) -> bool {
 pub struct Tidied {
     /// Removed: old enough and held by no running operation.
     pub removed: Vec<Leftover>,
-    /// Left: younger than the age asked for, or held by a running operation.
+    /// Left: younger than [`LEFTOVER_AGE_SECS`], or held by a running operation.
     pub young_or_held: Vec<Leftover>,
     /// Old enough and not held, but removing it failed (with why): another user's, say.
     pub failed: Vec<(Leftover, String)>,
 }
 
-/// Removes the leftovers in `dir` ([`leftovers`]) that are at least `min_age_secs` old (by
-/// the system clock, which stamped them) and not [`in_use`]. A symlink is removed, never
-/// followed. An entry that is, or holds, `spare` (the data dir at work) is left, whatever
-/// its name.
-pub fn remove_leftovers(dir: &Path, min_age_secs: i64, spare: &Path) -> Tidied {
+/// Removes the leftovers in `dir` ([`leftovers`]) that are [`Leftover::old`] and not
+/// [`in_use`]. A symlink is removed, never followed. An entry that is, or holds, `spare`
+/// (the data dir at work) is left, whatever its name.
+pub fn remove_leftovers(dir: &Path, spare: &Path) -> Tidied {
     let now = crate::clock::unix_now();
     let mut out = Tidied::default();
     for entry in leftovers(dir) {
-        if now.saturating_sub(entry.modified) < min_age_secs
-            || in_use(&entry.path)
-            || (entry.is_dir && within(&entry.path, spare))
-        {
+        if !entry.old(now) || in_use(&entry.path) || (entry.is_dir && within(&entry.path, spare)) {
             out.young_or_held.push(entry);
             continue;
         }
@@ -343,14 +351,12 @@ pub fn private_temp_in(dir: &Path) -> Result<NamedTempFile> {
     Ok(tmp)
 }
 
-/// [`temp_sibling`], held ([`in_use`]) while open: for a long write of redkeep's own (an
-/// archive, an export) that [`persist_new`] ends, never for a file a store opens (redb locks
-/// its file itself).
+/// Refuses a file name that starts with [`TEMP_PREFIX`] for a file meant to stay: a later
+/// cleanup would take it for a leftover.
 ///
 /// # Errors
-/// `InvalidInput` when `target`'s name starts with [`TEMP_PREFIX`] (a later cleanup would
-/// take the finished file for a leftover); as [`temp_sibling`].
-pub fn held_temp_sibling(target: &Path) -> Result<NamedTempFile> {
+/// `InvalidInput` naming the file.
+pub fn refuse_temp_name(target: &Path) -> Result<()> {
     if target
         .file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX))
@@ -364,6 +370,18 @@ pub fn held_temp_sibling(target: &Path) -> Result<NamedTempFile> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// [`temp_sibling`], held ([`in_use`]) while open: for a long write of redkeep's own (an
+/// archive, an export) that [`persist_new`] ends, never for a file a store opens (redb locks
+/// its file itself).
+///
+/// # Errors
+/// `InvalidInput` when `target`'s name starts with [`TEMP_PREFIX`] (a later cleanup would
+/// take the finished file for a leftover); as [`temp_sibling`].
+pub fn held_temp_sibling(target: &Path) -> Result<NamedTempFile> {
+    refuse_temp_name(target)?;
     let tmp = temp_sibling(target)?;
     hold(tmp.as_file(), tmp.path());
     Ok(tmp)
@@ -439,15 +457,7 @@ pub fn persist_new(tmp: NamedTempFile, target: &Path) -> Result<()> {
 fn place_new(from: &Path, to: &Path) -> Result<bool> {
     let what = || format!("moving {} to {}", from.display(), to.display());
     fault(FileOp::Rename).map_err(|e| Error::io(what(), e))?;
-    match rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        from,
-        rustix::fs::CWD,
-        to,
-        rustix::fs::RenameFlags::NOREPLACE,
-    ) {
-        Ok(()) => Ok(true),
-        Err(rustix::io::Errno::EXIST) => Ok(false),
+    match renameat_no_replace(from, to) {
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOTSUP | rustix::io::Errno::NOSYS) => {
             match fs::hard_link(from, to) {
                 Ok(()) => {
@@ -458,7 +468,23 @@ fn place_new(from: &Path, to: &Path) -> Result<bool> {
                 Err(e) => Err(Error::io(what(), e)),
             }
         }
-        Err(e) => Err(Error::io(what(), e.into())),
+        other => other.map_err(|e| Error::io(what(), e.into())),
+    }
+}
+
+/// The `RENAME_NOREPLACE` rename itself: `Ok(false)` when `to` exists, the errno of any other
+/// failure.
+fn renameat_no_replace(from: &Path, to: &Path) -> std::result::Result<bool, rustix::io::Errno> {
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::EXIST) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -632,22 +658,9 @@ pub fn real_dir(path: &Path) -> Result<Option<()>> {
 /// # Errors
 /// `Io` for other failures.
 pub fn rename_no_replace(from: &Path, to: &Path) -> Result<bool> {
-    fault(FileOp::Rename)
-        .map_err(|e| Error::io(format!("moving {} to {}", from.display(), to.display()), e))?;
-    match rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        from,
-        rustix::fs::CWD,
-        to,
-        rustix::fs::RenameFlags::NOREPLACE,
-    ) {
-        Ok(()) => Ok(true),
-        Err(rustix::io::Errno::EXIST) => Ok(false),
-        Err(e) => Err(Error::io(
-            format!("moving {} to {}", from.display(), to.display()),
-            e.into(),
-        )),
-    }
+    let what = || format!("moving {} to {}", from.display(), to.display());
+    fault(FileOp::Rename).map_err(|e| Error::io(what(), e))?;
+    renameat_no_replace(from, to).map_err(|e| Error::io(what(), e.into()))
 }
 
 /// Renames `from` over `to` and makes the rename durable.

@@ -993,9 +993,7 @@ impl Redkeep {
         let now = crate::clock::unix_now();
         for left in data_dir_leftovers(&self.inner.dir) {
             // One a running operation holds is no leftover, however old.
-            if now.saturating_sub(left.modified) < crate::fsutil::LEFTOVER_AGE_SECS
-                || crate::fsutil::in_use(&left.path)
-            {
+            if !left.old(now) || crate::fsutil::in_use(&left.path) {
                 continue;
             }
             let path = &left.path;

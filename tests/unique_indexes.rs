@@ -327,59 +327,32 @@ fn table_and_index_names_that_would_share_storage_are_refused() {
     record!(Fine, "fine", "k");
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("t.redb"));
-    let refused = |r: Result<(), Error>, what: &str| match r {
-        Err(Error::InvalidInput { reason, .. }) => {
-            assert!(
+    // One record of type `$ty` inserted.
+    macro_rules! insert {
+        ($ty:ident) => {
+            store.write(|tx| {
+                tx.table::<$ty>().insert(&$ty {
+                    id: 1,
+                    v: "x".into(),
+                })
+            })
+        };
+    }
+    for (result, what) in [
+        (insert!(Colon), "a table name with a colon"),
+        (insert!(IndexColon), "an index name with a colon"),
+        (insert!(Empty), "an empty table name"),
+        (insert!(Twice), "two indexes with one name"),
+    ] {
+        match result {
+            Err(Error::InvalidInput { reason, .. }) => assert!(
                 reason.contains("rename") || reason.contains("own name"),
                 "{what}: {reason}"
-            )
+            ),
+            other => panic!("{what}: {other:?}"),
         }
-        other => panic!("{what}: {other:?}"),
-    };
-    refused(
-        store.write(|tx| {
-            tx.table::<Colon>().insert(&Colon {
-                id: 1,
-                v: "x".into(),
-            })
-        }),
-        "a table name with a colon",
-    );
-    refused(
-        store.write(|tx| {
-            tx.table::<IndexColon>().insert(&IndexColon {
-                id: 1,
-                v: "x".into(),
-            })
-        }),
-        "an index name with a colon",
-    );
-    refused(
-        store.write(|tx| {
-            tx.table::<Empty>().insert(&Empty {
-                id: 1,
-                v: "x".into(),
-            })
-        }),
-        "an empty table name",
-    );
-    refused(
-        store.write(|tx| {
-            tx.table::<Twice>().insert(&Twice {
-                id: 1,
-                v: "x".into(),
-            })
-        }),
-        "two indexes with one name",
-    );
-    store
-        .write(|tx| {
-            tx.table::<Fine>().insert(&Fine {
-                id: 1,
-                v: "x".into(),
-            })
-        })
-        .unwrap();
+    }
+    insert!(Fine).unwrap();
     let fine = store.read(|tx| tx.table::<Fine>().count()).unwrap();
     assert_eq!(fine, 1);
 }

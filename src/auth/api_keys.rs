@@ -14,7 +14,7 @@ use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
+use crate::store::{Index, KeyRange, Order, Record, Source, Stored, Table, WriteTx};
 use crate::top::Top;
 
 /// The most scopes one key takes.
@@ -110,6 +110,17 @@ pub struct ApiKeySpec {
     pub scopes: Vec<String>,
     /// Lifetime (1 s to 100 years); `None` never expires.
     pub expires_in: Option<Duration>,
+}
+
+/// Whether the owner of a key may use it: a user who exists and is active, or an org that
+/// exists. In a read or a write transaction alike.
+fn owner_active<S: Source + ?Sized>(tx: &S, owner: KeyOwner) -> Result<bool> {
+    Ok(match owner {
+        KeyOwner::User(id) => Table::<User, S>::new(tx)
+            .get(&id)?
+            .is_some_and(|u| u.is_active),
+        KeyOwner::Org(id) => Table::<Org, S>::new(tx).contains(&id)?,
+    })
 }
 
 /// A new key and its secret, shown once.
@@ -254,11 +265,7 @@ impl ApiKeys<'_> {
             let Some(k) = tx.table::<ApiKey>().get(&hash)? else {
                 return Ok(None);
             };
-            let owner_ok = match k.owner {
-                KeyOwner::User(id) => tx.table::<User>().get(&id)?.is_some_and(|u| u.is_active),
-                KeyOwner::Org(id) => tx.table::<Org>().contains(&id)?,
-            };
-            Ok(owner_ok.then_some(k))
+            Ok(owner_active(tx, k.owner)?.then_some(k))
         })?;
         let k = found.ok_or_else(Self::invalid)?;
         let usable = token::hashes_equal(&k.hash, &hash)
@@ -275,11 +282,10 @@ impl ApiKeys<'_> {
                 let mut k = t.get(&hash)?.ok_or_else(Self::invalid)?;
                 // Decided again here: a revoke, or its owner disabled or deleted, since the
                 // read above must not let this use through.
-                let owner_ok = match k.owner {
-                    KeyOwner::User(id) => tx.table::<User>().get(&id)?.is_some_and(|u| u.is_active),
-                    KeyOwner::Org(id) => tx.table::<Org>().contains(&id)?,
-                };
-                if !owner_ok || k.revoked_at.is_some() || k.expires_at.is_some_and(|e| now >= e) {
+                if !owner_active(tx, k.owner)?
+                    || k.revoked_at.is_some()
+                    || k.expires_at.is_some_and(|e| now >= e)
+                {
                     return Err(Self::invalid());
                 }
                 k.last_used_at = Some(now);

@@ -297,14 +297,11 @@ fn settle_right(
         return Ok(None);
     };
     if c.password_hash != right.hash && c.stamp != right.stamp {
-        audit::record(tx, now, login_event(id, "login_failed", "changed"))?;
-        if let Some(until) = right.locks_until
-            && c.locked_until == Some(until)
-        {
-            let mut e = login_event(id, "account_locked", "locked");
-            e.detail = format!("until {until}");
-            audit::record(tx, now, e)?;
-        }
+        // The lock this attempt set, if still in force.
+        let lock = right
+            .locks_until
+            .filter(|&until| c.locked_until == Some(until));
+        failure_in(tx, now, id, "changed", lock)?;
         return Ok(None);
     }
     c.passed();
@@ -312,8 +309,26 @@ fn settle_right(
         return Ok(Some((u, c)));
     }
     tx.table::<Credential>().update(&c)?;
-    audit::record(tx, now, login_event(id, "login_failed", "disabled"))?;
+    failure_in(tx, now, id, "disabled", None)?;
     Ok(None)
+}
+
+/// Audits a failed attempt on `user` inside `tx`, and the lock it set, if any.
+fn failure_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    user: u64,
+    outcome: &str,
+    locked_until: Option<Timestamp>,
+) -> Result<()> {
+    audit::record(tx, now, login_event(user, "login_failed", outcome))?;
+    if let Some(until) = locked_until {
+        tracing::warn!(user, "account locked after repeated failed logins");
+        let mut e = login_event(user, "account_locked", "locked");
+        e.detail = format!("until {until}");
+        audit::record(tx, now, e)?;
+    }
+    Ok(())
 }
 
 fn audit_failure(
@@ -324,14 +339,7 @@ fn audit_failure(
     locked_until: Option<Timestamp>,
 ) -> Result<()> {
     acc.store.write_with(Durability::None, |tx| {
-        audit::record(tx, now, login_event(user, "login_failed", outcome))?;
-        if let Some(until) = locked_until {
-            tracing::warn!(user, "account locked after repeated failed logins");
-            let mut e = login_event(user, "account_locked", "locked");
-            e.detail = format!("until {until}");
-            audit::record(tx, now, e)?;
-        }
-        Ok(())
+        failure_in(tx, now, user, outcome, locked_until)
     })
 }
 
@@ -1116,27 +1124,36 @@ mod tests {
     use crate::store::RECORD_WRITES;
     use crate::{NewUser, Options, PasswordParams, Redkeep};
 
+    /// A handle on a new store in `dir`, with cheap hashing.
+    fn open(dir: &std::path::Path) -> Redkeep {
+        Redkeep::open(
+            dir,
+            Options::default().password(PasswordParams::INSECURE_FAST),
+        )
+        .unwrap()
+    }
+
+    fn new_user(email: &str, password: Option<&str>) -> NewUser {
+        NewUser {
+            email: email.into(),
+            name: None,
+            username: None,
+            password: password.map(Into::into),
+            is_admin: false,
+            invite: None,
+        }
+    }
+
     /// Creating a user writes each of its records once: the user already points at its
     /// personal org when it is written, rather than being written and then updated.
     #[test]
     fn creating_a_user_writes_each_record_once() {
         let tmp = tempfile::tempdir().unwrap();
-        let rk = Redkeep::open(
-            tmp.path(),
-            Options::default().password(PasswordParams::INSECURE_FAST),
-        )
-        .unwrap();
+        let rk = open(tmp.path());
         RECORD_WRITES.with_borrow_mut(|w| w.clear());
         let user = rk
             .users()
-            .create(NewUser {
-                email: "alice@example.com".into(),
-                name: None,
-                username: None,
-                password: None,
-                is_admin: false,
-                invite: None,
-            })
+            .create(new_user("alice@example.com", None))
             .unwrap()
             .user;
         let mut writes: Vec<_> = RECORD_WRITES.with_borrow(|w| w.clone().into_iter().collect());
@@ -1164,24 +1181,13 @@ mod tests {
     fn a_right_password_whose_account_changed_during_the_hash() {
         use super::Credential;
         let tmp = tempfile::tempdir().unwrap();
-        let rk = Redkeep::open(
-            tmp.path(),
-            Options::default().password(PasswordParams::INSECURE_FAST),
-        )
-        .unwrap();
+        let rk = open(tmp.path());
         let pw = "a right password 1";
         let mut ids = Vec::new();
         for email in ["a@example.com", "b@example.com", "c@example.com"] {
             let id = rk
                 .users()
-                .create(NewUser {
-                    email: email.into(),
-                    name: None,
-                    username: None,
-                    password: Some(pw.into()),
-                    is_admin: false,
-                    invite: None,
-                })
+                .create(new_user(email, Some(pw)))
                 .unwrap()
                 .user
                 .id;

@@ -119,20 +119,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             format!("{} already exists; choose a new file", dest.display()),
         ));
     }
-    if dest
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with(fsutil::TEMP_PREFIX))
-    {
-        return Err(Error::invalid(
-            "path",
-            format!(
-                "{} starts with `{}`, the prefix of redkeep's temp files, which cleanups \
-                 remove; choose another name",
-                dest.display(),
-                fsutil::TEMP_PREFIX
-            ),
-        ));
-    }
+    fsutil::refuse_temp_name(dest)?;
     // Among the workspace folders, the backup would travel with what it backs up: in a
     // user's folder it is that user's file (counted toward the folder, shown to the app),
     // and every later backup holds it again.
@@ -153,7 +140,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     let schema_version = rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
     // A backup killed part way leaves its staging folder (a copy of the store) and its
     // unfinished archive here: the next backup to this folder takes them away.
-    let tidied = fsutil::remove_leftovers(parent, fsutil::LEFTOVER_AGE_SECS, rk.dir());
+    let tidied = fsutil::remove_leftovers(parent, rk.dir());
     let staging = fsutil::private_temp_dir_in(Some(parent), "a staging folder for the backup")?;
     let snapshot = staging.path().join(STORE_FILE);
     rk.store().copy_to(&snapshot)?;

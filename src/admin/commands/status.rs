@@ -60,8 +60,7 @@ fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
     let now = crate::clock::unix_now();
     let mut listed = Vec::new();
     for left in crate::handle::data_dir_leftovers(dir) {
-        let age = now.saturating_sub(left.modified).max(0);
-        let old = age >= crate::fsutil::LEFTOVER_AGE_SECS;
+        let (age, old) = (left.age(now), left.old(now));
         // Only an old one is probed: a young one may be taking its lock (or a store its
         // own) right now, and a probe could get in its way.
         let held = old && crate::fsutil::in_use(&left.path);
