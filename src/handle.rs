@@ -867,11 +867,20 @@ impl Redkeep {
     /// Registers an application's record type, so `check`, `stats` and `export` / `import`
     /// handle its table like redkeep's own. Registering twice is harmless.
     ///
+    /// An index the type gained since records were last written (or one turned unique) is
+    /// built here from the stored records, in one write: lookups through it find the older
+    /// records, and a new unique index holds across old and new. Register each type at
+    /// start-up, before reading through a new index; the first write of the type builds it
+    /// too. A read-only handle builds nothing.
+    ///
     /// # Errors
     /// `InvalidInput` when `R::TABLE` names one of redkeep's own tables (`users`, `sessions`
     /// and the others of [`Redkeep::tables`]): records of `R` could not be written there;
     /// when `R::TABLE` or an index name is empty or holds `:`, or two indexes share a name
-    /// (their entries would share storage; writes are refused the same way).
+    /// (their entries would share storage; writes are refused the same way). `Conflict`
+    /// when two stored records share a key of a new unique index: change or delete one of
+    /// them (the error names both), then register again. `Storage` when the store cannot
+    /// be read or written.
     pub fn register_table<R: Record>(&self) -> Result<()> {
         crate::store::check_names::<R>()?;
         self.store().refuse_foreign(
@@ -879,6 +888,13 @@ impl Redkeep {
             std::any::TypeId::of::<R>(),
             std::any::type_name::<R>(),
         )?;
+        if !self.options().read_only
+            && self
+                .store()
+                .read(|tx| crate::store::indexes_behind::<R, _>(tx))?
+        {
+            self.store().write(|tx| crate::store::declare::<R>(tx))?;
+        }
         let mut tables = self
             .inner
             .app_tables

@@ -336,6 +336,197 @@ fn a_repair_leaves_records_that_do_not_fit_the_applications_type() {
     assert!(rk.check(false).unwrap().ok);
 }
 
+/// An application type whose records gained indexes: `Member` v1 had none, v2 looks
+/// members up by email (unique) and by team.
+mod indexed {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Plain {
+        pub id: u64,
+        pub email: String,
+        pub team: u64,
+    }
+    impl Record for Plain {
+        const TABLE: &'static str = "members";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Member {
+        pub id: u64,
+        pub email: String,
+        pub team: u64,
+    }
+    impl Member {
+        pub const EMAIL: Index<Member> = Index::unique("email", |m| Some(key!(m.email)));
+        pub const TEAM: Index<Member> = Index::many("team", |m| Some(key!(m.team)));
+    }
+    impl Record for Member {
+        const TABLE: &'static str = "members";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::EMAIL, &Self::TEAM];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    pub fn plain(id: u64, email: &str, team: u64) -> Plain {
+        Plain {
+            id,
+            email: email.into(),
+            team,
+        }
+    }
+
+    pub fn write_plain(rk: &Redkeep, members: &[Plain]) {
+        rk.store()
+            .write(|tx| {
+                for m in members {
+                    tx.table::<Plain>().put(m)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// The ids found by email for each of `emails`, and the ids in `team`.
+    pub fn lookups(rk: &Redkeep, emails: &[&str], team: u64) -> (Vec<Option<u64>>, Vec<u64>) {
+        rk.store()
+            .read(|tx| {
+                let t = tx.table::<Member>();
+                let mut by_email = Vec::new();
+                for e in emails {
+                    by_email.push(t.get_by(&Member::EMAIL, &key!(*e))?.map(|m| m.id));
+                }
+                let in_team = t
+                    .range_by(&Member::TEAM, KeyRange::prefix(key!(team)), Order::Asc, 100)?
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect();
+                Ok((by_email, in_team))
+            })
+            .unwrap()
+    }
+}
+
+#[test]
+fn an_index_added_to_a_type_finds_the_records_written_before_it() {
+    use indexed::*;
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        write_plain(
+            &rk,
+            &[plain(1, "a@x", 7), plain(2, "b@x", 7), plain(3, "c@x", 8)],
+        );
+    }
+    // Registered at start-up: the new indexes are built before anything reads them.
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
+    rk.register_table::<Member>().unwrap();
+    assert_eq!(
+        lookups(&rk, &["a@x", "b@x", "c@x"], 7),
+        (vec![Some(1), Some(2), Some(3)], vec![1, 2])
+    );
+    assert!(rk.check(false).unwrap().ok);
+    // Uniqueness holds across the old records and new ones.
+    let clash = rk.store().write(|tx| {
+        tx.table::<Member>().insert(&Member {
+            id: 4,
+            email: "b@x".into(),
+            team: 9,
+        })
+    });
+    assert!(
+        matches!(clash, Err(Error::Conflict { index: "email", .. })),
+        "{clash:?}"
+    );
+    drop(rk);
+
+    // The type loses its indexes and changes records, then gains them again: the rebuilt
+    // indexes follow the records, with no entry left from their earlier life.
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        write_plain(&rk, &[plain(1, "z@x", 8), plain(5, "e@x", 7)]);
+    }
+    // No registration this time: the first write of the type builds them.
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
+    rk.store()
+        .write(|tx| {
+            tx.table::<Member>().insert(&Member {
+                id: 6,
+                email: "f@x".into(),
+                team: 7,
+            })
+        })
+        .unwrap();
+    assert_eq!(
+        lookups(&rk, &["a@x", "z@x", "e@x", "f@x"], 7),
+        (vec![None, Some(1), Some(5), Some(6)], vec![2, 5, 6])
+    );
+    rk.register_table::<Member>().unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+}
+
+#[test]
+fn a_new_unique_index_two_old_records_share_is_refused_until_one_changes() {
+    use indexed::*;
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        write_plain(
+            &rk,
+            &[
+                plain(1, "a@x", 7),
+                plain(2, "same@x", 7),
+                plain(3, "same@x", 8),
+            ],
+        );
+    }
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
+    let err = rk.register_table::<Member>().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                table: "members",
+                index: "email",
+                ..
+            }
+        ) && text.contains("records 2 and 3")
+            && text.contains("change or delete one"),
+        "{text}"
+    );
+    // Writes of the type are refused the same way, and nothing was half built.
+    let write = rk.store().write(|tx| {
+        tx.table::<Member>().insert(&Member {
+            id: 4,
+            email: "d@x".into(),
+            team: 7,
+        })
+    });
+    assert!(matches!(write, Err(Error::Conflict { .. })), "{write:?}");
+    assert_eq!(lookups(&rk, &["a@x"], 7), (vec![None], vec![]));
+    assert_eq!(
+        rk.store().read(|tx| tx.table::<Plain>().count()).unwrap(),
+        3
+    );
+    // Once one of the two changes, registering builds the indexes.
+    write_plain(&rk, &[plain(3, "other@x", 8)]);
+    rk.register_table::<Member>().unwrap();
+    assert_eq!(
+        lookups(&rk, &["a@x", "same@x", "other@x"], 8),
+        (vec![Some(1), Some(2), Some(3)], vec![3])
+    );
+}
+
 /// The same mismatch in one of redkeep's own tables is no application's type change but a
 /// damaged record (or a bug): the store refuses writes, as for any damage.
 #[test]

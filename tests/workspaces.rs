@@ -618,6 +618,30 @@ fn deleting_a_piece_keeps_numbers_unique_and_the_count_exact() {
     assert!(matches!(ws.delete_piece(1, 2), Err(Error::NotFound { .. })));
 }
 
+/// A piece given its number (an import, an adoption) is numbered within what leaves the
+/// gallery room to save after it.
+#[test]
+fn a_given_piece_number_leaves_room_for_saves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.update(1, |_| Ok(())).unwrap();
+    for n in [0, redkeep::workspace::MAX_GIVEN_PIECE + 1, u64::MAX] {
+        let err = ws.put_piece(1, n, b"{}").unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInput { field: "piece", .. })
+                && err.to_string().contains("is outside 1 to 9007199254740991"),
+            "{n}: {err}"
+        );
+    }
+    assert!(ws.list_pieces(1).unwrap().is_empty());
+    ws.put_piece(1, redkeep::workspace::MAX_GIVEN_PIECE, b"{}")
+        .unwrap();
+    assert_eq!(
+        ws.save_piece(1, b"{}").unwrap(),
+        redkeep::workspace::MAX_GIVEN_PIECE + 1
+    );
+}
+
 #[test]
 fn stale_temp_files_are_ignored_by_readers_and_cleaned_by_writers() {
     let tmp = tempfile::tempdir().unwrap();

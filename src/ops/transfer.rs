@@ -351,6 +351,11 @@ fn apply(
             let key = s("key").ok_or("a table line needs the record's key")?;
             t.import(tx, key, record).map_err(|e| e.to_string())?;
         } else {
+            if tables.contains_key(table) {
+                return Err(format!(
+                    "records of {table} are imported as JSON (a \"record\" field), which is checked; this line holds raw bytes"
+                ));
+            }
             let key = s("key").ok_or("a table line needs the record's key")?;
             let value = STANDARD
                 .decode(s("value").ok_or("a raw record needs a value")?)
@@ -552,6 +557,8 @@ pub fn import(
                     if piece == 0 {
                         return Err(line_err(n, "piece numbers start at 1; nothing was imported"));
                     }
+                    crate::workspace::given_piece(piece)
+                        .map_err(|e| line_err(n, format!("{e}; nothing was imported")))?;
                     if let Some(first) = pieces.insert((user, piece), n) {
                         return Err(line_err(n, format!("a second piece {piece} of user {user} (the first is on line {first}); an export has one; nothing was imported")));
                     }

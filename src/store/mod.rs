@@ -53,6 +53,8 @@ pub(crate) use held::{Held, clashes as lock_held_here};
 pub(crate) use key::show_key;
 #[cfg(test)]
 pub(crate) use table::RECORD_WRITES;
-pub(crate) use table::{check_names, decode_record, encode, index_table, record_table};
+pub(crate) use table::{
+    check_names, declare, decode_record, encode, index_table, indexes_behind, record_table,
+};
 pub(crate) use tx::meta_entry_sound;
 pub(crate) use tx::{BORN_AT, IMPORT_UNFINISHED, RESET_UNFINISHED, born_at};

@@ -129,14 +129,115 @@ impl TableInfo {
     }
 }
 
-/// Encodes a record inside `tx`, registering the shapes it uses and its table in the catalog.
-pub(crate) fn encode<R: Record>(tx: &WriteTx<'_>, record: &R) -> Result<Vec<u8>> {
+/// Makes sure the catalog describes `R`'s table as `R` declares it (once per handle and
+/// type), first building the indexes of `R` the catalog does not list (see
+/// [`build_new_indexes`]).
+///
+/// # Errors
+/// `InvalidInput` when the table is kept for another record type; `Conflict` when a new
+/// unique index cannot be built because two records share its key; `Storage` when the
+/// engine fails.
+pub(crate) fn declare<R: Record>(tx: &WriteTx<'_>) -> Result<()> {
     tx.register_table(
         R::TABLE,
         std::any::TypeId::of::<R>(),
         std::any::type_name::<R>(),
         TableInfo::of::<R>,
-    )?;
+        |before| build_new_indexes::<R>(tx, before),
+    )
+}
+
+/// The indexes of `R` that the catalog entry `before` (what the table's writers declared
+/// last) does not list, as they are now: an index added to the type, or one turned unique
+/// or back. Without an entry (a table first written now, or before stores kept a
+/// catalog), every index.
+pub(crate) fn new_indexes<R: Record>(before: Option<&TableInfo>) -> Vec<&'static Index<R>> {
+    R::INDEXES
+        .iter()
+        .copied()
+        .filter(|idx| {
+            before.is_none_or(|b| {
+                !b.indexes
+                    .iter()
+                    .any(|i| i.name == idx.name && i.unique == idx.unique)
+            })
+        })
+        .collect()
+}
+
+/// Whether `R`'s table has indexes the store has not built yet ([`new_indexes`] of its
+/// catalog entry, when it has records): the first write of `R` through a handle builds
+/// them.
+///
+/// # Errors
+/// `Storage` when the store cannot be read.
+pub(crate) fn indexes_behind<R: Record, S: Source + super::tx::Meta + ?Sized>(
+    tx: &S,
+) -> Result<bool> {
+    let entry = tx.catalog()?.into_iter().find(|t| t.name == R::TABLE);
+    Ok(!new_indexes::<R>(entry.as_ref()).is_empty()
+        && (entry.is_some() || tx.raw().len(records_of::<R>())? > 0))
+}
+
+/// Builds, from the records already stored, the indexes of `R` that the catalog entry
+/// `before` does not list ([`new_indexes`]), so that lookups through an index added to an
+/// application's type find the records written before it, and a new unique index holds
+/// across old and new records. Whatever the index table held (from an earlier life of an
+/// index of that name) is replaced. Records that do not read as `R` get no entries:
+/// `check` reports them.
+///
+/// # Errors
+/// `Conflict` when two records share a key of a new unique index: nothing is written, and
+/// writes of `R` fail the same way until one of the two is changed or deleted (or a
+/// `check --repair` through a handle that registered `R` moves the later one aside);
+/// `Storage` when the engine fails.
+fn build_new_indexes<R: Record>(tx: &WriteTx<'_>, before: Option<&TableInfo>) -> Result<()> {
+    let new = new_indexes::<R>(before);
+    if new.is_empty() {
+        return Ok(());
+    }
+    let raw = tx.raw_write()?;
+    let records = records_of::<R>();
+    if before.is_none() && raw.len(records)? == 0 {
+        return Ok(());
+    }
+    for idx in &new {
+        raw.delete_table(index_name(idx))?;
+    }
+    let resolve = |id| resolve_shape(raw, id);
+    raw.range(records, &KeyRange::all(), Order::Asc, &mut |pk, value| {
+        let record = match decode_record::<R>(pk, value, &resolve) {
+            Ok(r) if r.key().to_bytes() == pk => r,
+            _ => return Ok(true),
+        };
+        for idx in &new {
+            let Some(key) = index_entry(idx, &record, pk) else {
+                continue;
+            };
+            let name = index_name(idx);
+            if idx.unique
+                && let Some(holder) = get_owned(raw, name, &key)?
+                && holder != pk
+            {
+                return Err(Error::Conflict {
+                    table: R::TABLE,
+                    index: idx.name,
+                    detail: format!(
+                        "records {} and {} share it, so the index, new to the table, cannot be built: change or delete one of them",
+                        shown_key::<R>(&holder),
+                        shown_key::<R>(pk)
+                    ),
+                });
+            }
+            raw.put(name, &key, &entry_value(idx, pk))?;
+        }
+        Ok(true)
+    })
+}
+
+/// Encodes a record inside `tx`, registering the shapes it uses and its table in the catalog.
+pub(crate) fn encode<R: Record>(tx: &WriteTx<'_>, record: &R) -> Result<Vec<u8>> {
+    declare::<R>(tx)?;
     let mut used = UsedShapes::default();
     let bytes = codec::encode(record, R::VERSION, &mut used).map_err(|reason| {
         Error::invalid(

@@ -452,17 +452,20 @@ impl WriteTx<'_> {
     }
 
     /// Makes sure the catalog holds `info` for table `name`, written by the record type
-    /// `ty` (once per handle, table and type).
+    /// `ty` (once per handle, table and type). When the entry differs, `catch_up` runs
+    /// first with the entry found (`None` when there is none), to bring the table in line
+    /// with `info` (its new indexes built).
     ///
     /// # Errors
     /// `InvalidInput` when `name` is kept for another record type (one of redkeep's own
-    /// tables); `Storage` when the engine fails.
+    /// tables); what `catch_up` returns; `Storage` when the engine fails.
     pub(crate) fn register_table(
         &self,
         name: &'static str,
         ty: TypeId,
         type_name: &'static str,
         info: impl FnOnce() -> TableInfo,
+        catch_up: impl FnOnce(Option<&TableInfo>) -> Result<()>,
     ) -> Result<()> {
         if self
             .registry
@@ -480,6 +483,7 @@ impl WriteTx<'_> {
         let current = get_owned(self.raw, META, &key)?
             .and_then(|b| serde_json::from_slice::<TableInfo>(&b).ok());
         if current.as_ref() != Some(&info) {
+            catch_up(current.as_ref())?;
             self.put_catalog(&info)?;
         }
         self.new_tables.borrow_mut().push((name, ty));

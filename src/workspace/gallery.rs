@@ -155,8 +155,11 @@ impl Workspaces {
     /// left to the caller.
     ///
     /// # Errors
-    /// `InvalidInput` when `json` is not JSON or is over the cap.
+    /// `InvalidInput` when `json` is not JSON or is over the cap, or when `n` is 0 or past
+    /// [`MAX_GIVEN_PIECE`](super::MAX_GIVEN_PIECE) (saves number on past the highest piece,
+    /// so a gallery given the last numbers could save no more).
     pub fn put_piece(&self, user: u64, n: u64, json: &[u8]) -> Result<()> {
+        super::given_piece(n)?;
         super::within_depth("piece", json)?;
         serde_json::from_slice::<Value>(json)
             .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;

@@ -33,4 +33,7 @@ pub use folders::{
     WorkspaceOptions, Workspaces,
 };
 pub use gallery::PieceInfo;
-pub use names::{GALLERY_DIR, OWNER_FILE, WORKSPACE_FILE, parse_piece_name, piece_file_name};
+pub(crate) use names::given_piece;
+pub use names::{
+    GALLERY_DIR, MAX_GIVEN_PIECE, OWNER_FILE, WORKSPACE_FILE, parse_piece_name, piece_file_name,
+};

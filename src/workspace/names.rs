@@ -26,6 +26,27 @@ pub(super) fn parse_id(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
+/// The highest piece number [`Workspaces::put_piece`](super::Workspaces::put_piece) (an
+/// import, an adoption) writes: 2^53 − 1, the largest whole number a JSON client reads
+/// exactly. Saved pieces number on past the highest one, so a gallery never runs out.
+pub const MAX_GIVEN_PIECE: u64 = (1 << 53) - 1;
+
+/// Refuses a piece number a caller gives outside 1 ..= [`MAX_GIVEN_PIECE`].
+///
+/// # Errors
+/// `InvalidInput` saying the range.
+pub(crate) fn given_piece(n: u64) -> crate::error::Result<()> {
+    if (1..=MAX_GIVEN_PIECE).contains(&n) {
+        return Ok(());
+    }
+    Err(crate::error::Error::invalid(
+        "piece",
+        format!(
+            "piece number {n} is outside 1 to {MAX_GIVEN_PIECE} (the largest whole number a JSON client reads exactly); number it within that range"
+        ),
+    ))
+}
+
 /// The file name of piece `n`: six digits, wider past 999,999.
 pub fn piece_file_name(n: u64) -> String {
     format!("piece_{n:06}.json")
