@@ -460,7 +460,16 @@ fn lockout_locks_doubles_and_looks_like_a_wrong_password() {
         rk.users().lockout(a).unwrap().locked_until,
         Some(rk.now().plus(minutes(2)))
     );
+    let unlocks = || {
+        rk.audit()
+            .list(Some(a), None, 1000)
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "user_unlocked")
+            .count()
+    };
     rk.users().unlock(a).unwrap();
+    assert_eq!(unlocks(), 1);
     rk.sessions()
         .login("a@example.com", PW, LoginMeta::default())
         .unwrap();
@@ -469,6 +478,12 @@ fn lockout_locks_doubles_and_looks_like_a_wrong_password() {
         (u.failed_logins, u.lock_count, u.locked_until),
         (0, 0, None)
     );
+    // The hour's failures still count toward the hourly cap after a right login: an
+    // unlock clears them (audited); a second one has nothing to clear, and audits nothing.
+    rk.users().unlock(a).unwrap();
+    assert_eq!(unlocks(), 2);
+    rk.users().unlock(a).unwrap();
+    assert_eq!(unlocks(), 2);
 }
 
 /// Asking for the password again (`check_password`) follows the lockout rules of a login:

@@ -119,6 +119,18 @@ fn backup_restore_and_stats() {
             .len(),
         1
     );
+    // A plain store (the safety copy) restored where there are no folders says so, and
+    // claims to keep none.
+    let safety = r["safety_copy"].as_str().unwrap();
+    let bare = Cli::new();
+    let (out, _) = bare.expect(&["restore", safety], None, 0);
+    assert!(
+        out.contains("this data dir holds no workspace folders") && !out.contains("were kept"),
+        "{out}"
+    );
+    std::fs::create_dir_all(bare.data().join("workspaces/users/1")).unwrap();
+    let (out, _) = bare.expect(&["restore", safety, "--force"], None, 0);
+    assert!(out.contains("the workspace folders were kept"), "{out}");
 }
 
 /// A refused import into a data dir without a store: the store it made is taken back, so the
@@ -670,6 +682,22 @@ fn status_names_temp_folders_left_in_the_data_dir() {
         4
     );
     std::fs::remove_file(&odd).unwrap();
+    // A symlink or a FIFO is called what it is.
+    let link = cli.data().join(".rk-tmp-link01");
+    std::os::unix::fs::symlink("/nowhere", &link).unwrap();
+    let fifo = cli.data().join(".rk-tmp-fifo01");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (out, _) = cli.expect(&["status"], None, 0);
+    assert!(
+        out.contains("temp symlink") && out.contains("temp FIFO"),
+        "{out}"
+    );
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_file(&fifo).unwrap();
     // An old one a running operation holds (a lock on it) is named as in use, and stays.
     let held = cli.data().join(".rk-tmp-held01");
     std::fs::write(&held, b"a restore still running").unwrap();

@@ -632,13 +632,16 @@ pub(crate) fn unlock(acc: &Accounts, id: u64) -> Result<User> {
             .get(&id)?
             .ok_or_else(|| Error::not_found(format!("user {id}")))?;
         let creds = tx.table::<Credential>();
-        if creds.contains(&id)? {
-            creds.modify(&id, |c| {
-                c.clear_failures();
-                Ok(())
-            })?;
+        let Some(mut c) = creds.get(&id)? else {
+            return Ok(user);
+        };
+        let before = c.clone();
+        c.clear_failures();
+        // An account with nothing to clear is left as it is, and no unlock is audited.
+        if c != before {
+            creds.update(&c)?;
+            audit::user_event(tx, now, "user_unlocked", id, String::new())?;
         }
-        audit::user_event(tx, now, "user_unlocked", id, String::new())?;
         Ok(user)
     })
 }
@@ -993,7 +996,8 @@ impl Users<'_> {
         set_active(self.acc, id, true)
     }
 
-    /// Lifts a lockout and clears the failure counters.
+    /// Lifts a lockout and clears the failure counters, auditing `user_unlocked`. An account
+    /// with no lockout and no failures counted is left as it is (nothing is audited).
     ///
     /// # Errors
     /// `NotFound`.

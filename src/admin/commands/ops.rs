@@ -488,8 +488,14 @@ pub fn restore_store_with_folders(
         backup.display(),
         r.schema_version
     )];
+    let users_dir = data_dir.join(crate::WORKSPACES_DIR).join("users");
+    let no_folders = std::fs::read_dir(&users_dir).map_or(true, |mut d| d.next().is_none());
     match r.folders {
         Some(n) => lines.push(format!("{n} workspace folder(s) restored")),
+        None if no_folders => lines.push(
+            "the backup holds only the store, and this data dir holds no workspace folders"
+                .into(),
+        ),
         None => lines.push(
             "the backup holds only the store; the workspace folders were kept (folders whose owner is not in the restored store are never served; `redkeep check` lists them)"
                 .into(),

@@ -53,6 +53,21 @@ pub(crate) fn reply(
     )
 }
 
+/// What a temp entry is, in a word, as found (never following a symlink).
+fn entry_kind(path: &Path, is_dir: bool) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if is_dir {
+        return "folder";
+    }
+    match std::fs::symlink_metadata(path).map(|m| m.file_type()) {
+        Ok(t) if t.is_symlink() => "symlink",
+        Ok(t) if t.is_fifo() => "FIFO",
+        Ok(t) if t.is_socket() => "socket",
+        Ok(t) if t.is_block_device() || t.is_char_device() => "device",
+        _ => "file",
+    }
+}
+
 /// Temp files and folders in the data dir (a backup or restore under way, or one killed
 /// half-way), one line each with its age, and their JSON list. `check --repair` removes
 /// those an hour old; a younger one may belong to an operation still running.
@@ -64,7 +79,7 @@ fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
         // Only an old one is probed: a young one may be taking its lock (or a store its
         // own) right now, and a probe could get in its way.
         let held = old && crate::fsutil::in_use(&left.path);
-        let kind = if left.is_dir { "folder" } else { "file" };
+        let kind = entry_kind(&left.path, left.is_dir);
         let path = left.path.display();
         lines.push(if held {
             format!(
