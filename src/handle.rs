@@ -871,16 +871,24 @@ impl Redkeep {
     /// built here from the stored records, in one write: lookups through it find the older
     /// records, and a new unique index holds across old and new. Register each type at
     /// start-up, before reading through a new index; the first write of the type builds it
-    /// too. A read-only handle builds nothing.
+    /// too. Nothing is built on a handle that takes no writes (read-only, damaged, migrated
+    /// down) or inside a write closure; the first write of the type does it.
+    ///
+    /// The build goes by the store's catalog of what each table's writers declared: an
+    /// index the catalog lists already (an earlier release wrote the new type without
+    /// building it) is not built again here; `check` reports its missing entries and a
+    /// repair writes them. Two processes writing one table with different versions of its
+    /// type (an older one without the index) each keep only their own indexes exact.
     ///
     /// # Errors
     /// `InvalidInput` when `R::TABLE` names one of redkeep's own tables (`users`, `sessions`
     /// and the others of [`Redkeep::tables`]): records of `R` could not be written there;
     /// when `R::TABLE` or an index name is empty or holds `:`, or two indexes share a name
-    /// (their entries would share storage; writes are refused the same way). `Conflict`
-    /// when two stored records share a key of a new unique index: change or delete one of
-    /// them (the error names both), then register again. `Storage` when the store cannot
-    /// be read or written.
+    /// (their entries would share storage; writes are refused the same way). `Denied`
+    /// when two stored records share a key of a new unique index: the type stays
+    /// registered, its writes are refused the same way until one of the two (the error
+    /// names both) is deleted, or a repair ([`Redkeep::check`] with `repair`) moves the
+    /// later one to quarantine. `Storage` when the store cannot be read or written.
     pub fn register_table<R: Record>(&self) -> Result<()> {
         crate::store::check_names::<R>()?;
         self.store().refuse_foreign(
@@ -888,20 +896,25 @@ impl Redkeep {
             std::any::TypeId::of::<R>(),
             std::any::type_name::<R>(),
         )?;
+        {
+            let mut tables = self
+                .inner
+                .app_tables
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if !tables.iter().any(|t| t.name() == R::TABLE) {
+                tables.push(Arc::from(check_app_table::<R>()));
+            }
+        }
+        // Registered first, so that a repair through this handle can settle what a refused
+        // build reports.
         if !self.options().read_only
+            && self.store().writes_open()
             && self
                 .store()
                 .read(|tx| crate::store::indexes_behind::<R, _>(tx))?
         {
             self.store().write(|tx| crate::store::declare::<R>(tx))?;
-        }
-        let mut tables = self
-            .inner
-            .app_tables
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if !tables.iter().any(|t| t.name() == R::TABLE) {
-            tables.push(Arc::from(check_app_table::<R>()));
         }
         Ok(())
     }

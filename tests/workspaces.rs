@@ -618,8 +618,8 @@ fn deleting_a_piece_keeps_numbers_unique_and_the_count_exact() {
     assert!(matches!(ws.delete_piece(1, 2), Err(Error::NotFound { .. })));
 }
 
-/// A piece given its number (an import, an adoption) is numbered within what leaves the
-/// gallery room to save after it.
+/// A piece the library is given a number for is numbered within what leaves the gallery
+/// room to save after it.
 #[test]
 fn a_given_piece_number_leaves_room_for_saves() {
     let tmp = tempfile::tempdir().unwrap();

@@ -184,15 +184,6 @@ impl Record for User {
     }
     fn validate(&self) -> std::result::Result<(), String> {
         normalize_email(&self.email).map_err(|e| e.to_string())?;
-        // Earlier releases kept the case as typed (the index holds the normal form), never
-        // spaces around it.
-        let trimmed = self.email.trim();
-        if trimmed != self.email {
-            return Err(format!(
-                "email {:?} has spaces around it, which redkeep never stores: write it as {trimmed:?}",
-                self.email
-            ));
-        }
         validate_name(&self.name).map_err(|e| e.to_string())?;
         if let Some(u) = &self.username {
             validate_username(u).map_err(|e| e.to_string())?;

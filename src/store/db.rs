@@ -1281,6 +1281,12 @@ impl Store {
         self.write_anyway(self.inner.durability, f)
     }
 
+    /// Whether a write begun here now could run: the store takes writes (not behind its
+    /// schema, not damaged), and no write of it runs on this thread.
+    pub(crate) fn writes_open(&self) -> bool {
+        self.refuse_writes(false).is_ok() && Writing::refuse_nested(&self.inner).is_ok()
+    }
+
     /// Refuses a write to a store behind its schema (unless `migrating`) or damaged.
     fn refuse_writes(&self, migrating: bool) -> Result<()> {
         if !migrating {

@@ -131,10 +131,10 @@ impl TableInfo {
 
 /// Makes sure the catalog describes `R`'s table as `R` declares it (once per handle and
 /// type), first building the indexes of `R` the catalog does not list (see
-/// [`build_new_indexes`]).
+/// [`build_new_indexes`]; not for redkeep's own tables).
 ///
 /// # Errors
-/// `InvalidInput` when the table is kept for another record type; `Conflict` when a new
+/// `InvalidInput` when the table is kept for another record type; `Denied` when a new
 /// unique index cannot be built because two records share its key; `Storage` when the
 /// engine fails.
 pub(crate) fn declare<R: Record>(tx: &WriteTx<'_>) -> Result<()> {
@@ -183,14 +183,14 @@ pub(crate) fn indexes_behind<R: Record, S: Source + super::tx::Meta + ?Sized>(
 /// `before` does not list ([`new_indexes`]), so that lookups through an index added to an
 /// application's type find the records written before it, and a new unique index holds
 /// across old and new records. Whatever the index table held (from an earlier life of an
-/// index of that name) is replaced. Records that do not read as `R` get no entries:
-/// `check` reports them.
+/// index of that name) is replaced. Records that do not read as `R` (see `check`) get no
+/// entries.
 ///
 /// # Errors
-/// `Conflict` when two records share a key of a new unique index: nothing is written, and
-/// writes of `R` fail the same way until one of the two is changed or deleted (or a
-/// `check --repair` through a handle that registered `R` moves the later one aside);
-/// `Storage` when the engine fails.
+/// `Denied` when two records share a key of a new unique index: the new index tables are
+/// left empty and the catalog as it was, so writes of `R` are refused the same way until
+/// one of the two is deleted (or a repair through a handle that registered `R` moves the
+/// later one aside); `Storage` when the engine fails.
 fn build_new_indexes<R: Record>(tx: &WriteTx<'_>, before: Option<&TableInfo>) -> Result<()> {
     let new = new_indexes::<R>(before);
     if new.is_empty() {
@@ -205,6 +205,7 @@ fn build_new_indexes<R: Record>(tx: &WriteTx<'_>, before: Option<&TableInfo>) ->
         raw.delete_table(index_name(idx))?;
     }
     let resolve = |id| resolve_shape(raw, id);
+    let mut clash = None;
     raw.range(records, &KeyRange::all(), Order::Asc, &mut |pk, value| {
         let record = match decode_record::<R>(pk, value, &resolve) {
             Ok(r) if r.key().to_bytes() == pk => r,
@@ -219,19 +220,35 @@ fn build_new_indexes<R: Record>(tx: &WriteTx<'_>, before: Option<&TableInfo>) ->
                 && let Some(holder) = get_owned(raw, name, &key)?
                 && holder != pk
             {
-                return Err(Error::Conflict {
-                    table: R::TABLE,
-                    index: idx.name,
-                    detail: format!(
-                        "records {} and {} share it, so the index, new to the table, cannot be built: change or delete one of them",
-                        shown_key::<R>(&holder),
-                        shown_key::<R>(pk)
-                    ),
-                });
+                clash = Some((idx.name, holder, pk.to_vec()));
+                return Ok(false);
             }
             raw.put(name, &key, &entry_value(idx, pk))?;
         }
         Ok(true)
+    })?;
+    let Some((index, first, second)) = clash else {
+        return Ok(());
+    };
+    // Left empty, as before the build: the catalog does not list them, and the next write
+    // of `R` tries again.
+    for idx in &new {
+        raw.delete_table(index_name(idx))?;
+    }
+    let shown = |pk: &[u8]| {
+        if R::SECRET_KEY {
+            "<redacted>".to_string()
+        } else {
+            shown_key::<R>(pk)
+        }
+    };
+    let table = R::TABLE;
+    Err(Error::Denied {
+        reason: format!(
+            "the unique index {table}.{index}, new to the table, cannot be built: records {} and {} share its key; delete one of them (or change it through a type without the index), or run a repair (`Redkeep::check(true)` on a handle that registered the type), which moves the later one to quarantine:{table}; until then, writes of {table} are refused",
+            shown(&first),
+            shown(&second)
+        ),
     })
 }
 

@@ -454,7 +454,8 @@ impl WriteTx<'_> {
     /// Makes sure the catalog holds `info` for table `name`, written by the record type
     /// `ty` (once per handle, table and type). When the entry differs, `catch_up` runs
     /// first with the entry found (`None` when there is none), to bring the table in line
-    /// with `info` (its new indexes built).
+    /// with `info` (its new indexes built), unless the table is one of redkeep's own, whose
+    /// indexes change only in schema migrations.
     ///
     /// # Errors
     /// `InvalidInput` when `name` is kept for another record type (one of redkeep's own
@@ -483,7 +484,9 @@ impl WriteTx<'_> {
         let current = get_owned(self.raw, META, &key)?
             .and_then(|b| serde_json::from_slice::<TableInfo>(&b).ok());
         if current.as_ref() != Some(&info) {
-            catch_up(current.as_ref())?;
+            if !self.registry.is_reserved(name) {
+                catch_up(current.as_ref())?;
+            }
             self.put_catalog(&info)?;
         }
         self.new_tables.borrow_mut().push((name, ty));

@@ -160,6 +160,15 @@ impl Workspaces {
     /// so a gallery given the last numbers could save no more).
     pub fn put_piece(&self, user: u64, n: u64, json: &[u8]) -> Result<()> {
         super::given_piece(n)?;
+        self.put_piece_as_found(user, n, json)
+    }
+
+    /// [`Workspaces::put_piece`] for a number found in an export or an existing deployment,
+    /// which keeps its pieces' numbers whatever they are.
+    ///
+    /// # Errors
+    /// As [`Workspaces::put_piece`], but for the number.
+    pub(crate) fn put_piece_as_found(&self, user: u64, n: u64, json: &[u8]) -> Result<()> {
         super::within_depth("piece", json)?;
         serde_json::from_slice::<Value>(json)
             .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;

@@ -26,9 +26,10 @@ pub(super) fn parse_id(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
-/// The highest piece number [`Workspaces::put_piece`](super::Workspaces::put_piece) (an
-/// import, an adoption) writes: 2^53 − 1, the largest whole number a JSON client reads
-/// exactly. Saved pieces number on past the highest one, so a gallery never runs out.
+/// The highest piece number [`Workspaces::put_piece`](super::Workspaces::put_piece) writes:
+/// 2^53 − 1, the largest whole number a JSON client reads exactly. Saved pieces number on
+/// past the highest one, so a gallery never runs out. (An import or an adoption keeps the
+/// numbers it finds.)
 pub const MAX_GIVEN_PIECE: u64 = (1 << 53) - 1;
 
 /// Refuses a piece number a caller gives outside 1 ..= [`MAX_GIVEN_PIECE`].

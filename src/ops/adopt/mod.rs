@@ -195,7 +195,7 @@ fn adopt_in(
             ws.put_doc(f.user, doc)?;
         }
         for (n, bytes) in &f.pieces {
-            ws.put_piece(f.user, *n, bytes)?;
+            ws.put_piece_as_found(f.user, *n, bytes)?;
         }
     }
     let report = rk.check(false)?;
