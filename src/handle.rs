@@ -877,8 +877,10 @@ impl Redkeep {
     /// The build goes by the store's catalog of what each table's writers declared: an
     /// index the catalog lists already (an earlier release wrote the new type without
     /// building it) is not built again here; `check` reports its missing entries and a
-    /// repair writes them. Two processes writing one table with different versions of its
-    /// type (an older one without the index) each keep only their own indexes exact.
+    /// repair writes them. An index whose key function changed under the same name and
+    /// uniqueness is not seen as new: give it a new name to have it built. Two processes
+    /// writing one table with different versions of its type (an older one without the
+    /// index) each keep only their own indexes exact.
     ///
     /// # Errors
     /// `InvalidInput` when `R::TABLE` names one of redkeep's own tables (`users`, `sessions`

@@ -296,6 +296,11 @@ fn hand_edited_folder_lines_and_hashes_are_refused_before_anything_changes() {
             "piece numbers start at 1",
         ),
         (
+            "a piece numbered past what a JSON client reads exactly",
+            edited(piece, false, &|v| v["piece"] = json!(u64::MAX)),
+            "is outside 1 to 9007199254740991",
+        ),
+        (
             "a password in plain text",
             edited(credential, false, &|v| {
                 v["record"]["password_hash"] = json!("plain")

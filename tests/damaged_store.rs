@@ -180,3 +180,45 @@ fn two_hundred_damaged_copies_are_reported_and_salvaged_without_a_panic() {
         "200 copies: {unopenable} refused to open, {reported} reported by check, {harmless} unharmed, {partial} salvaged with losses, {nothing} with nothing to salvage"
     );
 }
+
+/// A store that cannot be opened is what a restore is for: the backup replaces it, its bytes
+/// are kept as they were, and no undo is offered (nothing could go back to it). A running
+/// process that owns it keeps it.
+#[test]
+fn a_restore_replaces_a_store_that_cannot_be_opened_and_keeps_its_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    build(&dir);
+    let backup = tmp.path().join("b.tar");
+    let users = {
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        assert!(redkeep::ops::backup(&rk, &backup).unwrap().check.ok);
+        rk.users().count().unwrap()
+    };
+    let db = dir.join(redkeep::STORE_FILE);
+    for damaged in [&b""[..], &b"not a store, just some bytes"[..]] {
+        std::fs::write(&db, damaged).unwrap();
+        assert!(Redkeep::open(&dir, options()).is_err());
+        // Owned by a running process (this one, by its marker): left alone.
+        let marker = redkeep::store::owner_path(&db);
+        std::fs::write(
+            &marker,
+            format!("{{\"pid\":{},\"since\":0}}", std::process::id()),
+        )
+        .unwrap();
+        let owned = redkeep::ops::restore(&dir, &backup, true, Timestamp(1_800_000_000));
+        assert!(
+            matches!(owned, Err(redkeep::Error::InUse { .. })),
+            "{owned:?}"
+        );
+        assert_eq!(std::fs::read(&db).unwrap(), damaged);
+        std::fs::remove_file(&marker).unwrap();
+        let report = redkeep::ops::restore(&dir, &backup, true, Timestamp(1_800_000_000)).unwrap();
+        assert!(report.previous_damaged.is_some(), "{report:?}");
+        let kept = report.safety_copy.unwrap();
+        assert_eq!(std::fs::read(&kept).unwrap(), damaged);
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        assert_eq!(rk.users().count().unwrap(), users);
+        assert!(rk.check(false).unwrap().ok);
+    }
+}

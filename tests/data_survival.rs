@@ -547,6 +547,175 @@ fn a_new_unique_index_two_old_records_share_is_refused_until_one_goes() {
     assert_eq!(lookups(&rk, &["a@x"], 9), (vec![Some(1)], vec![]));
 }
 
+/// An index turned unique under the same name: its old entries (of the other format) are
+/// never read as the new index's, even when its build is refused, and a read through it
+/// before the build fails alone: the store goes on taking writes.
+#[test]
+fn an_index_made_unique_never_reads_its_old_entries_nor_stops_writes() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Many {
+        id: u64,
+        tag: String,
+    }
+    impl Many {
+        const BY_TAG: Index<Many> = Index::many("by_tag", |m| Some(key!(m.tag)));
+    }
+    impl Record for Many {
+        const TABLE: &'static str = "tagged";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_TAG];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Unique {
+        id: u64,
+        tag: String,
+    }
+    impl Unique {
+        const BY_TAG: Index<Unique> = Index::unique("by_tag", |m| Some(key!(m.tag)));
+    }
+    impl Record for Unique {
+        const TABLE: &'static str = "tagged";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_TAG];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let seeded = |tags: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        rk.store()
+            .write(|tx| {
+                for (i, tag) in tags.iter().enumerate() {
+                    tx.table::<Many>().insert(&Many {
+                        id: i as u64 + 1,
+                        tag: tag.to_string(),
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        drop(rk);
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        (dir, rk)
+    };
+    let found = |rk: &Redkeep, tag: &str| {
+        rk.store().read(|tx| {
+            let t = tx.table::<Unique>();
+            Ok((
+                t.get_by(&Unique::BY_TAG, &key!(tag))?.map(|u| u.id),
+                t.range_by(&Unique::BY_TAG, KeyRange::all(), Order::Asc, 10)?
+                    .len(),
+            ))
+        })
+    };
+    let writes_go_on = |rk: &Redkeep, email: &str| {
+        assert_eq!(rk.store().damage(), None);
+        rk.users()
+            .create(NewUser {
+                email: email.into(),
+                name: None,
+                username: None,
+                password: None,
+                is_admin: false,
+                invite: None,
+            })
+            .unwrap();
+    };
+    // Refused at registration: the index reads as empty, never as the old entries.
+    let (_dir, rk) = seeded(&["t1", "t2", "t1"]);
+    assert!(matches!(
+        rk.register_table::<Unique>(),
+        Err(Error::Denied { .. })
+    ));
+    assert_eq!(found(&rk, "t2").unwrap(), (None, 0));
+    writes_go_on(&rk, "a@example.com");
+    // Refused at the type's first write, which fails (and takes back what it did): the
+    // index is emptied all the same.
+    let (_dir, rk) = seeded(&["t1", "t2", "t1"]);
+    let write = rk.store().write(|tx| {
+        tx.table::<Unique>().insert(&Unique {
+            id: 9,
+            tag: "t9".into(),
+        })
+    });
+    assert!(matches!(write, Err(Error::Denied { .. })), "{write:?}");
+    assert_eq!(found(&rk, "t2").unwrap(), (None, 0));
+    writes_go_on(&rk, "b@example.com");
+    // Read through before any build: that read fails, and only it.
+    let (_dir, rk) = seeded(&["t1", "t2", "t3"]);
+    let early = found(&rk, "t2");
+    assert!(matches!(early, Err(Error::Corrupt { .. })), "{early:?}");
+    writes_go_on(&rk, "c@example.com");
+    rk.register_table::<Unique>().unwrap();
+    assert_eq!(found(&rk, "t2").unwrap(), (Some(2), 3));
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// A table keyed by secret material (a token's hash) never shows its keys in what a check,
+/// a repair or a refused index build says.
+#[test]
+fn secret_keys_stay_out_of_checks_repairs_and_refused_builds() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Plain {
+        hash: String,
+        label: String,
+    }
+    impl Record for Plain {
+        const TABLE: &'static str = "tokens";
+        type Key = String;
+        const SECRET_KEY: bool = true;
+        fn key(&self) -> String {
+            self.hash.clone()
+        }
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Labelled {
+        hash: String,
+        label: String,
+    }
+    impl Labelled {
+        const LABEL: Index<Labelled> = Index::unique("label", |t| Some(key!(t.label)));
+    }
+    impl Record for Labelled {
+        const TABLE: &'static str = "tokens";
+        type Key = String;
+        const SECRET_KEY: bool = true;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::LABEL];
+        fn key(&self) -> String {
+            self.hash.clone()
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        rk.store()
+            .write(|tx| {
+                for hash in ["SECRETHASHAAAA", "SECRETHASHBBBB"] {
+                    tx.table::<Plain>().insert(&Plain {
+                        hash: hash.into(),
+                        label: "same".into(),
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
+    let refused = rk.register_table::<Labelled>().unwrap_err().to_string();
+    let checked = rk.check(false).unwrap();
+    let repaired = rk.check(true).unwrap();
+    let said = format!("{refused} {:?} {:?}", checked.problems, repaired.repaired);
+    assert!(said.contains("<redacted>"), "{said}");
+    assert!(!said.contains("SECRETHASH"), "{said}");
+    assert!(!checked.ok && !repaired.repaired.is_empty(), "{said}");
+}
+
 /// The same mismatch in one of redkeep's own tables is no application's type change but a
 /// damaged record (or a bug): the store refuses writes, as for any damage.
 #[test]

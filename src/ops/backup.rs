@@ -258,6 +258,10 @@ pub struct RestoreReport {
     /// Workspace folders restored (`None`: the backup held only the store, and the folders
     /// present were kept).
     pub folders: Option<u64>,
+    /// Why the replaced store could not be opened, when it could not: `safety_copy` then
+    /// holds its bytes as they were, which no restore takes back (`salvage` reads what it
+    /// can of them).
+    pub previous_damaged: Option<String>,
 }
 
 // Where a tar entry may go: the manifest, the store, or a file under workspaces/users/{id}/.
@@ -530,10 +534,10 @@ pub fn restore_store_with_folders(
     let staged = open_file_store(&staged_db, Mode::Exclusive)?;
     let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
     // With the store in place: the folders, and the report.
-    let finish = |safety_copy: Option<PathBuf>| {
+    let finish = |safety_copy: Option<PathBuf>, previous_damaged: Option<String>| {
         // With a store replaced, an empty trash entry stands for "no folders" in the undo;
         // without one, there is nothing to undo.
-        let undoable = safety_copy.is_some();
+        let undoable = safety_copy.is_some() && previous_damaged.is_none();
         let (folders, folders_safety) = if archive {
             let staged_users = staging.path().join(WORKSPACES_DIR).join("users");
             fsutil::create_private_dir(&staged_users)?;
@@ -549,6 +553,7 @@ pub fn restore_store_with_folders(
             safety_copy,
             folders_safety,
             folders,
+            previous_damaged,
         })
     };
     if let Some(live) = remote {
@@ -563,32 +568,74 @@ pub fn restore_store_with_folders(
             // sequences stay, raised to the backup's where those are higher: no id is
             // handed out twice.
             staged.replace_into(&live, schema_version)?;
-            finish(safety_copy)
+            finish(safety_copy, None)
         });
     }
     // Hold the live store exclusively during the swap: that keeps every other process out.
     let mut safety_copy = None;
+    let mut previous_damaged = None;
     let live = if db.exists() {
-        let live = open_file_store(&db, Mode::Exclusive)?;
-        let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
-        live.copy_to(&copy)?;
-        safety_copy = Some(copy);
-        let sequences = sequences_of(&live)?;
-        staged.write(|tx| {
-            for (table, value) in &sequences {
-                tx.raise_sequence(table, *value)?;
+        match open_file_store(&db, Mode::Exclusive) {
+            Ok(live) => {
+                let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
+                live.copy_to(&copy)?;
+                safety_copy = Some(copy);
+                let sequences = sequences_of(&live)?;
+                staged.write(|tx| {
+                    for (table, value) in &sequences {
+                        tx.raise_sequence(table, *value)?;
+                    }
+                    Ok(())
+                })?;
+                Some(live)
             }
-            Ok(())
-        })?;
-        Some(live)
+            // A store that cannot be opened is what a restore is for: its bytes are kept
+            // as they are, and the backup's ids go on (the damaged file's cannot be read).
+            Err(Error::Damaged { reason, .. }) => {
+                safety_copy = Some(keep_damaged(&db, now, &reason)?);
+                previous_damaged = Some(reason);
+                None
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         None
     };
     drop(staged);
     fsutil::rename_replace(&staged_db, &db)?;
-    let report = finish(safety_copy);
+    let report = finish(safety_copy, previous_damaged);
     drop(live);
     report
+}
+
+/// Keeps a byte copy of the store file `db`, which cannot be opened (`reason`), before a
+/// restore replaces it; returns the copy's path. Refused while the owner marker names a
+/// running process: the file is still that process's.
+///
+/// # Errors
+/// `InUse` when a running process owns the store; `Io` when the copy fails.
+fn keep_damaged(db: &Path, now: Timestamp, reason: &str) -> Result<PathBuf> {
+    if let Some(owner) = crate::store::read_owner(&crate::store::owner_path(db))
+        && crate::store::process_alive(owner.pid)
+    {
+        return Err(Error::InUse {
+            path: db.to_path_buf(),
+            holder: format!(
+                "process {} owns it (its owner marker says so); stop it, then restore",
+                owner.pid
+            ),
+        });
+    }
+    let copy = free_with_suffix(db, &format!(".pre-restore-{}.bak", now.0));
+    let mut tmp = fsutil::held_temp_sibling(&copy)?;
+    let mut from =
+        std::fs::File::open(db).map_err(|e| Error::io(format!("reading {}", db.display()), e))?;
+    std::io::copy(&mut from, tmp.as_file_mut())
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(format!("copying {}", db.display()), e))?;
+    fsutil::persist_new(tmp, &copy)?;
+    tracing::warn!(store = %db.display(), reason, copy = %copy.display(), "restoring over a store that cannot be opened; its bytes are kept");
+    Ok(copy)
 }
 
 /// Puts the users' workspace folders in `staged_users` (unpacked from a backup, or a trash

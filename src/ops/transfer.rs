@@ -557,6 +557,8 @@ pub fn import(
                     if piece == 0 {
                         return Err(line_err(n, "piece numbers start at 1; nothing was imported"));
                     }
+                    crate::workspace::piece_within(piece, crate::workspace::MAX_JSON_PIECE)
+                        .map_err(|e| line_err(n, format!("{e}; nothing was imported")))?;
                     if let Some(first) = pieces.insert((user, piece), n) {
                         return Err(line_err(n, format!("a second piece {piece} of user {user} (the first is on line {first}); an export has one; nothing was imported")));
                     }

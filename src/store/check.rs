@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use super::engine::{KeyRange, Order};
 use super::engine::{RawRead, get_owned};
-use super::key::{Key, show_key};
+use super::key::Key;
 use super::table::{
-    Record, decode_record, entry_target, entry_value, index_entry, index_table, record_table,
+    Record, decode_record, entry_target, entry_value, index_entry, index_table, key_in_report,
+    record_table,
 };
 use super::tx::{Source, TableInfo, WriteTx, resolve_shape};
 use crate::bytes::{hex, unhex};
@@ -289,8 +290,8 @@ fn walk<R: Record, S: Source + ?Sized>(
                 pk.to_vec(),
                 format!(
                     "{table}: the record stored under key {} says its key is {}; its index entries are not rebuilt",
-                    show_key(pk),
-                    show_key(&own)
+                    key_in_report::<R>(pk),
+                    key_in_report::<R>(&own)
                 ),
             ));
             return Ok(true);
@@ -303,7 +304,7 @@ fn walk<R: Record, S: Source + ?Sized>(
             let index = idx.name;
             let problem = match get_owned(raw, &index_table(table, index), &key)? {
                 Some(got) if got == value => continue,
-                None => format!("{table}.{index}: entry for record {} is missing", show_key(pk)),
+                None => format!("{table}.{index}: entry for record {} is missing", key_in_report::<R>(pk)),
                 Some(got) if idx.unique => {
                     let rival = match stored_record::<R>(raw, &got, app)? {
                         Stored::Sound(r) => Some(r),
@@ -320,9 +321,9 @@ fn walk<R: Record, S: Source + ?Sized>(
                             key: pk.to_vec(),
                             problem: format!(
                                 "{table}.{index}: records {} and {} claim the same unique key; record {} (not the one the index names) is taken as the damaged one",
-                                show_key(&got),
-                                show_key(pk),
-                                show_key(pk)
+                                key_in_report::<R>(&got),
+                                key_in_report::<R>(pk),
+                                key_in_report::<R>(pk)
                             ),
                         })?;
                         return Ok(true);
@@ -330,11 +331,11 @@ fn walk<R: Record, S: Source + ?Sized>(
                     misdirected.insert((index, key.clone()));
                     format!(
                         "{table}.{index}: entry points at {} instead of {}",
-                        show_key(&got),
-                        show_key(pk)
+                        key_in_report::<R>(&got),
+                        key_in_report::<R>(pk)
                     )
                 }
-                Some(_) => format!("{table}.{index}: entry of record {} is malformed", show_key(pk)),
+                Some(_) => format!("{table}.{index}: entry of record {} is malformed", key_in_report::<R>(pk)),
             };
             found(Finding::Put {
                 index,
@@ -380,7 +381,7 @@ fn walk<R: Record, S: Source + ?Sized>(
                         format!(
                             "{table}.{}: stale entry pointing at {}",
                             idx.name,
-                            show_key(pk)
+                            key_in_report::<R>(pk)
                         ),
                     ));
                 }
@@ -535,7 +536,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
                     .last_key
                     .as_deref()
                     .map_or("its first record".to_string(), |k| {
-                        format!("record {}", show_key(k))
+                        format!("record {}", key_in_report::<R>(k))
                     });
                 report.problem(format!(
                     "{}: {} record(s) read, then reading stopped after {at}: {e}",

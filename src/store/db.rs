@@ -836,6 +836,40 @@ impl Store {
         *self.inner.damaged.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// Empties, in a write of their own, the tables of index builds refused in writes that
+    /// failed (their own emptying was rolled back with them), unless the catalog lists the
+    /// index by now (a later build succeeded). Best effort: a failure leaves them for a
+    /// repair, which `check` reports.
+    #[cold]
+    #[inline(never)]
+    fn clear_refused_builds(&self) {
+        let refused = self.inner.registry.take_refused_builds();
+        if refused.is_empty() {
+            return;
+        }
+        let cleared = self.write_anyway(self.inner.durability, |tx| {
+            let catalog = tx.catalog()?;
+            let raw = tx.raw_write()?;
+            for build in &refused {
+                let entry = catalog.iter().find(|t| t.name == build.table);
+                for (name, unique, table) in &build.indexes {
+                    let listed = entry.is_some_and(|e| {
+                        e.indexes
+                            .iter()
+                            .any(|i| i.name == *name && i.unique == *unique)
+                    });
+                    if !listed {
+                        raw.delete_table(table)?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = cleared {
+            tracing::warn!(error = %e, "the tables of a refused index build could not be emptied");
+        }
+    }
+
     /// Looks at the outcome of a transaction: a corruption seen makes the store refuse
     /// writes; an I/O failure that left the engine refusing work reopens the file.
     fn observe<T>(&self, outcome: Result<T>) -> Result<T> {
@@ -849,7 +883,7 @@ impl Store {
     #[inline(never)]
     fn failed(&self, e: Error) -> Error {
         let e = with_path(e, &self.inner.path);
-        if is_damage(&e) || self.own_misfit(&e) {
+        if (is_damage(&e) && !self.app_index_astray(&e)) || self.own_misfit(&e) {
             let mut d = self.inner.damaged.lock().unwrap_or_else(|p| p.into_inner());
             if d.is_none() {
                 tracing::error!(error = %e, "corruption seen; the store refuses writes until `redkeep check --repair` or a restore");
@@ -864,6 +898,22 @@ impl Store {
             }
         }
         e
+    }
+
+    /// Whether `e` is an entry of an application's index that does not lead to its record:
+    /// most likely the index was redefined (made unique, or given another key) without a
+    /// build, which is the type's to settle (`register_table`, a repair), not damage to the
+    /// file. Reads through it fail; writes go on.
+    fn app_index_astray(&self, e: &Error) -> bool {
+        match e {
+            Error::Corrupt { table, reason, .. } => {
+                super::table::INDEX_ENTRY_ASTRAY
+                    .iter()
+                    .any(|astray| reason.contains(astray))
+                    && !self.inner.registry.is_reserved(table)
+            }
+            _ => false,
+        }
     }
 
     /// Whether `e` is a whole record that does not fit its type in one of the tables kept
@@ -1369,6 +1419,9 @@ impl Store {
 
     /// A write's outcome, noting what it registered once it is committed.
     fn written<T>(&self, outcome: Result<T>, known: Option<Registrations>) -> Result<T> {
+        if outcome.is_err() {
+            self.clear_refused_builds();
+        }
         let value = self.observe(outcome)?;
         // Committed: later transactions need not look these up again.
         if let Some(known) = known {

@@ -230,24 +230,26 @@ fn build_new_indexes<R: Record>(tx: &WriteTx<'_>, before: Option<&TableInfo>) ->
     let Some((index, first, second)) = clash else {
         return Ok(());
     };
-    // Left empty, as before the build: the catalog does not list them, and the next write
-    // of `R` tries again.
+    // Left empty: the catalog does not list them, and the next write of `R` tries again.
+    // Should this transaction fail (as the error below makes it, unless the caller goes
+    // on), the store empties them in a write of their own: entries of an earlier life of
+    // an index (another format, when it was not unique) must not be read as this one's.
     for idx in &new {
         raw.delete_table(index_name(idx))?;
     }
-    let shown = |pk: &[u8]| {
-        if R::SECRET_KEY {
-            "<redacted>".to_string()
-        } else {
-            shown_key::<R>(pk)
-        }
-    };
+    tx.note_refused_build(super::tx::RefusedBuild {
+        table: R::TABLE,
+        indexes: new
+            .iter()
+            .map(|idx| (idx.name, idx.unique, index_name(idx)))
+            .collect(),
+    });
     let table = R::TABLE;
     Err(Error::Denied {
         reason: format!(
             "the unique index {table}.{index}, new to the table, cannot be built: records {} and {} share its key; delete one of them (or change it through a type without the index), or run a repair (`Redkeep::check(true)` on a handle that registered the type), which moves the later one to quarantine:{table}; until then, writes of {table} are refused",
-            shown(&first),
-            shown(&second)
+            key_in_report::<R>(&first),
+            key_in_report::<R>(&second)
         ),
     })
 }
@@ -356,8 +358,18 @@ fn index_name<R: Record>(idx: &Index<R>) -> &'static str {
 fn corrupt<R: Record>(key: &[u8], reason: impl Into<String>) -> Error {
     Error::Corrupt {
         table: R::TABLE.to_string(),
-        key: show_key(key),
+        key: key_in_report::<R>(key),
         reason: reason.into(),
+    }
+}
+
+/// A primary key of `R` as errors and reports show it: `<redacted>` when the key is secret
+/// material (a token's hash).
+pub(crate) fn key_in_report<R: Record>(pk: &[u8]) -> String {
+    if R::SECRET_KEY {
+        "<redacted>".to_string()
+    } else {
+        show_key(pk)
     }
 }
 
@@ -483,14 +495,14 @@ pub(crate) fn entry_target<'e, R: Record>(
 /// malformed.
 fn target_of<'e, R: Record>(idx: &Index<R>, entry: &'e [u8], value: &'e [u8]) -> Result<&'e [u8]> {
     entry_target(idx, entry, value)
-        .ok_or_else(|| corrupt::<R>(entry, format!("malformed entry in index {}", idx.name)))
+        .ok_or_else(|| corrupt::<R>(entry, format!("{} {}", INDEX_ENTRY_ASTRAY[0], idx.name)))
 }
 
 /// An entry of `idx` points at `pk`, which holds no record.
 #[cold]
 #[inline(never)]
 fn dangling<R: Record>(idx: &Index<R>, pk: &[u8]) -> Error {
-    corrupt::<R>(pk, format!("index {} points at a missing record", idx.name))
+    corrupt::<R>(pk, format!("index {} {}", idx.name, INDEX_ENTRY_ASTRAY[1]))
 }
 
 /// [`entry_target`] for an index known only by whether it is unique and by the length of its
@@ -685,6 +697,9 @@ const MEMO_VALUE_MAX: usize = 2048;
 pub(crate) const NEWER_VERSION: &str = "written by a newer version";
 /// How a whole value that does not fit its record type is described (it is not damage).
 pub(crate) const DOES_NOT_FIT: &str = "does not fit the record type";
+/// What a read through an index says of an entry that does not lead to its record.
+pub(crate) const INDEX_ENTRY_ASTRAY: [&str; 2] =
+    ["malformed entry in index", "points at a missing record"];
 
 /// A primary key of `R` for a message, read as its type writes it (an id as a number, a
 /// name as text), not guessed from its length.

@@ -165,6 +165,18 @@ pub(crate) struct Registry {
     catalogued: RwLock<HashSet<(&'static str, TypeId), Quick>>,
     // Table names kept for one record type each (redkeep's own tables, in a handle).
     reserved: RwLock<HashMap<&'static str, TypeId>>,
+    // Index builds refused in a write that then failed: their tables are emptied by a write
+    // of their own (`Store::clear_refused_builds`), since the failed write's own emptying
+    // was rolled back with it.
+    refused_builds: std::sync::Mutex<Vec<RefusedBuild>>,
+}
+
+/// The indexes of an application table whose build was refused: their names, whether each
+/// is unique, and their raw tables.
+#[derive(Debug, Clone)]
+pub(crate) struct RefusedBuild {
+    pub(crate) table: &'static str,
+    pub(crate) indexes: Vec<(&'static str, bool, &'static str)>,
 }
 
 /// The hasher of the registry's sets, which every record write asks: shape ids (hashes
@@ -256,6 +268,24 @@ impl Registry {
             ));
         }
         Ok(())
+    }
+
+    /// Notes an index build refused in a write (see [`RefusedBuild`]).
+    pub(crate) fn note_refused_build(&self, build: RefusedBuild) {
+        self.refused_builds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(build);
+    }
+
+    /// The refused builds noted since the last call.
+    pub(crate) fn take_refused_builds(&self) -> Vec<RefusedBuild> {
+        std::mem::take(
+            &mut *self
+                .refused_builds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Keeps each table name of `tables` for its record type: writing a record of another
@@ -449,6 +479,12 @@ impl WriteTx<'_> {
         type_name: &'static str,
     ) -> Result<()> {
         self.registry.refuse_foreign(name, ty, type_name)
+    }
+
+    /// Notes an index build this transaction refused, so that the store empties its
+    /// tables in a write of their own should this one fail.
+    pub(crate) fn note_refused_build(&self, build: RefusedBuild) {
+        self.registry.note_refused_build(build);
     }
 
     /// Makes sure the catalog holds `info` for table `name`, written by the record type

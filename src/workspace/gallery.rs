@@ -120,7 +120,11 @@ impl Workspaces {
                     .unwrap_or(0);
                 let n = highest
                     .checked_add(1)
-                    .ok_or_else(|| Error::denied("this gallery has used every piece number"))?;
+                    .ok_or_else(|| {
+                        Error::denied(format!(
+                            "this gallery has used every piece number (its highest is {highest}); delete that piece, or save it again under a lower number, to save more"
+                        ))
+                    })?;
                 let piece = gallery.join(piece_file_name(n));
                 let written = self.write_bytes_tidied(&piece, json);
                 (n, existing.files.len() as u64 + 1, piece, written)
@@ -159,7 +163,7 @@ impl Workspaces {
     /// [`MAX_GIVEN_PIECE`](super::MAX_GIVEN_PIECE) (saves number on past the highest piece,
     /// so a gallery given the last numbers could save no more).
     pub fn put_piece(&self, user: u64, n: u64, json: &[u8]) -> Result<()> {
-        super::given_piece(n)?;
+        super::piece_within(n, super::MAX_GIVEN_PIECE)?;
         self.put_piece_as_found(user, n, json)
     }
 

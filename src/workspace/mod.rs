@@ -33,7 +33,8 @@ pub use folders::{
     WorkspaceOptions, Workspaces,
 };
 pub use gallery::PieceInfo;
-pub(crate) use names::given_piece;
+pub(crate) use names::piece_within;
 pub use names::{
-    GALLERY_DIR, MAX_GIVEN_PIECE, OWNER_FILE, WORKSPACE_FILE, parse_piece_name, piece_file_name,
+    GALLERY_DIR, MAX_GIVEN_PIECE, MAX_JSON_PIECE, OWNER_FILE, WORKSPACE_FILE, parse_piece_name,
+    piece_file_name,
 };

@@ -26,25 +26,32 @@ pub(super) fn parse_id(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
-/// The highest piece number [`Workspaces::put_piece`](super::Workspaces::put_piece) writes:
-/// 2^53 − 1, the largest whole number a JSON client reads exactly. Saved pieces number on
-/// past the highest one, so a gallery never runs out. (An import or an adoption keeps the
-/// numbers it finds.)
-pub const MAX_GIVEN_PIECE: u64 = (1 << 53) - 1;
+/// The largest whole number a JSON client (JavaScript) reads exactly: 2^53 − 1. An import
+/// refuses piece numbers past it.
+pub const MAX_JSON_PIECE: u64 = (1 << 53) - 1;
 
-/// Refuses a piece number a caller gives outside 1 ..= [`MAX_GIVEN_PIECE`].
+/// The highest piece number [`Workspaces::put_piece`](super::Workspaces::put_piece) writes:
+/// 2^52 − 1, half of [`MAX_JSON_PIECE`]. Saved pieces number on past the highest one, so a
+/// gallery given the highest number still saves 2^52 more before its numbers pass what a
+/// JSON client reads exactly. (An adoption keeps the numbers it finds.)
+pub const MAX_GIVEN_PIECE: u64 = (1 << 52) - 1;
+
+/// Refuses a piece number outside 1 ..= `max`, saying why `max` is the limit.
 ///
 /// # Errors
 /// `InvalidInput` saying the range.
-pub(crate) fn given_piece(n: u64) -> crate::error::Result<()> {
-    if (1..=MAX_GIVEN_PIECE).contains(&n) {
+pub(crate) fn piece_within(n: u64, max: u64) -> crate::error::Result<()> {
+    if (1..=max).contains(&n) {
         return Ok(());
     }
+    let why = if max == MAX_JSON_PIECE {
+        "the largest whole number a JSON client reads exactly"
+    } else {
+        "which leaves the gallery as many numbers to save after it"
+    };
     Err(crate::error::Error::invalid(
         "piece",
-        format!(
-            "piece number {n} is outside 1 to {MAX_GIVEN_PIECE} (the largest whole number a JSON client reads exactly); number it within that range"
-        ),
+        format!("piece number {n} is outside 1 to {max} ({why}); number it within that range"),
     ))
 }
 

@@ -501,8 +501,13 @@ pub fn restore_store_with_folders(
                 .into(),
         ),
     }
-    if let Some(s) = &r.safety_copy {
-        lines.push(format!("the previous store is kept at {}", s.display()));
+    match (&r.safety_copy, &r.previous_damaged) {
+        (Some(s), Some(why)) => lines.push(format!(
+            "the previous store could not be opened ({why}); its bytes are kept at {} (`redkeep salvage` reads what it can of them)",
+            s.display()
+        )),
+        (Some(s), None) => lines.push(format!("the previous store is kept at {}", s.display())),
+        _ => {}
     }
     if let Some(s) = &r.folders_safety {
         let none_before = std::fs::read_dir(s).is_ok_and(|mut d| d.next().is_none());
@@ -516,6 +521,8 @@ pub fn restore_store_with_folders(
         });
     }
     match (&r.safety_copy, &r.folders_safety, r.folders) {
+        // Nothing to go back to: the previous store could not be opened.
+        _ if r.previous_damaged.is_some() => {}
         (Some(store), Some(folders), _) => lines.push(crate::handle::undo_command(
             data_dir,
             store_url,
