@@ -484,6 +484,23 @@ fn lockout_locks_doubles_and_looks_like_a_wrong_password() {
     assert_eq!(unlocks(), 2);
     rk.users().unlock(a).unwrap();
     assert_eq!(unlocks(), 2);
+    // Disabling or enabling an account already so writes nothing either.
+    let toggles = || {
+        rk.audit()
+            .list(Some(a), None, 1000)
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "user_disabled" || e.action == "user_enabled")
+            .count()
+    };
+    rk.users().enable(a).unwrap();
+    assert_eq!(toggles(), 0);
+    rk.users().disable(a).unwrap();
+    rk.users().disable(a).unwrap();
+    assert_eq!(toggles(), 1);
+    rk.users().enable(a).unwrap();
+    rk.users().enable(a).unwrap();
+    assert_eq!(toggles(), 2);
 }
 
 /// Asking for the password again (`check_password`) follows the lockout rules of a login:

@@ -916,7 +916,17 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
         ),
         (vec!["backup", existing], 1, "exists"),
         (vec!["export", "-o", existing], 1, "exists"),
+        (
+            vec!["export", "-o", "/nonexistent-folder/x.jsonl"],
+            1,
+            "does not exist; make it first",
+        ),
         (vec!["user", "show", "nobody@example.com"], 1, "not found"),
+        (
+            vec!["user", "show", " "],
+            1,
+            "give the user's id, email or username",
+        ),
         (
             vec!["org", "set-role", "nope", "ann@example.com", "admin"],
             1,

@@ -153,6 +153,16 @@ fn imported_nothing(cli: &Cli, what: &str) {
 fn export_import_round_trip_and_bad_lines() {
     let cli = populated();
     let file = cli.dir.path().join("export.jsonl");
+    // `-o -` is stdout, as without `-o`: no file named `-` appears.
+    let to_stdout = cli
+        .cmd(&["--json", "export", "-o", "-"])
+        .current_dir(cli.dir.path())
+        .output()
+        .unwrap();
+    assert!(to_stdout.status.success());
+    let plain = cli.cmd(&["--json", "export"]).output().unwrap();
+    assert_eq!(to_stdout.stdout, plain.stdout);
+    assert!(!cli.dir.path().join("-").exists());
     let summary = cli.json(&["export", "-o", file.to_str().unwrap()], None);
     assert!(summary["lines"].as_u64().unwrap() > 5);
     use std::os::unix::fs::PermissionsExt;
@@ -695,6 +705,16 @@ fn status_names_temp_folders_left_in_the_data_dir() {
     assert!(
         out.contains("temp symlink") && out.contains("temp FIFO"),
         "{out}"
+    );
+    let kinds: Vec<String> = cli.json(&["status"], None)["leftovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"symlink".to_string()) && kinds.contains(&"FIFO".to_string()),
+        "{kinds:?}"
     );
     std::fs::remove_file(&link).unwrap();
     std::fs::remove_file(&fifo).unwrap();
@@ -1357,6 +1377,34 @@ fn move_and_salvage_refuse_a_target_holding_workspace_folders() {
     let empty = cli.dir.path().join("empty");
     std::fs::create_dir_all(empty.join("workspaces/users")).unwrap();
     cli.json(&["move", "--to", empty.to_str().unwrap()], None);
+}
+
+/// A refused import or init into a data dir without a store takes back the store it made,
+/// and nothing that was there before: folders (empty or not) and their files stay.
+#[test]
+fn a_refused_import_or_init_keeps_what_the_data_dir_held() {
+    let cli = populated();
+    let export = cli.dir.path().join("e.jsonl");
+    cli.json(&["export", "-o", export.to_str().unwrap()], None);
+    let fresh = Cli::new();
+    if fresh.store.is_some() {
+        // A PostgreSQL store is a schema, not a file of the data dir: nothing to take back.
+        return;
+    }
+    let ws = fresh.data().join("workspaces");
+    std::fs::create_dir_all(ws.join("users/2")).unwrap();
+    std::fs::create_dir_all(ws.join("users/3")).unwrap();
+    std::fs::write(ws.join("users/3/workspace.json"), "{\"theirs\":true}").unwrap();
+    let (_, err) = fresh.expect(&["import", export.to_str().unwrap()], None, 1);
+    assert!(err.contains("already holds workspace folders"), "{err}");
+    let (_, err) = fresh.expect(&["init", "--admin-password-stdin"], Some("short\n"), 1);
+    assert!(!err.is_empty());
+    assert!(!fresh.data().join(redkeep::STORE_FILE).exists());
+    assert!(ws.join("users/2").is_dir());
+    assert_eq!(
+        std::fs::read_to_string(ws.join("users/3/workspace.json")).unwrap(),
+        "{\"theirs\":true}"
+    );
 }
 
 /// `move` of a store behind the schema says to migrate first (its copy would be checked as

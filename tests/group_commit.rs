@@ -300,8 +300,12 @@ fn waiting_writers_take_their_turns_in_the_order_they_came() {
         for k in 0..JOINERS {
             let (store, order) = (&store, &order);
             s.spawn(move || {
+                // On its own thread, so that it is in line once `waiting_writers` counts it.
+                // (A write handed to the committing thread is counted on its way, and takes
+                // its place in line when that thread picks it up: two handed over at the
+                // same moment may swap.)
                 store
-                    .write(|tx| {
+                    .write_here(|tx| {
                         order.lock().unwrap().push(k);
                         tx.table::<Item>().insert(&item(k, &format!("joiner {k}")))
                     })

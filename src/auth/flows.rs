@@ -582,6 +582,12 @@ pub(crate) fn change_password(
 pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> {
     let now = acc.now();
     acc.store.write(|tx| {
+        // Already so: nothing is written, and nothing audited.
+        if let Some(user) = tx.table::<User>().get(&id)?
+            && user.is_active == active
+        {
+            return Ok(user);
+        }
         if !active {
             roles::keep_an_admin(tx, id, "disabling them")?;
         }
@@ -980,7 +986,7 @@ impl Users<'_> {
     }
 
     /// Disables an account: no more logins; its sessions are revoked and its API keys stop
-    /// verifying at once.
+    /// verifying at once. An account disabled already is left as it is (nothing audited).
     ///
     /// # Errors
     /// `NotFound`; `Denied` for the last active administrator (make another user one first).
@@ -988,7 +994,7 @@ impl Users<'_> {
         set_active(self.acc, id, false)
     }
 
-    /// Re-enables a disabled account.
+    /// Re-enables a disabled account. An active account is left as it is (nothing audited).
     ///
     /// # Errors
     /// `NotFound`.

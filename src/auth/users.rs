@@ -656,9 +656,15 @@ impl Users<'_> {
     /// Resolves what an operator typed: a numeric id, an email or a username.
     ///
     /// # Errors
-    /// `NotFound` when no user matches.
+    /// `InvalidInput` when `who` is empty (or only spaces); `NotFound` when no user matches.
     pub fn find(&self, who: &str) -> Result<User> {
         let who = who.trim();
+        if who.is_empty() {
+            return Err(Error::invalid(
+                "user",
+                "it is empty; give the user's id, email or username",
+            ));
+        }
         let found = if !who.is_empty() && who.bytes().all(|b| b.is_ascii_digit()) {
             match who.parse::<u64>() {
                 Ok(id) => self.get(id)?,

@@ -261,7 +261,26 @@ impl Sink {
             cmd if cmd.json_lines() && !json => Ok(Sink::Pretty(render::PrettyLines::new(
                 std::io::stdout().lock(),
             ))),
+            // `-o -` is stdout, as without `-o` (the path arrives made absolute: `…/-`).
+            Command::Export(admin::commands::ExportArgs { output: Some(path) })
+                if path.file_name().is_some_and(|n| n == "-") =>
+            {
+                Ok(Sink::Stdout(std::io::stdout().lock()))
+            }
             Command::Export(admin::commands::ExportArgs { output: Some(path) }) => {
+                let parent = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                if !parent.is_dir() {
+                    return Err(Error::invalid(
+                        "output",
+                        format!(
+                            "the folder {} does not exist; make it first, or write the export elsewhere",
+                            parent.display()
+                        ),
+                    ));
+                }
                 if path.exists() {
                     return Err(Error::invalid(
                         "output",
@@ -494,6 +513,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 struct Made {
     dir: PathBuf,
     dir_existed: bool,
+    // What the workspaces folder held before (`None`: too much to list; nothing is taken
+    // back then).
+    found: Option<std::collections::BTreeSet<PathBuf>>,
 }
 
 impl Made {
@@ -505,13 +527,18 @@ impl Made {
         fresh.then(|| Made {
             dir: cli.data_dir.clone(),
             dir_existed: cli.data_dir.exists(),
+            found: crate::ops::workspace_entries(&cli.data_dir),
         })
     }
 
-    /// Takes back what opening the store made ([`crate::ops::discard_unused_store`]), and
-    /// the data dir when this command made it.
+    /// Takes back what opening the store made ([`crate::ops::discard_unused_store_except`]),
+    /// leaving what the workspaces folder held before, and the data dir when this command
+    /// made it.
     fn take_back(&self) {
-        if crate::ops::discard_unused_store(&self.dir) && !self.dir_existed {
+        let Some(found) = &self.found else {
+            return;
+        };
+        if crate::ops::discard_unused_store_except(&self.dir, found) && !self.dir_existed {
             let _ = std::fs::remove_dir(&self.dir);
         }
     }

@@ -44,6 +44,44 @@ pub(super) fn open_file_store(path: &Path, mode: Mode) -> Result<Store> {
 /// unfinished import (another process, or the import itself, used it), when another process
 /// holds it, or when the workspaces folder is a symlink or holds any file.
 pub fn discard_unused_store(data_dir: &Path) -> bool {
+    discard_unused_store_except(data_dir, &std::collections::BTreeSet::new())
+}
+
+/// The entries under the workspaces folder of `data_dir` (folders and files, not following
+/// symlinks), for [`discard_unused_store_except`]; `None` past 10,000 of them (then a
+/// take-back leaves the folders and the store as they are).
+pub fn workspace_entries(data_dir: &Path) -> Option<std::collections::BTreeSet<PathBuf>> {
+    fn walk(dir: &Path, out: &mut std::collections::BTreeSet<PathBuf>) -> Option<()> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Some(());
+        };
+        for e in entries.flatten() {
+            if out.len() >= 10_000 {
+                return None;
+            }
+            out.insert(e.path());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path(), out)?;
+            }
+        }
+        Some(())
+    }
+    let root = data_dir.join(WORKSPACES_DIR);
+    let mut out = std::collections::BTreeSet::new();
+    if std::fs::symlink_metadata(&root).is_ok() {
+        out.insert(root.clone());
+    }
+    walk(&root, &mut out)?;
+    Some(out)
+}
+
+/// [`discard_unused_store`] for a command that found the entries `found` under the
+/// workspaces folder before it ran ([`workspace_entries`]): those are left as they are,
+/// and do not count as use of the store.
+pub fn discard_unused_store_except(
+    data_dir: &Path,
+    found: &std::collections::BTreeSet<PathBuf>,
+) -> bool {
     let db = data_dir.join(crate::handle::STORE_FILE);
     // Held alone while it is looked at, so nobody writes into it meanwhile. Opening made
     // the system roles; an import that committed left users or its unfinished mark.
@@ -56,41 +94,47 @@ pub fn discard_unused_store(data_dir: &Path) -> bool {
     });
     let workspaces = data_dir.join(WORKSPACES_DIR);
     if !matches!(unused, Ok(true))
-        || fsutil::real_dir(&workspaces).is_err()
-        || holds_a_file(&workspaces)
+        || (fsutil::real_dir(&workspaces).is_err() && !found.contains(&workspaces))
+        || holds_a_file(&workspaces, found)
         || std::fs::remove_file(&db).is_err()
     {
         return false;
     }
-    remove_empty_folders(&workspaces);
+    remove_empty_folders(&workspaces, found);
     true
 }
 
-/// Whether anything but folders is under `dir` (an unreadable folder counts as holding one,
-/// a symlink as a file: never followed).
-fn holds_a_file(dir: &Path) -> bool {
+/// Whether anything but folders, and but the entries of `found`, is under `dir` (an
+/// unreadable folder counts as holding one, a symlink as a file: never followed).
+fn holds_a_file(dir: &Path, found: &std::collections::BTreeSet<PathBuf>) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return dir.exists();
+        return dir.exists() && !found.contains(dir);
     };
     entries.into_iter().any(|e| {
         e.map_or(true, |e| {
             // `DirEntry::file_type` does not follow a symlink.
             let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-            !is_dir || holds_a_file(&e.path())
+            if is_dir {
+                holds_a_file(&e.path(), found)
+            } else {
+                !found.contains(&e.path())
+            }
         })
     })
 }
 
-/// Removes `dir` and the folders under it, all empty.
-fn remove_empty_folders(dir: &Path) {
+/// Removes `dir` and the folders under it, all empty, but those of `found`.
+fn remove_empty_folders(dir: &Path, found: &std::collections::BTreeSet<PathBuf>) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_folders(&e.path());
+                remove_empty_folders(&e.path(), found);
             }
         }
     }
-    let _ = std::fs::remove_dir(dir);
+    if !found.contains(dir) {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// The file name, in the data dir, next to which copies of a store that is not a file

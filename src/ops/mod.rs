@@ -17,7 +17,7 @@ pub use backup::{
     BackupReport, RestoreReport, backup, check_file, restore, restore_store,
     restore_store_with_folders,
 };
-pub use files::{discard_unused_store, write_file};
+pub use files::{discard_unused_store, discard_unused_store_except, workspace_entries, write_file};
 pub use moving::{MoveReport, move_store};
 pub use reset::{ResetReport, reset, reset_store};
 pub use salvage::{SalvageReport, SalvagedTable, salvage};

@@ -100,6 +100,7 @@ fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
         listed.push(json!({
             "path": left.path.display().to_string(),
             "folder": left.is_dir,
+            "kind": kind,
             // Only an old entry is probed: a young one's is not known.
             "in_use": if old { json!(held) } else { Value::Null },
             "age_secs": age,
