@@ -96,13 +96,19 @@ fn usernames_are_unique_case_insensitively_and_validated() {
     rk.users().create(a).unwrap();
     let mut b = new_user("b@example.com");
     b.username = Some("alice".into());
-    assert!(matches!(
-        rk.users().create(b).unwrap_err(),
-        Error::Conflict {
-            index: "username",
-            ..
-        }
-    ));
+    let err = rk.users().create(b).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                index: "username",
+                ..
+            }
+        ) && err
+            .to_string()
+            .contains("a user with username alice exists"),
+        "{err}"
+    );
     for bad in ["ab", "12345", "has space", "a@b"] {
         let mut c = new_user("c@example.com");
         c.username = Some(bad.into());

@@ -915,6 +915,11 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
             "opening",
         ),
         (vec!["backup", existing], 1, "exists"),
+        (
+            vec!["move", "--to", existing],
+            1,
+            "is a file, not a data dir",
+        ),
         (vec!["export", "-o", existing], 1, "exists"),
         (
             vec!["export", "-o", "/nonexistent-folder/x.jsonl"],

@@ -306,6 +306,11 @@ fn hand_edited_folder_lines_and_hashes_are_refused_before_anything_changes() {
             "piece numbers start at 1",
         ),
         (
+            "a piece numbered below zero",
+            edited(piece, false, &|v| v["piece"] = json!(-1)),
+            "a piece line needs \"user\" (a user id), \"piece\" (its number, a whole number from 1)",
+        ),
+        (
             "a piece numbered past what a JSON client reads exactly",
             edited(piece, false, &|v| v["piece"] = json!(u64::MAX)),
             "is outside 1 to 9007199254740991",

@@ -116,6 +116,16 @@ pub(crate) fn insert_new_user(
                 normalize_email(&user.email).unwrap_or_else(|_| user.email.clone())
             ),
         },
+        Error::Conflict {
+            index: "username", ..
+        } => Error::Conflict {
+            table: User::TABLE,
+            index: "username",
+            detail: format!(
+                "a user with username {} exists",
+                user.username.as_deref().unwrap_or_default()
+            ),
+        },
         e => e,
     })?;
     tx.table::<Credential>()

@@ -193,6 +193,17 @@ pub(super) fn free_with_suffix(db: &Path, suffix: &str) -> PathBuf {
 /// # Errors
 /// `Denied` naming what was found, with nothing copied.
 pub(super) fn refuse_taken_folders(target_dir: &Path, doing: &str) -> Result<()> {
+    if let Ok(m) = std::fs::metadata(target_dir)
+        && !m.is_dir()
+    {
+        return Err(Error::invalid(
+            "to",
+            format!(
+                "{} is a file, not a data dir; give a new folder (or a store URL)",
+                target_dir.display()
+            ),
+        ));
+    }
     let root = target_dir.join(WORKSPACES_DIR);
     let refuse = |what: String| {
         Error::denied(format!(

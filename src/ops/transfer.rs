@@ -540,7 +540,11 @@ pub fn import(
                         || (v.get("piece").and_then(Value::as_u64).is_some()
                             && v.get("user").and_then(Value::as_u64).is_some()));
                 if !ok {
-                    return Err(line_err(n, "a workspace line needs a user id and a doc"));
+                    return Err(line_err(n, if v.get("workspace").is_some() {
+                        "a workspace line needs \"workspace\" (a user id, a whole number) and \"doc\"; nothing was imported"
+                    } else {
+                        "a piece line needs \"user\" (a user id), \"piece\" (its number, a whole number from 1) and \"doc\"; nothing was imported"
+                    }));
                 }
                 if let Some(doc) = v.get("doc").filter(|_| v.get("workspace").is_some()) {
                     let Value::Object(map) = doc else {
