@@ -199,26 +199,47 @@ fn a_restore_replaces_a_store_that_cannot_be_opened_and_keeps_its_bytes() {
     for damaged in [&b""[..], &b"not a store, just some bytes"[..]] {
         std::fs::write(&db, damaged).unwrap();
         assert!(Redkeep::open(&dir, options()).is_err());
-        // Owned by a running process (this one, by its marker): left alone.
+        // Owned by another running process, by its marker: left alone.
+        let mut owner = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         let marker = redkeep::store::owner_path(&db);
+        std::fs::write(&marker, format!("{{\"pid\":{},\"since\":0}}", owner.id())).unwrap();
+        let owned = redkeep::ops::restore(&dir, &backup, true, Timestamp(1_800_000_000));
+        owner.kill().unwrap();
+        owner.wait().unwrap();
+        assert!(
+            matches!(&owned, Err(redkeep::Error::InUse { holder, .. }) if holder.contains("delete the marker")),
+            "{owned:?}"
+        );
+        assert_eq!(std::fs::read(&db).unwrap(), damaged);
+        // A marker left by a process that is gone, or naming this one, is no owner.
         std::fs::write(
             &marker,
             format!("{{\"pid\":{},\"since\":0}}", std::process::id()),
         )
         .unwrap();
-        let owned = redkeep::ops::restore(&dir, &backup, true, Timestamp(1_800_000_000));
-        assert!(
-            matches!(owned, Err(redkeep::Error::InUse { .. })),
-            "{owned:?}"
-        );
-        assert_eq!(std::fs::read(&db).unwrap(), damaged);
-        std::fs::remove_file(&marker).unwrap();
+        // A folder of a user past the backup's ids: new users go past it.
+        let stray = dir.join("workspaces/users/9000");
+        std::fs::create_dir_all(&stray).unwrap();
         let report = redkeep::ops::restore(&dir, &backup, true, Timestamp(1_800_000_000)).unwrap();
         assert!(report.previous_damaged.is_some(), "{report:?}");
         let kept = report.safety_copy.unwrap();
         assert_eq!(std::fs::read(&kept).unwrap(), damaged);
         let rk = Redkeep::open(&dir, options()).unwrap();
         assert_eq!(rk.users().count().unwrap(), users);
-        assert!(rk.check(false).unwrap().ok);
+        let next = rk
+            .users()
+            .create(NewUser {
+                email: format!("new{}@example.com", damaged.len()),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user;
+        assert!(next.id > 9000, "{}", next.id);
+        drop(rk);
+        let _ = std::fs::remove_dir_all(&stray);
+        let _ = std::fs::remove_file(&marker);
     }
 }

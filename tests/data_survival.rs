@@ -547,9 +547,10 @@ fn a_new_unique_index_two_old_records_share_is_refused_until_one_goes() {
     assert_eq!(lookups(&rk, &["a@x"], 9), (vec![Some(1)], vec![]));
 }
 
-/// An index turned unique under the same name: its old entries (of the other format) are
-/// never read as the new index's, even when its build is refused, and a read through it
-/// before the build fails alone: the store goes on taking writes.
+/// An index turned unique under the same name. When its build is refused, the other
+/// version's index stays whole for that version, and a read of the new version through it
+/// fails alone (never a wrong record): the store goes on taking writes. A refused build of
+/// an index no version lists leaves no entry of its earlier life to be read.
 #[test]
 fn an_index_made_unique_never_reads_its_old_entries_nor_stops_writes() {
     #[derive(Debug, Serialize, Deserialize)]
@@ -626,16 +627,32 @@ fn an_index_made_unique_never_reads_its_old_entries_nor_stops_writes() {
             })
             .unwrap();
     };
-    // Refused at registration: the index reads as empty, never as the old entries.
+    let in_many = |rk: &Redkeep, tag: &str| {
+        rk.store()
+            .read(|tx| {
+                Ok(tx
+                    .table::<Many>()
+                    .range_by(&Many::BY_TAG, KeyRange::prefix(key!(tag)), Order::Asc, 10)?
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect::<Vec<_>>())
+            })
+            .unwrap()
+    };
+    // Refused at registration: the old version's index stays whole; the new one's reads
+    // fail, and nothing else does.
     let (_dir, rk) = seeded(&["t1", "t2", "t1"]);
     assert!(matches!(
         rk.register_table::<Unique>(),
         Err(Error::Denied { .. })
     ));
-    assert_eq!(found(&rk, "t2").unwrap(), (None, 0));
+    assert_eq!(in_many(&rk, "t1"), vec![1, 3]);
+    assert!(matches!(
+        found(&rk, "t2"),
+        Ok((None, _)) | Err(Error::Corrupt { .. })
+    ));
     writes_go_on(&rk, "a@example.com");
-    // Refused at the type's first write, which fails (and takes back what it did): the
-    // index is emptied all the same.
+    // Refused at the type's first write, which fails: the same.
     let (_dir, rk) = seeded(&["t1", "t2", "t1"]);
     let write = rk.store().write(|tx| {
         tx.table::<Unique>().insert(&Unique {
@@ -644,7 +661,7 @@ fn an_index_made_unique_never_reads_its_old_entries_nor_stops_writes() {
         })
     });
     assert!(matches!(write, Err(Error::Denied { .. })), "{write:?}");
-    assert_eq!(found(&rk, "t2").unwrap(), (None, 0));
+    assert_eq!(in_many(&rk, "t1"), vec![1, 3]);
     writes_go_on(&rk, "b@example.com");
     // Read through before any build: that read fails, and only it.
     let (_dir, rk) = seeded(&["t1", "t2", "t3"]);
@@ -654,6 +671,58 @@ fn an_index_made_unique_never_reads_its_old_entries_nor_stops_writes() {
     rk.register_table::<Unique>().unwrap();
     assert_eq!(found(&rk, "t2").unwrap(), (Some(2), 3));
     assert!(rk.check(false).unwrap().ok);
+    // An index no version lists any more (a type without it wrote since), with entries of
+    // its earlier life that no longer match: its refused build empties it, so no lookup
+    // finds a record under a key it left.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Bare {
+        id: u64,
+        tag: String,
+    }
+    impl Record for Bare {
+        const TABLE: &'static str = "tagged";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        rk.register_table::<Unique>().unwrap();
+        rk.store()
+            .write(|tx| {
+                for (id, tag) in [(1, "t1"), (2, "t2")] {
+                    tx.table::<Unique>().insert(&Unique {
+                        id,
+                        tag: tag.into(),
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        rk.store()
+            .write(|tx| {
+                tx.table::<Bare>().put(&Bare {
+                    id: 2,
+                    tag: "t1".into(),
+                })
+            })
+            .unwrap();
+    }
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
+    let write = rk.store().write(|tx| {
+        tx.table::<Unique>().insert(&Unique {
+            id: 9,
+            tag: "t9".into(),
+        })
+    });
+    assert!(matches!(write, Err(Error::Denied { .. })), "{write:?}");
+    assert_eq!(found(&rk, "t2").unwrap(), (None, 0));
+    writes_go_on(&rk, "d@example.com");
 }
 
 /// A table keyed by secret material (a token's hash) never shows its keys in what a check,

@@ -261,9 +261,9 @@ impl Sink {
             cmd if cmd.json_lines() && !json => Ok(Sink::Pretty(render::PrettyLines::new(
                 std::io::stdout().lock(),
             ))),
-            // `-o -` is stdout, as without `-o` (the path arrives made absolute: `…/-`).
+            // `-o -` is stdout, as without `-o` (`./-` is a file of that name).
             Command::Export(admin::commands::ExportArgs { output: Some(path) })
-                if path.file_name().is_some_and(|n| n == "-") =>
+                if path.as_os_str() == "-" =>
             {
                 Ok(Sink::Stdout(std::io::stdout().lock()))
             }

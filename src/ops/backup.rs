@@ -384,7 +384,10 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
 /// copy, or a backup of the first release: the store alone, folders kept). The backup is
 /// checked first; replacing an existing store needs `force`, and keeps a safety copy of the
 /// store (`redkeep.redb.pre-restore-<time>.bak`) and of the folders (in the trash). Id
-/// sequences are raised to the replaced store's, so ids are never handed out twice.
+/// sequences are raised to the replaced store's, so ids are never handed out twice. A
+/// store that cannot be opened (empty, truncated, not a store) is replaced too: its bytes
+/// are kept as the safety copy, and since its sequences cannot be read, user ids go past
+/// the highest workspace folder's instead.
 ///
 /// # Errors
 /// `InvalidInput` / `Storage` for a backup that is not one or fails its check (nothing is
@@ -594,6 +597,14 @@ pub fn restore_store_with_folders(
             Err(Error::Damaged { reason, .. }) => {
                 safety_copy = Some(keep_damaged(&db, now, &reason)?);
                 previous_damaged = Some(reason);
+                // Its sequences cannot be read: user ids at least go past every workspace
+                // folder here, so no new user meets a folder of an account it replaced.
+                let highest = highest_folder_id(data_dir);
+                if highest > 0 {
+                    staged.write(|tx| {
+                        tx.raise_sequence(<crate::User as crate::store::Record>::TABLE, highest)
+                    })?;
+                }
                 None
             }
             Err(e) => return Err(e),
@@ -615,14 +626,18 @@ pub fn restore_store_with_folders(
 /// # Errors
 /// `InUse` when a running process owns the store; `Io` when the copy fails.
 fn keep_damaged(db: &Path, now: Timestamp, reason: &str) -> Result<PathBuf> {
-    if let Some(owner) = crate::store::read_owner(&crate::store::owner_path(db))
+    let marker = crate::store::owner_path(db);
+    if let Some(owner) = crate::store::read_owner(&marker)
+        && owner.pid != std::process::id()
         && crate::store::process_alive(owner.pid)
     {
         return Err(Error::InUse {
             path: db.to_path_buf(),
             holder: format!(
-                "process {} owns it (its owner marker says so); stop it, then restore",
-                owner.pid
+                "process {} owns it, says its owner marker {}; stop that process, then \
+                 restore (if no redkeep process runs under that number, delete the marker)",
+                owner.pid,
+                marker.display()
             ),
         });
     }
@@ -636,6 +651,17 @@ fn keep_damaged(db: &Path, now: Timestamp, reason: &str) -> Result<PathBuf> {
     fsutil::persist_new(tmp, &copy)?;
     tracing::warn!(store = %db.display(), reason, copy = %copy.display(), "restoring over a store that cannot be opened; its bytes are kept");
     Ok(copy)
+}
+
+/// The highest user id among the workspace folders of `data_dir` (0 when none).
+fn highest_folder_id(data_dir: &Path) -> u64 {
+    std::fs::read_dir(data_dir.join(WORKSPACES_DIR).join("users"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Puts the users' workspace folders in `staged_users` (unpacked from a backup, or a trash

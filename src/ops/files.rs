@@ -94,7 +94,7 @@ pub fn discard_unused_store_except(
     });
     let workspaces = data_dir.join(WORKSPACES_DIR);
     if !matches!(unused, Ok(true))
-        || (fsutil::real_dir(&workspaces).is_err() && !found.contains(&workspaces))
+        || fsutil::real_dir(&workspaces).is_err()
         || holds_a_file(&workspaces, found)
         || std::fs::remove_file(&db).is_err()
     {

@@ -365,7 +365,15 @@ fn walk<R: Record, S: Source + ?Sized>(
                 let Some(pk) = entry_target(idx, k, v) else {
                     stale.push((
                         k.to_vec(),
-                        format!("{table}.{}: malformed entry {}", idx.name, hex(k)),
+                        format!(
+                            "{table}.{}: malformed entry {}",
+                            idx.name,
+                            if R::SECRET_KEY {
+                                "<redacted>".to_string()
+                            } else {
+                                hex(k)
+                            }
+                        ),
                     ));
                     return Ok(true);
                 };

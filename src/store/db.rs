@@ -837,8 +837,9 @@ impl Store {
     }
 
     /// Empties, in a write of their own, the tables of index builds refused in writes that
-    /// failed (their own emptying was rolled back with them), unless the catalog lists the
-    /// index by now (a later build succeeded). Best effort: a failure leaves them for a
+    /// failed (their own emptying was rolled back with them), unless the catalog lists an
+    /// index of that name: built by now, or kept by another version of the type (as not
+    /// unique, say), whose entries must stay. Best effort: a failure leaves them for a
     /// repair, which `check` reports.
     #[cold]
     #[inline(never)]
@@ -852,12 +853,8 @@ impl Store {
             let raw = tx.raw_write()?;
             for build in &refused {
                 let entry = catalog.iter().find(|t| t.name == build.table);
-                for (name, unique, table) in &build.indexes {
-                    let listed = entry.is_some_and(|e| {
-                        e.indexes
-                            .iter()
-                            .any(|i| i.name == *name && i.unique == *unique)
-                    });
+                for (name, _, table) in &build.indexes {
+                    let listed = entry.is_some_and(|e| e.indexes.iter().any(|i| i.name == *name));
                     if !listed {
                         raw.delete_table(table)?;
                     }
@@ -1419,10 +1416,16 @@ impl Store {
 
     /// A write's outcome, noting what it registered once it is committed.
     fn written<T>(&self, outcome: Result<T>, known: Option<Registrations>) -> Result<T> {
-        if outcome.is_err() {
-            self.clear_refused_builds();
-        }
-        let value = self.observe(outcome)?;
+        let value = match self.observe(outcome) {
+            Ok(value) => value,
+            Err(e) => {
+                // Not on a store just found damaged: nothing more is written to it.
+                if self.damage().is_none() {
+                    self.clear_refused_builds();
+                }
+                return Err(e);
+            }
+        };
         // Committed: later transactions need not look these up again.
         if let Some(known) = known {
             self.inner.registry.publish(known);

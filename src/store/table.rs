@@ -187,10 +187,12 @@ pub(crate) fn indexes_behind<R: Record, S: Source + super::tx::Meta + ?Sized>(
 /// entries.
 ///
 /// # Errors
-/// `Denied` when two records share a key of a new unique index: the new index tables are
-/// left empty and the catalog as it was, so writes of `R` are refused the same way until
-/// one of the two is deleted (or a repair through a handle that registered `R` moves the
-/// later one aside); `Storage` when the engine fails.
+/// `Denied` when two records share a key of a new unique index: the catalog is left as it
+/// was, so writes of `R` are refused the same way until one of the two is deleted (or a
+/// repair through a handle that registered `R` moves the later one aside). The new
+/// indexes' tables are emptied, but for those the catalog lists under the same name
+/// (another version's, as not unique, say), which stay as they were for that version when
+/// the write fails, as this error makes it; `Storage` when the engine fails.
 fn build_new_indexes<R: Record>(tx: &WriteTx<'_>, before: Option<&TableInfo>) -> Result<()> {
     let new = new_indexes::<R>(before);
     if new.is_empty() {
@@ -230,10 +232,11 @@ fn build_new_indexes<R: Record>(tx: &WriteTx<'_>, before: Option<&TableInfo>) ->
     let Some((index, first, second)) = clash else {
         return Ok(());
     };
-    // Left empty: the catalog does not list them, and the next write of `R` tries again.
-    // Should this transaction fail (as the error below makes it, unless the caller goes
-    // on), the store empties them in a write of their own: entries of an earlier life of
-    // an index (another format, when it was not unique) must not be read as this one's.
+    // Emptied here, should the caller go on after the error. When this transaction fails
+    // instead (as the error makes it), that is rolled back, and the store empties them in
+    // a write of its own, unless the catalog lists an index of that name (another
+    // version's, whose entries must stay): entries of an index's earlier life must not be
+    // read as this one's.
     for idx in &new {
         raw.delete_table(index_name(idx))?;
     }
@@ -702,8 +705,12 @@ pub(crate) const INDEX_ENTRY_ASTRAY: [&str; 2] =
     ["malformed entry in index", "points at a missing record"];
 
 /// A primary key of `R` for a message, read as its type writes it (an id as a number, a
-/// name as text), not guessed from its length.
+/// name as text), not guessed from its length; `<redacted>` when the key is secret
+/// material (a token's hash).
 fn shown_key<R: Record>(pk: &[u8]) -> String {
+    if R::SECRET_KEY {
+        return "<redacted>".to_string();
+    }
     super::key_text::key_text(pk, <R::Key as Key>::FIXED_LEN)
 }
 

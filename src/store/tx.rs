@@ -272,10 +272,13 @@ impl Registry {
 
     /// Notes an index build refused in a write (see [`RefusedBuild`]).
     pub(crate) fn note_refused_build(&self, build: RefusedBuild) {
-        self.refused_builds
+        let mut builds = self
+            .refused_builds
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(build);
+            .unwrap_or_else(|e| e.into_inner());
+        // Each write of the type tries again: one note per table is enough.
+        builds.retain(|b| b.table != build.table);
+        builds.push(build);
     }
 
     /// The refused builds noted since the last call.

@@ -122,7 +122,7 @@ impl Workspaces {
                     .checked_add(1)
                     .ok_or_else(|| {
                         Error::denied(format!(
-                            "this gallery has used every piece number (its highest is {highest}); delete that piece, or save it again under a lower number, to save more"
+                            "this gallery has used every piece number: piece {highest} is in it or in its trash, and numbers are never given twice; move that piece (and its trashed copy) out of the folder by hand to save more"
                         ))
                     })?;
                 let piece = gallery.join(piece_file_name(n));
