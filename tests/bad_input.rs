@@ -909,6 +909,12 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
             "write it like 30s",
         ),
         (vec!["move", "--to", ""], 2, "a value is required"),
+        (vec!["invite", "create", "-c", "0"], 2, "0 is not in 1.."),
+        (
+            vec!["invite", "create", "--uses", "0"],
+            2,
+            "0 is not in 1..",
+        ),
         (
             vec!["gallery", "add", "1", "/nonexistent/piece.json"],
             1,

@@ -32,13 +32,19 @@ pub enum InviteCmd {
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CreateArgs {
     /// How many codes to create.
-    #[cfg_attr(feature = "cli", arg(short = 'c', long = "count", default_value_t = 1))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(short = 'c', long = "count", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))
+    )]
     pub count: u32,
     /// Lifetime, e.g. 7d, 12h, 30m.
     #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
     pub expires: Option<String>,
     /// Registrations each code allows.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))
+    )]
     pub uses: u32,
 }
 
