@@ -373,6 +373,32 @@ pub fn refuse_temp_name(target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The folder of a new file `target` (`.` for a bare name), refused when it does not
+/// exist (`field` names the argument, `what` the file: "backup", "export").
+///
+/// # Errors
+/// `InvalidInput` naming the folder.
+pub fn existing_folder_of<'t>(
+    target: &'t Path,
+    field: &'static str,
+    what: &str,
+) -> Result<&'t Path> {
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if parent.is_dir() {
+        return Ok(parent);
+    }
+    Err(Error::invalid(
+        field,
+        format!(
+            "the folder {} does not exist; make it first, or write the {what} elsewhere",
+            parent.display()
+        ),
+    ))
+}
+
 /// [`temp_sibling`], held ([`in_use`]) while open: for a long write of redkeep's own (an
 /// archive, an export) that [`persist_new`] ends, never for a file a store opens (redb locks
 /// its file itself).

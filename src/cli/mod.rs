@@ -268,19 +268,7 @@ impl Sink {
                 Ok(Sink::Stdout(std::io::stdout().lock()))
             }
             Command::Export(admin::commands::ExportArgs { output: Some(path) }) => {
-                let parent = path
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                if !parent.is_dir() {
-                    return Err(Error::invalid(
-                        "output",
-                        format!(
-                            "the folder {} does not exist; make it first, or write the export elsewhere",
-                            parent.display()
-                        ),
-                    ));
-                }
+                crate::fsutil::existing_folder_of(path, "output", "export")?;
                 if path.exists() {
                     return Err(Error::invalid(
                         "output",

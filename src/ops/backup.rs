@@ -99,19 +99,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             "a backup is written to a file, not to stdout (`-`); give the path of a new file",
         ));
     }
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        return Err(Error::invalid(
-            "path",
-            format!(
-                "the folder {} does not exist; make it first, or write the backup elsewhere",
-                parent.display()
-            ),
-        ));
-    }
+    let parent = fsutil::existing_folder_of(dest, "path", "backup")?;
     // A dangling symlink is something there too.
     if dest.symlink_metadata().is_ok() {
         return Err(Error::invalid(
@@ -599,7 +587,11 @@ pub fn restore_store_with_folders(
                 previous_damaged = Some(reason);
                 // Its sequences cannot be read: user ids at least go past every workspace
                 // folder here, so no new user meets a folder of an account it replaced.
-                let highest = highest_folder_id(data_dir);
+                let highest = folders_of(data_dir)?
+                    .taken_ids()?
+                    .last()
+                    .copied()
+                    .unwrap_or(0);
                 if highest > 0 {
                     staged.write(|tx| {
                         tx.raise_sequence(<crate::User as crate::store::Record>::TABLE, highest)
@@ -651,17 +643,6 @@ fn keep_damaged(db: &Path, now: Timestamp, reason: &str) -> Result<PathBuf> {
     fsutil::persist_new(tmp, &copy)?;
     tracing::warn!(store = %db.display(), reason, copy = %copy.display(), "restoring over a store that cannot be opened; its bytes are kept");
     Ok(copy)
-}
-
-/// The highest user id among the workspace folders of `data_dir` (0 when none).
-fn highest_folder_id(data_dir: &Path) -> u64 {
-    std::fs::read_dir(data_dir.join(WORKSPACES_DIR).join("users"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0)
 }
 
 /// Puts the users' workspace folders in `staged_users` (unpacked from a backup, or a trash

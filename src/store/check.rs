@@ -12,7 +12,7 @@ use super::engine::{RawRead, get_owned};
 use super::key::Key;
 use super::table::{
     Record, decode_record, entry_target, entry_value, index_entry, index_table, key_in_report,
-    record_table,
+    record_table, unless_secret,
 };
 use super::tx::{Source, TableInfo, WriteTx, resolve_shape};
 use crate::bytes::{hex, unhex};
@@ -368,11 +368,7 @@ fn walk<R: Record, S: Source + ?Sized>(
                         format!(
                             "{table}.{}: malformed entry {}",
                             idx.name,
-                            if R::SECRET_KEY {
-                                "<redacted>".to_string()
-                            } else {
-                                hex(k)
-                            }
+                            unless_secret::<R>(|| hex(k))
                         ),
                     ));
                     return Ok(true);

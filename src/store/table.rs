@@ -369,10 +369,16 @@ fn corrupt<R: Record>(key: &[u8], reason: impl Into<String>) -> Error {
 /// A primary key of `R` as errors and reports show it: `<redacted>` when the key is secret
 /// material (a token's hash).
 pub(crate) fn key_in_report<R: Record>(pk: &[u8]) -> String {
+    unless_secret::<R>(|| show_key(pk))
+}
+
+/// `show()`, or `<redacted>` when `R`'s keys are secret material: for any text that shows a
+/// primary key or bytes holding one.
+pub(crate) fn unless_secret<R: Record>(show: impl FnOnce() -> String) -> String {
     if R::SECRET_KEY {
         "<redacted>".to_string()
     } else {
-        show_key(pk)
+        show()
     }
 }
 
@@ -708,10 +714,7 @@ pub(crate) const INDEX_ENTRY_ASTRAY: [&str; 2] =
 /// name as text), not guessed from its length; `<redacted>` when the key is secret
 /// material (a token's hash).
 fn shown_key<R: Record>(pk: &[u8]) -> String {
-    if R::SECRET_KEY {
-        return "<redacted>".to_string();
-    }
-    super::key_text::key_text(pk, <R::Key as Key>::FIXED_LEN)
+    unless_secret::<R>(|| super::key_text::key_text(pk, <R::Key as Key>::FIXED_LEN))
 }
 
 /// "user 7 not found": the table's name in the singular, and the key.
