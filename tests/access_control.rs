@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::TestDir;
 use proptest::prelude::*;
-use redkeep::auth::agents::AgentSpec;
+use redkeep::auth::agents::{AgentSpec, AgentState};
 use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
 use redkeep::auth::roles::RoleSpec;
 use redkeep::auth::sessions::{LockoutPolicy, LoginMeta};
@@ -627,9 +627,83 @@ fn agent_sessions_persist_state_and_expire() {
         rk.agents().get("s-2").unwrap().map(|s| s.id),
         Some("s-2".to_string())
     );
+    // Lists agree with `get`: an expired session is gone from them before the sweep, and a
+    // limit counts the live ones.
+    let ids = |list: Vec<redkeep::auth::agents::AgentSession>| -> Vec<String> {
+        list.into_iter().map(|s| s.id).collect()
+    };
+    assert_eq!(
+        ids(rk.agents().list_by_user(a, usize::MAX).unwrap()),
+        ["s-2"]
+    );
+    assert_eq!(ids(rk.agents().list(1).unwrap()), ["s-2"]);
+    assert!(rk.agents().list(0).unwrap().is_empty());
     t.clock.advance(minutes(1));
+    assert!(rk.agents().list(usize::MAX).unwrap().is_empty());
     assert_eq!(rk.agents().sweep().unwrap(), 2);
     assert!(rk.check(false).unwrap().ok);
+}
+
+/// The fields an agent session shows on one line refuse control and direction-changing
+/// characters, as user, org and role names do; a session stored with one before (by an
+/// earlier release) can still be updated in its other fields.
+#[test]
+fn agent_session_names_and_goals_refuse_terminal_controls() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let spec = |name: &str, goal: &str| AgentSpec {
+        id: "s-1".into(),
+        user_id: a,
+        name: name.into(),
+        goal: goal.into(),
+        ttl: None,
+    };
+    for (name, goal, field) in [
+        ("\u{202e}evil", "plan", "name"),
+        ("Planner", "x\u{1b}[31m", "goal"),
+        ("Planner", "x\0y", "goal"),
+    ] {
+        let got = rk.agents().create(spec(name, goal));
+        assert!(
+            matches!(&got, Err(Error::InvalidInput { field: f, .. }) if *f == field),
+            "{got:?}"
+        );
+    }
+    assert!(rk.agents().list(usize::MAX).unwrap().is_empty());
+    let ok = rk.agents().create(spec("Planner", "plan")).unwrap();
+    type Change = fn(&mut AgentState);
+    let changes: [(&str, Change); 2] = [
+        ("status", |s| s.status = "done\n".into()),
+        ("current_step", |s| {
+            s.current_step = Some("\u{2066}step".into())
+        }),
+    ];
+    for (what, change) in changes {
+        let got = rk.agents().update("s-1", |s| {
+            change(s);
+            Ok(())
+        });
+        assert!(
+            matches!(&got, Err(Error::InvalidInput { field: f, .. }) if *f == what),
+            "{got:?}"
+        );
+    }
+    assert_eq!(rk.agents().get("s-1").unwrap().unwrap(), ok);
+    // Stored before the rule (as an earlier release could): other fields still change.
+    let mut old = ok.clone();
+    old.state.goal = "old \u{1b} goal".into();
+    rk.store()
+        .write(|tx| tx.table::<redkeep::auth::agents::AgentSession>().put(&old))
+        .unwrap();
+    let updated = rk
+        .agents()
+        .update("s-1", |s| {
+            s.progress.push("went on".into());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(updated.state.goal, old.state.goal);
 }
 
 #[test]

@@ -528,3 +528,141 @@ fn operators_issue_reset_tokens_verify_and_change_emails() {
     let (_, err) = cli.expect(&["user", "reset-token", "anne@example.com"], None, 1);
     assert!(err.contains("disabled"), "{err}");
 }
+
+/// What a command prints that cannot be shown again (a generated password, an invite code,
+/// a key) is not lost without a word: an unwritable stdout is an error (exit 1, one line
+/// that says the change is kept, so the secret can be revoked).
+#[test]
+fn an_unwritable_stdout_fails_the_command_instead_of_losing_its_secret() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let run = |shell: &str| {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c")
+            .arg(shell)
+            .arg(assert_cmd::cargo::cargo_bin("redkeep"))
+            .env("REDKEEP_DATA_DIR", cli.data())
+            .env("REDKEEP_ARGON2", "m=8,t=1,p=1")
+            .env_remove("REDKEEP_STORE_URL");
+        if let Some(url) = &cli.store {
+            c.env("REDKEEP_STORE_URL", url);
+        }
+        c.output().unwrap()
+    };
+    let full = run(r#""$0" invite create > /dev/full"#);
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(full.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: writing the output") && err.contains("revoke or replace"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // The code was made (and is kept, to be revoked).
+    assert_eq!(
+        cli.json(&["invite", "list"], None)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // A reader that stops early is still no failure.
+    let head = run(r#""$0" user list | head -c 1 > /dev/null"#);
+    assert!(head.status.success(), "{head:?}");
+}
+
+/// Changing something to what it is already says so, and audits nothing.
+#[test]
+fn repeated_changes_say_they_changed_nothing() {
+    let cli = Cli::new();
+    let ann = with_user(&cli);
+    let audited = || cli.json(&["audit", "list"], None).as_array().unwrap().len();
+    let (first, _) = cli.expect(&["user", "disable", "ann@example.com"], None, 0);
+    assert!(
+        first.starts_with(&format!("user {ann} disabled")),
+        "{first}"
+    );
+    let before = audited();
+    let (again, _) = cli.expect(&["user", "disable", "ann@example.com"], None, 0);
+    assert!(
+        again.starts_with(&format!("user {ann} was disabled already")),
+        "{again}"
+    );
+    cli.expect(&["user", "enable", "ann@example.com"], None, 0);
+    let (again, _) = cli.expect(&["user", "enable", "ann@example.com"], None, 0);
+    assert!(
+        again.starts_with(&format!("user {ann} was enabled already")),
+        "{again}"
+    );
+    let (granted, _) = cli.expect(&["role", "grant", "ann@example.com", "admin"], None, 0);
+    assert!(granted.contains("granted role admin"), "{granted}");
+    let after = audited();
+    let again = cli.json(&["role", "grant", "ann@example.com", "admin"], None);
+    assert_eq!(again["already"], true, "{again}");
+    let (held, _) = cli.expect(&["role", "grant", "ann@example.com", "admin"], None, 0);
+    assert!(held.contains("holds role admin already"), "{held}");
+    // enable, grant: two events; the repeats none.
+    assert_eq!(after, before + 2);
+    assert_eq!(audited(), after);
+}
+
+/// A login with a password that must change says so, in words and in the JSON.
+#[test]
+fn a_login_says_when_the_password_must_change() {
+    let cli = Cli::new();
+    cli.init();
+    let made = cli.json(&["user", "create", "gen@example.com"], None);
+    let password = made["password"].as_str().unwrap().to_string();
+    let (out, _) = cli.expect(
+        &["login", "gen@example.com", "--password-stdin"],
+        Some(&format!("{password}\n")),
+        0,
+    );
+    assert!(out.contains("must be changed"), "{out}");
+    let shown = cli.json(
+        &["login", "gen@example.com", "--password-stdin"],
+        Some(&format!("{password}\n")),
+    );
+    assert_eq!(shown["must_change_password"], true, "{shown}");
+    cli.expect(
+        &[
+            "user",
+            "set-password",
+            "gen@example.com",
+            "--password-stdin",
+        ],
+        Some("a chosen password\n"),
+        0,
+    );
+    let shown = cli.json(
+        &["login", "gen@example.com", "--password-stdin"],
+        Some("a chosen password\n"),
+    );
+    assert_eq!(shown["must_change_password"], false, "{shown}");
+}
+
+/// Bad values that used to pass: a password of spaces or with a NUL, a count past the
+/// batch limit (a usage error, like 0), and a 100,000-character input repeated whole in
+/// the error.
+#[test]
+fn weak_passwords_large_counts_and_long_inputs_get_short_clear_errors() {
+    let cli = Cli::new();
+    with_user(&cli);
+    for (password, says) in [("        \n", "only spaces"), ("pass\0word\n", "control")] {
+        let (_, err) = cli.expect(
+            &["user", "create", "weak@example.com", "--password-stdin"],
+            Some(password),
+            1,
+        );
+        assert!(err.contains(says), "{err}");
+    }
+    let (_, err) = cli.expect(&["invite", "create", "-c", "1001"], None, 2);
+    assert!(err.contains("1001"), "{err}");
+    let long = format!("{}@example.com", "a".repeat(100_000));
+    let (_, err) = cli.expect(
+        &["user", "create", &long, "--password-stdin"],
+        Some("long enough password\n"),
+        1,
+    );
+    assert!(err.len() < 1_000, "{} bytes", err.len());
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -629,6 +629,23 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
             && !err.contains("redkeep check"),
         "{err}"
     );
+    // `status` describes it, with the same way out, and fails (a health check sees it).
+    let (out, _) = cli.expect(&["status"], None, 1);
+    assert!(
+        out.contains("damaged and cannot be opened")
+            && out.contains("restore a backup")
+            && !out.contains("redkeep check"),
+        "{out}"
+    );
+    let mut status = cli.cmd(&["--json", "status"]);
+    let shown = status.output().unwrap();
+    assert_eq!(shown.status.code(), Some(1));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["state"], "damaged", "{shown}");
+    assert!(
+        shown["damage"].as_str().is_some_and(|d| !d.is_empty()),
+        "{shown}"
+    );
     let nothing = cli.dir.path().join("nothing");
     let (_, err) = cli.expect(&["salvage", "--to", nothing.to_str().unwrap()], None, 1);
     assert!(err.contains("restore a backup"), "{err}");

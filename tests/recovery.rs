@@ -193,6 +193,20 @@ fn reset_tokens_expire_are_replaced_and_die_with_an_email_change() {
             Err(Error::InvalidCredential { .. })
         ));
     }
+    // Disabling the account voids a link sent before: enabling it again does not bring
+    // the link back.
+    let before = rk
+        .recovery()
+        .request_password_reset("kat@example.com")
+        .unwrap()
+        .unwrap();
+    rk.users().disable(cat.id).unwrap();
+    rk.users().enable(cat.id).unwrap();
+    assert!(matches!(
+        rk.recovery()
+            .reset_password(before.token.expose(), "a new password"),
+        Err(Error::InvalidCredential { .. })
+    ));
     // A bad password is refused before the token is touched.
     let fourth = rk
         .recovery()

@@ -69,6 +69,7 @@ pub fn probe(dir: &Path) -> Result<Reply> {
             }
             Err(e) => Err(e),
         },
+        Err(Error::Damaged { reason, .. }) => Ok(super::commands::status::damaged(&reason, dir)),
         // A store this user may read but not write: say so, with what reading finds.
         Err(e) if e.is_permission_denied() => {
             match Store::open_to_read(&db, &options(Mode::Shared)) {

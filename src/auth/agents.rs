@@ -142,6 +142,47 @@ pub(crate) fn validate_state(s: &AgentState) -> Result<()> {
     Ok(())
 }
 
+/// Refuses control and direction-changing characters in the fields shown on one line (the
+/// name, the goal, the status, the current step), as user, org and role names refuse them.
+/// Only what `before` (the stored state, on an update) does not hold already is checked, so
+/// a session stored by an earlier release can still be updated.
+fn validate_one_line(
+    name: Option<&str>,
+    state: &AgentState,
+    before: Option<&AgentState>,
+) -> Result<()> {
+    let fields = [
+        ("name", name, None),
+        (
+            "goal",
+            Some(state.goal.as_str()),
+            before.map(|b| b.goal.as_str()),
+        ),
+        (
+            "status",
+            Some(state.status.as_str()),
+            before.map(|b| b.status.as_str()),
+        ),
+        (
+            "current_step",
+            state.current_step.as_deref(),
+            before.and_then(|b| b.current_step.as_deref()),
+        ),
+    ];
+    for (field, text, was) in fields {
+        if let Some(text) = text
+            && Some(text) != was
+            && text.chars().any(super::users::unshowable)
+        {
+            return Err(Error::invalid(
+                field,
+                "it holds a control or direction-changing character; these fields are shown on one line",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Operations on agent sessions.
 #[derive(Debug, Clone, Copy)]
 pub struct Agents<'a> {
@@ -152,7 +193,8 @@ impl Agents<'_> {
     /// Creates an agent session with status `active` and an empty state.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad id; `NotFound` for an unknown user; `Conflict` when the id exists.
+    /// `InvalidInput` for a bad id, or a name or goal holding a control or
+    /// direction-changing character; `NotFound` for an unknown user; `Conflict` when the id exists.
     pub fn create(&self, spec: AgentSpec) -> Result<AgentSession> {
         validate_id(&spec.id)?;
         let ttl = spec
@@ -179,6 +221,7 @@ impl Agents<'_> {
             expires_at: ttl.map(|d| now.plus(d)),
         };
         validate_state(&a.state)?;
+        validate_one_line(Some(&a.name), &a.state, None)?;
         if a.name.len() > MAX_TEXT {
             return Err(Error::invalid(
                 "name",
@@ -206,33 +249,45 @@ impl Agents<'_> {
         Ok(a.filter(|a| a.expires_at.is_none_or(|e| now < e)))
     }
 
-    /// Up to `limit` agent sessions of a user, most recently updated first.
+    /// Up to `limit` agent sessions of a user, most recently updated first. Expired ones
+    /// are left out, as [`Agents::get`] leaves them out (`sweep` removes them).
     ///
     /// # Errors
     /// `Corrupt` when one cannot be read.
     pub fn list_by_user(&self, user: u64, limit: usize) -> Result<Vec<AgentSession>> {
-        self.acc.read(|tx| {
-            tx.table::<AgentSession>().range_by(
-                &AgentSession::BY_USER,
-                KeyRange::prefix(key!(user)),
-                Order::Desc,
-                limit,
-            )
-        })
+        self.live(&AgentSession::BY_USER, KeyRange::prefix(key!(user)), limit)
     }
 
-    /// Up to `limit` agent sessions, most recently updated first.
+    /// Up to `limit` agent sessions, most recently updated first. Expired ones are left
+    /// out, as [`Agents::get`] leaves them out (`sweep` removes them).
     ///
     /// # Errors
     /// `Corrupt` when one cannot be read.
     pub fn list(&self, limit: usize) -> Result<Vec<AgentSession>> {
+        self.live(&AgentSession::BY_UPDATED, KeyRange::all(), limit)
+    }
+
+    /// Up to `limit` unexpired sessions in `range` of `index`, newest first.
+    fn live(
+        &self,
+        index: &Index<AgentSession>,
+        range: KeyRange,
+        limit: usize,
+    ) -> Result<Vec<AgentSession>> {
+        let now = self.acc.now();
         self.acc.read(|tx| {
-            tx.table::<AgentSession>().range_by(
-                &AgentSession::BY_UPDATED,
-                KeyRange::all(),
-                Order::Desc,
-                limit,
-            )
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            tx.table::<AgentSession>()
+                .for_each_by(index, range.clone(), Order::Desc, |a| {
+                    if a.expires_at.is_none_or(|e| now < e) {
+                        out.push(a);
+                    }
+                    Ok(out.len() < limit)
+                })?;
+            Ok(out)
         })
     }
 
@@ -256,6 +311,7 @@ impl Agents<'_> {
                 let mut state = a.state.clone();
                 f(&mut state)?;
                 validate_state(&state)?;
+                validate_one_line(None, &state, Some(&a.state))?;
                 a.state = state;
                 a.updated_at = now;
                 Ok(a.clone())

@@ -403,7 +403,7 @@ pub(crate) fn verify_login<T: Send>(
     };
     let right = verify_user(acc, &user, &cred, password)?;
     let rehash = if acc.passwords.needs_rehash(&right.hash) {
-        Some(acc.passwords.hash(password)?)
+        Some(acc.passwords.hash_verified(password)?)
     } else {
         None
     };
@@ -611,6 +611,9 @@ pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> 
         } else {
             sessions::revoke_all_in(tx, now, id, None)?;
             renew_stamp(tx, id)?;
+            // A reset link sent before would otherwise set a password once the account is
+            // enabled again, long after the operator who disabled it forgot it was out.
+            recovery::delete_tokens_of(tx, id, None)?;
             audit::user_event(tx, now, "user_disabled", id, String::new())?;
         }
         Ok(user)
@@ -995,8 +998,9 @@ impl Users<'_> {
         })
     }
 
-    /// Disables an account: no more logins; its sessions are revoked and its API keys stop
-    /// verifying at once. An account disabled already is left as it is (nothing audited).
+    /// Disables an account: no more logins; its sessions are revoked, its API keys stop
+    /// verifying at once, and its password-reset and email-verification tokens are voided
+    /// (enabling it again does not bring them back). An account disabled already is left as it is (nothing audited).
     ///
     /// # Errors
     /// `NotFound`; `Denied` for the last active administrator (make another user one first).

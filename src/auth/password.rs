@@ -52,11 +52,26 @@ impl Default for PasswordParams {
     }
 }
 
-/// Checks the length rule (8..=1024 bytes); no composition rules, per NIST SP 800-63B.
+/// Checks a new password: 8 to 1024 bytes, not only spaces, and no control characters (a
+/// NUL, a line break, an escape: what no keyboard types and other systems cut at). No
+/// composition rules, per NIST SP 800-63B.
 ///
 /// # Errors
-/// `InvalidInput` when it is shorter than 8 or longer than 1024 bytes.
+/// `InvalidInput` when it is shorter than 8 or longer than 1024 bytes, holds only
+/// whitespace, or holds a control character.
 pub fn validate_password(password: &str) -> Result<()> {
+    if password.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "password",
+            "it holds a control character (a NUL, a line break, a tab or an escape); use printable characters and spaces",
+        ));
+    }
+    if !password.is_empty() && password.chars().all(char::is_whitespace) {
+        return Err(Error::invalid(
+            "password",
+            "it is only spaces; use a passphrase of words or a generated password",
+        ));
+    }
     let n = password.len();
     if n < MIN_PASSWORD_BYTES {
         return Err(Error::invalid(
@@ -270,9 +285,16 @@ impl Passwords {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }
 
-    /// A PHC string for `password`, after checking its length.
+    /// A PHC string for `password`, after checking it against the rules for new passwords.
     pub(crate) fn hash(&self, password: &str) -> Result<String> {
         validate_password(password)?;
+        self.hash_verified(password)
+    }
+
+    /// A PHC string for a password that was just verified against its stored hash (a login
+    /// moving an adopted or older hash to the current parameters). The rules for new
+    /// passwords are not applied: an application adopted with shorter passwords keeps them.
+    pub(crate) fn hash_verified(&self, password: &str) -> Result<String> {
         self.argon2()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
@@ -459,6 +481,11 @@ mod tests {
     #[test]
     fn length_rules_hold() {
         assert!(validate_password("1234567").is_err());
+        assert!(validate_password("        ").is_err());
+        assert!(validate_password("\u{3000}\u{3000}\u{3000}").is_err());
+        assert!(validate_password("correct\0horse").is_err());
+        assert!(validate_password("correct\thorse").is_err());
+        assert!(validate_password(" correct horse ").is_ok());
         assert!(validate_password("12345678").is_ok());
         assert!(validate_password(&"x".repeat(1024)).is_ok());
         assert!(validate_password(&"x".repeat(1025)).is_err());

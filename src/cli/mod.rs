@@ -223,7 +223,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", render::printable(&e.full_message()));
+            eprintln!("error: {}", render::error_line(&e.full_message()));
             ExitCode::from(1)
         }
     }
@@ -491,7 +491,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             reply
         }
     };
-    print(&render(&reply, cli.json));
+    print(&render(&reply, cli.json))?;
     Ok(ExitCode::from(reply.exit_code))
 }
 
@@ -589,9 +589,19 @@ fn remote(
 }
 
 // A closed stdout (`redkeep user list | head -1`) is not an error.
-fn print(text: &str) {
+/// Writes the reply to stdout. A failure (a full disk, a closed pipe) is an error: the
+/// command's change is made by then, and a secret it printed (a generated password, an
+/// invite code, an API key) was not seen, so the message says to replace it.
+fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            Error::io(
+                "writing the output (what the command changed is kept; a secret it printed was not seen, so revoke or replace it)",
+                e,
+            )
+        })
 }
 
 use crate::clock::Clock;

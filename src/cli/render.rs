@@ -35,6 +35,34 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// An error message for stderr: hidden characters written out, and a long input repeated
+/// in it (a 100,000-character email, say) cut to its first 100 characters, so the advice
+/// after it stays in sight. A message still over 2,000 characters keeps its start and end.
+pub fn error_line(message: &str) -> String {
+    const WORD: usize = 120;
+    const KEEP: usize = 100;
+    let shown = printable(message);
+    let mut out = String::with_capacity(shown.len().min(4096));
+    for (i, word) in shown.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if word.chars().nth(WORD).is_some() {
+            out.extend(word.chars().take(KEEP));
+            out.push('…');
+        } else {
+            out.push_str(word);
+        }
+    }
+    let chars = out.chars().count();
+    if chars > 2000 {
+        let head: String = out.chars().take(1200).collect();
+        let tail: String = out.chars().skip(chars - 600).collect();
+        return format!("{head} … {tail}");
+    }
+    out
+}
+
 /// Renders a reply for stdout: pretty JSON with `json`, else its lines or an aligned table.
 pub fn render(reply: &Reply, json: bool) -> String {
     if json {
@@ -165,6 +193,28 @@ mod tests {
             text,
             "{\n  \"key\": \"1\",\n  \"record\": {\n    \"a\": 1\n  }\n}\nnot json\n"
         );
+    }
+
+    #[test]
+    fn long_inputs_in_errors_are_cut_and_the_advice_kept() {
+        let long = "a".repeat(100_000);
+        let line = error_line(&format!(
+            "invalid email: {long}@example.com is not an address; give one like ann@example.com"
+        ));
+        assert!(line.len() < 300, "{}", line.len());
+        assert!(line.starts_with(&format!("invalid email: {}…", "a".repeat(100))));
+        assert!(line.ends_with("give one like ann@example.com"), "{line}");
+        // Many long words, and one long run of short ones: the start and end stay.
+        let many = format!("start {}end", "word ".repeat(10_000));
+        let line = error_line(&many);
+        assert!(
+            line.starts_with("start word") && line.ends_with("word end"),
+            "{line}"
+        );
+        assert!(line.chars().count() < 2000);
+        assert_eq!(error_line("short \u{1b} one"), "short \\u{1b} one");
+        assert_eq!(error_line("an escape \u{1b}"), "an escape \\u{1b}");
+        assert_eq!(error_line("bell \u{7}"), "bell \\u{7}");
     }
 
     #[test]

@@ -1037,16 +1037,9 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// # Errors
     /// `Conflict`; `InvalidInput` when the record cannot be encoded (too large).
     pub fn insert(&self, record: &R) -> Result<()> {
-        let pk = record.key().to_bytes();
-        if self.raw().get(self.records, &pk, &mut |_| Ok(()))? {
-            return Err(Error::Conflict {
-                table: R::TABLE,
-                index: "primary",
-                detail: format!("key {}", shown_key::<R>(&pk)),
-            });
-        }
-        // No old index entries (an `old` shorter than the index list reads as none).
-        self.write(&pk, &[], record)
+        // No old index entries (an `old` shorter than the index list reads as none); `None`:
+        // the record is claimed first, refused as a primary-key clash when present.
+        self.write(&record.key().to_bytes(), None, record)
     }
 
     /// Replaces the stored record with the same primary key, moving its index entries.
@@ -1058,7 +1051,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         self.refuse_foreign()?;
         let pk = record.key().to_bytes();
         let old = self.get_raw(&pk)?.ok_or_else(|| missing::<R>(&pk))?;
-        self.write(&pk, &entries(&old, &pk), record)
+        self.write(&pk, Some(&entries(&old, &pk)), record)
     }
 
     /// Inserts the record, or replaces the one with the same primary key.
@@ -1072,7 +1065,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
             Some(old) => entries(&old, &pk),
             None => vec![None; R::INDEXES.len()],
         };
-        self.write(&pk, &old, record)
+        self.write(&pk, Some(&old), record)
     }
 
     /// Reads the record, lets `f` change it, and writes it back: one read-modify-write.
@@ -1091,7 +1084,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
                 "a modification must keep the primary key",
             ));
         }
-        self.write(&pk, &old, &record)?;
+        self.write(&pk, Some(&old), &record)?;
         Ok(out)
     }
 
@@ -1163,7 +1156,10 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     // it, so a refused write leaves nothing behind. `old` holds the stored record's entry of
     // each index, in `R::INDEXES` order; those past its end are none (a new record passes an
     // empty list).
-    fn write(&self, pk: &[u8], old: &[Option<Vec<u8>>], new: &R) -> Result<()> {
+    /// Writes `new` under `pk`, moving its index entries from `old` (the replaced record's,
+    /// in `R::INDEXES` order). `old: None` is an insert: the key is claimed first, and a
+    /// record already there is a `Conflict` on the primary key, with nothing written.
+    fn write(&self, pk: &[u8], old: Option<&[Option<Vec<u8>>]>, new: &R) -> Result<()> {
         check_names::<R>()?;
         let value = encode(self.tx, new)?;
         let raw = self.tx.raw_records();
@@ -1184,13 +1180,27 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     fn write_steps<'i>(
         &self,
         pk: &[u8],
-        old: &[Option<Vec<u8>>],
+        old: Option<&[Option<Vec<u8>>]>,
         new: &R,
         value: &[u8],
         added: &mut Vec<(&'i str, Vec<u8>)>,
         removed: &mut Vec<(&'i str, Vec<u8>, Vec<u8>)>,
     ) -> Result<()> {
         let raw = self.tx.raw_records();
+        // An insert claims its key in the same step that checks it is free (one descent,
+        // where a check and a later write would take two).
+        let fresh = old.is_none();
+        if fresh {
+            if !raw.insert_new(self.records, pk, value)? {
+                return Err(Error::Conflict {
+                    table: R::TABLE,
+                    index: "primary",
+                    detail: format!("key {}", shown_key::<R>(pk)),
+                });
+            }
+            added.push((self.records, pk.to_vec()));
+        }
+        let old = old.unwrap_or_default();
         let mut moves = Vec::with_capacity(R::INDEXES.len());
         for (i, idx) in R::INDEXES.iter().enumerate() {
             let old_key = old.get(i).and_then(Option::as_ref);
@@ -1242,6 +1252,9 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
                 raw.put(name, &k, &entry_value(idx, pk))?;
                 added.push((name, k));
             }
+        }
+        if fresh {
+            return Ok(());
         }
         raw.put(self.records, pk, value)
     }

@@ -369,10 +369,17 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
         }
         RoleCmd::Grant { user, role } => {
             let u = rk.users().find(user)?;
+            let before = rk.roles().of_user(u.id)?;
             let r = rk.roles().grant(u.id, role, None)?;
+            let held = before.iter().any(|b| b.id == r.id);
+            let line = if held {
+                format!("user {} holds role {} already", u.id, r.name)
+            } else {
+                format!("granted role {} to user {}", r.name, u.id)
+            };
             Ok(Reply::text(
-                json!({"user_id": u.id, "role": r.name, "granted": true}),
-                vec![format!("granted role {} to user {}", r.name, u.id)],
+                json!({"user_id": u.id, "role": r.name, "granted": true, "already": held}),
+                vec![line],
             ))
         }
         RoleCmd::Revoke { user, role } => {
@@ -422,15 +429,22 @@ pub fn login(rk: &Redkeep, a: &LoginArgs, stdin: Stdin<'_>) -> Result<Reply> {
             ..LoginMeta::default()
         },
     )?;
+    let mut lines = vec![
+        l.token.expose().to_string(),
+        format!(
+            "session {} of user {} until {}; the token is shown once",
+            l.session.short_id, l.user.id, l.session.expires_at
+        ),
+    ];
+    if l.user.must_change_password {
+        lines.push(
+            "this password must be changed now (`redkeep user set-password`, or the application's change-password page)"
+                .into(),
+        );
+    }
     Ok(Reply::text(
-        json!({"token": l.token.expose(), "user_id": l.user.id, "expires_at": l.session.expires_at, "session": l.session.short_id}),
-        vec![
-            l.token.expose().to_string(),
-            format!(
-                "session {} of user {} until {}; the token is shown once",
-                l.session.short_id, l.user.id, l.session.expires_at
-            ),
-        ],
+        json!({"token": l.token.expose(), "user_id": l.user.id, "expires_at": l.session.expires_at, "session": l.session.short_id, "must_change_password": l.user.must_change_password}),
+        lines,
     ))
 }
 

@@ -31,10 +31,10 @@ pub enum InviteCmd {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CreateArgs {
-    /// How many codes to create.
+    /// How many codes to create (1 to 1000).
     #[cfg_attr(
         feature = "cli",
-        arg(short = 'c', long = "count", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))
+        arg(short = 'c', long = "count", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BATCH)))
     )]
     pub count: u32,
     /// Lifetime, e.g. 7d, 12h, 30m.

@@ -186,11 +186,14 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
         }
         OrgCmd::SetRole { org, user, role } => {
             let (o, u) = (rk.orgs().find(org)?, rk.users().find(user)?);
-            let m = rk.orgs().set_role(o.id, u.id, role.parse::<OrgRole>()?)?;
+            let role = role.parse::<OrgRole>()?;
+            let already = rk.orgs().role_in(u.id, o.id)? == Some(role);
+            let m = rk.orgs().set_role(o.id, u.id, role)?;
+            let now = if already { "was already" } else { "is now" };
             Ok(Reply::text(
-                json!({"org_id": o.id, "user_id": u.id, "role": m.role.as_str()}),
+                json!({"org_id": o.id, "user_id": u.id, "role": m.role.as_str(), "already": already}),
                 vec![format!(
-                    "user {} is now {} of org {}",
+                    "user {} {now} {} of org {}",
                     u.id,
                     m.role.as_str(),
                     o.slug

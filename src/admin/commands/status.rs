@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::admin::protocol::SOCKET_FILE;
-use crate::admin::reply::Reply;
+use crate::admin::reply::{Human, Reply};
 use crate::store::{Mode, owner_path};
 use crate::{Redkeep, Result, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
 
@@ -51,6 +51,22 @@ pub(crate) fn reply(
         json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "files": f, "leftovers": leftovers}),
         lines,
     )
+}
+
+/// The status of a store file that cannot be opened (not a redb file, cut short): what is
+/// wrong and the way out, exiting 1. `check` cannot open it either, so it is not advised.
+pub(crate) fn damaged(reason: &str, dir: &Path) -> Reply {
+    let mut out = reply("damaged", None, None, None, dir);
+    if let Human::Text(lines) = &mut out.human
+        && let Some(first) = lines.first_mut()
+    {
+        *first = format!(
+            "the store is damaged and cannot be opened: {reason}; restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)"
+        );
+    }
+    out.json["damage"] = json!(reason);
+    out.exit_code = 1;
+    out
 }
 
 /// What a temp entry is, in a word, as found (never following a symlink).

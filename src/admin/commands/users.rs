@@ -344,13 +344,25 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
         }
         UserCmd::Disable { user } => {
             let u = rk.users().find(user)?;
+            let was = u.is_active;
             let u = rk.users().disable(u.id)?;
-            user_reply(rk, &u, format!("user {} disabled", u.id))
+            let what = if was {
+                "disabled"
+            } else {
+                "was disabled already"
+            };
+            user_reply(rk, &u, format!("user {} {what}", u.id))
         }
         UserCmd::Enable { user } => {
             let u = rk.users().find(user)?;
+            let was = u.is_active;
             let u = rk.users().enable(u.id)?;
-            user_reply(rk, &u, format!("user {} enabled", u.id))
+            let what = if was {
+                "was enabled already"
+            } else {
+                "enabled"
+            };
+            user_reply(rk, &u, format!("user {} {what}", u.id))
         }
         UserCmd::Permissions { user } => access::permissions(rk, user),
         UserCmd::Unlock { user } => {

@@ -1152,10 +1152,17 @@ impl RawWrite for FileWrite<'_, '_> {
     fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
         self.with_mut(table, |t| {
             contain("writing", || {
-                if t.get(key).map_err(|e| engine("reading", e))?.is_some() {
+                // One descent: insert, and in the rare case the key was taken, put its value
+                // back (the table ends as it was, so there is nothing to undo).
+                let old = t
+                    .insert(key, value)
+                    .map_err(|e| engine("writing", e))?
+                    .map(|g| g.value().to_vec());
+                if let Some(old) = old {
+                    t.insert(key, old.as_slice())
+                        .map_err(|e| engine("writing", e))?;
                     return Ok(false);
                 }
-                t.insert(key, value).map_err(|e| engine("writing", e))?;
                 if let Some(log) = self.undo {
                     log.note(table, key, None);
                 }
