@@ -54,7 +54,14 @@ pub(crate) fn open_url(url: &str, options: &StoreOptions, read_only: bool) -> Re
     }
     #[cfg(not(feature = "postgres"))]
     let _ = (options, read_only);
-    let shown = url.split('@').next_back().unwrap_or_default();
+    // Never the password: of a URL, the host part only; of anything else, with its
+    // `password=` value starred.
+    let shown = if url.contains("://") {
+        let host = url.rsplit('@').next().unwrap_or_default();
+        host.split('?').next().unwrap_or_default().to_string()
+    } else {
+        crate::store::redact(url)
+    };
     Err(Error::invalid(
         "store",
         if cfg!(feature = "postgres") {
@@ -478,6 +485,20 @@ impl Redkeep {
         let store = match url {
             Some(url) => {
                 let store = open_url(url, &store_options, options.read_only)?;
+                // A data dir that is not there is made only by what may create: otherwise
+                // a mistyped one would quietly hold a second set of workspace folders.
+                if !options.create && std::fs::metadata(&dir).is_err() {
+                    return Err(Error::invalid(
+                        "data dir",
+                        format!(
+                            "{} does not exist; the store on {} keeps its users' workspace \
+                             folders in the data dir: give the one it was set up with \
+                             (--data-dir), or make the folder",
+                            dir.display(),
+                            store.engine()
+                        ),
+                    ));
+                }
                 if !options.read_only {
                     crate::fsutil::create_private_dir(&dir)?;
                     crate::fsutil::restrict_dir(&dir)?;

@@ -450,3 +450,130 @@ fn a_restore_that_fails_part_way_leaves_the_store_as_it_was() {
         "ids never go back"
     );
 }
+
+/// What an operator meets typing a store URL: libpq's own syntax (spaces around `=`, quoted
+/// values) works; a password is never repeated in an error; the server's or the parser's
+/// reason is shown; a schema without a store (one made empty, or left with empty tables) is
+/// no store and stays as it was; a role that may only read can read; a data dir that does
+/// not exist is not made by a command that only uses the store.
+#[test]
+fn store_urls_schemas_and_roles_as_an_operator_meets_them() {
+    let server = pg::server();
+    let url = server.fresh_url();
+    let schema = schema_of(&url);
+    let (dir, rk) = on_postgres(&url);
+    user(&rk, "a@example.com").unwrap();
+    drop(rk);
+    let reopen = |url: &str| {
+        Redkeep::open(
+            dir.path(),
+            Options::default()
+                .create(false)
+                .password(PasswordParams::INSECURE_FAST)
+                .store(url),
+        )
+    };
+    // libpq's syntax: spaces around `=`, a quoted value holding spaces and a quote.
+    let spaced = url
+        .replace(
+            "user=postgres",
+            "user = postgres password = 'not \\'used\\' here'",
+        )
+        .replace(&format!("schema={schema}"), &format!("schema = '{schema}'"));
+    assert_eq!(reopen(&spaced).unwrap().users().count().unwrap(), 1);
+    // A bad setting is named, and the password is not repeated.
+    let bad = reopen(&format!("{url} port=abc password=S3cretPW")).unwrap_err();
+    let said = bad.full_message();
+    assert!(
+        said.contains("port") && !said.contains("S3cretPW"),
+        "{said}"
+    );
+    let bad = reopen(&format!("{url} password = S3cretPW oops")).unwrap_err();
+    assert!(!bad.full_message().contains("S3cretPW"), "{bad}");
+    // The server's reason for refusing the connection.
+    let nodb = reopen(&url.replace("dbname=postgres", "dbname=no_such_db")).unwrap_err();
+    assert!(
+        nodb.full_message().contains("does not exist"),
+        "{}",
+        nodb.full_message()
+    );
+    // A schema without a store: nothing is read, and nothing is made there.
+    let mut su = server.client();
+    let empty = format!("{schema}_empty");
+    su.batch_execute(&format!("create schema {empty}")).unwrap();
+    let none = reopen(&server.url(&empty)).unwrap_err();
+    assert!(matches!(none, Error::NotInitialized { .. }), "{none}");
+    let tables: i64 = su
+        .query_one(
+            "select count(*) from pg_tables where schemaname = $1",
+            &[&empty],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
+    // A role that may only read opens the store and reads it.
+    let ro = format!("{schema}_ro");
+    su.batch_execute(&format!(
+        "create role {ro} login; grant usage on schema {schema} to {ro};
+         grant select on all tables in schema {schema} to {ro};
+         grant select on all sequences in schema {schema} to {ro};"
+    ))
+    .unwrap();
+    let as_ro = url.replace("user=postgres", &format!("user={ro}"));
+    assert_eq!(reopen(&as_ro).unwrap().users().count().unwrap(), 1);
+    // A data dir that is not there: refused, and not made.
+    let typo = dir.path().join("typo");
+    let refused = Redkeep::open(
+        &typo,
+        Options::default()
+            .create(false)
+            .password(PasswordParams::INSECURE_FAST)
+            .store(url.as_str()),
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("does not exist"), "{refused}");
+    assert!(!typo.exists());
+}
+
+/// A move has its source and its target to itself from start to end: an open of either
+/// while it runs is refused (it is not held back to write after the copy, into a store
+/// being left). A target that holds only what a new store starts with (its built-in roles)
+/// takes the move.
+#[test]
+fn a_move_has_both_stores_alone_and_fills_a_new_store() {
+    let url = pg::server().fresh_url();
+    let (dir, rk) = on_postgres(&url);
+    user(&rk, "a@example.com").unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let refused = rk
+        .store()
+        .alone_with("be moved", || {
+            Redkeep::open(
+                other.path(),
+                Options::default()
+                    .password(PasswordParams::INSECURE_FAST)
+                    .store(url.as_str()),
+            )
+            .map(drop)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::InUse { holder, .. } if holder.contains("alone")),
+        "{refused}"
+    );
+    drop(rk);
+    // A new store on the server (its built-in roles only) takes a move from a data dir.
+    let target = pg::server().fresh_url();
+    drop(on_postgres(&target));
+    let moved = redkeep::ops::move_store(
+        dir.path(),
+        Some(&url),
+        &target,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    );
+    // Source and target on the same server: the source's data dir keeps the folders.
+    let moved = moved.unwrap();
+    assert!(moved.check.ok, "{:?}", moved.check.problems);
+    let (_d, there) = on_postgres(&target);
+    assert_eq!(there.users().count().unwrap(), 1);
+}

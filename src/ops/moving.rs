@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::files::{folders_of, is_empty, open_file_store, open_url_store};
+use super::files::{folders_of, open_file_store, open_url_store};
 use crate::error::{Error, Result};
 use crate::handle::{Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
 use crate::store::{CheckReport, Meta, Mode, Source, Store, StoreOptions};
@@ -126,14 +126,18 @@ pub fn move_store(
             ));
         }
         let (tables, folders) = target.alone_with("receive a move", || {
-            if !is_empty(&target)? {
+            if !holds_nothing_made(&target)? {
                 return Err(Error::denied(format!(
-                    "{} already holds records; move fills an empty store only (empty it with \
-                     `redkeep reset --force`, or choose another data dir or schema)",
+                    "{} already holds records; move fills a new store only (one that holds \
+                     no more than `redkeep init --no-admin` or `redkeep reset` leave): choose \
+                     another data dir or schema, or empty it with `redkeep reset --force`",
                     target.location()
                 )));
             }
-            let tables = source.copy_into(&target)?;
+            // One transaction on the target: a move cut off part way (a kill, a server
+            // stopped) leaves the target as it was, so it can simply run again.
+            let version = source.schema_version()?.unwrap_or(SCHEMA_VERSION);
+            let tables = source.replace_into(&target, version)?;
             compare(&source, &target)?;
             let same_dir = target_dir.canonicalize().ok() == data_dir.canonicalize().ok();
             let folders = if same_dir {
@@ -163,6 +167,35 @@ pub fn move_store(
             folders,
             check,
         })
+    })
+}
+
+/// Whether `store` holds nothing anybody made: no more than a new store starts with (its
+/// meta and the built-in roles, each with its name's index entry), so a move may replace it
+/// and lose nothing.
+fn holds_nothing_made(store: &Store) -> Result<bool> {
+    use crate::auth::roles::Role;
+    store.read(|tx| {
+        let mut entries = 0;
+        for name in tx.table_names()? {
+            if name != "meta" {
+                entries += tx.raw().len(&name)?;
+            }
+        }
+        if entries == 0 {
+            return Ok(true);
+        }
+        let (mut roles, mut all_built_in) = (0, true);
+        tx.table::<Role>().for_each(
+            crate::store::KeyRange::all(),
+            crate::store::Order::Asc,
+            |r| {
+                roles += 1;
+                all_built_in &= r.is_system;
+                Ok(all_built_in)
+            },
+        )?;
+        Ok(all_built_in && entries == 2 * roles)
     })
 }
 

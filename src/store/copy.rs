@@ -1,13 +1,16 @@
-//! Copying a whole store into another, whatever engine each runs on: `redkeep move`, the
-//! redb snapshot of a PostgreSQL store that backups, resets and migrations take, and the
-//! one-transaction replacement a PostgreSQL restore makes.
+//! Copying a whole store into another, whatever engine each runs on: the redb snapshot of a
+//! PostgreSQL store that backups, resets and migrations take, and the one-transaction
+//! replacement that `redkeep move` and a PostgreSQL restore make.
 
-use super::db::{Durability, Store};
+#[cfg(feature = "postgres")]
+use super::db::Durability;
+use super::db::Store;
 use super::engine::{KeyRange, Order};
 use super::tx::{META, Meta, SEQ_PREFIX, Source};
 use crate::error::Result;
 
 /// Entries per write transaction on the destination.
+#[cfg(feature = "postgres")]
 const BATCH: usize = 5_000;
 
 impl Store {
@@ -18,6 +21,7 @@ impl Store {
     ///
     /// # Errors
     /// `Storage` when either store fails; what was copied before stays in `dest`.
+    #[cfg(feature = "postgres")]
     pub(crate) fn copy_into(&self, dest: &Store) -> Result<Vec<(String, u64)>> {
         // The data is this store's, so is the version it was made at (if it says): `dest`'s
         // own, set when its file was made, would claim steps never ran on this data.
@@ -100,6 +104,7 @@ impl Store {
     }
 }
 
+#[cfg(feature = "postgres")]
 fn flush(dest: &Store, table: &str, buf: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
     if buf.is_empty() {
         return Ok(());

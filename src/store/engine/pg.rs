@@ -27,7 +27,7 @@
 //!
 //! Every process that opens the store holds a shared advisory lock for as long as it has it
 //! open; `restore`, `reset` and `move` take it exclusively, so they refuse while an
-//! application runs. Migrations run under a second, exclusive advisory lock.
+//! application runs, and an open while they run is refused (not held back until they end). Migrations run under a second, exclusive advisory lock.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -67,7 +67,63 @@ pub fn is_postgres_url(url: &str) -> bool {
     let url = url.trim();
     url.starts_with("postgres://")
         || url.starts_with("postgresql://")
-        || (url.contains('=') && url.split_whitespace().all(|t| t.contains('=')))
+        || key_values(url).is_some_and(|pairs| !pairs.is_empty())
+}
+
+/// One `key=value` of a libpq key/value string: its key, its value (unquoted), and its text
+/// as written.
+struct Pair {
+    key: String,
+    value: String,
+    raw: String,
+}
+
+/// The pairs of a libpq key/value string, read as libpq reads them: spaces may surround
+/// `=`, and a value is either quoted (`'…'`, with `\'` and `\\` inside) or runs to the
+/// next space. `None` when `s` is not such a string (a word without `=`, an open quote).
+fn key_values(s: &str) -> Option<Vec<Pair>> {
+    let mut pairs = Vec::new();
+    let mut rest = s.trim_start();
+    while !rest.is_empty() {
+        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace())?;
+        let key = &rest[..key_end];
+        let after_key = rest[key_end..].trim_start();
+        let after_eq = after_key.strip_prefix('=')?.trim_start();
+        if key.is_empty() {
+            return None;
+        }
+        let mut value = String::new();
+        let consumed = if let Some(quoted) = after_eq.strip_prefix('\'') {
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => value.push(chars.next()?.1),
+                    '\'' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            1 + end?
+        } else {
+            let end = after_eq.find(char::is_whitespace).unwrap_or(after_eq.len());
+            let mut chars = after_eq[..end].chars();
+            while let Some(c) = chars.next() {
+                value.push(if c == '\\' { chars.next()? } else { c });
+            }
+            end
+        };
+        let written = rest.len() - after_eq.len() + consumed;
+        pairs.push(Pair {
+            key: key.to_string(),
+            value,
+            raw: rest[..written].to_string(),
+        });
+        rest = rest[written..].trim_start();
+    }
+    Some(pairs)
 }
 
 /// The store URL split into the connection settings and redkeep's own settings.
@@ -88,12 +144,18 @@ struct Settings {
 impl Settings {
     /// Takes `p` when it is one of redkeep's settings (`schema=`, `readable=`).
     fn take(&mut self, p: &str) -> bool {
-        if let Some(s) = p.strip_prefix("schema=") {
-            self.schema = Some(s.to_string());
-        } else if let Some(s) = p.strip_prefix("readable=") {
-            self.readable = Some(s.to_string());
-        } else {
-            return false;
+        match p.split_once('=') {
+            Some((key, value)) => self.take_pair(key, value),
+            None => false,
+        }
+    }
+
+    /// Takes `key` = `value` when it is one of redkeep's settings.
+    fn take_pair(&mut self, key: &str, value: &str) -> bool {
+        match key {
+            "schema" => self.schema = Some(value.to_string()),
+            "readable" => self.readable = Some(value.to_string()),
+            _ => return false,
         }
         true
     }
@@ -118,8 +180,21 @@ fn parse_target(url: &str) -> Result<Target> {
             None => url.to_string(),
         }
     } else {
-        url.split_whitespace()
-            .filter(|t| !settings.take(t))
+        key_values(url)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "store",
+                    format!(
+                        "`{}` is not a PostgreSQL connection string (each part must read \
+                         key=value, a value with spaces in single quotes); write \
+                         postgres://USER@HOST/DB or host=/run/postgresql dbname=DB",
+                        super::redact(url)
+                    ),
+                )
+            })?
+            .into_iter()
+            .filter(|p| !settings.take_pair(&p.key, &p.value))
+            .map(|p| p.raw)
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -157,9 +232,10 @@ fn parse_target(url: &str) -> Result<Target> {
         Error::invalid(
             "store",
             format!(
-                "`{}` is not a PostgreSQL connection string ({e}); write \
+                "`{}` is not a PostgreSQL connection string ({}); write \
                  postgres://USER@HOST/DB or host=/run/postgresql dbname=DB",
-                super::redact(url)
+                super::redact(url),
+                with_causes(&e)
             ),
         )
     })?;
@@ -282,6 +358,30 @@ fn add_readable_columns(c: &mut Client, schema: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the schema (which has redkeep's catalog) holds a store: its `meta` table has an
+/// entry. A schema left with empty tables (an `init` or `import` that failed after making
+/// them) holds none.
+fn holds_store(c: &mut Client, schema: &str) -> Result<bool> {
+    let q_schema = quote(schema);
+    let meta = c
+        .query_opt(
+            &format!("select relname from {q_schema}._objects where name = $1"),
+            &[&META],
+        )
+        .map_err(|e| pg("looking for the store's meta table", e))?;
+    let Some(row) = meta else {
+        return Ok(false);
+    };
+    let rel: &str = column(&row, 0)?;
+    let row = c
+        .query_one(
+            &format!("select exists (select 1 from {q_schema}.{})", quote(rel)),
+            &[],
+        )
+        .map_err(|e| pg("reading the store's meta table", e))?;
+    column(&row, 0)
+}
+
 /// A pooled connection with its prepared statements.
 struct Conn {
     client: Client,
@@ -350,7 +450,20 @@ impl PgDb {
             )
             .map_err(|e| pg("looking for the schema", e))?
             .is_some();
-        if !exists && !create {
+        // The catalog table is made with the schema: without it, the schema holds no store
+        // (an empty schema, `public`, one of another application). One that is there needs no
+        // DDL, so a role that may only read can open the store.
+        let catalog = exists
+            && lock
+                .query_opt(
+                    "select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                     where n.nspname = $1 and c.relname = '_objects'",
+                    &[&target.schema],
+                )
+                .map_err(|e| pg("looking for the schema's catalog", e))?
+                .is_some();
+        let usable = create || (catalog && holds_store(&mut lock, &target.schema)?);
+        if !usable {
             return Err(Error::NotInitialized {
                 path: target.shown.clone().into(),
             });
@@ -364,18 +477,31 @@ impl PgDb {
                  kind \"char\" not null)"
         );
         let mut tries = 0;
-        loop {
+        let mut made = catalog;
+        while !made {
             match lock.batch_execute(&setup) {
-                Ok(()) => break,
+                Ok(()) => made = true,
                 Err(e) if tries < 5 && is_catalog_race(&e) => tries += 1,
                 Err(e) => return Err(pg("creating the redkeep schema", e)),
             }
         }
-        lock.execute(
-            "select pg_advisory_lock_shared($1, $2)",
-            &[&LOCK_OPEN, &lock_key(&target.schema)],
-        )
-        .map_err(|e| pg("taking the store's shared lock", e))?;
+        // Not waited for: a process that has the store alone (a move, a restore, a reset)
+        // would otherwise only hold this open back, and its writes would land after the
+        // move's copy, in the store being left.
+        let row = lock
+            .query_one(
+                "select pg_try_advisory_lock_shared($1, $2)",
+                &[&LOCK_OPEN, &lock_key(&target.schema)],
+            )
+            .map_err(|e| pg("taking the store's shared lock", e))?;
+        let shared: bool = column(&row, 0)?;
+        if !shared {
+            return Err(Error::InUse {
+                path: target.shown.clone().into(),
+                holder: "another process has it alone (a move, a restore or a reset is running);                          try again once it has finished"
+                    .into(),
+            });
+        }
         if !read_only {
             add_readable_columns(&mut lock, &target.schema)?;
         }
@@ -752,8 +878,25 @@ fn is_catalog_race(e: &postgres::Error) -> bool {
 fn connect(config: &Config, shown: &str) -> Result<Client> {
     config.connect(NoTls).map_err(|e| Error::Storage {
         context: "connecting to PostgreSQL",
-        source: format!("cannot connect to {shown}: {e}").into(),
+        source: format!("cannot connect to {shown}: {}", with_causes(&e)).into(),
     })
+}
+
+/// An error with the causes under it: the client's own text is only `db error` or `error
+/// connecting to server`, and what to fix (a wrong password, a database that does not
+/// exist, no socket at that path) is the server's message or the OS error below it.
+fn with_causes(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let below = s.to_string();
+        if !text.contains(&below) {
+            text.push_str(": ");
+            text.push_str(&below);
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
 }
 
 /// Sleeps a random while that grows with `attempt`, so clashing writers spread out.
