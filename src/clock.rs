@@ -138,7 +138,7 @@ pub fn lifetime(field: &'static str, d: Duration) -> crate::Result<Duration> {
         return Err(crate::Error::invalid(
             field,
             format!(
-                "{} would expire at once; give at least 1s",
+                "{} is under a second; give at least 1s",
                 humantime::format_duration(d)
             ),
         ));

@@ -54,13 +54,11 @@ pub(crate) fn open_url(url: &str, options: &StoreOptions, read_only: bool) -> Re
     }
     #[cfg(not(feature = "postgres"))]
     let _ = (options, read_only);
-    // Never the password: of a URL, the host part only; of anything else, with its
-    // `password=` value starred.
-    let shown = if url.contains("://") {
-        let host = url.rsplit('@').next().unwrap_or_default();
-        host.split('?').next().unwrap_or_default().to_string()
-    } else {
-        crate::store::redact(url)
+    // Never the rest, which may hold a password in any form: its start up to the first `:`
+    // or `=` (the scheme or first key typed), enough to see what was meant.
+    let shown = match url.find([':', '=', '@', '/', ' ']) {
+        Some(end) => format!("{}…", &url[..=end]),
+        None => "…".to_string(),
     };
     Err(Error::invalid(
         "store",
@@ -486,16 +484,16 @@ impl Redkeep {
             Some(url) => {
                 let store = open_url(url, &store_options, options.read_only)?;
                 // A data dir that is not there is made only by what may create: otherwise
-                // a mistyped one would quietly hold a second set of workspace folders.
-                if !options.create && std::fs::metadata(&dir).is_err() {
+                // a mistyped one would quietly hold a second set of workspace folders. (A
+                // read-only open makes nothing, and reads no folder that is not there.)
+                if !options.create && !options.read_only && std::fs::metadata(&dir).is_err() {
                     return Err(Error::invalid(
                         "data dir",
                         format!(
-                            "{} does not exist; the store on {} keeps its users' workspace \
-                             folders in the data dir: give the one it was set up with \
-                             (--data-dir), or make the folder",
-                            dir.display(),
-                            store.engine()
+                            "{} does not exist; a store on a server keeps its users' \
+                             workspace folders in the data dir: give the one it was set up \
+                             with (--data-dir), or make the folder",
+                            dir.display()
                         ),
                     ));
                 }

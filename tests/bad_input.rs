@@ -254,6 +254,49 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             }),
         ),
         (
+            "username of dots only",
+            "InvalidInput",
+            "no letter or digit",
+            create(NewUser {
+                username: Some("...".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "renaming to a username of dashes only",
+            "InvalidInput",
+            "no letter or digit",
+            Box::new(|f| {
+                f.rk.users()
+                    .rename(f.ann, None, Some(Some("---".into())))
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "password of spaces only",
+            "InvalidInput",
+            "only spaces",
+            create(NewUser {
+                password: Some("          ".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "password with a NUL",
+            "InvalidInput",
+            "control character",
+            create(NewUser {
+                password: Some("correct\0horse".into()),
+                ..new_user("c@example.com")
+            }),
+        ),
+        (
+            "revoking an API key named by nothing",
+            "InvalidInput",
+            "it is empty",
+            Box::new(|f| f.rk.api_keys().revoke("  ").map(|_| ())),
+        ),
+        (
             "name over 200 characters",
             "InvalidInput",
             "200",

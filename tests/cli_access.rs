@@ -565,9 +565,28 @@ fn an_unwritable_stdout_fails_the_command_instead_of_losing_its_secret() {
             .len(),
         1
     );
-    // A reader that stops early is still no failure.
-    let head = run(r#""$0" user list | head -c 1 > /dev/null"#);
-    assert!(head.status.success(), "{head:?}");
+    // A reader that stops early is still no failure, and the answer's own exit code stays:
+    // "may not" is 1 whether or not anybody read it.
+    let closed_reader = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("redkeep"));
+        c.args(args)
+            .env("REDKEEP_DATA_DIR", cli.data())
+            .env("REDKEEP_ARGON2", "m=8,t=1,p=1")
+            .env_remove("REDKEEP_STORE_URL")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped());
+        if let Some(url) = &cli.store {
+            c.env("REDKEEP_STORE_URL", url);
+        }
+        c.output().unwrap()
+    };
+    let allowed = closed_reader(&["user", "can", "ann@example.com", "anything.at.all"]);
+    assert_eq!(allowed.status.code(), Some(1), "{allowed:?}");
+    assert!(allowed.stderr.is_empty(), "{allowed:?}");
+    let listed = closed_reader(&["user", "list"]);
+    assert_eq!(listed.status.code(), Some(0), "{listed:?}");
 }
 
 /// Changing something to what it is already says so, and audits nothing.

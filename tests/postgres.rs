@@ -13,6 +13,7 @@ use std::sync::{Arc, Barrier};
 
 use common::{HelperProcess, TestDir, pg};
 use redkeep::auth::sessions::LoginMeta;
+use redkeep::store::Meta;
 use redkeep::{Error, InviteSpec, NewUser, Options, PasswordParams, Redkeep, Registration};
 
 const PW: &str = "correct horse battery";
@@ -533,6 +534,17 @@ fn store_urls_schemas_and_roles_as_an_operator_meets_them() {
     .unwrap_err();
     assert!(refused.to_string().contains("does not exist"), "{refused}");
     assert!(!typo.exists());
+    // Reading only makes nothing, so it needs no data dir.
+    let reader = Redkeep::open(
+        &typo,
+        Options::default()
+            .create(false)
+            .read_only(true)
+            .store(url.as_str()),
+    )
+    .unwrap();
+    assert_eq!(reader.users().count().unwrap(), 1);
+    assert!(!typo.exists());
 }
 
 /// A move has its source and its target to itself from start to end: an open of either
@@ -576,4 +588,25 @@ fn a_move_has_both_stores_alone_and_fills_a_new_store() {
     assert!(moved.check.ok, "{:?}", moved.check.problems);
     let (_d, there) = on_postgres(&target);
     assert_eq!(there.users().count().unwrap(), 1);
+    drop(there);
+    // A new store whose application has kept a setting in it has something to lose.
+    let kept = pg::server().fresh_url();
+    let (_k, app) = on_postgres(&kept);
+    app.store()
+        .write(|tx| tx.set_meta("tenant", b"acme"))
+        .unwrap();
+    drop(app);
+    let refused = redkeep::ops::move_store(
+        dir.path(),
+        Some(&url),
+        &kept,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("already holds"), "{refused}");
+    let (_k2, app) = on_postgres(&kept);
+    assert_eq!(
+        app.store().read(|tx| tx.meta("tenant")).unwrap().as_deref(),
+        Some(&b"acme"[..])
+    );
 }

@@ -67,6 +67,9 @@ pub fn probe(dir: &Path) -> Result<Reply> {
                     dir,
                 ))
             }
+            Err(Error::Damaged { reason, .. }) => {
+                Ok(super::commands::status::damaged(&reason, dir))
+            }
             Err(e) => Err(e),
         },
         Err(Error::Damaged { reason, .. }) => Ok(super::commands::status::damaged(&reason, dir)),
@@ -74,6 +77,9 @@ pub fn probe(dir: &Path) -> Result<Reply> {
         Err(e) if e.is_permission_denied() => {
             match Store::open_to_read(&db, &options(Mode::Shared)) {
                 Ok(store) => Ok(reply("read-only", None, None, store.schema_version()?, dir)),
+                Err(Error::Damaged { reason, .. }) => {
+                    Ok(super::commands::status::damaged(&reason, dir))
+                }
                 Err(_) => Err(e),
             }
         }

@@ -299,9 +299,15 @@ impl ApiKeys<'_> {
     /// Revokes a key by its prefix (or full key).
     ///
     /// # Errors
-    /// `NotFound`; `Denied` when already revoked.
+    /// `InvalidInput` for an empty text; `NotFound`; `Denied` when already revoked.
     pub fn revoke(&self, prefix_or_key: &str) -> Result<ApiKey> {
         let text = prefix_or_key.trim();
+        if text.is_empty() {
+            return Err(Error::invalid(
+                "api key",
+                format!("it is empty; give the key's prefix ({API_KEY_PREFIX}_…) or the whole key"),
+            ));
+        }
         // A full key names its record by its hash (a wrong key names none, as for sessions
         // and invites); a prefix by the prefix index.
         let full = token::looks_like(API_KEY_PREFIX, text).then(|| token::hash_token(text));

@@ -20,7 +20,7 @@ use super::sessions::{self, Login, LoginMeta, Sessions};
 use super::token::{self, Secret, TokenHash};
 use super::users::{
     Avatar, CreatedUser, Credential, DeletedUser, NewUser, Registration, Uid, User, Users,
-    new_stamp, normalize_email, validate_name, validate_username,
+    new_stamp, normalize_email, validate_name, validate_new_username,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -39,7 +39,7 @@ pub(crate) struct PreparedUser {
 pub(crate) fn prepare_user(acc: &Accounts, spec: &NewUser) -> Result<PreparedUser> {
     let normalized = normalize_email(&spec.email)?;
     if let Some(u) = &spec.username {
-        validate_username(u)?;
+        validate_new_username(u)?;
     }
     let name = match &spec.name {
         Some(n) => crate::auth::users::given_name(n)?,

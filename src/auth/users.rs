@@ -438,13 +438,28 @@ pub fn validate_username(name: &str) -> Result<()> {
     if !(3..=32).contains(&name.len()) || !ok_chars {
         return Err(Error::invalid(
             "username",
-            format!("{name:?} must be 3 to 32 of letters, digits, _ . -"),
+            format!("{name:?} must be 3 to 32 of A-Z, a-z, 0-9, _ . - (ASCII only)"),
         ));
     }
+
     if name.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::invalid(
             "username",
             format!("{name:?} is all digits, which would read as a user id"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a username being set now: [`validate_username`], and at least one letter or
+/// digit (`...` is no handle). Stored usernames are held to `validate_username` only, so an
+/// export of an earlier release still imports.
+pub(crate) fn validate_new_username(name: &str) -> Result<()> {
+    validate_username(name)?;
+    if !name.bytes().any(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::invalid(
+            "username",
+            format!("{name:?} has no letter or digit; a handle must hold at least one"),
         ));
     }
     Ok(())
@@ -764,7 +779,7 @@ impl Users<'_> {
             validate_name(n)?;
         }
         if let Some(Some(u)) = &username {
-            validate_username(u)?;
+            validate_new_username(u)?;
         }
         let now = self.acc.now();
         self.acc.store.write(|tx| {

@@ -588,20 +588,20 @@ fn remote(
     }
 }
 
-// A closed stdout (`redkeep user list | head -1`) is not an error.
-/// Writes the reply to stdout. A failure (a full disk, a closed pipe) is an error: the
-/// command's change is made by then, and a secret it printed (a generated password, an
-/// invite code, an API key) was not seen, so the message says to replace it.
+/// Writes the reply to stdout. A reader that stopped early (`redkeep user list | head -1`)
+/// is no failure, and leaves the reply's exit code as it is. Any other failure (a full
+/// disk) is an error: the command's change is made by then, and a secret it printed (a
+/// generated password, an invite code, an API key) was not seen, so the message says to
+/// replace it.
 fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| {
-            Error::io(
-                "writing the output (what the command changed is kept; a secret it printed was not seen, so revoke or replace it)",
-                e,
-            )
-        })
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io(
+            "writing the output (what the command changed is kept; a secret it printed was not seen, so revoke or replace it)",
+            e,
+        )),
+        _ => Ok(()),
+    }
 }
 
 use crate::clock::Clock;

@@ -36,20 +36,24 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 }
 
 /// An error message for stderr: hidden characters written out, and a long input repeated
-/// in it (a 100,000-character email, say) cut to its first 100 characters, so the advice
-/// after it stays in sight. A message still over 2,000 characters keeps its start and end.
+/// in it (a 100,000-character email, say) cut to its first 60 and last 40 characters (a
+/// long path keeps its file name), so the advice after it stays in sight. A message still
+/// over 2,000 characters keeps its start and end.
 pub fn error_line(message: &str) -> String {
     const WORD: usize = 120;
-    const KEEP: usize = 100;
+    const HEAD: usize = 60;
+    const TAIL: usize = 40;
     let shown = printable(message);
     let mut out = String::with_capacity(shown.len().min(4096));
     for (i, word) in shown.split(' ').enumerate() {
         if i > 0 {
             out.push(' ');
         }
-        if word.chars().nth(WORD).is_some() {
-            out.extend(word.chars().take(KEEP));
+        let n = word.chars().count();
+        if n > WORD {
+            out.extend(word.chars().take(HEAD));
             out.push('…');
+            out.extend(word.chars().skip(n - TAIL));
         } else {
             out.push_str(word);
         }
@@ -202,8 +206,16 @@ mod tests {
             "invalid email: {long}@example.com is not an address; give one like ann@example.com"
         ));
         assert!(line.len() < 300, "{}", line.len());
-        assert!(line.starts_with(&format!("invalid email: {}…", "a".repeat(100))));
+        let cut = format!("{}…{}@example.com", "a".repeat(60), "a".repeat(28));
+        assert!(
+            line.starts_with(&format!("invalid email: {cut} ")),
+            "{line}"
+        );
         assert!(line.ends_with("give one like ann@example.com"), "{line}");
+        // A long path keeps its file name.
+        let path = format!("/srv/{}/piece_000042.json", "deep/".repeat(40));
+        let line = error_line(&format!("{path} is damaged: not JSON"));
+        assert!(line.contains("piece_000042.json is damaged"), "{line}");
         // Many long words, and one long run of short ones: the start and end stay.
         let many = format!("start {}end", "word ".repeat(10_000));
         let line = error_line(&many);

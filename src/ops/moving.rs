@@ -151,7 +151,9 @@ pub fn move_store(
         // The target is closed before it is opened again to be checked.
         drop(target);
         let mut opts = options.clone();
-        opts.create = false;
+        // The store is there now; only a data dir that is not (a move between two servers,
+        // run where the source had none) is made.
+        opts.create = std::fs::metadata(&target_dir).is_err();
         opts.auto_migrate = false;
         opts.open_outdated = true;
         opts.store_url = target_url.map(str::to_string);
@@ -172,10 +174,18 @@ pub fn move_store(
 
 /// Whether `store` holds nothing anybody made: no more than a new store starts with (its
 /// meta and the built-in roles, each with its name's index entry), so a move may replace it
-/// and lose nothing.
+/// and lose nothing. A free-form meta entry other than the version the file was made at (an
+/// application's `set_meta`, the mark of an interrupted reset or import) counts as made.
 fn holds_nothing_made(store: &Store) -> Result<bool> {
     use crate::auth::roles::Role;
     store.read(|tx| {
+        if tx
+            .meta_entries()?
+            .iter()
+            .any(|(key, _)| key != crate::store::BORN_AT)
+        {
+            return Ok(false);
+        }
         let mut entries = 0;
         for name in tx.table_names()? {
             if name != "meta" {

@@ -108,10 +108,22 @@ fn key_values(s: &str) -> Option<Vec<Pair>> {
             }
             1 + end?
         } else {
-            let end = after_eq.find(char::is_whitespace).unwrap_or(after_eq.len());
-            let mut chars = after_eq[..end].chars();
-            while let Some(c) = chars.next() {
-                value.push(if c == '\\' { chars.next()? } else { c });
+            // Up to the next space not escaped by a backslash; a backslash at the very end
+            // is dropped, as libpq drops it.
+            let mut end = after_eq.len();
+            let mut chars = after_eq.char_indices();
+            while let Some((i, c)) = chars.next() {
+                if c.is_whitespace() {
+                    end = i;
+                    break;
+                }
+                if c == '\\' {
+                    if let Some((_, next)) = chars.next() {
+                        value.push(next);
+                    }
+                } else {
+                    value.push(c);
+                }
             }
             end
         };
@@ -498,7 +510,8 @@ impl PgDb {
         if !shared {
             return Err(Error::InUse {
                 path: target.shown.clone().into(),
-                holder: "another process has it alone (a move, a restore or a reset is running);                          try again once it has finished"
+                holder: "another process has it alone (a move, a restore or a reset is running); \
+                         try again once it has finished"
                     .into(),
             });
         }
@@ -1296,6 +1309,45 @@ mod tests {
             panic!("readable=maybe was taken");
         };
         assert!(e.to_string().contains("readable=on"), "{e}");
+    }
+
+    #[test]
+    fn key_value_strings_are_read_as_libpq_reads_them() {
+        let pairs = |s: &str| {
+            key_values(s).map(|p| {
+                p.into_iter()
+                    .map(|p| (p.key, p.value, p.raw))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let got = pairs("host=/x  password = 'a b\\'c\\\\' dbname= app").unwrap();
+        assert_eq!(
+            got,
+            [
+                ("host".into(), "/x".into(), "host=/x".into()),
+                (
+                    "password".into(),
+                    "a b'c\\".into(),
+                    "password = 'a b\\'c\\\\'".into()
+                ),
+                ("dbname".into(), "app".into(), "dbname= app".into()),
+            ]
+        );
+        let one = |s: &str| pairs(s).unwrap().remove(0).1;
+        assert_eq!(one("password=a\\ b"), "a b");
+        assert_eq!(one("password=abc\\"), "abc");
+        assert_eq!(one("x=a=b=c"), "a=b=c");
+        assert_eq!(one("x='a=b c'"), "a=b c");
+        assert_eq!(one("x=é'ü"), "é'ü");
+        assert_eq!(pairs("dbname=''").unwrap()[0].1, "");
+        for bad in ["host", "=x", "host=/x dbname", "x='open", "x='a\\'"] {
+            assert!(pairs(bad).is_none(), "{bad}");
+        }
+        // What a store URL keeps and takes out.
+        let t = parse_target("host=/x password = 'p w' schema = 'app'").unwrap();
+        assert_eq!(t.schema, "app");
+        assert!(!t.shown.contains("p w"), "{}", t.shown);
+        assert!(is_postgres_url("host = /x"));
     }
 
     #[test]

@@ -1153,12 +1153,16 @@ impl RawWrite for FileWrite<'_, '_> {
         self.with_mut(table, |t| {
             contain("writing", || {
                 // One descent: insert, and in the rare case the key was taken, put its value
-                // back (the table ends as it was, so there is nothing to undo).
+                // back. The value it replaced is noted first, so that if putting it back
+                // fails, undoing this closure still restores it.
                 let old = t
                     .insert(key, value)
                     .map_err(|e| engine("writing", e))?
                     .map(|g| g.value().to_vec());
                 if let Some(old) = old {
+                    if let Some(log) = self.undo {
+                        log.note(table, key, Some(old.clone()));
+                    }
                     t.insert(key, old.as_slice())
                         .map_err(|e| engine("writing", e))?;
                     return Ok(false);
