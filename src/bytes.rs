@@ -1,5 +1,6 @@
 //! Bytes shown to people (hex) and serde adapters for byte fields: base64 or hex in
-//! human-readable formats such as the JSON export, and bytes in the store's binary encoding.
+//! human-readable formats such as the JSON export, and bytes in the store's binary encoding;
+//! and which characters show nothing.
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
@@ -107,4 +108,15 @@ pub mod array {
             .try_into()
             .map_err(|_| serde::de::Error::custom(format!("expected {N} bytes")))
     }
+}
+
+/// Characters that change how text looks or reads without showing: Unicode's
+/// default-ignorable code points (zero-width spaces and joiners, the soft hyphen, variation
+/// selectors, …) and the bidirectional controls.
+pub(crate) fn invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5
+        | 0x180B..=0x180F | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F
+        | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
 }

@@ -663,6 +663,7 @@ fn agent_session_names_and_goals_refuse_terminal_controls() {
         ("\u{202e}evil", "plan", "name"),
         ("Planner", "x\u{1b}[31m", "goal"),
         ("Planner", "x\0y", "goal"),
+        ("Planner", "two\u{2029}paragraphs", "goal"),
     ] {
         let got = rk.agents().create(spec(name, goal));
         assert!(

@@ -263,13 +263,22 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             }),
         ),
         (
-            "renaming to a username of dashes only",
+            "renaming to a username of dots and underscores only",
             "InvalidInput",
             "no letter or digit",
             Box::new(|f| {
                 f.rk.users()
-                    .rename(f.ann, None, Some(Some("---".into())))
+                    .rename(f.ann, None, Some(Some("_._".into())))
                     .map(|_| ())
+            }),
+        ),
+        (
+            "username that reads as an option",
+            "InvalidInput",
+            "starts with -",
+            create(NewUser {
+                username: Some("-1-".into()),
+                ..new_user("c@example.com")
             }),
         ),
         (

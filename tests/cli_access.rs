@@ -684,4 +684,14 @@ fn weak_passwords_large_counts_and_long_inputs_get_short_clear_errors() {
     );
     assert!(err.len() < 1_000, "{} bytes", err.len());
     assert_eq!(err.lines().count(), 1, "{err}");
+    // A usage error repeats it short too (clap's message, twice for a duration).
+    let long = "a".repeat(100_000);
+    for args in [
+        &["audit", "list", "--limit", &long][..],
+        &["invite", "create", "--expires", &long][..],
+    ] {
+        let (_, err) = cli.expect(args, None, 2);
+        assert!(err.len() < 1_000, "{} bytes", err.len());
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

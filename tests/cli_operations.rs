@@ -617,7 +617,9 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
     std::fs::write(&store, &before[..4096]).unwrap();
     let (_, err) = cli.expect(&["check"], None, 1);
     assert!(
-        err.contains("cannot be opened") && err.contains("salvage"),
+        err.contains("cannot be opened")
+            && err.contains("restore a backup")
+            && !err.contains("salvage"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -1211,8 +1213,13 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
     assert!(!std::path::Path::new(&entry).exists());
     cli.expect(&["check"], None, 0);
 
-    // A reset says how to undo it the same way.
+    // A reset says how to undo it the same way. A folder not named for a user (an
+    // operator's) goes to the trash with the rest, and comes back with the undo.
+    let stray = cli.data().join("workspaces/users/tmp");
+    std::fs::create_dir(&stray).unwrap();
+    std::fs::write(stray.join("notes.txt"), "mine").unwrap();
     let (out, _) = cli.expect(&["reset", "--force"], None, 0);
+    assert!(!stray.exists());
     let undo = out
         .lines()
         .find_map(|l| l.strip_prefix("to undo: `"))
@@ -1230,6 +1237,10 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
     cli.expect(&words[2..], None, 0);
     assert_eq!(pieces("bob@example.com"), 1);
     assert_eq!(pieces("ann@example.com"), 2);
+    assert_eq!(
+        std::fs::read_to_string(stray.join("notes.txt")).unwrap(),
+        "mine"
+    );
     cli.expect(&["check"], None, 0);
 
     // A trash that is a symlink is another folder: its entries are refused.

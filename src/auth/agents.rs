@@ -172,7 +172,9 @@ fn validate_one_line(
     for (field, text, was) in fields {
         if let Some(text) = text
             && Some(text) != was
-            && text.chars().any(super::users::unshowable)
+            && text
+                .chars()
+                .any(|c| super::users::unshowable(c) || matches!(c, '\u{2028}' | '\u{2029}'))
         {
             return Err(Error::invalid(
                 field,

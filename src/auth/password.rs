@@ -66,10 +66,14 @@ pub fn validate_password(password: &str) -> Result<()> {
             "it holds a control character (a NUL, a line break, a tab or an escape); use printable characters and spaces",
         ));
     }
-    if !password.is_empty() && password.chars().all(char::is_whitespace) {
+    if !password.is_empty()
+        && password
+            .chars()
+            .all(|c| c.is_whitespace() || crate::bytes::invisible(c))
+    {
         return Err(Error::invalid(
             "password",
-            "it is only spaces; use a passphrase of words or a generated password",
+            "it is only spaces (or invisible characters); use a passphrase of words or a generated password",
         ));
     }
     let n = password.len();
@@ -482,6 +486,7 @@ mod tests {
     fn length_rules_hold() {
         assert!(validate_password("1234567").is_err());
         assert!(validate_password("        ").is_err());
+        assert!(validate_password(&"\u{200b}".repeat(10)).is_err());
         assert!(validate_password("\u{3000}\u{3000}\u{3000}").is_err());
         assert!(validate_password("correct\0horse").is_err());
         assert!(validate_password("correct\thorse").is_err());

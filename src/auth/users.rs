@@ -405,16 +405,7 @@ fn plain_ascii_email(email: &str) -> bool {
     labels >= 2
 }
 
-/// Characters that change how text looks or reads without showing: Unicode's
-/// default-ignorable code points (zero-width spaces and joiners, the soft hyphen, variation
-/// selectors, …) and the bidirectional controls.
-pub(crate) fn invisible(c: char) -> bool {
-    matches!(c as u32,
-        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5
-        | 0x180B..=0x180F | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F
-        | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8
-        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
-}
+pub(crate) use crate::bytes::invisible;
 
 /// Bidirectional controls: they reorder what follows them on screen.
 fn bidi_control(c: char) -> bool {
@@ -456,6 +447,12 @@ pub fn validate_username(name: &str) -> Result<()> {
 /// export of an earlier release still imports.
 pub(crate) fn validate_new_username(name: &str) -> Result<()> {
     validate_username(name)?;
+    if name.starts_with('-') {
+        return Err(Error::invalid(
+            "username",
+            format!("{name:?} starts with -, which a command line reads as an option"),
+        ));
+    }
     if !name.bytes().any(|b| b.is_ascii_alphanumeric()) {
         return Err(Error::invalid(
             "username",

@@ -211,7 +211,7 @@ pub fn main() -> ExitCode {
             e.exit()
         }
         Err(e) => {
-            eprintln!("error: {}", usage_error_line(&e));
+            eprintln!("error: {}", render::error_line(&usage_error_line(&e)));
             return ExitCode::from(2);
         }
     };
@@ -476,8 +476,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                         ""
                     };
                     return Err(Error::denied(format!(
-                        "the store{} is damaged and cannot be opened: {reason}; {nothing}restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)",
-                        crate::error::shown_path(&path)
+                        "the store{} is damaged and cannot be opened: {reason}; {nothing}{}",
+                        crate::error::shown_path(&path),
+                        crate::admin::commands::status::way_out(&path)
                     )));
                 }
                 Err(e) => return Err(e),
@@ -597,7 +598,7 @@ fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io(
-            "writing the output (what the command changed is kept; a secret it printed was not seen, so revoke or replace it)",
+            "writing the output (anything the command changed is kept; a secret it printed, if any, was not seen: revoke or replace it)",
             e,
         )),
         _ => Ok(()),

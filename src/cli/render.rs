@@ -11,12 +11,10 @@ use std::io::Write;
 
 use crate::admin::{Human, Reply};
 
-/// Characters that change how text shows without showing themselves.
+/// Characters that change how text shows without showing themselves: controls, the line
+/// and paragraph separators, and the invisible and direction-changing ones.
 fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::bytes::invisible(c)
 }
 
 /// `text` with every hidden character written out as `\u{…}`.
@@ -226,6 +224,7 @@ mod tests {
         assert!(line.chars().count() < 2000);
         assert_eq!(error_line("short \u{1b} one"), "short \\u{1b} one");
         assert_eq!(error_line("an escape \u{1b}"), "an escape \\u{1b}");
+        assert_eq!(printable("a\u{2028}b\u{34f}c"), "a\\u{2028}b\\u{34f}c");
         assert_eq!(error_line("bell \u{7}"), "bell \\u{7}");
     }
 

@@ -654,6 +654,12 @@ impl Store {
         ))
     }
 
+    /// Whether anything of the file at `path` can be read (opened to read only), when it
+    /// cannot be opened to write: what decides whether a salvage has anything to copy.
+    pub(crate) fn can_be_read(path: &Path) -> bool {
+        Self::open_read_only(path, &StoreOptions::default()).is_ok()
+    }
+
     /// Opens an existing store only to read it: its schema must not be newer than this
     /// build's; every write fails with `Denied`.
     pub(crate) fn open_to_read(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {

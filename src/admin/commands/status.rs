@@ -61,12 +61,24 @@ pub(crate) fn damaged(reason: &str, dir: &Path) -> Reply {
         && let Some(first) = lines.first_mut()
     {
         *first = format!(
-            "the store is damaged and cannot be opened: {reason}; restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)"
+            "the store is damaged and cannot be opened: {reason}; {}",
+            way_out(&dir.join(STORE_FILE))
         );
     }
     out.json["damage"] = json!(reason);
     out.exit_code = 1;
     out
+}
+
+/// The way out of a store file that cannot be opened: a restore, and a salvage only when
+/// something of the file can still be read (of an empty file, or one that is no redb file,
+/// a salvage copies nothing and says so).
+pub(crate) fn way_out(db: &Path) -> &'static str {
+    if crate::store::Store::can_be_read(db) {
+        "restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)"
+    } else {
+        "nothing in it can be read, so restore a backup (`redkeep restore`)"
+    }
 }
 
 /// What a temp entry is, in a word, as found (never following a symlink).
