@@ -565,6 +565,10 @@ fn an_unwritable_stdout_fails_the_command_instead_of_losing_its_secret() {
             .len(),
         1
     );
+    // The help too fails rather than vanish.
+    let help = run(r#""$0" --help > /dev/full"#);
+    assert_eq!(help.status.code(), Some(1), "{help:?}");
+    assert!(run(r#""$0" --help > /dev/null"#).status.success());
     // A reader that stops early is still no failure, and the answer's own exit code stays:
     // "may not" is 1 whether or not anybody read it.
     let closed_reader = |args: &[&str]| {

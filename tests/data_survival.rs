@@ -1538,6 +1538,26 @@ fn export_import_export_is_byte_identical_with_app_tables_workspaces_and_pieces(
             Ok(())
         })
         .unwrap();
+    // The files' times travel too (`user list` and `gallery list` show them): dated long
+    // ago, they must come back dated so, not at the import's time.
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let users = t.path().join("workspaces/users");
+    for folder in std::fs::read_dir(&users).unwrap().flatten() {
+        let gallery = std::fs::read_dir(folder.path().join("gallery"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path());
+        for file in gallery.chain([folder.path().join("workspace.json")]) {
+            if file.is_file() {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&file)
+                    .and_then(|f| f.set_modified(long_ago))
+                    .unwrap();
+            }
+        }
+    }
     // Registered: exported as JSON records; unregistered: as raw bytes with index entries.
     for register in [false, true] {
         if register {
@@ -1545,6 +1565,10 @@ fn export_import_export_is_byte_identical_with_app_tables_workspaces_and_pieces(
         }
         let first = export(&rk);
         let text = String::from_utf8(first.clone()).unwrap();
+        assert!(
+            text.contains("\"modified\":1000000000"),
+            "file times exported"
+        );
         assert!(text.contains("\"workspace\":2"), "workspaces exported");
         assert!(text.contains("\"piece\":2"), "pieces exported");
         assert!(

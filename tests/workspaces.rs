@@ -493,6 +493,44 @@ fn a_symlink_in_place_of_a_users_folder_is_reported_and_moved_away() {
     ws.update(3, |_| Ok(())).unwrap();
 }
 
+/// A gallery that is a symlink (to another user's, say) is refused by every piece
+/// operation; `check` reports it and a repair moves the link aside, leaving what it pointed
+/// at alone, so the user's gallery works again.
+#[test]
+fn a_symlinked_gallery_is_reported_and_moved_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    assert_eq!(ws.save_piece(1, b"{\"of\": 1}").unwrap(), 1);
+    ws.update(2, |_| Ok(())).unwrap();
+    let gallery = tmp.path().join("users/2/gallery");
+    let _ = std::fs::remove_dir_all(&gallery);
+    std::os::unix::fs::symlink(tmp.path().join("users/1/gallery"), &gallery).unwrap();
+    let ws = open(tmp.path());
+    assert!(ws.save_piece(2, b"{}").is_err());
+    let problems = ws.check(false, Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.user_id == 2 && p.problem.contains("is not a real folder")),
+        "{problems:?}"
+    );
+    let fixed = ws.check(true, Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        fixed
+            .iter()
+            .any(|p| p.user_id == 2 && p.problem.starts_with("fixed:")),
+        "{fixed:?}"
+    );
+    assert!(std::fs::symlink_metadata(&gallery).is_err());
+    assert_eq!(ws.load_piece(1, 1).unwrap()["of"], 1);
+    assert!(
+        ws.check(false, Timestamp(1_800_000_000))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ws.save_piece(2, b"{}").unwrap(), 1);
+}
+
 /// A FIFO at `workspace.json` once hung reads, saves and `check` (the last while holding the
 /// user's lock): every one of them must now refuse it at once, leaving it in place.
 #[test]

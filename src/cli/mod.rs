@@ -208,7 +208,16 @@ pub fn main() -> ExitCode {
             if !e.use_stderr()
                 || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
         {
-            e.exit()
+            // Printed here rather than by clap's `exit`, which takes a failed write (a full
+            // disk) for success.
+            let printed = e.print().and_then(|()| std::io::stdout().flush());
+            if let Err(err) = printed
+                && err.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                eprintln!("error: writing the help: {err}");
+                return ExitCode::from(1);
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
         Err(e) => {
             eprintln!("error: {}", render::error_line(&usage_error_line(&e)));

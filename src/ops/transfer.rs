@@ -15,8 +15,8 @@
 //! {"catalog":{…}}
 //! {"sequence":"users","value":4}
 //! {"meta":"initialized_at","value":"<base64>"}
-//! {"workspace":2,"doc":{…}}
-//! {"piece":1,"user":2,"doc":{…}}
+//! {"workspace":2,"doc":{…},"modified":1733390000}      the file's time, seconds
+//! {"piece":1,"user":2,"doc":{…},"modified":1733390000}
 //! {"redkeep_export_end":true,"lines":9}
 //! ```
 //!
@@ -213,6 +213,35 @@ pub fn export(
     Ok(summary)
 }
 
+/// When the file at `path` was last written, in whole seconds since 1970, as an export
+/// carries it (`user list` and `gallery list` show it); `None` when it does not say.
+fn modified_secs(path: &Path) -> Option<i64> {
+    let m = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
+    crate::clock::Timestamp::of_system_time(m).map(|t| t.0)
+}
+
+/// Dates the file an import just wrote at `path` as its line says (`modified`), never
+/// following a symlink.
+fn set_modified(path: &Path, line: &Value) -> Result<()> {
+    let Some(secs) = line.get("modified").and_then(Value::as_i64) else {
+        return Ok(());
+    };
+    let at = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &rustix::fs::Timestamps {
+            last_access: at,
+            last_modification: at,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| Error::io(format!("dating {}", path.display()), e.into()))
+}
+
 // Writes one user's workspace document and pieces, if the folder exists.
 fn export_folder(
     ws: &Workspaces,
@@ -224,14 +253,22 @@ fn export_folder(
         return Ok(());
     }
     let doc = ws.read(id)?;
-    write_line(out, &json!({"workspace": id, "doc": doc}), summary)?;
+    let mut line = json!({"workspace": id, "doc": doc});
+    if let Some(t) = modified_secs(&ws.dir(id).join(crate::workspace::WORKSPACE_FILE)) {
+        line["modified"] = json!(t);
+    }
+    write_line(out, &line, summary)?;
     summary.workspaces += 1;
     ws.pieces(id, &mut |n, bytes| {
         let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
             Error::invalid("piece", format!("piece {n} of user {id} is not JSON ({e})"))
         })?;
         summary.pieces += 1;
-        write_line(out, &json!({"piece": n, "user": id, "doc": doc}), summary)
+        let mut line = json!({"piece": n, "user": id, "doc": doc});
+        if let Some(t) = modified_secs(&ws.piece_path(id, n)) {
+            line["modified"] = json!(t);
+        }
+        write_line(out, &line, summary)
     })?;
     let user_dir = Path::new("users").join(id.to_string());
     summary
@@ -539,6 +576,9 @@ pub fn import(
                     && (v.get("workspace").and_then(Value::as_u64).is_some()
                         || (v.get("piece").and_then(Value::as_u64).is_some()
                             && v.get("user").and_then(Value::as_u64).is_some()));
+                if v.get("modified").is_some_and(|m| m.as_i64().is_none_or(|t| t < 0)) {
+                    return Err(line_err(n, "\"modified\" must be the file's time in whole seconds since 1970; nothing was imported"));
+                }
                 if !ok {
                     return Err(line_err(n, if v.get("workspace").is_some() {
                         "a workspace line needs \"workspace\" (a user id, a whole number) and \"doc\"; nothing was imported"
@@ -687,6 +727,7 @@ fn write_folders(
             let mut doc = WorkspaceDoc::from_map(map).map_err(|e| at(Error::invalid("doc", e)))?;
             doc.piece_count = held.get(&user).copied().unwrap_or(0);
             ws.put_doc(user, &doc).map_err(at)?;
+            set_modified(&ws.dir(user).join(crate::workspace::WORKSPACE_FILE), &v).map_err(at)?;
             summary.workspaces += 1;
         } else if let (Some(piece), Some(user)) = (
             v.get("piece").and_then(Value::as_u64),
@@ -696,6 +737,7 @@ fn write_folders(
                 what: format!("line {n}: {e}"),
             })?;
             ws.put_piece_as_found(user, piece, &bytes).map_err(at)?;
+            set_modified(&ws.piece_path(user, piece), &v).map_err(at)?;
             summary.pieces += 1;
         }
     }

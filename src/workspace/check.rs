@@ -11,7 +11,7 @@ use super::folders::Workspaces;
 use super::lock::LockKind;
 use super::names::{GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name};
 use crate::clock::Timestamp;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsutil;
 
 /// A problem found in the workspaces by [`Workspaces::check`].
@@ -138,6 +138,29 @@ impl Workspaces {
                     ));
                 }
             }
+        }
+        // A gallery that is a symlink (or a file) is refused by every piece operation. Moved
+        // aside, the user starts an empty one; what a symlink pointed at is left alone.
+        let gallery = folder.dir.join(GALLERY_DIR);
+        if let Err(Error::UnsafePath { .. }) = fsutil::real_dir(&gallery) {
+            if !repair {
+                found.push(format!(
+                    "{} is not a real folder (a symlink or a file), so every piece operation \
+                     refuses it; `redkeep check --repair` moves it aside",
+                    gallery.display()
+                ));
+                return Ok(found);
+            }
+            let to = fsutil::move_to_trash(
+                &gallery,
+                &folder.dir.join(PIECE_TRASH),
+                &format!("gallery.not-a-folder-{}", now.0),
+            )?;
+            found.push(format!(
+                "fixed: {} was not a real folder (a symlink or a file); moved it to {}",
+                gallery.display(),
+                to.display()
+            ));
         }
         let numbers = gallery_numbers(&folder.dir)?;
         for &n in &numbers.others {
