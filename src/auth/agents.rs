@@ -142,8 +142,9 @@ pub(crate) fn validate_state(s: &AgentState) -> Result<()> {
     Ok(())
 }
 
-/// Refuses control and direction-changing characters in the fields shown on one line (the
-/// name, the goal, the status, the current step), as user, org and role names refuse them.
+/// Refuses control, line-separator and direction-changing characters in the fields shown on
+/// one line (the name, the goal, the status, the current step), as user, org and role names
+/// refuse them.
 /// Only what `before` (the stored state, on an update) does not hold already is checked, so
 /// a session stored by an earlier release can still be updated.
 fn validate_one_line(
@@ -178,7 +179,7 @@ fn validate_one_line(
         {
             return Err(Error::invalid(
                 field,
-                "it holds a control or direction-changing character; these fields are shown on one line",
+                "it holds a control, line-separator or direction-changing character; these fields are shown on one line",
             ));
         }
     }
@@ -195,8 +196,9 @@ impl Agents<'_> {
     /// Creates an agent session with status `active` and an empty state.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad id, or a name or goal holding a control or
-    /// direction-changing character; `NotFound` for an unknown user; `Conflict` when the id exists.
+    /// `InvalidInput` for a bad id, or a name or goal holding a control, line-separator or
+    /// direction-changing character; `NotFound` for an unknown user; `Conflict` when the id
+    /// exists.
     pub fn create(&self, spec: AgentSpec) -> Result<AgentSession> {
         validate_id(&spec.id)?;
         let ttl = spec

@@ -1000,7 +1000,8 @@ impl Users<'_> {
 
     /// Disables an account: no more logins; its sessions are revoked, its API keys stop
     /// verifying at once, and its password-reset and email-verification tokens are voided
-    /// (enabling it again does not bring them back). An account disabled already is left as it is (nothing audited).
+    /// (enabling it again does not bring them back). An account disabled already is left as
+    /// it is (nothing audited).
     ///
     /// # Errors
     /// `NotFound`; `Denied` for the last active administrator (make another user one first).

@@ -432,7 +432,6 @@ pub fn validate_username(name: &str) -> Result<()> {
             format!("{name:?} must be 3 to 32 of A-Z, a-z, 0-9, _ . - (ASCII only)"),
         ));
     }
-
     if name.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::invalid(
             "username",

@@ -1037,8 +1037,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// # Errors
     /// `Conflict`; `InvalidInput` when the record cannot be encoded (too large).
     pub fn insert(&self, record: &R) -> Result<()> {
-        // No old index entries (an `old` shorter than the index list reads as none); `None`:
-        // the record is claimed first, refused as a primary-key clash when present.
+        // No replaced record: the key is claimed first, a clash when it is taken.
         self.write(&record.key().to_bytes(), None, record)
     }
 
@@ -1149,16 +1148,14 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         Ok(n)
     }
 
-    // Claims the record's new unique entries first, each with one insert-if-absent (on
+    // Writes `new` under `pk`. An insert (`old: None`) first claims the primary key; then
+    // the record's new unique entries are claimed, each claim one insert-if-absent (on
     // PostgreSQL `insert … on conflict do nothing`: no read before the write, and a clash does
-    // not abort the transaction); then the other entries move and the record is written. A
-    // step that fails (a clash, a table the caller is scanning) takes back every step before
-    // it, so a refused write leaves nothing behind. `old` holds the stored record's entry of
-    // each index, in `R::INDEXES` order; those past its end are none (a new record passes an
-    // empty list).
-    /// Writes `new` under `pk`, moving its index entries from `old` (the replaced record's,
-    /// in `R::INDEXES` order). `old: None` is an insert: the key is claimed first, and a
-    /// record already there is a `Conflict` on the primary key, with nothing written.
+    // not abort the transaction); then the other entries move and, unless claimed already,
+    // the record is written. A step that fails (a clash, a table the caller is scanning)
+    // takes back every step before it, so a refused write leaves nothing behind. `old` holds
+    // the replaced record's entry of each index, in `R::INDEXES` order; those past its end
+    // are none.
     fn write(&self, pk: &[u8], old: Option<&[Option<Vec<u8>>]>, new: &R) -> Result<()> {
         check_names::<R>()?;
         let value = encode(self.tx, new)?;

@@ -27,7 +27,8 @@
 //!
 //! Every process that opens the store holds a shared advisory lock for as long as it has it
 //! open; `restore`, `reset` and `move` take it exclusively, so they refuse while an
-//! application runs, and an open while they run is refused (not held back until they end). Migrations run under a second, exclusive advisory lock.
+//! application runs, and an open while they run is refused (not held back until they end).
+//! Migrations run under a second, exclusive advisory lock.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
