@@ -965,6 +965,20 @@ impl Redkeep {
         Ok(self.store().read(|tx| tx.meta(INITIALIZED))?.is_some())
     }
 
+    /// Where the store is, for messages: the data dir when the store is its redb file, else
+    /// the server and schema (without a password).
+    pub(crate) fn store_place(&self) -> String {
+        if self.store().engine() == "redb" {
+            self.dir().display().to_string()
+        } else {
+            format!(
+                "the store on {} ({})",
+                self.store().engine(),
+                self.store().location()
+            )
+        }
+    }
+
     /// Initialises the store once: records the time and creates the first administrator with
     /// `must_change_password` set (a generated password unless one is given). A second call
     /// changes nothing and returns `created: false`, or, when it names an administrator,
@@ -979,7 +993,7 @@ impl Redkeep {
             if asked {
                 return Err(Error::denied(format!(
                     "{} is already initialised, so no administrator was created; add one with `redkeep user create EMAIL --admin`",
-                    self.dir().display()
+                    self.store_place()
                 )));
             }
             return Ok(InitOutcome {

@@ -19,6 +19,13 @@ fn init_creates_an_admin_with_a_password_shown_once_and_is_idempotent() {
         out.contains("already initialised; nothing changed"),
         "{out}"
     );
+    // It names where the store is: the data dir, or the server (a data dir made just now
+    // for the workspaces says nothing of a store on a server).
+    let place = match &cli.store {
+        Some(_) => "the store on postgres (".to_string(),
+        None => cli.data().display().to_string(),
+    };
+    assert!(out.starts_with(&place), "{out}");
     assert!(!out.contains(&password));
     let email = v["admin"]["email"].as_str().unwrap();
     cli.expect(

@@ -35,13 +35,14 @@ pub fn init(rk: &Redkeep, a: &InitArgs, stdin: Stdin<'_>) -> Result<Reply> {
         admin_password: password,
     })?;
     let dir = rk.dir().display().to_string();
+    let place = rk.store_place();
     if !outcome.created {
         return Ok(Reply::text(
             json!({"created": false, "data_dir": dir}),
-            vec![format!("{dir} is already initialised; nothing changed")],
+            vec![format!("{place} is already initialised; nothing changed")],
         ));
     }
-    let mut lines = vec![format!("initialised {dir}")];
+    let mut lines = vec![format!("initialised {place}")];
     let admin = outcome.admin.as_ref().map(|c| {
         lines.push(format!(
             "administrator: {} (id {})",

@@ -278,7 +278,8 @@ pub fn stats(rk: &Redkeep) -> Result<Reply> {
         rows,
     )
     .footer(format!(
-        "file {}: {} bytes, schema version {}, engine {}",
+        "{} {}: {} bytes, schema version {}, engine {}",
+        if s.engine == "redb" { "file" } else { "store" },
         s.path.display(),
         s.file_bytes,
         s.schema_version,
