@@ -260,17 +260,7 @@ impl Error {
 
     /// The message and its causes on one line, for an operator.
     pub fn full_message(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(s) = source {
-            let s_text = s.to_string();
-            if !text.contains(&s_text) {
-                text.push_str(": ");
-                text.push_str(&s_text);
-            }
-            source = s.source();
-        }
-        text.replace('\n', " ")
+        with_causes(self)
     }
 
     /// An `UnsafePath` error.
@@ -280,4 +270,20 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// `e`'s message and the causes under it on one line, each cause once (one whose text the
+/// line holds already is left out).
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let below = s.to_string();
+        if !text.contains(&below) {
+            text.push_str(": ");
+            text.push_str(&below);
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
 }

@@ -550,6 +550,43 @@ pub fn sync_this_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
+/// Dates the file at `path` as written at `at` (its access time too), never following a
+/// symlink: a copy or an import keeps when the original was saved (lists show it).
+///
+/// # Errors
+/// `Io` when the file's times cannot be set.
+pub fn set_modified(path: &Path, at: std::time::SystemTime) -> Result<()> {
+    let (sec, nsec) = match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
+        // Before 1970: whole seconds down, nanoseconds up.
+        Err(e) => {
+            let d = e.duration();
+            let sec = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match d.subsec_nanos() {
+                0 => (sec, 0),
+                n => (sec - 1, 1_000_000_000 - n),
+            }
+        }
+    };
+    let at = rustix::fs::Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec.into(),
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &rustix::fs::Timestamps {
+            last_access: at,
+            last_modification: at,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| Error::io(format!("dating {}", path.display()), e.into()))
+}
+
 /// Atomically replaces `target` with `bytes` (mode 0600).
 pub fn write_private(target: &Path, bytes: &[u8]) -> Result<()> {
     write_private_open(target, bytes).map(drop)

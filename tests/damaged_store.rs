@@ -59,26 +59,6 @@ impl Rng {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-            // As `cp -p`: an export carries the files' times.
-            let modified = entry.metadata().unwrap().modified().unwrap();
-            std::fs::File::options()
-                .write(true)
-                .open(&target)
-                .and_then(|f| f.set_modified(modified))
-                .unwrap();
-        }
-    }
-}
-
 fn export(rk: &Redkeep) -> Option<String> {
     let mut out = Vec::new();
     redkeep::ops::export(rk, &mut out, &|_| {}).ok()?;
@@ -97,7 +77,7 @@ fn two_hundred_damaged_copies_are_reported_and_salvaged_without_a_panic() {
         let mut rng = Rng(0xA076_1D64_78BD_642F ^ (round + 1).wrapping_mul(0xE703_7ED1_A0B4_28DB));
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("copy");
-        copy_dir(&original, &dir);
+        common::copy_tree(&original, &dir);
         let mut damaged = bytes.clone();
         if round % 4 == 3 {
             damaged.truncate(4096 + rng.below(damaged.len() as u64 - 4096) as usize);

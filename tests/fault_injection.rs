@@ -22,26 +22,6 @@ fn options(faults: Option<Arc<FaultPlan>>) -> Options {
     o
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-            // As `cp -p`: an export carries the files' times.
-            let modified = entry.metadata().unwrap().modified().unwrap();
-            std::fs::File::options()
-                .write(true)
-                .open(&target)
-                .and_then(|f| f.set_modified(modified))
-                .unwrap();
-        }
-    }
-}
-
 fn export(rk: &Redkeep) -> String {
     let mut out = Vec::new();
     redkeep::ops::export(rk, &mut out, &|_| {}).unwrap();
@@ -131,7 +111,7 @@ fn every_injected_io_failure_is_a_clean_error_and_loses_nothing_committed() {
                 assert!(nth < 10_000, "{name}: {kind:?} calls never end");
                 let tmp = tempfile::tempdir().unwrap();
                 let dir = tmp.path().join("data");
-                copy_dir(base.path(), &dir);
+                common::copy_tree(base.path(), &dir);
                 let plan = FaultPlan::new(kind, nth);
                 runs += 1;
                 let outcome =

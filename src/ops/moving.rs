@@ -249,12 +249,7 @@ fn copy_folders(from: &Path, to: &Path) -> Result<u64> {
                 crate::fsutil::create_private_dir(parent)?;
             }
             crate::fsutil::write_private(&path, bytes)?;
-            // The copy keeps when the file was saved (lists show it).
-            std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_modified(modified))
-                .map_err(|e| Error::io(format!("dating {}", path.display()), e))
+            crate::fsutil::set_modified(&path, modified)
         })?;
     }
     Ok(folders)

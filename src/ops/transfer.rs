@@ -223,23 +223,13 @@ fn modified_secs(path: &Path) -> Option<i64> {
 /// Dates the file an import just wrote at `path` as its line says (`modified`), never
 /// following a symlink.
 fn set_modified(path: &Path, line: &Value) -> Result<()> {
-    let Some(secs) = line.get("modified").and_then(Value::as_i64) else {
-        return Ok(());
-    };
-    let at = rustix::fs::Timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &rustix::fs::Timestamps {
-            last_access: at,
-            last_modification: at,
-        },
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| Error::io(format!("dating {}", path.display()), e.into()))
+    match line.get("modified").and_then(Value::as_u64) {
+        Some(secs) => crate::fsutil::set_modified(
+            path,
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+        ),
+        None => Ok(()),
+    }
 }
 
 // Writes one user's workspace document and pieces, if the folder exists.

@@ -236,3 +236,24 @@ pub fn plant_entry(
     };
     pg::plant_entry(url, table, key, value);
 }
+
+/// Copies the folder `from` to `to`, keeping each file's time as `cp -rp` does: an export
+/// carries the workspace files' times, so copies whose exports are compared keep them.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            let modified = entry.metadata().unwrap().modified().unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&target)
+                .and_then(|f| f.set_modified(modified))
+                .unwrap();
+        }
+    }
+}

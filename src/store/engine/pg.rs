@@ -900,17 +900,7 @@ fn connect(config: &Config, shown: &str) -> Result<Client> {
 /// connecting to server`, and what to fix (a wrong password, a database that does not
 /// exist, no socket at that path) is the server's message or the OS error below it.
 fn with_causes(e: &postgres::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let below = s.to_string();
-        if !text.contains(&below) {
-            text.push_str(": ");
-            text.push_str(&below);
-        }
-        source = s.source();
-    }
-    text.replace('\n', " ")
+    crate::error::with_causes(e)
 }
 
 /// Sleeps a random while that grows with `attempt`, so clashing writers spread out.
