@@ -382,7 +382,7 @@ impl UserFiles for FolderFiles {
     }
 }
 
-fn owners(store: Store) -> Owners {
+pub(crate) fn owners(store: Store) -> Owners {
     Arc::new(move |id| {
         store.refuse_behind()?;
         let user = store.read(|tx| tx.table::<User>().get(&id))?;

@@ -10,7 +10,7 @@ use common::TestDir;
 use proptest::prelude::*;
 use redkeep::auth::agents::{AgentSpec, AgentState};
 use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
-use redkeep::auth::roles::RoleSpec;
+use redkeep::auth::roles::{ADMIN_PRIORITY, CUSTOM_PRIORITIES, RoleSpec};
 use redkeep::auth::sessions::{LockoutPolicy, LoginMeta};
 use redkeep::{Error, InviteSpec, NewUser, Redkeep};
 
@@ -99,6 +99,32 @@ fn custom_roles_grant_and_their_deletion_revokes() {
         }),
         Err(Error::InvalidInput { .. })
     ));
+    // No custom role outranks admin, whose priority is the top one; the edges hold.
+    for (priority, ok) in [
+        (i64::MAX, false),
+        (ADMIN_PRIORITY, false),
+        (ADMIN_PRIORITY - 1, true),
+        (*CUSTOM_PRIORITIES.start(), true),
+        (CUSTOM_PRIORITIES.start() - 1, false),
+        (i64::MIN, false),
+    ] {
+        let got = rk.roles().create(RoleSpec {
+            name: format!("p{}", priority.unsigned_abs()),
+            permissions: vec!["x".into()],
+            priority,
+            ..RoleSpec::default()
+        });
+        match got {
+            Ok(_) => assert!(ok, "{priority} taken"),
+            Err(Error::InvalidInput { field, reason, .. }) => {
+                assert!(!ok, "{priority} refused: {reason}");
+                assert_eq!(field, "priority");
+                assert!(reason.contains("below the admin role"), "{reason}");
+            }
+            Err(e) => panic!("{priority}: {e}"),
+        }
+    }
+    assert_eq!(rk.roles().list().unwrap()[0].name, "admin");
     rk.roles().grant(a, "editor", None).unwrap();
     assert!(rk.roles().has_permission(a, "docs.edit").unwrap());
     rk.roles().delete("editor").unwrap();
@@ -803,6 +829,29 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
         }),
         Err(Error::InvalidInput { .. })
     ));
+    // A disabled user gets no new key (it would wake up with an `enable`); enabled again,
+    // they do.
+    let b = user(&rk, "b@example.com");
+    rk.users().disable(b).unwrap();
+    let for_b = || {
+        rk.api_keys().create(ApiKeySpec {
+            owner: KeyOwner::User(b),
+            scopes: vec![],
+            expires_in: None,
+        })
+    };
+    match for_b() {
+        Err(Error::Denied { reason }) => assert!(reason.contains("is disabled"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        rk.api_keys()
+            .list(Some(KeyOwner::User(b)), 10)
+            .unwrap()
+            .is_empty()
+    );
+    rk.users().enable(b).unwrap();
+    for_b().unwrap();
 }
 
 #[test]

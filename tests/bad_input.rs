@@ -948,6 +948,16 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
             "tip: a similar subcommand exists",
         ),
         (vec!["apikey", "create"], 2, "<--user <USER>|--org <ORG>>"),
+        (
+            vec!["session", "revoke"],
+            2,
+            "<ID|--user <USER>|--token-stdin|--all>",
+        ),
+        (
+            vec!["session", "revoke", "rks_abcdefgh", "--all"],
+            2,
+            "cannot be used with",
+        ),
         // A duration is checked with the command line: a usage error.
         (vec!["invite", "create", "--expires", "soon"], 2, "duration"),
         (

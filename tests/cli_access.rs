@@ -67,9 +67,25 @@ fn role_commands() {
             .unwrap()
             .contains(&json!("docs.edit"))
     );
-    cli.json(&["role", "revoke", "1", "editor"], None);
-    let (_, err) = cli.expect(&["role", "revoke", "1", "editor"], None, 1);
-    assert!(err.contains("not found"), "{err}");
+    let revoked = cli.json(&["role", "revoke", "1", "editor"], None);
+    assert_eq!(
+        (&revoked["revoked"], &revoked["already"]),
+        (&json!(true), &json!(false))
+    );
+    // A second revoke, like a second grant, finds the state asked for: exit 0, and it says so.
+    let again = cli.json(&["role", "revoke", "1", "editor"], None);
+    assert_eq!(
+        (&again["revoked"], &again["already"]),
+        (&json!(false), &json!(true))
+    );
+    let (out, _) = cli.expect(&["role", "revoke", "1", "editor"], None, 0);
+    assert!(out.contains("does not hold role editor"), "{out}");
+    assert_eq!(
+        cli.json(&["user", "permissions", "1"], None)["roles"],
+        json!(["user"])
+    );
+    let (_, err) = cli.expect(&["role", "revoke", "1", "nosuch"], None, 1);
+    assert!(err.contains("role nosuch not found"), "{err}");
     let (_, err) = cli.expect(&["role", "delete", "admin"], None, 1);
     assert!(err.contains("system role"), "{err}");
     cli.json(&["role", "delete", "editor"], None);

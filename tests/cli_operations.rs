@@ -322,6 +322,21 @@ fn hand_edited_folder_lines_and_hashes_are_refused_before_anything_changes() {
             "is outside 1 to 9007199254740991",
         ),
         (
+            "a piece text that is not its doc",
+            edited(piece, false, &|v| v["text"] = json!("{\"v\": 2}\n")),
+            "\"text\" and \"doc\" differ",
+        ),
+        (
+            "a piece text that is not JSON",
+            edited(piece, false, &|v| v["text"] = json!("{\"v\": ")),
+            "must be its JSON file",
+        ),
+        (
+            "a piece text that is not a string",
+            edited(piece, false, &|v| v["text"] = json!({"v": 1})),
+            "must be a string",
+        ),
+        (
             "a password in plain text",
             edited(credential, false, &|v| {
                 v["record"]["password_hash"] = json!("plain")

@@ -1480,6 +1480,156 @@ fn a_backup_with_an_impossible_file_time_restores_without_a_panic() {
     assert_eq!(restored.workspaces().list_pieces(2).unwrap().len(), 2);
 }
 
+/// What [`crafted_archive`] does to an entry: its path and bytes in, the entries to write out.
+type EntryEdit = dyn Fn(&str, Vec<u8>) -> Vec<(String, Vec<u8>)>;
+
+/// Copies the archive `from` to `to`, entry by entry through `edit` (which may change an
+/// entry's bytes, drop it (`None`), or add entries after it).
+fn crafted_archive(from: &std::path::Path, to: &std::path::Path, edit: &EntryEdit) {
+    let mut out = tar::Builder::new(std::fs::File::create(to).unwrap());
+    let mut input = tar::Archive::new(std::fs::File::open(from).unwrap());
+    for entry in input.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().to_string();
+        let header = entry.header().clone();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        for (path, bytes) in edit(&path, bytes) {
+            let mut h = header.clone();
+            h.set_size(bytes.len() as u64);
+            h.set_cksum();
+            out.append_data(&mut h, &path, &bytes[..]).unwrap();
+        }
+    }
+    out.into_inner().unwrap();
+}
+
+/// A hand-made archive whose folders would fail `check` (a folder of no user, one carrying
+/// another account's owner marker, a damaged piece) is refused before anything changes:
+/// the store and the folders in place stay as they were.
+#[test]
+fn an_archive_whose_folders_fail_their_check_is_refused_and_changes_nothing() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let archive = t.path().join("backup.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    let marker_of =
+        |id: u64| std::fs::read(t.path().join(format!("workspaces/users/{id}/.owner"))).unwrap();
+    let bob_marker = marker_of(2);
+    type Edit = Box<EntryEdit>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "a folder of no user",
+            Box::new(move |p, b| {
+                let mut out = vec![(p.to_string(), b.clone())];
+                if p == "workspaces/users/2/.owner" {
+                    out.push(("workspaces/users/99/.owner".into(), b));
+                }
+                out
+            }),
+            "workspace of user 99: the folder has no user (orphan)",
+        ),
+        (
+            "another account's owner marker",
+            Box::new(move |p, b| {
+                if p == "workspaces/users/1/.owner" {
+                    vec![(p.to_string(), bob_marker.clone())]
+                } else {
+                    vec![(p.to_string(), b)]
+                }
+            }),
+            "workspace of user 1: the folder belongs to another account",
+        ),
+        (
+            "a damaged piece",
+            Box::new(|p, b| {
+                if p == "workspaces/users/2/gallery/piece_000002.json" {
+                    vec![(p.to_string(), b"{\"n\": ".to_vec())]
+                } else {
+                    vec![(p.to_string(), b)]
+                }
+            }),
+            "workspace of user 2: ",
+        ),
+    ];
+    use redkeep::Clock;
+    // Every entry under `dir` with its bytes (files) or `None` (folders).
+    fn listing(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Option<Vec<u8>>)> {
+        let mut all = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if e.file_type().unwrap().is_dir() {
+                    todo.push(p.clone());
+                    all.push((p, None));
+                } else {
+                    all.push((p.clone(), Some(std::fs::read(&p).unwrap())));
+                }
+            }
+        }
+        all.sort();
+        all
+    }
+    for (what, edit, says) in cases {
+        let crafted = t.path().join("crafted.tar");
+        crafted_archive(&archive, &crafted, &*edit);
+        // Over a data dir in use: refused, both kept.
+        let target = TestDir::new();
+        let there = target.open();
+        there
+            .users()
+            .create(NewUser {
+                email: "keep@example.com".into(),
+                ..NewUser::default()
+            })
+            .unwrap();
+        there.workspaces().save_piece(1, b"{\"mine\":1}").unwrap();
+        drop(there);
+        let before = listing(target.path());
+        let err = redkeep::ops::restore(target.path(), &crafted, true, t.clock.now())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("holds workspace folders that fail their check")
+                && err.contains(says)
+                && err.contains("nothing was changed")
+                && !err.contains(".rk-tmp"),
+            "{what}: {err}"
+        );
+        let after = listing(target.path());
+        let differ: Vec<_> = before
+            .iter()
+            .filter(|e| !after.contains(e))
+            .chain(after.iter().filter(|e| !before.contains(e)))
+            .map(|(p, _)| p.clone())
+            // The layout's own trash folder, made empty before anything else is looked at.
+            .filter(|p| !p.ends_with("workspaces/trash"))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{what}: the data dir changed: {differ:?}"
+        );
+        let there = target.open();
+        assert_eq!(there.users().count().unwrap(), 1, "{what}");
+        assert!(there.check(false).unwrap().ok, "{what}");
+        // Into a new data dir: no store is left behind.
+        let empty = tempfile::tempdir().unwrap();
+        redkeep::ops::restore(empty.path(), &crafted, false, t.clock.now()).unwrap_err();
+        assert!(!empty.path().join(redkeep::STORE_FILE).exists(), "{what}");
+    }
+    // The archive as `backup` wrote it restores, and checks clean.
+    let target = tempfile::tempdir().unwrap();
+    redkeep::ops::restore(target.path(), &archive, false, t.clock.now()).unwrap();
+    assert!(
+        Redkeep::open(target.path(), t.options())
+            .unwrap()
+            .check(false)
+            .unwrap()
+            .ok
+    );
+}
+
 /// An application's own table, for the export round trip.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Project {
@@ -1538,6 +1688,10 @@ fn export_import_export_is_byte_identical_with_app_tables_workspaces_and_pieces(
             Ok(())
         })
         .unwrap();
+    // A piece as an application wrote it (spaced, on lines, ending in a newline) comes back
+    // byte for byte, not as the compact JSON of its document.
+    let pretty: &[u8] = b"{\n  \"title\": \"pretty\",\t\"n\": 1.50\n}\n";
+    let pretty_n = rk.workspaces().save_piece(2, pretty).unwrap();
     // The files' times travel too (`user list` and `gallery list` show them): dated long
     // ago, they must come back dated so, not at the import's time.
     let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
@@ -1583,9 +1737,17 @@ fn export_import_export_is_byte_identical_with_app_tables_workspaces_and_pieces(
         }
         let summary = redkeep::ops::import(&rk2, &mut first.as_slice(), &|_| {}).unwrap();
         assert_eq!(summary.records["projects"], 2);
-        assert_eq!(summary.pieces, 3);
+        assert_eq!(summary.pieces, 4);
         assert!(rk2.check(false).unwrap().ok);
         assert_eq!(export(&rk2), first, "register: {register}");
+        let piece_file = |root: &std::path::Path| {
+            std::fs::read(root.join(format!(
+                "workspaces/users/2/gallery/piece_{pretty_n:06}.json"
+            )))
+            .unwrap()
+        };
+        assert_eq!(piece_file(other.path()), pretty);
+        assert_eq!(piece_file(other.path()), piece_file(t.path()));
         let mine = rk2
             .store()
             .read(|tx| {

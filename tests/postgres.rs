@@ -425,6 +425,15 @@ fn a_restore_that_fails_part_way_leaves_the_store_as_it_was() {
     ))
     .unwrap();
     let now = redkeep::Timestamp(2_000_000_000);
+    // Without force, the refusal names the server's store (no file of the data dir).
+    let err = redkeep::ops::restore_store(dir.path(), Some(&url), &archive, false, now)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the store on postgres") && err.contains("holds data; restoring replaces it"),
+        "{err}"
+    );
+    assert!(!err.contains("redb"), "{err}");
     let failed = redkeep::ops::restore_store(dir.path(), Some(&url), &archive, true, now);
     assert!(failed.is_err(), "the restore went through");
     let (_d, rk) = on_postgres(&url);

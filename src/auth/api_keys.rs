@@ -187,8 +187,8 @@ impl ApiKeys<'_> {
     /// ```
     ///
     /// # Errors
-    /// `NotFound` for an unknown owner; `InvalidInput` for a bad scope or more than
-    /// [`MAX_SCOPES`] of them.
+    /// `NotFound` for an unknown owner; `Denied` for a disabled user; `InvalidInput` for a
+    /// bad scope or more than [`MAX_SCOPES`] of them.
     pub fn create(&self, spec: ApiKeySpec) -> Result<CreatedApiKey> {
         if spec.scopes.len() > MAX_SCOPES {
             return Err(Error::invalid(
@@ -212,12 +212,24 @@ impl ApiKeys<'_> {
             .transpose()?;
         let now = self.acc.now();
         self.acc.store.write(|tx| {
-            let exists = match spec.owner {
-                KeyOwner::User(id) => tx.table::<User>().contains(&id)?,
-                KeyOwner::Org(id) => tx.table::<Org>().contains(&id)?,
-            };
-            if !exists {
-                return Err(Error::not_found(spec.owner.to_string()));
+            match spec.owner {
+                KeyOwner::User(id) => match tx.table::<User>().get(&id)? {
+                    None => return Err(Error::not_found(spec.owner.to_string())),
+                    // The key would not verify while the user is disabled; one made now
+                    // would wake up with an `enable` nobody connected to it.
+                    Some(u) if !u.is_active => {
+                        return Err(Error::denied(format!(
+                            "user {id} is disabled; enable them first (`redkeep user enable \
+                             {id}`), then make the key"
+                        )));
+                    }
+                    Some(_) => {}
+                },
+                KeyOwner::Org(id) => {
+                    if !tx.table::<Org>().contains(&id)? {
+                        return Err(Error::not_found(spec.owner.to_string()));
+                    }
+                }
             }
             let (key, api_key) =
                 super::insert_with_token(tx, API_KEY_PREFIX, |hash, prefix| ApiKey {

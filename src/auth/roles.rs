@@ -92,6 +92,12 @@ impl Record for UserRole {
     }
 }
 
+/// The admin role's priority: the highest, so an application that ranks roles puts it first.
+pub const ADMIN_PRIORITY: i64 = 100;
+/// The priorities a custom role may have: below [`ADMIN_PRIORITY`], so no custom role
+/// outranks an administrator.
+pub const CUSTOM_PRIORITIES: std::ops::RangeInclusive<i64> = -1_000_000..=ADMIN_PRIORITY - 1;
+
 /// What role to create.
 #[derive(Debug, Clone, Default)]
 pub struct RoleSpec {
@@ -101,7 +107,7 @@ pub struct RoleSpec {
     pub description: String,
     /// Permissions: 1 to 128 of `a-z 0-9 _ - . :`, or `*`.
     pub permissions: Vec<String>,
-    /// Priority.
+    /// Priority: within [`CUSTOM_PRIORITIES`] (higher ranks first).
     pub priority: i64,
 }
 
@@ -110,7 +116,7 @@ pub(crate) const SYSTEM_ROLES: [(&str, &str, &[&str], i64); 3] = [
         "admin",
         "Full system administrator",
         &[ALL_PERMISSIONS],
-        100,
+        ADMIN_PRIORITY,
     ),
     (
         "user",
@@ -407,8 +413,9 @@ impl Roles<'_> {
     /// Creates a custom role.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad name or permission, or when the store holds [`MAX_ROLES`];
-    /// `Conflict` when the name is taken.
+    /// `InvalidInput` for a bad name or permission, a priority outside
+    /// [`CUSTOM_PRIORITIES`], or when the store holds [`MAX_ROLES`]; `Conflict` when the name
+    /// is taken.
     pub fn create(&self, spec: RoleSpec) -> Result<Role> {
         let name = spec.name.trim().to_lowercase();
         validate_name(&name)?;
@@ -417,6 +424,17 @@ impl Roles<'_> {
         }
         for p in &spec.permissions {
             validate_permission(p)?;
+        }
+        if !CUSTOM_PRIORITIES.contains(&spec.priority) {
+            return Err(Error::invalid(
+                "priority",
+                format!(
+                    "give a priority from {} to {}: a custom role ranks below the admin \
+                     role ({ADMIN_PRIORITY})",
+                    CUSTOM_PRIORITIES.start(),
+                    CUSTOM_PRIORITIES.end()
+                ),
+            ));
         }
         if spec.description.chars().count() > 500
             || spec.description.chars().any(super::users::unshowable)

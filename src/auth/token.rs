@@ -198,12 +198,14 @@ fn in_alphabet(b: u8) -> bool {
 
 /// What a message may repeat of `text`, given where a token of `kind` or its display prefix
 /// was expected: at most as much as a display prefix (`kind`, `_` and 8 characters), then
-/// `…`. A full token, or one mistyped by a character, is thus never written back whole.
+/// `…` and how long the text was, so a cut text does not read as a display prefix that
+/// exists. A full token, or one mistyped by a character, is thus never written back whole.
 pub(crate) fn shown(kind: &str, text: &str) -> String {
     let limit = kind.chars().count() + 1 + PREFIX_CHARS;
     let mut out: String = text.chars().take(limit).collect();
     if text.chars().nth(limit).is_some() {
-        out.push('…');
+        let n = text.chars().count();
+        out.push_str(&format!("… ({n} characters given, shown cut)"));
     }
     out
 }
@@ -283,6 +285,24 @@ mod tests {
         assert_eq!(hash_token(a.secret.expose()), a.hash);
         assert!(!format!("{:?}", a.secret).contains(&a.secret.expose()[4..]));
         assert_eq!(format!("{:?}", Secret::new("pw")), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn a_cut_text_says_it_was_cut() {
+        let t = generate("rks").unwrap();
+        let shown_token = shown("rks", t.secret.expose());
+        assert!(shown_token.starts_with(&t.prefix), "{shown_token}");
+        assert!(!shown_token.contains(&t.secret.expose()[t.prefix.len()..]));
+        assert!(
+            shown_token.ends_with("… (43 characters given, shown cut)"),
+            "{shown_token}"
+        );
+        // A short id typed with a character too many does not read as a short id.
+        assert_eq!(
+            shown("rks", "rks_abcdefghi"),
+            "rks_abcdefgh… (13 characters given, shown cut)"
+        );
+        assert_eq!(shown("rks", "rks_abcdefgh"), "rks_abcdefgh");
     }
 
     #[test]

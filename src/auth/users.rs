@@ -1003,7 +1003,8 @@ mod tests {
     fn a_lookup_error_never_repeats_a_token() {
         let token = format!("rks_{}", "a".repeat(39));
         let shown = shown_input(&token);
-        assert!(shown.starts_with("rks_aaaa") && shown.len() < 20, "{shown}");
+        assert!(shown.starts_with("rks_aaaa"), "{shown}");
+        assert!(!shown.contains(&token[4..]), "{shown}");
         assert_eq!(shown_input("ann@example.com"), "ann@example.com");
         assert_eq!(shown_input(&"x".repeat(300)).chars().count(), 101);
     }

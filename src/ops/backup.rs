@@ -21,7 +21,8 @@ use super::files::{folders_of, free_with_suffix, open_file_store, sequences_of};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::handle::{SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
-use crate::store::{CheckReport, Mode};
+use crate::store::{CheckReport, Mode, Store};
+use crate::workspace::{WorkspaceOptions, Workspaces};
 use crate::{Redkeep, fsutil};
 
 const MANIFEST: &str = "redkeep-backup.json";
@@ -451,9 +452,16 @@ pub fn restore_store_with_folders(
         None => db.exists(),
     };
     if occupied && !force {
+        let what = match &remote {
+            Some(store) => format!(
+                "the store on {} ({}) holds data",
+                store.engine(),
+                store.location()
+            ),
+            None => format!("{} exists", db.display()),
+        };
         return Err(Error::denied(format!(
-            "{} exists; restoring replaces it (a safety copy of the store and the folders is kept); pass --force",
-            db.display()
+            "{what}; restoring replaces it (a safety copy of the store and the folders is kept); pass --force"
         )));
     }
     let archive = is_tar(backup)?;
@@ -524,6 +532,9 @@ pub fn restore_store_with_folders(
     }
     let staged = open_file_store(&staged_db, Mode::Exclusive)?;
     let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
+    if archive && staged.schema_version()? == Some(SCHEMA_VERSION) {
+        check_staged_folders(&staged, staging.path(), backup, now)?;
+    }
     // With the store in place: the folders, and the report.
     let finish = |safety_copy: Option<PathBuf>, previous_damaged: Option<String>| {
         // With a store replaced, an empty trash entry stands for "no folders" in the undo;
@@ -609,6 +620,62 @@ pub fn restore_store_with_folders(
     let report = finish(safety_copy, previous_damaged);
     drop(live);
     report
+}
+
+/// Checks the workspace folders an archive brought (unpacked under `staging`) against its
+/// store, as `check` would after the restore: a folder of no user, of another account (a
+/// copied owner marker) or with a damaged piece refuses the restore before anything
+/// changes. (A store of an older schema is checked after `migrate up`, as in
+/// [`check_file`].)
+///
+/// # Errors
+/// `InvalidInput` naming the problems, and the way to restore the store alone.
+fn check_staged_folders(
+    staged: &Store,
+    staging: &Path,
+    backup: &Path,
+    now: Timestamp,
+) -> Result<()> {
+    let root = staging.join(WORKSPACES_DIR);
+    fsutil::create_private_dir(&root.join("users"))?;
+    let ws = Workspaces::open_existing(
+        &root,
+        WorkspaceOptions::default(),
+        crate::handle::owners(staged.clone()),
+    );
+    let problems = ws.check(false, now)?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    // Paths as the archive names them, not under the staging folder.
+    let inside = format!("{}/", staging.display());
+    let mut shown: Vec<String> = problems
+        .iter()
+        .take(3)
+        .map(|p| {
+            let text = p.problem.replace(&inside, "");
+            let text = text
+                .split("; `redkeep check --repair`")
+                .next()
+                .unwrap_or(&text)
+                .to_string();
+            format!("workspace of user {}: {text}", p.user_id)
+        })
+        .collect();
+    if problems.len() > 3 {
+        shown.push(format!("and {} more", problems.len() - 3));
+    }
+    Err(Error::invalid(
+        "backup",
+        format!(
+            "{} holds workspace folders that fail their check ({}); nothing was changed; \
+             choose another backup, or restore its store alone (`tar -xf {} {STORE_FILE}`, \
+             then `redkeep restore {STORE_FILE}`), which keeps the folders here",
+            backup.display(),
+            shown.join("; "),
+            backup.display(),
+        ),
+    ))
 }
 
 /// Keeps a byte copy of the store file `db`, which cannot be opened (`reason`), before a

@@ -17,6 +17,7 @@
 //! {"meta":"initialized_at","value":"<base64>"}
 //! {"workspace":2,"doc":{…},"modified":1733390000}      the file's time, seconds
 //! {"piece":1,"user":2,"doc":{…},"modified":1733390000}
+//! {"piece":2,"user":2,"doc":{…},"text":"{\"a\": 1}\n"}   the file's bytes, when not compact
 //! {"redkeep_export_end":true,"lines":9}
 //! ```
 //!
@@ -255,6 +256,20 @@ fn export_folder(
         })?;
         summary.pieces += 1;
         let mut line = json!({"piece": n, "user": id, "doc": doc});
+        // The file's own bytes when the document alone would not give them back (its
+        // spacing, line breaks, a trailing newline): an import writes the piece as it was.
+        let compact = serde_json::to_vec(&line["doc"]).map_err(|e| Error::Invariant {
+            what: format!("piece {n} of user {id}: {e}"),
+        })?;
+        if compact != bytes {
+            let text = std::str::from_utf8(bytes).map_err(|e| {
+                Error::invalid(
+                    "piece",
+                    format!("piece {n} of user {id} is not UTF-8 ({e})"),
+                )
+            })?;
+            line["text"] = json!(text);
+        }
         if let Some(t) = modified_secs(&ws.piece_path(id, n)) {
             line["modified"] = json!(t);
         }
@@ -588,6 +603,7 @@ pub fn import(
                 } else {
                     let user = v.get("user").and_then(Value::as_u64).unwrap_or_default();
                     let piece = v.get("piece").and_then(Value::as_u64).unwrap_or_default();
+                    piece_bytes(&v).map_err(|e| line_err(n, e))?;
                     if piece == 0 {
                         return Err(line_err(n, "piece numbers start at 1; nothing was imported"));
                     }
@@ -691,6 +707,27 @@ fn taken_back(
     }
 }
 
+// The bytes to write for a piece line: its "text" (the file as it was) when there is one,
+// which must hold the line's "doc"; else the "doc" as compact JSON.
+fn piece_bytes(v: &Value) -> std::result::Result<Vec<u8>, String> {
+    let doc = v.get("doc").unwrap_or(&Value::Null);
+    match v.get("text") {
+        None => serde_json::to_vec(doc).map_err(|e| e.to_string()),
+        Some(Value::String(text)) => {
+            let parsed: Value = serde_json::from_str(text).map_err(|e| {
+                format!("a piece's \"text\" must be its JSON file ({e}); nothing was imported")
+            })?;
+            if &parsed != doc {
+                return Err("a piece's \"text\" and \"doc\" differ: edit both alike, or drop \"text\"; nothing was imported".into());
+            }
+            Ok(text.as_bytes().to_vec())
+        }
+        Some(_) => {
+            Err("a piece's \"text\" must be a string (its JSON file); nothing was imported".into())
+        }
+    }
+}
+
 // Writes the spooled workspace documents and pieces, now that their users exist.
 fn write_folders(
     rk: &Redkeep,
@@ -723,8 +760,8 @@ fn write_folders(
             v.get("piece").and_then(Value::as_u64),
             v.get("user").and_then(Value::as_u64),
         ) {
-            let bytes = serde_json::to_vec(&doc).map_err(|e| Error::Invariant {
-                what: format!("line {n}: {e}"),
+            let bytes = piece_bytes(&v).map_err(|e| Error::Invariant {
+                what: format!("spooled line {n}: {e}"),
             })?;
             ws.put_piece_as_found(user, piece, &bytes).map_err(at)?;
             set_modified(&ws.piece_path(user, piece), &v).map_err(at)?;

@@ -92,22 +92,24 @@ pub enum SessionCmd {
         user: Option<String>,
     },
     /// Revoke one session by short id or token, all of a user's, or every session.
+    // One of the four, named all four ways when none is given.
+    #[cfg_attr(
+        feature = "cli",
+        command(group(
+            clap::ArgGroup::new("which")
+                .required(true)
+                .args(["id", "user", "token_stdin", "all"])
+        ))
+    )]
     Revoke {
         /// The session's short id (rks_xxxxxxxx); a full token is taken too, but better read
         /// with --token-stdin (a command line shows in the process list and shell history).
-        #[cfg_attr(
-            feature = "cli",
-            arg(
-                required_unless_present_any = ["user", "token_stdin", "all"],
-                conflicts_with_all = ["user", "token_stdin", "all"]
-            )
-        )]
         id: Option<String>,
         /// Revoke every session of this user.
-        #[cfg_attr(feature = "cli", arg(long, conflicts_with_all = ["token_stdin", "all"]))]
+        #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
         /// Read the session's full token from stdin.
-        #[cfg_attr(feature = "cli", arg(long, conflicts_with = "all"))]
+        #[cfg_attr(feature = "cli", arg(long))]
         #[serde(default)]
         token_stdin: bool,
         /// Revoke every login session of every user (browser logins too), e.g. after a
@@ -384,9 +386,21 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
         }
         RoleCmd::Revoke { user, role } => {
             let u = rk.users().find(user)?;
+            let r = rk.roles().get(role)?;
+            // Like a second grant, a second revoke reaches the state asked for: it says so
+            // and succeeds, so a script can run it again.
+            if !rk.roles().of_user(u.id)?.iter().any(|h| h.id == r.id) {
+                return Ok(Reply::text(
+                    json!({"user_id": u.id, "role": r.name, "revoked": false, "already": true}),
+                    vec![format!(
+                        "user {} does not hold role {}; nothing to revoke",
+                        u.id, r.name
+                    )],
+                ));
+            }
             let r = rk.roles().revoke(u.id, role, None)?;
             Ok(Reply::text(
-                json!({"user_id": u.id, "role": r.name, "revoked": true}),
+                json!({"user_id": u.id, "role": r.name, "revoked": true, "already": false}),
                 vec![format!("revoked role {} from user {}", r.name, u.id)],
             ))
         }
