@@ -218,17 +218,6 @@ fn user_json(u: &User) -> Value {
     serde_json::to_value(u).unwrap_or(Value::Null)
 }
 
-/// Body tokens (an invite, a reset token) that do not work are a bad request, not a
-/// challenge for credentials.
-fn body_token(e: Error) -> WebError {
-    match e {
-        Error::InvalidCredential { .. } | Error::Expired { .. } | Error::Revoked { .. } => {
-            WebError::bad_request(e.to_string())
-        }
-        e => e.into(),
-    }
-}
-
 #[derive(Deserialize)]
 struct RegisterBody {
     email: String,
@@ -255,7 +244,8 @@ async fn register(State(s): State<AppState>, Body(b): Body<RegisterBody>) -> Ans
             Error::Conflict {
                 index: "username", ..
             } => WebError::new(StatusCode::CONFLICT, "this username is taken"),
-            e => body_token(e),
+            // An invite that does not work is a bad request, not a challenge for credentials.
+            e => WebError::from_body_secret(e),
         })?;
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
 }
@@ -396,7 +386,7 @@ async fn reset_confirm(State(s): State<AppState>, Body(b): Body<ResetConfirm>) -
         .recovery()
         .reset_password(b.token, b.password)
         .await
-        .map_err(body_token)?;
+        .map_err(WebError::from_body_secret)?;
     Ok(Json(json!({"ok": true})).into_response())
 }
 
@@ -494,9 +484,10 @@ async fn wrong_method() -> WebError {
 /// axum-login on redkeep's users.
 pub fn router(state: AppState) -> Router {
     let sessions = SessionManagerLayer::new(RedkeepSessionStore::new(state.ark.clone()))
-        // `__Host-`: browsers keep it only as set here (Secure, Path=/, no Domain), so a
-        // sibling subdomain cannot plant one.
-        .with_name("__Host-redkeep_session")
+        // No `__Host-` prefix: tower-sessions clears a cookie (at logout, or when its login
+        // has ended) without `Secure`, which browsers refuse for such a name, so the dead
+        // cookie would stay. A planted cookie gains nothing: every login cycles the id.
+        .with_name("redkeep_session")
         .with_http_only(true)
         .with_secure(true)
         .with_same_site(SameSite::Strict)

@@ -73,6 +73,14 @@ pub enum Error {
         /// Which rule, and what to do instead.
         reason: String,
     },
+    /// The store or the data dir was opened only to be read (as asked, or because this user
+    /// cannot write it): every change is refused, and nothing was changed. The state of the
+    /// server, not a fault of the request.
+    #[error("{what}")]
+    ReadOnly {
+        /// What is read-only, and how to open it for writing.
+        what: String,
+    },
     /// Something is busy or could not be done now; the same call may succeed later.
     #[error("{what}; try again")]
     Busy {

@@ -113,7 +113,7 @@ pub struct Options {
     pub cache_bytes: Option<usize>,
     /// Open an existing store only to read it (default false): nothing is written to the data
     /// dir, not even the system roles an up-to-date store gets on open, and every write fails
-    /// with `Denied`. For a data dir this user may read but not write (the CLI falls back to
+    /// with `ReadOnly`. For a data dir this user may read but not write (the CLI falls back to
     /// it when opening for writing is refused). `check` then reads every record but skips
     /// redb's own page check, which needs a writable file.
     pub read_only: bool,

@@ -71,13 +71,13 @@ fn a_store_opened_read_only_reads_and_refuses_every_change() {
         ..NewUser::default()
     });
     match refused {
-        Err(Error::Denied { reason }) => {
-            assert!(reason.contains("read-only"), "{reason}");
-            assert!(reason.contains("owner"), "{reason}");
+        Err(Error::ReadOnly { what }) => {
+            assert!(what.contains("read-only"), "{what}");
+            assert!(what.contains("owner"), "{what}");
         }
-        other => panic!("expected Denied, got {other:?}"),
+        other => panic!("expected ReadOnly, got {other:?}"),
     }
-    assert!(matches!(rk.check(true), Err(Error::Denied { .. })));
+    assert!(matches!(rk.check(true), Err(Error::ReadOnly { .. })));
     assert!(rk.users().rename(ann.id, Some("Ann".into()), None).is_err());
     // The workspace folders are part of the data dir: every change to them is refused too.
     let ws = rk.workspaces();
@@ -90,8 +90,8 @@ fn a_store_opened_read_only_reads_and_refuses_every_change() {
     ];
     for (i, refused) in refusals.into_iter().enumerate() {
         match refused {
-            Some(Error::Denied { reason }) => assert!(reason.contains("read-only"), "{reason}"),
-            other => panic!("change {i}: expected Denied, got {other:?}"),
+            Some(Error::ReadOnly { what }) => assert!(what.contains("read-only"), "{what}"),
+            other => panic!("change {i}: expected ReadOnly, got {other:?}"),
         }
     }
     drop(rk);

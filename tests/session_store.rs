@@ -120,3 +120,29 @@ async fn ids_are_stored_hashed_and_expired_sessions_are_swept() {
     assert_eq!(ark.web_sessions().count().await.unwrap(), 0);
     assert!(ark.check(false).await.unwrap().ok);
 }
+
+/// A handle whose clock is not the system's (a `ManualClock` set ahead or behind, as tests
+/// do) keeps a web session for its lifetime by that clock: tower-sessions dates the record
+/// by the system clock, and the store counts its lifetime from the handle's. (Judged by the
+/// handle's clock as given, a session died at once with the clock ahead, and never with
+/// it behind.)
+#[tokio::test]
+async fn a_web_session_lives_its_lifetime_by_the_handles_clock() {
+    for offset in [13 * 3600, -13 * 3600, 20 * 365 * 86_400] {
+        let t = TestDir::new();
+        let start = redkeep::Timestamp(SystemClock.now().0 + offset);
+        let clock = Arc::new(ManualClock::new(start));
+        let store = RedkeepSessionStore::new(open(&t, clock.clone()).await);
+        let mut r = record(Duration::minutes(10));
+        store.create(&mut r).await.unwrap();
+        assert_eq!(
+            store.load(&r.id).await.unwrap(),
+            Some(r.clone()),
+            "{offset}"
+        );
+        clock.advance(std::time::Duration::from_secs(9 * 60));
+        assert!(store.load(&r.id).await.unwrap().is_some(), "{offset}");
+        clock.advance(std::time::Duration::from_secs(2 * 60));
+        assert_eq!(store.load(&r.id).await.unwrap(), None, "{offset}");
+    }
+}

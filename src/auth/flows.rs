@@ -259,6 +259,7 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
                     hash: c.password_hash,
                     stamp: c.stamp,
                     locks_until: locks.then(|| c.locked_until.unwrap_or(now)),
+                    typed_form: false,
                 }))
             }
             v => {
@@ -281,6 +282,8 @@ struct Admitted {
     hash: String,
     stamp: [u8; 16],
     locks_until: Option<Timestamp>,
+    // The password matched only as typed, not in its NFC form: a rehash moves it.
+    typed_form: bool,
 }
 
 /// Ends, inside `tx`, an attempt on `id` whose password matched `right.hash`: clears the
@@ -363,13 +366,16 @@ fn verify_user(acc: &Accounts, user: &User, cred: &Credential, password: &str) -
         audit_failure(acc, user.id, now, "disabled", None)?;
         return Err(Error::Unauthorized);
     }
-    let Some(admitted) = admit(acc, user.id, now)? else {
+    let Some(mut admitted) = admit(acc, user.id, now)? else {
         acc.passwords.burn();
         return Err(Error::Unauthorized);
     };
-    if !acc.passwords.verify(password, &admitted.hash) {
-        audit_failure(acc, user.id, now, "denied", admitted.locks_until)?;
-        return Err(Error::Unauthorized);
+    match acc.passwords.verify_form(password, &admitted.hash) {
+        Some(normal) => admitted.typed_form = !normal,
+        None => {
+            audit_failure(acc, user.id, now, "denied", admitted.locks_until)?;
+            return Err(Error::Unauthorized);
+        }
     }
     Ok(admitted)
 }
@@ -402,7 +408,7 @@ pub(crate) fn verify_login<T: Send>(
         return Err(Error::Unauthorized);
     };
     let right = verify_user(acc, &user, &cred, password)?;
-    let rehash = if acc.passwords.needs_rehash(&right.hash) {
+    let rehash = if right.typed_form || acc.passwords.needs_rehash(&right.hash) {
         Some(acc.passwords.hash_verified(password)?)
     } else {
         None
@@ -886,7 +892,7 @@ impl Users<'_> {
     ///
     /// # Errors
     /// `Unauthorized` when it does not match, the account is locked or the user cannot log
-    /// in; `Denied` on a read-only handle (the attempt is counted in the store);
+    /// in; `ReadOnly` on a read-only handle (the attempt is counted in the store);
     /// `MigrationNeeded` after a `migrate_down` through this handle; `Storage`.
     pub fn check_password(&self, id: u64, password: &str) -> Result<()> {
         check_password(self.acc, id, password)
@@ -1309,5 +1315,70 @@ mod tests {
         rk.sessions().revoke_all(ids[2]).unwrap();
         assert!(unauthorized(super::settle_right_alone(acc, ids[2], &right)));
         assert_eq!(events(ids[2], "account_locked", "locked"), 1);
+    }
+
+    /// One password, however its accented letters are typed: composed (`ä`, NFC) or
+    /// decomposed (`a` + U+0308, NFD, as some keyboards send it). A hash made of the
+    /// decomposed text before passwords were normalised still takes it as typed, and the
+    /// login moves that hash to the composed form, after which either form logs in.
+    #[test]
+    fn a_password_typed_composed_or_decomposed_is_one_password() {
+        use super::Credential;
+        use crate::auth::sessions::LoginMeta;
+        use argon2::PasswordHasher;
+        let composed = "p\u{e4}ssw\u{f6}rd \u{2615} kaffee";
+        let decomposed = "pa\u{308}sswo\u{308}rd \u{2615} kaffee";
+        assert_ne!(composed, decomposed);
+        let tmp = tempfile::tempdir().unwrap();
+        let rk = open(tmp.path());
+        let a = rk
+            .users()
+            .create(new_user("a@example.com", Some(decomposed)))
+            .unwrap()
+            .user
+            .id;
+        for typed in [composed, decomposed] {
+            rk.sessions()
+                .login("a@example.com", typed, LoginMeta::default())
+                .unwrap();
+            rk.users().check_password(a, typed).unwrap();
+        }
+        assert!(rk.users().check_password(a, "passwo\u{308}rd").is_err());
+
+        // A hash of the decomposed text as typed, as an older build made it.
+        let users = rk.users();
+        let acc = users.acc;
+        let old = acc
+            .passwords
+            .argon2()
+            .hash_password(decomposed.as_bytes())
+            .unwrap()
+            .to_string();
+        let set = |hash: &str| {
+            acc.store
+                .write(|tx| {
+                    tx.table::<Credential>().modify(&a, |c| {
+                        c.password_hash = hash.to_string();
+                        Ok(())
+                    })
+                })
+                .unwrap()
+        };
+        set(&old);
+        assert_eq!(acc.passwords.verify_form(decomposed, &old), Some(false));
+        assert_eq!(acc.passwords.verify_form(composed, &old), None);
+        rk.sessions()
+            .login("a@example.com", decomposed, LoginMeta::default())
+            .unwrap();
+        let now = acc
+            .read(|tx| tx.table::<Credential>().get(&a))
+            .unwrap()
+            .unwrap()
+            .password_hash;
+        assert_ne!(now, old, "the login rehashed it");
+        assert_eq!(acc.passwords.verify_form(composed, &now), Some(true));
+        rk.sessions()
+            .login("a@example.com", composed, LoginMeta::default())
+            .unwrap();
     }
 }

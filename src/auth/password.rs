@@ -253,6 +253,16 @@ pub(crate) fn scheme(phc: &str) -> (String, String) {
     }
 }
 
+/// `password` in Unicode normalization form C; ASCII (and text already in NFC) as it is.
+fn nfc(password: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::UnicodeNormalization;
+    if password.is_ascii() || unicode_normalization::is_nfc(password) {
+        std::borrow::Cow::Borrowed(password)
+    } else {
+        std::borrow::Cow::Owned(password.nfc().collect())
+    }
+}
+
 /// Hashes and verifies passwords with the configured parameters.
 #[derive(Debug)]
 pub(crate) struct Passwords {
@@ -285,22 +295,25 @@ impl Passwords {
         Ok(Passwords { params, dummy })
     }
 
-    fn argon2(&self) -> Argon2<'static> {
+    pub(crate) fn argon2(&self) -> Argon2<'static> {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }
 
-    /// A PHC string for `password`, after checking it against the rules for new passwords.
+    /// A PHC string for `password` (in its NFC form), after checking it against the rules
+    /// for new passwords.
     pub(crate) fn hash(&self, password: &str) -> Result<String> {
-        validate_password(password)?;
-        self.hash_verified(password)
+        let password = nfc(password);
+        validate_password(&password)?;
+        self.hash_verified(&password)
     }
 
     /// A PHC string for a password that was just verified against its stored hash (a login
-    /// moving an adopted or older hash to the current parameters). The rules for new
-    /// passwords are not applied: an application adopted with shorter passwords keeps them.
+    /// moving an adopted or older hash to the current parameters, or to the NFC form). The
+    /// rules for new passwords are not applied: an application adopted with shorter
+    /// passwords keeps them.
     pub(crate) fn hash_verified(&self, password: &str) -> Result<String> {
         self.argon2()
-            .hash_password(password.as_bytes())
+            .hash_password(nfc(password).as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| Error::invalid("password", format!("cannot hash it: {e}")))
     }
@@ -308,6 +321,27 @@ impl Passwords {
     /// Whether `password` matches the stored hash, whichever scheme made it. A malformed
     /// hash never matches. The verifiers compare outputs in constant time.
     pub(crate) fn verify(&self, password: &str, stored: &str) -> bool {
+        self.verify_form(password, stored).is_some()
+    }
+
+    /// [`Passwords::verify`], saying in which form the password matched: `Some(true)` in its
+    /// NFC form (the one hashes are made of), `Some(false)` only as typed (a hash made
+    /// before passwords were normalised, or by an adopted application, of text typed in
+    /// another form: a rehash moves it to NFC). The same text typed composed or decomposed
+    /// (`ä` as one character or as `a` and a combining mark, as some keyboards send it) is
+    /// thus one password.
+    pub(crate) fn verify_form(&self, password: &str, stored: &str) -> Option<bool> {
+        let normal = nfc(password);
+        if self.verify_exact(&normal, stored) {
+            return Some(true);
+        }
+        if normal != password && self.verify_exact(password, stored) {
+            return Some(false);
+        }
+        None
+    }
+
+    fn verify_exact(&self, password: &str, stored: &str) -> bool {
         if password.len() > MAX_PASSWORD_BYTES {
             self.burn();
             return false;

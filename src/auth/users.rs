@@ -326,7 +326,8 @@ fn checked_email(raw: &str) -> Result<String> {
     } else {
         trimmed.nfkc().collect::<String>().to_lowercase()
     };
-    let bad = |why: &str| Error::invalid("email", format!("{raw:?} {why}"));
+    // The address as given, cut to 100 characters: a megabyte of it is not sent back.
+    let bad = |why: &str| Error::invalid("email", format!("{:?} {why}", shown_input(raw)));
     if let Some(c) = email.chars().find(|&c| invisible(c)) {
         return Err(bad(&format!(
             "contains the invisible or direction-changing character U+{:04X}; type the address without it",
@@ -1007,6 +1008,18 @@ mod tests {
         assert!(!shown.contains(&token[4..]), "{shown}");
         assert_eq!(shown_input("ann@example.com"), "ann@example.com");
         assert_eq!(shown_input(&"x".repeat(300)).chars().count(), 101);
+    }
+
+    /// A bad address is repeated in its error only cut short: a megabyte in is not a
+    /// megabyte out (to a web client, or a log).
+    #[test]
+    fn a_long_bad_email_is_not_repeated_whole() {
+        let raw = format!("{} @example.com", "a".repeat(1_500_000));
+        let e = normalize_email(&raw).unwrap_err().to_string();
+        assert!(e.len() < 250, "{} bytes", e.len());
+        assert!(e.contains("\"aaaa") && e.contains('…'), "{e}");
+        let short = normalize_email("ann@@example.com").unwrap_err().to_string();
+        assert!(short.contains("\"ann@@example.com\""), "{short}");
     }
 
     proptest! {

@@ -602,7 +602,7 @@ impl Store {
 
     /// Opens the store on the PostgreSQL server `url` names (`postgres://…` or a libpq
     /// key/value string; `schema=NAME` picks the schema, `redkeep` by default). With
-    /// `read_only`, every write fails with `Denied`.
+    /// `read_only`, every write fails with `ReadOnly`.
     ///
     /// # Errors
     /// `InvalidInput` for a malformed URL; `NotInitialized` when the schema is missing and

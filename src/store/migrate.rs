@@ -58,6 +58,7 @@ impl Store {
         let refused = matches!(
             e,
             Error::Denied { .. }
+                | Error::ReadOnly { .. }
                 | Error::InvalidInput { .. }
                 | Error::Conflict { .. }
                 | Error::NotFound { .. }

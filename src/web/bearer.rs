@@ -67,7 +67,7 @@ impl Caller {
         let token = token.trim().to_string();
         if token.starts_with(&format!("{SESSION_PREFIX}_")) {
             let (user, session) = ark.sessions().validate(token).await?;
-            let granted = ark.roles().permissions(user.id).await?;
+            let granted = gone_is_invalid(ark.roles().permissions(user.id).await, "session token")?;
             return Ok(Caller {
                 principal: Principal::Session { user, session },
                 granted,
@@ -84,7 +84,7 @@ impl Caller {
                         .get(id)
                         .await?
                         .ok_or(Error::InvalidCredential { what: "API key" })?;
-                    let granted = ark.roles().permissions(id).await?;
+                    let granted = gone_is_invalid(ark.roles().permissions(id).await, "API key")?;
                     Ok(Caller {
                         principal: Principal::UserKey { user, key },
                         granted,
@@ -157,6 +157,15 @@ impl Caller {
     }
 }
 
+/// A user deleted between the check of their token and the read of their permissions: the
+/// token is no longer valid (401), not a missing user (404 naming an id).
+fn gone_is_invalid<T>(read: Result<T>, what: &'static str) -> Result<T> {
+    read.map_err(|e| match e {
+        Error::NotFound { .. } => Error::InvalidCredential { what },
+        e => e,
+    })
+}
+
 /// The token of an `Authorization: Bearer …` header, if there is one.
 pub(crate) fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -183,5 +192,26 @@ where
         Caller::from_token(&ark, token)
             .await
             .map_err(WebError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A user deleted while their request is checked: 401 for the token, not a 404 that
+    /// names the user's id.
+    #[test]
+    fn a_user_gone_after_the_token_check_is_an_invalid_token() {
+        let gone: Result<()> = Err(Error::not_found("user 7"));
+        let e = gone_is_invalid(gone, "session token").unwrap_err();
+        let web = WebError::from(e);
+        assert_eq!(web.status, axum::http::StatusCode::UNAUTHORIZED);
+        assert_eq!(web.message, "session token is not valid");
+        let other: Result<()> = Err(Error::Busy { what: "x".into() });
+        assert!(matches!(
+            gone_is_invalid(other, "API key"),
+            Err(Error::Busy { .. })
+        ));
     }
 }

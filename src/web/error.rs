@@ -41,9 +41,32 @@ impl WebError {
     }
 }
 
+impl WebError {
+    /// [`From<Error>`](#impl-From<Error>-for-WebError) for a secret the client sent in the
+    /// request's body or query (an invite code, a reset token, the current password of a
+    /// password change), not as the request's own credentials: one that does not verify is
+    /// 400, not 401 (a 401 tells a client its login is over, and carries a `Bearer`
+    /// challenge the form never used). The rest maps as `From<Error>` does.
+    pub fn from_body_secret(e: Error) -> WebError {
+        let web = WebError::from(e);
+        if web.status == StatusCode::UNAUTHORIZED {
+            WebError::bad_request(web.message)
+        } else {
+            web
+        }
+    }
+}
+
+/// At most this many characters of a message reach a client: a long input an error repeats
+/// (an address of a megabyte) is not sent back whole.
+const MAX_MESSAGE_CHARS: usize = 300;
+
 impl From<Error> for WebError {
-    /// Maps each kind of failure to the status a client expects; storage and internal
-    /// failures are 500 with a generic message (the details go to the log, not the client).
+    /// Maps each kind of failure to the status a client expects: a bad, expired or revoked
+    /// credential 401; a rule 403; a clash 409 (saying what clashed, not the store's table
+    /// and index). Storage and internal failures, and a store opened read-only, are 500
+    /// with a generic message (the details go to the log, not the client). Messages are cut
+    /// to 300 characters.
     fn from(e: Error) -> WebError {
         let status = match &e {
             Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
@@ -57,11 +80,20 @@ impl From<Error> for WebError {
             Error::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %e.full_message(), "request failed");
-            "internal error".to_string()
+        let message = match &e {
+            _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %e.full_message(), "request failed");
+                "internal error".to_string()
+            }
+            Error::Conflict { detail, .. } => format!("already taken: {detail}"),
+            _ => e.to_string(),
+        };
+        let message = if message.chars().nth(MAX_MESSAGE_CHARS).is_some() {
+            let mut cut: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+            cut.push('…');
+            cut
         } else {
-            e.to_string()
+            message
         };
         WebError { status, message }
     }
@@ -90,3 +122,61 @@ impl std::fmt::Display for WebError {
 }
 
 impl std::error::Error for WebError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_maps_to_its_status_and_a_message_for_the_client() {
+        // A store opened read-only is the server's state: 500, and no path to the client.
+        let read_only = WebError::from(Error::ReadOnly {
+            what: "/srv/app/redkeep.redb is open read-only".into(),
+        });
+        assert_eq!(
+            (read_only.status, read_only.message.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        );
+        // A clash says what clashed, without the store's table and index names.
+        let clash = WebError::from(Error::Conflict {
+            table: "users",
+            index: "email",
+            detail: "a user with email a@example.com exists".into(),
+        });
+        assert_eq!(clash.status, StatusCode::CONFLICT);
+        assert_eq!(
+            clash.message,
+            "already taken: a user with email a@example.com exists"
+        );
+        // A secret sent in the body is a bad request; the request's own credentials 401.
+        let bad_code = || Error::InvalidCredential {
+            what: "invite code",
+        };
+        assert_eq!(
+            WebError::from_body_secret(bad_code()).status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            WebError::from_body_secret(Error::Unauthorized).status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(WebError::from(bad_code()).status, StatusCode::UNAUTHORIZED);
+        let challenge = |w: WebError| {
+            w.into_response()
+                .headers()
+                .contains_key(header::WWW_AUTHENTICATE)
+        };
+        assert!(challenge(WebError::from(bad_code())));
+        assert!(!challenge(WebError::from_body_secret(bad_code())));
+        // Others keep their status through from_body_secret.
+        assert_eq!(
+            WebError::from_body_secret(Error::not_found("user 7")).status,
+            StatusCode::NOT_FOUND
+        );
+        // A long message is cut.
+        let long = WebError::from(Error::invalid("name", "x".repeat(5000)));
+        assert_eq!(long.status, StatusCode::BAD_REQUEST);
+        assert_eq!(long.message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(long.message.ends_with('…'));
+    }
+}

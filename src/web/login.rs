@@ -161,9 +161,11 @@ impl fmt::Debug for Credentials {
 ///
 /// A login handler calls `auth.session.cycle_id()` before `auth.login(&user)`: axum-login
 /// gives a new session id only to a cookie without auth data, and a new id for every login
-/// keeps a cookie planted beforehand (session fixation) from carrying it. A logout handler
-/// calls [`Backend::logout`] next to axum-login's `logout`, which only forgets the cookie's
-/// data.
+/// keeps a cookie planted beforehand (session fixation) from carrying it. A login over a
+/// signed-in cookie first ends the login it carried with [`Backend::logout`] (`auth.user`
+/// before the new login), or that redkeep session lives on, out of reach, until it
+/// expires. A logout handler calls [`Backend::logout`] next to axum-login's `logout`, which
+/// only forgets the cookie's data.
 #[derive(Debug, Clone)]
 pub struct Backend {
     ark: AsyncRedkeep,

@@ -1,5 +1,6 @@
 //! A tower-sessions `SessionStore` on redkeep's `web_sessions` table: the session id is
-//! stored only as its SHA-256, the record keeps the session's data and expiry, a new id that
+//! stored only as its SHA-256, the record keeps the session's data and expiry (counted on the
+//! handle's clock, so an injected one moves web sessions as it moves logins), a new id that
 //! collides with a stored one is drawn again, and expired sessions are removed by
 //! `ExpiredDeletion` (or `redkeep session sweep`). It is implemented for tower-sessions 0.15
 //! (feature `tower-sessions`) and for the 0.14 that axum-login 0.18 uses (feature
@@ -25,6 +26,23 @@ fn id_bytes(id: i128) -> Vec<u8> {
     id.to_le_bytes().to_vec()
 }
 
+/// The expiry tower-sessions set (`unix_secs`, by the system clock) in the handle's time:
+/// as far from the handle's clock as it is from the system's. With the system clock that is
+/// the same time; with an injected clock (`ManualClock` in tests), a web session then
+/// expires when that clock passes its lifetime, as the redkeep login behind it does, not
+/// at once (a clock ahead of the system's) or never (one behind it).
+fn in_handle_time(ark: &AsyncRedkeep, unix_secs: i64) -> Timestamp {
+    let system_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Timestamp(
+        ark.sync()
+            .now()
+            .0
+            .saturating_add(unix_secs.saturating_sub(system_now)),
+    )
+}
+
 /// Implements the store for the tower-sessions crate at `$ts` (its session and store
 /// modules are alike across 0.14 and 0.15).
 macro_rules! session_store {
@@ -37,14 +55,15 @@ macro_rules! session_store {
                 Error::Backend(e.to_string())
             }
 
-            /// The record as stored: everything but the id, which is the key (hashed).
-            fn encode(record: &Record) -> Result<(String, Timestamp)> {
+            /// The record as stored: everything but the id, which is the key (hashed), and
+            /// when it expires, in the handle's time.
+            fn encode(ark: &AsyncRedkeep, record: &Record) -> Result<(String, Timestamp)> {
                 let mut value =
                     serde_json::to_value(record).map_err(|e| Error::Encode(e.to_string()))?;
                 if let Some(map) = value.as_object_mut() {
                     map.remove("id");
                 }
-                let expires = Timestamp(record.expiry_date.unix_timestamp());
+                let expires = in_handle_time(ark, record.expiry_date.unix_timestamp());
                 Ok((value.to_string(), expires))
             }
 
@@ -62,7 +81,7 @@ macro_rules! session_store {
             #[async_trait::async_trait]
             impl SessionStore for RedkeepSessionStore {
                 async fn create(&self, record: &mut Record) -> Result<()> {
-                    let (data, expires) = encode(record)?;
+                    let (data, expires) = encode(&self.ark, record)?;
                     loop {
                         let stored = self
                             .ark
@@ -79,7 +98,7 @@ macro_rules! session_store {
                 }
 
                 async fn save(&self, record: &Record) -> Result<()> {
-                    let (data, expires) = encode(record)?;
+                    let (data, expires) = encode(&self.ark, record)?;
                     self.ark
                         .web_sessions()
                         .save(id_bytes(record.id.0), data, expires)

@@ -480,11 +480,13 @@ impl Workspaces {
     /// Refuses a change when the data dir was opened read-only.
     fn writable(&self) -> Result<()> {
         if self.read_only {
-            return Err(Error::denied(format!(
-                "the data dir of {} is open read-only, so workspace folders cannot be changed; \
-                 open it for writing",
-                self.root.display()
-            )));
+            return Err(Error::ReadOnly {
+                what: format!(
+                    "the data dir of {} is open read-only, so workspace folders cannot be \
+                     changed; open it for writing",
+                    self.root.display()
+                ),
+            });
         }
         Ok(())
     }
@@ -1193,7 +1195,7 @@ impl Workspaces {
     /// # Errors
     /// `InvalidInput` when it is missing, a symlink, not directly inside this trash, not
     /// named `reset-…`, one user's folder, or holds folders that are no user's (files and
-    /// `.`-entries are taken along); `Denied` for a read-only data dir; `Io` when it cannot
+    /// `.`-entries are taken along); `ReadOnly` for a read-only data dir; `Io` when it cannot
     /// be read.
     pub fn trash_entry_of_folders(&self, entry: &Path) -> Result<PathBuf> {
         self.writable()?;
@@ -1271,7 +1273,7 @@ impl Workspaces {
     /// the entry, or `None` when none of them has a folder.
     ///
     /// # Errors
-    /// `Denied` for a read-only data dir; `InvalidInput` inside a call for one of them;
+    /// `ReadOnly` for a read-only data dir; `InvalidInput` inside a call for one of them;
     /// `Io` when a folder cannot be moved (those before it are in the entry).
     pub(crate) fn trash_together(&self, users: &[u64], at: &str) -> Result<Option<PathBuf>> {
         self.writable()?;
@@ -1308,7 +1310,7 @@ impl Workspaces {
     /// users' folder that is a symlink or a file. Makes the trash folder if it is missing.
     ///
     /// # Errors
-    /// `Denied` for a read-only data dir; `UnsafePath` for a symlink or a file where one of
+    /// `ReadOnly` for a read-only data dir; `UnsafePath` for a symlink or a file where one of
     /// those folders belongs; `Io` when the trash cannot be made.
     pub(crate) fn ready_to_trash_all(&self) -> Result<()> {
         use std::os::unix::fs::MetadataExt;

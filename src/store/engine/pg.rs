@@ -695,10 +695,12 @@ impl PgDb {
         mut f: impl FnMut(&PgTx<'_>) -> Result<T>,
     ) -> Result<T> {
         if self.read_only {
-            return Err(Error::denied(format!(
-                "{} was opened only to be read, so nothing can be changed",
-                self.shown
-            )));
+            return Err(Error::ReadOnly {
+                what: format!(
+                    "{} was opened only to be read, so nothing can be changed",
+                    self.shown
+                ),
+            });
         }
         let mut attempt = 0;
         loop {

@@ -195,12 +195,14 @@ impl FileDb {
 
     fn db(&self) -> Result<&redb::Database> {
         if self.read_only.is_some() {
-            return Err(Error::denied(format!(
-                "{} is open read-only (as asked, or because this user cannot write the data \
-                 dir), so nothing can be changed; open it for writing, as the data dir's owner (a \
-                 user who may write it)",
-                self.path.display()
-            )));
+            return Err(Error::ReadOnly {
+                what: format!(
+                    "{} is open read-only (as asked, or because this user cannot write the \
+                     data dir), so nothing can be changed; open it for writing, as the data \
+                     dir's owner (a user who may write it)",
+                    self.path.display()
+                ),
+            });
         }
         self.db.as_ref().ok_or_else(|| Error::Damaged {
             path: self.path.clone(),
