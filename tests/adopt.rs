@@ -174,6 +174,85 @@ fn code_monet_users_invites_and_folders_move_in() {
     cli.expect(&["check"], None, 0);
 }
 
+/// A symlink in the old workspace tree (a user's folder, a gallery, a piece, pointing at
+/// another folder or at any file the operator may read) is never followed: a dry run names
+/// it, the real run refuses and makes nothing, and no file it points at reaches an account.
+#[test]
+fn symlinks_in_the_old_workspaces_are_refused_not_followed() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    for (id, email) in [
+        (1, "a@example.com"),
+        (2, "b@example.com"),
+        (3, "c@example.com"),
+    ] {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, 1, '2024-03-01 09:00:00', NULL)",
+            params![id, email, bcrypt12("a password")],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let base = cli.dir.path();
+    let elsewhere = base.join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("gallery")).unwrap();
+    std::fs::write(
+        elsewhere.join("workspace.json"),
+        r#"{"notes":["not yours"]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        elsewhere.join("gallery/piece_000001.json"),
+        r#"{"private":"elsewhere"}"#,
+    )
+    .unwrap();
+    let secret = base.join("secret.json");
+    std::fs::write(&secret, r#"{"api_token":"OTHER-TENANT-SECRET"}"#).unwrap();
+    let old = base.join("aw/users");
+    std::fs::create_dir_all(old.join("2/gallery")).unwrap();
+    std::fs::create_dir_all(old.join("3")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, old.join("1")).unwrap();
+    std::fs::write(old.join("2/workspace.json"), r#"{"notes":[]}"#).unwrap();
+    std::os::unix::fs::symlink(&secret, old.join("2/gallery/piece_000001.json")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("gallery"), old.join("3/gallery")).unwrap();
+    let workspaces = base.join("aw").to_str().unwrap().to_string();
+    for dry in [true, false] {
+        let mut args = vec!["--preset", "code-monet", "--workspaces", &workspaces];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (report, _) = adopt(&cli, &db, &args, 1);
+        assert_eq!(report["adopted"], false, "{report}");
+        let problems = report["problems"].to_string();
+        for link in [
+            "users/1 is a symlink",
+            "users/2/gallery/piece_000001.json is a symlink",
+            "users/3/gallery is a symlink",
+        ] {
+            assert!(
+                problems.contains(link),
+                "dry run {dry}: no {link:?} in {problems}"
+            );
+        }
+        assert!(!problems.contains("OTHER-TENANT-SECRET"));
+        assert!(
+            !cli.data().join(redkeep::STORE_FILE).exists(),
+            "dry run {dry}"
+        );
+    }
+    // With the links gone, the same adoption goes through.
+    for link in ["1", "2/gallery/piece_000001.json", "3/gallery"] {
+        std::fs::remove_file(old.join(link)).unwrap();
+    }
+    let (report, _) = adopt(
+        &cli,
+        &db,
+        &["--preset", "code-monet", "--workspaces", &workspaces],
+        0,
+    );
+    assert_eq!(report["adopted"], true, "{report}");
+}
+
 // Seed 001 (puntini): usernames, roles with JSON permissions, user_roles, agent sessions.
 const PUNTINI: &str = "
 CREATE TABLE users (

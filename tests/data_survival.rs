@@ -1484,17 +1484,26 @@ fn a_backup_with_an_impossible_file_time_restores_without_a_panic() {
 type EntryEdit = dyn Fn(&str, Vec<u8>) -> Vec<(String, Vec<u8>)>;
 
 /// Copies the archive `from` to `to`, entry by entry through `edit` (which may change an
-/// entry's bytes, drop it (`None`), or add entries after it).
-fn crafted_archive(from: &std::path::Path, to: &std::path::Path, edit: &EntryEdit) {
+/// entry's bytes, drop it (no entry), or add entries after it). With `recount`, the
+/// manifest counts the entries before it as they are now, as a hand-made archive would.
+fn crafted_archive(from: &std::path::Path, to: &std::path::Path, recount: bool, edit: &EntryEdit) {
     let mut out = tar::Builder::new(std::fs::File::create(to).unwrap());
     let mut input = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut written = 0u64;
     for entry in input.entries().unwrap() {
         let mut entry = entry.unwrap();
         let path = entry.path().unwrap().to_string_lossy().to_string();
         let header = entry.header().clone();
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-        for (path, bytes) in edit(&path, bytes) {
+        if recount && path == "redkeep-backup.json" {
+            let mut m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            m["entries"] = serde_json::json!(written);
+            bytes = serde_json::to_vec(&m).unwrap();
+        }
+        let edited = edit(&path, bytes);
+        written += edited.len() as u64;
+        for (path, bytes) in edited {
             let mut h = header.clone();
             h.set_size(bytes.len() as u64);
             h.set_cksum();
@@ -1573,7 +1582,7 @@ fn an_archive_whose_folders_fail_their_check_is_refused_and_changes_nothing() {
     }
     for (what, edit, says) in cases {
         let crafted = t.path().join("crafted.tar");
-        crafted_archive(&archive, &crafted, &*edit);
+        crafted_archive(&archive, &crafted, true, &*edit);
         // Over a data dir in use: refused, both kept.
         let target = TestDir::new();
         let there = target.open();
@@ -1587,9 +1596,15 @@ fn an_archive_whose_folders_fail_their_check_is_refused_and_changes_nothing() {
         there.workspaces().save_piece(1, b"{\"mine\":1}").unwrap();
         drop(there);
         let before = listing(target.path());
-        let err = redkeep::ops::restore(target.path(), &crafted, true, t.clock.now())
-            .unwrap_err()
-            .to_string();
+        let err = redkeep::ops::restore_store(
+            target.path(),
+            target.store.as_deref(),
+            &crafted,
+            true,
+            t.clock.now(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("holds workspace folders that fail their check")
                 && err.contains(says)
@@ -1621,13 +1636,113 @@ fn an_archive_whose_folders_fail_their_check_is_refused_and_changes_nothing() {
     // The archive as `backup` wrote it restores, and checks clean.
     let target = tempfile::tempdir().unwrap();
     redkeep::ops::restore(target.path(), &archive, false, t.clock.now()).unwrap();
+    // Into this data dir's own file, whatever engine the tests run on.
+    let mut file_options = t.options();
+    file_options.store_url = None;
     assert!(
-        Redkeep::open(target.path(), t.options())
+        Redkeep::open(target.path(), file_options)
             .unwrap()
             .check(false)
             .unwrap()
             .ok
     );
+}
+
+/// An archive cut short at an entry's boundary (an interrupted copy, a full disk) lacks the
+/// manifest a backup writes last, and one that lost an entry counts wrong: both are refused
+/// and change nothing. An archive of an earlier build (manifest first, no count) restores.
+#[test]
+fn an_archive_cut_short_or_missing_an_entry_is_refused() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let archive = t.path().join("backup.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    let bytes = std::fs::read(&archive).unwrap();
+    // Where each entry's header starts.
+    let mut starts = Vec::new();
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        starts.push(entry.unwrap().raw_header_position() as usize);
+    }
+    assert!(starts.len() >= 5, "{starts:?}");
+    use redkeep::Clock;
+    let target = TestDir::new();
+    target.open();
+    let cut = t.path().join("cut.tar");
+    for &at in &starts[1..] {
+        std::fs::write(&cut, &bytes[..at]).unwrap();
+        let err = redkeep::ops::restore_store(
+            target.path(),
+            target.store.as_deref(),
+            &cut,
+            true,
+            t.clock.now(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("was cut short"), "cut at {at}: {err}");
+    }
+    // An entry left out (a piece), the manifest kept.
+    let dropped = t.path().join("dropped.tar");
+    crafted_archive(&archive, &dropped, false, &|p, b| {
+        if p == "workspaces/users/2/gallery/piece_000001.json" {
+            vec![]
+        } else {
+            vec![(p.to_string(), b)]
+        }
+    });
+    let err = redkeep::ops::restore_store(
+        target.path(),
+        target.store.as_deref(),
+        &dropped,
+        true,
+        t.clock.now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("entries were lost or added"), "{err}");
+    let there = target.open();
+    assert_eq!(there.users().count().unwrap(), 0, "nothing was restored");
+    drop(there);
+    // As an earlier build wrote it: the manifest first, without the count.
+    let earlier = t.path().join("earlier.tar");
+    {
+        let mut out = tar::Builder::new(std::fs::File::create(&earlier).unwrap());
+        let mut entries: Vec<(String, tar::Header, Vec<u8>)> = Vec::new();
+        let mut input = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+        for entry in input.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().to_string();
+            let header = entry.header().clone();
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut b).unwrap();
+            if path == "redkeep-backup.json" {
+                let mut m: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                m.as_object_mut().unwrap().remove("entries").unwrap();
+                b = serde_json::to_vec(&m).unwrap();
+                entries.insert(0, (path, header, b));
+            } else {
+                entries.push((path, header, b));
+            }
+        }
+        for (path, mut h, b) in entries {
+            h.set_size(b.len() as u64);
+            h.set_cksum();
+            out.append_data(&mut h, &path, &b[..]).unwrap();
+        }
+        out.into_inner().unwrap();
+    }
+    redkeep::ops::restore_store(
+        target.path(),
+        target.store.as_deref(),
+        &earlier,
+        true,
+        t.clock.now(),
+    )
+    .unwrap();
+    let there = target.open();
+    assert_eq!(there.users().count().unwrap(), 2);
+    assert!(there.check(false).unwrap().ok);
 }
 
 /// An application's own table, for the export round trip.
@@ -1808,6 +1923,70 @@ fn a_failed_import_changes_nothing() {
     };
     assert_eq!(kept(export(&rk2)), kept(before));
     assert!(!rk2.workspaces().exists(1));
+}
+
+/// A file without line breaks (a wrong file, `/dev/zero`) is refused at the longest line
+/// an export can hold, not read into memory whole; nothing is imported. A line that is not
+/// UTF-8 is refused by number.
+#[test]
+fn an_import_refuses_a_line_longer_than_any_export_holds() {
+    let t = TestDir::new();
+    let mut options = t.options();
+    options.workspace.max_doc_bytes = Some(1024);
+    let rk = Redkeep::open(t.path(), options).unwrap();
+    // 4 KiB and a MiB: past it, not far.
+    let cap = 4 * 1024 + (1 << 20);
+    let mut endless = std::io::BufReader::new(std::io::Read::take(std::io::repeat(b'x'), 64 << 20));
+    let err = redkeep::ops::import(&rk, &mut endless, &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 1") && err.contains(&format!("longer than {cap} bytes")),
+        "{err}"
+    );
+    assert_eq!(rk.users().count().unwrap(), 0);
+    let other = TestDir::new();
+    let mut text = export(&populated(&other));
+    text.extend_from_slice(b"\xff\xfe\n");
+    let err = redkeep::ops::import(&rk, &mut text.as_slice(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not UTF-8"), "{err}");
+}
+
+/// Ids stop at 2^63 − 1 (what a PostgreSQL sequence and an export's sequence line hold): a
+/// store whose sequence reached it refuses the next id, and its export imports.
+#[test]
+fn ids_stop_at_the_largest_every_store_holds() {
+    let t = TestDir::new();
+    let rk = t.open();
+    rk.store()
+        .write(|tx| tx.raise_sequence("users", redkeep::store::MAX_ID - 1))
+        .unwrap();
+    let new = |email: &str| {
+        rk.users().create(NewUser {
+            email: email.into(),
+            ..NewUser::default()
+        })
+    };
+    assert_eq!(
+        new("last@example.com").unwrap().user.id,
+        redkeep::store::MAX_ID
+    );
+    match new("past@example.com") {
+        Err(Error::Denied { reason }) => assert!(reason.contains("exhausted"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let other = TestDir::new();
+    redkeep::ops::import(&other.open(), &mut export(&rk).as_slice(), &|_| {}).unwrap();
+    assert!(
+        other
+            .open()
+            .users()
+            .by_email("last@example.com")
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// Two restores in the same second each keep their safety copy of the store they replace

@@ -5,10 +5,14 @@
 //! or a backup of the first release) is restored as the store alone.
 //!
 //! ```text
-//! redkeep-backup.json           {"redkeep_backup": 1, "schema_version": 3, "created_at": …}
 //! redkeep.redb                  the store, from one read snapshot
 //! workspaces/users/{id}/…       every user folder
+//! redkeep-backup.json           {"redkeep_backup": 1, "schema_version": 3, "created_at": …,
+//!                                "entries": N}, last: it counts the entries before it
 //! ```
+//!
+//! An archive cut short has no manifest and is refused. (Archives of earlier builds have
+//! the manifest first and no count; they restore as before.)
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -33,6 +37,11 @@ struct Manifest {
     redkeep_backup: u64,
     schema_version: u64,
     created_at: Timestamp,
+    /// The entries before the manifest (the store and every workspace file). Written last,
+    /// the manifest is missing from an archive cut short, and this count tells one whose
+    /// entries were dropped. `None` in archives of earlier builds, which wrote it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entries: Option<u64>,
 }
 
 /// What a backup wrote.
@@ -142,20 +151,6 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             .try_clone()
             .map_err(|e| tar_err("opening", e))?,
     );
-    let manifest = serde_json::to_vec_pretty(&Manifest {
-        redkeep_backup: BACKUP_FORMAT,
-        schema_version,
-        created_at: now,
-    })
-    .map_err(|e| Error::Invariant {
-        what: format!("cannot write the backup manifest: {e}"),
-    })?;
-    tar.append_data(
-        &mut header(manifest.len() as u64, now.0),
-        MANIFEST,
-        &manifest[..],
-    )
-    .map_err(|e| tar_err("manifest", e))?;
     let mut db = File::open(&snapshot).map_err(|e| tar_err("store", e))?;
     let size = db.metadata().map_err(|e| tar_err("store", e))?.len();
     tar.append_data(&mut header(size, now.0), STORE_FILE, &mut db)
@@ -175,6 +170,23 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         })?;
         not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
     }
+    // The manifest comes last, counting what came before it: a restore refuses an archive
+    // cut short (no manifest) or missing entries (another count).
+    let manifest = serde_json::to_vec_pretty(&Manifest {
+        redkeep_backup: BACKUP_FORMAT,
+        schema_version,
+        created_at: now,
+        entries: Some(files + 1),
+    })
+    .map_err(|e| Error::Invariant {
+        what: format!("cannot write the backup manifest: {e}"),
+    })?;
+    tar.append_data(
+        &mut header(manifest.len() as u64, now.0),
+        MANIFEST,
+        &manifest[..],
+    )
+    .map_err(|e| tar_err("manifest", e))?;
     tar.into_inner()
         .and_then(|mut f| f.flush())
         .map_err(|e| tar_err("finishing", e))?;
@@ -303,6 +315,8 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
         File::open(archive).map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
     let mut tar = tar::Archive::new(file);
     let mut manifest = None;
+    // Entries other than the manifest: all of them, and those after it.
+    let (mut unpacked, mut after_manifest) = (0u64, 0u64);
     let entries = tar.entries().map_err(|e| bad(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
@@ -328,6 +342,10 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
             );
             continue;
         }
+        unpacked += 1;
+        if manifest.is_some() {
+            after_manifest += 1;
+        }
         let target = staging.join(&path);
         if let Some(parent) = target.parent() {
             fsutil::create_private_dir(parent)?;
@@ -352,7 +370,21 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
             .and_then(|()| out.sync_all())
             .map_err(|e| Error::io(format!("unpacking {}", path.display()), e))?;
     }
-    let manifest = manifest.ok_or_else(|| bad("it has no manifest".into()))?;
+    let manifest = manifest.ok_or_else(|| {
+        bad(format!(
+            "its manifest ({MANIFEST}), which a backup writes last, is missing: the archive \
+             was cut short (an interrupted copy, a full disk), or is not a redkeep backup"
+        ))
+    })?;
+    if let Some(expected) = manifest.entries
+        && (expected != unpacked || after_manifest > 0)
+    {
+        return Err(bad(format!(
+            "its manifest counts {expected} entries before it, but {} came before it and \
+             {after_manifest} after: entries were lost or added",
+            unpacked - after_manifest
+        )));
+    }
     if manifest.redkeep_backup != BACKUP_FORMAT {
         return Err(bad(format!(
             "backup format {} is not {BACKUP_FORMAT}; use the redkeep that wrote it",

@@ -534,9 +534,23 @@ pub fn import(
         let mut format = 0;
         let mut ended = false;
         let mut n = 0u64;
-        for line in input.lines() {
+        let cap = max_line_bytes(rk);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            let read = std::io::Read::take(&mut *input, cap + 1)
+                .read_until(b'\n', &mut raw)
+                .map_err(|e| Error::io(format!("reading line {}", n + 1), e))?;
+            if read == 0 {
+                break;
+            }
             n += 1;
-            let line = line.map_err(|e| Error::io(format!("reading line {n}"), e))?;
+            if raw.len() as u64 > cap {
+                return Err(line_err(n, format!("the line is longer than {cap} bytes, more than any line of an export holds: this is not a redkeep export (or it was damaged); nothing was imported")));
+            }
+            let line = std::str::from_utf8(&raw)
+                .map_err(|e| line_err(n, format!("not UTF-8 text ({e}); nothing was imported")))?
+                .trim_end_matches(['\n', '\r']);
             if line.trim().is_empty() {
                 continue;
             }
@@ -705,6 +719,17 @@ fn taken_back(
             format!("writing the workspace folders failed ({e}); {what}"),
         ),
     }
+}
+
+/// The longest line an import reads: four times the largest workspace document or piece
+/// (a piece's line holds its document and, escaped, its text), and a MiB more. A file
+/// without line breaks (a wrong file, `/dev/zero`) is refused there, not read into memory
+/// whole.
+fn max_line_bytes(rk: &Redkeep) -> u64 {
+    rk.workspaces()
+        .max_bytes()
+        .saturating_mul(4)
+        .saturating_add(1 << 20)
 }
 
 // The bytes to write for a piece line: its "text" (the file as it was) when there is one,

@@ -45,7 +45,7 @@ pub use key::{Key, KeyPart};
 pub use key_text::{entry_text, key_text, parse_key, parse_prefix};
 pub use migrate::{Migration, MigrationRun};
 pub use table::{Record, Table};
-pub use tx::{IndexInfo, Meta, ReadTx, Source, TableInfo, WriteTx};
+pub use tx::{IndexInfo, MAX_ID, Meta, ReadTx, Source, TableInfo, WriteTx};
 
 pub(crate) use check::{move_old_quarantine, quarantine_table, set_aside};
 pub(crate) use engine::{RawRead, get_owned};

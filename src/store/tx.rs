@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 pub(crate) const META: &str = "meta";
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 pub(crate) const SEQ_PREFIX: &[u8] = b"seq:";
+/// The largest id a sequence hands out: 2^63 − 1, what a PostgreSQL sequence (a bigint)
+/// holds and an export's sequence line carries, so every store can move anywhere.
+pub const MAX_ID: u64 = i64::MAX as u64;
 const USER_META_PREFIX: &[u8] = b"x:";
 const SHAPE_PREFIX: &[u8] = b"shape:";
 const TABLE_PREFIX: &[u8] = b"table:";
@@ -740,14 +743,14 @@ impl WriteTx<'_> {
     /// Advances `table`'s sequence and returns the new value.
     ///
     /// # Errors
-    /// `Storage` when the engine fails.
+    /// `Denied` past [`MAX_ID`]; `Storage` when the engine fails.
     pub fn next_sequence(&self, table: &str) -> Result<u64> {
         if let Some(n) = self.raw.native_next(table)? {
             return Ok(n);
         }
         let exhausted = || {
             Error::denied(format!(
-                "the id sequence of {table} is exhausted (it reached the largest id); no more records can be numbered"
+                "the id sequence of {table} is exhausted (it reached the largest id, {MAX_ID}); no more records can be numbered"
             ))
         };
         // Advanced before in this transaction: the value is known, and written later.
@@ -757,7 +760,10 @@ impl WriteTx<'_> {
             .iter_mut()
             .find(|(name, ..)| **name == *table)
         {
-            *last = last.checked_add(1).ok_or_else(exhausted)?;
+            *last = last
+                .checked_add(1)
+                .filter(|n| *n <= MAX_ID)
+                .ok_or_else(exhausted)?;
             *written = false;
             return Ok(*last);
         }
@@ -767,6 +773,7 @@ impl WriteTx<'_> {
             .and_then(be_u64)
             .unwrap_or(0)
             .checked_add(1)
+            .filter(|n| *n <= MAX_ID)
             .ok_or_else(exhausted)?;
         self.sequences
             .borrow_mut()

@@ -561,7 +561,7 @@ impl Workspaces {
         self.root.join("users")
     }
 
-    pub(super) fn max_bytes(&self) -> u64 {
+    pub(crate) fn max_bytes(&self) -> u64 {
         self.options.max_doc_bytes.unwrap_or(DEFAULT_MAX_DOC_BYTES)
     }
 

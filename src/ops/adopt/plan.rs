@@ -827,7 +827,16 @@ impl Adoption<'_, '_> {
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         for (user, sid) in sources {
-            let dir = root.join(mapping.folder_of(&sid.to_string()));
+            let rel = PathBuf::from(mapping.folder_of(&sid.to_string()));
+            let dir = root.join(&rel);
+            // Nothing outside the old tree, and no symlink, is read: a link there (to another
+            // user's folder, to any file the operator may read) would hand what it points at
+            // to this account.
+            if let Err(e) = plain_path_below(root, &rel) {
+                self.problems
+                    .push(format!("workspace folder {}: {e}", dir.display()));
+                continue;
+            }
             if !dir.is_dir() {
                 continue;
             }
@@ -867,18 +876,81 @@ impl From<&str> for Problem {
 /// Gallery pieces by number, as read.
 type Pieces = Vec<(u64, Vec<u8>)>;
 
-/// The workspace document and the pieces of an old folder, each checked to parse.
+/// Refuses a folder path of the old tree that leaves `root` (a source id holding `..` or a
+/// `/`) or passes through a symlink on the way.
+fn plain_path_below(root: &Path, rel: &Path) -> std::result::Result<(), String> {
+    use std::path::Component;
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(format!(
+            "{} is not a plain path below the workspaces folder (no `..`, no leading `/`); \
+             the user's source id or the mapping's folder pattern makes it so",
+            rel.display()
+        ));
+    }
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(symlink_refused(&at));
+        }
+    }
+    Ok(())
+}
+
+fn symlink_refused(path: &Path) -> String {
+    format!(
+        "{} is a symlink; adopt never follows one (it would give what it points at to this \
+         account): put the folder or file itself there, or remove the link",
+        path.display()
+    )
+}
+
+/// The bytes of the regular file `path`, never through a symlink; `None` when nothing is
+/// there.
+fn read_regular(path: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading {name}: {e}")),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(symlink_refused(path));
+    }
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let mut bytes = Vec::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| format!("reading {name}: {e}"))?;
+    Ok(Some(bytes))
+}
+
+/// The workspace document and the pieces of an old folder, each checked to parse. A
+/// symlink anywhere in it is refused.
 fn read_folder(dir: &Path) -> std::result::Result<(Option<WorkspaceDoc>, Pieces), String> {
     let doc_path = dir.join(WORKSPACE_FILE);
-    let doc = if doc_path.is_file() {
-        let bytes =
-            std::fs::read(&doc_path).map_err(|e| format!("reading {WORKSPACE_FILE}: {e}"))?;
-        Some(WorkspaceDoc::parse(&bytes).map_err(|e| format!("{WORKSPACE_FILE}: {e}"))?)
-    } else {
-        None
+    let doc = match read_regular(&doc_path)? {
+        Some(bytes) => {
+            Some(WorkspaceDoc::parse(&bytes).map_err(|e| format!("{WORKSPACE_FILE}: {e}"))?)
+        }
+        None => None,
     };
     let mut pieces = Vec::new();
     let gallery: PathBuf = dir.join(GALLERY_DIR);
+    if std::fs::symlink_metadata(&gallery).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(symlink_refused(&gallery));
+    }
     if gallery.is_dir() {
         let entries =
             std::fs::read_dir(&gallery).map_err(|e| format!("reading {GALLERY_DIR}: {e}"))?;
@@ -888,7 +960,8 @@ fn read_folder(dir: &Path) -> std::result::Result<(Option<WorkspaceDoc>, Pieces)
             let Some(n) = crate::workspace::parse_piece_name(&name) else {
                 continue;
             };
-            let bytes = std::fs::read(entry.path()).map_err(|e| format!("reading {name}: {e}"))?;
+            let bytes = read_regular(&entry.path())?
+                .ok_or_else(|| format!("{GALLERY_DIR}/{name} went away while it was read"))?;
             serde_json::from_slice::<serde_json::Value>(&bytes)
                 .map_err(|e| format!("{GALLERY_DIR}/{name} is not JSON ({e})"))?;
             pieces.push((n, bytes));

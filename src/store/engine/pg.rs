@@ -1245,11 +1245,28 @@ impl RawWrite for PgTx<'_> {
 
     fn native_next(&self, name: &str) -> Result<Option<u64>> {
         let q = self.db.ensure_sequence(name)?;
-        let row = self.with(
-            "drawing an id",
-            &format!("select nextval('{}')", q.replace('\'', "''")),
-            |txn, s| txn.query_one(s, &[]),
-        )?;
+        let row = self
+            .with(
+                "drawing an id",
+                &format!("select nextval('{}')", q.replace('\'', "''")),
+                |txn, s| txn.query_one(s, &[]),
+            )
+            .map_err(|e| {
+                // Past the bigint's largest value: the same refusal as on redb.
+                let at_limit = std::error::Error::source(&e)
+                    .and_then(|c| c.downcast_ref::<postgres::Error>())
+                    .and_then(postgres::Error::code)
+                    == Some(&postgres::error::SqlState::SEQUENCE_GENERATOR_LIMIT_EXCEEDED);
+                if at_limit {
+                    Error::denied(format!(
+                        "the id sequence of {name} is exhausted (it reached the largest id, \
+                         {}); no more records can be numbered",
+                        crate::store::MAX_ID
+                    ))
+                } else {
+                    e
+                }
+            })?;
         let n: i64 = column(&row, 0)?;
         u64::try_from(n).map(Some).map_err(|_| Error::Invariant {
             what: format!("the id sequence of {name} gave {n}"),
