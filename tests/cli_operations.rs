@@ -1527,3 +1527,71 @@ fn a_backup_names_the_links_and_special_files_it_does_not_keep() {
         "{out}"
     );
 }
+
+/// An import holds the store alone for as long as its input lasts (one write transaction):
+/// every other command answers at once meanwhile, `status` naming the importing process and
+/// the rest saying who holds the store, instead of waiting without a word.
+#[test]
+fn commands_answer_at_once_while_an_import_reads_a_slow_pipe() {
+    use std::io::Write;
+    let source = populated();
+    let (export, _) = source.expect(&["export"], None, 0);
+    let lines: Vec<&str> = export.lines().collect();
+    // The store file's own lock is what this is about, on either engine's test run.
+    let mut target = Cli::new();
+    target.store = None;
+    let mut import = std::process::Command::new(assert_cmd::cargo::cargo_bin!("redkeep"));
+    import
+        .env("REDKEEP_DATA_DIR", target.data())
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .env_remove("REDKEEP_STORE_URL")
+        .args(["import", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = import.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "{}", lines[..3].join("\n")).unwrap();
+    input.flush().unwrap();
+    // Until the import has the store (a bounded wait for a state, not for time).
+    let pid = child.id();
+    let mut held = false;
+    for _ in 0..2000 {
+        // (A timeout, so that a command waiting for the store fails the test, not hangs it.)
+        let out = target
+            .cmd(&["status", "--json"])
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert!(out.status.code().is_some(), "status waited for the store");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["state"] == "exclusive" && v["pid"] == pid {
+            held = true;
+            break;
+        }
+    }
+    assert!(held, "the import never held the store alone");
+    for args in [vec!["user", "list"], vec!["check"], vec!["export"]] {
+        let out = target
+            .cmd(&args)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("process {pid}")) && err.contains("redkeep import"),
+            "{args:?}: {err}"
+        );
+    }
+    writeln!(input, "{}", lines[3..].join("\n")).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (again, _) = target.expect(&["export"], None, 0);
+    assert_eq!(again, export);
+}

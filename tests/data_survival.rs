@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::TestDir;
+use common::{TestDir, copy_tree};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use redkeep::auth::api_keys::ApiKeySpec;
 use redkeep::auth::sessions::LoginMeta;
@@ -1743,6 +1743,51 @@ fn an_archive_cut_short_or_missing_an_entry_is_refused() {
     let there = target.open();
     assert_eq!(there.users().count().unwrap(), 2);
     assert!(there.check(false).unwrap().ok);
+}
+
+/// A backup holds the folders of the users its store snapshot holds, and names the others
+/// (a user created while it ran, an orphan) as not kept: restored, its folders check clean
+/// and the next new user gets no folder of an account the snapshot never had.
+#[test]
+fn a_backup_keeps_only_the_folders_of_users_in_its_snapshot() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let users = t.path().join("workspaces/users");
+    // A folder of no user, as a user created after the snapshot leaves one.
+    copy_tree(&users.join("2"), &users.join("3"));
+    let archive = t.path().join("backup.tar");
+    let report = redkeep::ops::backup(&rk, &archive).unwrap();
+    assert_eq!(report.not_kept, [std::path::PathBuf::from("users/3")]);
+    assert_eq!(report.folders, 2);
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let path = entry.unwrap().path().unwrap().to_string_lossy().to_string();
+        assert!(!path.starts_with("workspaces/users/3"), "{path}");
+    }
+    let target = TestDir::new();
+    use redkeep::Clock;
+    redkeep::ops::restore_store(
+        target.path(),
+        target.store.as_deref(),
+        &archive,
+        false,
+        t.clock.now(),
+    )
+    .unwrap();
+    let there = target.open();
+    assert!(there.check(false).unwrap().ok);
+    let next = there
+        .users()
+        .create(NewUser {
+            email: "new@example.com".into(),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user;
+    there
+        .workspaces()
+        .update(next.id, |d| d.add_note("mine"))
+        .unwrap();
 }
 
 /// An application's own table, for the export round trip.

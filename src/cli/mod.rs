@@ -127,8 +127,10 @@ fn check_data_dir(dir: &Path) -> Result<()> {
 fn open(cli: &Cli) -> Result<Redkeep> {
     check_data_dir(&cli.data_dir)?;
     // A migration needs the store to itself: an exclusive open is refused while anyone else
-    // has it open.
-    let mode = if cli.command.changes_schema() {
+    // has it open. So does an import, whose one write transaction lasts as long as its
+    // input (a pipe from another machine, say): held shared, every other command would wait
+    // for it without a word; held alone, they are told at once who holds the store.
+    let mode = if cli.command.changes_schema() || matches!(cli.command, Command::Import { .. }) {
         Mode::Exclusive
     } else {
         Mode::Shared

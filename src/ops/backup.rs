@@ -59,7 +59,9 @@ pub struct BackupReport {
     /// Files from those folders.
     pub files: u64,
     /// Entries of those folders the archive does not hold: symlinks and special files
-    /// (`users/{id}/…`; see [`crate::workspace::Workspaces::copy_folder_timed`]).
+    /// (`users/{id}/…`; see [`crate::workspace::Workspaces::copy_folder_timed`]), and the
+    /// folders (`users/{id}`) of users the store's snapshot does not hold (created after
+    /// it, or orphans).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub not_kept: Vec<PathBuf>,
@@ -158,7 +160,25 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     let (mut folders, mut files) = (0u64, 0u64);
     let mut not_kept = Vec::new();
     let ws = rk.workspaces();
-    for id in ws.user_ids()? {
+    // Only the folders of users the snapshot holds: one made for a user created since (or
+    // an orphan) would come back beside no record, and be refused to the next new user.
+    let ids = ws.user_ids()?;
+    let kept: Vec<u64> = {
+        let snap = open_file_store(&snapshot, Mode::Exclusive)?;
+        snap.read(|tx| {
+            let users = tx.table::<crate::User>();
+            let mut kept = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                if users.contains(&id)? {
+                    kept.push(id);
+                } else {
+                    not_kept.push(Path::new("users").join(id.to_string()));
+                }
+            }
+            Ok(kept)
+        })?
+    };
+    for id in kept {
         folders += 1;
         let skipped = ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
             let name = Path::new(WORKSPACES_DIR).join("users").join(rel);

@@ -137,12 +137,27 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
         report.folders,
         report.files
     )];
-    if !report.not_kept.is_empty() {
-        let shown: Vec<_> = report.not_kept.iter().map(|p| p.display()).collect();
+    // `users/{id}`: a whole folder of no user in the snapshot; deeper: a file in a folder.
+    let (folders_left, files_left): (Vec<_>, Vec<_>) = report
+        .not_kept
+        .iter()
+        .partition(|p| p.components().count() == 2);
+    if !folders_left.is_empty() {
+        let shown: Vec<_> = folders_left.iter().map(|p| p.display()).collect();
+        lines.push(format!(
+            "not kept: {} workspace folder(s) of no user in the store's snapshot ({}): users \
+             created while the backup ran (their next backup holds them), or orphans \
+             (`redkeep check` names them)",
+            folders_left.len(),
+            crate::top::first_few(&shown, 3)
+        ));
+    }
+    if !files_left.is_empty() {
+        let shown: Vec<_> = files_left.iter().map(|p| p.display()).collect();
         lines.push(format!(
             "not kept: {} symlink(s) or special file(s) in workspace folders ({}); copy what \
              they point at by hand if it matters",
-            report.not_kept.len(),
+            files_left.len(),
             crate::top::first_few(&shown, 3)
         ));
     }
