@@ -253,6 +253,57 @@ fn symlinks_in_the_old_workspaces_are_refused_not_followed() {
     assert_eq!(report["adopted"], true, "{report}");
 }
 
+/// An old folder whose `piece_count` drifted from its gallery moves in with the gallery's
+/// count (a repair would set it so; adopt said "nothing was adopted" and left the store),
+/// and its files keep their times, as a move or an import keeps them.
+#[test]
+fn old_folders_move_in_with_the_gallerys_count_and_their_files_times() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    conn.execute(
+        "INSERT INTO users VALUES (1, 'a@example.com', ?1, 1, '2024-03-01 09:00:00', NULL)",
+        params![bcrypt12("a password")],
+    )
+    .unwrap();
+    drop(conn);
+    let old = cli.dir.path().join("aw/users/1");
+    std::fs::create_dir_all(old.join("gallery")).unwrap();
+    std::fs::write(
+        old.join("workspace.json"),
+        r#"{"notes":["kept"],"piece_count":0}"#,
+    )
+    .unwrap();
+    std::fs::write(old.join("gallery/piece_000001.json"), r#"{"a":1}"#).unwrap();
+    let then = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    for f in ["workspace.json", "gallery/piece_000001.json"] {
+        std::fs::File::options()
+            .write(true)
+            .open(old.join(f))
+            .and_then(|file| file.set_modified(then))
+            .unwrap();
+    }
+    let workspaces = cli.dir.path().join("aw").to_str().unwrap().to_string();
+    let (report, _) = adopt(
+        &cli,
+        &db,
+        &["--preset", "code-monet", "--workspaces", &workspaces],
+        0,
+    );
+    assert_eq!(report["adopted"], true, "{report}");
+    let rk = open(&cli);
+    let doc = rk.workspaces().read(1).unwrap();
+    assert_eq!((doc.piece_count, doc.notes.clone()), (1, json!(["kept"])));
+    assert!(rk.check(false).unwrap().ok);
+    let new = cli.data().join("workspaces/users/1");
+    for f in ["workspace.json", "gallery/piece_000001.json"] {
+        assert_eq!(
+            std::fs::metadata(new.join(f)).unwrap().modified().unwrap(),
+            then,
+            "{f}"
+        );
+    }
+}
+
 // Seed 001 (puntini): usernames, roles with JSON permissions, user_roles, agent sessions.
 const PUNTINI: &str = "
 CREATE TABLE users (

@@ -1595,3 +1595,125 @@ fn commands_answer_at_once_while_an_import_reads_a_slow_pipe() {
     let (again, _) = target.expect(&["export"], None, 0);
     assert_eq!(again, export);
 }
+
+/// An export holds every password hash: to a terminal it is refused (as `inspect` shows no
+/// secret without `--show-secrets`); to a file or a pipe it is written.
+#[test]
+fn an_export_is_not_printed_on_a_terminal() {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let cli = populated();
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    for args in [vec!["export"], vec!["export", "-o", "-"]] {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin!("redkeep"))
+            .env("REDKEEP_DATA_DIR", cli.data())
+            .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+            .env_remove("REDKEEP_STORE_URL")
+            .envs(cli.store.iter().map(|u| ("REDKEEP_STORE_URL", u)))
+            .args(&args)
+            .stdout(terminal.try_clone().unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not to a terminal"), "{args:?}: {err}");
+    }
+    // Into a pipe, as before.
+    let (text, _) = cli.expect(&["export"], None, 0);
+    assert!(text.contains("argon2id"));
+}
+
+/// Targets and arguments said plainly: a move or salvage into a folder whose parent does
+/// not exist makes no tree; a move names the symlinks it did not copy; a backup that is a
+/// device is no "not found";
+/// an archive holding the store twice says so, and a new data dir is left without a trace.
+#[test]
+fn move_salvage_migrate_and_restore_arguments_are_checked_and_named() {
+    let cli = populated();
+    cli.expect(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"v\":1}"),
+        0,
+    );
+    let base = cli.dir.path();
+    let nowhere = base.join("no/such/parent/target");
+    // (Salvage reads a redb file only.)
+    let commands: &[&str] = if cli.store.is_none() {
+        &["move", "salvage"]
+    } else {
+        &["move"]
+    };
+    for &cmd in commands {
+        let (_, err) = cli.expect(&[cmd, "--to", nowhere.to_str().unwrap()], None, 1);
+        assert!(
+            err.contains("does not exist; make it first"),
+            "{cmd}: {err}"
+        );
+        assert!(!base.join("no").exists(), "{cmd} made a tree");
+    }
+    if cli.store.is_none() {
+        // A symlink in a folder is not copied, and the move names it.
+        let ann = cli.json(&["user", "show", "ann@example.com"], None)["id"].clone();
+        let folder = cli.data().join(format!("workspaces/users/{ann}"));
+        std::os::unix::fs::symlink("/etc/hostname", folder.join("link.json")).unwrap();
+        let to = base.join("moved");
+        let (out, _) = cli.expect(&["move", "--to", to.to_str().unwrap()], None, 0);
+        assert!(
+            out.contains("not copied: 1 symlink(s)")
+                && out.contains(&format!("users/{ann}/link.json")),
+            "{out}"
+        );
+        assert!(
+            !to.join(format!("workspaces/users/{ann}/link.json"))
+                .exists()
+        );
+        std::fs::remove_file(folder.join("link.json")).unwrap();
+    }
+    let (_, err) = cli.expect(&["restore", "--force", "/dev/null"], None, 1);
+    assert!(err.contains("is not a regular file"), "{err}");
+    // An archive with the store twice.
+    let archive = base.join("b.tar");
+    cli.expect(&["backup", archive.to_str().unwrap()], None, 0);
+    let twice = base.join("twice.tar");
+    {
+        let mut out = tar::Builder::new(std::fs::File::create(&twice).unwrap());
+        let mut input = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+        for entry in input.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().into_owned();
+            let mut h = entry.header().clone();
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut b).unwrap();
+            let n = if path == std::path::Path::new("redkeep.redb") {
+                2
+            } else {
+                1
+            };
+            for _ in 0..n {
+                out.append_data(&mut h, &path, &b[..]).unwrap();
+            }
+        }
+        out.into_inner().unwrap();
+    }
+    let fresh = base.join("fresh");
+    let (_, err) = cli.expect(
+        &[
+            "--data-dir",
+            fresh.to_str().unwrap(),
+            "restore",
+            "--force",
+            twice.to_str().unwrap(),
+        ],
+        None,
+        1,
+    );
+    assert!(err.contains("holds redkeep.redb twice"), "{err}");
+    assert!(!fresh.exists(), "a refused restore left its new data dir");
+}

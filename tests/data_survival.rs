@@ -885,15 +885,20 @@ fn copy_fixture(name: &str, to: &Path) {
     copy_dir(&src, to);
 }
 
+/// Copies a fixture with the modes the release that wrote it gave (folders 0700, files
+/// 0600; git keeps 0755 and 0644, which `check` would name as open to other users).
 fn copy_dir(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         let target = to.join(e.file_name());
         if e.file_type().unwrap().is_dir() {
             copy_dir(&e.path(), &target);
         } else if e.file_name() != "make_fixture.rs.txt" {
-            std::fs::copy(e.path(), target).unwrap();
+            std::fs::copy(e.path(), &target).unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
     }
 }

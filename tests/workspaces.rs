@@ -39,6 +39,16 @@ fn open(root: &Path) -> Workspaces {
     open_with(root, WorkspaceOptions::default())
 }
 
+/// Makes folders 0700 and files 0600, as redkeep makes its own: what a test plants in a
+/// folder stands for what redkeep (or a crash of it) left, not for a looser program's.
+fn private(paths: &[&Path]) {
+    use std::os::unix::fs::PermissionsExt;
+    for p in paths {
+        let mode = if p.is_dir() { 0o700 } else { 0o600 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
 /// A handle that calls `notice` each time one of its writers is about to wait for a lock.
 fn open_noticing(root: &Path, notice: impl Fn() + Send + Sync + 'static) -> Workspaces {
     let on_wait: redkeep::workspace::lock::WaitNotice = Arc::new(move |_: &Path| notice());
@@ -289,7 +299,16 @@ fn a_folder_written_by_another_program_is_adopted_with_unknown_fields_kept() {
     assert_eq!(after["piece_count"], 3);
     assert_eq!(after["notes"][2], "third");
     assert_eq!(after["notes"][1], json!({"text": "second", "pinned": true}));
-    assert_eq!(ws.check(false, Timestamp(1_800_000_000)).unwrap(), vec![]);
+    // The other program left its folder open to the machine's other users: `check` says
+    // so, and a repair makes it private; nothing else is wrong.
+    let now = Timestamp(1_800_000_000);
+    let found = ws.check(false, now).unwrap();
+    assert!(
+        found.len() == 1 && found[0].problem.contains("open to other users"),
+        "{found:?}"
+    );
+    ws.check(true, now).unwrap();
+    assert_eq!(ws.check(false, now).unwrap(), vec![]);
 }
 
 fn expect_corrupt_naming(err: Error, path: &Path) {
@@ -423,6 +442,7 @@ fn entries_that_only_bear_a_pieces_name_are_skipped_kept_and_reported() {
     std::os::unix::fs::symlink(&outside, &link).unwrap();
     let folder = ws.piece_path(1, 4);
     std::fs::create_dir(&folder).unwrap();
+    private(&[&folder]);
     // A fresh handle lists the gallery: both numbers are taken, neither is touched.
     let ws = open(tmp.path());
     assert_eq!(ws.save_piece(1, b"{}").unwrap(), 5);
@@ -735,6 +755,8 @@ fn check_names_and_repair_removes_temp_entries_in_a_folder() {
     std::fs::write(folder.join("piece_000002.json"), b"{}").unwrap();
     let file = tmp.path().join("users/1/.rk-tmp-doc");
     std::fs::write(&file, b"{half").unwrap();
+    // Private, as redkeep makes its temp entries.
+    private(&[&folder, &folder.join("piece_000002.json"), &file]);
     let problems = ws.check(false, Timestamp(0)).unwrap();
     let texts: Vec<&str> = problems.iter().map(|p| p.problem.as_str()).collect();
     assert_eq!(texts.len(), 2, "{texts:?}");
@@ -1333,4 +1355,82 @@ fn purging_the_trash_never_follows_a_symlink_out_of_it() {
         std::fs::read(outside.join("inner/precious")).unwrap(),
         b"keep"
     );
+}
+
+/// Folders 0700 and files 0600: a folder put back by hand or by another tool with looser
+/// modes is reported by `check`, and `check --repair` makes it private again.
+#[test]
+fn folders_and_files_open_to_other_users_are_reported_and_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.update(1, |d| d.add_note("mine")).unwrap();
+    ws.save_piece(1, b"{\"a\":1}").unwrap();
+    let now = Timestamp(1_800_000_000);
+    assert!(ws.check(false, now).unwrap().is_empty(), "made private");
+    let user = tmp.path().join("users/1");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    set(&user, 0o755);
+    set(&user.join("workspace.json"), 0o644);
+    set(&user.join("gallery/piece_000001.json"), 0o604);
+    let problems = ws.check(false, now).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0]
+            .problem
+            .contains("3 entr(ies) are open to other users"),
+        "{problems:?}"
+    );
+    assert_eq!(mode(&user), 0o755, "a check alone changes nothing");
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed.len() == 1 && fixed[0].problem.starts_with("fixed: 3 entr(ies)"),
+        "{fixed:?}"
+    );
+    assert_eq!(mode(&user), 0o700);
+    assert_eq!(mode(&user.join("workspace.json")), 0o600);
+    assert_eq!(mode(&user.join("gallery/piece_000001.json")), 0o600);
+    assert!(ws.check(false, now).unwrap().is_empty());
+    assert_eq!(ws.read(1).unwrap().notes, serde_json::json!(["mine"]));
+}
+
+/// A document whose only fault is its `piece_count` (a string, a negative number) keeps
+/// its canvas, notes and other fields through `check --repair`, with the gallery's count;
+/// the file as it was is kept aside.
+#[test]
+fn a_repair_of_a_bad_piece_count_keeps_the_rest_of_the_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.save_piece(1, b"{\"p\":1}").unwrap();
+    let file = tmp.path().join("users/1/workspace.json");
+    let now = Timestamp(1_800_000_000);
+    for bad in ["\"1\"", "-3", "1.5"] {
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"canvas":{{"big":"drawing"}},"notes":["important"],"piece_count":{bad},"extra":"keep me"}}"#
+            ),
+        )
+        .unwrap();
+        let fixed = ws.check(true, now).unwrap();
+        assert!(
+            fixed.len() == 1 && fixed[0].problem.contains("every other field kept"),
+            "{bad}: {fixed:?}"
+        );
+        let doc = ws.read(1).unwrap();
+        assert_eq!(doc.piece_count, 1, "{bad}");
+        assert_eq!(doc.canvas, serde_json::json!({"big": "drawing"}), "{bad}");
+        assert_eq!(doc.notes, serde_json::json!(["important"]), "{bad}");
+        assert_eq!(doc.other["extra"], "keep me", "{bad}");
+    }
+    // Not an object at all: a fresh document, as before.
+    std::fs::write(&file, "[1, 2]").unwrap();
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed[0].problem.contains("started a fresh document"),
+        "{fixed:?}"
+    );
+    assert_eq!(ws.read(1).unwrap().piece_count, 1);
 }

@@ -268,6 +268,18 @@ enum Sink {
 
 impl Sink {
     fn for_command(cmd: &Command, json: bool, data_dir: &Path) -> Result<Sink> {
+        // An export holds every password hash: not for a screen (or a terminal's scrollback
+        // and logs), as `inspect` shows none without `--show-secrets`.
+        if let Command::Export(admin::commands::ExportArgs { output }) = cmd
+            && output.as_ref().is_none_or(|p| p.as_os_str() == "-")
+            && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        {
+            return Err(Error::invalid(
+                "output",
+                "an export holds every account's password hash; write it to a file (`-o FILE`) \
+                 or into a pipe, not to a terminal",
+            ));
+        }
         match cmd {
             cmd if cmd.json_lines() && !json => Ok(Sink::Pretty(render::PrettyLines::new(
                 std::io::stdout().lock(),
@@ -280,7 +292,8 @@ impl Sink {
             }
             Command::Export(admin::commands::ExportArgs { output: Some(path) }) => {
                 crate::fsutil::existing_folder_of(path, "output", "export")?;
-                if path.exists() {
+                // A dangling symlink is something there too.
+                if path.symlink_metadata().is_ok() {
                     return Err(Error::invalid(
                         "output",
                         format!("{} exists; choose a new file", path.display()),

@@ -367,6 +367,9 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
             after_manifest += 1;
         }
         let target = staging.join(&path);
+        if target.symlink_metadata().is_ok() {
+            return Err(bad(format!("it holds {} twice", path.display())));
+        }
         if let Some(parent) = target.parent() {
             fsutil::create_private_dir(parent)?;
         }
@@ -478,6 +481,23 @@ pub fn restore_store_with_folders(
     force: bool,
     now: Timestamp,
 ) -> Result<RestoreReport> {
+    let existed = data_dir.symlink_metadata().is_ok();
+    let restored = restore_into(data_dir, store_url, backup, folders, force, now);
+    // A refused restore into a new data dir leaves no data dir behind.
+    if restored.is_err() && !existed {
+        let _ = fs::remove_dir_all(data_dir);
+    }
+    restored
+}
+
+fn restore_into(
+    data_dir: &Path,
+    store_url: Option<&str>,
+    backup: &Path,
+    folders: Option<&Path>,
+    force: bool,
+    now: Timestamp,
+) -> Result<RestoreReport> {
     if backup.is_dir() {
         return Err(Error::invalid(
             "backup",
@@ -488,6 +508,16 @@ pub fn restore_store_with_folders(
         ));
     }
     if !backup.is_file() {
+        if backup.exists() {
+            return Err(Error::invalid(
+                "backup",
+                format!(
+                    "{} is not a regular file (a device, a FIFO, a socket); give the backup \
+                     file",
+                    backup.display()
+                ),
+            ));
+        }
         return Err(Error::not_found(format!("backup {}", backup.display())));
     }
     fsutil::create_private_dir(data_dir)?;

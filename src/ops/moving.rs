@@ -22,6 +22,11 @@ pub struct MoveReport {
     pub tables: Vec<(String, u64)>,
     /// Workspace folders copied (0 when both stores use the same data dir).
     pub folders: u64,
+    /// Entries of those folders not copied: symlinks and special files (`users/{id}/…`),
+    /// which redkeep never follows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(serialize_with = "crate::fsutil::lossy::list")]
+    pub not_kept: Vec<PathBuf>,
     /// `check` on the new store.
     pub check: CheckReport,
 }
@@ -83,6 +88,13 @@ pub fn move_store(
     if !is_url(to) && !same_dir(data_dir, Path::new(to)) {
         super::files::refuse_taken_folders(Path::new(to), "move")?;
     }
+    // A new data dir is made in a folder that exists: a mistyped path makes no tree.
+    let target_before = (!is_url(to)).then(|| Made::before(Path::new(to)));
+    if let Some(t) = &target_before
+        && !t.existed
+    {
+        crate::fsutil::existing_folder_of(Path::new(to), "to", "copy")?;
+    }
     let source = match store_url {
         Some(url) => open_url_store(url, false)?,
         None => {
@@ -102,7 +114,7 @@ pub fn move_store(
             needed: SCHEMA_VERSION,
         });
     }
-    source.alone_with("be moved", || {
+    let moved = source.alone_with("be moved", || {
         let (target, target_dir, target_url) = if is_url(to) {
             (open_url_store(to, true)?, data_dir.to_path_buf(), Some(to))
         } else {
@@ -141,7 +153,7 @@ pub fn move_store(
             compare(&source, &target)?;
             let same_dir = target_dir.canonicalize().ok() == data_dir.canonicalize().ok();
             let folders = if same_dir {
-                0
+                (0, Vec::new())
             } else {
                 copy_folders(data_dir, &target_dir)?
             };
@@ -166,10 +178,57 @@ pub fn move_store(
                 .into_iter()
                 .filter(|(name, _)| name != "meta")
                 .collect(),
-            folders,
+            folders: folders.0,
+            not_kept: folders.1,
             check,
         })
-    })
+    });
+    // A move that failed part way (a full disk while the folders were copied) takes away
+    // what it made in the target, so nothing there passes for a store and a new attempt
+    // finds the target as it was.
+    if moved.is_err()
+        && let Some(made) = &target_before
+    {
+        made.take_back();
+    }
+    moved
+}
+
+/// What a target data dir held before a command made a store there, to take that back on
+/// failure.
+pub(crate) struct Made {
+    dir: PathBuf,
+    pub(crate) existed: bool,
+    had_store: bool,
+    had_workspaces: bool,
+}
+
+impl Made {
+    pub(crate) fn before(dir: &Path) -> Made {
+        Made {
+            dir: dir.to_path_buf(),
+            existed: dir.exists(),
+            had_store: dir.join(STORE_FILE).exists(),
+            had_workspaces: dir.join(crate::handle::WORKSPACES_DIR).exists(),
+        }
+    }
+
+    /// Removes the data dir when it was made, else the store and the workspaces folder
+    /// when they were.
+    pub(crate) fn take_back(&self) {
+        if !self.existed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            return;
+        }
+        if !self.had_store {
+            let store = self.dir.join(STORE_FILE);
+            let _ = std::fs::remove_file(crate::store::owner_path(&store));
+            let _ = std::fs::remove_file(store);
+        }
+        if !self.had_workspaces {
+            let _ = std::fs::remove_dir_all(self.dir.join(crate::handle::WORKSPACES_DIR));
+        }
+    }
 }
 
 /// Whether `store` holds nothing anybody made: no more than a new store starts with (its
@@ -237,13 +296,14 @@ fn compare(source: &Store, target: &Store) -> Result<()> {
 }
 
 /// Copies every workspace folder of `from` into the data dir `to`, each under its lock.
-fn copy_folders(from: &Path, to: &Path) -> Result<u64> {
+fn copy_folders(from: &Path, to: &Path) -> Result<(u64, Vec<PathBuf>)> {
     let ws = folders_of(from)?;
     let base = to.join(WORKSPACES_DIR).join("users");
     let mut folders = 0;
+    let mut not_kept = Vec::new();
     for id in ws.user_ids()? {
         folders += 1;
-        ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
+        let skipped = ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
             let path = base.join(rel);
             if let Some(parent) = path.parent() {
                 crate::fsutil::create_private_dir(parent)?;
@@ -251,6 +311,7 @@ fn copy_folders(from: &Path, to: &Path) -> Result<u64> {
             crate::fsutil::write_private(&path, bytes)?;
             crate::fsutil::set_modified(&path, modified)
         })?;
+        not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
     }
-    Ok(folders)
+    Ok((folders, not_kept))
 }

@@ -203,6 +203,26 @@ pub fn salvage(
     options: Options,
     now: Timestamp,
 ) -> Result<SalvageReport> {
+    let made = super::moving::Made::before(to);
+    if !made.existed {
+        // A new data dir is made in a folder that exists: a mistyped path makes no tree.
+        crate::fsutil::existing_folder_of(to, "to", "copy")?;
+    }
+    let salvaged = salvage_into(data_dir, to, options, now);
+    // One that failed part way (a full disk) takes away what it made: a half-written
+    // store there would pass for a damaged one, and block a new attempt.
+    if salvaged.is_err() {
+        made.take_back();
+    }
+    salvaged
+}
+
+fn salvage_into(
+    data_dir: &Path,
+    to: &Path,
+    options: Options,
+    now: Timestamp,
+) -> Result<SalvageReport> {
     let source = data_dir.join(STORE_FILE);
     if !source.is_file() {
         return Err(Error::NotInitialized { path: source });
@@ -395,12 +415,24 @@ pub fn salvage(
             })?,
     );
     changes.extend(rk.check(true)?.repaired);
-    let report = rk.check(false)?;
+    let mut problems = rk.check(false)?.problems;
+    // A copy without a single account, of a store that had some (user records read but
+    // set aside, or workspace folders that were theirs), is no recovery: it checks clean
+    // only because there is nothing left to check.
+    let users_read = tables.get("users").map_or(0, |t| t.read);
+    if rk.users().count()? == 0 && (users_read > 0 || folders > 0) {
+        problems.push(format!(
+            "no account could be salvaged from {}: {users_read} user record(s) read, none \
+             usable, so the copy holds no user (and its {folders} workspace folder(s) went to \
+             its trash as orphans); restore a backup (`redkeep restore`) if there is one",
+            source.display()
+        ));
+    }
     Ok(SalvageReport {
         to: to.to_path_buf(),
         tables,
         folders,
         changes,
-        problems: report.problems,
+        problems,
     })
 }

@@ -652,7 +652,7 @@ pub fn import(
         let first_lines = docs.iter().map(|(u, n)| (*u, *n)).chain(pieces.iter().map(|((u, _), n)| (*u, *n)));
         for (user, n) in first_lines {
             if !users.contains(&user)? {
-                return Err(line_err(n, format!("user {user} has no record in the export; a workspace line needs its user; nothing was imported")));
+                return Err(line_err(n, format!("user {user} has no record in the export; a workspace or piece line needs its user; nothing was imported")));
             }
         }
         let mut report = CheckReport::new();

@@ -25,9 +25,11 @@ pub struct WorkspaceProblem {
 
 impl Workspaces {
     /// Problems in the folders: folders of no user or another owner, unreadable files and
-    /// `piece_count` disagreeing with the gallery; each folder is checked under its lock.
-    /// With `repair`, foreign folders go to the trash, counts are set to the gallery's, and a
-    /// corrupt workspace.json is moved aside for a fresh one; fixes are prefixed `fixed:`.
+    /// `piece_count` disagreeing with the gallery, folders and files open to other users;
+    /// each folder is checked under its lock. With `repair`, foreign folders go to the
+    /// trash, counts are set to the gallery's, modes to 0700 and 0600, and a corrupt
+    /// workspace.json is moved aside (for a fresh one, or, when only its count is bad, for
+    /// the same one with the gallery's count); fixes are prefixed `fixed:`.
     ///
     /// # Errors
     /// `Io` when the folder cannot be listed.
@@ -104,6 +106,43 @@ impl Workspaces {
             return Ok(Vec::new());
         };
         let mut found = Vec::new();
+        // Folders 0700 and files 0600: one copied in by hand, or put back by another tool,
+        // may let the machine's other users read the account's files.
+        let loose = loose_entries(&folder.dir);
+        if let Some((first, mode)) = loose.first() {
+            let n = loose.len();
+            if repair {
+                for (path, _) in &loose {
+                    let made = if path.is_dir() {
+                        fsutil::restrict_dir(path)
+                    } else {
+                        fsutil::restrict_file(path)
+                    };
+                    if let Err(e) = made {
+                        found.push(e.to_string());
+                    }
+                }
+                let left = loose_entries(&folder.dir).len();
+                found.push(if left == 0 {
+                    format!(
+                        "fixed: {n} entr(ies) were open to other users (such as {}, mode \
+                         {mode:04o}); made folders 0700 and files 0600",
+                        first.display()
+                    )
+                } else {
+                    format!(
+                        "{left} entr(ies) are still open to other users (another user owns \
+                         them, so their mode cannot be changed from here)"
+                    )
+                });
+            } else {
+                found.push(format!(
+                    "{n} entr(ies) are open to other users of this machine (such as {}, mode \
+                     {mode:04o}); `redkeep check --repair` makes folders 0700 and files 0600",
+                    first.display()
+                ));
+            }
+        }
         // Temp files and folders of a write or an import killed part way. Every writer holds
         // the folder's lock, so under it whatever is there is a leftover, young or old.
         for dir in [folder.dir.clone(), folder.dir.join(GALLERY_DIR)] {
@@ -206,18 +245,44 @@ impl Workspaces {
         let doc_path = folder.dir.join(WORKSPACE_FILE);
         match self.read_doc(&folder.dir) {
             Err(e) if repair => {
+                // A JSON object whose only fault is its count (`"piece_count": "1"`) keeps
+                // everything else (canvas, notes, the application's fields) with the
+                // gallery's count; anything else starts a fresh document.
+                let kept = self
+                    .read_file(&doc_path)
+                    .ok()
+                    .flatten()
+                    .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                    .and_then(|v| match v {
+                        serde_json::Value::Object(mut map) => {
+                            map.insert("piece_count".into(), count.into());
+                            WorkspaceDoc::from_map(map).ok()
+                        }
+                        _ => None,
+                    });
                 let aside = fsutil::move_to_trash(
                     &doc_path,
                     &folder.dir.join(PIECE_TRASH),
                     &format!("workspace.json.corrupt-{}", now.0),
                 )?;
-                let doc = WorkspaceDoc {
-                    piece_count: count,
-                    ..WorkspaceDoc::default()
+                let (doc, how) = match kept {
+                    Some(doc) => (
+                        doc,
+                        format!(
+                            "wrote it again with piece_count {count}, the gallery's, and every other field kept"
+                        ),
+                    ),
+                    None => (
+                        WorkspaceDoc {
+                            piece_count: count,
+                            ..WorkspaceDoc::default()
+                        },
+                        "started a fresh document".to_string(),
+                    ),
                 };
                 self.write_json(&doc_path, &doc)?;
                 found.push(format!(
-                    "fixed: {}; moved it to {} and started a fresh document",
+                    "fixed: {}; moved it to {} and {how}",
                     what_was_wrong(&e),
                     aside.display()
                 ));
@@ -245,6 +310,33 @@ impl Workspaces {
         }
         Ok(found)
     }
+}
+
+/// The folder `dir` and the folders and files below it whose mode lets other users in
+/// (group or others bits), with that mode; symlinks are not followed nor counted.
+fn loose_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(at) = todo.pop() {
+        let Ok(meta) = fs::symlink_metadata(&at) else {
+            continue;
+        };
+        if !(meta.is_dir() || meta.is_file()) {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            out.push((at.clone(), mode));
+        }
+        if meta.is_dir()
+            && let Ok(entries) = fs::read_dir(&at)
+        {
+            todo.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// What was wrong with a file that a repair moved aside, without the advice to repair it.

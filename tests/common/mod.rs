@@ -237,10 +237,12 @@ pub fn plant_entry(
     pg::plant_entry(url, table, key, value);
 }
 
-/// Copies the folder `from` to `to`, keeping each file's time as `cp -rp` does: an export
-/// carries the workspace files' times, so copies whose exports are compared keep them.
+/// Copies the folder `from` to `to`, keeping each file's time and each folder's mode as
+/// `cp -rp` does: an export carries the workspace files' times, so copies whose exports are
+/// compared keep them, and `check` names folders open to other users.
 pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::metadata(from).unwrap().permissions()).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());

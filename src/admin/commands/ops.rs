@@ -19,7 +19,8 @@ pub enum MigrateCmd {
     Up,
     /// Revert steps (a copy of the store is taken first).
     Down {
-        /// The schema version to go back to (default: one step down).
+        /// The schema version to go back to (default: one step down; 0: as far back as the
+        /// steps go, the first version).
         #[cfg_attr(feature = "cli", arg(long))]
         to: Option<u64>,
     },
@@ -403,7 +404,17 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
     )];
     lines.extend(r.notes.iter().map(|n| format!("note: {n}")));
     lines.extend(r.problems.iter().map(|p| format!("problem: {p}")));
-    if !r.problems.is_empty() {
+    let failed_check = r
+        .problems
+        .iter()
+        .filter(|p| p.starts_with("check: "))
+        .count();
+    if failed_check > 0 {
+        lines.push(format!(
+            "the adopted store failed {failed_check} check(s), so it was taken away again; \
+             nothing was adopted (fix what the check names in the old data, then adopt again)"
+        ));
+    } else if !r.problems.is_empty() {
         lines.push(format!(
             "{} row(s) cannot be taken; nothing was adopted (fix them in the database or the mapping)",
             r.problems.len()
@@ -633,6 +644,16 @@ pub fn move_store(
     )];
     if r.folders > 0 {
         lines.push(format!("{} workspace folder(s) copied", r.folders));
+    }
+    if !r.not_kept.is_empty() {
+        let shown: Vec<_> = r.not_kept.iter().map(|p| p.display()).collect();
+        lines.push(format!(
+            "not copied: {} symlink(s) or special file(s) in workspace folders ({}); redkeep \
+             never follows one: copy what they point at by hand if it matters, then run \
+             `redkeep check --repair` on the target",
+            r.not_kept.len(),
+            crate::top::first_few(&shown, 3)
+        ));
     }
     if r.check.ok {
         lines.push("`redkeep check` is clean on the target".into());

@@ -23,6 +23,7 @@ pub use plan::AdoptCounts;
 
 use crate::error::{Error, Result};
 use crate::handle::{InitSpec, Options, Redkeep, STORE_FILE};
+use crate::workspace::WORKSPACE_FILE;
 
 /// What to adopt.
 #[derive(Debug, Clone)]
@@ -191,18 +192,29 @@ fn adopt_in(
     };
     let ws = rk.workspaces();
     for f in &o.folders {
-        if let Some(doc) = &f.doc {
-            ws.put_doc(f.user, doc)?;
+        // The count is the gallery's (old apps let the two drift apart; a repair would set
+        // it so), and every file keeps its time, as a move or an import does.
+        let (mut doc, modified) = f.doc.clone().unwrap_or_default();
+        doc.piece_count = f.pieces.len() as u64;
+        if f.doc.is_some() || !f.pieces.is_empty() {
+            ws.put_doc(f.user, &doc)?;
+            if let Some(at) = modified {
+                crate::fsutil::set_modified(&ws.dir(f.user).join(WORKSPACE_FILE), at)?;
+            }
         }
-        for (n, bytes) in &f.pieces {
+        for (n, bytes, modified) in &f.pieces {
             ws.put_piece_as_found(f.user, *n, bytes)?;
+            if let Some(at) = modified {
+                crate::fsutil::set_modified(&ws.piece_path(f.user, *n), *at)?;
+            }
         }
     }
     let report = rk.check(false)?;
     let mut problems = o.problems;
     problems.extend(report.problems.iter().map(|p| format!("check: {p}")));
+    // All or nothing: a store that fails its check is taken away again by the caller.
     Ok(AdoptReport {
-        adopted: true,
+        adopted: report.ok,
         dry_run: false,
         counts: o.counts,
         problems,

@@ -55,7 +55,8 @@ pub struct AdoptCounts {
 #[derive(Debug, Clone)]
 pub(crate) struct Folder {
     pub(crate) user: u64,
-    pub(crate) doc: Option<WorkspaceDoc>,
+    /// The document and its file's time.
+    pub(crate) doc: Option<Dated<WorkspaceDoc>>,
     pub(crate) pieces: Pieces,
 }
 
@@ -873,8 +874,11 @@ impl From<&str> for Problem {
     }
 }
 
-/// Gallery pieces by number, as read.
-type Pieces = Vec<(u64, Vec<u8>)>;
+/// Something read from a file, with the file's time.
+pub(crate) type Dated<T> = (T, Option<std::time::SystemTime>);
+
+/// Gallery pieces by number, as read, with their files' times.
+type Pieces = Vec<(u64, Vec<u8>, Option<std::time::SystemTime>)>;
 
 /// Refuses a folder path of the old tree that leaves `root` (a source id holding `..` or a
 /// `/`) or passes through a symlink on the way.
@@ -905,9 +909,11 @@ fn symlink_refused(path: &Path) -> String {
     )
 }
 
-/// The bytes of the regular file `path`, never through a symlink; `None` when nothing is
-/// there.
-fn read_regular(path: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
+/// The bytes of the regular file `path` and its time, never through a symlink; `None` when
+/// nothing is there.
+type Read = (Vec<u8>, Option<std::time::SystemTime>);
+
+fn read_regular(path: &Path) -> std::result::Result<Option<Read>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let name = path
@@ -933,17 +939,18 @@ fn read_regular(path: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
         .open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| format!("reading {name}: {e}"))?;
-    Ok(Some(bytes))
+    Ok(Some((bytes, meta.modified().ok())))
 }
 
 /// The workspace document and the pieces of an old folder, each checked to parse. A
 /// symlink anywhere in it is refused.
-fn read_folder(dir: &Path) -> std::result::Result<(Option<WorkspaceDoc>, Pieces), String> {
+fn read_folder(dir: &Path) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, Pieces), String> {
     let doc_path = dir.join(WORKSPACE_FILE);
     let doc = match read_regular(&doc_path)? {
-        Some(bytes) => {
-            Some(WorkspaceDoc::parse(&bytes).map_err(|e| format!("{WORKSPACE_FILE}: {e}"))?)
-        }
+        Some((bytes, modified)) => Some((
+            WorkspaceDoc::parse(&bytes).map_err(|e| format!("{WORKSPACE_FILE}: {e}"))?,
+            modified,
+        )),
         None => None,
     };
     let mut pieces = Vec::new();
@@ -960,14 +967,14 @@ fn read_folder(dir: &Path) -> std::result::Result<(Option<WorkspaceDoc>, Pieces)
             let Some(n) = crate::workspace::parse_piece_name(&name) else {
                 continue;
             };
-            let bytes = read_regular(&entry.path())?
+            let (bytes, modified) = read_regular(&entry.path())?
                 .ok_or_else(|| format!("{GALLERY_DIR}/{name} went away while it was read"))?;
             serde_json::from_slice::<serde_json::Value>(&bytes)
                 .map_err(|e| format!("{GALLERY_DIR}/{name} is not JSON ({e})"))?;
-            pieces.push((n, bytes));
+            pieces.push((n, bytes, modified));
         }
     }
-    pieces.sort_by_key(|(n, _)| *n);
+    pieces.sort_by_key(|(n, ..)| *n);
     Ok((doc, pieces))
 }
 
