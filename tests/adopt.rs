@@ -304,6 +304,26 @@ fn old_folders_move_in_with_the_gallerys_count_and_their_files_times() {
     }
 }
 
+/// A mapping whose folder pattern does not name the user's id would give every account the
+/// one folder it names: refused with what to write instead.
+#[test]
+fn a_folder_pattern_without_the_id_is_refused() {
+    let text = redkeep::ops::adopt::PRESETS
+        .iter()
+        .find(|(n, _)| *n == "code-monet")
+        .unwrap()
+        .1
+        .to_string();
+    assert!(text.contains("folder = \"users/{id}\""), "{text}");
+    redkeep::ops::adopt::Mapping::parse(&text).unwrap();
+    let err = redkeep::ops::adopt::Mapping::parse(
+        &text.replace("folder = \"users/{id}\"", "folder = \"users/shared\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("has no {id}"), "{err}");
+}
+
 // Seed 001 (puntini): usernames, roles with JSON permissions, user_roles, agent sessions.
 const PUNTINI: &str = "
 CREATE TABLE users (

@@ -205,7 +205,9 @@ fn agent_commands() {
         let rk = redkeep::Redkeep::open(cli.data(), cli.options()).unwrap();
         for (sid, ttl) in [
             ("run-1", None),
-            ("run-2", Some(std::time::Duration::from_secs(1))),
+            // Long enough to be live whatever the machine's load (a list leaves out
+            // expired sessions, and this runs on the real clock).
+            ("run-2", Some(std::time::Duration::from_secs(3600))),
         ] {
             rk.agents()
                 .create(AgentSpec {
@@ -236,8 +238,10 @@ fn agent_commands() {
     assert_eq!(shown["status"], "active");
     cli.json(&["agent", "delete", "run-1"], None);
     cli.expect(&["agent", "show", "run-1"], None, 1);
-    // run-2 expires a second after creation; the sweep runs on the real clock.
-    assert!(cli.json(&["agent", "sweep"], None)["removed"].is_u64());
+    // run-2 lives an hour: a sweep (on the real clock) leaves it.
+    assert_eq!(cli.json(&["agent", "sweep"], None)["removed"], 0);
+    let list = cli.json(&["agent", "list", "--user", "ann@example.com"], None);
+    assert_eq!(list[0]["id"], "run-2");
 }
 
 #[test]

@@ -1657,6 +1657,12 @@ fn move_salvage_migrate_and_restore_arguments_are_checked_and_named() {
             "{cmd}: {err}"
         );
         assert!(!base.join("no").exists(), "{cmd} made a tree");
+        // A symlink (here a dangling one) is refused, and left where it is.
+        let link = base.join(format!("{cmd}-link"));
+        std::os::unix::fs::symlink(base.join("nowhere"), &link).unwrap();
+        let (_, err) = cli.expect(&[cmd, "--to", link.to_str().unwrap()], None, 1);
+        assert!(err.contains("is a symlink"), "{cmd}: {err}");
+        assert!(link.is_symlink(), "{cmd} removed the operator's link");
     }
     if cli.store.is_none() {
         // A symlink in a folder is not copied, and the move names it.
@@ -1716,4 +1722,60 @@ fn move_salvage_migrate_and_restore_arguments_are_checked_and_named() {
     );
     assert!(err.contains("holds redkeep.redb twice"), "{err}");
     assert!(!fresh.exists(), "a refused restore left its new data dir");
+}
+
+/// Records set aside in a quarantine table keep their secrets hidden: `inspect` shows a
+/// quarantined credential's hash as `<redacted>`, as it does for the live table.
+#[test]
+fn inspect_hides_the_secrets_of_quarantined_records() {
+    let mut cli = populated();
+    if cli.store.is_some() {
+        // (The redb file is planted below; the PostgreSQL run covers its own tables.)
+        cli = Cli {
+            store: None,
+            ..Cli::new()
+        };
+        cli.init();
+        cli.json(&["user", "create", "ann@example.com"], None);
+    }
+    let db = cli.data().join(redkeep::STORE_FILE);
+    let record = {
+        use redb::ReadableDatabase;
+        let d = redb::Database::open(&db).unwrap();
+        let r = d.begin_read().unwrap();
+        let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("r:credentials");
+        let t = r.open_table(def).unwrap();
+        t.get(&1u64.to_be_bytes()[..])
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec()
+    };
+    common::plant_entry(
+        None,
+        &cli.data(),
+        "r:quarantine:credentials",
+        &1u64.to_be_bytes(),
+        &record,
+    );
+    for args in [
+        vec!["--json", "inspect", "dump", "quarantine:credentials"],
+        vec!["inspect", "get", "quarantine:credentials", "1"],
+    ] {
+        let (out, _) = cli.expect(&args, None, 0);
+        assert!(!out.contains("argon2"), "{args:?}: {out}");
+        assert!(out.contains("<redacted>"), "{args:?}: {out}");
+    }
+    let (out, _) = cli.expect(
+        &[
+            "inspect",
+            "get",
+            "quarantine:credentials",
+            "1",
+            "--show-secrets",
+        ],
+        None,
+        0,
+    );
+    assert!(out.contains("argon2"), "{out}");
 }

@@ -1518,9 +1518,10 @@ fn crafted_archive(from: &std::path::Path, to: &std::path::Path, recount: bool, 
     out.into_inner().unwrap();
 }
 
-/// A hand-made archive whose folders would fail `check` (a folder of no user, one carrying
-/// another account's owner marker, a damaged piece) is refused before anything changes:
-/// the store and the folders in place stay as they were.
+/// A hand-made archive whose folders could be served to the wrong account (a folder of no
+/// user, one carrying another account's owner marker) is refused before anything changes:
+/// the store and the folders in place stay as they were. One whose folders only need what
+/// `check --repair` mends (a damaged piece, a count off) restores, and `check` names it.
 #[test]
 fn an_archive_whose_folders_fail_their_check_is_refused_and_changes_nothing() {
     let t = TestDir::new();
@@ -1553,17 +1554,6 @@ fn an_archive_whose_folders_fail_their_check_is_refused_and_changes_nothing() {
                 }
             }),
             "workspace of user 1: the folder belongs to another account",
-        ),
-        (
-            "a damaged piece",
-            Box::new(|p, b| {
-                if p == "workspaces/users/2/gallery/piece_000002.json" {
-                    vec![(p.to_string(), b"{\"n\": ".to_vec())]
-                } else {
-                    vec![(p.to_string(), b)]
-                }
-            }),
-            "workspace of user 2: ",
         ),
     ];
     use redkeep::Clock;
@@ -1611,7 +1601,7 @@ fn an_archive_whose_folders_fail_their_check_is_refused_and_changes_nothing() {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("holds workspace folders that fail their check")
+            err.contains("could be served to the wrong account")
                 && err.contains(says)
                 && err.contains("nothing was changed")
                 && !err.contains(".rk-tmp"),
@@ -1645,12 +1635,31 @@ fn an_archive_whose_folders_fail_their_check_is_refused_and_changes_nothing() {
     let mut file_options = t.options();
     file_options.store_url = None;
     assert!(
-        Redkeep::open(target.path(), file_options)
+        Redkeep::open(target.path(), file_options.clone())
             .unwrap()
             .check(false)
             .unwrap()
             .ok
     );
+    // A damaged piece restores; `check` names it and a repair moves it aside.
+    let damaged = t.path().join("damaged.tar");
+    crafted_archive(&archive, &damaged, true, &|p, b| {
+        if p == "workspaces/users/2/gallery/piece_000002.json" {
+            vec![(p.to_string(), b"{\"n\": ".to_vec())]
+        } else {
+            vec![(p.to_string(), b)]
+        }
+    });
+    let target = tempfile::tempdir().unwrap();
+    redkeep::ops::restore(target.path(), &damaged, false, t.clock.now()).unwrap();
+    let there = Redkeep::open(target.path(), file_options).unwrap();
+    let report = there.check(false).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("piece_000002")),
+        "{:?}",
+        report.problems
+    );
+    assert!(there.check(true).unwrap().ok);
 }
 
 /// An archive cut short at an entry's boundary (an interrupted copy, a full disk) lacks the

@@ -299,8 +299,14 @@ fn a_folder_written_by_another_program_is_adopted_with_unknown_fields_kept() {
     assert_eq!(after["piece_count"], 3);
     assert_eq!(after["notes"][2], "third");
     assert_eq!(after["notes"][1], json!({"text": "second", "pinned": true}));
-    // The other program left its folder open to the machine's other users: `check` says
-    // so, and a repair makes it private; nothing else is wrong.
+    // The other program left its folder open to the machine's other users (0755, set here
+    // whatever the umask): `check` says so, and a repair makes it private; nothing else is
+    // wrong.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let folder = tmp.path().join("users/7");
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let now = Timestamp(1_800_000_000);
     let found = ws.check(false, now).unwrap();
     assert!(
@@ -1433,4 +1439,25 @@ fn a_repair_of_a_bad_piece_count_keeps_the_rest_of_the_document() {
         "{fixed:?}"
     );
     assert_eq!(ws.read(1).unwrap().piece_count, 1);
+}
+
+/// Piece numbers stop where a JSON client stops reading them exactly (2^53 − 1): a gallery
+/// holding that number (imported or adopted) refuses the next save instead of handing out
+/// a number its own export could not carry.
+#[test]
+fn saves_stop_at_the_largest_piece_number_a_json_client_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.save_piece(1, b"{}").unwrap();
+    let last = redkeep::workspace::MAX_JSON_PIECE;
+    let gallery = tmp.path().join("users/1/gallery");
+    let name = format!("piece_{last:06}.json");
+    std::fs::write(gallery.join(&name), b"{}").unwrap();
+    private(&[&gallery.join(&name)]);
+    let fresh = open(tmp.path());
+    match fresh.save_piece(1, b"{}") {
+        Err(Error::Denied { reason }) => assert!(reason.contains("every piece number"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fresh.list_pieces(1).unwrap().len(), 2);
 }

@@ -367,7 +367,7 @@ fn verify_user(acc: &Accounts, user: &User, cred: &Credential, password: &str) -
         return Err(Error::Unauthorized);
     }
     let Some(mut admitted) = admit(acc, user.id, now)? else {
-        acc.passwords.burn();
+        acc.passwords.burn_for(password);
         return Err(Error::Unauthorized);
     };
     match acc.passwords.verify_form(password, &admitted.hash) {
@@ -404,7 +404,7 @@ pub(crate) fn verify_login<T: Send>(
     mut on_success: impl FnMut(&WriteTx<'_>, &User) -> Result<T> + Send,
 ) -> Result<(User, T)> {
     let Some((user, cred)) = find_login(acc, login)? else {
-        acc.passwords.burn();
+        acc.passwords.burn_for(password);
         return Err(Error::Unauthorized);
     };
     let right = verify_user(acc, &user, &cred, password)?;
@@ -479,7 +479,7 @@ pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<
         Ok(tx.table::<Credential>().get(&id)?.map(|c| (u, c)))
     })?;
     let Some((user, cred)) = found else {
-        acc.passwords.burn();
+        acc.passwords.burn_for(password);
         return Err(Error::Unauthorized);
     };
     // Under the lockout rules, as a login: a route that asks for the password again must not

@@ -253,13 +253,19 @@ pub(crate) fn scheme(phc: &str) -> (String, String) {
     }
 }
 
-/// `password` in Unicode normalization form C; ASCII (and text already in NFC) as it is.
+/// `password` in Unicode normalization form C; ASCII (and text already in NFC) as it is. A
+/// form longer than a password may be (NFC can lengthen some scripts' text) is not taken:
+/// the text stays as typed, so what is hashed can always be verified again.
 fn nfc(password: &str) -> std::borrow::Cow<'_, str> {
     use unicode_normalization::UnicodeNormalization;
     if password.is_ascii() || unicode_normalization::is_nfc(password) {
+        return std::borrow::Cow::Borrowed(password);
+    }
+    let normal: String = password.nfc().collect();
+    if normal.len() > MAX_PASSWORD_BYTES {
         std::borrow::Cow::Borrowed(password)
     } else {
-        std::borrow::Cow::Owned(password.nfc().collect())
+        std::borrow::Cow::Owned(normal)
     }
 }
 
@@ -385,7 +391,17 @@ impl Passwords {
     /// Does the work of one verification against a throwaway hash, so an unknown account
     /// costs the same time as a known one.
     pub(crate) fn burn(&self) {
-        let _ = self.verify("not-the-password", &self.dummy);
+        let _ = self.verify_exact("not-the-password", &self.dummy);
+    }
+
+    /// The work a wrong `password` costs a known account ([`Passwords::verify_form`]: two
+    /// verifications for text not in NFC, one otherwise), against a throwaway hash: an
+    /// unknown or locked account is not told apart by the time a guess takes.
+    pub(crate) fn burn_for(&self, password: &str) {
+        self.burn();
+        if nfc(password) != password {
+            self.burn();
+        }
     }
 }
 

@@ -130,7 +130,10 @@ fn open(cli: &Cli) -> Result<Redkeep> {
     // has it open. So does an import, whose one write transaction lasts as long as its
     // input (a pipe from another machine, say): held shared, every other command would wait
     // for it without a word; held alone, they are told at once who holds the store.
-    let mode = if cli.command.changes_schema() || matches!(cli.command, Command::Import { .. }) {
+    // (On PostgreSQL the import's transaction keeps no reader out: it runs shared there.)
+    let importing_a_file =
+        matches!(cli.command, Command::Import { .. }) && store_url(cli).is_none();
+    let mode = if cli.command.changes_schema() || importing_a_file {
         Mode::Exclusive
     } else {
         Mode::Shared

@@ -350,6 +350,9 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
             return Err(bad(format!("unexpected entry {}", path.display())));
         }
         if path == Path::new(MANIFEST) {
+            if manifest.is_some() {
+                return Err(bad(format!("it holds {MANIFEST} twice")));
+            }
             let mut text = Vec::new();
             entry
                 .by_ref()
@@ -483,8 +486,9 @@ pub fn restore_store_with_folders(
 ) -> Result<RestoreReport> {
     let existed = data_dir.symlink_metadata().is_ok();
     let restored = restore_into(data_dir, store_url, backup, folders, force, now);
-    // A refused restore into a new data dir leaves no data dir behind.
-    if restored.is_err() && !existed {
+    // A refused restore into a new data dir leaves no data dir behind, when it holds only
+    // the empty folders the attempt made (never a file: a safety copy, say).
+    if restored.is_err() && !existed && holds_no_file(data_dir) {
         let _ = fs::remove_dir_all(data_dir);
     }
     restored
@@ -519,6 +523,22 @@ fn restore_into(
             ));
         }
         return Err(Error::not_found(format!("backup {}", backup.display())));
+    }
+    if store_url.is_none()
+        && let (Ok(a), Ok(b)) = (
+            backup.canonicalize(),
+            data_dir.join(STORE_FILE).canonicalize(),
+        )
+        && a == b
+    {
+        return Err(Error::invalid(
+            "backup",
+            format!(
+                "{} is the store this restore would replace; give a backup (an archive, or a \
+                 copy of a store file kept elsewhere)",
+                backup.display()
+            ),
+        ));
     }
     fsutil::create_private_dir(data_dir)?;
     let remote = match store_url {
@@ -704,6 +724,16 @@ fn restore_into(
     report
 }
 
+/// Whether `dir` holds folders only (any depth), no file, symlink or other entry.
+fn holds_no_file(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .all(|e| e.file_type().is_ok_and(|t| t.is_dir()) && holds_no_file(&e.path()))
+}
+
 /// Checks the workspace folders an archive brought (unpacked under `staging`) against its
 /// store, as `check` would after the restore: a folder of no user, of another account (a
 /// copied owner marker) or with a damaged piece refuses the restore before anything
@@ -725,7 +755,24 @@ fn check_staged_folders(
         WorkspaceOptions::default(),
         crate::handle::owners(staged.clone()),
     );
-    let problems = ws.check(false, now)?;
+    // Only what would hand files to the wrong account refuses the restore: a folder of no
+    // user, one whose owner marker names another account (or none), one that is no real
+    // folder. What `check --repair` mends in place (a count, a damaged piece, a temp file,
+    // a loose mode) restores, and `check` names it afterwards.
+    let problems: Vec<_> = ws
+        .check(false, now)?
+        .into_iter()
+        .filter(|p| {
+            [
+                "(orphan)",
+                "another account",
+                "no owner marker",
+                "not a real directory",
+            ]
+            .iter()
+            .any(|w| p.problem.contains(w))
+        })
+        .collect();
     if problems.is_empty() {
         return Ok(());
     }
@@ -750,9 +797,10 @@ fn check_staged_folders(
     Err(Error::invalid(
         "backup",
         format!(
-            "{} holds workspace folders that fail their check ({}); nothing was changed; \
-             choose another backup, or restore its store alone (`tar -xf {} {STORE_FILE}`, \
-             then `redkeep restore {STORE_FILE}`), which keeps the folders here",
+            "{} holds workspace folders that could be served to the wrong account ({}); \
+             nothing was changed; choose another backup, or restore its store alone: extract \
+             it outside the data dir (`tar -xf {} -C DIR {STORE_FILE}`), then `redkeep \
+             restore --force DIR/{STORE_FILE}`, which keeps the folders here",
             backup.display(),
             shown.join("; "),
             backup.display(),

@@ -88,6 +88,12 @@ pub fn move_store(
     if !is_url(to) && !same_dir(data_dir, Path::new(to)) {
         super::files::refuse_taken_folders(Path::new(to), "move")?;
     }
+    if !is_url(to) && Path::new(to).is_symlink() {
+        return Err(Error::invalid(
+            "to",
+            format!("{to} is a symlink; give the target data dir itself (a new folder)"),
+        ));
+    }
     // A new data dir is made in a folder that exists: a mistyped path makes no tree.
     let target_before = (!is_url(to)).then(|| Made::before(Path::new(to)));
     if let Some(t) = &target_before
@@ -201,20 +207,37 @@ pub(crate) struct Made {
     pub(crate) existed: bool,
     had_store: bool,
     had_workspaces: bool,
+    // The entries of `workspaces/users/` before (`None`: too many to list; none is taken
+    // back then).
+    users_before: Option<std::collections::BTreeSet<std::ffi::OsString>>,
 }
 
 impl Made {
     pub(crate) fn before(dir: &Path) -> Made {
+        let users = dir.join(crate::handle::WORKSPACES_DIR).join("users");
+        let users_before = match std::fs::read_dir(&users) {
+            Err(_) => Some(Default::default()),
+            Ok(entries) => {
+                let names: std::collections::BTreeSet<_> = entries
+                    .take(10_001)
+                    .flatten()
+                    .map(|e| e.file_name())
+                    .collect();
+                (names.len() <= 10_000).then_some(names)
+            }
+        };
         Made {
             dir: dir.to_path_buf(),
-            existed: dir.exists(),
+            // A symlink (even a dangling one) is something there: never removed.
+            existed: dir.symlink_metadata().is_ok(),
             had_store: dir.join(STORE_FILE).exists(),
             had_workspaces: dir.join(crate::handle::WORKSPACES_DIR).exists(),
+            users_before,
         }
     }
 
     /// Removes the data dir when it was made, else the store and the workspaces folder
-    /// when they were.
+    /// when they were, else the user folders that were not there before.
     pub(crate) fn take_back(&self) {
         if !self.existed {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -225,8 +248,18 @@ impl Made {
             let _ = std::fs::remove_file(crate::store::owner_path(&store));
             let _ = std::fs::remove_file(store);
         }
+        let workspaces = self.dir.join(crate::handle::WORKSPACES_DIR);
         if !self.had_workspaces {
-            let _ = std::fs::remove_dir_all(self.dir.join(crate::handle::WORKSPACES_DIR));
+            let _ = std::fs::remove_dir_all(workspaces);
+        } else if let (Some(before), Ok(now)) = (
+            &self.users_before,
+            std::fs::read_dir(workspaces.join("users")),
+        ) {
+            for entry in now.flatten() {
+                if !before.contains(&entry.file_name()) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
     }
 }

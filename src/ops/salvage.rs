@@ -203,6 +203,15 @@ pub fn salvage(
     options: Options,
     now: Timestamp,
 ) -> Result<SalvageReport> {
+    if to.is_symlink() {
+        return Err(Error::invalid(
+            "to",
+            format!(
+                "{} is a symlink; give the new data dir itself (a new folder)",
+                to.display()
+            ),
+        ));
+    }
     let made = super::moving::Made::before(to);
     if !made.existed {
         // A new data dir is made in a folder that exists: a mistyped path makes no tree.

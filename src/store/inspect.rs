@@ -259,6 +259,15 @@ impl TableView {
             .map(|name| {
                 let typed = known.iter().find(|t| t.name() == name).cloned();
                 let catalogued = catalog.contains_key(&name);
+                // A quarantine table holds records set aside from the table it is named
+                // after: their secrets are that table's.
+                let base = name.strip_prefix("quarantine:").and_then(|b| {
+                    known
+                        .iter()
+                        .find(|t| t.name() == b)
+                        .map(|t| t.info())
+                        .or_else(|| catalog.get(b).cloned())
+                });
                 let info = match (&typed, catalog.get(&name)) {
                     (Some(t), _) => t.info(),
                     (None, Some(info)) => info.clone(),
@@ -267,8 +276,11 @@ impl TableView {
                         version: 0,
                         key_len: id_key_len(tx, &name),
                         indexes: Vec::new(),
-                        secret_fields: Vec::new(),
-                        secret_key: false,
+                        secret_fields: base
+                            .as_ref()
+                            .map(|b| b.secret_fields.clone())
+                            .unwrap_or_default(),
+                        secret_key: base.as_ref().is_some_and(|b| b.secret_key),
                     },
                 };
                 let mut indexes: Vec<IndexView> = info

@@ -113,13 +113,8 @@ impl Workspaces {
             let n = loose.len();
             if repair {
                 for (path, _) in &loose {
-                    let made = if path.is_dir() {
-                        fsutil::restrict_dir(path)
-                    } else {
-                        fsutil::restrict_file(path)
-                    };
-                    if let Err(e) = made {
-                        found.push(e.to_string());
+                    if let Err(e) = restrict_here(path) {
+                        found.push(format!("making {} private: {e}", path.display()));
                     }
                 }
                 let left = loose_entries(&folder.dir).len();
@@ -337,6 +332,30 @@ fn loose_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
     }
     out.sort();
     out
+}
+
+/// Makes the folder or file `path` private (0700 or 0600) through a descriptor opened
+/// without following a symlink: one swapped in since the listing is refused, never
+/// followed to a file elsewhere. Left as it is when another user owns it.
+fn restrict_here(path: &std::path::Path) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Ok(());
+    }
+    let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    let mode = match kind {
+        rustix::fs::FileType::Directory => 0o700,
+        rustix::fs::FileType::RegularFile => 0o600,
+        _ => return Ok(()),
+    };
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    Ok(())
 }
 
 /// What was wrong with a file that a repair moved aside, without the advice to repair it.

@@ -1347,7 +1347,7 @@ impl Workspaces {
     /// every folder), in the store's safety copies and in backups. Returns what it deleted.
     ///
     /// # Errors
-    /// `Denied` for a read-only data dir; `UnsafePath` when the trash folder is a symlink;
+    /// `ReadOnly` for a read-only data dir; `UnsafePath` when the trash folder is a symlink;
     /// `Io` when an entry cannot be deleted (those before it are gone).
     pub fn purge_trash(&self, which: &dyn Fn(&TrashEntry) -> bool) -> Result<Vec<TrashEntry>> {
         self.writable()?;
@@ -1376,7 +1376,7 @@ impl Workspaces {
     /// data dir, or a call on this thread inside a workspace call for the same user.
     ///
     /// # Errors
-    /// `Denied` for a read-only data dir; `UnsafePath` when the trash folder is a symlink;
+    /// `ReadOnly` for a read-only data dir; `UnsafePath` when the trash folder is a symlink;
     /// `InvalidInput` inside a call for the user.
     pub(crate) fn can_trash(&self, user: u64) -> Result<()> {
         self.writable()?;

@@ -87,6 +87,7 @@ impl Workspaces {
         let mut saved = None;
         let hinted = self
             .hinted(user, version, before)
+            .filter(|&(n, _)| n <= super::MAX_JSON_PIECE)
             .filter(|_| json.len() as u64 <= self.max_bytes() && !self.no_replace_unsupported());
         if let Some((n, count)) = hinted {
             let piece = gallery.join(piece_file_name(n));
@@ -120,6 +121,9 @@ impl Workspaces {
                     .unwrap_or(0);
                 let n = highest
                     .checked_add(1)
+                    // Past what a JSON client (and an export's line) reads exactly, a
+                    // number would not come back: the same refusal as when numbers end.
+                    .filter(|&n| n <= super::MAX_JSON_PIECE)
                     .ok_or_else(|| {
                         Error::denied(format!(
                             "this gallery has used every piece number: piece {highest} is in it or in its trash, and numbers are never given twice; move that piece (and its trashed copy) out of the folder by hand to save more"

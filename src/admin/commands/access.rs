@@ -388,17 +388,20 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
             let u = rk.users().find(user)?;
             let r = rk.roles().get(role)?;
             // Like a second grant, a second revoke reaches the state asked for: it says so
-            // and succeeds, so a script can run it again.
-            if !rk.roles().of_user(u.id)?.iter().any(|h| h.id == r.id) {
-                return Ok(Reply::text(
-                    json!({"user_id": u.id, "role": r.name, "revoked": false, "already": true}),
-                    vec![format!(
-                        "user {} does not hold role {}; nothing to revoke",
-                        u.id, r.name
-                    )],
-                ));
-            }
-            let r = rk.roles().revoke(u.id, role, None)?;
+            // and succeeds, so a script can run it again. (An assignment that is there,
+            // active or not, is removed.)
+            let r = match rk.roles().revoke(u.id, role, None) {
+                Err(Error::NotFound { .. }) => {
+                    return Ok(Reply::text(
+                        json!({"user_id": u.id, "role": r.name, "revoked": false, "already": true}),
+                        vec![format!(
+                            "user {} does not hold role {}; nothing to revoke",
+                            u.id, r.name
+                        )],
+                    ));
+                }
+                other => other?,
+            };
             Ok(Reply::text(
                 json!({"user_id": u.id, "role": r.name, "revoked": true, "already": false}),
                 vec![format!("revoked role {} from user {}", r.name, u.id)],

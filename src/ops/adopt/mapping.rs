@@ -106,8 +106,22 @@ impl Mapping {
     /// # Errors
     /// `InvalidInput` naming what is wrong in the text.
     pub fn parse(text: &str) -> Result<Mapping> {
-        toml::from_str(text)
-            .map_err(|e| Error::invalid("mapping", e.to_string().trim().to_string()))
+        let mapping: Mapping = toml::from_str(text)
+            .map_err(|e| Error::invalid("mapping", e.to_string().trim().to_string()))?;
+        // Without `{id}`, every account would get the one folder the pattern names.
+        if let Some(w) = &mapping.workspaces
+            && !w.folder.contains("{id}")
+        {
+            return Err(Error::invalid(
+                "mapping",
+                format!(
+                    "workspaces.folder {:?} has no {{id}}: each user's folder must be named by \
+                     the user's id (as in \"users/{{id}}\")",
+                    w.folder
+                ),
+            ));
+        }
+        Ok(mapping)
     }
 
     /// The folder of a user, relative to the workspaces root.

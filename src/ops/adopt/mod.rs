@@ -41,7 +41,8 @@ pub struct AdoptSpec {
 /// What an adoption did, or would do.
 #[derive(Debug, Clone, Serialize)]
 pub struct AdoptReport {
-    /// True when the store was created (false for a dry run or when rows were refused).
+    /// True when the store was created (false for a dry run, when rows were refused, or
+    /// when the adopted store failed its check and was taken away again).
     pub adopted: bool,
     /// True for a dry run.
     pub dry_run: bool,
@@ -92,20 +93,13 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
     } else {
         data_dir.to_path_buf()
     };
-    let existed = target.exists();
-    let had_workspaces = target.join(crate::handle::WORKSPACES_DIR).exists();
+    let made = super::moving::Made::before(&target);
     let result = adopt_in(&target, &source, spec, options);
     let failed = !matches!(&result, Ok(r) if r.adopted);
     if failed && !spec.dry_run {
-        // Nothing may stay behind: the store file, the folders, and the data dir if adopt
-        // made it.
-        let _ = std::fs::remove_file(target.join(STORE_FILE));
-        let _ = std::fs::remove_file(crate::store::owner_path(&target.join(STORE_FILE)));
-        if !existed {
-            let _ = std::fs::remove_dir_all(&target);
-        } else if !had_workspaces {
-            let _ = std::fs::remove_dir_all(target.join(crate::handle::WORKSPACES_DIR));
-        }
+        // Nothing may stay behind: the store file, the folders it wrote, and the data dir
+        // if adopt made it.
+        made.take_back();
     }
     result
 }

@@ -931,6 +931,14 @@ fn read_regular(path: &Path) -> std::result::Result<Option<Read>, String> {
     if !meta.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
     }
+    let cap = crate::workspace::DEFAULT_MAX_DOC_BYTES;
+    if meta.len() > cap {
+        return Err(format!(
+            "{} has {} bytes, more than the {cap} a workspace document or piece may hold",
+            path.display(),
+            meta.len()
+        ));
+    }
     let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let mut bytes = Vec::new();
     std::fs::OpenOptions::new()
