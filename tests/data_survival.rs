@@ -1769,14 +1769,27 @@ fn a_backup_keeps_only_the_folders_of_users_in_its_snapshot() {
     let users = t.path().join("workspaces/users");
     // A folder of no user, as a user created after the snapshot leaves one.
     copy_tree(&users.join("2"), &users.join("3"));
+    // A user's place taken by a symlink (a folder moved to another disk, linked back).
+    let elsewhere = t.path().join("elsewhere");
+    copy_tree(&users.join("2"), &elsewhere);
+    std::os::unix::fs::symlink(&elsewhere, users.join("4")).unwrap();
     let archive = t.path().join("backup.tar");
     let report = redkeep::ops::backup(&rk, &archive).unwrap();
-    assert_eq!(report.not_kept, [std::path::PathBuf::from("users/3")]);
+    assert_eq!(
+        report.not_kept,
+        [
+            std::path::PathBuf::from("users/4"),
+            std::path::PathBuf::from("users/3")
+        ]
+    );
     assert_eq!(report.folders, 2);
     let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
     for entry in tar.entries().unwrap() {
         let path = entry.unwrap().path().unwrap().to_string_lossy().to_string();
-        assert!(!path.starts_with("workspaces/users/3"), "{path}");
+        assert!(
+            !path.starts_with("workspaces/users/3") && !path.starts_with("workspaces/users/4"),
+            "{path}"
+        );
     }
     let target = TestDir::new();
     use redkeep::Clock;

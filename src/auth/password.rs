@@ -532,6 +532,31 @@ mod tests {
         }
     }
 
+    /// Text whose NFC form is longer than a password may be (U+0958 is 3 bytes, and 6 in
+    /// NFC) is hashed as typed, and verifies again: it never locks its user out.
+    #[test]
+    fn a_password_whose_nfc_form_is_too_long_is_kept_as_typed() {
+        let pw = Passwords::new(PasswordParams::INSECURE_FAST).unwrap();
+        let typed = "\u{958}".repeat(300);
+        assert_eq!(typed.len(), 900);
+        let long: String = {
+            use unicode_normalization::UnicodeNormalization;
+            typed.nfc().collect()
+        };
+        assert!(long.len() > MAX_PASSWORD_BYTES, "{}", long.len());
+        let hash = pw.hash(&typed).unwrap();
+        assert_eq!(pw.verify_form(&typed, &hash), Some(true));
+        // A shorter text of the same kind takes its NFC form, and both forms verify.
+        let short = "\u{958}".repeat(100);
+        let short_nfc: String = {
+            use unicode_normalization::UnicodeNormalization;
+            short.nfc().collect()
+        };
+        let hash = pw.hash(&short).unwrap();
+        assert_eq!(pw.verify_form(&short_nfc, &hash), Some(true));
+        assert_eq!(pw.verify_form(&short, &hash), Some(true));
+    }
+
     #[test]
     fn length_rules_hold() {
         assert!(validate_password("1234567").is_err());

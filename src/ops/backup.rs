@@ -61,7 +61,7 @@ pub struct BackupReport {
     /// Entries of those folders the archive does not hold: symlinks and special files
     /// (`users/{id}/…`; see [`crate::workspace::Workspaces::copy_folder_timed`]), and the
     /// folders (`users/{id}`) of users the store's snapshot does not hold (created after
-    /// it, or orphans).
+    /// it, or orphans) or that are not real folders (a symlink in a folder's place).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub not_kept: Vec<PathBuf>,
@@ -163,6 +163,15 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     // Only the folders of users the snapshot holds: one made for a user created since (or
     // an orphan) would come back beside no record, and be refused to the next new user.
     let ids = ws.user_ids()?;
+    // A user's place taken by a symlink or a file (a folder moved to another disk and
+    // linked back): never followed, and named as not kept.
+    if ws.root().join("users").is_dir() {
+        not_kept.extend(
+            ws.entries_named_by_id(false)?
+                .into_iter()
+                .map(|id| Path::new("users").join(id.to_string())),
+        );
+    }
     let kept: Vec<u64> = {
         let snap = open_file_store(&snapshot, Mode::Exclusive)?;
         snap.read(|tx| {

@@ -22,8 +22,8 @@ pub struct MoveReport {
     pub tables: Vec<(String, u64)>,
     /// Workspace folders copied (0 when both stores use the same data dir).
     pub folders: u64,
-    /// Entries of those folders not copied: symlinks and special files (`users/{id}/…`),
-    /// which redkeep never follows.
+    /// Entries of those folders not copied: symlinks and special files (`users/{id}/…`,
+    /// and `users/{id}` in a folder's place), which redkeep never follows.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub not_kept: Vec<PathBuf>,
@@ -345,6 +345,14 @@ fn copy_folders(from: &Path, to: &Path) -> Result<(u64, Vec<PathBuf>)> {
             crate::fsutil::set_modified(&path, modified)
         })?;
         not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
+    }
+    // A user's place taken by a symlink or a file: never followed, and named.
+    if ws.root().join("users").is_dir() {
+        not_kept.extend(
+            ws.entries_named_by_id(false)?
+                .into_iter()
+                .map(|id| Path::new("users").join(id.to_string())),
+        );
     }
     Ok((folders, not_kept))
 }

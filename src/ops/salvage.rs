@@ -430,10 +430,15 @@ fn salvage_into(
     // only because there is nothing left to check.
     let users_read = tables.get("users").map_or(0, |t| t.read);
     if rk.users().count()? == 0 && (users_read > 0 || folders > 0) {
+        let orphans = if folders > 0 {
+            format!(", and its {folders} workspace folder(s) went to its trash as orphans")
+        } else {
+            String::new()
+        };
         problems.push(format!(
             "no account could be salvaged from {}: {users_read} user record(s) read, none \
-             usable, so the copy holds no user (and its {folders} workspace folder(s) went to \
-             its trash as orphans); restore a backup (`redkeep restore`) if there is one",
+             usable, so the copy holds no user{orphans}; restore a backup (`redkeep \
+             restore`) if there is one",
             source.display()
         ));
     }

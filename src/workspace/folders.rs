@@ -1014,7 +1014,7 @@ impl Workspaces {
 
     /// Ids named by the entries of `users/` that are directories (`dirs`), or that are not
     /// (a symlink or a file in a folder's place), ascending.
-    pub(super) fn entries_named_by_id(&self, dirs: bool) -> Result<Vec<u64>> {
+    pub(crate) fn entries_named_by_id(&self, dirs: bool) -> Result<Vec<u64>> {
         let users = self.users_dir();
         let entries = fs::read_dir(&users)
             .map_err(|e| Error::io(format!("listing {}", users.display()), e))?;

@@ -146,9 +146,9 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
     if !folders_left.is_empty() {
         let shown: Vec<_> = folders_left.iter().map(|p| p.display()).collect();
         lines.push(format!(
-            "not kept: {} workspace folder(s) of no user in the store's snapshot ({}): users \
-             created while the backup ran (their next backup holds them), or orphans \
-             (`redkeep check` names them)",
+            "not kept: {} workspace folder(s) ({}) of no user in the store's snapshot (users \
+             created while the backup ran, whose next backup holds them, or orphans) or not \
+             real folders (a symlink, which redkeep never follows); `redkeep check` names them",
             folders_left.len(),
             crate::top::first_few(&shown, 3)
         ));
