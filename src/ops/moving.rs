@@ -192,7 +192,10 @@ pub fn move_store(
     // A move that failed part way (a full disk while the folders were copied) takes away
     // what it made in the target, so nothing there passes for a store and a new attempt
     // finds the target as it was.
-    if moved.is_err()
+    // (Not when the target was in use: then this move made nothing there, and what is
+    // there is its holder's.)
+    if let Err(e) = &moved
+        && !matches!(e, Error::InUse { .. })
         && let Some(made) = &target_before
     {
         made.take_back();
