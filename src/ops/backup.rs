@@ -163,15 +163,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     // Only the folders of users the snapshot holds: one made for a user created since (or
     // an orphan) would come back beside no record, and be refused to the next new user.
     let ids = ws.user_ids()?;
-    // A user's place taken by a symlink or a file (a folder moved to another disk and
-    // linked back): never followed, and named as not kept.
-    if ws.root().join("users").is_dir() {
-        not_kept.extend(
-            ws.entries_named_by_id(false)?
-                .into_iter()
-                .map(|id| Path::new("users").join(id.to_string())),
-        );
-    }
+    not_kept.extend(super::files::not_real_folders(ws)?);
     let kept: Vec<u64> = {
         let snap = open_file_store(&snapshot, Mode::Exclusive)?;
         snap.read(|tx| {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::files::{folders_of, open_file_store, open_url_store};
+use super::files::{Made, folders_of, not_real_folders, open_file_store, open_url_store};
 use crate::error::{Error, Result};
 use crate::handle::{Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
 use crate::store::{CheckReport, Meta, Mode, Source, Store, StoreOptions};
@@ -203,70 +203,6 @@ pub fn move_store(
     moved
 }
 
-/// What a target data dir held before a command made a store there, to take that back on
-/// failure.
-pub(crate) struct Made {
-    dir: PathBuf,
-    pub(crate) existed: bool,
-    had_store: bool,
-    had_workspaces: bool,
-    // The entries of `workspaces/users/` before (`None`: too many to list; none is taken
-    // back then).
-    users_before: Option<std::collections::BTreeSet<std::ffi::OsString>>,
-}
-
-impl Made {
-    pub(crate) fn before(dir: &Path) -> Made {
-        let users = dir.join(crate::handle::WORKSPACES_DIR).join("users");
-        let users_before = match std::fs::read_dir(&users) {
-            Err(_) => Some(Default::default()),
-            Ok(entries) => {
-                let names: std::collections::BTreeSet<_> = entries
-                    .take(10_001)
-                    .flatten()
-                    .map(|e| e.file_name())
-                    .collect();
-                (names.len() <= 10_000).then_some(names)
-            }
-        };
-        Made {
-            dir: dir.to_path_buf(),
-            // A symlink (even a dangling one) is something there: never removed.
-            existed: dir.symlink_metadata().is_ok(),
-            had_store: dir.join(STORE_FILE).exists(),
-            had_workspaces: dir.join(crate::handle::WORKSPACES_DIR).exists(),
-            users_before,
-        }
-    }
-
-    /// Removes the data dir when it was made, else the store and the workspaces folder
-    /// when they were, else the user folders that were not there before.
-    pub(crate) fn take_back(&self) {
-        if !self.existed {
-            let _ = std::fs::remove_dir_all(&self.dir);
-            return;
-        }
-        if !self.had_store {
-            let store = self.dir.join(STORE_FILE);
-            let _ = std::fs::remove_file(crate::store::owner_path(&store));
-            let _ = std::fs::remove_file(store);
-        }
-        let workspaces = self.dir.join(crate::handle::WORKSPACES_DIR);
-        if !self.had_workspaces {
-            let _ = std::fs::remove_dir_all(workspaces);
-        } else if let (Some(before), Ok(now)) = (
-            &self.users_before,
-            std::fs::read_dir(workspaces.join("users")),
-        ) {
-            for entry in now.flatten() {
-                if !before.contains(&entry.file_name()) {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-    }
-}
-
 /// Whether `store` holds nothing anybody made: no more than a new store starts with (its
 /// meta and the built-in roles, each with its name's index entry), so a move may replace it
 /// and lose nothing. A free-form meta entry other than the version the file was made at (an
@@ -349,13 +285,6 @@ fn copy_folders(from: &Path, to: &Path) -> Result<(u64, Vec<PathBuf>)> {
         })?;
         not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
     }
-    // A user's place taken by a symlink or a file: never followed, and named.
-    if ws.root().join("users").is_dir() {
-        not_kept.extend(
-            ws.entries_named_by_id(false)?
-                .into_iter()
-                .map(|id| Path::new("users").join(id.to_string())),
-        );
-    }
+    not_kept.extend(not_real_folders(&ws)?);
     Ok((folders, not_kept))
 }

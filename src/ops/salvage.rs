@@ -212,7 +212,7 @@ pub fn salvage(
             ),
         ));
     }
-    let made = super::moving::Made::before(to);
+    let made = super::files::Made::before(to);
     if !made.existed {
         // A new data dir is made in a folder that exists: a mistyped path makes no tree.
         crate::fsutil::existing_folder_of(to, "to", "copy")?;

@@ -93,7 +93,7 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
     } else {
         data_dir.to_path_buf()
     };
-    let made = super::moving::Made::before(&target);
+    let made = super::files::Made::before(&target);
     let result = adopt_in(&target, &source, spec, options);
     let failed = !matches!(&result, Ok(r) if r.adopted);
     if failed && !spec.dry_run {
