@@ -114,8 +114,16 @@ pub struct Options {
     /// Open an existing store only to read it (default false): nothing is written to the data
     /// dir, not even the system roles an up-to-date store gets on open, and every write fails
     /// with `ReadOnly`. For a data dir this user may read but not write (the CLI falls back to
-    /// it when opening for writing is refused). `check` then reads every record but skips
-    /// redb's own page check, which needs a writable file.
+    /// it when opening for writing is refused), and for commands that only read (the CLI's
+    /// `stats`, `export`, `backup`, listings…), which then leave the store file's bytes as
+    /// they were. `check` then reads every record but skips redb's own page check, which
+    /// needs a writable file.
+    ///
+    /// With [`Mode::Shared`] the handle reads beside processes that write the file in shared
+    /// mode, and sees their commits; a process opening the file exclusively (or migrating
+    /// it) is refused while the handle lives. With [`Mode::Exclusive`] it keeps every writer
+    /// out. A redb file whose last writer did not close it (killed, or the machine stopped)
+    /// cannot be opened read-only: redb repairs it only when opening it for writing.
     pub read_only: bool,
     /// Lifetimes of password-reset and email-verification tokens.
     pub recovery: RecoveryPolicy,

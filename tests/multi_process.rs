@@ -40,7 +40,13 @@ fn helper_process_holding_the_store() {
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
     for line in std::io::stdin().lock().lines() {
-        if line.unwrap().trim() == "count" {
+        let line = line.unwrap();
+        if line.trim() == "invite" {
+            rk.invites().create(redkeep::InviteSpec::default()).unwrap();
+            writeln!(out, "0").unwrap();
+            out.flush().unwrap();
+        }
+        if line.trim() == "count" {
             let users = rk.users().count().unwrap();
             let invites = rk
                 .invites()
@@ -194,5 +200,153 @@ fn eight_processes_racing_for_one_single_use_invite_make_one_user() {
     let out = run(&dir, &["user", "list", "--json"], None);
     let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(users.as_array().unwrap().len(), 1);
+    assert!(run(&dir, &["check"], None).status.success());
+}
+
+/// The store file's bytes and modification time.
+fn file_state(dir: &std::path::Path) -> (Vec<u8>, std::time::SystemTime) {
+    let path = dir.join(redkeep::STORE_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    (bytes, std::fs::metadata(&path).unwrap().modified().unwrap())
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn commands_that_only_read_leave_the_store_file_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    ok(&run(
+        &dir,
+        &["user", "create", "ann@example.com", "--password-stdin"],
+        Some("password one\n"),
+    ));
+    ok(&run(
+        &dir,
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"t\":1}"),
+    ));
+    let before = file_state(&dir);
+    let backup = tmp.path().join("b.tar");
+    let export = tmp.path().join("e.jsonl");
+    for args in [
+        vec!["stats"],
+        vec!["status"],
+        vec!["user", "list"],
+        vec!["user", "show", "ann@example.com"],
+        vec!["user", "permissions", "ann@example.com"],
+        vec!["role", "list"],
+        vec!["org", "list"],
+        vec!["audit", "list"],
+        vec!["session", "list"],
+        vec!["apikey", "list"],
+        vec!["invite", "list"],
+        vec!["agent", "list"],
+        vec!["workspace", "list"],
+        vec!["workspace", "show", "ann@example.com"],
+        vec!["gallery", "list", "ann@example.com"],
+        vec!["migrate", "status"],
+        vec!["inspect", "tables"],
+        vec!["backup", backup.to_str().unwrap()],
+        vec!["export", "-o", export.to_str().unwrap()],
+    ] {
+        let out = ok(&run(&dir, &args, None));
+        assert!(!out.is_empty() || args[0] == "backup", "{args:?}");
+        assert!(
+            file_state(&dir) == before,
+            "`{}` changed the store file",
+            args.join(" ")
+        );
+    }
+    // What was read is what is there: the backup restores the user and her piece.
+    let copy = tmp.path().join("copy");
+    ok(&run(&copy, &["restore", backup.to_str().unwrap()], None));
+    let list = ok(&run(&copy, &["gallery", "list", "ann@example.com"], None));
+    assert!(list.lines().any(|l| l.starts_with('1')), "{list}");
+}
+
+#[test]
+fn a_reading_command_reads_beside_a_shared_writer_and_sees_its_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let mut holder = start_holder("shared", &dir);
+    ok(&run(&dir, &["invite", "create"], None));
+    assert_eq!(holder.ask("count"), vec![0, 1]);
+    let list = ok(&run(&dir, &["invite", "list", "--json"], None));
+    let invites: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(invites.as_array().unwrap().len(), 1, "{list}");
+    // A handle opened only to read, in shared mode, follows the writers' commits, and the
+    // store reads as shared while it is open, though no one else writes.
+    let reader = Redkeep::open(
+        &dir,
+        Options::default()
+            .mode(Mode::Shared)
+            .read_only(true)
+            .password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    assert_eq!(reader.users().count().unwrap(), 0);
+    ok(&run(
+        &dir,
+        &["user", "create", "ann@example.com", "--password-stdin"],
+        Some("password one\n"),
+    ));
+    assert_eq!(reader.users().count().unwrap(), 1);
+    drop(holder);
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&run(&dir, &["status", "--json"], None))).unwrap();
+    assert_eq!(status["state"], "shared", "{status}");
+    // Nobody may take the store to itself while the reader reads.
+    let out = run(&dir, &["migrate", "down", "--to", "1"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot run while the store is held"), "{err}");
+    drop(reader);
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&run(&dir, &["status", "--json"], None))).unwrap();
+    assert_eq!(status["state"], "free", "{status}");
+    assert_eq!(status["schema_version"], redkeep::SCHEMA_VERSION);
+}
+
+#[test]
+fn a_reading_command_on_a_store_whose_writer_was_killed_still_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let mut holder = start_holder("shared", &dir);
+    // The holder writes last, and is killed before it closes the file.
+    assert_eq!(holder.ask("invite"), vec![0]);
+    assert_eq!(holder.ask("count"), vec![0, 1]);
+    holder.child.kill().unwrap();
+    holder.child.wait().unwrap();
+    // Only an open for writing repairs such a file; one to read it is refused, and says why.
+    let refused = Redkeep::open(
+        &dir,
+        Options::default()
+            .mode(Mode::Shared)
+            .read_only(true)
+            .password(PasswordParams::INSECURE_FAST),
+    )
+    .expect_err("a read-only open of a file not closed cleanly is refused");
+    assert!(
+        refused.full_message().contains("not closed cleanly"),
+        "{}",
+        refused.full_message()
+    );
+    let list = ok(&run(&dir, &["invite", "list", "--json"], None));
+    let invites: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(invites.as_array().unwrap().len(), 1, "{list}");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&run(&dir, &["status", "--json"], None))).unwrap();
+    assert_eq!(status["state"], "free", "{status}");
     assert!(run(&dir, &["check"], None).status.success());
 }

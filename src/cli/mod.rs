@@ -148,6 +148,19 @@ fn open(cli: &Cli) -> Result<Redkeep> {
         eprintln!("waiting for the lock on {} …", path.display());
     }));
     let creates = options.create;
+    // A command that only reads leaves the store file as it was: opened for writing, redb
+    // rewrites some of its bytes even when nothing is written (what matters for backups that
+    // copy changed files, and for a file kept as evidence). When that open fails, the open
+    // for writing follows and its answer is the one given: a file whose last writer was
+    // killed needs the repair only an open for writing makes, and a damaged file, a store
+    // held by another process or one this user may not write are explained there as for
+    // every command.
+    if cli.command.only_reads() && options.store_url.is_none() {
+        match Redkeep::open(&cli.data_dir, options.clone().read_only(true)) {
+            Ok(rk) => return Ok(rk),
+            Err(e) => tracing::debug!(error = %e, "opening the store only to read it failed"),
+        }
+    }
     match Redkeep::open(&cli.data_dir, options.clone()) {
         // A data dir this user may read but not write: read what it holds; writes are
         // refused with a sentence saying so.

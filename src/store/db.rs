@@ -629,13 +629,15 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the file to read it only (no write, no repair on open); writes fail. For
-    /// reading what can be read of a file redb will not open for writing.
+    /// Opens the file to read it only (no write, no repair on open); writes fail. In
+    /// `Mode::Shared` it shares the file with shared writers and reads their commits; in
+    /// `Mode::Exclusive` it keeps every writer out while it is open (what reading a file
+    /// redb will not open for writing needs).
     pub(crate) fn open_read_only(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let spec = OpenSpec {
             cache_bytes: options.cache_bytes,
-            shared: false,
+            shared: options.mode == Mode::Shared,
             faults: None,
         };
         let db = FileDb::open_read_only(&path, spec).map_err(|e| match e {

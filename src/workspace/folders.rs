@@ -1016,8 +1016,12 @@ impl Workspaces {
     /// (a symlink or a file in a folder's place), ascending.
     pub(crate) fn entries_named_by_id(&self, dirs: bool) -> Result<Vec<u64>> {
         let users = self.users_dir();
-        let entries = fs::read_dir(&users)
-            .map_err(|e| Error::io(format!("listing {}", users.display()), e))?;
+        let entries = match fs::read_dir(&users) {
+            Ok(entries) => entries,
+            // Not made yet (a data dir opened only to read makes nothing): no folder.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("listing {}", users.display()), e)),
+        };
         let mut ids: Vec<u64> = entries
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()) == dirs)

@@ -244,6 +244,41 @@ impl Command {
         )
     }
 
+    /// Whether the command only reads: the CLI opens a redb store read-only for it, so the
+    /// store file's bytes stay as they were (an open for writing changes them, even when
+    /// nothing is written). `check` is not one: redb's page check needs a writable file.
+    pub fn only_reads(&self) -> bool {
+        match self {
+            Command::Stats
+            | Command::Inspect(_)
+            | Command::Export(_)
+            | Command::Backup { .. }
+            | Command::Migrate(MigrateCmd::Status)
+            | Command::Invite(InviteCmd::List { .. })
+            | Command::Audit(AuditCmd::List { .. })
+            | Command::Apikey(ApiKeyCmd::List { .. })
+            | Command::Session(SessionCmd::List { .. })
+            | Command::Agent(AgentCmd::List { .. } | AgentCmd::Show { .. })
+            | Command::Role(RoleCmd::List | RoleCmd::Show { .. })
+            | Command::Org(OrgCmd::List | OrgCmd::Show { .. })
+            | Command::Workspace(
+                WorkspaceCmd::List { .. } | WorkspaceCmd::Show { .. } | WorkspaceCmd::Trash,
+            )
+            | Command::Gallery(GalleryCmd::List { .. } | GalleryCmd::Show { .. }) => true,
+            Command::User(u) => matches!(
+                u,
+                UserCmd::List { .. }
+                    | UserCmd::Show { .. }
+                    | UserCmd::Permissions { .. }
+                    | UserCmd::Orgs { .. }
+                    | UserCmd::Workspace { .. }
+                    | UserCmd::Can { .. }
+                    | UserCmd::Avatar(AvatarCmd::Get { .. })
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the command works on an outdated store (the others ask for `migrate up`).
     pub fn accepts_outdated(&self) -> bool {
         matches!(

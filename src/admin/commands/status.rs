@@ -29,7 +29,7 @@ pub(crate) fn reply(
     let mut lines = vec![match (state, pid) {
         ("missing", _) => format!("no store in {}; run `redkeep init`", dir.display()),
         ("free", _) => "the store is free".to_string(),
-        ("shared", _) => "the store is open in shared mode by another process".to_string(),
+        ("shared", _) => "the store is open in shared mode by another process (to read or to write it)".to_string(),
         ("read-only", _) => {
             "this user may read the store but not write it, so whether another process has it open is not known".to_string()
         }

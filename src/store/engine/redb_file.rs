@@ -59,6 +59,24 @@ pub(crate) fn needs_reopen(e: &Error) -> bool {
     )
 }
 
+/// Why a file cannot be opened only to read it: the last process that wrote it did not close
+/// it (it was killed, or the machine stopped), and only an open for writing repairs that.
+#[derive(Debug)]
+pub(crate) struct NotClosedCleanly(PathBuf);
+
+impl std::fmt::Display for NotClosedCleanly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} was not closed cleanly (the process that last wrote it stopped without \
+             closing it); an open for writing repairs it, one only to read it cannot",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for NotClosedCleanly {}
+
 /// How a database file is opened, kept to open it again.
 #[derive(Debug, Clone)]
 pub(crate) struct OpenSpec {
@@ -170,16 +188,29 @@ impl FileDb {
     }
 
     /// Opens the file to read it only: nothing is ever written to it, not even the repair
-    /// redb makes on opening a file that was not closed cleanly (such a file is refused).
+    /// redb makes on opening a file that was not closed cleanly (such a file is refused with
+    /// [`NotClosedCleanly`] as the cause).
+    ///
+    /// With `spec.shared`, the handle shares the file with processes that write it in shared
+    /// mode and reads their commits as they land; a process that wants the file to itself
+    /// (an exclusive open, a migration) is refused while it is open. Without, it shares the
+    /// file with other readers only and keeps every writer out.
     pub(crate) fn open_read_only(path: &Path, spec: OpenSpec) -> Result<FileDb> {
         let mut builder = redb::Builder::new();
         builder.set_cache_size(spec.cache_bytes);
+        if spec.shared {
+            builder.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
+        }
         let db = contain("opening the store to read it", || {
             builder.open_read_only(path).map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
                     path: path.to_path_buf(),
                     holder: String::new(),
                 },
+                redb::DatabaseError::RepairAborted => Error::storage(
+                    "opening the store to read it",
+                    NotClosedCleanly(path.to_path_buf()),
+                ),
                 e => engine("opening the store to read it", e),
             })
         })?;
