@@ -109,7 +109,8 @@ pub enum Error {
     /// A file of a workspace folder (`workspace.json`, a piece) cannot be read as what it
     /// should be.
     #[error(
-        "{} is damaged: {reason}; `redkeep check --repair` moves it aside and starts a fresh one",
+        "{} is damaged: {reason}; `redkeep check --repair` moves it aside (a workspace.json is \
+         written again with what can still be read of it)",
         path.display()
     )]
     DamagedFile {

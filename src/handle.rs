@@ -1183,6 +1183,15 @@ impl Redkeep {
             }
             Err(e) => report.problem(format!("workspace folders were not checked: {e}")),
         }
+        let repair_trash = repair && !damaged_pages && !self.options().read_only;
+        for line in self.workspaces().check_trash_modes(repair_trash) {
+            let text = format!("the workspace trash: {line}");
+            if line.starts_with("fixed:") {
+                report.repaired.push(text);
+            } else {
+                report.problem(text);
+            }
+        }
         self.check_leftovers(repair, &mut report);
         if self
             .store()

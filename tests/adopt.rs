@@ -804,3 +804,27 @@ fn adoptions_into_one_new_data_dir_at_once_leave_exactly_one_store() {
     assert_eq!(rk.users().count().unwrap(), 20);
     assert!(rk.check(false).unwrap().ok);
 }
+
+/// An old database another program holds locked for writing is named as locked, with the
+/// way out (stop that program), not as an unreadable file; nothing is created.
+#[test]
+fn a_locked_source_is_named_as_locked() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    // A rollback-journal database under an exclusive lock: no reader gets in.
+    conn.execute_batch(
+        "PRAGMA journal_mode=DELETE; PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;
+         INSERT INTO invite_codes VALUES (1, 'HELD', '2024-03-02 10:00:00', NULL, NULL, 0);",
+    )
+    .unwrap();
+    let (_, err) = adopt(&cli, &db, &["--preset", "code-monet"], 1);
+    assert!(
+        err.contains("is locked by a program writing it") && err.contains("stop the application"),
+        "{err}"
+    );
+    assert!(!err.contains("not a readable"), "{err}");
+    assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+    conn.execute_batch("COMMIT;").unwrap();
+    drop(conn);
+    adopt(&cli, &db, &["--preset", "code-monet"], 0);
+}

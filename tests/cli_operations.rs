@@ -1295,6 +1295,50 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
     );
 }
 
+/// `restore --folders` puts back folders only with the store they belong to: a trash entry
+/// of another reset (folders of accounts the store copy does not hold) is refused before
+/// anything changes, and the entry of the same reset restores.
+#[test]
+fn restore_folders_refuses_a_trash_entry_made_with_another_store() {
+    let cli = populated();
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let undo_of = |out: &str| -> Vec<String> {
+        let undo = out
+            .lines()
+            .find_map(|l| l.strip_prefix("to undo: `"))
+            .and_then(|l| l.split('`').next())
+            .unwrap_or_else(|| panic!("{out}"));
+        undo.split(' ').skip(3).map(str::to_string).collect()
+    };
+    let (out, _) = cli.expect(&["reset", "--force"], None, 0);
+    let first = undo_of(&out);
+    assert_eq!(first[..3], ["restore", "--force", "--folders"], "{first:?}");
+    cli.json(&["user", "create", "bob@example.com"], None);
+    cli.expect(&["gallery", "add", "bob@example.com", "-"], Some("{}"), 0);
+    let (out, _) = cli.expect(&["reset", "--force"], None, 0);
+    let second = undo_of(&out);
+
+    // The first reset's store with the second reset's folders: Bob's folder, of an account
+    // that store never held.
+    let mixed = ["restore", "--force", "--folders", &second[3], &first[4]];
+    let before = cli.json(&["user", "list"], None);
+    let (_, err) = cli.expect(&mixed, None, 1);
+    assert!(
+        err.contains("could be served to the wrong account") && err.contains("without --folders"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(cli.json(&["user", "list"], None), before);
+    assert!(std::path::Path::new(&second[3]).is_dir());
+
+    // Its own entry restores it, Ann's piece with it.
+    let own: Vec<&str> = first.iter().map(String::as_str).collect();
+    cli.expect(&own, None, 0);
+    let pieces = cli.json(&["gallery", "list", "ann@example.com"], None);
+    assert_eq!(pieces.as_array().map_or(0, Vec::len), 1, "{pieces}");
+    cli.expect(&["check"], None, 0);
+}
+
 /// A restore of an archive into a data dir that had no workspace folders still prints its
 /// undo: the trash entry that stands for "no folders" is empty, and putting it back removes
 /// the folders the backup brought along with its accounts.
@@ -1672,7 +1716,7 @@ fn move_salvage_migrate_and_restore_arguments_are_checked_and_named() {
         let to = base.join("moved");
         let (out, _) = cli.expect(&["move", "--to", to.to_str().unwrap()], None, 0);
         assert!(
-            out.contains("not copied: 1 symlink(s)")
+            out.contains("not copied: 1 entr(ies)")
                 && out.contains(&format!("users/{ann}/link.json")),
             "{out}"
         );

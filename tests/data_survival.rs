@@ -1773,12 +1773,15 @@ fn a_backup_keeps_only_the_folders_of_users_in_its_snapshot() {
     let elsewhere = t.path().join("elsewhere");
     copy_tree(&users.join("2"), &elsewhere);
     std::os::unix::fs::symlink(&elsewhere, users.join("4")).unwrap();
+    // A folder no user id names (an operator's): no user's, so not kept either.
+    std::fs::create_dir(users.join("notes")).unwrap();
     let archive = t.path().join("backup.tar");
     let report = redkeep::ops::backup(&rk, &archive).unwrap();
     assert_eq!(
         report.not_kept,
         [
             std::path::PathBuf::from("users/4"),
+            std::path::PathBuf::from("users/notes"),
             std::path::PathBuf::from("users/3")
         ]
     );

@@ -195,6 +195,13 @@ fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
     assert_eq!(code, Some(1));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("read-only") && err.contains("owner"), "{err}");
+    // What needs the store alone says the same, not that it is open in shared mode.
+    let (code, _, err) = run(&["migrate", "down", "--to", "1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("read-only") && err.contains("owner") && !err.contains("shared mode"),
+        "{err}"
+    );
     // Put the permissions back so the temp dir can be removed.
     for p in walk(&data) {
         let mode = if p.is_dir() { 0o700 } else { 0o600 };

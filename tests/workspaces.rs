@@ -1461,3 +1461,46 @@ fn saves_stop_at_the_largest_piece_number_a_json_client_reads() {
     }
     assert_eq!(fresh.list_pieces(1).unwrap().len(), 2);
 }
+
+/// The trash holds deleted users' files: an entry open to other users of this machine (put
+/// back by hand, say) is reported by `check`, and `check --repair` makes it private.
+#[test]
+fn trash_entries_open_to_other_users_are_reported_and_made_private() {
+    let t = common::TestDir::new();
+    let rk = t.open();
+    let u = rk
+        .users()
+        .create(redkeep::NewUser {
+            email: "gone@example.com".into(),
+            ..redkeep::NewUser::default()
+        })
+        .unwrap()
+        .user;
+    rk.workspaces().save_piece(u.id, b"{\"a\":1}").unwrap();
+    let entry = rk.users().delete(u.id).unwrap().trash.unwrap();
+    assert!(rk.check(false).unwrap().ok);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let piece = entry.join("gallery/piece_000001.json");
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&piece, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok);
+    assert!(
+        report.problems.len() == 1
+            && report.problems[0].starts_with("the workspace trash: 2 entr(ies) are open"),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(mode(&entry), 0o755, "a check alone changes nothing");
+    let repaired = rk.check(true).unwrap();
+    assert!(
+        repaired
+            .repaired
+            .iter()
+            .any(|r| r.starts_with("the workspace trash: fixed: 2 entr(ies)")),
+        "{repaired:?}"
+    );
+    assert_eq!(mode(&entry), 0o700);
+    assert_eq!(mode(&piece), 0o600);
+    assert!(rk.check(false).unwrap().ok);
+}

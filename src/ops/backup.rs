@@ -635,8 +635,28 @@ fn restore_into(
     }
     let staged = open_file_store(&staged_db, Mode::Exclusive)?;
     let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
-    if archive && staged.schema_version()? == Some(SCHEMA_VERSION) {
-        check_staged_folders(&staged, staging.path(), backup, now)?;
+    if staged.schema_version()? == Some(SCHEMA_VERSION) {
+        if archive {
+            let users = staging.path().join(WORKSPACES_DIR).join("users");
+            let way_out = format!(
+                "choose another backup, or restore its store alone: extract it outside the \
+                 data dir (`tar -xf {} -C DIR {STORE_FILE}`), then `redkeep restore --force \
+                 DIR/{STORE_FILE}`, which keeps the folders here",
+                backup.display()
+            );
+            fsutil::create_private_dir(&users)?;
+            let check = (staging.path(), "backup", backup);
+            check_staged_folders(&staged, &users, check, &way_out, now)?;
+        } else if let Some(entry) = &folders {
+            let way_out = format!(
+                "give the trash entry the same restore or reset made (its time is in the name \
+                 of {}), or restore the store alone (without --folders), which keeps the \
+                 folders here",
+                backup.display()
+            );
+            let check = (staging.path(), "folders", entry.as_path());
+            check_staged_folders(&staged, entry, check, &way_out, now)?;
+        }
     }
     // With the store in place: the folders, and the report.
     let finish = |safety_copy: Option<PathBuf>, previous_damaged: Option<String>| {
@@ -735,27 +755,31 @@ fn holds_no_file(dir: &Path) -> bool {
         .all(|e| e.file_type().is_ok_and(|t| t.is_dir()) && holds_no_file(&e.path()))
 }
 
-/// Checks the workspace folders an archive brought (unpacked under `staging`) against its
-/// store, as `check` would after the restore: a folder of no user, of another account (a
-/// copied owner marker) or with a damaged piece refuses the restore before anything
-/// changes. (A store of an older schema is checked after `migrate up`, as in
-/// [`check_file`].)
+/// Checks the users' workspace folders in `users` (what an archive brought, unpacked under
+/// `staging`, or a trash entry given with `--folders`) against the store about to be
+/// restored, as `check` would after the restore: a folder of no user or of another account
+/// (a copied owner marker) refuses the restore before anything changes. (A store of an older
+/// schema is checked after `migrate up`, as in [`check_file`].)
+///
+/// `(staging, field, source)`: the staging folder of the restore, and what the folders came
+/// from as the error names it (the `backup` archive, or the `folders` trash entry).
 ///
 /// # Errors
-/// `InvalidInput` naming the problems, and the way to restore the store alone.
+/// `InvalidInput` naming the problems of `source`, and `way_out`.
 fn check_staged_folders(
     staged: &Store,
-    staging: &Path,
-    backup: &Path,
+    users: &Path,
+    (staging, field, source): (&Path, &'static str, &Path),
+    way_out: &str,
     now: Timestamp,
 ) -> Result<()> {
     let root = staging.join(WORKSPACES_DIR);
-    fsutil::create_private_dir(&root.join("users"))?;
     let ws = Workspaces::open_existing(
         &root,
         WorkspaceOptions::default(),
         crate::handle::owners(staged.clone()),
-    );
+    )
+    .with_users_dir(users);
     // Only what would hand files to the wrong account refuses the restore: a folder of no
     // user, one whose owner marker names another account (or none), one that is no real
     // folder. What `check --repair` mends in place (a count, a damaged piece, a temp file,
@@ -796,15 +820,12 @@ fn check_staged_folders(
         shown.push(format!("and {} more", problems.len() - 3));
     }
     Err(Error::invalid(
-        "backup",
+        field,
         format!(
             "{} holds workspace folders that could be served to the wrong account ({}); \
-             nothing was changed; choose another backup, or restore its store alone: extract \
-             it outside the data dir (`tar -xf {} -C DIR {STORE_FILE}`), then `redkeep \
-             restore --force DIR/{STORE_FILE}`, which keeps the folders here",
-            backup.display(),
+             nothing was changed; {way_out}",
+            source.display(),
             shown.join("; "),
-            backup.display(),
         ),
     ))
 }

@@ -263,8 +263,9 @@ pub(super) fn sequences_of(store: &Store) -> Result<Vec<(String, u64)>> {
 }
 
 /// The places of `ws` taken by a symlink or a file instead of a user's folder (a folder
-/// moved to another disk and linked back), as `users/{id}`: never followed, so named as
-/// not kept by whatever copies the folders.
+/// moved to another disk and linked back), as `users/{id}`, and the entries of `users/` no
+/// user id names (an operator's folder): never copied, so named as not kept by whatever
+/// copies the folders.
 ///
 /// # Errors
 /// `Io` when `users/` cannot be listed.
@@ -272,11 +273,17 @@ pub(super) fn not_real_folders(ws: &Workspaces) -> Result<Vec<PathBuf>> {
     if !ws.root().join("users").is_dir() {
         return Ok(Vec::new());
     }
-    Ok(ws
+    let mut out: Vec<PathBuf> = ws
         .entries_named_by_id(false)?
         .into_iter()
         .map(|id| Path::new("users").join(id.to_string()))
-        .collect())
+        .collect();
+    out.extend(
+        ws.entries_not_named_by_id()?
+            .into_iter()
+            .map(|name| Path::new("users").join(name)),
+    );
+    Ok(out)
 }
 
 /// What a target data dir held before a command made a store there, to take that back on

@@ -518,10 +518,17 @@ pub(crate) fn redkeep_command_in(cmdline: &[u8]) -> Option<String> {
     if Path::new(program.as_ref()).file_name()? != "redkeep" {
         return None;
     }
-    // Plain lowercase words only: a path, an email, a token (`rks_…`) is never one.
+    // Plain lowercase words only: a path, an email, a token (`rks_…`) is never one. The
+    // values of the global options that take one (`--data-dir sl`) are not command words.
+    let mut value_next = false;
     let words: Vec<String> = args
         .filter(|a| {
-            !a.is_empty()
+            let is_value = std::mem::replace(
+                &mut value_next,
+                matches!(a.as_ref(), "--data-dir" | "--store"),
+            );
+            !is_value
+                && !a.is_empty()
                 && !a.starts_with('-')
                 && a.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
         })
@@ -1510,7 +1517,21 @@ impl Store {
     /// `InUse` when another process has the store open; `f`'s error.
     pub fn alone_with<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         match &self.inner.engine {
-            Engine::File(_) => {
+            Engine::File(file) => {
+                if file
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_read_only()
+                {
+                    return Err(Error::ReadOnly {
+                        what: format!(
+                            "{} is open read-only (as asked, or because this user cannot write \
+                             the data dir), so it cannot {what}; run this as the data dir's \
+                             owner (a user who may write it)",
+                            self.inner.path.display()
+                        ),
+                    });
+                }
                 if self.inner.mode == Mode::Shared {
                     return Err(Error::InUse {
                         path: self.inner.path.clone(),
@@ -1617,6 +1638,16 @@ mod tests {
                 "up"
             ])),
             Some("redkeep migrate up".into())
+        );
+        assert_eq!(
+            redkeep_command_in(&line(&["redkeep", "--data-dir", "sl", "import", "-"])),
+            Some("redkeep import".into())
+        );
+        assert_eq!(
+            redkeep_command_in(&line(&[
+                "redkeep", "--store", "db", "--json", "user", "list"
+            ])),
+            Some("redkeep user list".into())
         );
         assert_eq!(
             redkeep_command_in(&line(&["redkeep", "migrate", "up", "--to", "1"])),

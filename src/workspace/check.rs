@@ -108,36 +108,7 @@ impl Workspaces {
         let mut found = Vec::new();
         // Folders 0700 and files 0600: one copied in by hand, or put back by another tool,
         // may let the machine's other users read the account's files.
-        let loose = loose_entries(&folder.dir);
-        if let Some((first, mode)) = loose.first() {
-            let n = loose.len();
-            if repair {
-                for (path, _) in &loose {
-                    if let Err(e) = restrict_here(path) {
-                        found.push(format!("making {} private: {e}", path.display()));
-                    }
-                }
-                let left = loose_entries(&folder.dir).len();
-                found.push(if left == 0 {
-                    format!(
-                        "fixed: {n} entr(ies) were open to other users (such as {}, mode \
-                         {mode:04o}); made folders 0700 and files 0600",
-                        first.display()
-                    )
-                } else {
-                    format!(
-                        "{left} entr(ies) are still open to other users (another user owns \
-                         them, so their mode cannot be changed from here)"
-                    )
-                });
-            } else {
-                found.push(format!(
-                    "{n} entr(ies) are open to other users of this machine (such as {}, mode \
-                     {mode:04o}); `redkeep check --repair` makes folders 0700 and files 0600",
-                    first.display()
-                ));
-            }
-        }
+        found.extend(loose_modes(&folder.dir, repair));
         // Temp files and folders of a write or an import killed part way. Every writer holds
         // the folder's lock, so under it whatever is there is a leftover, young or old.
         for dir in [folder.dir.clone(), folder.dir.join(GALLERY_DIR)] {
@@ -304,6 +275,57 @@ impl Workspaces {
             Ok(_) => {}
         }
         Ok(found)
+    }
+}
+
+/// The entries under `dir` (itself included) open to other users, as one problem line (or,
+/// with `repair`, made private and said as `fixed: …`, with a line for any left open).
+fn loose_modes(dir: &std::path::Path, repair: bool) -> Vec<String> {
+    let loose = loose_entries(dir);
+    let Some((first, mode)) = loose.first() else {
+        return Vec::new();
+    };
+    let n = loose.len();
+    if !repair {
+        return vec![format!(
+            "{n} entr(ies) are open to other users of this machine (such as {}, mode \
+             {mode:04o}); `redkeep check --repair` makes folders 0700 and files 0600",
+            first.display()
+        )];
+    }
+    let mut found = Vec::new();
+    for (path, _) in &loose {
+        if let Err(e) = restrict_here(path) {
+            found.push(format!("making {} private: {e}", path.display()));
+        }
+    }
+    let left = loose_entries(dir).len();
+    found.push(if left == 0 {
+        format!(
+            "fixed: {n} entr(ies) were open to other users (such as {}, mode {mode:04o}); made \
+             folders 0700 and files 0600",
+            first.display()
+        )
+    } else {
+        format!(
+            "{left} entr(ies) are still open to other users (another user owns them, so their \
+             mode cannot be changed from here)"
+        )
+    });
+    found
+}
+
+impl Workspaces {
+    /// Entries of the trash open to other users of this machine (a folder put there by
+    /// hand, say): the trash holds deleted users' files. With `repair`, folders become 0700
+    /// and files 0600. Lines as [`Workspaces::check`] gives them (`fixed: …` when mended).
+    pub(crate) fn check_trash_modes(&self, repair: bool) -> Vec<String> {
+        let trash = self.trash_dir();
+        // A trash that is a symlink is refused by every operation; nothing of it is read.
+        match fsutil::real_dir(&trash) {
+            Ok(Some(_)) => loose_modes(&trash, repair),
+            _ => Vec::new(),
+        }
     }
 }
 

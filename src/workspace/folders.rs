@@ -159,6 +159,9 @@ pub struct Workspaces {
     no_replace_unsupported: Arc<AtomicBool>,
     // Opened with the data dir read-only: every change is refused.
     read_only: bool,
+    // Where the users' folders are when not in `root/users` (a trash entry checked before a
+    // restore puts its folders back).
+    users_at: Option<PathBuf>,
 }
 
 /// The identity of one version of a file: an atomic replacement makes a new inode, and its
@@ -454,6 +457,7 @@ impl Workspaces {
             lock_files: LockFiles::default(),
             no_replace_unsupported: Arc::default(),
             read_only: false,
+            users_at: None,
         })
     }
 
@@ -474,7 +478,15 @@ impl Workspaces {
             lock_files: LockFiles::default(),
             no_replace_unsupported: Arc::default(),
             read_only: true,
+            users_at: None,
         }
+    }
+
+    /// This read-only view with the users' folders in `users` rather than `root/users`: to
+    /// check folders kept elsewhere (a trash entry) as if they were in place.
+    pub(crate) fn with_users_dir(mut self, users: &Path) -> Workspaces {
+        self.users_at = Some(users.to_path_buf());
+        self
     }
 
     /// Refuses a change when the data dir was opened read-only.
@@ -558,7 +570,10 @@ impl Workspaces {
     }
 
     pub(super) fn users_dir(&self) -> PathBuf {
-        self.root.join("users")
+        match &self.users_at {
+            Some(users) => users.clone(),
+            None => self.root.join("users"),
+        }
     }
 
     pub(crate) fn max_bytes(&self) -> u64 {
@@ -1029,6 +1044,27 @@ impl Workspaces {
             .collect();
         ids.sort_unstable();
         Ok(ids)
+    }
+
+    /// Names of the entries of `users/` that no user id names (an operator's folder, say;
+    /// redkeep's own temp entries are not among them), in name order. Nothing serves them.
+    pub(crate) fn entries_not_named_by_id(&self) -> Result<Vec<std::ffi::OsString>> {
+        let users = self.users_dir();
+        let entries = match fs::read_dir(&users) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("listing {}", users.display()), e)),
+        };
+        let mut names: Vec<_> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .filter(|n| {
+                let text = n.to_string_lossy();
+                names::parse_id(&text).is_none() && !text.starts_with(fsutil::TEMP_PREFIX)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// A summary of one user's folder (zeros when it does not exist yet).

@@ -147,8 +147,9 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
         let shown: Vec<_> = folders_left.iter().map(|p| p.display()).collect();
         lines.push(format!(
             "not kept: {} workspace folder(s) ({}) of no user in the store's snapshot (users \
-             created while the backup ran, whose next backup holds them, or orphans) or not \
-             real folders (a symlink, which redkeep never follows); `redkeep check` names them",
+             created while the backup ran, whose next backup holds them, or orphans), not \
+             real folders (a symlink, which redkeep never follows) or not named for a user \
+             (an operator's folder); copy what matters by hand",
             folders_left.len(),
             crate::top::first_few(&shown, 3)
         ));
@@ -648,9 +649,9 @@ pub fn move_store(
     if !r.not_kept.is_empty() {
         let shown: Vec<_> = r.not_kept.iter().map(|p| p.display()).collect();
         lines.push(format!(
-            "not copied: {} symlink(s) or special file(s) in workspace folders ({}); redkeep \
-             never follows one: copy what they point at by hand if it matters, then run \
-             `redkeep check --repair` on the target",
+            "not copied: {} entr(ies) of the workspace folders ({}): symlinks, special files \
+             and folders no user id names; redkeep never follows a symlink: copy what matters \
+             by hand, then run `redkeep check --repair` on the target",
             r.not_kept.len(),
             crate::top::first_few(&shown, 3)
         ));

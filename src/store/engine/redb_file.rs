@@ -241,6 +241,11 @@ impl FileDb {
         })
     }
 
+    /// Whether the file was opened only to read it.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only.is_some()
+    }
+
     /// Closes the file and opens it again: after an I/O failure redb refuses all work on
     /// the old handle.
     pub(crate) fn reopen(&mut self) -> Result<()> {
