@@ -110,7 +110,7 @@ pub enum Error {
     /// should be.
     #[error(
         "{} is damaged: {reason}; `redkeep check --repair` moves it aside (a workspace.json is \
-         written again with what can still be read of it)",
+         then written again: with its other fields when only its count is bad, else fresh)",
         path.display()
     )]
     DamagedFile {

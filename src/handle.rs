@@ -471,8 +471,15 @@ impl Redkeep {
             // the store is open (a missing store creates nothing).
         } else if options.create && !options.read_only {
             crate::fsutil::create_private_dir(&dir)?;
-        } else if !db.exists() {
-            return Err(Error::NotInitialized { path: db });
+        } else {
+            match std::fs::symlink_metadata(&db) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::NotInitialized { path: db });
+                }
+                // A data dir this user may not enter hides the store: not "no store".
+                Err(e) => return Err(Error::io(format!("looking for {}", db.display()), e)),
+            }
         }
         if !options.read_only && url.is_none() {
             crate::fsutil::restrict_dir(&dir)?;
@@ -582,6 +589,18 @@ impl Redkeep {
             }
         }
         self.settle()
+    }
+
+    /// Whether an up-to-date store lacks what [`Redkeep::settle`] gives it on an open for
+    /// writing (a system role, folders' owner markers): a handle opened read-only reads it
+    /// without them, so the CLI opens such a store for writing instead.
+    #[cfg(feature = "cli")]
+    pub(crate) fn needs_settling(&self) -> Result<bool> {
+        if self.store().schema_version()? != Some(SCHEMA_VERSION) {
+            return Ok(false);
+        }
+        Ok(roles::system_roles_missing(&self.inner.accounts)?
+            || self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))?.is_some())
     }
 
     /// What an up-to-date store needs after opening or migrating: the system roles, and the
@@ -1183,6 +1202,8 @@ impl Redkeep {
             }
             Err(e) => report.problem(format!("workspace folders were not checked: {e}")),
         }
+        // Mended with the rest, or not at all: a repair of damaged pages is refused whole
+        // (above), and the report says nothing was repaired.
         let repair_trash = repair && !damaged_pages && !self.options().read_only;
         for line in self.workspaces().check_trash_modes(repair_trash) {
             let text = format!("the workspace trash: {line}");

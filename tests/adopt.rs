@@ -623,7 +623,9 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
         .unwrap();
     }
     conn.execute_batch(
-        r#"INSERT INTO roles VALUES (1, 'editor', NULL, '["docs.edit", ', 0, 0, '2024-01-01');"#,
+        r#"INSERT INTO roles VALUES (1, 'editor', NULL, '["docs.edit", ', 0, 0, '2024-01-01');
+           INSERT INTO roles VALUES (2, 'owner', NULL, '["all"]', 1000, 0, '2024-01-01');
+           INSERT INTO roles VALUES (3, 'admin', NULL, '["all"]', 1000, 1, '2024-01-01');"#,
     )
     .unwrap();
     drop(conn);
@@ -648,13 +650,16 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
     has("users row 3 (id 3)", "empty");
     has("users row 4 (id 4)", "never stored");
     has("roles row 1 (id 1)", "JSON array");
-    assert_eq!(problems.len(), 4, "{problems:#?}");
+    // A new role would outrank admin; redkeep's own admin keeps its rank, and takes the
+    // old permissions.
+    has("roles row 2 (id 2)", "priority 1000 is outside");
+    assert_eq!(problems.len(), 5, "{problems:#?}");
     assert!(!cli.data().exists(), "a dry run creates nothing");
 
     // The real run refuses the same rows and leaves nothing behind either.
     let (report, _) = adopt(&cli, &db, &["--preset", "puntini"], 1);
     assert_eq!(report["adopted"], false);
-    assert_eq!(report["problems"].as_array().unwrap().len(), 4);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 5);
     assert!(!cli.data().join(redkeep::STORE_FILE).exists());
 }
 

@@ -1295,13 +1295,62 @@ fn a_restore_or_reset_is_undone_with_its_safety_copy_and_folders() {
     );
 }
 
+/// A store just emptied by a reset reads as a new one: its built-in roles are there for
+/// the commands that only read it (the open for writing that follows a reset makes them).
+#[test]
+fn after_a_reset_the_listings_show_the_built_in_roles() {
+    let cli = populated();
+    cli.expect(&["reset", "--force"], None, 0);
+    let roles = cli.json(&["role", "list"], None);
+    let names: Vec<&str> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"admin") && names.contains(&"user"),
+        "{roles}"
+    );
+    cli.expect(&["role", "show", "admin"], None, 0);
+}
+
+/// A refused restore leaves the data dir's folders as they were: no empty folder it made
+/// for the workspaces (the trash) stays behind.
+#[test]
+fn a_refused_restore_leaves_no_folder_it_made() {
+    let cli = populated();
+    let trash = cli.data().join("workspaces/trash");
+    assert!(!trash.exists());
+    let inside = cli.dir.path().join("bad");
+    std::fs::create_dir(&inside).unwrap();
+    std::fs::write(inside.join(redkeep::STORE_FILE), b"not a store").unwrap();
+    let bad = cli.dir.path().join("bad.tar");
+    let tar = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&bad)
+        .arg("-C")
+        .arg(&inside)
+        .arg(redkeep::STORE_FILE)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let (_, err) = cli.expect(&["restore", "--force", bad.to_str().unwrap()], None, 1);
+    assert!(err.contains("cannot be read as a redkeep backup"), "{err}");
+    assert!(
+        !trash.exists(),
+        "the refused restore left {}",
+        trash.display()
+    );
+    cli.expect(&["check"], None, 0);
+}
+
 /// `restore --folders` puts back folders only with the store they belong to: a trash entry
-/// of another reset (folders of accounts the store copy does not hold) is refused before
-/// anything changes, and the entry of the same reset restores.
+/// whose folders are another store's accounts (their owner markers name other accounts) is
+/// refused before anything changes. A folder of no user (an orphan the data dir held) does
+/// not stop an undo, and the entry of the same reset restores.
 #[test]
 fn restore_folders_refuses_a_trash_entry_made_with_another_store() {
-    let cli = populated();
-    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
     let undo_of = |out: &str| -> Vec<String> {
         let undo = out
             .lines()
@@ -1310,32 +1359,62 @@ fn restore_folders_refuses_a_trash_entry_made_with_another_store() {
             .unwrap_or_else(|| panic!("{out}"));
         undo.split(' ').skip(3).map(str::to_string).collect()
     };
+    let cli = populated();
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    // An orphan folder: it goes to the trash with the rest, and comes back with the undo.
+    let orphan = cli.data().join("workspaces/users/999");
+    std::fs::create_dir(&orphan).unwrap();
     let (out, _) = cli.expect(&["reset", "--force"], None, 0);
-    let first = undo_of(&out);
-    assert_eq!(first[..3], ["restore", "--force", "--folders"], "{first:?}");
-    cli.json(&["user", "create", "bob@example.com"], None);
-    cli.expect(&["gallery", "add", "bob@example.com", "-"], Some("{}"), 0);
-    let (out, _) = cli.expect(&["reset", "--force"], None, 0);
-    let second = undo_of(&out);
+    let own = undo_of(&out);
+    assert_eq!(own[..3], ["restore", "--force", "--folders"], "{own:?}");
 
-    // The first reset's store with the second reset's folders: Bob's folder, of an account
-    // that store never held.
-    let mixed = ["restore", "--force", "--folders", &second[3], &first[4]];
+    // Another data dir made the same way: the same ids, other accounts. Its reset's entry,
+    // copied into this trash (modes kept), holds its Ann's folder.
+    let other = populated();
+    other.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let (out, _) = other.expect(&["reset", "--force"], None, 0);
+    let theirs = std::path::PathBuf::from(&undo_of(&out)[3]);
+    let copied = cli.data().join("workspaces/trash").join(format!(
+        "{}-other",
+        theirs.file_name().unwrap().to_string_lossy()
+    ));
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&theirs)
+        .arg(&copied)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+
     let before = cli.json(&["user", "list"], None);
+    let mixed = [
+        "restore",
+        "--force",
+        "--folders",
+        copied.to_str().unwrap(),
+        &own[4],
+    ];
     let (_, err) = cli.expect(&mixed, None, 1);
     assert!(
-        err.contains("could be served to the wrong account") && err.contains("without --folders"),
+        err.contains("could be served to the wrong account")
+            && err.contains("another account")
+            && err.contains("without --folders"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(cli.json(&["user", "list"], None), before);
-    assert!(std::path::Path::new(&second[3]).is_dir());
+    assert!(copied.is_dir());
 
-    // Its own entry restores it, Ann's piece with it.
-    let own: Vec<&str> = first.iter().map(String::as_str).collect();
+    // Its own entry restores it, Ann's piece and the orphan with it; `check` names the
+    // orphan, and a repair moves it to the trash.
+    let own: Vec<&str> = own.iter().map(String::as_str).collect();
     cli.expect(&own, None, 0);
     let pieces = cli.json(&["gallery", "list", "ann@example.com"], None);
     assert_eq!(pieces.as_array().map_or(0, Vec::len), 1, "{pieces}");
+    assert!(orphan.is_dir());
+    let (out, err) = cli.expect(&["check"], None, 1);
+    assert!(format!("{out}{err}").contains("orphan"), "{out}{err}");
+    cli.expect(&["check", "--repair"], None, 0);
     cli.expect(&["check"], None, 0);
 }
 
@@ -1540,6 +1619,22 @@ fn an_export_names_the_files_it_leaves_out() {
         err.contains("left out 3 entries")
             && err.contains(&format!("users/{ann}/notes.txt"))
             && err.contains("backup` keeps the regular files"),
+        "{err}"
+    );
+    // In `users/`, what is no user's folder is named too: an operator's folder, a folder
+    // of no user.
+    std::fs::remove_file(folder.join("notes.txt")).unwrap();
+    std::fs::remove_dir(folder.join("extra")).unwrap();
+    std::fs::remove_file(folder.join("gallery/cover.png")).unwrap();
+    let users = cli.data().join("workspaces/users");
+    std::fs::create_dir(users.join("notes")).unwrap();
+    std::fs::create_dir(users.join("999")).unwrap();
+    let (third, err) = cli.expect(&["export"], None, 0);
+    assert_eq!(third.lines().count(), out.lines().count());
+    assert!(
+        err.contains("left out 2 entries")
+            && err.contains("users/999")
+            && err.contains("users/notes"),
         "{err}"
     );
 }

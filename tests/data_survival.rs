@@ -1780,9 +1780,9 @@ fn a_backup_keeps_only_the_folders_of_users_in_its_snapshot() {
     assert_eq!(
         report.not_kept,
         [
+            std::path::PathBuf::from("users/3"),
             std::path::PathBuf::from("users/4"),
-            std::path::PathBuf::from("users/notes"),
-            std::path::PathBuf::from("users/3")
+            std::path::PathBuf::from("users/notes")
         ]
     );
     assert_eq!(report.folders, 2);

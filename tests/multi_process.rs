@@ -234,17 +234,41 @@ fn commands_that_only_read_leave_the_store_file_as_it_was() {
         &["gallery", "add", "ann@example.com", "-"],
         Some("{\"t\":1}"),
     ));
+    let jpeg = tmp.path().join("a.jpg");
+    std::fs::write(&jpeg, [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]).unwrap();
+    ok(&run(
+        &dir,
+        &[
+            "user",
+            "avatar",
+            "set",
+            "ann@example.com",
+            jpeg.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let org = run(&dir, &["org", "list", "--json"], None);
+    let slug = serde_json::from_slice::<serde_json::Value>(&org.stdout).unwrap()[0]["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let before = file_state(&dir);
     let backup = tmp.path().join("b.tar");
     let export = tmp.path().join("e.jsonl");
-    for args in [
+    let reading: Vec<Vec<&str>> = vec![
         vec!["stats"],
         vec!["status"],
         vec!["user", "list"],
         vec!["user", "show", "ann@example.com"],
         vec!["user", "permissions", "ann@example.com"],
+        vec!["user", "orgs", "ann@example.com"],
+        vec!["user", "workspace", "ann@example.com"],
+        vec!["user", "can", "ann@example.com", "users.read"],
+        vec!["user", "avatar", "get", "ann@example.com"],
         vec!["role", "list"],
+        vec!["role", "show", "admin"],
         vec!["org", "list"],
+        vec!["org", "show", &slug],
         vec!["audit", "list"],
         vec!["session", "list"],
         vec!["apikey", "list"],
@@ -252,14 +276,32 @@ fn commands_that_only_read_leave_the_store_file_as_it_was() {
         vec!["agent", "list"],
         vec!["workspace", "list"],
         vec!["workspace", "show", "ann@example.com"],
+        vec!["workspace", "trash"],
         vec!["gallery", "list", "ann@example.com"],
+        vec!["gallery", "show", "ann@example.com", "1"],
         vec!["migrate", "status"],
         vec!["inspect", "tables"],
+        vec!["inspect", "dump", "users"],
+        vec!["inspect", "get", "users", "1"],
+        vec!["inspect", "index", "users", "email"],
+        vec!["inspect", "count", "users", "--by", "email"],
         vec!["backup", backup.to_str().unwrap()],
         vec!["export", "-o", export.to_str().unwrap()],
-    ] {
-        let out = ok(&run(&dir, &args, None));
-        assert!(!out.is_empty() || args[0] == "backup", "{args:?}");
+    ];
+    for args in &reading {
+        // The list and the CLI's own notion of a reading command agree.
+        let argv = std::iter::once("redkeep").chain(args.iter().copied());
+        let parsed = <redkeep::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        assert!(
+            parsed.command.only_reads() || args[0] == "status",
+            "{args:?}"
+        );
+        let out = run(&dir, args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        // `user can` answers "no" with exit 1.
+        let answered = out.status.success() || (args[1] == "can" && out.status.code() == Some(1));
+        assert!(answered, "{args:?}: {err}");
+        assert!(!out.stdout.is_empty() || args[0] == "backup", "{args:?}");
         assert!(
             file_state(&dir) == before,
             "`{}` changed the store file",
@@ -271,6 +313,23 @@ fn commands_that_only_read_leave_the_store_file_as_it_was() {
     ok(&run(&copy, &["restore", backup.to_str().unwrap()], None));
     let list = ok(&run(&copy, &["gallery", "list", "ann@example.com"], None));
     assert!(list.lines().any(|l| l.starts_with('1')), "{list}");
+
+    // A store to migrate: a reading command that refuses it (migrate up first) leaves it as
+    // it was too.
+    ok(&run(&dir, &["migrate", "down"], None));
+    let outdated = file_state(&dir);
+    let out = run(&dir, &["user", "list"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("migrate up"));
+    assert!(
+        file_state(&dir) == outdated,
+        "a refused `user list` changed the store file"
+    );
+    ok(&run(&dir, &["stats"], None));
+    assert!(
+        file_state(&dir) == outdated,
+        "`stats` changed an outdated store file"
+    );
 }
 
 #[test]
@@ -328,6 +387,16 @@ fn a_reading_command_on_a_store_whose_writer_was_killed_still_answers() {
     assert_eq!(holder.ask("count"), vec![0, 1]);
     holder.child.kill().unwrap();
     holder.child.wait().unwrap();
+    // `status` says so, and leaves the file to the next open for writing.
+    let before = file_state(&dir);
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&run(&dir, &["status", "--json"], None))).unwrap();
+    assert_eq!(status["state"], "free", "{status}");
+    assert_eq!(status["not_closed_cleanly"], true, "{status}");
+    assert!(
+        file_state(&dir) == before,
+        "`status` changed the store file"
+    );
     // Only an open for writing repairs such a file; one to read it is refused, and says why.
     let refused = Redkeep::open(
         &dir,
@@ -348,5 +417,6 @@ fn a_reading_command_on_a_store_whose_writer_was_killed_still_answers() {
     let status: serde_json::Value =
         serde_json::from_str(&ok(&run(&dir, &["status", "--json"], None))).unwrap();
     assert_eq!(status["state"], "free", "{status}");
+    assert!(status.get("not_closed_cleanly").is_none(), "{status}");
     assert!(run(&dir, &["check"], None).status.success());
 }

@@ -195,13 +195,32 @@ fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
     assert_eq!(code, Some(1));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("read-only") && err.contains("owner"), "{err}");
-    // What needs the store alone says the same, not that it is open in shared mode.
+    // What needs the store alone says the same, not that it is open in shared mode, nor a
+    // bare "permission denied".
     let (code, _, err) = run(&["migrate", "down", "--to", "1"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("read-only") && err.contains("owner") && !err.contains("shared mode"),
         "{err}"
     );
+    for args in [&["reset", "--force"][..], &["init", "--no-admin"]] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains("data dir's owner"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    // A data dir this user may not even enter hides the store: that is said, not that
+    // there is no store.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o000)).unwrap();
+    for args in [&["status"][..], &["user", "list"]] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        assert!(
+            err.contains("Permission denied") && !err.contains("init"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o500)).unwrap();
     // Put the permissions back so the temp dir can be removed.
     for p in walk(&data) {
         let mode = if p.is_dir() { 0o700 } else { 0o600 };

@@ -19,8 +19,13 @@ const STATUS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 /// `Io` or `Storage` when the files cannot be read; `Corrupt` for an unreadable store.
 pub fn probe(dir: &Path) -> Result<Reply> {
     let db = dir.join(STORE_FILE);
-    if !db.exists() {
-        return Ok(reply("missing", None, None, None, dir));
+    match std::fs::symlink_metadata(&db) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(reply("missing", None, None, None, dir));
+        }
+        // Not "missing": a folder this user may not enter hides the store from it.
+        Err(e) => return Err(Error::io(format!("looking for {}", db.display()), e)),
     }
     let owner = read_owner(&owner_path(&db)).filter(|o| process_alive(o.pid));
     if let Some(o) = &owner
@@ -48,40 +53,71 @@ pub fn probe(dir: &Path) -> Result<Reply> {
         ..StoreOptions::default()
     };
     // Opened only to read, the file keeps its bytes (an open for writing rewrites some even
-    // when nothing is written). Opened so, in exclusive mode it is refused while anyone
-    // writes it; in shared mode, only while someone holds it exclusively. What those two
-    // cannot settle (a file not closed cleanly, which only an open for writing repairs; one
-    // redb cannot read) goes to the open for writing below.
-    let read = |mode| Store::open_to_read(&db, &options(mode));
-    match read(Mode::Exclusive).and_then(|store| store.schema_version()) {
+    // when nothing is written). Opened so in shared mode, it keeps out only a process that
+    // wants the store alone (a migration, say), and only for a moment; it is refused while
+    // one holds it. Whoever else has the file open, to read or to write it, is in
+    // `/proc/locks`. A file whose last writer was killed is said as such: only an open for
+    // writing repairs it, which `status` does not make. What cannot be read (damage) goes
+    // to the open for writing below, which says what is wrong as every command does.
+    match Store::open_to_read(&db, &options(Mode::Shared)).and_then(|s| s.schema_version()) {
+        Ok(version) if others_have_open(&db) => {
+            return Ok(reply("shared", None, None, version, dir));
+        }
+        // (Not opened again in exclusive mode, which would check its allocator state as an
+        // open for writing does: that open keeps writers out while it lasts, and a shared
+        // writer opening then is refused. Damage there is `check`'s to find.)
         Ok(version) => {
-            let state = if others_have_open(&db) {
-                "shared"
-            } else if !writable(dir, &db) {
-                "read-only"
-            } else {
+            let state = if rustix::fs::access(&db, rustix::fs::Access::WRITE_OK).is_ok() {
                 "free"
+            } else {
+                "read-only"
             };
             return Ok(reply(state, None, None, version, dir));
         }
-        Err(Error::InUse { .. }) => match read(Mode::Shared).and_then(|s| s.schema_version()) {
-            Ok(version) => return Ok(reply("shared", None, None, version, dir)),
-            Err(Error::InUse { .. }) => {
-                let socket = if client::reachable(dir) {
-                    "reachable"
-                } else {
-                    "unreachable"
-                };
-                return Ok(reply(
-                    "exclusive",
-                    owner.map(|o| o.pid),
-                    Some(socket),
-                    None,
-                    dir,
-                ));
+        Err(Error::InUse { .. }) => {
+            let socket = if client::reachable(dir) {
+                "reachable"
+            } else {
+                "unreachable"
+            };
+            return Ok(reply(
+                "exclusive",
+                owner.map(|o| o.pid),
+                Some(socket),
+                None,
+                dir,
+            ));
+        }
+        Err(e) if crate::store::not_closed_cleanly(&e) => {
+            let state = if others_have_open(&db) {
+                "shared"
+            } else if rustix::fs::access(&db, rustix::fs::Access::WRITE_OK).is_ok() {
+                "free"
+            } else {
+                "read-only"
+            };
+            let mut out = reply(state, None, None, None, dir);
+            out.json["not_closed_cleanly"] = serde_json::json!(true);
+            if let super::reply::Human::Text(lines) = &mut out.human {
+                lines.insert(
+                    1,
+                    "the file was not closed cleanly (its last writer stopped without closing \
+                     it): the next command that opens it for writing repairs it, and the \
+                     schema version is read then"
+                        .to_string(),
+                );
             }
-            Err(_) => {}
-        },
+            return Ok(out);
+        }
+        Err(e) if e.is_permission_denied() => {
+            return Err(Error::denied(format!(
+                "this user may not read {} ({}); run `redkeep status` as a user who may read \
+                 the data dir",
+                db.display(),
+                e.full_message()
+            )));
+        }
+        Err(e) if !crate::store::opened_for_writing_instead(&e) => return Err(e),
         Err(_) => {}
     }
     let open = |mode| Store::open(&db, &options(mode));
@@ -124,32 +160,51 @@ pub fn probe(dir: &Path) -> Result<Reply> {
     }
 }
 
-/// Whether this user may write the store file and its data dir.
-fn writable(dir: &Path, db: &Path) -> bool {
-    use rustix::fs::{Access, access};
-    access(db, Access::WRITE_OK).is_ok() && access(dir, Access::WRITE_OK).is_ok()
-}
-
 /// Whether another process has the store file at `db` open: every redb handle, reading or
-/// writing, holds file locks on it while open, which Linux lists in `/proc/locks` (by device
-/// and inode; this process holds none once its probe is closed). Without that list (another
-/// system), none is seen.
+/// writing, holds file locks on it while open, which Linux lists in `/proc/locks` by device
+/// and inode. This process holds none once its probe is closed (a library caller that holds
+/// its own handle of the file is counted as another). Without that list (another system),
+/// none is seen.
 fn others_have_open(db: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(meta), Ok(locks)) = (
-        std::fs::metadata(db),
-        std::fs::read_to_string("/proc/locks"),
-    ) else {
+    let (Some(file), Ok(locks)) = (FileId::of(db), std::fs::read_to_string("/proc/locks")) else {
         return false;
     };
-    let dev = meta.dev();
-    // glibc's split of a device number into major and minor.
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     let me = std::process::id().to_string();
-    locks.lines().any(|line| {
-        // "1: FLOCK  ADVISORY  READ 1234 fe:00:10084895 0 EOF"; a blocked waiter's line starts
-        // with "->" and is not a holder.
+    locks.lines().any(|line| file.held_in(line, &me))
+}
+
+/// A file as `/proc/locks` names it: its inode, and the devices that may stand for its file
+/// system there (the one `stat` gives, and its mount's; they differ on btrfs subvolumes and
+/// some overlay file systems, and `/proc/locks` gives the mount's).
+struct FileId {
+    ino: u64,
+    devices: Vec<(u64, u64)>,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        let dev = meta.dev();
+        // glibc's split of a device number into major and minor.
+        let mut devices = vec![(
+            ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+            (dev & 0xff) | ((dev >> 12) & !0xff),
+        )];
+        if let Some(mounted) = mount_device(path) {
+            devices.push(mounted);
+        }
+        Some(FileId {
+            ino: meta.ino(),
+            devices,
+        })
+    }
+
+    /// Whether `line` of `/proc/locks` is a lock on this file held by a process other than
+    /// `me` ("1: FLOCK  ADVISORY  READ 1234 fe:00:10084895 0 EOF"; an open file
+    /// description's lock shows pid -1; a blocked waiter's line, "1: -> FLOCK …", holds
+    /// nothing).
+    fn held_in(&self, line: &str, me: &str) -> bool {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.get(1) == Some(&"->") {
             return false;
@@ -158,13 +213,72 @@ fn others_have_open(db: &Path) -> bool {
             return false;
         };
         let mut id = fields[pos].split(':');
-        let same = matches!(
-            (id.next(), id.next(), id.next()),
-            (Some(ma), Some(mi), Some(ino))
-                if u64::from_str_radix(ma, 16) == Ok(major)
-                    && u64::from_str_radix(mi, 16) == Ok(minor)
-                    && ino.parse::<u64>() == Ok(meta.ino())
+        let (Some(major), Some(minor), Some(ino)) = (id.next(), id.next(), id.next()) else {
+            return false;
+        };
+        let device = (
+            u64::from_str_radix(major, 16).ok(),
+            u64::from_str_radix(minor, 16).ok(),
         );
-        same && pos > 0 && fields[pos - 1] != me
+        ino.parse::<u64>() == Ok(self.ino)
+            && self
+                .devices
+                .iter()
+                .any(|&(ma, mi)| device == (Some(ma), Some(mi)))
+            && pos > 0
+            && fields[pos - 1] != me
+    }
+}
+
+/// The device of the file system `path` is on, as its mount names it in
+/// `/proc/self/mountinfo` (what `/proc/locks` shows), found by the mount id `statx` gives.
+fn mount_device(path: &Path) -> Option<(u64, u64)> {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    let st = statx(CWD, path, AtFlags::empty(), StatxFlags::MNT_ID).ok()?;
+    if st.stx_mask & StatxFlags::MNT_ID.bits() == 0 {
+        return None;
+    }
+    let id = st.stx_mnt_id.to_string();
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": id, parent,
+    // major:minor (decimal).
+    table.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        if fields.next()? != id {
+            return None;
+        }
+        let (major, minor) = fields.nth(1)?.split_once(':')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileId;
+
+    /// Lines of `/proc/locks` as Linux writes them: a lock on the file by another process
+    /// (a flock with its pid, an open file description's with -1) counts; this process's
+    /// own, another inode's, another device's and a blocked waiter's do not.
+    #[test]
+    fn proc_locks_lines_are_read_by_device_and_inode() {
+        let file = FileId {
+            ino: 10084895,
+            devices: vec![(0xfe, 0), (259, 0x1a5)],
+        };
+        let me = "4242";
+        let held = |line: &str| file.held_in(line, me);
+        assert!(held("1: FLOCK  ADVISORY  READ 19754 fe:00:10084895 0 EOF"));
+        assert!(held(
+            "2: OFDLCK ADVISORY  READ -1 fe:00:10084895 4611686018427387906 4611686018427387906"
+        ));
+        assert!(held("3: POSIX  ADVISORY  WRITE 77 103:1a5:10084895 0 EOF"));
+        assert!(!held("4: FLOCK  ADVISORY  READ 4242 fe:00:10084895 0 EOF"));
+        assert!(!held("5: FLOCK  ADVISORY  READ 19754 fe:00:10084896 0 EOF"));
+        assert!(!held("6: FLOCK  ADVISORY  READ 19754 fe:01:10084895 0 EOF"));
+        assert!(!held(
+            "7: -> FLOCK  ADVISORY  WRITE 19755 fe:00:10084895 0 EOF"
+        ));
+        assert!(!held("8: LEASE  ACTIVE    READ 19754 <none>:0 0 EOF"));
+        assert!(!held(""));
+    }
 }

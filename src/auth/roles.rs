@@ -241,16 +241,7 @@ pub(crate) fn holds_in<S: Source>(tx: &S, user: &User, permission: &str) -> Resu
 
 /// Creates the system roles that are missing.
 pub(crate) fn ensure_system_roles(acc: &Accounts) -> Result<()> {
-    let missing = acc.read(|tx| {
-        let t = tx.table::<Role>();
-        for (name, ..) in SYSTEM_ROLES {
-            if t.get_by(&Role::NAME, &key!(name))?.is_none() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    })?;
-    if !missing {
+    if !system_roles_missing(acc)? {
         return Ok(());
     }
     let now = acc.now();
@@ -272,6 +263,20 @@ pub(crate) fn ensure_system_roles(acc: &Accounts) -> Result<()> {
             })?;
         }
         Ok(())
+    })
+}
+
+/// Whether a system role is missing (a store just emptied by a reset, say), which the next
+/// open for writing makes again.
+pub(crate) fn system_roles_missing(acc: &Accounts) -> Result<bool> {
+    acc.read(|tx| {
+        let t = tx.table::<Role>();
+        for (name, ..) in SYSTEM_ROLES {
+            if t.get_by(&Role::NAME, &key!(name))?.is_none() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     })
 }
 

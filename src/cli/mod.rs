@@ -150,23 +150,41 @@ fn open(cli: &Cli) -> Result<Redkeep> {
     let creates = options.create;
     // A command that only reads leaves the store file as it was: opened for writing, redb
     // rewrites some of its bytes even when nothing is written (what matters for backups that
-    // copy changed files, and for a file kept as evidence). When that open fails, the open
-    // for writing follows and its answer is the one given: a file whose last writer was
-    // killed needs the repair only an open for writing makes, and a damaged file, a store
-    // held by another process or one this user may not write are explained there as for
-    // every command.
+    // copy changed files, and for a file kept as evidence). The open for writing follows
+    // when this one cannot do: a file whose last writer was killed needs the repair only
+    // that open makes, a damaged file is explained there as for every command, and a store
+    // just emptied (a reset) gets its system roles back there before it is read.
     if cli.command.only_reads() && options.store_url.is_none() {
         match Redkeep::open(&cli.data_dir, options.clone().read_only(true)) {
-            Ok(rk) => return Ok(rk),
-            Err(e) => tracing::debug!(error = %e, "opening the store only to read it failed"),
+            Ok(rk) if !rk.needs_settling().unwrap_or(true) => return Ok(rk),
+            Ok(_) => tracing::debug!("the store needs settling: opening it for writing"),
+            Err(e) if crate::store::opened_for_writing_instead(&e) => {
+                tracing::debug!(error = %e, "opening the store only to read it failed");
+            }
+            Err(e) => return Err(e),
         }
     }
     match Redkeep::open(&cli.data_dir, options.clone()) {
         // A data dir this user may read but not write: read what it holds; writes are
-        // refused with a sentence saying so.
+        // refused with a sentence saying so. A file its last writer did not close cannot be
+        // read so, and that is the reason given.
         Err(e) if !creates && e.is_permission_denied() => {
-            Redkeep::open(&cli.data_dir, options.read_only(true)).map_err(|_| e)
+            Redkeep::open(&cli.data_dir, options.read_only(true)).map_err(|read| {
+                if crate::store::not_closed_cleanly(&read) {
+                    read
+                } else {
+                    e
+                }
+            })
         }
+        Err(e) if creates && e.is_permission_denied() => Err(Error::ReadOnly {
+            what: format!(
+                "this user may not write {} ({}), so nothing can be made or changed there; \
+                 run this as the data dir's owner (a user who may write it)",
+                cli.data_dir.display(),
+                e.full_message()
+            ),
+        }),
         other => other,
     }
 }
@@ -590,6 +608,14 @@ fn needs_store_alone(what: &str, e: Error) -> Error {
             "this command {what} and cannot run while it is held ({}); stop the application first",
             who_holds(&holder)
         )),
+        Error::ReadOnly { .. } => e,
+        e if e.is_permission_denied() => Error::ReadOnly {
+            what: format!(
+                "this command {what}, which this user may not do here ({}); run it as the \
+                 data dir's owner (a user who may write it)",
+                e.full_message()
+            ),
+        },
         e => e,
     }
 }

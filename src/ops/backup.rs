@@ -58,10 +58,12 @@ pub struct BackupReport {
     pub folders: u64,
     /// Files from those folders.
     pub files: u64,
-    /// Entries of those folders the archive does not hold: symlinks and special files
-    /// (`users/{id}/…`; see [`crate::workspace::Workspaces::copy_folder_timed`]), and the
-    /// folders (`users/{id}`) of users the store's snapshot does not hold (created after
-    /// it, or orphans) or that are not real folders (a symlink in a folder's place).
+    /// Entries of those folders the archive does not hold, in name order: symlinks and
+    /// special files (`users/{id}/…`; see
+    /// [`crate::workspace::Workspaces::copy_folder_timed`]), the folders (`users/{id}`) of
+    /// users the store's snapshot does not hold (created after it, or orphans) or that are
+    /// not real folders (a symlink in a folder's place), and entries of `users/` no user id
+    /// names (`users/{name}`: an operator's folder).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub not_kept: Vec<PathBuf>,
@@ -191,6 +193,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         })?;
         not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
     }
+    not_kept.sort();
     // The manifest comes last, counting what came before it: a restore refuses an archive
     // cut short (no manifest) or missing entries (another count).
     let manifest = serde_json::to_vec_pretty(&Manifest {
@@ -486,11 +489,30 @@ pub fn restore_store_with_folders(
     now: Timestamp,
 ) -> Result<RestoreReport> {
     let existed = data_dir.symlink_metadata().is_ok();
+    // The workspace folders a refused restore may make in a data dir that lacked them,
+    // innermost first.
+    let workspaces = data_dir.join(WORKSPACES_DIR);
+    let missing: Vec<PathBuf> = [
+        workspaces.join("trash"),
+        workspaces.join("users"),
+        workspaces,
+    ]
+    .into_iter()
+    .filter(|p| p.symlink_metadata().is_err())
+    .collect();
     let restored = restore_into(data_dir, store_url, backup, folders, force, now);
-    // A refused restore into a new data dir leaves no data dir behind, when it holds only
-    // the empty folders the attempt made (never a file: a safety copy, say).
-    if restored.is_err() && !existed && holds_no_file(data_dir) {
-        let _ = fs::remove_dir_all(data_dir);
+    if restored.is_err() {
+        // A refused restore into a new data dir leaves no data dir behind, when it holds
+        // only the empty folders the attempt made (never a file: a safety copy, say); into
+        // an existing one, none of the empty folders it made.
+        if !existed && holds_no_file(data_dir) {
+            let _ = fs::remove_dir_all(data_dir);
+        } else {
+            for dir in &missing {
+                // Only an empty folder goes.
+                let _ = fs::remove_dir(dir);
+            }
+        }
     }
     restored
 }
@@ -635,27 +657,51 @@ fn restore_into(
     }
     let staged = open_file_store(&staged_db, Mode::Exclusive)?;
     let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
+    // (A store of an older schema is checked after `migrate up`, as in [`check_file`]: its
+    // users cannot be read as this build's yet.)
     if staged.schema_version()? == Some(SCHEMA_VERSION) {
         if archive {
             let users = staging.path().join(WORKSPACES_DIR).join("users");
-            let way_out = format!(
-                "choose another backup, or restore its store alone: extract it outside the \
-                 data dir (`tar -xf {} -C DIR {STORE_FILE}`), then `redkeep restore --force \
-                 DIR/{STORE_FILE}`, which keeps the folders here",
-                backup.display()
-            );
             fsutil::create_private_dir(&users)?;
-            let check = (staging.path(), "backup", backup);
-            check_staged_folders(&staged, &users, check, &way_out, now)?;
+            check_staged_folders(
+                &staged,
+                &FoldersFrom {
+                    users: &users,
+                    staging: staging.path(),
+                    field: "backup",
+                    source: backup,
+                    orphans_refused: true,
+                    way_out: format!(
+                        "choose another backup, or restore its store alone: extract it outside \
+                         the data dir (`tar -xf {} -C DIR {STORE_FILE}`), then `redkeep \
+                         restore --force DIR/{STORE_FILE}`, which keeps the folders here",
+                        backup.display()
+                    ),
+                },
+                now,
+            )?;
         } else if let Some(entry) = &folders {
-            let way_out = format!(
-                "give the trash entry the same restore or reset made (its time is in the name \
-                 of {}), or restore the store alone (without --folders), which keeps the \
-                 folders here",
-                backup.display()
-            );
-            let check = (staging.path(), "folders", entry.as_path());
-            check_staged_folders(&staged, entry, check, &way_out, now)?;
+            // A folder of no user in the copy is let through: the trash entry holds every
+            // folder `users/` held, an orphan among them, and ids already handed out here
+            // are never handed out again (the copy's sequences are raised to the live
+            // store's), so it can reach no one; `check` names it afterwards.
+            check_staged_folders(
+                &staged,
+                &FoldersFrom {
+                    users: entry,
+                    staging: staging.path(),
+                    field: "folders",
+                    source: entry,
+                    orphans_refused: false,
+                    way_out: format!(
+                        "give the trash entry the same restore or reset made (its time is in \
+                         the name of {}), or restore the store alone (without --folders), \
+                         which keeps the folders here",
+                        backup.display()
+                    ),
+                },
+                now,
+            )?;
         }
     }
     // With the store in place: the folders, and the report.
@@ -755,24 +801,39 @@ fn holds_no_file(dir: &Path) -> bool {
         .all(|e| e.file_type().is_ok_and(|t| t.is_dir()) && holds_no_file(&e.path()))
 }
 
-/// Checks the users' workspace folders in `users` (what an archive brought, unpacked under
-/// `staging`, or a trash entry given with `--folders`) against the store about to be
-/// restored, as `check` would after the restore: a folder of no user or of another account
-/// (a copied owner marker) refuses the restore before anything changes. (A store of an older
-/// schema is checked after `migrate up`, as in [`check_file`].)
-///
-/// `(staging, field, source)`: the staging folder of the restore, and what the folders came
-/// from as the error names it (the `backup` archive, or the `folders` trash entry).
+/// Workspace folders a restore is about to put in place, for [`check_staged_folders`].
+struct FoldersFrom<'a> {
+    /// Where they are: the users' folders an archive brought (unpacked under `staging`),
+    /// or a trash entry given with `--folders`.
+    users: &'a Path,
+    /// The restore's staging folder.
+    staging: &'a Path,
+    /// What they came from, as the refusal names it: the `backup` archive, or the
+    /// `folders` trash entry.
+    field: &'static str,
+    source: &'a Path,
+    /// Whether a folder of no user refuses the restore.
+    orphans_refused: bool,
+    /// What to do instead, said after the refusal.
+    way_out: String,
+}
+
+/// Checks the users' workspace folders `from` brings against the store about to be
+/// restored, as `check` would after the restore: a folder of another account (a copied
+/// owner marker), with no owner marker, or not a real folder refuses the restore before
+/// anything changes; so does a folder of no user, when `from` says so.
 ///
 /// # Errors
-/// `InvalidInput` naming the problems of `source`, and `way_out`.
-fn check_staged_folders(
-    staged: &Store,
-    users: &Path,
-    (staging, field, source): (&Path, &'static str, &Path),
-    way_out: &str,
-    now: Timestamp,
-) -> Result<()> {
+/// `InvalidInput` naming the problems and the way out.
+fn check_staged_folders(staged: &Store, from: &FoldersFrom<'_>, now: Timestamp) -> Result<()> {
+    let FoldersFrom {
+        users,
+        staging,
+        field,
+        source,
+        orphans_refused,
+        ref way_out,
+    } = *from;
     let root = staging.join(WORKSPACES_DIR);
     let ws = Workspaces::open_existing(
         &root,
@@ -780,22 +841,18 @@ fn check_staged_folders(
         crate::handle::owners(staged.clone()),
     )
     .with_users_dir(users);
-    // Only what would hand files to the wrong account refuses the restore: a folder of no
-    // user, one whose owner marker names another account (or none), one that is no real
-    // folder. What `check --repair` mends in place (a count, a damaged piece, a temp file,
-    // a loose mode) restores, and `check` names it afterwards.
+    // Only what would hand files to the wrong account refuses the restore: a folder whose
+    // owner marker names another account (or none), one that is no real folder, and when
+    // asked, one of no user. What `check --repair` mends in place (a count, a damaged
+    // piece, a temp file, a loose mode) restores, and `check` names it afterwards.
     let problems: Vec<_> = ws
         .check(false, now)?
         .into_iter()
         .filter(|p| {
-            [
-                "(orphan)",
-                "another account",
-                "no owner marker",
-                "not a real directory",
-            ]
-            .iter()
-            .any(|w| p.problem.contains(w))
+            ["another account", "no owner marker", "not a real directory"]
+                .iter()
+                .any(|w| p.problem.contains(w))
+                || (orphans_refused && p.problem.contains("(orphan)"))
         })
         .collect();
     if problems.is_empty() {

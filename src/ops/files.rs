@@ -270,9 +270,6 @@ pub(super) fn sequences_of(store: &Store) -> Result<Vec<(String, u64)>> {
 /// # Errors
 /// `Io` when `users/` cannot be listed.
 pub(super) fn not_real_folders(ws: &Workspaces) -> Result<Vec<PathBuf>> {
-    if !ws.root().join("users").is_dir() {
-        return Ok(Vec::new());
-    }
     let mut out: Vec<PathBuf> = ws
         .entries_named_by_id(false)?
         .into_iter()

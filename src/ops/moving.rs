@@ -23,7 +23,8 @@ pub struct MoveReport {
     /// Workspace folders copied (0 when both stores use the same data dir).
     pub folders: u64,
     /// Entries of those folders not copied: symlinks and special files (`users/{id}/…`,
-    /// and `users/{id}` in a folder's place), which redkeep never follows.
+    /// and `users/{id}` in a folder's place), which redkeep never follows, and entries of
+    /// `users/` no user id names (`users/{name}`: an operator's folder).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub not_kept: Vec<PathBuf>,

@@ -278,7 +278,7 @@ fn salvage_into(
     // reading it without opening it for writing may still work.
     let src = match Store::open_unchecked(&copy, &src_options) {
         Ok(s) => s,
-        Err(first) => match Store::open_read_only(&copy, &src_options) {
+        Err(first) => match Store::open_to_salvage(&copy, &src_options) {
             Ok(s) => s,
             // Nothing at all can be read: there is nothing to salvage, and no new store.
             Err(_) => {

@@ -68,9 +68,11 @@ pub struct TransferSummary {
     /// replaced (that account is gone; the export's accounts are the store's now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_admin: Option<String>,
-    /// Entries of workspace folders an export left out, not being documents or pieces
-    /// (`users/{id}/…`; see [`Workspaces::outside_layout`]): `redkeep backup` keeps the
-    /// regular files and folders among them.
+    /// Entries of the workspace folders an export left out: in a user's folder, what is
+    /// neither a document nor a piece (`users/{id}/…`; see [`Workspaces::outside_layout`]),
+    /// which `redkeep backup` keeps when it is a regular file or folder; and in `users/`,
+    /// what is no folder of a user of the exported snapshot (`users/{name}`: an orphan
+    /// folder, a symlink or a file in a user's place, an operator's folder).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub left_out: Vec<PathBuf>,
@@ -196,11 +198,26 @@ pub fn export(
         }
         // The folders of the users of this snapshot, each read under its lock.
         let ws = rk.workspaces();
+        let mut exported = BTreeSet::new();
         tx.table::<User>()
             .for_each_key(KeyRange::all(), Order::Asc, |id| {
                 export_folder(ws, id, out, &mut summary)?;
+                exported.insert(id);
                 Ok(true)
-            })
+            })?;
+        // What no user's folder is, named rather than left out without a word: a folder of
+        // no user in the snapshot (an orphan, a user created since), a symlink or a file in
+        // a user's place, an entry no user id names (an operator's folder).
+        let mut beside: Vec<PathBuf> = ws
+            .user_ids()?
+            .into_iter()
+            .filter(|id| !exported.contains(id))
+            .map(|id| Path::new("users").join(id.to_string()))
+            .collect();
+        beside.extend(super::files::not_real_folders(ws)?);
+        beside.sort();
+        summary.left_out.extend(beside);
+        Ok(())
     })?;
     let before = summary.lines;
     write_line(

@@ -504,8 +504,9 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// The `redkeep` command a process runs (`redkeep migrate up`), when it is the CLI: its
-/// program name and the first two plain words of its arguments (never a value, which may be
-/// a token). `None` for any other program, or where `/proc` cannot tell.
+/// program name and up to two plain words of its arguments, the command's, before its
+/// first option (a value may be a token). `None` for any other program, or where `/proc`
+/// cannot tell.
 fn redkeep_command(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     redkeep_command_in(&raw)
@@ -519,27 +520,46 @@ pub(crate) fn redkeep_command_in(cmdline: &[u8]) -> Option<String> {
         return None;
     }
     // Plain lowercase words only: a path, an email, a token (`rks_…`) is never one. The
-    // values of the global options that take one (`--data-dir sl`) are not command words.
+    // values of the global options that take one (`--data-dir sl`) are not command words,
+    // and the command's words end at its first option (`adopt --preset code-monet`).
+    let mut words: Vec<String> = Vec::new();
     let mut value_next = false;
-    let words: Vec<String> = args
-        .filter(|a| {
-            let is_value = std::mem::replace(
-                &mut value_next,
-                matches!(a.as_ref(), "--data-dir" | "--store"),
-            );
-            !is_value
-                && !a.is_empty()
-                && !a.starts_with('-')
-                && a.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
-        })
-        .take(2)
-        .map(|a| a.into_owned())
-        .collect();
+    for a in args {
+        let is_value = std::mem::replace(
+            &mut value_next,
+            matches!(a.as_ref(), "--data-dir" | "--store"),
+        );
+        if a.starts_with('-') {
+            if words.is_empty() {
+                continue;
+            }
+            break;
+        }
+        if is_value || a.is_empty() || !a.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+            continue;
+        }
+        words.push(a.into_owned());
+        if words.len() == 2 {
+            break;
+        }
+    }
     Some(
         std::iter::once("redkeep".to_string())
             .chain(words)
             .collect::<Vec<_>>()
             .join(" "),
+    )
+}
+
+/// Whether a refused read-only open is one an open for writing may get past, or explain in
+/// the words every command uses: a file not closed cleanly (the write open repairs it), one
+/// redb cannot read as it is (damaged, not a store), an I/O failure. Not a store another
+/// process holds, one to migrate or a missing one: a write open fails the same way, after
+/// rewriting some of the file's bytes.
+pub(crate) fn opened_for_writing_instead(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Storage { .. } | Error::Damaged { .. } | Error::Io { .. }
     )
 }
 
@@ -666,11 +686,37 @@ impl Store {
     /// Whether anything of the file at `path` can be read (opened to read only), when it
     /// cannot be opened to write: what decides whether a salvage has anything to copy.
     pub(crate) fn can_be_read(path: &Path) -> bool {
-        Self::open_read_only(path, &StoreOptions::default()).is_ok()
+        Self::open_to_salvage(path, &StoreOptions::default()).is_ok()
+    }
+
+    /// Opens the file to read what can be read of it: read-only, keeping every writer out,
+    /// or failing that, in shared mode, which does not load the allocator state (damage
+    /// there keeps the first open out, not the second). Opened so, a file is taken only
+    /// when its list of tables or its schema version can be read: that open checks little.
+    pub(crate) fn open_to_salvage(path: &Path, options: &StoreOptions) -> Result<Store> {
+        let exclusive = StoreOptions {
+            mode: Mode::Exclusive,
+            ..options.clone()
+        };
+        Self::open_read_only(path, &exclusive).or_else(|first| {
+            let shared = StoreOptions {
+                mode: Mode::Shared,
+                ..options.clone()
+            };
+            match Self::open_read_only(path, &shared) {
+                Ok(store)
+                    if store.read(|tx| tx.table_names()).is_ok()
+                        || store.schema_version().is_ok() =>
+                {
+                    Ok(store)
+                }
+                _ => Err(first),
+            }
+        })
     }
 
     /// Opens an existing store only to read it: its schema must not be newer than this
-    /// build's; every write fails with `Denied`.
+    /// build's; every write fails with `ReadOnly`.
     pub(crate) fn open_to_read(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
         let store = Self::open_read_only(path, options)?;
         match store.schema_version()? {
@@ -1509,29 +1555,38 @@ impl Store {
         self.observe(outcome)
     }
 
+    /// Whether the store was opened only to be read (every write fails with `ReadOnly`).
+    pub(crate) fn is_read_only(&self) -> bool {
+        match &self.inner.engine {
+            Engine::File(file) => file
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_read_only(),
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.is_read_only(),
+        }
+    }
+
     /// Runs `f` while no other process has the store open: a redb store is already held
     /// exclusively by whoever opened it so; a PostgreSQL store takes its advisory lock
     /// exclusively. `what` says what is refused otherwise (`be restored`).
     ///
     /// # Errors
-    /// `InUse` when another process has the store open; `f`'s error.
+    /// `ReadOnly` when the store was opened read-only; `InUse` when another process has the
+    /// store open; `f`'s error.
     pub fn alone_with<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly {
+                what: format!(
+                    "{} is open read-only (as asked, or because this user cannot write the data \
+                     dir), so it cannot {what}; run this as the data dir's owner (a user who \
+                     may write it)",
+                    self.inner.path.display()
+                ),
+            });
+        }
         match &self.inner.engine {
-            Engine::File(file) => {
-                if file
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_read_only()
-                {
-                    return Err(Error::ReadOnly {
-                        what: format!(
-                            "{} is open read-only (as asked, or because this user cannot write \
-                             the data dir), so it cannot {what}; run this as the data dir's \
-                             owner (a user who may write it)",
-                            self.inner.path.display()
-                        ),
-                    });
-                }
+            Engine::File(_) => {
                 if self.inner.mode == Mode::Shared {
                     return Err(Error::InUse {
                         path: self.inner.path.clone(),
@@ -1648,6 +1703,10 @@ mod tests {
                 "redkeep", "--store", "db", "--json", "user", "list"
             ])),
             Some("redkeep user list".into())
+        );
+        assert_eq!(
+            redkeep_command_in(&line(&["redkeep", "adopt", "--preset", "code-monet"])),
+            Some("redkeep adopt".into())
         );
         assert_eq!(
             redkeep_command_in(&line(&["redkeep", "migrate", "up", "--to", "1"])),

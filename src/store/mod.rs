@@ -33,8 +33,10 @@ pub use check::{
 pub use codec::Stored;
 #[cfg(feature = "postgres")]
 pub use db::is_postgres_url;
+pub(crate) use db::opened_for_writing_instead;
 pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
 pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
+pub(crate) use engine::redb_file::not_closed_cleanly;
 pub use engine::{KeyRange, Order, containing, redact};
 pub use index::Index;
 pub use inspect::{

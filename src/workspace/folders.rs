@@ -486,6 +486,8 @@ impl Workspaces {
     /// check folders kept elsewhere (a trash entry) as if they were in place.
     pub(crate) fn with_users_dir(mut self, users: &Path) -> Workspaces {
         self.users_at = Some(users.to_path_buf());
+        // Only to be read: a repair through it would move folders out of `users`.
+        self.read_only = true;
         self
     }
 
@@ -1030,12 +1032,8 @@ impl Workspaces {
     /// Ids named by the entries of `users/` that are directories (`dirs`), or that are not
     /// (a symlink or a file in a folder's place), ascending.
     pub(crate) fn entries_named_by_id(&self, dirs: bool) -> Result<Vec<u64>> {
-        let users = self.users_dir();
-        let entries = match fs::read_dir(&users) {
-            Ok(entries) => entries,
-            // Not made yet (a data dir opened only to read makes nothing): no folder.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("listing {}", users.display()), e)),
+        let Some(entries) = self.users_entries()? else {
+            return Ok(Vec::new());
         };
         let mut ids: Vec<u64> = entries
             .filter_map(|e| e.ok())
@@ -1046,14 +1044,22 @@ impl Workspaces {
         Ok(ids)
     }
 
+    /// The entries of `users/`; `None` when it is not there (not made yet: a data dir
+    /// opened only to read makes nothing).
+    fn users_entries(&self) -> Result<Option<fs::ReadDir>> {
+        let users = self.users_dir();
+        match fs::read_dir(&users) {
+            Ok(entries) => Ok(Some(entries)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("listing {}", users.display()), e)),
+        }
+    }
+
     /// Names of the entries of `users/` that no user id names (an operator's folder, say;
     /// redkeep's own temp entries are not among them), in name order. Nothing serves them.
     pub(crate) fn entries_not_named_by_id(&self) -> Result<Vec<std::ffi::OsString>> {
-        let users = self.users_dir();
-        let entries = match fs::read_dir(&users) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("listing {}", users.display()), e)),
+        let Some(entries) = self.users_entries()? else {
+            return Ok(Vec::new());
         };
         let mut names: Vec<_> = entries
             .filter_map(|e| e.ok())

@@ -235,8 +235,9 @@ pub fn export(rk: &Redkeep, io: Io<'_>) -> Result<Reply> {
     if !summary.left_out.is_empty() {
         let shown: Vec<_> = summary.left_out.iter().map(|p| p.display()).collect();
         lines.push(format!(
-            "left out {} entr{} of workspace folders that are neither documents nor pieces \
-             ({}); `redkeep backup` keeps the regular files and folders among them",
+            "left out {} entr{} of the workspace folders ({}): files that are neither \
+             documents nor pieces (`redkeep backup` keeps the regular files among them), and \
+             what in `users/` is no user's folder",
             shown.len(),
             if shown.len() == 1 { "y" } else { "ies" },
             crate::top::first_few(&shown, 3)
@@ -650,8 +651,8 @@ pub fn move_store(
         let shown: Vec<_> = r.not_kept.iter().map(|p| p.display()).collect();
         lines.push(format!(
             "not copied: {} entr(ies) of the workspace folders ({}): symlinks, special files \
-             and folders no user id names; redkeep never follows a symlink: copy what matters \
-             by hand, then run `redkeep check --repair` on the target",
+             and entries of `users/` no user id names; redkeep never follows a symlink: copy \
+             what matters by hand, then run `redkeep check --repair` on the target",
             r.not_kept.len(),
             crate::top::first_few(&shown, 3)
         ));

@@ -29,9 +29,13 @@ pub(crate) fn reply(
     let mut lines = vec![match (state, pid) {
         ("missing", _) => format!("no store in {}; run `redkeep init`", dir.display()),
         ("free", _) => "the store is free".to_string(),
-        ("shared", _) => "the store is open in shared mode by another process (to read or to write it)".to_string(),
+        ("shared", _) => {
+            "the store is open in shared mode by another process (reading or writing it)"
+                .to_string()
+        }
         ("read-only", _) => {
-            "this user may read the store but not write it, so whether another process has it open is not known".to_string()
+            "this user may read the store but not write it; no other process has it open"
+                .to_string()
         }
         (_, Some(pid)) => format!("the store is held exclusively by process {pid}"),
         _ => "the store is held exclusively by another process".to_string(),

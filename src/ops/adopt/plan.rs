@@ -262,6 +262,25 @@ impl Adoption<'_, '_> {
                     t.update(&existing)?;
                     self.roles.insert(id, existing.id);
                 }
+                // A new role ranks below admin, as one made by `role create` does.
+                None if !roles::CUSTOM_PRIORITIES.contains(&role.priority) => {
+                    self.problem(
+                        "roles",
+                        row,
+                        Some(&id),
+                        format!(
+                            "priority {} is outside {}..={}, the priorities a role below \
+                             admin ({}) may have; map it into that range in the mapping's \
+                             query (such as `min(priority, {})`)",
+                            role.priority,
+                            roles::CUSTOM_PRIORITIES.start(),
+                            roles::CUSTOM_PRIORITIES.end(),
+                            roles::ADMIN_PRIORITY,
+                            roles::CUSTOM_PRIORITIES.end(),
+                        ),
+                    );
+                    continue;
+                }
                 None => {
                     role.id = t.next_id()?;
                     role.is_system = false;

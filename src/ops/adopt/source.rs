@@ -274,31 +274,31 @@ impl Source {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| sqlite(path, "opening", e))?;
-        // A write under way holds the file for a moment: wait for it rather than fail.
-        conn.busy_timeout(std::time::Duration::from_secs(1))
-            .map_err(|e| sqlite(path, "opening", e))?;
         // SQLite reads a file's header only at the first query: read it now, so a file that
         // is not a database is named as such rather than as a failing query.
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
             r.get::<_, i64>(0)
         })
         .map_err(|e| {
-            let locked = matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            );
-            Error::invalid(
-                "from",
-                if locked {
+            let why = match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                     format!(
                         "{} is locked by a program writing it ({e}); stop the application \
                          that uses it, then adopt again",
                         path.display()
                     )
-                } else {
-                    format!("{} is not a readable SQLite database ({e})", path.display())
-                },
-            )
+                }
+                // A hot journal: a writer stopped mid-transaction, and only an open that
+                // may write rolls it back (adopt never writes the old database).
+                Some(rusqlite::ErrorCode::ReadOnly) => format!(
+                    "{} has a write its program did not finish (a journal beside it; {e}); open \
+                     it once with `sqlite3` or start its application, which rolls that write \
+                     back, then adopt again",
+                    path.display()
+                ),
+                _ => format!("{} is not a readable SQLite database ({e})", path.display()),
+            };
+            Error::invalid("from", why)
         })?;
         Ok(Source { conn })
     }

@@ -535,6 +535,11 @@ impl PgDb {
         })
     }
 
+    /// Whether the store was opened only to be read.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// The server and schema, without the password.
     pub(crate) fn shown(&self) -> &str {
         &self.shown

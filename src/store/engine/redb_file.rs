@@ -69,13 +69,20 @@ impl std::fmt::Display for NotClosedCleanly {
         write!(
             f,
             "{} was not closed cleanly (the process that last wrote it stopped without \
-             closing it); an open for writing repairs it, one only to read it cannot",
+             closing it); an open for writing repairs it, one only to read it cannot: run any \
+             command as a user who may write the data dir once",
             self.0.display()
         )
     }
 }
 
 impl std::error::Error for NotClosedCleanly {}
+
+/// Whether `e` is the refusal of a read-only open of a file that was not closed cleanly
+/// ([`FileDb::open_read_only`]).
+pub(crate) fn not_closed_cleanly(e: &Error) -> bool {
+    matches!(e, Error::Storage { source, .. } if source.downcast_ref::<NotClosedCleanly>().is_some())
+}
 
 /// How a database file is opened, kept to open it again.
 #[derive(Debug, Clone)]
