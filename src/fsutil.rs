@@ -698,6 +698,19 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
+/// Whether something is at `path` (through a symlink: a dangling one is nothing).
+///
+/// # Errors
+/// `Io` when that cannot be told: a folder on the way this user may not enter is not "not
+/// there" (which would read as "no store; run `redkeep init`").
+pub fn is_there(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("looking for {}", path.display()), e)),
+    }
+}
+
 /// Whether `path` is a real directory (not a symlink to one). `None` when it does not exist.
 ///
 /// # Errors

@@ -471,15 +471,8 @@ impl Redkeep {
             // the store is open (a missing store creates nothing).
         } else if options.create && !options.read_only {
             crate::fsutil::create_private_dir(&dir)?;
-        } else {
-            match std::fs::symlink_metadata(&db) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::NotInitialized { path: db });
-                }
-                // A data dir this user may not enter hides the store: not "no store".
-                Err(e) => return Err(Error::io(format!("looking for {}", db.display()), e)),
-            }
+        } else if !crate::fsutil::is_there(&db)? {
+            return Err(Error::NotInitialized { path: db });
         }
         if !options.read_only && url.is_none() {
             crate::fsutil::restrict_dir(&dir)?;
@@ -1111,10 +1104,11 @@ impl Redkeep {
 
     /// Checks the whole data dir: redb's own integrity check, every record decodes and sits
     /// under its own key, every index mirrors its records, references resolve, and the
-    /// workspace folders belong to their users. With `repair`, indexes are rebuilt from the
-    /// records whose key is intact, foreign folders go to the trash, piece counts are fixed
-    /// and leftovers of interrupted operations an hour old are removed; the changes are
-    /// listed in `repaired`.
+    /// workspace folders belong to their users and, like the trash, are closed to other
+    /// users of the machine. With `repair`, indexes are rebuilt from the records whose key is
+    /// intact, foreign folders go to the trash, piece counts are fixed, loose modes of the
+    /// folders and the trash become 0700 / 0600 and leftovers of interrupted operations an
+    /// hour old are removed; the changes are listed in `repaired`.
     ///
     /// # Errors
     /// `Storage` when the store cannot be read at all (problems in the data are reported).

@@ -1313,6 +1313,33 @@ fn after_a_reset_the_listings_show_the_built_in_roles() {
         "{roles}"
     );
     cli.expect(&["role", "show", "admin"], None, 0);
+    // They are in the store itself: a handle that only reads it finds them too.
+    if cli.store.is_none() {
+        cli.expect(&["reset", "--force"], None, 0);
+        let reader =
+            redkeep::Redkeep::open(cli.data(), redkeep::Options::default().read_only(true))
+                .unwrap();
+        assert_eq!(reader.roles().get("admin").unwrap().name, "admin");
+    }
+}
+
+/// An output file never takes a name redkeep gives its own files in the data dir: the next
+/// command that makes such a file would replace or remove it.
+#[test]
+fn backup_and_export_refuse_the_names_of_redkeeps_own_files() {
+    let cli = populated();
+    for name in ["redkeep.redb.owner", "redkeep.redb.copy", "redkeep.sock"] {
+        let dest = cli.data().join(name);
+        let dest = dest.to_str().unwrap();
+        let (_, err) = cli.expect(&["backup", dest], None, 1);
+        assert!(err.contains("a name redkeep gives its own files"), "{err}");
+        let (_, err) = cli.expect(&["export", "-o", dest], None, 1);
+        assert!(err.contains("a name redkeep gives its own files"), "{err}");
+        assert!(!std::path::Path::new(dest).exists());
+    }
+    // Beside them, any other name is fine.
+    let fine = cli.data().join("nightly.tar");
+    cli.expect(&["backup", fine.to_str().unwrap()], None, 0);
 }
 
 /// A refused restore leaves the data dir's folders as they were: no empty folder it made

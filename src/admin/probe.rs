@@ -19,13 +19,8 @@ const STATUS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 /// `Io` or `Storage` when the files cannot be read; `Corrupt` for an unreadable store.
 pub fn probe(dir: &Path) -> Result<Reply> {
     let db = dir.join(STORE_FILE);
-    match std::fs::symlink_metadata(&db) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(reply("missing", None, None, None, dir));
-        }
-        // Not "missing": a folder this user may not enter hides the store from it.
-        Err(e) => return Err(Error::io(format!("looking for {}", db.display()), e)),
+    if !crate::fsutil::is_there(&db)? {
+        return Ok(reply("missing", None, None, None, dir));
     }
     let owner = read_owner(&owner_path(&db)).filter(|o| process_alive(o.pid));
     if let Some(o) = &owner
@@ -102,8 +97,9 @@ pub fn probe(dir: &Path) -> Result<Reply> {
                 lines.insert(
                     1,
                     "the file was not closed cleanly (its last writer stopped without closing \
-                     it): the next command that opens it for writing repairs it, and the \
-                     schema version is read then"
+                     it): the next redkeep command or application that opens it repairs it \
+                     (`status` does not; a command that only reads does), and the schema \
+                     version is read then"
                         .to_string(),
                 );
             }

@@ -210,3 +210,12 @@ pub(crate) fn socket_address(dir: &Path) -> io::Result<(PathBuf, Option<File>)> 
     ));
     Ok((short, Some(handle)))
 }
+
+#[cfg(test)]
+mod tests {
+    /// Operations name the socket without using this module: the two names are one.
+    #[test]
+    fn operations_know_the_socket_by_its_name() {
+        assert_eq!(crate::ops::files::SOCKET_NAME, super::SOCKET_FILE);
+    }
+}

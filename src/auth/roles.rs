@@ -245,25 +245,29 @@ pub(crate) fn ensure_system_roles(acc: &Accounts) -> Result<()> {
         return Ok(());
     }
     let now = acc.now();
-    acc.store.write(|tx| {
-        let t = tx.table::<Role>();
-        for (name, description, perms, priority) in SYSTEM_ROLES {
-            if t.get_by(&Role::NAME, &key!(name))?.is_some() {
-                continue;
-            }
-            let id = t.next_id()?;
-            t.insert(&Role {
-                id,
-                name: name.into(),
-                description: description.into(),
-                permissions: perms.iter().map(|p| p.to_string()).collect(),
-                priority,
-                is_system: true,
-                created_at: now,
-            })?;
+    acc.store.write(|tx| put_system_roles(tx, now))
+}
+
+/// Makes the system roles that `tx`'s store lacks (a store just emptied by a reset holds
+/// none).
+pub(crate) fn put_system_roles(tx: &WriteTx<'_>, now: Timestamp) -> Result<()> {
+    let t = tx.table::<Role>();
+    for (name, description, perms, priority) in SYSTEM_ROLES {
+        if t.get_by(&Role::NAME, &key!(name))?.is_some() {
+            continue;
         }
-        Ok(())
-    })
+        let id = t.next_id()?;
+        t.insert(&Role {
+            id,
+            name: name.into(),
+            description: description.into(),
+            permissions: perms.iter().map(|p| p.to_string()).collect(),
+            priority,
+            is_system: true,
+            created_at: now,
+        })?;
+    }
+    Ok(())
 }
 
 /// Whether a system role is missing (a store just emptied by a reset, say), which the next

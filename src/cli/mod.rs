@@ -333,6 +333,7 @@ impl Sink {
                         format!("{} exists; choose a new file", path.display()),
                     ));
                 }
+                crate::ops::files::refuse_own_file_name(data_dir, path, "output")?;
                 let workspaces = data_dir.join(crate::WORKSPACES_DIR);
                 if crate::fsutil::within(&workspaces, path) {
                     return Err(Error::invalid(
@@ -418,18 +419,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 *force,
                 now,
             )
-            .map_err(whole_file)?
+            .map_err(|e| whole_file(&cli.data_dir, e))?
         }
         Command::Reset { force } => {
             check_data_dir(&cli.data_dir)?;
             admin::commands::reset_store(&cli.data_dir, store_url(cli).as_deref(), *force, now)
-                .map_err(whole_file)?
+                .map_err(|e| whole_file(&cli.data_dir, e))?
         }
         Command::Move { to } => {
             check_data_dir(&cli.data_dir)?;
             let options = Options::default().password(password_params()?);
             admin::commands::move_store(&cli.data_dir, store_url(cli).as_deref(), to, options)
-                .map_err(whole_copy)?
+                .map_err(|e| whole_copy(&cli.data_dir, e))?
         }
         Command::Status if store_url(cli).is_some() => {
             admin::commands::status::of_server(&open(cli)?)?
@@ -455,12 +456,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Salvage { to } => {
             check_data_dir(&cli.data_dir)?;
             let options = Options::default().password(password_params()?);
-            admin::commands::salvage(&cli.data_dir, to, options, now).map_err(whole_copy)?
+            admin::commands::salvage(&cli.data_dir, to, options, now)
+                .map_err(|e| whole_copy(&cli.data_dir, e))?
         }
         Command::Adopt(a) => {
             check_data_dir(&cli.data_dir)?;
             let options = Options::default().password(password_params()?);
-            admin::commands::adopt(&cli.data_dir, a, options).map_err(whole_file)?
+            admin::commands::adopt(&cli.data_dir, a, options)
+                .map_err(|e| whole_file(&cli.data_dir, e))?
         }
         command if cli.json && command.writes_binary() => {
             return Err(Error::invalid(
@@ -529,7 +532,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 // to a backup or salvage.
                 Err(Error::Damaged { path, reason }) => {
                     let nothing = if matches!(req.command, Command::Check(_)) {
-                        "no table can be read, so nothing was checked or repaired; "
+                        "it cannot be opened for writing, so nothing was checked or repaired; "
                     } else {
                         ""
                     };
@@ -592,27 +595,36 @@ impl Made {
 }
 
 /// Restore and reset never go through the socket: they replace the files under the owner.
-fn whole_file(e: Error) -> Error {
-    needs_store_alone("replaces the whole store", e)
+fn whole_file(dir: &Path, e: Error) -> Error {
+    needs_store_alone(dir, "replaces the whole store", e)
 }
 
 /// Move, salvage and adopt read the whole file from one snapshot, with the store to
 /// themselves.
-fn whole_copy(e: Error) -> Error {
-    needs_store_alone("copies the whole store from one snapshot", e)
+fn whole_copy(dir: &Path, e: Error) -> Error {
+    needs_store_alone(dir, "copies the whole store from one snapshot", e)
 }
 
-fn needs_store_alone(what: &str, e: Error) -> Error {
+/// `e` as the refusal of a command that needs the store alone (`what` it does), in the data
+/// dir `dir`: who holds it, or, when this user may not write the data dir, whose command it
+/// is. (A permission refused elsewhere, a backup this user may not read, is said as it is.)
+fn needs_store_alone(dir: &Path, what: &str, e: Error) -> Error {
+    let dir_writable = || {
+        use rustix::fs::{Access, access};
+        let store = access(dir.join(crate::STORE_FILE), Access::WRITE_OK);
+        access(dir, Access::WRITE_OK).is_ok()
+            && matches!(store, Ok(()) | Err(rustix::io::Errno::NOENT))
+    };
     match e {
         Error::InUse { holder, .. } => Error::denied(format!(
             "this command {what} and cannot run while it is held ({}); stop the application first",
             who_holds(&holder)
         )),
         Error::ReadOnly { .. } => e,
-        e if e.is_permission_denied() => Error::ReadOnly {
+        e if e.is_permission_denied() && !dir_writable() => Error::ReadOnly {
             what: format!(
-                "this command {what}, which this user may not do here ({}); run it as the \
-                 data dir's owner (a user who may write it)",
+                "{}; this command {what}: run it as the data dir's owner (a user who may \
+                 write it), who may also read what it is given",
                 e.full_message()
             ),
         },

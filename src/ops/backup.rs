@@ -122,6 +122,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         ));
     }
     fsutil::refuse_temp_name(dest)?;
+    super::files::refuse_own_file_name(rk.dir(), dest, "path")?;
     // Among the workspace folders, the backup would travel with what it backs up: in a
     // user's folder it is that user's file (counted toward the folder, shown to the app),
     // and every later backup holds it again.
@@ -476,6 +477,11 @@ pub fn restore_store(
 /// trash entry of the same time. The folders in place go to the trash, as in any restore;
 /// the entry is moved back, not copied. `None` is [`restore_store`].
 ///
+/// The entry's folders are checked against the store copy first: one whose owner marker
+/// names another account, or none, or that is no real folder refuses the restore. (A copy
+/// of an older schema cannot be read as this build's users yet: its folders are not
+/// checked, and `check` after `migrate up` names what does not belong.)
+///
 /// # Errors
 /// As [`restore`]; `InvalidInput` (nothing changed) when `backup` is an archive (it brings
 /// its own folders) or `folders` is not an entry of this data dir's trash holding only
@@ -535,7 +541,7 @@ fn restore_into(
         ));
     }
     if !backup.is_file() {
-        if backup.exists() {
+        if crate::fsutil::is_there(backup)? {
             return Err(Error::invalid(
                 "backup",
                 format!(
@@ -574,7 +580,7 @@ fn restore_into(
     };
     let occupied = match &remote {
         Some(store) => !super::files::is_empty(store)?,
-        None => db.exists(),
+        None => fsutil::is_there(&db)?,
     };
     if occupied && !force {
         let what = match &remote {

@@ -283,6 +283,50 @@ pub(super) fn not_real_folders(ws: &Workspaces) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The admin socket's name in the data dir (`admin::SOCKET_FILE`, which operations may not
+/// use).
+pub(crate) const SOCKET_NAME: &str = "redkeep.sock";
+
+/// Refuses `dest` (an output file: a backup, an export) when it is one of the names redkeep
+/// gives its own files in `data_dir`: the store, its owner marker and safety copies
+/// (`redkeep.redb…`), the admin socket. Such a file would be taken for redkeep's, and
+/// replaced or removed by the next command that makes it (a migration removes a stale owner
+/// marker).
+///
+/// # Errors
+/// `InvalidInput` naming `field` (`path`, `output`).
+pub(crate) fn refuse_own_file_name(
+    data_dir: &Path,
+    dest: &Path,
+    field: &'static str,
+) -> Result<()> {
+    let (Some(name), Some(parent)) = (dest.file_name(), dest.parent()) else {
+        return Ok(());
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let same_dir = matches!(
+        (std::fs::canonicalize(parent), std::fs::canonicalize(data_dir)),
+        (Ok(a), Ok(b)) if a == b
+    );
+    let name = name.to_string_lossy();
+    if same_dir && (name.starts_with(STORE_FILE) || name == SOCKET_NAME) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{} is a name redkeep gives its own files in the data dir (the store, its owner \
+                 marker and safety copies, the admin socket); choose another name, or write it \
+                 outside the data dir",
+                dest.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What a target data dir held before a command made a store there, to take that back on
 /// failure.
 pub(crate) struct Made {

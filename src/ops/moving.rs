@@ -106,7 +106,7 @@ pub fn move_store(
         Some(url) => open_url_store(url, false)?,
         None => {
             let db = data_dir.join(STORE_FILE);
-            if !db.exists() {
+            if !crate::fsutil::is_there(&db)? {
                 return Err(Error::NotInitialized { path: db });
             }
             open_file_store(&db, Mode::Exclusive)?

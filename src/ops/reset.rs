@@ -51,7 +51,7 @@ pub fn reset_store(
         ),
         None => {
             let db = data_dir.join(STORE_FILE);
-            if !db.exists() {
+            if !crate::fsutil::is_there(&db)? {
                 return Err(Error::NotInitialized { path: db });
             }
             (open_file_store(&db, Mode::Exclusive)?, db)
@@ -89,7 +89,14 @@ pub fn reset_store(
             Some((crate::store::RESET_UNFINISHED, mark.as_bytes())),
         )?;
         let folders = folders_of(data_dir)?.trash_all(now)?;
-        store.write(|tx| tx.remove_meta(crate::store::RESET_UNFINISHED))?;
+        store.write(|tx| {
+            // An emptied store is as `init --no-admin` makes one: with the built-in roles
+            // (what opens it only to read, or a check, finds there).
+            if version == SCHEMA_VERSION {
+                crate::auth::roles::put_system_roles(tx, now)?;
+            }
+            tx.remove_meta(crate::store::RESET_UNFINISHED)
+        })?;
         tracing::warn!(backup = %backup.display(), "store reset");
         Ok(ResetReport { backup, folders })
     })

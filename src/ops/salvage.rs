@@ -233,7 +233,7 @@ fn salvage_into(
     now: Timestamp,
 ) -> Result<SalvageReport> {
     let source = data_dir.join(STORE_FILE);
-    if !source.is_file() {
+    if !crate::fsutil::is_there(&source)? || !source.is_file() {
         return Err(Error::NotInitialized { path: source });
     }
     if to.join(STORE_FILE).exists() {
@@ -267,6 +267,10 @@ fn salvage_into(
     let copy = scratch.path().join(STORE_FILE);
     std::fs::copy(&source, &copy)
         .map_err(|e| Error::io(format!("copying {}", source.display()), e))?;
+    // The copy is this process's to repair: writable, whatever the original's mode (a
+    // 0400 file would keep the repairing open out).
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| Error::io(format!("securing {}", copy.display()), e))?;
     let src_options = StoreOptions {
         mode: Mode::Exclusive,
         create: false,

@@ -1045,12 +1045,21 @@ impl Workspaces {
     }
 
     /// The entries of `users/`; `None` when it is not there (not made yet: a data dir
-    /// opened only to read makes nothing).
+    /// opened only to read makes nothing) or is not a folder.
     fn users_entries(&self) -> Result<Option<fs::ReadDir>> {
         let users = self.users_dir();
         match fs::read_dir(&users) {
             Ok(entries) => Ok(Some(entries)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // (A file in its place holds no user's folder either; `check` and every write
+            // refuse it.)
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(Error::io(format!("listing {}", users.display()), e)),
         }
     }

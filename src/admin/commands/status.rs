@@ -43,8 +43,13 @@ pub(crate) fn reply(
     if let Some(s) = socket {
         lines.push(format!("admin socket: {s}"));
     }
-    if let Some(v) = schema {
-        lines.push(format!("schema version {v} (this build: {SCHEMA_VERSION})"));
+    match schema {
+        Some(v) if v < SCHEMA_VERSION => lines.push(format!(
+            "schema version {v} (this build: {SCHEMA_VERSION}); `redkeep migrate up` brings it \
+             up to date"
+        )),
+        Some(v) => lines.push(format!("schema version {v} (this build: {SCHEMA_VERSION})")),
+        None => {}
     }
     let f = files(dir);
     for key in ["store", "owner_marker", "socket", "workspaces"] {
@@ -52,7 +57,7 @@ pub(crate) fn reply(
     }
     let leftovers = leftovers(dir, &mut lines);
     Reply::text(
-        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "files": f, "leftovers": leftovers}),
+        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "not_closed_cleanly": false, "files": f, "leftovers": leftovers}),
         lines,
     )
 }

@@ -290,12 +290,20 @@ impl Source {
                 }
                 // A hot journal: a writer stopped mid-transaction, and only an open that
                 // may write rolls it back (adopt never writes the old database).
-                Some(rusqlite::ErrorCode::ReadOnly) => format!(
-                    "{} has a write its program did not finish (a journal beside it; {e}); open \
-                     it once with `sqlite3` or start its application, which rolls that write \
-                     back, then adopt again",
-                    path.display()
-                ),
+                Some(rusqlite::ErrorCode::ReadOnly)
+                    if matches!(
+                        e,
+                        rusqlite::Error::SqliteFailure(ref f, _)
+                            if f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK
+                    ) =>
+                {
+                    format!(
+                        "{} has a write its program did not finish (a journal beside it; {e}); \
+                         open it once with `sqlite3` or start its application, which rolls \
+                         that write back, then adopt again",
+                        path.display()
+                    )
+                }
                 _ => format!("{} is not a readable SQLite database ({e})", path.display()),
             };
             Error::invalid("from", why)
