@@ -341,9 +341,16 @@ fn a_reading_command_reads_beside_a_shared_writer_and_sees_its_commits() {
     let mut holder = start_holder("shared", &dir);
     ok(&run(&dir, &["invite", "create"], None));
     assert_eq!(holder.ask("count"), vec![0, 1]);
-    let list = ok(&run(&dir, &["invite", "list", "--json"], None));
+    let out = run(&dir, &["invite", "list", "--json", "-vv"], None);
+    let list = ok(&out);
     let invites: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(invites.as_array().unwrap().len(), 1, "{list}");
+    // Read through the read-only open, not an open for writing that followed it.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !log.contains("only to read it failed") && !log.contains("needs settling"),
+        "{log}"
+    );
     // A handle opened only to read, in shared mode, follows the writers' commits, and the
     // store reads as shared while it is open, though no one else writes.
     let reader = Redkeep::open(

@@ -684,3 +684,25 @@ fn print(text: &str) -> Result<()> {
 }
 
 use crate::clock::Clock;
+
+#[cfg(test)]
+mod tests {
+    /// The store names a CLI process holding it by its command words: the commands it
+    /// takes a second word for are the CLI's command groups.
+    #[test]
+    fn the_store_knows_the_command_groups() {
+        use clap::CommandFactory;
+        let mut groups: Vec<String> = super::Cli::command()
+            .get_subcommands()
+            .filter(|c| c.has_subcommands())
+            .map(|c| c.get_name().to_string())
+            .collect();
+        groups.sort();
+        let mut known: Vec<String> = crate::store::COMMAND_GROUPS
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        known.sort();
+        assert_eq!(groups, known);
+    }
+}

@@ -503,6 +503,22 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// The CLI's commands that take a command of their own (`redkeep user list`).
+pub(crate) const COMMAND_GROUPS: &[&str] = &[
+    "invite",
+    "user",
+    "role",
+    "session",
+    "agent",
+    "apikey",
+    "audit",
+    "org",
+    "migrate",
+    "inspect",
+    "workspace",
+    "gallery",
+];
+
 /// The `redkeep` command a process runs (`redkeep migrate up`), when it is the CLI: its
 /// program name and up to two plain words of its arguments, the command's, before its
 /// first option (a value may be a token). `None` for any other program, or where `/proc`
@@ -539,7 +555,9 @@ pub(crate) fn redkeep_command_in(cmdline: &[u8]) -> Option<String> {
             continue;
         }
         words.push(a.into_owned());
-        if words.len() == 2 {
+        // A command group takes a second word (`user list`); a command alone takes a plain
+        // argument next (`backup nightly`), never shown.
+        if words.len() == 2 || !COMMAND_GROUPS.contains(&words[0].as_str()) {
             break;
         }
     }
@@ -1728,6 +1746,10 @@ mod tests {
                 "redkeep", "--store", "db", "--json", "user", "list"
             ])),
             Some("redkeep user list".into())
+        );
+        assert_eq!(
+            redkeep_command_in(&line(&["redkeep", "backup", "nightly"])),
+            Some("redkeep backup".into())
         );
         assert_eq!(
             redkeep_command_in(&line(&["redkeep", "adopt", "--preset", "code-monet"])),

@@ -31,6 +31,8 @@ pub use check::{
     CheckReport, ExpectedEntry, TableCheck, TableCounts, TableStats, check_app_table, check_table,
 };
 pub use codec::Stored;
+#[cfg(all(test, feature = "cli"))]
+pub(crate) use db::COMMAND_GROUPS;
 #[cfg(feature = "postgres")]
 pub use db::is_postgres_url;
 pub(crate) use db::opened_for_writing_instead;
