@@ -341,7 +341,11 @@ fn a_reading_command_reads_beside_a_shared_writer_and_sees_its_commits() {
     let mut holder = start_holder("shared", &dir);
     ok(&run(&dir, &["invite", "create"], None));
     assert_eq!(holder.ask("count"), vec![0, 1]);
-    let out = run(&dir, &["invite", "list", "--json", "-vv"], None);
+    let out = redkeep(&dir)
+        .args(["invite", "list", "--json", "-vv"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
     let list = ok(&out);
     let invites: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(invites.as_array().unwrap().len(), 1, "{list}");

@@ -20,6 +20,18 @@ const STATUS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 pub fn probe(dir: &Path) -> Result<Reply> {
     let db = dir.join(STORE_FILE);
     if !crate::fsutil::is_there(&db)? {
+        // A symlink to a store that is not there (a volume not mounted) is no missing store.
+        if let Ok(target) = std::fs::read_link(&db) {
+            return Err(Error::invalid(
+                "store",
+                format!(
+                    "{} is a symlink to {}, which is not there (a volume not mounted?); make it \
+                     reachable, or remove the symlink",
+                    db.display(),
+                    target.display()
+                ),
+            ));
+        }
         return Ok(reply("missing", None, None, None, dir));
     }
     let owner = read_owner(&owner_path(&db)).filter(|o| process_alive(o.pid));

@@ -612,7 +612,19 @@ fn needs_store_alone(dir: &Path, what: &str, e: Error) -> Error {
     let dir_writable = || {
         use rustix::fs::{Access, access};
         let store = access(dir.join(crate::STORE_FILE), Access::WRITE_OK);
-        access(dir, Access::WRITE_OK).is_ok()
+        // A data dir not made yet is as writable as the nearest folder that is there.
+        let there = dir
+            .ancestors()
+            .find(|a| a.as_os_str().is_empty() || a.exists())
+            .map(|a| {
+                if a.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    a
+                }
+            })
+            .unwrap_or(dir);
+        access(there, Access::WRITE_OK).is_ok()
             && matches!(store, Ok(()) | Err(rustix::io::Errno::NOENT))
     };
     match e {

@@ -57,7 +57,7 @@ pub(crate) fn reply(
     }
     let leftovers = leftovers(dir, &mut lines);
     Reply::text(
-        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "not_closed_cleanly": false, "files": f, "leftovers": leftovers}),
+        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "not_closed_cleanly": matches!(state, "free" | "shared" | "read-only").then_some(false), "files": f, "leftovers": leftovers}),
         lines,
     )
 }

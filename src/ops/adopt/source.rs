@@ -295,10 +295,12 @@ impl Source {
                         e,
                         rusqlite::Error::SqliteFailure(ref f, _)
                             if f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK
+                                || f.extended_code == rusqlite::ffi::SQLITE_READONLY_RECOVERY
                     ) =>
                 {
                     format!(
-                        "{} has a write its program did not finish (a journal beside it; {e}); \
+                        "{} has a write its program did not finish (a journal or WAL beside it; \
+                         {e}); \
                          open it once with `sqlite3` or start its application, which rolls \
                          that write back, then adopt again",
                         path.display()
