@@ -569,6 +569,19 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
         &["user", "create", "bob@example.com", "--password-stdin"],
         Some("bob password\n"),
     );
+    // A piece of Bob's, saved long ago: the copy keeps its time.
+    cli.expect(&["gallery", "add", "bob@example.com", "-"], Some("{}"), 0);
+    let bob = cli.json(&["user", "show", "bob@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    let piece = format!("workspaces/users/{bob}/gallery/piece_000001.json");
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(cli.data().join(&piece))
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
     let store = cli.data().join(redkeep::STORE_FILE);
     {
         // Ann's record becomes bytes nothing decodes.
@@ -588,6 +601,11 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
     let to = cli.dir.path().join("saved");
     let to_arg = to.to_str().unwrap();
     let (out, err) = cli.expect(&["salvage", "--to", to_arg], None, 0);
+    let copied = std::fs::metadata(to.join(&piece))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(copied, long_ago);
     assert!(err.is_empty(), "{err}");
     assert!(out.contains("users: 2 read"), "{out}");
     assert!(out.contains("quarantine:users"), "{out}");

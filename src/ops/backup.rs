@@ -688,9 +688,10 @@ fn restore_into(
             )?;
         } else if let Some(entry) = &folders {
             // A folder of no user in the copy is let through: the trash entry holds every
-            // folder `users/` held, an orphan among them, and ids already handed out here
-            // are never handed out again (the copy's sequences are raised to the live
-            // store's), so it can reach no one; `check` names it afterwards.
+            // folder `users/` held, an orphan among them. Ids handed out here are not handed
+            // out again (the copy's sequences are raised to the live store's), and a folder
+            // whose owner marker names another account is served to no one, so it reaches
+            // no one; `check` names it afterwards.
             check_staged_folders(
                 &staged,
                 &FoldersFrom {

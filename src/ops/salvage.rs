@@ -179,9 +179,16 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         match entry.file_type() {
             Ok(t) if t.is_dir() => copy_tree(&path, &target)?,
             Ok(t) if t.is_file() => {
-                // A file that cannot be read is left behind; the rest is copied.
+                // A file that cannot be read is left behind; the rest is copied, with its
+                // own time (lists show when a piece was saved, not when it was salvaged).
                 if let Ok(bytes) = std::fs::read(&path) {
                     crate::fsutil::write_private(&target, &bytes)?;
+                    if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                        let _ = std::fs::File::options()
+                            .write(true)
+                            .open(&target)
+                            .and_then(|f| f.set_modified(modified));
+                    }
                 }
             }
             _ => {}
