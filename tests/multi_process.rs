@@ -210,6 +210,19 @@ fn file_state(dir: &std::path::Path) -> (Vec<u8>, std::time::SystemTime) {
     (bytes, std::fs::metadata(&path).unwrap().modified().unwrap())
 }
 
+/// `redkeep status --json` of `dir`, which must succeed.
+fn status_json(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&run(dir, &["status", "--json"], None))).unwrap()
+}
+
+/// Options of a handle that only reads, beside shared-mode writers.
+fn shared_reader() -> Options {
+    Options::default()
+        .mode(Mode::Shared)
+        .read_only(true)
+        .password(PasswordParams::INSECURE_FAST)
+}
+
 fn ok(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -357,14 +370,7 @@ fn a_reading_command_reads_beside_a_shared_writer_and_sees_its_commits() {
     );
     // A handle opened only to read, in shared mode, follows the writers' commits, and the
     // store reads as shared while it is open, though no one else writes.
-    let reader = Redkeep::open(
-        &dir,
-        Options::default()
-            .mode(Mode::Shared)
-            .read_only(true)
-            .password(PasswordParams::INSECURE_FAST),
-    )
-    .unwrap();
+    let reader = Redkeep::open(&dir, shared_reader()).unwrap();
     assert_eq!(reader.users().count().unwrap(), 0);
     ok(&run(
         &dir,
@@ -373,8 +379,7 @@ fn a_reading_command_reads_beside_a_shared_writer_and_sees_its_commits() {
     ));
     assert_eq!(reader.users().count().unwrap(), 1);
     drop(holder);
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(&run(&dir, &["status", "--json"], None))).unwrap();
+    let status = status_json(&dir);
     assert_eq!(status["state"], "shared", "{status}");
     // Nobody may take the store to itself while the reader reads.
     let out = run(&dir, &["migrate", "down", "--to", "1"], None);
@@ -382,8 +387,7 @@ fn a_reading_command_reads_beside_a_shared_writer_and_sees_its_commits() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot run while the store is held"), "{err}");
     drop(reader);
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(&run(&dir, &["status", "--json"], None))).unwrap();
+    let status = status_json(&dir);
     assert_eq!(status["state"], "free", "{status}");
     assert_eq!(status["schema_version"], redkeep::SCHEMA_VERSION);
 }
@@ -401,8 +405,7 @@ fn a_reading_command_on_a_store_whose_writer_was_killed_still_answers() {
     holder.child.wait().unwrap();
     // `status` says so, and leaves the file to the next open for writing.
     let before = file_state(&dir);
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(&run(&dir, &["status", "--json"], None))).unwrap();
+    let status = status_json(&dir);
     assert_eq!(status["state"], "free", "{status}");
     assert_eq!(status["not_closed_cleanly"], true, "{status}");
     assert!(
@@ -410,14 +413,8 @@ fn a_reading_command_on_a_store_whose_writer_was_killed_still_answers() {
         "`status` changed the store file"
     );
     // Only an open for writing repairs such a file; one to read it is refused, and says why.
-    let refused = Redkeep::open(
-        &dir,
-        Options::default()
-            .mode(Mode::Shared)
-            .read_only(true)
-            .password(PasswordParams::INSECURE_FAST),
-    )
-    .expect_err("a read-only open of a file not closed cleanly is refused");
+    let refused = Redkeep::open(&dir, shared_reader())
+        .expect_err("a read-only open of a file not closed cleanly is refused");
     assert!(
         refused.full_message().contains("not closed cleanly"),
         "{}",
@@ -426,8 +423,7 @@ fn a_reading_command_on_a_store_whose_writer_was_killed_still_answers() {
     let list = ok(&run(&dir, &["invite", "list", "--json"], None));
     let invites: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(invites.as_array().unwrap().len(), 1, "{list}");
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(&run(&dir, &["status", "--json"], None))).unwrap();
+    let status = status_json(&dir);
     assert_eq!(status["state"], "free", "{status}");
     assert_eq!(status["not_closed_cleanly"], false, "{status}");
     assert!(run(&dir, &["check"], None).status.success());

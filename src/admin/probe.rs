@@ -67,43 +67,13 @@ pub fn probe(dir: &Path) -> Result<Reply> {
     // writing repairs it, which `status` does not make. What cannot be read (damage) goes
     // to the open for writing below, which says what is wrong as every command does.
     match Store::open_to_read(&db, &options(Mode::Shared)).and_then(|s| s.schema_version()) {
-        Ok(version) if others_have_open(&db) => {
-            return Ok(reply("shared", None, None, version, dir));
-        }
         // (Not opened again in exclusive mode, which would check its allocator state as an
         // open for writing does: that open keeps writers out while it lasts, and a shared
         // writer opening then is refused. Damage there is `check`'s to find.)
-        Ok(version) => {
-            let state = if rustix::fs::access(&db, rustix::fs::Access::WRITE_OK).is_ok() {
-                "free"
-            } else {
-                "read-only"
-            };
-            return Ok(reply(state, None, None, version, dir));
-        }
-        Err(Error::InUse { .. }) => {
-            let socket = if client::reachable(dir) {
-                "reachable"
-            } else {
-                "unreachable"
-            };
-            return Ok(reply(
-                "exclusive",
-                owner.map(|o| o.pid),
-                Some(socket),
-                None,
-                dir,
-            ));
-        }
+        Ok(version) => return Ok(reply(not_held_state(&db), None, None, version, dir)),
+        Err(Error::InUse { .. }) => return Ok(held_exclusively(dir, owner.map(|o| o.pid))),
         Err(e) if crate::store::not_closed_cleanly(&e) => {
-            let state = if others_have_open(&db) {
-                "shared"
-            } else if rustix::fs::access(&db, rustix::fs::Access::WRITE_OK).is_ok() {
-                "free"
-            } else {
-                "read-only"
-            };
-            let mut out = reply(state, None, None, None, dir);
+            let mut out = reply(not_held_state(&db), None, None, None, dir);
             out.json["not_closed_cleanly"] = serde_json::json!(true);
             if let super::reply::Human::Text(lines) = &mut out.human {
                 lines.insert(
@@ -134,20 +104,7 @@ pub fn probe(dir: &Path) -> Result<Reply> {
         Ok(store) => Ok(reply("free", None, None, store.schema_version()?, dir)),
         Err(Error::InUse { .. }) => match open(Mode::Shared) {
             Ok(store) => Ok(reply("shared", None, None, store.schema_version()?, dir)),
-            Err(Error::InUse { .. }) => {
-                let socket = if client::reachable(dir) {
-                    "reachable"
-                } else {
-                    "unreachable"
-                };
-                Ok(reply(
-                    "exclusive",
-                    owner.map(|o| o.pid),
-                    Some(socket),
-                    None,
-                    dir,
-                ))
-            }
+            Err(Error::InUse { .. }) => Ok(held_exclusively(dir, owner.map(|o| o.pid))),
             Err(Error::Damaged { reason, .. }) => {
                 Ok(super::commands::status::damaged(&reason, dir))
             }
@@ -166,6 +123,29 @@ pub fn probe(dir: &Path) -> Result<Reply> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// The state of a store no process holds exclusively: `shared` when another has it open,
+/// else `free`, or `read-only` when this user may not write it.
+fn not_held_state(db: &Path) -> &'static str {
+    if others_have_open(db) {
+        "shared"
+    } else if rustix::fs::access(db, rustix::fs::Access::WRITE_OK).is_ok() {
+        "free"
+    } else {
+        "read-only"
+    }
+}
+
+/// The status of a store another process holds exclusively (`pid`, when its owner marker
+/// names a live one), with whether its admin socket answers a connection.
+fn held_exclusively(dir: &Path, pid: Option<u32>) -> Reply {
+    let socket = if client::reachable(dir) {
+        "reachable"
+    } else {
+        "unreachable"
+    };
+    reply("exclusive", pid, Some(socket), None, dir)
 }
 
 /// Whether another process has the store file at `db` open: every redb handle, reading or
