@@ -286,3 +286,101 @@ fn a_salvage_that_saves_no_account_says_so() {
     .unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+fn raw_value(dir: &Path, table: &str, key: &[u8]) -> Option<Vec<u8>> {
+    use redb::ReadableDatabase;
+    let db = redb::Database::open(dir.join(redkeep::STORE_FILE)).unwrap();
+    let tx = db.begin_read().unwrap();
+    let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(table);
+    let t = tx.open_table(def).ok()?;
+    t.get(key).unwrap().map(|v| v.value().to_vec())
+}
+
+/// A damaged byte that makes the recorded schema version read older than the records are
+/// does not turn salvage into a migration of today's records (which would set every one of
+/// them aside): the version the user records show is taken, and said.
+#[test]
+fn salvage_takes_the_schema_version_the_records_show_over_a_damaged_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    build(&dir);
+    common::plant_entry(None, &dir, "meta", b"schema_version", &2u64.to_be_bytes());
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        report.changes.iter().any(|c| c
+            == "the schema version read 2, but the user records are those of version 3; set to 3"),
+        "{:#?}",
+        report.changes
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let rk = Redkeep::open(&to, options()).unwrap();
+    assert_eq!(rk.users().count().unwrap(), 40);
+    assert_eq!(
+        rk.store().schema_version().unwrap(),
+        Some(redkeep::SCHEMA_VERSION)
+    );
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// Salvaging a store of an older schema migrates the copy; a record the migration cannot
+/// read as its version wrote it (here a user in today's format among format-1 ones) is set
+/// aside, its bytes kept, and the rest migrates.
+#[test]
+fn salvage_of_an_old_store_sets_aside_what_its_migration_cannot_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    common::copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2-full"),
+        &dir,
+    );
+    // A user record of today's format with the key of the fixture's user 4.
+    let today = tmp.path().join("today");
+    let rk = Redkeep::open(&today, options().create(true)).unwrap();
+    for i in 1..=4 {
+        rk.users()
+            .create(NewUser {
+                email: format!("today{i}@example.com"),
+                ..NewUser::default()
+            })
+            .unwrap();
+    }
+    drop(rk);
+    let key = 4u64.to_be_bytes();
+    let value = raw_value(&today, "r:users", &key).unwrap();
+    common::plant_entry(None, &dir, "r:users", &key, &value);
+
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        report.changes.iter().any(|c| c.starts_with(
+            "fixed: record 4 of table users is corrupt: expected a record of the first \
+             release's format"
+        )),
+        "{:#?}",
+        report.changes
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let rk = Redkeep::open(&to, options()).unwrap();
+    assert_eq!(
+        rk.store().schema_version().unwrap(),
+        Some(redkeep::SCHEMA_VERSION)
+    );
+    let emails: Vec<String> = rk
+        .users()
+        .list(UserFilter::All, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(
+        emails,
+        ["admin@example.com", "Ann@Example.com", "bob@example.com"]
+    );
+    assert!(rk.check(false).unwrap().ok);
+    drop(rk);
+    assert_eq!(
+        raw_value(&to, "r:quarantine:users", &key).as_deref(),
+        Some(&value[..])
+    );
+}

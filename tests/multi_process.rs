@@ -25,22 +25,48 @@ fn helper_process_holding_the_store() {
         return; // Only meaningful when started by the tests below.
     };
     let (mode, dir) = spec.split_once(':').unwrap();
-    let mode = if mode == "exclusive" {
-        Mode::Exclusive
-    } else {
-        Mode::Shared
-    };
     // Without the admin socket, so the CLI cannot go through this process and must say who
     // holds the store (tests/live_admin.rs covers the socket).
-    let options = Options::default()
-        .mode(mode)
-        .password(PasswordParams::INSECURE_FAST);
+    let options = match mode {
+        "exclusive" => Options::default().mode(Mode::Exclusive),
+        "reader" => shared_reader(),
+        _ => Options::default().mode(Mode::Shared),
+    }
+    .password(PasswordParams::INSECURE_FAST);
     let rk = Redkeep::open(dir, options).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
     for line in std::io::stdin().lock().lines() {
         let line = line.unwrap();
+        // `release MS`: answers, holds the store MS milliseconds more (as a command that
+        // only reads holds it for a moment), then closes it and exits.
+        if let Some(ms) = line.trim().strip_prefix("release ") {
+            writeln!(out, "0").unwrap();
+            out.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap()));
+            drop(rk);
+            return;
+        }
+        // `spin PATH`: reads and writes until PATH exists, then answers how many rounds it
+        // made and how many of them failed.
+        if let Some(stop) = line.trim().strip_prefix("spin ") {
+            let (mut rounds, mut failed) = (0u64, 0u64);
+            while !std::path::Path::new(stop).exists() {
+                rounds += 1;
+                let read = rk.users().count().and_then(|_| {
+                    rk.invites()
+                        .list(redkeep::InviteFilter::All, usize::MAX)
+                        .map(|_| ())
+                });
+                let wrote = rk.invites().create(redkeep::InviteSpec::default());
+                if read.is_err() || wrote.is_err() {
+                    failed += 1;
+                }
+            }
+            writeln!(out, "{rounds} {failed}").unwrap();
+            out.flush().unwrap();
+        }
         if line.trim() == "invite" {
             rk.invites().create(redkeep::InviteSpec::default()).unwrap();
             writeln!(out, "0").unwrap();
@@ -145,6 +171,71 @@ fn cli_names_the_process_holding_the_store_exclusively() {
     drop(holder);
     // Once the holder is gone, the CLI works again.
     assert!(run(&dir, &["user", "list"], None).status.success());
+}
+
+/// A process that holds the store for a moment without an owner marker (a command that
+/// only reads, like `status` or a listing) delays an exclusive open (a migration, a restore,
+/// an application in `Mode::Exclusive`) rather than failing it; an application holding the
+/// store, which leaves a marker, is named at once (the test above).
+#[test]
+fn an_exclusive_open_waits_for_a_brief_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let mut reader = start_holder("reader", &dir);
+    // The reader holds the store 200 ms more after answering; the open below starts while
+    // it still does.
+    assert_eq!(reader.ask("release 200"), vec![0]);
+    let opened = Redkeep::open(
+        &dir,
+        Options::default()
+            .mode(Mode::Exclusive)
+            .password(PasswordParams::INSECURE_FAST),
+    );
+    assert!(opened.is_ok(), "{:?}", opened.err());
+    drop(opened);
+    drop(reader);
+}
+
+/// Exclusive opens refused because a shared-mode application holds the store (each tried
+/// again for half a second, as such an application leaves no owner marker) leave that
+/// application's reads and writes alone.
+#[test]
+fn refused_exclusive_opens_do_not_disturb_a_shared_application() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let mut app = start_holder("shared", &dir);
+    let stop = tmp.path().join("stop");
+    let opener = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut refused = 0;
+            for _ in 0..4 {
+                let opened = Redkeep::open(
+                    &dir,
+                    Options::default()
+                        .mode(Mode::Exclusive)
+                        .password(PasswordParams::INSECURE_FAST),
+                );
+                if matches!(opened, Err(redkeep::Error::InUse { .. })) {
+                    refused += 1;
+                }
+            }
+            std::fs::write(&stop, b"").unwrap();
+            refused
+        })
+    };
+    let answer = app.ask(&format!("spin {}", stop.display()));
+    assert_eq!(
+        opener.join().unwrap(),
+        4,
+        "an exclusive open got past the application"
+    );
+    assert!(answer[0] > 0, "{answer:?}");
+    assert_eq!(answer[1], 0, "{} of {} rounds failed", answer[1], answer[0]);
+    let count = app.ask("count");
+    assert_eq!(count[1], answer[0], "one invite per round: {count:?}");
 }
 
 #[test]

@@ -470,3 +470,107 @@ pub(crate) fn delete_index_tables(tx: &WriteTx<'_>) -> Result<()> {
     }
     Ok(())
 }
+
+/// Takes out of redkeep's tables the records the migrations from a store before version 3
+/// could not read: a value that is not its table's format-1 shape, an agent session whose
+/// key is not text. Their bytes go to the table's quarantine table, as `check --repair` keeps
+/// them, and the version-2 indexes are rebuilt without them. Salvage runs it on an old copy
+/// so that one damaged record does not stop the copy's migration. Returns one line per
+/// record set aside.
+///
+/// # Errors
+/// `Storage` when the store cannot be written.
+pub(crate) fn set_aside_unreadable(tx: &WriteTx<'_>) -> Result<Vec<String>> {
+    let mut changes = Vec::new();
+    screen::<UserV1>(tx, &mut changes, |_| true)?;
+    screen::<InviteV1>(tx, &mut changes, |_| true)?;
+    screen::<RoleV1>(tx, &mut changes, |_| true)?;
+    screen::<UserRoleV1>(tx, &mut changes, |_| true)?;
+    screen::<SessionV1>(tx, &mut changes, |_| true)?;
+    screen::<AgentSessionV1>(tx, &mut changes, |key| std::str::from_utf8(key).is_ok())?;
+    screen::<OrgV1>(tx, &mut changes, |_| true)?;
+    screen::<OrgMemberV1>(tx, &mut changes, |_| true)?;
+    screen::<ApiKeyV1>(tx, &mut changes, |_| true)?;
+    screen::<AuditEventV1>(tx, &mut changes, |_| true)?;
+    if !changes.is_empty() {
+        rebuild_v2_indexes(tx)?;
+    }
+    Ok(changes)
+}
+
+// Moves the records of `T`'s table that do not decode as `T`, or whose key `key_ok` refuses,
+// to its quarantine table.
+fn screen<T: LegacyRecord>(
+    tx: &WriteTx<'_>,
+    changes: &mut Vec<String>,
+    key_ok: impl Fn(&[u8]) -> bool,
+) -> Result<()> {
+    let raw = tx.raw_write()?;
+    let table = record_table(T::TABLE);
+    let mut unreadable = Vec::new();
+    raw.range(&table, &KeyRange::all(), Order::Asc, &mut |key, value| {
+        let problem = match decode::<T>(key, value) {
+            Err(Error::Corrupt { reason, .. }) => Some(reason),
+            Err(other) => Some(other.to_string()),
+            Ok(_) if !key_ok(key) => Some("its key is not text".to_string()),
+            Ok(_) => None,
+        };
+        if let Some(problem) = problem {
+            unreadable.push((key.to_vec(), value.to_vec(), problem));
+        }
+        Ok(true)
+    })?;
+    let aside = crate::store::quarantine_table(T::TABLE);
+    for (key, value, problem) in unreadable {
+        raw.put(&record_table(&aside), &key, &value)?;
+        raw.remove(&table, &key)?;
+        changes.push(format!(
+            "fixed: record {} of table {} is corrupt: {problem}; its bytes were moved to {aside}",
+            crate::store::show_key(&key),
+            T::TABLE
+        ));
+    }
+    Ok(())
+}
+
+/// The schema version a store's records show, for salvage to check the version the store
+/// records (a damaged byte can make it read older, or not at all): 3 when most user records
+/// are in today's format (version 3 rewrote every user); else, with user records in format
+/// 1, 2 when there is an organization (version 2 made one for every store with users) and 1
+/// when there is none. `None` without a user record to tell by.
+///
+/// # Errors
+/// `Storage` when the store cannot be read.
+pub(crate) fn version_from_records(raw: &dyn RawRead) -> Result<Option<u64>> {
+    let (mut old, mut new) = (0u64, 0u64);
+    raw.range(
+        &record_table(UserV1::TABLE),
+        &KeyRange::all(),
+        Order::Asc,
+        &mut |_, value| {
+            match value.first() {
+                Some(&codec::FORMAT_LEGACY) => old += 1,
+                Some(&codec::FORMAT_CURRENT) => new += 1,
+                _ => {}
+            }
+            Ok(true)
+        },
+    )?;
+    if new > old {
+        return Ok(Some(3));
+    }
+    if old == 0 {
+        return Ok(None);
+    }
+    let mut orgs = false;
+    raw.range(
+        &record_table(OrgV1::TABLE),
+        &KeyRange::all(),
+        Order::Asc,
+        &mut |_, _| {
+            orgs = true;
+            Ok(false)
+        },
+    )?;
+    Ok(Some(if orgs { 2 } else { 1 }))
+}

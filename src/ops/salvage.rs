@@ -374,21 +374,38 @@ fn salvage_into(
     // Indexes and sequences first: opening the handle below looks things up by index and
     // hands out ids.
     let version = dest.read(|tx| tx.schema_version())?;
-    match version {
-        Some(v) if v > SCHEMA_VERSION => {
+    let shown = dest.read(|tx| crate::auth::legacy::version_from_records(tx.raw()))?;
+    // The version the copy is migrated from: the recorded one, unless the records say
+    // otherwise (a damaged byte can make it read older, or not at all).
+    let set = match (version, shown) {
+        (Some(v), _) if v > SCHEMA_VERSION => {
             return Err(Error::denied(format!(
                 "the store was written by a newer redkeep (schema {v}, this build knows up to \
                  {SCHEMA_VERSION}); salvage it with that version"
             )));
         }
-        Some(_) => {}
-        None => changes.push(format!(
-            "the schema version could not be read; set to {SCHEMA_VERSION}"
-        )),
-    }
+        // Versions 1 and 2 wrote users in format 1, version 3 on in today's format; which
+        // of 1 and 2 is left to the recorded version (a version-2 store whose organizations
+        // were all deleted shows as 1).
+        (Some(v), Some(r)) if (v >= 3) != (r >= 3) => {
+            changes.push(format!(
+                "the schema version read {v}, but the user records are those of version {r}; \
+                 set to {r}"
+            ));
+            Some(r)
+        }
+        (Some(_), _) => None,
+        (None, shown) => {
+            let r = shown.unwrap_or(SCHEMA_VERSION);
+            changes.push(format!(
+                "the schema version could not be read; set to {r}, as the user records show"
+            ));
+            Some(r)
+        }
+    };
     changes.extend(dest.write_anyway(crate::Durability::Immediate, |tx| {
-        if version.is_none() {
-            tx.set_schema_version(SCHEMA_VERSION)?;
+        if let Some(v) = set {
+            tx.set_schema_version(v)?;
         }
         let mut changes = Vec::new();
         for t in crate::auth::own_tables() {
@@ -418,6 +435,14 @@ fn salvage_into(
         .schema_version()?
         .is_some_and(|v| v < SCHEMA_VERSION)
     {
+        // The migrations read old records through their frozen shapes, which a damaged
+        // record fails; it is set aside first so that the rest of the copy migrates.
+        changes.extend(
+            rk.store()
+                .write_anyway(crate::Durability::Immediate, |tx| {
+                    crate::auth::legacy::set_aside_unreadable(tx)
+                })?,
+        );
         rk.migrate()?;
     }
     // Unreadable records aside and indexes whole, then references made whole.

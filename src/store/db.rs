@@ -569,6 +569,31 @@ pub(crate) fn redkeep_command_in(cmdline: &[u8]) -> Option<String> {
     )
 }
 
+/// How long an exclusive open of a redb file waits while another process holds it without
+/// an owner marker, before it is refused: such a holder may be a command that only reads
+/// (`status`, a listing), which holds the file for a moment.
+const BRIEF_HOLD: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// [`FileDb::open`], which in `Mode::Exclusive` tries again for [`BRIEF_HOLD`] while the
+/// file is held by another process that left no live owner marker (an application holding
+/// it leaves one, and is named at once).
+fn open_waiting_for_readers(path: &Path, spec: OpenSpec, mode: Mode) -> Result<FileDb> {
+    let deadline = std::time::Instant::now() + BRIEF_HOLD;
+    loop {
+        match FileDb::open(path, spec.clone()) {
+            Err(Error::InUse { .. })
+                if mode == Mode::Exclusive
+                    && std::time::Instant::now() < deadline
+                    && !redb_file::open_here(path)
+                    && !read_owner(&owner_path(path)).is_some_and(|o| process_alive(o.pid)) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether a refused read-only open is one an open for writing may get past, or explain in
 /// the words every command uses: a file not closed cleanly (the write open repairs it), one
 /// redb cannot read as it is (damaged, not a store), an I/O failure. Not a store another
@@ -775,7 +800,7 @@ impl Store {
             shared: options.mode == Mode::Shared,
             faults: options.faults.clone(),
         };
-        let db = FileDb::open(&path, spec).map_err(|e| match e {
+        let db = open_waiting_for_readers(&path, spec, options.mode).map_err(|e| match e {
             Error::InUse { .. } => Error::InUse {
                 holder: describe_holder(&path),
                 path: path.clone(),
