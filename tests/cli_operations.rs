@@ -30,6 +30,40 @@ fn populated() -> Cli {
     cli
 }
 
+/// A store whose recorded schema version reads older than its records are (a damaged byte)
+/// stops `migrate up` at the first record it cannot read as that version wrote it; `check`
+/// reads records as today's and would send the operator back to `migrate up`, so the error
+/// points to salvage, which takes the version the records show.
+#[test]
+fn migrate_up_stopped_by_a_record_it_cannot_read_points_to_salvage() {
+    let cli = Cli::new();
+    cli.expect(&["init", "--no-admin"], None, 0);
+    cli.expect(
+        &["user", "create", "ann@example.com"],
+        Some("ann password\n"),
+        0,
+    );
+    common::plant_entry(
+        None,
+        &cli.data(),
+        "meta",
+        b"schema_version",
+        &2u64.to_be_bytes(),
+    );
+    let (_, err) = cli.expect(&["migrate", "up"], None, 1);
+    assert!(
+        err.contains("`migrate up` stopped at record 1 of table users")
+            && err.contains("redkeep salvage --to NEW_DIR"),
+        "{err}"
+    );
+    let to = cli.dir.path().join("saved");
+    let (out, _) = cli.expect(&["salvage", "--to", to.to_str().unwrap()], None, 0);
+    assert!(
+        out.contains("the schema version read 2, but the records are those of version 3"),
+        "{out}"
+    );
+}
+
 #[test]
 fn migrate_status_and_up_on_an_old_store() {
     let cli = Cli::new();
@@ -594,8 +628,10 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
             .unwrap();
         tx.commit().unwrap();
     }
-    let (out, _) = cli.expect(&["check"], None, 1);
+    let (out, err) = cli.expect(&["check"], None, 1);
     assert!(out.contains("quarantine:users"), "{out}");
+    // The exit code's reason on stderr too, in one line.
+    assert_eq!(err, "error: the check found problems, listed above\n");
 
     let before = std::fs::read(&store).unwrap();
     let to = cli.dir.path().join("saved");

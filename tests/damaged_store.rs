@@ -308,8 +308,11 @@ fn salvage_takes_the_schema_version_the_records_show_over_a_damaged_one() {
     let to = tmp.path().join("salvaged");
     let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
     assert!(
-        report.changes.iter().any(|c| c
-            == "the schema version read 2, but the user records are those of version 3; set to 3"),
+        report
+            .changes
+            .iter()
+            .any(|c| c
+                == "the schema version read 2, but the records are those of version 3; set to 3"),
         "{:#?}",
         report.changes
     );
@@ -382,5 +385,73 @@ fn salvage_of_an_old_store_sets_aside_what_its_migration_cannot_read() {
     assert_eq!(
         raw_value(&to, "r:quarantine:users", &key).as_deref(),
         Some(&value[..])
+    );
+}
+
+fn remove_entry(dir: &Path, table: &str, key: &[u8]) {
+    let db = redb::Database::open(dir.join(redkeep::STORE_FILE)).unwrap();
+    let tx = db.begin_write().unwrap();
+    let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(table);
+    assert!(tx.open_table(def).unwrap().remove(key).unwrap().is_some());
+    tx.commit().unwrap();
+}
+
+/// An intact store of an older schema salvages as `migrate up` upgrades it: nothing is set
+/// aside (an agent session's key of that version used to be, read as today's).
+#[test]
+fn salvage_of_an_intact_old_store_keeps_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    common::copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2-full"),
+        &dir,
+    );
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        report.changes.iter().all(|c| !c.contains("quarantine")),
+        "{:#?}",
+        report.changes
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let rk = Redkeep::open(&to, options()).unwrap();
+    assert_eq!(rk.users().count().unwrap(), 4);
+    assert!(rk.agents().get("agent-run-1").unwrap().is_some());
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// A version-1 store whose recorded schema version cannot be read is migrated from the
+/// version its records show (1: users in the old format, no organization), so its users get
+/// the roles and organization version 2 gives them.
+#[test]
+fn salvage_of_an_old_store_without_its_version_migrates_from_what_the_records_show() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1-with-users/redkeep.redb"),
+        dir.join(redkeep::STORE_FILE),
+    )
+    .unwrap();
+    remove_entry(&dir, "meta", b"schema_version");
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        report
+            .changes
+            .iter()
+            .any(|c| c == "the schema version could not be read; set to 1, as the records show"),
+        "{:#?}",
+        report.changes
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let rk = Redkeep::open(&to, options()).unwrap();
+    assert_eq!(rk.users().count().unwrap(), 3);
+    let admin = rk.users().find("admin@example.com").unwrap().id;
+    assert!(rk.roles().has_permission(admin, "users.manage").unwrap());
+    assert_eq!(
+        rk.orgs().list(None, 10).unwrap().len(),
+        1,
+        "the default workspace"
     );
 }

@@ -39,20 +39,21 @@ fn helper_process_holding_the_store() {
     out.flush().unwrap();
     for line in std::io::stdin().lock().lines() {
         let line = line.unwrap();
-        // `release MS`: answers, holds the store MS milliseconds more (as a command that
-        // only reads holds it for a moment), then closes it and exits.
-        if let Some(ms) = line.trim().strip_prefix("release ") {
+        // `release`: answers, then closes the store and exits.
+        if line.trim() == "release" {
             writeln!(out, "0").unwrap();
             out.flush().unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap()));
             drop(rk);
             return;
         }
-        // `spin PATH`: reads and writes until PATH exists, then answers how many rounds it
-        // made and how many of them failed.
+        // `spin PATH`: reads and writes until PATH exists (a minute at most), then answers
+        // how many rounds it made and how many of them failed.
         if let Some(stop) = line.trim().strip_prefix("spin ") {
             let (mut rounds, mut failed) = (0u64, 0u64);
-            while !std::path::Path::new(stop).exists() {
+            let began = std::time::Instant::now();
+            while !std::path::Path::new(stop).exists()
+                && began.elapsed() < std::time::Duration::from_secs(60)
+            {
                 rounds += 1;
                 let read = rk.users().count().and_then(|_| {
                     rk.invites()
@@ -176,24 +177,33 @@ fn cli_names_the_process_holding_the_store_exclusively() {
 /// A process that holds the store for a moment without an owner marker (a command that
 /// only reads, like `status` or a listing) delays an exclusive open (a migration, a restore,
 /// an application in `Mode::Exclusive`) rather than failing it; an application holding the
-/// store, which leaves a marker, is named at once (the test above).
+/// store, which leaves a marker, is named at once
+/// (`cli_names_the_process_holding_the_store_exclusively`).
 #[test]
 fn an_exclusive_open_waits_for_a_brief_reader() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     init(&dir);
     let mut reader = start_holder("reader", &dir);
-    // The reader holds the store 200 ms more after answering; the open below starts while
-    // it still does.
-    assert_eq!(reader.ask("release 200"), vec![0]);
-    let opened = Redkeep::open(
-        &dir,
-        Options::default()
-            .mode(Mode::Exclusive)
-            .password(PasswordParams::INSECURE_FAST),
-    );
+    assert_eq!(reader.ask("count"), vec![0, 0]);
+    let opener = {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            Redkeep::open(
+                &dir,
+                Options::default()
+                    .mode(Mode::Exclusive)
+                    .password(PasswordParams::INSECURE_FAST),
+            )
+            .map(drop)
+        })
+    };
+    // The open meets the reader (and is refused, and tries again) before the reader lets
+    // the store go, well within the half second an open waits.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(reader.ask("release"), vec![0]);
+    let opened = opener.join().unwrap();
     assert!(opened.is_ok(), "{:?}", opened.err());
-    drop(opened);
     drop(reader);
 }
 
@@ -210,27 +220,34 @@ fn refused_exclusive_opens_do_not_disturb_a_shared_application() {
     let opener = {
         let (dir, stop) = (dir.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut refused = 0;
-            for _ in 0..4 {
-                let opened = Redkeep::open(
-                    &dir,
-                    Options::default()
-                        .mode(Mode::Exclusive)
-                        .password(PasswordParams::INSECURE_FAST),
-                );
-                if matches!(opened, Err(redkeep::Error::InUse { .. })) {
-                    refused += 1;
+            // The application stops spinning however this thread ends.
+            struct Stop(std::path::PathBuf);
+            impl Drop for Stop {
+                fn drop(&mut self) {
+                    let _ = std::fs::write(&self.0, b"");
                 }
             }
-            std::fs::write(&stop, b"").unwrap();
-            refused
+            let _stop = Stop(stop);
+            (0..4)
+                .map(|_| {
+                    Redkeep::open(
+                        &dir,
+                        Options::default()
+                            .mode(Mode::Exclusive)
+                            .password(PasswordParams::INSECURE_FAST),
+                    )
+                    .map(drop)
+                })
+                .collect::<Vec<_>>()
         })
     };
     let answer = app.ask(&format!("spin {}", stop.display()));
-    assert_eq!(
-        opener.join().unwrap(),
-        4,
-        "an exclusive open got past the application"
+    let opens = opener.join().unwrap();
+    assert!(
+        opens
+            .iter()
+            .all(|o| matches!(o, Err(redkeep::Error::InUse { .. }))),
+        "each exclusive open should be refused as in use: {opens:?}"
     );
     assert!(answer[0] > 0, "{answer:?}");
     assert_eq!(answer[1], 0, "{} of {} rounds failed", answer[1], answer[0]);

@@ -471,12 +471,15 @@ pub(crate) fn delete_index_tables(tx: &WriteTx<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The last schema version whose records are all in format 1.
+pub(crate) const LAST_FORMAT_ONE: u64 = 2;
+
 /// Takes out of redkeep's tables the records the migrations from a store before version 3
 /// could not read: a value that is not its table's format-1 shape, an agent session whose
 /// key is not text. Their bytes go to the table's quarantine table, as `check --repair` keeps
-/// them, and the version-2 indexes are rebuilt without them. Salvage runs it on an old copy
-/// so that one damaged record does not stop the copy's migration. Returns one line per
-/// record set aside.
+/// them, and the indexes are rebuilt in the layout of version 2 without them. Salvage runs
+/// it on an old copy so that one damaged record does not stop the copy's migration. Returns
+/// one line per record set aside.
 ///
 /// # Errors
 /// `Storage` when the store cannot be written.
@@ -492,9 +495,7 @@ pub(crate) fn set_aside_unreadable(tx: &WriteTx<'_>) -> Result<Vec<String>> {
     screen::<OrgMemberV1>(tx, &mut changes, |_| true)?;
     screen::<ApiKeyV1>(tx, &mut changes, |_| true)?;
     screen::<AuditEventV1>(tx, &mut changes, |_| true)?;
-    if !changes.is_empty() {
-        rebuild_v2_indexes(tx)?;
-    }
+    rebuild_v2_indexes(tx)?;
     Ok(changes)
 }
 
@@ -534,10 +535,11 @@ fn screen<T: LegacyRecord>(
 }
 
 /// The schema version a store's records show, for salvage to check the version the store
-/// records (a damaged byte can make it read older, or not at all): 3 when most user records
-/// are in today's format (version 3 rewrote every user); else, with user records in format
-/// 1, 2 when there is an organization (version 2 made one for every store with users) and 1
-/// when there is none. `None` without a user record to tell by.
+/// records (a damaged byte can make it read older, newer, or not at all). 3 when most user
+/// records are in today's format (version 3 rewrote every user), or, with as many of each,
+/// when there are credentials (version 3 made that table). Else, with most user records in
+/// format 1, 2 when there is an organization (version 2 made one for every store with
+/// users) and 1 when there is none. `None` when nothing tells.
 ///
 /// # Errors
 /// `Storage` when the store cannot be read.
@@ -556,21 +558,24 @@ pub(crate) fn version_from_records(raw: &dyn RawRead) -> Result<Option<u64>> {
             Ok(true)
         },
     )?;
-    if new > old {
+    let any = |table: &str| -> Result<bool> {
+        let mut found = false;
+        raw.range(
+            &record_table(table),
+            &KeyRange::all(),
+            Order::Asc,
+            &mut |_, _| {
+                found = true;
+                Ok(false)
+            },
+        )?;
+        Ok(found)
+    };
+    if new > old || (new == old && any("credentials")?) {
         return Ok(Some(3));
     }
-    if old == 0 {
+    if old == new {
         return Ok(None);
     }
-    let mut orgs = false;
-    raw.range(
-        &record_table(OrgV1::TABLE),
-        &KeyRange::all(),
-        Order::Asc,
-        &mut |_, _| {
-            orgs = true;
-            Ok(false)
-        },
-    )?;
-    Ok(Some(if orgs { 2 } else { 1 }))
+    Ok(Some(if any(OrgV1::TABLE)? { 2 } else { 1 }))
 }

@@ -554,6 +554,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
     };
     print(&render(&reply, cli.json))?;
+    // A failure told on stdout (the problems a check or a salvage found) also gets its one
+    // line on stderr, where scripts and operators look when the exit code is 1.
+    let failed = match &cli.command {
+        Command::Check(_) => Some("the check found problems, listed above"),
+        Command::Salvage { .. } => Some("the salvaged copy has problems, listed above"),
+        _ => None,
+    };
+    if reply.exit_code != 0
+        && let Some(line) = failed
+    {
+        eprintln!("error: {line}");
+    }
     Ok(ExitCode::from(reply.exit_code))
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::auth::legacy;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::handle::{Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
@@ -42,6 +43,9 @@ pub struct SalvageReport {
 }
 
 const BATCH: usize = 1000;
+/// The highest schema version a newer redkeep is taken to have written; a version read
+/// above it is a damaged byte.
+const NEWEST_PLAUSIBLE: u64 = 64;
 /// Keys tried one by one across an unreadable gap of numeric keys, at most.
 const PROBES: u64 = 100_000;
 
@@ -335,8 +339,12 @@ fn salvage_into(
             ..StoreOptions::default()
         },
     )?;
-    // The data is the damaged store's, and so is the version it was made at (if it says).
-    dest.write(|tx| tx.remove_meta(crate::store::BORN_AT))?;
+    // The data is the damaged store's, and so are the versions it is at and was made at
+    // (if it says).
+    dest.write(|tx| {
+        tx.remove_meta(crate::store::BORN_AT)?;
+        tx.clear_schema_version()
+    })?;
     let mut tables = BTreeMap::new();
     let mut changes = Vec::new();
     for name in &names {
@@ -371,51 +379,84 @@ fn salvage_into(
             },
         );
     }
-    // Indexes and sequences first: opening the handle below looks things up by index and
-    // hands out ids.
-    let version = dest.read(|tx| tx.schema_version())?;
-    let shown = dest.read(|tx| crate::auth::legacy::version_from_records(tx.raw()))?;
     // The version the copy is migrated from: the recorded one, unless the records say
-    // otherwise (a damaged byte can make it read older, or not at all).
-    let set = match (version, shown) {
-        (Some(v), _) if v > SCHEMA_VERSION => {
+    // otherwise (a damaged byte can make it read older, newer, or not at all).
+    let recorded = dest.read(|tx| tx.schema_version())?;
+    let shown = dest.read(|tx| legacy::version_from_records(tx.raw()))?;
+    let (version, said) = match (recorded, shown) {
+        (Some(v), _) if v > SCHEMA_VERSION && v <= NEWEST_PLAUSIBLE => {
             return Err(Error::denied(format!(
                 "the store was written by a newer redkeep (schema {v}, this build knows up to \
                  {SCHEMA_VERSION}); salvage it with that version"
             )));
         }
+        (Some(v), shown) if v > SCHEMA_VERSION => {
+            let r = shown.unwrap_or(SCHEMA_VERSION);
+            (
+                r,
+                Some(format!(
+                    "the schema version read {v}, which no redkeep writes (a damaged byte); \
+                     set to {r}{}",
+                    if shown.is_some() {
+                        ", as the records show"
+                    } else {
+                        ""
+                    }
+                )),
+            )
+        }
         // Versions 1 and 2 wrote users in format 1, version 3 on in today's format; which
         // of 1 and 2 is left to the recorded version (a version-2 store whose organizations
         // were all deleted shows as 1).
-        (Some(v), Some(r)) if (v >= 3) != (r >= 3) => {
-            changes.push(format!(
-                "the schema version read {v}, but the user records are those of version {r}; \
-                 set to {r}"
-            ));
-            Some(r)
-        }
-        (Some(_), _) => None,
-        (None, shown) => {
-            let r = shown.unwrap_or(SCHEMA_VERSION);
-            changes.push(format!(
-                "the schema version could not be read; set to {r}, as the user records show"
-            ));
-            Some(r)
-        }
+        (Some(v), Some(r)) if (v > legacy::LAST_FORMAT_ONE) != (r > legacy::LAST_FORMAT_ONE) => (
+            r,
+            Some(format!(
+                "the schema version read {v}, but the records are those of version {r}; set \
+                 to {r}"
+            )),
+        ),
+        (Some(v), _) => (v, None),
+        (None, Some(r)) => (
+            r,
+            Some(format!(
+                "the schema version could not be read; set to {r}, as the records show"
+            )),
+        ),
+        (None, None) => (
+            SCHEMA_VERSION,
+            Some(format!(
+                "the schema version could not be read, nor told from the records; set to \
+                 {SCHEMA_VERSION}"
+            )),
+        ),
     };
+    changes.extend(said.clone());
+    // Indexes and sequences next: opening the handle below looks things up by index and
+    // hands out ids.
     changes.extend(dest.write_anyway(crate::Durability::Immediate, |tx| {
-        if let Some(v) = set {
-            tx.set_schema_version(v)?;
+        if said.is_some() {
+            tx.set_schema_version(version)?;
         }
         let mut changes = Vec::new();
+        if version <= legacy::LAST_FORMAT_ONE {
+            // An old copy is read as its migration reads it, through the frozen shapes of
+            // its version (today's types would misread some of it, as an agent session's
+            // key): what they cannot read is set aside, and its indexes are rebuilt in that
+            // version's layout.
+            changes.extend(legacy::set_aside_unreadable(tx)?);
+        } else {
+            for t in crate::auth::own_tables() {
+                // Records that read but cannot be mended go to quarantine tables here;
+                // the index entries it writes are all new (none were copied), so they go
+                // unsaid.
+                changes.extend(
+                    t.rebuild_indexes(tx)?
+                        .into_iter()
+                        .filter(|c| c.contains("quarantine:")),
+                );
+            }
+        }
         for t in crate::auth::own_tables() {
-            // Records that read but cannot be mended go to quarantine tables here; the
-            // index entries it writes are all new (none were copied), so they go unsaid.
-            changes.extend(
-                t.rebuild_indexes(tx)?
-                    .into_iter()
-                    .filter(|c| c.contains("quarantine:")),
-            );
             if let Some(id) = t.highest_id(tx)? {
                 tx.raise_sequence(t.name(), id)?;
             }
@@ -435,14 +476,6 @@ fn salvage_into(
         .schema_version()?
         .is_some_and(|v| v < SCHEMA_VERSION)
     {
-        // The migrations read old records through their frozen shapes, which a damaged
-        // record fails; it is set aside first so that the rest of the copy migrates.
-        changes.extend(
-            rk.store()
-                .write_anyway(crate::Durability::Immediate, |tx| {
-                    crate::auth::legacy::set_aside_unreadable(tx)
-                })?,
-        );
         rk.migrate()?;
     }
     // Unreadable records aside and indexes whole, then references made whole.
@@ -462,20 +495,29 @@ fn salvage_into(
     changes.extend(rk.check(true)?.repaired);
     let mut problems = rk.check(false)?.problems;
     // A copy without a single account, of a store that had some (user records read but
-    // set aside, or workspace folders that were theirs), is no recovery: it checks clean
-    // only because there is nothing left to check.
+    // set aside, a users table that could not be read, records of users' credentials,
+    // grants or memberships, or workspace folders that were theirs), is no recovery: it
+    // checks clean only because there is nothing left to check.
     let users_read = tables.get("users").map_or(0, |t| t.read);
-    if rk.users().count()? == 0 && (users_read > 0 || folders > 0) {
+    let users_lost = tables.get("users").is_some_and(|t| !t.skipped.is_empty());
+    let theirs = ["credentials", "user_roles", "org_members", "sessions"]
+        .iter()
+        .any(|n| tables.get(*n).is_some_and(|t| t.read > 0));
+    if rk.users().count()? == 0 && (users_read > 0 || users_lost || theirs || folders > 0) {
         let orphans = if folders > 0 {
             format!(", and its {folders} workspace folder(s) went to its trash as orphans")
         } else {
             String::new()
         };
         problems.push(format!(
-            "no account could be salvaged from {}: {users_read} user record(s) read, none \
-             usable, so the copy holds no user{orphans}; restore a backup (`redkeep \
-             restore`) if there is one",
-            source.display()
+            "no account could be salvaged from {}: {}, so the copy holds no user{orphans}; \
+             restore a backup (`redkeep restore`) if there is one",
+            source.display(),
+            if users_read > 0 {
+                format!("{users_read} user record(s) read, none usable")
+            } else {
+                "no user record could be read".to_string()
+            }
         ));
     }
     Ok(SalvageReport {

@@ -721,6 +721,16 @@ impl WriteTx<'_> {
             .put(META, SCHEMA_VERSION_KEY, &version.to_be_bytes())
     }
 
+    /// Removes the recorded schema version (salvage's new copy, until the damaged store's
+    /// own is copied in).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub(crate) fn clear_schema_version(&self) -> Result<()> {
+        self.raw.remove(META, SCHEMA_VERSION_KEY)?;
+        Ok(())
+    }
+
     /// Sets a free-form metadata value.
     ///
     /// # Errors

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::admin::io::{Feedback, Io};
 use crate::admin::reply::Reply;
-use crate::{Redkeep, Result, Timestamp, ops};
+use crate::{Error, Redkeep, Result, Timestamp, ops};
 
 /// Migration commands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +42,20 @@ fn steps_json(run: &crate::store::MigrationRun) -> serde_json::Value {
             .map(|(v, n)| json!({"version": v, "name": n}))
             .collect::<Vec<_>>()
     )
+}
+
+/// A migration that meets a record it cannot read stops there; `check`, which reads records
+/// as today's, may find nothing wrong with it, so the way out is a salvage.
+fn unreadable_by_migration(e: Error) -> Error {
+    match e {
+        Error::Corrupt { table, key, reason } => Error::denied(format!(
+            "`migrate up` stopped at record {key} of table {table}, which it cannot read as \
+             the store's schema version wrote it ({reason}): the record is damaged, or the \
+             recorded schema version is; `redkeep salvage --to NEW_DIR` copies what reads into \
+             a new data dir and sets aside what does not"
+        )),
+        e => e,
+    }
 }
 
 pub fn migrate(rk: &Redkeep, cmd: &MigrateCmd, feedback: &dyn Feedback) -> Result<Reply> {
@@ -81,7 +95,7 @@ pub fn migrate(rk: &Redkeep, cmd: &MigrateCmd, feedback: &dyn Feedback) -> Resul
         MigrateCmd::Up => {
             let run = {
                 let _meter = feedback.start("migrating", None);
-                rk.migrate()?
+                rk.migrate().map_err(unreadable_by_migration)?
             };
             let mut lines: Vec<String> = run
                 .applied
