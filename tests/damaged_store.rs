@@ -455,3 +455,38 @@ fn salvage_of_an_old_store_without_its_version_migrates_from_what_the_records_sh
         "the default workspace"
     );
 }
+
+/// A salvage builds its copy beside the target and renames it into place when whole: none
+/// is left over after one, and the folder a salvage cut short (killed) would leave is named
+/// and refused, rather than a half copy passing for a whole one.
+#[test]
+fn a_salvage_builds_its_copy_aside_and_refuses_a_leftover_of_one_cut_short() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    build(&dir);
+    let to = tmp.path().join("saved");
+    let leftover = tmp.path().join("saved.incomplete-salvage");
+    std::fs::create_dir(&leftover).unwrap();
+    let err = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("saved.incomplete-salvage is there: a salvage into")
+            && err.contains("was cut short; remove it"),
+        "{err}"
+    );
+    assert!(!to.exists());
+    std::fs::remove_dir(&leftover).unwrap();
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert_eq!(report.to, to);
+    assert!(!leftover.exists());
+    assert_eq!(
+        Redkeep::open(&to, options())
+            .unwrap()
+            .users()
+            .count()
+            .unwrap(),
+        40
+    );
+}

@@ -255,6 +255,52 @@ fn refused_exclusive_opens_do_not_disturb_a_shared_application() {
     assert_eq!(count[1], answer[0], "one invite per round: {count:?}");
 }
 
+/// A command that reads a small input from a pipe (`gallery add USER -`) reads it before it
+/// opens the store: while the pipe is slow to come, it holds nothing, so a migration or a
+/// restore is not kept out by a holder nobody can name.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_command_waiting_for_its_input_does_not_hold_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    ok(&run(&dir, &["user", "create", "ann@example.com"], None));
+    let mut child = redkeep(&dir)
+        .args(["gallery", "add", "ann@example.com", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until it blocks reading its stdin (syscall 0, `read`, on fd 0), a minute at most.
+    let syscall = format!("/proc/{}/syscall", child.id());
+    let began = std::time::Instant::now();
+    while !std::fs::read_to_string(&syscall).is_ok_and(|s| s.starts_with("0 0x0 ")) {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(60),
+            "never read stdin"
+        );
+        std::thread::yield_now();
+    }
+    let store = dir.join(redkeep::STORE_FILE).canonicalize().unwrap();
+    let holds = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| target == store);
+    assert!(
+        !holds,
+        "the command holds the store while it waits for its input"
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"title":"late"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    ok(&out);
+}
+
 #[test]
 fn eight_processes_racing_for_one_single_use_invite_make_one_user() {
     let tmp = tempfile::tempdir().unwrap();

@@ -383,6 +383,17 @@ impl Sink {
     }
 }
 
+/// Reads `input` to its end, or one byte past the largest input a command other than
+/// `import` takes (so the command still says it is too large).
+fn read_ahead(input: &mut dyn BufRead) -> Result<Vec<u8>> {
+    let cap = admin::MAX_INPUT_BYTES.max(crate::auth::users::MAX_AVATAR_BYTES as u64);
+    let mut buf = Vec::new();
+    Read::take(input, cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("reading the input", e))?;
+    Ok(buf)
+}
+
 fn input_for(cmd: &Command) -> Result<Option<Box<dyn BufRead>>> {
     match cmd.input() {
         Input::None => Ok(None),
@@ -474,6 +485,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         command => {
             let secret = command.stdin_secret().map(read_secret).transpose()?;
             let mut input = input_for(command)?;
+            // A command that reads a small input (a piece, an avatar, an agent's JSON) reads
+            // it before it opens the store, so it does not hold the store, keeping migrations
+            // and restores out unnamed, while it waits for a pipe. An import streams.
+            if !matches!(command, Command::Import { .. })
+                && let Some(mut whole) = input.take()
+            {
+                input = Some(Box::new(std::io::Cursor::new(read_ahead(&mut whole)?)));
+            }
             let mut sink = Sink::for_command(command, cli.json, &cli.data_dir)?;
             let mut command = command.clone();
             command.absolutize()?;

@@ -201,13 +201,16 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies what can be read of the data dir `data_dir` into the new data dir `to`.
+/// Copies what can be read of the data dir `data_dir` into the new data dir `to`. A new (or
+/// empty) `to` is built beside it, as `<to>.incomplete-salvage`, and renamed into place
+/// when whole, so a salvage cut short leaves no copy that passes for a complete one.
 ///
 /// # Errors
-/// `Denied` when `to` holds a store, the source is held by a running process, or the source
-/// cannot be opened at all (nothing can be read; `to` is left untouched); `Io` / `Storage`
-/// when the new store cannot be written. What cannot be read of a file that opens is
-/// reported, not an error.
+/// `Denied` when `to` holds a store, `<to>.incomplete-salvage` is there (a salvage cut
+/// short: remove it), the source is held by a running process, or the source cannot be
+/// opened at all (nothing can be read; `to` is left untouched); `Io` / `Storage` when the
+/// new store cannot be written. What cannot be read of a file that opens is reported, not
+/// an error.
 pub fn salvage(
     data_dir: &Path,
     to: &Path,
@@ -228,25 +231,58 @@ pub fn salvage(
         // A new data dir is made in a folder that exists: a mistyped path makes no tree.
         crate::fsutil::existing_folder_of(to, "to", "copy")?;
     }
-    let salvaged = salvage_into(data_dir, to, options, now);
-    // One that failed part way (a full disk) takes away what it made: a half-written
-    // store there would pass for a damaged one, and block a new attempt.
-    if salvaged.is_err() {
-        made.take_back();
-    }
-    salvaged
-}
-
-fn salvage_into(
-    data_dir: &Path,
-    to: &Path,
-    options: Options,
-    now: Timestamp,
-) -> Result<SalvageReport> {
     let source = data_dir.join(STORE_FILE);
     if !crate::fsutil::is_there(&source)? || !source.is_file() {
         return Err(Error::NotInitialized { path: source });
     }
+    check_target(data_dir, to)?;
+    // A new (or empty) target is made beside it and renamed into place once whole: a
+    // salvage cut short (killed) leaves no copy that passes for a complete one.
+    let empty = !made.existed || std::fs::read_dir(to).is_ok_and(|mut e| e.next().is_none());
+    if !empty {
+        let salvaged = salvage_into(data_dir, to, options, now);
+        // One that failed part way (a full disk) takes away what it made: a half-written
+        // store there would pass for a damaged one, and block a new attempt.
+        if salvaged.is_err() {
+            made.take_back();
+        }
+        return salvaged;
+    }
+    let name = to
+        .file_name()
+        .map_or_else(|| "salvaged".into(), |n| n.to_string_lossy().into_owned());
+    let staging = to.with_file_name(format!("{name}.incomplete-salvage"));
+    if staging.symlink_metadata().is_ok() {
+        return Err(Error::denied(format!(
+            "{} is there: a salvage into {} was cut short; remove it, then salvage again",
+            staging.display(),
+            to.display()
+        )));
+    }
+    let staged = super::files::Made::before(&staging);
+    let salvaged = salvage_into(data_dir, &staging, options, now).and_then(|mut report| {
+        std::fs::rename(&staging, to).map_err(|e| {
+            Error::io(
+                format!("renaming {} to {}", staging.display(), to.display()),
+                e,
+            )
+        })?;
+        // What the report says of the staging folder, it says of the target.
+        let (from, into) = (staging.display().to_string(), to.display().to_string());
+        for line in report.changes.iter_mut().chain(report.problems.iter_mut()) {
+            *line = line.replace(&from, &into);
+        }
+        report.to = to.to_path_buf();
+        Ok(report)
+    });
+    if salvaged.is_err() {
+        staged.take_back();
+    }
+    salvaged
+}
+
+// Refuses a target that holds a store or workspace folders, or lies inside the data dir.
+fn check_target(data_dir: &Path, to: &Path) -> Result<()> {
     if to.join(STORE_FILE).exists() {
         return Err(Error::denied(format!(
             "{} already holds a store; salvage writes into a new data dir",
@@ -265,6 +301,20 @@ fn salvage_into(
             ),
         ));
     }
+    Ok(())
+}
+
+fn salvage_into(
+    data_dir: &Path,
+    to: &Path,
+    options: Options,
+    now: Timestamp,
+) -> Result<SalvageReport> {
+    let source = data_dir.join(STORE_FILE);
+    if !crate::fsutil::is_there(&source)? || !source.is_file() {
+        return Err(Error::NotInitialized { path: source });
+    }
+    check_target(data_dir, to)?;
     if let Some(o) = crate::store::read_owner(&crate::store::owner_path(&source))
         && crate::store::process_alive(o.pid)
     {
