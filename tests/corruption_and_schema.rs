@@ -3,7 +3,7 @@
 mod common;
 
 use common::TestDir;
-use redb::{ReadableDatabase, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use redkeep::{Error, NewUser, Redkeep, STORE_FILE};
 
 const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:users");
@@ -495,4 +495,83 @@ fn a_repair_moves_what_earlier_versions_set_aside_where_it_can_be_read() {
         &[2, 1, 0xFF][..]
     );
     assert!(tx.open_table(old).is_err(), "the old table is gone");
+}
+
+/// A record whose stored key was damaged (it says its key is another, free one) goes back
+/// to its own key in a repair, with its index entries; one whose own key another record
+/// holds is moved aside.
+#[test]
+fn a_repair_moves_a_record_under_a_damaged_key_back_to_its_own() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let mut ids = Vec::new();
+    for email in ["a@example.com", "b@example.com"] {
+        ids.push(
+            rk.users()
+                .create(NewUser {
+                    email: email.into(),
+                    password: Some("correct horse".into()),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id,
+        );
+    }
+    drop(rk);
+    let path = t.path().join(STORE_FILE);
+    let (b, stray) = (ids[1].to_be_bytes(), 999u64.to_be_bytes());
+    {
+        // b's record leaves its key for 999; a copy of a's goes to 1000, while a stays.
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut users = tx.open_table(USERS).unwrap();
+            let b_bytes = users.remove(&b[..]).unwrap().unwrap().value().to_vec();
+            users.insert(&stray[..], &b_bytes[..]).unwrap();
+            let a_bytes = users
+                .get(&ids[0].to_be_bytes()[..])
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
+            users
+                .insert(&1000u64.to_be_bytes()[..], &a_bytes[..])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let rk = t.open();
+    let report = rk.check(false).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains(&format!(
+            "the record stored under key 999 says its key is {}",
+            ids[1]
+        )) && p
+            .contains("moves it there if no record holds that key")),
+        "{:#?}",
+        report.problems
+    );
+    let repaired = rk.check(true).unwrap();
+    assert!(
+        repaired.repaired.iter().any(|c| c.contains(&format!(
+            "the record stored under key 999 says its key is {}, which was free; it was moved \
+             there",
+            ids[1]
+        ))),
+        "{:#?}",
+        repaired.repaired
+    );
+    assert!(
+        repaired
+            .repaired
+            .iter()
+            .any(|c| c.contains("key 1000") && c.contains("moved to quarantine:users")),
+        "{:#?}",
+        repaired.repaired
+    );
+    assert!(rk.check(false).unwrap().ok);
+    assert_eq!(rk.users().find("b@example.com").unwrap().id, ids[1]);
+    assert_eq!(rk.users().find("a@example.com").unwrap().id, ids[0]);
+    assert_eq!(rk.users().count().unwrap(), 2);
 }

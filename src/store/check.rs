@@ -202,8 +202,13 @@ enum Finding {
     },
     /// A record a rebuild cannot mend (its bytes do not decode, it is stored under another
     /// key, or it claims a unique key another record holds): a repair moves its raw bytes
-    /// aside.
-    Unreadable { key: Vec<u8>, problem: String },
+    /// aside, or, `misplaced` (stored under another key than its own), to its own key when
+    /// that is free.
+    Unreadable {
+        key: Vec<u8>,
+        problem: String,
+        misplaced: bool,
+    },
     /// A record that does not fit the type (see [`mismatch`]): the type is to be fixed; a
     /// repair leaves the record and its index entries as they are.
     Mismatch { problem: String },
@@ -279,7 +284,7 @@ fn walk<R: Record, S: Source + ?Sized>(
                     }
                     other => other.to_string(),
                 };
-                unreadable.push((pk.to_vec(), problem));
+                unreadable.push((pk.to_vec(), problem, false));
                 return Ok(true);
             }
         };
@@ -293,6 +298,7 @@ fn walk<R: Record, S: Source + ?Sized>(
                     key_in_report::<R>(pk),
                     key_in_report::<R>(&own)
                 ),
+                true,
             ));
             return Ok(true);
         }
@@ -318,6 +324,7 @@ fn walk<R: Record, S: Source + ?Sized>(
                         // damage. The index entry was written with the record it names, so
                         // the other one is moved aside by a repair.
                         found(Finding::Unreadable {
+                            misplaced: false,
                             key: pk.to_vec(),
                             problem: format!(
                                 "{table}.{index}: records {} and {} claim the same unique key; record {} (not the one the index names) is taken as the damaged one",
@@ -346,8 +353,12 @@ fn walk<R: Record, S: Source + ?Sized>(
         }
         Ok(true)
     })?;
-    for (key, problem) in unreadable {
-        found(Finding::Unreadable { key, problem })?;
+    for (key, problem, misplaced) in unreadable {
+        found(Finding::Unreadable {
+            key,
+            problem,
+            misplaced,
+        })?;
     }
     let mut entries = 0u64;
     for idx in R::INDEXES {
@@ -525,6 +536,15 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
                 Finding::Mismatch { problem } => {
                     format!("{problem} (`redkeep check --repair` leaves it in place: fix the type)")
                 }
+                Finding::Unreadable {
+                    problem,
+                    misplaced: true,
+                    ..
+                } => format!(
+                    "{problem} (`redkeep check --repair` moves it there if no record holds that \
+                     key, else aside, into quarantine:{})",
+                    R::TABLE
+                ),
                 Finding::Unreadable { problem, .. } => format!(
                     "{problem} (`redkeep check --repair` moves it aside, into quarantine:{})",
                     R::TABLE
@@ -586,32 +606,72 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
                     raw.remove(&index_table(R::TABLE, index), &key)?;
                     changes.push(format!("fixed: {problem}"));
                 }
-                Finding::Unreadable { key, problem } => unreadable.push((key, problem)),
+                Finding::Unreadable {
+                    key,
+                    problem,
+                    misplaced,
+                } => unreadable.push((key, problem, misplaced)),
             }
             Ok(())
         })?;
         if unreadable.is_empty() {
             return Ok(changes);
         }
-        // Unreadable records leave the table, their bytes kept for whoever can read them;
-        // a second pass removes the index entries that pointed at them.
+        // A record stored under a key that is not its own (a damaged key) goes back to its
+        // own key when that is free. Other unreadable records leave the table, their bytes
+        // kept for whoever can read them. A second pass then mends the index entries: the
+        // moved records' are written, those that pointed at what left are removed.
         let aside = quarantine_table(R::TABLE);
-        for (key, problem) in unreadable {
-            if let Some(bytes) = get_owned(raw, &record_table(R::TABLE), &key)? {
+        let table = record_table(R::TABLE);
+        let resolve = |id| resolve_shape(raw, id);
+        for (key, problem, misplaced) in unreadable {
+            let bytes = get_owned(raw, &table, &key)?;
+            let own = bytes
+                .as_deref()
+                .filter(|_| misplaced)
+                .and_then(|b| decode_record::<R>(&key, b, &resolve).ok())
+                .map(|r| r.key().to_bytes())
+                .filter(|own| *own != key);
+            if let (Some(own), Some(bytes)) = (own, &bytes)
+                && get_owned(raw, &table, &own)?.is_none()
+            {
+                raw.put(&table, &own, bytes)?;
+                raw.remove(&table, &key)?;
+                changes.push(format!(
+                    "fixed: {}: the record stored under key {} says its key is {}, which was \
+                     free; it was moved there",
+                    R::TABLE,
+                    key_in_report::<R>(&key),
+                    key_in_report::<R>(&own)
+                ));
+                continue;
+            }
+            if let Some(bytes) = bytes {
                 raw.put(&record_table(&aside), &key, &bytes)?;
             }
-            raw.remove(&record_table(R::TABLE), &key)?;
+            raw.remove(&table, &key)?;
             changes.push(format!("fixed: {problem}; its bytes were moved to {aside}"));
         }
         walk::<R, _>(tx, self.app, &mut Progress::default(), &mut |f| {
-            if let Finding::Remove {
-                index,
-                key,
-                problem,
-            } = f
-            {
-                raw.remove(&index_table(R::TABLE, index), &key)?;
-                changes.push(format!("fixed: {problem}"));
+            match f {
+                Finding::Remove {
+                    index,
+                    key,
+                    problem,
+                } => {
+                    raw.remove(&index_table(R::TABLE, index), &key)?;
+                    changes.push(format!("fixed: {problem}"));
+                }
+                Finding::Put {
+                    index,
+                    key,
+                    value,
+                    problem,
+                } => {
+                    raw.put(&index_table(R::TABLE, index), &key, &value)?;
+                    changes.push(format!("fixed: {problem}"));
+                }
+                Finding::Unreadable { .. } | Finding::Mismatch { .. } => {}
             }
             Ok(())
         })?;

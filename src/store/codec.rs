@@ -58,6 +58,26 @@ pub(crate) fn encode_legacy<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>,
     Ok(out)
 }
 
+/// Why a format-1 value does not read, in words (bincode's own text is its `Debug` form).
+fn legacy_error(e: bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as E;
+    match e {
+        E::UnexpectedEnd { .. } => "the value ends before its last field".into(),
+        E::LimitExceeded => format!("the value claims more than {MAX_RECORD_BYTES} bytes"),
+        E::Utf8 { .. } => "a text field is not valid UTF-8".into(),
+        E::InvalidCharEncoding(_) => "a character field is not valid UTF-8".into(),
+        E::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("{type_name} has no variant number {found}"),
+        E::InvalidBooleanValue(b) => format!("a true/false field holds {b}"),
+        E::InvalidIntegerType { .. } | E::NonZeroTypeIsZero { .. } => {
+            "a number field is malformed".into()
+        }
+        E::OutsideUsizeRange(n) => format!("a length of {n} is too large"),
+        other => format!("the value does not read ({other:?})"),
+    }
+}
+
 /// A stored value as found, before it is read as a type: what `Record::upgrade` receives
 /// for a record written by an older version of its type.
 #[derive(Clone, Copy)]
@@ -125,7 +145,7 @@ impl<'a> Stored<'a> {
         if self.legacy {
             let (value, read) =
                 bincode::serde::decode_from_slice::<T, _>(self.body, legacy_config())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(legacy_error)?;
             if read != self.body.len() {
                 return Err(format!("{} trailing bytes", self.body.len() - read));
             }
@@ -204,5 +224,21 @@ mod tests {
                 .decode::<(u64, String, Vec<u8>)>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_format_one_value_that_does_not_read_says_why_in_words() {
+        let why = |body: &[u8]| {
+            let mut bytes = vec![FORMAT_LEGACY];
+            bytes.extend_from_slice(body);
+            Stored::parse(&bytes, &none)
+                .unwrap()
+                .decode::<(String, bool)>()
+                .unwrap_err()
+        };
+        // A string of 2 bytes that are not UTF-8, then a bool.
+        assert_eq!(why(&[2, 0xFF, 0xFE, 0]), "a text field is not valid UTF-8");
+        assert_eq!(why(&[1, b'a', 7]), "a true/false field holds 7");
+        assert_eq!(why(&[5, b'a']), "the value ends before its last field");
     }
 }
