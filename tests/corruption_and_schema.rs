@@ -574,4 +574,49 @@ fn a_repair_moves_a_record_under_a_damaged_key_back_to_its_own() {
     assert_eq!(rk.users().find("b@example.com").unwrap().id, ids[1]);
     assert_eq!(rk.users().find("a@example.com").unwrap().id, ids[0]);
     assert_eq!(rk.users().count().unwrap(), 2);
+    drop(rk);
+
+    // Misplaced again, holding a username another account has taken since: b's own key is
+    // free, its username is not, so b is moved aside rather than back.
+    let rk = t.open();
+    rk.users()
+        .rename(ids[1], None, Some(Some("bob".into())))
+        .unwrap();
+    drop(rk);
+    let old_b = {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_read().unwrap();
+        let users = tx.open_table(USERS).unwrap();
+        users.get(&b[..]).unwrap().unwrap().value().to_vec()
+    };
+    let rk = t.open();
+    rk.users()
+        .rename(ids[1], None, Some(Some("bobby".into())))
+        .unwrap();
+    rk.users()
+        .rename(ids[0], None, Some(Some("bob".into())))
+        .unwrap();
+    drop(rk);
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut users = tx.open_table(USERS).unwrap();
+            users.remove(&b[..]).unwrap();
+            users.insert(&stray[..], &old_b[..]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let rk = t.open();
+    let repaired = rk.check(true).unwrap();
+    assert!(
+        repaired
+            .repaired
+            .iter()
+            .any(|c| c.contains("key 999") && c.contains("moved to quarantine:users")),
+        "{:#?}",
+        repaired.repaired
+    );
+    assert!(rk.check(false).unwrap().ok);
+    assert_eq!(rk.users().count().unwrap(), 1);
 }

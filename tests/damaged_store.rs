@@ -490,3 +490,43 @@ fn a_salvage_builds_its_copy_aside_and_refuses_a_leftover_of_one_cut_short() {
         40
     );
 }
+
+/// A recorded schema version no redkeep writes (a damaged high byte) is not taken for a
+/// newer store's: the records tell the version. A folder that exists already (a mount
+/// point) is filled in place, not replaced.
+#[test]
+fn salvage_takes_an_absurd_schema_version_for_damage_and_fills_an_existing_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    build(&dir);
+    common::plant_entry(
+        None,
+        &dir,
+        "meta",
+        b"schema_version",
+        &(1u64 << 40 | 3).to_be_bytes(),
+    );
+    let to = tmp.path().join("mounted");
+    std::fs::create_dir(&to).unwrap();
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        report.changes.iter().any(|c| c
+            == &format!(
+                "the schema version read {}, which no redkeep writes (a damaged byte); set to 3, \
+                 as the records show",
+                1u64 << 40 | 3
+            )),
+        "{:#?}",
+        report.changes
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(!tmp.path().join("mounted.incomplete-salvage").exists());
+    assert_eq!(
+        Redkeep::open(&to, options())
+            .unwrap()
+            .users()
+            .count()
+            .unwrap(),
+        40
+    );
+}

@@ -201,6 +201,10 @@ fn an_exclusive_open_waits_for_a_brief_reader() {
     // The open meets the reader (and is refused, and tries again) before the reader lets
     // the store go, well within the half second an open waits.
     std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        !opener.is_finished(),
+        "the open did not wait for the reader"
+    );
     assert_eq!(reader.ask("release"), vec![0]);
     let opened = opener.join().unwrap();
     assert!(opened.is_ok(), "{:?}", opened.err());
@@ -258,7 +262,7 @@ fn refused_exclusive_opens_do_not_disturb_a_shared_application() {
 /// A command that reads a small input from a pipe (`gallery add USER -`) reads it before it
 /// opens the store: while the pipe is slow to come, it holds nothing, so a migration or a
 /// restore is not kept out by a holder nobody can name.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[test]
 fn a_command_waiting_for_its_input_does_not_hold_the_store() {
     let tmp = tempfile::tempdir().unwrap();
@@ -275,12 +279,21 @@ fn a_command_waiting_for_its_input_does_not_hold_the_store() {
     // Until it blocks reading its stdin (syscall 0, `read`, on fd 0), a minute at most.
     let syscall = format!("/proc/{}/syscall", child.id());
     let began = std::time::Instant::now();
-    while !std::fs::read_to_string(&syscall).is_ok_and(|s| s.starts_with("0 0x0 ")) {
+    loop {
+        let state = std::fs::read_to_string(&syscall)
+            .unwrap_or_else(|e| panic!("reading {syscall} (it needs ptrace access): {e}"));
+        if state.starts_with("0 0x0 ") {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("it ended first: {}", String::from_utf8_lossy(&out.stderr));
+        }
         assert!(
             began.elapsed() < std::time::Duration::from_secs(60),
             "never read stdin"
         );
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     let store = dir.join(redkeep::STORE_FILE).canonicalize().unwrap();
     let holds = std::fs::read_dir(format!("/proc/{}/fd", child.id()))

@@ -536,10 +536,11 @@ fn screen<T: LegacyRecord>(
 
 /// The schema version a store's records show, for salvage to check the version the store
 /// records (a damaged byte can make it read older, newer, or not at all). 3 when most user
-/// records are in today's format (version 3 rewrote every user), or, with as many of each,
-/// when there are credentials (version 3 made that table). Else, with most user records in
-/// format 1, 2 when there is an organization (version 2 made one for every store with
-/// users) and 1 when there is none. `None` when nothing tells.
+/// records are in today's format (version 3 rewrote every user), or, with as many of each
+/// (none, when the users could not be read), when there are credentials (version 3 made
+/// that table) or any record in today's format. Else, with most user records in format 1,
+/// 2 when there is an organization (version 2 made one for every store with users) and 1
+/// when there is none. `None` when nothing tells.
 ///
 /// # Errors
 /// `Storage` when the store cannot be read.
@@ -571,7 +572,27 @@ pub(crate) fn version_from_records(raw: &dyn RawRead) -> Result<Option<u64>> {
         )?;
         Ok(found)
     };
-    if new > old || (new == old && any("credentials")?) {
+    // With as many user records of each format (none, say), today's format anywhere
+    // tells: versions 1 and 2 wrote none.
+    let today_anywhere = || -> Result<bool> {
+        let mut found = false;
+        for table in OWN_TABLES {
+            raw.range(
+                &record_table(table),
+                &KeyRange::all(),
+                Order::Asc,
+                &mut |_, v| {
+                    found = v.first() == Some(&codec::FORMAT_CURRENT);
+                    Ok(!found)
+                },
+            )?;
+            if found {
+                break;
+            }
+        }
+        Ok(found)
+    };
+    if new > old || (new == old && (any("credentials")? || today_anywhere()?)) {
         return Ok(Some(3));
     }
     if old == new {

@@ -133,19 +133,19 @@ fn read_table(src: &Store, name: &str) -> (Vec<Entry>, Vec<String>) {
             }
         }
     }
-    let show = |k: &Option<Vec<u8>>| {
-        k.as_deref()
-            .map_or("the start".to_string(), crate::store::show_key)
+    let show = |k: &[u8]| crate::store::show_key(k);
+    let stretch = match (low.as_deref(), high.as_deref()) {
+        (None, None) => "the whole table".to_string(),
+        (None, Some(h)) => format!("the records before key {}", show(h)),
+        (Some(l), None) => format!("the records after key {}", show(l)),
+        (Some(l), Some(h)) => format!("the records between keys {} and {}", show(l), show(h)),
     };
     skipped.push(format!(
-        "after {} up to {}{}",
-        show(&low),
-        high.as_deref()
-            .map_or("the end".into(), crate::store::show_key),
+        "{stretch}{}",
         if probed.is_empty() {
             String::new()
         } else {
-            format!(" ({} read key by key)", probed.len())
+            format!(" ({} of them were then read one by one)", probed.len())
         }
     ));
     entries.extend(probed);
@@ -201,9 +201,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies what can be read of the data dir `data_dir` into the new data dir `to`. A new (or
-/// empty) `to` is built beside it, as `<to>.incomplete-salvage`, and renamed into place
-/// when whole, so a salvage cut short leaves no copy that passes for a complete one.
+/// Copies what can be read of the data dir `data_dir` into the new data dir `to`. A `to`
+/// that does not exist yet is built beside it, as `<to>.incomplete-salvage`, and renamed
+/// into place when whole, so a salvage cut short leaves no copy that passes for a complete
+/// one; an existing (empty) folder is filled in place.
 ///
 /// # Errors
 /// `Denied` when `to` holds a store, `<to>.incomplete-salvage` is there (a salvage cut
@@ -236,10 +237,14 @@ pub fn salvage(
         return Err(Error::NotInitialized { path: source });
     }
     check_target(data_dir, to)?;
-    // A new (or empty) target is made beside it and renamed into place once whole: a
-    // salvage cut short (killed) leaves no copy that passes for a complete one.
-    let empty = !made.existed || std::fs::read_dir(to).is_ok_and(|mut e| e.next().is_none());
-    if !empty {
+    // A new target is made beside it and renamed into place once whole: a salvage cut
+    // short (killed) leaves no copy that passes for a complete one. A folder that is there
+    // already (a mount point, one set up with its owner and mode) is filled in place.
+    let name = to.components().next_back().and_then(|c| match c {
+        std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+        _ => None,
+    });
+    let Some(name) = name.filter(|_| !made.existed) else {
         let salvaged = salvage_into(data_dir, to, options, now);
         // One that failed part way (a full disk) takes away what it made: a half-written
         // store there would pass for a damaged one, and block a new attempt.
@@ -247,10 +252,10 @@ pub fn salvage(
             made.take_back();
         }
         return salvaged;
-    }
-    let name = to
-        .file_name()
-        .map_or_else(|| "salvaged".into(), |n| n.to_string_lossy().into_owned());
+    };
+    // Without a trailing slash, as the report's lines name it.
+    let to: PathBuf = to.components().collect();
+    let to = to.as_path();
     let staging = to.with_file_name(format!("{name}.incomplete-salvage"));
     if staging.symlink_metadata().is_ok() {
         return Err(Error::denied(format!(
@@ -440,7 +445,7 @@ fn salvage_into(
                  {SCHEMA_VERSION}); salvage it with that version"
             )));
         }
-        (Some(v), shown) if v > SCHEMA_VERSION => {
+        (Some(v), shown) if v > SCHEMA_VERSION || v == 0 => {
             let r = shown.unwrap_or(SCHEMA_VERSION);
             (
                 r,

@@ -624,16 +624,35 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         let aside = quarantine_table(R::TABLE);
         let table = record_table(R::TABLE);
         let resolve = |id| resolve_shape(raw, id);
+        // Whether another record holds a unique key `record` would take under `own`.
+        let clashes = |record: &R, own: &[u8]| -> Result<bool> {
+            for idx in R::INDEXES.iter().filter(|i| i.unique) {
+                let Some(entry) = index_entry(idx, record, own) else {
+                    continue;
+                };
+                if let Some(holder) = get_owned(raw, &index_table(R::TABLE, idx.name), &entry)?
+                    && holder != own
+                    && get_owned(raw, &table, &holder)?.is_some()
+                {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        // What cannot be read leaves first, so that a misplaced record finds its key free
+        // of it.
+        unreadable.sort_by_key(|(_, _, misplaced)| *misplaced);
         for (key, problem, misplaced) in unreadable {
             let bytes = get_owned(raw, &table, &key)?;
-            let own = bytes
+            let back = bytes
                 .as_deref()
                 .filter(|_| misplaced)
                 .and_then(|b| decode_record::<R>(&key, b, &resolve).ok())
-                .map(|r| r.key().to_bytes())
-                .filter(|own| *own != key);
-            if let (Some(own), Some(bytes)) = (own, &bytes)
+                .map(|r| (r.key().to_bytes(), r))
+                .filter(|(own, _)| *own != key);
+            if let (Some((own, record)), Some(bytes)) = (back, &bytes)
                 && get_owned(raw, &table, &own)?.is_none()
+                && !clashes(&record, &own)?
             {
                 raw.put(&table, &own, bytes)?;
                 raw.remove(&table, &key)?;

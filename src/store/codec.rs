@@ -74,6 +74,9 @@ fn legacy_error(e: bincode::error::DecodeError) -> String {
             "a number field is malformed".into()
         }
         E::OutsideUsizeRange(n) => format!("a length of {n} is too large"),
+        // What serde's side said (an unknown variant, a value out of range), in its words.
+        E::OtherString(text) => text,
+        E::Other(text) => text.into(),
         other => format!("the value does not read ({other:?})"),
     }
 }
