@@ -473,7 +473,7 @@ fn a_salvage_builds_its_copy_aside_and_refuses_a_leftover_of_one_cut_short() {
         .to_string();
     assert!(
         err.contains("saved.incomplete-salvage is there: a salvage into")
-            && err.contains("was cut short; remove it"),
+            && err.contains("was cut short, or runs now; once none runs, remove it"),
         "{err}"
     );
     assert!(!to.exists());

@@ -7,6 +7,7 @@
 //! folders are copied as they are. `check` runs on the result.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -257,14 +258,20 @@ pub fn salvage(
     let to: PathBuf = to.components().collect();
     let to = to.as_path();
     let staging = to.with_file_name(format!("{name}.incomplete-salvage"));
-    if staging.symlink_metadata().is_ok() {
-        return Err(Error::denied(format!(
-            "{} is there: a salvage into {} was cut short; remove it, then salvage again",
-            staging.display(),
-            to.display()
-        )));
-    }
     let staged = super::files::Made::before(&staging);
+    // Made here, not found: a salvage cut short left it, or another one runs into it now.
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&staging) {
+        return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::denied(format!(
+                "{} is there: a salvage into {} was cut short, or runs now; once none runs, \
+                 remove it, then salvage again",
+                staging.display(),
+                to.display()
+            ))
+        } else {
+            Error::io(format!("creating directory {}", staging.display()), e)
+        });
+    }
     let salvaged = salvage_into(data_dir, &staging, options, now).and_then(|mut report| {
         std::fs::rename(&staging, to).map_err(|e| {
             Error::io(
