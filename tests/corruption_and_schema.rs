@@ -16,6 +16,24 @@ fn poke(path: &std::path::Path, table: TableDefinition<&[u8], &[u8]>, key: &[u8]
     tx.commit().unwrap();
 }
 
+/// Creates a user for each email; returns their ids.
+fn create_users(rk: &Redkeep, emails: &[&str]) -> Vec<u64> {
+    emails
+        .iter()
+        .map(|email| {
+            rk.users()
+                .create(NewUser {
+                    email: (*email).into(),
+                    password: Some("correct horse".into()),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id
+        })
+        .collect()
+}
+
 #[test]
 fn corrupt_record_bytes_name_the_table_and_key() {
     let t = TestDir::new();
@@ -356,20 +374,7 @@ fn a_record_of_a_newer_application_version_is_not_damage() {
 fn two_records_claiming_one_unique_key_are_reported_and_the_damaged_one_set_aside() {
     let t = TestDir::new();
     let rk = t.open();
-    let mut ids = Vec::new();
-    for email in ["ann@example.com", "bob@example.com"] {
-        ids.push(
-            rk.users()
-                .create(NewUser {
-                    email: email.into(),
-                    password: Some("correct horse".into()),
-                    ..NewUser::default()
-                })
-                .unwrap()
-                .user
-                .id,
-        );
-    }
+    let ids = create_users(&rk, &["ann@example.com", "bob@example.com"]);
     drop(rk);
     // Damage turns bob's stored email into ann's (same length, so the record still decodes).
     let users: TableDefinition<&[u8], &[u8]> = TableDefinition::new("r:users");
@@ -504,20 +509,7 @@ fn a_repair_moves_what_earlier_versions_set_aside_where_it_can_be_read() {
 fn a_repair_moves_a_record_under_a_damaged_key_back_to_its_own() {
     let t = TestDir::new();
     let rk = t.open();
-    let mut ids = Vec::new();
-    for email in ["a@example.com", "b@example.com"] {
-        ids.push(
-            rk.users()
-                .create(NewUser {
-                    email: email.into(),
-                    password: Some("correct horse".into()),
-                    ..NewUser::default()
-                })
-                .unwrap()
-                .user
-                .id,
-        );
-    }
+    let ids = create_users(&rk, &["a@example.com", "b@example.com"]);
     drop(rk);
     let path = t.path().join(STORE_FILE);
     let (b, stray) = (ids[1].to_be_bytes(), 999u64.to_be_bytes());

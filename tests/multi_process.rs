@@ -28,11 +28,12 @@ fn helper_process_holding_the_store() {
     // Without the admin socket, so the CLI cannot go through this process and must say who
     // holds the store (tests/live_admin.rs covers the socket).
     let options = match mode {
-        "exclusive" => Options::default().mode(Mode::Exclusive),
+        "exclusive" => exclusive(),
         "reader" => shared_reader(),
-        _ => Options::default().mode(Mode::Shared),
-    }
-    .password(PasswordParams::INSECURE_FAST);
+        _ => Options::default()
+            .mode(Mode::Shared)
+            .password(PasswordParams::INSECURE_FAST),
+    };
     let rk = Redkeep::open(dir, options).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
@@ -188,15 +189,7 @@ fn an_exclusive_open_waits_for_a_brief_reader() {
     assert_eq!(reader.ask("count"), vec![0, 0]);
     let opener = {
         let dir = dir.clone();
-        std::thread::spawn(move || {
-            Redkeep::open(
-                &dir,
-                Options::default()
-                    .mode(Mode::Exclusive)
-                    .password(PasswordParams::INSECURE_FAST),
-            )
-            .map(drop)
-        })
+        std::thread::spawn(move || Redkeep::open(&dir, exclusive()).map(drop))
     };
     // The open meets the reader (and is refused, and tries again) before the reader lets
     // the store go, well within the half second an open waits.
@@ -233,15 +226,7 @@ fn refused_exclusive_opens_do_not_disturb_a_shared_application() {
             }
             let _stop = Stop(stop);
             (0..4)
-                .map(|_| {
-                    Redkeep::open(
-                        &dir,
-                        Options::default()
-                            .mode(Mode::Exclusive)
-                            .password(PasswordParams::INSECURE_FAST),
-                    )
-                    .map(drop)
-                })
+                .map(|_| Redkeep::open(&dir, exclusive()).map(drop))
                 .collect::<Vec<_>>()
         })
     };
@@ -380,6 +365,13 @@ fn file_state(dir: &std::path::Path) -> (Vec<u8>, std::time::SystemTime) {
 /// `redkeep status --json` of `dir`, which must succeed.
 fn status_json(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&ok(&run(dir, &["status", "--json"], None))).unwrap()
+}
+
+/// Options of an application that wants the store to itself.
+fn exclusive() -> Options {
+    Options::default()
+        .mode(Mode::Exclusive)
+        .password(PasswordParams::INSECURE_FAST)
 }
 
 /// Options of a handle that only reads, beside shared-mode writers.

@@ -586,9 +586,9 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         let mut changes = Vec::new();
         let mut unreadable = Vec::new();
         let mut progress = Progress::default();
-        walk::<R, _>(tx, self.app, &mut progress, &mut |f| {
+        // Writes or removes the index entry a finding names; hands back any other finding.
+        let mend = |f: Finding, changes: &mut Vec<String>| -> Result<Option<Finding>> {
             match f {
-                Finding::Mismatch { .. } => {}
                 Finding::Put {
                     index,
                     key,
@@ -606,11 +606,18 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
                     raw.remove(&index_table(R::TABLE, index), &key)?;
                     changes.push(format!("fixed: {problem}"));
                 }
-                Finding::Unreadable {
-                    key,
-                    problem,
-                    misplaced,
-                } => unreadable.push((key, problem, misplaced)),
+                other => return Ok(Some(other)),
+            }
+            Ok(None)
+        };
+        walk::<R, _>(tx, self.app, &mut progress, &mut |f| {
+            if let Some(Finding::Unreadable {
+                key,
+                problem,
+                misplaced,
+            }) = mend(f, &mut changes)?
+            {
+                unreadable.push((key, problem, misplaced));
             }
             Ok(())
         })?;
@@ -672,27 +679,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
             changes.push(format!("fixed: {problem}; its bytes were moved to {aside}"));
         }
         walk::<R, _>(tx, self.app, &mut Progress::default(), &mut |f| {
-            match f {
-                Finding::Remove {
-                    index,
-                    key,
-                    problem,
-                } => {
-                    raw.remove(&index_table(R::TABLE, index), &key)?;
-                    changes.push(format!("fixed: {problem}"));
-                }
-                Finding::Put {
-                    index,
-                    key,
-                    value,
-                    problem,
-                } => {
-                    raw.put(&index_table(R::TABLE, index), &key, &value)?;
-                    changes.push(format!("fixed: {problem}"));
-                }
-                Finding::Unreadable { .. } | Finding::Mismatch { .. } => {}
-            }
-            Ok(())
+            mend(f, &mut changes).map(drop)
         })?;
         Ok(changes)
     }
