@@ -729,6 +729,45 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
     assert!(!nothing.exists());
 }
 
+/// A store whose header is damaged (one bit of its latest commit record) opens for no
+/// command, but its pages are intact: `status` and `check` point to a salvage, which reads
+/// it through a mended header (the record's checksum tells the bit back) and says so.
+#[test]
+fn a_store_with_a_damaged_header_points_to_salvage_which_reads_it() {
+    let cli = populated();
+    let store = cli.data().join(redkeep::STORE_FILE);
+    let mut bytes = std::fs::read(&store).unwrap();
+    // The page number of the latest commit's user tree.
+    let primary = 64 + 128 * usize::from(bytes[9] & 1);
+    bytes[primary + 8] ^= 1;
+    std::fs::write(&store, &bytes).unwrap();
+    let (out, _) = cli.expect(&["status"], None, 1);
+    assert!(
+        out.contains("damaged and cannot be opened") && out.contains("redkeep salvage --to DIR"),
+        "{out}"
+    );
+    let (_, err) = cli.expect(&["check"], None, 1);
+    assert!(err.contains("redkeep salvage --to DIR"), "{err}");
+    let to = cli.dir.path().join("saved");
+    let (out, err) = cli.expect(&["salvage", "--to", to.to_str().unwrap()], None, 0);
+    assert!(err.is_empty(), "{err}");
+    assert!(
+        out.contains("read through a mended header, at its latest commit")
+            && out.contains("`redkeep check` is clean on the copy"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        bytes,
+        "salvage wrote the source"
+    );
+    let mut list = cli.cmd(&["user", "list"]);
+    list.env("REDKEEP_DATA_DIR", &to);
+    let listed = list.output().unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("ann@example.com"));
+}
+
 /// `status` names the temp files and folders in the data dir, with their age: a young one
 /// may be a backup or restore under way, an old one is a leftover that `check --repair`
 /// removes.

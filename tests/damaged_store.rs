@@ -530,3 +530,110 @@ fn salvage_takes_an_absurd_schema_version_for_damage_and_fills_an_existing_folde
         40
     );
 }
+
+/// One or two damaged bits in the file's header (its magic number, its geometry, or a
+/// commit record) keep redb from opening a store whose pages are all intact. Salvage reads
+/// it through a mended header, at the latest commit: a commit record's checksum tells which
+/// bits flipped. A damaged record's format byte reads as damage, not as a file of an older
+/// format.
+#[test]
+fn salvage_reads_past_a_damaged_header_at_the_latest_commit() {
+    let base = tempfile::tempdir().unwrap();
+    let original = base.path().join("original");
+    build(&original);
+    {
+        // The last commit: one user more.
+        let rk = Redkeep::open(&original, options()).unwrap();
+        rk.users()
+            .create(NewUser {
+                email: "last@example.com".into(),
+                ..NewUser::default()
+            })
+            .unwrap();
+    }
+    let bytes = std::fs::read(original.join(redkeep::STORE_FILE)).unwrap();
+    let primary = 64 + 128 * usize::from(bytes[9] & 1);
+    let secondary = 64 + 128 * usize::from(bytes[9] & 1 == 0);
+    // The magic number, page size, region geometry; each part of the latest commit record
+    // (format, root flags, user root, system root, transaction id, checksum), two bits of
+    // its user root at once; the other record's format byte.
+    let mut flips = vec![vec![(2, 0)], vec![(13, 0)], vec![(16, 3)], vec![(22, 1)]];
+    flips.extend((0..128).step_by(4).map(|i| vec![(primary + i, i % 8)]));
+    flips.push(vec![(primary + 9, 1), (primary + 30, 6)]);
+    flips.push(vec![(secondary, 0)]);
+    let mut mended = 0;
+    let cases = flips.len();
+    for flip in flips {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("copy");
+        common::copy_tree(&original, &dir);
+        let db = dir.join(redkeep::STORE_FILE);
+        let mut damaged = bytes.clone();
+        for &(at, bit) in &flip {
+            damaged[at] ^= 1 << bit;
+        }
+        std::fs::write(&db, &damaged).unwrap();
+        let to = tmp.path().join("salvaged");
+        let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000))
+            .unwrap_or_else(|e| panic!("{flip:?}: {e}"));
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            damaged,
+            "{flip:?}: source written"
+        );
+        assert!(
+            report.problems.is_empty(),
+            "{flip:?}: {:?}",
+            report.problems
+        );
+        let rk = Redkeep::open(&to, options()).unwrap();
+        assert!(rk.check(false).unwrap().ok, "{flip:?}");
+        // Nothing lost: every user, the last one too.
+        assert!(
+            rk.users().by_email("last@example.com").unwrap().is_some()
+                && rk.users().count().unwrap() == 41,
+            "{flip:?}: {:?}",
+            report.changes
+        );
+        // Read through a mended header, and it says so.
+        let said = report.changes.iter().find(|c| c.contains("mended header"));
+        assert!(
+            said.is_some_and(
+                |s| s.contains("at its latest commit") && s.contains("every page of it checked")
+            ),
+            "{flip:?}: {said:?}"
+        );
+        mended += 1;
+    }
+    assert_eq!(mended, cases);
+
+    // A damaged format byte reads as damage, not as a file of an older format.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("copy");
+    common::copy_tree(&original, &dir);
+    let mut damaged = bytes.clone();
+    damaged[primary] ^= 1;
+    std::fs::write(dir.join(redkeep::STORE_FILE), &damaged).unwrap();
+    let e = Redkeep::open(&dir, options()).err().unwrap().to_string();
+    assert!(
+        e.contains("a commit record in its header is damaged") && !e.contains("upgrade"),
+        "{e}"
+    );
+
+    // The latest record wiped out: past mending. What salvage then reads is the commit
+    // before, and it says how far it trusts it.
+    damaged[primary..primary + 128].fill(0);
+    std::fs::write(dir.join(redkeep::STORE_FILE), &damaged).unwrap();
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    let said = report.changes.iter().find(|c| c.contains("mended header"));
+    assert!(
+        said.is_some_and(|s| s.contains("at the commit before its latest one")
+            && s.contains("are not in the copy")),
+        "{said:?}"
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let rk = Redkeep::open(&to, options()).unwrap();
+    assert!(rk.check(false).unwrap().ok);
+    assert!(rk.users().count().unwrap() >= 40);
+}

@@ -4,7 +4,9 @@
 //! then, for numeric keys, key by key across the gap; what reads is written to the new store,
 //! whose indexes are rebuilt, sequences set past every id seen, and references made whole
 //! (records pointing at lost ones go; users keep an org and a credential). The workspace
-//! folders are copied as they are. `check` runs on the result.
+//! folders are copied as they are. `check` runs on the result. A file whose header keeps
+//! redb out (a damaged commit record, magic number or geometry) is read through a mended
+//! header (see `store::engine::header`).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -293,6 +295,33 @@ pub fn salvage(
     salvaged
 }
 
+/// What the report says of a store read through a mended header.
+fn said_of_header(why: &str, mended: crate::store::MendedHeader) -> String {
+    let commit = format!(
+        "{} (transaction {})",
+        if mended.previous {
+            "the commit before its latest one"
+        } else {
+            "its latest commit"
+        },
+        mended.transaction
+    );
+    let pages = if mended.verified {
+        "every page of it checked against its checksum"
+    } else {
+        "its pages read as they come"
+    };
+    let missing = if mended.previous {
+        ": the changes of the latest commit are not in the copy"
+    } else {
+        ""
+    };
+    format!(
+        "the store could not be opened ({why}); it was read through a mended header, at \
+         {commit}, {pages}{missing}"
+    )
+}
+
 // Refuses a target that holds a store or workspace folders, or lies inside the data dir.
 fn check_target(data_dir: &Path, to: &Path) -> Result<()> {
     if to.join(STORE_FILE).exists() {
@@ -353,24 +382,37 @@ fn salvage_into(
     };
     // redb may refuse to open a damaged file for writing (it checks the allocator state);
     // reading it without opening it for writing may still work.
-    let src = match Store::open_unchecked(&copy, &src_options) {
-        Ok(s) => s,
-        Err(first) => match Store::open_to_salvage(&copy, &src_options) {
-            Ok(s) => s,
-            // Nothing at all can be read: there is nothing to salvage, and no new store.
-            Err(_) => {
+    let mut changes = Vec::new();
+    let opened = if Store::header_layout_damaged(&copy) {
+        // Opened as it is, it would be read at the wrong places.
+        Err("its header's magic number or page geometry is damaged".to_string())
+    } else {
+        Store::open_unchecked(&copy, &src_options).or_else(|first| {
+            Store::open_to_salvage(&copy, &src_options).map_err(|_| {
                 // The reason only: the error itself names the working copy and advises a
                 // salvage.
-                let why = match first {
+                match first {
                     Error::Damaged { reason, .. } => reason,
                     e => e.to_string(),
-                };
+                }
+            })
+        })
+    };
+    let src = match opened {
+        Ok(s) => s,
+        Err(why) => {
+            // A damaged header (one flipped bit in the latest commit record is enough) hides
+            // pages that may all be intact: read through a mended one.
+            let Some((store, mended)) = Store::open_mended(&copy, &src_options)? else {
+                // Nothing at all can be read: there is nothing to salvage, and no new store.
                 return Err(Error::denied(format!(
                     "the store {} cannot be opened at all ({why}): no record can be read from it, so nothing was salvaged; restore a backup (`redkeep restore`)",
                     source.display()
                 )));
-            }
-        },
+            };
+            changes.push(said_of_header(&why, mended));
+            store
+        }
     };
     let listed = src.read(|tx| tx.table_names()).ok();
     let mut names = listed.unwrap_or_else(|| {
@@ -408,7 +450,6 @@ fn salvage_into(
         tx.clear_schema_version()
     })?;
     let mut tables = BTreeMap::new();
-    let mut changes = Vec::new();
     for name in &names {
         let (mut entries, skipped) = read_table(&src, name);
         if name == "meta" {

@@ -467,6 +467,18 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The commit [`Store::open_mended`] opened a damaged file at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MendedHeader {
+    /// The commit before the latest one (else the latest).
+    pub(crate) previous: bool,
+    /// Every page of its trees was checked against their checksums (else they are read as
+    /// they come).
+    pub(crate) verified: bool,
+    /// Its transaction id, as the header reads.
+    pub(crate) transaction: u64,
+}
+
 /// Who holds a store exclusively, as recorded in `<db>.owner` next to the file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Owner {
@@ -726,10 +738,20 @@ impl Store {
         ))
     }
 
-    /// Whether anything of the file at `path` can be read (opened to read only), when it
-    /// cannot be opened to write: what decides whether a salvage has anything to copy.
+    /// Whether anything of the file at `path` can be read (opened to read only, or through
+    /// a mended header: [`Store::open_mended`]), when it cannot be opened to write: what
+    /// decides whether a salvage has anything to copy.
     pub(crate) fn can_be_read(path: &Path) -> bool {
-        Self::open_to_salvage(path, &StoreOptions::default()).is_ok()
+        use super::engine::header;
+        // A header that is damaged, but keeps a sound commit record, may be mended (an
+        // undamaged header is no reason the file does not open).
+        let mendable = || {
+            let found = header::Header::read(path).ok().flatten()?;
+            let scratch = crate::fsutil::private_temp_dir_in(None, "a temporary folder").ok()?;
+            let fresh = header::fresh(scratch.path()).ok()?;
+            Some(found.mendable() && found.damaged(&fresh))
+        };
+        Self::open_to_salvage(path, &StoreOptions::default()).is_ok() || mendable() == Some(true)
     }
 
     /// Opens the file to read what can be read of it: read-only, keeping every writer out,
@@ -756,6 +778,88 @@ impl Store {
                 _ => Err(first),
             }
         })
+    }
+
+    /// Whether the header of the file at `path` has a damaged magic number or geometry (a
+    /// redb file read through it would be read at the wrong places). `false` when that cannot
+    /// be told.
+    pub(crate) fn header_layout_damaged(path: &Path) -> bool {
+        use super::engine::header;
+        let damaged = || {
+            let found = header::Header::read(path).ok().flatten()?;
+            let scratch = crate::fsutil::private_temp_dir_in(None, "a temporary folder").ok()?;
+            let fresh = header::fresh(scratch.path()).ok()?;
+            Some(found.mendable() && found.layout_damaged(&fresh))
+        };
+        damaged() == Some(true)
+    }
+
+    /// Opens the file at `path`, a byte copy of a damaged store that none of the other
+    /// opens could open, through a mended header (see [`header`](super::engine::header)).
+    /// The header is rewritten in place, so `path` must be a copy nobody else uses. Tried in
+    /// turn: the latest commit, then the one before it, each with every page of its trees
+    /// checked against their checksums; then each read as it comes (for a file with damaged
+    /// pages too). `None` when none opens, or the file has no commit record left to mend
+    /// from (then its header is as it was).
+    ///
+    /// # Errors
+    /// `Io` when the header cannot be read or written.
+    pub(crate) fn open_mended(
+        path: &Path,
+        options: &StoreOptions,
+    ) -> Result<Option<(Store, MendedHeader)>> {
+        use super::engine::header::{self, CommitRecord, Header};
+        let Some(found) = Header::read(path)? else {
+            return Ok(None);
+        };
+        if !found.mendable() {
+            return Ok(None);
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let fresh = header::fresh(dir)?;
+        let geometries: &[bool] = if found.same_geometry(&fresh) {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        let exclusive = StoreOptions {
+            mode: Mode::Exclusive,
+            ..options.clone()
+        };
+        let corrected = found.corrected();
+        for (record, verified) in [
+            (CommitRecord::Latest, true),
+            (CommitRecord::Previous, true),
+            (CommitRecord::Latest, false),
+            (CommitRecord::Previous, false),
+        ] {
+            for &fresh_geometry in geometries {
+                let mended = corrected.mended(record, verified, &fresh, fresh_geometry);
+                if !mended.has_tables(record) {
+                    continue;
+                }
+                mended.write(path)?;
+                let opened = if verified {
+                    Self::open_unchecked(path, &exclusive).ok()
+                } else {
+                    // Pages read as they come: taken only if its tables can be listed.
+                    Self::open_unchecked(path, &exclusive)
+                        .or_else(|_| Self::open_to_salvage(path, options))
+                        .ok()
+                        .filter(|s| s.read(|tx| tx.table_names()).is_ok())
+                };
+                if let Some(store) = opened {
+                    let mended = MendedHeader {
+                        previous: record == CommitRecord::Previous,
+                        verified,
+                        transaction: corrected.transaction(record),
+                    };
+                    return Ok(Some((store, mended)));
+                }
+            }
+        }
+        found.write(path)?;
+        Ok(None)
     }
 
     /// Opens an existing store only to read it: its schema must not be newer than this

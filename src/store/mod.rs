@@ -33,6 +33,7 @@ pub use check::{
 pub use codec::Stored;
 #[cfg(all(test, feature = "cli"))]
 pub(crate) use db::COMMAND_GROUPS;
+pub(crate) use db::MendedHeader;
 #[cfg(feature = "postgres")]
 pub use db::is_postgres_url;
 pub(crate) use db::opened_for_writing_instead;

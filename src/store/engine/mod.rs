@@ -3,6 +3,7 @@
 //! which engine runs.
 
 pub(crate) mod faults;
+pub(crate) mod header;
 #[cfg(feature = "postgres")]
 pub(crate) mod pg;
 pub(crate) mod redb_file;

@@ -218,6 +218,10 @@ impl FileDb {
                     "opening the store to read it",
                     NotClosedCleanly(path.to_path_buf()),
                 ),
+                redb::DatabaseError::UpgradeRequired(v) => Error::Damaged {
+                    path: path.to_path_buf(),
+                    reason: super::header::older_format(path, v),
+                },
                 e => engine("opening the store to read it", e),
             })
         })?;
@@ -479,6 +483,10 @@ fn open_db(path: &Path, spec: &OpenSpec) -> Result<redb::Database> {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
                 path: path.to_path_buf(),
                 holder: String::new(),
+            },
+            redb::DatabaseError::UpgradeRequired(v) => Error::Damaged {
+                path: path.to_path_buf(),
+                reason: super::header::older_format(path, v),
             },
             // Not a damaged store but not a store at all (another program's file, or one
             // overwritten from its first byte): said as damage, which says what to do.

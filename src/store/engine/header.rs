@@ -1,0 +1,386 @@
+//! The header of a redb file, read and mended byte by byte for salvage only.
+//!
+//! A redb file begins with 64 bytes of layout (a magic number, a "god byte" of flags naming
+//! the primary commit record, the page size and the region geometry) and two commit records
+//! ("slots") of 128 bytes each: a format version, the roots of the table trees, the
+//! transaction id, and a checksum of the rest. The primary slot is the latest commit; the
+//! other is the one before it. One damaged byte in the primary slot (or in the layout) keeps
+//! redb from opening the file at all, though every page may be intact.
+//!
+//! Salvage works on a byte copy of the damaged file, so it may rewrite that copy's header:
+//! [`Header::mended`] puts one commit record in both slots (format version and checksum set
+//! right, magic number and geometry taken from a new file where they do not read as they
+//! should). Opened with recovery asked for, redb then checks every page of that commit's
+//! trees against their checksums before it takes them, so a mended header that names the
+//! wrong pages is refused, never read.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Length of the header: the layout, then the two commit records.
+pub(crate) const HEADER_LEN: usize = LAYOUT_LEN + 2 * SLOT_LEN;
+const LAYOUT_LEN: usize = 64;
+const SLOT_LEN: usize = 128;
+const MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+const GOD_BYTE: usize = MAGIC.len();
+const PRIMARY_BIT: u8 = 1;
+const RECOVERY_REQUIRED: u8 = 2;
+const TWO_PHASE_COMMIT: u8 = 4;
+/// The page size and region geometry: fixed when the file is made, never rewritten.
+const GEOMETRY: std::ops::Range<usize> = 12..24;
+/// The only file format redb 4 reads.
+const FORMAT: u8 = 3;
+// Within a slot: version, whether each root is set, the roots, the transaction id, the
+// checksum of everything before it.
+const USER_ROOT_SET: usize = 1;
+const SYSTEM_ROOT_SET: usize = 2;
+const ROOT_LEN: usize = 32;
+const USER_ROOT: usize = 8;
+const SYSTEM_ROOT: usize = USER_ROOT + ROOT_LEN;
+const TRANSACTION_ID: usize = 104;
+const CHECKSUM: usize = SLOT_LEN - 16;
+
+/// Which of the header's two commit records a mended header keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitRecord {
+    /// The primary one: the latest commit.
+    Latest,
+    /// The other one: the commit before it.
+    Previous,
+}
+
+/// The header of a redb file, as read.
+#[derive(Clone)]
+pub(crate) struct Header {
+    bytes: [u8; HEADER_LEN],
+}
+
+impl Header {
+    /// Reads the header of the file at `path`; `None` when the file is too short to hold one.
+    ///
+    /// # Errors
+    /// `Io` when the file cannot be read.
+    pub(crate) fn read(path: &Path) -> Result<Option<Header>> {
+        let mut file = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let mut bytes = [0; HEADER_LEN];
+        match file.read_exact(&mut bytes) {
+            Ok(()) => Ok(Some(Header { bytes })),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Writes this header over the first bytes of the file at `path`, and syncs it.
+    ///
+    /// # Errors
+    /// `Io` when the file cannot be written.
+    pub(crate) fn write(&self, path: &Path) -> Result<()> {
+        let io = |e| Error::io(format!("writing the header of {}", path.display()), e);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(&self.bytes).map_err(io)?;
+        file.sync_all().map_err(io)
+    }
+
+    fn slot_index(&self, record: CommitRecord) -> usize {
+        let primary = usize::from(self.bytes[GOD_BYTE] & PRIMARY_BIT != 0);
+        match record {
+            CommitRecord::Latest => primary,
+            CommitRecord::Previous => 1 - primary,
+        }
+    }
+
+    fn slot(&self, record: CommitRecord) -> &[u8] {
+        let at = LAYOUT_LEN + self.slot_index(record) * SLOT_LEN;
+        &self.bytes[at..at + SLOT_LEN]
+    }
+
+    /// Whether a commit record reads as redb wrote it: its format, and its checksum.
+    pub(crate) fn sound(&self, record: CommitRecord) -> bool {
+        let slot = self.slot(record);
+        slot[0] == FORMAT && slot[CHECKSUM..] == checksum(&slot[..CHECKSUM])
+    }
+
+    /// The transaction id a commit record names (read as is: it may be damaged).
+    pub(crate) fn transaction(&self, record: CommitRecord) -> u64 {
+        let slot = self.slot(record);
+        let mut id = [0; 8];
+        id.copy_from_slice(&slot[TRANSACTION_ID..TRANSACTION_ID + 8]);
+        u64::from_le_bytes(id)
+    }
+
+    /// Whether a header could be mended into one redb reads: one of its commit records is
+    /// sound (an intact record of a redb file, whatever became of the rest).
+    pub(crate) fn mendable(&self) -> bool {
+        self.sound(CommitRecord::Latest) || self.sound(CommitRecord::Previous)
+    }
+
+    /// This header with each commit record whose checksum does not match mended where one
+    /// or two flipped bits explain it (the checksum, 128 bits, tells the record as written
+    /// from any other within two bits of it).
+    pub(crate) fn corrected(&self) -> Header {
+        let mut out = self.clone();
+        for i in 0..2 {
+            let at = LAYOUT_LEN + i * SLOT_LEN;
+            let mut slot = [0; SLOT_LEN];
+            slot.copy_from_slice(&self.bytes[at..at + SLOT_LEN]);
+            if let Some(mended) = corrected(&slot) {
+                out.bytes[at..at + SLOT_LEN].copy_from_slice(&mended);
+            }
+        }
+        out
+    }
+
+    /// A header holding `record` in both slots, its format version and checksum set right;
+    /// the magic number taken from `fresh` (the header of a new file), and so is the
+    /// geometry when `fresh_geometry`.
+    ///
+    /// With `verify`, the header asks for recovery and drops two-phase commit: opening the
+    /// file then checks every page of the commit's trees against their checksums and
+    /// rebuilds the allocator state from them (a file so opened needs to be writable).
+    /// Without, the flags stay as they were, for a file whose pages are read as they come.
+    pub(crate) fn mended(
+        &self,
+        record: CommitRecord,
+        verify: bool,
+        fresh: &Header,
+        fresh_geometry: bool,
+    ) -> Header {
+        let mut out = self.clone();
+        out.bytes[..GOD_BYTE].copy_from_slice(&MAGIC);
+        let flags = self.bytes[GOD_BYTE] & !PRIMARY_BIT;
+        out.bytes[GOD_BYTE] = if verify {
+            (flags | RECOVERY_REQUIRED) & !TWO_PHASE_COMMIT
+        } else {
+            flags
+        };
+        if fresh_geometry {
+            out.bytes[GEOMETRY].copy_from_slice(&fresh.bytes[GEOMETRY]);
+        }
+        let mut slot = [0; SLOT_LEN];
+        slot.copy_from_slice(self.slot(record));
+        slot[0] = FORMAT;
+        // redb writes a root that is not set as zeros.
+        for (flag, root) in [(USER_ROOT_SET, USER_ROOT), (SYSTEM_ROOT_SET, SYSTEM_ROOT)] {
+            slot[flag] = u8::from(slot[root..root + ROOT_LEN].iter().any(|b| *b != 0));
+        }
+        let sum = checksum(&slot[..CHECKSUM]);
+        slot[CHECKSUM..].copy_from_slice(&sum);
+        for i in 0..2 {
+            let at = LAYOUT_LEN + i * SLOT_LEN;
+            out.bytes[at..at + SLOT_LEN].copy_from_slice(&slot);
+        }
+        out
+    }
+
+    /// Whether a commit record names a tree of tables (a store redkeep wrote always has
+    /// one; a record mended out of zeros names none, which would pass for an empty store).
+    pub(crate) fn has_tables(&self, record: CommitRecord) -> bool {
+        self.slot(record)[USER_ROOT..USER_ROOT + ROOT_LEN]
+            .iter()
+            .any(|b| *b != 0)
+    }
+
+    /// Whether the header reads otherwise than redb writes it (a magic number, a geometry
+    /// unlike `fresh`'s, or a commit record that is not sound): what a mended header may
+    /// get past.
+    pub(crate) fn damaged(&self, fresh: &Header) -> bool {
+        self.layout_damaged(fresh)
+            || !self.sound(CommitRecord::Latest)
+            || !self.sound(CommitRecord::Previous)
+    }
+
+    /// Whether the magic number or the geometry read otherwise than `fresh`'s: redb would
+    /// read every page at the wrong place, or not at all.
+    pub(crate) fn layout_damaged(&self, fresh: &Header) -> bool {
+        self.bytes[..GOD_BYTE] != MAGIC || !self.same_geometry(fresh)
+    }
+
+    /// Whether the geometry reads as that of `fresh`.
+    pub(crate) fn same_geometry(&self, fresh: &Header) -> bool {
+        self.bytes[GEOMETRY] == fresh.bytes[GEOMETRY]
+    }
+}
+
+/// Why redb refuses the file at `path` as being of an older file format (`version`): one
+/// of its commit records is damaged when the other reads as format 3; else the file is
+/// older than any redkeep store.
+pub(crate) fn older_format(path: &Path, version: u8) -> String {
+    let header = Header::read(path).ok().flatten();
+    if header.is_some_and(|h| h.sound(CommitRecord::Latest) || h.sound(CommitRecord::Previous)) {
+        format!(
+            "a commit record in its header is damaged (it names file format {version}, the other \
+             one format {FORMAT})"
+        )
+    } else {
+        format!(
+            "it is a redb file of format {version}, older than any redkeep store (they are of \
+             format {FORMAT})"
+        )
+    }
+}
+
+/// The header of a new, empty redb file, made (and removed) in `dir`: where a damaged
+/// header's magic number and geometry are taken from.
+///
+/// # Errors
+/// `Io` / `Storage` when the file cannot be made or read.
+pub(crate) fn fresh(dir: &Path) -> Result<Header> {
+    let path = dir.join("fresh-header.redb");
+    let made = super::contain("making a new file", || {
+        redb::Database::create(&path)
+            .map(drop)
+            .map_err(|e| Error::storage("making a new file", e))
+    });
+    let header = made.and_then(|()| Header::read(&path));
+    let _ = std::fs::remove_file(&path);
+    header?.ok_or_else(|| Error::Damaged {
+        path: path.clone(),
+        reason: "a new redb file has no whole header".into(),
+    })
+}
+
+/// A commit record whose checksum does not match, with the one or two flipped bits that
+/// make it match flipped back. `None` when it matches already, or no such bits are found
+/// (then the damage is larger, or in the checksum itself).
+fn corrected(slot: &[u8; SLOT_LEN]) -> Option<[u8; SLOT_LEN]> {
+    let sum = &slot[CHECKSUM..];
+    if checksum(&slot[..CHECKSUM]) == sum {
+        return None;
+    }
+    let mut data = [0; CHECKSUM];
+    data.copy_from_slice(&slot[..CHECKSUM]);
+    let bits = CHECKSUM * 8;
+    let flip = |d: &mut [u8; CHECKSUM], bit: usize| d[bit / 8] ^= 1 << (bit % 8);
+    for first in 0..bits {
+        flip(&mut data, first);
+        if checksum(&data) == sum {
+            return Some(with_checksum(&data, sum));
+        }
+        for second in first + 1..bits {
+            flip(&mut data, second);
+            let matched = checksum(&data) == sum;
+            flip(&mut data, second);
+            if matched {
+                flip(&mut data, second);
+                return Some(with_checksum(&data, sum));
+            }
+        }
+        flip(&mut data, first);
+    }
+    None
+}
+
+fn with_checksum(data: &[u8; CHECKSUM], sum: &[u8]) -> [u8; SLOT_LEN] {
+    let mut slot = [0; SLOT_LEN];
+    slot[..CHECKSUM].copy_from_slice(data);
+    slot[CHECKSUM..].copy_from_slice(sum);
+    slot
+}
+
+/// redb's checksum of a commit record: XXH3-128, seed 0, little-endian.
+fn checksum(data: &[u8]) -> [u8; 16] {
+    xxhash_rust::xxh3::xxh3_128_with_seed(data, 0).to_le_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        let db = redb::Database::create(&path).unwrap();
+        let t: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
+        for i in 0..3 {
+            let tx = db.begin_write().unwrap();
+            tx.open_table(t).unwrap().insert(i, i).unwrap();
+            tx.commit().unwrap();
+        }
+        drop(db);
+        (dir, path)
+    }
+
+    #[test]
+    fn a_written_header_has_two_sound_records_and_a_later_latest_one() {
+        let (_dir, path) = new_file();
+        let h = Header::read(&path).unwrap().unwrap();
+        assert!(h.sound(CommitRecord::Latest));
+        assert!(h.sound(CommitRecord::Previous));
+        assert!(h.transaction(CommitRecord::Latest) > h.transaction(CommitRecord::Previous));
+    }
+
+    #[test]
+    fn one_flipped_bit_makes_a_record_unsound_and_mending_makes_it_sound_again() {
+        let (_dir, path) = new_file();
+        let h = Header::read(&path).unwrap().unwrap();
+        let mut damaged = h.clone();
+        let at = LAYOUT_LEN + damaged.slot_index(CommitRecord::Latest) * SLOT_LEN + 20;
+        damaged.bytes[at] ^= 4;
+        assert!(!damaged.sound(CommitRecord::Latest));
+        assert!(damaged.mendable());
+        let mended = damaged.mended(CommitRecord::Previous, true, &h, false);
+        assert!(mended.sound(CommitRecord::Latest));
+        assert!(mended.sound(CommitRecord::Previous));
+        assert_eq!(
+            mended.transaction(CommitRecord::Latest),
+            h.transaction(CommitRecord::Previous)
+        );
+    }
+
+    #[test]
+    fn one_or_two_flipped_bits_of_a_record_are_flipped_back() {
+        let (_dir, path) = new_file();
+        let h = Header::read(&path).unwrap().unwrap();
+        let at = LAYOUT_LEN + h.slot_index(CommitRecord::Latest) * SLOT_LEN;
+        for flips in [
+            &[(9, 0)][..],
+            &[(0, 1)],
+            &[(20, 7), (105, 2)],
+            &[(3, 0), (3, 5)],
+        ] {
+            let mut damaged = h.clone();
+            for &(byte, bit) in flips {
+                damaged.bytes[at + byte] ^= 1 << bit;
+            }
+            assert!(!damaged.sound(CommitRecord::Latest), "{flips:?}");
+            let mended = damaged
+                .corrected()
+                .mended(CommitRecord::Latest, true, &h, false);
+            assert_eq!(
+                mended.slot(CommitRecord::Latest),
+                h.slot(CommitRecord::Latest),
+                "{flips:?}"
+            );
+        }
+        // Three bits are past mending: the record keeps them, with a checksum of its own.
+        let mut damaged = h.clone();
+        for byte in [8, 9, 10] {
+            damaged.bytes[at + byte] ^= 1;
+        }
+        let mended = damaged
+            .corrected()
+            .mended(CommitRecord::Latest, true, &h, false);
+        assert_ne!(
+            mended.slot(CommitRecord::Latest),
+            h.slot(CommitRecord::Latest)
+        );
+        assert!(mended.sound(CommitRecord::Latest));
+    }
+
+    #[test]
+    fn a_file_that_is_no_redb_file_is_not_mendable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![0x5a; 4096]).unwrap();
+        assert!(!Header::read(&path).unwrap().unwrap().mendable());
+        std::fs::write(&path, b"short").unwrap();
+        assert!(Header::read(&path).unwrap().is_none());
+    }
+}
