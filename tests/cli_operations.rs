@@ -768,6 +768,72 @@ fn a_store_with_a_damaged_header_points_to_salvage_which_reads_it() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains("ann@example.com"));
 }
 
+/// A store whose registry of record shapes (in `meta`) was lost, as a damaged page loses
+/// it: salvage still reads every record written by this build's types (a shape's id is a
+/// hash of its field names, so a type's own list tells it), registers the shapes again in
+/// the copy, and loses no account. Run in a new process, which has no shape cached.
+#[test]
+fn salvage_reads_records_whose_shapes_were_lost() {
+    use redb::{ReadableTable, TableDefinition};
+    let cli = populated();
+    let store = cli.data().join(redkeep::STORE_FILE);
+    let meta: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
+    let shapes_of = |file: &std::path::Path| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let db = redb::Database::open(file).unwrap();
+        let tx = db.begin_write().unwrap();
+        let found = tx
+            .open_table(meta)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (k.value().to_vec(), v.value().to_vec())
+            })
+            .filter(|(k, _)| k.starts_with(b"shape:"))
+            .collect();
+        tx.abort().unwrap();
+        found
+    };
+    let shapes = shapes_of(&store);
+    assert!(shapes.len() > 3, "{}", shapes.len());
+    {
+        let db = redb::Database::open(&store).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(meta).unwrap();
+            for (k, _) in &shapes {
+                t.remove(&k[..]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let to = cli.dir.path().join("saved");
+    let (out, err) = cli.expect(&["salvage", "--to", to.to_str().unwrap()], None, 0);
+    assert!(err.is_empty(), "{err}");
+    assert!(
+        !out.contains("quarantine") && out.contains("`redkeep check` is clean on the copy"),
+        "{out}"
+    );
+    let saved = |args: &[&str]| {
+        let mut c = cli.cmd(args);
+        c.env("REDKEEP_DATA_DIR", &to);
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(saved(&["user", "list"]).contains("ann@example.com"));
+    // The copy has its registry again: what reads without a type (an export, `inspect`)
+    // reads.
+    assert!(saved(&["export"]).contains("ann@example.com"));
+    assert!(saved(&["inspect", "dump", "users"]).contains("ann@example.com"));
+    // The registry is whole again, for a build whose types have other fields.
+    let registered = shapes_of(&to.join(redkeep::STORE_FILE));
+    for shape in &shapes {
+        assert!(registered.contains(shape), "{:?} not registered", shape.0);
+    }
+}
+
 /// `status` names the temp files and folders in the data dir, with their age: a young one
 /// may be a backup or restore under way, an old one is a leftover that `check --repair`
 /// removes.

@@ -620,20 +620,37 @@ fn salvage_reads_past_a_damaged_header_at_the_latest_commit() {
         "{e}"
     );
 
-    // The latest record wiped out: past mending. What salvage then reads is the commit
-    // before, and it says how far it trusts it.
-    damaged[primary..primary + 128].fill(0);
-    std::fs::write(dir.join(redkeep::STORE_FILE), &damaged).unwrap();
-    let to = tmp.path().join("salvaged");
-    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
-    let said = report.changes.iter().find(|c| c.contains("mended header"));
-    assert!(
-        said.is_some_and(|s| s.contains("at the commit before its latest one")
-            && s.contains("are not in the copy")),
-        "{said:?}"
-    );
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let rk = Redkeep::open(&to, options()).unwrap();
-    assert!(rk.check(false).unwrap().ok);
-    assert!(rk.users().count().unwrap() >= 40);
+    // The latest record past mending (three bits of its user root, or wiped out): what
+    // salvage reads is the commit before, and it says so. Every user it keeps is one of
+    // the store's.
+    let emails: Vec<String> = {
+        let rk = Redkeep::open(&original, options().read_only(true)).unwrap();
+        let users = rk.users().list(UserFilter::All, None, 100).unwrap();
+        users.into_iter().map(|u| u.email).collect()
+    };
+    for (n, wipe) in [(0, false), (1, true)] {
+        let mut damaged = bytes.clone();
+        if wipe {
+            damaged[primary..primary + 128].fill(0);
+        } else {
+            for at in [9, 10, 11] {
+                damaged[primary + at] ^= 1;
+            }
+        }
+        std::fs::write(dir.join(redkeep::STORE_FILE), &damaged).unwrap();
+        let to = tmp.path().join(format!("salvaged{n}"));
+        let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+        let said = report.changes.iter().find(|c| c.contains("mended header"));
+        assert!(
+            said.is_some_and(|s| s.contains("at the commit before its latest one")
+                && s.contains("is not in the copy")),
+            "{said:?}"
+        );
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let rk = Redkeep::open(&to, options()).unwrap();
+        assert!(rk.check(false).unwrap().ok);
+        let kept = rk.users().list(UserFilter::All, None, 100).unwrap();
+        assert!(kept.len() >= 40, "{}", kept.len());
+        assert!(kept.iter().all(|u| emails.contains(&u.email)));
+    }
 }

@@ -295,7 +295,7 @@ pub fn salvage(
     salvaged
 }
 
-/// What the report says of a store read through a mended header.
+/// What the report says of a store read through a rewritten header.
 fn said_of_header(why: &str, mended: crate::store::MendedHeader) -> String {
     let commit = format!(
         "{} (transaction {})",
@@ -312,13 +312,19 @@ fn said_of_header(why: &str, mended: crate::store::MendedHeader) -> String {
         "its pages read as they come"
     };
     let missing = if mended.previous {
-        ": the changes of the latest commit are not in the copy"
+        ": what the latest commit changed is not in the copy (often nothing: redb also \
+         commits when a store is closed)"
     } else {
         ""
     };
     format!(
-        "the store could not be opened ({why}); it was read through a mended header, at \
-         {commit}, {pages}{missing}"
+        "the store could not be opened ({why}); it was read through a {} header, at \
+         {commit}, {pages}{missing}",
+        if mended.damaged {
+            "mended"
+        } else {
+            "rewritten"
+        }
     )
 }
 
@@ -563,6 +569,15 @@ fn salvage_into(
             if let Some(id) = t.highest_id(tx)? {
                 tx.raise_sequence(t.name(), id)?;
             }
+        }
+        // Records whose shapes were lost with a damaged page read through their type's own
+        // field list (above); their shapes go back in the registry, for what reads without
+        // a type (an export, `inspect`).
+        let shapes = tx.register_known_shapes()?;
+        if shapes > 0 {
+            changes.push(format!(
+                "{shapes} record shape(s) registered again (their entries in meta were lost)"
+            ));
         }
         Ok(changes)
     })?);

@@ -470,6 +470,9 @@ impl std::fmt::Debug for Store {
 /// The commit [`Store::open_mended`] opened a damaged file at.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MendedHeader {
+    /// The header was damaged (else it was sound, and the file did not open for another
+    /// reason).
+    pub(crate) damaged: bool,
     /// The commit before the latest one (else the latest).
     pub(crate) previous: bool,
     /// Every page of its trees was checked against their checksums (else they are read as
@@ -747,9 +750,8 @@ impl Store {
         // undamaged header is no reason the file does not open).
         let mendable = || {
             let found = header::Header::read(path).ok().flatten()?;
-            let scratch = crate::fsutil::private_temp_dir_in(None, "a temporary folder").ok()?;
-            let fresh = header::fresh(scratch.path()).ok()?;
-            Some(found.mendable() && found.damaged(&fresh))
+            let fresh = header::fresh().ok()?;
+            Some(found.damaged(&fresh) && found.corrected().mendable())
         };
         Self::open_to_salvage(path, &StoreOptions::default()).is_ok() || mendable() == Some(true)
     }
@@ -787,23 +789,25 @@ impl Store {
         use super::engine::header;
         let damaged = || {
             let found = header::Header::read(path).ok().flatten()?;
-            let scratch = crate::fsutil::private_temp_dir_in(None, "a temporary folder").ok()?;
-            let fresh = header::fresh(scratch.path()).ok()?;
-            Some(found.mendable() && found.layout_damaged(&fresh))
+            let fresh = header::fresh().ok()?;
+            Some(found.layout_damaged(&fresh) && found.corrected().mendable())
         };
         damaged() == Some(true)
     }
 
     /// Opens the file at `path`, a byte copy of a damaged store that none of the other
-    /// opens could open, through a mended header (see [`header`](super::engine::header)).
-    /// The header is rewritten in place, so `path` must be a copy nobody else uses. Tried in
-    /// turn: the latest commit, then the one before it, each with every page of its trees
-    /// checked against their checksums; then each read as it comes (for a file with damaged
-    /// pages too). `None` when none opens, or the file has no commit record left to mend
-    /// from (then its header is as it was).
+    /// opens could open, through a header rewritten to name one commit record (see
+    /// [`header`](super::engine::header)). The header is rewritten in place, so `path` must
+    /// be a copy nobody else uses. Tried in turn: the latest commit, then the one before it,
+    /// each with every page of its trees checked against their checksums; then, of a file
+    /// whose magic number and geometry read as redb writes them, each record that reads as
+    /// written (or was told back bit for bit) with its pages read as they come (a file with
+    /// damaged pages too). `None` when none opens, or no commit record is left to mend from
+    /// (then its header is as it was).
     ///
     /// # Errors
-    /// `Io` when the header cannot be read or written.
+    /// `Io` when the header cannot be read or written; `Storage` when redb cannot make the
+    /// new header the geometry is taken from.
     pub(crate) fn open_mended(
         path: &Path,
         options: &StoreOptions,
@@ -812,50 +816,60 @@ impl Store {
         let Some(found) = Header::read(path)? else {
             return Ok(None);
         };
-        if !found.mendable() {
+        let corrected = found.corrected();
+        if !corrected.mendable() {
             return Ok(None);
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let fresh = header::fresh(dir)?;
-        let geometries: &[bool] = if found.same_geometry(&fresh) {
-            &[false]
-        } else {
-            &[false, true]
-        };
+        let fresh = header::fresh()?;
+        let layout_damaged = found.layout_damaged(&fresh);
         let exclusive = StoreOptions {
             mode: Mode::Exclusive,
             ..options.clone()
         };
-        let corrected = found.corrected();
-        for (record, verified) in [
-            (CommitRecord::Latest, true),
-            (CommitRecord::Previous, true),
-            (CommitRecord::Latest, false),
-            (CommitRecord::Previous, false),
-        ] {
-            for &fresh_geometry in geometries {
-                let mended = corrected.mended(record, verified, &fresh, fresh_geometry);
-                if !mended.has_tables(record) {
-                    continue;
+        // Checked page by page, a wrong geometry is refused, so the file's own is tried
+        // first (a file made with other settings) and then a new file's.
+        let mut attempts = Vec::new();
+        for record in [CommitRecord::Latest, CommitRecord::Previous] {
+            attempts.push((record, true, false));
+            if !found.same_geometry(&fresh) {
+                attempts.push((record, true, true));
+            }
+        }
+        // Unchecked, only what reads as redb wrote it: a record that is sound, in a file
+        // whose layout is.
+        if !layout_damaged {
+            for record in [CommitRecord::Latest, CommitRecord::Previous] {
+                if corrected.sound(record) {
+                    attempts.push((record, false, false));
                 }
-                mended.write(path)?;
-                let opened = if verified {
-                    Self::open_unchecked(path, &exclusive).ok()
-                } else {
-                    // Pages read as they come: taken only if its tables can be listed.
-                    Self::open_unchecked(path, &exclusive)
-                        .or_else(|_| Self::open_to_salvage(path, options))
-                        .ok()
-                        .filter(|s| s.read(|tx| tx.table_names()).is_ok())
+            }
+        }
+        for (record, verified, fresh_geometry) in attempts {
+            let mended = corrected.mended(record, verified, &fresh, fresh_geometry);
+            // A record of zeros mends into an empty store, which checks clean.
+            if !mended.has_tables(record) {
+                continue;
+            }
+            mended.write(path)?;
+            let opened = if verified {
+                Self::open_unchecked(path, &exclusive).ok()
+            } else {
+                // Taken only if its tables can be listed.
+                Self::open_unchecked(path, &exclusive)
+                    .or_else(|_| Self::open_to_salvage(path, options))
+                    .ok()
+                    .filter(|s| s.read(|tx| tx.table_names()).is_ok())
+            };
+            if let Some(store) = opened {
+                let mended = MendedHeader {
+                    damaged: layout_damaged
+                        || !found.sound(CommitRecord::Latest)
+                        || !found.sound(CommitRecord::Previous),
+                    previous: record == CommitRecord::Previous,
+                    verified,
+                    transaction: corrected.transaction(record),
                 };
-                if let Some(store) = opened {
-                    let mended = MendedHeader {
-                        previous: record == CommitRecord::Previous,
-                        verified,
-                        transaction: corrected.transaction(record),
-                    };
-                    return Ok(Some((store, mended)));
-                }
+                return Ok(Some((store, mended)));
             }
         }
         found.write(path)?;

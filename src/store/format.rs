@@ -179,6 +179,16 @@ pub fn cached_shape(id: u64) -> Option<Shape> {
         .cloned()
 }
 
+/// Every shape this process has cached.
+pub(crate) fn cached_shapes() -> Vec<(u64, Shape)> {
+    cache()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(id, s)| (*id, s.clone()))
+        .collect()
+}
+
 /// Remembers a shape (its id must be `shape_id` of its names).
 pub fn remember_shape(id: u64, shape: Shape) {
     cache()
@@ -208,8 +218,15 @@ fn positional(id: u64, fields: &'static [&'static str], resolve: Resolve<'_>) ->
     if let Some(same) = known {
         return Ok(same);
     }
-    let shape = lookup(id, resolve)?;
-    let same = shape.len() == fields.len() && shape.iter().zip(fields).all(|(a, b)| **a == **b);
+    let same = if cached_shape(id).is_none() && shape_id(fields) == id {
+        // Content-addressed: the id is that of the type's own list, so the shape is that
+        // list, registered or not (a store whose registry was lost still reads).
+        remember_shape(id, fields.iter().map(|n| Box::<str>::from(*n)).collect());
+        true
+    } else {
+        let shape = lookup(id, resolve)?;
+        shape.len() == fields.len() && shape.iter().zip(fields).all(|(a, b)| **a == **b)
+    };
     KNOWN.with(|k| {
         let mut k = k.borrow_mut();
         // A handful of record types are read in a process; a bound keeps a pathological

@@ -825,6 +825,23 @@ impl WriteTx<'_> {
             .put(META, &prefixed(TABLE_PREFIX, info.name.as_bytes()), &bytes)
     }
 
+    /// Registers the shapes this process knows that the registry lacks (a salvage reads
+    /// records through their type's own field list when their registry entries were lost);
+    /// returns how many.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub(crate) fn register_known_shapes(&self) -> Result<usize> {
+        let mut added = 0;
+        for (id, names) in format::cached_shapes() {
+            if get_owned(self.raw, META, &shape_key(id))?.is_none() {
+                self.put_shape(id, &names)?;
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
     /// Registers shapes read from another store (import, salvage), checking each.
     ///
     /// # Errors

@@ -12,7 +12,9 @@
 //! right, magic number and geometry taken from a new file where they do not read as they
 //! should). Opened with recovery asked for, redb then checks every page of that commit's
 //! trees against their checksums before it takes them, so a mended header that names the
-//! wrong pages is refused, never read.
+//! wrong pages is refused, never read. The last resort, a record that reads as written (or
+//! was told back bit for bit) opened without that check, reads pages as they come; salvage
+//! screens every record it reads then, as for any damaged file.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -88,8 +90,28 @@ impl Header {
         file.sync_all().map_err(io)
     }
 
+    /// The slot holding `record`. The latest commit is the one of the greater transaction
+    /// id when both records are sound (the god byte, which no checksum covers, may be the
+    /// damaged byte), else the one the god byte names.
     fn slot_index(&self, record: CommitRecord) -> usize {
-        let primary = usize::from(self.bytes[GOD_BYTE] & PRIMARY_BIT != 0);
+        let mut primary = usize::from(self.bytes[GOD_BYTE] & PRIMARY_BIT != 0);
+        let sound = |i: usize| {
+            let slot = &self.bytes[LAYOUT_LEN + i * SLOT_LEN..LAYOUT_LEN + (i + 1) * SLOT_LEN];
+            slot[0] == FORMAT && slot[CHECKSUM..] == checksum(&slot[..CHECKSUM])
+        };
+        if sound(0) && sound(1) {
+            let id = |i: usize| {
+                let at = LAYOUT_LEN + i * SLOT_LEN + TRANSACTION_ID;
+                let mut id = [0; 8];
+                id.copy_from_slice(&self.bytes[at..at + 8]);
+                u64::from_le_bytes(id)
+            };
+            match id(0).cmp(&id(1)) {
+                std::cmp::Ordering::Greater => primary = 0,
+                std::cmp::Ordering::Less => primary = 1,
+                std::cmp::Ordering::Equal => {}
+            }
+        }
         match record {
             CommitRecord::Latest => primary,
             CommitRecord::Previous => 1 - primary,
@@ -116,7 +138,8 @@ impl Header {
     }
 
     /// Whether a header could be mended into one redb reads: one of its commit records is
-    /// sound (an intact record of a redb file, whatever became of the rest).
+    /// sound (an intact record of a redb file, whatever became of the rest). Asked of a
+    /// [`corrected`](Header::corrected) header, records told back count.
     pub(crate) fn mendable(&self) -> bool {
         self.sound(CommitRecord::Latest) || self.sound(CommitRecord::Previous)
     }
@@ -187,13 +210,11 @@ impl Header {
             .any(|b| *b != 0)
     }
 
-    /// Whether the header reads otherwise than redb writes it (a magic number, a geometry
-    /// unlike `fresh`'s, or a commit record that is not sound): what a mended header may
-    /// get past.
+    /// Whether the header keeps redb from reading the latest commit as it was written (a
+    /// magic number or geometry unlike `fresh`'s, a latest commit record that is not sound):
+    /// what a mended header may get past.
     pub(crate) fn damaged(&self, fresh: &Header) -> bool {
-        self.layout_damaged(fresh)
-            || !self.sound(CommitRecord::Latest)
-            || !self.sound(CommitRecord::Previous)
+        self.layout_damaged(fresh) || !self.sound(CommitRecord::Latest)
     }
 
     /// Whether the magic number or the geometry read otherwise than `fresh`'s: redb would
@@ -226,24 +247,46 @@ pub(crate) fn older_format(path: &Path, version: u8) -> String {
     }
 }
 
-/// The header of a new, empty redb file, made (and removed) in `dir`: where a damaged
-/// header's magic number and geometry are taken from.
+/// The header of a new, empty redb file, made in memory: where a damaged header's magic
+/// number and geometry are taken from.
 ///
 /// # Errors
-/// `Io` / `Storage` when the file cannot be made or read.
-pub(crate) fn fresh(dir: &Path) -> Result<Header> {
-    let path = dir.join("fresh-header.redb");
-    let made = super::contain("making a new file", || {
-        redb::Database::create(&path)
+/// `Storage` when redb cannot make one.
+pub(crate) fn fresh() -> Result<Header> {
+    let memory = Memory(std::sync::Arc::new(redb::backends::InMemoryBackend::new()));
+    let kept = memory.0.clone();
+    super::contain("making a new file in memory", || {
+        redb::Builder::new()
+            .create_with_backend(memory)
             .map(drop)
-            .map_err(|e| Error::storage("making a new file", e))
-    });
-    let header = made.and_then(|()| Header::read(&path));
-    let _ = std::fs::remove_file(&path);
-    header?.ok_or_else(|| Error::Damaged {
-        path: path.clone(),
-        reason: "a new redb file has no whole header".into(),
-    })
+            .map_err(|e| Error::storage("making a new file in memory", e))
+    })?;
+    let mut bytes = [0; HEADER_LEN];
+    redb::StorageBackend::read(&*kept, 0, &mut bytes)
+        .map_err(|e| Error::io("reading a new file in memory", e))?;
+    Ok(Header { bytes })
+}
+
+/// An in-memory backend whose bytes stay readable once redb lets it go.
+#[derive(Debug)]
+struct Memory(std::sync::Arc<redb::backends::InMemoryBackend>);
+
+impl redb::StorageBackend for Memory {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(offset, data)
+    }
 }
 
 /// A commit record whose checksum does not match, with the one or two flipped bits that
@@ -372,6 +415,64 @@ mod tests {
             h.slot(CommitRecord::Latest)
         );
         assert!(mended.sound(CommitRecord::Latest));
+    }
+
+    #[test]
+    fn a_new_file_in_memory_has_the_magic_and_geometry_of_one_on_disk() {
+        let (_dir, path) = new_file();
+        let h = Header::read(&path).unwrap().unwrap();
+        let fresh = fresh().unwrap();
+        assert!(!h.layout_damaged(&fresh));
+        let mut damaged = h.clone();
+        damaged.bytes[13] ^= 1;
+        assert!(damaged.layout_damaged(&fresh) && damaged.damaged(&fresh));
+        let mended = damaged.mended(CommitRecord::Latest, true, &fresh, true);
+        assert!(!mended.layout_damaged(&fresh));
+    }
+
+    #[test]
+    fn a_checked_header_asks_for_recovery_without_two_phase_commit_and_one_record() {
+        let (_dir, path) = new_file();
+        let mut h = Header::read(&path).unwrap().unwrap();
+        h.bytes[GOD_BYTE] |= TWO_PHASE_COMMIT;
+        let checked = h.mended(CommitRecord::Previous, true, &h, false);
+        let god = checked.bytes[GOD_BYTE];
+        assert!(
+            god & RECOVERY_REQUIRED != 0 && god & TWO_PHASE_COMMIT == 0,
+            "{god:#x}"
+        );
+        assert_eq!(
+            checked.slot(CommitRecord::Latest),
+            checked.slot(CommitRecord::Previous)
+        );
+        assert_eq!(
+            checked.transaction(CommitRecord::Latest),
+            h.transaction(CommitRecord::Previous)
+        );
+        // Read as it comes: the flags stay as they were.
+        let as_is = h.mended(CommitRecord::Latest, false, &h, false);
+        assert_eq!(as_is.bytes[GOD_BYTE], h.bytes[GOD_BYTE] & !PRIMARY_BIT);
+    }
+
+    #[test]
+    fn the_latest_record_is_the_later_transaction_whatever_the_god_byte_says() {
+        let (_dir, path) = new_file();
+        let h = Header::read(&path).unwrap().unwrap();
+        let mut flipped = h.clone();
+        flipped.bytes[GOD_BYTE] ^= PRIMARY_BIT;
+        assert_eq!(
+            flipped.transaction(CommitRecord::Latest),
+            h.transaction(CommitRecord::Latest)
+        );
+        // With the later record damaged past its checksum, the god byte decides.
+        let at = LAYOUT_LEN + h.slot_index(CommitRecord::Latest) * SLOT_LEN;
+        for i in [9, 10, 11] {
+            flipped.bytes[at + i] ^= 1;
+        }
+        assert_eq!(
+            flipped.transaction(CommitRecord::Latest),
+            h.transaction(CommitRecord::Previous)
+        );
     }
 
     #[test]
