@@ -752,8 +752,10 @@ fn a_store_with_a_damaged_header_points_to_salvage_which_reads_it() {
     let (out, err) = cli.expect(&["salvage", "--to", to.to_str().unwrap()], None, 0);
     assert!(err.is_empty(), "{err}");
     assert!(
-        out.contains("read through a mended header, at its latest commit")
-            && out.contains("`redkeep check` is clean on the copy"),
+        out.contains(
+            "changed: the store's header is damaged; it was read through a mended header, \
+             at its latest commit"
+        ) && out.contains("`redkeep check` is clean on the copy"),
         "{out}"
     );
     assert_eq!(
@@ -766,6 +768,26 @@ fn a_store_with_a_damaged_header_points_to_salvage_which_reads_it() {
     let listed = list.output().unwrap();
     assert!(listed.status.success(), "{listed:?}");
     assert!(String::from_utf8_lossy(&listed.stdout).contains("ann@example.com"));
+
+    // Damaged region counts (a high bit of the number of full regions) are advised a
+    // salvage too, which recomputes them from the file's length. The salvage makes nothing
+    // outside its target: no temp folder (with a copy of the store) is left in a shared
+    // one if it is killed.
+    bytes[primary + 8] ^= 1;
+    bytes[27] ^= 0x80;
+    std::fs::write(&store, &bytes).unwrap();
+    let (out, _) = cli.expect(&["status"], None, 1);
+    assert!(out.contains("redkeep salvage --to DIR"), "{out}");
+    let to = cli.dir.path().join("saved-again");
+    let mut salvage = cli.cmd(&["salvage", "--to", to.to_str().unwrap()]);
+    salvage.env("TMPDIR", cli.dir.path().join("no-such-folder"));
+    let salvaged = salvage.output().unwrap();
+    let out = String::from_utf8_lossy(&salvaged.stdout);
+    assert!(salvaged.status.success(), "{salvaged:?}");
+    assert!(
+        out.contains("read through a mended header, at its latest commit"),
+        "{out}"
+    );
 }
 
 /// A store whose registry of record shapes (in `meta`) was lost, as a damaged page loses

@@ -620,6 +620,23 @@ fn salvage_reads_past_a_damaged_header_at_the_latest_commit() {
         "{e}"
     );
 
+    // A damaged geometry is refused by every open, one only to read too: read at the wrong
+    // places, the store read as empty and sound.
+    let mut damaged = bytes.clone();
+    damaged[16] ^= 8;
+    std::fs::write(dir.join(redkeep::STORE_FILE), &damaged).unwrap();
+    for read_only in [true, false] {
+        let e = Redkeep::open(&dir, options().read_only(read_only))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("its header's page geometry is damaged"), "{e}");
+    }
+    // A file shorter than a header says so.
+    std::fs::write(dir.join(redkeep::STORE_FILE), &bytes[..100]).unwrap();
+    let e = Redkeep::open(&dir, options()).err().unwrap().to_string();
+    assert!(e.contains("the file is cut short (100 bytes"), "{e}");
+
     // The latest record past mending (three bits of its user root, or wiped out): what
     // salvage reads is the commit before, and it says so. Every user it keeps is one of
     // the store's.

@@ -295,8 +295,24 @@ pub fn salvage(
     salvaged
 }
 
-/// What the report says of a store read through a rewritten header.
-fn said_of_header(why: &str, mended: crate::store::MendedHeader) -> String {
+/// Opens the working copy as it is: for writing, else to read what can be read. The
+/// reason it cannot be opened, when it cannot.
+fn open_as_it_is(copy: &Path, options: &StoreOptions) -> std::result::Result<Store, String> {
+    Store::open_unchecked(copy, options).or_else(|first| {
+        Store::open_to_salvage(copy, options).map_err(|_| {
+            // The reason only: the error itself names the working copy and advises a
+            // salvage.
+            match first {
+                Error::Damaged { reason, .. } => reason,
+                e => e.to_string(),
+            }
+        })
+    })
+}
+
+/// What the report says of a store read through a rewritten header: one found damaged
+/// (`why` is `None`), or one that would not open (`why`).
+fn said_of_header(why: Option<&str>, mended: crate::store::MendedHeader) -> String {
     let commit = format!(
         "{} (transaction {})",
         if mended.previous {
@@ -317,15 +333,16 @@ fn said_of_header(why: &str, mended: crate::store::MendedHeader) -> String {
     } else {
         ""
     };
-    format!(
-        "the store could not be opened ({why}); it was read through a {} header, at \
-         {commit}, {pages}{missing}",
-        if mended.damaged {
-            "mended"
-        } else {
-            "rewritten"
-        }
-    )
+    let header = if mended.damaged {
+        "mended"
+    } else {
+        "rewritten"
+    };
+    let read = format!("it was read through a {header} header, at {commit}, {pages}{missing}");
+    match why {
+        Some(why) => format!("the store could not be opened ({why}); {read}"),
+        None => format!("the store's header is damaged; {read}"),
+    }
 }
 
 // Refuses a target that holds a store or workspace folders, or lies inside the data dir.
@@ -370,8 +387,10 @@ fn salvage_into(
             o.pid
         )));
     }
-    // The damaged file is never written: the engine works on a byte copy of it.
-    let scratch = crate::fsutil::private_temp_dir_in(None, "a temporary folder")?;
+    // The damaged file is never written: the engine works on a byte copy of it, made in
+    // the new data dir (not in a shared temp folder: a salvage killed part way leaves it
+    // where the rest of what it made is, and the folder is refused until removed).
+    let scratch = crate::fsutil::private_temp_dir_in(Some(to), "a temporary folder")?;
     let copy = scratch.path().join(STORE_FILE);
     std::fs::copy(&source, &copy)
         .map_err(|e| Error::io(format!("copying {}", source.display()), e))?;
@@ -389,36 +408,42 @@ fn salvage_into(
     // redb may refuse to open a damaged file for writing (it checks the allocator state);
     // reading it without opening it for writing may still work.
     let mut changes = Vec::new();
-    let opened = if Store::header_layout_damaged(&copy) {
-        // Opened as it is, it would be read at the wrong places.
-        Err("its header's magic number or page geometry is damaged".to_string())
+    // A damaged header is mended first: as it is, redb would read the file at the wrong
+    // places, at an older commit (which it may take without a word), or not at all.
+    let damaged_header = Store::header_damaged(&copy);
+    let mended = if damaged_header {
+        Store::open_mended(&copy, &src_options)?
     } else {
-        Store::open_unchecked(&copy, &src_options).or_else(|first| {
-            Store::open_to_salvage(&copy, &src_options).map_err(|_| {
-                // The reason only: the error itself names the working copy and advises a
-                // salvage.
-                match first {
-                    Error::Damaged { reason, .. } => reason,
-                    e => e.to_string(),
-                }
-            })
-        })
+        None
     };
-    let src = match opened {
-        Ok(s) => s,
-        Err(why) => {
-            // A damaged header (one flipped bit in the latest commit record is enough) hides
-            // pages that may all be intact: read through a mended one.
-            let Some((store, mended)) = Store::open_mended(&copy, &src_options)? else {
-                // Nothing at all can be read: there is nothing to salvage, and no new store.
-                return Err(Error::denied(format!(
-                    "the store {} cannot be opened at all ({why}): no record can be read from it, so nothing was salvaged; restore a backup (`redkeep restore`)",
-                    source.display()
-                )));
-            };
-            changes.push(said_of_header(&why, mended));
+    let src = match mended {
+        Some((store, mended)) => {
+            changes.push(said_of_header(None, mended));
             store
         }
+        None => match open_as_it_is(&copy, &src_options) {
+            Ok(s) => s,
+            Err(why) => {
+                // The header may hide pages that are all intact (one flipped bit in the latest
+                // commit record is enough), or name a commit whose pages are damaged where
+                // the one before it is whole: read through a rewritten one.
+                let again = if damaged_header {
+                    None
+                } else {
+                    Store::open_mended(&copy, &src_options)?
+                };
+                let Some((store, mended)) = again else {
+                    // Nothing at all can be read: there is nothing to salvage, and no new
+                    // store.
+                    return Err(Error::denied(format!(
+                        "the store {} cannot be opened at all ({why}): no record can be read from it, so nothing was salvaged; restore a backup (`redkeep restore`)",
+                        source.display()
+                    )));
+                };
+                changes.push(said_of_header(Some(&why), mended));
+                store
+            }
+        },
     };
     let listed = src.read(|tx| tx.table_names()).ok();
     let mut names = listed.unwrap_or_else(|| {
@@ -583,6 +608,8 @@ fn salvage_into(
     })?);
     drop(dest);
     drop(src);
+    // Gone before the copy is opened and checked (a temp folder would be a leftover there).
+    drop(scratch);
     let folders = copy_folders(&data_dir.join(WORKSPACES_DIR), &to.join(WORKSPACES_DIR))?;
 
     let mut opts = options;

@@ -745,15 +745,7 @@ impl Store {
     /// a mended header: [`Store::open_mended`]), when it cannot be opened to write: what
     /// decides whether a salvage has anything to copy.
     pub(crate) fn can_be_read(path: &Path) -> bool {
-        use super::engine::header;
-        // A header that is damaged, but keeps a sound commit record, may be mended (an
-        // undamaged header is no reason the file does not open).
-        let mendable = || {
-            let found = header::Header::read(path).ok().flatten()?;
-            let fresh = header::fresh().ok()?;
-            Some(found.damaged(&fresh) && found.corrected().mendable())
-        };
-        Self::open_to_salvage(path, &StoreOptions::default()).is_ok() || mendable() == Some(true)
+        Self::open_to_salvage(path, &StoreOptions::default()).is_ok() || Self::header_damaged(path)
     }
 
     /// Opens the file to read what can be read of it: read-only, keeping every writer out,
@@ -782,15 +774,20 @@ impl Store {
         })
     }
 
-    /// Whether the header of the file at `path` has a damaged magic number or geometry (a
-    /// redb file read through it would be read at the wrong places). `false` when that cannot
-    /// be told.
-    pub(crate) fn header_layout_damaged(path: &Path) -> bool {
+    /// Whether the header of the file at `path` is damaged in a way a mended header gets
+    /// past (a damaged magic number, geometry or region counts, or a latest commit record
+    /// that is not sound, with a commit record left to mend from): then redb reads it at the
+    /// wrong places, an older commit, or not at all. `false` when that cannot be told.
+    pub(crate) fn header_damaged(path: &Path) -> bool {
         use super::engine::header;
         let damaged = || {
             let found = header::Header::read(path).ok().flatten()?;
             let fresh = header::fresh().ok()?;
-            Some(found.layout_damaged(&fresh) && found.corrected().mendable())
+            let len = std::fs::metadata(path).ok()?.len();
+            Some(
+                (found.damaged(&fresh) || found.counts_damaged(len))
+                    && found.corrected().mendable(),
+            )
         };
         damaged() == Some(true)
     }
@@ -822,6 +819,9 @@ impl Store {
         }
         let fresh = header::fresh()?;
         let layout_damaged = found.layout_damaged(&fresh);
+        let counts_damaged = std::fs::metadata(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))
+            .map(|m| found.counts_damaged(m.len()))?;
         let exclusive = StoreOptions {
             mode: Mode::Exclusive,
             ..options.clone()
@@ -863,6 +863,7 @@ impl Store {
             if let Some(store) = opened {
                 let mended = MendedHeader {
                     damaged: layout_damaged
+                        || counts_damaged
                         || !found.sound(CommitRecord::Latest)
                         || !found.sound(CommitRecord::Previous),
                     previous: record == CommitRecord::Previous,

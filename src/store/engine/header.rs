@@ -32,6 +32,12 @@ const RECOVERY_REQUIRED: u8 = 2;
 const TWO_PHASE_COMMIT: u8 = 4;
 /// The page size and region geometry: fixed when the file is made, never rewritten.
 const GEOMETRY: std::ops::Range<usize> = 12..24;
+/// The number of full regions and the data pages of the last one: rewritten as the file
+/// grows, recomputed from its length on recovery.
+const FULL_REGIONS: usize = 24;
+const TRAILING_PAGES: usize = 28;
+/// The most regions a file has (the region index is 20 bits).
+const MAX_REGIONS: u64 = 1 << 20;
 /// The only file format redb 4 reads.
 const FORMAT: u8 = 3;
 // Within a slot: version, whether each root is set, the roots, the transaction id, the
@@ -217,6 +223,35 @@ impl Header {
         self.layout_damaged(fresh) || !self.sound(CommitRecord::Latest)
     }
 
+    /// Whether the region counts of a file closed cleanly (which redb trusts then) are
+    /// damaged: out of redb's bounds, or describing a file shorter than its `file_len`. (A
+    /// file longer than they say is what a file cut short looks like, whose pages are gone;
+    /// that is not said here.)
+    pub(crate) fn counts_damaged(&self, file_len: u64) -> bool {
+        if self.bytes[GOD_BYTE] & RECOVERY_REQUIRED != 0 {
+            return false;
+        }
+        let u32_at = |at: usize| {
+            let mut b = [0; 4];
+            b.copy_from_slice(&self.bytes[at..at + 4]);
+            u64::from(u32::from_le_bytes(b))
+        };
+        let (page, header_pages, region_pages) = (u32_at(12), u32_at(16), u32_at(20));
+        let (full, trailing) = (u32_at(FULL_REGIONS), u32_at(TRAILING_PAGES));
+        if trailing > region_pages || full > MAX_REGIONS {
+            return true;
+        }
+        // The first page (this header), each full region, then the trailing one if any.
+        let pages = 1
+            + full * (header_pages + region_pages)
+            + if trailing > 0 {
+                header_pages + trailing
+            } else {
+                0
+            };
+        pages.checked_mul(page).is_some_and(|len| len < file_len)
+    }
+
     /// Whether the magic number or the geometry read otherwise than `fresh`'s: redb would
     /// read every page at the wrong place, or not at all.
     pub(crate) fn layout_damaged(&self, fresh: &Header) -> bool {
@@ -253,6 +288,33 @@ pub(crate) fn older_format(path: &Path, version: u8) -> String {
 /// # Errors
 /// `Storage` when redb cannot make one.
 pub(crate) fn fresh() -> Result<Header> {
+    static FRESH: std::sync::OnceLock<Header> = std::sync::OnceLock::new();
+    if let Some(h) = FRESH.get() {
+        return Ok(h.clone());
+    }
+    let made = make_fresh()?;
+    Ok(FRESH.get_or_init(|| made).clone())
+}
+
+/// Why the file at `path` is no redb file redkeep made, as far as its first bytes tell
+/// (race-free: what they hold is never rewritten once the file is made): cut shorter than a
+/// header, or a magic number that is redb's with a geometry that is not. `None` when they
+/// read as they should, or cannot be read (the open that follows says why).
+pub(crate) fn first_bytes_problem(path: &Path) -> Option<String> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if len > 0 && len < HEADER_LEN as u64 {
+        return Some(format!(
+            "the file is cut short ({len} bytes, less than the {HEADER_LEN} of a redb header)"
+        ));
+    }
+    let found = Header::read(path).ok()??;
+    let fresh = fresh().ok()?;
+    (found.bytes[..GOD_BYTE] == MAGIC && !found.same_geometry(&fresh))
+        .then(|| "its header's page geometry is damaged".to_string())
+}
+
+/// Makes the header [`fresh`] keeps.
+fn make_fresh() -> Result<Header> {
     let memory = Memory(std::sync::Arc::new(redb::backends::InMemoryBackend::new()));
     let kept = memory.0.clone();
     super::contain("making a new file in memory", || {
@@ -473,6 +535,26 @@ mod tests {
             flipped.transaction(CommitRecord::Latest),
             h.transaction(CommitRecord::Previous)
         );
+    }
+
+    #[test]
+    fn counts_out_of_bounds_or_short_of_the_file_are_damage_and_a_longer_file_is_not() {
+        let (_dir, path) = new_file();
+        let h = Header::read(&path).unwrap().unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(!h.counts_damaged(len));
+        // Cut short: its pages are gone, not its counts.
+        assert!(!h.counts_damaged(4096));
+        // High bits (out of bounds), and a set bit of the trailing count (a shorter file).
+        let set = h.bytes[TRAILING_PAGES].trailing_zeros();
+        for (byte, bit) in [(27, 7), (31, 6), (TRAILING_PAGES, set)] {
+            let mut damaged = h.clone();
+            damaged.bytes[byte] ^= 1 << bit;
+            assert!(damaged.counts_damaged(len), "{byte} {bit}");
+            // Recovery recomputes them: nothing to say.
+            damaged.bytes[GOD_BYTE] |= RECOVERY_REQUIRED;
+            assert!(!damaged.counts_damaged(len), "{byte} {bit}");
+        }
     }
 
     #[test]

@@ -203,6 +203,7 @@ impl FileDb {
     /// (an exclusive open, a migration) is refused while it is open. Without, it shares the
     /// file with other readers only and keeps every writer out.
     pub(crate) fn open_read_only(path: &Path, spec: OpenSpec) -> Result<FileDb> {
+        refuse_bad_first_bytes(path)?;
         let mut builder = redb::Builder::new();
         builder.set_cache_size(spec.cache_bytes);
         if spec.shared {
@@ -458,7 +459,21 @@ impl Drop for FileDb {
     }
 }
 
+/// Refuses a file whose first bytes say it cannot be read right (see
+/// [`first_bytes_problem`](super::header::first_bytes_problem)): redb would take a damaged
+/// geometry and read every page at the wrong place (a store that reads as empty and sound).
+fn refuse_bad_first_bytes(path: &Path) -> Result<()> {
+    match super::header::first_bytes_problem(path) {
+        Some(reason) => Err(Error::Damaged {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn open_db(path: &Path, spec: &OpenSpec) -> Result<redb::Database> {
+    refuse_bad_first_bytes(path)?;
     let mut builder = redb::Builder::new();
     builder.set_cache_size(spec.cache_bytes);
     builder.set_concurrency_mode(if spec.shared {
