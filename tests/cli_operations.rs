@@ -790,6 +790,37 @@ fn a_store_with_a_damaged_header_points_to_salvage_which_reads_it() {
     );
 }
 
+/// A store file cut short (a copy that stopped part way, a full disk) opens to be read,
+/// and read as far as it goes it passed for a sound one: `status` said "free" and a list
+/// showed what it found. Its header tells its length: both say it is damaged, and
+/// `status --json` says whether a salvage can read anything (here it can).
+#[test]
+fn a_store_cut_short_is_damaged_for_status_and_every_command() {
+    let cli = populated();
+    let store = cli.data().join(redkeep::STORE_FILE);
+    let bytes = std::fs::read(&store).unwrap();
+    std::fs::write(&store, &bytes[..bytes.len() - 4096]).unwrap();
+    let (out, _) = cli.expect(&["status"], None, 1);
+    assert!(
+        out.contains("damaged and cannot be opened") && out.contains("truncated"),
+        "{out}"
+    );
+    let shown = cli.cmd(&["--json", "status"]).output().unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["state"], "damaged", "{shown}");
+    // Only its last page is gone: a salvage reads the rest, as `status` says.
+    assert_eq!(shown["salvage_can_read"], true, "{shown}");
+    assert!(out.contains("redkeep salvage --to DIR"), "{out}");
+    let (_, err) = cli.expect(&["user", "list"], None, 1);
+    assert!(err.contains("damaged"), "{err}");
+    let to = cli.dir.path().join("saved");
+    cli.expect(&["salvage", "--to", to.to_str().unwrap()], None, 0);
+    // Whole again, it is sound again.
+    std::fs::write(&store, &bytes).unwrap();
+    let (out, _) = cli.expect(&["status"], None, 0);
+    assert!(out.contains("the store is free"), "{out}");
+}
+
 /// A store whose registry of record shapes (in `meta`) was lost, as a damaged page loses
 /// it: salvage still reads every record written by this build's types (a shape's id is a
 /// hash of its field names, so a type's own list tells it), registers the shapes again in

@@ -880,6 +880,17 @@ impl Store {
     /// Opens an existing store only to read it: its schema must not be newer than this
     /// build's; every write fails with `ReadOnly`.
     pub(crate) fn open_to_read(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
+        // Opened only to read, a file cut short opens, and reads as far as it goes. (A
+        // damaged geometry, which makes it look short, is said as such.)
+        let path_ref = path.as_ref();
+        if let Some(reason) = super::engine::header::first_bytes_problem(path_ref)
+            .or_else(|| super::engine::header::cut_short(path_ref))
+        {
+            return Err(Error::Damaged {
+                path: path.as_ref().to_path_buf(),
+                reason,
+            });
+        }
         let store = Self::open_read_only(path, options)?;
         match store.schema_version()? {
             Some(v) if v > options.schema_version => Err(Error::NewerSchema {

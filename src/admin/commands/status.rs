@@ -75,6 +75,7 @@ pub(crate) fn damaged(reason: &str, dir: &Path) -> Reply {
         );
     }
     out.json["damage"] = json!(reason);
+    out.json["salvage_can_read"] = json!(crate::store::Store::can_be_read(&dir.join(STORE_FILE)));
     out.exit_code = 1;
     out
 }

@@ -231,6 +231,16 @@ impl Header {
         if self.bytes[GOD_BYTE] & RECOVERY_REQUIRED != 0 {
             return false;
         }
+        self.stated_len().is_none_or(|len| len < file_len)
+    }
+
+    /// The length the region counts of a file closed cleanly give it; `None` when it was
+    /// not closed cleanly (a writer has it open, or was killed: the counts may lag the file
+    /// then) or they are out of bounds.
+    fn stated_len(&self) -> Option<u64> {
+        if self.bytes[GOD_BYTE] & RECOVERY_REQUIRED != 0 {
+            return None;
+        }
         let u32_at = |at: usize| {
             let mut b = [0; 4];
             b.copy_from_slice(&self.bytes[at..at + 4]);
@@ -239,17 +249,15 @@ impl Header {
         let (page, header_pages, region_pages) = (u32_at(12), u32_at(16), u32_at(20));
         let (full, trailing) = (u32_at(FULL_REGIONS), u32_at(TRAILING_PAGES));
         if trailing > region_pages || full > MAX_REGIONS {
-            return true;
+            return None;
         }
         // The first page (this header), each full region, then the trailing one if any.
-        let pages = 1
-            + full * (header_pages + region_pages)
-            + if trailing > 0 {
-                header_pages + trailing
-            } else {
-                0
-            };
-        pages.checked_mul(page).is_some_and(|len| len < file_len)
+        let trailing_pages = if trailing > 0 {
+            header_pages + trailing
+        } else {
+            0
+        };
+        (1 + full * (header_pages + region_pages) + trailing_pages).checked_mul(page)
     }
 
     /// Whether the magic number or the geometry read otherwise than `fresh`'s: redb would
@@ -311,6 +319,21 @@ pub(crate) fn first_bytes_problem(path: &Path) -> Option<String> {
     let fresh = fresh().ok()?;
     (found.bytes[..GOD_BYTE] == MAGIC && !found.same_geometry(&fresh))
         .then(|| "its header's page geometry is damaged".to_string())
+}
+
+/// Why the file at `path`, closed cleanly, is shorter than its header says (it was cut
+/// short, or its region counts are damaged); `None` when it is not, or that cannot be told.
+/// Race-free: while a writer has the file open, the header says it was not closed cleanly
+/// and nothing is told from its counts.
+pub(crate) fn cut_short(path: &Path) -> Option<String> {
+    let len = std::fs::metadata(path).ok()?.len();
+    let stated = Header::read(path).ok()??.stated_len()?;
+    (stated > len).then(|| {
+        format!(
+            "the file is {len} bytes, shorter than the {stated} its header gives: it was cut \
+             short, or its header is damaged"
+        )
+    })
 }
 
 /// Makes the header [`fresh`] keeps.
