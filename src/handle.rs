@@ -446,7 +446,8 @@ impl Redkeep {
     /// session lifetime or idle timeout under one second or over 100 years, a lockout
     /// threshold of 0); `NotInitialized` when there is
     /// no store and `create` is off; `InUse` when another process holds the store;
-    /// `NewerSchema` / `MigrationNeeded`; `Io` / `Storage`.
+    /// `NewerSchema` / `MigrationNeeded`; `Damaged` when the store file cannot be read as
+    /// it is (see `redkeep salvage`); `Io` / `Storage`.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
         check_policies(&options)?;
         let dir = dir.as_ref().to_path_buf();

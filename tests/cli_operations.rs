@@ -719,6 +719,7 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
     assert_eq!(shown.status.code(), Some(1));
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["state"], "damaged", "{shown}");
+    assert_eq!(shown["salvage_can_read"], false, "{shown}");
     assert!(
         shown["damage"].as_str().is_some_and(|d| !d.is_empty()),
         "{shown}"
@@ -788,6 +789,13 @@ fn a_store_with_a_damaged_header_points_to_salvage_which_reads_it() {
         out.contains("read through a mended header, at its latest commit"),
         "{out}"
     );
+    // Its working copy of the damaged store went with it.
+    let left: Vec<_> = std::fs::read_dir(&to)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".rk-tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// A store file cut short (a copy that stopped part way, a full disk) opens to be read,

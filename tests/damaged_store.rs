@@ -632,10 +632,17 @@ fn salvage_reads_past_a_damaged_header_at_the_latest_commit() {
             .to_string();
         assert!(e.contains("its header's page geometry is damaged"), "{e}");
     }
-    // A file shorter than a header says so.
+    // A file shorter than a header says so; one shorter than its header says (closed
+    // cleanly), opened only to read, too: it would read as far as it goes.
     std::fs::write(dir.join(redkeep::STORE_FILE), &bytes[..100]).unwrap();
     let e = Redkeep::open(&dir, options()).err().unwrap().to_string();
     assert!(e.contains("the file is cut short (100 bytes"), "{e}");
+    std::fs::write(dir.join(redkeep::STORE_FILE), &bytes[..bytes.len() - 4096]).unwrap();
+    let e = Redkeep::open(&dir, options().read_only(true))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("shorter than the"), "{e}");
 
     // The latest record past mending (three bits of its user root, or wiped out): what
     // salvage reads is the commit before, and it says so. Every user it keeps is one of

@@ -388,8 +388,10 @@ fn salvage_into(
         )));
     }
     // The damaged file is never written: the engine works on a byte copy of it, made in
-    // the new data dir (not in a shared temp folder: a salvage killed part way leaves it
-    // where the rest of what it made is, and the folder is refused until removed).
+    // the new data dir, not in a shared temp folder. A salvage killed part way leaves it
+    // where the rest of what it made is: in a new folder's staging folder, refused until
+    // removed; in an existing folder, as a temp folder `status` names and `check --repair`
+    // removes once an hour old.
     let scratch = crate::fsutil::private_temp_dir_in(Some(to), "a temporary folder")?;
     let copy = scratch.path().join(STORE_FILE);
     std::fs::copy(&source, &copy)

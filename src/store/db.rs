@@ -783,11 +783,7 @@ impl Store {
         let damaged = || {
             let found = header::Header::read(path).ok().flatten()?;
             let fresh = header::fresh().ok()?;
-            let len = std::fs::metadata(path).ok()?.len();
-            Some(
-                (found.damaged(&fresh) || found.counts_damaged(len))
-                    && found.corrected().mendable(),
-            )
+            Some((found.damaged(&fresh) || found.counts_damaged()) && found.corrected().mendable())
         };
         damaged() == Some(true)
     }
@@ -819,21 +815,17 @@ impl Store {
         }
         let fresh = header::fresh()?;
         let layout_damaged = found.layout_damaged(&fresh);
-        let counts_damaged = std::fs::metadata(path)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))
-            .map(|m| found.counts_damaged(m.len()))?;
+        let counts_damaged = found.counts_damaged();
         let exclusive = StoreOptions {
             mode: Mode::Exclusive,
             ..options.clone()
         };
-        // Checked page by page, a wrong geometry is refused, so the file's own is tried
-        // first (a file made with other settings) and then a new file's.
+        // A geometry unlike a new file's is damaged (every open refuses it): a new file's
+        // is taken.
+        let fresh_geometry = !found.same_geometry(&fresh);
         let mut attempts = Vec::new();
         for record in [CommitRecord::Latest, CommitRecord::Previous] {
-            attempts.push((record, true, false));
-            if !found.same_geometry(&fresh) {
-                attempts.push((record, true, true));
-            }
+            attempts.push((record, true, fresh_geometry));
         }
         // Unchecked, only what reads as redb wrote it: a record that is sound, in a file
         // whose layout is.

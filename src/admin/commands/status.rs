@@ -66,16 +66,17 @@ pub(crate) fn reply(
 /// wrong and the way out, exiting 1. `check` cannot open it either, so it is not advised.
 pub(crate) fn damaged(reason: &str, dir: &Path) -> Reply {
     let mut out = reply("damaged", None, None, None, dir);
+    let readable = crate::store::Store::can_be_read(&dir.join(STORE_FILE));
     if let Human::Text(lines) = &mut out.human
         && let Some(first) = lines.first_mut()
     {
         *first = format!(
             "the store is damaged and cannot be opened: {reason}; {}",
-            way_out(&dir.join(STORE_FILE))
+            way_out_for(readable)
         );
     }
     out.json["damage"] = json!(reason);
-    out.json["salvage_can_read"] = json!(crate::store::Store::can_be_read(&dir.join(STORE_FILE)));
+    out.json["salvage_can_read"] = json!(readable);
     out.exit_code = 1;
     out
 }
@@ -83,8 +84,15 @@ pub(crate) fn damaged(reason: &str, dir: &Path) -> Reply {
 /// The way out of a store file that cannot be opened: a restore, and a salvage only when
 /// something of the file can still be read (of an empty file, or one that is no redb file,
 /// a salvage copies nothing and says so).
+#[cfg(feature = "cli")]
 pub(crate) fn way_out(db: &Path) -> &'static str {
-    if crate::store::Store::can_be_read(db) {
+    way_out_for(crate::store::Store::can_be_read(db))
+}
+
+/// The way out of a store file that cannot be opened, knowing whether a salvage can read
+/// anything of it.
+fn way_out_for(readable: bool) -> &'static str {
+    if readable {
         "restore a backup (`redkeep restore`) or copy out what can be read (`redkeep salvage --to DIR`)"
     } else {
         "nothing in it can be read, so restore a backup (`redkeep restore`)"

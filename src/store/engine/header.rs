@@ -223,15 +223,13 @@ impl Header {
         self.layout_damaged(fresh) || !self.sound(CommitRecord::Latest)
     }
 
-    /// Whether the region counts of a file closed cleanly (which redb trusts then) are
-    /// damaged: out of redb's bounds, or describing a file shorter than its `file_len`. (A
-    /// file longer than they say is what a file cut short looks like, whose pages are gone;
-    /// that is not said here.)
-    pub(crate) fn counts_damaged(&self, file_len: u64) -> bool {
-        if self.bytes[GOD_BYTE] & RECOVERY_REQUIRED != 0 {
-            return false;
-        }
-        self.stated_len().is_none_or(|len| len < file_len)
+    /// Whether the region counts of a file closed cleanly (which redb trusts then) are out
+    /// of redb's bounds: redb refuses the file, though recomputing them from its length (as
+    /// a mended header asks redb to) may read it whole. (Counts that give a length other than
+    /// the file's are not said here: redb recomputes those itself, and a file cut short
+    /// looks so.)
+    pub(crate) fn counts_damaged(&self) -> bool {
+        self.bytes[GOD_BYTE] & RECOVERY_REQUIRED == 0 && self.stated_len().is_none()
     }
 
     /// The length the region counts of a file closed cleanly give it; `None` when it was
@@ -311,9 +309,20 @@ pub(crate) fn fresh() -> Result<Header> {
 pub(crate) fn first_bytes_problem(path: &Path) -> Option<String> {
     let len = std::fs::metadata(path).ok()?.len();
     if len > 0 && len < HEADER_LEN as u64 {
-        return Some(format!(
-            "the file is cut short ({len} bytes, less than the {HEADER_LEN} of a redb header)"
-        ));
+        let mut start = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(MAGIC.len() as u64)
+            .read_to_end(&mut start)
+            .ok()?;
+        // What begins otherwise than redb's magic number (or too short to tell) is no redb
+        // file: the open says so.
+        return (start == MAGIC).then(|| {
+            format!(
+                "the file is cut short ({len} bytes, less than the {HEADER_LEN} of a redb \
+                 header)"
+            )
+        });
     }
     let found = Header::read(path).ok()??;
     let fresh = fresh().ok()?;
@@ -323,11 +332,23 @@ pub(crate) fn first_bytes_problem(path: &Path) -> Option<String> {
 
 /// Why the file at `path`, closed cleanly, is shorter than its header says (it was cut
 /// short, or its region counts are damaged); `None` when it is not, or that cannot be told.
-/// Race-free: while a writer has the file open, the header says it was not closed cleanly
-/// and nothing is told from its counts.
+/// While a writer has the file open the header may say it was not closed cleanly, and
+/// nothing is told from its counts. The header is read twice through one handle, with the
+/// length taken between: a header that changed meanwhile (a writer closing) tells nothing,
+/// and one that did not was written after the file grew to it (redb grows the file before
+/// it records the size, and records a smaller size before it shrinks the file).
 pub(crate) fn cut_short(path: &Path) -> Option<String> {
-    let len = std::fs::metadata(path).ok()?.len();
-    let stated = Header::read(path).ok()??.stated_len()?;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut first = [0; HEADER_LEN];
+    file.read_exact(&mut first).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut again = [0; HEADER_LEN];
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_exact(&mut again).ok()?;
+    if first != again {
+        return None;
+    }
+    let stated = Header { bytes: first }.stated_len()?;
     (stated > len).then(|| {
         format!(
             "the file is {len} bytes, shorter than the {stated} its header gives: it was cut \
@@ -561,22 +582,63 @@ mod tests {
     }
 
     #[test]
-    fn counts_out_of_bounds_or_short_of_the_file_are_damage_and_a_longer_file_is_not() {
-        let (_dir, path) = new_file();
+    fn counts_out_of_bounds_are_damage_and_a_file_shorter_than_they_say_is_cut_short() {
+        let (dir, path) = new_file();
         let h = Header::read(&path).unwrap().unwrap();
         let len = std::fs::metadata(&path).unwrap().len();
-        assert!(!h.counts_damaged(len));
-        // Cut short: its pages are gone, not its counts.
-        assert!(!h.counts_damaged(4096));
-        // High bits (out of bounds), and a set bit of the trailing count (a shorter file).
-        let set = h.bytes[TRAILING_PAGES].trailing_zeros();
-        for (byte, bit) in [(27, 7), (31, 6), (TRAILING_PAGES, set)] {
+        assert_eq!(h.stated_len(), Some(len));
+        assert!(!h.counts_damaged());
+        assert!(cut_short(&path).is_none());
+        for (byte, bit) in [(27, 7), (31, 6)] {
             let mut damaged = h.clone();
             damaged.bytes[byte] ^= 1 << bit;
-            assert!(damaged.counts_damaged(len), "{byte} {bit}");
+            assert!(damaged.counts_damaged(), "{byte} {bit}");
             // Recovery recomputes them: nothing to say.
             damaged.bytes[GOD_BYTE] |= RECOVERY_REQUIRED;
-            assert!(!damaged.counts_damaged(len), "{byte} {bit}");
+            assert!(!damaged.counts_damaged(), "{byte} {bit}");
+        }
+        // A copy without its last page is cut short; one left open by a writer (recovery
+        // asked for) tells nothing.
+        let bytes = std::fs::read(&path).unwrap();
+        let short = dir.path().join("short.redb");
+        std::fs::write(&short, &bytes[..bytes.len() - 4096]).unwrap();
+        assert!(cut_short(&short).is_some_and(|r| r.contains("shorter than the")));
+        let mut open = bytes[..bytes.len() - 4096].to_vec();
+        open[GOD_BYTE] |= RECOVERY_REQUIRED;
+        std::fs::write(&short, &open).unwrap();
+        assert!(cut_short(&short).is_none());
+    }
+
+    #[test]
+    fn the_stated_length_is_the_file_length_as_it_grows_and_shrinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.redb");
+        let t: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("t");
+        let stated = || Header::read(&path).unwrap().unwrap().stated_len();
+        let len = || std::fs::metadata(&path).unwrap().len();
+        let value = vec![7u8; 2000];
+        for round in 0..3u64 {
+            let mut db = redb::Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut table = tx.open_table(t).unwrap();
+                for i in 0..3000 {
+                    table.insert(round * 10_000 + i, &value[..]).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut table = tx.open_table(t).unwrap();
+                for i in 0..2500 {
+                    table.remove(round * 10_000 + i).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+            db.compact().unwrap();
+            drop(db);
+            assert_eq!(stated(), Some(len()), "round {round}");
+            assert!(cut_short(&path).is_none());
         }
     }
 
@@ -588,5 +650,10 @@ mod tests {
         assert!(!Header::read(&path).unwrap().unwrap().mendable());
         std::fs::write(&path, b"short").unwrap();
         assert!(Header::read(&path).unwrap().is_none());
+        // Too short for a header: cut short if it begins as redb's do, else no redb file
+        // (which the open says).
+        assert!(first_bytes_problem(&path).is_none());
+        std::fs::write(&path, [&MAGIC[..], &[0; 90]].concat()).unwrap();
+        assert!(first_bytes_problem(&path).is_some_and(|p| p.contains("cut short (99 bytes")));
     }
 }
