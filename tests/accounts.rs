@@ -181,6 +181,56 @@ fn authenticate_gives_one_answer_for_every_failure() {
     assert_eq!(rk.users().lockout(ok.id).unwrap().failed_logins, 0);
 }
 
+/// A login for an address no account has costs the commits a wrong password costs (their
+/// time would tell which addresses have accounts): one of them keeps an audit row, without
+/// the login given (it may be a password typed in the wrong field).
+#[test]
+fn a_login_for_no_account_is_audited_without_what_was_typed() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let before = rk.audit().list(None, None, usize::MAX).unwrap().len();
+    let _ = rk
+        .users()
+        .authenticate("nobody@example.com", "correct horse");
+    let _ = rk.users().authenticate("my secret pass", "correct horse");
+    let events = rk.audit().list(None, None, usize::MAX).unwrap();
+    assert_eq!(events.len(), before + 2, "{events:?}");
+    for e in &events[..2] {
+        assert_eq!(
+            (e.action.as_str(), e.outcome.as_str()),
+            ("login_failed", "no_account")
+        );
+        let shown = format!("{e:?}");
+        assert!(
+            !shown.contains("nobody") && !shown.contains("secret"),
+            "{shown}"
+        );
+    }
+}
+
+/// A new password that is the current one typed in another Unicode form (a Kelvin sign for
+/// `K`) is the current one: hashes are made of the NFC form.
+#[test]
+fn a_change_to_the_same_password_in_another_unicode_form_is_refused() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let mut spec = new_user("k@example.com");
+    spec.password = Some("Kitten horse".into());
+    let u = rk.users().create(spec).unwrap().user;
+    match rk
+        .users()
+        .change_password_of(u.id, "Kitten horse", "\u{212A}itten horse")
+    {
+        Err(Error::InvalidInput { reason, .. }) => {
+            assert!(reason.contains("current one"), "{reason}")
+        }
+        other => panic!("the same password was taken as a new one: {other:?}"),
+    }
+    rk.users()
+        .change_password_of(u.id, "Kitten horse", "Kitten horse 2")
+        .unwrap();
+}
+
 #[test]
 fn failed_logins_are_counted_and_reset_by_success() {
     let t = TestDir::new();
@@ -677,6 +727,12 @@ fn lookalike_emails_are_refused_or_folded() {
         ("\u{0430}nn@example.com", "mixes scripts"),
         ("ann@ex\u{0430}mple.com", "mixes scripts"),
         ("ann\u{202e}@example.com", "U+202E"),
+        // One script, letters that read as plain ones: a dotless i, an all-Cyrillic name.
+        ("b\u{0131}ll@example.com", "U+0131"),
+        (
+            "\u{0430}\u{0441}\u{0435}@example.com",
+            "looks like an address in plain letters",
+        ),
     ] {
         match rk.users().create(new_user(email)) {
             Err(Error::InvalidInput { reason, .. }) => {
@@ -692,7 +748,17 @@ fn lookalike_emails_are_refused_or_folded() {
     ));
     assert!(rk.users().by_email("ＡＮＮ@EXAMPLE.COM").unwrap().is_some());
     // A whole address in one other script is a different, honest address.
-    rk.users().create(new_user("анна@пример.рф")).unwrap();
+    let anna = rk.users().create(new_user("анна@пример.рф")).unwrap().user;
+    // A change of email meets the same rules.
+    match rk
+        .users()
+        .change_email(anna.id, "\u{0441}\u{043e}\u{0441}\u{043e}@example.com")
+    {
+        Err(Error::InvalidInput { reason, .. }) => {
+            assert!(reason.contains("looks like"), "{reason}")
+        }
+        other => panic!("a lookalike change of email was not refused: {other:?}"),
+    }
     // Names may not turn text around either.
     let mut u = new_user("named@example.com");
     u.name = Some("evil\u{202e}gpj.exe".into());

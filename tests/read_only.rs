@@ -102,6 +102,42 @@ fn a_store_opened_read_only_reads_and_refuses_every_change() {
     );
 }
 
+/// A store that refuses writes refuses a login for an address without an account as it
+/// refuses one for an account (counting the attempt is a write): the answer does not tell
+/// which addresses have accounts.
+#[test]
+fn a_read_only_handle_answers_logins_alike_whether_the_account_exists() {
+    let t = TestDir::new();
+    populated(&t);
+    {
+        let rk = t.open();
+        let bob = NewUser {
+            email: "bob@example.com".into(),
+            password: Some("correct horse battery".into()),
+            ..NewUser::default()
+        };
+        let bob = rk.users().create(bob).unwrap().user;
+        rk.users().disable(bob.id).unwrap();
+    }
+    let rk = Redkeep::open(t.path(), t.options().read_only(true)).unwrap();
+    let answers: Vec<String> = [
+        ("ann@example.com", "wrong horse battery"),
+        ("ann@example.com", "correct horse battery"),
+        ("bob@example.com", "correct horse battery"),
+        ("nobody@example.com", "correct horse battery"),
+        ("not an email", "correct horse battery"),
+    ]
+    .iter()
+    .map(
+        |(login, password)| match rk.users().authenticate(login, password) {
+            Err(e @ Error::ReadOnly { .. }) => e.to_string(),
+            other => panic!("{login}: expected ReadOnly, got {other:?}"),
+        },
+    )
+    .collect();
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+}
+
 #[test]
 fn read_only_needs_an_existing_store() {
     let t = TestDir::new();

@@ -785,6 +785,24 @@ async fn a_cookie_login_ends_with_its_redkeep_session() {
     }
     site.clock.advance(Duration::from_secs(31 * 60));
     assert_eq!(status(cookie).await, StatusCode::UNAUTHORIZED);
+
+    // The cookie of an account deleted since is cleared too: its data kept, a cookie planted
+    // in a browser would keep its id through its victim's next login.
+    let hal = site.register("hal@example.com", "correct horse").await;
+    let (cookie, _) = site.login("hal@example.com", "correct horse").await;
+    let web_sessions = || site.ark.sync().web_sessions().count().unwrap();
+    let before = web_sessions();
+    site.ark
+        .users()
+        .delete(hal["id"].as_u64().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status(cookie).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        web_sessions(),
+        before - 1,
+        "the deleted account's cookie data is dropped"
+    );
 }
 
 /// Set in the helper process that runs the example server on this data dir.

@@ -106,7 +106,10 @@ impl Record for ApiKey {
 pub struct ApiKeySpec {
     /// Who it acts for.
     pub owner: KeyOwner,
-    /// Scopes (each 1 to 128 of `a-z 0-9 _ - . : *`).
+    /// Scopes (each 1 to 128 of `a-z 0-9 _ - . : *`). A user's key is bounded by the
+    /// user's permissions: no scopes, or `*`, is all of them. An org's key grants exactly its
+    /// scopes, and `*` grants every permission: an application that lets org owners make
+    /// keys should bound the scopes they may give.
     pub scopes: Vec<String>,
     /// Lifetime (1 s to 100 years); `None` never expires.
     pub expires_in: Option<Duration>,
@@ -132,8 +135,9 @@ pub struct CreatedApiKey {
     pub api_key: ApiKey,
 }
 
-/// A scope is a permission name, or `*` alone for every permission of the owner (as in a
-/// role): a `*` inside a name would match nothing.
+/// A scope is a permission name, or `*` alone: every permission of a user owner (as in a
+/// role), and every permission whatever for an org owner, which holds no roles to bound
+/// it. A `*` inside a name would match nothing.
 fn validate_scope(s: &str) -> Result<()> {
     super::roles::validate_permission(s).map_err(|_| {
         Error::invalid(

@@ -37,7 +37,7 @@ pub(crate) struct PreparedUser {
 /// Validates `spec` and hashes its password, outside any transaction (hashing is slow and
 /// must not hold the write lock).
 pub(crate) fn prepare_user(acc: &Accounts, spec: &NewUser) -> Result<PreparedUser> {
-    let normalized = normalize_email(&spec.email)?;
+    let normalized = crate::auth::users::normalize_new_email(&spec.email)?;
     if let Some(u) = &spec.username {
         validate_new_username(u)?;
     }
@@ -356,18 +356,58 @@ fn audit_failure(
     })
 }
 
+/// The commit that stands in for [`admit`]'s where no attempt is counted (no account, a
+/// disabled one) or for [`audit_failure`]'s where the attempt was audited before the hash
+/// (a locked account). Every attempt thus costs two commits and one hash, whatever the
+/// account: a commit's time (a disk sync in shared mode, a round trip on PostgreSQL) would
+/// otherwise tell which logins have an account. It writes nothing, but fails as a write
+/// fails (a store that refuses writes), as the commits it stands for would.
+fn stand_in_commit(acc: &Accounts) -> Result<()> {
+    acc.store.write_with(Durability::None, |_| Ok(()))
+}
+
+/// An attempt on a login no account has (or a malformed one): the work of a wrong password
+/// on one, a commit, the hash, and a commit with its audit row (`login_failed`,
+/// `no_account`; the login given is not kept, it may be a password typed in the wrong
+/// field). Always an error: `Unauthorized`, or the store's error when it refuses writes,
+/// as it would for an account.
+fn no_account(acc: &Accounts, password: &str) -> Error {
+    let now = acc.now();
+    let attempt = stand_in_commit(acc).and_then(|()| {
+        acc.passwords.burn_for(password);
+        acc.store.write_with(Durability::None, |tx| {
+            audit::record(
+                tx,
+                now,
+                Event {
+                    action: "login_failed",
+                    subject: "no account".into(),
+                    outcome: "no_account",
+                    ..Event::default()
+                },
+            )
+        })
+    });
+    attempt.err().unwrap_or(Error::Unauthorized)
+}
+
 /// Verifies `password` for `user` under the lockout rules. Returns the hash it matched and
 /// the lock the attempt set, for [`settle_right`] to end the attempt with.
-fn verify_user(acc: &Accounts, user: &User, cred: &Credential, password: &str) -> Result<Admitted> {
+fn verify_user(acc: &Accounts, user: &User, password: &str) -> Result<Admitted> {
     let now = acc.now();
     if !user.is_active {
-        // Same work as a real check, and nothing counted: the account cannot log in anyway.
-        let _ = acc.passwords.verify(password, &cred.password_hash);
+        // The work of a wrong password, and nothing counted: the account cannot log in
+        // anyway. The password is not checked: a right guess costs one hash where a wrong
+        // one typed in another Unicode form costs two, and the time would tell it, with no
+        // lockout to stop the guessing.
+        stand_in_commit(acc)?;
+        acc.passwords.burn_for(password);
         audit_failure(acc, user.id, now, "disabled", None)?;
         return Err(Error::Unauthorized);
     }
     let Some(mut admitted) = admit(acc, user.id, now)? else {
         acc.passwords.burn_for(password);
+        stand_in_commit(acc)?;
         return Err(Error::Unauthorized);
     };
     match acc.passwords.verify_form(password, &admitted.hash) {
@@ -403,11 +443,10 @@ pub(crate) fn verify_login<T: Send>(
     password: &str,
     mut on_success: impl FnMut(&WriteTx<'_>, &User) -> Result<T> + Send,
 ) -> Result<(User, T)> {
-    let Some((user, cred)) = find_login(acc, login)? else {
-        acc.passwords.burn_for(password);
-        return Err(Error::Unauthorized);
+    let Some((user, _)) = find_login(acc, login)? else {
+        return Err(no_account(acc, password));
     };
-    let right = verify_user(acc, &user, &cred, password)?;
+    let right = verify_user(acc, &user, password)?;
     let rehash = if right.typed_form || acc.passwords.needs_rehash(&right.hash) {
         Some(acc.passwords.hash_verified(password)?)
     } else {
@@ -478,13 +517,12 @@ pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<
         };
         Ok(tx.table::<Credential>().get(&id)?.map(|c| (u, c)))
     })?;
-    let Some((user, cred)) = found else {
-        acc.passwords.burn_for(password);
-        return Err(Error::Unauthorized);
+    let Some((user, _)) = found else {
+        return Err(no_account(acc, password));
     };
     // Under the lockout rules, as a login: a route that asks for the password again must not
     // be a way around them.
-    let right = verify_user(acc, &user, &cred, password)?;
+    let right = verify_user(acc, &user, password)?;
     settle_right_alone(acc, id, &right)
 }
 
@@ -545,14 +583,15 @@ fn change_password_checked(
     keep: Option<TokenHash>,
 ) -> Result<User> {
     super::password::validate_password(new)?;
-    let cred = acc
-        .read(|tx| tx.table::<Credential>().get(&user.id))?
+    acc.read(|tx| tx.table::<Credential>().get(&user.id))?
         .ok_or(Error::Unauthorized)?;
-    let right = verify_user(acc, user, &cred, current)?;
+    let right = verify_user(acc, user, current)?;
     // Checked once the current one is known right: a "change" to the same password would
     // keep a generated one (printed once, maybe still in a terminal's scrollback) for good.
+    // Compared in NFC, the form hashes are made of: the same password typed in another
+    // Unicode form (a Kelvin sign for `K`) is the same password.
     // The right password still ends the attempt, clearing the failure it was counted as.
-    if new == current {
+    if super::password::nfc(new) == super::password::nfc(current) {
         settle_right_alone(acc, user.id, &right)?;
         return Err(Error::invalid(
             "password",
@@ -957,7 +996,7 @@ impl Users<'_> {
     pub fn change_email(&self, id: u64, email: &str) -> Result<User> {
         // Checked in its normal form (which the unique index holds), kept as given, as
         // `create` keeps it: the part before the @ may be case-sensitive for its mail server.
-        normalize_email(email)?;
+        crate::auth::users::normalize_new_email(email)?;
         let email = email.trim().to_string();
         let now = self.acc.now();
         self.acc.store.write(|tx| {

@@ -182,7 +182,8 @@ pub(crate) fn consume(
     let hash = token::hash_token(code);
     let mut invite = invites.get(&hash)?.ok_or_else(invalid)?;
     ensure_usable(&invite, now)?;
-    invite.uses += 1;
+    // Saturating: a count at its limit (imported data) reads as used up, never as unused.
+    invite.uses = invite.uses.saturating_add(1);
     invite.used_by.push(user_id);
     if invite.uses >= invite.max_uses {
         invite.stored_status = InviteStatus::UsedUp;

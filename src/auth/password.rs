@@ -256,7 +256,7 @@ pub(crate) fn scheme(phc: &str) -> (String, String) {
 /// `password` in Unicode normalization form C; ASCII (and text already in NFC) as it is. A
 /// form longer than a password may be (NFC can lengthen some scripts' text) is not taken:
 /// the text stays as typed, so what is hashed can always be verified again.
-fn nfc(password: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn nfc(password: &str) -> std::borrow::Cow<'_, str> {
     use unicode_normalization::UnicodeNormalization;
     if password.is_ascii() || unicode_normalization::is_nfc(password) {
         return std::borrow::Cow::Borrowed(password);
@@ -326,6 +326,7 @@ impl Passwords {
 
     /// Whether `password` matches the stored hash, whichever scheme made it. A malformed
     /// hash never matches. The verifiers compare outputs in constant time.
+    #[cfg(any(test, feature = "adopt"))]
     pub(crate) fn verify(&self, password: &str, stored: &str) -> bool {
         self.verify_form(password, stored).is_some()
     }

@@ -205,7 +205,8 @@ pub(crate) struct Credential {
     pub(crate) failure_window_start: Option<Timestamp>,
     pub(crate) failures_in_window: u32,
     /// Changes when the password changes or every session is revoked, never on a mere
-    /// rehash: what web session layers compare to log users out.
+    /// rehash: what a login in flight compares, once its hash has run, to tell a change of
+    /// password made meanwhile from a rehash.
     #[serde(with = "crate::bytes::array")]
     pub(crate) stamp: [u8; 16],
     pub(crate) changed_at: Timestamp,
@@ -370,6 +371,44 @@ fn checked_email(raw: &str) -> Result<String> {
         return Err(bad(&format!(
             "mixes scripts in {part:?} (a Cyrillic or Greek letter among Latin ones, say), which makes it look like another address"
         )));
+    }
+    Ok(email)
+}
+
+/// [`normalize_email`] for an address an account is about to take (a new account, a change
+/// of email): also refuses one that only looks like a plain-letter address, in letters of
+/// one script that read as others (`bıll@example.com` with a dotless i, `ɡreg@…` with a
+/// script g, an all-Cyrillic `сосо@…`), which would make a second account that shows as
+/// the first. An address in another script's own letters (`иван@пример.рф`, `müller@…`)
+/// is taken. Addresses already stored are not checked again: their owners still log in.
+///
+/// # Errors
+/// `InvalidInput` naming what is wrong.
+pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
+    let email = normalize_email(raw)?;
+    if email.is_ascii() {
+        return Ok(email);
+    }
+    let looks_plain = unicode_security::skeleton(&email).all(|c| c.is_ascii());
+    if looks_plain {
+        let lookalikes: Vec<String> = email
+            .chars()
+            .filter(|c| !c.is_ascii())
+            .map(|c| {
+                let plain: String =
+                    unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect();
+                format!("{c:?} (U+{:04X}) looks like {plain:?}", c as u32)
+            })
+            .take(4)
+            .collect();
+        return Err(Error::invalid(
+            "email",
+            format!(
+                "{:?} looks like an address in plain letters: {}; type the address in plain letters",
+                shown_input(raw),
+                lookalikes.join(", ")
+            ),
+        ));
     }
     Ok(email)
 }
@@ -1012,6 +1051,36 @@ mod tests {
 
     /// A bad address is repeated in its error only cut short: a megabyte in is not a
     /// megabyte out (to a web client, or a log).
+    #[test]
+    fn a_new_email_that_only_looks_like_plain_letters_is_refused() {
+        for lookalike in ["bıll@example.com", "ɡreg@example.com", "сосо@example.com"] {
+            assert!(
+                normalize_email(lookalike).is_ok(),
+                "{lookalike} is an address"
+            );
+            let e = normalize_new_email(lookalike).unwrap_err().to_string();
+            assert!(e.contains("looks like"), "{lookalike}: {e}");
+        }
+        let e = normalize_new_email("bıll@example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("U+0131") && e.contains("plain letters"), "{e}");
+        for own in [
+            "müller@example.com",
+            "josé@example.com",
+            "иван@пример.рф",
+            "маша@example.com",
+            "李@例子.中国",
+            "Ann@Example.com",
+        ] {
+            assert_eq!(
+                normalize_new_email(own).unwrap(),
+                normalize_email(own).unwrap(),
+                "{own} is taken"
+            );
+        }
+    }
+
     #[test]
     fn a_long_bad_email_is_not_repeated_whole() {
         let raw = format!("{} @example.com", "a".repeat(1_500_000));

@@ -614,6 +614,7 @@ fn open_waiting_for_readers(path: &Path, spec: OpenSpec, mode: Mode) -> Result<F
 /// redb cannot read as it is (damaged, not a store), an I/O failure. Not a store another
 /// process holds, one to migrate or a missing one: a write open fails the same way, after
 /// rewriting some of the file's bytes.
+#[cfg(feature = "admin")]
 pub(crate) fn opened_for_writing_instead(e: &Error) -> bool {
     matches!(
         e,
@@ -744,6 +745,7 @@ impl Store {
     /// Whether anything of the file at `path` can be read (opened to read only, or through
     /// a mended header: [`Store::open_mended`]), when it cannot be opened to write: what
     /// decides whether a salvage has anything to copy.
+    #[cfg(feature = "admin")]
     pub(crate) fn can_be_read(path: &Path) -> bool {
         Self::open_to_salvage(path, &StoreOptions::default()).is_ok() || Self::header_damaged(path)
     }

@@ -108,6 +108,27 @@ impl WebUser {
     }
 }
 
+/// An account that is no more, known by its id alone: what a cookie of a deleted account
+/// logs in as, long enough for axum-login to sign it out.
+fn gone(id: u64) -> User {
+    User {
+        id,
+        uid: crate::auth::users::Uid::default(),
+        email: String::new(),
+        username: None,
+        name: String::new(),
+        external_id: None,
+        is_admin: false,
+        is_active: false,
+        email_verified: false,
+        must_change_password: false,
+        last_login_at: None,
+        current_org_id: None,
+        created_at: crate::clock::Timestamp(0),
+        updated_at: crate::clock::Timestamp(0),
+    }
+}
+
 impl fmt::Debug for WebUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebUser")
@@ -235,8 +256,9 @@ impl AuthnBackend for Backend {
 
     /// The login while its session is valid (and its idle deadline pushed on, as a
     /// validation does). Once it ended, a user whose auth hash matches no cookie, so that
-    /// axum-login clears the cookie's data and signs it out (see [`WebUser`]); `None` when
-    /// the account itself is gone.
+    /// axum-login clears the cookie's data and signs it out (see [`WebUser`]); the same when
+    /// the account itself is gone (an empty account of that id stands for it: `None` would
+    /// keep the cookie's data, and with it the cookie's id at its next login).
     async fn get_user(&self, id: &LoginId) -> Result<Option<WebUser>> {
         let LoginId { user, session } = id.clone();
         let found = if session.is_empty() {
@@ -251,12 +273,13 @@ impl AuthnBackend for Backend {
         };
         match found {
             Ok((user, session)) => Ok(Some(WebUser::new(user, session))),
-            Err(Error::InvalidCredential { .. }) => Ok(self
-                .ark
-                .users()
-                .get(user)
-                .await?
-                .map(|u| WebUser::ended(u, &session))),
+            Err(Error::InvalidCredential { .. }) => {
+                let found = self.ark.users().get(user).await?;
+                Ok(Some(WebUser::ended(
+                    found.unwrap_or_else(|| gone(user)),
+                    &session,
+                )))
+            }
             Err(e) => Err(e),
         }
     }

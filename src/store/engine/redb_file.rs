@@ -80,6 +80,7 @@ impl std::error::Error for NotClosedCleanly {}
 
 /// Whether `e` is the refusal of a read-only open of a file that was not closed cleanly
 /// ([`FileDb::open_read_only`]).
+#[cfg(feature = "admin")]
 pub(crate) fn not_closed_cleanly(e: &Error) -> bool {
     matches!(e, Error::Storage { source, .. } if source.downcast_ref::<NotClosedCleanly>().is_some())
 }
