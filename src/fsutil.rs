@@ -682,18 +682,27 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
     let Some((file, len)) = open_regular_sized(path)? else {
         return Ok(None);
     };
+    let too_large = || {
+        Error::invalid(
+            "file",
+            format!("{} is larger than the {cap}-byte limit", path.display()),
+        )
+    };
+    // Too large as it stands: refused without reading it (a sparse file of 10 GB would
+    // otherwise cost a read of `cap` bytes first).
+    if len > cap {
+        return Err(too_large());
+    }
     // Room for the whole file and one byte more, so the usual read takes one call and the
-    // end is seen by the next (the size is a hint: the file may change meanwhile).
-    let room = usize::try_from(len.min(cap).saturating_add(1)).unwrap_or(usize::MAX);
+    // end is seen by the next (the size is a hint: the file may grow meanwhile).
+    let room = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX);
     let mut bytes = Vec::with_capacity(room.min(1 << 20));
-    file.take(cap + 1)
+    // Saturating: a cap of `u64::MAX` (no limit) must not wrap to a read of nothing.
+    file.take(cap.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if bytes.len() as u64 > cap {
-        return Err(Error::invalid(
-            "file",
-            format!("{} is larger than the {cap}-byte limit", path.display()),
-        ));
+        return Err(too_large());
     }
     Ok(Some(bytes))
 }
@@ -757,7 +766,13 @@ pub fn rename_replace(from: &Path, to: &Path) -> Result<()> {
 /// # Errors
 /// `Io` when it cannot be moved.
 pub fn move_to_trash(from: &Path, trash: &Path, name: &str) -> Result<std::path::PathBuf> {
+    let new_trash = fs::symlink_metadata(trash).is_err();
     create_private_dir(trash)?;
+    if new_trash {
+        // Its own entry made durable too: else a crash could keep the move out of the
+        // source folder and lose the trash that holds what moved.
+        sync_dir(trash)?;
+    }
     // Never into a trash that is a symlink: what goes there must stay under the data dir.
     real_dir(trash)?;
     let mut n = 1;

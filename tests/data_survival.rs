@@ -2237,6 +2237,42 @@ fn the_deepest_documents_kept_survive_an_export_and_import() {
     );
     assert_eq!(copy.workspaces().read(1).unwrap().other["deep"], field);
     assert!(copy.check(false).unwrap().ok);
+
+    // A line whose document is one level deeper than a read takes is refused before
+    // anything is imported: it imported, then every read of that workspace failed.
+    let field_text = serde_json::to_string(&field).unwrap();
+    let deeper_text = serde_json::to_string(&deepest).unwrap();
+    let edited: String = String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with(r#"{"workspace":"#) {
+                assert!(
+                    l.contains(&field_text),
+                    "the document's field is in its line"
+                );
+                l.replace(&field_text, &deeper_text)
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    let third = TestDir::new();
+    let fresh = third.open();
+    let err = redkeep::ops::import(&fresh, &mut edited.as_bytes(), &|_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("the limit is 127")
+            && err.to_string().contains("nothing was imported"),
+        "{err}"
+    );
+    assert_eq!(fresh.users().count().unwrap(), 0, "nothing was imported");
+    // The same document given to `put_doc` is refused as an update's is.
+    let mut doc = copy.workspaces().read(1).unwrap();
+    doc.other.insert("deep".into(), deepest.clone());
+    let err = copy.workspaces().put_doc(1, &doc).unwrap_err();
+    assert!(err.to_string().contains("the limit is 127"), "{err}");
+    assert_eq!(copy.workspaces().read(1).unwrap().other["deep"], field);
 }
 
 /// A reset killed after emptying the store, before its folders moved to the trash, is

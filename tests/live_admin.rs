@@ -287,6 +287,42 @@ fn a_stale_socket_from_a_killed_owner_blocks_neither_the_cli_nor_a_new_owner() {
     drop(again);
 }
 
+/// Stopping the admin socket returns though nothing can connect to it any more (its file
+/// removed by a cleanup, the data dir moved): it used to wait for a connection for ever, and
+/// the application hung at shutdown.
+#[test]
+fn the_admin_socket_stops_when_its_file_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let rk = Redkeep::open(
+        &dir,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    for gone in ["removed", "moved"] {
+        let server = redkeep::admin::serve(&rk).unwrap();
+        match gone {
+            "removed" => std::fs::remove_file(server.path()).unwrap(),
+            _ => std::fs::rename(server.path(), tmp.path().join("elsewhere.sock")).unwrap(),
+        }
+        let (done, stopped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(server);
+            let _ = done.send(());
+        });
+        // A bound on a failure, not a wait for the clock: a hang fails the test.
+        assert!(
+            stopped
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .is_ok(),
+            "the server with its socket {gone} did not stop"
+        );
+    }
+    // The store serves a new socket afterwards.
+    let server = redkeep::admin::serve(&rk).unwrap();
+    assert!(server.path().exists());
+}
+
 #[test]
 fn four_clients_times_25_commands_through_one_owner() {
     let tmp = tempfile::tempdir().unwrap();

@@ -327,3 +327,78 @@ fn a_session_validates_through_a_read_only_handle() {
     let (user, _) = ro.sessions().validate(login.token.expose()).unwrap();
     assert_eq!(user.email, "ann@example.com");
 }
+
+/// A workspace document the repairing user cannot read (left root's by a `sudo` import, say)
+/// is not damage: `check --repair` reports it and leaves it whole, where it used to move it
+/// aside and start an empty document. As root (CI) permissions do not bind, so the binary
+/// runs as `nobody` on a data dir it owns, the document root's.
+#[cfg(feature = "cli")]
+#[test]
+fn a_repair_leaves_a_workspace_document_it_cannot_read() {
+    use std::os::unix::process::CommandExt;
+
+    let t = TestDir::new();
+    let root = rustix::process::geteuid().is_root();
+    let outer = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = outer.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let doc = {
+        let rk = Redkeep::open(&data, t.options()).unwrap();
+        let ann = rk
+            .users()
+            .create(NewUser {
+                email: "ann@example.com".into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user;
+        rk.workspaces()
+            .update(ann.id, |d| {
+                d.notes = serde_json::json!(["keep me"]);
+                Ok(())
+            })
+            .unwrap();
+        data.join(format!("workspaces/users/{}/workspace.json", ann.id))
+    };
+    let before = std::fs::read(&doc).unwrap();
+    let bin = if root {
+        let copy = outer.path().join("redkeep");
+        std::fs::copy(assert_cmd::cargo::cargo_bin("redkeep"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for p in walk(&data) {
+            if p != doc {
+                std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+            }
+        }
+        copy
+    } else {
+        std::fs::set_permissions(&doc, std::fs::Permissions::from_mode(0o000)).unwrap();
+        assert_cmd::cargo::cargo_bin("redkeep")
+    };
+    let mut c = std::process::Command::new(&bin);
+    c.arg("--data-dir")
+        .arg(&data)
+        .args(["check", "--repair"])
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .env_remove("RUST_LOG");
+    if root {
+        c.uid(65534).gid(65534);
+    }
+    let out = c.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("cannot be read is not damaged"),
+        "{stdout}{stderr}"
+    );
+    std::fs::set_permissions(&doc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        std::fs::read(&doc).unwrap(),
+        before,
+        "the document is whole"
+    );
+}

@@ -324,6 +324,26 @@ fn expect_corrupt_naming(err: Error, path: &Path) {
     }
 }
 
+/// The largest size limit an application can give (`u64::MAX`, "no limit") reads and
+/// writes as a limit: it wrapped to 0, and every document and piece then read as empty,
+/// damaged, for a repair to move aside.
+#[test]
+fn the_largest_size_limit_reads_documents_and_pieces_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unlimited = || WorkspaceOptions {
+        max_doc_bytes: Some(u64::MAX),
+        ..Default::default()
+    };
+    let ws = open_with(tmp.path(), unlimited());
+    ws.update(1, |d| d.add_note("kept")).unwrap();
+    let n = ws.save_piece(1, br#"{"title":"dawn"}"#).unwrap();
+    drop(ws);
+    // A new handle reads the files (the first one remembers what it wrote).
+    let ws = open_with(tmp.path(), unlimited());
+    assert_eq!(ws.read(1).unwrap().notes, serde_json::json!(["kept"]));
+    assert_eq!(ws.load_piece(1, n).unwrap()["title"], "dawn");
+}
+
 #[test]
 fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
     let tmp = tempfile::tempdir().unwrap();

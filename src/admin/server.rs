@@ -30,6 +30,8 @@ use crate::error::{Error, Result};
 pub const MAX_CONNECTIONS: usize = 32;
 /// Time a client has to send its request (and each chunk of its input).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause after a failed accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// Busy refusals being answered at once, beyond [`MAX_CONNECTIONS`].
 const MAX_REFUSALS: usize = 8;
 
@@ -40,6 +42,8 @@ pub struct AdminServer {
     dir: PathBuf,
     inode: u64,
     stop: Arc<AtomicBool>,
+    // The accept loop's listening socket, shut down to wake it when no connection can.
+    waker: Option<UnixListener>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -54,6 +58,12 @@ impl Drop for AdminServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so the thread ends, then remove the file if it is still ours.
+        // Shutting the listening socket down makes a waiting accept fail at once (Linux),
+        // even where nothing can connect: the file removed, the data dir moved, a relative
+        // path after a change of directory. The connection is the way elsewhere.
+        if let Some(listener) = self.waker.take() {
+            let _ = rustix::net::shutdown(&listener, rustix::net::Shutdown::Read);
+        }
         if let Ok((address, _dir)) = socket_address(&self.dir) {
             let _ = UnixStream::connect(&address);
         }
@@ -93,6 +103,7 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io(format!("securing {}", path.display()), e))?;
     let inode = std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(0);
+    let waker = listener.try_clone().ok();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let handle = rk.clone();
@@ -106,6 +117,7 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
         dir,
         inode,
         stop,
+        waker,
         thread: Some(thread),
     })
 }
@@ -154,7 +166,13 @@ fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
         let mut stream = match stream {
             Ok(s) => s,
             Err(e) => {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                // A failure that lasts (no file descriptors left) would fail every accept at
+                // once: a pause keeps the loop from spinning and flooding the log.
                 tracing::warn!(error = %e, "admin socket accept failed");
+                std::thread::sleep(ACCEPT_PAUSE);
                 continue;
             }
         };

@@ -627,6 +627,10 @@ pub fn import(
                         return Err(line_err(n, "a workspace doc must be a JSON object"));
                     };
                     WorkspaceDoc::from_map(map.clone()).map_err(|e| line_err(n, e))?;
+                    // Deeper than a read takes, it would import, then fail every read.
+                    let bytes = serde_json::to_vec(doc).map_err(|e| line_err(n, e.to_string()))?;
+                    crate::workspace::within_depth("workspace document", &bytes)
+                        .map_err(|e| line_err(n, format!("{e}; nothing was imported")))?;
                     let user = v.get("workspace").and_then(Value::as_u64).unwrap_or_default();
                     if let Some(first) = docs.insert(user, n) {
                         return Err(line_err(n, format!("a second workspace document of user {user} (the first is on line {first}); an export has one; nothing was imported")));
@@ -634,7 +638,9 @@ pub fn import(
                 } else {
                     let user = v.get("user").and_then(Value::as_u64).unwrap_or_default();
                     let piece = v.get("piece").and_then(Value::as_u64).unwrap_or_default();
-                    piece_bytes(&v).map_err(|e| line_err(n, e))?;
+                    let bytes = piece_bytes(&v).map_err(|e| line_err(n, e))?;
+                    crate::workspace::within_depth("piece", &bytes)
+                        .map_err(|e| line_err(n, format!("{e}; nothing was imported")))?;
                     if piece == 0 {
                         return Err(line_err(n, "piece numbers start at 1; nothing was imported"));
                     }

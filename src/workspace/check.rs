@@ -189,7 +189,7 @@ impl Workspaces {
         for n in numbers.files {
             match self.read_piece(&folder.dir, n) {
                 Ok(_) => count += 1,
-                Err(e) if repair => {
+                Err(e) if repair && !unreadable(&e) => {
                     let name = piece_file_name(n);
                     let to = fsutil::move_to_trash(
                         &folder.dir.join(GALLERY_DIR).join(&name),
@@ -210,6 +210,9 @@ impl Workspaces {
         }
         let doc_path = folder.dir.join(WORKSPACE_FILE);
         match self.read_doc(&folder.dir) {
+            Err(e) if unreadable(&e) => found.push(format!(
+                "{e}: a file that cannot be read is not damaged, and a repair leaves it; give it back to the data dir's owner, or mend what keeps it from being read"
+            )),
             Err(e) if repair => {
                 // A JSON object whose only fault is its count (`"piece_count": "1"`) keeps
                 // everything else (canvas, notes, the application's fields) with the
@@ -381,6 +384,13 @@ fn restrict_here(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// What was wrong with a file that a repair moved aside, without the advice to repair it.
+/// Whether `e` says a file could not be read (permission denied, an I/O error, no
+/// descriptors left), not that what was read is damaged: such a file is not moved aside, as
+/// its content may be whole.
+fn unreadable(e: &crate::Error) -> bool {
+    matches!(e, crate::Error::Io { .. })
+}
+
 fn what_was_wrong(e: &crate::Error) -> String {
     match e {
         crate::Error::DamagedFile { path, reason } => {

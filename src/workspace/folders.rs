@@ -852,12 +852,10 @@ impl Workspaces {
         }
     }
 
-    /// Writes back the document of the folder `dir` that [`Workspaces::read_doc`] read under
-    /// the exclusive lock still held. That read refused anything there but a regular file
-    /// (or nothing), so unlike [`Workspaces::write_json`] this does not look again. Returns
-    /// the version of the file written.
-    pub(super) fn write_doc(&self, dir: &Path, doc: &WorkspaceDoc) -> Result<Option<FileVersion>> {
-        // A known field in `other` would be written over the field itself.
+    /// The bytes of `doc` as written, once it is known that they read back as `doc`: no known
+    /// field in `other` (it would be written over the field itself), within the size cap,
+    /// and nested no deeper than a read takes ([`super::MAX_DOC_DEPTH`]).
+    fn doc_bytes(&self, doc: &WorkspaceDoc) -> Result<Vec<u8>> {
         if let Some(name) = ["canvas", "notes", "piece_count"]
             .into_iter()
             .find(|k| doc.other.contains_key(*k))
@@ -871,6 +869,15 @@ impl Workspaces {
             .map_err(|e| Error::invalid("document", e.to_string()))?;
         self.within_cap(&bytes)?;
         super::within_depth("workspace document", &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Writes back the document of the folder `dir` that [`Workspaces::read_doc`] read under
+    /// the exclusive lock still held. That read refused anything there but a regular file
+    /// (or nothing), so unlike [`Workspaces::write_json`] this does not look again. Returns
+    /// the version of the file written.
+    pub(super) fn write_doc(&self, dir: &Path, doc: &WorkspaceDoc) -> Result<Option<FileVersion>> {
+        let bytes = self.doc_bytes(doc)?;
         self.tidy_once(dir);
         let path = dir.join(WORKSPACE_FILE);
         // A failed write leaves either the old file, whose kept document still holds, or the
@@ -1209,9 +1216,12 @@ impl Workspaces {
     /// # Errors
     /// As [`Workspaces::update`].
     pub fn put_doc(&self, user: u64, doc: &WorkspaceDoc) -> Result<()> {
+        // Checked before anything is made: a document that would not read back (too deep,
+        // a known field in `other`) is refused, as an update's is.
+        let bytes = self.doc_bytes(doc)?;
         self.forget(Some(user));
         let folder = self.created(user)?;
-        self.write_json(&folder.dir.join(WORKSPACE_FILE), doc)
+        self.write_bytes(&folder.dir.join(WORKSPACE_FILE), &bytes)
     }
 
     pub(super) fn trash_dir(&self) -> PathBuf {
