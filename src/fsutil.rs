@@ -462,7 +462,7 @@ pub fn persist_new(tmp: NamedTempFile, target: &Path) -> Result<()> {
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| Error::io(format!("syncing a temp file for {}", target.display()), e))?;
     let tmp = tmp.into_temp_path();
-    if !place_new(&tmp, target)? {
+    if !rename_no_replace(&tmp, target)? {
         return Err(Error::invalid(
             "path",
             format!(
@@ -477,30 +477,51 @@ pub fn persist_new(tmp: NamedTempFile, target: &Path) -> Result<()> {
     sync_dir(target)
 }
 
-/// [`rename_no_replace`], and where the file system cannot rename without replacing (NFS,
-/// SMB, many FUSE mounts answer `EINVAL`), a hard link to the new name, which refuses an
-/// existing one as surely, then the old name removed. `false` when `to` exists.
-fn place_new(from: &Path, to: &Path) -> Result<bool> {
-    let what = || format!("moving {} to {}", from.display(), to.display());
-    fault(FileOp::Rename).map_err(|e| Error::io(what(), e))?;
-    match renameat_no_replace(from, to) {
-        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOTSUP | rustix::io::Errno::NOSYS) => {
-            match fs::hard_link(from, to) {
-                Ok(()) => {
-                    fs::remove_file(from).map_err(|e| Error::io(what(), e))?;
-                    Ok(true)
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(Error::io(what(), e)),
-            }
-        }
-        other => other.map_err(|e| Error::io(what(), e.into())),
+/// Where the file system cannot rename without replacing (NFS, SMB, many FUSE mounts answer
+/// `EINVAL` to `RENAME_NOREPLACE`): a file is hard-linked to its new name, which refuses an
+/// existing one as surely, then its old name removed; a folder is renamed when nothing is at
+/// its new name. A rename puts a folder in the place of an empty folder only, so what could
+/// be replaced (an empty folder made there in between) holds nothing to lose. `false` when
+/// something is at `to`.
+fn rename_new_without_flags(from: &Path, to: &Path) -> std::io::Result<bool> {
+    if !fs::symlink_metadata(from)?.is_dir() {
+        return match fs::hard_link(from, to) {
+            Ok(()) => fs::remove_file(from).map(|()| true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            // No hard links either: the rename's own answer, which callers know (a piece is
+            // then numbered from a listing under the folder's lock).
+            Err(_) => Err(rustix::io::Errno::INVAL.into()),
+        };
     }
+    if fs::symlink_metadata(to).is_ok() {
+        return Ok(false);
+    }
+    let taken = [
+        rustix::io::Errno::NOTEMPTY,
+        rustix::io::Errno::EXIST,
+        rustix::io::Errno::NOTDIR,
+    ]
+    .map(|e| Some(e.raw_os_error()));
+    match fs::rename(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if taken.contains(&e.raw_os_error()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    // Tests only: this thread's renames act as on a file system without `RENAME_NOREPLACE`.
+    static NO_RENAME_FLAGS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The `RENAME_NOREPLACE` rename itself: `Ok(false)` when `to` exists, the errno of any other
 /// failure.
 fn renameat_no_replace(from: &Path, to: &Path) -> std::result::Result<bool, rustix::io::Errno> {
+    #[cfg(test)]
+    if NO_RENAME_FLAGS.with(std::cell::Cell::get) {
+        return Err(rustix::io::Errno::INVAL);
+    }
     match rustix::fs::renameat_with(
         rustix::fs::CWD,
         from,
@@ -613,8 +634,7 @@ fn write_private_open(target: &Path, bytes: &[u8]) -> Result<File> {
 /// anything: `false` (and nothing written) when `target` already exists.
 ///
 /// # Errors
-/// `Io` when it cannot be written (also where the filesystem cannot rename without
-/// replacing); nothing is left behind.
+/// `Io` when it cannot be written; nothing is left behind.
 pub fn write_private_new(target: &Path, bytes: &[u8]) -> Result<bool> {
     let mut tmp = temp_sibling(target)?;
     fault(FileOp::Write)
@@ -737,15 +757,21 @@ pub fn real_dir(path: &Path) -> Result<Option<()>> {
     }
 }
 
-/// Renames `from` to `to` only if `to` does not exist (`RENAME_NOREPLACE`); returns false
-/// when it exists.
+/// Renames `from` to `to` only if `to` does not exist (`RENAME_NOREPLACE`, or where the file
+/// system cannot do that, as [`rename_new_without_flags`] says); returns false when it
+/// exists.
 ///
 /// # Errors
 /// `Io` for other failures.
 pub fn rename_no_replace(from: &Path, to: &Path) -> Result<bool> {
     let what = || format!("moving {} to {}", from.display(), to.display());
     fault(FileOp::Rename).map_err(|e| Error::io(what(), e))?;
-    renameat_no_replace(from, to).map_err(|e| Error::io(what(), e.into()))
+    match renameat_no_replace(from, to) {
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOTSUP | rustix::io::Errno::NOSYS) => {
+            rename_new_without_flags(from, to).map_err(|e| Error::io(what(), e))
+        }
+        other => other.map_err(|e| Error::io(what(), e.into())),
+    }
 }
 
 /// Renames `from` over `to` and makes the rename durable.
@@ -797,6 +823,86 @@ pub fn move_to_trash(from: &Path, trash: &Path, name: &str) -> Result<std::path:
 
 #[cfg(test)]
 mod tests {
+    /// This thread's renames act as on a file system without `RENAME_NOREPLACE` (NFS) until
+    /// the guard is dropped.
+    struct NoRenameFlags;
+
+    impl NoRenameFlags {
+        fn on() -> NoRenameFlags {
+            super::NO_RENAME_FLAGS.with(|f| f.set(true));
+            NoRenameFlags
+        }
+    }
+
+    impl Drop for NoRenameFlags {
+        fn drop(&mut self) {
+            super::NO_RENAME_FLAGS.with(|f| f.set(false));
+        }
+    }
+
+    /// Without `RENAME_NOREPLACE`, files and folders still move only to a name nothing
+    /// holds, and what holds the name is left as it was.
+    #[test]
+    fn renames_never_replace_without_the_no_replace_flag() {
+        let _nfs = NoRenameFlags::on();
+        let tmp = tempfile::tempdir().unwrap();
+        let at = |name: &str| tmp.path().join(name);
+        std::fs::write(at("a"), b"a").unwrap();
+        std::fs::write(at("taken"), b"precious").unwrap();
+        assert!(!super::rename_no_replace(&at("a"), &at("taken")).unwrap());
+        assert_eq!(std::fs::read(at("taken")).unwrap(), b"precious");
+        assert!(super::rename_no_replace(&at("a"), &at("b")).unwrap());
+        assert_eq!(std::fs::read(at("b")).unwrap(), b"a");
+        assert!(!at("a").exists());
+
+        std::fs::create_dir(at("dir")).unwrap();
+        std::fs::write(at("dir/inside"), b"in").unwrap();
+        std::fs::create_dir(at("full")).unwrap();
+        std::fs::write(at("full/kept"), b"kept").unwrap();
+        for taken in ["full", "taken"] {
+            assert!(!super::rename_no_replace(&at("dir"), &at(taken)).unwrap());
+        }
+        assert_eq!(std::fs::read(at("full/kept")).unwrap(), b"kept");
+        assert_eq!(std::fs::read(at("taken")).unwrap(), b"precious");
+        assert!(super::rename_no_replace(&at("dir"), &at("moved")).unwrap());
+        assert_eq!(std::fs::read(at("moved/inside")).unwrap(), b"in");
+
+        assert!(super::write_private_new(&at("new"), b"new").unwrap());
+        assert!(!super::write_private_new(&at("new"), b"other").unwrap());
+        assert_eq!(std::fs::read(at("new")).unwrap(), b"new");
+        let trashed = super::move_to_trash(&at("moved"), &at("trash"), "moved").unwrap();
+        assert_eq!(std::fs::read(trashed.join("inside")).unwrap(), b"in");
+    }
+
+    /// Without `RENAME_NOREPLACE`, user folders are made, pieces saved and deleted, and
+    /// folders trashed: all of it failed with "Invalid argument".
+    #[test]
+    fn workspaces_work_without_the_no_replace_flag() {
+        use crate::workspace::{FolderOwner, WorkspaceOptions, Workspaces};
+        let _nfs = NoRenameFlags::on();
+        let tmp = tempfile::tempdir().unwrap();
+        let owners: crate::workspace::Owners = std::sync::Arc::new(|id| {
+            Ok(Some(FolderOwner {
+                uid: [id as u8; 16],
+                since: 1_800_000_000,
+            }))
+        });
+        let ws = Workspaces::open(tmp.path(), WorkspaceOptions::default(), owners).unwrap();
+        ws.update(1, |d| d.add_note("kept")).unwrap();
+        let first = ws.save_piece(1, br#"{"title":"dawn"}"#).unwrap();
+        let second = ws.save_piece(1, br#"{"title":"dusk"}"#).unwrap();
+        ws.delete_piece(1, first).unwrap();
+        assert_eq!(ws.list_pieces(1).unwrap().len(), 1);
+        assert_eq!(ws.load_piece(1, second).unwrap()["title"], "dusk");
+        assert_eq!(ws.read(1).unwrap().notes, serde_json::json!(["kept"]));
+        assert!(
+            ws.trash_folder(1, crate::clock::Timestamp(1_800_000_000))
+                .unwrap()
+                .is_some()
+        );
+        assert!(!tmp.path().join("users/1").exists());
+    }
+
     /// A file that appears at the target while it is written is kept: nothing is written
     /// over it, and the temp file goes.
     #[test]

@@ -1145,6 +1145,7 @@ impl Redkeep {
             let now = self.now();
             let changes = self.store().write_anyway(self.options().durability, |tx| {
                 let mut changes = crate::store::move_old_quarantine(tx)?;
+                changes.extend(tx.mend_shapes()?);
                 for t in &tables {
                     changes.extend(t.rebuild_indexes(tx)?);
                 }
@@ -1166,6 +1167,26 @@ impl Redkeep {
         }
         if let Err(e) = self.store().read(|tx| references::check(tx, &mut report)) {
             report.problem(format!("references were not checked: {e}"));
+        }
+        match self.store().read(|tx| crate::store::damaged_shapes(tx)) {
+            Ok(damaged) => {
+                for (id, why) in damaged {
+                    let Some(id) = id else {
+                        report.problem(format!("meta: {why}"));
+                        continue;
+                    };
+                    let known = crate::store::format::cached_shape(id).is_some();
+                    report.problem(format!(
+                        "meta: the registry entry of shape {id:016x} is damaged ({why}); {}",
+                        if known {
+                            "`redkeep check --repair` writes it again (this build's record types have it)"
+                        } else {
+                            "records written in that shape cannot be read; `redkeep salvage --to DIR` copies what reads"
+                        }
+                    ));
+                }
+            }
+            Err(e) => report.problem(format!("meta: the shape registry cannot be read: {e}")),
         }
         // A reset killed after emptying the store: the folders of the accounts it emptied go
         // to one trash entry (which `restore --folders` brings back with the reset's copy),

@@ -612,3 +612,72 @@ fn a_repair_moves_a_record_under_a_damaged_key_back_to_its_own() {
     assert!(rk.check(false).unwrap().ok);
     assert_eq!(rk.users().count().unwrap(), 1);
 }
+
+/// A damaged entry of the shape registry in `meta` is found by `check`: an export reads
+/// every entry and failed on it, where `check` (which takes this build's shapes from
+/// memory) found nothing wrong. A repair writes this build's own shapes again; one no
+/// type of this build has is named with the way out.
+#[test]
+fn a_damaged_shape_registry_entry_is_found_and_mended() {
+    let t = TestDir::new();
+    let rk = t.open();
+    create_users(&rk, &["a@example.com", "b@example.com"]);
+    drop(rk);
+    let db = t.path().join(STORE_FILE);
+    let shape_keys: Vec<Vec<u8>> = {
+        let file = redb::Database::open(&db).unwrap();
+        let tx = file.begin_read().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|e| e.unwrap().0.value().to_vec())
+            .filter(|k| k.starts_with(b"shape:"))
+            .collect()
+    };
+    assert!(!shape_keys.is_empty());
+    // One name of invalid UTF-8: count 1, length 2, two bytes that are no text.
+    poke(&db, META, &shape_keys[0], &[1, 2, 0xFF, 0xFE]);
+    let rk = t.open();
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("registry entry of shape")
+                && p.contains("--repair` writes it again")),
+        "{:?}",
+        report.problems
+    );
+    let mut out = Vec::new();
+    assert!(redkeep::ops::export(&rk, &mut out, &|_| {}).is_err());
+    let repaired = rk.check(true).unwrap();
+    assert!(
+        repaired
+            .repaired
+            .iter()
+            .any(|c| c.contains("wrote it again")),
+        "{:?}",
+        repaired.repaired
+    );
+    assert!(rk.check(false).unwrap().ok);
+    let mut out = Vec::new();
+    redkeep::ops::export(&rk, &mut out, &|_| {}).unwrap();
+    drop(rk);
+
+    // A shape no type of this build has cannot be written again: named, with salvage.
+    let mut unknown = b"shape:".to_vec();
+    unknown.extend_from_slice(&0x0123_4567_89ab_cdef_u64.to_be_bytes());
+    poke(&db, META, &unknown, &[1, 2, 0xFF, 0xFE]);
+    let rk = t.open();
+    let report = rk.check(true).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("0123456789abcdef") && p.contains("salvage")),
+        "{:?}",
+        report.problems
+    );
+}

@@ -603,7 +603,7 @@ fn salvage_into(
         let shapes = tx.register_known_shapes()?;
         if shapes > 0 {
             changes.push(format!(
-                "{shapes} record shape(s) registered again (their entries in meta were lost)"
+                "{shapes} record shape(s) registered again (their entries in meta were lost or damaged)"
             ));
         }
         Ok(changes)

@@ -63,5 +63,6 @@ pub(crate) use table::RECORD_WRITES;
 pub(crate) use table::{
     check_names, declare, decode_record, encode, index_table, indexes_behind, record_table,
 };
+pub(crate) use tx::damaged_shapes;
 pub(crate) use tx::meta_entry_sound;
 pub(crate) use tx::{BORN_AT, IMPORT_UNFINISHED, RESET_UNFINISHED, born_at};

@@ -711,6 +711,55 @@ pub trait Meta: Source {
 impl Meta for ReadTx<'_> {}
 impl Meta for WriteTx<'_> {}
 
+/// The entries of the shape registry in `meta` that do not read (a damaged page, a changed
+/// byte), each with its shape's id where its key reads, and why. An export reads every
+/// entry, and so did not run where a check passed: this build's own shapes are taken from
+/// memory, not from the registry.
+///
+/// # Errors
+/// `Storage` when the engine fails.
+pub(crate) fn damaged_shapes(tx: &dyn Source) -> Result<Vec<(Option<u64>, String)>> {
+    let mut out = Vec::new();
+    tx.raw().range(
+        META,
+        &KeyRange::prefix(SHAPE_PREFIX.to_vec()),
+        Order::Asc,
+        &mut |k, v| {
+            let Some(id) = be_u64(&k[SHAPE_PREFIX.len()..]) else {
+                out.push((None, format!("malformed shape key {}", hex(k))));
+                return Ok(true);
+            };
+            if let Err(e) = format::decode_shape(id, v) {
+                out.push((Some(id), e.to_string()));
+            }
+            Ok(true)
+        },
+    )?;
+    Ok(out)
+}
+
+impl WriteTx<'_> {
+    /// Writes again the damaged registry entries ([`damaged_shapes`]) of shapes this build
+    /// knows (its own record types'); says what it wrote. The others stay as they are:
+    /// `check` names them.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub(crate) fn mend_shapes(&self) -> Result<Vec<String>> {
+        let mut changes = Vec::new();
+        for (id, why) in damaged_shapes(self)? {
+            let Some(id) = id else { continue };
+            if let Some(names) = format::cached_shape(id) {
+                self.put_shape(id, &names)?;
+                changes.push(format!(
+                    "meta: the registry entry of shape {id:016x} was damaged ({why}); wrote it again from this build's record types"
+                ));
+            }
+        }
+        Ok(changes)
+    }
+}
+
 impl WriteTx<'_> {
     /// Sets the schema version.
     ///
@@ -825,16 +874,18 @@ impl WriteTx<'_> {
             .put(META, &prefixed(TABLE_PREFIX, info.name.as_bytes()), &bytes)
     }
 
-    /// Registers the shapes this process knows that the registry lacks (a salvage reads
-    /// records through their type's own field list when their registry entries were lost);
-    /// returns how many.
+    /// Registers the shapes this process knows that the registry lacks, or holds damaged (a
+    /// salvage reads records through their type's own field list when their registry
+    /// entries were lost); returns how many.
     ///
     /// # Errors
     /// `Storage` when the engine fails.
     pub(crate) fn register_known_shapes(&self) -> Result<usize> {
         let mut added = 0;
         for (id, names) in format::cached_shapes() {
-            if get_owned(self.raw, META, &shape_key(id))?.is_none() {
+            let sound = get_owned(self.raw, META, &shape_key(id))?
+                .is_some_and(|bytes| format::decode_shape(id, &bytes).is_ok());
+            if !sound {
                 self.put_shape(id, &names)?;
                 added += 1;
             }
