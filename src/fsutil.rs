@@ -630,6 +630,54 @@ fn write_private_open(target: &Path, bytes: &[u8]) -> Result<File> {
     persist_open(tmp, target)
 }
 
+/// [`write_private`] of what `from` gives, read as it is written: a file of any size is
+/// copied without being held in memory.
+///
+/// # Errors
+/// `Io` when `from` cannot be read or the file cannot be written; nothing is left behind.
+pub fn write_private_from(target: &Path, from: &mut dyn Read) -> Result<()> {
+    let mut tmp = temp_sibling(target)?;
+    fault(FileOp::Write)
+        .and_then(|()| std::io::copy(from, &mut tmp).map(drop))
+        .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
+    persist_open(tmp, target).map(drop)
+}
+
+/// A reader of the first `len` bytes of a file, which fails if the file ends before them
+/// (it shrank while being read): a copy whose size was given ahead (an archive entry's
+/// header) gets that many bytes or an error, never fewer.
+pub(crate) struct Exactly {
+    file: std::io::Take<File>,
+    left: u64,
+}
+
+impl Exactly {
+    /// The first `len` bytes of `file`.
+    pub(crate) fn new(file: File, len: u64) -> Exactly {
+        Exactly {
+            file: file.take(len),
+            left: len,
+        }
+    }
+}
+
+impl Read for Exactly {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file ended {} bytes short of its size: it shrank while being copied; copy again",
+                    self.left
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Writes `bytes` (mode 0600) as the new file `target` durably, without ever replacing
 /// anything: `false` (and nothing written) when `target` already exists.
 ///
@@ -665,7 +713,7 @@ pub fn open_regular(path: &Path) -> Result<Option<File>> {
 }
 
 /// [`open_regular`], with the file's size when opened.
-fn open_regular_sized(path: &Path) -> Result<Option<(File, u64)>> {
+pub(crate) fn open_regular_sized(path: &Path) -> Result<Option<(File, u64)>> {
     let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC).bits();
     let file = match fs::OpenOptions::new()
         .read(true)

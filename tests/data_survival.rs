@@ -2437,3 +2437,37 @@ fn a_trash_entry_through_a_symlinked_trash_is_refused() {
         .trash_entry_of_folders(&trash.join("reset-1"))
         .unwrap();
 }
+
+/// A file in a user's folder larger than a backup used to hold in memory (1 GiB: one such
+/// file failed every backup) is kept, streamed into the archive and out again: a sparse
+/// file here, so it costs the disk what the archive takes.
+#[test]
+fn a_backup_keeps_a_user_file_over_a_gibibyte() {
+    use redkeep::Clock;
+    use std::io::{Seek, SeekFrom, Write};
+    let t = TestDir::new();
+    let rk = populated(&t);
+    rk.workspaces().update(2, |d| d.add_note("kept")).unwrap();
+    let big = rk.workspaces().dir(2).join("upload.bin");
+    let len = (1u64 << 30) + 4096;
+    {
+        let mut f = std::fs::File::create(&big).unwrap();
+        f.seek(SeekFrom::Start(len - 4)).unwrap();
+        f.write_all(b"tail").unwrap();
+    }
+    let archive = t.path().join("backup.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("new-data");
+    redkeep::ops::restore(&target, &archive, false, t.clock.now()).unwrap();
+    std::fs::remove_file(&archive).unwrap();
+    let restored = Redkeep::open(&target, t.options()).unwrap();
+    let copy = restored.workspaces().dir(2).join("upload.bin");
+    let mut f = std::fs::File::open(&copy).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), len);
+    f.seek(SeekFrom::Start(len - 4)).unwrap();
+    let mut tail = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut tail).unwrap();
+    assert_eq!(tail, b"tail");
+    assert_eq!(restored.workspaces().read(2).unwrap().note_count(), 2);
+}

@@ -184,13 +184,14 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     };
     for id in kept {
         folders += 1;
-        let skipped = ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
+        // Streamed: a file of any size goes in without being held in memory.
+        let skipped = ws.copy_folder_streamed(id, &mut |rel, file, len, modified| {
             let name = Path::new(WORKSPACES_DIR).join("users").join(rel);
             files += 1;
             // The file's own time: restored with it, so lists show when a piece was saved.
             let mtime = Timestamp::of_system_time(modified).unwrap_or(now).0;
-            tar.append_data(&mut header(bytes.len() as u64, mtime), &name, bytes)
-                .map_err(|e| tar_err("a workspace file", e))
+            tar.append_data(&mut header(len, mtime), &name, file)
+                .map_err(|e| tar_err(&format!("users/{}", rel.display()), e))
         })?;
         not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
     }

@@ -276,12 +276,12 @@ fn copy_folders(from: &Path, to: &Path) -> Result<(u64, Vec<PathBuf>)> {
     let mut not_kept = Vec::new();
     for id in ws.user_ids()? {
         folders += 1;
-        let skipped = ws.copy_folder_timed(id, &mut |rel, bytes, modified| {
+        let skipped = ws.copy_folder_streamed(id, &mut |rel, file, _, modified| {
             let path = base.join(rel);
             if let Some(parent) = path.parent() {
                 crate::fsutil::create_private_dir(parent)?;
             }
-            crate::fsutil::write_private(&path, bytes)?;
+            crate::fsutil::write_private_from(&path, file)?;
             crate::fsutil::set_modified(&path, modified)
         })?;
         not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));

@@ -176,6 +176,19 @@ fn copy_folders(from: &Path, to: &Path) -> Result<u64> {
     Ok(n)
 }
 
+/// A reader that notes whether reading failed (a damaged file), to tell that from a
+/// failure to write the copy (a full disk).
+struct ReadFailures<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for ReadFailures<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed = true)
+    }
+}
+
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     crate::fsutil::create_private_dir(to)?;
     let entries =
@@ -188,8 +201,18 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
             Ok(t) if t.is_file() => {
                 // A file that cannot be read is left behind; the rest is copied, with its
                 // own time (lists show when a piece was saved, not when it was salvaged).
-                if let Ok(bytes) = std::fs::read(&path) {
-                    crate::fsutil::write_private(&target, &bytes)?;
+                // Streamed: a file of any size is copied without being held in memory.
+                if let Ok(Some((file, len))) = crate::fsutil::open_regular_sized(&path) {
+                    let mut reader = ReadFailures {
+                        inner: crate::fsutil::Exactly::new(file, len),
+                        failed: false,
+                    };
+                    match crate::fsutil::write_private_from(&target, &mut reader) {
+                        Ok(()) => {}
+                        // Nothing is left of it: as a file that does not open.
+                        Err(_) if reader.failed => continue,
+                        Err(e) => return Err(e),
+                    }
                     if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
                         let _ = std::fs::File::options()
                             .write(true)

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::hash::Hash;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -399,6 +400,11 @@ impl TrashEntry {
 /// What [`Workspaces::copy_folder_timed`] calls for each file: its path under `users/`, its
 /// bytes and its modification time.
 pub type TimedCopy<'a> = dyn FnMut(&Path, &[u8], std::time::SystemTime) -> Result<()> + 'a;
+
+/// What [`Workspaces::copy_folder_streamed`] calls for each file: its path under `users/`,
+/// a reader of its bytes, their count, and its modification time.
+pub(crate) type StreamedCopy<'a> =
+    dyn FnMut(&Path, &mut dyn Read, u64, std::time::SystemTime) -> Result<()> + 'a;
 
 impl std::fmt::Debug for Workspaces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1165,6 +1171,37 @@ impl Workspaces {
     /// # Errors
     /// As [`Workspaces::copy_folder`].
     pub fn copy_folder_timed(&self, user: u64, f: &mut TimedCopy<'_>) -> Result<Vec<PathBuf>> {
+        self.copy_folder_streamed(user, &mut |rel, file, len, modified| {
+            // Whole in memory, as this call gives it: up to 1 GiB a file.
+            let cap = 1 << 30;
+            if len > cap {
+                return Err(Error::invalid(
+                    "file",
+                    format!(
+                        "users/{} is larger than the {cap}-byte limit",
+                        rel.display()
+                    ),
+                ));
+            }
+            let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            file.read_to_end(&mut bytes)
+                .map_err(|e| Error::io(format!("reading users/{}", rel.display()), e))?;
+            f(rel, &bytes, modified)
+        })
+    }
+
+    /// [`Workspaces::copy_folder_timed`], handing each file to `f` as a reader of its bytes
+    /// with their count, so that a file of any size is copied without being held in memory
+    /// (backups, moves). The reader fails if the file ends before that count (it shrank
+    /// while being copied).
+    ///
+    /// # Errors
+    /// As [`Workspaces::copy_folder`].
+    pub(crate) fn copy_folder_streamed(
+        &self,
+        user: u64,
+        f: &mut StreamedCopy<'_>,
+    ) -> Result<Vec<PathBuf>> {
         let dir = self.dir(user);
         let mut uncopied = Vec::new();
         if fsutil::real_dir(&dir)?.is_none() {
@@ -1198,12 +1235,12 @@ impl Workspaces {
                     stack.push(path);
                 } else if !t.is_file() {
                     uncopied.push(rel.to_path_buf());
-                } else if let Some(bytes) = fsutil::read_regular(&path, 1 << 30)? {
-                    let modified = e
+                } else if let Some((file, len)) = fsutil::open_regular_sized(&path)? {
+                    let modified = file
                         .metadata()
                         .and_then(|m| m.modified())
                         .unwrap_or_else(|_| std::time::SystemTime::now());
-                    f(rel, &bytes, modified)?;
+                    f(rel, &mut fsutil::Exactly::new(file, len), len, modified)?;
                 }
             }
         }
