@@ -264,6 +264,43 @@ fn an_oversized_or_malformed_request_is_refused_without_harming_the_owner() {
     drop(owner);
 }
 
+/// A command given an endless input (`/dev/zero`) through the owner ends with its error:
+/// the owner dropped what the failed command left unread with no limit, the client kept
+/// sending, and both copied zeros for ever.
+#[test]
+fn an_endless_input_to_a_failed_command_through_the_owner_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let mut owner = start_owner(&dir);
+    let mut c = Command::cargo_bin("redkeep").unwrap();
+    c.env("REDKEEP_DATA_DIR", &dir)
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .args(["import", "-"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id();
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    // A bound on a failure, not a wait for the clock: a command that never ends fails here.
+    let Ok(out) = ended.recv_timeout(std::time::Duration::from_secs(120)) else {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        panic!("`import -` from /dev/zero through the owner did not end");
+    };
+    let out = out.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+    // The owner serves on.
+    let (code, _, err) = run(&dir, &["invite", "create"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(owner.ask("count")[2], 1);
+}
+
 #[test]
 fn a_stale_socket_from_a_killed_owner_blocks_neither_the_cli_nor_a_new_owner() {
     let tmp = tempfile::tempdir().unwrap();

@@ -111,13 +111,21 @@ impl<'a> ChunkReader<'a> {
         }
     }
 
-    /// Reads and drops whatever input the command left, up to the end marker.
-    pub(crate) fn drain(&mut self) -> io::Result<()> {
+    /// Reads and drops whatever input the command left, up to the end marker, but no more
+    /// than `budget` bytes of it: `false` when the input goes on past them (an endless one,
+    /// `/dev/zero` given to a command that has already failed).
+    pub(crate) fn drain_at_most(&mut self, budget: u64) -> io::Result<bool> {
+        let mut left = budget;
         while !self.done {
+            let skipped = self.buf.len().saturating_sub(self.pos) as u64;
+            let Some(rest) = left.checked_sub(skipped) else {
+                return Ok(false);
+            };
+            left = rest;
             self.pos = self.buf.len();
             self.fill_buf()?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -30,6 +30,8 @@ use crate::error::{Error, Result};
 pub const MAX_CONNECTIONS: usize = 32;
 /// Time a client has to send its request (and each chunk of its input).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most input read and dropped after a command that did not read all of it.
+const DRAIN_BUDGET: u64 = 64 * 1024 * 1024;
 /// The pause after a failed accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// Busy refusals being answered at once, beyond [`MAX_CONNECTIONS`].
@@ -370,9 +372,15 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
     if output.flush().is_err() {
         return; // the client went away
     }
-    let _ = input.get_mut().drain();
+    // The rest of the input is read before the answer (a peer is never cut off while it
+    // writes), up to a budget: past it (an endless input), the answer goes first and the
+    // reading side is shut, so the client's next write fails and it reads the answer.
+    let whole = input.get_mut().drain_at_most(DRAIN_BUDGET).unwrap_or(true);
     drop(input);
     answer(stream, result);
+    if !whole {
+        let _ = stream.shutdown(std::net::Shutdown::Read);
+    }
 }
 
 #[cfg(test)]
