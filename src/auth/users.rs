@@ -1049,8 +1049,8 @@ mod tests {
         assert_eq!(shown_input(&"x".repeat(300)).chars().count(), 101);
     }
 
-    /// A bad address is repeated in its error only cut short: a megabyte in is not a
-    /// megabyte out (to a web client, or a log).
+    /// A new address whose letters only look like plain ones is refused; one in another
+    /// script's own letters is taken.
     #[test]
     fn a_new_email_that_only_looks_like_plain_letters_is_refused() {
         for lookalike in ["bıll@example.com", "ɡreg@example.com", "сосо@example.com"] {
@@ -1081,6 +1081,8 @@ mod tests {
         }
     }
 
+    /// A bad address is repeated in its error only cut short: a megabyte in is not a
+    /// megabyte out (to a web client, or a log).
     #[test]
     fn a_long_bad_email_is_not_repeated_whole() {
         let raw = format!("{} @example.com", "a".repeat(1_500_000));
