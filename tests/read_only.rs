@@ -402,3 +402,61 @@ fn a_repair_leaves_a_workspace_document_it_cannot_read() {
         "the document is whole"
     );
 }
+
+/// A damaged store is called damaged to a user who may read the data dir but not write it
+/// (with the way out, a salvage, which only reads the file): the open for writing was
+/// refused first, and "permission denied" was all that user was told.
+#[cfg(feature = "cli")]
+#[test]
+fn a_reader_who_may_not_write_is_told_the_store_is_damaged() {
+    use std::os::unix::process::CommandExt;
+
+    let t = TestDir::new();
+    let root = rustix::process::geteuid().is_root();
+    let outer = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = outer.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    drop(Redkeep::open(&data, t.options()).unwrap());
+    // The format byte of the latest commit record in the file's header: redb's open finds
+    // it, after the open for writing was refused.
+    let db = data.join(redkeep::STORE_FILE);
+    let mut bytes = std::fs::read(&db).unwrap();
+    let primary = 64 + 128 * usize::from(bytes[9] & 1);
+    bytes[primary] ^= 1;
+    std::fs::write(&db, &bytes).unwrap();
+    let bin = if root {
+        let copy = outer.path().join("redkeep");
+        std::fs::copy(assert_cmd::cargo::cargo_bin("redkeep"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for p in walk(&data) {
+            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        }
+        copy
+    } else {
+        assert_cmd::cargo::cargo_bin("redkeep")
+    };
+    for p in walk(&data) {
+        let mode = if p.is_dir() { 0o500 } else { 0o400 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut c = std::process::Command::new(&bin);
+    c.arg("--data-dir")
+        .arg(&data)
+        .args(["user", "list"])
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .env_remove("RUST_LOG");
+    if root {
+        c.uid(65534).gid(65534);
+    }
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a commit record in its header is damaged") && err.contains("salvage"),
+        "{err}"
+    );
+    for p in walk(&data) {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+}

@@ -167,10 +167,12 @@ fn open(cli: &Cli) -> Result<Redkeep> {
     match Redkeep::open(&cli.data_dir, options.clone()) {
         // A data dir this user may read but not write: read what it holds; writes are
         // refused with a sentence saying so. A file its last writer did not close cannot be
-        // read so, and that is the reason given.
+        // read so, nor a damaged one: that is the reason given (with the way out, a salvage,
+        // which needs only to read the file).
         Err(e) if !creates && e.is_permission_denied() => {
             Redkeep::open(&cli.data_dir, options.read_only(true)).map_err(|read| {
-                if crate::store::not_closed_cleanly(&read) {
+                if crate::store::not_closed_cleanly(&read) || matches!(read, Error::Damaged { .. })
+                {
                     read
                 } else {
                     e
