@@ -796,6 +796,29 @@ fn a_store_with_a_damaged_header_points_to_salvage_which_reads_it() {
         .filter(|n| n.to_string_lossy().starts_with(".rk-tmp"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+
+    // The other commit record damaged (its format byte), the latest one sound: redb
+    // refuses the file all the same, and every command said nothing could be read, with a
+    // backup as the only way out, though a salvage reads it all.
+    bytes[27] ^= 0x80;
+    let other = 64 + 128 * usize::from(bytes[9] & 1 == 0);
+    bytes[other] ^= 1;
+    std::fs::write(&store, &bytes).unwrap();
+    let (out, err) = cli.expect(&["status"], None, 1);
+    assert!(out.contains("redkeep salvage --to DIR"), "{out}");
+    // Its exit code 1 comes with its line on stderr, as every failure's.
+    assert_eq!(err.trim(), "error: the store is damaged, as said above");
+    let (_, err) = cli.expect(&["user", "list"], None, 1);
+    assert!(
+        err.contains("redkeep salvage --to DIR") && !err.contains("nothing in it can be read"),
+        "{err}"
+    );
+    let to = cli.dir.path().join("saved-a-third-time");
+    let (out, _) = cli.expect(&["salvage", "--to", to.to_str().unwrap()], None, 0);
+    assert!(
+        out.contains("`redkeep check` is clean on the copy"),
+        "{out}"
+    );
 }
 
 /// A store file cut short (a copy that stopped part way, a full disk) opens to be read,

@@ -389,12 +389,27 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
     if email.is_ascii() {
         return Ok(email);
     }
-    let looks_plain = unicode_security::skeleton(&email).all(|c| c.is_ascii());
+    // A dot above an `i` or a `j` (`İ` lower-cased, or typed as a combining mark) adds
+    // nothing to the eye: `i̇van` is `ivan`.
+    let mut previous = ' ';
+    let looks_plain = unicode_security::skeleton(&email).all(|c| {
+        let plain = c.is_ascii() || (c == '\u{0307}' && matches!(previous, 'i' | 'j'));
+        previous = c;
+        plain
+    });
     if looks_plain {
-        let lookalikes: Vec<String> = email
-            .chars()
-            .filter(|c| !c.is_ascii())
+        let mut seen = Vec::new();
+        for c in email.chars().filter(|c| !c.is_ascii()) {
+            if !seen.contains(&c) {
+                seen.push(c);
+            }
+        }
+        let lookalikes: Vec<String> = seen
+            .into_iter()
             .map(|c| {
+                if c == '\u{0307}' {
+                    return "U+0307 (a dot above) adds nothing to the i or j it is on".to_string();
+                }
                 let plain: String =
                     unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect();
                 format!("{c:?} (U+{:04X}) looks like {plain:?}", c as u32)
@@ -1053,7 +1068,13 @@ mod tests {
     /// script's own letters is taken.
     #[test]
     fn a_new_email_that_only_looks_like_plain_letters_is_refused() {
-        for lookalike in ["bıll@example.com", "ɡreg@example.com", "сосо@example.com"] {
+        for lookalike in [
+            "bıll@example.com",
+            "ɡreg@example.com",
+            "сосо@example.com",
+            "İvan@example.com",
+            "i\u{0307}van@example.com",
+        ] {
             assert!(
                 normalize_email(lookalike).is_ok(),
                 "{lookalike} is an address"

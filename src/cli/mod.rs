@@ -580,6 +580,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let failed = match &cli.command {
         Command::Check(_) => Some("the check found problems, listed above"),
         Command::Salvage { .. } => Some("the salvaged copy has problems, listed above"),
+        Command::Status => Some("the store is damaged, as said above"),
         _ => None,
     };
     if reply.exit_code != 0

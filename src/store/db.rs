@@ -777,15 +777,20 @@ impl Store {
     }
 
     /// Whether the header of the file at `path` is damaged in a way a mended header gets
-    /// past (a damaged magic number, geometry or region counts, or a latest commit record
-    /// that is not sound, with a commit record left to mend from): then redb reads it at the
-    /// wrong places, an older commit, or not at all. `false` when that cannot be told.
+    /// past (a damaged magic number, geometry or region counts, or a commit record that is
+    /// not sound, with a commit record left to mend from): then redb reads it at the wrong
+    /// places, an older commit, or not at all (a damaged format byte in the record before
+    /// the latest is enough for that). `false` when that cannot be told.
     pub(crate) fn header_damaged(path: &Path) -> bool {
-        use super::engine::header;
+        use super::engine::header::{self, CommitRecord};
         let damaged = || {
             let found = header::Header::read(path).ok().flatten()?;
             let fresh = header::fresh().ok()?;
-            Some((found.damaged(&fresh) || found.counts_damaged()) && found.corrected().mendable())
+            let record = !found.sound(CommitRecord::Previous);
+            Some(
+                (found.damaged(&fresh) || found.counts_damaged() || record)
+                    && found.corrected().mendable(),
+            )
         };
         damaged() == Some(true)
     }
