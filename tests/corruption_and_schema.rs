@@ -681,3 +681,52 @@ fn a_damaged_shape_registry_entry_is_found_and_mended() {
         report.problems
     );
 }
+
+/// A store whose schema version was lost (its entry in `meta` gone with a damaged page) but
+/// which holds records is damaged, and an open leaves it as it is: it was taken for a new
+/// store and given today's version, and the write copied the damaged page into a sound one,
+/// where nothing could find the damage again (found by fuzzing). A salvage takes the version
+/// its records show.
+#[test]
+fn a_store_that_lost_its_schema_version_is_damaged_and_left_as_it_is() {
+    let t = TestDir::new();
+    let rk = t.open();
+    create_users(&rk, &["a@example.com", "b@example.com"]);
+    drop(rk);
+    let db = t.path().join(STORE_FILE);
+    {
+        let file = redb::Database::open(&db).unwrap();
+        let tx = file.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .remove(&b"schema_version"[..])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let version = || {
+        let file = redb::Database::open(&db).unwrap();
+        let tx = file.begin_read().unwrap();
+        let meta = tx.open_table(META).unwrap();
+        meta.get(&b"schema_version"[..])
+            .unwrap()
+            .map(|v| v.value().to_vec())
+    };
+    match Redkeep::open(t.path(), t.options()) {
+        Err(Error::Damaged { reason, .. }) => {
+            assert!(reason.contains("no schema version"), "{reason}")
+        }
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    }
+    assert!(version().is_none(), "a version was written into the store");
+    let to = t.path().with_extension("salvaged");
+    redkeep::ops::salvage(
+        t.path(),
+        &to,
+        t.options(),
+        redkeep::Timestamp(1_800_000_000),
+    )
+    .unwrap();
+    let saved = Redkeep::open(&to, t.options()).unwrap();
+    assert_eq!(saved.users().count().unwrap(), 2);
+    assert!(saved.check(false).unwrap().ok);
+}

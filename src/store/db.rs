@@ -609,6 +609,18 @@ fn open_waiting_for_readers(path: &Path, spec: OpenSpec, mode: Mode) -> Result<F
     }
 }
 
+/// The first table other than `meta` that holds anything: a store that has one has been
+/// written to.
+fn populated_table(tx: &ReadTx<'_>) -> Result<Option<String>> {
+    use super::tx::{Meta, Source};
+    for name in tx.table_names()? {
+        if name != super::tx::META && tx.raw().len(&name)? > 0 {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
 /// Whether a refused read-only open is one an open for writing may get past, or explain in
 /// the words every command uses: a file not closed cleanly (the write open repairs it), one
 /// redb cannot read as it is (damaged, not a store), an I/O failure. Not a store another
@@ -958,6 +970,16 @@ impl Store {
     fn check_schema(&self, options: &StoreOptions) -> Result<()> {
         let found = self.schema_version()?;
         match found {
+            // No version, yet records: the version's entry was lost (a damaged page), or the
+            // file is another program's. Writing one would take the file for a new store,
+            // and a write copies the damaged page into a sound one, where nothing finds the
+            // damage again.
+            None if let Some(table) = self.read(populated_table)? => Err(Error::Damaged {
+                path: self.path().to_path_buf(),
+                reason: format!(
+                    "it holds records (in {table}) but no schema version: the version's                          entry in meta was lost, or this is not a redkeep store"
+                ),
+            }),
             None => self.write(|tx| {
                 tx.set_schema_version(options.schema_version)?;
                 // The version the file was made at: steps up to it never ran on it, so
@@ -978,7 +1000,8 @@ impl Store {
         }
     }
 
-    /// The file's schema version, or `None` on a brand-new file.
+    /// The file's schema version, or `None` on a brand-new file (or one whose version was
+    /// lost: see [`Store::open`]).
     ///
     /// # Errors
     /// `Storage` when the file cannot be read.
