@@ -149,20 +149,88 @@ fn read_only_needs_an_existing_store() {
     assert!(!missing.exists(), "a read-only open creates nothing");
 }
 
+/// A data dir for the CLI run by a user who may not write it. As root (CI) permissions do
+/// not bind, so the binary runs as `nobody`, from a copy in a folder everybody may enter,
+/// on a data dir `nobody` owns.
+#[cfg(feature = "cli")]
+struct AnotherUser {
+    outer: tempfile::TempDir,
+    data: std::path::PathBuf,
+    root: bool,
+    bin: Option<std::path::PathBuf>,
+}
+
+#[cfg(feature = "cli")]
+impl AnotherUser {
+    fn new() -> AnotherUser {
+        let outer = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = outer.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        AnotherUser {
+            outer,
+            data,
+            root: rustix::process::geteuid().is_root(),
+            bin: None,
+        }
+    }
+
+    /// Hands the data dir to the other user (as root: to `nobody`, all but `kept`, which
+    /// stays root's), with the binary it runs.
+    fn hand_over(&mut self, kept: Option<&Path>) {
+        self.bin = Some(if self.root {
+            let copy = self.outer.path().join("redkeep");
+            std::fs::copy(assert_cmd::cargo::cargo_bin("redkeep"), &copy).unwrap();
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+            for p in walk(&self.data) {
+                if Some(p.as_path()) != kept {
+                    std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+                }
+            }
+            copy
+        } else {
+            assert_cmd::cargo::cargo_bin("redkeep")
+        });
+    }
+
+    /// Makes the data dir readable only: folders 0500, files 0400.
+    fn read_only(&self) {
+        for p in walk(&self.data) {
+            let mode = if p.is_dir() { 0o500 } else { 0o400 };
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+
+    /// Runs the CLI on the data dir as the other user: exit code, stdout, stderr.
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        use std::os::unix::process::CommandExt;
+        let bin = self.bin.as_ref().expect("hand_over first");
+        let mut c = std::process::Command::new(bin);
+        c.arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+            .env_remove("RUST_LOG");
+        if self.root {
+            c.uid(65534).gid(65534);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
 /// The CLI on a data dir the running user cannot write. As root (CI) permissions do not
 /// bind, so the binary runs as `nobody` from a copy it can reach.
 #[cfg(feature = "cli")]
 #[test]
 fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
-    use std::os::unix::process::CommandExt;
-
     let t = TestDir::new();
-    let root = rustix::process::geteuid().is_root();
-    // A folder everybody may enter, holding the data dir and (as root) a copy of the binary.
-    let outer = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let data = outer.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    let mut other = AnotherUser::new();
+    let data = other.data.clone();
     {
         let rk = Redkeep::open(&data, t.options()).unwrap();
         let ann = rk
@@ -177,39 +245,10 @@ fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
             .save_piece(ann.id, br#"{"title":"dawn"}"#)
             .unwrap();
     }
-    let bin = if root {
-        let copy = outer.path().join("redkeep");
-        std::fs::copy(assert_cmd::cargo::cargo_bin("redkeep"), &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for p in walk(&data) {
-            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
-        }
-        copy
-    } else {
-        assert_cmd::cargo::cargo_bin("redkeep")
-    };
-    for p in walk(&data) {
-        let mode = if p.is_dir() { 0o500 } else { 0o400 };
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
+    other.hand_over(None);
+    other.read_only();
     let before = snapshot(&data);
-    let run = |args: &[&str]| {
-        let mut c = std::process::Command::new(&bin);
-        c.arg("--data-dir")
-            .arg(&data)
-            .args(args)
-            .env("REDKEEP_ARGON2", common::FAST_ARGON2)
-            .env_remove("RUST_LOG");
-        if root {
-            c.uid(65534).gid(65534);
-        }
-        let out = c.output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| other.run(args);
     let (code, out, err) = run(&["user", "list"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("ann@example.com"), "{out}");
@@ -335,14 +374,9 @@ fn a_session_validates_through_a_read_only_handle() {
 #[cfg(feature = "cli")]
 #[test]
 fn a_repair_leaves_a_workspace_document_it_cannot_read() {
-    use std::os::unix::process::CommandExt;
-
     let t = TestDir::new();
-    let root = rustix::process::geteuid().is_root();
-    let outer = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let data = outer.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    let mut other = AnotherUser::new();
+    let data = other.data.clone();
     let doc = {
         let rk = Redkeep::open(&data, t.options()).unwrap();
         let ann = rk
@@ -362,35 +396,12 @@ fn a_repair_leaves_a_workspace_document_it_cannot_read() {
         data.join(format!("workspaces/users/{}/workspace.json", ann.id))
     };
     let before = std::fs::read(&doc).unwrap();
-    let bin = if root {
-        let copy = outer.path().join("redkeep");
-        std::fs::copy(assert_cmd::cargo::cargo_bin("redkeep"), &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for p in walk(&data) {
-            if p != doc {
-                std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
-            }
-        }
-        copy
-    } else {
+    other.hand_over(Some(&doc));
+    if !other.root {
         std::fs::set_permissions(&doc, std::fs::Permissions::from_mode(0o000)).unwrap();
-        assert_cmd::cargo::cargo_bin("redkeep")
-    };
-    let mut c = std::process::Command::new(&bin);
-    c.arg("--data-dir")
-        .arg(&data)
-        .args(["check", "--repair"])
-        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
-        .env_remove("RUST_LOG");
-    if root {
-        c.uid(65534).gid(65534);
     }
-    let out = c.output().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let (code, stdout, stderr) = other.run(&["check", "--repair"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
         stdout.contains("cannot be read is not damaged"),
         "{stdout}{stderr}"
@@ -409,14 +420,9 @@ fn a_repair_leaves_a_workspace_document_it_cannot_read() {
 #[cfg(feature = "cli")]
 #[test]
 fn a_reader_who_may_not_write_is_told_the_store_is_damaged() {
-    use std::os::unix::process::CommandExt;
-
     let t = TestDir::new();
-    let root = rustix::process::geteuid().is_root();
-    let outer = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let data = outer.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    let mut other = AnotherUser::new();
+    let data = other.data.clone();
     drop(Redkeep::open(&data, t.options()).unwrap());
     // The format byte of the latest commit record in the file's header: redb's open finds
     // it, after the open for writing was refused.
@@ -425,33 +431,10 @@ fn a_reader_who_may_not_write_is_told_the_store_is_damaged() {
     let primary = 64 + 128 * usize::from(bytes[9] & 1);
     bytes[primary] ^= 1;
     std::fs::write(&db, &bytes).unwrap();
-    let bin = if root {
-        let copy = outer.path().join("redkeep");
-        std::fs::copy(assert_cmd::cargo::cargo_bin("redkeep"), &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for p in walk(&data) {
-            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
-        }
-        copy
-    } else {
-        assert_cmd::cargo::cargo_bin("redkeep")
-    };
-    for p in walk(&data) {
-        let mode = if p.is_dir() { 0o500 } else { 0o400 };
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-    let mut c = std::process::Command::new(&bin);
-    c.arg("--data-dir")
-        .arg(&data)
-        .args(["user", "list"])
-        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
-        .env_remove("RUST_LOG");
-    if root {
-        c.uid(65534).gid(65534);
-    }
-    let out = c.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    other.hand_over(None);
+    other.read_only();
+    let (code, _, err) = other.run(&["user", "list"]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("a commit record in its header is damaged") && err.contains("salvage"),
         "{err}"
