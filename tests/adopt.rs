@@ -629,7 +629,12 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
     )
     .unwrap();
     drop(conn);
-    let (report, _) = adopt(&cli, &db, &["--preset", "puntini", "--dry-run"], 1);
+    let (report, err) = adopt(&cli, &db, &["--preset", "puntini", "--dry-run"], 1);
+    // Exit code 1 comes with its one line on stderr.
+    assert_eq!(
+        err.trim(),
+        "error: the dry run found rows that cannot be taken, listed above"
+    );
     assert_eq!(report["adopted"], false);
     assert_eq!(report["dry_run"], true);
     let problems: Vec<String> = report["problems"]
@@ -657,7 +662,11 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
     assert!(!cli.data().exists(), "a dry run creates nothing");
 
     // The real run refuses the same rows and leaves nothing behind either.
-    let (report, _) = adopt(&cli, &db, &["--preset", "puntini"], 1);
+    let (report, err) = adopt(&cli, &db, &["--preset", "puntini"], 1);
+    assert_eq!(
+        err.trim(),
+        "error: nothing was adopted: some rows cannot be taken, as listed above"
+    );
     assert_eq!(report["adopted"], false);
     assert_eq!(report["problems"].as_array().unwrap().len(), 5);
     assert!(!cli.data().join(redkeep::STORE_FILE).exists());

@@ -2471,3 +2471,97 @@ fn a_backup_keeps_a_user_file_over_a_gibibyte() {
     assert_eq!(tail, b"tail");
     assert_eq!(restored.workspaces().read(2).unwrap().note_count(), 2);
 }
+
+/// A move to a new data dir takes the workspace trash along: a deleted user's files, and the
+/// folders a reset put aside, so the undo a reset printed works in the new data dir. What
+/// redkeep never follows (a symlink in a trash entry) is named, not copied.
+#[test]
+fn a_move_takes_the_trash_along_so_undos_work_in_the_new_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let at = Timestamp(1_900_000_000);
+    let (ann, bea) = {
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        init_root(&rk);
+        let mut ids = Vec::new();
+        for (email, drawn) in [("ann@example.com", "by ann"), ("bea@example.com", "by bea")] {
+            let id = rk
+                .users()
+                .create(NewUser {
+                    email: email.into(),
+                    password: Some("a password 1".into()),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id;
+            rk.workspaces()
+                .save_piece(id, format!(r#"{{"drawn": "{drawn}"}}"#).as_bytes())
+                .unwrap();
+            ids.push(id);
+        }
+        let trashed = rk.users().delete(ids[1]).unwrap().trash.unwrap();
+        // A symlink in the deleted user's folder, pointing out of the data dir.
+        let secret = tmp.path().join("secret.txt");
+        std::fs::write(&secret, "OUTSIDE").unwrap();
+        std::os::unix::fs::symlink(&secret, trashed.join("link.json")).unwrap();
+        (ids[0], ids[1])
+    };
+    let reset = redkeep::ops::reset(&dir, at).unwrap();
+    let reset_entry = reset.folders.unwrap();
+
+    let to = tmp.path().join("moved");
+    let report = redkeep::ops::move_store(&dir, None, to.to_str().unwrap(), options()).unwrap();
+    assert_eq!(report.trash_entries, 2, "{report:?}");
+    assert!(report.check.ok, "{:?}", report.check.problems);
+    let link = report
+        .not_kept
+        .iter()
+        .find(|p| p.ends_with("link.json"))
+        .unwrap_or_else(|| panic!("the symlink is named: {:?}", report.not_kept));
+    assert!(link.starts_with("trash"), "{link:?}");
+
+    let rk = Redkeep::open(&to, options()).unwrap();
+    let trash = rk.workspaces().trash().unwrap();
+    assert_eq!(trash.len(), 2, "{trash:?}");
+    let bea_entry = trash.iter().find(|e| e.user == Some(bea)).unwrap();
+    assert!(!bea_entry.path.join("link.json").exists());
+    let mut files = Vec::new();
+    let mut stack = vec![bea_entry.path.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+            if e.file_type().unwrap().is_dir() {
+                assert_eq!(mode, 0o700, "{:?}", e.path());
+                stack.push(e.path());
+            } else {
+                assert_eq!(mode, 0o600, "{:?}", e.path());
+                files.push(std::fs::read_to_string(e.path()).unwrap());
+            }
+        }
+    }
+    assert!(files.iter().any(|f| f.contains("by bea")), "{files:?}");
+    assert!(files.iter().all(|f| !f.contains("OUTSIDE")), "{files:?}");
+    drop(rk);
+
+    // The reset's undo, in the new data dir: its store copy stayed beside the old store, its
+    // folders came along in the trash.
+    let name = reset_entry.file_name().unwrap();
+    redkeep::ops::restore_store_with_folders(
+        &to,
+        None,
+        &reset.backup,
+        Some(Path::new(name)),
+        true,
+        Timestamp(1_900_000_100),
+    )
+    .unwrap();
+    let rk = Redkeep::open(&to, options()).unwrap();
+    let found = rk.users().find("ann@example.com").unwrap();
+    assert_eq!(found.id, ann);
+    let pieces = rk.workspaces().list_pieces(ann).unwrap();
+    assert_eq!(pieces.len(), 1);
+    assert!(rk.check(false).unwrap().ok);
+}

@@ -19,6 +19,10 @@ pub struct Reply {
     /// goes to stdout.
     #[serde(default)]
     pub raw: bool,
+    /// When the command failed (exit code 1) though it produced a reply: the one line the
+    /// CLI prints on stderr, saying what failed (the reply itself shows the details).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// The human form of a reply.
@@ -45,6 +49,7 @@ impl Reply {
             human: Human::Text(lines),
             exit_code: 0,
             raw: false,
+            failure: None,
         }
     }
 
@@ -59,7 +64,16 @@ impl Reply {
             },
             exit_code: 0,
             raw: false,
+            failure: None,
         }
+    }
+
+    /// Marks the reply as a failure: exit code 1, and `line` on stderr (what failed and
+    /// what to do; the reply's own lines show the details).
+    pub fn failed(mut self, line: impl Into<String>) -> Reply {
+        self.exit_code = 1;
+        self.failure = Some(line.into());
+        self
     }
 
     /// Adds a line after the table or text.

@@ -569,6 +569,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             if reply.raw && !summary_to_stdout {
                 // stdout carries the data; the summary is a message.
                 eprint!("{}", render(&reply, false));
+                if reply.exit_code != 0 {
+                    eprintln!("error: {}", failure_line(&cli.command, &reply));
+                }
                 return Ok(ExitCode::from(reply.exit_code));
             }
             reply
@@ -576,19 +579,32 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     };
     print(&render(&reply, cli.json))?;
     // A failure told on stdout (the problems a check or a salvage found) also gets its one
-    // line on stderr, where scripts and operators look when the exit code is 1.
-    let failed = match &cli.command {
-        Command::Check(_) => Some("the check found problems, listed above"),
-        Command::Salvage { .. } => Some("the salvaged copy has problems, listed above"),
-        Command::Status => Some("the store is damaged, as said above"),
-        _ => None,
-    };
+    // line on stderr, where scripts and operators look when the exit code is 1. `user can`
+    // answers "no" with exit code 1 (documented, like `test`): that is an answer, not a
+    // failure.
     if reply.exit_code != 0
-        && let Some(line) = failed
+        && !matches!(
+            &cli.command,
+            Command::User(admin::commands::UserCmd::Can { .. })
+        )
     {
-        eprintln!("error: {line}");
+        eprintln!("error: {}", failure_line(&cli.command, &reply));
     }
     Ok(ExitCode::from(reply.exit_code))
+}
+
+/// The stderr line of a reply that failed: the one the command gave, or (from an older
+/// server over the admin socket, which sends none) one by command.
+fn failure_line<'a>(command: &Command, reply: &'a Reply) -> &'a str {
+    if let Some(line) = &reply.failure {
+        return line;
+    }
+    match command {
+        Command::Check(_) => "the check found problems, listed above",
+        Command::Salvage { .. } => "the salvaged copy has problems, listed above",
+        Command::Status => "the store is damaged, as said above",
+        _ => "the command failed, as said above",
+    }
 }
 
 /// The data dir as a store-making command (`init`, `import`) found it when it had no store,

@@ -28,6 +28,11 @@ pub struct MoveReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub not_kept: Vec<PathBuf>,
+    /// Entries of the workspace trash copied (deleted users' folders, the folders a reset or
+    /// restore replaced), so the new data dir can still bring them back; 0 when both stores
+    /// use the same data dir. Symlinks and special files in them are named in `not_kept`.
+    #[serde(default)]
+    pub trash_entries: u64,
     /// `check` on the new store.
     pub check: CheckReport,
 }
@@ -46,7 +51,9 @@ fn is_url(to: &str) -> bool {
 /// yet. Refused while an application has the source or the target open. The copy is made
 /// from one snapshot; the id sequences are carried over; then `check` runs on the target
 /// and every table's entry count is compared. When `to` is another data dir, the workspace
-/// folders are copied there too (a PostgreSQL target keeps using `data_dir`'s folders).
+/// folders and the workspace trash are copied there too (a PostgreSQL target keeps using
+/// `data_dir`'s folders). The store's safety copies (`redkeep.redb.pre-…`) stay where they
+/// are: undo commands name them by path.
 ///
 /// # Errors
 /// `InUse` when a process holds either store; `Denied` when the target already holds
@@ -160,7 +167,7 @@ pub fn move_store(
             compare(&source, &target)?;
             let same_dir = target_dir.canonicalize().ok() == data_dir.canonicalize().ok();
             let folders = if same_dir {
-                (0, Vec::new())
+                (0, Vec::new(), 0)
             } else {
                 copy_folders(data_dir, &target_dir)?
             };
@@ -187,6 +194,7 @@ pub fn move_store(
                 .collect(),
             folders: folders.0,
             not_kept: folders.1,
+            trash_entries: folders.2,
             check,
         })
     });
@@ -269,7 +277,9 @@ fn compare(source: &Store, target: &Store) -> Result<()> {
 }
 
 /// Copies every workspace folder of `from` into the data dir `to`, each under its lock.
-fn copy_folders(from: &Path, to: &Path) -> Result<(u64, Vec<PathBuf>)> {
+/// Copies the users' workspace folders and the trash; returns how many folders, what was
+/// not copied, and how many trash entries.
+fn copy_folders(from: &Path, to: &Path) -> Result<(u64, Vec<PathBuf>, u64)> {
     let ws = folders_of(from)?;
     let base = to.join(WORKSPACES_DIR).join("users");
     let mut folders = 0;
@@ -287,5 +297,73 @@ fn copy_folders(from: &Path, to: &Path) -> Result<(u64, Vec<PathBuf>)> {
         not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
     }
     not_kept.extend(not_real_folders(&ws)?);
-    Ok((folders, not_kept))
+    // The trash too: the undo a restore or reset printed, and a deleted user's files, work
+    // in the new data dir as they did in the old one.
+    let trash = from.join(WORKSPACES_DIR).join("trash");
+    let mut entries = 0;
+    if crate::fsutil::real_dir(&trash)?.is_some() {
+        let names = std::fs::read_dir(&trash)
+            .map_err(|e| Error::io(format!("listing {}", trash.display()), e))?;
+        let mut names: Vec<_> = names.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        let base = to.join(WORKSPACES_DIR);
+        for name in names {
+            let rel = Path::new("trash").join(&name);
+            if copy_tree(&from.join(WORKSPACES_DIR), &base, &rel, &mut not_kept)? {
+                entries += 1;
+            }
+        }
+    }
+    not_kept.sort();
+    Ok((folders, not_kept, entries))
+}
+
+/// Copies `from/rel` to `to/rel`: folders and regular files (streamed, with their times);
+/// symlinks and special files are never followed, and go to `not_kept` (as `rel` paths), as
+/// do redkeep's temp files. Returns whether anything was copied.
+///
+/// # Errors
+/// `Io` when a folder cannot be listed or a file cannot be read or written: a move copies
+/// everything or fails.
+fn copy_tree(from: &Path, to: &Path, rel: &Path, not_kept: &mut Vec<PathBuf>) -> Result<bool> {
+    let source = from.join(rel);
+    let meta = std::fs::symlink_metadata(&source)
+        .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
+    let target = to.join(rel);
+    if meta.is_file() {
+        let skipped = rel
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(crate::fsutil::TEMP_PREFIX));
+        if skipped {
+            return Ok(false);
+        }
+        let Some((file, len)) = crate::fsutil::open_regular_sized(&source)? else {
+            not_kept.push(rel.to_path_buf());
+            return Ok(false);
+        };
+        let modified = file.metadata().and_then(|m| m.modified()).ok();
+        if let Some(parent) = target.parent() {
+            crate::fsutil::create_private_dir(parent)?;
+        }
+        crate::fsutil::write_private_from(&target, &mut crate::fsutil::Exactly::new(file, len))?;
+        if let Some(at) = modified {
+            crate::fsutil::set_modified(&target, at)?;
+        }
+        return Ok(true);
+    }
+    if !meta.is_dir() {
+        not_kept.push(rel.to_path_buf());
+        return Ok(false);
+    }
+    crate::fsutil::create_private_dir(&target)?;
+    let mut names: Vec<_> = std::fs::read_dir(&source)
+        .map_err(|e| Error::io(format!("listing {}", source.display()), e))?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        copy_tree(from, to, &rel.join(name), not_kept)?;
+    }
+    Ok(true)
 }

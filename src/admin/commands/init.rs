@@ -97,14 +97,22 @@ pub fn check(rk: &Redkeep, a: &CheckArgs, feedback: &dyn Feedback) -> Result<Rep
         footer.extend(report.problems.iter().map(|p| format!("  {p}")));
     }
     let json = serde_json::to_value(&report).unwrap_or_default();
-    Ok(Reply {
+    let reply = Reply {
         json,
         human: Human::Table {
             headers: vec!["table".into(), "records".into(), "index entries".into()],
             rows,
             footer,
         },
-        exit_code: if report.ok { 0 } else { 1 },
+        exit_code: 0,
         raw: false,
+        failure: None,
+    };
+    Ok(if report.ok {
+        reply
+    } else if a.repair {
+        reply.failed("the check found problems that --repair could not mend, listed above")
+    } else {
+        reply.failed("the check found problems, listed above")
     })
 }

@@ -226,9 +226,12 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
     let mut json = serde_json::to_value(&report).unwrap_or_default();
     json["ok"] = json!(report.check.ok);
     json["problems"] = json!(report.check.problems);
-    let mut reply = Reply::text(json, lines);
-    reply.exit_code = u8::from(!report.check.ok);
-    Ok(reply)
+    let reply = Reply::text(json, lines);
+    Ok(if report.check.ok {
+        reply
+    } else {
+        reply.failed("the backup was written, but the store in it fails check, as said above")
+    })
 }
 
 pub fn export(rk: &Redkeep, io: Io<'_>) -> Result<Reply> {
@@ -441,11 +444,16 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
             data_dir.display()
         ));
     }
-    let mut reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
-    if !r.problems.is_empty() {
-        reply.exit_code = 1;
-    }
-    Ok(reply)
+    let reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
+    Ok(if failed_check > 0 {
+        reply.failed("nothing was adopted: the adopted store failed check, as listed above")
+    } else if !r.problems.is_empty() && r.dry_run {
+        reply.failed("the dry run found rows that cannot be taken, listed above")
+    } else if !r.problems.is_empty() {
+        reply.failed("nothing was adopted: some rows cannot be taken, as listed above")
+    } else {
+        reply
+    })
 }
 
 /// `redkeep salvage --to DIR`: runs on the files, without opening the damaged store.
@@ -478,9 +486,12 @@ pub fn salvage(
     if r.problems.is_empty() {
         lines.push("`redkeep check` is clean on the copy".into());
     }
-    let mut reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
-    reply.exit_code = u8::from(!r.problems.is_empty());
-    Ok(reply)
+    let reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
+    Ok(if r.problems.is_empty() {
+        reply
+    } else {
+        reply.failed("the salvaged copy has problems, listed above")
+    })
 }
 
 /// `redkeep restore PATH [--force]`: runs on the files, without opening the store first.
@@ -661,6 +672,12 @@ pub fn move_store(
     if r.folders > 0 {
         lines.push(format!("{} workspace folder(s) copied", r.folders));
     }
+    if r.trash_entries > 0 {
+        lines.push(format!(
+            "{} trash entr(ies) copied (`redkeep workspace trash` lists them)",
+            r.trash_entries
+        ));
+    }
     if !r.not_kept.is_empty() {
         let shown: Vec<_> = r.not_kept.iter().map(|p| p.display()).collect();
         lines.push(format!(
@@ -676,7 +693,10 @@ pub fn move_store(
     } else {
         lines.extend(r.check.problems.iter().map(|p| format!("  problem: {p}")));
     }
-    let mut reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
-    reply.exit_code = u8::from(!r.check.ok);
-    Ok(reply)
+    let reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
+    Ok(if r.check.ok {
+        reply
+    } else {
+        reply.failed("the store was moved, but the copy fails check, as said above")
+    })
 }

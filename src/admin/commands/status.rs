@@ -77,8 +77,7 @@ pub(crate) fn damaged(reason: &str, dir: &Path) -> Reply {
     }
     out.json["damage"] = json!(reason);
     out.json["salvage_can_read"] = json!(readable);
-    out.exit_code = 1;
-    out
+    out.failed("the store is damaged, as said above")
 }
 
 /// The way out of a store file that cannot be opened: a restore, and a salvage only when
