@@ -729,6 +729,10 @@ fn lookalike_emails_are_refused_or_folded() {
         ("ann\u{202e}@example.com", "U+202E"),
         // One script, letters that read as plain ones: a dotless i, an all-Cyrillic name.
         ("b\u{0131}ll@example.com", "U+0131"),
+        // Small capitals read as the plain letters in a lower-case address.
+        ("\u{0299}ob@example.com", "(U+0299) looks like \"b\""),
+        ("\u{0138}im@example.com", "looks like \"k\""),
+        ("\u{1D00}\u{0274}\u{0274}@example.com", "U+1D00"),
         (
             "\u{0430}\u{0441}\u{0435}@example.com",
             "looks like an address in plain letters",

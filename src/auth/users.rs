@@ -392,11 +392,13 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
     // A dot above an `i` or a `j` (`İ` lower-cased, or typed as a combining mark) adds
     // nothing to the eye: `i̇van` is `ivan`.
     let mut previous = ' ';
-    let looks_plain = unicode_security::skeleton(&email).all(|c| {
-        let plain = c.is_ascii() || (c == '\u{0307}' && matches!(previous, 'i' | 'j'));
-        previous = c;
-        plain
-    });
+    let looks_plain = unicode_security::skeleton(&email)
+        .map(small_capital)
+        .all(|c| {
+            let plain = c.is_ascii() || (c == '\u{0307}' && matches!(previous, 'i' | 'j'));
+            previous = c;
+            plain
+        });
     if looks_plain {
         let mut seen = Vec::new();
         for c in email.chars().filter(|c| !c.is_ascii()) {
@@ -410,8 +412,9 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
                 if c == '\u{0307}' {
                     return "U+0307 (a dot above) adds nothing to the i or j it is on".to_string();
                 }
-                let plain: String =
-                    unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect();
+                let plain: String = unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
+                    .map(small_capital)
+                    .collect();
                 format!("{c:?} (U+{:04X}) looks like {plain:?}", c as u32)
             })
             .take(4)
@@ -426,6 +429,31 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
         ));
     }
     Ok(email)
+}
+
+/// The plain letter a Latin small capital (or the kra, `ĸ`) stands for: in an address
+/// typed in lower case, `ʙob` reads as `bob`. UTS #39's skeleton leaves these as they are
+/// (it maps some: `ᴏ`, `ᴄ`, `ɪ`), so they are folded here, after it.
+fn small_capital(c: char) -> char {
+    match c {
+        'ᴀ' => 'a',
+        'ʙ' => 'b',
+        'ᴅ' => 'd',
+        'ᴇ' => 'e',
+        'ɢ' => 'g',
+        'ʜ' => 'h',
+        'ᴊ' => 'j',
+        'ĸ' | 'ᴋ' => 'k',
+        'ʟ' => 'l',
+        // `ᴍ`'s skeleton.
+        'ᴍ' | 'ʍ' => 'm',
+        'ɴ' => 'n',
+        'ᴘ' => 'p',
+        'ꞯ' => 'q',
+        'ʀ' => 'r',
+        'ᴛ' => 't',
+        other => other,
+    }
 }
 
 /// Whether an ASCII address passes every check of [`normalize_email`] (checked in one pass
