@@ -94,6 +94,16 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
         data_dir.to_path_buf()
     };
     let made = super::files::Made::before(&target);
+    // A panic (a defect) is no reason to leave a half-made store that blocks the next run.
+    struct OnPanic<'a>(&'a super::files::Made, bool);
+    impl Drop for OnPanic<'_> {
+        fn drop(&mut self) {
+            if self.1 && std::thread::panicking() {
+                self.0.take_back();
+            }
+        }
+    }
+    let _on_panic = OnPanic(&made, !spec.dry_run);
     let result = adopt_in(&target, &source, spec, options);
     let failed = !matches!(&result, Ok(r) if r.adopted);
     if failed && !spec.dry_run {

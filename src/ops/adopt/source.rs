@@ -124,18 +124,20 @@ impl Row {
         }
     }
 
-    /// A time: Unix seconds, or text like `2024-05-01 10:30:00[.123][Z|+02:00]` (UTC when no
-    /// offset is given).
+    /// A time: Unix time (in seconds, milliseconds, microseconds or nanoseconds, told apart
+    /// by size, as [`unix_time`] says), or text like `2024-05-01 10:30:00[.123][Z|+02:00]`
+    /// (UTC when no offset is given).
     pub(crate) fn time(&self, col: &str) -> Conv<Option<Timestamp>> {
         match self.cell(col) {
             Cell::Null => Ok(None),
-            Cell::Int(i) => Ok(Some(Timestamp(*i))),
-            Cell::Real(r) => Ok(Some(Timestamp(*r as i64))),
+            Cell::Int(i) => Ok(Some(unix_time(*i as f64))),
+            Cell::Real(r) if r.is_finite() => Ok(Some(unix_time(*r))),
+            Cell::Real(r) => Err(format!("{col} {r} is not a time")),
             _ => {
                 let t = self.required(col)?;
-                // Unix seconds written as text (a TEXT column holding `1700000000`).
-                if let Ok(secs) = t.trim().parse::<i64>() {
-                    return Ok(Some(Timestamp(secs)));
+                // Unix time written as text (a TEXT column holding `1700000000`).
+                if let Ok(n) = t.trim().parse::<i64>() {
+                    return Ok(Some(unix_time(n as f64)));
                 }
                 parse_time(t.trim()).map(Some).ok_or_else(|| {
                     format!("{col} {t:?} is not a time (use ISO 8601 or Unix seconds)")
@@ -204,9 +206,26 @@ impl Row {
     }
 }
 
+/// A Unix time in whole seconds. Old apps store seconds, or milliseconds (JavaScript's
+/// `Date.now()`), or finer: a number of seconds past the year 5000 (1e11) is read as
+/// milliseconds, past that in milliseconds as microseconds, and so on to nanoseconds.
+pub(crate) fn unix_time(n: f64) -> Timestamp {
+    const PAST_5000: f64 = 1e11;
+    let mut n = n;
+    for _ in 0..3 {
+        if n.abs() < PAST_5000 {
+            break;
+        }
+        n /= 1000.0;
+    }
+    // Whole seconds, down (a time before 1970 too); `as` saturates.
+    Timestamp(n.floor() as i64)
+}
+
 /// Parses `YYYY-MM-DD[ T]HH:MM:SS[.frac][Z|±HH:MM]` or a bare date.
 fn parse_time(t: &str) -> Option<Timestamp> {
-    let (body, offset) = match t.len().checked_sub(6).map(|i| t.split_at(i)) {
+    let offset_at = t.len().checked_sub(6).filter(|&i| t.is_char_boundary(i));
+    let (body, offset) = match offset_at.map(|i| t.split_at(i)) {
         Some((b, o))
             if (o.starts_with('+') || o.starts_with('-'))
                 && o.as_bytes().get(3) == Some(&b':')
@@ -388,5 +407,53 @@ mod tests {
                 .time("created_at")
                 .is_err()
         );
+    }
+
+    /// Milliseconds (JavaScript's `Date.now()`), microseconds and nanoseconds are told from
+    /// seconds by size: an expired invite stays expired (read as seconds, a time in
+    /// milliseconds lies 50,000 years ahead).
+    #[test]
+    fn finer_unix_times_are_read_as_such() {
+        let row = |cell| super::Row {
+            n: 1,
+            cells: [("at".to_string(), cell)].into(),
+        };
+        for cell in [
+            super::Cell::Int(1_700_000_000_123),
+            super::Cell::Int(1_700_000_000_123_456),
+            super::Cell::Int(1_700_000_000_123_456_789),
+            super::Cell::Real(1_700_000_000.5),
+            super::Cell::Text("1700000000123".into()),
+        ] {
+            assert_eq!(
+                row(cell.clone()).time("at").unwrap().map(|t| t.0),
+                Some(1_700_000_000),
+                "{cell:?}"
+            );
+        }
+        // Before 1970, in milliseconds.
+        assert_eq!(
+            row(super::Cell::Int(-100_000_000_500))
+                .time("at")
+                .unwrap()
+                .map(|t| t.0),
+            Some(-100_000_001)
+        );
+        assert!(row(super::Cell::Real(f64::NAN)).time("at").is_err());
+        assert!(row(super::Cell::Real(f64::INFINITY)).time("at").is_err());
+    }
+
+    /// Text that is no time never panics, whatever characters end it (a multi-byte one
+    /// where an offset would start).
+    #[test]
+    fn times_ending_in_any_character_are_refused_not_a_panic() {
+        for t in [
+            "x\u{e9}12345",
+            "2024-05-01\u{e9}1234",
+            "\u{fffd}\u{fffd}\u{fffd}",
+            "\u{1F600}+02:00",
+        ] {
+            assert_eq!(parse_time(t), None, "{t:?}");
+        }
     }
 }
