@@ -11,7 +11,7 @@ use crate::auth::agents::Agents;
 use crate::auth::api_keys::ApiKeys;
 use crate::auth::audit::AuditLog;
 use crate::auth::invites::Invites;
-use crate::auth::migrations::{FOLDERS_UNMARKED, MIGRATIONS};
+use crate::auth::migrations::{FOLDERS_UNMARKED, MIGRATIONS, UnmarkedFolders};
 use crate::auth::orgs::Orgs;
 use crate::auth::password::{PasswordParams, Passwords};
 use crate::auth::recovery::{Recovery, RecoveryPolicy};
@@ -559,6 +559,14 @@ impl Redkeep {
 
     fn migrate_on_open(&self) -> Result<()> {
         let found = self.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
+        // An outdated store opened as it is: its tables hold the older layout, so work on
+        // this build's records is refused (`MigrationNeeded`) until `migrate up`, as after a
+        // `migrate down`. A write would put today's format into the old tables, and the
+        // upgrade would then fail on it; a read would answer wrong.
+        let behind = || {
+            self.store().set_behind(Some((found, SCHEMA_VERSION)));
+            Ok(())
+        };
         if self.options().read_only {
             // Nothing may be written: no migration, no settling.
             return if found < SCHEMA_VERSION && !self.options().open_outdated {
@@ -566,6 +574,8 @@ impl Redkeep {
                     found,
                     needed: SCHEMA_VERSION,
                 })
+            } else if found < SCHEMA_VERSION {
+                behind()
             } else {
                 Ok(())
             };
@@ -579,7 +589,7 @@ impl Redkeep {
                     needed: SCHEMA_VERSION,
                 });
             } else {
-                return Ok(());
+                return behind();
             }
         }
         self.settle()
@@ -604,8 +614,12 @@ impl Redkeep {
             return Ok(());
         }
         let settled = roles::ensure_system_roles(&self.inner.accounts).and_then(|()| {
-            if self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))?.is_some() {
-                self.mark_folders()?;
+            if let Some(unmarked) = self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))? {
+                // Older builds wrote `1`: every user's uid was new then.
+                let fresh = serde_json::from_slice::<UnmarkedFolders>(&unmarked)
+                    .ok()
+                    .map(|u| u.fresh);
+                self.mark_folders(fresh.as_deref())?;
                 self.store().write(|tx| tx.remove_meta(FOLDERS_UNMARKED))?;
             }
             Ok(())
@@ -722,7 +736,13 @@ impl Redkeep {
     /// folder is given to the user with its number; a marked one whose marker names this
     /// account (same creation time) gives the user back that uid, which a store restored from
     /// before identities had forgotten.
-    fn mark_folders(&self) -> Result<()> {
+    ///
+    /// A folder whose marker names another uid is recognised as the user's (and the uid
+    /// taken back) only for a user whose uid the upgrade made new (`fresh`; `None`: all):
+    /// a user whose uid was kept across `migrate down` and up is the account the marker
+    /// names, or another one (a store of another deployment restored here), whose folder
+    /// it is not.
+    fn mark_folders(&self, fresh: Option<&[u64]>) -> Result<()> {
         let (mut marked, mut recognised) = (0, 0);
         for id in self.workspaces().user_ids()? {
             let Some(u) = self.users().get(id)? else {
@@ -738,7 +758,11 @@ impl Redkeep {
                         marked += 1;
                     }
                 }
-                Ok(Some(m)) if m != owner && m.since == u.created_at.0 => {
+                Ok(Some(m))
+                    if m != owner
+                        && m.since == u.created_at.0
+                        && fresh.is_none_or(|f| f.contains(&id)) =>
+                {
                     let uid = crate::Uid(m.uid);
                     self.store().write(|tx| {
                         tx.table::<User>().modify(&id, |u| {

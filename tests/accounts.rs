@@ -733,6 +733,8 @@ fn lookalike_emails_are_refused_or_folded() {
         ("\u{0299}ob@example.com", "(U+0299) looks like \"b\""),
         ("\u{0138}im@example.com", "looks like \"k\""),
         ("\u{1D00}\u{0274}\u{0274}@example.com", "U+1D00"),
+        ("\u{1D0D}ax@example.com", "(U+1D0D) looks like \"m\""),
+        ("\u{1D0D}ax@example.com", "(U+1D0D) looks like \"m\""),
         (
             "\u{0430}\u{0441}\u{0435}@example.com",
             "looks like an address in plain letters",

@@ -1174,7 +1174,12 @@ fn the_version_a_store_was_made_at_goes_with_its_data() {
                 .contains("no record of what step v2 created"),
             "{err}"
         );
-        assert_eq!(rk.store().schema_version().unwrap(), Some(2));
+        // A refused run changes nothing: step v3, above the refusing one, is not reverted
+        // either.
+        assert_eq!(
+            rk.store().schema_version().unwrap(),
+            Some(redkeep::SCHEMA_VERSION)
+        );
     };
     let old = tempfile::tempdir().unwrap();
     copy_fixture("v2-full", old.path());
@@ -2563,5 +2568,162 @@ fn a_move_takes_the_trash_along_so_undos_work_in_the_new_data_dir() {
     assert_eq!(found.id, ann);
     let pieces = rk.workspaces().list_pieces(ann).unwrap();
     assert_eq!(pieces.len(), 1);
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// External ids (set by `adopt` from an old app's UUIDs) have no place in the first format:
+/// `migrate down` keeps them aside and the next upgrade gives them back, to users and orgs
+/// still the same.
+#[test]
+fn external_ids_survive_a_round_trip_down_and_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v2-full", tmp.path());
+    let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 60, true);
+    let org = rk.orgs().of_user(2).unwrap()[0].0.id;
+    rk.store()
+        .write(|tx| {
+            tx.table::<redkeep::User>().modify(&2, |u| {
+                u.external_id = Some("9b2f-user".into());
+                Ok(())
+            })?;
+            tx.table::<redkeep::auth::orgs::Org>().modify(&org, |o| {
+                o.external_id = Some("9b2f-org".into());
+                Ok(())
+            })
+        })
+        .unwrap();
+    rk.migrate_down(None).unwrap();
+    rk.migrate().unwrap();
+    assert_eq!(
+        rk.users()
+            .by_external_id("9b2f-user")
+            .unwrap()
+            .map(|u| u.id),
+        Some(2)
+    );
+    assert_eq!(
+        rk.orgs().by_external_id("9b2f-org").unwrap().map(|o| o.id),
+        Some(org)
+    );
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// Step v2's reverse takes away the Default Workspace it made; not while others use it
+/// (a member who joined since, an API key it owns): they would point at no org. Nothing
+/// changes, and the refusal names what uses it.
+#[test]
+fn the_default_workspace_in_use_keeps_step_v2_from_being_reversed() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v1-with-users", tmp.path());
+    let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 60, true);
+    let default = rk.orgs().by_slug("default").unwrap().unwrap().id;
+    let late = rk
+        .users()
+        .create(NewUser {
+            email: "late@example.com".into(),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    rk.orgs()
+        .add_member(default, late, redkeep::auth::orgs::OrgRole::Member)
+        .unwrap();
+    let before = export(&rk);
+    let err = rk.migrate_down(Some(1)).unwrap_err();
+    assert!(matches!(err, Error::Denied { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("1 member(s) who joined it since") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(
+        rk.store().schema_version().unwrap(),
+        Some(redkeep::SCHEMA_VERSION)
+    );
+    assert!(export(&rk) == before, "the refused step changed records");
+    // Once the member has left, the step reverses.
+    rk.orgs().remove_member(default, late).unwrap();
+    assert_eq!(rk.migrate_down(Some(1)).unwrap().version, 1);
+}
+
+/// A store of another deployment, taken down to an older schema and restored here, then
+/// upgraded: its user with the same id and creation second keeps its own uid (saved by
+/// `migrate down`), and is not given the folder of this deployment's user, whose marker
+/// names another uid.
+#[test]
+fn an_upgrade_never_gives_a_user_the_folder_of_another_deployments_account() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (here, there) = (tmp.path().join("here"), tmp.path().join("there"));
+    let at = FIXTURE_TIME + 60;
+    let make = |dir: &Path, email: &str| {
+        let rk = open_with_clock(dir, at, true);
+        let id = rk
+            .users()
+            .create(NewUser {
+                email: email.into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user
+            .id;
+        (rk, id)
+    };
+    let (rk, alice) = make(&here, "alice@example.com");
+    rk.workspaces()
+        .save_piece(alice, br#"{"diary": "alice's own"}"#)
+        .unwrap();
+    drop(rk);
+    let (rk, zoe) = make(&there, "zoe@example.com");
+    assert_eq!(zoe, alice, "the same id in both deployments");
+    rk.migrate_down(None).unwrap();
+    drop(rk);
+    redkeep::ops::restore(
+        &here,
+        &there.join(redkeep::STORE_FILE),
+        true,
+        Timestamp(at + 30),
+    )
+    .unwrap();
+    let rk = open_with_clock(&here, at + 60, true);
+    let zoe_now = rk.users().find("zoe@example.com").unwrap();
+    match rk.workspaces().list_pieces(zoe_now.id) {
+        Ok(pieces) => assert!(pieces.is_empty(), "zoe was given alice's pieces"),
+        Err(e) => assert!(
+            matches!(e, Error::UnsafePath { .. } | Error::Denied { .. }),
+            "{e}"
+        ),
+    }
+    let report = rk.check(false).unwrap();
+    assert!(!report.ok, "the folder of another account is reported");
+}
+
+/// A store of an older schema opened as it is (`open_outdated`, for `migrate` and
+/// inspection) refuses work on this build's records until it is upgraded: a write would put
+/// today's format into the old tables, and the upgrade would then fail on it.
+#[test]
+fn an_outdated_store_opened_as_it_is_takes_no_records_until_upgraded() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_fixture("v2-full", tmp.path());
+    let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 60, false);
+    let found = rk.store().schema_version().unwrap().unwrap();
+    assert!(found < redkeep::SCHEMA_VERSION);
+    let new_user = || NewUser {
+        email: "late@example.com".into(),
+        ..NewUser::default()
+    };
+    match rk.users().create(new_user()) {
+        Err(Error::MigrationNeeded { found: f, needed }) => {
+            assert_eq!((f, needed), (found, redkeep::SCHEMA_VERSION));
+        }
+        other => panic!("expected MigrationNeeded, got {other:?}"),
+    }
+    assert!(matches!(
+        rk.users().get(2),
+        Err(Error::MigrationNeeded { .. })
+    ));
+    rk.migrate().unwrap();
+    rk.users().create(new_user()).unwrap();
+    assert!(rk.users().get(2).unwrap().is_some());
     assert!(rk.check(false).unwrap().ok);
 }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::agents::AgentSession;
-use super::api_keys::{ApiKey, ApiKeyV1};
+use super::api_keys::{ApiKey, ApiKeyV1, KeyOwnerV1};
 use super::audit::AuditEvent;
 use super::invites::{Invite, InviteV1};
 use super::legacy::{
@@ -39,6 +39,7 @@ use crate::store::{Key, KeyRange, Meta, Migration, Order, Record, WriteTx, recor
 pub(crate) const FOLDERS_UNMARKED: &str = "folders_unmarked";
 const TENANCY_JOURNAL: &str = "v2_journal";
 const SAVED_UIDS: &str = "v3_uids";
+const SAVED_ORG_IDS: &str = "v3_org_external_ids";
 
 /// Every migration step, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -177,6 +178,48 @@ fn tenancy_up(tx: &WriteTx<'_>, now: Timestamp) -> Result<()> {
     legacy::rebuild_v2_indexes(tx)
 }
 
+/// Refuses to take away the Default Workspace step v2 made when anything but what the step
+/// made there uses it: members who joined it since, users who chose it as their current org,
+/// API keys it owns. Taking it away would leave those pointing at no org, and the next
+/// upgrade would not mend them.
+fn refuse_default_org_in_use(
+    raw: &dyn crate::store::RawRead,
+    org: u64,
+    journal: &TenancyJournal,
+) -> Result<()> {
+    let members = legacy::all::<OrgMemberV1>(raw)?
+        .into_iter()
+        .filter(|m| m.org_id == org && !journal.members.contains(&(org, m.user_id)))
+        .count();
+    let current = legacy::all::<UserV1>(raw)?
+        .into_iter()
+        .filter(|u| {
+            u.current_org_id == Some(org) && !journal.current_org.iter().any(|(id, _)| *id == u.id)
+        })
+        .count();
+    let keys = legacy::all::<ApiKeyV1>(raw)?
+        .into_iter()
+        .filter(|k| matches!(k.owner, KeyOwnerV1::Org(o) if o == org))
+        .count();
+    let mut uses = Vec::new();
+    for (n, what) in [
+        (members, "member(s) who joined it since"),
+        (current, "user(s) who chose it as their current org"),
+        (keys, "API key(s) it owns"),
+    ] {
+        if n > 0 {
+            uses.push(format!("{n} {what}"));
+        }
+    }
+    if uses.is_empty() {
+        return Ok(());
+    }
+    Err(Error::denied(format!(
+        "step v2 cannot be reversed: the Default Workspace it made (org {org}) is in use ({}),          and version 1 would keep them pointing at no org; nothing was changed; move them to          another org (or remove them) first, or restore a backup made before version 2",
+        uses.join(", ")
+    )))
+}
+
 fn tenancy_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     let Some(text) = tx.meta(TENANCY_JOURNAL)? else {
         // A file made at version 2 or later never ran the step: it created nothing here.
@@ -190,6 +233,9 @@ fn tenancy_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     let journal: TenancyJournal =
         serde_json::from_slice(&text).map_err(|e| json_err("reading the v2 journal", e))?;
     let raw = tx.raw_write()?;
+    if let Some(org) = journal.org {
+        refuse_default_org_in_use(raw, org, &journal)?;
+    }
     for (user, before) in &journal.current_org {
         if let Some(mut u) = legacy::get::<UserV1>(raw, &user.to_be_bytes())?
             && u.current_org_id == journal.org
@@ -223,6 +269,25 @@ struct SavedUid {
     uid: String,
     email: String,
     created_at: i64,
+    /// The user's external id (format 1 has no place for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+}
+
+/// An org's external id from before `migrate down` from v3 (format 1 has no place for it),
+/// with what tells it is still the same org at the next upgrade.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedOrgId {
+    external_id: String,
+    slug: String,
+    created_at: i64,
+}
+
+/// The users whose uid the v3 step made new (not one saved by `migrate down`): only their
+/// folders may be recognised by the creation time their marker holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct UnmarkedFolders {
+    pub(crate) fresh: Vec<u64>,
 }
 
 fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
@@ -236,17 +301,22 @@ fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     };
     let users_table = record_table(User::TABLE);
     let creds_table = record_table(Credential::TABLE);
+    let mut fresh = Vec::new();
     for old in legacy::all::<UserV1>(raw)? {
         // The uid from before a `migrate down`, if this is still the same account.
-        let uid = saved
+        let same = saved
             .get(&old.id)
-            .filter(|s| s.email == old.email && s.created_at == old.created_at)
-            .and_then(|s| Uid::parse(&s.uid));
+            .filter(|s| s.email == old.email && s.created_at == old.created_at);
+        let uid = same.and_then(|s| Uid::parse(&s.uid));
         let credential = old.credential(new_stamp()?);
         let mut user = old.into_user();
+        user.external_id = same.and_then(|s| s.external_id.clone());
         user.uid = match uid {
             Some(u) => u,
-            None => Uid::generate()?,
+            None => {
+                fresh.push(user.id);
+                Uid::generate()?
+            }
         };
         let key = user.id.to_bytes();
         raw.put(&users_table, &key, &crate::store::encode(tx, &user)?)?;
@@ -257,11 +327,35 @@ fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
             .ok()
             .map(|s| s.to_string().to_bytes())
     })?;
+    let saved_orgs: BTreeMap<u64, SavedOrgId> = match tx.meta(SAVED_ORG_IDS)? {
+        Some(text) => serde_json::from_slice(&text)
+            .map_err(|e| json_err("reading saved org external ids", e))?,
+        None => BTreeMap::new(),
+    };
+    let orgs_table = record_table(Org::TABLE);
+    for (id, s) in &saved_orgs {
+        let Some(old) = legacy::get::<OrgV1>(raw, &id.to_be_bytes())? else {
+            continue;
+        };
+        if old.slug != s.slug || old.created_at != s.created_at {
+            continue;
+        }
+        let mut org = Org::from(old);
+        org.external_id = Some(s.external_id.clone());
+        raw.put(
+            &orgs_table,
+            &id.to_bytes(),
+            &crate::store::encode(tx, &org)?,
+        )?;
+    }
     for t in super::own_tables() {
         t.rebuild_indexes(tx)?;
     }
     tx.remove_meta(SAVED_UIDS)?;
-    tx.set_meta(FOLDERS_UNMARKED, b"1")
+    tx.remove_meta(SAVED_ORG_IDS)?;
+    let unmarked = serde_json::to_vec(&UnmarkedFolders { fresh })
+        .map_err(|e| json_err("writing the users to mark", e))?;
+    tx.set_meta(FOLDERS_UNMARKED, &unmarked)
 }
 
 // Moves every agent session to the key `rekey` gives its old key; the values stay as they are.
@@ -306,6 +400,7 @@ fn identities_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
                 uid: u.uid.to_string(),
                 email: u.email.clone(),
                 created_at: u.created_at.0,
+                external_id: u.external_id.clone(),
             },
         );
         legacy::put(tx, &UserV1::from_parts(&u, credentials.get(&u.id)))?;
@@ -332,8 +427,26 @@ fn identities_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     for a in &agents {
         legacy::put(tx, &AgentSessionV1::from(a))?;
     }
+    let mut saved_orgs = BTreeMap::new();
     for o in all::<Org>(tx)? {
+        if let Some(external_id) = &o.external_id {
+            saved_orgs.insert(
+                o.id,
+                SavedOrgId {
+                    external_id: external_id.clone(),
+                    slug: o.slug.clone(),
+                    created_at: o.created_at.0,
+                },
+            );
+        }
         legacy::put(tx, &OrgV1::from(&o))?;
+    }
+    if saved_orgs.is_empty() {
+        tx.remove_meta(SAVED_ORG_IDS)?;
+    } else {
+        let text =
+            serde_json::to_vec(&saved_orgs).map_err(|e| json_err("saving org external ids", e))?;
+        tx.set_meta(SAVED_ORG_IDS, &text)?;
     }
     for m in all::<OrgMember>(tx)? {
         legacy::put(tx, &OrgMemberV1::from(&m))?;

@@ -392,13 +392,14 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
     // A dot above an `i` or a `j` (`İ` lower-cased, or typed as a combining mark) adds
     // nothing to the eye: `i̇van` is `ivan`.
     let mut previous = ' ';
-    let looks_plain = unicode_security::skeleton(&email)
-        .map(small_capital)
-        .all(|c| {
-            let plain = c.is_ascii() || (c == '\u{0307}' && matches!(previous, 'i' | 'j'));
-            previous = c;
-            plain
-        });
+    // Small capitals are folded before the skeleton, which would turn some into letters
+    // other scripts' own letters also become (`ᴍ` and Cyrillic `м` both into `ʍ`).
+    let folded: String = email.chars().map(small_capital).collect();
+    let looks_plain = unicode_security::skeleton(&folded).all(|c| {
+        let plain = c.is_ascii() || (c == '\u{0307}' && matches!(previous, 'i' | 'j'));
+        previous = c;
+        plain
+    });
     if looks_plain {
         let mut seen = Vec::new();
         for c in email.chars().filter(|c| !c.is_ascii()) {
@@ -412,9 +413,10 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
                 if c == '\u{0307}' {
                     return "U+0307 (a dot above) adds nothing to the i or j it is on".to_string();
                 }
-                let plain: String = unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
-                    .map(small_capital)
-                    .collect();
+                let plain: String = match small_capital(c) {
+                    folded if folded != c => folded.to_string(),
+                    _ => unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect(),
+                };
                 format!("{c:?} (U+{:04X}) looks like {plain:?}", c as u32)
             })
             .take(4)
@@ -433,7 +435,7 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
 
 /// The plain letter a Latin small capital (or the kra, `ĸ`) stands for: in an address
 /// typed in lower case, `ʙob` reads as `bob`. UTS #39's skeleton leaves these as they are
-/// (it maps some: `ᴏ`, `ᴄ`, `ɪ`), so they are folded here, after it.
+/// (it maps some: `ᴏ`, `ᴄ`, `ɪ`), so they are folded here, before it.
 fn small_capital(c: char) -> char {
     match c {
         'ᴀ' => 'a',
@@ -445,8 +447,7 @@ fn small_capital(c: char) -> char {
         'ᴊ' => 'j',
         'ĸ' | 'ᴋ' => 'k',
         'ʟ' => 'l',
-        // `ᴍ`'s skeleton.
-        'ᴍ' | 'ʍ' => 'm',
+        'ᴍ' => 'm',
         'ɴ' => 'n',
         'ᴘ' => 'p',
         'ꞯ' => 'q',
@@ -1119,6 +1120,8 @@ mod tests {
             "josé@example.com",
             "иван@пример.рф",
             "маша@example.com",
+            "кира@example.com",
+            "мама@example.com",
             "李@例子.中国",
             "Ann@Example.com",
         ] {

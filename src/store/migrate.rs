@@ -198,26 +198,36 @@ impl Store {
         let backup = backup_path(&self.copies_base(), current);
         self.copy_to(&backup)?;
         run.backup = Some(backup);
-        for step in reverting {
-            let Some(down) = step.down else { continue };
-            tracing::info!(
-                version = step.version,
-                name = step.name,
-                "reverting migration"
-            );
-            self.write_migrating(|tx| {
-                if tx.schema_version()?.unwrap_or(0) < step.version {
-                    return Ok(());
+        // Every step in one transaction: a step that refuses (step v2 when what it made is
+        // in use) leaves the store as it was, the steps above it not reverted either.
+        let reverted = self
+            .write_migrating(|tx| {
+                let mut reverted = Vec::new();
+                for step in &reverting {
+                    let Some(down) = step.down else { continue };
+                    if tx.schema_version()?.unwrap_or(0) < step.version {
+                        continue;
+                    }
+                    tracing::info!(
+                        version = step.version,
+                        name = step.name,
+                        "reverting migration"
+                    );
+                    down(tx, now)?;
+                    tx.set_schema_version(step.version - 1)?;
+                    reverted.push((step.version, step.name.to_string()));
                 }
-                down(tx, now)?;
-                tx.set_schema_version(step.version - 1)
+                Ok(reverted)
             })
             .map_err(|e| self.forget_unused_copy(&run, current, e))?;
-            run.applied.push((step.version, step.name.to_string()));
-            run.version = step.version - 1;
-            if let Some(last) = steps.last() {
-                self.set_behind(Some((run.version, last.version)));
-            }
+        for (version, name) in reverted {
+            run.applied.push((version, name));
+            run.version = version - 1;
+        }
+        if let Some(last) = steps.last()
+            && run.version < current
+        {
+            self.set_behind(Some((run.version, last.version)));
         }
         Ok(run)
     }
