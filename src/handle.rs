@@ -1097,12 +1097,78 @@ impl Redkeep {
     /// left behind (SIGKILL, power loss), and user folders a crash left half-made in
     /// `workspaces/users/`: reported once they are an hour old (a younger one may belong to
     /// an operation under way), and removed by a repair.
+    /// The restore that stopped after replacing the store but before its workspace folders
+    /// were in place, if one did.
+    fn stopped_restore(&self) -> Result<Option<crate::workspace::StoppedRestore>> {
+        let Some(text) = self
+            .store()
+            .read(|tx| tx.meta(crate::store::RESTORE_UNFINISHED))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| Error::Invariant {
+                what: format!("reading the mark of a stopped restore: {e}"),
+            })
+    }
+
+    /// Reports a restore that stopped before its workspace folders were in place; with
+    /// `repair`, puts them in place (the folders there go to the trash) and removes its mark.
+    fn check_stopped_restore(&self, repair: bool, report: &mut CheckReport) -> Result<()> {
+        let Some(stopped) = self.stopped_restore()? else {
+            return Ok(());
+        };
+        let waiting = matches!(crate::fsutil::real_dir(&stopped.users), Ok(Some(())));
+        if !repair {
+            report.problem(if waiting {
+                format!(
+                    "a restore stopped after replacing the store but before putting the \
+                     backup's workspace folders in place (a crash or a kill): they wait in {}; \
+                     `redkeep check --repair` puts them in place (the folders there now go to \
+                     the trash)",
+                    stopped.users.display()
+                )
+            } else {
+                "a restore left its mark after its workspace folders were in place; \
+                 `redkeep check --repair` removes it"
+                    .to_string()
+            });
+            return Ok(());
+        }
+        match stopped.finish(self.workspaces()) {
+            Ok(count) => {
+                self.store()
+                    .write(|tx| tx.remove_meta(crate::store::RESTORE_UNFINISHED))?;
+                report.repaired.push(match count {
+                    Some(n) => format!(
+                        "finished a restore stopped before its workspace folders were in \
+                         place: {n} folder(s) put in place from {}",
+                        stopped.users.display()
+                    ),
+                    None => "removed the mark a finished restore left".to_string(),
+                });
+            }
+            Err(e) => report.problem(format!(
+                "a restore stopped before putting its workspace folders in place (they wait \
+                 in {}), and finishing it failed: {e}",
+                stopped.users.display()
+            )),
+        }
+        Ok(())
+    }
+
     fn check_leftovers(&self, repair: bool, report: &mut CheckReport) {
         // Ages against the system's clock, which stamped the files (not an injected one).
         let now = crate::clock::unix_now();
+        // The folders a stopped restore waits to put in place are no leftover.
+        let waiting = self.stopped_restore().ok().flatten().map(|s| s.users);
         for left in data_dir_leftovers(&self.inner.dir) {
             // One a running operation holds is no leftover, however old.
             if !left.old(now) || crate::fsutil::in_use(&left.path) {
+                continue;
+            }
+            if waiting.as_ref().is_some_and(|w| w.starts_with(&left.path)) {
                 continue;
             }
             let path = &left.path;
@@ -1264,6 +1330,18 @@ impl Redkeep {
                  folders may be missing; run the same import again: it replaces what the \
                  stopped one wrote",
             );
+        }
+        self.check_stopped_restore(repair && !self.options().read_only, &mut report)?;
+        if let Some(from) = self
+            .store()
+            .read(|tx| tx.meta(crate::store::MOVE_UNFINISHED))?
+        {
+            report.problem(format!(
+                "a move from {} stopped after writing this store's records (a crash or a \
+                 kill), so workspace folders may be missing; run the same move again: it \
+                 replaces what the stopped one wrote",
+                String::from_utf8_lossy(&from)
+            ));
         }
         if repair && report.ok {
             self.store().clear_damage();

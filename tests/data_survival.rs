@@ -2727,3 +2727,169 @@ fn an_outdated_store_opened_as_it_is_takes_no_records_until_upgraded() {
     assert!(rk.users().get(2).unwrap().is_some());
     assert!(rk.check(false).unwrap().ok);
 }
+
+/// A move copies the workspace folders after the store's records commit. One that stops
+/// between the two (a crash, a kill: emulated here by what it leaves) is named by `check`
+/// on the target, and the same move runs again over it, copying the folders afresh; a move
+/// from another store is refused there.
+#[test]
+fn a_move_stopped_before_its_folders_is_named_and_runs_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let mut ids = Vec::new();
+    {
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        for email in ["ann@example.com", "bea@example.com"] {
+            let id = rk
+                .users()
+                .create(NewUser {
+                    email: email.into(),
+                    password: Some("a password 1".into()),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id;
+            rk.workspaces()
+                .save_piece(id, format!(r#"{{"by": "{email}"}}"#).as_bytes())
+                .unwrap();
+            ids.push(id);
+        }
+    }
+    let to = tmp.path().join("moved");
+    let to_text = to.to_str().unwrap();
+    let report = redkeep::ops::move_store(&dir, None, to_text, options()).unwrap();
+    // What a move killed after its commit leaves: its mark, and a folder not copied yet.
+    {
+        let rk = Redkeep::open(&to, options()).unwrap();
+        rk.store()
+            .write(|tx| tx.set_meta("move_unfinished", report.from.as_bytes()))
+            .unwrap();
+    }
+    std::fs::remove_dir_all(to.join("workspaces/users").join(ids[1].to_string())).unwrap();
+    {
+        let rk = Redkeep::open(&to, options()).unwrap();
+        let check = rk.check(true).unwrap();
+        assert!(!check.ok);
+        assert!(
+            check.problems.iter().any(|p| p.contains("a move from")
+                && p.contains(&report.from)
+                && p.contains("run the same move again")),
+            "{:?}",
+            check.problems
+        );
+    }
+    // Another store's move is refused there.
+    let other = tmp.path().join("other");
+    drop(Redkeep::open(&other, options()).unwrap());
+    let err = redkeep::ops::move_store(&other, None, to_text, options()).unwrap_err();
+    assert!(
+        matches!(err, Error::Denied { .. }) && err.to_string().contains("run that move again"),
+        "{err}"
+    );
+    // The source changed since; the same move runs again and copies every folder afresh.
+    {
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        rk.workspaces()
+            .save_piece(ids[0], br#"{"second": 2}"#)
+            .unwrap();
+    }
+    let again = redkeep::ops::move_store(&dir, None, to_text, options()).unwrap();
+    assert!(again.check.ok, "{:?}", again.check.problems);
+    let rk = Redkeep::open(&to, options()).unwrap();
+    assert_eq!(rk.workspaces().list_pieces(ids[0]).unwrap().len(), 2);
+    assert_eq!(rk.workspaces().list_pieces(ids[1]).unwrap().len(), 1);
+    assert!(rk.check(false).unwrap().ok);
+    use redkeep::store::Meta;
+    assert!(
+        rk.store()
+            .read(|tx| tx.meta("move_unfinished"))
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A restore replaces the store, then the workspace folders. One that stops between the two
+/// (each rename failing in turn, as a crash or a kill there would leave it) leaves the
+/// restored store's mark: `check` names it, and `check --repair` puts the backup's folders
+/// in place, so the data dir ends whole, before or after the restore, never the backup's
+/// accounts beside the replaced folders.
+#[test]
+fn a_restore_stopped_before_its_folders_is_named_and_finished_by_a_repair() {
+    use redkeep::store::{FaultKind, FaultPlan};
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let mut stopped_between = 0;
+    for nth in 1.. {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let backup = tmp.path().join("b.bak");
+        let ann = {
+            let rk = Redkeep::open(&dir, options()).unwrap();
+            init_root(&rk);
+            let ann = rk
+                .users()
+                .create(NewUser {
+                    email: "ann@example.com".into(),
+                    password: Some("a password 1".into()),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id;
+            rk.workspaces().save_piece(ann, br#"{"n": 1}"#).unwrap();
+            redkeep::ops::backup(&rk, &backup).unwrap();
+            // After the backup: a second piece, and a new user.
+            rk.workspaces().save_piece(ann, br#"{"n": 2}"#).unwrap();
+            rk.users()
+                .create(NewUser {
+                    email: "bea@example.com".into(),
+                    password: Some("a password 1".into()),
+                    ..NewUser::default()
+                })
+                .unwrap();
+            ann
+        };
+        let plan = FaultPlan::new(FaultKind::FileRename, nth);
+        let result = {
+            let _armed = plan.arm_files();
+            redkeep::ops::restore(&dir, &backup, true, Timestamp(1_900_000_000))
+        };
+        if !plan.fired() {
+            result.unwrap();
+            break;
+        }
+        // A failure once the folders are in place (removing the mark) is no failure of the
+        // restore: its mark stays for `check --repair`.
+        let finished = result.is_ok();
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        let report = rk.check(false).unwrap();
+        let named = report.problems.iter().any(|p| {
+            p.contains("a restore stopped after replacing the store")
+                || (finished && p.contains("a restore left its mark"))
+        });
+        if named && !finished {
+            stopped_between += 1;
+        }
+        let repaired = rk.check(true).unwrap();
+        assert!(
+            rk.check(false).unwrap().ok,
+            "{nth}: {:?} then {:?}",
+            report.problems,
+            repaired.problems
+        );
+        let restored = rk.users().find("bea@example.com").is_err();
+        let pieces = rk.workspaces().list_pieces(ann).unwrap().len();
+        assert_eq!(
+            pieces,
+            if restored { 1 } else { 2 },
+            "{nth}: the store and the folders are of one state (restored: {restored}); {:?}",
+            report.problems
+        );
+        assert_eq!(named, restored, "{nth}: {:?}", report.problems);
+    }
+    assert!(
+        stopped_between > 0,
+        "no failure fell between the store and the folders"
+    );
+}

@@ -712,13 +712,36 @@ fn restore_into(
             )?;
         }
     }
+    // The folders that replace the data dir's, when any do: the restored store carries a
+    // mark naming them until they are in place.
+    let staged_users = staging.path().join(WORKSPACES_DIR).join("users");
+    let mark = |undoable: bool| -> Result<Option<Vec<u8>>> {
+        let users = if archive {
+            staged_users.clone()
+        } else if let Some(entry) = &folders {
+            entry.clone()
+        } else {
+            return Ok(None);
+        };
+        let users = std::path::absolute(&users)
+            .map_err(|e| Error::io(format!("resolving {}", users.display()), e))?;
+        let stopped = crate::workspace::StoppedRestore {
+            users,
+            at: now.0,
+            keep_empty: undoable,
+        };
+        serde_json::to_vec(&stopped)
+            .map(Some)
+            .map_err(|e| Error::Invariant {
+                what: format!("writing the restore's mark: {e}"),
+            })
+    };
     // With the store in place: the folders, and the report.
     let finish = |safety_copy: Option<PathBuf>, previous_damaged: Option<String>| {
         // With a store replaced, an empty trash entry stands for "no folders" in the undo;
         // without one, there is nothing to undo.
         let undoable = safety_copy.is_some() && previous_damaged.is_none();
         let (folders, folders_safety) = if archive {
-            let staged_users = staging.path().join(WORKSPACES_DIR).join("users");
             fsutil::create_private_dir(&staged_users)?;
             restore_folders(data_dir, &staged_users, now, undoable)?
         } else if let Some(entry) = &folders {
@@ -735,8 +758,17 @@ fn restore_into(
             previous_damaged,
         })
     };
+    // Set once the restored store (with its mark) is in place: a failure after that keeps
+    // the staging folder, where the backup's folders wait for `check --repair`.
+    let swapped = std::cell::Cell::new(false);
+    let keep_staging = |result: Result<RestoreReport>, staging: fsutil::TempDir| {
+        if result.is_err() && swapped.get() {
+            let _ = staging.keep();
+        }
+        result
+    };
     if let Some(live) = remote {
-        return live.alone_with("be restored", || {
+        let result = live.alone_with("be restored", || {
             let mut safety_copy = None;
             if occupied {
                 let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
@@ -746,9 +778,19 @@ fn restore_into(
             // One transaction: a failure part way leaves the live store as it was. The live
             // sequences stay, raised to the backup's where those are higher: no id is
             // handed out twice.
-            staged.replace_into(&live, schema_version)?;
-            finish(safety_copy, None)
+            let mark = mark(occupied)?;
+            let mark = mark
+                .as_deref()
+                .map(|m| (crate::store::RESTORE_UNFINISHED, m));
+            staged.replace_into_marked(&live, schema_version, mark)?;
+            swapped.set(mark.is_some());
+            let report = finish(safety_copy, None)?;
+            if mark.is_some() {
+                clear_restore_mark(&live);
+            }
+            Ok(report)
         });
+        return keep_staging(result, staging);
     }
     // Hold the live store exclusively during the swap: that keeps every other process out.
     let mut safety_copy = None;
@@ -792,11 +834,34 @@ fn restore_into(
     } else {
         None
     };
+    let marked = mark(safety_copy.is_some() && previous_damaged.is_none())?;
+    if let Some(m) = &marked {
+        staged.write(|tx| tx.set_meta(crate::store::RESTORE_UNFINISHED, m))?;
+    }
     drop(staged);
     fsutil::rename_replace(&staged_db, &db)?;
+    swapped.set(marked.is_some());
     let report = finish(safety_copy, previous_damaged);
     drop(live);
-    report
+    let report = keep_staging(report, staging)?;
+    if marked.is_some() {
+        match open_file_store(&db, Mode::Exclusive) {
+            Ok(store) => clear_restore_mark(&store),
+            Err(e) => {
+                tracing::warn!(error = %e, "the restore's mark could not be removed; `redkeep check --repair` removes it")
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Removes the mark of a restore from the store at `db` once its folders are in place (a
+/// process that opened the store meanwhile keeps it: `check` then names it, and
+/// `check --repair` removes it).
+fn clear_restore_mark(store: &crate::store::Store) {
+    if let Err(e) = store.write(|tx| tx.remove_meta(crate::store::RESTORE_UNFINISHED)) {
+        tracing::warn!(error = %e, "the restore's mark could not be removed; `redkeep check --repair` removes it");
+    }
 }
 
 /// Whether `dir` holds folders only (any depth), no file, symlink or other entry.
@@ -938,21 +1003,5 @@ fn restore_folders(
     now: Timestamp,
     keep_empty: bool,
 ) -> Result<(Option<u64>, Option<PathBuf>)> {
-    let count = fs::read_dir(staged_users).map_or(0, |d| {
-        d.flatten()
-            .filter(|e| {
-                e.file_type().is_ok_and(|t| t.is_dir())
-                    && e.file_name()
-                        .to_str()
-                        .is_some_and(|n| n.parse::<u64>().is_ok())
-            })
-            .count() as u64
-    });
-    // With `keep_empty`, kept even when empty: the undo line names it, and putting it back
-    // leaves no folders.
-    let safety = folders_of(data_dir)?.trash_all_keeping(now, keep_empty)?;
-    let users = data_dir.join(WORKSPACES_DIR).join("users");
-    fs::remove_dir(&users).map_err(|e| Error::io(format!("replacing {}", users.display()), e))?;
-    fsutil::rename_replace(staged_users, &users)?;
-    Ok((Some(count), safety))
+    folders_of(data_dir)?.replace_users_with(staged_users, now, keep_empty)
 }

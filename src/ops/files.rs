@@ -334,37 +334,44 @@ pub(crate) struct Made {
     pub(crate) existed: bool,
     had_store: bool,
     had_workspaces: bool,
-    // The entries of `workspaces/users/` before (`None`: too many to list; none is taken
-    // back then).
+    // The entries of `workspaces/users/` and `workspaces/trash/` before (`None`: too many
+    // to list; none is taken back then).
     users_before: Option<std::collections::BTreeSet<std::ffi::OsString>>,
+    trash_before: Option<std::collections::BTreeSet<std::ffi::OsString>>,
+}
+
+/// The names in `dir` (none when it cannot be listed), or `None` when there are too many to
+/// keep.
+fn names_in(dir: &Path) -> Option<std::collections::BTreeSet<std::ffi::OsString>> {
+    match std::fs::read_dir(dir) {
+        Err(_) => Some(Default::default()),
+        Ok(entries) => {
+            let names: std::collections::BTreeSet<_> = entries
+                .take(10_001)
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            (names.len() <= 10_000).then_some(names)
+        }
+    }
 }
 
 impl Made {
     pub(crate) fn before(dir: &Path) -> Made {
-        let users = dir.join(crate::handle::WORKSPACES_DIR).join("users");
-        let users_before = match std::fs::read_dir(&users) {
-            Err(_) => Some(Default::default()),
-            Ok(entries) => {
-                let names: std::collections::BTreeSet<_> = entries
-                    .take(10_001)
-                    .flatten()
-                    .map(|e| e.file_name())
-                    .collect();
-                (names.len() <= 10_000).then_some(names)
-            }
-        };
+        let workspaces = dir.join(crate::handle::WORKSPACES_DIR);
         Made {
             dir: dir.to_path_buf(),
             // A symlink (even a dangling one) is something there: never removed.
             existed: dir.symlink_metadata().is_ok(),
             had_store: dir.join(STORE_FILE).exists(),
-            had_workspaces: dir.join(crate::handle::WORKSPACES_DIR).exists(),
-            users_before,
+            had_workspaces: workspaces.exists(),
+            users_before: names_in(&workspaces.join("users")),
+            trash_before: names_in(&workspaces.join("trash")),
         }
     }
 
     /// Removes the data dir when it was made, else the store and the workspaces folder
-    /// when they were, else the user folders that were not there before.
+    /// when they were, else the user folders and trash entries that were not there before.
     pub(crate) fn take_back(&self) {
         if !self.existed {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -378,13 +385,14 @@ impl Made {
         let workspaces = self.dir.join(crate::handle::WORKSPACES_DIR);
         if !self.had_workspaces {
             let _ = std::fs::remove_dir_all(workspaces);
-        } else if let (Some(before), Ok(now)) = (
-            &self.users_before,
-            std::fs::read_dir(workspaces.join("users")),
-        ) {
-            for entry in now.flatten() {
-                if !before.contains(&entry.file_name()) {
-                    let _ = std::fs::remove_dir_all(entry.path());
+            return;
+        }
+        for (before, folder) in [(&self.users_before, "users"), (&self.trash_before, "trash")] {
+            if let (Some(before), Ok(now)) = (before, std::fs::read_dir(workspaces.join(folder))) {
+                for entry in now.flatten() {
+                    if !before.contains(&entry.file_name()) {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
                 }
             }
         }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::files::{Made, folders_of, not_real_folders, open_file_store, open_url_store};
 use crate::error::{Error, Result};
 use crate::handle::{Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
-use crate::store::{CheckReport, Meta, Mode, Source, Store, StoreOptions};
+use crate::store::{CheckReport, MOVE_UNFINISHED, Meta, Mode, Source, Store, StoreOptions};
 
 /// What `move` did.
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +93,14 @@ pub fn move_store(
             ),
         ));
     }
-    if !is_url(to) && !same_dir(data_dir, Path::new(to)) {
+    // A move into this data dir that stopped after its records (a crash, a kill) left its
+    // mark there: the same move may run again, and replaces what the stopped one wrote.
+    let stopped_from = if is_url(to) {
+        None
+    } else {
+        unfinished_move(Path::new(to))
+    };
+    if !is_url(to) && !same_dir(data_dir, Path::new(to)) && stopped_from.is_none() {
         super::files::refuse_taken_folders(Path::new(to), "move")?;
     }
     if !is_url(to) && Path::new(to).is_symlink() {
@@ -118,6 +125,36 @@ pub fn move_store(
             }
             open_file_store(&db, Mode::Exclusive)?
         }
+    };
+    // The folders move from the data dir given: from a server, that must be the data dir
+    // the application uses. One with no workspace folders at all beside a store holding
+    // users is another folder (run from elsewhere): the accounts would arrive without
+    // their files.
+    if store_url.is_some()
+        && !is_url(to)
+        && crate::fsutil::real_dir(&data_dir.join(WORKSPACES_DIR))?.is_none()
+        && source.read(|tx| Ok(tx.table::<crate::User>().count()? > 0))?
+    {
+        return Err(Error::invalid(
+            "data_dir",
+            format!(
+                "{} holds no workspace folders, but the store on {} holds users; give the \
+                 data dir the application uses (`--data-dir`), whose folders move with the \
+                 store; nothing was copied",
+                data_dir.display(),
+                source.location()
+            ),
+        ));
+    }
+    let resuming = match stopped_from {
+        Some(from) if from == source.location() => true,
+        Some(from) => {
+            return Err(Error::denied(format!(
+                "{to} holds what a move from {from} wrote before it stopped (a crash or a \
+                 kill); run that move again to finish it, or remove {to} (it is a copy)"
+            )));
+        }
+        None => false,
     };
     // The copy is checked as a current store: an older one would read as damaged there.
     if let Some(found) = source.schema_version()?
@@ -152,7 +189,7 @@ pub fn move_store(
             ));
         }
         let (tables, folders) = target.alone_with("receive a move", || {
-            if !holds_nothing_made(&target)? {
+            if !resuming && !holds_nothing_made(&target)? {
                 return Err(Error::denied(format!(
                     "{} already holds records; move fills a new store only (one that holds \
                      no more than `redkeep init --no-admin` or `redkeep reset` leave): choose \
@@ -163,13 +200,22 @@ pub fn move_store(
             // One transaction on the target: a move cut off part way (a kill, a server
             // stopped) leaves the target as it was, so it can simply run again.
             let version = source.schema_version()?.unwrap_or(SCHEMA_VERSION);
-            let tables = source.replace_into(&target, version)?;
-            compare(&source, &target)?;
             let same_dir = target_dir.canonicalize().ok() == data_dir.canonicalize().ok();
+            // The folders are copied after the records commit: until they are all there,
+            // the target says so (`check` names it), and this move may run again.
+            let from = source.location();
+            let mark = (!same_dir).then_some((MOVE_UNFINISHED, from.as_bytes()));
+            let tables = source.replace_into_marked(&target, version, mark)?;
+            compare(&source, &target)?;
             let folders = if same_dir {
                 (0, Vec::new(), 0)
             } else {
-                copy_folders(data_dir, &target_dir)?
+                if resuming {
+                    clear_copied_folders(&target_dir)?;
+                }
+                let copied = copy_folders(data_dir, &target_dir)?;
+                target.write_here(|tx| tx.remove_meta(MOVE_UNFINISHED))?;
+                copied
             };
             Ok((tables, folders))
         })?;
@@ -212,6 +258,33 @@ pub fn move_store(
     moved
 }
 
+/// Where the move that stopped part way into the data dir `dir` came from, if one did.
+fn unfinished_move(dir: &Path) -> Option<String> {
+    let db = dir.join(STORE_FILE);
+    if !db.is_file() {
+        return None;
+    }
+    let store = open_file_store(&db, Mode::Exclusive).ok()?;
+    let mark = store.read(|tx| tx.meta(MOVE_UNFINISHED)).ok()??;
+    Some(String::from_utf8_lossy(&mark).into_owned())
+}
+
+/// Removes the workspace folders and trash a stopped move copied into `dir`, before the
+/// same move copies them again (the source may have changed since).
+///
+/// # Errors
+/// `UnsafePath` when either is a symlink; `Io` when they cannot be removed.
+fn clear_copied_folders(dir: &Path) -> Result<()> {
+    for folder in ["users", "trash"] {
+        let path = dir.join(WORKSPACES_DIR).join(folder);
+        if crate::fsutil::real_dir(&path)?.is_some() {
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether `store` holds nothing anybody made: no more than a new store starts with (its
 /// meta and the built-in roles, each with its name's index entry), so a move may replace it
 /// and lose nothing. A free-form meta entry other than the version the file was made at (an
@@ -226,11 +299,24 @@ fn holds_nothing_made(store: &Store) -> Result<bool> {
         {
             return Ok(false);
         }
-        let mut entries = 0;
+        // Only the roles and their names' index may hold anything.
+        let (records, names) = (
+            crate::store::record_table(<Role as crate::store::Record>::TABLE),
+            crate::store::index_table(<Role as crate::store::Record>::TABLE, "name"),
+        );
+        let (mut entries, mut named) = (0, 0);
         for name in tx.table_names()? {
-            if name != "meta" {
-                entries += tx.raw().len(&name)?;
+            if name == "meta" {
+                continue;
             }
+            let n = tx.raw().len(&name)?;
+            if n > 0 && name != records && name != names {
+                return Ok(false);
+            }
+            if name == names {
+                named = n;
+            }
+            entries += n;
         }
         if entries == 0 {
             return Ok(true);
@@ -245,7 +331,7 @@ fn holds_nothing_made(store: &Store) -> Result<bool> {
                 Ok(all_built_in)
             },
         )?;
-        Ok(all_built_in && entries == 2 * roles)
+        Ok(all_built_in && named == roles && entries == 2 * roles)
     })
 }
 

@@ -63,14 +63,17 @@ impl Store {
     /// Replaces everything in `dest` with one snapshot of this store, in a single transaction
     /// on `dest`: an error or a crash part way leaves `dest` exactly as it was. `dest`'s id
     /// sequences end at the higher of its own and this store's, so no id is handed out
-    /// twice. Returns how many entries each table had.
+    /// twice. The meta entry `mark` (key, value), if given, is set in the same transaction
+    /// (what an operation still has to do once the records are there). Returns how many
+    /// entries each table had.
     ///
     /// # Errors
     /// `Storage` when either store fails; `dest` is then unchanged.
-    pub(crate) fn replace_into(
+    pub(crate) fn replace_into_marked(
         &self,
         dest: &Store,
         schema_version: u64,
+        mark: Option<(&str, &[u8])>,
     ) -> Result<Vec<(String, u64)>> {
         let counts = self.read(|src| {
             let names = src.raw().table_names()?;
@@ -95,6 +98,9 @@ impl Store {
                 tx.set_schema_version(schema_version)?;
                 for (table, value) in kept.iter().chain(incoming.iter()) {
                     tx.raise_sequence(table, *value)?;
+                }
+                if let Some((key, value)) = mark {
+                    tx.set_meta(key, value)?;
                 }
                 Ok(counts)
             })

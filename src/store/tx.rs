@@ -545,9 +545,15 @@ pub(crate) const BORN_AT: &str = "schema_born";
 /// while it is there, an import stopped between the two (a crash, a kill), and the next
 /// import replaces what it wrote (`ops::import`; `check` reports it).
 pub(crate) const IMPORT_UNFINISHED: &str = "import_unfinished";
+/// Set in a move's target with the store's records, until the workspace folders are copied
+/// too; holds where the move came from.
+pub(crate) const MOVE_UNFINISHED: &str = "move_unfinished";
 /// Set while a reset has emptied the store but not yet moved the workspace folders to the
 /// trash; its value is the path of the copy the reset took first.
 pub(crate) const RESET_UNFINISHED: &str = "reset_unfinished";
+/// Set in a restored store until the backup's workspace folders are in place: a
+/// [`StoppedRestore`](crate::ops::StoppedRestore) as JSON.
+pub(crate) const RESTORE_UNFINISHED: &str = "restore_unfinished";
 
 /// The schema version the file was made at, when it says (files made before redkeep wrote it
 /// do not).

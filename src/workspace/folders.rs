@@ -78,6 +78,38 @@ impl std::fmt::Debug for FolderOwner {
     }
 }
 
+/// What a restore that replaces the workspace folders leaves in the restored store until
+/// they are in place: where the backup's folders wait, and the restore's time. A restore
+/// stopped between the two (a crash, a kill) is then named by `check`, and `check --repair`
+/// finishes it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(crate) struct StoppedRestore {
+    /// The folders to put in place as `workspaces/users` (the restore's staging folder, or
+    /// the trash entry given with `--folders`).
+    pub(crate) users: PathBuf,
+    /// The restore's time (Unix seconds): the trash entry of the replaced folders is named
+    /// for it.
+    pub(crate) at: i64,
+    /// Whether an empty trash entry is kept for the replaced folders (the undo names it).
+    pub(crate) keep_empty: bool,
+}
+
+impl StoppedRestore {
+    /// Puts the waiting folders in place in `ws` (the folders there go to the trash) and
+    /// returns how many were put in place; `None` when they are in place already.
+    ///
+    /// # Errors
+    /// `Io` / `UnsafePath` when the folders cannot be moved.
+    pub(crate) fn finish(&self, ws: &Workspaces) -> Result<Option<u64>> {
+        if fsutil::real_dir(&self.users)?.is_none() {
+            return Ok(None);
+        }
+        Ok(ws
+            .replace_users_with(&self.users, Timestamp(self.at), self.keep_empty)?
+            .0)
+    }
+}
+
 /// Who owns the folder of a user id now: `None` when no such user exists.
 pub type Owners = Arc<dyn Fn(u64) -> Result<Option<FolderOwner>> + Send + Sync>;
 
@@ -1526,6 +1558,43 @@ impl Workspaces {
     /// `Io` when they cannot be moved.
     pub fn trash_all(&self, now: Timestamp) -> Result<Option<PathBuf>> {
         self.trash_all_keeping(now, false)
+    }
+
+    /// Puts the users' folders in `staged_users` (unpacked from a backup, or a trash entry)
+    /// in place of these (which go to the trash, as [`Workspaces::trash_all_keeping`]
+    /// says); returns how many were put in place and where the replaced ones went.
+    ///
+    /// # Errors
+    /// `Io` / `UnsafePath` when the folders cannot be moved.
+    pub(crate) fn replace_users_with(
+        &self,
+        staged_users: &Path,
+        now: Timestamp,
+        keep_empty: bool,
+    ) -> Result<(Option<u64>, Option<PathBuf>)> {
+        let count = fs::read_dir(staged_users).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_type().is_ok_and(|t| t.is_dir())
+                        && e.file_name()
+                            .to_str()
+                            .is_some_and(|n| n.parse::<u64>().is_ok())
+                })
+                .count() as u64
+        });
+        // With `keep_empty`, kept even when empty: the undo line names it, and putting it
+        // back leaves no folders.
+        let safety = self.trash_all_keeping(now, keep_empty)?;
+        let users = self.users_dir();
+        match fs::remove_dir(&users) {
+            Ok(()) => {}
+            // Gone already (a restore stopped after taking it away).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("replacing {}", users.display()), e)),
+        }
+        fsutil::rename_replace(staged_users, &users)?;
+        self.forget(None);
+        Ok((Some(count), safety))
     }
 
     /// [`Workspaces::trash_all`], with `keep_empty`: an empty `reset-<time>` entry is made

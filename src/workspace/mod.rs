@@ -28,6 +28,7 @@ mod names;
 pub use check::WorkspaceProblem;
 pub use doc::{MAX_DOC_DEPTH, WorkspaceDoc};
 pub(crate) use doc::{parse_wrapped, within_depth};
+pub(crate) use folders::StoppedRestore;
 pub use folders::{
     DEFAULT_MAX_DOC_BYTES, FolderOwner, Owners, TimedCopy, TrashEntry, WorkspaceInfo,
     WorkspaceOptions, Workspaces,
