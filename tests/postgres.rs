@@ -619,3 +619,80 @@ fn a_move_has_both_stores_alone_and_fills_a_new_store() {
         Some(&b"acme"[..])
     );
 }
+
+/// A process whose session holding the store open was ended by the server (a restart,
+/// `idle_session_timeout`, a dropped connection) has no hold on it any more: while another
+/// process has the store alone (a move, a restore, a reset), its writes are refused and
+/// say why, instead of landing where that command no longer looks.
+#[test]
+fn a_process_that_lost_its_hold_on_the_store_cannot_write_while_another_has_it_alone() {
+    let url = pg::server().fresh_url();
+    let app = format!("held_{}", schema_of(&url));
+    let (_d, rk) = on_postgres(&format!("{url} application_name={app}"));
+    user(&rk, "a@example.com").unwrap();
+    // The session holding the process's shared lock is the only one of it holding any lock
+    // between writes; the server ends it (waiting, at most 10 s, until it is gone).
+    let mut su = pg::server().client();
+    let ended: i64 = su
+        .query_one(
+            "select count(*) filter (where pg_terminate_backend(l.pid, 10000))
+             from pg_locks l join pg_stat_activity a on a.pid = l.pid
+             where l.locktype = 'advisory' and a.application_name = $1",
+            &[&app],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1);
+    let (_d2, other) = on_postgres(&url);
+    other
+        .store()
+        .alone_with("be moved", || {
+            let refused = user(&rk, "b@example.com").unwrap_err();
+            assert!(
+                matches!(&refused, Error::InUse { holder, .. }
+                    if holder.contains("has it alone") && holder.contains("session")),
+                "{refused}"
+            );
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(other.users().count().unwrap(), 1);
+    // Once that command has finished, the process writes again.
+    user(&rk, "c@example.com").unwrap();
+    assert_eq!(other.users().count().unwrap(), 2);
+}
+
+/// The process that has the store alone checks, at every write, that it still does: once
+/// its session holding the lock has ended, its writes are refused and say why (another
+/// process may have taken the store by then).
+#[test]
+fn a_process_whose_exclusive_hold_ended_stops_writing() {
+    let url = pg::server().fresh_url();
+    let app = format!("alone_{}", schema_of(&url));
+    let (_d, rk) = on_postgres(&format!("{url} application_name={app}"));
+    user(&rk, "a@example.com").unwrap();
+    rk.store()
+        .alone_with("be reset", || {
+            user(&rk, "b@example.com")?;
+            let ended: bool = pg::server()
+                .client()
+                .query_one(
+                    "select bool_and(pg_terminate_backend(pid, 10000)) from (
+                         select distinct l.pid from pg_locks l
+                         join pg_stat_activity a on a.pid = l.pid
+                         where l.locktype = 'advisory' and a.application_name = $1) s",
+                    &[&app],
+                )
+                .unwrap()
+                .get(0);
+            assert!(ended);
+            let refused = user(&rk, "c@example.com").unwrap_err();
+            assert!(
+                matches!(&refused, Error::InUse { holder, .. } if holder.contains("had it alone")),
+                "{refused}"
+            );
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(rk.users().count().unwrap(), 2);
+}

@@ -28,7 +28,11 @@
 //! Every process that opens the store holds a shared advisory lock for as long as it has it
 //! open; `restore`, `reset` and `move` take it exclusively, so they refuse while an
 //! application runs, and an open while they run is refused (not held back until they end).
-//! Migrations run under a second, exclusive advisory lock.
+//! Every write transaction takes the lock shared again for its own length (or, in the
+//! process that has the store alone, checks that it still does): a process whose lock
+//! session ended (a server restart, `idle_session_timeout`, a dropped connection) cannot
+//! write into a store another process has alone. Migrations run under a second, exclusive
+//! advisory lock.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -39,7 +43,7 @@ use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
+use postgres::{Client, Config, IsolationLevel, NoTls, SimpleQueryMessage, Statement, Transaction};
 use sha2::{Digest, Sha256};
 
 use super::{KeyRange, Order, RawRead, RawWrite, Visit};
@@ -412,6 +416,9 @@ pub(crate) struct PgDb {
     sequences: RwLock<HashMap<String, String>>,
     // The session holding the store's shared advisory lock (and, briefly, exclusive ones).
     lock: Mutex<Option<Client>>,
+    // While this process has the store alone: the server pid of the lock session holding it
+    // exclusively, which every write checks (it cannot take the lock shared then).
+    alone_pid: Mutex<Option<i32>>,
     // Opened only to be read: every write is refused.
     read_only: bool,
     // Writes that clashed several times retry one at a time: they then compete only with
@@ -527,6 +534,7 @@ impl PgDb {
             tables: RwLock::default(),
             sequences: RwLock::default(),
             lock: Mutex::new(Some(lock)),
+            alone_pid: Mutex::new(None),
             read_only,
             retry_lane: Mutex::new(()),
             readable: target.readable,
@@ -723,15 +731,11 @@ impl PgDb {
                 {
                     Err(e) => (Err(pg("beginning a write transaction", e)), false),
                     Ok(mut txn) => {
-                        let relaxed = if durable {
-                            Ok(())
-                        } else {
-                            // Committed without waiting for the disk; a crash may lose it.
-                            txn.batch_execute("set local synchronous_commit = off")
-                        };
+                        let setup = txn.simple_query(&self.write_setup(durable));
                         let tx = PgTx::new(self, txn, stmts);
-                        let value = relaxed
-                            .map_err(|e| tx.failed("writing", e))
+                        let value = setup
+                            .map_err(|e| tx.failed("beginning a write transaction", e))
+                            .and_then(|replies| self.still_held(&replies))
                             .and_then(|()| f(&tx));
                         let outcome = match value {
                             Ok(v) if !tx.clashed.get() => tx.end(true).map(|()| v),
@@ -763,6 +767,59 @@ impl PgDb {
         }
     }
 
+    /// What begins every write transaction, in one round trip: the store's lock taken shared
+    /// until the transaction ends (refused while another process has the store alone), or,
+    /// while this process has it alone, whether its lock session still holds it; then, unless
+    /// `durable`, the commit without waiting for the disk (a crash may lose it).
+    fn write_setup(&self, durable: bool) -> String {
+        let key = lock_key(&self.schema);
+        let alone = *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner());
+        let held = match alone {
+            None => format!("select pg_try_advisory_xact_lock_shared({LOCK_OPEN}, {key})"),
+            Some(pid) => format!(
+                "select exists (select 1 from pg_locks where locktype = 'advisory'
+                 and classid = ({LOCK_OPEN})::int::oid and objid = ({key})::int::oid
+                 and objsubid = 2 and mode = 'ExclusiveLock' and granted and pid = {pid})"
+            ),
+        };
+        if durable {
+            held
+        } else {
+            format!("set local synchronous_commit = off; {held}")
+        }
+    }
+
+    /// Whether the replies to [`PgDb::write_setup`] say the store's lock is held; `InUse`
+    /// when it is not.
+    fn still_held(&self, replies: &[SimpleQueryMessage]) -> Result<()> {
+        let held = replies.iter().any(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0) == Some("t"),
+            _ => false,
+        });
+        if held {
+            return Ok(());
+        }
+        let alone = self
+            .alone_pid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        let holder = if alone {
+            "this process had it alone, but its session to the server ended (a server \
+             restart, idle_session_timeout or a dropped connection) and with it that hold; \
+             nothing was written: run the command again"
+        } else {
+            "another process has it alone (a move, a restore or a reset is running), and \
+             this process's session holding it open ended (a server restart, \
+             idle_session_timeout or a dropped connection); nothing was written: restart \
+             this application once that command has finished"
+        };
+        Err(Error::InUse {
+            path: self.shown.clone().into(),
+            holder: holder.into(),
+        })
+    }
+
     /// Takes the store's lock exclusively for as long as `f` runs: refused while another
     /// process has the store open.
     pub(crate) fn alone<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -770,9 +827,13 @@ impl PgDb {
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let lock = guard.as_mut().ok_or_else(closed)?;
         let row = lock
-            .query_one("select pg_try_advisory_lock($1, $2)", &[&LOCK_OPEN, &key])
+            .query_one(
+                "select pg_try_advisory_lock($1, $2), pg_backend_pid()",
+                &[&LOCK_OPEN, &key],
+            )
             .map_err(|e| pg("taking the store's lock", e))?;
         let got: bool = column(&row, 0)?;
+        let pid: i32 = column(&row, 1)?;
         if !got {
             let holders = self.holders(lock).unwrap_or_default();
             return Err(Error::InUse {
@@ -784,7 +845,13 @@ impl PgDb {
             });
         }
         drop(guard);
+        let before = self
+            .alone_pid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(pid);
         let out = f();
+        *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner()) = before;
         if let Some(lock) = self.lock.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_OPEN, &key]);
         }
