@@ -696,3 +696,43 @@ fn a_process_whose_exclusive_hold_ended_stops_writing() {
         .unwrap();
     assert_eq!(rk.users().count().unwrap(), 2);
 }
+
+/// After a statement fails on the server, its transaction is over: PostgreSQL answers the
+/// COMMIT by rolling back. A write whose code swallowed that error and returned success is
+/// reported as failed, not as written.
+#[test]
+fn a_write_that_went_on_after_a_failed_statement_reports_failure_not_success() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (_d, rk) = on_postgres(&url);
+    rk.store().write(|tx| tx.set_meta("before", b"1")).unwrap();
+    // The server refuses one metadata entry.
+    let mut su = pg::server().client();
+    su.batch_execute(&format!(
+        "create function \"{schema}\".refuse() returns trigger language plpgsql as $$
+         begin
+           if position(convert_to('refused', 'UTF8') in new.k) > 0 then
+             raise exception 'refused for the test';
+           end if;
+           return new;
+         end $$;
+         create trigger refuse before insert on \"{schema}\".meta
+           for each row execute function \"{schema}\".refuse()"
+    ))
+    .unwrap();
+    let out = rk.store().write(|tx| {
+        tx.set_meta("kept", b"1")?;
+        assert!(tx.set_meta("refused", b"1").is_err());
+        Ok(())
+    });
+    let err = out.unwrap_err();
+    assert!(
+        matches!(err, Error::Storage { .. }) && err.to_string().contains("nothing was written"),
+        "{err}"
+    );
+    assert!(err.full_message().contains("refused for the test"), "{err}");
+    assert_eq!(rk.store().read(|tx| tx.meta("kept")).unwrap(), None);
+    // Writes that do not fail still commit.
+    rk.store().write(|tx| tx.set_meta("after", b"1")).unwrap();
+    assert!(rk.store().read(|tx| tx.meta("after")).unwrap().is_some());
+}

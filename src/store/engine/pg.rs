@@ -738,8 +738,14 @@ impl PgDb {
                             .and_then(|replies| self.still_held(&replies))
                             .and_then(|()| f(&tx));
                         let outcome = match value {
-                            Ok(v) if !tx.clashed.get() => tx.end(true).map(|()| v),
-                            Ok(_) => Err(tx.clash_error()),
+                            Ok(_) if tx.clashed.get() => Err(tx.clash_error()),
+                            Ok(v) => match tx.failure.take() {
+                                None => tx.end(true).map(|()| v),
+                                Some(why) => {
+                                    let _ = tx.end(false);
+                                    Err(swallowed(&why))
+                                }
+                            },
                             Err(e) => {
                                 let _ = tx.end(false);
                                 Err(e)
@@ -945,6 +951,20 @@ fn column<'r, T: postgres::types::FromSql<'r>>(row: &'r postgres::Row, i: usize)
     row.try_get(i).map_err(|e| pg("reading a row", e))
 }
 
+/// The error of a write whose closure returned `Ok` after a statement of it failed (`why`):
+/// the server had aborted the transaction, so it is rolled back, not reported as written.
+fn swallowed(why: &str) -> Error {
+    Error::Storage {
+        context: "writing",
+        source: format!(
+            "a statement of this write failed ({why}), which ended its transaction, yet the \
+             write's code went on and returned success; it was rolled back and nothing was \
+             written: that code must pass such errors on"
+        )
+        .into(),
+    }
+}
+
 fn closed() -> Error {
     Error::Invariant {
         what: "the store's lock session was used after the store closed".into(),
@@ -994,6 +1014,9 @@ pub(crate) struct PgTx<'a> {
     // A statement failed with a clash: the transaction is lost and the whole write is retried
     // (even if the closure swallowed the error).
     clashed: Cell<bool>,
+    // The first error the server reported: it aborted the transaction, whose COMMIT would
+    // then only roll it back, so a closure that went on regardless does not succeed.
+    failure: RefCell<Option<String>>,
 }
 
 impl<'a> PgTx<'a> {
@@ -1007,6 +1030,7 @@ impl<'a> PgTx<'a> {
             txn: RefCell::new(Some(txn)),
             stmts: RefCell::new(stmts),
             clashed: Cell::new(false),
+            failure: RefCell::new(None),
         }
     }
 
@@ -1057,7 +1081,14 @@ impl<'a> PgTx<'a> {
         if is_clash(&e) {
             self.clashed.set(true);
         }
-        pg(context, e)
+        let from_server = e.code().is_some();
+        let e = pg(context, e);
+        if from_server {
+            self.failure
+                .borrow_mut()
+                .get_or_insert_with(|| crate::error::with_causes(&e));
+        }
+        e
     }
 
     /// A record of table `record` as the jsonb text of its `j` column, or `None` (NULL) when
