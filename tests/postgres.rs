@@ -736,3 +736,39 @@ fn a_write_that_went_on_after_a_failed_statement_reports_failure_not_success() {
     rk.store().write(|tx| tx.set_meta("after", b"1")).unwrap();
     assert!(rk.store().read(|tx| tx.meta("after")).unwrap().is_some());
 }
+
+/// A password holding `?` (which a URL reserves) works unescaped, as the client reads it:
+/// the settings after it are taken, and it is shown nowhere.
+#[test]
+fn a_url_whose_password_holds_a_question_mark_opens_and_hides_it() {
+    let plain = pg::server().fresh_url();
+    let part = |key: &str| {
+        plain
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix(key))
+            .unwrap()
+            .to_string()
+    };
+    let (host, port, schema) = (part("host="), part("port="), part("schema="));
+    // The test server trusts every local connection: the password is sent and not checked.
+    let url = format!(
+        "postgres://postgres:s3cr?t@{}:{port}/postgres?schema={schema}",
+        host.replace('/', "%2F")
+    );
+    let (_d, rk) = on_postgres(&url);
+    user(&rk, "a@example.com").unwrap();
+    assert!(
+        rk.store().location().contains(&schema),
+        "{}",
+        rk.store().location()
+    );
+    for shown in [
+        rk.store().location(),
+        format!("{rk:?}"),
+        format!("{:?}", rk.store()),
+    ] {
+        assert!(!shown.contains("s3cr"), "{shown}");
+    }
+    let (_d, same) = on_postgres(&plain);
+    assert_eq!(same.users().count().unwrap(), 1);
+}

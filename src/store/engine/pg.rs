@@ -182,7 +182,11 @@ fn parse_target(url: &str) -> Result<Target> {
     let url = url.trim();
     let mut settings = Settings::default();
     let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        match url.split_once('?') {
+        // The query starts at the first `?` after the user part, which the client ends at
+        // the first `@`: a password may hold `?`.
+        let user_end = url.find('@').map_or(0, |at| at + 1);
+        let query_at = url[user_end..].find('?').map(|i| user_end + i);
+        match query_at.map(|q| (&url[..q], &url[q + 1..])) {
             Some((base, query)) => {
                 let kept: Vec<&str> = query
                     .split('&')
@@ -1422,6 +1426,27 @@ mod tests {
             panic!("readable=maybe was taken");
         };
         assert!(e.to_string().contains("readable=on"), "{e}");
+    }
+
+    /// The settings after a password holding `?` are read (the client ends the user part at
+    /// the first `@`), and the shown form holds none of it.
+    #[test]
+    fn settings_after_a_password_holding_a_question_mark_are_taken() {
+        for url in [
+            "postgres://app:s3cr?t@db/app?schema=app_two&sslmode=disable",
+            "postgres://app:s3cr?t@db/app?sslmode=disable&schema=app_two",
+            "postgresql://app:s3cr?schema=x@db?schema=app_two",
+        ] {
+            let t = parse_target(url).unwrap();
+            assert_eq!(t.schema, "app_two", "{url}");
+            assert!(!t.shown.contains("s3cr"), "{url}: {}", t.shown);
+            assert!(!t.shown.contains("schema=app_two"), "{url}: {}", t.shown);
+        }
+        let Err(e) = parse_target("postgres://app:s3cr?t@db/app?port=x") else {
+            panic!("a bad port was taken");
+        };
+        let said = crate::error::with_causes(&e);
+        assert!(said.contains("port") && !said.contains("s3cr"), "{said}");
     }
 
     #[test]
