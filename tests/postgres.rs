@@ -772,3 +772,57 @@ fn a_url_whose_password_holds_a_question_mark_opens_and_hides_it() {
     let (_d, same) = on_postgres(&plain);
     assert_eq!(same.users().count().unwrap(), 1);
 }
+
+/// The export of `rk` with `extra` lines added before its end line (whose count follows).
+fn export_with(rk: &Redkeep, extra: &[&str]) -> String {
+    let full = export(rk);
+    let mut lines: Vec<&str> = full.lines().collect();
+    lines.pop();
+    lines.extend(extra);
+    format!(
+        "{}\n{{\"redkeep_export_end\":true,\"lines\":{}}}\n",
+        lines.join("\n"),
+        lines.len()
+    )
+}
+
+fn import(rk: &Redkeep, input: &str) -> redkeep::Result<redkeep::ops::TransferSummary> {
+    redkeep::ops::import(rk, &mut input.as_bytes(), &|_| {})
+}
+
+/// An import replaces the store's records in one long transaction: on PostgreSQL it has the
+/// store alone, like restore and reset, so no application writes beside it; and a clash
+/// that rolls its transaction back is reported as such (its input was read, so it is not
+/// retried by itself), not as an internal error.
+#[test]
+fn an_import_has_the_store_alone_and_a_clash_is_reported_as_busy() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (_d, app) = on_postgres(&url);
+    let input = export_with(&app, &[]);
+    let (_d2, importer) = on_postgres(&url);
+    let refused = import(&importer, &input).unwrap_err();
+    assert!(
+        matches!(&refused, Error::InUse { holder, .. } if holder.contains("be imported")),
+        "{refused}"
+    );
+    drop(app);
+    // The server reports a serialization failure on the import's first write of metadata.
+    let mut su = pg::server().client();
+    su.batch_execute(&format!(
+        "create function \"{schema}\".clash() returns trigger language plpgsql as $$
+         begin raise exception 'a clash for the test' using errcode = 'serialization_failure'; end $$;
+         create trigger clash before insert on \"{schema}\".meta
+           for each row execute function \"{schema}\".clash()"
+    ))
+    .unwrap();
+    let clashed = import(&importer, &input).unwrap_err();
+    assert!(
+        matches!(&clashed, Error::Busy { what } if what.contains("nothing was imported")),
+        "{clashed}"
+    );
+    su.batch_execute(&format!("drop trigger clash on \"{schema}\".meta"))
+        .unwrap();
+    import(&importer, &input).unwrap();
+    assert!(importer.check(false).unwrap().ok);
+}

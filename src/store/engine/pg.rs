@@ -26,7 +26,7 @@
 //! table reads exactly as a missing one.
 //!
 //! Every process that opens the store holds a shared advisory lock for as long as it has it
-//! open; `restore`, `reset` and `move` take it exclusively, so they refuse while an
+//! open; `restore`, `reset`, `move` and `import` take it exclusively, so they refuse while an
 //! application runs, and an open while they run is refused (not held back until they end).
 //! Every write transaction takes the lock shared again for its own length (or, in the
 //! process that has the store alone, checks that it still does): a process whose lock
@@ -819,8 +819,8 @@ impl PgDb {
              restart, idle_session_timeout or a dropped connection) and with it that hold; \
              nothing was written: run the command again"
         } else {
-            "another process has it alone (a move, a restore or a reset is running), and \
-             this process's session holding it open ended (a server restart, \
+            "another process has it alone (a move, a restore, a reset or an import is \
+             running), and this process's session holding it open ended (a server restart, \
              idle_session_timeout or a dropped connection); nothing was written: restart \
              this application once that command has finished"
         };
@@ -1382,7 +1382,7 @@ impl RawWrite for PgTx<'_> {
 
     fn native_raise(&self, name: &str, value: u64) -> Result<bool> {
         let q = self.db.ensure_sequence(name)?;
-        if value == 0 || self.sequence_value(&q)? >= value {
+        if value == 0 {
             return Ok(true);
         }
         let value = i64::try_from(value).map_err(|_| {
@@ -1391,10 +1391,16 @@ impl RawWrite for PgTx<'_> {
                 format!("{value} is beyond PostgreSQL's largest id (2^63 - 1)"),
             )
         })?;
+        // Read and raised in one statement, never lowered: a sequence is outside the
+        // transaction, so a read and a raise in two steps could set back an id drawn between
+        // them, which would then be handed out again.
         self.with(
             "raising a sequence",
-            &format!("select setval('{}', $1, true)", q.replace('\'', "''")),
-            |txn, s| txn.query_one(s, &[&value]),
+            &format!(
+                "select setval($1::text::regclass, $2, true) from {q}
+                 where not is_called or last_value < $2"
+            ),
+            |txn, s| txn.execute(s, &[&q, &value]),
         )?;
         Ok(true)
     }
