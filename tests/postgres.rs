@@ -826,3 +826,47 @@ fn an_import_has_the_store_alone_and_a_clash_is_reported_as_busy() {
     import(&importer, &input).unwrap();
     assert!(importer.check(false).unwrap().ok);
 }
+
+/// Sequence names in an import name tables: one no table could have is refused by line, and
+/// nothing is made for it on the server.
+#[test]
+fn an_import_refuses_a_sequence_name_no_table_could_have() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (_d, rk) = on_postgres(&url);
+    for bad in [
+        r#"{"sequence":"a:b","value":3}"#,
+        r#"{"sequence":"","value":3}"#,
+    ] {
+        let input = export_with(&rk, &[bad]);
+        let refused = import(&rk, &input).unwrap_err();
+        assert!(
+            matches!(&refused, Error::InvalidInput { .. })
+                && refused.to_string().contains("sequence name"),
+            "{refused}"
+        );
+    }
+    // A name with a quote is a table's name like any other.
+    let quoted = export_with(&rk, &[r#"{"sequence":"it's","value":7}"#]);
+    import(&rk, &quoted).unwrap();
+    let made: Vec<String> = pg::server()
+        .client()
+        .query(
+            &format!("select name from \"{schema}\"._objects where kind = 's' order by name"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(made.contains(&"it's".to_string()), "{made:?}");
+    assert!(
+        !made.iter().any(|n| n.is_empty() || n.contains(':')),
+        "{made:?}"
+    );
+    let exported = export(&rk);
+    assert!(
+        exported.contains(r#"{"sequence":"it's","value":7}"#),
+        "{exported}"
+    );
+}

@@ -459,6 +459,13 @@ fn apply(
             serde_json::from_value(info.clone()).map_err(|e| format!("catalog entry: {e}"))?;
         tx.put_catalog(&info).map_err(|e| e.to_string())?;
     } else if let Some(seq) = s("sequence") {
+        // A sequence is named after its table, and so follows the same rule.
+        if seq.is_empty() || seq.contains(':') {
+            return Err(format!(
+                "sequence name {seq:?} is not allowed: a sequence is named after its table \
+                 (not empty, without `:`)"
+            ));
+        }
         let value = v
             .get("value")
             .and_then(Value::as_u64)

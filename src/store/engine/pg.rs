@@ -1355,8 +1355,8 @@ impl RawWrite for PgTx<'_> {
         let row = self
             .with(
                 "drawing an id",
-                &format!("select nextval('{}')", q.replace('\'', "''")),
-                |txn, s| txn.query_one(s, &[]),
+                "select nextval($1::text::regclass)",
+                |txn, s| txn.query_one(s, &[&q]),
             )
             .map_err(|e| {
                 // Past the bigint's largest value: the same refusal as on redb.
