@@ -870,3 +870,44 @@ fn an_import_refuses_a_sequence_name_no_table_could_have() {
         "{exported}"
     );
 }
+
+/// Tables and sequences are listed in the order of their names' bytes, as on redb, whatever
+/// the database's collation: an export lists them the same way on both engines.
+#[test]
+fn tables_and_sequences_export_in_byte_order_under_any_collation() {
+    let db = format!("icu_{}", schema_of(&pg::server().fresh_url()));
+    let mut su = pg::server().client();
+    su.batch_execute(&format!(
+        "create database {db} template template0 encoding 'UTF8'
+         locale_provider icu icu_locale 'en' locale 'C.UTF-8'"
+    ))
+    .unwrap();
+    let url = pg::server()
+        .url("redkeep")
+        .replace("dbname=postgres", &format!("dbname={db}"));
+    let (_d, rk) = on_postgres(&url);
+    let input = export_with(
+        &rk,
+        &[
+            r#"{"table":"alpha","key":"01","value":"AQ=="}"#,
+            r#"{"table":"Zeta","key":"01","value":"AQ=="}"#,
+            r#"{"sequence":"alpha","value":3}"#,
+            r#"{"sequence":"Zeta","value":3}"#,
+        ],
+    );
+    import(&rk, &input).unwrap();
+    let exported = export(&rk);
+    let at = |needle: &str| {
+        exported
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {exported}"))
+    };
+    assert!(
+        at(r#"{"table":"Zeta""#) < at(r#"{"table":"alpha""#),
+        "{exported}"
+    );
+    assert!(
+        at(r#"{"sequence":"Zeta""#) < at(r#"{"sequence":"alpha""#),
+        "{exported}"
+    );
+}

@@ -1243,7 +1243,7 @@ impl RawRead for PgTx<'_> {
         let rows = self.with(
             "listing tables",
             &format!(
-                "select name from {}._objects where kind = 't' order by name",
+                "select name from {}._objects where kind = 't' order by name collate \"C\"",
                 quote(&self.db.schema)
             ),
             |txn, s| txn.query(s, &[]),
@@ -1255,7 +1255,8 @@ impl RawRead for PgTx<'_> {
         let rows = self.with(
             "listing sequences",
             &format!(
-                "select name, relname from {}._objects where kind = 's' order by name",
+                "select name, relname from {}._objects where kind = 's'
+                 order by name collate \"C\"",
                 quote(&self.db.schema)
             ),
             |txn, s| txn.query(s, &[]),
