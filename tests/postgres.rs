@@ -619,3 +619,295 @@ fn a_move_has_both_stores_alone_and_fills_a_new_store() {
         Some(&b"acme"[..])
     );
 }
+
+/// A process whose session holding the store open was ended by the server (a restart,
+/// `idle_session_timeout`, a dropped connection) has no hold on it any more: while another
+/// process has the store alone (a move, a restore, a reset), its writes are refused and
+/// say why, instead of landing where that command no longer looks.
+#[test]
+fn a_process_that_lost_its_hold_on_the_store_cannot_write_while_another_has_it_alone() {
+    let url = pg::server().fresh_url();
+    let app = format!("held_{}", schema_of(&url));
+    let (_d, rk) = on_postgres(&format!("{url} application_name={app}"));
+    user(&rk, "a@example.com").unwrap();
+    // The session holding the process's shared lock is the only one of it holding any lock
+    // between writes; the server ends it (waiting, at most 10 s, until it is gone).
+    let mut su = pg::server().client();
+    let ended: i64 = su
+        .query_one(
+            "select count(*) filter (where pg_terminate_backend(l.pid, 10000))
+             from pg_locks l join pg_stat_activity a on a.pid = l.pid
+             where l.locktype = 'advisory' and a.application_name = $1",
+            &[&app],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1);
+    let (_d2, other) = on_postgres(&url);
+    other
+        .store()
+        .alone_with("be moved", || {
+            let refused = user(&rk, "b@example.com").unwrap_err();
+            assert!(
+                matches!(&refused, Error::InUse { holder, .. }
+                    if holder.contains("has it alone") && holder.contains("session")),
+                "{refused}"
+            );
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(other.users().count().unwrap(), 1);
+    // Once that command has finished, the process writes again.
+    user(&rk, "c@example.com").unwrap();
+    assert_eq!(other.users().count().unwrap(), 2);
+}
+
+/// The process that has the store alone checks, at every write, that it still does: once
+/// its session holding the lock has ended, its writes are refused and say why (another
+/// process may have taken the store by then).
+#[test]
+fn a_process_whose_exclusive_hold_ended_stops_writing() {
+    let url = pg::server().fresh_url();
+    let app = format!("alone_{}", schema_of(&url));
+    let (_d, rk) = on_postgres(&format!("{url} application_name={app}"));
+    user(&rk, "a@example.com").unwrap();
+    rk.store()
+        .alone_with("be reset", || {
+            user(&rk, "b@example.com")?;
+            let ended: bool = pg::server()
+                .client()
+                .query_one(
+                    "select bool_and(pg_terminate_backend(pid, 10000)) from (
+                         select distinct l.pid from pg_locks l
+                         join pg_stat_activity a on a.pid = l.pid
+                         where l.locktype = 'advisory' and a.application_name = $1) s",
+                    &[&app],
+                )
+                .unwrap()
+                .get(0);
+            assert!(ended);
+            let refused = user(&rk, "c@example.com").unwrap_err();
+            assert!(
+                matches!(&refused, Error::InUse { holder, .. } if holder.contains("had it alone")),
+                "{refused}"
+            );
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(rk.users().count().unwrap(), 2);
+}
+
+/// After a statement fails on the server, its transaction is over: PostgreSQL answers the
+/// COMMIT by rolling back. A write whose code swallowed that error and returned success is
+/// reported as failed, not as written.
+#[test]
+fn a_write_that_went_on_after_a_failed_statement_reports_failure_not_success() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (_d, rk) = on_postgres(&url);
+    rk.store().write(|tx| tx.set_meta("before", b"1")).unwrap();
+    // The server refuses one metadata entry.
+    let mut su = pg::server().client();
+    su.batch_execute(&format!(
+        "create function \"{schema}\".refuse() returns trigger language plpgsql as $$
+         begin
+           if position(convert_to('refused', 'UTF8') in new.k) > 0 then
+             raise exception 'refused for the test';
+           end if;
+           return new;
+         end $$;
+         create trigger refuse before insert on \"{schema}\".meta
+           for each row execute function \"{schema}\".refuse()"
+    ))
+    .unwrap();
+    let out = rk.store().write(|tx| {
+        tx.set_meta("kept", b"1")?;
+        assert!(tx.set_meta("refused", b"1").is_err());
+        Ok(())
+    });
+    let err = out.unwrap_err();
+    assert!(
+        matches!(err, Error::Storage { .. }) && err.to_string().contains("nothing was written"),
+        "{err}"
+    );
+    assert!(err.full_message().contains("refused for the test"), "{err}");
+    assert_eq!(rk.store().read(|tx| tx.meta("kept")).unwrap(), None);
+    // Writes that do not fail still commit.
+    rk.store().write(|tx| tx.set_meta("after", b"1")).unwrap();
+    assert!(rk.store().read(|tx| tx.meta("after")).unwrap().is_some());
+}
+
+/// A password holding `?` (which a URL reserves) works unescaped, as the client reads it:
+/// the settings after it are taken, and it is shown nowhere.
+#[test]
+fn a_url_whose_password_holds_a_question_mark_opens_and_hides_it() {
+    let plain = pg::server().fresh_url();
+    let part = |key: &str| {
+        plain
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix(key))
+            .unwrap()
+            .to_string()
+    };
+    let (host, port, schema) = (part("host="), part("port="), part("schema="));
+    // The test server trusts every local connection: the password is sent and not checked.
+    let url = format!(
+        "postgres://postgres:s3cr?t@{}:{port}/postgres?schema={schema}",
+        host.replace('/', "%2F")
+    );
+    let (_d, rk) = on_postgres(&url);
+    user(&rk, "a@example.com").unwrap();
+    assert!(
+        rk.store().location().contains(&schema),
+        "{}",
+        rk.store().location()
+    );
+    for shown in [
+        rk.store().location(),
+        format!("{rk:?}"),
+        format!("{:?}", rk.store()),
+    ] {
+        assert!(!shown.contains("s3cr"), "{shown}");
+    }
+    let (_d, same) = on_postgres(&plain);
+    assert_eq!(same.users().count().unwrap(), 1);
+}
+
+/// The export of `rk` with `extra` lines added before its end line (whose count follows).
+fn export_with(rk: &Redkeep, extra: &[&str]) -> String {
+    let full = export(rk);
+    let mut lines: Vec<&str> = full.lines().collect();
+    lines.pop();
+    lines.extend(extra);
+    format!(
+        "{}\n{{\"redkeep_export_end\":true,\"lines\":{}}}\n",
+        lines.join("\n"),
+        lines.len()
+    )
+}
+
+fn import(rk: &Redkeep, input: &str) -> redkeep::Result<redkeep::ops::TransferSummary> {
+    redkeep::ops::import(rk, &mut input.as_bytes(), &|_| {})
+}
+
+/// An import replaces the store's records in one long transaction: on PostgreSQL it has the
+/// store alone, like restore and reset, so no application writes beside it; and a clash
+/// that rolls its transaction back is reported as such (its input was read, so it is not
+/// retried by itself), not as an internal error.
+#[test]
+fn an_import_has_the_store_alone_and_a_clash_is_reported_as_busy() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (_d, app) = on_postgres(&url);
+    let input = export_with(&app, &[]);
+    let (_d2, importer) = on_postgres(&url);
+    let refused = import(&importer, &input).unwrap_err();
+    assert!(
+        matches!(&refused, Error::InUse { holder, .. } if holder.contains("be imported")),
+        "{refused}"
+    );
+    drop(app);
+    // The server reports a serialization failure on the import's first write of metadata.
+    let mut su = pg::server().client();
+    su.batch_execute(&format!(
+        "create function \"{schema}\".clash() returns trigger language plpgsql as $$
+         begin raise exception 'a clash for the test' using errcode = 'serialization_failure'; end $$;
+         create trigger clash before insert on \"{schema}\".meta
+           for each row execute function \"{schema}\".clash()"
+    ))
+    .unwrap();
+    let clashed = import(&importer, &input).unwrap_err();
+    assert!(
+        matches!(&clashed, Error::Busy { what } if what.contains("nothing was imported")),
+        "{clashed}"
+    );
+    su.batch_execute(&format!("drop trigger clash on \"{schema}\".meta"))
+        .unwrap();
+    import(&importer, &input).unwrap();
+    assert!(importer.check(false).unwrap().ok);
+}
+
+/// Sequence names in an import name tables: one no table could have is refused by line, and
+/// nothing is made for it on the server.
+#[test]
+fn an_import_refuses_a_sequence_name_no_table_could_have() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (_d, rk) = on_postgres(&url);
+    for bad in [
+        r#"{"sequence":"a:b","value":3}"#,
+        r#"{"sequence":"","value":3}"#,
+    ] {
+        let input = export_with(&rk, &[bad]);
+        let refused = import(&rk, &input).unwrap_err();
+        assert!(
+            matches!(&refused, Error::InvalidInput { .. })
+                && refused.to_string().contains("sequence name"),
+            "{refused}"
+        );
+    }
+    // A name with a quote is a table's name like any other.
+    let quoted = export_with(&rk, &[r#"{"sequence":"it's","value":7}"#]);
+    import(&rk, &quoted).unwrap();
+    let made: Vec<String> = pg::server()
+        .client()
+        .query(
+            &format!("select name from \"{schema}\"._objects where kind = 's' order by name"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(made.contains(&"it's".to_string()), "{made:?}");
+    assert!(
+        !made.iter().any(|n| n.is_empty() || n.contains(':')),
+        "{made:?}"
+    );
+    let exported = export(&rk);
+    assert!(
+        exported.contains(r#"{"sequence":"it's","value":7}"#),
+        "{exported}"
+    );
+}
+
+/// Tables and sequences are listed in the order of their names' bytes, as on redb, whatever
+/// the database's collation: an export lists them the same way on both engines.
+#[test]
+fn tables_and_sequences_export_in_byte_order_under_any_collation() {
+    let db = format!("icu_{}", schema_of(&pg::server().fresh_url()));
+    let mut su = pg::server().client();
+    su.batch_execute(&format!(
+        "create database {db} template template0 encoding 'UTF8'
+         locale_provider icu icu_locale 'en' locale 'C.UTF-8'"
+    ))
+    .unwrap();
+    let url = pg::server()
+        .url("redkeep")
+        .replace("dbname=postgres", &format!("dbname={db}"));
+    let (_d, rk) = on_postgres(&url);
+    let input = export_with(
+        &rk,
+        &[
+            r#"{"table":"alpha","key":"01","value":"AQ=="}"#,
+            r#"{"table":"Zeta","key":"01","value":"AQ=="}"#,
+            r#"{"sequence":"alpha","value":3}"#,
+            r#"{"sequence":"Zeta","value":3}"#,
+        ],
+    );
+    import(&rk, &input).unwrap();
+    let exported = export(&rk);
+    let at = |needle: &str| {
+        exported
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {exported}"))
+    };
+    assert!(
+        at(r#"{"table":"Zeta""#) < at(r#"{"table":"alpha""#),
+        "{exported}"
+    );
+    assert!(
+        at(r#"{"sequence":"Zeta""#) < at(r#"{"sequence":"alpha""#),
+        "{exported}"
+    );
+}

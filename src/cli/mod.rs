@@ -130,7 +130,8 @@ fn open(cli: &Cli) -> Result<Redkeep> {
     // has it open. So does an import, whose one write transaction lasts as long as its
     // input (a pipe from another machine, say): held shared, every other command would wait
     // for it without a word; held alone, they are told at once who holds the store.
-    // (On PostgreSQL the import's transaction keeps no reader out: it runs shared there.)
+    // (On PostgreSQL the store is opened shared: the import itself then takes the store's
+    // lock exclusively, and is refused while another process has it open.)
     let importing_a_file =
         matches!(cli.command, Command::Import { .. }) && store_url(cli).is_none();
     let mode = if cli.command.changes_schema() || importing_a_file {

@@ -459,6 +459,13 @@ fn apply(
             serde_json::from_value(info.clone()).map_err(|e| format!("catalog entry: {e}"))?;
         tx.put_catalog(&info).map_err(|e| e.to_string())?;
     } else if let Some(seq) = s("sequence") {
+        // A sequence is named after its table, and so follows the same rule.
+        if seq.is_empty() || seq.contains(':') {
+            return Err(format!(
+                "sequence name {seq:?} is not allowed: a sequence is named after its table \
+                 (not empty, without `:`)"
+            ));
+        }
         let value = v
             .get("value")
             .and_then(Value::as_u64)
@@ -490,10 +497,31 @@ fn apply(
 /// reference changes nothing; then the workspace documents and pieces are written. Id
 /// sequences are raised past every imported id. Calls `progress` with the lines read.
 ///
+/// On PostgreSQL the import has the store alone, as `restore` and `reset` do: it is refused
+/// while another process has the store open.
+///
 /// # Errors
 /// `InvalidInput` naming the line at fault or the problems `check` found; `Denied` when the
-/// store holds data.
+/// store holds data; `InUse` on PostgreSQL when another process has the store open; `Busy`
+/// when its transaction clashed with a concurrent one of this process (nothing was imported).
 pub fn import(
+    rk: &Redkeep,
+    input: &mut dyn BufRead,
+    progress: &dyn Fn(u64),
+) -> Result<TransferSummary> {
+    // On PostgreSQL other processes' writes would run beside the import's one long
+    // transaction (and clash with it, or land in the tables it replaces); a redb file's
+    // write transaction keeps every other writer out already.
+    if rk.store().engine() == "postgres" {
+        rk.store()
+            .alone_with("be imported", || import_alone(rk, input, progress))
+    } else {
+        import_alone(rk, input, progress)
+    }
+}
+
+/// [`import`] once no other process writes to the store.
+fn import_alone(
     rk: &Redkeep,
     input: &mut dyn BufRead,
     progress: &dyn Fn(u64),
@@ -508,8 +536,13 @@ pub fn import(
     let mut docs: BTreeMap<u64, u64> = BTreeMap::new();
     let mut pieces: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     rk.store().write_here(|tx| {
-        let input = input.take().ok_or_else(|| Error::Invariant {
-            what: "an import cannot be retried".into(),
+        // An engine that retries a write on a clash (PostgreSQL) would run this again, but
+        // the input has been read.
+        let input = input.take().ok_or_else(|| Error::Busy {
+            what: "the import's transaction clashed with a concurrent one of this process and \
+                   was rolled back, so nothing was imported; its input is read as it goes, so \
+                   it is not tried again by itself"
+                .into(),
         })?;
         // An import that stopped after its records: its records and folders are replaced.
         let resuming = tx.meta(IMPORT_UNFINISHED)?.is_some();

@@ -80,31 +80,101 @@ pub fn redact(url: &str) -> String {
         return redact_key_values(url);
     };
     let scheme = &url[..url.len() - rest.len()];
-    let (place, query) = match rest.split_once('?') {
-        Some((place, query)) => (place, Some(query)),
-        None => (rest, None),
-    };
-    // The last `@` ends the user part: a password may hold one, a host never does.
-    let place = match place.rsplit_once('@') {
-        Some((auth, host)) => match auth.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => place.to_string(),
-        },
-        None => place.to_string(),
-    };
-    let query = query.map(|q| {
-        q.split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("&")
-    });
-    match query {
-        Some(q) => format!("{scheme}{place}?{q}"),
-        None => format!("{scheme}{place}"),
+    let mut hidden = url_password(rest).into_iter().collect::<Vec<_>>();
+    hidden.extend(password_parameters(rest));
+    hidden.sort_unstable();
+    let mut shown = scheme.to_string();
+    let mut at = 0;
+    for (start, end) in hidden {
+        if start < at {
+            // Overlaps the range just hidden (or follows it directly): hidden with it.
+            at = at.max(end);
+            continue;
+        }
+        shown.push_str(&rest[at..start]);
+        shown.push_str("***");
+        at = end;
     }
+    shown.push_str(&rest[at..]);
+    shown
+}
+
+/// Where the password of a URL's user part is in `rest` (the URL after its scheme), as a
+/// byte range: from the `:` after the user to the `@` before the host. Which `@` that is
+/// depends on who reads: the client takes the first `@` of the whole URL (a password may
+/// then hold `?`, `/` or `#`), a person may mean the last one before the query (a password
+/// holding `@`) or before the path. The range covers every reading, so no reading of the
+/// URL shows part of the password.
+fn url_password(rest: &str) -> Option<(usize, usize)> {
+    let colon = rest.find(':')?;
+    let first = rest.find('@');
+    let before_query = rest[..rest.find('?').unwrap_or(rest.len())].rfind('@');
+    // A password holding both `@` and `?`: the last `@` before the path that follows the
+    // first `@` (only when the client reads a password at all, so that a port and a
+    // parameter value holding `@` are left alone).
+    let before_path = first.filter(|&at| colon < at).and_then(|at| {
+        let path = rest[at..].find('/').map_or(rest.len(), |i| at + i);
+        rest[..path].rfind('@')
+    });
+    let end = [first, before_query, before_path]
+        .into_iter()
+        .flatten()
+        .filter(|&at| colon < at)
+        .max()?;
+    Some((colon + 1, end))
+}
+
+/// Where the values of `password` parameters are in `rest` (the URL after its scheme), as
+/// byte ranges: after any `?` or `&` (where the query starts depends on where the user part
+/// ends, see [`url_password`]), a key that reads `password` once its `%XX` escapes are
+/// decoded, as the client decodes it, whatever its case.
+fn password_parameters(rest: &str) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    for (i, c) in rest.char_indices() {
+        if c != '?' && c != '&' {
+            continue;
+        }
+        let key_start = i + 1;
+        let Some(eq) = rest[key_start..]
+            .find(['=', '&', '?'])
+            .map(|j| key_start + j)
+        else {
+            continue;
+        };
+        if rest.as_bytes()[eq] != b'='
+            || !percent_decoded(&rest[key_start..eq]).eq_ignore_ascii_case(b"password")
+        {
+            continue;
+        }
+        let end = rest[eq + 1..].find('&').map_or(rest.len(), |j| eq + 1 + j);
+        found.push((eq + 1, end));
+    }
+    found
+}
+
+/// `s` with its `%XX` escapes decoded.
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A libpq `key=value` string with the value of `password` as `***`: values may be quoted
@@ -411,6 +481,69 @@ mod tests {
         ] {
             assert_eq!(redact(url), shown, "{url}");
             assert!(!redact(url).contains("hunter"), "{url}");
+        }
+    }
+
+    /// Passwords holding characters a URL reserves, written unescaped or escaped: the
+    /// client reads the user part up to the first `@`, a person may mean another `@`; none of
+    /// the password shows either way.
+    #[test]
+    fn passwords_with_reserved_characters_never_show() {
+        for (url, shown) in [
+            ("postgres://app:s3cr?t@db/app", "postgres://app:***@db/app"),
+            (
+                "postgres://app:s3cr?t@db/app?schema=x",
+                "postgres://app:***@db/app?schema=x",
+            ),
+            ("postgres://app:s3cr#t@db/app", "postgres://app:***@db/app"),
+            (
+                "postgres://app:s3cr/t@db:5432/app",
+                "postgres://app:***@db:5432/app",
+            ),
+            (
+                "postgres://app:s3cr%40t@db/app",
+                "postgres://app:***@db/app",
+            ),
+            ("postgres://app:s3c@r?t@db/app", "postgres://app:***@db/app"),
+            ("postgres://app:s3c@r/t@db/app", "postgres://app:***@db/app"),
+            (
+                "postgres://me@corp:s3cr=t@db/app",
+                "postgres://me@corp:***@db/app",
+            ),
+            ("postgres://app:@db/app", "postgres://app:***@db/app"),
+            (
+                "postgres://db/app?user=app&PassWord=s3cr?t",
+                "postgres://db/app?user=app&PassWord=***",
+            ),
+            (
+                "postgres://db/app?pass%77ord=s3cr@t&sslmode=require",
+                "postgres://db/app?pass%77ord=***&sslmode=require",
+            ),
+            (
+                "postgres://db/app?x&password=s3crt",
+                "postgres://db/app?x&password=***",
+            ),
+            (
+                "host=db password='s3cr?t@x' dbname=app",
+                "host=db password=*** dbname=app",
+            ),
+            (
+                "host=db password=s3cr\\'t dbname=app",
+                "host=db password=*** dbname=app",
+            ),
+            ("host=db PASSWORD = 's3 cr t'", "host=db PASSWORD = ***"),
+            // What holds no password is shown whole, `@` and `:` in other places included.
+            (
+                "postgres://u@db:5432/app?application_name=a@b",
+                "postgres://u@db:5432/app?application_name=a@b",
+            ),
+            ("postgres://[::1]:5432/app", "postgres://[::1]:5432/app"),
+        ] {
+            let got = redact(url);
+            assert_eq!(got, shown, "{url}");
+            for part in ["s3", "cr", "3c", "r?t", "r#t", "r/t", "%40", "=t"] {
+                assert!(!got.contains(part), "{url} shows {got}");
+            }
         }
     }
 

@@ -26,9 +26,13 @@
 //! table reads exactly as a missing one.
 //!
 //! Every process that opens the store holds a shared advisory lock for as long as it has it
-//! open; `restore`, `reset` and `move` take it exclusively, so they refuse while an
+//! open; `restore`, `reset`, `move` and `import` take it exclusively, so they refuse while an
 //! application runs, and an open while they run is refused (not held back until they end).
-//! Migrations run under a second, exclusive advisory lock.
+//! Every write transaction takes the lock shared again for its own length (or, in the
+//! process that has the store alone, checks that it still does): a process whose lock
+//! session ended (a server restart, `idle_session_timeout`, a dropped connection) cannot
+//! write into a store another process has alone. Migrations run under a second, exclusive
+//! advisory lock.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -39,7 +43,7 @@ use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Config, IsolationLevel, NoTls, Statement, Transaction};
+use postgres::{Client, Config, IsolationLevel, NoTls, SimpleQueryMessage, Statement, Transaction};
 use sha2::{Digest, Sha256};
 
 use super::{KeyRange, Order, RawRead, RawWrite, Visit};
@@ -178,7 +182,11 @@ fn parse_target(url: &str) -> Result<Target> {
     let url = url.trim();
     let mut settings = Settings::default();
     let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        match url.split_once('?') {
+        // The query starts at the first `?` after the user part, which the client ends at
+        // the first `@`: a password may hold `?`.
+        let user_end = url.find('@').map_or(0, |at| at + 1);
+        let query_at = url[user_end..].find('?').map(|i| user_end + i);
+        match query_at.map(|q| (&url[..q], &url[q + 1..])) {
             Some((base, query)) => {
                 let kept: Vec<&str> = query
                     .split('&')
@@ -412,6 +420,9 @@ pub(crate) struct PgDb {
     sequences: RwLock<HashMap<String, String>>,
     // The session holding the store's shared advisory lock (and, briefly, exclusive ones).
     lock: Mutex<Option<Client>>,
+    // While this process has the store alone: the server pid of the lock session holding it
+    // exclusively, which every write checks (it cannot take the lock shared then).
+    alone_pid: Mutex<Option<i32>>,
     // Opened only to be read: every write is refused.
     read_only: bool,
     // Writes that clashed several times retry one at a time: they then compete only with
@@ -527,6 +538,7 @@ impl PgDb {
             tables: RwLock::default(),
             sequences: RwLock::default(),
             lock: Mutex::new(Some(lock)),
+            alone_pid: Mutex::new(None),
             read_only,
             retry_lane: Mutex::new(()),
             readable: target.readable,
@@ -723,19 +735,21 @@ impl PgDb {
                 {
                     Err(e) => (Err(pg("beginning a write transaction", e)), false),
                     Ok(mut txn) => {
-                        let relaxed = if durable {
-                            Ok(())
-                        } else {
-                            // Committed without waiting for the disk; a crash may lose it.
-                            txn.batch_execute("set local synchronous_commit = off")
-                        };
+                        let setup = txn.simple_query(&self.write_setup(durable));
                         let tx = PgTx::new(self, txn, stmts);
-                        let value = relaxed
-                            .map_err(|e| tx.failed("writing", e))
+                        let value = setup
+                            .map_err(|e| tx.failed("beginning a write transaction", e))
+                            .and_then(|replies| self.still_held(&replies))
                             .and_then(|()| f(&tx));
                         let outcome = match value {
-                            Ok(v) if !tx.clashed.get() => tx.end(true).map(|()| v),
-                            Ok(_) => Err(tx.clash_error()),
+                            Ok(_) if tx.clashed.get() => Err(tx.clash_error()),
+                            Ok(v) => match tx.failure.take() {
+                                None => tx.end(true).map(|()| v),
+                                Some(why) => {
+                                    let _ = tx.end(false);
+                                    Err(swallowed(&why))
+                                }
+                            },
                             Err(e) => {
                                 let _ = tx.end(false);
                                 Err(e)
@@ -763,6 +777,59 @@ impl PgDb {
         }
     }
 
+    /// What begins every write transaction, in one round trip: the store's lock taken shared
+    /// until the transaction ends (refused while another process has the store alone), or,
+    /// while this process has it alone, whether its lock session still holds it; then, unless
+    /// `durable`, the commit without waiting for the disk (a crash may lose it).
+    fn write_setup(&self, durable: bool) -> String {
+        let key = lock_key(&self.schema);
+        let alone = *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner());
+        let held = match alone {
+            None => format!("select pg_try_advisory_xact_lock_shared({LOCK_OPEN}, {key})"),
+            Some(pid) => format!(
+                "select exists (select 1 from pg_locks where locktype = 'advisory'
+                 and classid = ({LOCK_OPEN})::int::oid and objid = ({key})::int::oid
+                 and objsubid = 2 and mode = 'ExclusiveLock' and granted and pid = {pid})"
+            ),
+        };
+        if durable {
+            held
+        } else {
+            format!("set local synchronous_commit = off; {held}")
+        }
+    }
+
+    /// Whether the replies to [`PgDb::write_setup`] say the store's lock is held; `InUse`
+    /// when it is not.
+    fn still_held(&self, replies: &[SimpleQueryMessage]) -> Result<()> {
+        let held = replies.iter().any(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0) == Some("t"),
+            _ => false,
+        });
+        if held {
+            return Ok(());
+        }
+        let alone = self
+            .alone_pid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        let holder = if alone {
+            "this process had it alone, but its session to the server ended (a server \
+             restart, idle_session_timeout or a dropped connection) and with it that hold; \
+             nothing was written: run the command again"
+        } else {
+            "another process has it alone (a move, a restore, a reset or an import is \
+             running), and this process's session holding it open ended (a server restart, \
+             idle_session_timeout or a dropped connection); nothing was written: restart \
+             this application once that command has finished"
+        };
+        Err(Error::InUse {
+            path: self.shown.clone().into(),
+            holder: holder.into(),
+        })
+    }
+
     /// Takes the store's lock exclusively for as long as `f` runs: refused while another
     /// process has the store open.
     pub(crate) fn alone<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -770,9 +837,13 @@ impl PgDb {
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let lock = guard.as_mut().ok_or_else(closed)?;
         let row = lock
-            .query_one("select pg_try_advisory_lock($1, $2)", &[&LOCK_OPEN, &key])
+            .query_one(
+                "select pg_try_advisory_lock($1, $2), pg_backend_pid()",
+                &[&LOCK_OPEN, &key],
+            )
             .map_err(|e| pg("taking the store's lock", e))?;
         let got: bool = column(&row, 0)?;
+        let pid: i32 = column(&row, 1)?;
         if !got {
             let holders = self.holders(lock).unwrap_or_default();
             return Err(Error::InUse {
@@ -784,7 +855,13 @@ impl PgDb {
             });
         }
         drop(guard);
+        let before = self
+            .alone_pid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(pid);
         let out = f();
+        *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner()) = before;
         if let Some(lock) = self.lock.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_OPEN, &key]);
         }
@@ -878,6 +955,20 @@ fn column<'r, T: postgres::types::FromSql<'r>>(row: &'r postgres::Row, i: usize)
     row.try_get(i).map_err(|e| pg("reading a row", e))
 }
 
+/// The error of a write whose closure returned `Ok` after a statement of it failed (`why`):
+/// the server had aborted the transaction, so it is rolled back, not reported as written.
+fn swallowed(why: &str) -> Error {
+    Error::Storage {
+        context: "writing",
+        source: format!(
+            "a statement of this write failed ({why}), which ended its transaction, yet the \
+             write's code went on and returned success; it was rolled back and nothing was \
+             written: that code must pass such errors on"
+        )
+        .into(),
+    }
+}
+
 fn closed() -> Error {
     Error::Invariant {
         what: "the store's lock session was used after the store closed".into(),
@@ -927,6 +1018,9 @@ pub(crate) struct PgTx<'a> {
     // A statement failed with a clash: the transaction is lost and the whole write is retried
     // (even if the closure swallowed the error).
     clashed: Cell<bool>,
+    // The first error the server reported: it aborted the transaction, whose COMMIT would
+    // then only roll it back, so a closure that went on regardless does not succeed.
+    failure: RefCell<Option<String>>,
 }
 
 impl<'a> PgTx<'a> {
@@ -940,6 +1034,7 @@ impl<'a> PgTx<'a> {
             txn: RefCell::new(Some(txn)),
             stmts: RefCell::new(stmts),
             clashed: Cell::new(false),
+            failure: RefCell::new(None),
         }
     }
 
@@ -990,7 +1085,14 @@ impl<'a> PgTx<'a> {
         if is_clash(&e) {
             self.clashed.set(true);
         }
-        pg(context, e)
+        let from_server = e.code().is_some();
+        let e = pg(context, e);
+        if from_server {
+            self.failure
+                .borrow_mut()
+                .get_or_insert_with(|| crate::error::with_causes(&e));
+        }
+        e
     }
 
     /// A record of table `record` as the jsonb text of its `j` column, or `None` (NULL) when
@@ -1141,7 +1243,7 @@ impl RawRead for PgTx<'_> {
         let rows = self.with(
             "listing tables",
             &format!(
-                "select name from {}._objects where kind = 't' order by name",
+                "select name from {}._objects where kind = 't' order by name collate \"C\"",
                 quote(&self.db.schema)
             ),
             |txn, s| txn.query(s, &[]),
@@ -1153,7 +1255,8 @@ impl RawRead for PgTx<'_> {
         let rows = self.with(
             "listing sequences",
             &format!(
-                "select name, relname from {}._objects where kind = 's' order by name",
+                "select name, relname from {}._objects where kind = 's'
+                 order by name collate \"C\"",
                 quote(&self.db.schema)
             ),
             |txn, s| txn.query(s, &[]),
@@ -1253,8 +1356,8 @@ impl RawWrite for PgTx<'_> {
         let row = self
             .with(
                 "drawing an id",
-                &format!("select nextval('{}')", q.replace('\'', "''")),
-                |txn, s| txn.query_one(s, &[]),
+                "select nextval($1::text::regclass)",
+                |txn, s| txn.query_one(s, &[&q]),
             )
             .map_err(|e| {
                 // Past the bigint's largest value: the same refusal as on redb.
@@ -1280,7 +1383,7 @@ impl RawWrite for PgTx<'_> {
 
     fn native_raise(&self, name: &str, value: u64) -> Result<bool> {
         let q = self.db.ensure_sequence(name)?;
-        if value == 0 || self.sequence_value(&q)? >= value {
+        if value == 0 {
             return Ok(true);
         }
         let value = i64::try_from(value).map_err(|_| {
@@ -1289,10 +1392,16 @@ impl RawWrite for PgTx<'_> {
                 format!("{value} is beyond PostgreSQL's largest id (2^63 - 1)"),
             )
         })?;
+        // Read and raised in one statement, never lowered: a sequence is outside the
+        // transaction, so a read and a raise in two steps could set back an id drawn between
+        // them, which would then be handed out again.
         self.with(
             "raising a sequence",
-            &format!("select setval('{}', $1, true)", q.replace('\'', "''")),
-            |txn, s| txn.query_one(s, &[&value]),
+            &format!(
+                "select setval($1::text::regclass, $2, true) from {q}
+                 where not is_called or last_value < $2"
+            ),
+            |txn, s| txn.execute(s, &[&q, &value]),
         )?;
         Ok(true)
     }
@@ -1324,6 +1433,27 @@ mod tests {
             panic!("readable=maybe was taken");
         };
         assert!(e.to_string().contains("readable=on"), "{e}");
+    }
+
+    /// The settings after a password holding `?` are read (the client ends the user part at
+    /// the first `@`), and the shown form holds none of it.
+    #[test]
+    fn settings_after_a_password_holding_a_question_mark_are_taken() {
+        for url in [
+            "postgres://app:s3cr?t@db/app?schema=app_two&sslmode=disable",
+            "postgres://app:s3cr?t@db/app?sslmode=disable&schema=app_two",
+            "postgresql://app:s3cr?schema=x@db?schema=app_two",
+        ] {
+            let t = parse_target(url).unwrap();
+            assert_eq!(t.schema, "app_two", "{url}");
+            assert!(!t.shown.contains("s3cr"), "{url}: {}", t.shown);
+            assert!(!t.shown.contains("schema=app_two"), "{url}: {}", t.shown);
+        }
+        let Err(e) = parse_target("postgres://app:s3cr?t@db/app?port=x") else {
+            panic!("a bad port was taken");
+        };
+        let said = crate::error::with_causes(&e);
+        assert!(said.contains("port") && !said.contains("s3cr"), "{said}");
     }
 
     #[test]
