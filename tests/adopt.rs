@@ -842,3 +842,144 @@ fn a_locked_source_is_named_as_locked() {
     drop(conn);
     adopt(&cli, &db, &["--preset", "code-monet"], 0);
 }
+
+/// A mapping reading `accounts` (TEXT ids) with the default folder pattern `users/{id}`.
+const ACCOUNTS: &str =
+    "CREATE TABLE accounts (id TEXT PRIMARY KEY, mail TEXT, secret TEXT, name TEXT);";
+
+fn accounts_map(cli: &Cli, extra: &str) -> String {
+    let map = cli.dir.path().join("accounts.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "[users]\nquery = \"SELECT id, mail AS email, secret AS password_hash, name FROM accounts\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    map.to_str().unwrap().to_string()
+}
+
+fn problems_of(report: &Value) -> Vec<String> {
+    report["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems in {report}"))
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A text id written as a path (`./5`, `5/`) named user 5's folder, and its account got
+/// user 5's files: such ids are refused by row (the dry run and the real run alike), and
+/// nothing is made.
+#[test]
+fn text_ids_naming_another_users_folder_are_refused() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, ACCOUNTS);
+    let hash = bcrypt12("a password");
+    for (id, mail) in [
+        ("5", "five@example.com"),
+        ("./5", "dot@example.com"),
+        ("5/", "slash@example.com"),
+        ("..", "up@example.com"),
+        ("a\\b", "back@example.com"),
+        ("nul\0x", "nul@example.com"),
+    ] {
+        conn.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, ?3, NULL)",
+            params![id, mail, hash],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let old = cli.dir.path().join("aw/users/5");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("workspace.json"), r#"{"notes":["five's own"]}"#).unwrap();
+    let map = accounts_map(&cli, "");
+    let workspaces = cli.dir.path().join("aw").to_str().unwrap().to_string();
+    for dry in [true, false] {
+        let mut args = vec!["--map", &map, "--workspaces", &workspaces];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (report, _) = adopt(&cli, &db, &args, 1);
+        assert_eq!(report["adopted"], false, "{report}");
+        let problems = problems_of(&report);
+        for (row, id) in [
+            (2, r#""./5""#),
+            (3, r#""5/""#),
+            (4, r#""..""#),
+            (5, r#""a\\b""#),
+            (6, r#""nul\0x""#),
+        ] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(&format!("users row {row}:"))
+                        && p.contains(&format!("the id {id} holds"))),
+                "dry run {dry}: no problem for row {row} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+    }
+}
+
+/// Ids past the largest redkeep keeps (which overflowed the numbering of text ids, or raised
+/// the sequence past it so that no one could register) and hashes no password can match or
+/// that cost too much are refused by row, each naming why.
+#[test]
+fn ids_past_the_largest_hashes_that_never_verify_and_bad_values_are_refused_by_row() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, ACCOUNTS);
+    let hash = bcrypt12("a password");
+    let pbkdf2_999 = {
+        use pbkdf2::password_hash::PasswordHasher;
+        pbkdf2::Pbkdf2::new(
+            pbkdf2::Algorithm::Pbkdf2Sha256,
+            pbkdf2::Params::new(1000).unwrap(),
+        )
+        .hash_password_with_salt(b"a password", b"0123456789abcdef")
+        .unwrap()
+        .to_string()
+        .replace("i=1000", "i=999")
+    };
+    let costly = format!("$2b$31${}", &hash[7..]);
+    for (id, mail, secret) in [
+        ("9223372036854775807", "max@example.com", hash.as_str()),
+        ("uuid-a", "uuid@example.com", hash.as_str()),
+        ("9223372036854775808", "past@example.com", hash.as_str()),
+        ("99999999999999999999", "far@example.com", hash.as_str()),
+        ("6", "pbkdf2@example.com", pbkdf2_999.as_str()),
+        ("7", "costly@example.com", costly.as_str()),
+    ] {
+        conn.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, ?3, NULL)",
+            params![id, mail, secret],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let map = accounts_map(&cli, "");
+    let (report, err) = adopt(&cli, &db, &["--map", &map, "--dry-run"], 1);
+    assert!(!err.contains("panicked"), "{err}");
+    let problems = problems_of(&report);
+    let has = |row: &str, words: &str| {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(row) && p.contains(words)),
+            "no problem for {row} about {words:?} in {problems:#?}"
+        )
+    };
+    has("users row 2 (id uuid-a)", "no id is left");
+    has(
+        "users row 3:",
+        "id 9223372036854775808 is larger than the largest id redkeep keeps (9223372036854775807)",
+    );
+    has("users row 4:", "id 99999999999999999999 is larger");
+    has("users row 5 (id 6)", "\"i=999,l=32\"");
+    has("users row 5 (id 6)", "no password can match");
+    has("users row 6 (id 7)", "at most 16");
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    assert!(!problems.iter().any(|p| p.contains(&hash[7..])));
+}

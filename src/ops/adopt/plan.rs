@@ -23,7 +23,7 @@ use crate::auth::users::{
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Meta, Record, WriteTx};
+use crate::store::{MAX_ID, Meta, Record, WriteTx};
 use crate::workspace::{GALLERY_DIR, WORKSPACE_FILE, WorkspaceDoc};
 
 /// How many records of each kind an adoption made (or would make).
@@ -169,7 +169,8 @@ fn section(
     Ok(rows)
 }
 
-/// New ids for the old ids that are not numbers, above every numeric one.
+/// New ids for the old ids that are not numbers, above every numeric one. A text id left
+/// out of the map has no number left to take (the numeric ids reach [`MAX_ID`]).
 fn assign_ids(ids: &[SourceId], floor: u64) -> HashMap<SourceId, u64> {
     let mut next = ids
         .iter()
@@ -180,18 +181,45 @@ fn assign_ids(ids: &[SourceId], floor: u64) -> HashMap<SourceId, u64> {
         .max()
         .unwrap_or(0)
         .max(floor);
-    ids.iter()
-        .map(|i| {
-            let id = match i {
-                SourceId::Num(n) => *n,
-                SourceId::Text(_) => {
-                    next += 1;
-                    next
+    let mut out = HashMap::new();
+    for i in ids {
+        let id = match i {
+            SourceId::Num(n) => *n,
+            SourceId::Text(_) => match next.checked_add(1).filter(|n| *n <= MAX_ID) {
+                Some(n) => {
+                    next = n;
+                    n
                 }
-            };
-            (i.clone(), id)
-        })
-        .collect()
+                None => continue,
+            },
+        };
+        out.insert(i.clone(), id);
+    }
+    out
+}
+
+/// Why no number is left for a record whose old id is text.
+fn no_id_left(what: &str) -> String {
+    format!(
+        "no id is left to number it: the old {what} ids reach {MAX_ID}, the largest redkeep \
+         keeps; renumber the largest ones in the old database"
+    )
+}
+
+/// Refuses a text user id that would not name a folder of its own: one holding `/`, `\` or
+/// NUL, or `.` or `..` (`5/` and `./5` name the folder of user 5).
+fn folder_safe(id: &SourceId) -> std::result::Result<(), String> {
+    let SourceId::Text(t) = id else {
+        return Ok(());
+    };
+    if t == "." || t == ".." || t.contains(['/', '\\', '\0']) {
+        return Err(format!(
+            "the id {t:?} holds `/`, `\\` or NUL, or is `.` or `..`: an id names the user's \
+             workspace folder, and this one would name another (`./5` and `5/` name user 5's); \
+             give each user an id without them (in the query: `replace(id, '/', '-') AS id`)"
+        ));
+    }
+    Ok(())
 }
 
 fn external(id: &SourceId) -> Option<String> {
@@ -309,12 +337,16 @@ impl Adoption<'_, '_> {
         let assigned = assign_ids(&ids, floor);
         let t = self.tx.table::<Org>();
         for (row, sid) in ok_rows {
+            let Some(&id) = assigned.get(&sid) else {
+                self.problem("orgs", row, Some(&sid), no_id_left("org"));
+                continue;
+            };
             let built = (|| -> std::result::Result<(Org, Option<String>), String> {
                 let name = row.required("name")?.trim().to_string();
                 orgs::validate_org_name(&name).map_err(|e| e.to_string())?;
                 Ok((
                     Org {
-                        id: assigned[&sid],
+                        id,
                         name,
                         slug: String::new(),
                         description: row.text("description")?.unwrap_or_default(),
@@ -376,17 +408,24 @@ impl Adoption<'_, '_> {
         let mut ok_rows = Vec::new();
         for row in rows {
             match row.required_id("id") {
-                Ok(i) => {
-                    ids.push(i.clone());
-                    ok_rows.push((row, i));
-                }
+                Ok(i) => match folder_safe(&i) {
+                    Ok(()) => {
+                        ids.push(i.clone());
+                        ok_rows.push((row, i));
+                    }
+                    // Not named in the row's heading: the reason quotes it, escaped.
+                    Err(e) => self.problem("users", row, None, e),
+                },
                 Err(e) => self.problem("users", row, None, e),
             }
         }
         let floor = self.tx.sequence(User::TABLE)?;
         let assigned = assign_ids(&ids, floor);
         for (row, sid) in ok_rows {
-            let id = assigned[&sid];
+            let Some(&id) = assigned.get(&sid) else {
+                self.problem("users", row, Some(&sid), no_id_left("user"));
+                continue;
+            };
             match self.user(row, &sid, id, mapping, checker) {
                 Ok(()) => {
                     self.users.insert(sid.clone(), id);
@@ -846,6 +885,7 @@ impl Adoption<'_, '_> {
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect();
+        let mut claims = Claims::default();
         for (user, sid) in sources {
             let rel = PathBuf::from(mapping.folder_of(&sid.to_string()));
             let dir = root.join(&rel);
@@ -855,6 +895,18 @@ impl Adoption<'_, '_> {
             if let Err(e) = plain_path_below(root, &rel) {
                 self.problems
                     .push(format!("workspace folder {}: {e}", dir.display()));
+                continue;
+            }
+            let shared = |first: u64| {
+                format!(
+                    "workspace folder {}: users {first} and {user} both resolve to it; each \
+                     user needs a folder of their own (check their ids and the mapping's \
+                     folder pattern)",
+                    dir.display()
+                )
+            };
+            if let Some(first) = claims.claim(&rel, &dir, user) {
+                self.problems.push(shared(first));
                 continue;
             }
             if !dir.is_dir() {
@@ -872,6 +924,40 @@ impl Adoption<'_, '_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// The old folders taken so far, each by one user: two users resolving to one (`users/5`
+/// and `users/./5`, or names a case-blind file system takes as one) would share its files.
+#[derive(Default)]
+struct Claims {
+    by_path: HashMap<PathBuf, u64>,
+    by_inode: HashMap<(u64, u64), u64>,
+}
+
+impl Claims {
+    /// Takes the folder `rel` (at `dir`) for `user`, or names the user who took it first:
+    /// the same path once `.` and repeated or trailing `/` are dropped, or the same folder
+    /// on disk.
+    fn claim(&mut self, rel: &Path, dir: &Path, user: u64) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        use std::path::Component;
+        let path: PathBuf = rel
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        if let Some(first) = self.by_path.get(&path) {
+            return Some(*first);
+        }
+        let inode = std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()));
+        if let Some(first) = inode.and_then(|i| self.by_inode.get(&i)) {
+            return Some(*first);
+        }
+        self.by_path.insert(path, user);
+        if let Some(i) = inode {
+            self.by_inode.insert(i, user);
+        }
+        None
     }
 }
 
@@ -1104,4 +1190,41 @@ pub(crate) fn adopt_into(
         notes: a.notes,
         folders,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::Claims;
+
+    /// Two users whose folders resolve to one place (a path spelled with `.` or a trailing
+    /// `/`, or another name of the same folder on disk) are told apart from the first one's:
+    /// the second would have been given the first one's files.
+    #[test]
+    fn one_folder_is_claimed_by_one_user() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("users/5")).unwrap();
+        let mut claims = Claims::default();
+        let at = |rel: &str| root.join(rel);
+        assert_eq!(claims.claim(Path::new("users/5"), &at("users/5"), 5), None);
+        for spelling in ["users/./5", "users/5/", "users//5", "./users/5"] {
+            assert_eq!(
+                claims.claim(Path::new(spelling), &at(spelling), 6),
+                Some(5),
+                "{spelling}"
+            );
+        }
+        // Another path to the same folder on disk (as a case-blind file system gives).
+        std::fs::create_dir_all(root.join("users/6")).unwrap();
+        assert_eq!(claims.claim(Path::new("users/6"), &at("users/6"), 6), None);
+        assert_eq!(
+            claims.claim(Path::new("users/other"), &at("users/6"), 7),
+            Some(6)
+        );
+        // Folders not there yet are told apart by their paths alone.
+        assert_eq!(claims.claim(Path::new("users/8"), &at("users/8"), 8), None);
+        assert_eq!(claims.claim(Path::new("users/9"), &at("users/9"), 9), None);
+    }
 }

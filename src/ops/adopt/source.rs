@@ -10,6 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::store::MAX_ID;
 
 /// One cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,8 +75,14 @@ impl Row {
         }
     }
 
-    /// An id column.
+    /// An id column: a number from 1 to [`MAX_ID`], or text that is not a number (a UUID).
     pub(crate) fn id(&self, col: &str) -> Conv<Option<SourceId>> {
+        let too_large = |t: &dyn std::fmt::Display| {
+            format!(
+                "{col} {t} is larger than the largest id redkeep keeps ({MAX_ID}); renumber \
+                 the record in the old database (its references with it)"
+            )
+        };
         match self.cell(col) {
             Cell::Null => Ok(None),
             Cell::Int(i) if *i > 0 => Ok(Some(SourceId::Num(*i as u64))),
@@ -83,7 +90,12 @@ impl Row {
             _ => {
                 let t = self.required(col)?.trim().to_string();
                 Ok(Some(match t.parse::<u64>() {
+                    Ok(n) if n > MAX_ID => return Err(too_large(&t)),
                     Ok(n) if n > 0 => SourceId::Num(n),
+                    // Digits past even u64: a number too, not a text id.
+                    Err(_) if t.bytes().all(|b| b.is_ascii_digit()) => {
+                        return Err(too_large(&t));
+                    }
                     _ => SourceId::Text(t),
                 }))
             }
