@@ -868,6 +868,15 @@ fn problems_of(report: &Value) -> Vec<String> {
         .collect()
 }
 
+fn notes_of(report: &Value) -> Vec<String> {
+    report["notes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no notes in {report}"))
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// A text id written as a path (`./5`, `5/`) named user 5's folder, and its account got
 /// user 5's files: such ids are refused by row (the dry run and the real run alike), and
 /// nothing is made.
@@ -982,4 +991,83 @@ fn ids_past_the_largest_hashes_that_never_verify_and_bad_values_are_refused_by_r
     has("users row 6 (id 7)", "at most 16");
     assert_eq!(problems.len(), 5, "{problems:#?}");
     assert!(!problems.iter().any(|p| p.contains(&hash[7..])));
+}
+
+/// What of the old workspaces adopt does not copy (files beside the workspace, gallery
+/// files that are not pieces, folders no adopted user has) was dropped without a word: it
+/// is named in the notes, a bounded list with the count, alike in the dry run and the real
+/// run.
+#[test]
+fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    conn.execute(
+        "INSERT INTO users VALUES (5, 'five@example.com', ?1, 1, '2024-03-01 09:00:00', NULL)",
+        params![bcrypt12("a password")],
+    )
+    .unwrap();
+    drop(conn);
+    let aw = cli.dir.path().join("aw");
+    let five = aw.join("users/5");
+    std::fs::create_dir_all(five.join("gallery")).unwrap();
+    std::fs::create_dir_all(five.join("uploads")).unwrap();
+    std::fs::create_dir_all(aw.join("users/99")).unwrap();
+    for (path, text) in [
+        ("users/5/workspace.json", r#"{"notes":[]}"#),
+        ("users/5/gallery/piece_000001.json", "{}"),
+        ("users/5/gallery/piece_1.json", "{}"),
+        ("users/5/gallery/x.png", "png"),
+        ("users/5/uploads/report.pdf", "pdf"),
+        ("users/5/todo.txt", "todo"),
+        ("users/99/workspace.json", "{}"),
+    ] {
+        std::fs::write(aw.join(path), text).unwrap();
+    }
+    let workspaces = aw.to_str().unwrap().to_string();
+    let args = ["--preset", "code-monet", "--workspaces", &workspaces];
+    let (report, _) = adopt(&cli, &db, &[&args[..], &["--dry-run"]].concat(), 0);
+    let notes = notes_of(&report);
+    assert!(
+        notes[0].starts_with("5 path(s) in the old workspaces"),
+        "{notes:#?}"
+    );
+    for path in [
+        "users/5/gallery/piece_1.json",
+        "users/5/gallery/x.png",
+        "users/5/todo.txt",
+        "users/5/uploads",
+        "users/99",
+    ] {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with(&format!("not copied: {path} ("))),
+            "no note for {path} in {notes:#?}"
+        );
+    }
+    assert_eq!(notes.len(), 6, "{notes:#?}");
+    assert_eq!(report["counts"]["pieces"], 1);
+
+    // Many: the count, and the first twenty.
+    for i in 0..25 {
+        std::fs::write(five.join(format!("gallery/thumb_{i:02}.png")), "png").unwrap();
+    }
+    let (dry, _) = adopt(&cli, &db, &[&args[..], &["--dry-run"]].concat(), 0);
+    let notes = notes_of(&dry);
+    assert!(
+        notes[0].starts_with("30 path(s) in the old workspaces")
+            && notes[0].contains("the first 20 follow"),
+        "{notes:#?}"
+    );
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.starts_with("not copied: "))
+            .count(),
+        20,
+        "{notes:#?}"
+    );
+    let (report, _) = adopt(&cli, &db, &args, 0);
+    assert_eq!(report["adopted"], true, "{report}");
+    assert_eq!(report["notes"], dry["notes"], "the dry run says the same");
 }

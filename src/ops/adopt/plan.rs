@@ -878,8 +878,11 @@ impl Adoption<'_, '_> {
     }
 
     /// The old folder of every adopted user, read and checked (copied after the commit).
+    /// What the old tree holds that is not copied (files beside the layout, folders no
+    /// adopted user has) is named in the notes.
     fn folders(&mut self, root: &Path, mapping: &Mapping) -> Result<Vec<Folder>> {
         let mut out = Vec::new();
+        let mut left = Vec::new();
         let sources: Vec<(u64, SourceId)> = self
             .user_source
             .iter()
@@ -913,9 +916,14 @@ impl Adoption<'_, '_> {
                 continue;
             }
             match read_folder(&dir) {
-                Ok((doc, pieces)) => {
+                Ok((doc, pieces, not_copied)) => {
                     self.counts.workspaces += 1;
                     self.counts.pieces += pieces.len() as u64;
+                    left.extend(
+                        not_copied
+                            .into_iter()
+                            .map(|(p, why)| (rel.join(p).display().to_string(), why)),
+                    );
                     out.push(Folder { user, doc, pieces });
                 }
                 Err(e) => self
@@ -923,7 +931,33 @@ impl Adoption<'_, '_> {
                     .push(format!("workspace folder {}: {e}", dir.display())),
             }
         }
+        left.extend(unclaimed_folders(root, mapping, &self.user_source));
+        self.note_left_behind(root, left);
         Ok(out)
+    }
+
+    /// Names what of the old tree stays behind: a count, and the first paths.
+    fn note_left_behind(&mut self, root: &Path, mut left: Vec<(String, &'static str)>) {
+        const LISTED: usize = 20;
+        if left.is_empty() {
+            return;
+        }
+        left.sort();
+        let n = left.len();
+        let listed = if n > LISTED {
+            format!("; the first {LISTED} follow")
+        } else {
+            String::new()
+        };
+        self.notes.push(format!(
+            "{n} path(s) in the old workspaces ({}) are not copied: adopt copies each adopted \
+             user's {WORKSPACE_FILE} and {GALLERY_DIR}/piece_NNNNNN.json only; copy what is \
+             still needed by hand{listed}",
+            root.display()
+        ));
+        for (path, why) in left.into_iter().take(LISTED) {
+            self.notes.push(format!("not copied: {path} ({why})"));
+        }
     }
 }
 
@@ -959,6 +993,51 @@ impl Claims {
         }
         None
     }
+}
+
+/// The folders the mapping's pattern could name (the entries beside the users' folders that
+/// fit it: `users/99` for `users/{id}`) that no adopted user has, as paths below `root`.
+fn unclaimed_folders(
+    root: &Path,
+    mapping: &Mapping,
+    users: &BTreeMap<u64, SourceId>,
+) -> Vec<(String, &'static str)> {
+    let pattern = mapping.folder_of("{id}");
+    let segments: Vec<&str> = pattern.split('/').collect();
+    let Some(at) = segments.iter().position(|s| s.contains("{id}")) else {
+        return Vec::new();
+    };
+    let parent: PathBuf = segments[..at].iter().collect();
+    let (prefix, suffix) = segments[at].split_once("{id}").unwrap_or_default();
+    let claimed: BTreeSet<String> = users
+        .values()
+        .map(|sid| segments[at].replace("{id}", &sid.to_string()))
+        .collect();
+    // Never through a symlink: the users' folders themselves refuse one.
+    let dir = root.join(&parent);
+    if plain_path_below(root, &parent).is_err()
+        || !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+    {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let fits = name.len() > prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix);
+            (fits && !claimed.contains(&name)).then(|| {
+                (
+                    parent.join(&name).display().to_string(),
+                    "no adopted user has this folder",
+                )
+            })
+        })
+        .collect()
 }
 
 /// Why a row was not taken: its own fault, or a failure of the store.
@@ -1055,9 +1134,15 @@ fn read_regular(path: &Path) -> std::result::Result<Option<Read>, String> {
     Ok(Some((bytes, meta.modified().ok())))
 }
 
-/// The workspace document and the pieces of an old folder, each checked to parse. A
-/// symlink anywhere in it is refused.
-fn read_folder(dir: &Path) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, Pieces), String> {
+/// What of an old folder is not copied, each with why: paths relative to the folder.
+type NotCopied = Vec<(PathBuf, &'static str)>;
+
+/// The workspace document and the pieces of an old folder, each checked to parse, and the
+/// entries beside them that are not copied. A symlink on the way to the document or a piece
+/// is refused.
+fn read_folder(
+    dir: &Path,
+) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, Pieces, NotCopied), String> {
     let doc_path = dir.join(WORKSPACE_FILE);
     let doc = match read_regular(&doc_path)? {
         Some((bytes, modified)) => Some((
@@ -1066,6 +1151,21 @@ fn read_folder(dir: &Path) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, 
         )),
         None => None,
     };
+    let mut not_copied = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading the folder: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading the folder: {e}"))?;
+        let name = entry.file_name();
+        if name == WORKSPACE_FILE || name == GALLERY_DIR {
+            continue;
+        }
+        let why = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            "a folder, with all it holds, beside the workspace"
+        } else {
+            "a file beside the workspace"
+        };
+        not_copied.push((PathBuf::from(name), why));
+    }
     let mut pieces = Vec::new();
     let gallery: PathBuf = dir.join(GALLERY_DIR);
     if std::fs::symlink_metadata(&gallery).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -1078,6 +1178,10 @@ fn read_folder(dir: &Path) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, 
             let entry = entry.map_err(|e| format!("reading {GALLERY_DIR}: {e}"))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(n) = crate::workspace::parse_piece_name(&name) else {
+                not_copied.push((
+                    Path::new(GALLERY_DIR).join(entry.file_name()),
+                    "not a piece's name (piece_NNNNNN.json)",
+                ));
                 continue;
             };
             let (bytes, modified) = read_regular(&entry.path())?
@@ -1086,9 +1190,11 @@ fn read_folder(dir: &Path) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, 
                 .map_err(|e| format!("{GALLERY_DIR}/{name} is not JSON ({e})"))?;
             pieces.push((n, bytes, modified));
         }
+    } else if gallery.exists() {
+        not_copied.push((PathBuf::from(GALLERY_DIR), "not a folder"));
     }
     pieces.sort_by_key(|(n, ..)| *n);
-    Ok((doc, pieces))
+    Ok((doc, pieces, not_copied))
 }
 
 /// Adopts every section of `mapping` into `tx`.
