@@ -1071,3 +1071,28 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
     assert_eq!(report["adopted"], true, "{report}");
     assert_eq!(report["notes"], dry["notes"], "the dry run says the same");
 }
+
+/// The old system's default accounts are found whatever the case of their username, as
+/// redkeep compares usernames: `Admin` still on `admin123` must change it.
+#[test]
+fn default_passwords_match_usernames_without_case() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, PUNTINI);
+    for (id, username, pw) in [(1, "Admin", "admin123"), (2, "USER", "user123")] {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, ?4, NULL, 1, 1, '2024-01-01', NULL, NULL)",
+            params![id, username, format!("{id}@example.com"), bcrypt12(pw)],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let (report, _) = adopt(&cli, &db, &["--preset", "puntini"], 0);
+    assert_eq!(report["adopted"], true, "{report}");
+    let rk = open(&cli);
+    for id in [1, 2] {
+        assert!(
+            rk.users().get(id).unwrap().unwrap().must_change_password,
+            "user {id}: {report}"
+        );
+    }
+}

@@ -483,10 +483,16 @@ impl Adoption<'_, '_> {
             None => hash,
         };
         let mut must_change = row.flag("must_change_password", false)?;
-        if let Some(default) = username
-            .as_ref()
-            .and_then(|u| mapping.users.default_passwords.get(u))
-            && checker.verify(default, &hash)
+        // Usernames are compared without case, as redkeep compares them (`Admin` is `admin`).
+        if let Some(default) = username.as_ref().and_then(|u| {
+            let u = u.to_lowercase();
+            mapping
+                .users
+                .default_passwords
+                .iter()
+                .find(|(name, _)| name.trim().to_lowercase() == u)
+                .map(|(_, pw)| pw)
+        }) && checker.verify(default, &hash)
         {
             must_change = true;
             self.notes.push(format!(
