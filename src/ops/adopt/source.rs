@@ -40,11 +40,41 @@ impl std::fmt::Display for SourceId {
 }
 
 /// One row of a SELECT.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Row {
     /// 1-based position in the result.
     pub(crate) n: usize,
     cells: BTreeMap<String, Cell>,
+}
+
+// By hand: a row holds password hashes, salts and invite codes, so its `Debug` shows each
+// column's name and kind, never a value.
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Kind<'a>(&'a Cell);
+        impl std::fmt::Debug for Kind<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self.0 {
+                    Cell::Null => f.write_str("null"),
+                    Cell::Int(_) => f.write_str("<integer>"),
+                    Cell::Real(_) => f.write_str("<real>"),
+                    Cell::Text(t) => write!(f, "<text, {} bytes>", t.len()),
+                    Cell::Blob(b) => write!(f, "<blob, {} bytes>", b.len()),
+                }
+            }
+        }
+        f.debug_struct("Row")
+            .field("n", &self.n)
+            .field(
+                "cells",
+                &self
+                    .cells
+                    .iter()
+                    .map(|(k, v)| (k, Kind(v)))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .finish()
+    }
 }
 
 type Conv<T> = std::result::Result<T, String>;
@@ -453,6 +483,32 @@ mod tests {
         );
         assert!(row(super::Cell::Real(f64::NAN)).time("at").is_err());
         assert!(row(super::Cell::Real(f64::INFINITY)).time("at").is_err());
+    }
+
+    /// A row's `Debug` (in a panic message, a log line) shows its columns, never their
+    /// values: a password hash, a salt or an invite code stays out of it.
+    #[test]
+    fn a_rows_debug_shows_no_value() {
+        let hash = "$2b$12$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01";
+        let row = super::Row {
+            n: 3,
+            cells: [
+                ("password_hash".to_string(), super::Cell::Text(hash.into())),
+                ("salt".to_string(), super::Cell::Blob(b"pepper-42".to_vec())),
+                ("code".to_string(), super::Cell::Text("WELCOME-2024".into())),
+                ("uses".to_string(), super::Cell::Int(424_242)),
+            ]
+            .into(),
+        };
+        for shown in [format!("{row:?}"), format!("{row:#?}")] {
+            for secret in [hash, "pepper-42", "WELCOME-2024", "424242", "abcdefghij"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+            assert!(
+                shown.contains("password_hash") && shown.contains("salt"),
+                "{shown}"
+            );
+        }
     }
 
     /// Text that is no time never panics, whatever characters end it (a multi-byte one
