@@ -934,12 +934,16 @@ fn text_ids_naming_another_users_folder_are_refused() {
 }
 
 /// Ids past the largest redkeep keeps (which overflowed the numbering of text ids, or raised
-/// the sequence past it so that no one could register) and hashes no password can match or
-/// that cost too much are refused by row, each naming why.
+/// the sequence past it so that no one could register), hashes no password can match or
+/// that cost too much, text that is not UTF-8 and invites allowing no use are refused by
+/// row, each naming why.
 #[test]
 fn ids_past_the_largest_hashes_that_never_verify_and_bad_values_are_refused_by_row() {
     let cli = Cli::new();
-    let (db, conn) = database(&cli, ACCOUNTS);
+    let (db, conn) = database(
+        &cli,
+        &format!("{ACCOUNTS} CREATE TABLE codes (code TEXT, max_uses INTEGER);"),
+    );
     let hash = bcrypt12("a password");
     let pbkdf2_999 = {
         use pbkdf2::password_hash::PasswordHasher;
@@ -967,8 +971,19 @@ fn ids_past_the_largest_hashes_that_never_verify_and_bad_values_are_refused_by_r
         )
         .unwrap();
     }
+    conn.execute_batch(
+        "INSERT INTO accounts SELECT '8', 'latin1@example.com', secret, CAST(X'416e6e' || X'e9' AS TEXT)
+             FROM accounts WHERE id = 'uuid-a';
+         INSERT INTO codes VALUES ('CODE-ZERO', 0);
+         INSERT INTO codes VALUES ('CODE-NEG', -1);
+         INSERT INTO codes VALUES ('CODE-ONE', 1);",
+    )
+    .unwrap();
     drop(conn);
-    let map = accounts_map(&cli, "");
+    let map = accounts_map(
+        &cli,
+        "[invites]\nquery = \"SELECT code, max_uses FROM codes\"\n",
+    );
     let (report, err) = adopt(&cli, &db, &["--map", &map, "--dry-run"], 1);
     assert!(!err.contains("panicked"), "{err}");
     let problems = problems_of(&report);
@@ -989,7 +1004,10 @@ fn ids_past_the_largest_hashes_that_never_verify_and_bad_values_are_refused_by_r
     has("users row 5 (id 6)", "\"i=999,l=32\"");
     has("users row 5 (id 6)", "no password can match");
     has("users row 6 (id 7)", "at most 16");
-    assert_eq!(problems.len(), 5, "{problems:#?}");
+    has("users row 7 (id 8)", "name holds bytes that are not UTF-8");
+    has("invites row 1", "max_uses 0 allows no use");
+    has("invites row 2", "max_uses -1 allows no use");
+    assert_eq!(problems.len(), 8, "{problems:#?}");
     assert!(!problems.iter().any(|p| p.contains(&hash[7..])));
 }
 
@@ -1094,5 +1112,38 @@ fn default_passwords_match_usernames_without_case() {
             rk.users().get(id).unwrap().unwrap().must_change_password,
             "user {id}: {report}"
         );
+    }
+}
+
+/// The library's `adopt` with a store URL would write into that PostgreSQL store (a live
+/// one too) and could not take it back: refused before anything is read or made.
+#[test]
+fn adopt_refuses_a_store_url() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    drop(conn);
+    let spec = redkeep::ops::adopt::AdoptSpec {
+        from: format!("sqlite:{}", db.display()),
+        mapping: redkeep::ops::adopt::Mapping::preset("code-monet").unwrap(),
+        workspaces: None,
+        dry_run: false,
+    };
+    for dry_run in [false, true] {
+        let spec = redkeep::ops::adopt::AdoptSpec {
+            dry_run,
+            ..spec.clone()
+        };
+        let options = Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .store("postgres://redkeep:pw@127.0.0.1:1/live");
+        let err = redkeep::ops::adopt::adopt(&cli.data(), &spec, options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PostgreSQL") && err.contains("redkeep move --to"),
+            "{err}"
+        );
+        assert!(!err.contains("pw@"), "{err}");
+        assert!(!cli.data().exists());
     }
 }

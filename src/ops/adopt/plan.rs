@@ -662,6 +662,13 @@ impl Adoption<'_, '_> {
                 }
                 let hash: TokenHash = token::hash_token(&code);
                 let max_uses = row.int("max_uses")?.unwrap_or(1);
+                if max_uses < 1 {
+                    return Err(format!(
+                        "max_uses {max_uses} allows no use; put how many registrations the code \
+                         allows there (1 or more; NULL is 1), such as `CASE WHEN max_uses <= 0 \
+                         THEN 1 ELSE max_uses END AS max_uses` for a code meant for one use"
+                    ));
+                }
                 let used_by: Vec<u64> = match row.text("used_by")? {
                     None => Vec::new(),
                     Some(_) => {
@@ -686,7 +693,7 @@ impl Adoption<'_, '_> {
                     ));
                 }
                 let (max_uses, uses) = (
-                    u32::try_from(max_uses.max(1)).map_err(|_| "max_uses is too large")?,
+                    u32::try_from(max_uses).map_err(|_| "max_uses is too large")?,
                     u32::try_from(uses).map_err(|_| "uses is out of range")?,
                 );
                 let revoked = row.flag("revoked", false)?;

@@ -91,9 +91,12 @@ impl Row {
             Cell::Int(i) => Ok(Some(i.to_string())),
             Cell::Real(r) => Ok(Some(r.to_string())),
             Cell::Text(t) => Ok(Some(t.clone())),
-            Cell::Blob(b) => String::from_utf8(b.clone())
-                .map(Some)
-                .map_err(|_| format!("{col} is binary, not text")),
+            Cell::Blob(b) => String::from_utf8(b.clone()).map(Some).map_err(|_| {
+                format!(
+                    "{col} holds bytes that are not UTF-8 text; store it as UTF-8 text (or \
+                     leave the column out of the query)"
+                )
+            }),
         }
     }
 
@@ -393,7 +396,13 @@ impl Source {
                     ValueRef::Null => Cell::Null,
                     ValueRef::Integer(v) => Cell::Int(v),
                     ValueRef::Real(v) => Cell::Real(v),
-                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    // Text that is not UTF-8 is kept as its bytes, so that reading it as text
+                    // is refused by row, naming the column, as for such a BLOB (never turned
+                    // into U+FFFD).
+                    ValueRef::Text(t) => match std::str::from_utf8(t) {
+                        Ok(t) => Cell::Text(t.to_string()),
+                        Err(_) => Cell::Blob(t.to_vec()),
+                    },
                     ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
                 };
                 cells.insert(name.clone(), cell);
