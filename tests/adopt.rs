@@ -842,3 +842,308 @@ fn a_locked_source_is_named_as_locked() {
     drop(conn);
     adopt(&cli, &db, &["--preset", "code-monet"], 0);
 }
+
+/// A mapping reading `accounts` (TEXT ids) with the default folder pattern `users/{id}`.
+const ACCOUNTS: &str =
+    "CREATE TABLE accounts (id TEXT PRIMARY KEY, mail TEXT, secret TEXT, name TEXT);";
+
+fn accounts_map(cli: &Cli, extra: &str) -> String {
+    let map = cli.dir.path().join("accounts.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "[users]\nquery = \"SELECT id, mail AS email, secret AS password_hash, name FROM accounts\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    map.to_str().unwrap().to_string()
+}
+
+fn problems_of(report: &Value) -> Vec<String> {
+    report["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems in {report}"))
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn notes_of(report: &Value) -> Vec<String> {
+    report["notes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no notes in {report}"))
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A text id written as a path (`./5`, `5/`) named user 5's folder, and its account got
+/// user 5's files: such ids are refused by row (the dry run and the real run alike), and
+/// nothing is made.
+#[test]
+fn text_ids_naming_another_users_folder_are_refused() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, ACCOUNTS);
+    let hash = bcrypt12("a password");
+    for (id, mail) in [
+        ("5", "five@example.com"),
+        ("./5", "dot@example.com"),
+        ("5/", "slash@example.com"),
+        ("..", "up@example.com"),
+        ("a\\b", "back@example.com"),
+        ("nul\0x", "nul@example.com"),
+    ] {
+        conn.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, ?3, NULL)",
+            params![id, mail, hash],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let old = cli.dir.path().join("aw/users/5");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("workspace.json"), r#"{"notes":["five's own"]}"#).unwrap();
+    let map = accounts_map(&cli, "");
+    let workspaces = cli.dir.path().join("aw").to_str().unwrap().to_string();
+    for dry in [true, false] {
+        let mut args = vec!["--map", &map, "--workspaces", &workspaces];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (report, _) = adopt(&cli, &db, &args, 1);
+        assert_eq!(report["adopted"], false, "{report}");
+        let problems = problems_of(&report);
+        for (row, id) in [
+            (2, r#""./5""#),
+            (3, r#""5/""#),
+            (4, r#""..""#),
+            (5, r#""a\\b""#),
+            (6, r#""nul\0x""#),
+        ] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(&format!("users row {row}:"))
+                        && p.contains(&format!("the id {id} holds"))),
+                "dry run {dry}: no problem for row {row} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+    }
+}
+
+/// Ids past the largest redkeep keeps (which overflowed the numbering of text ids, or raised
+/// the sequence past it so that no one could register), hashes no password can match or
+/// that cost too much, text that is not UTF-8 and invites allowing no use are refused by
+/// row, each naming why.
+#[test]
+fn ids_past_the_largest_hashes_that_never_verify_and_bad_values_are_refused_by_row() {
+    let cli = Cli::new();
+    let (db, conn) = database(
+        &cli,
+        &format!("{ACCOUNTS} CREATE TABLE codes (code TEXT, max_uses INTEGER);"),
+    );
+    let hash = bcrypt12("a password");
+    let pbkdf2_999 = {
+        use pbkdf2::password_hash::PasswordHasher;
+        pbkdf2::Pbkdf2::new(
+            pbkdf2::Algorithm::Pbkdf2Sha256,
+            pbkdf2::Params::new(1000).unwrap(),
+        )
+        .hash_password_with_salt(b"a password", b"0123456789abcdef")
+        .unwrap()
+        .to_string()
+        .replace("i=1000", "i=999")
+    };
+    let costly = format!("$2b$31${}", &hash[7..]);
+    for (id, mail, secret) in [
+        ("9223372036854775807", "max@example.com", hash.as_str()),
+        ("uuid-a", "uuid@example.com", hash.as_str()),
+        ("9223372036854775808", "past@example.com", hash.as_str()),
+        ("99999999999999999999", "far@example.com", hash.as_str()),
+        ("6", "pbkdf2@example.com", pbkdf2_999.as_str()),
+        ("7", "costly@example.com", costly.as_str()),
+    ] {
+        conn.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, ?3, NULL)",
+            params![id, mail, secret],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO accounts SELECT '8', 'latin1@example.com', secret, CAST(X'416e6e' || X'e9' AS TEXT)
+             FROM accounts WHERE id = 'uuid-a';
+         INSERT INTO codes VALUES ('CODE-ZERO', 0);
+         INSERT INTO codes VALUES ('CODE-NEG', -1);
+         INSERT INTO codes VALUES ('CODE-ONE', 1);",
+    )
+    .unwrap();
+    drop(conn);
+    let map = accounts_map(
+        &cli,
+        "[invites]\nquery = \"SELECT code, max_uses FROM codes\"\n",
+    );
+    let (report, err) = adopt(&cli, &db, &["--map", &map, "--dry-run"], 1);
+    assert!(!err.contains("panicked"), "{err}");
+    let problems = problems_of(&report);
+    let has = |row: &str, words: &str| {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(row) && p.contains(words)),
+            "no problem for {row} about {words:?} in {problems:#?}"
+        )
+    };
+    has("users row 2 (id uuid-a)", "no id is left");
+    has(
+        "users row 3:",
+        "id 9223372036854775808 is larger than the largest id redkeep keeps (9223372036854775807)",
+    );
+    has("users row 4:", "id 99999999999999999999 is larger");
+    has("users row 5 (id 6)", "\"i=999,l=32\"");
+    has("users row 5 (id 6)", "no password can match");
+    has("users row 6 (id 7)", "at most 16");
+    has("users row 7 (id 8)", "name holds bytes that are not UTF-8");
+    has("invites row 1", "max_uses 0 allows no use");
+    has("invites row 2", "max_uses -1 allows no use");
+    assert_eq!(problems.len(), 8, "{problems:#?}");
+    assert!(!problems.iter().any(|p| p.contains(&hash[7..])));
+}
+
+/// What of the old workspaces adopt does not copy (files beside the workspace, gallery
+/// files that are not pieces, folders no adopted user has) was dropped without a word: it
+/// is named in the notes, a bounded list with the count, alike in the dry run and the real
+/// run.
+#[test]
+fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    conn.execute(
+        "INSERT INTO users VALUES (5, 'five@example.com', ?1, 1, '2024-03-01 09:00:00', NULL)",
+        params![bcrypt12("a password")],
+    )
+    .unwrap();
+    drop(conn);
+    let aw = cli.dir.path().join("aw");
+    let five = aw.join("users/5");
+    std::fs::create_dir_all(five.join("gallery")).unwrap();
+    std::fs::create_dir_all(five.join("uploads")).unwrap();
+    std::fs::create_dir_all(aw.join("users/99")).unwrap();
+    for (path, text) in [
+        ("users/5/workspace.json", r#"{"notes":[]}"#),
+        ("users/5/gallery/piece_000001.json", "{}"),
+        ("users/5/gallery/piece_1.json", "{}"),
+        ("users/5/gallery/x.png", "png"),
+        ("users/5/uploads/report.pdf", "pdf"),
+        ("users/5/todo.txt", "todo"),
+        ("users/99/workspace.json", "{}"),
+    ] {
+        std::fs::write(aw.join(path), text).unwrap();
+    }
+    let workspaces = aw.to_str().unwrap().to_string();
+    let args = ["--preset", "code-monet", "--workspaces", &workspaces];
+    let (report, _) = adopt(&cli, &db, &[&args[..], &["--dry-run"]].concat(), 0);
+    let notes = notes_of(&report);
+    assert!(
+        notes[0].starts_with("5 path(s) in the old workspaces"),
+        "{notes:#?}"
+    );
+    for path in [
+        "users/5/gallery/piece_1.json",
+        "users/5/gallery/x.png",
+        "users/5/todo.txt",
+        "users/5/uploads",
+        "users/99",
+    ] {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with(&format!("not copied: {path} ("))),
+            "no note for {path} in {notes:#?}"
+        );
+    }
+    assert_eq!(notes.len(), 6, "{notes:#?}");
+    assert_eq!(report["counts"]["pieces"], 1);
+
+    // Many: the count, and the first twenty.
+    for i in 0..25 {
+        std::fs::write(five.join(format!("gallery/thumb_{i:02}.png")), "png").unwrap();
+    }
+    let (dry, _) = adopt(&cli, &db, &[&args[..], &["--dry-run"]].concat(), 0);
+    let notes = notes_of(&dry);
+    assert!(
+        notes[0].starts_with("30 path(s) in the old workspaces")
+            && notes[0].contains("the first 20 follow"),
+        "{notes:#?}"
+    );
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.starts_with("not copied: "))
+            .count(),
+        20,
+        "{notes:#?}"
+    );
+    let (report, _) = adopt(&cli, &db, &args, 0);
+    assert_eq!(report["adopted"], true, "{report}");
+    assert_eq!(report["notes"], dry["notes"], "the dry run says the same");
+}
+
+/// The old system's default accounts are found whatever the case of their username, as
+/// redkeep compares usernames: `Admin` still on `admin123` must change it.
+#[test]
+fn default_passwords_match_usernames_without_case() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, PUNTINI);
+    for (id, username, pw) in [(1, "Admin", "admin123"), (2, "USER", "user123")] {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, ?4, NULL, 1, 1, '2024-01-01', NULL, NULL)",
+            params![id, username, format!("{id}@example.com"), bcrypt12(pw)],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let (report, _) = adopt(&cli, &db, &["--preset", "puntini"], 0);
+    assert_eq!(report["adopted"], true, "{report}");
+    let rk = open(&cli);
+    for id in [1, 2] {
+        assert!(
+            rk.users().get(id).unwrap().unwrap().must_change_password,
+            "user {id}: {report}"
+        );
+    }
+}
+
+/// The library's `adopt` with a store URL would write into that PostgreSQL store (a live
+/// one too) and could not take it back: refused before anything is read or made.
+#[test]
+fn adopt_refuses_a_store_url() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    drop(conn);
+    let spec = redkeep::ops::adopt::AdoptSpec {
+        from: format!("sqlite:{}", db.display()),
+        mapping: redkeep::ops::adopt::Mapping::preset("code-monet").unwrap(),
+        workspaces: None,
+        dry_run: false,
+    };
+    for dry_run in [false, true] {
+        let spec = redkeep::ops::adopt::AdoptSpec {
+            dry_run,
+            ..spec.clone()
+        };
+        let options = Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .store("postgres://redkeep:pw@127.0.0.1:1/live");
+        let err = redkeep::ops::adopt::adopt(&cli.data(), &spec, options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PostgreSQL") && err.contains("redkeep move --to"),
+            "{err}"
+        );
+        assert!(!err.contains("pw@"), "{err}");
+        assert!(!cli.data().exists());
+    }
+}

@@ -96,6 +96,12 @@ const BCRYPT_PREFIXES: [&str; 3] = ["$2a$", "$2b$", "$2y$"];
 const SALTED_BCRYPT: &str = "$rk-salted-bcrypt$";
 /// The most PBKDF2 rounds an adopted hash may ask for (bounds the work of one login).
 const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
+/// The highest bcrypt cost an adopted hash may have. Cost `c` is 2^c rounds: cost 12 (the
+/// usual default) takes about a quarter of a second, so 16 takes about four, in line with the
+/// argon2 and PBKDF2 caps below and above; 31, which bcrypt itself allows, would take a day
+/// and a half per login. The least is bcrypt's own (4): no verifier takes less.
+const MAX_BCRYPT_COST: u32 = 16;
+const MIN_BCRYPT_COST: u32 = 4;
 
 /// The most memory (KiB) an argon2 hash may ask for: 1 GiB, libsodium's "sensitive" level.
 const MAX_ARGON2_KIB: u32 = 1 << 20;
@@ -103,12 +109,23 @@ const MAX_ARGON2_KIB: u32 = 1 << 20;
 /// "sensitive" level (1 GiB, 4 passes). Bounds what a stored hash can make a login do.
 const MAX_ARGON2_WORK: u64 = 4 << 20;
 
-/// Why an argon2 hash asks for more than a login may cost, if it does.
+/// A decimal parameter of a PHC string as written (wider than the crates' `u32`, so that a
+/// value past it is still named as too costly rather than malformed).
+fn raw_param(parsed: &PasswordHash, name: &str) -> Option<u64> {
+    parsed
+        .params
+        .iter()
+        .find(|(k, _)| k.as_str() == name)
+        .and_then(|(_, v)| v.as_str().parse::<u64>().ok())
+}
+
+/// Why an argon2 hash asks for more than a login may cost, if it does (its parameters as
+/// written; those left out take argon2's defaults, which are far below the limits).
 fn argon2_too_costly(parsed: &PasswordHash) -> Option<String> {
-    let params = argon2::Params::try_from(parsed).ok()?;
-    let (m, t) = (params.m_cost(), params.t_cost());
-    let work = u64::from(m) * u64::from(t);
-    (m > MAX_ARGON2_KIB || work > MAX_ARGON2_WORK).then(|| {
+    let m = raw_param(parsed, "m").unwrap_or(u64::from(argon2::Params::DEFAULT_M_COST));
+    let t = raw_param(parsed, "t").unwrap_or(u64::from(argon2::Params::DEFAULT_T_COST));
+    let work = m.saturating_mul(t);
+    (m > u64::from(MAX_ARGON2_KIB) || work > MAX_ARGON2_WORK).then(|| {
         format!(
             "the argon2 hash asks for m={m} KiB and t={t}; at most {MAX_ARGON2_KIB} KiB and \
              {MAX_ARGON2_WORK} KiB×passes are accepted (every login would pay for them)"
@@ -124,53 +141,42 @@ enum Scheme<'a> {
     Pbkdf2(PasswordHash),
 }
 
-fn is_bcrypt(hash: &str) -> bool {
-    hash.len() == 60 && BCRYPT_PREFIXES.iter().any(|p| hash.starts_with(p))
+/// `hash` if it is a bcrypt hash the verifier takes (the same parsing: 60 characters, a
+/// cost, a salt and a hash in bcrypt's base64) at a cost a login may pay; else why not.
+fn bcrypt_hash(hash: &str) -> std::result::Result<&str, String> {
+    let Some(prefix) = BCRYPT_PREFIXES.iter().find(|p| hash.starts_with(*p)) else {
+        return Err(
+            "the salted bcrypt hash does not end in a bcrypt hash ($2a$, $2b$ or $2y$); copy the whole string from the source"
+                .into(),
+        );
+    };
+    let name = &prefix[1..3];
+    let parts: bcrypt::HashParts = hash.parse().map_err(|e| {
+        format!(
+            "the {name} hash is malformed ({e}); copy the whole string from the source (60 characters)"
+        )
+    })?;
+    let cost = parts.get_cost();
+    if cost < MIN_BCRYPT_COST {
+        return Err(format!(
+            "the bcrypt hash has cost {cost}, below bcrypt's least ({MIN_BCRYPT_COST}): no \
+             password can match it"
+        ));
+    }
+    if cost > MAX_BCRYPT_COST {
+        return Err(format!(
+            "the bcrypt hash has cost {cost}; at most {MAX_BCRYPT_COST} is accepted (every \
+             login would pay 2^{cost} rounds)"
+        ));
+    }
+    Ok(hash)
 }
 
-fn parse(stored: &str) -> Option<Scheme<'_>> {
-    if is_bcrypt(stored) {
-        return Some(Scheme::Bcrypt(stored));
-    }
-    if let Some(rest) = stored.strip_prefix(SALTED_BCRYPT) {
-        // `<salt hex>$2b$…`: the bcrypt hash keeps its own leading `$`.
-        let salt = rest.split('$').next()?;
-        let hash = &rest[salt.len()..];
-        return is_bcrypt(hash).then(|| Scheme::SaltedBcrypt {
-            salt: unhex(salt).unwrap_or_default(),
-            hash,
-        });
-    }
-    let parsed = PasswordHash::new(stored).ok()?;
-    // The PHC grammar allows a string without salt or hash; no password matches such a one.
-    if parsed.salt.is_none() || parsed.hash.is_none() {
-        return None;
-    }
-    match parsed.algorithm.as_str() {
-        "argon2id" | "argon2i" | "argon2d" => {
-            (argon2_too_costly(&parsed).is_none()).then_some(Scheme::Argon2(parsed))
-        }
-        "pbkdf2-sha256" | "pbkdf2-sha512" => {
-            let rounds = parsed
-                .params
-                .iter()
-                .find(|(k, _)| k.as_str() == "i")
-                .and_then(|(_, v)| v.as_str().parse::<u32>().ok())?;
-            (rounds <= MAX_PBKDF2_ROUNDS).then_some(Scheme::Pbkdf2(parsed))
-        }
-        _ => None,
-    }
-}
-
-/// Checks that `stored` is a password hash redkeep can verify (argon2, bcrypt, PBKDF2 PHC),
-/// for hashes adopted from another system.
-///
-/// # Errors
-/// A sentence naming what the hash looks like instead (plain text, an unknown scheme).
-pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
-    if parse(stored).is_some() {
-        return Ok(());
-    }
+/// Takes a stored hash apart with the parsing its verifier uses, so that what is taken can
+/// be verified: a hash no password can ever match (parameters the verifier refuses, an
+/// output of the wrong length) or one asking for more work than a login may cost is refused
+/// with a sentence saying why.
+fn parse(stored: &str) -> std::result::Result<Scheme<'_>, String> {
     if stored.is_empty() {
         return Err("the password hash is empty".into());
     }
@@ -180,47 +186,92 @@ pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
                 .into(),
         );
     }
+    if BCRYPT_PREFIXES.iter().any(|p| stored.starts_with(p)) {
+        return bcrypt_hash(stored).map(Scheme::Bcrypt);
+    }
+    if let Some(rest) = stored.strip_prefix(SALTED_BCRYPT) {
+        // `<salt hex>$2b$…`: the bcrypt hash keeps its own leading `$`.
+        let salt_hex = rest.split('$').next().unwrap_or_default();
+        let salt = unhex(salt_hex).filter(|s| !s.is_empty()).ok_or_else(|| {
+            "the salted bcrypt hash's salt is not hex text; copy the whole string from the source"
+                .to_string()
+        })?;
+        let hash = bcrypt_hash(&rest[salt_hex.len()..])?;
+        return Ok(Scheme::SaltedBcrypt { salt, hash });
+    }
     let name = stored
         .trim_start_matches('$')
         .split('$')
         .next()
         .unwrap_or("");
-    // A scheme redkeep reads, in a string it cannot: say the string is malformed (or, for
-    // PBKDF2 and argon2, that it asks for too much work).
-    if let Some(why) = PasswordHash::new(stored)
-        .ok()
-        .filter(|p| p.algorithm.as_str().starts_with("argon2"))
-        .and_then(|p| argon2_too_costly(&p))
-    {
-        return Err(why);
+    let argon2 = matches!(name, "argon2id" | "argon2i" | "argon2d");
+    if !argon2 && !matches!(name, "pbkdf2-sha256" | "pbkdf2-sha512") {
+        return Err(format!(
+            "the hash scheme {name:?} is not supported (use bcrypt, argon2 or PBKDF2 PHC strings)"
+        ));
     }
-    if let Some(rounds) = PasswordHash::new(stored)
-        .ok()
-        .filter(|p| matches!(p.algorithm.as_str(), "pbkdf2-sha256" | "pbkdf2-sha512"))
-        .and_then(|p| {
-            p.params
-                .iter()
-                .find(|(k, _)| k.as_str() == "i")
-                .and_then(|(_, v)| v.as_str().parse::<u64>().ok())
-        })
-        .filter(|&i| i > u64::from(MAX_PBKDF2_ROUNDS))
-    {
+    let malformed = || {
+        format!(
+            "the {name} hash is malformed (a part is missing, cut short or out of range); copy the whole string from the source"
+        )
+    };
+    let parsed = PasswordHash::new(stored).map_err(|_| malformed())?;
+    // The PHC grammar allows a string without salt or hash; no password matches such a one.
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err(malformed());
+    }
+    // The parameters are named (never the salt or the output).
+    let never = |e: &dyn std::fmt::Display| {
+        format!(
+            "no password can match the {name} hash: its verifier refuses it ({e}; the hash \
+             says {:?}); copy the whole string from the source",
+            parsed.params.as_str()
+        )
+    };
+    if argon2 {
+        if let Some(why) = argon2_too_costly(&parsed) {
+            return Err(why);
+        }
+        // What `verify_password` parses: the parameters, the version, the salt's length.
+        argon2::Params::try_from(&parsed).map_err(|e| never(&e))?;
+        if let Some(v) = parsed.version {
+            Version::try_from(v).map_err(|e| never(&e))?;
+        }
+        if parsed
+            .salt
+            .as_ref()
+            .is_some_and(|s| s.as_ref().len() < argon2::MIN_SALT_LEN)
+        {
+            return Err(never(&"the salt is too short"));
+        }
+        return Ok(Scheme::Argon2(parsed));
+    }
+    // The round count is required: without it, the verifier would guess its default.
+    let Some(rounds) = raw_param(&parsed, "i") else {
+        return Err(format!(
+            "the {name} hash does not say its rounds (i=…); copy the whole string from the source"
+        ));
+    };
+    if rounds > u64::from(MAX_PBKDF2_ROUNDS) {
         return Err(format!(
             "the {name} hash asks for {rounds} rounds; at most {MAX_PBKDF2_ROUNDS} are accepted (every login would pay for them)"
         ));
     }
-    let known = matches!(
-        name,
-        "argon2id" | "argon2i" | "argon2d" | "2a" | "2b" | "2y" | "pbkdf2-sha256" | "pbkdf2-sha512"
-    );
-    if known {
-        return Err(format!(
-            "the {name} hash is malformed (a part is missing, cut short or out of range); copy the whole string from the source"
-        ));
-    }
-    Err(format!(
-        "the hash scheme {name:?} is not supported (use bcrypt, argon2 or PBKDF2 PHC strings)"
-    ))
+    // What `verify_password` parses: at least 1000 rounds, an output of the length `l`
+    // says (32 bytes without it), no version.
+    pbkdf2::Params::try_from(&parsed).map_err(|e| never(&e))?;
+    Ok(Scheme::Pbkdf2(parsed))
+}
+
+/// Checks that `stored` is a password hash redkeep can verify (argon2, bcrypt, PBKDF2 PHC),
+/// for hashes adopted from another system: the verifier's own parsing takes it, and it asks
+/// for no more work than a login may cost.
+///
+/// # Errors
+/// A sentence naming what the hash looks like instead (plain text, an unknown scheme, a
+/// malformed string, parameters no verification can use or that cost too much).
+pub(crate) fn recognise(stored: &str) -> std::result::Result<(), String> {
+    parse(stored).map(|_| ())
 }
 
 /// The stored form of a bcrypt hash of the password followed by `salt`.
@@ -234,8 +285,8 @@ pub(crate) fn salted_bcrypt(salt: &str, bcrypt_hash: &str) -> String {
 pub(crate) fn scheme(phc: &str) -> (String, String) {
     let bcrypt_cost = |h: &str| format!("cost={}", h.get(4..6).unwrap_or("?"));
     match parse(phc) {
-        Some(Scheme::Bcrypt(h)) => return ("bcrypt".into(), bcrypt_cost(h)),
-        Some(Scheme::SaltedBcrypt { hash, .. }) => {
+        Ok(Scheme::Bcrypt(h)) => return ("bcrypt".into(), bcrypt_cost(h)),
+        Ok(Scheme::SaltedBcrypt { hash, .. }) => {
             return ("bcrypt+salt".into(), bcrypt_cost(hash));
         }
         _ => {}
@@ -354,20 +405,20 @@ impl Passwords {
             return false;
         }
         match parse(stored) {
-            Some(Scheme::Argon2(parsed)) => self
+            Ok(Scheme::Argon2(parsed)) => self
                 .argon2()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok(),
-            Some(Scheme::Bcrypt(hash)) => bcrypt::verify(password, hash).unwrap_or(false),
-            Some(Scheme::SaltedBcrypt { salt, hash }) => {
+            Ok(Scheme::Bcrypt(hash)) => bcrypt::verify(password, hash).unwrap_or(false),
+            Ok(Scheme::SaltedBcrypt { salt, hash }) => {
                 let mut salted = password.as_bytes().to_vec();
                 salted.extend_from_slice(&salt);
                 bcrypt::verify(&salted, hash).unwrap_or(false)
             }
-            Some(Scheme::Pbkdf2(parsed)) => pbkdf2::Pbkdf2::default()
+            Ok(Scheme::Pbkdf2(parsed)) => pbkdf2::Pbkdf2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok(),
-            None => false,
+            Err(_) => false,
         }
     }
 
@@ -530,6 +581,85 @@ mod tests {
         ] {
             let why = recognise(bad).unwrap_err();
             assert!(why.contains(says), "{bad}: {why}");
+        }
+    }
+
+    /// A hash its verifier refuses (parameters out of its range, an output of another length
+    /// than the one it computes, a bcrypt string with a bad cost or alphabet) or a bcrypt
+    /// cost past what a login may pay is refused by `recognise`, naming why, and never
+    /// matches: adopting it would have left a user whose password silently stops working.
+    #[test]
+    fn hashes_no_password_can_match_or_too_costly_bcrypt_are_refused() {
+        use argon2::password_hash::{CustomizedPasswordHasher as _, PasswordHasher as _};
+        let fast = Passwords::new(PasswordParams::INSECURE_FAST).unwrap();
+        let pw = "old secret";
+        let pbkdf2 = |rounds, len| {
+            pbkdf2::Pbkdf2::default()
+                .hash_password_customized(
+                    pw.as_bytes(),
+                    b"saltsaltsaltsalt",
+                    None,
+                    None,
+                    pbkdf2::Params::new_with_output_len(rounds, len).unwrap(),
+                )
+                .unwrap()
+                .to_string()
+        };
+        let p32 = pbkdf2(1000, 32);
+        let p20 = pbkdf2(1000, 20);
+        assert!(p20.contains("i=1000,l=20"), "{p20}");
+        let argon2 = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            argon2::Params::new(8, 1, 1, None).unwrap(),
+        )
+        .hash_password_with_salt(pw.as_bytes(), b"saltsaltsaltsalt")
+        .unwrap()
+        .to_string();
+        assert!(argon2.contains("$v=19$m=8,t=1,p=1$"), "{argon2}");
+        let bcrypt = bcrypt::hash(pw, 4).unwrap();
+        let tail = &bcrypt[7..];
+        // Taken as they are: each verifies.
+        for good in [&p32, &p20, &argon2, &bcrypt] {
+            assert!(recognise(good).is_ok(), "{good}");
+            assert!(fast.verify(pw, good), "{good}");
+        }
+        // The cap itself is taken (not verified here: it costs seconds).
+        assert!(recognise(&format!("$2b$16${tail}")).is_ok());
+        let mut bad_b64 = bcrypt.clone().into_bytes();
+        bad_b64[10] = b'!';
+        let bad_b64 = String::from_utf8(bad_b64).unwrap();
+        for (bad, says) in [
+            // PBKDF2 below the crate's least rounds (1000).
+            (p32.replace("i=1000", "i=999"), "verifier refuses"),
+            // 20 bytes of output without `l=20`: the verifier computes 32.
+            (p20.replace(",l=20", ""), "verifier refuses"),
+            (p32.replace("l=32", "l=20"), "verifier refuses"),
+            // Less memory than argon2 takes, and a version it does not know.
+            (argon2.replace("m=8,", "m=4,"), "verifier refuses"),
+            (argon2.replace("v=19", "v=20"), "verifier refuses"),
+            (argon2.replace("p=1", "p=2"), "verifier refuses"),
+            // bcrypt below its least cost, with a cost that is no number, with a character
+            // outside its alphabet.
+            (format!("$2b$03${tail}"), "below bcrypt's least"),
+            (format!("$2b$1x${tail}"), "2b hash is malformed"),
+            (bad_b64, "2b hash is malformed"),
+            // Past the cap: cost 31 would take days per login.
+            (format!("$2b$17${tail}"), "at most 16"),
+            (format!("$2y$31${tail}"), "at most 16"),
+            // A salted bcrypt whose salt is not hex would verify without the salt.
+            (format!("{SALTED_BCRYPT}zz{bcrypt}"), "salt is not hex"),
+            (format!("{SALTED_BCRYPT}{bcrypt}"), "salt is not hex"),
+            (
+                format!("{SALTED_BCRYPT}7070$md5$x"),
+                "does not end in a bcrypt hash",
+            ),
+        ] {
+            // Refused first: were a costly one taken, verifying it would run for days.
+            let why = recognise(&bad).unwrap_err();
+            assert!(why.contains(says), "{bad}: {why}");
+            assert!(!why.contains(tail), "{why}");
+            assert!(!fast.verify(pw, &bad), "{bad}");
         }
     }
 

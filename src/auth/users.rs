@@ -976,8 +976,9 @@ impl Users<'_> {
 // The shape versions 1 and 2 stored (format 1, fields in order), read by `upgrade` and by
 // the migrations. Never change it.
 
-/// A user as versions 1 and 2 stored it, password hash and lockout counters included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A user as versions 1 and 2 stored it, password hash and lockout counters included (so
+/// no `Debug`: it would show the hash).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct UserV1 {
     pub id: u64,
     pub email: String,

@@ -33,7 +33,7 @@ pub struct UsersQuery {
     /// `avatar`, `current_org`, `last_login_at`, `created_at`, `updated_at`.
     pub query: String,
     /// Username → password the old system shipped with; an account still using it must
-    /// change its password at the next login.
+    /// change its password at the next login. Usernames are compared without case.
     #[serde(default)]
     pub default_passwords: BTreeMap<String, String>,
 }

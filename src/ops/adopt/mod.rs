@@ -58,11 +58,30 @@ pub struct AdoptReport {
 
 /// Adopts an old deployment into the data dir `data_dir`, which must hold no store yet.
 ///
+/// The store is always the data dir's redb file: `options.store_url` is refused, since
+/// adopt could not take back what it wrote into a PostgreSQL store (a live one included) if
+/// rows are refused or the check fails. Adopt into a data dir, then move the store with
+/// `redkeep move --to postgres://…`.
+///
 /// # Errors
-/// `Denied` when the data dir holds a store; `InvalidInput` for an unreadable source or a
-/// query that fails; `Io` / `Storage` when writing fails. Rows that cannot be taken are not
-/// errors: they are listed in the report, and nothing is created.
+/// `InvalidInput` when `options.store_url` is set; `Denied` when the data dir holds a store;
+/// `InvalidInput` for an unreadable source or a query that fails; `Io` / `Storage` when
+/// writing fails. Rows that cannot be taken are not errors: they are listed in the report,
+/// and nothing is created.
 pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<AdoptReport> {
+    // As `Redkeep::open` reads it: an empty URL is no URL.
+    if options
+        .store_url
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty())
+    {
+        return Err(Error::invalid(
+            "store",
+            "adopt fills the redb file of a new data dir and cannot take back what it would \
+             write into a PostgreSQL store; adopt without store_url, then `redkeep move --to \
+             postgres://…`",
+        ));
+    }
     // Adoptions next to one another take turns, so each finds the data dir as the one before
     // left it and cleans up only what it made itself.
     let _turn = if spec.dry_run {

@@ -23,7 +23,7 @@ use crate::auth::users::{
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Meta, Record, WriteTx};
+use crate::store::{MAX_ID, Meta, Record, WriteTx};
 use crate::workspace::{GALLERY_DIR, WORKSPACE_FILE, WorkspaceDoc};
 
 /// How many records of each kind an adoption made (or would make).
@@ -169,7 +169,8 @@ fn section(
     Ok(rows)
 }
 
-/// New ids for the old ids that are not numbers, above every numeric one.
+/// New ids for the old ids that are not numbers, above every numeric one. A text id left
+/// out of the map has no number left to take (the numeric ids reach [`MAX_ID`]).
 fn assign_ids(ids: &[SourceId], floor: u64) -> HashMap<SourceId, u64> {
     let mut next = ids
         .iter()
@@ -180,18 +181,45 @@ fn assign_ids(ids: &[SourceId], floor: u64) -> HashMap<SourceId, u64> {
         .max()
         .unwrap_or(0)
         .max(floor);
-    ids.iter()
-        .map(|i| {
-            let id = match i {
-                SourceId::Num(n) => *n,
-                SourceId::Text(_) => {
-                    next += 1;
-                    next
+    let mut out = HashMap::new();
+    for i in ids {
+        let id = match i {
+            SourceId::Num(n) => *n,
+            SourceId::Text(_) => match next.checked_add(1).filter(|n| *n <= MAX_ID) {
+                Some(n) => {
+                    next = n;
+                    n
                 }
-            };
-            (i.clone(), id)
-        })
-        .collect()
+                None => continue,
+            },
+        };
+        out.insert(i.clone(), id);
+    }
+    out
+}
+
+/// Why no number is left for a record whose old id is text.
+fn no_id_left(what: &str) -> String {
+    format!(
+        "no id is left to number it: the old {what} ids reach {MAX_ID}, the largest redkeep \
+         keeps; renumber the largest ones in the old database"
+    )
+}
+
+/// Refuses a text user id that would not name a folder of its own: one holding `/`, `\` or
+/// NUL, or `.` or `..` (`5/` and `./5` name the folder of user 5).
+fn folder_safe(id: &SourceId) -> std::result::Result<(), String> {
+    let SourceId::Text(t) = id else {
+        return Ok(());
+    };
+    if t == "." || t == ".." || t.contains(['/', '\\', '\0']) {
+        return Err(format!(
+            "the id {t:?} holds `/`, `\\` or NUL, or is `.` or `..`: an id names the user's \
+             workspace folder, and this one would name another (`./5` and `5/` name user 5's); \
+             give each user an id without them (in the query: `replace(id, '/', '-') AS id`)"
+        ));
+    }
+    Ok(())
 }
 
 fn external(id: &SourceId) -> Option<String> {
@@ -309,12 +337,16 @@ impl Adoption<'_, '_> {
         let assigned = assign_ids(&ids, floor);
         let t = self.tx.table::<Org>();
         for (row, sid) in ok_rows {
+            let Some(&id) = assigned.get(&sid) else {
+                self.problem("orgs", row, Some(&sid), no_id_left("org"));
+                continue;
+            };
             let built = (|| -> std::result::Result<(Org, Option<String>), String> {
                 let name = row.required("name")?.trim().to_string();
                 orgs::validate_org_name(&name).map_err(|e| e.to_string())?;
                 Ok((
                     Org {
-                        id: assigned[&sid],
+                        id,
                         name,
                         slug: String::new(),
                         description: row.text("description")?.unwrap_or_default(),
@@ -376,17 +408,24 @@ impl Adoption<'_, '_> {
         let mut ok_rows = Vec::new();
         for row in rows {
             match row.required_id("id") {
-                Ok(i) => {
-                    ids.push(i.clone());
-                    ok_rows.push((row, i));
-                }
+                Ok(i) => match folder_safe(&i) {
+                    Ok(()) => {
+                        ids.push(i.clone());
+                        ok_rows.push((row, i));
+                    }
+                    // Not named in the row's heading: the reason quotes it, escaped.
+                    Err(e) => self.problem("users", row, None, e),
+                },
                 Err(e) => self.problem("users", row, None, e),
             }
         }
         let floor = self.tx.sequence(User::TABLE)?;
         let assigned = assign_ids(&ids, floor);
         for (row, sid) in ok_rows {
-            let id = assigned[&sid];
+            let Some(&id) = assigned.get(&sid) else {
+                self.problem("users", row, Some(&sid), no_id_left("user"));
+                continue;
+            };
             match self.user(row, &sid, id, mapping, checker) {
                 Ok(()) => {
                     self.users.insert(sid.clone(), id);
@@ -444,10 +483,16 @@ impl Adoption<'_, '_> {
             None => hash,
         };
         let mut must_change = row.flag("must_change_password", false)?;
-        if let Some(default) = username
-            .as_ref()
-            .and_then(|u| mapping.users.default_passwords.get(u))
-            && checker.verify(default, &hash)
+        // Usernames are compared without case, as redkeep compares them (`Admin` is `admin`).
+        if let Some(default) = username.as_ref().and_then(|u| {
+            let u = u.to_lowercase();
+            mapping
+                .users
+                .default_passwords
+                .iter()
+                .find(|(name, _)| name.trim().to_lowercase() == u)
+                .map(|(_, pw)| pw)
+        }) && checker.verify(default, &hash)
         {
             must_change = true;
             self.notes.push(format!(
@@ -617,6 +662,13 @@ impl Adoption<'_, '_> {
                 }
                 let hash: TokenHash = token::hash_token(&code);
                 let max_uses = row.int("max_uses")?.unwrap_or(1);
+                if max_uses < 1 {
+                    return Err(format!(
+                        "max_uses {max_uses} allows no use; put how many registrations the code \
+                         allows there (1 or more; NULL is 1), such as `CASE WHEN max_uses <= 0 \
+                         THEN 1 ELSE max_uses END AS max_uses` for a code meant for one use"
+                    ));
+                }
                 let used_by: Vec<u64> = match row.text("used_by")? {
                     None => Vec::new(),
                     Some(_) => {
@@ -641,7 +693,7 @@ impl Adoption<'_, '_> {
                     ));
                 }
                 let (max_uses, uses) = (
-                    u32::try_from(max_uses.max(1)).map_err(|_| "max_uses is too large")?,
+                    u32::try_from(max_uses).map_err(|_| "max_uses is too large")?,
                     u32::try_from(uses).map_err(|_| "uses is out of range")?,
                 );
                 let revoked = row.flag("revoked", false)?;
@@ -839,13 +891,17 @@ impl Adoption<'_, '_> {
     }
 
     /// The old folder of every adopted user, read and checked (copied after the commit).
+    /// What the old tree holds that is not copied (files beside the layout, folders no
+    /// adopted user has) is named in the notes.
     fn folders(&mut self, root: &Path, mapping: &Mapping) -> Result<Vec<Folder>> {
         let mut out = Vec::new();
+        let mut left = Vec::new();
         let sources: Vec<(u64, SourceId)> = self
             .user_source
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect();
+        let mut claims = Claims::default();
         for (user, sid) in sources {
             let rel = PathBuf::from(mapping.folder_of(&sid.to_string()));
             let dir = root.join(&rel);
@@ -857,13 +913,30 @@ impl Adoption<'_, '_> {
                     .push(format!("workspace folder {}: {e}", dir.display()));
                 continue;
             }
+            let shared = |first: u64| {
+                format!(
+                    "workspace folder {}: users {first} and {user} both resolve to it; each \
+                     user needs a folder of their own (check their ids and the mapping's \
+                     folder pattern)",
+                    dir.display()
+                )
+            };
+            if let Some(first) = claims.claim(&rel, &dir, user) {
+                self.problems.push(shared(first));
+                continue;
+            }
             if !dir.is_dir() {
                 continue;
             }
             match read_folder(&dir) {
-                Ok((doc, pieces)) => {
+                Ok((doc, pieces, not_copied)) => {
                     self.counts.workspaces += 1;
                     self.counts.pieces += pieces.len() as u64;
+                    left.extend(
+                        not_copied
+                            .into_iter()
+                            .map(|(p, why)| (rel.join(p).display().to_string(), why)),
+                    );
                     out.push(Folder { user, doc, pieces });
                 }
                 Err(e) => self
@@ -871,8 +944,113 @@ impl Adoption<'_, '_> {
                     .push(format!("workspace folder {}: {e}", dir.display())),
             }
         }
+        left.extend(unclaimed_folders(root, mapping, &self.user_source));
+        self.note_left_behind(root, left);
         Ok(out)
     }
+
+    /// Names what of the old tree stays behind: a count, and the first paths.
+    fn note_left_behind(&mut self, root: &Path, mut left: Vec<(String, &'static str)>) {
+        const LISTED: usize = 20;
+        if left.is_empty() {
+            return;
+        }
+        left.sort();
+        let n = left.len();
+        let listed = if n > LISTED {
+            format!("; the first {LISTED} follow")
+        } else {
+            String::new()
+        };
+        self.notes.push(format!(
+            "{n} path(s) in the old workspaces ({}) are not copied: adopt copies each adopted \
+             user's {WORKSPACE_FILE} and {GALLERY_DIR}/piece_NNNNNN.json only; copy what is \
+             still needed by hand{listed}",
+            root.display()
+        ));
+        for (path, why) in left.into_iter().take(LISTED) {
+            self.notes.push(format!("not copied: {path} ({why})"));
+        }
+    }
+}
+
+/// The old folders taken so far, each by one user: two users resolving to one (`users/5`
+/// and `users/./5`, or names a case-blind file system takes as one) would share its files.
+#[derive(Default)]
+struct Claims {
+    by_path: HashMap<PathBuf, u64>,
+    by_inode: HashMap<(u64, u64), u64>,
+}
+
+impl Claims {
+    /// Takes the folder `rel` (at `dir`) for `user`, or names the user who took it first:
+    /// the same path once `.` and repeated or trailing `/` are dropped, or the same folder
+    /// on disk.
+    fn claim(&mut self, rel: &Path, dir: &Path, user: u64) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        use std::path::Component;
+        let path: PathBuf = rel
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        if let Some(first) = self.by_path.get(&path) {
+            return Some(*first);
+        }
+        let inode = std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()));
+        if let Some(first) = inode.and_then(|i| self.by_inode.get(&i)) {
+            return Some(*first);
+        }
+        self.by_path.insert(path, user);
+        if let Some(i) = inode {
+            self.by_inode.insert(i, user);
+        }
+        None
+    }
+}
+
+/// The folders the mapping's pattern could name (the entries beside the users' folders that
+/// fit it: `users/99` for `users/{id}`) that no adopted user has, as paths below `root`.
+fn unclaimed_folders(
+    root: &Path,
+    mapping: &Mapping,
+    users: &BTreeMap<u64, SourceId>,
+) -> Vec<(String, &'static str)> {
+    let pattern = mapping.folder_of("{id}");
+    let segments: Vec<&str> = pattern.split('/').collect();
+    let Some(at) = segments.iter().position(|s| s.contains("{id}")) else {
+        return Vec::new();
+    };
+    let parent: PathBuf = segments[..at].iter().collect();
+    let (prefix, suffix) = segments[at].split_once("{id}").unwrap_or_default();
+    let claimed: BTreeSet<String> = users
+        .values()
+        .map(|sid| segments[at].replace("{id}", &sid.to_string()))
+        .collect();
+    // Never through a symlink: the users' folders themselves refuse one.
+    let dir = root.join(&parent);
+    if plain_path_below(root, &parent).is_err()
+        || !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+    {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let fits = name.len() > prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix);
+            (fits && !claimed.contains(&name)).then(|| {
+                (
+                    parent.join(&name).display().to_string(),
+                    "no adopted user has this folder",
+                )
+            })
+        })
+        .collect()
 }
 
 /// Why a row was not taken: its own fault, or a failure of the store.
@@ -969,9 +1147,15 @@ fn read_regular(path: &Path) -> std::result::Result<Option<Read>, String> {
     Ok(Some((bytes, meta.modified().ok())))
 }
 
-/// The workspace document and the pieces of an old folder, each checked to parse. A
-/// symlink anywhere in it is refused.
-fn read_folder(dir: &Path) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, Pieces), String> {
+/// What of an old folder is not copied, each with why: paths relative to the folder.
+type NotCopied = Vec<(PathBuf, &'static str)>;
+
+/// The workspace document and the pieces of an old folder, each checked to parse, and the
+/// entries beside them that are not copied. A symlink on the way to the document or a piece
+/// is refused.
+fn read_folder(
+    dir: &Path,
+) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, Pieces, NotCopied), String> {
     let doc_path = dir.join(WORKSPACE_FILE);
     let doc = match read_regular(&doc_path)? {
         Some((bytes, modified)) => Some((
@@ -980,6 +1164,21 @@ fn read_folder(dir: &Path) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, 
         )),
         None => None,
     };
+    let mut not_copied = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading the folder: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading the folder: {e}"))?;
+        let name = entry.file_name();
+        if name == WORKSPACE_FILE || name == GALLERY_DIR {
+            continue;
+        }
+        let why = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            "a folder, with all it holds, beside the workspace"
+        } else {
+            "a file beside the workspace"
+        };
+        not_copied.push((PathBuf::from(name), why));
+    }
     let mut pieces = Vec::new();
     let gallery: PathBuf = dir.join(GALLERY_DIR);
     if std::fs::symlink_metadata(&gallery).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -992,6 +1191,10 @@ fn read_folder(dir: &Path) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, 
             let entry = entry.map_err(|e| format!("reading {GALLERY_DIR}: {e}"))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(n) = crate::workspace::parse_piece_name(&name) else {
+                not_copied.push((
+                    Path::new(GALLERY_DIR).join(entry.file_name()),
+                    "not a piece's name (piece_NNNNNN.json)",
+                ));
                 continue;
             };
             let (bytes, modified) = read_regular(&entry.path())?
@@ -1000,9 +1203,11 @@ fn read_folder(dir: &Path) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, 
                 .map_err(|e| format!("{GALLERY_DIR}/{name} is not JSON ({e})"))?;
             pieces.push((n, bytes, modified));
         }
+    } else if gallery.exists() {
+        not_copied.push((PathBuf::from(GALLERY_DIR), "not a folder"));
     }
     pieces.sort_by_key(|(n, ..)| *n);
-    Ok((doc, pieces))
+    Ok((doc, pieces, not_copied))
 }
 
 /// Adopts every section of `mapping` into `tx`.
@@ -1104,4 +1309,41 @@ pub(crate) fn adopt_into(
         notes: a.notes,
         folders,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::Claims;
+
+    /// Two users whose folders resolve to one place (a path spelled with `.` or a trailing
+    /// `/`, or another name of the same folder on disk) are told apart from the first one's:
+    /// the second would have been given the first one's files.
+    #[test]
+    fn one_folder_is_claimed_by_one_user() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("users/5")).unwrap();
+        let mut claims = Claims::default();
+        let at = |rel: &str| root.join(rel);
+        assert_eq!(claims.claim(Path::new("users/5"), &at("users/5"), 5), None);
+        for spelling in ["users/./5", "users/5/", "users//5", "./users/5"] {
+            assert_eq!(
+                claims.claim(Path::new(spelling), &at(spelling), 6),
+                Some(5),
+                "{spelling}"
+            );
+        }
+        // Another path to the same folder on disk (as a case-blind file system gives).
+        std::fs::create_dir_all(root.join("users/6")).unwrap();
+        assert_eq!(claims.claim(Path::new("users/6"), &at("users/6"), 6), None);
+        assert_eq!(
+            claims.claim(Path::new("users/other"), &at("users/6"), 7),
+            Some(6)
+        );
+        // Folders not there yet are told apart by their paths alone.
+        assert_eq!(claims.claim(Path::new("users/8"), &at("users/8"), 8), None);
+        assert_eq!(claims.claim(Path::new("users/9"), &at("users/9"), 9), None);
+    }
 }

@@ -10,6 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::store::MAX_ID;
 
 /// One cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,11 +40,41 @@ impl std::fmt::Display for SourceId {
 }
 
 /// One row of a SELECT.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Row {
     /// 1-based position in the result.
     pub(crate) n: usize,
     cells: BTreeMap<String, Cell>,
+}
+
+// By hand: a row holds password hashes, salts and invite codes, so its `Debug` shows each
+// column's name and kind, never a value.
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Kind<'a>(&'a Cell);
+        impl std::fmt::Debug for Kind<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self.0 {
+                    Cell::Null => f.write_str("null"),
+                    Cell::Int(_) => f.write_str("<integer>"),
+                    Cell::Real(_) => f.write_str("<real>"),
+                    Cell::Text(t) => write!(f, "<text, {} bytes>", t.len()),
+                    Cell::Blob(b) => write!(f, "<blob, {} bytes>", b.len()),
+                }
+            }
+        }
+        f.debug_struct("Row")
+            .field("n", &self.n)
+            .field(
+                "cells",
+                &self
+                    .cells
+                    .iter()
+                    .map(|(k, v)| (k, Kind(v)))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .finish()
+    }
 }
 
 type Conv<T> = std::result::Result<T, String>;
@@ -60,9 +91,12 @@ impl Row {
             Cell::Int(i) => Ok(Some(i.to_string())),
             Cell::Real(r) => Ok(Some(r.to_string())),
             Cell::Text(t) => Ok(Some(t.clone())),
-            Cell::Blob(b) => String::from_utf8(b.clone())
-                .map(Some)
-                .map_err(|_| format!("{col} is binary, not text")),
+            Cell::Blob(b) => String::from_utf8(b.clone()).map(Some).map_err(|_| {
+                format!(
+                    "{col} holds bytes that are not UTF-8 text; store it as UTF-8 text (or \
+                     leave the column out of the query)"
+                )
+            }),
         }
     }
 
@@ -74,8 +108,14 @@ impl Row {
         }
     }
 
-    /// An id column.
+    /// An id column: a number from 1 to [`MAX_ID`], or text that is not a number (a UUID).
     pub(crate) fn id(&self, col: &str) -> Conv<Option<SourceId>> {
+        let too_large = |t: &dyn std::fmt::Display| {
+            format!(
+                "{col} {t} is larger than the largest id redkeep keeps ({MAX_ID}); renumber \
+                 the record in the old database (its references with it)"
+            )
+        };
         match self.cell(col) {
             Cell::Null => Ok(None),
             Cell::Int(i) if *i > 0 => Ok(Some(SourceId::Num(*i as u64))),
@@ -83,7 +123,12 @@ impl Row {
             _ => {
                 let t = self.required(col)?.trim().to_string();
                 Ok(Some(match t.parse::<u64>() {
+                    Ok(n) if n > MAX_ID => return Err(too_large(&t)),
                     Ok(n) if n > 0 => SourceId::Num(n),
+                    // Digits past even u64: a number too, not a text id.
+                    Err(_) if t.bytes().all(|b| b.is_ascii_digit()) => {
+                        return Err(too_large(&t));
+                    }
                     _ => SourceId::Text(t),
                 }))
             }
@@ -351,7 +396,13 @@ impl Source {
                     ValueRef::Null => Cell::Null,
                     ValueRef::Integer(v) => Cell::Int(v),
                     ValueRef::Real(v) => Cell::Real(v),
-                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    // Text that is not UTF-8 is kept as its bytes, so that reading it as text
+                    // is refused by row, naming the column, as for such a BLOB (never turned
+                    // into U+FFFD).
+                    ValueRef::Text(t) => match std::str::from_utf8(t) {
+                        Ok(t) => Cell::Text(t.to_string()),
+                        Err(_) => Cell::Blob(t.to_vec()),
+                    },
                     ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
                 };
                 cells.insert(name.clone(), cell);
@@ -441,6 +492,32 @@ mod tests {
         );
         assert!(row(super::Cell::Real(f64::NAN)).time("at").is_err());
         assert!(row(super::Cell::Real(f64::INFINITY)).time("at").is_err());
+    }
+
+    /// A row's `Debug` (in a panic message, a log line) shows its columns, never their
+    /// values: a password hash, a salt or an invite code stays out of it.
+    #[test]
+    fn a_rows_debug_shows_no_value() {
+        let hash = "$2b$12$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01";
+        let row = super::Row {
+            n: 3,
+            cells: [
+                ("password_hash".to_string(), super::Cell::Text(hash.into())),
+                ("salt".to_string(), super::Cell::Blob(b"pepper-42".to_vec())),
+                ("code".to_string(), super::Cell::Text("WELCOME-2024".into())),
+                ("uses".to_string(), super::Cell::Int(424_242)),
+            ]
+            .into(),
+        };
+        for shown in [format!("{row:?}"), format!("{row:#?}")] {
+            for secret in [hash, "pepper-42", "WELCOME-2024", "424242", "abcdefghij"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+            assert!(
+                shown.contains("password_hash") && shown.contains("salt"),
+                "{shown}"
+            );
+        }
     }
 
     /// Text that is no time never panics, whatever characters end it (a multi-byte one
