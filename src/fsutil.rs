@@ -788,6 +788,30 @@ pub fn is_there(path: &Path) -> Result<bool> {
     }
 }
 
+/// Refuses, before anything changes, a folder this process may not change (make, rename or
+/// remove entries in; a folder moving to another one is changed too): a move into or out
+/// of it would fail part way, after the store had changed. A folder that is not there
+/// passes.
+///
+/// # Errors
+/// `Denied` naming the folder; `Io` when it cannot be looked at.
+pub(crate) fn may_change(dir: &Path) -> Result<()> {
+    use rustix::fs::Access;
+    match rustix::fs::access(dir, Access::WRITE_OK | Access::EXEC_OK) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => Err(Error::denied(format!(
+            "{} may not be changed by this user (its permissions); let the data dir's owner \
+             write it again (`chmod u+rwx`), or run as its owner; nothing was changed",
+            dir.display()
+        ))),
+        Err(rustix::io::Errno::ROFS) => Err(Error::denied(format!(
+            "{} is on a read-only file system; nothing was changed",
+            dir.display()
+        ))),
+        Err(e) => Err(Error::io(format!("looking at {}", dir.display()), e.into())),
+    }
+}
+
 /// Whether `path` is a real directory (not a symlink to one). `None` when it does not exist.
 ///
 /// # Errors

@@ -2893,3 +2893,56 @@ fn a_restore_stopped_before_its_folders_is_named_and_finished_by_a_repair() {
         "no failure fell between the store and the folders"
     );
 }
+
+/// A folder whose owner marker names another account (left by restoring another store's
+/// file over this data dir) is left out of a backup, and named: a restore refuses an archive
+/// holding one, so a backup with it passed its check and then did not restore anywhere.
+#[test]
+fn a_backup_leaves_out_a_folder_of_another_account_so_it_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let make = |dir: &Path, email: &str| {
+        let rk = Redkeep::open(dir, options()).unwrap();
+        let id = rk
+            .users()
+            .create(NewUser {
+                email: email.into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user
+            .id;
+        (rk, id)
+    };
+    let (here, there) = (tmp.path().join("here"), tmp.path().join("there"));
+    let (rk, alice) = make(&here, "alice@example.com");
+    rk.workspaces().save_piece(alice, b"{}").unwrap();
+    drop(rk);
+    let (rk, zoe) = make(&there, "zoe@example.com");
+    assert_eq!(zoe, alice);
+    drop(rk);
+    redkeep::ops::restore(
+        &here,
+        &there.join(redkeep::STORE_FILE),
+        true,
+        Timestamp(1_900_000_000),
+    )
+    .unwrap();
+    let rk = Redkeep::open(&here, options()).unwrap();
+    let archive = tmp.path().join("b.bak");
+    let report = redkeep::ops::backup(&rk, &archive).unwrap();
+    assert_eq!(report.folders, 0);
+    assert!(
+        report
+            .not_kept
+            .contains(&Path::new("users").join(alice.to_string())),
+        "{:?}",
+        report.not_kept
+    );
+    let fresh = tmp.path().join("fresh");
+    redkeep::ops::restore(&fresh, &archive, false, Timestamp(1_900_000_060)).unwrap();
+    let rk = Redkeep::open(&fresh, options()).unwrap();
+    assert!(rk.users().find("zoe@example.com").is_ok());
+    assert!(rk.workspaces().list_pieces(zoe).unwrap().is_empty());
+    assert!(rk.check(false).unwrap().ok);
+}

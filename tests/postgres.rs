@@ -911,3 +911,41 @@ fn tables_and_sequences_export_in_byte_order_under_any_collation() {
         "{exported}"
     );
 }
+
+/// A move from a server to a new data dir copies the folders of the `--data-dir` given: one
+/// holding no workspace folders at all, beside a store holding users, is another folder (the
+/// command run from elsewhere), and is refused with nothing copied; from the application's
+/// data dir, the files come along.
+#[test]
+fn a_move_from_a_server_needs_the_data_dir_holding_its_folders() {
+    let url = pg::server().fresh_url();
+    let (dir, rk) = on_postgres(&url);
+    let ann = user(&rk, "ann@example.com").unwrap();
+    rk.workspaces()
+        .save_piece(ann.id, br#"{"by": "ann"}"#)
+        .unwrap();
+    drop(rk);
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let to = target.path().join("moved");
+    let err = redkeep::ops::move_store(
+        elsewhere.path(),
+        Some(&url),
+        to.to_str().unwrap(),
+        options(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput { .. })
+            && err.to_string().contains("holds no workspace folders"),
+        "{err}"
+    );
+    assert!(!to.exists(), "nothing was copied");
+    assert!(!elsewhere.path().join("workspaces").exists());
+    let moved =
+        redkeep::ops::move_store(dir.path(), Some(&url), to.to_str().unwrap(), options()).unwrap();
+    assert_eq!(moved.folders, 1);
+    let there = Redkeep::open(&to, options()).unwrap();
+    assert_eq!(there.workspaces().list_pieces(ann.id).unwrap().len(), 1);
+}

@@ -443,3 +443,75 @@ fn a_reader_who_may_not_write_is_told_the_store_is_damaged() {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
 }
+
+/// A trash folder the running user may not change: deleting a user, a reset and a restore
+/// (which move folders there) are refused before the store changes, and say which folder
+/// and what to do. They used to change the store and then fail moving the folders, exit 1
+/// with accounts deleted, the store emptied, or replaced.
+#[cfg(feature = "cli")]
+#[test]
+fn a_trash_this_user_may_not_change_refuses_before_the_store_changes() {
+    let t = TestDir::new();
+    let mut other = AnotherUser::new();
+    let data = other.data.clone();
+    let backup = other.outer.path().join("b.bak");
+    {
+        let rk = Redkeep::open(&data, t.options()).unwrap();
+        for email in ["ann@example.com", "bea@example.com"] {
+            let id = rk
+                .users()
+                .create(NewUser {
+                    email: email.into(),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id;
+            rk.workspaces().save_piece(id, b"{}").unwrap();
+        }
+        redkeep::ops::backup(&rk, &backup).unwrap();
+    }
+    std::fs::create_dir(data.join("workspaces/trash")).unwrap();
+    other.hand_over(None);
+    if other.root {
+        std::os::unix::fs::chown(&backup, Some(65534), Some(65534)).unwrap();
+    }
+    std::fs::set_permissions(
+        data.join("workspaces/trash"),
+        std::fs::Permissions::from_mode(0o500),
+    )
+    .unwrap();
+    let listed = |other: &AnotherUser| {
+        let (code, out, err) = other.run(&["user", "list"]);
+        assert_eq!(code, Some(0), "{err}");
+        ["ann@example.com", "bea@example.com"]
+            .iter()
+            .all(|e| out.contains(e))
+    };
+    let bak = backup.to_str().unwrap();
+    for args in [
+        vec!["user", "delete", "ann@example.com"],
+        vec!["reset", "--force"],
+        vec!["restore", "--force", bak],
+    ] {
+        let (code, out, err) = other.run(&args);
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        assert!(
+            err.contains("trash may not be changed by this user")
+                && err.contains("nothing was changed")
+                && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+        assert!(listed(&other), "{args:?} changed the store");
+    }
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".pre-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "no safety copy of a refused change: {left:?}"
+    );
+}

@@ -61,8 +61,9 @@ pub struct BackupReport {
     /// Entries of those folders the archive does not hold, in name order: symlinks and
     /// special files (`users/{id}/…`; see
     /// [`crate::workspace::Workspaces::copy_folder_timed`]), the folders (`users/{id}`) of
-    /// users the store's snapshot does not hold (created after it, or orphans) or that are
-    /// not real folders (a symlink in a folder's place), and entries of `users/` no user id
+    /// users the store's snapshot does not hold (created after it, or orphans), whose owner
+    /// marker names another account or none (a restore would refuse them), or that are not
+    /// real folders (a symlink in a folder's place), and entries of `users/` no user id
     /// names (`users/{name}`: an operator's folder).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(serialize_with = "crate::fsutil::lossy::list")]
@@ -165,6 +166,9 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     let ws = rk.workspaces();
     // Only the folders of users the snapshot holds: one made for a user created since (or
     // an orphan) would come back beside no record, and be refused to the next new user.
+    // And only folders whose owner marker names that user: a restore refuses an archive
+    // holding a folder of another account (or of none), which could be served to the
+    // wrong one, so such a folder would make the whole backup one that does not restore.
     let ids = ws.user_ids()?;
     not_kept.extend(super::files::not_real_folders(ws)?);
     let kept: Vec<u64> = {
@@ -173,7 +177,11 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             let users = tx.table::<crate::User>();
             let mut kept = Vec::with_capacity(ids.len());
             for &id in &ids {
-                if users.contains(&id)? {
+                let owned = match users.get(&id)? {
+                    Some(u) => matches!(ws.marker(id), Ok(Some(m)) if m.uid == u.uid.0),
+                    None => false,
+                };
+                if owned {
                     kept.push(id);
                 } else {
                     not_kept.push(Path::new("users").join(id.to_string()));

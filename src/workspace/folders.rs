@@ -1452,9 +1452,14 @@ impl Workspaces {
         let users = self.users_dir();
         fsutil::real_dir(&users)?;
         let trash = self.trash_dir();
+        // `users/` moves into the trash and is made again: the workspaces folder, `users/`
+        // itself and the trash must be changeable.
+        fsutil::may_change(&self.root)?;
+        fsutil::may_change(&users)?;
         if fsutil::real_dir(&trash)?.is_none() {
             fsutil::create_private_dir(&trash)?;
         }
+        fsutil::may_change(&trash)?;
         // The folders move by renaming, which cannot cross file systems.
         let device = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
         let from = device(&users).or_else(|| device(&self.root));
@@ -1515,7 +1520,13 @@ impl Workspaces {
     pub(crate) fn can_trash(&self, user: u64) -> Result<()> {
         self.writable()?;
         // A trash that is a symlink is refused when the folder moves: say so first.
-        fsutil::real_dir(&self.trash_dir())?;
+        let trash = self.trash_dir();
+        fsutil::real_dir(&trash)?;
+        // The folder moves out of `users/` into the trash (made if missing): each must be
+        // changeable, and the folder itself (its `..` changes).
+        fsutil::may_change(&self.users_dir())?;
+        fsutil::may_change(if trash.exists() { &trash } else { &self.root })?;
+        fsutil::may_change(&self.dir(user))?;
         Self::not_held(&self.dir(user), user, true)
     }
 

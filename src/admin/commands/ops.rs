@@ -161,7 +161,8 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
         let shown: Vec<_> = folders_left.iter().map(|p| p.display()).collect();
         lines.push(format!(
             "not kept: {} workspace folder(s) ({}) of no user in the store's snapshot (users \
-             created while the backup ran, whose next backup holds them, or orphans), not \
+             created while the backup ran, whose next backup holds them, or orphans), whose \
+             owner marker names another account or none (`redkeep check` names them), not \
              real folders (a symlink, which redkeep never follows) or not named for a user \
              (an operator's folder); copy what matters by hand",
             folders_left.len(),
