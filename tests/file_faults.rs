@@ -286,3 +286,41 @@ fn an_import_stopped_after_its_records_is_reported_and_run_again() {
         "{again}"
     );
 }
+
+/// An export holding a table no type is registered for (raw bytes) whose import fails at
+/// the folders is taken back whole, raw table included: the import runs again (it found the
+/// raw records and refused the store as holding data).
+#[test]
+fn an_import_with_raw_tables_taken_back_imports_again() {
+    let mut lines: Vec<String> = String::from_utf8(exported_setup())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let end: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let counted = end["lines"].as_u64().unwrap();
+    let last = lines.len() - 1;
+    lines.insert(
+        last,
+        r#"{"table":"projects","key":"01","value":"eA=="}"#.to_string(),
+    );
+    lines.insert(
+        last + 1,
+        r#"{"index":"projects:by_name","key":"78","value":"01"}"#.to_string(),
+    );
+    *lines.last_mut().unwrap() =
+        serde_json::json!({"redkeep_export_end": true, "lines": counted + 2}).to_string();
+    let text = lines.join("\n") + "\n";
+    let target = TestDir::new();
+    let rk = target.open();
+    let plan = FaultPlan::new(FaultKind::FileWrite, 1);
+    let armed = plan.arm_files();
+    let e = redkeep::ops::import(&rk, &mut text.as_bytes(), &|_| {}).unwrap_err();
+    drop(armed);
+    assert!(plan.fired());
+    assert!(e.to_string().contains("the import was taken back"), "{e}");
+    let summary = redkeep::ops::import(&rk, &mut text.as_bytes(), &|_| {})
+        .unwrap_or_else(|e| panic!("importing again: {e}"));
+    assert_eq!(summary.records.get("projects"), Some(&1));
+    assert_eq!(rk.workspaces().list_pieces(1).unwrap().len(), 1);
+}

@@ -548,6 +548,7 @@ fn import_alone(
         let resuming = tx.meta(IMPORT_UNFINISHED)?.is_some();
         if resuming {
             rk.workspaces().trash_all(rk.now())?;
+            drop_unregistered(tx, &tables)?;
         } else if let Some(what) = held_data(tx)? {
             return Err(Error::denied(format!(
                 "the store holds data ({what}); import needs an empty store or one fresh from `redkeep init` (see `redkeep reset`)",
@@ -750,6 +751,32 @@ fn import_alone(
 /// out again and the folders written go to the trash, so a failed import leaves an empty
 /// store rather than accounts without their files. The error says so (or, should that fail
 /// too, what to run).
+/// Deletes the tables of records no registered type owns (with their index tables): what
+/// an import wrote as raw bytes. An import runs on a store that held none, so taking one
+/// back (or running a stopped one again) leaves none behind; the next import would find
+/// them and refuse the store as holding data.
+///
+/// # Errors
+/// `Storage` when a table cannot be deleted.
+fn drop_unregistered(
+    tx: &WriteTx<'_>,
+    tables: &BTreeMap<&str, std::sync::Arc<dyn TableCheck>>,
+) -> Result<()> {
+    let raw = tx.raw_write()?;
+    for name in raw.table_names()? {
+        let owner = match (name.strip_prefix("r:"), name.strip_prefix("i:")) {
+            (Some(table), _) => table,
+            (None, Some(index)) => index.split(':').next().unwrap_or(index),
+            (None, None) => continue,
+        };
+        let owner = owner.strip_prefix("quarantine:").unwrap_or(owner);
+        if !tables.contains_key(owner) {
+            raw.delete_table(&name)?;
+        }
+    }
+    Ok(())
+}
+
 fn taken_back(
     rk: &Redkeep,
     tables: &BTreeMap<&str, std::sync::Arc<dyn TableCheck>>,
@@ -761,6 +788,7 @@ fn taken_back(
             for t in tables.values() {
                 t.clear(tx)?;
             }
+            drop_unregistered(tx, tables)?;
             tx.remove_meta(IMPORT_UNFINISHED)
         })
         .and_then(|()| rk.workspaces().trash_all(rk.now()).map(drop));
