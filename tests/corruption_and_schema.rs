@@ -730,3 +730,37 @@ fn a_store_that_lost_its_schema_version_is_damaged_and_left_as_it_is() {
     assert_eq!(saved.users().count().unwrap(), 2);
     assert!(saved.check(false).unwrap().ok);
 }
+
+/// `status` names an operation that stopped part way (its mark is in the store), so an
+/// operator sees it without running `check`; `check --repair` (or running it again) clears
+/// it, and `status` is quiet again.
+#[test]
+fn status_names_an_operation_stopped_part_way() {
+    let cli = common::Cli::new();
+    cli.expect(&["init", "--no-admin"], None, 0);
+    {
+        let rk = Redkeep::open(cli.data(), cli.options()).unwrap();
+        rk.store()
+            .write(|tx| tx.set_meta("import_unfinished", b"1"))
+            .unwrap();
+    }
+    let status = cli.json(&["status"], None);
+    assert_eq!(
+        status["stopped"],
+        serde_json::json!(["an import"]),
+        "{status}"
+    );
+    let (out, _) = cli.expect(&["status"], None, 0);
+    assert!(
+        out.contains("an import stopped part way") && out.contains("`redkeep check`"),
+        "{out}"
+    );
+    {
+        let rk = Redkeep::open(cli.data(), cli.options()).unwrap();
+        rk.store()
+            .write(|tx| tx.remove_meta("import_unfinished"))
+            .unwrap();
+    }
+    let status = cli.json(&["status"], None);
+    assert!(status.get("stopped").is_none(), "{status}");
+}

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::client::{self, Remote};
 use super::commands::Command;
-use super::commands::status::reply;
+use super::commands::status::{reply, stopped_operations, with_stopped};
 use super::reply::Reply;
 use super::request::Request;
 use crate::store::{Mode, Store, StoreOptions, owner_path, process_alive, read_owner};
@@ -66,11 +66,16 @@ pub fn probe(dir: &Path) -> Result<Reply> {
     // `/proc/locks`. A file whose last writer was killed is said as such: only an open for
     // writing repairs it, which `status` does not make. What cannot be read (damage) goes
     // to the open for writing below, which says what is wrong as every command does.
-    match Store::open_to_read(&db, &options(Mode::Shared)).and_then(|s| s.schema_version()) {
+    let read = Store::open_to_read(&db, &options(Mode::Shared))
+        .and_then(|s| Ok((s.schema_version()?, stopped_operations(&s))));
+    match read {
         // (Not opened again in exclusive mode, which would check its allocator state as an
         // open for writing does: that open keeps writers out while it lasts, and a shared
         // writer opening then is refused. Damage there is `check`'s to find.)
-        Ok(version) => return Ok(reply(not_held_state(&db), None, None, version, dir)),
+        Ok((version, stopped)) => {
+            let out = reply(not_held_state(&db), None, None, version, dir);
+            return Ok(with_stopped(out, &stopped));
+        }
         Err(Error::InUse { .. }) => return Ok(held_exclusively(dir, owner.map(|o| o.pid))),
         Err(e) if crate::store::not_closed_cleanly(&e) => {
             let mut out = reply(not_held_state(&db), None, None, None, dir);
@@ -101,9 +106,15 @@ pub fn probe(dir: &Path) -> Result<Reply> {
     let open = |mode| Store::open(&db, &options(mode));
     // An exclusive open succeeds only if nobody has the file; it is closed at once.
     match open(Mode::Exclusive) {
-        Ok(store) => Ok(reply("free", None, None, store.schema_version()?, dir)),
+        Ok(store) => Ok(with_stopped(
+            reply("free", None, None, store.schema_version()?, dir),
+            &stopped_operations(&store),
+        )),
         Err(Error::InUse { .. }) => match open(Mode::Shared) {
-            Ok(store) => Ok(reply("shared", None, None, store.schema_version()?, dir)),
+            Ok(store) => Ok(with_stopped(
+                reply("shared", None, None, store.schema_version()?, dir),
+                &stopped_operations(&store),
+            )),
             Err(Error::InUse { .. }) => Ok(held_exclusively(dir, owner.map(|o| o.pid))),
             Err(Error::Damaged { reason, .. }) => {
                 Ok(super::commands::status::damaged(&reason, dir))
@@ -114,7 +125,10 @@ pub fn probe(dir: &Path) -> Result<Reply> {
         // A store this user may read but not write: say so, with what reading finds.
         Err(e) if e.is_permission_denied() => {
             match Store::open_to_read(&db, &options(Mode::Shared)) {
-                Ok(store) => Ok(reply("read-only", None, None, store.schema_version()?, dir)),
+                Ok(store) => Ok(with_stopped(
+                    reply("read-only", None, None, store.schema_version()?, dir),
+                    &stopped_operations(&store),
+                )),
                 Err(Error::Damaged { reason, .. }) => {
                     Ok(super::commands::status::damaged(&reason, dir))
                 }

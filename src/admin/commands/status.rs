@@ -207,14 +207,59 @@ pub fn in_owner(rk: &Redkeep) -> Result<Reply> {
     } else {
         "shared"
     };
-    if rk.store().engine() != "redb" {
-        return of_server(rk);
+    let out = if rk.store().engine() != "redb" {
+        of_server(rk)?
+    } else {
+        reply(
+            state,
+            Some(std::process::id()),
+            Some("reachable"),
+            schema,
+            rk.dir(),
+        )
+    };
+    Ok(with_stopped(out, &stopped_operations(rk.store())))
+}
+
+/// The operations that stopped part way in `store` (a crash, a kill), by the marks they
+/// leave until done: `check` names each and says how to finish it.
+pub(crate) fn stopped_operations(store: &crate::store::Store) -> Vec<&'static str> {
+    use crate::store::Meta;
+    let marks = [
+        (crate::store::RESET_UNFINISHED, "a reset"),
+        (crate::store::RESTORE_UNFINISHED, "a restore"),
+        (crate::store::MOVE_UNFINISHED, "a move into this store"),
+        (crate::store::IMPORT_UNFINISHED, "an import"),
+    ];
+    store
+        .read(|tx| {
+            let mut found = Vec::new();
+            for (key, what) in marks {
+                if tx.meta(key)?.is_some() {
+                    found.push(what);
+                }
+            }
+            Ok(found)
+        })
+        .unwrap_or_default()
+}
+
+/// `out` with a line (and the JSON field `stopped`) naming the operations that stopped
+/// part way, when any did.
+pub(crate) fn with_stopped(mut out: Reply, stopped: &[&str]) -> Reply {
+    if stopped.is_empty() {
+        return out;
     }
-    Ok(reply(
-        state,
-        Some(std::process::id()),
-        Some("reachable"),
-        schema,
-        rk.dir(),
-    ))
+    if let Human::Text(lines) = &mut out.human {
+        lines.insert(
+            1.min(lines.len()),
+            format!(
+                "{} stopped part way (a crash or a kill): `redkeep check` says what is \
+                 missing and how to finish it",
+                stopped.join(" and ")
+            ),
+        );
+    }
+    out.json["stopped"] = json!(stopped);
+    out
 }
