@@ -1332,6 +1332,17 @@ impl Redkeep {
             );
         }
         self.check_stopped_restore(repair && !self.options().read_only, &mut report)?;
+        if self
+            .store()
+            .read(|tx| tx.meta(crate::store::ADOPT_UNFINISHED))?
+            .is_some()
+        {
+            report.problem(
+                "an adoption stopped part way (a crash or a kill), so records or workspace \
+                 folders may be missing; remove this data dir's store and workspaces folder \
+                 (they hold only that adoption's copy), then adopt again",
+            );
+        }
         if let Some(from) = self
             .store()
             .read(|tx| tx.meta(crate::store::MOVE_UNFINISHED))?

@@ -1147,3 +1147,71 @@ fn adopt_refuses_a_store_url() {
         assert!(!cli.data().exists());
     }
 }
+
+/// An adoption marks the store it makes until the workspace folders are written too. One
+/// that stopped after its rows (a kill: emulated by its mark) is named by `check` and
+/// `status`, and a new adoption into that data dir says what to remove; one that stopped
+/// before adopting any row left nothing worth keeping, and the new adoption replaces it.
+#[test]
+fn an_adoption_stopped_part_way_is_named_and_the_next_one_knows_it() {
+    use redkeep::store::Meta;
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    conn.execute(
+        "INSERT INTO users VALUES (3, 'alice@example.com', ?1, 1, '2024-03-01 09:00:00', NULL)",
+        params![bcrypt12("alice pw 1")],
+    )
+    .unwrap();
+    drop(conn);
+    // Stopped before any row: its store holds the mark and no user.
+    {
+        let rk = Redkeep::open(
+            cli.data(),
+            Options::default().password(PasswordParams::INSECURE_FAST),
+        )
+        .unwrap();
+        rk.store()
+            .write(|tx| tx.set_meta("adopt_unfinished", b"1"))
+            .unwrap();
+    }
+    let (report, err) = adopt(&cli, &db, &["--preset", "code-monet"], 0);
+    assert_eq!(report["adopted"], true, "{err}");
+    let rk = open(&cli);
+    assert!(rk.check(false).unwrap().ok);
+    assert!(
+        rk.store()
+            .read(|tx| tx.meta("adopt_unfinished"))
+            .unwrap()
+            .is_none()
+    );
+    // Stopped after its rows: named, and the next adoption says what to do.
+    rk.store()
+        .write(|tx| tx.set_meta("adopt_unfinished", b"1"))
+        .unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("an adoption stopped part way")),
+        "{:?}",
+        report.problems
+    );
+    drop(rk);
+    let status = cli.json(&["status"], None);
+    assert_eq!(
+        status["stopped"],
+        serde_json::json!(["an adoption"]),
+        "{status}"
+    );
+    let (_, err) = adopt(&cli, &db, &["--preset", "code-monet"], 1);
+    assert!(
+        err.contains("stopped part way") && err.contains("then adopt again"),
+        "{err}"
+    );
+    assert_eq!(
+        open(&cli).users().count().unwrap(),
+        1,
+        "nothing was removed"
+    );
+}

@@ -66,5 +66,6 @@ pub(crate) use table::{
 pub(crate) use tx::damaged_shapes;
 pub(crate) use tx::meta_entry_sound;
 pub(crate) use tx::{
-    BORN_AT, IMPORT_UNFINISHED, MOVE_UNFINISHED, RESET_UNFINISHED, RESTORE_UNFINISHED, born_at,
+    ADOPT_UNFINISHED, BORN_AT, IMPORT_UNFINISHED, MOVE_UNFINISHED, RESET_UNFINISHED,
+    RESTORE_UNFINISHED, born_at,
 };

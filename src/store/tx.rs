@@ -548,6 +548,8 @@ pub(crate) const IMPORT_UNFINISHED: &str = "import_unfinished";
 /// Set in a move's target with the store's records, until the workspace folders are copied
 /// too; holds where the move came from.
 pub(crate) const MOVE_UNFINISHED: &str = "move_unfinished";
+/// Set by `adopt` in the store it makes, until the workspace folders are written too.
+pub(crate) const ADOPT_UNFINISHED: &str = "adopt_unfinished";
 /// Set while a reset has emptied the store but not yet moved the workspace folders to the
 /// trash; its value is the path of the copy the reset took first.
 pub(crate) const RESET_UNFINISHED: &str = "reset_unfinished";

@@ -230,6 +230,7 @@ pub(crate) fn stopped_operations(store: &crate::store::Store) -> Vec<&'static st
         (crate::store::RESTORE_UNFINISHED, "a restore"),
         (crate::store::MOVE_UNFINISHED, "a move into this store"),
         (crate::store::IMPORT_UNFINISHED, "an import"),
+        (crate::store::ADOPT_UNFINISHED, "an adoption"),
     ];
     store
         .read(|tx| {

@@ -22,7 +22,8 @@ pub use mapping::{Mapping, PRESETS, Query, UsersQuery, WorkspacesLayout};
 pub use plan::AdoptCounts;
 
 use crate::error::{Error, Result};
-use crate::handle::{InitSpec, Options, Redkeep, STORE_FILE};
+use crate::handle::{InitSpec, Options, Redkeep, STORE_FILE, WORKSPACES_DIR};
+use crate::store::{Meta, Mode};
 use crate::workspace::WORKSPACE_FILE;
 
 /// What to adopt.
@@ -90,10 +91,30 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
         Some(lock_parent(data_dir)?)
     };
     if data_dir.join(STORE_FILE).exists() {
-        return Err(Error::denied(format!(
-            "{} already holds a store; adopt creates a new one, so give an empty or new data dir",
-            data_dir.display()
-        )));
+        match stopped_adoption(data_dir) {
+            // Stopped before it adopted a row: nothing of it is worth keeping.
+            Some(false) if !spec.dry_run => {
+                let db = data_dir.join(STORE_FILE);
+                let _ = std::fs::remove_file(crate::store::owner_path(&db));
+                std::fs::remove_file(&db)
+                    .map_err(|e| Error::io(format!("removing {}", db.display()), e))?;
+            }
+            Some(_) => {
+                return Err(Error::denied(format!(
+                    "{} holds what an adoption that stopped part way (a crash or a kill) \
+                     wrote; remove its {STORE_FILE} and its {WORKSPACES_DIR} folder (they hold \
+                     only that adoption's copy), then adopt again",
+                    data_dir.display()
+                )));
+            }
+            None => {
+                return Err(Error::denied(format!(
+                    "{} already holds a store; adopt creates a new one, so give an empty or \
+                     new data dir",
+                    data_dir.display()
+                )));
+            }
+        }
     }
     let source = source::Source::open(&spec.from)?;
     if let Some(w) = &spec.workspaces
@@ -166,6 +187,21 @@ fn holder(target: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Whether the data dir's store is one an adoption that stopped part way left (its mark is
+/// there): `Some(true)` when it had adopted rows, `Some(false)` when not yet.
+fn stopped_adoption(data_dir: &Path) -> Option<bool> {
+    let store = super::files::open_file_store(&data_dir.join(STORE_FILE), Mode::Exclusive).ok()?;
+    store
+        .read(|tx| {
+            if tx.meta(crate::store::ADOPT_UNFINISHED)?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(tx.table::<crate::User>().count()? > 0))
+        })
+        .ok()
+        .flatten()
+}
+
 fn adopt_in(
     target: &Path,
     source: &source::Source,
@@ -173,6 +209,10 @@ fn adopt_in(
     options: Options,
 ) -> Result<AdoptReport> {
     let rk = Redkeep::open(target, options.create(true))?;
+    // Until the folders are written too: a kill on the way leaves a store that `check`
+    // names and the next adoption recognises.
+    rk.store()
+        .write(|tx| tx.set_meta(crate::store::ADOPT_UNFINISHED, b"1"))?;
     rk.init(InitSpec {
         no_admin: true,
         ..InitSpec::default()
@@ -232,6 +272,8 @@ fn adopt_in(
             }
         }
     }
+    rk.store()
+        .write(|tx| tx.remove_meta(crate::store::ADOPT_UNFINISHED))?;
     let report = rk.check(false)?;
     let mut problems = o.problems;
     problems.extend(report.problems.iter().map(|p| format!("check: {p}")));
