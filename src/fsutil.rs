@@ -796,8 +796,15 @@ pub fn is_there(path: &Path) -> Result<bool> {
 /// # Errors
 /// `Denied` naming the folder; `Io` when it cannot be looked at.
 pub(crate) fn may_change(dir: &Path) -> Result<()> {
-    use rustix::fs::Access;
-    match rustix::fs::access(dir, Access::WRITE_OK | Access::EXEC_OK) {
+    use rustix::fs::{Access, AtFlags};
+    // As the process's effective ids and capabilities would meet it (a service running
+    // with CAP_DAC_OVERRIDE may change what its uid alone may not).
+    match rustix::fs::accessat(
+        rustix::fs::CWD,
+        dir,
+        Access::WRITE_OK | Access::EXEC_OK,
+        AtFlags::EACCESS,
+    ) {
         Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
         Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => Err(Error::denied(format!(
             "{} may not be changed by this user (its permissions); let the data dir's owner \

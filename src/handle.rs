@@ -614,7 +614,15 @@ impl Redkeep {
             return Ok(());
         }
         let settled = roles::ensure_system_roles(&self.inner.accounts).and_then(|()| {
-            if let Some(unmarked) = self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))? {
+            // (Not while a stopped restore waits to put its folders in place: the folders
+            // there now are those it replaces.)
+            let restoring = self
+                .store()
+                .read(|tx| tx.meta(crate::store::RESTORE_UNFINISHED))?
+                .is_some();
+            if !restoring
+                && let Some(unmarked) = self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))?
+            {
                 // Older builds wrote `1`: every user's uid was new then.
                 let fresh = serde_json::from_slice::<UnmarkedFolders>(&unmarked)
                     .ok()
@@ -1098,26 +1106,67 @@ impl Redkeep {
     /// `workspaces/users/`: reported once they are an hour old (a younger one may belong to
     /// an operation under way), and removed by a repair.
     /// The restore that stopped after replacing the store but before its workspace folders
-    /// were in place, if one did.
-    fn stopped_restore(&self) -> Result<Option<crate::workspace::StoppedRestore>> {
+    /// were in place, if one did (its mark, as text when it does not read).
+    fn stopped_restore(
+        &self,
+    ) -> Result<Option<std::result::Result<crate::workspace::StoppedRestore, String>>> {
         let Some(text) = self
             .store()
             .read(|tx| tx.meta(crate::store::RESTORE_UNFINISHED))?
         else {
             return Ok(None);
         };
-        serde_json::from_slice(&text)
-            .map(Some)
-            .map_err(|e| Error::Invariant {
-                what: format!("reading the mark of a stopped restore: {e}"),
-            })
+        Ok(Some(
+            serde_json::from_slice::<crate::workspace::StoppedRestore>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|mut s| {
+                    // Named from the data dir (or, from older marks, absolute), and never
+                    // anything outside it: the mark travels with copies of the store.
+                    if s.users.is_relative() {
+                        s.users = self.inner.dir.join(&s.users);
+                    }
+                    let inside = |p: &Path| {
+                        let dir = std::fs::canonicalize(&self.inner.dir).ok()?;
+                        let real = std::fs::canonicalize(p).ok()?;
+                        Some(real.starts_with(dir))
+                    };
+                    match inside(&s.users) {
+                        Some(false) => Err(format!(
+                            "it names {}, which is not in this data dir",
+                            s.users.display()
+                        )),
+                        _ => Ok(s),
+                    }
+                }),
+        ))
     }
 
     /// Reports a restore that stopped before its workspace folders were in place; with
-    /// `repair`, puts them in place (the folders there go to the trash) and removes its mark.
-    fn check_stopped_restore(&self, repair: bool, report: &mut CheckReport) -> Result<()> {
-        let Some(stopped) = self.stopped_restore()? else {
-            return Ok(());
+    /// `repair`, puts them in place (the folders there go to the trash) and removes its
+    /// mark. Returns whether the folders in place are still not the restored store's.
+    fn check_stopped_restore(&self, repair: bool, report: &mut CheckReport) -> bool {
+        let stopped = match self.stopped_restore() {
+            Ok(None) => return false,
+            Ok(Some(Ok(s))) => s,
+            Ok(Some(Err(why))) => {
+                report.problem(format!(
+                    "a restore stopped part way left a mark that cannot be used ({why}); put \
+                     the backup's workspace folders in place by hand (or restore again), then \
+                     `redkeep check --repair` removes the mark"
+                ));
+                if repair {
+                    let _ = self
+                        .store()
+                        .write(|tx| tx.remove_meta(crate::store::RESTORE_UNFINISHED));
+                }
+                return false;
+            }
+            Err(e) => {
+                report.problem(format!(
+                    "a restore that stopped part way was not looked at: {e}"
+                ));
+                return false;
+            }
         };
         let waiting = matches!(crate::fsutil::real_dir(&stopped.users), Ok(Some(())));
         if !repair {
@@ -1134,41 +1183,53 @@ impl Redkeep {
                  `redkeep check --repair` removes it"
                     .to_string()
             });
-            return Ok(());
+            return waiting;
         }
         match stopped.finish(self.workspaces()) {
             Ok(count) => {
-                self.store()
-                    .write(|tx| tx.remove_meta(crate::store::RESTORE_UNFINISHED))?;
+                if let Err(e) = self
+                    .store()
+                    .write(|tx| tx.remove_meta(crate::store::RESTORE_UNFINISHED))
+                {
+                    report.problem(format!(
+                        "the mark of a finished restore was not removed: {e}"
+                    ));
+                }
                 report.repaired.push(match count {
                     Some(n) => format!(
                         "finished a restore stopped before its workspace folders were in \
-                         place: {n} folder(s) put in place from {}",
-                        stopped.users.display()
+                         place: {n} folder(s) put in place from {} (the folders there went to \
+                         the trash, `reset-{}`)",
+                        stopped.users.display(),
+                        stopped.at
                     ),
                     None => "removed the mark a finished restore left".to_string(),
                 });
+                false
             }
-            Err(e) => report.problem(format!(
-                "a restore stopped before putting its workspace folders in place (they wait \
-                 in {}), and finishing it failed: {e}",
-                stopped.users.display()
-            )),
+            Err(e) => {
+                report.problem(format!(
+                    "a restore stopped before putting its workspace folders in place (they wait \
+                     in {}), and finishing it failed: {e}",
+                    stopped.users.display()
+                ));
+                true
+            }
         }
-        Ok(())
     }
 
     fn check_leftovers(&self, repair: bool, report: &mut CheckReport) {
         // Ages against the system's clock, which stamped the files (not an injected one).
         let now = crate::clock::unix_now();
-        // The folders a stopped restore waits to put in place are no leftover.
-        let waiting = self.stopped_restore().ok().flatten().map(|s| s.users);
+        // While a restore's mark is there, its staging folder (the backup's folders) may be
+        // any of them: none is a leftover until it is finished.
+        let restoring = !matches!(self.stopped_restore(), Ok(None));
         for left in data_dir_leftovers(&self.inner.dir) {
             // One a running operation holds is no leftover, however old.
             if !left.old(now) || crate::fsutil::in_use(&left.path) {
                 continue;
             }
-            if waiting.as_ref().is_some_and(|w| w.starts_with(&left.path)) {
+            if restoring && left.is_dir {
                 continue;
             }
             let path = &left.path;
@@ -1278,6 +1339,12 @@ impl Redkeep {
             }
             Err(e) => report.problem(format!("meta: the shape registry cannot be read: {e}")),
         }
+        // A restore killed between the store and the folders: finished (or named) first, so
+        // the folders checked below are the restored ones.
+        let restore_waiting = self.check_stopped_restore(
+            repair && !damaged_pages && !self.options().read_only,
+            &mut report,
+        );
         // A reset killed after emptying the store: the folders of the accounts it emptied go
         // to one trash entry (which `restore --folders` brings back with the reset's copy),
         // not one by one as orphans; those of users made since stay.
@@ -1292,10 +1359,17 @@ impl Redkeep {
                 "a reset that stopped part way was not looked at: {e}"
             )),
         }
-        match self
-            .workspaces()
-            .check(repair && !damaged_pages, self.now())
-        {
+        let folders = if restore_waiting {
+            // The folders in place are those the restore replaces: checked against the
+            // restored store, each would be named (or moved away) as another account's.
+            Err(Error::denied(
+                "they are not the restored store's until the stopped restore is finished",
+            ))
+        } else {
+            self.workspaces()
+                .check(repair && !damaged_pages, self.now())
+        };
+        match folders {
             Ok(found) => {
                 for p in found {
                     let text = format!("workspace of user {}: {}", p.user_id, p.problem);
@@ -1331,7 +1405,6 @@ impl Redkeep {
                  stopped one wrote",
             );
         }
-        self.check_stopped_restore(repair && !self.options().read_only, &mut report)?;
         if self
             .store()
             .read(|tx| tx.meta(crate::store::ADOPT_UNFINISHED))?

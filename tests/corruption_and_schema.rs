@@ -734,6 +734,7 @@ fn a_store_that_lost_its_schema_version_is_damaged_and_left_as_it_is() {
 /// `status` names an operation that stopped part way (its mark is in the store), so an
 /// operator sees it without running `check`; `check --repair` (or running it again) clears
 /// it, and `status` is quiet again.
+#[cfg(feature = "cli")]
 #[test]
 fn status_names_an_operation_stopped_part_way() {
     let cli = common::Cli::new();

@@ -215,7 +215,9 @@ fn refuse_default_org_in_use(
         return Ok(());
     }
     Err(Error::denied(format!(
-        "step v2 cannot be reversed: the Default Workspace it made (org {org}) is in use ({}),          and version 1 would keep them pointing at no org; nothing was changed; move them to          another org (or remove them) first, or restore a backup made before version 2",
+        "step v2 cannot be reversed: the Default Workspace it made (org {org}) is in use ({}), \
+ and version 1 would keep them pointing at no org; nothing was changed; move them to \
+ another org (or remove them) first, or restore a backup made before version 2",
         uses.join(", ")
     )))
 }

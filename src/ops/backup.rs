@@ -178,6 +178,9 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             let mut kept = Vec::with_capacity(ids.len());
             for &id in &ids {
                 let owned = match users.get(&id)? {
+                    // A store from before uids (an outdated one, backed up before its
+                    // upgrade): its folders are not marked yet, and go by their number.
+                    Some(u) if u.uid.is_unset() => true,
                     Some(u) => matches!(ws.marker(id), Ok(Some(m)) if m.uid == u.uid.0),
                     None => false,
                 };
@@ -731,8 +734,13 @@ fn restore_into(
         } else {
             return Ok(None);
         };
-        let users = std::path::absolute(&users)
-            .map_err(|e| Error::io(format!("resolving {}", users.display()), e))?;
+        // Inside the data dir (the staging folder, a trash entry): named from it, so the
+        // mark holds wherever the data dir is mounted or however it is spelled.
+        let users = match users.strip_prefix(data_dir) {
+            Ok(inside) => inside.to_path_buf(),
+            Err(_) => std::path::absolute(&users)
+                .map_err(|e| Error::io(format!("resolving {}", users.display()), e))?,
+        };
         let stopped = crate::workspace::StoppedRestore {
             users,
             at: now.0,
@@ -792,7 +800,8 @@ fn restore_into(
                 .map(|m| (crate::store::RESTORE_UNFINISHED, m));
             staged.replace_into_marked(&live, schema_version, mark)?;
             swapped.set(mark.is_some());
-            let report = finish(safety_copy, None)?;
+            let report =
+                finish(safety_copy, None).map_err(|e| stopped_after_swap(e, mark.is_some()))?;
             if mark.is_some() {
                 clear_restore_mark(&live);
             }
@@ -843,13 +852,22 @@ fn restore_into(
         None
     };
     let marked = mark(safety_copy.is_some() && previous_damaged.is_none())?;
-    if let Some(m) = &marked {
-        staged.write(|tx| tx.set_meta(crate::store::RESTORE_UNFINISHED, m))?;
-    }
+    staged.write(|tx| {
+        // Marks the backup's store carried from its own data dir do not hold here.
+        tx.remove_meta(crate::store::RESTORE_UNFINISHED)?;
+        tx.remove_meta(crate::store::MOVE_UNFINISHED)?;
+        match &marked {
+            Some(m) => tx.set_meta(crate::store::RESTORE_UNFINISHED, m),
+            None => Ok(()),
+        }
+    })?;
     drop(staged);
-    fsutil::rename_replace(&staged_db, &db)?;
+    // Set before the swap: a failure once the file has moved (its directory's sync) must
+    // keep the staging folder too.
     swapped.set(marked.is_some());
-    let report = finish(safety_copy, previous_damaged);
+    let report = fsutil::rename_replace(&staged_db, &db)
+        .and_then(|()| finish(safety_copy, previous_damaged))
+        .map_err(|e| stopped_after_swap(e, marked.is_some()));
     drop(live);
     let report = keep_staging(report, staging)?;
     if marked.is_some() {
@@ -861,6 +879,20 @@ fn restore_into(
         }
     }
     Ok(report)
+}
+
+/// An error of a restore after the store was replaced: says so, and how to finish it.
+fn stopped_after_swap(e: Error, marked: bool) -> Error {
+    if !marked {
+        return e;
+    }
+    let what = "the store was restored, but the backup's workspace folders may not be in \
+                place: `redkeep check` names them, and `redkeep check --repair` puts them in \
+                place";
+    match e {
+        Error::Io { context, source } => Error::io(format!("{context}; {what}"), source),
+        e => Error::denied(format!("{e}; {what}")),
+    }
 }
 
 /// Removes the mark of a restore from the store at `db` once its folders are in place (a

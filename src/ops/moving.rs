@@ -211,7 +211,7 @@ pub fn move_store(
                 (0, Vec::new(), 0)
             } else {
                 if resuming {
-                    clear_copied_folders(&target_dir)?;
+                    clear_copied_folders(&target_dir, options.clock.now())?;
                 }
                 let copied = copy_folders(data_dir, &target_dir)?;
                 target.write_here(|tx| tx.remove_meta(MOVE_UNFINISHED))?;
@@ -269,19 +269,18 @@ fn unfinished_move(dir: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&mark).into_owned())
 }
 
-/// Removes the workspace folders and trash a stopped move copied into `dir`, before the
-/// same move copies them again (the source may have changed since).
+/// Moves the workspace folders a stopped move copied into `dir` to its trash (never
+/// deleting: whatever was written there since goes along), before the same move copies
+/// them again (the source may have changed since). The trash entries it copied are written
+/// over by the new copy.
 ///
 /// # Errors
-/// `UnsafePath` when either is a symlink; `Io` when they cannot be removed.
-fn clear_copied_folders(dir: &Path) -> Result<()> {
-    for folder in ["users", "trash"] {
-        let path = dir.join(WORKSPACES_DIR).join(folder);
-        if crate::fsutil::real_dir(&path)?.is_some() {
-            std::fs::remove_dir_all(&path)
-                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-        }
-    }
+/// `UnsafePath` when a folder on the way is a symlink; `Io` when they cannot be moved.
+fn clear_copied_folders(dir: &Path, now: crate::Timestamp) -> Result<()> {
+    crate::fsutil::real_dir(&dir.join(WORKSPACES_DIR))?;
+    let ws = folders_of(dir)?;
+    ws.ready_to_trash_all()?;
+    ws.trash_all(now)?;
     Ok(())
 }
 

@@ -99,6 +99,10 @@ impl Store {
                 for (table, value) in kept.iter().chain(incoming.iter()) {
                     tx.raise_sequence(table, *value)?;
                 }
+                // The marks of an operation stopped part way on this store's own data dir
+                // (its staging folder, its folders) do not hold for `dest`'s.
+                tx.remove_meta(super::tx::RESTORE_UNFINISHED)?;
+                tx.remove_meta(super::tx::MOVE_UNFINISHED)?;
                 if let Some((key, value)) = mark {
                     tx.set_meta(key, value)?;
                 }
