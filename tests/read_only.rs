@@ -180,7 +180,13 @@ impl AnotherUser {
     fn hand_over(&mut self, kept: Option<&Path>) {
         self.bin = Some(if self.root {
             let copy = self.outer.path().join("redkeep");
-            std::fs::copy(assert_cmd::cargo::cargo_bin("redkeep"), &copy).unwrap();
+            // A hard link where it can be: a copy is written through a file descriptor,
+            // which a process another test forks meanwhile inherits until it execs, and
+            // running the copy then fails with "Text file busy".
+            let bin = assert_cmd::cargo::cargo_bin("redkeep");
+            if std::fs::hard_link(&bin, &copy).is_err() {
+                std::fs::copy(&bin, &copy).unwrap();
+            }
             std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
             for p in walk(&self.data) {
                 if Some(p.as_path()) != kept {
