@@ -1500,6 +1500,9 @@ fn crafted_archive(from: &std::path::Path, to: &std::path::Path, recount: bool, 
     let mut out = tar::Builder::new(std::fs::File::create(to).unwrap());
     let mut input = tar::Archive::new(std::fs::File::open(from).unwrap());
     let mut written = 0u64;
+    // The checksums of what is written, for the manifest (a crafted archive whose manifest
+    // agrees with its entries, as one written so would).
+    let mut sums = serde_json::Map::new();
     for entry in input.entries().unwrap() {
         let mut entry = entry.unwrap();
         let path = entry.path().unwrap().to_string_lossy().to_string();
@@ -1509,10 +1512,21 @@ fn crafted_archive(from: &std::path::Path, to: &std::path::Path, recount: bool, 
         if recount && path == "redkeep-backup.json" {
             let mut m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             m["entries"] = serde_json::json!(written);
+            if m.get("sha256").is_some() {
+                m["sha256"] = serde_json::Value::Object(sums.clone());
+            }
             bytes = serde_json::to_vec(&m).unwrap();
         }
         let edited = edit(&path, bytes);
         written += edited.len() as u64;
+        for (path, bytes) in &edited {
+            use sha2::Digest;
+            let sum: String = sha2::Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            sums.insert(path.clone(), serde_json::json!(sum));
+        }
         for (path, bytes) in edited {
             let mut h = header.clone();
             h.set_size(bytes.len() as u64);
@@ -2956,4 +2970,58 @@ fn a_backup_leaves_out_a_folder_of_another_account_so_it_restores() {
     assert!(rk.users().find("zoe@example.com").is_ok());
     assert!(rk.workspaces().list_pieces(zoe).unwrap().is_empty());
     assert!(rk.check(false).unwrap().ok);
+}
+
+/// A backup records each file's SHA-256: a byte changed inside a piece after the backup was
+/// written (tar checks only its headers) makes the restore refuse the archive, naming the
+/// entry, with nothing changed.
+#[test]
+fn a_backup_damaged_inside_a_file_is_refused_by_the_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let dir = tmp.path().join("data");
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let ann = rk
+        .users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    rk.workspaces()
+        .save_piece(ann, br#"{"drawn": "a quiet harbour at dawn"}"#)
+        .unwrap();
+    let archive = tmp.path().join("b.bak");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    drop(rk);
+    // The intact archive restores.
+    redkeep::ops::restore(
+        &tmp.path().join("first"),
+        &archive,
+        false,
+        Timestamp(1_900_000_000),
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes
+        .windows(7)
+        .position(|w| w == b"harbour")
+        .expect("the piece is in the archive");
+    bytes[at] = b'H';
+    std::fs::write(&archive, &bytes).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let err = redkeep::ops::restore(&fresh, &archive, false, Timestamp(1_900_000_000)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::InvalidInput { .. })
+            && text.contains("do not match the checksums")
+            && text.contains("piece_000001.json"),
+        "{text}"
+    );
+    assert!(
+        !fresh.join(redkeep::STORE_FILE).exists(),
+        "nothing was restored"
+    );
 }

@@ -42,6 +42,41 @@ struct Manifest {
     /// entries were dropped. `None` in archives of earlier builds, which wrote it first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     entries: Option<u64>,
+    /// The SHA-256 of every entry before the manifest, by its path in the archive: tar
+    /// checks only its headers, so a restore compares each file's bytes against these.
+    /// `None` in archives of earlier builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A reader that hashes what passes through it (SHA-256).
+struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Hashing<R> {
+        use sha2::Digest;
+        Hashing {
+            inner,
+            hasher: sha2::Sha256::new(),
+        }
+    }
+
+    fn hex(self) -> String {
+        use sha2::Digest;
+        crate::bytes::hex(&self.hasher.finalize())
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// What a backup wrote.
@@ -157,10 +192,13 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             .try_clone()
             .map_err(|e| tar_err("opening", e))?,
     );
-    let mut db = File::open(&snapshot).map_err(|e| tar_err("store", e))?;
+    let db = File::open(&snapshot).map_err(|e| tar_err("store", e))?;
     let size = db.metadata().map_err(|e| tar_err("store", e))?.len();
+    let mut sums = std::collections::BTreeMap::new();
+    let mut db = Hashing::new(db);
     tar.append_data(&mut header(size, now.0), STORE_FILE, &mut db)
         .map_err(|e| tar_err("store", e))?;
+    sums.insert(STORE_FILE.to_string(), db.hex());
     let (mut folders, mut files) = (0u64, 0u64);
     let mut not_kept = Vec::new();
     let ws = rk.workspaces();
@@ -201,8 +239,11 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             files += 1;
             // The file's own time: restored with it, so lists show when a piece was saved.
             let mtime = Timestamp::of_system_time(modified).unwrap_or(now).0;
-            tar.append_data(&mut header(len, mtime), &name, file)
-                .map_err(|e| tar_err(&format!("users/{}", rel.display()), e))
+            let mut hashed = Hashing::new(file);
+            tar.append_data(&mut header(len, mtime), &name, &mut hashed)
+                .map_err(|e| tar_err(&format!("users/{}", rel.display()), e))?;
+            sums.insert(name.to_string_lossy().into_owned(), hashed.hex());
+            Ok(())
         })?;
         not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
     }
@@ -214,6 +255,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         schema_version,
         created_at: now,
         entries: Some(files + 1),
+        sha256: Some(sums),
     })
     .map_err(|e| Error::Invariant {
         what: format!("cannot write the backup manifest: {e}"),
@@ -354,6 +396,7 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
     let mut manifest = None;
     // Entries other than the manifest: all of them, and those after it.
     let (mut unpacked, mut after_manifest) = (0u64, 0u64);
+    let mut sums = std::collections::BTreeMap::new();
     let entries = tar.entries().map_err(|e| bad(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
@@ -408,10 +451,12 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
             .ok()
             .filter(|_| path.starts_with(WORKSPACES_DIR))
             .and_then(|t| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(t)));
-        std::io::copy(&mut entry, &mut out)
+        let mut hashed = Hashing::new(&mut entry);
+        std::io::copy(&mut hashed, &mut out)
             .and_then(|_| mtime.map_or(Ok(()), |t| out.set_modified(t)))
             .and_then(|()| out.sync_all())
             .map_err(|e| Error::io(format!("unpacking {}", path.display()), e))?;
+        sums.insert(path.to_string_lossy().into_owned(), hashed.hex());
     }
     let manifest = manifest.ok_or_else(|| {
         bad(format!(
@@ -427,6 +472,23 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
              {after_manifest} after: entries were lost or added",
             unpacked - after_manifest
         )));
+    }
+    if let Some(expected) = &manifest.sha256 {
+        let damaged: Vec<&String> = sums
+            .iter()
+            .filter(|(path, sum)| expected.get(*path) != Some(sum))
+            .map(|(path, _)| path)
+            .collect();
+        if !damaged.is_empty() || expected.len() != sums.len() {
+            let shown: Vec<String> = damaged.iter().map(|p| p.to_string()).collect();
+            return Err(bad(format!(
+                "{} entr(ies) do not match the checksums the backup wrote for them ({}): the \
+                 archive was damaged after it was written (a disk, a copy); nothing was \
+                 changed; choose another backup",
+                damaged.len().max(1),
+                crate::top::first_few(&shown, 3)
+            )));
+        }
     }
     if manifest.redkeep_backup != BACKUP_FORMAT {
         return Err(bad(format!(
