@@ -2770,6 +2770,19 @@ fn a_move_stopped_before_its_folders_is_named_and_runs_again() {
                 .unwrap();
             ids.push(id);
         }
+        // A deleted user's folder in the trash: copied again over its first copy.
+        let cid = rk
+            .users()
+            .create(NewUser {
+                email: "cid@example.com".into(),
+                password: Some("a password 1".into()),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user
+            .id;
+        rk.workspaces().save_piece(cid, b"{}").unwrap();
+        rk.users().delete(cid).unwrap();
     }
     let to = tmp.path().join("moved");
     let to_text = to.to_str().unwrap();
@@ -2811,6 +2824,7 @@ fn a_move_stopped_before_its_folders_is_named_and_runs_again() {
     }
     let again = redkeep::ops::move_store(&dir, None, to_text, options()).unwrap();
     assert!(again.check.ok, "{:?}", again.check.problems);
+    assert_eq!(again.trash_entries, 1);
     let rk = Redkeep::open(&to, options()).unwrap();
     assert_eq!(rk.workspaces().list_pieces(ids[0]).unwrap().len(), 2);
     assert_eq!(rk.workspaces().list_pieces(ids[1]).unwrap().len(), 1);
