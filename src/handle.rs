@@ -1149,15 +1149,23 @@ impl Redkeep {
             Ok(None) => return false,
             Ok(Some(Ok(s))) => s,
             Ok(Some(Err(why))) => {
-                report.problem(format!(
-                    "a restore stopped part way left a mark that cannot be used ({why}); put \
-                     the backup's workspace folders in place by hand (or restore again), then \
-                     `redkeep check --repair` removes the mark"
-                ));
-                if repair {
-                    let _ = self
+                let removed = repair
+                    && self
                         .store()
-                        .write(|tx| tx.remove_meta(crate::store::RESTORE_UNFINISHED));
+                        .write(|tx| tx.remove_meta(crate::store::RESTORE_UNFINISHED))
+                        .is_ok();
+                if removed {
+                    report.repaired.push(format!(
+                        "removed the mark of a restore stopped part way, which could not be \
+                         used ({why}): if its workspace folders are not in place, restore \
+                         again"
+                    ));
+                } else {
+                    report.problem(format!(
+                        "a restore stopped part way left a mark that cannot be used ({why}): \
+                         if its workspace folders are not in place, restore again; \
+                         `redkeep check --repair` removes the mark"
+                    ));
                 }
                 return false;
             }

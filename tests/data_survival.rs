@@ -3039,3 +3039,48 @@ fn a_backup_damaged_inside_a_file_is_refused_by_the_restore() {
         "nothing was restored"
     );
 }
+
+/// A restore's mark travels with copies of the store: one that names folders outside this
+/// data dir is never acted on. `check` names it, and `check --repair` removes the mark and
+/// moves nothing.
+#[test]
+fn a_restore_mark_naming_folders_outside_the_data_dir_is_never_acted_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let elsewhere = tmp.path().join("elsewhere/users/1");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("workspace.json"), b"{}").unwrap();
+    let dir = tmp.path().join("data");
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let mark = serde_json::json!({
+        "users": tmp.path().join("elsewhere/users"),
+        "at": 1_900_000_000,
+        "keep_empty": false,
+    });
+    rk.store()
+        .write(|tx| tx.set_meta("restore_unfinished", mark.to_string().as_bytes()))
+        .unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("not in this data dir")),
+        "{:?}",
+        report.problems
+    );
+    let repaired = rk.check(true).unwrap();
+    assert!(
+        repaired
+            .repaired
+            .iter()
+            .any(|r| r.contains("removed the mark")),
+        "{:?}",
+        repaired
+    );
+    assert!(
+        elsewhere.join("workspace.json").exists(),
+        "nothing was moved"
+    );
+    assert!(rk.check(false).unwrap().ok);
+}
