@@ -2491,6 +2491,19 @@ fn a_backup_keeps_a_user_file_over_a_gibibyte() {
     assert_eq!(restored.workspaces().read(2).unwrap().note_count(), 2);
 }
 
+/// Creates an account with `email` (and a password no test logs in with); returns its id.
+fn account(rk: &Redkeep, email: &str) -> u64 {
+    rk.users()
+        .create(NewUser {
+            email: email.into(),
+            password: Some("a password 1".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id
+}
+
 /// A move to a new data dir takes the workspace trash along: a deleted user's files, and the
 /// folders a reset put aside, so the undo a reset printed works in the new data dir. What
 /// redkeep never follows (a symlink in a trash entry) is named, not copied.
@@ -2506,16 +2519,7 @@ fn a_move_takes_the_trash_along_so_undos_work_in_the_new_data_dir() {
         init_root(&rk);
         let mut ids = Vec::new();
         for (email, drawn) in [("ann@example.com", "by ann"), ("bea@example.com", "by bea")] {
-            let id = rk
-                .users()
-                .create(NewUser {
-                    email: email.into(),
-                    password: Some("a password 1".into()),
-                    ..NewUser::default()
-                })
-                .unwrap()
-                .user
-                .id;
+            let id = account(&rk, email);
             rk.workspaces()
                 .save_piece(id, format!(r#"{{"drawn": "{drawn}"}}"#).as_bytes())
                 .unwrap();
@@ -2631,15 +2635,7 @@ fn the_default_workspace_in_use_keeps_step_v2_from_being_reversed() {
     copy_fixture("v1-with-users", tmp.path());
     let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 60, true);
     let default = rk.orgs().by_slug("default").unwrap().unwrap().id;
-    let late = rk
-        .users()
-        .create(NewUser {
-            email: "late@example.com".into(),
-            ..NewUser::default()
-        })
-        .unwrap()
-        .user
-        .id;
+    let late = account(&rk, "late@example.com");
     rk.orgs()
         .add_member(default, late, redkeep::auth::orgs::OrgRole::Member)
         .unwrap();
@@ -2672,15 +2668,7 @@ fn an_upgrade_never_gives_a_user_the_folder_of_another_deployments_account() {
     let at = FIXTURE_TIME + 60;
     let make = |dir: &Path, email: &str| {
         let rk = open_with_clock(dir, at, true);
-        let id = rk
-            .users()
-            .create(NewUser {
-                email: email.into(),
-                ..NewUser::default()
-            })
-            .unwrap()
-            .user
-            .id;
+        let id = account(&rk, email);
         (rk, id)
     };
     let (rk, alice) = make(&here, "alice@example.com");
@@ -2755,32 +2743,14 @@ fn a_move_stopped_before_its_folders_is_named_and_runs_again() {
     {
         let rk = Redkeep::open(&dir, options()).unwrap();
         for email in ["ann@example.com", "bea@example.com"] {
-            let id = rk
-                .users()
-                .create(NewUser {
-                    email: email.into(),
-                    password: Some("a password 1".into()),
-                    ..NewUser::default()
-                })
-                .unwrap()
-                .user
-                .id;
+            let id = account(&rk, email);
             rk.workspaces()
                 .save_piece(id, format!(r#"{{"by": "{email}"}}"#).as_bytes())
                 .unwrap();
             ids.push(id);
         }
         // A deleted user's folder in the trash: copied again over its first copy.
-        let cid = rk
-            .users()
-            .create(NewUser {
-                email: "cid@example.com".into(),
-                password: Some("a password 1".into()),
-                ..NewUser::default()
-            })
-            .unwrap()
-            .user
-            .id;
+        let cid = account(&rk, "cid@example.com");
         rk.workspaces().save_piece(cid, b"{}").unwrap();
         rk.users().delete(cid).unwrap();
     }
@@ -2855,16 +2825,7 @@ fn a_restore_stopped_before_its_folders_is_named_and_finished_by_a_repair() {
         let ann = {
             let rk = Redkeep::open(&dir, options()).unwrap();
             init_root(&rk);
-            let ann = rk
-                .users()
-                .create(NewUser {
-                    email: "ann@example.com".into(),
-                    password: Some("a password 1".into()),
-                    ..NewUser::default()
-                })
-                .unwrap()
-                .user
-                .id;
+            let ann = account(&rk, "ann@example.com");
             rk.workspaces().save_piece(ann, br#"{"n": 1}"#).unwrap();
             redkeep::ops::backup(&rk, &backup).unwrap();
             // After the backup: a second piece, and a new user.
@@ -2942,15 +2903,7 @@ fn a_backup_leaves_out_a_folder_of_another_account_so_it_restores() {
     let options = || Options::default().password(PasswordParams::INSECURE_FAST);
     let make = |dir: &Path, email: &str| {
         let rk = Redkeep::open(dir, options()).unwrap();
-        let id = rk
-            .users()
-            .create(NewUser {
-                email: email.into(),
-                ..NewUser::default()
-            })
-            .unwrap()
-            .user
-            .id;
+        let id = account(&rk, email);
         (rk, id)
     };
     let (here, there) = (tmp.path().join("here"), tmp.path().join("there"));
@@ -2995,15 +2948,7 @@ fn a_backup_damaged_inside_a_file_is_refused_by_the_restore() {
     let options = || Options::default().password(PasswordParams::INSECURE_FAST);
     let dir = tmp.path().join("data");
     let rk = Redkeep::open(&dir, options()).unwrap();
-    let ann = rk
-        .users()
-        .create(NewUser {
-            email: "ann@example.com".into(),
-            ..NewUser::default()
-        })
-        .unwrap()
-        .user
-        .id;
+    let ann = account(&rk, "ann@example.com");
     rk.workspaces()
         .save_piece(ann, br#"{"drawn": "a quiet harbour at dawn"}"#)
         .unwrap();
