@@ -775,6 +775,21 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
+/// The entries of `dir`, in name order, for copies that must hold everything: an entry
+/// the listing fails on is an error, never skipped.
+///
+/// # Errors
+/// `Io` naming `dir` when it cannot be listed, or when reading any of its entries fails.
+pub(crate) fn entries_sorted(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    let listing = |e| Error::io(format!("listing {}", dir.display()), e);
+    let mut entries = fs::read_dir(dir)
+        .map_err(listing)?
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(listing)?;
+    entries.sort_by_key(fs::DirEntry::file_name);
+    Ok(entries)
+}
+
 /// Whether something is at `path` (through a symlink: a dangling one is nothing).
 ///
 /// # Errors

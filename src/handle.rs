@@ -1107,7 +1107,7 @@ impl Redkeep {
     /// an operation under way), and removed by a repair.
     /// The restore that stopped after replacing the store but before its workspace folders
     /// were in place, if one did (its mark, as text when it does not read).
-    fn stopped_restore(
+    pub(crate) fn stopped_restore(
         &self,
     ) -> Result<Option<std::result::Result<crate::workspace::StoppedRestore, String>>> {
         let Some(text) = self

@@ -2188,3 +2188,61 @@ fn inspect_hides_the_secrets_of_quarantined_records() {
     );
     assert!(out.contains("argon2"), "{out}");
 }
+
+/// A restore given `--folders` (a trash entry) that stopped before putting them in place
+/// leaves them waiting in the trash: they are the restored users' only copy, so
+/// `purge-trash` keeps that entry, says why, and `check --repair` still finishes the restore.
+#[test]
+fn purge_trash_keeps_the_folders_a_stopped_restore_waits_on() {
+    let cli = Cli::new();
+    cli.init();
+    cli.json(&["user", "create", "ann@example.com"], None);
+    cli.expect(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"drawn\":\"a harbour\"}"),
+        0,
+    );
+    cli.json(&["user", "create", "bob@example.com"], None);
+    cli.expect(&["gallery", "add", "bob@example.com", "-"], Some("{}"), 0);
+    cli.json(&["user", "delete", "bob@example.com"], None);
+    // As a stopped `restore --folders trash/reset-…` leaves it: the store restored, its
+    // folders waiting in the trash entry, the replaced ones still in `users/`.
+    let ws = cli.data().join("workspaces");
+    let entry = ws.join("trash/reset-1900000000");
+    common::copy_tree(&ws.join("users"), &entry);
+    let mark = json!({
+        "users": "workspaces/trash/reset-1900000000",
+        "at": 1_900_000_100,
+        "keep_empty": false,
+    });
+    {
+        let rk = redkeep::Redkeep::open(
+            cli.data(),
+            redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST),
+        )
+        .unwrap();
+        rk.store()
+            .write(|tx| tx.set_meta("restore_unfinished", mark.to_string().as_bytes()))
+            .unwrap();
+    }
+    let (out, _) = cli.expect(&["workspace", "purge-trash", "--all"], None, 0);
+    assert!(
+        out.contains("deleted 1 trash entry")
+            && out.contains("kept reset-1900000000")
+            && out.contains("check --repair"),
+        "{out}"
+    );
+    let v = cli.json(&["workspace", "purge-trash", "--all"], None);
+    assert_eq!(v["kept"], json!(["reset-1900000000"]), "{v}");
+    // The deleted user's entry went with the first purge; the waiting one is whole.
+    assert_eq!(v["purged"], json!([]), "{v}");
+    assert!(entry.is_dir());
+    cli.expect(&["check", "--repair"], None, 0);
+    cli.expect(&["check"], None, 0);
+    assert!(
+        !entry.exists(),
+        "the repair put the waiting folders in place"
+    );
+    let pieces = cli.json(&["gallery", "list", "ann@example.com"], None);
+    assert_eq!(pieces.as_array().map(Vec::len), Some(1), "{pieces}");
+}

@@ -2792,7 +2792,9 @@ fn a_move_stopped_before_its_folders_is_named_and_runs_again() {
             .save_piece(ids[0], br#"{"second": 2}"#)
             .unwrap();
     }
-    let again = redkeep::ops::move_store(&dir, None, to_text, options()).unwrap();
+    // (Its source named another way, as from another folder: the same store still.)
+    let spelled = tmp.path().join(".").join("data");
+    let again = redkeep::ops::move_store(&spelled, None, to_text, options()).unwrap();
     assert!(again.check.ok, "{:?}", again.check.problems);
     assert_eq!(again.trash_entries, 1);
     let rk = Redkeep::open(&to, options()).unwrap();

@@ -146,3 +146,32 @@ async fn a_web_session_lives_its_lifetime_by_the_handles_clock() {
         assert_eq!(store.load(&r.id).await.unwrap(), None, "{offset}");
     }
 }
+
+/// Session data nested deeper than a read takes is refused when saved (the record stored
+/// before stays), and a stored record that does not read is no session: the browser gets a
+/// new one, rather than an error on every request until the record expires.
+#[tokio::test]
+async fn a_session_that_would_not_read_back_is_never_an_error_on_every_request() {
+    let t = TestDir::new();
+    let ark = open(&t, Arc::new(ManualClock::new(SystemClock.now()))).await;
+    let store = RedkeepSessionStore::new(ark.clone());
+    let mut r = record(Duration::hours(1));
+    store.create(&mut r).await.unwrap();
+    // 127 levels of arrays: valid JSON any app may put in a session, 129 deep once stored.
+    let deep: serde_json::Value =
+        serde_json::from_str(&format!("{}{}", "[".repeat(127), "]".repeat(127))).unwrap();
+    let mut nested = r.clone();
+    nested.data.insert("draft".into(), deep);
+    let err = store.save(&nested).await.unwrap_err();
+    assert!(err.to_string().contains("levels deep"), "{err}");
+    assert_eq!(store.load(&r.id).await.unwrap(), Some(r.clone()));
+    // A record that does not read (damaged): no session, and it is removed.
+    let key = r.id.0.to_le_bytes();
+    let expires = redkeep::Timestamp(SystemClock.now().0 + 3600);
+    ark.web_sessions()
+        .save(key.to_vec(), "{\"data\": [".into(), expires)
+        .await
+        .unwrap();
+    assert_eq!(store.load(&r.id).await.unwrap(), None);
+    assert_eq!(ark.web_sessions().count().await.unwrap(), 0);
+}

@@ -219,18 +219,21 @@ pub(super) fn refuse_taken_folders(target_dir: &Path, doing: &str) -> Result<()>
         Ok(m) if !m.is_dir() => return Err(refuse("is not a folder".into())),
         Ok(_) => {}
     }
-    let entries = std::fs::read_dir(&root).map_err(|e| refuse(format!("cannot be read ({e})")))?;
+    let listed = |dir: &Path| -> Result<Vec<std::fs::DirEntry>> {
+        std::fs::read_dir(dir)
+            .and_then(Iterator::collect)
+            .map_err(|e| refuse(format!("cannot be read ({e})")))
+    };
     let names = |dir: &Path| -> Result<Vec<String>> {
-        let mut found: Vec<String> = std::fs::read_dir(dir)
-            .map_err(|e| refuse(format!("cannot be read ({e})")))?
-            .flatten()
+        let mut found: Vec<String> = listed(dir)?
+            .into_iter()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         found.sort();
         Ok(found)
     };
     let mut found = Vec::new();
-    for e in entries.flatten() {
+    for e in listed(&root)? {
         let name = e.file_name().to_string_lossy().into_owned();
         let real_dir = e.file_type().is_ok_and(|t| t.is_dir());
         if !real_dir || !(name == "users" || name == "trash") {

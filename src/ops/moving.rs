@@ -147,7 +147,7 @@ pub fn move_store(
         ));
     }
     let resuming = match stopped_from {
-        Some(from) if from == source.location() => true,
+        Some(from) if same_source(&from, &source.location()) => true,
         Some(from) => {
             return Err(Error::denied(format!(
                 "{to} holds what a move from {from} wrote before it stopped (a crash or a \
@@ -203,7 +203,10 @@ pub fn move_store(
             let same_dir = target_dir.canonicalize().ok() == data_dir.canonicalize().ok();
             // The folders are copied after the records commit: until they are all there,
             // the target says so (`check` names it), and this move may run again.
+            // A file store is named by its real path: the same move, run again from
+            // another folder or through another spelling, finds its mark.
             let from = source.location();
+            let from = std::fs::canonicalize(&from).map_or(from, |p| p.display().to_string());
             let mark = (!same_dir).then_some((MOVE_UNFINISHED, from.as_bytes()));
             let tables = source.replace_into_marked(&target, version, mark)?;
             compare(&source, &target)?;
@@ -256,6 +259,16 @@ pub fn move_store(
         made.take_back();
     }
     moved
+}
+
+/// Whether the source a stopped move's mark names is `location`: the same text, or (a file
+/// store) the same file however its path is spelled.
+fn same_source(mark: &str, location: &str) -> bool {
+    mark == location
+        || matches!(
+            (std::fs::canonicalize(mark), std::fs::canonicalize(location)),
+            (Ok(a), Ok(b)) if a == b
+        )
 }
 
 /// Where the move that stopped part way into the data dir `dir` came from, if one did.
@@ -387,13 +400,10 @@ fn copy_folders(from: &Path, to: &Path) -> Result<(u64, Vec<PathBuf>, u64)> {
     let trash = from.join(WORKSPACES_DIR).join("trash");
     let mut entries = 0;
     if crate::fsutil::real_dir(&trash)?.is_some() {
-        let names = std::fs::read_dir(&trash)
-            .map_err(|e| Error::io(format!("listing {}", trash.display()), e))?;
-        let mut names: Vec<_> = names.flatten().map(|e| e.file_name()).collect();
-        names.sort();
+        let names = crate::fsutil::entries_sorted(&trash)?;
         let base = to.join(WORKSPACES_DIR);
-        for name in names {
-            let rel = Path::new("trash").join(&name);
+        for entry in names {
+            let rel = Path::new("trash").join(entry.file_name());
             if copy_tree(&from.join(WORKSPACES_DIR), &base, &rel, &mut not_kept)? {
                 entries += 1;
             }
@@ -441,14 +451,8 @@ fn copy_tree(from: &Path, to: &Path, rel: &Path, not_kept: &mut Vec<PathBuf>) ->
         return Ok(false);
     }
     crate::fsutil::create_private_dir(&target)?;
-    let mut names: Vec<_> = std::fs::read_dir(&source)
-        .map_err(|e| Error::io(format!("listing {}", source.display()), e))?
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    names.sort();
-    for name in names {
-        copy_tree(from, to, &rel.join(name), not_kept)?;
+    for entry in crate::fsutil::entries_sorted(&source)? {
+        copy_tree(from, to, &rel.join(entry.file_name()), not_kept)?;
     }
     Ok(true)
 }

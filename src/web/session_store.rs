@@ -63,8 +63,18 @@ macro_rules! session_store {
                 if let Some(map) = value.as_object_mut() {
                     map.remove("id");
                 }
+                let text = value.to_string();
+                // Written only if it reads back: session data nested past what a read
+                // takes (serde_json's 128 levels, counting the record around it) would
+                // make the session unreadable, and every request of that browser fail.
+                serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+                    Error::Encode(format!(
+                        "the session's data could not be stored: it would not read back \
+                         ({e}); keep values in a session under 120 levels deep"
+                    ))
+                })?;
                 let expires = in_handle_time(ark, record.expiry_date.unix_timestamp());
-                Ok((value.to_string(), expires))
+                Ok((text, expires))
             }
 
             fn decode(id: &Id, data: &str) -> Result<Record> {
@@ -113,7 +123,29 @@ macro_rules! session_store {
                         .load(id_bytes(id.0))
                         .await
                         .map_err(backend)?;
-                    found.map(|(data, _)| decode(id, &data)).transpose()
+                    let Some((data, _)) = found else {
+                        return Ok(None);
+                    };
+                    match decode(id, &data) {
+                        Ok(record) => Ok(Some(record)),
+                        // A record that does not read (damaged, or written by a build that
+                        // stored what it could not read back) is no session: the browser
+                        // gets a new one, rather than an error on every request until the
+                        // record expires.
+                        Err(e) => {
+                            tracing::warn!(
+                                error = %e,
+                                "a stored web session does not read; it is removed and the \
+                                 browser starts a new session"
+                            );
+                            self.ark
+                                .web_sessions()
+                                .delete(id_bytes(id.0))
+                                .await
+                                .map_err(backend)?;
+                            Ok(None)
+                        }
+                    }
                 }
 
                 async fn delete(&self, id: &Id) -> Result<()> {

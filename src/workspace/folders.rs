@@ -1015,14 +1015,7 @@ impl Workspaces {
         if fsutil::real_dir(&dir)?.is_none() {
             return Ok(out);
         }
-        let list = |d: &Path| -> Result<Vec<fs::DirEntry>> {
-            let mut entries: Vec<fs::DirEntry> = fs::read_dir(d)
-                .map_err(|e| Error::io(format!("listing {}", d.display()), e))?
-                .flatten()
-                .collect();
-            entries.sort_by_key(fs::DirEntry::file_name);
-            Ok(entries)
-        };
+        let list = fsutil::entries_sorted;
         for e in list(&dir)? {
             let name = e.file_name();
             let text = name.to_string_lossy();
@@ -1249,12 +1242,7 @@ impl Workspaces {
         let base = self.users_dir();
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
-            let mut entries: Vec<_> = fs::read_dir(&d)
-                .map_err(|e| Error::io(format!("listing {}", d.display()), e))?
-                .flatten()
-                .collect();
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
+            for e in fsutil::entries_sorted(&d)? {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
                 if name == LOCK_FILE || name.starts_with(fsutil::TEMP_PREFIX) {
@@ -1484,6 +1472,8 @@ impl Workspaces {
     /// folder that is a symlink is refused, an entry that is one is removed as a link. Copies
     /// of the same files elsewhere stay: inside `reset-…` entries (a reset or restore moved
     /// every folder), in the store's safety copies and in backups. Returns what it deleted.
+    /// A `reset-…` entry a stopped restore waits to put in place (`Redkeep::check` names it)
+    /// is its users' only copy: leave it out of `which` (the CLI's `purge-trash` keeps it).
     ///
     /// # Errors
     /// `ReadOnly` for a read-only data dir; `UnsafePath` when the trash folder is a symlink;

@@ -194,16 +194,41 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                     ),
                 ));
             }
-            let purged = rk.workspaces().purge_trash(&|e| {
+            // The folders a stopped restore waits to put in place (a trash entry given
+            // with `--folders`) are its users' only copy: never purged while they wait.
+            let waiting = rk
+                .stopped_restore()?
+                .and_then(std::result::Result::ok)
+                .and_then(|s| std::fs::canonicalize(s.users).ok());
+            let is_waiting = |e: &crate::workspace::TrashEntry| {
+                waiting.is_some() && std::fs::canonicalize(&e.path).ok() == waiting
+            };
+            let picked = |e: &crate::workspace::TrashEntry| {
                 *all || (user.is_none_or(|u| e.user == Some(u))
                     && cutoff.is_none_or(|c| e.moved_at.is_some_and(|t| t < c)))
-            })?;
+            };
+            let kept: Vec<String> = rk
+                .workspaces()
+                .trash()?
+                .into_iter()
+                .filter(|e| picked(e) && is_waiting(e))
+                .map(|e| e.name)
+                .collect();
+            let purged = rk
+                .workspaces()
+                .purge_trash(&|e| picked(e) && !is_waiting(e))?;
             let mut lines = vec![format!(
                 "deleted {} trash entr{} for good",
                 purged.len(),
                 if purged.len() == 1 { "y" } else { "ies" }
             )];
             lines.extend(purged.iter().map(|e| format!("  {}", e.name)));
+            lines.extend(kept.iter().map(|name| {
+                format!(
+                    "kept {name}: a restore stopped part way waits to put those folders in \
+                     place; `redkeep check --repair` finishes it"
+                )
+            }));
             if purged.iter().any(|e| e.name.starts_with("reset-")) {
                 lines.push(
                     "the folders a restore or reset replaced (reset-…) are gone: `restore \
@@ -212,7 +237,10 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                 );
             }
             Ok(Reply::text(
-                json!({"purged": purged.iter().map(|e| &e.name).collect::<Vec<_>>()}),
+                json!({
+                    "purged": purged.iter().map(|e| &e.name).collect::<Vec<_>>(),
+                    "kept": kept,
+                }),
                 lines,
             ))
         }
