@@ -30,7 +30,7 @@
 //! `/logout` and `/api/whoami` until they do. Every login gets a new cookie session id.
 //! The cookie is `HttpOnly`, `Secure` and `SameSite=Strict`, so browsers send it only to this
 //! site over HTTPS; that is also the CSRF defence for cookie-authenticated requests. Errors
-//! are `{"error": "…"}` with 400, 401, 403, 404, 405, 409, 413 or 429; failures answered
+//! are `{"error": "…"}` with 400, 401, 403, 404, 405, 409, 413 or 503; failures answered
 //! with 500 are logged on stderr with their cause.
 
 use std::io::Write;
@@ -55,7 +55,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Where password-reset tokens go: a mail server in a real deployment.
-pub trait Mailer: Send + Sync {
+pub trait Mailer: Send + Sync + 'static {
     /// Sends `token` to `email`.
     fn password_reset(&self, email: &str, token: &Secret);
 }
@@ -274,15 +274,10 @@ async fn login(
     // and the cookie login is bound to it, so ending either (logout, `redkeep session
     // revoke`, expiry) ends both.
     let login = s.ark.sessions().login(b.login, b.password, meta).await?;
-    // A login over a signed-in cookie replaces that login: its session (and token) end.
-    if let Some(previous) = &auth.user {
-        auth.backend.logout(previous).await?;
-    }
-    let web = auth.backend.web_login(&login);
-    // A new session id for every login: a cookie id planted before it (session fixation)
-    // never carries it. axum-login does this only for a cookie without auth data.
-    auth.session.cycle_id().await.map_err(internal)?;
-    auth.login(&web).await.map_err(internal)?;
+    // A login over a signed-in cookie replaces that login (its session and token end), and
+    // every login gets a new session id: a cookie id planted before it (session fixation)
+    // never carries it.
+    Backend::sign_in(&mut auth, &login).await?;
     Ok(Json(json!({
         "token": login.token.expose(),
         "expires_at": login.session.expires_at,
@@ -363,7 +358,15 @@ struct ResetRequest {
 
 async fn reset_request(State(s): State<AppState>, Body(b): Body<ResetRequest>) -> Answer {
     match s.ark.recovery().request_password_reset(b.email).await {
-        Ok(Some(issued)) => s.mailer.password_reset(&issued.user.email, &issued.token),
+        // Sent beside the answer, never before it: a mail server's round trip would
+        // otherwise make the answer slower for addresses that have an account (and would
+        // hold a runtime thread meanwhile).
+        Ok(Some(issued)) => {
+            let mailer = s.mailer.clone();
+            tokio::task::spawn_blocking(move || {
+                mailer.password_reset(&issued.user.email, &issued.token);
+            });
+        }
         // Unknown, disabled and malformed addresses get the same answer.
         Ok(None) | Err(Error::InvalidInput { .. }) => {}
         Err(e) => return Err(e.into()),
@@ -635,6 +638,12 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     let _admin = redkeep::admin::serve(ark.sync())?;
     let stop = stop_requested()?;
     println!("listening on http://{}", listener.local_addr()?);
+    // Logins that time out instead of logging out leave their session rows (and the
+    // cookie's record): removed every ten minutes, so the file does not grow without end.
+    let sweeper = tokio::spawn(sweep_sessions(
+        ark.clone(),
+        std::time::Duration::from_secs(600),
+    ));
     let state = AppState {
         ark,
         mailer: Arc::new(StdoutMailer),
@@ -655,8 +664,23 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
             tokio::time::sleep(grace).await;
         } => eprintln!("axum_server: requests still open after {grace:?} were closed"),
     }
+    sweeper.abort();
     println!("stopped");
     Ok(())
+}
+
+/// Removes expired login sessions, web sessions (cookie records) and recovery tokens every
+/// `period`. A sweep that fails is logged and tried again next time.
+async fn sweep_sessions(ark: AsyncRedkeep, period: std::time::Duration) {
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        // (Login sessions, web sessions and recovery tokens: one sweep.)
+        if let Err(e) = ark.sessions().sweep().await {
+            eprintln!("axum_server: sweeping expired sessions failed: {e}");
+        }
+    }
 }
 
 /// A future that resolves on SIGTERM (a service manager stopping the server) or SIGINT

@@ -111,6 +111,11 @@ pub struct Options {
     pub api_key_touch_interval: Duration,
     /// Cache size of the store in bytes; `None` (the default) picks one from the file size.
     pub cache_bytes: Option<usize>,
+    /// How many password hashes (and verifications) may run at once in this handle; the
+    /// others wait (default: one per core, [`crate::default_hash_concurrency`]). Each argon2
+    /// hash holds its `memory_kib` while it runs, so this bounds what a flood of logins can
+    /// allocate: with OWASP's 19 MiB and 8 cores, 152 MiB. At least 1.
+    pub max_concurrent_hashes: usize,
     /// Open an existing store only to read it (default false): nothing is written to the data
     /// dir, not even the system roles an up-to-date store gets on open, and every write fails
     /// with `ReadOnly`. For a data dir this user may read but not write (the CLI falls back to
@@ -154,6 +159,7 @@ impl std::fmt::Debug for Options {
             .field("lockout", &self.lockout)
             .field("api_key_touch_interval", &self.api_key_touch_interval)
             .field("cache_bytes", &self.cache_bytes)
+            .field("max_concurrent_hashes", &self.max_concurrent_hashes)
             .field("read_only", &self.read_only)
             .field("recovery", &self.recovery)
             .field(
@@ -182,6 +188,7 @@ impl Default for Options {
             lockout: policy.lockout,
             api_key_touch_interval: policy.api_key_touch_interval,
             cache_bytes: None,
+            max_concurrent_hashes: crate::auth::password::default_hash_concurrency(),
             read_only: false,
             recovery: policy.recovery,
             store_url: None,
@@ -206,6 +213,13 @@ impl Options {
     /// Sets the argon2id parameters.
     pub fn password(mut self, params: PasswordParams) -> Self {
         self.password = params;
+        self
+    }
+
+    /// Sets how many password hashes may run at once (see
+    /// [`Options::max_concurrent_hashes`]).
+    pub fn max_concurrent_hashes(mut self, limit: usize) -> Self {
+        self.max_concurrent_hashes = limit;
         self
     }
 
@@ -419,6 +433,12 @@ fn check_policies(o: &Options) -> Result<()> {
              never locks)",
         ));
     }
+    if o.max_concurrent_hashes == 0 {
+        return Err(Error::invalid(
+            "max_concurrent_hashes",
+            "0 would let no password be checked; give at least 1",
+        ));
+    }
     if o.lockout.max_failures_per_hour == 0 {
         return Err(Error::invalid(
             "lockout.max_failures_per_hour",
@@ -444,7 +464,7 @@ impl Redkeep {
     /// # Errors
     /// `InvalidInput` for a data dir that is a file, or a policy no login could live with (a
     /// session lifetime or idle timeout under one second or over 100 years, a lockout
-    /// threshold of 0); `NotInitialized` when there is
+    /// threshold of 0, `max_concurrent_hashes` of 0); `NotInitialized` when there is
     /// no store and `create` is off; `InUse` when another process holds the store;
     /// `NewerSchema` / `MigrationNeeded`; `Damaged` when the store file cannot be read as
     /// it is (see `redkeep salvage`); `Io` / `Storage`.
@@ -478,7 +498,7 @@ impl Redkeep {
         if !options.read_only && url.is_none() {
             crate::fsutil::restrict_dir(&dir)?;
         }
-        let passwords = Passwords::new(options.password)?;
+        let passwords = Passwords::new(options.password)?.limited(options.max_concurrent_hashes);
         let store_options = StoreOptions {
             mode: options.mode,
             durability: options.durability,

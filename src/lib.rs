@@ -32,7 +32,7 @@ pub mod workspace;
 #[cfg(feature = "tokio")]
 pub use asynch::AsyncRedkeep;
 pub use auth::invites::{CreatedInvite, Invite, InviteFilter, InviteSpec, InviteStatus, Invites};
-pub use auth::password::PasswordParams;
+pub use auth::password::{PasswordParams, default_hash_concurrency};
 pub use auth::token::Secret;
 pub use auth::users::{CreatedUser, NewUser, Registration, Uid, User, UserFilter, Users};
 pub use auth::{NoFiles, Policy, UserFiles};

@@ -18,9 +18,9 @@ use redkeep::{
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-/// Keeps the mails the server sends.
+/// Keeps the mails the server sends (beside its answers), and says when one arrives.
 #[derive(Default)]
-struct Outbox(Mutex<Vec<(String, String)>>);
+struct Outbox(Mutex<Vec<(String, String)>>, tokio::sync::Notify);
 
 impl server::Mailer for Outbox {
     fn password_reset(&self, email: &str, token: &Secret) {
@@ -28,6 +28,21 @@ impl server::Mailer for Outbox {
             .lock()
             .unwrap()
             .push((email.to_string(), token.expose().to_string()));
+        self.1.notify_one();
+    }
+}
+
+impl Outbox {
+    /// The mails sent, once there are at least `n`.
+    async fn at_least(&self, n: usize) -> Vec<(String, String)> {
+        loop {
+            let arrived = self.1.notified();
+            let mails = self.0.lock().unwrap().clone();
+            if mails.len() >= n {
+                return mails;
+            }
+            arrived.await;
+        }
     }
 }
 
@@ -422,7 +437,7 @@ async fn a_password_reset_from_request_to_new_login() {
             .await;
         assert_eq!(a.status, StatusCode::ACCEPTED, "{email}");
     }
-    let mails = site.outbox.0.lock().unwrap().clone();
+    let mails = site.outbox.at_least(1).await;
     assert_eq!(mails.len(), 1, "only the account's owner gets mail");
     assert_eq!(mails[0].0, "cat@example.com");
     let reset = mails[0].1.clone();
@@ -759,6 +774,11 @@ async fn a_cookie_login_ends_with_its_redkeep_session() {
         )
         .await;
     assert_eq!(over.status, StatusCode::OK);
+    // A new session id (a cookie planted before the login gains nothing), and the old one
+    // is signed in no more.
+    assert_ne!(format!("cookie:{}", over.cookie()), first_cookie);
+    let old = site.call(Method::GET, "/me", &first_cookie, None).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
     assert_eq!(status(first_token).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
         site.ark

@@ -320,6 +320,67 @@ pub(crate) fn nfc(password: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// How many password hashes may run at once by default: one per core. Each argon2 hash
+/// holds its `m` KiB (19 MiB at OWASP's parameters) while it runs; more at once than cores
+/// finish no sooner, and a flood of logins would otherwise hold one allocation per thread
+/// (the async facade's blocking pool grows to 512).
+pub fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// A counting gate: at most `limit` closures run through it at once, the others wait.
+#[derive(Debug)]
+pub(crate) struct HashGate {
+    limit: usize,
+    /// Running, and waiting.
+    counts: std::sync::Mutex<(usize, usize)>,
+    freed: std::sync::Condvar,
+}
+
+impl HashGate {
+    pub(crate) fn new(limit: usize) -> HashGate {
+        HashGate {
+            limit: limit.max(1),
+            counts: std::sync::Mutex::new((0, 0)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, (usize, usize)> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` once fewer than `limit` others run. `f` must not wait on anything another
+    /// holder of the gate may wait for (it hashes; it takes no lock), so the gate never
+    /// deadlocks whatever its callers hold.
+    pub(crate) fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        struct Leave<'g>(&'g HashGate);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.counts().0 -= 1;
+                self.0.freed.notify_one();
+            }
+        }
+        {
+            let mut counts = self.counts();
+            counts.1 += 1;
+            while counts.0 >= self.limit {
+                counts = self.freed.wait(counts).unwrap_or_else(|e| e.into_inner());
+            }
+            counts.1 -= 1;
+            counts.0 += 1;
+        }
+        let _leave = Leave(self);
+        f()
+    }
+
+    /// How many wait to run (for tests).
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.counts().1
+    }
+}
+
 /// Hashes and verifies passwords with the configured parameters.
 #[derive(Debug)]
 pub(crate) struct Passwords {
@@ -327,6 +388,8 @@ pub(crate) struct Passwords {
     // A PHC string with the configured parameters and an arbitrary salt and output: verifying
     // against it costs one real hash, and building it costs none.
     dummy: String,
+    /// Bounds the hashes running at once (and so the memory they hold).
+    gate: HashGate,
 }
 
 impl Passwords {
@@ -349,7 +412,17 @@ impl Passwords {
             "$argon2id$v=19$m={},t={},p={}$cmVka2VlcC10aW1pbmc$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
             p.memory_kib, p.iterations, p.parallelism
         );
-        Ok(Passwords { params, dummy })
+        Ok(Passwords {
+            params,
+            dummy,
+            gate: HashGate::new(default_hash_concurrency()),
+        })
+    }
+
+    /// These passwords with at most `limit` hashes running at once (at least one).
+    pub(crate) fn limited(mut self, limit: usize) -> Self {
+        self.gate = HashGate::new(limit);
+        self
     }
 
     pub(crate) fn argon2(&self) -> Argon2<'static> {
@@ -369,8 +442,9 @@ impl Passwords {
     /// rules for new passwords are not applied: an application adopted with shorter
     /// passwords keeps them.
     pub(crate) fn hash_verified(&self, password: &str) -> Result<String> {
-        self.argon2()
-            .hash_password(nfc(password).as_bytes())
+        let password = nfc(password);
+        self.gate
+            .run(|| self.argon2().hash_password(password.as_bytes()))
             .map(|h| h.to_string())
             .map_err(|e| Error::invalid("password", format!("cannot hash it: {e}")))
     }
@@ -404,7 +478,8 @@ impl Passwords {
             self.burn();
             return false;
         }
-        match parse(stored) {
+        let scheme = parse(stored);
+        self.gate.run(|| match scheme {
             Ok(Scheme::Argon2(parsed)) => self
                 .argon2()
                 .verify_password(password.as_bytes(), &parsed)
@@ -419,7 +494,7 @@ impl Passwords {
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok(),
             Err(_) => false,
-        }
+        })
     }
 
     /// Whether `phc` was made with other parameters or algorithm than the configured ones.
@@ -460,6 +535,48 @@ impl Passwords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At most `limit` closures run through the gate at once; the next one runs when one of
+    /// them ends.
+    #[test]
+    fn the_hash_gate_runs_at_most_its_limit_at_once() {
+        let gate = std::sync::Arc::new(HashGate::new(2));
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let mut releases = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..3 {
+            let (release_tx, release) = std::sync::mpsc::channel::<()>();
+            releases.push(release_tx);
+            let (gate, entered_tx) = (gate.clone(), entered_tx.clone());
+            threads.push(std::thread::spawn(move || {
+                gate.run(|| {
+                    entered_tx.send(i).unwrap();
+                    release.recv().unwrap();
+                });
+            }));
+        }
+        let first: Vec<i32> = (0..2).map(|_| entered.recv().unwrap()).collect();
+        // The third waits at the gate, not inside it.
+        while gate.waiting() < 1 {
+            if let Ok(third) = entered.try_recv() {
+                panic!("{third} ran beside {first:?}");
+            }
+            std::thread::yield_now();
+        }
+        assert!(entered.try_recv().is_err(), "a third ran beside {first:?}");
+        releases[usize::try_from(first[0]).unwrap()]
+            .send(())
+            .unwrap();
+        let third = entered.recv().unwrap();
+        assert!(!first.contains(&third));
+        for r in &releases {
+            let _ = r.send(());
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(gate.waiting(), 0);
+    }
 
     /// A stored argon2 hash asking for more work than a login may cost never matches (so a
     /// login cannot be made to spin or to allocate without bound) and is not recognised.

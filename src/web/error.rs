@@ -64,7 +64,7 @@ const MAX_MESSAGE_CHARS: usize = 300;
 impl From<Error> for WebError {
     /// Maps each kind of failure to the status a client expects: a bad, expired or revoked
     /// credential 401; a rule 403; a clash 409 (saying what clashed, not the store's table
-    /// and index). Storage and internal failures, and a store opened read-only, are 500
+    /// and index); contention in the store 503 with `Retry-After: 1` and a generic message. Storage and internal failures, and a store opened read-only, are 500
     /// with a generic message (the details go to the log, not the client). Messages are cut
     /// to 300 characters.
     fn from(e: Error) -> WebError {
@@ -77,13 +77,20 @@ impl From<Error> for WebError {
             Error::Denied { .. } => StatusCode::FORBIDDEN,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
-            Error::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // Contention inside the server (writers racing on one key, a folder moving, a
+            // busy database), not the client's rate: 503 with `Retry-After`.
+            Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {
             _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
                 tracing::error!(error = %e.full_message(), "request failed");
                 "internal error".to_string()
+            }
+            // Its detail names paths, tables and the database's own words: for the log.
+            Error::Busy { .. } => {
+                tracing::warn!(error = %e.full_message(), "request met a busy store");
+                "the server is busy; try again".to_string()
             }
             Error::Conflict { detail, .. } => format!("already taken: {detail}"),
             _ => e.to_string(),
@@ -106,6 +113,11 @@ impl IntoResponse for WebError {
             Json(serde_json::json!({"error": self.message})),
         )
             .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -172,6 +184,21 @@ mod tests {
         assert_eq!(
             WebError::from_body_secret(Error::not_found("user 7")).status,
             StatusCode::NOT_FOUND
+        );
+        // Contention is the server's: 503 with Retry-After, and no path or table named.
+        let busy = WebError::from(Error::Busy {
+            what: "the folder /srv/app/workspaces/users/7 keeps moving".into(),
+        });
+        assert_eq!(
+            (busy.status, busy.message.as_str()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is busy; try again"
+            )
+        );
+        assert_eq!(
+            busy.into_response().headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1"))
         );
         // A long message is cut.
         let long = WebError::from(Error::invalid("name", "x".repeat(5000)));

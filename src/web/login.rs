@@ -180,12 +180,13 @@ impl fmt::Debug for Credentials {
 
 /// The axum-login backend (`AuthnBackend` + `AuthzBackend`) on a redkeep store.
 ///
-/// A login handler calls `auth.session.cycle_id()` before `auth.login(&user)`: axum-login
-/// gives a new session id only to a cookie without auth data, and a new id for every login
-/// keeps a cookie planted beforehand (session fixation) from carrying it. A login over a
-/// signed-in cookie first ends the login it carried with [`Backend::logout`] (`auth.user`
-/// before the new login), or that redkeep session lives on, out of reach, until it
-/// expires. A logout handler calls [`Backend::logout`] next to axum-login's `logout`, which
+/// A login handler signs a login in with [`Backend::sign_in`]. Done by hand, it calls
+/// `auth.session.cycle_id()` before `auth.login(&user)`: axum-login gives a new session id
+/// only to a cookie without auth data, and a new id for every login keeps a cookie planted
+/// beforehand (session fixation) from carrying it. A login over a signed-in cookie first
+/// ends the login it carried with [`Backend::logout`] (`auth.user` before the new login),
+/// or that redkeep session lives on, out of reach, until it expires. (`sign_in` does
+/// both.) A logout handler calls [`Backend::logout`] next to axum-login's `logout`, which
 /// only forgets the cookie's data.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -203,6 +204,29 @@ impl Backend {
     /// axum-login binds the cookie to that session, so ending either ends both.
     pub fn web_login(&self, login: &Login) -> WebUser {
         WebUser::new(login.user.clone(), login.session.clone())
+    }
+
+    /// Signs `login` (made with `sessions().login`) in on the cookie of `auth`, the safe
+    /// way in one call: ends the login the cookie carried, if any (its redkeep session and
+    /// token, with [`Backend::logout`]); gives the cookie session a new id (axum-login does
+    /// that only for a cookie without auth data, and a new id for every login keeps a cookie
+    /// planted beforehand, session fixation, from carrying it); then binds the cookie to
+    /// `login`, so ending either ends both.
+    ///
+    /// # Errors
+    /// `Storage` when the session store fails (the cookie then carries no login); `Cancelled`.
+    pub async fn sign_in(auth: &mut axum_login::AuthSession<Backend>, login: &Login) -> Result<()> {
+        if let Some(previous) = auth.user.clone() {
+            auth.backend.logout(&previous).await?;
+        }
+        auth.session
+            .cycle_id()
+            .await
+            .map_err(|e| Error::storage("giving the cookie session a new id", e))?;
+        let web = auth.backend.web_login(login);
+        auth.login(&web)
+            .await
+            .map_err(|e| Error::storage("signing the cookie session in", e))
     }
 
     /// Ends a cookie login's redkeep session (call it with axum-login's `logout`, which only
