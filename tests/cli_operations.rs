@@ -341,14 +341,19 @@ fn hand_edited_folder_lines_and_hashes_are_refused_before_anything_changes() {
             "a second piece 1",
         ),
         (
-            "piece 0",
-            edited(piece, false, &|v| v["piece"] = json!(0)),
-            "piece numbers start at 1",
+            "a removed pieces' number of 0",
+            edited(workspace, false, &|v| v["trashed_up_to"] = json!(0)),
+            "\"trashed_up_to\" belongs on a workspace line",
+        ),
+        (
+            "a removed pieces' number on a piece line",
+            edited(piece, false, &|v| v["trashed_up_to"] = json!(5)),
+            "\"trashed_up_to\" belongs on a workspace line",
         ),
         (
             "a piece numbered below zero",
             edited(piece, false, &|v| v["piece"] = json!(-1)),
-            "a piece line needs \"user\" (a user id), \"piece\" (its number, a whole number from 1)",
+            "a piece line needs \"user\" (a user id), \"piece\" (its number, a whole number)",
         ),
         (
             "a piece numbered past what a JSON client reads exactly",

@@ -113,6 +113,13 @@ fn operations() -> Vec<(&'static str, Op)> {
                 .save_piece(ids[0], br#"{"piece":2}"#)
                 .map(|_| ())
         }),
+        // (No number remembered from an earlier save: the gallery is listed, and the piece
+        // written as any file, then its folder synced.)
+        ("save a first piece to a new folder", |rk, ids| {
+            rk.workspaces()
+                .save_piece(ids[1], br#"{"piece":1}"#)
+                .map(|_| ())
+        }),
         ("delete a piece", |rk, ids| {
             rk.workspaces().delete_piece(ids[0], 1)
         }),
@@ -176,6 +183,10 @@ fn every_injected_file_failure_is_clean_and_leaves_the_old_or_the_new_state_whol
                     "{name}, {kind:?} #{nth}: a state that is neither before nor after: {:?}",
                     files.keys().collect::<Vec<_>>()
                 );
+                if files == after && name.starts_with("save") {
+                    // Saved, but not known durable: the error says so, lest it be saved twice.
+                    assert!(e.to_string().contains("was saved"), "{name}: {e}");
+                }
                 if kind != FaultKind::FileSync {
                     // Nothing was renamed into place: the old state is whole.
                     assert_eq!(files, before, "{name}, {kind:?} #{nth}");
@@ -323,4 +334,30 @@ fn an_import_with_raw_tables_taken_back_imports_again() {
         .unwrap_or_else(|e| panic!("importing again: {e}"));
     assert_eq!(summary.records.get("projects"), Some(&1));
     assert_eq!(rk.workspaces().list_pieces(1).unwrap().len(), 1);
+}
+
+/// A user whose records are deleted but whose folder then fails to move to the trash: the
+/// error says the account is gone and how to finish (a retry would only say "not found"),
+/// and `check --repair` moves the folder.
+#[test]
+fn a_delete_whose_folder_cannot_move_says_the_user_was_deleted() {
+    let t = TestDir::new();
+    let (rk, ids) = setup(&t);
+    let plan = FaultPlan::new(FaultKind::FileRename, 1);
+    let outcome = {
+        let _armed = plan.arm_files();
+        rk.users().delete(ids[0])
+    };
+    assert!(plan.fired());
+    let e = outcome.unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("user {} was deleted", ids[0])) && text.contains("check --repair"),
+        "{text}"
+    );
+    assert!(rk.users().get(ids[0]).unwrap().is_none());
+    rk.check(true).unwrap();
+    assert!(rk.check(false).unwrap().ok);
+    assert_eq!(rk.workspaces().trash().unwrap().len(), 1);
 }

@@ -939,3 +939,64 @@ fn leftovers_of_interrupted_operations_are_reported_once_old_and_removed_by_a_re
     assert_eq!(rk.check(true).unwrap().repaired.len(), 1);
     assert!(!held.exists());
 }
+
+/// Deleting a user deletes the orgs they were the only member of (not only their personal
+/// org) and those orgs' API keys: the result names them, so an operator learns it from the
+/// answer rather than from the audit log.
+#[test]
+fn deleting_a_user_names_the_orgs_and_keys_that_went_with_them() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let bob = user(&rk, "bob@example.com", "Bob");
+    let ann = user(&rk, "ann@example.com", "Ann");
+    let team = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Team".into(),
+            owner: bob,
+            ..OrgSpec::default()
+        })
+        .unwrap();
+    // Shared with ann: it stays.
+    let shared = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Shared".into(),
+            owner: ann,
+            ..OrgSpec::default()
+        })
+        .unwrap();
+    rk.orgs()
+        .add_member(shared.id, bob, OrgRole::Member)
+        .unwrap();
+    for owner in [
+        KeyOwner::Org(team.id),
+        KeyOwner::User(bob),
+        KeyOwner::Org(shared.id),
+    ] {
+        rk.api_keys()
+            .create(ApiKeySpec {
+                owner,
+                scopes: vec!["read".into()],
+                expires_in: None,
+            })
+            .unwrap();
+    }
+    let personal = rk
+        .users()
+        .get(bob)
+        .unwrap()
+        .unwrap()
+        .current_org_id
+        .unwrap();
+    let personal = rk.orgs().get(personal).unwrap().unwrap().slug;
+    let deleted = rk.users().delete(bob).unwrap();
+    let mut orgs = deleted.orgs_deleted.clone();
+    orgs.sort();
+    let mut expected = vec![personal, team.slug];
+    expected.sort();
+    assert_eq!(orgs, expected);
+    assert_eq!(deleted.api_keys_deleted, 2, "bob's key and the team's");
+    assert!(rk.orgs().get(shared.id).unwrap().is_some());
+    assert!(rk.check(false).unwrap().ok);
+}

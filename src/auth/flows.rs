@@ -713,20 +713,31 @@ pub(crate) fn unlock(acc: &Accounts, id: u64) -> Result<User> {
 /// Deletes a user and every record that belongs to them inside `tx`: credential, sessions,
 /// roles, memberships and personal org, API keys, agent sessions, avatar; audited. Returns
 /// the user as it was.
-pub(crate) fn delete_user_records(acc: &Accounts, tx: &WriteTx<'_>, id: u64) -> Result<User> {
+/// What [`delete_user_records`] deleted besides the user: the slugs of the orgs that went
+/// with them, and how many API keys.
+pub(crate) struct DeletedWith {
+    pub(crate) orgs: Vec<String>,
+    pub(crate) api_keys: usize,
+}
+
+pub(crate) fn delete_user_records(
+    acc: &Accounts,
+    tx: &WriteTx<'_>,
+    id: u64,
+) -> Result<(User, DeletedWith)> {
     let now = acc.now();
     let user = tx
         .table::<User>()
         .get(&id)?
         .ok_or_else(|| Error::not_found(format!("user {id}")))?;
     roles::keep_an_admin(tx, id, "deleting them")?;
-    remove_user_from_orgs(tx, now, id)?;
+    let mut with = remove_user_from_orgs(tx, now, id)?;
     sessions::revoke_all_in(tx, now, id, None)?;
     let roles = tx.table::<UserRole>();
     for a in roles::assignments_of(tx, id)? {
         roles.delete(&(a.user_id, a.role_id))?;
     }
-    api_keys::delete_keys_of(tx, KeyOwner::User(id))?;
+    with.api_keys += api_keys::delete_keys_of(tx, KeyOwner::User(id))?;
     let agents = tx.table::<AgentSession>();
     for a in agents.range_by(
         &AgentSession::BY_USER,
@@ -741,16 +752,23 @@ pub(crate) fn delete_user_records(acc: &Accounts, tx: &WriteTx<'_>, id: u64) -> 
     tx.table::<Credential>().delete(&id)?;
     tx.table::<User>().delete(&id)?;
     audit::user_event(tx, now, "user_deleted", id, String::new())?;
-    Ok(user)
+    Ok((user, with))
 }
 
 /// Removes every membership of a user being deleted, deleting the orgs they alone belong
-/// to. Refuses when they are the last owner of an org with other members.
-fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<()> {
+/// to (and their keys: returned). Refuses when they are the last owner of an org with other
+/// members.
+fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<DeletedWith> {
+    let mut with = DeletedWith {
+        orgs: Vec::new(),
+        api_keys: 0,
+    };
     for m in orgs::memberships_of(tx, user)? {
         let (members, owners) = orgs::headcount(tx, m.org_id, 2)?;
         if members == 1 {
-            delete_org_in(tx, now, m.org_id)?;
+            let (org, keys) = delete_org_in(tx, now, m.org_id)?;
+            with.orgs.push(org.slug);
+            with.api_keys += keys;
             continue;
         }
         if m.role == OrgRole::Owner && owners == 1 {
@@ -765,11 +783,12 @@ fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<
         }
         tx.table::<OrgMember>().delete(&(m.org_id, user))?;
     }
-    Ok(())
+    Ok(with)
 }
 
-/// Deletes an org, its memberships (moving members' current org elsewhere) and its keys.
-fn delete_org_in(tx: &WriteTx<'_>, now: Timestamp, org: u64) -> Result<Org> {
+/// Deletes an org, its memberships (moving members' current org elsewhere) and its keys
+/// (returns how many).
+fn delete_org_in(tx: &WriteTx<'_>, now: Timestamp, org: u64) -> Result<(Org, usize)> {
     let o = tx
         .table::<Org>()
         .get(&org)?
@@ -778,7 +797,7 @@ fn delete_org_in(tx: &WriteTx<'_>, now: Timestamp, org: u64) -> Result<Org> {
         tx.table::<OrgMember>().delete(&(org, m.user_id))?;
         orgs::move_current_org(tx, m.user_id, org)?;
     }
-    api_keys::delete_keys_of(tx, KeyOwner::Org(org))?;
+    let keys = api_keys::delete_keys_of(tx, KeyOwner::Org(org))?;
     tx.table::<Org>().delete(&org)?;
     audit::record(
         tx,
@@ -790,7 +809,7 @@ fn delete_org_in(tx: &WriteTx<'_>, now: Timestamp, org: u64) -> Result<Org> {
             ..Event::default()
         },
     )?;
-    Ok(o)
+    Ok((o, keys))
 }
 
 /// Deletes an org; refused when it has members other than one owner, or is a personal org,
@@ -821,7 +840,7 @@ pub(crate) fn delete_org(acc: &Accounts, org: u64, force: bool) -> Result<Org> {
             .iter()
             .map(|m| m.user_id)
             .collect();
-        let deleted = delete_org_in(tx, now, org)?;
+        let (deleted, _) = delete_org_in(tx, now, org)?;
         // Every user belongs to an org: one left with none gets a new personal org (as
         // `check --repair` would give it), which becomes their current one.
         for user in former {
@@ -1083,12 +1102,28 @@ impl Users<'_> {
     /// moving the folder comes after the records are gone (`check --repair` moves it).
     pub fn delete(&self, id: u64) -> Result<DeletedUser> {
         self.acc.files.before_delete(id)?;
-        let user = self
+        let (user, with) = self
             .acc
             .store
             .write(|tx| delete_user_records(self.acc, tx, id))?;
-        let trash = self.acc.files.user_deleted(user.id)?;
-        Ok(DeletedUser { user, trash })
+        let trash = self.acc.files.user_deleted(user.id).map_err(|e| match e {
+            // Past the commit: the error says the account is gone, lest the delete be
+            // taken for refused and tried again (it would say "not found").
+            Error::Io { context, source } => Error::Io {
+                context: format!(
+                    "user {id} was deleted, but their workspace folder was not moved to the \
+                     trash ({context}); `redkeep check --repair` moves it"
+                ),
+                source,
+            },
+            other => other,
+        })?;
+        Ok(DeletedUser {
+            user,
+            trash,
+            orgs_deleted: with.orgs,
+            api_keys_deleted: with.api_keys,
+        })
     }
 }
 

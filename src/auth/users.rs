@@ -663,6 +663,11 @@ pub struct DeletedUser {
     /// Where their workspace folder went, if they had one.
     #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub trash: Option<std::path::PathBuf>,
+    /// The slugs of the orgs deleted with them: those they alone belonged to (their
+    /// personal org, and any other org left without members).
+    pub orgs_deleted: Vec<String>,
+    /// How many API keys were deleted with them: their own, and those of the orgs deleted.
+    pub api_keys_deleted: usize,
 }
 
 /// Where a user stands with the lockout rules (not secret: shown to operators).

@@ -16,6 +16,7 @@
 //! {"sequence":"users","value":4}
 //! {"meta":"initialized_at","value":"<base64>"}
 //! {"workspace":2,"doc":{…},"modified":1733390000}      the file's time, seconds
+//! {"workspace":3,"doc":{…},"trashed_up_to":4}         removed pieces' highest number
 //! {"piece":1,"user":2,"doc":{…},"modified":1733390000}
 //! {"piece":2,"user":2,"doc":{…},"text":"{\"a\": 1}\n"}   the file's bytes, when not compact
 //! {"redkeep_export_end":true,"lines":9}
@@ -264,6 +265,10 @@ fn export_folder(
     let mut line = json!({"workspace": id, "doc": doc});
     if let Some(t) = modified_secs(&ws.dir(id).join(crate::workspace::WORKSPACE_FILE)) {
         line["modified"] = json!(t);
+    }
+    // Removed pieces stay out, but not their numbers: an import gives none of them again.
+    if let Some(n) = ws.highest_trashed(id)? {
+        line["trashed_up_to"] = json!(n);
     }
     write_line(out, &line, summary)?;
     summary.workspaces += 1;
@@ -649,11 +654,19 @@ fn import_alone(
                 if v.get("modified").is_some_and(|m| m.as_i64().is_none_or(|t| t < 0)) {
                     return Err(line_err(n, "\"modified\" must be the file's time in whole seconds since 1970; nothing was imported"));
                 }
+                if let Some(t) = v.get("trashed_up_to") {
+                    let fits = t.as_u64().is_some_and(|t| {
+                        crate::workspace::piece_within(t, crate::workspace::MAX_JSON_PIECE).is_ok()
+                    });
+                    if !fits || v.get("workspace").is_none() {
+                        return Err(line_err(n, format!("\"trashed_up_to\" belongs on a workspace line and is the highest number of a removed piece, a whole number from 1 to {}; nothing was imported", crate::workspace::MAX_JSON_PIECE)));
+                    }
+                }
                 if !ok {
                     return Err(line_err(n, if v.get("workspace").is_some() {
                         "a workspace line needs \"workspace\" (a user id, a whole number) and \"doc\"; nothing was imported"
                     } else {
-                        "a piece line needs \"user\" (a user id), \"piece\" (its number, a whole number from 1) and \"doc\"; nothing was imported"
+                        "a piece line needs \"user\" (a user id), \"piece\" (its number, a whole number) and \"doc\"; nothing was imported"
                     }));
                 }
                 if let Some(doc) = v.get("doc").filter(|_| v.get("workspace").is_some()) {
@@ -675,11 +688,12 @@ fn import_alone(
                     let bytes = piece_bytes(&v).map_err(|e| line_err(n, e))?;
                     crate::workspace::within_depth("piece", &bytes)
                         .map_err(|e| line_err(n, format!("{e}; nothing was imported")))?;
-                    if piece == 0 {
-                        return Err(line_err(n, "piece numbers start at 1; nothing was imported"));
+                    // (Piece 0 too: a gallery holds it when an adopted deployment did, and an
+                    // export carries it.)
+                    if piece != 0 {
+                        crate::workspace::piece_within(piece, crate::workspace::MAX_JSON_PIECE)
+                            .map_err(|e| line_err(n, format!("{e}; nothing was imported")))?;
                     }
-                    crate::workspace::piece_within(piece, crate::workspace::MAX_JSON_PIECE)
-                        .map_err(|e| line_err(n, format!("{e}; nothing was imported")))?;
                     if let Some(first) = pieces.insert((user, piece), n) {
                         return Err(line_err(n, format!("a second piece {piece} of user {user} (the first is on line {first}); an export has one; nothing was imported")));
                     }
@@ -850,6 +864,9 @@ fn write_folders(
         .rewind()
         .map_err(|e| Error::io("reading spooled workspace lines", e))?;
     let ws = rk.workspaces();
+    // (user, highest removed piece, line): kept from being given again once the pieces are
+    // in place.
+    let mut trashed = Vec::new();
     for line in BufReader::new(spool).lines() {
         let line = line.map_err(|e| Error::io("reading spooled workspace lines", e))?;
         let (n, text) = line.split_once('\t').unwrap_or(("?", &line));
@@ -865,6 +882,9 @@ fn write_folders(
             doc.piece_count = held.get(&user).copied().unwrap_or(0);
             ws.put_doc(user, &doc).map_err(at)?;
             set_modified(&ws.dir(user).join(crate::workspace::WORKSPACE_FILE), &v).map_err(at)?;
+            if let Some(t) = v.get("trashed_up_to").and_then(Value::as_u64) {
+                trashed.push((user, t, n.to_string()));
+            }
             summary.workspaces += 1;
         } else if let (Some(piece), Some(user)) = (
             v.get("piece").and_then(Value::as_u64),
@@ -877,6 +897,10 @@ fn write_folders(
             set_modified(&ws.piece_path(user, piece), &v).map_err(at)?;
             summary.pieces += 1;
         }
+    }
+    for (user, t, n) in trashed {
+        ws.keep_number_used(user, t)
+            .map_err(|e| Error::invalid("import", format!("line {n}: {e}")))?;
     }
     // Pieces without a document line: a document that counts them.
     for (&user, &count) in held {

@@ -252,7 +252,7 @@ impl GroupState {
         Some(match failed {
             None => Ok(()),
             Some(reason) => Err(Error::storage(
-                "committing a group of writes",
+                super::engine::GROUP_COMMIT_FAILED,
                 GroupFailed(reason),
             )),
         })

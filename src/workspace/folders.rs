@@ -104,8 +104,12 @@ impl StoppedRestore {
         if fsutil::real_dir(&self.users)?.is_none() {
             return Ok(None);
         }
+        // Stopped after the folders there went to the trash: their entry is there, and an
+        // empty one beside it (`reset-<at>-2`) would only be noise in the undo.
+        let trashed = ws.trash_dir().join(format!("reset-{}", self.at));
+        let keep_empty = self.keep_empty && fsutil::real_dir(&trashed).ok().flatten().is_none();
         Ok(ws
-            .replace_users_with(&self.users, Timestamp(self.at), self.keep_empty)?
+            .replace_users_with(&self.users, Timestamp(self.at), keep_empty)?
             .0)
     }
 }
@@ -1502,11 +1506,12 @@ impl Workspaces {
 
     /// Refuses before a change that ends with [`Workspaces::trash_folder`] of `user` (deleting
     /// the account), so that nothing is written when that step could not run: a read-only
-    /// data dir, or a call on this thread inside a workspace call for the same user.
+    /// data dir, or a call on this thread inside a workspace call for the same user. Makes
+    /// the trash folder when the user has a folder to move there and it is missing.
     ///
     /// # Errors
     /// `ReadOnly` for a read-only data dir; `UnsafePath` when the trash folder is a symlink;
-    /// `InvalidInput` inside a call for the user.
+    /// `InvalidInput` inside a call for the user; `Io` when the trash cannot be made.
     pub(crate) fn can_trash(&self, user: u64) -> Result<()> {
         self.writable()?;
         // A trash that is a symlink is refused when the folder moves: say so first.
@@ -1517,7 +1522,13 @@ impl Workspaces {
         fsutil::may_change(&self.users_dir())?;
         fsutil::may_change(if trash.exists() { &trash } else { &self.root })?;
         fsutil::may_change(&self.dir(user))?;
-        Self::not_held(&self.dir(user), user, true)
+        Self::not_held(&self.dir(user), user, true)?;
+        // The trash made now, before the account goes: a full disk then refuses the delete
+        // rather than leaving the folder behind a deleted account.
+        if fsutil::real_dir(&self.dir(user))?.is_some() && fsutil::real_dir(&trash)?.is_none() {
+            fsutil::create_private_dir(&trash)?;
+        }
+        Ok(())
     }
 
     /// Moves the folder of `user` to `<root>/trash/<user>-<time>/` under its exclusive lock

@@ -103,7 +103,15 @@ impl Workspaces {
                     self.forget(None);
                 }
                 Err(e) => {
+                    // The number was free (the file is written only as a new one, under
+                    // the folder's exclusive lock): a file there now is this call's, put in
+                    // place before its folder's sync failed. It goes, as the count does not
+                    // count it.
                     self.forget(Some(user));
+                    if is_file(&piece) {
+                        let _ = std::fs::remove_file(&piece);
+                        let _ = fsutil::sync_this_dir(&gallery);
+                    }
                     return Err(e);
                 }
             }
@@ -135,18 +143,21 @@ impl Workspaces {
             }
         };
         doc.piece_count = count;
-        let piece_written = written.is_ok();
         let version = match written.and_then(|()| self.write_doc(&folder.dir, &doc)) {
             Ok(version) => version,
             Err(e) => {
-                // The piece this call wrote (a new number: nothing was there) goes again unless
-                // the count did reach the disk (only its directory sync failed), so both stay in
-                // step. What it did not write is never removed.
+                // The piece this call wrote goes again unless the count did reach the disk
+                // (only its directory sync failed), so both stay in step. Its number was free
+                // (listed under the exclusive lock), so a file there now is this call's, even
+                // when the write failed after putting it in place (its folder's sync).
                 self.forget(Some(user));
                 let landed = self
                     .read_doc(&folder.dir)
                     .is_ok_and(|d| d.piece_count != before);
-                if piece_written && !landed {
+                if landed {
+                    return Err(saved_but(n, e));
+                }
+                if is_file(&piece) {
                     let _ = std::fs::remove_file(&piece);
                     let _ = fsutil::sync_this_dir(&gallery);
                 }
@@ -187,6 +198,42 @@ impl Workspaces {
             fsutil::create_private_dir(&gallery)?;
         }
         self.write_bytes(&gallery.join(piece_file_name(n)), json)
+    }
+
+    /// The highest number among the removed pieces of `user` (in the gallery's `.trash/`),
+    /// for exports: numbers are never given twice, and those are taken.
+    ///
+    /// # Errors
+    /// As [`Workspaces::list_pieces`].
+    pub(crate) fn highest_trashed(&self, user: u64) -> Result<Option<u64>> {
+        let Some(folder) = self.folder(user, LockKind::Shared, false)? else {
+            return Ok(None);
+        };
+        Ok(trashed_numbers(&folder.dir)?.highest())
+    }
+
+    /// Keeps piece number `n` of `user` from being given again, for imports of an export
+    /// whose gallery had removed pieces up to `n` (their bytes stay out of an export): an
+    /// empty `{}` under that number in the gallery's `.trash/`, unless a piece or a removed
+    /// one holds that number or a higher one already.
+    ///
+    /// # Errors
+    /// `Io` when the trash entry cannot be written.
+    pub(crate) fn keep_number_used(&self, user: u64, n: u64) -> Result<()> {
+        let folder = self.created(user)?;
+        self.forget(Some(user));
+        let taken = piece_numbers_tidying(&folder.dir)?
+            .highest()
+            .max(trashed_numbers(&folder.dir)?.highest());
+        if taken.is_some_and(|t| t >= n) {
+            return Ok(());
+        }
+        let trash = folder.dir.join(PIECE_TRASH);
+        if fsutil::real_dir(&trash)?.is_none() {
+            fsutil::create_private_dir(&trash)?;
+        }
+        fsutil::write_private_new(&trash.join(piece_file_name(n)), b"{}")?;
+        Ok(())
     }
 
     /// The numbers and bytes of the pieces of `user`, under the shared lock, for exports.
@@ -278,5 +325,25 @@ impl Workspaces {
             }
         }
         written
+    }
+}
+
+/// Whether a regular file is at `path` (not following a symlink).
+fn is_file(path: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// The error of a save whose piece and count are both in place, but whose last step (a
+/// folder's sync) failed: it says the piece was saved, so that nobody saves it again.
+fn saved_but(n: u64, e: Error) -> Error {
+    match e {
+        Error::Io { context, source } => Error::Io {
+            context: format!(
+                "piece {n} was saved, but {context} failed, so it may not survive a crash \
+                 (`redkeep check` tells); do not save it again"
+            ),
+            source,
+        },
+        other => other,
     }
 }

@@ -375,13 +375,43 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
         UserCmd::Workspace { user } => workspaces::user_workspace(rk, user),
         UserCmd::Delete { user } => {
             let u = rk.users().find(user)?;
-            let trash = rk.users().delete(u.id)?.trash;
+            let deleted = rk.users().delete(u.id)?;
+            let trash = deleted.trash;
             let mut lines = vec![format!("deleted user {} ({})", u.id, u.email)];
             if let Some(t) = &trash {
                 lines.push(format!("workspace moved to {}", t.display()));
             }
+            if !deleted.orgs_deleted.is_empty() {
+                lines.push(format!(
+                    "deleted with them, as they were their only member: org{} {}",
+                    if deleted.orgs_deleted.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    deleted.orgs_deleted.join(", ")
+                ));
+            }
+            if deleted.api_keys_deleted > 0 {
+                lines.push(format!(
+                    "deleted {} API key{} (theirs and those orgs')",
+                    deleted.api_keys_deleted,
+                    if deleted.api_keys_deleted == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                ));
+            }
             Ok(Reply::text(
-                json!({"id": u.id, "email": u.email, "deleted": true, "trash": trash.as_ref().map(|t| t.display().to_string())}),
+                json!({
+                    "id": u.id,
+                    "email": u.email,
+                    "deleted": true,
+                    "trash": trash.as_ref().map(|t| t.display().to_string()),
+                    "orgs_deleted": deleted.orgs_deleted,
+                    "api_keys_deleted": deleted.api_keys_deleted,
+                }),
                 lines,
             ))
         }

@@ -1050,7 +1050,7 @@ impl<'a> PgTx<'a> {
             return Ok(());
         };
         if commit {
-            txn.commit().map_err(|e| pg("committing", e))
+            txn.commit().map_err(|e| pg(super::COMMIT_FAILED, e))
         } else {
             txn.rollback().map_err(|e| pg("ending a transaction", e))
         }

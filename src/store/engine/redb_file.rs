@@ -1113,7 +1113,8 @@ impl OpenWrite {
                 redb::Durability::None
             })
             .map_err(|e| engine("setting durability", e))?;
-            txn.commit().map_err(|e| engine("committing", e))
+            txn.commit()
+                .map_err(|e| engine(super::COMMIT_FAILED, e))
         })
     }
 
