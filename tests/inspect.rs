@@ -964,6 +964,33 @@ mod vault {
         }
     }
 
+    /// A later build's type that no longer reads the stored records: its `token_hash` is a
+    /// number, so reading one quotes the stored string in serde's error.
+    pub mod misfit {
+        use super::*;
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct Entry {
+            pub id: u64,
+            pub owner: String,
+            pub token_hash: u64,
+        }
+        impl Entry {
+            pub const BY_TOKEN: Index<Entry> =
+                Index::unique("by_token", |e| Some(key!(e.token_hash)));
+            pub const BY_OWNER: Index<Entry> = Index::many("by_owner", |e| Some(key!(e.owner)));
+        }
+        impl Record for Entry {
+            const TABLE: &'static str = "vault";
+            type Key = u64;
+            const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_TOKEN, &Self::BY_OWNER];
+            const SECRET_FIELDS: &'static [&'static str] = &["token_hash", "codes", "recovery"];
+            fn key(&self) -> u64 {
+                self.id
+            }
+        }
+    }
+
     fn hex(text: &str) -> String {
         text.bytes().map(|b| format!("{b:02x}")).collect()
     }
@@ -1181,4 +1208,39 @@ fn secret_fields_show_in_no_projection_or_index_entry_of_an_application_table() 
         shown.push_str(&vault::inside(&rk, &args).unwrap());
     }
     assert_eq!(vault_secrets_in(&shown), vault::shown());
+}
+
+#[test]
+fn why_a_record_does_not_read_quotes_none_of_its_secret_values() {
+    let cli = Cli::new();
+    cli.init();
+    vault::fill(&cli);
+    // A build whose type no longer reads the records: serde's error quotes the stored
+    // `token_hash`.
+    let rk = Redkeep::open(cli.data(), cli.options().create(false)).unwrap();
+    rk.register_table::<vault::misfit::Entry>().unwrap();
+    let dump = vault::inside(&rk, &["dump", "vault", "--json"]).unwrap();
+    assert!(dump.contains("invalid type: string <redacted>"), "{dump}");
+    let get = vault::inside(&rk, &["get", "vault", "1"]).unwrap();
+    assert!(get.contains("problem: "), "{get}");
+    assert!(get.contains("index entries: cannot be derived: "), "{get}");
+    let index = vault::inside(&rk, &["index", "vault", "by_token"]).unwrap();
+    assert!(index.contains("the record does not decode"), "{index}");
+    for args in vault_commands(false) {
+        let text = vault::inside(&rk, &args).unwrap();
+        assert_eq!(
+            vault_secrets_in(&text),
+            Vec::<String>::new(),
+            "{args:?}: {text}"
+        );
+    }
+    // The operator who asks sees what the type choked on.
+    let shown = vault::inside(&rk, &["dump", "vault", "--show-secrets"]).unwrap();
+    assert!(
+        shown.contains(&format!(
+            "invalid type: string \\\"{}\\\"",
+            vault::TOKEN_HASH
+        )),
+        "{shown}"
+    );
 }

@@ -7,7 +7,8 @@
 //! the command runs inside it) are read through that type; other tables through their
 //! self-describing values. Password and token hashes are shown as `<redacted>` unless
 //! `--show-secrets` is given, and so is whatever could hold them: the index entries of a
-//! table with secret fields. Tokens themselves are never stored, so never shown.
+//! table with secret fields, and the values serde quotes in why one of its records does not
+//! read. Tokens themselves are never stored, so never shown.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -214,6 +215,58 @@ impl<'v> Secrets<'v> {
             (entry_text(value), hex(value))
         }
     }
+
+    /// Why a record did not read, without the values serde quotes from it
+    /// (`invalid type: string "…"`) when the table has secret fields.
+    fn problem(&self, text: &str) -> String {
+        if self.show || self.fields.is_empty() {
+            text.to_string()
+        } else {
+            without_quoted_values(text)
+        }
+    }
+}
+
+/// The words before a value serde quotes from the data in its errors
+/// (`invalid type: string "9f86…", expected u64`, ``invalid value: integer `7` ``,
+/// ``unknown variant `x` ``), with the quote that closes it.
+const QUOTED_VALUES: [(&str, char); 6] = [
+    ("string \"", '"'),
+    ("integer `", '`'),
+    ("floating point `", '`'),
+    ("character `", '`'),
+    ("boolean `", '`'),
+    ("unknown variant `", '`'),
+];
+
+/// `text` with every value serde quotes from the data shown as `<redacted>` (field names,
+/// as in ``missing field `x` ``, stay).
+fn without_quoted_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let next = QUOTED_VALUES
+            .iter()
+            .filter_map(|&(lead, close)| rest.find(lead).map(|at| (at + lead.len(), close)))
+            .min_by_key(|&(start, _)| start);
+        let Some((start, close)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        // `start` is just past the opening quote, a one-byte character.
+        out.push_str(&rest[..start - 1]);
+        out.push_str(REDACTED);
+        let body = &rest[start..];
+        // A string is quoted as by `Debug`: `\"` and `\\` are escapes. A value whose
+        // closing quote is missing runs to the end.
+        let mut escaped = false;
+        let end = body.char_indices().find_map(|(i, c)| {
+            let closes = c == close && !escaped;
+            escaped = !escaped && c == '\\' && close == '"';
+            closes.then_some(i + 1)
+        });
+        rest = end.map_or("", |e| &body[e..]);
+    }
 }
 
 /// A field path: `a.b` reaches into nested objects (and arrays by position).
@@ -381,7 +434,7 @@ fn record_line(
         Content::Stored { json, problem } => {
             record(json);
             if let Some(p) = problem {
-                line.insert("error".into(), json!(p));
+                line.insert("error".into(), json!(secrets.problem(p)));
             }
         }
         Content::Opaque => {
@@ -390,7 +443,7 @@ fn record_line(
         }
         Content::Corrupt(why) => {
             line.insert("bytes".into(), json!(rec.bytes));
-            line.insert("error".into(), json!(why));
+            line.insert("error".into(), json!(secrets.problem(why)));
         }
     }
     Value::Object(line)
@@ -563,9 +616,9 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
         _ => None,
     };
     let problem = match &rec.content {
-        Content::Stored { problem, .. } => problem.clone(),
+        Content::Stored { problem, .. } => problem.as_deref().map(|p| secrets.problem(p)),
         Content::Opaque => Some(opaque_reason(table, 1)),
-        Content::Corrupt(why) => Some(why.clone()),
+        Content::Corrupt(why) => Some(secrets.problem(why)),
         Content::Typed(_) => None,
     };
     let mut lines = vec![format!(
@@ -615,7 +668,10 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
             Value::Array(out)
         }
         Err(why) => {
-            lines.push(format!("index entries: cannot be derived: {why}"));
+            lines.push(format!(
+                "index entries: cannot be derived: {}",
+                secrets.problem(why)
+            ));
             Value::Null
         }
     };
@@ -630,7 +686,7 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
         "record": record,
         "problem": problem,
         "indexes": indexes,
-        "indexes_unknown": entries.as_ref().err(),
+        "indexes_unknown": entries.as_ref().err().map(|why| secrets.problem(why)),
     });
     Ok(Reply::text(json, lines))
 }
@@ -679,12 +735,13 @@ fn entries(
         let target = e.target.as_deref().map(|k| secrets.key(&view, k));
         let agrees = e.agrees.map_or_else(|| "?".into(), yes_no);
         let (entry, entry_hex) = secrets.entry(&e.value);
+        let problem = e.problem.as_deref().map(|p| secrets.problem(p));
         rows.push(vec![
             entry.clone(),
             target.clone().unwrap_or_else(|| "-".into()),
             if e.exists { "exists" } else { "MISSING" }.to_string(),
             agrees,
-            e.problem.clone().unwrap_or_default(),
+            problem.clone().unwrap_or_default(),
         ]);
         items.push(json!({
             "entry": entry,
@@ -692,7 +749,7 @@ fn entries(
             "points_at": target,
             "exists": e.exists,
             "agrees": e.agrees,
-            "problem": e.problem,
+            "problem": problem,
         }));
     }
     let json = json!({
@@ -919,4 +976,29 @@ fn tables(rk: &Redkeep) -> Result<Reply> {
         reply = reply.footer(n);
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_quoted_values;
+
+    #[test]
+    fn every_value_serde_quotes_is_redacted_and_field_names_stay() {
+        assert_eq!(
+            without_quoted_values(
+                r#"invalid type: string "9f86\"d0\\", expected u64; missing field `pin`"#
+            ),
+            "invalid type: string <redacted>, expected u64; missing field `pin`"
+        );
+        assert_eq!(
+            without_quoted_values("invalid value: integer `31415`, unknown variant `Gold`"),
+            "invalid value: integer <redacted>, unknown variant <redacted>"
+        );
+        // A quote that does not close hides the rest.
+        assert_eq!(
+            without_quoted_values("invalid type: string \"9f86 and so on"),
+            "invalid type: string <redacted>"
+        );
+        assert_eq!(without_quoted_values("no value here"), "no value here");
+    }
 }
