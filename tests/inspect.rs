@@ -1244,3 +1244,46 @@ fn why_a_record_does_not_read_quotes_none_of_its_secret_values() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_malformed_entry_of_an_index_of_token_hashes_shows_no_part_of_a_hash() {
+    let cli = three_users();
+    let login = cli.json(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("a fine password\n"),
+    );
+    let hash = redkeep::auth::token::hash_token(login["token"].as_str().unwrap()).0;
+    // Damage: an entry of `sessions.by_user` cut short, too short to end in a whole key,
+    // holding ann's id and half of her session's hash.
+    let mut entry = 2u64.to_be_bytes().to_vec();
+    entry.extend_from_slice(&hash[..16]);
+    common::plant_entry(
+        cli.store.as_deref(),
+        &cli.data(),
+        "i:sessions:by_user",
+        &entry,
+        &[],
+    );
+    let half: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let listed = cli.json(&["inspect", "index", "sessions", "by_user"], None);
+    let malformed = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["problem"] == "malformed entry")
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(
+        (&malformed["entry"], &malformed["entry_hex"]),
+        (&"<redacted>".into(), &"<redacted>".into())
+    );
+    let (text, _) = cli.expect(&["inspect", "index", "sessions", "by_user"], None, 0);
+    assert!(
+        !listed.to_string().contains(&half) && !text.contains(&half),
+        "{text}"
+    );
+    let shown = cli.json(
+        &["inspect", "index", "sessions", "by_user", "--show-secrets"],
+        None,
+    );
+    assert!(shown.to_string().contains(&half), "{shown}");
+}

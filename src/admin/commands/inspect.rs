@@ -207,9 +207,10 @@ impl<'v> Secrets<'v> {
         !self.show && !self.fields.is_empty()
     }
 
-    /// An index entry's value as text and as hex.
-    fn entry(&self, value: &[u8]) -> (String, String) {
-        if self.hides_entries() {
+    /// An index entry's value as text and as hex. `whole` says the value may be the whole
+    /// stored entry (a malformed one), which holds the primary key too.
+    fn entry(&self, value: &[u8], whole: bool) -> (String, String) {
+        if self.hides_entries() || (whole && self.key && !self.show) {
             (REDACTED.into(), REDACTED.into())
         } else {
             (entry_text(value), hex(value))
@@ -648,7 +649,8 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
             });
             let mut out = Vec::new();
             for e in list {
-                let (value, value_hex) = e.value.as_deref().map(|v| secrets.entry(v)).unzip();
+                let (value, value_hex) =
+                    e.value.as_deref().map(|v| secrets.entry(v, false)).unzip();
                 lines.push(format!(
                     "  {}{} {}: {}",
                     e.index,
@@ -734,7 +736,7 @@ fn entries(
     for e in &entries {
         let target = e.target.as_deref().map(|k| secrets.key(&view, k));
         let agrees = e.agrees.map_or_else(|| "?".into(), yes_no);
-        let (entry, entry_hex) = secrets.entry(&e.value);
+        let (entry, entry_hex) = secrets.entry(&e.value, e.target.is_none());
         let problem = e.problem.as_deref().map(|p| secrets.problem(p));
         rows.push(vec![
             entry.clone(),
