@@ -927,3 +927,363 @@ fn a_dump_read_by_a_reader_that_stops_early_ends_quietly() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("error"), "{err}");
 }
+
+/// An application's table with secret fields: a token's hash behind a unique index, backup
+/// codes (an array) and a recovery object (nested), beside an owner that is not secret.
+mod vault {
+    use super::*;
+
+    pub const TOKEN_HASH: &str = "9f86d081884c7d659a2feaa0c55ad015";
+    pub const CODES: [&str; 2] = ["AAAA-1111-code", "BBBB-2222-code"];
+    pub const PIN: &str = "pin-31415926";
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Recovery {
+        pub pin: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Entry {
+        pub id: u64,
+        pub owner: String,
+        pub token_hash: String,
+        pub codes: Vec<String>,
+        pub recovery: Recovery,
+    }
+    impl Entry {
+        pub const BY_TOKEN: Index<Entry> = Index::unique("by_token", |e| Some(key!(e.token_hash)));
+        pub const BY_OWNER: Index<Entry> = Index::many("by_owner", |e| Some(key!(e.owner)));
+    }
+    impl Record for Entry {
+        const TABLE: &'static str = "vault";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_TOKEN, &Self::BY_OWNER];
+        const SECRET_FIELDS: &'static [&'static str] = &["token_hash", "codes", "recovery"];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    /// A later build's type that no longer reads the stored records: its `token_hash` is a
+    /// number, so reading one quotes the stored string in serde's error.
+    pub mod misfit {
+        use super::*;
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct Entry {
+            pub id: u64,
+            pub owner: String,
+            pub token_hash: u64,
+        }
+        impl Entry {
+            pub const BY_TOKEN: Index<Entry> =
+                Index::unique("by_token", |e| Some(key!(e.token_hash)));
+            pub const BY_OWNER: Index<Entry> = Index::many("by_owner", |e| Some(key!(e.owner)));
+        }
+        impl Record for Entry {
+            const TABLE: &'static str = "vault";
+            type Key = u64;
+            const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_TOKEN, &Self::BY_OWNER];
+            const SECRET_FIELDS: &'static [&'static str] = &["token_hash", "codes", "recovery"];
+            fn key(&self) -> u64 {
+                self.id
+            }
+        }
+    }
+
+    fn hex(text: &str) -> String {
+        text.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Every secret of the vault, each as text and as the hex of its bytes (an index
+    /// entry's `entry_hex`).
+    pub fn secrets() -> Vec<String> {
+        [TOKEN_HASH, CODES[0], CODES[1], PIN]
+            .iter()
+            .flat_map(|s| [s.to_string(), hex(s)])
+            .collect()
+    }
+
+    /// What `--show-secrets` shows: every secret, and the hex of the one an index holds.
+    pub fn shown() -> Vec<String> {
+        [TOKEN_HASH, &hex(TOKEN_HASH), CODES[0], CODES[1], PIN]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// The store of `cli` with one vault record, written through its type.
+    pub fn fill(cli: &Cli) {
+        let rk = Redkeep::open(cli.data(), cli.options().create(false)).unwrap();
+        rk.register_table::<Entry>().unwrap();
+        rk.store()
+            .write(|tx| {
+                tx.table::<Entry>().insert(&Entry {
+                    id: 1,
+                    owner: "ann".into(),
+                    token_hash: TOKEN_HASH.into(),
+                    codes: CODES.iter().map(|c| c.to_string()).collect(),
+                    recovery: Recovery { pin: PIN.into() },
+                })
+            })
+            .unwrap();
+    }
+
+    /// Runs `redkeep inspect ARGS` inside the application (through `rk`, which registered
+    /// its type), as its admin socket would: all it printed (the raw output, the reply for
+    /// people and as JSON), or its error.
+    pub fn inside(rk: &Redkeep, args: &[&str]) -> Result<String, String> {
+        use clap::Parser;
+        use redkeep::admin::{Io, Quiet, Request, execute};
+
+        let cli = redkeep::cli::Cli::try_parse_from(
+            ["redkeep", "inspect"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+        .unwrap();
+        let req = Request {
+            command: cli.command,
+            secret: None,
+        };
+        let mut output = Vec::new();
+        let reply = execute(
+            rk,
+            &req,
+            Io {
+                input: &mut std::io::empty(),
+                output: &mut output,
+                feedback: &Quiet,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "{}\n{}\n{}",
+            String::from_utf8_lossy(&output),
+            redkeep::cli::render(&reply, false),
+            redkeep::cli::render(&reply, true)
+        ))
+    }
+}
+
+/// Which of the vault's secrets `text` shows.
+fn vault_secrets_in(text: &str) -> Vec<String> {
+    vault::secrets()
+        .into_iter()
+        .filter(|s| text.contains(s.as_str()))
+        .collect()
+}
+
+/// The commands that show the vault, each as people and scripts see it, as the operator
+/// would type them after `redkeep inspect` (`--show-secrets` added when `show`).
+fn vault_commands(show: bool) -> Vec<Vec<&'static str>> {
+    let mut out = Vec::new();
+    for args in [
+        vec!["dump", "vault"],
+        vec![
+            "dump",
+            "vault",
+            "--fields",
+            "codes.0,codes.1,recovery.pin,token_hash,owner",
+        ],
+        vec![
+            "dump",
+            "vault",
+            "--fields",
+            "recovery",
+            "--where",
+            "owner=ann",
+        ],
+        vec!["get", "vault", "1"],
+        vec!["index", "vault", "by_token"],
+        vec!["index", "vault", "by_owner"],
+    ] {
+        for json in [false, true] {
+            let mut a = args.clone();
+            a.extend(json.then_some("--json"));
+            a.extend(show.then_some("--show-secrets"));
+            out.push(a);
+        }
+    }
+    out
+}
+
+#[test]
+fn secret_fields_show_in_no_projection_or_index_entry_of_an_application_table() {
+    let cli = Cli::new();
+    cli.init();
+    vault::fill(&cli);
+
+    create_user(&cli, "ann@example.com", &[]);
+
+    // Without the application: only the catalog says which fields are secret.
+    for args in vault_commands(false) {
+        let mut full = vec!["inspect"];
+        full.extend(args);
+        let (out, err) = cli.expect(&full, None, 0);
+        let text = format!("{out}{err}");
+        assert_eq!(
+            vault_secrets_in(&text),
+            Vec::<String>::new(),
+            "{full:?}: {text}"
+        );
+    }
+    // What is not secret still shows, and what is says so.
+    let fields = lines(
+        &cli,
+        &[
+            "inspect",
+            "dump",
+            "vault",
+            "--fields",
+            "codes.0,recovery.pin,owner",
+        ],
+    );
+    assert_eq!(
+        fields[0]["record"],
+        serde_json::json!({"codes.0": "<redacted>", "recovery.pin": "<redacted>", "owner": "ann"})
+    );
+    let owners = cli.json(&["inspect", "index", "vault", "by_owner"], None);
+    assert_eq!(owners["entries"][0]["entry"], "<redacted>");
+    assert_eq!(owners["entries"][0]["points_at"], "1");
+    // redkeep's own tables keep their entries: `users` has no secret field.
+    let emails = cli.json(&["inspect", "index", "users", "email"], None);
+    assert_eq!(emails["entries"][0]["entry"], "ann@example.com", "{emails}");
+    // Which entries a prefix selects would tell what they start with.
+    let (_, err) = cli.expect(
+        &["inspect", "index", "vault", "by_token", "--prefix", "9f86"],
+        None,
+        1,
+    );
+    assert!(err.contains("secret material"), "{err}");
+    assert!(vault_secrets_in(&err).is_empty(), "{err}");
+
+    // With --show-secrets, every one of them.
+    let mut shown = String::new();
+    for args in vault_commands(true) {
+        let mut full = vec!["inspect"];
+        full.extend(args);
+        let (out, err) = cli.expect(&full, None, 0);
+        shown.push_str(&out);
+        shown.push_str(&err);
+    }
+    assert_eq!(vault_secrets_in(&shown), vault::shown());
+    let found = cli.json(
+        &[
+            "inspect",
+            "index",
+            "vault",
+            "by_token",
+            "--prefix",
+            "9f86",
+            "--show-secrets",
+        ],
+        None,
+    );
+    assert_eq!(found["entries"][0]["entry"], vault::TOKEN_HASH);
+
+    // Inside the application, read through its type: `get` lists each entry too.
+    let rk = Redkeep::open(cli.data(), cli.options().create(false)).unwrap();
+    rk.register_table::<vault::Entry>().unwrap();
+    let got = vault::inside(&rk, &["get", "vault", "1", "--json"]).unwrap();
+    assert!(
+        got.contains("by_token (unique) <redacted>: present"),
+        "{got}"
+    );
+    for args in vault_commands(false) {
+        let text = vault::inside(&rk, &args).unwrap();
+        assert_eq!(
+            vault_secrets_in(&text),
+            Vec::<String>::new(),
+            "{args:?}: {text}"
+        );
+    }
+    let err = vault::inside(&rk, &["index", "vault", "by_token", "--prefix", "9f86"]);
+    assert!(
+        err.as_ref().is_err_and(|e| e.contains("secret material")),
+        "{err:?}"
+    );
+    let mut shown = String::new();
+    for args in vault_commands(true) {
+        shown.push_str(&vault::inside(&rk, &args).unwrap());
+    }
+    assert_eq!(vault_secrets_in(&shown), vault::shown());
+}
+
+#[test]
+fn why_a_record_does_not_read_quotes_none_of_its_secret_values() {
+    let cli = Cli::new();
+    cli.init();
+    vault::fill(&cli);
+    // A build whose type no longer reads the records: serde's error quotes the stored
+    // `token_hash`.
+    let rk = Redkeep::open(cli.data(), cli.options().create(false)).unwrap();
+    rk.register_table::<vault::misfit::Entry>().unwrap();
+    let dump = vault::inside(&rk, &["dump", "vault", "--json"]).unwrap();
+    assert!(dump.contains("invalid type: string <redacted>"), "{dump}");
+    let get = vault::inside(&rk, &["get", "vault", "1"]).unwrap();
+    assert!(get.contains("problem: "), "{get}");
+    assert!(get.contains("index entries: cannot be derived: "), "{get}");
+    let index = vault::inside(&rk, &["index", "vault", "by_token"]).unwrap();
+    assert!(index.contains("the record does not decode"), "{index}");
+    for args in vault_commands(false) {
+        let text = vault::inside(&rk, &args).unwrap();
+        assert_eq!(
+            vault_secrets_in(&text),
+            Vec::<String>::new(),
+            "{args:?}: {text}"
+        );
+    }
+    // The operator who asks sees what the type choked on.
+    let shown = vault::inside(&rk, &["dump", "vault", "--show-secrets"]).unwrap();
+    assert!(
+        shown.contains(&format!(
+            "invalid type: string \\\"{}\\\"",
+            vault::TOKEN_HASH
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_malformed_entry_of_an_index_of_token_hashes_shows_no_part_of_a_hash() {
+    let cli = three_users();
+    let login = cli.json(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("a fine password\n"),
+    );
+    let hash = redkeep::auth::token::hash_token(login["token"].as_str().unwrap()).0;
+    // Damage: an entry of `sessions.by_user` cut short, too short to end in a whole key,
+    // holding ann's id and half of her session's hash.
+    let mut entry = 2u64.to_be_bytes().to_vec();
+    entry.extend_from_slice(&hash[..16]);
+    common::plant_entry(
+        cli.store.as_deref(),
+        &cli.data(),
+        "i:sessions:by_user",
+        &entry,
+        &[],
+    );
+    let half: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let listed = cli.json(&["inspect", "index", "sessions", "by_user"], None);
+    let malformed = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["problem"] == "malformed entry")
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(
+        (&malformed["entry"], &malformed["entry_hex"]),
+        (&"<redacted>".into(), &"<redacted>".into())
+    );
+    let (text, _) = cli.expect(&["inspect", "index", "sessions", "by_user"], None, 0);
+    assert!(
+        !listed.to_string().contains(&half) && !text.contains(&half),
+        "{text}"
+    );
+    let shown = cli.json(
+        &["inspect", "index", "sessions", "by_user", "--show-secrets"],
+        None,
+    );
+    assert!(shown.to_string().contains(&half), "{shown}");
+}

@@ -6,7 +6,9 @@
 //! Records of tables the handle has a type for (redkeep's own, and the application's when
 //! the command runs inside it) are read through that type; other tables through their
 //! self-describing values. Password and token hashes are shown as `<redacted>` unless
-//! `--show-secrets` is given; tokens themselves are never stored, so never shown.
+//! `--show-secrets` is given, and so is whatever could hold them: the index entries of a
+//! table with secret fields, and the values serde quotes in why one of its records does not
+//! read. Tokens themselves are never stored, so never shown.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -62,7 +64,8 @@ pub enum InspectCmd {
         /// At most this many entries (default 1000).
         #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
         limit: Option<usize>,
-        /// Show the keys of token-hash tables instead of `<redacted>`.
+        /// Show the keys of token-hash tables, and the entries of the indexes of tables
+        /// with secret fields, instead of `<redacted>`.
         #[cfg_attr(feature = "cli", arg(long))]
         show_secrets: bool,
     },
@@ -170,17 +173,100 @@ impl<'v> Secrets<'v> {
         }
     }
 
+    /// Whether the field `name` (a record's top-level field) is shown as `<redacted>`.
+    fn hides(&self, name: &str) -> bool {
+        !self.show && self.fields.iter().any(|f| f == name)
+    }
+
     fn redact(&self, record: &mut Value) {
-        if self.show {
-            return;
-        }
         if let Value::Object(map) = record {
-            for f in self.fields {
-                if let Some(v) = map.get_mut(f) {
+            for (name, v) in map.iter_mut() {
+                if self.hides(name) {
                     *v = Value::String(REDACTED.into());
                 }
             }
         }
+    }
+
+    /// The value of the field at `path` in `record`: `<redacted>` when the path lies in a
+    /// secret field (`codes.0` in `codes`), `null` when the record has none.
+    fn field(&self, record: &Value, path: &Path) -> Value {
+        if self.hides(path.top()) {
+            Value::String(REDACTED.into())
+        } else {
+            path.lookup(record).cloned().unwrap_or(Value::Null)
+        }
+    }
+
+    /// Whether index entries are shown as `<redacted>`. Neither a record type's indexes nor
+    /// the catalog say which fields an index is built from, so any index of a table with a
+    /// secret field may hold one (`vault.by_token` holds `token_hash`). Redkeep's own
+    /// tables keep their entries: the only one with secret fields, `credentials`, has no
+    /// index.
+    fn hides_entries(&self) -> bool {
+        !self.show && !self.fields.is_empty()
+    }
+
+    /// An index entry's value as text and as hex. `whole` says the value may be the whole
+    /// stored entry (a malformed one), which holds the primary key too.
+    fn entry(&self, value: &[u8], whole: bool) -> (String, String) {
+        if self.hides_entries() || (whole && self.key && !self.show) {
+            (REDACTED.into(), REDACTED.into())
+        } else {
+            (entry_text(value), hex(value))
+        }
+    }
+
+    /// Why a record did not read, without the values serde quotes from it
+    /// (`invalid type: string "…"`) when the table has secret fields.
+    fn problem(&self, text: &str) -> String {
+        if self.show || self.fields.is_empty() {
+            text.to_string()
+        } else {
+            without_quoted_values(text)
+        }
+    }
+}
+
+/// The words before a value serde quotes from the data in its errors
+/// (`invalid type: string "9f86…", expected u64`, ``invalid value: integer `7` ``,
+/// ``unknown variant `x` ``), with the quote that closes it.
+const QUOTED_VALUES: [(&str, char); 6] = [
+    ("string \"", '"'),
+    ("integer `", '`'),
+    ("floating point `", '`'),
+    ("character `", '`'),
+    ("boolean `", '`'),
+    ("unknown variant `", '`'),
+];
+
+/// `text` with every value serde quotes from the data shown as `<redacted>` (field names,
+/// as in ``missing field `x` ``, stay).
+fn without_quoted_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let next = QUOTED_VALUES
+            .iter()
+            .filter_map(|&(lead, close)| rest.find(lead).map(|at| (at + lead.len(), close)))
+            .min_by_key(|&(start, _)| start);
+        let Some((start, close)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        // `start` is just past the opening quote, a one-byte character.
+        out.push_str(&rest[..start - 1]);
+        out.push_str(REDACTED);
+        let body = &rest[start..];
+        // A string is quoted as by `Debug`: `\"` and `\\` are escapes. A value whose
+        // closing quote is missing runs to the end.
+        let mut escaped = false;
+        let end = body.char_indices().find_map(|(i, c)| {
+            let closes = c == close && !escaped;
+            escaped = !escaped && c == '\\' && close == '"';
+            closes.then_some(i + 1)
+        });
+        rest = end.map_or("", |e| &body[e..]);
     }
 }
 
@@ -330,22 +416,18 @@ fn record_line(
     line.insert("key".into(), json!(secrets.key(view, &rec.key)));
     line.insert("version".into(), json!(rec.version));
     let mut record = |json: &Value| {
-        let mut shown = if fields.is_empty() {
-            json.clone()
+        let shown = if fields.is_empty() {
+            let mut all = json.clone();
+            secrets.redact(&mut all);
+            all
         } else {
             Value::Object(
                 fields
                     .iter()
-                    .map(|f| {
-                        (
-                            f.text.clone(),
-                            f.lookup(json).cloned().unwrap_or(Value::Null),
-                        )
-                    })
+                    .map(|f| (f.text.clone(), secrets.field(json, f)))
                     .collect(),
             )
         };
-        secrets.redact(&mut shown);
         line.insert("record".into(), shown);
     };
     match &rec.content {
@@ -353,7 +435,7 @@ fn record_line(
         Content::Stored { json, problem } => {
             record(json);
             if let Some(p) = problem {
-                line.insert("error".into(), json!(p));
+                line.insert("error".into(), json!(secrets.problem(p)));
             }
         }
         Content::Opaque => {
@@ -362,7 +444,7 @@ fn record_line(
         }
         Content::Corrupt(why) => {
             line.insert("bytes".into(), json!(rec.bytes));
-            line.insert("error".into(), json!(why));
+            line.insert("error".into(), json!(secrets.problem(why)));
         }
     }
     Value::Object(line)
@@ -535,9 +617,9 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
         _ => None,
     };
     let problem = match &rec.content {
-        Content::Stored { problem, .. } => problem.clone(),
+        Content::Stored { problem, .. } => problem.as_deref().map(|p| secrets.problem(p)),
         Content::Opaque => Some(opaque_reason(table, 1)),
-        Content::Corrupt(why) => Some(why.clone()),
+        Content::Corrupt(why) => Some(secrets.problem(why)),
         Content::Typed(_) => None,
     };
     let mut lines = vec![format!(
@@ -567,7 +649,8 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
             });
             let mut out = Vec::new();
             for e in list {
-                let value = e.value.as_deref().map(entry_text);
+                let (value, value_hex) =
+                    e.value.as_deref().map(|v| secrets.entry(v, false)).unzip();
                 lines.push(format!(
                     "  {}{} {}: {}",
                     e.index,
@@ -579,7 +662,7 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
                     "index": e.index,
                     "unique": e.unique,
                     "entry": value,
-                    "entry_hex": e.value.as_deref().map(hex),
+                    "entry_hex": value_hex,
                     "state": e.state,
                     "points_at": e.points_at.as_deref().map(|k| secrets.key(&view, k)),
                 }));
@@ -587,7 +670,10 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
             Value::Array(out)
         }
         Err(why) => {
-            lines.push(format!("index entries: cannot be derived: {why}"));
+            lines.push(format!(
+                "index entries: cannot be derived: {}",
+                secrets.problem(why)
+            ));
             Value::Null
         }
     };
@@ -602,7 +688,7 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
         "record": record,
         "problem": problem,
         "indexes": indexes,
-        "indexes_unknown": entries.as_ref().err(),
+        "indexes_unknown": entries.as_ref().err().map(|why| secrets.problem(why)),
     });
     Ok(Reply::text(json, lines))
 }
@@ -619,6 +705,15 @@ fn entries(
     let (view, iv, entries, more) = rk.store().read(|tx| {
         let view = TableView::find(tx, &tables, table)?;
         let iv = view.index(index)?.clone();
+        // Which entries a prefix selects tells what they start with: entries shown as
+        // `<redacted>` are not selected by one, as `dump --where` refuses secret fields.
+        if prefix.is_some() && Secrets::of(&view, show_secrets).hides_entries() {
+            return Err(Error::denied(format!(
+                "{table}.{} may hold secret material ({table} has the secret field(s) {}); list it without --prefix, or add --show-secrets",
+                iv.name,
+                view.info().secret_fields.join(", ")
+            )));
+        }
         let range = match prefix {
             Some(p) => KeyRange::prefix(parse_prefix(p).map_err(|e| Error::invalid("prefix", e))?),
             None => KeyRange::all(),
@@ -641,20 +736,22 @@ fn entries(
     for e in &entries {
         let target = e.target.as_deref().map(|k| secrets.key(&view, k));
         let agrees = e.agrees.map_or_else(|| "?".into(), yes_no);
+        let (entry, entry_hex) = secrets.entry(&e.value, e.target.is_none());
+        let problem = e.problem.as_deref().map(|p| secrets.problem(p));
         rows.push(vec![
-            entry_text(&e.value),
+            entry.clone(),
             target.clone().unwrap_or_else(|| "-".into()),
             if e.exists { "exists" } else { "MISSING" }.to_string(),
             agrees,
-            e.problem.clone().unwrap_or_default(),
+            problem.clone().unwrap_or_default(),
         ]);
         items.push(json!({
-            "entry": entry_text(&e.value),
-            "entry_hex": hex(&e.value),
+            "entry": entry,
+            "entry_hex": entry_hex,
             "points_at": target,
             "exists": e.exists,
             "agrees": e.agrees,
-            "problem": e.problem,
+            "problem": problem,
         }));
     }
     let json = json!({
@@ -682,7 +779,18 @@ fn entries(
     ));
     if more {
         reply = reply.footer(format!(
-            "more entries follow; pass --limit (now {limit}) or a longer --prefix"
+            "more entries follow; pass --limit (now {limit}){}",
+            if secrets.hides_entries() {
+                ""
+            } else {
+                " or a longer --prefix"
+            }
+        ));
+    }
+    if secrets.hides_entries() && !entries.is_empty() {
+        reply = reply.footer(format!(
+            "the entries are shown as {REDACTED}: {table} has the secret field(s) {}, and which fields an index is built from is not recorded; add --show-secrets to see them",
+            view.info().secret_fields.join(", ")
         ));
     }
     if !view.is_typed() && !entries.is_empty() {
@@ -870,4 +978,29 @@ fn tables(rk: &Redkeep) -> Result<Reply> {
         reply = reply.footer(n);
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_quoted_values;
+
+    #[test]
+    fn every_value_serde_quotes_is_redacted_and_field_names_stay() {
+        assert_eq!(
+            without_quoted_values(
+                r#"invalid type: string "9f86\"d0\\", expected u64; missing field `pin`"#
+            ),
+            "invalid type: string <redacted>, expected u64; missing field `pin`"
+        );
+        assert_eq!(
+            without_quoted_values("invalid value: integer `31415`, unknown variant `Gold`"),
+            "invalid value: integer <redacted>, unknown variant <redacted>"
+        );
+        // A quote that does not close hides the rest.
+        assert_eq!(
+            without_quoted_values("invalid type: string \"9f86 and so on"),
+            "invalid type: string <redacted>"
+        );
+        assert_eq!(without_quoted_values("no value here"), "no value here");
+    }
 }
