@@ -633,7 +633,7 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
     // Exit code 1 comes with its one line on stderr.
     assert_eq!(
         err.trim(),
-        "error: the dry run found rows that cannot be taken, listed above"
+        "error: the dry run found rows that cannot be taken, listed in the report"
     );
     assert_eq!(report["adopted"], false);
     assert_eq!(report["dry_run"], true);
@@ -665,7 +665,7 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
     let (report, err) = adopt(&cli, &db, &["--preset", "puntini"], 1);
     assert_eq!(
         err.trim(),
-        "error: nothing was adopted: some rows cannot be taken, as listed above"
+        "error: nothing was adopted: some rows cannot be taken, as listed in the report"
     );
     assert_eq!(report["adopted"], false);
     assert_eq!(report["problems"].as_array().unwrap().len(), 5);

@@ -636,7 +636,10 @@ fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
     let (out, err) = cli.expect(&["check"], None, 1);
     assert!(out.contains("quarantine:users"), "{out}");
     // The exit code's reason on stderr too, in one line.
-    assert_eq!(err, "error: the check found problems, listed above\n");
+    assert_eq!(
+        err,
+        "error: the check found problems, listed in the report\n"
+    );
 
     let before = std::fs::read(&store).unwrap();
     let to = cli.dir.path().join("saved");
@@ -812,7 +815,10 @@ fn a_store_with_a_damaged_header_points_to_salvage_which_reads_it() {
     let (out, err) = cli.expect(&["status"], None, 1);
     assert!(out.contains("redkeep salvage --to DIR"), "{out}");
     // Its exit code 1 comes with its line on stderr, as every failure's.
-    assert_eq!(err.trim(), "error: the store is damaged, as said above");
+    assert_eq!(
+        err.trim(),
+        "error: the store is damaged, as the report says"
+    );
     let (_, err) = cli.expect(&["user", "list"], None, 1);
     assert!(
         err.contains("redkeep salvage --to DIR") && !err.contains("nothing in it can be read"),

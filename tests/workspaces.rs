@@ -414,6 +414,9 @@ fn oversized_documents_and_pieces_are_refused_before_writing() {
         ws.save_piece(1, b"not json"),
         Err(Error::InvalidInput { field: "piece", .. })
     ));
+    // A text editor's byte order mark: said so, not "expected value at line 1".
+    let bom = ws.save_piece(1, b"\xEF\xBB\xBF{\"a\": 1}").unwrap_err();
+    assert!(bom.to_string().contains("byte order mark"), "{bom}");
     assert!(ws.list_pieces(1).unwrap().is_empty());
 }
 

@@ -601,10 +601,10 @@ fn failure_line<'a>(command: &Command, reply: &'a Reply) -> &'a str {
         return line;
     }
     match command {
-        Command::Check(_) => "the check found problems, listed above",
-        Command::Salvage { .. } => "the salvaged copy has problems, listed above",
-        Command::Status => "the store is damaged, as said above",
-        _ => "the command failed, as said above",
+        Command::Check(_) => "the check found problems, listed in the report",
+        Command::Salvage { .. } => "the salvaged copy has problems, listed in the report",
+        Command::Status => "the store is damaged, as the report says",
+        _ => "the command failed, as its report says",
     }
 }
 

@@ -72,8 +72,7 @@ impl Workspaces {
     /// `UnsafePath` for a folder of another account or a symlinked gallery.
     pub fn save_piece(&self, user: u64, json: &[u8]) -> Result<u64> {
         super::within_depth("piece", json)?;
-        serde_json::from_slice::<Value>(json)
-            .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;
+        serde_json::from_slice::<Value>(json).map_err(|e| not_json(json, &e))?;
         let folder = self.created(user)?;
         // Refuse before writing anything if the document cannot be updated afterwards.
         let (mut doc, version) = self.read_doc_versioned(&folder.dir)?;
@@ -189,8 +188,7 @@ impl Workspaces {
     /// As [`Workspaces::put_piece`], but for the number.
     pub(crate) fn put_piece_as_found(&self, user: u64, n: u64, json: &[u8]) -> Result<()> {
         super::within_depth("piece", json)?;
-        serde_json::from_slice::<Value>(json)
-            .map_err(|e| Error::invalid("piece", format!("it is not valid JSON ({e})")))?;
+        serde_json::from_slice::<Value>(json).map_err(|e| not_json(json, &e))?;
         let folder = self.created(user)?;
         self.forget(Some(user));
         let gallery = folder.dir.join(GALLERY_DIR);
@@ -326,6 +324,19 @@ impl Workspaces {
         }
         written
     }
+}
+
+/// Why `json` is refused as a piece: serde's reason, and what to do about a UTF-8 byte order
+/// mark (a text editor's, which JSON does not allow), which serde only calls "expected value".
+fn not_json(json: &[u8], e: &serde_json::Error) -> Error {
+    if json.starts_with(b"\xEF\xBB\xBF") {
+        return Error::invalid(
+            "piece",
+            "it starts with a UTF-8 byte order mark (EF BB BF), which JSON does not allow; save \
+             it as UTF-8 without one",
+        );
+    }
+    Error::invalid("piece", format!("it is not valid JSON ({e})"))
 }
 
 /// Whether a regular file is at `path` (not following a symlink).

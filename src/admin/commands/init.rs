@@ -111,8 +111,8 @@ pub fn check(rk: &Redkeep, a: &CheckArgs, feedback: &dyn Feedback) -> Result<Rep
     Ok(if report.ok {
         reply
     } else if a.repair {
-        reply.failed("the check found problems that --repair could not mend, listed above")
+        reply.failed("the check found problems that --repair could not mend, listed in the report")
     } else {
-        reply.failed("the check found problems, listed above")
+        reply.failed("the check found problems, listed in the report")
     })
 }

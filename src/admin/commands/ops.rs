@@ -231,7 +231,7 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
     Ok(if report.check.ok {
         reply
     } else {
-        reply.failed("the backup was written, but the store in it fails check, as said above")
+        reply.failed("the backup was written, but the store in it fails check, as the report says")
     })
 }
 
@@ -447,11 +447,11 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
     }
     let reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
     Ok(if failed_check > 0 {
-        reply.failed("nothing was adopted: the adopted store failed check, as listed above")
+        reply.failed("nothing was adopted: the adopted store failed check, as listed in the report")
     } else if !r.problems.is_empty() && r.dry_run {
-        reply.failed("the dry run found rows that cannot be taken, listed above")
+        reply.failed("the dry run found rows that cannot be taken, listed in the report")
     } else if !r.problems.is_empty() {
-        reply.failed("nothing was adopted: some rows cannot be taken, as listed above")
+        reply.failed("nothing was adopted: some rows cannot be taken, as listed in the report")
     } else {
         reply
     })
@@ -491,7 +491,7 @@ pub fn salvage(
     Ok(if r.problems.is_empty() {
         reply
     } else {
-        reply.failed("the salvaged copy has problems, listed above")
+        reply.failed("the salvaged copy has problems, listed in the report")
     })
 }
 
@@ -698,6 +698,6 @@ pub fn move_store(
     Ok(if r.check.ok {
         reply
     } else {
-        reply.failed("the store was moved, but the copy fails check, as said above")
+        reply.failed("the store was moved, but the copy fails check, as the report says")
     })
 }

@@ -77,7 +77,7 @@ pub(crate) fn damaged(reason: &str, dir: &Path) -> Reply {
     }
     out.json["damage"] = json!(reason);
     out.json["salvage_can_read"] = json!(readable);
-    out.failed("the store is damaged, as said above")
+    out.failed("the store is damaged, as the report says")
 }
 
 /// The way out of a store file that cannot be opened: a restore, and a salvage only when

@@ -445,6 +445,16 @@ pub(crate) fn get_owned(raw: &dyn RawRead, table: &str, key: &[u8]) -> Result<Op
     Ok(out)
 }
 
+/// What a failed commit says it was doing: a commit that fails at the disk (its fsync) may
+/// have stored the change all the same, so a retry must look first (a user made twice would
+/// be refused as "exists", a key made twice would be live unseen).
+pub(crate) const COMMIT_FAILED: &str =
+    "committing (the change may have been stored all the same: look before making it again)";
+
+/// [`COMMIT_FAILED`] for a write that waited for a group commit.
+pub(crate) const GROUP_COMMIT_FAILED: &str = "committing a group of writes (the change may have \
+     been stored all the same: look before making it again)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,13 +575,3 @@ mod tests {
         );
     }
 }
-
-/// What a failed commit says it was doing: a commit that fails at the disk (its fsync) may
-/// have stored the change all the same, so a retry must look first (a user made twice would
-/// be refused as "exists", a key made twice would be live unseen).
-pub(crate) const COMMIT_FAILED: &str =
-    "committing (the change may have been stored all the same: look before making it again)";
-
-/// [`COMMIT_FAILED`] for a write that waited for a group commit.
-pub(crate) const GROUP_COMMIT_FAILED: &str = "committing a group of writes (the change may have \
-     been stored all the same: look before making it again)";

@@ -1113,8 +1113,7 @@ impl OpenWrite {
                 redb::Durability::None
             })
             .map_err(|e| engine("setting durability", e))?;
-            txn.commit()
-                .map_err(|e| engine(super::COMMIT_FAILED, e))
+            txn.commit().map_err(|e| engine(super::COMMIT_FAILED, e))
         })
     }
 
