@@ -670,3 +670,29 @@ fn a_holder_that_does_not_answer_is_reported_not_waited_for() {
     let line = line.expect("no notice on stderr");
     assert!(line.contains("no answer yet"), "{line}");
 }
+
+/// A request of a kind every build answers (`stats`), as raw JSON.
+const STATS: &[u8] = br#"{"version":2,"request":{"command":"Stats","secret":null}}"#;
+
+/// An application that stops its admin socket while a client is connected and idle lets go
+/// of its store: each connection's thread held a handle to it and was left running, so the
+/// store stayed open after the application dropped its own handle, and an application that
+/// then exited left it "not closed cleanly".
+#[test]
+fn an_idle_client_does_not_keep_the_store_open_after_the_socket_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let server = redkeep::admin::serve(&rk).unwrap();
+    let _idle = UnixStream::connect(server.path()).unwrap();
+    // One thread accepts connections in turn: once a later one is answered, the idle one has
+    // its own thread.
+    let answer = raw_request(server.path(), STATS);
+    assert!(answer.contains("\"Ok\""), "{answer}");
+    drop(server);
+    drop(rk);
+    let marker = redkeep::store::owner_path(&dir.join(redkeep::STORE_FILE));
+    assert!(!marker.exists(), "the store is still open");
+    Redkeep::open(&dir, options()).expect("the store is still held");
+}

@@ -7,14 +7,18 @@
 //! thread, at most [`MAX_CONNECTIONS`] at once, so a slow client cannot hold up the
 //! application or other clients. A refusal reads the request first, so the peer always gets
 //! the owner's message; a request that panics is answered with an error and frees its slot.
+//! Stopping the server ends every connection and waits for its thread, which holds the store
+//! open (a command running goes on to its end, its input and output cut off).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::io::{Io, Quiet};
 use super::protocol::SOCKET_FILE;
@@ -36,6 +40,9 @@ const DRAIN_BUDGET: u64 = 64 * 1024 * 1024;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// Busy refusals being answered at once, beyond [`MAX_CONNECTIONS`].
 const MAX_REFUSALS: usize = 8;
+/// How long stopping the server waits for its connection threads: a command that was running
+/// goes on to its end (a long `check`, a backup), which may take a while.
+const STOP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// A running admin socket; stops, and removes its file, when dropped.
 #[derive(Debug)]
@@ -46,7 +53,10 @@ pub struct AdminServer {
     stop: Arc<AtomicBool>,
     // The accept loop's listening socket, shut down to wake it when no connection can.
     waker: Option<UnixListener>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
+    // The connection threads, ended when the server stops.
+    served: Arc<Threads>,
+    refused: Arc<Threads>,
 }
 
 impl AdminServer {
@@ -71,6 +81,20 @@ impl Drop for AdminServer {
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        // No connection starts now. Those open are ended and waited for: each served one
+        // holds the store, and an idle client kept it open after the application let go of
+        // it and exited (the store then said it was not closed cleanly).
+        let until = Instant::now() + STOP_PATIENCE;
+        self.served.cut_off();
+        self.refused.cut_off();
+        let running = self.served.wait_until(until) + self.refused.wait_until(until);
+        if running > 0 {
+            tracing::warn!(
+                running,
+                "admin connections still running after {}s; the admin socket stops without them",
+                STOP_PATIENCE.as_secs()
+            );
         }
         if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
             let _ = std::fs::remove_file(&self.path);
@@ -107,11 +131,12 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
     let inode = std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(0);
     let waker = listener.try_clone().ok();
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let handle = rk.clone();
+    let (served, refused) = (Arc::new(Threads::default()), Arc::new(Threads::default()));
+    let (flag, handle) = (stop.clone(), rk.clone());
+    let (conns, refusals) = (served.clone(), refused.clone());
     let thread = std::thread::Builder::new()
         .name("redkeep-admin".into())
-        .spawn(move || accept_loop(listener, handle, flag))
+        .spawn(move || accept_loop(listener, handle, flag, conns, refusals))
         .map_err(|e| Error::io("starting the admin socket thread", e))?;
     tracing::info!(socket = %path.display(), "serving live administration");
     Ok(AdminServer {
@@ -121,51 +146,132 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
         stop,
         waker,
         thread: Some(thread),
+        served,
+        refused,
     })
 }
 
-// Decrements a counter when dropped, panics included.
-struct Slot(Arc<AtomicUsize>);
+/// The connection threads of one kind (served, or refused as busy), each with a clone of its
+/// stream, so that stopping the server can cut them off and wait for them.
+#[derive(Debug, Default)]
+struct Threads {
+    running: Mutex<Running>,
+    ended: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    next: u64,
+    streams: HashMap<u64, UnixStream>,
+}
+
+impl Threads {
+    fn lock(&self) -> MutexGuard<'_, Running> {
+        // Nothing panics while holding it: a poisoned lock holds a sound map all the same.
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many threads run.
+    fn count(&self) -> usize {
+        self.lock().streams.len()
+    }
+
+    /// Runs `f` with `stream` on a new thread, counted (with a clone of its stream) until it
+    /// ends, panics included. `None` when it cannot start; the connection is then closed.
+    /// The handle is for tests; the server lets its threads go.
+    fn spawn(
+        self: &Arc<Self>,
+        name: &str,
+        stream: UnixStream,
+        f: impl FnOnce(UnixStream) + Send + 'static,
+    ) -> Option<JoinHandle<()>> {
+        let kept = match stream.try_clone() {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serve an admin connection");
+                return None;
+            }
+        };
+        let id = {
+            let mut running = self.lock();
+            running.next += 1;
+            let id = running.next;
+            running.streams.insert(id, kept);
+            id
+        };
+        let slot = Slot {
+            threads: self.clone(),
+            id,
+        };
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _slot = slot;
+                f(stream);
+            });
+        match spawned {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                // The closure, and its slot, were dropped with the failed spawn.
+                tracing::warn!(error = %e, "cannot start an admin connection thread");
+                None
+            }
+        }
+    }
+
+    /// Shuts every stream down: a thread waiting for its client wakes at once, and one
+    /// running a command finds the input at its end and the output closed.
+    fn cut_off(&self) {
+        for stream in self.lock().streams.values() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Waits for every thread to end, until `deadline`: how many still run then.
+    fn wait_until(&self, deadline: Instant) -> usize {
+        let mut running = self.lock();
+        while !running.streams.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            running = self
+                .ended
+                .wait_timeout(running, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        running.streams.len()
+    }
+}
+
+// Gives a thread's place back when dropped, panics included. The thread's closure, and the
+// store handle in it, are gone by then.
+struct Slot {
+    threads: Arc<Threads>,
+    id: u64,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let kept = self.threads.lock().streams.remove(&self.id);
+        drop(kept);
+        self.threads.ended.notify_all();
     }
 }
 
-/// Runs `f` on a new thread that holds one of `counter`'s slots until it ends, panics
-/// included. The handle is for tests; the server lets its threads go.
-fn spawn_counted(
-    counter: &Arc<AtomicUsize>,
-    name: &str,
-    f: impl FnOnce() + Send + 'static,
-) -> Option<std::thread::JoinHandle<()>> {
-    counter.fetch_add(1, Ordering::SeqCst);
-    let slot = Slot(counter.clone());
-    let spawned = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let _slot = slot;
-            f();
-        });
-    match spawned {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            // The closure, and its slot, were dropped with the failed spawn.
-            tracing::warn!(error = %e, "cannot start an admin connection thread");
-            None
-        }
-    }
-}
-
-fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    let refusing = Arc::new(AtomicUsize::new(0));
+fn accept_loop(
+    listener: UnixListener,
+    rk: Redkeep,
+    stop: Arc<AtomicBool>,
+    served: Arc<Threads>,
+    refused: Arc<Threads>,
+) {
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let mut stream = match stream {
+        let stream = match stream {
             Ok(s) => s,
             Err(e) => {
                 if stop.load(Ordering::SeqCst) {
@@ -178,10 +284,10 @@ fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
                 continue;
             }
         };
-        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            if refusing.load(Ordering::SeqCst) < MAX_REFUSALS {
+        if served.count() >= MAX_CONNECTIONS {
+            if refused.count() < MAX_REFUSALS {
                 tracing::warn!("admin request refused: too many at once");
-                let _ = spawn_counted(&refusing, "redkeep-admin-busy", move || {
+                let _ = refused.spawn("redkeep-admin-busy", stream, move |mut stream| {
                     refuse(
                         &mut stream,
                         "the owner is busy with other admin requests; try again",
@@ -191,8 +297,8 @@ fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
             continue;
         }
         let rk = rk.clone();
-        let _ = spawn_counted(&active, "redkeep-admin-conn", move || {
-            serve_one(&mut stream, &rk)
+        let _ = served.spawn("redkeep-admin-conn", stream, move |mut stream| {
+            serve_one(&mut stream, &rk);
         });
     }
 }
@@ -392,10 +498,11 @@ mod tests {
     /// thread ends.
     #[test]
     fn a_request_thread_that_panics_gives_its_slot_back() {
-        let active = Arc::new(AtomicUsize::new(0));
+        let threads = Arc::new(Threads::default());
         let panicking: Vec<_> = (0..(MAX_CONNECTIONS + 8))
             .filter_map(|i| {
-                spawn_counted(&active, "test-conn", move || {
+                let (stream, _client) = UnixStream::pair().unwrap();
+                threads.spawn("test-conn", stream, move |_| {
                     panic!("request {i} panics (expected in this test)")
                 })
             })
@@ -404,9 +511,30 @@ mod tests {
         for handle in panicking {
             assert!(handle.join().is_err(), "the thread was meant to panic");
         }
-        assert_eq!(active.load(Ordering::SeqCst), 0, "slots were kept");
-        let fine = spawn_counted(&active, "test-conn", || ()).unwrap();
+        assert_eq!(threads.count(), 0, "slots were kept");
+        let (stream, _client) = UnixStream::pair().unwrap();
+        let fine = threads.spawn("test-conn", stream, |_| ()).unwrap();
         fine.join().unwrap();
-        assert_eq!(active.load(Ordering::SeqCst), 0);
+        assert_eq!(threads.count(), 0);
+    }
+
+    /// A thread waiting for an idle client ends when the threads are cut off, so stopping
+    /// the server does not wait for the client.
+    #[test]
+    fn cutting_connections_off_ends_a_thread_waiting_for_its_client() {
+        let threads = Arc::new(Threads::default());
+        let (stream, _idle_client) = UnixStream::pair().unwrap();
+        let (started, waiting) = std::sync::mpsc::channel();
+        let handle = threads
+            .spawn("test-conn", stream, move |mut stream| {
+                started.send(()).unwrap();
+                let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+            })
+            .unwrap();
+        waiting.recv().unwrap();
+        threads.cut_off();
+        // A bound on a failure, not a wait for the clock.
+        assert_eq!(threads.wait_until(Instant::now() + STOP_PATIENCE), 0);
+        handle.join().unwrap();
     }
 }
