@@ -11,13 +11,15 @@
 //! `/proc/self/fd/<dir>/redkeep.sock`.
 
 use std::fs::File;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::deadline::{Peer, Until};
 use super::reply::Reply;
 use super::request::Request;
 
@@ -111,22 +113,51 @@ impl<'a> ChunkReader<'a> {
         }
     }
 
-    /// Reads and drops whatever input the command left, up to the end marker, but no more
-    /// than `budget` bytes of it: `false` when the input goes on past them (an endless one,
-    /// `/dev/zero` given to a command that has already failed).
-    pub(crate) fn drain_at_most(&mut self, budget: u64) -> io::Result<bool> {
-        let mut left = budget;
-        while !self.done {
-            let skipped = self.buf.len().saturating_sub(self.pos) as u64;
-            let Some(rest) = left.checked_sub(skipped) else {
-                return Ok(false);
-            };
-            left = rest;
-            self.pos = self.buf.len();
-            self.fill_buf()?;
+    /// Reads and drops whatever input the command left, as [`drain`] does (what this reader
+    /// holds counts against the budget): `true` when it was read to its end.
+    pub(crate) fn drain(&mut self, deadline: Instant, budget: u64) -> bool {
+        if self.done {
+            return true;
         }
-        Ok(true)
+        let held = self.buf.len().saturating_sub(self.pos) as u64;
+        self.pos = self.buf.len();
+        budget
+            .checked_sub(held)
+            .is_some_and(|left| drain(&*self.stream, deadline, left))
     }
+}
+
+/// Reads and drops what a peer still sends, frames up to the end marker of its input: no
+/// more than `budget` bytes of them, and nothing after `deadline`. `true` when the end marker
+/// was read; `false` when the input went on past the budget or the deadline, or broke off.
+pub(crate) fn drain(peer: impl Peer, deadline: Instant, budget: u64) -> bool {
+    let mut from = BufReader::new(Until::new(peer, deadline));
+    let mut left = budget;
+    loop {
+        let mut head = [0u8; 5];
+        if from.read_exact(&mut head).is_err() {
+            return false;
+        }
+        if head[0] == END {
+            return true;
+        }
+        let len = u64::from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]));
+        match left.checked_sub(len) {
+            Some(rest) => left = rest,
+            None => return false,
+        }
+        if skip(&mut from, len).is_err() {
+            return false;
+        }
+    }
+}
+
+/// Reads and drops `n` bytes.
+fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
+    if io::copy(&mut r.take(n), &mut io::sink())? < n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
 }
 
 impl Read for ChunkReader<'_> {
@@ -221,9 +252,36 @@ pub(crate) fn socket_address(dir: &Path) -> io::Result<(PathBuf, Option<File>)> 
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{END, INPUT, drain};
+    use crate::admin::deadline::Drip;
+
     /// Operations name the socket without using this module: the two names are one.
     #[test]
     fn operations_know_the_socket_by_its_name() {
         assert_eq!(crate::ops::files::SOCKET_NAME, super::SOCKET_FILE);
+    }
+
+    /// Frames of `len` bytes of input, `count` of them (or endless), then the end marker.
+    fn input(len: u8, count: Option<usize>) -> Box<dyn Iterator<Item = u8>> {
+        let mut frame = vec![INPUT, 0, 0, 0, len];
+        frame.resize(5 + usize::from(len), b'x');
+        let end = [END, 0, 0, 0, 0];
+        match count {
+            Some(n) => Box::new(frame.repeat(n).into_iter().chain(end)),
+            None => Box::new(frame.into_iter().cycle()),
+        }
+    }
+
+    /// A client sending its input a few bytes every 8 s held the owner's thread for as long
+    /// as it liked: the drain now ends at its deadline.
+    #[test]
+    fn a_drain_ends_at_its_deadline() {
+        let start = Instant::now();
+        let step = Duration::from_secs(8);
+        let mut slow = Drip::new(input(1, None), 64, step, start);
+        assert!(!drain(&mut slow, start + 2 * step, 1024 * 1024));
+        assert_eq!(slow.sent, 2 * 64);
     }
 }

@@ -3,15 +3,16 @@
 //! same [`execute`](super::execute) function the CLI uses locally.
 //!
 //! Only peers with the owner's uid (or root) are served, checked with `SO_PEERCRED`.
-//! Requests are capped in size and in the time to send them; each connection has its own
-//! thread, at most [`MAX_CONNECTIONS`] at once, so a slow client cannot hold up the
-//! application or other clients. A refusal reads the request first, so the peer always gets
-//! the owner's message; a request that panics is answered with an error and frees its slot.
-//! Stopping the server ends every connection and waits for its thread, which holds the store
-//! open (a command running goes on to its end, its input and output cut off).
+//! Requests are capped in size and in the time to send them, counted from the connection;
+//! each connection has its own thread, at most [`MAX_CONNECTIONS`] at once, so a slow client
+//! cannot hold up the application or other clients. A refusal reads the request first, so
+//! the peer always gets the owner's message; a request that panics is answered with an error
+//! and frees its slot. Stopping the server ends every connection and waits for its thread,
+//! which holds the store open (a command running goes on to its end, its input and output
+//! cut off).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -20,21 +21,23 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::deadline::{Peer, Until};
 use super::io::{Io, Quiet};
 use super::protocol::SOCKET_FILE;
 use super::protocol::{
-    ANSWER, ChunkReader, ChunkWriter, END, Frame, MAX_CHUNK_BYTES, MAX_REQUEST_BYTES,
-    PROTOCOL_VERSION, REQUEST, WireError, WireReply, WireRequest, read_frame, socket_address,
-    write_json,
+    ANSWER, ChunkReader, ChunkWriter, Frame, MAX_CHUNK_BYTES, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+    REQUEST, WireError, WireReply, WireRequest, drain, read_frame, socket_address, write_json,
 };
 use crate::Redkeep;
 use crate::error::{Error, Result};
 
 /// Connections served at once; more are refused until one ends.
 pub const MAX_CONNECTIONS: usize = 32;
-/// Time a client has to send its request (and each chunk of its input).
+/// Time a client has to send its request, from its connection on; and, after a command, to
+/// send the rest of the input the command did not read.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most input read and dropped after a command that did not read all of it.
+/// The most input read and dropped after a command that did not read all of it, or with a
+/// refused request.
 const DRAIN_BUDGET: u64 = 64 * 1024 * 1024;
 /// The pause after a failed accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
@@ -284,12 +287,14 @@ fn accept_loop(
                 continue;
             }
         };
+        let accepted = Instant::now();
         if served.count() >= MAX_CONNECTIONS {
             if refused.count() < MAX_REFUSALS {
                 tracing::warn!("admin request refused: too many at once");
                 let _ = refused.spawn("redkeep-admin-busy", stream, move |mut stream| {
                     refuse(
                         &mut stream,
+                        accepted + REQUEST_TIMEOUT,
                         "the owner is busy with other admin requests; try again",
                     );
                 });
@@ -298,7 +303,7 @@ fn accept_loop(
         }
         let rk = rk.clone();
         let _ = served.spawn("redkeep-admin-conn", stream, move |mut stream| {
-            serve_one(&mut stream, &rk);
+            serve_one(&mut stream, &rk, accepted);
         });
     }
 }
@@ -321,43 +326,45 @@ fn error(message: impl Into<String>) -> WireError {
     }
 }
 
-/// Answers `message` as an error after reading the peer's request and input, so the peer is
-/// never cut off while still writing (Unix sockets reset a peer whose data was left unread,
-/// and it would see `Broken pipe` instead of the answer). Reading is bounded by the size
-/// caps and the request timeout.
-fn refuse(stream: &mut UnixStream, message: &str) {
-    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+/// Answers `message` as an error after reading the rest of the peer's request and input,
+/// so the peer is never cut off while still writing (Unix sockets reset a peer whose data was
+/// left unread, and it would see `Broken pipe` instead of the answer). Reading is bounded by
+/// the drain budget and `deadline`.
+fn refuse(stream: &mut UnixStream, deadline: Instant, message: &str) {
     let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-    drain_request(stream);
-    answer(stream, Err(error(message)));
+    let whole = drain(&*stream, deadline, DRAIN_BUDGET);
+    finish(stream, Err(error(message)), whole);
+}
+
+/// Sends the answer and ends the connection. When the input was not read to its end (it went
+/// on past the budget or the deadline), the reading side is shut after the answer, so the
+/// client's next write fails and it reads the answer.
+fn finish(
+    stream: &mut UnixStream,
+    result: std::result::Result<super::reply::Reply, WireError>,
+    whole: bool,
+) {
+    answer(stream, result);
+    if !whole {
+        let _ = stream.shutdown(std::net::Shutdown::Read);
+    }
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-// Reads and drops frames up to the end of the input (or an error, a cap or the timeout).
-fn drain_request(stream: &mut UnixStream) {
-    let mut budget: u64 = 64 * 1024 * 1024;
-    loop {
-        let mut head = [0u8; 5];
-        if stream.read_exact(&mut head).is_err() || head[0] == END {
-            return;
-        }
-        let len = u64::from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]));
-        if len > budget {
-            return;
-        }
-        budget -= len;
-        if std::io::copy(&mut Read::by_ref(stream).take(len), &mut std::io::sink()).is_err() {
-            return;
-        }
-    }
+/// Reads the request frame, in the time a client has from its connection (`accepted`) on.
+fn read_request(peer: impl Peer, accepted: Instant) -> std::io::Result<Frame> {
+    read_frame(
+        &mut Until::new(peer, accepted + REQUEST_TIMEOUT),
+        MAX_REQUEST_BYTES,
+    )
 }
 
 fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
     Ok(rustix::net::sockopt::socket_peercred(stream)?.uid.as_raw())
 }
 
-fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
-    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
+    let deadline = accepted + REQUEST_TIMEOUT;
     let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
     let own = rustix::process::geteuid().as_raw();
     let uid = match peer_uid(stream) {
@@ -366,6 +373,7 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
             tracing::warn!(peer_uid = uid, "admin request refused: another uid");
             refuse(
                 stream,
+                deadline,
                 &format!("refused: peer uid {uid} is not the store owner's uid"),
             );
             return;
@@ -374,16 +382,18 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
             tracing::warn!(error = %e, "admin request refused: no peer credentials");
             refuse(
                 stream,
+                deadline,
                 &format!("refused: cannot read the peer's credentials ({e})"),
             );
             return;
         }
     };
-    let body = match read_frame(stream, MAX_REQUEST_BYTES) {
+    let body = match read_request(&*stream, accepted) {
         Ok(Frame::Body(REQUEST, b)) => b,
         Ok(Frame::TooLarge(_, n)) => {
             refuse(
                 stream,
+                deadline,
                 &format!("request of {n} bytes exceeds the {MAX_REQUEST_BYTES}-byte limit"),
             );
             return;
@@ -391,6 +401,7 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
         Ok(Frame::Body(kind, _)) => {
             refuse(
                 stream,
+                deadline,
                 &format!("expected a request frame, got {:?}", kind as char),
             );
             return;
@@ -401,13 +412,14 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
     let request: WireRequest = match crate::workspace::parse_wrapped(&body) {
         Ok(r) => r,
         Err(e) => {
-            refuse(stream, &format!("malformed request: {e}"));
+            refuse(stream, deadline, &format!("malformed request: {e}"));
             return;
         }
     };
     if request.version != PROTOCOL_VERSION {
         refuse(
             stream,
+            deadline,
             &format!(
                 "protocol version {} is not {PROTOCOL_VERSION}; use the redkeep CLI of the same version as the application",
                 request.version
@@ -423,6 +435,7 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
         );
         refuse(
             stream,
+            deadline,
             "a migration changes the stored format, and this application would go on running its own code on it; stop the application, then run the command again",
         );
         return;
@@ -438,14 +451,14 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
     let mut reader_stream = match stream.try_clone() {
         Ok(s) => s,
         Err(e) => {
-            refuse(stream, &format!("cannot serve the request: {e}"));
+            refuse(stream, deadline, &format!("cannot serve the request: {e}"));
             return;
         }
     };
     let mut writer_stream = match stream.try_clone() {
         Ok(s) => s,
         Err(e) => {
-            refuse(stream, &format!("cannot serve the request: {e}"));
+            refuse(stream, deadline, &format!("cannot serve the request: {e}"));
             return;
         }
     };
@@ -479,19 +492,19 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
         return; // the client went away
     }
     // The rest of the input is read before the answer (a peer is never cut off while it
-    // writes), up to a budget: past it (an endless input), the answer goes first and the
-    // reading side is shut, so the client's next write fails and it reads the answer.
-    let whole = input.get_mut().drain_at_most(DRAIN_BUDGET).unwrap_or(true);
+    // writes), up to a budget and in the time a client has to send it: past them (an
+    // endless input, a client that sends a few bytes now and then), the answer goes first.
+    let whole = input
+        .get_mut()
+        .drain(Instant::now() + REQUEST_TIMEOUT, DRAIN_BUDGET);
     drop(input);
-    answer(stream, result);
-    if !whole {
-        let _ = stream.shutdown(std::net::Shutdown::Read);
-    }
+    finish(stream, result, whole);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::deadline::Drip;
 
     /// Far-future expiries once made admin requests panic, and each panic kept one of the 32
     /// connection slots: after 33, every command failed. A slot is now given back however its
@@ -536,5 +549,33 @@ mod tests {
         // A bound on a failure, not a wait for the clock.
         assert_eq!(threads.wait_until(Instant::now() + STOP_PATIENCE), 0);
         handle.join().unwrap();
+    }
+
+    /// A client sending its request a few bytes every 8 s, each piece within the time a read
+    /// may wait, was answered after a minute: the time to send a request is now counted
+    /// from the connection.
+    #[test]
+    fn a_request_sent_in_slow_pieces_is_cut_off_at_the_deadline() {
+        let body = br#"{"version":2,"request":{"command":"Stats","secret":null}}"#;
+        let frame = || {
+            let mut frame = vec![REQUEST];
+            frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            frame.extend_from_slice(body);
+            frame.into_iter()
+        };
+        let len = frame().len() as u64;
+        let accepted = Instant::now();
+        let mut drip = Drip::new(frame(), 11, Duration::from_secs(8), accepted);
+        let late = read_request(&mut drip, accepted)
+            .err()
+            .expect("the request was read whole though it took a minute to arrive");
+        assert_eq!(late.kind(), std::io::ErrorKind::TimedOut);
+        assert!(drip.sent < len, "{} of {len} bytes read", drip.sent);
+        // Sent at once, the same request is read.
+        let mut quick = Drip::new(frame(), 11, Duration::ZERO, accepted);
+        assert!(matches!(
+            read_request(&mut quick, accepted),
+            Ok(Frame::Body(REQUEST, b)) if b == body
+        ));
     }
 }
