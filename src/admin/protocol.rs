@@ -128,8 +128,9 @@ impl<'a> ChunkReader<'a> {
 }
 
 /// Reads and drops what a peer still sends, frames up to the end marker of its input: no
-/// more than `budget` bytes of them, and nothing after `deadline`. `true` when the end marker
-/// was read; `false` when the input went on past the budget or the deadline, or broke off.
+/// more than `budget` bytes of them, each frame's header counted (endless empty frames end
+/// too), and nothing after `deadline`. `true` when the end marker was read; `false` when the
+/// input went on past the budget or the deadline, or broke off.
 pub(crate) fn drain(peer: impl Peer, deadline: Instant, budget: u64) -> bool {
     let mut from = BufReader::new(Until::new(peer, deadline));
     let mut left = budget;
@@ -142,7 +143,7 @@ pub(crate) fn drain(peer: impl Peer, deadline: Instant, budget: u64) -> bool {
             return true;
         }
         let len = u64::from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]));
-        match left.checked_sub(len) {
+        match left.checked_sub(head.len() as u64 + len) {
             Some(rest) => left = rest,
             None => return false,
         }
@@ -272,6 +273,19 @@ mod tests {
             Some(n) => Box::new(frame.repeat(n).into_iter().chain(end)),
             None => Box::new(frame.into_iter().cycle()),
         }
+    }
+
+    /// A client sent millions of empty input frames after its request: they cost the drain
+    /// nothing, and the owner read them for ever without answering.
+    #[test]
+    fn empty_frames_count_against_the_drain_budget() {
+        let start = Instant::now();
+        let budget = 1000;
+        let mut within = Drip::new(input(0, Some(100)), 64, Duration::ZERO, start);
+        assert!(drain(&mut within, start + Duration::from_secs(1), budget));
+        let mut past = Drip::new(input(0, Some(300)), 64, Duration::ZERO, start);
+        assert!(!drain(&mut past, start + Duration::from_secs(1), budget));
+        assert!(past.sent <= budget + 64, "{} bytes read", past.sent);
     }
 
     /// A client sending its input a few bytes every 8 s held the owner's thread for as long

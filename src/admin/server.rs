@@ -37,7 +37,7 @@ pub const MAX_CONNECTIONS: usize = 32;
 /// send the rest of the input the command did not read.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most input read and dropped after a command that did not read all of it, or with a
-/// refused request.
+/// refused request, frame headers included.
 const DRAIN_BUDGET: u64 = 64 * 1024 * 1024;
 /// The pause after a failed accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
