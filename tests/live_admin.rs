@@ -696,3 +696,34 @@ fn an_idle_client_does_not_keep_the_store_open_after_the_socket_stops() {
     assert!(!marker.exists(), "the store is still open");
     Redkeep::open(&dir, options()).expect("the store is still held");
 }
+
+/// A request too large to read is read to its end before the refusal: its body was read as
+/// frames, and one whose first byte was the end marker's ended the reading there, so the
+/// client, still sending the rest, got `Broken pipe` instead of the answer.
+#[test]
+fn a_request_too_large_is_read_to_its_end_before_it_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rk = Redkeep::open(
+        tmp.path().join("d"),
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let server = redkeep::admin::serve(&rk).unwrap();
+    let mut s = UnixStream::connect(server.path()).unwrap();
+    // Far more than a socket holds, so the client is still sending when the owner answers.
+    let body = vec![b'E'; 2 * 1024 * 1024];
+    let mut sending = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        sending.write_all(b"R")?;
+        sending.write_all(&(body.len() as u32).to_be_bytes())?;
+        sending.write_all(&body)?;
+        sending.write_all(b"E\0\0\0\0")
+    });
+    let mut answer = Vec::new();
+    let read = s.read_to_end(&mut answer);
+    let sent = sender.join().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(sent.is_ok(), "{sent:?}; answer: {answer}");
+    read.unwrap();
+    assert!(answer.contains("exceeds"), "{answer}");
+}

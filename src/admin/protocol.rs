@@ -123,17 +123,23 @@ impl<'a> ChunkReader<'a> {
         self.pos = self.buf.len();
         budget
             .checked_sub(held)
-            .is_some_and(|left| drain(&*self.stream, deadline, left))
+            .is_some_and(|left| drain(&*self.stream, deadline, 0, left))
     }
 }
 
-/// Reads and drops what a peer still sends, frames up to the end marker of its input: no
-/// more than `budget` bytes of them, each frame's header counted (endless empty frames end
-/// too), and nothing after `deadline`. `true` when the end marker was read; `false` when the
-/// input went on past the budget or the deadline, or broke off.
-pub(crate) fn drain(peer: impl Peer, deadline: Instant, budget: u64) -> bool {
+/// Reads and drops what a peer still sends, up to the end of its input: first `unread` bytes
+/// (the body of a frame whose header was read), then frames up to the end marker. No more
+/// than `budget` bytes are read, each frame's header counted (endless empty frames end too),
+/// and nothing after `deadline`. `true` when the end marker was read; `false` when the input
+/// went on past the budget or the deadline, or broke off.
+pub(crate) fn drain(peer: impl Peer, deadline: Instant, unread: u64, budget: u64) -> bool {
     let mut from = BufReader::new(Until::new(peer, deadline));
-    let mut left = budget;
+    let Some(mut left) = budget.checked_sub(unread) else {
+        return false;
+    };
+    if skip(&mut from, unread).is_err() {
+        return false;
+    }
     loop {
         let mut head = [0u8; 5];
         if from.read_exact(&mut head).is_err() {
@@ -282,9 +288,14 @@ mod tests {
         let start = Instant::now();
         let budget = 1000;
         let mut within = Drip::new(input(0, Some(100)), 64, Duration::ZERO, start);
-        assert!(drain(&mut within, start + Duration::from_secs(1), budget));
+        assert!(drain(
+            &mut within,
+            start + Duration::from_secs(1),
+            0,
+            budget
+        ));
         let mut past = Drip::new(input(0, Some(300)), 64, Duration::ZERO, start);
-        assert!(!drain(&mut past, start + Duration::from_secs(1), budget));
+        assert!(!drain(&mut past, start + Duration::from_secs(1), 0, budget));
         assert!(past.sent <= budget + 64, "{} bytes read", past.sent);
     }
 
@@ -295,7 +306,25 @@ mod tests {
         let start = Instant::now();
         let step = Duration::from_secs(8);
         let mut slow = Drip::new(input(1, None), 64, step, start);
-        assert!(!drain(&mut slow, start + 2 * step, 1024 * 1024));
+        assert!(!drain(&mut slow, start + 2 * step, 0, 1024 * 1024));
         assert_eq!(slow.sent, 2 * 64);
+    }
+
+    /// The body of a frame whose header was read (a request too large to read) is dropped as
+    /// such: its bytes were read as frame headers, and one that looked like the end marker
+    /// ended the drain with the rest of the input unread.
+    #[test]
+    fn the_unread_body_of_a_frame_is_dropped_before_the_frames_after_it() {
+        let start = Instant::now();
+        let body = [END; 10];
+        let bytes = body.into_iter().chain(input(3, Some(2)));
+        // A byte a read, so that what was read is what the drain took.
+        let mut peer = Drip::new(bytes, 1, Duration::ZERO, start);
+        assert!(drain(&mut peer, start + Duration::from_secs(1), 10, 1000));
+        assert_eq!(peer.sent, 10 + 2 * 8 + 5, "the drain ended early");
+        // More unread than the budget allows is not read at all.
+        let mut peer = Drip::new(body.into_iter(), 64, Duration::ZERO, start);
+        assert!(!drain(&mut peer, start + Duration::from_secs(1), 10, 9));
+        assert_eq!(peer.sent, 0);
     }
 }

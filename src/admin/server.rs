@@ -331,8 +331,13 @@ fn error(message: impl Into<String>) -> WireError {
 /// left unread, and it would see `Broken pipe` instead of the answer). Reading is bounded by
 /// the drain budget and `deadline`.
 fn refuse(stream: &mut UnixStream, deadline: Instant, message: &str) {
+    refuse_after(stream, deadline, 0, message);
+}
+
+/// [`refuse`] after first dropping `unread` bytes: the body of a frame whose header was read.
+fn refuse_after(stream: &mut UnixStream, deadline: Instant, unread: u64, message: &str) {
     let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-    let whole = drain(&*stream, deadline, DRAIN_BUDGET);
+    let whole = drain(&*stream, deadline, unread, DRAIN_BUDGET);
     finish(stream, Err(error(message)), whole);
 }
 
@@ -391,9 +396,11 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
     let body = match read_request(&*stream, accepted) {
         Ok(Frame::Body(REQUEST, b)) => b,
         Ok(Frame::TooLarge(_, n)) => {
-            refuse(
+            // Its body is unread: dropped as such, never read as frames.
+            refuse_after(
                 stream,
                 deadline,
+                u64::from(n),
                 &format!("request of {n} bytes exceeds the {MAX_REQUEST_BYTES}-byte limit"),
             );
             return;
