@@ -727,3 +727,42 @@ fn a_request_too_large_is_read_to_its_end_before_it_is_refused() {
     read.unwrap();
     assert!(answer.contains("exceeds"), "{answer}");
 }
+
+/// Owners starting together over the socket a killed one left each found it stale: one
+/// could remove the socket another had just made, and serve on a file that was gone (or
+/// fail removing it). Now exactly one serves and the others are told it answers.
+#[test]
+fn owners_starting_together_over_a_stale_socket_leave_one_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let rk = Redkeep::open(
+        &dir,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let socket = dir.join(redkeep::admin::SOCKET_FILE);
+    for round in 0..50 {
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap()); // left behind
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let owners: Vec<_> = (0..4)
+            .map(|_| {
+                let (rk, start) = (rk.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    redkeep::admin::serve(&rk)
+                })
+            })
+            .collect();
+        let results: Vec<_> = owners.into_iter().map(|o| o.join().unwrap()).collect();
+        let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(refused.len(), 3, "round {round}: {refused:?}");
+        assert!(
+            refused
+                .iter()
+                .all(|e| matches!(e, redkeep::Error::InUse { .. })),
+            "round {round}: {refused:?}"
+        );
+        let answer = raw_request(&socket, STATS);
+        assert!(answer.contains("\"Ok\""), "round {round}: {answer}");
+    }
+}

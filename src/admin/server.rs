@@ -12,6 +12,7 @@
 //! cut off).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -99,6 +100,7 @@ impl Drop for AdminServer {
                 STOP_PATIENCE.as_secs()
             );
         }
+        let _turn = take_turn(&self.dir);
         if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -117,6 +119,7 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
     let path = dir.join(SOCKET_FILE);
     let (address, _dir_handle) =
         socket_address(&dir).map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
+    let turn = take_turn(&dir);
     if std::fs::symlink_metadata(&path).is_ok() {
         if UnixStream::connect(&address).is_ok() {
             return Err(Error::InUse {
@@ -132,6 +135,7 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io(format!("securing {}", path.display()), e))?;
     let inode = std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(0);
+    drop(turn);
     let waker = listener.try_clone().ok();
     let stop = Arc::new(AtomicBool::new(false));
     let (served, refused) = (Arc::new(Threads::default()), Arc::new(Threads::default()));
@@ -152,6 +156,24 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
         served,
         refused,
     })
+}
+
+/// Takes turns with other processes at the socket file of `dir` until dropped: checking that
+/// a socket is stale and replacing it is one step, else two owners starting together after a
+/// crash could each remove the other's new socket. Best effort: a file system that cannot
+/// lock goes without.
+fn take_turn(dir: &Path) -> Option<File> {
+    let handle = File::open(dir).ok()?;
+    loop {
+        match rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Some(handle),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "admin socket set up unlocked");
+                return None;
+            }
+        }
+    }
 }
 
 /// The connection threads of one kind (served, or refused as busy), each with a clone of its
