@@ -670,3 +670,99 @@ fn a_holder_that_does_not_answer_is_reported_not_waited_for() {
     let line = line.expect("no notice on stderr");
     assert!(line.contains("no answer yet"), "{line}");
 }
+
+/// A request of a kind every build answers (`stats`), as raw JSON.
+const STATS: &[u8] = br#"{"version":2,"request":{"command":"Stats","secret":null}}"#;
+
+/// An application that stops its admin socket while a client is connected and idle lets go
+/// of its store: each connection's thread held a handle to it and was left running, so the
+/// store stayed open after the application dropped its own handle, and an application that
+/// then exited left it "not closed cleanly".
+#[test]
+fn an_idle_client_does_not_keep_the_store_open_after_the_socket_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let server = redkeep::admin::serve(&rk).unwrap();
+    let _idle = UnixStream::connect(server.path()).unwrap();
+    // One thread accepts connections in turn: once a later one is answered, the idle one has
+    // its own thread.
+    let answer = raw_request(server.path(), STATS);
+    assert!(answer.contains("\"Ok\""), "{answer}");
+    drop(server);
+    drop(rk);
+    let marker = redkeep::store::owner_path(&dir.join(redkeep::STORE_FILE));
+    assert!(!marker.exists(), "the store is still open");
+    Redkeep::open(&dir, options()).expect("the store is still held");
+}
+
+/// A request too large to read is read to its end before the refusal: its body was read as
+/// frames, and one whose first byte was the end marker's ended the reading there, so the
+/// client, still sending the rest, got `Broken pipe` instead of the answer.
+#[test]
+fn a_request_too_large_is_read_to_its_end_before_it_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rk = Redkeep::open(
+        tmp.path().join("d"),
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let server = redkeep::admin::serve(&rk).unwrap();
+    let mut s = UnixStream::connect(server.path()).unwrap();
+    // Far more than a socket holds, so the client is still sending when the owner answers.
+    let body = vec![b'E'; 2 * 1024 * 1024];
+    let mut sending = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        sending.write_all(b"R")?;
+        sending.write_all(&(body.len() as u32).to_be_bytes())?;
+        sending.write_all(&body)?;
+        sending.write_all(b"E\0\0\0\0")
+    });
+    let mut answer = Vec::new();
+    let read = s.read_to_end(&mut answer);
+    let sent = sender.join().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(sent.is_ok(), "{sent:?}; answer: {answer}");
+    read.unwrap();
+    assert!(answer.contains("exceeds"), "{answer}");
+}
+
+/// Owners starting together over the socket a killed one left each found it stale: one
+/// could remove the socket another had just made, and serve on a file that was gone (or
+/// fail removing it). Now exactly one serves and the others are told it answers.
+#[test]
+fn owners_starting_together_over_a_stale_socket_leave_one_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let rk = Redkeep::open(
+        &dir,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let socket = dir.join(redkeep::admin::SOCKET_FILE);
+    for round in 0..50 {
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap()); // left behind
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let owners: Vec<_> = (0..4)
+            .map(|_| {
+                let (rk, start) = (rk.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    redkeep::admin::serve(&rk)
+                })
+            })
+            .collect();
+        let results: Vec<_> = owners.into_iter().map(|o| o.join().unwrap()).collect();
+        let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(refused.len(), 3, "round {round}: {refused:?}");
+        assert!(
+            refused
+                .iter()
+                .all(|e| matches!(e, redkeep::Error::InUse { .. })),
+            "round {round}: {refused:?}"
+        );
+        let answer = raw_request(&socket, STATS);
+        assert!(answer.contains("\"Ok\""), "round {round}: {answer}");
+    }
+}

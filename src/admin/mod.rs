@@ -19,6 +19,7 @@
 
 mod client;
 pub mod commands;
+mod deadline;
 mod io;
 mod probe;
 mod protocol;

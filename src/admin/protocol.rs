@@ -11,13 +11,15 @@
 //! `/proc/self/fd/<dir>/redkeep.sock`.
 
 use std::fs::File;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::deadline::{Peer, Until};
 use super::reply::Reply;
 use super::request::Request;
 
@@ -111,22 +113,58 @@ impl<'a> ChunkReader<'a> {
         }
     }
 
-    /// Reads and drops whatever input the command left, up to the end marker, but no more
-    /// than `budget` bytes of it: `false` when the input goes on past them (an endless one,
-    /// `/dev/zero` given to a command that has already failed).
-    pub(crate) fn drain_at_most(&mut self, budget: u64) -> io::Result<bool> {
-        let mut left = budget;
-        while !self.done {
-            let skipped = self.buf.len().saturating_sub(self.pos) as u64;
-            let Some(rest) = left.checked_sub(skipped) else {
-                return Ok(false);
-            };
-            left = rest;
-            self.pos = self.buf.len();
-            self.fill_buf()?;
+    /// Reads and drops whatever input the command left, as [`drain`] does (what this reader
+    /// holds counts against the budget): `true` when it was read to its end.
+    pub(crate) fn drain(&mut self, deadline: Instant, budget: u64) -> bool {
+        if self.done {
+            return true;
         }
-        Ok(true)
+        let held = self.buf.len().saturating_sub(self.pos) as u64;
+        self.pos = self.buf.len();
+        budget
+            .checked_sub(held)
+            .is_some_and(|left| drain(&*self.stream, deadline, 0, left))
     }
+}
+
+/// Reads and drops what a peer still sends, up to the end of its input: first `unread` bytes
+/// (the body of a frame whose header was read), then frames up to the end marker. No more
+/// than `budget` bytes are read, each frame's header counted (endless empty frames end too),
+/// and nothing after `deadline`. `true` when the end marker was read; `false` when the input
+/// went on past the budget or the deadline, or broke off.
+pub(crate) fn drain(peer: impl Peer, deadline: Instant, unread: u64, budget: u64) -> bool {
+    let mut from = BufReader::new(Until::new(peer, deadline));
+    let Some(mut left) = budget.checked_sub(unread) else {
+        return false;
+    };
+    if skip(&mut from, unread).is_err() {
+        return false;
+    }
+    loop {
+        let mut head = [0u8; 5];
+        if from.read_exact(&mut head).is_err() {
+            return false;
+        }
+        if head[0] == END {
+            return true;
+        }
+        let len = u64::from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]));
+        match left.checked_sub(head.len() as u64 + len) {
+            Some(rest) => left = rest,
+            None => return false,
+        }
+        if skip(&mut from, len).is_err() {
+            return false;
+        }
+    }
+}
+
+/// Reads and drops `n` bytes.
+fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
+    if io::copy(&mut r.take(n), &mut io::sink())? < n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
 }
 
 impl Read for ChunkReader<'_> {
@@ -221,9 +259,72 @@ pub(crate) fn socket_address(dir: &Path) -> io::Result<(PathBuf, Option<File>)> 
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{END, INPUT, drain};
+    use crate::admin::deadline::Drip;
+
     /// Operations name the socket without using this module: the two names are one.
     #[test]
     fn operations_know_the_socket_by_its_name() {
         assert_eq!(crate::ops::files::SOCKET_NAME, super::SOCKET_FILE);
+    }
+
+    /// Frames of `len` bytes of input, `count` of them (or endless), then the end marker.
+    fn input(len: u8, count: Option<usize>) -> Box<dyn Iterator<Item = u8>> {
+        let mut frame = vec![INPUT, 0, 0, 0, len];
+        frame.resize(5 + usize::from(len), b'x');
+        let end = [END, 0, 0, 0, 0];
+        match count {
+            Some(n) => Box::new(frame.repeat(n).into_iter().chain(end)),
+            None => Box::new(frame.into_iter().cycle()),
+        }
+    }
+
+    /// A client sent millions of empty input frames after its request: they cost the drain
+    /// nothing, and the owner read them for ever without answering.
+    #[test]
+    fn empty_frames_count_against_the_drain_budget() {
+        let start = Instant::now();
+        let budget = 1000;
+        let mut within = Drip::new(input(0, Some(100)), 64, Duration::ZERO, start);
+        assert!(drain(
+            &mut within,
+            start + Duration::from_secs(1),
+            0,
+            budget
+        ));
+        let mut past = Drip::new(input(0, Some(300)), 64, Duration::ZERO, start);
+        assert!(!drain(&mut past, start + Duration::from_secs(1), 0, budget));
+        assert!(past.sent <= budget + 64, "{} bytes read", past.sent);
+    }
+
+    /// A client sending its input a few bytes every 8 s held the owner's thread for as long
+    /// as it liked: the drain now ends at its deadline.
+    #[test]
+    fn a_drain_ends_at_its_deadline() {
+        let start = Instant::now();
+        let step = Duration::from_secs(8);
+        let mut slow = Drip::new(input(1, None), 64, step, start);
+        assert!(!drain(&mut slow, start + 2 * step, 0, 1024 * 1024));
+        assert_eq!(slow.sent, 2 * 64);
+    }
+
+    /// The body of a frame whose header was read (a request too large to read) is dropped as
+    /// such: its bytes were read as frame headers, and one that looked like the end marker
+    /// ended the drain with the rest of the input unread.
+    #[test]
+    fn the_unread_body_of_a_frame_is_dropped_before_the_frames_after_it() {
+        let start = Instant::now();
+        let body = [END; 10];
+        let bytes = body.into_iter().chain(input(3, Some(2)));
+        // A byte a read, so that what was read is what the drain took.
+        let mut peer = Drip::new(bytes, 1, Duration::ZERO, start);
+        assert!(drain(&mut peer, start + Duration::from_secs(1), 10, 1000));
+        assert_eq!(peer.sent, 10 + 2 * 8 + 5, "the drain ended early");
+        // More unread than the budget allows is not read at all.
+        let mut peer = Drip::new(body.into_iter(), 64, Duration::ZERO, start);
+        assert!(!drain(&mut peer, start + Duration::from_secs(1), 10, 9));
+        assert_eq!(peer.sent, 0);
     }
 }

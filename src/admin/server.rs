@@ -3,39 +3,50 @@
 //! same [`execute`](super::execute) function the CLI uses locally.
 //!
 //! Only peers with the owner's uid (or root) are served, checked with `SO_PEERCRED`.
-//! Requests are capped in size and in the time to send them; each connection has its own
-//! thread, at most [`MAX_CONNECTIONS`] at once, so a slow client cannot hold up the
-//! application or other clients. A refusal reads the request first, so the peer always gets
-//! the owner's message; a request that panics is answered with an error and frees its slot.
+//! Requests are capped in size and in the time to send them, counted from the connection;
+//! each connection has its own thread, at most [`MAX_CONNECTIONS`] at once, so a slow client
+//! cannot hold up the application or other clients. A refusal reads the request first, so
+//! the peer always gets the owner's message; a request that panics is answered with an error
+//! and frees its slot. Stopping the server ends every connection and waits for its thread,
+//! which holds the store open (a command running goes on to its end, its input and output
+//! cut off).
 
-use std::io::{Read, Write};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use super::deadline::{Peer, Until};
 use super::io::{Io, Quiet};
 use super::protocol::SOCKET_FILE;
 use super::protocol::{
-    ANSWER, ChunkReader, ChunkWriter, END, Frame, MAX_CHUNK_BYTES, MAX_REQUEST_BYTES,
-    PROTOCOL_VERSION, REQUEST, WireError, WireReply, WireRequest, read_frame, socket_address,
-    write_json,
+    ANSWER, ChunkReader, ChunkWriter, Frame, MAX_CHUNK_BYTES, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+    REQUEST, WireError, WireReply, WireRequest, drain, read_frame, socket_address, write_json,
 };
 use crate::Redkeep;
 use crate::error::{Error, Result};
 
 /// Connections served at once; more are refused until one ends.
 pub const MAX_CONNECTIONS: usize = 32;
-/// Time a client has to send its request (and each chunk of its input).
+/// Time a client has to send its request, from its connection on; and, after a command, to
+/// send the rest of the input the command did not read.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most input read and dropped after a command that did not read all of it.
+/// The most input read and dropped after a command that did not read all of it, or with a
+/// refused request, frame headers included.
 const DRAIN_BUDGET: u64 = 64 * 1024 * 1024;
 /// The pause after a failed accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// Busy refusals being answered at once, beyond [`MAX_CONNECTIONS`].
 const MAX_REFUSALS: usize = 8;
+/// How long stopping the server waits for its connection threads: a command that was running
+/// goes on to its end (a long `check`, a backup), which may take a while.
+const STOP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// A running admin socket; stops, and removes its file, when dropped.
 #[derive(Debug)]
@@ -46,7 +57,10 @@ pub struct AdminServer {
     stop: Arc<AtomicBool>,
     // The accept loop's listening socket, shut down to wake it when no connection can.
     waker: Option<UnixListener>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
+    // The connection threads, ended when the server stops.
+    served: Arc<Threads>,
+    refused: Arc<Threads>,
 }
 
 impl AdminServer {
@@ -72,6 +86,21 @@ impl Drop for AdminServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // No connection starts now. Those open are ended and waited for: each served one
+        // holds the store, and an idle client kept it open after the application let go of
+        // it and exited (the store then said it was not closed cleanly).
+        let until = Instant::now() + STOP_PATIENCE;
+        self.served.cut_off();
+        self.refused.cut_off();
+        let running = self.served.wait_until(until) + self.refused.wait_until(until);
+        if running > 0 {
+            tracing::warn!(
+                running,
+                "admin connections still running after {}s; the admin socket stops without them",
+                STOP_PATIENCE.as_secs()
+            );
+        }
+        let _turn = take_turn(&self.dir);
         if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -90,6 +119,7 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
     let path = dir.join(SOCKET_FILE);
     let (address, _dir_handle) =
         socket_address(&dir).map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
+    let turn = take_turn(&dir);
     if std::fs::symlink_metadata(&path).is_ok() {
         if UnixStream::connect(&address).is_ok() {
             return Err(Error::InUse {
@@ -105,13 +135,15 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io(format!("securing {}", path.display()), e))?;
     let inode = std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(0);
+    drop(turn);
     let waker = listener.try_clone().ok();
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let handle = rk.clone();
+    let (served, refused) = (Arc::new(Threads::default()), Arc::new(Threads::default()));
+    let (flag, handle) = (stop.clone(), rk.clone());
+    let (conns, refusals) = (served.clone(), refused.clone());
     let thread = std::thread::Builder::new()
         .name("redkeep-admin".into())
-        .spawn(move || accept_loop(listener, handle, flag))
+        .spawn(move || accept_loop(listener, handle, flag, conns, refusals))
         .map_err(|e| Error::io("starting the admin socket thread", e))?;
     tracing::info!(socket = %path.display(), "serving live administration");
     Ok(AdminServer {
@@ -121,51 +153,150 @@ pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
         stop,
         waker,
         thread: Some(thread),
+        served,
+        refused,
     })
 }
 
-// Decrements a counter when dropped, panics included.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Runs `f` on a new thread that holds one of `counter`'s slots until it ends, panics
-/// included. The handle is for tests; the server lets its threads go.
-fn spawn_counted(
-    counter: &Arc<AtomicUsize>,
-    name: &str,
-    f: impl FnOnce() + Send + 'static,
-) -> Option<std::thread::JoinHandle<()>> {
-    counter.fetch_add(1, Ordering::SeqCst);
-    let slot = Slot(counter.clone());
-    let spawned = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let _slot = slot;
-            f();
-        });
-    match spawned {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            // The closure, and its slot, were dropped with the failed spawn.
-            tracing::warn!(error = %e, "cannot start an admin connection thread");
-            None
+/// Takes turns with other processes at the socket file of `dir` until dropped: checking that
+/// a socket is stale and replacing it is one step, else two owners starting together after a
+/// crash could each remove the other's new socket. Best effort: a file system that cannot
+/// lock goes without.
+fn take_turn(dir: &Path) -> Option<File> {
+    let handle = File::open(dir).ok()?;
+    loop {
+        match rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Some(handle),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "admin socket set up unlocked");
+                return None;
+            }
         }
     }
 }
 
-fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    let refusing = Arc::new(AtomicUsize::new(0));
+/// The connection threads of one kind (served, or refused as busy), each with a clone of its
+/// stream, so that stopping the server can cut them off and wait for them.
+#[derive(Debug, Default)]
+struct Threads {
+    running: Mutex<Running>,
+    ended: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    next: u64,
+    streams: HashMap<u64, UnixStream>,
+}
+
+impl Threads {
+    fn lock(&self) -> MutexGuard<'_, Running> {
+        // Nothing panics while holding it: a poisoned lock holds a sound map all the same.
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many threads run.
+    fn count(&self) -> usize {
+        self.lock().streams.len()
+    }
+
+    /// Runs `f` with `stream` on a new thread, counted (with a clone of its stream) until it
+    /// ends, panics included. `None` when it cannot start; the connection is then closed.
+    /// The handle is for tests; the server lets its threads go.
+    fn spawn(
+        self: &Arc<Self>,
+        name: &str,
+        stream: UnixStream,
+        f: impl FnOnce(UnixStream) + Send + 'static,
+    ) -> Option<JoinHandle<()>> {
+        let kept = match stream.try_clone() {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serve an admin connection");
+                return None;
+            }
+        };
+        let id = {
+            let mut running = self.lock();
+            running.next += 1;
+            let id = running.next;
+            running.streams.insert(id, kept);
+            id
+        };
+        let slot = Slot {
+            threads: self.clone(),
+            id,
+        };
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _slot = slot;
+                f(stream);
+            });
+        match spawned {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                // The closure, and its slot, were dropped with the failed spawn.
+                tracing::warn!(error = %e, "cannot start an admin connection thread");
+                None
+            }
+        }
+    }
+
+    /// Shuts every stream down: a thread waiting for its client wakes at once, and one
+    /// running a command finds the input at its end and the output closed.
+    fn cut_off(&self) {
+        for stream in self.lock().streams.values() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Waits for every thread to end, until `deadline`: how many still run then.
+    fn wait_until(&self, deadline: Instant) -> usize {
+        let mut running = self.lock();
+        while !running.streams.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            running = self
+                .ended
+                .wait_timeout(running, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        running.streams.len()
+    }
+}
+
+// Gives a thread's place back when dropped, panics included. The thread's closure, and the
+// store handle in it, are gone by then.
+struct Slot {
+    threads: Arc<Threads>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let kept = self.threads.lock().streams.remove(&self.id);
+        drop(kept);
+        self.threads.ended.notify_all();
+    }
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    rk: Redkeep,
+    stop: Arc<AtomicBool>,
+    served: Arc<Threads>,
+    refused: Arc<Threads>,
+) {
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let mut stream = match stream {
+        let stream = match stream {
             Ok(s) => s,
             Err(e) => {
                 if stop.load(Ordering::SeqCst) {
@@ -178,12 +309,14 @@ fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
                 continue;
             }
         };
-        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            if refusing.load(Ordering::SeqCst) < MAX_REFUSALS {
+        let accepted = Instant::now();
+        if served.count() >= MAX_CONNECTIONS {
+            if refused.count() < MAX_REFUSALS {
                 tracing::warn!("admin request refused: too many at once");
-                let _ = spawn_counted(&refusing, "redkeep-admin-busy", move || {
+                let _ = refused.spawn("redkeep-admin-busy", stream, move |mut stream| {
                     refuse(
                         &mut stream,
+                        accepted + REQUEST_TIMEOUT,
                         "the owner is busy with other admin requests; try again",
                     );
                 });
@@ -191,8 +324,8 @@ fn accept_loop(listener: UnixListener, rk: Redkeep, stop: Arc<AtomicBool>) {
             continue;
         }
         let rk = rk.clone();
-        let _ = spawn_counted(&active, "redkeep-admin-conn", move || {
-            serve_one(&mut stream, &rk)
+        let _ = served.spawn("redkeep-admin-conn", stream, move |mut stream| {
+            serve_one(&mut stream, &rk, accepted);
         });
     }
 }
@@ -215,43 +348,50 @@ fn error(message: impl Into<String>) -> WireError {
     }
 }
 
-/// Answers `message` as an error after reading the peer's request and input, so the peer is
-/// never cut off while still writing (Unix sockets reset a peer whose data was left unread,
-/// and it would see `Broken pipe` instead of the answer). Reading is bounded by the size
-/// caps and the request timeout.
-fn refuse(stream: &mut UnixStream, message: &str) {
-    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+/// Answers `message` as an error after reading the rest of the peer's request and input,
+/// so the peer is never cut off while still writing (Unix sockets reset a peer whose data was
+/// left unread, and it would see `Broken pipe` instead of the answer). Reading is bounded by
+/// the drain budget and `deadline`.
+fn refuse(stream: &mut UnixStream, deadline: Instant, message: &str) {
+    refuse_after(stream, deadline, 0, message);
+}
+
+/// [`refuse`] after first dropping `unread` bytes: the body of a frame whose header was read.
+fn refuse_after(stream: &mut UnixStream, deadline: Instant, unread: u64, message: &str) {
     let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-    drain_request(stream);
-    answer(stream, Err(error(message)));
+    let whole = drain(&*stream, deadline, unread, DRAIN_BUDGET);
+    finish(stream, Err(error(message)), whole);
+}
+
+/// Sends the answer and ends the connection. When the input was not read to its end (it went
+/// on past the budget or the deadline), the reading side is shut after the answer, so the
+/// client's next write fails and it reads the answer.
+fn finish(
+    stream: &mut UnixStream,
+    result: std::result::Result<super::reply::Reply, WireError>,
+    whole: bool,
+) {
+    answer(stream, result);
+    if !whole {
+        let _ = stream.shutdown(std::net::Shutdown::Read);
+    }
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-// Reads and drops frames up to the end of the input (or an error, a cap or the timeout).
-fn drain_request(stream: &mut UnixStream) {
-    let mut budget: u64 = 64 * 1024 * 1024;
-    loop {
-        let mut head = [0u8; 5];
-        if stream.read_exact(&mut head).is_err() || head[0] == END {
-            return;
-        }
-        let len = u64::from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]));
-        if len > budget {
-            return;
-        }
-        budget -= len;
-        if std::io::copy(&mut Read::by_ref(stream).take(len), &mut std::io::sink()).is_err() {
-            return;
-        }
-    }
+/// Reads the request frame, in the time a client has from its connection (`accepted`) on.
+fn read_request(peer: impl Peer, accepted: Instant) -> std::io::Result<Frame> {
+    read_frame(
+        &mut Until::new(peer, accepted + REQUEST_TIMEOUT),
+        MAX_REQUEST_BYTES,
+    )
 }
 
 fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
     Ok(rustix::net::sockopt::socket_peercred(stream)?.uid.as_raw())
 }
 
-fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
-    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
+    let deadline = accepted + REQUEST_TIMEOUT;
     let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
     let own = rustix::process::geteuid().as_raw();
     let uid = match peer_uid(stream) {
@@ -260,6 +400,7 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
             tracing::warn!(peer_uid = uid, "admin request refused: another uid");
             refuse(
                 stream,
+                deadline,
                 &format!("refused: peer uid {uid} is not the store owner's uid"),
             );
             return;
@@ -268,16 +409,20 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
             tracing::warn!(error = %e, "admin request refused: no peer credentials");
             refuse(
                 stream,
+                deadline,
                 &format!("refused: cannot read the peer's credentials ({e})"),
             );
             return;
         }
     };
-    let body = match read_frame(stream, MAX_REQUEST_BYTES) {
+    let body = match read_request(&*stream, accepted) {
         Ok(Frame::Body(REQUEST, b)) => b,
         Ok(Frame::TooLarge(_, n)) => {
-            refuse(
+            // Its body is unread: dropped as such, never read as frames.
+            refuse_after(
                 stream,
+                deadline,
+                u64::from(n),
                 &format!("request of {n} bytes exceeds the {MAX_REQUEST_BYTES}-byte limit"),
             );
             return;
@@ -285,6 +430,7 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
         Ok(Frame::Body(kind, _)) => {
             refuse(
                 stream,
+                deadline,
                 &format!("expected a request frame, got {:?}", kind as char),
             );
             return;
@@ -295,13 +441,14 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
     let request: WireRequest = match crate::workspace::parse_wrapped(&body) {
         Ok(r) => r,
         Err(e) => {
-            refuse(stream, &format!("malformed request: {e}"));
+            refuse(stream, deadline, &format!("malformed request: {e}"));
             return;
         }
     };
     if request.version != PROTOCOL_VERSION {
         refuse(
             stream,
+            deadline,
             &format!(
                 "protocol version {} is not {PROTOCOL_VERSION}; use the redkeep CLI of the same version as the application",
                 request.version
@@ -317,6 +464,7 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
         );
         refuse(
             stream,
+            deadline,
             "a migration changes the stored format, and this application would go on running its own code on it; stop the application, then run the command again",
         );
         return;
@@ -332,14 +480,14 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
     let mut reader_stream = match stream.try_clone() {
         Ok(s) => s,
         Err(e) => {
-            refuse(stream, &format!("cannot serve the request: {e}"));
+            refuse(stream, deadline, &format!("cannot serve the request: {e}"));
             return;
         }
     };
     let mut writer_stream = match stream.try_clone() {
         Ok(s) => s,
         Err(e) => {
-            refuse(stream, &format!("cannot serve the request: {e}"));
+            refuse(stream, deadline, &format!("cannot serve the request: {e}"));
             return;
         }
     };
@@ -373,29 +521,30 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep) {
         return; // the client went away
     }
     // The rest of the input is read before the answer (a peer is never cut off while it
-    // writes), up to a budget: past it (an endless input), the answer goes first and the
-    // reading side is shut, so the client's next write fails and it reads the answer.
-    let whole = input.get_mut().drain_at_most(DRAIN_BUDGET).unwrap_or(true);
+    // writes), up to a budget and in the time a client has to send it: past them (an
+    // endless input, a client that sends a few bytes now and then), the answer goes first.
+    let whole = input
+        .get_mut()
+        .drain(Instant::now() + REQUEST_TIMEOUT, DRAIN_BUDGET);
     drop(input);
-    answer(stream, result);
-    if !whole {
-        let _ = stream.shutdown(std::net::Shutdown::Read);
-    }
+    finish(stream, result, whole);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::deadline::Drip;
 
     /// Far-future expiries once made admin requests panic, and each panic kept one of the 32
     /// connection slots: after 33, every command failed. A slot is now given back however its
     /// thread ends.
     #[test]
     fn a_request_thread_that_panics_gives_its_slot_back() {
-        let active = Arc::new(AtomicUsize::new(0));
+        let threads = Arc::new(Threads::default());
         let panicking: Vec<_> = (0..(MAX_CONNECTIONS + 8))
             .filter_map(|i| {
-                spawn_counted(&active, "test-conn", move || {
+                let (stream, _client) = UnixStream::pair().unwrap();
+                threads.spawn("test-conn", stream, move |_| {
                     panic!("request {i} panics (expected in this test)")
                 })
             })
@@ -404,9 +553,58 @@ mod tests {
         for handle in panicking {
             assert!(handle.join().is_err(), "the thread was meant to panic");
         }
-        assert_eq!(active.load(Ordering::SeqCst), 0, "slots were kept");
-        let fine = spawn_counted(&active, "test-conn", || ()).unwrap();
+        assert_eq!(threads.count(), 0, "slots were kept");
+        let (stream, _client) = UnixStream::pair().unwrap();
+        let fine = threads.spawn("test-conn", stream, |_| ()).unwrap();
         fine.join().unwrap();
-        assert_eq!(active.load(Ordering::SeqCst), 0);
+        assert_eq!(threads.count(), 0);
+    }
+
+    /// A thread waiting for an idle client ends when the threads are cut off, so stopping
+    /// the server does not wait for the client.
+    #[test]
+    fn cutting_connections_off_ends_a_thread_waiting_for_its_client() {
+        let threads = Arc::new(Threads::default());
+        let (stream, _idle_client) = UnixStream::pair().unwrap();
+        let (started, waiting) = std::sync::mpsc::channel();
+        let handle = threads
+            .spawn("test-conn", stream, move |mut stream| {
+                started.send(()).unwrap();
+                let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+            })
+            .unwrap();
+        waiting.recv().unwrap();
+        threads.cut_off();
+        // A bound on a failure, not a wait for the clock.
+        assert_eq!(threads.wait_until(Instant::now() + STOP_PATIENCE), 0);
+        handle.join().unwrap();
+    }
+
+    /// A client sending its request a few bytes every 8 s, each piece within the time a read
+    /// may wait, was answered after a minute: the time to send a request is now counted
+    /// from the connection.
+    #[test]
+    fn a_request_sent_in_slow_pieces_is_cut_off_at_the_deadline() {
+        let body = br#"{"version":2,"request":{"command":"Stats","secret":null}}"#;
+        let frame = || {
+            let mut frame = vec![REQUEST];
+            frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            frame.extend_from_slice(body);
+            frame.into_iter()
+        };
+        let len = frame().len() as u64;
+        let accepted = Instant::now();
+        let mut drip = Drip::new(frame(), 11, Duration::from_secs(8), accepted);
+        let late = read_request(&mut drip, accepted)
+            .err()
+            .expect("the request was read whole though it took a minute to arrive");
+        assert_eq!(late.kind(), std::io::ErrorKind::TimedOut);
+        assert!(drip.sent < len, "{} of {len} bytes read", drip.sent);
+        // Sent at once, the same request is read.
+        let mut quick = Drip::new(frame(), 11, Duration::ZERO, accepted);
+        assert!(matches!(
+            read_request(&mut quick, accepted),
+            Ok(Frame::Body(REQUEST, b)) if b == body
+        ));
     }
 }
