@@ -739,6 +739,20 @@ fn lookalike_emails_are_refused_or_folded() {
             "\u{0430}\u{0441}\u{0435}@example.com",
             "looks like an address in plain letters",
         ),
+        // Capitals of another script that read as Latin ones, though their lower case
+        // (`вов`, `βοβ`) does not: the address is kept and shown as typed.
+        (
+            "\u{0412}\u{041e}\u{0412}@example.com",
+            "(U+0412) looks like \"B\"",
+        ),
+        (
+            "\u{0392}\u{039f}\u{0392}@example.com",
+            "(U+0392) looks like \"B\"",
+        ),
+        (
+            "\u{041c}\u{0410}\u{041c}\u{0410}@example.com",
+            "(U+041C) looks like \"M\"",
+        ),
     ] {
         match rk.users().create(new_user(email)) {
             Err(Error::InvalidInput { reason, .. }) => {
@@ -764,6 +778,15 @@ fn lookalike_emails_are_refused_or_folded() {
             assert!(reason.contains("looks like"), "{reason}")
         }
         other => panic!("a lookalike change of email was not refused: {other:?}"),
+    }
+    match rk
+        .users()
+        .change_email(anna.id, "\u{0412}\u{041e}\u{0412}@example.com")
+    {
+        Err(Error::InvalidInput { reason, .. }) => {
+            assert!(reason.contains("(U+0412) looks like"), "{reason}")
+        }
+        other => panic!("a change of email to capital lookalikes was not refused: {other:?}"),
     }
     // Names may not turn text around either.
     let mut u = new_user("named@example.com");

@@ -185,6 +185,28 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             create(new_user("\u{0430}nn@example.com")),
         ),
         (
+            "email in Cyrillic capitals that read as Latin ones",
+            "InvalidInput",
+            "'В' (U+0412) looks like \"B\"",
+            create(new_user("\u{0412}\u{041e}\u{0412}@example.com")),
+        ),
+        (
+            "email in Greek capitals that read as Latin ones",
+            "InvalidInput",
+            "'Β' (U+0392) looks like \"B\"",
+            create(new_user("\u{0392}\u{039f}\u{0392}@example.com")),
+        ),
+        (
+            "changing an email to Cyrillic capitals that read as Latin ones",
+            "InvalidInput",
+            "(U+0412) looks like",
+            Box::new(|f| {
+                f.rk.users()
+                    .change_email(f.ann, "\u{0412}\u{041e}\u{0412}@example.com")
+                    .map(|_| ())
+            }),
+        ),
+        (
             "email with a direction override",
             "InvalidInput",
             "U+202E",

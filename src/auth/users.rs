@@ -378,59 +378,77 @@ fn checked_email(raw: &str) -> Result<String> {
 /// [`normalize_email`] for an address an account is about to take (a new account, a change
 /// of email): also refuses one that only looks like a plain-letter address, in letters of
 /// one script that read as others (`bıll@example.com` with a dotless i, `ɡreg@…` with a
-/// script g, an all-Cyrillic `сосо@…`), which would make a second account that shows as
-/// the first. An address in another script's own letters (`иван@пример.рф`, `müller@…`)
-/// is taken. Addresses already stored are not checked again: their owners still log in.
+/// script g, an all-Cyrillic `сосо@…`, or `ВОВ@…` in Cyrillic capitals), which would make
+/// a second account that shows as the first. An address in another script's own letters
+/// (`иван@пример.рф`, `müller@…`) is taken. Addresses already stored are not checked again:
+/// their owners still log in.
 ///
 /// # Errors
 /// `InvalidInput` naming what is wrong.
 pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
+    use unicode_normalization::UnicodeNormalization;
     let email = normalize_email(raw)?;
     if email.is_ascii() {
         return Ok(email);
     }
+    // The address is compared lower-cased but kept and shown as typed, and either form may
+    // be the one that reads as plain letters: `ВОВ` (Cyrillic capitals) shows as `BOB`,
+    // though its lower case, `вов`, does not read as `bob`. The typed form first, so an
+    // error names the letters as they were typed.
+    let typed: String = raw.trim().nfkc().collect();
+    for form in [&typed, &email] {
+        if let Some(lookalikes) = plain_lookalikes(form) {
+            return Err(Error::invalid(
+                "email",
+                format!(
+                    "{:?} looks like an address in plain letters: {}; type the address in plain letters",
+                    shown_input(raw),
+                    lookalikes.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(email)
+}
+
+/// When all of `form` reads as plain (ASCII) letters, its letters that are not plain, each
+/// named with what it reads as (at most four); `None` when some letter reads as its own.
+fn plain_lookalikes(form: &str) -> Option<Vec<String>> {
     // A dot above an `i` or a `j` (`İ` lower-cased, or typed as a combining mark) adds
     // nothing to the eye: `i̇van` is `ivan`.
     let mut previous = ' ';
     // Small capitals are folded before the skeleton, which would turn some into letters
     // other scripts' own letters also become (`ᴍ` and Cyrillic `м` both into `ʍ`).
-    let folded: String = email.chars().map(small_capital).collect();
+    let folded: String = form.chars().map(small_capital).collect();
     let looks_plain = unicode_security::skeleton(&folded).all(|c| {
         let plain = c.is_ascii() || (c == '\u{0307}' && matches!(previous, 'i' | 'j'));
         previous = c;
         plain
     });
-    if looks_plain {
-        let mut seen = Vec::new();
-        for c in email.chars().filter(|c| !c.is_ascii()) {
-            if !seen.contains(&c) {
-                seen.push(c);
-            }
-        }
-        let lookalikes: Vec<String> = seen
-            .into_iter()
-            .map(|c| {
-                if c == '\u{0307}' {
-                    return "U+0307 (a dot above) adds nothing to the i or j it is on".to_string();
-                }
-                let plain: String = match small_capital(c) {
-                    folded if folded != c => folded.to_string(),
-                    _ => unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect(),
-                };
-                format!("{c:?} (U+{:04X}) looks like {plain:?}", c as u32)
-            })
-            .take(4)
-            .collect();
-        return Err(Error::invalid(
-            "email",
-            format!(
-                "{:?} looks like an address in plain letters: {}; type the address in plain letters",
-                shown_input(raw),
-                lookalikes.join(", ")
-            ),
-        ));
+    if !looks_plain {
+        return None;
     }
-    Ok(email)
+    let mut seen = Vec::new();
+    for c in form.chars().filter(|c| !c.is_ascii()) {
+        if !seen.contains(&c) {
+            seen.push(c);
+        }
+    }
+    let named = seen
+        .into_iter()
+        .map(|c| {
+            if c == '\u{0307}' {
+                return "U+0307 (a dot above) adds nothing to the i or j it is on".to_string();
+            }
+            let plain: String = match small_capital(c) {
+                folded if folded != c => folded.to_string(),
+                _ => unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect(),
+            };
+            format!("{c:?} (U+{:04X}) looks like {plain:?}", c as u32)
+        })
+        .take(4)
+        .collect();
+    Some(named)
 }
 
 /// The plain letter a Latin small capital (or the kra, `ĸ`) stands for: in an address
@@ -1125,6 +1143,51 @@ mod tests {
             "мама@example.com",
             "李@例子.中国",
             "Ann@Example.com",
+        ] {
+            assert_eq!(
+                normalize_new_email(own).unwrap(),
+                normalize_email(own).unwrap(),
+                "{own} is taken"
+            );
+        }
+    }
+
+    /// Capitals of another script that read as Latin ones (Cyrillic `В`, Greek `Β`) are
+    /// refused though their lower case is not a lookalike: the address is kept and shown
+    /// as typed. Capitals of words that cannot be read as Latin are taken.
+    #[test]
+    fn a_new_email_in_capitals_that_read_as_plain_ones_is_refused() {
+        let capitals = "АВЕКМНОРСТХУЅІЈ\
+                        ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ";
+        for c in capitals.chars() {
+            let email = format!("{c}{c}@example.com");
+            assert!(normalize_email(&email).is_ok(), "{email} is an address");
+            let e = normalize_new_email(&email).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{c:?} (U+{:04X}) looks like", c as u32)),
+                "{email}: {e}"
+            );
+        }
+        for (email, says) in [
+            ("ВОВ@example.org", "'В' (U+0412) looks like \"B\""),
+            ("АВС@example.org", "'С' (U+0421) looks like \"C\""),
+            ("ΒΟΒ@example.org", "'Β' (U+0392) looks like \"B\""),
+            ("МАМА@example.com", "'М' (U+041C) looks like \"M\""),
+            ("bob@ВОВ.com", "'В' (U+0412) looks like \"B\""),
+        ] {
+            let e = normalize_new_email(email).unwrap_err().to_string();
+            assert!(
+                e.contains(says) && e.contains("plain letters"),
+                "{email}: {e}"
+            );
+        }
+        for own in [
+            "БОРИС@example.com",
+            "ИВАН@ПРИМЕР.РФ",
+            "Вова@example.com",
+            "ΔΗΜΗΤΡΗΣ@example.gr",
+            "ΖΩΗ@example.gr",
+            "Müller@example.com",
         ] {
             assert_eq!(
                 normalize_new_email(own).unwrap(),
