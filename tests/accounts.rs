@@ -753,6 +753,11 @@ fn lookalike_emails_are_refused_or_folded() {
             "\u{041c}\u{0410}\u{041c}\u{0410}@example.com",
             "(U+041C) looks like \"M\"",
         ),
+        // The xn-- form of a domain would be a second account for the same mailbox.
+        (
+            "jose@xn--exmple-cua.com",
+            "write the domain as it reads, exämple.com, not its xn-- form",
+        ),
     ] {
         match rk.users().create(new_user(email)) {
             Err(Error::InvalidInput { reason, .. }) => {
@@ -787,6 +792,12 @@ fn lookalike_emails_are_refused_or_folded() {
             assert!(reason.contains("(U+0412) looks like"), "{reason}")
         }
         other => panic!("a change of email to capital lookalikes was not refused: {other:?}"),
+    }
+    match rk.users().change_email(anna.id, "anna@XN--P1AI.xn--p1ai") {
+        Err(Error::InvalidInput { reason, .. }) => {
+            assert!(reason.contains("as it reads, рф.рф, not"), "{reason}")
+        }
+        other => panic!("a change of email to an xn-- domain was not refused: {other:?}"),
     }
     // Names may not turn text around either.
     let mut u = new_user("named@example.com");

@@ -864,9 +864,9 @@ impl Users<'_> {
     ///
     /// # Errors
     /// `InvalidInput` for a bad email, username, name or password (an email is bad too when
-    /// it only looks like a plain-letter address, `ВОВ@example.com` in Cyrillic capitals,
-    /// say); `Conflict` when the email or username is taken; invite errors as in
-    /// [`crate::auth::invites::Invites`].
+    /// it only looks like a plain-letter address, `ВОВ@example.com` in Cyrillic capitals, or
+    /// has its domain in the `xn--` form); `Conflict` when the email or username is taken;
+    /// invite errors as in [`crate::auth::invites::Invites`].
     pub fn create(&self, spec: NewUser) -> Result<CreatedUser> {
         create_user(self.acc, spec)
     }

@@ -302,6 +302,12 @@ impl Record for Avatar {
 
 /// Trims, lower-cases and validates an email address.
 ///
+/// The result is the key an account is found by, so two addresses are one account exactly
+/// when this gives both the same text. A domain in its `xn--` (punycode) form is read as
+/// written, not decoded: `jose@xn--exmple-cua.com` is another address than
+/// `jose@exämple.com`. New accounts cannot take the `xn--` form (see
+/// [`Users::create`]); an account stored with it is found by that form only.
+///
 /// # Errors
 /// `InvalidInput` naming what is wrong.
 pub fn normalize_email(raw: &str) -> Result<String> {
@@ -376,18 +382,24 @@ fn checked_email(raw: &str) -> Result<String> {
 }
 
 /// [`normalize_email`] for an address an account is about to take (a new account, a change
-/// of email): also refuses one that only looks like a plain-letter address, in letters of
-/// one script that read as others (`bıll@example.com` with a dotless i, `ɡreg@…` with a
-/// script g, an all-Cyrillic `сосо@…`, or `ВОВ@…` in Cyrillic capitals), which would make
-/// a second account that shows as the first. An address in another script's own letters
-/// (`иван@пример.рф`, `müller@…`) is taken. Addresses already stored are not checked again:
-/// their owners still log in.
+/// of email): also refuses
+/// - one that only looks like a plain-letter address, in letters of one script that read as
+///   others (`bıll@example.com` with a dotless i, `ɡreg@…` with a script g, an all-Cyrillic
+///   `сосо@…`, or `ВОВ@…` in Cyrillic capitals), which would make a second account that
+///   shows as the first. An address in another script's own letters (`иван@пример.рф`,
+///   `müller@…`) is taken;
+/// - a domain in its `xn--` (punycode) form (`jose@xn--exmple-cua.com`): it is another
+///   account key than the domain in its letters (`jose@exämple.com`), so one inbox could
+///   hold two accounts.
+///
+/// Addresses already stored are not checked again: their owners still log in.
 ///
 /// # Errors
 /// `InvalidInput` naming what is wrong.
 pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
     use unicode_normalization::UnicodeNormalization;
     let email = normalize_email(raw)?;
+    refuse_xn_domain(raw, &email)?;
     if email.is_ascii() {
         return Ok(email);
     }
@@ -449,6 +461,50 @@ fn plain_lookalikes(form: &str) -> Option<Vec<String>> {
         .take(4)
         .collect();
     Some(named)
+}
+
+/// Refuses an address (`email`, normalised) whose domain has a label in its `xn--`
+/// (punycode) form, naming the domain as it reads when that form decodes.
+fn refuse_xn_domain(raw: &str, email: &str) -> Result<()> {
+    let Some((_, domain)) = email.rsplit_once('@') else {
+        return Ok(());
+    };
+    if !domain.split('.').any(|label| label.starts_with("xn--")) {
+        return Ok(());
+    }
+    let as_it_reads = match unicode_form(email) {
+        Some(unicode) => unicode
+            .rsplit_once('@')
+            .map_or(unicode.clone(), |(_, d)| d.to_string()),
+        None => "in its own letters".to_string(),
+    };
+    Err(Error::invalid(
+        "email",
+        format!(
+            "{:?} has its domain in the xn-- (punycode) form, which would make a second account for the same mailbox; write the domain as it reads, {as_it_reads}, not its xn-- form",
+            shown_input(raw)
+        ),
+    ))
+}
+
+/// `email` (normalised) with each `xn--` label of its domain decoded into its letters, when
+/// there is one, each decodes, and the result is a valid address (nothing invisible, no mix
+/// of scripts: it may be shown).
+fn unicode_form(email: &str) -> Option<String> {
+    let (local, domain) = email.rsplit_once('@')?;
+    let mut decoded = false;
+    let mut labels = Vec::new();
+    for label in domain.split('.') {
+        match label.strip_prefix("xn--") {
+            Some(encoded) => {
+                labels.push(super::punycode::decode_label(encoded)?);
+                decoded = true;
+            }
+            None => labels.push(label.to_string()),
+        }
+    }
+    let unicode = format!("{local}@{}", labels.join("."));
+    (decoded && normalize_email(&unicode).is_ok()).then_some(unicode)
 }
 
 /// The plain letter a Latin small capital (or the kra, `ĸ`) stands for: in an address
@@ -736,7 +792,9 @@ impl Users<'_> {
         self.acc.read(|tx| tx.table::<User>().get(&id))
     }
 
-    /// The user with this email (any case and surrounding spaces).
+    /// The user with this email (any case and surrounding spaces), matched as
+    /// [`normalize_email`] reads it: a domain in its `xn--` form does not find an account
+    /// stored with the domain in its own letters.
     ///
     /// # Errors
     /// `InvalidInput` for a malformed email.
@@ -769,7 +827,9 @@ impl Users<'_> {
     /// Resolves what an operator typed: a numeric id, an email or a username.
     ///
     /// # Errors
-    /// `InvalidInput` when `who` is empty (or only spaces); `NotFound` when no user matches.
+    /// `InvalidInput` when `who` is empty (or only spaces); `NotFound` when no user matches
+    /// (given a domain in its `xn--` form, it names the address with the domain as it reads,
+    /// the form accounts are created with, without looking that one up).
     pub fn find(&self, who: &str) -> Result<User> {
         let who = who.trim();
         if who.is_empty() {
@@ -791,7 +851,15 @@ impl Users<'_> {
         } else {
             self.by_username(who)?
         };
-        found.ok_or_else(|| Error::not_found(format!("user {}", shown_input(who))))
+        found.ok_or_else(|| {
+            // An operator given the `xn--` form of a domain is told the form that is kept.
+            let hint = normalize_email(who)
+                .ok()
+                .and_then(|n| unicode_form(&n))
+                .map(|u| format!(" (addresses are kept with the domain as it reads: try {u})"))
+                .unwrap_or_default();
+            Error::not_found(format!("user {}{hint}", shown_input(who)))
+        })
     }
 
     /// Up to `limit` users with ids above `after`, in id order (a page; pass the last id for
@@ -1194,6 +1262,30 @@ mod tests {
                 normalize_email(own).unwrap(),
                 "{own} is taken"
             );
+        }
+    }
+
+    /// A domain in its xn-- form is refused for a new address, naming the domain as it
+    /// reads when the form decodes; stored addresses with one are still read.
+    #[test]
+    fn a_new_email_with_an_xn_domain_is_refused_naming_the_domain_as_it_reads() {
+        for (email, says) in [
+            ("jose@xn--exmple-cua.com", "as it reads, exämple.com, not"),
+            ("jose@XN--EXMPLE-CUA.COM", "as it reads, exämple.com, not"),
+            ("ann@mail.xn--p1ai", "as it reads, mail.рф, not"),
+            ("ann@xn--zz.com", "as it reads, in its own letters, not"),
+            ("ann@xn--abc.com", "as it reads, in its own letters, not"),
+        ] {
+            assert!(normalize_email(email).is_ok(), "{email} is an address");
+            let e = normalize_new_email(email).unwrap_err().to_string();
+            assert!(
+                e.contains(says) && e.contains("xn-- (punycode)"),
+                "{email}: {e}"
+            );
+        }
+        // Only a label that starts with it: `xn--` elsewhere is a plain name.
+        for plain in ["xn--jose@example.com", "ann@axn--b.com", "ann@ab--cd.com"] {
+            assert!(normalize_new_email(plain).is_ok(), "{plain}");
         }
     }
 
