@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestDir;
+use redkeep::auth::sessions::LoginMeta;
 use redkeep::{
     Error, InviteFilter, InviteSpec, InviteStatus, NewUser, PasswordParams, Registration,
     UserFilter,
@@ -739,6 +740,25 @@ fn lookalike_emails_are_refused_or_folded() {
             "\u{0430}\u{0441}\u{0435}@example.com",
             "looks like an address in plain letters",
         ),
+        // Capitals of another script that read as Latin ones, though their lower case
+        // (`вов`, `βοβ`) does not: the address is kept and shown as typed.
+        (
+            "\u{0412}\u{041e}\u{0412}@example.com",
+            "(U+0412) looks like \"B\"",
+        ),
+        (
+            "\u{0392}\u{039f}\u{0392}@example.com",
+            "(U+0392) looks like \"B\"",
+        ),
+        (
+            "\u{041c}\u{0410}\u{041c}\u{0410}@example.com",
+            "(U+041C) looks like \"M\"",
+        ),
+        // The xn-- form of a domain would be a second account for the same mailbox.
+        (
+            "jose@xn--exmple-cua.com",
+            "write the domain as it reads, exämple.com, not its xn-- form",
+        ),
     ] {
         match rk.users().create(new_user(email)) {
             Err(Error::InvalidInput { reason, .. }) => {
@@ -765,12 +785,75 @@ fn lookalike_emails_are_refused_or_folded() {
         }
         other => panic!("a lookalike change of email was not refused: {other:?}"),
     }
+    match rk
+        .users()
+        .change_email(anna.id, "\u{0412}\u{041e}\u{0412}@example.com")
+    {
+        Err(Error::InvalidInput { reason, .. }) => {
+            assert!(reason.contains("(U+0412) looks like"), "{reason}")
+        }
+        other => panic!("a change of email to capital lookalikes was not refused: {other:?}"),
+    }
+    match rk.users().change_email(anna.id, "anna@XN--P1AI.xn--p1ai") {
+        Err(Error::InvalidInput { reason, .. }) => {
+            assert!(reason.contains("as it reads, рф.рф, not"), "{reason}")
+        }
+        other => panic!("a change of email to an xn-- domain was not refused: {other:?}"),
+    }
     // Names may not turn text around either.
     let mut u = new_user("named@example.com");
     u.name = Some("evil\u{202e}gpj.exe".into());
     assert!(matches!(
         rk.users().create(u),
         Err(Error::InvalidInput { .. })
+    ));
+}
+
+/// Addresses stored before the rules for new ones (here, from an export of an earlier
+/// build) still log in and are found as they are stored: capitals that read as Latin ones,
+/// and a domain in its xn-- form, which is matched as written (the domain in its own
+/// letters finds nothing). Such an account's own address, given again, changes nothing.
+#[test]
+fn addresses_stored_before_the_rules_for_new_ones_still_log_in() {
+    let earlier = TestDir::new();
+    let rk = earlier.open();
+    for email in ["bob@example.com", "jose@example.com"] {
+        rk.users().create(new_user(email)).unwrap();
+    }
+    let mut out = Vec::new();
+    redkeep::ops::export(&rk, &mut out, &|_| {}).unwrap();
+    drop(rk);
+    let lines = String::from_utf8(out)
+        .unwrap()
+        .replace(
+            "\"bob@example.com\"",
+            "\"\u{0412}\u{041e}\u{0412}@example.com\"",
+        )
+        .replace("\"jose@example.com\"", "\"jose@xn--exmple-cua.com\"");
+    let t = TestDir::new();
+    let rk = t.open();
+    redkeep::ops::import(&rk, &mut std::io::Cursor::new(lines.as_bytes()), &|_| {}).unwrap();
+    for email in [
+        "\u{0412}\u{041e}\u{0412}@example.com",
+        "\u{0432}\u{043e}\u{0432}@example.com",
+        "jose@xn--exmple-cua.com",
+        "JOSE@XN--EXMPLE-CUA.COM",
+    ] {
+        let login = rk
+            .sessions()
+            .login(email, "correct horse", LoginMeta::default());
+        assert!(login.is_ok(), "{email}: {login:?}");
+        let found = rk.users().find(email).unwrap();
+        assert_eq!(
+            rk.users().change_email(found.id, &found.email).unwrap(),
+            found
+        );
+    }
+    assert_eq!(rk.users().by_email("jose@exämple.com").unwrap(), None);
+    assert!(matches!(
+        rk.sessions()
+            .login("jose@exämple.com", "correct horse", LoginMeta::default()),
+        Err(Error::Unauthorized)
     ));
 }
 

@@ -185,6 +185,50 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             create(new_user("\u{0430}nn@example.com")),
         ),
         (
+            "email in Cyrillic capitals that read as Latin ones",
+            "InvalidInput",
+            "'В' (U+0412) looks like \"B\"",
+            create(new_user("\u{0412}\u{041e}\u{0412}@example.com")),
+        ),
+        (
+            "email in Greek capitals that read as Latin ones",
+            "InvalidInput",
+            "'Β' (U+0392) looks like \"B\"",
+            create(new_user("\u{0392}\u{039f}\u{0392}@example.com")),
+        ),
+        (
+            "email with its domain in the xn-- form",
+            "InvalidInput",
+            "write the domain as it reads, exämple.com, not its xn-- form",
+            create(new_user("jose@xn--exmple-cua.com")),
+        ),
+        (
+            "changing an email to Cyrillic capitals that read as Latin ones",
+            "InvalidInput",
+            "(U+0412) looks like",
+            Box::new(|f| {
+                f.rk.users()
+                    .change_email(f.ann, "\u{0412}\u{041e}\u{0412}@example.com")
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "changing an email to a domain in the xn-- form",
+            "InvalidInput",
+            "write the domain as it reads, exämple.com",
+            Box::new(|f| {
+                f.rk.users()
+                    .change_email(f.ann, "ann@XN--exmple-cua.com")
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "looking up the xn-- form of a domain",
+            "NotFound",
+            "try ann@exämple.com",
+            Box::new(|f| f.rk.users().find("ann@xn--exmple-cua.com").map(|_| ())),
+        ),
+        (
             "email with a direction override",
             "InvalidInput",
             "U+202E",

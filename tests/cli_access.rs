@@ -549,6 +549,65 @@ fn operators_issue_reset_tokens_verify_and_change_emails() {
     assert!(err.contains("disabled"), "{err}");
 }
 
+/// `change-email` says what it did: nothing for the address the user has (which stays
+/// verified), a change of letter case only, or a change. A new address that reads as
+/// another (capitals of another script) or gives its domain in the xn-- form is refused
+/// with what to type instead, and `user show` of the xn-- form names the form kept.
+#[test]
+fn change_email_says_what_it_did_and_new_addresses_say_what_to_type() {
+    let cli = Cli::new();
+    let id = with_user(&cli);
+    cli.expect(&["user", "verify-email", "ann@example.com"], None, 0);
+    let ann = id.to_string();
+    let change = |to: &str| cli.expect(&["user", "change-email", &ann, to], None, 0).0;
+    let verified = || cli.json(&["user", "show", &ann], None)["email_verified"].clone();
+
+    let out = change(" ann@example.com");
+    assert!(
+        out.contains(&format!(
+            "email of user {id} is ann@example.com already (verified); nothing changed"
+        )),
+        "{out}"
+    );
+    assert_eq!(verified(), true);
+    let out = change("Ann@example.com");
+    assert!(
+        out.contains(
+            "changed from ann@example.com to Ann@example.com, only in letter case; it is not verified"
+        ),
+        "{out}"
+    );
+    assert_eq!(verified(), false);
+    let out = change("anne@example.com");
+    assert!(
+        out.contains("changed from Ann@example.com to anne@example.com; it is not verified"),
+        "{out}"
+    );
+
+    for (email, says) in [
+        (
+            "\u{0412}\u{041e}\u{0412}@example.com",
+            "'В' (U+0412) looks like \"B\"",
+        ),
+        (
+            "\u{0392}\u{039f}\u{0392}@example.com",
+            "'Β' (U+0392) looks like \"B\"",
+        ),
+        (
+            "jose@xn--exmple-cua.com",
+            "write the domain as it reads, exämple.com, not its xn-- form",
+        ),
+    ] {
+        let (_, err) = cli.expect(&["user", "create", email], None, 1);
+        assert!(err.contains(says), "{email}: {err}");
+        let (_, err) = cli.expect(&["user", "change-email", &ann, email], None, 1);
+        assert!(err.contains(says), "{email}: {err}");
+    }
+    cli.expect(&["user", "create", "jose@exämple.com"], None, 0);
+    let (_, err) = cli.expect(&["user", "show", "jose@xn--exmple-cua.com"], None, 1);
+    assert!(err.contains("try jose@exämple.com"), "{err}");
+}
+
 /// What a command prints that cannot be shown again (a generated password, an invite code,
 /// a key) is not lost without a word: an unwritable stdout is an error (exit 1, one line
 /// that says the change is kept, so the secret can be revoked).

@@ -296,6 +296,36 @@ fn verification_marks_the_email_and_a_new_email_must_be_verified_again() {
     assert!(rk.recovery().tokens_of(dan.id).unwrap().is_empty());
 }
 
+/// A change to the address the user has (as given, trimmed) changes nothing: it stays
+/// verified, its tokens stay, nothing is audited. The same address in other letter case is
+/// a change: kept as given, audited, to be verified again.
+#[test]
+fn a_change_to_the_current_email_changes_nothing_but_one_of_case_is_a_change() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let bob = user(&rk, "bob@example.com");
+    let bob = rk.users().set_email_verified(bob.id, true).unwrap();
+    rk.recovery()
+        .request_password_reset("bob@example.com")
+        .unwrap()
+        .unwrap();
+    let events = audit_len(&rk);
+    let same = rk
+        .users()
+        .change_email(bob.id, " bob@example.com ")
+        .unwrap();
+    assert_eq!(same, bob);
+    assert_eq!(rk.users().get(bob.id).unwrap().unwrap(), bob);
+    assert_eq!(audit_len(&rk), events);
+    assert_eq!(rk.recovery().tokens_of(bob.id).unwrap().len(), 1);
+
+    let cased = rk.users().change_email(bob.id, "Bob@example.com").unwrap();
+    assert_eq!(cased.email, "Bob@example.com");
+    assert!(!cased.email_verified);
+    assert_eq!(audit_len(&rk), events + 1);
+    assert!(rk.recovery().tokens_of(bob.id).unwrap().is_empty());
+}
+
 #[test]
 fn tokens_are_stored_hashed_swept_when_expired_and_deleted_with_their_user() {
     let t = TestDir::new();

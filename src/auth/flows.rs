@@ -882,8 +882,10 @@ impl Users<'_> {
     /// ```
     ///
     /// # Errors
-    /// `InvalidInput` for a bad email, username, name or password; `Conflict` when the email
-    /// or username is taken; invite errors as in [`crate::auth::invites::Invites`].
+    /// `InvalidInput` for a bad email, username, name or password (an email is bad too when
+    /// it only looks like a plain-letter address, `ВОВ@example.com` in Cyrillic capitals, or
+    /// has its domain in the `xn--` form); `Conflict` when the email or username is taken;
+    /// invite errors as in [`crate::auth::invites::Invites`].
     pub fn create(&self, spec: NewUser) -> Result<CreatedUser> {
         create_user(self.acc, spec)
     }
@@ -1007,15 +1009,21 @@ impl Users<'_> {
     }
 
     /// Changes a user's email: it must be free, and it is unverified until verified again
-    /// (outstanding reset and verification tokens stop working).
+    /// (outstanding reset and verification tokens stop working). The address the user has
+    /// already, as given (trimmed), is left as it is: nothing is written or audited and a
+    /// verified address stays verified (compare the returned email with the one before to
+    /// tell). The same address in other letter case (`Bob@example.com` for
+    /// `bob@example.com`) is a change: it is kept as given and must be verified again, since
+    /// the part before the @ may be case-sensitive for its mail server.
     ///
     /// # Errors
-    /// `InvalidInput` for a malformed email; `Conflict` when another account has it;
-    /// `NotFound`.
+    /// `InvalidInput` for a malformed email, one that only looks like a plain-letter address
+    /// or has its domain in the `xn--` form (the rules of [`Users::create`]); `Conflict` when
+    /// another account has it; `NotFound`.
     pub fn change_email(&self, id: u64, email: &str) -> Result<User> {
         // Checked in its normal form (which the unique index holds), kept as given, as
-        // `create` keeps it: the part before the @ may be case-sensitive for its mail server.
-        crate::auth::users::normalize_new_email(email)?;
+        // `create` keeps it.
+        normalize_email(email)?;
         let email = email.trim().to_string();
         let now = self.acc.now();
         self.acc.store.write(|tx| {
@@ -1026,6 +1034,9 @@ impl Users<'_> {
             if u.email == email {
                 return Ok(u);
             }
+            // Only a new address meets the rules for new ones: a user's own, stored before a
+            // rule, is still theirs.
+            crate::auth::users::normalize_new_email(&email)?;
             let old = std::mem::replace(&mut u.email, email.clone());
             u.email_verified = false;
             u.updated_at = now;

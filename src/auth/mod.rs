@@ -1,6 +1,7 @@
 //! The account domain: one file per table family (records, rules and the handle of that
 //! noun), `flows.rs` for the changes that span tables, `references.rs` for the cross-table
-//! checks, and `migrations.rs` with the frozen shapes of older versions in `legacy.rs`.
+//! checks, `migrations.rs` with the frozen shapes of older versions in `legacy.rs`, and
+//! `punycode.rs`, which reads a domain's `xn--` form for the email rules' errors.
 //!
 //! Every handle (`Users`, `Sessions`, …) borrows the crate-private `Accounts`: the store, the clock, the
 //! password hasher and the policies. Nothing here knows files: what must happen to a user's
@@ -16,6 +17,7 @@ pub(crate) mod legacy;
 pub(crate) mod migrations;
 pub mod orgs;
 pub mod password;
+mod punycode;
 pub mod recovery;
 pub(crate) mod references;
 pub mod roles;

@@ -302,6 +302,12 @@ impl Record for Avatar {
 
 /// Trims, lower-cases and validates an email address.
 ///
+/// The result is the key an account is found by, so two addresses are one account exactly
+/// when this gives both the same text. A domain in its `xn--` (punycode) form is read as
+/// written, not decoded: `jose@xn--exmple-cua.com` is another address than
+/// `jose@exämple.com`. New accounts cannot take the `xn--` form (see
+/// [`Users::create`]); an account stored with it is found by that form only.
+///
 /// # Errors
 /// `InvalidInput` naming what is wrong.
 pub fn normalize_email(raw: &str) -> Result<String> {
@@ -376,61 +382,129 @@ fn checked_email(raw: &str) -> Result<String> {
 }
 
 /// [`normalize_email`] for an address an account is about to take (a new account, a change
-/// of email): also refuses one that only looks like a plain-letter address, in letters of
-/// one script that read as others (`bıll@example.com` with a dotless i, `ɡreg@…` with a
-/// script g, an all-Cyrillic `сосо@…`), which would make a second account that shows as
-/// the first. An address in another script's own letters (`иван@пример.рф`, `müller@…`)
-/// is taken. Addresses already stored are not checked again: their owners still log in.
+/// of email): also refuses
+/// - one that only looks like a plain-letter address, in letters of one script that read as
+///   others (`bıll@example.com` with a dotless i, `ɡreg@…` with a script g, an all-Cyrillic
+///   `сосо@…`, or `ВОВ@…` in Cyrillic capitals), which would make a second account that
+///   shows as the first. An address in another script's own letters (`иван@пример.рф`,
+///   `müller@…`) is taken;
+/// - a domain in its `xn--` (punycode) form (`jose@xn--exmple-cua.com`): it is another
+///   account key than the domain in its letters (`jose@exämple.com`), so one inbox could
+///   hold two accounts.
+///
+/// Addresses already stored are not checked again: their owners still log in.
 ///
 /// # Errors
 /// `InvalidInput` naming what is wrong.
 pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
+    use unicode_normalization::UnicodeNormalization;
     let email = normalize_email(raw)?;
+    refuse_xn_domain(raw, &email)?;
     if email.is_ascii() {
         return Ok(email);
     }
+    // The address is compared lower-cased but kept and shown as typed, and either form may
+    // be the one that reads as plain letters: `ВОВ` (Cyrillic capitals) shows as `BOB`,
+    // though its lower case, `вов`, does not read as `bob`. The typed form first, so an
+    // error names the letters as they were typed.
+    let typed: String = raw.trim().nfkc().collect();
+    for form in [&typed, &email] {
+        if let Some(lookalikes) = plain_lookalikes(form) {
+            return Err(Error::invalid(
+                "email",
+                format!(
+                    "{:?} looks like an address in plain letters: {}; type the address in plain letters",
+                    shown_input(raw),
+                    lookalikes.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(email)
+}
+
+/// When all of `form` reads as plain (ASCII) letters, its letters that are not plain, each
+/// named with what it reads as (at most four); `None` when some letter reads as its own.
+fn plain_lookalikes(form: &str) -> Option<Vec<String>> {
     // A dot above an `i` or a `j` (`İ` lower-cased, or typed as a combining mark) adds
     // nothing to the eye: `i̇van` is `ivan`.
     let mut previous = ' ';
     // Small capitals are folded before the skeleton, which would turn some into letters
     // other scripts' own letters also become (`ᴍ` and Cyrillic `м` both into `ʍ`).
-    let folded: String = email.chars().map(small_capital).collect();
+    let folded: String = form.chars().map(small_capital).collect();
     let looks_plain = unicode_security::skeleton(&folded).all(|c| {
         let plain = c.is_ascii() || (c == '\u{0307}' && matches!(previous, 'i' | 'j'));
         previous = c;
         plain
     });
-    if looks_plain {
-        let mut seen = Vec::new();
-        for c in email.chars().filter(|c| !c.is_ascii()) {
-            if !seen.contains(&c) {
-                seen.push(c);
-            }
-        }
-        let lookalikes: Vec<String> = seen
-            .into_iter()
-            .map(|c| {
-                if c == '\u{0307}' {
-                    return "U+0307 (a dot above) adds nothing to the i or j it is on".to_string();
-                }
-                let plain: String = match small_capital(c) {
-                    folded if folded != c => folded.to_string(),
-                    _ => unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect(),
-                };
-                format!("{c:?} (U+{:04X}) looks like {plain:?}", c as u32)
-            })
-            .take(4)
-            .collect();
-        return Err(Error::invalid(
-            "email",
-            format!(
-                "{:?} looks like an address in plain letters: {}; type the address in plain letters",
-                shown_input(raw),
-                lookalikes.join(", ")
-            ),
-        ));
+    if !looks_plain {
+        return None;
     }
-    Ok(email)
+    let mut seen = Vec::new();
+    for c in form.chars().filter(|c| !c.is_ascii()) {
+        if !seen.contains(&c) {
+            seen.push(c);
+        }
+    }
+    let named = seen
+        .into_iter()
+        .map(|c| {
+            if c == '\u{0307}' {
+                return "U+0307 (a dot above) adds nothing to the i or j it is on".to_string();
+            }
+            let plain: String = match small_capital(c) {
+                folded if folded != c => folded.to_string(),
+                _ => unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).collect(),
+            };
+            format!("{c:?} (U+{:04X}) looks like {plain:?}", c as u32)
+        })
+        .take(4)
+        .collect();
+    Some(named)
+}
+
+/// Refuses an address (`email`, normalised) whose domain has a label in its `xn--`
+/// (punycode) form, naming the domain as it reads when that form decodes.
+fn refuse_xn_domain(raw: &str, email: &str) -> Result<()> {
+    let Some((_, domain)) = email.rsplit_once('@') else {
+        return Ok(());
+    };
+    if !domain.split('.').any(|label| label.starts_with("xn--")) {
+        return Ok(());
+    }
+    let as_it_reads = match unicode_form(email) {
+        Some(unicode) => unicode
+            .rsplit_once('@')
+            .map_or(unicode.clone(), |(_, d)| d.to_string()),
+        None => "in its own letters".to_string(),
+    };
+    Err(Error::invalid(
+        "email",
+        format!(
+            "{:?} has its domain in the xn-- (punycode) form, which would make a second account for the same mailbox; write the domain as it reads, {as_it_reads}, not its xn-- form",
+            shown_input(raw)
+        ),
+    ))
+}
+
+/// `email` (normalised) with each `xn--` label of its domain decoded into its letters, when
+/// there is one, each decodes, and the result is a valid address (nothing invisible, no mix
+/// of scripts: it may be shown).
+fn unicode_form(email: &str) -> Option<String> {
+    let (local, domain) = email.rsplit_once('@')?;
+    let mut decoded = false;
+    let mut labels = Vec::new();
+    for label in domain.split('.') {
+        match label.strip_prefix("xn--") {
+            Some(encoded) => {
+                labels.push(super::punycode::decode_label(encoded)?);
+                decoded = true;
+            }
+            None => labels.push(label.to_string()),
+        }
+    }
+    let unicode = format!("{local}@{}", labels.join("."));
+    (decoded && normalize_email(&unicode).is_ok()).then_some(unicode)
 }
 
 /// The plain letter a Latin small capital (or the kra, `ĸ`) stands for: in an address
@@ -723,7 +797,9 @@ impl Users<'_> {
         self.acc.read(|tx| tx.table::<User>().get(&id))
     }
 
-    /// The user with this email (any case and surrounding spaces).
+    /// The user with this email (any case and surrounding spaces), matched as
+    /// [`normalize_email`] reads it: a domain in its `xn--` form does not find an account
+    /// stored with the domain in its own letters.
     ///
     /// # Errors
     /// `InvalidInput` for a malformed email.
@@ -756,7 +832,9 @@ impl Users<'_> {
     /// Resolves what an operator typed: a numeric id, an email or a username.
     ///
     /// # Errors
-    /// `InvalidInput` when `who` is empty (or only spaces); `NotFound` when no user matches.
+    /// `InvalidInput` when `who` is empty (or only spaces); `NotFound` when no user matches
+    /// (given a domain in its `xn--` form, it names the address with the domain as it reads,
+    /// the form accounts are created with, without looking that one up).
     pub fn find(&self, who: &str) -> Result<User> {
         let who = who.trim();
         if who.is_empty() {
@@ -778,7 +856,15 @@ impl Users<'_> {
         } else {
             self.by_username(who)?
         };
-        found.ok_or_else(|| Error::not_found(format!("user {}", shown_input(who))))
+        found.ok_or_else(|| {
+            // An operator given the `xn--` form of a domain is told the form that is kept.
+            let hint = normalize_email(who)
+                .ok()
+                .and_then(|n| unicode_form(&n))
+                .map(|u| format!(" (addresses are kept with the domain as it reads: try {u})"))
+                .unwrap_or_default();
+            Error::not_found(format!("user {}{hint}", shown_input(who)))
+        })
     }
 
     /// Up to `limit` users with ids above `after`, in id order (a page; pass the last id for
@@ -1136,6 +1222,75 @@ mod tests {
                 normalize_email(own).unwrap(),
                 "{own} is taken"
             );
+        }
+    }
+
+    /// Capitals of another script that read as Latin ones (Cyrillic `В`, Greek `Β`) are
+    /// refused though their lower case is not a lookalike: the address is kept and shown
+    /// as typed. Capitals of words that cannot be read as Latin are taken.
+    #[test]
+    fn a_new_email_in_capitals_that_read_as_plain_ones_is_refused() {
+        let capitals = "АВЕКМНОРСТХУЅІЈ\
+                        ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ";
+        for c in capitals.chars() {
+            let email = format!("{c}{c}@example.com");
+            assert!(normalize_email(&email).is_ok(), "{email} is an address");
+            let e = normalize_new_email(&email).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{c:?} (U+{:04X}) looks like", c as u32)),
+                "{email}: {e}"
+            );
+        }
+        for (email, says) in [
+            ("ВОВ@example.org", "'В' (U+0412) looks like \"B\""),
+            ("АВС@example.org", "'С' (U+0421) looks like \"C\""),
+            ("ΒΟΒ@example.org", "'Β' (U+0392) looks like \"B\""),
+            ("МАМА@example.com", "'М' (U+041C) looks like \"M\""),
+            ("bob@ВОВ.com", "'В' (U+0412) looks like \"B\""),
+        ] {
+            let e = normalize_new_email(email).unwrap_err().to_string();
+            assert!(
+                e.contains(says) && e.contains("plain letters"),
+                "{email}: {e}"
+            );
+        }
+        for own in [
+            "БОРИС@example.com",
+            "ИВАН@ПРИМЕР.РФ",
+            "Вова@example.com",
+            "ΔΗΜΗΤΡΗΣ@example.gr",
+            "ΖΩΗ@example.gr",
+            "Müller@example.com",
+        ] {
+            assert_eq!(
+                normalize_new_email(own).unwrap(),
+                normalize_email(own).unwrap(),
+                "{own} is taken"
+            );
+        }
+    }
+
+    /// A domain in its xn-- form is refused for a new address, naming the domain as it
+    /// reads when the form decodes; stored addresses with one are still read.
+    #[test]
+    fn a_new_email_with_an_xn_domain_is_refused_naming_the_domain_as_it_reads() {
+        for (email, says) in [
+            ("jose@xn--exmple-cua.com", "as it reads, exämple.com, not"),
+            ("jose@XN--EXMPLE-CUA.COM", "as it reads, exämple.com, not"),
+            ("ann@mail.xn--p1ai", "as it reads, mail.рф, not"),
+            ("ann@xn--zz.com", "as it reads, in its own letters, not"),
+            ("ann@xn--abc.com", "as it reads, in its own letters, not"),
+        ] {
+            assert!(normalize_email(email).is_ok(), "{email} is an address");
+            let e = normalize_new_email(email).unwrap_err().to_string();
+            assert!(
+                e.contains(says) && e.contains("xn-- (punycode)"),
+                "{email}: {e}"
+            );
+        }
+        // Only a label that starts with it: `xn--` elsewhere is a plain name.
+        for plain in ["xn--jose@example.com", "ann@axn--b.com", "ann@ab--cd.com"] {
+            assert!(normalize_new_email(plain).is_ok(), "{plain}");
         }
     }
 

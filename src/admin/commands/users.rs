@@ -10,7 +10,7 @@ use super::workspaces;
 use crate::admin::io::{Io, read_bytes};
 use crate::admin::reply::{Reply, user_json};
 use crate::admin::reply::{opt, yes_no};
-use crate::auth::users::{Lockout, MAX_AVATAR_BYTES};
+use crate::auth::users::{Lockout, MAX_AVATAR_BYTES, normalize_email};
 use crate::{Error, NewUser, Redkeep, Result, Secret, User, UserFilter};
 
 /// User commands. USER is a numeric id, an email or a username.
@@ -213,6 +213,28 @@ fn user_reply(rk: &Redkeep, u: &User, first: String) -> Result<Reply> {
     json["failures_this_hour"] = json!(lockout.failures_in_window);
     json["locked_until"] = json!(lockout.locked_until);
     Ok(Reply::text(json, lines))
+}
+
+/// What `change-email` did, truthfully: nothing (the address the user has), a change of
+/// letter case or form only (still a change: it must be verified again), or a new address.
+fn email_change(before: &str, after: &User) -> String {
+    let (id, now) = (after.id, &after.email);
+    if now == before {
+        let verified = if after.email_verified {
+            "verified"
+        } else {
+            "not verified"
+        };
+        return format!("email of user {id} is {before} already ({verified}); nothing changed");
+    }
+    let how = if now.to_lowercase() == before.to_lowercase() {
+        ", only in letter case"
+    } else if normalize_email(now).ok() == normalize_email(before).ok() {
+        ", the same address in other characters"
+    } else {
+        ""
+    };
+    format!("email of user {id} changed from {before} to {now}{how}; it is not verified")
 }
 
 pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<Reply> {
@@ -459,13 +481,9 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             user_reply(rk, &u, format!("email of user {} marked {state}", u.id))
         }
         UserCmd::ChangeEmail { user, email } => {
-            let u = rk.users().find(user)?;
-            let u = rk.users().change_email(u.id, email)?;
-            user_reply(
-                rk,
-                &u,
-                format!("email of user {} changed; it is not verified", u.id),
-            )
+            let before = rk.users().find(user)?;
+            let u = rk.users().change_email(before.id, email)?;
+            user_reply(rk, &u, email_change(&before.email, &u))
         }
         UserCmd::CheckPassword { user, .. } => {
             let password = stdin.secret("--password-stdin")?;
