@@ -3088,3 +3088,41 @@ fn piece_numbers_survive_an_export_and_an_import() {
     let line = String::from_utf8(again).unwrap();
     assert!(line.contains("\"trashed_up_to\":3"), "{line}");
 }
+
+/// A backup of many files restores: its manifest names each file with its checksum, and a
+/// restore read only its first 64 KiB, so any backup of more than some 500 files was
+/// refused as malformed (found by the backup benchmark).
+#[test]
+fn a_backup_of_many_files_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let rk = Redkeep::open(tmp.path().join("data"), options()).unwrap();
+    let ann = account(&rk, "ann@example.com");
+    rk.workspaces().save_piece(ann, b"{}").unwrap();
+    // Written by hand (quicker than a save each), then counted by a repair.
+    let gallery = rk.workspaces().dir(ann).join("gallery");
+    const PIECES: u64 = 1200;
+    for n in 2..=PIECES {
+        std::fs::write(
+            gallery.join(format!("piece_{n:06}.json")),
+            format!(r#"{{"n": {n}}}"#),
+        )
+        .unwrap();
+    }
+    rk.check(true).unwrap();
+    assert!(rk.check(false).unwrap().ok);
+    let archive = tmp.path().join("b.bak");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    let fresh = tmp.path().join("fresh");
+    redkeep::ops::restore(&fresh, &archive, false, Timestamp(1_900_000_000)).unwrap();
+    let rk = Redkeep::open(&fresh, options()).unwrap();
+    assert_eq!(
+        rk.workspaces().list_pieces(ann).unwrap().len() as u64,
+        PIECES
+    );
+    assert_eq!(
+        rk.workspaces().load_piece(ann, PIECES).unwrap()["n"],
+        PIECES
+    );
+    assert!(rk.check(false).unwrap().ok);
+}

@@ -30,6 +30,9 @@ use crate::workspace::{WorkspaceOptions, Workspaces};
 use crate::{Redkeep, fsutil};
 
 const MANIFEST: &str = "redkeep-backup.json";
+/// The largest manifest a restore reads: it names every file with its checksum (about 130
+/// bytes each), so this takes archives of some two million files.
+const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 const BACKUP_FORMAT: u64 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -413,10 +416,18 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
             if manifest.is_some() {
                 return Err(bad(format!("it holds {MANIFEST} twice")));
             }
+            // Read whole: a manifest cut at a fixed size (it was 64 KiB) failed to parse for
+            // any backup of more than some 500 files.
+            let size = entry.size();
+            if size > MAX_MANIFEST_BYTES {
+                return Err(bad(format!(
+                    "its manifest is {size} bytes, more than the {MAX_MANIFEST_BYTES} a restore reads"
+                )));
+            }
             let mut text = Vec::new();
             entry
                 .by_ref()
-                .take(64 * 1024)
+                .take(MAX_MANIFEST_BYTES)
                 .read_to_end(&mut text)
                 .map_err(|e| bad(e.to_string()))?;
             manifest = Some(
