@@ -256,6 +256,18 @@ impl Error {
         }
     }
 
+    /// This error with the context of an `Io` one rewritten by `f` (other kinds unchanged):
+    /// for a step that failed after an earlier one took effect, which the message must say.
+    pub(crate) fn io_context(self, f: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            Error::Io { context, source } => Error::Io {
+                context: f(&context),
+                source,
+            },
+            other => other,
+        }
+    }
+
     /// A `Storage` error with context.
     pub fn storage(
         context: &'static str,

@@ -1117,17 +1117,15 @@ impl Users<'_> {
             .acc
             .store
             .write(|tx| delete_user_records(self.acc, tx, id))?;
-        let trash = self.acc.files.user_deleted(user.id).map_err(|e| match e {
-            // Past the commit: the error says the account is gone, lest the delete be
-            // taken for refused and tried again (it would say "not found").
-            Error::Io { context, source } => Error::Io {
-                context: format!(
+        // Past the commit: the error says the account is gone, lest the delete be taken for
+        // refused and tried again (it would say "not found").
+        let trash = self.acc.files.user_deleted(user.id).map_err(|e| {
+            e.io_context(|context| {
+                format!(
                     "user {id} was deleted, but their workspace folder was not moved to the \
                      trash ({context}); `redkeep check --repair` moves it"
-                ),
-                source,
-            },
-            other => other,
+                )
+            })
         })?;
         Ok(DeletedUser {
             user,

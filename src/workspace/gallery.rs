@@ -347,14 +347,10 @@ fn is_file(path: &std::path::Path) -> bool {
 /// The error of a save whose piece and count are both in place, but whose last step (a
 /// folder's sync) failed: it says the piece was saved, so that nobody saves it again.
 fn saved_but(n: u64, e: Error) -> Error {
-    match e {
-        Error::Io { context, source } => Error::Io {
-            context: format!(
-                "piece {n} was saved, but {context} failed, so it may not survive a crash \
-                 (`redkeep check` tells); do not save it again"
-            ),
-            source,
-        },
-        other => other,
-    }
+    e.io_context(|context| {
+        format!(
+            "piece {n} was saved, but {context} failed, so it may not survive a crash \
+             (`redkeep check` tells); do not save it again"
+        )
+    })
 }
