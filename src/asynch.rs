@@ -443,6 +443,7 @@ impl AsyncApiKeys<'_> {
         fn create(spec: ApiKeySpec) -> CreatedApiKey => (spec);
         fn verify(key: String) -> ApiKey => (&key);
         fn revoke(prefix_or_key: String) -> ApiKey => (&prefix_or_key);
+        fn revoke_all_of(owner: KeyOwner) -> Vec<ApiKey> => (owner);
         fn list(owner: Option<KeyOwner>, limit: usize) -> Vec<ApiKey> => (owner, limit);
     }
 }
@@ -472,6 +473,7 @@ impl AsyncAgents<'_> {
 impl AsyncAudit<'_> {
     forward! { "crate::auth::audit::AuditLog", audit;
         fn list(user: Option<u64>, before: Option<u64>, limit: usize) -> Vec<AuditEvent> => (user, before, limit);
+        fn prune(before: Timestamp) -> u64 => (before);
     }
 }
 

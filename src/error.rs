@@ -28,7 +28,7 @@ pub enum Error {
         what: String,
     },
     /// A unique index already holds the value; nothing of the operation was written.
-    #[error("{table}.{index} already holds that value ({detail})")]
+    #[error("{detail}")]
     Conflict {
         /// The table whose index clashed.
         table: &'static str,

@@ -386,6 +386,77 @@ fn validate_writes_last_seen_at_most_once_per_interval() {
     );
 }
 
+/// An idle timeout no longer than the touch interval used to end a session in use: the idle
+/// deadline counts from the last recorded use, which the interval kept from moving. A use is
+/// now recorded at least every half idle timeout.
+#[test]
+fn a_session_in_use_outlives_an_idle_timeout_shorter_than_the_touch_interval() {
+    let t = TestDir::new();
+    let mut o = t.options();
+    o.sessions.idle_timeout = Duration::from_secs(60); // touch interval: 60 s
+    let rk = Redkeep::open(t.path(), o).unwrap();
+    user(&rk, "a@example.com");
+    let l = rk
+        .sessions()
+        .login("a@example.com", PW, LoginMeta::default())
+        .unwrap();
+    for _ in 0..10 {
+        t.clock.advance(Duration::from_secs(20));
+        rk.sessions().validate(l.token.expose()).unwrap();
+    }
+    // Unused for the idle timeout, it ends.
+    t.clock.advance(Duration::from_secs(60));
+    assert!(rk.sessions().validate(l.token.expose()).is_err());
+}
+
+/// A password reset keeps the account's API keys (documented); `revoke_all_of` ends every
+/// one of them at once, with an audit event each, and leaves other owners' keys alone.
+#[test]
+fn revoke_all_of_ends_every_key_of_one_owner() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let b = user(&rk, "b@example.com");
+    let key = |owner| {
+        rk.api_keys()
+            .create(ApiKeySpec {
+                owner,
+                scopes: vec![],
+                expires_in: None,
+            })
+            .unwrap()
+    };
+    let (a1, a2, b1) = (
+        key(KeyOwner::User(a)),
+        key(KeyOwner::User(a)),
+        key(KeyOwner::User(b)),
+    );
+    rk.api_keys().revoke(&a2.api_key.prefix).unwrap();
+    rk.users().set_password(a, "another long password").unwrap();
+    rk.api_keys().verify(a1.key.expose()).unwrap();
+    let revoked = rk.api_keys().revoke_all_of(KeyOwner::User(a)).unwrap();
+    assert_eq!(
+        revoked.iter().map(|k| &k.prefix).collect::<Vec<_>>(),
+        [&a1.api_key.prefix],
+        "the key revoked before is not revoked again"
+    );
+    assert!(rk.api_keys().verify(a1.key.expose()).is_err());
+    rk.api_keys().verify(b1.key.expose()).unwrap();
+    let events = rk.audit().list(Some(a), None, 1).unwrap();
+    assert_eq!(events[0].action, "api_key_revoked");
+    assert_eq!(events[0].subject, format!("api key {}", a1.api_key.prefix));
+    assert!(
+        rk.api_keys()
+            .revoke_all_of(KeyOwner::User(a))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        rk.api_keys().revoke_all_of(KeyOwner::Org(999)),
+        Err(Error::NotFound { .. })
+    ));
+}
+
 #[test]
 fn disabling_a_user_stops_sessions_and_keys_at_once() {
     let t = TestDir::new();

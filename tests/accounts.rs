@@ -882,3 +882,43 @@ fn the_longest_names_still_get_a_personal_org() {
         personal.name
     );
 }
+
+/// A clash on a change names the value, not the id of the account that holds it (which an
+/// application may pass on to whoever asked), nor the store's table and index names.
+#[test]
+fn clashes_name_the_value_not_the_holder_or_the_index() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = rk.users().create(new_user("ann@example.com")).unwrap().user;
+    let bob = rk.users().create(new_user("bob@example.com")).unwrap().user;
+    rk.users()
+        .rename(ann.id, None, Some(Some("ann".into())))
+        .unwrap();
+    let e = rk
+        .users()
+        .change_email(bob.id, "ANN@example.com")
+        .unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
+    assert_eq!(e.to_string(), "a user with email ann@example.com exists");
+    let e = rk
+        .users()
+        .rename(bob.id, None, Some(Some("Ann".into())))
+        .unwrap_err();
+    assert_eq!(e.to_string(), "a user with username Ann exists");
+    let spec = || redkeep::auth::agents::AgentSpec {
+        id: "a1".into(),
+        user_id: ann.id,
+        name: "helper".into(),
+        goal: "tidy".into(),
+        ttl: None,
+    };
+    rk.agents().create(spec()).unwrap();
+    let e = rk.agents().create(spec()).unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
+    assert_eq!(e.to_string(), "an agent session with id a1 exists");
+    // Nothing changed.
+    assert_eq!(
+        rk.users().get(bob.id).unwrap().unwrap().email,
+        "bob@example.com"
+    );
+}

@@ -381,6 +381,75 @@ fn audit_command() {
     );
 }
 
+/// `audit prune` deletes the events recorded before a time and keeps the rest; one
+/// `audit_pruned` event says so. Events written by the library with a clock in 2020 stand
+/// for old ones; the CLI's own are from now.
+#[test]
+fn audit_prune_deletes_old_events_and_says_so() {
+    let cli = Cli::new();
+    cli.init();
+    {
+        let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(
+            1_580_000_000, // 2020-01-26
+        )));
+        let rk = redkeep::Redkeep::open(cli.data(), cli.options().clock(clock)).unwrap();
+        rk.users()
+            .create(redkeep::NewUser {
+                email: "old@example.com".into(),
+                ..redkeep::NewUser::default()
+            })
+            .unwrap();
+    }
+    with_user(&cli);
+    let all = cli.json(&["audit", "list", "--limit", "1000"], None);
+    let all = all.as_array().unwrap();
+    let old = all
+        .iter()
+        .filter(|e| e["at"].as_str().unwrap().starts_with("2020-"))
+        .count();
+    assert!(old >= 3, "{all:?}");
+    // Refused: neither or both, a time that is not one, a time to come.
+    cli.expect(&["audit", "prune"], None, 2);
+    cli.expect(
+        &[
+            "audit",
+            "prune",
+            "--before",
+            "2021-01-01",
+            "--older-than",
+            "1d",
+        ],
+        None,
+        2,
+    );
+    let (_, err) = cli.expect(&["audit", "prune", "--before", "last tuesday"], None, 1);
+    assert!(err.contains("RFC 3339"), "{err}");
+    let (_, err) = cli.expect(&["audit", "prune", "--before", "2999-01-01"], None, 1);
+    assert!(err.contains("later than now"), "{err}");
+    assert_eq!(
+        cli.json(&["audit", "list", "--limit", "1000"], None)
+            .as_array()
+            .unwrap()
+            .len(),
+        all.len(),
+        "a refused prune deletes nothing"
+    );
+    let pruned = cli.json(&["audit", "prune", "--before", "2021-01-01"], None);
+    assert_eq!(pruned["deleted"], old);
+    let left = cli.json(&["audit", "list", "--limit", "1000"], None);
+    let left = left.as_array().unwrap();
+    assert_eq!(left.len(), all.len() - old + 1);
+    assert_eq!(left[0]["action"], "audit_pruned");
+    assert!(
+        left.iter()
+            .all(|e| !e["at"].as_str().unwrap().starts_with("2020-"))
+    );
+    // Nothing left that old: a second run deletes none; --older-than works on its own.
+    let (out, _) = cli.expect(&["audit", "prune", "--older-than", "365d"], None, 0);
+    assert!(out.starts_with("deleted 0 audit event(s)"), "{out}");
+    cli.expect(&["check"], None, 0);
+}
+
 #[test]
 fn org_commands() {
     let cli = Cli::new();

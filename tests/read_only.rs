@@ -373,6 +373,54 @@ fn a_session_validates_through_a_read_only_handle() {
     assert_eq!(user.email, "ann@example.com");
 }
 
+/// A valid API key verifies through a handle that takes no writes, as a session does: its
+/// use is due to be recorded (the first use, and again past the touch interval), and that
+/// record is all a read-only handle leaves out. It used to fail the verification with
+/// `ReadOnly`, and `redkeep apikey verify` by a user who may only read the data dir with it.
+#[test]
+fn an_api_key_verifies_through_a_read_only_handle() {
+    use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
+    let t = TestDir::new();
+    let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(1_900_000_000)));
+    let rk = Redkeep::open(t.path(), t.options().clock(clock.clone())).unwrap();
+    let ann = rk
+        .users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user;
+    let key = rk
+        .api_keys()
+        .create(ApiKeySpec {
+            owner: KeyOwner::User(ann.id),
+            scopes: vec![],
+            expires_in: None,
+        })
+        .unwrap();
+    let revoked = rk
+        .api_keys()
+        .create(ApiKeySpec {
+            owner: KeyOwner::User(ann.id),
+            scopes: vec![],
+            expires_in: None,
+        })
+        .unwrap();
+    rk.api_keys().revoke(&revoked.api_key.prefix).unwrap();
+    drop(rk);
+    clock.advance(std::time::Duration::from_secs(600));
+    let ro = Redkeep::open(t.path(), t.options().clock(clock).read_only(true)).unwrap();
+    let k = ro.api_keys().verify(key.key.expose()).unwrap();
+    assert_eq!(k.prefix, key.api_key.prefix);
+    assert_eq!(k.last_used_at, None, "nothing was recorded");
+    // What the read shows still decides: a revoked key stays refused.
+    assert!(matches!(
+        ro.api_keys().verify(revoked.key.expose()),
+        Err(redkeep::Error::InvalidCredential { .. })
+    ));
+}
+
 /// A workspace document the repairing user cannot read (left root's by a `sudo` import, say)
 /// is not damage: `check --repair` reports it and leaves it whole, where it used to move it
 /// aside and start an empty document. As root (CI) permissions do not bind, so the binary

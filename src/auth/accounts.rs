@@ -75,7 +75,10 @@ pub struct SessionPolicy {
     pub ttl: Duration,
     /// A session unused this long expires (default 30 min).
     pub idle_timeout: Duration,
-    /// `last_seen_at` is written at most this often (default 60 s).
+    /// `last_seen_at` is written at most this often (default 60 s), and at least every half
+    /// of the session's idle timeout. The idle deadline counts from the last *recorded* use,
+    /// so a session may expire up to this long (or half its idle timeout, if less) before
+    /// its idle timeout has passed since its last use.
     pub touch_interval: Duration,
 }
 

@@ -236,7 +236,14 @@ impl Agents<'_> {
             if !tx.table::<User>().contains(&a.user_id)? {
                 return Err(Error::not_found(format!("user {}", a.user_id)));
             }
-            tx.table::<AgentSession>().insert(&a)?;
+            tx.table::<AgentSession>().insert(&a).map_err(|e| match e {
+                Error::Conflict { table, index, .. } => Error::Conflict {
+                    table,
+                    index,
+                    detail: format!("an agent session with id {} exists", a.id),
+                },
+                e => e,
+            })?;
             Ok(a.clone())
         })
     }

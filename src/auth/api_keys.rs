@@ -293,21 +293,34 @@ impl ApiKeys<'_> {
         let interval =
             i64::try_from(self.acc.policy.api_key_touch_interval.as_secs()).unwrap_or(i64::MAX);
         if k.last_used_at.is_none_or(|t| now.since(t) >= interval) {
-            return self.acc.store.write(|tx| {
+            let touched = self.acc.store.write(|tx| {
                 let t = tx.table::<ApiKey>();
-                let mut k = t.get(&hash)?.ok_or_else(Self::invalid)?;
+                let Some(mut k) = t.get(&hash)? else {
+                    return Ok(None);
+                };
                 // Decided again here: a revoke, or its owner disabled or deleted, since the
                 // read above must not let this use through.
                 if !owner_active(tx, k.owner)?
                     || k.revoked_at.is_some()
                     || k.expires_at.is_some_and(|e| now >= e)
                 {
-                    return Err(Self::invalid());
+                    return Ok(None);
                 }
                 k.last_used_at = Some(now);
                 t.update(&k)?;
-                Ok(k)
+                Ok(Some(k))
             });
+            return match touched {
+                Ok(Some(k)) => Ok(k),
+                Ok(None) => Err(Self::invalid()),
+                // The key is valid (checked on the read above); a store that takes no writes
+                // now (opened read-only, behind its schema, damaged, a failing disk) only
+                // leaves its last use unrecorded, as for sessions.
+                Err(e) => {
+                    tracing::warn!(error = %e, "an API key's use could not be recorded");
+                    Ok(k)
+                }
+            };
         }
         Ok(k)
     }
@@ -360,6 +373,56 @@ impl ApiKeys<'_> {
                 },
             )?;
             Ok(k)
+        })
+    }
+
+    /// Revokes every key of `owner` that is not revoked yet (expired ones too: an expiry
+    /// can be lifted by no one, but the record then says it was revoked), each with an
+    /// `api_key_revoked` audit event, in one transaction. Returns the keys revoked, oldest
+    /// first. For an account that was taken over: a password reset keeps the keys.
+    ///
+    /// # Errors
+    /// `NotFound` for an owner that does not exist (a user or an org); `Storage` when the
+    /// engine fails (then none is revoked).
+    pub fn revoke_all_of(&self, owner: KeyOwner) -> Result<Vec<ApiKey>> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            let exists = match owner {
+                KeyOwner::User(u) => tx.table::<crate::auth::users::User>().contains(&u)?,
+                KeyOwner::Org(o) => tx.table::<crate::auth::orgs::Org>().contains(&o)?,
+            };
+            if !exists {
+                return Err(Error::not_found(owner.to_string()));
+            }
+            let t = tx.table::<ApiKey>();
+            let mut keys = t.range_by(
+                &ApiKey::BY_OWNER,
+                KeyRange::prefix(owner.index_key()),
+                Order::Asc,
+                usize::MAX,
+            )?;
+            keys.retain(|k| k.revoked_at.is_none());
+            keys.sort_by_key(|k| (k.created_at, k.prefix.clone()));
+            for k in &mut keys {
+                k.revoked_at = Some(now);
+                t.update(k)?;
+                audit::record(
+                    tx,
+                    now,
+                    Event {
+                        action: "api_key_revoked",
+                        subject_user: match k.owner {
+                            KeyOwner::User(u) => Some(u),
+                            KeyOwner::Org(_) => None,
+                        },
+                        subject: format!("api key {}", k.prefix),
+                        outcome: "ok",
+                        detail: "all of its owner's keys".into(),
+                        ..Event::default()
+                    },
+                )?;
+            }
+            Ok(keys)
         })
     }
 

@@ -100,7 +100,14 @@ pub(crate) fn user_event(
     )
 }
 
-/// Reading the audit log.
+/// Events read per transaction by [`AuditLog::prune`]: each holds the store's writes back
+/// only that long. (Three in unit tests, so that a test covers many.)
+#[cfg(not(test))]
+const PRUNE_BATCH: usize = 10_000;
+#[cfg(test)]
+const PRUNE_BATCH: usize = 3;
+
+/// Reading the audit log, and pruning it.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditLog<'a> {
     pub(crate) acc: &'a Accounts,
@@ -137,5 +144,125 @@ impl AuditLog<'_> {
                 }
             }
         })
+    }
+
+    /// Deletes every event recorded before `before` (the log otherwise keeps every event,
+    /// every failed login by anyone included), then records one `audit_pruned` event saying
+    /// how many went and up to when, so the log shows that it was pruned. Returns how many
+    /// were deleted.
+    ///
+    /// Every event is read, in transactions of up to 10,000 events, so that writes made
+    /// meanwhile wait only for one of them; an event recorded with a clock set back is
+    /// found wherever it stands. Events about a user go with their index entries.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a `before` later than now (it would delete what is being
+    /// recorded); `Corrupt` when an event cannot be read; `Storage` when the engine fails
+    /// (the transactions committed before stay: the events they deleted are gone, and a
+    /// second run deletes the rest).
+    pub fn prune(&self, before: Timestamp) -> Result<u64> {
+        let now = self.acc.now();
+        if before > now {
+            return Err(crate::error::Error::invalid(
+                "before",
+                format!(
+                    "{before} is later than now ({now}); give a time in the past (pruning \
+                     deletes the events recorded before it)"
+                ),
+            ));
+        }
+        let mut deleted = 0u64;
+        let mut after: Option<u64> = None;
+        loop {
+            let (seen, last, gone) = self.acc.store.write(|tx| {
+                let t = tx.table::<AuditEvent>();
+                let mut range = KeyRange::all();
+                if let Some(a) = after {
+                    range = range.after(&key!(a));
+                }
+                let page = t.range(range, Order::Asc, PRUNE_BATCH)?;
+                let mut gone = 0u64;
+                for e in page.iter().filter(|e| e.at < before) {
+                    t.delete(&e.seq)?;
+                    gone += 1;
+                }
+                Ok((page.len(), page.last().map(|e| e.seq), gone))
+            })?;
+            deleted += gone;
+            match last {
+                Some(seq) if seen == PRUNE_BATCH => after = Some(seq),
+                _ => break,
+            }
+        }
+        self.acc.store.write(|tx| {
+            record(
+                tx,
+                now,
+                Event {
+                    action: "audit_pruned",
+                    subject: "audit log".into(),
+                    outcome: "ok",
+                    detail: format!("{deleted} event(s) recorded before {before} deleted"),
+                    ..Event::default()
+                },
+            )
+        })?;
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::{ManualClock, NewUser, Options, PasswordParams, Redkeep, Timestamp};
+
+    /// Pruning reads the log in many transactions (three events each here) and finds every
+    /// event before the cutoff, one recorded after a clock was set back included.
+    #[test]
+    fn prune_deletes_every_event_before_the_cutoff_across_batches() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000)));
+        let rk = Redkeep::open(
+            tmp.path(),
+            Options::default()
+                .password(PasswordParams::INSECURE_FAST)
+                .clock(clock.clone()),
+        )
+        .unwrap();
+        let user = |email: &str| {
+            rk.users()
+                .create(NewUser {
+                    email: email.into(),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .user
+                .id
+        };
+        for i in 0..4 {
+            user(&format!("old{i}@example.com"));
+        }
+        let old = rk.audit().list(None, None, usize::MAX).unwrap().len();
+        clock.advance(Duration::from_secs(86_400));
+        let cutoff = rk.now();
+        let kept = user("new@example.com");
+        // A clock set back: its events stand after the ones above, yet are older.
+        clock.set(Timestamp(1_700_000_000));
+        let late = user("late@example.com");
+        clock.set(cutoff.plus(Duration::from_secs(3600)));
+        let all = rk.audit().list(None, None, usize::MAX).unwrap();
+        let before = all.iter().filter(|e| e.at < cutoff).count();
+        assert!(before > old, "the late events count too");
+        assert_eq!(rk.audit().prune(cutoff).unwrap(), before as u64);
+        let left = rk.audit().list(None, None, usize::MAX).unwrap();
+        assert!(left.iter().all(|e| e.at >= cutoff), "{left:?}");
+        assert_eq!(left.len(), all.len() - before + 1);
+        assert_eq!(left[0].action, "audit_pruned");
+        assert!(!rk.audit().list(Some(kept), None, 10).unwrap().is_empty());
+        // The index went with the events.
+        assert!(rk.audit().list(Some(late), None, 10).unwrap().is_empty());
+        assert!(rk.check(false).unwrap().ok);
     }
 }

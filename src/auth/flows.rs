@@ -25,7 +25,7 @@ use super::users::{
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Durability, KeyRange, Order, Record, WriteTx};
+use crate::store::{Durability, KeyRange, Order, WriteTx};
 
 /// A user record ready to insert: validated, with its password hashed.
 pub(crate) struct PreparedUser {
@@ -106,28 +106,9 @@ pub(crate) fn insert_new_user(
     }
     // The user is written once, already pointing at the personal org made below.
     user.current_org_id = Some(orgs::reserve_personal(tx)?);
-    users.insert(&user).map_err(|e| match e {
-        // Name the email rather than the id that holds it.
-        Error::Conflict { index: "email", .. } => Error::Conflict {
-            table: User::TABLE,
-            index: "email",
-            detail: format!(
-                "a user with email {} exists",
-                normalize_email(&user.email).unwrap_or_else(|_| user.email.clone())
-            ),
-        },
-        Error::Conflict {
-            index: "username", ..
-        } => Error::Conflict {
-            table: User::TABLE,
-            index: "username",
-            detail: format!(
-                "a user with username {} exists",
-                user.username.as_deref().unwrap_or_default()
-            ),
-        },
-        e => e,
-    })?;
+    users
+        .insert(&user)
+        .map_err(|e| crate::auth::users::name_the_clash(e, &user))?;
     tx.table::<Credential>()
         .insert(&Credential::new(user.id, hash, now)?)?;
     roles::grant_in(tx, now, user.id, DEFAULT_ROLE, None)?;
@@ -959,7 +940,8 @@ impl Users<'_> {
     }
 
     /// Sets a new password (operator path): clears `must_change_password` and the lockout,
-    /// and revokes every session of the user.
+    /// and revokes every session of the user. The user's API keys are kept: after an account
+    /// was taken over, revoke them too with [`ApiKeys::revoke_all_of`](crate::auth::api_keys::ApiKeys::revoke_all_of).
     ///
     /// # Errors
     /// `InvalidInput` for a bad password; `NotFound`.
@@ -968,7 +950,8 @@ impl Users<'_> {
     }
 
     /// Changes the password of the user of a session after checking the current one; every
-    /// other session of the user is revoked, this one is kept.
+    /// other session of the user is revoked, this one is kept. API keys are kept (see
+    /// [`ApiKeys::revoke_all_of`](crate::auth::api_keys::ApiKeys::revoke_all_of)).
     ///
     /// # Errors
     /// `InvalidCredential` for a bad session; `Unauthorized` for a wrong current password;
@@ -980,7 +963,8 @@ impl Users<'_> {
     /// Changes a user's password after checking the current one (under the lockout rules)
     /// and revokes every session of the user: for applications whose sessions are not
     /// redkeep's. A cookie login of `redkeep::web::Backend` is a redkeep session and ends
-    /// too; `Backend::change_password` keeps it.
+    /// too; `Backend::change_password` keeps it. API keys are kept (see
+    /// [`ApiKeys::revoke_all_of`](crate::auth::api_keys::ApiKeys::revoke_all_of)).
     ///
     /// # Errors
     /// `NotFound`; `Unauthorized` for a wrong current password or a disabled user;
@@ -1040,7 +1024,9 @@ impl Users<'_> {
             let old = std::mem::replace(&mut u.email, email.clone());
             u.email_verified = false;
             u.updated_at = now;
-            users.update(&u)?;
+            users
+                .update(&u)
+                .map_err(|e| crate::auth::users::name_the_clash(e, &u))?;
             recovery::delete_tokens_of(tx, id, None)?;
             audit::user_event(tx, now, "email_changed", id, format!("from {old}"))?;
             Ok(u)
@@ -1207,7 +1193,10 @@ impl Orgs<'_> {
 
 impl Recovery<'_> {
     /// Uses a password-reset token: sets the new password, revokes every session of the
-    /// account, lifts a lockout and marks the email verified (the token was mailed to it). The
+    /// account, lifts a lockout and marks the email verified (the token was mailed to it).
+    /// The account's API keys are kept (a forgotten password is not a stolen account): an
+    /// application whose users reset after a takeover should offer to revoke them with
+    /// [`ApiKeys::revoke_all_of`](crate::auth::api_keys::ApiKeys::revoke_all_of). The
     /// token works once, before it expires, and only while the account still has the email it
     /// was sent to. The token is checked before the password is hashed.
     ///

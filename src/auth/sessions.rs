@@ -242,7 +242,16 @@ impl Sessions<'_> {
             return Err(Self::invalid());
         }
         let hash = session.hash;
-        let interval = self.acc.policy.sessions.touch_interval.as_secs();
+        // A use is recorded at most every touch interval, but at least every half idle
+        // timeout: the idle deadline counts from the last recorded use, so an interval as
+        // long as the timeout would end a session in use.
+        let interval = self
+            .acc
+            .policy
+            .sessions
+            .touch_interval
+            .as_secs()
+            .min(session.idle_timeout_secs / 2);
         if now.since(session.last_seen_at) >= i64::try_from(interval).unwrap_or(i64::MAX) {
             let touched = self.acc.store.write(|tx| {
                 let t = tx.table::<Session>();

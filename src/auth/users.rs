@@ -955,18 +955,33 @@ impl Users<'_> {
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let mut changed = Vec::new();
-            let u = tx.table::<User>().modify(&id, |u| {
-                if let Some(n) = name.as_ref().filter(|n| **n != u.name) {
-                    u.name = n.clone();
-                    changed.push("name");
-                }
-                if let Some(un) = username.as_ref().filter(|un| **un != u.username) {
-                    u.username = un.clone();
-                    changed.push("username");
-                }
-                u.updated_at = now;
-                Ok(u.clone())
-            })?;
+            let u = tx
+                .table::<User>()
+                .modify(&id, |u| {
+                    if let Some(n) = name.as_ref().filter(|n| **n != u.name) {
+                        u.name = n.clone();
+                        changed.push("name");
+                    }
+                    if let Some(un) = username.as_ref().filter(|un| **un != u.username) {
+                        u.username = un.clone();
+                        changed.push("username");
+                    }
+                    u.updated_at = now;
+                    Ok(u.clone())
+                })
+                .map_err(|e| match (e, &username) {
+                    (
+                        Error::Conflict {
+                            index: "username", ..
+                        },
+                        Some(Some(taken)),
+                    ) => Error::Conflict {
+                        table: User::TABLE,
+                        index: "username",
+                        detail: format!("a user with username {taken} exists"),
+                    },
+                    (e, _) => e,
+                })?;
             if !changed.is_empty() {
                 super::audit::user_event(tx, now, "user_renamed", id, changed.join(","))?;
             }
@@ -1167,6 +1182,32 @@ fn shown_input(who: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// A clash on a user's unique email or username, named by the value rather than by the id of
+/// the account that holds it (which an application may pass on to whoever asked).
+pub(crate) fn name_the_clash(e: Error, user: &User) -> Error {
+    match e {
+        Error::Conflict { index: "email", .. } => Error::Conflict {
+            table: User::TABLE,
+            index: "email",
+            detail: format!(
+                "a user with email {} exists",
+                normalize_email(&user.email).unwrap_or_else(|_| user.email.clone())
+            ),
+        },
+        Error::Conflict {
+            index: "username", ..
+        } => Error::Conflict {
+            table: User::TABLE,
+            index: "username",
+            detail: format!(
+                "a user with username {} exists",
+                user.username.as_deref().unwrap_or_default()
+            ),
+        },
+        e => e,
+    }
 }
 
 #[cfg(test)]

@@ -1192,7 +1192,11 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
                 return Err(Error::Conflict {
                     table: R::TABLE,
                     index: "primary",
-                    detail: format!("key {}", shown_key::<R>(pk)),
+                    detail: format!(
+                        "{} already holds a record with key {}",
+                        R::TABLE,
+                        shown_key::<R>(pk)
+                    ),
                 });
             }
             added.push((self.records, pk.to_vec()));
@@ -1220,7 +1224,12 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
                             return Err(Error::Conflict {
                                 table: R::TABLE,
                                 index: idx.name,
-                                detail: format!("held by {}", shown_key::<R>(&holder)),
+                                detail: format!(
+                                    "{}.{} already holds that value (held by {})",
+                                    R::TABLE,
+                                    idx.name,
+                                    shown_key::<R>(&holder)
+                                ),
                             });
                         }
                         // Present yet unseen: a concurrent write holds it.

@@ -289,6 +289,26 @@ pub enum AuditCmd {
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 100))]
         limit: usize,
     },
+    /// Delete the events recorded before a time, or older than a duration (the log keeps
+    /// every event otherwise, every failed login included). One `audit_pruned` event records
+    /// how many went.
+    #[cfg_attr(
+        feature = "cli",
+        command(group(
+            clap::ArgGroup::new("when")
+                .required(true)
+                .args(["before", "older_than"])
+        ))
+    )]
+    Prune {
+        /// Events recorded before this time: RFC 3339 (`2026-01-01T00:00:00Z`) or a date
+        /// (`2026-01-01`, midnight UTC).
+        #[cfg_attr(feature = "cli", arg(long))]
+        before: Option<String>,
+        /// Events older than this, e.g. 90d.
+        #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
+        older_than: Option<String>,
+    },
 }
 
 fn role_json(r: &Role) -> Value {
@@ -863,7 +883,12 @@ fn audit_json(e: &AuditEvent) -> Value {
 }
 
 pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
-    let AuditCmd::List { user, limit } = cmd;
+    let (user, limit) = match cmd {
+        AuditCmd::List { user, limit } => (user, limit),
+        AuditCmd::Prune { before, older_than } => {
+            return audit_prune(rk, before.as_deref(), older_than.as_deref());
+        }
+    };
     // A numeric id works for deleted users too: their events stay in the log.
     let uid = match user.as_deref().map(str::trim) {
         None => None,
@@ -894,6 +919,52 @@ pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
             "seq", "at", "action", "subject", "outcome", "actor", "detail",
         ],
         rows,
+    ))
+}
+
+fn audit_prune(rk: &Redkeep, before: Option<&str>, older_than: Option<&str>) -> Result<Reply> {
+    let cutoff = match (before, older_than) {
+        (Some(t), None) => {
+            let t = t.trim();
+            // A date alone is its midnight, UTC.
+            let full = if t.len() == 10 && !t.contains('T') {
+                format!("{t}T00:00:00Z")
+            } else {
+                t.to_string()
+            };
+            Timestamp::parse(&full).ok_or_else(|| {
+                Error::invalid(
+                    "before",
+                    format!(
+                        "{t:?} is not a time; give RFC 3339 (2026-01-01T00:00:00Z) or a date \
+                         (2026-01-01)"
+                    ),
+                )
+            })?
+        }
+        (None, Some(d)) => {
+            let d = parse_duration("older-than", d)?;
+            Timestamp(
+                rk.now()
+                    .0
+                    .saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            )
+        }
+        // Clap asks for exactly one; a request built otherwise must not guess.
+        _ => {
+            return Err(Error::invalid(
+                "prune",
+                "say which events to delete: --before TIME or --older-than DURATION (one of them)",
+            ));
+        }
+    };
+    let deleted = rk.audit().prune(cutoff)?;
+    Ok(Reply::text(
+        json!({ "deleted": deleted, "before": cutoff }),
+        vec![format!(
+            "deleted {deleted} audit event(s) recorded before {cutoff}; an audit_pruned \
+             event records it"
+        )],
     ))
 }
 
