@@ -320,7 +320,8 @@ fn user_create_list_show_and_lifecycle() {
         Some("new ann password\n"),
         1,
     );
-    assert!(err.contains("wrong email, username or password"));
+    // The operator learns why: the account is disabled.
+    assert!(err.contains("is disabled"), "{err}");
     assert_eq!(
         cli.json(&["user", "enable", "ann@example.com"], None)["is_active"],
         true

@@ -186,7 +186,9 @@ fn login_session_and_unlock_commands() {
         Some("ann password\n"),
         1,
     );
-    assert_eq!(locked, wrong);
+    // The operator learns why the right password was refused.
+    assert!(locked.contains("is locked until"), "{locked}");
+    assert_ne!(locked, wrong);
     assert_eq!(
         cli.json(&["user", "unlock", "ann@example.com"], None)["locked_until"],
         json!(null)
@@ -448,6 +450,78 @@ fn audit_prune_deletes_old_events_and_says_so() {
     let (out, _) = cli.expect(&["audit", "prune", "--older-than", "365d"], None, 0);
     assert!(out.starts_with("deleted 0 audit event(s)"), "{out}");
     cli.expect(&["check"], None, 0);
+}
+
+/// The operator is told why an account cannot log in: the library says "wrong email,
+/// username or password" for every failure (a client must not learn which accounts are
+/// locked or disabled), and the CLI used to pass that on for the right password of a
+/// disabled or locked account.
+#[test]
+fn a_refused_login_tells_the_operator_why_the_account_cannot_log_in() {
+    let cli = Cli::new();
+    let ann = with_user(&cli).to_string();
+    cli.expect(&["user", "disable", &ann], None, 0);
+    for args in [
+        &["login", "ann@example.com", "--password-stdin"][..],
+        &[
+            "user",
+            "check-password",
+            "ann@example.com",
+            "--password-stdin",
+        ][..],
+    ] {
+        let (out, err) = cli.expect(args, Some("ann password\n"), 1);
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains(&format!("user {ann} is disabled"))
+                && err.contains(&format!("redkeep user enable {ann}")),
+            "{err}"
+        );
+    }
+    cli.expect(&["user", "enable", &ann], None, 0);
+    // Ten wrong passwords lock the account (the default policy); then the right one is
+    // refused, and the operator learns of the lock.
+    for _ in 0..10 {
+        let (_, err) = cli.expect(
+            &["login", "ann@example.com", "--password-stdin"],
+            Some("not the password\n"),
+            1,
+        );
+        assert!(
+            err.contains("wrong email, username or password") || err.contains("locked"),
+            "{err}"
+        );
+    }
+    let (_, err) = cli.expect(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+        1,
+    );
+    assert!(
+        err.contains(&format!("user {ann} is locked until"))
+            && err.contains(&format!("redkeep user unlock {ann}")),
+        "{err}"
+    );
+    cli.expect(&["user", "unlock", &ann], None, 0);
+    cli.expect(
+        &[
+            "user",
+            "check-password",
+            "ann@example.com",
+            "--password-stdin",
+        ],
+        Some("ann password\n"),
+        0,
+    );
+    // A wrong password of an account that can log in, and no account, read as before.
+    for who in ["ann@example.com", "nobody@example.com"] {
+        let (_, err) = cli.expect(
+            &["user", "check-password", who, "--password-stdin"],
+            Some("not the password\n"),
+            1,
+        );
+        assert!(err.contains("wrong email, username or password"), "{err}");
+    }
 }
 
 #[test]

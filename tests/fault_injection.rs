@@ -373,3 +373,64 @@ fn an_io_error_in_a_migration_step_keeps_the_copy_taken_before_it() {
     }
     assert!(failed > 0, "no step ever failed on an I/O error");
 }
+
+/// A login with the right password whose commit fails at the disk leaves no failed attempt
+/// counted: the attempt is counted before the hash (so that guesses in flight together
+/// cannot pass the threshold) and cleared by the login's commit, and when that commit
+/// failed, the count stayed. Ten such logins locked the account, with no failed login in
+/// the audit log.
+#[test]
+fn a_right_password_whose_login_fails_at_the_disk_counts_no_failure() {
+    let base = TestDir::new();
+    {
+        let rk = Redkeep::open(base.path(), options(None)).unwrap();
+        rk.users()
+            .create(NewUser {
+                email: "ann@example.com".into(),
+                password: Some(PW.into()),
+                ..NewUser::default()
+            })
+            .unwrap();
+    }
+    let mut failed = 0;
+    // Both modes: in Shared mode (the CLI's) every commit reaches the disk, the count
+    // before the hash included.
+    for (mode, kind) in [
+        (redkeep::Mode::Exclusive, FaultKind::Write),
+        (redkeep::Mode::Exclusive, FaultKind::Sync),
+        (redkeep::Mode::Shared, FaultKind::Write),
+        (redkeep::Mode::Shared, FaultKind::Sync),
+    ] {
+        for nth in 1u64.. {
+            assert!(nth < 10_000, "{kind:?} calls never end");
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("data");
+            common::copy_tree(base.path(), &dir);
+            let plan = FaultPlan::new(kind, nth);
+            let outcome =
+                Redkeep::open(&dir, options(Some(plan.clone())).mode(mode)).and_then(|rk| {
+                    rk.sessions()
+                        .login(
+                            "ann@example.com",
+                            PW,
+                            redkeep::auth::sessions::LoginMeta::default(),
+                        )
+                        .map(|_| ())
+                });
+            let rk = Redkeep::open(&dir, options(None)).unwrap();
+            if outcome.is_err() {
+                failed += 1;
+                let l = rk.users().lockout(1).unwrap();
+                assert_eq!(
+                    (l.failed_logins, l.failures_in_window),
+                    (0, 0),
+                    "{mode:?} {kind:?} #{nth}: {outcome:?}"
+                );
+            }
+            if !plan.fired() {
+                break;
+            }
+        }
+    }
+    assert!(failed > 0, "no failure was ever injected");
+}

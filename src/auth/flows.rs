@@ -223,8 +223,11 @@ fn login_event<'a>(user: u64, action: &'a str, outcome: &'a str) -> Event<'a> {
 /// transaction that counts it. Returns the hash to verify against, or `None` when the
 /// account is locked or rate-limited (audited here).
 fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> {
+    // What the attempt stored, for a commit that fails yet may have landed.
+    let mut counted: Option<(Credential, Option<Timestamp>)> = None;
     // Not durable: a crash can only forget a failure, never grant an extra guess in this run.
-    acc.store.write_with(Durability::None, |tx| {
+    let out = acc.store.write_with(Durability::None, |tx| {
+        counted = None;
         let creds = tx.table::<Credential>();
         let Some(mut c) = creds.get(&user)? else {
             return Ok(None);
@@ -236,6 +239,7 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
                 // wrong (a right one clears it).
                 let locks = record_failure(acc, &mut c, now);
                 creds.update(&c)?;
+                counted = Some((c.clone(), locks.then(|| c.locked_until.unwrap_or(now))));
                 Ok(Some(Admitted {
                     hash: c.password_hash,
                     stamp: c.stamp,
@@ -252,7 +256,29 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
                 Ok(None)
             }
         }
-    })
+    });
+    match (out, counted) {
+        // A commit that failed at the disk may have landed all the same (its error says so):
+        // if the store shows this very count, the attempt goes on, and a right password
+        // clears it as usual. Left as an error, a right password's attempt stayed counted,
+        // and ten of them locked the account with no failed login audited.
+        (Err(e), Some((c, locks_until))) => {
+            let landed = acc
+                .read(|tx| tx.table::<Credential>().get(&user))
+                .is_ok_and(|now_stored| now_stored.as_ref() == Some(&c));
+            if !landed {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "a login attempt's count landed although its commit failed");
+            Ok(Some(Admitted {
+                hash: c.password_hash,
+                stamp: c.stamp,
+                locks_until,
+                typed_form: false,
+            }))
+        }
+        (out, _) => out,
+    }
 }
 
 /// What [`admit`] lets through: the hash to check, the credential's stamp then, and the
@@ -434,7 +460,7 @@ pub(crate) fn verify_login<T: Send>(
         None
     };
     let now = acc.now();
-    acc.store.write(|tx| {
+    let out = acc.store.write(|tx| {
         // The password or the account changed while the hash ran: a failure.
         let Some((mut u, mut c)) = settle_right(tx, now, user.id, &right)? else {
             return Ok(Err(Error::Unauthorized));
@@ -451,7 +477,17 @@ pub(crate) fn verify_login<T: Send>(
         audit::record(tx, now, e)?;
         let extra = on_success(tx, &u)?;
         Ok(Ok((u, extra)))
-    })?
+    });
+    if out.is_err() {
+        // The password was right, but the login did not commit (a failing disk, say): take
+        // back the failure `admit` counted, as the login would have, so that such errors
+        // never add up to a lock. Best effort: a store that refused the login may refuse
+        // this too, and the login's own error is the one to report.
+        if let Err(e) = settle_right_alone(acc, user.id, &right) {
+            tracing::warn!(error = %e, "a failed login's attempt could not be taken back");
+        }
+    }
+    out?
 }
 
 /// Client details as kept: what the client sent (a header, say) with every control
@@ -504,7 +540,17 @@ pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<
     // Under the lockout rules, as a login: a route that asks for the password again must not
     // be a way around them.
     let right = verify_user(acc, &user, password)?;
-    settle_right_alone(acc, id, &right)
+    match settle_right_alone(acc, id, &right) {
+        // Not a failure of the password: once more, so that a failing disk's errors never
+        // add up to a lock (as for a login).
+        Err(e) if !matches!(e, Error::Unauthorized) => {
+            if let Err(again) = settle_right_alone(acc, id, &right) {
+                tracing::warn!(error = %again, "a checked password's attempt could not be taken back");
+            }
+            Err(e)
+        }
+        done => done,
+    }
 }
 
 /// Stores a new password hash: clears `must_change_password` and the lockout, changes the

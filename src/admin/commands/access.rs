@@ -458,14 +458,17 @@ pub fn login(rk: &Redkeep, a: &LoginArgs, stdin: Stdin<'_>) -> Result<Reply> {
         .as_deref()
         .map(|t| parse_duration("ttl", t))
         .transpose()?;
-    let l = rk.sessions().login(
-        &a.login,
-        password,
-        LoginMeta {
-            ttl,
-            ..LoginMeta::default()
-        },
-    )?;
+    let l = rk
+        .sessions()
+        .login(
+            &a.login,
+            password,
+            LoginMeta {
+                ttl,
+                ..LoginMeta::default()
+            },
+        )
+        .map_err(|e| super::common::why_refused(rk, &a.login, e))?;
     let mut lines = vec![
         l.token.expose().to_string(),
         format!(

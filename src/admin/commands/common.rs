@@ -38,3 +38,45 @@ pub(crate) fn parse_duration(field: &'static str, text: &str) -> Result<std::tim
     })?;
     crate::clock::lifetime(field, d)
 }
+
+/// The operator's view of a refused login or password check. The library answers every
+/// failure alike, so that a client cannot learn which accounts are disabled or locked; the
+/// operator, who can read every account anyway, is told when the account could not log in
+/// whatever the password, and how to let it. Other errors, and refusals of accounts that can
+/// log in (a wrong password, no such account), are returned as they are.
+pub(crate) fn why_refused(rk: &crate::Redkeep, login: &str, e: Error) -> Error {
+    if !matches!(e, Error::Unauthorized) {
+        return e;
+    }
+    let Ok(u) = rk.users().find(login) else {
+        return e;
+    };
+    if !u.is_active {
+        return Error::denied(format!(
+            "user {id} is disabled, so no password logs in (the password was not checked); \
+             `redkeep user enable {id}` lets it log in again",
+            id = u.id
+        ));
+    }
+    let Ok(l) = rk.users().lockout(u.id) else {
+        return e;
+    };
+    let now = rk.now();
+    if let Some(until) = l.locked_until.filter(|&t| now < t) {
+        return Error::denied(format!(
+            "user {id} is locked until {until} after repeated failed logins, so no password \
+             logs in until then; `redkeep user unlock {id}` lifts the lock",
+            id = u.id
+        ));
+    }
+    if l.failures_in_window >= rk.options().lockout.max_failures_per_hour {
+        return Error::denied(format!(
+            "user {id} has had {n} failed logins this hour, the most an hour allows, so no \
+             password logs in until the hour is over; `redkeep user unlock {id}` clears the \
+             count",
+            id = u.id,
+            n = l.failures_in_window
+        ));
+    }
+    e
+}

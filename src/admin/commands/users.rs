@@ -493,7 +493,9 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                 Err(Error::NotFound { .. } | Error::InvalidInput { .. }) => u64::MAX,
                 Err(e) => return Err(e),
             };
-            rk.users().check_password(id, password)?;
+            rk.users()
+                .check_password(id, password)
+                .map_err(|e| super::common::why_refused(rk, user, e))?;
             Ok(Reply::text(
                 json!({"ok": true, "user_id": id}),
                 vec!["password is correct".into()],
