@@ -16,6 +16,11 @@ use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
 /// The type prefix of invite codes.
 pub const INVITE_PREFIX: &str = "rki";
 
+/// The most registrations one invite allows: an invite keeps the id of every user who
+/// registered with it, in its own record, rewritten at each registration. Make several
+/// invites for more.
+pub const MAX_INVITE_USES: u32 = 100_000;
+
 /// The stored state of an invite. `Expired` is never stored: it is derived from the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -182,6 +187,16 @@ pub(crate) fn consume(
     let hash = token::hash_token(code);
     let mut invite = invites.get(&hash)?.ok_or_else(invalid)?;
     ensure_usable(&invite, now)?;
+    // An invite made before the limit (or imported) with more uses stops at it, with an
+    // error that names it, rather than at the record size limit with one that does not.
+    if invite.used_by.len() >= MAX_INVITE_USES as usize {
+        return Err(Error::denied(format!(
+            "invite code {} has been used {} times, the most an invite records; make \
+             another invite",
+            invite.prefix,
+            invite.used_by.len()
+        )));
+    }
     // Saturating: a count at its limit (imported data) reads as used up, never as unused.
     invite.uses = invite.uses.saturating_add(1);
     invite.used_by.push(user_id);
@@ -233,11 +248,22 @@ impl Invites<'_> {
     /// ```
     ///
     /// # Errors
-    /// `InvalidInput` when `max_uses` is 0 or the lifetime is under 1 s or over 100 years;
+    /// `InvalidInput` when `max_uses` is 0 or over [`MAX_INVITE_USES`], or the lifetime is
+    /// under 1 s or over 100 years;
     /// `NotFound` when `created_by` names no user.
     pub fn create(&self, spec: InviteSpec) -> Result<CreatedInvite> {
         if spec.max_uses == 0 {
             return Err(Error::invalid("uses", "an invite needs at least 1 use"));
+        }
+        if spec.max_uses > MAX_INVITE_USES {
+            return Err(Error::invalid(
+                "uses",
+                format!(
+                    "{} uses asked for; an invite allows at most {MAX_INVITE_USES} (make \
+                     several invites for more)",
+                    spec.max_uses
+                ),
+            ));
         }
         let expires_in = spec
             .expires_in
@@ -484,5 +510,59 @@ impl From<&Invite> for InviteV1 {
                 InviteStatus::Expired => InviteStatusV1::Expired,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewUser, Options, PasswordParams, Redkeep};
+
+    /// An invite that has registered the most users an invite records (one made before the
+    /// limit, or imported, with more uses) refuses the next with an error naming it, rather
+    /// than failing at the record size limit with one that does not; and no new invite asks
+    /// for more.
+    #[test]
+    fn an_invite_stops_at_the_most_uses_it_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rk = Redkeep::open(
+            tmp.path(),
+            Options::default().password(PasswordParams::INSECURE_FAST),
+        )
+        .unwrap();
+        assert!(matches!(
+            rk.invites()
+                .create(InviteSpec::default().uses(MAX_INVITE_USES + 1)),
+            Err(Error::InvalidInput { .. })
+        ));
+        let made = rk
+            .invites()
+            .create(InviteSpec::default().uses(MAX_INVITE_USES))
+            .unwrap();
+        let hash = token::hash_token(made.code.expose());
+        rk.store()
+            .write(|tx| {
+                let t = tx.table::<Invite>();
+                let mut inv = t.get(&hash)?.unwrap();
+                inv.max_uses = u32::MAX;
+                inv.used_by = (1_000_000..1_000_000 + u64::from(MAX_INVITE_USES)).collect();
+                inv.uses = MAX_INVITE_USES;
+                t.update(&inv)
+            })
+            .unwrap();
+        let e = rk
+            .users()
+            .create(NewUser {
+                email: "late@example.com".into(),
+                invite: Some(made.code.expose().into()),
+                ..NewUser::default()
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Denied { reason } if reason.contains(&made.invite.prefix)
+                && reason.contains("make another invite")),
+            "{e}"
+        );
+        assert!(rk.users().find("late@example.com").is_err());
     }
 }

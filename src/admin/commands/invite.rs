@@ -40,10 +40,11 @@ pub struct CreateArgs {
     /// Lifetime, e.g. 7d, 12h, 30m.
     #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
     pub expires: Option<String>,
-    /// Registrations each code allows.
+    /// Registrations each code allows (at most 100,000).
     #[cfg_attr(
         feature = "cli",
-        arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))
+        arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32)
+            .range(1..=i64::from(crate::auth::invites::MAX_INVITE_USES)))
     )]
     pub uses: u32,
 }
