@@ -26,7 +26,7 @@ use crate::auth::agents::{AgentSession, AgentSpec, AgentState};
 use crate::auth::api_keys::{ApiKey, ApiKeySpec, CreatedApiKey, KeyOwner};
 use crate::auth::audit::AuditEvent;
 use crate::auth::invites::{CreatedInvite, Invite, InviteFilter, InviteSpec};
-use crate::auth::orgs::{Org, OrgMember, OrgRole, OrgSpec};
+use crate::auth::orgs::{DeletedOrg, Org, OrgMember, OrgRole, OrgSpec, RemovedMember};
 use crate::auth::recovery::{IssuedToken, RecoveryToken};
 use crate::auth::roles::{Role, RoleSpec};
 use crate::auth::sessions::{Login, LoginMeta, Session};
@@ -421,10 +421,10 @@ impl AsyncOrgs<'_> {
         fn add_members(org: u64, users: Vec<u64>, role: OrgRole) -> Vec<OrgMember> => (org, &users, role);
         fn create_default(spec: OrgSpec) -> Org => (spec);
         fn set_default(org: u64) -> Org => (org);
-        fn remove_member(org: u64, user: u64) -> () => (org, user);
+        fn remove_member(org: u64, user: u64) -> RemovedMember => (org, user);
         fn set_role(org: u64, user: u64, role: OrgRole) -> OrgMember => (org, user, role);
         fn switch(user: u64, org: u64) -> User => (user, org);
-        fn delete(org: u64, force: bool) -> Org => (org, force);
+        fn delete(org: u64, force: bool) -> DeletedOrg => (org, force);
     }
 }
 

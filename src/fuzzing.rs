@@ -475,7 +475,7 @@ mod structured {
                     let r = rk.orgs().remove_member(*oid, id);
                     match (members.get(&id).copied(), r) {
                         (Some(OrgRole::Owner), Err(Error::Denied { .. })) if owners == 1 => {}
-                        (Some(_), Ok(())) => {
+                        (Some(_), Ok(_)) => {
                             members.remove(&id);
                         }
                         (None, Err(Error::NotFound { .. })) => {}

@@ -547,7 +547,7 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
             "the last owner leaving",
             "Denied",
             "last owner",
-            Box::new(|f| f.rk.orgs().remove_member(f.acme, f.ann)),
+            Box::new(|f| f.rk.orgs().remove_member(f.acme, f.ann).map(|_| ())),
         ),
         (
             "deleting an org with members",

@@ -921,3 +921,154 @@ fn weak_passwords_large_counts_and_long_inputs_get_short_clear_errors() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+/// `org remove-member`, `org delete --force` and `user delete` say on lines of their own,
+/// and in JSON, what went with them; `org list --json` has the member count of the table.
+#[test]
+fn org_and_user_deletes_say_what_went_with_them() {
+    let cli = Cli::new();
+    let ann = with_user(&cli);
+    let bob = cli.json(
+        &["user", "create", "bob@example.com", "--name", "Bob"],
+        None,
+    )["id"]
+        .as_u64()
+        .unwrap();
+    // Ann leaves her personal org to bob: she is in no org, and gets a new personal one.
+    cli.json(
+        &[
+            "org",
+            "add-member",
+            "anns-workspace",
+            "bob@example.com",
+            "--role",
+            "owner",
+        ],
+        None,
+    );
+    let (out, _) = cli.expect(
+        &["org", "remove-member", "anns-workspace", "ann@example.com"],
+        None,
+        0,
+    );
+    assert!(
+        out.contains(&format!("user {ann} left org anns-workspace")),
+        "{out}"
+    );
+    assert!(
+        out.contains("org anns-workspace is no longer personal"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!(
+            "gave user {ann} a new personal org, anns-workspace-2"
+        ))),
+        "{out}"
+    );
+    cli.expect(&["check"], None, 0);
+    let shown = cli.json(&["user", "show", "ann@example.com"], None);
+    let new = cli.json(&["org", "show", "anns-workspace-2"], None);
+    assert_eq!(shown["current_org_id"], new["id"]);
+    assert_eq!(new["personal_user"], ann);
+    // The same in JSON, for bob's removal from ann's new org (he has other orgs).
+    cli.json(
+        &["org", "add-member", "anns-workspace-2", "bob@example.com"],
+        None,
+    );
+    let removed = cli.json(
+        &[
+            "org",
+            "remove-member",
+            "anns-workspace-2",
+            "bob@example.com",
+        ],
+        None,
+    );
+    assert_eq!(removed["role"], "member");
+    assert_eq!(removed["new_personal_org"], json!(null));
+    assert_eq!(removed["org_no_longer_personal"], false);
+
+    // org list --json: the member count the table shows.
+    let listed = cli.json(&["org", "list"], None);
+    let old = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["slug"] == "anns-workspace")
+        .unwrap();
+    assert_eq!(old["member_count"], 1);
+
+    // org delete --force: the members, the keys with their prefixes, the new personal orgs.
+    cli.json(
+        &["org", "add-member", "anns-workspace", "ann@example.com"],
+        None,
+    );
+    let key = cli.json(&["apikey", "create", "--org", "anns-workspace"], None);
+    let prefix = key["prefix"].as_str().unwrap().to_string();
+    cli.expect(&["org", "delete", "bobs-workspace", "--force"], None, 0);
+    let (out, _) = cli.expect(&["org", "delete", "anns-workspace", "--force"], None, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "deleted org anns-workspace", "{out}");
+    assert!(
+        lines.contains(
+            &format!("removed 2 members: user {ann} (member), user {bob} (owner)").as_str()
+        ),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&format!("deleted 1 API key with it: {prefix}").as_str()),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("gave user {bob} a new personal org"))),
+        "{out}"
+    );
+    let audit = cli.json(&["audit", "list", "--limit", "10"], None);
+    let gone = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "org_deleted")
+        .unwrap();
+    assert!(gone["detail"].as_str().unwrap().contains(&prefix), "{gone}");
+    cli.expect(&["check"], None, 0);
+
+    // JSON of org delete.
+    cli.json(
+        &["org", "create", "Acme", "--owner", "ann@example.com"],
+        None,
+    );
+    cli.json(&["org", "add-member", "acme", "bob@example.com"], None);
+    let key = cli.json(&["apikey", "create", "--org", "acme"], None);
+    let deleted = cli.json(&["org", "delete", "acme", "--force"], None);
+    assert_eq!(deleted["slug"], "acme");
+    assert_eq!(
+        deleted["members_removed"],
+        json!([{"user_id": ann, "role": "owner"}, {"user_id": bob, "role": "member"}])
+    );
+    assert_eq!(deleted["api_keys_deleted"], 1);
+    assert_eq!(deleted["api_key_prefixes_deleted"], json!([key["prefix"]]));
+    assert_eq!(deleted["new_personal_orgs"], json!([]));
+
+    // user delete names the agent sessions that go with the user.
+    {
+        let rk = redkeep::Redkeep::open(cli.data(), cli.options()).unwrap();
+        rk.agents()
+            .create(AgentSpec {
+                id: "run-1".into(),
+                user_id: bob,
+                name: "Agent".into(),
+                goal: "g".into(),
+                ttl: None,
+            })
+            .unwrap();
+    }
+    let (out, _) = cli.expect(&["user", "delete", "bob@example.com"], None, 0);
+    assert!(
+        out.lines().any(|l| l == "deleted their 1 agent session"),
+        "{out}"
+    );
+    let (_, _) = cli.expect(&["agent", "show", "run-1"], None, 1);
+}

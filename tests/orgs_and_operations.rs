@@ -239,7 +239,10 @@ proptest! {
         let t = TestDir::new();
         let rk = t.open();
         let mut users: Vec<u64> = (0..2).map(|i| user(&rk, &format!("u{i}@example.com"), "U")).collect();
-        let mut orgs: Vec<u64> = Vec::new();
+        // Every org, the personal ones included (those made at sign-up and those given to a
+        // user left in no org): operations on them are where a user could end up in none.
+        let all_orgs = |rk: &Redkeep| rk.orgs().list(None, usize::MAX).unwrap().iter().map(|o| o.id).collect::<Vec<u64>>();
+        let mut orgs: Vec<u64> = all_orgs(&rk);
         let mut next = 2;
         for op in ops {
             let pick = |v: &Vec<u64>, i: usize| v.get(i % v.len().max(1)).copied();
@@ -251,11 +254,11 @@ proptest! {
                     None => Ok(()),
                 },
                 OrgOp::Add(o, u, r) => match (pick(&orgs, o), pick(&users, u)) { (Some(o), Some(u)) => rk.orgs().add_member(o, u, role(r)).map(|_| ()), _ => Ok(()) },
-                OrgOp::Remove(o, u) => match (pick(&orgs, o), pick(&users, u)) { (Some(o), Some(u)) => rk.orgs().remove_member(o, u), _ => Ok(()) },
+                OrgOp::Remove(o, u) => match (pick(&orgs, o), pick(&users, u)) { (Some(o), Some(u)) => rk.orgs().remove_member(o, u).map(|_| ()), _ => Ok(()) },
                 OrgOp::SetRole(o, u, r) => match (pick(&orgs, o), pick(&users, u)) { (Some(o), Some(u)) => rk.orgs().set_role(o, u, role(r)).map(|_| ()), _ => Ok(()) },
                 OrgOp::Switch(u, o) => match (pick(&users, u), pick(&orgs, o)) { (Some(u), Some(o)) => rk.orgs().switch(u, o).map(|_| ()), _ => Ok(()) },
                 OrgOp::DeleteOrg(o, force) => match pick(&orgs, o) {
-                    Some(id) => rk.orgs().delete(id, force).map(|_| orgs.retain(|&x| x != id)),
+                    Some(id) => rk.orgs().delete(id, force).map(|_| ()),
                     None => Ok(()),
                 },
                 OrgOp::DeleteUser(u) => match pick(&users, u) {
@@ -263,9 +266,18 @@ proptest! {
                     _ => Ok(()),
                 },
             };
-            orgs.retain(|&o| rk.orgs().get(o).unwrap().is_some());
+            orgs = all_orgs(&rk);
             let report = rk.check(false).unwrap();
             prop_assert!(report.ok, "{:?}", report.problems);
+            // A personal org is its user's own: they are in it (it stops being personal when
+            // they leave it).
+            for &o in &orgs {
+                let org = rk.orgs().get(o).unwrap().unwrap();
+                if org.is_personal {
+                    let u = org.personal_user;
+                    prop_assert!(u.is_some_and(|u| rk.orgs().is_member(u, o).unwrap()), "{org:?}");
+                }
+            }
         }
     }
 }
@@ -289,6 +301,204 @@ fn a_forced_delete_of_a_personal_org_gives_its_user_a_new_one() {
     assert!(org.is_personal, "{org:?}");
     let report = rk.check(false).unwrap();
     assert!(report.ok, "{:?}", report.problems);
+}
+
+fn current_org(rk: &Redkeep, user: u64) -> u64 {
+    rk.users()
+        .get(user)
+        .unwrap()
+        .unwrap()
+        .current_org_id
+        .unwrap()
+}
+
+/// A user removed from their only org (their personal org, after another member became its
+/// owner) gets a new personal org in the same transaction: the store passes `check`, so its
+/// backups restore and its exports import.
+#[test]
+fn a_member_removed_from_their_only_org_gets_a_new_personal_org() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let alice = user(&rk, "alice@example.com", "Alice");
+    let bob = user(&rk, "bob@example.com", "Bob");
+    let personal = current_org(&rk, alice);
+    rk.orgs().add_member(personal, bob, OrgRole::Owner).unwrap();
+    let removed = rk.orgs().remove_member(personal, alice).unwrap();
+    assert_eq!(removed.member.role, OrgRole::Owner);
+    let report = rk.check(false).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    let new = removed.new_personal_org.expect("a new personal org");
+    assert!(
+        new.is_personal && new.personal_user == Some(alice),
+        "{new:?}"
+    );
+    assert_eq!(current_org(&rk, alice), new.id);
+    assert_eq!(
+        rk.orgs().role_in(alice, new.id).unwrap(),
+        Some(OrgRole::Owner)
+    );
+    // The org alice left is bob's now, and nobody's personal org.
+    assert!(removed.org_no_longer_personal);
+    let old = rk.orgs().get(personal).unwrap().unwrap();
+    assert!(!old.is_personal && old.personal_user.is_none(), "{old:?}");
+    let audit = rk.audit().list(Some(alice), None, 10).unwrap();
+    let event = audit
+        .iter()
+        .find(|e| e.action == "org_member_removed")
+        .unwrap();
+    assert!(event.detail.contains(&new.slug), "{event:?}");
+    // A member with another org is only moved, their own personal org first.
+    let team = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Team".into(),
+            owner: bob,
+            ..OrgSpec::default()
+        })
+        .unwrap();
+    rk.orgs()
+        .add_member(team.id, alice, OrgRole::Member)
+        .unwrap();
+    let removed = rk.orgs().remove_member(team.id, alice).unwrap();
+    assert!(removed.new_personal_org.is_none() && !removed.org_no_longer_personal);
+    assert_eq!(rk.orgs().of_user(alice).unwrap().len(), 1);
+}
+
+/// A member leaving an org goes to their own personal org, not to another member's
+/// personal org they were added to (which has the lower id here).
+#[test]
+fn a_member_leaving_an_org_goes_to_their_own_personal_org() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let alice = user(&rk, "alice@example.com", "Alice");
+    let bob = user(&rk, "bob@example.com", "Bob");
+    let alices = current_org(&rk, alice);
+    let bobs = current_org(&rk, bob);
+    assert!(alices < bobs);
+    rk.orgs().add_member(alices, bob, OrgRole::Member).unwrap();
+    let team = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Team".into(),
+            owner: alice,
+            ..OrgSpec::default()
+        })
+        .unwrap();
+    rk.orgs().add_member(team.id, bob, OrgRole::Member).unwrap();
+    rk.orgs().switch(bob, team.id).unwrap();
+    rk.orgs().remove_member(team.id, bob).unwrap();
+    assert_eq!(current_org(&rk, bob), bobs);
+    // The same when the org goes.
+    rk.orgs().add_member(team.id, bob, OrgRole::Member).unwrap();
+    rk.orgs().switch(bob, team.id).unwrap();
+    rk.orgs().delete(team.id, true).unwrap();
+    assert_eq!(current_org(&rk, bob), bobs);
+}
+
+/// `Orgs::delete` says what went with the org, and the audit log records it: each member's
+/// removal, and the count of members and the prefixes of the keys on `org_deleted`.
+#[test]
+fn deleting_an_org_reports_and_audits_its_members_and_keys() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let bob = user(&rk, "bob@example.com", "Bob");
+    let ann = user(&rk, "ann@example.com", "Ann");
+    let bobs = current_org(&rk, bob);
+    rk.orgs().add_member(bobs, ann, OrgRole::Member).unwrap();
+    let key = rk
+        .api_keys()
+        .create(ApiKeySpec {
+            owner: KeyOwner::Org(bobs),
+            scopes: vec!["deploy".into()],
+            expires_in: None,
+        })
+        .unwrap()
+        .api_key;
+    let deleted = rk.orgs().delete(bobs, true).unwrap();
+    assert_eq!(deleted.org.id, bobs);
+    let removed: Vec<(u64, OrgRole)> = deleted
+        .members_removed
+        .iter()
+        .map(|m| (m.user_id, m.role))
+        .collect();
+    assert_eq!(removed, vec![(bob, OrgRole::Owner), (ann, OrgRole::Member)]);
+    assert_eq!(deleted.api_keys_deleted, vec![key.prefix.clone()]);
+    // Bob belonged nowhere else; ann has her own personal org.
+    assert_eq!(deleted.new_personal_orgs.len(), 1);
+    let new = &deleted.new_personal_orgs[0];
+    assert_eq!(new.personal_user, Some(bob));
+    assert_eq!(current_org(&rk, bob), new.id);
+    let events = rk.audit().list(None, None, 20).unwrap();
+    let gone = events.iter().find(|e| e.action == "org_deleted").unwrap();
+    assert!(
+        gone.detail.contains("2 members removed")
+            && gone.detail.contains("1 API key deleted")
+            && gone.detail.contains(&key.prefix),
+        "{gone:?}"
+    );
+    for u in [bob, ann] {
+        assert!(
+            rk.audit()
+                .list(Some(u), None, 20)
+                .unwrap()
+                .iter()
+                .any(|e| e.action == "org_member_removed"),
+            "user {u}"
+        );
+    }
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// A personal org whose user is deleted while another member stays stops being personal:
+/// `org delete` then no longer says to delete a user who is gone.
+#[test]
+fn a_personal_org_that_outlives_its_user_is_no_longer_personal() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let alice = user(&rk, "alice@example.com", "Alice");
+    let bob = user(&rk, "bob@example.com", "Bob");
+    let alices = current_org(&rk, alice);
+    let bobs = current_org(&rk, bob);
+    rk.orgs().add_member(alices, bob, OrgRole::Owner).unwrap();
+    match rk.orgs().delete(alices, false) {
+        Err(Error::Denied { reason }) => assert!(reason.contains("has 2 members"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    match rk.orgs().delete(bobs, false) {
+        Err(Error::Denied { reason }) => assert!(
+            reason.contains(&format!("personal org of user {bob}; delete that user")),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    rk.users().delete(alice).unwrap();
+    let org = rk.orgs().get(alices).unwrap().unwrap();
+    assert!(!org.is_personal && org.personal_user.is_none(), "{org:?}");
+    // Bob alone in it: an ordinary org of one owner, deleted without --force.
+    let deleted = rk.orgs().delete(alices, false).unwrap();
+    assert!(deleted.new_personal_orgs.is_empty());
+    assert_eq!(current_org(&rk, bob), bobs);
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// `user delete` says how many agent sessions went with the user.
+#[test]
+fn deleting_a_user_counts_their_agent_sessions() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com", "A");
+    for id in ["agent-1", "agent-2"] {
+        rk.agents()
+            .create(AgentSpec {
+                id: id.into(),
+                user_id: a,
+                name: "n".into(),
+                goal: "g".into(),
+                ttl: None,
+            })
+            .unwrap();
+    }
+    assert_eq!(rk.users().delete(a).unwrap().agent_sessions_deleted, 2);
 }
 
 fn copy_fixture(name: &str, to: &Path) {

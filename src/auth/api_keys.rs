@@ -146,9 +146,9 @@ fn validate_scope(s: &str) -> Result<()> {
         )
     })
 }
-
+/// Deletes every key of `owner` inside `tx`; returns their prefixes.
 /// Deletes every key of `owner` inside `tx`; returns how many.
-pub(crate) fn delete_keys_of(tx: &WriteTx<'_>, owner: KeyOwner) -> Result<usize> {
+pub(crate) fn delete_keys_of(tx: &WriteTx<'_>, owner: KeyOwner) -> Result<Vec<String>> {
     let t = tx.table::<ApiKey>();
     let keys = t.range_by(
         &ApiKey::BY_OWNER,
@@ -159,7 +159,7 @@ pub(crate) fn delete_keys_of(tx: &WriteTx<'_>, owner: KeyOwner) -> Result<usize>
     for k in &keys {
         t.delete(&k.hash)?;
     }
-    Ok(keys.len())
+    Ok(keys.into_iter().map(|k| k.prefix).collect())
 }
 
 /// Operations on API keys.

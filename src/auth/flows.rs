@@ -737,16 +737,17 @@ pub(crate) fn unlock(acc: &Accounts, id: u64) -> Result<User> {
     })
 }
 
-/// Deletes a user and every record that belongs to them inside `tx`: credential, sessions,
-/// roles, memberships and personal org, API keys, agent sessions, avatar; audited. Returns
-/// the user as it was.
 /// What [`delete_user_records`] deleted besides the user: the slugs of the orgs that went
-/// with them, and how many API keys.
+/// with them, how many API keys and agent sessions.
 pub(crate) struct DeletedWith {
     pub(crate) orgs: Vec<String>,
     pub(crate) api_keys: usize,
+    pub(crate) agent_sessions: usize,
 }
 
+/// Deletes a user and every record that belongs to them inside `tx`: credential, sessions,
+/// roles, memberships and personal org, API keys, agent sessions, avatar; audited. Returns
+/// the user as it was.
 pub(crate) fn delete_user_records(
     acc: &Accounts,
     tx: &WriteTx<'_>,
@@ -764,7 +765,7 @@ pub(crate) fn delete_user_records(
     for a in roles::assignments_of(tx, id)? {
         roles.delete(&(a.user_id, a.role_id))?;
     }
-    with.api_keys += api_keys::delete_keys_of(tx, KeyOwner::User(id))?;
+    with.api_keys += api_keys::delete_keys_of(tx, KeyOwner::User(id))?.len();
     let agents = tx.table::<AgentSession>();
     for a in agents.range_by(
         &AgentSession::BY_USER,
@@ -773,6 +774,7 @@ pub(crate) fn delete_user_records(
         usize::MAX,
     )? {
         agents.delete(&a.id)?;
+        with.agent_sessions += 1;
     }
     recovery::delete_tokens_of(tx, id, None)?;
     tx.table::<Avatar>().delete(&id)?;
@@ -783,19 +785,20 @@ pub(crate) fn delete_user_records(
 }
 
 /// Removes every membership of a user being deleted, deleting the orgs they alone belong
-/// to (and their keys: returned). Refuses when they are the last owner of an org with other
-/// members.
+/// to (and their keys: returned). Their personal org, when others stay in it, stops being
+/// personal. Refuses when they are the last owner of an org with other members.
 fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<DeletedWith> {
     let mut with = DeletedWith {
         orgs: Vec::new(),
         api_keys: 0,
+        agent_sessions: 0,
     };
     for m in orgs::memberships_of(tx, user)? {
         let (members, owners) = orgs::headcount(tx, m.org_id, 2)?;
         if members == 1 {
-            let (org, keys) = delete_org_in(tx, now, m.org_id)?;
-            with.orgs.push(org.slug);
-            with.api_keys += keys;
+            let deleted = delete_org_in(tx, now, m.org_id)?;
+            with.orgs.push(deleted.org.slug);
+            with.api_keys += deleted.api_keys_deleted.len();
             continue;
         }
         if m.role == OrgRole::Owner && owners == 1 {
@@ -809,20 +812,54 @@ fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<
             )));
         }
         tx.table::<OrgMember>().delete(&(m.org_id, user))?;
+        orgs::unmake_personal(tx, now, m.org_id, user)?;
     }
     Ok(with)
 }
 
-/// Deletes an org, its memberships (moving members' current org elsewhere) and its keys
-/// (returns how many).
-fn delete_org_in(tx: &WriteTx<'_>, now: Timestamp, org: u64) -> Result<(Org, usize)> {
+/// The most API key prefixes an `org_deleted` audit detail lists (the count is always there).
+const AUDITED_PREFIXES: usize = 20;
+
+/// The detail of an `org_deleted` event: how many members left, and the API keys deleted.
+fn deleted_org_detail(members: usize, keys: &[String]) -> String {
+    let mut detail = format!(
+        "{members} member{} removed, {} API key{} deleted",
+        if members == 1 { "" } else { "s" },
+        keys.len(),
+        if keys.len() == 1 { "" } else { "s" }
+    );
+    if !keys.is_empty() {
+        let shown = keys[..keys.len().min(AUDITED_PREFIXES)].join(", ");
+        let more = keys.len().saturating_sub(AUDITED_PREFIXES);
+        if more > 0 {
+            detail.push_str(&format!(" ({shown} and {more} more)"));
+        } else {
+            detail.push_str(&format!(" ({shown})"));
+        }
+    }
+    detail
+}
+
+/// Deletes an org, its memberships (moving members' current org elsewhere, each removal
+/// audited) and its keys, and audits what went with it. Members left in no org are the
+/// caller's to place (`new_personal_orgs` is empty).
+fn delete_org_in(tx: &WriteTx<'_>, now: Timestamp, org: u64) -> Result<orgs::DeletedOrg> {
     let o = tx
         .table::<Org>()
         .get(&org)?
         .ok_or_else(|| Error::not_found(format!("org {org}")))?;
-    for m in orgs::members_of(tx, org)? {
+    let members = orgs::members_of(tx, org)?;
+    for m in &members {
         tx.table::<OrgMember>().delete(&(org, m.user_id))?;
         orgs::move_current_org(tx, m.user_id, org)?;
+        orgs::org_event(
+            tx,
+            now,
+            "org_member_removed",
+            &o.slug,
+            Some(m.user_id),
+            format!("was {}; the org was deleted", m.role.as_str()),
+        )?;
     }
     let keys = api_keys::delete_keys_of(tx, KeyOwner::Org(org))?;
     tx.table::<Org>().delete(&org)?;
@@ -833,15 +870,42 @@ fn delete_org_in(tx: &WriteTx<'_>, now: Timestamp, org: u64) -> Result<(Org, usi
             action: "org_deleted",
             subject: format!("org {}", o.slug),
             outcome: "ok",
+            detail: deleted_org_detail(members.len(), &keys),
             ..Event::default()
         },
     )?;
-    Ok((o, keys))
+    Ok(orgs::DeletedOrg {
+        org: o,
+        members_removed: members,
+        api_keys_deleted: keys,
+        new_personal_orgs: Vec::new(),
+    })
+}
+
+/// Why a personal org is not deleted without `force`, in words that fit whether its user is
+/// still there.
+fn personal_org_refusal(tx: &WriteTx<'_>, o: &Org) -> Result<Error> {
+    Ok(Error::denied(match o.personal_user {
+        Some(u) if tx.table::<User>().contains(&u)? => format!(
+            "org {} is the personal org of user {u}; delete that user instead, or pass --force",
+            o.slug
+        ),
+        Some(u) => format!(
+            "org {} was the personal org of user {u}, who is gone; pass --force to delete it",
+            o.slug
+        ),
+        // Made before personal orgs recorded their user.
+        None => format!(
+            "org {} is a personal org; delete its user instead, or pass --force (also when \
+             that user is gone)",
+            o.slug
+        ),
+    }))
 }
 
 /// Deletes an org; refused when it has members other than one owner, or is a personal org,
 /// unless `force`. A member left in no org gets a new personal org.
-pub(crate) fn delete_org(acc: &Accounts, org: u64, force: bool) -> Result<Org> {
+pub(crate) fn delete_org(acc: &Accounts, org: u64, force: bool) -> Result<orgs::DeletedOrg> {
     let now = acc.now();
     acc.store.write(|tx| {
         let o = tx
@@ -858,30 +922,13 @@ pub(crate) fn delete_org(acc: &Accounts, org: u64, force: bool) -> Result<Org> {
             )));
         }
         if !force && o.is_personal {
-            return Err(Error::denied(format!(
-                "org {} is a personal org; delete its user instead, or pass --force",
-                o.slug
-            )));
+            return Err(personal_org_refusal(tx, &o)?);
         }
-        let former: Vec<u64> = orgs::members_of(tx, org)?
-            .iter()
-            .map(|m| m.user_id)
-            .collect();
-        let (deleted, _) = delete_org_in(tx, now, org)?;
-        // Every user belongs to an org: one left with none gets a new personal org (as
-        // `check --repair` would give it), which becomes their current one.
-        for user in former {
-            if !orgs::memberships_of(tx, user)?.is_empty() {
-                continue;
+        let mut deleted = delete_org_in(tx, now, org)?;
+        for m in &deleted.members_removed {
+            if let Some(p) = orgs::keep_in_an_org(tx, now, m.user_id)? {
+                deleted.new_personal_orgs.push(p);
             }
-            let Some(u) = tx.table::<User>().get(&user)? else {
-                continue;
-            };
-            let personal = orgs::create_in(tx, now, &orgs::personal_spec(&u), true, false)?;
-            tx.table::<User>().modify(&user, |x| {
-                x.current_org_id = Some(personal.id);
-                Ok(())
-            })?;
         }
         Ok(deleted)
     })
@@ -1164,6 +1211,7 @@ impl Users<'_> {
             trash,
             orgs_deleted: with.orgs,
             api_keys_deleted: with.api_keys,
+            agent_sessions_deleted: with.agent_sessions,
         })
     }
 }
@@ -1226,13 +1274,16 @@ impl Sessions<'_> {
 }
 
 impl Orgs<'_> {
-    /// Deletes an org with its memberships and API keys. Refused when it has members other
-    /// than one owner, or is someone's personal org, unless `force`. A member left in no org
-    /// gets a new personal org, which becomes their current one.
+    /// Deletes an org with its memberships and API keys, and says what went with it. Refused
+    /// when it has members other than one owner, or is someone's personal org, unless
+    /// `force`. A member left in no org gets a new personal org, which becomes their current
+    /// one. The audit log gets an `org_member_removed` event per member and an `org_deleted`
+    /// one with the counts and the keys' prefixes.
     ///
     /// # Errors
-    /// `NotFound`; `Denied` as above.
-    pub fn delete(&self, org: u64, force: bool) -> Result<Org> {
+    /// `NotFound`; `Denied` as above; `InvalidInput` when a member left in no org has a name
+    /// that makes no valid org name (nothing changes then).
+    pub fn delete(&self, org: u64, force: bool) -> Result<orgs::DeletedOrg> {
         delete_org(self.acc, org, force)
     }
 }

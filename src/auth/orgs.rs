@@ -23,8 +23,13 @@ pub struct Org {
     pub slug: String,
     /// Description.
     pub description: String,
-    /// A user's own org, made at registration.
+    /// A user's own org, made at registration (or when they were left in no org). It stops
+    /// being personal when that user leaves it or is deleted while others stay in it.
     pub is_personal: bool,
+    /// The user whose personal org this is (`None` on other orgs, and on personal orgs made
+    /// before 0.4, which did not record it).
+    #[serde(default)]
+    pub personal_user: Option<u64>,
     /// The org users were put in when tenancy was introduced.
     pub is_default: bool,
     /// Creation time.
@@ -368,6 +373,7 @@ fn insert_org(
         slug,
         description: spec.description.clone(),
         is_personal: personal,
+        personal_user: personal.then_some(spec.owner),
         is_default: default,
         created_at: now,
         updated_at: now,
@@ -430,8 +436,18 @@ pub(crate) fn create_personal(tx: &WriteTx<'_>, now: Timestamp, user: &User) -> 
     insert_org(tx, now, id, &spec, true, false)
 }
 
-/// Points `user`'s current org at another membership (the personal org first) when it points
-/// at `leaving`.
+/// Whether `o` is the personal org of `m`'s user: recorded as theirs or, on a personal org
+/// made before 0.4 (which did not record its user), one they own.
+fn is_own_personal(o: &Org, m: &OrgMember) -> bool {
+    o.is_personal
+        && match o.personal_user {
+            Some(u) => u == m.user_id,
+            None => m.role == OrgRole::Owner,
+        }
+}
+
+/// Points `user`'s current org at another membership (their own personal org first) when it
+/// points at `leaving`; at none when they belong nowhere else (see [`keep_in_an_org`]).
 pub(crate) fn move_current_org(tx: &WriteTx<'_>, user: u64, leaving: u64) -> Result<()> {
     let users = tx.table::<User>();
     let Some(u) = users.get(&user)? else {
@@ -446,11 +462,15 @@ pub(crate) fn move_current_org(tx: &WriteTx<'_>, user: u64, leaving: u64) -> Res
         if m.org_id == leaving {
             continue;
         }
-        let personal = orgs.get(&m.org_id)?.is_some_and(|o| o.is_personal);
-        if next.is_none() || personal {
+        // Someone else's personal org (one the user was added to) is no better than any
+        // other: only their own is preferred.
+        let own = orgs
+            .get(&m.org_id)?
+            .is_some_and(|o| is_own_personal(&o, &m));
+        if next.is_none() || own {
             next = Some(m.org_id);
         }
-        if personal {
+        if own {
             break;
         }
     }
@@ -458,6 +478,85 @@ pub(crate) fn move_current_org(tx: &WriteTx<'_>, user: u64, leaving: u64) -> Res
         u.current_org_id = next;
         Ok(())
     })
+}
+
+/// Every user belongs to an org (`check` holds to it): when `user` (still existing) belongs
+/// to none after leaving one, gives them a new personal org, "{name}'s Workspace", and makes
+/// it their current one, as `check --repair` would. Returns it when one was made.
+pub(crate) fn keep_in_an_org(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<Option<Org>> {
+    if !memberships_of(tx, user)?.is_empty() {
+        return Ok(None);
+    }
+    let Some(u) = tx.table::<User>().get(&user)? else {
+        return Ok(None);
+    };
+    let personal = create_in(tx, now, &personal_spec(&u), true, false)?;
+    tx.table::<User>().modify(&user, |x| {
+        x.current_org_id = Some(personal.id);
+        Ok(())
+    })?;
+    Ok(Some(personal))
+}
+
+/// When `org` is `user`'s personal org and they leave it (removed, or deleted) while others
+/// stay, it stops being personal: it is nobody's own org any more, so `org delete` no longer
+/// says to delete its user, and no member is moved into it as if it were theirs. Audited;
+/// returns whether it did.
+pub(crate) fn unmake_personal(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    org: u64,
+    user: u64,
+) -> Result<bool> {
+    let t = tx.table::<Org>();
+    let Some(o) = t.get(&org)? else {
+        return Ok(false);
+    };
+    if !o.is_personal || o.personal_user != Some(user) {
+        return Ok(false);
+    }
+    t.modify(&org, |o| {
+        o.is_personal = false;
+        o.personal_user = None;
+        o.updated_at = now;
+        Ok(())
+    })?;
+    org_event(
+        tx,
+        now,
+        "org_no_longer_personal",
+        &o.slug,
+        Some(user),
+        "its user left it; the other members stay".into(),
+    )?;
+    Ok(true)
+}
+
+/// What removing a member did ([`Orgs::remove_member`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct RemovedMember {
+    /// The membership as it was.
+    pub member: OrgMember,
+    /// The new personal org the user was given, as they were left in no org; it is now their
+    /// current one.
+    pub new_personal_org: Option<Org>,
+    /// Whether the org stopped being personal: it was this user's own, and they left it.
+    pub org_no_longer_personal: bool,
+}
+
+/// What deleting an org took with it ([`Orgs::delete`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeletedOrg {
+    /// The org as it was.
+    pub org: Org,
+    /// Its memberships as they were (each of those users has left it).
+    pub members_removed: Vec<OrgMember>,
+    /// The prefixes of its API keys, which were deleted with it (they no longer verify and
+    /// `apikey list` no longer shows them).
+    pub api_keys_deleted: Vec<String>,
+    /// The new personal orgs of former members who were left in no org (each owned by that
+    /// member, recorded in [`Org::personal_user`]; now their current org).
+    pub new_personal_orgs: Vec<Org>,
 }
 
 /// Operations on organizations.
@@ -670,26 +769,44 @@ impl Orgs<'_> {
     }
 
     /// Removes a member. The last owner cannot leave; a member whose current org this was is
-    /// moved to another of their orgs (their personal org first).
+    /// moved to another of their orgs (their own personal org first). A member left in no
+    /// org gets a new personal org, which becomes their current one; an org that was the
+    /// leaving user's own personal org stops being personal. All in one transaction.
     ///
     /// # Errors
-    /// `NotFound`; `Denied` for the last owner.
-    pub fn remove_member(&self, org: u64, user: u64) -> Result<()> {
+    /// `NotFound`; `Denied` for the last owner; `InvalidInput` when a new personal org is
+    /// needed and the user's name does not make a valid org name (nothing changes then).
+    pub fn remove_member(&self, org: u64, user: u64) -> Result<RemovedMember> {
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             ensure_owner_remains(tx, org, user, None)?;
-            let Some(m) = tx.table::<OrgMember>().delete(&(org, user))? else {
+            let Some(member) = tx.table::<OrgMember>().delete(&(org, user))? else {
                 return Err(Error::not_found(format!("member user {user} of org {org}")));
             };
+            let org_no_longer_personal = unmake_personal(tx, now, org, user)?;
             move_current_org(tx, user, org)?;
+            let new_personal_org = keep_in_an_org(tx, now, user)?;
+            let mut detail = format!("was {}", member.role.as_str());
+            if let Some(p) = &new_personal_org {
+                detail.push_str(&format!(
+                    "; they belonged to no other org, so a new personal org, {}, was made \
+                     for them",
+                    p.slug
+                ));
+            }
             org_event(
                 tx,
                 now,
                 "org_member_removed",
                 &slug_of(tx, org)?,
                 Some(user),
-                format!("was {}", m.role.as_str()),
-            )
+                detail,
+            )?;
+            Ok(RemovedMember {
+                member,
+                new_personal_org,
+                org_no_longer_personal,
+            })
         })
     }
 
@@ -807,7 +924,7 @@ fn slug_of(tx: &WriteTx<'_>, org: u64) -> Result<String> {
 }
 
 /// Records a change to org `slug` (and to `user`'s place in it, when given).
-fn org_event(
+pub(crate) fn org_event(
     tx: &WriteTx<'_>,
     now: Timestamp,
     action: &str,
@@ -873,6 +990,7 @@ impl From<OrgV1> for Org {
             slug: v.slug,
             description: v.description,
             is_personal: v.is_personal,
+            personal_user: None,
             is_default: v.is_default,
             created_at: Timestamp(v.created_at),
             updated_at: Timestamp(v.updated_at),

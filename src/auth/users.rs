@@ -742,6 +742,8 @@ pub struct DeletedUser {
     pub orgs_deleted: Vec<String>,
     /// How many API keys were deleted with them: their own, and those of the orgs deleted.
     pub api_keys_deleted: usize,
+    /// How many of their agent sessions were deleted with them.
+    pub agent_sessions_deleted: usize,
 }
 
 /// Where a user stands with the lockout rules (not secret: shown to operators).

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::admin::reply::{Reply, user_json};
-use crate::auth::orgs::{Org, OrgRole, OrgSpec};
+use crate::admin::reply::{Reply, count, user_json};
+use crate::auth::orgs::{DeletedOrg, Org, OrgRole, OrgSpec, RemovedMember};
 use crate::{Redkeep, Result};
 
 /// Organization commands. ORG is a numeric id or a slug.
@@ -75,28 +75,132 @@ pub enum OrgCmd {
 pub fn org_json(o: &Org) -> Value {
     json!({
         "id": o.id, "name": o.name, "slug": o.slug, "description": o.description,
-        "is_personal": o.is_personal, "is_default": o.is_default,
-        "created_at": o.created_at, "updated_at": o.updated_at,
+        "is_personal": o.is_personal, "personal_user": o.personal_user,
+        "is_default": o.is_default, "created_at": o.created_at, "updated_at": o.updated_at,
     })
+}
+
+/// The most items an output line lists (the JSON has them all).
+const LISTED: usize = 20;
+
+/// `items` joined by ", ", the first [`LISTED`] of them and how many more.
+fn listed(items: impl ExactSizeIterator<Item = String>) -> String {
+    let more = items.len().saturating_sub(LISTED);
+    let shown: Vec<String> = items.take(LISTED).collect();
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// The line saying a user left in no org was given a new personal org.
+fn new_personal_line(p: &Org) -> String {
+    format!(
+        "gave user {} a new personal org, {} (id {}), as they belonged to no other org; it is \
+         now their current org",
+        p.personal_user
+            .map_or_else(|| "?".into(), |u| u.to_string()),
+        p.slug,
+        p.id
+    )
+}
+
+/// `org delete`: the org, then what went with it, each on a line of its own.
+fn deleted_org_reply(d: &DeletedOrg) -> Reply {
+    let o = &d.org;
+    let mut lines = vec![format!("deleted org {}", o.slug)];
+    if !d.members_removed.is_empty() {
+        lines.push(format!(
+            "removed {}: {}",
+            count(d.members_removed.len(), "member"),
+            listed(d.members_removed.iter().map(|m| format!(
+                "user {} ({})",
+                m.user_id,
+                m.role.as_str()
+            )))
+        ));
+    }
+    if !d.api_keys_deleted.is_empty() {
+        lines.push(format!(
+            "deleted {} with it: {}",
+            count(d.api_keys_deleted.len(), "API key"),
+            listed(d.api_keys_deleted.iter().cloned())
+        ));
+    }
+    lines.extend(d.new_personal_orgs.iter().map(new_personal_line));
+    let mut json = org_json(o);
+    json["members_removed"] = d
+        .members_removed
+        .iter()
+        .map(|m| json!({"user_id": m.user_id, "role": m.role.as_str()}))
+        .collect();
+    json["api_keys_deleted"] = json!(d.api_keys_deleted.len());
+    json["api_key_prefixes_deleted"] = json!(d.api_keys_deleted);
+    json["new_personal_orgs"] = d
+        .new_personal_orgs
+        .iter()
+        .map(|p| json!({"user_id": p.personal_user, "org_id": p.id, "slug": p.slug}))
+        .collect();
+    Reply::text(json, lines)
+}
+
+/// `org remove-member`: the removal, then what it led to.
+fn removed_member_reply(o: &Org, r: &RemovedMember) -> Reply {
+    let user = r.member.user_id;
+    let mut lines = vec![format!("user {user} left org {}", o.slug)];
+    if r.org_no_longer_personal {
+        lines.push(format!(
+            "org {} is no longer personal: it was user {user}'s own, and its other members stay",
+            o.slug
+        ));
+    }
+    lines.extend(r.new_personal_org.iter().map(new_personal_line));
+    Reply::text(
+        json!({
+            "org_id": o.id,
+            "user_id": user,
+            "removed": true,
+            "role": r.member.role.as_str(),
+            "org_no_longer_personal": r.org_no_longer_personal,
+            "new_personal_org": r.new_personal_org.as_ref().map(org_json),
+        }),
+        lines,
+    )
 }
 
 pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
     match cmd {
         OrgCmd::List => {
             let orgs = rk.orgs().list(None, usize::MAX)?;
-            let mut rows = Vec::new();
-            for o in &orgs {
-                let n = rk.orgs().member_count(o.id)?;
-                rows.push(vec![
-                    o.id.to_string(),
-                    o.slug.clone(),
-                    o.name.clone(),
-                    n.to_string(),
-                    o.is_personal.to_string(),
-                    o.is_default.to_string(),
-                ]);
-            }
-            let json = Value::Array(orgs.iter().map(org_json).collect());
+            let counts = orgs
+                .iter()
+                .map(|o| rk.orgs().member_count(o.id))
+                .collect::<Result<Vec<u64>>>()?;
+            let rows = orgs
+                .iter()
+                .zip(&counts)
+                .map(|(o, n)| {
+                    vec![
+                        o.id.to_string(),
+                        o.slug.clone(),
+                        o.name.clone(),
+                        n.to_string(),
+                        o.is_personal.to_string(),
+                        o.is_default.to_string(),
+                    ]
+                })
+                .collect();
+            // `member_count`, as `org show`'s `members` is the list of them.
+            let json = orgs
+                .iter()
+                .zip(&counts)
+                .map(|(o, n)| {
+                    let mut v = org_json(o);
+                    v["member_count"] = json!(n);
+                    v
+                })
+                .collect();
             Ok(Reply::table(
                 json,
                 &["id", "slug", "name", "members", "personal", "default"],
@@ -145,11 +249,7 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
         }
         OrgCmd::Delete { org, force } => {
             let o = rk.orgs().find(org)?;
-            let o = rk.orgs().delete(o.id, *force)?;
-            Ok(Reply::text(
-                org_json(&o),
-                vec![format!("deleted org {}", o.slug)],
-            ))
+            Ok(deleted_org_reply(&rk.orgs().delete(o.id, *force)?))
         }
         OrgCmd::AddMember { org, users, role } => {
             let o = rk.orgs().find(org)?;
@@ -178,11 +278,8 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
         }
         OrgCmd::RemoveMember { org, user } => {
             let (o, u) = (rk.orgs().find(org)?, rk.users().find(user)?);
-            rk.orgs().remove_member(o.id, u.id)?;
-            Ok(Reply::text(
-                json!({"org_id": o.id, "user_id": u.id, "removed": true}),
-                vec![format!("user {} left org {}", u.id, o.slug)],
-            ))
+            let removed = rk.orgs().remove_member(o.id, u.id)?;
+            Ok(removed_member_reply(&o, &removed))
         }
         OrgCmd::SetRole { org, user, role } => {
             let (o, u) = (rk.orgs().find(org)?, rk.users().find(user)?);

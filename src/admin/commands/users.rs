@@ -9,7 +9,7 @@ use super::orgs;
 use super::workspaces;
 use crate::admin::io::{Io, read_bytes};
 use crate::admin::reply::{Reply, user_json};
-use crate::admin::reply::{opt, yes_no};
+use crate::admin::reply::{count, opt, yes_no};
 use crate::auth::users::{Lockout, MAX_AVATAR_BYTES, normalize_email};
 use crate::{Error, NewUser, Redkeep, Result, Secret, User, UserFilter};
 
@@ -416,13 +416,14 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             }
             if deleted.api_keys_deleted > 0 {
                 lines.push(format!(
-                    "deleted {} API key{} (theirs and those orgs')",
-                    deleted.api_keys_deleted,
-                    if deleted.api_keys_deleted == 1 {
-                        ""
-                    } else {
-                        "s"
-                    }
+                    "deleted {} (theirs and those orgs')",
+                    count(deleted.api_keys_deleted, "API key")
+                ));
+            }
+            if deleted.agent_sessions_deleted > 0 {
+                lines.push(format!(
+                    "deleted their {}",
+                    count(deleted.agent_sessions_deleted, "agent session")
                 ));
             }
             Ok(Reply::text(
@@ -433,6 +434,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                     "trash": trash.as_ref().map(|t| t.display().to_string()),
                     "orgs_deleted": deleted.orgs_deleted,
                     "api_keys_deleted": deleted.api_keys_deleted,
+                    "agent_sessions_deleted": deleted.agent_sessions_deleted,
                 }),
                 lines,
             ))

@@ -351,6 +351,7 @@ impl Adoption<'_, '_> {
                         slug: String::new(),
                         description: row.text("description")?.unwrap_or_default(),
                         is_personal: false,
+                        personal_user: None,
                         is_default: row.flag("is_default", false)?,
                         created_at: row.time("created_at")?.unwrap_or(self.now),
                         updated_at: row
