@@ -157,6 +157,25 @@ pub enum Error {
         /// The database path that does not exist.
         path: PathBuf,
     },
+    /// The store file holds nothing: no store was ever written in it (it is empty, every byte
+    /// is zero, or it holds only the header redb writes before its first sync). An
+    /// interrupted `init` (a kill, a full disk, a failed sync at the file's first write)
+    /// leaves such a file; [`Redkeep::open_to_init`](crate::Redkeep::open_to_init) and
+    /// `redkeep init` replace it in a data dir that holds no user folders. Nothing else
+    /// writes into it: an ordinary open never takes it for a new store, since a store cut
+    /// short to nothing would then pass for an empty one.
+    #[error(
+        "the store file {} holds nothing ({found}): no store was ever written in it, as an \
+         interrupted `redkeep init` leaves it; run `redkeep init`, which replaces it (or, if \
+         this data dir did hold a store, restore a backup: `redkeep restore`)",
+        path.display()
+    )]
+    Unwritten {
+        /// The store file.
+        path: PathBuf,
+        /// What it holds, as a phrase (`every byte is zero`).
+        found: String,
+    },
     /// Another process has the store open in a way that excludes this one.
     #[error("the store {} is in use: {holder}", path.display())]
     InUse {

@@ -47,6 +47,40 @@ pub(crate) fn data_dir_leftovers(dir: &Path) -> Vec<crate::fsutil::Leftover> {
     found
 }
 
+/// Whether the data dir `dir` shows that it held a store: its workspaces folder holds
+/// anything but an empty `users/` folder (a user's folder, the trash, a file). A data dir
+/// that cannot be looked at counts as having held one.
+fn held_a_store(dir: &Path) -> bool {
+    let root = dir.join(WORKSPACES_DIR);
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
+    };
+    entries.into_iter().any(|e| {
+        e.map_or(true, |e| {
+            e.file_name() != "users"
+                || !e.file_type().is_ok_and(|t| t.is_dir())
+                || std::fs::read_dir(e.path()).map_or(true, |mut d| d.next().is_some())
+        })
+    })
+}
+
+/// `e` as said for the data dir `dir`: a store file that holds nothing
+/// ([`Error::Unwritten`]) in a data dir with users' folders is no leftover of an `init`
+/// but a store whose contents were lost, said as damage (a backup restores it).
+pub(crate) fn in_data_dir(dir: &Path, e: Error) -> Error {
+    match e {
+        Error::Unwritten { path, found } if held_a_store(dir) => Error::Damaged {
+            path,
+            reason: format!(
+                "it holds nothing ({found}), though the data dir holds users' folders \
+                 ({WORKSPACES_DIR}/): the store it held was lost"
+            ),
+        },
+        e => e,
+    }
+}
+
 pub(crate) fn open_url(url: &str, options: &StoreOptions, read_only: bool) -> Result<Store> {
     #[cfg(feature = "postgres")]
     if crate::store::is_postgres_url(url) {
@@ -320,6 +354,8 @@ struct Shared {
     dir: PathBuf,
     options: Options,
     app_tables: RwLock<Vec<Arc<dyn TableCheck>>>,
+    /// Whether [`Redkeep::open_to_init`] replaced a store file that held nothing.
+    replaced_unwritten: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -338,6 +374,9 @@ pub struct InitOutcome {
     pub created: bool,
     /// The first administrator, if one was created.
     pub admin: Option<CreatedUser>,
+    /// Whether the store replaced a store file that held nothing, left by an interrupted
+    /// init (see [`Redkeep::open_to_init`]).
+    pub replaced_unwritten: bool,
 }
 
 /// The first administrator to create at `init`.
@@ -532,9 +571,11 @@ impl Redkeep {
                 }
                 store
             }
-            None if options.read_only => Store::open_to_read(&db, &store_options)?,
+            None if options.read_only => {
+                Store::open_to_read(&db, &store_options).map_err(|e| in_data_dir(&dir, e))?
+            }
             None => {
-                let store = Store::open(&db, &store_options)?;
+                let store = Store::open(&db, &store_options).map_err(|e| in_data_dir(&dir, e))?;
                 // It holds password hashes: private even when copied in with a loose mode.
                 crate::fsutil::restrict_file(&db)?;
                 store
@@ -571,9 +612,42 @@ impl Redkeep {
                 dir,
                 options,
                 app_tables: RwLock::default(),
+                replaced_unwritten: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         rk.migrate_on_open()?;
+        Ok(rk)
+    }
+
+    /// Opens the data dir `dir` to initialise it ([`Redkeep::init`]): as [`Redkeep::open`]
+    /// with `create` set, except that a store file that holds nothing (see
+    /// [`Error::Unwritten`]: what an `init` interrupted at the file's first write leaves) is
+    /// replaced by a new one when the data dir holds no users' folders and nobody has the
+    /// file open. [`InitOutcome::replaced_unwritten`] then says so. [`Redkeep::open`] never
+    /// does that: a store cut short to nothing would pass for a new, empty one.
+    ///
+    /// # Errors
+    /// As [`Redkeep::open`]; `Damaged` when the store file holds nothing but the data dir
+    /// holds users' folders (the store was lost: restore a backup).
+    pub fn open_to_init(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
+        let dir = dir.as_ref();
+        let db = dir.join(STORE_FILE);
+        let on_file = options
+            .store_url
+            .as_deref()
+            .is_none_or(|u| u.trim().is_empty());
+        let replaced = on_file
+            && !options.read_only
+            && Store::unwritten(&db).is_some()
+            && !held_a_store(dir)
+            && Store::remove_unwritten(&db, None);
+        if replaced {
+            tracing::warn!(store = %db.display(), "replaced a store file that held nothing");
+        }
+        let rk = Redkeep::open(dir, options.create(true))?;
+        rk.inner
+            .replaced_unwritten
+            .store(replaced, std::sync::atomic::Ordering::Relaxed);
         Ok(rk)
     }
 
@@ -1072,6 +1146,7 @@ impl Redkeep {
             return Ok(InitOutcome {
                 created: false,
                 admin: None,
+                replaced_unwritten: false,
             });
         }
         let acc = &self.inner.accounts;
@@ -1110,9 +1185,14 @@ impl Redkeep {
             None => InitOutcome {
                 created: false,
                 admin: None,
+                replaced_unwritten: false,
             },
             Some(user) => InitOutcome {
                 created: true,
+                replaced_unwritten: self
+                    .inner
+                    .replaced_unwritten
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 admin: user.map(|user| CreatedUser {
                     user,
                     password: prepared.and_then(|p| p.generated),

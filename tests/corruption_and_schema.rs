@@ -238,9 +238,12 @@ fn an_empty_store_file_is_reported_never_recreated() {
     drop(t.open());
     let db = t.path().join(STORE_FILE);
     std::fs::write(&db, b"").unwrap();
+    // An ordinary open never takes it for a new store (a store cut short to nothing would
+    // pass for an empty one); it points to `init`, which replaces it when the data dir holds
+    // no users' folders, and to a backup when it did hold a store.
     for _ in 0..2 {
         match Redkeep::open(t.path(), t.options()) {
-            Err(Error::Damaged { reason, .. }) => assert!(reason.contains("empty"), "{reason}"),
+            Err(Error::Unwritten { found, .. }) => assert_eq!(found, "0 bytes"),
             other => panic!("an empty file opened: {other:?}"),
         }
     }
@@ -253,9 +256,22 @@ fn an_empty_store_file_is_reported_never_recreated() {
         .unwrap_err()
         .to_string();
     assert!(
-        message.contains("restore") && message.contains("salvage"),
+        message.contains("run `redkeep init`") && message.contains("restore a backup"),
         "{message}"
     );
+    // With a user's folder, the data dir held a store: the file is a store that was lost.
+    std::fs::create_dir_all(t.path().join("workspaces/users/1")).unwrap();
+    match Redkeep::open(t.path(), t.options()) {
+        Err(e @ Error::Damaged { .. }) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("0 bytes") && message.contains("restore"),
+                "{message}"
+            );
+        }
+        other => panic!("an empty file opened: {other:?}"),
+    }
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
 }
 
 #[test]

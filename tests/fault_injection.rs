@@ -374,6 +374,169 @@ fn an_io_error_in_a_migration_step_keeps_the_copy_taken_before_it() {
     assert!(failed > 0, "no step ever failed on an I/O error");
 }
 
+/// What redb 4 writes into a new file before its first sync: the file's first size in
+/// zeros under a header whose magic number is still zero (two empty commit records).
+/// An `init` killed or failing at that sync leaves exactly this.
+fn header_before_first_sync() -> Vec<u8> {
+    let mut bytes = vec![0u8; 73_728];
+    bytes[9] = 0x04;
+    bytes[13] = 0x10;
+    bytes[22] = 0x10;
+    bytes[28] = 0x11;
+    let checksum = [
+        0x1a, 0x6a, 0xb5, 0xef, 0x61, 0xd1, 0x80, 0x8d, 0x07, 0x2c, 0x03, 0x93, 0x86, 0xfb, 0xbc,
+        0x3f,
+    ];
+    for slot in [64, 192] {
+        bytes[slot] = 0x03;
+        bytes[slot + 112..slot + 128].copy_from_slice(&checksum);
+    }
+    bytes
+}
+
+/// The store files an interrupted `init` leaves: made but never grown (killed at once),
+/// grown in zeros (killed at, or failing, its first write), and given its header without
+/// the magic number (killed at, or failing, its first sync).
+fn leftovers_of_an_interrupted_init() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("0 bytes", Vec::new()),
+        ("every byte is zero", vec![0; 73_728]),
+        ("only the header", header_before_first_sync()),
+    ]
+}
+
+#[test]
+fn a_new_store_whose_first_write_or_sync_fails_is_taken_away_so_a_retry_works() {
+    for kind in [FaultKind::Write, FaultKind::Sync, FaultKind::SetLen] {
+        let dir = TestDir::new();
+        let plan = FaultPlan::new(kind, 1);
+        let err = Redkeep::open(dir.path(), options(Some(plan.clone()))).unwrap_err();
+        assert!(plan.fired(), "{kind:?}");
+        assert!(
+            err.to_string().contains("injected failure"),
+            "{kind:?}: {err}"
+        );
+        let db = dir.path().join(redkeep::STORE_FILE);
+        assert!(!db.exists(), "{kind:?}: the file made stays behind");
+        let rk = Redkeep::open_to_init(dir.path(), options(None)).unwrap();
+        let outcome = rk.init(redkeep::InitSpec::default()).unwrap();
+        assert!(outcome.created && !outcome.replaced_unwritten, "{kind:?}");
+    }
+}
+
+#[test]
+fn init_replaces_a_store_file_that_holds_nothing_and_other_opens_point_to_init() {
+    for (what, bytes) in leftovers_of_an_interrupted_init() {
+        let dir = TestDir::new();
+        let db = dir.path().join(redkeep::STORE_FILE);
+        std::fs::write(&db, &bytes).unwrap();
+        for read_only in [false, true] {
+            let err = Redkeep::open(dir.path(), options(None).read_only(read_only)).unwrap_err();
+            assert!(
+                matches!(err, redkeep::Error::Unwritten { .. }),
+                "{what}: {err}"
+            );
+            assert!(err.to_string().contains("run `redkeep init`"), "{err}");
+        }
+        // Left as it was: an ordinary open never takes it for a new store.
+        assert_eq!(std::fs::read(&db).unwrap(), bytes, "{what}");
+        let rk = Redkeep::open_to_init(dir.path(), options(None)).unwrap();
+        let outcome = rk.init(redkeep::InitSpec::default()).unwrap();
+        assert!(outcome.created && outcome.replaced_unwritten, "{what}");
+        drop(rk);
+        let rk = Redkeep::open(dir.path(), options(None)).unwrap();
+        assert!(rk.is_initialized().unwrap(), "{what}");
+    }
+}
+
+#[test]
+fn init_keeps_a_store_file_that_may_hold_something_or_whose_data_dir_held_a_store() {
+    // One byte past the header that is not zero: a page may hold a record.
+    let mut past_header = vec![0u8; 73_728];
+    past_header[5000] = 1;
+    // A header without its magic number whose commit record names a tree.
+    let mut names_a_tree = header_before_first_sync();
+    names_a_tree[65] = 1;
+    for (what, bytes) in [
+        ("a byte past the header", past_header),
+        ("a tree", names_a_tree),
+    ] {
+        let dir = TestDir::new();
+        let db = dir.path().join(redkeep::STORE_FILE);
+        std::fs::write(&db, &bytes).unwrap();
+        let err = Redkeep::open_to_init(dir.path(), options(None)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, redkeep::Error::Damaged { .. }),
+            "{what}: {text}"
+        );
+        assert!(
+            text.contains("it may be the leftover of an interrupted `redkeep init`: if this data dir never held a store, delete"),
+            "{what}: {text}"
+        );
+        assert_eq!(std::fs::read(&db).unwrap(), bytes, "{what}");
+    }
+    // Users' folders say the data dir held a store: one that holds nothing was lost.
+    let dir = TestDir::new();
+    let db = dir.path().join(redkeep::STORE_FILE);
+    std::fs::create_dir_all(dir.path().join("workspaces/users/1")).unwrap();
+    std::fs::write(&db, vec![0u8; 73_728]).unwrap();
+    let err = Redkeep::open_to_init(dir.path(), options(None)).unwrap_err();
+    assert!(matches!(err, redkeep::Error::Damaged { .. }), "{err}");
+    assert!(
+        err.to_string().contains("the store it held was lost"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), vec![0u8; 73_728]);
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn cli_init_after_a_failed_first_write_works() {
+    let cli = common::Cli::new();
+    let plan = FaultPlan::new(FaultKind::Write, 1);
+    let mut o = cli.options();
+    o.faults = Some(plan.clone());
+    assert!(Redkeep::open(cli.data(), o).is_err() && plan.fired());
+    let (out, _) = cli.expect(&["init", "--no-admin"], None, 0);
+    assert!(
+        out.contains("initialised") && !out.contains("replaced"),
+        "{out}"
+    );
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn cli_init_replaces_what_an_interrupted_init_left_and_other_commands_point_to_init() {
+    for (what, bytes) in leftovers_of_an_interrupted_init() {
+        let cli = common::Cli::new();
+        std::fs::create_dir_all(cli.data()).unwrap();
+        let db = cli.data().join(redkeep::STORE_FILE);
+        std::fs::write(&db, &bytes).unwrap();
+        for args in [
+            &["check"][..],
+            &["check", "--repair"],
+            &["status"],
+            &["reset", "--force"],
+            &["user", "list"],
+        ] {
+            let (_, err) = cli.expect(args, None, 1);
+            assert!(
+                err.contains("holds nothing") && err.contains("run `redkeep init`"),
+                "{what}, {args:?}: {err}"
+            );
+            assert!(!err.contains("is damaged"), "{what}, {args:?}: {err}");
+        }
+        assert_eq!(std::fs::read(&db).unwrap(), bytes, "{what}");
+        let (out, _) = cli.expect(&["init", "--no-admin"], None, 0);
+        assert!(
+            out.contains("replaced an empty store file left by an interrupted init"),
+            "{what}: {out}"
+        );
+        cli.expect(&["user", "list"], None, 0);
+    }
+}
+
 /// A login with the right password whose commit fails at the disk leaves no failed attempt
 /// counted: the attempt is counted before the hash (so that guesses in flight together
 /// cannot pass the threshold) and cleared by the login's commit, and when that commit

@@ -165,7 +165,13 @@ fn open(cli: &Cli) -> Result<Redkeep> {
             Err(e) => return Err(e),
         }
     }
-    match Redkeep::open(&cli.data_dir, options.clone()) {
+    // `init` alone replaces a store file that an interrupted init left holding nothing.
+    let opened = if matches!(cli.command, Command::Init(_)) {
+        Redkeep::open_to_init(&cli.data_dir, options.clone())
+    } else {
+        Redkeep::open(&cli.data_dir, options.clone())
+    };
+    match opened {
         // A data dir this user may read but not write: read what it holds; writes are
         // refused with a sentence saying so. A file its last writer did not close cannot be
         // read so, nor a damaged one: that is the reason given (with the way out, a salvage,
@@ -264,7 +270,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    match run(&cli) {
+    match run(&cli).map_err(|e| in_data_dir(&cli.data_dir, e)) {
         Ok(code) => code,
         // A reader that stopped early (`redkeep inspect dump users | head`) is not a failure.
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -501,7 +507,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             command.absolutize()?;
             let req = Request { command, secret };
             let made = Made::before(cli, &req.command);
-            let reply = match open(cli) {
+            let opened = open(cli);
+            if let (Err(_), Some(made)) = (&opened, &made) {
+                made.take_back_dir();
+            }
+            let reply = match opened {
                 Ok(rk) => {
                     let feedback = progress::Bars::new();
                     let mut empty = std::io::empty();
@@ -622,9 +632,13 @@ struct Made {
 impl Made {
     /// `Some` for a store-making command on a data dir without a store file.
     fn before(cli: &Cli, command: &Command) -> Option<Made> {
+        let db = cli.data_dir.join(crate::STORE_FILE);
+        // (A store file that holds nothing, which `init` replaces, is no store either.)
         let fresh = command.creates_store()
             && store_url(cli).is_none()
-            && !cli.data_dir.join(crate::STORE_FILE).exists();
+            && (!db.exists()
+                || matches!(command, Command::Init(_))
+                    && crate::store::Store::unwritten(&db).is_some());
         fresh.then(|| Made {
             dir: cli.data_dir.clone(),
             dir_existed: cli.data_dir.exists(),
@@ -642,6 +656,32 @@ impl Made {
         if crate::ops::discard_unused_store_except(&self.dir, found) && !self.dir_existed {
             let _ = std::fs::remove_dir(&self.dir);
         }
+    }
+}
+
+impl Made {
+    /// Takes back the data dir when this command made it and opening the store in it
+    /// failed (which takes back the store file it made): only while it is empty.
+    fn take_back_dir(&self) {
+        if !self.dir_existed {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+/// A store file that holds nothing in a data dir that held a store (users' folders) is said
+/// as a store that cannot be opened, with the way out, as when `open` finds it.
+fn in_data_dir(dir: &Path, e: Error) -> Error {
+    if !matches!(e, Error::Unwritten { .. }) {
+        return e;
+    }
+    match crate::handle::in_data_dir(dir, e) {
+        Error::Damaged { path, reason } => Error::denied(format!(
+            "the store{} is damaged and cannot be opened: {reason}; {}",
+            crate::error::shown_path(&path),
+            crate::admin::commands::status::way_out(&path)
+        )),
+        e => e,
     }
 }
 

@@ -725,6 +725,7 @@ fn restore_into(
         // store (check, salvage) would point the wrong way.
         let why = match e {
             Error::Damaged { reason, .. } => reason,
+            Error::Unwritten { found, .. } => format!("it holds nothing: {found}"),
             e => e.to_string(),
         };
         Error::invalid(
@@ -902,7 +903,8 @@ fn restore_into(
             }
             // A store that cannot be opened is what a restore is for: its bytes are kept
             // as they are, and the backup's ids go on (the damaged file's cannot be read).
-            Err(Error::Damaged { reason, .. }) => {
+            // (So is a file that holds nothing: a store that was lost, or never written.)
+            Err(e) if let Some(reason) = unopenable(&e) => {
                 safety_copy = Some(keep_damaged(&db, now, &reason)?);
                 previous_damaged = Some(reason);
                 // Its sequences cannot be read: user ids at least go past every workspace
@@ -1117,4 +1119,14 @@ fn restore_folders(
     keep_empty: bool,
 ) -> Result<(Option<u64>, Option<PathBuf>)> {
     folders_of(data_dir)?.replace_users_with(staged_users, now, keep_empty)
+}
+
+/// Why a store file cannot be opened as it is, when that is the file's fault (damage, or
+/// nothing in it): what a restore replaces, keeping its bytes.
+fn unopenable(e: &Error) -> Option<String> {
+    match e {
+        Error::Damaged { reason, .. } => Some(reason.clone()),
+        Error::Unwritten { found, .. } => Some(format!("it holds nothing ({found})")),
+        _ => None,
+    }
 }

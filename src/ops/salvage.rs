@@ -327,6 +327,7 @@ fn open_as_it_is(copy: &Path, options: &StoreOptions) -> std::result::Result<Sto
             // salvage.
             match first {
                 Error::Damaged { reason, .. } => reason,
+                Error::Unwritten { found, .. } => format!("it holds nothing ({found})"),
                 e => e.to_string(),
             }
         })

@@ -894,6 +894,12 @@ impl Store {
         // Opened only to read, a file cut short opens, and reads as far as it goes. (A
         // damaged geometry, which makes it look short, is said as such.)
         let path_ref = path.as_ref();
+        if let Some(found) = super::engine::header::unwritten(path_ref) {
+            return Err(Error::Unwritten {
+                path: path_ref.to_path_buf(),
+                found: found.into(),
+            });
+        }
         if let Some(reason) = super::engine::header::first_bytes_problem(path_ref)
             .or_else(|| super::engine::header::cut_short(path_ref))
         {
@@ -920,33 +926,47 @@ impl Store {
         if !exists && !options.create {
             return Err(Error::NotInitialized { path });
         }
-        // An empty file is not a new store: something cut it short. It is never re-created.
-        if exists && std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
-            return Err(Error::Damaged {
+        // A file that holds nothing (empty, or what redb's first writes of a new file leave
+        // when they do not all reach the disk) is not a new store: it may be one that
+        // something cut short, and redb would take an empty one for a new file. It is never
+        // re-created here; only `init` replaces it (`Redkeep::open_to_init`), in a data dir
+        // that shows no sign of having held a store.
+        if exists && let Some(found) = super::engine::header::unwritten(&path) {
+            return Err(Error::Unwritten {
                 path,
-                reason: "the file is empty (0 bytes)".into(),
+                found: found.into(),
             });
         }
-        if !exists {
+        let made = if exists {
+            None
+        } else {
             // Create the file ourselves so it is 0600 from the first byte.
-            OpenOptions::new()
+            let file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        }
+            Some(file)
+        };
         let spec = OpenSpec {
             cache_bytes: options.cache_bytes,
             shared: options.mode == Mode::Shared,
             faults: options.faults.clone(),
         };
-        let db = open_waiting_for_readers(&path, spec, options.mode).map_err(|e| match e {
-            Error::InUse { .. } => Error::InUse {
-                holder: describe_holder(&path),
-                path: path.clone(),
-            },
-            e => with_path(e, &path),
+        let db = open_waiting_for_readers(&path, spec, options.mode).map_err(|e| {
+            // The file made here and left holding nothing (its first write or sync failed)
+            // would stop every later open: it goes, so that a retry starts afresh.
+            if let Some(file) = &made {
+                Self::remove_unwritten(&path, Some(file));
+            }
+            match e {
+                Error::InUse { .. } => Error::InUse {
+                    holder: describe_holder(&path),
+                    path: path.clone(),
+                },
+                e => with_path(e, &path),
+            }
         })?;
         let owner_file = (options.mode == Mode::Exclusive).then(|| owner_path(&path));
         if let Some(owner) = &owner_file {
@@ -965,6 +985,39 @@ impl Store {
             options,
         );
         Ok(store)
+    }
+
+    /// What the store file at `path` holds when no store was ever written in it (see
+    /// [`Error::Unwritten`]); `None` when it may hold anything else.
+    pub(crate) fn unwritten(path: &Path) -> Option<&'static str> {
+        super::engine::header::unwritten(path)
+    }
+
+    /// Removes the store file at `path` if it holds nothing ([`Store::unwritten`]), nobody
+    /// has it open, and (with `made`, the handle of the file a caller created) it is still
+    /// that file; returns whether it was removed. Best effort: what cannot be told keeps
+    /// the file. Looked at while its lock is held, so no open of it (every redb open locks
+    /// the file) writes a store into it meanwhile.
+    pub(crate) fn remove_unwritten(path: &Path, made: Option<&std::fs::File>) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(file) = OpenOptions::new().read(true).open(path) else {
+            return false;
+        };
+        let same =
+            |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+        let (Ok(here), Ok(named)) = (file.metadata(), std::fs::symlink_metadata(path)) else {
+            return false;
+        };
+        if !named.is_file()
+            || !same(&here, &named)
+            || made.is_some_and(|m| m.metadata().map_or(true, |m| !same(&m, &here)))
+        {
+            return false;
+        }
+        if file.try_lock().is_err() || Self::unwritten(path).is_none() {
+            return false;
+        }
+        std::fs::remove_file(path).is_ok()
     }
 
     fn check_schema(&self, options: &StoreOptions) -> Result<()> {

@@ -42,7 +42,14 @@ pub fn init(rk: &Redkeep, a: &InitArgs, stdin: Stdin<'_>) -> Result<Reply> {
             vec![format!("{place} is already initialised; nothing changed")],
         ));
     }
-    let mut lines = vec![format!("initialised {place}")];
+    let mut lines = Vec::new();
+    if outcome.replaced_unwritten {
+        lines.push(format!(
+            "replaced an empty store file left by an interrupted init ({})",
+            rk.store().location()
+        ));
+    }
+    lines.push(format!("initialised {place}"));
     let admin = outcome.admin.as_ref().map(|c| {
         lines.push(format!(
             "administrator: {} (id {})",
@@ -59,7 +66,7 @@ pub fn init(rk: &Redkeep, a: &InitArgs, stdin: Stdin<'_>) -> Result<Reply> {
         v
     });
     Ok(Reply::text(
-        json!({"created": true, "data_dir": dir, "admin": admin}),
+        json!({"created": true, "data_dir": dir, "admin": admin, "replaced_unwritten": outcome.replaced_unwritten}),
         lines,
     ))
 }

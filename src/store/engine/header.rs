@@ -330,6 +330,57 @@ pub(crate) fn first_bytes_problem(path: &Path) -> Option<String> {
         .then(|| "its header's page geometry is damaged".to_string())
 }
 
+/// The largest file [`unwritten`] reads: a new file redb has not written yet is some 72 KiB
+/// (a larger one was grown by writes, which a store that was never written has not had).
+const UNWRITTEN_MAX: u64 = 1 << 20;
+
+/// What the file at `path` holds when no store was ever written in it, as a phrase (`every
+/// byte is zero`); `None` when it may hold anything else, or cannot be read. Such a file is
+/// what redb's first writes of a new file leave when they do not all reach the disk (a
+/// kill, a full disk, a failed sync): it is made 0 bytes, then grown to its first size in
+/// zeros, then given a header whose magic number is zero until that header is synced. So
+/// it is empty, or every byte is zero, or its only bytes are such a header (a layout
+/// without a magic number, two sound commit records that name no tree) with zeros after it.
+/// A file that could hold a record is never one: records live in the pages after the
+/// header, which are all zero here.
+pub(crate) fn unwritten(path: &Path) -> Option<&'static str> {
+    let file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len == 0 {
+        return Some("0 bytes");
+    }
+    if len > UNWRITTEN_MAX {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(UNWRITTEN_MAX).read_to_end(&mut bytes).ok()?;
+    let head = bytes.len().min(HEADER_LEN);
+    if bytes[head..].iter().any(|b| *b != 0) {
+        return None;
+    }
+    if bytes[..head].iter().all(|b| *b == 0) {
+        return Some("every byte is zero");
+    }
+    if bytes.len() < HEADER_LEN {
+        return None;
+    }
+    let mut header = Header {
+        bytes: [0; HEADER_LEN],
+    };
+    header.bytes.copy_from_slice(&bytes[..HEADER_LEN]);
+    let no_tree = |record| {
+        let slot = header.slot(record);
+        header.sound(record) && slot[USER_ROOT_SET] == 0 && slot[SYSTEM_ROOT_SET] == 0
+    };
+    (header.bytes[..GOD_BYTE].iter().all(|b| *b == 0)
+        && no_tree(CommitRecord::Latest)
+        && no_tree(CommitRecord::Previous))
+    .then_some(
+        "only the header redb writes before its first sync, without magic number or tables, \
+         then zeros",
+    )
+}
+
 /// Why the file at `path`, closed cleanly, is shorter than its header says (it was cut
 /// short, or its region counts are damaged); `None` when it is not, or that cannot be told.
 /// While a writer has the file open the header may say it was not closed cleanly, and

@@ -512,14 +512,28 @@ fn open_db(path: &Path, spec: &OpenSpec) -> Result<redb::Database> {
             {
                 Error::Damaged {
                     path: path.to_path_buf(),
-                    reason:
-                        "it is not a redb store file (its first bytes are not redb's magic number)"
-                            .into(),
+                    reason: not_a_store_file(path),
                 }
             }
             other => engine("opening the store", other),
         })
     })
+}
+
+/// Why a file without redb's magic number is refused. A small one may be what an
+/// interrupted `init` left (a new file is some 72 KiB) in a way not recognised as holding
+/// nothing: said so, with what to do when the data dir never held a store.
+fn not_a_store_file(path: &Path) -> String {
+    let what = "it is not a redb store file (its first bytes are not redb's magic number)";
+    if std::fs::metadata(path).is_ok_and(|m| m.len() <= 1 << 20) {
+        format!(
+            "{what}; it may be the leftover of an interrupted `redkeep init`: if this data dir \
+             never held a store, delete {} and run `redkeep init` again",
+            path.display()
+        )
+    } else {
+        what.to_string()
+    }
 }
 
 type Bytes = &'static [u8];
