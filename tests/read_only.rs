@@ -421,6 +421,54 @@ fn an_api_key_verifies_through_a_read_only_handle() {
     ));
 }
 
+/// An owner marker the repairing user cannot read says nothing about whose folder it is:
+/// `check --repair` reports it and leaves the folder where it is. It used to take the read
+/// error for a foreign folder, move the user's whole folder (document and gallery) to the
+/// trash, and end its report with "ok".
+#[cfg(feature = "cli")]
+#[test]
+fn a_repair_leaves_a_folder_whose_owner_marker_it_cannot_read() {
+    let t = TestDir::new();
+    let mut other = AnotherUser::new();
+    let data = other.data.clone();
+    let (marker, doc) = {
+        let rk = Redkeep::open(&data, t.options()).unwrap();
+        let ann = rk
+            .users()
+            .create(NewUser {
+                email: "ann@example.com".into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user;
+        rk.workspaces()
+            .update(ann.id, |d| {
+                d.notes = serde_json::json!(["keep me"]);
+                Ok(())
+            })
+            .unwrap();
+        let dir = data.join(format!("workspaces/users/{}", ann.id));
+        (dir.join(".owner"), dir.join("workspace.json"))
+    };
+    let before = std::fs::read(&doc).unwrap();
+    other.hand_over(Some(&marker));
+    if !other.root {
+        std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let (code, stdout, stderr) = other.run(&["check", "--repair"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("owner marker cannot be read, so a repair leaves it"),
+        "{stdout}{stderr}"
+    );
+    std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        std::fs::read(&doc).unwrap(),
+        before,
+        "the folder is in place"
+    );
+}
+
 /// A workspace document the repairing user cannot read (left root's by a `sudo` import, say)
 /// is not damage: `check --repair` reports it and leaves it whole, where it used to move it
 /// aside and start an empty document. As root (CI) permissions do not bind, so the binary

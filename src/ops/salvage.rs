@@ -63,19 +63,31 @@ fn read_table(src: &Store, name: &str) -> (Vec<Entry>, Vec<String>) {
     loop {
         let after = entries.last().map(|(k, _)| k.clone());
         let mut batch = Vec::new();
+        // Keys must rise: a page that lists itself (or one before it) as a child would
+        // give the same keys again and again, and each batch starts from the root anew, so
+        // the read would never end (and hold ever more entries).
+        let mut looped = false;
         let outcome = src.read(|tx| {
             let range = match &after {
                 Some(k) => KeyRange::all().after(k),
                 None => KeyRange::all(),
             };
             tx.raw().range(name, &range, Order::Asc, &mut |k, v| {
+                let prev = batch
+                    .last()
+                    .map(|(p, _): &Entry| p.as_slice())
+                    .or(after.as_deref());
+                if prev.is_some_and(|p| k <= p) {
+                    looped = true;
+                    return Ok(false);
+                }
                 batch.push((k.to_vec(), v.to_vec()));
                 Ok(batch.len() < BATCH)
             })
         });
-        let done = batch.len() < BATCH;
+        let done = batch.len() < BATCH && !looped;
         entries.extend(batch);
-        if outcome.is_err() {
+        if outcome.is_err() || looped {
             failed = true;
             break;
         }
@@ -92,6 +104,7 @@ fn read_table(src: &Store, name: &str) -> (Vec<Entry>, Vec<String>) {
     loop {
         let before = tail.last().map(|(k, _)| k.clone());
         let mut batch = Vec::new();
+        let mut looped = false;
         let outcome = src.read(|tx| {
             let mut range = match &before {
                 Some(k) => KeyRange::all().before(k),
@@ -101,13 +114,22 @@ fn read_table(src: &Store, name: &str) -> (Vec<Entry>, Vec<String>) {
                 range = range.after(l);
             }
             tx.raw().range(name, &range, Order::Desc, &mut |k, v| {
+                // Keys must fall (see above).
+                let prev = batch
+                    .last()
+                    .map(|(p, _): &Entry| p.as_slice())
+                    .or(before.as_deref());
+                if prev.is_some_and(|p| k >= p) {
+                    looped = true;
+                    return Ok(false);
+                }
                 batch.push((k.to_vec(), v.to_vec()));
                 Ok(batch.len() < BATCH)
             })
         });
         let done = batch.len() < BATCH;
         tail.extend(batch);
-        if outcome.is_err() || done {
+        if outcome.is_err() || done || looped {
             break;
         }
     }

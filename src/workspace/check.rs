@@ -84,6 +84,17 @@ impl Workspaces {
                     Some("the folder belongs to another account (its owner marker differs)".into())
                 }
                 Ok(None) => Some("the folder has no owner marker".into()),
+                // A marker that cannot be read (a failing disk, its permissions) says
+                // nothing about whose folder this is: reported, and left, as a document or
+                // piece that cannot be read is. Moving it took a live user's files out of
+                // service, and the report then read "ok".
+                Err(e) if unreadable(&e) => {
+                    return Ok(vec![format!(
+                        "{e}: whose folder this is cannot be told while its owner marker \
+                         cannot be read, so a repair leaves it (mend the file's permissions \
+                         or the disk, then check again)"
+                    )]);
+                }
                 Err(e) => Some(e.to_string()),
             },
         };
