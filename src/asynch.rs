@@ -431,6 +431,7 @@ impl AsyncOrgs<'_> {
 impl AsyncInvites<'_> {
     forward! { "crate::Invites", invites;
         fn create(spec: InviteSpec) -> CreatedInvite => (spec);
+        fn create_many(spec: InviteSpec, count: usize) -> Vec<CreatedInvite> => (spec, count);
         fn list(filter: InviteFilter, limit: usize) -> Vec<Invite> => (filter, limit);
         fn find(code_or_prefix: String) -> Invite => (&code_or_prefix);
         fn validate(code: String) -> Invite => (&code);
@@ -442,6 +443,7 @@ impl AsyncApiKeys<'_> {
     forward! { "crate::auth::api_keys::ApiKeys", api_keys;
         fn create(spec: ApiKeySpec) -> CreatedApiKey => (spec);
         fn verify(key: String) -> ApiKey => (&key);
+        fn find(prefix_or_key: String) -> ApiKey => (&prefix_or_key);
         fn revoke(prefix_or_key: String) -> ApiKey => (&prefix_or_key);
         fn revoke_all_of(owner: KeyOwner) -> Vec<ApiKey> => (owner);
         fn list(owner: Option<KeyOwner>, limit: usize) -> Vec<ApiKey> => (owner, limit);

@@ -271,7 +271,7 @@ fn apikey_commands() {
     assert!(created["expires_at"].is_string());
     // Ann holds neither as a permission: the key grants nothing for them, and says so.
     assert_eq!(created["scopes_not_held"], json!(["read", "write"]));
-    let (out, _) = cli.expect(
+    let (out, err) = cli.expect(
         &[
             "apikey",
             "create",
@@ -285,16 +285,15 @@ fn apikey_commands() {
         None,
         0,
     );
-    let lines: Vec<&str> = out.lines().collect();
+    // The key alone on stdout (`key=$(…)`), the notes on stderr.
     assert!(
-        lines[0].starts_with("rkk_"),
-        "the key stays the first line: {out}"
+        out.starts_with("rkk_") && out.lines().count() == 1,
+        "the key alone on stdout: {out}"
     );
     assert!(
-        lines
-            .iter()
+        err.lines()
             .any(|l| l.starts_with("note:") && l.contains("raed") && !l.contains("basic_access")),
-        "{out}"
+        "{err}"
     );
     // `*` asks for whatever the owner holds: nothing to note.
     let all = cli.json(
@@ -322,10 +321,21 @@ fn apikey_commands() {
         !err.contains(&typo[12..]),
         "the message repeats the key: {err}"
     );
-    cli.json(
-        &["apikey", "revoke", created["prefix"].as_str().unwrap()],
-        None,
+    let prefix = created["prefix"].as_str().unwrap();
+    let revoked = cli.json(&["apikey", "revoke", prefix], None);
+    assert_eq!(revoked["already"], false, "{revoked}");
+    // A second revoke is no failure (a runbook runs again): it says when the first was.
+    let (out, _) = cli.expect(&["apikey", "revoke", prefix], None, 0);
+    assert_eq!(
+        out.trim_end(),
+        format!(
+            "api key {prefix} was revoked already, at {}",
+            revoked["revoked_at"].as_str().unwrap()
+        )
     );
+    assert_eq!(cli.json(&["apikey", "revoke", &key], None)["already"], true);
+    let (_, err) = cli.expect(&["apikey", "revoke", " "], None, 1);
+    assert!(err.contains("it is empty; give"), "{err}");
     let (_, err) = cli.expect(&["apikey", "verify", "--key-stdin"], Some(&key), 1);
     assert!(err.contains("api key is not valid"), "{err}");
     // The listing says which keys still work.
@@ -637,13 +647,14 @@ fn org_commands() {
 fn operators_issue_reset_tokens_verify_and_change_emails() {
     let cli = Cli::new();
     with_user(&cli);
-    let (out, _) = cli.expect(&["user", "reset-token", "ann@example.com"], None, 0);
-    let token = out
-        .lines()
-        .find(|l| l.starts_with("rkr_"))
-        .expect("the token on a line of its own")
-        .to_string();
-    assert!(out.contains("shown once"));
+    let (out, err) = cli.expect(&["user", "reset-token", "ann@example.com"], None, 0);
+    // The token alone on stdout (`token=$(…)`), what goes with it on stderr.
+    assert!(out.starts_with("rkr_") && out.lines().count() == 1, "{out}");
+    let token = out.trim_end().to_string();
+    assert!(
+        err.contains("ann@example.com") && err.contains("shown once"),
+        "{err}"
+    );
     let open = || redkeep::Redkeep::open(cli.data(), cli.options()).unwrap();
     {
         let rk = open();
@@ -771,21 +782,60 @@ fn an_unwritable_stdout_fails_the_command_instead_of_losing_its_secret() {
         }
         c.output().unwrap()
     };
-    let full = run(r#""$0" invite create > /dev/full"#);
-    let err = String::from_utf8_lossy(&full.stderr);
-    assert_eq!(full.status.code(), Some(1), "{err}");
+    // The one error line names the secret that was not seen (never the secret itself) and
+    // the command that revokes or replaces it.
+    let unseen = |shell: &str| {
+        let full = run(shell);
+        let err = String::from_utf8_lossy(&full.stderr).to_string();
+        assert_eq!(full.status.code(), Some(1), "{shell}: {err}");
+        assert!(
+            err.starts_with("error: writing the output (anything the command changed is kept; "),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+    let err = unseen(r#""$0" invite create -c 2 > /dev/full"#);
+    // The codes were made (and are kept, to be revoked): each is named.
+    let invites = cli.json(&["invite", "list"], None);
+    assert_eq!(invites.as_array().unwrap().len(), 2);
+    for i in invites.as_array().unwrap() {
+        assert!(err.contains(i["prefix"].as_str().unwrap()), "{err}");
+    }
     assert!(
-        err.starts_with("error: writing the output") && err.contains("revoke or replace"),
+        err.contains("were not seen: revoke each with `redkeep invite revoke PREFIX`"),
         "{err}"
     );
-    assert_eq!(err.lines().count(), 1, "{err}");
-    // The code was made (and is kept, to be revoked).
-    assert_eq!(
-        cli.json(&["invite", "list"], None)
-            .as_array()
-            .unwrap()
-            .len(),
-        1
+    let err = unseen(r#""$0" apikey create --user ann@example.com > /dev/full"#);
+    let key = &cli.json(&["apikey", "list"], None)[0]["prefix"];
+    let key = key.as_str().unwrap();
+    assert!(
+        err.contains(&format!(
+            "the api key {key} was not seen: revoke it with `redkeep apikey revoke {key}`"
+        )),
+        "{err}"
+    );
+    let err =
+        unseen(r#"echo 'ann password' | "$0" login ann@example.com --password-stdin > /dev/full"#);
+    let session = &cli.json(&["session", "list"], None)[0]["id"];
+    let session = session.as_str().unwrap();
+    assert!(
+        err.contains(&format!(
+            "the token of session {session} was not seen: revoke it with `redkeep session revoke {session}`"
+        )),
+        "{err}"
+    );
+    let err = unseen(r#""$0" user reset-token ann@example.com > /dev/full"#);
+    assert!(
+        err.contains("issue another with `redkeep user reset-token 1`, which replaces it"),
+        "{err}"
+    );
+    let err = unseen(r#""$0" user create gen@example.com > /dev/full"#);
+    assert!(
+        err.contains(
+            "the generated password of user 2 was not seen: set another with `redkeep user set-password 2 --password-stdin`"
+        ),
+        "{err}"
     );
     // The help too fails rather than vanish.
     let help = run(r#""$0" --help > /dev/full"#);
@@ -857,12 +907,13 @@ fn a_login_says_when_the_password_must_change() {
     cli.init();
     let made = cli.json(&["user", "create", "gen@example.com"], None);
     let password = made["password"].as_str().unwrap().to_string();
-    let (out, _) = cli.expect(
+    let (out, err) = cli.expect(
         &["login", "gen@example.com", "--password-stdin"],
         Some(&format!("{password}\n")),
         0,
     );
-    assert!(out.contains("must be changed"), "{out}");
+    assert!(out.starts_with("rks_") && out.lines().count() == 1, "{out}");
+    assert!(err.contains("must be changed"), "{err}");
     let shown = cli.json(
         &["login", "gen@example.com", "--password-stdin"],
         Some(&format!("{password}\n")),
@@ -920,6 +971,325 @@ fn weak_passwords_large_counts_and_long_inputs_get_short_clear_errors() {
         assert!(err.len() < 1_000, "{} bytes", err.len());
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+/// A secret is the only thing on stdout (`tok=$(redkeep login …)`), one a line for several
+/// codes; what goes with it is said on stderr. `--json` keeps its one document.
+#[test]
+fn secrets_are_alone_on_stdout_and_their_notes_on_stderr() {
+    let cli = Cli::new();
+    let (out, err) = cli.expect(&["init", "--admin-email", "root@example.com"], None, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let root_password = out.trim_end().to_string();
+    assert!(
+        err.contains("administrator: root@example.com (id 1)") && err.contains("shown once"),
+        "{err}"
+    );
+    let (out, err) = cli.expect(&["user", "create", "gen@example.com"], None, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        err.starts_with("created user gen@example.com (id 2)\n"),
+        "{err}"
+    );
+    // The password is the one made.
+    cli.expect(
+        &[
+            "user",
+            "check-password",
+            "gen@example.com",
+            "--password-stdin",
+        ],
+        Some(&out),
+        0,
+    );
+    let (out, err) = cli.expect(
+        &["login", "root@example.com", "--password-stdin"],
+        Some(&format!("{root_password}\n")),
+        0,
+    );
+    assert!(out.starts_with("rks_") && out.lines().count() == 1, "{out}");
+    assert!(
+        err.contains("the token is shown once") && err.contains("must be changed"),
+        "{err}"
+    );
+    let valid = cli.json(&["session", "validate", "--token-stdin"], Some(&out));
+    assert_eq!(valid["user"]["id"], 1);
+    let (out, err) = cli.expect(&["apikey", "create", "--user", "root@example.com"], None, 0);
+    assert!(out.starts_with("rkk_") && out.lines().count() == 1, "{out}");
+    assert!(err.contains("the key is shown once"), "{err}");
+    cli.expect(&["apikey", "verify", "--key-stdin"], Some(&out), 0);
+    let (out, err) = cli.expect(&["invite", "create", "-c", "3"], None, 0);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.lines().all(|l| l.starts_with("rki_")), "{out}");
+    assert!(err.starts_with("3 invite codes"), "{err}");
+    // A password given on stdin is no secret to show: the note stays on stdout.
+    let (out, err) = cli.expect(
+        &["user", "create", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+        0,
+    );
+    assert_eq!(
+        (out.as_str(), err.as_str()),
+        ("created user ann@example.com (id 3)\n", "")
+    );
+    // --json: one document on stdout with the secret in it, nothing on stderr.
+    let out = cli
+        .cmd(&[
+            "--json",
+            "apikey",
+            "create",
+            "--user",
+            "ann@example.com",
+            "--scope",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["key"].as_str().unwrap().starts_with("rkk_"));
+    assert_eq!(v["scopes_not_held"], json!(["x"]));
+}
+
+/// Revoking what is revoked already reaches the state asked for: exit 0 with a word (a
+/// runbook run again after a partial failure goes on). A session that is not there is
+/// still an error (revoking deletes it, so "not found" cannot tell a typo from a repeat),
+/// and an empty name says what to give.
+#[test]
+fn revoking_twice_succeeds_and_says_when_and_an_empty_session_says_what_to_give() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let code = cli.json(&["invite", "create"], None)[0]["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = cli.json(&["invite", "revoke", &code], None);
+    assert_eq!(first["already"], false);
+    let (out, _) = cli.expect(&["invite", "revoke", &code], None, 0);
+    assert_eq!(
+        out.trim_end(),
+        format!(
+            "invite {} was revoked already, at {}",
+            first["prefix"].as_str().unwrap(),
+            first["revoked_at"].as_str().unwrap()
+        )
+    );
+    // Used up is not revoked: still refused.
+    let used = cli.json(&["invite", "create"], None)[0]["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cli.expect(
+        &["user", "create", "bob@example.com", "--invite", &used],
+        None,
+        0,
+    );
+    let (_, err) = cli.expect(&["invite", "revoke", &used], None, 1);
+    assert!(err.contains("used up"), "{err}");
+    for empty in ["", "  "] {
+        let (_, err) = cli.expect(&["session", "revoke", empty], None, 1);
+        assert!(
+            err.contains("it is empty; give the session's short id (rks_…) or its token"),
+            "{err}"
+        );
+    }
+    let (_, err) = cli.expect(&["session", "revoke", "rks_aaaaaaaa"], None, 1);
+    assert!(err.contains("session rks_aaaaaaaa not found"), "{err}");
+}
+
+/// A negative priority is written as any other number (`--priority -1`), not only as
+/// `--priority=-1`.
+#[test]
+fn role_priorities_may_be_negative_on_the_command_line() {
+    let cli = Cli::new();
+    cli.init();
+    let r = cli.json(
+        &[
+            "role",
+            "create",
+            "ops",
+            "--permission",
+            "deploy",
+            "--priority",
+            "-1",
+        ],
+        None,
+    );
+    assert_eq!(r["priority"], -1);
+    let (_, err) = cli.expect(
+        &[
+            "role",
+            "create",
+            "low",
+            "--permission",
+            "x",
+            "--priority",
+            "-1000001",
+        ],
+        None,
+        1,
+    );
+    assert!(err.contains("priority"), "{err}");
+}
+
+/// A custom role that holds `*` lets its users do everything, as an admin: granting it
+/// says so, and `user show` says so beside `admin: no`.
+#[test]
+fn a_role_holding_every_permission_is_named_where_admins_are_looked_for() {
+    let cli = Cli::new();
+    let ann = with_user(&cli);
+    let (out, _) = cli.expect(
+        &["role", "create", "superuser", "--permission", "*"],
+        None,
+        0,
+    );
+    assert!(
+        out.contains("note: role superuser holds *, so it grants every permission, as admin does"),
+        "{out}"
+    );
+    let (out, _) = cli.expect(
+        &["role", "create", "ops", "--permission", "deploy"],
+        None,
+        0,
+    );
+    assert!(!out.contains("note"), "{out}");
+    let (out, _) = cli.expect(&["role", "grant", "ann@example.com", "superuser"], None, 0);
+    assert!(out.contains("grants every permission"), "{out}");
+    let granted = cli.json(&["role", "grant", "ann@example.com", "ops"], None);
+    assert_eq!(granted["grants_every_permission"], false);
+    let (out, _) = cli.expect(&["user", "show", "ann@example.com"], None, 0);
+    assert!(
+        out.contains("admin:                no (but role superuser grants every permission)"),
+        "{out}"
+    );
+    let shown = cli.json(&["user", "show", "ann@example.com"], None);
+    assert_eq!(shown["is_admin"], false);
+    assert_eq!(
+        shown["roles_granting_every_permission"],
+        json!(["superuser"])
+    );
+    // An admin is just an admin.
+    cli.expect(&["role", "grant", "ann@example.com", "admin"], None, 0);
+    let (out, _) = cli.expect(&["user", "show", &ann.to_string()], None, 0);
+    assert!(
+        out.contains("admin:                yes (but role superuser"),
+        "{out}"
+    );
+    cli.expect(&["role", "revoke", "ann@example.com", "superuser"], None, 0);
+    let (out, _) = cli.expect(&["user", "show", "ann@example.com"], None, 0);
+    assert!(out.contains("admin:                yes\n"), "{out}");
+}
+
+/// A key whose owner is disabled does not verify, and the listing says so instead of
+/// `active`.
+#[test]
+fn keys_of_a_disabled_user_are_listed_as_such() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let key = cli.json(&["apikey", "create", "--user", "ann@example.com"], None)["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cli.json(&["apikey", "create", "--org", "anns-workspace"], None);
+    cli.expect(&["user", "disable", "ann@example.com"], None, 0);
+    cli.expect(&["apikey", "verify", "--key-stdin"], Some(&key), 1);
+    let listed = cli.json(&["apikey", "list"], None);
+    let status: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["owner"]["kind"].as_str().unwrap(),
+                k["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(status.contains(&("user", "owner_disabled")), "{listed}");
+    assert!(status.contains(&("org", "active")), "{listed}");
+    let (out, _) = cli.expect(&["apikey", "list", "--user", "ann@example.com"], None, 0);
+    assert!(out.contains("owner_disabled"), "{out}");
+    cli.expect(&["user", "enable", "ann@example.com"], None, 0);
+    let listed = cli.json(&["apikey", "list", "--user", "ann@example.com"], None);
+    assert_eq!(listed[0]["status"], "active");
+}
+
+/// `user rename` changes the display name or the username (or removes the username),
+/// audited, and says what it changed; given nothing to change it is a usage error.
+#[test]
+fn user_rename_changes_the_name_or_username_and_says_what() {
+    let cli = Cli::new();
+    let ann = with_user(&cli);
+    let (_, err) = cli.expect(&["user", "rename", "ann@example.com"], None, 2);
+    assert!(err.contains("--name"), "{err}");
+    cli.expect(
+        &[
+            "user",
+            "rename",
+            "ann@example.com",
+            "--username",
+            "a1",
+            "--no-username",
+        ],
+        None,
+        2,
+    );
+    let (out, _) = cli.expect(
+        &[
+            "user",
+            "rename",
+            "ann@example.com",
+            "--name",
+            "Ann B",
+            "--username",
+            "annb",
+        ],
+        None,
+        0,
+    );
+    assert!(
+        out.starts_with(&format!(
+            "user {ann} renamed: name from \"Ann\" to \"Ann B\", username from (none) to annb\n"
+        )),
+        "{out}"
+    );
+    // The new username names the user.
+    let shown = cli.json(&["user", "show", "annb"], None);
+    assert_eq!(
+        (&shown["name"], &shown["username"]),
+        (&json!("Ann B"), &json!("annb"))
+    );
+    let (out, _) = cli.expect(&["user", "rename", "annb", "--name", "Ann B"], None, 0);
+    assert!(out.contains("nothing changed"), "{out}");
+    let renamed = cli.json(&["user", "rename", "annb", "--no-username"], None);
+    assert_eq!(renamed["username"], serde_json::Value::Null);
+    let audit = cli.json(&["audit", "list", "--user", &ann.to_string()], None);
+    let renames: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "user_renamed")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(renames, ["username", "name,username"]);
+    let (_, err) = cli.expect(
+        &["user", "rename", "ann@example.com", "--name", " "],
+        None,
+        1,
+    );
+    assert!(err.contains("it is empty"), "{err}");
+    let (_, err) = cli.expect(
+        &["user", "rename", "ann@example.com", "--username", "x"],
+        None,
+        1,
+    );
+    assert!(err.contains("username"), "{err}");
+    cli.expect(
+        &["user", "rename", "nobody@example.com", "--name", "X"],
+        None,
+        1,
+    );
 }
 
 /// `org remove-member`, `org delete --force` and `user delete` say on lines of their own,

@@ -80,6 +80,25 @@ fn operations() -> Vec<(&'static str, Op, Applied)> {
             |rk| !rk.sessions().list(Some(1), 10).unwrap().is_empty(),
         ),
         (
+            // One commit for all of them: a failure leaves none (or, after the commit
+            // reached the disk, all), never some.
+            "create invites at once",
+            |rk| {
+                rk.invites()
+                    .create_many(redkeep::InviteSpec::default(), 3)
+                    .map(|_| ())
+            },
+            |rk| {
+                let n = rk
+                    .invites()
+                    .list(redkeep::InviteFilter::All, usize::MAX)
+                    .unwrap()
+                    .len();
+                assert!(n == 0 || n == 3, "{n} of 3 invites stored");
+                n == 3
+            },
+        ),
+        (
             "grant a role",
             |rk| rk.roles().grant(1, "editor", None).map(|_| ()),
             |rk| rk.roles().has_permission(1, "docs.edit").unwrap(),

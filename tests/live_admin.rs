@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
+use redkeep::store::{FaultKind, FaultPlan};
 use redkeep::{Options, PasswordParams, Redkeep};
 use serde_json::Value;
 
 const OWNER_ENV: &str = "REDKEEP_TEST_OWNER";
 const PROBE_ENV: &str = "REDKEEP_TEST_PROBE";
+const SYNC_FAULT_ENV: &str = "REDKEEP_TEST_OWNER_SYNC_FAULT";
 
 #[test]
 fn helper_owner_process() {
@@ -35,17 +37,36 @@ fn helper_owner_process() {
     let Ok(dir) = std::env::var(OWNER_ENV) else {
         return; // Only meaningful when started by the tests below.
     };
-    let rk = Redkeep::open(
-        &dir,
-        Options::default().password(PasswordParams::INSECURE_FAST),
-    )
-    .unwrap();
+    let mut options = Options::default().password(PasswordParams::INSECURE_FAST);
+    // With SYNC_FAULT_ENV=n, the n-th sync of the storage engine fails (once); `fired`
+    // tells whether it did. An open that fails answers `open failed` to every line.
+    let plan = std::env::var(SYNC_FAULT_ENV)
+        .ok()
+        .map(|n| FaultPlan::new(FaultKind::Sync, n.parse().unwrap()));
+    options.faults = plan.clone();
+    let rk = match Redkeep::open(&dir, options) {
+        Ok(rk) => rk,
+        Err(_) if plan.is_some() => {
+            println!("ready");
+            for _ in std::io::stdin().lock().lines() {
+                println!("open failed");
+            }
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
     let _admin = redkeep::admin::serve(&rk).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
     for line in std::io::stdin().lock().lines() {
-        if line.unwrap().trim() == "count" {
+        let line = line.unwrap();
+        if line.trim() == "fired" {
+            let fired = plan.as_ref().is_some_and(|p| p.fired());
+            writeln!(out, "{}", u8::from(fired)).unwrap();
+            out.flush().unwrap();
+        }
+        if line.trim() == "count" {
             let users = rk.users().count().unwrap();
             let active = rk
                 .users()
@@ -299,6 +320,64 @@ fn an_endless_input_to_a_failed_command_through_the_owner_ends() {
     let (code, _, err) = run(&dir, &["invite", "create"], None);
     assert_eq!(code, 0, "{err}");
     assert_eq!(owner.ask("count")[2], 1);
+}
+
+/// `invite create -c N` makes its codes in one commit: a storage failure at any step
+/// leaves none of them (or, when the commit reached the disk before the failure, all of
+/// them, as the error says it may), never some whose codes were never shown. It made one
+/// commit per code, and a failure part way left live codes nobody saw.
+#[test]
+fn invite_create_of_several_codes_is_all_or_nothing_under_storage_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    init(&base);
+    let mut failed = 0;
+    for n in 1u64.. {
+        assert!(n < 200, "the syncs of `invite create -c 3` never end");
+        let dir = tmp.path().join(format!("d{n}"));
+        common::copy_tree(&base, &dir);
+        let n_text = std::ffi::OsString::from(n.to_string());
+        let mut owner = HelperProcess::start_with(
+            "helper_owner_process",
+            &[
+                (OWNER_ENV, dir.as_os_str()),
+                (SYNC_FAULT_ENV, n_text.as_os_str()),
+            ],
+        );
+        // A sync of the open itself: not this test's business.
+        owner.send("fired");
+        if owner.line() != "0" {
+            continue;
+        }
+        let (code, out, err) = run(&dir, &["invite", "create", "-c", "3"], None);
+        owner.send("fired");
+        let fired = owner.line() == "1";
+        drop(owner);
+        let stored = Redkeep::open(
+            &dir,
+            Options::default().password(PasswordParams::INSECURE_FAST),
+        )
+        .unwrap()
+        .invites()
+        .list(redkeep::InviteFilter::All, usize::MAX)
+        .unwrap()
+        .len();
+        if !fired {
+            assert_eq!(code, 0, "{err}");
+            assert_eq!((stored, out.lines().count()), (3, 3), "{out}");
+            break;
+        }
+        if code != 0 {
+            failed += 1;
+            assert!(
+                stored == 0 || (stored == 3 && err.contains("may have been stored")),
+                "sync {n}: {stored} of 3 invites stored after: {err}"
+            );
+        } else {
+            assert_eq!(stored, 3, "sync {n}: {out}");
+        }
+    }
+    assert!(failed > 0, "no failure was injected");
 }
 
 #[test]

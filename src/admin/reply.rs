@@ -23,6 +23,16 @@ pub struct Reply {
     /// CLI prints on stderr, saying what failed (the reply itself shows the details).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// Lines the human form prints on stderr, not stdout: what a command says about the
+    /// secret it prints, so that stdout holds the secret alone (`tok=$(redkeep login …)`).
+    /// `--json` shows neither: its document says the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// For a reply that shows a secret once: which one it is and how to revoke or replace
+    /// it (`the api key rkk_… was not seen: revoke it with …`), said when stdout cannot be
+    /// written. Never the secret itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<String>,
 }
 
 /// The human form of a reply.
@@ -50,6 +60,8 @@ impl Reply {
             exit_code: 0,
             raw: false,
             failure: None,
+            notes: Vec::new(),
+            unseen: None,
         }
     }
 
@@ -65,6 +77,8 @@ impl Reply {
             exit_code: 0,
             raw: false,
             failure: None,
+            notes: Vec::new(),
+            unseen: None,
         }
     }
 
@@ -74,6 +88,21 @@ impl Reply {
         self.exit_code = 1;
         self.failure = Some(line.into());
         self
+    }
+
+    /// A reply that shows a secret once: `lines` (the secret, or one per line) alone on
+    /// stdout, `notes` on stderr, and `unseen` (which secret, and how to revoke or replace
+    /// it) in the error when stdout cannot be written.
+    pub fn secret(
+        json: Value,
+        lines: Vec<String>,
+        notes: Vec<String>,
+        unseen: impl Into<String>,
+    ) -> Reply {
+        let mut reply = Reply::text(json, lines);
+        reply.notes = notes;
+        reply.unseen = Some(unseen.into());
+        reply
     }
 
     /// Adds a line after the table or text.

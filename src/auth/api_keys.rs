@@ -162,6 +162,40 @@ pub(crate) fn delete_keys_of(tx: &WriteTx<'_>, owner: KeyOwner) -> Result<Vec<St
     Ok(keys.into_iter().map(|k| k.prefix).collect())
 }
 
+/// A key as an operator names it: by its full key (found by its hash: a wrong key names
+/// none, as for sessions and invites) or by its prefix (found through the prefix index).
+struct Named<'a> {
+    text: &'a str,
+    full: Option<TokenHash>,
+}
+
+impl<'a> Named<'a> {
+    fn new(prefix_or_key: &'a str) -> Result<Named<'a>> {
+        let text = prefix_or_key.trim();
+        if text.is_empty() {
+            return Err(Error::invalid(
+                "api key",
+                format!("it is empty; give the key's prefix ({API_KEY_PREFIX}_…) or the whole key"),
+            ));
+        }
+        let full = token::looks_like(API_KEY_PREFIX, text).then(|| token::hash_token(text));
+        Ok(Named { text, full })
+    }
+
+    fn get<S: Source + ?Sized>(&self, t: &Table<'_, ApiKey, S>) -> Result<ApiKey> {
+        let found = match &self.full {
+            Some(hash) => t.get(hash)?.filter(|k| token::hashes_equal(&k.hash, hash)),
+            None => t.get_by(&ApiKey::PREFIX, &key!(self.text))?,
+        };
+        found.ok_or_else(|| {
+            Error::not_found(format!(
+                "api key {}",
+                token::shown(API_KEY_PREFIX, self.text)
+            ))
+        })
+    }
+}
+
 /// Operations on API keys.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiKeys<'a> {
@@ -325,31 +359,26 @@ impl ApiKeys<'_> {
         Ok(k)
     }
 
+    /// Finds a key by its prefix (or full key), revoked and expired ones too.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an empty text; `NotFound`.
+    pub fn find(&self, prefix_or_key: &str) -> Result<ApiKey> {
+        let named = Named::new(prefix_or_key)?;
+        self.acc.read(|tx| named.get(&tx.table::<ApiKey>()))
+    }
+
     /// Revokes a key by its prefix (or full key).
     ///
     /// # Errors
-    /// `InvalidInput` for an empty text; `NotFound`; `Denied` when already revoked.
+    /// `InvalidInput` for an empty text; `NotFound`; `Denied` when already revoked
+    /// ([`find`](Self::find) tells when).
     pub fn revoke(&self, prefix_or_key: &str) -> Result<ApiKey> {
-        let text = prefix_or_key.trim();
-        if text.is_empty() {
-            return Err(Error::invalid(
-                "api key",
-                format!("it is empty; give the key's prefix ({API_KEY_PREFIX}_…) or the whole key"),
-            ));
-        }
-        // A full key names its record by its hash (a wrong key names none, as for sessions
-        // and invites); a prefix by the prefix index.
-        let full = token::looks_like(API_KEY_PREFIX, text).then(|| token::hash_token(text));
+        let named = Named::new(prefix_or_key)?;
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let t = tx.table::<ApiKey>();
-            let found = match &full {
-                Some(hash) => t.get(hash)?.filter(|k| token::hashes_equal(&k.hash, hash)),
-                None => t.get_by(&ApiKey::PREFIX, &key!(text))?,
-            };
-            let mut k = found.ok_or_else(|| {
-                Error::not_found(format!("api key {}", token::shown(API_KEY_PREFIX, text)))
-            })?;
+            let mut k = named.get(&t)?;
             if k.revoked_at.is_some() {
                 return Err(Error::denied(format!(
                     "api key {} is already revoked",

@@ -20,6 +20,8 @@ pub const INVITE_PREFIX: &str = "rki";
 /// registered with it, in its own record, rewritten at each registration. Make several
 /// invites for more.
 pub const MAX_INVITE_USES: u32 = 100_000;
+/// The most invites [`Invites::create_many`] makes in one transaction.
+pub const MAX_INVITES_AT_ONCE: usize = 1000;
 
 /// The stored state of an invite. `Expired` is never stored: it is derived from the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +254,39 @@ impl Invites<'_> {
     /// under 1 s or over 100 years;
     /// `NotFound` when `created_by` names no user.
     pub fn create(&self, spec: InviteSpec) -> Result<CreatedInvite> {
+        let mut made = self.create_many(spec, 1)?;
+        // `create_many` makes exactly the number asked for, here one.
+        made.pop()
+            .ok_or_else(|| Error::invalid("count", "no invite was made"))
+    }
+
+    /// Creates `count` invites alike in one write transaction, so either all of them are
+    /// stored or none is (a failure part way leaves no code that was never shown), and
+    /// returns their codes once, in the order made.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// use redkeep::InviteSpec;
+    /// let made = rk.invites().create_many(InviteSpec::default(), 3)?;
+    /// assert_eq!(made.len(), 3);
+    /// for c in &made {
+    ///     rk.invites().validate(c.code.expose())?;
+    /// }
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidInput` when `count` is 0 or over [`MAX_INVITES_AT_ONCE`], `max_uses` is 0 or
+    /// over [`MAX_INVITE_USES`], or the lifetime is under 1 s or over 100 years; `NotFound` when `created_by` names no
+    /// user. Nothing is stored then.
+    pub fn create_many(&self, spec: InviteSpec, count: usize) -> Result<Vec<CreatedInvite>> {
+        if count == 0 || count > MAX_INVITES_AT_ONCE {
+            return Err(Error::invalid(
+                "count",
+                format!("create between 1 and {MAX_INVITES_AT_ONCE} invites at a time"),
+            ));
+        }
         if spec.max_uses == 0 {
             return Err(Error::invalid("uses", "an invite needs at least 1 use"));
         }
@@ -278,30 +313,34 @@ impl Invites<'_> {
                     "user {by} (the invite's creator)"
                 )));
             }
-            let (code, invite) =
-                super::insert_with_token(tx, INVITE_PREFIX, |hash, prefix| Invite {
-                    hash,
-                    prefix,
-                    created_by: spec.created_by,
-                    created_at: now,
-                    expires_at: expires_in.map(|d| now.plus(d)),
-                    max_uses: spec.max_uses,
-                    uses: 0,
-                    used_by: Vec::new(),
-                    revoked_at: None,
-                    stored_status: InviteStatus::Active,
-                })?;
-            audit::record(
-                tx,
-                now,
-                Event {
-                    actor: spec.created_by,
-                    action: "invite_created",
-                    subject: format!("invite {}", invite.prefix),
-                    ..Event::default()
-                },
-            )?;
-            Ok(CreatedInvite { invite, code })
+            let mut made = Vec::with_capacity(count);
+            for _ in 0..count {
+                let (code, invite) =
+                    super::insert_with_token(tx, INVITE_PREFIX, |hash, prefix| Invite {
+                        hash,
+                        prefix,
+                        created_by: spec.created_by,
+                        created_at: now,
+                        expires_at: expires_in.map(|d| now.plus(d)),
+                        max_uses: spec.max_uses,
+                        uses: 0,
+                        used_by: Vec::new(),
+                        revoked_at: None,
+                        stored_status: InviteStatus::Active,
+                    })?;
+                audit::record(
+                    tx,
+                    now,
+                    Event {
+                        actor: spec.created_by,
+                        action: "invite_created",
+                        subject: format!("invite {}", invite.prefix),
+                        ..Event::default()
+                    },
+                )?;
+                made.push(CreatedInvite { invite, code });
+            }
+            Ok(made)
         })
     }
 

@@ -314,9 +314,18 @@ impl Sessions<'_> {
     /// Revokes one session, named by its short id or by its full token.
     ///
     /// # Errors
-    /// `NotFound` (the message repeats no more of the text than a short id).
+    /// `InvalidInput` for an empty text; `NotFound` (the message repeats no more of the
+    /// text than a short id).
     pub fn revoke(&self, token_or_short_id: &str) -> Result<Session> {
         let text = token_or_short_id.trim();
+        if text.is_empty() {
+            return Err(Error::invalid(
+                "session",
+                format!(
+                    "it is empty; give the session's short id ({SESSION_PREFIX}_…) or its token"
+                ),
+            ));
+        }
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let t = tx.table::<Session>();

@@ -588,7 +588,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             reply
         }
     };
-    print(&render(&reply, cli.json))?;
+    print(&render(&reply, cli.json), reply.unseen.as_deref())?;
+    // What a command says about the secret it printed goes beside it, on stderr, so that
+    // stdout holds the secret alone.
+    if !cli.json {
+        for note in &reply.notes {
+            eprintln!("{}", render::printable(note));
+        }
+    }
     // A failure told on stdout (the problems a check or a salvage found) also gets its one
     // line on stderr, where scripts and operators look when the exit code is 1. `user can`
     // answers "no" with exit code 1 (documented, like `test`): that is an answer, not a
@@ -773,15 +780,20 @@ fn remote(
 /// Writes the reply to stdout. A reader that stopped early (`redkeep user list | head -1`)
 /// is no failure, and leaves the reply's exit code as it is. Any other failure (a full
 /// disk) is an error: the command's change is made by then, and a secret it printed (a
-/// generated password, an invite code, an API key) was not seen, so the message says to
-/// replace it.
-fn print(text: &str) -> Result<()> {
+/// generated password, an invite code, an API key) was not seen, so the message names it
+/// (`unseen`, from the reply) and says how to revoke or replace it.
+fn print(text: &str, unseen: Option<&str>) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io(
-            "writing the output (anything the command changed is kept; a secret it printed, if any, was not seen: revoke or replace it)",
-            e,
-        )),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            // An older application over the admin socket names no secret: the general word.
+            let secret =
+                unseen.unwrap_or("a secret it printed, if any, was not seen: revoke or replace it");
+            Err(Error::io(
+                format!("writing the output (anything the command changed is kept; {secret})"),
+                e,
+            ))
+        }
         _ => Ok(()),
     }
 }

@@ -10,7 +10,7 @@ use crate::admin::reply::{Reply, user_json};
 use crate::auth::agents::{AgentSession, AgentSpec, AgentState};
 use crate::auth::api_keys::{ApiKey, ApiKeySpec, KeyOwner};
 use crate::auth::audit::AuditEvent;
-use crate::auth::roles::{Role, RoleSpec};
+use crate::auth::roles::{ADMIN_ROLE, ALL_PERMISSIONS, Role, RoleSpec};
 use crate::auth::sessions::{LoginMeta, Session};
 use crate::clock::Timestamp;
 use crate::{Error, Redkeep, Result};
@@ -33,8 +33,11 @@ pub enum RoleCmd {
         /// A permission it grants; repeat for more.
         #[cfg_attr(feature = "cli", arg(long = "permission", required = true))]
         permissions: Vec<String>,
-        /// Priority (higher ranks first).
-        #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
+        /// Priority (higher ranks first; -1000000 to 99).
+        #[cfg_attr(
+            feature = "cli",
+            arg(long, default_value_t = 0, allow_negative_numbers = true)
+        )]
         priority: i64,
         /// What it is for.
         #[cfg_attr(feature = "cli", arg(long, default_value = ""))]
@@ -235,7 +238,8 @@ fn json_input<T: serde::de::DeserializeOwned>(io: Io<'_>, what: &str) -> Result<
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum ApiKeyCmd {
-    /// Create a key for a user or an org; the key is printed once.
+    /// Create a key for a user or an org; the key is printed once, alone on stdout (its
+    /// prefix and notes on stderr).
     #[cfg_attr(
         feature = "cli",
         command(group(clap::ArgGroup::new("owner").required(true).args(["user", "org"])))
@@ -263,7 +267,7 @@ pub enum ApiKeyCmd {
         #[cfg_attr(feature = "cli", arg(long))]
         org: Option<String>,
     },
-    /// Revoke a key by its prefix.
+    /// Revoke a key by its prefix (a key revoked already: exit 0, saying when).
     Revoke {
         /// The prefix (rkk_xxxxxxxx).
         prefix: String,
@@ -377,10 +381,10 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
                 permissions: permissions.clone(),
                 priority: *priority,
             })?;
-            Ok(Reply::text(
-                role_json(&r),
-                vec![format!("created role {}", r.name)],
-            ))
+            let mut json = role_json(&r);
+            let mut lines = vec![format!("created role {}", r.name)];
+            every_permission_note(&r, &mut json, &mut lines);
+            Ok(Reply::text(json, lines))
         }
         RoleCmd::Delete { name } => {
             let r = rk.roles().delete(name)?;
@@ -399,10 +403,11 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
             } else {
                 format!("granted role {} to user {}", r.name, u.id)
             };
-            Ok(Reply::text(
-                json!({"user_id": u.id, "role": r.name, "granted": true, "already": held}),
-                vec![line],
-            ))
+            let mut json =
+                json!({"user_id": u.id, "role": r.name, "granted": true, "already": held});
+            let mut lines = vec![line];
+            every_permission_note(&r, &mut json, &mut lines);
+            Ok(Reply::text(json, lines))
         }
         RoleCmd::Revoke { user, role } => {
             let u = rk.users().find(user)?;
@@ -427,6 +432,26 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
                 vec![format!("revoked role {} from user {}", r.name, u.id)],
             ))
         }
+    }
+}
+
+/// Whether `r` is a role other than `admin` that holds `*`: it lets its users do everything,
+/// though they are not admins (`admin: no` in `user show` and `user list`).
+pub(super) fn grants_every_permission(r: &Role) -> bool {
+    r.name != ADMIN_ROLE && r.permissions.contains(ALL_PERMISSIONS)
+}
+
+/// Says, for a role that holds `*` (other than `admin`), that it grants every permission,
+/// in `lines` and as `grants_every_permission` in `json`.
+fn every_permission_note(r: &Role, json: &mut Value, lines: &mut Vec<String>) {
+    let every = grants_every_permission(r);
+    json["grants_every_permission"] = json!(every);
+    if every {
+        lines.push(format!(
+            "note: role {} holds {ALL_PERMISSIONS}, so it grants every permission, as admin \
+             does, to users who are not admins",
+            r.name
+        ));
     }
 }
 
@@ -469,22 +494,24 @@ pub fn login(rk: &Redkeep, a: &LoginArgs, stdin: Stdin<'_>) -> Result<Reply> {
             },
         )
         .map_err(|e| super::common::why_refused(rk, &a.login, e))?;
-    let mut lines = vec![
-        l.token.expose().to_string(),
-        format!(
-            "session {} of user {} until {}; the token is shown once",
-            l.session.short_id, l.user.id, l.session.expires_at
-        ),
-    ];
+    let id = &l.session.short_id;
+    let mut notes = vec![format!(
+        "session {id} of user {} until {}; the token is shown once",
+        l.user.id, l.session.expires_at
+    )];
     if l.user.must_change_password {
-        lines.push(
+        notes.push(
             "this password must be changed now (`redkeep user set-password`, or the application's change-password page)"
                 .into(),
         );
     }
-    Ok(Reply::text(
-        json!({"token": l.token.expose(), "user_id": l.user.id, "expires_at": l.session.expires_at, "session": l.session.short_id, "must_change_password": l.user.must_change_password}),
-        lines,
+    Ok(Reply::secret(
+        json!({"token": l.token.expose(), "user_id": l.user.id, "expires_at": l.session.expires_at, "session": id, "must_change_password": l.user.must_change_password}),
+        vec![l.token.expose().to_string()],
+        notes,
+        format!(
+            "the token of session {id} was not seen: revoke it with `redkeep session revoke {id}`"
+        ),
     ))
 }
 
@@ -497,15 +524,64 @@ fn session_status(s: &Session, now: Timestamp) -> &'static str {
     }
 }
 
-/// Whether a listed key still verifies: `active`, `expired` or `revoked`.
-fn key_status(k: &ApiKey, now: Timestamp) -> &'static str {
+/// Whether a key's owner may use it, as `verify` decides: a user who exists and is active,
+/// or an org that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnerState {
+    Active,
+    Disabled,
+    Missing,
+}
+
+/// Whether a listed key still verifies: `active`, `expired`, `revoked`, or, for a key that
+/// would verify but for its owner, `owner_disabled` (a disabled user) or `owner_missing`.
+fn key_status(k: &ApiKey, now: Timestamp, owner: OwnerState) -> &'static str {
     if k.revoked_at.is_some() {
         "revoked"
     } else if k.expires_at.is_some_and(|e| e <= now) {
         "expired"
     } else {
-        "active"
+        match owner {
+            OwnerState::Active => "active",
+            OwnerState::Disabled => "owner_disabled",
+            OwnerState::Missing => "owner_missing",
+        }
     }
+}
+
+/// A key's owner as a map key: whether it is an org, and its id.
+fn owner_id(owner: KeyOwner) -> (bool, u64) {
+    match owner {
+        KeyOwner::User(u) => (false, u),
+        KeyOwner::Org(o) => (true, o),
+    }
+}
+
+/// The state of each distinct owner of `keys`, read once each.
+fn owner_states(
+    rk: &Redkeep,
+    keys: &[ApiKey],
+) -> Result<std::collections::HashMap<(bool, u64), OwnerState>> {
+    let mut states = std::collections::HashMap::new();
+    for k in keys {
+        let id = owner_id(k.owner);
+        if states.contains_key(&id) {
+            continue;
+        }
+        let state = match k.owner {
+            KeyOwner::User(u) => match rk.users().get(u)? {
+                Some(u) if u.is_active => OwnerState::Active,
+                Some(_) => OwnerState::Disabled,
+                None => OwnerState::Missing,
+            },
+            KeyOwner::Org(o) => match rk.orgs().get(o)? {
+                Some(_) => OwnerState::Active,
+                None => OwnerState::Missing,
+            },
+        };
+        states.insert(id, state);
+    }
+    Ok(states)
 }
 
 fn session_json(s: &Session) -> Value {
@@ -781,13 +857,10 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             })?;
             let mut json = key_json(&c.api_key);
             json["key"] = json!(c.key.expose());
-            let mut lines = vec![
-                c.key.expose().to_string(),
-                format!(
-                    "api key {} for {}; the key is shown once",
-                    c.api_key.prefix, owner
-                ),
-            ];
+            let prefix = &c.api_key.prefix;
+            let mut notes = vec![format!(
+                "api key {prefix} for {owner}; the key is shown once"
+            )];
             // A user's key grants only scopes its owner holds: a scope the owner lacks (a
             // typo, or a permission no role of theirs has) grants nothing until they get it.
             if let KeyOwner::User(id) = owner {
@@ -801,7 +874,7 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                     .collect();
                 if !idle.is_empty() {
                     let names: Vec<&str> = idle.iter().map(|s| s.as_str()).collect();
-                    lines.push(format!(
+                    notes.push(format!(
                         "note: the user holds no permission {}, so the key grants nothing for it \
                          until a role of theirs does",
                         names.join(", ")
@@ -809,7 +882,14 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                     json["scopes_not_held"] = json!(names);
                 }
             }
-            Ok(Reply::text(json, lines))
+            Ok(Reply::secret(
+                json,
+                vec![c.key.expose().to_string()],
+                notes,
+                format!(
+                    "the api key {prefix} was not seen: revoke it with `redkeep apikey revoke {prefix}`"
+                ),
+            ))
         }
         ApiKeyCmd::List { user, org } => {
             let owner = match (user, org) {
@@ -819,12 +899,21 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             };
             let list = rk.api_keys().list(owner, usize::MAX)?;
             let now = rk.now();
+            let owners = owner_states(rk, &list)?;
+            let status = |k: &ApiKey| {
+                // Every owner of `list` is in `owners`.
+                let owner = owners
+                    .get(&owner_id(k.owner))
+                    .copied()
+                    .unwrap_or(OwnerState::Missing);
+                key_status(k, now, owner)
+            };
             let rows = list
                 .iter()
                 .map(|k| {
                     vec![
                         k.prefix.clone(),
-                        key_status(k, now).to_string(),
+                        status(k).to_string(),
                         k.owner.to_string(),
                         k.scopes.join(","),
                         opt(&k.expires_at),
@@ -837,7 +926,7 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                 list.iter()
                     .map(|k| {
                         let mut j = key_json(k);
-                        j["status"] = key_status(k, now).into();
+                        j["status"] = status(k).into();
                         j
                     })
                     .collect(),
@@ -857,11 +946,23 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             ))
         }
         ApiKeyCmd::Revoke { prefix } => {
-            let k = rk.api_keys().revoke(prefix)?;
-            Ok(Reply::text(
-                key_json(&k),
-                vec![format!("revoked api key {}", k.prefix)],
-            ))
+            // A second revoke reaches the state asked for: it says when the first was and
+            // succeeds, so a runbook can run it again.
+            let (k, already) = match rk.api_keys().revoke(prefix) {
+                Ok(k) => (k, false),
+                Err(e @ Error::Denied { .. }) => match rk.api_keys().find(prefix)? {
+                    k if k.revoked_at.is_some() => (k, true),
+                    _ => return Err(e),
+                },
+                Err(e) => return Err(e),
+            };
+            let line = match (already, &k.revoked_at) {
+                (true, Some(at)) => format!("api key {} was revoked already, at {at}", k.prefix),
+                _ => format!("revoked api key {}", k.prefix),
+            };
+            let mut json = key_json(&k);
+            json["already"] = json!(already);
+            Ok(Reply::text(json, vec![line]))
         }
         ApiKeyCmd::Verify { .. } => {
             let k = rk.api_keys().verify(stdin.secret("--key-stdin")?)?;
@@ -1003,12 +1104,22 @@ mod tests {
             last_used_at: None,
             revoked_at: None,
         };
-        assert_eq!(key_status(&key, Timestamp(199)), "active");
-        assert_eq!(key_status(&key, Timestamp(200)), "expired");
+        let active = OwnerState::Active;
+        assert_eq!(key_status(&key, Timestamp(199), active), "active");
+        assert_eq!(key_status(&key, Timestamp(200), active), "expired");
         key.revoked_at = Some(Timestamp(150));
-        assert_eq!(key_status(&key, Timestamp(160)), "revoked");
+        assert_eq!(key_status(&key, Timestamp(160), active), "revoked");
         key.revoked_at = None;
         key.expires_at = None;
-        assert_eq!(key_status(&key, Timestamp(i64::MAX)), "active");
+        assert_eq!(key_status(&key, Timestamp(i64::MAX), active), "active");
+        // A key that would verify but for its owner says why it does not.
+        assert_eq!(
+            key_status(&key, Timestamp(160), OwnerState::Disabled),
+            "owner_disabled"
+        );
+        assert_eq!(
+            key_status(&key, Timestamp(160), OwnerState::Missing),
+            "owner_missing"
+        );
     }
 }

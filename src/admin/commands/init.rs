@@ -55,20 +55,30 @@ pub fn init(rk: &Redkeep, a: &InitArgs, stdin: Stdin<'_>) -> Result<Reply> {
             "administrator: {} (id {})",
             c.user.email, c.user.id
         ));
-        if let Some(p) = &c.password {
-            lines.push(format!("password: {}", p.expose()));
-            lines.push("this password is shown once; it must be changed at first login".into());
-        }
         let mut v = user_json(&c.user);
         if let Some(p) = &c.password {
             v["password"] = json!(p.expose());
         }
         v
     });
-    Ok(Reply::text(
-        json!({"created": true, "data_dir": dir, "admin": admin, "replaced_unwritten": outcome.replaced_unwritten}),
-        lines,
-    ))
+    let json = json!({"created": true, "data_dir": dir, "admin": admin, "replaced_unwritten": outcome.replaced_unwritten});
+    match outcome
+        .admin
+        .as_ref()
+        .and_then(|c| Some((c.user.id, c.password.as_ref()?)))
+    {
+        // The generated password alone on stdout; what goes with it on stderr.
+        Some((id, p)) => {
+            lines.push("this password is shown once; it must be changed at first login".into());
+            Ok(Reply::secret(
+                json,
+                vec![p.expose().to_string()],
+                lines,
+                super::users::unseen_password(id),
+            ))
+        }
+        None => Ok(Reply::text(json, lines)),
+    }
 }
 
 /// Arguments of `redkeep check`.
@@ -114,6 +124,8 @@ pub fn check(rk: &Redkeep, a: &CheckArgs, feedback: &dyn Feedback) -> Result<Rep
         exit_code: 0,
         raw: false,
         failure: None,
+        notes: Vec::new(),
+        unseen: None,
     };
     Ok(if report.ok {
         reply

@@ -12,7 +12,8 @@ use crate::{Error, Invite, InviteFilter, InviteSpec, Redkeep, Result, Timestamp}
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum InviteCmd {
-    /// Create invite codes; each is printed once.
+    /// Create invite codes, all or none; each is printed once, one a line on stdout (what
+    /// they allow on stderr).
     Create(CreateArgs),
     /// List invites (usable ones unless --all). Never shows full codes.
     List {
@@ -20,7 +21,7 @@ pub enum InviteCmd {
         #[cfg_attr(feature = "cli", arg(long))]
         all: bool,
     },
-    /// Revoke an invite by its code or its prefix.
+    /// Revoke an invite by its code or its prefix (one revoked already: exit 0, saying when).
     Revoke {
         /// The code or its prefix (rki_xxxxxxxx).
         code: String,
@@ -49,7 +50,39 @@ pub struct CreateArgs {
     pub uses: u32,
 }
 
-const MAX_BATCH: u32 = 1000;
+// Bounded by the library's limit; clap checks it, so the CLI refuses a larger count as a
+// usage error.
+const MAX_BATCH: u32 = crate::auth::invites::MAX_INVITES_AT_ONCE as u32;
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The words for invite codes made but not seen (stdout failed): their prefixes (the first
+/// ten, then how many more were made at that time), and how to revoke them.
+fn unseen(prefixes: &[&str], at: Timestamp) -> String {
+    const SHOWN: usize = 10;
+    if let [one] = prefixes {
+        return format!(
+            "the invite code {one} was not seen: revoke it with `redkeep invite revoke {one}`"
+        );
+    }
+    let mut named = prefixes
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if prefixes.len() > SHOWN {
+        named.push_str(&format!(
+            " and {} more made at {at} (`redkeep invite list --all` shows them)",
+            prefixes.len() - SHOWN
+        ));
+    }
+    format!(
+        "the invite codes {named} were not seen: revoke each with `redkeep invite revoke PREFIX`"
+    )
+}
 
 fn invite_json(i: &Invite, now: Timestamp) -> Value {
     json!({
@@ -69,35 +102,46 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
     let now = rk.now();
     match cmd {
         InviteCmd::Create(a) => {
-            if a.count == 0 || a.count > MAX_BATCH {
-                return Err(Error::invalid(
-                    "count",
-                    format!("create between 1 and {MAX_BATCH} codes at a time"),
-                ));
-            }
             let mut spec = InviteSpec::default().uses(a.uses);
             if let Some(e) = &a.expires {
                 spec = spec.expires_in(parse_duration("expires", e)?);
             }
-            let mut items = Vec::new();
-            let mut rows = Vec::new();
-            for _ in 0..a.count {
-                let c = rk.invites().create(spec.clone())?;
-                let mut v = invite_json(&c.invite, now);
-                v["code"] = json!(c.code.expose());
-                items.push(v);
-                rows.push(vec![
-                    c.code.expose().to_string(),
-                    opt(&c.invite.expires_at),
-                    c.invite.max_uses.to_string(),
-                ]);
-            }
-            Ok(Reply::table(
+            // One transaction: all the codes are stored, or none is (a failure part way
+            // leaves no live code that was never shown).
+            let made = rk.invites().create_many(spec, a.count as usize)?;
+            let items = made
+                .iter()
+                .map(|c| {
+                    let mut v = invite_json(&c.invite, now);
+                    v["code"] = json!(c.code.expose());
+                    v
+                })
+                .collect();
+            let codes = made.iter().map(|c| c.code.expose().to_string()).collect();
+            let prefixes: Vec<&str> = made.iter().map(|c| c.invite.prefix.as_str()).collect();
+            // `create_many` made `a.count` invites, at least one (clap and the library
+            // both refuse 0).
+            let Some(first) = made.first().map(|c| &c.invite) else {
+                return Err(Error::invalid("count", "no invite was made"));
+            };
+            let expiry = match &first.expires_at {
+                Some(t) => format!("until {t}"),
+                None => "with no expiry".into(),
+            };
+            let notes = vec![format!(
+                "{} invite code{} for {} registration{} each, {expiry}; each code is shown \
+                 once (only its hash is stored)",
+                made.len(),
+                plural(made.len()),
+                first.max_uses,
+                plural(first.max_uses as usize),
+            )];
+            Ok(Reply::secret(
                 Value::Array(items),
-                &["code", "expires_at", "max_uses"],
-                rows,
-            )
-            .footer("each code is shown once; only its hash is stored"))
+                codes,
+                notes,
+                unseen(&prefixes, first.created_at),
+            ))
         }
         InviteCmd::List { all } => {
             let filter = if *all {
@@ -126,11 +170,24 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
             ))
         }
         InviteCmd::Revoke { code } => {
-            let i = rk.invites().revoke(code)?;
-            Ok(Reply::text(
-                invite_json(&i, now),
-                vec![format!("revoked invite {}", i.prefix)],
-            ))
+            // A second revoke reaches the state asked for: it says when the first was and
+            // succeeds, so a runbook can run it again. (A used-up invite is refused still:
+            // it was never revoked.)
+            let (i, already) = match rk.invites().revoke(code) {
+                Ok(i) => (i, false),
+                Err(e @ Error::Denied { .. }) => match rk.invites().find(code)? {
+                    i if i.revoked_at.is_some() => (i, true),
+                    _ => return Err(e),
+                },
+                Err(e) => return Err(e),
+            };
+            let line = match (already, &i.revoked_at) {
+                (true, Some(at)) => format!("invite {} was revoked already, at {at}", i.prefix),
+                _ => format!("revoked invite {}", i.prefix),
+            };
+            let mut json = invite_json(&i, now);
+            json["already"] = json!(already);
+            Ok(Reply::text(json, vec![line]))
         }
     }
 }

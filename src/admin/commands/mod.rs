@@ -53,7 +53,8 @@ pub enum Command {
     /// Manage roles and their assignments.
     #[cfg_attr(feature = "cli", command(subcommand))]
     Role(RoleCmd),
-    /// Log in (by email or username) and print a session token once.
+    /// Log in (by email or username) and print a session token once (alone on stdout; the
+    /// session's id and expiry on stderr).
     Login(LoginArgs),
     /// Validate, list, revoke and sweep login sessions.
     #[cfg_attr(feature = "cli", command(subcommand))]

@@ -90,8 +90,8 @@ pub enum UserCmd {
         /// The permission.
         permission: String,
     },
-    /// Issue a password-reset token and print it once (for operators who send mail
-    /// themselves); it replaces any earlier one.
+    /// Issue a password-reset token and print it once, alone on stdout (for operators who
+    /// send mail themselves); it replaces any earlier one.
     ResetToken {
         /// Id, email or username.
         user: String,
@@ -110,6 +110,30 @@ pub enum UserCmd {
         user: String,
         /// The new email.
         email: String,
+    },
+    /// Change a user's display name or username (give at least one of the three options).
+    #[cfg_attr(
+        feature = "cli",
+        command(group(
+            clap::ArgGroup::new("change")
+                .required(true)
+                .multiple(true)
+                .args(["name", "username", "no_username"])
+        ))
+    )]
+    Rename {
+        /// Id, email or username.
+        user: String,
+        /// The new display name.
+        #[cfg_attr(feature = "cli", arg(long))]
+        name: Option<String>,
+        /// The new username (3 to 32 of A-Z a-z 0-9 _ . -).
+        #[cfg_attr(feature = "cli", arg(long, conflicts_with = "no_username"))]
+        username: Option<String>,
+        /// Remove the username (the user then logs in by email only).
+        #[cfg_attr(feature = "cli", arg(long))]
+        #[serde(default)]
+        no_username: bool,
     },
     /// Check a password read from stdin: exit 0 if right, 1 if not.
     CheckPassword {
@@ -159,7 +183,8 @@ pub struct CreateArgs {
     /// Make the user an administrator.
     #[cfg_attr(feature = "cli", arg(long))]
     pub admin: bool,
-    /// Read the password from stdin; otherwise one is generated and printed once.
+    /// Read the password from stdin; otherwise one is generated and printed once, alone on
+    /// stdout.
     #[cfg_attr(feature = "cli", arg(long))]
     pub password_stdin: bool,
     /// Consume this invite code.
@@ -184,13 +209,27 @@ impl UserCmd {
     }
 }
 
-fn user_lines(u: &User, lockout: &Lockout) -> Vec<String> {
+/// A user's lines for `user show` and the commands that show the user they changed;
+/// `every` names the roles other than `admin` that grant them every permission.
+fn user_lines(u: &User, lockout: &Lockout, every: &[String]) -> Vec<String> {
+    let admin = match every {
+        [] => yes_no(u.is_admin),
+        [one] => format!(
+            "{} (but role {one} grants every permission)",
+            yes_no(u.is_admin)
+        ),
+        many => format!(
+            "{} (but roles {} grant every permission)",
+            yes_no(u.is_admin),
+            many.join(", ")
+        ),
+    };
     vec![
         format!("id:                   {}", u.id),
         format!("email:                {}", u.email),
         format!("username:             {}", opt(&u.username)),
         format!("name:                 {}", u.name),
-        format!("admin:                {}", yes_no(u.is_admin)),
+        format!("admin:                {admin}"),
         format!("active:               {}", yes_no(u.is_active)),
         format!("email verified:       {}", yes_no(u.email_verified)),
         format!("must change password: {}", yes_no(u.must_change_password)),
@@ -206,9 +245,19 @@ fn user_lines(u: &User, lockout: &Lockout) -> Vec<String> {
 
 fn user_reply(rk: &Redkeep, u: &User, first: String) -> Result<Reply> {
     let lockout = rk.users().lockout(u.id)?;
+    // A custom role that holds `*` makes its user able to do everything, as an admin: said
+    // beside `admin: no`, so an operator who looks for admins there does not miss them.
+    let every: Vec<String> = rk
+        .roles()
+        .of_user(u.id)?
+        .into_iter()
+        .filter(access::grants_every_permission)
+        .map(|r| r.name)
+        .collect();
     let mut lines = vec![first];
-    lines.extend(user_lines(u, &lockout));
+    lines.extend(user_lines(u, &lockout, &every));
     let mut json = user_json(u);
+    json["roles_granting_every_permission"] = json!(every);
     json["failed_logins"] = json!(lockout.failed_logins);
     json["failures_this_hour"] = json!(lockout.failures_in_window);
     json["locked_until"] = json!(lockout.locked_until);
@@ -235,6 +284,36 @@ fn email_change(before: &str, after: &User) -> String {
         ""
     };
     format!("email of user {id} changed from {before} to {now}{how}; it is not verified")
+}
+
+/// What `rename` did: each change, from what to what, or that nothing changed.
+fn renamed(before: &User, after: &User) -> String {
+    let id = after.id;
+    let mut changes = Vec::new();
+    if before.name != after.name {
+        changes.push(format!("name from {:?} to {:?}", before.name, after.name));
+    }
+    if before.username != after.username {
+        let shown = |n: &Option<String>| n.as_deref().map_or("(none)".into(), |n| n.to_string());
+        changes.push(format!(
+            "username from {} to {}",
+            shown(&before.username),
+            shown(&after.username)
+        ));
+    }
+    if changes.is_empty() {
+        return format!("user {id} has that name and username already; nothing changed");
+    }
+    format!("user {id} renamed: {}", changes.join(", "))
+}
+
+/// The words for a generated password that was not seen (stdout failed), and how to
+/// replace it.
+pub(super) fn unseen_password(id: u64) -> String {
+    format!(
+        "the generated password of user {id} was not seen: set another with \
+         `redkeep user set-password {id} --password-stdin`"
+    )
 }
 
 pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<Reply> {
@@ -295,13 +374,23 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             })?;
             let u = &created.user;
             let mut json = user_json(u);
-            let mut lines = vec![format!("created user {} (id {})", u.email, u.id)];
-            if let Some(p) = &created.password {
-                json["password"] = json!(p.expose());
-                lines.push(format!("password: {}", p.expose()));
-                lines.push("this password is shown once; it must be changed at first login".into());
+            let done = format!("created user {} (id {})", u.email, u.id);
+            match &created.password {
+                // The generated password alone on stdout; what goes with it on stderr.
+                Some(p) => {
+                    json["password"] = json!(p.expose());
+                    Ok(Reply::secret(
+                        json,
+                        vec![p.expose().to_string()],
+                        vec![
+                            done,
+                            "this password is shown once; it must be changed at first login".into(),
+                        ],
+                        unseen_password(u.id),
+                    ))
+                }
+                None => Ok(Reply::text(json, vec![done])),
             }
-            Ok(Reply::text(json, lines))
         }
         UserCmd::List { all } => {
             let filter = if *all {
@@ -464,16 +553,19 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                 .recovery()
                 .request_password_reset(&u.email)?
                 .ok_or_else(|| Error::not_found(format!("user {user}")))?;
-            Ok(Reply::text(
+            Ok(Reply::secret(
                 json!({"user_id": u.id, "email": u.email, "token": issued.token.expose(), "expires_at": issued.expires_at}),
-                vec![
-                    format!("password reset token for {} (id {}):", u.email, u.id),
-                    issued.token.expose().to_string(),
-                    format!(
-                        "it works once, until {}; this token is shown once",
-                        issued.expires_at
-                    ),
-                ],
+                vec![issued.token.expose().to_string()],
+                vec![format!(
+                    "password reset token for {} (id {}); it works once, until {}; this token \
+                     is shown once",
+                    u.email, u.id, issued.expires_at
+                )],
+                format!(
+                    "the password reset token of user {} was not seen: issue another with \
+                     `redkeep user reset-token {}`, which replaces it",
+                    u.id, u.id
+                ),
             ))
         }
         UserCmd::VerifyEmail { user, undo } => {
@@ -486,6 +578,33 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             let before = rk.users().find(user)?;
             let u = rk.users().change_email(before.id, email)?;
             user_reply(rk, &u, email_change(&before.email, &u))
+        }
+        UserCmd::Rename {
+            user,
+            name,
+            username,
+            no_username,
+        } => {
+            let username = match (username, no_username) {
+                (Some(n), _) => Some(Some(n.clone())),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
+            if name.is_none() && username.is_none() {
+                return Err(Error::invalid(
+                    "rename",
+                    "give --name, --username or --no-username",
+                ));
+            }
+            if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(Error::invalid(
+                    "name",
+                    "it is empty; give a name, or leave --name out to keep the one the user has",
+                ));
+            }
+            let before = rk.users().find(user)?;
+            let u = rk.users().rename(before.id, name.clone(), username)?;
+            user_reply(rk, &u, renamed(&before, &u))
         }
         UserCmd::CheckPassword { user, .. } => {
             let password = stdin.secret("--password-stdin")?;
