@@ -25,6 +25,7 @@ use super::files::{folders_of, free_with_suffix, open_file_store, sequences_of};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::handle::{SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
+use crate::store::INIT_HINT;
 use crate::store::{CheckReport, Mode, Store};
 use crate::workspace::{WorkspaceOptions, Workspaces};
 use crate::{Redkeep, fsutil};
@@ -724,7 +725,12 @@ fn restore_into(
         // Said of the backup: the staged copy's path and the advice for a damaged live
         // store (check, salvage) would point the wrong way.
         let why = match e {
-            Error::Damaged { reason, .. } => reason,
+            // Without the hint for a data dir's store left by an interrupted `init`: this
+            // is a backup, and its staged copy's path is no file of the operator's.
+            Error::Damaged { reason, .. } => match reason.split_once(INIT_HINT) {
+                Some((why, _)) => why.to_string(),
+                None => reason,
+            },
             Error::Unwritten { found, .. } => format!("it holds nothing: {found}"),
             e => e.to_string(),
         };

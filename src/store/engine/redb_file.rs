@@ -520,6 +520,10 @@ fn open_db(path: &Path, spec: &OpenSpec) -> Result<redb::Database> {
     })
 }
 
+/// How the hint about an interrupted `init` begins, for callers that say the reason of a
+/// file that is not a data dir's store (a backup) and must leave it out.
+pub(crate) const INIT_HINT: &str = "; it may be the leftover of an interrupted `redkeep init`";
+
 /// Why a file without redb's magic number is refused. A small one may be what an
 /// interrupted `init` left (a new file is some 72 KiB) in a way not recognised as holding
 /// nothing: said so, with what to do when the data dir never held a store.
@@ -527,8 +531,8 @@ fn not_a_store_file(path: &Path) -> String {
     let what = "it is not a redb store file (its first bytes are not redb's magic number)";
     if std::fs::metadata(path).is_ok_and(|m| m.len() <= 1 << 20) {
         format!(
-            "{what}; it may be the leftover of an interrupted `redkeep init`: if this data dir \
-             never held a store, delete {} and run `redkeep init` again",
+            "{what}{INIT_HINT}: if this data dir never held a store, delete {} and run \
+             `redkeep init` again",
             path.display()
         )
     } else {
