@@ -41,7 +41,7 @@ pub(crate) use db::opened_for_writing_instead;
 pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
 pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
 #[cfg(feature = "admin")]
-pub(crate) use engine::redb_file::{INIT_HINT, not_closed_cleanly};
+pub(crate) use engine::redb_file::not_closed_cleanly;
 pub use engine::{KeyRange, Order, containing, redact};
 pub use index::Index;
 pub use inspect::{
@@ -55,6 +55,7 @@ pub use table::{Record, Table};
 pub use tx::{IndexInfo, MAX_ID, Meta, ReadTx, Source, TableInfo, WriteTx};
 
 pub(crate) use check::{move_old_quarantine, quarantine_table, set_aside};
+pub(crate) use engine::redb_file::INIT_HINT;
 pub(crate) use engine::{RawRead, get_owned};
 pub(crate) use held::{Held, clashes as lock_held_here};
 pub(crate) use key::show_key;
