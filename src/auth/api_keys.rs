@@ -126,6 +126,27 @@ fn owner_active<S: Source + ?Sized>(tx: &S, owner: KeyOwner) -> Result<bool> {
     })
 }
 
+/// Revokes `k` inside `tx` (stores it revoked at `now`) with its `api_key_revoked` event.
+fn revoke_in(tx: &WriteTx<'_>, k: &mut ApiKey, now: Timestamp, detail: String) -> Result<()> {
+    k.revoked_at = Some(now);
+    tx.table::<ApiKey>().update(k)?;
+    audit::record(
+        tx,
+        now,
+        Event {
+            action: "api_key_revoked",
+            subject_user: match k.owner {
+                KeyOwner::User(u) => Some(u),
+                KeyOwner::Org(_) => None,
+            },
+            subject: format!("api key {}", k.prefix),
+            outcome: "ok",
+            detail,
+            ..Event::default()
+        },
+    )
+}
+
 /// A new key and its secret, shown once.
 #[derive(Debug)]
 pub struct CreatedApiKey {
@@ -385,22 +406,7 @@ impl ApiKeys<'_> {
                     k.prefix
                 )));
             }
-            k.revoked_at = Some(now);
-            t.update(&k)?;
-            audit::record(
-                tx,
-                now,
-                Event {
-                    action: "api_key_revoked",
-                    subject_user: match k.owner {
-                        KeyOwner::User(u) => Some(u),
-                        KeyOwner::Org(_) => None,
-                    },
-                    subject: format!("api key {}", k.prefix),
-                    outcome: "ok",
-                    ..Event::default()
-                },
-            )?;
+            revoke_in(tx, &mut k, now, String::new())?;
             Ok(k)
         })
     }
@@ -417,8 +423,8 @@ impl ApiKeys<'_> {
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let exists = match owner {
-                KeyOwner::User(u) => tx.table::<crate::auth::users::User>().contains(&u)?,
-                KeyOwner::Org(o) => tx.table::<crate::auth::orgs::Org>().contains(&o)?,
+                KeyOwner::User(u) => tx.table::<User>().contains(&u)?,
+                KeyOwner::Org(o) => tx.table::<Org>().contains(&o)?,
             };
             if !exists {
                 return Err(Error::not_found(owner.to_string()));
@@ -433,23 +439,7 @@ impl ApiKeys<'_> {
             keys.retain(|k| k.revoked_at.is_none());
             keys.sort_by_key(|k| (k.created_at, k.prefix.clone()));
             for k in &mut keys {
-                k.revoked_at = Some(now);
-                t.update(k)?;
-                audit::record(
-                    tx,
-                    now,
-                    Event {
-                        action: "api_key_revoked",
-                        subject_user: match k.owner {
-                            KeyOwner::User(u) => Some(u),
-                            KeyOwner::Org(_) => None,
-                        },
-                        subject: format!("api key {}", k.prefix),
-                        outcome: "ok",
-                        detail: "all of its owner's keys".into(),
-                        ..Event::default()
-                    },
-                )?;
+                revoke_in(tx, k, now, "all of its owner's keys".into())?;
             }
             Ok(keys)
         })

@@ -568,11 +568,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     } else {
                         ""
                     };
-                    return Err(Error::denied(format!(
-                        "the store{} is damaged and cannot be opened: {reason}; {nothing}{}",
-                        crate::error::shown_path(&path),
-                        crate::admin::commands::status::way_out(&path)
-                    )));
+                    return Err(cannot_be_opened(&path, &reason, nothing));
                 }
                 Err(e) => return Err(e),
             };
@@ -683,13 +679,19 @@ fn in_data_dir(dir: &Path, e: Error) -> Error {
         return e;
     }
     match crate::handle::in_data_dir(dir, e) {
-        Error::Damaged { path, reason } => Error::denied(format!(
-            "the store{} is damaged and cannot be opened: {reason}; {}",
-            crate::error::shown_path(&path),
-            crate::admin::commands::status::way_out(&path)
-        )),
+        Error::Damaged { path, reason } => cannot_be_opened(&path, &reason, ""),
         e => e,
     }
+}
+
+/// A store that could not be opened at all, said with why and the way out (`nothing`: what
+/// the command therefore did not do, as the start of a sentence, or empty).
+fn cannot_be_opened(path: &Path, reason: &str, nothing: &str) -> Error {
+    Error::denied(format!(
+        "the store{} is damaged and cannot be opened: {reason}; {nothing}{}",
+        crate::error::shown_path(path),
+        crate::admin::commands::status::way_out(path)
+    ))
 }
 
 /// Restore and reset never go through the socket: they replace the files under the owner.

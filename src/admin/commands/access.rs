@@ -946,16 +946,12 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             ))
         }
         ApiKeyCmd::Revoke { prefix } => {
-            // A second revoke reaches the state asked for: it says when the first was and
-            // succeeds, so a runbook can run it again.
-            let (k, already) = match rk.api_keys().revoke(prefix) {
-                Ok(k) => (k, false),
-                Err(e @ Error::Denied { .. }) => match rk.api_keys().find(prefix)? {
-                    k if k.revoked_at.is_some() => (k, true),
-                    _ => return Err(e),
-                },
-                Err(e) => return Err(e),
-            };
+            // A second revoke says when the first was, and succeeds.
+            let (k, already) = super::common::revoked_once(
+                rk.api_keys().revoke(prefix),
+                || rk.api_keys().find(prefix),
+                |k| k.revoked_at.is_some(),
+            )?;
             let line = match (already, &k.revoked_at) {
                 (true, Some(at)) => format!("api key {} was revoked already, at {at}", k.prefix),
                 _ => format!("revoked api key {}", k.prefix),

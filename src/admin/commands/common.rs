@@ -80,3 +80,21 @@ pub(crate) fn why_refused(rk: &crate::Redkeep, login: &str, e: Error) -> Error {
     }
     e
 }
+
+/// A revoke run again: the outcome of `revoke`, or, when it was refused (`Denied`) and
+/// `find` shows the thing revoked already, that thing and `true`. A second revoke reaches
+/// the state asked for, so it succeeds and a runbook can run it again; other refusals stand.
+pub(crate) fn revoked_once<T>(
+    revoke: Result<T>,
+    find: impl FnOnce() -> Result<T>,
+    is_revoked: impl Fn(&T) -> bool,
+) -> Result<(T, bool)> {
+    match revoke {
+        Ok(t) => Ok((t, false)),
+        Err(e @ Error::Denied { .. }) => match find()? {
+            t if is_revoked(&t) => Ok((t, true)),
+            _ => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}

@@ -170,17 +170,13 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
             ))
         }
         InviteCmd::Revoke { code } => {
-            // A second revoke reaches the state asked for: it says when the first was and
-            // succeeds, so a runbook can run it again. (A used-up invite is refused still:
-            // it was never revoked.)
-            let (i, already) = match rk.invites().revoke(code) {
-                Ok(i) => (i, false),
-                Err(e @ Error::Denied { .. }) => match rk.invites().find(code)? {
-                    i if i.revoked_at.is_some() => (i, true),
-                    _ => return Err(e),
-                },
-                Err(e) => return Err(e),
-            };
+            // A second revoke says when the first was, and succeeds. (A used-up invite is
+            // refused still: it was never revoked.)
+            let (i, already) = super::common::revoked_once(
+                rk.invites().revoke(code),
+                || rk.invites().find(code),
+                |i| i.revoked_at.is_some(),
+            )?;
             let line = match (already, &i.revoked_at) {
                 (true, Some(at)) => format!("invite {} was revoked already, at {at}", i.prefix),
                 _ => format!("revoked invite {}", i.prefix),
