@@ -2257,3 +2257,55 @@ fn purge_trash_keeps_the_folders_a_stopped_restore_waits_on() {
     let pieces = cli.json(&["gallery", "list", "ann@example.com"], None);
     assert_eq!(pieces.as_array().map(Vec::len), Some(1), "{pieces}");
 }
+
+/// After a crash the owner marker stays behind, and its process number may since belong to
+/// another process: salvage does not refuse then (nor tell the operator to stop an innocent
+/// process), and says it did not heed the marker. While the file is open elsewhere, a live
+/// marker is heeded.
+#[test]
+fn salvage_heeds_an_owner_marker_only_while_its_process_has_the_file_open() {
+    let cli = populated();
+    let store = cli.data().join(redkeep::STORE_FILE);
+    let marker = redkeep::store::owner_path(&store);
+    // An innocent live process, which never opened the store.
+    let mut innocent = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    std::fs::write(
+        &marker,
+        format!("{{\"pid\":{},\"since\":1796540000}}", innocent.id()),
+    )
+    .unwrap();
+    let to = cli.dir.path().join("salvaged");
+    let (out, _) = cli.expect(&["salvage", "--to", to.to_str().unwrap()], None, 0);
+    innocent.kill().unwrap();
+    innocent.wait().unwrap();
+    assert!(
+        out.contains(&format!(
+            "names process {}, which does not have the store open",
+            innocent.id()
+        )),
+        "{out}"
+    );
+    assert!(to.join(redkeep::STORE_FILE).is_file());
+
+    // The marker names this test's process, which has the file open: refused.
+    std::fs::write(
+        &marker,
+        format!("{{\"pid\":{},\"since\":1796540000}}", std::process::id()),
+    )
+    .unwrap();
+    let held = redb::Database::open(&store).unwrap();
+    let again = cli.dir.path().join("salvaged-again");
+    let (_, err) = cli.expect(&["salvage", "--to", again.to_str().unwrap()], None, 1);
+    drop(held);
+    assert!(
+        err.contains(&format!(
+            "process {} holds the store; stop it first",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(!again.exists());
+}

@@ -735,3 +735,212 @@ fn salvage_stops_at_a_btree_that_loops() {
     );
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+fn raw_entries(dir: &Path, table: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let db = redb::Database::open(dir.join(redkeep::STORE_FILE)).unwrap();
+    let tx = db.begin_read().unwrap();
+    let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(table);
+    let t = tx.open_table(def).unwrap();
+    t.iter()
+        .unwrap()
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (k.value().to_vec(), v.value().to_vec())
+        })
+        .collect()
+}
+
+/// `value` with the bytes `from` (found once, asserted) replaced by `to`: the damaged byte
+/// of a record that still decodes, which redb reads back without a word.
+fn flipped(value: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at: Vec<usize> = value
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| *w == from)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "{from:?} in {value:?}");
+    let mut out = value.to_vec();
+    out.splice(at[0]..at[0] + from.len(), to.iter().copied());
+    out
+}
+
+fn make_user(rk: &Redkeep, email: &str, admin: bool) -> u64 {
+    rk.users()
+        .create(NewUser {
+            email: email.into(),
+            password: Some("correct horse battery".into()),
+            is_admin: admin,
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id
+}
+
+/// A session whose user id took a damaged byte (pointing at the administrator) reads back
+/// as a sound record; the damaged store's own `by_user` index still names its real user.
+/// Salvage takes that as evidence: the session is not copied (its user logs in again), so
+/// its token does not validate as the administrator in the copy.
+#[test]
+fn salvage_drops_a_session_the_damaged_store_s_own_index_contradicts() {
+    use redkeep::auth::sessions::LoginMeta;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let rk = Redkeep::open(&dir, options().create(true)).unwrap();
+    let admin = make_user(&rk, "admin@example.com", true);
+    let bob = make_user(&rk, "bob@example.com", false);
+    let other = make_user(&rk, "carol@example.com", false);
+    let login = |email: &str| {
+        rk.sessions()
+            .login(email, "correct horse battery", LoginMeta::default())
+            .unwrap()
+    };
+    let bobs = login("bob@example.com");
+    let carols = login("carol@example.com");
+    let short = rk
+        .sessions()
+        .validate(bobs.token.expose())
+        .unwrap()
+        .1
+        .short_id;
+    drop(rk);
+    let (key, value) = raw_entries(&dir, "r:sessions")
+        .into_iter()
+        .find(|(_, v)| v.windows(short.len()).any(|w| w == short.as_bytes()))
+        .unwrap();
+    let mut from = short.as_bytes().to_vec();
+    from.push(u8::try_from(bob).unwrap());
+    let mut to = short.as_bytes().to_vec();
+    to.push(u8::try_from(admin).unwrap());
+    common::plant_entry(None, &dir, "r:sessions", &key, &flipped(&value, &from, &to));
+
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        report.changes.iter().any(|c| c
+            .starts_with("sessions: 1 record(s) that the damaged store's own indexes contradict")
+            && c.contains("quarantine:sessions")
+            && c.contains("log in again")),
+        "{:?}",
+        report.changes
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let copy = Redkeep::open(&to, options()).unwrap();
+    assert!(copy.sessions().validate(bobs.token.expose()).is_err());
+    // The session the indexes agree with is copied as it was.
+    assert_eq!(
+        copy.sessions()
+            .validate(carols.token.expose())
+            .unwrap()
+            .0
+            .id,
+        other
+    );
+    // Its bytes are kept, not lost.
+    drop(copy);
+    assert!(raw_value(&to, "r:quarantine:sessions", &key).is_some());
+}
+
+/// A user whose email took a damaged byte and now reads as another user's address: the
+/// damaged store's own email index names the intact account, which stays; the damaged one
+/// is set aside (it was taken first, in key order, and the intact account quarantined). A
+/// user record whose email changed to an address no one holds stays as it reads, and the
+/// report names it to be checked by hand, with the address the index held for it.
+#[test]
+fn salvage_keeps_the_account_the_damaged_store_s_index_names_and_names_what_it_cannot_tell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let rk = Redkeep::open(&dir, options().create(true)).unwrap();
+    let ann = make_user(&rk, "ann@example.com", false);
+    let bea = make_user(&rk, "bea@example.com", false);
+    let cid = make_user(&rk, "cid@example.com", false);
+    drop(rk);
+    // ann's record now says bea's address; cid's says an address no one holds.
+    let value = raw_value(&dir, "r:users", &ann.to_be_bytes()).unwrap();
+    let damaged = flipped(&value, b"ann@example.com", b"bea@example.com");
+    common::plant_entry(None, &dir, "r:users", &ann.to_be_bytes(), &damaged);
+    let value = raw_value(&dir, "r:users", &cid.to_be_bytes()).unwrap();
+    let damaged = flipped(&value, b"cid@example.com", b"cod@example.com");
+    common::plant_entry(None, &dir, "r:users", &cid.to_be_bytes(), &damaged);
+
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    let copy = Redkeep::open(&to, options()).unwrap();
+    let found = copy.users().by_email("bea@example.com").unwrap();
+    assert_eq!(found.map(|u| u.id), Some(bea));
+    assert!(copy.users().get(ann).unwrap().is_none());
+    assert_eq!(report.suspects.len(), 1, "{:?}", report.suspects);
+    assert!(
+        report.suspects[0].starts_with(&format!("users: record {cid} was kept as it reads"))
+            && report.suspects[0].contains("cid@example.com"),
+        "{:?}",
+        report.suspects
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+/// Salvage names a stretch of a table it could not read by the keys around it, except in
+/// tables keyed by a token's hash (sessions here): those keys are secret material, shown as
+/// `<redacted>`, as `check` shows them.
+#[test]
+fn salvage_does_not_show_token_hashes_around_a_stretch_it_could_not_read() {
+    use redkeep::auth::sessions::LoginMeta;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let rk = Redkeep::open(&dir, options().create(true)).unwrap();
+    make_user(&rk, "ann@example.com", false);
+    for _ in 0..150 {
+        rk.sessions()
+            .login(
+                "ann@example.com",
+                "correct horse battery",
+                LoginMeta::default(),
+            )
+            .unwrap();
+    }
+    drop(rk);
+    let hashes: Vec<Vec<u8>> = raw_entries(&dir, "r:sessions")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(hashes.iter().all(|h| h.len() == 32));
+    let (lowest, highest) = (hashes.first().unwrap(), hashes.last().unwrap());
+    // The leaves of the sessions table: redb leaf pages (type 1) whose first key is a
+    // session's hash (keys start after the entry count and the key and value ends).
+    let db = dir.join(redkeep::STORE_FILE);
+    let mut bytes = std::fs::read(&db).unwrap();
+    let mut damaged = 0;
+    for page in bytes.chunks_mut(4096).skip(1) {
+        let n = usize::from(u16::from_le_bytes([page[2], page[3]]));
+        let start = 4 + 8 * n;
+        if page[0] != 1 || n == 0 || start + 32 > page.len() {
+            continue;
+        }
+        let first = &page[start..start + 32];
+        let holds_highest = page.windows(32).any(|w| w == highest.as_slice());
+        if hashes.iter().any(|h| h == first) && first != lowest.as_slice() && !holds_highest {
+            page[0] = 7;
+            damaged += 1;
+        }
+    }
+    assert!(
+        damaged > 0,
+        "no leaf of the sessions table between its first and last"
+    );
+    std::fs::write(&db, &bytes).unwrap();
+
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    let sessions = &report.tables["sessions"];
+    assert!(
+        sessions.skipped.len() == 1 && sessions.skipped[0].contains("<redacted>"),
+        "{sessions:?}"
+    );
+    let json = serde_json::to_string(&report).unwrap();
+    for h in &hashes {
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!json.contains(&hex[..16]), "a token hash in {json}");
+    }
+}

@@ -7,7 +7,9 @@ use super::commands::Command;
 use super::commands::status::{reply, stopped_operations, with_stopped};
 use super::reply::Reply;
 use super::request::Request;
-use crate::store::{Mode, Store, StoreOptions, owner_path, process_alive, read_owner};
+use crate::store::{
+    Mode, Store, StoreOptions, open_elsewhere, owner_path, process_alive, read_owner,
+};
 use crate::{Error, Result, SCHEMA_VERSION, STORE_FILE};
 
 /// How long `status` waits for the owner's answer.
@@ -142,7 +144,7 @@ pub fn probe(dir: &Path) -> Result<Reply> {
 /// The state of a store no process holds exclusively: `shared` when another has it open,
 /// else `free`, or `read-only` when this user may not write it.
 fn not_held_state(db: &Path) -> &'static str {
-    if others_have_open(db) {
+    if open_elsewhere(db) == Some(true) {
         "shared"
     } else if rustix::fs::access(db, rustix::fs::Access::WRITE_OK).is_ok() {
         "free"
@@ -160,127 +162,4 @@ fn held_exclusively(dir: &Path, pid: Option<u32>) -> Reply {
         "unreachable"
     };
     reply("exclusive", pid, Some(socket), None, dir)
-}
-
-/// Whether another process has the store file at `db` open: every redb handle, reading or
-/// writing, holds file locks on it while open, which Linux lists in `/proc/locks` by device
-/// and inode. This process holds none once its probe is closed (a library caller that holds
-/// its own handle of the file is counted as another). Without that list (another system),
-/// none is seen.
-fn others_have_open(db: &Path) -> bool {
-    let (Some(file), Ok(locks)) = (FileId::of(db), std::fs::read_to_string("/proc/locks")) else {
-        return false;
-    };
-    let me = std::process::id().to_string();
-    locks.lines().any(|line| file.held_in(line, &me))
-}
-
-/// A file as `/proc/locks` names it: its inode, and the devices that may stand for its file
-/// system there (the one `stat` gives, and its mount's; they differ on btrfs subvolumes and
-/// some overlay file systems, and `/proc/locks` gives the mount's).
-struct FileId {
-    ino: u64,
-    devices: Vec<(u64, u64)>,
-}
-
-impl FileId {
-    fn of(path: &Path) -> Option<FileId> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(path).ok()?;
-        let dev = meta.dev();
-        // glibc's split of a device number into major and minor.
-        let mut devices = vec![(
-            ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
-            (dev & 0xff) | ((dev >> 12) & !0xff),
-        )];
-        if let Some(mounted) = mount_device(path) {
-            devices.push(mounted);
-        }
-        Some(FileId {
-            ino: meta.ino(),
-            devices,
-        })
-    }
-
-    /// Whether `line` of `/proc/locks` is a lock on this file held by a process other than
-    /// `me` ("1: FLOCK  ADVISORY  READ 1234 fe:00:10084895 0 EOF"; an open file
-    /// description's lock shows pid -1; a blocked waiter's line, "1: -> FLOCK …", holds
-    /// nothing).
-    fn held_in(&self, line: &str, me: &str) -> bool {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) == Some(&"->") {
-            return false;
-        }
-        let Some(pos) = fields.iter().position(|f| f.matches(':').count() == 2) else {
-            return false;
-        };
-        let mut id = fields[pos].split(':');
-        let (Some(major), Some(minor), Some(ino)) = (id.next(), id.next(), id.next()) else {
-            return false;
-        };
-        let device = (
-            u64::from_str_radix(major, 16).ok(),
-            u64::from_str_radix(minor, 16).ok(),
-        );
-        ino.parse::<u64>() == Ok(self.ino)
-            && self
-                .devices
-                .iter()
-                .any(|&(ma, mi)| device == (Some(ma), Some(mi)))
-            && pos > 0
-            && fields[pos - 1] != me
-    }
-}
-
-/// The device of the file system `path` is on, as its mount names it in
-/// `/proc/self/mountinfo` (what `/proc/locks` shows), found by the mount id `statx` gives.
-fn mount_device(path: &Path) -> Option<(u64, u64)> {
-    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
-    let st = statx(CWD, path, AtFlags::empty(), StatxFlags::MNT_ID).ok()?;
-    if st.stx_mask & StatxFlags::MNT_ID.bits() == 0 {
-        return None;
-    }
-    let id = st.stx_mnt_id.to_string();
-    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": id, parent,
-    // major:minor (decimal).
-    table.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        if fields.next()? != id {
-            return None;
-        }
-        let (major, minor) = fields.nth(1)?.split_once(':')?;
-        Some((major.parse().ok()?, minor.parse().ok()?))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::FileId;
-
-    /// Lines of `/proc/locks` as Linux writes them: a lock on the file by another process
-    /// (a flock with its pid, an open file description's with -1) counts; this process's
-    /// own, another inode's, another device's and a blocked waiter's do not.
-    #[test]
-    fn proc_locks_lines_are_read_by_device_and_inode() {
-        let file = FileId {
-            ino: 10084895,
-            devices: vec![(0xfe, 0), (259, 0x1a5)],
-        };
-        let me = "4242";
-        let held = |line: &str| file.held_in(line, me);
-        assert!(held("1: FLOCK  ADVISORY  READ 19754 fe:00:10084895 0 EOF"));
-        assert!(held(
-            "2: OFDLCK ADVISORY  READ -1 fe:00:10084895 4611686018427387906 4611686018427387906"
-        ));
-        assert!(held("3: POSIX  ADVISORY  WRITE 77 103:1a5:10084895 0 EOF"));
-        assert!(!held("4: FLOCK  ADVISORY  READ 4242 fe:00:10084895 0 EOF"));
-        assert!(!held("5: FLOCK  ADVISORY  READ 19754 fe:00:10084896 0 EOF"));
-        assert!(!held("6: FLOCK  ADVISORY  READ 19754 fe:01:10084895 0 EOF"));
-        assert!(!held(
-            "7: -> FLOCK  ADVISORY  WRITE 19755 fe:00:10084895 0 EOF"
-        ));
-        assert!(!held("8: LEASE  ACTIVE    READ 19754 <none>:0 0 EOF"));
-        assert!(!held(""));
-    }
 }

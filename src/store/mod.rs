@@ -24,6 +24,7 @@ mod inspect;
 mod key;
 mod key_text;
 mod migrate;
+mod open_by;
 mod table;
 mod tx;
 
@@ -59,10 +60,12 @@ pub(crate) use engine::redb_file::INIT_HINT;
 pub(crate) use engine::{RawRead, get_owned};
 pub(crate) use held::{Held, clashes as lock_held_here};
 pub(crate) use key::show_key;
+pub(crate) use open_by::open_elsewhere;
 #[cfg(test)]
 pub(crate) use table::RECORD_WRITES;
 pub(crate) use table::{
-    check_names, declare, decode_record, encode, index_table, indexes_behind, record_table,
+    check_names, declare, decode_record, encode, entry_target_raw, index_table, indexes_behind,
+    record_table,
 };
 pub(crate) use tx::damaged_shapes;
 pub(crate) use tx::meta_entry_sound;

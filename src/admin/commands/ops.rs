@@ -483,15 +483,23 @@ pub fn salvage(
     }
     lines.push(format!("  {} workspace folder(s) copied", r.folders));
     lines.extend(r.changes.iter().map(|c| format!("  changed: {c}")));
+    lines.extend(r.suspects.iter().map(|p| format!("  check by hand: {p}")));
     lines.extend(r.problems.iter().map(|p| format!("  problem: {p}")));
-    if r.problems.is_empty() {
+    if r.problems.is_empty() && r.suspects.is_empty() {
         lines.push("`redkeep check` is clean on the copy".into());
+    } else if r.problems.is_empty() {
+        lines.push(format!(
+            "`redkeep check` is clean on the copy, but {} record(s) in it need checking by hand (above)",
+            r.suspects.len()
+        ));
     }
     let reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
-    Ok(if r.problems.is_empty() {
-        reply
-    } else {
+    Ok(if !r.problems.is_empty() {
         reply.failed("the salvaged copy has problems, listed in the report")
+    } else if !r.suspects.is_empty() {
+        reply.failed("some salvaged records may be damaged; check each one the report lists")
+    } else {
+        reply
     })
 }
 

@@ -2,13 +2,15 @@
 //! read, into a new data dir, and leaves the damaged file untouched (it works on a byte copy
 //! of it). Each table is read forward until the file gives way, then backward from its end,
 //! then, for numeric keys, key by key across the gap; what reads is written to the new store,
-//! whose indexes are rebuilt, sequences set past every id seen, and references made whole
+//! whose indexes are rebuilt (after the damaged store's own index entries are weighed
+//! against its records: see `contradicted`), sequences set past every id seen, and
+//! references made whole
 //! (records pointing at lost ones go; users keep an org and a credential). The workspace
 //! folders are copied as they are. `check` runs on the result. A file whose header keeps
 //! redb out (a damaged commit record, magic number or geometry) is read through a mended
 //! header (see `store::engine::header`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +20,10 @@ use crate::auth::legacy;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::handle::{Options, Redkeep, SCHEMA_VERSION, STORE_FILE, WORKSPACES_DIR};
-use crate::store::{KeyRange, Meta, Mode, Order, Source, Store, StoreOptions};
+use crate::store::{
+    KeyRange, Meta, Mode, Order, Source, Store, StoreOptions, TableCheck, WriteTx, get_owned,
+    index_table, record_table,
+};
 
 mod folders;
 
@@ -45,6 +50,12 @@ pub struct SalvageReport {
     pub folders: u64,
     /// What was changed to make the copy consistent (records dropped, owners given, …).
     pub changes: Vec<String>,
+    /// Records kept as they read though the damaged store's own index entries contradict
+    /// them (a damaged byte in the record or in the index): each is to be checked by hand.
+    /// Records of tables that let their holder in or grant a right (sessions, API keys,
+    /// invites, reset tokens, role grants, memberships) are not kept so: they go to
+    /// quarantine, and `changes` says so.
+    pub suspects: Vec<String>,
     /// Problems `check` still finds in the result (none, normally).
     pub problems: Vec<String>,
 }
@@ -58,8 +69,9 @@ const PROBES: u64 = 100_000;
 
 type Entry = (Vec<u8>, Vec<u8>);
 
-/// Reads one table of `src` as far as it goes; returns the entries and the gaps.
-fn read_table(src: &Store, name: &str) -> (Vec<Entry>, Vec<String>) {
+/// Reads one table of `src` as far as it goes; returns the entries and the gaps (named by
+/// the keys around them, unless the keys are secret material: a token's hash).
+fn read_table(src: &Store, name: &str, secret: bool) -> (Vec<Entry>, Vec<String>) {
     let mut entries: Vec<Entry> = Vec::new();
     let mut skipped = Vec::new();
     let mut failed = false;
@@ -162,7 +174,13 @@ fn read_table(src: &Store, name: &str) -> (Vec<Entry>, Vec<String>) {
             }
         }
     }
-    let show = |k: &[u8]| crate::store::show_key(k);
+    let show = |k: &[u8]| {
+        if secret {
+            "<redacted>".to_string()
+        } else {
+            crate::store::show_key(k)
+        }
+    };
     let stretch = match (low.as_deref(), high.as_deref()) {
         (None, None) => "the whole table".to_string(),
         (None, Some(h)) => format!("the records before key {}", show(h)),
@@ -180,6 +198,196 @@ fn read_table(src: &Store, name: &str) -> (Vec<Entry>, Vec<String>) {
     entries.extend(probed);
     entries.extend(tail);
     (entries, skipped)
+}
+
+/// Tables whose records let their holder in or grant a right. One that the damaged store's
+/// own indexes contradict is not copied (its bytes go to quarantine): a damaged byte in it
+/// may hand the right to someone else (a session's user id flipped to the administrator's).
+/// Its holder logs in again, or is given the right again.
+const BEARERS: [&str; 8] = [
+    "sessions",
+    "web_sessions",
+    "agent_sessions",
+    "api_keys",
+    "invites",
+    "recovery_tokens",
+    "user_roles",
+    "org_members",
+];
+
+/// A record that the damaged store's own index entries contradict.
+struct Contradicted {
+    key: Vec<u8>,
+    /// Its key as reports show it (`<redacted>` for a token's hash).
+    shown: String,
+    /// What the index held.
+    why: String,
+}
+
+/// The records of `t`, as copied into `tx`, that the damaged store's own index entries
+/// (copied with them; `whole` says which index tables read to their end) contradict: an
+/// entry the record should have is missing from an index that read whole, the entry for
+/// one of its unique keys names another record that claims that key too, or an entry
+/// names the record under a key it does not claim. Either the record or the index took a
+/// damaged byte: redb reads a page without checking it, so a flipped byte in a record
+/// reads back as a record that decodes. Records that do not decode are left to the index
+/// rebuild, which sets them aside.
+///
+/// # Errors
+/// `Storage` when the copy cannot be read.
+fn contradicted(
+    tx: &WriteTx<'_>,
+    t: &dyn TableCheck,
+    whole: &BTreeMap<String, bool>,
+) -> Result<Vec<Contradicted>> {
+    let info = t.info();
+    let raw = tx.raw();
+    let table = record_table(t.name());
+    let show = |k: &[u8]| {
+        if info.secret_key {
+            "<redacted>".to_string()
+        } else {
+            crate::store::show_key(k)
+        }
+    };
+    // A unique key's value is shown where nothing in the table is secret.
+    let show_value = |k: &[u8]| {
+        if info.secret_key || !info.secret_fields.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", crate::store::show_key(k))
+        }
+    };
+    let mut why: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
+    let mut claimed: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
+    raw.range(&table, &KeyRange::all(), Order::Asc, &mut |pk, value| {
+        let Ok(expected) = t.expected_entries(tx, pk, value) else {
+            return Ok(true);
+        };
+        for e in expected {
+            let name = index_table(t.name(), e.index);
+            let (Some(read_whole), Some((ik, iv))) = (whole.get(&name), e.entry) else {
+                continue;
+            };
+            let problem = match get_owned(raw, &name, &ik)? {
+                Some(got) if got == iv => None,
+                Some(got) if e.unique => {
+                    // Another record holds it: evidence only when that one claims it too
+                    // (else the entry is the damaged one).
+                    let rival = get_owned(raw, &table, &got)?
+                        .and_then(|v| t.expected_entries(tx, &got, &v).ok())
+                        .is_some_and(|r| {
+                            r.iter().any(|x| {
+                                x.index == e.index && x.entry.as_ref().map(|(k, _)| k) == Some(&ik)
+                            })
+                        });
+                    rival.then(|| {
+                        format!(
+                            "the damaged store's {} index gives its key{} to record {}",
+                            e.index,
+                            show_value(&ik),
+                            show(&got)
+                        )
+                    })
+                }
+                Some(_) => None,
+                None if *read_whole => Some(format!(
+                    "the damaged store's {} index has no entry for it",
+                    e.index
+                )),
+                None => None,
+            };
+            if let Some(problem) = problem {
+                why.entry(pk.to_vec()).or_default().push(problem);
+            }
+            claimed.insert((e.index, ik));
+        }
+        Ok(true)
+    })?;
+    for idx in &info.indexes {
+        let name = index_table(t.name(), &idx.name);
+        if !whole.contains_key(&name) {
+            continue;
+        }
+        let mut stray = Vec::new();
+        raw.range(&name, &KeyRange::all(), Order::Asc, &mut |k, v| {
+            let own = claimed
+                .range((idx.name.as_str(), k.to_vec())..)
+                .next()
+                .is_some_and(|(i, c)| *i == idx.name && c.as_slice() == k);
+            if !own && let Some(pk) = crate::store::entry_target_raw(idx.unique, info.key_len, k, v)
+            {
+                stray.push((k.to_vec(), pk.to_vec()));
+            }
+            Ok(true)
+        })?;
+        for (k, pk) in stray {
+            if get_owned(raw, &table, &pk)?.is_none() {
+                continue;
+            }
+            let held = if idx.unique {
+                show_value(&k)
+            } else {
+                String::new()
+            };
+            why.entry(pk).or_default().push(format!(
+                "the damaged store's {} index names it under a key{held} it does not claim",
+                idx.name
+            ));
+        }
+    }
+    Ok(why
+        .into_iter()
+        .map(|(key, why)| Contradicted {
+            shown: show(&key),
+            key,
+            why: why.join(", and "),
+        })
+        .collect())
+}
+
+/// Moves the records of the bearer table `t` in `found` to its quarantine table; returns
+/// what it did, in one line.
+///
+/// # Errors
+/// `Storage` when the copy cannot be written.
+fn drop_contradicted(
+    tx: &WriteTx<'_>,
+    t: &dyn TableCheck,
+    found: Vec<Contradicted>,
+) -> Result<Vec<String>> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let raw = tx.raw_write()?;
+    let table = record_table(t.name());
+    let aside = crate::store::quarantine_table(t.name());
+    for c in &found {
+        if let Some(bytes) = get_owned(raw, &table, &c.key)? {
+            raw.put(&record_table(&aside), &c.key, &bytes)?;
+            raw.remove(&table, &c.key)?;
+        }
+    }
+    let after = match t.name() {
+        "sessions" | "web_sessions" => "their users log in again",
+        "agent_sessions" => "their agents start new sessions",
+        "api_keys" => "those keys no longer verify: issue new ones",
+        "invites" => "those codes no longer register: create new ones",
+        "recovery_tokens" => "those reset tokens no longer work: issue new ones",
+        "user_roles" => "those grants are gone: grant the roles again",
+        _ => "those memberships are gone: add the members again",
+    };
+    let first = &found[0];
+    Ok(vec![format!(
+        "{}: {} record(s) that the damaged store's own indexes contradict (a damaged byte \
+         in the record or in the index; which, the indexes alone cannot tell) were moved to \
+         {aside}, as a damaged one may hand a right to someone else; {after} (first: record \
+         {}: {})",
+        t.name(),
+        found.len(),
+        first.shown,
+        first.why
+    )])
 }
 
 fn be_u64(k: &[u8]) -> Option<u64> {
@@ -340,13 +548,28 @@ fn salvage_into(
         return Err(Error::NotInitialized { path: source });
     }
     check_target(data_dir, to)?;
-    if let Some(o) = crate::store::read_owner(&crate::store::owner_path(&source))
+    // The owner marker names who holds the file, unless a crash left it behind and its
+    // process number went to another process since: a live one is taken at its word only
+    // when the file is open elsewhere too (or that cannot be told).
+    let mut changes = Vec::new();
+    let marker = crate::store::owner_path(&source);
+    if let Some(o) = crate::store::read_owner(&marker)
         && crate::store::process_alive(o.pid)
     {
-        return Err(Error::denied(format!(
-            "process {} holds the store; stop it first (salvage reads a file nobody writes)",
-            o.pid
-        )));
+        if o.pid != std::process::id() && crate::store::open_elsewhere(&source) == Some(false) {
+            changes.push(format!(
+                "the owner marker {} names process {}, which does not have the store open \
+                 (a marker a crash left behind, its number since taken by another process); \
+                 it was not heeded, and is left as it is",
+                marker.display(),
+                o.pid
+            ));
+        } else {
+            return Err(Error::denied(format!(
+                "process {} holds the store; stop it first (salvage reads a file nobody writes)",
+                o.pid
+            )));
+        }
     }
     // The damaged file is never written: the engine works on a byte copy of it, made in
     // the new data dir, not in a shared temp folder. A salvage killed part way leaves it
@@ -370,7 +593,6 @@ fn salvage_into(
     };
     // redb may refuse to open a damaged file for writing (it checks the allocator state);
     // reading it without opening it for writing may still work.
-    let mut changes = Vec::new();
     // A damaged header is mended first: as it is, redb would read the file at the wrong
     // places, at an older commit (which it may take without a word), or not at all.
     let damaged_header = Store::header_damaged(&copy);
@@ -418,13 +640,47 @@ fn salvage_into(
         known.push("meta".into());
         known
     });
-    // The indexes of redkeep's own tables are rebuilt from their records; those of tables
-    // this build has no type for are copied as they are.
-    let own: Vec<String> = crate::auth::own_tables()
+    // The indexes of redkeep's own tables are rebuilt from their records, after what they
+    // held is taken as evidence against the records (see `contradicted`): they are copied
+    // too, those of indexes this build knows. Those of tables this build has no type for
+    // are copied as they are.
+    let own_tables = crate::auth::own_tables();
+    let own: Vec<String> = own_tables
         .iter()
         .map(|t| format!("i:{}:", t.name()))
         .collect();
-    names.retain(|n| !own.iter().any(|p| n.starts_with(p.as_str())));
+    let known_indexes: BTreeSet<String> = own_tables
+        .iter()
+        .flat_map(|t| {
+            t.info()
+                .indexes
+                .into_iter()
+                .map(|i| index_table(t.name(), &i.name))
+        })
+        .collect();
+    for name in &known_indexes {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names.retain(|n| known_indexes.contains(n) || !own.iter().any(|p| n.starts_with(p.as_str())));
+    // Tables keyed by secret material (a token's hash): their keys are not shown.
+    let mut secret: BTreeSet<String> = src
+        .read(|tx| tx.catalog())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(own_tables.iter().map(|t| t.info()))
+        .filter(|i| i.secret_key)
+        .map(|i| i.name)
+        .collect();
+    secret.extend(
+        secret
+            .clone()
+            .iter()
+            .map(|t| crate::store::quarantine_table(t)),
+    );
+    // Per index table copied: whether it read whole (else a missing entry is no evidence).
+    let mut index_whole: BTreeMap<String, bool> = BTreeMap::new();
 
     crate::fsutil::create_private_dir(to)?;
     let dest = Store::open(
@@ -445,7 +701,8 @@ fn salvage_into(
     })?;
     let mut tables = BTreeMap::new();
     for name in &names {
-        let (mut entries, skipped) = read_table(&src, name);
+        let label = name.strip_prefix("r:").unwrap_or(name).to_string();
+        let (mut entries, skipped) = read_table(&src, name, secret.contains(&label));
         if name == "meta" {
             // A metadata entry that reads but no longer has its form (a damaged shape, a
             // sequence of the wrong length) is left behind: the indexes, sequences and
@@ -467,7 +724,10 @@ fn salvage_into(
                 Ok(())
             })?;
         }
-        let label = name.strip_prefix("r:").unwrap_or(name).to_string();
+        if known_indexes.contains(name) {
+            index_whole.insert(name.clone(), skipped.is_empty());
+            continue;
+        }
         tables.insert(
             label,
             SalvagedTable {
@@ -530,7 +790,9 @@ fn salvage_into(
     changes.extend(said.clone());
     // Indexes and sequences next: opening the handle below looks things up by index and
     // hands out ids.
+    let mut suspects = Vec::new();
     changes.extend(dest.write_anyway(crate::Durability::Immediate, |tx| {
+        let mut kept = Vec::new();
         if said.is_some() {
             tx.set_schema_version(version)?;
         }
@@ -543,14 +805,39 @@ fn salvage_into(
             changes.extend(legacy::set_aside_unreadable(tx)?);
         } else {
             for t in crate::auth::own_tables() {
-                // Records that read but cannot be mended go to quarantine tables here;
-                // the index entries it writes are all new (none were copied), so they go
-                // unsaid.
+                if version == SCHEMA_VERSION {
+                    let found = contradicted(tx, t.as_ref(), &index_whole)?;
+                    if BEARERS.contains(&t.name()) {
+                        changes.extend(drop_contradicted(tx, t.as_ref(), found)?);
+                    } else {
+                        kept.extend(found.into_iter().map(|c| (t.name(), c)));
+                    }
+                } else {
+                    // An older version's indexes may be laid out otherwise: no evidence.
+                    for i in t.info().indexes {
+                        tx.raw_write()?.delete_table(&index_table(t.name(), &i.name))?;
+                    }
+                }
+                // Records that read but cannot be mended go to quarantine tables here
+                // (where two claim one unique key, the one the damaged store's index
+                // names stays). The index entries it writes or removes mend the copied
+                // ones, which the lines above have said what they tell; they go unsaid.
                 changes.extend(
                     t.rebuild_indexes(tx)?
                         .into_iter()
                         .filter(|c| c.contains("quarantine:")),
                 );
+            }
+            for (table, c) in &kept {
+                if get_owned(tx.raw(), &record_table(table), &c.key)?.is_some() {
+                    suspects.push(format!(
+                        "{table}: record {} was kept as it reads, but {}: a byte of the \
+                         record or of the index was damaged, and the indexes alone cannot \
+                         tell which; check it by hand (`redkeep inspect get {table} {}` on \
+                         the copy)",
+                        c.shown, c.why, c.shown
+                    ));
+                }
             }
         }
         for t in crate::auth::own_tables() {
@@ -633,6 +920,7 @@ fn salvage_into(
         tables,
         folders,
         changes,
+        suspects,
         problems,
     })
 }
