@@ -252,6 +252,8 @@ pub(crate) enum FileOp {
     Sync,
     /// Renaming into place.
     Rename,
+    /// Reading a file a salvage copies.
+    Read,
 }
 
 type FaultHook = std::sync::Arc<dyn Fn(FileOp) -> std::io::Result<()> + Send + Sync>;
@@ -267,7 +269,7 @@ pub(crate) fn set_fault_hook(hook: Option<FaultHook>) -> Option<FaultHook> {
 }
 
 /// Fails when the fault hook of this thread says so; a no-op without one.
-fn fault(op: FileOp) -> std::io::Result<()> {
+pub(crate) fn fault(op: FileOp) -> std::io::Result<()> {
     let hook = FAULTS.with(|f| f.borrow().clone());
     match hook {
         Some(h) => h(op),

@@ -2258,6 +2258,55 @@ fn purge_trash_keeps_the_folders_a_stopped_restore_waits_on() {
     assert_eq!(pieces.as_array().map(Vec::len), Some(1), "{pieces}");
 }
 
+/// Salvage prints each workspace file it could not copy, fails (exit 1, one line on
+/// stderr), and does not call the copy clean; a target folder holding other files is
+/// refused, in one line.
+#[test]
+fn salvage_prints_the_workspace_files_it_left_behind_and_fails() {
+    let cli = populated();
+    for p in ["{\"p\":1}", "{\"p\":2}"] {
+        cli.expect(&["gallery", "add", "ann@example.com", "-"], Some(p), 0);
+    }
+    let ann = cli.json(&["user", "show", "ann@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    let piece = cli
+        .data()
+        .join(format!("workspaces/users/{ann}/gallery/piece_000001.json"));
+    std::fs::remove_file(&piece).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&piece)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let filled = cli.dir.path().join("filled");
+    std::fs::create_dir(&filled).unwrap();
+    std::fs::write(filled.join("notes.txt"), b"mine").unwrap();
+    let (_, err) = cli.expect(&["salvage", "--to", filled.to_str().unwrap()], None, 1);
+    assert!(
+        err.contains("is not empty (it holds notes.txt)") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let to = cli.dir.path().join("saved");
+    let (out, err) = cli.expect(&["salvage", "--to", to.to_str().unwrap()], None, 1);
+    assert!(
+        out.contains(&format!(
+            "  left behind: {} is not a regular file or a folder",
+            piece.display()
+        )) && out.contains("1 workspace folder(s) and 0 trash entries copied")
+            && out.contains("  problem: 1 workspace file(s) or folder(s) could not be read")
+            && !out.contains("clean on the copy"),
+        "{out}"
+    );
+    assert_eq!(
+        err,
+        "error: the salvaged copy has problems, listed in the report\n"
+    );
+}
+
 /// After a crash the owner marker stays behind, and its process number may since belong to
 /// another process: salvage does not refuse then (nor tell the operator to stop an innocent
 /// process), and says it did not heed the marker. While the file is open elsewhere, a live

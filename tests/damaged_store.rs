@@ -736,6 +736,214 @@ fn salvage_stops_at_a_btree_that_loops() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+/// Two users with a note and two pieces each, and one deleted user's folder in the trash.
+fn build_with_folders(dir: &Path) -> (Redkeep, Vec<u64>) {
+    let rk = Redkeep::open(dir, options().create(true)).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let u = rk
+            .users()
+            .create(NewUser {
+                email: format!("u{i}@example.com"),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user;
+        rk.workspaces()
+            .update(u.id, |d| d.add_note("keep me"))
+            .unwrap();
+        for p in 0..2 {
+            rk.workspaces()
+                .save_piece(u.id, format!(r#"{{"p":{p}}}"#).as_bytes())
+                .unwrap();
+        }
+        ids.push(u.id);
+    }
+    rk.users().delete(ids[2]).unwrap();
+    (rk, ids)
+}
+
+/// Workspace files salvage cannot read (a piece, a `workspace.json`, a trash entry's file,
+/// here FIFOs, which cannot be copied whoever runs it) are named in the report, which then
+/// has a problem, and the document the repair wrote fresh for the unreadable one is said
+/// to be fresh; what reads (the trash among it) is copied.
+#[test]
+fn salvage_names_the_workspace_files_it_cannot_read_and_is_not_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (rk, ids) = build_with_folders(&dir);
+    let trash = rk.workspaces().trash().unwrap();
+    assert_eq!(trash.len(), 1);
+    drop(rk);
+    let users = dir.join("workspaces").join("users");
+    let piece = users
+        .join(ids[0].to_string())
+        .join("gallery")
+        .join("piece_000001.json");
+    let doc = users.join(ids[1].to_string()).join("workspace.json");
+    let trashed = trash[0].path.join("workspace.json");
+    for path in [&piece, &doc, &trashed] {
+        mkfifo(path);
+    }
+    let to = tmp.path().join("saved");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    let mut left = report.left_behind.clone();
+    left.sort();
+    let mut expected: Vec<String> = [&piece, &doc, &trashed]
+        .iter()
+        .map(|p| {
+            format!(
+                "{} is not a regular file or a folder (a FIFO, socket or device), so it was not copied",
+                p.display()
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(left, expected);
+    assert!(
+        report.problems.iter().any(|p| p.starts_with(
+            "3 workspace file(s) or folder(s) could not be read and are not in the copy"
+        )),
+        "{:?}",
+        report.problems
+    );
+    let fresh = to
+        .join("workspaces/users")
+        .join(ids[1].to_string())
+        .join("workspace.json");
+    assert!(
+        report.changes.iter().any(|c| c
+            == &format!(
+                "workspace of user {}: {} could not be read, so {} is a fresh document the \
+                 repair wrote (its canvas, notes and fields are lost)",
+                ids[1],
+                doc.display(),
+                fresh.display()
+            )),
+        "{:#?}",
+        report.changes
+    );
+    assert_eq!((report.folders, report.trash), (2, 1));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["left_behind"].as_array().unwrap().len(), 3);
+    assert_eq!(json["trash"], 1);
+    // The rest is there: the other piece, the trash entry (as `workspace trash` lists it)
+    // with the files that read.
+    let copy = Redkeep::open(&to, options()).unwrap();
+    assert_eq!(copy.workspaces().list_pieces(ids[0]).unwrap().len(), 1);
+    let copied_trash = copy.workspaces().trash().unwrap();
+    assert_eq!(copied_trash.len(), 1);
+    assert_eq!(copied_trash[0].name, trash[0].name);
+    assert_eq!(copied_trash[0].user, Some(ids[2]));
+    assert!(
+        copied_trash[0]
+            .path
+            .join("gallery/piece_000002.json")
+            .is_file()
+    );
+}
+
+/// A `workspaces/users` that cannot be listed (here a file where the folder should be) is
+/// named, not taken for a data dir without folders.
+#[test]
+fn salvage_names_a_users_folder_it_cannot_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    drop(build_with_folders(&dir));
+    let users = dir.join("workspaces").join("users");
+    std::fs::rename(&users, tmp.path().join("users-aside")).unwrap();
+    std::fs::write(&users, b"not a folder").unwrap();
+    let report = redkeep::ops::salvage(
+        &dir,
+        &tmp.path().join("saved"),
+        options(),
+        Timestamp(1_800_000_000),
+    )
+    .unwrap();
+    assert_eq!(report.left_behind.len(), 1, "{:?}", report.left_behind);
+    assert!(
+        report.left_behind[0].starts_with(&format!("listing {}: ", users.display())),
+        "{:?}",
+        report.left_behind
+    );
+    assert_eq!(report.folders, 0);
+    assert!(!report.problems.is_empty());
+}
+
+/// A read that fails part way through a file (a failing disk) leaves that file out, named
+/// with the error, and the salvage has a problem; the other files are copied.
+#[test]
+fn salvage_names_a_file_whose_read_fails() {
+    use redkeep::store::{FaultKind, FaultPlan};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    drop(build_with_folders(&dir));
+    let to = tmp.path().join("saved");
+    let plan = FaultPlan::new(FaultKind::FileRead, 3);
+    let armed = plan.arm_files();
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    drop(armed);
+    assert!(plan.fired());
+    assert_eq!(report.left_behind.len(), 1, "{:?}", report.left_behind);
+    let line = &report.left_behind[0];
+    assert!(
+        line.starts_with(&format!("reading {}", dir.join("workspaces").display()))
+            && line.ends_with("injected failure of FileRead call 3"),
+        "{line}"
+    );
+    let path = line
+        .strip_prefix("reading ")
+        .and_then(|l| l.split(": ").next())
+        .unwrap();
+    let copied = to.join(
+        Path::new(path)
+            .strip_prefix(dir.join("workspaces"))
+            .unwrap(),
+    );
+    assert!(!copied.exists(), "{}", copied.display());
+    assert!(!report.problems.is_empty());
+}
+
+/// Salvage writes into a new or empty folder: one holding anything else is refused, named,
+/// and left as it was; empty `workspaces/users` and `workspaces/trash` folders are fine.
+#[test]
+fn salvage_refuses_a_folder_that_is_not_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    build(&dir);
+    let to = tmp.path().join("filled");
+    std::fs::create_dir(&to).unwrap();
+    std::fs::write(to.join("important.txt"), b"x").unwrap();
+    let err = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "{} is not empty (it holds important.txt); salvage writes a new data dir into a \
+             new or empty folder",
+            to.display()
+        )),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&to).unwrap().collect();
+    assert_eq!(left.len(), 1);
+    let ready = tmp.path().join("ready");
+    std::fs::create_dir_all(ready.join("workspaces/users")).unwrap();
+    std::fs::create_dir_all(ready.join("workspaces/trash")).unwrap();
+    let report = redkeep::ops::salvage(&dir, &ready, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
 fn raw_entries(dir: &Path, table: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     use redb::{ReadableDatabase, ReadableTable};
     let db = redb::Database::open(dir.join(redkeep::STORE_FILE)).unwrap();

@@ -481,7 +481,13 @@ pub fn salvage(
         };
         lines.push(format!("  {name}: {} read{skipped}", t.read));
     }
-    lines.push(format!("  {} workspace folder(s) copied", r.folders));
+    lines.push(format!(
+        "  {} workspace folder(s) and {} trash entr{} copied",
+        r.folders,
+        r.trash,
+        if r.trash == 1 { "y" } else { "ies" }
+    ));
+    lines.extend(r.left_behind.iter().map(|l| format!("  left behind: {l}")));
     lines.extend(r.changes.iter().map(|c| format!("  changed: {c}")));
     lines.extend(r.suspects.iter().map(|p| format!("  check by hand: {p}")));
     lines.extend(r.problems.iter().map(|p| format!("  problem: {p}")));

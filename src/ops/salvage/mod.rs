@@ -48,7 +48,14 @@ pub struct SalvageReport {
     pub tables: BTreeMap<String, SalvagedTable>,
     /// Workspace folders copied.
     pub folders: u64,
-    /// What was changed to make the copy consistent (records dropped, owners given, …).
+    /// Entries of the workspace trash copied (deleted users' folders, `reset-…` entries).
+    pub trash: u64,
+    /// Workspace files and folders (of users' folders and the trash) that could not be
+    /// listed, opened or read, so are not in the copy: a line each, naming the path and
+    /// the cause. Any makes the salvage one with problems.
+    pub left_behind: Vec<String>,
+    /// What was changed to make the copy consistent (records dropped, owners given,
+    /// workspace documents written fresh, …).
     pub changes: Vec<String>,
     /// Records kept as they read though the damaged store's own index entries contradict
     /// them (a damaged byte in the record or in the index): each is to be checked by hand.
@@ -56,7 +63,8 @@ pub struct SalvageReport {
     /// invites, reset tokens, role grants, memberships) are not kept so: they go to
     /// quarantine, and `changes` says so.
     pub suspects: Vec<String>,
-    /// Problems `check` still finds in the result (none, normally).
+    /// Problems left in the result: those `check` still finds (none, normally), workspace
+    /// files left behind, no account saved.
     pub problems: Vec<String>,
 }
 
@@ -400,11 +408,12 @@ fn be_u64(k: &[u8]) -> Option<u64> {
 /// one; an existing (empty) folder is filled in place.
 ///
 /// # Errors
-/// `Denied` when `to` holds a store, `<to>.incomplete-salvage` is there (a salvage cut
+/// `Denied` when `to` holds a store or anything but empty `workspaces/users` and
+/// `workspaces/trash` folders, `<to>.incomplete-salvage` is there (a salvage cut
 /// short: remove it), the source is held by a running process, or the source cannot be
 /// opened at all (nothing can be read; `to` is left untouched); `Io` / `Storage` when the
-/// new store cannot be written. What cannot be read of a file that opens is reported, not
-/// an error.
+/// new store cannot be written. What cannot be read of a file that opens, and workspace
+/// files that cannot be read, are reported, not an error.
 pub fn salvage(
     data_dir: &Path,
     to: &Path,
@@ -860,7 +869,9 @@ fn salvage_into(
     drop(src);
     // Gone before the copy is opened and checked (a temp folder would be a leftover there).
     drop(scratch);
-    let folders = copy_folders(&data_dir.join(WORKSPACES_DIR), &to.join(WORKSPACES_DIR))?;
+    let (ws_from, ws_to) = (data_dir.join(WORKSPACES_DIR), to.join(WORKSPACES_DIR));
+    let copied = copy_folders(&ws_from, &ws_to)?;
+    let folders = copied.folders;
 
     let mut opts = options;
     opts.open_outdated = true;
@@ -888,7 +899,9 @@ fn salvage_into(
             })?,
     );
     changes.extend(rk.check(true)?.repaired);
+    changes.extend(copied.written_fresh(&ws_from, &ws_to));
     let mut problems = rk.check(false)?.problems;
+    problems.extend(copied.problem());
     // A copy without a single account, of a store that had some (user records read but
     // set aside, a users table that could not be read, records of users' credentials,
     // grants or memberships, or workspace folders that were theirs), is no recovery: it
@@ -919,6 +932,8 @@ fn salvage_into(
         to: to.to_path_buf(),
         tables,
         folders,
+        trash: copied.trash,
+        left_behind: copied.left_behind,
         changes,
         suspects,
         problems,

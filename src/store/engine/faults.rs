@@ -30,6 +30,8 @@ pub enum FaultKind {
     FileSync,
     /// Workspace files: renaming into place (or into the trash).
     FileRename,
+    /// Workspace files: reading a file a salvage copies.
+    FileRead,
 }
 
 /// Fails the `nth` call (1-based) of one kind, once.
@@ -73,7 +75,7 @@ impl FaultPlan {
         self.calls.load(Ordering::SeqCst)
     }
 
-    /// Arms the plan for the workspace files written by this thread (the `File*` kinds)
+    /// Arms the plan for the workspace files written (or, salvaging, read) by this thread (the `File*` kinds)
     /// until the guard is dropped.
     pub fn arm_files(self: &Arc<Self>) -> FileFaults {
         use crate::fsutil::FileOp;
@@ -83,6 +85,7 @@ impl FaultPlan {
                 FileOp::Write => FaultKind::FileWrite,
                 FileOp::Sync => FaultKind::FileSync,
                 FileOp::Rename => FaultKind::FileRename,
+                FileOp::Read => FaultKind::FileRead,
             })
         })));
         FileFaults { previous }
