@@ -365,6 +365,40 @@ fn apikey_commands() {
     assert!(out.lines().next().unwrap().contains("status"), "{out}");
     let org = cli.json(&["apikey", "create", "--org", "anns-workspace"], None);
     assert_eq!(org["owner"]["kind"], "org");
+    // Every key of a user at once (a password reset keeps them): the two still active go,
+    // the org's key stays; run again, there is none left, and that is no failure.
+    let all_of = cli.json(&["apikey", "revoke", "--user", "ann@example.com"], None);
+    assert_eq!(all_of["owner"], "user 1", "{all_of}");
+    assert_eq!(all_of["revoked"].as_array().unwrap().len(), 2, "{all_of}");
+    let (out, _) = cli.expect(&["apikey", "revoke", "--user", "1"], None, 0);
+    assert_eq!(out.trim_end(), "user 1 has no key left to revoke");
+    let listed = cli.json(&["apikey", "list"], None);
+    let active: Vec<&serde_json::Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["status"] == "active")
+        .collect();
+    assert_eq!(active.len(), 1, "{listed}");
+    assert_eq!(active[0]["prefix"], org["prefix"]);
+    let (out, _) = cli.expect(&["apikey", "revoke", "--org", "anns-workspace"], None, 0);
+    assert!(
+        out.starts_with(&format!(
+            "revoked 1 api key(s) of org {}: {}",
+            org["owner"]["id"],
+            org["prefix"].as_str().unwrap()
+        )),
+        "{out}"
+    );
+    // One of the three ways, exactly.
+    cli.expect(&["apikey", "revoke"], None, 2);
+    cli.expect(&["apikey", "revoke", "rkk_x", "--user", "1"], None, 2);
+    let (_, err) = cli.expect(
+        &["apikey", "revoke", "--user", "nobody@example.com"],
+        None,
+        1,
+    );
+    assert!(err.contains("nobody@example.com"), "{err}");
 }
 
 #[test]

@@ -729,7 +729,10 @@ fn a_store_that_lost_its_schema_version_is_damaged_and_left_as_it_is() {
     };
     match Redkeep::open(t.path(), t.options()) {
         Err(Error::Damaged { reason, .. }) => {
-            assert!(reason.contains("no schema version"), "{reason}")
+            assert!(
+                reason.contains("no schema version: the version's entry in meta was lost"),
+                "{reason}"
+            )
         }
         other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
     }

@@ -1030,7 +1030,8 @@ impl Store {
             None if let Some(table) = self.read(populated_table)? => Err(Error::Damaged {
                 path: self.path().to_path_buf(),
                 reason: format!(
-                    "it holds records (in {table}) but no schema version: the version's                          entry in meta was lost, or this is not a redkeep store"
+                    "it holds records (in {table}) but no schema version: the version's \
+                     entry in meta was lost, or this is not a redkeep store"
                 ),
             }),
             None => self.write(|tx| {

@@ -267,10 +267,27 @@ pub enum ApiKeyCmd {
         #[cfg_attr(feature = "cli", arg(long))]
         org: Option<String>,
     },
-    /// Revoke a key by its prefix (a key revoked already: exit 0, saying when).
+    /// Revoke a key by its prefix (a key revoked already: exit 0, saying when), or every
+    /// key of a user or an org.
+    #[cfg_attr(
+        feature = "cli",
+        command(group(
+            clap::ArgGroup::new("which")
+                .required(true)
+                .args(["prefix", "user", "org"])
+        ))
+    )]
     Revoke {
         /// The prefix (rkk_xxxxxxxx).
-        prefix: String,
+        prefix: Option<String>,
+        /// Revoke every key of this user (a password reset keeps them).
+        #[cfg_attr(feature = "cli", arg(long))]
+        #[serde(default)]
+        user: Option<String>,
+        /// Revoke every key of this org (id or slug).
+        #[cfg_attr(feature = "cli", arg(long))]
+        #[serde(default)]
+        org: Option<String>,
     },
     /// Check a key read from stdin: exit 0 with owner and scopes, or 1.
     Verify {
@@ -945,7 +962,42 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                 rows,
             ))
         }
-        ApiKeyCmd::Revoke { prefix } => {
+        ApiKeyCmd::Revoke {
+            prefix: None,
+            user,
+            org,
+        } => {
+            let owner = match (user, org) {
+                (Some(w), None) => KeyOwner::User(rk.users().find(w)?.id),
+                (None, Some(o)) => KeyOwner::Org(rk.orgs().find(o)?.id),
+                _ => {
+                    return Err(Error::invalid(
+                        "apikey",
+                        "give one of: a key's prefix, --user or --org",
+                    ));
+                }
+            };
+            let keys = rk.api_keys().revoke_all_of(owner)?;
+            let prefixes: Vec<&str> = keys.iter().map(|k| k.prefix.as_str()).collect();
+            let line = if prefixes.is_empty() {
+                format!("{owner} has no key left to revoke")
+            } else {
+                format!(
+                    "revoked {} api key(s) of {owner}: {}",
+                    keys.len(),
+                    prefixes.join(", ")
+                )
+            };
+            Ok(Reply::text(
+                json!({"owner": owner.to_string(), "revoked": prefixes}),
+                vec![line],
+            ))
+        }
+        ApiKeyCmd::Revoke {
+            prefix: Some(prefix),
+            user: None,
+            org: None,
+        } => {
             // A second revoke says when the first was, and succeeds.
             let (k, already) = super::common::revoked_once(
                 rk.api_keys().revoke(prefix),
@@ -960,6 +1012,10 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             json["already"] = json!(already);
             Ok(Reply::text(json, vec![line]))
         }
+        ApiKeyCmd::Revoke { .. } => Err(Error::invalid(
+            "apikey",
+            "give one of: a key's prefix, --user or --org",
+        )),
         ApiKeyCmd::Verify { .. } => {
             let k = rk.api_keys().verify(stdin.secret("--key-stdin")?)?;
             Ok(Reply::text(
