@@ -15,7 +15,7 @@
 //! | `POST /login {login, password}` | email or username; sets the session cookie and returns `{"token": "rks_…"}` for bearer use |
 //! | `POST /logout` | ends the cookie session and, with `Authorization: Bearer rks_…`, that session |
 //! | `GET /me` | the caller and their permissions |
-//! | `POST /password {old, new}` | changes the password; other sessions end |
+//! | `POST /password {old, new}` | changes the password; other sessions end (a cookie login is renewed: new cookie id, and `{"token": "rks_…"}` of its new session) |
 //! | `POST /password-reset/request {email}` | always 202; mails a token when the account exists |
 //! | `POST /password-reset/confirm {token, password}` | sets the password with a mailed token |
 //! | `GET /workspace`, `PUT /workspace` | the caller's workspace.json; PUT merges a JSON object |
@@ -318,21 +318,30 @@ struct PasswordBody {
 
 async fn password(
     State(s): State<AppState>,
-    auth: Auth,
+    mut auth: Auth,
     headers: HeaderMap,
     me: Me,
     Body(b): Body<PasswordBody>,
 ) -> Answer {
-    // The login making the change stays; the user's other sessions end.
+    // Every other session of the user ends. A cookie login is renewed: its old session
+    // (and the token `/login` handed out with it, which page script could read) ends too,
+    // and the cookie is signed in on a new one, whose token is returned as at login. A
+    // bearer session making the change stays: its client holds the token.
     let changed = match &me.web {
-        Some(web) => auth.backend.change_password(web, b.old, b.new).await,
+        Some(_) => Backend::change_password_and_sign_in(&mut auth, b.old, b.new)
+            .await
+            .map(|login| json!({"ok": true, "token": login.token.expose()})),
         None => {
             let token = bearer_token(&headers).unwrap_or_default();
-            s.ark.users().change_password(token, b.old, b.new).await
+            s.ark
+                .users()
+                .change_password(token, b.old, b.new)
+                .await
+                .map(|_| json!({"ok": true}))
         }
     };
     match changed {
-        Ok(_) => Ok(Json(json!({"ok": true})).into_response()),
+        Ok(body) => Ok(Json(body).into_response()),
         // Also a lockout: after too many wrong passwords the right one is refused a while.
         Err(Error::Unauthorized) => Err(WebError::new(
             StatusCode::FORBIDDEN,

@@ -648,6 +648,46 @@ fn store_if_settled(
     })?
 }
 
+/// Changes the password of `user` after checking the current one (under the lockout rules),
+/// ends every session of the user, the one making the change too, and opens a new one in
+/// the same write (with `meta`, the client the old one was opened for): a token or cookie
+/// of the old one, leaked or planted, does not outlive the change.
+#[cfg(feature = "axum-login")]
+pub(crate) fn change_password_renewing(
+    acc: &Accounts,
+    user: &User,
+    current: &str,
+    new: &str,
+    meta: &LoginMeta,
+) -> Result<Login> {
+    super::password::validate_password(new)?;
+    acc.read(|tx| tx.table::<Credential>().get(&user.id))?
+        .ok_or(Error::Unauthorized)?;
+    let right = verify_user(acc, user, current)?;
+    if super::password::nfc(new) == super::password::nfc(current) {
+        settle_right_alone(acc, user.id, &right)?;
+        return Err(Error::invalid(
+            "password",
+            "the new password is the current one; choose a different one",
+        ));
+    }
+    let hash = acc.passwords.hash(new)?;
+    let now = acc.now();
+    let (ttl, idle) = (acc.policy.sessions.ttl, acc.policy.sessions.idle_timeout);
+    acc.store.write(|tx| {
+        if settle_right(tx, now, user.id, &right)?.is_none() {
+            return Ok(Err(Error::Unauthorized));
+        }
+        let user = store_password(tx, now, user.id, &hash, None)?;
+        let (token, session) = sessions::create_in(tx, now, user.id, ttl, idle, meta)?;
+        Ok(Ok(Login {
+            token,
+            session,
+            user,
+        }))
+    })?
+}
+
 /// Changes the password of a session's user after checking the current one (under the
 /// lockout rules); keeps that session, revokes the others.
 pub(crate) fn change_password(
@@ -1083,6 +1123,22 @@ impl Users<'_> {
             .get(id)?
             .ok_or_else(|| Error::not_found(format!("user {id}")))?;
         change_password_checked(self.acc, &user, current, new, Some(keep))
+    }
+
+    /// [`Users::change_password_of`] renewing the login making the change (see
+    /// `change_password_renewing`): for `redkeep::web::Backend`.
+    #[cfg(feature = "axum-login")]
+    pub(crate) fn change_password_renewing(
+        &self,
+        id: u64,
+        current: &str,
+        new: &str,
+        meta: &LoginMeta,
+    ) -> Result<Login> {
+        let user = self
+            .get(id)?
+            .ok_or_else(|| Error::not_found(format!("user {id}")))?;
+        change_password_renewing(self.acc, &user, current, new, meta)
     }
 
     /// Changes a user's email: it must be free, and it is unverified until verified again

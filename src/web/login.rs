@@ -239,8 +239,55 @@ impl Backend {
         self.ark.run(move |rk| rk.sessions().end(&hash)).await
     }
 
+    /// Changes the password of the user signed in on the cookie of `auth` after checking the
+    /// current one (under the lockout rules), and renews the login: every session of the
+    /// user ends, the cookie's too (and with it a token of it the application handed out),
+    /// and the cookie is signed in on a new one, under a new cookie session id, in one
+    /// call. Returns the new login, whose token the application may hand out as at login.
+    /// What a user changing a password after a leak expects: nothing of the old login works
+    /// afterwards. (`change_password` keeps the cookie's login instead.)
+    ///
+    /// # Errors
+    /// `Unauthorized` when the cookie carries no login, for a wrong current password or a
+    /// disabled user; `InvalidInput` for a bad new one; `NotFound`; `Storage` when the
+    /// session store fails (the password is changed then, and the cookie carries no login:
+    /// the user signs in again); `Cancelled`.
+    pub async fn change_password_and_sign_in(
+        auth: &mut axum_login::AuthSession<Backend>,
+        current: String,
+        new: String,
+    ) -> Result<Login> {
+        let user = auth.user.clone().ok_or(Error::Unauthorized)?;
+        let id = user.user.id;
+        let meta = LoginMeta {
+            ip: user.session.ip.clone(),
+            user_agent: user.session.user_agent.clone(),
+            ..LoginMeta::default()
+        };
+        let login = auth
+            .backend
+            .ark
+            .run(move |rk| {
+                rk.users()
+                    .change_password_renewing(id, &current, &new, &meta)
+            })
+            .await?;
+        // The cookie's old login ended with the change: signed in afresh, under a new id.
+        auth.session
+            .cycle_id()
+            .await
+            .map_err(|e| Error::storage("giving the cookie session a new id", e))?;
+        let web = auth.backend.web_login(&login);
+        auth.login(&web)
+            .await
+            .map_err(|e| Error::storage("signing the cookie session in", e))?;
+        Ok(login)
+    }
+
     /// Changes the password of a cookie login's user after checking the current one (under
-    /// the lockout rules): this login stays, the user's other sessions end.
+    /// the lockout rules): this login stays, the user's other sessions end. A token of this
+    /// login the application handed out keeps working, and the cookie keeps its id: prefer
+    /// [`Backend::change_password_and_sign_in`], which renews both.
     ///
     /// # Errors
     /// `Unauthorized` for a wrong current password or a disabled user; `InvalidInput` for a
