@@ -1362,7 +1362,8 @@ impl Redkeep {
         }
     }
 
-    /// Checks the whole data dir: redb's own integrity check, every record decodes and sits
+    /// Checks the whole data dir: redb's own integrity check (on a byte copy of the file
+    /// without `repair`, so the file keeps its bytes), every record decodes and sits
     /// under its own key, every index mirrors its records, references resolve, and the
     /// workspace folders belong to their users and, like the trash, are closed to other
     /// users of the machine. With `repair`, indexes are rebuilt from the records whose key is
@@ -1376,12 +1377,14 @@ impl Redkeep {
         let mut report = CheckReport::new();
         // Damage of the file itself (pages, not records) is never "repaired" in place.
         let mut damaged_pages = false;
-        // redb's page check needs a writable file; opened read-only, every record is still
-        // read below, which finds damaged pages in the tables.
-        let file_check = if self.options().read_only {
-            Ok(true)
-        } else {
-            self.store().check_file()
+        // redb's page check runs on a byte copy of the file: run in place, a check that finds
+        // damage leaves the file marked as needing recovery, which the next open for writing
+        // (by any command) makes, rewriting the damaged file. Only a repair runs it in place,
+        // and only when the copy showed what redb repairs, not damaged pages.
+        let in_place = repair && !self.options().read_only && self.store().engine() != "postgres";
+        let file_check = match self.store().check_file_copy() {
+            Ok(false) if in_place => self.store().check_file(),
+            other => other,
         };
         match file_check {
             Ok(true) => {}
@@ -1389,7 +1392,13 @@ impl Redkeep {
                 "an index of the store's tables failed amcheck's bt_index_check on the server; \
                  rebuild it with REINDEX SCHEMA",
             ),
-            Ok(false) => report.problem("the file failed redb's integrity check and was repaired"),
+            Ok(false) if in_place => {
+                report.problem("the file failed redb's integrity check and was repaired")
+            }
+            Ok(false) => report.problem(
+                "the file failed redb's integrity check in a way redb repairs (its allocator \
+                 state, not its pages); `redkeep check --repair` repairs it",
+            ),
             Err(e) => {
                 damaged_pages = matches!(e, Error::Damaged { .. });
                 report.problem(format!("the file: {e}"));

@@ -173,3 +173,96 @@ fn check_names_every_reference_that_points_nowhere() {
     assert_found(&found, &format!("user {a} belongs to no org"));
     assert_found(&found, &format!("user {a} has no current org"));
 }
+
+/// The admin role decides who is an administrator, and every user holds a role: `check`
+/// names a user whose admin mark disagrees with their grants and one who holds no role, and
+/// a repair makes the mark follow the role and gives the `user` role. A mark no grant backs
+/// stays while nobody else holds the role (a repair never leaves a store without an
+/// administrator), until one is given it.
+#[test]
+fn the_admin_mark_follows_the_role_and_every_user_holds_one() {
+    use redkeep::auth::roles::UserRole;
+    let t = TestDir::new();
+    let rk = t.open();
+    let root = user(&rk, "root@example.com");
+    let alice = user(&rk, "alice@example.com");
+    let bob = user(&rk, "bob@example.com");
+    let carol = user(&rk, "carol@example.com");
+    for u in [&root, &alice, &carol] {
+        rk.roles().grant(u.id, "admin", None).unwrap();
+    }
+    assert_eq!(problems(&rk), Vec::<String>::new(), "a sound store");
+    let (admin, plain) = (
+        rk.roles().get("admin").unwrap().id,
+        rk.roles().get("user").unwrap().id,
+    );
+    let (r, a, b, c) = (root.id, alice.id, bob.id, carol.id);
+    rk.store()
+        .write(|tx| {
+            // Alice's grant is lost, her mark stays; Bob loses his only role; Carol's mark
+            // is lost, her grant stays.
+            tx.table::<UserRole>().delete(&(a, admin))?;
+            tx.table::<UserRole>().delete(&(b, plain))?;
+            tx.table::<User>().modify(&c, |u| {
+                u.is_admin = false;
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .unwrap();
+    let found = problems(&rk);
+    assert_found(
+        &found,
+        &format!(
+            "user {a} is marked admin but does not hold the admin role; `redkeep check \
+             --repair` takes the mark away (the role decides): if they are an administrator, \
+             grant it first with `redkeep role grant {a} admin`"
+        ),
+    );
+    assert_found(
+        &found,
+        &format!("user {b} holds no role; `redkeep check --repair` gives them the `user` role"),
+    );
+    assert_found(
+        &found,
+        &format!(
+            "user {c} holds the admin role but is not marked admin; `redkeep check --repair` \
+             marks them (the role decides)"
+        ),
+    );
+    assert_eq!(found.len(), 3, "{found:#?}");
+    let report = rk.check(true).unwrap();
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(report.repaired.len(), 3, "{:#?}", report.repaired);
+    let is_admin = |id| rk.users().get(id).unwrap().unwrap().is_admin;
+    assert!(!is_admin(a) && is_admin(c) && is_admin(r));
+    assert!(rk.roles().has_permission(b, "basic_access").unwrap());
+
+    // Every grant of the admin role is lost: the marks stay, and `check` says why.
+    rk.store()
+        .write(|tx| {
+            tx.table::<UserRole>().delete(&(r, admin))?;
+            tx.table::<UserRole>().delete(&(c, admin))?;
+            Ok(())
+        })
+        .unwrap();
+    let report = rk.check(true).unwrap();
+    assert!(report.repaired.is_empty(), "{:#?}", report.repaired);
+    for id in [r, c] {
+        assert!(is_admin(id));
+        assert_found(
+            &report.problems,
+            &format!(
+                "user {id} is marked admin but does not hold the admin role, and no active \
+                 user holds it: `redkeep check --repair` keeps the mark rather than leave the \
+                 store without an administrator; grant the role to the right user with \
+                 `redkeep role grant USER admin`, then run `redkeep check --repair` again"
+            ),
+        );
+    }
+    // The operator settles it: root is the administrator, Carol's mark goes.
+    rk.roles().grant(r, "admin", None).unwrap();
+    let report = rk.check(true).unwrap();
+    assert!(report.ok, "{report:#?}");
+    assert!(is_admin(r) && !is_admin(c));
+}

@@ -597,6 +597,64 @@ fn a_reset_never_hands_a_users_files_to_a_new_user() {
     privacy_scenario(&["reset", "--force"]);
 }
 
+/// A plain `check` of a file with a damaged page says so and leaves every byte of it as it
+/// was. (redb's page check ran in place: failing, it left the file marked as not closed
+/// cleanly, `status` then blamed a killed writer, and the next command that only reads opened
+/// the file for writing and rewrote the damaged file.)
+#[test]
+fn check_of_a_damaged_file_leaves_its_bytes_and_status_blames_no_writer() {
+    let cli = populated();
+    let store = cli.data().join(redkeep::STORE_FILE);
+    let mut bytes = std::fs::read(&store).unwrap();
+    // Every copy of Ann's email (her record, the index leaf): the live pages among them no
+    // longer match the checksums their parents hold.
+    let email = b"ann@example.com";
+    let found: Vec<usize> = (0..bytes.len() - email.len())
+        .filter(|&i| &bytes[i..i + email.len()] == email)
+        .collect();
+    assert!(!found.is_empty());
+    for i in found {
+        bytes[i] = b'x';
+    }
+    std::fs::write(&store, &bytes).unwrap();
+    let unchanged = |after: &str| {
+        assert!(
+            std::fs::read(&store).unwrap() == bytes,
+            "{after} changed the damaged file"
+        );
+    };
+    let (out, _) = cli.expect(&["check"], None, 1);
+    assert!(
+        out.contains("the file: the store") && out.contains("is damaged"),
+        "{out}"
+    );
+    unchanged("check");
+    let (status, _) = cli.expect(&["status"], None, 0);
+    assert!(status.starts_with("the store is free"), "{status}");
+    assert!(!status.contains("not closed cleanly"), "{status}");
+    for args in [&["stats"][..], &["check"]] {
+        cli.cmd(args).output().unwrap();
+        unchanged(args[0]);
+    }
+    // Nothing of the copy is left beside the store.
+    let mut left: Vec<_> = std::fs::read_dir(cli.data())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, [redkeep::STORE_FILE, "workspaces"]);
+
+    // A file marked as not closed cleanly: `status` says so without guessing who left it.
+    bytes[9] |= 0x02;
+    std::fs::write(&store, &bytes).unwrap();
+    let (status, _) = cli.expect(&["status"], None, 0);
+    assert!(
+        status.contains("marked as not closed cleanly") && status.contains("does not say which"),
+        "{status}"
+    );
+    assert!(!status.contains("its last writer stopped"), "{status}");
+}
+
 #[test]
 fn check_reports_a_damaged_store_and_salvage_copies_what_reads() {
     use redb::TableDefinition;

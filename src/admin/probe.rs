@@ -65,7 +65,8 @@ pub fn probe(dir: &Path) -> Result<Reply> {
     // when nothing is written). Opened so in shared mode, it keeps out only a process that
     // wants the store alone (a migration, say), and only for a moment; it is refused while
     // one holds it. Whoever else has the file open, to read or to write it, is in
-    // `/proc/locks`. A file whose last writer was killed is said as such: only an open for
+    // `/proc/locks`. A file marked as not closed cleanly is said as such, without guessing
+    // why (a killed writer, or a commit or check that failed in it): only an open for
     // writing repairs it, which `status` does not make. What cannot be read (damage) goes
     // to the open for writing below, which says what is wrong as every command does.
     let read = Store::open_to_read(&db, &options(Mode::Shared))
@@ -85,8 +86,10 @@ pub fn probe(dir: &Path) -> Result<Reply> {
             if let super::reply::Human::Text(lines) = &mut out.human {
                 lines.insert(
                     1,
-                    "the file was not closed cleanly (its last writer stopped without closing \
-                     it): the next redkeep command or application that opens it repairs it \
+                    "the file is marked as not closed cleanly: a process that had it open for \
+                     writing did not close it cleanly (it was killed, the machine stopped, or \
+                     a commit or an integrity check failed in it; the file does not say \
+                     which): the next redkeep command or application that opens it repairs it \
                      (`status` does not; a command that only reads does), and the schema \
                      version is read then"
                         .to_string(),

@@ -1,6 +1,7 @@
 //! Cross-table rules of the account domain, checked by `redkeep check`: every reference (the
 //! user of a session, the org of a membership, the owner of a key, …) resolves, every org has
-//! an owner, every user has a credential, belongs to an org and works in one of theirs.
+//! an owner, every user has a credential and a role, belongs to an org and works in one of
+//! theirs, and a user's admin mark follows the `admin` role (the role decides).
 //! Damaged records are reported by the table checks and skipped here.
 
 use super::agents::AgentSession;
@@ -8,16 +9,58 @@ use super::api_keys::{ApiKey, KeyOwner};
 use super::invites::Invite;
 use super::orgs::{Org, OrgMember, OrgRole};
 use super::recovery::RecoveryToken;
-use super::roles::{Role, UserRole};
+use super::roles::{ADMIN_ROLE, DEFAULT_ROLE, Role, UserRole};
 use super::sessions::Session;
 use super::users::{Avatar, Credential, User};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key;
 use crate::store::{CheckReport, KeyRange, Record, Source, Table};
 
 // Calls `f` with each record of `R` that decodes; damaged ones are left to the table checks.
 fn each<R: Record>(tx: &dyn Source, mut f: impl FnMut(R) -> Result<()>) -> Result<()> {
     Table::<R, dyn Source>::new(tx).for_each_sound(KeyRange::all(), |r| f(r).map(|()| true))
+}
+
+/// The id of the `admin` role, when the store holds it.
+fn admin_role(tx: &dyn Source) -> Result<Option<u64>> {
+    Ok(Table::<Role, dyn Source>::new(tx)
+        .get_by(&Role::NAME, &key!(ADMIN_ROLE))?
+        .map(|r| r.id))
+}
+
+/// Whether `user` holds the admin role (`admin`) through an active grant; `None` when their
+/// grant of it is damaged (the table check reports that), so it cannot be told.
+fn holds_admin(tx: &dyn Source, admin: Option<u64>, user: u64) -> Result<Option<bool>> {
+    let Some(admin) = admin else {
+        return Ok(Some(false));
+    };
+    match Table::<UserRole, dyn Source>::new(tx).get(&(user, admin)) {
+        Ok(grant) => Ok(Some(grant.is_some_and(|g| g.active))),
+        Err(Error::Corrupt { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether an active user holds the admin role through an active grant. Only then does a
+/// repair take away an admin mark the role does not back: mending never leaves a store
+/// without an administrator.
+fn an_admin_holds_the_role(tx: &dyn Source, admin: Option<u64>) -> Result<bool> {
+    let Some(admin) = admin else {
+        return Ok(false);
+    };
+    let users = Table::<User, dyn Source>::new(tx);
+    let mut found = false;
+    Table::<UserRole, dyn Source>::new(tx).for_each_sound(KeyRange::all(), |g| {
+        if g.role_id == admin && g.active {
+            found = users
+                .get(&g.user_id)
+                .ok()
+                .flatten()
+                .is_some_and(|u| u.is_active);
+        }
+        Ok(!found)
+    })?;
+    Ok(found)
 }
 
 /// Adds every broken reference to `report`. Each record looks up what it refers to, so
@@ -105,9 +148,36 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
         }
         Ok(())
     })?;
+    let grants = Table::<UserRole, dyn Source>::new(tx);
+    let admin = admin_role(tx)?;
+    let admin_kept = an_admin_holds_the_role(tx, admin)?;
     let mut uids = std::collections::HashMap::new();
     each::<User>(tx, |u| {
         let id = u.id;
+        if grants.count_in(KeyRange::prefix(key!(id)))? == 0 {
+            problems.push(format!(
+                "user {id} holds no role; `redkeep check --repair` gives them the \
+                 `{DEFAULT_ROLE}` role"
+            ));
+        }
+        match holds_admin(tx, admin, id)? {
+            Some(false) if u.is_admin && admin_kept => problems.push(format!(
+                "user {id} is marked admin but does not hold the admin role; `redkeep check \
+                 --repair` takes the mark away (the role decides): if they are an \
+                 administrator, grant it first with `redkeep role grant {id} admin`"
+            )),
+            Some(false) if u.is_admin => problems.push(format!(
+                "user {id} is marked admin but does not hold the admin role, and no active \
+                 user holds it: `redkeep check --repair` keeps the mark rather than leave the \
+                 store without an administrator; grant the role to the right user with \
+                 `redkeep role grant USER admin`, then run `redkeep check --repair` again"
+            )),
+            Some(true) if !u.is_admin => problems.push(format!(
+                "user {id} holds the admin role but is not marked admin; `redkeep check \
+                 --repair` marks them (the role decides)"
+            )),
+            _ => {}
+        }
         match credentials.get(&id)? {
             None => problems.push(format!(
                 "user {id} has no credential; set a password with `redkeep user set-password {id}`"
@@ -199,8 +269,11 @@ pub(crate) fn own_table_types() -> [(&'static str, std::any::TypeId); 14] {
 /// records aside): records that point at a missing user, org or role are set aside into
 /// quarantine tables; so is an org without members; one without an
 /// owner gets one; a user without a credential gets one that no password matches (they
-/// reset it), without an org a personal one, without a current org one of theirs; an
-/// invite's use count follows the users it lists. Returns one line per change.
+/// reset it), without an org a personal one, without a current org one of theirs, without
+/// any role the `user` role; a user's admin mark follows the `admin` role (the role decides),
+/// except that a mark no grant backs stays while no active user holds the role, so a store is
+/// never left without an administrator (`check` says so); a lost system role is made again;
+/// an invite's use count follows the users it lists. Returns one line per change.
 pub(crate) fn settle(
     tx: &crate::store::WriteTx<'_>,
     now: crate::clock::Timestamp,
@@ -314,11 +387,56 @@ pub(crate) fn settle(
         }
     }
 
+    // After the grants of lost roles went: the system roles every user needs, made again.
+    for (name, ..) in super::roles::SYSTEM_ROLES {
+        if roles.get_by(&Role::NAME, &key!(name))?.is_none() {
+            changes.push(format!(
+                "the system role `{name}` was lost; it was made again"
+            ));
+        }
+    }
+    super::roles::put_system_roles(tx, now)?;
+    let admin = admin_role(tx)?;
+    let grants = Table::<UserRole, dyn Source>::new(tx as &dyn Source);
+
     let mut user_list = Vec::new();
     each::<User>(tx, |u| {
         user_list.push(u);
         Ok(())
     })?;
+    for u in &user_list {
+        if grants.count_in(KeyRange::prefix(key!(u.id)))? == 0 {
+            super::roles::grant_in(tx, now, u.id, DEFAULT_ROLE, None)?;
+            changes.push(format!(
+                "user {}: held no role; they were given the `{DEFAULT_ROLE}` role",
+                u.id
+            ));
+        }
+    }
+    // Marks the role backs first, so the count of administrators below is the final one.
+    let admin_kept = an_admin_holds_the_role(tx, admin)?;
+    for u in &user_list {
+        match holds_admin(tx, admin, u.id)? {
+            Some(true) if !u.is_admin => {
+                super::roles::sync_admin_flag(tx, now, u.id)?;
+                changes.push(format!(
+                    "user {}: holds the admin role, so they are now marked admin",
+                    u.id
+                ));
+            }
+            Some(false) if u.is_admin && admin_kept => {
+                super::roles::sync_admin_flag(tx, now, u.id)?;
+                changes.push(format!(
+                    "user {}: was marked admin without holding the admin role; the mark was \
+                     taken away (the role decides; `redkeep role grant {} admin` makes them \
+                     an administrator again)",
+                    u.id, u.id
+                ));
+            }
+            // No active user holds the role: the mark stays, and `check` says why.
+            _ => {}
+        }
+    }
     for u in user_list {
         match tx.table::<Credential>().get(&u.id)? {
             None => {

@@ -285,7 +285,7 @@ pub(crate) fn system_roles_missing(acc: &Accounts) -> Result<bool> {
 }
 
 /// Sets `is_admin` to whether `user` holds the `admin` role (the role is the source of truth).
-fn sync_admin_flag(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<()> {
+pub(crate) fn sync_admin_flag(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<()> {
     let admin = role_by_name(&tx.table::<Role>(), ADMIN_ROLE)?;
     let holds = tx
         .table::<UserRole>()

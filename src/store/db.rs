@@ -1776,6 +1776,25 @@ impl Store {
         self.observe(outcome)
     }
 
+    /// Runs redb's integrity check (page checksums and allocator state) on a byte copy of the
+    /// file, so the file keeps its bytes whatever it finds; the copy is taken while no
+    /// transaction of this handle runs. Returns whether the copy was sound (`false`: a problem
+    /// that [`check_file`](Self::check_file) repairs in place). Works on a handle opened only
+    /// to read too.
+    ///
+    /// # Errors
+    /// `Damaged` when the pages are damaged; `Io` when no copy can be made; `Busy` when
+    /// another process kept writing the file while it was copied.
+    /// On PostgreSQL, the same as [`check_file`](Self::check_file) (which changes nothing).
+    pub fn check_file_copy(&self) -> Result<bool> {
+        let outcome = match &self.inner.engine {
+            Engine::File(file) => self.alone(file, |db| db.check_copy()),
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.check_indexes(),
+        };
+        self.observe(outcome)
+    }
+
     /// Copies one snapshot of every table into a new redb file at `dest` (the store as it
     /// is; no index is rebuilt).
     pub(crate) fn copy_file(&self, dest: &Path) -> Result<()> {

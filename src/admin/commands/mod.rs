@@ -247,10 +247,12 @@ impl Command {
 
     /// Whether the command only reads: the CLI opens a redb store read-only for it, so the
     /// store file's bytes stay as they were (an open for writing changes them, even when
-    /// nothing is written). `check` is not one: redb's page check needs a writable file.
+    /// nothing is written). `check` without `--repair` is one: redb's page check, which needs
+    /// a file to write, runs on a byte copy.
     pub fn only_reads(&self) -> bool {
         match self {
             Command::Stats
+            | Command::Check(CheckArgs { repair: false })
             | Command::Inspect(_)
             | Command::Export(_)
             | Command::Backup { .. }

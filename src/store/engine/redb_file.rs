@@ -59,8 +59,9 @@ pub(crate) fn needs_reopen(e: &Error) -> bool {
     )
 }
 
-/// Why a file cannot be opened only to read it: the last process that wrote it did not close
-/// it (it was killed, or the machine stopped), and only an open for writing repairs that.
+/// Why a file cannot be opened only to read it: it is marked as not closed cleanly (a process
+/// that had it open for writing was killed, or a commit or an integrity check failed in it),
+/// and only an open for writing repairs that.
 #[derive(Debug)]
 pub(crate) struct NotClosedCleanly(PathBuf);
 
@@ -68,8 +69,9 @@ impl std::fmt::Display for NotClosedCleanly {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} was not closed cleanly (the process that last wrote it stopped without \
-             closing it); an open for writing repairs it, one only to read it cannot: run any \
+            "{} is marked as not closed cleanly (a process that had it open for writing \
+             was killed, or a commit or an integrity check failed in it); an open for writing \
+             repairs it, one only to read it cannot: run any \
              command as a user who may write the data dir once",
             self.0.display()
         )
@@ -410,6 +412,81 @@ impl FileDb {
             db.check_integrity()
                 .map_err(|e| engine("checking file integrity", e))
         })
+    }
+
+    /// redb's integrity check run on a byte copy of the file, so the file keeps its bytes
+    /// whatever the check finds: run in place, a check that fails leaves the file marked as
+    /// needing recovery, which the next open for writing makes (rewriting a damaged file),
+    /// and even a sound file is written by the open for writing it needs. The copy goes to a
+    /// private temp folder beside the file (the system's temp folder when the data dir
+    /// cannot be written), removed afterwards. Whether the copy is the file as it was is
+    /// told by its length and modification time before and after: another process writing
+    /// the file meanwhile (shared mode) makes it copy again, three times at most. Returns
+    /// whether redb found the copy sound (`false`: a problem redb repairs, on the copy).
+    pub(crate) fn check_copy(&self) -> Result<bool> {
+        let scratch = crate::fsutil::private_temp_dir_in(self.path.parent(), "a temporary folder")
+            .or_else(|_| crate::fsutil::private_temp_dir_in(None, "a temporary folder"))?;
+        let copy = scratch.path().join("check.redb");
+        let stamp = || {
+            std::fs::metadata(&self.path)
+                .map(|m| (m.len(), m.modified().ok()))
+                .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))
+        };
+        let mut tries = 0;
+        loop {
+            let before = stamp()?;
+            std::fs::copy(&self.path, &copy).map_err(|e| {
+                Error::io(
+                    format!(
+                        "copying {} to {} to check it",
+                        self.path.display(),
+                        copy.display()
+                    ),
+                    e,
+                )
+            })?;
+            if stamp()? == before {
+                break;
+            }
+            tries += 1;
+            if tries == 3 {
+                return Err(Error::Busy {
+                    what: format!(
+                        "{} changed while it was copied to be checked, three times (another \
+                         process writes it)",
+                        self.path.display()
+                    ),
+                });
+            }
+        }
+        // The copy takes the file's mode, which a data dir this user may only read makes
+        // read-only; redb's check writes the copy.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::io(format!("making {} writable", copy.display()), e))?;
+        }
+        let spec = OpenSpec {
+            cache_bytes: self.spec.cache_bytes,
+            shared: false,
+            faults: None,
+        };
+        // Said of the file itself, whose path the store puts in: the copy is gone after.
+        let of_file = |e: Error| match e {
+            Error::Damaged { reason, .. } => Error::Damaged {
+                path: PathBuf::new(),
+                reason,
+            },
+            e => e,
+        };
+        let mut db = open_db(&copy, &spec).map_err(of_file)?;
+        let sound = contain("checking the file", || {
+            db.check_integrity()
+                .map_err(|e| engine("checking file integrity", e))
+        })
+        .map_err(of_file);
+        close_quietly("closing the copy of the store", db);
+        sound
     }
 
     /// Copies every table of one snapshot into a new file at `dest`.
