@@ -153,7 +153,8 @@ async fn a_web_session_lives_its_lifetime_by_the_handles_clock() {
 #[tokio::test]
 async fn a_session_that_would_not_read_back_is_never_an_error_on_every_request() {
     let t = TestDir::new();
-    let ark = open(&t, Arc::new(ManualClock::new(SystemClock.now()))).await;
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let ark = open(&t, clock.clone()).await;
     let store = RedkeepSessionStore::new(ark.clone());
     let mut r = record(Duration::hours(1));
     store.create(&mut r).await.unwrap();
@@ -174,4 +175,18 @@ async fn a_session_that_would_not_read_back_is_never_an_error_on_every_request()
         .unwrap();
     assert_eq!(store.load(&r.id).await.unwrap(), None);
     assert_eq!(ark.web_sessions().count().await.unwrap(), 0);
+    // On a store that takes no writes, it cannot be removed: still no session, no error.
+    ark.web_sessions()
+        .save(key.to_vec(), "{\"data\": [".into(), expires)
+        .await
+        .unwrap();
+    drop(store);
+    drop(ark);
+    let options = t.options().clock(clock).read_only(true);
+    let ark = AsyncRedkeep::open(t.path().to_path_buf(), options)
+        .await
+        .unwrap();
+    let store = RedkeepSessionStore::new(ark.clone());
+    assert_eq!(store.load(&r.id).await.unwrap(), None);
+    assert_eq!(ark.web_sessions().count().await.unwrap(), 1);
 }

@@ -138,11 +138,16 @@ macro_rules! session_store {
                                 "a stored web session does not read; it is removed and the \
                                  browser starts a new session"
                             );
-                            self.ark
-                                .web_sessions()
-                                .delete(id_bytes(id.0))
-                                .await
-                                .map_err(backend)?;
+                            // Best effort: on a store that takes no writes (read-only, or
+                            // refusing them) it stays, and is no session all the same.
+                            if let Err(e) =
+                                self.ark.web_sessions().delete(id_bytes(id.0)).await
+                            {
+                                tracing::warn!(
+                                    error = %e,
+                                    "the web session that does not read could not be removed"
+                                );
+                            }
                             Ok(None)
                         }
                     }
