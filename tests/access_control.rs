@@ -345,6 +345,53 @@ fn sessions_expire_when_idle_and_absolutely() {
     assert!(rk.sessions().list(None, usize::MAX).unwrap().is_empty());
 }
 
+/// An expired session whose record does not read does not stop the sweep (it did: every
+/// sweep failed from then on, and nothing expired was removed again): the others go, it is
+/// left for `check --repair`, which sets it aside.
+#[test]
+fn a_sweep_goes_past_an_expired_session_it_cannot_read() {
+    let t = TestDir::new();
+    let rk = t.open();
+    user(&rk, "a@example.com");
+    for _ in 0..3 {
+        rk.sessions()
+            .login("a@example.com", PW, LoginMeta::default())
+            .unwrap();
+    }
+    let damaged = rk.sessions().list(None, usize::MAX).unwrap()[1].hash.0;
+    drop(rk);
+    common::plant_entry(
+        t.store.as_deref(),
+        t.path(),
+        "r:sessions",
+        &damaged,
+        b"\x01not a session",
+    );
+    let rk = t.open();
+    t.clock.advance(Duration::from_secs(13 * 3600));
+    assert_eq!(rk.sessions().sweep().unwrap(), 2);
+    assert!(!rk.check(false).unwrap().ok);
+    rk.check(true).unwrap();
+    assert!(rk.check(false).unwrap().ok);
+    assert_eq!(rk.sessions().sweep().unwrap(), 0);
+    assert!(rk.sessions().list(None, usize::MAX).unwrap().is_empty());
+    // A backlog larger than one batch goes whole, batch after batch; what has not expired
+    // stays.
+    use redkeep::Clock;
+    let expires = redkeep::Timestamp(t.clock.now().0 + 60);
+    for i in 0..2500u32 {
+        rk.web_sessions()
+            .save(&i.to_be_bytes(), "{}", expires)
+            .unwrap();
+    }
+    rk.web_sessions()
+        .save(b"later", "{}", redkeep::Timestamp(expires.0 + 3600))
+        .unwrap();
+    t.clock.advance(Duration::from_secs(61));
+    assert_eq!(rk.sessions().sweep().unwrap(), 2500);
+    assert_eq!(rk.web_sessions().count().unwrap(), 1);
+}
+
 #[test]
 fn validate_writes_last_seen_at_most_once_per_interval() {
     let t = TestDir::new();

@@ -22,6 +22,7 @@ pub mod recovery;
 pub(crate) mod references;
 pub mod roles;
 pub mod sessions;
+mod sweep;
 pub mod token;
 pub mod users;
 pub mod web_sessions;

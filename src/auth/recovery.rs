@@ -126,21 +126,6 @@ pub(crate) fn delete_tokens_of(
     Ok(n)
 }
 
-/// Deletes every token past its expiry; returns how many.
-pub(crate) fn sweep_in(tx: &WriteTx<'_>, now: Timestamp) -> Result<usize> {
-    let t = tx.table::<RecoveryToken>();
-    let expired = t.range_by(
-        &RecoveryToken::BY_EXPIRY,
-        KeyRange::below(key!(now.0.saturating_add(1))),
-        Order::Asc,
-        usize::MAX,
-    )?;
-    for x in &expired {
-        t.delete(&x.hash)?;
-    }
-    Ok(expired.len())
-}
-
 /// Password resets and email verification; each call runs in its own transaction.
 #[derive(Debug, Clone, Copy)]
 pub struct Recovery<'a> {

@@ -382,27 +382,39 @@ impl Sessions<'_> {
 
     /// Deletes every login session past its absolute or idle expiry, and every expired web
     /// session and recovery token; returns how many in all. Only the expired records are read
-    /// (through their expiry indexes).
+    /// (through their expiry indexes), a batch per write, each table on its own: a backlog
+    /// is never held whole, and one table failing does not keep the others from being swept.
+    /// An expired record that cannot be read is left for `redkeep check --repair` (and
+    /// logged), not an error: the sweep goes on past it.
     ///
     /// # Errors
-    /// `Storage` when the engine fails.
+    /// `Storage` when the engine fails (the first failure, after every table was tried).
     pub fn sweep(&self) -> Result<usize> {
         let now = self.acc.now();
-        self.acc.store.write(|tx| {
-            let t = tx.table::<Session>();
-            let expired = t.range_by(
-                &Session::BY_DEADLINE,
-                KeyRange::below(key!(now.0.saturating_add(1))),
-                Order::Asc,
-                usize::MAX,
-            )?;
-            for s in &expired {
-                t.delete(&s.hash)?;
+        let results = [
+            super::sweep::sweep_table::<Session>(self.acc, &Session::BY_DEADLINE, now),
+            super::sweep::sweep_table::<super::web_sessions::WebSession>(
+                self.acc,
+                &super::web_sessions::WebSession::BY_EXPIRY,
+                now,
+            ),
+            super::sweep::sweep_table::<super::recovery::RecoveryToken>(
+                self.acc,
+                &super::recovery::RecoveryToken::BY_EXPIRY,
+                now,
+            ),
+        ];
+        let mut total = 0;
+        let mut failed = None;
+        for r in results {
+            match r {
+                Ok(n) => total += n,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
-            Ok(expired.len()
-                + super::web_sessions::sweep_in(tx, now)?
-                + super::recovery::sweep_in(tx, now)?)
-        })
+        }
+        failed.map_or(Ok(total), Err)
     }
 }
 

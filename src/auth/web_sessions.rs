@@ -10,7 +10,7 @@ use super::token::TokenHash;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Index, KeyRange, Order, Record, WriteTx};
+use crate::store::{Index, Record};
 
 /// The largest session data accepted, in bytes.
 pub const MAX_WEB_SESSION_BYTES: usize = 1 << 20;
@@ -58,21 +58,6 @@ fn checked(data: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Deletes every web session past its expiry; returns how many.
-pub(crate) fn sweep_in(tx: &WriteTx<'_>, now: Timestamp) -> Result<usize> {
-    let t = tx.table::<WebSession>();
-    let expired = t.range_by(
-        &WebSession::BY_EXPIRY,
-        KeyRange::below(key!(now.0.saturating_add(1))),
-        Order::Asc,
-        usize::MAX,
-    )?;
-    for s in &expired {
-        t.delete(&s.hash)?;
-    }
-    Ok(expired.len())
 }
 
 /// A web framework's session store; each call runs in its own transaction.
@@ -150,7 +135,7 @@ impl WebSessions<'_> {
     /// `Storage` when the engine fails.
     pub fn sweep(&self) -> Result<usize> {
         let now = self.acc.now();
-        self.acc.store.write(|tx| sweep_in(tx, now))
+        super::sweep::sweep_table::<WebSession>(self.acc, &WebSession::BY_EXPIRY, now)
     }
 
     /// Number of stored web sessions, expired ones included until swept.

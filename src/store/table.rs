@@ -1119,6 +1119,48 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         Ok(Some(old))
     }
 
+    /// Deletes up to `limit` records whose entry in `index` falls in `range`, in index order,
+    /// for sweeps that go batch by batch. A record that cannot be read is left (with its
+    /// entry) for `check --repair`, and counted apart: one such record never stops a sweep.
+    /// Returns the records deleted, those left unread, and the last entry seen (resume
+    /// after it), `None` once the range is done.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails; `Corrupt` for a malformed index entry.
+    pub(crate) fn delete_batch_by(
+        &self,
+        index: &Index<R>,
+        range: KeyRange,
+        limit: usize,
+    ) -> Result<(usize, usize, Option<Vec<u8>>)> {
+        let idx = Self::index_of(index)?;
+        let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        self.raw()
+            .range(index_name(idx), &range, Order::Asc, &mut |entry, value| {
+                batch.push((entry.to_vec(), target_of(idx, entry, value)?.to_vec()));
+                Ok(batch.len() < limit)
+            })?;
+        let (mut deleted, mut unread) = (0, 0);
+        for (_, pk) in &batch {
+            let Some(key) = R::Key::from_bytes(pk) else {
+                unread += 1;
+                continue;
+            };
+            match self.delete(&key) {
+                Ok(Some(_)) => deleted += 1,
+                Ok(None) => {}
+                Err(Error::Corrupt { .. }) => unread += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        let more = batch.len() >= limit.max(1);
+        Ok((
+            deleted,
+            unread,
+            batch.pop().filter(|_| more).map(|(e, _)| e),
+        ))
+    }
+
     /// Deletes every record and index entry of the table; returns how many records there were.
     ///
     /// # Errors

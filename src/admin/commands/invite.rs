@@ -52,6 +52,7 @@ pub struct CreateArgs {
 
 // Bounded by the library's limit; clap checks it, so the CLI refuses a larger count as a
 // usage error.
+#[cfg(feature = "cli")]
 const MAX_BATCH: u32 = crate::auth::invites::MAX_INVITES_AT_ONCE as u32;
 
 fn plural(n: usize) -> &'static str {
