@@ -356,12 +356,10 @@ fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
     );
     ws.update(1, |_| Ok(())).unwrap();
     let file = tmp.path().join("users/1/workspace.json");
-    let oversized = format!("{{\"canvas\": \"{}\"}}", "x".repeat(2000));
     for bad in [
         &b"{\"canvas\": {\"a\": 1"[..],
         b"hello",
         b"[1, 2]",
-        oversized.as_bytes(),
         b"{\"piece_count\": \"many\"}",
     ] {
         std::fs::write(&file, bad).unwrap();
@@ -384,6 +382,167 @@ fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
         let problems = ws.check(true, Timestamp(1_800_000_000)).unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
     }
+}
+
+/// The files of the folder of user 1 under `root`, path and bytes, the lock file aside.
+fn files_of(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.join("users/1")];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if e.file_name() != ".lock" {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A document or piece larger than the handle's limit is whole: every call names it with its
+/// size, the limit and how to raise it, and a repair leaves it where it is (no fresh
+/// document in its place, no piece in the trash); a handle with the larger limit reads it.
+#[test]
+fn a_file_over_the_size_limit_is_reported_and_left_in_place_never_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limited = |n| WorkspaceOptions {
+        max_doc_bytes: Some(n),
+        ..Default::default()
+    };
+    let ws = open_with(tmp.path(), limited(1024));
+    ws.save_piece(1, br#"{"small": 1}"#).unwrap();
+    let doc = tmp.path().join("users/1/workspace.json");
+    let big_doc = json!({
+        "canvas": {"layers": ["x".repeat(2000)]},
+        "notes": ["important note"],
+        "piece_count": 2,
+        "app_field": 42,
+    });
+    std::fs::write(&doc, big_doc.to_string()).unwrap();
+    let piece = ws.piece_path(1, 2);
+    let big_piece = json!({"img": "A".repeat(3000)}).to_string();
+    std::fs::write(&piece, &big_piece).unwrap();
+    private(&[&doc, &piece]);
+    let before = files_of(tmp.path());
+    match ws.read(1).unwrap_err() {
+        Error::TooLarge { path, size, limit } => {
+            assert_eq!((path, limit), (doc.clone(), 1024));
+            assert_eq!(size, std::fs::metadata(&doc).unwrap().len());
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(matches!(ws.load_piece(1, 2), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        ws.save_piece(1, b"{}"),
+        Err(Error::TooLarge { .. })
+    ));
+    for repair in [false, true, false] {
+        let problems = ws.check(repair, Timestamp(1_800_000_000)).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        for p in &problems {
+            assert!(
+                !p.problem.starts_with("fixed:")
+                    && p.problem.contains("1024-byte limit")
+                    && p.problem.contains("--max-doc-bytes")
+                    && !p.problem.contains("moves it aside"),
+                "{problems:?}"
+            );
+        }
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.problem.contains("workspace.json"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.problem.contains("piece_000002.json"))
+        );
+        assert_eq!(files_of(tmp.path()), before, "repair: {repair}");
+    }
+    // With the application's larger limit, all of it reads, and nothing is wrong.
+    let wide = open_with(tmp.path(), limited(1 << 20));
+    let read = wide.read(1).unwrap();
+    assert_eq!(read.notes, json!(["important note"]));
+    assert_eq!(read.other["app_field"], 42);
+    assert_eq!(
+        wide.load_piece(1, 2).unwrap()["img"]
+            .as_str()
+            .unwrap()
+            .len(),
+        3000
+    );
+    assert!(
+        wide.check(true, Timestamp(1_800_000_000))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Python's `json.dumps` writes NaN and Infinity unless told not to: such a document or
+/// piece is named with the token and where it is, never read as something else, and a
+/// repair leaves it in place (no fresh document for one bad token); a piece given with one
+/// is refused saying so.
+#[test]
+fn files_holding_nan_or_infinity_are_reported_and_left_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"title": "sunset"}"#).unwrap();
+    let doc = tmp.path().join("users/1/workspace.json");
+    std::fs::write(
+        &doc,
+        br#"{"canvas": {"strokes": [[0.5, NaN]]}, "notes": ["my long notes"], "piece_count": 1}"#,
+    )
+    .unwrap();
+    let piece = ws.piece_path(1, 1);
+    std::fs::write(&piece, b"{\"title\": \"sunset\",\n \"x\": -Infinity}").unwrap();
+    private(&[&doc, &piece]);
+    let before = files_of(tmp.path());
+    match ws.read(1).unwrap_err() {
+        Error::NotStrictJson {
+            path,
+            token,
+            line,
+            column,
+        } => assert_eq!(
+            (path, token.as_str(), line, column),
+            (doc.clone(), "NaN", 1, 31)
+        ),
+        other => panic!("expected NotStrictJson, got {other:?}"),
+    }
+    let err = ws.load_piece(1, 1).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotStrictJson { token, line: 2, .. } if token == "-Infinity"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        ws.update(1, |d| d.add_note("x")),
+        Err(Error::NotStrictJson { .. })
+    ));
+    assert!(matches!(
+        ws.delete_piece(1, 1),
+        Err(Error::NotStrictJson { .. })
+    ));
+    for repair in [false, true] {
+        let problems = ws.check(repair, Timestamp(1_800_000_000)).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        for p in &problems {
+            assert!(
+                !p.problem.starts_with("fixed:")
+                    && p.problem.contains("JSON does not allow")
+                    && p.problem.contains("left as it is"),
+                "{problems:?}"
+            );
+        }
+        assert_eq!(files_of(tmp.path()), before, "repair: {repair}");
+    }
+    let err = ws.save_piece(1, b"{\"x\": NaN}").unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput { .. }) && err.to_string().contains("holds NaN"),
+        "{err}"
+    );
 }
 
 #[test]

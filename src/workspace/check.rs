@@ -1,6 +1,7 @@
 //! Checking the folders: each is served only to its owner, its files parse, and its
 //! `piece_count` matches the gallery; with repair, foreign folders go to the trash, counts are
-//! fixed and a corrupt `workspace.json` is moved aside for a fresh one.
+//! fixed and a corrupt `workspace.json` is moved aside for a fresh one. Files that are whole
+//! but cannot be used as they are (over the size limit, holding `NaN`) are only reported.
 
 use std::fs;
 
@@ -29,7 +30,9 @@ impl Workspaces {
     /// each folder is checked under its lock. With `repair`, foreign folders go to the
     /// trash, counts are set to the gallery's, modes to 0700 and 0600, and a corrupt
     /// workspace.json is moved aside (for a fresh one, or, when only its count is bad, for
-    /// the same one with the gallery's count); fixes are prefixed `fixed:`.
+    /// the same one with the gallery's count); fixes are prefixed `fixed:`. A file over the
+    /// size limit, or holding `NaN` or `Infinity`, is not damaged: it is reported and left
+    /// in place, whatever `repair` says.
     ///
     /// # Errors
     /// `Io` when the folder cannot be listed.
@@ -200,7 +203,7 @@ impl Workspaces {
         for n in numbers.files {
             match self.read_piece(&folder.dir, n) {
                 Ok(_) => count += 1,
-                Err(e) if repair && !unreadable(&e) => {
+                Err(e) if repair && !left_in_place(&e) => {
                     let name = piece_file_name(n);
                     let to = fsutil::move_to_trash(
                         &folder.dir.join(GALLERY_DIR).join(&name),
@@ -221,6 +224,12 @@ impl Workspaces {
         }
         let doc_path = folder.dir.join(WORKSPACE_FILE);
         match self.read_doc(&folder.dir) {
+            // Whole files a lenient writer made, or larger than this handle's limit: never
+            // moved aside, nor replaced by a fresh document (the canvas, the notes and the
+            // application's fields are all in there).
+            Err(e @ (Error::TooLarge { .. } | Error::NotStrictJson { .. })) => {
+                found.push(e.to_string());
+            }
             Err(e) if unreadable(&e) => found.push(format!(
                 "{e}: a file that cannot be read is not damaged, and a repair leaves it; give it back to the data dir's owner, or mend what keeps it from being read"
             )),
@@ -394,7 +403,16 @@ fn restrict_here(path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What was wrong with a file that a repair moved aside, without the advice to repair it.
+/// Whether a repair leaves the file `e` is about in place, reported: one that cannot be read
+/// (its content may be whole), one over the size limit, one holding `NaN` or `Infinity`.
+fn left_in_place(e: &crate::Error) -> bool {
+    unreadable(e)
+        || matches!(
+            e,
+            crate::Error::TooLarge { .. } | crate::Error::NotStrictJson { .. }
+        )
+}
+
 /// Whether `e` says a file could not be read (permission denied, an I/O error, no
 /// descriptors left), not that what was read is damaged: such a file is not moved aside, as
 /// its content may be whole.
@@ -402,6 +420,7 @@ fn unreadable(e: &crate::Error) -> bool {
     matches!(e, crate::Error::Io { .. })
 }
 
+/// What was wrong with a file that a repair moved aside, without the advice to repair it.
 fn what_was_wrong(e: &crate::Error) -> String {
     match e {
         crate::Error::DamagedFile { path, reason } => {

@@ -801,9 +801,10 @@ impl Workspaces {
     /// folder without workspace.json, reads as an empty document.
     ///
     /// # Errors
-    /// `NotFound` for an unknown user; `DamagedFile` for a file that is not a workspace document
-    /// or is over the size cap (naming its path); `UnsafePath` for a folder of another
-    /// account, a symlink or a non-regular file.
+    /// `NotFound` for an unknown user; `DamagedFile` for a file that is not a workspace
+    /// document, `TooLarge` for one over the size cap, `NotStrictJson` for one holding `NaN`
+    /// or `Infinity` (each naming its path); `UnsafePath` for a folder of another account, a
+    /// symlink or a non-regular file.
     pub fn read(&self, user: u64) -> Result<WorkspaceDoc> {
         match self.folder(user, LockKind::Shared, false)? {
             Some(f) => self.read_doc(&f.dir),
@@ -835,7 +836,7 @@ impl Workspaces {
         match self.read_file(&path)? {
             None => Ok((WorkspaceDoc::default(), None)),
             Some(bytes) => {
-                let doc = WorkspaceDoc::parse(&bytes).map_err(|r| corrupt(&path, r))?;
+                let doc = WorkspaceDoc::parse(&bytes).map_err(|r| unparsed(&path, &bytes, r))?;
                 self.keep_doc(path, version, &doc, bytes.len());
                 Ok((doc, version))
             }
@@ -856,13 +857,19 @@ impl Workspaces {
         }
     }
 
-    /// Reads a regular file, refusing one over the cap. `None` if absent.
+    /// Reads a regular file, refusing one over the cap (`TooLarge`: it is not damaged).
+    /// `None` if absent.
     pub(super) fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        let cap = self.max_bytes();
-        fsutil::read_regular(path, cap).map_err(|e| match e {
-            Error::InvalidInput { .. } => {
-                corrupt(path, format!("larger than the {cap}-byte limit"))
-            }
+        let limit = self.max_bytes();
+        fsutil::read_regular(path, limit).map_err(|e| match e {
+            Error::InvalidInput { .. } => Error::TooLarge {
+                path: path.to_path_buf(),
+                // It grew past the limit while read when its size now is within it.
+                size: fs::symlink_metadata(path)
+                    .map_or(0, |m| m.len())
+                    .max(limit.saturating_add(1)),
+                limit,
+            },
             e => e,
         })
     }
@@ -1654,7 +1661,21 @@ impl Workspaces {
     }
 }
 
-pub(super) fn corrupt(path: &Path, reason: String) -> Error {
+/// Why the file at `path`, `bytes`, did not parse (`reason`): `NotStrictJson` when it holds
+/// `NaN` or `Infinity` (a whole file of a lenient writer, left as it is), else damaged.
+pub(super) fn unparsed(path: &Path, bytes: &[u8], reason: String) -> Error {
+    match super::doc::non_finite_token(bytes) {
+        Some((token, line, column)) => Error::NotStrictJson {
+            path: path.to_path_buf(),
+            token: token.to_string(),
+            line,
+            column,
+        },
+        None => corrupt(path, reason),
+    }
+}
+
+fn corrupt(path: &Path, reason: String) -> Error {
     Error::DamagedFile {
         path: path.to_path_buf(),
         reason,

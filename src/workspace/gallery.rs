@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::folders::{Workspaces, corrupt};
+use super::folders::{Workspaces, unparsed};
 use super::lock::LockKind;
 use super::names::{GALLERY_DIR, PIECE_TRASH};
 use super::names::{piece_file_name, piece_numbers, piece_numbers_tidying, trashed_numbers};
@@ -49,7 +49,8 @@ impl Workspaces {
         let bytes = self
             .read_file(&path)?
             .ok_or_else(|| Error::not_found(format!("piece {n}")))?;
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, format!("not valid JSON ({e})")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| unparsed(&path, &bytes, format!("not valid JSON ({e})")))
     }
 
     /// Saves a piece (any JSON document) as the next number, then updates `piece_count`; all
@@ -277,7 +278,9 @@ impl Workspaces {
     /// Reads piece `n`.
     ///
     /// # Errors
-    /// `NotFound` when it does not exist; `DamagedFile` (naming the path) when it is not JSON.
+    /// `NotFound` when it does not exist; `DamagedFile` (naming the path) when it is not JSON;
+    /// `TooLarge` when it is over the size cap; `NotStrictJson` when it holds `NaN` or
+    /// `Infinity`.
     pub fn load_piece(&self, user: u64, n: u64) -> Result<Value> {
         let missing = || Error::not_found(format!("piece {n} of user {user}"));
         let folder = self
@@ -334,6 +337,16 @@ fn not_json(json: &[u8], e: &serde_json::Error) -> Error {
             "piece",
             "it starts with a UTF-8 byte order mark (EF BB BF), which JSON does not allow; save \
              it as UTF-8 without one",
+        );
+    }
+    if let Some((token, line, column)) = super::doc::non_finite_token(json) {
+        return Error::invalid(
+            "piece",
+            format!(
+                "it holds {token} at line {line} column {column}, which JSON does not allow \
+                 (Python's `json.dumps` writes NaN and Infinity unless given \
+                 `allow_nan=False`); write null (or a string) there instead"
+            ),
         );
     }
     Error::invalid("piece", format!("it is not valid JSON ({e})"))
