@@ -741,6 +741,70 @@ fn a_symlinked_gallery_is_reported_and_moved_aside() {
 
 /// A FIFO at `workspace.json` once hung reads, saves and `check` (the last while holding the
 /// user's lock): every one of them must now refuse it at once, leaving it in place.
+/// A gallery's `.trash` that is a file or a symlink refuses every save and removal: `check`
+/// names it, and a repair moves it into a fresh one that keeps the highest number it
+/// recorded, so saves go on without giving a number twice; what a symlink pointed at stays.
+#[test]
+fn a_piece_trash_that_is_not_a_folder_is_reported_and_replaced_keeping_its_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    let now = Timestamp(1_800_000_000);
+    // User 1: pieces 1 to 3, 3 removed, and the trash then moved elsewhere and linked back.
+    for _ in 0..3 {
+        ws.save_piece(1, b"{}").unwrap();
+    }
+    ws.delete_piece(1, 3).unwrap();
+    let trash = tmp.path().join("users/1/.trash");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::rename(&trash, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &trash).unwrap();
+    // User 2: a file in its place.
+    ws.save_piece(2, b"{}").unwrap();
+    let trash2 = tmp.path().join("users/2/.trash");
+    std::fs::write(&trash2, b"junk").unwrap();
+    private(&[&trash2]);
+    // A new handle (this one remembers its next numbers, with no need to look).
+    let ws = open(tmp.path());
+    for user in [1, 2] {
+        assert!(ws.save_piece(user, b"{}").is_err());
+        assert!(ws.delete_piece(user, 1).is_err());
+    }
+    let problems = ws.check(false, now).unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.problem.contains(".trash is not a real folder")
+                && p.problem.contains("check --repair")),
+        "{problems:?}"
+    );
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed.len() == 2 && fixed.iter().all(|p| p.problem.starts_with("fixed:")),
+        "{fixed:?}"
+    );
+    assert!(
+        fixed[0].problem.contains("keeping piece number 3"),
+        "{fixed:?}"
+    );
+    assert!(ws.check(false, now).unwrap().is_empty());
+    // Numbers go on past those the old trash recorded.
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 4);
+    assert_eq!(ws.save_piece(2, b"{}").unwrap(), 2);
+    ws.delete_piece(1, 1).unwrap();
+    ws.delete_piece(2, 1).unwrap();
+    assert_eq!(ws.read(1).unwrap().piece_count, 2);
+    // The old trash is kept: the link in the new one, its target whole; the file too.
+    assert!(elsewhere.join("piece_000003.json").is_file());
+    let kept = trash.join("trash.not-a-folder-1800000000");
+    assert!(std::fs::symlink_metadata(&kept).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::read(trash2.join("trash.not-a-folder-1800000000")).unwrap(),
+        b"junk"
+    );
+    assert!(ws.check(false, now).unwrap().is_empty());
+}
+
 #[test]
 fn a_fifo_planted_as_workspace_json_or_a_piece_is_refused_without_hanging() {
     let tmp = tempfile::tempdir().unwrap();

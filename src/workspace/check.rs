@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::doc::WorkspaceDoc;
 use super::folders::Workspaces;
 use super::lock::LockKind;
-use super::names::{GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name};
+use super::names::{
+    GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name, trashed_number,
+};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -158,6 +160,22 @@ impl Workspaces {
                 }
             }
         }
+        // A `.trash` that is no real folder (a file, a symlink) refuses every save (the
+        // numbers it keeps are looked at for each new piece) and every removal. Moved aside
+        // into a fresh one, which keeps the highest number it recorded.
+        let trash = folder.dir.join(PIECE_TRASH);
+        if let Err(Error::UnsafePath { .. }) = fsutil::real_dir(&trash) {
+            found.push(if repair {
+                renew_piece_trash(&folder.dir, now)?
+            } else {
+                format!(
+                    "{} is not a real folder (a symlink or a file), so every save and removal \
+                     of a piece refuses it; `redkeep check --repair` moves it aside into a \
+                     fresh one, keeping the piece numbers it recorded",
+                    trash.display()
+                )
+            });
+        }
         // A gallery that is a symlink (or a file) is refused by every piece operation. Moved
         // aside, the user starts an empty one; what a symlink pointed at is left alone.
         let gallery = folder.dir.join(GALLERY_DIR);
@@ -299,6 +317,48 @@ impl Workspaces {
         }
         Ok(found)
     }
+}
+
+/// Replaces the `.trash` of the folder `dir` (held exclusively), a file or a symlink, with a
+/// fresh folder, and moves it into that folder; returns the `fixed:` line. The highest piece
+/// number it recorded (read through a symlink to a folder, names only) is kept there as an
+/// empty `{}` under that number, as an import keeps one, so that no number is given twice.
+fn renew_piece_trash(dir: &std::path::Path, now: Timestamp) -> Result<String> {
+    let trash = dir.join(PIECE_TRASH);
+    let recorded = fs::read_dir(&trash).ok().and_then(|entries| {
+        entries
+            .flatten()
+            .filter_map(|e| trashed_number(e.file_name().to_str()?))
+            .max()
+    });
+    let name = format!("trash.not-a-folder-{}", now.0);
+    let aside = dir.join(format!(".{name}"));
+    if !fsutil::rename_no_replace(&trash, &aside)? {
+        return Err(Error::unsafe_path(
+            &trash,
+            format!(
+                "it is not a real folder, and {} is taken, so it cannot be moved aside; move \
+                 one of them out of the folder by hand",
+                aside.display()
+            ),
+        ));
+    }
+    fsutil::create_private_dir(&trash)?;
+    fsutil::sync_dir(&trash)?;
+    if let Some(n) = recorded {
+        fsutil::write_private_new(&trash.join(piece_file_name(n)), b"{}")?;
+        fsutil::sync_this_dir(&trash)?;
+    }
+    let to = fsutil::move_to_trash(&aside, &trash, &name)?;
+    let kept = recorded.map_or(String::new(), |n| {
+        format!(", keeping piece number {n} (the highest it recorded) used")
+    });
+    Ok(format!(
+        "fixed: {} was not a real folder (a symlink or a file); moved it to {} in a fresh \
+         one{kept}",
+        trash.display(),
+        to.display()
+    ))
 }
 
 /// The entries under `dir` (itself included) open to other users, as one problem line (or,
