@@ -296,7 +296,9 @@ impl Workspaces {
     /// given again.
     ///
     /// # Errors
-    /// `NotFound` when it does not exist.
+    /// `NotFound` when it does not exist; `Io` when it cannot be moved or the count cannot
+    /// be written (then the piece is put back), or, saying the piece was removed, when only
+    /// the last sync failed.
     pub fn delete_piece(&self, user: u64, n: u64) -> Result<()> {
         let missing = || Error::not_found(format!("piece {n} of user {user}"));
         let folder = self
@@ -314,18 +316,21 @@ impl Workspaces {
             fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &piece_file_name(n))?;
         let before = doc.piece_count;
         doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
-        let written = self.write_doc(&folder.dir, &doc).map(drop);
-        if written.is_err()
-            && self
-                .read_doc(&folder.dir)
-                .is_ok_and(|d| d.piece_count == before)
-        {
-            // The count could not be written: the piece comes back, so both stay in step.
-            if fsutil::rename_no_replace(&trashed, &path).unwrap_or(false) {
-                let _ = fsutil::sync_dir(&path);
+        let Err(e) = self.write_doc(&folder.dir, &doc) else {
+            return Ok(());
+        };
+        match self.read_doc(&folder.dir) {
+            Ok(d) if d.piece_count == before => {
+                // The count could not be written: the piece comes back, so both stay in step.
+                if fsutil::rename_no_replace(&trashed, &path).unwrap_or(false) {
+                    let _ = fsutil::sync_dir(&path);
+                }
+                Err(e)
             }
+            // The count is in place (only its folder's sync failed): the piece stays removed.
+            Ok(_) => Err(removed_but(n, e)),
+            Err(_) => Err(e),
         }
-        written
     }
 }
 
@@ -355,6 +360,18 @@ fn not_json(json: &[u8], e: &serde_json::Error) -> Error {
 /// Whether a regular file is at `path` (not following a symlink).
 fn is_file(path: &std::path::Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// The error of a removal whose piece is in the trash and whose count is written, but whose
+/// last step (a folder's sync) failed: it says the piece was removed, so that nobody
+/// removes it again (its number is never given again, so a second removal finds nothing).
+fn removed_but(n: u64, e: Error) -> Error {
+    e.io_context(|context| {
+        format!(
+            "piece {n} was removed, but {context} failed, so the removal may not survive a \
+             crash (`redkeep check` tells); do not remove it again"
+        )
+    })
 }
 
 /// The error of a save whose piece and count are both in place, but whose last step (a
