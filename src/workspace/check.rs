@@ -37,7 +37,8 @@ impl Workspaces {
     /// in place, whatever `repair` says.
     ///
     /// # Errors
-    /// `Io` when the folder cannot be listed.
+    /// `Io` when the folder cannot be listed; the error of [`Owners`](super::Owners) when
+    /// it cannot say whose the folders are (while a restore stopped part way, say).
     pub fn check(&self, repair: bool, now: Timestamp) -> Result<Vec<WorkspaceProblem>> {
         if repair {
             self.forget(None);
@@ -62,7 +63,13 @@ impl Workspaces {
                 problem,
             });
         }
-        for user in self.user_ids()? {
+        let users = self.user_ids()?;
+        // Whose a folder is is asked of the store; when it refuses to say for any (a restore
+        // stopped part way), that is said once, not for each folder.
+        if !users.is_empty() {
+            (self.owners)(0)?;
+        }
+        for user in users {
             let mut problem = |p: String| {
                 out.push(WorkspaceProblem {
                     user_id: user,

@@ -96,21 +96,81 @@ pub(crate) struct StoppedRestore {
 
 impl StoppedRestore {
     /// Puts the waiting folders in place in `ws` (the folders there go to the trash) and
-    /// returns how many were put in place; `None` when they are in place already.
+    /// says what it did; `None` when they are in place already.
     ///
     /// # Errors
     /// `Io` / `UnsafePath` when the folders cannot be moved.
-    pub(crate) fn finish(&self, ws: &Workspaces) -> Result<Option<u64>> {
+    pub(crate) fn finish(&self, ws: &Workspaces) -> Result<Option<FinishedRestore>> {
         if fsutil::real_dir(&self.users)?.is_none() {
             return Ok(None);
         }
         // Stopped after the folders there went to the trash: their entry is there, and an
         // empty one beside it (`reset-<at>-2`) would only be noise in the undo.
         let trashed = ws.trash_dir().join(format!("reset-{}", self.at));
-        let keep_empty = self.keep_empty && fsutil::real_dir(&trashed).ok().flatten().is_none();
-        Ok(ws
-            .replace_users_with(&self.users, Timestamp(self.at), keep_empty)?
-            .0)
+        let before = fsutil::real_dir(&trashed).ok().flatten().is_some();
+        let keep_empty = self.keep_empty && !before;
+        let (count, made) = ws.replace_users_with(&self.users, Timestamp(self.at), keep_empty)?;
+        // An entry made now, beside the one made before the restore stopped, holds folders
+        // made in `users/` meanwhile (nothing of this build writes there then).
+        let (replaced, made_since) = if before {
+            (Some(trashed), made)
+        } else {
+            (made, None)
+        };
+        Ok(Some(FinishedRestore {
+            count: count.unwrap_or(0),
+            from: self.users.clone(),
+            replaced,
+            made_since,
+        }))
+    }
+
+    /// The refusal of every workspace read and write while a restore's mark is in the
+    /// store: the folders in place are not (or not known to be) the restored store's.
+    pub(crate) fn refusal() -> Error {
+        Error::denied(
+            "a restore stopped part way here (a crash or a kill) before the backup's workspace \
+             folders were in place, so no workspace folder is read or written until it is \
+             finished; `redkeep check --repair` finishes it",
+        )
+    }
+}
+
+/// What finishing a stopped restore did ([`StoppedRestore::finish`]).
+#[derive(Debug, Clone)]
+pub(crate) struct FinishedRestore {
+    /// How many folders were put in place.
+    pub(crate) count: u64,
+    /// Where they came from.
+    pub(crate) from: PathBuf,
+    /// The trash entry holding the folders the restore replaced, if there were any.
+    pub(crate) replaced: Option<PathBuf>,
+    /// A second entry, made by the finish beside `replaced`: the folders made in `users/`
+    /// while the restore was stopped.
+    pub(crate) made_since: Option<PathBuf>,
+}
+
+impl std::fmt::Display for FinishedRestore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} folder(s) put in place from {}",
+            self.count,
+            self.from.display()
+        )?;
+        match (&self.replaced, &self.made_since) {
+            (Some(r), Some(m)) => write!(
+                f,
+                " (the folders they replaced went to the trash, {}; folders made while the \
+                 restore was stopped went to {})",
+                r.display(),
+                m.display()
+            ),
+            (Some(r), None) | (None, Some(r)) => {
+                write!(f, " (the folders there went to the trash, {})", r.display())
+            }
+            (None, None) => write!(f, " (no folders were there to replace)"),
+        }
     }
 }
 
