@@ -262,10 +262,16 @@ impl Workspaces {
                 // A JSON object whose only fault is its count (`"piece_count": "1"`) keeps
                 // everything else (canvas, notes, the application's fields) with the
                 // gallery's count; anything else starts a fresh document.
-                let kept = self
-                    .read_file(&doc_path)
-                    .ok()
-                    .flatten()
+                let bytes = match self.read_file(&doc_path) {
+                    Ok(bytes) => bytes,
+                    // Not to be read now (grown past the limit since, say): never replaced
+                    // by a fresh document for that; left for the next check.
+                    Err(again) => {
+                        found.push(again.to_string());
+                        return Ok(found);
+                    }
+                };
+                let kept = bytes
                     .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
                     .and_then(|v| match v {
                         serde_json::Value::Object(mut map) => {
