@@ -119,6 +119,46 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A file of a workspace folder (`workspace.json`, a piece) is larger than the size
+    /// limit (`WorkspaceOptions::max_doc_bytes`, 16 MiB unless raised). It is not damaged:
+    /// it is not read, and nothing moves or replaces it (`check --repair` reports it and
+    /// leaves it). Raise the limit to read it.
+    #[error(
+        "{} has {size} bytes, more than the {limit}-byte limit for workspace files, so it is \
+         not read; it is not damaged and is left as it is: raise the limit \
+         (`Options::workspace.max_doc_bytes` in the application, `--max-doc-bytes` or \
+         REDKEEP_MAX_DOC_BYTES for the `redkeep` command)",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit it passes.
+        limit: u64,
+    },
+    /// A file of a workspace folder (`workspace.json`, a piece) holds `NaN`, `Infinity` or
+    /// `-Infinity`, which JSON does not allow (Python's `json.dumps` writes them unless
+    /// given `allow_nan=False`). It is not read, and nothing moves or replaces it
+    /// (`check --repair` reports it and leaves it).
+    #[error(
+        "{} holds {token} at line {line} column {column}, which JSON does not allow (Python's \
+         `json.dumps` writes NaN and Infinity unless given `allow_nan=False`), so it is not \
+         read; it is left as it is: have the application write null (or a string) there \
+         instead, and edit the file to do the same",
+        path.display()
+    )]
+    NotStrictJson {
+        /// The file.
+        path: PathBuf,
+        /// The token (`NaN`, `Infinity` or `-Infinity`), the first in the file.
+        token: String,
+        /// Its line (from 1).
+        line: usize,
+        /// Its column (from 1, in bytes).
+        column: usize,
+    },
     /// The store file is damaged (a malformed page, a truncated or empty file): the engine
     /// cannot read it as it is. Writes are refused until it is repaired or restored.
     #[error(

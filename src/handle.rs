@@ -444,8 +444,25 @@ impl UserFiles for FolderFiles {
 }
 
 pub(crate) fn owners(store: Store) -> Owners {
+    owners_of(store, false)
+}
+
+/// [`owners`] for a handle's own folders, `serving` them: refused while a restore that
+/// stopped part way has its mark in the store. The mark cannot appear while a handle is
+/// open (a restore has the store to itself), so once seen gone it is not read again.
+fn owners_of(store: Store, serving: bool) -> Owners {
+    let restoring = Arc::new(std::sync::atomic::AtomicBool::new(serving));
     Arc::new(move |id| {
         store.refuse_behind()?;
+        if restoring.load(std::sync::atomic::Ordering::Acquire) {
+            if store
+                .read(|tx| tx.meta(crate::store::RESTORE_UNFINISHED))?
+                .is_some()
+            {
+                return Err(crate::workspace::StoppedRestore::refusal());
+            }
+            restoring.store(false, std::sync::atomic::Ordering::Release);
+        }
         let user = store.read(|tx| tx.table::<User>().get(&id))?;
         Ok(user.filter(|u| !u.uid.is_unset()).map(|u| FolderOwner {
             uid: u.uid.0,
@@ -586,13 +603,13 @@ impl Redkeep {
             Workspaces::open_existing(
                 dir.join(WORKSPACES_DIR),
                 options.workspace.clone(),
-                owners(store.clone()),
+                owners_of(store.clone(), true),
             )
         } else {
             Workspaces::open(
                 dir.join(WORKSPACES_DIR),
                 options.workspace.clone(),
-                owners(store.clone()),
+                owners_of(store.clone(), true),
             )?
         };
         let accounts = Accounts {
@@ -1304,12 +1321,9 @@ impl Redkeep {
                     ));
                 }
                 report.repaired.push(match count {
-                    Some(n) => format!(
+                    Some(done) => format!(
                         "finished a restore stopped before its workspace folders were in \
-                         place: {n} folder(s) put in place from {} (the folders there went to \
-                         the trash, `reset-{}`)",
-                        stopped.users.display(),
-                        stopped.at
+                         place: {done}"
                     ),
                     None => "removed the mark a finished restore left".to_string(),
                 });

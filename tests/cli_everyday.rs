@@ -373,3 +373,50 @@ fn mistakes_get_answers_that_say_what_to_do() {
         assert!(err.contains("without control"), "{kind}: {err}");
     }
 }
+
+/// A workspace file over the size limit is named with its size, the limit and the flag that
+/// raises it; `check --repair` leaves it in place, and `--max-doc-bytes` (or
+/// `REDKEEP_MAX_DOC_BYTES`), given the application's limit, reads it.
+#[test]
+fn a_file_over_the_size_limit_is_left_and_max_doc_bytes_reads_it() {
+    let cli = Cli::new();
+    cli.init();
+    let id = user(&cli, "ann@example.com", &[]);
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let folder = cli.data().join(format!("workspaces/users/{id}"));
+    let piece = folder.join("gallery/piece_000001.json");
+    let big = json!({"img": "A".repeat(3000)}).to_string();
+    std::fs::write(&piece, &big).unwrap();
+    let doc = std::fs::read(folder.join("workspace.json")).unwrap();
+    let small = ["--max-doc-bytes", "1024"];
+    let (_, err) = cli.expect(
+        &[&small[..], &["gallery", "show", "ann@example.com", "1"]].concat(),
+        None,
+        1,
+    );
+    assert!(
+        err.contains("piece_000001.json") && err.contains("1024-byte limit"),
+        "{err}"
+    );
+    let (out, _) = cli.expect(&[&small[..], &["check", "--repair"]].concat(), None, 1);
+    assert!(
+        out.contains("piece_000001.json")
+            && out.contains(&format!("has {} bytes", big.len()))
+            && out.contains("--max-doc-bytes")
+            && !out.contains("fixed:"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&piece).unwrap(), big);
+    assert_eq!(std::fs::read(folder.join("workspace.json")).unwrap(), doc);
+    // The limit from the environment, as the application's deployment may set it.
+    let out = cli
+        .cmd(&["check"])
+        .env("REDKEEP_MAX_DOC_BYTES", "1024")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    cli.expect(&["--max-doc-bytes", "4096", "check"], None, 0);
+    let shown = cli.json(&["gallery", "show", "ann@example.com", "1"], None);
+    assert_eq!(shown["img"].as_str().map(str::len), Some(3000), "{shown}");
+    cli.expect(&["--max-doc-bytes", "0", "check"], None, 2);
+}

@@ -2316,6 +2316,81 @@ fn purge_trash_keeps_the_folders_a_stopped_restore_waits_on() {
     assert_eq!(pieces.as_array().map(Vec::len), Some(1), "{pieces}");
 }
 
+/// While a restore that stopped part way has its mark in the store, the folders in place are
+/// not the restored store's: every workspace read and write is refused, saying that
+/// `check --repair` finishes it, so no write is acknowledged into a folder the repair then
+/// moves away. The repair names the trash entries it really used: the one holding the
+/// folders the restore replaced, and one beside it for folders made meanwhile.
+#[test]
+fn workspace_calls_wait_for_a_stopped_restore_and_its_repair_names_the_real_entries() {
+    let cli = Cli::new();
+    cli.init();
+    let ann = cli.json(&["user", "create", "ann@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    cli.expect(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"drawn\":\"a harbour\"}"),
+        0,
+    );
+    // As a `restore --folders trash/reset-1900000000` killed after moving the folders in
+    // place to the trash (`reset-1900000100`) leaves it: the store restored, `users/` empty,
+    // the backup's folders waiting in the entry given.
+    let ws = cli.data().join("workspaces");
+    let waiting = ws.join("trash/reset-1900000000");
+    common::copy_tree(&ws.join("users"), &waiting);
+    let replaced = ws.join("trash/reset-1900000100");
+    std::fs::rename(ws.join("users"), &replaced).unwrap();
+    std::fs::create_dir(ws.join("users")).unwrap();
+    let mark = json!({
+        "users": "workspaces/trash/reset-1900000000",
+        "at": 1_900_000_100,
+        "keep_empty": false,
+    });
+    {
+        let rk = redkeep::Redkeep::open(cli.data(), cli.options()).unwrap();
+        rk.store()
+            .write(|tx| tx.set_meta("restore_unfinished", mark.to_string().as_bytes()))
+            .unwrap();
+    }
+    for (args, stdin) in [
+        (&["gallery", "list", "ann@example.com"][..], None),
+        (
+            &["gallery", "add", "ann@example.com", "-"][..],
+            Some("{\"during\":1}"),
+        ),
+        (&["workspace", "show", "ann@example.com"][..], None),
+    ] {
+        let (_, err) = cli.expect(args, stdin, 1);
+        assert!(
+            err.contains("a restore stopped part way") && err.contains("check --repair"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        !ws.join(format!("users/{ann}")).exists(),
+        "a folder was made"
+    );
+    // A folder made meanwhile (by a build that wrote then): the repair keeps it apart.
+    common::copy_tree(
+        &waiting.join(ann.to_string()),
+        &ws.join(format!("users/{ann}")),
+    );
+    let (out, _) = cli.expect(&["check", "--repair"], None, 0);
+    assert!(
+        out.contains("1 folder(s) put in place")
+            && out.contains(&format!("{}", replaced.display()))
+            && out.contains(&format!("{}-2", replaced.display()))
+            && out.contains("made while the restore was stopped"),
+        "{out}"
+    );
+    assert!(ws.join(format!("trash/reset-1900000100-2/{ann}")).is_dir());
+    cli.expect(&["check"], None, 0);
+    let pieces = cli.json(&["gallery", "list", "ann@example.com"], None);
+    assert_eq!(pieces.as_array().map(Vec::len), Some(1), "{pieces}");
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+}
+
 /// Salvage prints each workspace file it could not copy, fails (exit 1, one line on
 /// stderr), and does not call the copy clean; a target folder holding other files is
 /// refused, in one line.

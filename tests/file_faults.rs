@@ -361,3 +361,47 @@ fn a_delete_whose_folder_cannot_move_says_the_user_was_deleted() {
     assert!(rk.check(false).unwrap().ok);
     assert_eq!(rk.workspaces().trash().unwrap().len(), 1);
 }
+
+/// A removal whose count reached the disk but whose last step (a folder's sync) failed says
+/// that the piece was removed (as a save says it was saved), not a plain failure that would
+/// have the caller remove it again; a failure before that puts the piece back.
+#[test]
+fn a_removal_whose_last_sync_failed_says_the_piece_was_removed() {
+    use redkeep::workspace::FolderOwner;
+    use redkeep::{WorkspaceOptions, Workspaces};
+    let mut said_removed = 0;
+    for nth in 1.. {
+        let tmp = tempfile::tempdir().unwrap();
+        let owners: redkeep::workspace::Owners = std::sync::Arc::new(|id| {
+            Ok(Some(FolderOwner {
+                uid: [id as u8; 16],
+                since: 1_800_000_000,
+            }))
+        });
+        let ws = Workspaces::open(tmp.path(), WorkspaceOptions::default(), owners).unwrap();
+        ws.save_piece(1, b"{}").unwrap();
+        ws.save_piece(1, b"{}").unwrap();
+        let plan = FaultPlan::new(FaultKind::FileSync, nth);
+        let result = {
+            let _armed = plan.arm_files();
+            ws.delete_piece(1, 2)
+        };
+        if !plan.fired() {
+            result.unwrap();
+            break;
+        }
+        let err = result.unwrap_err().to_string();
+        let removed = !ws.piece_path(1, 2).exists();
+        assert_eq!(
+            ws.read(1).unwrap().piece_count,
+            if removed { 1 } else { 2 },
+            "{nth}: {err}"
+        );
+        assert_eq!(err.contains("piece 2 was removed"), removed, "{nth}: {err}");
+        if removed {
+            said_removed += 1;
+            assert!(err.contains("do not remove it again"), "{err}");
+        }
+    }
+    assert!(said_removed > 0);
+}

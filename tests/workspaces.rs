@@ -356,12 +356,10 @@ fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
     );
     ws.update(1, |_| Ok(())).unwrap();
     let file = tmp.path().join("users/1/workspace.json");
-    let oversized = format!("{{\"canvas\": \"{}\"}}", "x".repeat(2000));
     for bad in [
         &b"{\"canvas\": {\"a\": 1"[..],
         b"hello",
         b"[1, 2]",
-        oversized.as_bytes(),
         b"{\"piece_count\": \"many\"}",
     ] {
         std::fs::write(&file, bad).unwrap();
@@ -384,6 +382,167 @@ fn a_damaged_workspace_file_is_reported_with_its_path_and_never_overwritten() {
         let problems = ws.check(true, Timestamp(1_800_000_000)).unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
     }
+}
+
+/// The files of the folder of user 1 under `root`, path and bytes, the lock file aside.
+fn files_of(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.join("users/1")];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if e.file_name() != ".lock" {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A document or piece larger than the handle's limit is whole: every call names it with its
+/// size, the limit and how to raise it, and a repair leaves it where it is (no fresh
+/// document in its place, no piece in the trash); a handle with the larger limit reads it.
+#[test]
+fn a_file_over_the_size_limit_is_reported_and_left_in_place_never_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limited = |n| WorkspaceOptions {
+        max_doc_bytes: Some(n),
+        ..Default::default()
+    };
+    let ws = open_with(tmp.path(), limited(1024));
+    ws.save_piece(1, br#"{"small": 1}"#).unwrap();
+    let doc = tmp.path().join("users/1/workspace.json");
+    let big_doc = json!({
+        "canvas": {"layers": ["x".repeat(2000)]},
+        "notes": ["important note"],
+        "piece_count": 2,
+        "app_field": 42,
+    });
+    std::fs::write(&doc, big_doc.to_string()).unwrap();
+    let piece = ws.piece_path(1, 2);
+    let big_piece = json!({"img": "A".repeat(3000)}).to_string();
+    std::fs::write(&piece, &big_piece).unwrap();
+    private(&[&doc, &piece]);
+    let before = files_of(tmp.path());
+    match ws.read(1).unwrap_err() {
+        Error::TooLarge { path, size, limit } => {
+            assert_eq!((path, limit), (doc.clone(), 1024));
+            assert_eq!(size, std::fs::metadata(&doc).unwrap().len());
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(matches!(ws.load_piece(1, 2), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        ws.save_piece(1, b"{}"),
+        Err(Error::TooLarge { .. })
+    ));
+    for repair in [false, true, false] {
+        let problems = ws.check(repair, Timestamp(1_800_000_000)).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        for p in &problems {
+            assert!(
+                !p.problem.starts_with("fixed:")
+                    && p.problem.contains("1024-byte limit")
+                    && p.problem.contains("--max-doc-bytes")
+                    && !p.problem.contains("moves it aside"),
+                "{problems:?}"
+            );
+        }
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.problem.contains("workspace.json"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.problem.contains("piece_000002.json"))
+        );
+        assert_eq!(files_of(tmp.path()), before, "repair: {repair}");
+    }
+    // With the application's larger limit, all of it reads, and nothing is wrong.
+    let wide = open_with(tmp.path(), limited(1 << 20));
+    let read = wide.read(1).unwrap();
+    assert_eq!(read.notes, json!(["important note"]));
+    assert_eq!(read.other["app_field"], 42);
+    assert_eq!(
+        wide.load_piece(1, 2).unwrap()["img"]
+            .as_str()
+            .unwrap()
+            .len(),
+        3000
+    );
+    assert!(
+        wide.check(true, Timestamp(1_800_000_000))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Python's `json.dumps` writes NaN and Infinity unless told not to: such a document or
+/// piece is named with the token and where it is, never read as something else, and a
+/// repair leaves it in place (no fresh document for one bad token); a piece given with one
+/// is refused saying so.
+#[test]
+fn files_holding_nan_or_infinity_are_reported_and_left_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"title": "sunset"}"#).unwrap();
+    let doc = tmp.path().join("users/1/workspace.json");
+    std::fs::write(
+        &doc,
+        br#"{"canvas": {"strokes": [[0.5, NaN]]}, "notes": ["my long notes"], "piece_count": 1}"#,
+    )
+    .unwrap();
+    let piece = ws.piece_path(1, 1);
+    std::fs::write(&piece, b"{\"title\": \"sunset\",\n \"x\": -Infinity}").unwrap();
+    private(&[&doc, &piece]);
+    let before = files_of(tmp.path());
+    match ws.read(1).unwrap_err() {
+        Error::NotStrictJson {
+            path,
+            token,
+            line,
+            column,
+        } => assert_eq!(
+            (path, token.as_str(), line, column),
+            (doc.clone(), "NaN", 1, 31)
+        ),
+        other => panic!("expected NotStrictJson, got {other:?}"),
+    }
+    let err = ws.load_piece(1, 1).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotStrictJson { token, line: 2, .. } if token == "-Infinity"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        ws.update(1, |d| d.add_note("x")),
+        Err(Error::NotStrictJson { .. })
+    ));
+    assert!(matches!(
+        ws.delete_piece(1, 1),
+        Err(Error::NotStrictJson { .. })
+    ));
+    for repair in [false, true] {
+        let problems = ws.check(repair, Timestamp(1_800_000_000)).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        for p in &problems {
+            assert!(
+                !p.problem.starts_with("fixed:")
+                    && p.problem.contains("JSON does not allow")
+                    && p.problem.contains("left as it is"),
+                "{problems:?}"
+            );
+        }
+        assert_eq!(files_of(tmp.path()), before, "repair: {repair}");
+    }
+    let err = ws.save_piece(1, b"{\"x\": NaN}").unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput { .. }) && err.to_string().contains("holds NaN"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -582,6 +741,70 @@ fn a_symlinked_gallery_is_reported_and_moved_aside() {
 
 /// A FIFO at `workspace.json` once hung reads, saves and `check` (the last while holding the
 /// user's lock): every one of them must now refuse it at once, leaving it in place.
+/// A gallery's `.trash` that is a file or a symlink refuses every save and removal: `check`
+/// names it, and a repair moves it into a fresh one that keeps the highest number it
+/// recorded, so saves go on without giving a number twice; what a symlink pointed at stays.
+#[test]
+fn a_piece_trash_that_is_not_a_folder_is_reported_and_replaced_keeping_its_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    let now = Timestamp(1_800_000_000);
+    // User 1: pieces 1 to 3, 3 removed, and the trash then moved elsewhere and linked back.
+    for _ in 0..3 {
+        ws.save_piece(1, b"{}").unwrap();
+    }
+    ws.delete_piece(1, 3).unwrap();
+    let trash = tmp.path().join("users/1/.trash");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::rename(&trash, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &trash).unwrap();
+    // User 2: a file in its place.
+    ws.save_piece(2, b"{}").unwrap();
+    let trash2 = tmp.path().join("users/2/.trash");
+    std::fs::write(&trash2, b"junk").unwrap();
+    private(&[&trash2]);
+    // A new handle (this one remembers its next numbers, with no need to look).
+    let ws = open(tmp.path());
+    for user in [1, 2] {
+        assert!(ws.save_piece(user, b"{}").is_err());
+        assert!(ws.delete_piece(user, 1).is_err());
+    }
+    let problems = ws.check(false, now).unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.problem.contains(".trash is not a real folder")
+                && p.problem.contains("check --repair")),
+        "{problems:?}"
+    );
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed.len() == 2 && fixed.iter().all(|p| p.problem.starts_with("fixed:")),
+        "{fixed:?}"
+    );
+    assert!(
+        fixed[0].problem.contains("keeping piece number 3"),
+        "{fixed:?}"
+    );
+    assert!(ws.check(false, now).unwrap().is_empty());
+    // Numbers go on past those the old trash recorded.
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 4);
+    assert_eq!(ws.save_piece(2, b"{}").unwrap(), 2);
+    ws.delete_piece(1, 1).unwrap();
+    ws.delete_piece(2, 1).unwrap();
+    assert_eq!(ws.read(1).unwrap().piece_count, 2);
+    // The old trash is kept: the link in the new one, its target whole; the file too.
+    assert!(elsewhere.join("piece_000003.json").is_file());
+    let kept = trash.join("trash.not-a-folder-1800000000");
+    assert!(std::fs::symlink_metadata(&kept).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::read(trash2.join("trash.not-a-folder-1800000000")).unwrap(),
+        b"junk"
+    );
+    assert!(ws.check(false, now).unwrap().is_empty());
+}
+
 #[test]
 fn a_fifo_planted_as_workspace_json_or_a_piece_is_refused_without_hanging() {
     let tmp = tempfile::tempdir().unwrap();

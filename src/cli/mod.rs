@@ -34,6 +34,19 @@ pub struct Cli {
     /// stay in the data dir.
     #[arg(long, global = true, env = "REDKEEP_STORE_URL", hide_env_values = true)]
     pub store: Option<String>,
+    /// The size limit of workspace files (`workspace.json`, a gallery piece), in bytes: give
+    /// the limit the application opens its store with (`Options::workspace.max_doc_bytes`)
+    /// when it raised it, so that `check`, `workspace show` and `gallery show` read what it
+    /// wrote. Default 16 MiB. A file over the limit is reported, never moved or replaced.
+    /// (Through the application's admin socket, its own limit holds.)
+    #[arg(
+        long,
+        global = true,
+        env = "REDKEEP_MAX_DOC_BYTES",
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_doc_bytes: Option<u64>,
     /// Print one JSON document instead of a table (`inspect dump` and `export` stream one
     /// compact JSON line per record instead).
     #[arg(long, global = true)]
@@ -145,6 +158,7 @@ fn open(cli: &Cli) -> Result<Redkeep> {
         .password(password_params()?);
     options.store_url = store_url(cli);
     options.open_outdated = cli.command.accepts_outdated();
+    options.workspace.max_doc_bytes = cli.max_doc_bytes;
     options.workspace.on_wait = Some(std::sync::Arc::new(|path: &Path| {
         eprintln!("waiting for the lock on {} …", path.display());
     }));
@@ -448,7 +462,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Move { to } => {
             check_data_dir(&cli.data_dir)?;
-            let options = Options::default().password(password_params()?);
+            let mut options = Options::default().password(password_params()?);
+            options.workspace.max_doc_bytes = cli.max_doc_bytes;
             admin::commands::move_store(&cli.data_dir, store_url(cli).as_deref(), to, options)
                 .map_err(|e| whole_copy(&cli.data_dir, e))?
         }
@@ -475,13 +490,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Salvage { to } => {
             check_data_dir(&cli.data_dir)?;
-            let options = Options::default().password(password_params()?);
+            let mut options = Options::default().password(password_params()?);
+            options.workspace.max_doc_bytes = cli.max_doc_bytes;
             admin::commands::salvage(&cli.data_dir, to, options, now)
                 .map_err(|e| whole_copy(&cli.data_dir, e))?
         }
         Command::Adopt(a) => {
             check_data_dir(&cli.data_dir)?;
-            let options = Options::default().password(password_params()?);
+            let mut options = Options::default().password(password_params()?);
+            options.workspace.max_doc_bytes = cli.max_doc_bytes;
             admin::commands::adopt(&cli.data_dir, a, options)
                 .map_err(|e| whole_file(&cli.data_dir, e))?
         }

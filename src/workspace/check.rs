@@ -1,6 +1,7 @@
 //! Checking the folders: each is served only to its owner, its files parse, and its
 //! `piece_count` matches the gallery; with repair, foreign folders go to the trash, counts are
-//! fixed and a corrupt `workspace.json` is moved aside for a fresh one.
+//! fixed and a corrupt `workspace.json` is moved aside for a fresh one. Files that are whole
+//! but cannot be used as they are (over the size limit, holding `NaN`) are only reported.
 
 use std::fs;
 
@@ -9,7 +10,9 @@ use serde::Serialize;
 use super::doc::WorkspaceDoc;
 use super::folders::Workspaces;
 use super::lock::LockKind;
-use super::names::{GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name};
+use super::names::{
+    GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name, trashed_number,
+};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -29,10 +32,13 @@ impl Workspaces {
     /// each folder is checked under its lock. With `repair`, foreign folders go to the
     /// trash, counts are set to the gallery's, modes to 0700 and 0600, and a corrupt
     /// workspace.json is moved aside (for a fresh one, or, when only its count is bad, for
-    /// the same one with the gallery's count); fixes are prefixed `fixed:`.
+    /// the same one with the gallery's count); fixes are prefixed `fixed:`. A file over the
+    /// size limit, or holding `NaN` or `Infinity`, is not damaged: it is reported and left
+    /// in place, whatever `repair` says.
     ///
     /// # Errors
-    /// `Io` when the folder cannot be listed.
+    /// `Io` when the folder cannot be listed; the error of [`Owners`](super::Owners) when
+    /// it cannot say whose the folders are (while a restore stopped part way, say).
     pub fn check(&self, repair: bool, now: Timestamp) -> Result<Vec<WorkspaceProblem>> {
         if repair {
             self.forget(None);
@@ -57,7 +63,13 @@ impl Workspaces {
                 problem,
             });
         }
-        for user in self.user_ids()? {
+        let users = self.user_ids()?;
+        // Whose a folder is is asked of the store; when it refuses to say for any (a restore
+        // stopped part way), that is said once, not for each folder.
+        if !users.is_empty() {
+            (self.owners)(0)?;
+        }
+        for user in users {
             let mut problem = |p: String| {
                 out.push(WorkspaceProblem {
                     user_id: user,
@@ -155,6 +167,22 @@ impl Workspaces {
                 }
             }
         }
+        // A `.trash` that is no real folder (a file, a symlink) refuses every save (the
+        // numbers it keeps are looked at for each new piece) and every removal. Moved aside
+        // into a fresh one, which keeps the highest number it recorded.
+        let trash = folder.dir.join(PIECE_TRASH);
+        if let Err(Error::UnsafePath { .. }) = fsutil::real_dir(&trash) {
+            found.push(if repair {
+                renew_piece_trash(&folder.dir, now)?
+            } else {
+                format!(
+                    "{} is not a real folder (a symlink or a file), so every save and removal \
+                     of a piece refuses it; `redkeep check --repair` moves it aside into a \
+                     fresh one, keeping the piece numbers it recorded",
+                    trash.display()
+                )
+            });
+        }
         // A gallery that is a symlink (or a file) is refused by every piece operation. Moved
         // aside, the user starts an empty one; what a symlink pointed at is left alone.
         let gallery = folder.dir.join(GALLERY_DIR);
@@ -200,7 +228,7 @@ impl Workspaces {
         for n in numbers.files {
             match self.read_piece(&folder.dir, n) {
                 Ok(_) => count += 1,
-                Err(e) if repair && !unreadable(&e) => {
+                Err(e) if repair && !left_in_place(&e) => {
                     let name = piece_file_name(n);
                     let to = fsutil::move_to_trash(
                         &folder.dir.join(GALLERY_DIR).join(&name),
@@ -221,6 +249,12 @@ impl Workspaces {
         }
         let doc_path = folder.dir.join(WORKSPACE_FILE);
         match self.read_doc(&folder.dir) {
+            // Whole files a lenient writer made, or larger than this handle's limit: never
+            // moved aside, nor replaced by a fresh document (the canvas, the notes and the
+            // application's fields are all in there).
+            Err(e @ (Error::TooLarge { .. } | Error::NotStrictJson { .. })) => {
+                found.push(e.to_string());
+            }
             Err(e) if unreadable(&e) => found.push(format!(
                 "{e}: a file that cannot be read is not damaged, and a repair leaves it; give it back to the data dir's owner, or mend what keeps it from being read"
             )),
@@ -228,10 +262,16 @@ impl Workspaces {
                 // A JSON object whose only fault is its count (`"piece_count": "1"`) keeps
                 // everything else (canvas, notes, the application's fields) with the
                 // gallery's count; anything else starts a fresh document.
-                let kept = self
-                    .read_file(&doc_path)
-                    .ok()
-                    .flatten()
+                let bytes = match self.read_file(&doc_path) {
+                    Ok(bytes) => bytes,
+                    // Not to be read now (grown past the limit since, say): never replaced
+                    // by a fresh document for that; left for the next check.
+                    Err(again) => {
+                        found.push(again.to_string());
+                        return Ok(found);
+                    }
+                };
+                let kept = bytes
                     .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
                     .and_then(|v| match v {
                         serde_json::Value::Object(mut map) => {
@@ -290,6 +330,48 @@ impl Workspaces {
         }
         Ok(found)
     }
+}
+
+/// Replaces the `.trash` of the folder `dir` (held exclusively), a file or a symlink, with a
+/// fresh folder, and moves it into that folder; returns the `fixed:` line. The highest piece
+/// number it recorded (read through a symlink to a folder, names only) is kept there as an
+/// empty `{}` under that number, as an import keeps one, so that no number is given twice.
+fn renew_piece_trash(dir: &std::path::Path, now: Timestamp) -> Result<String> {
+    let trash = dir.join(PIECE_TRASH);
+    let recorded = fs::read_dir(&trash).ok().and_then(|entries| {
+        entries
+            .flatten()
+            .filter_map(|e| trashed_number(e.file_name().to_str()?))
+            .max()
+    });
+    let name = format!("trash.not-a-folder-{}", now.0);
+    let aside = dir.join(format!(".{name}"));
+    if !fsutil::rename_no_replace(&trash, &aside)? {
+        return Err(Error::unsafe_path(
+            &trash,
+            format!(
+                "it is not a real folder, and {} is taken, so it cannot be moved aside; move \
+                 one of them out of the folder by hand",
+                aside.display()
+            ),
+        ));
+    }
+    fsutil::create_private_dir(&trash)?;
+    fsutil::sync_dir(&trash)?;
+    if let Some(n) = recorded {
+        fsutil::write_private_new(&trash.join(piece_file_name(n)), b"{}")?;
+        fsutil::sync_this_dir(&trash)?;
+    }
+    let to = fsutil::move_to_trash(&aside, &trash, &name)?;
+    let kept = recorded.map_or(String::new(), |n| {
+        format!(", keeping piece number {n} (the highest it recorded) used")
+    });
+    Ok(format!(
+        "fixed: {} was not a real folder (a symlink or a file); moved it to {} in a fresh \
+         one{kept}",
+        trash.display(),
+        to.display()
+    ))
 }
 
 /// The entries under `dir` (itself included) open to other users, as one problem line (or,
@@ -394,7 +476,16 @@ fn restrict_here(path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What was wrong with a file that a repair moved aside, without the advice to repair it.
+/// Whether a repair leaves the file `e` is about in place, reported: one that cannot be read
+/// (its content may be whole), one over the size limit, one holding `NaN` or `Infinity`.
+fn left_in_place(e: &crate::Error) -> bool {
+    unreadable(e)
+        || matches!(
+            e,
+            crate::Error::TooLarge { .. } | crate::Error::NotStrictJson { .. }
+        )
+}
+
 /// Whether `e` says a file could not be read (permission denied, an I/O error, no
 /// descriptors left), not that what was read is damaged: such a file is not moved aside, as
 /// its content may be whole.
@@ -402,6 +493,7 @@ fn unreadable(e: &crate::Error) -> bool {
     matches!(e, crate::Error::Io { .. })
 }
 
+/// What was wrong with a file that a repair moved aside, without the advice to repair it.
 fn what_was_wrong(e: &crate::Error) -> String {
     match e {
         crate::Error::DamagedFile { path, reason } => {

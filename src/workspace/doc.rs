@@ -199,6 +199,48 @@ pub(crate) fn json_depth(bytes: &[u8]) -> usize {
     deepest
 }
 
+/// The first `NaN`, `Infinity` or `-Infinity` outside a string in the JSON text `bytes`,
+/// with its line and column (from 1; the column in bytes): tokens JSON does not allow, which
+/// Python's `json.dumps` writes by default. Outside strings, JSON holds no other letters
+/// than those of `true`, `false`, `null` and exponents, so any such word is that token.
+pub(crate) fn non_finite_token(bytes: &[u8]) -> Option<(&'static str, usize, usize)> {
+    let (mut in_string, mut escaped) = (false, false);
+    let (mut line, mut line_start) = (1usize, 0usize);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'\n' => {
+                line += 1;
+                line_start = i + 1;
+            }
+            b'N' | b'I' => {
+                let rest = &bytes[i..];
+                let minus = i > 0 && bytes[i - 1] == b'-';
+                let token = if rest.starts_with(b"NaN") {
+                    "NaN"
+                } else if rest.starts_with(b"Infinity") {
+                    if minus { "-Infinity" } else { "Infinity" }
+                } else {
+                    continue;
+                };
+                let start = if token.starts_with('-') { i - 1 } else { i };
+                return Some((token, line, start - line_start + 1));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Refuses a document (`what`, for the message) nested deeper than [`MAX_DOC_DEPTH`].
 pub(crate) fn within_depth(what: &'static str, bytes: &[u8]) -> Result<()> {
     let depth = json_depth(bytes);
@@ -253,6 +295,20 @@ mod tests {
             assert!(out.contains(exact), "{exact} in {out}");
         }
         assert_eq!(doc.piece_count, 2);
+    }
+
+    #[test]
+    fn non_finite_tokens_are_found_outside_strings_only() {
+        assert_eq!(super::non_finite_token(br#"{"a": 1}"#), None);
+        assert_eq!(super::non_finite_token(br#"{"NaN": "Infinity"}"#), None);
+        assert_eq!(
+            super::non_finite_token(b"{\"a\": [0.5, NaN]}"),
+            Some(("NaN", 1, 13))
+        );
+        assert_eq!(
+            super::non_finite_token(b"{\"s\": \"\\\"\",\n \"x\": -Infinity}"),
+            Some(("-Infinity", 2, 7))
+        );
     }
 
     #[test]

@@ -96,21 +96,81 @@ pub(crate) struct StoppedRestore {
 
 impl StoppedRestore {
     /// Puts the waiting folders in place in `ws` (the folders there go to the trash) and
-    /// returns how many were put in place; `None` when they are in place already.
+    /// says what it did; `None` when they are in place already.
     ///
     /// # Errors
     /// `Io` / `UnsafePath` when the folders cannot be moved.
-    pub(crate) fn finish(&self, ws: &Workspaces) -> Result<Option<u64>> {
+    pub(crate) fn finish(&self, ws: &Workspaces) -> Result<Option<FinishedRestore>> {
         if fsutil::real_dir(&self.users)?.is_none() {
             return Ok(None);
         }
         // Stopped after the folders there went to the trash: their entry is there, and an
         // empty one beside it (`reset-<at>-2`) would only be noise in the undo.
         let trashed = ws.trash_dir().join(format!("reset-{}", self.at));
-        let keep_empty = self.keep_empty && fsutil::real_dir(&trashed).ok().flatten().is_none();
-        Ok(ws
-            .replace_users_with(&self.users, Timestamp(self.at), keep_empty)?
-            .0)
+        let before = fsutil::real_dir(&trashed).ok().flatten().is_some();
+        let keep_empty = self.keep_empty && !before;
+        let (count, made) = ws.replace_users_with(&self.users, Timestamp(self.at), keep_empty)?;
+        // An entry made now, beside the one made before the restore stopped, holds folders
+        // made in `users/` meanwhile (nothing of this build writes there then).
+        let (replaced, made_since) = if before {
+            (Some(trashed), made)
+        } else {
+            (made, None)
+        };
+        Ok(Some(FinishedRestore {
+            count: count.unwrap_or(0),
+            from: self.users.clone(),
+            replaced,
+            made_since,
+        }))
+    }
+
+    /// The refusal of every workspace read and write while a restore's mark is in the
+    /// store: the folders in place are not (or not known to be) the restored store's.
+    pub(crate) fn refusal() -> Error {
+        Error::denied(
+            "a restore stopped part way here (a crash or a kill) before the backup's workspace \
+             folders were in place, so no workspace folder is read or written until it is \
+             finished; `redkeep check --repair` finishes it",
+        )
+    }
+}
+
+/// What finishing a stopped restore did ([`StoppedRestore::finish`]).
+#[derive(Debug, Clone)]
+pub(crate) struct FinishedRestore {
+    /// How many folders were put in place.
+    pub(crate) count: u64,
+    /// Where they came from.
+    pub(crate) from: PathBuf,
+    /// The trash entry holding the folders the restore replaced, if there were any.
+    pub(crate) replaced: Option<PathBuf>,
+    /// A second entry, made by the finish beside `replaced`: the folders made in `users/`
+    /// while the restore was stopped.
+    pub(crate) made_since: Option<PathBuf>,
+}
+
+impl std::fmt::Display for FinishedRestore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} folder(s) put in place from {}",
+            self.count,
+            self.from.display()
+        )?;
+        match (&self.replaced, &self.made_since) {
+            (Some(r), Some(m)) => write!(
+                f,
+                " (the folders they replaced went to the trash, {}; folders made while the \
+                 restore was stopped went to {})",
+                r.display(),
+                m.display()
+            ),
+            (Some(r), None) | (None, Some(r)) => {
+                write!(f, " (the folders there went to the trash, {})", r.display())
+            }
+            (None, None) => write!(f, " (no folders were there to replace)"),
+        }
     }
 }
 
@@ -801,9 +861,10 @@ impl Workspaces {
     /// folder without workspace.json, reads as an empty document.
     ///
     /// # Errors
-    /// `NotFound` for an unknown user; `DamagedFile` for a file that is not a workspace document
-    /// or is over the size cap (naming its path); `UnsafePath` for a folder of another
-    /// account, a symlink or a non-regular file.
+    /// `NotFound` for an unknown user; `DamagedFile` for a file that is not a workspace
+    /// document, `TooLarge` for one over the size cap, `NotStrictJson` for one holding `NaN`
+    /// or `Infinity` (each naming its path); `UnsafePath` for a folder of another account, a
+    /// symlink or a non-regular file.
     pub fn read(&self, user: u64) -> Result<WorkspaceDoc> {
         match self.folder(user, LockKind::Shared, false)? {
             Some(f) => self.read_doc(&f.dir),
@@ -835,7 +896,7 @@ impl Workspaces {
         match self.read_file(&path)? {
             None => Ok((WorkspaceDoc::default(), None)),
             Some(bytes) => {
-                let doc = WorkspaceDoc::parse(&bytes).map_err(|r| corrupt(&path, r))?;
+                let doc = WorkspaceDoc::parse(&bytes).map_err(|r| unparsed(&path, &bytes, r))?;
                 self.keep_doc(path, version, &doc, bytes.len());
                 Ok((doc, version))
             }
@@ -856,13 +917,19 @@ impl Workspaces {
         }
     }
 
-    /// Reads a regular file, refusing one over the cap. `None` if absent.
+    /// Reads a regular file, refusing one over the cap (`TooLarge`: it is not damaged).
+    /// `None` if absent.
     pub(super) fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        let cap = self.max_bytes();
-        fsutil::read_regular(path, cap).map_err(|e| match e {
-            Error::InvalidInput { .. } => {
-                corrupt(path, format!("larger than the {cap}-byte limit"))
-            }
+        let limit = self.max_bytes();
+        fsutil::read_regular(path, limit).map_err(|e| match e {
+            Error::InvalidInput { .. } => Error::TooLarge {
+                path: path.to_path_buf(),
+                // It grew past the limit while read when its size now is within it.
+                size: fs::symlink_metadata(path)
+                    .map_or(0, |m| m.len())
+                    .max(limit.saturating_add(1)),
+                limit,
+            },
             e => e,
         })
     }
@@ -1654,7 +1721,21 @@ impl Workspaces {
     }
 }
 
-pub(super) fn corrupt(path: &Path, reason: String) -> Error {
+/// Why the file at `path`, `bytes`, did not parse (`reason`): `NotStrictJson` when it holds
+/// `NaN` or `Infinity` (a whole file of a lenient writer, left as it is), else damaged.
+pub(super) fn unparsed(path: &Path, bytes: &[u8], reason: String) -> Error {
+    match super::doc::non_finite_token(bytes) {
+        Some((token, line, column)) => Error::NotStrictJson {
+            path: path.to_path_buf(),
+            token: token.to_string(),
+            line,
+            column,
+        },
+        None => corrupt(path, reason),
+    }
+}
+
+fn corrupt(path: &Path, reason: String) -> Error {
     Error::DamagedFile {
         path: path.to_path_buf(),
         reason,

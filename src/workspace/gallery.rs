@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::folders::{Workspaces, corrupt};
+use super::folders::{Workspaces, unparsed};
 use super::lock::LockKind;
 use super::names::{GALLERY_DIR, PIECE_TRASH};
 use super::names::{piece_file_name, piece_numbers, piece_numbers_tidying, trashed_numbers};
@@ -49,7 +49,8 @@ impl Workspaces {
         let bytes = self
             .read_file(&path)?
             .ok_or_else(|| Error::not_found(format!("piece {n}")))?;
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, format!("not valid JSON ({e})")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| unparsed(&path, &bytes, format!("not valid JSON ({e})")))
     }
 
     /// Saves a piece (any JSON document) as the next number, then updates `piece_count`; all
@@ -277,7 +278,9 @@ impl Workspaces {
     /// Reads piece `n`.
     ///
     /// # Errors
-    /// `NotFound` when it does not exist; `DamagedFile` (naming the path) when it is not JSON.
+    /// `NotFound` when it does not exist; `DamagedFile` (naming the path) when it is not JSON;
+    /// `TooLarge` when it is over the size cap; `NotStrictJson` when it holds `NaN` or
+    /// `Infinity`.
     pub fn load_piece(&self, user: u64, n: u64) -> Result<Value> {
         let missing = || Error::not_found(format!("piece {n} of user {user}"));
         let folder = self
@@ -293,7 +296,9 @@ impl Workspaces {
     /// given again.
     ///
     /// # Errors
-    /// `NotFound` when it does not exist.
+    /// `NotFound` when it does not exist; `Io` when it cannot be moved or the count cannot
+    /// be written (then the piece is put back), or, saying the piece was removed, when only
+    /// the last sync failed.
     pub fn delete_piece(&self, user: u64, n: u64) -> Result<()> {
         let missing = || Error::not_found(format!("piece {n} of user {user}"));
         let folder = self
@@ -311,18 +316,21 @@ impl Workspaces {
             fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &piece_file_name(n))?;
         let before = doc.piece_count;
         doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
-        let written = self.write_doc(&folder.dir, &doc).map(drop);
-        if written.is_err()
-            && self
-                .read_doc(&folder.dir)
-                .is_ok_and(|d| d.piece_count == before)
-        {
-            // The count could not be written: the piece comes back, so both stay in step.
-            if fsutil::rename_no_replace(&trashed, &path).unwrap_or(false) {
-                let _ = fsutil::sync_dir(&path);
+        let Err(e) = self.write_doc(&folder.dir, &doc) else {
+            return Ok(());
+        };
+        match self.read_doc(&folder.dir) {
+            Ok(d) if d.piece_count == before => {
+                // The count could not be written: the piece comes back, so both stay in step.
+                if fsutil::rename_no_replace(&trashed, &path).unwrap_or(false) {
+                    let _ = fsutil::sync_dir(&path);
+                }
+                Err(e)
             }
+            // The count is in place (only its folder's sync failed): the piece stays removed.
+            Ok(_) => Err(removed_but(n, e)),
+            Err(_) => Err(e),
         }
-        written
     }
 }
 
@@ -336,12 +344,34 @@ fn not_json(json: &[u8], e: &serde_json::Error) -> Error {
              it as UTF-8 without one",
         );
     }
+    if let Some((token, line, column)) = super::doc::non_finite_token(json) {
+        return Error::invalid(
+            "piece",
+            format!(
+                "it holds {token} at line {line} column {column}, which JSON does not allow \
+                 (Python's `json.dumps` writes NaN and Infinity unless given \
+                 `allow_nan=False`); write null (or a string) there instead"
+            ),
+        );
+    }
     Error::invalid("piece", format!("it is not valid JSON ({e})"))
 }
 
 /// Whether a regular file is at `path` (not following a symlink).
 fn is_file(path: &std::path::Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// The error of a removal whose piece is in the trash and whose count is written, but whose
+/// last step (a folder's sync) failed: it says the piece was removed, so that nobody
+/// removes it again (its number is never given again, so a second removal finds nothing).
+fn removed_but(n: u64, e: Error) -> Error {
+    e.io_context(|context| {
+        format!(
+            "piece {n} was removed, but {context} failed, so the removal may not survive a \
+             crash (`redkeep check` tells); do not remove it again"
+        )
+    })
 }
 
 /// The error of a save whose piece and count are both in place, but whose last step (a

@@ -140,13 +140,17 @@ pub(super) fn piece_numbers(dir: &Path) -> Result<Vec<u64>> {
 
 // Removed pieces are kept as `piece_NNNNNN.json` or `piece_NNNNNN.json-2`, ….
 pub(super) fn trashed_numbers(dir: &Path) -> Result<Numbers> {
-    numbers_in(&dir.join(PIECE_TRASH), |name| {
-        let base = match name.rsplit_once(".json-") {
-            Some((b, n)) if n.bytes().all(|c| c.is_ascii_digit()) => &name[..b.len() + 5],
-            _ => name,
-        };
-        parse_piece_name(base)
-    })
+    numbers_in(&dir.join(PIECE_TRASH), trashed_number)
+}
+
+/// The number of a removed piece's name in a folder's `.trash/` (`piece_NNNNNN.json`, or
+/// `piece_NNNNNN.json-2`, …), if it is one.
+pub(super) fn trashed_number(name: &str) -> Option<u64> {
+    let base = match name.rsplit_once(".json-") {
+        Some((b, n)) if n.bytes().all(|c| c.is_ascii_digit()) => &name[..b.len() + 5],
+        _ => name,
+    };
+    parse_piece_name(base)
 }
 
 #[cfg(test)]
