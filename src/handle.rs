@@ -1433,7 +1433,7 @@ impl Redkeep {
                 }
                 // Records set aside (or lost before) leave references pointing nowhere:
                 // those records are set aside too, and what every user needs is made again.
-                changes.extend(references::settle(tx, now)?);
+                changes.extend(references::settle(tx, now, false)?);
                 Ok(changes)
             })?;
             if !changes.is_empty() {

@@ -1152,3 +1152,79 @@ fn salvage_does_not_show_token_hashes_around_a_stretch_it_could_not_read() {
         assert!(!json.contains(&hex[..16]), "a token hash in {json}");
     }
 }
+
+/// A salvage whose copy lost a user's role grants (with a damaged page) gives that user the
+/// default `user` role, and says so; `check` on a store lets such a user be.
+#[test]
+fn salvage_gives_a_user_whose_grants_were_lost_the_user_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let rk = Redkeep::open(&dir, options().create(true)).unwrap();
+    let bob = make_user(&rk, "bob@example.com", false);
+    drop(rk);
+    let grants: Vec<Vec<u8>> = raw_entries(&dir, "r:user_roles")
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(&bob.to_be_bytes()))
+        .collect();
+    assert_eq!(grants.len(), 1);
+    {
+        let db = redb::Database::open(dir.join(redkeep::STORE_FILE)).unwrap();
+        let tx = db.begin_write().unwrap();
+        let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("r:user_roles");
+        tx.open_table(def)
+            .unwrap()
+            .remove(grants[0].as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        report
+            .changes
+            .iter()
+            .any(|c| c == &format!("user {bob}: held no role; they were given the `user` role")),
+        "{:?}",
+        report.changes
+    );
+    let copy = Redkeep::open(&to, options()).unwrap();
+    assert!(copy.roles().has_permission(bob, "basic_access").unwrap());
+}
+
+/// A grant whose key fields took a damaged byte reads as another user's grant (the index
+/// entries, made from the key it is stored under, agree with that key). Salvage does not
+/// move it to the key its fields name, which would make that other user an administrator:
+/// it is set aside.
+#[test]
+fn salvage_does_not_move_a_grant_whose_key_fields_were_damaged_to_another_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let rk = Redkeep::open(&dir, options().create(true)).unwrap();
+    let alice = make_user(&rk, "alice@example.com", true);
+    let bob = make_user(&rk, "bob@example.com", false);
+    let admin_role = rk.roles().get("admin").unwrap().id;
+    let key = |user: u64| [user.to_be_bytes(), admin_role.to_be_bytes()].concat();
+    // The bytes of a grant of the admin role to bob, which is then taken back.
+    rk.roles().grant(bob, "admin", None).unwrap();
+    drop(rk);
+    let bobs = raw_value(&dir, "r:user_roles", &key(bob)).unwrap();
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    rk.roles().revoke(bob, "admin", None).unwrap();
+    drop(rk);
+    // Alice's grant now reads as bob's.
+    common::plant_entry(None, &dir, "r:user_roles", &key(alice), &bobs);
+
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        report.changes.iter().any(|c| c.starts_with(
+            "user_roles: 1 record(s) that the damaged store's own indexes contradict"
+        ) && c.contains("its fields name key")),
+        "{:?}",
+        report.changes
+    );
+    let copy = Redkeep::open(&to, options()).unwrap();
+    assert!(!copy.users().get(bob).unwrap().unwrap().is_admin);
+    assert!(!copy.roles().has_permission(bob, "*").unwrap());
+}

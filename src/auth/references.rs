@@ -148,18 +148,11 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
         }
         Ok(())
     })?;
-    let grants = Table::<UserRole, dyn Source>::new(tx);
     let admin = admin_role(tx)?;
     let admin_kept = an_admin_holds_the_role(tx, admin)?;
     let mut uids = std::collections::HashMap::new();
     each::<User>(tx, |u| {
         let id = u.id;
-        if grants.count_in(KeyRange::prefix(key!(id)))? == 0 {
-            problems.push(format!(
-                "user {id} holds no role; `redkeep check --repair` gives them the \
-                 `{DEFAULT_ROLE}` role"
-            ));
-        }
         match holds_admin(tx, admin, id)? {
             Some(false) if u.is_admin && admin_kept => problems.push(format!(
                 "user {id} is marked admin but does not hold the admin role; `redkeep check \
@@ -269,14 +262,16 @@ pub(crate) fn own_table_types() -> [(&'static str, std::any::TypeId); 14] {
 /// records aside): records that point at a missing user, org or role are set aside into
 /// quarantine tables; so is an org without members; one without an
 /// owner gets one; a user without a credential gets one that no password matches (they
-/// reset it), without an org a personal one, without a current org one of theirs, without
-/// any role the `user` role; a user's admin mark follows the `admin` role (the role decides),
+/// reset it), without an org a personal one, without a current org one of theirs, and, when
+/// `salvaging` (grants may have been lost with a damaged page), without any role the `user`
+/// role; a user's admin mark follows the `admin` role (the role decides),
 /// except that a mark no grant backs stays while no active user holds the role, so a store is
 /// never left without an administrator (`check` says so); a lost system role is made again;
 /// an invite's use count follows the users it lists. Returns one line per change.
 pub(crate) fn settle(
     tx: &crate::store::WriteTx<'_>,
     now: crate::clock::Timestamp,
+    salvaging: bool,
 ) -> Result<Vec<String>> {
     use super::orgs;
     use super::recovery::RecoveryToken;
@@ -404,7 +399,10 @@ pub(crate) fn settle(
         user_list.push(u);
         Ok(())
     })?;
-    for u in &user_list {
+    // A user without a role is a state the API makes (`role revoke` of the last one) and
+    // `check` lets be; a salvage, whose grants may have been lost with a damaged page, gives
+    // such users the default role.
+    for u in user_list.iter().filter(|_| salvaging) {
         if grants.count_in(KeyRange::prefix(key!(u.id)))? == 0 {
             super::roles::grant_in(tx, now, u.id, DEFAULT_ROLE, None)?;
             changes.push(format!(

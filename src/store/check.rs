@@ -125,6 +125,15 @@ pub trait TableCheck: Send + Sync {
         key: &[u8],
         value: &[u8],
     ) -> Result<Vec<ExpectedEntry>>;
+    /// The primary key the record stored under `key` names by its own fields (`key` itself
+    /// for a record that does not decode, and for implementations that cannot tell).
+    ///
+    /// # Errors
+    /// None from the default; `Storage` when the engine fails.
+    fn own_key(&self, tx: &dyn Source, key: &[u8], value: &[u8]) -> Result<Vec<u8>> {
+        let _ = (tx, value);
+        Ok(key.to_vec())
+    }
     /// The highest primary key, for tables whose keys come from their id sequence.
     ///
     /// # Errors
@@ -507,6 +516,13 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
                 entry: index_entry(idx, &record, key).map(|k| (k, entry_value(idx, key))),
             })
             .collect())
+    }
+
+    fn own_key(&self, tx: &dyn Source, key: &[u8], value: &[u8]) -> Result<Vec<u8>> {
+        let raw = tx.raw();
+        let resolve = |id| resolve_shape(raw, id);
+        Ok(decode_record::<R>(key, value, &resolve)
+            .map_or_else(|_| key.to_vec(), |r| r.key().to_bytes()))
     }
 
     fn import(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<()> {

@@ -1126,7 +1126,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// after it), `None` once the range is done.
     ///
     /// # Errors
-    /// `Storage` when the engine fails; `Corrupt` for a malformed index entry.
+    /// `Storage` when the engine fails.
     pub(crate) fn delete_batch_by(
         &self,
         index: &Index<R>,
@@ -1134,15 +1134,17 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         limit: usize,
     ) -> Result<(usize, usize, Option<Vec<u8>>)> {
         let idx = Self::index_of(index)?;
-        let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        // A malformed entry (no primary key in it) is passed over like an unreadable record.
+        let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         self.raw()
             .range(index_name(idx), &range, Order::Asc, &mut |entry, value| {
-                batch.push((entry.to_vec(), target_of(idx, entry, value)?.to_vec()));
+                let pk = entry_target(idx, entry, value).map(<[u8]>::to_vec);
+                batch.push((entry.to_vec(), pk));
                 Ok(batch.len() < limit)
             })?;
         let (mut deleted, mut unread) = (0, 0);
         for (_, pk) in &batch {
-            let Some(key) = R::Key::from_bytes(pk) else {
+            let Some(key) = pk.as_deref().and_then(R::Key::from_bytes) else {
                 unread += 1;
                 continue;
             };

@@ -226,6 +226,9 @@ const BEARERS: [&str; 8] = [
 /// A record that the damaged store's own index entries contradict.
 struct Contradicted {
     key: Vec<u8>,
+    /// Its fields name another key than the one it is stored under (which its index
+    /// entries name): the index rebuild would move it there, to another account's id, say.
+    misplaced: bool,
     /// Its key as reports show it (`<redacted>` for a token's hash).
     shown: String,
     /// What the index held.
@@ -267,11 +270,23 @@ fn contradicted(
         }
     };
     let mut why: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
+    let mut misplaced: BTreeSet<Vec<u8>> = BTreeSet::new();
     let mut claimed: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
     raw.range(&table, &KeyRange::all(), Order::Asc, &mut |pk, value| {
         let Ok(expected) = t.expected_entries(tx, pk, value) else {
             return Ok(true);
         };
+        // A damaged byte in a key field (a grant's user id): the record reads as one stored
+        // under another key, and its entries (made from the key it is stored under) agree.
+        let own = t.own_key(tx, pk, value)?;
+        if own != pk {
+            misplaced.insert(pk.to_vec());
+            why.entry(pk.to_vec()).or_default().push(format!(
+                "its fields name key {}, but it is stored under this one, as its index \
+                 entries say",
+                show(&own)
+            ));
+        }
         for e in expected {
             let name = index_table(t.name(), e.index);
             let (Some(read_whole), Some((ik, iv))) = (whole.get(&name), e.entry) else {
@@ -348,6 +363,7 @@ fn contradicted(
         .into_iter()
         .map(|(key, why)| Contradicted {
             shown: show(&key),
+            misplaced: misplaced.contains(&key),
             key,
             why: why.join(", and "),
         })
@@ -640,7 +656,7 @@ fn salvage_into(
         },
     };
     let listed = src.read(|tx| tx.table_names()).ok();
-    let mut names = listed.unwrap_or_else(|| {
+    let mut names = listed.clone().unwrap_or_else(|| {
         // The table list itself is gone: look for the tables redkeep knows.
         let mut known: Vec<String> = crate::auth::own_tables()
             .iter()
@@ -734,7 +750,12 @@ fn salvage_into(
             })?;
         }
         if known_indexes.contains(name) {
-            index_whole.insert(name.clone(), skipped.is_empty());
+            // An index table the damaged store does not list (its name damaged, or a list
+            // that could not be read) reads empty: that is no evidence that entries are
+            // missing, only that those present stand.
+            let whole =
+                skipped.is_empty() && listed.as_ref().is_some_and(|l| l.iter().any(|n| n == name));
+            index_whole.insert(name.clone(), whole);
             continue;
         }
         tables.insert(
@@ -819,7 +840,29 @@ fn salvage_into(
                     if BEARERS.contains(&t.name()) {
                         changes.extend(drop_contradicted(tx, t.as_ref(), found)?);
                     } else {
-                        kept.extend(found.into_iter().map(|c| (t.name(), c)));
+                        // One whose key fields took the damage is set aside, not moved to
+                        // the key they name; the rest stay as they read.
+                        let (aside, stay): (Vec<_>, Vec<_>) =
+                            found.into_iter().partition(|c| c.misplaced);
+                        let table = record_table(t.name());
+                        let quarantine =
+                            record_table(&crate::store::quarantine_table(t.name()));
+                        for c in &aside {
+                            let raw = tx.raw_write()?;
+                            if let Some(bytes) = get_owned(raw, &table, &c.key)? {
+                                raw.put(&quarantine, &c.key, &bytes)?;
+                                raw.remove(&table, &c.key)?;
+                            }
+                            suspects.push(format!(
+                                "{}: record {} was set aside into quarantine:{}, as {}: a \
+                                 byte of its key fields was damaged; put it back by hand",
+                                t.name(),
+                                c.shown,
+                                t.name(),
+                                c.why
+                            ));
+                        }
+                        kept.extend(stay.into_iter().map(|c| (t.name(), c)));
                     }
                 } else {
                     // An older version's indexes may be laid out otherwise: no evidence.
@@ -889,7 +932,7 @@ fn salvage_into(
     changes.extend(
         rk.store()
             .write_anyway(crate::Durability::Immediate, |tx| {
-                let changes = crate::auth::references::settle(tx, now)?;
+                let changes = crate::auth::references::settle(tx, now, true)?;
                 for t in rk.tables() {
                     if let Some(id) = t.highest_id(tx)? {
                         tx.raise_sequence(t.name(), id)?;

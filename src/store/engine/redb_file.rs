@@ -420,17 +420,23 @@ impl FileDb {
     /// and even a sound file is written by the open for writing it needs. The copy goes to a
     /// private temp folder beside the file (the system's temp folder when the data dir
     /// cannot be written), removed afterwards. Whether the copy is the file as it was is
-    /// told by its length and modification time before and after: another process writing
+    /// told by its length, modification time and header before and after: another process writing
     /// the file meanwhile (shared mode) makes it copy again, three times at most. Returns
     /// whether redb found the copy sound (`false`: a problem redb repairs, on the copy).
     pub(crate) fn check_copy(&self) -> Result<bool> {
         let scratch = crate::fsutil::private_temp_dir_in(self.path.parent(), "a temporary folder")
             .or_else(|_| crate::fsutil::private_temp_dir_in(None, "a temporary folder"))?;
         let copy = scratch.path().join("check.redb");
+        // The length, modification time and header (its commit records): every commit
+        // rewrites the header, and a time stamped by a coarse clock may not move.
         let stamp = || {
-            std::fs::metadata(&self.path)
-                .map(|m| (m.len(), m.modified().ok()))
-                .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))
+            let read = |e| Error::io(format!("reading {}", self.path.display()), e);
+            let meta = std::fs::metadata(&self.path).map_err(read)?;
+            let mut header = vec![0; super::header::HEADER_LEN];
+            let mut file = std::fs::File::open(&self.path).map_err(read)?;
+            let n = std::io::Read::read(&mut file, &mut header).map_err(read)?;
+            header.truncate(n);
+            Ok::<_, Error>((meta.len(), meta.modified().ok(), header))
         };
         let mut tries = 0;
         loop {
