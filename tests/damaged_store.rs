@@ -1228,3 +1228,39 @@ fn salvage_does_not_move_a_grant_whose_key_fields_were_damaged_to_another_user()
     assert!(!copy.users().get(bob).unwrap().unwrap().is_admin);
     assert!(!copy.roles().has_permission(bob, "*").unwrap());
 }
+
+/// A user record stored under a key its own fields do not name (a damaged byte in its id):
+/// salvage sets it aside rather than move it onto the account its fields name, and lists it
+/// to be put back by hand; the account it would have clashed with stays whole.
+#[test]
+fn salvage_sets_aside_a_user_whose_id_field_was_damaged_and_lists_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let rk = Redkeep::open(&dir, options().create(true)).unwrap();
+    make_user(&rk, "ann@example.com", false);
+    let bob = make_user(&rk, "bob@example.com", false);
+    drop(rk);
+    let bobs = raw_value(&dir, "r:users", &bob.to_be_bytes()).unwrap();
+    common::plant_entry(None, &dir, "r:users", &99u64.to_be_bytes(), &bobs);
+
+    let to = tmp.path().join("salvaged");
+    let report = redkeep::ops::salvage(&dir, &to, options(), Timestamp(1_800_000_000)).unwrap();
+    assert!(
+        report.suspects.iter().any(|s| s.starts_with(
+            "users: record 99 was set aside into quarantine:users, as its fields name key"
+        )),
+        "{:?}",
+        report.suspects
+    );
+    let copy = Redkeep::open(&to, options()).unwrap();
+    assert!(copy.users().get(99).unwrap().is_none());
+    assert_eq!(
+        copy.users().get(bob).unwrap().map(|u| u.email),
+        Some("bob@example.com".to_string())
+    );
+    drop(copy);
+    assert_eq!(
+        raw_value(&to, "r:quarantine:users", &99u64.to_be_bytes()),
+        Some(bobs)
+    );
+}
