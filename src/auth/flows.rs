@@ -609,6 +609,13 @@ fn change_password_checked(
     new: &str,
     keep: Option<TokenHash>,
 ) -> Result<User> {
+    let right = admit_change(acc, user, current, new)?;
+    store_if_settled(acc, user.id, &right, new, keep)
+}
+
+/// Checks a password change of `user` (the new password's rules, the current one under the
+/// lockout rules); returns the attempt its current password was admitted as.
+fn admit_change(acc: &Accounts, user: &User, current: &str, new: &str) -> Result<Admitted> {
     super::password::validate_password(new)?;
     acc.read(|tx| tx.table::<Credential>().get(&user.id))?
         .ok_or(Error::Unauthorized)?;
@@ -625,7 +632,7 @@ fn change_password_checked(
             "the new password is the current one; choose a different one",
         ));
     }
-    store_if_settled(acc, user.id, &right, new, keep)
+    Ok(right)
 }
 
 /// Stores `new` as the password of `id`, in the write that ends the attempt `right` whose
@@ -638,13 +645,26 @@ fn store_if_settled(
     new: &str,
     keep: Option<TokenHash>,
 ) -> Result<User> {
+    store_then(acc, id, right, new, keep, |_, _, user| Ok(user))
+}
+
+/// [`store_if_settled`], then `then` in the same write, with the changed user.
+fn store_then<T: Send>(
+    acc: &Accounts,
+    id: u64,
+    right: &Admitted,
+    new: &str,
+    keep: Option<TokenHash>,
+    then: impl Fn(&WriteTx<'_>, Timestamp, User) -> Result<T> + Send + Sync,
+) -> Result<T> {
     let hash = acc.passwords.hash(new)?;
     let now = acc.now();
     acc.store.write(|tx| {
         if settle_right(tx, now, id, right)?.is_none() {
             return Ok(Err(Error::Unauthorized));
         }
-        store_password(tx, now, id, &hash, keep).map(Ok)
+        let user = store_password(tx, now, id, &hash, keep)?;
+        then(tx, now, user).map(Ok)
     })?
 }
 
@@ -660,32 +680,16 @@ pub(crate) fn change_password_renewing(
     new: &str,
     meta: &LoginMeta,
 ) -> Result<Login> {
-    super::password::validate_password(new)?;
-    acc.read(|tx| tx.table::<Credential>().get(&user.id))?
-        .ok_or(Error::Unauthorized)?;
-    let right = verify_user(acc, user, current)?;
-    if super::password::nfc(new) == super::password::nfc(current) {
-        settle_right_alone(acc, user.id, &right)?;
-        return Err(Error::invalid(
-            "password",
-            "the new password is the current one; choose a different one",
-        ));
-    }
-    let hash = acc.passwords.hash(new)?;
-    let now = acc.now();
+    let right = admit_change(acc, user, current, new)?;
     let (ttl, idle) = (acc.policy.sessions.ttl, acc.policy.sessions.idle_timeout);
-    acc.store.write(|tx| {
-        if settle_right(tx, now, user.id, &right)?.is_none() {
-            return Ok(Err(Error::Unauthorized));
-        }
-        let user = store_password(tx, now, user.id, &hash, None)?;
+    store_then(acc, user.id, &right, new, None, |tx, now, user| {
         let (token, session) = sessions::create_in(tx, now, user.id, ttl, idle, meta)?;
-        Ok(Ok(Login {
+        Ok(Login {
             token,
             session,
             user,
-        }))
-    })?
+        })
+    })
 }
 
 /// Changes the password of a session's user after checking the current one (under the

@@ -370,6 +370,25 @@ fn contradicted(
         .collect())
 }
 
+/// Moves the records `found` of `table` (their bytes as stored) to its quarantine table.
+///
+/// # Errors
+/// `Storage` when the copy cannot be written.
+fn set_aside(tx: &WriteTx<'_>, table: &str, found: &[Contradicted]) -> Result<()> {
+    let raw = tx.raw_write()?;
+    let (records, aside) = (
+        record_table(table),
+        record_table(&crate::store::quarantine_table(table)),
+    );
+    for c in found {
+        if let Some(bytes) = get_owned(raw, &records, &c.key)? {
+            raw.put(&aside, &c.key, &bytes)?;
+            raw.remove(&records, &c.key)?;
+        }
+    }
+    Ok(())
+}
+
 /// Moves the records of the bearer table `t` in `found` to its quarantine table; returns
 /// what it did, in one line.
 ///
@@ -383,15 +402,8 @@ fn drop_contradicted(
     if found.is_empty() {
         return Ok(Vec::new());
     }
-    let raw = tx.raw_write()?;
-    let table = record_table(t.name());
+    set_aside(tx, t.name(), &found)?;
     let aside = crate::store::quarantine_table(t.name());
-    for c in &found {
-        if let Some(bytes) = get_owned(raw, &table, &c.key)? {
-            raw.put(&record_table(&aside), &c.key, &bytes)?;
-            raw.remove(&table, &c.key)?;
-        }
-    }
     let after = match t.name() {
         "sessions" | "web_sessions" => "their users log in again",
         "agent_sessions" => "their agents start new sessions",
@@ -844,15 +856,8 @@ fn salvage_into(
                         // the key they name; the rest stay as they read.
                         let (aside, stay): (Vec<_>, Vec<_>) =
                             found.into_iter().partition(|c| c.misplaced);
-                        let table = record_table(t.name());
-                        let quarantine =
-                            record_table(&crate::store::quarantine_table(t.name()));
+                        set_aside(tx, t.name(), &aside)?;
                         for c in &aside {
-                            let raw = tx.raw_write()?;
-                            if let Some(bytes) = get_owned(raw, &table, &c.key)? {
-                                raw.put(&quarantine, &c.key, &bytes)?;
-                                raw.remove(&table, &c.key)?;
-                            }
                             suspects.push(format!(
                                 "{}: record {} was set aside into quarantine:{}, as {}: a \
                                  byte of its key fields was damaged; put it back by hand",
