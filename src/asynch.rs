@@ -493,6 +493,7 @@ impl AsyncWebSessions<'_> {
     forward! { "crate::auth::web_sessions::WebSessions", web_sessions;
         fn create(id: Vec<u8>, data: String, expires_at: Timestamp) -> bool => (&id, &data, expires_at);
         fn save(id: Vec<u8>, data: String, expires_at: Timestamp) -> () => (&id, &data, expires_at);
+        fn update(id: Vec<u8>, data: String, expires_at: Timestamp) -> bool => (&id, &data, expires_at);
         fn load(id: Vec<u8>) -> Option<(String, Timestamp)> => (&id);
         fn delete(id: Vec<u8>) -> bool => (&id);
         fn sweep() -> usize => ();

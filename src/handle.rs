@@ -612,16 +612,16 @@ impl Redkeep {
                 owners_of(store.clone(), true),
             )?
         };
-        let accounts = Accounts {
+        let accounts = Accounts::new(
             store,
-            clock: options.clock.clone(),
+            options.clock.clone(),
             passwords,
-            policy: options.policy(),
-            files: Arc::new(FolderFiles {
+            options.policy(),
+            Arc::new(FolderFiles {
                 workspaces: workspaces.clone(),
                 clock: options.clock.clone(),
             }),
-        };
+        );
         let rk = Redkeep {
             inner: Arc::new(Shared {
                 accounts,

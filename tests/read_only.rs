@@ -369,8 +369,44 @@ fn a_session_validates_through_a_read_only_handle() {
     drop(rk);
     clock.advance(std::time::Duration::from_secs(600));
     let ro = Redkeep::open(t.path(), t.options().clock(clock).read_only(true)).unwrap();
-    let (user, _) = ro.sessions().validate(login.token.expose()).unwrap();
-    assert_eq!(user.email, "ann@example.com");
+    // A handle that only reads does not try the write at all: a server on it used to log a
+    // warning for every request (the write failing each time).
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let quiet = {
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .set_default()
+    };
+    for _ in 0..3 {
+        let (user, _) = ro.sessions().validate(login.token.expose()).unwrap();
+        assert_eq!(user.email, "ann@example.com");
+    }
+    drop(quiet);
+    let logged = logs.text();
+    assert!(!logged.contains("could not be recorded"), "{logged}");
+}
+
+/// What a test's log subscriber wrote.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A valid API key verifies through a handle that takes no writes, as a session does: its

@@ -48,16 +48,13 @@ async fn contract<S: SessionStore>(store: &S) {
     assert_eq!(store.load(&a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(store.load(&b.id).await.unwrap(), Some(b.clone()));
 
-    // save overwrites (and creates when missing).
+    // save overwrites.
     a.data.insert("user".into(), json!(43));
     store.save(&a).await.unwrap();
     assert_eq!(
         store.load(&a.id).await.unwrap().unwrap().data["user"],
         json!(43)
     );
-    let c = record(Duration::hours(1));
-    store.save(&c).await.unwrap();
-    assert_eq!(store.load(&c.id).await.unwrap(), Some(c.clone()));
 
     // Unknown and expired sessions do not load.
     assert_eq!(store.load(&Id::default()).await.unwrap(), None);
@@ -88,6 +85,43 @@ async fn the_redkeep_store_keeps_the_contract() {
     let t = TestDir::new();
     let ark = open(&t, Arc::new(ManualClock::new(SystemClock.now()))).await;
     contract(&RedkeepSessionStore::new(ark)).await;
+}
+
+/// One request loads the session and is still running when another logs out (deleting the
+/// session); the first then saves it at its end (a CSRF token, a flash message). Returns
+/// whether the session is back in the store.
+async fn saved_after_a_logout<S: SessionStore>(store: Arc<S>) -> bool {
+    let mut r = record(Duration::hours(1));
+    store.create(&mut r).await.unwrap();
+    let slow = tower_sessions::Session::new(Some(r.id), store.clone(), None);
+    assert_eq!(slow.get::<i64>("user").await.unwrap(), Some(42));
+    let logout = tower_sessions::Session::new(Some(r.id), store.clone(), None);
+    logout.flush().await.unwrap();
+    slow.insert("flash", "saved").await.unwrap();
+    slow.save().await.unwrap();
+    store.load(&r.id).await.unwrap().is_some()
+}
+
+/// A session deleted while a request ran stays deleted when that request saves it: a save
+/// only updates. (`MemoryStore`'s save creates the session again, signed in as before the
+/// logout, and a copy of the cookie works again; redkeep's store did the same.)
+#[tokio::test]
+async fn a_save_after_a_logout_does_not_bring_the_session_back() {
+    assert!(
+        saved_after_a_logout(Arc::new(MemoryStore::default())).await,
+        "the race is real: MemoryStore brings the session back"
+    );
+    let t = TestDir::new();
+    let ark = open(&t, Arc::new(ManualClock::new(SystemClock.now()))).await;
+    let store = Arc::new(RedkeepSessionStore::new(ark.clone()));
+    assert!(!saved_after_a_logout(store.clone()).await);
+    assert_eq!(ark.web_sessions().count().await.unwrap(), 0);
+    // A live session's save still updates it.
+    let mut live = record(Duration::hours(1));
+    store.create(&mut live).await.unwrap();
+    live.data.insert("user".into(), json!(7));
+    store.save(&live).await.unwrap();
+    assert_eq!(store.load(&live.id).await.unwrap(), Some(live));
 }
 
 #[tokio::test]

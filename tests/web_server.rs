@@ -72,12 +72,17 @@ impl Answer {
 
 impl Site {
     async fn start() -> Site {
+        Site::start_with(|_| {}).await
+    }
+
+    async fn start_with(tune: impl FnOnce(&mut Options)) -> Site {
         let dir = tempfile::tempdir().unwrap();
         // The cookie layer keeps real time; redkeep's clock starts there and moves by hand.
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
-        let options = Options::default()
+        let mut options = Options::default()
             .password(PasswordParams::INSECURE_FAST)
             .clock(clock.clone());
+        tune(&mut options);
         let ark = AsyncRedkeep::open(dir.path().to_path_buf(), options)
             .await
             .unwrap();
@@ -695,6 +700,46 @@ async fn api_keys_work_until_revoked_or_expired() {
             a.body
         );
     }
+}
+
+/// The cookie of a login lives as long as the login's session may (its absolute expiry),
+/// whatever the session layer's own expiry: with a session lifetime of two days, the cookie
+/// used to end 12 hours after login (the example layer's `OnInactivity`, counted from the
+/// last save, which comes only at login), however active the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_lives_as_long_as_its_login() {
+    let site = Site::start_with(|o| {
+        o.sessions.ttl = std::time::Duration::from_secs(2 * 86_400);
+    })
+    .await;
+    site.register("hal@example.com", "correct horse").await;
+    let a = site
+        .call(
+            Method::POST,
+            "/login",
+            "",
+            Some(json!({"login": "hal@example.com", "password": "correct horse"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let set = a.set_cookie.expect("a Set-Cookie header");
+    let max_age: i64 = set
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Max-Age="))
+        .unwrap_or_else(|| panic!("no Max-Age: {set}"))
+        .parse()
+        .unwrap();
+    // Real seconds pass between the login and the header (a slow machine): a minute's slack.
+    assert!(
+        (2 * 86_400 - 60..=2 * 86_400).contains(&max_age),
+        "the cookie ends with the login: {set}"
+    );
+    let session = &site.ark.sessions().list(None, 10).await.unwrap()[0];
+    assert_eq!(
+        session.expires_at.0 - session.created_at.0,
+        2 * 86_400,
+        "{session:?}"
+    );
 }
 
 /// A cookie login is one of redkeep's login sessions: the token `/login` hands out is the

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use super::password::Passwords;
 use crate::clock::{Clock, Timestamp};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 
 /// The rules of the account domain that an application may tune.
@@ -142,9 +143,51 @@ pub(crate) struct Accounts {
     pub(crate) passwords: Passwords,
     pub(crate) policy: Policy,
     pub(crate) files: Arc<dyn UserFiles>,
+    /// When (the handle's clock) a use of a session or key that could not be recorded was
+    /// last logged: a store that takes no writes would otherwise log once per request.
+    pub(crate) unrecorded_logged: AtomicI64,
 }
 
+/// A use that could not be recorded is logged at most this often (seconds).
+const UNRECORDED_LOG_EVERY: i64 = 60;
+
 impl Accounts {
+    pub(crate) fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        passwords: Passwords,
+        policy: Policy,
+        files: Arc<dyn UserFiles>,
+    ) -> Accounts {
+        Accounts {
+            store,
+            clock,
+            passwords,
+            policy,
+            files,
+            unrecorded_logged: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Whether a use of a session or API key (`last_seen_at`, `last_used_at`) should be
+    /// written now: not on a handle opened only to read, whose every write fails.
+    pub(crate) fn records_uses(&self) -> bool {
+        !self.store.is_read_only()
+    }
+
+    /// Logs that the use of `what` could not be recorded: once a minute at most, since a
+    /// store that stopped taking writes fails every request's attempt alike. The session or
+    /// key stays usable; only its last use is not written.
+    pub(crate) fn use_unrecorded(&self, what: &str, e: &Error) {
+        if due(&self.unrecorded_logged, self.now().0, UNRECORDED_LOG_EVERY) {
+            tracing::warn!(
+                error = %e,
+                "{what}'s use could not be recorded (logged once a minute at most while \
+                 this lasts)"
+            );
+        }
+    }
+
     pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
@@ -160,5 +203,33 @@ impl Accounts {
     ) -> Result<T> {
         self.store.refuse_behind()?;
         self.store.read(f)
+    }
+}
+
+/// Whether `every` seconds have passed since `last`, or the clock went back before it (then
+/// `now` is taken as the new `last`; of callers racing, one gets `true`).
+fn due(last: &AtomicI64, now: i64, every: i64) -> bool {
+    let seen = last.load(Ordering::Relaxed);
+    (now.saturating_sub(seen) >= every || now < seen)
+        && last
+            .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unrecorded_use_is_logged_once_a_minute_at_most() {
+        let last = AtomicI64::new(i64::MIN);
+        assert!(due(&last, 1_000, 60), "the first is logged");
+        assert!(!due(&last, 1_000, 60));
+        assert!(!due(&last, 1_059, 60));
+        assert!(due(&last, 1_060, 60), "a minute later it is logged again");
+        assert!(!due(&last, 1_061, 60));
+        // A clock set back does not silence it until it catches up.
+        assert!(due(&last, 10, 60));
+        assert!(!due(&last, 11, 60));
     }
 }

@@ -347,7 +347,7 @@ impl ApiKeys<'_> {
         }
         let interval =
             i64::try_from(self.acc.policy.api_key_touch_interval.as_secs()).unwrap_or(i64::MAX);
-        if k.last_used_at.is_none_or(|t| now.since(t) >= interval) {
+        if k.last_used_at.is_none_or(|t| now.since(t) >= interval) && self.acc.records_uses() {
             let touched = self.acc.store.write(|tx| {
                 let t = tx.table::<ApiKey>();
                 let Some(mut k) = t.get(&hash)? else {
@@ -372,7 +372,7 @@ impl ApiKeys<'_> {
                 // now (opened read-only, behind its schema, damaged, a failing disk) only
                 // leaves its last use unrecorded, as for sessions.
                 Err(e) => {
-                    tracing::warn!(error = %e, "an API key's use could not be recorded");
+                    self.acc.use_unrecorded("an API key", &e);
                     Ok(k)
                 }
             };

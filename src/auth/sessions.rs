@@ -252,7 +252,9 @@ impl Sessions<'_> {
             .touch_interval
             .as_secs()
             .min(session.idle_timeout_secs / 2);
-        if now.since(session.last_seen_at) >= i64::try_from(interval).unwrap_or(i64::MAX) {
+        if now.since(session.last_seen_at) >= i64::try_from(interval).unwrap_or(i64::MAX)
+            && self.acc.records_uses()
+        {
             let touched = self.acc.store.write(|tx| {
                 let t = tx.table::<Session>();
                 match t.get(&hash)? {
@@ -271,7 +273,7 @@ impl Sessions<'_> {
                 // behind its schema, damaged, a failing disk) only leaves its last use
                 // unrecorded.
                 Err(e) => {
-                    tracing::warn!(error = %e, "a session's use could not be recorded");
+                    self.acc.use_unrecorded("a session", &e);
                     Ok((user, session))
                 }
             };

@@ -89,7 +89,8 @@ impl WebSessions<'_> {
         })
     }
 
-    /// Stores the session under `id`, replacing what was there.
+    /// Stores the session under `id`, replacing what was there, or creating it. (A session
+    /// layer saving at the end of a request wants [`update`](Self::update).)
     ///
     /// # Errors
     /// `InvalidInput` when `data` is over [`MAX_WEB_SESSION_BYTES`].
@@ -103,6 +104,31 @@ impl WebSessions<'_> {
         self.acc
             .store
             .write(|tx| tx.table::<WebSession>().put(&record))
+    }
+
+    /// Replaces the data and expiry of the session under `id`, only if it is still there;
+    /// returns whether it was. A session deleted meanwhile (a logout, a sweep, a new id)
+    /// stays deleted: what a session layer saving at the end of a request wants, where
+    /// [`save`](Self::save) would bring back a session the user logged out of while the
+    /// request ran.
+    ///
+    /// # Errors
+    /// `InvalidInput` when `data` is over [`MAX_WEB_SESSION_BYTES`].
+    pub fn update(&self, id: &[u8], data: &str, expires_at: Timestamp) -> Result<bool> {
+        checked(data)?;
+        let record = WebSession {
+            hash: hash_id(id),
+            data: data.to_string(),
+            expires_at,
+        };
+        self.acc.store.write(|tx| {
+            let t = tx.table::<WebSession>();
+            if !t.contains(&record.hash)? {
+                return Ok(false);
+            }
+            t.put(&record)?;
+            Ok(true)
+        })
     }
 
     /// The data and expiry of the session under `id`, unless it is missing or expired.

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use axum_login::tower_sessions;
 use axum_login::{AuthUser, AuthnBackend, AuthzBackend};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -211,7 +212,8 @@ impl Backend {
     /// token, with [`Backend::logout`]); gives the cookie session a new id (axum-login does
     /// that only for a cookie without auth data, and a new id for every login keeps a cookie
     /// planted beforehand, session fixation, from carrying it); then binds the cookie to
-    /// `login`, so ending either ends both.
+    /// `login`, so ending either ends both, and has the cookie end when the login's
+    /// session expires (its absolute expiry), whatever the session layer's own expiry.
     ///
     /// # Errors
     /// `Storage` when the session store fails (the cookie then carries no login); `Cancelled`.
@@ -219,14 +221,31 @@ impl Backend {
         if let Some(previous) = auth.user.clone() {
             auth.backend.logout(&previous).await?;
         }
+        Self::bind(auth, login).await
+    }
+
+    /// Binds the cookie of `auth` to `login` under a new cookie session id, and has the
+    /// cookie (and the web session behind it) end when the login's session does at the
+    /// latest: at its absolute expiry. (The layer's own expiry, `OnInactivity` say, is
+    /// counted from the last save, which axum-login makes only at login and logout: it cut a
+    /// longer login short, and never followed the activity. Inactivity is the redkeep
+    /// session's idle timeout, renewed by every validation.)
+    async fn bind(auth: &mut axum_login::AuthSession<Backend>, login: &Login) -> Result<()> {
         auth.session
             .cycle_id()
             .await
-            .map_err(|e| Error::storage("giving the cookie session a new id", e))?;
+            .map_err(|e| session_error("giving the cookie session a new id", e))?;
+        let ends =
+            super::session_store::in_system_time(&auth.backend.ark, login.session.expires_at);
+        if let Ok(at) = tower_sessions::cookie::time::OffsetDateTime::from_unix_timestamp(ends) {
+            auth.session
+                .set_expiry(Some(tower_sessions::Expiry::AtDateTime(at)));
+        }
         let web = auth.backend.web_login(login);
-        auth.login(&web)
-            .await
-            .map_err(|e| Error::storage("signing the cookie session in", e))
+        auth.login(&web).await.map_err(|e| match e {
+            axum_login::Error::Session(e) => session_error("signing the cookie session in", e),
+            axum_login::Error::Backend(e) => e,
+        })
     }
 
     /// Ends a cookie login's redkeep session (call it with axum-login's `logout`, which only
@@ -273,14 +292,7 @@ impl Backend {
             })
             .await?;
         // The cookie's old login ended with the change: signed in afresh, under a new id.
-        auth.session
-            .cycle_id()
-            .await
-            .map_err(|e| Error::storage("giving the cookie session a new id", e))?;
-        let web = auth.backend.web_login(&login);
-        auth.login(&web)
-            .await
-            .map_err(|e| Error::storage("signing the cookie session in", e))?;
+        Self::bind(auth, &login).await?;
         Ok(login)
     }
 
@@ -375,9 +387,44 @@ impl AuthzBackend for Backend {
     }
 }
 
+/// A failure of the cookie's session layer as redkeep's error: the store's `Busy` (a
+/// PostgreSQL write that kept clashing) stays `Busy`, answered 503 with `Retry-After`, not
+/// taken for a fault of the server.
+fn session_error(what: &'static str, e: tower_sessions::session::Error) -> Error {
+    use tower_sessions::session::Error as Layer;
+    use tower_sessions::session_store::Error as Store;
+    if let Layer::Store(Store::Backend(message)) = &e
+        && let Some(busy) = super::session_store::busy_in(message)
+    {
+        return Error::Busy { what: busy.into() };
+    }
+    Error::storage(what, e)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::LoginId;
+    use super::{Error, LoginId, session_error, tower_sessions};
+
+    /// The store's `Busy` comes back out of the session layer as `Busy` (503 with
+    /// `Retry-After`); any other failure as `Storage`.
+    #[test]
+    fn a_busy_store_stays_busy_through_the_session_layer() {
+        use tower_sessions::session::Error as Layer;
+        use tower_sessions::session_store::Error as Store;
+        let through = |e: Error| {
+            let message = crate::web::session_store::backend_message_of(&e);
+            session_error("signing in", Layer::Store(Store::Backend(message)))
+        };
+        let busy = through(Error::Busy {
+            what: "a write kept clashing with others".into(),
+        });
+        match busy {
+            Error::Busy { what } => assert_eq!(what, "a write kept clashing with others"),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        let other = through(Error::invalid("session data", "use at most 1 byte"));
+        assert!(matches!(other, Error::Storage { .. }), "{other:?}");
+    }
 
     /// A cookie session written by an earlier release holds the bare user id: it reads as a
     /// login without a session (signed out), never as an error that fails the request.

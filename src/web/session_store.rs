@@ -32,15 +32,45 @@ fn id_bytes(id: i128) -> Vec<u8> {
 /// expires when that clock passes its lifetime, as the redkeep login behind it does, not
 /// at once (a clock ahead of the system's) or never (one behind it).
 fn in_handle_time(ark: &AsyncRedkeep, unix_secs: i64) -> Timestamp {
-    let system_now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     Timestamp(
         ark.sync()
             .now()
             .0
-            .saturating_add(unix_secs.saturating_sub(system_now)),
+            .saturating_add(unix_secs.saturating_sub(system_now())),
     )
+}
+
+/// How the store's `Busy` starts in the session layer's error (a string there), so that
+/// [`busy_in`] tells it apart again.
+const STORE_BUSY: &str = "the session store is busy: ";
+
+/// A store error as the session layer's backend error (a string): the store's `Busy` is
+/// marked, for [`busy_in`].
+fn backend_message(e: &crate::Error) -> String {
+    match e {
+        crate::Error::Busy { what } => format!("{STORE_BUSY}{what}"),
+        e => e.to_string(),
+    }
+}
+
+/// What was busy, when `message` (a session layer's backend error) is the store's `Busy`.
+#[cfg(feature = "axum-login")]
+pub(super) fn busy_in(message: &str) -> Option<&str> {
+    message.strip_prefix(STORE_BUSY)
+}
+
+/// `at` (the handle's time) by the system clock, the inverse of [`in_handle_time`]: when a
+/// cookie set now should end to end with a login whose session expires at `at`.
+#[cfg(feature = "axum-login")]
+pub(super) fn in_system_time(ark: &AsyncRedkeep, at: Timestamp) -> i64 {
+    system_now().saturating_add(at.0.saturating_sub(ark.sync().now().0))
+}
+
+/// The system clock, in Unix seconds.
+fn system_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Implements the store for the tower-sessions crate at `$ts` (its session and store
@@ -52,7 +82,7 @@ macro_rules! session_store {
             use $($ts)::+::session_store::{Error, ExpiredDeletion, Result, SessionStore};
 
             fn backend(e: crate::Error) -> Error {
-                Error::Backend(e.to_string())
+                Error::Backend(backend_message(&e))
             }
 
             /// The record as stored: everything but the id, which is the key (hashed), and
@@ -107,12 +137,16 @@ macro_rules! session_store {
                     }
                 }
 
+                /// Updates the session only if it is still there: one deleted while the
+                /// request ran (a logout in another request, a sweep) stays deleted, unlike
+                /// `MemoryStore`, whose save would bring it back, signed in again.
                 async fn save(&self, record: &Record) -> Result<()> {
                     let (data, expires) = encode(&self.ark, record)?;
                     self.ark
                         .web_sessions()
-                        .save(id_bytes(record.id.0), data, expires)
+                        .update(id_bytes(record.id.0), data, expires)
                         .await
+                        .map(|_| ())
                         .map_err(backend)
                 }
 
@@ -182,3 +216,8 @@ macro_rules! session_store {
 session_store!(tower_sessions);
 #[cfg(feature = "axum-login")]
 session_store!(axum_login::tower_sessions);
+
+#[cfg(all(test, feature = "axum-login"))]
+pub(super) fn backend_message_of(e: &crate::Error) -> String {
+    backend_message(e)
+}
