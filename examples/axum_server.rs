@@ -644,7 +644,7 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     // `redkeep --data-dir DIR …` works while the server runs.
-    let _admin = redkeep::admin::serve(ark.sync())?;
+    let admin = redkeep::admin::serve(ark.sync())?;
     let stop = stop_requested()?;
     println!("listening on http://{}", listener.local_addr()?);
     // Logins that time out instead of logging out leave their session rows (and the
@@ -674,6 +674,8 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         } => eprintln!("axum_server: requests still open after {grace:?} were closed"),
     }
     sweeper.abort();
+    // Stopping the admin socket waits for a command under way: not on a runtime thread.
+    tokio::task::spawn_blocking(move || drop(admin)).await?;
     println!("stopped");
     Ok(())
 }

@@ -15,6 +15,9 @@
 //! once) is then lost with the future. Await calls that create secrets to their end, and put
 //! timeouts around whole requests only where the work is safe to finish unseen.
 //!
+//! **Closing.** Dropping the last handle closes the store on the dropping thread (for a redb
+//! file a commit and an fsync); [`AsyncRedkeep::close`] does it on the blocking pool.
+//!
 //! The noun views (`ark.users()`) borrow the handle: `ark.users().create(spec).await` works
 //! as one expression; to keep a future, keep the view first (`let users = ark.users();`).
 
@@ -160,6 +163,23 @@ impl AsyncRedkeep {
     /// Wraps an open handle.
     pub fn new(rk: Redkeep) -> AsyncRedkeep {
         AsyncRedkeep { rk }
+    }
+
+    /// Drops this handle on the blocking pool, and returns once that is done. When it is the
+    /// last handle on the data dir (no clone of it, nor of its synchronous handle, is left),
+    /// the store closes there, completely, before this returns: the data dir can be opened
+    /// again at once. Dropping the last handle instead closes the store on the dropping
+    /// thread, which for a redb file is a commit and an fsync on a runtime thread.
+    ///
+    /// # Errors
+    /// `Cancelled` when the runtime shuts down first (the handle is dropped all the same).
+    pub async fn close(self) -> Result<()> {
+        let rk = self.rk;
+        blocking(move || {
+            drop(rk);
+            Ok(())
+        })
+        .await
     }
 
     /// The synchronous handle, for calls that do not block (or inside [`AsyncRedkeep::run`]).

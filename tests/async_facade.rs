@@ -150,3 +150,36 @@ async fn hashing_and_commits_leave_the_async_thread_free() {
         "the ticker stood still during {still} of 16 operations: {moved:?}"
     );
 }
+
+/// `close` drops the handle on the blocking pool and returns once the store is closed: the
+/// data dir opens again at once, alone. While another clone is left, it stays open.
+#[tokio::test(flavor = "current_thread")]
+async fn close_returns_once_the_store_is_closed() {
+    let t = TestDir::new();
+    let rk = AsyncRedkeep::open(t.path().to_path_buf(), t.options())
+        .await
+        .unwrap();
+    rk.users()
+        .create(redkeep::NewUser {
+            email: "a@example.com".into(),
+            ..redkeep::NewUser::default()
+        })
+        .await
+        .unwrap();
+    let other = rk.clone();
+    rk.close().await.unwrap();
+    assert_eq!(
+        other.users().count().await.unwrap(),
+        1,
+        "a clone keeps it open"
+    );
+    other.close().await.unwrap();
+    let alone = AsyncRedkeep::open(
+        t.path().to_path_buf(),
+        t.options().mode(redkeep::Mode::Exclusive),
+    )
+    .await
+    .unwrap();
+    assert_eq!(alone.users().count().await.unwrap(), 1);
+    alone.close().await.unwrap();
+}

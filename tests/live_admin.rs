@@ -285,11 +285,33 @@ fn an_oversized_or_malformed_request_is_refused_without_harming_the_owner() {
     drop(owner);
 }
 
-/// A command given an endless input (`/dev/zero`) through the owner ends with its error:
-/// the owner dropped what the failed command left unread with no limit, the client kept
-/// sending, and both copied zeros for ever.
+/// Past the connections the owner serves and those it answers busy (each with a thread),
+/// one more is still told the owner is busy: it was closed unanswered, and the CLI said the
+/// application "closed the connection before answering".
 #[test]
-fn an_endless_input_to_a_failed_command_through_the_owner_ends() {
+fn a_client_past_every_slot_is_told_the_owner_is_busy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let mut owner = start_owner(&dir);
+    let socket = dir.join("redkeep.sock");
+    // Idle clients hold every slot (until the owner's request deadline).
+    let idle: Vec<UnixStream> = (0..48)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    let (code, out, err) = run(&dir, &["invite", "create"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("busy with other admin requests"), "{err}");
+    drop(idle);
+    assert_eq!(owner.ask("count")[2], 0, "nothing was made");
+}
+
+/// An import never runs through the owner: it fills the store in one write transaction that
+/// lasts as long as its input, so every write of the application waited on it, for ever on a
+/// stalled pipe (an endless input here). The CLI says at once to stop the application, and
+/// the owner refuses a client that asks anyway, dropping what it sends within its limits.
+#[test]
+fn an_import_never_runs_through_the_owner() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     init(&dir);
@@ -310,13 +332,37 @@ fn an_endless_input_to_a_failed_command_through_the_owner_ends() {
     // A bound on a failure, not a wait for the clock: a command that never ends fails here.
     let Ok(out) = ended.recv_timeout(std::time::Duration::from_secs(120)) else {
         let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        panic!("`import -` from /dev/zero through the owner did not end");
+        panic!("`import -` from /dev/zero under the owner did not end");
     };
     let out = out.unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("line 1"), "{err}");
-    // The owner serves on.
+    assert!(err.contains("an import fills the store"), "{err}");
+    assert!(err.contains("stop the application first"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // A client that sends the request anyway is refused, its endless input dropped.
+    let socket = dir.join("redkeep.sock");
+    let mut s = UnixStream::connect(&socket).unwrap();
+    let body = br#"{"version":2,"request":{"command":{"Import":{"file":"-"}},"secret":null}}"#;
+    s.write_all(b"R").unwrap();
+    s.write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
+        .unwrap();
+    s.write_all(body).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let answer = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = reader.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let chunk = vec![b'{'; 64 * 1024];
+    while s.write_all(b"I").is_ok()
+        && s.write_all(&u32::try_from(chunk.len()).unwrap().to_be_bytes())
+            .is_ok()
+        && s.write_all(&chunk).is_ok()
+    {}
+    let answer = answer.join().unwrap();
+    assert!(answer.contains("an import fills the store"), "{answer}");
+    // The owner serves on, and nothing was imported.
     let (code, _, err) = run(&dir, &["invite", "create"], None);
     assert_eq!(code, 0, "{err}");
     assert_eq!(owner.ask("count")[2], 1);

@@ -179,13 +179,29 @@ fn send_request(
     stream.flush()
 }
 
-fn read_answer(stream: &mut UnixStream, output: &mut dyn Write) -> Result<Remote> {
-    let died = |e: std::io::Error| {
-        Error::io(
-            "the application holding the store closed the connection before answering; its store is consistent (each command is one transaction)",
+/// Why no answer came: the owner went away, or kept silent past the client's read timeout
+/// (an hour), while the command may still run there.
+fn no_answer(e: std::io::Error) -> Error {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ) {
+        return Error::io(
+            "the application holding the store has not answered for an hour; the command may \
+             still be running there, and its result will not be shown here (a secret it makes \
+             is not seen: check what it did with `redkeep` once it is done, and revoke or \
+             replace such a secret)",
             e,
-        )
-    };
+        );
+    }
+    Error::io(
+        "the application holding the store closed the connection before answering; its store is consistent (each command is one transaction)",
+        e,
+    )
+}
+
+fn read_answer(stream: &mut UnixStream, output: &mut dyn Write) -> Result<Remote> {
+    let died = no_answer;
     loop {
         let cap = MAX_ANSWER_BYTES.max(MAX_CHUNK_BYTES);
         match read_frame(stream, cap).map_err(died)? {
@@ -211,5 +227,27 @@ fn read_answer(stream: &mut UnixStream, output: &mut dyn Write) -> Result<Remote
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error as IoError, ErrorKind};
+
+    /// A command that outlasts the client's read timeout is not reported as the owner gone
+    /// away: it may still be running there, and its result is lost to this client.
+    #[test]
+    fn a_silent_owner_is_not_taken_for_one_that_went_away() {
+        let timed_out = super::no_answer(IoError::from(ErrorKind::WouldBlock)).to_string();
+        assert!(
+            timed_out.contains("has not answered for an hour"),
+            "{timed_out}"
+        );
+        assert!(!timed_out.contains("closed the connection"), "{timed_out}");
+        let gone = super::no_answer(IoError::from(ErrorKind::UnexpectedEof)).to_string();
+        assert!(
+            gone.contains("closed the connection before answering"),
+            "{gone}"
+        );
     }
 }

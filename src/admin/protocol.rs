@@ -101,6 +101,9 @@ pub(crate) struct ChunkReader<'a> {
     buf: Vec<u8>,
     pos: usize,
     done: bool,
+    /// The body of a chunk over the limit, whose header was read: [`drain`](Self::drain)
+    /// drops it first, so that its bytes are not taken for frame headers.
+    unread: u64,
 }
 
 impl<'a> ChunkReader<'a> {
@@ -110,6 +113,7 @@ impl<'a> ChunkReader<'a> {
             buf: Vec::new(),
             pos: 0,
             done: false,
+            unread: 0,
         }
     }
 
@@ -121,9 +125,10 @@ impl<'a> ChunkReader<'a> {
         }
         let held = self.buf.len().saturating_sub(self.pos) as u64;
         self.pos = self.buf.len();
+        let unread = std::mem::take(&mut self.unread);
         budget
             .checked_sub(held)
-            .is_some_and(|left| drain(&*self.stream, deadline, 0, left))
+            .is_some_and(|left| drain(&*self.stream, deadline, unread, left))
     }
 }
 
@@ -189,6 +194,16 @@ impl BufRead for ChunkReader<'_> {
                     self.pos = 0;
                 }
                 Frame::Body(END, _) => self.done = true,
+                Frame::TooLarge(INPUT, len) => {
+                    self.unread = u64::from(len);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "an input chunk of {len} bytes is over the limit of \
+                             {MAX_CHUNK_BYTES} bytes a chunk; send the input in smaller chunks"
+                        ),
+                    ));
+                }
                 Frame::Body(kind, _) | Frame::TooLarge(kind, _) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -308,6 +323,40 @@ mod tests {
         let mut slow = Drip::new(input(1, None), 64, step, start);
         assert!(!drain(&mut slow, start + 2 * step, 0, 1024 * 1024));
         assert_eq!(slow.sent, 2 * 64);
+    }
+
+    /// An input chunk over the limit is named as such (it was "unexpected frame 'I'"), and
+    /// its body is dropped as a body before the frames after it: it was read as frame
+    /// headers, so its first byte could pass for the end marker.
+    #[test]
+    fn an_input_chunk_over_the_limit_is_named_and_its_body_dropped() {
+        use std::io::{Read, Write};
+        let (mut owner, mut client) = std::os::unix::net::UnixStream::pair().unwrap();
+        let len = super::MAX_CHUNK_BYTES + 1;
+        let sender = std::thread::spawn(move || {
+            client.write_all(&[INPUT]).unwrap();
+            client.write_all(&len.to_be_bytes()).unwrap();
+            // A body of end markers, then one input chunk of 3 bytes and the end.
+            client.write_all(&vec![END; len as usize]).unwrap();
+            client
+                .write_all(&[INPUT, 0, 0, 0, 3, b'x', b'y', b'z'])
+                .unwrap();
+            client.write_all(&[END, 0, 0, 0, 0]).unwrap();
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+            client
+        });
+        let mut reader = super::ChunkReader::new(&mut owner);
+        let mut out = Vec::new();
+        let err = reader.read_to_end(&mut out).unwrap_err();
+        assert!(err.to_string().contains("input chunk of"), "{err}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        assert!(reader.drain(deadline, 4 * 1024 * 1024), "read to its end");
+        drop(reader);
+        // Nothing is left after the end marker: the drain stopped at the true end.
+        let mut rest = Vec::new();
+        owner.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{} bytes left", rest.len());
+        sender.join().unwrap();
     }
 
     /// The body of a frame whose header was read (a request too large to read) is dropped as

@@ -48,7 +48,9 @@ const MAX_REFUSALS: usize = 8;
 /// goes on to its end (a long `check`, a backup), which may take a while.
 const STOP_PATIENCE: Duration = Duration::from_secs(60);
 
-/// A running admin socket; stops, and removes its file, when dropped.
+/// A running admin socket; stops, and removes its file, when dropped. Dropping it waits for
+/// the commands under way to end (a minute at most): in async code, drop it on the blocking
+/// pool (`tokio::task::spawn_blocking(move || drop(server))`), as the example server does.
 #[derive(Debug)]
 pub struct AdminServer {
     path: PathBuf,
@@ -320,6 +322,19 @@ fn accept_loop(
                         "the owner is busy with other admin requests; try again",
                     );
                 });
+            } else {
+                // No thread left to read its request: the answer goes out at once, without
+                // waiting (it fits in the socket's buffer), so the client is told it is busy
+                // rather than that the owner closed the connection before answering.
+                let mut stream = stream;
+                if stream.set_nonblocking(true).is_ok() {
+                    answer(
+                        &mut stream,
+                        Err(error(
+                            "the owner is busy with other admin requests; try again",
+                        )),
+                    );
+                }
             }
             continue;
         }
@@ -457,15 +472,20 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
         return;
     }
     let req = request.request;
-    if req.command.changes_schema() {
+    if req.command.needs_store_alone() {
         tracing::warn!(
             command = req.command.name(),
-            "admin request refused: a migration"
+            "admin request refused: it needs the store alone"
         );
+        let why = if req.command.changes_schema() {
+            "a migration changes the stored format, and this application would go on running its own code on it"
+        } else {
+            req.command.why_alone()
+        };
         refuse(
             stream,
             deadline,
-            "a migration changes the stored format, and this application would go on running its own code on it; stop the application, then run the command again",
+            &format!("{why}; stop the application, then run the command again"),
         );
         return;
     }

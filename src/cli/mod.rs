@@ -565,9 +565,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                         )],
                     )
                 }
-                Err(Error::InUse { holder, .. }) if req.command.changes_schema() => {
+                Err(Error::InUse { holder, .. }) if req.command.needs_store_alone() => {
                     return Err(Error::denied(format!(
-                        "a migration changes the stored format and cannot run while the store is held ({}); stop the application first",
+                        "{} and cannot run while the store is held ({}); stop the application first",
+                        req.command.why_alone(),
                         who_holds(&holder)
                     )));
                 }
@@ -790,7 +791,8 @@ fn remote(
     match owner.say_when_slow().send(req, input, output)? {
         admin::Remote::Reply(r) => Ok(Ok(r)),
         admin::Remote::Failed(message, code) => {
-            eprintln!("error: {}", render::printable(&message));
+            // As a local run prints its error: long words and lines cut.
+            eprintln!("error: {}", render::error_line(&message));
             Ok(Err(ExitCode::from(code)))
         }
     }

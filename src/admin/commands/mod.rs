@@ -245,6 +245,25 @@ impl Command {
         )
     }
 
+    /// Whether the command needs the store to itself, so it never runs through an
+    /// application's admin socket: a migration ([`changes_schema`](Self::changes_schema)),
+    /// and an import, which fills the store in one write transaction that lasts as long as
+    /// its input (a pipe from another machine), so every write of the application would
+    /// wait on it, for ever on a stalled pipe.
+    pub fn needs_store_alone(&self) -> bool {
+        self.changes_schema() || matches!(self, Command::Import { .. })
+    }
+
+    /// Why the command needs the store to itself (see [`needs_store_alone`](Self::needs_store_alone)).
+    pub fn why_alone(&self) -> &'static str {
+        if self.changes_schema() {
+            "a migration changes the stored format"
+        } else {
+            "an import fills the store in one write that lasts as long as its input, and every \
+             write of the application would wait for it"
+        }
+    }
+
     /// Whether the command only reads: the CLI opens a redb store read-only for it, so the
     /// store file's bytes stay as they were (an open for writing changes them, even when
     /// nothing is written). `check` without `--repair` is one: redb's page check, which needs
