@@ -1204,14 +1204,28 @@ fn an_adoption_stopped_part_way_is_named_and_the_next_one_knows_it() {
         serde_json::json!(["an adoption"]),
         "{status}"
     );
+    // Not used as if whole meanwhile: logins and writes would find folders missing, and a
+    // new adoption would throw away what they wrote. `check` still names it.
+    for args in [
+        &["user", "list"][..],
+        &["login", "alice@example.com", "--password-stdin"],
+        &["gallery", "add", "1", "-"],
+    ] {
+        let (_, err) = cli.expect(args, Some("alice pw 1\n"), 1);
+        assert!(
+            err.contains("an adoption stopped part way")
+                && err.contains("then adopt again")
+                && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    let (out, _) = cli.expect(&["check"], None, 1);
+    assert!(out.contains("an adoption stopped part way"), "{out}");
     let (_, err) = adopt(&cli, &db, &["--preset", "code-monet"], 1);
     assert!(
         err.contains("stopped part way") && err.contains("then adopt again"),
         "{err}"
     );
-    assert_eq!(
-        open(&cli).users().count().unwrap(),
-        1,
-        "nothing was removed"
-    );
+    let rk = Redkeep::open(cli.data(), cli.options().open_unfinished(true)).unwrap();
+    assert_eq!(rk.users().count().unwrap(), 1, "nothing was removed");
 }

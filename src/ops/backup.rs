@@ -935,8 +935,9 @@ fn restore_into(
     let marked = mark(safety_copy.is_some() && previous_damaged.is_none())?;
     staged.write(|tx| {
         // Marks the backup's store carried from its own data dir do not hold here.
-        tx.remove_meta(crate::store::RESTORE_UNFINISHED)?;
-        tx.remove_meta(crate::store::MOVE_UNFINISHED)?;
+        for (key, _) in crate::store::UNFINISHED_MARKS {
+            tx.remove_meta(key)?;
+        }
         match &marked {
             Some(m) => tx.set_meta(crate::store::RESTORE_UNFINISHED, m),
             None => Ok(()),
