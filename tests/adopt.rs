@@ -1229,3 +1229,34 @@ fn an_adoption_stopped_part_way_is_named_and_the_next_one_knows_it() {
     let rk = Redkeep::open(cli.data(), cli.options().open_unfinished(true)).unwrap();
     assert_eq!(rk.users().count().unwrap(), 1, "nothing was removed");
 }
+
+/// bcrypt reads only a password's first 72 bytes, so an adopted bcrypt hash lets in another
+/// password that shares them (as the old app did). Such a login is not rehashed: the new
+/// hash would hold the other password, and the owner's own would stop working. A password
+/// bcrypt read whole is rehashed at its first login as before.
+#[test]
+fn a_login_bcrypt_read_only_the_start_of_does_not_lock_the_owner_out() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    let long = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789chars after 72 are ignored";
+    let other = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789XXXXXX";
+    for (id, email, pw) in [
+        (3, "alice@example.com", long),
+        (4, "bob@example.com", "bob pw 1"),
+    ] {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, 1, '2024-03-01 09:00:00', NULL)",
+            params![id, email, bcrypt12(pw)],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let (report, err) = adopt(&cli, &db, &["--preset", "code-monet"], 0);
+    assert_eq!(report["adopted"], true, "{err}");
+    let rk = open(&cli);
+    login_ok(&rk, "alice@example.com", other);
+    login_ok(&rk, "alice@example.com", long);
+    login_ok(&rk, "alice@example.com", long);
+    login_ok(&rk, "bob@example.com", "bob pw 1");
+    login_ok(&rk, "bob@example.com", "bob pw 1");
+}

@@ -3203,3 +3203,34 @@ fn marks_of_stopped_operations_stay_in_their_own_data_dir() {
     }
     assert_eq!(rk.users().count().unwrap(), 1);
 }
+
+/// A backup whose user folder is not named by an id as redkeep writes it
+/// (`workspaces/users/0002/…`, which no user owns) is refused whole, saying so, and
+/// nothing is restored; it was put in place beside `users/2` and reported as restored.
+#[test]
+fn a_backup_with_a_user_folder_not_named_by_an_id_is_refused() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let archive = t.path().join("backup.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    for name in ["0002", "0"] {
+        let crafted = t.path().join(format!("crafted-{name}.tar"));
+        let planted = format!("workspaces/users/{name}/workspace.json");
+        let plant = planted.clone();
+        crafted_archive(&archive, &crafted, true, &move |path, bytes| {
+            let mut out = vec![(path.to_string(), bytes)];
+            if path == redkeep::STORE_FILE {
+                out.push((plant.clone(), b"{}".to_vec()));
+            }
+            out
+        });
+        let target = t.path().join(format!("restored-{name}"));
+        use redkeep::Clock;
+        let e = redkeep::ops::restore(&target, &crafted, false, t.clock.now()).unwrap_err();
+        assert!(
+            e.to_string().contains(&planted) && e.to_string().contains("without leading zeros"),
+            "{e}"
+        );
+        assert!(!target.exists(), "nothing was restored");
+    }
+}
