@@ -130,6 +130,12 @@ pub struct Options {
     /// Open a store with an older schema without migrating it, so its migrations can be
     /// inspected and run (`redkeep migrate`). Other operations may fail on such a store.
     pub open_outdated: bool,
+    /// Open a store that an import or an adoption stopped part way left (a crash or a kill
+    /// between its records and its workspace folders; `check` names it), to check or back
+    /// it up, or to finish the import by running it again (default false). Otherwise such a
+    /// store is refused with `Denied` saying what to run: its users' folders may be missing,
+    /// and what is written into it would be lost when the operation is finished or redone.
+    pub open_unfinished: bool,
     /// Apply pending schema migrations on open (default false: opening an older store is
     /// `Error::MigrationNeeded`, and `redkeep migrate up` upgrades it).
     pub auto_migrate: bool,
@@ -186,6 +192,7 @@ impl std::fmt::Debug for Options {
             .field("clock", &self.clock)
             .field("create", &self.create)
             .field("open_outdated", &self.open_outdated)
+            .field("open_unfinished", &self.open_unfinished)
             .field("auto_migrate", &self.auto_migrate)
             .field("open_registration", &self.open_registration)
             .field("workspace", &self.workspace)
@@ -215,6 +222,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             create: true,
             open_outdated: false,
+            open_unfinished: false,
             auto_migrate: false,
             open_registration: policy.open_registration,
             workspace: WorkspaceOptions::default(),
@@ -266,6 +274,13 @@ impl Options {
     /// Sets whether a missing store is created.
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
+        self
+    }
+
+    /// Sets whether a store an import or an adoption stopped part way left is opened (see
+    /// [`Options::open_unfinished`]).
+    pub fn open_unfinished(mut self, open: bool) -> Self {
+        self.open_unfinished = open;
         self
     }
 
@@ -471,6 +486,38 @@ fn owners_of(store: Store, serving: bool) -> Owners {
     })
 }
 
+/// Refuses a store that an import or an adoption stopped part way left (see
+/// [`Options::open_unfinished`]), saying how to finish or redo it. (A damaged store whose
+/// marks do not read is let through: it refuses writes, and `check` names the damage.)
+fn refuse_unfinished(store: &Store) -> Result<()> {
+    let stopped = [
+        (
+            crate::store::IMPORT_UNFINISHED,
+            "an import stopped part way here (a crash or a kill), so users' workspace \
+             folders may be missing; run the same `redkeep import` again to finish it",
+        ),
+        (
+            crate::store::ADOPT_UNFINISHED,
+            "an adoption stopped part way here (a crash or a kill), so users' workspace \
+             folders may be missing; remove this data dir's store and workspaces folder (they \
+             hold only that adoption's copy), then adopt again",
+        ),
+    ];
+    for (key, what) in stopped {
+        match store.read(|tx| tx.meta(key)) {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return Err(Error::denied(format!(
+                    "{what}; the store is not opened for use until then"
+                )));
+            }
+            Err(_) if store.damage().is_some() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Refuses policies no login could live with (a session that expires at once, a lockout
 /// after no failure), before anything is opened or made.
 fn check_policies(o: &Options) -> Result<()> {
@@ -632,6 +679,9 @@ impl Redkeep {
                 replaced_unwritten: std::sync::atomic::AtomicBool::new(false),
             }),
         };
+        if !rk.options().open_unfinished {
+            refuse_unfinished(rk.store())?;
+        }
         rk.migrate_on_open()?;
         Ok(rk)
     }

@@ -1204,14 +1204,59 @@ fn an_adoption_stopped_part_way_is_named_and_the_next_one_knows_it() {
         serde_json::json!(["an adoption"]),
         "{status}"
     );
+    // Not used as if whole meanwhile: logins and writes would find folders missing, and a
+    // new adoption would throw away what they wrote. `check` still names it.
+    for args in [
+        &["user", "list"][..],
+        &["login", "alice@example.com", "--password-stdin"],
+        &["gallery", "add", "1", "-"],
+    ] {
+        let (_, err) = cli.expect(args, Some("alice pw 1\n"), 1);
+        assert!(
+            err.contains("an adoption stopped part way")
+                && err.contains("then adopt again")
+                && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    let (out, _) = cli.expect(&["check"], None, 1);
+    assert!(out.contains("an adoption stopped part way"), "{out}");
     let (_, err) = adopt(&cli, &db, &["--preset", "code-monet"], 1);
     assert!(
         err.contains("stopped part way") && err.contains("then adopt again"),
         "{err}"
     );
-    assert_eq!(
-        open(&cli).users().count().unwrap(),
-        1,
-        "nothing was removed"
-    );
+    let rk = Redkeep::open(cli.data(), cli.options().open_unfinished(true)).unwrap();
+    assert_eq!(rk.users().count().unwrap(), 1, "nothing was removed");
+}
+
+/// bcrypt reads only a password's first 72 bytes, so an adopted bcrypt hash lets in another
+/// password that shares them (as the old app did). Such a login is not rehashed: the new
+/// hash would hold the other password, and the owner's own would stop working. A password
+/// bcrypt read whole is rehashed at its first login as before.
+#[test]
+fn a_login_bcrypt_read_only_the_start_of_does_not_lock_the_owner_out() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    let long = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789chars after 72 are ignored";
+    let other = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789XXXXXX";
+    for (id, email, pw) in [
+        (3, "alice@example.com", long),
+        (4, "bob@example.com", "bob pw 1"),
+    ] {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, 1, '2024-03-01 09:00:00', NULL)",
+            params![id, email, bcrypt12(pw)],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let (report, err) = adopt(&cli, &db, &["--preset", "code-monet"], 0);
+    assert_eq!(report["adopted"], true, "{err}");
+    let rk = open(&cli);
+    login_ok(&rk, "alice@example.com", other);
+    login_ok(&rk, "alice@example.com", long);
+    login_ok(&rk, "alice@example.com", long);
+    login_ok(&rk, "bob@example.com", "bob pw 1");
+    login_ok(&rk, "bob@example.com", "bob pw 1");
 }

@@ -776,7 +776,7 @@ fn status_names_an_operation_stopped_part_way() {
         "{out}"
     );
     {
-        let rk = Redkeep::open(cli.data(), cli.options()).unwrap();
+        let rk = Redkeep::open(cli.data(), cli.options().open_unfinished(true)).unwrap();
         rk.store()
             .write(|tx| tx.remove_meta("import_unfinished"))
             .unwrap();

@@ -3126,3 +3126,111 @@ fn a_backup_of_many_files_restores() {
     );
     assert!(rk.check(false).unwrap().ok);
 }
+
+/// The marks an operation stopped part way leaves hold for their own data dir only: an
+/// export leaves them out, an import refuses a line that sets one (nothing is imported),
+/// and a restore removes every one its backup's store carried.
+#[test]
+fn marks_of_stopped_operations_stay_in_their_own_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = || {
+        Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .open_unfinished(true)
+    };
+    let marks = [
+        "reset_unfinished",
+        "restore_unfinished",
+        "move_unfinished",
+        "import_unfinished",
+        "adopt_unfinished",
+    ];
+    let rk = Redkeep::open(tmp.path().join("old"), options()).unwrap();
+    account(&rk, "ann@example.com");
+    let archive = tmp.path().join("old.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    let mut clean = Vec::new();
+    redkeep::ops::export(&rk, &mut clean, &|_| {}).unwrap();
+    rk.store()
+        .write(|tx| {
+            for m in marks {
+                tx.set_meta(m, b"{}")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut text = Vec::new();
+    redkeep::ops::export(&rk, &mut text, &|_| {}).unwrap();
+    assert_eq!(text, clean, "the marks stay out of the export");
+    let marked = tmp.path().join("marked.tar");
+    redkeep::ops::backup(&rk, &marked).unwrap();
+    drop(rk);
+
+    // A meta line that sets a mark (as a crafted export would): refused, nothing imported.
+    let mut lines: Vec<String> = String::from_utf8(clean)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let counted = lines.len() as u64;
+    let last = lines.len() - 1;
+    lines.insert(
+        last,
+        r#"{"meta":"adopt_unfinished","value":"MQ=="}"#.to_string(),
+    );
+    *lines.last_mut().unwrap() =
+        serde_json::json!({"redkeep_export_end": true, "lines": counted}).to_string();
+    let crafted = lines.join("\n") + "\n";
+    let new = Redkeep::open(tmp.path().join("new"), options()).unwrap();
+    let e = redkeep::ops::import(&new, &mut crafted.as_bytes(), &|_| {}).unwrap_err();
+    assert!(
+        e.to_string().contains("adopt_unfinished") && e.to_string().contains("remove this line"),
+        "{e}"
+    );
+    assert_eq!(new.users().count().unwrap(), 0, "nothing was imported");
+    drop(new);
+
+    let restored = tmp.path().join("restored");
+    redkeep::ops::restore(&restored, &marked, false, Timestamp(1_900_000_000)).unwrap();
+    let rk = Redkeep::open(
+        &restored,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    for m in marks {
+        use redkeep::store::Meta;
+        assert!(rk.store().read(|tx| tx.meta(m)).unwrap().is_none(), "{m}");
+    }
+    assert_eq!(rk.users().count().unwrap(), 1);
+}
+
+/// A backup whose user folder is not named by an id as redkeep writes it
+/// (`workspaces/users/0002/…`, which no user owns) is refused whole, saying so, and
+/// nothing is restored; it was put in place beside `users/2` and reported as restored.
+#[test]
+fn a_backup_with_a_user_folder_not_named_by_an_id_is_refused() {
+    let t = TestDir::new();
+    let rk = populated(&t);
+    let archive = t.path().join("backup.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    for name in ["0002", "0"] {
+        let crafted = t.path().join(format!("crafted-{name}.tar"));
+        let planted = format!("workspaces/users/{name}/workspace.json");
+        let plant = planted.clone();
+        crafted_archive(&archive, &crafted, true, &move |path, bytes| {
+            let mut out = vec![(path.to_string(), bytes)];
+            if path == redkeep::STORE_FILE {
+                out.push((plant.clone(), b"{}".to_vec()));
+            }
+            out
+        });
+        let target = t.path().join(format!("restored-{name}"));
+        use redkeep::Clock;
+        let e = redkeep::ops::restore(&target, &crafted, false, t.clock.now()).unwrap_err();
+        assert!(
+            e.to_string().contains(&planted) && e.to_string().contains("without leading zeros"),
+            "{e}"
+        );
+        assert!(!target.exists(), "nothing was restored");
+    }
+}

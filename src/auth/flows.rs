@@ -454,7 +454,10 @@ pub(crate) fn verify_login<T: Send>(
         return Err(no_account(acc, password));
     };
     let right = verify_user(acc, &user, password)?;
-    let rehash = if right.typed_form || acc.passwords.needs_rehash(&right.hash) {
+    // (Not a password a bcrypt hash read only the start of: see `bcrypt_cut_short`.)
+    let rehash = if (right.typed_form || acc.passwords.needs_rehash(&right.hash))
+        && !super::password::Passwords::bcrypt_cut_short(password, &right.hash)
+    {
         Some(acc.passwords.hash_verified(password)?)
     } else {
         None

@@ -133,6 +133,9 @@ fn argon2_too_costly(parsed: &PasswordHash) -> Option<String> {
     })
 }
 
+/// The bytes of a password bcrypt reads; it ignores the rest.
+const BCRYPT_MAX_BYTES: usize = 72;
+
 /// A stored hash, taken apart.
 enum Scheme<'a> {
     Bcrypt(&'a str),
@@ -495,6 +498,18 @@ impl Passwords {
                 .is_ok(),
             Err(_) => false,
         })
+    }
+
+    /// Whether the bcrypt hash `stored` (an adopted one) ignored part of `password`: bcrypt
+    /// reads only the first 72 bytes (the salt appended included), so another password
+    /// sharing them matched too. Such a password is not rehashed at login: the new hash
+    /// would hold the password as typed, and the owner's own would stop working.
+    pub(crate) fn bcrypt_cut_short(password: &str, stored: &str) -> bool {
+        match parse(stored) {
+            Ok(Scheme::Bcrypt(_)) => password.len() > BCRYPT_MAX_BYTES,
+            Ok(Scheme::SaltedBcrypt { salt, .. }) => password.len() + salt.len() > BCRYPT_MAX_BYTES,
+            _ => false,
+        }
     }
 
     /// Whether `phc` was made with other parameters or algorithm than the configured ones.

@@ -158,6 +158,7 @@ fn open(cli: &Cli) -> Result<Redkeep> {
         .password(password_params()?);
     options.store_url = store_url(cli);
     options.open_outdated = cli.command.accepts_outdated();
+    options.open_unfinished = cli.command.accepts_unfinished();
     options.workspace.max_doc_bytes = cli.max_doc_bytes;
     options.workspace.on_wait = Some(std::sync::Arc::new(|path: &Path| {
         eprintln!("waiting for the lock on {} …", path.display());

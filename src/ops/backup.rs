@@ -366,8 +366,13 @@ fn allowed(path: &Path) -> bool {
         .is_some_and(|c| c.as_os_str() == WORKSPACES_DIR)
         && parts.next().is_some_and(|c| c.as_os_str() == "users")
         && parts.next().is_some_and(|c| {
+            // A user's id as redkeep names its folder (`users/2`, never `users/0002` or
+            // `users/0`): any other spelling would be put in place as a folder nobody owns.
             let id = c.as_os_str().to_string_lossy();
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+            id.bytes().all(|b| b.is_ascii_digit())
+                && id
+                    .parse::<u64>()
+                    .is_ok_and(|n| n >= 1 && id == n.to_string())
         })
         && parts.next().is_some()
 }
@@ -411,7 +416,11 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
             other => return Err(bad(format!("{} is a {other:?} entry", path.display()))),
         }
         if !allowed(&path) {
-            return Err(bad(format!("unexpected entry {}", path.display())));
+            return Err(bad(format!(
+                "unexpected entry {} (a backup holds {MANIFEST}, {STORE_FILE} and \
+                 {WORKSPACES_DIR}/users/ID/…, each ID a user's id without leading zeros)",
+                path.display()
+            )));
         }
         if path == Path::new(MANIFEST) {
             if manifest.is_some() {
@@ -935,8 +944,9 @@ fn restore_into(
     let marked = mark(safety_copy.is_some() && previous_damaged.is_none())?;
     staged.write(|tx| {
         // Marks the backup's store carried from its own data dir do not hold here.
-        tx.remove_meta(crate::store::RESTORE_UNFINISHED)?;
-        tx.remove_meta(crate::store::MOVE_UNFINISHED)?;
+        for (key, _) in crate::store::UNFINISHED_MARKS {
+            tx.remove_meta(key)?;
+        }
         match &marked {
             Some(m) => tx.set_meta(crate::store::RESTORE_UNFINISHED, m),
             None => Ok(()),

@@ -231,6 +231,8 @@ pub fn move_store(
         opts.create = std::fs::metadata(&target_dir).is_err();
         opts.auto_migrate = false;
         opts.open_outdated = true;
+        // (Checked, not used: a mark the store carried is named by the check.)
+        opts.open_unfinished = true;
         opts.store_url = target_url.map(str::to_string);
         let check = Redkeep::open(&target_dir, opts)?.check(false)?;
         tracing::warn!(from, to = to_shown, "store moved");

@@ -71,5 +71,5 @@ pub(crate) use tx::damaged_shapes;
 pub(crate) use tx::meta_entry_sound;
 pub(crate) use tx::{
     ADOPT_UNFINISHED, BORN_AT, IMPORT_UNFINISHED, MOVE_UNFINISHED, RESET_UNFINISHED,
-    RESTORE_UNFINISHED, born_at,
+    RESTORE_UNFINISHED, UNFINISHED_MARKS, born_at,
 };

@@ -557,6 +557,18 @@ pub(crate) const RESET_UNFINISHED: &str = "reset_unfinished";
 /// [`StoppedRestore`](crate::ops::StoppedRestore) as JSON.
 pub(crate) const RESTORE_UNFINISHED: &str = "restore_unfinished";
 
+/// Every mark an operation stopped part way leaves in the store, with the name `status` and
+/// `check` give the operation. Each holds for the data dir it was made in only: an export
+/// leaves them out, an import refuses a line that sets one, and a restore removes those its
+/// backup's store carried.
+pub(crate) const UNFINISHED_MARKS: [(&str, &str); 5] = [
+    (RESET_UNFINISHED, "a reset"),
+    (RESTORE_UNFINISHED, "a restore"),
+    (MOVE_UNFINISHED, "a move into this store"),
+    (IMPORT_UNFINISHED, "an import"),
+    (ADOPT_UNFINISHED, "an adoption"),
+];
+
 /// The schema version the file was made at, when it says (files made before redkeep wrote it
 /// do not).
 ///

@@ -313,6 +313,20 @@ impl Command {
         )
     }
 
+    /// Whether the command works on a store an import or an adoption stopped part way left
+    /// (the others are refused, saying how to finish or redo it): `check` and `status` name
+    /// it, `inspect` and `backup` read it, and `import` finishes the stopped import.
+    pub fn accepts_unfinished(&self) -> bool {
+        matches!(
+            self,
+            Command::Check(_)
+                | Command::Status
+                | Command::Inspect(_)
+                | Command::Backup { .. }
+                | Command::Import { .. }
+        )
+    }
+
     /// Makes every path in the command absolute, before it is sent to an owner that may run
     /// in another directory.
     ///

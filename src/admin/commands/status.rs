@@ -225,13 +225,7 @@ pub fn in_owner(rk: &Redkeep) -> Result<Reply> {
 /// leave until done: `check` names each and says how to finish it.
 pub(crate) fn stopped_operations(store: &crate::store::Store) -> Vec<&'static str> {
     use crate::store::Meta;
-    let marks = [
-        (crate::store::RESET_UNFINISHED, "a reset"),
-        (crate::store::RESTORE_UNFINISHED, "a restore"),
-        (crate::store::MOVE_UNFINISHED, "a move into this store"),
-        (crate::store::IMPORT_UNFINISHED, "an import"),
-        (crate::store::ADOPT_UNFINISHED, "an adoption"),
-    ];
+    let marks = crate::store::UNFINISHED_MARKS;
     store
         .read(|tx| {
             let mut found = Vec::new();

@@ -923,6 +923,8 @@ fn salvage_into(
 
     let mut opts = options;
     opts.open_outdated = true;
+    // (Checked, not used: a mark the store carried is named by the check.)
+    opts.open_unfinished = true;
     opts.create = false;
     let rk = Redkeep::open(to, opts)?;
     if rk
