@@ -943,9 +943,13 @@ fn restore_into(
     };
     let marked = mark(safety_copy.is_some() && previous_damaged.is_none())?;
     staged.write(|tx| {
-        // Marks the backup's store carried from its own data dir do not hold here.
+        // Marks of operations on the data dir the backup was taken in do not hold here.
+        // Those of an import or an adoption stopped part way do: the records are as
+        // incomplete as they were, and the store is not to be used as if whole.
         for (key, _) in crate::store::UNFINISHED_MARKS {
-            tx.remove_meta(key)?;
+            if !crate::store::CONTENT_MARKS.contains(&key) {
+                tx.remove_meta(key)?;
+            }
         }
         match &marked {
             Some(m) => tx.set_meta(crate::store::RESTORE_UNFINISHED, m),

@@ -70,6 +70,6 @@ pub(crate) use table::{
 pub(crate) use tx::damaged_shapes;
 pub(crate) use tx::meta_entry_sound;
 pub(crate) use tx::{
-    ADOPT_UNFINISHED, BORN_AT, IMPORT_UNFINISHED, MOVE_UNFINISHED, RESET_UNFINISHED,
+    ADOPT_UNFINISHED, BORN_AT, CONTENT_MARKS, IMPORT_UNFINISHED, MOVE_UNFINISHED, RESET_UNFINISHED,
     RESTORE_UNFINISHED, UNFINISHED_MARKS, born_at,
 };

@@ -558,9 +558,9 @@ pub(crate) const RESET_UNFINISHED: &str = "reset_unfinished";
 pub(crate) const RESTORE_UNFINISHED: &str = "restore_unfinished";
 
 /// Every mark an operation stopped part way leaves in the store, with the name `status` and
-/// `check` give the operation. Each holds for the data dir it was made in only: an export
-/// leaves them out, an import refuses a line that sets one, and a restore removes those its
-/// backup's store carried.
+/// `check` give the operation. An export leaves them out, and an import refuses a line that
+/// sets one. A restore removes those its backup's store carried, but for the
+/// [`CONTENT_MARKS`].
 pub(crate) const UNFINISHED_MARKS: [(&str, &str); 5] = [
     (RESET_UNFINISHED, "a reset"),
     (RESTORE_UNFINISHED, "a restore"),
@@ -568,6 +568,10 @@ pub(crate) const UNFINISHED_MARKS: [(&str, &str); 5] = [
     (IMPORT_UNFINISHED, "an import"),
     (ADOPT_UNFINISHED, "an adoption"),
 ];
+
+/// The marks that say the store's own records are incomplete (an import or an adoption
+/// stopped part way), which hold wherever its file goes: a restore keeps them.
+pub(crate) const CONTENT_MARKS: [&str; 2] = [IMPORT_UNFINISHED, ADOPT_UNFINISHED];
 
 /// The schema version the file was made at, when it says (files made before redkeep wrote it
 /// do not).
