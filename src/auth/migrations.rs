@@ -7,7 +7,8 @@
 //!   Workspace" (slug `default`) holding every user without an org, as admins, with it as
 //!   their current org; the first administrator (or else the first user) owns it. Users
 //!   without any role get `user` (and `admin` when `is_admin`). The step keeps a journal of
-//!   what it created, which its reverse removes.
+//!   what it created, which its reverse removes. The reverse remembers the users who had no
+//!   role or no org then (an operator's choice), and the next upgrade leaves them so.
 //! - v3: identities and evolvable records. Every user gets a random `uid` that binds their
 //!   workspace folder (the folders are marked after the commit), the password hash and
 //!   lockout counters move to the `credentials` table, string primary keys take the escaped
@@ -16,7 +17,7 @@
 //!   redkeep's tables back in format 1 and remembers the uids, so a later upgrade gives each
 //!   user their folder back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,7 @@ use crate::store::{Key, KeyRange, Meta, Migration, Order, Record, WriteTx, recor
 /// Set by v3 until the workspace folders of existing users carry their marker.
 pub(crate) const FOLDERS_UNMARKED: &str = "folders_unmarked";
 const TENANCY_JOURNAL: &str = "v2_journal";
+const KEPT_BELOW_V2: &str = "v1_kept";
 const SAVED_UIDS: &str = "v3_uids";
 const SAVED_ORG_IDS: &str = "v3_org_external_ids";
 
@@ -68,6 +70,25 @@ struct TenancyJournal {
     current_org: Vec<(u64, Option<u64>)>,
 }
 
+impl TenancyJournal {
+    fn is_empty(&self) -> bool {
+        self.roles.is_empty()
+            && self.grants.is_empty()
+            && self.org.is_none()
+            && self.members.is_empty()
+            && self.current_org.is_empty()
+    }
+}
+
+/// The users who, when the store went below version 2, had no role or no org: the operator
+/// made them so (a `role revoke`, an org left), so the next upgrade leaves them so instead of
+/// giving them the defaults it gives users from before roles and orgs.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KeptBelowV2 {
+    no_role: HashSet<u64>,
+    no_org: HashSet<u64>,
+}
+
 fn json_err(what: &str, e: serde_json::Error) -> Error {
     Error::Invariant {
         what: format!("{what}: {e}"),
@@ -76,6 +97,11 @@ fn json_err(what: &str, e: serde_json::Error) -> Error {
 
 fn tenancy_up(tx: &WriteTx<'_>, now: Timestamp) -> Result<()> {
     let raw = tx.raw_write()?;
+    let kept: KeptBelowV2 = match tx.meta(KEPT_BELOW_V2)? {
+        Some(text) => serde_json::from_slice(&text)
+            .map_err(|e| json_err("reading the users kept without roles or orgs", e))?,
+        None => KeptBelowV2::default(),
+    };
     let mut journal = TenancyJournal::default();
     let mut users: Vec<UserV1> = legacy::all(raw)?;
     let mut roles: Vec<RoleV1> = legacy::all(raw)?;
@@ -96,9 +122,12 @@ fn tenancy_up(tx: &WriteTx<'_>, now: Timestamp) -> Result<()> {
         journal.roles.push(role.id);
         roles.push(role);
     }
-    let assignments: Vec<UserRoleV1> = legacy::all(raw)?;
+    let with_roles: HashSet<u64> = legacy::all::<UserRoleV1>(raw)?
+        .iter()
+        .map(|a| a.user_id)
+        .collect();
     for u in &users {
-        if assignments.iter().any(|a| a.user_id == u.id) {
+        if with_roles.contains(&u.id) || kept.no_role.contains(&u.id) {
             continue;
         }
         let names: &[&str] = if u.is_admin {
@@ -122,9 +151,12 @@ fn tenancy_up(tx: &WriteTx<'_>, now: Timestamp) -> Result<()> {
             }
         }
     }
-    let members: Vec<OrgMemberV1> = legacy::all(raw)?;
+    let with_orgs: HashSet<u64> = legacy::all::<OrgMemberV1>(raw)?
+        .iter()
+        .map(|m| m.user_id)
+        .collect();
     let orphans: Vec<usize> = (0..users.len())
-        .filter(|&i| !members.iter().any(|m| m.user_id == users[i].id))
+        .filter(|&i| !with_orgs.contains(&users[i].id) && !kept.no_org.contains(&users[i].id))
         .collect();
     if let Some(&first) = orphans.first() {
         let owner = orphans
@@ -173,9 +205,44 @@ fn tenancy_up(tx: &WriteTx<'_>, now: Timestamp) -> Result<()> {
             legacy::put(tx, &*u)?;
         }
     }
-    let text = serde_json::to_vec(&journal).map_err(|e| json_err("writing the v2 journal", e))?;
-    tx.set_meta(TENANCY_JOURNAL, &text)?;
+    tx.remove_meta(KEPT_BELOW_V2)?;
+    // A store made at version 2 or later whose step made nothing needs no journal: its
+    // reverse knows it made nothing (a journal would only be a line its export never had).
+    if !journal.is_empty() || crate::store::born_at(tx)?.is_none_or(|v| v < 2) {
+        let text =
+            serde_json::to_vec(&journal).map_err(|e| json_err("writing the v2 journal", e))?;
+        tx.set_meta(TENANCY_JOURNAL, &text)?;
+    }
     legacy::rebuild_v2_indexes(tx)
+}
+
+/// Remembers the users without a role or without an org as the store goes below version
+/// 2 (before the step's own grants and memberships are taken away), for the next upgrade.
+fn keep_below_v2(tx: &WriteTx<'_>) -> Result<()> {
+    let raw = tx.raw_write()?;
+    let with_roles: HashSet<u64> = legacy::all::<UserRoleV1>(raw)?
+        .iter()
+        .map(|a| a.user_id)
+        .collect();
+    let with_orgs: HashSet<u64> = legacy::all::<OrgMemberV1>(raw)?
+        .iter()
+        .map(|m| m.user_id)
+        .collect();
+    let mut kept = KeptBelowV2::default();
+    for u in legacy::all::<UserV1>(raw)? {
+        if !with_roles.contains(&u.id) {
+            kept.no_role.insert(u.id);
+        }
+        if !with_orgs.contains(&u.id) {
+            kept.no_org.insert(u.id);
+        }
+    }
+    if kept.no_role.is_empty() && kept.no_org.is_empty() {
+        return tx.remove_meta(KEPT_BELOW_V2);
+    }
+    let text = serde_json::to_vec(&kept)
+        .map_err(|e| json_err("saving the users without roles or orgs", e))?;
+    tx.set_meta(KEPT_BELOW_V2, &text)
 }
 
 /// Refuses to take away the Default Workspace step v2 made when anything but what the step
@@ -187,15 +254,15 @@ fn refuse_default_org_in_use(
     org: u64,
     journal: &TenancyJournal,
 ) -> Result<()> {
+    let made: HashSet<(u64, u64)> = journal.members.iter().copied().collect();
     let members = legacy::all::<OrgMemberV1>(raw)?
         .into_iter()
-        .filter(|m| m.org_id == org && !journal.members.contains(&(org, m.user_id)))
+        .filter(|m| m.org_id == org && !made.contains(&(org, m.user_id)))
         .count();
+    let set: HashSet<u64> = journal.current_org.iter().map(|(id, _)| *id).collect();
     let current = legacy::all::<UserV1>(raw)?
         .into_iter()
-        .filter(|u| {
-            u.current_org_id == Some(org) && !journal.current_org.iter().any(|(id, _)| *id == u.id)
-        })
+        .filter(|u| u.current_org_id == Some(org) && !set.contains(&u.id))
         .count();
     let keys = legacy::all::<ApiKeyV1>(raw)?
         .into_iter()
@@ -226,6 +293,7 @@ fn tenancy_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     let Some(text) = tx.meta(TENANCY_JOURNAL)? else {
         // A file made at version 2 or later never ran the step: it created nothing here.
         if crate::store::born_at(tx)?.is_some_and(|v| v >= 2) {
+            keep_below_v2(tx)?;
             return legacy::rebuild_v2_indexes(tx);
         }
         return Err(Error::denied(
@@ -238,6 +306,7 @@ fn tenancy_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     if let Some(org) = journal.org {
         refuse_default_org_in_use(raw, org, &journal)?;
     }
+    keep_below_v2(tx)?;
     for (user, before) in &journal.current_org {
         if let Some(mut u) = legacy::get::<UserV1>(raw, &user.to_be_bytes())?
             && u.current_org_id == journal.org
@@ -280,7 +349,11 @@ struct SavedUid {
 /// with what tells it is still the same org at the next upgrade.
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedOrgId {
-    external_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+    /// The user a personal org is of (format 1 has no place for it either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    personal_user: Option<u64>,
     slug: String,
     created_at: i64,
 }
@@ -304,7 +377,9 @@ fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     let users_table = record_table(User::TABLE);
     let creds_table = record_table(Credential::TABLE);
     let mut fresh = Vec::new();
+    let mut user_ids = HashSet::new();
     for old in legacy::all::<UserV1>(raw)? {
+        user_ids.insert(old.id);
         // The uid from before a `migrate down`, if this is still the same account.
         let same = saved
             .get(&old.id)
@@ -343,7 +418,9 @@ fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
             continue;
         }
         let mut org = Org::from(old);
-        org.external_id = Some(s.external_id.clone());
+        org.external_id = s.external_id.clone();
+        // The user, if still there (an older build may have deleted them meanwhile).
+        org.personal_user = s.personal_user.filter(|u| user_ids.contains(u));
         raw.put(
             &orgs_table,
             &id.to_bytes(),
@@ -431,11 +508,12 @@ fn identities_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
     }
     let mut saved_orgs = BTreeMap::new();
     for o in all::<Org>(tx)? {
-        if let Some(external_id) = &o.external_id {
+        if o.external_id.is_some() || o.personal_user.is_some() {
             saved_orgs.insert(
                 o.id,
                 SavedOrgId {
-                    external_id: external_id.clone(),
+                    external_id: o.external_id.clone(),
+                    personal_user: o.personal_user,
                     slug: o.slug.clone(),
                     created_at: o.created_at.0,
                 },

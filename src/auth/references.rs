@@ -486,3 +486,60 @@ pub(crate) fn settle(
     }
     Ok(changes)
 }
+
+#[cfg(test)]
+mod record_versions {
+    use crate::store::Record;
+
+    fn version<R: Record>() -> (&'static str, u32) {
+        (R::TABLE, R::VERSION)
+    }
+
+    /// A build reads a record of one of its own tables written at a newer version as
+    /// damage (`check --repair` would set it aside): what keeps an older build off such
+    /// records is the store's schema version, which it refuses when newer than its own. So a
+    /// new version of an own record type comes with a new schema version (a migration step,
+    /// even one that rewrites nothing). Change this list together with `SCHEMA_VERSION`.
+    #[test]
+    fn an_own_record_version_changes_only_with_the_schema_version() {
+        use super::super::*;
+        let versions = [
+            version::<users::User>(),
+            version::<users::Credential>(),
+            version::<users::Avatar>(),
+            version::<invites::Invite>(),
+            version::<roles::Role>(),
+            version::<roles::UserRole>(),
+            version::<sessions::Session>(),
+            version::<agents::AgentSession>(),
+            version::<orgs::Org>(),
+            version::<orgs::OrgMember>(),
+            version::<api_keys::ApiKey>(),
+            version::<audit::AuditEvent>(),
+            version::<recovery::RecoveryToken>(),
+            version::<web_sessions::WebSession>(),
+        ];
+        let pinned = [
+            ("users", 2),
+            ("credentials", 1),
+            ("avatars", 1),
+            ("invites", 2),
+            ("roles", 1),
+            ("user_roles", 1),
+            ("sessions", 2),
+            ("agent_sessions", 1),
+            ("orgs", 1),
+            ("org_members", 1),
+            ("api_keys", 2),
+            ("audit", 1),
+            ("recovery_tokens", 1),
+            ("web_sessions", 1),
+        ];
+        assert_eq!(
+            (crate::SCHEMA_VERSION, versions.to_vec()),
+            (3, pinned.to_vec()),
+            "an own record version changed: raise SCHEMA_VERSION with a migration step, then \
+             pin both here"
+        );
+    }
+}

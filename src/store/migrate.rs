@@ -42,10 +42,23 @@ pub struct MigrationRun {
 }
 
 fn backup_path(db: &Path, version: u64) -> PathBuf {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".pre-v{version}.bak"));
-    // An earlier run left its copy: keep it, and number this one.
-    crate::fsutil::free_path(&db.with_file_name(name))
+    let named = |n: Option<u64>| {
+        let mut name = db.file_name().unwrap_or_default().to_os_string();
+        match n {
+            None => name.push(format!(".pre-v{version}.bak")),
+            Some(n) => name.push(format!(".pre-v{version}.{n}.bak")),
+        }
+        db.with_file_name(name)
+    };
+    // An earlier run left its copy: keep it, and number this one (still ending in `.bak`,
+    // so that what finds the copies by that name finds it too).
+    let mut candidate = named(None);
+    let mut n = 2;
+    while candidate.symlink_metadata().is_ok() {
+        candidate = named(Some(n));
+        n += 1;
+    }
+    candidate
 }
 
 impl Store {

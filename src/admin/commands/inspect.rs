@@ -736,7 +736,10 @@ fn entries(
     for e in &entries {
         let target = e.target.as_deref().map(|k| secrets.key(&view, k));
         let agrees = e.agrees.map_or_else(|| "?".into(), yes_no);
-        let (entry, entry_hex) = secrets.entry(&e.value, e.target.is_none());
+        // An index neither the type nor the catalog names (one of an older layout, on a
+        // store not migrated up) may be split wrongly between its value and the primary key
+        // it holds: shown whole, it may show that key (a token hash).
+        let (entry, entry_hex) = secrets.entry(&e.value, e.target.is_none() || iv.unique.is_none());
         let problem = e.problem.as_deref().map(|p| secrets.problem(p));
         rows.push(vec![
             entry.clone(),
@@ -791,6 +794,16 @@ fn entries(
         reply = reply.footer(format!(
             "the entries are shown as {REDACTED}: {table} has the secret field(s) {}, and which fields an index is built from is not recorded; add --show-secrets to see them",
             view.info().secret_fields.join(", ")
+        ));
+    }
+    let version = rk.store().schema_version()?;
+    if let Some(v) = version.filter(|v| *v < crate::SCHEMA_VERSION)
+        && !entries.is_empty()
+    {
+        reply = reply.footer(format!(
+            "the store is at schema version {v}, whose indexes have that version's layout: read \
+             as today's, their entries may look malformed or disagree with their records \
+             though they are sound; `redkeep migrate up` rebuilds them"
         ));
     }
     if !view.is_typed() && !entries.is_empty() {

@@ -103,7 +103,10 @@ pub fn migrate(rk: &Redkeep, cmd: &MigrateCmd, feedback: &dyn Feedback) -> Resul
                 .map(|(v, n)| format!("applied v{v} {n}"))
                 .collect();
             match &run.backup {
-                Some(b) => lines.push(format!("copy of the previous version: {}", b.display())),
+                Some(b) => lines.push(format!(
+                    "copy of the store as it was before this run: {}",
+                    b.display()
+                )),
                 None => lines.push(format!(
                     "already at schema version {}; nothing to do",
                     run.version
@@ -125,7 +128,10 @@ pub fn migrate(rk: &Redkeep, cmd: &MigrateCmd, feedback: &dyn Feedback) -> Resul
                 .map(|(v, n)| format!("reverted v{v} {n}"))
                 .collect();
             if let Some(b) = &run.backup {
-                lines.push(format!("copy of the previous version: {}", b.display()));
+                lines.push(format!(
+                    "copy of the store as it was before this run: {}",
+                    b.display()
+                ));
             }
             lines.push(format!(
                 "the store is at schema version {}; use a redkeep of that version, or `redkeep migrate up`",
