@@ -244,6 +244,25 @@ fn symlinks_in_the_old_workspaces_are_refused_not_followed() {
     for link in ["1", "2/gallery/piece_000001.json", "3/gallery"] {
         std::fs::remove_file(old.join(link)).unwrap();
     }
+    // A piece numbered past what the store's galleries hold is named, and nothing adopted:
+    // it was taken, and the adopted store's export then did not import, and the gallery
+    // saved no more pieces.
+    let huge = old.join("2/gallery/piece_9007199254740993.json");
+    std::fs::write(&huge, r#"{"title":"far"}"#).unwrap();
+    let (report, _) = adopt(
+        &cli,
+        &db,
+        &["--preset", "code-monet", "--workspaces", &workspaces],
+        1,
+    );
+    assert_eq!(report["adopted"], false, "{report}");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("piece_9007199254740993.json") && problems.contains("outside 1 to"),
+        "{problems}"
+    );
+    assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+    std::fs::remove_file(&huge).unwrap();
     let (report, _) = adopt(
         &cli,
         &db,
@@ -964,6 +983,8 @@ fn ids_past_the_largest_hashes_that_never_verify_and_bad_values_are_refused_by_r
         ("99999999999999999999", "far@example.com", hash.as_str()),
         ("6", "pbkdf2@example.com", pbkdf2_999.as_str()),
         ("7", "costly@example.com", costly.as_str()),
+        ("3", "three@example.com", hash.as_str()),
+        ("003", "twin@example.com", hash.as_str()),
     ] {
         conn.execute(
             "INSERT INTO accounts VALUES (?1, ?2, ?3, NULL)",
@@ -1004,10 +1025,14 @@ fn ids_past_the_largest_hashes_that_never_verify_and_bad_values_are_refused_by_r
     has("users row 5 (id 6)", "\"i=999,l=32\"");
     has("users row 5 (id 6)", "no password can match");
     has("users row 6 (id 7)", "at most 16");
-    has("users row 7 (id 8)", "name holds bytes that are not UTF-8");
+    has(
+        "users row 8 (id 3)",
+        "the id 3 came before (two rows share it; ids are compared as numbers",
+    );
+    has("users row 9 (id 8)", "name holds bytes that are not UTF-8");
     has("invites row 1", "max_uses 0 allows no use");
     has("invites row 2", "max_uses -1 allows no use");
-    assert_eq!(problems.len(), 8, "{problems:#?}");
+    assert_eq!(problems.len(), 9, "{problems:#?}");
     assert!(!problems.iter().any(|p| p.contains(&hash[7..])));
 }
 

@@ -175,6 +175,24 @@ fn bcrypt_hash(hash: &str) -> std::result::Result<&str, String> {
     Ok(hash)
 }
 
+/// The name of a PBKDF2 hash form other than the PHC string (Python frameworks' own), when
+/// `stored` is one: named in the refusal, rather than "plain text or an unknown format".
+fn foreign_pbkdf2(stored: &str) -> Option<&'static str> {
+    if stored.starts_with("pbkdf2_sha256$") || stored.starts_with("pbkdf2_sha1$") {
+        return Some("Django's PBKDF2 form (pbkdf2_sha256$ROUNDS$SALT$HASH)");
+    }
+    if stored.starts_with("pbkdf2:") {
+        return Some("Werkzeug's PBKDF2 form (pbkdf2:sha256:ROUNDS$SALT$HASH)");
+    }
+    let mut parts = stored.split('$');
+    let passlib = parts.next() == Some("")
+        && parts.next().is_some_and(|id| id.starts_with("pbkdf2"))
+        && parts
+            .next()
+            .is_some_and(|rounds| !rounds.is_empty() && rounds.bytes().all(|b| b.is_ascii_digit()));
+    passlib.then_some("passlib's PBKDF2 form ($pbkdf2-sha256$ROUNDS$SALT$HASH, its own base64)")
+}
+
 /// Takes a stored hash apart with the parsing its verifier uses, so that what is taken can
 /// be verified: a hash no password can ever match (parameters the verifier refuses, an
 /// output of the wrong length) or one asking for more work than a login may cost is refused
@@ -182,6 +200,13 @@ fn bcrypt_hash(hash: &str) -> std::result::Result<&str, String> {
 fn parse(stored: &str) -> std::result::Result<Scheme<'_>, String> {
     if stored.is_empty() {
         return Err("the password hash is empty".into());
+    }
+    if let Some(form) = foreign_pbkdf2(stored) {
+        return Err(format!(
+            "the password hash is {form}, which is not read as it is; write it in the PHC form \
+             ($pbkdf2-sha256$i=ROUNDS,l=32$SALT$HASH, salt and hash in base64 without padding), \
+             or leave the password out so the user sets a new one"
+        ));
     }
     if !stored.starts_with('$') {
         return Err(
@@ -705,7 +730,11 @@ mod tests {
                 "$2x$12$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyzABCDE",
                 "\"2x\" is not supported",
             ),
-            ("$pbkdf2$1000$c2FsdA$aGFzaA", "\"pbkdf2\" is not supported"),
+            ("$pbkdf2$1000$c2FsdA$aGFzaA", "passlib's PBKDF2 form"),
+            (
+                "$pbkdf2$i=1000$c2FsdA$aGFzaA",
+                "\"pbkdf2\" is not supported",
+            ),
             (
                 "$pbkdf2-sha256$i=99999999$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
                 "99999999 rounds",
@@ -720,6 +749,30 @@ mod tests {
     /// than the one it computes, a bcrypt string with a bad cost or alphabet) or a bcrypt
     /// cost past what a login may pay is refused by `recognise`, naming why, and never
     /// matches: adopting it would have left a user whose password silently stops working.
+    /// The PBKDF2 forms of Python frameworks are named, with the form that is read: they
+    /// were "plain text or an unknown format", or a PHC string that "does not say its rounds".
+    #[test]
+    fn python_frameworks_pbkdf2_forms_are_named() {
+        for (stored, form) in [
+            (
+                "pbkdf2_sha256$600000$c2FsdA$q0j1i0lE0V3r2mT0n9l7j4u6y1t8w5e3r2q1p0o9i8u=",
+                "Django's",
+            ),
+            ("pbkdf2:sha256:600000$salt$0a1b2c", "Werkzeug's"),
+            (
+                "$pbkdf2-sha256$29000$N2YuDoRwbg$Hu8qv6ZSKlJkf4Eu1gvh1dA",
+                "passlib's",
+            ),
+        ] {
+            let e = recognise(stored).unwrap_err();
+            assert!(
+                e.contains(form) && e.contains("$pbkdf2-sha256$i=ROUNDS"),
+                "{e}"
+            );
+        }
+        assert!(recognise("plain words").unwrap_err().contains("plain text"));
+    }
+
     #[test]
     fn hashes_no_password_can_match_or_too_costly_bcrypt_are_refused() {
         use argon2::password_hash::{CustomizedPasswordHasher as _, PasswordHasher as _};

@@ -540,6 +540,10 @@ impl Adoption<'_, '_> {
                     "username" => {
                         "the username came before (usernames are compared without case)".to_string()
                     }
+                    "primary" => format!(
+                        "the id {id} came before (two rows share it; ids are compared as numbers, \
+                         so \"001\" and \"1\" are one id)"
+                    ),
                     _ => format!("the {index} came before"),
                 };
                 return Err(Problem::Row(what));
@@ -1198,6 +1202,11 @@ fn read_folder(
                 ));
                 continue;
             };
+            // The numbers a gallery of this store can hold: past them, an export of the
+            // adopted store would not import, and the gallery could save no more pieces.
+            if let Err(e) = crate::workspace::piece_within(n, crate::workspace::MAX_GIVEN_PIECE) {
+                return Err(format!("{GALLERY_DIR}/{name}: {e}"));
+            }
             let (bytes, modified) = read_regular(&entry.path())?
                 .ok_or_else(|| format!("{GALLERY_DIR}/{name} went away while it was read"))?;
             serde_json::from_slice::<serde_json::Value>(&bytes)
