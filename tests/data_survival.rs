@@ -1900,7 +1900,11 @@ fn export_import_export_is_byte_identical_with_app_tables_workspaces_and_pieces(
     // A piece as an application wrote it (spaced, on lines, ending in a newline) comes back
     // byte for byte, not as the compact JSON of its document.
     let pretty: &[u8] = b"{\n  \"title\": \"pretty\",\t\"n\": 1.50\n}\n";
+    // A removed piece numbered below a live one: its number travels as `trashed_up_to`,
+    // which the second export lost (the live piece's higher number already kept it).
+    let removed = rk.workspaces().save_piece(2, b"{}").unwrap();
     let pretty_n = rk.workspaces().save_piece(2, pretty).unwrap();
+    rk.workspaces().delete_piece(2, removed).unwrap();
     // The files' times travel too (`user list` and `gallery list` show them): dated long
     // ago, they must come back dated so, not at the import's time.
     let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
@@ -1933,6 +1937,10 @@ fn export_import_export_is_byte_identical_with_app_tables_workspaces_and_pieces(
             "file times exported"
         );
         assert!(text.contains("\"workspace\":2"), "workspaces exported");
+        assert!(
+            text.contains(&format!("\"trashed_up_to\":{removed}")),
+            "removed pieces' numbers exported"
+        );
         assert!(text.contains("\"piece\":2"), "pieces exported");
         assert!(
             text.contains("92233720368547775808"),

@@ -213,18 +213,20 @@ impl Workspaces {
 
     /// Keeps piece number `n` of `user` from being given again, for imports of an export
     /// whose gallery had removed pieces up to `n` (their bytes stay out of an export): an
-    /// empty `{}` under that number in the gallery's `.trash/`, unless a piece or a removed
-    /// one holds that number or a higher one already.
+    /// empty `{}` under that number in the gallery's `.trash/`, unless a removed piece holds
+    /// that number or a higher one already, or a piece holds that very number. (A piece
+    /// with a higher number keeps `n` from being given too, but without the trash entry
+    /// the next export would not say `trashed_up_to`: export → import → export would not
+    /// give the same lines.)
     ///
     /// # Errors
     /// `Io` when the trash entry cannot be written.
     pub(crate) fn keep_number_used(&self, user: u64, n: u64) -> Result<()> {
         let folder = self.created(user)?;
         self.forget(Some(user));
-        let taken = piece_numbers_tidying(&folder.dir)?
-            .highest()
-            .max(trashed_numbers(&folder.dir)?.highest());
-        if taken.is_some_and(|t| t >= n) {
+        let live = piece_numbers_tidying(&folder.dir)?;
+        let trashed = trashed_numbers(&folder.dir)?.highest();
+        if trashed.is_some_and(|t| t >= n) || live.files.contains(&n) || live.others.contains(&n) {
             return Ok(());
         }
         let trash = folder.dir.join(PIECE_TRASH);
