@@ -330,9 +330,17 @@ fn table_ddl(schema: &str, name: &str, q: &str) -> String {
     };
     let mut ddl =
         format!("create table if not exists {q} (k bytea primary key, v bytea not null, j jsonb)");
+    // Made only where no relation has the name: a view or table made by hand (or by another
+    // application) is never replaced.
     if let Some(view) = view_name(record) {
         ddl += &format!(
-            "; create or replace view {}.{} as select k, j as v from {q}",
+            "; do $view$ begin
+                 if to_regclass('{}.{}') is null then
+                     create view {}.{} as select k, j as v from {q};
+                 end if;
+             end $view$",
+            quote(schema),
+            quote(&view),
             quote(schema),
             quote(&view)
         );
@@ -341,10 +349,14 @@ fn table_ddl(schema: &str, name: &str, q: &str) -> String {
 }
 
 /// The name of the view over record table `record`; none where it could clash with one of
-/// redkeep's own tables.
+/// redkeep's own tables, or where it is not a plain lowercase name (it is written into the
+/// DDL that makes the view only where none is).
 fn view_name(record: &str) -> Option<String> {
     let rel = relname(record);
-    (!rel.starts_with('_') && !rel.contains(':') && rel != META).then_some(rel)
+    let plain = rel
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    (plain && !rel.starts_with('_') && rel != META).then_some(rel)
 }
 
 /// Gives record tables made before records were also kept as jsonb their `j` column (empty
@@ -486,6 +498,26 @@ impl PgDb {
                 )
                 .map_err(|e| pg("looking for the schema's catalog", e))?
                 .is_some();
+        // A schema of something else (`public`, another application's) is never written
+        // into: its tables and views are not redkeep's to add to or replace.
+        if create && exists && !catalog {
+            let taken = lock
+                .query_opt(
+                    "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                     where n.nspname = $1 limit 1",
+                    &[&target.schema],
+                )
+                .map_err(|e| pg("looking at the schema's tables", e))?;
+            if let Some(row) = taken {
+                let name: &str = column(&row, 0)?;
+                return Err(Error::denied(format!(
+                    "schema {} holds tables that are not a redkeep store (such as {name}); \
+                     nothing was created there: give schema=NAME in the store URL for a schema \
+                     of redkeep's own",
+                    target.schema
+                )));
+            }
+        }
         let usable = create || (catalog && holds_store(&mut lock, &target.schema)?);
         if !usable {
             return Err(Error::NotInitialized {
@@ -527,6 +559,10 @@ impl PgDb {
                     .into(),
             });
         }
+        // The lock lives as long as this session: the server must not end it for being idle
+        // (`idle_session_timeout`, PostgreSQL 14 on; an older server has no such setting,
+        // and the error it gives for it changes nothing).
+        let _ = lock.batch_execute("set idle_session_timeout = 0");
         if !read_only {
             add_readable_columns(&mut lock, &target.schema)?;
         }
@@ -860,12 +896,47 @@ impl PgDb {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .replace(pid);
-        let out = f();
+        // The lock went with its session if that ended while `f` ran: other processes may
+        // then have opened the store and written what `f` did not see.
+        let out = f().and_then(|v| self.still_alone(what).map(|()| v));
         *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner()) = before;
         if let Some(lock) = self.lock.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_OPEN, &key]);
         }
         out
+    }
+
+    /// Whether this process still has the store alone (inside [`PgDb::alone`]): its lock
+    /// session still holds the exclusive lock, asked on another connection (that session
+    /// may be gone). `InUse` when it does not; `what` says what the hold was for.
+    pub(crate) fn still_alone(&self, what: &str) -> Result<()> {
+        let Some(pid) = *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return Ok(());
+        };
+        let key = lock_key(&self.schema);
+        let held = self.outside(|c| {
+            let row = c
+                .query_one(
+                    "select exists (select 1 from pg_locks where locktype = 'advisory'
+                     and classid = $1::int::oid and objid = $2::int::oid and objsubid = 2
+                     and mode = 'ExclusiveLock' and granted and pid = $3)",
+                    &[&LOCK_OPEN, &key, &pid],
+                )
+                .map_err(|e| pg("reading the store's locks", e))?;
+            column::<bool>(&row, 0)
+        })?;
+        if held {
+            return Ok(());
+        }
+        Err(Error::InUse {
+            path: self.shown.clone().into(),
+            holder: format!(
+                "this process had it alone to {what}, but its session holding that lock ended \
+                 part way (a server restart, idle_session_timeout, a proxy's idle cut or a \
+                 dropped connection), so other processes may have written to it meanwhile and \
+                 what it did cannot be trusted; run the command again"
+            ),
+        })
     }
 
     fn holders(&self, lock: &mut Client) -> Result<i64> {
