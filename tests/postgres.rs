@@ -1225,3 +1225,60 @@ fn a_schema_of_another_application_is_refused_and_its_views_are_left_alone() {
         .get(0);
     assert_eq!(note, "mine");
 }
+
+/// A move onto the store being moved, named by another spelling of its URL, is refused as
+/// that (not as a store another process holds), and changes nothing.
+#[test]
+fn a_move_onto_its_own_store_under_another_spelling_says_so() {
+    let url = pg::server().fresh_url();
+    let (dir, rk) = on_postgres(&url);
+    user(&rk, "ann@example.com").unwrap();
+    rk.workspaces()
+        .save_piece(
+            rk.users().by_email("ann@example.com").unwrap().unwrap().id,
+            b"{}",
+        )
+        .unwrap();
+    drop(rk);
+    let other_spelling = format!("application_name=again {url}");
+    let err = redkeep::ops::move_store(
+        dir.path(),
+        Some(&url),
+        &other_spelling,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::InUse { .. })
+            && err
+                .to_string()
+                .contains("this process already has it alone")
+            && err.to_string().contains("another schema or database"),
+        "{err}"
+    );
+    let (_d, rk) = on_postgres(&url);
+    assert_eq!(rk.users().count().unwrap(), 1);
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// A data dir path holding `=` is a path, not a PostgreSQL key/value string.
+#[test]
+fn a_move_to_a_path_holding_an_equals_sign_makes_that_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        user(&rk, "ann@example.com").unwrap();
+    }
+    let target = tempfile::tempdir().unwrap();
+    let to = target.path().join("copy=2024");
+    let moved =
+        redkeep::ops::move_store(dir.path(), None, to.to_str().unwrap(), options()).unwrap();
+    assert!(moved.check.ok, "{:?}", moved.check.problems);
+    assert_eq!(
+        moved.source_kept_as, None,
+        "a move to a data dir leaves the source"
+    );
+    let rk = Redkeep::open(&to, options()).unwrap();
+    assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
+}

@@ -67,13 +67,22 @@ const LOCK_OPEN: i32 = 0x7264_6b01;
 const LOCK_MIGRATE: i32 = 0x7264_6b02;
 
 /// Whether `url` names a PostgreSQL store (a `postgres://` / `postgresql://` URL or a libpq
-/// key/value string).
+/// key/value string, whose keys are words of lowercase letters and `_`: a path holding `=`,
+/// such as `/srv/copy=2024` or `./x=y`, is not one).
 pub fn is_postgres_url(url: &str) -> bool {
     let url = url.trim();
+    let word = |k: &str| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
     url.starts_with("postgres://")
         || url.starts_with("postgresql://")
-        || key_values(url).is_some_and(|pairs| !pairs.is_empty())
+        || key_values(url)
+            .is_some_and(|pairs| !pairs.is_empty() && pairs.iter().all(|p| word(&p.key)))
 }
+
+/// The lock sessions through which this process has a store alone, by server pid and
+/// session start: an open that finds its store held alone by one of them is refused as
+/// the same store (`move` onto itself under another spelling of its URL), not as another
+/// process's.
+static ALONE_HERE: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
 
 /// One `key=value` of a libpq key/value string: its key, its value (unquoted), and its text
 /// as written.
@@ -551,6 +560,15 @@ impl PgDb {
             )
             .map_err(|e| pg("taking the store's shared lock", e))?;
         let shared: bool = column(&row, 0)?;
+        if !shared && held_alone_here(&mut lock, &target.schema)? {
+            return Err(Error::InUse {
+                path: target.shown.clone().into(),
+                holder: "this process already has it alone, for a command it runs (a move, \
+                         a restore, a reset): a move onto the store being moved, named \
+                         another way; name another schema or database as the target"
+                    .into(),
+            });
+        }
         if !shared {
             return Err(Error::InUse {
                 path: target.shown.clone().into(),
@@ -874,12 +892,14 @@ impl PgDb {
         let lock = guard.as_mut().ok_or_else(closed)?;
         let row = lock
             .query_one(
-                "select pg_try_advisory_lock($1, $2), pg_backend_pid()",
+                "select pg_try_advisory_lock($1, $2), pg_backend_pid(),
+                     pg_postmaster_start_time()::text",
                 &[&LOCK_OPEN, &key],
             )
             .map_err(|e| pg("taking the store's lock", e))?;
         let got: bool = column(&row, 0)?;
         let pid: i32 = column(&row, 1)?;
+        let server: String = column(&row, 2)?;
         if !got {
             let holders = self.holders(lock).unwrap_or_default();
             return Err(Error::InUse {
@@ -898,7 +918,16 @@ impl PgDb {
             .replace(pid);
         // The lock went with its session if that ended while `f` ran: other processes may
         // then have opened the store and written what `f` did not see.
+        let here = (pid, server);
+        ALONE_HERE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(here.clone());
         let out = f().and_then(|v| self.still_alone(what).map(|()| v));
+        ALONE_HERE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|h| *h != here);
         *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner()) = before;
         if let Some(lock) = self.lock.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_OPEN, &key]);
@@ -1018,6 +1047,31 @@ impl PgDb {
             Ok(u64::try_from(n).unwrap_or(0))
         })
     }
+}
+
+/// Whether the session holding the store of `schema` alone, in the database `lock` is
+/// connected to, is one of this process's ([`ALONE_HERE`]).
+fn held_alone_here(lock: &mut Client, schema: &str) -> Result<bool> {
+    let here = ALONE_HERE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if here.is_empty() {
+        return Ok(false);
+    }
+    let rows = lock
+        .query(
+            "select pid, pg_postmaster_start_time()::text from pg_locks
+             where locktype = 'advisory' and classid = $1::int::oid and objid = $2::int::oid
+               and objsubid = 2 and mode = 'ExclusiveLock' and granted
+               and database = (select oid from pg_database where datname = current_database())",
+            &[&LOCK_OPEN, &lock_key(schema)],
+        )
+        .map_err(|e| pg("reading the store's locks", e))?;
+    for row in &rows {
+        let holder = (column::<i32>(row, 0)?, column::<String>(row, 1)?);
+        if here.contains(&holder) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Column `i` of `row`: a column of another type (a table altered by hand) is an error, not
@@ -1488,6 +1542,11 @@ mod tests {
         assert!(is_postgres_url("host=/tmp dbname=x"));
         assert!(!is_postgres_url("/var/lib/redkeep"));
         assert!(!is_postgres_url("./data"));
+        // A path holding `=` is a data dir.
+        assert!(!is_postgres_url("/srv/copy=2024"));
+        assert!(!is_postgres_url("./x=y"));
+        assert!(!is_postgres_url("backups/a=b c=d"));
+        assert!(is_postgres_url("host=/x application_name=a=b"));
         let t = parse_target("postgres://u:secret@h/db?schema=app_one&sslmode=disable").unwrap();
         assert_eq!(t.schema, "app_one");
         assert!(!t.shown.contains("secret"), "{}", t.shown);
