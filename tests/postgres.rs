@@ -1118,6 +1118,38 @@ fn a_move_to_a_server_retires_the_redb_file_so_the_data_dir_opens_only_with_the_
         !dir.path().join("redkeep.redb").exists(),
         "init made nothing"
     );
+    // The commands an operator (or an old cron job) runs say the same, in one line.
+    for (args, code) in [
+        (&["status"][..], None),
+        (&["check", "--repair"][..], Some(1)),
+    ] {
+        let out = assert_cmd::Command::cargo_bin("redkeep")
+            .unwrap()
+            .env_remove("REDKEEP_STORE_URL")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("was moved to"), "{args:?}: {said}");
+        if let Some(code) = code {
+            assert_eq!(out.status.code(), Some(code), "{args:?}: {said}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr).lines().count(),
+                1,
+                "{said}"
+            );
+        }
+    }
+    assert!(
+        !dir.path().join("redkeep.redb").exists(),
+        "nothing made a store there"
+    );
     // With the URL, the data dir's folders serve the store on the server.
     let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
     assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
