@@ -30,6 +30,37 @@ use crate::workspace::{FolderOwner, Owners, WorkspaceOptions, Workspaces};
 
 /// The file name of the store inside a data dir.
 pub const STORE_FILE: &str = crate::fsutil::STORE_FILE_NAME;
+
+/// The note `move` leaves in a data dir whose redb store it moved to a server (which keeps
+/// using the data dir's folders), in place of the store file it renamed.
+pub(crate) const MOVED_NOTE: &str = "redkeep.moved";
+
+/// What [`MOVED_NOTE`] holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct MovedNote {
+    /// The store URL it moved to, without password.
+    pub(crate) to: String,
+    /// Where the store file went.
+    pub(crate) kept: PathBuf,
+}
+
+/// The refusal of an open of `dir` without a store URL when its store moved to a server
+/// (see [`MOVED_NOTE`]); `None` when it did not.
+pub(crate) fn moved_away(dir: &Path) -> Option<Error> {
+    let text = std::fs::read(dir.join(MOVED_NOTE)).ok()?;
+    let (to, kept) = match serde_json::from_slice::<MovedNote>(&text) {
+        Ok(note) => (note.to, note.kept.display().to_string()),
+        Err(_) => ("a PostgreSQL server".to_string(), "beside it".to_string()),
+    };
+    Some(Error::denied(format!(
+        "the store of {} was moved to {to} (its old file is kept as {kept}, and the data dir \
+         still holds the folders that store uses); give that store with `--store URL` (or \
+         REDKEEP_STORE_URL), or move it back with `redkeep --data-dir {} --store URL move \
+         --to NEW_DIR`",
+        dir.display(),
+        dir.display()
+    )))
+}
 /// The folder of per-user workspaces inside a data dir.
 pub const WORKSPACES_DIR: &str = "workspaces";
 /// The file name, in the data dir, next to which copies of a PostgreSQL store taken before
@@ -590,6 +621,12 @@ impl Redkeep {
             .map(str::trim)
             .filter(|u| !u.is_empty());
         let db = dir.join(STORE_FILE);
+        if url.is_none()
+            && !crate::fsutil::is_there(&db)?
+            && let Some(moved) = moved_away(&dir)
+        {
+            return Err(moved);
+        }
         if url.is_some() {
             // The store is elsewhere; the data dir holds the workspaces only, and is made once
             // the store is open (a missing store creates nothing).
@@ -1602,9 +1639,10 @@ impl Redkeep {
             .read(|tx| tx.meta(crate::store::MOVE_UNFINISHED))?
         {
             report.problem(format!(
-                "a move from {} stopped after writing this store's records (a crash or a \
-                 kill), so workspace folders may be missing; run the same move again: it \
-                 replaces what the stopped one wrote",
+                "a move from {} into this store stopped part way (a crash, a kill, a lost \
+                 connection), so records or workspace folders may be missing: this is not a \
+                 whole store; run the same move again (it replaces what the stopped one \
+                 wrote), or remove this store (it is a copy)",
                 String::from_utf8_lossy(&from)
             ));
         }

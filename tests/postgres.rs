@@ -258,7 +258,7 @@ fn moving_to_postgres_and_back_leaves_the_export_byte_identical() {
     assert_eq!(export(&rk), before);
     // A second move into a store that holds records is refused and changes nothing.
     drop(rk);
-    let again = redkeep::ops::move_store(source.path(), None, &url, options()).unwrap_err();
+    let again = redkeep::ops::move_store(&target, None, &url, options()).unwrap_err();
     assert!(
         again.to_string().contains("already holds records"),
         "{again}"
@@ -664,14 +664,15 @@ fn a_process_that_lost_its_hold_on_the_store_cannot_write_while_another_has_it_a
 
 /// The process that has the store alone checks, at every write, that it still does: once
 /// its session holding the lock has ended, its writes are refused and say why (another
-/// process may have taken the store by then).
+/// process may have taken the store by then), and the command that had it alone fails.
 #[test]
 fn a_process_whose_exclusive_hold_ended_stops_writing() {
     let url = pg::server().fresh_url();
     let app = format!("alone_{}", schema_of(&url));
     let (_d, rk) = on_postgres(&format!("{url} application_name={app}"));
     user(&rk, "a@example.com").unwrap();
-    rk.store()
+    let lost = rk
+        .store()
         .alone_with("be reset", || {
             user(&rk, "b@example.com")?;
             let ended: bool = pg::server()
@@ -693,7 +694,13 @@ fn a_process_whose_exclusive_hold_ended_stops_writing() {
             );
             Ok(())
         })
-        .unwrap();
+        .unwrap_err();
+    // Nor does the command report success: others may have written meanwhile.
+    assert!(
+        matches!(&lost, Error::InUse { holder, .. }
+            if holder.contains("be reset") && holder.contains("ended part way")),
+        "{lost}"
+    );
     assert_eq!(rk.users().count().unwrap(), 2);
 }
 
@@ -948,4 +955,362 @@ fn a_move_from_a_server_needs_the_data_dir_holding_its_folders() {
     assert_eq!(moved.folders, 1);
     let there = Redkeep::open(&to, options()).unwrap();
     assert_eq!(there.workspaces().list_pieces(ann.id).unwrap().len(), 1);
+}
+
+/// Waits (spinning on the server's lock table, not on time) until a session waits for a
+/// lock on `table` of `schema`.
+fn until_blocked_on(su: &mut pg::postgres_client::Client, schema: &str, table: &str) {
+    let rel = format!("\"{schema}\".\"{table}\"");
+    loop {
+        let waiting: i64 = su
+            .query_one(
+                "select count(*) from pg_locks where not granted
+                 and relation = to_regclass($1)",
+                &[&rel],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Ends the sessions of application `app` holding a store's lock exclusively.
+fn end_exclusive_holders(su: &mut pg::postgres_client::Client, app: &str) -> i64 {
+    su.query_one(
+        "select count(*) filter (where pg_terminate_backend(l.pid, 10000))
+         from pg_locks l join pg_stat_activity a on a.pid = l.pid
+         where l.locktype = 'advisory' and l.mode = 'ExclusiveLock' and l.granted
+           and a.application_name = $1",
+        &[&app],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// A move from a server has the store alone through its lock session. When that session
+/// ends part way (a server restart, `idle_session_timeout`, a proxy's idle cut), other
+/// processes may write to the store after the move's snapshot: the move then fails and says
+/// to run it again (it takes back the data dir it made), instead of reporting a copy that
+/// misses those writes as clean; run again, it copies them.
+#[test]
+fn a_move_whose_lock_session_ended_fails_then_runs_again_with_what_was_written_meanwhile() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let app = format!("mover_{schema}");
+    let source = format!("{url} application_name={app}");
+    let (dir, rk) = on_postgres(&url);
+    let ann = user(&rk, "ann@example.com").unwrap();
+    rk.workspaces()
+        .save_piece(ann.id, br#"{"by": "ann"}"#)
+        .unwrap();
+    drop(rk);
+    let target = tempfile::tempdir().unwrap();
+    let to = target.path().join("moved");
+    // The move's snapshot is taken, then its read of the users waits behind this lock.
+    let mut su = pg::server().client();
+    let mut held = pg::server().client();
+    let mut hold = held.transaction().unwrap();
+    hold.batch_execute(&format!(
+        "lock table \"{schema}\".\"r:users\" in access exclusive mode"
+    ))
+    .unwrap();
+    let moving = {
+        let (dir, source, to) = (dir.path().to_path_buf(), source.clone(), to.clone());
+        std::thread::spawn(move || {
+            redkeep::ops::move_store(
+                &dir,
+                Some(&source),
+                to.to_str().unwrap(),
+                Options::default().password(PasswordParams::INSECURE_FAST),
+            )
+        })
+    };
+    until_blocked_on(&mut su, &schema, "r:users");
+    assert_eq!(end_exclusive_holders(&mut su, &app), 1);
+    // The store is open to others again: they write after the snapshot.
+    let current = redkeep::store::StoreOptions {
+        schema_version: redkeep::SCHEMA_VERSION,
+        ..Default::default()
+    };
+    redkeep::store::Store::open_postgres(&url, &current, false)
+        .unwrap()
+        .write(|tx| tx.set_meta("during", b"1"))
+        .unwrap();
+    hold.rollback().unwrap();
+    let err = moving.join().unwrap().unwrap_err();
+    assert!(
+        matches!(&err, Error::InUse { holder, .. }
+            if holder.contains("ended part way") && holder.contains("run the command again")),
+        "{err}"
+    );
+    assert!(!to.exists(), "the data dir the move made is taken back");
+    let moved = redkeep::ops::move_store(
+        dir.path(),
+        Some(&url),
+        to.to_str().unwrap(),
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    assert!(moved.check.ok, "{:?}", moved.check.problems);
+    let there = Redkeep::open(
+        &to,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    assert!(
+        there
+            .store()
+            .read(|tx| tx.meta("during"))
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// A move from a data dir to a server, which keeps using the data dir's folders, retires
+/// the redb file: renamed to a kept copy, so no command run without the store URL (an old
+/// cron job, a shell without REDKEEP_STORE_URL) works on the stale store and trashes the
+/// folders of users made on the server since; such an open, and `init`, are refused and
+/// say where the store went and how to use it or move it back.
+#[test]
+fn a_move_to_a_server_retires_the_redb_file_so_the_data_dir_opens_only_with_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        user(&rk, "ann@example.com").unwrap();
+    }
+    let url = pg::server().fresh_url();
+    let secret = format!("{url} password=hunter2");
+    let moved = redkeep::ops::move_store(dir.path(), None, &secret, options()).unwrap();
+    let kept = moved
+        .source_kept_as
+        .clone()
+        .expect("the source file is kept");
+    assert!(kept.is_file(), "{}", kept.display());
+    assert!(
+        kept.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("redkeep.redb.moved-to-postgres-")
+    );
+    assert!(!dir.path().join("redkeep.redb").exists());
+    for err in [
+        Redkeep::open(dir.path(), options()).unwrap_err(),
+        Redkeep::open_to_init(dir.path(), options()).unwrap_err(),
+        redkeep::ops::move_store(dir.path(), None, &url, options()).unwrap_err(),
+    ] {
+        let said = err.to_string();
+        assert!(matches!(err, Error::Denied { .. }), "{said}");
+        assert!(
+            said.contains("was moved to")
+                && said.contains(&schema_of(&url))
+                && said.contains("--store URL")
+                && said.contains("move --to")
+                && said.contains(&kept.display().to_string())
+                && !said.contains("hunter2"),
+            "{said}"
+        );
+    }
+    assert!(
+        !dir.path().join("redkeep.redb").exists(),
+        "init made nothing"
+    );
+    // The commands an operator (or an old cron job) runs say the same, in one line.
+    for (args, code) in [
+        (&["status"][..], None),
+        (&["check", "--repair"][..], Some(1)),
+    ] {
+        let out = assert_cmd::Command::cargo_bin("redkeep")
+            .unwrap()
+            .env_remove("REDKEEP_STORE_URL")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("was moved to"), "{args:?}: {said}");
+        if let Some(code) = code {
+            assert_eq!(out.status.code(), Some(code), "{args:?}: {said}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr).lines().count(),
+                1,
+                "{said}"
+            );
+        }
+    }
+    assert!(
+        !dir.path().join("redkeep.redb").exists(),
+        "nothing made a store there"
+    );
+    // With the URL, the data dir's folders serve the store on the server.
+    let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
+    assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
+}
+
+/// A move into a server marks the target as being filled before it holds any record, and
+/// clears the mark only once the copy is whole: a move that stops part way (here the server
+/// refuses a record; a kill leaves the same) leaves a target that `check` and `status` name
+/// as not whole, never one passing for a new, empty store; the same move then runs again.
+#[test]
+fn a_move_stopped_part_way_leaves_a_target_marked_as_being_filled_and_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        user(&rk, "ann@example.com").unwrap();
+    }
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    drop(on_postgres(&url));
+    let mut su = pg::server().client();
+    su.batch_execute(&format!(
+        "create function \"{schema}\".refuse() returns trigger language plpgsql as $$
+         begin raise exception 'refused for the test'; end $$;
+         create trigger refuse before insert on \"{schema}\".\"r:roles\"
+           for each row execute function \"{schema}\".refuse()"
+    ))
+    .unwrap();
+    let err = redkeep::ops::move_store(dir.path(), None, &url, options()).unwrap_err();
+    assert!(err.full_message().contains("refused for the test"), "{err}");
+    assert!(
+        dir.path().join("redkeep.redb").is_file(),
+        "the source stays"
+    );
+    {
+        let (_d, there) = on_postgres(&url);
+        let report = there.check(false).unwrap();
+        assert!(
+            !report.ok
+                && report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("stopped part way") && p.contains("not a whole store")),
+            "{:?}",
+            report.problems
+        );
+    }
+    su.batch_execute(&format!("drop trigger refuse on \"{schema}\".\"r:roles\""))
+        .unwrap();
+    let moved = redkeep::ops::move_store(dir.path(), None, &url, options()).unwrap();
+    assert!(moved.check.ok, "{:?}", moved.check.problems);
+    let (_d, there) = on_postgres(&url);
+    assert!(there.check(false).unwrap().ok);
+    assert!(there.users().by_email("ann@example.com").unwrap().is_some());
+}
+
+/// A schema holding another application's tables is not a redkeep store: creating a store
+/// there is refused with nothing written into it; a view redkeep did not make is never
+/// replaced by the one it makes beside a record table.
+#[test]
+fn a_schema_of_another_application_is_refused_and_its_views_are_left_alone() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let mut su = pg::server().client();
+    su.batch_execute(&format!(
+        "create schema \"{schema}\"; create table \"{schema}\".users (id int primary key);
+         create view \"{schema}\".roles as select 1 as x"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = Redkeep::open(
+        dir.path(),
+        Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .store(url.as_str()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Denied { .. })
+            && err.to_string().contains("not a redkeep store")
+            && err.to_string().contains("schema="),
+        "{err}"
+    );
+    let tables: i64 = su
+        .query_one(
+            "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             where n.nspname = $1 and c.relkind in ('r', 'v')",
+            &[&schema],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 2, "nothing was created");
+    // In a store of its own, a view made by hand where redkeep would put one stays.
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (_d, rk) = on_postgres(&url);
+    su.batch_execute(&format!(
+        "create view \"{schema}\".invites as select 'mine'::text as note"
+    ))
+    .unwrap();
+    rk.invites().create(InviteSpec::default()).unwrap();
+    let note: String = su
+        .query_one(&format!("select note from \"{schema}\".invites"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(note, "mine");
+}
+
+/// A move onto the store being moved, named by another spelling of its URL, is refused as
+/// that (not as a store another process holds), and changes nothing.
+#[test]
+fn a_move_onto_its_own_store_under_another_spelling_says_so() {
+    let url = pg::server().fresh_url();
+    let (dir, rk) = on_postgres(&url);
+    user(&rk, "ann@example.com").unwrap();
+    rk.workspaces()
+        .save_piece(
+            rk.users().by_email("ann@example.com").unwrap().unwrap().id,
+            b"{}",
+        )
+        .unwrap();
+    drop(rk);
+    let other_spelling = format!("application_name=again {url}");
+    let err = redkeep::ops::move_store(
+        dir.path(),
+        Some(&url),
+        &other_spelling,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::InUse { .. })
+            && err
+                .to_string()
+                .contains("this process already has it alone")
+            && err.to_string().contains("another schema or database"),
+        "{err}"
+    );
+    let (_d, rk) = on_postgres(&url);
+    assert_eq!(rk.users().count().unwrap(), 1);
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// A data dir path holding `=` is a path, not a PostgreSQL key/value string.
+#[test]
+fn a_move_to_a_path_holding_an_equals_sign_makes_that_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        user(&rk, "ann@example.com").unwrap();
+    }
+    let target = tempfile::tempdir().unwrap();
+    let to = target.path().join("copy=2024");
+    let moved =
+        redkeep::ops::move_store(dir.path(), None, to.to_str().unwrap(), options()).unwrap();
+    assert!(moved.check.ok, "{:?}", moved.check.problems);
+    assert_eq!(
+        moved.source_kept_as, None,
+        "a move to a data dir leaves the source"
+    );
+    let rk = Redkeep::open(&to, options()).unwrap();
+    assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
 }

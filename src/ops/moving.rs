@@ -33,6 +33,12 @@ pub struct MoveReport {
     /// use the same data dir. Symlinks and special files in them are named in `not_kept`.
     #[serde(default)]
     pub trash_entries: u64,
+    /// Where the redb file of the data dir went after a move from it to a server (which
+    /// keeps using the data dir's folders): renamed
+    /// (`redkeep.redb.moved-to-postgres-<time>`), so that no command run without the store
+    /// URL opens it by mistake; `None` for other moves, which leave the source as it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_kept_as: Option<PathBuf>,
     /// `check` on the new store.
     pub check: CheckReport,
 }
@@ -121,6 +127,9 @@ pub fn move_store(
         None => {
             let db = data_dir.join(STORE_FILE);
             if !crate::fsutil::is_there(&db)? {
+                if let Some(moved) = crate::handle::moved_away(data_dir) {
+                    return Err(moved);
+                }
                 return Err(Error::NotInitialized { path: db });
             }
             open_file_store(&db, Mode::Exclusive)?
@@ -146,16 +155,11 @@ pub fn move_store(
             ),
         ));
     }
-    let resuming = match stopped_from {
-        Some(from) if same_source(&from, &source.location()) => true,
-        Some(from) => {
-            return Err(Error::denied(format!(
-                "{to} holds what a move from {from} wrote before it stopped (a crash or a \
-                 kill); run that move again to finish it, or remove {to} (it is a copy)"
-            )));
-        }
-        None => false,
-    };
+    if let Some(from) = &stopped_from
+        && !same_source(from, &source.location())
+    {
+        return Err(refuse_other_move(to, from));
+    }
     // The copy is checked as a current store: an older one would read as damaged there.
     if let Some(found) = source.schema_version()?
         && found < SCHEMA_VERSION
@@ -165,13 +169,16 @@ pub fn move_store(
             needed: SCHEMA_VERSION,
         });
     }
+    // Whether this move opened the target (a target another process holds is left as it is).
+    let opened = std::cell::Cell::new(false);
     let moved = source.alone_with("be moved", || {
+        // Made without a schema version: its first write says it is being filled.
         let (target, target_dir, target_url) = if is_url(to) {
-            (open_url_store(to, true)?, data_dir.to_path_buf(), Some(to))
+            (open_target_url(to)?, data_dir.to_path_buf(), Some(to))
         } else {
             let dir = PathBuf::from(to);
             crate::fsutil::create_private_dir(&dir)?;
-            let store = Store::open(
+            let store = Store::open_unchecked(
                 dir.join(STORE_FILE),
                 &StoreOptions {
                     schema_version: SCHEMA_VERSION,
@@ -182,13 +189,28 @@ pub fn move_store(
             )?;
             (store, dir, None)
         };
+        opened.set(true);
         if target.location() == source.location() {
             return Err(Error::invalid(
                 "to",
                 "the target is the store being moved; name another data dir or schema",
             ));
         }
-        let (tables, folders) = target.alone_with("receive a move", || {
+        // A file store is named by its real path: the same move, run again from another
+        // folder or through another spelling, finds its mark.
+        let from = source.location();
+        let from = std::fs::canonicalize(&from).map_or(from, |p| p.display().to_string());
+        let (tables, folders, kept) = target.alone_with("receive a move", || {
+            let resuming = match target.read(|tx| tx.meta(MOVE_UNFINISHED))? {
+                Some(mark) if same_source(&String::from_utf8_lossy(&mark), &from) => true,
+                Some(mark) => {
+                    return Err(refuse_other_move(
+                        &target.location(),
+                        &String::from_utf8_lossy(&mark),
+                    ));
+                }
+                None => false,
+            };
             if !resuming && !holds_nothing_made(&target)? {
                 return Err(Error::denied(format!(
                     "{} already holds records; move fills a new store only (one that holds \
@@ -197,18 +219,29 @@ pub fn move_store(
                     target.location()
                 )));
             }
-            // One transaction on the target: a move cut off part way (a kill, a server
-            // stopped) leaves the target as it was, so it can simply run again.
+            if let Some(found) = target.schema_version()?
+                && found > SCHEMA_VERSION
+            {
+                return Err(Error::NewerSchema {
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            // The target says it is being filled before it holds any record, and until the
+            // move has checked that the copy is whole: a move cut off part way (a kill, a
+            // server stopped) leaves a target that `status` and `check` name as such (never
+            // one that passes for a new, empty store), and the same move may run again.
+            let mark = (MOVE_UNFINISHED, from.as_bytes());
+            target.write_here(|tx| {
+                if tx.schema_version()?.is_none() {
+                    tx.set_schema_version(SCHEMA_VERSION)?;
+                    tx.set_meta(crate::store::BORN_AT, &SCHEMA_VERSION.to_be_bytes())?;
+                }
+                tx.set_meta(mark.0, mark.1)
+            })?;
             let version = source.schema_version()?.unwrap_or(SCHEMA_VERSION);
             let same_dir = target_dir.canonicalize().ok() == data_dir.canonicalize().ok();
-            // The folders are copied after the records commit: until they are all there,
-            // the target says so (`check` names it), and this move may run again.
-            // A file store is named by its real path: the same move, run again from
-            // another folder or through another spelling, finds its mark.
-            let from = source.location();
-            let from = std::fs::canonicalize(&from).map_or(from, |p| p.display().to_string());
-            let mark = (!same_dir).then_some((MOVE_UNFINISHED, from.as_bytes()));
-            let tables = source.replace_into_marked(&target, version, mark)?;
+            let tables = source.replace_into_marked(&target, version, Some(mark))?;
             compare(&source, &target)?;
             let folders = if same_dir {
                 (0, Vec::new(), 0)
@@ -216,11 +249,27 @@ pub fn move_store(
                 if resuming {
                     clear_copied_folders(&target_dir, options.clock.now())?;
                 }
-                let copied = copy_folders(data_dir, &target_dir)?;
-                target.write_here(|tx| tx.remove_meta(MOVE_UNFINISHED))?;
-                copied
+                copy_folders(data_dir, &target_dir)?
             };
-            Ok((tables, folders))
+            // A lock that went with its session (a server restart, `idle_session_timeout`,
+            // a dropped connection) let other processes write to the source after the
+            // snapshot, or to the target: the copy is then not the store.
+            source.still_alone("be moved")?;
+            target.still_alone("receive a move")?;
+            // A store on a server keeps using this data dir's folders: the redb file left
+            // here would be a second store on the same folders.
+            let kept = if store_url.is_none() && target_url.is_some() {
+                Some(retire_source(data_dir, to, options.clock.now())?)
+            } else {
+                None
+            };
+            if let Err(e) = target.write_here(|tx| tx.remove_meta(MOVE_UNFINISHED)) {
+                if let Some(kept) = &kept {
+                    unretire_source(data_dir, kept);
+                }
+                return Err(e);
+            }
+            Ok((tables, folders, kept))
         })?;
         let (from, to_shown) = (source.location(), target.location());
         // The target is closed before it is opened again to be checked.
@@ -246,21 +295,87 @@ pub fn move_store(
             folders: folders.0,
             not_kept: folders.1,
             trash_entries: folders.2,
+            source_kept_as: kept,
             check,
         })
     });
     // A move that failed part way (a full disk while the folders were copied) takes away
     // what it made in the target, so nothing there passes for a store and a new attempt
     // finds the target as it was.
-    // (Not when the target was in use: then this move made nothing there, and what is
-    // there is its holder's.)
+    // (Not when the target was in use before this move opened it: then this move made
+    // nothing there, and what is there is its holder's.)
     if let Err(e) = &moved
-        && !matches!(e, Error::InUse { .. })
+        && (opened.get() || !matches!(e, Error::InUse { .. }))
         && let Some(made) = &target_before
     {
         made.take_back();
     }
     moved
+}
+
+/// The refusal of a target that holds what a move from another source (`from`) wrote
+/// before it stopped.
+fn refuse_other_move(to: &str, from: &str) -> Error {
+    Error::denied(format!(
+        "{to} holds what a move from {from} wrote before it stopped (a crash or a kill); run \
+         that move again to finish it, or remove {to} (it is a copy)"
+    ))
+}
+
+/// Opens (creating) a target on a server without writing its schema version, so that the
+/// move's first write there says it is being filled.
+fn open_target_url(to: &str) -> Result<Store> {
+    #[cfg(feature = "postgres")]
+    if crate::store::is_postgres_url(to) {
+        return Store::open_postgres_unchecked(
+            to,
+            &StoreOptions {
+                schema_version: SCHEMA_VERSION,
+                allow_outdated: true,
+                ..StoreOptions::default()
+            },
+        );
+    }
+    open_url_store(to, true)
+}
+
+/// Retires the redb file of `data_dir` once its store has moved to the server `to`, which
+/// keeps using the data dir's folders: the file is renamed to a kept copy
+/// (`redkeep.redb.moved-to-postgres-<time>`, nothing is deleted) and a note left in its
+/// place, so that an open of the data dir without the store URL (an old cron job, a shell
+/// without `REDKEEP_STORE_URL`) is refused with where the store went, instead of working
+/// on a stale store whose `check --repair` would trash the folders of users made since.
+/// Returns the kept copy's path.
+///
+/// # Errors
+/// `Io` when the note cannot be written or the file renamed (then neither is left).
+fn retire_source(data_dir: &Path, to: &str, now: crate::Timestamp) -> Result<PathBuf> {
+    let db = data_dir.join(STORE_FILE);
+    let kept = super::files::free_with_suffix(&db, &format!(".moved-to-postgres-{}", now.0));
+    let note = crate::handle::MovedNote {
+        to: crate::store::redact(to),
+        kept: kept.clone(),
+    };
+    let path = data_dir.join(crate::handle::MOVED_NOTE);
+    let text = serde_json::to_vec(&note).map_err(|e| Error::Invariant {
+        what: format!("the note of a moved store cannot be written as JSON: {e}"),
+    })?;
+    crate::fsutil::write_private(&path, &text)?;
+    if let Err(e) = std::fs::rename(&db, &kept) {
+        let _ = std::fs::remove_file(&path);
+        return Err(Error::io(
+            format!("renaming {} to {}", db.display(), kept.display()),
+            e,
+        ));
+    }
+    Ok(kept)
+}
+
+/// Takes back [`retire_source`] when the move failed after it.
+fn unretire_source(data_dir: &Path, kept: &Path) {
+    if std::fs::rename(kept, data_dir.join(STORE_FILE)).is_ok() {
+        let _ = std::fs::remove_file(data_dir.join(crate::handle::MOVED_NOTE));
+    }
 }
 
 /// Whether the source a stopped move's mark names is `location`: the same text, or (a file

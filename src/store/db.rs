@@ -727,6 +727,26 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens (creating when missing) the store on the PostgreSQL server `url` names without
+    /// looking at its schema version or writing one: a store made here holds nothing until
+    /// its first write (what `move` makes its target with, so that its first write can say
+    /// that the store is being filled).
+    ///
+    /// # Errors
+    /// As [`Store::open_postgres`], without the schema mismatches.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn open_postgres_unchecked(url: &str, options: &StoreOptions) -> Result<Store> {
+        let pg = super::engine::pg::PgDb::open(url, true, false)?;
+        let path = PathBuf::from(pg.shown());
+        Ok(Store::assemble(
+            Engine::Pg(Box::new(pg)),
+            path,
+            Mode::Shared,
+            None,
+            options,
+        ))
+    }
+
     /// Opens the file to read it only (no write, no repair on open); writes fail. In
     /// `Mode::Shared` it shares the file with shared writers and reads their commits; in
     /// `Mode::Exclusive` it keeps every writer out while it is open (what reading a file
@@ -1868,6 +1888,24 @@ impl Store {
             }
             #[cfg(feature = "postgres")]
             Engine::Pg(pg) => pg.alone(what, f),
+        }
+    }
+
+    /// Whether this process still has the store alone, inside [`Store::alone_with`]: a
+    /// PostgreSQL store's lock goes with the session holding it (a server restart,
+    /// `idle_session_timeout`, a dropped connection); a redb file's lock stays until closed.
+    ///
+    /// # Errors
+    /// `InUse` when the lock was lost (`what` says what it was held for); `Storage` when the
+    /// server cannot be asked.
+    pub(crate) fn still_alone(&self, what: &str) -> Result<()> {
+        match &self.inner.engine {
+            Engine::File(_) => {
+                let _ = what;
+                Ok(())
+            }
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.still_alone(what),
         }
     }
 

@@ -709,6 +709,15 @@ pub fn move_store(
             crate::top::first_few(&shown, 3)
         ));
     }
+    if let Some(kept) = &r.source_kept_as {
+        lines.push(format!(
+            "the old store file was renamed to {} (kept, not deleted): the data dir's folders \
+             now belong to the store on the server, so this data dir opens only with \
+             `--store URL` (or REDKEEP_STORE_URL); without it, commands refuse and say where \
+             the store went",
+            kept.display()
+        ));
+    }
     if r.check.ok {
         lines.push("`redkeep check` is clean on the target".into());
     } else {

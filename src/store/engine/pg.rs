@@ -67,13 +67,22 @@ const LOCK_OPEN: i32 = 0x7264_6b01;
 const LOCK_MIGRATE: i32 = 0x7264_6b02;
 
 /// Whether `url` names a PostgreSQL store (a `postgres://` / `postgresql://` URL or a libpq
-/// key/value string).
+/// key/value string, whose keys are words of lowercase letters and `_`: a path holding `=`,
+/// such as `/srv/copy=2024` or `./x=y`, is not one).
 pub fn is_postgres_url(url: &str) -> bool {
     let url = url.trim();
+    let word = |k: &str| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
     url.starts_with("postgres://")
         || url.starts_with("postgresql://")
-        || key_values(url).is_some_and(|pairs| !pairs.is_empty())
+        || key_values(url)
+            .is_some_and(|pairs| !pairs.is_empty() && pairs.iter().all(|p| word(&p.key)))
 }
+
+/// The lock sessions through which this process has a store alone, by server pid and
+/// session start: an open that finds its store held alone by one of them is refused as
+/// the same store (`move` onto itself under another spelling of its URL), not as another
+/// process's.
+static ALONE_HERE: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
 
 /// One `key=value` of a libpq key/value string: its key, its value (unquoted), and its text
 /// as written.
@@ -330,9 +339,17 @@ fn table_ddl(schema: &str, name: &str, q: &str) -> String {
     };
     let mut ddl =
         format!("create table if not exists {q} (k bytea primary key, v bytea not null, j jsonb)");
+    // Made only where no relation has the name: a view or table made by hand (or by another
+    // application) is never replaced.
     if let Some(view) = view_name(record) {
         ddl += &format!(
-            "; create or replace view {}.{} as select k, j as v from {q}",
+            "; do $view$ begin
+                 if to_regclass('{}.{}') is null then
+                     create view {}.{} as select k, j as v from {q};
+                 end if;
+             end $view$",
+            quote(schema),
+            quote(&view),
             quote(schema),
             quote(&view)
         );
@@ -341,10 +358,14 @@ fn table_ddl(schema: &str, name: &str, q: &str) -> String {
 }
 
 /// The name of the view over record table `record`; none where it could clash with one of
-/// redkeep's own tables.
+/// redkeep's own tables, or where it is not a plain lowercase name (it is written into the
+/// DDL that makes the view only where none is).
 fn view_name(record: &str) -> Option<String> {
     let rel = relname(record);
-    (!rel.starts_with('_') && !rel.contains(':') && rel != META).then_some(rel)
+    let plain = rel
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    (plain && !rel.starts_with('_') && rel != META).then_some(rel)
 }
 
 /// Gives record tables made before records were also kept as jsonb their `j` column (empty
@@ -486,6 +507,26 @@ impl PgDb {
                 )
                 .map_err(|e| pg("looking for the schema's catalog", e))?
                 .is_some();
+        // A schema of something else (`public`, another application's) is never written
+        // into: its tables and views are not redkeep's to add to or replace.
+        if create && exists && !catalog {
+            let taken = lock
+                .query_opt(
+                    "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                     where n.nspname = $1 limit 1",
+                    &[&target.schema],
+                )
+                .map_err(|e| pg("looking at the schema's tables", e))?;
+            if let Some(row) = taken {
+                let name: &str = column(&row, 0)?;
+                return Err(Error::denied(format!(
+                    "schema {} holds tables that are not a redkeep store (such as {name}); \
+                     nothing was created there: give schema=NAME in the store URL for a schema \
+                     of redkeep's own",
+                    target.schema
+                )));
+            }
+        }
         let usable = create || (catalog && holds_store(&mut lock, &target.schema)?);
         if !usable {
             return Err(Error::NotInitialized {
@@ -519,6 +560,15 @@ impl PgDb {
             )
             .map_err(|e| pg("taking the store's shared lock", e))?;
         let shared: bool = column(&row, 0)?;
+        if !shared && held_alone_here(&mut lock, &target.schema)? {
+            return Err(Error::InUse {
+                path: target.shown.clone().into(),
+                holder: "this process already has it alone, for a command it runs (a move, \
+                         a restore, a reset): a move onto the store being moved, named \
+                         another way; name another schema or database as the target"
+                    .into(),
+            });
+        }
         if !shared {
             return Err(Error::InUse {
                 path: target.shown.clone().into(),
@@ -527,6 +577,10 @@ impl PgDb {
                     .into(),
             });
         }
+        // The lock lives as long as this session: the server must not end it for being idle
+        // (`idle_session_timeout`, PostgreSQL 14 on; an older server has no such setting,
+        // and the error it gives for it changes nothing).
+        let _ = lock.batch_execute("set idle_session_timeout = 0");
         if !read_only {
             add_readable_columns(&mut lock, &target.schema)?;
         }
@@ -838,12 +892,14 @@ impl PgDb {
         let lock = guard.as_mut().ok_or_else(closed)?;
         let row = lock
             .query_one(
-                "select pg_try_advisory_lock($1, $2), pg_backend_pid()",
+                "select pg_try_advisory_lock($1, $2), pg_backend_pid(),
+                     pg_postmaster_start_time()::text",
                 &[&LOCK_OPEN, &key],
             )
             .map_err(|e| pg("taking the store's lock", e))?;
         let got: bool = column(&row, 0)?;
         let pid: i32 = column(&row, 1)?;
+        let server: String = column(&row, 2)?;
         if !got {
             let holders = self.holders(lock).unwrap_or_default();
             return Err(Error::InUse {
@@ -860,12 +916,56 @@ impl PgDb {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .replace(pid);
-        let out = f();
+        // The lock went with its session if that ended while `f` ran: other processes may
+        // then have opened the store and written what `f` did not see.
+        let here = (pid, server);
+        ALONE_HERE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(here.clone());
+        let out = f().and_then(|v| self.still_alone(what).map(|()| v));
+        ALONE_HERE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|h| *h != here);
         *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner()) = before;
         if let Some(lock) = self.lock.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_OPEN, &key]);
         }
         out
+    }
+
+    /// Whether this process still has the store alone (inside [`PgDb::alone`]): its lock
+    /// session still holds the exclusive lock, asked on another connection (that session
+    /// may be gone). `InUse` when it does not; `what` says what the hold was for.
+    pub(crate) fn still_alone(&self, what: &str) -> Result<()> {
+        let Some(pid) = *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return Ok(());
+        };
+        let key = lock_key(&self.schema);
+        let held = self.outside(|c| {
+            let row = c
+                .query_one(
+                    "select exists (select 1 from pg_locks where locktype = 'advisory'
+                     and classid = $1::int::oid and objid = $2::int::oid and objsubid = 2
+                     and mode = 'ExclusiveLock' and granted and pid = $3)",
+                    &[&LOCK_OPEN, &key, &pid],
+                )
+                .map_err(|e| pg("reading the store's locks", e))?;
+            column::<bool>(&row, 0)
+        })?;
+        if held {
+            return Ok(());
+        }
+        Err(Error::InUse {
+            path: self.shown.clone().into(),
+            holder: format!(
+                "this process had it alone to {what}, but its session holding that lock ended \
+                 part way (a server restart, idle_session_timeout, a proxy's idle cut or a \
+                 dropped connection), so other processes may have written to it meanwhile and \
+                 what it did cannot be trusted; run the command again"
+            ),
+        })
     }
 
     fn holders(&self, lock: &mut Client) -> Result<i64> {
@@ -947,6 +1047,31 @@ impl PgDb {
             Ok(u64::try_from(n).unwrap_or(0))
         })
     }
+}
+
+/// Whether the session holding the store of `schema` alone, in the database `lock` is
+/// connected to, is one of this process's ([`ALONE_HERE`]).
+fn held_alone_here(lock: &mut Client, schema: &str) -> Result<bool> {
+    let here = ALONE_HERE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if here.is_empty() {
+        return Ok(false);
+    }
+    let rows = lock
+        .query(
+            "select pid, pg_postmaster_start_time()::text from pg_locks
+             where locktype = 'advisory' and classid = $1::int::oid and objid = $2::int::oid
+               and objsubid = 2 and mode = 'ExclusiveLock' and granted
+               and database = (select oid from pg_database where datname = current_database())",
+            &[&LOCK_OPEN, &lock_key(schema)],
+        )
+        .map_err(|e| pg("reading the store's locks", e))?;
+    for row in &rows {
+        let holder = (column::<i32>(row, 0)?, column::<String>(row, 1)?);
+        if here.contains(&holder) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Column `i` of `row`: a column of another type (a table altered by hand) is an error, not
@@ -1417,6 +1542,11 @@ mod tests {
         assert!(is_postgres_url("host=/tmp dbname=x"));
         assert!(!is_postgres_url("/var/lib/redkeep"));
         assert!(!is_postgres_url("./data"));
+        // A path holding `=` is a data dir.
+        assert!(!is_postgres_url("/srv/copy=2024"));
+        assert!(!is_postgres_url("./x=y"));
+        assert!(!is_postgres_url("backups/a=b c=d"));
+        assert!(is_postgres_url("host=/x application_name=a=b"));
         let t = parse_target("postgres://u:secret@h/db?schema=app_one&sslmode=disable").unwrap();
         assert_eq!(t.schema, "app_one");
         assert!(!t.shown.contains("secret"), "{}", t.shown);
