@@ -161,8 +161,9 @@ pub struct Options {
     /// Open a store with an older schema without migrating it, so its migrations can be
     /// inspected and run (`redkeep migrate`). Other operations may fail on such a store.
     pub open_outdated: bool,
-    /// Open a store that an import or an adoption stopped part way left (a crash or a kill
-    /// between its records and its workspace folders; `check` names it), to check or back
+    /// Open a store that an import, an adoption or a move into it stopped part way left (a
+    /// crash or a kill before its records and workspace folders were whole; `check` names
+    /// it), to check or back
     /// it up, or to finish the import by running it again (default false). Otherwise such a
     /// store is refused with `Denied` saying what to run: its users' folders may be missing,
     /// and what is written into it would be lost when the operation is finished or redone.
@@ -517,7 +518,7 @@ fn owners_of(store: Store, serving: bool) -> Owners {
     })
 }
 
-/// Refuses a store that an import or an adoption stopped part way left (see
+/// Refuses a store that an import, an adoption or a move into it stopped part way left (see
 /// [`Options::open_unfinished`]), saying how to finish or redo it. (A damaged store whose
 /// marks do not read is let through: it refuses writes, and `check` names the damage.)
 fn refuse_unfinished(store: &Store) -> Result<()> {
@@ -532,6 +533,12 @@ fn refuse_unfinished(store: &Store) -> Result<()> {
             "an adoption stopped part way here (a crash or a kill), so users' workspace \
              folders may be missing; remove this data dir's store and workspaces folder (they \
              hold only that adoption's copy), then adopt again",
+        ),
+        (
+            crate::store::MOVE_UNFINISHED,
+            "a move into this store stopped part way (a crash, a kill, a lost connection), so \
+             records or workspace folders may be missing; run the same move again (it \
+             replaces what the stopped one wrote), or remove this store (it is a copy)",
         ),
     ];
     for (key, what) in stopped {

@@ -1185,7 +1185,26 @@ fn a_move_stopped_part_way_leaves_a_target_marked_as_being_filled_and_runs_again
         "the source stays"
     );
     {
-        let (_d, there) = on_postgres(&url);
+        // Not opened for use; opened to be checked, it is named.
+        let plain = Redkeep::open(
+            tempfile::tempdir().unwrap().path(),
+            Options::default()
+                .password(PasswordParams::INSECURE_FAST)
+                .store(&url),
+        );
+        assert!(
+            matches!(&plain, Err(redkeep::Error::Denied { .. })),
+            "{plain:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let there = Redkeep::open(
+            dir.path(),
+            Options::default()
+                .password(PasswordParams::INSECURE_FAST)
+                .store(&url)
+                .open_unfinished(true),
+        )
+        .unwrap();
         let report = there.check(false).unwrap();
         assert!(
             !report.ok
