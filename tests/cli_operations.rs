@@ -2491,3 +2491,33 @@ fn salvage_heeds_an_owner_marker_only_while_its_process_has_the_file_open() {
     );
     assert!(!again.exists());
 }
+
+/// `status` lists the copies of the store that operations keep in the data dir (before a
+/// migration, a restore or a reset): each holds the password and token hashes of its time,
+/// and nothing showed they were there.
+#[test]
+fn status_lists_the_kept_copies_of_the_store() {
+    let cli = Cli::new();
+    cli.init();
+    assert_eq!(cli.json(&["status"], None)["copies"], json!([]));
+    cli.expect(&["migrate", "down"], None, 0);
+    cli.expect(&["migrate", "up"], None, 0);
+    let (out, _) = cli.expect(&["status"], None, 0);
+    let copies = cli.json(&["status"], None)["copies"].clone();
+    let listed = copies.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{copies}");
+    for c in listed {
+        let path = c["path"].as_str().unwrap();
+        assert!(path.contains(".pre-v") && path.ends_with(".bak"), "{path}");
+        assert!(std::path::Path::new(path).is_file(), "{path}");
+        let line = out
+            .lines()
+            .find(|l| l.contains(path))
+            .unwrap_or_else(|| panic!("no line names {path}: {out}"));
+        assert!(line.contains("password and token hashes"), "{line}");
+    }
+    // Other files beside the store are not copies of it.
+    std::fs::write(cli.data().join("notes.bak"), b"x").unwrap();
+    let again = cli.json(&["status"], None)["copies"].clone();
+    assert_eq!(again, copies);
+}

@@ -60,10 +60,51 @@ pub(crate) fn reply(
         lines.push(format!("{key}: {}", f[key].as_str().unwrap_or_default()));
     }
     let leftovers = leftovers(dir, &mut lines);
+    let copies = copies(dir, &mut lines);
     Reply::text(
-        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "not_closed_cleanly": matches!(state, "free" | "shared" | "read-only").then_some(false), "files": f, "leftovers": leftovers}),
+        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "not_closed_cleanly": matches!(state, "free" | "shared" | "read-only").then_some(false), "files": f, "leftovers": leftovers, "copies": copies}),
         lines,
     )
+}
+
+/// The copies of the store that operations keep in the data dir (before a migration, a
+/// restore or a reset: `<store>.pre-….bak`, `redkeep-postgres.redb.pre-vN.bak` for a store
+/// on a server; the file a move to a server retired:
+/// `<store>.moved-to-postgres-<time>`), one line each, and their JSON list: each holds every
+/// password hash and token hash as it was then, so the operator should know they are there.
+fn copies(dir: &Path, lines: &mut Vec<String>) -> Value {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return json!([]);
+    };
+    let prefixes = [
+        format!("{STORE_FILE}."),
+        format!("{}.", crate::handle::POSTGRES_COPIES),
+    ];
+    let mut found: Vec<(String, u64)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let rest = prefixes
+                .iter()
+                .find_map(|p| name.strip_prefix(p.as_str()))?;
+            let kept = (rest.starts_with("pre-") && rest.ends_with(".bak"))
+                || rest.starts_with("moved-to-postgres-");
+            let meta = e.path().symlink_metadata().ok()?;
+            (kept && meta.is_file()).then_some((name, meta.len()))
+        })
+        .collect();
+    found.sort();
+    let mut listed = Vec::new();
+    for (name, bytes) in found {
+        let path = dir.join(&name);
+        lines.push(format!(
+            "kept copy of the store {} ({bytes} bytes): it holds the password and token hashes \
+             of its time; delete it once it is not needed",
+            path.display()
+        ));
+        listed.push(json!({"path": path.display().to_string(), "bytes": bytes}));
+    }
+    Value::Array(listed)
 }
 
 /// The status of a store file that cannot be opened (not a redb file, cut short): what is
@@ -189,6 +230,7 @@ pub fn of_server(rk: &Redkeep) -> Result<Reply> {
         format!("workspaces: {}", dir.join(WORKSPACES_DIR).display()),
     ];
     let leftovers = leftovers(dir, &mut lines);
+    let copies = copies(dir, &mut lines);
     Ok(Reply::text(
         json!({
             "state": "server",
@@ -198,6 +240,7 @@ pub fn of_server(rk: &Redkeep) -> Result<Reply> {
             "build_schema_version": SCHEMA_VERSION,
             "files": {"workspaces": dir.join(WORKSPACES_DIR)},
             "leftovers": leftovers,
+            "copies": copies,
         }),
         lines,
     ))
