@@ -1043,7 +1043,7 @@ fn a_move_whose_lock_session_ended_fails_then_runs_again_with_what_was_written_m
     let err = moving.join().unwrap().unwrap_err();
     assert!(
         matches!(&err, Error::InUse { holder, .. }
-            if holder.contains("ended part way") && holder.contains("run the command again")),
+            if holder.contains("ended part way") && holder.contains("a copy it made (a move, a backup) may miss their writes, so run it again")),
         "{err}"
     );
     assert!(!to.exists(), "the data dir the move made is taken back");
@@ -1150,9 +1150,62 @@ fn a_move_to_a_server_retires_the_redb_file_so_the_data_dir_opens_only_with_the_
         !dir.path().join("redkeep.redb").exists(),
         "nothing made a store there"
     );
+    // A restore of a store file into it is refused the same way: it would be a second
+    // store on the folders the server's store uses.
+    let archive = dir.path().join("old-backup.tar");
+    {
+        let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
+        redkeep::ops::backup(&rk, &archive).unwrap();
+    }
+    let err = redkeep::ops::restore(
+        dir.path(),
+        &archive,
+        true,
+        redkeep::Timestamp(2_000_000_000),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("was moved to"), "{err}");
+    assert!(!dir.path().join("redkeep.redb").exists());
     // With the URL, the data dir's folders serve the store on the server.
     let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
     assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
+}
+
+/// A move into a server killed after it retired the data dir's file and before it cleared
+/// the target's mark runs again: it puts the file back and finishes. The note refused that
+/// move, and the target's mark asked for it, so no command could finish it.
+#[test]
+fn a_move_stopped_after_retiring_its_source_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        user(&rk, "ann@example.com").unwrap();
+    }
+    let url = pg::server().fresh_url();
+    let moved = redkeep::ops::move_store(dir.path(), None, &url, options()).unwrap();
+    let kept = moved.source_kept_as.clone().unwrap();
+    assert!(kept.is_absolute(), "{}", kept.display());
+    // What the kill leaves: the note and the kept file, and the target's mark.
+    let source = dir.path().canonicalize().unwrap().join("redkeep.redb");
+    let current = redkeep::store::StoreOptions {
+        schema_version: redkeep::SCHEMA_VERSION,
+        ..Default::default()
+    };
+    redkeep::store::Store::open_postgres(&url, &current, false)
+        .unwrap()
+        .write(|tx| tx.set_meta("move_unfinished", source.to_str().unwrap().as_bytes()))
+        .unwrap();
+    let again = redkeep::ops::move_store(dir.path(), None, &url, options()).unwrap();
+    assert!(again.check.ok, "{:?}", again.check.problems);
+    let kept_again = again.source_kept_as.unwrap();
+    assert!(kept_again.is_file());
+    assert!(!dir.path().join("redkeep.redb").exists());
+    let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
+    assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
+    // Without the target's mark, the note stands: the move is refused, naming it.
+    let err = redkeep::ops::move_store(dir.path(), None, &url, options()).unwrap_err();
+    assert!(err.to_string().contains("was moved to"), "{err}");
 }
 
 /// A move into a server marks the target as being filled before it holds any record, and

@@ -742,6 +742,75 @@ async fn a_cookie_lives_as_long_as_its_login() {
     );
 }
 
+/// A layer whose cookies last the browser session (`Expiry::OnSessionEnd`) keeps them so
+/// after `sign_in`: pinning every cookie to the login's expiry made them outlive the
+/// browser, for days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_session_cookie_stays_one_after_sign_in() {
+    use axum::Router;
+    use axum::extract::State;
+    use axum::routing::post;
+    use axum_login::tower_sessions::{Expiry, SessionManagerLayer};
+    use axum_login::{AuthManagerLayerBuilder, AuthSession};
+    use redkeep::web::{Backend, RedkeepSessionStore};
+
+    async fn login(State(ark): State<AsyncRedkeep>, mut auth: AuthSession<Backend>) -> StatusCode {
+        let login = ark
+            .sessions()
+            .login(
+                "ann@example.com".into(),
+                "correct horse".into(),
+                redkeep::auth::sessions::LoginMeta::default(),
+            )
+            .await
+            .unwrap();
+        Backend::sign_in(&mut auth, &login).await.unwrap();
+        StatusCode::NO_CONTENT
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default().password(PasswordParams::INSECURE_FAST);
+    let ark = AsyncRedkeep::open(dir.path().to_path_buf(), options)
+        .await
+        .unwrap();
+    ark.users()
+        .create(redkeep::NewUser {
+            email: "ann@example.com".into(),
+            password: Some("correct horse".into()),
+            ..redkeep::NewUser::default()
+        })
+        .await
+        .unwrap();
+    let sessions = SessionManagerLayer::new(RedkeepSessionStore::new(ark.clone()))
+        .with_secure(false)
+        .with_expiry(Expiry::OnSessionEnd);
+    let auth = AuthManagerLayerBuilder::new(Backend::new(ark.clone()), sessions).build();
+    let app = Router::new()
+        .route("/login", post(login))
+        .layer(auth)
+        .with_state(ark.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let resp = Client::new()
+        .post(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !set.contains("Max-Age") && !set.contains("Expires"),
+        "a browser-session cookie: {set}"
+    );
+}
+
 /// A cookie login is one of redkeep's login sessions: the token `/login` hands out is the
 /// same session, it shows in the session list, and ending it any way (a revocation by the
 /// operator, a logout through either credential, its idle deadline) ends both.

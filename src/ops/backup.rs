@@ -589,6 +589,13 @@ pub fn restore_store_with_folders(
     force: bool,
     now: Timestamp,
 ) -> Result<RestoreReport> {
+    // The data dir's store moved to a server, which uses its folders: a redb file restored
+    // here would be a second store on them (the note says where the store went).
+    if store_url.is_none()
+        && let Some(moved) = crate::handle::moved_away(data_dir)
+    {
+        return Err(moved);
+    }
     let existed = data_dir.symlink_metadata().is_ok();
     // The workspace folders a refused restore may make in a data dir that lacked them,
     // innermost first.

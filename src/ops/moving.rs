@@ -99,6 +99,12 @@ pub fn move_store(
             ),
         ));
     }
+    // A move into a server stopped (a crash, a kill) after it retired this data dir's file
+    // and before it cleared the target's mark: the same move puts the file back, and runs
+    // again.
+    if store_url.is_none() && is_url(to) {
+        resume_retired(data_dir, to)?;
+    }
     // A move into this data dir that stopped after its records (a crash, a kill) left its
     // mark there: the same move may run again, and replaces what the stopped one wrote.
     let stopped_from = if is_url(to) {
@@ -189,7 +195,6 @@ pub fn move_store(
             )?;
             (store, dir, None)
         };
-        opened.set(true);
         if target.location() == source.location() {
             return Err(Error::invalid(
                 "to",
@@ -201,6 +206,9 @@ pub fn move_store(
         let from = source.location();
         let from = std::fs::canonicalize(&from).map_or(from, |p| p.display().to_string());
         let (tables, folders, kept) = target.alone_with("receive a move", || {
+            // Only now is the target this move's: before, an `InUse` means another process
+            // holds it, and what is there is that process's, never to be taken back.
+            opened.set(true);
             let resuming = match target.read(|tx| tx.meta(MOVE_UNFINISHED))? {
                 Some(mark) if same_source(&String::from_utf8_lossy(&mark), &from) => true,
                 Some(mark) => {
@@ -352,6 +360,8 @@ fn open_target_url(to: &str) -> Result<Store> {
 fn retire_source(data_dir: &Path, to: &str, now: crate::Timestamp) -> Result<PathBuf> {
     let db = data_dir.join(STORE_FILE);
     let kept = super::files::free_with_suffix(&db, &format!(".moved-to-postgres-{}", now.0));
+    // Named whole: the note is read by commands run from any folder.
+    let kept = std::path::absolute(&kept).unwrap_or(kept);
     let note = crate::handle::MovedNote {
         to: crate::store::redact(to),
         kept: kept.clone(),
@@ -369,6 +379,37 @@ fn retire_source(data_dir: &Path, to: &str, now: crate::Timestamp) -> Result<Pat
         ));
     }
     Ok(kept)
+}
+
+/// Puts back the file [`retire_source`] kept when the move that retired it stopped before it
+/// was whole: the note is there, the kept file too, no store file, and the target `to`
+/// still carries the mark of a move from that very file. Anything else is left as it is
+/// (the open then names the note).
+///
+/// # Errors
+/// `Io`, `Storage` when the target cannot be read.
+fn resume_retired(data_dir: &Path, to: &str) -> Result<()> {
+    let Ok(text) = std::fs::read(data_dir.join(crate::handle::MOVED_NOTE)) else {
+        return Ok(());
+    };
+    let Ok(note) = serde_json::from_slice::<crate::handle::MovedNote>(&text) else {
+        return Ok(());
+    };
+    if data_dir.join(STORE_FILE).exists() || !note.kept.is_file() {
+        return Ok(());
+    }
+    let Ok(dir) = data_dir.canonicalize() else {
+        return Ok(());
+    };
+    let source = dir.join(STORE_FILE);
+    let target = open_url_store(to, false)?;
+    let mark = target.read(|tx| tx.meta(MOVE_UNFINISHED))?;
+    drop(target);
+    if mark.is_some_and(|m| Path::new(&*String::from_utf8_lossy(&m)) == source) {
+        tracing::warn!(kept = %note.kept.display(), "a move stopped after retiring its source; putting it back to run again");
+        unretire_source(data_dir, &note.kept);
+    }
+    Ok(())
 }
 
 /// Takes back [`retire_source`] when the move failed after it.

@@ -226,10 +226,11 @@ impl Backend {
 
     /// Binds the cookie of `auth` to `login` under a new cookie session id, and has the
     /// cookie (and the web session behind it) end when the login's session does at the
-    /// latest: at its absolute expiry. (The layer's own expiry, `OnInactivity` say, is
-    /// counted from the last save, which axum-login makes only at login and logout: it cut a
-    /// longer login short, and never followed the activity. Inactivity is the redkeep
-    /// session's idle timeout, renewed by every validation.)
+    /// latest: at its absolute expiry. (The layer's `OnInactivity` expiry is counted from
+    /// the last save, which axum-login makes only at login and logout: it cut a longer
+    /// login short, and never followed the activity. Inactivity is the redkeep session's
+    /// idle timeout, renewed by every validation.) A cookie for the browser session only
+    /// (`OnSessionEnd`, or no expiry) stays one, and an expiry set at an earlier time stays.
     async fn bind(auth: &mut axum_login::AuthSession<Backend>, login: &Login) -> Result<()> {
         auth.session
             .cycle_id()
@@ -238,8 +239,17 @@ impl Backend {
         let ends =
             super::session_store::in_system_time(&auth.backend.ark, login.session.expires_at);
         if let Ok(at) = tower_sessions::cookie::time::OffsetDateTime::from_unix_timestamp(ends) {
-            auth.session
-                .set_expiry(Some(tower_sessions::Expiry::AtDateTime(at)));
+            use tower_sessions::Expiry;
+            // A cookie for the browser session only stays so (it would outlive the
+            // browser); an expiry the layer set at a time is kept if earlier.
+            let pinned = match auth.session.expiry() {
+                None | Some(Expiry::OnSessionEnd) => None,
+                Some(Expiry::AtDateTime(set)) => Some(set.min(at)),
+                Some(Expiry::OnInactivity(_)) => Some(at),
+            };
+            if let Some(at) = pinned {
+                auth.session.set_expiry(Some(Expiry::AtDateTime(at)));
+            }
         }
         let web = auth.backend.web_login(login);
         auth.login(&web).await.map_err(|e| match e {

@@ -72,11 +72,66 @@ const LOCK_MIGRATE: i32 = 0x7264_6b02;
 pub fn is_postgres_url(url: &str) -> bool {
     let url = url.trim();
     let word = |k: &str| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    // A key/value string names at least one key libpq (or redkeep's `schema`) knows: a path
+    // such as `copy=2024` is a data dir; a string with one mistyped key among known ones is
+    // still read as one, and its error names the key.
     url.starts_with("postgres://")
         || url.starts_with("postgresql://")
-        || key_values(url)
-            .is_some_and(|pairs| !pairs.is_empty() && pairs.iter().all(|p| word(&p.key)))
+        || key_values(url).is_some_and(|pairs| {
+            !pairs.is_empty()
+                && pairs.iter().all(|p| word(&p.key))
+                && pairs
+                    .iter()
+                    .any(|p| CONNECTION_KEYS.contains(&p.key.as_str()))
+        })
 }
+
+/// The keys of a libpq key/value connection string, and redkeep's `schema`.
+const CONNECTION_KEYS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "requiressl",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "sslnegotiation",
+    "require_auth",
+    "schema",
+];
 
 /// The lock sessions through which this process has a store alone, by server pid and
 /// session start: an open that finds its store held alone by one of them is refused as
@@ -962,8 +1017,10 @@ impl PgDb {
             holder: format!(
                 "this process had it alone to {what}, but its session holding that lock ended \
                  part way (a server restart, idle_session_timeout, a proxy's idle cut or a \
-                 dropped connection), so other processes may have written to it meanwhile and \
-                 what it did cannot be trusted; run the command again"
+                 dropped connection), so other processes may have written to it meanwhile: a \
+                 copy it made (a move, a backup) may miss their writes, so run it again; a change \
+                 it made to the store (an import, a restore, a reset) is made, mixed with theirs, \
+                 so run `redkeep check` before relying on it"
             ),
         })
     }
@@ -1546,6 +1603,14 @@ mod tests {
         assert!(!is_postgres_url("/srv/copy=2024"));
         assert!(!is_postgres_url("./x=y"));
         assert!(!is_postgres_url("backups/a=b c=d"));
+        // A word holding `=` whose key libpq does not know is a folder name.
+        assert!(!is_postgres_url("copy=2024"));
+        assert!(!is_postgres_url("a=b c=d"));
+        assert!(is_postgres_url("dbname=app"));
+        assert!(
+            is_postgres_url("hots=x dbname=y"),
+            "a typo among known keys"
+        );
         assert!(is_postgres_url("host=/x application_name=a=b"));
         let t = parse_target("postgres://u:secret@h/db?schema=app_one&sslmode=disable").unwrap();
         assert_eq!(t.schema, "app_one");
