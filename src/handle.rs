@@ -115,7 +115,9 @@ pub(crate) fn in_data_dir(dir: &Path, e: Error) -> Error {
 pub(crate) fn open_url(url: &str, options: &StoreOptions, read_only: bool) -> Result<Store> {
     #[cfg(feature = "postgres")]
     if crate::store::is_postgres_url(url) {
-        return Store::open_postgres(url, options, read_only);
+        let store = Store::open_postgres(url, options, read_only)?;
+        refuse_moved(&store)?;
+        return Ok(store);
     }
     #[cfg(not(feature = "postgres"))]
     let _ = (options, read_only);
@@ -516,6 +518,25 @@ fn owners_of(store: Store, serving: bool) -> Owners {
             since: u.created_at.0,
         }))
     })
+}
+
+/// Refuses a store on a server that a move took to another server sharing the data dir's
+/// folders ([`crate::store::MOVED_TO`]), saying where it went: it would be a second store on
+/// those folders. (A damaged store whose mark does not read is let through.)
+#[cfg(feature = "postgres")]
+fn refuse_moved(store: &Store) -> Result<()> {
+    match store.read(|tx| tx.meta(crate::store::MOVED_TO)) {
+        Ok(Some(to)) => Err(Error::denied(format!(
+            "the store on {} was moved to {} (the data dir's folders belong to that store \
+             now); give that store's URL with `--store URL` (or REDKEEP_STORE_URL); this one is \
+             kept as it was, and may be dropped once it is not needed",
+            store.location(),
+            String::from_utf8_lossy(&to)
+        ))),
+        Ok(None) => Ok(()),
+        Err(_) if store.damage().is_some() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Refuses a store that an import, an adoption or a move into it stopped part way left (see

@@ -605,9 +605,10 @@ fn a_move_has_both_stores_alone_and_fills_a_new_store() {
         .write(|tx| tx.set_meta("tenant", b"acme"))
         .unwrap();
     drop(app);
+    // (From the store moved to: the one moved from is marked as moved, and refused.)
     let refused = redkeep::ops::move_store(
         dir.path(),
-        Some(&url),
+        Some(&target),
         &kept,
         Options::default().password(PasswordParams::INSECURE_FAST),
     )
@@ -1169,6 +1170,57 @@ fn a_move_to_a_server_retires_the_redb_file_so_the_data_dir_opens_only_with_the_
     // With the URL, the data dir's folders serve the store on the server.
     let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
     assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
+}
+
+/// A move from one server to another on the same data dir's folders marks the source as
+/// moved: every open of it is refused, naming the new store. It stayed usable, a second
+/// store on the folders the new one uses (a `check --repair` there would trash the folders
+/// of users made on the new one).
+#[test]
+fn a_move_between_servers_on_one_data_dir_marks_the_source_as_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let old_url = pg::server().fresh_url();
+    let ann = {
+        let rk = Redkeep::open(dir.path(), options().store(old_url.as_str())).unwrap();
+        let ann = user(&rk, "ann@example.com").unwrap().id;
+        rk.workspaces()
+            .update(ann, |d| {
+                d.notes = serde_json::json!(["kept"]);
+                Ok(())
+            })
+            .unwrap();
+        ann
+    };
+    let new_url = pg::server().fresh_url();
+    let moved = redkeep::ops::move_store(dir.path(), Some(&old_url), &new_url, options()).unwrap();
+    assert!(moved.check.ok, "{:?}", moved.check.problems);
+    assert!(moved.source_marked_moved);
+    let err = Redkeep::open(dir.path(), options().store(old_url.as_str())).unwrap_err();
+    assert!(matches!(err, Error::Denied { .. }), "{err}");
+    let said = err.to_string();
+    assert!(
+        said.contains("was moved to") && said.contains(&schema_of(&new_url)),
+        "{said}"
+    );
+    let again = redkeep::ops::move_store(dir.path(), Some(&old_url), &new_url, options());
+    assert!(matches!(again, Err(Error::Denied { .. })), "{again:?}");
+    {
+        let rk = Redkeep::open(dir.path(), options().store(new_url.as_str())).unwrap();
+        assert_eq!(rk.workspaces().read(ann).unwrap().notes[0], "kept");
+    }
+    // A move to a data dir of its own leaves the source as it was.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("copy");
+    let out = redkeep::ops::move_store(
+        dir.path(),
+        Some(&new_url),
+        copy.to_str().unwrap(),
+        options(),
+    )
+    .unwrap();
+    assert!(!out.source_marked_moved);
+    assert!(Redkeep::open(dir.path(), options().store(new_url.as_str())).is_ok());
 }
 
 /// A move into a server killed after it retired the data dir's file and before it cleared

@@ -39,6 +39,11 @@ pub struct MoveReport {
     /// URL opens it by mistake; `None` for other moves, which leave the source as it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_kept_as: Option<PathBuf>,
+    /// Whether the source, on a server, was marked as moved after a move to another server
+    /// on the same data dir's folders: every open of it is then refused, naming the new
+    /// store. Other moves leave the source as it was.
+    #[serde(default)]
+    pub source_marked_moved: bool,
     /// `check` on the new store.
     pub check: CheckReport,
 }
@@ -205,7 +210,7 @@ pub fn move_store(
         // folder or through another spelling, finds its mark.
         let from = source.location();
         let from = std::fs::canonicalize(&from).map_or(from, |p| p.display().to_string());
-        let (tables, folders, kept) = target.alone_with("receive a move", || {
+        let (tables, folders, kept, marked) = target.alone_with("receive a move", || {
             // Only now is the target this move's: before, an `InUse` means another process
             // holds it, and what is there is that process's, never to be taken back.
             opened.set(true);
@@ -277,7 +282,24 @@ pub fn move_store(
                 }
                 return Err(e);
             }
-            Ok((tables, folders, kept))
+            // From one server to another, both on this data dir's folders: the source is
+            // marked as moved, and no open of it is taken for the store any more.
+            let marked = store_url.is_some() && target_url.is_some() && same_dir;
+            if marked {
+                let shown = crate::store::redact(to);
+                source
+                    .write_here(|tx| tx.set_meta(crate::store::MOVED_TO, shown.as_bytes()))
+                    .map_err(|e| {
+                        Error::denied(format!(
+                            "the store was moved and checked, but its source could not be \
+                             marked as moved ({e}); stop using {} (every command on it would \
+                             share the data dir's folders with the new store), and drop it once \
+                             it is not needed",
+                            source.location()
+                        ))
+                    })?;
+            }
+            Ok((tables, folders, kept, marked))
         })?;
         let (from, to_shown) = (source.location(), target.location());
         // The target is closed before it is opened again to be checked.
@@ -304,6 +326,7 @@ pub fn move_store(
             not_kept: folders.1,
             trash_entries: folders.2,
             source_kept_as: kept,
+            source_marked_moved: marked,
             check,
         })
     });

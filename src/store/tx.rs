@@ -548,6 +548,10 @@ pub(crate) const IMPORT_UNFINISHED: &str = "import_unfinished";
 /// Set in a move's target with the store's records, until the workspace folders are copied
 /// too; holds where the move came from.
 pub(crate) const MOVE_UNFINISHED: &str = "move_unfinished";
+/// Set in the source of a move from one server to another that share the data dir's
+/// folders, once the move is whole; holds where the store went (without password). Every
+/// open of the source is then refused: it would be a second store on those folders.
+pub(crate) const MOVED_TO: &str = "moved_to";
 /// Set by `adopt` in the store it makes, until the workspace folders are written too.
 pub(crate) const ADOPT_UNFINISHED: &str = "adopt_unfinished";
 /// Set while a reset has emptied the store but not yet moved the workspace folders to the

@@ -718,6 +718,14 @@ pub fn move_store(
             kept.display()
         ));
     }
+    if r.source_marked_moved {
+        lines.push(format!(
+            "the store on {} is marked as moved (kept, not emptied): the data dir's folders \
+             now belong to {}, so every command on the old store refuses and says where it \
+             went; drop it once it is not needed",
+            r.from, r.to
+        ));
+    }
     if r.check.ok {
         lines.push("`redkeep check` is clean on the target".into());
     } else {
