@@ -44,13 +44,19 @@ pub(crate) struct MovedNote {
     pub(crate) kept: PathBuf,
 }
 
+/// The note in `dir` (see [`MOVED_NOTE`]): `None` when there is none, `Some(None)` when it
+/// does not read.
+pub(crate) fn moved_note(dir: &Path) -> Option<Option<MovedNote>> {
+    let text = std::fs::read(dir.join(MOVED_NOTE)).ok()?;
+    Some(serde_json::from_slice(&text).ok())
+}
+
 /// The refusal of an open of `dir` without a store URL when its store moved to a server
 /// (see [`MOVED_NOTE`]); `None` when it did not.
 pub(crate) fn moved_away(dir: &Path) -> Option<Error> {
-    let text = std::fs::read(dir.join(MOVED_NOTE)).ok()?;
-    let (to, kept) = match serde_json::from_slice::<MovedNote>(&text) {
-        Ok(note) => (note.to, note.kept.display().to_string()),
-        Err(_) => ("a PostgreSQL server".to_string(), "beside it".to_string()),
+    let (to, kept) = match moved_note(dir)? {
+        Some(note) => (note.to, note.kept.display().to_string()),
+        None => ("a PostgreSQL server".to_string(), "beside it".to_string()),
     };
     Some(Error::denied(format!(
         "the store of {} was moved to {to} (its old file is kept as {kept}, and the data dir \
@@ -165,10 +171,10 @@ pub struct Options {
     pub open_outdated: bool,
     /// Open a store that an import, an adoption or a move into it stopped part way left (a
     /// crash or a kill before its records and workspace folders were whole; `check` names
-    /// it), to check or back
-    /// it up, or to finish the import by running it again (default false). Otherwise such a
-    /// store is refused with `Denied` saying what to run: its users' folders may be missing,
-    /// and what is written into it would be lost when the operation is finished or redone.
+    /// it), to check or back it up, or to finish the import by running it again (default
+    /// false). Otherwise such a store is refused with `Denied` saying what to run: its
+    /// users' folders may be missing, and what is written into it would be lost when the
+    /// operation is finished or redone.
     pub open_unfinished: bool,
     /// Apply pending schema migrations on open (default false: opening an older store is
     /// `Error::MigrationNeeded`, and `redkeep migrate up` upgrades it).
@@ -311,7 +317,7 @@ impl Options {
         self
     }
 
-    /// Sets whether a store an import or an adoption stopped part way left is opened (see
+    /// Sets whether a store an import, an adoption or a move stopped part way left is opened (see
     /// [`Options::open_unfinished`]).
     pub fn open_unfinished(mut self, open: bool) -> Self {
         self.open_unfinished = open;
@@ -525,17 +531,24 @@ fn owners_of(store: Store, serving: bool) -> Owners {
 /// those folders. (A damaged store whose mark does not read is let through.)
 #[cfg(feature = "postgres")]
 fn refuse_moved(store: &Store) -> Result<()> {
-    match store.read(|tx| tx.meta(crate::store::MOVED_TO)) {
-        Ok(Some(to)) => Err(Error::denied(format!(
+    match open_mark(store, crate::store::MOVED_TO)? {
+        Some(to) => Err(Error::denied(format!(
             "the store on {} was moved to {} (the data dir's folders belong to that store \
              now); give that store's URL with `--store URL` (or REDKEEP_STORE_URL); this one is \
              kept as it was, and may be dropped once it is not needed",
             store.location(),
             String::from_utf8_lossy(&to)
         ))),
-        Ok(None) => Ok(()),
-        Err(_) if store.damage().is_some() => Ok(()),
-        Err(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The meta entry `key` an open looks at to refuse the store; `None` too on a damaged store
+/// whose entry does not read (it refuses writes, and `check` names the damage).
+fn open_mark(store: &Store, key: &str) -> Result<Option<Vec<u8>>> {
+    match store.read(|tx| tx.meta(key)) {
+        Err(_) if store.damage().is_some() => Ok(None),
+        read => read,
     }
 }
 
@@ -563,15 +576,10 @@ fn refuse_unfinished(store: &Store) -> Result<()> {
         ),
     ];
     for (key, what) in stopped {
-        match store.read(|tx| tx.meta(key)) {
-            Ok(None) => {}
-            Ok(Some(_)) => {
-                return Err(Error::denied(format!(
-                    "{what}; the store is not opened for use until then"
-                )));
-            }
-            Err(_) if store.damage().is_some() => {}
-            Err(e) => return Err(e),
+        if open_mark(store, key)?.is_some() {
+            return Err(Error::denied(format!(
+                "{what}; the store is not opened for use until then"
+            )));
         }
     }
     Ok(())

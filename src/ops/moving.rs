@@ -412,10 +412,7 @@ fn retire_source(data_dir: &Path, to: &str, now: crate::Timestamp) -> Result<Pat
 /// # Errors
 /// `Io`, `Storage` when the target cannot be read.
 fn resume_retired(data_dir: &Path, to: &str) -> Result<()> {
-    let Ok(text) = std::fs::read(data_dir.join(crate::handle::MOVED_NOTE)) else {
-        return Ok(());
-    };
-    let Ok(note) = serde_json::from_slice::<crate::handle::MovedNote>(&text) else {
+    let Some(Some(note)) = crate::handle::moved_note(data_dir) else {
         return Ok(());
     };
     if data_dir.join(STORE_FILE).exists() || !note.kept.is_file() {
@@ -428,7 +425,7 @@ fn resume_retired(data_dir: &Path, to: &str) -> Result<()> {
     let target = open_url_store(to, false)?;
     let mark = target.read(|tx| tx.meta(MOVE_UNFINISHED))?;
     drop(target);
-    if mark.is_some_and(|m| Path::new(&*String::from_utf8_lossy(&m)) == source) {
+    if mark.is_some_and(|m| same_source(&String::from_utf8_lossy(&m), &source.to_string_lossy())) {
         tracing::warn!(kept = %note.kept.display(), "a move stopped after retiring its source; putting it back to run again");
         unretire_source(data_dir, &note.kept);
     }

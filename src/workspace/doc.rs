@@ -171,23 +171,41 @@ pub(crate) fn parse_wrapped<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
+/// Follows JSON text byte by byte, telling the bytes of strings (their quotes included)
+/// from the rest, without parsing.
+#[derive(Default)]
+struct Strings {
+    open: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Whether `b`, the next byte, belongs to a string.
+    fn within(&mut self, b: u8) -> bool {
+        if self.open {
+            match b {
+                _ if self.escaped => self.escaped = false,
+                b'\\' => self.escaped = true,
+                b'"' => self.open = false,
+                _ => {}
+            }
+            return true;
+        }
+        self.open = b == b'"';
+        self.open
+    }
+}
+
 /// The deepest nesting of objects and arrays in the JSON text `bytes` (0 for a scalar),
 /// counted without parsing; brackets inside strings do not count.
 pub(crate) fn json_depth(bytes: &[u8]) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
+    let mut strings = Strings::default();
     for &b in bytes {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
+        if strings.within(b) {
             continue;
         }
         match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -204,20 +222,13 @@ pub(crate) fn json_depth(bytes: &[u8]) -> usize {
 /// Python's `json.dumps` writes by default. Outside strings, JSON holds no other letters
 /// than those of `true`, `false`, `null` and exponents, so any such word is that token.
 pub(crate) fn non_finite_token(bytes: &[u8]) -> Option<(&'static str, usize, usize)> {
-    let (mut in_string, mut escaped) = (false, false);
+    let mut strings = Strings::default();
     let (mut line, mut line_start) = (1usize, 0usize);
     for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
+        if strings.within(b) {
             continue;
         }
         match b {
-            b'"' => in_string = true,
             b'\n' => {
                 line += 1;
                 line_start = i + 1;
