@@ -264,3 +264,97 @@ fn the_admin_mark_follows_the_role_and_every_user_holds_one() {
     assert!(report.ok, "{report:#?}");
     assert!(is_admin(r) && !is_admin(c));
 }
+
+/// On a server, `check` looks references up hundreds at a time: a store with more records
+/// than one such batch is judged record by record all the same, whichever batch (and which
+/// place in it) a record falls in. (On redb each record is looked up alone.)
+#[test]
+fn check_judges_each_record_of_a_store_larger_than_one_batch_of_lookups() {
+    use redkeep::clock::Timestamp;
+    const ORGS: u64 = 1_300;
+    let t = TestDir::new();
+    let rk = t.open();
+    let alice = user(&rk, "alice@example.com");
+    let first = rk.store().write(|tx| {
+        let first = tx.table::<Org>().next_id()?;
+        for i in 0..ORGS {
+            let id = first + i;
+            tx.table::<Org>().insert(&Org {
+                id,
+                name: format!("Org {id}"),
+                slug: format!("org-{id}"),
+                description: String::new(),
+                is_personal: false,
+                personal_user: None,
+                is_default: false,
+                created_at: Timestamp(1_800_000_000),
+                updated_at: Timestamp(1_800_000_000),
+                external_id: None,
+            })?;
+            // Every third org has an owner; the others a mere member, or nobody.
+            let role = match i % 3 {
+                0 => Some(OrgRole::Owner),
+                1 => Some(OrgRole::Member),
+                _ => None,
+            };
+            if let Some(role) = role {
+                tx.table::<OrgMember>().insert(&OrgMember {
+                    org_id: id,
+                    user_id: alice.id,
+                    role,
+                    joined_at: Timestamp(1_800_000_000),
+                })?;
+            }
+            // Some memberships name a user who does not exist, some an org that does not.
+            if i % 5 == 0 {
+                tx.table::<OrgMember>().insert(&OrgMember {
+                    org_id: id,
+                    user_id: 900_000 + i,
+                    role: OrgRole::Member,
+                    joined_at: Timestamp(1_800_000_000),
+                })?;
+            }
+            if i % 7 == 0 {
+                tx.table::<OrgMember>().insert(&OrgMember {
+                    org_id: 800_000 + i,
+                    user_id: alice.id,
+                    role: OrgRole::Member,
+                    joined_at: Timestamp(1_800_000_000),
+                })?;
+            }
+            tx.table::<Org>().next_id()?;
+        }
+        Ok(first)
+    });
+    let first = first.unwrap();
+    let mut expected: Vec<String> = Vec::new();
+    for i in 0..ORGS {
+        let id = first + i;
+        if i % 3 != 0 {
+            expected.push(format!("org org-{id} has no owner"));
+        }
+        if i % 5 == 0 {
+            expected.push(format!(
+                "membership of org {id} points at missing user {}",
+                900_000 + i
+            ));
+        }
+        if i % 7 == 0 {
+            expected.push(format!(
+                "membership of user {} points at missing org {}",
+                alice.id,
+                800_000 + i
+            ));
+        }
+    }
+    let mut found = problems(&rk);
+    found.sort();
+    expected.sort();
+    assert_eq!(
+        found.len(),
+        expected.len(),
+        "{:#?}",
+        &found[..found.len().min(20)]
+    );
+    assert_eq!(found, expected);
+}

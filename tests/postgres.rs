@@ -1438,3 +1438,90 @@ fn a_move_to_a_path_holding_an_equals_sign_makes_that_data_dir() {
     let rk = Redkeep::open(&to, options()).unwrap();
     assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
 }
+
+/// `check` looks index entries and records up hundreds at a time on a server: in a table
+/// larger than one batch, each missing and each stale entry is still named, wherever it
+/// falls, and nothing sound is.
+#[test]
+fn check_names_each_broken_index_entry_of_a_table_larger_than_one_batch_of_lookups() {
+    use redkeep::auth::orgs::{Org, OrgMember, OrgRole};
+    use redkeep::clock::Timestamp;
+    const ORGS: u64 = 1_300;
+    let (url, mut c) = pg::server().fresh_database();
+    let (_d, rk) = on_postgres(&url);
+    let alice = user(&rk, "alice@example.com").unwrap();
+    let at = Timestamp(1_800_000_000);
+    let first = rk
+        .store()
+        .write(|tx| {
+            let first = tx.table::<Org>().next_id()?;
+            for i in 0..ORGS {
+                let id = first + i;
+                tx.table::<Org>().insert(&Org {
+                    id,
+                    name: format!("Org {id}"),
+                    slug: format!("org-{id}"),
+                    description: String::new(),
+                    is_personal: false,
+                    personal_user: None,
+                    is_default: false,
+                    created_at: at,
+                    updated_at: at,
+                    external_id: None,
+                })?;
+                tx.table::<OrgMember>().insert(&OrgMember {
+                    org_id: id,
+                    user_id: alice.id,
+                    role: OrgRole::Owner,
+                    joined_at: at,
+                })?;
+                tx.table::<Org>().next_id()?;
+            }
+            Ok(first)
+        })
+        .unwrap();
+    assert!(rk.check(false).unwrap().ok);
+    // Behind the store's back: some entries of the slug index go, some stale ones come.
+    let schema = "redkeep";
+    let rel: String = c
+        .query_one(
+            &format!("select relname from {schema}._objects where name = 'i:orgs:slug'"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let index = format!("{schema}.\"{rel}\"");
+    let (mut gone, mut ghosts) = (Vec::new(), Vec::new());
+    for i in 0..ORGS {
+        let id = first + i;
+        let pk = id.to_be_bytes().to_vec();
+        if i % 4 == 0 {
+            let n = c
+                .execute(&format!("delete from {index} where v = $1"), &[&pk])
+                .unwrap();
+            assert_eq!(n, 1);
+            gone.push(id);
+        }
+        if i % 9 == 0 {
+            c.execute(
+                &format!("insert into {index} (k, v) values ($1, $2)"),
+                &[&format!("zz-ghost-{id}").into_bytes(), &pk],
+            )
+            .unwrap();
+            ghosts.push(id);
+        }
+    }
+    let mut expected: Vec<String> = gone
+        .iter()
+        .map(|id| format!("orgs.slug: entry for record {id} is missing"))
+        .chain(
+            ghosts
+                .iter()
+                .map(|id| format!("orgs.slug: stale entry pointing at {id}")),
+        )
+        .collect();
+    expected.sort();
+    let mut found = rk.check(false).unwrap().problems;
+    found.sort();
+    assert_eq!(found, expected);
+}

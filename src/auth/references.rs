@@ -63,66 +63,126 @@ fn an_admin_holds_the_role(tx: &dyn Source, admin: Option<u64>) -> Result<bool> 
     Ok(found)
 }
 
-/// Adds every broken reference to `report`. Each record looks up what it refers to, so
-/// memory does not grow with the store.
+/// Calls `f` with the records of `R` that decode, as many at a time as the engine looks up
+/// in one go (one at a time on redb, hundreds on a server, where a lookup is a round trip),
+/// so that `f` can make their lookups together.
+fn each_chunk<R: Record>(tx: &dyn Source, mut f: impl FnMut(&[R]) -> Result<()>) -> Result<()> {
+    let n = tx.raw().lookups_per_trip().max(1);
+    let mut chunk = Vec::with_capacity(n);
+    Table::<R, dyn Source>::new(tx).for_each_sound(KeyRange::all(), |r| {
+        chunk.push(r);
+        if chunk.len() >= n {
+            f(&chunk)?;
+            chunk.clear();
+        }
+        Ok(true)
+    })?;
+    if chunk.is_empty() { Ok(()) } else { f(&chunk) }
+}
+
+/// Adds every broken reference to `report`. Each record looks up what it refers to (a chunk
+/// of records at a time, see [`each_chunk`]), so memory does not grow with the store.
 pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
     let users = Table::<User, dyn Source>::new(tx);
     let orgs = Table::<Org, dyn Source>::new(tx);
     let roles = Table::<Role, dyn Source>::new(tx);
     let members = Table::<OrgMember, dyn Source>::new(tx);
     let credentials = Table::<Credential, dyn Source>::new(tx);
+    let grants = Table::<UserRole, dyn Source>::new(tx);
     let mut problems = Vec::new();
-    let mut missing = |what: String, user: u64| -> Result<()> {
-        if !users.contains(&user)? {
-            problems.push(format!("{what} points at missing user {user}"));
+    // Adds a problem for each record of `chunk` whose user (`user`) is missing; `what` names
+    // the record.
+    let mut missing = |chunk_users: Vec<u64>, what: &dyn Fn(usize) -> String| -> Result<()> {
+        for (i, there) in users.contains_many(&chunk_users)?.into_iter().enumerate() {
+            if !there {
+                let user = chunk_users.get(i).copied().unwrap_or_default();
+                problems.push(format!("{} points at missing user {user}", what(i)));
+            }
         }
         Ok(())
     };
-    each::<Credential>(tx, |c| missing("a credential".into(), c.user_id))?;
-    each::<Avatar>(tx, |a| missing("an avatar".into(), a.user_id))?;
-    each::<UserRole>(tx, |r| {
-        missing(format!("role assignment of role {}", r.role_id), r.user_id)
+    each_chunk::<Credential>(tx, |c| {
+        missing(c.iter().map(|c| c.user_id).collect(), &|_| {
+            "a credential".into()
+        })
     })?;
-    each::<Session>(tx, |s| {
-        missing(format!("session {}", s.short_id), s.user_id)
+    each_chunk::<Avatar>(tx, |a| {
+        missing(a.iter().map(|a| a.user_id).collect(), &|_| {
+            "an avatar".into()
+        })
     })?;
-    each::<AgentSession>(tx, |a| {
-        missing(format!("agent session {}", a.id), a.user_id)
+    each_chunk::<UserRole>(tx, |r| {
+        missing(r.iter().map(|r| r.user_id).collect(), &|i| {
+            format!("role assignment of role {}", r[i].role_id)
+        })
     })?;
-    each::<OrgMember>(tx, |m| {
-        missing(format!("membership of org {}", m.org_id), m.user_id)
+    each_chunk::<Session>(tx, |s| {
+        missing(s.iter().map(|s| s.user_id).collect(), &|i| {
+            format!("session {}", s[i].short_id)
+        })
     })?;
-    each::<RecoveryToken>(tx, |t| {
-        missing(format!("recovery token {}", t.prefix), t.user_id)
+    each_chunk::<AgentSession>(tx, |a| {
+        missing(a.iter().map(|a| a.user_id).collect(), &|i| {
+            format!("agent session {}", a[i].id)
+        })
     })?;
-    each::<UserRole>(tx, |r| {
-        if !roles.contains(&r.role_id)? {
-            problems.push(format!(
-                "user {} holds missing role {}",
-                r.user_id, r.role_id
-            ));
+    each_chunk::<OrgMember>(tx, |m| {
+        missing(m.iter().map(|m| m.user_id).collect(), &|i| {
+            format!("membership of org {}", m[i].org_id)
+        })
+    })?;
+    each_chunk::<RecoveryToken>(tx, |t| {
+        missing(t.iter().map(|t| t.user_id).collect(), &|i| {
+            format!("recovery token {}", t[i].prefix)
+        })
+    })?;
+    each_chunk::<UserRole>(tx, |rs| {
+        let ids: Vec<u64> = rs.iter().map(|r| r.role_id).collect();
+        for (r, there) in rs.iter().zip(roles.contains_many(&ids)?) {
+            if !there {
+                problems.push(format!(
+                    "user {} holds missing role {}",
+                    r.user_id, r.role_id
+                ));
+            }
         }
         Ok(())
     })?;
-    each::<OrgMember>(tx, |m| {
-        if !orgs.contains(&m.org_id)? {
-            problems.push(format!(
-                "membership of user {} points at missing org {}",
-                m.user_id, m.org_id
-            ));
+    each_chunk::<OrgMember>(tx, |ms| {
+        let ids: Vec<u64> = ms.iter().map(|m| m.org_id).collect();
+        for (m, there) in ms.iter().zip(orgs.contains_many(&ids)?) {
+            if !there {
+                problems.push(format!(
+                    "membership of user {} points at missing org {}",
+                    m.user_id, m.org_id
+                ));
+            }
         }
         Ok(())
     })?;
-    each::<ApiKey>(tx, |k| {
-        let ok = match k.owner {
-            KeyOwner::User(u) => users.contains(&u)?,
-            KeyOwner::Org(o) => orgs.contains(&o)?,
+    each_chunk::<ApiKey>(tx, |ks| {
+        let owned_by = |org: bool| -> Vec<u64> {
+            ks.iter()
+                .filter_map(|k| match k.owner {
+                    KeyOwner::User(u) if !org => Some(u),
+                    KeyOwner::Org(o) if org => Some(o),
+                    _ => None,
+                })
+                .collect()
         };
-        if !ok {
-            problems.push(format!(
-                "api key {} belongs to missing {}",
-                k.prefix, k.owner
-            ));
+        let mut user_there = users.contains_many(&owned_by(false))?.into_iter();
+        let mut org_there = orgs.contains_many(&owned_by(true))?.into_iter();
+        for k in ks {
+            let there = match k.owner {
+                KeyOwner::User(_) => user_there.next(),
+                KeyOwner::Org(_) => org_there.next(),
+            };
+            if there != Some(true) {
+                problems.push(format!(
+                    "api key {} belongs to missing {}",
+                    k.prefix, k.owner
+                ));
+            }
         }
         Ok(())
     })?;
@@ -137,71 +197,115 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
         }
         Ok(())
     })?;
-    each::<Org>(tx, |o| {
-        let mut owned = false;
-        members.for_each_sound(KeyRange::prefix(key!(o.id)), |m| {
-            owned = m.role == OrgRole::Owner;
-            Ok(!owned)
+    each_chunk::<Org>(tx, |os| {
+        // One scan of the memberships of the chunk's orgs (ids rise through a chunk), not
+        // one per org.
+        let (Some(first), Some(last)) = (os.first(), os.last()) else {
+            return Ok(());
+        };
+        let mut owned = std::collections::BTreeSet::new();
+        let span = KeyRange {
+            start: KeyRange::prefix(key!(first.id)).start,
+            end: KeyRange::prefix(key!(last.id)).end,
+        };
+        members.for_each_sound(span, |m| {
+            if m.role == OrgRole::Owner {
+                owned.insert(m.org_id);
+            }
+            Ok(true)
         })?;
-        if !owned {
-            problems.push(format!("org {} has no owner", o.slug));
+        for o in os {
+            if !owned.contains(&o.id) {
+                problems.push(format!("org {} has no owner", o.slug));
+            }
         }
         Ok(())
     })?;
     let admin = admin_role(tx)?;
     let admin_kept = an_admin_holds_the_role(tx, admin)?;
     let mut uids = std::collections::HashMap::new();
-    each::<User>(tx, |u| {
-        let id = u.id;
-        match holds_admin(tx, admin, id)? {
-            Some(false) if u.is_admin && admin_kept => problems.push(format!(
-                "user {id} is marked admin but does not hold the admin role; `redkeep check \
-                 --repair` takes the mark away (the role decides): if they are an \
-                 administrator, grant it first with `redkeep role grant {id} admin`"
-            )),
-            Some(false) if u.is_admin => problems.push(format!(
-                "user {id} is marked admin but does not hold the admin role, and no active \
-                 user holds it: `redkeep check --repair` keeps the mark rather than leave the \
-                 store without an administrator; grant the role to the right user with \
-                 `redkeep role grant USER admin`, then run `redkeep check --repair` again"
-            )),
-            Some(true) if !u.is_admin => problems.push(format!(
-                "user {id} holds the admin role but is not marked admin; `redkeep check \
-                 --repair` marks them (the role decides)"
-            )),
-            _ => {}
+    each_chunk::<User>(tx, |us| {
+        let ids: Vec<u64> = us.iter().map(|u| u.id).collect();
+        let mut admin_grants = match admin {
+            Some(admin) => {
+                let keys: Vec<(u64, u64)> = ids.iter().map(|&id| (id, admin)).collect();
+                grants.get_many(&keys)?
+            }
+            None => Vec::new(),
         }
-        match credentials.get(&id)? {
-            None => problems.push(format!(
-                "user {id} has no credential; set a password with `redkeep user set-password {id}`"
-            )),
-            // Empty: no password set yet (a repaired credential); the user resets it.
-            Some(c) if !c.password_hash.is_empty() => {
-                if let Err(why) = super::password::recognise(&c.password_hash) {
-                    problems.push(format!(
-                        "user {id}'s password hash cannot be verified ({why}), so they cannot \
-                         log in; set a password with `redkeep user set-password {id}`"
-                    ));
+        .into_iter();
+        let mut creds = credentials.get_many(&ids)?.into_iter();
+        let current: Vec<(u64, u64)> = us
+            .iter()
+            .filter_map(|u| Some((u.current_org_id?, u.id)))
+            .collect();
+        let mut in_current = members.contains_many(&current)?.into_iter();
+        for u in us {
+            let id = u.id;
+            // Whether they hold the admin role through an active grant; `None` when their
+            // grant of it is damaged (the table check reports that), so it cannot be told.
+            let holds = match (admin, admin_grants.next()) {
+                (None, _) => Some(false),
+                (Some(_), Some(Ok(grant))) => Some(grant.is_some_and(|g| g.active)),
+                (Some(_), Some(Err(Error::Corrupt { .. }))) => None,
+                (Some(_), Some(Err(e))) => return Err(e),
+                (Some(_), None) => None,
+            };
+            match holds {
+                Some(false) if u.is_admin && admin_kept => problems.push(format!(
+                    "user {id} is marked admin but does not hold the admin role; `redkeep check \
+                     --repair` takes the mark away (the role decides): if they are an \
+                     administrator, grant it first with `redkeep role grant {id} admin`"
+                )),
+                Some(false) if u.is_admin => problems.push(format!(
+                    "user {id} is marked admin but does not hold the admin role, and no active \
+                     user holds it: `redkeep check --repair` keeps the mark rather than leave the \
+                     store without an administrator; grant the role to the right user with \
+                     `redkeep role grant USER admin`, then run `redkeep check --repair` again"
+                )),
+                Some(true) if !u.is_admin => problems.push(format!(
+                    "user {id} holds the admin role but is not marked admin; `redkeep check \
+                     --repair` marks them (the role decides)"
+                )),
+                _ => {}
+            }
+            match creds.next() {
+                Some(Err(e)) => return Err(e),
+                None | Some(Ok(None)) => problems.push(format!(
+                    "user {id} has no credential; set a password with `redkeep user set-password {id}`"
+                )),
+                // Empty: no password set yet (a repaired credential); the user resets it.
+                Some(Ok(Some(c))) if !c.password_hash.is_empty() => {
+                    if let Err(why) = super::password::recognise(&c.password_hash) {
+                        problems.push(format!(
+                            "user {id}'s password hash cannot be verified ({why}), so they cannot \
+                             log in; set a password with `redkeep user set-password {id}`"
+                        ));
+                    }
                 }
+                Some(Ok(Some(_))) => {}
             }
-            Some(_) => {}
-        }
-        // The uid binds a workspace folder to its user: two users must never share one.
-        if let Some(first) = uids.insert(u.uid, id) {
-            problems.push(format!(
-                "users {first} and {id} share one uid, which binds a workspace folder to its \
-                 user; one of them was copied by hand"
-            ));
-        }
-        if members.count_by(&OrgMember::BY_USER, KeyRange::prefix(key!(id)))? == 0 {
-            problems.push(format!("user {id} belongs to no org"));
-        }
-        match u.current_org_id {
-            None => problems.push(format!("user {id} has no current org")),
-            Some(o) if !members.contains(&(o, id))? => {
-                problems.push(format!("user {id}'s current org {o} is not one of theirs"))
+            // The uid binds a workspace folder to its user: two users must never share one.
+            if let Some(first) = uids.insert(u.uid, id) {
+                problems.push(format!(
+                    "users {first} and {id} share one uid, which binds a workspace folder to its \
+                     user; one of them was copied by hand"
+                ));
             }
-            Some(_) => {}
+            // A membership of their current org is one: only without it are they counted.
+            let current_ok = u.current_org_id.map(|_| in_current.next() == Some(true));
+            if current_ok != Some(true)
+                && members.count_by(&OrgMember::BY_USER, KeyRange::prefix(key!(id)))? == 0
+            {
+                problems.push(format!("user {id} belongs to no org"));
+            }
+            match (u.current_org_id, current_ok) {
+                (None, _) => problems.push(format!("user {id} has no current org")),
+                (Some(o), Some(false)) => {
+                    problems.push(format!("user {id}'s current org {o} is not one of theirs"))
+                }
+                _ => {}
+            }
         }
         Ok(())
     })?;

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 
 use serde::Serialize;
 
-use super::engine::{KeyRange, Order};
+use super::engine::{KeyRange, Order, Visit};
 use super::engine::{RawRead, get_owned};
 use super::key::Key;
 use super::table::{
@@ -258,32 +258,43 @@ fn stored_record<R: Record>(raw: &dyn RawRead, pk: &[u8], app: bool) -> Result<S
 /// record looks up the entries it should have, each entry looks up the record it points at.
 /// Calls `found` with each finding (while the records are being read; the removals of stale
 /// entries after each index was read). Returns the record and index-entry counts.
+///
+/// With `batch` above 1 the lookups of that many records (or entries) are made together,
+/// before any of them is judged (a round trip each on a server engine would be most of the
+/// time): only for a walk that changes nothing as it goes, since a repair's `found` writes
+/// the entries later records look up.
 fn walk<R: Record, S: Source + ?Sized>(
     tx: &S,
     app: bool,
+    batch: usize,
     progress: &mut Progress,
     found: &mut dyn FnMut(Finding) -> Result<()>,
 ) -> Result<(u64, u64)> {
     let raw = tx.raw();
     let resolve = |id| resolve_shape(raw, id);
     let table = R::TABLE;
+    let batch = batch.max(1);
     let mut records = 0u64;
     let mut unreadable = Vec::new();
     // Entries found pointing at the wrong record: reported (and mended) once, here, not
     // again as stale when their index is read. Only broken entries are kept.
     let mut misdirected: BTreeSet<(&'static str, Vec<u8>)> = BTreeSet::new();
-    raw.range(&record_table(table), &KeyRange::all(), Order::Asc, &mut |pk, value| {
+    // One record, judged with what `got` looked up for it.
+    let mut judge = |pk: &[u8],
+                     decoded: Result<R>,
+                     got: &dyn RawRead,
+                     found: &mut dyn FnMut(Finding) -> Result<()>|
+     -> Result<()> {
         records += 1;
         progress.records = records;
         progress.last_key = Some(pk.to_vec());
-        let record = match decode_record::<R>(pk, value, &resolve) {
+        let record = match decoded {
             Ok(r) => r,
             Err(e) if mismatch(&e, app) => {
                 // The type's to fix, not the data: reported, left in place.
-                found(Finding::Mismatch {
+                return found(Finding::Mismatch {
                     problem: e.to_string(),
-                })?;
-                return Ok(true);
+                });
             }
             Err(e) => {
                 // Moved aside (by a repair) once the scan is over.
@@ -294,7 +305,7 @@ fn walk<R: Record, S: Source + ?Sized>(
                     other => other.to_string(),
                 };
                 unreadable.push((pk.to_vec(), problem, false));
-                return Ok(true);
+                return Ok(());
             }
         };
         let own = record.key().to_bytes();
@@ -309,7 +320,7 @@ fn walk<R: Record, S: Source + ?Sized>(
                 ),
                 true,
             ));
-            return Ok(true);
+            return Ok(());
         }
         for idx in R::INDEXES {
             let Some(key) = index_entry(idx, &record, pk) else {
@@ -317,9 +328,12 @@ fn walk<R: Record, S: Source + ?Sized>(
             };
             let value = entry_value(idx, pk);
             let index = idx.name;
-            let problem = match get_owned(raw, &index_table(table, index), &key)? {
+            let problem = match get_owned(got, &index_table(table, index), &key)? {
                 Some(got) if got == value => continue,
-                None => format!("{table}.{index}: entry for record {} is missing", key_in_report::<R>(pk)),
+                None => format!(
+                    "{table}.{index}: entry for record {} is missing",
+                    key_in_report::<R>(pk)
+                ),
                 Some(got) if idx.unique => {
                     let rival = match stored_record::<R>(raw, &got, app)? {
                         Stored::Sound(r) => Some(r),
@@ -332,7 +346,7 @@ fn walk<R: Record, S: Source + ?Sized>(
                         // Writes never let this happen: one of the two was altered by
                         // damage. The index entry was written with the record it names, so
                         // the other one is moved aside by a repair.
-                        found(Finding::Unreadable {
+                        return found(Finding::Unreadable {
                             misplaced: false,
                             key: pk.to_vec(),
                             problem: format!(
@@ -341,8 +355,7 @@ fn walk<R: Record, S: Source + ?Sized>(
                                 key_in_report::<R>(pk),
                                 key_in_report::<R>(pk)
                             ),
-                        })?;
-                        return Ok(true);
+                        });
                     }
                     misdirected.insert((index, key.clone()));
                     format!(
@@ -351,7 +364,10 @@ fn walk<R: Record, S: Source + ?Sized>(
                         key_in_report::<R>(pk)
                     )
                 }
-                Some(_) => format!("{table}.{index}: entry of record {} is malformed", key_in_report::<R>(pk)),
+                Some(_) => format!(
+                    "{table}.{index}: entry of record {} is malformed",
+                    key_in_report::<R>(pk)
+                ),
             };
             found(Finding::Put {
                 index,
@@ -360,8 +376,50 @@ fn walk<R: Record, S: Source + ?Sized>(
                 problem,
             })?;
         }
-        Ok(true)
-    })?;
+        Ok(())
+    };
+    let mut pending: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    // Judges the records in `pending`, their index entries looked up together.
+    let judge_pending = |pending: &mut Vec<(Vec<u8>, Vec<u8>)>,
+                         judge: &mut JudgeRecord<'_, R>,
+                         found: &mut dyn FnMut(Finding) -> Result<()>|
+     -> Result<()> {
+        let decoded: Vec<Result<R>> = pending
+            .iter()
+            .map(|(pk, value)| decode_record::<R>(pk, value, &resolve))
+            .collect();
+        let mut got = Prefetched::new(raw);
+        for idx in R::INDEXES {
+            let keys: Vec<Vec<u8>> = pending
+                .iter()
+                .zip(&decoded)
+                .filter_map(|((pk, _), r)| index_entry(idx, r.as_ref().ok()?, pk))
+                .collect();
+            got.fetch(&index_table(table, idx.name), &keys)?;
+        }
+        for ((pk, _), decoded) in pending.iter().zip(decoded) {
+            judge(pk, decoded, &got, found)?;
+        }
+        pending.clear();
+        Ok(())
+    };
+    raw.range(
+        &record_table(table),
+        &KeyRange::all(),
+        Order::Asc,
+        &mut |pk, value| {
+            if batch == 1 {
+                judge(pk, decode_record::<R>(pk, value, &resolve), raw, found)?;
+            } else {
+                pending.push((pk.to_vec(), value.to_vec()));
+                if pending.len() >= batch {
+                    judge_pending(&mut pending, &mut judge, found)?;
+                }
+            }
+            Ok(true)
+        },
+    )?;
+    judge_pending(&mut pending, &mut judge, found)?;
     for (key, problem, misplaced) in unreadable {
         found(Finding::Unreadable {
             key,
@@ -373,45 +431,72 @@ fn walk<R: Record, S: Source + ?Sized>(
     for idx in R::INDEXES {
         // Only broken entries are kept, to be removed once the index has been read.
         let mut stale = Vec::new();
+        // One entry, judged with the record `got` looked up for it.
+        let mut judge = |k: &[u8], v: &[u8], got: &dyn RawRead| -> Result<()> {
+            entries += 1;
+            if misdirected.contains(&(idx.name, k.to_vec())) {
+                return Ok(());
+            }
+            let Some(pk) = entry_target(idx, k, v) else {
+                stale.push((
+                    k.to_vec(),
+                    format!(
+                        "{table}.{}: malformed entry {}",
+                        idx.name,
+                        unless_secret::<R>(|| hex(k))
+                    ),
+                ));
+                return Ok(());
+            };
+            let claims = match stored_record::<R>(got, pk, app)? {
+                Stored::Sound(r) => index_entry(idx, &r, pk).as_deref() == Some(k),
+                // Kept: what the record claims is known once its type reads it.
+                Stored::Mismatch => true,
+                Stored::Broken => false,
+            };
+            if !claims {
+                stale.push((
+                    k.to_vec(),
+                    format!(
+                        "{table}.{}: stale entry pointing at {}",
+                        idx.name,
+                        key_in_report::<R>(pk)
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        let judge_pending =
+            |pending: &mut Vec<(Vec<u8>, Vec<u8>)>, judge: &mut JudgeEntry<'_>| -> Result<()> {
+                let mut got = Prefetched::new(raw);
+                let targets: Vec<Vec<u8>> = pending
+                    .iter()
+                    .filter_map(|(k, v)| entry_target(idx, k, v).map(<[u8]>::to_vec))
+                    .collect();
+                got.fetch(&record_table(table), &targets)?;
+                for (k, v) in pending.iter() {
+                    judge(k, v, &got)?;
+                }
+                pending.clear();
+                Ok(())
+            };
         raw.range(
             &index_table(table, idx.name),
             &KeyRange::all(),
             Order::Asc,
             &mut |k, v| {
-                entries += 1;
-                if misdirected.contains(&(idx.name, k.to_vec())) {
-                    return Ok(true);
-                }
-                let Some(pk) = entry_target(idx, k, v) else {
-                    stale.push((
-                        k.to_vec(),
-                        format!(
-                            "{table}.{}: malformed entry {}",
-                            idx.name,
-                            unless_secret::<R>(|| hex(k))
-                        ),
-                    ));
-                    return Ok(true);
-                };
-                let claims = match stored_record::<R>(raw, pk, app)? {
-                    Stored::Sound(r) => index_entry(idx, &r, pk).as_deref() == Some(k),
-                    // Kept: what the record claims is known once its type reads it.
-                    Stored::Mismatch => true,
-                    Stored::Broken => false,
-                };
-                if !claims {
-                    stale.push((
-                        k.to_vec(),
-                        format!(
-                            "{table}.{}: stale entry pointing at {}",
-                            idx.name,
-                            key_in_report::<R>(pk)
-                        ),
-                    ));
+                if batch == 1 {
+                    judge(k, v, raw)?;
+                } else {
+                    pending.push((k.to_vec(), v.to_vec()));
+                    if pending.len() >= batch {
+                        judge_pending(&mut pending, &mut judge)?;
+                    }
                 }
                 Ok(true)
             },
         )?;
+        judge_pending(&mut pending, &mut judge)?;
         for (key, problem) in stale {
             found(Finding::Remove {
                 index: idx.name,
@@ -421,6 +506,66 @@ fn walk<R: Record, S: Source + ?Sized>(
         }
     }
     Ok((records, entries))
+}
+
+/// What judges one record of a walk: its key, what decoding it gave, where its index
+/// entries are looked up, and where findings go.
+type JudgeRecord<'j, R> = dyn FnMut(&[u8], Result<R>, &dyn RawRead, &mut dyn FnMut(Finding) -> Result<()>) -> Result<()>
+    + 'j;
+
+/// What judges one index entry of a walk: its key and value, and where its record is looked
+/// up.
+type JudgeEntry<'j> = dyn FnMut(&[u8], &[u8], &dyn RawRead) -> Result<()> + 'j;
+
+/// Reads that answer the keys fetched ahead from what [`RawRead::get_each`] gave for them,
+/// and everything else from the transaction.
+struct Prefetched<'a> {
+    raw: &'a dyn RawRead,
+    got: BTreeMap<(String, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl<'a> Prefetched<'a> {
+    fn new(raw: &'a dyn RawRead) -> Self {
+        Prefetched {
+            raw,
+            got: BTreeMap::new(),
+        }
+    }
+
+    /// Looks `keys` of `table` up, all together.
+    fn fetch(&mut self, table: &str, keys: &[Vec<u8>]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut iter = keys.iter().map(Vec::as_slice);
+        let got = &mut self.got;
+        self.raw.get_each(table, &mut iter, &mut |k, v| {
+            got.insert((table.to_string(), k.to_vec()), v.map(<[u8]>::to_vec));
+            Ok(true)
+        })
+    }
+}
+
+impl RawRead for Prefetched<'_> {
+    fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        match self.got.get(&(table.to_string(), key.to_vec())) {
+            Some(Some(v)) => f(v).map(|()| true),
+            Some(None) => Ok(false),
+            None => self.raw.get(table, key, f),
+        }
+    }
+
+    fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()> {
+        self.raw.range(table, range, order, f)
+    }
+
+    fn len(&self, table: &str) -> Result<u64> {
+        self.raw.len(table)
+    }
+
+    fn table_names(&self) -> Result<Vec<String>> {
+        self.raw.table_names()
+    }
 }
 
 impl<R: Record + 'static> TableCheck for Checker<R> {
@@ -546,7 +691,8 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
 
     fn check(&self, tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
         let mut progress = Progress::default();
-        let walked = walk::<R, _>(tx, self.app, &mut progress, &mut |f| {
+        let batch = tx.raw().lookups_per_trip();
+        let walked = walk::<R, _>(tx, self.app, batch, &mut progress, &mut |f| {
             report.problem(match f {
                 Finding::Put { problem: p, .. } | Finding::Remove { problem: p, .. } => p,
                 Finding::Mismatch { problem } => {
@@ -626,7 +772,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
             }
             Ok(None)
         };
-        walk::<R, _>(tx, self.app, &mut progress, &mut |f| {
+        walk::<R, _>(tx, self.app, 1, &mut progress, &mut |f| {
             if let Some(Finding::Unreadable {
                 key,
                 problem,
@@ -694,7 +840,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
             raw.remove(&table, &key)?;
             changes.push(format!("fixed: {problem}; its bytes were moved to {aside}"));
         }
-        walk::<R, _>(tx, self.app, &mut Progress::default(), &mut |f| {
+        walk::<R, _>(tx, self.app, 1, &mut Progress::default(), &mut |f| {
             mend(f, &mut changes).map(drop)
         })?;
         Ok(changes)

@@ -5,7 +5,7 @@
 #[cfg(feature = "postgres")]
 use super::db::Durability;
 use super::db::Store;
-use super::engine::{KeyRange, Order};
+use super::engine::{KeyRange, Order, RawWrite};
 use super::tx::{META, Meta, SEQ_PREFIX, Source};
 use crate::error::Result;
 
@@ -83,16 +83,21 @@ impl Store {
                 tx.delete_all_tables()?;
                 let raw = tx.raw_write()?;
                 let mut counts = Vec::new();
+                let mut buf = Batch::default();
                 for name in &names {
                     let mut n = 0u64;
                     src.raw()
                         .range(name, &KeyRange::all(), Order::Asc, &mut |k, v| {
                             n += 1;
                             if !(name == META && k.starts_with(SEQ_PREFIX)) {
-                                raw.put(name, k, v)?;
+                                buf.push(k, v);
+                                if buf.full() {
+                                    buf.write(raw, name)?;
+                                }
                             }
                             Ok(true)
                         })?;
+                    buf.write(raw, name)?;
                     counts.push((name.clone(), n));
                 }
                 tx.set_schema_version(schema_version)?;
@@ -119,13 +124,40 @@ fn flush(dest: &Store, table: &str, buf: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result
     if buf.is_empty() {
         return Ok(());
     }
-    dest.write_with(Durability::None, |tx| {
-        let raw = tx.raw_write()?;
-        for (k, v) in buf.iter() {
-            raw.put(table, k, v)?;
-        }
-        Ok(())
-    })?;
+    dest.write_with(Durability::None, |tx| tx.raw_write()?.put_all(table, buf))?;
     buf.clear();
     Ok(())
+}
+
+/// Entries of one table on their way to the destination, written a statement at a time
+/// (`RawWrite::put_all`) once there are enough of them.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// At most this many entries …
+    const ENTRIES: usize = 1_000;
+    /// … or about this many bytes go in one statement.
+    const BYTES: usize = 4 << 20;
+
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes += key.len() + value.len();
+        self.entries.push((key.to_vec(), value.to_vec()));
+    }
+
+    fn full(&self) -> bool {
+        self.entries.len() >= Self::ENTRIES || self.bytes >= Self::BYTES
+    }
+
+    fn write(&mut self, raw: &dyn RawWrite, table: &str) -> Result<()> {
+        if !self.entries.is_empty() {
+            raw.put_all(table, &self.entries)?;
+        }
+        self.entries.clear();
+        self.bytes = 0;
+        Ok(())
+    }
 }

@@ -806,6 +806,51 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         })
     }
 
+    /// The records with these primary keys, in the same order (`Ok(None)` where absent, an
+    /// `Err` where one cannot be read), looked up together: on a server engine, one round
+    /// trip for the lot.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub(crate) fn get_many(&self, keys: &[R::Key]) -> Result<Vec<Result<Option<R>>>> {
+        self.each_of(keys, |pk, v| v.map(|v| self.decode(pk, v)).transpose())
+    }
+
+    /// Whether a record with each of these primary keys exists, in the same order, looked up
+    /// together.
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    pub(crate) fn contains_many(&self, keys: &[R::Key]) -> Result<Vec<bool>> {
+        self.each_of(keys, |_, v| v.is_some())
+    }
+
+    fn each_of<T>(
+        &self,
+        keys: &[R::Key],
+        mut f: impl FnMut(&[u8], Option<&[u8]>) -> T,
+    ) -> Result<Vec<T>> {
+        let secret = R::SECRET_KEY || <R::Key as Key>::SECRET;
+        let mut list = KeyList::new(secret);
+        let mut ends = Vec::with_capacity(keys.len());
+        for key in keys {
+            with_key(key, secret, |pk| list.push(pk));
+            ends.push(list.len());
+        }
+        let mut start = 0;
+        let mut each = ends.iter().map(|&end| {
+            let key = list.bytes().get(start..end).unwrap_or_default();
+            start = end;
+            key
+        });
+        let mut out = Vec::with_capacity(keys.len());
+        self.raw().get_each(self.records, &mut each, &mut |pk, v| {
+            out.push(f(pk, v));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     fn index_of(idx: &Index<R>) -> Result<&'static Index<R>> {
         R::INDEXES
             .iter()

@@ -397,6 +397,11 @@ pub(crate) trait RawRead {
         }
         Ok(())
     }
+    /// How many lookups a caller that can gather them should hand [`RawRead::get_each`] at
+    /// once: 1 where a lookup is a call (redb), more where it is a round trip (a server).
+    fn lookups_per_trip(&self) -> usize {
+        1
+    }
     /// Number of entries.
     fn len(&self, table: &str) -> Result<u64>;
     /// Every table's name.
@@ -412,6 +417,15 @@ pub(crate) trait RawRead {
 pub(crate) trait RawWrite: RawRead {
     /// Sets `key` to `value`.
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Sets each key of `entries` to its value, as `put` does one by one. The keys are
+    /// distinct. (Engines where a statement is a round trip, like PostgreSQL, write them in
+    /// one.)
+    fn put_all(&self, table: &str, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        for (key, value) in entries {
+            self.put(table, key, value)?;
+        }
+        Ok(())
+    }
     /// Sets `key` to `value` unless it is present; returns whether it wrote. (What engines
     /// with their own conflict handling, like PostgreSQL's `on conflict do nothing`, offer.)
     fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool>;

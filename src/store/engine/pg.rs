@@ -46,7 +46,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, IsolationLevel, NoTls, SimpleQueryMessage, Statement, Transaction};
 use sha2::{Digest, Sha256};
 
-use super::{KeyRange, Order, RawRead, RawWrite, Visit};
+use super::{KeyRange, Keys, Order, RawRead, RawWrite, Visit, VisitKey};
 use crate::error::{Error, Result};
 use crate::store::format::Shape;
 use crate::store::tx::{META, readable_json, resolve_shape, secret_fields, table_of_meta_key};
@@ -60,6 +60,8 @@ const POOL_IDLE: usize = 32;
 /// Rows fetched per round trip in a scan: small first (pages, prefix lookups), then large.
 const FIRST_BATCH: i32 = 64;
 const NEXT_BATCH: i32 = 2048;
+/// Keys `get_each` asks for in one statement.
+const GET_EACH_CHUNK: usize = 1024;
 /// PostgreSQL's longest identifier.
 const MAX_IDENT: usize = 63;
 /// The advisory lock class of a store (the second key is the schema's hash).
@@ -1374,6 +1376,35 @@ impl RawRead for PgTx<'_> {
         }
     }
 
+    fn lookups_per_trip(&self) -> usize {
+        GET_EACH_CHUNK / 2
+    }
+
+    fn get_each(&self, table: &str, keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
+        let Some(t) = self.db.table(table)? else {
+            return super::each_absent(keys, f);
+        };
+        // A statement per chunk of keys, not per key: a page of records is one round trip.
+        let sql = format!("select k, v from {t} where k = any($1)");
+        let mut chunk: Vec<&[u8]> = Vec::new();
+        let mut keys = keys.peekable();
+        while keys.peek().is_some() {
+            chunk.clear();
+            chunk.extend(keys.by_ref().take(GET_EACH_CHUNK));
+            let rows = self.with("reading", &sql, |txn, s| txn.query(s, &[&chunk]))?;
+            let mut found: HashMap<&[u8], &[u8]> = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                found.insert(column(row, 0)?, column(row, 1)?);
+            }
+            for key in &chunk {
+                if !f(key, found.get(key).copied())? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()> {
         if range.is_empty() {
             return Ok(());
@@ -1503,6 +1534,43 @@ impl RawWrite for PgTx<'_> {
             self.db.forget_catalog(key);
         }
         self.insert(table, key, value, true)?;
+        Ok(())
+    }
+
+    fn put_all(&self, table: &str, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        if table == META || entries.len() < 2 {
+            for (key, value) in entries {
+                self.put(table, key, value)?;
+            }
+            return Ok(());
+        }
+        // One statement for the lot: a row at a time, a copy of a large store is round trips.
+        let t = self.db.ensure_table(table)?;
+        let keys: Vec<&[u8]> = entries.iter().map(|(k, _)| k.as_slice()).collect();
+        let values: Vec<&[u8]> = entries.iter().map(|(_, v)| v.as_slice()).collect();
+        match table.strip_prefix("r:") {
+            Some(record) => {
+                let j = entries
+                    .iter()
+                    .map(|(_, v)| self.readable(record, v))
+                    .collect::<Result<Vec<Option<String>>>>()?;
+                let sql = format!(
+                    "insert into {t} (k, v, j) \
+                     select k, v, j::jsonb from unnest($1::bytea[], $2::bytea[], $3::text[]) \
+                     as e(k, v, j) on conflict (k) do update set v = excluded.v, j = excluded.j"
+                );
+                self.with("writing", &sql, |txn, s| {
+                    txn.execute(s, &[&keys, &values, &j])
+                })?;
+            }
+            None => {
+                let sql = format!(
+                    "insert into {t} (k, v) select k, v from unnest($1::bytea[], $2::bytea[]) \
+                     as e(k, v) on conflict (k) do update set v = excluded.v"
+                );
+                self.with("writing", &sql, |txn, s| txn.execute(s, &[&keys, &values]))?;
+            }
+        }
         Ok(())
     }
 
