@@ -146,7 +146,7 @@ pub fn lifetime(field: &'static str, d: Duration) -> crate::Result<Duration> {
     if d > MAX_LIFETIME {
         return Err(crate::Error::invalid(
             field,
-            "that is more than 100 years; give a shorter lifetime",
+            "that is more than 100 years; give a shorter one",
         ));
     }
     Ok(Duration::from_secs(d.as_secs()))

@@ -286,11 +286,12 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("creating directory {}", dir.display()), e))
 }
 
-/// Makes an existing directory private (0700) if it is more open and this user owns it.
+/// Makes an existing directory private (0700) if it is more open and this user owns it;
+/// returns the mode it had when it was changed.
 ///
 /// # Errors
 /// `Io` when its mode cannot be read or changed.
-pub fn restrict_dir(dir: &Path) -> Result<()> {
+pub fn restrict_dir(dir: &Path) -> Result<Option<u32>> {
     restrict(dir, 0o700)
 }
 
@@ -315,23 +316,27 @@ fn owned(meta: &fs::Metadata) -> bool {
     meta.uid() == rustix::process::geteuid().as_raw()
 }
 
-/// Makes the file `path` private (0600) when its mode lets others in and this user owns it.
+/// Makes the file `path` private (0600) when its mode lets others in and this user owns it;
+/// returns the mode it had when it was changed.
 ///
 /// # Errors
 /// `Io` when its mode cannot be read or changed.
-pub fn restrict_file(path: &Path) -> Result<()> {
+pub fn restrict_file(path: &Path) -> Result<Option<u32>> {
     restrict(path, 0o600)
 }
 
-/// Sets `path` to `mode` when its mode lets others in and this user owns it.
-fn restrict(path: &Path, mode: u32) -> Result<()> {
+/// Sets `path` to `mode` when its mode lets others in and this user owns it; returns the
+/// mode it had when it was changed.
+fn restrict(path: &Path, mode: u32) -> Result<Option<u32>> {
     let meta =
         fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    if meta.permissions().mode() & 0o077 != 0 && owned(&meta) {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(format!("making {} private ({mode:04o})", path.display()), e))?;
+    let was = meta.permissions().mode() & 0o777;
+    if was & 0o077 == 0 || !owned(&meta) {
+        return Ok(None);
     }
-    Ok(())
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("making {} private ({mode:04o})", path.display()), e))?;
+    Ok(Some(was))
 }
 
 /// A new temp file (mode 0600) in the directory of `target`.

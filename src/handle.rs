@@ -411,6 +411,9 @@ struct Shared {
     app_tables: RwLock<Vec<Arc<dyn TableCheck>>>,
     /// Whether [`Redkeep::open_to_init`] replaced a store file that held nothing.
     replaced_unwritten: std::sync::atomic::AtomicBool,
+    /// What the open made private (the data dir, the store file, open to other users of
+    /// the machine before), as `fixed: …` lines: `check` reports them once.
+    tightened: std::sync::Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -671,8 +674,25 @@ impl Redkeep {
         } else if !crate::fsutil::is_there(&db)? {
             return Err(Error::NotInitialized { path: db });
         }
+        // What holds password hashes is private even when made or copied in with a loose
+        // mode; `check` says what was changed.
+        let mut tightened = Vec::new();
+        let mut note = |what: &str, path: &Path, was: Option<u32>, now: u32| {
+            if let Some(was) = was {
+                tightened.push(format!(
+                    "fixed: {what} {} was open to other users of this machine (mode \
+                     {was:04o}); made it {now:04o} when the store was opened",
+                    path.display()
+                ));
+            }
+        };
         if !options.read_only && url.is_none() {
-            crate::fsutil::restrict_dir(&dir)?;
+            note(
+                "the data dir",
+                &dir,
+                crate::fsutil::restrict_dir(&dir)?,
+                0o700,
+            );
         }
         let passwords = Passwords::new(options.password)?.limited(options.max_concurrent_hashes);
         let store_options = StoreOptions {
@@ -704,7 +724,12 @@ impl Redkeep {
                 }
                 if !options.read_only {
                     crate::fsutil::create_private_dir(&dir)?;
-                    crate::fsutil::restrict_dir(&dir)?;
+                    note(
+                        "the data dir",
+                        &dir,
+                        crate::fsutil::restrict_dir(&dir)?,
+                        0o700,
+                    );
                 }
                 store
             }
@@ -714,7 +739,12 @@ impl Redkeep {
             None => {
                 let store = Store::open(&db, &store_options).map_err(|e| in_data_dir(&dir, e))?;
                 // It holds password hashes: private even when copied in with a loose mode.
-                crate::fsutil::restrict_file(&db)?;
+                note(
+                    "the store file",
+                    &db,
+                    crate::fsutil::restrict_file(&db)?,
+                    0o600,
+                );
                 store
             }
         };
@@ -750,6 +780,7 @@ impl Redkeep {
                 options,
                 app_tables: RwLock::default(),
                 replaced_unwritten: std::sync::atomic::AtomicBool::new(false),
+                tightened: std::sync::Mutex::new(tightened),
             }),
         };
         if !rk.options().open_unfinished {
@@ -1499,14 +1530,72 @@ impl Redkeep {
         }
     }
 
+    /// The data dir and the store file, which hold every password hash, closed to other
+    /// users of the machine, as the workspace folders are: a loose mode is a problem, which
+    /// `repair` mends (0700 / 0600). What the open mended is reported (once) as mended.
+    fn check_private_modes(&self, repair: bool, report: &mut CheckReport) {
+        use std::os::unix::fs::PermissionsExt;
+        report.repaired.extend(self.take_tightened());
+        let mut private = vec![("the data dir", self.dir().to_path_buf(), 0o700)];
+        if self.store().engine() == "redb" {
+            private.push(("the store file", self.dir().join(STORE_FILE), 0o600));
+        }
+        for (what, path, mode) in private {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let was = meta.permissions().mode() & 0o777;
+            if was & 0o077 == 0 {
+                continue;
+            }
+            let what = format!(
+                "{what} {} is open to other users of this machine (mode {was:04o})",
+                path.display()
+            );
+            if !repair || self.options().read_only {
+                report.problem(format!(
+                    "{what}; `redkeep check --repair` makes it {mode:04o}"
+                ));
+                continue;
+            }
+            let restricted = if mode == 0o700 {
+                crate::fsutil::restrict_dir(&path)
+            } else {
+                crate::fsutil::restrict_file(&path)
+            };
+            match restricted {
+                Ok(Some(_)) => report.repaired.push(format!(
+                    "fixed: {}; made it {mode:04o}",
+                    what.replacen(" is open ", " was open ", 1)
+                )),
+                Ok(None) => report.problem(format!(
+                    "{what}; another user owns it, so its mode cannot be changed from here"
+                )),
+                Err(e) => report.problem(format!("{what}; making it private failed: {e}")),
+            }
+        }
+    }
+
+    /// The `fixed: …` lines of what the open made private, once.
+    pub(crate) fn take_tightened(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .inner
+                .tightened
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// Checks the whole data dir: redb's own integrity check (on a byte copy of the file
     /// without `repair`, so the file keeps its bytes), every record decodes and sits
     /// under its own key, every index mirrors its records, references resolve, and the
-    /// workspace folders belong to their users and, like the trash, are closed to other
-    /// users of the machine. With `repair`, indexes are rebuilt from the records whose key is
-    /// intact, foreign folders go to the trash, piece counts are fixed, loose modes of the
-    /// folders and the trash become 0700 / 0600 and leftovers of interrupted operations an
-    /// hour old are removed; the changes are listed in `repaired`.
+    /// workspace folders belong to their users and, like the trash, the data dir and the
+    /// store file, are closed to other users of the machine. With `repair`, indexes are
+    /// rebuilt from the records whose key is intact, foreign folders go to the trash, piece
+    /// counts are fixed, loose modes of the folders, the trash, the data dir and the store
+    /// file become 0700 / 0600 and leftovers of interrupted operations an hour old are
+    /// removed; the changes are listed in `repaired`.
     ///
     /// # Errors
     /// `Storage` when the store cannot be read at all (problems in the data are reported).
@@ -1647,6 +1736,7 @@ impl Redkeep {
                 report.problem(text);
             }
         }
+        self.check_private_modes(repair, &mut report);
         self.check_leftovers(repair, &mut report);
         if self
             .store()

@@ -1064,7 +1064,7 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
                 "--password-stdin",
             ],
             2,
-            "give a shorter lifetime",
+            "give a shorter one",
         ),
         (
             vec!["inspect", "get", "users", "--", "-5"],

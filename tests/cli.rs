@@ -74,13 +74,13 @@ fn a_refused_init_leaves_no_store_behind() {
     if cli.store.is_none() {
         assert!(!cli.data().exists(), "the refused init left its data dir");
         // A data dir that was there stays, without the store the failed init made.
-        std::fs::create_dir_all(cli.data().join("keep")).unwrap();
+        std::fs::create_dir_all(cli.data().join("workspaces/users")).unwrap();
         cli.expect(&["init", "--admin-email", "x"], None, 1);
         let left: Vec<_> = std::fs::read_dir(cli.data())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(left, ["keep"]);
+        assert_eq!(left, ["workspaces"]);
     }
     // The next init starts clean and succeeds.
     let v = cli.json(&["init", "--admin-email", "root@example.com"], None);
@@ -98,6 +98,104 @@ fn init_makes_a_private_data_dir() {
         None => assert_eq!(mode(cli.data().join("redkeep.redb")), 0o600),
         Some(_) => assert!(!cli.data().join("redkeep.redb").exists()),
     }
+}
+
+/// `init` on a folder that holds other things and nothing of redkeep's (a mistyped
+/// `--data-dir ~`) is refused, changing nothing: it would make the folder 0700, locking
+/// other users out, and put every password hash among those files. An empty folder is
+/// taken, and a mode it changes is said.
+#[test]
+fn init_refuses_a_folder_of_other_files_and_says_when_it_makes_one_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    std::fs::create_dir(cli.data()).unwrap();
+    std::fs::set_permissions(cli.data(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(cli.data().join("other.txt"), b"hi").unwrap();
+    let (_, err) = cli.expect(&["init", "--no-admin"], None, 1);
+    assert!(
+        err.contains("holds other files (other.txt) and is no redkeep data dir")
+            && err.contains("give a new or empty folder"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(mode(cli.data()), 0o755);
+    let left: Vec<_> = std::fs::read_dir(cli.data())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["other.txt"]);
+    // Emptied, it is taken, and the change of its mode is said.
+    std::fs::remove_file(cli.data().join("other.txt")).unwrap();
+    let (out, _) = cli.expect(&["init", "--no-admin"], None, 0);
+    assert!(
+        out.contains(&format!(
+            "the data dir {} was open to other users of this machine (mode 0755); made it 0700",
+            cli.data().display()
+        )),
+        "{out}"
+    );
+    assert_eq!(mode(cli.data()), 0o700);
+    // A data dir with a store takes files beside it (an operator's notes): init again.
+    std::fs::write(cli.data().join("NOTES"), b"hi").unwrap();
+    let (out, _) = cli.expect(&["init", "--no-admin"], None, 0);
+    assert!(
+        out.contains("already initialised; nothing changed"),
+        "{out}"
+    );
+}
+
+/// `check` reports a data dir and a store file open to other users of the machine, as it
+/// reports workspace folders (the store holds every password hash); `check --repair`
+/// makes them 0700 and 0600 and says so.
+#[test]
+fn check_reports_and_repairs_a_data_dir_and_store_file_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    cli.init();
+    let set = |p: std::path::PathBuf, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let db = cli.data().join("redkeep.redb");
+    set(cli.data(), 0o755);
+    if cli.store.is_none() {
+        set(db.clone(), 0o644);
+        // `check` alone only reads (a redb store is opened read-only): it reports both.
+        let (out, err) = cli.expect(&["check"], None, 1);
+        assert!(
+            out.contains(&format!(
+                "the data dir {} is open to other users of this machine (mode 0755); `redkeep check --repair` makes it 0700",
+                cli.data().display()
+            )) && out.contains(&format!(
+                "the store file {} is open to other users of this machine (mode 0644); `redkeep check --repair` makes it 0600",
+                db.display()
+            )),
+            "{out}"
+        );
+        assert!(err.contains("the check found problems"), "{err}");
+        assert_eq!(mode(cli.data()), 0o755);
+        assert_eq!(mode(db.clone()), 0o644);
+        let (out, _) = cli.expect(&["check", "--repair"], None, 0);
+        assert!(
+            out.contains(&format!("fixed: the store file {} was open", db.display())),
+            "{out}"
+        );
+        assert_eq!(mode(db.clone()), 0o600);
+    } else {
+        // On a server, the store is opened for writing, which makes the data dir private
+        // at once; `check` says so.
+        let (out, _) = cli.expect(&["check"], None, 0);
+        assert!(out.contains("fixed: the data dir"), "{out}");
+        set(cli.data(), 0o755);
+        cli.expect(&["check", "--repair"], None, 0);
+    }
+    assert_eq!(mode(cli.data()), 0o700);
+    let (out, _) = cli.expect(&["check"], None, 0);
+    assert!(
+        out.contains("ok: no problems found") && !out.contains("fixed"),
+        "{out}"
+    );
 }
 
 #[test]

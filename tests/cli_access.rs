@@ -468,7 +468,8 @@ fn audit_prune_deletes_old_events_and_says_so() {
         None,
         2,
     );
-    let (_, err) = cli.expect(&["audit", "prune", "--before", "last tuesday"], None, 1);
+    // A time that is not one is a usage error, as a duration that is not one is.
+    let (_, err) = cli.expect(&["audit", "prune", "--before", "last tuesday"], None, 2);
     assert!(err.contains("RFC 3339"), "{err}");
     let (_, err) = cli.expect(&["audit", "prune", "--before", "2999-01-01"], None, 1);
     assert!(err.contains("later than now"), "{err}");
@@ -899,6 +900,161 @@ fn an_unwritable_stdout_fails_the_command_instead_of_losing_its_secret() {
     assert_eq!(listed.status.code(), Some(0), "{listed:?}");
 }
 
+/// A reader that closed the pipe (`redkeep apikey create … | ssh host 'cat > key'` where
+/// ssh failed) is no success for a command that shows a secret once: the secret was made
+/// and nobody has it, so the command fails (exit 1, one line naming what was made and how
+/// to revoke or replace it, never the secret). An export cut short fails too: its reader
+/// did not get the whole store. A listing or a dump read by `head` stays a success. The
+/// process is never killed by SIGPIPE, even when it starts with SIGPIPE's default action.
+#[test]
+fn a_closed_pipe_fails_a_command_that_shows_a_secret_once_or_exports() {
+    let cli = Cli::new();
+    with_user(&cli);
+    // `env --default-signal=PIPE` (coreutils 8.31) starts it with SIGPIPE's default action,
+    // which kills a process that writes to a closed pipe and does not ignore the signal.
+    let reset_sigpipe = std::process::Command::new("env")
+        .args(["--default-signal=PIPE", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let closed_reader = |args: &[&str], stdin: Option<&str>| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let redkeep = assert_cmd::cargo::cargo_bin("redkeep");
+        let mut c = if reset_sigpipe {
+            let mut c = std::process::Command::new("env");
+            c.arg("--default-signal=PIPE").arg(redkeep);
+            c
+        } else {
+            std::process::Command::new(redkeep)
+        };
+        c.args(args)
+            .env("REDKEEP_DATA_DIR", cli.data())
+            .env("REDKEEP_ARGON2", "m=8,t=1,p=1")
+            .env_remove("REDKEEP_STORE_URL")
+            .stdin(std::process::Stdio::piped())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped());
+        if let Some(url) = &cli.store {
+            c.env("REDKEEP_STORE_URL", url);
+        }
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), err)
+    };
+    let unseen = |args: &[&str], stdin: Option<&str>| {
+        let (code, err) = closed_reader(args, stdin);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: writing the output (anything the command changed is kept; "),
+            "{err}"
+        );
+        err
+    };
+    let err = unseen(&["apikey", "create", "--user", "ann@example.com"], None);
+    let key = &cli.json(&["apikey", "list"], None)[0]["prefix"];
+    let key = key.as_str().unwrap();
+    assert!(
+        err.contains(&format!(
+            "the api key {key} was not seen: revoke it with `redkeep apikey revoke {key}`"
+        )),
+        "{err}"
+    );
+    let err = unseen(&["user", "create", "lost@example.com"], None);
+    assert!(
+        err.contains("the generated password of user 2 was not seen: set another with `redkeep user set-password 2 --password-stdin`"),
+        "{err}"
+    );
+    let err = unseen(&["invite", "create"], None);
+    let code = &cli.json(&["invite", "list"], None)[0]["prefix"];
+    let code = code.as_str().unwrap();
+    assert!(
+        err.contains(&format!(
+            "the invite code {code} was not seen: revoke it with `redkeep invite revoke {code}`"
+        )),
+        "{err}"
+    );
+    let err = unseen(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("ann password\n"),
+    );
+    let session = &cli.json(&["session", "list"], None)[0]["id"];
+    let session = session.as_str().unwrap();
+    assert!(
+        err.contains(&format!("the token of session {session} was not seen")),
+        "{err}"
+    );
+    // The same with --json, whose document carries the secret.
+    let err = unseen(
+        &["--json", "apikey", "create", "--user", "ann@example.com"],
+        None,
+    );
+    assert!(err.contains("was not seen: revoke it with"), "{err}");
+    // An export cut short.
+    let (code, err) = closed_reader(&["export"], None);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: the export was cut short") && err.contains("export again"),
+        "{err}"
+    );
+    // What only shows what is there: the reader stopped early, which is no failure.
+    for args in [
+        &["user", "list"][..],
+        &["inspect", "dump", "users"],
+        &["--json", "user", "show", "ann@example.com"],
+        &["user", "create", "pw@example.com", "--password-stdin"],
+    ] {
+        let stdin = args
+            .contains(&"--password-stdin")
+            .then_some("long enough password\n");
+        let (code, err) = closed_reader(args, stdin);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// A command that only reads and cannot write its output (a full disk) says only that: it
+/// changed nothing and printed no secret, so the message speaks of neither.
+#[test]
+fn a_read_only_command_that_cannot_write_says_nothing_of_changes_or_secrets() {
+    let cli = Cli::new();
+    with_user(&cli);
+    for shell in [
+        r#""$0" user list > /dev/full"#,
+        r#""$0" status > /dev/full"#,
+        r#""$0" --json audit list > /dev/full"#,
+    ] {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c")
+            .arg(shell)
+            .arg(assert_cmd::cargo::cargo_bin("redkeep"))
+            .env("REDKEEP_DATA_DIR", cli.data())
+            .env("REDKEEP_ARGON2", "m=8,t=1,p=1")
+            .env_remove("REDKEEP_STORE_URL");
+        if let Some(url) = &cli.store {
+            c.env("REDKEEP_STORE_URL", url);
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{shell}: {err}");
+        assert!(
+            err.starts_with("error: writing the output: "),
+            "{shell}: {err}"
+        );
+        assert!(
+            !err.contains("secret") && !err.contains("changed"),
+            "{shell}: {err}"
+        );
+    }
+}
+
 /// Changing something to what it is already says so, and audits nothing.
 #[test]
 fn repeated_changes_say_they_changed_nothing() {
@@ -1162,9 +1318,24 @@ fn role_priorities_may_be_negative_on_the_command_line() {
             "-1000001",
         ],
         None,
-        1,
+        2,
     );
     assert!(err.contains("priority"), "{err}");
+    // Out of range either way is a usage error, as `invite create -c 1001` is.
+    let (_, err) = cli.expect(
+        &[
+            "role",
+            "create",
+            "high",
+            "--permission",
+            "x",
+            "--priority",
+            "100",
+        ],
+        None,
+        2,
+    );
+    assert!(err.contains("-1000000..=99"), "{err}");
 }
 
 /// A custom role that holds `*` lets its users do everything, as an admin: granting it

@@ -1397,6 +1397,18 @@ fn a_deleted_users_files_can_be_purged_from_the_trash() {
         1,
     );
     assert!(err.contains("exists"), "{err}");
+    // A deleted user has no email any more: one given is a usage error that says what to
+    // give instead (not a parser's "invalid digit").
+    let (_, err) = cli.expect(
+        &["workspace", "purge-trash", "--user", "gone@example.com"],
+        None,
+        2,
+    );
+    assert!(
+        err.contains("\"gone@example.com\" is not a user id; give the deleted user's numeric id")
+            && !err.contains("invalid digit"),
+        "{err}"
+    );
     // Nothing is older than a day yet.
     let none = cli.json(&["workspace", "purge-trash", "--older-than", "1d"], None);
     assert_eq!(none["purged"], json!([]));
@@ -2049,6 +2061,45 @@ fn commands_answer_at_once_while_an_import_reads_a_slow_pipe() {
         }
     }
     assert!(held, "the import never held the store alone");
+    // `status` names the command as the errors do, and a redkeep command's lack of an
+    // admin socket is no fault ("unreachable").
+    let status = |json: bool| {
+        let mut c = target.cmd(&["status"]);
+        if json {
+            c.arg("--json");
+        }
+        let out = c
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let said = status(false);
+    assert!(
+        said.contains(&format!(
+            "process {pid} (`redkeep import`, a redkeep command)"
+        )) && said.contains("wait for it to finish")
+            && said.contains("admin socket: none")
+            && !said.contains("unreachable"),
+        "{said}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert_eq!(v["socket"], "none", "{v}");
+    assert_eq!(v["command"], "redkeep import", "{v}");
+    // What needs the store alone waits for the command, not for "the application".
+    let out = target
+        .cmd(&["reset", "--force"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("redkeep import")
+            && err.contains("wait for it to finish, then run this again")
+            && !err.contains("application"),
+        "{err}"
+    );
     for args in [vec!["user", "list"], vec!["check"], vec!["export"]] {
         let out = target
             .cmd(&args)
@@ -2520,4 +2571,41 @@ fn status_lists_the_kept_copies_of_the_store() {
     std::fs::write(cli.data().join("notes.bak"), b"x").unwrap();
     let again = cli.json(&["status"], None)["copies"].clone();
     assert_eq!(again, copies);
+    // Copies numbered past an earlier one of the same name, as each operation names them:
+    // a migration's `….pre-vN.2.bak`, and `fsutil::free_path`'s `….bak.2` (a restore's or a
+    // reset's) and `…-<time>.2` (the file a move retired). Each is listed.
+    let first = listed[0]["path"].as_str().unwrap();
+    let base = first
+        .strip_suffix(".bak")
+        .and_then(|p| p.rsplit_once(".pre-v"))
+        .map(|(store, _)| store.to_string())
+        .unwrap();
+    let numbered = [
+        format!("{base}.pre-v1.2.bak"),
+        format!("{base}.pre-reset-1796568832.bak.2"),
+        format!("{base}.pre-restore-1796568832.bak.13"),
+        format!("{base}.moved-to-postgres-1796568832.2"),
+    ];
+    for path in &numbered {
+        std::fs::copy(first, path).unwrap();
+    }
+    // A name that only looks numbered is not one.
+    std::fs::copy(first, format!("{base}.pre-reset-1796568832.bak.old")).unwrap();
+    let (out, _) = cli.expect(&["status"], None, 0);
+    let now = cli.json(&["status"], None)["copies"].clone();
+    let paths: Vec<&str> = now
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 2 + numbered.len(), "{now}");
+    for path in &numbered {
+        assert!(paths.contains(&path.as_str()), "{path} not in {now}");
+        assert!(
+            out.lines()
+                .any(|l| l.contains(path.as_str()) && l.contains("password and token hashes")),
+            "{path}: {out}"
+        );
+    }
 }

@@ -157,12 +157,29 @@ fn not_held_state(db: &Path) -> &'static str {
 }
 
 /// The status of a store another process holds exclusively (`pid`, when its owner marker
-/// names a live one), with whether its admin socket answers a connection.
+/// names a live one), with whether its admin socket answers a connection: `none` when
+/// there is no socket (a redkeep command, or an application that serves none), which is
+/// no fault. A redkeep command is named, as the errors of other commands name it.
 fn held_exclusively(dir: &Path, pid: Option<u32>) -> Reply {
+    let command = pid.and_then(crate::store::redkeep_command);
     let socket = if client::reachable(dir) {
         "reachable"
+    } else if command.is_some() || !dir.join(super::protocol::SOCKET_FILE).exists() {
+        "none"
     } else {
         "unreachable"
     };
-    reply("exclusive", pid, Some(socket), None, dir)
+    let mut out = reply("exclusive", pid, Some(socket), None, dir);
+    if let (Some(command), Some(pid)) = (&command, pid) {
+        if let super::reply::Human::Text(lines) = &mut out.human
+            && let Some(first) = lines.first_mut()
+        {
+            *first = format!(
+                "the store is held exclusively by process {pid} (`{command}`, a redkeep \
+                 command); wait for it to finish"
+            );
+        }
+        out.json["command"] = serde_json::json!(command);
+    }
+    out
 }

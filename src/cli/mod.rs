@@ -287,9 +287,24 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     match run(&cli).map_err(|e| in_data_dir(&cli.data_dir, e)) {
         Ok(code) => code,
-        // A reader that stopped early (`redkeep inspect dump users | head`) is not a failure.
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+        // A reader that stopped early (`redkeep inspect dump users | head`) is not a failure
+        // of a command that shows what is there. An export cut short is: what its reader got
+        // is not the whole store. (A broken pipe elsewhere, the admin socket's, is an error.)
+        Err(e) if Watched::reader_left() && !matches!(cli.command, Command::Export(_)) => {
+            tracing::debug!(error = %e, "the reader of stdout stopped early");
             ExitCode::SUCCESS
+        }
+        Err(e) if Watched::reader_left() => {
+            eprintln!(
+                "error: {}",
+                render::error_line(&format!(
+                    "the export was cut short: the reader of stdout closed it before the end \
+                     ({}), so what it got is not the whole store (an import refuses it); \
+                     export again, to a file (`-o FILE`) or into a reader that takes all of it",
+                    e.full_message()
+                ))
+            );
+            ExitCode::from(1)
         }
         Err(e) => {
             eprintln!("error: {}", render::error_line(&e.full_message()));
@@ -319,9 +334,47 @@ fn init_logging(verbose: u8) {
 /// Where raw output goes: stdout (its JSON lines pretty-printed for people when the command
 /// writes them), or a new file written atomically at the end.
 enum Sink {
-    Stdout(std::io::StdoutLock<'static>),
-    Pretty(render::PrettyLines<std::io::StdoutLock<'static>>),
+    Stdout(Watched),
+    Pretty(render::PrettyLines<Watched>),
     File(tempfile::NamedTempFile, PathBuf),
+}
+
+/// Whether the reader of stdout closed it while raw output was written to it.
+static READER_LEFT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// stdout for raw output, noting when its reader closed it (a broken pipe): the error the
+/// command then returns is the reader's stopping, told apart from a broken pipe of its own
+/// (the admin socket's).
+struct Watched(std::io::StdoutLock<'static>);
+
+impl Watched {
+    fn new() -> Watched {
+        Watched(std::io::stdout().lock())
+    }
+
+    /// Whether the reader of stdout closed it while raw output was written.
+    fn reader_left() -> bool {
+        READER_LEFT.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn noted<T>(r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            READER_LEFT.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl Write for Watched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Self::noted(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Self::noted(self.0.flush())
+    }
 }
 
 impl Sink {
@@ -339,14 +392,14 @@ impl Sink {
             ));
         }
         match cmd {
-            cmd if cmd.json_lines() && !json => Ok(Sink::Pretty(render::PrettyLines::new(
-                std::io::stdout().lock(),
-            ))),
+            cmd if cmd.json_lines() && !json => {
+                Ok(Sink::Pretty(render::PrettyLines::new(Watched::new())))
+            }
             // `-o -` is stdout, as without `-o` (`./-` is a file of that name).
             Command::Export(admin::commands::ExportArgs { output: Some(path) })
                 if path.as_os_str() == "-" =>
             {
-                Ok(Sink::Stdout(std::io::stdout().lock()))
+                Ok(Sink::Stdout(Watched::new()))
             }
             Command::Export(admin::commands::ExportArgs { output: Some(path) }) => {
                 crate::fsutil::existing_folder_of(path, "output", "export")?;
@@ -376,7 +429,7 @@ impl Sink {
                     path.clone(),
                 ))
             }
-            _ => Ok(Sink::Stdout(std::io::stdout().lock())),
+            _ => Ok(Sink::Stdout(Watched::new())),
         }
     }
 
@@ -390,15 +443,13 @@ impl Sink {
 
     /// Finishes the output; returns whether the reply's summary may go to stdout.
     fn finish(self) -> Result<bool> {
+        let flushed = |r: std::io::Result<()>| {
+            r.map(|()| false)
+                .map_err(|e| Error::io("writing the output", e))
+        };
         match self {
-            Sink::Stdout(mut s) => {
-                let _ = s.flush();
-                Ok(false)
-            }
-            Sink::Pretty(mut p) => {
-                let _ = p.flush();
-                Ok(false)
-            }
+            Sink::Stdout(mut s) => flushed(s.flush()),
+            Sink::Pretty(mut p) => flushed(p.flush()),
             Sink::File(tmp, path) => {
                 crate::fsutil::persist_new(tmp, &path)?;
                 Ok(true)
@@ -524,6 +575,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let mut command = command.clone();
             command.absolutize()?;
             let req = Request { command, secret };
+            if matches!(req.command, Command::Init(_)) {
+                refuse_foreign_folder(&cli.data_dir)?;
+            }
             let made = Made::before(cli, &req.command);
             let opened = open(cli);
             if let (Err(_), Some(made)) = (&opened, &made) {
@@ -568,9 +622,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 }
                 Err(Error::InUse { holder, .. }) if req.command.needs_store_alone() => {
                     return Err(Error::denied(format!(
-                        "{} and cannot run while the store is held ({}); stop the application first",
+                        "{} and cannot run while the store is held ({}); {}",
                         req.command.why_alone(),
-                        who_holds(&holder)
+                        who_holds(&holder),
+                        what_then(&holder)
                     )));
                 }
                 Err(Error::InUse { path, holder }) => {
@@ -603,7 +658,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             reply
         }
     };
-    print(&render(&reply, cli.json), reply.unseen.as_deref())?;
+    let reads_only = cli.command.only_reads() || matches!(cli.command, Command::Status);
+    print(
+        &render(&reply, cli.json),
+        reply.unseen.as_deref(),
+        reads_only,
+    )?;
     // What a command says about the secret it printed goes beside it, on stderr, so that
     // stdout holds the secret alone.
     if !cli.json {
@@ -624,6 +684,41 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         eprintln!("error: {}", failure_line(&cli.command, &reply));
     }
     Ok(ExitCode::from(reply.exit_code))
+}
+
+/// Refuses, for `init`, a data dir that holds other things and nothing of redkeep's (a
+/// mistyped `--data-dir ~`): init makes its data dir private (0700), which would lock other
+/// users out of it, and keeps every password hash there. A new or empty folder, or one that
+/// holds a store or workspaces, is a data dir.
+fn refuse_foreign_folder(dir: &Path) -> Result<()> {
+    // Not there: init makes it. Not readable: opening the store says why.
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let redkeeps = |n: &String| {
+        n.starts_with("redkeep")
+            || n == crate::WORKSPACES_DIR
+            || n.starts_with(crate::fsutil::TEMP_PREFIX)
+    };
+    if names.is_empty() || names.iter().any(redkeeps) {
+        return Ok(());
+    }
+    let mut names = names;
+    names.sort();
+    Err(Error::invalid(
+        "data dir",
+        format!(
+            "{} holds other files ({}) and is no redkeep data dir; init makes its data dir \
+             private (0700) and keeps every account's password hash there, so give a new or \
+             empty folder (--data-dir)",
+            dir.display(),
+            crate::top::first_few(&names, 3)
+        ),
+    ))
 }
 
 /// The stderr line of a reply that failed: the one the command gave, or (from an older
@@ -748,8 +843,9 @@ fn needs_store_alone(dir: &Path, what: &str, e: Error) -> Error {
     };
     match e {
         Error::InUse { holder, .. } => Error::denied(format!(
-            "this command {what} and cannot run while it is held ({}); stop the application first",
-            who_holds(&holder)
+            "this command {what} and cannot run while it is held ({}); {}",
+            who_holds(&holder),
+            what_then(&holder)
         )),
         Error::ReadOnly { .. } => e,
         e if e.is_permission_denied() && !dir_writable() => Error::ReadOnly {
@@ -767,6 +863,16 @@ fn needs_store_alone(dir: &Path, what: &str, e: Error) -> Error {
 /// the store in shared mode: no help to a command that needs it alone).
 fn who_holds(holder: &str) -> &str {
     holder.split(';').next().unwrap_or(holder).trim()
+}
+
+/// What to do about the holder of the store, from an `InUse` error, for a command that
+/// needs it alone: another redkeep command ends by itself; an application is stopped.
+fn what_then(holder: &str) -> &'static str {
+    if holder.contains("a redkeep command") {
+        "wait for it to finish, then run this again"
+    } else {
+        "stop the application first"
+    }
 }
 
 /// Runs `req` in the process that holds the store, through its admin socket. `Err(code)`
@@ -800,14 +906,17 @@ fn remote(
 }
 
 /// Writes the reply to stdout. A reader that stopped early (`redkeep user list | head -1`)
-/// is no failure, and leaves the reply's exit code as it is. Any other failure (a full
-/// disk) is an error: the command's change is made by then, and a secret it printed (a
-/// generated password, an invite code, an API key) was not seen, so the message names it
-/// (`unseen`, from the reply) and says how to revoke or replace it.
-fn print(text: &str, unseen: Option<&str>) -> Result<()> {
+/// is no failure, and leaves the reply's exit code as it is, unless the reply shows a
+/// secret once. Any other failure (a full disk) is an error: the command's change is made
+/// by then, and a secret it printed (a generated password, an invite code, an API key) was
+/// not seen, so the message names it (`unseen`, from the reply) and says how to revoke or
+/// replace it; a command that only reads (`reads_only`) changed nothing and printed none.
+fn print(text: &str, unseen: Option<&str>, reads_only: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && unseen.is_none() => Ok(()),
+        Err(e) if reads_only => Err(Error::io("writing the output", e)),
+        Err(e) => {
             // An older application over the admin socket names no secret: the general word.
             let secret =
                 unseen.unwrap_or("a secret it printed, if any, was not seen: revoke or replace it");
@@ -816,7 +925,7 @@ fn print(text: &str, unseen: Option<&str>) -> Result<()> {
                 e,
             ))
         }
-        _ => Ok(()),
+        Ok(()) => Ok(()),
     }
 }
 

@@ -538,7 +538,7 @@ pub(crate) const COMMAND_GROUPS: &[&str] = &[
 /// program name and up to two plain words of its arguments, the command's, before its
 /// first option (a value may be a token). `None` for any other program, or where `/proc`
 /// cannot tell.
-fn redkeep_command(pid: u32) -> Option<String> {
+pub(crate) fn redkeep_command(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     redkeep_command_in(&raw)
 }

@@ -39,6 +39,8 @@ pub(crate) use db::MendedHeader;
 pub use db::is_postgres_url;
 #[cfg(feature = "admin")]
 pub(crate) use db::opened_for_writing_instead;
+#[cfg(feature = "admin")]
+pub(crate) use db::redkeep_command;
 pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
 pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
 #[cfg(feature = "admin")]

@@ -36,7 +36,12 @@ pub enum RoleCmd {
         /// Priority (higher ranks first; -1000000 to 99).
         #[cfg_attr(
             feature = "cli",
-            arg(long, default_value_t = 0, allow_negative_numbers = true)
+            arg(
+                long,
+                default_value_t = 0,
+                allow_negative_numbers = true,
+                value_parser = clap::value_parser!(i64).range(crate::auth::roles::CUSTOM_PRIORITIES)
+            )
         )]
         priority: i64,
         /// What it is for.
@@ -324,7 +329,7 @@ pub enum AuditCmd {
     Prune {
         /// Events recorded before this time: RFC 3339 (`2026-01-01T00:00:00Z`) or a date
         /// (`2026-01-01`, midnight UTC).
-        #[cfg_attr(feature = "cli", arg(long))]
+        #[cfg_attr(feature = "cli", arg(long, value_parser = before_arg))]
         before: Option<String>,
         /// Events older than this, e.g. 90d.
         #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
@@ -1078,26 +1083,38 @@ pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
     ))
 }
 
+/// The time of `audit prune --before`: RFC 3339, or a date alone (its midnight, UTC).
+fn parse_before(t: &str) -> Result<Timestamp> {
+    let t = t.trim();
+    let full = if t.len() == 10 && !t.contains('T') {
+        format!("{t}T00:00:00Z")
+    } else {
+        t.to_string()
+    };
+    Timestamp::parse(&full).ok_or_else(|| {
+        Error::invalid(
+            "before",
+            format!(
+                "{t:?} is not a time; give RFC 3339 (2026-01-01T00:00:00Z) or a date (2026-01-01)"
+            ),
+        )
+    })
+}
+
+/// Clap's check of `--before`: a bad time is a usage error (exit 2), as a bad duration is;
+/// the text is kept as written.
+#[cfg(feature = "cli")]
+fn before_arg(text: &str) -> std::result::Result<String, String> {
+    match parse_before(text) {
+        Ok(_) => Ok(text.to_string()),
+        Err(Error::InvalidInput { reason, .. }) => Err(reason),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn audit_prune(rk: &Redkeep, before: Option<&str>, older_than: Option<&str>) -> Result<Reply> {
     let cutoff = match (before, older_than) {
-        (Some(t), None) => {
-            let t = t.trim();
-            // A date alone is its midnight, UTC.
-            let full = if t.len() == 10 && !t.contains('T') {
-                format!("{t}T00:00:00Z")
-            } else {
-                t.to_string()
-            };
-            Timestamp::parse(&full).ok_or_else(|| {
-                Error::invalid(
-                    "before",
-                    format!(
-                        "{t:?} is not a time; give RFC 3339 (2026-01-01T00:00:00Z) or a date \
-                         (2026-01-01)"
-                    ),
-                )
-            })?
-        }
+        (Some(t), None) => parse_before(t)?,
         (None, Some(d)) => {
             let d = parse_duration("older-than", d)?;
             Timestamp(

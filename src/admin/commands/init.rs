@@ -36,13 +36,26 @@ pub fn init(rk: &Redkeep, a: &InitArgs, stdin: Stdin<'_>) -> Result<Reply> {
     })?;
     let dir = rk.dir().display().to_string();
     let place = rk.store_place();
+    // A data dir (or store file) open to other users was made private: said, not silent.
+    let tightened: Vec<String> = rk
+        .take_tightened()
+        .into_iter()
+        .map(|l| l.trim_start_matches("fixed: ").to_string())
+        .collect();
     if !outcome.created {
+        let unchanged = if tightened.is_empty() {
+            "nothing changed"
+        } else {
+            "the store is unchanged"
+        };
+        let mut lines = vec![format!("{place} is already initialised; {unchanged}")];
+        lines.extend(tightened);
         return Ok(Reply::text(
             json!({"created": false, "data_dir": dir}),
-            vec![format!("{place} is already initialised; nothing changed")],
+            lines,
         ));
     }
-    let mut lines = Vec::new();
+    let mut lines = tightened;
     if outcome.replaced_unwritten {
         lines.push(format!(
             "replaced an empty store file left by an interrupted init ({})",

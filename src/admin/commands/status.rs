@@ -44,8 +44,13 @@ pub(crate) fn reply(
         (_, Some(pid)) => format!("the store is held exclusively by process {pid}"),
         _ => "the store is held exclusively by another process".to_string(),
     }];
-    if let Some(s) = socket {
-        lines.push(format!("admin socket: {s}"));
+    match socket {
+        Some("none") => lines.push(
+            "admin socket: none (the holder serves none, so commands cannot run through it)"
+                .to_string(),
+        ),
+        Some(s) => lines.push(format!("admin socket: {s}")),
+        None => {}
     }
     match schema {
         Some(v) if v < SCHEMA_VERSION => lines.push(format!(
@@ -70,8 +75,10 @@ pub(crate) fn reply(
 /// The copies of the store that operations keep in the data dir (before a migration, a
 /// restore or a reset: `<store>.pre-….bak`, `redkeep-postgres.redb.pre-vN.bak` for a store
 /// on a server; the file a move to a server retired:
-/// `<store>.moved-to-postgres-<time>`), one line each, and their JSON list: each holds every
-/// password hash and token hash as it was then, so the operator should know they are there.
+/// `<store>.moved-to-postgres-<time>`), each also numbered past an earlier one
+/// (`….pre-v3.2.bak`, `….bak.2`, `…-<time>.2`), one line each, and their JSON list: each
+/// holds every password hash and token hash as it was then, so the operator should know
+/// they are there.
 fn copies(dir: &Path, lines: &mut Vec<String>) -> Value {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return json!([]);
@@ -87,7 +94,12 @@ fn copies(dir: &Path, lines: &mut Vec<String>) -> Value {
             let rest = prefixes
                 .iter()
                 .find_map(|p| name.strip_prefix(p.as_str()))?;
-            let kept = (rest.starts_with("pre-") && rest.ends_with(".bak"))
+            // `fsutil::free_path` numbers a name that is taken: `….bak.2`.
+            let unnumbered = match rest.rsplit_once('.') {
+                Some((name, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => rest,
+            };
+            let kept = (rest.starts_with("pre-") && unnumbered.ends_with(".bak"))
                 || rest.starts_with("moved-to-postgres-");
             let meta = e.path().symlink_metadata().ok()?;
             (kept && meta.is_file()).then_some((name, meta.len()))

@@ -40,8 +40,9 @@ pub enum WorkspaceCmd {
         ))
     )]
     PurgeTrash {
-        /// Only the folders of this deleted user (their numeric id).
-        #[cfg_attr(feature = "cli", arg(long))]
+        /// Only the folders of this deleted user (their numeric id, as `workspace trash`
+        /// lists it).
+        #[cfg_attr(feature = "cli", arg(long, value_parser = deleted_user_arg))]
         user: Option<u64>,
         /// Only entries moved there longer ago than this, e.g. 30d.
         #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
@@ -93,6 +94,19 @@ impl GalleryCmd {
             _ => None,
         }
     }
+}
+
+/// Clap's check of `purge-trash --user`: the numeric id of a deleted user. An email or a
+/// username names an account, and a deleted one has neither any more, so they are refused
+/// with what to give instead (a usage error, exit 2).
+#[cfg(feature = "cli")]
+fn deleted_user_arg(text: &str) -> std::result::Result<u64, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not a user id; give the deleted user's numeric id, as `redkeep \
+             workspace trash` lists it (a deleted account has no email or username any more)"
+        )
+    })
 }
 
 fn info_json(i: &WorkspaceInfo) -> Value {
