@@ -1205,6 +1205,20 @@ pub(crate) struct PgTx<'a> {
     // The first error the server reported: it aborted the transaction, whose COMMIT would
     // then only roll it back, so a closure that went on regardless does not succeed.
     failure: RefCell<Option<String>>,
+    // The tables scans are running over, innermost last: written to, they refuse, as redb's
+    // do, so that code behaves alike on both engines.
+    scans: RefCell<Vec<String>>,
+}
+
+/// A scan of a table under way in a [`PgTx`]; it ends when this drops.
+struct Scanning<'t> {
+    scans: &'t RefCell<Vec<String>>,
+}
+
+impl Drop for Scanning<'_> {
+    fn drop(&mut self) {
+        self.scans.borrow_mut().pop();
+    }
 }
 
 impl<'a> PgTx<'a> {
@@ -1219,7 +1233,23 @@ impl<'a> PgTx<'a> {
             stmts: RefCell::new(stmts),
             clashed: Cell::new(false),
             failure: RefCell::new(None),
+            scans: RefCell::new(Vec::new()),
         }
+    }
+
+    fn scanning(&self, table: &str) -> Scanning<'_> {
+        self.scans.borrow_mut().push(table.to_string());
+        Scanning { scans: &self.scans }
+    }
+
+    /// Refuses a write to a table a scan of this transaction is running over (as redb does).
+    fn refuse_scanned(&self, table: &str) -> Result<()> {
+        if self.in_use(table) {
+            return Err(Error::Invariant {
+                what: format!("table {table} was written while a scan of it was running"),
+            });
+        }
+        Ok(())
     }
 
     fn clash_error(&self) -> Error {
@@ -1416,6 +1446,7 @@ impl RawRead for PgTx<'_> {
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let portal = self.with("scanning", &sql, |txn, s| txn.bind(s, &refs))?;
+        let _scan = self.scanning(table);
         let mut batch = FIRST_BATCH;
         loop {
             // The transaction is free while `f` runs: it may read other tables.
@@ -1530,6 +1561,7 @@ impl PgTx<'_> {
 
 impl RawWrite for PgTx<'_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        self.refuse_scanned(table)?;
         if table == META {
             self.db.forget_catalog(key);
         }
@@ -1538,6 +1570,7 @@ impl RawWrite for PgTx<'_> {
     }
 
     fn put_all(&self, table: &str, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        self.refuse_scanned(table)?;
         if table == META || entries.len() < 2 {
             for (key, value) in entries {
                 self.put(table, key, value)?;
@@ -1575,10 +1608,12 @@ impl RawWrite for PgTx<'_> {
     }
 
     fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
+        self.refuse_scanned(table)?;
         Ok(self.insert(table, key, value, false)? == 1)
     }
 
     fn remove(&self, table: &str, key: &[u8]) -> Result<bool> {
+        self.refuse_scanned(table)?;
         let Some(t) = self.db.table(table)? else {
             return Ok(false);
         };
@@ -1591,6 +1626,7 @@ impl RawWrite for PgTx<'_> {
     }
 
     fn delete_table(&self, table: &str) -> Result<()> {
+        self.refuse_scanned(table)?;
         // The table stays (dropping it would lock out every concurrent reader); an empty table
         // reads as no table.
         if let Some(t) = self.db.table(table)? {
@@ -1599,6 +1635,10 @@ impl RawWrite for PgTx<'_> {
             })?;
         }
         Ok(())
+    }
+
+    fn in_use(&self, table: &str) -> bool {
+        self.scans.borrow().iter().any(|t| t == table)
     }
 
     fn native_next(&self, name: &str) -> Result<Option<u64>> {
