@@ -731,7 +731,8 @@ impl Redkeep {
                 options.workspace.clone(),
                 owners_of(store.clone(), true),
             )?
-        };
+        }
+        .with_clock(options.clock.clone());
         let accounts = Accounts::new(
             store,
             options.clock.clone(),
