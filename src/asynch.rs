@@ -379,6 +379,7 @@ impl AsyncUsers<'_> {
         fn rename(id: u64, name: Option<String>, username: Option<Option<String>>) -> User => (id, name, username);
         fn authenticate(login: String, password: String) -> User => (&login, &password);
         fn check_password(id: u64, password: String) -> () => (id, &password);
+        fn password_matches(id: u64, password: String) -> bool => (id, &password);
         fn set_password(id: u64, password: String) -> User => (id, &password);
         fn change_password(session_token: String, current: String, new: String) -> User => (&session_token, &current, &new);
         fn change_password_of(id: u64, current: String, new: String) -> User => (id, &current, &new);

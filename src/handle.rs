@@ -761,7 +761,8 @@ impl Redkeep {
                 options.workspace.clone(),
                 owners_of(store.clone(), true),
             )?
-        };
+        }
+        .with_clock(options.clock.clone());
         let accounts = Accounts::new(
             store,
             options.clock.clone(),

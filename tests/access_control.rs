@@ -1434,3 +1434,41 @@ fn org_role_name_and_avatar_changes_are_audited() {
         assert_eq!(count(action), 1, "{action}: {seen:?}");
     }
 }
+
+/// An operator's password check (`password_matches`) is no login: wrong passwords never
+/// count toward the lockout, a locked account is still checked, each check is audited as
+/// `password_checked`, and an unknown user is `NotFound`.
+#[test]
+fn an_operators_password_check_neither_counts_nor_locks_and_is_audited_as_such() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    for _ in 0..15 {
+        assert!(!rk.users().password_matches(a, "bad password").unwrap());
+    }
+    let l = rk.users().lockout(a).unwrap();
+    assert_eq!((l.failed_logins, l.locked_until), (0, None));
+    assert!(rk.users().password_matches(a, PW).unwrap());
+    rk.users().authenticate("a@example.com", PW).unwrap();
+    // Locked by real failed logins: the check still answers.
+    for _ in 0..10 {
+        let _ = rk.users().authenticate("a@example.com", "bad password");
+    }
+    assert!(rk.users().lockout(a).unwrap().locked_until.is_some());
+    assert!(rk.users().password_matches(a, PW).unwrap());
+    let checks: Vec<_> = rk
+        .audit()
+        .list(Some(a), None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "password_checked")
+        .map(|e| (e.outcome, e.actor))
+        .collect();
+    assert_eq!(checks.len(), 17);
+    assert_eq!(checks[0], ("ok".to_string(), None));
+    assert_eq!(checks[16], ("mismatch".to_string(), None));
+    assert!(matches!(
+        rk.users().password_matches(999, PW),
+        Err(Error::NotFound { .. })
+    ));
+}

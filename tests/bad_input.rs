@@ -1069,7 +1069,7 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
         (
             vec!["inspect", "get", "users", "--", "-5"],
             1,
-            "users record -5 not found",
+            "its keys are numbers (ids), 0 to",
         ),
     ];
     if cli.store.is_none() {

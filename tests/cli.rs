@@ -442,13 +442,14 @@ fn user_create_list_show_and_lifecycle() {
             .len(),
         2
     );
-    let (_, err) = cli.expect(
+    let (out, _) = cli.expect(
         &["user", "check-password", &id, "--password-stdin"],
         Some("new ann password\n"),
-        1,
+        0,
     );
-    // The operator learns why: the account is disabled.
-    assert!(err.contains("is disabled"), "{err}");
+    // The password is right, and the operator learns why it does not log in: the account
+    // is disabled.
+    assert!(out.contains("is disabled"), "{out}");
     assert_eq!(
         cli.json(&["user", "enable", "ann@example.com"], None)["is_active"],
         true
@@ -462,41 +463,57 @@ fn user_create_list_show_and_lifecycle() {
     assert!(err.contains("user 404 not found"), "{err}");
 }
 
+/// `user check-password` is an operator's check, not a login: wrong passwords neither count
+/// toward the lockout nor lock the user out, each check is audited as `password_checked`
+/// (not as an anonymous failed login), and an unknown user is "not found".
 #[test]
-fn check_password_answers_alike_for_unknown_users_and_wrong_passwords() {
+fn check_password_neither_locks_out_nor_reads_as_an_attack() {
     let cli = Cli::new();
     cli.init();
     cli.json(
         &["user", "create", "a@example.com", "--password-stdin"],
         Some("right password\n"),
     );
-    let (o1, e1) = cli.expect(
-        &[
-            "user",
-            "check-password",
-            "a@example.com",
-            "--password-stdin",
-        ],
-        Some("wrong password\n"),
-        1,
+    for _ in 0..11 {
+        let (_, err) = cli.expect(
+            &[
+                "user",
+                "check-password",
+                "a@example.com",
+                "--password-stdin",
+            ],
+            Some("wrong password\n"),
+            1,
+        );
+        assert!(err.contains("the password is not user"), "{err}");
+    }
+    let shown = cli.json(&["user", "show", "a@example.com"], None);
+    assert_eq!(shown["locked_until"], serde_json::Value::Null, "{shown}");
+    cli.expect(
+        &["login", "a@example.com", "--password-stdin"],
+        Some("right password\n"),
+        0,
     );
-    let (o2, e2) = cli.expect(
-        &[
-            "user",
-            "check-password",
-            "b@example.com",
-            "--password-stdin",
-        ],
-        Some("wrong password\n"),
-        1,
+    let audit = cli.json(&["audit", "list", "--limit", "1000"], None);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "password_checked").count(),
+        11
     );
-    let (o3, e3) = cli.expect(
-        &["user", "check-password", "999", "--password-stdin"],
-        Some("wrong password\n"),
-        1,
-    );
-    assert_eq!((&o1, &e1), (&o2, &e2));
-    assert_eq!((&o1, &e1), (&o3, &e3));
+    assert!(!actions.contains(&"login_failed"), "{actions:?}");
+    for who in ["b@example.com", "999"] {
+        let (_, err) = cli.expect(
+            &["user", "check-password", who, "--password-stdin"],
+            Some("wrong password\n"),
+            1,
+        );
+        assert!(err.contains(&format!("user {who} not found")), "{err}");
+    }
 }
 
 #[test]

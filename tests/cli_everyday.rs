@@ -420,3 +420,53 @@ fn a_file_over_the_size_limit_is_left_and_max_doc_bytes_reads_it() {
     assert_eq!(shown["img"].as_str().map(str::len), Some(3000), "{shown}");
     cli.expect(&["--max-doc-bytes", "0", "check"], None, 2);
 }
+
+/// The table and `--json` hold the same things: `workspace show` gives the email and the
+/// path in both (and says when there is no folder yet), `apikey revoke --org` names the
+/// owner as `apikey list` does, flags read yes/no in every table, and `user list` cuts a
+/// long name (saying so) instead of widening every row.
+#[test]
+fn tables_and_json_hold_the_same_things() {
+    let cli = Cli::new();
+    cli.init();
+    let long = "N".repeat(200);
+    let id = user(&cli, "ann@example.com", &["--name", &long]);
+    let (text, _) = cli.expect(&["workspace", "show", "ann@example.com"], None, 0);
+    assert!(text.contains("no folder yet"), "{text}");
+    let v = cli.json(&["workspace", "show", "ann@example.com"], None);
+    assert_eq!(v["email"], "ann@example.com");
+    assert!(
+        v["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("users/{id}")),
+        "{v}"
+    );
+    assert_eq!(v["exists"], false);
+    cli.json(
+        &["org", "create", "Acme", "--owner", "ann@example.com"],
+        None,
+    );
+    cli.expect(&["apikey", "create", "--org", "acme"], None, 0);
+    let listed = cli.json(&["apikey", "list"], None);
+    let revoked = cli.json(&["apikey", "revoke", "--org", "acme"], None);
+    assert_eq!(revoked["owner"], listed[0]["owner"]);
+    assert_eq!(revoked["owner"]["kind"], "org");
+    for args in [
+        vec!["user", "workspace", "ann@example.com"],
+        vec!["role", "list"],
+        vec!["org", "list"],
+        vec!["user", "orgs", "ann@example.com"],
+    ] {
+        let (out, _) = cli.expect(&args, None, 0);
+        assert!(
+            !out.contains("true") && !out.contains("false"),
+            "{args:?}: {out}"
+        );
+        assert!(out.contains("yes") || out.contains("no"), "{args:?}: {out}");
+    }
+    let (list, _) = cli.expect(&["user", "list"], None, 0);
+    assert!(list.lines().all(|l| l.chars().count() < 200), "{list}");
+    assert!(list.contains("cut"), "{list}");
+    assert_eq!(cli.json(&["user", "list"], None)[0]["name"], long.as_str());
+}

@@ -528,6 +528,11 @@ fn reset_needs_force_and_backs_up_first() {
     assert!(err.contains("--force"), "{err}");
     let r = cli.json(&["reset", "--force"], None);
     assert!(std::path::Path::new(r["backup"].as_str().unwrap()).exists());
+    // The JSON holds the undo command the text prints.
+    assert!(
+        r["undo"].as_str().unwrap().contains("restore --force"),
+        "{r}"
+    );
     assert_eq!(cli.json(&["user", "list"], None), json!([]));
     assert!(cli.json(&["init"], None)["created"].as_bool().unwrap());
 }
@@ -1405,7 +1410,7 @@ fn a_deleted_users_files_can_be_purged_from_the_trash() {
         2,
     );
     assert!(
-        err.contains("\"gone@example.com\" is not a user id; give the deleted user's numeric id")
+        err.contains("\"gone@example.com\" is not a user id; give the user's numeric id")
             && !err.contains("invalid digit"),
         "{err}"
     );
@@ -1427,6 +1432,63 @@ fn a_deleted_users_files_can_be_purged_from_the_trash() {
     cli.expect(&["workspace", "purge-trash"], None, 2);
     cli.json(&["workspace", "purge-trash", "--all"], None);
     assert_eq!(cli.json(&["workspace", "trash"], None), json!([]));
+    cli.expect(&["check"], None, 0);
+}
+
+/// A removed gallery piece waits in the user's trash: `workspace trash` lists it,
+/// `purge-trash --user ID` (of a user who exists) and `--all` delete it for good, and its
+/// number is still never given again.
+#[test]
+fn removed_pieces_are_in_the_trash_until_purged() {
+    let cli = Cli::new();
+    cli.init();
+    let id = cli.json(&["user", "create", "ann@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    for body in ["{\"secret\":1}", "{\"secret\":2}", "{\"kept\":3}"] {
+        cli.expect(&["gallery", "add", "ann@example.com", "-"], Some(body), 0);
+    }
+    let (out, _) = cli.expect(&["gallery", "remove", "ann@example.com", "2"], None, 0);
+    assert!(out.contains("purge-trash --user"), "{out}");
+    cli.expect(&["gallery", "remove", "ann@example.com", "1"], None, 0);
+    let trash = cli.json(&["workspace", "trash"], None);
+    let pieces: Vec<_> = trash
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["user"].as_u64().unwrap(), e["piece"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(pieces.len(), 2, "{trash}");
+    assert!(
+        pieces.contains(&(id, 1)) && pieces.contains(&(id, 2)),
+        "{trash}"
+    );
+    // Nothing is older than a day yet.
+    let none = cli.json(&["workspace", "purge-trash", "--older-than", "1d"], None);
+    assert_eq!(none["purged"], json!([]));
+    let purged = cli.json(
+        &["workspace", "purge-trash", "--user", &id.to_string()],
+        None,
+    );
+    assert_eq!(purged["purged"].as_array().unwrap().len(), 2, "{purged}");
+    assert_eq!(cli.json(&["workspace", "trash"], None), json!([]));
+    let trash_dir = cli.data().join(format!("workspaces/users/{id}/.trash"));
+    for e in std::fs::read_dir(&trash_dir).unwrap().flatten() {
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret"));
+    }
+    cli.expect(&["gallery", "remove", "ann@example.com", "3"], None, 0);
+    cli.json(&["workspace", "purge-trash", "--all"], None);
+    assert_eq!(cli.json(&["workspace", "trash"], None), json!([]));
+    let n = cli.json(&["gallery", "add", "ann@example.com", "-"], Some("{}"));
+    assert_eq!(n["piece"], 4);
+    // Nothing of theirs left in the trash: a user who exists is refused.
+    let (_, err) = cli.expect(
+        &["workspace", "purge-trash", "--user", &id.to_string()],
+        None,
+        1,
+    );
+    assert!(err.contains("exists"), "{err}");
     cli.expect(&["check"], None, 0);
 }
 

@@ -588,7 +588,7 @@ fn secrets_are_redacted_unless_asked_for_and_tokens_are_never_shown() {
         ],
     );
     assert_eq!(found.len(), 1);
-    let (_, err) = cli.expect(&["inspect", "dump", "users", "--limit", "0"], None, 1);
+    let (_, err) = cli.expect(&["inspect", "dump", "users", "--limit", "0"], None, 2);
     assert!(err.contains("at least 1"), "{err}");
     // With --show-secrets: the hashes, still never the token.
     let shown = lines(&cli, &["inspect", "dump", "sessions", "--show-secrets"]);
@@ -1319,4 +1319,70 @@ fn an_older_layouts_index_shows_no_token_hash() {
     let (human, _) = cli.expect(&["inspect", "index", "sessions", "by_expires"], None, 0);
     assert!(human.contains("at schema version 2"), "{human}");
     assert!(!human.contains(&hash_hex), "{human}");
+}
+
+/// The entries of `api_keys.by_owner` (a 4-byte kind, then the owner's id) show as
+/// `user,ID` and `org,ID`, and `--prefix` takes back what is shown (or the kind alone).
+#[test]
+fn api_key_owner_entries_show_their_owner_and_prefix_finds_them() {
+    let cli = Cli::new();
+    cli.init();
+    let ann = cli.json(&["user", "create", "ann@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    let org = cli.json(
+        &["org", "create", "Acme", "--owner", "ann@example.com"],
+        None,
+    )["id"]
+        .as_u64()
+        .unwrap();
+    cli.expect(&["apikey", "create", "--user", "ann@example.com"], None, 0);
+    cli.expect(&["apikey", "create", "--org", "acme"], None, 0);
+    let (user_entry, org_entry) = (format!("user,{ann}"), format!("org,{org}"));
+    let all = cli.json(&["inspect", "index", "api_keys", "by_owner"], None);
+    let shown: Vec<&str> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entry"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, [user_entry.as_str(), org_entry.as_str()]);
+    for (prefix, want) in [
+        (user_entry.as_str(), &user_entry),
+        (org_entry.as_str(), &org_entry),
+        ("user", &user_entry),
+        ("org", &org_entry),
+    ] {
+        let found = cli.json(
+            &[
+                "inspect", "index", "api_keys", "by_owner", "--prefix", prefix,
+            ],
+            None,
+        );
+        let entries = found["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{prefix}: {found}");
+        assert_eq!(entries[0]["entry"], want.as_str());
+    }
+}
+
+/// `--fields` with a nested path no record has is refused, naming the fields there, as an
+/// unknown top-level field is (it printed `null` on every line); the example the error for a
+/// malformed path gives is one that exists.
+#[test]
+fn unknown_nested_fields_are_refused_and_the_example_path_exists() {
+    let cli = Cli::new();
+    cli.init();
+    cli.json(&["user", "create", "ann@example.com"], None);
+    cli.expect(&["apikey", "create", "--user", "ann@example.com"], None, 0);
+    let (_, err) = cli.expect(
+        &["inspect", "dump", "api_keys", "--fields", "owner.User"],
+        None,
+        1,
+    );
+    assert!(err.contains("owner.User") && err.contains("user"), "{err}");
+    let (_, err) = cli.expect(&["inspect", "dump", "users", "--fields", ""], None, 1);
+    let example = err.rsplit(" or ").next().unwrap().trim();
+    assert_eq!(example, "owner.user", "{err}");
+    let found = lines(&cli, &["inspect", "dump", "api_keys", "--fields", example]);
+    assert!(found[0]["record"][example].is_u64(), "{found:?}");
 }

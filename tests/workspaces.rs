@@ -1750,3 +1750,55 @@ fn trash_entries_open_to_other_users_are_reported_and_made_private() {
     assert_eq!(mode(&piece), 0o600);
     assert!(rk.check(false).unwrap().ok);
 }
+
+/// A removed piece is in the trash: `trash` lists it, dated by the store's clock when it was
+/// removed, so it ages as a removed folder does; `purge_trash` deletes its content for good,
+/// and its number is still never given again (an empty `{}` keeps the highest one, and is
+/// not listed).
+#[test]
+fn removed_pieces_are_listed_in_the_trash_age_and_are_purged_without_freeing_their_numbers() {
+    let t = common::TestDir::new();
+    let rk = t.open();
+    let id = account(&rk);
+    let ws = rk.workspaces();
+    for body in [br#"{"a":1}"#, br#"{"b":2}"#, br#"{"c":3}"#] {
+        ws.save_piece(id, body).unwrap();
+    }
+    ws.delete_piece(id, 3).unwrap();
+    t.clock.advance(std::time::Duration::from_secs(40 * 86_400));
+    let later = Timestamp(1_800_000_000 + 40 * 86_400);
+    ws.delete_piece(id, 1).unwrap();
+    let trash = ws.trash().unwrap();
+    let pieces: Vec<_> = trash
+        .iter()
+        .map(|e| (e.user, e.piece, e.moved_at))
+        .collect();
+    assert_eq!(
+        pieces,
+        [
+            (Some(id), Some(3), Some(Timestamp(1_800_000_000))),
+            (Some(id), Some(1), Some(later)),
+        ]
+    );
+    assert_eq!(
+        trash[0].name,
+        format!("users/{id}/.trash/piece_000003.json")
+    );
+    // Older than 30 days: the first removal only.
+    let cutoff = Timestamp(later.0 - 30 * 86_400);
+    let purged = ws
+        .purge_trash(&|e| e.moved_at.is_some_and(|m| m < cutoff))
+        .unwrap();
+    assert_eq!(purged.len(), 1);
+    assert_eq!(purged[0].piece, Some(3));
+    let left: Vec<_> = ws.trash().unwrap().iter().map(|e| e.piece).collect();
+    assert_eq!(left, [Some(1)]);
+    ws.purge_trash(&|_| true).unwrap();
+    assert!(ws.trash().unwrap().is_empty());
+    // No content is left anywhere in the folder's trash.
+    let trash_dir = ws.dir(id).join(".trash");
+    for e in std::fs::read_dir(&trash_dir).unwrap().flatten() {
+        assert_eq!(std::fs::read(e.path()).unwrap(), b"{}", "{:?}", e.path());
+    }
+    assert_eq!(ws.save_piece(id, br#"{"d":4}"#).unwrap(), 4);
+}

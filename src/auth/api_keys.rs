@@ -40,6 +40,40 @@ impl KeyOwner {
             KeyOwner::Org(id) => key!(1u32, id),
         }
     }
+
+    /// The owner an entry of [`ApiKey::BY_OWNER`] names (what [`KeyOwner::index_key`]
+    /// wrote), as `inspect` shows it: `user,2` or `org,5`. `None` for other bytes. (Its
+    /// 4-byte kind before an 8-byte id is not a shape the entries' look tells.)
+    #[cfg(feature = "admin")]
+    pub(crate) fn index_entry_text(bytes: &[u8]) -> Option<String> {
+        let (kind, id) = bytes.split_first_chunk::<4>()?;
+        let id = u64::from_be_bytes(<[u8; 8]>::try_from(id).ok()?);
+        match u32::from_be_bytes(*kind) {
+            0 => Some(format!("user,{id}")),
+            1 => Some(format!("org,{id}")),
+            _ => None,
+        }
+    }
+
+    /// Reads a prefix of [`ApiKey::BY_OWNER`]'s entries as `inspect` shows them: `user` or
+    /// `org` (or `0` or `1`, the kinds as stored), then optionally `,ID`. `None` when `text`
+    /// is not of that form.
+    #[cfg(feature = "admin")]
+    pub(crate) fn index_prefix(text: &str) -> Option<Vec<u8>> {
+        let (kind, id) = match text.split_once(',') {
+            Some((kind, id)) => (kind.trim(), Some(id.trim())),
+            None => (text.trim(), None),
+        };
+        let kind = match kind {
+            "user" | "0" => 0u32,
+            "org" | "1" => 1u32,
+            _ => return None,
+        };
+        match id {
+            None => Some(key!(kind)),
+            Some(id) => Some(key!(kind, id.parse::<u64>().ok()?)),
+        }
+    }
 }
 
 impl std::fmt::Display for KeyOwner {

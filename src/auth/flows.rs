@@ -556,6 +556,41 @@ pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<
     }
 }
 
+/// Checks a password for an operator: no login, nothing counted toward the lockout and no
+/// lockout applied; audited as `password_checked` (outcome `ok` or `mismatch`).
+pub(crate) fn operator_check(acc: &Accounts, id: u64, password: &str) -> Result<bool> {
+    let found = acc.read(|tx| {
+        let Some(_) = tx.table::<User>().get(&id)? else {
+            return Ok(None);
+        };
+        Ok(Some(tx.table::<Credential>().get(&id)?))
+    })?;
+    let Some(credential) = found else {
+        return Err(Error::not_found(format!("user {id}")));
+    };
+    let right = credential.is_some_and(|c| {
+        acc.passwords
+            .verify_form(password, &c.password_hash)
+            .is_some()
+    });
+    let now = acc.now();
+    acc.store.write(|tx| {
+        audit::record(
+            tx,
+            now,
+            Event {
+                action: "password_checked",
+                subject_user: Some(id),
+                subject: format!("user {id}"),
+                outcome: if right { "ok" } else { "mismatch" },
+                detail: "by an operator: no login, not counted toward the lockout".into(),
+                ..Event::default()
+            },
+        )
+    })?;
+    Ok(right)
+}
+
 /// Stores a new password hash: clears `must_change_password` and the lockout, changes the
 /// credential's stamp, revokes every session of the user but `keep`, and deletes their
 /// outstanding password-reset tokens.
@@ -1077,6 +1112,19 @@ impl Users<'_> {
     /// `MigrationNeeded` after a `migrate_down` through this handle; `Storage`.
     pub fn check_password(&self, id: u64, password: &str) -> Result<()> {
         check_password(self.acc, id, password)
+    }
+
+    /// Checks a password for an operator (`redkeep user check-password`): whether it is the
+    /// user's, whatever their lockout or whether they are active. Unlike
+    /// [`Users::check_password`] it is no login attempt: nothing is counted toward the
+    /// lockout and a lock does not refuse it. Audited as `password_checked`, outcome `ok` or
+    /// `mismatch`. Not for a route a user can reach: it is a way to guess without limit.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user; `ReadOnly` on a read-only handle (the check is
+    /// audited); `Storage`.
+    pub fn password_matches(&self, id: u64, password: &str) -> Result<bool> {
+        operator_check(self.acc, id, password)
     }
 
     /// Sets a new password (operator path): clears `must_change_password` and the lockout,

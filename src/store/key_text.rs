@@ -238,20 +238,24 @@ pub fn parse_key(text: &str, key_len: Option<usize>) -> Result<Vec<u8>, String> 
     }
     match key_len {
         Some(n @ (8 | 16)) => {
+            // Ids: a negative number is refused as one too large is, not looked up.
             let numbers = split(text).ok().filter(|parts| {
-                parts.len() == n / 8
-                    && parts
-                        .iter()
-                        .all(|p| matches!(p, Part::Unsigned(_) | Part::Signed(_)))
+                parts.len() == n / 8 && parts.iter().all(|p| matches!(p, Part::Unsigned(_)))
             });
             match numbers {
                 Some(parts) => Ok(encode(&parts, false)),
                 None => unhex(text).filter(|b| b.len() == n).ok_or_else(|| {
                     if n == 8 {
-                        format!("{text:?} is not a key of this table: its keys are numbers (ids)")
+                        format!(
+                            "{text:?} is not a key of this table: its keys are numbers (ids), \
+                             0 to {}",
+                            u64::MAX
+                        )
                     } else {
                         format!(
-                            "{text:?} is not a key of this table: its keys are two numbers, written like 3,7"
+                            "{text:?} is not a key of this table: its keys are two numbers \
+                             (each 0 to {}), written like 3,7",
+                            u64::MAX
                         )
                     }
                 }),
@@ -315,6 +319,14 @@ mod tests {
         assert_eq!(parse_key("0x2a", Some(8)).unwrap(), vec![0x2a]);
         assert_eq!(parse_key("42", None).unwrap(), key!("42"));
         assert!(parse_key("ann", Some(8)).unwrap_err().contains("numbers"));
+        // Negative and oversized ids are refused alike.
+        assert!(parse_key("-1", Some(8)).unwrap_err().contains("0 to"));
+        assert!(
+            parse_key("99999999999999999999", Some(8))
+                .unwrap_err()
+                .contains("0 to")
+        );
+        assert!(parse_key("2,-1", Some(16)).unwrap_err().contains("3,7"));
         assert!(
             parse_key("abc", Some(32))
                 .unwrap_err()

@@ -259,6 +259,8 @@ pub struct Workspaces {
     // Where the users' folders are when not in `root/users` (a trash entry checked before a
     // restore puts its folders back).
     users_at: Option<PathBuf>,
+    // Dates removed pieces, so they age in the trash as the folders there do.
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// The identity of one version of a file: an atomic replacement makes a new inode, and its
@@ -457,14 +459,19 @@ impl LockFiles {
 /// One entry of the workspace trash ([`Workspaces::trash`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrashEntry {
-    /// Its name in the trash: `<user>-<time>[-n]`, `reset-<time>[-n]`, or another.
+    /// Its name in the trash: `<user>-<time>[-n]`, `reset-<time>[-n]`, or another; for a
+    /// removed piece, its path under the workspaces folder (`users/<user>/.trash/piece_…`).
     pub name: String,
     /// Where it is.
     #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub path: PathBuf,
-    /// The user whose folder it was, when its name says (`<user>-<time>`).
+    /// The user whose folder it was, when its name says (`<user>-<time>`), or whose removed
+    /// piece it is.
     pub user: Option<u64>,
-    /// When it was moved there: the time in its name, or else its modification time.
+    /// The number of the removed piece it is (`None` for a folder).
+    pub piece: Option<u64>,
+    /// When it was moved there: the time in its name, or else its modification time (for a
+    /// removed piece, the time of its removal).
     pub moved_at: Option<Timestamp>,
 }
 
@@ -488,6 +495,7 @@ impl TrashEntry {
             name,
             path: path.to_path_buf(),
             user,
+            piece: None,
             moved_at,
         }
     }
@@ -560,6 +568,7 @@ impl Workspaces {
             no_replace_unsupported: Arc::default(),
             read_only: false,
             users_at: None,
+            clock: Arc::new(crate::clock::SystemClock),
         })
     }
 
@@ -581,7 +590,14 @@ impl Workspaces {
             no_replace_unsupported: Arc::default(),
             read_only: true,
             users_at: None,
+            clock: Arc::new(crate::clock::SystemClock),
         }
+    }
+
+    /// This handle with "now" from `clock` (the store's): removed pieces are dated by it.
+    pub(crate) fn with_clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Workspaces {
+        self.clock = clock;
+        self
     }
 
     /// This read-only view with the users' folders in `users` rather than `root/users`: to
@@ -591,6 +607,11 @@ impl Workspaces {
         // Only to be read: a repair through it would move folders out of `users`.
         self.read_only = true;
         self
+    }
+
+    /// Now, from the store's clock.
+    pub(super) fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Refuses a change when the data dir was opened read-only.
@@ -1357,26 +1378,62 @@ impl Workspaces {
     }
 
     /// What the trash holds: folders of deleted users (`<user>-<time>`), the folders a
-    /// reset or restore replaced (`reset-<time>`), anything else moved aside; oldest first.
+    /// reset or restore replaced (`reset-<time>`), anything else moved aside, and the
+    /// removed pieces in each user's `.trash/`; oldest first. (An empty `{}` there only keeps
+    /// a removed number from being given again: it holds nothing and is not listed.)
     ///
     /// # Errors
     /// `Io` when the trash cannot be listed.
     pub fn trash(&self) -> Result<Vec<TrashEntry>> {
+        let mut out = self.removed_pieces()?;
         let dir = self.trash_dir();
         // A trash that is a symlink would list (and purge) another folder.
-        if fsutil::real_dir(&dir)?.is_none() {
-            return Ok(Vec::new());
+        if fsutil::real_dir(&dir)?.is_some() {
+            match fs::read_dir(&dir) {
+                Ok(e) => out.extend(e.flatten().map(|e| TrashEntry::read(&e.path()))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+            }
         }
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-        };
-        let mut out: Vec<TrashEntry> = entries
-            .flatten()
-            .map(|e| TrashEntry::read(&e.path()))
-            .collect();
         out.sort_by(|a, b| (a.moved_at, &a.name).cmp(&(b.moved_at, &b.name)));
+        Ok(out)
+    }
+
+    /// The removed pieces in the users' folders' `.trash/` (regular files only; a `.trash`
+    /// that is no real folder is left to `check`), without the `{}` that only keep numbers.
+    fn removed_pieces(&self) -> Result<Vec<TrashEntry>> {
+        let mut out = Vec::new();
+        for user in self.user_ids()? {
+            let trash = self.dir(user).join(names::PIECE_TRASH);
+            if !matches!(fsutil::real_dir(&trash), Ok(Some(()))) {
+                continue;
+            }
+            let entries = match fs::read_dir(&trash) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("listing {}", trash.display()), e)),
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(piece) = names::trashed_number(&name) else {
+                    continue;
+                };
+                let path = e.path();
+                let Ok(meta) = fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_file() || is_number_keeper(&path, &meta) {
+                    continue;
+                }
+                out.push(TrashEntry {
+                    name: format!("users/{user}/{}/{name}", names::PIECE_TRASH),
+                    path,
+                    user: Some(user),
+                    piece: Some(piece),
+                    moved_at: meta.modified().ok().and_then(Timestamp::of_system_time),
+                });
+            }
+        }
         Ok(out)
     }
 
@@ -1539,8 +1596,9 @@ impl Workspaces {
     }
 
     /// Deletes for good the trash entries `which` picks (the folders a user's deletion moved
-    /// there; old entries, for space), never following a symlink out of the trash: a trash
-    /// folder that is a symlink is refused, an entry that is one is removed as a link. Copies
+    /// there, a user's removed pieces; old entries, for space), never following a symlink
+    /// out of the trash: a trash folder that is a symlink is refused, an entry that is one is
+    /// removed as a link. A removed piece's number is still never given again. Copies
     /// of the same files elsewhere stay: inside `reset-…` entries (a reset or restore moved
     /// every folder), in the store's safety copies and in backups. Returns what it deleted.
     /// A `reset-…` entry a stopped restore waits to put in place (`Redkeep::check` names it)
@@ -1553,6 +1611,11 @@ impl Workspaces {
         self.writable()?;
         let mut purged = Vec::new();
         for entry in self.trash()?.into_iter().filter(|e| which(e)) {
+            if let (Some(user), Some(n)) = (entry.user, entry.piece) {
+                self.purge_piece(user, n, &entry.path)?;
+                purged.push(entry);
+                continue;
+            }
             let meta = fs::symlink_metadata(&entry.path)
                 .map_err(|e| Error::io(format!("reading {}", entry.path.display()), e))?;
             // `remove_dir_all` removes a symlink inside, never what it points to.
@@ -1565,10 +1628,28 @@ impl Workspaces {
             tracing::info!(path = %entry.path.display(), "trash entry deleted for good");
             purged.push(entry);
         }
-        if !purged.is_empty() {
+        // (A removed piece's folder was synced at its deletion.)
+        if purged.iter().any(|e| e.piece.is_none()) {
             fsutil::sync_this_dir(&self.trash_dir())?;
         }
         Ok(purged)
+    }
+
+    /// Deletes the removed piece `n` of `user` at `path` (in their `.trash/`) for good. The
+    /// highest removed number is what keeps numbers from being given twice: that piece is
+    /// replaced by an empty `{}` (atomically, so the number stays taken at every moment; no
+    /// lock is needed), as an import keeps a number.
+    fn purge_piece(&self, user: u64, n: u64, path: &Path) -> Result<()> {
+        let trash = self.dir(user).join(names::PIECE_TRASH);
+        if names::trashed_numbers(&self.dir(user))?.highest() == Some(n) {
+            fsutil::write_private(path, b"{}")?;
+        } else {
+            fs::remove_file(path)
+                .map_err(|e| Error::io(format!("deleting {}", path.display()), e))?;
+            fsutil::sync_this_dir(&trash)?;
+        }
+        tracing::info!(user, piece = n, "removed piece deleted for good");
+        Ok(())
     }
 
     /// Refuses before a change that ends with [`Workspaces::trash_folder`] of `user` (deleting
@@ -1723,6 +1804,12 @@ impl Workspaces {
 
 /// Why the file at `path`, `bytes`, did not parse (`reason`): `NotStrictJson` when it holds
 /// `NaN` or `Infinity` (a whole file of a lenient writer, left as it is), else damaged.
+/// Whether the removed-piece file at `path` only keeps its number from being given again:
+/// an empty `{}`, as an import or a purge leaves.
+fn is_number_keeper(path: &Path, meta: &fs::Metadata) -> bool {
+    meta.len() == 2 && fs::read(path).is_ok_and(|b| b == b"{}")
+}
+
 pub(super) fn unparsed(path: &Path, bytes: &[u8], reason: String) -> Error {
     match super::doc::non_finite_token(bytes) {
         Some((token, line, column)) => Error::NotStrictJson {

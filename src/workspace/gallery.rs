@@ -295,7 +295,8 @@ impl Workspaces {
     }
 
     /// Moves piece `n` to the folder's `.trash/` and updates `piece_count`. Its number is not
-    /// given again.
+    /// given again. [`Workspaces::trash`] lists it, dated now, and
+    /// [`Workspaces::purge_trash`] deletes it for good.
     ///
     /// # Errors
     /// `NotFound` when it does not exist; `Io` when it cannot be moved or the count cannot
@@ -319,6 +320,11 @@ impl Workspaces {
         let before = doc.piece_count;
         doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
         let Err(e) = self.write_doc(&folder.dir, &doc) else {
+            // Dated at its removal, so it ages in the trash as a removed folder does (its
+            // name keeps no time). Should that fail, it keeps the time it was last saved.
+            let now = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(self.now().0.try_into().unwrap_or(0));
+            let _ = fsutil::set_modified(&trashed, now);
             return Ok(());
         };
         match self.read_doc(&folder.dir) {

@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use super::common::{Stdin, parse_duration};
 use crate::admin::io::{Io, MAX_INPUT_BYTES, read_text};
-use crate::admin::reply::opt;
 use crate::admin::reply::{Reply, user_json};
+use crate::admin::reply::{opt, yes_no};
 use crate::auth::agents::{AgentSession, AgentSpec, AgentState};
 use crate::auth::api_keys::{ApiKey, ApiKeySpec, KeyOwner};
 use crate::auth::audit::AuditEvent;
@@ -78,7 +78,8 @@ pub struct LoginArgs {
     /// Read the password from stdin (required).
     #[cfg_attr(feature = "cli", arg(long, required = true))]
     pub password_stdin: bool,
-    /// Session lifetime, e.g. 12h.
+    /// Session lifetime, e.g. 12h (1s to 100 years; an unused session still ends at the
+    /// idle timeout).
     #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
     pub ttl: Option<String>,
 }
@@ -306,14 +307,23 @@ pub enum ApiKeyCmd {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum AuditCmd {
-    /// Security events, newest first.
+    /// Security events, newest first. When older ones exist, a line on stderr says how to
+    /// see them (`--before` the last `seq` shown). With `--json`, the array alone: when it
+    /// holds `--limit` events, page on with `--before` its last `seq`.
     List {
         /// Only events about this user (a numeric id works for deleted users too).
         #[cfg_attr(feature = "cli", arg(long))]
         user: Option<String>,
-        /// At most this many.
-        #[cfg_attr(feature = "cli", arg(long, default_value_t = 100))]
+        /// At most this many (at least 1).
+        #[cfg_attr(
+            feature = "cli",
+            arg(long, value_name = "N", default_value_t = 100, value_parser = super::common::limit_arg::<usize>)
+        )]
         limit: usize,
+        /// Only events older than the one with this sequence number: the next page.
+        #[cfg_attr(feature = "cli", arg(long, value_name = "SEQ"))]
+        #[serde(default)]
+        before: Option<u64>,
     },
     /// Delete the events recorded before a time, or older than a duration (the log keeps
     /// every event otherwise, every failed login included). One `audit_pruned` event records
@@ -356,7 +366,7 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
                     vec![
                         r.name.clone(),
                         r.priority.to_string(),
-                        r.is_system.to_string(),
+                        yes_no(r.is_system),
                         perms.join(","),
                         r.description.clone(),
                     ]
@@ -843,13 +853,18 @@ pub fn agent(rk: &Redkeep, cmd: &AgentCmd, io: Io<'_>) -> Result<Reply> {
     }
 }
 
-fn key_json(k: &ApiKey) -> Value {
-    let (kind, id) = match k.owner {
+/// An API key's owner in JSON: `{"kind": "org", "id": 5}`.
+fn owner_json(owner: KeyOwner) -> Value {
+    let (kind, id) = match owner {
         KeyOwner::User(u) => ("user", u),
         KeyOwner::Org(o) => ("org", o),
     };
+    json!({"kind": kind, "id": id})
+}
+
+fn key_json(k: &ApiKey) -> Value {
     json!({
-        "prefix": k.prefix, "owner": {"kind": kind, "id": id}, "scopes": k.scopes,
+        "prefix": k.prefix, "owner": owner_json(k.owner), "scopes": k.scopes,
         "created_at": k.created_at, "expires_at": k.expires_at, "last_used_at": k.last_used_at,
         "revoked_at": k.revoked_at,
     })
@@ -994,7 +1009,7 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                 )
             };
             Ok(Reply::text(
-                json!({"owner": owner.to_string(), "revoked": prefixes}),
+                json!({"owner": owner_json(owner), "revoked": prefixes}),
                 vec![line],
             ))
         }
@@ -1044,8 +1059,12 @@ fn audit_json(e: &AuditEvent) -> Value {
 }
 
 pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
-    let (user, limit) = match cmd {
-        AuditCmd::List { user, limit } => (user, limit),
+    let (user, limit, before) = match cmd {
+        AuditCmd::List {
+            user,
+            limit,
+            before,
+        } => (user, *limit, *before),
         AuditCmd::Prune { before, older_than } => {
             return audit_prune(rk, before.as_deref(), older_than.as_deref());
         }
@@ -1058,7 +1077,11 @@ pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
             Err(_) => Some(rk.users().find(w)?.id),
         },
     };
-    let events = rk.audit().list(uid, None, *limit)?;
+    super::common::check_limit(limit as u64)?;
+    // One more than shown tells whether older events exist.
+    let mut events = rk.audit().list(uid, before, limit.saturating_add(1))?;
+    let more = events.len() > limit;
+    events.truncate(limit);
     let rows = events
         .iter()
         .map(|e| {
@@ -1074,13 +1097,20 @@ pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
         })
         .collect();
     let json = Value::Array(events.iter().map(audit_json).collect());
-    Ok(Reply::table(
+    let mut reply = Reply::table(
         json,
         &[
             "seq", "at", "action", "subject", "outcome", "actor", "detail",
         ],
         rows,
-    ))
+    );
+    if let Some(last) = events.last().filter(|_| more) {
+        reply.notes.push(format!(
+            "older events follow; the next page: --before {}",
+            last.seq
+        ));
+    }
+    Ok(reply)
 }
 
 /// The time of `audit prune --before`: RFC 3339, or a date alone (its midnight, UTC).

@@ -16,6 +16,39 @@ impl Stdin<'_> {
     }
 }
 
+/// Refuses a `--limit` of 0. Every command with `--limit` means by it "at most this many",
+/// and 0 would show nothing: it is refused alike everywhere (leaving `--limit` out gives the
+/// command's default).
+///
+/// # Errors
+/// `InvalidInput` for 0.
+pub(crate) fn check_limit(limit: u64) -> Result<()> {
+    if limit == 0 {
+        return Err(Error::invalid(
+            "limit",
+            "0 shows nothing; give at least 1, or leave --limit out for the default",
+        ));
+    }
+    Ok(())
+}
+
+/// Clap's check of `--limit`: a whole number of at least 1 ([`check_limit`]); a bad one is a
+/// usage error (exit 2).
+#[cfg(feature = "cli")]
+pub(crate) fn limit_arg<T: std::str::FromStr>(text: &str) -> std::result::Result<T, String> {
+    let n: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number; give at least 1"))?;
+    check_limit(n).map_err(|e| match e {
+        Error::InvalidInput { reason, .. } => reason,
+        e => e.to_string(),
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is too large"))
+}
+
 /// Clap's check of a duration argument: a bad one is a usage error (exit 2) with the
 /// sentence [`parse_duration`] gives; the text is kept as written (it travels to a running
 /// application's admin socket as it is).

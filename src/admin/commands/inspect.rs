@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::admin::io::Io;
 use crate::admin::reply::{Reply, yes_no};
+use crate::auth::api_keys::{ApiKey, KeyOwner};
 use crate::bytes::hex;
 use crate::store::{
     Content, EntryCheck, EntryView, KeyRange, ReadTx, RecordView, TableView, entry_text,
@@ -61,8 +62,11 @@ pub enum InspectCmd {
         /// `3,2027-01-15T08:00:00Z`, `true`, `0x…`).
         #[cfg_attr(feature = "cli", arg(long, value_name = "VALUE"))]
         prefix: Option<String>,
-        /// At most this many entries (default 1000).
-        #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
+        /// At most this many entries (at least 1; default 1000).
+        #[cfg_attr(
+            feature = "cli",
+            arg(long, value_name = "N", value_parser = super::common::limit_arg::<usize>)
+        )]
         limit: Option<usize>,
         /// Show the keys of token-hash tables, and the entries of the indexes of tables
         /// with secret fields, instead of `<redacted>`.
@@ -89,8 +93,11 @@ pub enum InspectCmd {
 pub struct DumpArgs {
     /// The table (see `redkeep inspect tables`).
     pub table: String,
-    /// At most this many records.
-    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
+    /// At most this many records (at least 1; default every record).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", value_parser = super::common::limit_arg::<u64>)
+    )]
     pub limit: Option<u64>,
     /// Start after this key: the last key of the previous page.
     #[cfg_attr(feature = "cli", arg(long, value_name = "KEY"))]
@@ -207,13 +214,14 @@ impl<'v> Secrets<'v> {
         !self.show && !self.fields.is_empty()
     }
 
-    /// An index entry's value as text and as hex. `whole` says the value may be the whole
-    /// stored entry (a malformed one), which holds the primary key too.
-    fn entry(&self, value: &[u8], whole: bool) -> (String, String) {
+    /// An entry's value of the index `index` of `table` as text and as hex. `whole` says
+    /// the value may be the whole stored entry (a malformed one), which holds the primary
+    /// key too.
+    fn entry(&self, table: &str, index: &str, value: &[u8], whole: bool) -> (String, String) {
         if self.hides_entries() || (whole && self.key && !self.show) {
             (REDACTED.into(), REDACTED.into())
         } else {
-            (entry_text(value), hex(value))
+            (shown_entry(table, index, value), hex(value))
         }
     }
 
@@ -226,6 +234,31 @@ impl<'v> Secrets<'v> {
             without_quoted_values(text)
         }
     }
+}
+
+/// An index entry's value as text: by its type for an index whose entries' look does not
+/// tell their parts (`api_keys.by_owner`: `user,2`), else by their look.
+fn shown_entry(table: &str, index: &str, value: &[u8]) -> String {
+    if is_owner_index(table, index)
+        && let Some(text) = KeyOwner::index_entry_text(value)
+    {
+        return text;
+    }
+    entry_text(value)
+}
+
+/// Reads `--prefix` for the index `index` of `table`: as [`shown_entry`] shows its entries.
+fn prefix_of(table: &str, index: &str, text: &str) -> Result<Vec<u8>> {
+    if is_owner_index(table, index)
+        && let Some(bytes) = KeyOwner::index_prefix(text)
+    {
+        return Ok(bytes);
+    }
+    parse_prefix(text).map_err(|e| Error::invalid("prefix", e))
+}
+
+fn is_owner_index(table: &str, index: &str) -> bool {
+    table == <ApiKey as crate::store::Record>::TABLE && index == ApiKey::BY_OWNER.name
 }
 
 /// The words before a value serde quotes from the data in its errors
@@ -284,7 +317,7 @@ impl Path {
             return Err(Error::invalid(
                 "field",
                 format!(
-                    "{flag} {text:?} is not a field name; write it like current_org_id or owner.User"
+                    "{flag} {text:?} is not a field name; write it like current_org_id or owner.user"
                 ),
             ));
         }
@@ -378,6 +411,68 @@ fn check_fields(tx: &ReadTx<'_>, view: &TableView, paths: &[&Path]) -> Result<()
                 names.first.join(", ")
             ),
         )),
+        None => Ok(()),
+    }
+}
+
+/// Checks that each nested path of `--fields` (`owner.user`) leads to a value in some
+/// record, as [`check_fields`] does for the top level: else every line would show it as
+/// `null`, the same as a field that is null. Reads until each is found, so the whole table
+/// only for a path that is refused (or for no readable record: nothing to tell a typo by).
+fn check_nested(tx: &ReadTx<'_>, view: &TableView, fields: &[Path]) -> Result<()> {
+    let nested: Vec<&Path> = fields.iter().filter(|p| p.parts.len() > 1).collect();
+    if nested.is_empty() {
+        return Ok(());
+    }
+    let mut found = vec![false; nested.len()];
+    // The fields seen in the object each path's last part is looked up in.
+    let mut siblings = vec![std::collections::BTreeSet::new(); nested.len()];
+    let mut readable = false;
+    view.for_each(tx, &KeyRange::all(), &mut |rec| {
+        let Some(json) = rec.content.json() else {
+            return Ok(true);
+        };
+        readable = true;
+        for (i, p) in nested.iter().enumerate() {
+            if found[i] {
+                continue;
+            }
+            found[i] = p.lookup(json).is_some();
+            let parent = Path {
+                text: String::new(),
+                parts: p.parts[..p.parts.len() - 1].to_vec(),
+            };
+            if let Some(Value::Object(map)) = parent.lookup(json) {
+                siblings[i].extend(map.keys().cloned());
+            }
+        }
+        Ok(found.contains(&false))
+    })?;
+    if !readable {
+        return Ok(());
+    }
+    match found.iter().position(|f| !f) {
+        Some(i) => {
+            let p = nested[i];
+            let parent = p.parts[..p.parts.len() - 1].join(".");
+            let hint = if is_secret(view, p) {
+                // A map there may be keyed by secret material: its names are not shown.
+                format!("the names under {parent} are not listed: it holds secret material")
+            } else if siblings[i].is_empty() {
+                format!("{parent} holds no object with named fields in any record")
+            } else {
+                let names: Vec<&str> = siblings[i].iter().map(String::as_str).collect();
+                format!("the fields under {parent} are {}", names.join(", "))
+            };
+            Err(Error::invalid(
+                "field",
+                format!(
+                    "no {} record has the field {:?}; {hint}",
+                    view.name(),
+                    p.text
+                ),
+            ))
+        }
         None => Ok(()),
     }
 }
@@ -477,6 +572,7 @@ fn dump(rk: &Redkeep, args: &DumpArgs, io: Io<'_>) -> Result<Reply> {
         let view = TableView::find(tx, &tables, &args.table)?;
         let paths: Vec<&Path> = filters.iter().map(|f| &f.path).chain(&fields).collect();
         check_fields(tx, &view, &paths)?;
+        check_nested(tx, &view, &fields)?;
         // Matching a value tells what it is: secret fields are filtered on only where
         // they could be shown.
         if !args.show_secrets
@@ -492,11 +588,8 @@ fn dump(rk: &Redkeep, args: &DumpArgs, io: Io<'_>) -> Result<Reply> {
             Some(k) => KeyRange::all().after(&view.parse_key(k)?),
             None => KeyRange::all(),
         };
-        if args.limit == Some(0) {
-            return Err(Error::invalid(
-                "limit",
-                "0 shows nothing; give at least 1, or leave --limit out for every record",
-            ));
+        if let Some(limit) = args.limit {
+            super::common::check_limit(limit)?;
         }
         let secrets = Secrets::of(&view, args.show_secrets);
         view.for_each(tx, &range, &mut |rec| {
@@ -540,6 +633,13 @@ fn dump(rk: &Redkeep, args: &DumpArgs, io: Io<'_>) -> Result<Reply> {
         return Err(Error::io("writing the records", e));
     }
     let mut lines = vec![match (&s.last_key, s.limited) {
+        // The reader stopped early (`| head`): what it took of the records written is
+        // unknown, and the end was not reached.
+        _ if s.closed => format!(
+            "{}: the reader closed the output early (at most {} record(s) reached it); not \
+             the end of the table",
+            s.table, s.shown
+        ),
         (Some(k), true) if k != REDACTED => format!(
             "{}: {} record(s) shown; the next page: --after {k}",
             s.table, s.shown
@@ -649,8 +749,11 @@ fn get(rk: &Redkeep, table: &str, key: &str, show_secrets: bool) -> Result<Reply
             });
             let mut out = Vec::new();
             for e in list {
-                let (value, value_hex) =
-                    e.value.as_deref().map(|v| secrets.entry(v, false)).unzip();
+                let (value, value_hex) = e
+                    .value
+                    .as_deref()
+                    .map(|v| secrets.entry(view.name(), &e.index, v, false))
+                    .unzip();
                 lines.push(format!(
                     "  {}{} {}: {}",
                     e.index,
@@ -701,6 +804,7 @@ fn entries(
     limit: usize,
     show_secrets: bool,
 ) -> Result<Reply> {
+    super::common::check_limit(limit as u64)?;
     let tables = rk.tables();
     let (view, iv, entries, more) = rk.store().read(|tx| {
         let view = TableView::find(tx, &tables, table)?;
@@ -715,7 +819,7 @@ fn entries(
             )));
         }
         let range = match prefix {
-            Some(p) => KeyRange::prefix(parse_prefix(p).map_err(|e| Error::invalid("prefix", e))?),
+            Some(p) => KeyRange::prefix(prefix_of(view.name(), &iv.name, p)?),
             None => KeyRange::all(),
         };
         let mut entries: Vec<EntryView> = Vec::new();
@@ -739,7 +843,12 @@ fn entries(
         // An index neither the type nor the catalog names (one of an older layout, on a
         // store not migrated up) may be split wrongly between its value and the primary key
         // it holds: shown whole, it may show that key (a token hash).
-        let (entry, entry_hex) = secrets.entry(&e.value, e.target.is_none() || iv.unique.is_none());
+        let (entry, entry_hex) = secrets.entry(
+            view.name(),
+            &iv.name,
+            &e.value,
+            e.target.is_none() || iv.unique.is_none(),
+        );
         let problem = e.problem.as_deref().map(|p| secrets.problem(p));
         rows.push(vec![
             entry.clone(),

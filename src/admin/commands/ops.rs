@@ -660,16 +660,11 @@ pub fn reset_store(
         ));
     }
     lines.push("run `redkeep init` to create an administrator".into());
-    lines.push(crate::handle::undo_command(
-        data_dir,
-        store_url,
-        r.folders.as_deref(),
-        &r.backup,
-    ));
-    Ok(Reply::text(
-        serde_json::to_value(&r).unwrap_or_default(),
-        lines,
-    ))
+    let undo = crate::handle::undo_command(data_dir, store_url, r.folders.as_deref(), &r.backup);
+    lines.push(undo.clone());
+    let mut json = serde_json::to_value(&r).unwrap_or_default();
+    json["undo"] = undo.into();
+    Ok(Reply::text(json, lines))
 }
 
 /// `redkeep move --to TARGET`.

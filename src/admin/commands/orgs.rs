@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::admin::reply::{Reply, count, user_json};
+use crate::admin::reply::{Reply, count, user_json, yes_no};
 use crate::auth::orgs::{DeletedOrg, Org, OrgRole, OrgSpec, RemovedMember};
 use crate::{Redkeep, Result};
 
@@ -186,8 +186,8 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
                         o.slug.clone(),
                         o.name.clone(),
                         n.to_string(),
-                        o.is_personal.to_string(),
-                        o.is_default.to_string(),
+                        yes_no(o.is_personal),
+                        yes_no(o.is_default),
                     ]
                 })
                 .collect();
@@ -312,7 +312,7 @@ pub fn user_orgs(rk: &Redkeep, who: &str) -> Result<Reply> {
                 o.slug.clone(),
                 o.name.clone(),
                 r.as_str().to_string(),
-                (u.current_org_id == Some(o.id)).to_string(),
+                yes_no(u.current_org_id == Some(o.id)),
             ]
         })
         .collect();

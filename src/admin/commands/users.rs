@@ -135,7 +135,9 @@ pub enum UserCmd {
         #[serde(default)]
         no_username: bool,
     },
-    /// Check a password read from stdin: exit 0 if right, 1 if not.
+    /// Check a password read from stdin: exit 0 if right, 1 if not. No login: it is not
+    /// counted toward the lockout, works on a locked or disabled user (and says that they
+    /// cannot log in now), and is audited as `password_checked`.
     CheckPassword {
         /// Id, email or username.
         user: String,
@@ -207,6 +209,33 @@ impl UserCmd {
             _ => None,
         }
     }
+}
+
+/// The widest name `user list` shows whole, in characters.
+const LIST_NAME_CHARS: usize = 40;
+
+/// Why `u` cannot log in now, with the command that lets them, if they cannot.
+fn cannot_log_in(rk: &Redkeep, u: &User) -> Result<Option<String>> {
+    let id = u.id;
+    if !u.is_active {
+        return Ok(Some(format!(
+            "user {id} is disabled; `redkeep user enable {id}` lets it log in again"
+        )));
+    }
+    let l = rk.users().lockout(id)?;
+    if let Some(until) = l.locked_until.filter(|&t| rk.now() < t) {
+        return Ok(Some(format!(
+            "user {id} is locked until {until}; `redkeep user unlock {id}` lifts the lock"
+        )));
+    }
+    if l.failures_in_window >= rk.options().lockout.max_failures_per_hour {
+        return Ok(Some(format!(
+            "user {id} has had {} failed logins this hour, the most an hour allows; `redkeep \
+             user unlock {id}` clears the count",
+            l.failures_in_window
+        )));
+    }
+    Ok(None)
 }
 
 /// A user's lines for `user show` and the commands that show the user they changed;
@@ -401,16 +430,25 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             let users = rk.users().list(filter, None, usize::MAX)?;
             let mut rows = Vec::new();
             let mut json = Vec::new();
+            let mut cut = false;
             for u in &users {
                 // The workspace summary: pieces in the gallery and the last change. A folder
                 // that cannot be read shows `?` here; `redkeep check` says why.
                 let ws = rk.workspaces().info(u.id).ok();
                 let pieces = ws.as_ref().map_or("?".into(), |w| w.pieces.to_string());
                 let modified = ws.as_ref().map_or("?".into(), |w| opt(&w.modified));
+                // A long name (up to 200 characters) would widen every row: cut here.
+                let name = if u.name.chars().count() > LIST_NAME_CHARS {
+                    cut = true;
+                    let head: String = u.name.chars().take(LIST_NAME_CHARS - 1).collect();
+                    format!("{head}…")
+                } else {
+                    u.name.clone()
+                };
                 rows.push(vec![
                     u.id.to_string(),
                     u.email.clone(),
-                    u.name.clone(),
+                    name,
                     yes_no(u.is_admin),
                     yes_no(u.is_active),
                     u.created_at.to_string(),
@@ -427,7 +465,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                 };
                 json.push(j);
             }
-            Ok(Reply::table(
+            let mut reply = Reply::table(
                 Value::Array(json),
                 &[
                     "id",
@@ -441,7 +479,14 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                     "workspace_modified",
                 ],
                 rows,
-            ))
+            );
+            if cut {
+                reply = reply.footer(format!(
+                    "names longer than {LIST_NAME_CHARS} characters are cut (…); `redkeep user \
+                     show` and --json give them whole"
+                ));
+            }
+            Ok(reply)
         }
         UserCmd::Show { user } => {
             let u = rk.users().find(user)?;
@@ -608,18 +653,24 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
         }
         UserCmd::CheckPassword { user, .. } => {
             let password = stdin.secret("--password-stdin")?;
-            // An unknown user must look exactly like a wrong password.
-            let id = match rk.users().find(user) {
-                Ok(u) => u.id,
-                Err(Error::NotFound { .. } | Error::InvalidInput { .. }) => u64::MAX,
-                Err(e) => return Err(e),
-            };
-            rk.users()
-                .check_password(id, password)
-                .map_err(|e| super::common::why_refused(rk, user, e))?;
+            let u = rk.users().find(user)?;
+            // No login: nothing counted toward the lockout, audited as `password_checked`.
+            if !rk.users().password_matches(u.id, password)? {
+                return Err(Error::denied(format!(
+                    "the password is not user {}'s (an operator's check: not counted toward \
+                     the lockout)",
+                    u.id
+                )));
+            }
+            // Right, but whether it logs in now is another matter: say why not.
+            let why_not = cannot_log_in(rk, &u)?;
+            let mut line = "password is correct".to_string();
+            if let Some(why) = &why_not {
+                line.push_str(&format!(", but no password logs in now: {why}"));
+            }
             Ok(Reply::text(
-                json!({"ok": true, "user_id": id}),
-                vec!["password is correct".into()],
+                json!({"ok": true, "user_id": u.id, "logs_in": why_not.is_none()}),
+                vec![line],
             ))
         }
     }

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::admin::io::{Io, MAX_INPUT_BYTES, read_text};
-use crate::admin::reply::opt;
 use crate::admin::reply::{Reply, user_json};
+use crate::admin::reply::{opt, yes_no};
 use crate::{Error, Redkeep, Result, Timestamp, WorkspaceInfo};
 
 /// Workspace commands.
@@ -23,13 +23,15 @@ pub enum WorkspaceCmd {
         /// Id, email or username.
         user: String,
     },
-    /// List the trash: folders of deleted users, folders a reset or restore replaced.
+    /// List the trash: folders of deleted users, folders a reset or restore replaced, and
+    /// removed gallery pieces (`users/ID/.trash/piece_…`).
     Trash,
-    /// Delete trash entries for good: the folders of one deleted user (`--user`; copies of
-    /// their files inside `reset-…` entries, the store's safety copies and backups stay),
-    /// entries older than a duration (disk space), or all. `--older-than` and `--all` delete
-    /// `reset-…` entries too: the restore or reset that made one can then no longer be
-    /// undone with `restore --folders`.
+    /// Delete trash entries for good: the folders of one deleted user or the removed pieces
+    /// of one user (`--user`; copies of their files inside `reset-…` entries, the store's
+    /// safety copies and backups stay), entries older than a duration (disk space), or all.
+    /// `--older-than` and `--all` delete `reset-…` entries too: the restore or reset that
+    /// made one can then no longer be undone with `restore --folders`. A removed piece's
+    /// number is still never given again.
     #[cfg_attr(
         feature = "cli",
         command(group(
@@ -40,8 +42,8 @@ pub enum WorkspaceCmd {
         ))
     )]
     PurgeTrash {
-        /// Only the folders of this deleted user (their numeric id, as `workspace trash`
-        /// lists it).
+        /// Only the folders of this deleted user, or the removed pieces of this user (their
+        /// numeric id, as `workspace trash` lists it).
         #[cfg_attr(feature = "cli", arg(long, value_parser = deleted_user_arg))]
         user: Option<u64>,
         /// Only entries moved there longer ago than this, e.g. 30d.
@@ -77,7 +79,8 @@ pub enum GalleryCmd {
         /// A JSON file, or `-` for stdin.
         file: String,
     },
-    /// Delete one piece.
+    /// Remove one piece: it moves to the user's trash (`workspace trash` lists it,
+    /// `workspace purge-trash` deletes it for good); its number is never given again.
     Remove {
         /// Id, email or username.
         user: String,
@@ -103,8 +106,8 @@ impl GalleryCmd {
 fn deleted_user_arg(text: &str) -> std::result::Result<u64, String> {
     text.trim().parse().map_err(|_| {
         format!(
-            "{text:?} is not a user id; give the deleted user's numeric id, as `redkeep \
-             workspace trash` lists it (a deleted account has no email or username any more)"
+            "{text:?} is not a user id; give the user's numeric id, as `redkeep workspace \
+             trash` lists it (a deleted account has no email or username any more)"
         )
     })
 }
@@ -197,14 +200,26 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                             .saturating_sub(d.as_secs().try_into().unwrap_or(i64::MAX)),
                     )
                 });
+            // Of a user who exists, only their removed pieces: a folder entry with their id
+            // is an earlier account's.
+            let live = match user {
+                Some(id) => rk.users().get(*id)?.is_some(),
+                None => false,
+            };
             if let Some(id) = user
-                && rk.users().get(*id)?.is_some()
+                && live
+                && !rk
+                    .workspaces()
+                    .trash()?
+                    .iter()
+                    .any(|e| e.user == Some(*id) && e.piece.is_some())
             {
                 return Err(Error::invalid(
                     "user",
                     format!(
-                        "user {id} exists; purge-trash deletes the folders of deleted users \
-                         (delete the account first)"
+                        "user {id} exists and has no removed pieces in the trash; purge-trash \
+                         deletes the folders of deleted users (delete the account first) and \
+                         removed pieces"
                     ),
                 ));
             }
@@ -218,7 +233,7 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                 waiting.is_some() && std::fs::canonicalize(&e.path).ok() == waiting
             };
             let picked = |e: &crate::workspace::TrashEntry| {
-                *all || (user.is_none_or(|u| e.user == Some(u))
+                *all || (user.is_none_or(|u| e.user == Some(u) && (!live || e.piece.is_some()))
                     && cutoff.is_none_or(|c| e.moved_at.is_some_and(|t| t < c)))
             };
             let kept: Vec<String> = rk
@@ -264,9 +279,15 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
             let doc = rk.workspaces().read(u.id)?;
             let doc_json = serde_json::to_value(&doc).unwrap_or_default();
             let mut lines = vec![format!("workspace of user {} ({})", u.id, u.email)];
+            let path = rk.workspaces().dir(u.id);
             lines.push(format!(
-                "path:        {}",
-                rk.workspaces().dir(u.id).display()
+                "path:        {}{}",
+                path.display(),
+                if info.exists {
+                    ""
+                } else {
+                    " (no folder yet: made at the user's first write)"
+                }
             ));
             lines.push(format!(
                 "pieces:      {} (piece_count {})",
@@ -277,6 +298,8 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
             lines.push(format!("modified:    {}", opt(&info.modified)));
             lines.extend(crate::admin::reply::pretty_json_lines(&doc_json));
             let mut json = info_json(&info);
+            json["email"] = json!(u.email);
+            json["path"] = json!(path);
             json["workspace"] = doc_json;
             Ok(Reply::text(json, lines))
         }
@@ -291,7 +314,11 @@ pub fn user_workspace(rk: &Redkeep, who: &str) -> Result<Reply> {
     let notes = doc.notes.clone();
     let lines = vec![
         format!("user {} {} ({})", u.id, u.email, u.name),
-        format!("active: {}  admin: {}", u.is_active, u.is_admin),
+        format!(
+            "active: {}  admin: {}",
+            yes_no(u.is_active),
+            yes_no(u.is_admin)
+        ),
         format!("pieces: {}  notes: {}", info.pieces, doc.note_count()),
         format!(
             "bytes: {}  modified: {}",
@@ -363,7 +390,11 @@ pub fn gallery(rk: &Redkeep, cmd: &GalleryCmd, io: Io<'_>) -> Result<Reply> {
             rk.workspaces().delete_piece(u.id, *piece)?;
             Ok(Reply::text(
                 json!({"user_id": u.id, "piece": piece, "removed": true}),
-                vec![format!("removed piece {piece} of user {}", u.id)],
+                vec![format!(
+                    "removed piece {piece} of user {0}: it waits in their trash until \
+                     `redkeep workspace purge-trash --user {0}` deletes it for good",
+                    u.id
+                )],
             ))
         }
     }
