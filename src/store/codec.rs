@@ -37,7 +37,8 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     let mut out = Vec::with_capacity(128);
     out.push(FORMAT_CURRENT);
     format::put_varint(&mut out, u64::from(version));
-    format::to_vec(value, &mut out, shapes).map_err(|e| e.to_string())?;
+    // Stopped as soon as it grows past the limit, so a huge field is not copied first.
+    format::to_vec_within(value, &mut out, shapes, MAX_RECORD_BYTES).map_err(|e| e.to_string())?;
     if out.len() > MAX_RECORD_BYTES {
         return Err(format!(
             "record of {} bytes exceeds the {MAX_RECORD_BYTES}-byte limit",
@@ -227,6 +228,64 @@ mod tests {
                 .decode::<(u64, String, Vec<u8>)>()
                 .is_err()
         );
+    }
+
+    /// A sequence of `n` one-byte numbers, counting those it hands to the encoder.
+    struct Counting<'a> {
+        n: usize,
+        handed: &'a std::cell::Cell<usize>,
+    }
+
+    impl Serialize for Counting<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let mut seq = s.serialize_seq(Some(self.n))?;
+            for _ in 0..self.n {
+                self.handed.set(self.handed.get() + 1);
+                seq.serialize_element(&1u8)?;
+            }
+            seq.end()
+        }
+    }
+
+    /// A value far over the limit is refused as soon as the encoding passes it, not once it
+    /// is encoded whole; a text or byte string over it is never copied.
+    #[test]
+    fn a_record_over_the_size_limit_stops_being_encoded_at_the_limit() {
+        let handed = std::cell::Cell::new(0);
+        let huge = Counting {
+            n: 8 * MAX_RECORD_BYTES,
+            handed: &handed,
+        };
+        let e = encode(&huge, 1, &mut UsedShapes::default()).unwrap_err();
+        assert!(e.contains("byte limit"), "{e}");
+        assert!(
+            handed.get() <= MAX_RECORD_BYTES + 1,
+            "{} elements were encoded before the refusal",
+            handed.get()
+        );
+        // Just under the limit is fine; a string or bytes over it are refused.
+        let fits = Counting {
+            n: MAX_RECORD_BYTES - 64,
+            handed: &handed,
+        };
+        assert!(encode(&fits, 1, &mut UsedShapes::default()).is_ok());
+        let text = "x".repeat(MAX_RECORD_BYTES);
+        let e = encode(&(1u64, text.as_str()), 1, &mut UsedShapes::default()).unwrap_err();
+        assert!(e.contains("byte limit"), "{e}");
+        let bytes = serde_bytes_of(&text);
+        assert!(encode(&bytes, 1, &mut UsedShapes::default()).is_err());
+    }
+
+    /// Bytes serialized as bytes (not a sequence of numbers).
+    fn serde_bytes_of(text: &str) -> impl Serialize + '_ {
+        struct Bytes<'a>(&'a [u8]);
+        impl Serialize for Bytes<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        Bytes(text.as_bytes())
     }
 
     #[test]

@@ -56,7 +56,8 @@ impl Store {
             })?;
             Ok(counts)
         })?;
-        dest.registry().clear();
+        // Catalog entries were overwritten with this store's.
+        dest.registry().forget();
         Ok(counts)
     }
 
@@ -114,7 +115,6 @@ impl Store {
                 Ok(counts)
             })
         })?;
-        dest.registry().clear();
         Ok(counts)
     }
 }

@@ -104,6 +104,8 @@ struct Inner {
     copies_at: Option<PathBuf>,
     registry: Registry,
     group: Group,
+    // The file's reads under way (see [`ReadGate`]).
+    reads: ReadGate,
     // The thread that runs the writes of a batch after its first (see [`Group`]), started by
     // the first write that finds others in the batch; `None` if it could not be started.
     committer: OnceLock<Option<rayon_core::ThreadPool>>,
@@ -265,48 +267,216 @@ impl GroupState {
 }
 
 thread_local! {
-    /// The stores whose write closures this thread runs (their `Inner`'s addresses), outer
-    /// first.
-    static WRITING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The stores whose transaction closures this thread runs (their `Inner`'s addresses,
+    /// each with whether it is a write), outer first. While a write closure runs on a batch's
+    /// committing thread, its caller's list is carried there ([`Carried`]).
+    static INSIDE: std::cell::RefCell<Vec<(usize, bool)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A write closure running on this thread; dropping it says the closure ended.
-struct Writing;
+/// A read or write closure running on this thread; dropping it says the closure ended.
+///
+/// What is refused inside a closure of the same store, because it would wait for that very
+/// closure: a write inside a write (the batch's turn is taken) or inside a read (a file check
+/// waiting for the read holds the turn the write needs), and a file check inside either. A
+/// read inside a read goes ahead (see [`ReadGate`]).
+struct Inside;
 
-impl Writing {
+impl Inside {
+    fn enter(inner: &Inner, write: bool) -> Inside {
+        INSIDE.with_borrow_mut(|w| w.push((std::ptr::from_ref(inner) as usize, write)));
+        Inside
+    }
+
     /// Notes that a write closure of `inner`'s store runs on this thread.
-    fn enter(inner: &Inner) -> Writing {
-        WRITING.with_borrow_mut(|w| w.push(std::ptr::from_ref(inner) as usize));
-        Writing
+    fn writing(inner: &Inner) -> Inside {
+        Inside::enter(inner, true)
+    }
+
+    /// Notes that a read closure of `inner`'s store runs on this thread.
+    fn reading(inner: &Inner) -> Inside {
+        Inside::enter(inner, false)
     }
 
     /// Whether a write closure of any store runs on this thread.
-    fn any() -> bool {
-        WRITING.with_borrow(|w| !w.is_empty())
+    fn any_write() -> bool {
+        INSIDE.with_borrow(|w| w.iter().any(|&(_, write)| write))
     }
 
-    /// Refuses a write from inside a write closure of the same store (directly or through
-    /// another store's write): on a redb file it would wait for the transaction it runs in,
-    /// on PostgreSQL it would commit apart from it.
+    /// Whether a closure of `inner`'s store runs on this thread: `Some(true)` when one of
+    /// them is a write.
+    fn of(inner: &Inner) -> Option<bool> {
+        let me = std::ptr::from_ref(inner) as usize;
+        INSIDE.with_borrow(|w| {
+            w.iter()
+                .filter(|&&(store, _)| store == me)
+                .map(|&(_, write)| write)
+                .reduce(|a, b| a || b)
+        })
+    }
+
+    /// Refuses a write from inside a read or write closure of the same store (directly or
+    /// through another store's write): on a redb file it would wait for the transaction it
+    /// runs in (or for a file check that waits for the read), on PostgreSQL it would commit
+    /// apart from it.
     ///
     /// # Errors
     /// `InvalidInput` when such a closure runs on this thread.
-    fn refuse_nested(inner: &Inner) -> Result<()> {
-        let me = std::ptr::from_ref(inner) as usize;
-        if WRITING.with_borrow(|w| w.contains(&me)) {
-            return Err(Error::invalid(
+    fn refuse_nested_write(inner: &Inner) -> Result<()> {
+        match Inside::of(inner) {
+            None => Ok(()),
+            Some(true) => Err(Error::invalid(
                 "write",
                 "a write cannot begin inside another write of the same store; do its work in \
                  the transaction already open",
-            ));
+            )),
+            Some(false) => Err(Error::invalid(
+                "write",
+                "a write cannot begin inside a read of the same store; end the read first, \
+                 or do the reading in the write (it reads too)",
+            )),
         }
-        Ok(())
+    }
+
+    /// Refuses to take the file alone (a check, a reopen) from inside a read or write
+    /// closure of the same store: it would wait for the transaction it runs in.
+    ///
+    /// # Errors
+    /// `InvalidInput` when such a closure runs on this thread.
+    fn refuse_alone(inner: &Inner) -> Result<()> {
+        match Inside::of(inner) {
+            None => Ok(()),
+            Some(_) => Err(Error::invalid(
+                "check",
+                "the file cannot be checked inside a read or write of the same store; call \
+                 check_file after the transaction ends",
+            )),
+        }
+    }
+
+    /// This thread's list, to carry to where its write closure runs.
+    fn snapshot() -> Vec<(usize, bool)> {
+        INSIDE.with_borrow(Clone::clone)
     }
 }
 
-impl Drop for Writing {
+impl Drop for Inside {
     fn drop(&mut self) {
-        WRITING.with_borrow_mut(|w| w.pop());
+        INSIDE.with_borrow_mut(|w| w.pop());
+    }
+}
+
+/// While alive, a caller's list ([`Inside::snapshot`]) is part of this thread's, so a write
+/// closure run on the committing thread is refused what its caller would be.
+struct Carried(usize);
+
+impl Carried {
+    fn install(caller: &[(usize, bool)]) -> Carried {
+        INSIDE.with_borrow_mut(|w| {
+            let own = w.len();
+            w.extend_from_slice(caller);
+            Carried(own)
+        })
+    }
+}
+
+impl Drop for Carried {
+    fn drop(&mut self) {
+        INSIDE.with_borrow_mut(|w| w.truncate(self.0));
+    }
+}
+
+/// The reads of the file under way, and whether someone waits to have it alone (a file
+/// check, a reopen after an I/O error).
+///
+/// A read holds the file's lock (`RwLock<FileDb>`, shared) for as long as its closure runs:
+/// reopening the file and redb's integrity check need every read transaction of the handle
+/// ended (redb refuses to check while one lives, and a file an old transaction still holds
+/// cannot be opened again), so [`Store::alone`] takes the lock exclusively. That lock is not
+/// recursive: a caller waiting for it makes every new shared hold wait behind it, so a read
+/// inside a read (the library's own do that: an export reads folder owners inside its
+/// snapshot) would wait for a check that waits for the read around it. So the check first
+/// closes this gate and waits here for the reads under way to end, and only then asks for
+/// the lock, which nobody holds by then; a read waits at the gate only when it is not inside
+/// a transaction of the store on its thread (or its caller's, for a write closure run on the
+/// committing thread). A nested read thus never waits, and keeps seeing the commits made
+/// before it, as every read does. The outermost reads are counted, each once.
+#[derive(Default)]
+struct ReadGate {
+    reads: std::sync::atomic::AtomicUsize,
+    closed: std::sync::atomic::AtomicBool,
+    lock: Mutex<()>,
+    changed: Condvar,
+}
+
+impl ReadGate {
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, g: MutexGuard<'a, ()>) -> MutexGuard<'a, ()> {
+        self.changed.wait(g).unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a read in, once nobody waits to have the file alone; it counts until the
+    /// returned guard drops.
+    fn enter(&self) -> GateRead<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            // Counted first, then the gate looked at; `close` does the reverse, so one of
+            // the two sees the other.
+            self.reads.fetch_add(1, SeqCst);
+            if !self.closed.load(SeqCst) {
+                return GateRead(self);
+            }
+            self.leave();
+            let mut g = self.lock();
+            while self.closed.load(SeqCst) {
+                g = self.wait(g);
+            }
+        }
+    }
+
+    fn leave(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.reads.fetch_sub(1, SeqCst) == 1 && self.closed.load(SeqCst) {
+            let _g = self.lock();
+            self.changed.notify_all();
+        }
+    }
+
+    /// Closes the gate to new reads and waits for those under way to end; it opens again
+    /// when the returned guard drops. One caller at a time (the group's turn is held).
+    fn close(&self) -> GateClosed<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.closed.store(true, SeqCst);
+        let closed = GateClosed(self);
+        let mut g = self.lock();
+        while self.reads.load(SeqCst) > 0 {
+            g = self.wait(g);
+        }
+        closed
+    }
+}
+
+/// A read counted in by [`ReadGate::enter`].
+struct GateRead<'g>(&'g ReadGate);
+
+impl Drop for GateRead<'_> {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+/// The gate closed by [`ReadGate::close`]; opens it again however the caller ends.
+struct GateClosed<'g>(&'g ReadGate);
+
+impl Drop for GateClosed<'_> {
+    fn drop(&mut self) {
+        self.0
+            .closed
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let _g = self.0.lock();
+        self.0.changed.notify_all();
     }
 }
 
@@ -681,6 +851,7 @@ impl Store {
                 copies_at: options.copies_at.clone(),
                 registry: Registry::default(),
                 group: Group::default(),
+                reads: ReadGate::default(),
                 committer: OnceLock::new(),
             }),
         }
@@ -1218,6 +1389,9 @@ impl Store {
             }
         } else if redb_file::needs_reopen(&e)
             && let Engine::File(file) = &self.inner.engine
+            // Inside a transaction of this store (a read inside a write) the reopen would wait
+            // for it; the transaction's own failure reopens the file once it ends.
+            && Inside::of(&self.inner).is_none()
         {
             match self.alone(file, FileDb::reopen) {
                 Ok(()) => tracing::warn!(error = %e, "the store was reopened after an I/O failure"),
@@ -1255,7 +1429,8 @@ impl Store {
         }
     }
 
-    /// Runs `f` with the file to itself: no batch is open and none begins meanwhile.
+    /// Runs `f` with the file to itself: no batch is open and none begins meanwhile. Never
+    /// called inside a transaction of this store on this thread (it would wait for it).
     fn alone<T>(&self, file: &RwLock<FileDb>, f: impl FnOnce(&mut FileDb) -> T) -> T {
         let g = &self.inner.group;
         let mut st = g.lock();
@@ -1268,8 +1443,18 @@ impl Store {
         // The turn is given back however `f` ends, a panic included, or every writer after
         // it would wait forever.
         let _turn = AloneTurn(g);
+        // The reads under way end first, new ones wait (see [`ReadGate`]); then nobody
+        // holds the lock.
+        let _closed = self.inner.reads.close();
         let mut db = file.write().unwrap_or_else(|p| p.into_inner());
         f(&mut db)
+    }
+
+    /// Callers that wait to have the file alone or have it (a file check, a reopen), for
+    /// tests that need one to wait.
+    #[doc(hidden)]
+    pub fn waiting_checks(&self) -> usize {
+        self.inner.group.lock().exclusive
     }
 
     /// Writers waiting for their turn in a batch (for tests that need a batch to form).
@@ -1295,7 +1480,7 @@ impl Store {
         // committing thread that waits for it (a rayon thread waiting for another pool runs
         // its own pool's jobs meanwhile).
         let committer =
-            if st.idle() || Writing::any() || rayon_core::current_thread_index().is_some() {
+            if st.idle() || Inside::any_write() || rayon_core::current_thread_index().is_some() {
                 None
             } else {
                 self.inner.committer()
@@ -1593,6 +1778,7 @@ impl Store {
         self.inner.registry.refuse_foreign(name, ty, type_name)
     }
 
+    #[cfg(feature = "postgres")]
     pub(crate) fn registry(&self) -> &Registry {
         &self.inner.registry
     }
@@ -1616,9 +1802,9 @@ impl Store {
     /// committing thread, a one-thread rayon pool.
     ///
     /// # Errors
-    /// The closure's error; `InvalidInput` for a write begun inside a write of the same store
-    /// (directly or through another store's write); `Storage` if the transaction cannot begin
-    /// or commit.
+    /// The closure's error; `InvalidInput` for a write begun inside a write or a read of the
+    /// same store (directly or through another store's write); `Storage` if the transaction
+    /// cannot begin or commit.
     pub fn write<T: Send>(&self, f: impl FnMut(&WriteTx<'_>) -> Result<T> + Send) -> Result<T> {
         self.write_with(self.inner.durability, f)
     }
@@ -1661,7 +1847,7 @@ impl Store {
     /// Whether a write begun here now could run: the store takes writes (not behind its
     /// schema, not damaged), and no write of it runs on this thread.
     pub(crate) fn writes_open(&self) -> bool {
-        self.refuse_writes(false).is_ok() && Writing::refuse_nested(&self.inner).is_ok()
+        self.refuse_writes(false).is_ok() && Inside::refuse_nested_write(&self.inner).is_ok()
     }
 
     /// Refuses a write to a store behind its schema (unless `migrating`) or damaged.
@@ -1692,14 +1878,17 @@ impl Store {
         durability: Durability,
         mut f: impl FnMut(&WriteTx<'_>) -> Result<T> + Send,
     ) -> Result<T> {
-        Writing::refuse_nested(&self.inner)?;
+        Inside::refuse_nested_write(&self.inner)?;
         let durable = self.durable(durability);
         let mut known = None;
-        // The closure may run on the batch's committing thread: it sees this thread's locks.
+        // The closure may run on the batch's committing thread: it sees this thread's locks
+        // and the transactions this thread is inside.
         let held = super::held::snapshot();
+        let inside = Inside::snapshot();
         let outcome = match &self.inner.engine {
             Engine::File(file) => self.write_grouped(file, durable, |raw: &FileWrite<'_, '_>| {
                 let _carried = super::held::Carried::install(&held);
+                let _inside = Carried::install(&inside);
                 self.run_write(raw, &mut f, &mut known)
             }),
             #[cfg(feature = "postgres")]
@@ -1714,7 +1903,7 @@ impl Store {
         durability: Durability,
         mut f: impl FnMut(&WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        Writing::refuse_nested(&self.inner)?;
+        Inside::refuse_nested_write(&self.inner)?;
         let durable = self.durable(durability);
         let mut known = None;
         let outcome = match &self.inner.engine {
@@ -1736,7 +1925,7 @@ impl Store {
         f: &mut impl FnMut(&WriteTx<'_>) -> Result<T>,
         known: &mut Option<Registrations>,
     ) -> Result<T> {
-        let _writing = Writing::enter(&self.inner);
+        let _writing = Inside::writing(&self.inner);
         let tx = WriteTx::new(raw, &self.inner.registry);
         let value = f(&tx)?;
         tx.flush_sequences()?;
@@ -1763,19 +1952,28 @@ impl Store {
         Ok(value)
     }
 
-    /// Runs `f` on one consistent snapshot.
+    /// Runs `f` on one consistent snapshot. A read begun inside `f` takes a snapshot of its
+    /// own; a write or a file check of the same store begun inside `f` is refused (on the
+    /// file, it would wait for a check that waits for `f`).
     ///
     /// # Errors
     /// The closure's error, or `Storage` if the snapshot cannot be taken.
     pub fn read<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> Result<T>) -> Result<T> {
+        let nested = Inside::of(&self.inner).is_some();
+        let reading = Inside::reading(&self.inner);
         let outcome = match &self.inner.engine {
             Engine::File(file) => {
+                // Counted once per thread (see [`ReadGate`]): a read inside a transaction of
+                // this store never waits at the gate.
+                let _counted = (!nested).then(|| self.inner.reads.enter());
                 let db = file.read().unwrap_or_else(|e| e.into_inner());
                 db.read(|raw: &FileRead| f(&ReadTx::new(raw)))
             }
             #[cfg(feature = "postgres")]
             Engine::Pg(pg) => pg.read(|raw| f(&ReadTx::new(raw))),
         };
+        // A failure seen may reopen the file, which waits for every read to end.
+        drop(reading);
         self.observe(outcome)
     }
 
@@ -1784,10 +1982,12 @@ impl Store {
     /// repairable problem is repaired.
     ///
     /// # Errors
-    /// `Storage` when the file cannot be checked.
+    /// `Storage` when the file cannot be checked; `InvalidInput` when called inside a read or
+    /// a write of the same store (it would wait for it).
     /// On PostgreSQL, checks the tables' B-tree indexes with `amcheck` when that extension is
     /// installed.
     pub fn check_file(&self) -> Result<bool> {
+        Inside::refuse_alone(&self.inner)?;
         let outcome = match &self.inner.engine {
             Engine::File(file) => self.alone(file, FileDb::check_integrity),
             #[cfg(feature = "postgres")]
@@ -1804,9 +2004,11 @@ impl Store {
     ///
     /// # Errors
     /// `Damaged` when the pages are damaged; `Io` when no copy can be made; `Busy` when
-    /// another process kept writing the file while it was copied.
+    /// another process kept writing the file while it was copied; `InvalidInput` when called
+    /// inside a read or a write of the same store.
     /// On PostgreSQL, the same as [`check_file`](Self::check_file) (which changes nothing).
     pub fn check_file_copy(&self) -> Result<bool> {
+        Inside::refuse_alone(&self.inner)?;
         let outcome = match &self.inner.engine {
             Engine::File(file) => self.alone(file, |db| db.check_copy()),
             #[cfg(feature = "postgres")]
@@ -2159,5 +2361,129 @@ mod tests {
     fn a_panic_inside_redkeep_before_a_write_is_counted_fails_its_batch_and_later_writes_go_on() {
         // The first write passes the point unharmed; the second meets the panic there.
         a_panic_gives_the_batch_up(Point::AfterRun, 1);
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Thing {
+        id: u64,
+        name: String,
+    }
+
+    impl crate::Record for Thing {
+        const TABLE: &'static str = "things";
+        type Key = u64;
+        const INDEXES: &'static [&'static crate::Index<Self>] = &[];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    fn insert_thing(tx: &WriteTx<'_>, id: u64) -> Result<()> {
+        tx.table::<Thing>().insert(&Thing {
+            id,
+            name: format!("thing {id}"),
+        })
+    }
+
+    /// What a fresh handle on the file at `path` reads: the things' ids (failing on any it
+    /// cannot read), and whether their shape and catalog entry are registered.
+    fn fresh_read(path: &Path) -> (Vec<u64>, bool) {
+        let fresh = Store::open(path, &StoreOptions::default()).unwrap();
+        fresh
+            .read(|tx| {
+                let ids = tx
+                    .table::<Thing>()
+                    .range(super::super::KeyRange::all(), super::super::Order::Asc, 100)?
+                    .iter()
+                    .map(|t| t.id)
+                    .collect();
+                let shape = super::super::format::shape_id(&["id", "name"]);
+                let registered = tx.shapes()?.iter().any(|(id, _)| *id == shape)
+                    && tx.catalog()?.iter().any(|t| t.name == "things");
+                Ok((ids, registered))
+            })
+            .unwrap()
+    }
+
+    /// A write batched just before a wipe publishes what it registered once its batch is
+    /// committed, which may be after the wipe returned: the handle must not take that for
+    /// registered, or the writes after the wipe would store records whose shape and catalog
+    /// entry the file lacks. (The order is forced here: the write's registrations are
+    /// published by hand after the wipe.)
+    #[test]
+    fn what_a_write_registered_before_a_wipe_is_not_taken_for_registered_after_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.redb");
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let Engine::File(file) = &store.inner.engine else {
+            unreachable!("a redb file")
+        };
+        let mut known = None;
+        let mut first = |tx: &WriteTx<'_>| insert_thing(tx, 1);
+        store
+            .write_grouped_here(file, false, |raw: &FileWrite<'_, '_>| {
+                store.run_write(raw, &mut first, &mut known)
+            })
+            .unwrap();
+        store.wipe(1).unwrap();
+        store.inner.registry.publish(known.unwrap());
+        store.write(|tx| insert_thing(tx, 2)).unwrap();
+        drop(store);
+        assert_eq!(fresh_read(&path), (vec![2], true));
+    }
+
+    /// A wipe that fails in a shared commit is taken back whole (`meta` included), and the
+    /// write after it in the same commit leaves a record a fresh handle reads.
+    #[test]
+    fn a_wipe_taken_back_in_a_shared_commit_leaves_the_writes_around_it_readable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.redb");
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        store.write(|tx| insert_thing(tx, 1)).unwrap();
+        let inside = Arc::new(AtomicBool::new(false));
+        let (s, now_inside) = (store.clone(), Arc::clone(&inside));
+        let holder = std::thread::spawn(move || {
+            s.write(|tx| {
+                insert_thing(tx, 2)?;
+                now_inside.store(true, Ordering::SeqCst);
+                while s.waiting_writers() < 2 {
+                    std::thread::yield_now();
+                }
+                Ok(())
+            })
+        });
+        while !inside.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let s = store.clone();
+        let wiper = std::thread::spawn(move || {
+            s.write(|tx| {
+                tx.delete_all_tables()?;
+                insert_thing(tx, 9)?;
+                Err::<(), _>(Error::invalid("wipe", "taken back"))
+            })
+        });
+        while store.waiting_writers() < 1 {
+            std::thread::yield_now();
+        }
+        let s = store.clone();
+        let after = std::thread::spawn(move || s.write(|tx| insert_thing(tx, 3)));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let outcomes = (
+                holder.join().unwrap(),
+                wiper.join().unwrap(),
+                after.join().unwrap(),
+            );
+            tx.send(outcomes).unwrap();
+        });
+        let (held, wiped, last) = within(&rx, "the three writes");
+        assert!(held.is_ok() && last.is_ok(), "{held:?} {last:?}");
+        assert!(
+            matches!(wiped, Err(Error::InvalidInput { .. })),
+            "{wiped:?}"
+        );
+        drop(store);
+        assert_eq!(fresh_read(&path), (vec![1, 2, 3], true));
     }
 }

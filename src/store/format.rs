@@ -84,6 +84,12 @@ fn err<T>(msg: impl Into<String>) -> Res<T> {
 
 #[cold]
 #[inline(never)]
+fn over_limit<T>(limit: usize) -> Res<T> {
+    err(format!("record is larger than the {limit}-byte limit"))
+}
+
+#[cold]
+#[inline(never)]
 fn ends_early() -> FormatError {
     FormatError("value ends early".into())
 }
@@ -320,10 +326,28 @@ pub fn to_vec<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     shapes: &mut UsedShapes,
 ) -> Res<()> {
+    to_vec_within(value, out, shapes, usize::MAX)
+}
+
+/// [`to_vec`], stopping as soon as `out` would hold more than `limit` bytes: a text or byte
+/// string is measured before it is copied, and the length is checked after each field and
+/// element, so a value far over the limit is never copied whole. What stops under the limit
+/// may end a few bytes over it (a count made longer at the end); the caller checks the
+/// length again.
+///
+/// # Errors
+/// As [`to_vec`]; a message naming `limit` when the value does not fit.
+pub(crate) fn to_vec_within<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    shapes: &mut UsedShapes,
+    limit: usize,
+) -> Res<()> {
     let mut enc = Encoder {
         out,
         names: Vec::new(),
         shapes,
+        limit,
     };
     value.serialize(&mut enc)
 }
@@ -333,6 +357,8 @@ struct Encoder<'a> {
     // Field names of the structs being written, innermost last.
     names: Vec<&'static str>,
     shapes: &'a mut UsedShapes,
+    // The most `out` may hold (see `to_vec_within`).
+    limit: usize,
 }
 
 impl Encoder<'_> {
@@ -354,7 +380,17 @@ impl Encoder<'_> {
         }
     }
 
-    fn str(&mut self, s: &str) {
+    /// Refuses to grow `out` by `more` bytes past the limit.
+    #[inline]
+    fn room(&self, more: usize) -> Res<()> {
+        if self.out.len().saturating_add(more) > self.limit {
+            return over_limit(self.limit);
+        }
+        Ok(())
+    }
+
+    fn str(&mut self, s: &str) -> Res<()> {
+        self.room(s.len())?;
         if s.len() <= SHORT_STR_MAX {
             self.out.push(T_SHORT_STR + s.len() as u8);
         } else {
@@ -362,6 +398,7 @@ impl Encoder<'_> {
             put_varint(self.out, s.len() as u64);
         }
         self.out.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 
     fn name(&mut self, s: &str) {
@@ -438,7 +475,8 @@ impl<'e, 'a> StructEnc<'e, 'a> {
 
     fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Res<()> {
         self.enc.names.push(key);
-        value.serialize(&mut *self.enc)
+        value.serialize(&mut *self.enc)?;
+        self.enc.room(0)
     }
 
     fn finish(self) -> Res<()> {
@@ -544,14 +582,13 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
     }
     fn serialize_char(self, v: char) -> Res<()> {
         let mut buf = [0u8; 4];
-        self.str(v.encode_utf8(&mut buf));
-        Ok(())
+        self.str(v.encode_utf8(&mut buf))
     }
     fn serialize_str(self, v: &str) -> Res<()> {
-        self.str(v);
-        Ok(())
+        self.str(v)
     }
     fn serialize_bytes(self, v: &[u8]) -> Res<()> {
+        self.room(v.len())?;
         self.out.push(T_BYTES);
         put_varint(self.out, v.len() as u64);
         self.out.extend_from_slice(v);
@@ -647,7 +684,8 @@ impl ser::SerializeSeq for Counted<'_, '_> {
     type Error = FormatError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Res<()> {
         self.count += 1;
-        value.serialize(&mut *self.enc)
+        value.serialize(&mut *self.enc)?;
+        self.enc.room(0)
     }
     fn end(self) -> Res<()> {
         self.finish()
@@ -695,7 +733,8 @@ impl ser::SerializeMap for Counted<'_, '_> {
         key.serialize(&mut *self.enc)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Res<()> {
-        value.serialize(&mut *self.enc)
+        value.serialize(&mut *self.enc)?;
+        self.enc.room(0)
     }
     fn end(self) -> Res<()> {
         self.finish()

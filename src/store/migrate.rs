@@ -288,8 +288,6 @@ impl Store {
                 tx.raise_sequence(table, *value)?;
             }
             Ok(())
-        })?;
-        self.registry().clear();
-        Ok(())
+        })
     }
 }

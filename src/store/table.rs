@@ -1168,7 +1168,8 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// for sweeps that go batch by batch. A record that cannot be read is left (with its
     /// entry) for `check --repair`, and counted apart: one such record never stops a sweep.
     /// Returns the records deleted, those left unread, and the last entry seen (resume
-    /// after it), `None` once the range is done.
+    /// after it), `None` once the range is done. A `limit` of 0 deletes nothing and returns
+    /// `None`.
     ///
     /// # Errors
     /// `Storage` when the engine fails.
@@ -1183,6 +1184,11 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         self.raw()
             .range(index_name(idx), &range, Order::Asc, &mut |entry, value| {
+                // Asked for none, nothing is taken (the scan calls back once before it can
+                // be stopped).
+                if batch.len() >= limit {
+                    return Ok(false);
+                }
                 let pk = entry_target(idx, entry, value).map(<[u8]>::to_vec);
                 batch.push((entry.to_vec(), pk));
                 Ok(batch.len() < limit)
@@ -1464,5 +1470,60 @@ mod tests {
         // A key that is not secret is simply left for the next lookup to overwrite.
         with_key(&7_u64, false, |pk| assert_eq!(pk, 7_u64.to_be_bytes()));
         assert_eq!(spare(), 7_u64.to_be_bytes());
+    }
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Due {
+        id: u64,
+        at: u64,
+    }
+
+    impl Due {
+        const AT: Index<Due> = Index::many("at", |d| Some(crate::key!(d.at)));
+    }
+
+    impl Record for Due {
+        const TABLE: &'static str = "due";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::AT];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    #[test]
+    fn a_batch_delete_asked_for_none_deletes_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(
+            dir.path().join("s.redb"),
+            &crate::store::StoreOptions::default(),
+        )
+        .unwrap();
+        let count = || store.read(|tx| tx.table::<Due>().count()).unwrap();
+        store
+            .write(|tx| {
+                for id in 1..=3 {
+                    tx.table::<Due>().insert(&Due { id, at: id * 10 })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let none = store
+            .write(|tx| {
+                tx.table::<Due>()
+                    .delete_batch_by(&Due::AT, KeyRange::all(), 0)
+            })
+            .unwrap();
+        assert_eq!(none, (0, 0, None));
+        assert_eq!(count(), 3);
+        let (deleted, unread, next) = store
+            .write(|tx| {
+                tx.table::<Due>()
+                    .delete_batch_by(&Due::AT, KeyRange::all(), 2)
+            })
+            .unwrap();
+        assert_eq!((deleted, unread), (2, 0));
+        assert!(next.is_some(), "one record is left to the next batch");
+        assert_eq!(count(), 1);
     }
 }

@@ -6,6 +6,7 @@ use std::any::TypeId;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
+use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
@@ -147,6 +148,9 @@ pub struct ReadTx<'a> {
 pub struct WriteTx<'a> {
     raw: &'a dyn RawWrite,
     registry: &'a Registry,
+    // The registry's epoch this transaction's registrations belong to (see
+    // [`Registry::forget`]).
+    epoch: std::cell::Cell<u64>,
     new_shapes: RefCell<Vec<u64>>,
     new_tables: RefCell<Vec<(&'static str, TypeId)>>,
     // The sequences this transaction has advanced, held here and written to `meta` once:
@@ -161,8 +165,19 @@ type Advanced = (Box<str>, Vec<u8>, u64, bool);
 
 /// Shapes and catalog entries a store handle knows to be committed in its file, so that
 /// transactions need not look them up again.
+///
+/// It must never claim an entry the file lacks, or a record would be written without its
+/// shape or catalog entry (readable by this handle, which knows its type, but `Corrupt` to a
+/// fresh one that reads it by name). A write that deletes `meta` (a wipe) therefore empties
+/// the registry inside its transaction, before any write after it in the same batch asks it,
+/// and moves it to a new epoch: registrations of transactions begun in an older epoch are
+/// dropped when they are published (a write batched before the wipe, committed with it,
+/// publishes only after it). A wipe taken back leaves the registry emptied, which costs the
+/// next writes a lookup.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
+    // Counts the times `meta` was deleted (see above).
+    epoch: std::sync::atomic::AtomicU64,
     shapes: RwLock<HashSet<u64, Quick>>,
     // Tables catalogued, with each record type that wrote them through this handle.
     catalogued: RwLock<HashSet<(&'static str, TypeId), Quick>>,
@@ -230,8 +245,10 @@ impl std::hash::Hasher for QuickHasher {
     }
 }
 
-/// What a transaction registered, published once it commits.
+/// What a transaction registered, published once it commits, with the registry's epoch it
+/// was registered in.
 pub(crate) struct Registrations {
+    epoch: u64,
     shapes: Vec<u64>,
     tables: Vec<(&'static str, TypeId)>,
 }
@@ -303,23 +320,33 @@ impl Registry {
             .extend(tables.iter().copied());
     }
 
+    /// The current epoch (see [`Registry`]).
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Notes what a committed transaction registered, unless `meta` was deleted since it
+    /// began. Each set is checked under its own lock, and [`Registry::forget`] moves the
+    /// epoch before it empties either set, so nothing of an older epoch lands after.
     pub(crate) fn publish(&self, known: Registrations) {
         if !known.shapes.is_empty() {
-            self.shapes
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(known.shapes);
+            let mut shapes = self.shapes.write().unwrap_or_else(|e| e.into_inner());
+            if self.epoch() == known.epoch {
+                shapes.extend(known.shapes);
+            }
         }
         if !known.tables.is_empty() {
-            self.catalogued
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(known.tables);
+            let mut catalogued = self.catalogued.write().unwrap_or_else(|e| e.into_inner());
+            if self.epoch() == known.epoch {
+                catalogued.extend(known.tables);
+            }
         }
     }
 
-    /// Forgets everything (the file was wiped).
-    pub(crate) fn clear(&self) {
+    /// Forgets everything and begins a new epoch (`meta` is being deleted, or was replaced);
+    /// returns the new epoch.
+    pub(crate) fn forget(&self) -> u64 {
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.shapes
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -328,6 +355,7 @@ impl Registry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        epoch
     }
 }
 
@@ -342,6 +370,7 @@ impl<'a> WriteTx<'a> {
         WriteTx {
             raw,
             registry,
+            epoch: std::cell::Cell::new(registry.epoch()),
             new_shapes: RefCell::default(),
             new_tables: RefCell::default(),
             sequences: RefCell::default(),
@@ -350,6 +379,7 @@ impl<'a> WriteTx<'a> {
 
     pub(crate) fn into_registrations(self) -> Registrations {
         Registrations {
+            epoch: self.epoch.get(),
             shapes: self.new_shapes.into_inner(),
             tables: self.new_tables.into_inner(),
         }
@@ -408,11 +438,17 @@ impl WriteTx<'_> {
     }
 
     /// Deletes every table of the store (records, indexes and `meta`, sequences included).
+    /// The shapes and catalog entries known to be registered go with `meta`: this
+    /// transaction's own, and the handle's registry (see [`Registry`]), for the writes after
+    /// this one in the same batch.
     ///
     /// # Errors
     /// `Storage` when the engine fails.
     pub(crate) fn delete_all_tables(&self) -> Result<()> {
         let raw = self.raw_write()?;
+        self.new_shapes.borrow_mut().clear();
+        self.new_tables.borrow_mut().clear();
+        self.epoch.set(self.registry.forget());
         for name in raw.table_names()? {
             raw.delete_table(&name)?;
         }

@@ -246,11 +246,32 @@ pub enum Order {
     Desc,
 }
 
-/// A range of key bytes to scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A range of key bytes to scan. Its `Debug` form shows the bounds' lengths only: keys may
+/// be secret material (a token's hash).
+#[derive(Clone, PartialEq, Eq)]
 pub struct KeyRange {
     pub(crate) start: Bound<Vec<u8>>,
     pub(crate) end: Bound<Vec<u8>>,
+}
+
+impl std::fmt::Debug for KeyRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// A bound with its key's length in place of the key.
+        struct Shown<'a>(&'a Bound<Vec<u8>>);
+        impl std::fmt::Debug for Shown<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self.0 {
+                    Bound::Included(k) => write!(f, "Included(<{} bytes>)", k.len()),
+                    Bound::Excluded(k) => write!(f, "Excluded(<{} bytes>)", k.len()),
+                    Bound::Unbounded => f.write_str("Unbounded"),
+                }
+            }
+        }
+        f.debug_struct("KeyRange")
+            .field("start", &Shown(&self.start))
+            .field("end", &Shown(&self.end))
+            .finish()
+    }
 }
 
 impl KeyRange {
@@ -472,6 +493,25 @@ pub(crate) const GROUP_COMMIT_FAILED: &str = "committing a group of writes (the 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A range's bounds may be a secret key (a token's hash): its `Debug` form shows their
+    /// lengths only.
+    #[test]
+    fn a_key_range_shows_the_lengths_of_its_bounds_not_their_bytes() {
+        let secret = vec![0xC3_u8; 32];
+        let shown = format!(
+            "{:?} {:?} {:?}",
+            KeyRange::all().after(&secret),
+            KeyRange::between(secret.clone(), vec![0xC3; 33]),
+            KeyRange::prefix(secret.clone())
+        );
+        assert!(
+            !shown.contains("195") && !shown.to_lowercase().contains("c3"),
+            "{shown}"
+        );
+        assert!(shown.contains("Excluded(<32 bytes>)"), "{shown}");
+        assert!(shown.contains("Unbounded"), "{shown}");
+    }
 
     #[test]
     fn store_urls_are_shown_without_their_passwords() {
