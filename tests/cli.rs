@@ -125,6 +125,16 @@ fn init_refuses_a_folder_of_other_files_and_says_when_it_makes_one_private() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["other.txt"]);
+    // A name that merely starts with "redkeep" (a checkout in a home folder) makes it no
+    // data dir.
+    std::fs::create_dir(cli.data().join("redkeep-src")).unwrap();
+    let (_, err) = cli.expect(&["init", "--no-admin"], None, 1);
+    assert!(
+        err.contains("holds other files (other.txt, redkeep-src)"),
+        "{err}"
+    );
+    assert_eq!(mode(cli.data()), 0o755);
+    std::fs::remove_dir(cli.data().join("redkeep-src")).unwrap();
     // Emptied, it is taken, and the change of its mode is said.
     std::fs::remove_file(cli.data().join("other.txt")).unwrap();
     let (out, _) = cli.expect(&["init", "--no-admin"], None, 0);

@@ -1363,6 +1363,18 @@ fn api_key_owner_entries_show_their_owner_and_prefix_finds_them() {
         assert_eq!(entries.len(), 1, "{prefix}: {found}");
         assert_eq!(entries[0]["entry"], want.as_str());
     }
+    // An owner that is none is refused, saying what one looks like (it listed nothing).
+    for bad in ["user,x", "user,-1", "team,2"] {
+        let (_, err) = cli.expect(
+            &["inspect", "index", "api_keys", "by_owner", "--prefix", bad],
+            None,
+            1,
+        );
+        assert!(
+            err.contains("is no owner; give `user` or `org`"),
+            "{bad}: {err}"
+        );
+    }
 }
 
 /// `--fields` with a nested path no record has is refused, naming the fields there, as an

@@ -63,14 +63,19 @@ fn an_admin_holds_the_role(tx: &dyn Source, admin: Option<u64>) -> Result<bool> 
     Ok(found)
 }
 
-/// Calls `f` with the records of `R` that decode, as many at a time as the engine looks up
-/// in one go (one at a time on redb, hundreds on a server, where a lookup is a round trip),
-/// so that `f` can make their lookups together.
-fn each_chunk<R: Record>(tx: &dyn Source, mut f: impl FnMut(&[R]) -> Result<()>) -> Result<()> {
+/// Calls `f` with what `pick` takes of the records of `R` that decode (only what the checks
+/// need: a record may be large, an avatar), as many at a time as the engine looks up in one
+/// go (one at a time on redb, hundreds on a server, where a lookup is a round trip), so
+/// that `f` can make their lookups together.
+fn each_chunk<R: Record, T>(
+    tx: &dyn Source,
+    pick: impl Fn(R) -> T,
+    mut f: impl FnMut(&[T]) -> Result<()>,
+) -> Result<()> {
     let n = tx.raw().lookups_per_trip().max(1);
     let mut chunk = Vec::with_capacity(n);
     Table::<R, dyn Source>::new(tx).for_each_sound(KeyRange::all(), |r| {
-        chunk.push(r);
+        chunk.push(pick(r));
         if chunk.len() >= n {
             f(&chunk)?;
             chunk.clear();
@@ -78,6 +83,12 @@ fn each_chunk<R: Record>(tx: &dyn Source, mut f: impl FnMut(&[R]) -> Result<()>)
         Ok(true)
     })?;
     if chunk.is_empty() { Ok(()) } else { f(&chunk) }
+}
+
+/// What the check of API keys takes of one.
+struct ApiKeyRef {
+    owner: KeyOwner,
+    prefix: String,
 }
 
 /// Adds every broken reference to `report`. Each record looks up what it refers to (a chunk
@@ -101,91 +112,122 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
         }
         Ok(())
     };
-    each_chunk::<Credential>(tx, |c| {
-        missing(c.iter().map(|c| c.user_id).collect(), &|_| {
-            "a credential".into()
-        })
-    })?;
-    each_chunk::<Avatar>(tx, |a| {
-        missing(a.iter().map(|a| a.user_id).collect(), &|_| {
-            "an avatar".into()
-        })
-    })?;
-    each_chunk::<UserRole>(tx, |r| {
-        missing(r.iter().map(|r| r.user_id).collect(), &|i| {
-            format!("role assignment of role {}", r[i].role_id)
-        })
-    })?;
-    each_chunk::<Session>(tx, |s| {
-        missing(s.iter().map(|s| s.user_id).collect(), &|i| {
-            format!("session {}", s[i].short_id)
-        })
-    })?;
-    each_chunk::<AgentSession>(tx, |a| {
-        missing(a.iter().map(|a| a.user_id).collect(), &|i| {
-            format!("agent session {}", a[i].id)
-        })
-    })?;
-    each_chunk::<OrgMember>(tx, |m| {
-        missing(m.iter().map(|m| m.user_id).collect(), &|i| {
-            format!("membership of org {}", m[i].org_id)
-        })
-    })?;
-    each_chunk::<RecoveryToken>(tx, |t| {
-        missing(t.iter().map(|t| t.user_id).collect(), &|i| {
-            format!("recovery token {}", t[i].prefix)
-        })
-    })?;
-    each_chunk::<UserRole>(tx, |rs| {
-        let ids: Vec<u64> = rs.iter().map(|r| r.role_id).collect();
-        for (r, there) in rs.iter().zip(roles.contains_many(&ids)?) {
-            if !there {
-                problems.push(format!(
-                    "user {} holds missing role {}",
-                    r.user_id, r.role_id
-                ));
+    each_chunk(
+        tx,
+        |c: Credential| c.user_id,
+        |c| missing(c.to_vec(), &|_| "a credential".into()),
+    )?;
+    each_chunk(
+        tx,
+        |a: Avatar| a.user_id,
+        |a| missing(a.to_vec(), &|_| "an avatar".into()),
+    )?;
+    each_chunk(
+        tx,
+        |r: UserRole| (r.user_id, r.role_id),
+        |r| {
+            missing(r.iter().map(|r| r.0).collect(), &|i| {
+                format!("role assignment of role {}", r[i].1)
+            })
+        },
+    )?;
+    each_chunk(
+        tx,
+        |s: Session| (s.user_id, s.short_id),
+        |s| {
+            missing(s.iter().map(|s| s.0).collect(), &|i| {
+                format!("session {}", s[i].1)
+            })
+        },
+    )?;
+    each_chunk(
+        tx,
+        |a: AgentSession| (a.user_id, a.id),
+        |a| {
+            missing(a.iter().map(|a| a.0).collect(), &|i| {
+                format!("agent session {}", a[i].1)
+            })
+        },
+    )?;
+    each_chunk(
+        tx,
+        |m: OrgMember| (m.user_id, m.org_id),
+        |m| {
+            missing(m.iter().map(|m| m.0).collect(), &|i| {
+                format!("membership of org {}", m[i].1)
+            })
+        },
+    )?;
+    each_chunk(
+        tx,
+        |t: RecoveryToken| (t.user_id, t.prefix),
+        |t| {
+            missing(t.iter().map(|t| t.0).collect(), &|i| {
+                format!("recovery token {}", t[i].1)
+            })
+        },
+    )?;
+    each_chunk(
+        tx,
+        |r: UserRole| (r.user_id, r.role_id),
+        |rs| {
+            let ids: Vec<u64> = rs.iter().map(|r| r.1).collect();
+            for (&(user, role), there) in rs.iter().zip(roles.contains_many(&ids)?) {
+                if !there {
+                    problems.push(format!("user {user} holds missing role {role}"));
+                }
             }
-        }
-        Ok(())
-    })?;
-    each_chunk::<OrgMember>(tx, |ms| {
-        let ids: Vec<u64> = ms.iter().map(|m| m.org_id).collect();
-        for (m, there) in ms.iter().zip(orgs.contains_many(&ids)?) {
-            if !there {
-                problems.push(format!(
-                    "membership of user {} points at missing org {}",
-                    m.user_id, m.org_id
-                ));
+            Ok(())
+        },
+    )?;
+    each_chunk(
+        tx,
+        |m: OrgMember| (m.user_id, m.org_id),
+        |ms| {
+            let ids: Vec<u64> = ms.iter().map(|m| m.1).collect();
+            for (&(user, org), there) in ms.iter().zip(orgs.contains_many(&ids)?) {
+                if !there {
+                    problems.push(format!(
+                        "membership of user {user} points at missing org {org}"
+                    ));
+                }
             }
-        }
-        Ok(())
-    })?;
-    each_chunk::<ApiKey>(tx, |ks| {
-        let owned_by = |org: bool| -> Vec<u64> {
-            ks.iter()
-                .filter_map(|k| match k.owner {
-                    KeyOwner::User(u) if !org => Some(u),
-                    KeyOwner::Org(o) if org => Some(o),
-                    _ => None,
-                })
-                .collect()
-        };
-        let mut user_there = users.contains_many(&owned_by(false))?.into_iter();
-        let mut org_there = orgs.contains_many(&owned_by(true))?.into_iter();
-        for k in ks {
-            let there = match k.owner {
-                KeyOwner::User(_) => user_there.next(),
-                KeyOwner::Org(_) => org_there.next(),
+            Ok(())
+        },
+    )?;
+    each_chunk(
+        tx,
+        |k: ApiKey| ApiKeyRef {
+            owner: k.owner,
+            prefix: k.prefix,
+        },
+        |ks| {
+            let owned_by = |org: bool| -> Vec<u64> {
+                ks.iter()
+                    .filter_map(|k| match k.owner {
+                        KeyOwner::User(u) if !org => Some(u),
+                        KeyOwner::Org(o) if org => Some(o),
+                        _ => None,
+                    })
+                    .collect()
             };
-            if there != Some(true) {
-                problems.push(format!(
-                    "api key {} belongs to missing {}",
-                    k.prefix, k.owner
-                ));
+            let mut user_there = users.contains_many(&owned_by(false))?.into_iter();
+            let mut org_there = orgs.contains_many(&owned_by(true))?.into_iter();
+            for k in ks {
+                let there = match k.owner {
+                    KeyOwner::User(_) => user_there.next(),
+                    KeyOwner::Org(_) => org_there.next(),
+                };
+                if there != Some(true) {
+                    problems.push(format!(
+                        "api key {} belongs to missing {}",
+                        k.prefix, k.owner
+                    ));
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     each::<Invite>(tx, |invite| {
         if invite.uses as usize != invite.used_by.len() {
             problems.push(format!(
@@ -197,61 +239,68 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
         }
         Ok(())
     })?;
-    each_chunk::<Org>(tx, |os| {
-        // One scan of the memberships of the chunk's orgs (ids rise through a chunk), not
-        // one per org.
-        let (Some(first), Some(last)) = (os.first(), os.last()) else {
-            return Ok(());
-        };
-        let mut owned = std::collections::BTreeSet::new();
-        let span = KeyRange {
-            start: KeyRange::prefix(key!(first.id)).start,
-            end: KeyRange::prefix(key!(last.id)).end,
-        };
-        members.for_each_sound(span, |m| {
-            if m.role == OrgRole::Owner {
-                owned.insert(m.org_id);
+    each_chunk(
+        tx,
+        |o: Org| o,
+        |os| {
+            // One scan of the memberships of the chunk's orgs (ids rise through a chunk), not
+            // one per org.
+            let (Some(first), Some(last)) = (os.first(), os.last()) else {
+                return Ok(());
+            };
+            let mut owned = std::collections::BTreeSet::new();
+            let span = KeyRange {
+                start: KeyRange::prefix(key!(first.id)).start,
+                end: KeyRange::prefix(key!(last.id)).end,
+            };
+            members.for_each_sound(span, |m| {
+                if m.role == OrgRole::Owner {
+                    owned.insert(m.org_id);
+                }
+                Ok(true)
+            })?;
+            for o in os {
+                if !owned.contains(&o.id) {
+                    problems.push(format!("org {} has no owner", o.slug));
+                }
             }
-            Ok(true)
-        })?;
-        for o in os {
-            if !owned.contains(&o.id) {
-                problems.push(format!("org {} has no owner", o.slug));
-            }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     let admin = admin_role(tx)?;
     let admin_kept = an_admin_holds_the_role(tx, admin)?;
     let mut uids = std::collections::HashMap::new();
-    each_chunk::<User>(tx, |us| {
-        let ids: Vec<u64> = us.iter().map(|u| u.id).collect();
-        let mut admin_grants = match admin {
-            Some(admin) => {
-                let keys: Vec<(u64, u64)> = ids.iter().map(|&id| (id, admin)).collect();
-                grants.get_many(&keys)?
+    each_chunk(
+        tx,
+        |u: User| u,
+        |us| {
+            let ids: Vec<u64> = us.iter().map(|u| u.id).collect();
+            let mut admin_grants = match admin {
+                Some(admin) => {
+                    let keys: Vec<(u64, u64)> = ids.iter().map(|&id| (id, admin)).collect();
+                    grants.get_many(&keys)?
+                }
+                None => Vec::new(),
             }
-            None => Vec::new(),
-        }
-        .into_iter();
-        let mut creds = credentials.get_many(&ids)?.into_iter();
-        let current: Vec<(u64, u64)> = us
-            .iter()
-            .filter_map(|u| Some((u.current_org_id?, u.id)))
-            .collect();
-        let mut in_current = members.contains_many(&current)?.into_iter();
-        for u in us {
-            let id = u.id;
-            // Whether they hold the admin role through an active grant; `None` when their
-            // grant of it is damaged (the table check reports that), so it cannot be told.
-            let holds = match (admin, admin_grants.next()) {
-                (None, _) => Some(false),
-                (Some(_), Some(Ok(grant))) => Some(grant.is_some_and(|g| g.active)),
-                (Some(_), Some(Err(Error::Corrupt { .. }))) => None,
-                (Some(_), Some(Err(e))) => return Err(e),
-                (Some(_), None) => None,
-            };
-            match holds {
+            .into_iter();
+            let mut creds = credentials.get_many(&ids)?.into_iter();
+            let current: Vec<(u64, u64)> = us
+                .iter()
+                .filter_map(|u| Some((u.current_org_id?, u.id)))
+                .collect();
+            let mut in_current = members.contains_many(&current)?.into_iter();
+            for u in us {
+                let id = u.id;
+                // Whether they hold the admin role through an active grant; `None` when their
+                // grant of it is damaged (the table check reports that), so it cannot be told.
+                let holds = match (admin, admin_grants.next()) {
+                    (None, _) => Some(false),
+                    (Some(_), Some(Ok(grant))) => Some(grant.is_some_and(|g| g.active)),
+                    (Some(_), Some(Err(Error::Corrupt { .. }))) => None,
+                    (Some(_), Some(Err(e))) => return Err(e),
+                    (Some(_), None) => None,
+                };
+                match holds {
                 Some(false) if u.is_admin && admin_kept => problems.push(format!(
                     "user {id} is marked admin but does not hold the admin role; `redkeep check \
                      --repair` takes the mark away (the role decides): if they are an \
@@ -269,7 +318,7 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
                 )),
                 _ => {}
             }
-            match creds.next() {
+                match creds.next() {
                 Some(Err(e)) => return Err(e),
                 None | Some(Ok(None)) => problems.push(format!(
                     "user {id} has no credential; set a password with `redkeep user set-password {id}`"
@@ -285,30 +334,31 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
                 }
                 Some(Ok(Some(_))) => {}
             }
-            // The uid binds a workspace folder to its user: two users must never share one.
-            if let Some(first) = uids.insert(u.uid, id) {
-                problems.push(format!(
+                // The uid binds a workspace folder to its user: two users must never share one.
+                if let Some(first) = uids.insert(u.uid, id) {
+                    problems.push(format!(
                     "users {first} and {id} share one uid, which binds a workspace folder to its \
                      user; one of them was copied by hand"
                 ));
-            }
-            // A membership of their current org is one: only without it are they counted.
-            let current_ok = u.current_org_id.map(|_| in_current.next() == Some(true));
-            if current_ok != Some(true)
-                && members.count_by(&OrgMember::BY_USER, KeyRange::prefix(key!(id)))? == 0
-            {
-                problems.push(format!("user {id} belongs to no org"));
-            }
-            match (u.current_org_id, current_ok) {
-                (None, _) => problems.push(format!("user {id} has no current org")),
-                (Some(o), Some(false)) => {
-                    problems.push(format!("user {id}'s current org {o} is not one of theirs"))
                 }
-                _ => {}
+                // A membership of their current org is one: only without it are they counted.
+                let current_ok = u.current_org_id.map(|_| in_current.next() == Some(true));
+                if current_ok != Some(true)
+                    && members.count_by(&OrgMember::BY_USER, KeyRange::prefix(key!(id)))? == 0
+                {
+                    problems.push(format!("user {id} belongs to no org"));
+                }
+                match (u.current_org_id, current_ok) {
+                    (None, _) => problems.push(format!("user {id} has no current org")),
+                    (Some(o), Some(false)) => {
+                        problems.push(format!("user {id}'s current org {o} is not one of theirs"))
+                    }
+                    _ => {}
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     for p in problems {
         report.problem(p);
     }

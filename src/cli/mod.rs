@@ -699,8 +699,20 @@ fn refuse_foreign_folder(dir: &Path) -> Result<()> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
+    // redkeep's own names: the store and the copies kept beside it (`redkeep.redb.…`), the
+    // admin socket, the note of a move, the snapshot of a server's store, the workspaces and
+    // temp files. (Not any name that starts with "redkeep": a checkout `redkeep-src/` in a
+    // home folder is not a data dir.)
     let redkeeps = |n: &String| {
-        n.starts_with("redkeep")
+        let own_file = |base: &str| {
+            n == base
+                || n.strip_prefix(base)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        };
+        own_file(crate::STORE_FILE)
+            || own_file(crate::handle::POSTGRES_COPIES)
+            || n == crate::handle::MOVED_NOTE
+            || n == crate::admin::SOCKET_FILE
             || n == crate::WORKSPACES_DIR
             || n.starts_with(crate::fsutil::TEMP_PREFIX)
     };

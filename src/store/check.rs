@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 use serde::Serialize;
+use zeroize::Zeroize;
 
 use super::engine::{KeyRange, Order, Visit};
 use super::engine::{RawRead, get_owned};
@@ -378,48 +379,51 @@ fn walk<R: Record, S: Source + ?Sized>(
         }
         Ok(())
     };
-    let mut pending: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut pending = Pending::default();
     // Judges the records in `pending`, their index entries looked up together.
-    let judge_pending = |pending: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    let judge_pending = |pending: Pending,
                          judge: &mut JudgeRecord<'_, R>,
                          found: &mut dyn FnMut(Finding) -> Result<()>|
      -> Result<()> {
         let decoded: Vec<Result<R>> = pending
+            .entries
             .iter()
             .map(|(pk, value)| decode_record::<R>(pk, value, &resolve))
             .collect();
         let mut got = Prefetched::new(raw);
         for idx in R::INDEXES {
             let keys: Vec<Vec<u8>> = pending
+                .entries
                 .iter()
                 .zip(&decoded)
                 .filter_map(|((pk, _), r)| index_entry(idx, r.as_ref().ok()?, pk))
                 .collect();
             got.fetch(&index_table(table, idx.name), &keys)?;
         }
-        for ((pk, _), decoded) in pending.iter().zip(decoded) {
+        for ((pk, _), decoded) in pending.entries.iter().zip(decoded) {
             judge(pk, decoded, &got, found)?;
         }
-        pending.clear();
         Ok(())
     };
-    raw.range(
+    // A table without indexes has nothing to look up for its records.
+    let record_batch = if R::INDEXES.is_empty() { 1 } else { batch };
+    let scanned = raw.range(
         &record_table(table),
         &KeyRange::all(),
         Order::Asc,
         &mut |pk, value| {
-            if batch == 1 {
+            if record_batch == 1 {
                 judge(pk, decode_record::<R>(pk, value, &resolve), raw, found)?;
-            } else {
-                pending.push((pk.to_vec(), value.to_vec()));
-                if pending.len() >= batch {
-                    judge_pending(&mut pending, &mut judge, found)?;
-                }
+            } else if pending.push(pk, value, record_batch) {
+                judge_pending(pending.take(), &mut judge, found)?;
             }
             Ok(true)
         },
-    )?;
-    judge_pending(&mut pending, &mut judge, found)?;
+    );
+    // What was read before a failure is judged too (and counted), as it is one at a time.
+    let judged = judge_pending(pending.take(), &mut judge, found);
+    scanned?;
+    judged?;
     for (key, problem, misplaced) in unreadable {
         found(Finding::Unreadable {
             key,
@@ -466,37 +470,35 @@ fn walk<R: Record, S: Source + ?Sized>(
             }
             Ok(())
         };
-        let judge_pending =
-            |pending: &mut Vec<(Vec<u8>, Vec<u8>)>, judge: &mut JudgeEntry<'_>| -> Result<()> {
-                let mut got = Prefetched::new(raw);
-                let targets: Vec<Vec<u8>> = pending
-                    .iter()
-                    .filter_map(|(k, v)| entry_target(idx, k, v).map(<[u8]>::to_vec))
-                    .collect();
-                got.fetch(&record_table(table), &targets)?;
-                for (k, v) in pending.iter() {
-                    judge(k, v, &got)?;
-                }
-                pending.clear();
-                Ok(())
-            };
-        raw.range(
+        let judge_pending = |pending: Pending, judge: &mut JudgeEntry<'_>| -> Result<()> {
+            let mut got = Prefetched::new(raw);
+            let targets: Vec<Vec<u8>> = pending
+                .entries
+                .iter()
+                .filter_map(|(k, v)| entry_target(idx, k, v).map(<[u8]>::to_vec))
+                .collect();
+            got.fetch(&record_table(table), &targets)?;
+            for (k, v) in &pending.entries {
+                judge(k, v, &got)?;
+            }
+            Ok(())
+        };
+        let scanned = raw.range(
             &index_table(table, idx.name),
             &KeyRange::all(),
             Order::Asc,
             &mut |k, v| {
                 if batch == 1 {
                     judge(k, v, raw)?;
-                } else {
-                    pending.push((k.to_vec(), v.to_vec()));
-                    if pending.len() >= batch {
-                        judge_pending(&mut pending, &mut judge)?;
-                    }
+                } else if pending.push(k, v, batch) {
+                    judge_pending(pending.take(), &mut judge)?;
                 }
                 Ok(true)
             },
-        )?;
-        judge_pending(&mut pending, &mut judge)?;
+        );
+        let judged = judge_pending(pending.take(), &mut judge);
+        scanned?;
+        judged?;
         for (key, problem) in stale {
             found(Finding::Remove {
                 index: idx.name,
@@ -516,6 +518,44 @@ type JudgeRecord<'j, R> = dyn FnMut(&[u8], Result<R>, &dyn RawRead, &mut dyn FnM
 /// What judges one index entry of a walk: its key and value, and where its record is looked
 /// up.
 type JudgeEntry<'j> = dyn FnMut(&[u8], &[u8], &dyn RawRead) -> Result<()> + 'j;
+
+/// Entries a batched [`walk`] read ahead of their lookups: at most its batch of them, and
+/// about [`Pending::BYTES`]. Wiped when let go: a key may be a token's hash, a value hold a
+/// password hash.
+#[derive(Default)]
+struct Pending {
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl Pending {
+    const BYTES: usize = 4 << 20;
+
+    /// Keeps a copy of an entry; returns whether that makes a full batch of `batch`.
+    fn push(&mut self, key: &[u8], value: &[u8], batch: usize) -> bool {
+        self.bytes += key.len() + value.len();
+        self.entries.push((key.to_vec(), value.to_vec()));
+        self.entries.len() >= batch || self.bytes >= Self::BYTES
+    }
+
+    /// The entries kept so far, taken out.
+    fn take(&mut self) -> Pending {
+        self.bytes = 0;
+        Pending {
+            entries: std::mem::take(&mut self.entries),
+            bytes: 0,
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        for (key, value) in &mut self.entries {
+            key.zeroize();
+            value.zeroize();
+        }
+    }
+}
 
 /// Reads that answer the keys fetched ahead from what [`RawRead::get_each`] gave for them,
 /// and everything else from the transaction.
@@ -543,6 +583,17 @@ impl<'a> Prefetched<'a> {
             got.insert((table.to_string(), k.to_vec()), v.map(<[u8]>::to_vec));
             Ok(true)
         })
+    }
+}
+
+impl Drop for Prefetched<'_> {
+    fn drop(&mut self) {
+        for ((_, mut key), value) in std::mem::take(&mut self.got) {
+            key.zeroize();
+            if let Some(mut value) = value {
+                value.zeroize();
+            }
+        }
     }
 }
 

@@ -8,10 +8,7 @@ use super::db::Store;
 use super::engine::{KeyRange, Order, RawWrite};
 use super::tx::{META, Meta, SEQ_PREFIX, Source};
 use crate::error::Result;
-
-/// Entries per write transaction on the destination.
-#[cfg(feature = "postgres")]
-const BATCH: usize = 5_000;
+use zeroize::Zeroize;
 
 impl Store {
     /// Copies every table of one snapshot of this store into `dest`, in batches, then raises
@@ -28,7 +25,7 @@ impl Store {
         dest.write(|tx| tx.remove_meta(crate::store::BORN_AT))?;
         let counts = self.read(|src| {
             let mut counts = Vec::new();
-            let mut buf: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            let mut buf = Batch::default();
             for name in src.raw().table_names()? {
                 let mut n = 0u64;
                 src.raw()
@@ -38,8 +35,8 @@ impl Store {
                         if name == META && k.starts_with(SEQ_PREFIX) {
                             return Ok(true);
                         }
-                        buf.push((k.to_vec(), v.to_vec()));
-                        if buf.len() >= BATCH {
+                        buf.push(k, v);
+                        if buf.full() {
                             flush(dest, &name, &mut buf)?;
                         }
                         Ok(true)
@@ -120,12 +117,14 @@ impl Store {
 }
 
 #[cfg(feature = "postgres")]
-fn flush(dest: &Store, table: &str, buf: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-    if buf.is_empty() {
+fn flush(dest: &Store, table: &str, buf: &mut Batch) -> Result<()> {
+    if buf.entries.is_empty() {
         return Ok(());
     }
-    dest.write_with(Durability::None, |tx| tx.raw_write()?.put_all(table, buf))?;
-    buf.clear();
+    dest.write_with(Durability::None, |tx| {
+        tx.raw_write()?.put_all(table, &buf.entries)
+    })?;
+    buf.wipe();
     Ok(())
 }
 
@@ -156,8 +155,24 @@ impl Batch {
         if !self.entries.is_empty() {
             raw.put_all(table, &self.entries)?;
         }
+        self.wipe();
+        Ok(())
+    }
+
+    /// Wipes and drops the entries: a key may be a token's hash, a value hold a password
+    /// hash.
+    fn wipe(&mut self) {
+        for (key, value) in &mut self.entries {
+            key.zeroize();
+            value.zeroize();
+        }
         self.entries.clear();
         self.bytes = 0;
-        Ok(())
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.wipe();
     }
 }

@@ -2415,8 +2415,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("s.redb");
         let store = Store::open(&path, &StoreOptions::default()).unwrap();
-        let Engine::File(file) = &store.inner.engine else {
-            unreachable!("a redb file")
+        let file = match &store.inner.engine {
+            Engine::File(file) => file,
+            #[cfg(feature = "postgres")]
+            Engine::Pg(_) => unreachable!("a redb file"),
         };
         let mut known = None;
         let mut first = |tx: &WriteTx<'_>| insert_thing(tx, 1);

@@ -1802,14 +1802,14 @@ impl Workspaces {
     }
 }
 
-/// Why the file at `path`, `bytes`, did not parse (`reason`): `NotStrictJson` when it holds
-/// `NaN` or `Infinity` (a whole file of a lenient writer, left as it is), else damaged.
 /// Whether the removed-piece file at `path` only keeps its number from being given again:
 /// an empty `{}`, as an import or a purge leaves.
 fn is_number_keeper(path: &Path, meta: &fs::Metadata) -> bool {
     meta.len() == 2 && fs::read(path).is_ok_and(|b| b == b"{}")
 }
 
+/// Why the file at `path`, `bytes`, did not parse (`reason`): `NotStrictJson` when it holds
+/// `NaN` or `Infinity` (a whole file of a lenient writer, left as it is), else damaged.
 pub(super) fn unparsed(path: &Path, bytes: &[u8], reason: String) -> Error {
     match super::doc::non_finite_token(bytes) {
         Some((token, line, column)) => Error::NotStrictJson {

@@ -249,10 +249,16 @@ fn shown_entry(table: &str, index: &str, value: &[u8]) -> String {
 
 /// Reads `--prefix` for the index `index` of `table`: as [`shown_entry`] shows its entries.
 fn prefix_of(table: &str, index: &str, text: &str) -> Result<Vec<u8>> {
-    if is_owner_index(table, index)
-        && let Some(bytes) = KeyOwner::index_prefix(text)
-    {
-        return Ok(bytes);
+    if is_owner_index(table, index) {
+        return KeyOwner::index_prefix(text).ok_or_else(|| {
+            Error::invalid(
+                "prefix",
+                format!(
+                    "{text:?} is no owner; give `user` or `org`, with a numeric id or not \
+                     (user,2 or org,5), as the entries show"
+                ),
+            )
+        });
     }
     parse_prefix(text).map_err(|e| Error::invalid("prefix", e))
 }

@@ -1571,7 +1571,13 @@ impl RawWrite for PgTx<'_> {
 
     fn put_all(&self, table: &str, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
         self.refuse_scanned(table)?;
-        if table == META || entries.len() < 2 {
+        // One statement cannot write a key twice (`on conflict do update` refuses it): keys
+        // said to be distinct that are not go one by one, the last value kept, as by `put`.
+        let distinct = || {
+            let mut seen = std::collections::HashSet::with_capacity(entries.len());
+            entries.iter().all(|(k, _)| seen.insert(k.as_slice()))
+        };
+        if table == META || entries.len() < 2 || !distinct() {
             for (key, value) in entries {
                 self.put(table, key, value)?;
             }
