@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use zeroize::Zeroize;
 
-use super::engine::{KeyRange, Order, Visit};
+use super::engine::{Entries, KeyRange, Order, Visit};
 use super::engine::{RawRead, get_owned};
 use super::key::Key;
 use super::table::{
@@ -379,28 +379,28 @@ fn walk<R: Record, S: Source + ?Sized>(
         }
         Ok(())
     };
-    let mut pending = Pending::default();
+    let mut pending = Entries::new(batch);
     // Judges the records in `pending`, their index entries looked up together.
-    let judge_pending = |pending: Pending,
+    let judge_pending = |pending: Entries,
                          judge: &mut JudgeRecord<'_, R>,
                          found: &mut dyn FnMut(Finding) -> Result<()>|
      -> Result<()> {
         let decoded: Vec<Result<R>> = pending
-            .entries
+            .list
             .iter()
             .map(|(pk, value)| decode_record::<R>(pk, value, &resolve))
             .collect();
         let mut got = Prefetched::new(raw);
         for idx in R::INDEXES {
             let keys: Vec<Vec<u8>> = pending
-                .entries
+                .list
                 .iter()
                 .zip(&decoded)
                 .filter_map(|((pk, _), r)| index_entry(idx, r.as_ref().ok()?, pk))
                 .collect();
             got.fetch(&index_table(table, idx.name), &keys)?;
         }
-        for ((pk, _), decoded) in pending.entries.iter().zip(decoded) {
+        for ((pk, _), decoded) in pending.list.iter().zip(decoded) {
             judge(pk, decoded, &got, found)?;
         }
         Ok(())
@@ -414,7 +414,7 @@ fn walk<R: Record, S: Source + ?Sized>(
         &mut |pk, value| {
             if record_batch == 1 {
                 judge(pk, decode_record::<R>(pk, value, &resolve), raw, found)?;
-            } else if pending.push(pk, value, record_batch) {
+            } else if pending.push(pk, value) {
                 judge_pending(pending.take(), &mut judge, found)?;
             }
             Ok(true)
@@ -470,15 +470,15 @@ fn walk<R: Record, S: Source + ?Sized>(
             }
             Ok(())
         };
-        let judge_pending = |pending: Pending, judge: &mut JudgeEntry<'_>| -> Result<()> {
+        let judge_pending = |pending: Entries, judge: &mut JudgeEntry<'_>| -> Result<()> {
             let mut got = Prefetched::new(raw);
             let targets: Vec<Vec<u8>> = pending
-                .entries
+                .list
                 .iter()
                 .filter_map(|(k, v)| entry_target(idx, k, v).map(<[u8]>::to_vec))
                 .collect();
             got.fetch(&record_table(table), &targets)?;
-            for (k, v) in &pending.entries {
+            for (k, v) in &pending.list {
                 judge(k, v, &got)?;
             }
             Ok(())
@@ -490,7 +490,7 @@ fn walk<R: Record, S: Source + ?Sized>(
             &mut |k, v| {
                 if batch == 1 {
                     judge(k, v, raw)?;
-                } else if pending.push(k, v, batch) {
+                } else if pending.push(k, v) {
                     judge_pending(pending.take(), &mut judge)?;
                 }
                 Ok(true)
@@ -518,44 +518,6 @@ type JudgeRecord<'j, R> = dyn FnMut(&[u8], Result<R>, &dyn RawRead, &mut dyn FnM
 /// What judges one index entry of a walk: its key and value, and where its record is looked
 /// up.
 type JudgeEntry<'j> = dyn FnMut(&[u8], &[u8], &dyn RawRead) -> Result<()> + 'j;
-
-/// Entries a batched [`walk`] read ahead of their lookups: at most its batch of them, and
-/// about [`Pending::BYTES`]. Wiped when let go: a key may be a token's hash, a value hold a
-/// password hash.
-#[derive(Default)]
-struct Pending {
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
-    bytes: usize,
-}
-
-impl Pending {
-    const BYTES: usize = 4 << 20;
-
-    /// Keeps a copy of an entry; returns whether that makes a full batch of `batch`.
-    fn push(&mut self, key: &[u8], value: &[u8], batch: usize) -> bool {
-        self.bytes += key.len() + value.len();
-        self.entries.push((key.to_vec(), value.to_vec()));
-        self.entries.len() >= batch || self.bytes >= Self::BYTES
-    }
-
-    /// The entries kept so far, taken out.
-    fn take(&mut self) -> Pending {
-        self.bytes = 0;
-        Pending {
-            entries: std::mem::take(&mut self.entries),
-            bytes: 0,
-        }
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        for (key, value) in &mut self.entries {
-            key.zeroize();
-            value.zeroize();
-        }
-    }
-}
 
 /// Reads that answer the keys fetched ahead from what [`RawRead::get_each`] gave for them,
 /// and everything else from the transaction.

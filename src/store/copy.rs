@@ -5,10 +5,12 @@
 #[cfg(feature = "postgres")]
 use super::db::Durability;
 use super::db::Store;
-use super::engine::{KeyRange, Order, RawWrite};
+use super::engine::{Entries, KeyRange, Order};
 use super::tx::{META, Meta, SEQ_PREFIX, Source};
 use crate::error::Result;
-use zeroize::Zeroize;
+
+/// Entries written in one statement (`RawWrite::put_all`) on an engine that batches.
+const ENTRIES_PER_STATEMENT: usize = 1_000;
 
 impl Store {
     /// Copies every table of one snapshot of this store into `dest`, in batches, then raises
@@ -25,7 +27,7 @@ impl Store {
         dest.write(|tx| tx.remove_meta(crate::store::BORN_AT))?;
         let counts = self.read(|src| {
             let mut counts = Vec::new();
-            let mut buf = Batch::default();
+            let mut buf = Entries::new(ENTRIES_PER_STATEMENT);
             for name in src.raw().table_names()? {
                 let mut n = 0u64;
                 src.raw()
@@ -35,8 +37,7 @@ impl Store {
                         if name == META && k.starts_with(SEQ_PREFIX) {
                             return Ok(true);
                         }
-                        buf.push(k, v);
-                        if buf.full() {
+                        if buf.push(k, v) {
                             flush(dest, &name, &mut buf)?;
                         }
                         Ok(true)
@@ -81,17 +82,14 @@ impl Store {
                 tx.delete_all_tables()?;
                 let raw = tx.raw_write()?;
                 let mut counts = Vec::new();
-                let mut buf = Batch::default();
+                let mut buf = Entries::new(ENTRIES_PER_STATEMENT);
                 for name in &names {
                     let mut n = 0u64;
                     src.raw()
                         .range(name, &KeyRange::all(), Order::Asc, &mut |k, v| {
                             n += 1;
-                            if !(name == META && k.starts_with(SEQ_PREFIX)) {
-                                buf.push(k, v);
-                                if buf.full() {
-                                    buf.write(raw, name)?;
-                                }
+                            if !(name == META && k.starts_with(SEQ_PREFIX)) && buf.push(k, v) {
+                                buf.write(raw, name)?;
                             }
                             Ok(true)
                         })?;
@@ -117,62 +115,12 @@ impl Store {
 }
 
 #[cfg(feature = "postgres")]
-fn flush(dest: &Store, table: &str, buf: &mut Batch) -> Result<()> {
-    if buf.entries.is_empty() {
+fn flush(dest: &Store, table: &str, buf: &mut Entries) -> Result<()> {
+    let batch = buf.take();
+    if batch.list.is_empty() {
         return Ok(());
     }
     dest.write_with(Durability::None, |tx| {
-        tx.raw_write()?.put_all(table, &buf.entries)
-    })?;
-    buf.wipe();
-    Ok(())
-}
-
-/// Entries of one table on their way to the destination, written a statement at a time
-/// (`RawWrite::put_all`) once there are enough of them.
-#[derive(Default)]
-struct Batch {
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
-    bytes: usize,
-}
-
-impl Batch {
-    /// At most this many entries …
-    const ENTRIES: usize = 1_000;
-    /// … or about this many bytes go in one statement.
-    const BYTES: usize = 4 << 20;
-
-    fn push(&mut self, key: &[u8], value: &[u8]) {
-        self.bytes += key.len() + value.len();
-        self.entries.push((key.to_vec(), value.to_vec()));
-    }
-
-    fn full(&self) -> bool {
-        self.entries.len() >= Self::ENTRIES || self.bytes >= Self::BYTES
-    }
-
-    fn write(&mut self, raw: &dyn RawWrite, table: &str) -> Result<()> {
-        if !self.entries.is_empty() {
-            raw.put_all(table, &self.entries)?;
-        }
-        self.wipe();
-        Ok(())
-    }
-
-    /// Wipes and drops the entries: a key may be a token's hash, a value hold a password
-    /// hash.
-    fn wipe(&mut self) {
-        for (key, value) in &mut self.entries {
-            key.zeroize();
-            value.zeroize();
-        }
-        self.entries.clear();
-        self.bytes = 0;
-    }
-}
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        self.wipe();
-    }
+        tx.raw_write()?.put_all(table, &batch.list)
+    })
 }

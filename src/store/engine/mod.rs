@@ -13,6 +13,8 @@ use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
+use zeroize::Zeroize;
+
 use crate::error::{Error, Result};
 
 thread_local! {
@@ -467,6 +469,64 @@ pub(crate) trait RawWrite: RawRead {
     /// returns whether it does.
     fn native_raise(&self, _name: &str, _value: u64) -> Result<bool> {
         Ok(false)
+    }
+}
+
+/// Entries copied out of a scan on their way to a batched write or lookup: at most `limit`
+/// of them, and about [`Entries::BYTES`]. Wiped when let go: a key may be a token's hash, a
+/// value hold a password hash.
+pub(crate) struct Entries {
+    pub(crate) list: Vec<(Vec<u8>, Vec<u8>)>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Entries {
+    /// About the most bytes a batch holds.
+    pub(crate) const BYTES: usize = 4 << 20;
+
+    pub(crate) fn new(limit: usize) -> Entries {
+        Entries {
+            list: Vec::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// Keeps a copy of an entry; returns whether that makes the batch full.
+    pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) -> bool {
+        self.bytes += key.len() + value.len();
+        self.list.push((key.to_vec(), value.to_vec()));
+        self.list.len() >= self.limit || self.bytes >= Self::BYTES
+    }
+
+    /// The entries kept so far, taken out: this batch starts again empty.
+    pub(crate) fn take(&mut self) -> Entries {
+        self.bytes = 0;
+        Entries {
+            list: std::mem::take(&mut self.list),
+            bytes: 0,
+            limit: self.limit,
+        }
+    }
+
+    /// Writes the entries kept so far into `table` in one go ([`RawWrite::put_all`]), then
+    /// lets them go.
+    pub(crate) fn write(&mut self, raw: &dyn RawWrite, table: &str) -> Result<()> {
+        let batch = self.take();
+        if batch.list.is_empty() {
+            return Ok(());
+        }
+        raw.put_all(table, &batch.list)
+    }
+}
+
+impl Drop for Entries {
+    fn drop(&mut self) {
+        for (key, value) in &mut self.list {
+            key.zeroize();
+            value.zeroize();
+        }
     }
 }
 
