@@ -34,7 +34,13 @@ fn holds_admin(tx: &dyn Source, admin: Option<u64>, user: u64) -> Result<Option<
     let Some(admin) = admin else {
         return Ok(Some(false));
     };
-    match Table::<UserRole, dyn Source>::new(tx).get(&(user, admin)) {
+    admin_by_grant(Table::<UserRole, dyn Source>::new(tx).get(&(user, admin)))
+}
+
+/// What a user's grant of the admin role (as read) says: whether it is active; `None` when
+/// it is damaged (the table check reports that), so it cannot be told.
+fn admin_by_grant(grant: Result<Option<UserRole>>) -> Result<Option<bool>> {
+    match grant {
         Ok(grant) => Ok(Some(grant.is_some_and(|g| g.active))),
         Err(Error::Corrupt { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -295,9 +301,7 @@ pub(crate) fn check(tx: &dyn Source, report: &mut CheckReport) -> Result<()> {
                 // grant of it is damaged (the table check reports that), so it cannot be told.
                 let holds = match (admin, admin_grants.next()) {
                     (None, _) => Some(false),
-                    (Some(_), Some(Ok(grant))) => Some(grant.is_some_and(|g| g.active)),
-                    (Some(_), Some(Err(Error::Corrupt { .. }))) => None,
-                    (Some(_), Some(Err(e))) => return Err(e),
+                    (Some(_), Some(grant)) => admin_by_grant(grant)?,
                     (Some(_), None) => None,
                 };
                 match holds {

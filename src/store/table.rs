@@ -658,6 +658,8 @@ fn with_key<K: Key, T>(key: &K, secret: bool, f: impl FnOnce(&[u8]) -> T) -> T {
 /// panic as well.
 struct KeyList {
     buf: Vec<u8>,
+    // Where each key ends in `buf`.
+    ends: Vec<usize>,
     secret: bool,
 }
 
@@ -665,6 +667,7 @@ impl KeyList {
     fn new(secret: bool) -> KeyList {
         KeyList {
             buf: Vec::new(),
+            ends: Vec::new(),
             secret,
         }
     }
@@ -678,14 +681,50 @@ impl KeyList {
             old.zeroize();
         }
         self.buf.extend_from_slice(key);
+        self.ends.push(self.buf.len());
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.buf.len()
     }
 
+    /// How many keys it holds.
+    fn count(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The keys, in the order they were pushed.
+    fn keys(&self) -> ListedKeys<'_> {
+        ListedKeys {
+            list: self,
+            next: 0,
+        }
+    }
+
+    #[cfg(test)]
     fn bytes(&self) -> &[u8] {
         &self.buf
+    }
+}
+
+/// The keys of a [`KeyList`], in order.
+struct ListedKeys<'l> {
+    list: &'l KeyList,
+    next: usize,
+}
+
+impl<'l> Iterator for ListedKeys<'l> {
+    type Item = &'l [u8];
+
+    fn next(&mut self) -> Option<&'l [u8]> {
+        let end = *self.list.ends.get(self.next)?;
+        let start = match self.next {
+            0 => 0,
+            n => self.list.ends.get(n - 1).copied().unwrap_or_default(),
+        };
+        self.next += 1;
+        Some(self.list.buf.get(start..end).unwrap_or_default())
     }
 }
 
@@ -832,17 +871,10 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     ) -> Result<Vec<T>> {
         let secret = R::SECRET_KEY || <R::Key as Key>::SECRET;
         let mut list = KeyList::new(secret);
-        let mut ends = Vec::with_capacity(keys.len());
         for key in keys {
             with_key(key, secret, |pk| list.push(pk));
-            ends.push(list.len());
         }
-        let mut start = 0;
-        let mut each = ends.iter().map(|&end| {
-            let key = list.bytes().get(start..end).unwrap_or_default();
-            start = end;
-            key
-        });
+        let mut each = list.keys();
         let mut out = Vec::with_capacity(keys.len());
         self.raw().get_each(self.records, &mut each, &mut |pk, v| {
             out.push(f(pk, v));
@@ -979,18 +1011,11 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         let idx = Self::index_of(index)?;
         let raw = self.raw();
         let mut keys = KeyList::new(R::SECRET_KEY || <R::Key as Key>::SECRET);
-        let mut ends = Vec::with_capacity(limit.min(64));
         raw.range(index_name(idx), &range, order, &mut |entry, value| {
             keys.push(target_of(idx, entry, value)?);
-            ends.push(keys.len());
-            Ok(ends.len() < limit)
+            Ok(keys.count() < limit)
         })?;
-        let mut start = 0;
-        let mut each = ends.iter().map(|&end| {
-            let key = keys.bytes().get(start..end).unwrap_or_default();
-            start = end;
-            key
-        });
+        let mut each = keys.keys();
         raw.get_each(self.records, &mut each, &mut |pk, v| {
             out.push(self.decode(pk, v.ok_or_else(|| dangling(idx, pk))?)?);
             Ok(true)
@@ -1453,6 +1478,9 @@ mod tests {
                 assert_eq!(list.len(), expected.len());
             }
             assert_eq!(list.bytes(), expected.as_slice());
+            let keys: Vec<&[u8]> = list.keys().collect();
+            assert_eq!(keys.len(), 100);
+            assert!(keys.iter().enumerate().all(|(n, k)| *k == [n as u8; 32]));
         }
     }
 
