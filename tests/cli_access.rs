@@ -1090,6 +1090,39 @@ fn a_closed_pipe_fails_a_command_that_shows_a_secret_once_or_exports() {
     }
 }
 
+/// A stderr whose reader went away (`redkeep … 2>&1 | head -1`, a log pipe that died) loses
+/// the error line but not the exit code: a failure exits 1 and a usage error 2, never 101
+/// from a panic while writing the line; a success stays 0.
+#[test]
+fn a_closed_stderr_keeps_the_exit_code() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let closed_stderr = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("redkeep"));
+        c.args(args)
+            .env("REDKEEP_DATA_DIR", cli.data())
+            .env("REDKEEP_ARGON2", "m=8,t=1,p=1")
+            .env_remove("REDKEEP_STORE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(writer);
+        if let Some(url) = &cli.store {
+            c.env("REDKEEP_STORE_URL", url);
+        }
+        c.output().unwrap()
+    };
+    for (args, code) in [
+        (&["user", "show", "nobody@example.com"][..], 1),
+        (&["user", "frobnicate"], 2),
+        (&["user", "list", "--limit", "0"], 2),
+        (&["user", "show", "ann@example.com"], 0),
+    ] {
+        let out = closed_stderr(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+    }
+}
+
 /// A command that only reads and cannot write its output (a full disk) says only that: it
 /// changed nothing and printed no secret, so the message speaks of neither.
 #[test]

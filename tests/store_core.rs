@@ -9,7 +9,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use redkeep::store::{KeyRange, Meta, Order, Store, StoreOptions, format::shape_id};
+use redkeep::store::{
+    FaultKind, FaultPlan, KeyRange, Meta, Order, Store, StoreOptions, format::shape_id,
+};
 use redkeep::{Error, Index, Record, key};
 use serde::{Deserialize, Serialize};
 
@@ -184,7 +186,7 @@ fn a_write_batched_after_a_wipe_leaves_what_a_fresh_handle_needs_to_read_its_rec
     drop(dir);
 }
 
-/// While a file check waits for a read to end (as a live `redkeep check` does), a read inside
+/// While a file check waits for a read to end (as a check in place does), a read inside
 /// that read goes ahead, and a write inside it is refused at once instead of waiting for the
 /// check that waits for it: the read ends, then the check, which finds the file sound.
 #[test]
@@ -211,7 +213,7 @@ fn a_read_inside_a_read_goes_ahead_and_a_write_is_refused_while_a_file_check_wai
         inside_rx.recv().unwrap();
         let checker = {
             let s = store.clone();
-            thread::spawn(move || s.check_file_copy())
+            thread::spawn(move || s.check_file())
         };
         let nested = reader.join().unwrap();
         let checked = checker.join().unwrap();
@@ -340,4 +342,42 @@ fn nested_reads_on_many_threads_and_repeated_file_checks_all_finish() {
             r.join().unwrap();
         }
     });
+}
+
+/// A live `redkeep check` checks a byte copy of the file. The running app's reads go on while
+/// the file is copied (they waited for the whole copy and check before); a write waits for
+/// the copy, then commits; the copy is found sound.
+#[test]
+fn reads_go_on_while_a_live_file_check_copies_the_file_and_a_write_waits_for_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    put(&store, 1, "a");
+    let (during, checked, after) = within_30s(move || {
+        let plan = FaultPlan::pausing(FaultKind::FileRead, 1);
+        let checker = {
+            let (s, plan) = (store.clone(), plan.clone());
+            thread::spawn(move || {
+                let _armed = plan.arm_files();
+                s.check_file_copy()
+            })
+        };
+        // The check is copying the file.
+        plan.wait_paused();
+        let during = store.read(|tx| tx.table::<Item>().count()).unwrap();
+        let writer = {
+            let s = store.clone();
+            thread::spawn(move || put(&s, 2, "b"))
+        };
+        until(|| store.waiting_writers() >= 1);
+        let waited = !writer.is_finished();
+        plan.resume();
+        writer.join().unwrap();
+        let checked = checker.join().unwrap();
+        let after = store.read(|tx| tx.table::<Item>().count()).unwrap();
+        assert!(waited, "a write committed while the file was copied");
+        (during, checked, after)
+    });
+    assert_eq!(during, 1);
+    assert!(checked.unwrap(), "the copy is sound");
+    assert_eq!(after, 2);
 }

@@ -126,7 +126,7 @@ impl Connection {
             Patience::Wait => {}
             Patience::WaitAndSay => {
                 if !readable_within(&stream, NOTICE_AFTER) {
-                    eprintln!(
+                    say!(
                         "no answer yet after {}s from the application holding the store \
                          (through {}); it may be busy with a long command, or stopped or \
                          hung; waiting (Ctrl-C stops waiting and leaves the store as it is)",

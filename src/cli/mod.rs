@@ -161,7 +161,7 @@ fn open(cli: &Cli) -> Result<Redkeep> {
     options.open_unfinished = cli.command.accepts_unfinished();
     options.workspace.max_doc_bytes = cli.max_doc_bytes;
     options.workspace.on_wait = Some(std::sync::Arc::new(|path: &Path| {
-        eprintln!("waiting for the lock on {} …", path.display());
+        say!("waiting for the lock on {} …", path.display());
     }));
     let creates = options.create;
     // A command that only reads leaves the store file as it was: opened for writing, redb
@@ -274,13 +274,13 @@ pub fn main() -> ExitCode {
             if let Err(err) = printed
                 && err.kind() != std::io::ErrorKind::BrokenPipe
             {
-                eprintln!("error: writing the help: {err}");
+                say!("error: writing the help: {err}");
                 return ExitCode::from(1);
             }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
         Err(e) => {
-            eprintln!("error: {}", render::error_line(&usage_error_line(&e)));
+            say!("error: {}", render::error_line(&usage_error_line(&e)));
             return ExitCode::from(2);
         }
     };
@@ -295,7 +295,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) if Watched::reader_left() => {
-            eprintln!(
+            say!(
                 "error: {}",
                 render::error_line(&format!(
                     "the export was cut short: the reader of stdout closed it before the end \
@@ -307,7 +307,7 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("error: {}", render::error_line(&e.full_message()));
+            say!("error: {}", render::error_line(&e.full_message()));
             ExitCode::from(1)
         }
     }
@@ -649,9 +649,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let summary_to_stdout = sink.finish()?;
             if reply.raw && !summary_to_stdout {
                 // stdout carries the data; the summary is a message.
-                eprint!("{}", render(&reply, false));
+                let _ = write!(std::io::stderr(), "{}", render(&reply, false));
                 if reply.exit_code != 0 {
-                    eprintln!("error: {}", failure_line(&cli.command, &reply));
+                    say!("error: {}", failure_line(&cli.command, &reply));
                 }
                 return Ok(ExitCode::from(reply.exit_code));
             }
@@ -668,7 +668,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     // stdout holds the secret alone.
     if !cli.json {
         for note in &reply.notes {
-            eprintln!("{}", render::printable(note));
+            say!("{}", render::printable(note));
         }
     }
     // A failure told on stdout (the problems a check or a salvage found) also gets its one
@@ -681,7 +681,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Command::User(admin::commands::UserCmd::Can { .. })
         )
     {
-        eprintln!("error: {}", failure_line(&cli.command, &reply));
+        say!("error: {}", failure_line(&cli.command, &reply));
     }
     Ok(ExitCode::from(reply.exit_code))
 }
@@ -911,7 +911,7 @@ fn remote(
         admin::Remote::Reply(r) => Ok(Ok(r)),
         admin::Remote::Failed(message, code) => {
             // As a local run prints its error: long words and lines cut.
-            eprintln!("error: {}", render::error_line(&message));
+            say!("error: {}", render::error_line(&message));
             Ok(Err(ExitCode::from(code)))
         }
     }

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::engine::RawWrite;
 #[cfg(feature = "postgres")]
 pub use super::engine::pg::is_postgres_url;
-use super::engine::redb_file::{self, FileDb, FileRead, FileWrite, OpenSpec, OpenWrite, UndoLog};
+use super::engine::redb_file::{
+    self, CheckCopy, FileDb, FileRead, FileWrite, OpenSpec, OpenWrite, UndoLog,
+};
 use super::tx::{Meta, ReadTx, Registrations, Registry, WriteTx};
 use crate::error::{Error, Result};
 
@@ -1432,6 +1434,18 @@ impl Store {
     /// Runs `f` with the file to itself: no batch is open and none begins meanwhile. Never
     /// called inside a transaction of this store on this thread (it would wait for it).
     fn alone<T>(&self, file: &RwLock<FileDb>, f: impl FnOnce(&mut FileDb) -> T) -> T {
+        let _turn = self.commits_wait();
+        // The reads under way end first, new ones wait (see [`ReadGate`]); then nobody
+        // holds the lock.
+        let _closed = self.inner.reads.close();
+        let mut db = file.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut db)
+    }
+
+    /// Takes the file's turn: no batch is open and none begins (no commit) until the turn
+    /// is dropped; reads go on. Never called inside a transaction of this store on this
+    /// thread (it would wait for it).
+    fn commits_wait(&self) -> AloneTurn<'_> {
         let g = &self.inner.group;
         let mut st = g.lock();
         st.exclusive += 1;
@@ -1440,14 +1454,9 @@ impl Store {
         }
         st.busy = true;
         drop(st);
-        // The turn is given back however `f` ends, a panic included, or every writer after
-        // it would wait forever.
-        let _turn = AloneTurn(g);
-        // The reads under way end first, new ones wait (see [`ReadGate`]); then nobody
-        // holds the lock.
-        let _closed = self.inner.reads.close();
-        let mut db = file.write().unwrap_or_else(|p| p.into_inner());
-        f(&mut db)
+        // The turn is given back however the caller ends, a panic included, or every
+        // writer after it would wait forever.
+        AloneTurn(g)
     }
 
     /// Callers that wait to have the file alone or have it (a file check, a reopen), for
@@ -1997,8 +2006,9 @@ impl Store {
     }
 
     /// Runs redb's integrity check (page checksums and allocator state) on a byte copy of the
-    /// file, so the file keeps its bytes whatever it finds; the copy is taken while no
-    /// transaction of this handle runs. Returns whether the copy was sound (`false`: a problem
+    /// file, so the file keeps its bytes whatever it finds. The copy is taken while no write
+    /// of this handle commits (writes wait for the copy, not for the check); reads go on
+    /// throughout. Returns whether the copy was sound (`false`: a problem
     /// that [`check_file`](Self::check_file) repairs in place). Works on a handle opened only
     /// to read too.
     ///
@@ -2010,7 +2020,16 @@ impl Store {
     pub fn check_file_copy(&self) -> Result<bool> {
         Inside::refuse_alone(&self.inner)?;
         let outcome = match &self.inner.engine {
-            Engine::File(file) => self.alone(file, |db| db.check_copy()),
+            Engine::File(file) => {
+                // Only the copy holds commits back; reads go on meanwhile, and the check of
+                // the copy holds nothing.
+                let copied = {
+                    let _turn = self.commits_wait();
+                    let db = file.read().unwrap_or_else(|e| e.into_inner());
+                    db.copy_for_check()
+                };
+                copied.and_then(CheckCopy::check)
+            }
             #[cfg(feature = "postgres")]
             Engine::Pg(pg) => pg.check_indexes(),
         };

@@ -6,8 +6,8 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::ops::Bound;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use redb::StorageBackend;
 use redb::backends::FileBackend;
@@ -34,13 +34,16 @@ pub enum FaultKind {
     FileRead,
 }
 
-/// Fails the `nth` call (1-based) of one kind, once.
+/// Fails the `nth` call (1-based) of one kind, once; or, made with
+/// [`pausing`](FaultPlan::pausing), holds that call until [`resume`](FaultPlan::resume).
 #[doc(hidden)]
 pub struct FaultPlan {
     kind: FaultKind,
     nth: u64,
     calls: AtomicU64,
     fired: AtomicBool,
+    // A pausing plan: whether the call is held, and whether it was let go.
+    pause: Option<(Mutex<(bool, bool)>, Condvar)>,
 }
 
 impl fmt::Debug for FaultPlan {
@@ -61,7 +64,38 @@ impl FaultPlan {
             nth,
             calls: AtomicU64::new(0),
             fired: AtomicBool::new(false),
+            pause: None,
         })
+    }
+
+    /// A plan holding the `nth` call of `kind` (which then succeeds) until
+    /// [`resume`](Self::resume): what another thread can do while it waits.
+    pub fn pausing(kind: FaultKind, nth: u64) -> Arc<FaultPlan> {
+        Arc::new(FaultPlan {
+            kind,
+            nth,
+            calls: AtomicU64::new(0),
+            fired: AtomicBool::new(false),
+            pause: Some((Mutex::new((false, false)), Condvar::new())),
+        })
+    }
+
+    /// Waits until a pausing plan holds its call (at once for a plan that does not pause).
+    pub fn wait_paused(&self) {
+        if let Some((state, cv)) = &self.pause {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            while !st.0 {
+                st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+
+    /// Lets the held call of a pausing plan go on (and any it has yet to hold).
+    pub fn resume(&self) {
+        if let Some((state, cv)) = &self.pause {
+            state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+            cv.notify_all();
+        }
     }
 
     /// Whether the failure happened.
@@ -98,6 +132,15 @@ impl FaultPlan {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.nth {
             self.fired.store(true, Ordering::SeqCst);
+            if let Some((state, cv)) = &self.pause {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                st.0 = true;
+                cv.notify_all();
+                while !st.1 {
+                    st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                return Ok(());
+            }
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!("injected failure of {kind:?} call {n}"),

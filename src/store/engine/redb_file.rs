@@ -414,16 +414,12 @@ impl FileDb {
         })
     }
 
-    /// redb's integrity check run on a byte copy of the file, so the file keeps its bytes
-    /// whatever the check finds: run in place, a check that fails leaves the file marked as
-    /// needing recovery, which the next open for writing makes (rewriting a damaged file),
-    /// and even a sound file is written by the open for writing it needs. The copy goes to a
-    /// private temp folder beside the file (the system's temp folder when the data dir
-    /// cannot be written), removed afterwards. Whether the copy is the file as it was is
-    /// told by its length, modification time and header before and after: another process writing
-    /// the file meanwhile (shared mode) makes it copy again, three times at most. Returns
-    /// whether redb found the copy sound (`false`: a problem redb repairs, on the copy).
-    pub(crate) fn check_copy(&self) -> Result<bool> {
+    /// Copies the file's bytes into a private temporary folder, to be checked with
+    /// [`CheckCopy::check`] once the caller lets commits go on again. Reads need not stop:
+    /// committed pages do not change without a commit. Another process that writes
+    /// meanwhile is seen (the length, modification time or header moved) and the copy taken
+    /// again, three times at most.
+    pub(crate) fn copy_for_check(&self) -> Result<CheckCopy> {
         let scratch = crate::fsutil::private_temp_dir_in(self.path.parent(), "a temporary folder")
             .or_else(|_| crate::fsutil::private_temp_dir_in(None, "a temporary folder"))?;
         let copy = scratch.path().join("check.redb");
@@ -441,7 +437,7 @@ impl FileDb {
         let mut tries = 0;
         loop {
             let before = stamp()?;
-            std::fs::copy(&self.path, &copy).map_err(|e| {
+            let copying = |e| {
                 Error::io(
                     format!(
                         "copying {} to {} to check it",
@@ -450,7 +446,9 @@ impl FileDb {
                     ),
                     e,
                 )
-            })?;
+            };
+            crate::fsutil::fault(crate::fsutil::FileOp::Read).map_err(copying)?;
+            std::fs::copy(&self.path, &copy).map_err(copying)?;
             if stamp()? == before {
                 break;
             }
@@ -472,27 +470,11 @@ impl FileDb {
             std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| Error::io(format!("making {} writable", copy.display()), e))?;
         }
-        let spec = OpenSpec {
+        Ok(CheckCopy {
+            _scratch: scratch,
+            copy,
             cache_bytes: self.spec.cache_bytes,
-            shared: false,
-            faults: None,
-        };
-        // Said of the file itself, whose path the store puts in: the copy is gone after.
-        let of_file = |e: Error| match e {
-            Error::Damaged { reason, .. } => Error::Damaged {
-                path: PathBuf::new(),
-                reason,
-            },
-            e => e,
-        };
-        let mut db = open_db(&copy, &spec).map_err(of_file)?;
-        let sound = contain("checking the file", || {
-            db.check_integrity()
-                .map_err(|e| engine("checking file integrity", e))
         })
-        .map_err(of_file);
-        close_quietly("closing the copy of the store", db);
-        sound
     }
 
     /// Copies every table of one snapshot into a new file at `dest`.
@@ -1406,6 +1388,42 @@ impl RawWrite for FileWrite<'_, '_> {
                 .map_err(|e| engine("deleting a table", e))?;
             Ok(())
         })
+    }
+}
+
+/// A byte copy of a store file taken by [`FileDb::copy_for_check`]; removed when dropped.
+pub(crate) struct CheckCopy {
+    _scratch: crate::fsutil::TempDir,
+    copy: PathBuf,
+    cache_bytes: usize,
+}
+
+impl CheckCopy {
+    /// Runs redb's integrity check (page checksums and allocator state) on the copy, which
+    /// touches neither the file nor its store: whether the copy was sound (`false`: a
+    /// problem a check of the file itself repairs in place).
+    pub(crate) fn check(self) -> Result<bool> {
+        let spec = OpenSpec {
+            cache_bytes: self.cache_bytes,
+            shared: false,
+            faults: None,
+        };
+        // Said of the file itself, whose path the store puts in: the copy is gone after.
+        let of_file = |e: Error| match e {
+            Error::Damaged { reason, .. } => Error::Damaged {
+                path: PathBuf::new(),
+                reason,
+            },
+            e => e,
+        };
+        let mut db = open_db(&self.copy, &spec).map_err(of_file)?;
+        let sound = contain("checking the file", || {
+            db.check_integrity()
+                .map_err(|e| engine("checking file integrity", e))
+        })
+        .map_err(of_file);
+        close_quietly("closing the copy of the store", db);
+        sound
     }
 }
 
