@@ -643,7 +643,10 @@ impl Redkeep {
     /// it is (see `redkeep salvage`); `Io` / `Storage`.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
         check_policies(&options)?;
-        let dir = dir.as_ref().to_path_buf();
+        // Absolute from here on: the paths the handle hands out (a workspace's folder, a
+        // piece's file, the store's, in replies through the admin socket too) must mean the
+        // same to a caller in another working directory. Symlinks are kept as given.
+        let dir = std::path::absolute(dir.as_ref()).unwrap_or_else(|_| dir.as_ref().to_path_buf());
         if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
             return Err(Error::invalid(
                 "data dir",

@@ -891,3 +891,56 @@ fn owners_starting_together_over_a_stale_socket_leave_one_serving() {
         assert!(answer.contains("\"Ok\""), "round {round}: {answer}");
     }
 }
+
+/// `path` as a relative path from this process's working directory.
+fn relative_to_cwd(path: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap();
+    let mut relative = PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        relative.push("..");
+    }
+    relative.push(path.strip_prefix("/").unwrap());
+    relative
+}
+
+/// An application that opened its data dir by a relative path hands out absolute paths, so
+/// a path in an answer through its socket means the same to a CLI run from anywhere (it was
+/// relative to the application's working directory).
+#[test]
+fn paths_in_answers_through_the_owner_are_absolute_whatever_its_working_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let relative = relative_to_cwd(&dir);
+    assert!(relative.is_relative());
+    let rk = Redkeep::open(
+        &relative,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    // Absolute, kept as given otherwise (`..` is not resolved: it may follow a symlink).
+    assert!(rk.dir().is_absolute(), "{}", rk.dir().display());
+    assert_eq!(
+        rk.dir().canonicalize().unwrap(),
+        dir.canonicalize().unwrap()
+    );
+    let _admin = redkeep::admin::serve(&rk).unwrap();
+    let out = Command::cargo_bin("redkeep")
+        .unwrap()
+        .current_dir("/")
+        .env("REDKEEP_DATA_DIR", &dir)
+        .args(["--json", "workspace", "show", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        shown["path"].as_str(),
+        rk.dir().join("workspaces/users/1").to_str(),
+        "{shown}"
+    );
+    let (code, status, _) = run(&dir, &["status", "--json"], None);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["socket"], "reachable");
+}

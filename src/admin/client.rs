@@ -117,6 +117,28 @@ impl Connection {
             .set_write_timeout(Some(Duration::from_secs(600)))
             .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(3600))))
             .map_err(|e| Error::io("configuring the admin socket", e))?;
+        // Said while the input is still being sent too: an owner that is stopped reads none
+        // of it, and sending waits.
+        let notice = matches!(patience, Patience::WaitAndSay).then(|| {
+            let (answered, waiting) = std::sync::mpsc::channel::<()>();
+            let path = path.clone();
+            let notice = std::thread::spawn(move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    waiting.recv_timeout(NOTICE_AFTER)
+                {
+                    say!(
+                        "no answer yet after {}s from the application holding the store \
+                         (through {}); it may be busy with a long command, or stopped or \
+                         hung; waiting (Ctrl-C stops waiting: a command the application has \
+                         not begun is then dropped, one it has begun goes on; see what it \
+                         did with `redkeep` before running it again)",
+                        NOTICE_AFTER.as_secs(),
+                        path.display()
+                    );
+                }
+            });
+            (answered, notice)
+        });
         // An owner that refuses may answer before reading everything, and one that dies
         // makes sending fail: either way, what it said (or that it went away) is read next.
         if let Err(e) = send_request(&mut stream, req, input) {
@@ -125,14 +147,12 @@ impl Connection {
         match patience {
             Patience::Wait => {}
             Patience::WaitAndSay => {
-                if !readable_within(&stream, NOTICE_AFTER) {
-                    say!(
-                        "no answer yet after {}s from the application holding the store \
-                         (through {}); it may be busy with a long command, or stopped or \
-                         hung; waiting (Ctrl-C stops waiting and leaves the store as it is)",
-                        NOTICE_AFTER.as_secs(),
-                        path.display()
-                    );
+                // The first sign of an answer ends the notice's wait (an answer before it
+                // says nothing); the read timeout bounds the wait as the read's own would.
+                readable_within(&stream, Duration::from_secs(3600));
+                if let Some((answered, notice)) = notice {
+                    drop(answered);
+                    let _ = notice.join();
                 }
             }
             Patience::GiveUpAfter(d) => {
@@ -162,6 +182,7 @@ fn send_request(
         REQUEST,
         &WireRequest {
             version: PROTOCOL_VERSION,
+            release: Some(env!("CARGO_PKG_VERSION").to_owned()),
             request: req.clone(),
         },
     )?;
@@ -210,8 +231,28 @@ fn read_answer(stream: &mut UnixStream, output: &mut dyn Write) -> Result<Remote
                 .map_err(|e| Error::io("writing the command's output", e))?,
             Frame::Body(ANSWER, body) => {
                 let reply: WireReply = crate::workspace::parse_wrapped(&body).map_err(|e| {
-                    Error::invalid("reply", format!("malformed answer from the owner: {e}"))
+                    Error::invalid(
+                        "reply",
+                        format!(
+                            "malformed answer from the owner: {e} (the application may run \
+                             another release of redkeep than this CLI, {}: use the redkeep CLI \
+                             of the application's release)",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                    )
                 })?;
+                if reply.version != PROTOCOL_VERSION {
+                    return Err(Error::invalid(
+                        "reply",
+                        format!(
+                            "the application answers in admin protocol version {} and this \
+                             CLI (redkeep {}) speaks version {PROTOCOL_VERSION}: use the \
+                             redkeep CLI of the application's release",
+                            reply.version,
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                    ));
+                }
                 output
                     .flush()
                     .map_err(|e| Error::io("writing the command's output", e))?;

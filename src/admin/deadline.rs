@@ -52,6 +52,38 @@ impl<P: Peer> Read for Until<P> {
     }
 }
 
+/// A peer read within a budget of waiting: the time its reads spend waiting for the peer's
+/// bytes is taken from the budget, and no read starts once it is spent (`TimedOut`). Unlike
+/// [`Until`], the time the reader spends on other things (a command working between two
+/// reads of its input) does not count: only a peer that keeps it waiting runs out.
+pub(crate) struct Patient<'b, P> {
+    peer: P,
+    left: &'b mut Duration,
+}
+
+impl<'b, P: Peer> Patient<'b, P> {
+    pub(crate) fn new(peer: P, left: &'b mut Duration) -> Self {
+        Patient { peer, left }
+    }
+}
+
+impl<P: Peer> Read for Patient<'_, P> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer kept the command waiting for its input too long in all",
+            ));
+        }
+        self.peer.wait_at_most(*self.left)?;
+        let start = self.peer.now();
+        let read = self.peer.read(buf);
+        let waited = self.peer.now().saturating_duration_since(start);
+        *self.left = self.left.saturating_sub(waited);
+        read
+    }
+}
+
 /// A peer for tests: it sends the given bytes a few at a time, and each read takes the time
 /// given (the clock moves by it, nothing waits).
 #[cfg(test)]
@@ -124,5 +156,28 @@ mod tests {
         let late = until.read(&mut buf).unwrap_err(); // at 16 s
         assert_eq!(late.kind(), io::ErrorKind::TimedOut);
         assert_eq!(drip.sent, 22);
+    }
+
+    /// A peer that sends its input a byte now and then runs out of patience in all, however
+    /// short each wait: the waits add up.
+    #[test]
+    fn the_waits_of_all_reads_add_up_to_the_budget() {
+        let start = Instant::now();
+        let step = Duration::from_secs(8);
+        let mut drip = Drip::new(std::iter::repeat(b'x'), 1, step, start);
+        let mut left = 3 * step;
+        let mut buf = [0u8; 100];
+        for _ in 0..3 {
+            assert_eq!(
+                Patient::new(&mut drip, &mut left).read(&mut buf).unwrap(),
+                1
+            );
+        }
+        let late = Patient::new(&mut drip, &mut left)
+            .read(&mut buf)
+            .unwrap_err();
+        assert_eq!(late.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(drip.sent, 3);
+        assert!(left.is_zero());
     }
 }

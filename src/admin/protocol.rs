@@ -1,8 +1,9 @@
 //! The admin socket's wire format. Both ways, a frame is one kind byte, a 4-byte big-endian
 //! length and the payload:
 //!
-//! - client → owner: `R` the request (JSON `{"version": 2, "request": …}`), then the command's
-//!   input as `I` chunks, then `E`;
+//! - client → owner: `R` the request (JSON `{"version": 2, "release": "0.3.0", "request": …}`;
+//!   the version is read first, so a client of another release is told so whatever its
+//!   request's shape), then the command's input as `I` chunks, then `E`;
 //! - owner → client: the command's raw output as `O` chunks, then `A` the answer (JSON
 //!   `{"version": 2, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
 //!
@@ -15,11 +16,11 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::deadline::{Peer, Until};
+use super::deadline::{Patient, Peer, Until};
 use super::reply::Reply;
 use super::request::Request;
 
@@ -32,6 +33,10 @@ pub(crate) const PROTOCOL_VERSION: u32 = 2;
 pub(crate) const MAX_REQUEST_BYTES: u32 = 1024 * 1024;
 /// Largest input or output chunk.
 pub(crate) const MAX_CHUNK_BYTES: u32 = 1024 * 1024;
+/// How long the owner waits, in all, for a command's input to arrive. The CLI has its input
+/// at hand before it connects and sends it at once; a client that sends it a few bytes now
+/// and then would hold a connection slot and its buffers for as long as it liked.
+pub(crate) const INPUT_PATIENCE: Duration = Duration::from_secs(60);
 /// Largest answer the client accepts.
 pub(crate) const MAX_ANSWER_BYTES: u32 = 1024 * 1024 * 1024;
 
@@ -44,6 +49,9 @@ pub(crate) const ANSWER: u8 = b'A';
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WireRequest {
     pub version: u32,
+    /// The client's release of redkeep (the crate's version), to name a mismatch.
+    #[serde(default)]
+    pub release: Option<String>,
     pub request: Request,
 }
 
@@ -70,10 +78,51 @@ pub(crate) fn write_frame(w: &mut impl Write, kind: u8, body: &[u8]) -> io::Resu
     Ok(())
 }
 
+/// Writes `value` as one JSON frame. The JSON may carry a secret (a password sent to the
+/// owner, a token it made): it is written into a buffer of the right size from the start
+/// (no smaller copy is left behind in freed memory by growing it), wiped once sent.
 pub(crate) fn write_json(w: &mut impl Write, kind: u8, value: &impl Serialize) -> io::Result<()> {
-    let body = serde_json::to_vec(value).map_err(io::Error::other)?;
+    let mut counted = Counted(0);
+    serde_json::to_writer(&mut counted, value).map_err(io::Error::other)?;
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(counted.0));
+    serde_json::to_writer(&mut *body, value).map_err(io::Error::other)?;
     write_frame(w, kind, &body)?;
     w.flush()
+}
+
+/// A writer that only counts the bytes written to it.
+struct Counted(usize);
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The owner's side of a connection, written with `send(MSG_NOSIGNAL)`: a client that left
+/// makes the write fail with `EPIPE` without raising `SIGPIPE`, which would kill an
+/// application that restored its default action (Rust ignores it; a host through FFI may
+/// not). The socket's write timeout still applies.
+pub(crate) struct Sending<'a>(pub(crate) &'a UnixStream);
+
+impl Write for Sending<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match rustix::net::send(self.0, buf, rustix::net::SendFlags::NOSIGNAL) {
+                Err(rustix::io::Errno::INTR) => {}
+                sent => return sent.map_err(io::Error::from),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One frame read; `TooLarge` when the length passes the cap (the body is not read).
@@ -98,6 +147,8 @@ pub(crate) fn read_frame(r: &mut impl Read, cap: u32) -> io::Result<Frame> {
 /// The command's input on the owner's side: `I` chunks until `E`.
 pub(crate) struct ChunkReader<'a> {
     stream: &'a mut UnixStream,
+    /// How long the reader may still wait for the client's bytes, in all (see [`Patient`]).
+    patience: Duration,
     buf: Vec<u8>,
     pos: usize,
     done: bool,
@@ -110,6 +161,7 @@ impl<'a> ChunkReader<'a> {
     pub(crate) fn new(stream: &'a mut UnixStream) -> Self {
         ChunkReader {
             stream,
+            patience: INPUT_PATIENCE,
             buf: Vec::new(),
             pos: 0,
             done: false,
@@ -188,7 +240,8 @@ impl Read for ChunkReader<'_> {
 impl BufRead for ChunkReader<'_> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos >= self.buf.len() && !self.done {
-            match read_frame(self.stream, MAX_CHUNK_BYTES)? {
+            let mut from = Patient::new(&*self.stream, &mut self.patience);
+            match read_frame(&mut from, MAX_CHUNK_BYTES)? {
                 Frame::Body(INPUT, body) => {
                     self.buf = body;
                     self.pos = 0;
@@ -246,10 +299,10 @@ impl Write for ChunkWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            write_frame(self.stream, OUTPUT, &self.buf)?;
+            write_frame(&mut Sending(self.stream), OUTPUT, &self.buf)?;
             self.buf.clear();
         }
-        self.stream.flush()
+        Ok(())
     }
 }
 

@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use crate::auth::users::User;
 
-/// What a command produced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a command produced. A reply that shows a secret once (`unseen` is set) keeps it out
+/// of its `Debug` form and wipes its text from memory when dropped.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     /// The machine form, printed with `--json`.
     pub json: Value,
@@ -33,6 +34,57 @@ pub struct Reply {
     /// written. Never the secret itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unseen: Option<String>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Reply");
+        if self.unseen.is_some() {
+            d.field("json", &"<holds a secret shown once>")
+                .field("human", &"<holds a secret shown once>");
+        } else {
+            d.field("json", &self.json).field("human", &self.human);
+        }
+        d.field("exit_code", &self.exit_code)
+            .field("raw", &self.raw)
+            .field("failure", &self.failure)
+            .field("notes", &self.notes)
+            .field("unseen", &self.unseen)
+            .finish()
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if self.unseen.is_none() {
+            return;
+        }
+        wipe(&mut self.json);
+        match &mut self.human {
+            Human::Text(lines) => lines.iter_mut().for_each(Zeroize::zeroize),
+            Human::Table {
+                headers,
+                rows,
+                footer,
+            } => headers
+                .iter_mut()
+                .chain(rows.iter_mut().flatten())
+                .chain(footer.iter_mut())
+                .for_each(Zeroize::zeroize),
+        }
+    }
+}
+
+/// Wipes the text of every string in `value` (keys are names, not secrets).
+fn wipe(value: &mut Value) {
+    use zeroize::Zeroize;
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(wipe),
+        Value::Object(fields) => fields.values_mut().for_each(wipe),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 /// The human form of a reply.
@@ -145,4 +197,22 @@ pub(crate) fn pretty_json_lines(value: &Value) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply showing a secret once keeps it out of `Debug` (a log line, a test failure);
+    /// any other reply shows what it holds.
+    #[test]
+    fn the_debug_form_of_a_reply_with_a_secret_leaves_it_out() {
+        let token = "rks_0123456789abcdef";
+        let mut shown = Reply::text(serde_json::json!({ "token": token }), vec![token.into()]);
+        assert!(format!("{shown:?}").contains(token));
+        shown.unseen = Some("the token of session x was not seen".into());
+        let debug = format!("{shown:?}");
+        assert!(!debug.contains(token), "{debug}");
+        assert!(debug.contains("was not seen"), "{debug}");
+    }
 }

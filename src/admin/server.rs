@@ -27,7 +27,8 @@ use super::io::{Io, Quiet};
 use super::protocol::SOCKET_FILE;
 use super::protocol::{
     ANSWER, ChunkReader, ChunkWriter, Frame, MAX_CHUNK_BYTES, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
-    REQUEST, WireError, WireReply, WireRequest, drain, read_frame, socket_address, write_json,
+    REQUEST, Sending, WireError, WireReply, WireRequest, drain, read_frame, socket_address,
+    write_json,
 };
 use crate::Redkeep;
 use crate::error::{Error, Result};
@@ -347,7 +348,7 @@ fn accept_loop(
 
 fn answer(stream: &mut UnixStream, result: std::result::Result<super::reply::Reply, WireError>) {
     let _ = write_json(
-        stream,
+        &mut Sending(stream),
         ANSWER,
         &WireReply {
             version: PROTOCOL_VERSION,
@@ -401,6 +402,50 @@ fn read_request(peer: impl Peer, accepted: Instant) -> std::io::Result<Frame> {
     )
 }
 
+/// What is read of a request before the rest: which protocol version and release of redkeep
+/// the client speaks (a client older than the release field sends none).
+#[derive(serde::Deserialize)]
+struct Header {
+    version: u32,
+    #[serde(default)]
+    release: Option<String>,
+}
+
+/// The advice for a client of another release than the application's.
+fn use_the_same_release(client: Option<&str>) -> String {
+    let app = env!("CARGO_PKG_VERSION");
+    match client {
+        Some(cli) if cli != app => format!(
+            "this CLI is redkeep {cli} and the application runs redkeep {app}: use the \
+             redkeep CLI of release {app}"
+        ),
+        _ => format!("the application runs redkeep {app}: use the redkeep CLI of release {app}"),
+    }
+}
+
+/// Whether the client closed its end (it was stopped or gave up waiting): nothing waits for
+/// the answer, and a command it asked for that has not begun should not.
+fn client_left(stream: &UnixStream) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let mut fds = [PollFd::new(stream, PollFlags::RDHUP)];
+    loop {
+        match poll(&mut fds, Some(&now)) {
+            Ok(_) => {
+                return fds[0]
+                    .revents()
+                    .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            // Whatever went wrong shows when the command's output is written.
+            Err(_) => return false,
+        }
+    }
+}
+
 fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
     Ok(rustix::net::sockopt::socket_peercred(stream)?.uid.as_raw())
 }
@@ -430,8 +475,9 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
             return;
         }
     };
+    // The request may carry a password or token: wiped once read.
     let body = match read_request(&*stream, accepted) {
-        Ok(Frame::Body(REQUEST, b)) => b,
+        Ok(Frame::Body(REQUEST, b)) => zeroize::Zeroizing::new(b),
         Ok(Frame::TooLarge(_, n)) => {
             // Its body is unread: dropped as such, never read as frames.
             refuse_after(
@@ -452,25 +498,39 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
         }
         Err(_) => return, // the client went away or was too slow
     };
-    // A request may carry a document as deep as a document may nest.
-    let request: WireRequest = match crate::workspace::parse_wrapped(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            refuse(stream, deadline, &format!("malformed request: {e}"));
-            return;
-        }
-    };
-    if request.version != PROTOCOL_VERSION {
+    // The version first: a client of another release may send a request of another shape,
+    // which is not "malformed" but spoken in another version.
+    let header: Option<Header> = serde_json::from_slice(&body).ok();
+    if let Some(header) = &header
+        && header.version != PROTOCOL_VERSION
+    {
         refuse(
             stream,
             deadline,
             &format!(
-                "protocol version {} is not {PROTOCOL_VERSION}; use the redkeep CLI of the same version as the application",
-                request.version
+                "this redkeep CLI speaks admin protocol version {} and the application \
+                 version {PROTOCOL_VERSION}; {}",
+                header.version,
+                use_the_same_release(header.release.as_deref())
             ),
         );
         return;
     }
+    // A request may carry a document as deep as a document may nest.
+    let request: WireRequest = match crate::workspace::parse_wrapped(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let release = header.as_ref().and_then(|h| h.release.as_deref());
+            let skew = if release == Some(env!("CARGO_PKG_VERSION")) {
+                String::new()
+            } else {
+                format!(" ({})", use_the_same_release(release))
+            };
+            refuse(stream, deadline, &format!("malformed request: {e}{skew}"));
+            return;
+        }
+    };
+    drop(body);
     let req = request.request;
     if req.command.needs_store_alone() {
         tracing::warn!(
@@ -486,6 +546,16 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
             stream,
             deadline,
             &format!("{why}; stop the application, then run the command again"),
+        );
+        return;
+    }
+    // A client that left before its command began (an operator who pressed Ctrl-C while
+    // the application was stopped or busy) does not have it run behind its back.
+    if client_left(stream) {
+        tracing::info!(
+            peer_uid = uid,
+            command = req.command.name(),
+            "admin request dropped: the client left before it began"
         );
         return;
     }
@@ -598,6 +668,99 @@ mod tests {
         // A bound on a failure, not a wait for the clock.
         assert_eq!(threads.wait_until(Instant::now() + STOP_PATIENCE), 0);
         handle.join().unwrap();
+    }
+
+    /// Runs one connection whose client sent `body` as its request with an empty input,
+    /// and (when `leave`) closed its end before the owner began; returns what it answered.
+    fn serve_request(rk: &Redkeep, body: &[u8], leave: bool) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let (mut stream, mut client) = UnixStream::pair().unwrap();
+        client.write_all(&[REQUEST]).unwrap();
+        client
+            .write_all(&(body.len() as u32).to_be_bytes())
+            .unwrap();
+        client.write_all(body).unwrap();
+        client
+            .write_all(&[crate::admin::protocol::END, 0, 0, 0, 0])
+            .unwrap();
+        if leave {
+            drop(client);
+            serve_one(&mut stream, rk, Instant::now());
+            return Vec::new();
+        }
+        serve_one(&mut stream, rk, Instant::now());
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).unwrap();
+        answer
+    }
+
+    /// An operator who pressed Ctrl-C while the application was stopped or busy, before it
+    /// began the command, does not have it run behind their back (the CLI says so); a
+    /// client still there has it run.
+    #[test]
+    fn a_command_whose_client_left_before_it_began_is_not_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rk = Redkeep::open(
+            tmp.path(),
+            crate::Options::default()
+                .password(crate::PasswordParams::INSECURE_FAST)
+                .create(true),
+        )
+        .unwrap();
+        let create = br#"{"version":2,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
+        let invites = || {
+            rk.invites()
+                .list(crate::InviteFilter::All, 10)
+                .unwrap()
+                .len()
+        };
+        serve_request(&rk, create, true);
+        assert_eq!(invites(), 0, "the command ran for a client that had left");
+        let answer = serve_request(&rk, create, false);
+        assert_eq!(invites(), 1, "{}", String::from_utf8_lossy(&answer));
+    }
+
+    /// A client of another release is told so, whatever the shape of its request: the
+    /// version is read first (a request the application cannot parse was called malformed).
+    #[test]
+    fn a_client_of_another_protocol_version_is_told_so_before_its_request_is_parsed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rk = Redkeep::open(
+            tmp.path(),
+            crate::Options::default()
+                .password(crate::PasswordParams::INSECURE_FAST)
+                .create(true),
+        )
+        .unwrap();
+        let answer =
+            |body: &[u8]| String::from_utf8_lossy(&serve_request(&rk, body, false)).into_owned();
+        let newer = answer(
+            br#"{"version":3,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
+        );
+        assert!(
+            newer.contains("this redkeep CLI speaks admin protocol version 3")
+                && newer.contains("this CLI is redkeep 9.9.9 and the application runs redkeep"),
+            "{newer}"
+        );
+        // The same version, a shape this release does not know: malformed, with the releases
+        // named when they differ.
+        let odd = answer(
+            br#"{"version":2,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
+        );
+        assert!(
+            odd.contains("malformed request: unknown variant `Frobnicate`")
+                && odd.contains("use the redkeep CLI of release"),
+            "{odd}"
+        );
+        let same = format!(
+            r#"{{"version":2,"release":"{}","request":{{"command":"Frobnicate","secret":null}}}}"#,
+            env!("CARGO_PKG_VERSION")
+        );
+        let same = answer(same.as_bytes());
+        assert!(
+            same.contains("malformed request") && !same.contains("release"),
+            "{same}"
+        );
     }
 
     /// A client sending its request a few bytes every 8 s, each piece within the time a read
