@@ -49,7 +49,9 @@ use axum_login::tower_sessions::cookie::time::Duration as CookieDuration;
 use axum_login::tower_sessions::{Expiry, SessionManagerLayer};
 use axum_login::{AuthManagerLayerBuilder, AuthSession};
 use redkeep::auth::sessions::LoginMeta;
-use redkeep::web::{Backend, Caller, Principal, RedkeepSessionStore, WebError, WebUser};
+use redkeep::web::{
+    Backend, Caller, Principal, RedkeepSessionStore, WebError, WebUser, bearer_token,
+};
 use redkeep::{AsyncRedkeep, Error, InitSpec, Options, Registration, Secret, User, UserFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -294,7 +296,7 @@ async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -
             ));
         }
         Some(token) => {
-            s.ark.sessions().logout(token).await?;
+            s.ark.sessions().logout(token.to_string()).await?;
         }
         None => {}
     }
@@ -332,7 +334,7 @@ async fn password(
             .await
             .map(|login| json!({"ok": true, "token": login.token.expose()})),
         None => {
-            let token = bearer_token(&headers).unwrap_or_default();
+            let token = bearer_token(&headers).unwrap_or_default().to_string();
             s.ark
                 .users()
                 .change_password(token, b.old, b.new)
@@ -349,15 +351,6 @@ async fn password(
         )),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The token of an `Authorization: Bearer …` header.
-fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
 }
 
 #[derive(Deserialize)]

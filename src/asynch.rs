@@ -15,6 +15,16 @@
 //! once) is then lost with the future. Await calls that create secrets to their end, and put
 //! timeouts around whole requests only where the work is safe to finish unseen.
 //!
+//! **Password hashing waits as a future.** The calls that hash a password (logins, password
+//! checks and changes, creating or registering a user, resets, `init`) first take one of as
+//! many places as the handle may hash at once ([`Options::max_concurrent_hashes`]), and
+//! only then a thread of the blocking pool. A flood of logins therefore waits as futures,
+//! not as pool threads parked on the hash limit, and every other call (validating a
+//! session, loading a web session) still finds a thread. Such a call whose future is
+//! dropped while it still waits for its place does nothing; once it has its place, it runs
+//! to its end as above. Run your own hashing work through [`AsyncRedkeep::run_hashing`] for
+//! the same reason.
+//!
 //! **Closing.** Dropping the last handle closes the store on the dropping thread (for a redb
 //! file a commit and an fsync); [`AsyncRedkeep::close`] does it on the blocking pool.
 //!
@@ -24,6 +34,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::auth::agents::{AgentSession, AgentSpec, AgentState};
 use crate::auth::api_keys::{ApiKey, ApiKeySpec, CreatedApiKey, KeyOwner};
@@ -47,6 +58,9 @@ use crate::workspace::{FolderOwner, PieceInfo, WorkspaceDoc, WorkspaceInfo, Work
 #[derive(Clone, Debug)]
 pub struct AsyncRedkeep {
     rk: Redkeep,
+    /// One place per hash the handle may run at once, taken before a hashing call goes to
+    /// the blocking pool (shared by the clones of this handle).
+    hashes: Arc<tokio::sync::Semaphore>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -61,11 +75,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Generates async methods that run one synchronous method on the blocking pool. Each line
-/// reads `fn name(owned args) -> Output => (arguments of the synchronous call);`.
+/// reads `fn name(owned args) -> Output => (arguments of the synchronous call);`; the lines
+/// after `hashing:` are of methods that hash a password, which go through
+/// [`AsyncRedkeep::run_hashing`].
 macro_rules! forward {
     (
         $sync:literal, $handle:ident;
         $( fn $name:ident($($arg:ident : $ty:ty),*) -> $ret:ty => ($($call:expr),*); )*
+        $( hashing: $( fn $hname:ident($($harg:ident : $hty:ty),*) -> $hret:ty => ($($hcall:expr),*); )* )?
     ) => {
         $(
             #[doc = concat!("[`", stringify!($name), "`](", $sync, "::", stringify!($name), ") on the blocking pool.")]
@@ -76,6 +93,15 @@ macro_rules! forward {
                 self.ark.run(move |rk| rk.$handle().$name($($call),*)).await
             }
         )*
+        $($(
+            #[doc = concat!("[`", stringify!($hname), "`](", $sync, "::", stringify!($hname), ") on the blocking pool, once one of the handle's places to hash is free (see [`AsyncRedkeep::run_hashing`]).")]
+            ///
+            /// # Errors
+            /// As the synchronous method's; `Cancelled` when the runtime shuts down first.
+            pub async fn $hname(&self, $($harg: $hty),*) -> Result<$hret> {
+                self.ark.run_hashing(move |rk| rk.$handle().$hname($($hcall),*)).await
+            }
+        )*)?
     };
 }
 
@@ -157,12 +183,18 @@ impl AsyncRedkeep {
     pub async fn open(dir: impl Into<PathBuf>, options: Options) -> Result<AsyncRedkeep> {
         let dir = dir.into();
         let rk = blocking(move || Redkeep::open(dir, options)).await?;
-        Ok(AsyncRedkeep { rk })
+        Ok(AsyncRedkeep::new(rk))
     }
 
-    /// Wraps an open handle.
+    /// Wraps an open handle. Its clones share one bound on the password hashes they send
+    /// to the blocking pool at once ([`Options::max_concurrent_hashes`]); wrap a handle
+    /// once and clone the result, since each `new` counts its own.
     pub fn new(rk: Redkeep) -> AsyncRedkeep {
-        AsyncRedkeep { rk }
+        let places = rk.options().max_concurrent_hashes.max(1);
+        AsyncRedkeep {
+            rk,
+            hashes: Arc::new(tokio::sync::Semaphore::new(places)),
+        }
     }
 
     /// Drops this handle on the blocking pool, and returns once that is done. When it is the
@@ -199,6 +231,35 @@ impl AsyncRedkeep {
     {
         let rk = self.rk.clone();
         blocking(move || f(&rk)).await
+    }
+
+    /// Runs a synchronous operation that hashes a password (or verifies one) on the blocking
+    /// pool, once one of the handle's places to hash is free: at most
+    /// [`Options::max_concurrent_hashes`] such operations hold a pool thread at once, and
+    /// the others wait as futures. The hashing calls of this facade and of the web layer
+    /// go through here; with [`AsyncRedkeep::run`] instead, a flood of them fills the
+    /// blocking pool with threads waiting for their turn to hash, and every other call
+    /// waits behind them.
+    ///
+    /// # Errors
+    /// `f`'s error; `Cancelled` when the runtime shuts down first. A panic in `f` is resumed
+    /// here.
+    pub async fn run_hashing<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Redkeep) -> Result<T> + Send + 'static,
+    {
+        // The semaphore is never closed, so `acquire_owned` cannot fail; were it closed, the
+        // call would run unbounded rather than fail.
+        let place = self.hashes.clone().acquire_owned().await.ok();
+        let rk = self.rk.clone();
+        // The place goes with the work, not with this future: a future dropped while the
+        // work runs (which still runs to its end) keeps the place taken until it ends.
+        blocking(move || {
+            let _place = place;
+            f(&rk)
+        })
+        .await
     }
 
     /// One read transaction on the blocking pool (see [`crate::Store::read`]).
@@ -276,7 +337,7 @@ impl AsyncRedkeep {
     /// # Errors
     /// As [`Redkeep::init`]; `Cancelled`.
     pub async fn init(&self, spec: InitSpec) -> Result<InitOutcome> {
-        self.run(move |rk| rk.init(spec)).await
+        self.run_hashing(move |rk| rk.init(spec)).await
     }
 
     /// [`Redkeep::is_initialized`] on the blocking pool.
@@ -365,8 +426,6 @@ impl AsyncRedkeep {
 
 impl AsyncUsers<'_> {
     forward! { "crate::Users", users;
-        fn create(spec: NewUser) -> CreatedUser => (spec);
-        fn register(reg: Registration) -> User => (reg);
         fn get(id: u64) -> Option<User> => (id);
         fn by_email(email: String) -> Option<User> => (&email);
         fn by_username(username: String) -> Option<User> => (&username);
@@ -377,12 +436,6 @@ impl AsyncUsers<'_> {
         fn admins(limit: usize) -> Vec<User> => (limit);
         fn count() -> u64 => ();
         fn rename(id: u64, name: Option<String>, username: Option<Option<String>>) -> User => (id, name, username);
-        fn authenticate(login: String, password: String) -> User => (&login, &password);
-        fn check_password(id: u64, password: String) -> () => (id, &password);
-        fn password_matches(id: u64, password: String) -> bool => (id, &password);
-        fn set_password(id: u64, password: String) -> User => (id, &password);
-        fn change_password(session_token: String, current: String, new: String) -> User => (&session_token, &current, &new);
-        fn change_password_of(id: u64, current: String, new: String) -> User => (id, &current, &new);
         fn change_email(id: u64, email: String) -> User => (id, &email);
         fn set_email_verified(id: u64, verified: bool) -> User => (id, verified);
         fn disable(id: u64) -> User => (id);
@@ -394,12 +447,20 @@ impl AsyncUsers<'_> {
         fn set_avatar(id: u64, jpeg: Vec<u8>) -> () => (id, jpeg);
         fn avatar(id: u64) -> Option<Vec<u8>> => (id);
         fn remove_avatar(id: u64) -> bool => (id);
+        hashing:
+        fn create(spec: NewUser) -> CreatedUser => (spec);
+        fn register(reg: Registration) -> User => (reg);
+        fn authenticate(login: String, password: String) -> User => (&login, &password);
+        fn check_password(id: u64, password: String) -> () => (id, &password);
+        fn password_matches(id: u64, password: String) -> bool => (id, &password);
+        fn set_password(id: u64, password: String) -> User => (id, &password);
+        fn change_password(session_token: String, current: String, new: String) -> User => (&session_token, &current, &new);
+        fn change_password_of(id: u64, current: String, new: String) -> User => (id, &current, &new);
     }
 }
 
 impl AsyncSessions<'_> {
     forward! { "crate::auth::sessions::Sessions", sessions;
-        fn login(login: String, password: String, meta: LoginMeta) -> Login => (&login, &password, meta);
         fn validate(token: String) -> (User, Session) => (&token);
         fn logout(token: String) -> bool => (&token);
         fn revoke(short_id: String) -> Session => (&short_id);
@@ -407,6 +468,8 @@ impl AsyncSessions<'_> {
         fn revoke_everyone() -> usize => ();
         fn list(user: Option<u64>, limit: usize) -> Vec<Session> => (user, limit);
         fn sweep() -> usize => ();
+        hashing:
+        fn login(login: String, password: String, meta: LoginMeta) -> Login => (&login, &password, meta);
     }
 }
 
@@ -503,10 +566,11 @@ impl AsyncAudit<'_> {
 impl AsyncRecovery<'_> {
     forward! { "crate::auth::recovery::Recovery", recovery;
         fn request_password_reset(email: String) -> Option<IssuedToken> => (&email);
-        fn reset_password(token: String, password: String) -> User => (&token, &password);
         fn request_email_verification(user: u64) -> IssuedToken => (user);
         fn verify_email(token: String) -> User => (&token);
         fn tokens_of(user: u64) -> Vec<RecoveryToken> => (user);
+        hashing:
+        fn reset_password(token: String, password: String) -> User => (&token, &password);
     }
 }
 

@@ -700,6 +700,15 @@ async fn api_keys_work_until_revoked_or_expired() {
             a.body
         );
     }
+    // A user's key opens nothing once its owner is disabled.
+    site.ark.users().disable(fay_id).await.unwrap();
+    let a = site.call(Method::GET, "/api/whoami", &valid, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    let refused = redkeep::web::Caller::from_token(&site.ark, &scoped).await;
+    assert!(
+        matches!(refused, Err(redkeep::Error::InvalidCredential { .. })),
+        "{refused:?}"
+    );
 }
 
 /// The cookie of a login lives as long as the login's session may (its absolute expiry),
@@ -948,6 +957,325 @@ async fn a_cookie_login_ends_with_its_redkeep_session() {
         before - 1,
         "the deleted account's cookie data is dropped"
     );
+}
+
+/// A small app on `ark`, as a handler following axum-login's own idiom writes it: `/login`
+/// takes the form (JSON) to `auth.authenticate` and signs the user it returns in with
+/// `Backend::sign_in_user`; `/me` answers the signed-in email (401 without); `/` is a public
+/// page that says whether the cookie is signed in.
+fn idiom_app(ark: AsyncRedkeep) -> axum::Router {
+    use axum::Json;
+    use axum::routing::{get, post};
+    use axum_login::tower_sessions::SessionManagerLayer;
+    use axum_login::{AuthManagerLayerBuilder, AuthSession};
+    use redkeep::web::{Backend, Credentials, RedkeepSessionStore};
+
+    async fn login(mut auth: AuthSession<Backend>, Json(creds): Json<Credentials>) -> StatusCode {
+        match auth.authenticate(creds).await {
+            Ok(Some(user)) => match Backend::sign_in_user(&mut auth, &user).await {
+                Ok(()) => StatusCode::NO_CONTENT,
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Ok(None) => StatusCode::UNAUTHORIZED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    async fn me(auth: AuthSession<Backend>) -> (StatusCode, String) {
+        match auth.user {
+            Some(u) => (StatusCode::OK, u.user.email),
+            None => (StatusCode::UNAUTHORIZED, String::new()),
+        }
+    }
+    async fn public(auth: AuthSession<Backend>) -> String {
+        format!("public page; signed in: {}", auth.user.is_some())
+    }
+
+    let sessions =
+        SessionManagerLayer::new(RedkeepSessionStore::new(ark.clone())).with_secure(false);
+    let auth = AuthManagerLayerBuilder::new(Backend::new(ark), sessions).build();
+    axum::Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/", get(public))
+        .layer(auth)
+}
+
+/// A server of `app` on a loopback port: its base URL, and what stops it (awaited, every
+/// handle it held is dropped).
+async fn serve(app: axum::Router) -> (String, impl std::future::Future<Output = ()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                stopped.await.ok();
+            })
+            .await
+            .unwrap()
+    });
+    let shutdown = async move {
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    };
+    (base, shutdown)
+}
+
+/// A request to `url`, with the cookie `cookie` (`name=value`) if any: the status, the
+/// cookie the answer set (`name=value`) and the body.
+async fn request(
+    method: Method,
+    url: String,
+    cookie: Option<&str>,
+    form: Option<&[(&str, &str)]>,
+) -> (StatusCode, Option<String>, String) {
+    let mut req = Client::new().request(method, url);
+    if let Some(c) = cookie {
+        req = req.header("Cookie", c);
+    }
+    if let Some(f) = form {
+        let body: serde_json::Map<String, Value> =
+            f.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let set = resp.headers().get("set-cookie").map(|v| {
+        v.to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
+    });
+    (status, set, resp.text().await.unwrap())
+}
+
+async fn store_with(emails: &[&str], options: Options) -> (tempfile::TempDir, AsyncRedkeep) {
+    let dir = tempfile::tempdir().unwrap();
+    let ark = AsyncRedkeep::open(dir.path().to_path_buf(), options)
+        .await
+        .unwrap();
+    for email in emails {
+        ark.users()
+            .create(redkeep::NewUser {
+                email: email.to_string(),
+                password: Some("correct horse".into()),
+                ..redkeep::NewUser::default()
+            })
+            .await
+            .unwrap();
+    }
+    (dir, ark)
+}
+
+/// Session fixation through axum-login's idiom: an attacker signs in to their own account
+/// and plants that cookie in the victim's browser; the victim then signs in over it. The
+/// victim's login gets a new cookie id, the planted one carries nothing (the attacker's
+/// login ended with it), and only the victim's redkeep session is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_signed_in_cookie_never_carries_the_next_login() {
+    let options = Options::default().password(PasswordParams::INSECURE_FAST);
+    let (_dir, ark) = store_with(&["eve@example.com", "vic@example.com"], options).await;
+    let (base, _stop) = serve(idiom_app(ark.clone())).await;
+    let form = |who: &'static str| [("login", who), ("password", "correct horse")];
+
+    let (status, planted, _) = request(
+        Method::POST,
+        format!("{base}/login"),
+        None,
+        Some(&form("eve@example.com")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let planted = planted.expect("the attacker's cookie");
+    let (status, _, who) = request(Method::GET, format!("{base}/me"), Some(&planted), None).await;
+    assert_eq!((status, who.as_str()), (StatusCode::OK, "eve@example.com"));
+
+    // The victim's browser, holding the planted cookie, signs in.
+    let (status, set, _) = request(
+        Method::POST,
+        format!("{base}/login"),
+        Some(&planted),
+        Some(&form("vic@example.com")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let victims = set.expect("the victim's login sets a cookie");
+    assert_ne!(victims, planted, "the login gets a new cookie id");
+    let (status, _, who) = request(Method::GET, format!("{base}/me"), Some(&victims), None).await;
+    assert_eq!((status, who.as_str()), (StatusCode::OK, "vic@example.com"));
+
+    // The attacker's copy carries nothing: not the victim's login, nor their own.
+    let (status, _, who) = request(Method::GET, format!("{base}/me"), Some(&planted), None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the planted cookie signed in as {who}"
+    );
+    let left = ark.sessions().list(None, 10).await.unwrap();
+    assert_eq!(left.len(), 1, "only the victim's login is left: {left:?}");
+    let vic = ark
+        .users()
+        .by_email("vic@example.com".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left[0].user_id, vic.id);
+}
+
+/// On a store opened read-only (a maintenance window), a browser whose cookie login ended
+/// still gets the public pages, signed out: the session layer cannot remove the ended
+/// login's record, and that is no error (it used to answer 500 to every request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_cookie_login_on_a_read_only_store_reads_as_signed_out() {
+    let options = Options::default().password(PasswordParams::INSECURE_FAST);
+    let (dir, ark) = store_with(&["ann@example.com"], options.clone()).await;
+    let (base, stop) = serve(idiom_app(ark.clone())).await;
+    let (status, cookie, _) = request(
+        Method::POST,
+        format!("{base}/login"),
+        None,
+        Some(&[("login", "ann@example.com"), ("password", "correct horse")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let cookie = cookie.unwrap();
+    let session = ark.sessions().list(None, 10).await.unwrap().remove(0);
+    ark.sessions().revoke(session.short_id).await.unwrap();
+    stop.await;
+    ark.close().await.unwrap();
+
+    let ark = AsyncRedkeep::open(dir.path().to_path_buf(), options.read_only(true))
+        .await
+        .unwrap();
+    let (base, _stop) = serve(idiom_app(ark.clone())).await;
+    for _ in 0..2 {
+        let (status, _, body) = request(Method::GET, format!("{base}/"), Some(&cookie), None).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "public page; signed in: false")
+        );
+    }
+    let (status, _, _) = request(Method::GET, format!("{base}/me"), Some(&cookie), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// A clock that stops every caller while it is held: a call blocked in it stands for one
+/// whose hash takes long, holding its thread of the blocking pool.
+#[derive(Debug, Default)]
+struct HeldClock {
+    held: Mutex<bool>,
+    released: std::sync::Condvar,
+}
+
+impl Clock for HeldClock {
+    fn now(&self) -> redkeep::Timestamp {
+        let mut held = self.held.lock().unwrap();
+        while *held {
+            held = self.released.wait(held).unwrap();
+        }
+        SystemClock.now()
+    }
+}
+
+impl HeldClock {
+    fn hold(&self, hold: bool) {
+        *self.held.lock().unwrap() = hold;
+        self.released.notify_all();
+    }
+}
+
+/// A flood of logins (through the facade and through the web backend) waits for its turn
+/// to hash as futures, not as threads of the blocking pool: with more logins waiting than
+/// the pool has threads, a cheap call still gets a thread and completes. (It used to queue
+/// behind every login, and the whole site with it.) No timing: the logins are held inside
+/// their work until the cheap call is done; the timeout only ends a test that would hang.
+#[test]
+fn a_login_flood_leaves_the_blocking_pool_to_other_calls() {
+    use axum_login::AuthnBackend;
+    use redkeep::web::{Backend, Credentials};
+
+    const POOL: usize = 4;
+    const LOGINS: usize = 3 * POOL;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(POOL)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let clock = Arc::new(HeldClock::default());
+        let options = Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .max_concurrent_hashes(1)
+            .clock(clock.clone());
+        let (_dir, ark) = store_with(&["ann@example.com"], options).await;
+        let backend = Backend::new(ark.clone());
+
+        clock.hold(true);
+        // Each login says when its first poll is done: it then holds a pool thread, or
+        // waits for its turn to hash.
+        let polled = Arc::new(tokio::sync::Semaphore::new(0));
+        let mut logins = tokio::task::JoinSet::new();
+        for i in 0..LOGINS {
+            let (ark, backend, polled) = (ark.clone(), backend.clone(), polled.clone());
+            logins.spawn(async move {
+                let login: std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> =
+                    if i % 2 == 0 {
+                        Box::pin(async move {
+                            ark.sessions()
+                                .login(
+                                    "ann@example.com".into(),
+                                    "correct horse".into(),
+                                    redkeep::auth::sessions::LoginMeta::default(),
+                                )
+                                .await
+                                .is_ok()
+                        })
+                    } else {
+                        Box::pin(async move {
+                            let creds = Credentials {
+                                login: "ann@example.com".into(),
+                                password: "correct horse".into(),
+                                meta: redkeep::auth::sessions::LoginMeta::default(),
+                            };
+                            matches!(backend.authenticate(creds).await, Ok(Some(_)))
+                        })
+                    };
+                let mut login = login;
+                let mut first = true;
+                std::future::poll_fn(|cx| {
+                    let out = login.as_mut().poll(cx);
+                    if std::mem::take(&mut first) {
+                        polled.add_permits(1);
+                    }
+                    out
+                })
+                .await
+            });
+        }
+        let all = u32::try_from(LOGINS).unwrap();
+        polled.acquire_many(all).await.unwrap().forget();
+
+        let cheap = tokio::time::timeout(Duration::from_secs(30), async {
+            ark.users().count().await.unwrap()
+        })
+        .await;
+        // Released before any assertion: the held logins must end for the runtime to stop.
+        clock.hold(false);
+        assert_eq!(
+            cheap.ok(),
+            Some(1),
+            "a cheap call waited behind {LOGINS} held logins (the pool has {POOL} threads)"
+        );
+        let mut signed_in = 0;
+        while let Some(ok) = logins.join_next().await {
+            signed_in += usize::from(ok.unwrap());
+        }
+        assert_eq!(signed_in, LOGINS);
+    });
 }
 
 /// Set in the helper process that runs the example server on this data dir.

@@ -624,6 +624,22 @@ impl Roles<'_> {
         self.with_user(user, |tx, u| permissions_in(tx, u))
     }
 
+    /// An active user's record and effective permissions, read in one snapshot; `None` for
+    /// a user who is disabled or unknown (a credential of theirs opens nothing).
+    ///
+    /// # Errors
+    /// `Storage` when the engine fails.
+    #[cfg(feature = "axum")]
+    pub(crate) fn of_active_user(&self, user: u64) -> Result<Option<(User, BTreeSet<String>)>> {
+        self.acc.read(|tx| match tx.table::<User>().get(&user)? {
+            Some(u) if u.is_active => {
+                let granted = permissions_in(tx, &u)?;
+                Ok(Some((u, granted)))
+            }
+            _ => Ok(None),
+        })
+    }
+
     /// Runs `f` on `user`'s record inside one read snapshot.
     fn with_user<T>(
         &self,

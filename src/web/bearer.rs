@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 
 use super::error::WebError;
 use crate::asynch::AsyncRedkeep;
@@ -16,6 +16,7 @@ use crate::auth::roles::ALL_PERMISSIONS;
 use crate::auth::sessions::{SESSION_PREFIX, Session};
 use crate::auth::users::User;
 use crate::error::{Error, Result};
+use crate::handle::Redkeep;
 
 /// Who presented the token.
 #[derive(Debug, Clone)]
@@ -75,35 +76,13 @@ impl Caller {
             });
         }
         if token.starts_with(&format!("{API_KEY_PREFIX}_")) {
-            let key = ark.api_keys().verify(token).await?;
-            let scopes: BTreeSet<String> = key.scopes.iter().cloned().collect();
-            return match key.owner {
-                KeyOwner::User(id) => {
-                    let user = ark
-                        .users()
-                        .get(id)
-                        .await?
-                        .ok_or(Error::InvalidCredential { what: "API key" })?;
-                    let granted = gone_is_invalid(ark.roles().permissions(id).await, "API key")?;
-                    Ok(Caller {
-                        principal: Principal::UserKey { user, key },
-                        granted,
-                        scopes: (!scopes.is_empty()).then_some(scopes),
-                    })
-                }
-                KeyOwner::Org(id) => {
-                    let org = ark
-                        .orgs()
-                        .get(id)
-                        .await?
-                        .ok_or(Error::InvalidCredential { what: "API key" })?;
-                    Ok(Caller {
-                        principal: Principal::OrgKey { org, key },
-                        granted: scopes,
-                        scopes: None,
-                    })
-                }
-            };
+            // The key, its owner and what the owner may do, in one trip to the pool.
+            return ark
+                .run(move |rk| {
+                    let key = rk.api_keys().verify(&token)?;
+                    key_caller(rk, key)
+                })
+                .await;
         }
         Err(Error::InvalidCredential {
             what: "bearer token",
@@ -157,6 +136,33 @@ impl Caller {
     }
 }
 
+/// The caller of an API key `verify` accepted: an owner disabled or deleted since (the key is
+/// checked in a transaction of its own) makes the key invalid, and the owner's record and
+/// permissions are read in one snapshot, so that a user key's caller never carries a
+/// disabled user.
+fn key_caller(rk: &Redkeep, key: ApiKey) -> Result<Caller> {
+    let invalid = || Error::InvalidCredential { what: "API key" };
+    let scopes: BTreeSet<String> = key.scopes.iter().cloned().collect();
+    match key.owner {
+        KeyOwner::User(id) => {
+            let (user, granted) = rk.roles().of_active_user(id)?.ok_or_else(invalid)?;
+            Ok(Caller {
+                principal: Principal::UserKey { user, key },
+                granted,
+                scopes: (!scopes.is_empty()).then_some(scopes),
+            })
+        }
+        KeyOwner::Org(id) => {
+            let org = rk.orgs().get(id)?.ok_or_else(invalid)?;
+            Ok(Caller {
+                principal: Principal::OrgKey { org, key },
+                granted: scopes,
+                scopes: None,
+            })
+        }
+    }
+}
+
 /// A user deleted between the check of their token and the read of their permissions: the
 /// token is no longer valid (401), not a missing user (404 naming an id).
 fn gone_is_invalid<T>(read: Result<T>, what: &'static str) -> Result<T> {
@@ -166,9 +172,20 @@ fn gone_is_invalid<T>(read: Result<T>, what: &'static str) -> Result<T> {
     })
 }
 
-/// The token of an `Authorization: Bearer …` header, if there is one.
-pub(crate) fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The token of an `Authorization: Bearer …` header (the scheme in any case, the token
+/// trimmed of spaces), if the request has one: what a logout handler ends, and what
+/// [`Caller`] resolves. `None` without the header, for another scheme, or for a value that
+/// is not visible ASCII.
+///
+/// ```
+/// use axum::http::{HeaderMap, HeaderValue, header};
+/// let mut headers = HeaderMap::new();
+/// assert_eq!(redkeep::web::bearer_token(&headers), None);
+/// headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer rks_abc"));
+/// assert_eq!(redkeep::web::bearer_token(&headers), Some("rks_abc"));
+/// ```
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -183,7 +200,7 @@ where
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
-        let Some(token) = bearer_token(parts) else {
+        let Some(token) = bearer_token(&parts.headers) else {
             return Err(WebError::unauthorized(
                 "send `Authorization: Bearer` with a session token or an API key",
             ));
@@ -198,6 +215,39 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A user disabled after their key was verified (another request, between the two
+    /// reads): the key's caller is refused, and never carries the disabled user.
+    #[test]
+    fn a_key_whose_owner_was_disabled_after_its_check_opens_nothing() {
+        use crate::auth::api_keys::ApiKeySpec;
+        let tmp = tempfile::tempdir().unwrap();
+        let options = crate::Options::default().password(crate::PasswordParams::INSECURE_FAST);
+        let rk = Redkeep::open(tmp.path(), options).unwrap();
+        let owner = |email: &str| crate::NewUser {
+            email: email.into(),
+            ..crate::NewUser::default()
+        };
+        // Another user, so that disabling this one leaves an active administrator.
+        rk.users().create(owner("root@example.com")).unwrap();
+        let id = rk.users().create(owner("fay@example.com")).unwrap().user.id;
+        let created = rk
+            .api_keys()
+            .create(ApiKeySpec {
+                owner: KeyOwner::User(id),
+                scopes: Vec::new(),
+                expires_in: None,
+            })
+            .unwrap();
+        let key = rk.api_keys().verify(created.key.expose()).unwrap();
+        assert!(key_caller(&rk, key.clone()).is_ok());
+        rk.users().disable(id).unwrap();
+        let refused = key_caller(&rk, key).map(|c| c.principal);
+        assert!(
+            matches!(refused, Err(Error::InvalidCredential { what: "API key" })),
+            "{refused:?}"
+        );
+    }
 
     /// A user deleted while their request is checked: 401 for the token, not a 404 that
     /// names the user's id.

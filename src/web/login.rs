@@ -181,14 +181,15 @@ impl fmt::Debug for Credentials {
 
 /// The axum-login backend (`AuthnBackend` + `AuthzBackend`) on a redkeep store.
 ///
-/// A login handler signs a login in with [`Backend::sign_in`]. Done by hand, it calls
-/// `auth.session.cycle_id()` before `auth.login(&user)`: axum-login gives a new session id
-/// only to a cookie without auth data, and a new id for every login keeps a cookie planted
-/// beforehand (session fixation) from carrying it. A login over a signed-in cookie first
-/// ends the login it carried with [`Backend::logout`] (`auth.user` before the new login),
-/// or that redkeep session lives on, out of reach, until it expires. (`sign_in` does
-/// both.) A logout handler calls [`Backend::logout`] next to axum-login's `logout`, which
-/// only forgets the cookie's data.
+/// A login handler signs a login in with [`Backend::sign_in`] (a login made with
+/// `sessions().login`) or [`Backend::sign_in_user`] (the user `auth.authenticate` returns),
+/// never with a bare `auth.login(&user)`: axum-login gives a new session id only to a
+/// cookie without auth data, so a signed-in cookie planted in a browser beforehand (session
+/// fixation) would keep its id, known to whoever planted it, through the next login. Both
+/// helpers end the login the cookie carried (or that redkeep session lives on, out of
+/// reach, until it expires) and give every login a new id. A logout handler calls
+/// [`Backend::logout`] next to axum-login's `logout`, which only forgets the cookie's
+/// data.
 #[derive(Debug, Clone)]
 pub struct Backend {
     ark: AsyncRedkeep,
@@ -208,36 +209,62 @@ impl Backend {
     }
 
     /// Signs `login` (made with `sessions().login`) in on the cookie of `auth`, the safe
-    /// way in one call: ends the login the cookie carried, if any (its redkeep session and
-    /// token, with [`Backend::logout`]); gives the cookie session a new id (axum-login does
-    /// that only for a cookie without auth data, and a new id for every login keeps a cookie
-    /// planted beforehand, session fixation, from carrying it); then binds the cookie to
-    /// `login`, so ending either ends both, and has the cookie end when the login's
-    /// session expires (its absolute expiry), whatever the session layer's own expiry.
+    /// way in one call: [`Backend::sign_in_user`] of its [`Backend::web_login`].
     ///
     /// # Errors
     /// `Storage` when the session store fails (the cookie then carries no login); `Cancelled`.
     pub async fn sign_in(auth: &mut axum_login::AuthSession<Backend>, login: &Login) -> Result<()> {
-        if let Some(previous) = auth.user.clone() {
-            auth.backend.logout(&previous).await?;
-        }
-        Self::bind(auth, login).await
+        let user = auth.backend.web_login(login);
+        Self::sign_in_user(auth, &user).await
     }
 
-    /// Binds the cookie of `auth` to `login` under a new cookie session id, and has the
-    /// cookie (and the web session behind it) end when the login's session does at the
+    /// Signs `user` (what `auth.authenticate(creds)` returned, or [`Backend::web_login`]) in
+    /// on the cookie of `auth`, the safe way in one call, in place of axum-login's
+    /// `auth.login(&user)`: ends the login the cookie carried, if any (its redkeep session
+    /// and token, with [`Backend::logout`]); gives the cookie session a new id (axum-login
+    /// does that only for a cookie without auth data, and a new id for every login keeps a
+    /// cookie planted beforehand, session fixation, from carrying it); then binds the
+    /// cookie to `user`'s login, so ending either ends both, and has the cookie end when
+    /// the login's session expires (its absolute expiry), whatever the session layer's own
+    /// expiry.
+    ///
+    /// ```no_run
+    /// # async fn handler(mut auth: axum_login::AuthSession<redkeep::web::Backend>, creds: redkeep::web::Credentials) -> redkeep::Result<bool> {
+    /// use redkeep::web::Backend;
+    /// let Ok(Some(user)) = auth.authenticate(creds).await else {
+    ///     return Ok(false); // a refused login (or a failing store)
+    /// };
+    /// Backend::sign_in_user(&mut auth, &user).await?; // not `auth.login(&user)`
+    /// # Ok(true) }
+    /// ```
+    ///
+    /// # Errors
+    /// `Storage` when the session store fails (the cookie then carries no login); `Cancelled`.
+    pub async fn sign_in_user(
+        auth: &mut axum_login::AuthSession<Backend>,
+        user: &WebUser,
+    ) -> Result<()> {
+        if let Some(previous) = auth.user.clone()
+            && previous.session.short_id != user.session.short_id
+        {
+            auth.backend.logout(&previous).await?;
+        }
+        Self::bind(auth, user).await
+    }
+
+    /// Binds the cookie of `auth` to `user`'s login under a new cookie session id, and has
+    /// the cookie (and the web session behind it) end when the login's session does at the
     /// latest: at its absolute expiry. (The layer's `OnInactivity` expiry is counted from
     /// the last save, which axum-login makes only at login and logout: it cut a longer
     /// login short, and never followed the activity. Inactivity is the redkeep session's
     /// idle timeout, renewed by every validation.) A cookie for the browser session only
     /// (`OnSessionEnd`, or no expiry) stays one, and an expiry set at an earlier time stays.
-    async fn bind(auth: &mut axum_login::AuthSession<Backend>, login: &Login) -> Result<()> {
+    async fn bind(auth: &mut axum_login::AuthSession<Backend>, user: &WebUser) -> Result<()> {
         auth.session
             .cycle_id()
             .await
             .map_err(|e| session_error("giving the cookie session a new id", e))?;
-        let ends =
-            super::session_store::in_system_time(&auth.backend.ark, login.session.expires_at);
+        let ends = super::session_store::in_system_time(&auth.backend.ark, user.session.expires_at);
         if let Ok(at) = tower_sessions::cookie::time::OffsetDateTime::from_unix_timestamp(ends) {
             use tower_sessions::Expiry;
             // A cookie for the browser session only stays so (it would outlive the
@@ -251,8 +278,7 @@ impl Backend {
                 auth.session.set_expiry(Some(Expiry::AtDateTime(at)));
             }
         }
-        let web = auth.backend.web_login(login);
-        auth.login(&web).await.map_err(|e| match e {
+        auth.login(user).await.map_err(|e| match e {
             axum_login::Error::Session(e) => session_error("signing the cookie session in", e),
             axum_login::Error::Backend(e) => e,
         })
@@ -296,13 +322,14 @@ impl Backend {
         let login = auth
             .backend
             .ark
-            .run(move |rk| {
+            .run_hashing(move |rk| {
                 rk.users()
                     .change_password_renewing(id, &current, &new, &meta)
             })
             .await?;
         // The cookie's old login ended with the change: signed in afresh, under a new id.
-        Self::bind(auth, &login).await?;
+        let user = auth.backend.web_login(&login);
+        Self::bind(auth, &user).await?;
         Ok(login)
     }
 
@@ -322,7 +349,7 @@ impl Backend {
     ) -> Result<User> {
         let (id, keep) = (user.user.id, user.session.hash);
         self.ark
-            .run(move |rk| rk.users().change_password_keeping(id, &current, &new, keep))
+            .run_hashing(move |rk| rk.users().change_password_keeping(id, &current, &new, keep))
             .await
     }
 }
@@ -334,6 +361,14 @@ impl AuthnBackend for Backend {
 
     /// Checks the password and opens a redkeep session for the cookie login (one password
     /// check); `None` for every refused login, alike.
+    ///
+    /// # Security
+    /// Sign the user it returns in with [`Backend::sign_in_user`], not with axum-login's
+    /// bare `auth.login(&user)`: that gives the cookie a new session id only when it carries
+    /// no login yet, so a signed-in cookie planted in the browser beforehand (from a sibling
+    /// subdomain, a plain-HTTP page) keeps the id its planter knows, and then carries this
+    /// login; the login it carried also lives on, out of reach. To check the password of a
+    /// user already signed in, use `users().check_password`, which opens no session.
     async fn authenticate(&self, creds: Credentials) -> Result<Option<WebUser>> {
         match self
             .ark

@@ -20,7 +20,7 @@ mod login;
 mod session_store;
 
 #[cfg(feature = "axum")]
-pub use bearer::{Caller, Principal};
+pub use bearer::{Caller, Principal, bearer_token};
 #[cfg(feature = "axum")]
 pub use error::WebError;
 #[cfg(feature = "axum-login")]

@@ -187,13 +187,26 @@ macro_rules! session_store {
                     }
                 }
 
+                /// On a store opened read-only, the record stays and this is done all the
+                /// same (logged): what the session layer deletes is a session it forgets
+                /// (axum-login's flush of a cookie whose login ended, a logout, a new id),
+                /// and an error would fail every request of that browser, public pages
+                /// included, until the record expires. A record kept so signs nobody in
+                /// once its login has ended (the login's hash no longer matches it).
                 async fn delete(&self, id: &Id) -> Result<()> {
-                    self.ark
-                        .web_sessions()
-                        .delete(id_bytes(id.0))
-                        .await
-                        .map(|_| ())
-                        .map_err(backend)
+                    match self.ark.web_sessions().delete(id_bytes(id.0)).await {
+                        Ok(_) => Ok(()),
+                        Err(e @ crate::Error::ReadOnly { .. }) => {
+                            tracing::warn!(
+                                error = %e,
+                                "a web session could not be removed (the store is read-only); \
+                                 the browser's cookie is cleared, and the record stays until \
+                                 it expires"
+                            );
+                            Ok(())
+                        }
+                        Err(e) => Err(backend(e)),
+                    }
                 }
             }
 
