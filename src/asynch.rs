@@ -479,6 +479,7 @@ impl AsyncRoles<'_> {
         fn list() -> Vec<Role> => ();
         fn get(name: String) -> Role => (&name);
         fn delete(name: String) -> Role => (&name);
+        fn delete_revoking(name: String) -> (Role, Vec<u64>) => (&name);
         fn grant(user: u64, role: String, by: Option<u64>) -> Role => (user, &role, by);
         fn revoke(user: u64, role: String, by: Option<u64>) -> Role => (user, &role, by);
         fn of_user(user: u64) -> Vec<Role> => (user);

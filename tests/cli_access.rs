@@ -88,7 +88,21 @@ fn role_commands() {
     assert!(err.contains("role nosuch not found"), "{err}");
     let (_, err) = cli.expect(&["role", "delete", "admin"], None, 1);
     assert!(err.contains("system role"), "{err}");
-    cli.json(&["role", "delete", "editor"], None);
+    // Deleting a role says who lost it.
+    cli.json(&["role", "grant", "1", "editor"], None);
+    let deleted = cli.json(&["role", "delete", "editor"], None);
+    assert_eq!(deleted["revoked_from"], json!([1]), "{deleted}");
+    assert_eq!(
+        cli.json(&["user", "permissions", "1"], None)["roles"],
+        json!(["user"])
+    );
+    cli.json(&["role", "create", "viewer", "--permission", "docs.view"], None);
+    let (out, _) = cli.expect(&["role", "delete", "viewer"], None, 0);
+    assert!(out.contains("deleted role viewer (nobody held it)"), "{out}");
+    cli.json(&["role", "create", "viewer", "--permission", "docs.view"], None);
+    cli.json(&["role", "grant", "1", "viewer"], None);
+    let (out, _) = cli.expect(&["role", "delete", "viewer"], None, 0);
+    assert!(out.contains("deleted role viewer; user 1 lost it"), "{out}");
     let (_, err) = cli.expect(&["role", "show", "editor"], None, 1);
     assert!(err.contains("role editor not found"), "{err}");
     cli.expect(&["role", "create", "x"], None, 2); // --permission is required

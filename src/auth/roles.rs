@@ -513,6 +513,16 @@ impl Roles<'_> {
     /// # Errors
     /// `Denied` for a system role; `NotFound`.
     pub fn delete(&self, name: &str) -> Result<Role> {
+        self.delete_revoking(name).map(|(role, _)| role)
+    }
+
+    /// Deletes a custom role and every assignment of it, as [`delete`](Self::delete) does,
+    /// and returns the ids of the users who held it (in the same transaction, so exactly
+    /// those who lost it), in ascending order.
+    ///
+    /// # Errors
+    /// `Denied` for a system role; `NotFound`.
+    pub fn delete_revoking(&self, name: &str) -> Result<(Role, Vec<u64>)> {
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let role = role_by_name(&tx.table::<Role>(), name)?;
@@ -529,7 +539,9 @@ impl Roles<'_> {
                 Order::Asc,
                 usize::MAX,
             )?;
+            let mut revoked = Vec::with_capacity(holders.len());
             for a in holders {
+                revoked.push(a.user_id);
                 assignments.delete(&(a.user_id, a.role_id))?;
                 audit::record(
                     tx,
@@ -546,7 +558,8 @@ impl Roles<'_> {
             }
             tx.table::<Role>().delete(&role.id)?;
             role_event(tx, now, "role_deleted", &role)?;
-            Ok(role)
+            revoked.sort_unstable();
+            Ok((role, revoked))
         })
     }
 

@@ -419,11 +419,31 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
             Ok(Reply::text(json, lines))
         }
         RoleCmd::Delete { name } => {
-            let r = rk.roles().delete(name)?;
-            Ok(Reply::text(
-                role_json(&r),
-                vec![format!("deleted role {}", r.name)],
-            ))
+            let (r, revoked) = rk.roles().delete_revoking(name)?;
+            let mut json = role_json(&r);
+            json["revoked_from"] = json!(revoked);
+            let line = match revoked.as_slice() {
+                [] => format!("deleted role {} (nobody held it)", r.name),
+                [one] => format!("deleted role {}; user {one} lost it", r.name),
+                many => {
+                    const SHOWN: usize = 20;
+                    let named: Vec<String> =
+                        many.iter().take(SHOWN).map(u64::to_string).collect();
+                    let more = many.len().saturating_sub(SHOWN);
+                    format!(
+                        "deleted role {}; {} users lost it: {}{}",
+                        r.name,
+                        many.len(),
+                        named.join(", "),
+                        if more > 0 {
+                            format!(" and {more} more (see `--json`)")
+                        } else {
+                            String::new()
+                        }
+                    )
+                }
+            };
+            Ok(Reply::text(json, vec![line]))
         }
         RoleCmd::Grant { user, role } => {
             let u = rk.users().find(user)?;
