@@ -1802,3 +1802,81 @@ fn removed_pieces_are_listed_in_the_trash_age_and_are_purged_without_freeing_the
     }
     assert_eq!(ws.save_piece(id, br#"{"d":4}"#).unwrap(), 4);
 }
+
+/// A `.lock` that is a symlink (to a file outside the folder) or a directory, as another
+/// tool's lock may be, is refused by every operation with an error that names it and the
+/// fix; a backup's copy of the folder goes on without it; `check` names it and a repair
+/// moves it into the folder's trash (a symlink as a link, its target untouched), after which
+/// the folder works again.
+#[test]
+fn a_lock_file_that_is_a_symlink_or_a_directory_is_named_and_moved_aside_by_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"a":1}"#).unwrap();
+    ws.save_piece(2, br#"{"b":2}"#).unwrap();
+    let outside = tmp.path().join("outside");
+    std::fs::write(&outside, b"precious").unwrap();
+    let lock1 = tmp.path().join("users/1/.lock");
+    std::fs::remove_file(&lock1).unwrap();
+    std::os::unix::fs::symlink(&outside, &lock1).unwrap();
+    let lock2 = tmp.path().join("users/2/.lock");
+    std::fs::remove_file(&lock2).unwrap();
+    std::fs::create_dir(&lock2).unwrap();
+    private(&[&lock2]);
+    // A new handle: this one keeps the old lock files open.
+    let ws = open(tmp.path());
+    for (user, kind) in [(1, "a symlink"), (2, "a directory")] {
+        for err in [
+            ws.read(user).unwrap_err(),
+            ws.save_piece(user, b"{}").unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(matches!(err, Error::UnsafePath { .. }), "{text}");
+            assert!(
+                text.contains(&format!("users/{user}/.lock"))
+                    && text.contains(kind)
+                    && text.contains("check --repair"),
+                "{text}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+    // A backup copies the folder's files, and names the lock it did not keep.
+    let mut copied = Vec::new();
+    let skipped = ws
+        .copy_folder_timed(1, &mut |rel, _, _| {
+            copied.push(rel.to_path_buf());
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        copied.contains(&PathBuf::from("1/gallery/piece_000001.json")),
+        "{copied:?}"
+    );
+    assert_eq!(skipped, [PathBuf::from("1/.lock")]);
+    let problems = ws.check(false, now).unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.problem.contains(".lock is a") && p.problem.contains("check --repair")),
+        "{problems:?}"
+    );
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed.len() == 2 && fixed.iter().all(|p| p.problem.starts_with("fixed:")),
+        "{fixed:?}"
+    );
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+    let kept = tmp.path().join("users/1/.trash/lock.not-a-file-1800000000");
+    assert!(std::fs::symlink_metadata(&kept).unwrap().is_symlink());
+    assert!(
+        tmp.path()
+            .join("users/2/.trash/lock.not-a-file-1800000000")
+            .is_dir()
+    );
+    assert!(ws.check(false, now).unwrap().is_empty());
+    assert_eq!(ws.load_piece(1, 1).unwrap()["a"], 1);
+    assert_eq!(ws.save_piece(2, b"{}").unwrap(), 2);
+}

@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use super::doc::WorkspaceDoc;
 use super::folders::Workspaces;
-use super::lock::LockKind;
+use super::lock::{self, LockKind};
 use super::names::{
-    GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name, trashed_number,
+    GALLERY_DIR, LOCK_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name,
+    trashed_number,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -120,15 +121,43 @@ impl Workspaces {
                 "{why}; `redkeep check --repair` moves it to the trash"
             )]);
         }
+        let mut found = Vec::new();
+        // A lock file that is no regular file (another tool's lock, a symlink) refuses every
+        // operation on the folder. Nobody can hold a lock on it, so it is moved without one
+        // (a writer coming meanwhile makes a new lock file, and waits on it as usual); a
+        // symlink is moved as a link, never followed.
+        let lock_path = dir.join(LOCK_FILE);
+        if let Some(odd) = lock::odd_lock(&lock_path) {
+            if !repair {
+                return Ok(vec![format!(
+                    "{} is {odd}, not a regular file, so every operation on this folder \
+                     refuses it; remove it (redkeep makes a new one), or run `redkeep check \
+                     --repair`, which moves it into the folder's .trash",
+                    lock_path.display()
+                )]);
+            }
+            self.writable()?;
+            let trash = dir.join(PIECE_TRASH);
+            if let Err(Error::UnsafePath { .. }) = fsutil::real_dir(&trash) {
+                found.push(renew_piece_trash(&dir, now)?);
+            }
+            let to =
+                fsutil::move_to_trash(&lock_path, &trash, &format!("lock.not-a-file-{}", now.0))?;
+            found.push(format!(
+                "fixed: {} was {odd}, not a regular file, so the folder could not be locked; \
+                 moved it to {}",
+                lock_path.display(),
+                to.display()
+            ));
+        }
         let kind = if repair {
             LockKind::Exclusive
         } else {
             LockKind::Shared
         };
         let Some(folder) = self.folder(user, kind, false)? else {
-            return Ok(Vec::new());
+            return Ok(found);
         };
-        let mut found = Vec::new();
         // Folders 0700 and files 0600: one copied in by hand, or put back by another tool,
         // may let the machine's other users read the account's files.
         found.extend(loose_modes(&folder.dir, repair));

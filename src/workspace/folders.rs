@@ -615,7 +615,7 @@ impl Workspaces {
     }
 
     /// Refuses a change when the data dir was opened read-only.
-    fn writable(&self) -> Result<()> {
+    pub(super) fn writable(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly {
                 what: format!(
@@ -1325,13 +1325,21 @@ impl Workspaces {
             return Ok(uncopied);
         }
         Self::not_held(&dir, user, false)?;
-        let _lock = lock::lock(
-            &dir.join(LOCK_FILE),
-            LockKind::Shared,
-            self.options.on_wait.as_ref(),
-        )?;
-        let _held = Held::new(&dir, false);
         let base = self.users_dir();
+        let lock_path = dir.join(LOCK_FILE);
+        let _lock = match lock::lock(&lock_path, LockKind::Shared, self.options.on_wait.as_ref()) {
+            Ok(lock) => Some(lock),
+            // A lock file that is no regular file (a symlink, a directory) cannot be locked
+            // by anyone, so no redkeep writer works in the folder: its files are copied as
+            // they are, rather than left out of a backup or a move, and the odd entry is
+            // named among those not kept (a copy makes a new lock file).
+            Err(Error::UnsafePath { .. }) if lock::odd_lock(&lock_path).is_some() => {
+                uncopied.push(lock_path.strip_prefix(&base).unwrap_or(&lock_path).into());
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let _held = Held::new(&dir, false);
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
             for e in fsutil::entries_sorted(&d)? {
