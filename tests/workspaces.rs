@@ -1880,3 +1880,74 @@ fn a_lock_file_that_is_a_symlink_or_a_directory_is_named_and_moved_aside_by_repa
     assert_eq!(ws.load_piece(1, 1).unwrap()["a"], 1);
     assert_eq!(ws.save_piece(2, b"{}").unwrap(), 2);
 }
+
+/// JSON nested deeper than redkeep reads (Python's `json` writes up to about 1000 levels) is
+/// valid: such a document or piece is named as too deep, never as damaged, and a repair
+/// leaves it where it is (no fresh document in its place, no piece in the trash). A hostile
+/// file of a million open brackets costs no stack: it is refused, and, never closed, is
+/// taken for damaged.
+#[test]
+fn deeply_nested_documents_and_pieces_are_reported_and_left_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"a": 1}"#).unwrap();
+    let deep = format!("{}{}", "[".repeat(150), "]".repeat(150));
+    let doc = tmp.path().join("users/1/workspace.json");
+    std::fs::write(
+        &doc,
+        format!(
+            r#"{{"canvas":{{"k":1}},"notes":["keep me"],"piece_count":2,"app":"x","tree":{deep}}}"#
+        ),
+    )
+    .unwrap();
+    let piece = ws.piece_path(1, 2);
+    std::fs::write(&piece, &deep).unwrap();
+    private(&[&doc, &piece]);
+    let before = files_of(tmp.path());
+    match ws.read(1).unwrap_err() {
+        Error::TooDeep { path, depth, limit } => {
+            assert_eq!((path, depth, limit), (doc.clone(), 151, 127));
+        }
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+    match ws.load_piece(1, 2).unwrap_err() {
+        Error::TooDeep { path, depth, .. } => assert_eq!((path, depth), (piece.clone(), 150)),
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+    for repair in [false, true, false] {
+        let problems = ws.check(repair, now).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        for p in &problems {
+            assert!(
+                !p.problem.starts_with("fixed:")
+                    && p.problem.contains("levels deep")
+                    && !p.problem.contains("not valid JSON")
+                    && !p.problem.contains("damaged:"),
+                "{problems:?}"
+            );
+        }
+        assert_eq!(files_of(tmp.path()), before, "repair: {repair}");
+    }
+    // Hostile: a million brackets opened, none closed. No stack overflow; it is damaged.
+    std::fs::write(&piece, "[".repeat(1_000_000)).unwrap();
+    assert!(matches!(
+        ws.load_piece(1, 2),
+        Err(Error::DamagedFile { .. })
+    ));
+    // A million opened and closed: too deep, read without recursing that deep either.
+    let hostile = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+    std::fs::write(&piece, &hostile).unwrap();
+    std::fs::write(&doc, format!(r#"{{"t":{hostile}}}"#)).unwrap();
+    assert!(matches!(
+        ws.load_piece(1, 2),
+        Err(Error::TooDeep {
+            depth: 1_000_000,
+            ..
+        })
+    ));
+    assert!(matches!(ws.read(1), Err(Error::TooDeep { .. })));
+    let before = files_of(tmp.path());
+    assert_eq!(ws.check(true, now).unwrap().len(), 2);
+    assert_eq!(files_of(tmp.path()), before);
+}

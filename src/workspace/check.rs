@@ -1,7 +1,8 @@
 //! Checking the folders: each is served only to its owner, its files parse, and its
 //! `piece_count` matches the gallery; with repair, foreign folders go to the trash, counts are
 //! fixed and a corrupt `workspace.json` is moved aside for a fresh one. Files that are whole
-//! but cannot be used as they are (over the size limit, holding `NaN`) are only reported.
+//! but cannot be used as they are (over the size limit, holding `NaN`, nested too deep) are
+//! only reported.
 
 use std::fs;
 
@@ -34,8 +35,8 @@ impl Workspaces {
     /// trash, counts are set to the gallery's, modes to 0700 and 0600, and a corrupt
     /// workspace.json is moved aside (for a fresh one, or, when only its count is bad, for
     /// the same one with the gallery's count); fixes are prefixed `fixed:`. A file over the
-    /// size limit, or holding `NaN` or `Infinity`, is not damaged: it is reported and left
-    /// in place, whatever `repair` says.
+    /// size limit, holding `NaN` or `Infinity`, or nested deeper than redkeep reads, is not
+    /// damaged: it is reported and left in place, whatever `repair` says.
     ///
     /// # Errors
     /// `Io` when the folder cannot be listed; the error of [`Owners`](super::Owners) when
@@ -281,7 +282,9 @@ impl Workspaces {
             // Whole files a lenient writer made, or larger than this handle's limit: never
             // moved aside, nor replaced by a fresh document (the canvas, the notes and the
             // application's fields are all in there).
-            Err(e @ (Error::TooLarge { .. } | Error::NotStrictJson { .. })) => {
+            Err(
+                e @ (Error::TooLarge { .. } | Error::NotStrictJson { .. } | Error::TooDeep { .. }),
+            ) => {
                 found.push(e.to_string());
             }
             Err(e) if unreadable(&e) => found.push(format!(
@@ -506,12 +509,15 @@ fn restrict_here(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Whether a repair leaves the file `e` is about in place, reported: one that cannot be read
-/// (its content may be whole), one over the size limit, one holding `NaN` or `Infinity`.
+/// (its content may be whole), one over the size limit, one holding `NaN` or `Infinity`, one
+/// nested deeper than redkeep reads.
 fn left_in_place(e: &crate::Error) -> bool {
     unreadable(e)
         || matches!(
             e,
-            crate::Error::TooLarge { .. } | crate::Error::NotStrictJson { .. }
+            crate::Error::TooLarge { .. }
+                | crate::Error::NotStrictJson { .. }
+                | crate::Error::TooDeep { .. }
         )
 }
 

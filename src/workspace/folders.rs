@@ -884,7 +884,8 @@ impl Workspaces {
     /// # Errors
     /// `NotFound` for an unknown user; `DamagedFile` for a file that is not a workspace
     /// document, `TooLarge` for one over the size cap, `NotStrictJson` for one holding `NaN`
-    /// or `Infinity` (each naming its path); `UnsafePath` for a folder of another account, a
+    /// or `Infinity`, `TooDeep` for one nested deeper than [`super::MAX_DOC_DEPTH`] (each
+    /// naming its path); `UnsafePath` for a folder of another account, a
     /// symlink or a non-regular file.
     pub fn read(&self, user: u64) -> Result<WorkspaceDoc> {
         match self.folder(user, LockKind::Shared, false)? {
@@ -1817,17 +1818,32 @@ fn is_number_keeper(path: &Path, meta: &fs::Metadata) -> bool {
 }
 
 /// Why the file at `path`, `bytes`, did not parse (`reason`): `NotStrictJson` when it holds
-/// `NaN` or `Infinity` (a whole file of a lenient writer, left as it is), else damaged.
+/// `NaN` or `Infinity` (a whole file of a lenient writer, left as it is), `TooDeep` when it
+/// nests deeper than serde_json reads, else damaged.
 pub(super) fn unparsed(path: &Path, bytes: &[u8], reason: String) -> Error {
-    match super::doc::non_finite_token(bytes) {
-        Some((token, line, column)) => Error::NotStrictJson {
+    if let Some((token, line, column)) = super::doc::non_finite_token(bytes) {
+        return Error::NotStrictJson {
             path: path.to_path_buf(),
             token: token.to_string(),
             line,
             column,
-        },
-        None => corrupt(path, reason),
+        };
     }
+    // serde_json stops at its recursion limit (parsing deeper recurses deeper, and hostile
+    // input could overflow the stack), having read JSON up to there: a file nested that
+    // deep whose brackets all close again is most likely whole (Python's `json` writes
+    // such files), so it is never taken for damaged. One cut short is.
+    if reason.contains("recursion limit exceeded") {
+        let (depth, closed) = super::doc::json_nesting(bytes);
+        if closed && depth > super::MAX_DOC_DEPTH {
+            return Error::TooDeep {
+                path: path.to_path_buf(),
+                depth,
+                limit: super::MAX_DOC_DEPTH,
+            };
+        }
+    }
+    corrupt(path, reason)
 }
 
 fn corrupt(path: &Path, reason: String) -> Error {

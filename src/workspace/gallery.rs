@@ -282,7 +282,7 @@ impl Workspaces {
     /// # Errors
     /// `NotFound` when it does not exist; `DamagedFile` (naming the path) when it is not JSON;
     /// `TooLarge` when it is over the size cap; `NotStrictJson` when it holds `NaN` or
-    /// `Infinity`.
+    /// `Infinity`; `TooDeep` when it nests deeper than [`super::MAX_DOC_DEPTH`].
     pub fn load_piece(&self, user: u64, n: u64) -> Result<Value> {
         let missing = || Error::not_found(format!("piece {n} of user {user}"));
         let folder = self
