@@ -1951,3 +1951,123 @@ fn deeply_nested_documents_and_pieces_are_reported_and_left_in_place() {
     assert_eq!(ws.check(true, now).unwrap().len(), 2);
     assert_eq!(files_of(tmp.path()), before);
 }
+
+/// What `check --repair` keeps in a user folder's `.trash/` (a damaged `workspace.json`, a
+/// gallery or a piece trash that was no real folder) is listed by `trash`, dated by the
+/// repair, and purged like the rest, by age or all at once; the numbers the trash keeps are
+/// still never given again.
+#[test]
+fn copies_a_repair_keeps_in_a_folders_trash_are_listed_and_purged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"a": 1}"#).unwrap();
+    ws.save_piece(1, br#"{"b": 2}"#).unwrap();
+    ws.delete_piece(1, 2).unwrap();
+    ws.save_piece(2, b"{}").unwrap();
+    let doc = tmp.path().join("users/1/workspace.json");
+    std::fs::write(&doc, b"garbage").unwrap();
+    let gallery = tmp.path().join("users/2/gallery");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::rename(&gallery, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &gallery).unwrap();
+    let trash2 = tmp.path().join("users/2/.trash");
+    std::fs::write(&trash2, b"junk").unwrap();
+    private(&[&doc, &trash2]);
+    let ws = open(tmp.path());
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed.len() >= 3 && fixed.iter().all(|p| p.problem.starts_with("fixed:")),
+        "{fixed:?}"
+    );
+    let listed: Vec<_> = ws
+        .trash()
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.user,
+                e.piece,
+                e.moved_at,
+                e.in_user_folder(),
+            )
+        })
+        .collect();
+    let copy = |user: u64, name: &str| {
+        (
+            format!("users/{user}/.trash/{name}-1800000000"),
+            Some(user),
+            None,
+            Some(now),
+            true,
+        )
+    };
+    for expected in [
+        copy(1, "workspace.json.corrupt"),
+        copy(2, "gallery.not-a-folder"),
+        copy(2, "trash.not-a-folder"),
+    ] {
+        assert!(listed.contains(&expected), "{expected:?} in {listed:?}");
+    }
+    // And user 1's removed piece 2.
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    // Not older than the repair: a purge by age keeps them.
+    assert!(
+        ws.purge_trash(&|e| e.piece.is_none() && e.moved_at.is_some_and(|t| t < now))
+            .unwrap()
+            .is_empty()
+    );
+    let purged = ws.purge_trash(&|e| e.user == Some(2)).unwrap();
+    assert_eq!(purged.len(), 2, "{purged:?}");
+    // The link went, never what it pointed at.
+    assert!(elsewhere.join("piece_000001.json").is_file());
+    assert_eq!(ws.purge_trash(&|_| true).unwrap().len(), 2);
+    assert!(ws.trash().unwrap().is_empty());
+    // Only the `{}` that keeps user 1's number 2 is left.
+    let left: Vec<_> = std::fs::read_dir(ws.dir(1).join(".trash"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["piece_000002.json"]);
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 3);
+}
+
+/// A piece a repair moves to the trash (damaged, or no regular file) ages there from the
+/// repair, as a removed piece does from its removal: a purge of entries older than some
+/// days, run after the repair, does not delete it at once for its old modification time.
+#[test]
+fn a_piece_a_repair_moves_to_the_trash_ages_from_the_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"a": 1}"#).unwrap();
+    ws.save_piece(1, br#"{"b": 2}"#).unwrap();
+    let piece = ws.piece_path(1, 1);
+    std::fs::write(&piece, b"garbage").unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800);
+    std::fs::File::options()
+        .write(true)
+        .open(&piece)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let ws = open(tmp.path());
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed
+            .iter()
+            .any(|p| p.problem.contains("piece_000001.json")),
+        "{fixed:?}"
+    );
+    let trash = ws.trash().unwrap();
+    assert_eq!(trash.len(), 1, "{trash:?}");
+    assert_eq!((trash[0].piece, trash[0].moved_at), (Some(1), Some(now)));
+    let cutoff = Timestamp(now.0 - 30 * 86_400);
+    assert!(
+        ws.purge_trash(&|e| e.moved_at.is_some_and(|t| t < cutoff))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(std::fs::read(&trash[0].path).unwrap(), b"garbage");
+}

@@ -9,7 +9,7 @@ use std::fs;
 use serde::Serialize;
 
 use super::doc::WorkspaceDoc;
-use super::folders::Workspaces;
+use super::folders::{Workspaces, date_moved};
 use super::lock::{self, LockKind};
 use super::names::{
     GALLERY_DIR, LOCK_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name,
@@ -242,6 +242,7 @@ impl Workspaces {
             let path = folder.dir.join(GALLERY_DIR).join(&name);
             if repair {
                 let to = fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &name)?;
+                date_moved(&to, now);
                 found.push(format!(
                     "fixed: {} was not a regular file; moved it to {}",
                     path.display(),
@@ -265,6 +266,9 @@ impl Workspaces {
                         &folder.dir.join(PIECE_TRASH),
                         &name,
                     )?;
+                    // It ages in the trash from now, as a removed piece does: a purge of
+                    // old entries must not take it at once for when it was last written.
+                    date_moved(&to, now);
                     found.push(format!(
                         "fixed: {}; moved it to {}",
                         what_was_wrong(&e),

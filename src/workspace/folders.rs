@@ -468,7 +468,8 @@ pub struct TrashEntry {
     /// The user whose folder it was, when its name says (`<user>-<time>`), or whose removed
     /// piece it is.
     pub user: Option<u64>,
-    /// The number of the removed piece it is (`None` for a folder).
+    /// The number of the removed piece it is (`None` for a folder, or a copy `check
+    /// --repair` kept in a user's folder).
     pub piece: Option<u64>,
     /// When it was moved there: the time in its name, or else its modification time (for a
     /// removed piece, the time of its removal).
@@ -476,6 +477,12 @@ pub struct TrashEntry {
 }
 
 impl TrashEntry {
+    /// Whether it is in a user's folder (`users/<user>/.trash/…`: a removed piece, or a copy
+    /// `check --repair` kept), not a folder in the trash.
+    pub fn in_user_folder(&self) -> bool {
+        self.name.starts_with("users/")
+    }
+
     fn read(path: &Path) -> TrashEntry {
         let name = path
             .file_name()
@@ -1387,9 +1394,10 @@ impl Workspaces {
     }
 
     /// What the trash holds: folders of deleted users (`<user>-<time>`), the folders a
-    /// reset or restore replaced (`reset-<time>`), anything else moved aside, and the
-    /// removed pieces in each user's `.trash/`; oldest first. (An empty `{}` there only keeps
-    /// a removed number from being given again: it holds nothing and is not listed.)
+    /// reset or restore replaced (`reset-<time>`), anything else moved aside, and what is in
+    /// each user's `.trash/` (removed pieces, and the copies `check --repair` kept there);
+    /// oldest first. (An empty `{}` there only keeps a removed number from being given
+    /// again: it holds nothing and is not listed.)
     ///
     /// # Errors
     /// `Io` when the trash cannot be listed.
@@ -1408,8 +1416,11 @@ impl Workspaces {
         Ok(out)
     }
 
-    /// The removed pieces in the users' folders' `.trash/` (regular files only; a `.trash`
-    /// that is no real folder is left to `check`), without the `{}` that only keep numbers.
+    /// What the users' folders' `.trash/` hold (a `.trash` that is no real folder is left to
+    /// `check`): removed pieces (regular files), without the `{}` that only keep numbers, and
+    /// the copies `check --repair` kept there (a damaged `workspace.json`, a gallery or a lock
+    /// file that was no real one), dated by the time in their name. An entry with a piece's
+    /// name that is no regular file is left out: it keeps a number from being given again.
     fn removed_pieces(&self) -> Result<Vec<TrashEntry>> {
         let mut out = Vec::new();
         for user in self.user_ids()? {
@@ -1424,22 +1435,29 @@ impl Workspaces {
             };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let Some(piece) = names::trashed_number(&name) else {
+                // Temp files of a write cut short are no entries: writers tidy them.
+                if name.starts_with(fsutil::TEMP_PREFIX) {
                     continue;
-                };
+                }
                 let path = e.path();
                 let Ok(meta) = fs::symlink_metadata(&path) else {
                     continue;
                 };
-                if !meta.is_file() || is_number_keeper(&path, &meta) {
+                let piece = names::trashed_number(&name);
+                if piece.is_some() && (!meta.is_file() || is_number_keeper(&path, &meta)) {
                     continue;
                 }
+                let modified = || meta.modified().ok().and_then(Timestamp::of_system_time);
                 out.push(TrashEntry {
                     name: format!("users/{user}/{}/{name}", names::PIECE_TRASH),
-                    path,
                     user: Some(user),
-                    piece: Some(piece),
-                    moved_at: meta.modified().ok().and_then(Timestamp::of_system_time),
+                    piece,
+                    moved_at: piece
+                        .is_none()
+                        .then(|| repair_copy_time(&name))
+                        .flatten()
+                        .or_else(modified),
+                    path,
                 });
             }
         }
@@ -1605,7 +1623,7 @@ impl Workspaces {
     }
 
     /// Deletes for good the trash entries `which` picks (the folders a user's deletion moved
-    /// there, a user's removed pieces; old entries, for space), never following a symlink
+    /// there, a user's removed pieces and repair copies; old entries, for space), never following a symlink
     /// out of the trash: a trash folder that is a symlink is refused, an entry that is one is
     /// removed as a link. A removed piece's number is still never given again. Copies
     /// of the same files elsewhere stay: inside `reset-…` entries (a reset or restore moved
@@ -1637,9 +1655,15 @@ impl Workspaces {
             tracing::info!(path = %entry.path.display(), "trash entry deleted for good");
             purged.push(entry);
         }
-        // (A removed piece's folder was synced at its deletion.)
-        if purged.iter().any(|e| e.piece.is_none()) {
-            fsutil::sync_this_dir(&self.trash_dir())?;
+        // (A removed piece's folder was synced at its deletion.) The others: the trash, and
+        // the `.trash` of each user folder whose repair copies went.
+        let mut synced = std::collections::BTreeSet::new();
+        for entry in purged.iter().filter(|e| e.piece.is_none()) {
+            if let Some(dir) = entry.path.parent()
+                && synced.insert(dir.to_path_buf())
+            {
+                fsutil::sync_this_dir(dir)?;
+            }
         }
         Ok(purged)
     }
@@ -1809,6 +1833,28 @@ impl Workspaces {
         fsutil::write_private(&dir.join(OWNER_FILE), owner.marker().as_bytes())?;
         Ok(true)
     }
+}
+
+/// The names `check --repair` gives what it moves into a user folder's `.trash/`, each
+/// followed by the repair's time (Unix seconds) and maybe `-2`, `-3`, ….
+const REPAIR_COPIES: [&str; 4] = [
+    "workspace.json.corrupt-",
+    "gallery.not-a-folder-",
+    "trash.not-a-folder-",
+    "lock.not-a-file-",
+];
+
+/// When the repair copy named `name` was moved aside: the time in its name.
+fn repair_copy_time(name: &str) -> Option<Timestamp> {
+    let rest = REPAIR_COPIES.iter().find_map(|p| name.strip_prefix(p))?;
+    rest.split('-').next()?.parse().ok().map(Timestamp)
+}
+
+/// Dates the entry at `path`, just moved into a trash, at `at`, so it ages there from its
+/// move, not from when it was last written. Should that fail, it keeps its old time.
+pub(super) fn date_moved(path: &Path, at: Timestamp) {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.0.try_into().unwrap_or(0));
+    let _ = fsutil::set_modified(path, at);
 }
 
 /// Whether the removed-piece file at `path` only keeps its number from being given again:
