@@ -159,6 +159,26 @@ pub enum Error {
         /// Its column (from 1, in bytes).
         column: usize,
     },
+    /// A file of a workspace folder (`workspace.json`, a piece) nests objects and arrays
+    /// deeper than redkeep reads ([`MAX_DOC_DEPTH`](crate::workspace::MAX_DOC_DEPTH)
+    /// levels), as another program may write it (Python's `json` goes to about 1000). It is
+    /// not taken for damaged: it is not read, and nothing moves or replaces it (`check
+    /// --repair` reports it and leaves it).
+    #[error(
+        "{} nests objects and arrays {depth} levels deep, more than the {limit} redkeep reads, \
+         so it is not read; it is not taken for damaged and is left as it is: have the \
+         application that wrote it nest its data less deeply, or move the file out of the \
+         folder",
+        path.display()
+    )]
+    TooDeep {
+        /// The file.
+        path: PathBuf,
+        /// How deep it nests.
+        depth: usize,
+        /// How deep a file redkeep reads may nest.
+        limit: usize,
+    },
     /// The store file is damaged (a malformed page, a truncated or empty file): the engine
     /// cannot read it as it is. Writes are refused until it is repaired or restored.
     #[error(

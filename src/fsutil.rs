@@ -578,6 +578,26 @@ pub fn sync_this_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
+/// Fsyncs `dir`, every folder under it (symlinks are not followed) and the folder holding
+/// it: after a copy made folders (a restore's unpacking, a move), each file and its entry
+/// were synced as written, but not the folders' own entries in their parents, which a crash
+/// could lose with everything in them. One sync a folder.
+///
+/// # Errors
+/// `Io` when a folder cannot be listed or synced.
+pub fn sync_tree(dir: &Path) -> Result<()> {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(at) = todo.pop() {
+        for entry in entries_sorted(&at)? {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            }
+        }
+        sync_this_dir(&at)?;
+    }
+    sync_dir(dir)
+}
+
 /// Dates the file at `path` as written at `at` (its access time too), never following a
 /// symlink: a copy or an import keeps when the original was saved (lists show it).
 ///

@@ -96,10 +96,19 @@ fn role_commands() {
         cli.json(&["user", "permissions", "1"], None)["roles"],
         json!(["user"])
     );
-    cli.json(&["role", "create", "viewer", "--permission", "docs.view"], None);
+    cli.json(
+        &["role", "create", "viewer", "--permission", "docs.view"],
+        None,
+    );
     let (out, _) = cli.expect(&["role", "delete", "viewer"], None, 0);
-    assert!(out.contains("deleted role viewer (nobody held it)"), "{out}");
-    cli.json(&["role", "create", "viewer", "--permission", "docs.view"], None);
+    assert!(
+        out.contains("deleted role viewer (nobody held it)"),
+        "{out}"
+    );
+    cli.json(
+        &["role", "create", "viewer", "--permission", "docs.view"],
+        None,
+    );
     cli.json(&["role", "grant", "1", "viewer"], None);
     let (out, _) = cli.expect(&["role", "delete", "viewer"], None, 0);
     assert!(out.contains("deleted role viewer; user 1 lost it"), "{out}");

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use common::TestDir;
 use redkeep::store::{FaultKind, FaultPlan};
-use redkeep::{Error, NewUser, Redkeep, Timestamp};
+use redkeep::{Clock, Error, NewUser, Redkeep, Timestamp};
 
 type Op = fn(&Redkeep, &[u64]) -> redkeep::Result<()>;
 
@@ -409,4 +409,67 @@ fn a_removal_whose_last_sync_failed_says_the_piece_was_removed() {
         }
     }
     assert!(said_removed > 0);
+}
+
+/// A data dir (its own test dir) whose `folders` users each have a workspace folder with a
+/// piece (two folders each: theirs and its gallery).
+fn with_folders(folders: usize) -> TestDir {
+    let t = TestDir::new();
+    let rk = t.open();
+    for i in 0..folders {
+        let id = rk
+            .users()
+            .create(NewUser {
+                email: format!("u{i}@example.com"),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user
+            .id;
+        rk.workspaces().save_piece(id, br#"{"p":1}"#).unwrap();
+    }
+    t
+}
+
+/// How many workspace file syncs `f` makes on this thread.
+fn folder_syncs(f: impl FnOnce()) -> u64 {
+    let plan = FaultPlan::new(FaultKind::FileSync, u64::MAX);
+    let _armed = plan.arm_files();
+    f();
+    plan.calls()
+}
+
+/// A restore and a move make the folders they copy durable, not only their files: each
+/// folder's entry in its parent is synced too (a crash could lose `users/N/` with the
+/// synced files in it), so every folder more costs at least one sync more.
+#[test]
+fn restoring_and_moving_sync_each_folder_they_make() {
+    let (few, many) = (with_folders(1), with_folders(4));
+    let restore_syncs = |t: &TestDir| {
+        let archive = t.path().join("backup.tar");
+        redkeep::ops::backup(&t.open(), &archive).unwrap();
+        let target = t.path().join("restored");
+        folder_syncs(|| {
+            redkeep::ops::restore(&target, &archive, false, t.clock.now()).unwrap();
+        })
+    };
+    // Each of the 3 folders more: at least one sync for each of its 2 folders (unpacking
+    // syncs its files through no seam the plan counts).
+    let (a, b) = (restore_syncs(&few), restore_syncs(&many));
+    assert!(b >= a + 3 * 2, "restore: {a} syncs for 1 folder, {b} for 4");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let move_syncs = |t: &TestDir, name: &str| {
+        let target = elsewhere.path().join(name);
+        folder_syncs(|| {
+            redkeep::ops::move_store(t.path(), None, target.to_str().unwrap(), t.options())
+                .unwrap();
+        })
+    };
+    // Each of the 3 folders more: two syncs for each of its 3 files (the file, and its
+    // entry in its folder), and one for each of its 2 folders.
+    let (a, b) = (move_syncs(&few, "a"), move_syncs(&many, "b"));
+    assert!(
+        b >= a + 3 * (3 * 2 + 2),
+        "move: {a} syncs for 1 folder, {b} for 4"
+    );
 }

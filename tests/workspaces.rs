@@ -1802,3 +1802,272 @@ fn removed_pieces_are_listed_in_the_trash_age_and_are_purged_without_freeing_the
     }
     assert_eq!(ws.save_piece(id, br#"{"d":4}"#).unwrap(), 4);
 }
+
+/// A `.lock` that is a symlink (to a file outside the folder) or a directory, as another
+/// tool's lock may be, is refused by every operation with an error that names it and the
+/// fix; a backup's copy of the folder goes on without it; `check` names it and a repair
+/// moves it into the folder's trash (a symlink as a link, its target untouched), after which
+/// the folder works again.
+#[test]
+fn a_lock_file_that_is_a_symlink_or_a_directory_is_named_and_moved_aside_by_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"a":1}"#).unwrap();
+    ws.save_piece(2, br#"{"b":2}"#).unwrap();
+    let outside = tmp.path().join("outside");
+    std::fs::write(&outside, b"precious").unwrap();
+    let lock1 = tmp.path().join("users/1/.lock");
+    std::fs::remove_file(&lock1).unwrap();
+    std::os::unix::fs::symlink(&outside, &lock1).unwrap();
+    let lock2 = tmp.path().join("users/2/.lock");
+    std::fs::remove_file(&lock2).unwrap();
+    std::fs::create_dir(&lock2).unwrap();
+    private(&[&lock2]);
+    // A new handle: this one keeps the old lock files open.
+    let ws = open(tmp.path());
+    for (user, kind) in [(1, "a symlink"), (2, "a directory")] {
+        for err in [
+            ws.read(user).unwrap_err(),
+            ws.save_piece(user, b"{}").unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(matches!(err, Error::UnsafePath { .. }), "{text}");
+            assert!(
+                text.contains(&format!("users/{user}/.lock"))
+                    && text.contains(kind)
+                    && text.contains("check --repair"),
+                "{text}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+    // A backup copies the folder's files, and names the lock it did not keep.
+    let mut copied = Vec::new();
+    let skipped = ws
+        .copy_folder_timed(1, &mut |rel, _, _| {
+            copied.push(rel.to_path_buf());
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        copied.contains(&PathBuf::from("1/gallery/piece_000001.json")),
+        "{copied:?}"
+    );
+    assert_eq!(skipped, [PathBuf::from("1/.lock")]);
+    let problems = ws.check(false, now).unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.problem.contains(".lock is a") && p.problem.contains("check --repair")),
+        "{problems:?}"
+    );
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed.len() == 2 && fixed.iter().all(|p| p.problem.starts_with("fixed:")),
+        "{fixed:?}"
+    );
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+    let kept = tmp.path().join("users/1/.trash/lock.not-a-file-1800000000");
+    assert!(std::fs::symlink_metadata(&kept).unwrap().is_symlink());
+    assert!(
+        tmp.path()
+            .join("users/2/.trash/lock.not-a-file-1800000000")
+            .is_dir()
+    );
+    assert!(ws.check(false, now).unwrap().is_empty());
+    assert_eq!(ws.load_piece(1, 1).unwrap()["a"], 1);
+    assert_eq!(ws.save_piece(2, b"{}").unwrap(), 2);
+}
+
+/// JSON nested deeper than redkeep reads (Python's `json` writes up to about 1000 levels) is
+/// valid: such a document or piece is named as too deep, never as damaged, and a repair
+/// leaves it where it is (no fresh document in its place, no piece in the trash). A hostile
+/// file of a million open brackets costs no stack: it is refused, and, never closed, is
+/// taken for damaged.
+#[test]
+fn deeply_nested_documents_and_pieces_are_reported_and_left_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"a": 1}"#).unwrap();
+    let deep = format!("{}{}", "[".repeat(150), "]".repeat(150));
+    let doc = tmp.path().join("users/1/workspace.json");
+    std::fs::write(
+        &doc,
+        format!(
+            r#"{{"canvas":{{"k":1}},"notes":["keep me"],"piece_count":2,"app":"x","tree":{deep}}}"#
+        ),
+    )
+    .unwrap();
+    let piece = ws.piece_path(1, 2);
+    std::fs::write(&piece, &deep).unwrap();
+    private(&[&doc, &piece]);
+    let before = files_of(tmp.path());
+    match ws.read(1).unwrap_err() {
+        Error::TooDeep { path, depth, limit } => {
+            assert_eq!((path, depth, limit), (doc.clone(), 151, 127));
+        }
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+    match ws.load_piece(1, 2).unwrap_err() {
+        Error::TooDeep { path, depth, .. } => assert_eq!((path, depth), (piece.clone(), 150)),
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+    for repair in [false, true, false] {
+        let problems = ws.check(repair, now).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        for p in &problems {
+            assert!(
+                !p.problem.starts_with("fixed:")
+                    && p.problem.contains("levels deep")
+                    && !p.problem.contains("not valid JSON")
+                    && !p.problem.contains("damaged:"),
+                "{problems:?}"
+            );
+        }
+        assert_eq!(files_of(tmp.path()), before, "repair: {repair}");
+    }
+    // Hostile: a million brackets opened, none closed. No stack overflow; it is damaged.
+    std::fs::write(&piece, "[".repeat(1_000_000)).unwrap();
+    assert!(matches!(
+        ws.load_piece(1, 2),
+        Err(Error::DamagedFile { .. })
+    ));
+    // A million opened and closed: too deep, read without recursing that deep either.
+    let hostile = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+    std::fs::write(&piece, &hostile).unwrap();
+    std::fs::write(&doc, format!(r#"{{"t":{hostile}}}"#)).unwrap();
+    assert!(matches!(
+        ws.load_piece(1, 2),
+        Err(Error::TooDeep {
+            depth: 1_000_000,
+            ..
+        })
+    ));
+    assert!(matches!(ws.read(1), Err(Error::TooDeep { .. })));
+    let before = files_of(tmp.path());
+    assert_eq!(ws.check(true, now).unwrap().len(), 2);
+    assert_eq!(files_of(tmp.path()), before);
+}
+
+/// What `check --repair` keeps in a user folder's `.trash/` (a damaged `workspace.json`, a
+/// gallery or a piece trash that was no real folder) is listed by `trash`, dated by the
+/// repair, and purged like the rest, by age or all at once; the numbers the trash keeps are
+/// still never given again.
+#[test]
+fn copies_a_repair_keeps_in_a_folders_trash_are_listed_and_purged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"a": 1}"#).unwrap();
+    ws.save_piece(1, br#"{"b": 2}"#).unwrap();
+    ws.delete_piece(1, 2).unwrap();
+    ws.save_piece(2, b"{}").unwrap();
+    let doc = tmp.path().join("users/1/workspace.json");
+    std::fs::write(&doc, b"garbage").unwrap();
+    let gallery = tmp.path().join("users/2/gallery");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::rename(&gallery, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &gallery).unwrap();
+    let trash2 = tmp.path().join("users/2/.trash");
+    std::fs::write(&trash2, b"junk").unwrap();
+    private(&[&doc, &trash2]);
+    let ws = open(tmp.path());
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed.len() >= 3 && fixed.iter().all(|p| p.problem.starts_with("fixed:")),
+        "{fixed:?}"
+    );
+    let listed: Vec<_> = ws
+        .trash()
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.user,
+                e.piece,
+                e.moved_at,
+                e.in_user_folder(),
+            )
+        })
+        .collect();
+    let copy = |user: u64, name: &str| {
+        (
+            format!("users/{user}/.trash/{name}-1800000000"),
+            Some(user),
+            None,
+            Some(now),
+            true,
+        )
+    };
+    for expected in [
+        copy(1, "workspace.json.corrupt"),
+        copy(2, "gallery.not-a-folder"),
+        copy(2, "trash.not-a-folder"),
+    ] {
+        assert!(listed.contains(&expected), "{expected:?} in {listed:?}");
+    }
+    // And user 1's removed piece 2.
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    // Not older than the repair: a purge by age keeps them.
+    assert!(
+        ws.purge_trash(&|e| e.piece.is_none() && e.moved_at.is_some_and(|t| t < now))
+            .unwrap()
+            .is_empty()
+    );
+    let purged = ws.purge_trash(&|e| e.user == Some(2)).unwrap();
+    assert_eq!(purged.len(), 2, "{purged:?}");
+    // The link went, never what it pointed at.
+    assert!(elsewhere.join("piece_000001.json").is_file());
+    assert_eq!(ws.purge_trash(&|_| true).unwrap().len(), 2);
+    assert!(ws.trash().unwrap().is_empty());
+    // Only the `{}` that keeps user 1's number 2 is left.
+    let left: Vec<_> = std::fs::read_dir(ws.dir(1).join(".trash"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["piece_000002.json"]);
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 3);
+}
+
+/// A piece a repair moves to the trash (damaged, or no regular file) ages there from the
+/// repair, as a removed piece does from its removal: a purge of entries older than some
+/// days, run after the repair, does not delete it at once for its old modification time.
+#[test]
+fn a_piece_a_repair_moves_to_the_trash_ages_from_the_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"a": 1}"#).unwrap();
+    ws.save_piece(1, br#"{"b": 2}"#).unwrap();
+    let piece = ws.piece_path(1, 1);
+    std::fs::write(&piece, b"garbage").unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800);
+    std::fs::File::options()
+        .write(true)
+        .open(&piece)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let ws = open(tmp.path());
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed
+            .iter()
+            .any(|p| p.problem.contains("piece_000001.json")),
+        "{fixed:?}"
+    );
+    let trash = ws.trash().unwrap();
+    assert_eq!(trash.len(), 1, "{trash:?}");
+    assert_eq!((trash[0].piece, trash[0].moved_at), (Some(1), Some(now)));
+    let cutoff = Timestamp(now.0 - 30 * 86_400);
+    assert!(
+        ws.purge_trash(&|e| e.moved_at.is_some_and(|t| t < cutoff))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(std::fs::read(&trash[0].path).unwrap(), b"garbage");
+}

@@ -725,6 +725,12 @@ fn restore_into(
     let staged_db = staging.path().join(STORE_FILE);
     if archive {
         unpack(backup, staging.path())?;
+        // The folders unpacking made, durable before they are put in place (their files
+        // are synced as unpacked).
+        let unpacked = staging.path().join(WORKSPACES_DIR);
+        if fsutil::real_dir(&unpacked)?.is_some() {
+            fsutil::sync_tree(&unpacked)?;
+        }
         if !staged_db.is_file() {
             return Err(Error::invalid(
                 "backup",

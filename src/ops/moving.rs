@@ -587,6 +587,12 @@ fn copy_folders(from: &Path, to: &Path) -> Result<(u64, Vec<PathBuf>, u64)> {
             }
         }
     }
+    // The folders the copies made, durable before the source is retired (each file and
+    // its entry were synced as written, but not the folders' entries in their parents).
+    let copied = to.join(WORKSPACES_DIR);
+    if crate::fsutil::real_dir(&copied)?.is_some() {
+        crate::fsutil::sync_tree(&copied)?;
+    }
     not_kept.sort();
     Ok((folders, not_kept, entries))
 }

@@ -1,17 +1,19 @@
 //! Checking the folders: each is served only to its owner, its files parse, and its
 //! `piece_count` matches the gallery; with repair, foreign folders go to the trash, counts are
 //! fixed and a corrupt `workspace.json` is moved aside for a fresh one. Files that are whole
-//! but cannot be used as they are (over the size limit, holding `NaN`) are only reported.
+//! but cannot be used as they are (over the size limit, holding `NaN`, nested too deep) are
+//! only reported.
 
 use std::fs;
 
 use serde::Serialize;
 
 use super::doc::WorkspaceDoc;
-use super::folders::Workspaces;
-use super::lock::LockKind;
+use super::folders::{Workspaces, date_moved};
+use super::lock::{self, LockKind};
 use super::names::{
-    GALLERY_DIR, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name, trashed_number,
+    GALLERY_DIR, LOCK_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name,
+    trashed_number,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -33,8 +35,8 @@ impl Workspaces {
     /// trash, counts are set to the gallery's, modes to 0700 and 0600, and a corrupt
     /// workspace.json is moved aside (for a fresh one, or, when only its count is bad, for
     /// the same one with the gallery's count); fixes are prefixed `fixed:`. A file over the
-    /// size limit, or holding `NaN` or `Infinity`, is not damaged: it is reported and left
-    /// in place, whatever `repair` says.
+    /// size limit, holding `NaN` or `Infinity`, or nested deeper than redkeep reads, is not
+    /// damaged: it is reported and left in place, whatever `repair` says.
     ///
     /// # Errors
     /// `Io` when the folder cannot be listed; the error of [`Owners`](super::Owners) when
@@ -120,15 +122,43 @@ impl Workspaces {
                 "{why}; `redkeep check --repair` moves it to the trash"
             )]);
         }
+        let mut found = Vec::new();
+        // A lock file that is no regular file (another tool's lock, a symlink) refuses every
+        // operation on the folder. Nobody can hold a lock on it, so it is moved without one
+        // (a writer coming meanwhile makes a new lock file, and waits on it as usual); a
+        // symlink is moved as a link, never followed.
+        let lock_path = dir.join(LOCK_FILE);
+        if let Some(odd) = lock::odd_lock(&lock_path) {
+            if !repair {
+                return Ok(vec![format!(
+                    "{} is {odd}, not a regular file, so every operation on this folder \
+                     refuses it; remove it (redkeep makes a new one), or run `redkeep check \
+                     --repair`, which moves it into the folder's .trash",
+                    lock_path.display()
+                )]);
+            }
+            self.writable()?;
+            let trash = dir.join(PIECE_TRASH);
+            if let Err(Error::UnsafePath { .. }) = fsutil::real_dir(&trash) {
+                found.push(renew_piece_trash(&dir, now)?);
+            }
+            let to =
+                fsutil::move_to_trash(&lock_path, &trash, &format!("lock.not-a-file-{}", now.0))?;
+            found.push(format!(
+                "fixed: {} was {odd}, not a regular file, so the folder could not be locked; \
+                 moved it to {}",
+                lock_path.display(),
+                to.display()
+            ));
+        }
         let kind = if repair {
             LockKind::Exclusive
         } else {
             LockKind::Shared
         };
         let Some(folder) = self.folder(user, kind, false)? else {
-            return Ok(Vec::new());
+            return Ok(found);
         };
-        let mut found = Vec::new();
         // Folders 0700 and files 0600: one copied in by hand, or put back by another tool,
         // may let the machine's other users read the account's files.
         found.extend(loose_modes(&folder.dir, repair));
@@ -212,6 +242,7 @@ impl Workspaces {
             let path = folder.dir.join(GALLERY_DIR).join(&name);
             if repair {
                 let to = fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &name)?;
+                date_moved(&to, now);
                 found.push(format!(
                     "fixed: {} was not a regular file; moved it to {}",
                     path.display(),
@@ -235,6 +266,9 @@ impl Workspaces {
                         &folder.dir.join(PIECE_TRASH),
                         &name,
                     )?;
+                    // It ages in the trash from now, as a removed piece does: a purge of
+                    // old entries must not take it at once for when it was last written.
+                    date_moved(&to, now);
                     found.push(format!(
                         "fixed: {}; moved it to {}",
                         what_was_wrong(&e),
@@ -252,7 +286,9 @@ impl Workspaces {
             // Whole files a lenient writer made, or larger than this handle's limit: never
             // moved aside, nor replaced by a fresh document (the canvas, the notes and the
             // application's fields are all in there).
-            Err(e @ (Error::TooLarge { .. } | Error::NotStrictJson { .. })) => {
+            Err(
+                e @ (Error::TooLarge { .. } | Error::NotStrictJson { .. } | Error::TooDeep { .. }),
+            ) => {
                 found.push(e.to_string());
             }
             Err(e) if unreadable(&e) => found.push(format!(
@@ -477,12 +513,15 @@ fn restrict_here(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Whether a repair leaves the file `e` is about in place, reported: one that cannot be read
-/// (its content may be whole), one over the size limit, one holding `NaN` or `Infinity`.
+/// (its content may be whole), one over the size limit, one holding `NaN` or `Infinity`, one
+/// nested deeper than redkeep reads.
 fn left_in_place(e: &crate::Error) -> bool {
     unreadable(e)
         || matches!(
             e,
-            crate::Error::TooLarge { .. } | crate::Error::NotStrictJson { .. }
+            crate::Error::TooLarge { .. }
+                | crate::Error::NotStrictJson { .. }
+                | crate::Error::TooDeep { .. }
         )
 }
 

@@ -199,6 +199,12 @@ impl Strings {
 /// The deepest nesting of objects and arrays in the JSON text `bytes` (0 for a scalar),
 /// counted without parsing; brackets inside strings do not count.
 pub(crate) fn json_depth(bytes: &[u8]) -> usize {
+    json_nesting(bytes).0
+}
+
+/// [`json_depth`], and whether every object, array and string the text opens is closed
+/// again (a text cut short is not).
+pub(crate) fn json_nesting(bytes: &[u8]) -> (usize, bool) {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let mut strings = Strings::default();
     for &b in bytes {
@@ -214,7 +220,7 @@ pub(crate) fn json_depth(bytes: &[u8]) -> usize {
             _ => {}
         }
     }
-    deepest
+    (deepest, depth == 0 && !strings.open)
 }
 
 /// The first `NaN`, `Infinity` or `-Infinity` outside a string in the JSON text `bytes`,

@@ -468,7 +468,8 @@ pub struct TrashEntry {
     /// The user whose folder it was, when its name says (`<user>-<time>`), or whose removed
     /// piece it is.
     pub user: Option<u64>,
-    /// The number of the removed piece it is (`None` for a folder).
+    /// The number of the removed piece it is (`None` for a folder, or a copy `check
+    /// --repair` kept in a user's folder).
     pub piece: Option<u64>,
     /// When it was moved there: the time in its name, or else its modification time (for a
     /// removed piece, the time of its removal).
@@ -476,6 +477,12 @@ pub struct TrashEntry {
 }
 
 impl TrashEntry {
+    /// Whether it is in a user's folder (`users/<user>/.trash/…`: a removed piece, or a copy
+    /// `check --repair` kept), not a folder in the trash.
+    pub fn in_user_folder(&self) -> bool {
+        self.name.starts_with("users/")
+    }
+
     fn read(path: &Path) -> TrashEntry {
         let name = path
             .file_name()
@@ -615,7 +622,7 @@ impl Workspaces {
     }
 
     /// Refuses a change when the data dir was opened read-only.
-    fn writable(&self) -> Result<()> {
+    pub(super) fn writable(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly {
                 what: format!(
@@ -884,7 +891,8 @@ impl Workspaces {
     /// # Errors
     /// `NotFound` for an unknown user; `DamagedFile` for a file that is not a workspace
     /// document, `TooLarge` for one over the size cap, `NotStrictJson` for one holding `NaN`
-    /// or `Infinity` (each naming its path); `UnsafePath` for a folder of another account, a
+    /// or `Infinity`, `TooDeep` for one nested deeper than [`super::MAX_DOC_DEPTH`] (each
+    /// naming its path); `UnsafePath` for a folder of another account, a
     /// symlink or a non-regular file.
     pub fn read(&self, user: u64) -> Result<WorkspaceDoc> {
         match self.folder(user, LockKind::Shared, false)? {
@@ -1325,13 +1333,21 @@ impl Workspaces {
             return Ok(uncopied);
         }
         Self::not_held(&dir, user, false)?;
-        let _lock = lock::lock(
-            &dir.join(LOCK_FILE),
-            LockKind::Shared,
-            self.options.on_wait.as_ref(),
-        )?;
-        let _held = Held::new(&dir, false);
         let base = self.users_dir();
+        let lock_path = dir.join(LOCK_FILE);
+        let _lock = match lock::lock(&lock_path, LockKind::Shared, self.options.on_wait.as_ref()) {
+            Ok(lock) => Some(lock),
+            // A lock file that is no regular file (a symlink, a directory) cannot be locked
+            // by anyone, so no redkeep writer works in the folder: its files are copied as
+            // they are, rather than left out of a backup or a move, and the odd entry is
+            // named among those not kept (a copy makes a new lock file).
+            Err(Error::UnsafePath { .. }) if lock::odd_lock(&lock_path).is_some() => {
+                uncopied.push(lock_path.strip_prefix(&base).unwrap_or(&lock_path).into());
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let _held = Held::new(&dir, false);
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
             for e in fsutil::entries_sorted(&d)? {
@@ -1378,9 +1394,10 @@ impl Workspaces {
     }
 
     /// What the trash holds: folders of deleted users (`<user>-<time>`), the folders a
-    /// reset or restore replaced (`reset-<time>`), anything else moved aside, and the
-    /// removed pieces in each user's `.trash/`; oldest first. (An empty `{}` there only keeps
-    /// a removed number from being given again: it holds nothing and is not listed.)
+    /// reset or restore replaced (`reset-<time>`), anything else moved aside, and what is in
+    /// each user's `.trash/` (removed pieces, and the copies `check --repair` kept there);
+    /// oldest first. (An empty `{}` there only keeps a removed number from being given
+    /// again: it holds nothing and is not listed.)
     ///
     /// # Errors
     /// `Io` when the trash cannot be listed.
@@ -1399,8 +1416,11 @@ impl Workspaces {
         Ok(out)
     }
 
-    /// The removed pieces in the users' folders' `.trash/` (regular files only; a `.trash`
-    /// that is no real folder is left to `check`), without the `{}` that only keep numbers.
+    /// What the users' folders' `.trash/` hold (a `.trash` that is no real folder is left to
+    /// `check`): removed pieces (regular files), without the `{}` that only keep numbers, and
+    /// the copies `check --repair` kept there (a damaged `workspace.json`, a gallery or a lock
+    /// file that was no real one), dated by the time in their name. An entry with a piece's
+    /// name that is no regular file is left out: it keeps a number from being given again.
     fn removed_pieces(&self) -> Result<Vec<TrashEntry>> {
         let mut out = Vec::new();
         for user in self.user_ids()? {
@@ -1415,22 +1435,29 @@ impl Workspaces {
             };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let Some(piece) = names::trashed_number(&name) else {
+                // Temp files of a write cut short are no entries: writers tidy them.
+                if name.starts_with(fsutil::TEMP_PREFIX) {
                     continue;
-                };
+                }
                 let path = e.path();
                 let Ok(meta) = fs::symlink_metadata(&path) else {
                     continue;
                 };
-                if !meta.is_file() || is_number_keeper(&path, &meta) {
+                let piece = names::trashed_number(&name);
+                if piece.is_some() && (!meta.is_file() || is_number_keeper(&path, &meta)) {
                     continue;
                 }
+                let modified = || meta.modified().ok().and_then(Timestamp::of_system_time);
                 out.push(TrashEntry {
                     name: format!("users/{user}/{}/{name}", names::PIECE_TRASH),
-                    path,
                     user: Some(user),
-                    piece: Some(piece),
-                    moved_at: meta.modified().ok().and_then(Timestamp::of_system_time),
+                    piece,
+                    moved_at: piece
+                        .is_none()
+                        .then(|| repair_copy_time(&name))
+                        .flatten()
+                        .or_else(modified),
+                    path,
                 });
             }
         }
@@ -1596,7 +1623,7 @@ impl Workspaces {
     }
 
     /// Deletes for good the trash entries `which` picks (the folders a user's deletion moved
-    /// there, a user's removed pieces; old entries, for space), never following a symlink
+    /// there, a user's removed pieces and repair copies; old entries, for space), never following a symlink
     /// out of the trash: a trash folder that is a symlink is refused, an entry that is one is
     /// removed as a link. A removed piece's number is still never given again. Copies
     /// of the same files elsewhere stay: inside `reset-…` entries (a reset or restore moved
@@ -1628,9 +1655,15 @@ impl Workspaces {
             tracing::info!(path = %entry.path.display(), "trash entry deleted for good");
             purged.push(entry);
         }
-        // (A removed piece's folder was synced at its deletion.)
-        if purged.iter().any(|e| e.piece.is_none()) {
-            fsutil::sync_this_dir(&self.trash_dir())?;
+        // (A removed piece's folder was synced at its deletion.) The others: the trash, and
+        // the `.trash` of each user folder whose repair copies went.
+        let mut synced = std::collections::BTreeSet::new();
+        for entry in purged.iter().filter(|e| e.piece.is_none()) {
+            if let Some(dir) = entry.path.parent()
+                && synced.insert(dir.to_path_buf())
+            {
+                fsutil::sync_this_dir(dir)?;
+            }
         }
         Ok(purged)
     }
@@ -1802,6 +1835,28 @@ impl Workspaces {
     }
 }
 
+/// The names `check --repair` gives what it moves into a user folder's `.trash/`, each
+/// followed by the repair's time (Unix seconds) and maybe `-2`, `-3`, ….
+const REPAIR_COPIES: [&str; 4] = [
+    "workspace.json.corrupt-",
+    "gallery.not-a-folder-",
+    "trash.not-a-folder-",
+    "lock.not-a-file-",
+];
+
+/// When the repair copy named `name` was moved aside: the time in its name.
+fn repair_copy_time(name: &str) -> Option<Timestamp> {
+    let rest = REPAIR_COPIES.iter().find_map(|p| name.strip_prefix(p))?;
+    rest.split('-').next()?.parse().ok().map(Timestamp)
+}
+
+/// Dates the entry at `path`, just moved into a trash, at `at`, so it ages there from its
+/// move, not from when it was last written. Should that fail, it keeps its old time.
+pub(super) fn date_moved(path: &Path, at: Timestamp) {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.0.try_into().unwrap_or(0));
+    let _ = fsutil::set_modified(path, at);
+}
+
 /// Whether the removed-piece file at `path` only keeps its number from being given again:
 /// an empty `{}`, as an import or a purge leaves.
 fn is_number_keeper(path: &Path, meta: &fs::Metadata) -> bool {
@@ -1809,17 +1864,32 @@ fn is_number_keeper(path: &Path, meta: &fs::Metadata) -> bool {
 }
 
 /// Why the file at `path`, `bytes`, did not parse (`reason`): `NotStrictJson` when it holds
-/// `NaN` or `Infinity` (a whole file of a lenient writer, left as it is), else damaged.
+/// `NaN` or `Infinity` (a whole file of a lenient writer, left as it is), `TooDeep` when it
+/// nests deeper than serde_json reads, else damaged.
 pub(super) fn unparsed(path: &Path, bytes: &[u8], reason: String) -> Error {
-    match super::doc::non_finite_token(bytes) {
-        Some((token, line, column)) => Error::NotStrictJson {
+    if let Some((token, line, column)) = super::doc::non_finite_token(bytes) {
+        return Error::NotStrictJson {
             path: path.to_path_buf(),
             token: token.to_string(),
             line,
             column,
-        },
-        None => corrupt(path, reason),
+        };
     }
+    // serde_json stops at its recursion limit (parsing deeper recurses deeper, and hostile
+    // input could overflow the stack), having read JSON up to there: a file nested that
+    // deep whose brackets all close again is most likely whole (Python's `json` writes
+    // such files), so it is never taken for damaged. One cut short is.
+    if reason.contains("recursion limit exceeded") {
+        let (depth, closed) = super::doc::json_nesting(bytes);
+        if closed && depth > super::MAX_DOC_DEPTH {
+            return Error::TooDeep {
+                path: path.to_path_buf(),
+                depth,
+                limit: super::MAX_DOC_DEPTH,
+            };
+        }
+    }
+    corrupt(path, reason)
 }
 
 fn corrupt(path: &Path, reason: String) -> Error {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::folders::{Workspaces, unparsed};
+use super::folders::{Workspaces, date_moved, unparsed};
 use super::lock::LockKind;
 use super::names::{GALLERY_DIR, PIECE_TRASH};
 use super::names::{piece_file_name, piece_numbers, piece_numbers_tidying, trashed_numbers};
@@ -282,7 +282,7 @@ impl Workspaces {
     /// # Errors
     /// `NotFound` when it does not exist; `DamagedFile` (naming the path) when it is not JSON;
     /// `TooLarge` when it is over the size cap; `NotStrictJson` when it holds `NaN` or
-    /// `Infinity`.
+    /// `Infinity`; `TooDeep` when it nests deeper than [`super::MAX_DOC_DEPTH`].
     pub fn load_piece(&self, user: u64, n: u64) -> Result<Value> {
         let missing = || Error::not_found(format!("piece {n} of user {user}"));
         let folder = self
@@ -321,10 +321,8 @@ impl Workspaces {
         doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
         let Err(e) = self.write_doc(&folder.dir, &doc) else {
             // Dated at its removal, so it ages in the trash as a removed folder does (its
-            // name keeps no time). Should that fail, it keeps the time it was last saved.
-            let now = std::time::UNIX_EPOCH
-                + std::time::Duration::from_secs(self.now().0.try_into().unwrap_or(0));
-            let _ = fsutil::set_modified(&trashed, now);
+            // name keeps no time); not before, as a failed removal puts it back.
+            date_moved(&trashed, self.now());
             return Ok(());
         };
         match self.read_doc(&folder.dir) {

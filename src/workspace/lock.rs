@@ -63,9 +63,15 @@ pub enum LockKind {
 /// If it is busy, calls `notice` once and then waits.
 ///
 /// # Errors
-/// `Io` when the file cannot be opened or locked (a missing directory is `NotFound` io).
+/// `UnsafePath` when something other than a regular file is at `path` (a symlink, a
+/// directory, another tool's lock), saying how to mend it; `Io` when the file cannot be
+/// opened or locked (a missing directory is `NotFound` io).
 pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<DirLock> {
-    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+    // Without blocking on a FIFO planted there (flock itself still waits: only `LOCK_NB`
+    // makes it give up).
+    let flags =
+        (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NONBLOCK)
+            .bits() as i32;
     let opened = OpenOptions::new()
         .read(true)
         .write(true)
@@ -89,15 +95,59 @@ pub fn lock(path: &Path, kind: LockKind, notice: Option<&WaitNotice>) -> Result<
                 .read(true)
                 .custom_flags(flags)
                 .open(path)
-                .map_err(|_| Error::io(format!("opening lock file {}", path.display()), e))?
+                .map_err(|_| not_opened(path, e))?
         }
-        other => {
-            other.map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?
-        }
+        other => other.map_err(|e| not_opened(path, e))?,
     };
+    // Opened without following a symlink, but a FIFO, a socket or a device opens too.
+    if file.metadata().is_ok_and(|m| !m.is_file()) {
+        return Err(not_a_lock_file(
+            path,
+            "a special file (a FIFO, a socket or a device)",
+        ));
+    }
     let mut lock = relock(file, path, kind, notice)?;
     lock.writable = writable;
     Ok(lock)
+}
+
+/// What is at `path` when it is there but is no regular file, as a lock file must be: "a
+/// symlink", "a directory" or "a special file …"; `None` when it is a regular file or absent.
+pub(crate) fn odd_lock(path: &Path) -> Option<&'static str> {
+    let kind = std::fs::symlink_metadata(path).ok()?.file_type();
+    if kind.is_file() {
+        None
+    } else if kind.is_symlink() {
+        Some("a symlink")
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else {
+        Some("a special file (a FIFO, a socket or a device)")
+    }
+}
+
+/// The refusal of the lock file at `path`, which is `kind` ([`odd_lock`]): every operation
+/// on the folder needs its lock, so it says how to mend it.
+pub(crate) fn not_a_lock_file(path: &Path, kind: &str) -> Error {
+    Error::unsafe_path(
+        path,
+        format!(
+            "the folder's lock file is {kind}, not a regular file (another tool's lock, or \
+             put there by hand), so the folder cannot be locked and nothing in it is read or \
+             written; remove it (redkeep makes a new one), or run `redkeep check --repair`, \
+             which moves it into the folder's .trash"
+        ),
+    )
+}
+
+/// Why the lock file at `path` could not be opened (`e`): when something other than a
+/// regular file is there (a symlink: `ELOOP`, as it is never followed; a directory:
+/// `EISDIR`; a socket: `ENXIO`), that, with how to mend it.
+fn not_opened(path: &Path, e: std::io::Error) -> Error {
+    match odd_lock(path) {
+        Some(kind) if e.kind() != std::io::ErrorKind::NotFound => not_a_lock_file(path, kind),
+        _ => Error::io(format!("opening lock file {}", path.display()), e),
+    }
 }
 
 /// Takes the lock on `file`, the lock file at `path` opened for writing before (by [`lock`],

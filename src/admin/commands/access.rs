@@ -427,8 +427,7 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
                 [one] => format!("deleted role {}; user {one} lost it", r.name),
                 many => {
                     const SHOWN: usize = 20;
-                    let named: Vec<String> =
-                        many.iter().take(SHOWN).map(u64::to_string).collect();
+                    let named: Vec<String> = many.iter().take(SHOWN).map(u64::to_string).collect();
                     let more = many.len().saturating_sub(SHOWN);
                     format!(
                         "deleted role {}; {} users lost it: {}{}",

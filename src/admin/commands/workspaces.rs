@@ -24,7 +24,8 @@ pub enum WorkspaceCmd {
         user: String,
     },
     /// List the trash: folders of deleted users, folders a reset or restore replaced, and
-    /// removed gallery pieces (`users/ID/.trash/piece_…`).
+    /// what each user's folder's trash holds (`users/ID/.trash/…`: removed gallery pieces,
+    /// copies `check --repair` kept).
     Trash,
     /// Delete trash entries for good: the folders of one deleted user or the removed pieces
     /// of one user (`--user`; copies of their files inside `reset-…` entries, the store's
@@ -42,8 +43,8 @@ pub enum WorkspaceCmd {
         ))
     )]
     PurgeTrash {
-        /// Only the folders of this deleted user, or the removed pieces of this user (their
-        /// numeric id, as `workspace trash` lists it).
+        /// Only the folders of this deleted user, or what this user's folder's trash holds
+        /// (their numeric id, as `workspace trash` lists it).
         #[cfg_attr(feature = "cli", arg(long, value_parser = deleted_user_arg))]
         user: Option<u64>,
         /// Only entries moved there longer ago than this, e.g. 30d.
@@ -200,8 +201,8 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                             .saturating_sub(d.as_secs().try_into().unwrap_or(i64::MAX)),
                     )
                 });
-            // Of a user who exists, only their removed pieces: a folder entry with their id
-            // is an earlier account's.
+            // Of a user who exists, only what is in their folder's `.trash` (removed pieces,
+            // repair copies): a folder entry with their id is an earlier account's.
             let live = match user {
                 Some(id) => rk.users().get(*id)?.is_some(),
                 None => false,
@@ -212,14 +213,14 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                     .workspaces()
                     .trash()?
                     .iter()
-                    .any(|e| e.user == Some(*id) && e.piece.is_some())
+                    .any(|e| e.user == Some(*id) && e.in_user_folder())
             {
                 return Err(Error::invalid(
                     "user",
                     format!(
-                        "user {id} exists and has no removed pieces in the trash; purge-trash \
-                         deletes the folders of deleted users (delete the account first) and \
-                         removed pieces"
+                        "user {id} exists and has nothing in their folder's trash; purge-trash \
+                         deletes the folders of deleted users (delete the account first), and \
+                         removed pieces and repair copies"
                     ),
                 ));
             }
@@ -233,7 +234,7 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                 waiting.is_some() && std::fs::canonicalize(&e.path).ok() == waiting
             };
             let picked = |e: &crate::workspace::TrashEntry| {
-                *all || (user.is_none_or(|u| e.user == Some(u) && (!live || e.piece.is_some()))
+                *all || (user.is_none_or(|u| e.user == Some(u) && (!live || e.in_user_folder()))
                     && cutoff.is_none_or(|c| e.moved_at.is_some_and(|t| t < c)))
             };
             let kept: Vec<String> = rk
