@@ -190,7 +190,11 @@ impl AsyncRedkeep {
     /// to the blocking pool at once ([`Options::max_concurrent_hashes`]); wrap a handle
     /// once and clone the result, since each `new` counts its own.
     pub fn new(rk: Redkeep) -> AsyncRedkeep {
-        let places = rk.options().max_concurrent_hashes.max(1);
+        // A bound as large as "no bound" (`usize::MAX`) is more places than tokio counts.
+        let places = rk
+            .options()
+            .max_concurrent_hashes
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         AsyncRedkeep {
             rk,
             hashes: Arc::new(tokio::sync::Semaphore::new(places)),

@@ -252,7 +252,7 @@ pub(crate) enum FileOp {
     Sync,
     /// Renaming into place.
     Rename,
-    /// Reading a file a salvage copies.
+    /// Reading a file a salvage copies, or the store file a live check copies.
     Read,
 }
 

@@ -623,7 +623,9 @@ fn check_policies(o: &Options) -> Result<()> {
 
 impl Redkeep {
     /// Opens the data dir `dir` (creating it, mode 0700, and its store, mode 0600, when
-    /// `options.create` is set).
+    /// `options.create` is set). A relative `dir` is made absolute against the working
+    /// directory ([`std::path::absolute`]: `..` and symlinks are kept as given), so every
+    /// path the handle hands out means the same from anywhere.
     ///
     /// ```
     /// # let tmp = tempfile::tempdir().unwrap();
@@ -1190,7 +1192,7 @@ impl Redkeep {
         &self.inner.accounts.store
     }
 
-    /// The data dir.
+    /// The data dir, absolute (see [`Redkeep::open`]).
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }

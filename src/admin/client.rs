@@ -148,11 +148,14 @@ impl Connection {
             Patience::Wait => {}
             Patience::WaitAndSay => {
                 // The first sign of an answer ends the notice's wait (an answer before it
-                // says nothing); the read timeout bounds the wait as the read's own would.
-                readable_within(&stream, Duration::from_secs(3600));
+                // says nothing); an hour without one is the read timeout's hour.
+                let answering = readable_within(&stream, Duration::from_secs(3600));
                 if let Some((answered, notice)) = notice {
                     drop(answered);
                     let _ = notice.join();
+                }
+                if !answering {
+                    return Err(no_answer(std::io::ErrorKind::TimedOut.into()));
                 }
             }
             Patience::GiveUpAfter(d) => {
@@ -230,6 +233,8 @@ fn read_answer(stream: &mut UnixStream, output: &mut dyn Write) -> Result<Remote
                 .write_all(&chunk)
                 .map_err(|e| Error::io("writing the command's output", e))?,
             Frame::Body(ANSWER, body) => {
+                // It may carry a secret made for this command: wiped once read.
+                let body = zeroize::Zeroizing::new(body);
                 let reply: WireReply = crate::workspace::parse_wrapped(&body).map_err(|e| {
                     Error::invalid(
                         "reply",

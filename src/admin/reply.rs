@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::auth::users::User;
 
 /// What a command produced. A reply that shows a secret once (`unseen` is set) keeps it out
-/// of its `Debug` form and wipes its text from memory when dropped.
+/// of its `Debug` form.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     /// The machine form, printed with `--json`.
@@ -54,8 +54,10 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-impl Drop for Reply {
-    fn drop(&mut self) {
+impl Reply {
+    /// Wipes the text of a reply that shows a secret once (the owner does, once it sent
+    /// it); other replies are left as they are.
+    pub(crate) fn wipe_secret(&mut self) {
         use zeroize::Zeroize;
         if self.unseen.is_none() {
             return;

@@ -347,14 +347,15 @@ fn accept_loop(
 }
 
 fn answer(stream: &mut UnixStream, result: std::result::Result<super::reply::Reply, WireError>) {
-    let _ = write_json(
-        &mut Sending(stream),
-        ANSWER,
-        &WireReply {
-            version: PROTOCOL_VERSION,
-            result,
-        },
-    );
+    let mut reply = WireReply {
+        version: PROTOCOL_VERSION,
+        result,
+    };
+    let _ = write_json(&mut Sending(stream), ANSWER, &reply);
+    // A secret it showed is not left in the application's memory.
+    if let Ok(r) = &mut reply.result {
+        r.wipe_secret();
+    }
 }
 
 fn error(message: impl Into<String>) -> WireError {
@@ -431,13 +432,13 @@ fn client_left(stream: &UnixStream) -> bool {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    let mut fds = [PollFd::new(stream, PollFlags::RDHUP)];
+    // `HUP`: both directions shut, as when the client closed its socket or ended. A client
+    // that only shut its writing side (`RDHUP`) still waits for the answer.
+    let mut fds = [PollFd::new(stream, PollFlags::empty())];
     loop {
         match poll(&mut fds, Some(&now)) {
             Ok(_) => {
-                return fds[0]
-                    .revents()
-                    .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR);
+                return fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR);
             }
             Err(rustix::io::Errno::INTR) => {}
             // Whatever went wrong shows when the command's output is written.
@@ -670,9 +671,20 @@ mod tests {
         handle.join().unwrap();
     }
 
+    /// What the client of [`serve_request`] does once it sent its request.
+    #[derive(PartialEq)]
+    enum Client {
+        /// Waits for the answer.
+        Stays,
+        /// Shuts its writing side, then waits for the answer.
+        HalfCloses,
+        /// Closes its socket before the owner begins.
+        Leaves,
+    }
+
     /// Runs one connection whose client sent `body` as its request with an empty input,
-    /// and (when `leave`) closed its end before the owner began; returns what it answered.
-    fn serve_request(rk: &Redkeep, body: &[u8], leave: bool) -> Vec<u8> {
+    /// then did as `client` says; returns what the owner answered.
+    fn serve_request(rk: &Redkeep, body: &[u8], client_does: Client) -> Vec<u8> {
         use std::io::{Read, Write};
         let (mut stream, mut client) = UnixStream::pair().unwrap();
         client.write_all(&[REQUEST]).unwrap();
@@ -683,12 +695,17 @@ mod tests {
         client
             .write_all(&[crate::admin::protocol::END, 0, 0, 0, 0])
             .unwrap();
-        if leave {
-            drop(client);
-            serve_one(&mut stream, rk, Instant::now());
-            return Vec::new();
+        match client_does {
+            Client::Leaves => {
+                drop(client);
+                serve_one(&mut stream, rk, Instant::now());
+                return Vec::new();
+            }
+            Client::HalfCloses => client.shutdown(std::net::Shutdown::Write).unwrap(),
+            Client::Stays => {}
         }
         serve_one(&mut stream, rk, Instant::now());
+        drop(stream);
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).unwrap();
         answer
@@ -696,7 +713,7 @@ mod tests {
 
     /// An operator who pressed Ctrl-C while the application was stopped or busy, before it
     /// began the command, does not have it run behind their back (the CLI says so); a
-    /// client still there has it run.
+    /// client still there has it run, one that shut only its writing side too.
     #[test]
     fn a_command_whose_client_left_before_it_began_is_not_run() {
         let tmp = tempfile::tempdir().unwrap();
@@ -714,10 +731,14 @@ mod tests {
                 .unwrap()
                 .len()
         };
-        serve_request(&rk, create, true);
+        serve_request(&rk, create, Client::Leaves);
         assert_eq!(invites(), 0, "the command ran for a client that had left");
-        let answer = serve_request(&rk, create, false);
+        let answer = serve_request(&rk, create, Client::Stays);
         assert_eq!(invites(), 1, "{}", String::from_utf8_lossy(&answer));
+        // A client that only shut its writing side still waits for the answer.
+        let answer = serve_request(&rk, create, Client::HalfCloses);
+        assert_eq!(invites(), 2, "{}", String::from_utf8_lossy(&answer));
+        assert!(String::from_utf8_lossy(&answer).contains("rki_"));
     }
 
     /// A client of another release is told so, whatever the shape of its request: the
@@ -732,8 +753,9 @@ mod tests {
                 .create(true),
         )
         .unwrap();
-        let answer =
-            |body: &[u8]| String::from_utf8_lossy(&serve_request(&rk, body, false)).into_owned();
+        let answer = |body: &[u8]| {
+            String::from_utf8_lossy(&serve_request(&rk, body, Client::Stays)).into_owned()
+        };
         let newer = answer(
             br#"{"version":3,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
         );

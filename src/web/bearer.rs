@@ -67,13 +67,15 @@ impl Caller {
     pub async fn from_token(ark: &AsyncRedkeep, token: &str) -> Result<Caller> {
         let token = token.trim().to_string();
         if token.starts_with(&format!("{SESSION_PREFIX}_")) {
-            let (user, session) = ark.sessions().validate(token).await?;
-            let granted = gone_is_invalid(ark.roles().permissions(user.id).await, "session token")?;
-            return Ok(Caller {
-                principal: Principal::Session { user, session },
-                granted,
-                scopes: None,
-            });
+            // The session, its user and what the user may do, in one trip to the pool; the
+            // user and the permissions in one snapshot, refused when the user was disabled
+            // or deleted after the session was checked.
+            return ark
+                .run(move |rk| {
+                    let (_, session) = rk.sessions().validate(&token)?;
+                    session_caller(rk, session)
+                })
+                .await;
         }
         if token.starts_with(&format!("{API_KEY_PREFIX}_")) {
             // The key, its owner and what the owner may do, in one trip to the pool.
@@ -163,12 +165,19 @@ fn key_caller(rk: &Redkeep, key: ApiKey) -> Result<Caller> {
     }
 }
 
-/// A user deleted between the check of their token and the read of their permissions: the
-/// token is no longer valid (401), not a missing user (404 naming an id).
-fn gone_is_invalid<T>(read: Result<T>, what: &'static str) -> Result<T> {
-    read.map_err(|e| match e {
-        Error::NotFound { .. } => Error::InvalidCredential { what },
-        e => e,
+/// The caller of a session checked a moment ago: its user and the user's permissions in
+/// one snapshot, refused (401) when the user was disabled or deleted in between.
+fn session_caller(rk: &Redkeep, session: Session) -> Result<Caller> {
+    let (user, granted) =
+        rk.roles()
+            .of_active_user(session.user_id)?
+            .ok_or(Error::InvalidCredential {
+                what: "session token",
+            })?;
+    Ok(Caller {
+        principal: Principal::Session { user, session },
+        granted,
+        scopes: None,
     })
 }
 
@@ -249,19 +258,54 @@ mod tests {
         );
     }
 
-    /// A user deleted while their request is checked: 401 for the token, not a 404 that
-    /// names the user's id.
+    /// A user disabled or deleted after their session token was checked (another request,
+    /// between the two reads): 401 for the token, never a caller carrying the user, nor a
+    /// 404 naming the user's id.
     #[test]
-    fn a_user_gone_after_the_token_check_is_an_invalid_token() {
-        let gone: Result<()> = Err(Error::not_found("user 7"));
-        let e = gone_is_invalid(gone, "session token").unwrap_err();
-        let web = WebError::from(e);
+    fn a_session_whose_user_was_disabled_or_deleted_after_its_check_opens_nothing() {
+        const PW: &str = "a password long enough";
+        let tmp = tempfile::tempdir().unwrap();
+        let options = crate::Options::default().password(crate::PasswordParams::INSECURE_FAST);
+        let rk = Redkeep::open(tmp.path(), options).unwrap();
+        let user = |email: &str| crate::NewUser {
+            email: email.into(),
+            password: Some(PW.into()),
+            ..crate::NewUser::default()
+        };
+        rk.users().create(user("root@example.com")).unwrap();
+        let id = rk.users().create(user("fay@example.com")).unwrap().user.id;
+        let checked = || {
+            let login = rk
+                .sessions()
+                .login(
+                    "fay@example.com",
+                    PW,
+                    crate::auth::sessions::LoginMeta::default(),
+                )
+                .unwrap();
+            rk.sessions().validate(login.token.expose()).unwrap().1
+        };
+        let session = checked();
+        assert!(session_caller(&rk, session.clone()).is_ok());
+        rk.users().disable(id).unwrap();
+        let refused = session_caller(&rk, session).map(|c| c.principal);
+        assert!(
+            matches!(
+                refused,
+                Err(Error::InvalidCredential {
+                    what: "session token"
+                })
+            ),
+            "{refused:?}"
+        );
+        rk.users().enable(id).unwrap();
+        let session = checked();
+        rk.users().delete(id).unwrap();
+        let gone = session_caller(&rk, session)
+            .map(|c| c.principal)
+            .unwrap_err();
+        let web = WebError::from(gone);
         assert_eq!(web.status, axum::http::StatusCode::UNAUTHORIZED);
         assert_eq!(web.message, "session token is not valid");
-        let other: Result<()> = Err(Error::Busy { what: "x".into() });
-        assert!(matches!(
-            gone_is_invalid(other, "API key"),
-            Err(Error::Busy { .. })
-        ));
     }
 }

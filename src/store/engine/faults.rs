@@ -30,7 +30,8 @@ pub enum FaultKind {
     FileSync,
     /// Workspace files: renaming into place (or into the trash).
     FileRename,
-    /// Workspace files: reading a file a salvage copies.
+    /// Workspace files: reading a file a salvage copies; the store file a live check
+    /// copies.
     FileRead,
 }
 
