@@ -104,27 +104,6 @@ impl Write for Counted {
     }
 }
 
-/// The owner's side of a connection, written with `send(MSG_NOSIGNAL)`: a client that left
-/// makes the write fail with `EPIPE` without raising `SIGPIPE`, which would kill an
-/// application that restored its default action (Rust ignores it; a host through FFI may
-/// not). The socket's write timeout still applies.
-pub(crate) struct Sending<'a>(pub(crate) &'a UnixStream);
-
-impl Write for Sending<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match rustix::net::send(self.0, buf, rustix::net::SendFlags::NOSIGNAL) {
-                Err(rustix::io::Errno::INTR) => {}
-                sent => return sent.map_err(io::Error::from),
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// One frame read; `TooLarge` when the length passes the cap (the body is not read).
 pub(crate) enum Frame {
     Body(u8, Vec<u8>),
@@ -299,10 +278,10 @@ impl Write for ChunkWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            write_frame(&mut Sending(self.stream), OUTPUT, &self.buf)?;
+            write_frame(self.stream, OUTPUT, &self.buf)?;
             self.buf.clear();
         }
-        Ok(())
+        self.stream.flush()
     }
 }
 

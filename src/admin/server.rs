@@ -27,8 +27,7 @@ use super::io::{Io, Quiet};
 use super::protocol::SOCKET_FILE;
 use super::protocol::{
     ANSWER, ChunkReader, ChunkWriter, Frame, MAX_CHUNK_BYTES, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
-    REQUEST, Sending, WireError, WireReply, WireRequest, drain, read_frame, socket_address,
-    write_json,
+    REQUEST, WireError, WireReply, WireRequest, drain, read_frame, socket_address, write_json,
 };
 use crate::Redkeep;
 use crate::error::{Error, Result};
@@ -351,7 +350,7 @@ fn answer(stream: &mut UnixStream, result: std::result::Result<super::reply::Rep
         version: PROTOCOL_VERSION,
         result,
     };
-    let _ = write_json(&mut Sending(stream), ANSWER, &reply);
+    let _ = write_json(stream, ANSWER, &reply);
     // A secret it showed is not left in the application's memory.
     if let Ok(r) = &mut reply.result {
         r.wipe_secret();
