@@ -670,6 +670,16 @@ mod tests {
         handle.join().unwrap();
     }
 
+    /// A new data dir (removed when the first is dropped) and a handle on it.
+    fn fresh() -> (tempfile::TempDir, Redkeep) {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = crate::Options::default()
+            .password(crate::PasswordParams::INSECURE_FAST)
+            .create(true);
+        let rk = Redkeep::open(tmp.path(), options).unwrap();
+        (tmp, rk)
+    }
+
     /// What the client of [`serve_request`] does once it sent its request.
     #[derive(PartialEq)]
     enum Client {
@@ -715,14 +725,7 @@ mod tests {
     /// client still there has it run, one that shut only its writing side too.
     #[test]
     fn a_command_whose_client_left_before_it_began_is_not_run() {
-        let tmp = tempfile::tempdir().unwrap();
-        let rk = Redkeep::open(
-            tmp.path(),
-            crate::Options::default()
-                .password(crate::PasswordParams::INSECURE_FAST)
-                .create(true),
-        )
-        .unwrap();
+        let (_tmp, rk) = fresh();
         let create = br#"{"version":2,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
         let invites = || {
             rk.invites()
@@ -744,14 +747,7 @@ mod tests {
     /// version is read first (a request the application cannot parse was called malformed).
     #[test]
     fn a_client_of_another_protocol_version_is_told_so_before_its_request_is_parsed() {
-        let tmp = tempfile::tempdir().unwrap();
-        let rk = Redkeep::open(
-            tmp.path(),
-            crate::Options::default()
-                .password(crate::PasswordParams::INSECURE_FAST)
-                .create(true),
-        )
-        .unwrap();
+        let (_tmp, rk) = fresh();
         let answer = |body: &[u8]| {
             String::from_utf8_lossy(&serve_request(&rk, body, Client::Stays)).into_owned()
         };
