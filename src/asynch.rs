@@ -59,7 +59,7 @@ use crate::workspace::{FolderOwner, PieceInfo, WorkspaceDoc, WorkspaceInfo, Work
 pub struct AsyncRedkeep {
     rk: Redkeep,
     /// One place per hash the handle may run at once, taken before a hashing call goes to
-    /// the blocking pool (shared by the clones of this handle).
+    /// the blocking pool (shared by every wrapper of the handle).
     hashes: Arc<tokio::sync::Semaphore>,
 }
 
@@ -186,19 +186,12 @@ impl AsyncRedkeep {
         Ok(AsyncRedkeep::new(rk))
     }
 
-    /// Wraps an open handle. Its clones share one bound on the password hashes they send
-    /// to the blocking pool at once ([`Options::max_concurrent_hashes`]); wrap a handle
-    /// once and clone the result, since each `new` counts its own.
+    /// Wraps an open handle. Every wrapper of the handle (and of its clones) shares one
+    /// bound on the password hashes sent to the blocking pool at once
+    /// ([`Options::max_concurrent_hashes`]).
     pub fn new(rk: Redkeep) -> AsyncRedkeep {
-        // A bound as large as "no bound" (`usize::MAX`) is more places than tokio counts.
-        let places = rk
-            .options()
-            .max_concurrent_hashes
-            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
-        AsyncRedkeep {
-            rk,
-            hashes: Arc::new(tokio::sync::Semaphore::new(places)),
-        }
+        let hashes = rk.hash_places();
+        AsyncRedkeep { rk, hashes }
     }
 
     /// Drops this handle on the blocking pool, and returns once that is done. When it is the
@@ -630,5 +623,26 @@ impl AsyncWorkspaces<'_> {
         self.ark
             .run(move |rk| rk.workspaces().update(user, f))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wrapping one handle twice (or a clone of it) does not double the bound on hashes:
+    /// every wrapper takes its places from the handle's one count.
+    #[test]
+    fn every_wrapper_of_a_handle_shares_its_places_to_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = Options::default()
+            .password(crate::PasswordParams::INSECURE_FAST)
+            .max_concurrent_hashes(usize::MAX);
+        let rk = Redkeep::open(tmp.path(), options).unwrap();
+        let (a, b) = (AsyncRedkeep::new(rk.clone()), AsyncRedkeep::new(rk));
+        assert!(Arc::ptr_eq(&a.hashes, &b.hashes));
+        let other = tempfile::tempdir().unwrap();
+        let c = AsyncRedkeep::new(Redkeep::open(other.path(), Options::default()).unwrap());
+        assert!(!Arc::ptr_eq(&a.hashes, &c.hashes));
     }
 }

@@ -414,6 +414,10 @@ struct Shared {
     /// What the open made private (the data dir, the store file, open to other users of
     /// the machine before), as `fixed: …` lines: `check` reports them once.
     tightened: std::sync::Mutex<Vec<String>>,
+    /// The places to hash of every [`crate::asynch::AsyncRedkeep`] wrapping this handle
+    /// (made by the first), so that each wrapper counts against one bound.
+    #[cfg(feature = "tokio")]
+    hash_places: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -787,6 +791,8 @@ impl Redkeep {
                 app_tables: RwLock::default(),
                 replaced_unwritten: std::sync::atomic::AtomicBool::new(false),
                 tightened: std::sync::Mutex::new(tightened),
+                #[cfg(feature = "tokio")]
+                hash_places: std::sync::OnceLock::new(),
             }),
         };
         if !rk.options().open_unfinished {
@@ -1190,6 +1196,24 @@ impl Redkeep {
     /// The underlying store, for an application's own tables and composed transactions.
     pub fn store(&self) -> &Store {
         &self.inner.accounts.store
+    }
+
+    /// One place per password hash the handle may run at once
+    /// ([`Options::max_concurrent_hashes`]), shared by every async wrapper of it.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn hash_places(&self) -> Arc<tokio::sync::Semaphore> {
+        self.inner
+            .hash_places
+            .get_or_init(|| {
+                // A bound as large as "no bound" (`usize::MAX`) is more places than tokio
+                // counts.
+                let places = self
+                    .options()
+                    .max_concurrent_hashes
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+                Arc::new(tokio::sync::Semaphore::new(places))
+            })
+            .clone()
     }
 
     /// The data dir, absolute (see [`Redkeep::open`]).
