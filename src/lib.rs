@@ -8,17 +8,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-/// Writes one line to stderr, as `eprintln!` does, but never panics: a stderr whose reader
-/// went away (`redkeep … 2>&1 | head -1`) loses the line instead of ending the process with
-/// a panic and exit code 101.
-#[cfg(feature = "admin")]
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 #[cfg(feature = "admin")]
 pub mod admin;
 #[cfg(feature = "tokio")]

@@ -126,7 +126,9 @@ impl Connection {
                 if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     waiting.recv_timeout(NOTICE_AFTER)
                 {
-                    say!(
+                    // A stderr whose reader went away loses the notice, nothing more.
+                    let _ = writeln!(
+                        std::io::stderr(),
                         "no answer yet after {}s from the application holding the store \
                          (through {}); it may be busy with a long command, or stopped or \
                          hung; waiting (Ctrl-C stops waiting: a command the application has \

@@ -2,6 +2,16 @@
 //! data dir (shared, or through the owning application's admin socket), rendering replies as
 //! tables or JSON, and progress bars on a terminal. Only the public library API is used.
 
+/// Writes one line to stderr, as `eprintln!` does, but never panics: a stderr whose reader
+/// went away (`redkeep … 2>&1 | head -1`) loses the line instead of ending the process with
+/// a panic and exit code 101.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod progress;
 mod render;
 
