@@ -817,6 +817,18 @@ pub(crate) fn entries_sorted(dir: &Path) -> Result<Vec<fs::DirEntry>> {
     Ok(entries)
 }
 
+/// Whether `path`, or the nearest folder above it that is there, is on a file system
+/// mounted read-only: no permission or owner would let anyone change it, so the advice is to
+/// remount it, not to run as someone else.
+pub(crate) fn on_read_only_fs(path: &Path) -> bool {
+    let Ok(path) = std::path::absolute(path) else {
+        return false;
+    };
+    path.ancestors()
+        .find_map(|a| rustix::fs::statvfs(a).ok())
+        .is_some_and(|fs| fs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
 /// Whether something is at `path` (through a symlink: a dangling one is nothing).
 ///
 /// # Errors

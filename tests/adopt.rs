@@ -421,6 +421,9 @@ fn puntini_users_roles_and_agent_sessions_move_in() {
     assert_eq!(report["adopted"], true, "{report}");
     let notes = report["notes"].to_string();
     assert!(notes.contains("default password"), "{notes}");
+    // Every account held a role and one is an administrator: neither is noted.
+    assert!(!notes.contains("active administrator"), "{notes}");
+    assert!(!notes.contains("default role"), "{notes}");
 
     let rk = open(&cli);
     let admin = rk.users().find("admin").unwrap();
@@ -1071,7 +1074,24 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
     let (report, _) = adopt(&cli, &db, &[&args[..], &["--dry-run"]].concat(), 0);
     let notes = notes_of(&report);
     assert!(
-        notes[0].starts_with("5 path(s) in the old workspaces"),
+        notes
+            .iter()
+            .any(|n| n.starts_with("5 path(s) in the old workspaces")),
+        "{notes:#?}"
+    );
+    // The old database had no roles and no administrator: both said, the dry run included.
+    assert!(
+        notes.contains(
+            &"1 user(s) held no role in the old database and were given redkeep's default \
+              role `user` (not counted among the role grants)"
+                .to_string()
+        ),
+        "{notes:#?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.starts_with(
+            "no adopted account is an active administrator; `redkeep role grant USER admin`"
+        )),
         "{notes:#?}"
     );
     for path in [
@@ -1088,7 +1108,7 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
             "no note for {path} in {notes:#?}"
         );
     }
-    assert_eq!(notes.len(), 6, "{notes:#?}");
+    assert_eq!(notes.len(), 8, "{notes:#?}");
     assert_eq!(report["counts"]["pieces"], 1);
 
     // Many: the count, and the first twenty.
@@ -1098,8 +1118,10 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
     let (dry, _) = adopt(&cli, &db, &[&args[..], &["--dry-run"]].concat(), 0);
     let notes = notes_of(&dry);
     assert!(
-        notes[0].starts_with("30 path(s) in the old workspaces")
-            && notes[0].contains("the first 20 follow"),
+        notes
+            .iter()
+            .any(|n| n.starts_with("30 path(s) in the old workspaces")
+                && n.contains("the first 20 follow")),
         "{notes:#?}"
     );
     assert_eq!(

@@ -2267,6 +2267,31 @@ fn move_salvage_migrate_and_restore_arguments_are_checked_and_named() {
                 && out.contains(&format!("users/{ann}/link.json")),
             "{out}"
         );
+        // A copy, said so; index key spaces are counted as index entries, not tables, in
+        // the text and the JSON alike.
+        assert!(out.starts_with("copied "), "{out}");
+        assert!(out.contains("the source is unchanged"), "{out}");
+        let again = cli.json(
+            &["move", "--to", base.join("moved-again").to_str().unwrap()],
+            None,
+        );
+        let (records, index) = (&again["records"], &again["index_entries"]);
+        assert!(
+            records.as_u64().unwrap() > 0 && index.as_u64().unwrap() > 0,
+            "{again}"
+        );
+        let tables = again["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| !t[0].as_str().unwrap().starts_with("i:"))
+            .count();
+        assert!(
+            out.contains(&format!(
+                ": {tables} tables, {records} records and {index} index entries"
+            )),
+            "{out} against {again}"
+        );
         assert!(
             !to.join(format!("workspaces/users/{ann}/link.json"))
                 .exists()

@@ -870,6 +870,13 @@ fn needs_store_alone(dir: &Path, what: &str, e: Error) -> Error {
             what_then(&holder)
         )),
         Error::ReadOnly { .. } => e,
+        e if e.is_permission_denied() && crate::fsutil::on_read_only_fs(dir) => Error::ReadOnly {
+            what: format!(
+                "{} is on a read-only file system, so this command cannot run: it {what}; \
+                 remount it read-write; nothing was changed",
+                dir.display()
+            ),
+        },
         e if e.is_permission_denied() && !dir_writable() => Error::ReadOnly {
             what: format!(
                 "{}; this command {what}: run it as the data dir's owner (a user who may \

@@ -76,7 +76,7 @@ pub fn reset_store(
         let backup = free_with_suffix(&db, &format!(".pre-reset-{}.bak", now.0));
         store.copy_to(&backup)?;
         // Marked until the folders have followed: a reset killed in between is seen by
-        // `check`, and running it again finishes it.
+        // `check`, and `check --repair` finishes it.
         let mark = format!(
             "{}\n{}",
             std::path::absolute(&backup)

@@ -2085,14 +2085,22 @@ impl Store {
     /// store open; `f`'s error.
     pub fn alone_with<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         if self.is_read_only() {
-            return Err(Error::ReadOnly {
-                what: format!(
+            let path = &self.inner.path;
+            let what = if crate::fsutil::on_read_only_fs(path) {
+                format!(
+                    "{} is on a read-only file system, so it cannot {what}; remount it \
+                     read-write",
+                    path.display()
+                )
+            } else {
+                format!(
                     "{} is open read-only (as asked, or because this user cannot write the data \
                      dir), so it cannot {what}; run this as the data dir's owner (a user who \
                      may write it)",
-                    self.inner.path.display()
-                ),
-            });
+                    path.display()
+                )
+            };
+            return Err(Error::ReadOnly { what });
         }
         match &self.inner.engine {
             Engine::File(_) => {

@@ -678,12 +678,20 @@ pub fn move_store(
     options: crate::Options,
 ) -> Result<Reply> {
     let r = ops::move_store(data_dir, store_url, to, options)?;
-    let total: u64 = r.tables.iter().map(|(_, n)| n).sum();
+    // Index key spaces (`i:…`) are no tables to an operator: counted as index entries.
+    let (mut tables, mut records, mut index_entries) = (0_u64, 0_u64, 0_u64);
+    for (name, n) in &r.tables {
+        if name.starts_with("i:") {
+            index_entries += n;
+        } else {
+            tables += 1;
+            records += n;
+        }
+    }
     let mut lines = vec![format!(
-        "moved {} to {}: {} tables, {total} entries, counts equal in both",
-        r.from,
-        r.to,
-        r.tables.len()
+        "copied {} to {}: {tables} tables, {records} records and {index_entries} index \
+         entries, counts equal in both",
+        r.from, r.to
     )];
     if r.folders > 0 {
         lines.push(format!("{} workspace folder(s) copied", r.folders));
@@ -721,12 +729,22 @@ pub fn move_store(
             r.from, r.to
         ));
     }
+    if r.source_kept_as.is_none() && !r.source_marked_moved {
+        lines.push(
+            "the source is unchanged: point the application at the target, then remove the \
+             source once it is not needed"
+                .into(),
+        );
+    }
     if r.check.ok {
         lines.push("`redkeep check` is clean on the target".into());
     } else {
         lines.extend(r.check.problems.iter().map(|p| format!("  problem: {p}")));
     }
-    let reply = Reply::text(serde_json::to_value(&r).unwrap_or_default(), lines);
+    let mut json = serde_json::to_value(&r).unwrap_or_default();
+    json["records"] = records.into();
+    json["index_entries"] = index_entries.into();
+    let reply = Reply::text(json, lines);
     Ok(if r.check.ok {
         reply
     } else {

@@ -796,6 +796,7 @@ impl Adoption<'_, '_> {
     /// org.
     fn settle(&mut self) -> Result<()> {
         let user_ids: Vec<u64> = self.user_source.keys().copied().collect();
+        let mut given_default = 0_u64;
         for &id in &user_ids {
             let grants = roles::assignments_of(self.tx, id)?;
             if self.admins.contains(&id) {
@@ -815,7 +816,29 @@ impl Adoption<'_, '_> {
             }
             if grants.is_empty() {
                 roles::grant_in(self.tx, self.now, id, DEFAULT_ROLE, None)?;
+                given_default += 1;
             }
+        }
+        let mut admin = false;
+        for id in &user_ids {
+            admin |= self
+                .tx
+                .table::<User>()
+                .get(id)?
+                .is_some_and(|u| u.is_admin && u.is_active);
+        }
+        if !admin {
+            self.notes.push(
+                "no adopted account is an active administrator; `redkeep role grant USER admin` \
+                 makes one"
+                    .into(),
+            );
+        }
+        if given_default > 0 {
+            self.notes.push(format!(
+                "{given_default} user(s) held no role in the old database and were given \
+                 redkeep's default role `{DEFAULT_ROLE}` (not counted among the role grants)"
+            ));
         }
         // Orgs without an owner get one: their first admin, else their first member.
         let org_ids: Vec<u64> = self.orgs.values().copied().collect();

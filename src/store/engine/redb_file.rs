@@ -241,14 +241,21 @@ impl FileDb {
 
     fn db(&self) -> Result<&redb::Database> {
         if self.read_only.is_some() {
-            return Err(Error::ReadOnly {
-                what: format!(
+            let what = if crate::fsutil::on_read_only_fs(&self.path) {
+                format!(
+                    "{} is on a read-only file system, so nothing can be changed; remount it \
+                     read-write",
+                    self.path.display()
+                )
+            } else {
+                format!(
                     "{} is open read-only (as asked, or because this user cannot write the \
                      data dir), so nothing can be changed; open it for writing, as the data \
                      dir's owner (a user who may write it)",
                     self.path.display()
-                ),
-            });
+                )
+            };
+            return Err(Error::ReadOnly { what });
         }
         self.db.as_ref().ok_or_else(|| Error::Damaged {
             path: self.path.clone(),
