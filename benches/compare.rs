@@ -13,22 +13,27 @@
 mod bare;
 #[path = "common/crew.rs"]
 mod crew;
+#[path = "common/results.rs"]
+mod results;
 #[path = "common/sessions.rs"]
 mod sessions;
 #[path = "common/users.rs"]
 mod users;
 
+use std::collections::HashSet;
 use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crew::{Job, alike, with_crew};
-use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
+use crew::{Job, Setup, alike, with_crew, with_crew_set_up};
+use criterion::{Bencher, BenchmarkGroup, Criterion, measurement::WallTime};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redkeep::auth::audit::AuditEvent;
+use redkeep::auth::orgs::Org;
 use redkeep::auth::roles::RoleSpec;
-use redkeep::auth::sessions::LoginMeta;
+use redkeep::auth::sessions::{LoginMeta, Session};
 use redkeep::store::{KeyRange, Order};
 use redkeep::{Durability, Mode, NewUser, Options, PasswordParams, Redkeep, Timestamp, User};
 use sessions::{IDLE_SECS, SessionRow, short_id};
@@ -138,22 +143,57 @@ fn open_redkeep(dir: &Path, mode: Mode, n: u64) -> (Redkeep, Vec<String>) {
     (rk, tokens)
 }
 
+/// Bare redb's user table and its three indexes, open in one write transaction.
+struct UserTables<'t> {
+    users: redb::Table<'t, u64, &'static [u8]>,
+    by_email: redb::Table<'t, &'static str, u64>,
+    by_created: redb::Table<'t, (i64, u64), ()>,
+    by_admin: redb::Table<'t, (bool, u64), ()>,
+}
+
+impl<'t> UserTables<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> UserTables<'t> {
+        UserTables {
+            users: tx.open_table(USERS).unwrap(),
+            by_email: tx.open_table(BY_EMAIL).unwrap(),
+            by_created: tx.open_table(BY_CREATED).unwrap(),
+            by_admin: tx.open_table(BY_ADMIN).unwrap(),
+        }
+    }
+
+    /// Inserts `u` with its index entries, checking that its email is free (as redkeep's
+    /// unique index does).
+    fn put(&mut self, u: &User) {
+        assert!(self.by_email.get(u.email.as_str()).unwrap().is_none());
+        self.by_email.insert(u.email.as_str(), u.id).unwrap();
+        self.by_created.insert((u.created_at.0, u.id), ()).unwrap();
+        self.by_admin.insert((u.is_admin, u.id), ()).unwrap();
+        self.users.insert(u.id, enc(u).as_slice()).unwrap();
+    }
+}
+
 fn redb_put_user(tx: &redb::WriteTransaction, u: &User) {
-    let mut by_email = tx.open_table(BY_EMAIL).unwrap();
-    assert!(by_email.get(u.email.as_str()).unwrap().is_none());
-    by_email.insert(u.email.as_str(), u.id).unwrap();
-    tx.open_table(BY_CREATED)
-        .unwrap()
-        .insert((u.created_at.0, u.id), ())
-        .unwrap();
-    tx.open_table(BY_ADMIN)
-        .unwrap()
-        .insert((u.is_admin, u.id), ())
-        .unwrap();
-    tx.open_table(USERS)
-        .unwrap()
-        .insert(u.id, enc(u).as_slice())
-        .unwrap();
+    UserTables::open(tx).put(u);
+}
+
+/// One transaction of 1,000 users with the tables kept open for the whole batch (each
+/// opened once), and the id sequence read once and written once, as redkeep's write
+/// transaction keeps its tables open.
+fn redb_batch(db: &redb::Database, mut fresh: impl FnMut() -> u64) {
+    let tx = db.begin_write().unwrap();
+    {
+        let mut seq = tx.open_table(SEQ).unwrap();
+        let mut next = seq.get("users").unwrap().map_or(0, |v| v.value());
+        let mut tables = UserTables::open(&tx);
+        for _ in 0..1000 {
+            next += 1;
+            let mut u = user(fresh());
+            u.id = next;
+            tables.put(&u);
+        }
+        seq.insert("users", next).unwrap();
+    }
+    tx.commit().unwrap();
 }
 
 fn redb_next(tx: &redb::WriteTransaction, name: &str) -> u64 {
@@ -293,13 +333,7 @@ fn worker(spec: &str) {
         .password(PasswordParams::INSECURE_FAST);
         Redkeep::open(path, opts).unwrap()
     });
-    let conn = rk.is_none().then(|| {
-        let c = rusqlite::Connection::open(path).unwrap();
-        c.execute_batch("PRAGMA synchronous=FULL;").unwrap();
-        stable_plans(&c);
-        c.busy_timeout(Duration::from_secs(30)).unwrap();
-        c
-    });
+    let conn = rk.is_none().then(|| sqlite_writer(Path::new(path)));
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
@@ -384,9 +418,18 @@ fn stable_plans(conn: &rusqlite::Connection) {
     .unwrap();
 }
 
+/// A SQLite connection set up as all of the benchmark's are: stable plans, and a page cache
+/// as large as redkeep's default redb cache ([`results::SQLITE_CACHE_KIB`]; a connection's
+/// cache is its own).
+fn sqlite_open(path: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).unwrap();
+    stable_plans(&c);
+    c.execute_batch(&results::sqlite_cache_pragma()).unwrap();
+    c
+}
+
 fn open_sqlite(path: &Path, n: u64) -> (rusqlite::Connection, Vec<String>) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    stable_plans(&conn);
+    let conn = sqlite_open(path);
     conn.execute_batch(SQLITE_SCHEMA).unwrap();
     let mut tokens = Vec::new();
     let tx = conn.unchecked_transaction().unwrap();
@@ -458,106 +501,275 @@ fn redb_insert(db: &redb::Database, u: &User) {
     tx.commit().unwrap();
 }
 
-/// The highest user id of each system, taken before a row that adds users.
-struct UserMarks {
-    ex: u64,
-    sh: u64,
-    redb: u64,
-    sqlite: i64,
+/// What a system held before a row that adds records, for [`Systems::trim`]: the top keys
+/// of the tables that grow from a sequence, and the keys of its sessions (hashes, in no
+/// order).
+struct Marks {
+    user: u64,
+    org: u64,
+    audit: u64,
+    sessions: HashSet<Vec<u8>>,
+}
+
+/// [`Marks`] of each system.
+struct AllMarks {
+    ex: Marks,
+    sh: Marks,
+    redb: Marks,
+    sqlite: Marks,
+}
+
+/// What a row adds: plain users (kept out by deleting the records), or accounts and sessions
+/// (created by the flows, kept out by deleting each account with what belongs to it).
+#[derive(Clone, Copy, PartialEq)]
+enum Adds {
+    Users,
+    Accounts,
+}
+
+/// The highest key of `R`'s table (0 when empty).
+fn top_key<R: redkeep::Record<Key = u64>>(rk: &Redkeep) -> u64 {
+    rk.store()
+        .read(|tx| {
+            let mut top = 0;
+            tx.table::<R>()
+                .for_each_key(KeyRange::all(), Order::Desc, |id| {
+                    top = id;
+                    Ok(false)
+                })?;
+            Ok(top)
+        })
+        .unwrap()
+}
+
+fn rk_marks(rk: &Redkeep) -> Marks {
+    use redkeep::Key as _;
+    let sessions = rk
+        .store()
+        .read(|tx| {
+            let mut keys = HashSet::new();
+            tx.table::<Session>()
+                .for_each_key(KeyRange::all(), Order::Asc, |k| {
+                    keys.insert(k.to_bytes());
+                    Ok(true)
+                })?;
+            Ok(keys)
+        })
+        .unwrap();
+    Marks {
+        user: top_key::<User>(rk),
+        org: top_key::<Org>(rk),
+        audit: top_key::<AuditEvent>(rk),
+        sessions,
+    }
+}
+
+/// Deletes the records of `R` that `added` picks, in transactions of at most 10,000. The keys
+/// are walked from the top down; unless `scattered`, the walk stops at the first key not
+/// added (keys from a sequence).
+fn trim_records<R: redkeep::Record>(
+    rk: &Redkeep,
+    added: &(dyn Fn(&R::Key) -> bool + Sync),
+    scattered: bool,
+) {
+    while rk
+        .store()
+        .write(|tx| {
+            let t = tx.table::<R>();
+            let mut keys = Vec::new();
+            t.for_each_key(KeyRange::all(), Order::Desc, |k| {
+                if keys.len() == 10_000 {
+                    return Ok(false);
+                }
+                if added(&k) {
+                    keys.push(k);
+                    return Ok(true);
+                }
+                Ok(scattered)
+            })?;
+            for k in &keys {
+                t.delete(k)?;
+            }
+            Ok(keys.len() == 10_000)
+        })
+        .unwrap()
+    {}
+}
+
+/// Takes out of a redkeep store what a row added since `m`: its users (plain records, or
+/// accounts deleted through the flow with their credential, grants, sessions and personal
+/// org), the sessions made since, and the audit rows written since (the deletions' own
+/// included).
+fn trim_redkeep(rk: &Redkeep, m: &Marks, adds: Adds) {
+    match adds {
+        Adds::Users => trim_records::<User>(rk, &|id| *id > m.user, false),
+        Adds::Accounts => {
+            let top = top_key::<User>(rk);
+            for id in m.user + 1..=top {
+                match rk.users().delete(id) {
+                    Ok(_) | Err(redkeep::Error::NotFound { .. }) => {}
+                    Err(e) => panic!("taking out user {id}: {e}"),
+                }
+            }
+        }
+    }
+    use redkeep::Key as _;
+    trim_records::<Session>(rk, &|k| !m.sessions.contains(&k.to_bytes()), true);
+    trim_records::<AuditEvent>(rk, &|id| *id > m.audit, false);
+}
+
+/// Removes the entries of `table` whose keys `range` holds, and returns `each` of them.
+fn take_range<'a, K, V, KR, T>(
+    table: &mut redb::Table<'_, K, V>,
+    range: impl std::ops::RangeBounds<KR> + 'a,
+    mut each: impl for<'f> FnMut(K::SelfType<'f>, V::SelfType<'f>) -> T,
+) -> Vec<T>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+    KR: std::borrow::Borrow<K::SelfType<'a>> + 'a,
+{
+    let mut out = Vec::new();
+    table
+        .retain_in(range, |k, v| {
+            out.push(each(k, v));
+            false
+        })
+        .unwrap();
+    out
 }
 
 impl Systems {
-    /// The highest user id of each system.
-    fn user_marks(&self) -> UserMarks {
-        let top = |rk: &Redkeep| {
-            rk.store()
-                .read(|tx| {
-                    let mut top = 0;
-                    tx.table::<User>()
-                        .for_each_key(KeyRange::all(), Order::Desc, |id| {
-                            top = id;
-                            Ok(false)
-                        })?;
-                    Ok(top)
-                })
-                .unwrap()
-        };
+    fn marks(&self) -> AllMarks {
         let tx = self.redb.begin_read().unwrap();
-        let redb = tx
-            .open_table(USERS)
-            .unwrap()
-            .last()
-            .unwrap()
-            .map_or(0, |(id, _)| id.value());
-        UserMarks {
-            ex: top(&self.ex),
-            sh: top(&self.sh),
-            redb,
-            sqlite: self
+        let top = |def: TableDefinition<u64, &[u8]>| {
+            tx.open_table(def)
+                .unwrap()
+                .last()
+                .unwrap()
+                .map_or(0, |(id, _)| id.value())
+        };
+        let redb = Marks {
+            user: top(USERS),
+            org: top(ORGS),
+            audit: top(AUDIT),
+            sessions: tx
+                .open_table(SESSIONS)
+                .unwrap()
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value().to_vec())
+                .collect(),
+        };
+        let max = |table: &str| -> u64 {
+            let n: i64 = self
                 .sqlite
-                .query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))
-                .unwrap(),
+                .query_row(
+                    &format!("SELECT coalesce(max(id), 0) FROM {table}"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            n as u64
+        };
+        let mut hashes = self.sqlite.prepare("SELECT hash FROM sessions").unwrap();
+        let sqlite = Marks {
+            user: max("users"),
+            org: max("orgs"),
+            audit: max("audit"),
+            sessions: hashes
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect(),
+        };
+        AllMarks {
+            ex: rk_marks(&self.ex),
+            sh: rk_marks(&self.sh),
+            redb,
+            sqlite,
         }
     }
 
-    /// Runs `row` (a row that adds plain users), then takes those users out again, untimed
-    /// ([`Systems::trim_users`]).
-    fn adding_users<T>(&self, row: impl FnOnce() -> T) -> T {
-        let marks = self.user_marks();
+    /// Runs `row` (a row that adds what `adds` says), then takes what it added out again,
+    /// untimed ([`Systems::trim`]).
+    fn adding<T>(&self, adds: Adds, row: impl FnOnce() -> T) -> T {
+        let marks = self.marks();
         let out = row();
-        self.trim_users(&marks);
+        self.trim(&marks, adds);
         out
     }
 
-    /// Takes out the users added since `marks` (with their index entries), untimed, so
-    /// every round reads the loaded number of users: the rows that add plain users add about
-    /// 500,000 a round to redkeep (most of them the batch row), and more to SQLite. A mark and
-    /// its trim must not span a row that writes rows pointing at users (logins, create user):
-    /// SQLite gives the ids of deleted users out again.
-    fn trim_users(&self, marks: &UserMarks) {
-        let trim = |rk: &Redkeep, mark: u64| {
-            // In transactions of at most 10,000 deletions.
-            while rk
-                .store()
-                .write(|tx| {
-                    let t = tx.table::<User>();
-                    let mut ids = Vec::new();
-                    t.for_each_key(KeyRange::all(), Order::Desc, |id| {
-                        if id > mark && ids.len() < 10_000 {
-                            ids.push(id);
-                            return Ok(true);
-                        }
-                        Ok(false)
-                    })?;
-                    for id in &ids {
-                        t.delete(id)?;
-                    }
-                    Ok(ids.len() == 10_000)
-                })
-                .unwrap()
-            {}
-        };
-        trim(&self.ex, marks.ex);
-        trim(&self.sh, marks.sh);
-        // Bare redb, in transactions of at most 10,000 deletions too.
+    /// Takes out what was added since `marks` (users or accounts with everything pointing at
+    /// them, sessions, audit rows), untimed, so every round reads tables of the loaded size
+    /// in every system: the rows that add plain users add about 500,000 a round to redkeep
+    /// (most of them the batch row), and the create-user and login rows add as many accounts
+    /// and sessions as each system makes in the row's time, which differs by up to 6×.
+    fn trim(&self, marks: &AllMarks, adds: Adds) {
+        trim_redkeep(&self.ex, &marks.ex, adds);
+        trim_redkeep(&self.sh, &marks.sh, adds);
+        self.trim_redb(&marks.redb);
+        let m = &marks.sqlite;
+        let tx = self.sqlite.unchecked_transaction().unwrap();
+        for (sql, mark) in [
+            ("DELETE FROM users WHERE id > ?1", m.user),
+            ("DELETE FROM credentials WHERE user_id > ?1", m.user),
+            ("DELETE FROM user_roles WHERE user_id > ?1", m.user),
+            ("DELETE FROM orgs WHERE id > ?1", m.org),
+            ("DELETE FROM members WHERE org_id > ?1", m.org),
+            ("DELETE FROM audit WHERE id > ?1", m.audit),
+        ] {
+            tx.execute(sql, [mark as i64]).unwrap();
+        }
+        let added: Vec<Vec<u8>> = tx
+            .prepare("SELECT hash FROM sessions")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|h: &Vec<u8>| !m.sessions.contains(h))
+            .collect();
+        for h in added {
+            tx.execute("DELETE FROM sessions WHERE hash = ?1", [h])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        let after = self.marks();
+        for (system, a, b) in [
+            ("redkeep Exclusive", &after.ex, &marks.ex),
+            ("redkeep Shared", &after.sh, &marks.sh),
+            ("bare redb", &after.redb, &marks.redb),
+            ("SQLite", &after.sqlite, &marks.sqlite),
+        ] {
+            assert!(
+                a.user <= b.user
+                    && a.org <= b.org
+                    && a.audit <= b.audit
+                    && a.sessions == b.sessions,
+                "what a row added to {system} was not all taken out"
+            );
+        }
+    }
+
+    /// [`Systems::trim`] for bare redb: users in transactions of at most 10,000 deletions,
+    /// then the rows of accounts, sessions and audit in one.
+    fn trim_redb(&self, m: &Marks) {
         loop {
             let tx = self.redb.begin_write().unwrap();
             let more = {
-                let mut users = tx.open_table(USERS).unwrap();
-                let added: Vec<User> = users
-                    .range(marks.redb + 1..)
+                let mut t = UserTables::open(&tx);
+                let added: Vec<User> = t
+                    .users
+                    .range(m.user + 1..)
                     .unwrap()
                     .take(10_000)
                     .map(|e| dec(e.unwrap().1.value()))
                     .collect();
-                let mut by_email = tx.open_table(BY_EMAIL).unwrap();
-                let mut by_created = tx.open_table(BY_CREATED).unwrap();
-                let mut by_admin = tx.open_table(BY_ADMIN).unwrap();
                 for u in &added {
-                    users.remove(u.id).unwrap();
-                    by_email.remove(u.email.as_str()).unwrap();
-                    by_created.remove((u.created_at.0, u.id)).unwrap();
-                    by_admin.remove((u.is_admin, u.id)).unwrap();
+                    t.users.remove(u.id).unwrap();
+                    t.by_email.remove(u.email.as_str()).unwrap();
+                    t.by_created.remove((u.created_at.0, u.id)).unwrap();
+                    t.by_admin.remove((u.is_admin, u.id)).unwrap();
                 }
                 added.len() == 10_000
             };
@@ -566,17 +778,60 @@ impl Systems {
                 break;
             }
         }
-        self.sqlite
-            .execute("DELETE FROM users WHERE id > ?1", [marks.sqlite])
-            .unwrap();
-        let after = self.user_marks();
-        assert!(
-            after.ex <= marks.ex
-                && after.sh <= marks.sh
-                && after.redb <= marks.redb
-                && after.sqlite <= marks.sqlite,
-            "the users a row added were not all taken out"
-        );
+        let tx = self.redb.begin_write().unwrap();
+        {
+            take_range(
+                &mut tx.open_table(CREDENTIALS).unwrap(),
+                m.user + 1..,
+                |_, _| (),
+            );
+            let mut by_role = tx.open_table(USER_ROLES_BY_ROLE).unwrap();
+            for (user, role) in take_range(
+                &mut tx.open_table(USER_ROLES).unwrap(),
+                (m.user + 1, 0)..,
+                |k, _| k,
+            ) {
+                by_role.remove((role, user)).unwrap();
+            }
+            let mut slugs = tx.open_table(ORGS_BY_SLUG).unwrap();
+            for slug in take_range(&mut tx.open_table(ORGS).unwrap(), m.org + 1.., |_, v| {
+                dec::<(u64, String, String, u64)>(v).1
+            }) {
+                slugs.remove(slug.as_str()).unwrap();
+            }
+            let mut by_user = tx.open_table(MEMBERS_BY_USER).unwrap();
+            for (org, user) in take_range(
+                &mut tx.open_table(MEMBERS).unwrap(),
+                (m.org + 1, 0)..,
+                |k, _| k,
+            ) {
+                by_user.remove((user, org)).unwrap();
+            }
+            let mut by_user = tx.open_table(AUDIT_BY_USER).unwrap();
+            for (a, user) in
+                take_range(&mut tx.open_table(AUDIT).unwrap(), m.audit + 1.., |k, v| {
+                    (k, dec::<(u64, i64, u64, String)>(v).2)
+                })
+            {
+                by_user.remove((user, a)).unwrap();
+            }
+            let mut sessions = tx.open_table(SESSIONS).unwrap();
+            let added: Vec<(Vec<u8>, u64)> = sessions
+                .iter()
+                .unwrap()
+                .map(|e| {
+                    let (k, v) = e.unwrap();
+                    (k.value().to_vec(), dec::<SessionRow>(v.value()).user_id)
+                })
+                .filter(|(k, _)| !m.sessions.contains(k))
+                .collect();
+            let mut by_user = tx.open_table(SESSIONS_BY_USER).unwrap();
+            for (k, user) in added {
+                sessions.remove(k.as_slice()).unwrap();
+                by_user.remove((user, k.as_slice())).unwrap();
+            }
+        }
+        tx.commit().unwrap();
     }
 }
 
@@ -698,87 +953,96 @@ fn sql_user(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SqlUser> {
     ))
 }
 
-fn sqlite_by_email(c: &rusqlite::Connection, email: &str) -> Option<SqlUser> {
-    c.prepare_cached(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users WHERE email = ?1"
-    ))
-    .unwrap()
-    .query_row([email], |r| sql_user(r, 0))
-    .ok()
+/// The read statements of one SQLite connection, prepared once and held, as an application
+/// that keeps its statements does (no lookup in rusqlite's statement cache per call).
+struct SqlReads<'c> {
+    by_email: rusqlite::Statement<'c>,
+    by_id: rusqlite::Statement<'c>,
+    validate: rusqlite::Statement<'c>,
+    permissions: rusqlite::Statement<'c>,
+    page: rusqlite::Statement<'c>,
 }
 
-fn sqlite_by_id(c: &rusqlite::Connection, id: u64) -> Option<SqlUser> {
-    c.prepare_cached(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users WHERE id = ?1"
-    ))
-    .unwrap()
-    .query_row([id as i64], |r| sql_user(r, 0))
-    .ok()
-}
-
-fn sqlite_validate(
-    c: &rusqlite::Connection,
-    token: &str,
-    now: i64,
-) -> Option<(SqlUser, SqlSession)> {
-    c.prepare_cached(
-        "SELECT u.id, u.email, u.name, u.is_admin, u.is_active, u.created_at, u.updated_at,
-                s.short_id, s.created_at, s.last_seen_at, s.expires_at, s.idle_timeout_secs,
-                s.ip, s.user_agent
-         FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.hash = ?1 AND min(s.expires_at, s.last_seen_at + s.idle_timeout_secs) > ?2
-           AND u.is_active = 1",
-    )
-    .unwrap()
-    .query_row(rusqlite::params![token_hash(token).to_vec(), now], |r| {
-        let session = (
-            r.get(7)?,
-            r.get(8)?,
-            r.get(9)?,
-            r.get(10)?,
-            r.get(11)?,
-            r.get(12)?,
-            r.get(13)?,
-        );
-        Ok((sql_user(r, 0)?, session))
-    })
-    .ok()
-}
-
-fn sqlite_has_permission(c: &rusqlite::Connection, user: u64, perm: &str) -> bool {
-    let mut st = c
-        .prepare_cached(
-            "SELECT r.permissions FROM users u JOIN user_roles ur ON ur.user_id = u.id
-             JOIN roles r ON r.id = ur.role_id
-             WHERE u.id = ?1 AND u.is_active = 1 AND ur.active = 1",
-        )
-        .unwrap();
-    let rows = st
-        .query_map([user as i64], |r| r.get::<_, String>(0))
-        .unwrap();
-    for perms in rows {
-        if perms.unwrap().split(',').any(|p| p == perm || p == "*") {
-            return true;
+impl<'c> SqlReads<'c> {
+    fn new(c: &'c rusqlite::Connection) -> SqlReads<'c> {
+        let prepare = |sql: &str| c.prepare(sql).unwrap();
+        SqlReads {
+            by_email: prepare(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE email = ?1"
+            )),
+            by_id: prepare(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE id = ?1"
+            )),
+            validate: prepare(
+                "SELECT u.id, u.email, u.name, u.is_admin, u.is_active, u.created_at, u.updated_at,
+                        s.short_id, s.created_at, s.last_seen_at, s.expires_at, s.idle_timeout_secs,
+                        s.ip, s.user_agent
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.hash = ?1 AND min(s.expires_at, s.last_seen_at + s.idle_timeout_secs) > ?2
+                   AND u.is_active = 1",
+            ),
+            permissions: prepare(
+                "SELECT r.permissions FROM users u JOIN user_roles ur ON ur.user_id = u.id
+                 JOIN roles r ON r.id = ur.role_id
+                 WHERE u.id = ?1 AND u.is_active = 1 AND ur.active = 1",
+            ),
+            page: prepare(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE created_at >= ?1 ORDER BY created_at, id LIMIT 50"
+            )),
         }
     }
-    false
-}
 
-fn sqlite_page(c: &rusqlite::Connection, from: i64) -> Vec<SqlUser> {
-    c.prepare_cached(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users WHERE created_at >= ?1 ORDER BY created_at, id LIMIT 50"
-    ))
-    .unwrap()
-    .query_map([from], |r| sql_user(r, 0))
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    fn by_email(&mut self, email: &str) -> Option<SqlUser> {
+        self.by_email.query_row([email], |r| sql_user(r, 0)).ok()
+    }
+
+    fn by_id(&mut self, id: u64) -> Option<SqlUser> {
+        self.by_id.query_row([id as i64], |r| sql_user(r, 0)).ok()
+    }
+
+    fn validate(&mut self, token: &str, now: i64) -> Option<(SqlUser, SqlSession)> {
+        self.validate
+            .query_row(rusqlite::params![token_hash(token).to_vec(), now], |r| {
+                let session = (
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                    r.get(12)?,
+                    r.get(13)?,
+                );
+                Ok((sql_user(r, 0)?, session))
+            })
+            .ok()
+    }
+
+    fn has_permission(&mut self, user: u64, perm: &str) -> bool {
+        let rows = self
+            .permissions
+            .query_map([user as i64], |r| r.get::<_, String>(0))
+            .unwrap();
+        for perms in rows {
+            if perms.unwrap().split(',').any(|p| p == perm || p == "*") {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn page(&mut self, from: i64) -> Vec<SqlUser> {
+        self.page
+            .query_map([from], |r| sql_user(r, 0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
 }
 
 fn sqlite_insert(c: &rusqlite::Connection, u: &User) {
@@ -931,21 +1195,33 @@ fn bench_paired(
     pairs
 }
 
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[m]),
+        _ => Some((v[m - 1] + v[m]) / 2.0),
+    }
+}
+
 /// Writes what [`paired`] measured for `op` in round `round` beside criterion's results,
 /// for `bench_report`: the system the pairs held against redkeep Exclusive, the number of
-/// pairs and the median of their ratios.
+/// pairs, the median of their ratios and the median time of each side, so the report can
+/// show the times the ratio came from.
 fn write_pairs(round: u64, op: &str, against: &str, pairs: &[(f64, f64)]) {
-    let mut ratios: Vec<f64> = pairs.iter().map(|(a, b)| a / b).collect();
-    ratios.sort_by(f64::total_cmp);
-    let Some(median) = ratios.get(ratios.len() / 2) else {
+    let Some(ratio) = median(pairs.iter().map(|(a, b)| a / b).collect()) else {
         return;
     };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/criterion/r{round}_{op}"));
+    let dir = results::results_dir().join(format!("r{round}_{op}"));
     std::fs::create_dir_all(&dir).unwrap();
     let info = serde_json::json!({
         "against": against,
         "pairs": pairs.len(),
-        "median_ratio": median,
+        "median_ratio": ratio,
+        "mine_median_ns": median(pairs.iter().map(|p| p.0).collect()),
+        "other_median_ns": median(pairs.iter().map(|p| p.1).collect()),
     });
     std::fs::write(dir.join("paired.json"), info.to_string()).unwrap();
 }
@@ -974,6 +1250,47 @@ fn bench_crew(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, jobs: Vec<Job<'_
     with_crew(jobs, times, |run| {
         g.bench_function(name, |b| b.iter(&mut *run));
     });
+}
+
+/// One system's part of a row: runs its benchmark in the row's group.
+type Part<'a> = Box<dyn FnOnce(&mut BenchmarkGroup<'_, WallTime>) + 'a>;
+
+/// A [`Part`] that benchmarks `f` under `name`.
+fn part<'a>(name: &'a str, mut f: impl FnMut(&mut Bencher<'_, WallTime>) + 'a) -> Part<'a> {
+    Box::new(move |g| {
+        g.bench_function(name, |b| f(b));
+    })
+}
+
+/// Runs the systems' `parts` of row `op` in round `r`, starting with the `r`-th (mod their
+/// number), so that no system always runs first or last in its row: whatever hangs on a
+/// position (the writeback of the row before, drift within a row) moves from one system
+/// to the next, round by round.
+fn row(
+    c: &mut Criterion,
+    r: u64,
+    op: &str,
+    setup: impl FnOnce(&mut BenchmarkGroup<'_, WallTime>),
+    mut parts: Vec<Part<'_>>,
+) {
+    let mut g = c.benchmark_group(format!("r{r}_{op}"));
+    setup(&mut g);
+    let k = parts.len();
+    parts.rotate_left(r as usize % k);
+    for part in parts {
+        part(&mut g);
+    }
+    g.finish();
+}
+
+/// No group settings beyond the defaults.
+fn plain(_: &mut BenchmarkGroup<'_, WallTime>) {}
+
+/// Durable rows: fewer samples (`n`).
+fn samples(n: usize) -> impl FnOnce(&mut BenchmarkGroup<'_, WallTime>) {
+    move |g| {
+        g.sample_size(n);
+    }
 }
 
 /// How often the writer of the reads-while-writing row commits: 1,000 commits a second, less
@@ -1012,249 +1329,308 @@ fn while_writing(write: &(dyn Fn() + Sync), timed: impl FnOnce()) {
 /// A SQLite connection of its own for a writing thread (durable commits, waiting for the
 /// others' locks).
 fn sqlite_writer(path: &Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open(path).unwrap();
+    let c = sqlite_open(path);
     c.execute_batch("PRAGMA synchronous=FULL;").unwrap();
-    stable_plans(&c);
     c.busy_timeout(Duration::from_secs(30)).unwrap();
     c
 }
 
-fn group<'a>(c: &'a mut Criterion, round: u64, op: &str) -> BenchmarkGroup<'a, WallTime> {
-    let mut g = c.benchmark_group(format!("r{round}_{op}"));
-    g.warm_up_time(Duration::from_millis(500));
-    g.measurement_time(Duration::from_secs(2));
-    g
+/// The record a read row looked up: the rows time lookups that find their record, and a
+/// miss (ids or emails no longer lining up between systems) stops the run.
+fn found<T>(record: Option<T>) -> T {
+    record.expect("a read row's record was not found")
 }
+
+/// A page of the page row: always 50 users (every start leaves at least 50 after it).
+fn full_page<T>(page: Vec<T>) -> Vec<T> {
+    assert_eq!(page.len(), 50, "a page of 50 came back short");
+    page
+}
+
+/// Ids of the raw floor's piece files, never used twice (redkeep's `save_piece` always makes
+/// a new file, so the floor does too, in every round).
+static FLOOR_PIECE: AtomicU64 = AtomicU64::new(0);
 
 fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     let pick = AtomicU64::new(r);
     let next = || pick.fetch_add(7919, Ordering::Relaxed) % n + 1;
     let next_account = || pick.fetch_add(7919, Ordering::Relaxed) % ACCOUNTS + 1;
     let now = NOW;
+    let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
+    let q = std::cell::RefCell::new(SqlReads::new(&s.sqlite));
 
-    let mut g = group(c, r, "user_by_email");
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter(|| black_box(s.ex.users().by_email(&email(next())).unwrap()))
-    });
-    g.bench_function("redkeep_shared", |b| {
-        b.iter(|| black_box(s.sh.users().by_email(&email(next())).unwrap()))
-    });
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| black_box(bare::by_email(&s.redb, &email(next()))))
-    });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| black_box(sqlite_by_email(&s.sqlite, &email(next()))))
-    });
-    g.finish();
+    row(
+        c,
+        r,
+        "user_by_email",
+        plain,
+        vec![
+            part("redkeep_exclusive", |b| {
+                b.iter(|| black_box(found(ex.users().by_email(&email(next())).unwrap())))
+            }),
+            part("redkeep_shared", |b| {
+                b.iter(|| black_box(found(sh.users().by_email(&email(next())).unwrap())))
+            }),
+            part("bare_redb", |b| {
+                b.iter(|| black_box(found(bare::by_email(db, &email(next())))))
+            }),
+            part("sqlite_wal_full", |b| {
+                let q = &mut *q.borrow_mut();
+                b.iter(|| black_box(found(q.by_email(&email(next())))))
+            }),
+        ],
+    );
 
-    let mut g = group(c, r, "user_by_id");
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter(|| black_box(s.ex.users().get(next()).unwrap()))
-    });
-    g.bench_function("redkeep_shared", |b| {
-        b.iter(|| black_box(s.sh.users().get(next()).unwrap()))
-    });
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| black_box(bare::by_id(&s.redb, next())))
-    });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| black_box(sqlite_by_id(&s.sqlite, next())))
-    });
-    g.finish();
+    row(
+        c,
+        r,
+        "user_by_id",
+        plain,
+        vec![
+            part("redkeep_exclusive", |b| {
+                b.iter(|| black_box(found(ex.users().get(next()).unwrap())))
+            }),
+            part("redkeep_shared", |b| {
+                b.iter(|| black_box(found(sh.users().get(next()).unwrap())))
+            }),
+            part("bare_redb", |b| {
+                b.iter(|| black_box(found(bare::by_id(db, next()))))
+            }),
+            part("sqlite_wal_full", |b| {
+                let q = &mut *q.borrow_mut();
+                b.iter(|| black_box(found(q.by_id(next()))))
+            }),
+        ],
+    );
 
-    let mut g = group(c, r, "session_validate");
     let tok = |ts: &[String]| ts[(next_account() - 1) as usize].clone();
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter(|| black_box(s.ex.sessions().validate(&tok(&s.ex_tokens)).unwrap()))
-    });
-    g.bench_function("redkeep_shared", |b| {
-        b.iter(|| black_box(s.sh.sessions().validate(&tok(&s.sh_tokens)).unwrap()))
-    });
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| black_box(bare::validate(&s.redb, &tok(&s.plain_tokens), now).unwrap()))
-    });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| black_box(sqlite_validate(&s.sqlite, &tok(&s.plain_tokens), now).unwrap()))
-    });
-    g.finish();
+    row(
+        c,
+        r,
+        "session_validate",
+        plain,
+        vec![
+            part("redkeep_exclusive", |b| {
+                b.iter(|| black_box(ex.sessions().validate(&tok(&s.ex_tokens)).unwrap()))
+            }),
+            part("redkeep_shared", |b| {
+                b.iter(|| black_box(sh.sessions().validate(&tok(&s.sh_tokens)).unwrap()))
+            }),
+            part("bare_redb", |b| {
+                b.iter(|| black_box(found(bare::validate(db, &tok(&s.plain_tokens), now))))
+            }),
+            part("sqlite_wal_full", |b| {
+                let q = &mut *q.borrow_mut();
+                b.iter(|| black_box(found(q.validate(&tok(&s.plain_tokens), now))))
+            }),
+        ],
+    );
 
-    let mut g = group(c, r, "permission_check");
     // redkeep's account users are ids 1..=ACCOUNTS as in the others (created first).
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter(|| {
-            assert!(
-                s.ex.roles()
-                    .has_permission(next_account(), "docs.edit")
-                    .unwrap()
-            )
-        })
-    });
-    g.bench_function("redkeep_shared", |b| {
-        b.iter(|| {
-            assert!(
-                s.sh.roles()
-                    .has_permission(next_account(), "docs.edit")
-                    .unwrap()
-            )
-        })
-    });
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| assert!(bare::has_permission(&s.redb, next_account(), "docs.edit")))
-    });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| {
-            assert!(sqlite_has_permission(
-                &s.sqlite,
-                next_account(),
-                "docs.edit"
-            ))
-        })
-    });
-    g.finish();
+    row(
+        c,
+        r,
+        "permission_check",
+        plain,
+        vec![
+            part("redkeep_exclusive", |b| {
+                b.iter(|| {
+                    assert!(
+                        ex.roles()
+                            .has_permission(next_account(), "docs.edit")
+                            .unwrap()
+                    )
+                })
+            }),
+            part("redkeep_shared", |b| {
+                b.iter(|| {
+                    assert!(
+                        sh.roles()
+                            .has_permission(next_account(), "docs.edit")
+                            .unwrap()
+                    )
+                })
+            }),
+            part("bare_redb", |b| {
+                b.iter(|| assert!(bare::has_permission(db, next_account(), "docs.edit")))
+            }),
+            part("sqlite_wal_full", |b| {
+                let q = &mut *q.borrow_mut();
+                b.iter(|| assert!(q.has_permission(next_account(), "docs.edit")))
+            }),
+        ],
+    );
 
-    let mut g = group(c, r, "page_of_50_by_created");
     let from = || 1_800_000_000 + (next() % n.saturating_sub(50).max(1)) as i64;
     let to = Timestamp(i64::MAX);
-    g.bench_function("redkeep_exclusive", |b| {
-        b.iter(|| {
-            black_box(
-                s.ex.users()
-                    .created_between(Timestamp(from()), to, 50)
-                    .unwrap(),
-            )
-        })
-    });
-    g.bench_function("redkeep_shared", |b| {
-        b.iter(|| {
-            black_box(
-                s.sh.users()
-                    .created_between(Timestamp(from()), to, 50)
-                    .unwrap(),
-            )
-        })
-    });
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| black_box(bare::page(&s.redb, from())))
-    });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| black_box(sqlite_page(&s.sqlite, from())))
-    });
-    g.finish();
+    row(
+        c,
+        r,
+        "page_of_50_by_created",
+        plain,
+        vec![
+            part("redkeep_exclusive", |b| {
+                b.iter(|| {
+                    black_box(full_page(
+                        ex.users()
+                            .created_between(Timestamp(from()), to, 50)
+                            .unwrap(),
+                    ))
+                })
+            }),
+            part("redkeep_shared", |b| {
+                b.iter(|| {
+                    black_box(full_page(
+                        sh.users()
+                            .created_between(Timestamp(from()), to, 50)
+                            .unwrap(),
+                    ))
+                })
+            }),
+            part("bare_redb", |b| {
+                b.iter(|| black_box(full_page(bare::page(db, from()))))
+            }),
+            part("sqlite_wal_full", |b| {
+                let q = &mut *q.borrow_mut();
+                b.iter(|| black_box(full_page(q.page(from()))))
+            }),
+        ],
+    );
 
-    // Lookups by email from 4 threads at once, each with its own SQLite connection: whether
-    // reads of one handle get in each other's way (an Exclusive handle's reads share the
-    // kept snapshot, taken under one lock).
+    // Lookups by email from 4 threads at once, each with its own SQLite connection and its
+    // statement prepared on its thread: whether reads of one handle get in each other's way
+    // (an Exclusive handle's reads share the kept snapshot, taken under one lock).
     const READERS: u64 = 4;
     const READS: u64 = 500;
-    let mut readers: Vec<rusqlite::Connection> = (0..READERS)
-        .map(|_| {
-            let c = rusqlite::Connection::open(&s.sqlite_path).unwrap();
-            stable_plans(&c);
-            c
-        })
-        .collect();
-    let mut g = group(c, r, "concurrent_reads_4_threads");
-    g.throughput(criterion::Throughput::Elements(READERS * READS));
-    // Each system's readers are started once and read together on every iteration.
-    let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
-    let reads: [(&str, &(dyn Fn() + Sync)); 3] = [
-        ("redkeep_exclusive", &|| {
-            drop(black_box(ex.users().by_email(&email(next())).unwrap()))
-        }),
-        ("redkeep_shared", &|| {
-            drop(black_box(sh.users().by_email(&email(next())).unwrap()))
-        }),
-        ("bare_redb", &|| {
-            drop(black_box(bare::by_email(db, &email(next()))))
-        }),
-    ];
-    for (name, read) in reads {
-        bench_crew(&mut g, name, alike(READERS, read), READS);
-    }
-    let sqlite_readers = readers
-        .iter_mut()
-        .map(|conn| {
-            Box::new(move || drop(black_box(sqlite_by_email(conn, &email(next()))))) as Job<'_>
-        })
-        .collect();
-    bench_crew(&mut g, "sqlite_wal_full", sqlite_readers, READS);
-    g.finish();
-    drop(readers);
+    let ex_read = || {
+        drop(black_box(found(
+            ex.users().by_email(&email(next())).unwrap(),
+        )))
+    };
+    let sh_read = || {
+        drop(black_box(found(
+            sh.users().by_email(&email(next())).unwrap(),
+        )))
+    };
+    let redb_read = || drop(black_box(found(bare::by_email(db, &email(next())))));
+    let sqlite_path = &s.sqlite_path;
+    row(
+        c,
+        r,
+        "concurrent_reads_4_threads",
+        |g| {
+            g.throughput(criterion::Throughput::Elements(READERS * READS));
+        },
+        vec![
+            Box::new(|g| bench_crew(g, "redkeep_exclusive", alike(READERS, &ex_read), READS)),
+            Box::new(|g| bench_crew(g, "redkeep_shared", alike(READERS, &sh_read), READS)),
+            Box::new(|g| bench_crew(g, "bare_redb", alike(READERS, &redb_read), READS)),
+            Box::new(|g| {
+                let readers = (0..READERS)
+                    .map(|_| {
+                        Box::new(move |serve: &mut dyn FnMut(&mut dyn FnMut())| {
+                            let conn = sqlite_open(sqlite_path);
+                            let mut q = SqlReads::new(&conn);
+                            serve(&mut || drop(black_box(found(q.by_email(&email(next()))))));
+                        }) as Setup<'_>
+                    })
+                    .collect();
+                with_crew_set_up(readers, READS, |run| {
+                    g.bench_function("sqlite_wal_full", |b| b.iter(&mut *run));
+                });
+            }),
+        ],
+    );
 
     let fresh = || FRESH.fetch_add(1, Ordering::Relaxed);
 
     // Reads while the same file takes writes: one other thread makes a durable one-user
     // commit every millisecond while a lookup by email is timed (SQLite's writer has its
     // own connection).
-    s.adding_users(|| {
-        let mut g = group(c, r, "user_by_email_while_writing");
-        g.bench_function("redkeep_exclusive", |b| {
-            while_writing(&|| insert_user(ex, fresh()), || {
-                b.iter(|| black_box(s.ex.users().by_email(&email(next())).unwrap()))
-            })
-        });
-        g.bench_function("redkeep_shared", |b| {
-            while_writing(&|| insert_user(sh, fresh()), || {
-                b.iter(|| black_box(s.sh.users().by_email(&email(next())).unwrap()))
-            })
-        });
-        g.bench_function("bare_redb", |b| {
-            while_writing(&|| redb_insert(db, &user(fresh())), || {
-                b.iter(|| black_box(bare::by_email(&s.redb, &email(next()))))
-            })
-        });
-        let writer = std::sync::Mutex::new(sqlite_writer(&s.sqlite_path));
-        g.bench_function("sqlite_wal_full", |b| {
-            let write = || {
-                let conn = writer.lock().unwrap();
-                sqlite_insert(&conn, &user(fresh()));
-            };
-            while_writing(&write, || {
-                b.iter(|| black_box(sqlite_by_email(&s.sqlite, &email(next()))))
-            })
-        });
-        g.finish();
-        drop(writer);
+    let writer = std::sync::Mutex::new(sqlite_writer(&s.sqlite_path));
+    let sqlite_write = || sqlite_insert(&writer.lock().unwrap(), &user(fresh()));
+    s.adding(Adds::Users, || {
+        row(
+            c,
+            r,
+            "user_by_email_while_writing",
+            plain,
+            vec![
+                part("redkeep_exclusive", |b| {
+                    while_writing(&|| insert_user(ex, fresh()), || {
+                        b.iter(|| black_box(found(ex.users().by_email(&email(next())).unwrap())))
+                    })
+                }),
+                part("redkeep_shared", |b| {
+                    while_writing(&|| insert_user(sh, fresh()), || {
+                        b.iter(|| black_box(found(sh.users().by_email(&email(next())).unwrap())))
+                    })
+                }),
+                part("bare_redb", |b| {
+                    while_writing(&|| redb_insert(db, &user(fresh())), || {
+                        b.iter(|| black_box(found(bare::by_email(db, &email(next())))))
+                    })
+                }),
+                part("sqlite_wal_full", |b| {
+                    let q = &mut *q.borrow_mut();
+                    while_writing(&sqlite_write, || {
+                        b.iter(|| black_box(found(q.by_email(&email(next())))))
+                    })
+                }),
+            ],
+        )
     });
+    drop(writer);
+    drop(q);
 
     // Durable commits: Exclusive is timed in pairs with bare redb (see `paired`).
-    let pairs = s.adding_users(|| {
-        let mut g = group(c, r, "durable_insert");
-        g.sample_size(20);
-        let pairs = bench_paired(&mut g, &mut || insert_user(&s.ex, fresh()), &mut || {
-            redb_insert(&s.redb, &user(fresh()))
-        });
-        g.bench_function("redkeep_shared", |b| b.iter(|| insert_user(&s.sh, fresh())));
-        g.bench_function("bare_redb", |b| {
-            b.iter(|| redb_insert(&s.redb, &user(fresh())))
-        });
-        g.bench_function("sqlite_wal_full", |b| {
-            b.iter(|| sqlite_insert(&s.sqlite, &user(fresh())))
-        });
-        g.finish();
-        pairs
+    let mut pairs = Vec::new();
+    s.adding(Adds::Users, || {
+        row(
+            c,
+            r,
+            "durable_insert",
+            samples(20),
+            vec![
+                Box::new(|g| {
+                    pairs = bench_paired(g, &mut || insert_user(ex, fresh()), &mut || {
+                        redb_insert(db, &user(fresh()))
+                    })
+                }),
+                part("redkeep_shared", |b| b.iter(|| insert_user(sh, fresh()))),
+                part("bare_redb", |b| b.iter(|| redb_insert(db, &user(fresh())))),
+                part("sqlite_wal_full", |b| {
+                    b.iter(|| sqlite_insert(&s.sqlite, &user(fresh())))
+                }),
+            ],
+        )
     });
     write_pairs(r, "durable_insert", "bare_redb", &pairs);
 
-    let mut g = group(c, r, "durable_login");
-    g.sample_size(20);
     let login = |rk: &Redkeep| {
         rk.sessions()
             .login(&email(next_account()), PASSWORD, LoginMeta::default())
             .unwrap()
     };
-    g.bench_function("redkeep_exclusive", |b| b.iter(|| black_box(login(&s.ex))));
-    g.bench_function("redkeep_shared", |b| b.iter(|| black_box(login(&s.sh))));
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| redb_login(&s.redb, &email(next_account()), fresh(), now))
+    s.adding(Adds::Accounts, || {
+        row(
+            c,
+            r,
+            "durable_login",
+            samples(20),
+            vec![
+                part("redkeep_exclusive", |b| b.iter(|| black_box(login(ex)))),
+                part("redkeep_shared", |b| b.iter(|| black_box(login(sh)))),
+                part("bare_redb", |b| {
+                    b.iter(|| redb_login(db, &email(next_account()), fresh(), now))
+                }),
+                part("sqlite_wal_full", |b| {
+                    b.iter(|| sqlite_login(&s.sqlite, &email(next_account()), fresh(), now))
+                }),
+            ],
+        )
     });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| sqlite_login(&s.sqlite, &email(next_account()), fresh(), now))
-    });
-    g.finish();
 
-    let mut g = group(c, r, "durable_create_user");
-    g.sample_size(20);
     let create = |rk: &Redkeep| {
         rk.users()
             .create(NewUser {
@@ -1264,58 +1640,63 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
             })
             .unwrap()
     };
-    let pairs = bench_paired(&mut g, &mut || drop(black_box(create(&s.ex))), &mut || {
-        redb_create_user(&s.redb, fresh())
+    let mut pairs = Vec::new();
+    s.adding(Adds::Accounts, || {
+        row(
+            c,
+            r,
+            "durable_create_user",
+            samples(20),
+            vec![
+                Box::new(|g| {
+                    pairs = bench_paired(g, &mut || drop(black_box(create(ex))), &mut || {
+                        redb_create_user(db, fresh())
+                    })
+                }),
+                part("redkeep_shared", |b| b.iter(|| black_box(create(sh)))),
+                part("bare_redb", |b| b.iter(|| redb_create_user(db, fresh()))),
+                part("sqlite_wal_full", |b| {
+                    b.iter(|| sqlite_create_user(&s.sqlite, fresh()))
+                }),
+            ],
+        )
     });
-    g.bench_function("redkeep_shared", |b| b.iter(|| black_box(create(&s.sh))));
-    g.bench_function("bare_redb", |b| {
-        b.iter(|| redb_create_user(&s.redb, fresh()))
-    });
-    g.bench_function("sqlite_wal_full", |b| {
-        b.iter(|| sqlite_create_user(&s.sqlite, fresh()))
-    });
-    g.finish();
     write_pairs(r, "durable_create_user", "bare_redb", &pairs);
 
-    s.adding_users(|| {
-        let mut g = group(c, r, "batch_1000_inserts");
-        g.sample_size(10);
-        let rk_batch = |rk: &Redkeep| {
-            rk.store()
-                .write(|tx| {
-                    let t = tx.table::<User>();
-                    for _ in 0..1000 {
-                        let mut u = user(fresh());
-                        u.id = t.next_id()?;
-                        t.insert(&u)?;
-                    }
-                    Ok(())
-                })
-                .unwrap()
-        };
-        g.bench_function("redkeep_exclusive", |b| b.iter(|| rk_batch(&s.ex)));
-        g.bench_function("redkeep_shared", |b| b.iter(|| rk_batch(&s.sh)));
-        g.bench_function("bare_redb", |b| {
-            b.iter(|| {
-                let tx = s.redb.begin_write().unwrap();
+    let rk_batch = |rk: &Redkeep| {
+        rk.store()
+            .write(|tx| {
+                let t = tx.table::<User>();
                 for _ in 0..1000 {
                     let mut u = user(fresh());
-                    u.id = redb_next(&tx, "users");
-                    redb_put_user(&tx, &u);
+                    u.id = t.next_id()?;
+                    t.insert(&u)?;
                 }
-                tx.commit().unwrap();
+                Ok(())
             })
-        });
-        g.bench_function("sqlite_wal_full", |b| {
-            b.iter(|| {
-                let tx = s.sqlite.unchecked_transaction().unwrap();
-                for _ in 0..1000 {
-                    sqlite_insert(&tx, &user(fresh()));
-                }
-                tx.commit().unwrap();
-            })
-        });
-        g.finish();
+            .unwrap()
+    };
+    s.adding(Adds::Users, || {
+        row(
+            c,
+            r,
+            "batch_1000_inserts",
+            samples(10),
+            vec![
+                part("redkeep_exclusive", |b| b.iter(|| rk_batch(ex))),
+                part("redkeep_shared", |b| b.iter(|| rk_batch(sh))),
+                part("bare_redb", |b| b.iter(|| redb_batch(db, fresh))),
+                part("sqlite_wal_full", |b| {
+                    b.iter(|| {
+                        let tx = s.sqlite.unchecked_transaction().unwrap();
+                        for _ in 0..1000 {
+                            sqlite_insert(&tx, &user(fresh()));
+                        }
+                        tx.commit().unwrap();
+                    })
+                }),
+            ],
+        )
     });
 
     // Workspace files against the raw floor of one crash-safe replacement.
@@ -1326,8 +1707,6 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     }))
     .unwrap();
     let piece = br#"{"title":"a piece","strokes":[[1,2],[3,4]]}"#;
-    let mut g = group(c, r, "workspace_update");
-    g.sample_size(20);
     let update = |rk: &Redkeep| {
         rk.workspaces()
             .update(1, |d| {
@@ -1336,84 +1715,126 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
             })
             .unwrap()
     };
+    let floor_update = || atomic_write(&floor, "workspace.json", &doc);
     // Exclusive is timed in pairs with the floor (see `paired`), for the ratio.
-    let pairs = bench_paired(&mut g, &mut || update(&s.ex), &mut || {
-        atomic_write(&floor, "workspace.json", &doc)
-    });
-    g.bench_function("redkeep_shared", |b| b.iter(|| update(&s.sh)));
-    g.bench_function("raw_floor", |b| {
-        b.iter(|| atomic_write(&floor, "workspace.json", &doc))
-    });
-    g.finish();
+    let mut pairs = Vec::new();
+    row(
+        c,
+        r,
+        "workspace_update",
+        samples(20),
+        vec![
+            Box::new(|g| pairs = bench_paired(g, &mut || update(ex), &mut { floor_update })),
+            part("redkeep_shared", |b| b.iter(|| update(sh))),
+            part("raw_floor", |b| b.iter(floor_update)),
+        ],
+    );
     write_pairs(r, "workspace_update", "raw_floor", &pairs);
 
-    let mut g = group(c, r, "save_piece");
-    g.sample_size(20);
-    let k = AtomicU64::new(0);
     // A piece file and the count in workspace.json: two replacements.
     let floor_piece = || {
-        let i = k.fetch_add(1, Ordering::Relaxed);
-        atomic_write(&floor.join("gallery"), &format!("piece_{i:06}.json"), piece);
+        let i = FLOOR_PIECE.fetch_add(1, Ordering::Relaxed);
+        atomic_write(&floor.join("gallery"), &format!("piece_{i:08}.json"), piece);
         atomic_write(&floor, "workspace.json", &doc);
     };
-    let pairs = bench_paired(
-        &mut g,
-        &mut || {
-            s.ex.workspaces().save_piece(2, piece).unwrap();
-        },
-        &mut || floor_piece(),
+    let mut pairs = Vec::new();
+    row(
+        c,
+        r,
+        "save_piece",
+        samples(20),
+        vec![
+            Box::new(|g| {
+                pairs = bench_paired(
+                    g,
+                    &mut || {
+                        ex.workspaces().save_piece(2, piece).unwrap();
+                    },
+                    &mut { floor_piece },
+                )
+            }),
+            part("redkeep_shared", |b| {
+                b.iter(|| sh.workspaces().save_piece(2, piece).unwrap())
+            }),
+            part("raw_floor", |b| b.iter(floor_piece)),
+        ],
     );
-    g.bench_function("redkeep_shared", |b| {
-        b.iter(|| s.sh.workspaces().save_piece(2, piece).unwrap())
-    });
-    g.bench_function("raw_floor", |b| b.iter(floor_piece));
-    g.finish();
     write_pairs(r, "save_piece", "raw_floor", &pairs);
 
-    // Durable one-record commits from several threads at once.
+    // Durable one-record commits from several threads at once. SQLite twice: a connection
+    // per thread, each waiting for the write lock in its busy handler (which sleeps 1, 2,
+    // 5, 10, ... ms between tries), and all threads sharing one connection behind a mutex
+    // (writes serialised without sleeping).
     const PER_THREAD: u64 = 8;
     let mut conns: Vec<rusqlite::Connection> =
         (0..16).map(|_| sqlite_writer(&s.sqlite_path)).collect();
-    let (ex, sh, db) = (&s.ex, &s.sh, &s.redb);
+    let shared = std::sync::Mutex::new(sqlite_writer(&s.sqlite_path));
+    let shared_write = || sqlite_insert(&shared.lock().unwrap(), &user(fresh()));
+    let ex_write = || insert_user(ex, fresh());
+    let sh_write = || insert_user(sh, fresh());
+    let redb_write = || redb_insert(db, &user(fresh()));
+    let writes: [(&str, &(dyn Fn() + Sync)); 4] = [
+        ("redkeep_exclusive", &ex_write),
+        ("redkeep_shared", &sh_write),
+        ("bare_redb", &redb_write),
+        ("sqlite_one_connection", &shared_write),
+    ];
     for threads in [1u64, 4, 16] {
-        s.adding_users(|| {
-            let mut g = group(c, r, &format!("concurrent_inserts_{threads}_threads"));
-            g.sample_size(10);
-            g.throughput(criterion::Throughput::Elements(threads * PER_THREAD));
-            // Each system's writers are started once and write together on every iteration.
-            let writes: [(&str, &(dyn Fn() + Sync)); 3] = [
-                ("redkeep_exclusive", &|| insert_user(ex, fresh())),
-                ("redkeep_shared", &|| insert_user(sh, fresh())),
-                ("bare_redb", &|| redb_insert(db, &user(fresh()))),
-            ];
-            for (name, write) in writes {
-                bench_crew(&mut g, name, alike(threads, write), PER_THREAD);
-            }
-            let sqlite_writers = conns
+        // Each system's writers are started once and write together on every iteration.
+        let mut parts: Vec<Part<'_>> = writes
+            .iter()
+            .map(|&(name, write)| -> Part<'_> {
+                Box::new(move |g| bench_crew(g, name, alike(threads, write), PER_THREAD))
+            })
+            .collect();
+        let conns = &mut conns;
+        parts.push(Box::new(move |g| {
+            let writers = conns
                 .iter_mut()
                 .take(threads as usize)
                 .map(|conn| Box::new(move || sqlite_insert(conn, &user(fresh()))) as Job<'_>)
                 .collect();
-            bench_crew(&mut g, "sqlite_wal_full", sqlite_writers, PER_THREAD);
-            g.finish();
+            bench_crew(g, "sqlite_wal_full", writers, PER_THREAD);
+        }));
+        s.adding(Adds::Users, || {
+            row(
+                c,
+                r,
+                &format!("concurrent_inserts_{threads}_threads"),
+                |g| {
+                    g.sample_size(10);
+                    g.throughput(criterion::Throughput::Elements(threads * PER_THREAD));
+                },
+                parts,
+            )
         });
     }
+    drop(shared);
 
     // The same from 4 processes, for the systems several processes can write: redkeep
     // Shared and SQLite (an Exclusive store and bare redb are one process's alone).
-    s.adding_users(|| {
-        let mut g = group(c, r, "concurrent_inserts_4_processes");
-        g.sample_size(10);
-        g.throughput(criterion::Throughput::Elements(4 * PER_THREAD));
-        let sh_dir = tmp.join("sh");
-        for (name, target) in [
-            ("redkeep_shared", sh_dir.as_path()),
-            ("sqlite_wal_full", s.sqlite_path.as_path()),
-        ] {
-            let mut workers = Workers::start(4, &format!("{name} {}", target.display()));
+    let sh_dir = tmp.join("sh");
+    let procs = |name: &'static str, target: &Path| -> Part<'static> {
+        let spec = format!("{name} {}", target.display());
+        Box::new(move |g| {
+            let mut workers = Workers::start(4, &spec);
             g.bench_function(name, |b| b.iter(|| workers.run(PER_THREAD)));
-        }
-        g.finish();
+        })
+    };
+    s.adding(Adds::Users, || {
+        row(
+            c,
+            r,
+            "concurrent_inserts_4_processes",
+            |g| {
+                g.sample_size(10);
+                g.throughput(criterion::Throughput::Elements(4 * PER_THREAD));
+            },
+            vec![
+                procs("redkeep_shared", &sh_dir),
+                procs("sqlite_wal_full", &s.sqlite_path),
+            ],
+        )
     });
 }
 
@@ -1443,20 +1864,27 @@ fn main() {
     }
     let n = env_u64("REDKEEP_COMPARE_USERS", 100_000).max(ACCOUNTS + 100);
     let rounds = env_u64("REDKEEP_COMPARE_ROUNDS", 3);
-    let mut c = Criterion::default().configure_from_args();
+    // Each row's warm-up and measurement; `--warm-up-time`, `--measurement-time` (and the
+    // durable rows' sample counts aside) override them, as for a short smoke run.
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
     let tmp = tempfile::tempdir().unwrap();
     let systems = setup(tmp.path(), n);
+    // Written before the rounds: the report reads only rounds below `rounds` whose results
+    // are no older than `started` (a folder left by an earlier or a filtered run is not
+    // this run's).
+    let started = results::unix_now();
     let info = serde_json::json!({
         "users": n,
         "rounds": rounds,
-        "date": Timestamp(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        )
-        .to_string(),
+        "started": started,
+        "date": Timestamp(started).to_string(),
+        "machine": results::machine(),
+        "sqlite_cache_kib": results::SQLITE_CACHE_KIB,
     });
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion");
+    let out = results::results_dir();
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("compare.json"), info.to_string()).unwrap();
     for r in 0..rounds {

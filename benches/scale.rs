@@ -3,10 +3,14 @@
 //! (WAL, `synchronous=FULL`, the same indexes), each in its own process, and prints per system:
 //! load time (transactions of 10,000 users), file size, peak RSS, and the mean time of a lookup
 //! by email over 20,000 random users right after reopening the store, then over the same users
-//! again (redkeep at its default cache).
+//! again (redkeep at its default cache, SQLite with a page cache of the same size, bare redb
+//! at redb's default). It also writes them to `scale.json` in criterion's folder, where
+//! `cargo run --example bench_report` judges the issue's targets from them.
 //!
 //! Without `REDKEEP_SCALE_USERS` it prints how to run it and does nothing.
 
+#[path = "common/results.rs"]
+mod results;
 #[path = "common/users.rs"]
 mod users;
 
@@ -137,9 +141,22 @@ fn load_redb(dir: &Path, n: u64) -> (PathBuf, f64, f64) {
     (path, cold, warm)
 }
 
+/// A SQLite connection as in the comparison: plans that do not change with the parameters,
+/// and a page cache as large as redkeep's default.
+fn sqlite_open(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .unwrap();
+    conn.execute_batch(&results::sqlite_cache_pragma()).unwrap();
+    conn
+}
+
 fn load_sqlite(dir: &Path, n: u64) -> (PathBuf, f64, f64) {
     let path = dir.join("users.sqlite");
-    let conn = rusqlite::Connection::open(&path).unwrap();
+    let conn = sqlite_open(&path);
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
          CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
@@ -176,8 +193,11 @@ fn load_sqlite(dir: &Path, n: u64) -> (PathBuf, f64, f64) {
         tx.commit().unwrap();
         id = end;
     }
+    // Reopened, as the others are, so the lookups after opening start from a cold cache.
+    drop(conn);
+    let conn = sqlite_open(&path);
     let mut st = conn
-        .prepare_cached("SELECT id, email, name, is_admin FROM users WHERE email = ?1")
+        .prepare("SELECT id, email, name, is_admin FROM users WHERE email = ?1")
         .unwrap();
     let (cold, warm) = lookups(|i| {
         let email = format!("user{}@example.com", pick(i, n));
@@ -237,6 +257,8 @@ fn main() {
         "| system | users | load (s) | file (MiB) | peak RSS (MiB) | lookup by email, after opening (µs) | the same users again (µs) |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let date = redkeep::Timestamp(results::unix_now()).to_string();
+    let mut rows = Vec::new();
     for n in [10_000, big] {
         for system in ["redkeep", "bare_redb", "sqlite_wal_full"] {
             let tmp = tempfile::tempdir().unwrap();
@@ -256,17 +278,37 @@ fn main() {
                 panic!("{system} {n}: no result in {text}");
             };
             let f: Vec<&str> = line.split(' ').collect();
-            let bytes: f64 = f[3].parse().unwrap();
+            let num = |i: usize| -> f64 { f[i].parse().unwrap() };
             println!(
                 "| {} | {} | {} | {:.0} | {} | {} | {} |",
                 f[0],
                 f[1],
                 f[2],
-                bytes / (1 << 20) as f64,
+                num(3) / (1 << 20) as f64,
                 f[4],
                 f[5],
                 f[6]
             );
+            rows.push(serde_json::json!({
+                "system": f[0],
+                "users": n,
+                "load_s": num(2),
+                "file_bytes": num(3),
+                "peak_rss_mib": num(4),
+                "lookup_open_us": num(5),
+                "lookup_again_us": num(6),
+            }));
         }
     }
+    let out = results::results_dir();
+    std::fs::create_dir_all(&out).unwrap();
+    let info = serde_json::json!({
+        "users": big,
+        "date": date,
+        "machine": results::machine(),
+        "command": format!("REDKEEP_SCALE_USERS={big} cargo bench --bench scale"),
+        "rows": rows,
+    });
+    std::fs::write(out.join(results::SCALE_FILE), info.to_string()).unwrap();
+    println!("(written to {})", out.join(results::SCALE_FILE).display());
 }

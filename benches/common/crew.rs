@@ -12,32 +12,67 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// One thread's work: called `times` times per run.
 pub type Job<'a> = Box<dyn FnMut() + Send + 'a>;
 
+/// One thread's setup, for work that must be made on its thread (a SQLite statement, which
+/// cannot move between threads): it makes what the work needs, untimed, then hands the work
+/// to the function it is given, which runs it on every run until the crew ends.
+pub type Setup<'a> = Box<dyn FnOnce(&mut dyn FnMut(&mut dyn FnMut())) + Send + 'a>;
+
 /// Starts a thread for each of `jobs`, then calls `body` with a function that makes every
 /// thread call its job `times` times, all at once, and returns once all are done. The
 /// threads end when `body` returns (or panics). A job that panics makes that run panic.
 pub fn with_crew<R>(jobs: Vec<Job<'_>>, times: u64, body: impl FnOnce(&mut dyn FnMut()) -> R) -> R {
-    let start = Barrier::new(jobs.len() + 1);
-    let end = Barrier::new(jobs.len() + 1);
+    let setups = jobs
+        .into_iter()
+        .map(|mut job| {
+            Box::new(move |serve: &mut dyn FnMut(&mut dyn FnMut())| serve(&mut job)) as Setup<'_>
+        })
+        .collect();
+    with_crew_set_up(setups, times, body)
+}
+
+/// [`with_crew`] with work made on each thread by its [`Setup`]. A setup that panics, or
+/// returns without handing over its work, makes every run panic.
+pub fn with_crew_set_up<R>(
+    setups: Vec<Setup<'_>>,
+    times: u64,
+    body: impl FnOnce(&mut dyn FnMut()) -> R,
+) -> R {
+    let start = Barrier::new(setups.len() + 1);
+    let end = Barrier::new(setups.len() + 1);
     let stop = AtomicBool::new(false);
     let failed = AtomicBool::new(false);
     std::thread::scope(|sc| {
-        for mut job in jobs {
+        for setup in setups {
             let (start, end, stop, failed) = (&start, &end, &stop, &failed);
             sc.spawn(move || {
-                loop {
-                    start.wait();
-                    if stop.load(Ordering::Acquire) {
-                        return;
-                    }
-                    let ran = catch_unwind(AssertUnwindSafe(|| {
-                        for _ in 0..times {
-                            job();
+                let serve = |job: &mut dyn FnMut()| {
+                    loop {
+                        start.wait();
+                        if stop.load(Ordering::Acquire) {
+                            return;
                         }
-                    }));
-                    if ran.is_err() {
-                        failed.store(true, Ordering::Release);
+                        let ran = catch_unwind(AssertUnwindSafe(|| {
+                            for _ in 0..times {
+                                job();
+                            }
+                        }));
+                        if ran.is_err() {
+                            failed.store(true, Ordering::Release);
+                        }
+                        end.wait();
                     }
-                    end.wait();
+                };
+                let mut served = false;
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    setup(&mut |job| {
+                        served = true;
+                        serve(job);
+                    })
+                }));
+                if !served {
+                    // Still at every barrier, so the crew neither hangs nor ends early.
+                    failed.store(true, Ordering::Release);
+                    serve(&mut || ());
                 }
             });
         }
