@@ -413,9 +413,28 @@ pub fn existing_folder_of<'t>(
 /// # Errors
 /// `InvalidInput` when `target`'s name starts with [`TEMP_PREFIX`] (a later cleanup would
 /// take the finished file for a leftover); as [`temp_sibling`].
+///
+/// Named after `target` (`.rk-tmp-<name>.…`, the name cut to 64 bytes): one a kill left
+/// behind says whose it is.
 pub fn held_temp_sibling(target: &Path) -> Result<NamedTempFile> {
     refuse_temp_name(target)?;
-    let tmp = temp_sibling(target)?;
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{TEMP_PREFIX}{}.", &name[..end]))
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
     hold(tmp.as_file(), tmp.path());
     Ok(tmp)
 }

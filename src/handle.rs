@@ -78,6 +78,8 @@ pub(crate) const POSTGRES_COPIES: &str = "redkeep-postgres.redb";
 /// `workspaces/users/`: what an interrupted operation may leave (`check` and `status`).
 pub(crate) fn data_dir_leftovers(dir: &Path) -> Vec<crate::fsutil::Leftover> {
     let mut found = crate::fsutil::leftovers(dir);
+    // The workspaces folder holds a restore's staging folder of the backup's folders.
+    found.extend(crate::fsutil::leftovers(&dir.join(WORKSPACES_DIR)));
     found.extend(crate::fsutil::leftovers(
         &dir.join(WORKSPACES_DIR).join("users"),
     ));
@@ -352,14 +354,14 @@ fn cache_for(db: &Path) -> usize {
 }
 
 /// The command that undoes a restore or a reset of `data_dir`: the store's safety copy
-/// `store`, and the trash entry `folders` that holds the folders it replaced.
+/// `store`, and the trash entry `folders` that holds the folders it replaced; said as
+/// advice ("to undo: `…`").
 pub(crate) fn undo_command(
     data_dir: &std::path::Path,
     store_url: Option<&str>,
     folders: Option<&std::path::Path>,
     store: &std::path::Path,
 ) -> String {
-    let folders = folders.map_or(String::new(), |f| format!("--folders {} ", shell_word(f)));
     // The URL may hold a password: named, not printed.
     let same_store = if store_url.is_some() {
         " (with the same --store)"
@@ -367,7 +369,21 @@ pub(crate) fn undo_command(
         ""
     };
     format!(
-        "to undo: `redkeep --data-dir {} restore --force {folders}{}`{same_store}",
+        "to undo: `{}`{same_store}",
+        undo_invocation(data_dir, folders, store)
+    )
+}
+
+/// The command line of [`undo_command`] alone (without `--store`, which may hold a
+/// password), for machine output.
+pub(crate) fn undo_invocation(
+    data_dir: &std::path::Path,
+    folders: Option<&std::path::Path>,
+    store: &std::path::Path,
+) -> String {
+    let folders = folders.map_or(String::new(), |f| format!("--folders {} ", shell_word(f)));
+    format!(
+        "redkeep --data-dir {} restore --force {folders}{}",
         shell_word(data_dir),
         shell_word(store)
     )
@@ -1426,10 +1442,15 @@ impl Redkeep {
                     if s.users.is_relative() {
                         s.users = self.inner.dir.join(&s.users);
                     }
+                    // (Or in its workspaces folder, which may be a symlink to another disk.)
                     let inside = |p: &Path| {
-                        let dir = std::fs::canonicalize(&self.inner.dir).ok()?;
                         let real = std::fs::canonicalize(p).ok()?;
-                        Some(real.starts_with(dir))
+                        let within = |dir: &Path| {
+                            std::fs::canonicalize(dir).is_ok_and(|d| real.starts_with(d))
+                        };
+                        Some(
+                            within(&self.inner.dir) || within(&self.inner.dir.join(WORKSPACES_DIR)),
+                        )
                     };
                     match inside(&s.users) {
                         Some(false) => Err(format!(
@@ -1507,7 +1528,20 @@ impl Redkeep {
                 report.repaired.push(match count {
                     Some(done) => format!(
                         "finished a restore stopped before its workspace folders were in \
-                         place: {done}"
+                         place: {done}{}",
+                        match (&done.safety_copy, &done.replaced) {
+                            (Some(copy), Some(entry)) => format!(
+                                "; the store it replaced is kept at {}; {}",
+                                copy.display(),
+                                undo_command(
+                                    self.dir(),
+                                    self.options().store_url.as_deref(),
+                                    Some(entry),
+                                    copy
+                                )
+                            ),
+                            _ => String::new(),
+                        }
                     ),
                     None => "removed the mark a finished restore left".to_string(),
                 });

@@ -113,6 +113,15 @@ fn backup_restore_and_stats() {
     assert!(err.contains("--force"), "{err}");
     let r = cli.json(&["restore", backup.to_str().unwrap(), "--force"], None);
     assert!(std::path::Path::new(r["safety_copy"].as_str().unwrap()).exists());
+    // The JSON holds what the text says: the undo as a command, whether `migrate up` is
+    // needed, and that revoked logins work again.
+    let undo = r["undo"].as_str().unwrap();
+    assert!(
+        undo.starts_with("redkeep --data-dir ") && undo.contains(" restore --force --folders "),
+        "{r}"
+    );
+    assert_eq!(r["migrate_up_needed"], false, "{r}");
+    assert!(r["warning"].as_str().unwrap().contains("work again"), "{r}");
     cli.expect(&["user", "show", "late@example.com"], None, 1);
     let garbage = cli.dir.path().join("garbage.redb");
     std::fs::write(&garbage, b"nope").unwrap();
@@ -530,7 +539,11 @@ fn reset_needs_force_and_backs_up_first() {
     assert!(std::path::Path::new(r["backup"].as_str().unwrap()).exists());
     // The JSON holds the undo command the text prints.
     assert!(
-        r["undo"].as_str().unwrap().contains("restore --force"),
+        r["undo"]
+            .as_str()
+            .unwrap()
+            .starts_with("redkeep --data-dir ")
+            && r["undo"].as_str().unwrap().contains("restore --force"),
         "{r}"
     );
     assert_eq!(cli.json(&["user", "list"], None), json!([]));

@@ -696,51 +696,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     Ok(ExitCode::from(reply.exit_code))
 }
 
-/// Refuses, for `init`, a data dir that holds other things and nothing of redkeep's (a
-/// mistyped `--data-dir ~`): init makes its data dir private (0700), which would lock other
-/// users out of it, and keeps every password hash there. A new or empty folder, or one that
-/// holds a store or workspaces, is a data dir.
+/// Refuses, for `init`, a data dir that holds other things and nothing of redkeep's (see
+/// [`crate::ops::refuse_foreign_folder`]).
 fn refuse_foreign_folder(dir: &Path) -> Result<()> {
-    // Not there: init makes it. Not readable: opening the store says why.
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    let names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    // redkeep's own names: the store and the copies kept beside it (`redkeep.redb.…`), the
-    // admin socket, the note of a move, the snapshot of a server's store, the workspaces and
-    // temp files. (Not any name that starts with "redkeep": a checkout `redkeep-src/` in a
-    // home folder is not a data dir.)
-    let redkeeps = |n: &String| {
-        let own_file = |base: &str| {
-            n == base
-                || n.strip_prefix(base)
-                    .is_some_and(|rest| rest.starts_with('.'))
-        };
-        own_file(crate::STORE_FILE)
-            || own_file(crate::handle::POSTGRES_COPIES)
-            || n == crate::handle::MOVED_NOTE
-            || n == crate::admin::SOCKET_FILE
-            || n == crate::WORKSPACES_DIR
-            || n.starts_with(crate::fsutil::TEMP_PREFIX)
-    };
-    if names.is_empty() || names.iter().any(redkeeps) {
-        return Ok(());
-    }
-    let mut names = names;
-    names.sort();
-    Err(Error::invalid(
-        "data dir",
-        format!(
-            "{} holds other files ({}) and is no redkeep data dir; init makes its data dir \
-             private (0700) and keeps every account's password hash there, so give a new or \
-             empty folder (--data-dir)",
-            dir.display(),
-            crate::top::first_few(&names, 3)
-        ),
-    ))
+    crate::ops::refuse_foreign_folder(dir, "init")
 }
 
 /// The stderr line of a reply that failed: the one the command gave, or (from an older

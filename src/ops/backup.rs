@@ -107,6 +107,11 @@ pub struct BackupReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(serialize_with = "crate::fsutil::lossy::list")]
     pub not_kept: Vec<PathBuf>,
+    /// The folders among `not_kept` (`users/{id}`, `users/{name}`), each with why it was
+    /// left out, in name order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(serialize_with = "crate::fsutil::lossy::list_with")]
+    pub folders_not_kept: Vec<(PathBuf, String)>,
     /// The check of the store snapshot.
     pub check: CheckReport,
     /// redkeep's temp files and folders found beside the backup (`.rk-tmp-*`: what a backup
@@ -146,6 +151,9 @@ fn tar_err(what: &str, e: std::io::Error) -> Error {
 /// # Errors
 /// `InvalidInput` when `dest` exists; `Io` / `Storage` when writing fails.
 pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
+    // Not while a stopped restore or reset has the store and the folders out of step: the
+    // archive would pair them.
+    super::guards::refuse_stopped_operation(rk.store())?;
     // (The CLI gives paths made absolute: `-` arrives as `…/-`.)
     if dest.file_name().is_some_and(|n| n == "-") {
         return Err(Error::invalid(
@@ -181,10 +189,16 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     }
     let now = rk.now();
     let schema_version = rk.store().schema_version()?.unwrap_or(SCHEMA_VERSION);
-    // A backup killed part way leaves its staging folder (a copy of the store) and its
-    // unfinished archive here: the next backup to this folder takes them away.
+    // A backup killed part way leaves its unfinished archive here (named after it): the
+    // next backup to this folder takes it away. Its staging folder (a copy of the store,
+    // every password hash) is made in the data dir, where `status` names it and
+    // `check --repair` removes it; beside the backup only where the data dir cannot be
+    // written (a read-only mount, another user's).
     let tidied = fsutil::remove_leftovers(parent, rk.dir());
-    let staging = fsutil::private_temp_dir_in(Some(parent), "a staging folder for the backup")?;
+    let staging = fsutil::private_temp_dir_in(Some(rk.dir()), "a staging folder for the backup")
+        .or_else(|_| {
+            fsutil::private_temp_dir_in(Some(parent), "a staging folder for the backup")
+        })?;
     let snapshot = staging.path().join(STORE_FILE);
     rk.store().copy_to(&snapshot)?;
     let check = check_in_place(&snapshot)?;
@@ -212,24 +226,44 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     // holding a folder of another account (or of none), which could be served to the
     // wrong one, so such a folder would make the whole backup one that does not restore.
     let ids = ws.user_ids()?;
-    not_kept.extend(super::files::not_real_folders(ws)?);
+    let mut folders_not_kept: Vec<(PathBuf, String)> = super::files::not_real_folders(ws)?
+        .into_iter()
+        .map(|p| {
+            let named_for_a_user = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().parse::<u64>().is_ok());
+            let why = if named_for_a_user {
+                "not a real folder (a symlink or a file in its place, which redkeep never follows)"
+            } else {
+                "not named for a user (an operator's folder)"
+            };
+            (p, why.to_string())
+        })
+        .collect();
     let kept: Vec<u64> = {
         let snap = open_file_store(&snapshot, Mode::Exclusive)?;
         snap.read(|tx| {
             let users = tx.table::<crate::User>();
             let mut kept = Vec::with_capacity(ids.len());
             for &id in &ids {
-                let owned = match users.get(&id)? {
+                let left_out = match users.get(&id)? {
                     // A store from before uids (an outdated one, backed up before its
                     // upgrade): its folders are not marked yet, and go by their number.
-                    Some(u) if u.uid.is_unset() => true,
-                    Some(u) => matches!(ws.marker(id), Ok(Some(m)) if m.uid == u.uid.0),
-                    None => false,
+                    Some(u) if u.uid.is_unset() => None,
+                    Some(u) if matches!(ws.marker(id), Ok(Some(m)) if m.uid == u.uid.0) => None,
+                    Some(_) => Some(
+                        "its owner marker names another account or none (`redkeep check` \
+                         names it)",
+                    ),
+                    None => Some(
+                        "of no user in the store's snapshot (a user created while the backup \
+                         ran, whose next backup holds it, or an orphan)",
+                    ),
                 };
-                if owned {
-                    kept.push(id);
-                } else {
-                    not_kept.push(Path::new("users").join(id.to_string()));
+                match left_out {
+                    None => kept.push(id),
+                    Some(why) => folders_not_kept
+                        .push((Path::new("users").join(id.to_string()), why.to_string())),
                 }
             }
             Ok(kept)
@@ -251,6 +285,8 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         })?;
         not_kept.extend(skipped.into_iter().map(|p| Path::new("users").join(p)));
     }
+    folders_not_kept.sort();
+    not_kept.extend(folders_not_kept.iter().map(|(p, _)| p.clone()));
     not_kept.sort();
     // The manifest comes last, counting what came before it: a restore refuses an archive
     // cut short (no manifest) or missing entries (another count).
@@ -283,6 +319,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         folders,
         files,
         not_kept,
+        folders_not_kept,
         check,
         leftovers_removed: tidied.removed.into_iter().map(|l| l.path).collect(),
         leftovers_kept: tidied.young_or_held.into_iter().map(|l| l.path).collect(),
@@ -387,9 +424,11 @@ fn is_tar(path: &Path) -> Result<bool> {
     Ok(n == 512 && &head[257..262] == b"ustar")
 }
 
-// Unpacks a backup archive into `staging`, refusing entries outside the layout; returns the
-// manifest.
-fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
+// Unpacks a backup archive, refusing entries outside the layout: the store into `staging`,
+// the workspace folders (`workspaces/users/…`) into `ws_staging` (`users/…`), a folder on
+// the file system of the data dir's workspace folders, so that they go into place by a
+// rename. Returns the manifest.
+fn unpack(archive: &Path, staging: &Path, ws_staging: &Path) -> Result<Manifest> {
     let bad = |why: String| {
         Error::invalid(
             "backup",
@@ -450,7 +489,10 @@ fn unpack(archive: &Path, staging: &Path) -> Result<Manifest> {
         if manifest.is_some() {
             after_manifest += 1;
         }
-        let target = staging.join(&path);
+        let target = match path.strip_prefix(WORKSPACES_DIR) {
+            Ok(inside) => ws_staging.join(inside),
+            Err(_) => staging.join(&path),
+        };
         if target.symlink_metadata().is_ok() {
             return Err(bad(format!("it holds {} twice", path.display())));
         }
@@ -671,6 +713,7 @@ fn restore_into(
             ),
         ));
     }
+    super::guards::refuse_foreign_folder(data_dir, "restore")?;
     fsutil::create_private_dir(data_dir)?;
     let remote = match store_url {
         Some(url) => Some(super::files::open_url_store(url, true)?),
@@ -684,7 +727,10 @@ fn restore_into(
         Some(store) => !super::files::is_empty(store)?,
         None => fsutil::is_there(&db)?,
     };
-    if occupied && !force {
+    // Said again if a store appears while this restore runs (another restore, an `init`):
+    // checked here, and again once the store is held (or, where there was none, by placing
+    // the restored one only where none is).
+    let needs_force = || {
         let what = match &remote {
             Some(store) => format!(
                 "the store on {} ({}) holds data",
@@ -693,9 +739,12 @@ fn restore_into(
             ),
             None => format!("{} exists", db.display()),
         };
-        return Err(Error::denied(format!(
+        Error::denied(format!(
             "{what}; restoring replaces it (a safety copy of the store and the folders is kept); pass --force"
-        )));
+        ))
+    };
+    if occupied && !force {
+        return Err(needs_force());
     }
     let archive = is_tar(backup)?;
     // The folders' layout is checked before the store changes: a failure after the swap
@@ -723,14 +772,25 @@ fn restore_into(
     };
     let staging = fsutil::private_temp_dir_in(Some(data_dir), "a staging folder for the restore")?;
     let staged_db = staging.path().join(STORE_FILE);
-    if archive {
-        unpack(backup, staging.path())?;
+    // An archive's workspace folders are unpacked inside the workspaces folder, on its file
+    // system (which may not be the data dir's: a mount, a symlink to another disk), so
+    // that they go into place by a rename, as the folders they replace go to the trash.
+    let ws_staging = match (archive, &here) {
+        (true, Some(ws)) => Some(fsutil::private_temp_dir_in(
+            Some(ws.root()),
+            "a staging folder for the backup's workspace folders",
+        )?),
+        _ => None,
+    };
+    let staged_users = match &ws_staging {
+        Some(dir) => dir.path().join("users"),
+        None => staging.path().join(WORKSPACES_DIR).join("users"),
+    };
+    if let Some(ws_staging) = &ws_staging {
+        unpack(backup, staging.path(), ws_staging.path())?;
         // The folders unpacking made, durable before they are put in place (their files
         // are synced as unpacked).
-        let unpacked = staging.path().join(WORKSPACES_DIR);
-        if fsutil::real_dir(&unpacked)?.is_some() {
-            fsutil::sync_tree(&unpacked)?;
-        }
+        fsutil::sync_tree(ws_staging.path())?;
         if !staged_db.is_file() {
             return Err(Error::invalid(
                 "backup",
@@ -780,14 +840,14 @@ fn restore_into(
     // (A store of an older schema is checked after `migrate up`, as in [`check_file`]: its
     // users cannot be read as this build's yet.)
     if staged.schema_version()? == Some(SCHEMA_VERSION) {
-        if archive {
-            let users = staging.path().join(WORKSPACES_DIR).join("users");
-            fsutil::create_private_dir(&users)?;
+        if let Some(ws_staging) = &ws_staging {
+            fsutil::create_private_dir(&staged_users)?;
             check_staged_folders(
                 &staged,
                 &FoldersFrom {
-                    users: &users,
-                    staging: staging.path(),
+                    users: &staged_users,
+                    root: ws_staging.path(),
+                    shown_as: (ws_staging.path(), "workspaces/"),
                     field: "backup",
                     source: backup,
                     orphans_refused: true,
@@ -810,7 +870,8 @@ fn restore_into(
                 &staged,
                 &FoldersFrom {
                     users: entry,
-                    staging: staging.path(),
+                    root: &staging.path().join(WORKSPACES_DIR),
+                    shown_as: (staging.path(), ""),
                     field: "folders",
                     source: entry,
                     orphans_refused: false,
@@ -825,10 +886,22 @@ fn restore_into(
             )?;
         }
     }
+    // Every rename the restore makes from here on stays on one file system, or nothing is
+    // changed: the folders in place to the trash (checked above), those that replace them
+    // into `users/`.
+    if let Some(ws) = &here {
+        if let Some(entry) = &folders {
+            ws.ready_to_take_users_from(entry)?;
+        } else if archive {
+            ws.ready_to_take_users_from(&staged_users)?;
+        }
+    }
+    // A data dir the restore makes or fills holds every password hash: private, as `init`
+    // makes one.
+    fsutil::restrict_dir(data_dir)?;
     // The folders that replace the data dir's, when any do: the restored store carries a
     // mark naming them until they are in place.
-    let staged_users = staging.path().join(WORKSPACES_DIR).join("users");
-    let mark = |undoable: bool| -> Result<Option<Vec<u8>>> {
+    let mark = |undoable: bool, safety_copy: Option<&Path>| -> Result<Option<Vec<u8>>> {
         let users = if archive {
             staged_users.clone()
         } else if let Some(entry) = &folders {
@@ -847,6 +920,7 @@ fn restore_into(
             users,
             at: now.0,
             keep_empty: undoable,
+            safety_copy: safety_copy.filter(|_| undoable).map(Path::to_path_buf),
         };
         serde_json::to_vec(&stopped)
             .map(Some)
@@ -877,16 +951,23 @@ fn restore_into(
         })
     };
     // Set once the restored store (with its mark) is in place: a failure after that keeps
-    // the staging folder, where the backup's folders wait for `check --repair`.
+    // the staging folder of the workspace folders, where the backup's folders wait for
+    // `check --repair`.
     let swapped = std::cell::Cell::new(false);
-    let keep_staging = |result: Result<RestoreReport>, staging: fsutil::TempDir| {
-        if result.is_err() && swapped.get() {
-            let _ = staging.keep();
+    let keep_staging = |result: Result<RestoreReport>, ws_staging: Option<fsutil::TempDir>| {
+        if result.is_err()
+            && swapped.get()
+            && let Some(dir) = ws_staging
+        {
+            let _ = dir.keep();
         }
         result
     };
-    if let Some(live) = remote {
+    if let Some(live) = &remote {
         let result = live.alone_with("be restored", || {
+            if !occupied && !force && !super::files::is_empty(live)? {
+                return Err(needs_force());
+            }
             let mut safety_copy = None;
             if occupied {
                 let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
@@ -896,25 +977,29 @@ fn restore_into(
             // One transaction: a failure part way leaves the live store as it was. The live
             // sequences stay, raised to the backup's where those are higher: no id is
             // handed out twice.
-            let mark = mark(occupied)?;
+            let mark = mark(occupied, safety_copy.as_deref())?;
             let mark = mark
                 .as_deref()
                 .map(|m| (crate::store::RESTORE_UNFINISHED, m));
-            staged.replace_into_marked(&live, schema_version, mark)?;
+            staged.replace_into_marked(live, schema_version, mark)?;
             swapped.set(mark.is_some());
             let report =
                 finish(safety_copy, None).map_err(|e| stopped_after_swap(e, mark.is_some()))?;
             if mark.is_some() {
-                clear_restore_mark(&live);
+                clear_restore_mark(live);
             }
             Ok(report)
         });
-        return keep_staging(result, staging);
+        return keep_staging(result, ws_staging);
     }
     // Hold the live store exclusively during the swap: that keeps every other process out.
     let mut safety_copy = None;
     let mut previous_damaged = None;
-    let live = if db.exists() {
+    let there = fsutil::is_there(&db)?;
+    let live = if there {
+        if !occupied && !force {
+            return Err(needs_force());
+        }
         match open_file_store(&db, Mode::Exclusive) {
             Ok(live) => {
                 let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
@@ -954,7 +1039,10 @@ fn restore_into(
     } else {
         None
     };
-    let marked = mark(safety_copy.is_some() && previous_damaged.is_none())?;
+    let marked = mark(
+        safety_copy.is_some() && previous_damaged.is_none(),
+        safety_copy.as_deref(),
+    )?;
     staged.write(|tx| {
         // Marks of operations on the data dir the backup was taken in do not hold here.
         // Those of an import or an adoption stopped part way do: the records are as
@@ -973,11 +1061,33 @@ fn restore_into(
     // Set before the swap: a failure once the file has moved (its directory's sync) must
     // keep the staging folder too.
     swapped.set(marked.is_some());
-    let report = fsutil::rename_replace(&staged_db, &db)
+    let placed = if there {
+        fsutil::rename_replace(&staged_db, &db)
+    } else {
+        // No store was there: one made since (another restore, an `init`) is not replaced.
+        match fsutil::rename_no_replace(&staged_db, &db) {
+            Ok(true) => fsutil::sync_dir(&db),
+            Ok(false) if !force => return Err(needs_force()),
+            Ok(false) => {
+                return Err(Error::denied(format!(
+                    "{} was made while this restore ran (another restore, or an `init`); \
+                     nothing was changed; restore again",
+                    db.display()
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    // A rename that failed moved nothing: the backup's folders are no one's to wait for.
+    if placed.is_err() && staged_db.exists() {
+        swapped.set(false);
+    }
+    let report = placed
         .and_then(|()| finish(safety_copy, previous_damaged))
         .map_err(|e| stopped_after_swap(e, marked.is_some()));
     drop(live);
-    let report = keep_staging(report, staging)?;
+    drop(staging);
+    let report = keep_staging(report, ws_staging)?;
     if marked.is_some() {
         match open_file_store(&db, Mode::Exclusive) {
             Ok(store) => clear_restore_mark(&store),
@@ -1027,8 +1137,11 @@ struct FoldersFrom<'a> {
     /// Where they are: the users' folders an archive brought (unpacked under `staging`),
     /// or a trash entry given with `--folders`.
     users: &'a Path,
-    /// The restore's staging folder.
-    staging: &'a Path,
+    /// The workspaces folder they are read as part of.
+    root: &'a Path,
+    /// How paths under the restore's staging folder are shown: that folder, and what
+    /// stands for it (as the archive names them).
+    shown_as: (&'a Path, &'a str),
     /// What they came from, as the refusal names it: the `backup` archive, or the
     /// `folders` trash entry.
     field: &'static str,
@@ -1049,15 +1162,15 @@ struct FoldersFrom<'a> {
 fn check_staged_folders(staged: &Store, from: &FoldersFrom<'_>, now: Timestamp) -> Result<()> {
     let FoldersFrom {
         users,
-        staging,
+        root,
+        shown_as,
         field,
         source,
         orphans_refused,
         ref way_out,
     } = *from;
-    let root = staging.join(WORKSPACES_DIR);
     let ws = Workspaces::open_existing(
-        &root,
+        root,
         WorkspaceOptions::default(),
         crate::handle::owners(staged.clone()),
     )
@@ -1080,12 +1193,12 @@ fn check_staged_folders(staged: &Store, from: &FoldersFrom<'_>, now: Timestamp) 
         return Ok(());
     }
     // Paths as the archive names them, not under the staging folder.
-    let inside = format!("{}/", staging.display());
+    let inside = format!("{}/", shown_as.0.display());
     let mut shown: Vec<String> = problems
         .iter()
         .take(3)
         .map(|p| {
-            let text = p.problem.replace(&inside, "");
+            let text = p.problem.replace(&inside, shown_as.1);
             let text = text
                 .split("; `redkeep check --repair`")
                 .next()

@@ -7,6 +7,7 @@
 pub mod adopt;
 mod backup;
 pub(crate) mod files;
+mod guards;
 mod moving;
 mod reset;
 mod salvage;
@@ -18,6 +19,8 @@ pub use backup::{
     restore_store_with_folders,
 };
 pub use files::{discard_unused_store, discard_unused_store_except, workspace_entries, write_file};
+#[cfg(feature = "cli")]
+pub(crate) use guards::refuse_foreign_folder;
 pub use moving::{MoveReport, move_store};
 pub use reset::{ResetReport, reset, reset_store};
 pub use salvage::{SalvageReport, SalvagedTable, salvage};

@@ -119,6 +119,7 @@ pub fn move_store(
     };
     if !is_url(to) && !same_dir(data_dir, Path::new(to)) && stopped_from.is_none() {
         super::files::refuse_taken_folders(Path::new(to), "move")?;
+        super::guards::refuse_foreign_folder(Path::new(to), "move")?;
     }
     if !is_url(to) && Path::new(to).is_symlink() {
         return Err(Error::invalid(
@@ -146,6 +147,7 @@ pub fn move_store(
             open_file_store(&db, Mode::Exclusive)?
         }
     };
+    super::guards::refuse_stopped_operation(&source)?;
     // The folders move from the data dir given: from a server, that must be the data dir
     // the application uses. One with no workspace folders at all beside a store holding
     // users is another folder (run from elsewhere): the accounts would arrive without

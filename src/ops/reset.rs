@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::files::{folders_of, free_with_suffix, open_file_store};
 use crate::error::{Error, Result};
 use crate::handle::{SCHEMA_VERSION, STORE_FILE};
-use crate::store::{Meta, Mode};
+use crate::store::Mode;
 
 /// What `reset` did.
 #[derive(Debug, Clone, Serialize)]
@@ -58,17 +58,10 @@ pub fn reset_store(
         }
     };
     store.alone_with("be reset", || {
-        if store
-            .read(|tx| tx.meta(crate::store::RESET_UNFINISHED))?
-            .is_some()
-        {
-            // Another copy now would be of the emptied store, and its undo would restore
-            // nothing: the stopped reset is finished (or undone) from its own mark.
-            return Err(Error::denied(
-                "a reset stopped part way here (a crash or a kill); `redkeep check` says how to \
-                 undo it, `redkeep check --repair` finishes it",
-            ));
-        }
+        // A stopped reset: another copy now would be of the emptied store, and its undo
+        // would restore nothing; it is finished (or undone) from its own mark. A stopped
+        // restore: its folders wait to be put in place, and would be orphaned.
+        super::guards::refuse_stopped_operation(&store)?;
         let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
         crate::fsutil::create_private_dir(data_dir)?;
         // Checked before the store is emptied: the folders must be able to follow.

@@ -92,6 +92,11 @@ pub(crate) struct StoppedRestore {
     pub(crate) at: i64,
     /// Whether an empty trash entry is kept for the replaced folders (the undo names it).
     pub(crate) keep_empty: bool,
+    /// The safety copy of the store the restore replaced (`….pre-restore-<time>.bak`),
+    /// which with the trash entry of the replaced folders undoes it; `None` when there is
+    /// nothing to undo (and in marks of earlier builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) safety_copy: Option<PathBuf>,
 }
 
 impl StoppedRestore {
@@ -110,6 +115,7 @@ impl StoppedRestore {
         let before = fsutil::real_dir(&trashed).ok().flatten().is_some();
         let keep_empty = self.keep_empty && !before;
         let (count, made) = ws.replace_users_with(&self.users, Timestamp(self.at), keep_empty)?;
+        self.remove_staging();
         // An entry made now, beside the one made before the restore stopped, holds folders
         // made in `users/` meanwhile (nothing of this build writes there then).
         let (replaced, made_since) = if before {
@@ -122,7 +128,28 @@ impl StoppedRestore {
             from: self.users.clone(),
             replaced,
             made_since,
+            safety_copy: self.safety_copy.clone(),
         }))
+    }
+
+    /// Removes the restore's staging folder, left empty once its folders went into place:
+    /// the temp folders (`.rk-tmp-…`) above `users`, up to the first one so named, each
+    /// only when empty (never a trash entry, which is no temp folder).
+    fn remove_staging(&self) {
+        let temp = |p: &Path| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(fsutil::TEMP_PREFIX))
+        };
+        // `workspaces/.rk-tmp-…/users`, or (earlier builds) `.rk-tmp-…/workspaces/users`.
+        let ancestors: Vec<&Path> = self.users.ancestors().skip(1).take(2).collect();
+        let Some(top) = ancestors.iter().position(|p| temp(p)) else {
+            return;
+        };
+        for dir in &ancestors[..=top] {
+            if fs::remove_dir(dir).is_err() {
+                return;
+            }
+        }
     }
 
     /// The refusal of every workspace read and write while a restore's mark is in the
@@ -148,6 +175,8 @@ pub(crate) struct FinishedRestore {
     /// A second entry, made by the finish beside `replaced`: the folders made in `users/`
     /// while the restore was stopped.
     pub(crate) made_since: Option<PathBuf>,
+    /// The safety copy of the store the restore replaced, which pairs with `replaced`.
+    pub(crate) safety_copy: Option<PathBuf>,
 }
 
 impl std::fmt::Display for FinishedRestore {
@@ -1615,6 +1644,32 @@ impl Workspaces {
                     "{} is on another file system than {}, so the folders cannot be moved \
                      there; make the trash a folder on the same file system",
                     trash.display(),
+                    users.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses, before a restore changes the store, users' folders in `staged` (unpacked from
+    /// a backup, or a trash entry) that could not go into place by a rename: on another file
+    /// system than `users/` (or the workspaces folder, without one).
+    ///
+    /// # Errors
+    /// `InvalidInput` saying nothing was changed.
+    pub(crate) fn ready_to_take_users_from(&self, staged: &Path) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let device = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+        let users = self.users_dir();
+        let here = device(&users).or_else(|| device(&self.root));
+        if let (Some(here), Some(there)) = (here, device(staged))
+            && here != there
+        {
+            return Err(Error::invalid(
+                "folders",
+                format!(
+                    "{} is on another file system than {}, so the folders cannot be moved into                      place; nothing was changed; keep the workspaces folder and its users/ and                      trash/ on one file system",
+                    staged.display(),
                     users.display()
                 ),
             ));

@@ -158,21 +158,26 @@ pub fn backup(rk: &Redkeep, path: &std::path::Path, feedback: &dyn Feedback) -> 
         report.folders,
         report.files
     )];
-    // `users/{id}`: a whole folder of no user in the snapshot; deeper: a file in a folder.
-    let (folders_left, files_left): (Vec<_>, Vec<_>) = report
+    // `users/{id}`: a whole folder, each with its own reason; deeper: a file in a folder.
+    let files_left: Vec<_> = report
         .not_kept
         .iter()
-        .partition(|p| p.components().count() == 2);
-    if !folders_left.is_empty() {
-        let shown: Vec<_> = folders_left.iter().map(|p| p.display()).collect();
+        .filter(|p| p.components().count() > 2)
+        .collect();
+    if !report.folders_not_kept.is_empty() {
+        let mut shown: Vec<String> = report
+            .folders_not_kept
+            .iter()
+            .take(3)
+            .map(|(p, why)| format!("{}: {why}", p.display()))
+            .collect();
+        if report.folders_not_kept.len() > 3 {
+            shown.push(format!("and {} more", report.folders_not_kept.len() - 3));
+        }
         lines.push(format!(
-            "not kept: {} workspace folder(s) ({}) of no user in the store's snapshot (users \
-             created while the backup ran, whose next backup holds them, or orphans), whose \
-             owner marker names another account or none (`redkeep check` names them), not \
-             real folders (a symlink, which redkeep never follows) or not named for a user \
-             (an operator's folder); copy what matters by hand",
-            folders_left.len(),
-            crate::top::first_few(&shown, 3)
+            "not kept: {} workspace folder(s) ({}); copy what matters by hand",
+            report.folders_not_kept.len(),
+            shown.join("; ")
         ));
     }
     if !files_left.is_empty() {
@@ -595,34 +600,35 @@ pub fn restore_store_with_folders(
             format!("the previous workspace folders are kept at {}", s.display())
         });
     }
-    match (&r.safety_copy, &r.folders_safety, r.folders) {
+    let undo = match (&r.safety_copy, &r.folders_safety, r.folders) {
         // Nothing to go back to: the previous store could not be opened.
-        _ if r.previous_damaged.is_some() => {}
-        (Some(store), Some(folders), _) => lines.push(crate::handle::undo_command(
-            data_dir,
-            store_url,
-            Some(folders),
-            store,
-        )),
+        _ if r.previous_damaged.is_some() => None,
+        (Some(store), Some(folders), _) => Some((Some(folders.as_path()), store)),
         // A plain store file: the folders stayed, so the store alone goes back.
-        (Some(store), None, None) => lines.push(crate::handle::undo_command(
-            data_dir, store_url, None, store,
-        )),
-        _ => {}
+        (Some(store), None, None) => Some((None, store)),
+        _ => None,
+    };
+    let mut json = serde_json::to_value(&r).unwrap_or_default();
+    if let Some((folders, store)) = undo {
+        lines.push(crate::handle::undo_command(
+            data_dir, store_url, folders, store,
+        ));
+        json["undo"] = crate::handle::undo_invocation(data_dir, folders, store).into();
+        if store_url.is_some() {
+            json["undo_needs_same_store"] = true.into();
+        }
     }
-    if r.schema_version < crate::SCHEMA_VERSION {
+    let migrate_up = r.schema_version < crate::SCHEMA_VERSION;
+    if migrate_up {
         lines.push("run `redkeep migrate up` before using it".into());
     }
-    lines.push(
-        "logins, API keys and passwords are as they were when the backup was made: any revoked \
-         or changed since work again; `redkeep session revoke --all` ends every login, \
-         `redkeep apikey list` shows the keys"
-            .into(),
-    );
-    Ok(Reply::text(
-        serde_json::to_value(&r).unwrap_or_default(),
-        lines,
-    ))
+    json["migrate_up_needed"] = migrate_up.into();
+    let warning = "logins, API keys and passwords are as they were when the backup was made: \
+                   any revoked or changed since work again; `redkeep session revoke --all` ends \
+                   every login, `redkeep apikey list` shows the keys";
+    lines.push(warning.into());
+    json["warning"] = warning.into();
+    Ok(Reply::text(json, lines))
 }
 
 /// `redkeep reset --force`.
@@ -660,10 +666,18 @@ pub fn reset_store(
         ));
     }
     lines.push("run `redkeep init` to create an administrator".into());
-    let undo = crate::handle::undo_command(data_dir, store_url, r.folders.as_deref(), &r.backup);
-    lines.push(undo.clone());
+    lines.push(crate::handle::undo_command(
+        data_dir,
+        store_url,
+        r.folders.as_deref(),
+        &r.backup,
+    ));
     let mut json = serde_json::to_value(&r).unwrap_or_default();
-    json["undo"] = undo.into();
+    // The command itself, for a script to run.
+    json["undo"] = crate::handle::undo_invocation(data_dir, r.folders.as_deref(), &r.backup).into();
+    if store_url.is_some() {
+        json["undo_needs_same_store"] = true.into();
+    }
     Ok(Reply::text(json, lines))
 }
 

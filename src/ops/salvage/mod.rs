@@ -667,6 +667,9 @@ fn salvage_into(
             }
         },
     };
+    // The folders are copied beside the store: not while a stopped restore or reset leaves
+    // them out of step with it.
+    super::guards::refuse_stopped_operation(&src)?;
     let listed = src.read(|tx| tx.table_names()).ok();
     let mut names = listed.clone().unwrap_or_else(|| {
         // The table list itself is gone: look for the tables redkeep knows.

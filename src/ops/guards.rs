@@ -1,0 +1,82 @@
+//! Refusals shared by the operations on a whole data dir: a store whose last restore or reset
+//! stopped part way, and a folder that is no data dir.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Refuses a whole-store operation (a backup, a move, a reset, a salvage) while a restore or
+/// a reset that stopped part way left its mark in `store`: the store and the workspace
+/// folders in place are then not of one state, and a copy or an emptying would pair them
+/// (or throw away the folders the stopped operation waits to put in place). The refusal is
+/// the one every workspace read gives, naming `redkeep check --repair`. A mark that cannot
+/// be read (a damaged store) does not refuse: what reads the store says why.
+///
+/// # Errors
+/// `Denied` while such a mark is there.
+pub(crate) fn refuse_stopped_operation(store: &crate::store::Store) -> Result<()> {
+    use crate::store::Meta;
+    let marked = |key: &str| store.read(|tx| tx.meta(key)).ok().flatten().is_some();
+    if marked(crate::store::RESTORE_UNFINISHED) {
+        return Err(crate::workspace::StoppedRestore::refusal());
+    }
+    if marked(crate::store::RESET_UNFINISHED) {
+        return Err(Error::denied(
+            "a reset stopped part way here (a crash or a kill); `redkeep check` says how to \
+             undo it, `redkeep check --repair` finishes it",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses to make `dir` a data dir (`doing`: "init", "restore into", "move into") when it
+/// holds other things and nothing of redkeep's (a mistyped `--data-dir ~`): a data dir is
+/// made private (0700), which would lock other users out of it, and keeps every password
+/// hash. A new or empty folder, or one that holds a store or workspaces, is a data dir.
+///
+/// # Errors
+/// `InvalidInput` naming a few of the other files.
+pub(crate) fn refuse_foreign_folder(dir: &Path, doing: &str) -> Result<()> {
+    // Not there: it is made. Not readable: opening it says why.
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    // redkeep's own names: the store and the copies kept beside it (`redkeep.redb.…`), the
+    // admin socket, the note of a move, the snapshot of a server's store, the workspaces and
+    // temp files. (Not any name that starts with "redkeep": a checkout `redkeep-src/` in a
+    // home folder is not a data dir.)
+    let redkeeps = |n: &String| {
+        let own_file = |base: &str| {
+            n == base
+                || n.strip_prefix(base)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        };
+        own_file(crate::STORE_FILE)
+            || own_file(crate::handle::POSTGRES_COPIES)
+            || n == crate::handle::MOVED_NOTE
+            // (The admin socket's name, `admin::SOCKET_FILE`, which a build without the
+            // admin feature does not have.)
+            || n == "redkeep.sock"
+            || n == crate::WORKSPACES_DIR
+            || n.starts_with(crate::fsutil::TEMP_PREFIX)
+    };
+    if names.is_empty() || names.iter().any(redkeeps) {
+        return Ok(());
+    }
+    let mut names = names;
+    names.sort();
+    Err(Error::invalid(
+        "data dir",
+        format!(
+            "{} holds other files ({}) and is no redkeep data dir; {doing} makes its data dir \
+             private (0700) and keeps every account's password hash there, so give a new or \
+             empty folder",
+            dir.display(),
+            crate::top::first_few(&names, 3)
+        ),
+    ))
+}
