@@ -49,16 +49,17 @@ fn temp_entries(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// A folder on another file system than the temp dir (`/dev/shm`, a tmpfs), when the machine
-/// has one: the test says so and passes without it.
-fn other_file_system(near: &Path) -> Option<tempfile::TempDir> {
+/// A folder on another file system than the temp dir (`/dev/shm`, a tmpfs, on Linux); the
+/// test fails, saying what it needs, on a machine without one.
+fn other_file_system(near: &Path) -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
-    if dev(shm).is_none() || dev(shm) == dev(near) {
-        eprintln!("no second file system at /dev/shm: not tested");
-        return None;
-    }
-    tempfile::tempdir_in(shm).ok()
+    assert!(
+        dev(shm).is_some() && dev(shm) != dev(near),
+        "this test needs /dev/shm on another file system than the temp dir (mount a tmpfs \
+         there, or set TMPDIR to a folder on another file system)"
+    );
+    tempfile::tempdir_in(shm).expect("a folder in /dev/shm")
 }
 
 /// The stopped restore every whole-store operation is tried against: the restore's
@@ -93,9 +94,7 @@ fn stopped_restore(dir: &Path, backup: &Path) {
 #[test]
 fn a_restore_puts_folders_in_place_when_workspaces_is_on_another_file_system() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(other) = other_file_system(tmp.path()) else {
-        return;
-    };
+    let other = other_file_system(tmp.path());
     let dir = tmp.path().join("data");
     let backup = tmp.path().join("b.tar");
     std::fs::create_dir(&dir).unwrap();
