@@ -1472,3 +1472,76 @@ fn an_operators_password_check_neither_counts_nor_locks_and_is_audited_as_such()
         Err(Error::NotFound { .. })
     ));
 }
+
+/// A disabled user's agent sessions are paused: absent for `get` and `update`, kept with
+/// their state, and back once the user is enabled; no new one starts for them.
+#[test]
+fn a_disabled_users_agent_sessions_are_paused_and_none_can_start() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let spec = |id: &str| AgentSpec {
+        id: id.into(),
+        user_id: a,
+        name: "Planner".into(),
+        goal: "plan".into(),
+        ttl: None,
+    };
+    let made = rk.agents().create(spec("ag1")).unwrap();
+    rk.users().disable(a).unwrap();
+    assert_eq!(rk.agents().get("ag1").unwrap(), None);
+    assert!(matches!(
+        rk.agents().update("ag1", |s| {
+            s.current_step = Some("still running".into());
+            Ok(())
+        }),
+        Err(Error::NotFound { .. })
+    ));
+    let refused = rk.agents().create(spec("ag2")).unwrap_err();
+    assert!(matches!(refused, Error::Denied { .. }), "{refused:?}");
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("user {a} is disabled")),
+        "{refused}"
+    );
+    assert_eq!(rk.agents().list(10).unwrap(), vec![made.clone()]);
+    rk.users().enable(a).unwrap();
+    assert_eq!(rk.agents().get("ag1").unwrap(), Some(made));
+    rk.agents().update("ag1", |_| Ok(())).unwrap();
+}
+
+/// The invites a user made stop admitting anyone once the user is disabled or deleted:
+/// revoked, audited, and listed in what the delete reports.
+#[test]
+fn invites_die_with_the_user_who_made_them() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let b = user(&rk, "b@example.com");
+    let made_by = |u: u64| {
+        rk.invites()
+            .create(InviteSpec {
+                created_by: Some(u),
+                ..InviteSpec::default()
+            })
+            .unwrap()
+    };
+    let (of_a, of_b, of_nobody) = (
+        made_by(a),
+        made_by(b),
+        rk.invites().create(InviteSpec::default()).unwrap(),
+    );
+    rk.users().disable(a).unwrap();
+    assert!(rk.invites().validate(of_a.code.expose()).is_err());
+    let revoked = rk.audit().list(Some(a), None, 2).unwrap();
+    assert_eq!(
+        (revoked[1].action.as_str(), revoked[1].subject.clone()),
+        ("invite_revoked", format!("invite {}", of_a.invite.prefix))
+    );
+    let deleted = rk.users().delete(b).unwrap();
+    assert_eq!(deleted.invites_revoked, vec![of_b.invite.prefix.clone()]);
+    assert!(rk.invites().validate(of_b.code.expose()).is_err());
+    rk.invites().validate(of_nobody.code.expose()).unwrap();
+    assert!(rk.check(false).unwrap().ok);
+}

@@ -289,6 +289,67 @@ fn hashes_are_upgraded_when_parameters_change() {
         .unwrap();
 }
 
+/// A handle opened with cheaper parameters than a hash was made with (a worker on the
+/// defaults, a shell with test settings) never rehashes it down to them at login; a handle
+/// with stronger ones still upgrades it.
+#[test]
+fn a_login_never_rehashes_a_password_down_to_weaker_parameters() {
+    let t = TestDir::new();
+    let strong = PasswordParams {
+        memory_kib: 256,
+        iterations: 4,
+        parallelism: 1,
+    };
+    let rk = redkeep::Redkeep::open(t.path(), t.options().password(strong)).unwrap();
+    let u = rk.users().create(new_user("a@example.com")).unwrap().user;
+    let made = rk.users().password_info(u.id).unwrap();
+    assert_eq!(made.parameters, "m=256,t=4,p=1");
+    drop(rk);
+    // Cheaper in memory and work, or in memory alone, or in work alone, or with other lanes.
+    for weaker in [
+        PasswordParams::INSECURE_FAST,
+        PasswordParams {
+            memory_kib: 128,
+            iterations: 8,
+            parallelism: 1,
+        },
+        PasswordParams {
+            memory_kib: 256,
+            iterations: 2,
+            parallelism: 1,
+        },
+        PasswordParams {
+            memory_kib: 256,
+            iterations: 4,
+            parallelism: 2,
+        },
+    ] {
+        let rk = redkeep::Redkeep::open(t.path(), t.options().password(weaker)).unwrap();
+        rk.users()
+            .authenticate("a@example.com", "correct horse")
+            .unwrap();
+        assert_eq!(
+            rk.users().password_info(u.id).unwrap(),
+            made,
+            "{weaker:?} rehashed it"
+        );
+    }
+    // More work than stored (same memory): upgraded.
+    let stronger = PasswordParams {
+        memory_kib: 256,
+        iterations: 5,
+        parallelism: 1,
+    };
+    let rk = redkeep::Redkeep::open(t.path(), t.options().password(stronger)).unwrap();
+    rk.users()
+        .authenticate("a@example.com", "correct horse")
+        .unwrap();
+    assert_eq!(
+        rk.users().password_info(u.id).unwrap().parameters,
+        "m=256,t=5,p=1"
+    );
+}
+
 #[test]
 fn avatars_must_be_small_jpegs() {
     let t = TestDir::new();

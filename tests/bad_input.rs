@@ -1165,3 +1165,82 @@ fn a_data_dir_that_is_a_file_is_refused_as_such() {
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
+
+/// A name, id or value that an error repeats comes back escaped and cut: no control
+/// character (a forged log line, a terminal escape) and no megabyte of input in the message
+/// an application logs or returns.
+#[test]
+fn errors_repeat_caller_input_escaped_and_cut() {
+    let t = TestDir::new();
+    let f = fixture(&t);
+    let rk = &f.rk;
+    let huge = format!("x\u{1b}[31m\n{}", "a".repeat(1 << 20));
+    let errors: Vec<(&str, Error)> = vec![
+        ("role get", rk.roles().get(&huge).unwrap_err()),
+        (
+            "role grant",
+            rk.roles().grant(f.ann, &huge, None).unwrap_err(),
+        ),
+        (
+            "role revoke",
+            rk.roles().revoke(f.ann, &huge, None).unwrap_err(),
+        ),
+        ("role delete", rk.roles().delete(&huge).unwrap_err()),
+        ("role users", rk.roles().users_in(&huge, 10).unwrap_err()),
+        (
+            "role name",
+            rk.roles()
+                .create(RoleSpec {
+                    name: huge.clone(),
+                    ..RoleSpec::default()
+                })
+                .unwrap_err(),
+        ),
+        (
+            "role permission",
+            rk.roles()
+                .create(RoleSpec {
+                    name: "editor".into(),
+                    permissions: vec![huge.clone()],
+                    ..RoleSpec::default()
+                })
+                .unwrap_err(),
+        ),
+        ("org find", rk.orgs().find(&huge).unwrap_err()),
+        ("agent get", rk.agents().get(&huge).unwrap_err()),
+        (
+            "agent update",
+            rk.agents().update(&huge, |_| Ok(())).unwrap_err(),
+        ),
+        ("agent delete", rk.agents().delete(&huge).unwrap_err()),
+        (
+            "username",
+            rk.users()
+                .rename(f.ann, None, Some(Some(huge.clone())))
+                .unwrap_err(),
+        ),
+        (
+            "api key scope",
+            rk.api_keys()
+                .create(ApiKeySpec {
+                    owner: KeyOwner::User(f.ann),
+                    scopes: vec![huge.clone()],
+                    expires_in: None,
+                })
+                .unwrap_err(),
+        ),
+    ];
+    for (what, e) in errors {
+        let text = e.to_string();
+        assert!(text.len() < 400, "{what}: {} bytes", text.len());
+        assert!(!text.chars().any(char::is_control), "{what}: {text:?}");
+    }
+    // An unknown role or org is still named, as typed.
+    let e = rk.roles().get("no-such-role").unwrap_err().to_string();
+    assert!(e.contains("role no-such-role"), "{e}");
+    let e = rk.orgs().find("no-such-org").unwrap_err().to_string();
+    assert!(e.contains("org no-such-org"), "{e}");
+    let e = rk.agents().update("no-such-agent", |_| Ok(())).unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+    assert!(e.to_string().contains("agent session no-such-agent"), "{e}");
+}

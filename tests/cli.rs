@@ -741,3 +741,46 @@ fn check_reports_workspace_problems_and_repair_fixes_counts() {
         0
     );
 }
+
+/// `REDKEEP_ARGON2` below OWASP's settings is taken (the test suites use it) but a command
+/// that makes a password hash with it says so on stderr, after its output; settings of
+/// OWASP's strength, or a command that hashes nothing, say nothing.
+#[test]
+fn cheap_argon2_settings_are_warned_about_where_a_hash_is_made() {
+    let cli = Cli::new();
+    let warned = |err: &str| err.contains("warning: REDKEEP_ARGON2=m=8,t=1,p=1 is below OWASP");
+    let (_, err) = cli.expect(&["init"], None, 0);
+    assert!(warned(&err), "{err}");
+    assert!(err.trim_end().ends_with("use it for tests only"), "{err}");
+    let (_, err) = cli.expect(
+        &["user", "create", "a@example.com", "--password-stdin"],
+        Some("correct horse\n"),
+        0,
+    );
+    assert!(warned(&err), "{err}");
+    let (_, err) = cli.expect(
+        &["user", "set-password", "a@example.com", "--password-stdin"],
+        Some("another horse\n"),
+        0,
+    );
+    assert!(warned(&err), "{err}");
+    let (_, err) = cli.expect(&["user", "list"], None, 0);
+    assert!(!err.contains("warning"), "{err}");
+    // A refused command made no hash: its one error line only.
+    let (_, err) = cli.expect(
+        &["user", "create", "not an email", "--password-stdin"],
+        Some("correct horse\n"),
+        1,
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // OWASP's strength in another of its forms (less memory, more passes): no warning.
+    let mut c = cli.cmd(&["user", "create", "b@example.com", "--password-stdin"]);
+    c.env("REDKEEP_ARGON2", "m=7168,t=5,p=1")
+        .write_stdin("correct horse\n");
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{out:?}"
+    );
+}

@@ -101,13 +101,28 @@ fn asking_for_a_reset_looks_the_same_for_unknown_and_disabled_accounts() {
             .is_none()
     );
     assert_eq!(audit_len(&rk), before + 2, "one durable commit either way");
-    // The unknown email's commit wrote a token and took it out again: only bob's is kept.
-    let tokens = rk
-        .store()
-        .read(|tx| tx.table::<redkeep::auth::recovery::RecoveryToken>().count())
+    let last = |rk: &Redkeep| rk.audit().list(None, None, 1).unwrap().remove(0);
+    let unknown = last(&rk);
+    assert_eq!(
+        (unknown.outcome.as_str(), unknown.subject_user),
+        ("no_account", Some(0))
+    );
+    // The unknown email's commit wrote a decoy token, as an issue writes one; nobody holds
+    // it, it points at no account (and `check` knows it), and the sweep takes it at expiry.
+    let tokens = |rk: &Redkeep| {
+        rk.store()
+            .read(|tx| tx.table::<redkeep::auth::recovery::RecoveryToken>().count())
+            .unwrap()
+    };
+    assert_eq!(tokens(&rk), 2);
+    // Asked again, the email's decoy is replaced, as an account's token is.
+    rk.recovery()
+        .request_password_reset("nobody@example.com")
         .unwrap();
-    assert_eq!(tokens, 1);
+    assert_eq!(tokens(&rk), 2);
     assert!(rk.check(false).unwrap().ok);
+    assert!(rk.check(true).unwrap().ok, "a repair leaves decoys alone");
+    assert_eq!(tokens(&rk), 2);
     rk.users().disable(bob.id).unwrap();
     assert!(
         rk.recovery()
@@ -115,6 +130,27 @@ fn asking_for_a_reset_looks_the_same_for_unknown_and_disabled_accounts() {
             .unwrap()
             .is_none()
     );
+    // Audited as what it was: a request for bob, who is disabled (not "no account").
+    let disabled = last(&rk);
+    assert_eq!(
+        (
+            disabled.action.as_str(),
+            disabled.outcome.as_str(),
+            disabled.subject_user
+        ),
+        ("password_reset_requested", "disabled", Some(bob.id))
+    );
+    assert!(
+        rk.audit()
+            .list(Some(bob.id), None, 1)
+            .unwrap()
+            .first()
+            .is_some_and(|e| e.outcome == "disabled")
+    );
+    assert!(rk.recovery().tokens_of(bob.id).unwrap().is_empty());
+    t.clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(rk.sessions().sweep().unwrap(), 2, "the two decoys, expired");
+    assert_eq!(tokens(&rk), 0);
     assert!(matches!(
         rk.recovery().request_password_reset("not an email"),
         Err(Error::InvalidInput { .. })

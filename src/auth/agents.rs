@@ -11,7 +11,7 @@ use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Index, KeyRange, Order, Record};
+use crate::store::{Index, KeyRange, Order, Record, Source, Table};
 
 /// Largest `context` or `escalation` JSON text, in bytes.
 pub const MAX_AGENT_JSON_BYTES: usize = 256 * 1024;
@@ -186,6 +186,13 @@ fn validate_one_line(
     Ok(())
 }
 
+/// Whether the user owning an agent session is active (a disabled user's are paused).
+fn owner_active(tx: &dyn Source, user: u64) -> Result<bool> {
+    Ok(Table::<User, dyn Source>::new(tx)
+        .get(&user)?
+        .is_some_and(|u| u.is_active))
+}
+
 /// Operations on agent sessions.
 #[derive(Debug, Clone, Copy)]
 pub struct Agents<'a> {
@@ -197,8 +204,8 @@ impl Agents<'_> {
     ///
     /// # Errors
     /// `InvalidInput` for a bad id, or a name or goal holding a control, line-separator or
-    /// direction-changing character; `NotFound` for an unknown user; `Conflict` when the id
-    /// exists.
+    /// direction-changing character; `NotFound` for an unknown user; `Denied` for a disabled
+    /// one; `Conflict` when the id exists.
     pub fn create(&self, spec: AgentSpec) -> Result<AgentSession> {
         validate_id(&spec.id)?;
         let ttl = spec
@@ -233,8 +240,17 @@ impl Agents<'_> {
             ));
         }
         self.acc.store.write(|tx| {
-            if !tx.table::<User>().contains(&a.user_id)? {
-                return Err(Error::not_found(format!("user {}", a.user_id)));
+            match tx.table::<User>().get(&a.user_id)? {
+                None => return Err(Error::not_found(format!("user {}", a.user_id))),
+                Some(u) if !u.is_active => {
+                    // Its agent would be paused from the start (see `get`).
+                    return Err(Error::denied(format!(
+                        "user {} is disabled; enable them first (`redkeep user enable {}`), \
+                         then start the agent",
+                        a.user_id, a.user_id
+                    )));
+                }
+                Some(_) => {}
             }
             tx.table::<AgentSession>().insert(&a).map_err(|e| match e {
                 Error::Conflict { table, index, .. } => Error::Conflict {
@@ -248,20 +264,29 @@ impl Agents<'_> {
         })
     }
 
-    /// The agent session with this id, unless expired.
+    /// The agent session with this id, unless expired or its user is disabled. A disabled
+    /// user's agent sessions are paused, not deleted: absent for [`Agents::get`] and
+    /// [`Agents::update`] (so an agent run on their behalf stops), listed by [`Agents::list`]
+    /// (the operators' view), and back, state and all, once the user is enabled again.
     ///
     /// # Errors
-    /// `Corrupt` when it cannot be read.
+    /// `InvalidInput` for an id that no agent session can have (1 to 128 printable ASCII
+    /// characters); `Corrupt` when it cannot be read.
     pub fn get(&self, id: &str) -> Result<Option<AgentSession>> {
+        validate_id(id)?;
         let now = self.acc.now();
-        let a = self
-            .acc
-            .read(|tx| tx.table::<AgentSession>().get(&id.to_string()))?;
-        Ok(a.filter(|a| a.expires_at.is_none_or(|e| now < e)))
+        self.acc.read(|tx| {
+            let Some(a) = tx.table::<AgentSession>().get(&id.to_string())? else {
+                return Ok(None);
+            };
+            let live = a.expires_at.is_none_or(|e| now < e) && owner_active(tx, a.user_id)?;
+            Ok(live.then_some(a))
+        })
     }
 
     /// Up to `limit` agent sessions of a user, most recently updated first. Expired ones
-    /// are left out, as [`Agents::get`] leaves them out (`sweep` removes them).
+    /// are left out, as [`Agents::get`] leaves them out (`sweep` removes them); all of a
+    /// disabled user's are paused, and listed (see [`Agents::get`]).
     ///
     /// # Errors
     /// `Corrupt` when one cannot be read.
@@ -306,18 +331,28 @@ impl Agents<'_> {
     /// (and may run again if the engine retries the transaction).
     ///
     /// # Errors
-    /// `NotFound` for an unknown or expired id; `InvalidInput` when the new state is invalid
-    /// (nothing written); `f`'s error.
+    /// `NotFound` for an unknown or expired id, or a session of a disabled user (paused: see
+    /// [`Agents::get`]); `InvalidInput` for an id no agent session can have, or when the new
+    /// state is invalid (nothing written); `f`'s error.
     pub fn update(
         &self,
         id: &str,
         mut f: impl FnMut(&mut AgentState) -> Result<()> + Send,
     ) -> Result<AgentSession> {
+        validate_id(id)?;
         let now = self.acc.now();
+        let absent = || Error::not_found(format!("agent session {id}"));
         self.acc.store.write(|tx| {
-            tx.table::<AgentSession>().modify(&id.to_string(), |a| {
+            let t = tx.table::<AgentSession>();
+            let Some(current) = t.get(&id.to_string())? else {
+                return Err(absent());
+            };
+            if !owner_active(tx, current.user_id)? {
+                return Err(absent());
+            }
+            t.modify(&id.to_string(), |a| {
                 if a.expires_at.is_some_and(|e| now >= e) {
-                    return Err(Error::not_found(format!("agent session {id}")));
+                    return Err(absent());
                 }
                 let mut state = a.state.clone();
                 f(&mut state)?;
@@ -330,11 +365,12 @@ impl Agents<'_> {
         })
     }
 
-    /// Deletes one agent session; returns whether it existed.
+    /// Deletes one agent session (a paused one too); returns whether it existed.
     ///
     /// # Errors
-    /// `Corrupt` when it cannot be read.
+    /// `InvalidInput` for an id no agent session can have; `Corrupt` when it cannot be read.
     pub fn delete(&self, id: &str) -> Result<bool> {
+        validate_id(id)?;
         Ok(self
             .acc
             .store

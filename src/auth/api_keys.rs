@@ -197,7 +197,10 @@ fn validate_scope(s: &str) -> Result<()> {
     super::roles::validate_permission(s).map_err(|_| {
         Error::invalid(
             "scope",
-            format!("{s:?} must be 1 to 128 of a-z 0-9 _ - . : (or * alone, for all)"),
+            format!(
+                "{:?} must be 1 to 128 of a-z 0-9 _ - . : (or * alone, for all)",
+                super::users::cut_input(s)
+            ),
         )
     })
 }

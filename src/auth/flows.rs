@@ -742,7 +742,8 @@ pub(crate) fn change_password(
     change_password_checked(acc, &user, current, new, Some(session.hash))
 }
 
-/// Disables or enables an account; disabling revokes its sessions and changes its stamp.
+/// Disables or enables an account; disabling revokes its sessions, recovery tokens and the
+/// invites it made, and changes its stamp (its agent sessions are paused: see `Agents::get`).
 pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> {
     let now = acc.now();
     acc.store.write(|tx| {
@@ -768,6 +769,8 @@ pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> 
             // A reset link sent before would otherwise set a password once the account is
             // enabled again, long after the operator who disabled it forgot it was out.
             recovery::delete_tokens_of(tx, id, None)?;
+            // (Enabling them again does not bring these back: make new ones.)
+            invites::revoke_made_by(tx, now, id, "their creator was disabled")?;
             audit::user_event(tx, now, "user_disabled", id, String::new())?;
         }
         Ok(user)
@@ -825,11 +828,12 @@ pub(crate) struct DeletedWith {
     pub(crate) orgs: Vec<String>,
     pub(crate) api_keys: usize,
     pub(crate) agent_sessions: usize,
+    pub(crate) invites_revoked: Vec<String>,
 }
 
 /// Deletes a user and every record that belongs to them inside `tx`: credential, sessions,
-/// roles, memberships and personal org, API keys, agent sessions, avatar; audited. Returns
-/// the user as it was.
+/// roles, memberships and personal org, API keys, agent sessions, avatar; audited. Revokes
+/// the invites they made (kept, as revoked, for the record). Returns the user as it was.
 pub(crate) fn delete_user_records(
     acc: &Accounts,
     tx: &WriteTx<'_>,
@@ -859,6 +863,7 @@ pub(crate) fn delete_user_records(
         with.agent_sessions += 1;
     }
     recovery::delete_tokens_of(tx, id, None)?;
+    with.invites_revoked = invites::revoke_made_by(tx, now, id, "their creator was deleted")?;
     tx.table::<Avatar>().delete(&id)?;
     tx.table::<Credential>().delete(&id)?;
     tx.table::<User>().delete(&id)?;
@@ -874,6 +879,7 @@ fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<
         orgs: Vec::new(),
         api_keys: 0,
         agent_sessions: 0,
+        invites_revoked: Vec::new(),
     };
     for m in orgs::memberships_of(tx, user)? {
         let (members, owners) = orgs::headcount(tx, m.org_id, 2)?;
@@ -1323,6 +1329,7 @@ impl Users<'_> {
             orgs_deleted: with.orgs,
             api_keys_deleted: with.api_keys,
             agent_sessions_deleted: with.agent_sessions,
+            invites_revoked: with.invites_revoked,
         })
     }
 }

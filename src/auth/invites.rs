@@ -471,6 +471,50 @@ impl Invites<'_> {
     }
 }
 
+/// Revokes, inside `tx`, the invites `user` made that could still admit someone (stored as
+/// active), one `invite_revoked` audit row each with `why` as its detail; returns their
+/// prefixes. For a user disabled or deleted: invites handed out by someone removed would
+/// keep admitting people, under a creator who no longer answers for them.
+pub(crate) fn revoke_made_by(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    user: u64,
+    why: &str,
+) -> Result<Vec<String>> {
+    let t = tx.table::<Invite>();
+    let mut theirs = Vec::new();
+    t.for_each_by(
+        &Invite::STATUS,
+        KeyRange::prefix(vec![InviteStatus::Active.byte()]),
+        Order::Asc,
+        |i| {
+            if i.created_by == Some(user) {
+                theirs.push(i);
+            }
+            Ok(true)
+        },
+    )?;
+    let mut prefixes = Vec::with_capacity(theirs.len());
+    for mut inv in theirs {
+        inv.stored_status = InviteStatus::Revoked;
+        inv.revoked_at = Some(now);
+        t.update(&inv)?;
+        audit::record(
+            tx,
+            now,
+            Event {
+                action: "invite_revoked",
+                subject_user: Some(user),
+                subject: format!("invite {}", inv.prefix),
+                detail: why.to_string(),
+                ..Event::default()
+            },
+        )?;
+        prefixes.push(inv.prefix);
+    }
+    Ok(prefixes)
+}
+
 // The first characters of something a user typed, so a mistyped full code is not echoed.
 /// Whether `text` can be an invite code: one of redkeep's (`rki_…`), or a code adopted from
 /// another system (4 to 256 printable ASCII characters), which is stored hashed the same way.

@@ -110,7 +110,10 @@ impl std::str::FromStr for OrgRole {
             "member" => Ok(OrgRole::Member),
             other => Err(Error::invalid(
                 "role",
-                format!("{other:?} is not owner, admin or member"),
+                format!(
+                    "{:?} is not owner, admin or member",
+                    super::users::cut_input(other)
+                ),
             )),
         }
     }
@@ -194,7 +197,8 @@ pub fn validate_slug(slug: &str) -> Result<()> {
         Err(Error::invalid(
             "slug",
             format!(
-                "{slug:?} must be 1 to {MAX_SLUG} of a-z 0-9 -, not all digits, not starting or ending with -"
+                "{:?} must be 1 to {MAX_SLUG} of a-z 0-9 -, not all digits, not starting or ending with -",
+                super::users::cut_input(slug)
             ),
         ))
     }
@@ -644,7 +648,7 @@ impl Orgs<'_> {
             Ok(id) => self.get(id)?,
             Err(_) => self.by_slug(org)?,
         };
-        found.ok_or_else(|| Error::not_found(format!("org {org}")))
+        found.ok_or_else(|| Error::not_found(format!("org {}", super::users::shown_input(org))))
     }
 
     /// Up to `limit` members of an org with user ids above `after`, by user id (a page; pass

@@ -537,19 +537,31 @@ impl Passwords {
         }
     }
 
-    /// Whether `phc` was made with other parameters or algorithm than the configured ones.
+    /// Whether `phc` is weaker than what the configured parameters make, so that a login
+    /// should replace it: an adopted format (bcrypt, PBKDF2, argon2i or argon2d), an argon2id
+    /// hash of an older argon2 version, or one with less memory or less work (memory times
+    /// iterations) than configured. A hash at least as strong is kept: a handle opened with
+    /// cheaper parameters (a worker on the defaults, a shell with test settings) never
+    /// rehashes a stored password down to them, and two deployments with different settings
+    /// do not rehash the same accounts back and forth.
+    ///
+    /// Parallelism is not compared: every lane is computed for each guess, so an attacker's
+    /// memory and work per guess are `m` and `m×t` whatever the lane count; it only decides
+    /// how many cores the defender spreads them on. (A rehash for a lane count alone could
+    /// lower the memory of a hash stronger in every other way.)
     pub(crate) fn needs_rehash(&self, phc: &str) -> bool {
         let Ok(parsed) = PasswordHash::new(phc) else {
             return true;
         };
-        if parsed.algorithm.as_str() != "argon2id" {
+        if parsed.algorithm.as_str() != "argon2id" || parsed.version != Some(0x13) {
             return true;
         }
         match argon2::Params::try_from(&parsed) {
             Ok(p) => {
-                p.m_cost() != self.params.m_cost()
-                    || p.t_cost() != self.params.t_cost()
-                    || p.p_cost() != self.params.p_cost()
+                let work = |m: u32, t: u32| u64::from(m) * u64::from(t);
+                p.m_cost() < self.params.m_cost()
+                    || work(p.m_cost(), p.t_cost())
+                        < work(self.params.m_cost(), self.params.t_cost())
             }
             Err(_) => true,
         }
@@ -679,6 +691,27 @@ mod tests {
         .unwrap();
         assert!(other.needs_rehash(&phc));
         assert!(other.verify("correct horse", &phc));
+        use argon2::password_hash::PasswordHasher as _;
+        // Never downward: a hash with more memory, or as much and more passes, or other
+        // lanes, is kept by cheaper settings.
+        let strong = other.hash("correct horse").unwrap();
+        assert!(!fast.needs_rehash(&strong));
+        for (m, t, p) in [(16, 1, 2), (8, 2, 1), (16, 1, 1)] {
+            let params = argon2::Params::new(m, t, p, None).unwrap();
+            let stored = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password_with_salt(b"correct horse", b"saltsaltsaltsalt")
+                .unwrap()
+                .to_string();
+            assert!(!fast.needs_rehash(&stored), "{stored}");
+        }
+        // Less work at more memory is still upgraded (m×t below the configured).
+        let slow = Passwords::new(PasswordParams {
+            memory_kib: 8,
+            iterations: 4,
+            parallelism: 1,
+        })
+        .unwrap();
+        assert!(slow.needs_rehash(&strong));
         assert!(!fast.verify("x", "not a phc string"));
         // The equaliser's string parses, so it costs a real verification.
         assert!(PasswordHash::new(&fast.dummy).is_ok());

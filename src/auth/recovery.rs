@@ -1,8 +1,9 @@
 //! Account recovery and email verification: single-use, expiring tokens, `rkr_` for a
 //! password reset and `rkv_` for an email check, stored only as their SHA-256 like every
 //! token. A token is bound to the email it was sent to: once the account's email changes, its
-//! outstanding tokens no longer work. Asking for a reset gives the same answer and does much
-//! the same work (one durable commit writing a token) whether or not the email has an account.
+//! outstanding tokens no longer work. Asking for a reset gives the same answer and makes the
+//! same storage calls (one durable commit writing a token) whether or not the email has an
+//! account: where none is active, the token is a decoy nobody is given.
 //!
 //! Using a reset token lives in `flows.rs` (it sets the password and revokes sessions).
 
@@ -134,12 +135,15 @@ pub struct Recovery<'a> {
 
 impl Recovery<'_> {
     /// Issues a password-reset token for the account with this email, replacing any earlier
-    /// one. Returns `None` when no active account has the email, after much the same work
-    /// (one durable commit that writes a token with its index entries, and removes it again,
-    /// and an audit event), so the caller can answer every request alike. The times still
-    /// differ a little: replacing an account's earlier token writes a few more pages (here
-    /// about 15%, `cargo bench --bench reset_timing`); rate-limit the route and answer after a
-    /// fixed delay where that matters.
+    /// one. Returns `None` when no active account has the email, after the same work: the
+    /// same reads and writes, in the same order, in one durable commit (so that neither its
+    /// time nor, on PostgreSQL, its round trips tell which emails have accounts). Such a
+    /// request writes a decoy token that nobody is given, owned by a number derived from the
+    /// email that no account has, replacing the email's earlier decoy as an issue replaces an
+    /// earlier token; the sweep removes decoys once they expire. It is audited as
+    /// `password_reset_requested` with outcome `no_account` (filed under user 0, which no
+    /// account ever has) or, for a disabled account, `disabled` (under the account). Rate-limit
+    /// the route where the time of a durable commit matters.
     ///
     /// ```
     /// # let tmp = tempfile::tempdir().unwrap();
@@ -161,42 +165,21 @@ impl Recovery<'_> {
         let now = self.acc.now();
         let ttl = crate::clock::lifetime("reset_ttl", self.acc.policy.recovery.reset_ttl)?;
         self.acc.store.write(|tx| {
-            let user = tx
-                .table::<User>()
-                .get_by(&User::EMAIL, &key!(email.clone()))?
-                .filter(|u| u.is_active);
-            let Some(user) = user else {
-                // The writes of an issue, undone: a token goes in with its index entries and
-                // out again, so this commit writes the pages an issue writes and takes as
-                // long (its time would tell which emails have accounts).
-                delete_tokens_of(tx, 0, Some(Purpose::PasswordReset))?;
-                let (_, decoy) = token::insert_with_token(
-                    tx,
-                    Purpose::PasswordReset.prefix(),
-                    |hash, prefix| RecoveryToken {
-                        hash,
-                        prefix,
-                        purpose: Purpose::PasswordReset,
-                        user_id: 0,
-                        email: email.clone(),
-                        created_at: now,
-                        expires_at: now.plus(ttl),
-                    },
-                )?;
-                tx.table::<RecoveryToken>().delete(&decoy.hash)?;
-                audit::record(
-                    tx,
-                    now,
-                    Event {
-                        action: "password_reset_requested",
-                        subject: format!("email {email}"),
-                        outcome: "no_account",
-                        ..Event::default()
-                    },
-                )?;
-                return Ok(None);
-            };
-            issue_in(tx, now, &user, Purpose::PasswordReset, ttl).map(Some)
+            let users = tx.table::<User>();
+            let found = users.get_by(&User::EMAIL, &key!(email.clone()))?;
+            match found {
+                Some(user) if user.is_active => {
+                    issue_in(tx, now, &user, Purpose::PasswordReset, ttl).map(Some)
+                }
+                found => {
+                    if found.is_none() {
+                        // The record read a found email costs (user 0: never an account).
+                        users.get(&0)?;
+                    }
+                    issue_decoy(tx, now, &email, ttl, found.as_ref())?;
+                    Ok(None)
+                }
+            }
         })
     }
 
@@ -263,6 +246,67 @@ impl Recovery<'_> {
         out.sort_by_key(|t| std::cmp::Reverse(t.created_at));
         Ok(out)
     }
+}
+
+/// Decoy tokens' owners: numbers from 2^63 up, which no account has (ids count up from 1).
+const DECOY_OWNERS: u64 = 1 << 63;
+
+/// The owner of the decoy reset token of `email` (normalised): a number no account has,
+/// the same for every request for that email.
+fn decoy_owner(email: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("redkeep decoy reset {email}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    DECOY_OWNERS | (u64::from_be_bytes(first) >> 1)
+}
+
+/// Whether a recovery token's `user_id` is a decoy's owner rather than an account (see
+/// [`Recovery::request_password_reset`]): such a token points at no user by design.
+pub(crate) fn is_decoy_owner(user_id: u64) -> bool {
+    user_id >= DECOY_OWNERS
+}
+
+/// What [`issue_in`] does for an account, for an email with no active account (`user`: the
+/// disabled one it has, if any): the email's earlier decoy goes, a new one goes in with its
+/// index entries, and the request is audited with an index entry, as an issue's is. The
+/// decoy stays until the next request for the email or its expiry (the sweep): deleting it
+/// here would be writes an issue does not make.
+fn issue_decoy(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    email: &str,
+    ttl: Duration,
+    user: Option<&User>,
+) -> Result<()> {
+    let owner = decoy_owner(email);
+    delete_tokens_of(tx, owner, Some(Purpose::PasswordReset))?;
+    token::insert_with_token(tx, Purpose::PasswordReset.prefix(), |hash, prefix| {
+        RecoveryToken {
+            hash,
+            prefix,
+            purpose: Purpose::PasswordReset,
+            user_id: owner,
+            email: email.to_string(),
+            created_at: now,
+            expires_at: now.plus(ttl),
+        }
+    })?;
+    let (subject_user, subject, outcome) = match user {
+        Some(u) => (u.id, format!("user {}", u.id), "disabled"),
+        None => (0, format!("email {email}"), "no_account"),
+    };
+    audit::record(
+        tx,
+        now,
+        Event {
+            action: "password_reset_requested",
+            subject_user: Some(subject_user),
+            subject,
+            outcome,
+            ..Event::default()
+        },
+    )
 }
 
 // Replaces the account's outstanding tokens of `purpose` with a new one.
@@ -354,4 +398,56 @@ pub(crate) fn peek(acc: &Accounts, token: &str, purpose: Purpose) -> Result<Reco
         });
     }
     Ok(tok)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::ENGINE_CALLS;
+    use crate::{NewUser, Options, PasswordParams, Redkeep};
+
+    /// The engine calls (each a round trip on PostgreSQL) `f` makes.
+    fn calls(f: impl FnOnce()) -> Vec<&'static str> {
+        ENGINE_CALLS.with_borrow_mut(Vec::clear);
+        f();
+        ENGINE_CALLS.with_borrow_mut(std::mem::take)
+    }
+
+    /// A reset asked for an active account, a disabled one and an email no account has makes
+    /// the same engine calls in the same order, the first time and again (an account's
+    /// earlier token replaced, and an email's earlier decoy).
+    #[test]
+    fn a_reset_request_makes_the_same_engine_calls_whatever_the_email() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rk = Redkeep::open(
+            tmp.path(),
+            Options::default().password(PasswordParams::INSECURE_FAST),
+        )
+        .unwrap();
+        for email in ["ann@example.com", "bob@example.com", "warm@example.com"] {
+            rk.users()
+                .create(NewUser {
+                    email: email.into(),
+                    password: Some("correct horse".into()),
+                    ..NewUser::default()
+                })
+                .unwrap();
+        }
+        rk.users().disable(2).unwrap();
+        // First uses of the tables, out of the way.
+        rk.recovery()
+            .request_password_reset("warm@example.com")
+            .unwrap();
+        rk.recovery()
+            .request_password_reset("cold@example.com")
+            .unwrap();
+        let request = |email: &str| calls(|| drop(rk.recovery().request_password_reset(email)));
+        for round in ["first", "again"] {
+            let active = request("ann@example.com");
+            let disabled = request("bob@example.com");
+            let unknown = request("nobody@example.com");
+            assert!(active.contains(&"write"), "{active:?}");
+            assert_eq!(active, unknown, "{round}: active vs unknown");
+            assert_eq!(active, disabled, "{round}: active vs disabled");
+        }
+    }
 }

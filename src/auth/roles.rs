@@ -138,7 +138,10 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
     } else {
         Err(Error::invalid(
             "role",
-            format!("{name:?} must be 1 to 64 of a-z 0-9 _ -"),
+            format!(
+                "{:?} must be 1 to 64 of a-z 0-9 _ -",
+                super::users::cut_input(name)
+            ),
         ))
     }
 }
@@ -157,7 +160,10 @@ pub(crate) fn validate_permission(p: &str) -> Result<()> {
     } else {
         Err(Error::invalid(
             "permission",
-            format!("{p:?} must be 1 to 128 of a-z 0-9 _ - . : (or * for all)"),
+            format!(
+                "{:?} must be 1 to 128 of a-z 0-9 _ - . : (or * for all)",
+                super::users::cut_input(p)
+            ),
         ))
     }
 }
@@ -186,7 +192,7 @@ fn role_event(tx: &WriteTx<'_>, now: Timestamp, action: &str, role: &Role) -> Re
 
 pub(crate) fn role_by_name<S: Source>(t: &Table<'_, Role, S>, name: &str) -> Result<Role> {
     t.get_by(&Role::NAME, &key!(name.trim().to_lowercase()))?
-        .ok_or_else(|| Error::not_found(format!("role {name}")))
+        .ok_or_else(|| Error::not_found(format!("role {}", super::users::shown_input(name.trim()))))
 }
 
 /// The active assignments of `user`, read through the primary key's user prefix.

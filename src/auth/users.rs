@@ -334,7 +334,7 @@ fn checked_email(raw: &str) -> Result<String> {
         trimmed.nfkc().collect::<String>().to_lowercase()
     };
     // The address as given, cut to 100 characters: a megabyte of it is not sent back.
-    let bad = |why: &str| Error::invalid("email", format!("{:?} {why}", shown_input(raw)));
+    let bad = |why: &str| Error::invalid("email", format!("{:?} {why}", cut_input(raw)));
     if let Some(c) = email.chars().find(|&c| invisible(c)) {
         return Err(bad(&format!(
             "contains the invisible or direction-changing character U+{:04X}; type the address without it",
@@ -414,7 +414,7 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
                 "email",
                 format!(
                     "{:?} looks like an address in plain letters: {}; type the address in plain letters",
-                    shown_input(raw),
+                    cut_input(raw),
                     lookalikes.join(", ")
                 ),
             ));
@@ -482,7 +482,7 @@ fn refuse_xn_domain(raw: &str, email: &str) -> Result<()> {
         "email",
         format!(
             "{:?} has its domain in the xn-- (punycode) form, which would make a second account for the same mailbox; write the domain as it reads, {as_it_reads}, not its xn-- form",
-            shown_input(raw)
+            cut_input(raw)
         ),
     ))
 }
@@ -587,7 +587,10 @@ pub fn validate_username(name: &str) -> Result<()> {
     if !(3..=32).contains(&name.len()) || !ok_chars {
         return Err(Error::invalid(
             "username",
-            format!("{name:?} must be 3 to 32 of A-Z, a-z, 0-9, _ . - (ASCII only)"),
+            format!(
+                "{:?} must be 3 to 32 of A-Z, a-z, 0-9, _ . - (ASCII only)",
+                cut_input(name)
+            ),
         ));
     }
     if name.bytes().all(|b| b.is_ascii_digit()) {
@@ -744,6 +747,9 @@ pub struct DeletedUser {
     pub api_keys_deleted: usize,
     /// How many of their agent sessions were deleted with them.
     pub agent_sessions_deleted: usize,
+    /// The prefixes of the invites they made that could still admit someone: revoked with
+    /// them (and audited).
+    pub invites_revoked: Vec<String>,
 }
 
 /// Where a user stands with the lockout rules (not secret: shown to operators).
@@ -1169,10 +1175,25 @@ impl UserV1 {
     }
 }
 
-/// What a lookup was given, as an error may repeat it: a token pasted by mistake (redkeep's
-/// tokens all read `rk<kind>_…`: sessions, API keys, invites, recovery) shown by its public
-/// prefix only, anything else cut to 100 characters.
-fn shown_input(who: &str) -> String {
+/// What a lookup was given, as an error may repeat it ([`cut_input`]), with every control,
+/// line-separator, bidirectional or invisible character written as its escape (`\u{1b}`): an
+/// application that logs or returns the error shows one plain line of bounded length.
+pub(crate) fn shown_input(who: &str) -> String {
+    let mut out = String::new();
+    for c in cut_input(who).chars() {
+        if c.is_control() || crate::bytes::invisible(c) || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What a lookup was given, cut for an error that quotes it with `{:?}` (which escapes): a
+/// token pasted by mistake (redkeep's tokens all read `rk<kind>_…`: sessions, API keys,
+/// invites, recovery) shown by its public prefix only, anything else cut to 100 characters.
+pub(crate) fn cut_input(who: &str) -> String {
     let kind = who.get(..3).filter(|k| {
         k.starts_with("rk") && k.as_bytes()[2].is_ascii_lowercase() && who[3..].starts_with('_')
     });

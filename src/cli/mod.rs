@@ -126,6 +126,43 @@ fn password_params() -> Result<PasswordParams> {
     Ok(p)
 }
 
+/// OWASP's argon2id settings of equal strength (memory in KiB, iterations; one lane each):
+/// parameters at or above one of them in both are not weaker than OWASP's.
+const OWASP_ARGON2: [(u32, u32); 5] = [
+    (47_104, 1),
+    (19_456, 2),
+    (12_288, 3),
+    (9_216, 4),
+    (7_168, 5),
+];
+
+/// The warning for a command that makes a new password hash here (init, user create, user
+/// set-password) with `REDKEEP_ARGON2` below OWASP's settings (the test suites' cheap ones
+/// left set in a shell, say): such a hash is quick to crack, and nothing else would tell.
+/// A login never rehashes a stored hash down to them, so only new hashes are weaker.
+fn weak_hashing_warning(command: &Command) -> Option<String> {
+    use admin::commands::UserCmd;
+    let makes_hash = matches!(
+        command,
+        Command::Init(admin::commands::InitArgs {
+            no_admin: false,
+            ..
+        }) | Command::User(UserCmd::Create(_) | UserCmd::SetPassword { .. })
+    );
+    let text = std::env::var(ARGON2_ENV).ok()?;
+    let p = password_params().ok()?;
+    let strong = OWASP_ARGON2
+        .iter()
+        .any(|&(m, t)| p.memory_kib >= m && p.iterations >= t);
+    (makes_hash && !strong).then(|| {
+        format!(
+            "warning: {ARGON2_ENV}={} is below OWASP's argon2id settings (m=19456,t=2,p=1 or \
+             equal): password hashes made with it are quick to crack; use it for tests only",
+            render::printable(&text)
+        )
+    })
+}
+
 /// Explains a data dir that cannot hold a store before anything is opened.
 fn check_data_dir(dir: &Path) -> Result<()> {
     match std::fs::metadata(dir) {
@@ -500,6 +537,8 @@ fn input_for(cmd: &Command) -> Result<Option<Box<dyn BufRead>>> {
 
 fn run(cli: &Cli) -> Result<ExitCode> {
     let now = crate::clock::SystemClock.now();
+    // Said last, after the command's own output and notes.
+    let mut warning = None;
     let reply = match &cli.command {
         Command::Restore {
             path,
@@ -610,7 +649,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     if let (Err(_), Some(made)) = (&done, &made) {
                         made.take_back();
                     }
-                    done?
+                    let reply = done?;
+                    // (Not for a command the store's owner ran: it hashes with its own.)
+                    if reply.exit_code == 0 {
+                        warning = weak_hashing_warning(&req.command);
+                    }
+                    reply
                 }
                 // Up to date already (the owner says so): nothing to migrate, nothing to
                 // stop the application for.
@@ -692,6 +736,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         )
     {
         say!("error: {}", failure_line(&cli.command, &reply));
+    }
+    if let Some(warning) = warning {
+        say!("{warning}");
     }
     Ok(ExitCode::from(reply.exit_code))
 }

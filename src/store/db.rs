@@ -1829,6 +1829,7 @@ impl Store {
         durability: Durability,
         f: impl FnMut(&WriteTx<'_>) -> Result<T> + Send,
     ) -> Result<T> {
+        super::engine::note_call("write");
         self.refuse_writes(false)?;
         self.write_anyway(durability, f)
     }
@@ -1968,6 +1969,7 @@ impl Store {
     /// # Errors
     /// The closure's error, or `Storage` if the snapshot cannot be taken.
     pub fn read<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> Result<T>) -> Result<T> {
+        super::engine::note_call("read");
         let nested = Inside::of(&self.inner).is_some();
         let reading = Inside::reading(&self.inner);
         let outcome = match &self.inner.engine {

@@ -21,6 +21,23 @@ thread_local! {
     static CONTAINING: Cell<u32> = const { Cell::new(0) };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// The engine calls this thread made, in order, by kind (`get`, `range`, `put`, `write`
+    /// for a write transaction begun, …; no table or key). On PostgreSQL each is a round
+    /// trip: paths meant to take the same time (an unknown email and a known one) must make
+    /// the same calls. For tests.
+    pub(crate) static ENGINE_CALLS: std::cell::RefCell<Vec<&'static str>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Notes an engine call in [`ENGINE_CALLS`]; nothing outside tests.
+#[inline]
+pub(crate) fn note_call(_what: &'static str) {
+    #[cfg(test)]
+    ENGINE_CALLS.with_borrow_mut(|c| c.push(_what));
+}
+
 /// Whether this thread is inside an engine call whose panic redkeep turns into an error (a
 /// panic hook may stay silent then; the CLI's does).
 pub fn containing() -> bool {

@@ -1389,6 +1389,7 @@ fn range_sql(table: &str, range: &KeyRange, order: Order) -> (String, Vec<Vec<u8
 
 impl RawRead for PgTx<'_> {
     fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        super::note_call("get");
         let Some(t) = self.db.table(table)? else {
             return Ok(false);
         };
@@ -1411,6 +1412,7 @@ impl RawRead for PgTx<'_> {
     }
 
     fn get_each(&self, table: &str, keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
+        super::note_call("get_each");
         let Some(t) = self.db.table(table)? else {
             return super::each_absent(keys, f);
         };
@@ -1436,6 +1438,7 @@ impl RawRead for PgTx<'_> {
     }
 
     fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()> {
+        super::note_call("range");
         if range.is_empty() {
             return Ok(());
         }
@@ -1471,6 +1474,7 @@ impl RawRead for PgTx<'_> {
     }
 
     fn len(&self, table: &str) -> Result<u64> {
+        super::note_call("len");
         let Some(t) = self.db.table(table)? else {
             return Ok(0);
         };
@@ -1561,6 +1565,7 @@ impl PgTx<'_> {
 
 impl RawWrite for PgTx<'_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        super::note_call("put");
         self.refuse_scanned(table)?;
         if table == META {
             self.db.forget_catalog(key);
@@ -1570,6 +1575,7 @@ impl RawWrite for PgTx<'_> {
     }
 
     fn put_all(&self, table: &str, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        super::note_call("put_all");
         self.refuse_scanned(table)?;
         // One statement cannot write a key twice (`on conflict do update` refuses it): keys
         // said to be distinct that are not go one by one, the last value kept, as by `put`.
@@ -1614,11 +1620,13 @@ impl RawWrite for PgTx<'_> {
     }
 
     fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
+        super::note_call("insert_new");
         self.refuse_scanned(table)?;
         Ok(self.insert(table, key, value, false)? == 1)
     }
 
     fn remove(&self, table: &str, key: &[u8]) -> Result<bool> {
+        super::note_call("remove");
         self.refuse_scanned(table)?;
         let Some(t) = self.db.table(table)? else {
             return Ok(false);

@@ -1042,6 +1042,7 @@ impl RawRead for FileRead {
     }
 
     fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        super::note_call("get");
         match self.table(table)? {
             Some(t) => get_in(&*t, key, f),
             None => Ok(false),
@@ -1049,6 +1050,7 @@ impl RawRead for FileRead {
     }
 
     fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()> {
+        super::note_call("range");
         match self.table(table)? {
             Some(t) => range_in(&*t, range, order, f),
             None => Ok(()),
@@ -1056,6 +1058,7 @@ impl RawRead for FileRead {
     }
 
     fn get_each(&self, table: &str, keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
+        super::note_call("get_each");
         match self.table(table)? {
             Some(t) => get_each_in(&*t, keys, f),
             None => each_absent(keys, f),
@@ -1063,6 +1066,7 @@ impl RawRead for FileRead {
     }
 
     fn len(&self, table: &str) -> Result<u64> {
+        super::note_call("len");
         match self.table(table)? {
             Some(t) => contain("counting", || t.len().map_err(|e| engine("counting", e))),
             None => Ok(0),
@@ -1273,18 +1277,22 @@ impl<'t> FileWrite<'_, 't> {
 
 impl RawRead for FileWrite<'_, '_> {
     fn get(&self, table: &str, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        super::note_call("get");
         self.with_ref(table, |t| get_in(t, key, f))
     }
 
     fn range(&self, table: &str, range: &KeyRange, order: Order, f: Visit<'_>) -> Result<()> {
+        super::note_call("range");
         self.with_ref(table, |t| range_in(t, range, order, f))
     }
 
     fn get_each(&self, table: &str, keys: Keys<'_>, f: VisitKey<'_>) -> Result<()> {
+        super::note_call("get_each");
         self.with_ref(table, |t| get_each_in(t, keys, f))
     }
 
     fn len(&self, table: &str) -> Result<u64> {
+        super::note_call("len");
         self.with_ref(table, |t| {
             contain("counting", || t.len().map_err(|e| engine("counting", e)))
         })
@@ -1297,6 +1305,7 @@ impl RawRead for FileWrite<'_, '_> {
 
 impl RawWrite for FileWrite<'_, '_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        super::note_call("put");
         self.with_mut(table, |t| {
             contain("writing", || {
                 let old = t.insert(key, value).map_err(|e| engine("writing", e))?;
@@ -1309,6 +1318,7 @@ impl RawWrite for FileWrite<'_, '_> {
     }
 
     fn insert_new(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
+        super::note_call("insert_new");
         self.with_mut(table, |t| {
             contain("writing", || {
                 // One descent: insert, and in the rare case the key was taken, put its value
@@ -1335,6 +1345,7 @@ impl RawWrite for FileWrite<'_, '_> {
     }
 
     fn remove(&self, table: &str, key: &[u8]) -> Result<bool> {
+        super::note_call("remove");
         self.with_mut(table, |t| {
             contain("deleting", || {
                 let old = t.remove(key).map_err(|e| engine("deleting", e))?;
