@@ -1772,10 +1772,22 @@ fn org_and_user_deletes_say_what_went_with_them() {
                 ttl: None,
             })
             .unwrap();
+        rk.invites()
+            .create(redkeep::InviteSpec {
+                created_by: Some(bob),
+                ..redkeep::InviteSpec::default()
+            })
+            .unwrap();
     }
     let (out, _) = cli.expect(&["user", "delete", "bob@example.com"], None, 0);
     assert!(
         out.lines().any(|l| l == "deleted their 1 agent session"),
+        "{out}"
+    );
+    // And the invites they made, revoked with them.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("revoked the 1 invite they made that could still admit")),
         "{out}"
     );
     let (_, _) = cli.expect(&["agent", "show", "run-1"], None, 1);

@@ -560,6 +560,13 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                     count(deleted.agent_sessions_deleted, "agent session")
                 ));
             }
+            if !deleted.invites_revoked.is_empty() {
+                lines.push(format!(
+                    "revoked the {} they made that could still admit someone ({})",
+                    count(deleted.invites_revoked.len(), "invite"),
+                    crate::top::first_few(&deleted.invites_revoked, 3)
+                ));
+            }
             Ok(Reply::text(
                 json!({
                     "id": u.id,
@@ -569,6 +576,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                     "orgs_deleted": deleted.orgs_deleted,
                     "api_keys_deleted": deleted.api_keys_deleted,
                     "agent_sessions_deleted": deleted.agent_sessions_deleted,
+                    "invites_revoked": deleted.invites_revoked,
                 }),
                 lines,
             ))
