@@ -1635,3 +1635,118 @@ fn check_names_each_broken_index_entry_of_a_table_larger_than_one_batch_of_looku
     found.sort();
     assert_eq!(found, expected);
 }
+
+/// An application record keyed and indexed by text of any length.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Page {
+    url: String,
+    title: String,
+    tag: String,
+}
+
+impl Page {
+    const TITLE: redkeep::Index<Page> =
+        redkeep::Index::unique("title", |p| Some(redkeep::key!(p.title)));
+    const TAG: redkeep::Index<Page> = redkeep::Index::many("tag", |p| Some(redkeep::key!(p.tag)));
+}
+
+impl redkeep::Record for Page {
+    const TABLE: &'static str = "pages";
+    type Key = String;
+    const INDEXES: &'static [&'static redkeep::Index<Self>] = &[&Self::TITLE, &Self::TAG];
+    fn key(&self) -> String {
+        self.url.clone()
+    }
+}
+
+/// Printable text that does not compress, whose key is `key_len` bytes long.
+fn text_with_key_len(key_len: usize, seed: u64) -> String {
+    let mut x = seed | 1;
+    let mut s = String::new();
+    while redkeep::key!(s.clone()).len() < key_len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push(char::from(b'!' + (x % 94) as u8));
+    }
+    s
+}
+
+/// One limit on key length on both engines: a primary key or index entry key up to
+/// `MAX_KEY_BYTES` is stored (on PostgreSQL too, in text that does not compress), a longer
+/// one is refused before anything is written, as bad input that names the limit, not as an
+/// internal error.
+#[test]
+fn keys_up_to_the_limit_work_on_both_engines_and_longer_ones_are_refused_alike() {
+    use redkeep::store::MAX_KEY_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let on_file = Redkeep::open(
+        dir.path(),
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let (_d, on_server) = on_postgres(&pg::server().fresh_url());
+    for rk in [&on_file, &on_server] {
+        let insert = |p: Page| rk.store().write(|tx| tx.table::<Page>().insert(&p));
+        let short = |s: &str| s.to_string();
+        let pk = short("p");
+        let pk_len = redkeep::key!(pk.clone()).len();
+        let cases = [
+            // The tag's entry holds the primary key too: together at the limit.
+            (
+                "primary",
+                text_with_key_len(MAX_KEY_BYTES - redkeep::key!(short("g1")).len(), 1),
+                short("t1"),
+                short("g1"),
+            ),
+            (
+                "title",
+                short("u2"),
+                text_with_key_len(MAX_KEY_BYTES, 2),
+                short("g2"),
+            ),
+            (
+                "tag",
+                pk.clone(),
+                short("t3"),
+                text_with_key_len(MAX_KEY_BYTES - pk_len, 3),
+            ),
+        ];
+        for (what, url, title, tag) in cases {
+            insert(Page {
+                url: url.clone(),
+                title: title.clone(),
+                tag: tag.clone(),
+            })
+            .unwrap_or_else(|e| panic!("{what} at the limit: {e}"));
+            let longer = |s: &str| format!("{s}x");
+            let page = match what {
+                "primary" => Page {
+                    url: text_with_key_len(MAX_KEY_BYTES + 1, 5),
+                    title: longer(&title),
+                    tag,
+                },
+                "title" => Page {
+                    url: longer(&url),
+                    title: longer(&title),
+                    tag,
+                },
+                _ => Page {
+                    url: short("p4"),
+                    title: short("t4"),
+                    tag: longer(&tag),
+                },
+            };
+            let refused = insert(page).unwrap_err();
+            let said = refused.to_string();
+            assert!(
+                matches!(refused, Error::InvalidInput { .. })
+                    && said.contains(&MAX_KEY_BYTES.to_string())
+                    && (what == "primary" || said.contains(&format!("pages.{what}"))),
+                "{what}: {said}"
+            );
+        }
+        let count = rk.store().read(|tx| tx.table::<Page>().count()).unwrap();
+        assert_eq!(count, 3);
+    }
+}
