@@ -621,46 +621,156 @@ fn a_move_has_both_stores_alone_and_fills_a_new_store() {
     );
 }
 
+/// Ends the sessions of application `app` holding any of a store's locks (the session
+/// holding each process's hold on the store, or a whole-store command's); returns how many.
+fn end_lock_sessions(su: &mut pg::postgres_client::Client, app: &str) -> i64 {
+    su.query_one(
+        "select count(*) filter (where pg_terminate_backend(pid, 10000)) from (
+             select distinct l.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid
+             where l.locktype = 'advisory' and a.application_name = $1) s",
+        &[&app],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// A process whose session holding the store open was ended by the server (a restart,
-/// `idle_session_timeout`, a dropped connection) has no hold on it any more: while another
-/// process has the store alone (a move, a restore, a reset), its writes are refused and
-/// say why, instead of landing where that command no longer looks.
+/// `idle_session_timeout`, a dropped connection) while another process took the store alone
+/// (a move, a restore, a reset) does not write where that command no longer looks: its
+/// writes are refused and say the store was taken over, then and after that command ends.
 #[test]
 fn a_process_that_lost_its_hold_on_the_store_cannot_write_while_another_has_it_alone() {
     let url = pg::server().fresh_url();
     let app = format!("held_{}", schema_of(&url));
     let (_d, rk) = on_postgres(&format!("{url} application_name={app}"));
     user(&rk, "a@example.com").unwrap();
-    // The session holding the process's shared lock is the only one of it holding any lock
-    // between writes; the server ends it (waiting, at most 10 s, until it is gone).
-    let mut su = pg::server().client();
-    let ended: i64 = su
-        .query_one(
-            "select count(*) filter (where pg_terminate_backend(l.pid, 10000))
-             from pg_locks l join pg_stat_activity a on a.pid = l.pid
-             where l.locktype = 'advisory' and a.application_name = $1",
-            &[&app],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(ended, 1);
+    // The session holding the process's locks is the only one of it holding any between
+    // writes; the server ends it (waiting, at most 10 s, until it is gone).
+    assert_eq!(end_lock_sessions(&mut pg::server().client(), &app), 1);
     let (_d2, other) = on_postgres(&url);
     other
         .store()
         .alone_with("be moved", || {
             let refused = user(&rk, "b@example.com").unwrap_err();
             assert!(
-                matches!(&refused, Error::InUse { holder, .. }
-                    if holder.contains("has it alone") && holder.contains("session")),
+                matches!(&refused, Error::InUse { holder, .. } if holder.contains("took the store over")),
                 "{refused}"
             );
             Ok(())
         })
         .unwrap();
     assert_eq!(other.users().count().unwrap(), 1);
-    // Once that command has finished, the process writes again.
+    // That command has finished, yet what it did is unknown to this process: it stays out.
+    let refused = user(&rk, "c@example.com").unwrap_err();
+    assert!(
+        matches!(&refused, Error::InUse { holder, .. } if holder.contains("restart this application")),
+        "{refused}"
+    );
+    assert!(rk.users().count().is_err());
+    assert_eq!(other.users().count().unwrap(), 1);
+}
+
+/// A process whose session holding the store was cut takes its hold again before its next
+/// write: whole-store commands from elsewhere are refused again, and its writes go on.
+#[test]
+fn a_process_whose_hold_was_cut_takes_it_again_before_its_next_write() {
+    let url = pg::server().fresh_url();
+    let app = format!("again_{}", schema_of(&url));
+    let (dir, rk) = on_postgres(&format!("{url} application_name={app}"));
+    user(&rk, "a@example.com").unwrap();
+    assert_eq!(end_lock_sessions(&mut pg::server().client(), &app), 1);
+    user(&rk, "b@example.com").unwrap();
+    let refused = redkeep::ops::reset_store(dir.path(), Some(&url), rk.now()).unwrap_err();
+    assert!(matches!(refused, Error::InUse { .. }), "{refused}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let refused = redkeep::ops::move_store(
+        dir.path(),
+        Some(&url),
+        elsewhere.path().join("moved").to_str().unwrap(),
+        Options::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(refused, Error::InUse { .. }), "{refused}");
     user(&rk, "c@example.com").unwrap();
-    assert_eq!(other.users().count().unwrap(), 2);
+    assert_eq!(rk.users().count().unwrap(), 3);
+    // Cut again, it takes its hold again again; and a handle's own whole-store command
+    // leaves it holding the store.
+    assert_eq!(end_lock_sessions(&mut pg::server().client(), &app), 1);
+    rk.store().alone_with("be checked", || Ok(())).unwrap();
+    user(&rk, "d@example.com").unwrap();
+    let refused = redkeep::ops::reset_store(dir.path(), Some(&url), rk.now()).unwrap_err();
+    assert!(matches!(refused, Error::InUse { .. }), "{refused}");
+}
+
+/// A whole-store command that ran and finished while a process's hold was cut leaves its
+/// mark: when that process takes its hold again it finds the store taken over and refuses
+/// every operation, instead of writing into a store that was reset (or moved away from).
+#[test]
+fn a_process_finds_a_reset_run_while_its_hold_was_cut_and_stops() {
+    let url = pg::server().fresh_url();
+    let app = format!("over_{}", schema_of(&url));
+    let (dir, rk) = on_postgres(&format!("{url} application_name={app}"));
+    user(&rk, "a@example.com").unwrap();
+    assert_eq!(end_lock_sessions(&mut pg::server().client(), &app), 1);
+    redkeep::ops::reset_store(dir.path(), Some(&url), rk.now()).unwrap();
+    for _ in 0..2 {
+        let refused = user(&rk, "b@example.com").unwrap_err();
+        assert!(
+            matches!(&refused, Error::InUse { holder, .. } if holder.contains("took the store over")),
+            "{refused}"
+        );
+    }
+    // Holding nothing, it keeps no whole-store command out.
+    redkeep::ops::reset_store(dir.path(), Some(&url), rk.now()).unwrap();
+    let (_d, fresh) = on_postgres(&url);
+    assert_eq!(fresh.users().count().unwrap(), 0);
+}
+
+/// After a server restart every pooled connection is gone, which the client learns only when
+/// it next uses one: the operation that draws such a connection begins again on a new one
+/// (nothing of it had run), so no caller's read or write fails for it.
+#[test]
+fn pooled_connections_the_server_ended_fail_no_operation() {
+    let url = pg::server().fresh_url();
+    let app = format!("pool_{}", schema_of(&url));
+    let (_d, rk) = on_postgres(&format!("{url} application_name={app}"));
+    user(&rk, "a@example.com").unwrap();
+    // Six reads at once leave six connections in the pool.
+    let gate = Arc::new(Barrier::new(6));
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let (rk, gate) = (rk.clone(), gate.clone());
+            std::thread::spawn(move || {
+                rk.store()
+                    .read(|tx| {
+                        gate.wait();
+                        tx.meta("x")
+                    })
+                    .unwrap();
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let ended: i64 = pg::server()
+        .client()
+        .query_one(
+            "select count(*) filter (where pg_terminate_backend(pid, 10000))
+             from pg_stat_activity where application_name = $1
+               and pid not in (select pid from pg_locks where locktype = 'advisory')",
+            &[&app],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ended >= 6, "{ended}");
+    for i in 0..4 {
+        assert_eq!(rk.users().count().unwrap(), 1 + i);
+        user(&rk, format!("u{i}@example.com")).unwrap();
+    }
+    for _ in 0..8 {
+        rk.store().read(|tx| tx.meta("x")).unwrap();
+    }
 }
 
 /// The process that has the store alone checks, at every write, that it still does: once
@@ -984,7 +1094,7 @@ fn end_exclusive_holders(su: &mut pg::postgres_client::Client, app: &str) -> i64
         "select count(*) filter (where pg_terminate_backend(l.pid, 10000))
          from pg_locks l join pg_stat_activity a on a.pid = l.pid
          where l.locktype = 'advisory' and l.mode = 'ExclusiveLock' and l.granted
-           and a.application_name = $1",
+           and l.objsubid = 2 and a.application_name = $1",
         &[&app],
     )
     .unwrap()
@@ -1524,4 +1634,119 @@ fn check_names_each_broken_index_entry_of_a_table_larger_than_one_batch_of_looku
     let mut found = rk.check(false).unwrap().problems;
     found.sort();
     assert_eq!(found, expected);
+}
+
+/// An application record keyed and indexed by text of any length.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Page {
+    url: String,
+    title: String,
+    tag: String,
+}
+
+impl Page {
+    const TITLE: redkeep::Index<Page> =
+        redkeep::Index::unique("title", |p| Some(redkeep::key!(p.title)));
+    const TAG: redkeep::Index<Page> = redkeep::Index::many("tag", |p| Some(redkeep::key!(p.tag)));
+}
+
+impl redkeep::Record for Page {
+    const TABLE: &'static str = "pages";
+    type Key = String;
+    const INDEXES: &'static [&'static redkeep::Index<Self>] = &[&Self::TITLE, &Self::TAG];
+    fn key(&self) -> String {
+        self.url.clone()
+    }
+}
+
+/// Printable text that does not compress, whose key is `key_len` bytes long.
+fn text_with_key_len(key_len: usize, seed: u64) -> String {
+    let mut x = seed | 1;
+    let mut s = String::new();
+    while redkeep::key!(s.clone()).len() < key_len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push(char::from(b'!' + (x % 94) as u8));
+    }
+    s
+}
+
+/// One limit on key length on both engines: a primary key or index entry key up to
+/// `MAX_KEY_BYTES` is stored (on PostgreSQL too, in text that does not compress), a longer
+/// one is refused before anything is written, as bad input that names the limit, not as an
+/// internal error.
+#[test]
+fn keys_up_to_the_limit_work_on_both_engines_and_longer_ones_are_refused_alike() {
+    use redkeep::store::MAX_KEY_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let on_file = Redkeep::open(
+        dir.path(),
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let (_d, on_server) = on_postgres(&pg::server().fresh_url());
+    for rk in [&on_file, &on_server] {
+        let insert = |p: Page| rk.store().write(|tx| tx.table::<Page>().insert(&p));
+        let short = |s: &str| s.to_string();
+        let pk = short("p");
+        let pk_len = redkeep::key!(pk.clone()).len();
+        let cases = [
+            // The tag's entry holds the primary key too: together at the limit.
+            (
+                "primary",
+                text_with_key_len(MAX_KEY_BYTES - redkeep::key!(short("g1")).len(), 1),
+                short("t1"),
+                short("g1"),
+            ),
+            (
+                "title",
+                short("u2"),
+                text_with_key_len(MAX_KEY_BYTES, 2),
+                short("g2"),
+            ),
+            (
+                "tag",
+                pk.clone(),
+                short("t3"),
+                text_with_key_len(MAX_KEY_BYTES - pk_len, 3),
+            ),
+        ];
+        for (what, url, title, tag) in cases {
+            insert(Page {
+                url: url.clone(),
+                title: title.clone(),
+                tag: tag.clone(),
+            })
+            .unwrap_or_else(|e| panic!("{what} at the limit: {e}"));
+            let longer = |s: &str| format!("{s}x");
+            let page = match what {
+                "primary" => Page {
+                    url: text_with_key_len(MAX_KEY_BYTES + 1, 5),
+                    title: longer(&title),
+                    tag,
+                },
+                "title" => Page {
+                    url: longer(&url),
+                    title: longer(&title),
+                    tag,
+                },
+                _ => Page {
+                    url: short("p4"),
+                    title: short("t4"),
+                    tag: longer(&tag),
+                },
+            };
+            let refused = insert(page).unwrap_err();
+            let said = refused.to_string();
+            assert!(
+                matches!(refused, Error::InvalidInput { .. })
+                    && said.contains(&MAX_KEY_BYTES.to_string())
+                    && (what == "primary" || said.contains(&format!("pages.{what}"))),
+                "{what}: {said}"
+            );
+        }
+        let count = rk.store().read(|tx| tx.table::<Page>().count()).unwrap();
+        assert_eq!(count, 3);
+    }
 }

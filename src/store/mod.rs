@@ -54,7 +54,7 @@ pub use inspect::{
 pub use key::{Key, KeyPart};
 pub use key_text::{entry_text, key_text, parse_key, parse_prefix};
 pub use migrate::{Migration, MigrationRun};
-pub use table::{Record, Table};
+pub use table::{MAX_KEY_BYTES, Record, Table};
 pub use tx::{IndexInfo, MAX_ID, Meta, ReadTx, Source, TableInfo, WriteTx};
 
 pub(crate) use check::{move_old_quarantine, quarantine_table, set_aside};

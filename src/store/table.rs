@@ -1278,6 +1278,8 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     // are none.
     fn write(&self, pk: &[u8], old: Option<&[Option<Vec<u8>>]>, new: &R) -> Result<()> {
         check_names::<R>()?;
+        let new_entries = entries(new, pk);
+        check_key_sizes::<R>(pk, &new_entries)?;
         let value = encode(self.tx, new)?;
         let raw = self.tx.raw_records();
         // What this write changed so far, to take it back when a later step fails (a
@@ -1285,7 +1287,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         // added (removed again) and the old ones it removed (put back).
         let mut added: Vec<(&str, Vec<u8>)> = Vec::new();
         let mut removed: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::new();
-        self.write_steps(pk, old, new, &value, &mut added, &mut removed)
+        self.write_steps(pk, old, new_entries, &value, &mut added, &mut removed)
             .map_err(|e| take_back(raw, e, &added, &removed))?;
 
         #[cfg(test)]
@@ -1298,7 +1300,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         &self,
         pk: &[u8],
         old: Option<&[Option<Vec<u8>>]>,
-        new: &R,
+        mut new_entries: Vec<Option<Vec<u8>>>,
         value: &[u8],
         added: &mut Vec<(&'i str, Vec<u8>)>,
         removed: &mut Vec<(&'i str, Vec<u8>, Vec<u8>)>,
@@ -1325,7 +1327,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         let mut moves = Vec::with_capacity(R::INDEXES.len());
         for (i, idx) in R::INDEXES.iter().enumerate() {
             let old_key = old.get(i).and_then(Option::as_ref);
-            let mut new_key = index_entry(idx, new, pk);
+            let mut new_key = new_entries.get_mut(i).and_then(Option::take);
             if old_key == new_key.as_ref() {
                 continue;
             }
@@ -1384,6 +1386,54 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         }
         raw.put(self.records, pk, value)
     }
+}
+
+/// The longest primary key, and the longest index entry key, a record may have, on every
+/// engine: a unique index's entry key is the indexed value, another index's the value and
+/// the primary key. PostgreSQL's B-tree refuses entries past about 2.7 KB (less where the
+/// bytes do not compress), so without one limit a key that works on redb would fail after
+/// a move. redkeep's own keys (emails of at most 254 bytes, usernames, slugs and role names
+/// of at most 64) stay far below it.
+pub const MAX_KEY_BYTES: usize = 2048;
+
+/// `InvalidInput` when the primary key `pk` or an entry key in `entries` (in `R::INDEXES`
+/// order) is longer than [`MAX_KEY_BYTES`]; checked before anything is written. The key is
+/// not shown: it may be secret, and its length says what to fix.
+fn check_key_sizes<R: Record>(pk: &[u8], entries: &[Option<Vec<u8>>]) -> Result<()> {
+    if pk.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid(
+            "key",
+            format!(
+                "the primary key of this {} record is {} bytes, over the limit of \
+                 {MAX_KEY_BYTES} bytes a key may have in any store; use a shorter key (a hash \
+                 or an id, say)",
+                R::TABLE,
+                pk.len()
+            ),
+        ));
+    }
+    for (idx, entry) in R::INDEXES.iter().zip(entries) {
+        let Some(entry) = entry.as_ref().filter(|e| e.len() > MAX_KEY_BYTES) else {
+            continue;
+        };
+        let made_of = if idx.unique {
+            "its value"
+        } else {
+            "its value and the primary key"
+        };
+        return Err(Error::invalid(
+            "key",
+            format!(
+                "the {}.{} index entry of this record is {} bytes ({made_of}), over the limit \
+                 of {MAX_KEY_BYTES} bytes a key may have in any store; index a shorter value \
+                 (a hash or a prefix of it, say)",
+                R::TABLE,
+                idx.name,
+                entry.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The entry of each index for one record, in `R::INDEXES` order.

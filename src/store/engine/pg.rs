@@ -31,8 +31,11 @@
 //! Every write transaction takes the lock shared again for its own length (or, in the
 //! process that has the store alone, checks that it still does): a process whose lock
 //! session ended (a server restart, `idle_session_timeout`, a dropped connection) cannot
-//! write into a store another process has alone. Migrations run under a second, exclusive
-//! advisory lock.
+//! write into a store another process has alone. Such a process learns it at its next write
+//! (its lock session also holds a lock of its own, which the write then can take) and takes
+//! its hold again on a new session; if another process took the store alone meanwhile
+//! (whole-store commands leave a mark in table `_taken`), it refuses everything from then
+//! on. Migrations run under a second, exclusive advisory lock.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -501,6 +504,17 @@ pub(crate) struct PgDb {
     // While this process has the store alone: the server pid of the lock session holding it
     // exclusively, which every write checks (it cannot take the lock shared then).
     alone_pid: Mutex<Option<i32>>,
+    // The key of an advisory lock only the lock session holds (exclusively): a write that
+    // can take it shared knows that session ended, and with it the process's hold.
+    token: i64,
+    // The mark the last whole-store command left when this process took its hold, and how
+    // many times the hold was taken again: a hold taken again over a changed mark means a
+    // whole-store command ran while this process had none.
+    generation: Mutex<Option<String>>,
+    holds: std::sync::atomic::AtomicU64,
+    // Set once another process took the store over while this one had no hold: every
+    // operation is refused from then on.
+    taken_over: std::sync::atomic::AtomicBool,
     // Opened only to be read: every write is refused.
     read_only: bool,
     // Writes that clashed several times retry one at a time: they then compete only with
@@ -607,16 +621,8 @@ impl PgDb {
                 Err(e) => return Err(pg("creating the redkeep schema", e)),
             }
         }
-        // Not waited for: a process that has the store alone (a move, a restore, a reset)
-        // would otherwise only hold this open back, and its writes would land after the
-        // move's copy, in the store being left.
-        let row = lock
-            .query_one(
-                "select pg_try_advisory_lock_shared($1, $2)",
-                &[&LOCK_OPEN, &lock_key(&target.schema)],
-            )
-            .map_err(|e| pg("taking the store's shared lock", e))?;
-        let shared: bool = column(&row, 0)?;
+        let token = fresh_token();
+        let shared = hold(&mut lock, &target.schema, token)?;
         if !shared && held_alone_here(&mut lock, &target.schema)? {
             return Err(Error::InUse {
                 path: target.shown.clone().into(),
@@ -634,10 +640,7 @@ impl PgDb {
                     .into(),
             });
         }
-        // The lock lives as long as this session: the server must not end it for being idle
-        // (`idle_session_timeout`, PostgreSQL 14 on; an older server has no such setting,
-        // and the error it gives for it changes nothing).
-        let _ = lock.batch_execute("set idle_session_timeout = 0");
+        let generation = generation(&mut lock, &target.schema)?;
         if !read_only {
             add_readable_columns(&mut lock, &target.schema)?;
         }
@@ -650,6 +653,10 @@ impl PgDb {
             sequences: RwLock::default(),
             lock: Mutex::new(Some(lock)),
             alone_pid: Mutex::new(None),
+            token,
+            generation: Mutex::new(generation),
+            holds: std::sync::atomic::AtomicU64::new(0),
+            taken_over: std::sync::atomic::AtomicBool::new(false),
             read_only,
             retry_lane: Mutex::new(()),
             readable: target.readable,
@@ -682,11 +689,16 @@ impl PgDb {
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match pooled {
             Some(c) if !c.client.is_closed() => Ok(c),
-            _ => Ok(Conn {
-                client: connect(&self.config, &self.shown)?,
-                stmts: HashMap::new(),
-            }),
+            _ => self.fresh(),
         }
+    }
+
+    /// A new connection, not one from the pool.
+    fn fresh(&self) -> Result<Conn> {
+        Ok(Conn {
+            client: connect(&self.config, &self.shown)?,
+            stmts: HashMap::new(),
+        })
     }
 
     fn give_back(&self, conn: Conn) {
@@ -797,26 +809,38 @@ impl PgDb {
 
     /// Runs `f` in one REPEATABLE READ READ ONLY transaction (one snapshot).
     pub(crate) fn read<T>(&self, f: impl FnOnce(&PgTx<'_>) -> Result<T>) -> Result<T> {
+        self.refuse_taken_over()?;
         let mut conn = self.take()?;
-        let out = {
+        let mut renewed = false;
+        let out = loop {
             let Conn { client, stmts } = &mut conn;
-            let txn = client
+            match client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()
-                .map_err(|e| pg("beginning a read transaction", e))?;
-            let tx = PgTx::new(self, txn, stmts);
-            let value = f(&tx);
-            let ended = tx.end(false);
-            value.and_then(|v| ended.map(|()| v))
+            {
+                Ok(txn) => {
+                    let tx = PgTx::new(self, txn, stmts);
+                    let value = f(&tx);
+                    let ended = tx.end(false);
+                    break value.and_then(|v| ended.map(|()| v));
+                }
+                // A pooled connection the server ended (a restart): nothing of `f` ran, so
+                // it begins again, once, on a new one.
+                Err(e) if !renewed && is_lost_connection(&e) => {}
+                Err(e) => break Err(pg("beginning a read transaction", e)),
+            }
+            renewed = true;
+            conn = self.fresh()?;
         };
         self.give_back(conn);
         out
     }
 
     /// Runs `f` in a SERIALIZABLE transaction, again (after a short, random pause) when it
-    /// clashes with a concurrent one; commits when it returns `Ok`.
+    /// clashes with a concurrent one; commits when it returns `Ok`. A write that finds this
+    /// process's hold on the store gone takes it again first ([`PgDb::hold_again`]).
     pub(crate) fn write<T>(
         &self,
         durable: bool,
@@ -831,27 +855,51 @@ impl PgDb {
             });
         }
         let mut attempt = 0;
+        // Whether a connection from the pool was found gone (then the next one is new).
+        let mut renewed = false;
+        let mut renew_now = false;
+        let mut held_again = 0;
         loop {
+            self.refuse_taken_over()?;
             attempt += 1;
             let _lane = (attempt >= LANE_FROM)
                 .then(|| self.retry_lane.lock().unwrap_or_else(|e| e.into_inner()));
-            let mut conn = self.take()?;
-            // The outcome, and whether it was lost to a clash with a concurrent transaction.
-            let (outcome, clashed) = {
+            let holds = self.holds.load(std::sync::atomic::Ordering::SeqCst);
+            let mut conn = if std::mem::take(&mut renew_now) {
+                self.fresh()?
+            } else {
+                self.take()?
+            };
+            // The outcome, whether it was lost to a clash with a concurrent transaction, and
+            // whether it found the connection or the process's hold gone before `f` ran.
+            let (outcome, clashed, gone) = {
                 let Conn { client, stmts } = &mut conn;
                 match client
                     .build_transaction()
                     .isolation_level(IsolationLevel::Serializable)
                     .start()
                 {
-                    Err(e) => (Err(pg("beginning a write transaction", e)), false),
+                    Err(e) if !renewed && is_lost_connection(&e) => (
+                        Err(pg("beginning a write transaction", e)),
+                        false,
+                        Gone::Connection,
+                    ),
+                    Err(e) => (Err(pg("beginning a write transaction", e)), false, Gone::No),
                     Ok(mut txn) => {
                         let setup = txn.simple_query(&self.write_setup(durable));
                         let tx = PgTx::new(self, txn, stmts);
-                        let value = setup
+                        let hold = setup
                             .map_err(|e| tx.failed("beginning a write transaction", e))
-                            .and_then(|replies| self.still_held(&replies))
-                            .and_then(|()| f(&tx));
+                            .and_then(|replies| self.still_held(&replies));
+                        let gone = if matches!(hold, Ok(Hold::Lost)) {
+                            Gone::Hold
+                        } else {
+                            Gone::No
+                        };
+                        let value = hold.and_then(|h| match h {
+                            Hold::Held => f(&tx),
+                            Hold::Lost => Err(lost_hold()),
+                        });
                         let outcome = match value {
                             Ok(_) if tx.clashed.get() => Err(tx.clash_error()),
                             Ok(v) => match tx.failure.take() {
@@ -868,14 +916,28 @@ impl PgDb {
                         };
                         let clashed =
                             tx.clashed.get() || outcome.as_ref().err().is_some_and(error_is_clash);
-                        (outcome, clashed)
+                        (outcome, clashed, gone)
                     }
                 }
             };
             self.give_back(conn);
-            match outcome {
-                Err(_) if clashed && attempt < MAX_ATTEMPTS => pause(attempt),
-                Err(e) if clashed => {
+            match (outcome, gone) {
+                // Nothing of `f` ran: the same attempt again, on a new connection or with the
+                // hold taken again.
+                (Err(_), Gone::Connection) => {
+                    renewed = true;
+                    renew_now = true;
+                    attempt -= 1;
+                    continue;
+                }
+                (Err(_), Gone::Hold) if held_again < 2 => {
+                    held_again += 1;
+                    attempt -= 1;
+                    self.hold_again(holds)?;
+                    continue;
+                }
+                (Err(_), _) if clashed && attempt < MAX_ATTEMPTS => pause(attempt),
+                (Err(e), _) if clashed => {
                     return Err(Error::Busy {
                         what: format!(
                             "the write clashed with concurrent writers {MAX_ATTEMPTS} times \
@@ -883,24 +945,30 @@ impl PgDb {
                         ),
                     });
                 }
-                other => return other,
+                (other, _) => return other,
             }
         }
     }
 
     /// What begins every write transaction, in one round trip: the store's lock taken shared
-    /// until the transaction ends (refused while another process has the store alone), or,
-    /// while this process has it alone, whether its lock session still holds it; then, unless
-    /// `durable`, the commit without waiting for the disk (a crash may lose it).
+    /// until the transaction ends (refused while another process has the store alone), and
+    /// whether this process's lock session still holds the store (its token lock cannot be
+    /// taken); or, while this process has it alone, whether its lock session still holds it
+    /// so; then, unless `durable`, the commit without waiting for the disk (a crash may lose
+    /// it).
     fn write_setup(&self, durable: bool) -> String {
         let key = lock_key(&self.schema);
         let alone = *self.alone_pid.lock().unwrap_or_else(|e| e.into_inner());
         let held = match alone {
-            None => format!("select pg_try_advisory_xact_lock_shared({LOCK_OPEN}, {key})"),
+            None => format!(
+                "select pg_try_advisory_xact_lock_shared({LOCK_OPEN}, {key}),
+                 not pg_try_advisory_xact_lock_shared({})",
+                self.token
+            ),
             Some(pid) => format!(
                 "select exists (select 1 from pg_locks where locktype = 'advisory'
                  and classid = ({LOCK_OPEN})::int::oid and objid = ({key})::int::oid
-                 and objsubid = 2 and mode = 'ExclusiveLock' and granted and pid = {pid})"
+                 and objsubid = 2 and mode = 'ExclusiveLock' and granted and pid = {pid}), true"
             ),
         };
         if durable {
@@ -910,30 +978,35 @@ impl PgDb {
         }
     }
 
-    /// Whether the replies to [`PgDb::write_setup`] say the store's lock is held; `InUse`
-    /// when it is not.
-    fn still_held(&self, replies: &[SimpleQueryMessage]) -> Result<()> {
-        let held = replies.iter().any(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0) == Some("t"),
-            _ => false,
-        });
-        if held {
-            return Ok(());
+    /// What the replies to [`PgDb::write_setup`] say of the store's lock: held, or this
+    /// process's hold gone (to be taken again); `InUse` when another process has the store
+    /// alone or this one lost its hold while it had the store alone.
+    fn still_held(&self, replies: &[SimpleQueryMessage]) -> Result<Hold> {
+        let (mut shared, mut session) = (false, false);
+        for m in replies {
+            if let SimpleQueryMessage::Row(row) = m {
+                shared = row.get(0) == Some("t");
+                session = row.get(1) == Some("t");
+            }
         }
         let alone = self
             .alone_pid
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some();
+        if !alone && !session {
+            return Ok(Hold::Lost);
+        }
+        if shared {
+            return Ok(Hold::Held);
+        }
         let holder = if alone {
             "this process had it alone, but its session to the server ended (a server \
              restart, idle_session_timeout or a dropped connection) and with it that hold; \
              nothing was written: run the command again"
         } else {
             "another process has it alone (a move, a restore, a reset or an import is \
-             running), and this process's session holding it open ended (a server restart, \
-             idle_session_timeout or a dropped connection); nothing was written: restart \
-             this application once that command has finished"
+             running); nothing was written"
         };
         Err(Error::InUse {
             path: self.shown.clone().into(),
@@ -941,9 +1014,74 @@ impl PgDb {
         })
     }
 
+    /// Refuses every operation once another process took the store over while this one
+    /// had no hold on it.
+    fn refuse_taken_over(&self) -> Result<()> {
+        if !self.taken_over.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        Err(Error::InUse {
+            path: self.shown.clone().into(),
+            holder: "another process took the store over (a move, a restore, a reset or an \
+                     import) while this process's session holding it was cut (a server \
+                     restart, a failover, idle_session_timeout or a dropped connection), so \
+                     what this process has read may be stale and nothing more is written: \
+                     restart this application once that command has finished (after a \
+                     move, with the new store's URL)"
+                .into(),
+        })
+    }
+
+    /// Takes this process's hold on the store again on a new lock session, after the one
+    /// holding it ended, unless another thread did since `holds` was read. When another
+    /// process has the store alone now, or had it since this process took its hold (the mark
+    /// whole-store commands leave changed), the store was taken over: this operation and
+    /// every later one are refused.
+    fn hold_again(&self, holds: u64) -> Result<()> {
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.holds.load(std::sync::atomic::Ordering::SeqCst) != holds {
+            return Ok(());
+        }
+        self.refuse_taken_over()?;
+        let mut lock = connect(&self.config, &self.shown)?;
+        let shared = hold(&mut lock, &self.schema, self.token)?;
+        let unchanged = shared && {
+            let now = generation(&mut lock, &self.schema)?;
+            *self.generation.lock().unwrap_or_else(|e| e.into_inner()) == now
+        };
+        if !unchanged {
+            self.taken_over
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // Holding nothing: the process that took the store must not wait for this one.
+            *guard = None;
+            drop(lock);
+            return self.refuse_taken_over();
+        }
+        *guard = Some(lock);
+        self.holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Takes the hold again when the lock session is gone (called before using it).
+    fn ensure_held(&self) -> Result<()> {
+        self.refuse_taken_over()?;
+        let holds = self.holds.load(std::sync::atomic::Ordering::SeqCst);
+        let alive = self
+            .lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .is_some_and(|c| c.is_valid(Duration::from_secs(10)).is_ok());
+        if alive {
+            return Ok(());
+        }
+        self.hold_again(holds)
+    }
+
     /// Takes the store's lock exclusively for as long as `f` runs: refused while another
     /// process has the store open.
     pub(crate) fn alone<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.ensure_held()?;
         let key = lock_key(&self.schema);
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let lock = guard.as_mut().ok_or_else(closed)?;
@@ -966,6 +1104,23 @@ impl PgDb {
                      stop the applications using it first"
                 ),
             });
+        }
+        // A process whose hold on the store was cut meanwhile learns, when it takes it
+        // again, that a whole-store command ran.
+        if !self.read_only {
+            let mark = fresh_token().to_string();
+            let marked = lock
+                .batch_execute(&format!(
+                    "create table if not exists {q}._taken (mark text not null);
+                     delete from {q}._taken; insert into {q}._taken values ('{mark}')",
+                    q = quote(&self.schema)
+                ))
+                .map_err(|e| pg("marking the store as taken alone", e));
+            if let Err(e) = marked {
+                let _ = lock.execute("select pg_advisory_unlock($1, $2)", &[&LOCK_OPEN, &key]);
+                return Err(e);
+            }
+            *self.generation.lock().unwrap_or_else(|e| e.into_inner()) = Some(mark);
         }
         drop(guard);
         let before = self
@@ -1030,8 +1185,10 @@ impl PgDb {
     fn holders(&self, lock: &mut Client) -> Result<i64> {
         let row = lock
             .query_one(
-                "select count(*) from pg_locks where locktype = 'advisory' and classid = $1::int::oid
-                 and objid = $2::int::oid and pid <> pg_backend_pid()",
+                "select count(distinct pid) from pg_locks where locktype = 'advisory'
+                 and classid = $1::int::oid and objid = $2::int::oid and objsubid = 2
+                 and pid <> pg_backend_pid()
+                 and database = (select oid from pg_database where datname = current_database())",
                 &[&LOCK_OPEN, &lock_key(&self.schema)],
             )
             .map_err(|e| pg("reading the store's locks", e))?;
@@ -1041,6 +1198,7 @@ impl PgDb {
     /// Runs `f` holding the store's migration lock (one migration at a time, across every
     /// instance).
     pub(crate) fn migrating<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.ensure_held()?;
         let key = lock_key(&self.schema);
         self.lock
             .lock()
@@ -1131,6 +1289,90 @@ fn held_alone_here(lock: &mut Client, schema: &str) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// What a write found of this process's hold on the store.
+enum Hold {
+    Held,
+    Lost,
+}
+
+/// What a write attempt found gone before its code ran.
+enum Gone {
+    No,
+    Connection,
+    Hold,
+}
+
+fn lost_hold() -> Error {
+    Error::Storage {
+        context: "beginning a write transaction",
+        source: "this process's session holding the store ended".into(),
+    }
+}
+
+/// A random key for the advisory lock only one lock session holds.
+fn fresh_token() -> i64 {
+    let mut b = [0u8; 8];
+    // Without randomness, the time: unique enough among the processes sharing a store.
+    if getrandom::fill(&mut b).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b = (nanos as u64 ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    i64::from_le_bytes(b)
+}
+
+/// Takes, on the lock session `lock`, the store's lock shared and the session's own token
+/// lock; returns whether the store's lock was granted. Not waited for: a process that has
+/// the store alone (a move, a restore, a reset) would otherwise only hold this back, and
+/// its writes would land after the move's copy, in the store being left. The locks live as
+/// long as this session: the server must not end it for being idle (`idle_session_timeout`,
+/// PostgreSQL 14 on; an older server has no such setting, and the error it gives for it
+/// changes nothing).
+fn hold(lock: &mut Client, schema: &str, token: i64) -> Result<bool> {
+    let row = lock
+        .query_one(
+            "select pg_try_advisory_lock_shared($1, $2)",
+            &[&LOCK_OPEN, &lock_key(schema)],
+        )
+        .map_err(|e| pg("taking the store's shared lock", e))?;
+    let shared: bool = column(&row, 0)?;
+    if shared {
+        lock.execute("select pg_advisory_lock($1)", &[&token])
+            .map_err(|e| pg("taking the store's shared lock", e))?;
+        let _ = lock.batch_execute("set idle_session_timeout = 0");
+    }
+    Ok(shared)
+}
+
+/// The mark the last whole-store command left in the schema (none before the first).
+fn generation(lock: &mut Client, schema: &str) -> Result<Option<String>> {
+    let q = quote(schema);
+    let row = lock
+        .query_one(
+            "select to_regclass($1) is not null",
+            &[&format!("{q}._taken")],
+        )
+        .map_err(|e| pg("reading the store's mark", e))?;
+    if !column::<bool>(&row, 0)? {
+        return Ok(None);
+    }
+    let row = lock
+        .query_opt(&format!("select mark from {q}._taken limit 1"), &[])
+        .map_err(|e| pg("reading the store's mark", e))?;
+    row.map(|r| column(&r, 0)).transpose()
+}
+
+/// Whether `e` says the connection is gone (the server ended it: a restart, a failover,
+/// `pg_terminate_backend`, or the network), not that a statement failed.
+fn is_lost_connection(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_none_or(|c| {
+            let c = c.code();
+            c.starts_with("08") || c.starts_with("57P")
+        })
 }
 
 /// Column `i` of `row`: a column of another type (a table altered by hand) is an error, not
