@@ -1548,9 +1548,27 @@ impl Redkeep {
                 false
             }
             Err(e) => {
+                // The way back instead: the store the restore replaced, with the folders it
+                // replaced (in the trash once they went there, else still in place).
+                let undo = stopped.safety_copy.as_ref().map_or(String::new(), |copy| {
+                    let trashed = self
+                        .workspaces()
+                        .trash_dir()
+                        .join(format!("reset-{}", stopped.at));
+                    let entry = matches!(crate::fsutil::real_dir(&trashed), Ok(Some(())));
+                    format!(
+                        "; {}",
+                        undo_command(
+                            self.dir(),
+                            self.options().store_url.as_deref(),
+                            entry.then_some(trashed.as_path()),
+                            copy
+                        )
+                    )
+                });
                 report.problem(format!(
                     "a restore stopped before putting its workspace folders in place (they wait \
-                     in {}), and finishing it failed: {e}",
+                     in {}), and finishing it failed: {e}{undo}",
                     stopped.users.display()
                 ));
                 true

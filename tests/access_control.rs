@@ -1539,8 +1539,19 @@ fn invites_die_with_the_user_who_made_them() {
         (revoked[1].action.as_str(), revoked[1].subject.clone()),
         ("invite_revoked", format!("invite {}", of_a.invite.prefix))
     );
+    // One of b's invites has expired by the time b goes: it admits no one, so it is not
+    // among those revoked.
+    let expired = rk
+        .invites()
+        .create(InviteSpec {
+            created_by: Some(b),
+            ..InviteSpec::default().expires_in(std::time::Duration::from_secs(60))
+        })
+        .unwrap();
+    t.clock.advance(std::time::Duration::from_secs(61));
     let deleted = rk.users().delete(b).unwrap();
     assert_eq!(deleted.invites_revoked, vec![of_b.invite.prefix.clone()]);
+    assert!(!deleted.invites_revoked.contains(&expired.invite.prefix));
     assert!(rk.invites().validate(of_b.code.expose()).is_err());
     rk.invites().validate(of_nobody.code.expose()).unwrap();
     assert!(rk.check(false).unwrap().ok);

@@ -531,6 +531,24 @@ fn store_urls_schemas_and_roles_as_an_operator_meets_them() {
     .unwrap();
     let as_ro = url.replace("user=postgres", &format!("user={ro}"));
     assert_eq!(reopen(&as_ro).unwrap().users().count().unwrap(), 1);
+    // A whole-store command the owner runs afterwards (it leaves its mark in the schema)
+    // does not lock that role out.
+    reopen(&url)
+        .unwrap()
+        .store()
+        .alone_with("be checked", || Ok(()))
+        .unwrap();
+    assert_eq!(reopen(&as_ro).unwrap().users().count().unwrap(), 1);
+    let reading = Redkeep::open(
+        dir.path(),
+        Options::default()
+            .create(false)
+            .read_only(true)
+            .store(as_ro.as_str()),
+    )
+    .unwrap();
+    assert_eq!(reading.users().count().unwrap(), 1);
+    drop(reading);
     // A data dir that is not there: refused, and not made.
     let typo = dir.path().join("typo");
     let refused = Redkeep::open(

@@ -159,6 +159,34 @@ fn a_repaired_restore_leaves_no_staging_folder_and_names_its_undo() {
     assert!(temp_entries(&dir).is_empty(), "{:?}", temp_entries(&dir));
 }
 
+/// When `check --repair` cannot finish a stopped restore (here every rename fails), its
+/// problem still gives the way back: the command that undoes the restore instead.
+#[test]
+fn a_stopped_restore_repair_cannot_finish_still_names_its_undo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let backup = tmp.path().join("b.tar");
+    data_dir_with_backup(&dir, &backup);
+    stopped_restore(&dir, &backup);
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let report = {
+        let plan = FaultPlan::new(FaultKind::FileRename, 1);
+        let _armed = plan.arm_files();
+        rk.check(true).unwrap()
+    };
+    let line = report
+        .problems
+        .iter()
+        .find(|p| p.contains("finishing it failed"))
+        .unwrap_or_else(|| panic!("{:?}", report.problems));
+    assert!(
+        line.contains("to undo: `redkeep --data-dir")
+            && line.contains("restore --force")
+            && line.contains(".pre-restore-"),
+        "{line}"
+    );
+}
+
 /// While a restore that stopped part way has the restored store beside the old folders,
 /// a backup, a move, a reset and a salvage are refused with the sentence every workspace
 /// read gives, naming `check --repair`; once repaired, they run.
@@ -316,8 +344,11 @@ fn a_restore_or_move_into_a_folder_of_other_files_is_refused_and_a_filled_one_is
         std::fs::metadata(&other).unwrap().permissions().mode() & 0o777,
         0o755
     );
+    // A freshly made file system's `lost+found` is no one's files: the usual restore after
+    // a disk was lost goes on.
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
+    std::fs::create_dir(empty.join("lost+found")).unwrap();
     std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).unwrap();
     redkeep::ops::restore(&empty, &backup, false, Timestamp(1_900_000_000)).unwrap();
     assert_eq!(
@@ -375,6 +406,35 @@ fn a_backup_stages_its_store_copy_in_the_data_dir() {
         "{beside:?}"
     );
     assert_eq!(staged.len(), 1, "{staged:?}");
+
+    // A handle opened read-only writes nothing in the data dir: its copy is staged beside
+    // the archive.
+    drop(rk);
+    let rk = Redkeep::open(&dir, options().read_only(true)).unwrap();
+    let renames = {
+        let count = FaultPlan::new(FaultKind::FileRename, u64::MAX);
+        let _armed = count.arm_files();
+        redkeep::ops::backup(&rk, &out.join("second.tar")).unwrap();
+        count.calls()
+    };
+    let plan = FaultPlan::pausing(FaultKind::FileRename, renames);
+    let running = {
+        let (plan, rk, dest) = (Arc::clone(&plan), rk.clone(), out.join("c.tar"));
+        std::thread::spawn(move || {
+            let _armed = plan.arm_files();
+            redkeep::ops::backup(&rk, &dest)
+        })
+    };
+    plan.wait_paused();
+    let in_data_dir = temp_entries(&dir);
+    let beside: Vec<PathBuf> = temp_entries(&out)
+        .into_iter()
+        .filter(|p| p.join(redkeep::STORE_FILE).is_file())
+        .collect();
+    plan.resume();
+    running.join().unwrap().unwrap();
+    assert_eq!(in_data_dir, Vec::<PathBuf>::new());
+    assert_eq!(beside.len(), 1, "{beside:?}");
 }
 
 /// A backup that leaves folders out gives each its own reason.

@@ -471,9 +471,9 @@ impl Invites<'_> {
     }
 }
 
-/// Revokes, inside `tx`, the invites `user` made that could still admit someone (stored as
-/// active), one `invite_revoked` audit row each with `why` as its detail; returns their
-/// prefixes. For a user disabled or deleted: invites handed out by someone removed would
+/// Revokes, inside `tx`, the invites `user` made that could still admit someone (active and
+/// not expired), one `invite_revoked` audit row each with `why` as its detail; returns their
+/// prefixes. (Expired ones admit no one and are left as they are.) For a user disabled or deleted: invites handed out by someone removed would
 /// keep admitting people, under a creator who no longer answers for them.
 pub(crate) fn revoke_made_by(
     tx: &WriteTx<'_>,
@@ -488,7 +488,7 @@ pub(crate) fn revoke_made_by(
         KeyRange::prefix(vec![InviteStatus::Active.byte()]),
         Order::Asc,
         |i| {
-            if i.created_by == Some(user) {
+            if i.created_by == Some(user) && i.status(now) == InviteStatus::Active {
                 theirs.push(i);
             }
             Ok(true)

@@ -539,11 +539,11 @@ impl Passwords {
 
     /// Whether `phc` is weaker than what the configured parameters make, so that a login
     /// should replace it: an adopted format (bcrypt, PBKDF2, argon2i or argon2d), an argon2id
-    /// hash of an older argon2 version, or one with less memory or less work (memory times
-    /// iterations) than configured. A hash at least as strong is kept: a handle opened with
-    /// cheaper parameters (a worker on the defaults, a shell with test settings) never
-    /// rehashes a stored password down to them, and two deployments with different settings
-    /// do not rehash the same accounts back and forth.
+    /// hash of an older argon2 version, or one the configured parameters beat in memory or
+    /// in work (memory times iterations) without losing in the other. Any other hash is
+    /// kept: a handle opened with cheaper parameters (a worker on the defaults, a shell with
+    /// test settings) never rehashes a stored password down to them, and two deployments
+    /// with different settings do not rehash the same accounts back and forth.
     ///
     /// Parallelism is not compared: every lane is computed for each guess, so an attacker's
     /// memory and work per guess are `m` and `m×t` whatever the lane count; it only decides
@@ -558,10 +558,16 @@ impl Passwords {
         }
         match argon2::Params::try_from(&parsed) {
             Ok(p) => {
+                // Only a rehash that gives up nothing: the configured parameters at least
+                // the stored ones in memory and in work, and more in one of them. A hash
+                // stronger in one and weaker in the other is kept.
                 let work = |m: u32, t: u32| u64::from(m) * u64::from(t);
-                p.m_cost() < self.params.m_cost()
-                    || work(p.m_cost(), p.t_cost())
-                        < work(self.params.m_cost(), self.params.t_cost())
+                let (m, w) = (p.m_cost(), work(p.m_cost(), p.t_cost()));
+                let (cm, cw) = (
+                    self.params.m_cost(),
+                    work(self.params.m_cost(), self.params.t_cost()),
+                );
+                cm >= m && cw >= w && (cm > m || cw > w)
             }
             Err(_) => true,
         }
@@ -704,14 +710,26 @@ mod tests {
                 .to_string();
             assert!(!fast.needs_rehash(&stored), "{stored}");
         }
-        // Less work at more memory is still upgraded (m×t below the configured).
+        // Settings neither stronger nor weaker than the stored hash's (less memory, more
+        // work) keep it: two deployments sharing a store do not rewrite each other's
+        // hashes back and forth.
         let slow = Passwords::new(PasswordParams {
             memory_kib: 8,
             iterations: 4,
             parallelism: 1,
         })
         .unwrap();
-        assert!(slow.needs_rehash(&strong));
+        assert!(!slow.needs_rehash(&strong));
+        assert!(!other.needs_rehash(&slow.hash("correct horse").unwrap()));
+        // Settings at least as strong in both, and stronger in one, upgrade it.
+        let stronger = Passwords::new(PasswordParams {
+            memory_kib: 16,
+            iterations: 4,
+            parallelism: 1,
+        })
+        .unwrap();
+        assert!(stronger.needs_rehash(&strong));
+        assert!(stronger.needs_rehash(&slow.hash("correct horse").unwrap()));
         assert!(!fast.verify("x", "not a phc string"));
         // The equaliser's string parses, so it costs a real verification.
         assert!(PasswordHash::new(&fast.dummy).is_ok());

@@ -193,14 +193,19 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     // next backup to this folder takes it away. Its staging folder (a copy of the store,
     // every password hash) is made in the data dir, where `status` names it and
     // `check --repair` removes it; beside the backup only where the data dir cannot be
-    // written (a read-only mount, another user's).
+    // written (a read-only mount, another user's) or cannot hold the copy (no space), and
+    // for a handle opened read-only, which writes nothing in the data dir.
     let tidied = fsutil::remove_leftovers(parent, rk.dir());
-    let staging = fsutil::private_temp_dir_in(Some(rk.dir()), "a staging folder for the backup")
-        .or_else(|_| {
-            fsutil::private_temp_dir_in(Some(parent), "a staging folder for the backup")
-        })?;
-    let snapshot = staging.path().join(STORE_FILE);
-    rk.store().copy_to(&snapshot)?;
+    let stage = |dir: &Path| -> Result<(fsutil::TempDir, PathBuf)> {
+        let staging = fsutil::private_temp_dir_in(Some(dir), "a staging folder for the backup")?;
+        let snapshot = staging.path().join(STORE_FILE);
+        rk.store().copy_to(&snapshot)?;
+        Ok((staging, snapshot))
+    };
+    let (_staging, snapshot) = match (!rk.store().is_read_only()).then(|| stage(rk.dir())) {
+        Some(Ok(staged)) => staged,
+        _ => stage(parent)?,
+    };
     let check = check_in_place(&snapshot)?;
 
     let archive = fsutil::held_temp_sibling(dest)?;

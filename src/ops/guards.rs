@@ -41,9 +41,12 @@ pub(crate) fn refuse_foreign_folder(dir: &Path, doing: &str) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
+    // A file system's own `lost+found` (a freshly made disk, the usual place of a restore
+    // after a disk was lost) is no one's files.
     let names: Vec<String> = entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lost+found")
         .collect();
     // redkeep's own names: the store and the copies kept beside it (`redkeep.redb.…`), the
     // admin socket, the note of a move, the snapshot of a server's store, the workspaces and

@@ -2088,7 +2088,9 @@ impl Store {
     pub fn alone_with<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         if self.is_read_only() {
             let path = &self.inner.path;
-            let what = if crate::fsutil::on_read_only_fs(path) {
+            // (A PostgreSQL store's path is its URL, no file.)
+            let on_file = matches!(self.inner.engine, Engine::File(_));
+            let what = if on_file && crate::fsutil::on_read_only_fs(path) {
                 format!(
                     "{} is on a read-only file system, so it cannot {what}; remount it \
                      read-write",

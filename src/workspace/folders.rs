@@ -1418,7 +1418,7 @@ impl Workspaces {
         self.write_bytes(&folder.dir.join(WORKSPACE_FILE), &bytes)
     }
 
-    pub(super) fn trash_dir(&self) -> PathBuf {
+    pub(crate) fn trash_dir(&self) -> PathBuf {
         self.root.join("trash")
     }
 
@@ -1668,7 +1668,9 @@ impl Workspaces {
             return Err(Error::invalid(
                 "folders",
                 format!(
-                    "{} is on another file system than {}, so the folders cannot be moved into                      place; nothing was changed; keep the workspaces folder and its users/ and                      trash/ on one file system",
+                    "{} is on another file system than {}, so the folders cannot be moved into \
+                     place; nothing was changed; keep the workspaces folder and its users/ and \
+                     trash/ on one file system",
                     staged.display(),
                     users.display()
                 ),

@@ -613,10 +613,11 @@ pub fn restore_store_with_folders(
         lines.push(crate::handle::undo_command(
             data_dir, store_url, folders, store,
         ));
-        json["undo"] = crate::handle::undo_invocation(data_dir, folders, store).into();
-        if store_url.is_some() {
-            json["undo_needs_same_store"] = true.into();
-        }
+        set_undo(
+            &mut json,
+            store_url,
+            crate::handle::undo_invocation(data_dir, folders, store),
+        );
     }
     let migrate_up = r.schema_version < crate::SCHEMA_VERSION;
     if migrate_up {
@@ -673,12 +674,26 @@ pub fn reset_store(
         &r.backup,
     ));
     let mut json = serde_json::to_value(&r).unwrap_or_default();
-    // The command itself, for a script to run.
-    json["undo"] = crate::handle::undo_invocation(data_dir, r.folders.as_deref(), &r.backup).into();
-    if store_url.is_some() {
-        json["undo_needs_same_store"] = true.into();
-    }
+    set_undo(
+        &mut json,
+        store_url,
+        crate::handle::undo_invocation(data_dir, r.folders.as_deref(), &r.backup),
+    );
     Ok(Reply::text(json, lines))
+}
+
+/// Puts the undo `command` in a command's JSON: as `undo`, the command itself for a script
+/// to run, when the store is the data dir's file. A store on a server needs the same
+/// `--store`, which the command leaves out (its URL may hold a password): run as it is, it
+/// would restore into a new file in the data dir. So it is `undo_without_store` then, beside
+/// `undo_needs_same_store`, and no `undo` a script could run by mistake.
+fn set_undo(json: &mut serde_json::Value, store_url: Option<&str>, command: String) {
+    if store_url.is_some() {
+        json["undo_without_store"] = command.into();
+        json["undo_needs_same_store"] = true.into();
+    } else {
+        json["undo"] = command.into();
+    }
 }
 
 /// `redkeep move --to TARGET`.

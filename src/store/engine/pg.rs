@@ -610,7 +610,8 @@ impl PgDb {
              create table if not exists {q_schema}._objects (
                  name text primary key,
                  relname text not null unique,
-                 kind \"char\" not null)"
+                 kind \"char\" not null);
+             create table if not exists {q_schema}._taken (mark text not null)"
         );
         let mut tries = 0;
         let mut made = catalog;
@@ -640,7 +641,13 @@ impl PgDb {
                     .into(),
             });
         }
-        let generation = generation(&mut lock, &target.schema)?;
+        // A read-only handle never takes its hold again (it never writes), so it needs no
+        // mark, nor the right to read it.
+        let generation = if read_only {
+            None
+        } else {
+            generation(&mut lock, &target.schema)?
+        };
         if !read_only {
             add_readable_columns(&mut lock, &target.schema)?;
         }
