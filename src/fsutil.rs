@@ -341,21 +341,29 @@ fn restrict(path: &Path, mode: u32) -> Result<Option<u32>> {
 
 /// A new temp file (mode 0600) in the directory of `target`.
 pub fn temp_sibling(target: &Path) -> Result<NamedTempFile> {
-    let dir = match target.parent() {
+    private_temp_in(folder_of(target))
+}
+
+/// The folder `target` is in (`.` for a bare name).
+fn folder_of(target: &Path) -> &Path {
+    match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
-    private_temp_in(dir)
+    }
 }
 
 /// A new temp file (mode 0600) in `dir`.
 pub fn private_temp_in(dir: &Path) -> Result<NamedTempFile> {
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+    private_temp_named(dir, TEMP_PREFIX)
+}
+
+/// A new temp file (mode 0600) in `dir`, its name beginning with `prefix`.
+fn private_temp_named(dir: &Path, prefix: &str) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
-        .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
-    Ok(tmp)
+        .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))
 }
 
 /// Refuses a file name that starts with [`TEMP_PREFIX`] for a file meant to stay: a later
@@ -418,10 +426,6 @@ pub fn existing_folder_of<'t>(
 /// behind says whose it is.
 pub fn held_temp_sibling(target: &Path) -> Result<NamedTempFile> {
     refuse_temp_name(target)?;
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -430,11 +434,10 @@ pub fn held_temp_sibling(target: &Path) -> Result<NamedTempFile> {
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!("{TEMP_PREFIX}{}.", &name[..end]))
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
+    let tmp = private_temp_named(
+        folder_of(target),
+        &format!("{TEMP_PREFIX}{}.", &name[..end]),
+    )?;
     hold(tmp.as_file(), tmp.path());
     Ok(tmp)
 }

@@ -25,7 +25,7 @@ use super::reply::Reply;
 use super::request::Request;
 
 /// The socket's file name in the data dir.
-pub const SOCKET_FILE: &str = "redkeep.sock";
+pub const SOCKET_FILE: &str = crate::ops::files::SOCKET_NAME;
 
 /// The protocol version; a peer speaking another is refused.
 pub(crate) const PROTOCOL_VERSION: u32 = 2;

@@ -61,9 +61,7 @@ pub(crate) fn refuse_foreign_folder(dir: &Path, doing: &str) -> Result<()> {
         own_file(crate::STORE_FILE)
             || own_file(crate::handle::POSTGRES_COPIES)
             || n == crate::handle::MOVED_NOTE
-            // (The admin socket's name, `admin::SOCKET_FILE`, which a build without the
-            // admin feature does not have.)
-            || n == "redkeep.sock"
+            || n == super::files::SOCKET_NAME
             || n == crate::WORKSPACES_DIR
             || n.starts_with(crate::fsutil::TEMP_PREFIX)
     };
