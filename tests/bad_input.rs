@@ -952,6 +952,24 @@ fn an_import_with_a_bad_record_imports_nothing() {
     assert!(err.to_string().contains("email"), "{err}");
     assert_eq!(snapshot(&rk), before);
     assert!(!rk.workspaces().exists(f.ann));
+    // A field this build's records do not have (a newer build's, or a misspelt name) would
+    // be lost on the way in: refused, naming it.
+    assert!(export.contains("\"external_id\":null"), "{export}");
+    for field in ["pronouns", "usrname"] {
+        let newer = export.replacen(
+            "\"external_id\":null",
+            &format!("\"external_id\":null,\"{field}\":\"x\""),
+            1,
+        );
+        let err = redkeep::ops::import(&rk, &mut std::io::Cursor::new(newer.as_bytes()), &|_| {})
+            .unwrap_err();
+        assert_eq!(kind(&err), "InvalidInput", "{err}");
+        assert!(
+            err.to_string().contains(&format!("no field \"{field}\"")),
+            "{err}"
+        );
+        assert_eq!(snapshot(&rk), before);
+    }
     // A sequence below zero or past what any engine numbers.
     let header = export.lines().next().unwrap();
     for value in ["-5", "18446744073709551615", "\"7\""] {

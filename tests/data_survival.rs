@@ -209,6 +209,225 @@ fn records_gain_a_field_and_rename_one_without_migration_or_rewrite() {
     assert_eq!(after["r:notes"], before["r:notes"]);
 }
 
+mod v3 {
+    use super::*;
+
+    /// Dropped `pinned` for good, and says so.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Note {
+        pub id: u64,
+        pub text: String,
+    }
+    impl Record for Note {
+        const TABLE: &'static str = "notes";
+        type Key = u64;
+        const DROPPED_FIELDS: &'static [&'static str] = &["pinned"];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    /// Version 2's note with `pinned` left out of the value while it is `None`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct SparseNote {
+        pub id: u64,
+        pub text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pinned: Option<bool>,
+    }
+    impl Record for SparseNote {
+        const TABLE: &'static str = "notes";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    /// A secret, and a later release's copy of it with a second hash derived from it.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Secret {
+        pub id: u64,
+        pub hash: String,
+    }
+    impl Record for Secret {
+        const TABLE: &'static str = "secrets";
+        type Key = u64;
+        const SECRET_FIELDS: &'static [&'static str] = &["hash"];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct SecretV2 {
+        pub id: u64,
+        pub hash: String,
+        pub hash2: Option<String>,
+    }
+    impl Record for SecretV2 {
+        const TABLE: &'static str = "secrets";
+        type Key = u64;
+        const SECRET_FIELDS: &'static [&'static str] = &["hash", "hash2"];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    /// A later release's note, with a field none of the others know.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ColorNote {
+        pub id: u64,
+        pub text: String,
+        pub pinned: Option<bool>,
+        pub color: Option<String>,
+    }
+    impl Record for ColorNote {
+        const TABLE: &'static str = "notes";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+}
+
+/// A rollback: the previous release (v1, without `pinned`) changes notes the next one (v2)
+/// wrote, by each way of rewriting a record. The next release, back again, finds `pinned`
+/// as it left it, also after the store is opened again (the kept field's shape is in the
+/// file's registry), and a check finds nothing wrong.
+#[test]
+fn an_older_build_that_rewrites_a_record_keeps_the_fields_a_newer_one_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.redb");
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    store
+        .write(|tx| {
+            for id in 1..=4 {
+                tx.table::<v2::Note>().insert(&v2::Note {
+                    id,
+                    text: format!("note {id}"),
+                    pinned: Some(id % 2 == 1),
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    store
+        .write(|tx| {
+            let t = tx.table::<v1::Note>();
+            t.modify(&1, |n| {
+                n.text = "modified".into();
+                Ok(())
+            })?;
+            t.update(&v1::Note {
+                id: 2,
+                text: "updated".into(),
+            })?;
+            t.put(&v1::Note {
+                id: 3,
+                text: "put".into(),
+            })?;
+            // Twice: what the first rewrite kept is kept again.
+            t.modify(&3, |n| {
+                n.text.push('!');
+                Ok(())
+            })
+        })
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let notes = store
+        .read(|tx| {
+            tx.table::<v2::Note>()
+                .range(KeyRange::all(), Order::Asc, 10)
+        })
+        .unwrap();
+    let got: Vec<(&str, Option<bool>)> =
+        notes.iter().map(|n| (n.text.as_str(), n.pinned)).collect();
+    assert_eq!(
+        got,
+        [
+            ("modified", Some(true)),
+            ("updated", Some(false)),
+            ("put!", Some(true)),
+            ("note 4", Some(false)),
+        ]
+    );
+    let mut report = redkeep::store::CheckReport::new();
+    store
+        .read(|tx| check_table::<v2::Note>().check(tx, &mut report))
+        .unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+}
+
+/// What a type declares is written as the type has it: a field it leaves out of the value
+/// while `None` is cleared by a rewrite (not brought back from the stored record, while a
+/// field it does not know is), and a field it lists in `DROPPED_FIELDS` goes with the next
+/// rewrite.
+#[test]
+fn a_rewrite_clears_declared_fields_and_drops_the_fields_a_type_gave_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.redb");
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    store
+        .write(|tx| {
+            for id in 1..=2 {
+                tx.table::<v3::ColorNote>().insert(&v3::ColorNote {
+                    id,
+                    text: format!("note {id}"),
+                    pinned: Some(true),
+                    color: Some("red".into()),
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    store
+        .write(|tx| {
+            tx.table::<v3::SparseNote>().modify(&1, |n| {
+                n.pinned = None;
+                Ok(())
+            })?;
+            tx.table::<v3::Note>().modify(&2, |n| {
+                n.text = "without pinned".into();
+                Ok(())
+            })
+        })
+        .unwrap();
+    let notes = store
+        .read(|tx| {
+            tx.table::<v3::ColorNote>()
+                .range(KeyRange::all(), Order::Asc, 10)
+        })
+        .unwrap();
+    assert_eq!(
+        notes[0].pinned, None,
+        "cleared by the type that declares it"
+    );
+    assert_eq!(notes[1].pinned, None, "dropped by the type that gave it up");
+    assert_eq!(notes[1].text, "without pinned");
+    let colors: Vec<Option<&str>> = notes.iter().map(|n| n.color.as_deref()).collect();
+    assert_eq!(colors, [Some("red"); 2], "kept by both");
+    // A record with secrets keeps nothing it does not declare: the newer build's second hash
+    // of the old secret goes when the older build changes the secret.
+    store
+        .write(|tx| {
+            tx.table::<v3::SecretV2>().insert(&v3::SecretV2 {
+                id: 1,
+                hash: "old".into(),
+                hash2: Some("derived from old".into()),
+            })?;
+            tx.table::<v3::Secret>().modify(&1, |s| {
+                s.hash = "new".into();
+                Ok(())
+            })
+        })
+        .unwrap();
+    let secret = store
+        .read(|tx| tx.table::<v3::SecretV2>().get(&1))
+        .unwrap()
+        .unwrap();
+    assert_eq!((secret.hash.as_str(), secret.hash2), ("new", None));
+}
+
 /// A type that gained a field without a default reads its old records as an error that says
 /// how to fix the type, not as damage: the store goes on taking writes.
 #[test]
@@ -1113,6 +1332,42 @@ fn a_restored_copy_from_before_identities_finds_its_folders_again() {
     let rk = open_with_clock(tmp.path(), FIXTURE_TIME + 120, true);
     assert_eq!(rk.workspaces().read(2).unwrap().other["theme"], "dark");
     assert!(rk.check(false).unwrap().ok);
+}
+
+/// A round trip down to the first schema and up again keeps when each password was set
+/// (format 1 has no place for it), where it used to become the time the user last changed.
+#[test]
+fn a_round_trip_down_and_up_keeps_when_each_password_was_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(redkeep::ManualClock::new(Timestamp(FIXTURE_TIME)));
+    let options = Options {
+        auto_migrate: false,
+        ..Options::default()
+    }
+    .password(PasswordParams::INSECURE_FAST)
+    .clock(clock.clone());
+    let rk = Redkeep::open(tmp.path(), options).unwrap();
+    let id = rk
+        .users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            password: Some("correct horse battery".into()),
+            ..NewUser::default()
+        })
+        .unwrap()
+        .user
+        .id;
+    clock.set(Timestamp(FIXTURE_TIME + 500));
+    rk.users().rename(id, Some("Ann".into()), None).unwrap();
+    rk.migrate_down(Some(1)).unwrap();
+    rk.migrate().unwrap();
+    assert_eq!(
+        rk.users().password_info(id).unwrap().changed_at,
+        Timestamp(FIXTURE_TIME)
+    );
+    rk.users()
+        .authenticate("ann@example.com", "correct horse battery")
+        .unwrap();
 }
 
 /// A store this build made (never migrated) goes down to the first schema and up again:

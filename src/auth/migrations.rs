@@ -343,6 +343,17 @@ struct SavedUid {
     /// The user's external id (format 1 has no place for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     external_id: Option<String>,
+    /// When the password was last set (format 1 keeps no such time), with a digest of the
+    /// password hash of that time: the time comes back only for the same password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_set: Option<(i64, String)>,
+}
+
+/// A digest of a password hash, to tell at the next upgrade whether the password is still
+/// the one of a saved time (the hash itself stays out of `meta`).
+fn hash_digest(password_hash: &str) -> String {
+    use sha2::{Digest, Sha256};
+    crate::bytes::hex(&Sha256::digest(password_hash.as_bytes()))
 }
 
 /// An org's external id from before `migrate down` from v3 (format 1 has no place for it),
@@ -385,7 +396,13 @@ fn identities_up(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
             .get(&old.id)
             .filter(|s| s.email == old.email && s.created_at == old.created_at);
         let uid = same.and_then(|s| Uid::parse(&s.uid));
-        let credential = old.credential(new_stamp()?);
+        let mut credential = old.credential(new_stamp()?);
+        // The time the password was set, when it is still the password of that time.
+        if let Some((at, digest)) = same.and_then(|s| s.password_set.as_ref())
+            && *digest == hash_digest(&credential.password_hash)
+        {
+            credential.changed_at = Timestamp(*at);
+        }
         let mut user = old.into_user();
         user.external_id = same.and_then(|s| s.external_id.clone());
         user.uid = match uid {
@@ -480,6 +497,9 @@ fn identities_down(tx: &WriteTx<'_>, _now: Timestamp) -> Result<()> {
                 email: u.email.clone(),
                 created_at: u.created_at.0,
                 external_id: u.external_id.clone(),
+                password_set: credentials
+                    .get(&u.id)
+                    .map(|c| (c.changed_at.0, hash_digest(&c.password_hash))),
             },
         );
         legacy::put(tx, &UserV1::from_parts(&u, credentials.get(&u.id)))?;

@@ -10,6 +10,7 @@ use zeroize::Zeroize;
 
 use super::engine::{Entries, KeyRange, Order, Visit};
 use super::engine::{RawRead, get_owned};
+use super::format;
 use super::key::Key;
 use super::table::{
     Record, decode_record, entry_target, entry_value, index_entry, index_table, key_in_report,
@@ -686,6 +687,23 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
     fn import(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<()> {
         let bad =
             |why: String| Error::invalid("record", format!("not a {} record: {why}", R::TABLE));
+        // A field the type does not know would be dropped without a word (a newer build's
+        // export, a misspelt name in an edited one); one it gave up is dropped as a rewrite
+        // drops it.
+        if let (serde_json::Value::Object(fields), Some(known)) =
+            (value, format::declared_fields::<R>())
+            && let Some(name) = fields
+                .keys()
+                .find(|k| !known.contains(&k.as_str()) && !R::DROPPED_FIELDS.contains(&k.as_str()))
+        {
+            let shown: String = name.chars().take(60).collect();
+            return Err(bad(format!(
+                "this build's {} records have no field {shown:?} (an export made by a newer \
+                 build, or a misspelt name); import it with a build that knows the field, \
+                 or take the field out",
+                R::TABLE
+            )));
+        }
         let mut record: R =
             serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
         let bytes = unhex(key).ok_or_else(|| bad(format!("key {key:?} is not hex")))?;

@@ -180,6 +180,62 @@ impl<'a> Stored<'a> {
     }
 }
 
+impl<'a> Stored<'a> {
+    /// The shape id of the struct the value holds (format 2); `None` otherwise.
+    pub(crate) fn struct_shape(&self) -> Option<u64> {
+        if self.legacy {
+            return None;
+        }
+        format::struct_shape(self.body)
+    }
+
+    /// The value's struct fields whose names `keep` accepts, with their bytes as stored
+    /// (format 2; none for a format-1 value or one that holds no struct).
+    ///
+    /// # Errors
+    /// A message when the bytes are malformed.
+    pub(crate) fn struct_fields(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<format::StoredField<'a>>, String> {
+        if self.legacy {
+            return Ok(Vec::new());
+        }
+        format::struct_fields(self.body, self.resolve, keep).map_err(|e| e.to_string())
+    }
+}
+
+/// `value`, as [`encode`] wrote it, with the struct fields of `extra` it lacks added to its
+/// struct. Returns the new value and the id and names of its shape, for the registry.
+///
+/// # Errors
+/// A message when `value` holds no struct of a known shape, or the result is larger than
+/// [`MAX_RECORD_BYTES`].
+pub(crate) fn with_fields(
+    value: &[u8],
+    extra: &[format::StoredField<'_>],
+    resolve: Resolve<'_>,
+) -> Result<(Vec<u8>, u64, format::Shape), String> {
+    let body = match value.split_first() {
+        Some((&FORMAT_CURRENT, rest)) => read_version(rest)?.1,
+        _ => return Err("not a format-2 value".into()),
+    };
+    let head = &value[..value.len() - body.len()];
+    let (struct_bytes, id, names) =
+        format::with_fields(body, extra, resolve).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(head.len() + struct_bytes.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(&struct_bytes);
+    if out.len() > MAX_RECORD_BYTES {
+        return Err(format!(
+            "record of {} bytes with the fields kept from the stored one exceeds the \
+             {MAX_RECORD_BYTES}-byte limit",
+            out.len()
+        ));
+    }
+    Ok((out, id, names))
+}
+
 fn read_version(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
     let mut v: u64 = 0;
     for (i, &b) in bytes.iter().enumerate().take(5) {

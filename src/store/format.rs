@@ -209,7 +209,11 @@ pub type Resolve<'r> = &'r dyn Fn(u64) -> Res<Shape>;
 /// Whether shape `id` names exactly `fields`, in order (a Rust struct's field list), so its
 /// values can be handed over by position. The answer is kept per thread for each pair:
 /// shapes are content-addressed and a struct's field list is a `'static` constant.
-fn positional(id: u64, fields: &'static [&'static str], resolve: Resolve<'_>) -> Res<bool> {
+pub(crate) fn positional(
+    id: u64,
+    fields: &'static [&'static str],
+    resolve: Resolve<'_>,
+) -> Res<bool> {
     type Known = Vec<(u64, usize, bool)>;
     thread_local! {
         static KNOWN: std::cell::RefCell<Known> = const { std::cell::RefCell::new(Vec::new()) };
@@ -884,6 +888,132 @@ pub fn validate(bytes: &[u8], resolve: Resolve<'_>) -> Res<()> {
         return err(format!("{} trailing bytes", d.r.input.len()));
     }
     Ok(())
+}
+
+/// The field names a struct type declares to serde for reading (renamed names and aliases
+/// included); `None` for a type that is not read as a struct (a map, an enum, a newtype, or
+/// a struct with a flattened field, which serde reads as a map).
+pub(crate) fn declared_fields<T: de::DeserializeOwned>() -> Option<&'static [&'static str]> {
+    /// A deserializer that notes the field list `T` asks for and reads nothing.
+    struct Probe(Option<&'static [&'static str]>);
+
+    impl<'de> de::Deserializer<'de> for &mut Probe {
+        type Error = FormatError;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Res<V::Value> {
+            Err(FormatError(String::new()))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Res<V::Value> {
+            self.0 = Some(fields);
+            Err(FormatError(String::new()))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut probe = Probe(None);
+    let _ = T::deserialize(&mut probe);
+    probe.0
+}
+
+/// The shape id of the struct a value holds; `None` when it holds no struct.
+pub(crate) fn struct_shape(value: &[u8]) -> Option<u64> {
+    match value {
+        [T_STRUCT, id @ ..] => Some(u64::from_le_bytes(id.get(..8)?.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// A field of a stored struct: its name and its value's bytes, as stored.
+pub(crate) type StoredField<'a> = (Box<str>, &'a [u8]);
+
+/// The fields of the struct `value` holds whose names `keep` accepts, each with its value's
+/// bytes as stored; none when the value holds no struct.
+///
+/// # Errors
+/// When the bytes are malformed.
+pub(crate) fn struct_fields<'a>(
+    value: &'a [u8],
+    resolve: Resolve<'_>,
+    keep: impl Fn(&str) -> bool,
+) -> Res<Vec<StoredField<'a>>> {
+    let mut d = Decoder {
+        r: Reader::new(value),
+        resolve,
+        depth: 0,
+    };
+    if d.r.peek()? != T_STRUCT {
+        return Ok(Vec::new());
+    }
+    d.r.byte()?;
+    let (shape, _) = d.struct_header()?;
+    let mut out = Vec::new();
+    for name in shape.iter() {
+        let rest = d.r.input;
+        d.skip()?;
+        if keep(name) {
+            out.push((name.clone(), &rest[..rest.len() - d.r.input.len()]));
+        }
+    }
+    Ok(out)
+}
+
+/// `value`, a struct written by [`to_vec`], with the fields of `extra` whose names it does not
+/// hold added after its own. Returns the new value, and the id and names of its shape for
+/// the store's registry.
+///
+/// # Errors
+/// When `value` is not such a struct, or its shape is unknown.
+pub(crate) fn with_fields(
+    value: &[u8],
+    extra: &[StoredField<'_>],
+    resolve: Resolve<'_>,
+) -> Res<(Vec<u8>, u64, Shape)> {
+    let mut r = Reader::new(value);
+    if r.byte()? != T_STRUCT {
+        return err("the value is not a struct");
+    }
+    let id = u64::from_le_bytes(r.array::<8>()?);
+    let n = r.count(1)?;
+    let own = lookup(id, resolve)?;
+    if own.len() != n {
+        return err(format!(
+            "struct of shape {id:016x} holds {n} values for {} names",
+            own.len()
+        ));
+    }
+    let added: Vec<&StoredField<'_>> = extra
+        .iter()
+        .filter(|(name, _)| !own.contains(name))
+        .collect();
+    let names: Shape = own
+        .iter()
+        .cloned()
+        .chain(added.iter().map(|(name, _)| name.clone()))
+        .collect();
+    let new_id = shape_id(&names);
+    let mut out =
+        Vec::with_capacity(value.len() + 4 + added.iter().map(|(_, v)| v.len()).sum::<usize>());
+    out.push(T_STRUCT);
+    out.extend_from_slice(&new_id.to_le_bytes());
+    put_varint(&mut out, names.len() as u64);
+    // The struct's own values, then the added ones, in the order of the names.
+    out.extend_from_slice(r.input);
+    for (_, v) in &added {
+        out.extend_from_slice(v);
+    }
+    remember_shape(new_id, names.clone());
+    Ok((out, new_id, names))
 }
 
 /// Converts one value to JSON without knowing its type: structs become objects with their

@@ -27,7 +27,11 @@ use crate::error::{Error, Result};
 ///
 /// Records evolve without migrations: fields are stored by name, so a new field that is an
 /// `Option` or has `#[serde(default)]` reads as `None` / its default from older records, and
-/// a removed field is ignored. A change that cannot be read that way (a field renamed or
+/// a removed field is ignored. A field the type does not declare is kept when the record is
+/// rewritten (an update, a `modify`, a `put`): an older build of the application (a rollback,
+/// or an old worker still running) that updates a record a newer build wrote keeps the
+/// newer build's fields, which the newer build finds again. A field the type dropped for
+/// good is listed in [`Record::DROPPED_FIELDS`], so rewrites leave it out. A change that cannot be read that way (a field renamed or
 /// retyped) raises [`Record::VERSION`] and reads older versions in [`Record::upgrade`],
 /// through a frozen copy of the old shape:
 ///
@@ -72,6 +76,14 @@ pub trait Record: Serialize + DeserializeOwned + 'static {
     const VERSION: u32 = 1;
     /// Fields that hold secret material (hashes): shown as `<redacted>` by `redkeep inspect`.
     const SECRET_FIELDS: &'static [&'static str] = &[];
+    /// Fields this type no longer has and that a rewrite of a stored record leaves out. Any
+    /// other stored field the type does not declare is kept when a record of the same
+    /// [`Record::VERSION`] is rewritten (a newer build's field, read by an older one); list a
+    /// removed field here (or raise `VERSION`) when its values must go, and always when a
+    /// later version may give the name a value of another type. A type with
+    /// [`Record::SECRET_FIELDS`] keeps no field it does not declare: what another build
+    /// derived from a secret must not outlive a change of the secret.
+    const DROPPED_FIELDS: &'static [&'static str] = &[];
     /// Whether the primary key is secret material (a token's hash): `redkeep inspect` then
     /// shows keys as `<redacted>`. By default, whether the key type is ([`Key::SECRET`]).
     const SECRET_KEY: bool = <Self::Key as Key>::SECRET;
@@ -272,6 +284,9 @@ pub(crate) fn encode<R: Record>(tx: &WriteTx<'_>, record: &R) -> Result<Vec<u8>>
     }
     Ok(bytes)
 }
+
+/// Fields of a stored record its type does not declare: each name with its value's bytes.
+type Kept = Vec<(Box<str>, Vec<u8>)>;
 
 pub(crate) fn record_table(table: &str) -> String {
     format!("r:{table}")
@@ -803,6 +818,46 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         Ok(out)
     }
 
+    /// The record with this primary key, with the fields of its stored value that `R` does
+    /// not declare, for a rewrite to keep (see [`Record::DROPPED_FIELDS`]).
+    fn get_keeping(&self, pk: &[u8]) -> Result<Option<(R, Kept)>> {
+        let mut out = None;
+        self.raw().get(self.records, pk, &mut |v| {
+            out = Some((self.decode(pk, v)?, self.undeclared_fields(pk, v)?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The fields of the stored value `v` that `R` does not declare (nor drop), with their
+    /// bytes as stored.
+    fn undeclared_fields(&self, pk: &[u8], v: &[u8]) -> Result<Kept> {
+        let raw = self.raw();
+        let resolve = |id| resolve_shape(raw, id);
+        let stored = Stored::parse(v, &resolve).map_err(|r| corrupt::<R>(pk, r))?;
+        // A record of another version is read through `Record::upgrade`, which decides what
+        // of it is kept; a type serde does not read as a struct has no field list to go by.
+        // A record with secret fields is written whole by one build: a field another build
+        // derived from the secret (a second hash) must not outlive a change of it.
+        if stored.version() != R::VERSION || stored.is_legacy() || !R::SECRET_FIELDS.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(fields) = format::declared_fields::<R>() else {
+            return Ok(Vec::new());
+        };
+        // Stored with exactly the type's fields (the common case): nothing else to keep.
+        if let Some(id) = stored.struct_shape()
+            && format::positional(id, fields, &resolve)
+                .map_err(|r| corrupt::<R>(pk, r.to_string()))?
+        {
+            return Ok(Vec::new());
+        }
+        let kept = stored
+            .struct_fields(|name| !fields.contains(&name) && !R::DROPPED_FIELDS.contains(&name))
+            .map_err(|r| corrupt::<R>(pk, r))?;
+        Ok(kept.into_iter().map(|(n, b)| (n, b.to_vec())).collect())
+    }
+
     /// The record with this primary key.
     ///
     /// # Errors
@@ -1108,7 +1163,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     /// `Conflict`; `InvalidInput` when the record cannot be encoded (too large).
     pub fn insert(&self, record: &R) -> Result<()> {
         // No replaced record: the key is claimed first, a clash when it is taken.
-        self.write(&record.key().to_bytes(), None, record)
+        self.write(&record.key().to_bytes(), None, record, &[])
     }
 
     /// Replaces the stored record with the same primary key, moving its index entries.
@@ -1119,8 +1174,8 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         // Before the read: another type's record would not decode as `R`.
         self.refuse_foreign()?;
         let pk = record.key().to_bytes();
-        let old = self.get_raw(&pk)?.ok_or_else(|| missing::<R>(&pk))?;
-        self.write(&pk, Some(&entries(&old, &pk)), record)
+        let (old, kept) = self.get_keeping(&pk)?.ok_or_else(|| missing::<R>(&pk))?;
+        self.write(&pk, Some(&entries(&old, &pk)), record, &kept)
     }
 
     /// Inserts the record, or replaces the one with the same primary key.
@@ -1130,11 +1185,11 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     pub fn put(&self, record: &R) -> Result<()> {
         self.refuse_foreign()?;
         let pk = record.key().to_bytes();
-        let old = match self.get_raw(&pk)? {
-            Some(old) => entries(&old, &pk),
-            None => vec![None; R::INDEXES.len()],
+        let (old, kept) = match self.get_keeping(&pk)? {
+            Some((old, kept)) => (entries(&old, &pk), kept),
+            None => (vec![None; R::INDEXES.len()], Vec::new()),
         };
-        self.write(&pk, Some(&old), record)
+        self.write(&pk, Some(&old), record, &kept)
     }
 
     /// Reads the record, lets `f` change it, and writes it back: one read-modify-write.
@@ -1144,7 +1199,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     pub fn modify<T>(&self, key: &R::Key, f: impl FnOnce(&mut R) -> Result<T>) -> Result<T> {
         self.refuse_foreign()?;
         let pk = key.to_bytes();
-        let mut record = self.get_raw(&pk)?.ok_or_else(|| missing::<R>(&pk))?;
+        let (mut record, kept) = self.get_keeping(&pk)?.ok_or_else(|| missing::<R>(&pk))?;
         let old = entries(&record, &pk);
         let out = f(&mut record)?;
         if record.key().to_bytes() != pk {
@@ -1153,7 +1208,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
                 "a modification must keep the primary key",
             ));
         }
-        self.write(&pk, Some(&old), &record)?;
+        self.write(&pk, Some(&old), &record, &kept)?;
         Ok(out)
     }
 
@@ -1276,11 +1331,20 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
     // takes back every step before it, so a refused write leaves nothing behind. `old` holds
     // the replaced record's entry of each index, in `R::INDEXES` order; those past its end
     // are none.
-    fn write(&self, pk: &[u8], old: Option<&[Option<Vec<u8>>]>, new: &R) -> Result<()> {
+    fn write(
+        &self,
+        pk: &[u8],
+        old: Option<&[Option<Vec<u8>>]>,
+        new: &R,
+        kept: &[(Box<str>, Vec<u8>)],
+    ) -> Result<()> {
         check_names::<R>()?;
         let new_entries = entries(new, pk);
         check_key_sizes::<R>(pk, &new_entries)?;
-        let value = encode(self.tx, new)?;
+        let mut value = encode(self.tx, new)?;
+        if !kept.is_empty() {
+            value = self.with_kept(&value, kept)?;
+        }
         let raw = self.tx.raw_records();
         // What this write changed so far, to take it back when a later step fails (a
         // unique clash, or a table the caller is scanning): the index entries it claimed or
@@ -1293,6 +1357,25 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         #[cfg(test)]
         RECORD_WRITES.with_borrow_mut(|w| *w.entry(R::TABLE).or_default() += 1);
         Ok(())
+    }
+
+    /// `value`, the encoding of a record, with the `kept` fields of the record it replaces
+    /// added to it (and its shape registered).
+    fn with_kept(&self, value: &[u8], kept: &[(Box<str>, Vec<u8>)]) -> Result<Vec<u8>> {
+        let raw = self.raw();
+        let resolve = |id| resolve_shape(raw, id);
+        let extra: Vec<format::StoredField<'_>> = kept
+            .iter()
+            .map(|(name, bytes)| (name.clone(), bytes.as_slice()))
+            .collect();
+        let (bytes, id, names) = codec::with_fields(value, &extra, &resolve).map_err(|reason| {
+            Error::invalid(
+                "record",
+                format!("cannot store a {} record: {reason}", R::TABLE),
+            )
+        })?;
+        self.tx.register_shape(id, &names)?;
+        Ok(bytes)
     }
 
     /// The steps of [`Table::write`], noting in `added` and `removed` what each changed.

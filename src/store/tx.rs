@@ -477,7 +477,7 @@ impl WriteTx<'_> {
     }
 
     /// Makes sure the shape `id` (of `names`) is in the registry of this file.
-    pub(crate) fn register_shape(&self, id: u64, names: &[&'static str]) -> Result<()> {
+    pub(crate) fn register_shape<S: AsRef<str>>(&self, id: u64, names: &[S]) -> Result<()> {
         if self
             .registry
             .shapes
@@ -497,7 +497,9 @@ impl WriteTx<'_> {
                     key: format!("shape {id:016x}"),
                     reason: e.to_string(),
                 })?;
-                if known.len() != names.len() || known.iter().zip(names).any(|(a, b)| &**a != *b) {
+                if known.len() != names.len()
+                    || known.iter().zip(names).any(|(a, b)| **a != *b.as_ref())
+                {
                     return Err(Error::Invariant {
                         what: format!("two field lists share the shape id {id:016x}"),
                     });
