@@ -176,7 +176,8 @@ pub struct Options {
     /// it), to check or back it up, or to finish the import by running it again (default
     /// false). Otherwise such a store is refused with `Denied` saying what to run: its
     /// users' folders may be missing, and what is written into it would be lost when the
-    /// operation is finished or redone.
+    /// operation is finished or redone. Opened so, such a store is not settled (no system
+    /// role is written into it, as an open otherwise does).
     pub open_unfinished: bool,
     /// Apply pending schema migrations on open (default false: opening an older store is
     /// `Error::MigrationNeeded`, and `redkeep migrate up` upgrades it).
@@ -575,6 +576,22 @@ fn open_mark(store: &Store, key: &str) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// Whether an import, an adoption or a move into `store` stopped part way there (see
+/// [`refuse_unfinished`]): it is not a whole store, and opening it (to be checked, looked
+/// at, or filled again) writes nothing there. The same command run again replaces it all.
+fn not_whole(store: &Store) -> Result<bool> {
+    for key in [
+        crate::store::IMPORT_UNFINISHED,
+        crate::store::ADOPT_UNFINISHED,
+        crate::store::MOVE_UNFINISHED,
+    ] {
+        if open_mark(store, key)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Refuses a store that an import, an adoption or a move into it stopped part way left (see
 /// [`Options::open_unfinished`]), saying how to finish or redo it. (A damaged store whose
 /// marks do not read is let through: it refuses writes, and `check` names the damage.)
@@ -893,17 +910,27 @@ impl Redkeep {
     /// without them, so the CLI opens such a store for writing instead.
     #[cfg(feature = "cli")]
     pub(crate) fn needs_settling(&self) -> Result<bool> {
-        if self.store().schema_version()? != Some(SCHEMA_VERSION) {
+        if self.store().schema_version()? != Some(SCHEMA_VERSION) || not_whole(self.store())? {
             return Ok(false);
         }
         Ok(roles::system_roles_missing(&self.inner.accounts)?
             || self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))?.is_some())
     }
 
+    /// Whether an import, an adoption or a move into the store stopped part way there: it
+    /// is not a whole store (opened only with [`Options::open_unfinished`]), and opening it
+    /// wrote nothing there.
+    #[cfg(feature = "cli")]
+    pub(crate) fn is_not_whole(&self) -> Result<bool> {
+        not_whole(self.store())
+    }
+
     /// What an up-to-date store needs after opening or migrating: the system roles, and the
-    /// owner markers of folders that existed before identities did.
+    /// owner markers of folders that existed before identities did. Nothing, in a store
+    /// that is not whole (see [`not_whole`]): opened to be checked or looked at, it is
+    /// left as the stopped command left it.
     fn settle(&self) -> Result<()> {
-        if self.store().schema_version()? != Some(SCHEMA_VERSION) {
+        if self.store().schema_version()? != Some(SCHEMA_VERSION) || not_whole(self.store())? {
             return Ok(());
         }
         let settled = roles::ensure_system_roles(&self.inner.accounts).and_then(|()| {
@@ -1268,7 +1295,8 @@ impl Redkeep {
     /// # Errors
     /// `InvalidInput` when `R::TABLE` names one of redkeep's own tables (`users`, `sessions`
     /// and the others of [`Redkeep::tables`]): records of `R` could not be written there;
-    /// when `R::TABLE` or an index name is empty or holds `:`, or two indexes share a name
+    /// when `R::TABLE` or an index name is empty or holds `:` or a control character (NUL,
+    /// a line break), or two indexes share a name
     /// (their entries would share storage; writes are refused the same way). `Denied`
     /// when two stored records share a key of a new unique index: the type stays
     /// registered, its writes are refused the same way until one of the two (the error
@@ -1677,10 +1705,14 @@ impl Redkeep {
     /// rebuilt from the records whose key is intact, foreign folders go to the trash, piece
     /// counts are fixed, loose modes of the folders, the trash, the data dir and the store
     /// file become 0700 / 0600 and leftovers of interrupted operations an hour old are
-    /// removed; the changes are listed in `repaired`.
+    /// removed; the changes are listed in `repaired`. On PostgreSQL a repair needs the
+    /// store to itself, as `restore` and `move` do: stop the applications that have it
+    /// open first.
     ///
     /// # Errors
-    /// `Storage` when the store cannot be read at all (problems in the data are reported).
+    /// `Storage` when the store cannot be read at all (problems in the data are reported);
+    /// with `repair` on PostgreSQL, `InUse` while another process has the store open
+    /// (nothing was repaired).
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
         let mut report = CheckReport::new();
         // Damage of the file itself (pages, not records) is never "repaired" in place.
@@ -1719,17 +1751,29 @@ impl Redkeep {
             );
         } else if repair {
             let now = self.now();
-            let changes = self.store().write_anyway(self.options().durability, |tx| {
-                let mut changes = crate::store::move_old_quarantine(tx)?;
-                changes.extend(tx.mend_shapes()?);
-                for t in &tables {
-                    changes.extend(t.rebuild_indexes(tx)?);
-                }
-                // Records set aside (or lost before) leave references pointing nowhere:
-                // those records are set aside too, and what every user needs is made again.
-                changes.extend(references::settle(tx, now, false)?);
-                Ok(changes)
-            })?;
+            let rebuild = || {
+                self.store().write_anyway(self.options().durability, |tx| {
+                    let mut changes = crate::store::move_old_quarantine(tx)?;
+                    changes.extend(tx.mend_shapes()?);
+                    for t in &tables {
+                        changes.extend(t.rebuild_indexes(tx)?);
+                    }
+                    // Records set aside (or lost before) leave references pointing nowhere:
+                    // those records are set aside too, and what every user needs is made
+                    // again.
+                    changes.extend(references::settle(tx, now, false)?);
+                    Ok(changes)
+                })
+            };
+            // One transaction reads every table and rewrites every index: on PostgreSQL,
+            // any other process's write to a table it read would make it start over, each
+            // time reading the whole store again (redb's single writer keeps them out
+            // already). So it runs with the store alone, refused while others have it open.
+            let changes = if self.store().engine() == "postgres" {
+                self.store().alone_with("be repaired", rebuild)?
+            } else {
+                rebuild()?
+            };
             if !changes.is_empty() {
                 tracing::warn!(changes = changes.len(), "indexes repaired");
             }

@@ -1768,3 +1768,281 @@ fn keys_up_to_the_limit_work_on_both_engines_and_longer_ones_are_refused_alike()
         assert_eq!(count, 3);
     }
 }
+
+/// The CLI on data dir `dir`, on the store `url` when given, with output and exit code.
+fn redkeep_in(
+    dir: &std::path::Path,
+    url: Option<&str>,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    let mut cmd = assert_cmd::Command::cargo_bin("redkeep").unwrap();
+    cmd.env_remove("REDKEEP_STORE_URL")
+        .env_remove("REDKEEP_MOVE_TO")
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .arg("--data-dir")
+        .arg(dir);
+    if let Some(url) = url {
+        cmd.arg("--store").arg(url);
+    }
+    let out = cmd.args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The CLI on a server store, with output and exit code.
+fn redkeep_on(dir: &std::path::Path, url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    redkeep_in(dir, Some(url), args)
+}
+
+/// A server store a move into stopped part way in (before it held any record): `status`
+/// names the stopped move, as it does for a data dir's file, and neither `status` nor
+/// `check` writes into it (they wrote the system roles there, making it pass for a store).
+#[test]
+fn status_of_a_half_filled_server_store_names_the_stopped_move_and_writes_nothing() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let current = redkeep::store::StoreOptions {
+        schema_version: redkeep::SCHEMA_VERSION,
+        ..Default::default()
+    };
+    redkeep::store::Store::open_postgres(&url, &current, false)
+        .unwrap()
+        .write(|tx| tx.set_meta("move_unfinished", b"/gone/redkeep.redb"))
+        .unwrap();
+    let mut su = pg::server().client();
+    let roles = |su: &mut pg::postgres_client::Client| -> i64 {
+        let there: Option<String> = su
+            .query_one(
+                "select to_regclass($1)::text",
+                &[&format!("\"{schema}\".\"r:roles\"")],
+            )
+            .unwrap()
+            .get(0);
+        match there {
+            None => 0,
+            Some(t) => su
+                .query_one(&format!("select count(*) from {t}"), &[])
+                .unwrap()
+                .get(0),
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = redkeep_on(dir.path(), &url, &["status"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("a move into this store stopped part way"),
+        "{out}"
+    );
+    let (code, out, err) = redkeep_on(dir.path(), &url, &["--json", "status"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["stopped"][0], "a move into this store", "{json}");
+    assert_eq!(roles(&mut su), 0, "status wrote into the store");
+    let (code, out, err) = redkeep_on(dir.path(), &url, &["check"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("not a whole store"), "{out}");
+    assert_eq!(roles(&mut su), 0, "check wrote into the store");
+    // Opened through the library to be checked, it is not written either.
+    let there = Redkeep::open(
+        dir.path(),
+        Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .store(&url)
+            .open_unfinished(true),
+    )
+    .unwrap();
+    assert!(!there.check(false).unwrap().ok);
+    assert_eq!(roles(&mut su), 0, "opening it wrote into the store");
+}
+
+/// No value of a connection key but those saying where the store is shows in an error:
+/// not `sslpassword`'s, not a mistyped key's; a target written `postgres:/…` is a
+/// malformed URL (not a folder to make, named with its password); `passfile` is refused
+/// as not read; and a move's target may come from `REDKEEP_MOVE_TO`, off the command line.
+#[test]
+fn connection_secrets_never_show_and_a_move_target_may_come_from_the_environment() {
+    let url = pg::server().fresh_url();
+    let dir = tempfile::tempdir().unwrap();
+    let from = dir.path().join("from");
+    {
+        let rk = Redkeep::open(
+            &from,
+            Options::default().password(PasswordParams::INSECURE_FAST),
+        )
+        .unwrap();
+        user(&rk, "ann@example.com").unwrap();
+    }
+    let sslpassword = format!("{url} sslpassword=hunter2");
+    let mistyped = format!("{url} pasword=hunter8");
+    for (store, args) in [
+        (Some(sslpassword.as_str()), vec!["status"]),
+        (Some(mistyped.as_str()), vec!["status"]),
+        (None, vec!["move", "--to", "postgres:/app:hunter6@db/app"]),
+        (None, vec!["move", "--to", "PostgreSQL:app:hunter6@db/app"]),
+        (
+            None,
+            vec!["move", "--to", "host=/tmp pasword=hunter8 schema=m1"],
+        ),
+    ] {
+        let (code, out, err) = redkeep_in(&from, store, &args);
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        assert!(!format!("{out}{err}").contains("hunter"), "{args:?}: {err}");
+        if args[0] == "move" {
+            assert!(from.join("redkeep.redb").is_file(), "{args:?}");
+        }
+    }
+    let (_, _, err) = redkeep_in(
+        &from,
+        None,
+        &["move", "--to", "postgres:/app:hunter6@db/app"],
+    );
+    assert!(err.contains("not a store URL"), "{err}");
+    assert!(!from.join("postgres:").exists() && !std::path::Path::new("postgres:").exists());
+    let (code, _, err) = redkeep_on(&from, &format!("{url} passfile=/tmp/x"), &["status"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("passfile is not read"), "{err}");
+    // The target from the environment: the data dir's file moved to the server.
+    let out = assert_cmd::Command::cargo_bin("redkeep")
+        .unwrap()
+        .env_remove("REDKEEP_STORE_URL")
+        .env("REDKEEP_MOVE_TO", &url)
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .arg("--data-dir")
+        .arg(&from)
+        .arg("move")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_d, rk) = on_postgres(&url);
+    assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Note {
+    id: u64,
+    text: String,
+}
+
+impl redkeep::Record for Note {
+    const TABLE: &'static str = "notes";
+    type Key = u64;
+    const INDEXES: &'static [&'static redkeep::Index<Self>] = &[];
+    fn key(&self) -> u64 {
+        self.id
+    }
+}
+
+/// The readable `jsonb` column is left empty (NULL) for a record whose rendering would hold
+/// its write's transaction (over 1 MiB, or escaped to several times its size) and for one
+/// holding NUL, which `jsonb` cannot hold; text that only reads `\u0000` is shown. The
+/// records themselves read back whole either way.
+#[test]
+fn the_readable_column_skips_large_records_and_nul_but_shows_a_literal_backslash_u0000() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (_d, rk) = on_postgres(&url);
+    let notes = [
+        (1, "\\u0000".to_string(), true),
+        (2, "a\0b".to_string(), false),
+        (3, "\u{1}".repeat(100_000), false),
+        (4, "x".repeat(1_100_000), false),
+        (5, "x".repeat(500_000), true),
+        (6, "\u{1}".repeat(1000), true),
+    ];
+    for (id, text, _) in &notes {
+        rk.store()
+            .write(|tx| {
+                tx.table::<Note>().insert(&Note {
+                    id: *id,
+                    text: text.clone(),
+                })
+            })
+            .unwrap();
+    }
+    let mut su = pg::server().client();
+    for (id, text, shown) in &notes {
+        let row = su
+            .query_one(
+                &format!(
+                    "select j is not null, j->>'text' from \"{schema}\".\"r:notes\"
+                     where k = $1"
+                ),
+                &[&redkeep::key!(*id)],
+            )
+            .unwrap();
+        let (there, json_text): (bool, Option<String>) = (row.get(0), row.get(1));
+        assert_eq!(there, *shown, "note {id}");
+        if *shown {
+            assert_eq!(json_text.as_deref(), Some(text.as_str()), "note {id}");
+        }
+        let read = rk
+            .store()
+            .read(|tx| tx.table::<Note>().get(id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&read.text, text, "note {id}");
+    }
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// A table name holding NUL (which PostgreSQL's `text` cannot hold) is refused when its
+/// type is registered, as bad input, on a server store as on a file.
+#[test]
+fn a_table_name_with_nul_is_refused_at_registration() {
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    struct Odd {
+        id: u64,
+    }
+    impl redkeep::Record for Odd {
+        const TABLE: &'static str = "nul\0name";
+        type Key = u64;
+        const INDEXES: &'static [&'static redkeep::Index<Self>] = &[];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    let file = tempfile::tempdir().unwrap();
+    let on_file = Redkeep::open(
+        file.path(),
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let (_d, on_server) = on_postgres(&pg::server().fresh_url());
+    for rk in [&on_file, &on_server] {
+        let err = rk.register_table::<Odd>().unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput { .. }) && err.to_string().contains("control"),
+            "{err}"
+        );
+    }
+}
+
+/// `check --repair` on a server store needs it alone, as a restore does: while another
+/// process (here another handle) has it open, it is refused at once with a sentence saying
+/// to stop the applications, instead of one transaction over every table starting over at
+/// each of their writes; once they are gone, it repairs.
+#[test]
+fn a_repair_on_a_server_needs_the_store_alone() {
+    let url = pg::server().fresh_url();
+    let (_d, rk) = on_postgres(&url);
+    user(&rk, "ann@example.com").unwrap();
+    let (_d2, other) = on_postgres(&url);
+    let err = rk.check(true).unwrap_err();
+    assert!(
+        matches!(&err, Error::InUse { .. })
+            && err.to_string().contains("cannot be repaired")
+            && err.to_string().contains("stop the applications"),
+        "{err}"
+    );
+    assert!(rk.check(false).unwrap().ok, "a check alone still runs");
+    drop(other);
+    let report = rk.check(true).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+}

@@ -299,7 +299,9 @@ fn ids_handed_out_between_inserts_are_kept_by_the_commit() {
 
 /// Names that would share storage with another type's are refused before anything is
 /// written: a table name with `:` (`a` with index `b:c`, and `a:b` with index `c`, were both
-/// stored as `i:a:b:c`), an empty one, and two indexes of one type with one name.
+/// stored as `i:a:b:c`), an empty one, and two indexes of one type with one name. So are
+/// names holding a control character, which PostgreSQL cannot store (NUL) or which garble
+/// what `check` prints: on every engine alike.
 #[test]
 fn table_and_index_names_that_would_share_storage_are_refused() {
     macro_rules! record {
@@ -325,6 +327,9 @@ fn table_and_index_names_that_would_share_storage_are_refused() {
     record!(Empty, "", "c");
     record!(Twice, "twice", "k", "k");
     record!(Fine, "fine", "k");
+    record!(Nul, "nul\0name", "k");
+    record!(LineBreak, "line\nbreak", "k");
+    record!(IndexNul, "indexed", "a\0b");
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("t.redb"));
     // One record of type `$ty` inserted.
@@ -343,6 +348,9 @@ fn table_and_index_names_that_would_share_storage_are_refused() {
         (insert!(IndexColon), "an index name with a colon"),
         (insert!(Empty), "an empty table name"),
         (insert!(Twice), "two indexes with one name"),
+        (insert!(Nul), "a table name with NUL"),
+        (insert!(LineBreak), "a table name with a line break"),
+        (insert!(IndexNul), "an index name with NUL"),
     ] {
         match result {
             Err(Error::InvalidInput { reason, .. }) => assert!(

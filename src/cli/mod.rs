@@ -227,6 +227,21 @@ fn open(cli: &Cli) -> Result<Redkeep> {
             Err(e) => return Err(e),
         }
     }
+    // On a server, `status` writes nothing; nor does a command that only reads (`check`,
+    // `inspect`, `backup`) on a store a move, import or adoption stopped part way in (which
+    // an open for writing would change, if only by its own tables' new columns).
+    let only_reads = cli.command.only_reads() || matches!(cli.command, Command::Status);
+    if only_reads && options.store_url.is_some() && options.open_unfinished {
+        match Redkeep::open(&cli.data_dir, options.clone().read_only(true)) {
+            Ok(rk) if matches!(cli.command, Command::Status) => return Ok(rk),
+            Ok(rk) if rk.is_not_whole().unwrap_or(false) => return Ok(rk),
+            Ok(_) => {}
+            Err(e) if crate::store::opened_for_writing_instead(&e) => {
+                tracing::debug!(error = %e, "opening the store only to read it failed");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     // `init` alone replaces a store file that an interrupted init left holding nothing.
     let opened = if matches!(cli.command, Command::Init(_)) {
         Redkeep::open_to_init(&cli.data_dir, options.clone())

@@ -48,13 +48,19 @@ pub struct MoveReport {
     pub check: CheckReport,
 }
 
-/// Where a move goes: a data dir (its redb file) or a store URL.
+/// Where a move goes: a data dir (its redb file) or a store URL. `postgres:` or
+/// `postgresql:` without `//` (`postgres:/app:pw@db/app`) is a malformed URL, refused as
+/// such (without repeating it), not a folder to make.
 fn is_url(to: &str) -> bool {
     #[cfg(feature = "postgres")]
     if crate::store::is_postgres_url(to) {
         return true;
     }
-    to.contains("://")
+    let scheme = |s: &str| {
+        to.get(..s.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(s))
+    };
+    to.contains("://") || scheme("postgres:") || scheme("postgresql:")
 }
 
 /// Copies the store of `data_dir` (its redb file, or the store at `store_url`) to `to`: a

@@ -65,7 +65,8 @@ use crate::error::{Error, Result};
 pub trait Record: Serialize + DeserializeOwned + 'static {
     /// The table's name; must be unique in the store. Through a `Redkeep` handle, the names
     /// of redkeep's own tables (`users`, `sessions`, …) are kept for its types: a write,
-    /// delete or id of another type there is `InvalidInput`.
+    /// delete or id of another type there is `InvalidInput`. It may not be empty or hold
+    /// `:` or a control character (NUL, a line break): such a name is `InvalidInput` too.
     const TABLE: &'static str;
     /// The primary key type.
     type Key: Key;
@@ -1553,7 +1554,9 @@ thread_local! {
 /// Checks the names a record type stores under: a table name neither empty nor holding `:`
 /// (storage names are `r:<table>` and `i:<table>:<index>`, so `a` with index `b:c` and `a:b`
 /// with index `c` would share one), and index names unique within the type, neither empty
-/// nor holding `:`.
+/// nor holding `:`. No name holds a control character: PostgreSQL's `text` cannot hold NUL
+/// (a table named so worked on redb and failed every read and write there), and the others
+/// would garble the names `check` and `inspect` print.
 ///
 /// # Errors
 /// `InvalidInput` naming the type and what to rename.
@@ -1570,10 +1573,26 @@ pub(crate) fn check_names<R: Record>() -> Result<()> {
             R::TABLE
         ));
     }
+    if R::TABLE.contains(char::is_control) {
+        return bad(format!(
+            "the table name {:?} holds a control character (such as NUL or a line break), \
+             which no engine's table name may hold (PostgreSQL cannot store NUL); rename \
+             `Record::TABLE`",
+            R::TABLE
+        ));
+    }
     for (i, index) in R::INDEXES.iter().enumerate() {
         if index.name.is_empty() || index.name.contains(':') {
             return bad(format!(
                 "the index name {:?} must be non-empty and without `:`; rename it",
+                index.name
+            ));
+        }
+        if index.name.contains(char::is_control) {
+            return bad(format!(
+                "the index name {:?} holds a control character (such as NUL or a line \
+                 break), which no engine's table name may hold (PostgreSQL cannot store NUL); \
+                 rename it",
                 index.name
             ));
         }

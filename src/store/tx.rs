@@ -77,19 +77,43 @@ pub(crate) fn secret_fields(raw: &dyn RawRead, table: &str) -> Result<Option<Vec
     )
 }
 
+/// The largest record, and the largest JSON text of one, that is rendered for PostgreSQL's
+/// `jsonb` column: the server parses the text inside the write's SERIALIZABLE transaction
+/// (an 8 MB record of control characters, 47 MB of JSON, held it for 3 s).
+#[cfg(feature = "postgres")]
+const MAX_READABLE_BYTES: usize = 1 << 20;
+
+/// How many times a record's bytes its JSON text may grow (escaped control characters
+/// become six bytes each) once the text is over [`READABLE_GROWTH_FROM`] bytes.
+#[cfg(feature = "postgres")]
+const MAX_READABLE_GROWTH: usize = 4;
+
+/// The text size from which [`MAX_READABLE_GROWTH`] holds: a small record's field names,
+/// which its stored bytes do not carry, may well make its text several times its size.
+#[cfg(feature = "postgres")]
+const READABLE_GROWTH_FROM: usize = 64 << 10;
+
 /// A stored record as JSON text an operator can query (PostgreSQL's `jsonb` column), with
 /// its secret fields shown as `"<redacted>"`; `None` when the value is not self-describing
-/// (format 1), cannot be decoded, or holds text `jsonb` refuses (a NUL character).
+/// (format 1), cannot be decoded, holds text `jsonb` refuses (a NUL character), or is too
+/// large to render while the write waits (over [`MAX_READABLE_BYTES`], as bytes or as
+/// text, or a text of over 64 KiB more than four times the record's size).
 #[cfg(feature = "postgres")]
 pub(crate) fn readable_json(
     value: &[u8],
     resolve: format::Resolve<'_>,
     secret: &[String],
 ) -> Option<String> {
+    if value.len() > MAX_READABLE_BYTES {
+        return None;
+    }
     let mut json = super::codec::Stored::parse(value, resolve)
         .ok()?
         .to_json()
         .ok()?;
+    if holds_nul(&json) {
+        return None;
+    }
     if let serde_json::Value::Object(fields) = &mut json {
         for name in secret {
             if let Some(v) = fields.get_mut(name.as_str()) {
@@ -98,7 +122,21 @@ pub(crate) fn readable_json(
         }
     }
     let text = serde_json::to_string(&json).ok()?;
-    (!text.contains("\\u0000")).then_some(text)
+    let blown_up =
+        text.len() > READABLE_GROWTH_FROM && text.len() > MAX_READABLE_GROWTH * value.len();
+    (text.len() <= MAX_READABLE_BYTES && !blown_up).then_some(text)
+}
+
+/// Whether a string or a key anywhere in `json` holds NUL, which `jsonb` cannot hold.
+#[cfg(feature = "postgres")]
+fn holds_nul(json: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match json {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// Reads the names of shape `id` from the registry of the transaction behind `raw`.

@@ -77,6 +77,7 @@ impl Cli {
         c.env("REDKEEP_DATA_DIR", self.data())
             .env("REDKEEP_ARGON2", FAST_ARGON2)
             .env_remove("REDKEEP_STORE_URL")
+            .env_remove("REDKEEP_MOVE_TO")
             .args(args);
         if let Some(url) = &self.store {
             c.env("REDKEEP_STORE_URL", url);

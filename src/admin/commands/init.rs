@@ -98,7 +98,8 @@ pub fn init(rk: &Redkeep, a: &InitArgs, stdin: Stdin<'_>) -> Result<Reply> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CheckArgs {
-    /// Rebuild every index from its records, then check.
+    /// Rebuild every index from its records, then check. On PostgreSQL this needs the
+    /// store to itself: stop the applications that have it open first.
     #[cfg_attr(feature = "cli", arg(long))]
     pub repair: bool,
 }

@@ -99,9 +99,16 @@ pub enum Command {
     /// stores free).
     Move {
         /// The target: a data dir without a store, or a store URL whose schema is empty.
+        /// Give a URL holding a password through REDKEEP_MOVE_TO rather than here: a command
+        /// line is visible to every user of the machine (`ps`) while the move runs.
         #[cfg_attr(
             feature = "cli",
-            arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())
+            arg(
+                long,
+                env = "REDKEEP_MOVE_TO",
+                hide_env_values = true,
+                value_parser = clap::builder::NonEmptyStringValueParser::new()
+            )
         )]
         to: String,
     },

@@ -222,7 +222,8 @@ fn ago(secs: i64) -> String {
 }
 
 /// The status of a store that is not a file in the data dir (PostgreSQL): where it is, its
-/// schema version, and where the workspaces are. Any number of processes may have it open.
+/// schema version, where the workspaces are, and the operations that stopped part way in
+/// it (a move into it, an import, a restore). Any number of processes may have it open.
 ///
 /// # Errors
 /// `Storage` when the store cannot be read.
@@ -243,7 +244,7 @@ pub fn of_server(rk: &Redkeep) -> Result<Reply> {
     ];
     let leftovers = leftovers(dir, &mut lines);
     let copies = copies(dir, &mut lines);
-    Ok(Reply::text(
+    let out = Reply::text(
         json!({
             "state": "server",
             "engine": rk.store().engine(),
@@ -255,7 +256,8 @@ pub fn of_server(rk: &Redkeep) -> Result<Reply> {
             "copies": copies,
         }),
         lines,
-    ))
+    );
+    Ok(with_stopped(out, &stopped_operations(rk.store())))
 }
 
 /// The status as the owning process sees it (run through the socket).
@@ -266,17 +268,16 @@ pub fn in_owner(rk: &Redkeep) -> Result<Reply> {
     } else {
         "shared"
     };
-    let out = if rk.store().engine() != "redb" {
-        of_server(rk)?
-    } else {
-        reply(
-            state,
-            Some(std::process::id()),
-            Some("reachable"),
-            schema,
-            rk.dir(),
-        )
-    };
+    if rk.store().engine() != "redb" {
+        return of_server(rk);
+    }
+    let out = reply(
+        state,
+        Some(std::process::id()),
+        Some("reachable"),
+        schema,
+        rk.dir(),
+    );
     Ok(with_stopped(out, &stopped_operations(rk.store())))
 }
 

@@ -87,9 +87,59 @@ fn engine_panicked(what: &'static str, panic: Box<dyn std::any::Any + Send>) -> 
     }
 }
 
-/// A store URL (`postgres://…` or a libpq `key=value` string) without its password, for
-/// messages and `Debug` output: the password of the authority and any `password` parameter
-/// show as `***`.
+/// The connection keys whose values say where a store is and how it is reached, and
+/// nothing secret: [`redact`] shows their values. Every other key's value shows as `***`:
+/// `password` and `sslpassword`, `options` (which may carry anything), a mistyped key
+/// (`pasword=…`) and one this list does not know.
+const SHOWN_KEYS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "schema",
+    "readable",
+    "service",
+    "application_name",
+    "fallback_application_name",
+    "connect_timeout",
+    "client_encoding",
+    "channel_binding",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "replication",
+    "gssencmode",
+    "gsslib",
+    "gssdelegation",
+    "krbsrvname",
+    "require_auth",
+    "requirepeer",
+    "sslmode",
+    "sslnegotiation",
+    "requiressl",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+];
+
+/// A store URL (`postgres://…` or a libpq `key=value` string) without its secrets, for
+/// messages and `Debug` output: the password of the authority shows as `***`, and so does
+/// the value of every key but those that only say where the store is and how it is reached
+/// (`host`, `port`, `dbname`, `user`, `schema`, `sslmode` and the like): `password`,
+/// `sslpassword`, a mistyped or unknown key. In a key/value string, a word without `=`
+/// (no key, perhaps a password typed apart from its key) shows as `***` too.
 pub fn redact(url: &str) -> String {
     let url = url.trim();
     let Some(rest) = url
@@ -100,7 +150,7 @@ pub fn redact(url: &str) -> String {
     };
     let scheme = &url[..url.len() - rest.len()];
     let mut hidden = url_password(rest).into_iter().collect::<Vec<_>>();
-    hidden.extend(password_parameters(rest));
+    hidden.extend(secret_parameters(rest));
     hidden.sort_unstable();
     let mut shown = scheme.to_string();
     let mut at = 0;
@@ -143,11 +193,11 @@ fn url_password(rest: &str) -> Option<(usize, usize)> {
     Some((colon + 1, end))
 }
 
-/// Where the values of `password` parameters are in `rest` (the URL after its scheme), as
-/// byte ranges: after any `?` or `&` (where the query starts depends on where the user part
-/// ends, see [`url_password`]), a key that reads `password` once its `%XX` escapes are
-/// decoded, as the client decodes it, whatever its case.
-fn password_parameters(rest: &str) -> Vec<(usize, usize)> {
+/// Where the values of parameters that may be secret are in `rest` (the URL after its
+/// scheme), as byte ranges: after any `?` or `&` (where the query starts depends on where
+/// the user part ends, see [`url_password`]), a key that, once its `%XX` escapes are
+/// decoded as the client decodes them, is not one of [`SHOWN_KEYS`].
+fn secret_parameters(rest: &str) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
     for (i, c) in rest.char_indices() {
         if c != '?' && c != '&' {
@@ -160,9 +210,7 @@ fn password_parameters(rest: &str) -> Vec<(usize, usize)> {
         else {
             continue;
         };
-        if rest.as_bytes()[eq] != b'='
-            || !percent_decoded(&rest[key_start..eq]).eq_ignore_ascii_case(b"password")
-        {
+        if rest.as_bytes()[eq] != b'=' || shown_key(&percent_decoded(&rest[key_start..eq])) {
             continue;
         }
         let end = rest[eq + 1..].find('&').map_or(rest.len(), |j| eq + 1 + j);
@@ -196,8 +244,14 @@ fn percent_decoded(s: &str) -> Vec<u8> {
     out
 }
 
-/// A libpq `key=value` string with the value of `password` as `***`: values may be quoted
-/// (`'…'`, with `\'` inside) and `=` may have spaces around it, as libpq reads them.
+/// Whether the values of connection key `key` are shown (see [`SHOWN_KEYS`]).
+fn shown_key(key: &[u8]) -> bool {
+    SHOWN_KEYS.iter().any(|k| k.as_bytes() == key)
+}
+
+/// A libpq `key=value` string with the values of the keys not in [`SHOWN_KEYS`], and words
+/// without `=`, as `***`: values may be quoted (`'…'`, with `\'` inside) and `=` may have
+/// spaces around it, as libpq reads them.
 fn redact_key_values(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
@@ -214,14 +268,19 @@ fn redact_key_values(s: &str) -> String {
             key.push(c);
             chars.next();
         }
-        out.push_str(&key);
-        copy_spaces(&mut chars, &mut out);
-        if chars.peek() != Some(&'=') {
+        let spaces = chars.clone().take_while(|c| c.is_whitespace()).count();
+        if chars.clone().nth(spaces) != Some('=') {
+            // A word that is no key: perhaps a password typed apart from its key.
+            if !key.is_empty() {
+                out.push_str("***");
+            }
             if chars.peek().is_none() {
                 return out;
             }
             continue;
         }
+        out.push_str(&key);
+        copy_spaces(&mut chars, &mut out);
         out.push('=');
         chars.next();
         copy_spaces(&mut chars, &mut out);
@@ -245,10 +304,10 @@ fn redact_key_values(s: &str) -> String {
                 break;
             }
         }
-        if key.eq_ignore_ascii_case("password") {
-            out.push_str("***");
-        } else {
+        if shown_key(key.as_bytes()) {
             out.push_str(&value);
+        } else {
+            out.push_str("***");
         }
         if chars.peek().is_none() {
             return out;
@@ -618,7 +677,28 @@ mod tests {
             ),
             ("password=", "password=***"),
             ("password=a\\ b host=db", "password=*** host=db"),
-            ("odd words password", "odd words password"),
+            ("odd words password", "*** *** ***"),
+            // Only the values of keys that say where the store is show: not those of
+            // other secrets, of a mistyped key, of one the client does not know, nor a
+            // word without a key.
+            (
+                "host=db sslpassword=hunter2 dbname=app",
+                "host=db sslpassword=*** dbname=app",
+            ),
+            (
+                "host=db pasword=hunter8 schema=m1",
+                "host=db pasword=*** schema=m1",
+            ),
+            ("host=db password hunter2", "host=db *** ***"),
+            ("host=db options='-c x=hunter2'", "host=db options=***"),
+            (
+                "postgres://app:***@db/app?sslpassword=hunter4&sslmode=require",
+                "postgres://app:***@db/app?sslpassword=***&sslmode=require",
+            ),
+            (
+                "postgres://db/app?pasword=hunter8&schema=m1",
+                "postgres://db/app?pasword=***&schema=m1",
+            ),
         ] {
             assert_eq!(redact(url), shown, "{url}");
             assert!(!redact(url).contains("hunter"), "{url}");

@@ -16,8 +16,9 @@
 //! `j jsonb` column, rendered from `v` at every write with the catalog's secret fields shown
 //! as `"<redacted>"`, and a view named after the record type (`SCHEMA.users (k, v)`, `v` the
 //! jsonb), so `select v->>'email' from redkeep.users` works in `psql`. redkeep never reads
-//! `j`; it is NULL where a value cannot be shown, and for every record written through a
-//! store URL with `readable=off`.
+//! `j`; it is NULL where a value cannot be shown (a NUL character), for a record over 1 MiB
+//! (or whose JSON text is: rendering and parsing it would hold the write's transaction), and
+//! for every record written through a store URL with `readable=off`.
 //!
 //! Writes run at SERIALIZABLE and are retried on a serialization failure or a deadlock
 //! (bounded, with jitter), so a write closure may run more than once. Reads run at
@@ -99,7 +100,6 @@ const CONNECTION_KEYS: &[&str] = &[
     "dbname",
     "user",
     "password",
-    "passfile",
     "channel_binding",
     "connect_timeout",
     "client_encoding",
@@ -257,6 +257,12 @@ fn parse_target(url: &str) -> Result<Target> {
         let query_at = url[user_end..].find('?').map(|i| user_end + i);
         match query_at.map(|q| (&url[..q], &url[q + 1..])) {
             Some((base, query)) => {
+                if query
+                    .split('&')
+                    .any(|p| p.split_once('=').is_some_and(|(k, _)| k == "passfile"))
+                {
+                    return Err(no_passfile());
+                }
                 let kept: Vec<&str> = query
                     .split('&')
                     .filter(|p| !p.is_empty() && !settings.take(p))
@@ -270,18 +276,21 @@ fn parse_target(url: &str) -> Result<Target> {
             None => url.to_string(),
         }
     } else {
-        key_values(url)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "store",
-                    format!(
-                        "`{}` is not a PostgreSQL connection string (each part must read \
+        let pairs = key_values(url).ok_or_else(|| {
+            Error::invalid(
+                "store",
+                format!(
+                    "`{}` is not a PostgreSQL connection string (each part must read \
                          key=value, a value with spaces in single quotes); write \
                          postgres://USER@HOST/DB or host=/run/postgresql dbname=DB",
-                        super::redact(url)
-                    ),
-                )
-            })?
+                    super::redact(url)
+                ),
+            )
+        })?;
+        if pairs.iter().any(|p| p.key == "passfile") {
+            return Err(no_passfile());
+        }
+        pairs
             .into_iter()
             .filter(|p| !settings.take_pair(&p.key, &p.value))
             .map(|p| p.raw)
@@ -341,6 +350,16 @@ fn parse_target(url: &str) -> Result<Target> {
         schema,
         readable,
     })
+}
+
+/// The error for `passfile` in a store URL, which the client does not read.
+fn no_passfile() -> Error {
+    Error::invalid(
+        "store",
+        "passfile is not read: redkeep's PostgreSQL client reads no password file (nor \
+         PGPASSWORD); give the password in the store URL, kept off the command line through \
+         REDKEEP_STORE_URL (and REDKEEP_MOVE_TO for the target of a move)",
+    )
 }
 
 fn pg(context: &'static str, e: postgres::Error) -> Error {
