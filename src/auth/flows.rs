@@ -27,8 +27,8 @@ use super::roles::{self, ADMIN_ROLE, DEFAULT_ROLE, UserRole};
 use super::sessions::{self, Login, LoginMeta, Sessions};
 use super::token::{self, Secret, TokenHash};
 use super::users::{
-    Avatar, CreatedUser, Credential, DeletedUser, NewUser, Registration, Uid, User, Users,
-    new_stamp, normalize_email, validate_name, validate_new_username,
+    Avatar, CreatedUser, Credential, DeletedUser, DisabledUser, NewUser, Registration, Uid, User,
+    Users, new_stamp, normalize_email, validate_name, validate_new_username,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -804,15 +804,16 @@ pub(crate) fn change_password(
 }
 
 /// Disables or enables an account; disabling revokes its sessions, recovery tokens and the
-/// invites it made, and changes its stamp (its agent sessions are paused: see `Agents::get`).
-pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> {
+/// invites it made (returned: their prefixes), and changes its stamp (its agent sessions are
+/// paused: see `Agents::get`).
+pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<(User, Vec<String>)> {
     let now = acc.now();
     acc.store.write(|tx| {
         // Already so: nothing is written, and nothing audited.
         if let Some(user) = tx.table::<User>().get(&id)?
             && user.is_active == active
         {
-            return Ok(user);
+            return Ok((user, Vec::new()));
         }
         if !active {
             roles::keep_an_admin(tx, id, "disabling them")?;
@@ -822,6 +823,7 @@ pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> 
             u.updated_at = now;
             Ok(u.clone())
         })?;
+        let mut invites_revoked = Vec::new();
         if active {
             audit::user_event(tx, now, "user_enabled", id, String::new())?;
         } else {
@@ -831,10 +833,10 @@ pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> 
             // enabled again, long after the operator who disabled it forgot it was out.
             recovery::delete_tokens_of(tx, id, None)?;
             // (Enabling them again does not bring these back: make new ones.)
-            invites::revoke_made_by(tx, now, id, "their creator was disabled")?;
+            invites_revoked = invites::revoke_made_by(tx, now, id, "their creator was disabled")?;
             audit::user_event(tx, now, "user_disabled", id, String::new())?;
         }
-        Ok(user)
+        Ok((user, invites_revoked))
     })
 }
 
@@ -890,11 +892,13 @@ pub(crate) struct DeletedWith {
     pub(crate) api_keys: usize,
     pub(crate) agent_sessions: usize,
     pub(crate) invites_revoked: Vec<String>,
+    pub(crate) org_api_keys_revoked: Vec<String>,
 }
 
 /// Deletes a user and every record that belongs to them inside `tx`: credential, sessions,
 /// roles, memberships and personal org, API keys, agent sessions, avatar; audited. Revokes
-/// the invites they made (kept, as revoked, for the record). Returns the user as it was.
+/// the invites they made and the org API keys they made (kept, as revoked, for the record).
+/// Returns the user as it was.
 pub(crate) fn delete_user_records(
     acc: &Accounts,
     tx: &WriteTx<'_>,
@@ -925,6 +929,9 @@ pub(crate) fn delete_user_records(
     }
     recovery::delete_tokens_of(tx, id, None)?;
     with.invites_revoked = invites::revoke_made_by(tx, now, id, "their creator was deleted")?;
+    // (Those of the orgs deleted with them went with the orgs.)
+    with.org_api_keys_revoked =
+        api_keys::revoke_org_keys_made_by(tx, now, id, None, "their creator was deleted")?;
     tx.table::<Avatar>().delete(&id)?;
     tx.table::<Credential>().delete(&id)?;
     tx.table::<User>().delete(&id)?;
@@ -941,6 +948,7 @@ fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<
         api_keys: 0,
         agent_sessions: 0,
         invites_revoked: Vec::new(),
+        org_api_keys_revoked: Vec::new(),
     };
     for m in orgs::memberships_of(tx, user)? {
         let (members, owners) = orgs::headcount(tx, m.org_id, 2)?;
@@ -1332,14 +1340,19 @@ impl Users<'_> {
     }
 
     /// Disables an account: no more logins; its sessions are revoked, its API keys stop
-    /// verifying at once, and its password-reset and email-verification tokens are voided
-    /// (enabling it again does not bring them back). An account disabled already is left as
-    /// it is (nothing audited).
+    /// verifying at once, its password-reset and email-verification tokens are voided, and
+    /// the invites it made that could still admit someone are revoked (listed in the result;
+    /// enabling it again does not bring any of these back). An account disabled already is
+    /// left as it is (nothing audited, nothing listed).
     ///
     /// # Errors
     /// `NotFound`; `Denied` for the last active administrator (make another user one first).
-    pub fn disable(&self, id: u64) -> Result<User> {
-        set_active(self.acc, id, false)
+    pub fn disable(&self, id: u64) -> Result<DisabledUser> {
+        let (user, invites_revoked) = set_active(self.acc, id, false)?;
+        Ok(DisabledUser {
+            user,
+            invites_revoked,
+        })
     }
 
     /// Re-enables a disabled account. An active account is left as it is (nothing audited).
@@ -1347,7 +1360,7 @@ impl Users<'_> {
     /// # Errors
     /// `NotFound`.
     pub fn enable(&self, id: u64) -> Result<User> {
-        set_active(self.acc, id, true)
+        Ok(set_active(self.acc, id, true)?.0)
     }
 
     /// Lifts a lockout and clears the failure counters, auditing `user_unlocked`. An account
@@ -1361,7 +1374,8 @@ impl Users<'_> {
 
     /// Deletes a user and everything that belongs to them in one transaction (credential,
     /// sessions, roles, memberships and personal org, API keys, agent sessions, avatar), then
-    /// moves their workspace folder to the trash (never deleting files).
+    /// moves their workspace folder to the trash (never deleting files). The invites and the
+    /// org API keys they made that could still be used are revoked, and listed in the result.
     ///
     /// # Errors
     /// `NotFound`; `Denied` when the user is the last owner of an org with other members or
@@ -1392,6 +1406,7 @@ impl Users<'_> {
             api_keys_deleted: with.api_keys,
             agent_sessions_deleted: with.agent_sessions,
             invites_revoked: with.invites_revoked,
+            org_api_keys_revoked: with.org_api_keys_revoked,
         })
     }
 }
@@ -1465,6 +1480,65 @@ impl Orgs<'_> {
     /// that makes no valid org name (nothing changes then).
     pub fn delete(&self, org: u64, force: bool) -> Result<orgs::DeletedOrg> {
         delete_org(self.acc, org, force)
+    }
+
+    /// Removes a member. The last owner cannot leave; a member whose current org this was is
+    /// moved to another of their orgs (their own personal org first). A member left in no
+    /// org gets a new personal org, which becomes their current one; an org that was the
+    /// leaving user's own personal org stops being personal. The org's API keys they made
+    /// that could still verify are revoked (see
+    /// [`ApiKeySpec::created_by`](crate::auth::api_keys::ApiKeySpec::created_by)), each
+    /// audited. All in one transaction.
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` for the last owner; `InvalidInput` when a new personal org is
+    /// needed and the user's name does not make a valid org name (nothing changes then).
+    pub fn remove_member(&self, org: u64, user: u64) -> Result<orgs::RemovedMember> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            orgs::ensure_owner_remains(tx, org, user, None)?;
+            let Some(member) = tx.table::<OrgMember>().delete(&(org, user))? else {
+                return Err(Error::not_found(format!("member user {user} of org {org}")));
+            };
+            let org_no_longer_personal = orgs::unmake_personal(tx, now, org, user)?;
+            orgs::move_current_org(tx, user, org)?;
+            let new_personal_org = orgs::keep_in_an_org(tx, now, user)?;
+            let api_keys_revoked = api_keys::revoke_org_keys_made_by(
+                tx,
+                now,
+                user,
+                Some(org),
+                "their creator left the org",
+            )?;
+            let mut detail = format!("was {}", member.role.as_str());
+            if let Some(p) = &new_personal_org {
+                detail.push_str(&format!(
+                    "; they belonged to no other org, so a new personal org, {}, was made \
+                     for them",
+                    p.slug
+                ));
+            }
+            if !api_keys_revoked.is_empty() {
+                detail.push_str(&format!(
+                    "; {} API key(s) they made for it revoked",
+                    api_keys_revoked.len()
+                ));
+            }
+            orgs::org_event(
+                tx,
+                now,
+                "org_member_removed",
+                &orgs::slug_of(tx, org)?,
+                Some(user),
+                detail,
+            )?;
+            Ok(orgs::RemovedMember {
+                member,
+                new_personal_org,
+                org_no_longer_personal,
+                api_keys_revoked,
+            })
+        })
     }
 }
 

@@ -743,6 +743,17 @@ pub struct CreatedUser {
     pub password: Option<Secret>,
 }
 
+/// What disabling a user did ([`Users::disable`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct DisabledUser {
+    /// The account, now disabled.
+    pub user: User,
+    /// The prefixes of the invites they made that could still admit someone: revoked as
+    /// they were disabled (and audited); enabling them again does not bring these back.
+    /// Empty when the account was disabled already.
+    pub invites_revoked: Vec<String>,
+}
+
 /// What deleting a user did.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeletedUser {
@@ -761,6 +772,10 @@ pub struct DeletedUser {
     /// The prefixes of the invites they made that could still admit someone: revoked with
     /// them (and audited).
     pub invites_revoked: Vec<String>,
+    /// The prefixes of the API keys they made for orgs that stay (see
+    /// [`ApiKeySpec::created_by`](crate::auth::api_keys::ApiKeySpec::created_by)) that could
+    /// still verify: revoked with them (and audited).
+    pub org_api_keys_revoked: Vec<String>,
 }
 
 /// Where a user stands with the lockout rules (not secret: shown to operators).
