@@ -45,7 +45,8 @@ use crate::auth::recovery::{IssuedToken, RecoveryToken};
 use crate::auth::roles::{Role, RoleSpec};
 use crate::auth::sessions::{Login, LoginMeta, Session};
 use crate::auth::users::{
-    CreatedUser, DeletedUser, Lockout, NewUser, PasswordInfo, Registration, User, UserFilter,
+    CreatedUser, DeletedUser, DisabledUser, Lockout, NewUser, PasswordInfo, Registration, User,
+    UserFilter,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -435,7 +436,7 @@ impl AsyncUsers<'_> {
         fn rename(id: u64, name: Option<String>, username: Option<Option<String>>) -> User => (id, name, username);
         fn change_email(id: u64, email: String) -> User => (id, &email);
         fn set_email_verified(id: u64, verified: bool) -> User => (id, verified);
-        fn disable(id: u64) -> User => (id);
+        fn disable(id: u64) -> DisabledUser => (id);
         fn enable(id: u64) -> User => (id);
         fn unlock(id: u64) -> User => (id);
         fn delete(id: u64) -> DeletedUser => (id);
@@ -529,6 +530,7 @@ impl AsyncApiKeys<'_> {
         fn revoke(prefix_or_key: String) -> ApiKey => (&prefix_or_key);
         fn revoke_all_of(owner: KeyOwner) -> Vec<ApiKey> => (owner);
         fn list(owner: Option<KeyOwner>, limit: usize) -> Vec<ApiKey> => (owner, limit);
+        fn list_made_by(user: u64, limit: usize) -> Vec<ApiKey> => (user, limit);
     }
 }
 

@@ -376,7 +376,7 @@ mod structured {
                 let r = if active {
                     rk.users().enable(id)
                 } else {
-                    rk.users().disable(id)
+                    rk.users().disable(id).map(|d| d.user)
                 };
                 r.expect("enable/disable");
                 m.users.insert(user % 8, (id, active));
@@ -693,6 +693,7 @@ fn sound_store() -> &'static (Vec<u8>, Vec<u8>) {
                         owner: KeyOwner::User(user.id),
                         scopes: vec!["read".into()],
                         expires_in: None,
+                        created_by: None,
                     })
                     .expect("an API key");
             }

@@ -470,6 +470,7 @@ fn revoke_all_of_ends_every_key_of_one_owner() {
                 owner,
                 scopes: vec![],
                 expires_in: None,
+                created_by: None,
             })
             .unwrap()
     };
@@ -519,6 +520,7 @@ fn disabling_a_user_stops_sessions_and_keys_at_once() {
             owner: KeyOwner::User(a),
             scopes: vec!["read".into()],
             expires_in: None,
+            created_by: None,
         })
         .unwrap();
     rk.api_keys().verify(k.key.expose()).unwrap();
@@ -862,6 +864,7 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
             owner: KeyOwner::User(a),
             scopes: vec!["write".into(), "read".into()],
             expires_in: Some(minutes(120)),
+            created_by: None,
         })
         .unwrap();
     assert!(k.key.expose().starts_with(&k.api_key.prefix));
@@ -903,6 +906,7 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
                 owner: KeyOwner::User(a),
                 scopes: vec![],
                 expires_in: None,
+                created_by: None,
             })
             .unwrap()
     };
@@ -935,7 +939,8 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
         rk.api_keys().create(ApiKeySpec {
             owner: KeyOwner::Org(99),
             scopes: vec![],
-            expires_in: None
+            expires_in: None,
+            created_by: None,
         }),
         Err(Error::NotFound { .. })
     ));
@@ -943,7 +948,8 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
         rk.api_keys().create(ApiKeySpec {
             owner: KeyOwner::User(a),
             scopes: vec!["Bad Scope".into()],
-            expires_in: None
+            expires_in: None,
+            created_by: None,
         }),
         Err(Error::InvalidInput { .. })
     ));
@@ -956,6 +962,7 @@ fn api_keys_verify_expire_revoke_and_touch_sparingly() {
             owner: KeyOwner::User(b),
             scopes: vec![],
             expires_in: None,
+            created_by: None,
         })
     };
     match for_b() {
@@ -999,6 +1006,7 @@ fn tokens_codes_and_keys_are_not_stored_in_clear() {
                 owner: KeyOwner::User(a),
                 scopes: vec![],
                 expires_in: None,
+                created_by: None,
             })
             .unwrap()
             .key
@@ -1051,6 +1059,7 @@ fn every_audited_event_is_written_once_with_its_change() {
             owner: KeyOwner::User(a),
             scopes: vec![],
             expires_in: None,
+            created_by: None,
         })
         .unwrap();
     rk.api_keys().revoke(&k.api_key.prefix).unwrap();
@@ -1132,6 +1141,7 @@ fn session_and_key_lists_give_the_newest_first_up_to_the_limit() {
                 owner: KeyOwner::User(if i % 2 == 0 { a } else { b }),
                 scopes: vec![],
                 expires_in: None,
+                created_by: None,
             })
             .unwrap();
         keys.push(key.api_key.prefix);
@@ -1234,6 +1244,7 @@ fn a_key_revoked_or_disabled_during_a_use_is_refused() {
                 owner: KeyOwner::User(id),
                 scopes: vec!["read".into()],
                 expires_in: None,
+                created_by: None,
             })
             .unwrap();
         let key = k.key.expose().to_string();
@@ -1512,7 +1523,7 @@ fn a_disabled_users_agent_sessions_are_paused_and_none_can_start() {
 }
 
 /// The invites a user made stop admitting anyone once the user is disabled or deleted:
-/// revoked, audited, and listed in what the delete reports.
+/// revoked, audited, and listed in what the disable or delete reports.
 #[test]
 fn invites_die_with_the_user_who_made_them() {
     let t = TestDir::new();
@@ -1532,7 +1543,9 @@ fn invites_die_with_the_user_who_made_them() {
         made_by(b),
         rk.invites().create(InviteSpec::default()).unwrap(),
     );
-    rk.users().disable(a).unwrap();
+    let disabled = rk.users().disable(a).unwrap();
+    assert_eq!(disabled.invites_revoked, vec![of_a.invite.prefix.clone()]);
+    assert!(!disabled.user.is_active);
     assert!(rk.invites().validate(of_a.code.expose()).is_err());
     let revoked = rk.audit().list(Some(a), None, 2).unwrap();
     assert_eq!(

@@ -608,6 +608,7 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
                         owner: KeyOwner::User(f.ann),
                         scopes: (0..65).map(|i| format!("scope{i}")).collect(),
                         expires_in: None,
+                        created_by: None,
                     })
                     .map(|_| ())
             }),
@@ -658,6 +659,7 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
                         owner: KeyOwner::User(f.ann),
                         scopes: vec!["docs:*".into()],
                         expires_in: None,
+                        created_by: None,
                     })
                     .map(|_| ())
             }),
@@ -685,6 +687,7 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
                         owner: KeyOwner::User(f.ann),
                         scopes: vec![],
                         expires_in: Some(Duration::ZERO),
+                        created_by: None,
                     })
                     .map(|_| ())
             }),
@@ -699,6 +702,7 @@ fn library_cases() -> Vec<(&'static str, &'static str, &'static str, Run)> {
                         owner: KeyOwner::User(999),
                         scopes: vec![],
                         expires_in: None,
+                        created_by: None,
                     })
                     .map(|_| ())
             }),
@@ -1244,6 +1248,7 @@ fn errors_repeat_caller_input_escaped_and_cut() {
                     owner: KeyOwner::User(f.ann),
                     scopes: vec![huge.clone()],
                     expires_in: None,
+                    created_by: None,
                 })
                 .unwrap_err(),
         ),

@@ -70,6 +70,7 @@ fn check_names_every_reference_that_points_nowhere() {
             owner: KeyOwner::Org(doomed.id),
             scopes: vec![],
             expires_in: None,
+            created_by: None,
         })
         .unwrap();
     let editor = rk

@@ -1792,3 +1792,150 @@ fn org_and_user_deletes_say_what_went_with_them() {
     );
     let (_, _) = cli.expect(&["agent", "show", "run-1"], None, 1);
 }
+
+/// An org's API key made with `--created-by` names its maker in `apikey list` (text and
+/// JSON; `--created-by` lists the keys a user made). `org remove-member` and `user delete`
+/// name the keys they made for the org that were revoked (text and JSON).
+#[test]
+fn member_removal_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let id = |email: &str| {
+        cli.json(&["user", "create", email], None)["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let [bob, cat, dan, eve, fay] = [
+        "bob@example.com",
+        "cat@example.com",
+        "dan@example.com",
+        "eve@example.com",
+        "fay@example.com",
+    ]
+    .map(id);
+    cli.json(
+        &["org", "create", "Acme", "--owner", "ann@example.com"],
+        None,
+    );
+    for who in [bob, cat, dan, eve] {
+        cli.json(&["org", "add-member", "acme", &who.to_string()], None);
+    }
+    let key_by = |who: u64| {
+        let k = cli.json(
+            &[
+                "apikey",
+                "create",
+                "--org",
+                "acme",
+                "--created-by",
+                &who.to_string(),
+            ],
+            None,
+        );
+        assert_eq!(k["created_by"], who, "{k}");
+        k["prefix"].as_str().unwrap().to_string()
+    };
+    let [bobs, cats, dans, eves] = [bob, cat, dan, eve].map(key_by);
+    let (_, err) = cli.expect(
+        &[
+            "apikey",
+            "create",
+            "--org",
+            "acme",
+            "--created-by",
+            &fay.to_string(),
+        ],
+        None,
+        1,
+    );
+    assert!(err.contains("not a member of org"), "{err}");
+
+    let listed = cli.json(&["apikey", "list", "--created-by", "bob@example.com"], None);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["prefix"], bobs.as_str());
+    assert_eq!(listed[0]["created_by"], bob);
+    let (out, _) = cli.expect(&["apikey", "list", "--org", "acme"], None, 0);
+    let header = out.lines().next().unwrap();
+    assert!(header.contains("created_by"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&bobs) && l.contains(&format!("user {bob}"))),
+        "{out}"
+    );
+
+    let (out, _) = cli.expect(
+        &["org", "remove-member", "acme", "bob@example.com"],
+        None,
+        0,
+    );
+    assert!(
+        out.lines().any(|l| l
+            == format!(
+                "revoked the 1 API key they made for org acme that could still be used ({bobs})"
+            )),
+        "{out}"
+    );
+    let removed = cli.json(&["org", "remove-member", "acme", "cat@example.com"], None);
+    assert_eq!(removed["api_keys_revoked"], json!([cats]));
+    let (out, _) = cli.expect(&["user", "delete", "dan@example.com"], None, 0);
+    assert!(
+        out.lines().any(|l| l
+            == format!(
+                "revoked the 1 API key they made for orgs that could still be used ({dans})"
+            )),
+        "{out}"
+    );
+    let deleted = cli.json(&["user", "delete", "eve@example.com"], None);
+    assert_eq!(deleted["org_api_keys_revoked"], json!([eves]));
+    let listed = cli.json(&["apikey", "list", "--org", "acme"], None);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["status"] == "revoked"),
+        "{listed}"
+    );
+    cli.expect(&["check"], None, 0);
+}
+
+/// `user disable` names the invites it revoked (those the user made that could still admit
+/// someone), as `user delete` does: a line of text, and `invites_revoked` in JSON (empty for
+/// a user disabled already).
+#[test]
+fn user_disable_names_the_invites_it_revoked() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let id = |email: &str| {
+        cli.json(&["user", "create", email], None)["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let [fay, gus] = ["fay@example.com", "gus@example.com"].map(id);
+    // user disable names the invites it revoked.
+    let invite_by = |who: u64| {
+        let rk = redkeep::Redkeep::open(cli.data(), cli.options()).unwrap();
+        rk.invites()
+            .create(redkeep::InviteSpec {
+                created_by: Some(who),
+                ..redkeep::InviteSpec::default()
+            })
+            .unwrap()
+            .invite
+            .prefix
+    };
+    let fays = invite_by(fay);
+    let (out, _) = cli.expect(&["user", "disable", "fay@example.com"], None, 0);
+    assert!(
+        out.lines().any(|l| l
+            == format!("revoked the 1 invite they made that could still admit someone ({fays})")),
+        "{out}"
+    );
+    let guss = invite_by(gus);
+    let disabled = cli.json(&["user", "disable", "gus@example.com"], None);
+    assert_eq!(disabled["invites_revoked"], json!([guss]));
+    assert_eq!(disabled["is_active"], false);
+    let again = cli.json(&["user", "disable", "gus@example.com"], None);
+    assert_eq!(again["invites_revoked"], json!([]));
+    cli.expect(&["check"], None, 0);
+}

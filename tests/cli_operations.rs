@@ -545,6 +545,37 @@ fn import_refuses_a_store_holding_more_than_init_made() {
     assert_eq!(again, export);
 }
 
+/// A login tried with an email no account has leaves a decoy credential (no user's, see the
+/// login's docs). `check` passes over it, and an import refused for the attempt names the
+/// attempt's audit row, not a credential of a user nobody has.
+#[test]
+fn import_and_check_pass_over_the_decoy_credential_of_a_login_with_no_account() {
+    let source = populated();
+    let (export, _) = source.expect(&["export"], None, 0);
+    let cli = Cli::new();
+    cli.json(
+        &[
+            "init",
+            "--admin-email",
+            "admin@example.com",
+            "--admin-password-stdin",
+        ],
+        Some("admin password 1\n"),
+    );
+    let (_, err) = cli.expect(
+        &["login", "nobody@example.com", "--password-stdin"],
+        Some("a guess 1\n"),
+        1,
+    );
+    assert!(!err.contains("nobody"), "{err}");
+    cli.expect(&["check"], None, 0);
+    let (_, err) = cli.expect(&["import", "-"], Some(&export), 1);
+    assert!(
+        err.contains("holds data") && err.contains("login_failed no account"),
+        "{err}"
+    );
+}
+
 #[test]
 fn reset_needs_force_and_backs_up_first() {
     let cli = populated();

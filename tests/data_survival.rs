@@ -1610,6 +1610,7 @@ fn populated(t: &TestDir) -> Redkeep {
             owner: redkeep::auth::api_keys::KeyOwner::User(1),
             scopes: vec!["read".into()],
             expires_in: None,
+            created_by: None,
         })
         .unwrap();
     rk

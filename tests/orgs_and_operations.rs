@@ -411,6 +411,7 @@ fn deleting_an_org_reports_and_audits_its_members_and_keys() {
             owner: KeyOwner::Org(bobs),
             scopes: vec!["deploy".into()],
             expires_in: None,
+            created_by: None,
         })
         .unwrap()
         .api_key;
@@ -447,6 +448,112 @@ fn deleting_an_org_reports_and_audits_its_members_and_keys() {
         );
     }
     assert!(rk.check(false).unwrap().ok);
+}
+
+/// An org's API key records the member who made it (and its `api_key_created` event names
+/// them as actor). When they leave the org, or are deleted, the keys they made for an org
+/// that could still verify are revoked and reported; keys made by others, or by no one
+/// recorded, stay, and an expired one is left as it is. A creator must be an active member.
+#[test]
+fn an_org_key_goes_when_the_member_who_made_it_leaves_or_is_deleted() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let owner = user(&rk, "owner@example.com", "Owner");
+    let bob = user(&rk, "bob@example.com", "Bob");
+    let cat = user(&rk, "cat@example.com", "Cat");
+    let dan = user(&rk, "dan@example.com", "Dan");
+    let acme = current_org(&rk, owner);
+    for m in [bob, cat] {
+        rk.orgs().add_member(acme, m, OrgRole::Member).unwrap();
+    }
+    let key = |by: Option<u64>, owner: KeyOwner, expires: Option<u64>| {
+        rk.api_keys().create(ApiKeySpec {
+            owner,
+            scopes: vec!["deploy".into()],
+            expires_in: expires.map(std::time::Duration::from_secs),
+            created_by: by,
+        })
+    };
+    let bobs_expired = key(Some(bob), KeyOwner::Org(acme), Some(60)).unwrap();
+    let bobs = key(Some(bob), KeyOwner::Org(acme), None).unwrap();
+    let bobs_own = key(Some(bob), KeyOwner::User(bob), None).unwrap();
+    let cats = key(Some(cat), KeyOwner::Org(acme), None).unwrap();
+    let nobodys = key(None, KeyOwner::Org(acme), None).unwrap();
+    assert_eq!(bobs.api_key.created_by, Some(bob));
+    assert_eq!(nobodys.api_key.created_by, None);
+    let made = rk.api_keys().find(&bobs.api_key.prefix).unwrap();
+    assert_eq!(made.created_by, Some(bob));
+    let created = rk
+        .audit()
+        .list(None, None, 50)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "api_key_created" && e.subject.contains(&cats.api_key.prefix))
+        .unwrap();
+    assert_eq!(created.actor, Some(cat));
+    let prefixes = |keys: Vec<redkeep::auth::api_keys::ApiKey>| -> Vec<String> {
+        keys.into_iter().map(|k| k.prefix).collect()
+    };
+    let mut bobs_all = prefixes(rk.api_keys().list_made_by(bob, usize::MAX).unwrap());
+    bobs_all.sort();
+    let mut want = vec![
+        bobs_expired.api_key.prefix.clone(),
+        bobs.api_key.prefix.clone(),
+        bobs_own.api_key.prefix.clone(),
+    ];
+    want.sort();
+    assert_eq!(bobs_all, want);
+    assert_eq!(
+        prefixes(rk.api_keys().list_made_by(cat, 1).unwrap()),
+        vec![cats.api_key.prefix.clone()]
+    );
+
+    // Who may be recorded as the maker: an active member of the owning org.
+    assert!(matches!(
+        key(Some(dan), KeyOwner::Org(acme), None),
+        Err(Error::Denied { .. })
+    ));
+    assert!(matches!(
+        key(Some(999), KeyOwner::Org(acme), None),
+        Err(Error::NotFound { .. })
+    ));
+    rk.orgs().add_member(acme, dan, OrgRole::Member).unwrap();
+    rk.users().disable(dan).unwrap();
+    assert!(matches!(
+        key(Some(dan), KeyOwner::Org(acme), None),
+        Err(Error::Denied { .. })
+    ));
+
+    t.clock.advance(std::time::Duration::from_secs(120));
+    let removed = rk.orgs().remove_member(acme, bob).unwrap();
+    assert_eq!(removed.api_keys_revoked, vec![bobs.api_key.prefix.clone()]);
+    assert!(rk.api_keys().verify(bobs.key.expose()).is_err());
+    let revoked = rk.api_keys().find(&bobs.api_key.prefix).unwrap();
+    assert!(revoked.revoked_at.is_some());
+    let expired = rk.api_keys().find(&bobs_expired.api_key.prefix).unwrap();
+    assert_eq!(expired.revoked_at, None, "an expired key is left as it is");
+    // Bob's own key acts for him, not the org: it stays.
+    rk.api_keys().verify(bobs_own.key.expose()).unwrap();
+    assert!(
+        rk.audit()
+            .list(None, None, 50)
+            .unwrap()
+            .iter()
+            .any(|e| e.action == "api_key_revoked"
+                && e.subject.contains(&bobs.api_key.prefix)
+                && e.detail == "their creator left the org")
+    );
+
+    let deleted = rk.users().delete(cat).unwrap();
+    assert_eq!(
+        deleted.org_api_keys_revoked,
+        vec![cats.api_key.prefix.clone()]
+    );
+    assert!(rk.api_keys().verify(cats.key.expose()).is_err());
+    // Keys nobody was recorded as making stay.
+    rk.api_keys().verify(nobodys.key.expose()).unwrap();
+    let report = rk.check(false).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
 }
 
 /// A personal org whose user is deleted while another member stays stops being personal:
@@ -736,6 +843,7 @@ fn populated() -> (TestDir, Redkeep) {
             owner: KeyOwner::Org(org.id),
             scopes: vec!["read".into()],
             expires_in: None,
+            created_by: None,
         })
         .unwrap();
     rk.agents()
@@ -1189,6 +1297,7 @@ fn deleting_a_user_names_the_orgs_and_keys_that_went_with_them() {
                 owner,
                 scopes: vec!["read".into()],
                 expires_in: None,
+                created_by: None,
             })
             .unwrap();
     }

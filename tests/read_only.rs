@@ -433,6 +433,7 @@ fn an_api_key_verifies_through_a_read_only_handle() {
             owner: KeyOwner::User(ann.id),
             scopes: vec![],
             expires_in: None,
+            created_by: None,
         })
         .unwrap();
     let revoked = rk
@@ -441,6 +442,7 @@ fn an_api_key_verifies_through_a_read_only_handle() {
             owner: KeyOwner::User(ann.id),
             scopes: vec![],
             expires_in: None,
+            created_by: None,
         })
         .unwrap();
     rk.api_keys().revoke(&revoked.api_key.prefix).unwrap();

@@ -202,6 +202,7 @@ fn no_public_type_shows_a_password_token_code_key_or_hash() {
             owner: KeyOwner::User(alice.user.id),
             scopes: vec!["read".into()],
             expires_in: Some(Duration::from_secs(3600)),
+            created_by: None,
         })
         .unwrap();
     leaks.token("API key", key.key.expose());
@@ -236,6 +237,7 @@ fn no_public_type_shows_a_password_token_code_key_or_hash() {
             owner: KeyOwner::Org(org.id),
             scopes: vec![],
             expires_in: None,
+            created_by: None,
         })
         .unwrap();
     leaks.token("org API key", org_key.key.expose());

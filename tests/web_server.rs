@@ -600,6 +600,7 @@ async fn api_keys_work_until_revoked_or_expired() {
                     owner,
                     scopes: scopes.into_iter().map(String::from).collect(),
                     expires_in,
+                    created_by: None,
                 })
                 .await
                 .unwrap()

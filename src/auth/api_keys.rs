@@ -1,5 +1,7 @@
 //! API keys: machine credentials for a user or an organization, with scopes and an optional
 //! expiry. The secret (`rkk_…`) is shown once; its prefix names the key; SHA-256 is stored.
+//! A key may record the user who made it; an org's key made by a member is revoked when
+//! they leave the org or are deleted.
 
 use std::cmp::Reverse;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Accounts;
 use super::audit::{self, Event};
-use super::orgs::Org;
+use super::orgs::{Org, OrgMember};
 use super::token::{self, Secret, TokenHash};
 use super::users::User;
 use crate::clock::Timestamp;
@@ -96,6 +98,10 @@ pub struct ApiKey {
     pub prefix: String,
     /// Who it acts for.
     pub owner: KeyOwner,
+    /// The user who made it, if it was recorded ([`ApiKeySpec::created_by`]; `None` on keys
+    /// made before it was). They may since have been deleted.
+    #[serde(default)]
+    pub created_by: Option<u64>,
     /// What it may do.
     pub scopes: Vec<String>,
     /// Creation time.
@@ -113,13 +119,19 @@ impl ApiKey {
     pub const PREFIX: Index<ApiKey> = Index::unique("prefix", |k| Some(key!(k.prefix)));
     /// Keys of an owner.
     pub const BY_OWNER: Index<ApiKey> = Index::many("by_owner", |k| Some(k.owner.index_key()));
+    /// Keys by the user who made them (keys with no recorded creator have no entry).
+    pub const BY_CREATOR: Index<ApiKey> =
+        Index::many("by_creator", |k| k.created_by.map(|u| key!(u)));
 }
 
 impl Record for ApiKey {
     const TABLE: &'static str = "api_keys";
     type Key = TokenHash;
     const SECRET_KEY: bool = true;
-    const INDEXES: &'static [&'static Index<Self>] = &[&Self::PREFIX, &Self::BY_OWNER];
+    // `created_by` came later, without a new version: the format matches fields by name, so
+    // a key stored before reads with `None` (and has no `by_creator` entry).
+    const INDEXES: &'static [&'static Index<Self>] =
+        &[&Self::PREFIX, &Self::BY_OWNER, &Self::BY_CREATOR];
     const VERSION: u32 = 2;
     fn key(&self) -> TokenHash {
         self.hash
@@ -147,6 +159,13 @@ pub struct ApiKeySpec {
     pub scopes: Vec<String>,
     /// Lifetime (1 s to 100 years); `None` never expires.
     pub expires_in: Option<Duration>,
+    /// The user making it, if the application knows (recorded in [`ApiKey::created_by`] and
+    /// as the actor of the `api_key_created` audit event): an active user, and for an org's
+    /// key a member of that org. An org's key made by a member is revoked when they leave the
+    /// org ([`Orgs::remove_member`](crate::auth::orgs::Orgs::remove_member)) or are deleted,
+    /// so that no key outlives its maker's access unnoticed; `None` (an operator, the
+    /// application itself) makes a key that stays until it is revoked.
+    pub created_by: Option<u64>,
 }
 
 /// Whether the owner of a key may use it: a user who exists and is active, or an org that
@@ -179,6 +198,64 @@ fn revoke_in(tx: &WriteTx<'_>, k: &mut ApiKey, now: Timestamp, detail: String) -
             ..Event::default()
         },
     )
+}
+
+/// Refuses, inside `tx`, a creator `by` who cannot make a key for `owner`: a user who does
+/// not exist or is disabled, or who is not a member of the org that owns it (such a key would
+/// not be revoked when they leave the org: they are not in it).
+fn check_creator(tx: &WriteTx<'_>, by: u64, owner: KeyOwner) -> Result<()> {
+    match tx.table::<User>().get(&by)? {
+        None => return Err(Error::not_found(format!("user {by} (created_by)"))),
+        Some(u) if !u.is_active => {
+            return Err(Error::denied(format!(
+                "user {by} is disabled and cannot make a key; enable them first (`redkeep \
+                 user enable {by}`) or leave created_by out"
+            )));
+        }
+        Some(_) => {}
+    }
+    if let KeyOwner::Org(org) = owner
+        && !tx.table::<OrgMember>().contains(&(org, by))?
+    {
+        return Err(Error::denied(format!(
+            "user {by} is not a member of org {org}, so they cannot make its key; add them \
+             (`redkeep org add-member`) or leave created_by out"
+        )));
+    }
+    Ok(())
+}
+
+/// Revokes, inside `tx`, the org keys `user` made (for the org `org`, or for every org) that
+/// could still verify (not revoked, not expired), one `api_key_revoked` audit event each with
+/// `why` as its detail; returns their prefixes, oldest first. (Expired ones verify for no
+/// one and are left as they are.) For a member who leaves an org or a user deleted: a key
+/// made by someone who no longer answers for it would act for the org unnoticed.
+pub(crate) fn revoke_org_keys_made_by(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    user: u64,
+    org: Option<u64>,
+    why: &str,
+) -> Result<Vec<String>> {
+    let t = tx.table::<ApiKey>();
+    let mut theirs = t.range_by(
+        &ApiKey::BY_CREATOR,
+        KeyRange::prefix(key!(user)),
+        Order::Asc,
+        usize::MAX,
+    )?;
+    theirs.retain(|k| {
+        matches!(k.owner, KeyOwner::Org(o) if org.is_none_or(|org| org == o))
+            && k.revoked_at.is_none()
+            && k.expires_at.is_none_or(|e| now < e)
+    });
+    theirs.sort_by_key(|k| (k.created_at, k.prefix.clone()));
+    let mut prefixes = Vec::with_capacity(theirs.len());
+    for mut k in theirs {
+        revoke_in(tx, &mut k, now, why.to_string())?;
+        prefixes.push(k.prefix);
+    }
+    Ok(prefixes)
 }
 
 /// A new key and its secret, shown once.
@@ -276,6 +353,7 @@ impl ApiKeys<'_> {
     ///     owner: KeyOwner::User(alice.id),
     ///     scopes: vec!["read".into()],
     ///     expires_in: None,
+    ///     created_by: Some(alice.id),
     /// })?;
     /// let key = rk.api_keys().verify(created.key.expose())?;
     /// assert_eq!(key.owner, KeyOwner::User(alice.id));
@@ -283,8 +361,9 @@ impl ApiKeys<'_> {
     /// ```
     ///
     /// # Errors
-    /// `NotFound` for an unknown owner; `Denied` for a disabled user; `InvalidInput` for a
-    /// bad scope or more than [`MAX_SCOPES`] of them.
+    /// `NotFound` for an unknown owner or creator; `Denied` for a disabled owner or creator,
+    /// or a creator who is not a member of the owning org; `InvalidInput` for a bad scope or
+    /// more than [`MAX_SCOPES`] of them.
     pub fn create(&self, spec: ApiKeySpec) -> Result<CreatedApiKey> {
         if spec.scopes.len() > MAX_SCOPES {
             return Err(Error::invalid(
@@ -327,11 +406,15 @@ impl ApiKeys<'_> {
                     }
                 }
             }
+            if let Some(by) = spec.created_by {
+                check_creator(tx, by, spec.owner)?;
+            }
             let (key, api_key) =
                 super::insert_with_token(tx, API_KEY_PREFIX, |hash, prefix| ApiKey {
                     hash,
                     prefix,
                     owner: spec.owner,
+                    created_by: spec.created_by,
                     scopes: scopes.clone(),
                     created_at: now,
                     expires_at: expires_in.map(|d| now.plus(d)),
@@ -342,6 +425,7 @@ impl ApiKeys<'_> {
                 tx,
                 now,
                 Event {
+                    actor: spec.created_by,
                     action: "api_key_created",
                     subject_user: match spec.owner {
                         KeyOwner::User(u) => Some(u),
@@ -350,7 +434,6 @@ impl ApiKeys<'_> {
                     subject: format!("api key {}", api_key.prefix),
                     outcome: "ok",
                     detail: format!("for {}", spec.owner),
-                    ..Event::default()
                 },
             )?;
             Ok(CreatedApiKey { key, api_key })
@@ -508,6 +591,28 @@ impl ApiKeys<'_> {
         })?;
         Ok(top.into_sorted())
     }
+
+    /// Up to `limit` keys that `user` made ([`ApiKey::created_by`]), newest first, whoever
+    /// owns them, revoked and expired ones too. Keys made before creators were recorded are
+    /// in no one's list.
+    ///
+    /// # Errors
+    /// `Corrupt` when a key cannot be read.
+    pub fn list_made_by(&self, user: u64, limit: usize) -> Result<Vec<ApiKey>> {
+        let mut top = Top::new(limit);
+        self.acc.read(|tx| {
+            tx.table::<ApiKey>().for_each_by(
+                &ApiKey::BY_CREATOR,
+                KeyRange::prefix(key!(user)),
+                Order::Asc,
+                |x| {
+                    top.offer((Reverse(x.created_at), x.prefix.clone()), x);
+                    Ok(true)
+                },
+            )
+        })?;
+        Ok(top.into_sorted())
+    }
 }
 
 // The shape versions 1 and 2 stored (format 1, fields in order), read by `upgrade` and by
@@ -540,6 +645,7 @@ impl From<ApiKeyV1> for ApiKey {
                 KeyOwnerV1::User(u) => KeyOwner::User(u),
                 KeyOwnerV1::Org(o) => KeyOwner::Org(o),
             },
+            created_by: None,
             scopes: v.scopes,
             created_at: Timestamp(v.created_at),
             expires_at: v.expires_at.map(Timestamp),
@@ -564,5 +670,48 @@ impl From<&ApiKey> for ApiKeyV1 {
             last_used_at: v.last_used_at.map(|t| t.0),
             revoked_at: v.revoked_at.map(|t| t.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::codec::{self, Stored};
+    use crate::store::format::{self, FormatError, UsedShapes};
+
+    /// A key stored before keys recorded their maker (the same version, without the field)
+    /// reads with no maker (and so has no `by_creator` entry).
+    #[test]
+    fn a_key_stored_before_makers_were_recorded_reads_with_none() {
+        #[derive(Serialize)]
+        struct Before {
+            prefix: String,
+            owner: KeyOwner,
+            scopes: Vec<String>,
+            created_at: Timestamp,
+            expires_at: Option<Timestamp>,
+            last_used_at: Option<Timestamp>,
+            revoked_at: Option<Timestamp>,
+        }
+        let before = Before {
+            prefix: "rkk_abcdefgh".into(),
+            owner: KeyOwner::Org(3),
+            scopes: vec!["deploy".into()],
+            created_at: Timestamp(100),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let mut used = UsedShapes::default();
+        let bytes = codec::encode(&before, ApiKey::VERSION, &mut used).unwrap();
+        for (id, names) in used.0 {
+            format::remember_shape(id, names.iter().map(|n| Box::<str>::from(*n)).collect());
+        }
+        let none = |id: u64| Err(FormatError(format!("no shape {id}")));
+        let k: ApiKey = Stored::parse(&bytes, &none).unwrap().decode().unwrap();
+        assert_eq!(
+            (k.prefix.as_str(), k.owner, k.created_by),
+            ("rkk_abcdefgh", KeyOwner::Org(3), None)
+        );
     }
 }

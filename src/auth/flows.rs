@@ -7,6 +7,14 @@
 //! attempt is counted as a failure when it is admitted and the count is cleared only when the
 //! password proves right, so however many guesses arrive at once, no more than the policy's
 //! threshold ever reach the hash.
+//!
+//! A failed login makes the same storage calls whatever the account (a wrong password, no
+//! account, a disabled or a locked one): one read (the login's index entry, a user record, a
+//! credential), a commit that reads a credential and writes it back, one hash, and a commit
+//! with its audit row. On PostgreSQL each call is a round trip, and a count that differed
+//! would tell which logins have an account. Where there is none, the credential is a decoy
+//! that no user has ([`DECOY_CREDENTIAL`]). The one attempt that locks an account writes a
+//! second audit row (`account_locked`).
 
 use super::Accounts;
 use super::agents::AgentSession;
@@ -19,8 +27,8 @@ use super::roles::{self, ADMIN_ROLE, DEFAULT_ROLE, UserRole};
 use super::sessions::{self, Login, LoginMeta, Sessions};
 use super::token::{self, Secret, TokenHash};
 use super::users::{
-    Avatar, CreatedUser, Credential, DeletedUser, NewUser, Registration, Uid, User, Users,
-    new_stamp, normalize_email, validate_name, validate_new_username,
+    Avatar, CreatedUser, Credential, DeletedUser, DisabledUser, NewUser, Registration, Uid, User,
+    Users, new_stamp, normalize_email, validate_name, validate_new_username,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -145,27 +153,39 @@ pub(crate) fn create_user(acc: &Accounts, spec: NewUser) -> Result<CreatedUser> 
     })
 }
 
-/// Finds the account an email or a username names, with its credential.
+/// The key of the decoy credential that a login no account has reads and writes back where
+/// an account's attempt reads and writes the account's credential (see [`admit_uncounted`]):
+/// a number no account has (numbers from 2^63 up are decoys', see `users::is_decoy_owner`).
+/// It holds no password (an empty hash matches none) and no user points at it; the first
+/// such login makes it. `check`, its repair and an import's check of the store it replaces
+/// pass over it; a backup, export or move carries it.
+pub(crate) const DECOY_CREDENTIAL: u64 = super::users::DECOY_OWNERS;
+
+/// Finds the account an email or a username names, with its credential. A login no account
+/// has (or a malformed one) makes the same reads: the index, a user record (user 0, which no
+/// account has) and a credential (the decoy's).
 fn find_login(acc: &Accounts, login: &str) -> Result<Option<(User, Credential)>> {
     let login = login.trim();
-    let index_key = if login.contains('@') {
+    let (index, k) = if login.contains('@') {
         match normalize_email(login) {
-            Ok(n) => Some((&User::EMAIL, key!(n))),
-            Err(_) => None,
+            Ok(n) => (&User::EMAIL, key!(n)),
+            // No account has an empty email.
+            Err(_) => (&User::EMAIL, key!("")),
         }
-    } else if login.is_empty() {
-        None
     } else {
-        Some((&User::USERNAME, key!(login.to_lowercase())))
-    };
-    let Some((index, k)) = index_key else {
-        return Ok(None);
+        // Nor an empty username.
+        (&User::USERNAME, key!(login.to_lowercase()))
     };
     acc.read(|tx| {
-        let Some(user) = tx.table::<User>().get_by(index, &k)? else {
+        let users = tx.table::<User>();
+        let creds = tx.table::<Credential>();
+        let Some(user) = users.get_by(index, &k)? else {
+            // The record read a found entry costs, and the credential's.
+            users.get(&0)?;
+            creds.get(&DECOY_CREDENTIAL)?;
             return Ok(None);
         };
-        Ok(tx.table::<Credential>().get(&user.id)?.map(|c| (user, c)))
+        Ok(creds.get(&user.id)?.map(|c| (user, c)))
     })
 }
 
@@ -219,10 +239,22 @@ fn login_event<'a>(user: u64, action: &'a str, outcome: &'a str) -> Event<'a> {
     }
 }
 
+/// Why [`admit`] lets an attempt go no further.
+#[derive(Debug)]
+enum Refused {
+    /// Locked or rate-limited: the outcome to audit (`locked`, `rate_limited`) once the
+    /// hash's time has passed.
+    Locked(&'static str),
+    /// The account has no credential (a damaged store): nothing to count or audit.
+    NoCredential,
+}
+
 /// Admits one attempt on `user`'s password, deciding on the lockout inside the write
-/// transaction that counts it. Returns the hash to verify against, or `None` when the
-/// account is locked or rate-limited (audited here).
-fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> {
+/// transaction that counts it: reads the credential and writes it back, counted, or, for a
+/// locked or rate-limited account, as it was (the same calls; the refusal is audited after
+/// the hash's time, in the commit where a wrong password's failure is). Returns the hash to
+/// verify against, or why the attempt goes no further.
+fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Result<Admitted, Refused>> {
     // What the attempt stored, for a commit that fails yet may have landed.
     let mut counted: Option<(Credential, Option<Timestamp>)> = None;
     // Not durable: a crash can only forget a failure, never grant an extra guess in this run.
@@ -230,7 +262,7 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
         counted = None;
         let creds = tx.table::<Credential>();
         let Some(mut c) = creds.get(&user)? else {
-            return Ok(None);
+            return Ok(Err(Refused::NoCredential));
         };
         match verdict(acc, &c, now) {
             Verdict::Check => {
@@ -240,7 +272,7 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
                 let locks = record_failure(acc, &mut c, now);
                 creds.update(&c)?;
                 counted = Some((c.clone(), locks.then(|| c.locked_until.unwrap_or(now))));
-                Ok(Some(Admitted {
+                Ok(Ok(Admitted {
                     hash: c.password_hash,
                     stamp: c.stamp,
                     locks_until: locks.then(|| c.locked_until.unwrap_or(now)),
@@ -248,12 +280,12 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
                 }))
             }
             v => {
-                let outcome = match v {
+                // Written back as it was: the write a counted attempt makes.
+                creds.update(&c)?;
+                Ok(Err(Refused::Locked(match v {
                     Verdict::RateLimited => "rate_limited",
                     _ => "locked",
-                };
-                audit::record(tx, now, login_event(user, "login_locked", outcome))?;
-                Ok(None)
+                })))
             }
         }
     });
@@ -270,7 +302,7 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
                 return Err(e);
             }
             tracing::warn!(error = %e, "a login attempt's count landed although its commit failed");
-            Ok(Some(Admitted {
+            Ok(Ok(Admitted {
                 hash: c.password_hash,
                 stamp: c.stamp,
                 locks_until,
@@ -279,6 +311,25 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Option<Admitted>> 
         }
         (out, _) => out,
     }
+}
+
+/// [`admit`]'s commit for an attempt that counts nothing (a disabled account, or no account:
+/// `key` the [`DECOY_CREDENTIAL`]): the credential read and written back as it was (the
+/// decoy made when missing, with the same calls). A round trip on PostgreSQL, or a disk
+/// write, would otherwise tell which logins have an account. It fails as a write fails (a
+/// store that refuses writes), as the commit it stands for would.
+fn admit_uncounted(acc: &Accounts, key: u64, now: Timestamp) -> Result<()> {
+    acc.store.write_with(Durability::None, |tx| {
+        let creds = tx.table::<Credential>();
+        let c = match creds.get(&key)? {
+            Some(c) => c,
+            None if key == DECOY_CREDENTIAL => Credential::new(key, String::new(), now)?,
+            // An account without a credential (a damaged store): nothing to write back.
+            None => return Ok(()),
+        };
+        // `put` reads the stored record as `update` does, then writes.
+        creds.put(&c)
+    })
 }
 
 /// What [`admit`] lets through: the hash to check, the credential's stamp then, and the
@@ -363,24 +414,22 @@ fn audit_failure(
     })
 }
 
-/// The commit that stands in for [`admit`]'s where no attempt is counted (no account, a
-/// disabled one) or for [`audit_failure`]'s where the attempt was audited before the hash
-/// (a locked account). Every attempt thus costs two commits and one hash, whatever the
-/// account: a commit's time (a disk sync in shared mode, a round trip on PostgreSQL) would
-/// otherwise tell which logins have an account. It writes nothing, but fails as a write
-/// fails (a store that refuses writes), as the commits it stands for would.
+/// The commit that stands in for [`audit_failure`]'s where there is nothing to audit (an
+/// account without a credential, in a damaged store). It writes nothing, but fails as a
+/// write fails (a store that refuses writes), as the commit it stands for would.
 fn stand_in_commit(acc: &Accounts) -> Result<()> {
     acc.store.write_with(Durability::None, |_| Ok(()))
 }
 
 /// An attempt on a login no account has (or a malformed one): the work of a wrong password
-/// on one, a commit, the hash, and a commit with its audit row (`login_failed`,
-/// `no_account`; the login given is not kept, it may be a password typed in the wrong
-/// field). Always an error: `Unauthorized`, or the store's error when it refuses writes,
-/// as it would for an account.
+/// on one, a commit that reads and writes back a credential (the decoy's), the hash, and a
+/// commit with its audit row (`login_failed`, `no_account`, filed under user 0, which no
+/// account ever has, as an account's row is filed under the account; the login given is not
+/// kept, it may be a password typed in the wrong field). Always an error: `Unauthorized`,
+/// or the store's error when it refuses writes, as it would for an account.
 fn no_account(acc: &Accounts, password: &str) -> Error {
     let now = acc.now();
-    let attempt = stand_in_commit(acc).and_then(|()| {
+    let attempt = admit_uncounted(acc, DECOY_CREDENTIAL, now).and_then(|()| {
         acc.passwords.burn_for(password);
         acc.store.write_with(Durability::None, |tx| {
             audit::record(
@@ -388,6 +437,7 @@ fn no_account(acc: &Accounts, password: &str) -> Error {
                 now,
                 Event {
                     action: "login_failed",
+                    subject_user: Some(0),
                     subject: "no account".into(),
                     outcome: "no_account",
                     ..Event::default()
@@ -407,15 +457,23 @@ fn verify_user(acc: &Accounts, user: &User, password: &str) -> Result<Admitted> 
         // anyway. The password is not checked: a right guess costs one hash where a wrong
         // one typed in another Unicode form costs two, and the time would tell it, with no
         // lockout to stop the guessing.
-        stand_in_commit(acc)?;
+        admit_uncounted(acc, user.id, now)?;
         acc.passwords.burn_for(password);
         audit_failure(acc, user.id, now, "disabled", None)?;
         return Err(Error::Unauthorized);
     }
-    let Some(mut admitted) = admit(acc, user.id, now)? else {
-        acc.passwords.burn_for(password);
-        stand_in_commit(acc)?;
-        return Err(Error::Unauthorized);
+    let mut admitted = match admit(acc, user.id, now)? {
+        Ok(a) => a,
+        Err(refused) => {
+            acc.passwords.burn_for(password);
+            match refused {
+                Refused::Locked(outcome) => acc.store.write_with(Durability::None, |tx| {
+                    audit::record(tx, now, login_event(user.id, "login_locked", outcome))
+                })?,
+                Refused::NoCredential => stand_in_commit(acc)?,
+            }
+            return Err(Error::Unauthorized);
+        }
     };
     match acc.passwords.verify_form(password, &admitted.hash) {
         Some(normal) => admitted.typed_form = !normal,
@@ -532,10 +590,13 @@ fn log_in(acc: &Accounts, login: &str, password: &str, meta: LoginMeta) -> Resul
 /// for an unknown or disabled user.
 pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<()> {
     let found = acc.read(|tx| {
+        let creds = tx.table::<Credential>();
         let Some(u) = tx.table::<User>().get(&id)? else {
+            // The credential read an account costs (the decoy's: see `find_login`).
+            creds.get(&DECOY_CREDENTIAL)?;
             return Ok(None);
         };
-        Ok(tx.table::<Credential>().get(&id)?.map(|c| (u, c)))
+        Ok(creds.get(&id)?.map(|c| (u, c)))
     })?;
     let Some((user, _)) = found else {
         return Err(no_account(acc, password));
@@ -743,15 +804,16 @@ pub(crate) fn change_password(
 }
 
 /// Disables or enables an account; disabling revokes its sessions, recovery tokens and the
-/// invites it made, and changes its stamp (its agent sessions are paused: see `Agents::get`).
-pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> {
+/// invites it made (returned: their prefixes), and changes its stamp (its agent sessions are
+/// paused: see `Agents::get`).
+pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<(User, Vec<String>)> {
     let now = acc.now();
     acc.store.write(|tx| {
         // Already so: nothing is written, and nothing audited.
         if let Some(user) = tx.table::<User>().get(&id)?
             && user.is_active == active
         {
-            return Ok(user);
+            return Ok((user, Vec::new()));
         }
         if !active {
             roles::keep_an_admin(tx, id, "disabling them")?;
@@ -761,6 +823,7 @@ pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> 
             u.updated_at = now;
             Ok(u.clone())
         })?;
+        let mut invites_revoked = Vec::new();
         if active {
             audit::user_event(tx, now, "user_enabled", id, String::new())?;
         } else {
@@ -770,10 +833,10 @@ pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<User> 
             // enabled again, long after the operator who disabled it forgot it was out.
             recovery::delete_tokens_of(tx, id, None)?;
             // (Enabling them again does not bring these back: make new ones.)
-            invites::revoke_made_by(tx, now, id, "their creator was disabled")?;
+            invites_revoked = invites::revoke_made_by(tx, now, id, "their creator was disabled")?;
             audit::user_event(tx, now, "user_disabled", id, String::new())?;
         }
-        Ok(user)
+        Ok((user, invites_revoked))
     })
 }
 
@@ -829,11 +892,13 @@ pub(crate) struct DeletedWith {
     pub(crate) api_keys: usize,
     pub(crate) agent_sessions: usize,
     pub(crate) invites_revoked: Vec<String>,
+    pub(crate) org_api_keys_revoked: Vec<String>,
 }
 
 /// Deletes a user and every record that belongs to them inside `tx`: credential, sessions,
 /// roles, memberships and personal org, API keys, agent sessions, avatar; audited. Revokes
-/// the invites they made (kept, as revoked, for the record). Returns the user as it was.
+/// the invites they made and the org API keys they made (kept, as revoked, for the record).
+/// Returns the user as it was.
 pub(crate) fn delete_user_records(
     acc: &Accounts,
     tx: &WriteTx<'_>,
@@ -864,6 +929,9 @@ pub(crate) fn delete_user_records(
     }
     recovery::delete_tokens_of(tx, id, None)?;
     with.invites_revoked = invites::revoke_made_by(tx, now, id, "their creator was deleted")?;
+    // (Those of the orgs deleted with them went with the orgs.)
+    with.org_api_keys_revoked =
+        api_keys::revoke_org_keys_made_by(tx, now, id, None, "their creator was deleted")?;
     tx.table::<Avatar>().delete(&id)?;
     tx.table::<Credential>().delete(&id)?;
     tx.table::<User>().delete(&id)?;
@@ -880,6 +948,7 @@ fn remove_user_from_orgs(tx: &WriteTx<'_>, now: Timestamp, user: u64) -> Result<
         api_keys: 0,
         agent_sessions: 0,
         invites_revoked: Vec::new(),
+        org_api_keys_revoked: Vec::new(),
     };
     for m in orgs::memberships_of(tx, user)? {
         let (members, owners) = orgs::headcount(tx, m.org_id, 2)?;
@@ -1098,8 +1167,9 @@ impl Users<'_> {
 
     /// Checks an email or username and a password under the lockout rules, without creating
     /// a session. Unknown account, wrong password, disabled and locked account all give the
-    /// same `Unauthorized`, after the same hashing work. Success resets the failure count,
-    /// sets `last_login_at` and upgrades the hash if its parameters or algorithm changed.
+    /// same `Unauthorized`, after the same hashing work and the same storage calls (on
+    /// PostgreSQL, the same round trips). Success resets the failure count, sets
+    /// `last_login_at` and upgrades the hash if its parameters or algorithm changed.
     ///
     /// # Errors
     /// `Unauthorized` for every failure.
@@ -1270,14 +1340,19 @@ impl Users<'_> {
     }
 
     /// Disables an account: no more logins; its sessions are revoked, its API keys stop
-    /// verifying at once, and its password-reset and email-verification tokens are voided
-    /// (enabling it again does not bring them back). An account disabled already is left as
-    /// it is (nothing audited).
+    /// verifying at once, its password-reset and email-verification tokens are voided, and
+    /// the invites it made that could still admit someone are revoked (listed in the result;
+    /// enabling it again does not bring any of these back). An account disabled already is
+    /// left as it is (nothing audited, nothing listed).
     ///
     /// # Errors
     /// `NotFound`; `Denied` for the last active administrator (make another user one first).
-    pub fn disable(&self, id: u64) -> Result<User> {
-        set_active(self.acc, id, false)
+    pub fn disable(&self, id: u64) -> Result<DisabledUser> {
+        let (user, invites_revoked) = set_active(self.acc, id, false)?;
+        Ok(DisabledUser {
+            user,
+            invites_revoked,
+        })
     }
 
     /// Re-enables a disabled account. An active account is left as it is (nothing audited).
@@ -1285,7 +1360,7 @@ impl Users<'_> {
     /// # Errors
     /// `NotFound`.
     pub fn enable(&self, id: u64) -> Result<User> {
-        set_active(self.acc, id, true)
+        Ok(set_active(self.acc, id, true)?.0)
     }
 
     /// Lifts a lockout and clears the failure counters, auditing `user_unlocked`. An account
@@ -1299,7 +1374,8 @@ impl Users<'_> {
 
     /// Deletes a user and everything that belongs to them in one transaction (credential,
     /// sessions, roles, memberships and personal org, API keys, agent sessions, avatar), then
-    /// moves their workspace folder to the trash (never deleting files).
+    /// moves their workspace folder to the trash (never deleting files). The invites and the
+    /// org API keys they made that could still be used are revoked, and listed in the result.
     ///
     /// # Errors
     /// `NotFound`; `Denied` when the user is the last owner of an org with other members or
@@ -1330,6 +1406,7 @@ impl Users<'_> {
             api_keys_deleted: with.api_keys,
             agent_sessions_deleted: with.agent_sessions,
             invites_revoked: with.invites_revoked,
+            org_api_keys_revoked: with.org_api_keys_revoked,
         })
     }
 }
@@ -1403,6 +1480,65 @@ impl Orgs<'_> {
     /// that makes no valid org name (nothing changes then).
     pub fn delete(&self, org: u64, force: bool) -> Result<orgs::DeletedOrg> {
         delete_org(self.acc, org, force)
+    }
+
+    /// Removes a member. The last owner cannot leave; a member whose current org this was is
+    /// moved to another of their orgs (their own personal org first). A member left in no
+    /// org gets a new personal org, which becomes their current one; an org that was the
+    /// leaving user's own personal org stops being personal. The org's API keys they made
+    /// that could still verify are revoked (see
+    /// [`ApiKeySpec::created_by`](crate::auth::api_keys::ApiKeySpec::created_by)), each
+    /// audited. All in one transaction.
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` for the last owner; `InvalidInput` when a new personal org is
+    /// needed and the user's name does not make a valid org name (nothing changes then).
+    pub fn remove_member(&self, org: u64, user: u64) -> Result<orgs::RemovedMember> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            orgs::ensure_owner_remains(tx, org, user, None)?;
+            let Some(member) = tx.table::<OrgMember>().delete(&(org, user))? else {
+                return Err(Error::not_found(format!("member user {user} of org {org}")));
+            };
+            let org_no_longer_personal = orgs::unmake_personal(tx, now, org, user)?;
+            orgs::move_current_org(tx, user, org)?;
+            let new_personal_org = orgs::keep_in_an_org(tx, now, user)?;
+            let api_keys_revoked = api_keys::revoke_org_keys_made_by(
+                tx,
+                now,
+                user,
+                Some(org),
+                "their creator left the org",
+            )?;
+            let mut detail = format!("was {}", member.role.as_str());
+            if let Some(p) = &new_personal_org {
+                detail.push_str(&format!(
+                    "; they belonged to no other org, so a new personal org, {}, was made \
+                     for them",
+                    p.slug
+                ));
+            }
+            if !api_keys_revoked.is_empty() {
+                detail.push_str(&format!(
+                    "; {} API key(s) they made for it revoked",
+                    api_keys_revoked.len()
+                ));
+            }
+            orgs::org_event(
+                tx,
+                now,
+                "org_member_removed",
+                &orgs::slug_of(tx, org)?,
+                Some(user),
+                detail,
+            )?;
+            Ok(orgs::RemovedMember {
+                member,
+                new_personal_org,
+                org_no_longer_personal,
+                api_keys_revoked,
+            })
+        })
     }
 }
 
@@ -1602,6 +1738,93 @@ mod tests {
         rk.sessions().revoke_all(ids[2]).unwrap();
         assert!(unauthorized(super::settle_right_alone(acc, ids[2], &right)));
         assert_eq!(events(ids[2], "account_locked", "locked"), 1);
+    }
+
+    /// A failed login makes the same engine calls (each a round trip on PostgreSQL), in the
+    /// same order, whatever the account: a wrong password, a login no account has (the
+    /// first, which makes the decoy credential, and again; an email, a username, a malformed
+    /// one), a disabled account, a locked one and a rate-limited one. A password checked
+    /// for a user id does the same for an id no user has. The decoy is no one's: `check`
+    /// passes over it and no password shows for it.
+    #[test]
+    fn a_failed_login_makes_the_same_engine_calls_whatever_the_account() {
+        use super::{Credential, DECOY_CREDENTIAL};
+        use crate::store::ENGINE_CALLS;
+        let calls = |f: &dyn Fn()| {
+            ENGINE_CALLS.with_borrow_mut(Vec::clear);
+            f();
+            ENGINE_CALLS.with_borrow_mut(std::mem::take)
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let rk = open(tmp.path());
+        let mut ids = Vec::new();
+        for email in [
+            "ann@example.com",
+            "bob@example.com",
+            "cat@example.com",
+            "dan@example.com",
+        ] {
+            ids.push(
+                rk.users()
+                    .create(new_user(email, Some("correct horse")))
+                    .unwrap()
+                    .user
+                    .id,
+            );
+        }
+        rk.users().disable(ids[1]).unwrap();
+        let users = rk.users();
+        let acc = users.acc;
+        let now = acc.now();
+        // cat locked, dan at the hour's limit of failures.
+        acc.store
+            .write(|tx| {
+                let creds = tx.table::<Credential>();
+                creds.modify(&ids[2], |c| {
+                    c.locked_until = Some(now.plus(std::time::Duration::from_secs(3600)));
+                    Ok(())
+                })?;
+                creds.modify(&ids[3], |c| {
+                    c.failure_window_start = Some(now);
+                    c.failures_in_window = acc.policy.lockout.max_failures_per_hour;
+                    Ok(())
+                })
+            })
+            .unwrap();
+        let login = |login: &str| {
+            calls(&|| {
+                assert!(matches!(
+                    rk.users().authenticate(login, "wrong password"),
+                    Err(crate::Error::Unauthorized)
+                ));
+            })
+        };
+        let wrong = login("ann@example.com");
+        assert!(wrong.contains(&"put"), "{wrong:?}");
+        assert_eq!(login("nobody@example.com"), wrong, "no account, the first");
+        assert_eq!(login("nobody@example.com"), wrong, "no account, again");
+        assert_eq!(login("nobody"), wrong, "no account, a username");
+        assert_eq!(login("not@an@email"), wrong, "a malformed login");
+        assert_eq!(login(""), wrong, "an empty login");
+        assert_eq!(login("bob@example.com"), wrong, "disabled");
+        assert_eq!(login("cat@example.com"), wrong, "locked");
+        assert_eq!(login("dan@example.com"), wrong, "rate-limited");
+        assert_eq!(login("ANN"), wrong, "wrong password, by username");
+        let check =
+            |id: u64| calls(&|| assert!(rk.users().check_password(id, "wrong password").is_err()));
+        assert_eq!(check(999), check(ids[0]), "check_password: no such user");
+
+        // The decoy: no one's, and no problem.
+        assert!(
+            acc.read(|tx| tx.table::<Credential>().get(&DECOY_CREDENTIAL))
+                .unwrap()
+                .is_some()
+        );
+        assert!(rk.users().password_info(DECOY_CREDENTIAL).is_err());
+        let report = rk.check(false).unwrap();
+        assert!(report.ok, "{:?}", report.problems);
+        assert!(rk.check(true).unwrap().repaired.is_empty());
+        assert_eq!(rk.users().count().unwrap(), 4, "no user to list");
     }
 
     /// One password, however its accented letters are typed: composed (`ä`, NFC) or

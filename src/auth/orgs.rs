@@ -267,7 +267,7 @@ pub(crate) fn memberships_of<S: Source>(tx: &S, user: u64) -> Result<Vec<OrgMemb
 
 /// Refuses when `user` is not a member of `org`, or is its last owner and would stop being
 /// an owner (removed: `new_role` is `None`; or given another role).
-fn ensure_owner_remains(
+pub(crate) fn ensure_owner_remains(
     tx: &WriteTx<'_>,
     org: u64,
     user: u64,
@@ -546,6 +546,9 @@ pub struct RemovedMember {
     pub new_personal_org: Option<Org>,
     /// Whether the org stopped being personal: it was this user's own, and they left it.
     pub org_no_longer_personal: bool,
+    /// The prefixes of the org's API keys the user made that could still verify: revoked as
+    /// they left (and audited). See [`ApiKeySpec::created_by`](crate::auth::api_keys::ApiKeySpec::created_by).
+    pub api_keys_revoked: Vec<String>,
 }
 
 /// What deleting an org took with it ([`Orgs::delete`]).
@@ -772,48 +775,6 @@ impl Orgs<'_> {
         })
     }
 
-    /// Removes a member. The last owner cannot leave; a member whose current org this was is
-    /// moved to another of their orgs (their own personal org first). A member left in no
-    /// org gets a new personal org, which becomes their current one; an org that was the
-    /// leaving user's own personal org stops being personal. All in one transaction.
-    ///
-    /// # Errors
-    /// `NotFound`; `Denied` for the last owner; `InvalidInput` when a new personal org is
-    /// needed and the user's name does not make a valid org name (nothing changes then).
-    pub fn remove_member(&self, org: u64, user: u64) -> Result<RemovedMember> {
-        let now = self.acc.now();
-        self.acc.store.write(|tx| {
-            ensure_owner_remains(tx, org, user, None)?;
-            let Some(member) = tx.table::<OrgMember>().delete(&(org, user))? else {
-                return Err(Error::not_found(format!("member user {user} of org {org}")));
-            };
-            let org_no_longer_personal = unmake_personal(tx, now, org, user)?;
-            move_current_org(tx, user, org)?;
-            let new_personal_org = keep_in_an_org(tx, now, user)?;
-            let mut detail = format!("was {}", member.role.as_str());
-            if let Some(p) = &new_personal_org {
-                detail.push_str(&format!(
-                    "; they belonged to no other org, so a new personal org, {}, was made \
-                     for them",
-                    p.slug
-                ));
-            }
-            org_event(
-                tx,
-                now,
-                "org_member_removed",
-                &slug_of(tx, org)?,
-                Some(user),
-                detail,
-            )?;
-            Ok(RemovedMember {
-                member,
-                new_personal_org,
-                org_no_longer_personal,
-            })
-        })
-    }
-
     /// Changes a member's role; the last owner cannot be demoted.
     ///
     /// # Errors
@@ -920,7 +881,7 @@ pub(crate) fn add_member_in(
 }
 
 /// The slug of an org known to exist (for an audit event's subject).
-fn slug_of(tx: &WriteTx<'_>, org: u64) -> Result<String> {
+pub(crate) fn slug_of(tx: &WriteTx<'_>, org: u64) -> Result<String> {
     Ok(tx
         .table::<Org>()
         .get(&org)?

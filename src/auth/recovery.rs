@@ -15,7 +15,7 @@ use super::Accounts;
 pub use super::accounts::RecoveryPolicy;
 use super::audit::{self, Event};
 use super::token::{self, Secret, TokenHash};
-use super::users::{User, normalize_email};
+use super::users::{DECOY_OWNERS, User, normalize_email};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
@@ -248,9 +248,6 @@ impl Recovery<'_> {
     }
 }
 
-/// Decoy tokens' owners: numbers from 2^63 up, which no account has (ids count up from 1).
-const DECOY_OWNERS: u64 = 1 << 63;
-
 /// The owner of the decoy reset token of `email` (normalised): a number no account has,
 /// the same for every request for that email.
 fn decoy_owner(email: &str) -> u64 {
@@ -259,12 +256,6 @@ fn decoy_owner(email: &str) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     DECOY_OWNERS | (u64::from_be_bytes(first) >> 1)
-}
-
-/// Whether a recovery token's `user_id` is a decoy's owner rather than an account (see
-/// [`Recovery::request_password_reset`]): such a token points at no user by design.
-pub(crate) fn is_decoy_owner(user_id: u64) -> bool {
-    user_id >= DECOY_OWNERS
 }
 
 /// What [`issue_in`] does for an account, for an email with no active account (`user`: the

@@ -267,6 +267,17 @@ impl Credential {
     }
 }
 
+/// Decoys' owners: numbers from 2^63 up, which no account has (ids count up from 1, and
+/// adopted ones are SQLite's, below 2^63).
+pub(crate) const DECOY_OWNERS: u64 = 1 << 63;
+
+/// Whether a recovery token's or a credential's `user_id` is a decoy's rather than an
+/// account's (see `Recovery::request_password_reset` and the login's decoy credential,
+/// `flows::DECOY_CREDENTIAL`): such a record points at no user by design.
+pub(crate) fn is_decoy_owner(user_id: u64) -> bool {
+    user_id >= DECOY_OWNERS
+}
+
 pub(crate) fn new_stamp() -> Result<[u8; 16]> {
     let mut b = [0u8; 16];
     token::random_bytes(&mut b)?;
@@ -732,6 +743,17 @@ pub struct CreatedUser {
     pub password: Option<Secret>,
 }
 
+/// What disabling a user did ([`Users::disable`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct DisabledUser {
+    /// The account, now disabled.
+    pub user: User,
+    /// The prefixes of the invites they made that could still admit someone: revoked as
+    /// they were disabled (and audited); enabling them again does not bring these back.
+    /// Empty when the account was disabled already.
+    pub invites_revoked: Vec<String>,
+}
+
 /// What deleting a user did.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeletedUser {
@@ -750,6 +772,10 @@ pub struct DeletedUser {
     /// The prefixes of the invites they made that could still admit someone: revoked with
     /// them (and audited).
     pub invites_revoked: Vec<String>,
+    /// The prefixes of the API keys they made for orgs that stay (see
+    /// [`ApiKeySpec::created_by`](crate::auth::api_keys::ApiKeySpec::created_by)) that could
+    /// still verify: revoked with them (and audited).
+    pub org_api_keys_revoked: Vec<String>,
 }
 
 /// Where a user stands with the lockout rules (not secret: shown to operators).
@@ -1033,6 +1059,8 @@ impl Users<'_> {
         let c = self
             .acc
             .read(|tx| tx.table::<Credential>().get(&id))?
+            // (Not the decoy credential a login with no account uses: no user's.)
+            .filter(|_| !is_decoy_owner(id))
             .ok_or_else(|| Error::not_found(format!("password of user {id}")))?;
         let (algorithm, parameters) = super::password::scheme(&c.password_hash);
         Ok(PasswordInfo {

@@ -331,8 +331,10 @@ fn held_data(tx: &WriteTx<'_>) -> Result<Option<String>> {
     };
     let others = |user: u64| admin != Some(user);
     let mut orgs = 0;
+    // (The decoy credential a login with no account writes is no one's data.)
     let held = first_foreign(tx, |c: &Credential| {
-        others(c.user_id).then(|| format!("a credential of user {}", c.user_id))
+        (others(c.user_id) && !crate::auth::users::is_decoy_owner(c.user_id))
+            .then(|| format!("a credential of user {}", c.user_id))
     })?
     .or(first_foreign(tx, |g: &UserRole| {
         others(g.user_id).then(|| format!("a role grant to user {}", g.user_id))

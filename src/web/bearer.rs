@@ -246,6 +246,7 @@ mod tests {
                 owner: KeyOwner::User(id),
                 scopes: Vec::new(),
                 expires_in: None,
+                created_by: None,
             })
             .unwrap();
         let key = rk.api_keys().verify(created.key.expose()).unwrap();

@@ -263,6 +263,10 @@ pub enum ApiKeyCmd {
         /// Lifetime, e.g. 90d.
         #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
         expires: Option<String>,
+        /// The user who asked for it (for an org's key, a member: the key is revoked when
+        /// they leave the org or are deleted).
+        #[cfg_attr(feature = "cli", arg(long))]
+        created_by: Option<String>,
     },
     /// List keys (prefixes only).
     List {
@@ -272,6 +276,9 @@ pub enum ApiKeyCmd {
         /// Only this org's (id or slug).
         #[cfg_attr(feature = "cli", arg(long))]
         org: Option<String>,
+        /// Only those this user made (whoever owns them).
+        #[cfg_attr(feature = "cli", arg(long, conflicts_with_all = ["user", "org"]))]
+        created_by: Option<String>,
     },
     /// Revoke a key by its prefix (a key revoked already: exit 0, saying when), or every
     /// key of a user or an org.
@@ -883,7 +890,8 @@ fn owner_json(owner: KeyOwner) -> Value {
 
 fn key_json(k: &ApiKey) -> Value {
     json!({
-        "prefix": k.prefix, "owner": owner_json(k.owner), "scopes": k.scopes,
+        "prefix": k.prefix, "owner": owner_json(k.owner), "created_by": k.created_by,
+        "scopes": k.scopes,
         "created_at": k.created_at, "expires_at": k.expires_at, "last_used_at": k.last_used_at,
         "revoked_at": k.revoked_at,
     })
@@ -896,6 +904,7 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             org,
             scopes,
             expires,
+            created_by,
         } => {
             let owner = match (user, org) {
                 (Some(w), _) => KeyOwner::User(rk.users().find(w)?.id),
@@ -906,10 +915,15 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                 .as_deref()
                 .map(|e| parse_duration("expires", e))
                 .transpose()?;
+            let created_by = created_by
+                .as_deref()
+                .map(|w| rk.users().find(w).map(|u| u.id))
+                .transpose()?;
             let c = rk.api_keys().create(ApiKeySpec {
                 owner,
                 scopes: scopes.clone(),
                 expires_in,
+                created_by,
             })?;
             let mut json = key_json(&c.api_key);
             json["key"] = json!(c.key.expose());
@@ -947,13 +961,29 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                 ),
             ))
         }
-        ApiKeyCmd::List { user, org } => {
+        ApiKeyCmd::List {
+            user,
+            org,
+            created_by,
+        } => {
             let owner = match (user, org) {
                 (Some(w), _) => Some(KeyOwner::User(rk.users().find(w)?.id)),
                 (None, Some(o)) => Some(KeyOwner::Org(rk.orgs().find(o)?.id)),
                 (None, None) => None,
             };
-            let list = rk.api_keys().list(owner, usize::MAX)?;
+            let list = match created_by {
+                Some(w) => {
+                    if owner.is_some() {
+                        return Err(Error::invalid(
+                            "apikey",
+                            "give --created-by alone, without --user or --org",
+                        ));
+                    }
+                    let by = rk.users().find(w)?.id;
+                    rk.api_keys().list_made_by(by, usize::MAX)?
+                }
+                None => rk.api_keys().list(owner, usize::MAX)?,
+            };
             let now = rk.now();
             let owners = owner_states(rk, &list)?;
             let status = |k: &ApiKey| {
@@ -971,6 +1001,8 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                         k.prefix.clone(),
                         status(k).to_string(),
                         k.owner.to_string(),
+                        k.created_by
+                            .map_or_else(|| "-".into(), |u| format!("user {u}")),
                         k.scopes.join(","),
                         opt(&k.expires_at),
                         opt(&k.last_used_at),
@@ -993,6 +1025,7 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                     "prefix",
                     "status",
                     "owner",
+                    "created_by",
                     "scopes",
                     "expires_at",
                     "last_used_at",
@@ -1221,6 +1254,7 @@ mod tests {
             expires_at: Some(Timestamp(200)),
             last_used_at: None,
             revoked_at: None,
+            created_by: None,
         };
         let active = OwnerState::Active;
         assert_eq!(key_status(&key, Timestamp(199), active), "active");

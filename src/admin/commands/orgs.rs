@@ -156,6 +156,14 @@ fn removed_member_reply(o: &Org, r: &RemovedMember) -> Reply {
         ));
     }
     lines.extend(r.new_personal_org.iter().map(new_personal_line));
+    if !r.api_keys_revoked.is_empty() {
+        lines.push(format!(
+            "revoked the {} they made for org {} that could still be used ({})",
+            crate::admin::reply::count(r.api_keys_revoked.len(), "API key"),
+            o.slug,
+            crate::top::first_few(&r.api_keys_revoked, 3)
+        ));
+    }
     Reply::text(
         json!({
             "org_id": o.id,
@@ -164,6 +172,7 @@ fn removed_member_reply(o: &Org, r: &RemovedMember) -> Reply {
             "role": r.member.role.as_str(),
             "org_no_longer_personal": r.org_no_longer_personal,
             "new_personal_org": r.new_personal_org.as_ref().map(org_json),
+            "api_keys_revoked": r.api_keys_revoked,
         }),
         lines,
     )

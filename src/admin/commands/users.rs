@@ -273,6 +273,12 @@ fn user_lines(u: &User, lockout: &Lockout, every: &[String]) -> Vec<String> {
 }
 
 fn user_reply(rk: &Redkeep, u: &User, first: String) -> Result<Reply> {
+    let (json, lines) = user_parts(rk, u, first)?;
+    Ok(Reply::text(json, lines))
+}
+
+/// What [`user_reply`] shows: the JSON and the lines, for a reply that adds to them.
+fn user_parts(rk: &Redkeep, u: &User, first: String) -> Result<(Value, Vec<String>)> {
     let lockout = rk.users().lockout(u.id)?;
     // A custom role that holds `*` makes its user able to do everything, as an admin: said
     // beside `admin: no`, so an operator who looks for admins there does not miss them.
@@ -290,7 +296,7 @@ fn user_reply(rk: &Redkeep, u: &User, first: String) -> Result<Reply> {
     json["failed_logins"] = json!(lockout.failed_logins);
     json["failures_this_hour"] = json!(lockout.failures_in_window);
     json["locked_until"] = json!(lockout.locked_until);
-    Ok(Reply::text(json, lines))
+    Ok((json, lines))
 }
 
 /// What `change-email` did, truthfully: nothing (the address the user has), a change of
@@ -501,13 +507,23 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
         UserCmd::Disable { user } => {
             let u = rk.users().find(user)?;
             let was = u.is_active;
-            let u = rk.users().disable(u.id)?;
+            let disabled = rk.users().disable(u.id)?;
+            let u = disabled.user;
             let what = if was {
                 "disabled"
             } else {
                 "was disabled already"
             };
-            user_reply(rk, &u, format!("user {} {what}", u.id))
+            let (mut json, mut lines) = user_parts(rk, &u, format!("user {} {what}", u.id))?;
+            if !disabled.invites_revoked.is_empty() {
+                lines.push(format!(
+                    "revoked the {} they made that could still admit someone ({})",
+                    count(disabled.invites_revoked.len(), "invite"),
+                    crate::top::first_few(&disabled.invites_revoked, 3)
+                ));
+            }
+            json["invites_revoked"] = json!(disabled.invites_revoked);
+            Ok(Reply::text(json, lines))
         }
         UserCmd::Enable { user } => {
             let u = rk.users().find(user)?;
@@ -567,6 +583,13 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                     crate::top::first_few(&deleted.invites_revoked, 3)
                 ));
             }
+            if !deleted.org_api_keys_revoked.is_empty() {
+                lines.push(format!(
+                    "revoked the {} they made for orgs that could still be used ({})",
+                    count(deleted.org_api_keys_revoked.len(), "API key"),
+                    crate::top::first_few(&deleted.org_api_keys_revoked, 3)
+                ));
+            }
             Ok(Reply::text(
                 json!({
                     "id": u.id,
@@ -577,6 +600,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                     "api_keys_deleted": deleted.api_keys_deleted,
                     "agent_sessions_deleted": deleted.agent_sessions_deleted,
                     "invites_revoked": deleted.invites_revoked,
+                    "org_api_keys_revoked": deleted.org_api_keys_revoked,
                 }),
                 lines,
             ))
