@@ -462,3 +462,48 @@ fn a_backup_says_why_each_folder_was_left_out() {
     );
     assert_eq!(why.len(), 2, "{why:?}");
 }
+
+/// After a reset, the natural "put the old store back" restores its safety copy alone: the
+/// users come back without their folders, which the reset set aside in the trash. The
+/// restore names that trash entry and its users (their owner markers match), and a restore
+/// with `--folders` of it puts their files back.
+#[test]
+fn a_restore_of_a_store_file_alone_names_the_trash_entry_holding_its_users_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bea never wrote a file, so she has no folder (one is made at the first write).
+    let ann = {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        let ann = account(&rk, "ann@example.com");
+        rk.workspaces().save_piece(ann, br#"{"n": 1}"#).unwrap();
+        account(&rk, "bea@example.com");
+        ann
+    };
+    let reset = redkeep::ops::reset(dir.path(), Timestamp(1_900_000_000)).unwrap();
+    let entry = reset.folders.clone().unwrap();
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        let zed = account(&rk, "zed@example.com");
+        rk.workspaces().save_piece(zed, br#"{"z": 1}"#).unwrap();
+    }
+    let r =
+        redkeep::ops::restore(dir.path(), &reset.backup, true, Timestamp(1_900_000_100)).unwrap();
+    assert_eq!(r.folders, None);
+    let found: Vec<(PathBuf, Vec<u64>)> = r
+        .folders_in_trash
+        .iter()
+        .map(|t| (t.entry.clone(), t.users.clone()))
+        .collect();
+    assert_eq!(found, [(entry.clone(), vec![ann])]);
+    let r = redkeep::ops::restore_store_with_folders(
+        dir.path(),
+        None,
+        &reset.backup,
+        Some(&entry),
+        true,
+        Timestamp(1_900_000_200),
+    )
+    .unwrap();
+    assert!(r.folders_in_trash.is_empty());
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
+    assert_eq!(rk.workspaces().list_pieces(ann).unwrap().len(), 1);
+}

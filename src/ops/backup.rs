@@ -388,6 +388,77 @@ pub struct RestoreReport {
     /// holds its bytes as they were, which no restore takes back (`salvage` reads what it
     /// can of them).
     pub previous_damaged: Option<String>,
+    /// After a restore of a store file alone: the trash entries holding folders of the
+    /// restored store's users who have no folder in place (what an earlier reset or restore
+    /// set aside), for `restore --folders` to put back.
+    pub folders_in_trash: Vec<FoldersInTrash>,
+}
+
+/// A trash entry holding workspace folders of users of a restored store (their owner
+/// markers name them) who have no folder in place.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldersInTrash {
+    /// The trash entry (`workspaces/trash/reset-…` or `…/restore-…`).
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
+    pub entry: PathBuf,
+    /// The users whose folders it holds, in id order.
+    pub users: Vec<u64>,
+}
+
+/// The trash entries of `data_dir` holding folders whose owner markers name users of its
+/// store file who have no folder in place, newest first. Best effort: what cannot be read
+/// (the store at an older schema, a damaged marker) is passed over.
+fn folders_in_trash(data_dir: &Path) -> Vec<FoldersInTrash> {
+    use crate::auth::users::User;
+    use crate::workspace::FolderOwner;
+    let workspaces = data_dir.join(WORKSPACES_DIR);
+    let Ok(entries) = fs::read_dir(workspaces.join("trash")) else {
+        return Vec::new();
+    };
+    let Ok(store) = open_file_store(&data_dir.join(STORE_FILE), Mode::Shared) else {
+        return Vec::new();
+    };
+    let mut out: Vec<FoldersInTrash> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("reset-") || name.starts_with("restore-")) {
+            continue;
+        }
+        // A trash entry holds the folders it took, named by their users' ids.
+        let Ok(folders) = fs::read_dir(entry.path()) else {
+            continue;
+        };
+        let mut users: Vec<u64> = folders
+            .flatten()
+            .filter_map(|f| {
+                let id: u64 = f.file_name().to_str()?.parse().ok()?;
+                if workspaces
+                    .join("users")
+                    .join(id.to_string())
+                    .symlink_metadata()
+                    .is_ok()
+                {
+                    return None;
+                }
+                let marker =
+                    fsutil::read_regular(&f.path().join(crate::workspace::OWNER_FILE), 256)
+                        .ok()??;
+                let owner = FolderOwner::parse(&String::from_utf8_lossy(&marker))?;
+                let user = store.read(|tx| tx.table::<User>().get(&id)).ok()??;
+                (user.uid.0 == owner.uid).then_some(id)
+            })
+            .collect();
+        if !users.is_empty() {
+            users.sort_unstable();
+            out.push(FoldersInTrash {
+                entry: entry.path(),
+                users,
+            });
+        }
+    }
+    // Newest first: entries are named by the time they were made.
+    out.sort_by(|a, b| b.entry.cmp(&a.entry));
+    out
 }
 
 // Where a tar entry may go: the manifest, the store, or a file under workspaces/users/{id}/.
@@ -655,7 +726,14 @@ pub fn restore_store_with_folders(
     .into_iter()
     .filter(|p| p.symlink_metadata().is_err())
     .collect();
-    let restored = restore_into(data_dir, store_url, backup, folders, force, now);
+    let mut restored = restore_into(data_dir, store_url, backup, folders, force, now);
+    if let Ok(report) = &mut restored
+        && store_url.is_none()
+        && folders.is_none()
+        && report.folders.is_none()
+    {
+        report.folders_in_trash = folders_in_trash(data_dir);
+    }
     if restored.is_err() {
         // A refused restore into a new data dir leaves no data dir behind, when it holds
         // only the empty folders the attempt made (never a file: a safety copy, say); into
@@ -953,6 +1031,7 @@ fn restore_into(
             folders_safety,
             folders,
             previous_damaged,
+            folders_in_trash: Vec::new(),
         })
     };
     // Set once the restored store (with its mark) is in place: a failure after that keeps

@@ -49,7 +49,8 @@ impl FolderOwner {
         format!("{}\n{}\n", crate::bytes::hex(&self.uid), self.since)
     }
 
-    fn parse(text: &str) -> Option<FolderOwner> {
+    /// Reads an owner marker's text; `None` when it is malformed.
+    pub(crate) fn parse(text: &str) -> Option<FolderOwner> {
         let mut lines = text.lines();
         let hex = lines.next()?.trim();
         if hex.len() != 32 || !hex.is_ascii() {

@@ -608,6 +608,16 @@ pub fn restore_store_with_folders(
         (Some(store), None, None) => Some((None, store)),
         _ => None,
     };
+    for t in &r.folders_in_trash {
+        let users: Vec<String> = t.users.iter().map(u64::to_string).collect();
+        lines.push(format!(
+            "user(s) {} of the restored store have no folder here; theirs are in {} (set aside \
+             by an earlier reset or restore): `{}` puts them in place",
+            users.join(", "),
+            t.entry.display(),
+            crate::handle::undo_invocation(data_dir, Some(&t.entry), backup)
+        ));
+    }
     let mut json = serde_json::to_value(&r).unwrap_or_default();
     if let Some((folders, store)) = undo {
         lines.push(crate::handle::undo_command(
