@@ -56,6 +56,7 @@ fn make_export(path: &Path, users: u64) {
         no_admin: false,
         admin_email: Some("template@example.com".into()),
         admin_password: Some(Secret::new("template password")),
+        keep_password: false,
     })
     .unwrap();
     let mut template = Vec::new();

@@ -467,6 +467,12 @@ pub struct InitSpec {
     pub admin_email: Option<String>,
     /// The admin's password; `None` generates one, printed once.
     pub admin_password: Option<crate::Secret>,
+    /// Whether a given `admin_password` stays: not marked to be changed at first login, as
+    /// for a password the operator chose at the console (`redkeep init
+    /// --admin-password-stdin`), and as [`Users::create`](crate::Users::create) leaves a
+    /// given password. Default `false`: a password from an application's configuration must
+    /// be changed at first login. A generated password always must.
+    pub keep_password: bool,
 }
 
 impl std::fmt::Debug for InitSpec {
@@ -474,6 +480,7 @@ impl std::fmt::Debug for InitSpec {
         f.debug_struct("InitSpec")
             .field("no_admin", &self.no_admin)
             .field("admin_email", &self.admin_email)
+            .field("keep_password", &self.keep_password)
             .finish_non_exhaustive()
     }
 }
@@ -1372,7 +1379,8 @@ impl Redkeep {
     }
 
     /// Initialises the store once: records the time and creates the first administrator with
-    /// `must_change_password` set (a generated password unless one is given). A second call
+    /// `must_change_password` set (a generated password unless one is given; a given one
+    /// with [`InitSpec::keep_password`] is not to be changed). A second call
     /// changes nothing and returns `created: false`, or, when it names an administrator,
     /// says so as an error.
     ///
@@ -1419,7 +1427,8 @@ impl Redkeep {
             match &prepared {
                 Some(p) => {
                     let mut user = p.user.clone();
-                    user.must_change_password = true;
+                    user.must_change_password =
+                        spec.admin_password.is_none() || !spec.keep_password;
                     let user = flows::insert_new_user(tx, now, user, p.hash.clone(), None)?;
                     Ok(Some(Some(user)))
                 }
@@ -1850,6 +1859,34 @@ impl Redkeep {
                 }
             }
             Err(e) => report.problem(format!("workspace folders were not checked: {e}")),
+        }
+        // A file (or symlink) left among the users' folders is no one's: nothing serves it,
+        // and exports and backups leave it out. (A folder of another name is taken for the
+        // operator's own: it is left, and goes to the trash and back with the others on a
+        // reset and its undo.)
+        match self.workspaces().entries_not_named_by_id() {
+            Ok(names) => {
+                let users = self.workspaces().dir(0);
+                let users = users.parent().unwrap_or(&users);
+                let not_a_folder = |name: &std::ffi::OsString| {
+                    !users
+                        .join(name)
+                        .symlink_metadata()
+                        .is_ok_and(|m| m.is_dir())
+                };
+                for name in names.iter().filter(|n| not_a_folder(n)) {
+                    report.problem(format!(
+                        "the workspace folders: {} is not a user's folder (its name is no user \
+                         id, and it is no folder), so nothing serves it, and exports and \
+                         backups leave it out; move it out of {}",
+                        users.join(name).display(),
+                        users.display()
+                    ));
+                }
+            }
+            Err(e) => report.problem(format!(
+                "the entries of the workspace folders were not all looked at: {e}"
+            )),
         }
         // Mended with the rest, or not at all: a repair of damaged pages is refused whole
         // (above), and the report says nothing was repaired.

@@ -470,3 +470,403 @@ fn tables_and_json_hold_the_same_things() {
     assert!(list.contains("cut"), "{list}");
     assert_eq!(cli.json(&["user", "list"], None)[0]["name"], long.as_str());
 }
+
+/// `gallery add` reads a piece up to the limit `--max-doc-bytes` (or REDKEEP_MAX_DOC_BYTES)
+/// gives, as `show`, `check`, `export` and `import` do, and a piece over it is refused with
+/// the flag that raises it; an import's piece over the limit names it too.
+#[test]
+fn gallery_add_and_import_heed_max_doc_bytes_and_name_it() {
+    let cli = Cli::new();
+    cli.init();
+    user(&cli, "ann@example.com", &[]);
+    let small = json!({"img": "A".repeat(3000)}).to_string();
+    let (_, err) = cli.expect(
+        &[
+            "--max-doc-bytes",
+            "1024",
+            "gallery",
+            "add",
+            "ann@example.com",
+            "-",
+        ],
+        Some(&small),
+        1,
+    );
+    assert!(
+        err.contains("larger than 1024 bytes") && err.contains("--max-doc-bytes"),
+        "{err}"
+    );
+    // Over the default 16 MiB: refused without the flag, saying which flag raises it, and
+    // saved with it.
+    let big = json!({"img": "A".repeat(17 << 20)}).to_string();
+    let file = cli.dir.path().join("big.json");
+    std::fs::write(&file, &big).unwrap();
+    let file = file.to_str().unwrap();
+    let (_, err) = cli.expect(&["gallery", "add", "ann@example.com", file], None, 1);
+    assert!(err.contains("--max-doc-bytes"), "{err}");
+    let raised = ["--max-doc-bytes", "20000000"];
+    cli.expect(
+        &[&raised[..], &["gallery", "add", "ann@example.com", file]].concat(),
+        None,
+        0,
+    );
+    let shown = cli.json(
+        &[&raised[..], &["gallery", "show", "ann@example.com", "1"]].concat(),
+        None,
+    );
+    assert_eq!(shown["img"].as_str().map(str::len), Some(17 << 20));
+    // Its export, imported without the flag: the piece's line names it.
+    let export = cli.dir.path().join("x.jsonl");
+    cli.expect(
+        &[&raised[..], &["export", "-o", export.to_str().unwrap()]].concat(),
+        None,
+        0,
+    );
+    let other = Cli::new();
+    let (_, err) = other.expect(&["import", export.to_str().unwrap()], None, 1);
+    assert!(err.contains("--max-doc-bytes"), "{err}");
+}
+
+/// A folder without its owner marker that bears a live user's number is theirs unless
+/// something says otherwise: `check --repair` binds it to them (it was moved to the trash,
+/// leaving them an empty workspace without a word). One holding files older than their
+/// account may be an earlier account's: it is left and named, and `workspace bind` gives it
+/// to them when the operator knows it is theirs.
+#[test]
+fn a_folder_without_its_owner_marker_is_bound_to_its_user_unless_it_is_older() {
+    let cli = Cli::new();
+    cli.init();
+    let bob = user(&cli, "bob@example.com", &[]);
+    let carl = user(&cli, "carl@example.com", &[]);
+    let folder = |id: u64| cli.data().join(format!("workspaces/users/{id}"));
+    let plant = |id: u64, mine: &str| {
+        std::fs::create_dir_all(folder(id)).unwrap();
+        let doc = folder(id).join("workspace.json");
+        std::fs::write(
+            &doc,
+            json!({"notes": [], "piece_count": 0, "mine": mine}).to_string(),
+        )
+        .unwrap();
+        doc
+    };
+    plant(bob, "bob's");
+    let (out, _) = cli.expect(&["check"], None, 1);
+    assert!(
+        out.contains("no owner marker") && out.contains("binds it to them"),
+        "{out}"
+    );
+    let (out, _) = cli.expect(&["check", "--repair"], None, 0);
+    assert!(out.contains("bound to them"), "{out}");
+    let (out, _) = cli.expect(&["workspace", "show", "bob@example.com"], None, 0);
+    assert!(out.contains("bob's"), "{out}");
+    assert!(folder(bob).join(".owner").is_file());
+
+    // Older than carl's account: left in place, named, and served to no one.
+    let doc = plant(carl, "an earlier account's?");
+    std::fs::File::options()
+        .write(true)
+        .open(&doc)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800))
+        .unwrap();
+    let (out, _) = cli.expect(&["check", "--repair"], None, 1);
+    assert!(
+        out.contains("older than the account of user")
+            && out.contains(&format!("workspace bind {carl}")),
+        "{out}"
+    );
+    assert!(doc.is_file(), "the folder stays");
+    cli.expect(&["workspace", "show", "carl@example.com"], None, 1);
+    let (out, _) = cli.expect(&["workspace", "bind", "carl@example.com"], None, 0);
+    assert!(out.contains("bound"), "{out}");
+    // (Made by hand, the folder is open to other users: the repair makes it private.)
+    cli.expect(&["check", "--repair"], None, 0);
+    let (out, _) = cli.expect(&["workspace", "show", "carl@example.com"], None, 0);
+    assert!(out.contains("an earlier account's?"), "{out}");
+    // Bound already: nothing to do; a folder of another account is never bound.
+    let (out, _) = cli.expect(&["workspace", "bind", "carl@example.com"], None, 0);
+    assert!(out.contains("nothing changed"), "{out}");
+}
+
+/// A password the operator chose at `init` is not to be changed at first login (as with
+/// `user create --password-stdin`); a generated one is.
+#[test]
+fn init_with_a_chosen_password_does_not_ask_for_a_change() {
+    let cli = Cli::new();
+    cli.expect(
+        &[
+            "init",
+            "--admin-email",
+            "root@example.com",
+            "--admin-password-stdin",
+        ],
+        Some("long enough pw\n"),
+        0,
+    );
+    let shown = cli.json(&["user", "show", "root@example.com"], None);
+    assert_eq!(shown["must_change_password"], json!(false), "{shown}");
+    let other = Cli::new();
+    other.expect(&["init", "--admin-email", "root@example.com"], None, 0);
+    let shown = other.json(&["user", "show", "root@example.com"], None);
+    assert_eq!(shown["must_change_password"], json!(true), "{shown}");
+}
+
+/// `apikey verify` and `session validate` say why a key or a token is refused (the library
+/// answers every failure alike, for web callers), exiting 1 as before.
+#[test]
+fn verify_and_validate_say_why_a_secret_is_refused() {
+    let cli = Cli::new();
+    cli.init();
+    user(&cli, "ann@example.com", &[]);
+    user(&cli, "bob@example.com", &[]);
+    let key = |owner: &str| {
+        let (out, _) = cli.expect(&["apikey", "create", "--user", owner], None, 0);
+        format!("{}\n", out.trim())
+    };
+    let verify = |k: &str| {
+        cli.expect(&["apikey", "verify", "--key-stdin"], Some(k), 1)
+            .1
+    };
+    let ann_key = key("ann@example.com");
+    cli.expect(&["apikey", "verify", "--key-stdin"], Some(&ann_key), 0);
+    cli.expect(&["apikey", "revoke", &ann_key[..12]], None, 0);
+    let err = verify(&ann_key);
+    assert!(
+        err.contains("not valid") && err.contains("revoked at"),
+        "{err}"
+    );
+    let bob_key = key("bob@example.com");
+    cli.expect(&["user", "disable", "bob@example.com"], None, 0);
+    let err = verify(&bob_key);
+    assert!(err.contains("is disabled"), "{err}");
+    let err = verify(&format!("rkk_{}\n", "a".repeat(39)));
+    assert!(err.contains("no key has the prefix rkk_aaaaaaaa"), "{err}");
+    assert!(!err.contains(&"a".repeat(20)), "{err}");
+    let mut cut = ann_key.trim().to_string();
+    cut.pop();
+    let err = verify(&format!("{cut}\n"));
+    assert!(err.contains("not its secret"), "{err}");
+    // Made on a clock of 2020: expired now (the CLI runs on the real clock).
+    let (old_key, old_token) = {
+        let clock =
+            std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(1_600_000_000)));
+        let rk = redkeep::Redkeep::open(cli.data(), cli.options().clock(clock)).unwrap();
+        let ann = rk.users().find("ann@example.com").unwrap();
+        let key = rk
+            .api_keys()
+            .create(redkeep::auth::api_keys::ApiKeySpec {
+                owner: redkeep::auth::api_keys::KeyOwner::User(ann.id),
+                scopes: Vec::new(),
+                expires_in: Some(std::time::Duration::from_secs(86_400)),
+                created_by: None,
+            })
+            .unwrap();
+        let login = rk
+            .sessions()
+            .login(
+                "ann@example.com",
+                "correct horse battery",
+                redkeep::auth::sessions::LoginMeta::default(),
+            )
+            .unwrap();
+        (
+            format!("{}\n", key.key.expose()),
+            format!("{}\n", login.token.expose()),
+        )
+    };
+    let err = verify(&old_key);
+    assert!(err.contains("expired at 2020-09-14"), "{err}");
+    let validate = |t: &str| {
+        cli.expect(&["session", "validate", "--token-stdin"], Some(t), 1)
+            .1
+    };
+    let err = validate(&old_token);
+    assert!(
+        err.contains("not valid") && err.contains("expired at 2020-09"),
+        "{err}"
+    );
+    let (token, _) = cli.expect(
+        &["login", "ann@example.com", "--password-stdin"],
+        Some("correct horse battery\n"),
+        0,
+    );
+    let token = format!("{}\n", token.trim());
+    cli.expect(&["session", "validate", "--token-stdin"], Some(&token), 0);
+    cli.expect(&["session", "revoke", "--token-stdin"], Some(&token), 0);
+    let err = validate(&token);
+    assert!(
+        err.contains("no session rks_") && err.contains("revoked"),
+        "{err}"
+    );
+    assert!(!err.contains(token.trim()), "{err}");
+}
+
+/// `user avatar get` refuses to write the image's bytes to a terminal, as `export` refuses
+/// its records, saying to redirect stdout.
+#[test]
+fn avatar_get_refuses_a_terminal() {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let cli = Cli::new();
+    cli.init();
+    user(&cli, "ann@example.com", &[]);
+    let jpeg = [
+        0xff_u8, 0xd8, 0xff, 0xe0, 0, 16, b'J', b'F', b'I', b'F', 0, 1, 0xff, 0xd9,
+    ];
+    let file = cli.dir.path().join("a.jpg");
+    std::fs::write(&file, jpeg).unwrap();
+    cli.expect(
+        &[
+            "user",
+            "avatar",
+            "set",
+            "ann@example.com",
+            file.to_str().unwrap(),
+        ],
+        None,
+        0,
+    );
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let terminal = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("redkeep"))
+        .env("REDKEEP_DATA_DIR", cli.data())
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .env_remove("REDKEEP_STORE_URL")
+        .envs(cli.store.iter().map(|u| ("REDKEEP_STORE_URL", u)))
+        .args(["user", "avatar", "get", "ann@example.com"])
+        .stdout(terminal)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("redirect stdout"), "{err}");
+    drop(master);
+    // Into a pipe, as before.
+    cli.expect(&["user", "avatar", "get", "ann@example.com"], None, 0);
+}
+
+/// Messages that name what to fix: the environment variable a bad value came from, a bad
+/// REDKEEP_ARGON2 only where a password is hashed, a lifetime too long to count, an export
+/// given to `restore`, a role name as it was typed.
+#[test]
+fn mistakes_are_blamed_on_what_to_fix() {
+    let cli = Cli::new();
+    cli.init();
+    user(&cli, "ann@example.com", &[]);
+    let out = cli
+        .cmd(&["workspace", "show", "ann@example.com"])
+        .env("REDKEEP_MAX_DOC_BYTES", "")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("environment variable REDKEEP_MAX_DOC_BYTES"),
+        "{err}"
+    );
+    let (_, err) = cli.expect(&["--max-doc-bytes", "", "check"], None, 2);
+    assert!(!err.contains("environment variable"), "{err}");
+
+    let garbage = |args: &[&str], stdin: Option<&str>| {
+        let mut c = cli.cmd(args);
+        c.env("REDKEEP_ARGON2", "garbage");
+        if let Some(s) = stdin {
+            c.write_stdin(s);
+        }
+        c.output().unwrap()
+    };
+    let out = garbage(&["user", "list"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("REDKEEP_ARGON2"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ann@example.com"));
+    let out = garbage(
+        &["user", "create", "x@example.com", "--password-stdin"],
+        Some("correct horse battery\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REDKEEP_ARGON2"));
+
+    let (_, err) = cli.expect(
+        &[
+            "login",
+            "ann@example.com",
+            "--password-stdin",
+            "--ttl",
+            "99999999999999999999d",
+        ],
+        Some("correct horse battery\n"),
+        2,
+    );
+    assert!(err.contains("more than 100 years"), "{err}");
+
+    let export = cli.dir.path().join("x.jsonl");
+    cli.expect(&["export", "-o", export.to_str().unwrap()], None, 0);
+    let (_, err) = cli.expect(&["restore", "--force", export.to_str().unwrap()], None, 1);
+    assert!(
+        err.contains("is an export") && err.contains("redkeep import"),
+        "{err}"
+    );
+
+    let (_, err) = cli.expect(&["role", "create", "Ed itor", "--permission", "x"], None, 1);
+    assert!(err.contains("\"Ed itor\""), "{err}");
+}
+
+/// Repeats and leftovers said as they are: unlocking a user who is not locked, a repeated
+/// `org add-member` (a success that changes nothing, as a repeated `role grant` is), and a
+/// stray file among the users' folders, which `check` names.
+#[test]
+fn repeats_and_strays_are_said_as_they_are() {
+    let cli = Cli::new();
+    cli.init();
+    user(&cli, "ann@example.com", &[]);
+    user(&cli, "bob@example.com", &[]);
+    let (out, _) = cli.expect(&["user", "unlock", "bob@example.com"], None, 0);
+    assert!(out.contains("was not locked"), "{out}");
+
+    cli.expect(
+        &["org", "create", "Acme", "--owner", "ann@example.com"],
+        None,
+        0,
+    );
+    let (out, _) = cli.expect(&["org", "add-member", "acme", "bob@example.com"], None, 0);
+    assert!(out.contains("joined"), "{out}");
+    let (out, _) = cli.expect(&["org", "add-member", "acme", "bob@example.com"], None, 0);
+    assert!(
+        out.contains("already") && out.contains("nothing changed"),
+        "{out}"
+    );
+    let (_, err) = cli.expect(
+        &[
+            "org",
+            "add-member",
+            "acme",
+            "bob@example.com",
+            "--role",
+            "admin",
+        ],
+        None,
+        1,
+    );
+    assert!(err.contains("org set-role"), "{err}");
+
+    cli.expect(&["check"], None, 0);
+    let users = cli.data().join("workspaces/users");
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::write(users.join("stray.txt"), "x").unwrap();
+    let (out, _) = cli.expect(&["check"], None, 1);
+    assert!(
+        out.contains("stray.txt") && out.contains("not a user's folder"),
+        "{out}"
+    );
+}

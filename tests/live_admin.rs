@@ -346,6 +346,11 @@ fn an_import_never_runs_through_the_owner() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("an import fills the store"), "{err}");
     assert!(err.contains("stop the application first"), "{err}");
+    // One sentence, not two clauses run together ("… would wait for it and cannot run …").
+    assert!(
+        err.contains("would wait for it, so it cannot run while the store is held"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     // A client that sends the request anyway is refused, its endless input dropped.
     let socket = dir.join("redkeep.sock");
@@ -950,4 +955,41 @@ fn paths_in_answers_through_the_owner_are_absolute_whatever_its_working_dir() {
     assert_eq!(code, 0);
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["socket"], "reachable");
+}
+
+/// `gallery add` through the owner: the client reads a piece as large as its
+/// `--max-doc-bytes` and sends it whole (it was cut at the default 16 MiB), and the owner's
+/// own limit decides, refusing a piece over it with the flag that raises the limit.
+#[test]
+fn gallery_add_through_the_owner_sends_the_whole_piece_and_names_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let _owner = start_owner(&dir);
+    let (code, _, err) = run(
+        &dir,
+        &["user", "create", "ann@example.com", "--password-stdin"],
+        Some("correct horse battery\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let big = format!("{{\"img\":\"{}\"}}", "A".repeat(17 << 20));
+    let file = tmp.path().join("big.json");
+    std::fs::write(&file, &big).unwrap();
+    let (code, out, err) = run(
+        &dir,
+        &[
+            "--max-doc-bytes",
+            "20000000",
+            "gallery",
+            "add",
+            "ann@example.com",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("larger than 16777216 bytes") && err.contains("--max-doc-bytes"),
+        "{err}"
+    );
 }

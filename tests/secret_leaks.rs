@@ -123,6 +123,7 @@ fn no_public_type_shows_a_password_token_code_key_or_hash() {
         no_admin: false,
         admin_email: Some("root@example.com".into()),
         admin_password: Some(Secret::new(OTHER_PASSWORD)),
+        keep_password: false,
     };
     leaks.debug("InitSpec", &init_spec);
     let init = rk.init(init_spec).unwrap();

@@ -90,6 +90,7 @@ impl Site {
             no_admin: false,
             admin_email: Some("root@example.com".into()),
             admin_password: Some(Secret::new("root password")),
+            keep_password: false,
         })
         .await
         .unwrap();

@@ -55,13 +55,22 @@ pub const MAX_INPUT_BYTES: u64 = crate::workspace::DEFAULT_MAX_DOC_BYTES;
 
 /// Reads at most `cap` bytes of `input`.
 pub(crate) fn read_bytes(input: &mut dyn BufRead, what: &str, cap: u64) -> Result<Vec<u8>> {
+    read_capped(input, what, cap, "")
+}
+
+/// Reads at most `cap` bytes of `input`; more is refused, saying `raise` (how to raise the
+/// cap, if it can be: `; raise it with …`, or empty).
+fn read_capped(input: &mut dyn BufRead, what: &str, cap: u64, raise: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(input, cap + 1), &mut buf)
-        .map_err(|e| Error::io(format!("reading {what}"), e))?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(input, cap.saturating_add(1)),
+        &mut buf,
+    )
+    .map_err(|e| Error::io(format!("reading {what}"), e))?;
     if buf.len() as u64 > cap {
         return Err(Error::invalid(
             "input",
-            format!("{what} is larger than {cap} bytes"),
+            format!("{what} is larger than {cap} bytes{raise}"),
         ));
     }
     Ok(buf)
@@ -69,7 +78,23 @@ pub(crate) fn read_bytes(input: &mut dyn BufRead, what: &str, cap: u64) -> Resul
 
 /// Reads at most `cap` bytes of `input` as UTF-8 text.
 pub(crate) fn read_text(input: &mut dyn BufRead, what: &str, cap: u64) -> Result<String> {
-    let buf = read_bytes(input, what, cap)?;
+    read_text_raising(input, what, cap, "")
+}
+
+/// [`read_text`] of a workspace file, whose `cap` is the store's size limit for them; more is
+/// refused with `raise` (how to raise that limit).
+pub(crate) fn read_text_raising(
+    input: &mut dyn BufRead,
+    what: &str,
+    cap: u64,
+    raise: &str,
+) -> Result<String> {
+    let raise = if raise.is_empty() {
+        String::new()
+    } else {
+        format!(", the limit for workspace files; raise it with {raise}")
+    };
+    let buf = read_capped(input, what, cap, &raise)?;
     String::from_utf8(buf).map_err(|_| Error::invalid("input", format!("{what} is not UTF-8 text")))
 }
 

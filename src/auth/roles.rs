@@ -128,6 +128,12 @@ pub(crate) const SYSTEM_ROLES: [(&str, &str, &[&str], i64); 3] = [
 ];
 
 pub(crate) fn validate_name(name: &str) -> Result<()> {
+    validate_given_name(name, name)
+}
+
+/// [`validate_name`] of `name`, the form of `given` that is stored (trimmed, lower case); a
+/// refusal quotes `given`, as the caller wrote it.
+fn validate_given_name(name: &str, given: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -139,8 +145,9 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
         Err(Error::invalid(
             "role",
             format!(
-                "{:?} must be 1 to 64 of a-z 0-9 _ -",
-                super::users::cut_input(name)
+                "{:?} is not a role name: use 1 to 64 of a-z 0-9 _ - (capitals are made \
+                 lower case)",
+                super::users::cut_input(given)
             ),
         ))
     }
@@ -433,7 +440,7 @@ impl Roles<'_> {
     /// is taken.
     pub fn create(&self, spec: RoleSpec) -> Result<Role> {
         let name = spec.name.trim().to_lowercase();
-        validate_name(&name)?;
+        validate_given_name(&name, spec.name.trim())?;
         if spec.permissions.is_empty() {
             return Err(Error::invalid("permission", "give at least one permission"));
         }

@@ -16,7 +16,7 @@ use super::users::User;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::store::{Index, KeyRange, Order, ReadTx, Record, Stored, Table, WriteTx};
+use crate::store::{Index, KeyRange, Order, ReadTx, Record, Source, Stored, Table, WriteTx};
 use crate::top::Top;
 
 /// The type prefix of session tokens.
@@ -319,26 +319,11 @@ impl Sessions<'_> {
     /// `InvalidInput` for an empty text; `NotFound` (the message repeats no more of the
     /// text than a short id).
     pub fn revoke(&self, token_or_short_id: &str) -> Result<Session> {
-        let text = token_or_short_id.trim();
-        if text.is_empty() {
-            return Err(Error::invalid(
-                "session",
-                format!(
-                    "it is empty; give the session's short id ({SESSION_PREFIX}_…) or its token"
-                ),
-            ));
-        }
+        let text = named_session(token_or_short_id)?;
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let t = tx.table::<Session>();
-            let found = if token::looks_like(SESSION_PREFIX, text) {
-                t.get(&token::hash_token(text))?
-            } else {
-                t.get_by(&Session::SHORT_ID, &key!(text))?
-            };
-            let s = found.ok_or_else(|| {
-                Error::not_found(format!("session {}", token::shown(SESSION_PREFIX, text)))
-            })?;
+            let s = session_named(&t, text)?;
             t.delete(&s.hash)?;
             audit::record(
                 tx,
@@ -353,6 +338,19 @@ impl Sessions<'_> {
             )?;
             Ok(s)
         })
+    }
+
+    /// Finds a session by its short id or its full token, expired ones too (a revoked one
+    /// is gone), whoever its user is: for an operator asking why a token is refused.
+    /// [`validate`](Self::validate) alone decides whether a session may be used.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an empty text; `NotFound` (the message repeats no more of the
+    /// text than a short id).
+    pub fn find(&self, token_or_short_id: &str) -> Result<Session> {
+        let text = named_session(token_or_short_id)?;
+        self.acc
+            .read(|tx| session_named(&tx.table::<Session>(), text))
     }
 
     /// Up to `limit` sessions, newest first, optionally of one user.
@@ -466,4 +464,29 @@ impl From<&Session> for SessionV1 {
             user_agent: v.user_agent.clone(),
         }
     }
+}
+
+/// `text` trimmed, as a session's short id or token; refused when empty.
+fn named_session(text: &str) -> Result<&str> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::invalid(
+            "session",
+            format!("it is empty; give the session's short id ({SESSION_PREFIX}_…) or its token"),
+        ));
+    }
+    Ok(text)
+}
+
+/// The session `text` names in `t`: by its hash for a full token (which must match), else by
+/// its short id.
+fn session_named<S: Source + ?Sized>(t: &Table<'_, Session, S>, text: &str) -> Result<Session> {
+    let found = if token::looks_like(SESSION_PREFIX, text) {
+        let hash = token::hash_token(text);
+        t.get(&hash)?
+            .filter(|s| token::hashes_equal(&s.hash, &hash))
+    } else {
+        t.get_by(&Session::SHORT_ID, &key!(text))?
+    };
+    found.ok_or_else(|| Error::not_found(format!("session {}", token::shown(SESSION_PREFIX, text))))
 }

@@ -210,6 +210,15 @@ pub(crate) fn shown(kind: &str, text: &str) -> String {
     out
 }
 
+/// The display prefix of `text`, a full token of `kind` (`kind`, `_` and 8 characters): what
+/// listings show of it.
+#[cfg(feature = "admin")]
+pub(crate) fn display_prefix(kind: &str, text: &str) -> String {
+    text.chars()
+        .take(kind.chars().count() + 1 + PREFIX_CHARS)
+        .collect()
+}
+
 /// Whether `text` has the shape of a display prefix of `kind`.
 pub fn looks_like_prefix(kind: &str, text: &str) -> bool {
     text.strip_prefix(kind)

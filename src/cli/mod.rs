@@ -202,7 +202,7 @@ fn open(cli: &Cli) -> Result<Redkeep> {
     let mut options = Options::default()
         .mode(mode)
         .create(cli.command.creates_store())
-        .password(password_params()?);
+        .password(password_params_for(&cli.command)?);
     options.store_url = store_url(cli);
     options.open_outdated = cli.command.accepts_outdated();
     options.open_unfinished = cli.command.accepts_unfinished();
@@ -313,6 +313,71 @@ fn usage_error_line(e: &clap::Error) -> String {
     line
 }
 
+/// `line`, clap's refusal `e` of a value, blaming the environment variable the value came
+/// from when it was not given on the command line (clap names only the flag it stands for).
+fn from_environment(e: &clap::Error, line: String) -> String {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return line;
+    };
+    let given = |long: &str| {
+        std::env::args_os().skip(1).any(|a| {
+            let a = a.to_string_lossy();
+            a == format!("--{long}") || a.starts_with(&format!("--{long}="))
+        })
+    };
+    let command = Cli::command();
+    let Some((long, env)) = command.get_arguments().find_map(|a| {
+        let long = a.get_long()?;
+        let env = a.get_env()?;
+        arg.starts_with(&format!("--{long}"))
+            .then(|| (long, env.to_string_lossy().into_owned()))
+    }) else {
+        return line;
+    };
+    if given(long) || std::env::var_os(&env).is_none() {
+        return line;
+    }
+    line.replacen(
+        &format!("for '{arg}'"),
+        &format!("in the environment variable {env} (read for '{arg}', which was not given)"),
+        1,
+    )
+}
+
+/// Whether `command` may hash a password, and so needs `REDKEEP_ARGON2` to be right: it makes
+/// one (init, user create, set-password) or checks one, which may rehash it (login,
+/// check-password).
+fn hashes_passwords(command: &Command) -> bool {
+    use admin::commands::UserCmd;
+    matches!(
+        command,
+        Command::Init(admin::commands::InitArgs {
+            no_admin: false,
+            ..
+        }) | Command::Login(_)
+            | Command::User(
+                UserCmd::Create(_) | UserCmd::SetPassword { .. } | UserCmd::CheckPassword { .. }
+            )
+    )
+}
+
+/// The argon2 parameters for `command`: a bad `REDKEEP_ARGON2` fails a command that may hash
+/// a password; any other is warned, and goes on (it hashes none).
+fn password_params_for(command: &Command) -> Result<PasswordParams> {
+    match password_params() {
+        Err(e) if !hashes_passwords(command) => {
+            say!(
+                "warning: {}; ignored, as this command hashes no password",
+                render::printable(&e.full_message())
+            );
+            Ok(PasswordParams::OWASP)
+        }
+        other => other,
+    }
+}
+
 /// Parses arguments, runs the command and prints the result; the whole CLI.
 pub fn main() -> ExitCode {
     // A panic inside the storage engine on a damaged file becomes an error with advice;
@@ -342,7 +407,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
         Err(e) => {
-            say!("error: {}", render::error_line(&usage_error_line(&e)));
+            let line = from_environment(&e, usage_error_line(&e));
+            say!("error: {}", render::error_line(&line));
             return ExitCode::from(2);
         }
     };
@@ -453,6 +519,14 @@ impl Sink {
                  or into a pipe, not to a terminal",
             ));
         }
+        // An image's bytes on a terminal are garbage, and may be taken for its escape codes.
+        if cmd.writes_binary() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(Error::invalid(
+                "output",
+                "this command writes the image's JPEG bytes, which a terminal cannot show; \
+                 redirect stdout to a file (`> avatar.jpg`) or into a pipe",
+            ));
+        }
         match cmd {
             cmd if cmd.json_lines() && !json => {
                 Ok(Sink::Pretty(render::PrettyLines::new(Watched::new())))
@@ -521,14 +595,41 @@ impl Sink {
 }
 
 /// Reads `input` to its end, or one byte past the largest input a command other than
-/// `import` takes (so the command still says it is too large).
-fn read_ahead(input: &mut dyn BufRead) -> Result<Vec<u8>> {
-    let cap = admin::MAX_INPUT_BYTES.max(crate::auth::users::MAX_AVATAR_BYTES as u64);
+/// `import` takes (so the command still says it is too large): a piece of `gallery add` as
+/// large as `--max-doc-bytes` (or the default limit, when it is lower).
+fn read_ahead(cli: &Cli, input: &mut dyn BufRead) -> Result<Vec<u8>> {
+    let cap = read_ahead_cap(cli);
     let mut buf = Vec::new();
-    Read::take(input, cap + 1)
+    Read::take(input, cap.saturating_add(1))
         .read_to_end(&mut buf)
         .map_err(|e| Error::io("reading the input", e))?;
+    // A piece past it is refused here: an application that runs with a higher limit would
+    // get it cut, and take it for a damaged piece.
+    if buf.len() as u64 > cap
+        && matches!(
+            cli.command,
+            Command::Gallery(admin::commands::GalleryCmd::Add { .. })
+        )
+    {
+        return Err(Error::invalid(
+            "input",
+            format!(
+                "the piece is larger than {} bytes, the limit for workspace files; raise it \
+                 with {}",
+                cli.max_doc_bytes
+                    .unwrap_or(crate::workspace::DEFAULT_MAX_DOC_BYTES),
+                crate::workspace::RAISE_LIMIT
+            ),
+        ));
+    }
     Ok(buf)
+}
+
+/// The most [`read_ahead`] reads.
+fn read_ahead_cap(cli: &Cli) -> u64 {
+    admin::MAX_INPUT_BYTES
+        .max(crate::auth::users::MAX_AVATAR_BYTES as u64)
+        .max(cli.max_doc_bytes.unwrap_or(0))
 }
 
 fn input_for(cmd: &Command) -> Result<Option<Box<dyn BufRead>>> {
@@ -633,7 +734,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             if !matches!(command, Command::Import { .. })
                 && let Some(mut whole) = input.take()
             {
-                input = Some(Box::new(std::io::Cursor::new(read_ahead(&mut whole)?)));
+                input = Some(Box::new(std::io::Cursor::new(read_ahead(cli, &mut whole)?)));
             }
             let mut sink = Sink::for_command(command, cli.json, &cli.data_dir)?;
             let mut command = command.clone();
@@ -691,7 +792,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 }
                 Err(Error::InUse { holder, .. }) if req.command.needs_store_alone() => {
                     return Err(Error::denied(format!(
-                        "{} and cannot run while the store is held ({}); {}",
+                        "{}, so it cannot run while the store is held ({}); {}",
                         req.command.why_alone(),
                         who_holds(&holder),
                         what_then(&holder)

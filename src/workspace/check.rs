@@ -19,6 +19,29 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
 
+/// The first file of the folder `dir` (its document or a gallery piece) last changed before
+/// `since` (Unix seconds), if any: a sign the folder was there before the account made then.
+fn older_than(dir: &std::path::Path, since: i64) -> Option<std::path::PathBuf> {
+    let before = |path: &std::path::Path| {
+        fs::symlink_metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .is_some_and(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX) < since)
+    };
+    let doc = dir.join(WORKSPACE_FILE);
+    if before(&doc) {
+        return Some(doc);
+    }
+    let mut pieces: Vec<_> = fs::read_dir(dir.join(GALLERY_DIR))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    pieces.sort();
+    pieces.into_iter().find(|p| before(p))
+}
+
 /// A problem found in the workspaces by [`Workspaces::check`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkspaceProblem {
@@ -90,6 +113,7 @@ impl Workspaces {
 
     fn check_one(&self, user: u64, repair: bool, now: Timestamp) -> Result<Vec<String>> {
         let dir = self.dir(user);
+        let mut found = Vec::new();
         let foreign = match (self.owners)(user)? {
             None => Some("the folder has no user (orphan)".to_string()),
             Some(owner) => match Workspaces::read_marker(&dir) {
@@ -97,7 +121,45 @@ impl Workspaces {
                 Ok(Some(_)) => {
                     Some("the folder belongs to another account (its owner marker differs)".into())
                 }
-                Ok(None) => Some("the folder has no owner marker".into()),
+                // Without a marker (a folder of an older build, or copied in by hand), the
+                // folder's number is all that names its owner, as when an upgrade binds the
+                // folders of older builds: it is bound to the user with that number unless a
+                // file in it is older than their account, which makes it an earlier
+                // account's with the same number as likely (a store reset or restored since).
+                // Such a folder is left for the operator: moved, the user, who exists,
+                // would be left an empty workspace without a word.
+                Ok(None) => match older_than(&dir, owner.since) {
+                    Some(file) => {
+                        return Ok(vec![format!(
+                            "the folder has no owner marker, and {} is older than the account \
+                             of user {user} (made {}), so the folder may be an earlier \
+                             account's with the same number; it is not served, and a repair \
+                             leaves it: if the files are user {user}'s, `redkeep workspace \
+                             bind {user}` gives the folder to them; if not, move it out of \
+                             {} (user {user} then starts an empty workspace)",
+                            file.display(),
+                            Timestamp(owner.since),
+                            self.users_dir().display()
+                        )]);
+                    }
+                    None if repair => {
+                        self.mark(user, owner)?;
+                        found.push(format!(
+                            "fixed: the folder had no owner marker; it bears the number of user \
+                             {user}, who exists, and nothing in it is older than their account, \
+                             so it is bound to them (its owner marker written)"
+                        ));
+                        None
+                    }
+                    None => {
+                        return Ok(vec![format!(
+                            "the folder has no owner marker, so it is not served; it bears the \
+                             number of user {user}, who exists, and nothing in it is older than \
+                             their account: `redkeep check --repair` binds it to them (writes \
+                             its owner marker)"
+                        )]);
+                    }
+                },
                 // A marker that cannot be read (a failing disk, its permissions) says
                 // nothing about whose folder this is: reported, and left, as a document or
                 // piece that cannot be read is. Moving it took a live user's files out of
@@ -122,7 +184,6 @@ impl Workspaces {
                 "{why}; `redkeep check --repair` moves it to the trash"
             )]);
         }
-        let mut found = Vec::new();
         // A lock file that is no regular file (another tool's lock, a symlink) refuses every
         // operation on the folder. Nobody can hold a lock on it, so it is moved without one
         // (a writer coming meanwhile makes a new lock file, and waits on it as usual); a

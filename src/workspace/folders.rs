@@ -25,6 +25,10 @@ use crate::store::Held;
 /// Default size cap for documents and pieces: 16 MiB.
 pub const DEFAULT_MAX_DOC_BYTES: u64 = 16 * 1024 * 1024;
 
+/// How the size cap for workspace files is raised, for messages that refuse a file over it.
+pub(crate) const RAISE_LIMIT: &str = "`Options::workspace.max_doc_bytes` in the application, \
+     `--max-doc-bytes` or REDKEEP_MAX_DOC_BYTES for the `redkeep` command";
+
 /// The identity a folder is bound to: a user's uid, and when the user was created. Only the
 /// uid decides whose folder it is; the creation time lets an upgrade recognise a folder of the
 /// same account after its uid was forgotten (a store restored from before uids existed).
@@ -905,7 +909,7 @@ impl Workspaces {
             )),
             None => Err(Error::unsafe_path(
                 dir,
-                "the folder has no owner marker, so whose it is is unknown; run `redkeep check --repair` to move it to the trash",
+                "the folder has no owner marker, so whose it is is unknown; run `redkeep check`, which says whether it can be bound to this user (by `redkeep check --repair`) or must be looked at",
             )),
         }
     }
@@ -1063,7 +1067,11 @@ impl Workspaces {
         if bytes.len() as u64 > cap {
             return Err(Error::invalid(
                 "document",
-                format!("it has {} bytes; the limit is {cap}", bytes.len()),
+                format!(
+                    "it has {} bytes; the limit for workspace files is {cap} (raise it with \
+                     {RAISE_LIMIT})",
+                    bytes.len()
+                ),
             ));
         }
         Ok(())

@@ -642,6 +642,105 @@ fn owner_states(
     Ok(states)
 }
 
+/// A refused token or key (`e`) with why, for an operator: the library's answer is the
+/// same for every failure, as a web caller must get it; the operator, who may list the
+/// records anyway, is told which rule refused it (`why`, never repeating the secret). Other
+/// errors pass as they are.
+fn said_why(e: Error, why: impl FnOnce() -> Result<String>) -> Error {
+    match &e {
+        Error::InvalidCredential { .. } => match why() {
+            Ok(why) => Error::denied(format!("{e}: {why}")),
+            Err(_) => e,
+        },
+        _ => e,
+    }
+}
+
+/// Why the API key `key` does not verify, as far as its record tells.
+fn why_key_invalid(rk: &Redkeep, key: &str) -> Result<String> {
+    use crate::auth::api_keys::API_KEY_PREFIX;
+    use crate::auth::token;
+    let key = key.trim();
+    if !token::looks_like(API_KEY_PREFIX, key) {
+        return Ok(format!(
+            "it does not have the shape of an API key ({API_KEY_PREFIX}_ and 39 letters and \
+             digits, as `redkeep apikey create` printed it)"
+        ));
+    }
+    let prefix = token::display_prefix(API_KEY_PREFIX, key);
+    let k = match rk.api_keys().find(key) {
+        Ok(k) => k,
+        Err(Error::NotFound { .. }) => {
+            return Ok(match rk.api_keys().find(&prefix) {
+                Ok(_) => format!(
+                    "a key with the prefix {prefix} exists, but this is not its secret (mistyped \
+                     or cut short?)"
+                ),
+                Err(_) => format!(
+                    "no key has the prefix {prefix} (never made in this store, or its owner \
+                     was deleted)"
+                ),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let owner = owner_states(rk, std::slice::from_ref(&k))?
+        .get(&owner_id(k.owner))
+        .copied()
+        .unwrap_or(OwnerState::Missing);
+    Ok(match key_status(&k, rk.now(), owner) {
+        "revoked" => format!("it was revoked at {}", opt(&k.revoked_at)),
+        "expired" => format!("it expired at {}", opt(&k.expires_at)),
+        "owner_disabled" => format!("its owner, {}, is disabled", k.owner),
+        "owner_missing" => format!("its owner, {}, no longer exists", k.owner),
+        _ => "it is valid now (it changed since it was checked); verify it again".into(),
+    })
+}
+
+/// Why the session token `token` does not validate, as far as its record tells.
+fn why_session_invalid(rk: &Redkeep, token: &str) -> Result<String> {
+    use crate::auth::sessions::SESSION_PREFIX;
+    use crate::auth::token;
+    let token = token.trim();
+    if !token::looks_like(SESSION_PREFIX, token) {
+        return Ok(format!(
+            "it does not have the shape of a session token ({SESSION_PREFIX}_ and 39 letters \
+             and digits, as `redkeep login` printed it)"
+        ));
+    }
+    let short = token::display_prefix(SESSION_PREFIX, token);
+    let s = match rk.sessions().find(token) {
+        Ok(s) => s,
+        Err(Error::NotFound { .. }) => {
+            return Ok(match rk.sessions().find(&short) {
+                Ok(_) => format!(
+                    "session {short} exists, but this is not its token (mistyped or cut short?)"
+                ),
+                Err(_) => format!(
+                    "no session {short}: it was logged out or revoked (its user's password \
+                     changed, or the user was disabled), swept after it expired, or never \
+                     made in this store"
+                ),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let now = rk.now();
+    if now >= s.deadline() {
+        let which = if s.deadline() == s.expires_at {
+            "its lifetime ended"
+        } else {
+            "it was idle too long"
+        };
+        return Ok(format!("it expired at {} ({which})", s.deadline()));
+    }
+    Ok(match rk.users().get(s.user_id)? {
+        None => format!("its user {} no longer exists", s.user_id),
+        Some(u) if !u.is_active => format!("its user {} ({}) is disabled", u.id, u.email),
+        Some(_) => "it is valid now (it changed since it was checked); validate it again".into(),
+    })
+}
+
 fn session_json(s: &Session) -> Value {
     json!({
         "id": s.short_id, "user_id": s.user_id, "created_at": s.created_at,
@@ -654,7 +753,11 @@ fn session_json(s: &Session) -> Value {
 pub fn session(rk: &Redkeep, cmd: &SessionCmd, stdin: Stdin<'_>) -> Result<Reply> {
     match cmd {
         SessionCmd::Validate { .. } => {
-            let (u, s) = rk.sessions().validate(stdin.secret("--token-stdin")?)?;
+            let token = stdin.secret("--token-stdin")?;
+            let (u, s) = rk
+                .sessions()
+                .validate(token)
+                .map_err(|e| said_why(e, || why_session_invalid(rk, token)))?;
             let mut json = session_json(&s);
             json["user"] = user_json(&u);
             Ok(Reply::text(
@@ -1089,7 +1192,11 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             "give one of: a key's prefix, --user or --org",
         )),
         ApiKeyCmd::Verify { .. } => {
-            let k = rk.api_keys().verify(stdin.secret("--key-stdin")?)?;
+            let key = stdin.secret("--key-stdin")?;
+            let k = rk
+                .api_keys()
+                .verify(key)
+                .map_err(|e| said_why(e, || why_key_invalid(rk, key)))?;
             Ok(Reply::text(
                 key_json(&k),
                 vec![format!(

@@ -63,12 +63,17 @@ pub(crate) fn duration_arg(text: &str) -> std::result::Result<String, String> {
 
 /// Parses a duration argument (`7d`, `12h`) for `field`, within the lifetime bounds.
 pub(crate) fn parse_duration(field: &'static str, text: &str) -> Result<std::time::Duration> {
-    let d = crate::clock::parse_duration(text).ok_or_else(|| {
-        Error::invalid(
-            field,
-            format!("{text:?} is not a duration; write it like 30s, 12h, 7d or 1h 30m"),
-        )
-    })?;
+    let d = match humantime::parse_duration(text.trim()) {
+        Ok(d) => d,
+        // A duration all the same, too long to count: refused as one over the bound is.
+        Err(humantime::DurationError::NumberOverflow) => std::time::Duration::MAX,
+        Err(_) => {
+            return Err(Error::invalid(
+                field,
+                format!("{text:?} is not a duration; write it like 30s, 12h, 7d or 1h 30m"),
+            ));
+        }
+    };
     crate::clock::lifetime(field, d)
 }
 

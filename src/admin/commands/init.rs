@@ -32,6 +32,8 @@ pub fn init(rk: &Redkeep, a: &InitArgs, stdin: Stdin<'_>) -> Result<Reply> {
     let outcome = rk.init(InitSpec {
         no_admin: a.no_admin,
         admin_email: a.admin_email.clone(),
+        // The operator chose it: theirs to keep, as with `user create --password-stdin`.
+        keep_password: password.is_some(),
         admin_password: password,
     })?;
     let dir = rk.dir().display().to_string();

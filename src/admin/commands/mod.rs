@@ -267,7 +267,7 @@ impl Command {
             "a migration changes the stored format"
         } else {
             "an import fills the store in one write that lasts as long as its input, and every \
-             write of the application would wait for it"
+             other write would wait for it"
         }
     }
 

@@ -548,11 +548,33 @@ pub fn restore_store(
     restore_store_with_folders(data_dir, store_url, backup, None, force, now)
 }
 
+/// Refuses an export (JSON lines) given to `restore`, which takes a backup: it is loaded
+/// with `import`.
+fn refuse_export(path: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(64).read_to_end(&mut head));
+    let text = String::from_utf8_lossy(&head);
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if read.is_ok() && compact.starts_with("{\"redkeep_export\"") {
+        return Err(Error::invalid(
+            "path",
+            format!(
+                "{} is an export (JSON lines), not a backup: load it into an empty store with \
+                 `redkeep import {}`",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `redkeep restore [--folders TRASH_ENTRY]` into the store at `store_url` (the redb file of
 /// the data dir when `None`).
 ///
 /// # Errors
-/// As [`ops::restore_store_with_folders`].
+/// `InvalidInput` for an export (JSON lines); as [`ops::restore_store_with_folders`].
 pub fn restore_store_with_folders(
     data_dir: &std::path::Path,
     store_url: Option<&str>,
@@ -561,6 +583,7 @@ pub fn restore_store_with_folders(
     force: bool,
     now: Timestamp,
 ) -> Result<Reply> {
+    refuse_export(backup)?;
     let r = ops::restore_store_with_folders(data_dir, store_url, backup, folders, force, now)?;
     let mut lines = vec![format!(
         "restored {} from {} (schema version {})",

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::admin::reply::{Reply, count, user_json, yes_no};
 use crate::auth::orgs::{DeletedOrg, Org, OrgRole, OrgSpec, RemovedMember};
-use crate::{Redkeep, Result};
+use crate::{Error, Redkeep, Result};
 
 /// Organization commands. ORG is a numeric id or a slug.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -267,8 +267,37 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
                 .map(|u| rk.users().find(u).map(|u| u.id))
                 .collect::<Result<Vec<u64>>>()?;
             let role = role.parse::<OrgRole>()?;
-            let added = rk.orgs().add_members(o.id, &ids, role)?;
-            let lines = added
+            // A member with that role already is what was asked: said, and left (as a
+            // repeated `role grant` is), so a script can run again. One with another role is
+            // refused: which role they should have is for `org set-role` to say.
+            let mut already = Vec::new();
+            for &id in &ids {
+                match rk.orgs().role_in(id, o.id)? {
+                    Some(r) if r == role => already.push(id),
+                    Some(r) => {
+                        return Err(Error::denied(format!(
+                            "user {id} is a member of org {} already, as {}, so nobody joined; \
+                             `redkeep org set-role {} {id} {}` changes their role",
+                            o.slug,
+                            r.as_str(),
+                            o.slug,
+                            role.as_str()
+                        )));
+                    }
+                    None => {}
+                }
+            }
+            let joining: Vec<u64> = ids
+                .iter()
+                .copied()
+                .filter(|u| !already.contains(u))
+                .collect();
+            let added = if joining.is_empty() {
+                Vec::new()
+            } else {
+                rk.orgs().add_members(o.id, &joining, role)?
+            };
+            let mut lines: Vec<String> = added
                 .iter()
                 .map(|m| {
                     format!(
@@ -279,10 +308,23 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
                     )
                 })
                 .collect();
-            let json = added
+            let mut json: Vec<Value> = added
                 .iter()
-                .map(|m| json!({"org_id": o.id, "user_id": m.user_id, "role": m.role.as_str()}))
+                .map(|m| {
+                    json!({"org_id": o.id, "user_id": m.user_id, "role": m.role.as_str(), "already": false})
+                })
                 .collect();
+            let mut seen = std::collections::BTreeSet::new();
+            for id in already.into_iter().filter(|id| seen.insert(*id)) {
+                lines.push(format!(
+                    "user {id} is a member of org {} as {} already; nothing changed",
+                    o.slug,
+                    role.as_str()
+                ));
+                json.push(
+                    json!({"org_id": o.id, "user_id": id, "role": role.as_str(), "already": true}),
+                );
+            }
             Ok(Reply::text(Value::Array(json), lines))
         }
         OrgCmd::RemoveMember { org, user } => {

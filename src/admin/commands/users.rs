@@ -539,8 +539,22 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
         UserCmd::Permissions { user } => access::permissions(rk, user),
         UserCmd::Unlock { user } => {
             let u = rk.users().find(user)?;
+            let before = rk.users().lockout(u.id)?;
             let u = rk.users().unlock(u.id)?;
-            user_reply(rk, &u, format!("user {} unlocked", u.id))
+            let locked = before.locked_until.is_some_and(|t| rk.now() < t);
+            let counted =
+                before.failed_logins > 0 || before.failures_in_window > 0 || before.lock_count > 0;
+            let line = if locked {
+                format!("user {} unlocked", u.id)
+            } else if counted {
+                format!(
+                    "user {} was not locked; its count of failed logins is cleared",
+                    u.id
+                )
+            } else {
+                format!("user {} was not locked; nothing changed", u.id)
+            };
+            user_reply(rk, &u, line)
         }
         UserCmd::Orgs { user } => orgs::user_orgs(rk, user),
         UserCmd::SwitchOrg { user, org } => orgs::switch_org(rk, user, org),

@@ -3,9 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::admin::io::{Io, MAX_INPUT_BYTES, read_text};
+use crate::admin::io::{Io, read_text_raising};
 use crate::admin::reply::{Reply, user_json};
 use crate::admin::reply::{opt, yes_no};
+use crate::workspace::RAISE_LIMIT;
 use crate::{Error, Redkeep, Result, Timestamp, WorkspaceInfo};
 
 /// Workspace commands.
@@ -20,6 +21,15 @@ pub enum WorkspaceCmd {
     },
     /// Show one user's workspace document and summary.
     Show {
+        /// Id, email or username.
+        user: String,
+    },
+    /// Give a user the folder that bears their number but has no owner marker (a folder of
+    /// an older build, or copied in by hand), when `check` cannot tell it is theirs: it
+    /// writes the marker, and the folder is served to them from then on. Only for a folder
+    /// known to be theirs: one of an earlier account with the same number would hand them
+    /// that account's files.
+    Bind {
         /// Id, email or username.
         user: String,
     },
@@ -274,6 +284,51 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                 lines,
             ))
         }
+        WorkspaceCmd::Bind { user } => {
+            let u = rk.users().find(user)?;
+            let dir = rk.workspaces().dir(u.id);
+            let owner = crate::workspace::FolderOwner {
+                uid: u.uid.0,
+                since: u.created_at.0,
+            };
+            let line = match rk.workspaces().marker(u.id)? {
+                Some(m) if m == owner => format!(
+                    "{} is user {}'s already; nothing changed",
+                    dir.display(),
+                    u.id
+                ),
+                Some(_) => {
+                    return Err(Error::denied(format!(
+                        "{} has an owner marker naming another account, so it is not user \
+                         {}'s: it was left by an earlier account with that number; `redkeep \
+                         check --repair` moves it to the trash",
+                        dir.display(),
+                        u.id
+                    )));
+                }
+                None if !rk.workspaces().exists(u.id) => {
+                    return Err(Error::not_found(format!(
+                        "a folder of user {} ({} is not there)",
+                        u.id,
+                        dir.display()
+                    )));
+                }
+                None => {
+                    rk.workspaces().mark(u.id, owner)?;
+                    format!(
+                        "bound {} to user {} ({}): its owner marker is written, and it is \
+                         served to them",
+                        dir.display(),
+                        u.id,
+                        u.email
+                    )
+                }
+            };
+            Ok(Reply::text(
+                json!({"user_id": u.id, "path": dir, "bound": true}),
+                vec![line],
+            ))
+        }
         WorkspaceCmd::Show { user } => {
             let u = rk.users().find(user)?;
             let info = rk.workspaces().info(u.id)?;
@@ -368,7 +423,10 @@ pub fn gallery(rk: &Redkeep, cmd: &GalleryCmd, io: Io<'_>) -> Result<Reply> {
         }
         GalleryCmd::Add { user, .. } => {
             let u = rk.users().find(user)?;
-            let body = read_text(io.input, "the piece", MAX_INPUT_BYTES)?;
+            // The limit this store's workspace files have (the application's, through its
+            // admin socket; `--max-doc-bytes` here).
+            let limit = rk.workspaces().max_bytes();
+            let body = read_text_raising(io.input, "the piece", limit, RAISE_LIMIT)?;
             if body.trim().is_empty() {
                 return Err(Error::invalid(
                     "piece",
