@@ -959,6 +959,28 @@ fn an_import_with_a_bad_record_imports_nothing() {
     // A field this build's records do not have (a newer build's, or a misspelt name) would
     // be lost on the way in: refused, naming it.
     assert!(export.contains("\"external_id\":null"), "{export}");
+    // An account numbered where the decoys are (2^63 up).
+    let ann_id = format!("\"id\":{}", f.ann);
+    assert!(export.contains(&ann_id), "{export}");
+    let ann_key = format!("\"{:016x}\"", f.ann);
+    let decoy = export
+        .lines()
+        .map(|l| {
+            if l.contains("\"table\":\"users\"") && l.contains(&ann_id) {
+                l.replacen(&ann_id, "\"id\":9223372036854775808", 1)
+                    .replacen(&ann_key, "\"8000000000000000\"", 1)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(decoy, export);
+    let err = redkeep::ops::import(&rk, &mut std::io::Cursor::new(decoy.as_bytes()), &|_| {})
+        .unwrap_err();
+    assert_eq!(kind(&err), "InvalidInput", "{err}");
+    assert!(err.to_string().contains("too large"), "{err}");
+    assert_eq!(snapshot(&rk), before);
     for field in ["pronouns", "usrname"] {
         let newer = export.replacen(
             "\"external_id\":null",

@@ -527,13 +527,12 @@ fn gallery_add_and_import_heed_max_doc_bytes_and_name_it() {
     assert!(err.contains("--max-doc-bytes"), "{err}");
 }
 
-/// A folder without its owner marker that bears a live user's number is theirs unless
-/// something says otherwise: `check --repair` binds it to them (it was moved to the trash,
-/// leaving them an empty workspace without a word). One holding files older than their
-/// account may be an earlier account's: it is left and named, and `workspace bind` gives it
-/// to them when the operator knows it is theirs.
+/// A folder without its owner marker that bears a live user's number may be theirs or an
+/// earlier account's: `check --repair` leaves it and names it (it was moved to the trash,
+/// leaving them an empty workspace without a word), saying so when a file in it is older than
+/// their account, and `workspace bind` gives it to them when the operator knows it is theirs.
 #[test]
-fn a_folder_without_its_owner_marker_is_bound_to_its_user_unless_it_is_older() {
+fn a_folder_without_its_owner_marker_is_left_until_the_operator_binds_it() {
     let cli = Cli::new();
     cli.init();
     let bob = user(&cli, "bob@example.com", &[]);
@@ -549,17 +548,19 @@ fn a_folder_without_its_owner_marker_is_bound_to_its_user_unless_it_is_older() {
         .unwrap();
         doc
     };
+    // Its number is all that names its owner: never given away on a guess, nor moved.
     plant(bob, "bob's");
+    cli.expect(&["check", "--repair"], None, 1);
     let (out, _) = cli.expect(&["check"], None, 1);
     assert!(
-        out.contains("no owner marker") && out.contains("binds it to them"),
+        out.contains("no owner marker") && out.contains(&format!("workspace bind {bob}")),
         "{out}"
     );
-    let (out, _) = cli.expect(&["check", "--repair"], None, 0);
-    assert!(out.contains("bound to them"), "{out}");
+    assert!(!folder(bob).join(".owner").exists());
+    cli.expect(&["workspace", "show", "bob@example.com"], None, 1);
+    cli.expect(&["workspace", "bind", "bob@example.com"], None, 0);
     let (out, _) = cli.expect(&["workspace", "show", "bob@example.com"], None, 0);
     assert!(out.contains("bob's"), "{out}");
-    assert!(folder(bob).join(".owner").is_file());
 
     // Older than carl's account: left in place, named, and served to no one.
     let doc = plant(carl, "an earlier account's?");
@@ -571,8 +572,7 @@ fn a_folder_without_its_owner_marker_is_bound_to_its_user_unless_it_is_older() {
         .unwrap();
     let (out, _) = cli.expect(&["check", "--repair"], None, 1);
     assert!(
-        out.contains("older than the account of user")
-            && out.contains(&format!("workspace bind {carl}")),
+        out.contains("older than their account") && out.contains(&format!("workspace bind {carl}")),
         "{out}"
     );
     assert!(doc.is_file(), "the folder stays");

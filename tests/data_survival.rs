@@ -272,6 +272,22 @@ mod v3 {
         }
     }
 
+    /// A later release's note with a secret field.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct SecretNote {
+        pub id: u64,
+        pub text: String,
+        pub token: Option<String>,
+    }
+    impl Record for SecretNote {
+        const TABLE: &'static str = "notes";
+        type Key = u64;
+        const SECRET_FIELDS: &'static [&'static str] = &["token"];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
     /// A later release's note, with a field none of the others know.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct ColorNote {
@@ -356,6 +372,19 @@ fn an_older_build_that_rewrites_a_record_keeps_the_fields_a_newer_one_added() {
         .read(|tx| check_table::<v2::Note>().check(tx, &mut report))
         .unwrap();
     assert!(report.ok, "{:?}", report.problems);
+    // The older build's export carries what it keeps (an import into it refuses the field,
+    // naming it, rather than lose it).
+    let mut exported = Vec::new();
+    store
+        .read(|tx| {
+            check_table::<v1::Note>().export(tx, &mut |_, json| {
+                exported.push(json);
+                Ok(())
+            })
+        })
+        .unwrap();
+    let pinned: Vec<&serde_json::Value> = exported.iter().map(|j| &j["pinned"]).collect();
+    assert_eq!(pinned, [true, false, true, false], "{exported:?}");
 }
 
 /// What a type declares is written as the type has it: a field it leaves out of the value
@@ -426,6 +455,29 @@ fn a_rewrite_clears_declared_fields_and_drops_the_fields_a_type_gave_up() {
         .unwrap()
         .unwrap();
     assert_eq!((secret.hash.as_str(), secret.hash2), ("new", None));
+    // A newer build's secret field, kept by an older build that knows no secrets, stays
+    // secret in the catalog that `inspect` and PostgreSQL's readable column go by.
+    store
+        .write(|tx| {
+            tx.table::<v3::SecretNote>().insert(&v3::SecretNote {
+                id: 9,
+                text: "t".into(),
+                token: Some("a secret".into()),
+            })?;
+            tx.table::<v1::Note>().modify(&9, |n| {
+                n.text = "rewritten".into();
+                Ok(())
+            })
+        })
+        .unwrap();
+    let kept = store
+        .read(|tx| tx.table::<v3::SecretNote>().get(&9))
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.token.as_deref(), Some("a secret"));
+    let catalog = store.read(|tx| redkeep::store::Meta::catalog(tx)).unwrap();
+    let notes = catalog.iter().find(|t| t.name == "notes").unwrap();
+    assert_eq!(notes.secret_fields, ["token"]);
 }
 
 /// A type that gained a field without a default reads its old records as an error that says

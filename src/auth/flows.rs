@@ -13,7 +13,7 @@
 //! credential), a commit that reads a credential and writes it back, one hash, and a commit
 //! with its audit row. On PostgreSQL each call is a round trip, and a count that differed
 //! would tell which logins have an account. Where there is none, the credential is a decoy
-//! that no user has ([`DECOY_CREDENTIAL`]). The one attempt that locks an account writes a
+//! that no user has ([`decoy_credential`]). The one attempt that locks an account writes a
 //! second audit row (`account_locked`).
 
 use super::Accounts;
@@ -153,13 +153,25 @@ pub(crate) fn create_user(acc: &Accounts, spec: NewUser) -> Result<CreatedUser> 
     })
 }
 
-/// The key of the decoy credential that a login no account has reads and writes back where
-/// an account's attempt reads and writes the account's credential (see [`admit_uncounted`]):
-/// a number no account has (numbers from 2^63 up are decoys', see `users::is_decoy_owner`).
-/// It holds no password (an empty hash matches none) and no user points at it; the first
-/// such login makes it. `check`, its repair and an import's check of the store it replaces
+/// The key of the decoy credential that a login no account has (`login`: what was given, or
+/// a user id's digits) reads and writes back where an account's attempt reads and writes the
+/// account's credential (see [`admit_uncounted`]): one of [`DECOY_CREDENTIALS`] numbers no
+/// account has (numbers from 2^63 up are decoys', see `users::is_decoy_owner`). A decoy
+/// holds no password (an empty hash matches none) and no user points at it; the first such
+/// login that comes to it makes it. `check`, its repair and an import's check of the store it replaces
 /// pass over it; a backup, export or move carries it.
-pub(crate) const DECOY_CREDENTIAL: u64 = super::users::DECOY_OWNERS;
+pub(crate) fn decoy_credential(login: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("redkeep decoy login {login}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    super::users::DECOY_OWNERS + u64::from_be_bytes(first) % DECOY_CREDENTIALS
+}
+
+/// How many decoy credentials there are: logins no account has share them (each login
+/// always the same one), so that on PostgreSQL concurrent ones seldom write the same row,
+/// which would make them wait on each other and stand out from logins to accounts.
+const DECOY_CREDENTIALS: u64 = 64;
 
 /// Finds the account an email or a username names, with its credential. A login no account
 /// has (or a malformed one) makes the same reads: the index, a user record (user 0, which no
@@ -182,7 +194,7 @@ fn find_login(acc: &Accounts, login: &str) -> Result<Option<(User, Credential)>>
         let Some(user) = users.get_by(index, &k)? else {
             // The record read a found entry costs, and the credential's.
             users.get(&0)?;
-            creds.get(&DECOY_CREDENTIAL)?;
+            creds.get(&decoy_credential(login))?;
             return Ok(None);
         };
         Ok(creds.get(&user.id)?.map(|c| (user, c)))
@@ -314,7 +326,7 @@ fn admit(acc: &Accounts, user: u64, now: Timestamp) -> Result<Result<Admitted, R
 }
 
 /// [`admit`]'s commit for an attempt that counts nothing (a disabled account, or no account:
-/// `key` the [`DECOY_CREDENTIAL`]): the credential read and written back as it was (the
+/// `key` a decoy's, [`decoy_credential`]): the credential read and written back as it was (the
 /// decoy made when missing, with the same calls). A round trip on PostgreSQL, or a disk
 /// write, would otherwise tell which logins have an account. It fails as a write fails (a
 /// store that refuses writes), as the commit it stands for would.
@@ -323,7 +335,7 @@ fn admit_uncounted(acc: &Accounts, key: u64, now: Timestamp) -> Result<()> {
         let creds = tx.table::<Credential>();
         let c = match creds.get(&key)? {
             Some(c) => c,
-            None if key == DECOY_CREDENTIAL => Credential::new(key, String::new(), now)?,
+            None if super::users::is_decoy_owner(key) => Credential::new(key, String::new(), now)?,
             // An account without a credential (a damaged store): nothing to write back.
             None => return Ok(()),
         };
@@ -427,9 +439,9 @@ fn stand_in_commit(acc: &Accounts) -> Result<()> {
 /// account ever has, as an account's row is filed under the account; the login given is not
 /// kept, it may be a password typed in the wrong field). Always an error: `Unauthorized`,
 /// or the store's error when it refuses writes, as it would for an account.
-fn no_account(acc: &Accounts, password: &str) -> Error {
+fn no_account(acc: &Accounts, decoy: u64, password: &str) -> Error {
     let now = acc.now();
-    let attempt = admit_uncounted(acc, DECOY_CREDENTIAL, now).and_then(|()| {
+    let attempt = admit_uncounted(acc, decoy, now).and_then(|()| {
         acc.passwords.burn_for(password);
         acc.store.write_with(Durability::None, |tx| {
             audit::record(
@@ -509,7 +521,7 @@ pub(crate) fn verify_login<T: Send>(
     mut on_success: impl FnMut(&WriteTx<'_>, &User) -> Result<T> + Send,
 ) -> Result<(User, T)> {
     let Some((user, _)) = find_login(acc, login)? else {
-        return Err(no_account(acc, password));
+        return Err(no_account(acc, decoy_credential(login), password));
     };
     let right = verify_user(acc, &user, password)?;
     // (Not a password a bcrypt hash read only the start of: see `bcrypt_cut_short`.)
@@ -592,14 +604,14 @@ pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<
     let found = acc.read(|tx| {
         let creds = tx.table::<Credential>();
         let Some(u) = tx.table::<User>().get(&id)? else {
-            // The credential read an account costs (the decoy's: see `find_login`).
-            creds.get(&DECOY_CREDENTIAL)?;
+            // The credential read an account costs (a decoy's: see `find_login`).
+            creds.get(&decoy_credential(&id.to_string()))?;
             return Ok(None);
         };
         Ok(creds.get(&id)?.map(|c| (u, c)))
     })?;
     let Some((user, _)) = found else {
-        return Err(no_account(acc, password));
+        return Err(no_account(acc, decoy_credential(&id.to_string()), password));
     };
     // Under the lockout rules, as a login: a route that asks for the password again must not
     // be a way around them.
@@ -1746,9 +1758,26 @@ mod tests {
     /// one), a disabled account, a locked one and a rate-limited one. A password checked
     /// for a user id does the same for an id no user has. The decoy is no one's: `check`
     /// passes over it and no password shows for it.
+    /// Logins no account has share a few decoy credentials, the same one for the same
+    /// login, so that on PostgreSQL concurrent ones seldom write the same row.
+    #[test]
+    fn unknown_logins_spread_over_a_bounded_set_of_decoys() {
+        use super::decoy_credential;
+        let keys: std::collections::BTreeSet<u64> = (0..1000)
+            .map(|i| decoy_credential(&format!("nobody{i}@example.com")))
+            .collect();
+        assert!(keys.len() > 32, "{} decoys", keys.len());
+        let first = crate::auth::users::DECOY_OWNERS;
+        assert!(keys.iter().all(|&k| (first..first + 64).contains(&k)));
+        assert_eq!(
+            decoy_credential("x@example.com"),
+            decoy_credential("x@example.com")
+        );
+    }
+
     #[test]
     fn a_failed_login_makes_the_same_engine_calls_whatever_the_account() {
-        use super::{Credential, DECOY_CREDENTIAL};
+        use super::{Credential, decoy_credential};
         use crate::store::ENGINE_CALLS;
         let calls = |f: &dyn Fn()| {
             ENGINE_CALLS.with_borrow_mut(Vec::clear);
@@ -1816,11 +1845,17 @@ mod tests {
 
         // The decoy: no one's, and no problem.
         assert!(
-            acc.read(|tx| tx.table::<Credential>().get(&DECOY_CREDENTIAL))
+            acc.read(|tx| tx
+                .table::<Credential>()
+                .get(&decoy_credential("nobody@example.com")))
                 .unwrap()
                 .is_some()
         );
-        assert!(rk.users().password_info(DECOY_CREDENTIAL).is_err());
+        assert!(
+            rk.users()
+                .password_info(decoy_credential("nobody@example.com"))
+                .is_err()
+        );
         let report = rk.check(false).unwrap();
         assert!(report.ok, "{:?}", report.problems);
         assert!(rk.check(true).unwrap().repaired.is_empty());

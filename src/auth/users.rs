@@ -183,6 +183,13 @@ impl Record for User {
         }
     }
     fn validate(&self) -> std::result::Result<(), String> {
+        // From 2^63 up, ids are the decoys' (`DECOY_OWNERS`), which no account may have.
+        if is_decoy_owner(self.id) {
+            return Err(format!(
+                "user id {} is too large (ids of accounts stay below 2^63)",
+                self.id
+            ));
+        }
         normalize_email(&self.email).map_err(|e| e.to_string())?;
         validate_name(&self.name).map_err(|e| e.to_string())?;
         if let Some(u) = &self.username {
@@ -273,7 +280,7 @@ pub(crate) const DECOY_OWNERS: u64 = 1 << 63;
 
 /// Whether a recovery token's or a credential's `user_id` is a decoy's rather than an
 /// account's (see `Recovery::request_password_reset` and the login's decoy credential,
-/// `flows::DECOY_CREDENTIAL`): such a record points at no user by design.
+/// `flows::decoy_credential`): such a record points at no user by design.
 pub(crate) fn is_decoy_owner(user_id: u64) -> bool {
     user_id >= DECOY_OWNERS
 }

@@ -13,8 +13,8 @@ use super::engine::{RawRead, get_owned};
 use super::format;
 use super::key::Key;
 use super::table::{
-    Record, decode_record, entry_target, entry_value, index_entry, index_table, key_in_report,
-    record_table, unless_secret,
+    Record, corrupt, decode_record, entry_target, entry_value, index_entry, index_table,
+    key_in_report, record_table, undeclared_fields, unless_secret,
 };
 use super::tx::{Source, TableInfo, WriteTx, resolve_shape};
 use crate::bytes::{hex, unhex};
@@ -653,9 +653,20 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
         let raw = tx.raw();
         let resolve = |id| resolve_shape(raw, id);
         let record = decode_record::<R>(key, value, &resolve)?;
-        serde_json::to_value(&record).map_err(|e| {
+        let mut json = serde_json::to_value(&record).map_err(|e| {
             Error::invalid("record", format!("cannot show a {} record: {e}", R::TABLE))
-        })
+        })?;
+        // The fields a rewrite keeps though the type does not know them (a newer build's):
+        // shown, so an export carries them (and an import into this build refuses them,
+        // naming them, rather than losing them).
+        if let serde_json::Value::Object(fields) = &mut json {
+            for (name, bytes) in undeclared_fields::<R>(key, value, &resolve)? {
+                let shown = format::to_json(&bytes, &resolve)
+                    .map_err(|r| corrupt::<R>(key, r.to_string()))?;
+                fields.insert(name.into(), shown);
+            }
+        }
+        Ok(json)
     }
 
     fn expected_entries(

@@ -287,7 +287,40 @@ pub(crate) fn encode<R: Record>(tx: &WriteTx<'_>, record: &R) -> Result<Vec<u8>>
 }
 
 /// Fields of a stored record its type does not declare: each name with its value's bytes.
-type Kept = Vec<(Box<str>, Vec<u8>)>;
+pub(crate) type Kept = Vec<(Box<str>, Vec<u8>)>;
+
+/// The fields of the value `v` stored under `pk` that `R` does not declare (nor drop), with
+/// their bytes as stored: what a rewrite keeps (see [`Record::DROPPED_FIELDS`]).
+///
+/// # Errors
+/// `Corrupt` when the value is malformed.
+pub(crate) fn undeclared_fields<R: Record>(
+    pk: &[u8],
+    v: &[u8],
+    resolve: Resolve<'_>,
+) -> Result<Kept> {
+    let stored = Stored::parse(v, resolve).map_err(|r| corrupt::<R>(pk, r))?;
+    // A record of another version is read through `Record::upgrade`, which decides what of
+    // it is kept; a type serde does not read as a struct has no field list to go by. A
+    // record with secret fields is written whole by one build: a field another build derived
+    // from the secret (a second hash) must not outlive a change of it.
+    if stored.version() != R::VERSION || stored.is_legacy() || !R::SECRET_FIELDS.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(fields) = format::declared_fields::<R>() else {
+        return Ok(Vec::new());
+    };
+    // Stored with exactly the type's fields (the common case): nothing else to keep.
+    if let Some(id) = stored.struct_shape()
+        && format::positional(id, fields, resolve).map_err(|r| corrupt::<R>(pk, r.to_string()))?
+    {
+        return Ok(Vec::new());
+    }
+    let kept = stored
+        .struct_fields(|name| !fields.contains(&name) && !R::DROPPED_FIELDS.contains(&name))
+        .map_err(|r| corrupt::<R>(pk, r))?;
+    Ok(kept.into_iter().map(|(n, b)| (n, b.to_vec())).collect())
+}
 
 pub(crate) fn record_table(table: &str) -> String {
     format!("r:{table}")
@@ -374,7 +407,7 @@ fn index_name<R: Record>(idx: &Index<R>) -> &'static str {
 
 #[cold]
 #[inline(never)]
-fn corrupt<R: Record>(key: &[u8], reason: impl Into<String>) -> Error {
+pub(crate) fn corrupt<R: Record>(key: &[u8], reason: impl Into<String>) -> Error {
     Error::Corrupt {
         table: R::TABLE.to_string(),
         key: key_in_report::<R>(key),
@@ -834,29 +867,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
     /// bytes as stored.
     fn undeclared_fields(&self, pk: &[u8], v: &[u8]) -> Result<Kept> {
         let raw = self.raw();
-        let resolve = |id| resolve_shape(raw, id);
-        let stored = Stored::parse(v, &resolve).map_err(|r| corrupt::<R>(pk, r))?;
-        // A record of another version is read through `Record::upgrade`, which decides what
-        // of it is kept; a type serde does not read as a struct has no field list to go by.
-        // A record with secret fields is written whole by one build: a field another build
-        // derived from the secret (a second hash) must not outlive a change of it.
-        if stored.version() != R::VERSION || stored.is_legacy() || !R::SECRET_FIELDS.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Some(fields) = format::declared_fields::<R>() else {
-            return Ok(Vec::new());
-        };
-        // Stored with exactly the type's fields (the common case): nothing else to keep.
-        if let Some(id) = stored.struct_shape()
-            && format::positional(id, fields, &resolve)
-                .map_err(|r| corrupt::<R>(pk, r.to_string()))?
-        {
-            return Ok(Vec::new());
-        }
-        let kept = stored
-            .struct_fields(|name| !fields.contains(&name) && !R::DROPPED_FIELDS.contains(&name))
-            .map_err(|r| corrupt::<R>(pk, r))?;
-        Ok(kept.into_iter().map(|(n, b)| (n, b.to_vec())).collect())
+        undeclared_fields::<R>(pk, v, &|id| resolve_shape(raw, id))
     }
 
     /// The record with this primary key.

@@ -597,10 +597,20 @@ impl WriteTx<'_> {
             return Ok(());
         }
         self.refuse_foreign(name, ty, type_name)?;
-        let info = info();
+        let mut info = info();
         let key = prefixed(TABLE_PREFIX, name.as_bytes());
         let current = get_owned(self.raw, META, &key)?
             .and_then(|b| serde_json::from_slice::<TableInfo>(&b).ok());
+        // A field a writer of the table declared secret stays secret (shown `<redacted>`):
+        // an older build that rewrites a newer one's records keeps the fields it does not
+        // know, secret ones among them (see `Record::DROPPED_FIELDS`).
+        if let Some(before) = &current {
+            for field in &before.secret_fields {
+                if !info.secret_fields.contains(field) {
+                    info.secret_fields.push(field.clone());
+                }
+            }
+        }
         if current.as_ref() != Some(&info) {
             if !self.registry.is_reserved(name) {
                 catch_up(current.as_ref())?;

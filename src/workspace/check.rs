@@ -122,44 +122,30 @@ impl Workspaces {
                     Some("the folder belongs to another account (its owner marker differs)".into())
                 }
                 // Without a marker (a folder of an older build, or copied in by hand), the
-                // folder's number is all that names its owner, as when an upgrade binds the
-                // folders of older builds: it is bound to the user with that number unless a
-                // file in it is older than their account, which makes it an earlier
-                // account's with the same number as likely (a store reset or restored since).
-                // Such a folder is left for the operator: moved, the user, who exists,
-                // would be left an empty workspace without a word.
-                Ok(None) => match older_than(&dir, owner.since) {
-                    Some(file) => {
-                        return Ok(vec![format!(
-                            "the folder has no owner marker, and {} is older than the account \
-                             of user {user} (made {}), so the folder may be an earlier \
-                             account's with the same number; it is not served, and a repair \
-                             leaves it: if the files are user {user}'s, `redkeep workspace \
-                             bind {user}` gives the folder to them; if not, move it out of \
-                             {} (user {user} then starts an empty workspace)",
+                // folder's number is all that names its owner, and an earlier account with
+                // the same number (a store reset or restored since) is as likely: the files
+                // are never given away on a guess. Nor is the folder moved: the user, who
+                // exists, would be left an empty workspace without a word. It is left,
+                // unserved, and named with the command that gives it to the user; a file in
+                // it older than their account is named as a sign it is another's.
+                Ok(None) => {
+                    let older = older_than(&dir, owner.since).map_or(String::new(), |file| {
+                        format!(
+                            ", and {} is older than their account (made {}), so it may be an \
+                             earlier account's with the same number",
                             file.display(),
-                            Timestamp(owner.since),
-                            self.users_dir().display()
-                        )]);
-                    }
-                    None if repair => {
-                        self.mark(user, owner)?;
-                        found.push(format!(
-                            "fixed: the folder had no owner marker; it bears the number of user \
-                             {user}, who exists, and nothing in it is older than their account, \
-                             so it is bound to them (its owner marker written)"
-                        ));
-                        None
-                    }
-                    None => {
-                        return Ok(vec![format!(
-                            "the folder has no owner marker, so it is not served; it bears the \
-                             number of user {user}, who exists, and nothing in it is older than \
-                             their account: `redkeep check --repair` binds it to them (writes \
-                             its owner marker)"
-                        )]);
-                    }
-                },
+                            Timestamp(owner.since)
+                        )
+                    });
+                    return Ok(vec![format!(
+                        "the folder has no owner marker, so it is not served; it bears the \
+                         number of user {user}, who exists{older}; a repair leaves it: if the \
+                         files are user {user}'s, `redkeep workspace bind {user}` gives the \
+                         folder to them; if not, move it out of {} (user {user} then starts \
+                         an empty workspace)",
+                        self.users_dir().display()
+                    )]);
+                }
                 // A marker that cannot be read (a failing disk, its permissions) says
                 // nothing about whose folder this is: reported, and left, as a document or
                 // piece that cannot be read is. Moving it took a live user's files out of

@@ -635,7 +635,8 @@ pub fn restore_store_with_folders(
         let users: Vec<String> = t.users.iter().map(u64::to_string).collect();
         lines.push(format!(
             "user(s) {} of the restored store have no folder here; theirs are in {} (set aside \
-             by an earlier reset or restore): `{}` puts them in place",
+             by an earlier reset or restore): `{}` puts that entry's folders in place of all \
+             the folders here (which go to the trash, and can be brought back the same way)",
             users.join(", "),
             t.entry.display(),
             crate::handle::undo_invocation(data_dir, Some(&t.entry), backup)
