@@ -558,7 +558,8 @@ fn a_folder_without_its_owner_marker_is_left_until_the_operator_binds_it() {
     );
     assert!(!folder(bob).join(".owner").exists());
     cli.expect(&["workspace", "show", "bob@example.com"], None, 1);
-    cli.expect(&["workspace", "bind", "bob@example.com"], None, 0);
+    let first = cli.json(&["workspace", "bind", "bob@example.com"], None);
+    assert_eq!(first["bound"], json!(true), "{first}");
     let (out, _) = cli.expect(&["workspace", "show", "bob@example.com"], None, 0);
     assert!(out.contains("bob's"), "{out}");
 
@@ -586,6 +587,8 @@ fn a_folder_without_its_owner_marker_is_left_until_the_operator_binds_it() {
     // Bound already: nothing to do; a folder of another account is never bound.
     let (out, _) = cli.expect(&["workspace", "bind", "carl@example.com"], None, 0);
     assert!(out.contains("nothing changed"), "{out}");
+    let again = cli.json(&["workspace", "bind", "carl@example.com"], None);
+    assert_eq!(again["bound"], json!(false), "{again}");
 }
 
 /// A password the operator chose at `init` is not to be changed at first login (as with

@@ -291,11 +291,14 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                 uid: u.uid.0,
                 since: u.created_at.0,
             };
-            let line = match rk.workspaces().marker(u.id)? {
-                Some(m) if m == owner => format!(
-                    "{} is user {}'s already; nothing changed",
-                    dir.display(),
-                    u.id
+            let (line, bound) = match rk.workspaces().marker(u.id)? {
+                Some(m) if m == owner => (
+                    format!(
+                        "{} is user {}'s already; nothing changed",
+                        dir.display(),
+                        u.id
+                    ),
+                    false,
                 ),
                 Some(_) => {
                     return Err(Error::denied(format!(
@@ -315,17 +318,21 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                 }
                 None => {
                     rk.workspaces().mark(u.id, owner)?;
-                    format!(
-                        "bound {} to user {} ({}): its owner marker is written, and it is \
-                         served to them",
-                        dir.display(),
-                        u.id,
-                        u.email
+                    (
+                        format!(
+                            "bound {} to user {} ({}): its owner marker is written, and it is \
+                             served to them",
+                            dir.display(),
+                            u.id,
+                            u.email
+                        ),
+                        true,
                     )
                 }
             };
+            // `bound`: whether this run bound it (false when it was the user's already).
             Ok(Reply::text(
-                json!({"user_id": u.id, "path": dir, "bound": true}),
+                json!({"user_id": u.id, "path": dir, "bound": bound}),
                 vec![line],
             ))
         }
