@@ -158,8 +158,8 @@ pub(crate) fn create_user(acc: &Accounts, spec: NewUser) -> Result<CreatedUser> 
 /// account's credential (see [`admit_uncounted`]): one of [`DECOY_CREDENTIALS`] numbers no
 /// account has (numbers from 2^63 up are decoys', see `users::is_decoy_owner`). A decoy
 /// holds no password (an empty hash matches none) and no user points at it; the first such
-/// login that comes to it makes it. `check`, its repair and an import's check of the store it replaces
-/// pass over it; a backup, export or move carries it.
+/// login that comes to it makes it. `check`, its repair and an import's check of the store
+/// it replaces pass over the decoys; a backup, export or move carries them.
 pub(crate) fn decoy_credential(login: &str) -> u64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("redkeep decoy login {login}").as_bytes());

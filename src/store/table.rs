@@ -27,13 +27,14 @@ use crate::error::{Error, Result};
 ///
 /// Records evolve without migrations: fields are stored by name, so a new field that is an
 /// `Option` or has `#[serde(default)]` reads as `None` / its default from older records, and
-/// a removed field is ignored. A field the type does not declare is kept when the record is
-/// rewritten (an update, a `modify`, a `put`): an older build of the application (a rollback,
-/// or an old worker still running) that updates a record a newer build wrote keeps the
-/// newer build's fields, which the newer build finds again. A field the type dropped for
-/// good is listed in [`Record::DROPPED_FIELDS`], so rewrites leave it out. A change that cannot be read that way (a field renamed or
-/// retyped) raises [`Record::VERSION`] and reads older versions in [`Record::upgrade`],
-/// through a frozen copy of the old shape:
+/// a removed field is ignored. A top-level field the type does not declare is kept when the
+/// record is rewritten (an update, a `modify`, a `put`): an older build of the application
+/// (a rollback, or an old worker still running) that updates a record a newer build wrote
+/// keeps the newer build's fields, which the newer build finds again. A field the type
+/// dropped for good is listed in [`Record::DROPPED_FIELDS`], so rewrites leave it out. A
+/// change that cannot be read that way (a field renamed or retyped) raises
+/// [`Record::VERSION`] and reads older versions in [`Record::upgrade`], through a frozen
+/// copy of the old shape:
 ///
 /// ```
 /// use redkeep::store::{Index, Record, Stored};

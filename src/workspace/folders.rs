@@ -909,7 +909,7 @@ impl Workspaces {
             )),
             None => Err(Error::unsafe_path(
                 dir,
-                "the folder has no owner marker, so whose it is is unknown; run `redkeep check`, which says whether it can be bound to this user (by `redkeep check --repair`) or must be looked at",
+                "the folder has no owner marker, so whose it is is unknown; if its files are this user's, `redkeep workspace bind` gives it to them (`redkeep check` says more)",
             )),
         }
     }
