@@ -410,7 +410,6 @@ pub struct FoldersInTrash {
 /// (the store at an older schema, a damaged marker) is passed over.
 fn folders_in_trash(data_dir: &Path) -> Vec<FoldersInTrash> {
     use crate::auth::users::User;
-    use crate::workspace::FolderOwner;
     let workspaces = data_dir.join(WORKSPACES_DIR);
     let Ok(entries) = fs::read_dir(workspaces.join("trash")) else {
         return Vec::new();
@@ -440,10 +439,7 @@ fn folders_in_trash(data_dir: &Path) -> Vec<FoldersInTrash> {
                 {
                     return None;
                 }
-                let marker =
-                    fsutil::read_regular(&f.path().join(crate::workspace::OWNER_FILE), 256)
-                        .ok()??;
-                let owner = FolderOwner::parse(&String::from_utf8_lossy(&marker))?;
+                let owner = Workspaces::read_marker(&f.path()).ok()??;
                 let user = store.read(|tx| tx.table::<User>().get(&id)).ok()??;
                 (user.uid.0 == owner.uid).then_some(id)
             })

@@ -53,8 +53,7 @@ impl FolderOwner {
         format!("{}\n{}\n", crate::bytes::hex(&self.uid), self.since)
     }
 
-    /// Reads an owner marker's text; `None` when it is malformed.
-    pub(crate) fn parse(text: &str) -> Option<FolderOwner> {
+    fn parse(text: &str) -> Option<FolderOwner> {
         let mut lines = text.lines();
         let hex = lines.next()?.trim();
         if hex.len() != 32 || !hex.is_ascii() {
@@ -870,7 +869,11 @@ impl Workspaces {
         Self::read_marker(&dir)
     }
 
-    pub(super) fn read_marker(dir: &Path) -> Result<Option<FolderOwner>> {
+    /// The owner marker of the folder `dir` (`None` without one).
+    ///
+    /// # Errors
+    /// `UnsafePath` for a malformed marker; `Io` when it cannot be read.
+    pub(crate) fn read_marker(dir: &Path) -> Result<Option<FolderOwner>> {
         let path = dir.join(OWNER_FILE);
         let Some(bytes) = fsutil::read_regular(&path, 256)? else {
             return Ok(None);
