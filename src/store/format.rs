@@ -347,13 +347,26 @@ pub(crate) fn to_vec_within<T: Serialize + ?Sized>(
     shapes: &mut UsedShapes,
     limit: usize,
 ) -> Res<()> {
+    // The list of field names is kept per thread between writes: a fresh one grew (and was
+    // copied) three times for a record of 14 fields.
+    thread_local! {
+        static NAMES: std::cell::Cell<Vec<&'static str>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut names = NAMES.try_with(std::cell::Cell::take).unwrap_or_default();
+    names.clear();
     let mut enc = Encoder {
         out,
-        names: Vec::new(),
+        names,
         shapes,
         limit,
     };
-    value.serialize(&mut enc)
+    let done = value.serialize(&mut enc);
+    let names = std::mem::take(&mut enc.names);
+    // A record with hundreds of fields does not leave its list's room behind.
+    if names.capacity() <= 256 {
+        let _ = NAMES.try_with(|n| n.set(names));
+    }
+    done
 }
 
 struct Encoder<'a> {
