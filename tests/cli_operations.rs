@@ -1048,6 +1048,32 @@ fn salvage_reads_records_whose_shapes_were_lost() {
     }
 }
 
+/// `status` only looks: it creates no data dir where there is none, and leaves the mode of
+/// one it finds (opening a store for use tightens it to 0700; a look must not).
+#[test]
+fn status_creates_no_data_dir_and_leaves_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    // Where there is no store: on redb a report that says so, on PostgreSQL a refusal.
+    let look = || {
+        let out = cli.cmd(&["status"]).output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("no store"), "{said}");
+    };
+    look();
+    assert!(!cli.data().exists(), "status made {}", cli.data().display());
+    std::fs::create_dir(cli.data()).unwrap();
+    std::fs::set_permissions(cli.data(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    look();
+    let mode = std::fs::metadata(cli.data()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
+    assert_eq!(std::fs::read_dir(cli.data()).unwrap().count(), 0);
+}
+
 /// `status` names the temp files and folders in the data dir, with their age: a young one
 /// may be a backup or restore under way, an old one is a leftover that `check --repair`
 /// removes.
