@@ -1569,3 +1569,66 @@ fn invites_die_with_the_user_who_made_them() {
     rk.invites().validate(of_nobody.code.expose()).unwrap();
     assert!(rk.check(false).unwrap().ok);
 }
+
+/// An org holds no roles, so its key grants exactly its scopes: one asked for with none
+/// would authenticate and be refused everything, and `create` refuses it (stores nothing),
+/// saying how to give scopes; `*` is every permission. A user's key with none is all of its
+/// owner's permissions, as before.
+#[test]
+fn an_org_key_with_no_scopes_is_refused() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let org = rk.users().get(a).unwrap().unwrap().current_org_id.unwrap();
+    let spec = |owner, scopes: &[&str]| ApiKeySpec {
+        owner,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        expires_in: None,
+        created_by: None,
+    };
+    match rk.api_keys().create(spec(KeyOwner::Org(org), &[])) {
+        Err(Error::InvalidInput { field, reason }) => {
+            assert_eq!(field, "scopes");
+            assert!(
+                reason.contains("grants exactly its scopes") && reason.contains("`*`"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        rk.api_keys()
+            .list(Some(KeyOwner::Org(org)), 10)
+            .unwrap()
+            .is_empty()
+    );
+    let every = rk
+        .api_keys()
+        .create(spec(KeyOwner::Org(org), &["*"]))
+        .unwrap();
+    assert_eq!(every.api_key.scopes, ["*"]);
+    let users = rk.api_keys().create(spec(KeyOwner::User(a), &[])).unwrap();
+    assert!(users.api_key.scopes.is_empty());
+}
+
+/// A new role's name may not be digits alone (it would read as an id, as a username or a
+/// slug would); a letter makes it a name.
+#[test]
+fn a_role_name_of_digits_alone_is_refused() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let spec = |name: &str| RoleSpec {
+        name: name.into(),
+        description: String::new(),
+        permissions: vec!["x".into()],
+        priority: 5,
+    };
+    match rk.roles().create(spec(" 42 ")) {
+        Err(Error::InvalidInput { field, reason }) => {
+            assert_eq!(field, "role");
+            assert!(reason.contains("\"42\" is all digits"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rk.roles().create(spec("42b")).unwrap().name, "42b");
+}

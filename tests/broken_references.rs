@@ -68,7 +68,7 @@ fn check_names_every_reference_that_points_nowhere() {
         .api_keys()
         .create(ApiKeySpec {
             owner: KeyOwner::Org(doomed.id),
-            scopes: vec![],
+            scopes: vec!["read".into()],
             expires_in: None,
             created_by: None,
         })

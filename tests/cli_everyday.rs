@@ -251,7 +251,11 @@ fn orgs_agents_avatars_and_keys_from_the_command_line() {
     cli.expect(&["user", "avatar", "get", "a@example.com"], None, 1);
 
     // API keys of one org.
-    cli.expect(&["apikey", "create", "--org", "second"], None, 0);
+    cli.expect(
+        &["apikey", "create", "--org", "second", "--scope", "read"],
+        None,
+        0,
+    );
     cli.expect(&["apikey", "create", "--user", "b@example.com"], None, 0);
     let org_keys = cli.json(&["apikey", "list", "--org", "second"], None);
     assert_eq!(org_keys.as_array().unwrap().len(), 1, "{org_keys}");
@@ -447,7 +451,11 @@ fn tables_and_json_hold_the_same_things() {
         &["org", "create", "Acme", "--owner", "ann@example.com"],
         None,
     );
-    cli.expect(&["apikey", "create", "--org", "acme"], None, 0);
+    cli.expect(
+        &["apikey", "create", "--org", "acme", "--scope", "read"],
+        None,
+        0,
+    );
     let listed = cli.json(&["apikey", "list"], None);
     let revoked = cli.json(&["apikey", "revoke", "--org", "acme"], None);
     assert_eq!(revoked["owner"], listed[0]["owner"]);

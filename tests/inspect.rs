@@ -1353,7 +1353,11 @@ fn api_key_owner_entries_show_their_owner_and_prefix_finds_them() {
         .as_u64()
         .unwrap();
     cli.expect(&["apikey", "create", "--user", "ann@example.com"], None, 0);
-    cli.expect(&["apikey", "create", "--org", "acme"], None, 0);
+    cli.expect(
+        &["apikey", "create", "--org", "acme", "--scope", "read"],
+        None,
+        0,
+    );
     let (user_entry, org_entry) = (format!("user,{ann}"), format!("org,{org}"));
     let all = cli.json(&["inspect", "index", "api_keys", "by_owner"], None);
     let shown: Vec<&str> = all["entries"]

@@ -236,7 +236,7 @@ fn no_public_type_shows_a_password_token_code_key_or_hash() {
         .api_keys()
         .create(ApiKeySpec {
             owner: KeyOwner::Org(org.id),
-            scopes: vec![],
+            scopes: vec!["read".into()],
             expires_in: None,
             created_by: None,
         })

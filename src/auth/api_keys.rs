@@ -155,7 +155,9 @@ pub struct ApiKeySpec {
     /// Scopes (each 1 to 128 of `a-z 0-9 _ - . : *`). A user's key is bounded by the
     /// user's permissions: no scopes, or `*`, is all of them. An org's key grants exactly its
     /// scopes, and `*` grants every permission: an application that lets org owners make
-    /// keys should bound the scopes they may give.
+    /// keys should bound the scopes they may give. An org's key needs at least one scope
+    /// ([`ApiKeys::create`] refuses one with none, which would grant nothing; keys stored
+    /// before still verify, and grant nothing).
     pub scopes: Vec<String>,
     /// Lifetime (1 s to 100 years); `None` never expires.
     pub expires_in: Option<Duration>,
@@ -362,8 +364,9 @@ impl ApiKeys<'_> {
     ///
     /// # Errors
     /// `NotFound` for an unknown owner or creator; `Denied` for a disabled owner or creator,
-    /// or a creator who is not a member of the owning org; `InvalidInput` for a bad scope or
-    /// more than [`MAX_SCOPES`] of them.
+    /// or a creator who is not a member of the owning org; `InvalidInput` for a bad scope,
+    /// more than [`MAX_SCOPES`] of them, or an org's key with none (it would grant
+    /// nothing).
     pub fn create(&self, spec: ApiKeySpec) -> Result<CreatedApiKey> {
         if spec.scopes.len() > MAX_SCOPES {
             return Err(Error::invalid(
@@ -403,6 +406,17 @@ impl ApiKeys<'_> {
                 KeyOwner::Org(id) => {
                     if !tx.table::<Org>().contains(&id)? {
                         return Err(Error::not_found(spec.owner.to_string()));
+                    }
+                    // An org holds no roles: its key grants exactly its scopes, so one with
+                    // none would authenticate and be refused everything, unnoticed.
+                    if scopes.is_empty() {
+                        return Err(Error::invalid(
+                            "scopes",
+                            "an org's key grants exactly its scopes, and none were given, so \
+                             it would grant nothing; give the permissions it needs (`--scope \
+                             PERMISSION`, repeated, for the `redkeep` command), or `*` for \
+                             every permission",
+                        ));
                     }
                 }
             }

@@ -101,7 +101,7 @@ pub const CUSTOM_PRIORITIES: std::ops::RangeInclusive<i64> = -1_000_000..=ADMIN_
 /// What role to create.
 #[derive(Debug, Clone, Default)]
 pub struct RoleSpec {
-    /// Unique name: 1 to 64 of `a-z 0-9 _ -`.
+    /// Unique name: 1 to 64 of `a-z 0-9 _ -`, not all digits.
     pub name: String,
     /// Description.
     pub description: String,
@@ -435,12 +435,24 @@ impl Roles<'_> {
     /// Creates a custom role.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad name or permission, a priority outside
+    /// `InvalidInput` for a bad name (all digits among them) or permission, a priority outside
     /// [`CUSTOM_PRIORITIES`], or when the store holds [`MAX_ROLES`]; `Conflict` when the name
     /// is taken.
     pub fn create(&self, spec: RoleSpec) -> Result<Role> {
         let name = spec.name.trim().to_lowercase();
         validate_given_name(&name, spec.name.trim())?;
+        // As usernames and slugs: a number would read as an id. Only a new name is held to
+        // this; a stored one (made before, or imported) still reads and imports.
+        if name.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::invalid(
+                "role",
+                format!(
+                    "{:?} is all digits, which would read as an id; give a name with a letter \
+                     in it",
+                    super::users::cut_input(spec.name.trim())
+                ),
+            ));
+        }
         if spec.permissions.is_empty() {
             return Err(Error::invalid("permission", "give at least one permission"));
         }

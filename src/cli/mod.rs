@@ -412,6 +412,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(warning) = cli.command.secret_in_arguments() {
+        say!("warning: {}", render::error_line(&warning));
+    }
     init_logging(cli.verbose);
     match run(&cli).map_err(|e| in_data_dir(&cli.data_dir, e)) {
         Ok(code) => code,

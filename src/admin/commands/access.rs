@@ -257,7 +257,9 @@ pub enum ApiKeyCmd {
         /// The owning org (id or slug).
         #[cfg_attr(feature = "cli", arg(long))]
         org: Option<String>,
-        /// A scope; repeat for more.
+        /// A scope (a permission name, or `*` for all); repeat for more. A user's key with
+        /// none grants all of the user's permissions; an org's key grants exactly its scopes,
+        /// so it needs at least one.
         #[cfg_attr(feature = "cli", arg(long = "scope"))]
         scopes: Vec<String>,
         /// Lifetime, e.g. 90d.
@@ -287,11 +289,12 @@ pub enum ApiKeyCmd {
         command(group(
             clap::ArgGroup::new("which")
                 .required(true)
-                .args(["prefix", "user", "org"])
+                .args(["prefix", "user", "org", "key_stdin"])
         ))
     )]
     Revoke {
-        /// The prefix (rkk_xxxxxxxx).
+        /// The prefix (rkk_xxxxxxxx); a full key is taken too, but better read with
+        /// --key-stdin (a command line shows in the process list and shell history).
         prefix: Option<String>,
         /// Revoke every key of this user (a password reset keeps them).
         #[cfg_attr(feature = "cli", arg(long))]
@@ -301,6 +304,10 @@ pub enum ApiKeyCmd {
         #[cfg_attr(feature = "cli", arg(long))]
         #[serde(default)]
         org: Option<String>,
+        /// Read the full key to revoke from stdin.
+        #[cfg_attr(feature = "cli", arg(long))]
+        #[serde(default)]
+        key_stdin: bool,
     },
     /// Check a key read from stdin: exit 0 with owner and scopes, or 1.
     Verify {
@@ -991,10 +998,29 @@ fn owner_json(owner: KeyOwner) -> Value {
     json!({"kind": kind, "id": id})
 }
 
+/// What a key grants, for JSON (`grants`) and for the text of its scopes: a user's key with
+/// no scopes, or `*`, grants all of its owner's permissions (`owner_permissions`); an org's
+/// key grants exactly its scopes (`scopes`; `*` is `every_permission`), so one with none
+/// (made before `apikey create` refused it) grants `nothing`. The two empty cases would
+/// otherwise look alike.
+fn key_grants(k: &ApiKey) -> (&'static str, String) {
+    let star = k.scopes.iter().any(|s| s == "*");
+    let listed = || k.scopes.join(",");
+    match k.owner {
+        KeyOwner::User(u) if k.scopes.is_empty() => {
+            ("owner_permissions", format!("(all of user {u}'s)"))
+        }
+        KeyOwner::User(_) if star => ("owner_permissions", listed()),
+        KeyOwner::Org(_) if k.scopes.is_empty() => ("nothing", "(none: grants nothing)".into()),
+        KeyOwner::Org(_) if star => ("every_permission", listed()),
+        _ => ("scopes", listed()),
+    }
+}
+
 fn key_json(k: &ApiKey) -> Value {
     json!({
         "prefix": k.prefix, "owner": owner_json(k.owner), "created_by": k.created_by,
-        "scopes": k.scopes,
+        "scopes": k.scopes, "grants": key_grants(k).0,
         "created_at": k.created_at, "expires_at": k.expires_at, "last_used_at": k.last_used_at,
         "revoked_at": k.revoked_at,
     })
@@ -1106,7 +1132,7 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                         k.owner.to_string(),
                         k.created_by
                             .map_or_else(|| "-".into(), |u| format!("user {u}")),
-                        k.scopes.join(","),
+                        key_grants(k).1,
                         opt(&k.expires_at),
                         opt(&k.last_used_at),
                         opt(&k.revoked_at),
@@ -1138,9 +1164,13 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             ))
         }
         ApiKeyCmd::Revoke {
+            key_stdin: true, ..
+        } => revoke_key(rk, stdin.secret("--key-stdin")?),
+        ApiKeyCmd::Revoke {
             prefix: None,
             user,
             org,
+            ..
         } => {
             let owner = match (user, org) {
                 (Some(w), None) => KeyOwner::User(rk.users().find(w)?.id),
@@ -1172,21 +1202,8 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             prefix: Some(prefix),
             user: None,
             org: None,
-        } => {
-            // A second revoke says when the first was, and succeeds.
-            let (k, already) = super::common::revoked_once(
-                rk.api_keys().revoke(prefix),
-                || rk.api_keys().find(prefix),
-                |k| k.revoked_at.is_some(),
-            )?;
-            let line = match (already, &k.revoked_at) {
-                (true, Some(at)) => format!("api key {} was revoked already, at {at}", k.prefix),
-                _ => format!("revoked api key {}", k.prefix),
-            };
-            let mut json = key_json(&k);
-            json["already"] = json!(already);
-            Ok(Reply::text(json, vec![line]))
-        }
+            ..
+        } => revoke_key(rk, prefix),
         ApiKeyCmd::Revoke { .. } => Err(Error::invalid(
             "apikey",
             "give one of: a key's prefix, --user or --org",
@@ -1203,11 +1220,28 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                     "valid: api key {} for {}, scopes {}",
                     k.prefix,
                     k.owner,
-                    k.scopes.join(",")
+                    key_grants(&k).1
                 )],
             ))
         }
     }
+}
+
+/// Revokes the key named by its prefix or its full key; a second revoke says when the first
+/// was, and succeeds.
+fn revoke_key(rk: &Redkeep, prefix_or_key: &str) -> Result<Reply> {
+    let (k, already) = super::common::revoked_once(
+        rk.api_keys().revoke(prefix_or_key),
+        || rk.api_keys().find(prefix_or_key),
+        |k| k.revoked_at.is_some(),
+    )?;
+    let line = match (already, &k.revoked_at) {
+        (true, Some(at)) => format!("api key {} was revoked already, at {at}", k.prefix),
+        _ => format!("revoked api key {}", k.prefix),
+    };
+    let mut json = key_json(&k);
+    json["already"] = json!(already);
+    Ok(Reply::text(json, vec![line]))
 }
 
 fn audit_json(e: &AuditEvent) -> Value {

@@ -206,7 +206,50 @@ impl Command {
                     token_stdin: true, ..
                 },
             ) => Some("--token-stdin"),
-            Command::Apikey(ApiKeyCmd::Verify { .. }) => Some("--key-stdin"),
+            Command::Apikey(
+                ApiKeyCmd::Verify { .. }
+                | ApiKeyCmd::Revoke {
+                    key_stdin: true, ..
+                },
+            ) => Some("--key-stdin"),
+            _ => None,
+        }
+    }
+
+    /// A warning for a secret given as an argument, which shell history and the process
+    /// list keep: `user create --invite CODE`, or a revoke given a whole token, key or code
+    /// where its prefix names it. The command still runs (scripts rely on these forms); the
+    /// CLI prints this on stderr first. `None` for every other command.
+    pub fn secret_in_arguments(&self) -> Option<String> {
+        use crate::auth::{api_keys::API_KEY_PREFIX, invites::INVITE_PREFIX};
+        use crate::auth::{sessions::SESSION_PREFIX, token};
+        let whole = |kind: &str, text: &str, what: &str, stdin: Option<&str>| {
+            let text = text.trim();
+            token::looks_like(kind, text).then(|| {
+                let or_stdin = stdin.map_or(String::new(), |flag| format!(" (or {flag})"));
+                format!(
+                    "pass only the prefix, {}{or_stdin}; the full {what} is now in your shell \
+                     history and was in the process list",
+                    token::display_prefix(kind, text)
+                )
+            })
+        };
+        match self {
+            Command::User(UserCmd::Create(a)) if a.invite.is_some() => Some(
+                "the invite code given with --invite is now in your shell history and was in \
+                 the process list; give it with --invite-stdin instead"
+                    .into(),
+            ),
+            Command::Session(SessionCmd::Revoke { id: Some(id), .. }) => {
+                whole(SESSION_PREFIX, id, "token", Some("--token-stdin"))
+            }
+            Command::Apikey(ApiKeyCmd::Revoke {
+                prefix: Some(prefix),
+                ..
+            }) => whole(API_KEY_PREFIX, prefix, "key", Some("--key-stdin")),
+            Command::Invite(InviteCmd::Revoke { code }) => {
+                whole(INVITE_PREFIX, code, "invite code", None)
+            }
             _ => None,
         }
     }

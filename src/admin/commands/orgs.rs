@@ -7,6 +7,31 @@ use crate::admin::reply::{Reply, count, user_json, yes_no};
 use crate::auth::orgs::{DeletedOrg, Org, OrgRole, OrgSpec, RemovedMember};
 use crate::{Error, Redkeep, Result};
 
+/// The orgs made before `made` under its name (compared in any case) whose slugs its own
+/// derived slug had to step past (`acme`, `acme-2`, … before `acme-3`): what a repeated
+/// `org create` without `--slug` leaves. Orgs of that name with slugs of their own are not
+/// sought (that would read every org).
+fn same_name(rk: &Redkeep, made: &Org) -> Result<Vec<Org>> {
+    let base = crate::auth::orgs::slugify(&made.name);
+    let mut found = Vec::new();
+    for n in 1u64..=100 {
+        let slug = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        if slug == made.slug {
+            break;
+        }
+        if let Some(o) = rk.orgs().by_slug(&slug)?
+            && o.name.trim().to_lowercase() == made.name.trim().to_lowercase()
+        {
+            found.push(o);
+        }
+    }
+    Ok(found)
+}
+
 /// Organization commands. ORG is a numeric id or a slug.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Subcommand))]
@@ -251,10 +276,33 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
             } else {
                 rk.orgs().create(spec)?
             };
-            Ok(Reply::text(
-                org_json(&o),
-                vec![format!("created org {} (id {})", o.slug, o.id)],
-            ))
+            let twins = if slug.is_none() {
+                same_name(rk, &o)?
+            } else {
+                Vec::new()
+            };
+            let mut json = org_json(&o);
+            json["same_name"] = twins
+                .iter()
+                .map(|t| json!({"id": t.id, "slug": t.slug}))
+                .collect();
+            let mut reply =
+                Reply::text(json, vec![format!("created org {} (id {})", o.slug, o.id)]);
+            if !twins.is_empty() {
+                let named: Vec<String> = twins
+                    .iter()
+                    .map(|t| format!("{} (id {})", t.slug, t.id))
+                    .collect();
+                reply.notes.push(format!(
+                    "note: an org named {:?} existed already: {}; this is one more, {}. A \
+                     repeated `org create` adds one each time: give --slug to make a repeat \
+                     fail instead",
+                    o.name,
+                    crate::top::first_few(&named, 3),
+                    o.slug
+                ));
+            }
+            Ok(reply)
         }
         OrgCmd::Delete { org, force } => {
             let o = rk.orgs().find(org)?;

@@ -189,9 +189,18 @@ pub struct CreateArgs {
     /// stdout.
     #[cfg_attr(feature = "cli", arg(long))]
     pub password_stdin: bool,
-    /// Consume this invite code.
-    #[cfg_attr(feature = "cli", arg(long))]
+    /// Consume this invite code (better read with --invite-stdin: a command line shows in
+    /// the process list and shell history).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "CODE"))]
     pub invite: Option<String>,
+    /// Read the invite code to consume from stdin (the password is then generated: stdin
+    /// carries one secret).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, conflicts_with_all = ["invite", "password_stdin"])
+    )]
+    #[serde(default)]
+    pub invite_stdin: bool,
 }
 
 impl UserCmd {
@@ -205,6 +214,7 @@ impl UserCmd {
     pub(super) fn stdin_secret(&self) -> Option<&'static str> {
         match self {
             UserCmd::Create(a) if a.password_stdin => Some("--password-stdin"),
+            UserCmd::Create(a) if a.invite_stdin => Some("--invite-stdin"),
             UserCmd::SetPassword { .. } | UserCmd::CheckPassword { .. } => Some("--password-stdin"),
             _ => None,
         }
@@ -399,13 +409,18 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             } else {
                 None
             };
+            let invite = if a.invite_stdin {
+                Some(Secret::new(stdin.secret("--invite-stdin")?))
+            } else {
+                a.invite.clone().map(Secret::new)
+            };
             let created = rk.users().create(NewUser {
                 email: a.email.clone(),
                 name: a.name.clone(),
                 username: a.username.clone(),
                 password,
                 is_admin: a.admin,
-                invite: a.invite.clone().map(Secret::new),
+                invite,
             })?;
             let u = &created.user;
             let mut json = user_json(u);
