@@ -1243,6 +1243,34 @@ impl Redkeep {
         &self.inner.workspaces
     }
 
+    /// Gives `user` the folder that bears their number and has no owner marker (`redkeep
+    /// workspace bind`, for a folder the operator knows is theirs): writes its marker naming
+    /// `owner`, then records a `workspace_bound` event about the user that names the folder.
+    /// Returns whether a marker was written; when none was (no folder, or one marked
+    /// already), nothing is recorded.
+    ///
+    /// # Errors
+    /// `Io` when the marker cannot be written (nothing is recorded); `Storage` when the event
+    /// cannot be recorded (the folder is bound by then, and a second run changes nothing).
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) fn bind_workspace(&self, user: u64, owner: FolderOwner) -> Result<bool> {
+        if !self.inner.workspaces.mark(user, owner)? {
+            return Ok(false);
+        }
+        let folder = self.inner.workspaces.dir(user);
+        let now = self.now();
+        self.store().write(|tx| {
+            crate::auth::audit::user_event(
+                tx,
+                now,
+                "workspace_bound",
+                user,
+                format!("folder {}", folder.display()),
+            )
+        })?;
+        Ok(true)
+    }
+
     /// The underlying store, for an application's own tables and composed transactions.
     pub fn store(&self) -> &Store {
         &self.inner.accounts.store

@@ -565,6 +565,196 @@ fn user_create_with_an_invite_consumes_it() {
     );
 }
 
+/// The origin every `redkeep` command records: the CLI and the uid that ran it.
+fn cli_origin(cli: &Cli) -> String {
+    use std::os::unix::fs::MetadataExt;
+    // (The temp dir was made by this process, whose uid the commands it starts run as.)
+    let uid = std::fs::metadata(cli.dir.path()).unwrap().uid();
+    format!("redkeep CLI, uid {uid}")
+}
+
+/// Every change a `redkeep` command makes is recorded with its origin, told apart from the
+/// application's own changes (which record none); the origin shows in both listings and
+/// survives an export and an import.
+#[test]
+fn audit_events_of_cli_commands_name_their_origin() {
+    let cli = Cli::new();
+    cli.init();
+    let ann = cli.json(
+        &["user", "create", "ann@example.com", "--password-stdin"],
+        Some("pass word 1\n"),
+    )["id"]
+        .as_u64()
+        .unwrap();
+    cli.expect(&["role", "grant", "ann@example.com", "admin"], None, 0);
+    cli.expect(&["user", "disable", "ann@example.com"], None, 1);
+    // The application's own change, made through the library.
+    let app = {
+        let rk = redkeep::Redkeep::open(cli.data(), cli.options()).unwrap();
+        rk.users()
+            .create(redkeep::NewUser {
+                email: "app@example.com".into(),
+                ..redkeep::NewUser::default()
+            })
+            .unwrap()
+            .user
+            .id
+    };
+    let origin = cli_origin(&cli);
+    let events = cli.json(&["audit", "list", "--limit", "1000"], None);
+    let events = events.as_array().unwrap();
+    assert!(events.len() >= 5, "{events:?}");
+    for e in events {
+        if e["subject_user"] == app {
+            assert_eq!(e["origin"], Value::Null, "{e}");
+        } else {
+            assert_eq!(e["origin"], origin.as_str(), "{e}");
+        }
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "role_granted" && e["subject_user"] == ann)
+    );
+    let (out, _) = cli.expect(&["audit", "list"], None, 0);
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.contains(" actor ") && header.contains(" origin "),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("role_granted") && l.contains(&origin)),
+        "{out}"
+    );
+    // Through an export and an import, every event keeps its origin (or none).
+    let file = cli.dir.path().join("all.jsonl");
+    cli.expect(&["export", "-o", file.to_str().unwrap()], None, 0);
+    let copy = Cli::new();
+    copy.expect(&["import", file.to_str().unwrap()], None, 0);
+    let imported = copy.json(&["audit", "list", "--limit", "1000"], None);
+    let of = |list: &[Value]| -> Vec<(u64, Value)> {
+        list.iter()
+            .map(|e| (e["seq"].as_u64().unwrap(), e["origin"].clone()))
+            .collect()
+    };
+    let imported = imported.as_array().unwrap();
+    let kept: Vec<_> = of(imported)
+        .into_iter()
+        .filter(|(seq, _)| events.iter().any(|e| e["seq"] == *seq))
+        .collect();
+    assert_eq!(kept, of(events));
+}
+
+/// `-v` says which store a command opened and how, `-vv` adds the command and how long it
+/// took; no level shows a password or token read from stdin, nor a store URL's password.
+#[test]
+fn verbose_runs_say_what_was_opened_and_never_a_secret() {
+    let cli = Cli::new();
+    cli.init();
+    let password = "pass word 1 not to be seen";
+    let run = |args: &[&str], stdin: Option<&str>| -> (String, String) {
+        let mut c = cli.cmd(args);
+        c.env_remove("RUST_LOG");
+        if let Some(s) = stdin {
+            c.write_stdin(s);
+        }
+        let out = c.output().unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{args:?}: {e}");
+        (o, e)
+    };
+    let (_, err) = run(
+        &[
+            "-v",
+            "user",
+            "create",
+            "ann@example.com",
+            "--password-stdin",
+        ],
+        Some(&format!("{password}\n")),
+    );
+    let (engine, place) = match &cli.store {
+        // The server, then the schema (the URL is shown without a password).
+        Some(_) => ("PostgreSQL", String::new()),
+        None => (
+            "redb",
+            cli.data().join("redkeep.redb").display().to_string(),
+        ),
+    };
+    assert!(
+        err.contains(&format!("opened the store {place}"))
+            && err.contains(&format!("({engine}, shared) in this process")),
+        "{err}"
+    );
+    assert_eq!(
+        cli.store.is_some(),
+        err.contains(") (PostgreSQL, "),
+        "{err}"
+    );
+    assert!(!err.contains("running `"), "debug lines at -v: {err}");
+    let (_, err) = run(&["-vv", "user", "list"], None);
+    if cli.store.is_none() {
+        assert!(err.contains("(redb, read-only)"), "{err}");
+    }
+    assert!(err.contains("running `redkeep user list`"), "{err}");
+    assert!(err.contains("`redkeep user list` ended after "), "{err}");
+    // Every level, every command that reads a secret: none of it on stderr.
+    let (token, err) = run(
+        &["-vvv", "login", "ann@example.com", "--password-stdin"],
+        Some(&format!("{password}\n")),
+    );
+    let token = token.trim().to_string();
+    assert!(token.starts_with("rks_"), "{token}");
+    let mut logs = err;
+    for (args, stdin) in [
+        (
+            vec!["-vvv", "session", "validate", "--token-stdin"],
+            format!("{token}\n"),
+        ),
+        (
+            vec![
+                "-vvv",
+                "user",
+                "check-password",
+                "ann@example.com",
+                "--password-stdin",
+            ],
+            format!("{password}\n"),
+        ),
+        (
+            vec!["-vvv", "session", "revoke", "--token-stdin"],
+            format!("{token}\n"),
+        ),
+        (
+            vec![
+                "-vvv",
+                "user",
+                "set-password",
+                "ann@example.com",
+                "--password-stdin",
+            ],
+            format!("{password} 2\n"),
+        ),
+    ] {
+        let (_, err) = run(&args, Some(&stdin));
+        assert!(err.contains("opened the store"), "{args:?}: {err}");
+        logs.push_str(&err);
+    }
+    assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "{logs}");
+    for secret in [password, token.as_str(), &token[12..]] {
+        assert!(!logs.contains(secret), "{secret:?} in {logs}");
+    }
+    if let Some(url) = &cli.store
+        && redkeep::store::redact(url) != *url
+    {
+        assert!(!logs.contains(url.as_str()), "{logs}");
+    }
+}
+
 #[test]
 fn check_reports_counts_and_problems() {
     let cli = Cli::new();

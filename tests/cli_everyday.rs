@@ -568,6 +568,31 @@ fn a_folder_without_its_owner_marker_is_left_until_the_operator_binds_it() {
     cli.expect(&["workspace", "show", "bob@example.com"], None, 1);
     let first = cli.json(&["workspace", "bind", "bob@example.com"], None);
     assert_eq!(first["bound"], json!(true), "{first}");
+    // The binding is audited, with the folder it gave them; a bind that changes nothing is
+    // not.
+    let bound = |id: u64| -> Vec<Value> {
+        let events = cli.json(&["audit", "list", "--user", &id.to_string()], None);
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "workspace_bound")
+            .cloned()
+            .collect()
+    };
+    let events = bound(bob);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["subject"], format!("user {bob}"));
+    assert_eq!(
+        events[0]["detail"],
+        format!("folder {}", folder(bob).display())
+    );
+    assert!(
+        events[0]["origin"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("redkeep CLI, uid ")),
+        "{events:?}"
+    );
     let (out, _) = cli.expect(&["workspace", "show", "bob@example.com"], None, 0);
     assert!(out.contains("bob's"), "{out}");
 
@@ -597,6 +622,8 @@ fn a_folder_without_its_owner_marker_is_left_until_the_operator_binds_it() {
     assert!(out.contains("nothing changed"), "{out}");
     let again = cli.json(&["workspace", "bind", "carl@example.com"], None);
     assert_eq!(again["bound"], json!(false), "{again}");
+    assert_eq!(bound(carl).len(), 1);
+    assert_eq!(bound(bob).len(), 1);
 }
 
 /// A password the operator chose at `init` is not to be changed at first login (as with

@@ -207,11 +207,16 @@ fn commands_through_the_owner_match_local_runs() {
         let (sa, sb) = (normalise(&a.1), normalise(&b.1));
         let stats = args.contains(&"stats");
         if stats {
-            // File sizes differ between two files; the table counts must not.
-            let (ja, jb): (Value, Value) = (
+            // File sizes differ between two files; the table counts must not. (Nor the
+            // bytes, but the audit log's: each event names its origin, the CLI here and the
+            // admin socket there.)
+            let (mut ja, mut jb): (Value, Value) = (
                 serde_json::from_str(&a.1).unwrap(),
                 serde_json::from_str(&b.1).unwrap(),
             );
+            for j in [&mut ja, &mut jb] {
+                j["tables"]["audit"]["bytes"] = Value::Null;
+            }
             assert_eq!(ja["tables"], jb["tables"]);
         } else {
             assert_eq!(sa, sb, "{args:?} stdout");
@@ -245,6 +250,14 @@ fn commands_through_the_owner_match_local_runs() {
         let (code, _, err) = run(&live, &args, None);
         assert_eq!(code, 1);
         assert!(err.contains("stop the application first"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "this command replaces the whole store, so it cannot run while the store is \
+                 held: process {} holds it exclusively; ",
+                owner.child.id()
+            )),
+            "{err}"
+        );
     }
     drop(owner);
     let (_, out, _) = run(&live, &["status", "--json"], None);
@@ -317,6 +330,64 @@ fn a_client_past_every_slot_is_told_the_owner_is_busy() {
 /// lasts as long as its input, so every write of the application waited on it, for ever on a
 /// stalled pipe (an endless input here). The CLI says at once to stop the application, and
 /// the owner refuses a client that asks anyway, dropping what it sends within its limits.
+/// A change sent through the owner's socket is recorded with the socket's peer (its uid and
+/// pid) as its origin, one made by a local run with the CLI's; `-v` says where the command
+/// went.
+#[test]
+fn changes_through_the_owner_are_audited_with_the_socket_peer() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    // (Made by this process, whose uid the commands it starts run as.)
+    let uid = std::fs::metadata(tmp.path()).unwrap().uid();
+    let owner = start_owner(&dir);
+    let (code, _, err) = run(&dir, &["-v", "invite", "create"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the store is held by process {}: the command is sent to it through {}",
+            owner.child.id(),
+            dir.join("redkeep.sock").display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("opened the store"), "{err}");
+    let (code, out, err) = run(&dir, &["audit", "list", "--json", "--limit", "1000"], None);
+    assert_eq!(code, 0, "{err}");
+    let events: Value = serde_json::from_str(&out).unwrap();
+    let origin_of = |action: &str| {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == action)
+            .and_then(|e| e["origin"].as_str())
+            .unwrap_or_else(|| panic!("{action} in {events}"))
+            .to_string()
+    };
+    let sent = origin_of("invite_created");
+    let prefix = format!("admin socket, peer uid {uid}, pid ");
+    let pid: u32 = sent
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{sent}"))
+        .parse()
+        .unwrap();
+    assert!(
+        pid != owner.child.id() && pid != std::process::id(),
+        "{sent}"
+    );
+    // `init` ran here, before the owner started.
+    assert_eq!(origin_of("user_created"), format!("redkeep CLI, uid {uid}"));
+    let (_, out, _) = run(&dir, &["audit", "list"], None);
+    assert!(out.lines().next().unwrap().contains(" origin "), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("invite_created") && l.contains(&sent)),
+        "{out}"
+    );
+}
+
 #[test]
 fn an_import_never_runs_through_the_owner() {
     let tmp = tempfile::tempdir().unwrap();
@@ -346,9 +417,10 @@ fn an_import_never_runs_through_the_owner() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("an import fills the store"), "{err}");
     assert!(err.contains("stop the application first"), "{err}");
-    // One sentence, not two clauses run together ("… would wait for it and cannot run …").
+    // One sentence, not two clauses run together ("… would wait for it and cannot run …"),
+    // nor an "it" that may be either ("… would wait for it, so it cannot run …").
     assert!(
-        err.contains("would wait for it, so it cannot run while the store is held"),
+        err.contains("would wait for it, so this command cannot run while the store is held"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");

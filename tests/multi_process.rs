@@ -551,6 +551,52 @@ fn a_reading_command_reads_beside_a_shared_writer_and_sees_its_commits() {
     assert_eq!(status["schema_version"], redkeep::SCHEMA_VERSION);
 }
 
+/// Every command that needs the store to itself (an import, a migration) says why and that
+/// it cannot run in one sentence, naming the holder, while another process has it open.
+#[test]
+fn a_command_that_needs_the_store_alone_says_so_in_one_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let export = tmp.path().join("all.jsonl");
+    ok(&run(
+        &dir,
+        &["export", "-o", export.to_str().unwrap()],
+        None,
+    ));
+    let mut holder = start_holder("shared", &dir);
+    assert_eq!(holder.ask("count"), vec![0, 0]);
+    for (args, why) in [
+        (
+            vec!["import", export.to_str().unwrap()],
+            "an import fills the store in one write that lasts as long as its input, and \
+             every other write would wait for it",
+        ),
+        (
+            vec!["migrate", "down", "--to", "1"],
+            "a migration changes the stored format",
+        ),
+    ] {
+        let out = run(&dir, &args, None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The holder follows, said once (this process leaves no owner marker, so it is
+        // not named), without a parenthesis inside another.
+        let expected = format!(
+            "error: {why}, so this command cannot run while the store is held: another \
+             process has it open"
+        );
+        assert!(err.starts_with(&expected), "{args:?}: {err}");
+        assert!(!err.contains("))"), "{args:?}: {err}");
+        assert!(
+            err.trim_end().ends_with("; stop the application first"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert_eq!(holder.ask("count"), vec![0, 0], "nothing changed");
+}
+
 #[test]
 fn a_reading_command_on_a_store_whose_writer_was_killed_still_answers() {
     let tmp = tempfile::tempdir().unwrap();

@@ -89,6 +89,18 @@ impl Connection {
         self
     }
 
+    /// The path of the socket connected to.
+    pub fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The process that listens on the socket (the store's owner), as the kernel names it
+    /// (`SO_PEERCRED`); `None` when it cannot tell.
+    pub fn owner_pid(&self) -> Option<u32> {
+        let cred = rustix::net::sockopt::socket_peercred(&self.stream).ok()?;
+        u32::try_from(cred.pid.as_raw_nonzero().get()).ok()
+    }
+
     /// Says on stderr when the owner has not begun to answer after a few seconds (it may be
     /// busy with a long command, or stopped), then goes on waiting: for a terminal.
     #[must_use]

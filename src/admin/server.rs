@@ -446,17 +446,19 @@ fn client_left(stream: &UnixStream) -> bool {
     }
 }
 
-fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
-    Ok(rustix::net::sockopt::socket_peercred(stream)?.uid.as_raw())
+/// The peer's uid and pid.
+fn peer(stream: &UnixStream) -> std::io::Result<(u32, i32)> {
+    let cred = rustix::net::sockopt::socket_peercred(stream)?;
+    Ok((cred.uid.as_raw(), cred.pid.as_raw_nonzero().get()))
 }
 
 fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
     let deadline = accepted + REQUEST_TIMEOUT;
     let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
     let own = rustix::process::geteuid().as_raw();
-    let uid = match peer_uid(stream) {
-        Ok(uid) if uid == own || uid == 0 => uid,
-        Ok(uid) => {
+    let (uid, pid) = match peer(stream) {
+        Ok((uid, pid)) if uid == own || uid == 0 => (uid, pid),
+        Ok((uid, _)) => {
             tracing::warn!(peer_uid = uid, "admin request refused: another uid");
             refuse(
                 stream,
@@ -561,6 +563,7 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
     }
     tracing::info!(
         peer_uid = uid,
+        peer_pid = pid,
         command = req.command.name(),
         "admin request"
     );
@@ -586,16 +589,20 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
         ChunkReader::new(&mut reader_stream),
     );
     let mut output = ChunkWriter::new(&mut writer_stream);
+    // What the command records in the audit log says who asked for it, through which way.
+    let origin = format!("admin socket, peer uid {uid}, pid {pid}");
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        super::request::execute(
-            rk,
-            &req,
-            Io {
-                input: &mut input,
-                output: &mut output,
-                feedback: &Quiet,
-            },
-        )
+        crate::store::with_origin(&origin, || {
+            super::request::execute(
+                rk,
+                &req,
+                Io {
+                    input: &mut input,
+                    output: &mut output,
+                    feedback: &Quiet,
+                },
+            )
+        })
     }));
     let result = match run {
         Ok(Ok(reply)) => Ok(reply),

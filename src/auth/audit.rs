@@ -7,7 +7,7 @@ use super::Accounts;
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::key;
-use crate::store::{Index, KeyRange, Order, Record, WriteTx};
+use crate::store::{Index, KeyRange, Order, Record, Stored, WriteTx};
 
 /// One security event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +16,8 @@ pub struct AuditEvent {
     pub seq: u64,
     /// When it happened.
     pub at: Timestamp,
-    /// The user who acted, if known (`None`: an operator or the application).
+    /// The user who acted, if known (`None`: an operator or the application; [`origin`](Self::origin)
+    /// tells an operator's command apart).
     pub actor: Option<u64>,
     /// What happened, e.g. `login_failed`, `role_granted`.
     pub action: String,
@@ -28,6 +29,12 @@ pub struct AuditEvent {
     pub outcome: String,
     /// Extra non-secret detail.
     pub detail: String,
+    /// Where the change came from, when whoever made it said: an operator's `redkeep` command
+    /// run on the store (`redkeep CLI, uid 0`), or one sent through the application's admin
+    /// socket (`admin socket, peer uid 1000, pid 4242`). `None` for the application's own
+    /// events, and for events recorded before release 0.4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl AuditEvent {
@@ -44,6 +51,64 @@ impl Record for AuditEvent {
     fn key(&self) -> u64 {
         self.seq
     }
+    fn upgrade(old: Stored<'_>) -> std::result::Result<Self, String> {
+        // Format 1 stores fields by position: the first release's shape, without `origin`.
+        if old.is_legacy() {
+            return Ok(old.decode::<AuditEventV1>()?.into());
+        }
+        old.decode()
+    }
+}
+
+/// The audit event as the first release stored it (format 1, fields in order): read by
+/// `upgrade` and written by the migrations down. Never change it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AuditEventV1 {
+    pub seq: u64,
+    pub at: i64,
+    pub actor: Option<u64>,
+    pub action: String,
+    pub subject_user: Option<u64>,
+    pub subject: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl From<&AuditEvent> for AuditEventV1 {
+    /// The origin, which that shape has no field for, is kept at the end of the detail.
+    fn from(e: &AuditEvent) -> AuditEventV1 {
+        let detail = match (&e.origin, e.detail.is_empty()) {
+            (None, _) => e.detail.clone(),
+            (Some(origin), true) => format!("origin: {origin}"),
+            (Some(origin), false) => format!("{}; origin: {origin}", e.detail),
+        };
+        AuditEventV1 {
+            seq: e.seq,
+            at: e.at.0,
+            actor: e.actor,
+            action: e.action.clone(),
+            subject_user: e.subject_user,
+            subject: e.subject.clone(),
+            outcome: e.outcome.clone(),
+            detail,
+        }
+    }
+}
+
+impl From<AuditEventV1> for AuditEvent {
+    fn from(e: AuditEventV1) -> AuditEvent {
+        AuditEvent {
+            seq: e.seq,
+            at: Timestamp(e.at),
+            actor: e.actor,
+            action: e.action,
+            subject_user: e.subject_user,
+            subject: e.subject,
+            outcome: e.outcome,
+            detail: e.detail,
+            origin: None,
+        }
+    }
 }
 
 /// What to record.
@@ -57,7 +122,8 @@ pub(crate) struct Event<'a> {
     pub detail: String,
 }
 
-/// Appends an event inside `tx`.
+/// Appends an event inside `tx`, with the origin of the write, if its caller gave one (an
+/// operator's command: see `store::with_origin`).
 pub(crate) fn record(tx: &WriteTx<'_>, at: Timestamp, e: Event<'_>) -> Result<()> {
     let t = tx.table::<AuditEvent>();
     let seq = t.next_id()?;
@@ -75,6 +141,7 @@ pub(crate) fn record(tx: &WriteTx<'_>, at: Timestamp, e: Event<'_>) -> Result<()
         }
         .to_string(),
         detail: e.detail,
+        origin: tx.origin().map(str::to_string),
     })
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::agents::{AgentSession, AgentState};
 use super::api_keys::{ApiKeyV1, KeyOwnerV1};
-use super::audit::AuditEvent;
+use super::audit::AuditEventV1;
 use super::invites::InviteV1;
 use super::orgs::{OrgMember, OrgRole, OrgV1};
 use super::roles::{Role, UserRole};
@@ -277,33 +277,6 @@ impl LegacyRecord for ApiKeyV1 {
             ("prefix", k(&self.prefix), true),
             ("by_owner", owner, false),
         ]
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct AuditEventV1 {
-    pub seq: u64,
-    pub at: i64,
-    pub actor: Option<u64>,
-    pub action: String,
-    pub subject_user: Option<u64>,
-    pub subject: String,
-    pub outcome: String,
-    pub detail: String,
-}
-
-impl From<&AuditEvent> for AuditEventV1 {
-    fn from(e: &AuditEvent) -> AuditEventV1 {
-        AuditEventV1 {
-            seq: e.seq,
-            at: e.at.0,
-            actor: e.actor,
-            action: e.action.clone(),
-            subject_user: e.subject_user,
-            subject: e.subject.clone(),
-            outcome: e.outcome.clone(),
-            detail: e.detail.clone(),
-        }
     }
 }
 

@@ -23,11 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use super::agents::AgentSession;
 use super::api_keys::{ApiKey, ApiKeyV1, KeyOwnerV1};
-use super::audit::AuditEvent;
+use super::audit::{AuditEvent, AuditEventV1};
 use super::invites::{Invite, InviteV1};
-use super::legacy::{
-    self, AgentSessionV1, AuditEventV1, AvatarV1, OrgMemberV1, OrgRoleV1, RoleV1, UserRoleV1,
-};
+use super::legacy::{self, AgentSessionV1, AvatarV1, OrgMemberV1, OrgRoleV1, RoleV1, UserRoleV1};
 use super::orgs::{Org, OrgMember, OrgV1};
 use super::roles::{Role, SYSTEM_ROLES, UserRole};
 use super::sessions::{Session, SessionV1};

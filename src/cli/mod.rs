@@ -184,7 +184,31 @@ fn check_data_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Opens the store for `cli`'s command ([`open_store`]), saying at `-v` which store and how.
 fn open(cli: &Cli) -> Result<Redkeep> {
+    let rk = open_store(cli)?;
+    let store = rk.store();
+    let how = if rk.options().read_only {
+        "read-only"
+    } else {
+        match store.mode() {
+            Mode::Exclusive => "exclusive",
+            Mode::Shared => "shared",
+        }
+    };
+    let engine = match store.engine() {
+        "postgres" => "PostgreSQL",
+        other => other,
+    };
+    // (The location of a PostgreSQL store is shown without its password.)
+    tracing::info!(
+        "opened the store {} ({engine}, {how}) in this process",
+        store.location()
+    );
+    Ok(rk)
+}
+
+fn open_store(cli: &Cli) -> Result<Redkeep> {
     check_data_dir(&cli.data_dir)?;
     // A migration needs the store to itself: an exclusive open is refused while anyone else
     // has it open. So does an import, whose one write transaction lasts as long as its
@@ -346,6 +370,45 @@ fn from_environment(e: &clap::Error, line: String) -> String {
     )
 }
 
+/// The command as typed, its words only (`redkeep user create`), for logs: never an argument's
+/// value, which may be a secret. Read from the command's variant names, as clap derives the
+/// words from them.
+fn command_words(command: &Command) -> String {
+    let mut words = vec!["redkeep".to_string()];
+    let mut value = serde_json::to_value(command).unwrap_or_default();
+    let is_word = |name: &str| name.starts_with(|c: char| c.is_ascii_uppercase());
+    loop {
+        let name = match value {
+            serde_json::Value::String(name) if is_word(&name) => {
+                words.push(kebab(&name));
+                break;
+            }
+            serde_json::Value::Object(map) if map.len() == 1 => {
+                let Some((name, inner)) = map.into_iter().next().filter(|(n, _)| is_word(n)) else {
+                    break;
+                };
+                value = inner;
+                name
+            }
+            _ => break,
+        };
+        words.push(kebab(&name));
+    }
+    words.join(" ")
+}
+
+/// `SetPassword` as clap spells a command: `set-password`.
+fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
 /// Whether `command` may hash a password, and so needs `REDKEEP_ARGON2` to be right: it makes
 /// one (init, user create, set-password) or checks one, which may rehash it (login,
 /// check-password).
@@ -416,7 +479,19 @@ pub fn main() -> ExitCode {
         say!("warning: {}", render::error_line(&warning));
     }
     init_logging(cli.verbose);
-    match run(&cli).map_err(|e| in_data_dir(&cli.data_dir, e)) {
+    // What the command records in the audit log says it came from an operator's shell, and
+    // whose (a command sent to the application is recorded there with the socket's peer).
+    let origin = format!("redkeep CLI, uid {}", rustix::process::getuid().as_raw());
+    let words = command_words(&cli.command);
+    tracing::debug!("running `{words}`");
+    let started = std::time::Instant::now();
+    let ran = crate::store::with_origin(&origin, || run(&cli));
+    tracing::debug!(
+        "`{words}` {} after {:.1?}",
+        if ran.is_ok() { "ended" } else { "failed" },
+        started.elapsed()
+    );
+    match ran.map_err(|e| in_data_dir(&cli.data_dir, e)) {
         Ok(code) => code,
         // A reader that stopped early (`redkeep inspect dump users | head`) is not a failure
         // of a command that shows what is there. An export cut short is: what its reader got
@@ -658,6 +733,21 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let now = crate::clock::SystemClock.now();
     // Said last, after the command's own output and notes.
     let mut warning = None;
+    if matches!(
+        cli.command,
+        Command::Restore { .. }
+            | Command::Reset { .. }
+            | Command::Move { .. }
+            | Command::Salvage { .. }
+            | Command::Adopt(_)
+    ) {
+        // (A store URL is shown without its password.)
+        let store = store_url(cli).map_or_else(
+            || cli.data_dir.join(crate::STORE_FILE).display().to_string(),
+            |url| crate::store::redact(&url),
+        );
+        tracing::info!("working on the store {store} in this process, with the store alone");
+    }
     let reply = match &cli.command {
         Command::Restore {
             path,
@@ -795,7 +885,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 }
                 Err(Error::InUse { holder, .. }) if req.command.needs_store_alone() => {
                     return Err(Error::denied(format!(
-                        "{}, so it cannot run while the store is held ({}); {}",
+                        "{}, so this command cannot run while the store is held: {}; {}",
                         req.command.why_alone(),
                         who_holds(&holder),
                         what_then(&holder)
@@ -990,7 +1080,7 @@ fn needs_store_alone(dir: &Path, what: &str, e: Error) -> Error {
     };
     match e {
         Error::InUse { holder, .. } => Error::denied(format!(
-            "this command {what} and cannot run while it is held ({}); {}",
+            "this command {what}, so it cannot run while the store is held: {}; {}",
             who_holds(&holder),
             what_then(&holder)
         )),
@@ -1048,6 +1138,13 @@ fn remote(
         };
         return Err(Error::InUse { path, holder });
     };
+    tracing::info!(
+        "the store is held by {}: the command is sent to it through {}",
+        owner
+            .owner_pid()
+            .map_or_else(|| "another process".to_string(), |p| format!("process {p}")),
+        owner.socket_path().display()
+    );
     let input = input.as_mut().map(|i| i as &mut dyn Read);
     match owner.say_when_slow().send(req, input, output)? {
         admin::Remote::Reply(r) => Ok(Ok(r)),
@@ -1087,6 +1184,30 @@ use crate::clock::Clock;
 
 #[cfg(test)]
 mod tests {
+    /// A command's words for the logs: every word as typed, never a value.
+    #[test]
+    fn command_words_are_the_words_typed_and_no_value() {
+        use clap::Parser;
+        let words = |args: &[&str]| {
+            let cli = super::Cli::try_parse_from(args).unwrap();
+            super::command_words(&cli.command)
+        };
+        assert_eq!(
+            words(&["redkeep", "user", "set-password", "ann", "--password-stdin"]),
+            "redkeep user set-password"
+        );
+        assert_eq!(
+            words(&["redkeep", "user", "avatar", "get", "ann"]),
+            "redkeep user avatar get"
+        );
+        assert_eq!(words(&["redkeep", "migrate", "up"]), "redkeep migrate up");
+        assert_eq!(words(&["redkeep", "stats"]), "redkeep stats");
+        assert_eq!(
+            words(&["redkeep", "session", "revoke", "rks_secretsecret"]),
+            "redkeep session revoke"
+        );
+    }
+
     /// The store names a CLI process holding it by its command words: the commands it
     /// takes a second word for are the CLI's command groups.
     #[test]

@@ -1895,14 +1895,17 @@ impl Store {
         // and the transactions this thread is inside.
         let held = super::held::snapshot();
         let inside = Inside::snapshot();
+        let origin = super::origin::current();
         let outcome = match &self.inner.engine {
             Engine::File(file) => self.write_grouped(file, durable, |raw: &FileWrite<'_, '_>| {
                 let _carried = super::held::Carried::install(&held);
                 let _inside = Carried::install(&inside);
-                self.run_write(raw, &mut f, &mut known)
+                self.run_write(raw, origin.clone(), &mut f, &mut known)
             }),
             #[cfg(feature = "postgres")]
-            Engine::Pg(pg) => pg.write(durable, |raw| self.run_write(raw, &mut f, &mut known)),
+            Engine::Pg(pg) => pg.write(durable, |raw| {
+                self.run_write(raw, origin.clone(), &mut f, &mut known)
+            }),
         };
         self.written(outcome, known)
     }
@@ -1916,14 +1919,17 @@ impl Store {
         Inside::refuse_nested_write(&self.inner)?;
         let durable = self.durable(durability);
         let mut known = None;
+        let origin = super::origin::current();
         let outcome = match &self.inner.engine {
             Engine::File(file) => {
                 self.write_grouped_here(file, durable, |raw: &FileWrite<'_, '_>| {
-                    self.run_write(raw, &mut f, &mut known)
+                    self.run_write(raw, origin.clone(), &mut f, &mut known)
                 })
             }
             #[cfg(feature = "postgres")]
-            Engine::Pg(pg) => pg.write(durable, |raw| self.run_write(raw, &mut f, &mut known)),
+            Engine::Pg(pg) => pg.write(durable, |raw| {
+                self.run_write(raw, origin.clone(), &mut f, &mut known)
+            }),
         };
         self.written(outcome, known)
     }
@@ -1932,11 +1938,12 @@ impl Store {
     fn run_write<T>(
         &self,
         raw: &dyn RawWrite,
+        origin: Option<Arc<str>>,
         f: &mut impl FnMut(&WriteTx<'_>) -> Result<T>,
         known: &mut Option<Registrations>,
     ) -> Result<T> {
         let _writing = Inside::writing(&self.inner);
-        let tx = WriteTx::new(raw, &self.inner.registry);
+        let tx = WriteTx::new(raw, &self.inner.registry, origin);
         let value = f(&tx)?;
         tx.flush_sequences()?;
         *known = Some(tx.into_registrations());
@@ -2455,7 +2462,7 @@ mod tests {
         let mut first = |tx: &WriteTx<'_>| insert_thing(tx, 1);
         store
             .write_grouped_here(file, false, |raw: &FileWrite<'_, '_>| {
-                store.run_write(raw, &mut first, &mut known)
+                store.run_write(raw, None, &mut first, &mut known)
             })
             .unwrap();
         store.wipe(1).unwrap();

@@ -25,6 +25,7 @@ mod key;
 mod key_text;
 mod migrate;
 mod open_by;
+mod origin;
 mod table;
 mod tx;
 
@@ -65,6 +66,8 @@ pub(crate) use engine::{RawRead, get_owned};
 pub(crate) use held::{Held, clashes as lock_held_here};
 pub(crate) use key::show_key;
 pub(crate) use open_by::open_elsewhere;
+#[cfg(feature = "admin")]
+pub(crate) use origin::with_origin;
 #[cfg(test)]
 pub(crate) use table::RECORD_WRITES;
 pub(crate) use table::{

@@ -5,8 +5,8 @@
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -195,6 +195,8 @@ pub struct WriteTx<'a> {
     // when the work ends, and before anything could read or change `meta` behind them (raw
     // access, a sequence read, a raise). A batch of inserts thus writes each sequence once.
     sequences: RefCell<Vec<Advanced>>,
+    // Who asked for this write, when the thread that began it was told (see `origin.rs`).
+    origin: Option<Arc<str>>,
 }
 
 /// A sequence a write transaction has advanced: its name, its `meta` key, its value, and
@@ -404,7 +406,11 @@ impl<'a> ReadTx<'a> {
 }
 
 impl<'a> WriteTx<'a> {
-    pub(crate) fn new(raw: &'a dyn RawWrite, registry: &'a Registry) -> WriteTx<'a> {
+    pub(crate) fn new(
+        raw: &'a dyn RawWrite,
+        registry: &'a Registry,
+        origin: Option<Arc<str>>,
+    ) -> WriteTx<'a> {
         WriteTx {
             raw,
             registry,
@@ -412,7 +418,14 @@ impl<'a> WriteTx<'a> {
             new_shapes: RefCell::default(),
             new_tables: RefCell::default(),
             sequences: RefCell::default(),
+            origin,
         }
+    }
+
+    /// Who asked for this write (an operator's `redkeep` command, say), when the code that
+    /// began it said so; `None` otherwise (an application's own writes).
+    pub(crate) fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
     }
 
     pub(crate) fn into_registrations(self) -> Registrations {

@@ -1248,6 +1248,7 @@ fn audit_json(e: &AuditEvent) -> Value {
     json!({
         "seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action,
         "subject_user": e.subject_user, "subject": e.subject, "outcome": e.outcome, "detail": e.detail,
+        "origin": e.origin,
     })
 }
 
@@ -1285,6 +1286,7 @@ pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
                 e.subject.clone(),
                 e.outcome.clone(),
                 opt(&e.actor),
+                opt(&e.origin),
                 e.detail.clone(),
             ]
         })
@@ -1293,7 +1295,7 @@ pub fn audit(rk: &Redkeep, cmd: &AuditCmd) -> Result<Reply> {
     let mut reply = Reply::table(
         json,
         &[
-            "seq", "at", "action", "subject", "outcome", "actor", "detail",
+            "seq", "at", "action", "subject", "outcome", "actor", "origin", "detail",
         ],
         rows,
     );

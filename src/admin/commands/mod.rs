@@ -304,7 +304,8 @@ impl Command {
         self.changes_schema() || matches!(self, Command::Import { .. })
     }
 
-    /// Why the command needs the store to itself (see [`needs_store_alone`](Self::needs_store_alone)).
+    /// Why the command needs the store to itself (see [`needs_store_alone`](Self::needs_store_alone)),
+    /// as a clause that a refusal goes on from (`…, so this command cannot run while …`).
     pub fn why_alone(&self) -> &'static str {
         if self.changes_schema() {
             "a migration changes the stored format"

@@ -317,7 +317,8 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                     )));
                 }
                 None => {
-                    rk.workspaces().mark(u.id, owner)?;
+                    // (Audited, as `workspace_bound`.)
+                    rk.bind_workspace(u.id, owner)?;
                     (
                         format!(
                             "bound {} to user {} ({}): its owner marker is written, and it is \
