@@ -1,11 +1,11 @@
 //! The admin socket's wire format. Both ways, a frame is one kind byte, a 4-byte big-endian
 //! length and the payload:
 //!
-//! - client → owner: `R` the request (JSON `{"version": 2, "release": "0.3.0", "request": …}`;
+//! - client → owner: `R` the request (JSON `{"version": 3, "release": "0.3.0", "request": …}`;
 //!   the version is read first, so a client of another release is told so whatever its
 //!   request's shape), then the command's input as `I` chunks, then `E`;
 //! - owner → client: the command's raw output as `O` chunks, then `A` the answer (JSON
-//!   `{"version": 2, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
+//!   `{"version": 3, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
 //!
 //! Requests and chunks are capped in size. The socket is a file in the data dir (0700),
 //! itself 0600; a data dir whose path is too long for a socket address is reached through
@@ -27,8 +27,10 @@ use super::request::Request;
 /// The socket's file name in the data dir.
 pub const SOCKET_FILE: &str = crate::ops::files::SOCKET_NAME;
 
-/// The protocol version; a peer speaking another is refused.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+/// The protocol version; a peer speaking another is refused. Version 3 added request fields
+/// an owner of version 2 would ignore, changing what the command does (`user create
+/// --invite-stdin` would make the user without the invite).
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 /// Largest request frame accepted, in bytes.
 pub(crate) const MAX_REQUEST_BYTES: u32 = 1024 * 1024;
 /// Largest input or output chunk.

@@ -733,7 +733,7 @@ mod tests {
     #[test]
     fn a_command_whose_client_left_before_it_began_is_not_run() {
         let (_tmp, rk) = fresh();
-        let create = br#"{"version":2,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
+        let create = br#"{"version":3,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
         let invites = || {
             rk.invites()
                 .list(crate::InviteFilter::All, 10)
@@ -759,17 +759,17 @@ mod tests {
             String::from_utf8_lossy(&serve_request(&rk, body, Client::Stays)).into_owned()
         };
         let newer = answer(
-            br#"{"version":3,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
+            br#"{"version":4,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
         );
         assert!(
-            newer.contains("this redkeep CLI speaks admin protocol version 3")
+            newer.contains("this redkeep CLI speaks admin protocol version 4")
                 && newer.contains("this CLI is redkeep 9.9.9 and the application runs redkeep"),
             "{newer}"
         );
         // The same version, a shape this release does not know: malformed, with the releases
         // named when they differ.
         let odd = answer(
-            br#"{"version":2,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
+            br#"{"version":3,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
         );
         assert!(
             odd.contains("malformed request: unknown variant `Frobnicate`")
@@ -777,7 +777,7 @@ mod tests {
             "{odd}"
         );
         let same = format!(
-            r#"{{"version":2,"release":"{}","request":{{"command":"Frobnicate","secret":null}}}}"#,
+            r#"{{"version":3,"release":"{}","request":{{"command":"Frobnicate","secret":null}}}}"#,
             env!("CARGO_PKG_VERSION")
         );
         let same = answer(same.as_bytes());
@@ -792,7 +792,7 @@ mod tests {
     /// from the connection.
     #[test]
     fn a_request_sent_in_slow_pieces_is_cut_off_at_the_deadline() {
-        let body = br#"{"version":2,"request":{"command":"Stats","secret":null}}"#;
+        let body = br#"{"version":3,"request":{"command":"Stats","secret":null}}"#;
         let frame = || {
             let mut frame = vec![REQUEST];
             frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
