@@ -1174,6 +1174,7 @@ fn adopt_refuses_a_store_url() {
         mapping: redkeep::ops::adopt::Mapping::preset("code-monet").unwrap(),
         workspaces: None,
         dry_run: false,
+        accounts_without_password: Default::default(),
     };
     for dry_run in [false, true] {
         let spec = redkeep::ops::adopt::AdoptSpec {
@@ -1306,4 +1307,118 @@ fn a_login_bcrypt_read_only_the_start_of_does_not_lock_the_owner_out() {
     login_ok(&rk, "alice@example.com", long);
     login_ok(&rk, "bob@example.com", "bob pw 1");
     login_ok(&rk, "bob@example.com", "bob pw 1");
+}
+
+/// Werkzeug's scrypt hash, made by python3's `hashlib.scrypt` as Werkzeug makes it (the salt
+/// as UTF-8 text, 64 bytes in hex), for "correct horse".
+const WERKZEUG_SCRYPT: &str = "scrypt:16384:8:1$Xk3pQ9rT2bN7vLm4$ff806c36fcc851c9cc519c99ef05f3825724293ef060e797914faae24ed32750297980e8774d13b5fdef7a23c5c144aa3bbb257de8ee72a154edf66546504298";
+
+/// One account whose hash is NULL, empty, plain text or a form redkeep does not read stopped
+/// the whole adoption, and "leave the password out" could not be followed. By default such
+/// rows are still refused, each naming `--accounts-without-password=reset`; with it they are
+/// adopted with no password that logs in (the plain text one included), must change it, are
+/// named in the report (the dry run's too), and get in once an operator sets a password.
+/// Werkzeug's scrypt form logs in with the old password and becomes argon2id.
+#[test]
+fn accounts_without_a_usable_hash_are_refused_or_adopted_without_a_password() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, ACCOUNTS);
+    let hash = bcrypt12("a password");
+    for (id, mail, secret) in [
+        ("1", "ok@example.com", Some(hash.as_str())),
+        ("2", "null@example.com", None),
+        ("3", "empty@example.com", Some("")),
+        ("4", "plain@example.com", Some("hunter2hunter2")),
+        (
+            "5",
+            "sha512@example.com",
+            Some("$6$rounds=5000$salt$abcdef"),
+        ),
+        ("6", "scrypt@example.com", Some(WERKZEUG_SCRYPT)),
+    ] {
+        conn.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, ?3, NULL)",
+            params![id, mail, secret],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let map = accounts_map(&cli, "");
+    let (report, _) = adopt(&cli, &db, &["--map", &map, "--dry-run"], 1);
+    let problems = problems_of(&report);
+    for (row, says) in [
+        ("users row 2 (id 2)", "NULL or empty"),
+        ("users row 3 (id 3)", "NULL or empty"),
+        ("users row 4 (id 4)", "plain text"),
+        ("users row 5 (id 5)", "SHA-512 crypt"),
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(row)
+                && p.contains(says)
+                && p.contains("--accounts-without-password=reset")),
+            "no problem for {row} in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert!(!problems.iter().any(|p| p.contains("hunter2")));
+
+    let (out, _) = cli.expect(
+        &[
+            "adopt",
+            "--from",
+            &format!("sqlite:{}", db.display()),
+            "--map",
+            &map,
+            "--accounts-without-password=reset",
+            "--dry-run",
+        ],
+        None,
+        0,
+    );
+    assert!(out.contains("6 users (4 without a password)"), "{out}");
+    let reset = ["--map", &map, "--accounts-without-password", "reset"];
+    for dry in [true, false] {
+        let mut args = reset.to_vec();
+        if dry {
+            args.push("--dry-run");
+        }
+        let (report, _) = adopt(&cli, &db, &args, 0);
+        assert_eq!(report["adopted"], !dry, "{report}");
+        assert_eq!(report["counts"]["users"], 6);
+        assert_eq!(report["counts"]["without_password"], 4);
+        let notes = notes_of(&report);
+        for id in 2..=5 {
+            assert!(
+                notes.iter().any(|n| n.starts_with(&format!("user {id} ("))
+                    && n.contains("without a password")
+                    && n.contains(&format!("user set-password {id}"))),
+                "dry run {dry}: no note for user {id} in {notes:#?}"
+            );
+        }
+        assert!(!notes.iter().any(|n| n.contains("hunter2")));
+    }
+
+    let rk = open(&cli);
+    login_ok(&rk, "ok@example.com", "a password");
+    for (id, mail, tried) in [
+        (2, "null@example.com", ""),
+        (3, "empty@example.com", ""),
+        (4, "plain@example.com", "hunter2hunter2"),
+        (5, "sha512@example.com", "$6$rounds=5000$salt$abcdef"),
+    ] {
+        assert!(rk.users().get(id).unwrap().unwrap().must_change_password);
+        assert!(
+            rk.sessions()
+                .login(mail, tried, LoginMeta::default())
+                .is_err(),
+            "{mail} logs in with {tried:?}"
+        );
+    }
+    rk.users().set_password(4, "a new password 4").unwrap();
+    login_ok(&rk, "plain@example.com", "a new password 4");
+    assert_eq!(rk.users().password_info(6).unwrap().algorithm, "scrypt");
+    login_ok(&rk, "scrypt@example.com", "correct horse");
+    assert_eq!(rk.users().password_info(6).unwrap().algorithm, "argon2id");
+    login_ok(&rk, "scrypt@example.com", "correct horse");
+    assert!(rk.check(false).unwrap().ok);
 }

@@ -357,6 +357,21 @@ pub struct AdoptArgs {
     /// Create nothing: list what would be created and every row that cannot be taken.
     #[cfg_attr(feature = "cli", arg(long))]
     pub dry_run: bool,
+    /// An account whose old password hash redkeep cannot verify (NULL, empty, plain text,
+    /// an unread form): refuse (the row is a problem; the default) or reset (adopted with no
+    /// password that logs in and named in the report; they set one through a password reset
+    /// or `user set-password`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "refuse|reset",
+            default_value = "refuse",
+            value_parser = ["refuse", "reset"]
+        )
+    )]
+    #[serde(default)]
+    pub accounts_without_password: Option<String>,
 }
 
 /// The mapping `adopt` uses: the preset, with the sections of the map file over it.
@@ -404,12 +419,23 @@ fn adopt_mapping(a: &AdoptArgs) -> Result<crate::ops::adopt::Mapping> {
 /// As [`crate::ops::adopt::adopt`]; `InvalidInput` for a bad mapping.
 #[cfg(feature = "adopt")]
 pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options) -> Result<Reply> {
-    use crate::ops::adopt::AdoptSpec;
+    use crate::ops::adopt::{AdoptSpec, WithoutPassword};
+    let accounts_without_password = match a.accounts_without_password.as_deref() {
+        None | Some("refuse") => WithoutPassword::Refuse,
+        Some("reset") => WithoutPassword::Reset,
+        Some(other) => {
+            return Err(crate::Error::invalid(
+                "accounts-without-password",
+                format!("{other:?} is neither refuse nor reset"),
+            ));
+        }
+    };
     let spec = AdoptSpec {
         from: a.from.clone(),
         mapping: adopt_mapping(a)?,
         workspaces: a.workspaces.clone(),
         dry_run: a.dry_run,
+        accounts_without_password,
     };
     let r = crate::ops::adopt::adopt(data_dir, &spec, options)?;
     let c = &r.counts;
@@ -420,8 +446,13 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
     } else {
         "cannot adopt"
     };
+    let without = if c.without_password > 0 {
+        format!(" ({} without a password)", c.without_password)
+    } else {
+        String::new()
+    };
     let mut lines = vec![format!(
-        "{verb}: {} users, {} orgs, {} memberships, {} roles, {} role grants, {} invites, {} agent sessions, {} avatars, {} workspaces, {} pieces",
+        "{verb}: {} users{without}, {} orgs, {} memberships, {} roles, {} role grants, {} invites, {} agent sessions, {} avatars, {} workspaces, {} pieces",
         c.users,
         c.orgs,
         c.memberships,

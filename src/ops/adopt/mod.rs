@@ -4,14 +4,17 @@
 //! in one transaction — all or nothing, `check` clean at the end.
 //!
 //! Old password hashes keep working (bcrypt, bcrypt over a salted password, PBKDF2 and argon2
-//! PHC strings) and become argon2id at each user's next login; plain-text or unknown hashes
-//! are refused. Numeric ids are kept (so `users/{id}` folders and the application's own
-//! references stay right); other ids (UUIDs) are kept as unique external ids
-//! (`users().by_external_id`, `Org::EXTERNAL_ID`) and the records get new numbers. Invite
-//! codes are stored hashed. A dry run creates nothing and lists every row it cannot take.
+//! PHC strings, Werkzeug's scrypt form) and become argon2id at each user's next login;
+//! plain-text or unknown hashes are refused, or taken with no password that logs in when the
+//! operator asks ([`WithoutPassword::Reset`]). Numeric ids are kept (so `users/{id}` folders
+//! and the application's own references stay right); other ids (UUIDs) are kept as unique
+//! external ids (`users().by_external_id`, `Org::EXTERNAL_ID`) and the records get new
+//! numbers. Invite codes are stored hashed. A dry run creates nothing and lists every row it
+//! cannot take.
 
 mod mapping;
 mod plan;
+mod settings;
 mod source;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +23,7 @@ use serde::Serialize;
 
 pub use mapping::{Mapping, PRESETS, Query, UsersQuery, WorkspacesLayout};
 pub use plan::AdoptCounts;
+pub use settings::WithoutPassword;
 
 use crate::error::{Error, Result};
 use crate::handle::{InitSpec, Options, Redkeep, STORE_FILE, WORKSPACES_DIR};
@@ -37,6 +41,9 @@ pub struct AdoptSpec {
     pub workspaces: Option<PathBuf>,
     /// Create nothing; report what would be created and every row that cannot be taken.
     pub dry_run: bool,
+    /// What becomes of an account whose old password hash redkeep cannot verify (NULL,
+    /// empty, plain text, or a form it does not read).
+    pub accounts_without_password: WithoutPassword,
 }
 
 /// What an adoption did, or would do.
@@ -208,6 +215,10 @@ fn adopt_in(
     spec: &AdoptSpec,
     options: Options,
 ) -> Result<AdoptReport> {
+    let settings = settings::Settings {
+        workspaces: spec.workspaces.clone(),
+        without_password: spec.accounts_without_password,
+    };
     let rk = Redkeep::open(target, options.create(true))?;
     // Until the folders are written too: a kill on the way leaves a store that `check`
     // names and the next adoption recognises.
@@ -220,7 +231,7 @@ fn adopt_in(
     let now = rk.now();
     let mut outcome = None;
     let written = rk.store().write_here(|tx| {
-        let o = plan::adopt_into(tx, now, source, &spec.mapping, spec.workspaces.as_deref())?;
+        let o = plan::adopt_into(tx, now, source, &spec.mapping, &settings)?;
         let keep = o.problems.is_empty() && !spec.dry_run;
         outcome = Some(o);
         if keep {

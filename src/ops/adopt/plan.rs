@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::mapping::Mapping;
+use super::settings::{Settings, WithoutPassword};
 use super::source::{Row, Source, SourceId};
 use crate::auth::agents::{self, AgentSession, AgentState};
 use crate::auth::audit::{self, Event};
@@ -43,6 +44,9 @@ pub struct AdoptCounts {
     pub invites: u64,
     /// Agent sessions.
     pub agent_sessions: u64,
+    /// Users taken without a password that logs in (`--accounts-without-password=reset`):
+    /// counted among the users too.
+    pub without_password: u64,
     /// Avatars.
     pub avatars: u64,
     /// Workspace folders.
@@ -145,6 +149,7 @@ struct Adoption<'t, 'a> {
     user_source: BTreeMap<u64, SourceId>,
     current_org: BTreeMap<u64, SourceId>,
     admins: BTreeSet<u64>,
+    without_password: WithoutPassword,
 }
 
 /// Reads a section's rows, reporting columns the section does not know once.
@@ -468,22 +473,39 @@ impl Adoption<'_, '_> {
                 .unwrap_or_else(|| normalized.split('@').next().unwrap_or_default().to_string()),
         };
         validate_name(&name).map_err(|e| e.to_string())?;
-        let hash = row.text("password_hash")?.unwrap_or_default();
-        password::recognise(&hash)?;
+        let given = row.text("password_hash")?.unwrap_or_default();
+        // A hash redkeep cannot verify is refused, or (when asked) the account comes without
+        // a password: an empty hash, which no password matches, until they set one.
+        let unusable = match password::recognise(&given) {
+            Ok(()) => None,
+            Err(_) if given.trim().is_empty() => Some("the password hash is NULL or empty".into()),
+            Err(why) => Some(why),
+        };
+        if let Some(why) = &unusable
+            && self.without_password == WithoutPassword::Refuse
+        {
+            return Err(Problem::Row(format!(
+                "{why}; to adopt such accounts without a password (no password logs in until \
+                 they set one through a password reset or `redkeep user set-password`), adopt \
+                 with --accounts-without-password=reset; or give them a hash redkeep reads in \
+                 the mapping's query"
+            )));
+        }
         let hash = match row.text("salt")?.filter(|s| !s.is_empty()) {
+            _ if unusable.is_some() => String::new(),
             // A salt column that only repeats the bcrypt hash's own salt adds nothing; any
             // other salt was appended to the password before hashing.
-            Some(salt) if hash.starts_with(salt.as_str()) => hash,
-            Some(salt) if hash.starts_with("$2") => password::salted_bcrypt(&salt, &hash),
+            Some(salt) if given.starts_with(salt.as_str()) => given,
+            Some(salt) if given.starts_with("$2") => password::salted_bcrypt(&salt, &given),
             Some(_) => {
                 return Err(Problem::Row(
                     "a salt column goes with bcrypt hashes only; this hash carries its own salt"
                         .into(),
                 ));
             }
-            None => hash,
+            None => given,
         };
-        let mut must_change = row.flag("must_change_password", false)?;
+        let mut must_change = row.flag("must_change_password", false)? || unusable.is_some();
         // Usernames are compared without case, as redkeep compares them (`Admin` is `admin`).
         if let Some(default) = username.as_ref().and_then(|u| {
             let u = u.to_lowercase();
@@ -493,7 +515,8 @@ impl Adoption<'_, '_> {
                 .iter()
                 .find(|(name, _)| name.trim().to_lowercase() == u)
                 .map(|(_, pw)| pw)
-        }) && checker.verify(default, &hash)
+        }) && unusable.is_none()
+            && checker.verify(default, &hash)
         {
             must_change = true;
             self.notes.push(format!(
@@ -554,6 +577,15 @@ impl Adoption<'_, '_> {
             .table::<Credential>()
             .insert(&Credential::new(id, hash, user.created_at).map_err(Problem::Fatal)?)
             .map_err(Problem::Fatal)?;
+        if let Some(why) = unusable {
+            self.counts.without_password += 1;
+            self.notes.push(format!(
+                "user {id} ({normalized}, old id {sid}) is adopted without a password ({why}): \
+                 no password logs in until they set one through a password reset (the \
+                 application's, or a token from `redkeep user reset-token {id}`) or an \
+                 operator's `redkeep user set-password {id}`; they must change it"
+            ));
+        }
         if let Some(jpeg) = avatar {
             self.tx
                 .table::<Avatar>()
@@ -1249,8 +1281,9 @@ pub(crate) fn adopt_into(
     now: Timestamp,
     source: &Source,
     mapping: &Mapping,
-    workspaces: Option<&Path>,
+    settings: &Settings,
 ) -> Result<Outcome> {
+    let workspaces = settings.workspaces.as_deref();
     let mut a = Adoption {
         tx,
         now,
@@ -1263,6 +1296,7 @@ pub(crate) fn adopt_into(
         user_source: BTreeMap::new(),
         current_org: BTreeMap::new(),
         admins: BTreeSet::new(),
+        without_password: settings.without_password,
     };
     // Verifying a default password costs what the old hash costs, whatever redkeep's own
     // parameters are.
