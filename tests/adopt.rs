@@ -655,7 +655,7 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
     // Exit code 1 comes with its one line on stderr.
     assert_eq!(
         err.trim(),
-        "error: the dry run found rows that cannot be taken, listed in the report"
+        "error: the dry run found rows or files that cannot be taken, listed in the report"
     );
     assert_eq!(report["adopted"], false);
     assert_eq!(report["dry_run"], true);
@@ -687,7 +687,7 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
     let (report, err) = adopt(&cli, &db, &["--preset", "puntini"], 1);
     assert_eq!(
         err.trim(),
-        "error: nothing was adopted: some rows cannot be taken, as listed in the report"
+        "error: nothing was adopted: some rows or files cannot be taken, as listed in the report"
     );
     assert_eq!(report["adopted"], false);
     assert_eq!(report["problems"].as_array().unwrap().len(), 5);
@@ -1175,6 +1175,7 @@ fn adopt_refuses_a_store_url() {
         workspaces: None,
         dry_run: false,
         accounts_without_password: Default::default(),
+        leave_out_bad_files: false,
     };
     for dry_run in [false, true] {
         let spec = redkeep::ops::adopt::AdoptSpec {
@@ -1421,4 +1422,180 @@ fn accounts_without_a_usable_hash_are_refused_or_adopted_without_a_password() {
     assert_eq!(rk.users().password_info(6).unwrap().algorithm, "argon2id");
     login_ok(&rk, "scrypt@example.com", "correct horse");
     assert!(rk.check(false).unwrap().ok);
+}
+
+/// One bad file blocked everything, only the first problem of a folder was named, and the
+/// advice spoke of rows: the dry run names every file that cannot be taken (an empty or cut
+/// short piece, a piece numbered 0, one over `--max-doc-bytes`, which was ignored) as files
+/// to fix or leave out; a byte order mark is dropped and a `piece_count` that is no count
+/// replaced, each with a note. With `--leave-out-bad-files` the rest is adopted, each file
+/// left out is named, and the old tree is untouched.
+#[test]
+fn bad_workspace_files_are_all_named_and_can_be_left_out() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    for id in 1..=3 {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, 1, '2024-03-01 09:00:00', NULL)",
+            params![id, format!("u{id}@example.com"), bcrypt12("a password")],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let old = cli.dir.path().join("aw");
+    let write = |rel: &str, bytes: &[u8]| {
+        let path = old.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    };
+    write(
+        "users/1/workspace.json",
+        b"\xEF\xBB\xBF{\"notes\":[\"bom\"],\"piece_count\":\"3\"}",
+    );
+    write(
+        "users/1/gallery/piece_000001.json",
+        b"\xEF\xBB\xBF{\"title\":\"one\"}",
+    );
+    write("users/1/gallery/piece_000002.json", b"");
+    write("users/1/gallery/piece_000003.json", b"{\"title\":");
+    write("users/2/gallery/piece_000000.json", b"{\"title\":\"zero\"}");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(300));
+    write("users/2/gallery/piece_000001.json", big.as_bytes());
+    write("users/3/workspace.json", b"{\"piece_count\":7}");
+    write("users/3/gallery/piece_000001.json", b"{}");
+    write("users/3/gallery/piece_000003.json", b"{}");
+    let sums = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((p.clone(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = sums(&old);
+    let workspaces = old.to_str().unwrap().to_string();
+    let from = format!("sqlite:{}", db.display());
+    let base = [
+        "--max-doc-bytes",
+        "200",
+        "adopt",
+        "--from",
+        &from,
+        "--preset",
+        "code-monet",
+        "--workspaces",
+        &workspaces,
+    ];
+    let mut dry = base.to_vec();
+    dry.extend(["--dry-run", "--json"]);
+    let (out, err) = cli.expect(&dry, None, 1);
+    assert!(err.contains("rows or files"), "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let problems = problems_of(&report);
+    for (user, says) in [
+        ("users/1", "piece_000002.json is empty"),
+        ("users/1", "piece_000003.json is not JSON"),
+        ("users/2", "piece_000000.json: pieces are numbered from 1"),
+        ("users/2", "more than the 200"),
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with("workspace folder ")
+                && p.contains(user)
+                && p.contains(says)),
+            "no problem for {user} about {says:?} in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    let notes = notes_of(&report);
+    for says in [
+        "workspace.json: the UTF-8 byte order mark at its start was dropped",
+        "piece_000001.json: the UTF-8 byte order mark at its start was dropped",
+        "piece_count \"3\" is not a count",
+        "piece_count 7 became 2",
+    ] {
+        assert!(
+            notes.iter().any(|n| n.contains(says)),
+            "no note {says:?} in {notes:#?}"
+        );
+    }
+    let mut text = base.to_vec();
+    text.push("--dry-run");
+    let (out, _) = cli.expect(&text, None, 1);
+    assert!(
+        out.contains("4 file(s) of the old workspaces cannot be taken: fix or move them")
+            && out.contains("--leave-out-bad-files")
+            && !out.contains("row(s)"),
+        "{out}"
+    );
+
+    let mut real = base.to_vec();
+    real.extend(["--leave-out-bad-files", "--json"]);
+    let (out, _) = cli.expect(&real, None, 0);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["adopted"], true, "{report}");
+    assert_eq!(report["counts"]["left_out"], 4);
+    assert_eq!(report["counts"]["pieces"], 3);
+    let notes = notes_of(&report);
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.contains("left out (--leave-out-bad-files)"))
+            .count(),
+        4,
+        "{notes:#?}"
+    );
+    let piece = cli
+        .data()
+        .join("workspaces/users/1/gallery/piece_000001.json");
+    assert_eq!(std::fs::read(piece).unwrap(), b"{\"title\":\"one\"}");
+    let rk = open(&cli);
+    assert_eq!(rk.workspaces().read(1).unwrap().piece_count, 1);
+    assert_eq!(sums(&old), before, "the old tree is only read");
+}
+
+/// An avatar that is not a JPEG (a PNG upload) refused its user, and so the adoption: the
+/// refusal says how to go on, and `--leave-out-bad-files` takes the user without it, noted.
+#[test]
+fn an_avatar_that_is_not_a_jpeg_can_be_left_out() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, ACCOUNTS);
+    conn.execute(
+        "INSERT INTO accounts VALUES ('1', 'png@example.com', ?1, NULL)",
+        params![bcrypt12("a password")],
+    )
+    .unwrap();
+    drop(conn);
+    let map = cli.dir.path().join("png.toml");
+    std::fs::write(
+        &map,
+        "[users]\nquery = \"SELECT id, mail AS email, secret AS password_hash, \
+         X'89504E470D0A1A0A0000' AS avatar FROM accounts\"\n",
+    )
+    .unwrap();
+    let map = map.to_str().unwrap();
+    let (report, _) = adopt(&cli, &db, &["--map", map, "--dry-run"], 1);
+    let problems = problems_of(&report);
+    assert!(
+        problems[0].starts_with("users row 1 (id 1)")
+            && problems[0].contains("--leave-out-bad-files"),
+        "{problems:#?}"
+    );
+    let (report, _) = adopt(&cli, &db, &["--map", map, "--leave-out-bad-files"], 0);
+    assert_eq!(report["counts"]["avatars"], 0);
+    assert_eq!(report["counts"]["left_out"], 1);
+    assert!(
+        notes_of(&report)
+            .iter()
+            .any(|n| n.starts_with("user 1 (png@example.com): the avatar is left out")),
+        "{report}"
+    );
+    login_ok(&open(&cli), "png@example.com", "a password");
 }

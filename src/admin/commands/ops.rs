@@ -372,6 +372,13 @@ pub struct AdoptArgs {
     )]
     #[serde(default)]
     pub accounts_without_password: Option<String>,
+    /// Leave out the old workspace files (and avatars) that cannot be taken as they are
+    /// (not JSON, empty, numbered outside the gallery's range, over --max-doc-bytes, a
+    /// symlink), each named in the report, rather than refuse the adoption. The old tree is
+    /// only read.
+    #[cfg_attr(feature = "cli", arg(long))]
+    #[serde(default)]
+    pub leave_out_bad_files: bool,
 }
 
 /// The mapping `adopt` uses: the preset, with the sections of the map file over it.
@@ -436,6 +443,7 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
         workspaces: a.workspaces.clone(),
         dry_run: a.dry_run,
         accounts_without_password,
+        leave_out_bad_files: a.leave_out_bad_files,
     };
     let r = crate::ops::adopt::adopt(data_dir, &spec, options)?;
     let c = &r.counts;
@@ -464,6 +472,12 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
         c.workspaces,
         c.pieces
     )];
+    if c.left_out > 0 {
+        lines[0].push_str(&format!(
+            ", {} file(s) left out (named in the notes)",
+            c.left_out
+        ));
+    }
     lines.extend(r.notes.iter().map(|n| format!("note: {n}")));
     lines.extend(r.problems.iter().map(|p| format!("problem: {p}")));
     let failed_check = r
@@ -477,10 +491,25 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
              nothing was adopted (fix what the check names in the old data, then adopt again)"
         ));
     } else if !r.problems.is_empty() {
-        lines.push(format!(
-            "{} row(s) cannot be taken; nothing was adopted (fix them in the database or the mapping)",
-            r.problems.len()
-        ));
+        let files = r
+            .problems
+            .iter()
+            .filter(|p| p.starts_with("workspace folder "))
+            .count();
+        let rows = r.problems.len() - files;
+        let mut fix = Vec::new();
+        if rows > 0 {
+            fix.push(format!(
+                "{rows} row(s) cannot be taken: fix them in the database or the mapping"
+            ));
+        }
+        if files > 0 {
+            fix.push(format!(
+                "{files} file(s) of the old workspaces cannot be taken: fix or move them (the \
+                 old tree is only read), or leave them out with --leave-out-bad-files"
+            ));
+        }
+        lines.push(format!("{}; nothing was adopted", fix.join("; ")));
     } else if r.adopted {
         lines.push(format!(
             "the new store is in {}; `redkeep check` is clean",
@@ -491,9 +520,11 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
     Ok(if failed_check > 0 {
         reply.failed("nothing was adopted: the adopted store failed check, as listed in the report")
     } else if !r.problems.is_empty() && r.dry_run {
-        reply.failed("the dry run found rows that cannot be taken, listed in the report")
+        reply.failed("the dry run found rows or files that cannot be taken, listed in the report")
     } else if !r.problems.is_empty() {
-        reply.failed("nothing was adopted: some rows cannot be taken, as listed in the report")
+        reply.failed(
+            "nothing was adopted: some rows or files cannot be taken, as listed in the report",
+        )
     } else {
         reply
     })

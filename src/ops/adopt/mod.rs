@@ -44,6 +44,9 @@ pub struct AdoptSpec {
     /// What becomes of an account whose old password hash redkeep cannot verify (NULL,
     /// empty, plain text, or a form it does not read).
     pub accounts_without_password: WithoutPassword,
+    /// Leave out the old workspace files (and avatars) that cannot be taken as they are, each
+    /// named in the notes, rather than refuse the adoption; the old tree is only read.
+    pub leave_out_bad_files: bool,
 }
 
 /// What an adoption did, or would do.
@@ -218,6 +221,11 @@ fn adopt_in(
     let settings = settings::Settings {
         workspaces: spec.workspaces.clone(),
         without_password: spec.accounts_without_password,
+        leave_out_bad_files: spec.leave_out_bad_files,
+        max_doc_bytes: options
+            .workspace
+            .max_doc_bytes
+            .unwrap_or(crate::workspace::DEFAULT_MAX_DOC_BYTES),
     };
     let rk = Redkeep::open(target, options.create(true))?;
     // Until the folders are written too: a kill on the way leaves a store that `check`

@@ -24,4 +24,9 @@ pub enum WithoutPassword {
 pub(crate) struct Settings {
     pub(crate) workspaces: Option<PathBuf>,
     pub(crate) without_password: WithoutPassword,
+    /// Leave out (with a note each) the old files and avatars that cannot be taken, rather
+    /// than refuse the adoption.
+    pub(crate) leave_out_bad_files: bool,
+    /// The most bytes a workspace document or piece may hold.
+    pub(crate) max_doc_bytes: u64,
 }
