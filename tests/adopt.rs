@@ -1599,3 +1599,73 @@ fn an_avatar_that_is_not_a_jpeg_can_be_left_out() {
     );
     login_ok(&open(&cli), "png@example.com", "a password");
 }
+
+/// The dry run never looked at the data dir: a real run copied everything and then failed on
+/// its mode, advising a repair of a store it had taken away, and a failed adoption left the
+/// data dir 0700. Now the dry run says what the adoption does to the data dir's mode, and a
+/// failed adoption leaves the mode as it was.
+#[test]
+fn an_existing_data_dirs_mode_is_named_and_kept_when_nothing_is_adopted() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    conn.execute(
+        "INSERT INTO users VALUES (1, 'one@example.com', 'plain text', 1, '2024-03-01', NULL)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::create_dir(cli.data()).unwrap();
+    std::fs::set_permissions(cli.data(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode = || std::fs::metadata(cli.data()).unwrap().permissions().mode() & 0o777;
+    let (report, _) = adopt(&cli, &db, &["--preset", "code-monet", "--dry-run"], 1);
+    assert!(
+        notes_of(&report)
+            .iter()
+            .any(|n| n.contains("is mode 0755; the adoption makes it 0700")),
+        "{report}"
+    );
+    adopt(&cli, &db, &["--preset", "code-monet"], 1);
+    assert_eq!(mode(), 0o755, "a failed adoption leaves the mode as it was");
+    let (report, _) = adopt(
+        &cli,
+        &db,
+        &[
+            "--preset",
+            "code-monet",
+            "--accounts-without-password",
+            "reset",
+        ],
+        0,
+    );
+    assert_eq!(report["adopted"], true);
+    assert_eq!(mode(), 0o700);
+}
+
+/// Root adopting into the application user's data dir made a store owned by root that the
+/// application could not open, and the check passed: refused before anything is read,
+/// naming the owner (the dry run too).
+#[test]
+fn root_adopting_into_another_users_data_dir_is_refused() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    drop(conn);
+    std::fs::create_dir(cli.data()).unwrap();
+    std::os::unix::fs::chown(cli.data(), Some(65534), Some(65534)).unwrap();
+    for dry in [true, false] {
+        let mut args = vec!["--preset", "code-monet"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (_, err) = adopt(&cli, &db, &args, 1);
+        assert!(
+            err.contains("belongs to uid 65534") && err.contains("run adopt as uid 65534"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(cli.data()).unwrap().count(), 0);
+    }
+}

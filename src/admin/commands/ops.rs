@@ -488,7 +488,8 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
     if failed_check > 0 {
         lines.push(format!(
             "the adopted store failed {failed_check} check(s), so it was taken away again; \
-             nothing was adopted (fix what the check names in the old data, then adopt again)"
+             nothing was adopted (fix what each check problem above names, in the old data or \
+             the data dir, then adopt again)"
         ));
     } else if !r.problems.is_empty() {
         let files = r
