@@ -1669,3 +1669,75 @@ fn root_adopting_into_another_users_data_dir_is_refused() {
         assert_eq!(std::fs::read_dir(cli.data()).unwrap().count(), 0);
     }
 }
+
+/// A WAL-mode database in a folder the adopting user cannot write (another user's, a
+/// read-only snapshot) was "not a readable SQLite database": SQLite could not make its
+/// `-shm` file. With no writes waiting in a `-wal` it is read as the file it is; with some,
+/// the refusal says it is WAL mode and what to do.
+#[test]
+fn a_wal_database_in_a_folder_adopt_cannot_write_is_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if rustix::process::geteuid().as_raw() != 0 || !setpriv.exists() {
+        eprintln!("skipped: needs root and setpriv, to run adopt as another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(base, 0o755).unwrap();
+    let ro = base.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let db = ro.join("old.db");
+    let conn = Connection::open(&db).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch(CODE_MONET).unwrap();
+    conn.execute(
+        "INSERT INTO users VALUES (1, 'one@example.com', ?1, 1, '2024-03-01', NULL)",
+        params![bcrypt12("a password")],
+    )
+    .unwrap();
+    drop(conn);
+    assert!(!ro.join("old.db-wal").exists());
+    mode(&db, 0o644).unwrap();
+    mode(&ro, 0o555).unwrap();
+    let out = base.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(65534), Some(65534)).unwrap();
+    let from = format!("sqlite:{}", db.display());
+    let data = out.join("d");
+    let run = || {
+        std::process::Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_redkeep"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "adopt",
+                "--from",
+                &from,
+                "--preset",
+                "code-monet",
+                "--dry-run",
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("would adopt: 1 users"), "{stdout}");
+    assert!(!ro.join("old.db-shm").exists() && !ro.join("old.db-wal").exists());
+    // Writes waiting in the -wal: the file alone is not the database.
+    std::fs::write(ro.join("old.db-wal"), vec![7_u8; 4096]).unwrap();
+    let o = run();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is in WAL mode") && stderr.contains("-shm"),
+        "{stderr}"
+    );
+}
