@@ -673,7 +673,10 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
             "no problem for {row} about {words:?} in {problems:#?}"
         )
     };
-    has("users row 2 (id 2)", "ann@example.com came before");
+    has(
+        "users row 2 (id 2)",
+        "ann@example.com came before in users row 1 (id 1)",
+    );
     has("users row 3 (id 3)", "empty");
     has("users row 4 (id 4)", "never stored");
     has("roles row 1 (id 1)", "JSON array");
@@ -1066,9 +1069,12 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
         ("users/5/uploads/report.pdf", "pdf"),
         ("users/5/todo.txt", "todo"),
         ("users/99/workspace.json", "{}"),
+        ("README.txt", "readme"),
     ] {
         std::fs::write(aw.join(path), text).unwrap();
     }
+    std::fs::create_dir_all(aw.join("shared")).unwrap();
+    std::fs::write(aw.join("shared/palette.json"), "{}").unwrap();
     let workspaces = aw.to_str().unwrap().to_string();
     let args = ["--preset", "code-monet", "--workspaces", &workspaces];
     let (report, _) = adopt(&cli, &db, &[&args[..], &["--dry-run"]].concat(), 0);
@@ -1076,7 +1082,7 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
     assert!(
         notes
             .iter()
-            .any(|n| n.starts_with("5 path(s) in the old workspaces")),
+            .any(|n| n.starts_with("7 path(s) in the old workspaces")),
         "{notes:#?}"
     );
     // The old database had no roles and no administrator: both said, the dry run included.
@@ -1100,6 +1106,8 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
         "users/5/todo.txt",
         "users/5/uploads",
         "users/99",
+        "README.txt",
+        "shared",
     ] {
         assert!(
             notes
@@ -1108,7 +1116,7 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
             "no note for {path} in {notes:#?}"
         );
     }
-    assert_eq!(notes.len(), 8, "{notes:#?}");
+    assert_eq!(notes.len(), 10, "{notes:#?}");
     assert_eq!(report["counts"]["pieces"], 1);
 
     // Many: the count, and the first twenty.
@@ -1120,7 +1128,7 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
     assert!(
         notes
             .iter()
-            .any(|n| n.starts_with("30 path(s) in the old workspaces")
+            .any(|n| n.starts_with("32 path(s) in the old workspaces")
                 && n.contains("the first 20 follow")),
         "{notes:#?}"
     );

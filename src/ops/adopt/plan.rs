@@ -155,6 +155,9 @@ struct Adoption<'t, 'a> {
     without_password: WithoutPassword,
     leave_out_bad_files: bool,
     settings_cap: u64,
+    /// The row and old id that took each email (normalized) and username (lower case).
+    emails: HashMap<String, (usize, SourceId)>,
+    usernames: HashMap<String, (usize, SourceId)>,
 }
 
 /// Reads a section's rows, reporting columns the section does not know once.
@@ -571,16 +574,32 @@ impl Adoption<'_, '_> {
         if let Some(org) = row.id("current_org")? {
             self.current_org.insert(id, org);
         }
+        let earlier = |seen: &HashMap<String, (usize, SourceId)>, key: &str| {
+            seen.get(key).map_or_else(String::new, |(n, sid)| {
+                format!(" in users row {n} (id {sid})")
+            })
+        };
+        let username_key = user.username.as_deref().map(str::to_lowercase);
         match self.tx.table::<User>().insert(&user) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.emails.insert(normalized.clone(), (row.n, sid.clone()));
+                if let Some(u) = username_key {
+                    self.usernames.insert(u, (row.n, sid.clone()));
+                }
+            }
             Err(Error::Conflict { index, .. }) => {
                 let what = match index {
                     "email" => format!(
-                        "the email {normalized} came before (emails are compared without case)"
+                        "the email {normalized} came before{} (emails are compared without \
+                         case and Unicode form): merge the two accounts in the old database, \
+                         or give one another email in the mapping's query",
+                        earlier(&self.emails, &normalized)
                     ),
-                    "username" => {
-                        "the username came before (usernames are compared without case)".to_string()
-                    }
+                    "username" => format!(
+                        "the username came before{} (usernames are compared without case): \
+                         merge the two accounts, or rename one in the mapping's query",
+                        earlier(&self.usernames, username_key.as_deref().unwrap_or_default())
+                    ),
                     "primary" => format!(
                         "the id {id} came before (two rows share it; ids are compared as numbers, \
                          so \"001\" and \"1\" are one id)"
@@ -1060,6 +1079,7 @@ impl Adoption<'_, '_> {
             }
         }
         left.extend(unclaimed_folders(root, mapping, &self.user_source));
+        left.extend(outside_layout(root, mapping));
         self.note_left_behind(root, left);
         Ok(out)
     }
@@ -1164,6 +1184,35 @@ fn unclaimed_folders(
                     "no adopted user has this folder",
                 )
             })
+        })
+        .collect()
+}
+
+/// The entries at the top of the old workspaces that the mapping's folder pattern does not
+/// reach (`README.txt` or `shared/` beside `users/`), as paths below `root`.
+fn outside_layout(root: &Path, mapping: &Mapping) -> Vec<(String, &'static str)> {
+    let pattern = mapping.folder_of("{id}");
+    let Some(top) = pattern.split('/').find(|s| !s.is_empty() && *s != ".") else {
+        return Vec::new();
+    };
+    // A pattern whose first part holds the id (`{id}`, `u-{id}`) reaches every entry;
+    // `unclaimed_folders` names the ones no user has.
+    if top.contains("{id}") {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy() != top)
+        .map(|e| {
+            let why = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                "a folder, with all it holds, outside the users' folders"
+            } else {
+                "a file outside the users' folders"
+            };
+            (e.file_name().to_string_lossy().into_owned(), why)
         })
         .collect()
 }
@@ -1449,6 +1498,8 @@ pub(crate) fn adopt_into(
         without_password: settings.without_password,
         leave_out_bad_files: settings.leave_out_bad_files,
         settings_cap: settings.max_doc_bytes,
+        emails: HashMap::new(),
+        usernames: HashMap::new(),
     };
     // Verifying a default password costs what the old hash costs, whatever redkeep's own
     // parameters are.
