@@ -1442,7 +1442,7 @@ fn accounts_without_a_usable_hash_are_refused_or_adopted_without_a_password() {
 fn bad_workspace_files_are_all_named_and_can_be_left_out() {
     let cli = Cli::new();
     let (db, conn) = database(&cli, CODE_MONET);
-    for id in 1..=3 {
+    for id in 1..=4 {
         conn.execute(
             "INSERT INTO users VALUES (?1, ?2, ?3, 1, '2024-03-01 09:00:00', NULL)",
             params![id, format!("u{id}@example.com"), bcrypt12("a password")],
@@ -1472,6 +1472,8 @@ fn bad_workspace_files_are_all_named_and_can_be_left_out() {
     write("users/3/workspace.json", b"{\"piece_count\":7}");
     write("users/3/gallery/piece_000001.json", b"{}");
     write("users/3/gallery/piece_000003.json", b"{}");
+    // A symlinked folder is never followed: with the option it is left out whole.
+    std::os::unix::fs::symlink(old.join("users/3"), old.join("users/4")).unwrap();
     let sums = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
@@ -1513,6 +1515,7 @@ fn bad_workspace_files_are_all_named_and_can_be_left_out() {
         ("users/1", "piece_000003.json is not JSON"),
         ("users/2", "piece_000000.json: pieces are numbered from 1"),
         ("users/2", "more than the 200"),
+        ("users/4", "is a symlink"),
     ] {
         assert!(
             problems.iter().any(|p| p.starts_with("workspace folder ")
@@ -1521,7 +1524,7 @@ fn bad_workspace_files_are_all_named_and_can_be_left_out() {
             "no problem for {user} about {says:?} in {problems:#?}"
         );
     }
-    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert_eq!(problems.len(), 5, "{problems:#?}");
     let notes = notes_of(&report);
     for says in [
         "workspace.json: the UTF-8 byte order mark at its start was dropped",
@@ -1538,7 +1541,7 @@ fn bad_workspace_files_are_all_named_and_can_be_left_out() {
     text.push("--dry-run");
     let (out, _) = cli.expect(&text, None, 1);
     assert!(
-        out.contains("4 file(s) of the old workspaces cannot be taken: fix or move them")
+        out.contains("5 file(s) of the old workspaces cannot be taken: fix or move them")
             && out.contains("--leave-out-bad-files")
             && !out.contains("row(s)"),
         "{out}"
@@ -1549,7 +1552,7 @@ fn bad_workspace_files_are_all_named_and_can_be_left_out() {
     let (out, _) = cli.expect(&real, None, 0);
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["adopted"], true, "{report}");
-    assert_eq!(report["counts"]["left_out"], 4);
+    assert_eq!(report["counts"]["left_out"], 5);
     assert_eq!(report["counts"]["pieces"], 3);
     let notes = notes_of(&report);
     assert_eq!(
@@ -1557,7 +1560,7 @@ fn bad_workspace_files_are_all_named_and_can_be_left_out() {
             .iter()
             .filter(|n| n.contains("left out (--leave-out-bad-files)"))
             .count(),
-        4,
+        5,
         "{notes:#?}"
     );
     let piece = cli

@@ -1015,8 +1015,7 @@ impl Adoption<'_, '_> {
             // user's folder, to any file the operator may read) would hand what it points at
             // to this account.
             if let Err(e) = plain_path_below(root, &rel) {
-                self.problems
-                    .push(format!("workspace folder {}: {e}", dir.display()));
+                self.bad_file(&dir, &e);
                 continue;
             }
             let shared = |first: u64| {
@@ -1045,14 +1044,7 @@ impl Adoption<'_, '_> {
                     );
                     let at = dir.display();
                     for e in read.bad {
-                        if self.leave_out_bad_files {
-                            self.counts.left_out += 1;
-                            self.notes.push(format!(
-                                "workspace folder {at}: left out (--leave-out-bad-files): {e}"
-                            ));
-                        } else {
-                            self.problems.push(format!("workspace folder {at}: {e}"));
-                        }
+                        self.bad_file(&dir, &e);
                     }
                     self.notes.extend(
                         read.changed
@@ -1073,15 +1065,27 @@ impl Adoption<'_, '_> {
                         pieces: read.pieces,
                     });
                 }
-                Err(e) => self
-                    .problems
-                    .push(format!("workspace folder {}: {e}", dir.display())),
+                Err(e) => self.bad_file(&dir, &e),
             }
         }
         left.extend(unclaimed_folders(root, mapping, &self.user_source));
         left.extend(outside_layout(root, mapping));
         self.note_left_behind(root, left);
         Ok(out)
+    }
+
+    /// A file (or folder) of the old folder `dir` that cannot be taken: a problem, or with
+    /// `--leave-out-bad-files` a note that it is left out.
+    fn bad_file(&mut self, dir: &Path, why: &str) {
+        let at = dir.display();
+        if self.leave_out_bad_files {
+            self.counts.left_out += 1;
+            self.notes.push(format!(
+                "workspace folder {at}: left out (--leave-out-bad-files): {why}"
+            ));
+        } else {
+            self.problems.push(format!("workspace folder {at}: {why}"));
+        }
     }
 
     /// Names what of the old tree stays behind: a count, and the first paths.
