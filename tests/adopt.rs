@@ -655,7 +655,7 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
     // Exit code 1 comes with its one line on stderr.
     assert_eq!(
         err.trim(),
-        "error: the dry run found rows that cannot be taken, listed in the report"
+        "error: the dry run found rows or files that cannot be taken, listed in the report"
     );
     assert_eq!(report["adopted"], false);
     assert_eq!(report["dry_run"], true);
@@ -673,7 +673,10 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
             "no problem for {row} about {words:?} in {problems:#?}"
         )
     };
-    has("users row 2 (id 2)", "ann@example.com came before");
+    has(
+        "users row 2 (id 2)",
+        "ann@example.com came before in users row 1 (id 1)",
+    );
     has("users row 3 (id 3)", "empty");
     has("users row 4 (id 4)", "never stored");
     has("roles row 1 (id 1)", "JSON array");
@@ -687,7 +690,7 @@ fn a_dry_run_lists_every_bad_row_and_creates_nothing() {
     let (report, err) = adopt(&cli, &db, &["--preset", "puntini"], 1);
     assert_eq!(
         err.trim(),
-        "error: nothing was adopted: some rows cannot be taken, as listed in the report"
+        "error: nothing was adopted: some rows or files cannot be taken, as listed in the report"
     );
     assert_eq!(report["adopted"], false);
     assert_eq!(report["problems"].as_array().unwrap().len(), 5);
@@ -1066,9 +1069,12 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
         ("users/5/uploads/report.pdf", "pdf"),
         ("users/5/todo.txt", "todo"),
         ("users/99/workspace.json", "{}"),
+        ("README.txt", "readme"),
     ] {
         std::fs::write(aw.join(path), text).unwrap();
     }
+    std::fs::create_dir_all(aw.join("shared")).unwrap();
+    std::fs::write(aw.join("shared/palette.json"), "{}").unwrap();
     let workspaces = aw.to_str().unwrap().to_string();
     let args = ["--preset", "code-monet", "--workspaces", &workspaces];
     let (report, _) = adopt(&cli, &db, &[&args[..], &["--dry-run"]].concat(), 0);
@@ -1076,7 +1082,7 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
     assert!(
         notes
             .iter()
-            .any(|n| n.starts_with("5 path(s) in the old workspaces")),
+            .any(|n| n.starts_with("7 path(s) in the old workspaces")),
         "{notes:#?}"
     );
     // The old database had no roles and no administrator: both said, the dry run included.
@@ -1100,6 +1106,8 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
         "users/5/todo.txt",
         "users/5/uploads",
         "users/99",
+        "README.txt",
+        "shared",
     ] {
         assert!(
             notes
@@ -1108,7 +1116,7 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
             "no note for {path} in {notes:#?}"
         );
     }
-    assert_eq!(notes.len(), 8, "{notes:#?}");
+    assert_eq!(notes.len(), 10, "{notes:#?}");
     assert_eq!(report["counts"]["pieces"], 1);
 
     // Many: the count, and the first twenty.
@@ -1120,7 +1128,7 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
     assert!(
         notes
             .iter()
-            .any(|n| n.starts_with("30 path(s) in the old workspaces")
+            .any(|n| n.starts_with("32 path(s) in the old workspaces")
                 && n.contains("the first 20 follow")),
         "{notes:#?}"
     );
@@ -1174,6 +1182,8 @@ fn adopt_refuses_a_store_url() {
         mapping: redkeep::ops::adopt::Mapping::preset("code-monet").unwrap(),
         workspaces: None,
         dry_run: false,
+        accounts_without_password: Default::default(),
+        leave_out_bad_files: false,
     };
     for dry_run in [false, true] {
         let spec = redkeep::ops::adopt::AdoptSpec {
@@ -1306,4 +1316,439 @@ fn a_login_bcrypt_read_only_the_start_of_does_not_lock_the_owner_out() {
     login_ok(&rk, "alice@example.com", long);
     login_ok(&rk, "bob@example.com", "bob pw 1");
     login_ok(&rk, "bob@example.com", "bob pw 1");
+}
+
+/// Werkzeug's scrypt hash, made by python3's `hashlib.scrypt` as Werkzeug makes it (the salt
+/// as UTF-8 text, 64 bytes in hex), for "correct horse".
+const WERKZEUG_SCRYPT: &str = "scrypt:16384:8:1$Xk3pQ9rT2bN7vLm4$ff806c36fcc851c9cc519c99ef05f3825724293ef060e797914faae24ed32750297980e8774d13b5fdef7a23c5c144aa3bbb257de8ee72a154edf66546504298";
+
+/// One account whose hash is NULL, empty, plain text or a form redkeep does not read stopped
+/// the whole adoption, and "leave the password out" could not be followed. By default such
+/// rows are still refused, each naming `--accounts-without-password=reset`; with it they are
+/// adopted with no password that logs in (the plain text one included), must change it, are
+/// named in the report (the dry run's too), and get in once an operator sets a password.
+/// Werkzeug's scrypt form logs in with the old password and becomes argon2id.
+#[test]
+fn accounts_without_a_usable_hash_are_refused_or_adopted_without_a_password() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, ACCOUNTS);
+    let hash = bcrypt12("a password");
+    for (id, mail, secret) in [
+        ("1", "ok@example.com", Some(hash.as_str())),
+        ("2", "null@example.com", None),
+        ("3", "empty@example.com", Some("")),
+        ("4", "plain@example.com", Some("hunter2hunter2")),
+        (
+            "5",
+            "sha512@example.com",
+            Some("$6$rounds=5000$salt$abcdef"),
+        ),
+        ("6", "scrypt@example.com", Some(WERKZEUG_SCRYPT)),
+    ] {
+        conn.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, ?3, NULL)",
+            params![id, mail, secret],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let map = accounts_map(&cli, "");
+    let (report, _) = adopt(&cli, &db, &["--map", &map, "--dry-run"], 1);
+    let problems = problems_of(&report);
+    for (row, says) in [
+        ("users row 2 (id 2)", "NULL or empty"),
+        ("users row 3 (id 3)", "NULL or empty"),
+        ("users row 4 (id 4)", "plain text"),
+        ("users row 5 (id 5)", "SHA-512 crypt"),
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(row)
+                && p.contains(says)
+                && p.contains("--accounts-without-password=reset")),
+            "no problem for {row} in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert!(!problems.iter().any(|p| p.contains("hunter2")));
+
+    let (out, _) = cli.expect(
+        &[
+            "adopt",
+            "--from",
+            &format!("sqlite:{}", db.display()),
+            "--map",
+            &map,
+            "--accounts-without-password=reset",
+            "--dry-run",
+        ],
+        None,
+        0,
+    );
+    assert!(out.contains("6 users (4 without a password)"), "{out}");
+    let reset = ["--map", &map, "--accounts-without-password", "reset"];
+    for dry in [true, false] {
+        let mut args = reset.to_vec();
+        if dry {
+            args.push("--dry-run");
+        }
+        let (report, _) = adopt(&cli, &db, &args, 0);
+        assert_eq!(report["adopted"], !dry, "{report}");
+        assert_eq!(report["counts"]["users"], 6);
+        assert_eq!(report["counts"]["without_password"], 4);
+        let notes = notes_of(&report);
+        for id in 2..=5 {
+            assert!(
+                notes.iter().any(|n| n.starts_with(&format!("user {id} ("))
+                    && n.contains("without a password")
+                    && n.contains(&format!("user set-password {id}"))),
+                "dry run {dry}: no note for user {id} in {notes:#?}"
+            );
+        }
+        assert!(!notes.iter().any(|n| n.contains("hunter2")));
+    }
+
+    let rk = open(&cli);
+    login_ok(&rk, "ok@example.com", "a password");
+    for (id, mail, tried) in [
+        (2, "null@example.com", ""),
+        (3, "empty@example.com", ""),
+        (4, "plain@example.com", "hunter2hunter2"),
+        (5, "sha512@example.com", "$6$rounds=5000$salt$abcdef"),
+    ] {
+        assert!(rk.users().get(id).unwrap().unwrap().must_change_password);
+        assert!(
+            rk.sessions()
+                .login(mail, tried, LoginMeta::default())
+                .is_err(),
+            "{mail} logs in with {tried:?}"
+        );
+    }
+    rk.users().set_password(4, "a new password 4").unwrap();
+    login_ok(&rk, "plain@example.com", "a new password 4");
+    assert_eq!(rk.users().password_info(6).unwrap().algorithm, "scrypt");
+    login_ok(&rk, "scrypt@example.com", "correct horse");
+    assert_eq!(rk.users().password_info(6).unwrap().algorithm, "argon2id");
+    login_ok(&rk, "scrypt@example.com", "correct horse");
+    assert!(rk.check(false).unwrap().ok);
+}
+
+/// One bad file blocked everything, only the first problem of a folder was named, and the
+/// advice spoke of rows: the dry run names every file that cannot be taken (an empty or cut
+/// short piece, a piece numbered 0, one over `--max-doc-bytes`, which was ignored) as files
+/// to fix or leave out; a byte order mark is dropped and a `piece_count` that is no count
+/// replaced, each with a note. With `--leave-out-bad-files` the rest is adopted, each file
+/// left out is named, and the old tree is untouched.
+#[test]
+fn bad_workspace_files_are_all_named_and_can_be_left_out() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    for id in 1..=4 {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, 1, '2024-03-01 09:00:00', NULL)",
+            params![id, format!("u{id}@example.com"), bcrypt12("a password")],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let old = cli.dir.path().join("aw");
+    let write = |rel: &str, bytes: &[u8]| {
+        let path = old.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    };
+    write(
+        "users/1/workspace.json",
+        b"\xEF\xBB\xBF{\"notes\":[\"bom\"],\"piece_count\":\"3\"}",
+    );
+    write(
+        "users/1/gallery/piece_000001.json",
+        b"\xEF\xBB\xBF{\"title\":\"one\"}",
+    );
+    write("users/1/gallery/piece_000002.json", b"");
+    write("users/1/gallery/piece_000003.json", b"{\"title\":");
+    write("users/2/gallery/piece_000000.json", b"{\"title\":\"zero\"}");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(300));
+    write("users/2/gallery/piece_000001.json", big.as_bytes());
+    write("users/3/workspace.json", b"{\"piece_count\":7}");
+    write("users/3/gallery/piece_000001.json", b"{}");
+    write("users/3/gallery/piece_000003.json", b"{}");
+    // A symlinked folder is never followed: with the option it is left out whole.
+    std::os::unix::fs::symlink(old.join("users/3"), old.join("users/4")).unwrap();
+    let sums = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((p.clone(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = sums(&old);
+    let workspaces = old.to_str().unwrap().to_string();
+    let from = format!("sqlite:{}", db.display());
+    let base = [
+        "--max-doc-bytes",
+        "200",
+        "adopt",
+        "--from",
+        &from,
+        "--preset",
+        "code-monet",
+        "--workspaces",
+        &workspaces,
+    ];
+    let mut dry = base.to_vec();
+    dry.extend(["--dry-run", "--json"]);
+    let (out, err) = cli.expect(&dry, None, 1);
+    assert!(err.contains("rows or files"), "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let problems = problems_of(&report);
+    for (user, says) in [
+        ("users/1", "piece_000002.json is empty"),
+        ("users/1", "piece_000003.json is not JSON"),
+        ("users/2", "piece_000000.json: pieces are numbered from 1"),
+        ("users/2", "more than the 200"),
+        ("users/4", "is a symlink"),
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with("workspace folder ")
+                && p.contains(user)
+                && p.contains(says)),
+            "no problem for {user} about {says:?} in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    let notes = notes_of(&report);
+    for says in [
+        "workspace.json: the UTF-8 byte order mark at its start was dropped",
+        "piece_000001.json: the UTF-8 byte order mark at its start was dropped",
+        "piece_count \"3\" is not a count",
+        "piece_count 7 became 2",
+    ] {
+        assert!(
+            notes.iter().any(|n| n.contains(says)),
+            "no note {says:?} in {notes:#?}"
+        );
+    }
+    let mut text = base.to_vec();
+    text.push("--dry-run");
+    let (out, _) = cli.expect(&text, None, 1);
+    assert!(
+        out.contains("5 file(s) of the old workspaces cannot be taken: fix or move them")
+            && out.contains("--leave-out-bad-files")
+            && !out.contains("row(s)"),
+        "{out}"
+    );
+
+    let mut real = base.to_vec();
+    real.extend(["--leave-out-bad-files", "--json"]);
+    let (out, _) = cli.expect(&real, None, 0);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["adopted"], true, "{report}");
+    assert_eq!(report["counts"]["left_out"], 5);
+    assert_eq!(report["counts"]["pieces"], 3);
+    let notes = notes_of(&report);
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.contains("left out (--leave-out-bad-files)"))
+            .count(),
+        5,
+        "{notes:#?}"
+    );
+    let piece = cli
+        .data()
+        .join("workspaces/users/1/gallery/piece_000001.json");
+    assert_eq!(std::fs::read(piece).unwrap(), b"{\"title\":\"one\"}");
+    let rk = open(&cli);
+    assert_eq!(rk.workspaces().read(1).unwrap().piece_count, 1);
+    assert_eq!(sums(&old), before, "the old tree is only read");
+}
+
+/// An avatar that is not a JPEG (a PNG upload) refused its user, and so the adoption: the
+/// refusal says how to go on, and `--leave-out-bad-files` takes the user without it, noted.
+#[test]
+fn an_avatar_that_is_not_a_jpeg_can_be_left_out() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, ACCOUNTS);
+    conn.execute(
+        "INSERT INTO accounts VALUES ('1', 'png@example.com', ?1, NULL)",
+        params![bcrypt12("a password")],
+    )
+    .unwrap();
+    drop(conn);
+    let map = cli.dir.path().join("png.toml");
+    std::fs::write(
+        &map,
+        "[users]\nquery = \"SELECT id, mail AS email, secret AS password_hash, \
+         X'89504E470D0A1A0A0000' AS avatar FROM accounts\"\n",
+    )
+    .unwrap();
+    let map = map.to_str().unwrap();
+    let (report, _) = adopt(&cli, &db, &["--map", map, "--dry-run"], 1);
+    let problems = problems_of(&report);
+    assert!(
+        problems[0].starts_with("users row 1 (id 1)")
+            && problems[0].contains("--leave-out-bad-files"),
+        "{problems:#?}"
+    );
+    let (report, _) = adopt(&cli, &db, &["--map", map, "--leave-out-bad-files"], 0);
+    assert_eq!(report["counts"]["avatars"], 0);
+    assert_eq!(report["counts"]["left_out"], 1);
+    assert!(
+        notes_of(&report)
+            .iter()
+            .any(|n| n.starts_with("user 1 (png@example.com): the avatar is left out")),
+        "{report}"
+    );
+    login_ok(&open(&cli), "png@example.com", "a password");
+}
+
+/// The dry run never looked at the data dir: a real run copied everything and then failed on
+/// its mode, advising a repair of a store it had taken away, and a failed adoption left the
+/// data dir 0700. Now the dry run says what the adoption does to the data dir's mode, and a
+/// failed adoption leaves the mode as it was.
+#[test]
+fn an_existing_data_dirs_mode_is_named_and_kept_when_nothing_is_adopted() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    conn.execute(
+        "INSERT INTO users VALUES (1, 'one@example.com', 'plain text', 1, '2024-03-01', NULL)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::create_dir(cli.data()).unwrap();
+    std::fs::set_permissions(cli.data(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode = || std::fs::metadata(cli.data()).unwrap().permissions().mode() & 0o777;
+    let (report, _) = adopt(&cli, &db, &["--preset", "code-monet", "--dry-run"], 1);
+    assert!(
+        notes_of(&report)
+            .iter()
+            .any(|n| n.contains("is mode 0755; the adoption makes it 0700")),
+        "{report}"
+    );
+    adopt(&cli, &db, &["--preset", "code-monet"], 1);
+    assert_eq!(mode(), 0o755, "a failed adoption leaves the mode as it was");
+    let (report, _) = adopt(
+        &cli,
+        &db,
+        &[
+            "--preset",
+            "code-monet",
+            "--accounts-without-password",
+            "reset",
+        ],
+        0,
+    );
+    assert_eq!(report["adopted"], true);
+    assert_eq!(mode(), 0o700);
+}
+
+/// Root adopting into the application user's data dir made a store owned by root that the
+/// application could not open, and the check passed: refused before anything is read,
+/// naming the owner (the dry run too).
+#[test]
+fn root_adopting_into_another_users_data_dir_is_refused() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    drop(conn);
+    std::fs::create_dir(cli.data()).unwrap();
+    std::os::unix::fs::chown(cli.data(), Some(65534), Some(65534)).unwrap();
+    for dry in [true, false] {
+        let mut args = vec!["--preset", "code-monet"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (_, err) = adopt(&cli, &db, &args, 1);
+        assert!(
+            err.contains("belongs to uid 65534") && err.contains("run adopt as uid 65534"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(cli.data()).unwrap().count(), 0);
+    }
+}
+
+/// A WAL-mode database in a folder the adopting user cannot write (another user's, a
+/// read-only snapshot) was "not a readable SQLite database": SQLite could not make its
+/// `-shm` file. With no writes waiting in a `-wal` it is read as the file it is; with some,
+/// the refusal says it is WAL mode and what to do.
+#[test]
+fn a_wal_database_in_a_folder_adopt_cannot_write_is_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if rustix::process::geteuid().as_raw() != 0 || !setpriv.exists() {
+        eprintln!("skipped: needs root and setpriv, to run adopt as another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(base, 0o755).unwrap();
+    let ro = base.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let db = ro.join("old.db");
+    let conn = Connection::open(&db).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch(CODE_MONET).unwrap();
+    conn.execute(
+        "INSERT INTO users VALUES (1, 'one@example.com', ?1, 1, '2024-03-01', NULL)",
+        params![bcrypt12("a password")],
+    )
+    .unwrap();
+    drop(conn);
+    assert!(!ro.join("old.db-wal").exists());
+    mode(&db, 0o644).unwrap();
+    mode(&ro, 0o555).unwrap();
+    let out = base.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(65534), Some(65534)).unwrap();
+    let from = format!("sqlite:{}", db.display());
+    let data = out.join("d");
+    let run = || {
+        std::process::Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_redkeep"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "adopt",
+                "--from",
+                &from,
+                "--preset",
+                "code-monet",
+                "--dry-run",
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("would adopt: 1 users"), "{stdout}");
+    assert!(!ro.join("old.db-shm").exists() && !ro.join("old.db-wal").exists());
+    // Writes waiting in the -wal: the file alone is not the database.
+    std::fs::write(ro.join("old.db-wal"), vec![7_u8; 4096]).unwrap();
+    let o = run();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is in WAL mode") && stderr.contains("-shm"),
+        "{stderr}"
+    );
 }

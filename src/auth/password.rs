@@ -5,7 +5,8 @@
 //! them with argon2id: bcrypt (`$2a$`, `$2b$`, `$2y$`), bcrypt over the password followed by a
 //! separately stored salt (kept as `$rk-salted-bcrypt$<salt hex>$<bcrypt hash>`), and PHC
 //! strings of argon2 (`argon2id`, `argon2i`, `argon2d`) and PBKDF2 (`pbkdf2-sha256`,
-//! `pbkdf2-sha512`).
+//! `pbkdf2-sha512`), and Werkzeug's scrypt form (`scrypt:N:r:p$SALT$HEX`, the default of
+//! Flask/Werkzeug 2.3 and later).
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, PasswordHasher, PasswordVerifier, Version};
@@ -139,9 +140,112 @@ const BCRYPT_MAX_BYTES: usize = 72;
 /// A stored hash, taken apart.
 enum Scheme<'a> {
     Bcrypt(&'a str),
-    SaltedBcrypt { salt: Vec<u8>, hash: &'a str },
+    SaltedBcrypt {
+        salt: Vec<u8>,
+        hash: &'a str,
+    },
     Argon2(PasswordHash),
     Pbkdf2(PasswordHash),
+    /// Werkzeug's `scrypt:N:r:p$SALT$HEX`: the salt is used as its UTF-8 text.
+    Scrypt {
+        params: scrypt::Params,
+        salt: &'a str,
+        hash: Vec<u8>,
+    },
+}
+
+/// The most memory (bytes) a scrypt hash may ask for (`128·N·r`): 1 GiB, as for argon2.
+const MAX_SCRYPT_BYTES: u64 = 1 << 30;
+/// The most scrypt work (`128·N·r·p`, bytes mixed) one login may cost: 4 GiB, as argon2's
+/// limit in memory times passes.
+const MAX_SCRYPT_WORK: u64 = 4 << 30;
+
+/// Takes Werkzeug's scrypt form apart (`scrypt:N:r:p$SALT$HEX`, as `generate_password_hash`
+/// writes it: `hashlib.scrypt` of the password over the salt's UTF-8 text, output in hex).
+fn werkzeug_scrypt(stored: &str) -> std::result::Result<Scheme<'_>, String> {
+    let malformed = || {
+        "the Werkzeug scrypt hash is malformed (scrypt:N:r:p$SALT$HEX with a hex output); \
+         copy the whole string from the source"
+            .to_string()
+    };
+    let mut parts = stored.splitn(3, '$');
+    let (Some(method), Some(salt), Some(out)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed());
+    };
+    let nums: Vec<u64> = method
+        .strip_prefix("scrypt:")
+        .unwrap_or_default()
+        .split(':')
+        .map(|n| n.parse::<u64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| malformed())?;
+    let [n, r, p] = nums[..] else {
+        return Err(malformed());
+    };
+    let hash = unhex(out).ok_or_else(malformed)?;
+    // hashlib's output is 64 bytes; shorter ones are still checked in full.
+    if salt.is_empty() || !(16..=64).contains(&hash.len()) {
+        return Err(malformed());
+    }
+    if n < 2 || !n.is_power_of_two() || r == 0 || p == 0 {
+        return Err(format!(
+            "no password can match the Werkzeug scrypt hash: N={n}, r={r}, p={p} (N must be a \
+             power of two above 1, r and p at least 1); copy the whole string from the source"
+        ));
+    }
+    let memory = n.saturating_mul(128).saturating_mul(r);
+    if memory > MAX_SCRYPT_BYTES || memory.saturating_mul(p) > MAX_SCRYPT_WORK {
+        return Err(format!(
+            "the Werkzeug scrypt hash asks for N={n}, r={r}, p={p}; at most {MAX_SCRYPT_BYTES} \
+             bytes (128·N·r) and {MAX_SCRYPT_WORK} bytes of work (128·N·r·p) are accepted \
+             (every login would pay for them)"
+        ));
+    }
+    // Within the limits above, r and p are far below what `Params` refuses.
+    let params = scrypt::Params::new(n.trailing_zeros() as u8, r as u32, p as u32)
+        .map_err(|_| malformed())?;
+    Ok(Scheme::Scrypt { params, salt, hash })
+}
+
+/// The name of a hash form redkeep does not verify but can tell, when `stored` is one: named
+/// in the refusal rather than "plain text or an unknown format".
+fn foreign_form(stored: &str) -> Option<&'static str> {
+    const FORMS: [(&str, &str); 9] = [
+        (
+            "pbkdf2_sha256$",
+            "Django's PBKDF2 form (pbkdf2_sha256$ROUNDS$SALT$HASH)",
+        ),
+        (
+            "pbkdf2_sha1$",
+            "Django's PBKDF2 form (pbkdf2_sha1$ROUNDS$SALT$HASH)",
+        ),
+        (
+            "pbkdf2:",
+            "Werkzeug's PBKDF2 form (pbkdf2:sha256:ROUNDS$SALT$HASH)",
+        ),
+        ("$6$", "SHA-512 crypt ($6$, glibc's crypt(3))"),
+        ("$5$", "SHA-256 crypt ($5$, glibc's crypt(3))"),
+        ("$1$", "MD5 crypt ($1$)"),
+        (
+            "$bcrypt-sha256$",
+            "passlib's bcrypt-sha256 form ($bcrypt-sha256$…)",
+        ),
+        (
+            "bcrypt_sha256$",
+            "Django's bcrypt-sha256 form (bcrypt_sha256$…)",
+        ),
+        ("argon2$", "Django's argon2 form (argon2$argon2id$…)"),
+    ];
+    if let Some((_, name)) = FORMS.iter().find(|(p, _)| stored.starts_with(p)) {
+        return Some(name);
+    }
+    let mut parts = stored.split('$');
+    let passlib = parts.next() == Some("")
+        && parts.next().is_some_and(|id| id.starts_with("pbkdf2"))
+        && parts
+            .next()
+            .is_some_and(|rounds| !rounds.is_empty() && rounds.bytes().all(|b| b.is_ascii_digit()));
+    passlib.then_some("passlib's PBKDF2 form ($pbkdf2-sha256$ROUNDS$SALT$HASH, its own base64)")
 }
 
 /// `hash` if it is a bcrypt hash the verifier takes (the same parsing: 60 characters, a
@@ -175,24 +279,6 @@ fn bcrypt_hash(hash: &str) -> std::result::Result<&str, String> {
     Ok(hash)
 }
 
-/// The name of a PBKDF2 hash form other than the PHC string (Python frameworks' own), when
-/// `stored` is one: named in the refusal, rather than "plain text or an unknown format".
-fn foreign_pbkdf2(stored: &str) -> Option<&'static str> {
-    if stored.starts_with("pbkdf2_sha256$") || stored.starts_with("pbkdf2_sha1$") {
-        return Some("Django's PBKDF2 form (pbkdf2_sha256$ROUNDS$SALT$HASH)");
-    }
-    if stored.starts_with("pbkdf2:") {
-        return Some("Werkzeug's PBKDF2 form (pbkdf2:sha256:ROUNDS$SALT$HASH)");
-    }
-    let mut parts = stored.split('$');
-    let passlib = parts.next() == Some("")
-        && parts.next().is_some_and(|id| id.starts_with("pbkdf2"))
-        && parts
-            .next()
-            .is_some_and(|rounds| !rounds.is_empty() && rounds.bytes().all(|b| b.is_ascii_digit()));
-    passlib.then_some("passlib's PBKDF2 form ($pbkdf2-sha256$ROUNDS$SALT$HASH, its own base64)")
-}
-
 /// Takes a stored hash apart with the parsing its verifier uses, so that what is taken can
 /// be verified: a hash no password can ever match (parameters the verifier refuses, an
 /// output of the wrong length) or one asking for more work than a login may cost is refused
@@ -201,11 +287,18 @@ fn parse(stored: &str) -> std::result::Result<Scheme<'_>, String> {
     if stored.is_empty() {
         return Err("the password hash is empty".into());
     }
-    if let Some(form) = foreign_pbkdf2(stored) {
+    if stored.starts_with("scrypt:") {
+        return werkzeug_scrypt(stored);
+    }
+    if let Some(form) = foreign_form(stored) {
+        let rewrite = if form.contains("PBKDF2") {
+            " (or write it in the PHC form in the mapping's query: \
+             $pbkdf2-sha256$i=ROUNDS,l=32$SALT$HASH, salt and hash in base64 without padding)"
+        } else {
+            ""
+        };
         return Err(format!(
-            "the password hash is {form}, which is not read as it is; write it in the PHC form \
-             ($pbkdf2-sha256$i=ROUNDS,l=32$SALT$HASH, salt and hash in base64 without padding), \
-             or leave the password out so the user sets a new one"
+            "the password hash is {form}, which redkeep cannot verify{rewrite}"
         ));
     }
     if !stored.starts_with('$') {
@@ -316,6 +409,12 @@ pub(crate) fn scheme(phc: &str) -> (String, String) {
         Ok(Scheme::Bcrypt(h)) => return ("bcrypt".into(), bcrypt_cost(h)),
         Ok(Scheme::SaltedBcrypt { hash, .. }) => {
             return ("bcrypt+salt".into(), bcrypt_cost(hash));
+        }
+        Ok(Scheme::Scrypt { params, .. }) => {
+            return (
+                "scrypt".into(),
+                format!("n={},r={},p={}", params.n(), params.r(), params.p()),
+            );
         }
         _ => {}
     }
@@ -507,6 +606,12 @@ impl Passwords {
             return false;
         }
         let scheme = parse(stored);
+        // A hash no password matches (an account adopted or repaired without a password)
+        // costs a verification all the same: its refusal is not told apart by its time.
+        if scheme.is_err() {
+            self.burn();
+            return false;
+        }
         self.gate.run(|| match scheme {
             Ok(Scheme::Argon2(parsed)) => self
                 .argon2()
@@ -521,6 +626,12 @@ impl Passwords {
             Ok(Scheme::Pbkdf2(parsed)) => pbkdf2::Pbkdf2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok(),
+            Ok(Scheme::Scrypt { params, salt, hash }) => {
+                use subtle::ConstantTimeEq;
+                let mut out = vec![0_u8; hash.len()];
+                scrypt::scrypt(password.as_bytes(), salt.as_bytes(), &params, &mut out).is_ok()
+                    && bool::from(out.ct_eq(&hash))
+            }
             Err(_) => false,
         })
     }
@@ -822,6 +933,61 @@ mod tests {
             );
         }
         assert!(recognise("plain words").unwrap_err().contains("plain text"));
+    }
+
+    /// Werkzeug's scrypt form (Flask's default since Werkzeug 2.3) was "plain text or an
+    /// unknown format": it verifies as `hashlib.scrypt` made it (the salt as UTF-8 text, a
+    /// 64-byte output in hex), asks for a rehash, and broken or too costly ones are refused.
+    /// Other forms redkeep does not verify are named.
+    #[test]
+    fn werkzeug_scrypt_hashes_verify_and_other_known_forms_are_named() {
+        let fast = Passwords::new(PasswordParams::INSECURE_FAST).unwrap();
+        // Made by python3: hashlib.scrypt(pw, salt=salt.encode(), n=n, r=r, p=p).hex().
+        let small = "scrypt:16:1:2$ab$f5e012b23d2b2ddf2b3e292aade69444cb636e6d5d53878696c39d301f1efa0acf10e127cda7bbb234ba48c05bf99eefebf72912424c7e612b2191bb2af468b0";
+        let werkzeug = "scrypt:16384:8:1$Xk3pQ9rT2bN7vLm4$ff806c36fcc851c9cc519c99ef05f3825724293ef060e797914faae24ed32750297980e8774d13b5fdef7a23c5c144aa3bbb257de8ee72a154edf66546504298";
+        assert!(recognise(small).is_ok());
+        assert!(fast.verify("pw-\u{fc}", small));
+        assert!(!fast.verify("pw-u", small));
+        assert!(recognise(werkzeug).is_ok());
+        assert!(fast.verify("correct horse", werkzeug));
+        assert!(!fast.verify("correct horsE", werkzeug));
+        assert!(fast.needs_rehash(werkzeug));
+        assert!(!Passwords::bcrypt_cut_short(&"x".repeat(100), werkzeug));
+        assert_eq!(
+            scheme(werkzeug),
+            ("scrypt".to_string(), "n=16384,r=8,p=1".to_string())
+        );
+        let tail = &werkzeug["scrypt:16384:8:1".len()..];
+        for (bad, says) in [
+            (format!("scrypt:16384:8{tail}"), "malformed"),
+            (format!("scrypt:x:8:1{tail}"), "malformed"),
+            ("scrypt:16384:8:1$salt$zz".to_string(), "malformed"),
+            (
+                "scrypt:16384:8:1$$00112233445566778899aabbccddeeff".to_string(),
+                "malformed",
+            ),
+            (format!("scrypt:1000:8:1{tail}"), "power of two"),
+            (format!("scrypt:16384:0:1{tail}"), "no password can match"),
+            (format!("scrypt:1048576:16:1{tail}"), "at most"),
+            (format!("scrypt:16384:8:99999{tail}"), "at most"),
+        ] {
+            let why = recognise(&bad).unwrap_err();
+            assert!(why.contains(says), "{bad}: {why}");
+            assert!(
+                !why.contains(&tail[20..]),
+                "the output is never shown: {why}"
+            );
+            assert!(!fast.verify("correct horse", &bad));
+        }
+        for (stored, form) in [
+            ("$6$rounds=5000$salt$abc", "SHA-512 crypt"),
+            ("$5$salt$abc", "SHA-256 crypt"),
+            ("$bcrypt-sha256$v=2,t=2b,r=12$n79VH$1234", "bcrypt-sha256"),
+            ("bcrypt_sha256$$2b$12$abc", "bcrypt-sha256"),
+        ] {
+            let why = recognise(stored).unwrap_err();
+            assert!(why.contains(form) && why.contains("cannot verify"), "{why}");
+        }
     }
 
     #[test]

@@ -357,6 +357,28 @@ pub struct AdoptArgs {
     /// Create nothing: list what would be created and every row that cannot be taken.
     #[cfg_attr(feature = "cli", arg(long))]
     pub dry_run: bool,
+    /// An account whose old password hash redkeep cannot verify (NULL, empty, plain text,
+    /// an unread form): refuse (the row is a problem; the default) or reset (adopted with no
+    /// password that logs in and named in the report; they set one through a password reset
+    /// or `user set-password`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "refuse|reset",
+            default_value = "refuse",
+            value_parser = ["refuse", "reset"]
+        )
+    )]
+    #[serde(default)]
+    pub accounts_without_password: Option<String>,
+    /// Leave out the old workspace files (and avatars) that cannot be taken as they are
+    /// (not JSON, empty, numbered outside the gallery's range, over --max-doc-bytes, a
+    /// symlink), each named in the report, rather than refuse the adoption. The old tree is
+    /// only read.
+    #[cfg_attr(feature = "cli", arg(long))]
+    #[serde(default)]
+    pub leave_out_bad_files: bool,
 }
 
 /// The mapping `adopt` uses: the preset, with the sections of the map file over it.
@@ -404,12 +426,24 @@ fn adopt_mapping(a: &AdoptArgs) -> Result<crate::ops::adopt::Mapping> {
 /// As [`crate::ops::adopt::adopt`]; `InvalidInput` for a bad mapping.
 #[cfg(feature = "adopt")]
 pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options) -> Result<Reply> {
-    use crate::ops::adopt::AdoptSpec;
+    use crate::ops::adopt::{AdoptSpec, WithoutPassword};
+    let accounts_without_password = match a.accounts_without_password.as_deref() {
+        None | Some("refuse") => WithoutPassword::Refuse,
+        Some("reset") => WithoutPassword::Reset,
+        Some(other) => {
+            return Err(crate::Error::invalid(
+                "accounts-without-password",
+                format!("{other:?} is neither refuse nor reset"),
+            ));
+        }
+    };
     let spec = AdoptSpec {
         from: a.from.clone(),
         mapping: adopt_mapping(a)?,
         workspaces: a.workspaces.clone(),
         dry_run: a.dry_run,
+        accounts_without_password,
+        leave_out_bad_files: a.leave_out_bad_files,
     };
     let r = crate::ops::adopt::adopt(data_dir, &spec, options)?;
     let c = &r.counts;
@@ -420,8 +454,13 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
     } else {
         "cannot adopt"
     };
+    let without = if c.without_password > 0 {
+        format!(" ({} without a password)", c.without_password)
+    } else {
+        String::new()
+    };
     let mut lines = vec![format!(
-        "{verb}: {} users, {} orgs, {} memberships, {} roles, {} role grants, {} invites, {} agent sessions, {} avatars, {} workspaces, {} pieces",
+        "{verb}: {} users{without}, {} orgs, {} memberships, {} roles, {} role grants, {} invites, {} agent sessions, {} avatars, {} workspaces, {} pieces",
         c.users,
         c.orgs,
         c.memberships,
@@ -433,6 +472,12 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
         c.workspaces,
         c.pieces
     )];
+    if c.left_out > 0 {
+        lines[0].push_str(&format!(
+            ", {} file(s) left out (named in the notes)",
+            c.left_out
+        ));
+    }
     lines.extend(r.notes.iter().map(|n| format!("note: {n}")));
     lines.extend(r.problems.iter().map(|p| format!("problem: {p}")));
     let failed_check = r
@@ -443,13 +488,29 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
     if failed_check > 0 {
         lines.push(format!(
             "the adopted store failed {failed_check} check(s), so it was taken away again; \
-             nothing was adopted (fix what the check names in the old data, then adopt again)"
+             nothing was adopted (fix what each check problem above names, in the old data or \
+             the data dir, then adopt again)"
         ));
     } else if !r.problems.is_empty() {
-        lines.push(format!(
-            "{} row(s) cannot be taken; nothing was adopted (fix them in the database or the mapping)",
-            r.problems.len()
-        ));
+        let files = r
+            .problems
+            .iter()
+            .filter(|p| p.starts_with("workspace folder "))
+            .count();
+        let rows = r.problems.len() - files;
+        let mut fix = Vec::new();
+        if rows > 0 {
+            fix.push(format!(
+                "{rows} row(s) cannot be taken: fix them in the database or the mapping"
+            ));
+        }
+        if files > 0 {
+            fix.push(format!(
+                "{files} file(s) of the old workspaces cannot be taken: fix or move them (the \
+                 old tree is only read), or leave them out with --leave-out-bad-files"
+            ));
+        }
+        lines.push(format!("{}; nothing was adopted", fix.join("; ")));
     } else if r.adopted {
         lines.push(format!(
             "the new store is in {}; `redkeep check` is clean",
@@ -460,9 +521,11 @@ pub fn adopt(data_dir: &std::path::Path, a: &AdoptArgs, options: crate::Options)
     Ok(if failed_check > 0 {
         reply.failed("nothing was adopted: the adopted store failed check, as listed in the report")
     } else if !r.problems.is_empty() && r.dry_run {
-        reply.failed("the dry run found rows that cannot be taken, listed in the report")
+        reply.failed("the dry run found rows or files that cannot be taken, listed in the report")
     } else if !r.problems.is_empty() {
-        reply.failed("nothing was adopted: some rows cannot be taken, as listed in the report")
+        reply.failed(
+            "nothing was adopted: some rows or files cannot be taken, as listed in the report",
+        )
     } else {
         reply
     })

@@ -4,14 +4,17 @@
 //! in one transaction — all or nothing, `check` clean at the end.
 //!
 //! Old password hashes keep working (bcrypt, bcrypt over a salted password, PBKDF2 and argon2
-//! PHC strings) and become argon2id at each user's next login; plain-text or unknown hashes
-//! are refused. Numeric ids are kept (so `users/{id}` folders and the application's own
-//! references stay right); other ids (UUIDs) are kept as unique external ids
-//! (`users().by_external_id`, `Org::EXTERNAL_ID`) and the records get new numbers. Invite
-//! codes are stored hashed. A dry run creates nothing and lists every row it cannot take.
+//! PHC strings, Werkzeug's scrypt form) and become argon2id at each user's next login;
+//! plain-text or unknown hashes are refused, or taken with no password that logs in when the
+//! operator asks ([`WithoutPassword::Reset`]). Numeric ids are kept (so `users/{id}` folders
+//! and the application's own references stay right); other ids (UUIDs) are kept as unique
+//! external ids (`users().by_external_id`, `Org::EXTERNAL_ID`) and the records get new
+//! numbers. Invite codes are stored hashed. A dry run creates nothing and lists every row it
+//! cannot take.
 
 mod mapping;
 mod plan;
+mod settings;
 mod source;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +23,7 @@ use serde::Serialize;
 
 pub use mapping::{Mapping, PRESETS, Query, UsersQuery, WorkspacesLayout};
 pub use plan::AdoptCounts;
+pub use settings::WithoutPassword;
 
 use crate::error::{Error, Result};
 use crate::handle::{InitSpec, Options, Redkeep, STORE_FILE, WORKSPACES_DIR};
@@ -37,6 +41,12 @@ pub struct AdoptSpec {
     pub workspaces: Option<PathBuf>,
     /// Create nothing; report what would be created and every row that cannot be taken.
     pub dry_run: bool,
+    /// What becomes of an account whose old password hash redkeep cannot verify (NULL,
+    /// empty, plain text, or a form it does not read).
+    pub accounts_without_password: WithoutPassword,
+    /// Leave out the old workspace files (and avatars) that cannot be taken as they are, each
+    /// named in the notes, rather than refuse the adoption; the old tree is only read.
+    pub leave_out_bad_files: bool,
 }
 
 /// What an adoption did, or would do.
@@ -116,6 +126,12 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
             }
         }
     }
+    // The dry run checks the target too: it works elsewhere, and the real run would copy
+    // everything before finding out.
+    let target_notes = check_target(data_dir)?;
+    let mode_before = std::fs::symlink_metadata(data_dir)
+        .ok()
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
     let source = source::Source::open(&spec.from)?;
     if let Some(w) = &spec.workspaces
         && !w.is_dir()
@@ -148,10 +164,118 @@ pub fn adopt(data_dir: &Path, spec: &AdoptSpec, options: Options) -> Result<Adop
     let failed = !matches!(&result, Ok(r) if r.adopted);
     if failed && !spec.dry_run {
         // Nothing may stay behind: the store file, the folders it wrote, and the data dir
-        // if adopt made it.
+        // if adopt made it; a data dir that was there keeps its mode.
         made.take_back();
+        if let Some(mode) = mode_before
+            && data_dir.is_dir()
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode));
+        }
     }
-    result
+    result.map(|mut r| {
+        r.notes.splice(0..0, target_notes);
+        r
+    })
+}
+
+/// Checks the data dir adopt is to fill before anything is read or copied (the dry run
+/// included): it must belong to the user running adopt, who must be able to create files
+/// in it. Root adopting into another user's data dir is refused: the store and folders
+/// would belong to root, and the application could not open them. Returns notes: the mode
+/// the data dir will be given, or the owner of the new data dir's folder when root makes it
+/// there for another user.
+fn check_target(data_dir: &Path) -> Result<Vec<String>> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let me = rustix::process::geteuid().as_raw();
+    let shown = data_dir.display();
+    let writable = |dir: &Path| {
+        rustix::fs::access(
+            dir,
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        )
+        .is_ok()
+    };
+    let mut notes = Vec::new();
+    match std::fs::metadata(data_dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::invalid(
+                "data dir",
+                format!("{shown} is not a folder; give an empty or new data dir"),
+            ));
+        }
+        Ok(m) => {
+            if m.uid() != me {
+                let how = if me == 0 {
+                    format!(
+                        "adopting as root would leave a store and folders owned by root that \
+                         the application (uid {owner}) cannot open: run adopt as uid {owner} \
+                         (such as `sudo -u '#{owner}' redkeep …`)",
+                        owner = m.uid()
+                    )
+                } else {
+                    format!(
+                        "redkeep keeps its data dir private to its owner: run adopt as uid \
+                         {owner}, or give a data dir of your own",
+                        owner = m.uid()
+                    )
+                };
+                return Err(Error::denied(format!(
+                    "the data dir {shown} belongs to uid {}, not to the user running adopt \
+                     (uid {me}); {how}",
+                    m.uid()
+                )));
+            }
+            if !writable(data_dir) {
+                return Err(Error::denied(format!(
+                    "adopt cannot create files in the data dir {shown} (mode {:04o}); \
+                     `chmod 700 {shown}` lets its owner do so",
+                    m.permissions().mode() & 0o7777
+                )));
+            }
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                notes.push(format!(
+                    "the data dir {shown} is mode {mode:04o}; the adoption makes it 0700 \
+                     (redkeep keeps its data dir private), and leaves it as it was if \
+                     nothing is adopted"
+                ));
+            }
+        }
+        Err(_) => {
+            let absolute = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.into());
+            // The nearest folder that is there: adopt makes the rest.
+            let mut parent = absolute.parent();
+            while let Some(p) = parent
+                && !p.exists()
+            {
+                parent = p.parent();
+            }
+            let Some(parent) = parent else {
+                return Ok(notes);
+            };
+            if !writable(parent) {
+                return Err(Error::denied(format!(
+                    "adopt cannot create the data dir {shown}: {} does not let uid {me} create \
+                     files in it",
+                    parent.display()
+                )));
+            }
+            if let Ok(m) = std::fs::metadata(parent)
+                && me == 0
+                && m.uid() != 0
+            {
+                notes.push(format!(
+                    "the new data dir {shown} and all in it belong to root, while {} belongs \
+                     to uid {owner}: if the application runs as uid {owner}, `chown -R {owner} \
+                     {shown}` before it opens the store",
+                    parent.display(),
+                    owner = m.uid()
+                ));
+            }
+        }
+    }
+    Ok(notes)
 }
 
 /// Takes the lock of the folder that holds `target` (waiting for another adoption there).
@@ -208,6 +332,15 @@ fn adopt_in(
     spec: &AdoptSpec,
     options: Options,
 ) -> Result<AdoptReport> {
+    let settings = settings::Settings {
+        workspaces: spec.workspaces.clone(),
+        without_password: spec.accounts_without_password,
+        leave_out_bad_files: spec.leave_out_bad_files,
+        max_doc_bytes: options
+            .workspace
+            .max_doc_bytes
+            .unwrap_or(crate::workspace::DEFAULT_MAX_DOC_BYTES),
+    };
     let rk = Redkeep::open(target, options.create(true))?;
     // Until the folders are written too: a kill on the way leaves a store that `check`
     // names and the next adoption recognises.
@@ -220,7 +353,7 @@ fn adopt_in(
     let now = rk.now();
     let mut outcome = None;
     let written = rk.store().write_here(|tx| {
-        let o = plan::adopt_into(tx, now, source, &spec.mapping, spec.workspaces.as_deref())?;
+        let o = plan::adopt_into(tx, now, source, &spec.mapping, &settings)?;
         let keep = o.problems.is_empty() && !spec.dry_run;
         outcome = Some(o);
         if keep {

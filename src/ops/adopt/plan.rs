@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::mapping::Mapping;
+use super::settings::{Settings, WithoutPassword};
 use super::source::{Row, Source, SourceId};
 use crate::auth::agents::{self, AgentSession, AgentState};
 use crate::auth::audit::{self, Event};
@@ -43,8 +44,14 @@ pub struct AdoptCounts {
     pub invites: u64,
     /// Agent sessions.
     pub agent_sessions: u64,
+    /// Users taken without a password that logs in (`--accounts-without-password=reset`):
+    /// counted among the users too.
+    pub without_password: u64,
     /// Avatars.
     pub avatars: u64,
+    /// Files of the old workspaces and avatars left out (`--leave-out-bad-files`), each
+    /// named in the notes.
+    pub left_out: u64,
     /// Workspace folders.
     pub workspaces: u64,
     /// Gallery pieces.
@@ -145,6 +152,12 @@ struct Adoption<'t, 'a> {
     user_source: BTreeMap<u64, SourceId>,
     current_org: BTreeMap<u64, SourceId>,
     admins: BTreeSet<u64>,
+    without_password: WithoutPassword,
+    leave_out_bad_files: bool,
+    settings_cap: u64,
+    /// The row and old id that took each email (normalized) and username (lower case).
+    emails: HashMap<String, (usize, SourceId)>,
+    usernames: HashMap<String, (usize, SourceId)>,
 }
 
 /// Reads a section's rows, reporting columns the section does not know once.
@@ -468,22 +481,39 @@ impl Adoption<'_, '_> {
                 .unwrap_or_else(|| normalized.split('@').next().unwrap_or_default().to_string()),
         };
         validate_name(&name).map_err(|e| e.to_string())?;
-        let hash = row.text("password_hash")?.unwrap_or_default();
-        password::recognise(&hash)?;
+        let given = row.text("password_hash")?.unwrap_or_default();
+        // A hash redkeep cannot verify is refused, or (when asked) the account comes without
+        // a password: an empty hash, which no password matches, until they set one.
+        let unusable = match password::recognise(&given) {
+            Ok(()) => None,
+            Err(_) if given.trim().is_empty() => Some("the password hash is NULL or empty".into()),
+            Err(why) => Some(why),
+        };
+        if let Some(why) = &unusable
+            && self.without_password == WithoutPassword::Refuse
+        {
+            return Err(Problem::Row(format!(
+                "{why}; to adopt such accounts without a password (no password logs in until \
+                 they set one through a password reset or `redkeep user set-password`), adopt \
+                 with --accounts-without-password=reset; or give them a hash redkeep reads in \
+                 the mapping's query"
+            )));
+        }
         let hash = match row.text("salt")?.filter(|s| !s.is_empty()) {
+            _ if unusable.is_some() => String::new(),
             // A salt column that only repeats the bcrypt hash's own salt adds nothing; any
             // other salt was appended to the password before hashing.
-            Some(salt) if hash.starts_with(salt.as_str()) => hash,
-            Some(salt) if hash.starts_with("$2") => password::salted_bcrypt(&salt, &hash),
+            Some(salt) if given.starts_with(salt.as_str()) => given,
+            Some(salt) if given.starts_with("$2") => password::salted_bcrypt(&salt, &given),
             Some(_) => {
                 return Err(Problem::Row(
                     "a salt column goes with bcrypt hashes only; this hash carries its own salt"
                         .into(),
                 ));
             }
-            None => hash,
+            None => given,
         };
-        let mut must_change = row.flag("must_change_password", false)?;
+        let mut must_change = row.flag("must_change_password", false)? || unusable.is_some();
         // Usernames are compared without case, as redkeep compares them (`Admin` is `admin`).
         if let Some(default) = username.as_ref().and_then(|u| {
             let u = u.to_lowercase();
@@ -493,7 +523,8 @@ impl Adoption<'_, '_> {
                 .iter()
                 .find(|(name, _)| name.trim().to_lowercase() == u)
                 .map(|(_, pw)| pw)
-        }) && checker.verify(default, &hash)
+        }) && unusable.is_none()
+            && checker.verify(default, &hash)
         {
             must_change = true;
             self.notes.push(format!(
@@ -518,10 +549,23 @@ impl Adoption<'_, '_> {
             updated_at: row.time("updated_at")?.unwrap_or(created_at),
         };
         let avatar = match row.blob("avatar")? {
-            Some(b) if !b.is_empty() => {
-                validate_avatar(&b).map_err(|e| e.to_string())?;
-                Some(b)
-            }
+            Some(b) if !b.is_empty() => match validate_avatar(&b) {
+                Ok(()) => Some(b),
+                Err(e) if self.leave_out_bad_files => {
+                    self.counts.left_out += 1;
+                    self.notes.push(format!(
+                        "user {id} ({normalized}): the avatar is left out \
+                         (--leave-out-bad-files): {e}"
+                    ));
+                    None
+                }
+                Err(e) => {
+                    return Err(Problem::Row(format!(
+                        "{e}; convert it to a JPEG in the mapping's query, or adopt with \
+                         --leave-out-bad-files to take the user without it"
+                    )));
+                }
+            },
             _ => None,
         };
         if row.flag("is_admin", false)? {
@@ -530,16 +574,32 @@ impl Adoption<'_, '_> {
         if let Some(org) = row.id("current_org")? {
             self.current_org.insert(id, org);
         }
+        let earlier = |seen: &HashMap<String, (usize, SourceId)>, key: &str| {
+            seen.get(key).map_or_else(String::new, |(n, sid)| {
+                format!(" in users row {n} (id {sid})")
+            })
+        };
+        let username_key = user.username.as_deref().map(str::to_lowercase);
         match self.tx.table::<User>().insert(&user) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.emails.insert(normalized.clone(), (row.n, sid.clone()));
+                if let Some(u) = username_key {
+                    self.usernames.insert(u, (row.n, sid.clone()));
+                }
+            }
             Err(Error::Conflict { index, .. }) => {
                 let what = match index {
                     "email" => format!(
-                        "the email {normalized} came before (emails are compared without case)"
+                        "the email {normalized} came before{} (emails are compared without \
+                         case and Unicode form): merge the two accounts in the old database, \
+                         or give one another email in the mapping's query",
+                        earlier(&self.emails, &normalized)
                     ),
-                    "username" => {
-                        "the username came before (usernames are compared without case)".to_string()
-                    }
+                    "username" => format!(
+                        "the username came before{} (usernames are compared without case): \
+                         merge the two accounts, or rename one in the mapping's query",
+                        earlier(&self.usernames, username_key.as_deref().unwrap_or_default())
+                    ),
                     "primary" => format!(
                         "the id {id} came before (two rows share it; ids are compared as numbers, \
                          so \"001\" and \"1\" are one id)"
@@ -554,6 +614,15 @@ impl Adoption<'_, '_> {
             .table::<Credential>()
             .insert(&Credential::new(id, hash, user.created_at).map_err(Problem::Fatal)?)
             .map_err(Problem::Fatal)?;
+        if let Some(why) = unusable {
+            self.counts.without_password += 1;
+            self.notes.push(format!(
+                "user {id} ({normalized}, old id {sid}) is adopted without a password ({why}): \
+                 no password logs in until they set one through a password reset (the \
+                 application's, or a token from `redkeep user reset-token {id}`) or an \
+                 operator's `redkeep user set-password {id}`; they must change it"
+            ));
+        }
         if let Some(jpeg) = avatar {
             self.tx
                 .table::<Avatar>()
@@ -784,6 +853,15 @@ impl Adoption<'_, '_> {
                     ),
                     Err(e) => return Err(e),
                 },
+                Err(e) if e.contains("is not JSON") => self.problem(
+                    "agent_sessions",
+                    row,
+                    None,
+                    format!(
+                        "{e}; fix it in the old database, or leave such sessions out in the \
+                         mapping's [agent_sessions] query (`WHERE json_valid(context)`)"
+                    ),
+                ),
                 Err(e) => self.problem("agent_sessions", row, None, e),
             }
         }
@@ -937,8 +1015,7 @@ impl Adoption<'_, '_> {
             // user's folder, to any file the operator may read) would hand what it points at
             // to this account.
             if let Err(e) = plain_path_below(root, &rel) {
-                self.problems
-                    .push(format!("workspace folder {}: {e}", dir.display()));
+                self.bad_file(&dir, &e);
                 continue;
             }
             let shared = |first: u64| {
@@ -956,25 +1033,59 @@ impl Adoption<'_, '_> {
             if !dir.is_dir() {
                 continue;
             }
-            match read_folder(&dir) {
-                Ok((doc, pieces, not_copied)) => {
+            match read_folder(&dir, self.settings_cap) {
+                Ok(read) => {
                     self.counts.workspaces += 1;
-                    self.counts.pieces += pieces.len() as u64;
+                    self.counts.pieces += read.pieces.len() as u64;
                     left.extend(
-                        not_copied
+                        read.not_copied
                             .into_iter()
                             .map(|(p, why)| (rel.join(p).display().to_string(), why)),
                     );
-                    out.push(Folder { user, doc, pieces });
+                    let at = dir.display();
+                    for e in read.bad {
+                        self.bad_file(&dir, &e);
+                    }
+                    self.notes.extend(
+                        read.changed
+                            .into_iter()
+                            .map(|c| format!("workspace folder {at}: {c}")),
+                    );
+                    let n = read.pieces.len() as u64;
+                    if let Some(old) = read.old_count.filter(|old| *old != n) {
+                        self.notes.push(format!(
+                            "workspace folder {at}: piece_count {old} became {n}, the number of \
+                             pieces in its gallery (adopt sets it so; the highest piece number \
+                             is kept, so new pieces still come after it)"
+                        ));
+                    }
+                    out.push(Folder {
+                        user,
+                        doc: read.doc,
+                        pieces: read.pieces,
+                    });
                 }
-                Err(e) => self
-                    .problems
-                    .push(format!("workspace folder {}: {e}", dir.display())),
+                Err(e) => self.bad_file(&dir, &e),
             }
         }
         left.extend(unclaimed_folders(root, mapping, &self.user_source));
+        left.extend(outside_layout(root, mapping));
         self.note_left_behind(root, left);
         Ok(out)
+    }
+
+    /// A file (or folder) of the old folder `dir` that cannot be taken: a problem, or with
+    /// `--leave-out-bad-files` a note that it is left out.
+    fn bad_file(&mut self, dir: &Path, why: &str) {
+        let at = dir.display();
+        if self.leave_out_bad_files {
+            self.counts.left_out += 1;
+            self.notes.push(format!(
+                "workspace folder {at}: left out (--leave-out-bad-files): {why}"
+            ));
+        } else {
+            self.problems.push(format!("workspace folder {at}: {why}"));
+        }
     }
 
     /// Names what of the old tree stays behind: a count, and the first paths.
@@ -1081,6 +1192,35 @@ fn unclaimed_folders(
         .collect()
 }
 
+/// The entries at the top of the old workspaces that the mapping's folder pattern does not
+/// reach (`README.txt` or `shared/` beside `users/`), as paths below `root`.
+fn outside_layout(root: &Path, mapping: &Mapping) -> Vec<(String, &'static str)> {
+    let pattern = mapping.folder_of("{id}");
+    let Some(top) = pattern.split('/').find(|s| !s.is_empty() && *s != ".") else {
+        return Vec::new();
+    };
+    // A pattern whose first part holds the id (`{id}`, `u-{id}`) reaches every entry;
+    // `unclaimed_folders` names the ones no user has.
+    if top.contains("{id}") {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy() != top)
+        .map(|e| {
+            let why = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                "a folder, with all it holds, outside the users' folders"
+            } else {
+                "a file outside the users' folders"
+            };
+            (e.file_name().to_string_lossy().into_owned(), why)
+        })
+        .collect()
+}
+
 /// Why a row was not taken: its own fault, or a failure of the store.
 enum Problem {
     Row(String),
@@ -1135,10 +1275,10 @@ fn symlink_refused(path: &Path) -> String {
 }
 
 /// The bytes of the regular file `path` and its time, never through a symlink; `None` when
-/// nothing is there.
+/// nothing is there. A file over `cap` bytes is refused.
 type Read = (Vec<u8>, Option<std::time::SystemTime>);
 
-fn read_regular(path: &Path) -> std::result::Result<Option<Read>, String> {
+fn read_regular(path: &Path, cap: u64) -> std::result::Result<Option<Read>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let name = path
@@ -1156,10 +1296,11 @@ fn read_regular(path: &Path) -> std::result::Result<Option<Read>, String> {
     if !meta.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
     }
-    let cap = crate::workspace::DEFAULT_MAX_DOC_BYTES;
     if meta.len() > cap {
         return Err(format!(
-            "{} has {} bytes, more than the {cap} a workspace document or piece may hold",
+            "{} has {} bytes, more than the {cap} a workspace document or piece may hold \
+             (raise it with --max-doc-bytes or REDKEEP_MAX_DOC_BYTES, for the adoption and \
+             for the application after it)",
             path.display(),
             meta.len()
         ));
@@ -1178,21 +1319,116 @@ fn read_regular(path: &Path) -> std::result::Result<Option<Read>, String> {
 /// What of an old folder is not copied, each with why: paths relative to the folder.
 type NotCopied = Vec<(PathBuf, &'static str)>;
 
-/// The workspace document and the pieces of an old folder, each checked to parse, and the
-/// entries beside them that are not copied. A symlink on the way to the document or a piece
-/// is refused.
-fn read_folder(
-    dir: &Path,
-) -> std::result::Result<(Option<Dated<WorkspaceDoc>>, Pieces, NotCopied), String> {
-    let doc_path = dir.join(WORKSPACE_FILE);
-    let doc = match read_regular(&doc_path)? {
-        Some((bytes, modified)) => Some((
-            WorkspaceDoc::parse(&bytes).map_err(|e| format!("{WORKSPACE_FILE}: {e}"))?,
-            modified,
-        )),
-        None => None,
-    };
-    let mut not_copied = Vec::new();
+/// An old folder, as read.
+#[derive(Default)]
+struct FolderRead {
+    doc: Option<Dated<WorkspaceDoc>>,
+    /// The document's `piece_count` as the old app wrote it, when it wrote a count.
+    old_count: Option<u64>,
+    pieces: Pieces,
+    not_copied: NotCopied,
+    /// Files that cannot be taken as they are, each with why (naming the file).
+    bad: Vec<String>,
+    /// What was changed to carry a file over (a byte order mark dropped, a `piece_count`
+    /// that was no count), naming the file.
+    changed: Vec<String>,
+}
+
+/// The UTF-8 byte order mark some editors put before JSON, which JSON parsers refuse.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl FolderRead {
+    /// `bytes` without a leading byte order mark, saying so.
+    fn without_bom(&mut self, rel: &str, mut bytes: Vec<u8>) -> Vec<u8> {
+        if bytes.starts_with(BOM) {
+            bytes.drain(..BOM.len());
+            self.changed.push(format!(
+                "{rel}: the UTF-8 byte order mark at its start was dropped (JSON has none); \
+                 the rest is copied as it is"
+            ));
+        }
+        bytes
+    }
+
+    /// The workspace document of `bytes`; a `piece_count` that is no count is dropped (adopt
+    /// sets it to the gallery's count anyway), saying so.
+    fn doc(&mut self, bytes: &[u8]) -> std::result::Result<WorkspaceDoc, String> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| format!("{WORKSPACE_FILE} is not valid JSON ({e})"))?;
+        let serde_json::Value::Object(mut map) = value else {
+            return Err(format!("{WORKSPACE_FILE} is not a JSON object"));
+        };
+        match map.get("piece_count") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(n) => self.old_count = Some(n),
+                None => {
+                    self.changed.push(format!(
+                        "{WORKSPACE_FILE}: piece_count {v} is not a count; it becomes the \
+                         number of pieces in the gallery"
+                    ));
+                    map.shift_remove("piece_count");
+                }
+            },
+        }
+        WorkspaceDoc::from_map(map).map_err(|e| format!("{WORKSPACE_FILE}: {e}"))
+    }
+
+    /// Reads piece `n` (file `name`) at `path`, or says why it cannot be taken.
+    fn piece(&mut self, n: u64, name: &str, path: &Path, cap: u64) {
+        let rel = format!("{GALLERY_DIR}/{name}");
+        // The numbers a gallery of this store can hold: past them, an export of the
+        // adopted store would not import, and the gallery could save no more pieces.
+        if n == 0 {
+            self.bad.push(format!(
+                "{rel}: pieces are numbered from 1, so piece 0 has no number here (moving the \
+                 gallery up by one would change the numbers the old app and its users know)"
+            ));
+            return;
+        }
+        if let Err(e) = crate::workspace::piece_within(n, crate::workspace::MAX_GIVEN_PIECE) {
+            self.bad.push(format!("{rel}: {e}"));
+            return;
+        }
+        let (bytes, modified) = match read_regular(path, cap) {
+            Ok(Some(read)) => read,
+            Ok(None) => {
+                self.bad.push(format!("{rel} went away while it was read"));
+                return;
+            }
+            Err(e) => {
+                self.bad.push(e);
+                return;
+            }
+        };
+        if bytes.is_empty() {
+            self.bad.push(format!("{rel} is empty (0 bytes), not JSON"));
+            return;
+        }
+        let bytes = self.without_bom(&rel, bytes);
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(_) => self.pieces.push((n, bytes, modified)),
+            Err(e) => self.bad.push(format!("{rel} is not JSON ({e})")),
+        }
+    }
+}
+
+/// The workspace document and the pieces of an old folder, each checked to parse (at most
+/// `cap` bytes each), the entries beside them that are not copied, and every file that
+/// cannot be taken. A symlink on the way to the document or a piece is refused.
+fn read_folder(dir: &Path, cap: u64) -> std::result::Result<FolderRead, String> {
+    let mut r = FolderRead::default();
+    match read_regular(&dir.join(WORKSPACE_FILE), cap) {
+        Ok(None) => {}
+        Ok(Some((bytes, modified))) => {
+            let bytes = r.without_bom(WORKSPACE_FILE, bytes);
+            match r.doc(&bytes) {
+                Ok(doc) => r.doc = Some((doc, modified)),
+                Err(e) => r.bad.push(e),
+            }
+        }
+        Err(e) => r.bad.push(e),
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| format!("reading the folder: {e}"))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("reading the folder: {e}"))?;
@@ -1205,42 +1441,41 @@ fn read_folder(
         } else {
             "a file beside the workspace"
         };
-        not_copied.push((PathBuf::from(name), why));
+        r.not_copied.push((PathBuf::from(name), why));
     }
-    let mut pieces = Vec::new();
     let gallery: PathBuf = dir.join(GALLERY_DIR);
     if std::fs::symlink_metadata(&gallery).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(symlink_refused(&gallery));
-    }
-    if gallery.is_dir() {
-        let entries =
-            std::fs::read_dir(&gallery).map_err(|e| format!("reading {GALLERY_DIR}: {e}"))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("reading {GALLERY_DIR}: {e}"))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(n) = crate::workspace::parse_piece_name(&name) else {
-                not_copied.push((
-                    Path::new(GALLERY_DIR).join(entry.file_name()),
-                    "not a piece's name (piece_NNNNNN.json)",
-                ));
-                continue;
-            };
-            // The numbers a gallery of this store can hold: past them, an export of the
-            // adopted store would not import, and the gallery could save no more pieces.
-            if let Err(e) = crate::workspace::piece_within(n, crate::workspace::MAX_GIVEN_PIECE) {
-                return Err(format!("{GALLERY_DIR}/{name}: {e}"));
+        r.bad.push(symlink_refused(&gallery));
+    } else if gallery.is_dir() {
+        match std::fs::read_dir(&gallery) {
+            Err(e) => r.bad.push(format!("reading {GALLERY_DIR}: {e}")),
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = match entry {
+                        Ok(e) => e,
+                        Err(e) => {
+                            r.bad.push(format!("reading {GALLERY_DIR}: {e}"));
+                            break;
+                        }
+                    };
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    match crate::workspace::parse_piece_name(&name) {
+                        Some(n) => r.piece(n, &name, &entry.path(), cap),
+                        None => r.not_copied.push((
+                            Path::new(GALLERY_DIR).join(entry.file_name()),
+                            "not a piece's name (piece_NNNNNN.json)",
+                        )),
+                    }
+                }
             }
-            let (bytes, modified) = read_regular(&entry.path())?
-                .ok_or_else(|| format!("{GALLERY_DIR}/{name} went away while it was read"))?;
-            serde_json::from_slice::<serde_json::Value>(&bytes)
-                .map_err(|e| format!("{GALLERY_DIR}/{name} is not JSON ({e})"))?;
-            pieces.push((n, bytes, modified));
         }
     } else if gallery.exists() {
-        not_copied.push((PathBuf::from(GALLERY_DIR), "not a folder"));
+        r.not_copied
+            .push((PathBuf::from(GALLERY_DIR), "not a folder"));
     }
-    pieces.sort_by_key(|(n, ..)| *n);
-    Ok((doc, pieces, not_copied))
+    r.pieces.sort_by_key(|(n, ..)| *n);
+    r.bad.sort();
+    Ok(r)
 }
 
 /// Adopts every section of `mapping` into `tx`.
@@ -1249,8 +1484,9 @@ pub(crate) fn adopt_into(
     now: Timestamp,
     source: &Source,
     mapping: &Mapping,
-    workspaces: Option<&Path>,
+    settings: &Settings,
 ) -> Result<Outcome> {
+    let workspaces = settings.workspaces.as_deref();
     let mut a = Adoption {
         tx,
         now,
@@ -1263,6 +1499,11 @@ pub(crate) fn adopt_into(
         user_source: BTreeMap::new(),
         current_org: BTreeMap::new(),
         admins: BTreeSet::new(),
+        without_password: settings.without_password,
+        leave_out_bad_files: settings.leave_out_bad_files,
+        settings_cap: settings.max_doc_bytes,
+        emails: HashMap::new(),
+        usernames: HashMap::new(),
     };
     // Verifying a default password costs what the old hash costs, whatever redkeep's own
     // parameters are.

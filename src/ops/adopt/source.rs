@@ -333,17 +333,29 @@ impl Source {
             }
             Ok(_) => {}
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sqlite(path, "opening", e))?;
-        // SQLite reads a file's header only at the first query: read it now, so a file that
-        // is not a database is named as such rather than as a failing query.
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(|e| {
+        let open = |flags: OpenFlags, at: &Path| {
+            Connection::open_with_flags(at, flags).map_err(|e| sqlite(path, "opening", e))
+        };
+        let read_only = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = open(read_only, path)?;
+        let mut first = first_read(&conn);
+        // A WAL database is read through its `-shm` file, which SQLite must be able to
+        // create beside it: in a folder adopt may not write, that fails. With no write
+        // waiting in a `-wal`, the file alone holds the database, and is read as it is.
+        let wal = wal_mode(path);
+        if let Err(e) = &first
+            && wal
+            && matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+            )
+            && !wal_holds_writes(path)
+        {
+            let uri = immutable_uri(path);
+            conn = open(read_only | OpenFlags::SQLITE_OPEN_URI, Path::new(&uri))?;
+            first = first_read(&conn);
+        }
+        first.map_err(|e| {
             let why = match e.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                     format!(
@@ -367,6 +379,16 @@ impl Source {
                          {e}); \
                          open it once with `sqlite3` or start its application, which rolls \
                          that write back, then adopt again",
+                        path.display()
+                    )
+                }
+                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) if wal => {
+                    format!(
+                        "{} is in WAL mode, with writes still in its -wal file, and SQLite \
+                         must create or write its -shm file beside it to read them, which this \
+                         user may not ({e}); run adopt as the application's user, or stop the \
+                         application and copy the database with its -wal file to a folder \
+                         you can write, then adopt from the copy",
                         path.display()
                     )
                 }
@@ -414,6 +436,45 @@ impl Source {
         }
         Ok(out)
     }
+}
+
+/// Reads the schema, so that SQLite reads the file's header: a file that is not a database
+/// is named as such rather than as a failing query.
+fn first_read(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+}
+
+/// Whether the database file's header says WAL mode (its read and write versions are 2).
+fn wal_mode(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0_u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok_and(|()| header.starts_with(b"SQLite format 3\0") && header[18..20] == [2, 2])
+}
+
+/// Whether a `-wal` file beside the database holds writes not yet in the database.
+fn wal_holds_writes(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(Path::new(&wal)).is_ok_and(|m| m.len() > 0)
+}
+
+/// The URI that opens `path` as a file nothing changes while it is read (`immutable=1`: no
+/// locks, no `-shm`), every byte outside the unreserved ones percent-encoded.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for &b in absolute.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 fn sqlite(path: &Path, doing: &str, e: rusqlite::Error) -> Error {
