@@ -1315,6 +1315,7 @@ impl Redkeep {
             R::TABLE,
             std::any::TypeId::of::<R>(),
             std::any::type_name::<R>(),
+            crate::store::TableInfo::of::<R>,
         )?;
         {
             let mut tables = self
