@@ -300,9 +300,7 @@ async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -
         }
         None => {}
     }
-    if let Some(web) = &auth.user {
-        auth.backend.logout(web).await?;
-    }
+    // Deleting the cookie session from `RedkeepSessionStore` ends its redkeep session too.
     auth.logout().await.map_err(internal)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

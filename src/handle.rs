@@ -650,6 +650,13 @@ fn check_policies(o: &Options) -> Result<()> {
              never locks)",
         ));
     }
+    if o.workspace.max_doc_bytes == Some(0) {
+        return Err(Error::invalid(
+            "workspace.max_doc_bytes",
+            "0 would refuse every workspace document and piece; give at least 1 byte, or None \
+             for the default (16 MiB)",
+        ));
+    }
     if o.max_concurrent_hashes == 0 {
         return Err(Error::invalid(
             "max_concurrent_hashes",
@@ -1343,6 +1350,7 @@ impl Redkeep {
             R::TABLE,
             std::any::TypeId::of::<R>(),
             std::any::type_name::<R>(),
+            crate::store::TableInfo::of::<R>,
         )?;
         {
             let mut tables = self

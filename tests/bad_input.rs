@@ -1159,7 +1159,7 @@ fn bad_command_lines_exit_with_one_line_that_says_what_to_fix() {
 fn policies_no_login_could_live_with_are_refused_at_open() {
     let t = TestDir::new();
     type Change = fn(&mut redkeep::Options);
-    let cases: [(&str, Change); 8] = [
+    let cases: [(&str, Change); 9] = [
         ("sessions.ttl", |o| o.sessions.ttl = Duration::ZERO),
         ("sessions.idle_timeout", |o| {
             o.sessions.idle_timeout = Duration::from_millis(10)
@@ -1178,6 +1178,9 @@ fn policies_no_login_could_live_with_are_refused_at_open() {
             o.lockout.max_lock = Duration::from_millis(500)
         }),
         ("max_concurrent_hashes", |o| o.max_concurrent_hashes = 0),
+        ("workspace.max_doc_bytes", |o| {
+            o.workspace.max_doc_bytes = Some(0)
+        }),
     ];
     for (field, change) in cases {
         let mut options = t.options();

@@ -802,8 +802,18 @@ fn a_new_unique_index_two_old_records_share_is_refused_until_one_goes() {
         (vec![Some(1), Some(2)], vec![1, 2])
     );
     assert!(rk.check(false).unwrap().ok);
-    // Written again by a type without the index, a record takes an email another holds;
+    // Written again by a type without the index (an earlier release: one handle refuses
+    // it once it has the type with the index), a record takes an email another holds;
     // deleting it (the type's delete needs no index built) lets the index build.
+    let refused = rk
+        .store()
+        .write(|tx| tx.table::<Plain>().put(&plain(5, "a@x", 9)));
+    assert!(
+        matches!(&refused, Err(Error::InvalidInput { reason, .. }) if reason.contains("one table holds the records of one type")),
+        "{refused:?}"
+    );
+    drop(rk);
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
     write_plain(&rk, &[plain(5, "a@x", 9)]);
     drop(rk);
     let rk = Redkeep::open(dir.path(), options()).unwrap();
@@ -1147,6 +1157,204 @@ fn an_application_type_cannot_take_a_table_of_redkeeps() {
     assert_eq!(rk.users().list(UserFilter::All, None, 10).unwrap().len(), 1);
     assert_eq!(rk.store().damage(), None);
     assert!(rk.check(false).unwrap().ok);
+}
+
+/// Reading one of redkeep's own tables through an application type is refused as writing
+/// is, naming the table (it was a `Corrupt` that blamed a newer version of the application,
+/// and a type that happened to fit would have read the accounts).
+#[test]
+fn an_application_type_cannot_read_a_table_of_redkeeps() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Clash {
+        id: u64,
+    }
+    impl Record for Clash {
+        const TABLE: &'static str = "users";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    let t = TestDir::new();
+    let rk = t.open();
+    init_root(&rk);
+    let refused = |err: Error| {
+        assert!(
+            matches!(&err, Error::InvalidInput { reason, .. }
+                if reason.contains("one of redkeep's own tables") && reason.contains("\"users\"")),
+            "{err:?}"
+        );
+    };
+    refused(
+        rk.store()
+            .read(|tx| tx.table::<Clash>().range(KeyRange::all(), Order::Asc, 1))
+            .unwrap_err(),
+    );
+    refused(
+        rk.store()
+            .read(|tx| tx.table::<Clash>().get(&1))
+            .unwrap_err(),
+    );
+    assert_eq!(rk.users().list(UserFilter::All, None, 10).unwrap().len(), 1);
+    assert_eq!(rk.store().damage(), None);
+}
+
+/// Two application types naming one table (a `Record::TABLE` copied from another type)
+/// that declare different keys or indexes: the second is refused, naming both, before it
+/// writes (its records broke every read of the first's, as `Corrupt`, and left the first's
+/// unique index without them, while `check` said the store was fine). A second type that
+/// declares the same key and indexes is let through, and so is a type that gains an index
+/// from one handle to the next (a new release).
+#[test]
+fn a_second_type_on_an_application_table_is_refused() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Thing {
+        id: u64,
+        name: String,
+    }
+    impl Thing {
+        const NAME: Index<Thing> = Index::unique("name", |t| Some(key!(t.name)));
+    }
+    impl Record for Thing {
+        const TABLE: &'static str = "things";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::NAME];
+        const ID_SEQUENCE: bool = true;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Size {
+        id: u64,
+        size: i32,
+    }
+    impl Record for Size {
+        const TABLE: &'static str = "things";
+        type Key = u64;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    // The same key and index as `Thing`, and fields of its own.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct ThingAlike {
+        id: u64,
+        name: String,
+        #[serde(default)]
+        colour: Option<String>,
+    }
+    impl ThingAlike {
+        const NAME: Index<ThingAlike> = Index::unique("name", |t| Some(key!(t.name)));
+    }
+    impl Record for ThingAlike {
+        const TABLE: &'static str = "things";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::NAME];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    let t = TestDir::new();
+    let rk = t.open();
+    rk.store()
+        .write(|tx| {
+            let things = tx.table::<Thing>();
+            let id = things.next_id()?;
+            things.insert(&Thing {
+                id,
+                name: "x".into(),
+            })
+        })
+        .unwrap();
+    let refused = |err: Error| {
+        let said = err.to_string();
+        assert!(
+            matches!(err, Error::InvalidInput { .. })
+                && said.contains("\"things\"")
+                && said.contains("Thing (an 8-byte key, indexes name (unique))")
+                && said.contains("Size (an 8-byte key, no index)")
+                && said.contains("give one of them another Record::TABLE"),
+            "{said}"
+        );
+    };
+    for size in [1, 2] {
+        refused(
+            rk.store()
+                .write(|tx| tx.table::<Size>().insert(&Size { id: size, size: 5 }))
+                .unwrap_err(),
+        );
+    }
+    refused(
+        rk.store()
+            .write(|tx| tx.table::<Size>().put(&Size { id: 1, size: 5 }))
+            .unwrap_err(),
+    );
+    refused(rk.register_table::<Size>().unwrap_err());
+    refused(
+        rk.store()
+            .read(|tx| tx.table::<Size>().get(&1))
+            .unwrap_err(),
+    );
+    let things = rk
+        .store()
+        .read(|tx| tx.table::<Thing>().range(KeyRange::all(), Order::Asc, 10))
+        .unwrap();
+    assert_eq!(things.len(), 1);
+    assert!(rk.check(false).unwrap().ok);
+
+    rk.store()
+        .write(|tx| {
+            tx.table::<ThingAlike>().insert(&ThingAlike {
+                id: 2,
+                name: "y".into(),
+                colour: None,
+            })
+        })
+        .unwrap();
+    let by_name = rk
+        .store()
+        .read(|tx| tx.table::<Thing>().get_by(&Thing::NAME, &key!("y")))
+        .unwrap();
+    assert_eq!(by_name.map(|t| t.id), Some(2));
+    drop(rk);
+
+    // The next release's `Thing` has one index more: one type per handle, it is taken.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct ThingV2 {
+        id: u64,
+        name: String,
+    }
+    impl ThingV2 {
+        const NAME: Index<ThingV2> = Index::unique("name", |t| Some(key!(t.name)));
+        const FIRST: Index<ThingV2> = Index::many("first", |t| {
+            t.name.chars().next().map(|c| key!(c.to_string()))
+        });
+    }
+    impl Record for ThingV2 {
+        const TABLE: &'static str = "things";
+        type Key = u64;
+        const INDEXES: &'static [&'static Index<Self>] = &[&Self::NAME, &Self::FIRST];
+        const ID_SEQUENCE: bool = true;
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+    let rk = t.open();
+    rk.register_table::<ThingV2>().unwrap();
+    let found = rk
+        .store()
+        .read(|tx| {
+            tx.table::<ThingV2>().range_by(
+                &ThingV2::FIRST,
+                KeyRange::prefix(key!("x".to_string())),
+                Order::Asc,
+                10,
+            )
+        })
+        .unwrap();
+    assert_eq!(found.iter().map(|t| t.id).collect::<Vec<_>>(), [1]);
 }
 
 fn copy_fixture(name: &str, to: &Path) {

@@ -963,8 +963,9 @@ async fn a_cookie_login_ends_with_its_redkeep_session() {
 
 /// A small app on `ark`, as a handler following axum-login's own idiom writes it: `/login`
 /// takes the form (JSON) to `auth.authenticate` and signs the user it returns in with
-/// `Backend::sign_in_user`; `/me` answers the signed-in email (401 without); `/` is a public
-/// page that says whether the cookie is signed in.
+/// `Backend::sign_in_user`; `/bare-login` and `/bare-logout` are axum-login's bare
+/// `auth.login(&user)` and `auth.logout()`; `/me` answers the signed-in email (401
+/// without); `/` is a public page that says whether the cookie is signed in.
 fn idiom_app(ark: AsyncRedkeep) -> axum::Router {
     use axum::Json;
     use axum::routing::{get, post};
@@ -979,6 +980,26 @@ fn idiom_app(ark: AsyncRedkeep) -> axum::Router {
                 Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Ok(None) => StatusCode::UNAUTHORIZED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    // As axum-login's own examples write them: a bare `auth.login`, a bare `auth.logout`.
+    async fn bare_login(
+        mut auth: AuthSession<Backend>,
+        Json(creds): Json<Credentials>,
+    ) -> StatusCode {
+        match auth.authenticate(creds).await {
+            Ok(Some(user)) => match auth.login(&user).await {
+                Ok(()) => StatusCode::NO_CONTENT,
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Ok(None) => StatusCode::UNAUTHORIZED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    async fn bare_logout(mut auth: AuthSession<Backend>) -> StatusCode {
+        match auth.logout().await {
+            Ok(_) => StatusCode::NO_CONTENT,
             Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -997,6 +1018,8 @@ fn idiom_app(ark: AsyncRedkeep) -> axum::Router {
     let auth = AuthManagerLayerBuilder::new(Backend::new(ark), sessions).build();
     axum::Router::new()
         .route("/login", post(login))
+        .route("/bare-login", post(bare_login))
+        .route("/bare-logout", post(bare_logout))
         .route("/me", get(me))
         .route("/", get(public))
         .layer(auth)
@@ -1125,6 +1148,110 @@ async fn a_planted_signed_in_cookie_never_carries_the_next_login() {
         .unwrap()
         .unwrap();
     assert_eq!(left[0].user_id, vic.id);
+}
+
+/// axum-login's bare `auth.login(&user)` (as its own examples show) fails closed: the
+/// cookie is signed out on its next request and the login ends, on a fresh cookie and on
+/// one signed in before (whose id it kept, known to whoever planted it, and whose earlier
+/// login used to live on). Nothing signs a cookie in but `Backend::sign_in_user`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_axum_login_signs_nobody_in_and_ends_the_logins() {
+    let options = Options::default().password(PasswordParams::INSECURE_FAST);
+    let (_dir, ark) = store_with(&["eve@example.com", "vic@example.com"], options).await;
+    let (base, _stop) = serve(idiom_app(ark.clone())).await;
+    let form = |who: &'static str| [("login", who), ("password", "correct horse")];
+
+    let (status, fresh, _) = request(
+        Method::POST,
+        format!("{base}/bare-login"),
+        None,
+        Some(&form("vic@example.com")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let fresh = fresh.expect("the bare login sets a cookie");
+    let (status, _, who) = request(Method::GET, format!("{base}/me"), Some(&fresh), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "signed in as {who}");
+    let left = ark.sessions().list(None, 10).await.unwrap();
+    assert!(left.is_empty(), "the bare login's session ended: {left:?}");
+
+    // A signed-in cookie (planted by eve), then a bare login of vic over it.
+    let (status, planted, _) = request(
+        Method::POST,
+        format!("{base}/login"),
+        None,
+        Some(&form("eve@example.com")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let planted = planted.unwrap();
+    let (status, _, _) = request(
+        Method::POST,
+        format!("{base}/bare-login"),
+        Some(&planted),
+        Some(&form("vic@example.com")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let left = ark.sessions().list(None, 10).await.unwrap();
+    assert_eq!(
+        left.len(),
+        1,
+        "eve's login ended with the bare login: {left:?}"
+    );
+    let (status, _, who) = request(Method::GET, format!("{base}/me"), Some(&planted), None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the planted cookie is {who}"
+    );
+    let left = ark.sessions().list(None, 10).await.unwrap();
+    assert!(left.is_empty(), "no login lives on: {left:?}");
+}
+
+/// axum-login's bare `auth.logout()` (without `Backend::logout`) ends the cookie's redkeep
+/// session too: it used to stay, in `session list` and with its token working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_axum_logout_ends_the_redkeep_session() {
+    let options = Options::default().password(PasswordParams::INSECURE_FAST);
+    let (_dir, ark) = store_with(&["ann@example.com", "bob@example.com"], options).await;
+    let (base, _stop) = serve(idiom_app(ark.clone())).await;
+    let mut cookies = Vec::new();
+    for who in ["ann@example.com", "bob@example.com"] {
+        let (status, cookie, _) = request(
+            Method::POST,
+            format!("{base}/login"),
+            None,
+            Some(&[("login", who), ("password", "correct horse")]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        cookies.push(cookie.unwrap());
+    }
+    assert_eq!(ark.sessions().list(None, 10).await.unwrap().len(), 2);
+
+    let (status, _, _) = request(
+        Method::POST,
+        format!("{base}/bare-logout"),
+        Some(&cookies[0]),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let left = ark.sessions().list(None, 10).await.unwrap();
+    let bob = ark
+        .users()
+        .by_email("bob@example.com".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left.len(), 1, "ann's login ended, bob's lives: {left:?}");
+    assert_eq!(left[0].user_id, bob.id);
+    let (status, _, _) = request(Method::GET, format!("{base}/me"), Some(&cookies[0]), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, who) =
+        request(Method::GET, format!("{base}/me"), Some(&cookies[1]), None).await;
+    assert_eq!((status, who.as_str()), (StatusCode::OK, "bob@example.com"));
 }
 
 /// On a store opened read-only (a maintenance window), a browser whose cookie login ended

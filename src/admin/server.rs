@@ -51,7 +51,21 @@ const STOP_PATIENCE: Duration = Duration::from_secs(60);
 /// A running admin socket; stops, and removes its file, when dropped. Dropping it waits for
 /// the commands under way to end (a minute at most): in async code, drop it on the blocking
 /// pool (`tokio::task::spawn_blocking(move || drop(server))`), as the example server does.
+///
+/// Unused, it is a warning: `serve(&rk)?;` alone, or `let _ = serve(&rk)?;`, would stop the
+/// socket at once.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn main() -> redkeep::Result<()> {
+///     let dir = tempfile::tempdir().unwrap();
+///     let rk = redkeep::Redkeep::open(dir.path(), redkeep::Options::default())?;
+///     redkeep::admin::serve(&rk)?; // dropped at once: the socket stops
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
+#[must_use = "the admin socket stops when this guard is dropped; keep it in a binding such as `let _admin = …`"]
 pub struct AdminServer {
     path: PathBuf,
     dir: PathBuf,
@@ -116,6 +130,7 @@ impl Drop for AdminServer {
 ///
 /// # Errors
 /// `InUse` when another process answers on the socket; `Io` when it cannot be created.
+#[must_use = "the admin socket stops when the guard it returns is dropped; keep it in a binding such as `let _admin = …`"]
 pub fn serve(rk: &Redkeep) -> Result<AdminServer> {
     let dir = rk.dir().to_path_buf();
     let path = dir.join(SOCKET_FILE);

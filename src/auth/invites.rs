@@ -117,10 +117,12 @@ impl Record for Invite {
     }
 }
 
-/// What invite to create.
+/// What invite to create. The default (`InviteSpec::default()`) is one use that never
+/// expires: a code that leaks stays good until used or revoked, so give invites sent out a
+/// lifetime (`.expires_in(week)`).
 #[derive(Debug, Clone)]
 pub struct InviteSpec {
-    /// Lifetime from now (1 s to 100 years); `None` never expires.
+    /// Lifetime from now (1 s to 100 years); `None` (the default) never expires.
     pub expires_in: Option<Duration>,
     /// Allowed registrations (default 1).
     pub max_uses: u32,

@@ -313,6 +313,25 @@ impl Sessions<'_> {
         })
     }
 
+    /// Ends the session with this short id if it is `user`'s, as its user's logout: what a
+    /// web login's cookie session names (see `redkeep::web::Backend`). Returns whether
+    /// there was one.
+    #[cfg(any(feature = "axum-login", feature = "tower-sessions"))]
+    pub(crate) fn end_login(&self, short_id: &str, user: u64) -> Result<bool> {
+        // Looked up in a read first: the session layer asks this of every cookie session it
+        // deletes, most of them naming a login that ended already.
+        let found = self.acc.read(|tx| {
+            Ok(tx
+                .table::<Session>()
+                .get_by(&Session::SHORT_ID, &key!(short_id))?
+                .filter(|s| s.user_id == user))
+        })?;
+        match found {
+            Some(s) => self.end(&s.hash),
+            None => Ok(false),
+        }
+    }
+
     /// Revokes one session, named by its short id or by its full token.
     ///
     /// # Errors

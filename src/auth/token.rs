@@ -93,8 +93,16 @@ pub mod wire {
 
 /// The SHA-256 of a token: what is stored, and the key of the token's record. It is never
 /// shown: `Debug` redacts it, and records holding one keep it out of their `Serialize`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+/// `==` compares in constant time (as [`hashes_equal`]).
+#[derive(Clone, Copy, Eq, Hash, Default, PartialOrd, Ord)]
+#[allow(clippy::derived_hash_with_manual_eq)] // Equal exactly when the bytes are: as derived.
 pub struct TokenHash(pub [u8; 32]);
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &TokenHash) -> bool {
+        hashes_equal(self, other)
+    }
+}
 
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -115,6 +115,17 @@ impl WebSessions<'_> {
     /// # Errors
     /// `InvalidInput` when `data` is over [`MAX_WEB_SESSION_BYTES`].
     pub fn update(&self, id: &[u8], data: &str, expires_at: Timestamp) -> Result<bool> {
+        Ok(self.replace(id, data, expires_at)?.is_some())
+    }
+
+    /// [`update`](Self::update), returning the data it replaced (`None` when the session
+    /// was not there, and is not stored).
+    pub(crate) fn replace(
+        &self,
+        id: &[u8],
+        data: &str,
+        expires_at: Timestamp,
+    ) -> Result<Option<String>> {
         checked(data)?;
         let record = WebSession {
             hash: hash_id(id),
@@ -123,11 +134,11 @@ impl WebSessions<'_> {
         };
         self.acc.store.write(|tx| {
             let t = tx.table::<WebSession>();
-            if !t.contains(&record.hash)? {
-                return Ok(false);
-            }
+            let Some(old) = t.get(&record.hash)? else {
+                return Ok(None);
+            };
             t.put(&record)?;
-            Ok(true)
+            Ok(Some(old.data))
         })
     }
 

@@ -1783,8 +1783,11 @@ impl Store {
         name: &str,
         ty: std::any::TypeId,
         type_name: &'static str,
+        info: fn() -> super::TableInfo,
     ) -> Result<()> {
-        self.inner.registry.refuse_foreign(name, ty, type_name)
+        self.inner
+            .registry
+            .refuse_foreign(name, ty, type_name, info)
     }
 
     #[cfg(feature = "postgres")]
@@ -1985,10 +1988,10 @@ impl Store {
                 // this store never waits at the gate.
                 let _counted = (!nested).then(|| self.inner.reads.enter());
                 let db = file.read().unwrap_or_else(|e| e.into_inner());
-                db.read(|raw: &FileRead| f(&ReadTx::new(raw)))
+                db.read(|raw: &FileRead| f(&ReadTx::new(raw, &self.inner.registry)))
             }
             #[cfg(feature = "postgres")]
-            Engine::Pg(pg) => pg.read(|raw| f(&ReadTx::new(raw))),
+            Engine::Pg(pg) => pg.read(|raw| f(&ReadTx::new(raw, &self.inner.registry))),
         };
         // A failure seen may reopen the file, which waits for every read to end.
         drop(reading);

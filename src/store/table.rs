@@ -65,9 +65,12 @@ use crate::error::{Error, Result};
 /// ```
 pub trait Record: Serialize + DeserializeOwned + 'static {
     /// The table's name; must be unique in the store. Through a `Redkeep` handle, the names
-    /// of redkeep's own tables (`users`, `sessions`, …) are kept for its types: a write,
-    /// delete or id of another type there is `InvalidInput`. It may not be empty or hold
-    /// `:` or a control character (NUL, a line break): such a name is `InvalidInput` too.
+    /// of redkeep's own tables (`users`, `sessions`, …) are kept for its types: a read,
+    /// write, delete or id of another type there is `InvalidInput`. Once a type has written
+    /// a table through a store handle, another type that declares a different key or
+    /// indexes is refused there the same way (one declaring the same, or more indexes, is
+    /// let through). It may not be empty or hold `:` or a control character (NUL, a line
+    /// break): such a name is `InvalidInput` too.
     const TABLE: &'static str;
     /// The primary key type.
     type Key: Key;
@@ -822,6 +825,9 @@ fn missing<R: Record>(pk: &[u8]) -> Error {
 pub struct Table<'tx, R, S: ?Sized> {
     tx: &'tx S,
     records: &'static str,
+    // A record type refused on this table (another type's, see `Source::read_refusal`):
+    // reading its records is refused as writing them is.
+    refused: bool,
     _record: PhantomData<fn() -> R>,
 }
 
@@ -830,6 +836,7 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         Table {
             tx,
             records: records_of::<R>(),
+            refused: Self::read_refusal(tx).is_some(),
             _record: PhantomData,
         }
     }
@@ -838,7 +845,21 @@ impl<'tx, R: Record, S: Source + ?Sized> Table<'tx, R, S> {
         self.tx.raw()
     }
 
+    fn read_refusal(tx: &S) -> Option<Error> {
+        tx.read_refusal(
+            R::TABLE,
+            std::any::TypeId::of::<R>(),
+            std::any::type_name::<R>(),
+            TableInfo::of::<R>,
+        )
+    }
+
     fn decode(&self, key: &[u8], value: &[u8]) -> Result<R> {
+        if self.refused
+            && let Some(refusal) = Self::read_refusal(self.tx)
+        {
+            return Err(refusal);
+        }
         let raw = self.raw();
         let resolve = |id| resolve_shape(raw, id);
         decode_record::<R>(key, value, &resolve)
@@ -1166,6 +1187,7 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
             R::TABLE,
             std::any::TypeId::of::<R>(),
             std::any::type_name::<R>(),
+            TableInfo::of::<R>,
         )
     }
 

@@ -180,6 +180,7 @@ pub struct IndexInfo {
 /// A read-only snapshot.
 pub struct ReadTx<'a> {
     raw: &'a dyn RawRead,
+    registry: &'a Registry,
 }
 
 /// A write transaction; everything done through it commits or aborts together.
@@ -221,12 +222,34 @@ pub(crate) struct Registry {
     shapes: RwLock<HashSet<u64, Quick>>,
     // Tables catalogued, with each record type that wrote them through this handle.
     catalogued: RwLock<HashSet<(&'static str, TypeId), Quick>>,
-    // Table names kept for one record type each (redkeep's own tables, in a handle).
-    reserved: RwLock<HashMap<&'static str, TypeId>>,
+    // The record type each table is kept for: redkeep's own tables (in a handle), and the
+    // type that wrote an application table through this handle (see
+    // [`Registry::refuse_foreign`]). Every write asks it.
+    owners: RwLock<HashMap<&'static str, Owner, Quick>>,
     // Index builds refused in a write that then failed: their tables are emptied by a write
     // of their own (`Store::clear_refused_builds`), since the failed write's own emptying
     // was rolled back with it.
     refused_builds: std::sync::Mutex<Vec<RefusedBuild>>,
+}
+
+/// The record type a table is kept for: one of redkeep's own (without `info`), or the type
+/// that wrote an application table through a handle.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    ty: TypeId,
+    type_name: &'static str,
+    info: Option<fn() -> TableInfo>,
+}
+
+/// The refusal of record type `type_name` on `name`, one of redkeep's own tables.
+pub(crate) fn own_table_refused(name: &str, type_name: &str) -> Error {
+    Error::invalid(
+        "record type",
+        format!(
+            "{type_name} names its table {name:?}, one of redkeep's own tables; give it \
+             another Record::TABLE (a prefix of the application's, say)"
+        ),
+    )
 }
 
 /// The indexes of an application table whose build was refused: their names, whether each
@@ -285,6 +308,64 @@ impl std::hash::Hasher for QuickHasher {
     }
 }
 
+/// Refuses a second record type on an application table another type wrote through a
+/// handle, unless both declare the same key and indexes, or the second extends the first's
+/// indexes (then it takes the table over, see [`Registry::note_writer`]). Two types whose
+/// records do not read as each other's (a table name copied from another type) would break
+/// each other's reads and unique indexes. And each type's registration is done once per
+/// handle, so the indexes the other declares would not be kept for its records either. (A
+/// type changed from one release to the next, with an index added, say, is one type per
+/// process: that keeps working, the new indexes built at its first write.)
+///
+/// # Errors
+/// `InvalidInput` naming both types and what they declare.
+fn refuse_second_type(
+    name: &str,
+    first: &'static str,
+    theirs: fn() -> TableInfo,
+    type_name: &'static str,
+    ours: fn() -> TableInfo,
+) -> Result<()> {
+    let (theirs, ours) = (theirs(), ours());
+    if theirs.key_len == ours.key_len && theirs.indexes.iter().all(|i| ours.indexes.contains(i)) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "record type",
+        format!(
+            "table {name:?} is used by {first} ({}) and by {type_name} ({}); one table holds \
+             the records of one type: give one of them another Record::TABLE",
+            declared(&theirs),
+            declared(&ours),
+        ),
+    ))
+}
+
+/// A record type's key and indexes, as a message names them.
+fn declared(info: &TableInfo) -> String {
+    let key = match info.key_len {
+        Some(8) => "an 8-byte key".to_string(),
+        Some(n) => format!("a {n}-byte key"),
+        None => "a variable-length key".to_string(),
+    };
+    let indexes: Vec<String> = info
+        .indexes
+        .iter()
+        .map(|i| {
+            if i.unique {
+                format!("{} (unique)", i.name)
+            } else {
+                i.name.clone()
+            }
+        })
+        .collect();
+    if indexes.is_empty() {
+        format!("{key}, no index")
+    } else {
+        format!("{key}, indexes {}", indexes.join(", "))
+    }
+}
+
 /// What a transaction registered, published once it commits, with the registry's epoch it
 /// was registered in.
 pub(crate) struct Registrations {
@@ -296,38 +377,74 @@ pub(crate) struct Registrations {
 impl Registry {
     /// Whether `table` is kept for a type of the handle's own (redkeep's tables).
     pub(crate) fn is_reserved(&self, table: &str) -> bool {
-        self.reserved
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(table)
+        self.owner(table).is_some_and(|o| o.info.is_none())
     }
 
-    /// Refuses a record type `ty` other than the one table `name` is kept for.
+    fn owner(&self, table: &str) -> Option<Owner> {
+        self.owners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+            .copied()
+    }
+
+    /// Refuses a record type `ty` (declaring `info`) other than the one table `name` is
+    /// kept for: any other type on one of redkeep's own tables, and on an application table
+    /// a second type (see [`refuse_second_type`]). One lookup, as before there were
+    /// application owners: every write asks.
     ///
     /// # Errors
-    /// `InvalidInput` naming the type and the table.
+    /// `InvalidInput` naming the types and the table.
     pub(crate) fn refuse_foreign(
         &self,
         name: &str,
         ty: TypeId,
         type_name: &'static str,
+        info: fn() -> TableInfo,
     ) -> Result<()> {
-        let owner = self
-            .reserved
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .copied();
-        if owner.is_some_and(|owner| owner != ty) {
-            return Err(Error::invalid(
-                "record type",
-                format!(
-                    "{type_name} names its table {name:?}, one of redkeep's own tables; give it \
-                     another Record::TABLE (a prefix of the application's, say)"
-                ),
-            ));
+        match self.owner(name) {
+            Some(owner) if owner.ty != ty => match owner.info {
+                None => Err(own_table_refused(name, type_name)),
+                Some(theirs) => refuse_second_type(name, owner.type_name, theirs, type_name, info),
+            },
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Notes `ty` as the writer of application table `name` through this handle, unless
+    /// another type is noted already that declares as many indexes (see
+    /// [`Registry::refuse_second_type`]). A type that declares more takes the table over
+    /// (its registration built its new indexes from every record): the type it took over
+    /// from, which would leave them without its records, is refused from then on.
+    fn note_writer(
+        &self,
+        name: &'static str,
+        ty: TypeId,
+        type_name: &'static str,
+        info: fn() -> TableInfo,
+    ) {
+        let mut owners = self.owners.write().unwrap_or_else(|e| e.into_inner());
+        let writer = Owner {
+            ty,
+            type_name,
+            info: Some(info),
+        };
+        let Some(first) = owners.get(name).copied() else {
+            owners.insert(name, writer);
+            return;
+        };
+        let Some(theirs) = first.info else {
+            return; // One of redkeep's own.
+        };
+        if first.ty == ty || theirs().indexes.len() >= info().indexes.len() {
+            return;
+        }
+        owners.insert(name, writer);
+        // Its registration is forgotten, so that its next write asks again, and is refused.
+        self.catalogued
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(name, first.ty));
     }
 
     /// Notes an index build refused in a write (see [`RefusedBuild`]).
@@ -354,10 +471,18 @@ impl Registry {
     /// Keeps each table name of `tables` for its record type: writing a record of another
     /// type into it is refused.
     pub(crate) fn reserve(&self, tables: &[(&'static str, TypeId)]) {
-        self.reserved
+        let own = |&(name, ty): &(&'static str, TypeId)| {
+            let owner = Owner {
+                ty,
+                type_name: "",
+                info: None,
+            };
+            (name, owner)
+        };
+        self.owners
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(tables.iter().copied());
+            .extend(tables.iter().map(own));
     }
 
     /// The current epoch (see [`Registry`]).
@@ -400,8 +525,8 @@ impl Registry {
 }
 
 impl<'a> ReadTx<'a> {
-    pub(crate) fn new(raw: &'a dyn RawRead) -> ReadTx<'a> {
-        ReadTx { raw }
+    pub(crate) fn new(raw: &'a dyn RawRead, registry: &'a Registry) -> ReadTx<'a> {
+        ReadTx { raw, registry }
     }
 }
 
@@ -449,6 +574,21 @@ pub trait Source: sealed::Sealed {
     fn settle(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Why reads of table `name` through record type `ty` are refused, if they are: as
+    /// writes are (`Registry::refuse_foreign`). A write transaction refuses at its first
+    /// write instead, which every write checks already.
+    #[doc(hidden)]
+    fn read_refusal(
+        &self,
+        name: &str,
+        ty: TypeId,
+        type_name: &'static str,
+        info: fn() -> TableInfo,
+    ) -> Option<Error> {
+        let _ = (name, ty, type_name, info);
+        None
+    }
 }
 
 mod sealed {
@@ -461,6 +601,18 @@ impl Source for ReadTx<'_> {
     #[allow(private_interfaces)]
     fn raw(&self) -> &dyn RawRead {
         self.raw
+    }
+
+    fn read_refusal(
+        &self,
+        name: &str,
+        ty: TypeId,
+        type_name: &'static str,
+        info: fn() -> TableInfo,
+    ) -> Option<Error> {
+        self.registry
+            .refuse_foreign(name, ty, type_name, info)
+            .err()
     }
 }
 
@@ -572,8 +724,9 @@ impl WriteTx<'_> {
         name: &str,
         ty: TypeId,
         type_name: &'static str,
+        info: fn() -> TableInfo,
     ) -> Result<()> {
-        self.registry.refuse_foreign(name, ty, type_name)
+        self.registry.refuse_foreign(name, ty, type_name, info)
     }
 
     /// Notes an index build this transaction refused, so that the store empties its
@@ -596,7 +749,7 @@ impl WriteTx<'_> {
         name: &'static str,
         ty: TypeId,
         type_name: &'static str,
-        info: impl FnOnce() -> TableInfo,
+        info: fn() -> TableInfo,
         catch_up: impl FnOnce(Option<&TableInfo>) -> Result<()>,
     ) -> Result<()> {
         if self
@@ -609,7 +762,9 @@ impl WriteTx<'_> {
         {
             return Ok(());
         }
-        self.refuse_foreign(name, ty, type_name)?;
+        self.refuse_foreign(name, ty, type_name, info)?;
+        let own = self.registry.is_reserved(name);
+        let declared = info;
         let mut info = info();
         let key = prefixed(TABLE_PREFIX, name.as_bytes());
         let current = get_owned(self.raw, META, &key)?
@@ -625,10 +780,13 @@ impl WriteTx<'_> {
             }
         }
         if current.as_ref() != Some(&info) {
-            if !self.registry.is_reserved(name) {
+            if !own {
                 catch_up(current.as_ref())?;
             }
             self.put_catalog(&info)?;
+        }
+        if !own {
+            self.registry.note_writer(name, ty, type_name, declared);
         }
         self.new_tables.borrow_mut().push((name, ty));
         Ok(())

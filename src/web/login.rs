@@ -59,6 +59,16 @@ impl From<StoredLoginId> for LoginId {
 }
 
 /// A signed-in redkeep user as axum-login sees it: the account and its login session.
+///
+/// # Security
+/// One that `auth.authenticate` (or [`Backend::web_login`]) returns is signed in on a
+/// cookie with [`Backend::sign_in_user`] (or [`Backend::sign_in`]), not with axum-login's
+/// bare `auth.login(&user)`: until then it is not bound to a cookie, and a cookie a bare
+/// `login` signs it in on is signed out (and the login ended) on its next request. A logout
+/// is axum-login's `auth.logout()` (with [`RedkeepSessionStore`](super::RedkeepSessionStore),
+/// which ends the redkeep login with the cookie session; with another session store, call
+/// [`Backend::logout`] too).
+#[doc(alias = "login")]
 #[derive(Clone)]
 pub struct WebUser {
     /// The account.
@@ -66,11 +76,28 @@ pub struct WebUser {
     /// The login's redkeep session (its short id, times and client details; the token is
     /// not kept).
     pub session: Session,
-    // `None` for a login that ended: its hash matches no cookie's.
-    auth_hash: Option<[u8; 32]>,
+    auth: Bound,
 }
 
+/// Whether a [`WebUser`] may sign a cookie in, as the auth hash axum-login keeps in it says.
+#[derive(Clone, Copy)]
+enum Bound {
+    /// A live login as a cookie carries it: the digest of its session, never shown.
+    Cookie([u8; 32]),
+    /// A login not yet signed in the safe way ([`Backend::sign_in_user`]): its hash
+    /// matches no live login's, so a cookie a bare `auth.login` gave it to is signed out.
+    NotYet,
+    /// A login that ended: its hash matches no cookie's.
+    Ended,
+}
+
+/// The auth hash of a login not yet bound ([`Bound::NotYet`]): not 32 bytes long, so no
+/// live login's digest.
+const NOT_BOUND: &[u8] = b"redkeep: sign in with Backend::sign_in_user";
+
 impl WebUser {
+    /// The login as a cookie carries it once bound ([`Backend::sign_in_user`], and
+    /// [`AuthnBackend::get_user`] for a live one).
     fn new(user: User, session: Session) -> WebUser {
         let mut h = Sha256::new();
         h.update(b"redkeep web login\0");
@@ -79,8 +106,23 @@ impl WebUser {
         WebUser {
             user,
             session,
-            auth_hash: Some(h.finalize().into()),
+            auth: Bound::Cookie(h.finalize().into()),
         }
+    }
+
+    /// The login before it is signed in on a cookie: what the application gets to hand to
+    /// [`Backend::sign_in_user`].
+    fn not_yet_bound(user: User, session: Session) -> WebUser {
+        WebUser {
+            user,
+            session,
+            auth: Bound::NotYet,
+        }
+    }
+
+    /// This login, bound (to sign a cookie in on).
+    fn bound(&self) -> WebUser {
+        WebUser::new(self.user.clone(), self.session.clone())
     }
 
     /// A login of `user` that ended (session `short_id` revoked, expired, logged out, or a
@@ -104,7 +146,7 @@ impl WebUser {
         WebUser {
             user,
             session,
-            auth_hash: None,
+            auth: Bound::Ended,
         }
     }
 }
@@ -150,9 +192,14 @@ impl AuthUser for WebUser {
     }
 
     /// A digest of the login's session (of its key, never shown); it never changes while
-    /// the session lives, and a session that ends takes the cookie login with it.
+    /// the session lives, and a session that ends takes the cookie login with it. Before
+    /// [`Backend::sign_in_user`] binds the login, a value that matches no live login's.
     fn session_auth_hash(&self) -> &[u8] {
-        self.auth_hash.as_ref().map_or(&[], |h| h.as_slice())
+        match &self.auth {
+            Bound::Cookie(h) => h.as_slice(),
+            Bound::NotYet => NOT_BOUND,
+            Bound::Ended => &[],
+        }
     }
 }
 
@@ -183,13 +230,19 @@ impl fmt::Debug for Credentials {
 ///
 /// A login handler signs a login in with [`Backend::sign_in`] (a login made with
 /// `sessions().login`) or [`Backend::sign_in_user`] (the user `auth.authenticate` returns),
-/// never with a bare `auth.login(&user)`: axum-login gives a new session id only to a
-/// cookie without auth data, so a signed-in cookie planted in a browser beforehand (session
+/// not with a bare `auth.login(&user)`: axum-login gives a new session id only to a cookie
+/// without auth data, so a signed-in cookie planted in a browser beforehand (session
 /// fixation) would keep its id, known to whoever planted it, through the next login. Both
-/// helpers end the login the cookie carried (or that redkeep session lives on, out of
-/// reach, until it expires) and give every login a new id. A logout handler calls
-/// [`Backend::logout`] next to axum-login's `logout`, which only forgets the cookie's
-/// data.
+/// helpers end the login the cookie carried and give every login a new id. A bare
+/// `auth.login` fails closed: the user it signs in is not bound to the cookie, which is
+/// signed out on its next request (its login ended), so the mistake shows at the first try.
+///
+/// A logout handler calls axum-login's `auth.logout()`: with [`RedkeepSessionStore`]
+/// (`crate::web::RedkeepSessionStore`) deleting the cookie session ends its redkeep login
+/// too. With another session store, which knows nothing of logins, also call
+/// [`Backend::logout`], or the redkeep session lives on until it expires.
+///
+/// [`RedkeepSessionStore`]: super::RedkeepSessionStore
 #[derive(Debug, Clone)]
 pub struct Backend {
     ark: AsyncRedkeep,
@@ -203,9 +256,11 @@ impl Backend {
 
     /// The axum-login user of a login the application made itself (with
     /// `sessions().login`, to hand its token out for bearer use too): signing it in with
-    /// axum-login binds the cookie to that session, so ending either ends both.
+    /// [`Backend::sign_in_user`] binds the cookie to that session, so ending either ends
+    /// both. (Signed in with a bare `auth.login`, the cookie is signed out on its next
+    /// request; see [`WebUser`].)
     pub fn web_login(&self, login: &Login) -> WebUser {
-        WebUser::new(login.user.clone(), login.session.clone())
+        WebUser::not_yet_bound(login.user.clone(), login.session.clone())
     }
 
     /// Signs `login` (made with `sessions().login`) in on the cookie of `auth`, the safe
@@ -244,9 +299,11 @@ impl Backend {
         auth: &mut axum_login::AuthSession<Backend>,
         user: &WebUser,
     ) -> Result<()> {
-        if let Some(previous) = auth.user.clone()
-            && previous.session.short_id != user.session.short_id
-        {
+        if let Some(previous) = auth.user.clone() {
+            if previous.session.short_id == user.session.short_id {
+                // The cookie carries this very login already: nothing to end or renew.
+                return Ok(());
+            }
             auth.backend.logout(&previous).await?;
         }
         Self::bind(auth, user).await
@@ -259,7 +316,11 @@ impl Backend {
     /// login short, and never followed the activity. Inactivity is the redkeep session's
     /// idle timeout, renewed by every validation.) A cookie for the browser session only
     /// (`OnSessionEnd`, or no expiry) stays one, and an expiry set at an earlier time stays.
+    /// The new id deletes the cookie's old session, which ends the login it named (with
+    /// [`RedkeepSessionStore`](super::RedkeepSessionStore)): the caller ended it already,
+    /// or the cookie carried none.
     async fn bind(auth: &mut axum_login::AuthSession<Backend>, user: &WebUser) -> Result<()> {
+        let user = &user.bound();
         auth.session
             .cycle_id()
             .await
@@ -366,9 +427,11 @@ impl AuthnBackend for Backend {
     /// Sign the user it returns in with [`Backend::sign_in_user`], not with axum-login's
     /// bare `auth.login(&user)`: that gives the cookie a new session id only when it carries
     /// no login yet, so a signed-in cookie planted in the browser beforehand (from a sibling
-    /// subdomain, a plain-HTTP page) keeps the id its planter knows, and then carries this
-    /// login; the login it carried also lives on, out of reach. To check the password of a
-    /// user already signed in, use `users().check_password`, which opens no session.
+    /// subdomain, a plain-HTTP page) would keep the id its planter knows, and then carry
+    /// this login. The user is therefore not bound to a cookie until `sign_in_user` binds
+    /// it: a cookie a bare `auth.login` signs it in on is signed out on its next request,
+    /// and the login ends. To check the password of a user already signed in, use
+    /// `users().check_password`, which opens no session.
     async fn authenticate(&self, creds: Credentials) -> Result<Option<WebUser>> {
         match self
             .ark

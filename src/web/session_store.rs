@@ -5,6 +5,13 @@
 //! `ExpiredDeletion` (or `redkeep session sweep`). It is implemented for tower-sessions 0.15
 //! (feature `tower-sessions`) and for the 0.14 that axum-login 0.18 uses (feature
 //! `axum-login`).
+//!
+//! A cookie session that names a redkeep login (axum-login's data, written by
+//! [`Backend`](super::Backend)) takes that login with it: deleting the cookie session
+//! (axum-login's `logout`, a login whose auth hash no longer matches, a new session id) ends
+//! the login's redkeep session, and so does saving it with another login in its place (a bare
+//! `auth.login` over a signed-in cookie). A login no cookie names any more is out of reach,
+//! and ends rather than living on until it expires.
 
 use crate::asynch::AsyncRedkeep;
 use crate::clock::Timestamp;
@@ -38,6 +45,40 @@ fn in_handle_time(ark: &AsyncRedkeep, unix_secs: i64) -> Timestamp {
             .0
             .saturating_add(unix_secs.saturating_sub(system_now())),
     )
+}
+
+/// The redkeep login (user id, session short id) that a cookie session's data names:
+/// axum-login keeps the signed-in user's [`LoginId`](super::LoginId) beside its auth hash,
+/// in one value of the session, under a key the application may choose.
+fn login_named<'a>(
+    values: impl IntoIterator<Item = &'a serde_json::Value>,
+) -> Option<(u64, String)> {
+    values.into_iter().find_map(|value| {
+        let value = value.as_object()?;
+        value.get("auth_hash")?;
+        let id = value.get("user_id")?.as_object()?;
+        let user = id.get("user")?.as_u64()?;
+        let session = id.get("session")?.as_str()?;
+        (!session.is_empty()).then(|| (user, session.to_string()))
+    })
+}
+
+/// [`login_named`] in a stored cookie session (the record's JSON, without its id).
+fn login_stored(text: &str) -> Option<(u64, String)> {
+    // Most sessions name no login: those are not parsed.
+    if !text.contains("\"auth_hash\"") {
+        return None;
+    }
+    let stored: serde_json::Value = serde_json::from_str(text).ok()?;
+    login_named(stored.get("data")?.as_object()?.values())
+}
+
+/// Ends the redkeep login a stored cookie session names, if any (and if it lives).
+fn end_login_of(rk: &crate::Redkeep, stored: &str) -> crate::Result<()> {
+    if let Some((user, short_id)) = login_stored(stored) {
+        rk.sessions().end_login(&short_id, user)?;
+    }
+    Ok(())
 }
 
 /// How the store's `Busy` starts in the session layer's error (a string there), so that
@@ -139,14 +180,27 @@ macro_rules! session_store {
 
                 /// Updates the session only if it is still there: one deleted while the
                 /// request ran (a logout in another request, a sweep) stays deleted, unlike
-                /// `MemoryStore`, whose save would bring it back, signed in again.
+                /// `MemoryStore`, whose save would bring it back, signed in again. A login
+                /// the stored session named and this one does not (a bare `auth.login` of
+                /// another over it) ends.
                 async fn save(&self, record: &Record) -> Result<()> {
                     let (data, expires) = encode(&self.ark, record)?;
+                    let key = id_bytes(record.id.0);
+                    let named = login_named(record.data.values());
                     self.ark
-                        .web_sessions()
-                        .update(id_bytes(record.id.0), data, expires)
+                        .run(move |rk| {
+                            let Some(replaced) = rk.web_sessions().replace(&key, &data, expires)?
+                            else {
+                                return Ok(());
+                            };
+                            match login_stored(&replaced) {
+                                Some(before) if Some(&before) != named.as_ref() => {
+                                    rk.sessions().end_login(&before.1, before.0).map(|_| ())
+                                }
+                                _ => Ok(()),
+                            }
+                        })
                         .await
-                        .map(|_| ())
                         .map_err(backend)
                 }
 
@@ -187,6 +241,8 @@ macro_rules! session_store {
                     }
                 }
 
+                /// Ends the redkeep login the session names, if any, then deletes it.
+                ///
                 /// On a store opened read-only, the record stays and this is done all the
                 /// same (logged): what the session layer deletes is a session it forgets
                 /// (axum-login's flush of a cookie whose login ended, a logout, a new id),
@@ -194,7 +250,19 @@ macro_rules! session_store {
                 /// included, until the record expires. A record kept so signs nobody in
                 /// once its login has ended (the login's hash no longer matches it).
                 async fn delete(&self, id: &Id) -> Result<()> {
-                    match self.ark.web_sessions().delete(id_bytes(id.0)).await {
+                    let key = id_bytes(id.0);
+                    let deleted = self
+                        .ark
+                        .run(move |rk| {
+                            // The login first: should the rest fail, the record names a
+                            // login that ended, and signs nobody in.
+                            if let Some((stored, _)) = rk.web_sessions().load(&key)? {
+                                end_login_of(rk, &stored)?;
+                            }
+                            rk.web_sessions().delete(&key)
+                        })
+                        .await;
+                    match deleted {
                         Ok(_) => Ok(()),
                         Err(e @ crate::Error::ReadOnly { .. }) => {
                             tracing::warn!(

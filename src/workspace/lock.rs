@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 pub type WaitNotice = std::sync::Arc<dyn Fn(&Path) + Send + Sync>;
 
 /// A held lock; released on drop.
+#[must_use = "the lock is released when this guard is dropped"]
 #[derive(Debug)]
 pub struct DirLock {
     // Always there until [`DirLock::unlocked`] takes it.

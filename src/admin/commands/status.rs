@@ -261,6 +261,9 @@ pub fn of_server(rk: &Redkeep) -> Result<Reply> {
 }
 
 /// The status as the owning process sees it (run through the socket).
+///
+/// # Errors
+/// `Storage` when the store cannot be read.
 pub fn in_owner(rk: &Redkeep) -> Result<Reply> {
     let schema = rk.store().schema_version()?;
     let state = if rk.store().mode() == Mode::Exclusive {
