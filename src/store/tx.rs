@@ -3,9 +3,9 @@
 //! catalog of tables, free-form entries).
 
 use std::any::TypeId;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -226,6 +226,8 @@ pub(crate) struct Registry {
     // type that wrote an application table through this handle (see
     // [`Registry::refuse_foreign`]). Every write asks it.
     owners: RwLock<HashMap<&'static str, Owner, Quick>>,
+    // Changes with every change of `owners`; 0 while it is empty.
+    owners_generation: AtomicU64,
     // Index builds refused in a write that then failed: their tables are emptied by a write
     // of their own (`Store::clear_refused_builds`), since the failed write's own emptying
     // was rolled back with it.
@@ -402,13 +404,39 @@ impl Registry {
         type_name: &'static str,
         info: fn() -> TableInfo,
     ) -> Result<()> {
+        // Every read and write asks, nearly always for a type that passes: the thread keeps
+        // the last few that passed, each with the owners' generation it passed in.
+        type Passed = Cell<Option<(u64, TypeId, usize, usize)>>;
+        const SLOTS: usize = 8;
+        thread_local! {
+            static PASSED: [Passed; SLOTS] = const { [const { Cell::new(None) }; SLOTS] };
+        }
+        // Read before the owners: a change after it makes the note below a stale one, which
+        // no later check matches.
+        let generation = self.owners_generation.load(Ordering::Acquire);
+        let key = (generation, ty, name.as_ptr() as usize, name.len());
+        let slot = (key.2 >> 3) % SLOTS;
+        if PASSED.try_with(|p| p[slot].get() == Some(key)) == Ok(true) {
+            return Ok(());
+        }
         match self.owner(name) {
             Some(owner) if owner.ty != ty => match owner.info {
                 None => Err(own_table_refused(name, type_name)),
                 Some(theirs) => refuse_second_type(name, owner.type_name, theirs, type_name, info),
             },
             _ => Ok(()),
-        }
+        }?;
+        let _ = PASSED.try_with(|p| p[slot].set(Some(key)));
+        Ok(())
+    }
+
+    /// Marks a change of the owners (made under their write lock): every check that passed
+    /// before it is asked again.
+    fn owners_changed(&self) {
+        // Unique across handles, so that a check noted for one handle never matches another's.
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        self.owners_generation
+            .store(NEXT.fetch_add(1, Ordering::Relaxed), Ordering::Release);
     }
 
     /// Notes `ty` as the writer of application table `name` through this handle, unless
@@ -431,6 +459,7 @@ impl Registry {
         };
         let Some(first) = owners.get(name).copied() else {
             owners.insert(name, writer);
+            self.owners_changed();
             return;
         };
         let Some(theirs) = first.info else {
@@ -440,6 +469,7 @@ impl Registry {
             return;
         }
         owners.insert(name, writer);
+        self.owners_changed();
         // Its registration is forgotten, so that its next write asks again, and is refused.
         self.catalogued
             .write()
@@ -479,10 +509,9 @@ impl Registry {
             };
             (name, owner)
         };
-        self.owners
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(tables.iter().map(own));
+        let mut owners = self.owners.write().unwrap_or_else(|e| e.into_inner());
+        owners.extend(tables.iter().map(own));
+        self.owners_changed();
     }
 
     /// The current epoch (see [`Registry`]).
@@ -1191,5 +1220,53 @@ impl WriteTx<'_> {
         }
         self.raw
             .put(META, &shape_key(id), &format::encode_shape(names))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(indexes: &[&str]) -> TableInfo {
+        TableInfo {
+            name: "things".into(),
+            version: 1,
+            key_len: Some(8),
+            indexes: indexes
+                .iter()
+                .map(|n| IndexInfo {
+                    name: (*n).into(),
+                    unique: false,
+                })
+                .collect(),
+            secret_fields: Vec::new(),
+            secret_key: false,
+        }
+    }
+
+    /// The checks a thread notes as passed are asked again once the owners change: a type
+    /// another takes its table over from is refused at its next write, though it passed a
+    /// moment before.
+    #[test]
+    fn a_type_that_passed_is_refused_once_another_takes_its_table_over() {
+        struct Old;
+        struct New;
+        let (old, new) = (TypeId::of::<Old>(), TypeId::of::<New>());
+        let registry = Registry::default();
+        registry.note_writer("things", old, "Old", || table(&["a"]));
+        let ask = |ty, info: fn() -> TableInfo| registry.refuse_foreign("things", ty, "T", info);
+        assert!(ask(old, || table(&["a"])).is_ok());
+        assert!(ask(old, || table(&["a"])).is_ok());
+        registry.note_writer("things", new, "New", || table(&["a", "b"]));
+        assert!(ask(old, || table(&["a"])).is_err());
+        assert!(ask(new, || table(&["a", "b"])).is_ok());
+        // Another handle's owners are its own, whatever this thread noted for the first.
+        let other = Registry::default();
+        other.note_writer("things", new, "New", || table(&["a", "b"]));
+        assert!(
+            other
+                .refuse_foreign("things", old, "T", || table(&["a"]))
+                .is_err()
+        );
     }
 }
