@@ -2475,6 +2475,26 @@ mod tests {
         assert_eq!(fresh_read(&path), (vec![2], true));
     }
 
+    /// A write, a wipe and a write of the same type in one transaction: the second write
+    /// registers the shape and catalog entry the wipe took away again (the transaction's
+    /// memory of what it registered last goes with them).
+    #[test]
+    fn a_write_after_a_wipe_in_the_same_transaction_registers_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.redb");
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        store
+            .write(|tx| {
+                insert_thing(tx, 1)?;
+                tx.delete_all_tables()?;
+                tx.set_schema_version(1)?;
+                insert_thing(tx, 2)
+            })
+            .unwrap();
+        drop(store);
+        assert_eq!(fresh_read(&path), (vec![2], true));
+    }
+
     /// A wipe that fails in a shared commit is taken back whole (`meta` included), and the
     /// write after it in the same commit leaves a record a fresh handle reads.
     #[test]

@@ -192,6 +192,13 @@ pub struct WriteTx<'a> {
     epoch: std::cell::Cell<u64>,
     new_shapes: RefCell<Vec<u64>>,
     new_tables: RefCell<Vec<(&'static str, TypeId)>>,
+    // The table and type registered last in this transaction (its name's address and
+    // length): a batch of writes to one table asks again for every record, and this answers
+    // without the registry's lock and hash. Emptied with `new_tables`.
+    last_table: std::cell::Cell<Option<(usize, usize, TypeId)>>,
+    // The shape registered last in this transaction, for the same reason. Emptied with
+    // `new_shapes`.
+    last_shape: std::cell::Cell<Option<u64>>,
     // The sequences this transaction has advanced, held here and written to `meta` once:
     // when the work ends, and before anything could read or change `meta` behind them (raw
     // access, a sequence read, a raise). A batch of inserts thus writes each sequence once.
@@ -571,6 +578,8 @@ impl<'a> WriteTx<'a> {
             epoch: std::cell::Cell::new(registry.epoch()),
             new_shapes: RefCell::default(),
             new_tables: RefCell::default(),
+            last_table: std::cell::Cell::new(None),
+            last_shape: std::cell::Cell::new(None),
             sequences: RefCell::default(),
             origin,
         }
@@ -680,6 +689,8 @@ impl WriteTx<'_> {
         let raw = self.raw_write()?;
         self.new_shapes.borrow_mut().clear();
         self.new_tables.borrow_mut().clear();
+        self.last_table.set(None);
+        self.last_shape.set(None);
         self.epoch.set(self.registry.forget());
         for name in raw.table_names()? {
             raw.delete_table(&name)?;
@@ -710,6 +721,9 @@ impl WriteTx<'_> {
 
     /// Makes sure the shape `id` (of `names`) is in the registry of this file.
     pub(crate) fn register_shape<S: AsRef<str>>(&self, id: u64, names: &[S]) -> Result<()> {
+        if self.last_shape.get() == Some(id) {
+            return Ok(());
+        }
         if self
             .registry
             .shapes
@@ -718,6 +732,7 @@ impl WriteTx<'_> {
             .contains(&id)
             || self.new_shapes.borrow().contains(&id)
         {
+            self.last_shape.set(Some(id));
             return Ok(());
         }
         let key = shape_key(id);
@@ -740,6 +755,7 @@ impl WriteTx<'_> {
             None => self.raw.put(META, &key, &format::encode_shape(names))?,
         }
         self.new_shapes.borrow_mut().push(id);
+        self.last_shape.set(Some(id));
         Ok(())
     }
 
@@ -781,6 +797,10 @@ impl WriteTx<'_> {
         info: fn() -> TableInfo,
         catch_up: impl FnOnce(Option<&TableInfo>) -> Result<()>,
     ) -> Result<()> {
+        let this = Some((name.as_ptr() as usize, name.len(), ty));
+        if self.last_table.get() == this {
+            return Ok(());
+        }
         if self
             .registry
             .catalogued
@@ -789,6 +809,7 @@ impl WriteTx<'_> {
             .contains(&(name, ty))
             || self.new_tables.borrow().contains(&(name, ty))
         {
+            self.last_table.set(this);
             return Ok(());
         }
         self.refuse_foreign(name, ty, type_name, info)?;
@@ -818,6 +839,7 @@ impl WriteTx<'_> {
             self.registry.note_writer(name, ty, type_name, declared);
         }
         self.new_tables.borrow_mut().push((name, ty));
+        self.last_table.set(this);
         Ok(())
     }
 }
