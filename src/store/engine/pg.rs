@@ -225,6 +225,8 @@ struct Target {
 struct Settings {
     schema: Option<String>,
     readable: Option<String>,
+    // The first of redkeep's settings given twice (which one should win is a guess).
+    repeated: Option<&'static str>,
 }
 
 impl Settings {
@@ -238,11 +240,15 @@ impl Settings {
 
     /// Takes `key` = `value` when it is one of redkeep's settings.
     fn take_pair(&mut self, key: &str, value: &str) -> bool {
-        match key {
-            "schema" => self.schema = Some(value.to_string()),
-            "readable" => self.readable = Some(value.to_string()),
+        let (name, slot) = match key {
+            "schema" => ("schema", &mut self.schema),
+            "readable" => ("readable", &mut self.readable),
             _ => return false,
+        };
+        if slot.is_some() && self.repeated.is_none() {
+            self.repeated = Some(name);
         }
+        *slot = Some(value.to_string());
         true
     }
 }
@@ -297,6 +303,15 @@ fn parse_target(url: &str) -> Result<Target> {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    if let Some(name) = settings.repeated {
+        return Err(Error::invalid(
+            "store",
+            format!(
+                "`{name}=` is given twice in the store URL `{}`; give it once",
+                super::redact(url)
+            ),
+        ));
+    }
     let readable = match settings.readable.as_deref() {
         None | Some("on") => true,
         Some("off") => false,
@@ -2018,6 +2033,22 @@ mod tests {
             panic!("readable=maybe was taken");
         };
         assert!(e.to_string().contains("readable=on"), "{e}");
+        // A setting given twice is refused, not settled by whichever comes last.
+        for url in [
+            "postgres://u:pw@h/db?schema=a&schema=b",
+            "host=/tmp password=pw schema=a schema=b",
+            "postgres://h/db?readable=on&schema=a&readable=off",
+        ] {
+            let Err(e) = parse_target(url) else {
+                panic!("{url} was taken");
+            };
+            let said = e.to_string();
+            assert!(
+                said.contains("is given twice") && said.contains("give it once"),
+                "{said}"
+            );
+            assert!(!said.contains("pw"), "{said}");
+        }
     }
 
     /// The settings after a password holding `?` are read (the client ends the user part at
