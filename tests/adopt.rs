@@ -1752,3 +1752,201 @@ fn a_wal_database_in_a_folder_adopt_cannot_write_is_read() {
         "{stderr}"
     );
 }
+
+/// A source of code-monet users `ids` (adopted without a password) whose folders each hold
+/// `pieces` gallery pieces of different sizes, each dated its own second; gives the
+/// database and the old workspaces.
+fn gallery_source(cli: &Cli, ids: &[u64], pieces: u64) -> (PathBuf, PathBuf) {
+    let (db, conn) = database(cli, CODE_MONET);
+    for id in ids {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, '', 1, '2024-03-01 09:00:00', NULL)",
+            params![*id as i64, format!("u{id}@example.com")],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let old = cli.dir.path().join("aw");
+    for id in ids {
+        let gallery = old.join(format!("users/{id}/gallery"));
+        std::fs::create_dir_all(&gallery).unwrap();
+        for n in 1..=pieces {
+            let path = gallery.join(format!("piece_{n:06}.json"));
+            let fill = "x".repeat((n * 37 % 500) as usize);
+            std::fs::write(&path, format!(r#"{{"user":{id},"n":{n},"fill":"{fill}"}}"#)).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(piece_time(*id, n)))
+                .unwrap();
+        }
+    }
+    (db, old)
+}
+
+/// The time `gallery_source` gives piece `n` of user `id`.
+fn piece_time(id: u64, n: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000 + id * 10_000 + n, 7)
+}
+
+/// The library's spec for adopting `gallery_source`'s deployment.
+fn gallery_spec(db: &Path, old: &Path) -> redkeep::ops::adopt::AdoptSpec {
+    redkeep::ops::adopt::AdoptSpec {
+        from: format!("sqlite:{}", db.display()),
+        mapping: redkeep::ops::adopt::Mapping::preset("code-monet").unwrap(),
+        workspaces: Some(old.to_path_buf()),
+        dry_run: false,
+        accounts_without_password: redkeep::ops::adopt::WithoutPassword::Reset,
+        leave_out_bad_files: false,
+    }
+}
+
+fn fast() -> Options {
+    Options::default().password(PasswordParams::INSECURE_FAST)
+}
+
+/// A gallery of hundreds of pieces moves in whole: every piece with its bytes and its
+/// file's time, the count set, `check` clean.
+#[test]
+fn a_big_gallery_moves_in_with_every_pieces_bytes_and_time() {
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[2, 5], 300);
+    let workspaces = old.to_str().unwrap().to_string();
+    let (report, err) = adopt(
+        &cli,
+        &db,
+        &[
+            "--preset",
+            "code-monet",
+            "--workspaces",
+            &workspaces,
+            "--accounts-without-password",
+            "reset",
+        ],
+        0,
+    );
+    assert_eq!(report["adopted"], true, "{report} {err}");
+    assert_eq!(report["counts"]["pieces"], 600);
+    let rk = open(&cli);
+    assert!(rk.check(false).unwrap().ok);
+    for id in [2, 5] {
+        assert_eq!(rk.workspaces().read(id).unwrap().piece_count, 300);
+        let gallery = cli.data().join(format!("workspaces/users/{id}/gallery"));
+        let copied = std::fs::read_dir(&gallery)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != ".trash")
+            .count();
+        assert_eq!(copied, 300, "no file but the pieces");
+        for n in 1..=300 {
+            let name = format!("piece_{n:06}.json");
+            let (from, to) = (
+                old.join(format!("users/{id}/gallery/{name}")),
+                gallery.join(&name),
+            );
+            assert_eq!(
+                std::fs::read(&to).unwrap(),
+                std::fs::read(&from).unwrap(),
+                "{name}"
+            );
+            let meta = std::fs::metadata(&to).unwrap();
+            assert_eq!(meta.modified().unwrap(), piece_time(id, n), "{name}");
+        }
+    }
+}
+
+/// The pieces are not synced one by one (two fsyncs each made 8,000 pieces take 86 s): an
+/// adoption costs as many syncs for a gallery of 200 pieces as for one of a single piece.
+#[test]
+fn an_adoptions_syncs_do_not_grow_with_its_galleries() {
+    use redkeep::store::{FaultKind, FaultPlan};
+    let syncs = |pieces: u64| {
+        let cli = Cli::new();
+        let (db, old) = gallery_source(&cli, &[1, 2], pieces);
+        let count = FaultPlan::new(FaultKind::FileSync, u64::MAX);
+        let _armed = count.arm_files();
+        let report = redkeep::ops::adopt::adopt(&cli.data(), &gallery_spec(&db, &old), fast());
+        assert!(report.unwrap().adopted);
+        count.calls()
+    };
+    let (one, many) = (syncs(1), syncs(200));
+    assert!(one > 0);
+    assert_eq!(one, many);
+}
+
+/// Pieces are read again as they are copied (a big gallery is never held in memory at
+/// once): a piece changed since it was read and checked stops the adoption, naming it, and
+/// nothing is left behind.
+#[test]
+fn a_piece_changed_while_adopt_copies_stops_the_adoption() {
+    use redkeep::store::{FaultKind, FaultPlan};
+    const PIECES: u64 = 20;
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1], PIECES);
+    let spec = gallery_spec(&db, &old);
+    // How many renames a whole adoption makes: the pieces' are the last.
+    let renames = {
+        let scratch = cli.dir.path().join("scratch");
+        let count = FaultPlan::new(FaultKind::FileRename, u64::MAX);
+        let _armed = count.arm_files();
+        assert!(
+            redkeep::ops::adopt::adopt(&scratch, &spec, fast())
+                .unwrap()
+                .adopted
+        );
+        count.calls()
+    };
+    // Paused at the first piece's: the last piece is changed before it is copied.
+    let plan = FaultPlan::pausing(FaultKind::FileRename, renames - PIECES + 1);
+    let running = {
+        let (plan, data, spec) = (plan.clone(), cli.data(), spec.clone());
+        std::thread::spawn(move || {
+            let _armed = plan.arm_files();
+            redkeep::ops::adopt::adopt(&data, &spec, fast())
+        })
+    };
+    plan.wait_paused();
+    let last = old.join(format!("users/1/gallery/piece_{PIECES:06}.json"));
+    std::fs::write(&last, r#"{"changed":true}"#).unwrap();
+    plan.resume();
+    let err = running.join().unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains(&last.display().to_string()) && err.contains("changed since adopt read it"),
+        "{err}"
+    );
+    assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+    assert!(!cli.data().join("workspaces").exists());
+}
+
+/// A failure at any sync of an adoption (the flush that makes the pieces durable
+/// included) adopts nothing and leaves nothing behind: the store says it is unfinished
+/// until every file is on disk.
+#[test]
+fn a_sync_that_fails_anywhere_in_an_adoption_leaves_nothing() {
+    use redkeep::store::{FaultKind, FaultPlan};
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1, 2], 5);
+    let spec = gallery_spec(&db, &old);
+    let syncs = {
+        let scratch = cli.dir.path().join("scratch");
+        let count = FaultPlan::new(FaultKind::FileSync, u64::MAX);
+        let _armed = count.arm_files();
+        assert!(
+            redkeep::ops::adopt::adopt(&scratch, &spec, fast())
+                .unwrap()
+                .adopted
+        );
+        count.calls()
+    };
+    for n in 1..=syncs {
+        let data = cli.dir.path().join(format!("d{n}"));
+        let plan = FaultPlan::new(FaultKind::FileSync, n);
+        let result = {
+            let _armed = plan.arm_files();
+            redkeep::ops::adopt::adopt(&data, &spec, fast())
+        };
+        assert!(plan.fired(), "sync {n}");
+        assert!(result.is_err(), "sync {n} failed, and yet: {result:?}");
+        assert!(!data.join(redkeep::STORE_FILE).exists(), "sync {n}");
+        assert!(!data.join("workspaces").exists(), "sync {n}");
+    }
+}

@@ -25,7 +25,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
 use crate::store::{MAX_ID, Meta, Record, WriteTx};
-use crate::workspace::{GALLERY_DIR, WORKSPACE_FILE, WorkspaceDoc};
+use crate::workspace::{FoundPiece, GALLERY_DIR, WORKSPACE_FILE, WorkspaceDoc};
 
 /// How many records of each kind an adoption made (or would make).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -1242,8 +1242,75 @@ impl From<&str> for Problem {
 /// Something read from a file, with the file's time.
 pub(crate) type Dated<T> = (T, Option<std::time::SystemTime>);
 
-/// Gallery pieces by number, as read, with their files' times.
-type Pieces = Vec<(u64, Vec<u8>, Option<std::time::SystemTime>)>;
+/// Gallery pieces by number, as read.
+type Pieces = Vec<Piece>;
+
+/// A gallery piece of the old tree: read and checked when planned, and read again when it is
+/// copied, so that a gallery of any size is never held in memory at once.
+#[derive(Debug, Clone)]
+pub(crate) struct Piece {
+    /// Its number.
+    pub(crate) n: u64,
+    path: PathBuf,
+    /// Its file when it was read.
+    seen: Seen,
+}
+
+impl Piece {
+    /// The piece's bytes (without a byte order mark) and time, read again: an error when
+    /// its file is no longer the one that was read and checked (another file, or changed
+    /// since).
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the file when it changed, went away or cannot be read.
+    pub(crate) fn read_again(&self, cap: u64) -> Result<FoundPiece> {
+        let shown = self.path.display();
+        let changed = |what: String| {
+            Error::invalid(
+                "workspaces",
+                format!(
+                    "{shown} {what} since adopt read it: stop the old application (nothing may \
+                     change the old tree while adopt copies it), then adopt again"
+                ),
+            )
+        };
+        let (bytes, seen) = read_regular(&self.path, cap)
+            .map_err(|e| changed(format!("cannot be read ({e})")))?
+            .ok_or_else(|| changed("went away".into()))?;
+        if seen != self.seen {
+            return Err(changed("changed".into()));
+        }
+        Ok(FoundPiece {
+            n: self.n,
+            json: strip_bom(bytes).0,
+            modified: seen.modified,
+        })
+    }
+}
+
+/// What identifies a file as read: a file changed, replaced or touched since has another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    /// The change time (seconds, nanoseconds), which no writer can set back.
+    changed: (i64, i64),
+}
+
+impl Seen {
+    fn of(m: &std::fs::Metadata) -> Seen {
+        use std::os::unix::fs::MetadataExt;
+        Seen {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            modified: m.modified().ok(),
+            changed: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
 
 /// Refuses a folder path of the old tree that leaves `root` (a source id holding `..` or a
 /// `/`) or passes through a symlink on the way.
@@ -1274,9 +1341,10 @@ fn symlink_refused(path: &Path) -> String {
     )
 }
 
-/// The bytes of the regular file `path` and its time, never through a symlink; `None` when
-/// nothing is there. A file over `cap` bytes is refused.
-type Read = (Vec<u8>, Option<std::time::SystemTime>);
+/// The bytes of the regular file `path` and what identifies the file, never through a
+/// symlink; `None` when nothing is there. A file over `cap` bytes is refused, and one whose
+/// size changes while it is read.
+type Read = (Vec<u8>, Seen);
 
 fn read_regular(path: &Path, cap: u64) -> std::result::Result<Option<Read>, String> {
     use std::io::Read;
@@ -1307,13 +1375,32 @@ fn read_regular(path: &Path, cap: u64) -> std::result::Result<Option<Read>, Stri
     }
     let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let mut bytes = Vec::new();
-    std::fs::OpenOptions::new()
+    let seen = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(flags.bits() as i32)
         .open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .and_then(|f| {
+            let seen = Seen::of(&f.metadata()?);
+            f.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+            Ok(seen)
+        })
         .map_err(|e| format!("reading {name}: {e}"))?;
-    Ok(Some((bytes, meta.modified().ok())))
+    if bytes.len() as u64 != seen.len {
+        return Err(format!(
+            "{} changed size while it was read; stop the old application, then adopt again",
+            path.display()
+        ));
+    }
+    Ok(Some((bytes, seen)))
+}
+
+/// `bytes` without a leading UTF-8 byte order mark, and whether there was one.
+fn strip_bom(mut bytes: Vec<u8>) -> (Vec<u8>, bool) {
+    let had = bytes.starts_with(BOM);
+    if had {
+        bytes.drain(..BOM.len());
+    }
+    (bytes, had)
 }
 
 /// What of an old folder is not copied, each with why: paths relative to the folder.
@@ -1339,9 +1426,9 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl FolderRead {
     /// `bytes` without a leading byte order mark, saying so.
-    fn without_bom(&mut self, rel: &str, mut bytes: Vec<u8>) -> Vec<u8> {
-        if bytes.starts_with(BOM) {
-            bytes.drain(..BOM.len());
+    fn without_bom(&mut self, rel: &str, bytes: Vec<u8>) -> Vec<u8> {
+        let (bytes, had) = strip_bom(bytes);
+        if had {
             self.changed.push(format!(
                 "{rel}: the UTF-8 byte order mark at its start was dropped (JSON has none); \
                  the rest is copied as it is"
@@ -1390,7 +1477,7 @@ impl FolderRead {
             self.bad.push(format!("{rel}: {e}"));
             return;
         }
-        let (bytes, modified) = match read_regular(path, cap) {
+        let (bytes, seen) = match read_regular(path, cap) {
             Ok(Some(read)) => read,
             Ok(None) => {
                 self.bad.push(format!("{rel} went away while it was read"));
@@ -1407,7 +1494,12 @@ impl FolderRead {
         }
         let bytes = self.without_bom(&rel, bytes);
         match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(_) => self.pieces.push((n, bytes, modified)),
+            // Read again when copied: only what identifies the file is kept.
+            Ok(_) => self.pieces.push(Piece {
+                n,
+                path: path.to_path_buf(),
+                seen,
+            }),
             Err(e) => self.bad.push(format!("{rel} is not JSON ({e})")),
         }
     }
@@ -1420,10 +1512,10 @@ fn read_folder(dir: &Path, cap: u64) -> std::result::Result<FolderRead, String> 
     let mut r = FolderRead::default();
     match read_regular(&dir.join(WORKSPACE_FILE), cap) {
         Ok(None) => {}
-        Ok(Some((bytes, modified))) => {
+        Ok(Some((bytes, seen))) => {
             let bytes = r.without_bom(WORKSPACE_FILE, bytes);
             match r.doc(&bytes) {
-                Ok(doc) => r.doc = Some((doc, modified)),
+                Ok(doc) => r.doc = Some((doc, seen.modified)),
                 Err(e) => r.bad.push(e),
             }
         }
@@ -1473,7 +1565,7 @@ fn read_folder(dir: &Path, cap: u64) -> std::result::Result<FolderRead, String> 
         r.not_copied
             .push((PathBuf::from(GALLERY_DIR), "not a folder"));
     }
-    r.pieces.sort_by_key(|(n, ..)| *n);
+    r.pieces.sort_by_key(|p| p.n);
     r.bad.sort();
     Ok(r)
 }
