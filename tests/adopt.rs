@@ -1950,3 +1950,93 @@ fn a_sync_that_fails_anywhere_in_an_adoption_leaves_nothing() {
         assert!(!data.join("workspaces").exists(), "sync {n}");
     }
 }
+
+/// A password with accents, composed (NFC: `é` as one character) and decomposed (NFD: `e`
+/// and a combining accent, as macOS keyboards may send it).
+const CREME_NFC: &str = "Cr\u{e8}me br\u{fb}l\u{e9}e \u{e0} l'\u{e9}t\u{e9}";
+const CREME_NFD: &str = "Cre\u{300}me bru\u{302}le\u{301}e a\u{300} l'e\u{301}te\u{301}";
+
+/// An old app hashed the bytes of the password as its user typed them, composed or
+/// decomposed. Adopted, each legacy hash (bcrypt, PBKDF2, Werkzeug's scrypt, argon2i) lets
+/// its user in typed either way (the bytes as typed first, then the other form), and the
+/// first login makes it an argon2id hash, which lets them in either way after it.
+#[test]
+fn legacy_hashes_of_accented_passwords_verify_typed_composed_or_decomposed() {
+    assert_ne!(CREME_NFC, CREME_NFD);
+    let legacy = |scheme: &str, pw: &str| -> String {
+        match scheme {
+            "bcrypt" => bcrypt::hash(pw, 4).unwrap(),
+            "pbkdf2" => {
+                use pbkdf2::password_hash::PasswordHasher;
+                pbkdf2::Pbkdf2::new(
+                    pbkdf2::Algorithm::Pbkdf2Sha256,
+                    pbkdf2::Params::new(1000).unwrap(),
+                )
+                .hash_password_with_salt(pw.as_bytes(), b"sixteen byte sal")
+                .unwrap()
+                .to_string()
+            }
+            "scrypt" => {
+                let salt = "Xk3pQ9rT2bN7vLm4";
+                let mut out = [0_u8; 64];
+                let params = scrypt::Params::new(10, 8, 1).unwrap();
+                scrypt::scrypt(pw.as_bytes(), salt.as_bytes(), &params, &mut out).unwrap();
+                let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+                format!("scrypt:1024:8:1${salt}${hex}")
+            }
+            _ => {
+                use argon2::PasswordHasher;
+                let params = argon2::Params::new(8, 1, 1, None).unwrap();
+                argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, params)
+                    .hash_password_with_salt(pw.as_bytes(), b"sixteen byte sal")
+                    .unwrap()
+                    .to_string()
+            }
+        }
+    };
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    // Per scheme and form hashed: one account first typed composed, one decomposed.
+    let mut accounts = Vec::new();
+    for scheme in ["bcrypt", "pbkdf2", "scrypt", "argon2"] {
+        for (hashed, form) in [("nfc", CREME_NFC), ("nfd", CREME_NFD)] {
+            let hash = legacy(scheme, form);
+            for (first, typed) in [("nfc", CREME_NFC), ("nfd", CREME_NFD)] {
+                let id = accounts.len() as i64 + 1;
+                let email = format!("{scheme}-{hashed}-first-{first}@example.com");
+                conn.execute(
+                    "INSERT INTO users VALUES (?1, ?2, ?3, 1, '2024-03-01 09:00:00', NULL)",
+                    params![id, email, hash],
+                )
+                .unwrap();
+                accounts.push((id as u64, email, typed));
+            }
+        }
+    }
+    drop(conn);
+    let (report, err) = adopt(&cli, &db, &["--preset", "code-monet"], 0);
+    assert_eq!(report["adopted"], true, "{report} {err}");
+    let rk = open(&cli);
+    for (id, email, typed) in &accounts {
+        let other = if *typed == CREME_NFC {
+            CREME_NFD
+        } else {
+            CREME_NFC
+        };
+        assert_ne!(rk.users().password_info(*id).unwrap().algorithm, "argon2id");
+        login_ok(&rk, email, typed);
+        assert_eq!(
+            rk.users().password_info(*id).unwrap().algorithm,
+            "argon2id",
+            "{email}: rehashed at its first login"
+        );
+        login_ok(&rk, email, other);
+        login_ok(&rk, email, typed);
+        assert!(
+            rk.sessions()
+                .login(email, "Creme brulee a l'ete", LoginMeta::default())
+                .is_err(),
+            "{email}: text without the accents is another password"
+        );
+    }
+}
