@@ -1472,8 +1472,11 @@ fn bad_workspace_files_are_all_named_and_can_be_left_out() {
     write("users/3/workspace.json", b"{\"piece_count\":7}");
     write("users/3/gallery/piece_000001.json", b"{}");
     write("users/3/gallery/piece_000003.json", b"{}");
-    // A symlinked folder is never followed: with the option it is left out whole.
-    std::os::unix::fs::symlink(old.join("users/3"), old.join("users/4")).unwrap();
+    // A symlinked folder is never followed: with the option it is left out whole. (A link
+    // to another user's folder leaves out both: see
+    // `a_folder_two_users_resolve_to_is_refused_or_left_out_for_both`.)
+    write("elsewhere/workspace.json", b"{}");
+    std::os::unix::fs::symlink(old.join("elsewhere"), old.join("users/4")).unwrap();
     let sums = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
@@ -2038,5 +2041,155 @@ fn legacy_hashes_of_accented_passwords_verify_typed_composed_or_decomposed() {
                 .is_err(),
             "{email}: text without the accents is another password"
         );
+    }
+}
+
+/// Adopts `gallery_source`'s deployment at `old` through the CLI (dry run, real run, and
+/// with --leave-out-bad-files) and checks that users 3 and 7, whose folders are one or
+/// share a file (`how`), are both named and neither gets the other's files.
+fn shared_folders_are_refused_or_left_out_for_both(cli: &Cli, db: &Path, old: &Path, how: &str) {
+    let workspaces = old.to_str().unwrap().to_string();
+    let base = [
+        "--preset",
+        "code-monet",
+        "--workspaces",
+        &workspaces,
+        "--accounts-without-password",
+        "reset",
+    ];
+    let named = |text: &str| {
+        text.contains(&format!("{} (user 3)", old.join("users/3").display()))
+            && text.contains(&format!("{} (user 7)", old.join("users/7").display()))
+            && text.contains(how)
+    };
+    for extra in [&["--dry-run"][..], &[]] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (report, _) = adopt(cli, db, &args, 1);
+        assert_eq!(report["adopted"], false, "{report}");
+        let problems = problems_of(&report);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(named(&problems[0]), "{problems:#?}");
+        assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+    }
+    let args: Vec<&str> = base
+        .iter()
+        .chain(&["--leave-out-bad-files"])
+        .copied()
+        .collect();
+    let (report, err) = adopt(cli, db, &args, 0);
+    assert_eq!(report["adopted"], true, "{report} {err}");
+    assert_eq!(report["counts"]["workspaces"], 1, "{report}");
+    assert!(
+        notes_of(&report)
+            .iter()
+            .any(|n| named(n) && n.contains("left out")),
+        "{report}"
+    );
+    let users = cli.data().join("workspaces/users");
+    assert!(!users.join("3").exists() && !users.join("7").exists());
+    assert!(users.join("1/gallery/piece_000002.json").is_file());
+    let rk = open(cli);
+    assert!(rk.check(false).unwrap().ok);
+    assert_eq!(rk.workspaces().read(3).unwrap().piece_count, 0);
+    assert_eq!(rk.workspaces().read(7).unwrap().piece_count, 0);
+}
+
+/// A symlinked `users/7` -> `users/3` gave user 7's account nothing and user 3 the folder
+/// (or with --leave-out-bad-files named only the link): whose folder it is cannot be told,
+/// so both are named, and left out for both.
+#[test]
+fn a_folder_two_users_resolve_to_is_refused_or_left_out_for_both() {
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1, 3, 7], 2);
+    std::fs::remove_dir_all(old.join("users/7")).unwrap();
+    std::os::unix::fs::symlink(old.join("users/3"), old.join("users/7")).unwrap();
+    shared_folders_are_refused_or_left_out_for_both(&cli, &db, &old, "one folder on disk");
+}
+
+/// A `workspace.json` (or a piece) hard linked between two users' folders was copied to
+/// both: it is named, and both folders are refused or left out.
+#[test]
+fn a_file_hard_linked_between_two_users_folders_is_refused_or_left_out_for_both() {
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1, 3, 7], 2);
+    let doc = old.join("users/3/workspace.json");
+    std::fs::write(&doc, r#"{"notes":["user 3's own"]}"#).unwrap();
+    std::fs::hard_link(&doc, old.join("users/7/workspace.json")).unwrap();
+    shared_folders_are_refused_or_left_out_for_both(&cli, &db, &old, "hard linked");
+    // Hard links inside one user's own folder are theirs alone.
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1, 3], 2);
+    let gallery = old.join("users/3/gallery");
+    std::fs::remove_file(gallery.join("piece_000002.json")).unwrap();
+    std::fs::hard_link(
+        gallery.join("piece_000001.json"),
+        gallery.join("piece_000002.json"),
+    )
+    .unwrap();
+    let workspaces = old.to_str().unwrap().to_string();
+    let (report, err) = adopt(
+        &cli,
+        &db,
+        &[
+            "--preset",
+            "code-monet",
+            "--workspaces",
+            &workspaces,
+            "--accounts-without-password",
+            "reset",
+        ],
+        0,
+    );
+    assert_eq!(report["adopted"], true, "{report} {err}");
+    assert_eq!(report["counts"]["pieces"], 4, "{report}");
+}
+
+/// Text ids `3` and `03` are one id (compared as numbers, as the old app's numeric ids
+/// are): the second row is refused, naming it, so `users/03` is never given to user 3 nor
+/// `users/3` to another account.
+#[test]
+fn ids_3_and_03_are_one_id_and_the_second_row_is_refused() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, ACCOUNTS);
+    for (id, mail) in [("3", "three@example.com"), ("03", "zero-three@example.com")] {
+        conn.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, '', NULL)",
+            params![id, mail],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let old = cli.dir.path().join("aw/users");
+    for name in ["3", "03"] {
+        std::fs::create_dir_all(old.join(name)).unwrap();
+        std::fs::write(
+            old.join(name).join("workspace.json"),
+            format!(r#"{{"notes":["{name}'s own"]}}"#),
+        )
+        .unwrap();
+    }
+    let map = accounts_map(&cli, "");
+    let workspaces = cli.dir.path().join("aw").to_str().unwrap().to_string();
+    for dry in [true, false] {
+        let mut args = vec![
+            "--map",
+            &map,
+            "--workspaces",
+            &workspaces,
+            "--accounts-without-password",
+            "reset",
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (report, _) = adopt(&cli, &db, &args, 1);
+        let problems = problems_of(&report);
+        assert!(
+            problems.len() == 1
+                && problems[0].starts_with("users row 2 ")
+                && problems[0].contains("the id 3 came before"),
+            "{problems:#?}"
+        );
+        assert!(!cli.data().join(redkeep::STORE_FILE).exists());
     }
 }

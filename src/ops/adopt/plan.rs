@@ -1007,10 +1007,33 @@ impl Adoption<'_, '_> {
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect();
+        // Users whose folders are one (the same path, a symlink to another's, names the
+        // file system takes as one) get none of it: whose it is cannot be told.
         let mut claims = Claims::default();
+        let mut groups: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let mut dirs: BTreeMap<u64, PathBuf> = BTreeMap::new();
+        for (user, sid) in &sources {
+            let rel = PathBuf::from(mapping.folder_of(&sid.to_string()));
+            let dir = root.join(&rel);
+            if let Some(first) = claims.claim(&rel, &dir, *user) {
+                groups
+                    .entry(first)
+                    .or_insert_with(|| vec![first])
+                    .push(*user);
+            }
+            dirs.insert(*user, dir);
+        }
+        let mut apart: BTreeSet<u64> = groups.values().flatten().copied().collect();
+        for group in groups.values() {
+            self.shared_folder(group, &dirs, "they are one folder on disk");
+        }
+        let mut reads = Vec::new();
         for (user, sid) in sources {
             let rel = PathBuf::from(mapping.folder_of(&sid.to_string()));
             let dir = root.join(&rel);
+            if apart.contains(&user) {
+                continue;
+            }
             // Nothing outside the old tree, and no symlink, is read: a link there (to another
             // user's folder, to any file the operator may read) would hand what it points at
             // to this account.
@@ -1018,60 +1041,108 @@ impl Adoption<'_, '_> {
                 self.bad_file(&dir, &e);
                 continue;
             }
-            let shared = |first: u64| {
-                format!(
-                    "workspace folder {}: users {first} and {user} both resolve to it; each \
-                     user needs a folder of their own (check their ids and the mapping's \
-                     folder pattern)",
-                    dir.display()
-                )
-            };
-            if let Some(first) = claims.claim(&rel, &dir, user) {
-                self.problems.push(shared(first));
-                continue;
-            }
             if !dir.is_dir() {
                 continue;
             }
             match read_folder(&dir, self.settings_cap) {
-                Ok(read) => {
-                    self.counts.workspaces += 1;
-                    self.counts.pieces += read.pieces.len() as u64;
-                    left.extend(
-                        read.not_copied
-                            .into_iter()
-                            .map(|(p, why)| (rel.join(p).display().to_string(), why)),
-                    );
-                    let at = dir.display();
-                    for e in read.bad {
-                        self.bad_file(&dir, &e);
-                    }
-                    self.notes.extend(
-                        read.changed
-                            .into_iter()
-                            .map(|c| format!("workspace folder {at}: {c}")),
-                    );
-                    let n = read.pieces.len() as u64;
-                    if let Some(old) = read.old_count.filter(|old| *old != n) {
-                        self.notes.push(format!(
-                            "workspace folder {at}: piece_count {old} became {n}, the number of \
-                             pieces in its gallery (adopt sets it so; the highest piece number \
-                             is kept, so new pieces still come after it)"
-                        ));
-                    }
-                    out.push(Folder {
-                        user,
-                        doc: read.doc,
-                        pieces: read.pieces,
-                    });
-                }
+                Ok(read) => reads.push((user, rel, dir, read)),
                 Err(e) => self.bad_file(&dir, &e),
             }
+        }
+        // A file that is one file in two users' folders (a hard link) is whose?
+        let mut holders: BTreeMap<(u64, u64), BTreeMap<u64, PathBuf>> = BTreeMap::new();
+        for (user, _, _, read) in &reads {
+            for (path, seen) in read.files() {
+                holders
+                    .entry((seen.dev, seen.ino))
+                    .or_default()
+                    .entry(*user)
+                    .or_insert_with(|| path.to_path_buf());
+            }
+        }
+        let mut linked: BTreeMap<Vec<u64>, Vec<PathBuf>> = BTreeMap::new();
+        for by_user in holders.into_values().filter(|h| h.len() > 1) {
+            let users = by_user.keys().copied().collect();
+            linked
+                .entry(users)
+                .or_default()
+                .extend(by_user.into_values());
+        }
+        for (users, files) in linked {
+            let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let how = format!(
+                "they hold one file between them, hard linked ({})",
+                files.join(", ")
+            );
+            self.shared_folder(&users, &dirs, &how);
+            apart.extend(users);
+        }
+        for (user, rel, dir, read) in reads {
+            if apart.contains(&user) {
+                continue;
+            }
+            self.counts.workspaces += 1;
+            self.counts.pieces += read.pieces.len() as u64;
+            left.extend(
+                read.not_copied
+                    .into_iter()
+                    .map(|(p, why)| (rel.join(p).display().to_string(), why)),
+            );
+            let at = dir.display();
+            for e in read.bad {
+                self.bad_file(&dir, &e);
+            }
+            self.notes.extend(
+                read.changed
+                    .into_iter()
+                    .map(|c| format!("workspace folder {at}: {c}")),
+            );
+            let n = read.pieces.len() as u64;
+            if let Some(old) = read.old_count.filter(|old| *old != n) {
+                self.notes.push(format!(
+                    "workspace folder {at}: piece_count {old} became {n}, the number of \
+                     pieces in its gallery (adopt sets it so; the highest piece number \
+                     is kept, so new pieces still come after it)"
+                ));
+            }
+            out.push(Folder {
+                user,
+                doc: read.doc,
+                pieces: read.pieces,
+            });
         }
         left.extend(unclaimed_folders(root, mapping, &self.user_source));
         left.extend(outside_layout(root, mapping));
         self.note_left_behind(root, left);
         Ok(out)
+    }
+
+    /// The folders of `users` (at `dirs`), which are one or share files (`how`): a problem
+    /// naming each, or with `--leave-out-bad-files` a note that each is left out. Adopt
+    /// gives no user another's files.
+    fn shared_folder(&mut self, users: &[u64], dirs: &BTreeMap<u64, PathBuf>, how: &str) {
+        let named: Vec<String> = users
+            .iter()
+            .map(|u| match dirs.get(u) {
+                Some(d) => format!("{} (user {u})", d.display()),
+                None => format!("user {u}'s"),
+            })
+            .collect();
+        let named = named.join(", ");
+        if self.leave_out_bad_files {
+            self.counts.left_out += users.len() as u64;
+            self.notes.push(format!(
+                "workspace folders {named}: left out for each of these users \
+                 (--leave-out-bad-files): {how}, and adopt gives no user another's files"
+            ));
+        } else {
+            self.problems.push(format!(
+                "workspace folders {named}: {how}; adopt gives no user another's files: give \
+                 each user a folder of their own (check their ids, the mapping's folder \
+                 pattern, symlinks and hard links), or leave these folders out with \
+                 --leave-out-bad-files"
+            ));
+        }
     }
 
     /// A file (or folder) of the old folder `dir` that cannot be taken: a problem, or with
@@ -1410,6 +1481,8 @@ type NotCopied = Vec<(PathBuf, &'static str)>;
 #[derive(Default)]
 struct FolderRead {
     doc: Option<Dated<WorkspaceDoc>>,
+    /// The document's file, when it was read.
+    doc_file: Option<(PathBuf, Seen)>,
     /// The document's `piece_count` as the old app wrote it, when it wrote a count.
     old_count: Option<u64>,
     pieces: Pieces,
@@ -1425,6 +1498,12 @@ struct FolderRead {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl FolderRead {
+    /// The files read (the document and the pieces), each with what identifies it.
+    fn files(&self) -> impl Iterator<Item = (&Path, &Seen)> {
+        let doc = self.doc_file.iter().map(|(p, s)| (p.as_path(), s));
+        doc.chain(self.pieces.iter().map(|p| (p.path.as_path(), &p.seen)))
+    }
+
     /// `bytes` without a leading byte order mark, saying so.
     fn without_bom(&mut self, rel: &str, bytes: Vec<u8>) -> Vec<u8> {
         let (bytes, had) = strip_bom(bytes);
@@ -1513,6 +1592,7 @@ fn read_folder(dir: &Path, cap: u64) -> std::result::Result<FolderRead, String> 
     match read_regular(&dir.join(WORKSPACE_FILE), cap) {
         Ok(None) => {}
         Ok(Some((bytes, seen))) => {
+            r.doc_file = Some((dir.join(WORKSPACE_FILE), seen));
             let bytes = r.without_bom(WORKSPACE_FILE, bytes);
             match r.doc(&bytes) {
                 Ok(doc) => r.doc = Some((doc, seen.modified)),
