@@ -1472,8 +1472,11 @@ fn bad_workspace_files_are_all_named_and_can_be_left_out() {
     write("users/3/workspace.json", b"{\"piece_count\":7}");
     write("users/3/gallery/piece_000001.json", b"{}");
     write("users/3/gallery/piece_000003.json", b"{}");
-    // A symlinked folder is never followed: with the option it is left out whole.
-    std::os::unix::fs::symlink(old.join("users/3"), old.join("users/4")).unwrap();
+    // A symlinked folder is never followed: with the option it is left out whole. (A link
+    // to another user's folder leaves out both: see
+    // `a_folder_two_users_resolve_to_is_refused_or_left_out_for_both`.)
+    write("elsewhere/workspace.json", b"{}");
+    std::os::unix::fs::symlink(old.join("elsewhere"), old.join("users/4")).unwrap();
     let sums = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
@@ -1751,4 +1754,442 @@ fn a_wal_database_in_a_folder_adopt_cannot_write_is_read() {
         stderr.contains("is in WAL mode") && stderr.contains("-shm"),
         "{stderr}"
     );
+}
+
+/// A source of code-monet users `ids` (adopted without a password) whose folders each hold
+/// `pieces` gallery pieces of different sizes, each dated its own second; gives the
+/// database and the old workspaces.
+fn gallery_source(cli: &Cli, ids: &[u64], pieces: u64) -> (PathBuf, PathBuf) {
+    let (db, conn) = database(cli, CODE_MONET);
+    for id in ids {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, '', 1, '2024-03-01 09:00:00', NULL)",
+            params![*id as i64, format!("u{id}@example.com")],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let old = cli.dir.path().join("aw");
+    for id in ids {
+        let gallery = old.join(format!("users/{id}/gallery"));
+        std::fs::create_dir_all(&gallery).unwrap();
+        for n in 1..=pieces {
+            let path = gallery.join(format!("piece_{n:06}.json"));
+            let fill = "x".repeat((n * 37 % 500) as usize);
+            std::fs::write(&path, format!(r#"{{"user":{id},"n":{n},"fill":"{fill}"}}"#)).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(piece_time(*id, n)))
+                .unwrap();
+        }
+    }
+    (db, old)
+}
+
+/// The time `gallery_source` gives piece `n` of user `id`.
+fn piece_time(id: u64, n: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000 + id * 10_000 + n, 7)
+}
+
+/// The library's spec for adopting `gallery_source`'s deployment.
+fn gallery_spec(db: &Path, old: &Path) -> redkeep::ops::adopt::AdoptSpec {
+    redkeep::ops::adopt::AdoptSpec {
+        from: format!("sqlite:{}", db.display()),
+        mapping: redkeep::ops::adopt::Mapping::preset("code-monet").unwrap(),
+        workspaces: Some(old.to_path_buf()),
+        dry_run: false,
+        accounts_without_password: redkeep::ops::adopt::WithoutPassword::Reset,
+        leave_out_bad_files: false,
+    }
+}
+
+fn fast() -> Options {
+    Options::default().password(PasswordParams::INSECURE_FAST)
+}
+
+/// A gallery of hundreds of pieces moves in whole: every piece with its bytes and its
+/// file's time, the count set, `check` clean.
+#[test]
+fn a_big_gallery_moves_in_with_every_pieces_bytes_and_time() {
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[2, 5], 300);
+    let workspaces = old.to_str().unwrap().to_string();
+    let (report, err) = adopt(
+        &cli,
+        &db,
+        &[
+            "--preset",
+            "code-monet",
+            "--workspaces",
+            &workspaces,
+            "--accounts-without-password",
+            "reset",
+        ],
+        0,
+    );
+    assert_eq!(report["adopted"], true, "{report} {err}");
+    assert_eq!(report["counts"]["pieces"], 600);
+    let rk = open(&cli);
+    assert!(rk.check(false).unwrap().ok);
+    for id in [2, 5] {
+        assert_eq!(rk.workspaces().read(id).unwrap().piece_count, 300);
+        let gallery = cli.data().join(format!("workspaces/users/{id}/gallery"));
+        let copied = std::fs::read_dir(&gallery)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != ".trash")
+            .count();
+        assert_eq!(copied, 300, "no file but the pieces");
+        for n in 1..=300 {
+            let name = format!("piece_{n:06}.json");
+            let (from, to) = (
+                old.join(format!("users/{id}/gallery/{name}")),
+                gallery.join(&name),
+            );
+            assert_eq!(
+                std::fs::read(&to).unwrap(),
+                std::fs::read(&from).unwrap(),
+                "{name}"
+            );
+            let meta = std::fs::metadata(&to).unwrap();
+            assert_eq!(meta.modified().unwrap(), piece_time(id, n), "{name}");
+        }
+    }
+}
+
+/// The pieces are not synced one by one (two fsyncs each made 8,000 pieces take 86 s): an
+/// adoption costs as many syncs for a gallery of 200 pieces as for one of a single piece.
+#[test]
+fn an_adoptions_syncs_do_not_grow_with_its_galleries() {
+    use redkeep::store::{FaultKind, FaultPlan};
+    let syncs = |pieces: u64| {
+        let cli = Cli::new();
+        let (db, old) = gallery_source(&cli, &[1, 2], pieces);
+        let count = FaultPlan::new(FaultKind::FileSync, u64::MAX);
+        let _armed = count.arm_files();
+        let report = redkeep::ops::adopt::adopt(&cli.data(), &gallery_spec(&db, &old), fast());
+        assert!(report.unwrap().adopted);
+        count.calls()
+    };
+    let (one, many) = (syncs(1), syncs(200));
+    assert!(one > 0);
+    assert_eq!(one, many);
+}
+
+/// Pieces are read again as they are copied (a big gallery is never held in memory at
+/// once): a piece changed since it was read and checked stops the adoption, naming it, and
+/// nothing is left behind.
+#[test]
+fn a_piece_changed_while_adopt_copies_stops_the_adoption() {
+    use redkeep::store::{FaultKind, FaultPlan};
+    const PIECES: u64 = 20;
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1], PIECES);
+    let spec = gallery_spec(&db, &old);
+    // How many renames a whole adoption makes: the pieces' are the last.
+    let renames = {
+        let scratch = cli.dir.path().join("scratch");
+        let count = FaultPlan::new(FaultKind::FileRename, u64::MAX);
+        let _armed = count.arm_files();
+        assert!(
+            redkeep::ops::adopt::adopt(&scratch, &spec, fast())
+                .unwrap()
+                .adopted
+        );
+        count.calls()
+    };
+    // Paused at the first piece's: the last piece is changed before it is copied.
+    let plan = FaultPlan::pausing(FaultKind::FileRename, renames - PIECES + 1);
+    let running = {
+        let (plan, data, spec) = (plan.clone(), cli.data(), spec.clone());
+        std::thread::spawn(move || {
+            let _armed = plan.arm_files();
+            redkeep::ops::adopt::adopt(&data, &spec, fast())
+        })
+    };
+    plan.wait_paused();
+    let last = old.join(format!("users/1/gallery/piece_{PIECES:06}.json"));
+    std::fs::write(&last, r#"{"changed":true}"#).unwrap();
+    plan.resume();
+    let err = running.join().unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains(&last.display().to_string()) && err.contains("changed since adopt read it"),
+        "{err}"
+    );
+    assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+    assert!(!cli.data().join("workspaces").exists());
+}
+
+/// A failure at any sync of an adoption (the flush that makes the pieces durable
+/// included) adopts nothing and leaves nothing behind: the store says it is unfinished
+/// until every file is on disk.
+#[test]
+fn a_sync_that_fails_anywhere_in_an_adoption_leaves_nothing() {
+    use redkeep::store::{FaultKind, FaultPlan};
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1, 2], 5);
+    let spec = gallery_spec(&db, &old);
+    let syncs = {
+        let scratch = cli.dir.path().join("scratch");
+        let count = FaultPlan::new(FaultKind::FileSync, u64::MAX);
+        let _armed = count.arm_files();
+        assert!(
+            redkeep::ops::adopt::adopt(&scratch, &spec, fast())
+                .unwrap()
+                .adopted
+        );
+        count.calls()
+    };
+    for n in 1..=syncs {
+        let data = cli.dir.path().join(format!("d{n}"));
+        let plan = FaultPlan::new(FaultKind::FileSync, n);
+        let result = {
+            let _armed = plan.arm_files();
+            redkeep::ops::adopt::adopt(&data, &spec, fast())
+        };
+        assert!(plan.fired(), "sync {n}");
+        assert!(result.is_err(), "sync {n} failed, and yet: {result:?}");
+        assert!(!data.join(redkeep::STORE_FILE).exists(), "sync {n}");
+        assert!(!data.join("workspaces").exists(), "sync {n}");
+    }
+}
+
+/// A password with accents, composed (NFC: `é` as one character) and decomposed (NFD: `e`
+/// and a combining accent, as macOS keyboards may send it).
+const CREME_NFC: &str = "Cr\u{e8}me br\u{fb}l\u{e9}e \u{e0} l'\u{e9}t\u{e9}";
+const CREME_NFD: &str = "Cre\u{300}me bru\u{302}le\u{301}e a\u{300} l'e\u{301}te\u{301}";
+
+/// An old app hashed the bytes of the password as its user typed them, composed or
+/// decomposed. Adopted, each legacy hash (bcrypt, PBKDF2, Werkzeug's scrypt, argon2i) lets
+/// its user in typed either way (the bytes as typed first, then the other form), and the
+/// first login makes it an argon2id hash, which lets them in either way after it.
+#[test]
+fn legacy_hashes_of_accented_passwords_verify_typed_composed_or_decomposed() {
+    assert_ne!(CREME_NFC, CREME_NFD);
+    let legacy = |scheme: &str, pw: &str| -> String {
+        match scheme {
+            "bcrypt" => bcrypt::hash(pw, 4).unwrap(),
+            "pbkdf2" => {
+                use pbkdf2::password_hash::PasswordHasher;
+                pbkdf2::Pbkdf2::new(
+                    pbkdf2::Algorithm::Pbkdf2Sha256,
+                    pbkdf2::Params::new(1000).unwrap(),
+                )
+                .hash_password_with_salt(pw.as_bytes(), b"sixteen byte sal")
+                .unwrap()
+                .to_string()
+            }
+            "scrypt" => {
+                let salt = "Xk3pQ9rT2bN7vLm4";
+                let mut out = [0_u8; 64];
+                let params = scrypt::Params::new(10, 8, 1).unwrap();
+                scrypt::scrypt(pw.as_bytes(), salt.as_bytes(), &params, &mut out).unwrap();
+                let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+                format!("scrypt:1024:8:1${salt}${hex}")
+            }
+            _ => {
+                use argon2::PasswordHasher;
+                let params = argon2::Params::new(8, 1, 1, None).unwrap();
+                argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, params)
+                    .hash_password_with_salt(pw.as_bytes(), b"sixteen byte sal")
+                    .unwrap()
+                    .to_string()
+            }
+        }
+    };
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, CODE_MONET);
+    // Per scheme and form hashed: one account first typed composed, one decomposed.
+    let mut accounts = Vec::new();
+    for scheme in ["bcrypt", "pbkdf2", "scrypt", "argon2"] {
+        for (hashed, form) in [("nfc", CREME_NFC), ("nfd", CREME_NFD)] {
+            let hash = legacy(scheme, form);
+            for (first, typed) in [("nfc", CREME_NFC), ("nfd", CREME_NFD)] {
+                let id = accounts.len() as i64 + 1;
+                let email = format!("{scheme}-{hashed}-first-{first}@example.com");
+                conn.execute(
+                    "INSERT INTO users VALUES (?1, ?2, ?3, 1, '2024-03-01 09:00:00', NULL)",
+                    params![id, email, hash],
+                )
+                .unwrap();
+                accounts.push((id as u64, email, typed));
+            }
+        }
+    }
+    drop(conn);
+    let (report, err) = adopt(&cli, &db, &["--preset", "code-monet"], 0);
+    assert_eq!(report["adopted"], true, "{report} {err}");
+    let rk = open(&cli);
+    for (id, email, typed) in &accounts {
+        let other = if *typed == CREME_NFC {
+            CREME_NFD
+        } else {
+            CREME_NFC
+        };
+        assert_ne!(rk.users().password_info(*id).unwrap().algorithm, "argon2id");
+        login_ok(&rk, email, typed);
+        assert_eq!(
+            rk.users().password_info(*id).unwrap().algorithm,
+            "argon2id",
+            "{email}: rehashed at its first login"
+        );
+        login_ok(&rk, email, other);
+        login_ok(&rk, email, typed);
+        assert!(
+            rk.sessions()
+                .login(email, "Creme brulee a l'ete", LoginMeta::default())
+                .is_err(),
+            "{email}: text without the accents is another password"
+        );
+    }
+}
+
+/// Adopts `gallery_source`'s deployment at `old` through the CLI (dry run, real run, and
+/// with --leave-out-bad-files) and checks that users 3 and 7, whose folders are one or
+/// share a file (`how`), are both named and neither gets the other's files.
+fn shared_folders_are_refused_or_left_out_for_both(cli: &Cli, db: &Path, old: &Path, how: &str) {
+    let workspaces = old.to_str().unwrap().to_string();
+    let base = [
+        "--preset",
+        "code-monet",
+        "--workspaces",
+        &workspaces,
+        "--accounts-without-password",
+        "reset",
+    ];
+    let named = |text: &str| {
+        text.contains(&format!("{} (user 3)", old.join("users/3").display()))
+            && text.contains(&format!("{} (user 7)", old.join("users/7").display()))
+            && text.contains(how)
+    };
+    for extra in [&["--dry-run"][..], &[]] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (report, _) = adopt(cli, db, &args, 1);
+        assert_eq!(report["adopted"], false, "{report}");
+        let problems = problems_of(&report);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(named(&problems[0]), "{problems:#?}");
+        assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+    }
+    let args: Vec<&str> = base
+        .iter()
+        .chain(&["--leave-out-bad-files"])
+        .copied()
+        .collect();
+    let (report, err) = adopt(cli, db, &args, 0);
+    assert_eq!(report["adopted"], true, "{report} {err}");
+    assert_eq!(report["counts"]["workspaces"], 1, "{report}");
+    assert!(
+        notes_of(&report)
+            .iter()
+            .any(|n| named(n) && n.contains("left out")),
+        "{report}"
+    );
+    let users = cli.data().join("workspaces/users");
+    assert!(!users.join("3").exists() && !users.join("7").exists());
+    assert!(users.join("1/gallery/piece_000002.json").is_file());
+    let rk = open(cli);
+    assert!(rk.check(false).unwrap().ok);
+    assert_eq!(rk.workspaces().read(3).unwrap().piece_count, 0);
+    assert_eq!(rk.workspaces().read(7).unwrap().piece_count, 0);
+}
+
+/// A symlinked `users/7` -> `users/3` gave user 7's account nothing and user 3 the folder
+/// (or with --leave-out-bad-files named only the link): whose folder it is cannot be told,
+/// so both are named, and left out for both.
+#[test]
+fn a_folder_two_users_resolve_to_is_refused_or_left_out_for_both() {
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1, 3, 7], 2);
+    std::fs::remove_dir_all(old.join("users/7")).unwrap();
+    std::os::unix::fs::symlink(old.join("users/3"), old.join("users/7")).unwrap();
+    shared_folders_are_refused_or_left_out_for_both(&cli, &db, &old, "one folder on disk");
+}
+
+/// A `workspace.json` (or a piece) hard linked between two users' folders was copied to
+/// both: it is named, and both folders are refused or left out.
+#[test]
+fn a_file_hard_linked_between_two_users_folders_is_refused_or_left_out_for_both() {
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1, 3, 7], 2);
+    let doc = old.join("users/3/workspace.json");
+    std::fs::write(&doc, r#"{"notes":["user 3's own"]}"#).unwrap();
+    std::fs::hard_link(&doc, old.join("users/7/workspace.json")).unwrap();
+    shared_folders_are_refused_or_left_out_for_both(&cli, &db, &old, "hard linked");
+    // Hard links inside one user's own folder are theirs alone.
+    let cli = Cli::new();
+    let (db, old) = gallery_source(&cli, &[1, 3], 2);
+    let gallery = old.join("users/3/gallery");
+    std::fs::remove_file(gallery.join("piece_000002.json")).unwrap();
+    std::fs::hard_link(
+        gallery.join("piece_000001.json"),
+        gallery.join("piece_000002.json"),
+    )
+    .unwrap();
+    let workspaces = old.to_str().unwrap().to_string();
+    let (report, err) = adopt(
+        &cli,
+        &db,
+        &[
+            "--preset",
+            "code-monet",
+            "--workspaces",
+            &workspaces,
+            "--accounts-without-password",
+            "reset",
+        ],
+        0,
+    );
+    assert_eq!(report["adopted"], true, "{report} {err}");
+    assert_eq!(report["counts"]["pieces"], 4, "{report}");
+}
+
+/// Text ids `3` and `03` are one id (compared as numbers, as the old app's numeric ids
+/// are): the second row is refused, naming it, so `users/03` is never given to user 3 nor
+/// `users/3` to another account.
+#[test]
+fn ids_3_and_03_are_one_id_and_the_second_row_is_refused() {
+    let cli = Cli::new();
+    let (db, conn) = database(&cli, ACCOUNTS);
+    for (id, mail) in [("3", "three@example.com"), ("03", "zero-three@example.com")] {
+        conn.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, '', NULL)",
+            params![id, mail],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let old = cli.dir.path().join("aw/users");
+    for name in ["3", "03"] {
+        std::fs::create_dir_all(old.join(name)).unwrap();
+        std::fs::write(
+            old.join(name).join("workspace.json"),
+            format!(r#"{{"notes":["{name}'s own"]}}"#),
+        )
+        .unwrap();
+    }
+    let map = accounts_map(&cli, "");
+    let workspaces = cli.dir.path().join("aw").to_str().unwrap().to_string();
+    for dry in [true, false] {
+        let mut args = vec![
+            "--map",
+            &map,
+            "--workspaces",
+            &workspaces,
+            "--accounts-without-password",
+            "reset",
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (report, _) = adopt(&cli, &db, &args, 1);
+        let problems = problems_of(&report);
+        assert!(
+            problems.len() == 1
+                && problems[0].starts_with("users row 2 ")
+                && problems[0].contains("the id 3 came before"),
+            "{problems:#?}"
+        );
+        assert!(!cli.data().join(redkeep::STORE_FILE).exists());
+    }
 }

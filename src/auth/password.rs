@@ -447,6 +447,25 @@ pub(crate) fn nfc(password: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The form of `password` other than [`nfc`]'s that a hash may hold: the text as typed when
+/// that is not the NFC form, else its NFD form (`e` and a combining accent for `é`, as some
+/// keyboards send it) when that differs and is not longer than a password may be. `None`
+/// for ASCII and other text with one form.
+fn other_form(password: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use unicode_normalization::UnicodeNormalization;
+    if password.is_ascii() {
+        return None;
+    }
+    if nfc(password) != password {
+        return Some(std::borrow::Cow::Borrowed(password));
+    }
+    if unicode_normalization::is_nfd(password) {
+        return None;
+    }
+    let decomposed: String = password.nfd().collect();
+    (decomposed.len() <= MAX_PASSWORD_BYTES).then_some(std::borrow::Cow::Owned(decomposed))
+}
+
 /// How many password hashes may run at once by default: one per core. Each argon2 hash
 /// holds its `m` KiB (19 MiB at OWASP's parameters) while it runs; more at once than cores
 /// finish no sooner, and a flood of logins would otherwise hold one allocation per thread
@@ -584,20 +603,27 @@ impl Passwords {
     }
 
     /// [`Passwords::verify`], saying in which form the password matched: `Some(true)` in its
-    /// NFC form (the one hashes are made of), `Some(false)` only as typed (a hash made
-    /// before passwords were normalised, or by an adopted application, of text typed in
-    /// another form: a rehash moves it to NFC). The same text typed composed or decomposed
-    /// (`ä` as one character or as `a` and a combining mark, as some keyboards send it) is
-    /// thus one password.
+    /// NFC form (the one hashes are made of), `Some(false)` in the other form
+    /// ([`other_form`]: a hash made before passwords were normalised, or by an adopted
+    /// application, of text typed decomposed or composed; a rehash moves it to NFC). The
+    /// same text typed composed or decomposed (`ä` as one character or as `a` and a
+    /// combining mark, as some keyboards send it) is thus one password, whichever form the
+    /// old hash holds. An adopted hash (bcrypt, PBKDF2, scrypt) is tried with the bytes as
+    /// typed first, as the old application hashed them; an argon2 hash with the NFC form
+    /// first, as redkeep makes them.
     pub(crate) fn verify_form(&self, password: &str, stored: &str) -> Option<bool> {
         let normal = nfc(password);
-        if self.verify_exact(&normal, stored) {
-            return Some(true);
-        }
-        if normal != password && self.verify_exact(password, stored) {
-            return Some(false);
-        }
-        None
+        let other = other_form(password);
+        let adopted = !matches!(parse(stored), Ok(Scheme::Argon2(_)));
+        let forms = match &other {
+            Some(o) if adopted && o == password => [Some(o), Some(&normal)],
+            _ => [Some(&normal), other.as_ref()],
+        };
+        forms
+            .into_iter()
+            .flatten()
+            .find(|form| self.verify_exact(form, stored))
+            .map(|form| *form == normal)
     }
 
     fn verify_exact(&self, password: &str, stored: &str) -> bool {
@@ -640,10 +666,18 @@ impl Passwords {
     /// reads only the first 72 bytes (the salt appended included), so another password
     /// sharing them matched too. Such a password is not rehashed at login: the new hash
     /// would hold the password as typed, and the owner's own would stop working.
+    /// Any form a login may have matched in counts ([`Passwords::verify_form`]).
     pub(crate) fn bcrypt_cut_short(password: &str, stored: &str) -> bool {
+        let longest = [Some(nfc(password)), other_form(password)]
+            .into_iter()
+            .flatten()
+            .map(|f| f.len())
+            .max()
+            .unwrap_or(0)
+            .max(password.len());
         match parse(stored) {
-            Ok(Scheme::Bcrypt(_)) => password.len() > BCRYPT_MAX_BYTES,
-            Ok(Scheme::SaltedBcrypt { salt, .. }) => password.len() + salt.len() > BCRYPT_MAX_BYTES,
+            Ok(Scheme::Bcrypt(_)) => longest > BCRYPT_MAX_BYTES,
+            Ok(Scheme::SaltedBcrypt { salt, .. }) => longest + salt.len() > BCRYPT_MAX_BYTES,
             _ => false,
         }
     }
@@ -691,11 +725,11 @@ impl Passwords {
     }
 
     /// The work a wrong `password` costs a known account ([`Passwords::verify_form`]: two
-    /// verifications for text not in NFC, one otherwise), against a throwaway hash: an
+    /// verifications for text with two forms, one otherwise), against a throwaway hash: an
     /// unknown or locked account is not told apart by the time a guess takes.
     pub(crate) fn burn_for(&self, password: &str) {
         self.burn();
-        if nfc(password) != password {
+        if other_form(password).is_some() {
             self.burn();
         }
     }
@@ -1088,6 +1122,35 @@ mod tests {
         let hash = pw.hash(&short).unwrap();
         assert_eq!(pw.verify_form(&short_nfc, &hash), Some(true));
         assert_eq!(pw.verify_form(&short, &hash), Some(true));
+    }
+
+    /// A password bcrypt read whole as typed composed (70 bytes) may have matched in its
+    /// decomposed form (105 bytes), of which bcrypt read 72: not rehashed, as a password
+    /// too long as typed is not.
+    #[test]
+    fn a_bcrypt_hash_that_read_only_the_start_of_another_form_is_cut_short() {
+        let composed = "\u{e9}".repeat(35);
+        assert_eq!(composed.len(), 70);
+        let hash = bcrypt::hash("x", 4).unwrap();
+        assert!(Passwords::bcrypt_cut_short(&composed, &hash));
+        assert!(!Passwords::bcrypt_cut_short(&"\u{e9}".repeat(20), &hash));
+        assert!(!Passwords::bcrypt_cut_short(&"e".repeat(70), &hash));
+    }
+
+    /// Each form is tried once, the other only when it differs: a legacy hash of the
+    /// decomposed text lets the composed one in (in the other form), and the other way round.
+    #[test]
+    fn a_legacy_hash_matches_the_other_form_of_what_is_typed() {
+        let pw = Passwords::new(PasswordParams::INSECURE_FAST).unwrap();
+        let (composed, decomposed) = ("caf\u{e9} cr\u{e8}me", "cafe\u{301} cre\u{300}me");
+        let of_decomposed = bcrypt::hash(decomposed, 4).unwrap();
+        let of_composed = bcrypt::hash(composed, 4).unwrap();
+        assert_eq!(pw.verify_form(decomposed, &of_decomposed), Some(false));
+        assert_eq!(pw.verify_form(composed, &of_decomposed), Some(false));
+        assert_eq!(pw.verify_form(composed, &of_composed), Some(true));
+        assert_eq!(pw.verify_form(decomposed, &of_composed), Some(true));
+        assert_eq!(pw.verify_form("cafe creme", &of_composed), None);
+        assert!(other_form("plain ascii").is_none());
     }
 
     #[test]

@@ -1082,17 +1082,38 @@ impl Workspaces {
 
     /// [`Workspaces::write_bytes`] into a directory whose crash leftovers were just removed.
     pub(super) fn write_bytes_tidied(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.writable_to(path, bytes)?;
+        fsutil::write_private(path, bytes)
+    }
+
+    /// Refuses `bytes` over the cap, and a `path` that is there as something else than a
+    /// regular file.
+    pub(super) fn writable_to(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         self.within_cap(bytes)?;
         match fs::symlink_metadata(path) {
-            Ok(m) if !m.file_type().is_file() => {
-                return Err(Error::unsafe_path(
-                    path,
-                    "it is not a regular file; redkeep does not write through it",
-                ));
-            }
-            _ => {}
+            Ok(m) if !m.file_type().is_file() => Err(Error::unsafe_path(
+                path,
+                "it is not a regular file; redkeep does not write through it",
+            )),
+            _ => Ok(()),
         }
-        fsutil::write_private(path, bytes)
+    }
+
+    /// Makes durable what was written without a sync in the users' folders
+    /// ([`Workspaces::put_pieces_unsynced`]): the file system is flushed once, then every
+    /// folder is fsynced.
+    ///
+    /// # Errors
+    /// `Io` when a flush fails: what was written may not be on disk.
+    #[cfg(feature = "adopt")]
+    pub(crate) fn sync_users(&self) -> Result<()> {
+        let users = self.users_dir();
+        if fsutil::real_dir(&users)?.is_none() {
+            // No folder was written.
+            return Ok(());
+        }
+        fsutil::sync_file_system(&users)?;
+        fsutil::sync_tree(&users)
     }
 
     /// Reads the document, lets `f` change it, and writes it back atomically, all under the

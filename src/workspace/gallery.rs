@@ -23,6 +23,35 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
 
+/// A piece found elsewhere (an existing deployment), for
+/// [`Workspaces::put_pieces_unsynced`].
+#[cfg(feature = "adopt")]
+#[derive(Debug)]
+pub(crate) struct FoundPiece {
+    /// Its number.
+    pub(crate) n: u64,
+    /// Its bytes, JSON.
+    pub(crate) json: Vec<u8>,
+    /// When it was saved, which its file keeps.
+    pub(crate) modified: Option<std::time::SystemTime>,
+}
+
+/// Refuses a piece that is not JSON or is nested deeper than a read takes.
+fn piece_json(json: &[u8]) -> Result<()> {
+    super::within_depth("piece", json)?;
+    serde_json::from_slice::<Value>(json).map_err(|e| not_json(json, &e))?;
+    Ok(())
+}
+
+/// The gallery of the folder `dir`, made if it is not there.
+fn made_gallery(dir: &Path) -> Result<PathBuf> {
+    let gallery = dir.join(GALLERY_DIR);
+    if fsutil::real_dir(&gallery)?.is_none() {
+        fsutil::create_private_dir(&gallery)?;
+    }
+    Ok(gallery)
+}
+
 /// One piece in a gallery.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PieceInfo {
@@ -188,15 +217,43 @@ impl Workspaces {
     /// # Errors
     /// As [`Workspaces::put_piece`], but for the number.
     pub(crate) fn put_piece_as_found(&self, user: u64, n: u64, json: &[u8]) -> Result<()> {
-        super::within_depth("piece", json)?;
-        serde_json::from_slice::<Value>(json).map_err(|e| not_json(json, &e))?;
+        piece_json(json)?;
         let folder = self.created(user)?;
         self.forget(Some(user));
-        let gallery = folder.dir.join(GALLERY_DIR);
-        if fsutil::real_dir(&gallery)?.is_none() {
-            fsutil::create_private_dir(&gallery)?;
-        }
+        let gallery = made_gallery(&folder.dir)?;
         self.write_bytes(&gallery.join(piece_file_name(n)), json)
+    }
+
+    /// Writes the pieces `pieces` gives into the gallery of `user` (creating the folder)
+    /// under one lock, each with its number and dated by its time, without a sync each:
+    /// none is durable until [`Workspaces::sync_users`] returns. For an adoption, whose store
+    /// says it is unfinished until then. Pieces are taken one at a time: a gallery of any
+    /// size is never held in memory. The document's count is left to the caller.
+    ///
+    /// # Errors
+    /// The first error `pieces` gives; `InvalidInput` for a piece that is not JSON or is
+    /// over the cap; `Io` when a piece cannot be written or dated.
+    #[cfg(feature = "adopt")]
+    pub(crate) fn put_pieces_unsynced(
+        &self,
+        user: u64,
+        pieces: &mut dyn Iterator<Item = Result<FoundPiece>>,
+    ) -> Result<()> {
+        let folder = self.created(user)?;
+        self.forget(Some(user));
+        let gallery = made_gallery(&folder.dir)?;
+        self.tidy_once(&gallery);
+        for piece in pieces {
+            let piece = piece?;
+            piece_json(&piece.json)?;
+            let path = gallery.join(piece_file_name(piece.n));
+            self.writable_to(&path, &piece.json)?;
+            fsutil::write_private_unsynced(&path, &piece.json)?;
+            if let Some(at) = piece.modified {
+                fsutil::set_modified(&path, at)?;
+            }
+        }
+        Ok(())
     }
 
     /// The highest number among the removed pieces of `user` (in the gallery's `.trash/`),

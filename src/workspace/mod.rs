@@ -35,6 +35,8 @@ pub use folders::{
     DEFAULT_MAX_DOC_BYTES, FolderOwner, Owners, TimedCopy, TrashEntry, WorkspaceInfo,
     WorkspaceOptions, Workspaces,
 };
+#[cfg(feature = "adopt")]
+pub(crate) use gallery::FoundPiece;
 pub use gallery::PieceInfo;
 pub(crate) use names::piece_within;
 pub use names::{

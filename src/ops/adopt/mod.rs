@@ -398,13 +398,14 @@ fn adopt_in(
                 crate::fsutil::set_modified(&ws.dir(f.user).join(WORKSPACE_FILE), at)?;
             }
         }
-        for (n, bytes, modified) in &f.pieces {
-            ws.put_piece_as_found(f.user, *n, bytes)?;
-            if let Some(at) = modified {
-                crate::fsutil::set_modified(&ws.piece_path(f.user, *n), *at)?;
-            }
-        }
+        // Each piece is read again as it is written (a big gallery is never held in memory
+        // at once), and none is synced on its own: one flush below makes them all durable.
+        let cap = settings.max_doc_bytes;
+        ws.put_pieces_unsynced(f.user, &mut f.pieces.iter().map(|p| p.read_again(cap)))?;
     }
+    // Durable before the store stops saying the adoption is unfinished: a crash before this
+    // leaves a store the next adoption knows to take away.
+    ws.sync_users()?;
     rk.store()
         .write(|tx| tx.remove_meta(crate::store::ADOPT_UNFINISHED))?;
     let report = rk.check(false)?;

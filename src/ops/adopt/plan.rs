@@ -25,7 +25,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::key;
 use crate::store::{MAX_ID, Meta, Record, WriteTx};
-use crate::workspace::{GALLERY_DIR, WORKSPACE_FILE, WorkspaceDoc};
+use crate::workspace::{FoundPiece, GALLERY_DIR, WORKSPACE_FILE, WorkspaceDoc};
 
 /// How many records of each kind an adoption made (or would make).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -1007,10 +1007,33 @@ impl Adoption<'_, '_> {
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect();
+        // Users whose folders are one (the same path, a symlink to another's, names the
+        // file system takes as one) get none of it: whose it is cannot be told.
         let mut claims = Claims::default();
+        let mut groups: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let mut dirs: BTreeMap<u64, PathBuf> = BTreeMap::new();
+        for (user, sid) in &sources {
+            let rel = PathBuf::from(mapping.folder_of(&sid.to_string()));
+            let dir = root.join(&rel);
+            if let Some(first) = claims.claim(&rel, &dir, *user) {
+                groups
+                    .entry(first)
+                    .or_insert_with(|| vec![first])
+                    .push(*user);
+            }
+            dirs.insert(*user, dir);
+        }
+        let mut apart: BTreeSet<u64> = groups.values().flatten().copied().collect();
+        for group in groups.values() {
+            self.shared_folder(group, &dirs, "they are one folder on disk");
+        }
+        let mut reads = Vec::new();
         for (user, sid) in sources {
             let rel = PathBuf::from(mapping.folder_of(&sid.to_string()));
             let dir = root.join(&rel);
+            if apart.contains(&user) {
+                continue;
+            }
             // Nothing outside the old tree, and no symlink, is read: a link there (to another
             // user's folder, to any file the operator may read) would hand what it points at
             // to this account.
@@ -1018,60 +1041,108 @@ impl Adoption<'_, '_> {
                 self.bad_file(&dir, &e);
                 continue;
             }
-            let shared = |first: u64| {
-                format!(
-                    "workspace folder {}: users {first} and {user} both resolve to it; each \
-                     user needs a folder of their own (check their ids and the mapping's \
-                     folder pattern)",
-                    dir.display()
-                )
-            };
-            if let Some(first) = claims.claim(&rel, &dir, user) {
-                self.problems.push(shared(first));
-                continue;
-            }
             if !dir.is_dir() {
                 continue;
             }
             match read_folder(&dir, self.settings_cap) {
-                Ok(read) => {
-                    self.counts.workspaces += 1;
-                    self.counts.pieces += read.pieces.len() as u64;
-                    left.extend(
-                        read.not_copied
-                            .into_iter()
-                            .map(|(p, why)| (rel.join(p).display().to_string(), why)),
-                    );
-                    let at = dir.display();
-                    for e in read.bad {
-                        self.bad_file(&dir, &e);
-                    }
-                    self.notes.extend(
-                        read.changed
-                            .into_iter()
-                            .map(|c| format!("workspace folder {at}: {c}")),
-                    );
-                    let n = read.pieces.len() as u64;
-                    if let Some(old) = read.old_count.filter(|old| *old != n) {
-                        self.notes.push(format!(
-                            "workspace folder {at}: piece_count {old} became {n}, the number of \
-                             pieces in its gallery (adopt sets it so; the highest piece number \
-                             is kept, so new pieces still come after it)"
-                        ));
-                    }
-                    out.push(Folder {
-                        user,
-                        doc: read.doc,
-                        pieces: read.pieces,
-                    });
-                }
+                Ok(read) => reads.push((user, rel, dir, read)),
                 Err(e) => self.bad_file(&dir, &e),
             }
+        }
+        // A file that is one file in two users' folders (a hard link) is whose?
+        let mut holders: BTreeMap<(u64, u64), BTreeMap<u64, PathBuf>> = BTreeMap::new();
+        for (user, _, _, read) in &reads {
+            for (path, seen) in read.files() {
+                holders
+                    .entry((seen.dev, seen.ino))
+                    .or_default()
+                    .entry(*user)
+                    .or_insert_with(|| path.to_path_buf());
+            }
+        }
+        let mut linked: BTreeMap<Vec<u64>, Vec<PathBuf>> = BTreeMap::new();
+        for by_user in holders.into_values().filter(|h| h.len() > 1) {
+            let users = by_user.keys().copied().collect();
+            linked
+                .entry(users)
+                .or_default()
+                .extend(by_user.into_values());
+        }
+        for (users, files) in linked {
+            let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let how = format!(
+                "they hold one file between them, hard linked ({})",
+                files.join(", ")
+            );
+            self.shared_folder(&users, &dirs, &how);
+            apart.extend(users);
+        }
+        for (user, rel, dir, read) in reads {
+            if apart.contains(&user) {
+                continue;
+            }
+            self.counts.workspaces += 1;
+            self.counts.pieces += read.pieces.len() as u64;
+            left.extend(
+                read.not_copied
+                    .into_iter()
+                    .map(|(p, why)| (rel.join(p).display().to_string(), why)),
+            );
+            let at = dir.display();
+            for e in read.bad {
+                self.bad_file(&dir, &e);
+            }
+            self.notes.extend(
+                read.changed
+                    .into_iter()
+                    .map(|c| format!("workspace folder {at}: {c}")),
+            );
+            let n = read.pieces.len() as u64;
+            if let Some(old) = read.old_count.filter(|old| *old != n) {
+                self.notes.push(format!(
+                    "workspace folder {at}: piece_count {old} became {n}, the number of \
+                     pieces in its gallery (adopt sets it so; the highest piece number \
+                     is kept, so new pieces still come after it)"
+                ));
+            }
+            out.push(Folder {
+                user,
+                doc: read.doc,
+                pieces: read.pieces,
+            });
         }
         left.extend(unclaimed_folders(root, mapping, &self.user_source));
         left.extend(outside_layout(root, mapping));
         self.note_left_behind(root, left);
         Ok(out)
+    }
+
+    /// The folders of `users` (at `dirs`), which are one or share files (`how`): a problem
+    /// naming each, or with `--leave-out-bad-files` a note that each is left out. Adopt
+    /// gives no user another's files.
+    fn shared_folder(&mut self, users: &[u64], dirs: &BTreeMap<u64, PathBuf>, how: &str) {
+        let named: Vec<String> = users
+            .iter()
+            .map(|u| match dirs.get(u) {
+                Some(d) => format!("{} (user {u})", d.display()),
+                None => format!("user {u}'s"),
+            })
+            .collect();
+        let named = named.join(", ");
+        if self.leave_out_bad_files {
+            self.counts.left_out += users.len() as u64;
+            self.notes.push(format!(
+                "workspace folders {named}: left out for each of these users \
+                 (--leave-out-bad-files): {how}, and adopt gives no user another's files"
+            ));
+        } else {
+            self.problems.push(format!(
+                "workspace folders {named}: {how}; adopt gives no user another's files: give \
+                 each user a folder of their own (check their ids, the mapping's folder \
+                 pattern, symlinks and hard links), or leave these folders out with \
+                 --leave-out-bad-files"
+            ));
+        }
     }
 
     /// A file (or folder) of the old folder `dir` that cannot be taken: a problem, or with
@@ -1242,8 +1313,75 @@ impl From<&str> for Problem {
 /// Something read from a file, with the file's time.
 pub(crate) type Dated<T> = (T, Option<std::time::SystemTime>);
 
-/// Gallery pieces by number, as read, with their files' times.
-type Pieces = Vec<(u64, Vec<u8>, Option<std::time::SystemTime>)>;
+/// Gallery pieces by number, as read.
+type Pieces = Vec<Piece>;
+
+/// A gallery piece of the old tree: read and checked when planned, and read again when it is
+/// copied, so that a gallery of any size is never held in memory at once.
+#[derive(Debug, Clone)]
+pub(crate) struct Piece {
+    /// Its number.
+    pub(crate) n: u64,
+    path: PathBuf,
+    /// Its file when it was read.
+    seen: Seen,
+}
+
+impl Piece {
+    /// The piece's bytes (without a byte order mark) and time, read again: an error when
+    /// its file is no longer the one that was read and checked (another file, or changed
+    /// since).
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the file when it changed, went away or cannot be read.
+    pub(crate) fn read_again(&self, cap: u64) -> Result<FoundPiece> {
+        let shown = self.path.display();
+        let changed = |what: String| {
+            Error::invalid(
+                "workspaces",
+                format!(
+                    "{shown} {what} since adopt read it: stop the old application (nothing may \
+                     change the old tree while adopt copies it), then adopt again"
+                ),
+            )
+        };
+        let (bytes, seen) = read_regular(&self.path, cap)
+            .map_err(|e| changed(format!("cannot be read ({e})")))?
+            .ok_or_else(|| changed("went away".into()))?;
+        if seen != self.seen {
+            return Err(changed("changed".into()));
+        }
+        Ok(FoundPiece {
+            n: self.n,
+            json: strip_bom(bytes).0,
+            modified: seen.modified,
+        })
+    }
+}
+
+/// What identifies a file as read: a file changed, replaced or touched since has another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    /// The change time (seconds, nanoseconds), which no writer can set back.
+    changed: (i64, i64),
+}
+
+impl Seen {
+    fn of(m: &std::fs::Metadata) -> Seen {
+        use std::os::unix::fs::MetadataExt;
+        Seen {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            modified: m.modified().ok(),
+            changed: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
 
 /// Refuses a folder path of the old tree that leaves `root` (a source id holding `..` or a
 /// `/`) or passes through a symlink on the way.
@@ -1274,9 +1412,10 @@ fn symlink_refused(path: &Path) -> String {
     )
 }
 
-/// The bytes of the regular file `path` and its time, never through a symlink; `None` when
-/// nothing is there. A file over `cap` bytes is refused.
-type Read = (Vec<u8>, Option<std::time::SystemTime>);
+/// The bytes of the regular file `path` and what identifies the file, never through a
+/// symlink; `None` when nothing is there. A file over `cap` bytes is refused, and one whose
+/// size changes while it is read.
+type Read = (Vec<u8>, Seen);
 
 fn read_regular(path: &Path, cap: u64) -> std::result::Result<Option<Read>, String> {
     use std::io::Read;
@@ -1307,13 +1446,32 @@ fn read_regular(path: &Path, cap: u64) -> std::result::Result<Option<Read>, Stri
     }
     let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let mut bytes = Vec::new();
-    std::fs::OpenOptions::new()
+    let seen = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(flags.bits() as i32)
         .open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .and_then(|f| {
+            let seen = Seen::of(&f.metadata()?);
+            f.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+            Ok(seen)
+        })
         .map_err(|e| format!("reading {name}: {e}"))?;
-    Ok(Some((bytes, meta.modified().ok())))
+    if bytes.len() as u64 != seen.len {
+        return Err(format!(
+            "{} changed size while it was read; stop the old application, then adopt again",
+            path.display()
+        ));
+    }
+    Ok(Some((bytes, seen)))
+}
+
+/// `bytes` without a leading UTF-8 byte order mark, and whether there was one.
+fn strip_bom(mut bytes: Vec<u8>) -> (Vec<u8>, bool) {
+    let had = bytes.starts_with(BOM);
+    if had {
+        bytes.drain(..BOM.len());
+    }
+    (bytes, had)
 }
 
 /// What of an old folder is not copied, each with why: paths relative to the folder.
@@ -1323,6 +1481,8 @@ type NotCopied = Vec<(PathBuf, &'static str)>;
 #[derive(Default)]
 struct FolderRead {
     doc: Option<Dated<WorkspaceDoc>>,
+    /// The document's file, when it was read.
+    doc_file: Option<(PathBuf, Seen)>,
     /// The document's `piece_count` as the old app wrote it, when it wrote a count.
     old_count: Option<u64>,
     pieces: Pieces,
@@ -1338,10 +1498,16 @@ struct FolderRead {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl FolderRead {
+    /// The files read (the document and the pieces), each with what identifies it.
+    fn files(&self) -> impl Iterator<Item = (&Path, &Seen)> {
+        let doc = self.doc_file.iter().map(|(p, s)| (p.as_path(), s));
+        doc.chain(self.pieces.iter().map(|p| (p.path.as_path(), &p.seen)))
+    }
+
     /// `bytes` without a leading byte order mark, saying so.
-    fn without_bom(&mut self, rel: &str, mut bytes: Vec<u8>) -> Vec<u8> {
-        if bytes.starts_with(BOM) {
-            bytes.drain(..BOM.len());
+    fn without_bom(&mut self, rel: &str, bytes: Vec<u8>) -> Vec<u8> {
+        let (bytes, had) = strip_bom(bytes);
+        if had {
             self.changed.push(format!(
                 "{rel}: the UTF-8 byte order mark at its start was dropped (JSON has none); \
                  the rest is copied as it is"
@@ -1390,7 +1556,7 @@ impl FolderRead {
             self.bad.push(format!("{rel}: {e}"));
             return;
         }
-        let (bytes, modified) = match read_regular(path, cap) {
+        let (bytes, seen) = match read_regular(path, cap) {
             Ok(Some(read)) => read,
             Ok(None) => {
                 self.bad.push(format!("{rel} went away while it was read"));
@@ -1407,7 +1573,12 @@ impl FolderRead {
         }
         let bytes = self.without_bom(&rel, bytes);
         match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(_) => self.pieces.push((n, bytes, modified)),
+            // Read again when copied: only what identifies the file is kept.
+            Ok(_) => self.pieces.push(Piece {
+                n,
+                path: path.to_path_buf(),
+                seen,
+            }),
             Err(e) => self.bad.push(format!("{rel} is not JSON ({e})")),
         }
     }
@@ -1420,10 +1591,11 @@ fn read_folder(dir: &Path, cap: u64) -> std::result::Result<FolderRead, String> 
     let mut r = FolderRead::default();
     match read_regular(&dir.join(WORKSPACE_FILE), cap) {
         Ok(None) => {}
-        Ok(Some((bytes, modified))) => {
+        Ok(Some((bytes, seen))) => {
+            r.doc_file = Some((dir.join(WORKSPACE_FILE), seen));
             let bytes = r.without_bom(WORKSPACE_FILE, bytes);
             match r.doc(&bytes) {
-                Ok(doc) => r.doc = Some((doc, modified)),
+                Ok(doc) => r.doc = Some((doc, seen.modified)),
                 Err(e) => r.bad.push(e),
             }
         }
@@ -1473,7 +1645,7 @@ fn read_folder(dir: &Path, cap: u64) -> std::result::Result<FolderRead, String> 
         r.not_copied
             .push((PathBuf::from(GALLERY_DIR), "not a folder"));
     }
-    r.pieces.sort_by_key(|(n, ..)| *n);
+    r.pieces.sort_by_key(|p| p.n);
     r.bad.sort();
     Ok(r)
 }
