@@ -143,7 +143,9 @@ pub enum Command {
     Inspect(InspectCmd),
     /// Whether the store is free, shared or held exclusively (by which process), its schema
     /// version, the path of each file, and temp files an operation under way (or killed)
-    /// left in the data dir.
+    /// left in the data dir. Where there is no store (no file in the data dir, or no store in
+    /// the `--store` schema), it fails with exit code 1 and one line saying so, and creates
+    /// nothing.
     Status,
     /// Inspect per-user workspace folders.
     #[cfg_attr(feature = "cli", command(subcommand))]
