@@ -485,11 +485,16 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     // What the command records in the audit log says it came from an operator's shell, and
     // whose (a command sent to the application is recorded there with the socket's peer).
-    let origin = format!("redkeep CLI, uid {}", rustix::process::getuid().as_raw());
+    // (Cannot be refused: a short line of ASCII letters, digits and spaces.)
+    let origin = crate::Origin::new(format!(
+        "redkeep CLI, uid {}",
+        rustix::process::getuid().as_raw()
+    ))
+    .expect("the CLI's origin is one short line");
     let words = command_words(&cli.command);
     tracing::debug!("running `{words}`");
     let started = std::time::Instant::now();
-    let ran = crate::store::with_origin(&origin, || run(&cli));
+    let ran = Redkeep::with_origin(&origin, || run(&cli));
     tracing::debug!(
         "`{words}` {} after {:.1?}",
         if ran.is_ok() { "ended" } else { "failed" },
