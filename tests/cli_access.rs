@@ -2306,3 +2306,78 @@ fn an_all_digit_role_name_is_refused_when_made_but_a_stored_one_works() {
     other.expect(&["role", "grant", "ann@example.com", "42"], None, 0);
     other.expect(&["user", "can", "ann@example.com", "x"], None, 0);
 }
+
+/// `apikey verify --json` says in one word why a key does not verify (`unknown`,
+/// `wrong_secret`, `revoked`, `expired`, `malformed`), with the line stderr gives, and no
+/// more of the key than its prefix; a key that verifies says `"valid": true`.
+#[test]
+fn apikey_verify_json_says_why_a_key_does_not_verify() {
+    use redkeep::auth::api_keys::{ApiKeySpec, KeyOwner};
+    let cli = Cli::new();
+    let ann = with_user(&cli);
+    let create = || {
+        let k = cli.json(&["apikey", "create", "--user", "ann@example.com"], None);
+        k["key"].as_str().unwrap().to_string()
+    };
+    let good = create();
+    let revoked = create();
+    cli.expect(&["apikey", "revoke", &revoked[..12]], None, 0);
+    // Made on a clock in the past, its hour ended long before now.
+    let expired = {
+        let past =
+            std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(1_000_000_000)));
+        let rk = redkeep::Redkeep::open(cli.data(), cli.options().clock(past)).unwrap();
+        let spec = ApiKeySpec {
+            owner: KeyOwner::User(ann),
+            scopes: Vec::new(),
+            expires_in: Some(std::time::Duration::from_secs(3600)),
+            created_by: None,
+        };
+        let made = rk.api_keys().create(spec).unwrap();
+        made.key.expose().to_string()
+    };
+    let last = if good.ends_with('a') { "b" } else { "a" };
+    let wrong = format!("{}{last}", &good[..good.len() - 1]);
+    let unknown = format!("rkk_{}", "a".repeat(good.len() - 4));
+    let verify = |key: &str| {
+        let out = cli
+            .cmd(&["--json", "apikey", "verify", "--key-stdin"])
+            .write_stdin(format!("{key}\n"))
+            .output()
+            .unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        let v: serde_json::Value = serde_json::from_str(&o).unwrap_or_else(|_| panic!("{o}{e}"));
+        (out.status.code(), v, o, e)
+    };
+    let (code, v, _, _) = verify(&good);
+    assert_eq!((code, &v["valid"]), (Some(0), &json!(true)), "{v}");
+    for (key, reason, prefix) in [
+        (&unknown, "unknown", Some(&unknown[..12])),
+        (&wrong, "wrong_secret", Some(&good[..12])),
+        (&revoked, "revoked", Some(&revoked[..12])),
+        (&expired, "expired", Some(&expired[..12])),
+        (&"nope".to_string(), "malformed", None),
+    ] {
+        let (code, v, out, err) = verify(key);
+        assert_eq!(code, Some(1), "{reason}: {out}{err}");
+        assert_eq!(v["valid"], false, "{v}");
+        assert_eq!(v["reason"], reason, "{v}");
+        assert_eq!(v["prefix"], json!(prefix), "{v}");
+        assert_eq!(
+            err.trim_end(),
+            format!("error: {}", v["message"].as_str().unwrap())
+        );
+        assert!(
+            key.len() < 12 || !format!("{out}{err}").contains(&key[12..]),
+            "{reason}: the key is repeated: {out}{err}"
+        );
+    }
+    let (help, _) = cli.expect(&["apikey", "verify", "--help"], None, 0);
+    assert!(
+        help.contains("wrong_secret") && help.contains("expired"),
+        "{help}"
+    );
+}
