@@ -567,9 +567,9 @@ pub fn commands(data: &[u8]) {
         if outside {
             continue;
         }
-        let secret = command
-            .stdin_secret()
-            .map(|_| crate::Secret::new("fuzz password 1"));
+        let secrets = command.stdin_secrets();
+        let secret = (!secrets.is_empty())
+            .then(|| crate::Secret::new(vec!["fuzz password 1"; secrets.len()].join("\n")));
         let req = Request { command, secret };
         let mut input = std::io::Cursor::new(br#"{"id":"a1","user":1,"status":"x"}"#.to_vec());
         let mut output = Vec::new();

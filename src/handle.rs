@@ -1245,6 +1245,32 @@ impl Redkeep {
         }
     }
 
+    /// Runs `f` with `origin` named as the origin of every write this thread begins in it,
+    /// on any store: each audit event those writes record carries it in
+    /// [`AuditEvent::origin`](crate::auth::audit::AuditEvent::origin), as the `redkeep`
+    /// command's and the admin socket's do. The thread's previous origin (usually none)
+    /// comes back afterwards, a panic included, so the calls nest.
+    ///
+    /// Thread-scoped: writes that `f` hands to another thread do not take it, nor do the
+    /// methods of an [`AsyncRedkeep`](crate::AsyncRedkeep), which run on tokio's blocking
+    /// pool; there, call it inside the closure given to
+    /// [`AsyncRedkeep::run`](crate::AsyncRedkeep::run).
+    ///
+    /// ```
+    /// # use redkeep::{NewUser, Options, Origin, PasswordParams, Redkeep};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let rk = Redkeep::open(dir.path(), Options::default().password(PasswordParams::INSECURE_FAST))?;
+    /// let origin = Origin::new("web, 203.0.113.7")?;
+    /// let new_user = NewUser { email: "ann@example.com".into(), ..NewUser::default() };
+    /// let ann = Redkeep::with_origin(&origin, || rk.users().create(new_user))?;
+    /// let created = &rk.audit().list(Some(ann.user.id), None, 1)?[0];
+    /// assert_eq!(created.origin.as_deref(), Some("web, 203.0.113.7"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_origin<T>(origin: &crate::store::Origin, f: impl FnOnce() -> T) -> T {
+        crate::store::with_origin(origin, f)
+    }
+
     /// The per-user workspace folders.
     pub fn workspaces(&self) -> &Workspaces {
         &self.inner.workspaces

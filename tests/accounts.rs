@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::TestDir;
 use redkeep::auth::sessions::LoginMeta;
 use redkeep::{
-    Error, InviteFilter, InviteSpec, InviteStatus, NewUser, PasswordParams, Registration,
-    UserFilter,
+    Error, InviteFilter, InviteSpec, InviteStatus, NewUser, Origin, PasswordParams, Redkeep,
+    Registration, UserFilter,
 };
 
 fn new_user(email: &str) -> NewUser {
@@ -982,4 +982,51 @@ fn clashes_name_the_value_not_the_holder_or_the_index() {
         rk.users().get(bob.id).unwrap().unwrap().email,
         "bob@example.com"
     );
+}
+
+/// An application names where its writes come from (`web, 203.0.113.7`) with
+/// `Redkeep::with_origin`: the events its writes record inside carry that origin, those
+/// outside carry none, and an origin that would not show as one honest line is refused.
+#[test]
+fn events_written_inside_with_origin_carry_it_and_those_outside_do_not() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let web = Origin::new("web, 203.0.113.7").unwrap();
+    let ann = Redkeep::with_origin(&web, || rk.users().create(new_user("ann@example.com")))
+        .unwrap()
+        .user
+        .id;
+    let wrong = Redkeep::with_origin(&web, || {
+        rk.sessions()
+            .login("ann@example.com", "wrong horse", LoginMeta::default())
+    });
+    assert!(matches!(wrong, Err(Error::Unauthorized)), "{wrong:?}");
+    let bob = rk
+        .users()
+        .create(new_user("bob@example.com"))
+        .unwrap()
+        .user
+        .id;
+    rk.sessions()
+        .login("bob@example.com", "wrong horse", LoginMeta::default())
+        .unwrap_err();
+    let events = rk.audit().list(None, None, usize::MAX).unwrap();
+    let origin = |user: u64, action: &str| {
+        let e = events
+            .iter()
+            .find(|e| e.subject_user == Some(user) && e.action == action)
+            .unwrap_or_else(|| panic!("no {action} of user {user} in {events:?}"));
+        e.origin.clone()
+    };
+    let said = Some("web, 203.0.113.7".to_string());
+    assert_eq!(origin(ann, "user_created"), said);
+    assert_eq!(origin(ann, "login_failed"), said);
+    assert_eq!(origin(bob, "user_created"), None);
+    assert_eq!(origin(bob, "login_failed"), None);
+    for bad in ["web\n203.0.113.7", "web \u{202e}7.113.0.302", ""] {
+        let e = Origin::new(bad).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { .. }), "{bad:?}: {e}");
+    }
+    let e = Origin::new("x".repeat(Origin::MAX_CHARS + 1)).unwrap_err();
+    assert!(e.to_string().contains("at most 200 characters"), "{e}");
 }

@@ -1054,15 +1054,20 @@ fn salvage_reads_records_whose_shapes_were_lost() {
 fn status_creates_no_data_dir_and_leaves_its_mode() {
     use std::os::unix::fs::PermissionsExt;
     let cli = Cli::new();
-    // Where there is no store: on redb a report that says so, on PostgreSQL a refusal.
+    // Where there is no store, on either engine: a failure a health check sees, in one line
+    // that says so and how to make one; nothing on stdout, even for `--json`.
     let look = || {
-        let out = cli.cmd(&["status"]).output().unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(said.contains("no store"), "{said}");
+        for args in [&["status"][..], &["--json", "status"]] {
+            let out = cli.cmd(args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(
+                err.contains("no store") && err.contains("redkeep init"),
+                "{args:?}: {err}"
+            );
+        }
     };
     look();
     assert!(!cli.data().exists(), "status made {}", cli.data().display());

@@ -1486,3 +1486,19 @@ fn the_example_server_stops_cleanly_on_sigterm() {
     assert!(!socket.exists(), "the admin socket is left");
     assert!(!owner.exists(), "the owner marker is left");
 }
+
+/// A login form's password is a `Secret`: wiped from memory when the credentials are
+/// dropped, and never shown by `Debug`.
+#[test]
+fn login_credentials_keep_the_password_in_a_secret_never_shown() {
+    let creds: redkeep::web::Credentials =
+        serde_json::from_str(r#"{"login": "ann@example.com", "password": "hunter2 horse"}"#)
+            .unwrap();
+    let password: &redkeep::Secret = &creds.password;
+    assert_eq!(password.expose(), "hunter2 horse");
+    let shown = format!("{creds:?} {creds:#?} {:?}", creds.clone());
+    assert!(
+        !shown.contains("hunter2") && shown.contains("ann@example.com"),
+        "{shown}"
+    );
+}

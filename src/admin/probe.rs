@@ -18,7 +18,9 @@ const STATUS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The status seen from outside: probes the files, then asks the owner if there is one.
 ///
 /// # Errors
-/// `Io` or `Storage` when the files cannot be read; `Corrupt` for an unreadable store.
+/// `NotInitialized` when the data dir holds no store (`Denied`, saying where, when it moved
+/// to a server); `Io` or `Storage` when the files cannot be read; `Corrupt` for an
+/// unreadable store.
 pub fn probe(dir: &Path) -> Result<Reply> {
     let db = dir.join(STORE_FILE);
     if !crate::fsutil::is_there(&db)? {
@@ -34,7 +36,10 @@ pub fn probe(dir: &Path) -> Result<Reply> {
                 ),
             ));
         }
-        return Ok(reply("missing", None, None, None, dir));
+        // No store is no state to report: a health check or script that asks must see a
+        // failure, as it does of a PostgreSQL schema that holds none. A store that moved to
+        // a server left a note in its place, which says where it went.
+        return Err(crate::handle::moved_away(dir).unwrap_or(Error::NotInitialized { path: db }));
     }
     let owner = read_owner(&owner_path(&db)).filter(|o| process_alive(o.pid));
     if let Some(o) = &owner

@@ -605,9 +605,11 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
     );
     let mut output = ChunkWriter::new(&mut writer_stream);
     // What the command records in the audit log says who asked for it, through which way.
-    let origin = format!("admin socket, peer uid {uid}, pid {pid}");
+    // (Cannot be refused: a short line of ASCII letters, digits and spaces.)
+    let origin = crate::Origin::new(format!("admin socket, peer uid {uid}, pid {pid}"))
+        .expect("the admin socket's origin is one short line");
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        crate::store::with_origin(&origin, || {
+        crate::Redkeep::with_origin(&origin, || {
             super::request::execute(
                 rk,
                 &req,

@@ -30,9 +30,11 @@ pub struct AuditEvent {
     /// Extra non-secret detail.
     pub detail: String,
     /// Where the change came from, when whoever made it said: an operator's `redkeep` command
-    /// run on the store (`redkeep CLI, uid 0`), or one sent through the application's admin
-    /// socket (`admin socket, peer uid 1000, pid 4242`). `None` for the application's own
-    /// events, and for events recorded before release 0.4.
+    /// run on the store (`redkeep CLI, uid 0`), one sent through the application's admin
+    /// socket (`admin socket, peer uid 1000, pid 4242`), or the application's own writes made
+    /// inside [`Redkeep::with_origin`](crate::Redkeep::with_origin) (`web, 203.0.113.7`).
+    /// `None` for the application's other events, and for events recorded before release
+    /// 0.4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
 }
@@ -123,7 +125,7 @@ pub(crate) struct Event<'a> {
 }
 
 /// Appends an event inside `tx`, with the origin of the write, if its caller gave one (an
-/// operator's command: see `store::with_origin`).
+/// operator's command, an application's request: see `Redkeep::with_origin`).
 pub(crate) fn record(tx: &WriteTx<'_>, at: Timestamp, e: Event<'_>) -> Result<()> {
     let t = tx.table::<AuditEvent>();
     let seq = t.next_id()?;

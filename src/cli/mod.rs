@@ -69,30 +69,34 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Reads one line from stdin (without its line ending) as a secret.
-fn read_secret(flag: &str) -> Result<crate::Secret> {
+/// Reads the secrets of `flags` from stdin, one a line in that order (without line
+/// endings), as one secret: the lines joined by `\n`, which is how a request carries them
+/// (see [`Command::stdin_secrets`]). `None` for no flag.
+fn read_secrets(flags: &[&str]) -> Result<Option<crate::Secret>> {
     const CAP: u64 = 64 * 1024;
-    let mut buf = String::new();
+    if flags.is_empty() {
+        return Ok(None);
+    }
+    let named = flags.join(" with ");
+    // What was read may hold a secret: wiped when dropped, as the secret is.
+    let mut buf = zeroize::Zeroizing::new(String::new());
     std::io::stdin()
         .take(CAP)
         .read_to_string(&mut buf)
-        .map_err(|e| Error::io(format!("reading {flag} from stdin"), e))?;
-    if buf.len() as u64 >= CAP && !buf.contains('\n') {
-        return Err(Error::invalid(
-            "stdin",
-            format!(
-                "{flag} reads the secret from the first line of stdin, which is longer than {CAP} bytes; give a short secret on a line of its own"
+        .map_err(|e| Error::io(format!("reading {named} from stdin"), e))?;
+    if buf.len() as u64 >= CAP && buf.matches('\n').count() < flags.len() {
+        let reason = match flags.len() {
+            1 => format!(
+                "{named} reads the secret from the first line of stdin, which is longer than {CAP} bytes; give a short secret on a line of its own"
             ),
-        ));
+            n => format!(
+                "{named} read one secret a line from stdin, and the first {n} lines are longer than {CAP} bytes together; give each secret on a short line of its own"
+            ),
+        };
+        return Err(Error::invalid("stdin", reason));
     }
-    let line = buf.lines().next().unwrap_or("");
-    if line.is_empty() {
-        return Err(Error::invalid(
-            "stdin",
-            format!("{flag} expects the secret on the first line of stdin, which is empty"),
-        ));
-    }
-    Ok(crate::Secret::new(line))
+    let lines = admin::commands::stdin_lines(&buf, flags)?;
+    Ok(Some(crate::Secret::new(lines.join("\n"))))
 }
 
 /// The environment variable that overrides the argon2id parameters, as `m=19456,t=2,p=1`.
@@ -481,11 +485,16 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     // What the command records in the audit log says it came from an operator's shell, and
     // whose (a command sent to the application is recorded there with the socket's peer).
-    let origin = format!("redkeep CLI, uid {}", rustix::process::getuid().as_raw());
+    // (Cannot be refused: a short line of ASCII letters, digits and spaces.)
+    let origin = crate::Origin::new(format!(
+        "redkeep CLI, uid {}",
+        rustix::process::getuid().as_raw()
+    ))
+    .expect("the CLI's origin is one short line");
     let words = command_words(&cli.command);
     tracing::debug!("running `{words}`");
     let started = std::time::Instant::now();
-    let ran = crate::store::with_origin(&origin, || run(&cli));
+    let ran = Redkeep::with_origin(&origin, || run(&cli));
     tracing::debug!(
         "`{words}` {} after {:.1?}",
         if ran.is_ok() { "ended" } else { "failed" },
@@ -819,7 +828,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             ));
         }
         command => {
-            let secret = command.stdin_secret().map(read_secret).transpose()?;
+            let secret = read_secrets(command.stdin_secrets())?;
             let mut input = input_for(command)?;
             // A command that reads a small input (a piece, an avatar, an agent's JSON) reads
             // it before it opens the store, so it does not hold the store, keeping migrations

@@ -66,7 +66,7 @@ pub(crate) use engine::{RawRead, get_owned};
 pub(crate) use held::{Held, clashes as lock_held_here};
 pub(crate) use key::show_key;
 pub(crate) use open_by::open_elsewhere;
-#[cfg(feature = "admin")]
+pub use origin::Origin;
 pub(crate) use origin::with_origin;
 #[cfg(test)]
 pub(crate) use table::RECORD_WRITES;

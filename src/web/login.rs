@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::asynch::AsyncRedkeep;
 use crate::auth::sessions::{Login, LoginMeta, Session};
+use crate::auth::token::Secret;
 use crate::auth::users::User;
 use crate::error::{Error, Result};
 
@@ -204,16 +205,25 @@ impl AuthUser for WebUser {
 }
 
 /// What a login form sends: an email or username, and the password; `meta` (not read from
-/// the form) carries the client's address and user agent for the session list.
+/// the form) carries the client's address and user agent for the session list. The
+/// password is a [`Secret`]: wiped from memory when dropped, and never shown by `Debug`.
 #[derive(Clone, Deserialize)]
 pub struct Credentials {
     /// Email or username.
     pub login: String,
-    /// The password.
-    pub password: String,
+    /// The password (`"…".into()` makes one from text).
+    #[serde(deserialize_with = "secret_from_text")]
+    pub password: Secret,
     /// Client details recorded with the session.
     #[serde(skip)]
     pub meta: LoginMeta,
+}
+
+/// Reads a form's text field as a [`Secret`], moving the text in without a copy.
+fn secret_from_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
 }
 
 impl fmt::Debug for Credentials {
@@ -433,10 +443,15 @@ impl AuthnBackend for Backend {
     /// and the login ends. To check the password of a user already signed in, use
     /// `users().check_password`, which opens no session.
     async fn authenticate(&self, creds: Credentials) -> Result<Option<WebUser>> {
+        // As `AsyncSessions::login`, but the password stays in its `Secret` until dropped.
+        let Credentials {
+            login,
+            password,
+            meta,
+        } = creds;
         match self
             .ark
-            .sessions()
-            .login(creds.login, creds.password, creds.meta)
+            .run_hashing(move |rk| rk.sessions().login(&login, password.expose(), meta))
             .await
         {
             Ok(login) => Ok(Some(self.web_login(&login))),

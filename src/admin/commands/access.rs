@@ -309,7 +309,13 @@ pub enum ApiKeyCmd {
         #[serde(default)]
         key_stdin: bool,
     },
-    /// Check a key read from stdin: exit 0 with owner and scopes, or 1.
+    /// Check a key read from stdin: exit 0 with owner and scopes, or 1 with why not. With
+    /// `--json`, a key that verifies gives `"valid": true` with its record, and one that does
+    /// not gives `{"valid": false, "reason", "prefix", "message"}`, `reason` being one of
+    /// `malformed` (not the shape of a key), `unknown` (no key has its prefix),
+    /// `wrong_secret` (a key has its prefix, but this is not its secret), `revoked`,
+    /// `expired`, `owner_disabled`, `owner_missing`, or `changed` (it verifies now);
+    /// `prefix` is null for a malformed key, and `message` is the line on stderr.
     Verify {
         /// Read the key from stdin (required).
         #[cfg_attr(feature = "cli", arg(long, required = true))]
@@ -663,31 +669,59 @@ fn said_why(e: Error, why: impl FnOnce() -> Result<String>) -> Error {
     }
 }
 
+/// Why an API key does not verify, as far as its record tells: what `apikey verify` says,
+/// on stderr and in its JSON.
+struct KeyInvalid {
+    /// One word for scripts (see `ApiKeyCmd::Verify`).
+    reason: &'static str,
+    /// The key's display prefix; `None` for text that is not the shape of a key.
+    prefix: Option<String>,
+    /// The reason as a sentence.
+    why: String,
+}
+
 /// Why the API key `key` does not verify, as far as its record tells.
-fn why_key_invalid(rk: &Redkeep, key: &str) -> Result<String> {
+fn why_key_invalid(rk: &Redkeep, key: &str) -> Result<KeyInvalid> {
     use crate::auth::api_keys::API_KEY_PREFIX;
     use crate::auth::token;
     let key = key.trim();
     if !token::looks_like(API_KEY_PREFIX, key) {
-        return Ok(format!(
-            "it does not have the shape of an API key ({API_KEY_PREFIX}_ and 39 letters and \
-             digits, as `redkeep apikey create` printed it)"
-        ));
+        return Ok(KeyInvalid {
+            reason: "malformed",
+            prefix: None,
+            why: format!(
+                "it does not have the shape of an API key ({API_KEY_PREFIX}_ and 39 letters \
+                 and digits, as `redkeep apikey create` printed it)"
+            ),
+        });
     }
     let prefix = token::display_prefix(API_KEY_PREFIX, key);
+    let said = |reason, why| {
+        Ok(KeyInvalid {
+            reason,
+            prefix: Some(prefix.clone()),
+            why,
+        })
+    };
     let k = match rk.api_keys().find(key) {
         Ok(k) => k,
         Err(Error::NotFound { .. }) => {
-            return Ok(match rk.api_keys().find(&prefix) {
-                Ok(_) => format!(
-                    "a key with the prefix {prefix} exists, but this is not its secret (mistyped \
-                     or cut short?)"
+            return match rk.api_keys().find(&prefix) {
+                Ok(_) => said(
+                    "wrong_secret",
+                    format!(
+                        "a key with the prefix {prefix} exists, but this is not its secret \
+                         (mistyped or cut short?)"
+                    ),
                 ),
-                Err(_) => format!(
-                    "no key has the prefix {prefix} (never made in this store, or its owner \
-                     was deleted)"
+                Err(_) => said(
+                    "unknown",
+                    format!(
+                        "no key has the prefix {prefix} (never made in this store, or its \
+                         owner was deleted)"
+                    ),
                 ),
-            });
+            };
         }
         Err(e) => return Err(e),
     };
@@ -695,13 +729,25 @@ fn why_key_invalid(rk: &Redkeep, key: &str) -> Result<String> {
         .get(&owner_id(k.owner))
         .copied()
         .unwrap_or(OwnerState::Missing);
-    Ok(match key_status(&k, rk.now(), owner) {
-        "revoked" => format!("it was revoked at {}", opt(&k.revoked_at)),
-        "expired" => format!("it expired at {}", opt(&k.expires_at)),
-        "owner_disabled" => format!("its owner, {}, is disabled", k.owner),
-        "owner_missing" => format!("its owner, {}, no longer exists", k.owner),
-        _ => "it is valid now (it changed since it was checked); verify it again".into(),
-    })
+    match key_status(&k, rk.now(), owner) {
+        "revoked" => said(
+            "revoked",
+            format!("it was revoked at {}", opt(&k.revoked_at)),
+        ),
+        "expired" => said("expired", format!("it expired at {}", opt(&k.expires_at))),
+        "owner_disabled" => said(
+            "owner_disabled",
+            format!("its owner, {}, is disabled", k.owner),
+        ),
+        "owner_missing" => said(
+            "owner_missing",
+            format!("its owner, {}, no longer exists", k.owner),
+        ),
+        _ => said(
+            "changed",
+            "it is valid now (it changed since it was checked); verify it again".into(),
+        ),
+    }
 }
 
 /// Why the session token `token` does not validate, as far as its record tells.
@@ -1210,12 +1256,29 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
         )),
         ApiKeyCmd::Verify { .. } => {
             let key = stdin.secret("--key-stdin")?;
-            let k = rk
-                .api_keys()
-                .verify(key)
-                .map_err(|e| said_why(e, || why_key_invalid(rk, key)))?;
+            let k = match rk.api_keys().verify(key) {
+                Ok(k) => k,
+                // Said as a failed reply, whose JSON says why in one word.
+                Err(e @ Error::InvalidCredential { .. }) => {
+                    let Ok(invalid) = why_key_invalid(rk, key) else {
+                        return Err(e);
+                    };
+                    let line = format!("{e}: {}", invalid.why);
+                    return Ok(Reply::text(
+                        json!({
+                            "valid": false, "reason": invalid.reason,
+                            "prefix": invalid.prefix, "message": line,
+                        }),
+                        Vec::new(),
+                    )
+                    .failed(line));
+                }
+                Err(e) => return Err(e),
+            };
+            let mut json = key_json(&k);
+            json["valid"] = json!(true);
             Ok(Reply::text(
-                key_json(&k),
+                json,
                 vec![format!(
                     "valid: api key {} for {}, scopes {}",
                     k.prefix,

@@ -14,6 +14,71 @@ impl Stdin<'_> {
             .map(Secret::expose)
             .ok_or_else(|| Error::invalid("stdin", format!("{flag} needs the secret on stdin")))
     }
+
+    /// The secrets of `flags`, one a line of what stdin gave, in that order (see
+    /// [`stdin_lines`]); none for no flag.
+    pub(crate) fn lines(&self, flags: &[&str]) -> Result<Vec<&str>> {
+        if flags.is_empty() {
+            return Ok(Vec::new());
+        }
+        stdin_lines(self.secret(&flags.join(" with "))?, flags)
+    }
+}
+
+/// Splits `text`, what stdin gave, into the secrets of `flags` (the flags that asked for
+/// them): one a line, in that order, without line endings; lines past them are ignored.
+///
+/// # Errors
+/// `InvalidInput` for a line missing or empty, saying which line should hold what.
+pub(crate) fn stdin_lines<'a>(text: &'a str, flags: &[&str]) -> Result<Vec<&'a str>> {
+    let mut lines = text.lines();
+    let mut out = Vec::with_capacity(flags.len());
+    for n in 0..flags.len() {
+        match lines.next() {
+            Some(line) if !line.is_empty() => out.push(line),
+            found => {
+                let state = if found.is_some() { "empty" } else { "missing" };
+                return Err(Error::invalid("stdin", missing_line(flags, n, state)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a secret's flag asks for, in words.
+fn asks_for(flag: &str) -> &'static str {
+    match flag {
+        "--invite-stdin" => "the invite code",
+        "--password-stdin" | "--admin-password-stdin" => "the password",
+        "--token-stdin" => "the token",
+        "--key-stdin" => "the key",
+        _ => "the secret",
+    }
+}
+
+/// The refusal of stdin whose line `n` (from 0) of the secrets of `flags` is `state`
+/// (missing or empty).
+fn missing_line(flags: &[&str], n: usize, state: &str) -> String {
+    const NTH: [&str; 3] = ["first", "second", "third"];
+    let nth = |i: usize| NTH.get(i).copied().unwrap_or("next");
+    if let [flag] = flags {
+        return format!(
+            "{flag} expects {} on the first line of stdin, which is {state}",
+            asks_for(flag)
+        );
+    }
+    let order = flags
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("{} on the {}", asks_for(f), nth(i)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{} read one secret a line from stdin: {order}; the {} line ({}) is {state}",
+        flags.join(" with "),
+        nth(n),
+        asks_for(flags[n])
+    )
 }
 
 /// Refuses a `--limit` of 0. Every command with `--limit` means by it "at most this many",
@@ -134,5 +199,35 @@ pub(crate) fn revoked_once<T>(
             _ => Err(e),
         },
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stdin_lines;
+
+    #[test]
+    fn secrets_come_one_a_line_in_the_order_of_their_flags() {
+        let flags = ["--invite-stdin", "--password-stdin"];
+        assert_eq!(
+            stdin_lines("rki_x\r\npass word\nignored", &flags).unwrap(),
+            ["rki_x", "pass word"]
+        );
+        for (text, says) in [
+            ("rki_x", "the second line (the password) is missing"),
+            ("rki_x\n\n", "the second line (the password) is empty"),
+            ("\npass", "the first line (the invite code) is empty"),
+        ] {
+            let e = stdin_lines(text, &flags).unwrap_err().to_string();
+            assert!(
+                e.contains(says) && !e.contains("pass word"),
+                "{text:?}: {e}"
+            );
+        }
+        let e = stdin_lines("", &["--key-stdin"]).unwrap_err().to_string();
+        assert!(
+            e.contains("--key-stdin expects the key on the first line"),
+            "{e}"
+        );
     }
 }

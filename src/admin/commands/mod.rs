@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use access::{AgentCmd, ApiKeyCmd, AuditCmd, LoginArgs, RoleCmd, SessionCmd};
+pub(crate) use common::stdin_lines;
 pub use init::{CheckArgs, InitArgs};
 pub use inspect::{DEFAULT_INDEX_LIMIT, DumpArgs, InspectCmd};
 pub use invite::InviteCmd;
@@ -143,7 +144,9 @@ pub enum Command {
     Inspect(InspectCmd),
     /// Whether the store is free, shared or held exclusively (by which process), its schema
     /// version, the path of each file, and temp files an operation under way (or killed)
-    /// left in the data dir.
+    /// left in the data dir. Where there is no store (no file in the data dir, or no store in
+    /// the `--store` schema), it fails with exit code 1 and one line saying so, and creates
+    /// nothing.
     Status,
     /// Inspect per-user workspace folders.
     #[cfg_attr(feature = "cli", command(subcommand))]
@@ -194,25 +197,27 @@ impl Command {
         }
     }
 
-    /// Whether this command reads a secret from stdin, and which flag asked for it.
-    pub fn stdin_secret(&self) -> Option<&'static str> {
+    /// The secrets this command reads from stdin, one a line in this order, each named by
+    /// the flag that asked for it; empty when it reads none. A [`Request`](crate::admin::Request) carries them as
+    /// one secret, these lines joined by `\n`.
+    pub fn stdin_secrets(&self) -> &'static [&'static str] {
         match self {
-            Command::Init(a) if a.admin_password_stdin => Some("--admin-password-stdin"),
-            Command::User(u) => u.stdin_secret(),
-            Command::Login(_) => Some("--password-stdin"),
+            Command::Init(a) if a.admin_password_stdin => &["--admin-password-stdin"],
+            Command::User(u) => u.stdin_secrets(),
+            Command::Login(_) => &["--password-stdin"],
             Command::Session(
                 SessionCmd::Validate { .. }
                 | SessionCmd::Revoke {
                     token_stdin: true, ..
                 },
-            ) => Some("--token-stdin"),
+            ) => &["--token-stdin"],
             Command::Apikey(
                 ApiKeyCmd::Verify { .. }
                 | ApiKeyCmd::Revoke {
                     key_stdin: true, ..
                 },
-            ) => Some("--key-stdin"),
-            _ => None,
+            ) => &["--key-stdin"],
+            _ => &[],
         }
     }
 

@@ -27,11 +27,6 @@ pub(crate) fn reply(
     dir: &Path,
 ) -> Reply {
     let mut lines = vec![match (state, pid) {
-        // A store that moved to a server left a note in its place: say where it went.
-        ("missing", _) => crate::handle::moved_away(dir).map_or_else(
-            || format!("no store in {}; run `redkeep init`", dir.display()),
-            |moved| moved.to_string(),
-        ),
         ("free", _) => "the store is free".to_string(),
         ("shared", _) => {
             "the store is open in shared mode by another process (reading or writing it)"

@@ -170,6 +170,9 @@ pub enum AvatarCmd {
     },
 }
 
+/// The order of the lines on stdin of `user create --invite-stdin --password-stdin`.
+const INVITE_THEN_PASSWORD: &[&str] = &["--invite-stdin", "--password-stdin"];
+
 /// Arguments of `user create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
@@ -186,19 +189,17 @@ pub struct CreateArgs {
     #[cfg_attr(feature = "cli", arg(long))]
     pub admin: bool,
     /// Read the password from stdin; otherwise one is generated and printed once, alone on
-    /// stdout.
+    /// stdout. With --invite-stdin, stdin holds two lines: the invite code first, then the
+    /// password.
     #[cfg_attr(feature = "cli", arg(long))]
     pub password_stdin: bool,
     /// Consume this invite code (better read with --invite-stdin: a command line shows in
     /// the process list and shell history).
     #[cfg_attr(feature = "cli", arg(long, value_name = "CODE"))]
     pub invite: Option<String>,
-    /// Read the invite code to consume from stdin (the password is then generated: stdin
-    /// carries one secret).
-    #[cfg_attr(
-        feature = "cli",
-        arg(long, conflicts_with_all = ["invite", "password_stdin"])
-    )]
+    /// Read the invite code to consume from stdin. With --password-stdin, stdin holds two
+    /// lines: the invite code first, then the password.
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "invite"))]
     #[serde(default)]
     pub invite_stdin: bool,
 }
@@ -211,12 +212,16 @@ impl UserCmd {
         }
     }
 
-    pub(super) fn stdin_secret(&self) -> Option<&'static str> {
+    pub(super) fn stdin_secrets(&self) -> &'static [&'static str] {
         match self {
-            UserCmd::Create(a) if a.password_stdin => Some("--password-stdin"),
-            UserCmd::Create(a) if a.invite_stdin => Some("--invite-stdin"),
-            UserCmd::SetPassword { .. } | UserCmd::CheckPassword { .. } => Some("--password-stdin"),
-            _ => None,
+            UserCmd::Create(a) => match (a.invite_stdin, a.password_stdin) {
+                (true, true) => INVITE_THEN_PASSWORD,
+                (true, false) => &["--invite-stdin"],
+                (false, true) => &["--password-stdin"],
+                (false, false) => &[],
+            },
+            UserCmd::SetPassword { .. } | UserCmd::CheckPassword { .. } => &["--password-stdin"],
+            _ => &[],
         }
     }
 }
@@ -404,16 +409,17 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             ))
         }
         UserCmd::Create(a) => {
-            let password = if a.password_stdin {
-                Some(Secret::new(stdin.secret("--password-stdin")?))
-            } else {
-                None
-            };
+            // One line of stdin per flag, in the order `stdin_secrets` gives.
+            let mut lines = stdin
+                .lines(cmd.stdin_secrets())?
+                .into_iter()
+                .map(Secret::new);
             let invite = if a.invite_stdin {
-                Some(Secret::new(stdin.secret("--invite-stdin")?))
+                lines.next()
             } else {
                 a.invite.clone().map(Secret::new)
             };
+            let password = if a.password_stdin { lines.next() } else { None };
             let created = rk.users().create(NewUser {
                 email: a.email.clone(),
                 name: a.name.clone(),
