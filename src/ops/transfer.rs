@@ -17,6 +17,7 @@
 //! {"meta":"initialized_at","value":"<base64>"}
 //! {"workspace":2,"doc":{…},"modified":1733390000}      the file's time, seconds
 //! {"workspace":3,"doc":{…},"trashed_up_to":4}         removed pieces' highest number
+//! {"workspace":4,"doc":{…},"text":"{\"notes\":[]}"}     the file's bytes, when not as written
 //! {"piece":1,"user":2,"doc":{…},"modified":1733390000}
 //! {"piece":2,"user":2,"doc":{…},"text":"{\"a\": 1}\n"}   the file's bytes, when not compact
 //! {"redkeep_export_end":true,"lines":9}
@@ -268,8 +269,24 @@ fn export_folder(
     if !ws.exists(id) {
         return Ok(());
     }
-    let doc = ws.read(id)?;
+    let (doc, found) = ws.read_as_found(id)?;
     let mut line = json!({"workspace": id, "doc": doc});
+    // The file's own bytes when an import would write others (its spacing, the order of its
+    // fields): an import writes the document as it was.
+    if let Some(bytes) = found {
+        let written = serde_json::to_vec_pretty(&doc).map_err(|e| Error::Invariant {
+            what: format!("workspace document of user {id}: {e}"),
+        })?;
+        if written != bytes {
+            let text = std::str::from_utf8(&bytes).map_err(|e| {
+                Error::invalid(
+                    "workspace document",
+                    format!("the workspace document of user {id} is not UTF-8 ({e})"),
+                )
+            })?;
+            line["text"] = json!(text);
+        }
+    }
     if let Some(t) = modified_secs(&ws.dir(id).join(crate::workspace::WORKSPACE_FILE)) {
         line["modified"] = json!(t);
     }
@@ -706,6 +723,10 @@ fn import_alone(
                         return Err(line_err(n, "a workspace doc must be a JSON object"));
                     };
                     WorkspaceDoc::from_map(map.clone()).map_err(|e| line_err(n, e))?;
+                    if let Some(text) = doc_text(&v).map_err(|e| line_err(n, e))? {
+                        crate::workspace::within_depth("workspace document", text.as_bytes())
+                            .map_err(|e| line_err(n, format!("{e}; nothing was imported")))?;
+                    }
                     // Deeper than a read takes, it would import, then fail every read.
                     let bytes = serde_json::to_vec(doc).map_err(|e| line_err(n, e.to_string()))?;
                     crate::workspace::within_depth("workspace document", &bytes)
@@ -915,6 +936,32 @@ fn piece_bytes(v: &Value) -> std::result::Result<Vec<u8>, String> {
     }
 }
 
+// The "text" of a workspace line (the file as it was), checked to hold the line's "doc";
+// `None` when the line has none.
+fn doc_text(v: &Value) -> std::result::Result<Option<&str>, String> {
+    let text = match v.get("text") {
+        None => return Ok(None),
+        Some(Value::String(text)) => text,
+        Some(_) => {
+            return Err(
+                "a workspace's \"text\" must be a string (its JSON file); nothing was imported"
+                    .into(),
+            );
+        }
+    };
+    let parsed = WorkspaceDoc::parse(text.as_bytes()).map_err(|e| {
+        format!("a workspace's \"text\" must be its JSON file ({e}); nothing was imported")
+    })?;
+    let doc = match v.get("doc") {
+        Some(Value::Object(map)) => WorkspaceDoc::from_map(map.clone()).ok(),
+        _ => None,
+    };
+    if doc.as_ref() != Some(&parsed) {
+        return Err("a workspace's \"text\" and \"doc\" differ: edit both alike, or drop \"text\"; nothing was imported".into());
+    }
+    Ok(Some(text))
+}
+
 // Writes the spooled workspace documents and pieces, now that their users exist.
 fn write_folders(
     rk: &Redkeep,
@@ -942,8 +989,21 @@ fn write_folders(
         if let Some(user) = v.get("workspace").and_then(Value::as_u64) {
             let Value::Object(map) = doc else { continue };
             let mut doc = WorkspaceDoc::from_map(map).map_err(|e| at(Error::invalid("doc", e)))?;
-            doc.piece_count = held.get(&user).copied().unwrap_or(0);
-            ws.put_doc(user, &doc).map_err(at)?;
+            let count = held.get(&user).copied().unwrap_or(0);
+            let text = doc_text(&v).map_err(|e| Error::Invariant {
+                what: format!("spooled line {n}: {e}"),
+            })?;
+            // The file as it was, unless its count is not the gallery's: then the document
+            // with the count the pieces give.
+            match text {
+                Some(text) if doc.piece_count == count => {
+                    ws.put_doc_as_found(user, text.as_bytes()).map_err(at)?;
+                }
+                _ => {
+                    doc.piece_count = count;
+                    ws.put_doc(user, &doc).map_err(at)?;
+                }
+            }
             set_modified(&ws.dir(user).join(crate::workspace::WORKSPACE_FILE), &v).map_err(at)?;
             if let Some(t) = v.get("trashed_up_to").and_then(Value::as_u64) {
                 trashed.push((user, t, n.to_string()));

@@ -938,6 +938,25 @@ impl Workspaces {
         }
     }
 
+    /// Reads the user's document under a shared lock, with the bytes of its file (`None`
+    /// when there is no file), for exports: an import writes those bytes back.
+    ///
+    /// # Errors
+    /// As [`Workspaces::read`].
+    pub(crate) fn read_as_found(&self, user: u64) -> Result<(WorkspaceDoc, Option<Vec<u8>>)> {
+        let Some(f) = self.folder(user, LockKind::Shared, false)? else {
+            return Ok((WorkspaceDoc::default(), None));
+        };
+        let path = f.dir.join(WORKSPACE_FILE);
+        match self.read_file(&path)? {
+            None => Ok((WorkspaceDoc::default(), None)),
+            Some(bytes) => {
+                let doc = WorkspaceDoc::parse(&bytes).map_err(|r| unparsed(&path, &bytes, r))?;
+                Ok((doc, Some(bytes)))
+            }
+        }
+    }
+
     pub(super) fn read_doc(&self, dir: &Path) -> Result<WorkspaceDoc> {
         self.read_doc_versioned(dir).map(|(doc, _)| doc)
     }
@@ -1449,6 +1468,22 @@ impl Workspaces {
         self.forget(Some(user));
         let folder = self.created(user)?;
         self.write_bytes(&folder.dir.join(WORKSPACE_FILE), &bytes)
+    }
+
+    /// Replaces the document of `user` (creating the folder) with `bytes` as they are, for
+    /// imports of an export that carries the file's own bytes (its spacing, its order).
+    ///
+    /// # Errors
+    /// `InvalidInput` when `bytes` are not a workspace document or hold a field of the
+    /// document in a form it does not read; `TooLarge`, `TooDeep` as [`Workspaces::update`];
+    /// otherwise as [`Workspaces::update`].
+    pub(crate) fn put_doc_as_found(&self, user: u64, bytes: &[u8]) -> Result<()> {
+        WorkspaceDoc::parse(bytes).map_err(|r| Error::invalid("workspace document", r))?;
+        self.within_cap(bytes)?;
+        super::within_depth("workspace document", bytes)?;
+        self.forget(Some(user));
+        let folder = self.created(user)?;
+        self.write_bytes(&folder.dir.join(WORKSPACE_FILE), bytes)
     }
 
     pub(crate) fn trash_dir(&self) -> PathBuf {
