@@ -3981,3 +3981,119 @@ fn a_workspace_text_that_differs_from_its_doc_is_refused_by_line() {
     assert!(rk2.users().by_email("ann@example.com").unwrap().is_none());
     assert!(!rk2.workspaces().exists(ann));
 }
+
+/// Dates `path` at 2020-01-02 03:04:05.5 plus `nanos`; false when the file system does not
+/// keep the part of a second (the tests of it have nothing to compare then).
+fn dated_to_the_nanosecond(path: &Path, nanos: u32) -> bool {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::new(1_577_934_245, 500_000_000 + nanos);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(at))
+        .unwrap();
+    std::fs::metadata(path).unwrap().modified().unwrap() == at
+}
+
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// The times of a user's files come back to the nanosecond after an export and an import,
+/// and after a backup and a restore (the export's `modified` and a tar header hold whole
+/// seconds only).
+#[test]
+fn file_times_come_back_to_the_nanosecond_after_export_import_and_backup_restore() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = account(&rk, "ann@example.com");
+    let n = rk
+        .workspaces()
+        .save_piece(ann, br#"{"title":"p1"}"#)
+        .unwrap();
+    let doc = rk
+        .workspaces()
+        .dir(ann)
+        .join(redkeep::workspace::WORKSPACE_FILE);
+    let piece = rk.workspaces().piece_path(ann, n);
+    if !dated_to_the_nanosecond(&doc, 0) || !dated_to_the_nanosecond(&piece, 123_457) {
+        eprintln!("this file system does not keep the part of a second; nothing to compare");
+        return;
+    }
+    let (doc_at, piece_at) = (modified(&doc), modified(&piece));
+    let exported = export(&rk);
+    assert!(
+        String::from_utf8(exported.clone())
+            .unwrap()
+            .contains("\"modified_nanos\":500123457"),
+        "the part of a second exported"
+    );
+    let other = TestDir::new();
+    let rk2 = other.open();
+    redkeep::ops::import(&rk2, &mut exported.as_slice(), &|_| {}).unwrap();
+    assert_eq!(
+        modified(
+            &rk2.workspaces()
+                .dir(ann)
+                .join(redkeep::workspace::WORKSPACE_FILE)
+        ),
+        doc_at
+    );
+    assert_eq!(modified(&rk2.workspaces().piece_path(ann, n)), piece_at);
+
+    let archive = t.path().join("backup.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("new-data");
+    use redkeep::Clock;
+    redkeep::ops::restore(&target, &archive, false, t.clock.now()).unwrap();
+    let users = target.join("workspaces/users").join(ann.to_string());
+    assert_eq!(
+        modified(&users.join(redkeep::workspace::WORKSPACE_FILE)),
+        doc_at
+    );
+    assert_eq!(
+        modified(
+            &users
+                .join("gallery")
+                .join(redkeep::workspace::piece_file_name(n))
+        ),
+        piece_at
+    );
+}
+
+/// A `modified_nanos` that is no part of a second, or without its `modified`, is refused by
+/// line.
+#[test]
+fn a_part_of_a_second_out_of_range_is_refused_by_line() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = account(&rk, "ann@example.com");
+    rk.workspaces().update(ann, |d| d.add_note("n1")).unwrap();
+    let doc = rk
+        .workspaces()
+        .dir(ann)
+        .join(redkeep::workspace::WORKSPACE_FILE);
+    std::fs::File::options()
+        .write(true)
+        .open(&doc)
+        .and_then(|f| {
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000))
+        })
+        .unwrap();
+    let exported = String::from_utf8(export(&rk)).unwrap();
+    for bad in [
+        "\"modified\":1000000000,\"modified_nanos\":1000000000",
+        "\"modified_nanos\":5",
+    ] {
+        let edited = exported.replace("\"modified\":1000000000", bad);
+        assert_ne!(edited, exported);
+        let other = TestDir::new();
+        let rk2 = other.open();
+        let e = redkeep::ops::import(&rk2, &mut edited.as_bytes(), &|_| {}).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("\"modified_nanos\" is the part of a second"),
+            "{e}"
+        );
+    }
+}

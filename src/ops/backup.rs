@@ -15,7 +15,7 @@
 //! the manifest first and no count; they restore as before.)
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -138,6 +138,30 @@ fn header(size: u64, mtime: i64) -> tar::Header {
     h.set_mtime(u64::try_from(mtime).unwrap_or(0));
     h.set_entry_type(tar::EntryType::Regular);
     h
+}
+
+/// A PAX `mtime` for a file dated `modified`: seconds since 1970, a point, nanoseconds;
+/// `None` for a time in whole seconds (the header holds it) or before 1970.
+fn pax_mtime(modified: std::time::SystemTime) -> Option<String> {
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    (since.subsec_nanos() != 0).then(|| format!("{}.{:09}", since.as_secs(), since.subsec_nanos()))
+}
+
+/// The time of a PAX `mtime` value (`secs[.fraction]`, as [`pax_mtime`] writes and other
+/// tars do); `None` when it is not one (negative, or no time a clock holds).
+fn parse_pax_mtime(value: &[u8]) -> Option<std::time::SystemTime> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Nanoseconds: the first nine digits of the fraction, padded.
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let nanos: u32 = digits.parse().ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(secs.parse().ok()?, nanos))
 }
 
 fn tar_err(what: &str, e: std::io::Error) -> Error {
@@ -283,6 +307,12 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
             // The file's own time: restored with it, so lists show when a piece was saved.
             let mtime = Timestamp::of_system_time(modified).unwrap_or(now).0;
             let mut hashed = Hashing::new(file);
+            // The part of a second a header cannot hold goes in a PAX `mtime` before it
+            // (readers without PAX take the header's whole seconds).
+            if let Some(exact) = pax_mtime(modified) {
+                tar.append_pax_extensions([("mtime", exact.as_bytes())])
+                    .map_err(|e| tar_err(&format!("users/{}", rel.display()), e))?;
+            }
             tar.append_data(&mut header(len, mtime), &name, &mut hashed)
                 .map_err(|e| tar_err(&format!("users/{}", rel.display()), e))?;
             sums.insert(name.to_string_lossy().into_owned(), hashed.hex());
@@ -512,14 +542,26 @@ fn unpack(archive: &Path, staging: &Path, ws_staging: &Path) -> Result<Manifest>
     };
     let file =
         File::open(archive).map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
-    let mut tar = tar::Archive::new(file);
+    let len = file.metadata().map(|m| m.len()).ok();
+    let mut tar = tar::Archive::new(&file);
     let mut manifest = None;
     // Entries other than the manifest: all of them, and those after it.
     let (mut unpacked, mut after_manifest) = (0u64, 0u64);
     let mut sums = std::collections::BTreeMap::new();
     let entries = tar.entries().map_err(|e| bad(e.to_string()))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let mut entry = entry.map_err(|e| {
+            // Read to its end, it stops inside an entry: after the PAX header that dates the
+            // next file, say.
+            let at_end = len.is_some_and(|l| (&file).stream_position().is_ok_and(|p| p >= l));
+            if at_end {
+                bad(format!(
+                    "it ends inside an entry ({e}): it was cut short (an interrupted copy, a full disk)"
+                ))
+            } else {
+                bad(e.to_string())
+            }
+        })?;
         let path = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
         match entry.header().entry_type() {
             tar::EntryType::Directory => continue,
@@ -580,12 +622,21 @@ fn unpack(archive: &Path, staging: &Path, ws_staging: &Path) -> Result<Manifest>
             .map_err(|e| Error::io(format!("securing {}", target.display()), e))?;
         // A workspace file keeps the time it was saved at (the store's own time does not
         // matter); a time no clock can hold (a crafted header) is left out, not a panic.
-        let mtime = entry
-            .header()
-            .mtime()
-            .ok()
-            .filter(|_| path.starts_with(WORKSPACES_DIR))
-            .and_then(|t| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(t)));
+        // A PAX `mtime` holds the part of a second too; backups before it hold seconds only.
+        let exact = match entry.pax_extensions() {
+            Ok(Some(pax)) => pax
+                .flatten()
+                .find(|x| x.key_bytes() == b"mtime")
+                .and_then(|x| parse_pax_mtime(x.value_bytes())),
+            _ => None,
+        };
+        let mtime = exact
+            .or_else(|| {
+                entry.header().mtime().ok().and_then(|t| {
+                    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(t))
+                })
+            })
+            .filter(|_| path.starts_with(WORKSPACES_DIR));
         let mut hashed = Hashing::new(&mut entry);
         std::io::copy(&mut hashed, &mut out)
             .and_then(|_| mtime.map_or(Ok(()), |t| out.set_modified(t)))

@@ -16,6 +16,7 @@
 //! {"sequence":"users","value":4}
 //! {"meta":"initialized_at","value":"<base64>"}
 //! {"workspace":2,"doc":{…},"modified":1733390000}      the file's time, seconds
+//! {"workspace":5,"doc":{…},"modified":1733390000,"modified_nanos":500000000}   and a part
 //! {"workspace":3,"doc":{…},"trashed_up_to":4}         removed pieces' highest number
 //! {"workspace":4,"doc":{…},"text":"{\"notes\":[]}"}     the file's bytes, when not as written
 //! {"piece":1,"user":2,"doc":{…},"modified":1733390000}
@@ -240,20 +241,41 @@ pub fn export(
     Ok(summary)
 }
 
-/// When the file at `path` was last written, in whole seconds since 1970, as an export
-/// carries it (`user list` and `gallery list` show it); `None` when it does not say.
-fn modified_secs(path: &Path) -> Option<i64> {
-    let m = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
-    crate::clock::Timestamp::of_system_time(m).map(|t| t.0)
+/// Dates `line` as the file at `path` is dated: `modified`, in whole seconds since 1970, as
+/// `user list` and `gallery list` show it, and `modified_nanos`, the part of a second, when
+/// there is one (a key older builds pass over). Nothing when the file does not say.
+fn add_modified(line: &mut Value, path: &Path) {
+    let Some(m) = std::fs::symlink_metadata(path)
+        .ok()
+        .and_then(|m| m.modified().ok())
+    else {
+        return;
+    };
+    if let Some(t) = crate::clock::Timestamp::of_system_time(m) {
+        line["modified"] = json!(t.0);
+    }
+    if let Some(nanos) = m
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.subsec_nanos())
+        .filter(|n| *n != 0)
+    {
+        line["modified_nanos"] = json!(nanos);
+    }
 }
 
-/// Dates the file an import just wrote at `path` as its line says (`modified`), never
-/// following a symlink.
+/// Dates the file an import just wrote at `path` as its line says (`modified` and
+/// `modified_nanos`), never following a symlink.
 fn set_modified(path: &Path, line: &Value) -> Result<()> {
+    let nanos = line
+        .get("modified_nanos")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     match line.get("modified").and_then(Value::as_u64) {
         Some(secs) => crate::fsutil::set_modified(
             path,
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            std::time::UNIX_EPOCH
+                + std::time::Duration::new(secs, u32::try_from(nanos).unwrap_or(0)),
         ),
         None => Ok(()),
     }
@@ -287,9 +309,10 @@ fn export_folder(
             line["text"] = json!(text);
         }
     }
-    if let Some(t) = modified_secs(&ws.dir(id).join(crate::workspace::WORKSPACE_FILE)) {
-        line["modified"] = json!(t);
-    }
+    add_modified(
+        &mut line,
+        &ws.dir(id).join(crate::workspace::WORKSPACE_FILE),
+    );
     // Removed pieces stay out, but not their numbers: an import gives none of them again.
     if let Some(n) = ws.highest_trashed(id)? {
         line["trashed_up_to"] = json!(n);
@@ -316,9 +339,7 @@ fn export_folder(
             })?;
             line["text"] = json!(text);
         }
-        if let Some(t) = modified_secs(&ws.piece_path(id, n)) {
-            line["modified"] = json!(t);
-        }
+        add_modified(&mut line, &ws.piece_path(id, n));
         write_line(out, &line, summary)
     })?;
     let user_dir = Path::new("users").join(id.to_string());
@@ -702,6 +723,11 @@ fn import_alone(
                             && v.get("user").and_then(Value::as_u64).is_some()));
                 if v.get("modified").is_some_and(|m| m.as_i64().is_none_or(|t| t < 0)) {
                     return Err(line_err(n, "\"modified\" must be the file's time in whole seconds since 1970; nothing was imported"));
+                }
+                if let Some(nanos) = v.get("modified_nanos")
+                    && (nanos.as_u64().is_none_or(|t| t >= 1_000_000_000) || v.get("modified").is_none())
+                {
+                    return Err(line_err(n, "\"modified_nanos\" is the part of a second of \"modified\", beside it: a whole number from 0 to 999999999; nothing was imported"));
                 }
                 if let Some(t) = v.get("trashed_up_to") {
                     let fits = t.as_u64().is_some_and(|t| {
