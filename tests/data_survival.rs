@@ -4097,3 +4097,38 @@ fn a_part_of_a_second_out_of_range_is_refused_by_line() {
         );
     }
 }
+
+/// A removed piece stays out of an export, but its number does not: after the import, no
+/// file named like the removed piece (an empty `{}` that anyone putting it back would get)
+/// is in the user's `.trash`, the trash lists nothing, and the number is never given again.
+#[test]
+fn an_import_keeps_a_removed_pieces_number_without_a_false_removed_piece() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = account(&rk, "ann@example.com");
+    let removed = rk
+        .workspaces()
+        .save_piece(ann, br#"{"title":"p1"}"#)
+        .unwrap();
+    let kept = rk
+        .workspaces()
+        .save_piece(ann, br#"{"title":"p2"}"#)
+        .unwrap();
+    rk.workspaces().delete_piece(ann, kept).unwrap();
+    rk.workspaces().delete_piece(ann, removed).unwrap();
+    assert_eq!(rk.workspaces().trash().unwrap().len(), 2);
+    let exported = export(&rk);
+    let other = TestDir::new();
+    let rk2 = other.open();
+    redkeep::ops::import(&rk2, &mut exported.as_slice(), &|_| {}).unwrap();
+    let trash = rk2.workspaces().dir(ann).join(".trash");
+    for n in [removed, kept] {
+        let name = redkeep::workspace::piece_file_name(n);
+        assert!(!trash.join(&name).exists(), "{name} in {}", trash.display());
+    }
+    assert_eq!(rk2.workspaces().trash().unwrap(), []);
+    assert!(rk2.check(false).unwrap().ok);
+    // The next export says the same, and no number is given twice.
+    assert_eq!(export(&rk2), exported);
+    assert_eq!(rk2.workspaces().save_piece(ann, b"{}").unwrap(), kept + 1);
+}

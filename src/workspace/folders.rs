@@ -1540,6 +1540,10 @@ impl Workspaces {
                 let Ok(meta) = fs::symlink_metadata(&path) else {
                     continue;
                 };
+                // It keeps numbers from being given again; it is no entry of its own.
+                if names::kept_number(&name).is_some() {
+                    continue;
+                }
                 let piece = names::trashed_number(&name);
                 if piece.is_some() && (!meta.is_file() || is_number_keeper(&path, &meta)) {
                     continue;

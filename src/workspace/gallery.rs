@@ -270,7 +270,8 @@ impl Workspaces {
 
     /// Keeps piece number `n` of `user` from being given again, for imports of an export
     /// whose gallery had removed pieces up to `n` (their bytes stay out of an export): an
-    /// empty `{}` under that number in the gallery's `.trash/`, unless a removed piece holds
+    /// empty `numbers_used_up_to_<n>` in the gallery's `.trash/` (named like no piece, so
+    /// that no one takes it for the removed one), unless a removed piece holds
     /// that number or a higher one already, or a piece holds that very number. (A piece
     /// with a higher number keeps `n` from being given too, but without the trash entry
     /// the next export would not say `trashed_up_to`: export → import → export would not
@@ -290,7 +291,7 @@ impl Workspaces {
         if fsutil::real_dir(&trash)?.is_none() {
             fsutil::create_private_dir(&trash)?;
         }
-        fsutil::write_private_new(&trash.join(piece_file_name(n)), b"{}")?;
+        fsutil::write_private_new(&trash.join(super::names::number_keeper_name(n)), b"")?;
         Ok(())
     }
 

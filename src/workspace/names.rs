@@ -140,7 +140,25 @@ pub(super) fn piece_numbers(dir: &Path) -> Result<Vec<u64>> {
 
 // Removed pieces are kept as `piece_NNNNNN.json` or `piece_NNNNNN.json-2`, ….
 pub(super) fn trashed_numbers(dir: &Path) -> Result<Numbers> {
-    numbers_in(&dir.join(PIECE_TRASH), trashed_number)
+    numbers_in(&dir.join(PIECE_TRASH), |name| {
+        trashed_number(name).or_else(|| kept_number(name))
+    })
+}
+
+/// The name of the empty file in a gallery's `.trash/` that keeps piece numbers up to `n`
+/// from being given again when no removed piece is there to do it (an import leaves it for
+/// the removed pieces an export left out). It names no piece: nothing lists it as one.
+pub(super) fn number_keeper_name(n: u64) -> String {
+    format!("numbers_used_up_to_{n:06}")
+}
+
+/// The number a [`number_keeper_name`] keeps.
+pub(super) fn kept_number(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("numbers_used_up_to_")?;
+    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// The number of a removed piece's name in a folder's `.trash/` (`piece_NNNNNN.json`, or
