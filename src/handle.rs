@@ -67,6 +67,11 @@ pub(crate) fn moved_away(dir: &Path) -> Option<Error> {
         dir.display()
     )))
 }
+/// What to do with a store into which a move stopped part way (said by every refusal of
+/// it): its data dir's folders belong to the move's source, which is still the live store.
+pub(crate) const HALF_MOVED_WAYS_OUT: &str = "run the same move again (it replaces what the \
+     stopped one wrote), or remove this store (it is a copy: on PostgreSQL, drop its schema)";
+
 /// The folder of per-user workspaces inside a data dir.
 pub const WORKSPACES_DIR: &str = "workspaces";
 /// The file name, in the data dir, next to which copies of a PostgreSQL store taken before
@@ -1759,6 +1764,21 @@ impl Redkeep {
     /// with `repair` on PostgreSQL, `InUse` while another process has the store open
     /// (nothing was repaired).
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
+        // A move into this store stopped part way: the data dir's folders are still those
+        // of the store the move came from (the live one), so they are neither repaired nor
+        // named as foreign here, and the store itself is not mended (the same move redoes it).
+        let half_moved = self
+            .store()
+            .read(|tx| tx.meta(crate::store::MOVE_UNFINISHED))?;
+        if repair && let Some(from) = &half_moved {
+            return Err(Error::denied(format!(
+                "a move from {} into this store stopped part way, so `check --repair` is \
+                 refused: the data dir's workspace folders still belong to the store the move \
+                 came from; {}",
+                String::from_utf8_lossy(from),
+                HALF_MOVED_WAYS_OUT
+            )));
+        }
         let mut report = CheckReport::new();
         // Damage of the file itself (pages, not records) is never "repaired" in place.
         let mut damaged_pages = false;
@@ -1873,7 +1893,11 @@ impl Redkeep {
                 "a reset that stopped part way was not looked at: {e}"
             )),
         }
-        let folders = if restore_waiting {
+        let folders = if half_moved.is_some() {
+            Err(Error::denied(
+                "they belong to the store the stopped move came from, not to this one",
+            ))
+        } else if restore_waiting {
             // The folders in place are those the restore replaces: checked against the
             // restored store, each would be named (or moved away) as another account's.
             Err(Error::denied(
@@ -1966,8 +1990,7 @@ impl Redkeep {
             report.problem(format!(
                 "a move from {} into this store stopped part way (a crash, a kill, a lost \
                  connection), so records or workspace folders may be missing: this is not a \
-                 whole store; run the same move again (it replaces what the stopped one \
-                 wrote), or remove this store (it is a copy)",
+                 whole store; {HALF_MOVED_WAYS_OUT}",
                 String::from_utf8_lossy(&from)
             ));
         }

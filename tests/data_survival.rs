@@ -3297,7 +3297,7 @@ fn a_move_stopped_before_its_folders_is_named_and_runs_again() {
     );
     {
         let rk = Redkeep::open(&to, options().open_unfinished(true)).unwrap();
-        let check = rk.check(true).unwrap();
+        let check = rk.check(false).unwrap();
         assert!(!check.ok);
         assert!(
             check.problems.iter().any(|p| p.contains("a move from")
@@ -3337,6 +3337,68 @@ fn a_move_stopped_before_its_folders_is_named_and_runs_again() {
             .read(|tx| tx.meta("move_unfinished"))
             .unwrap()
             .is_none()
+    );
+}
+
+/// A store into which a move stopped part way is not repaired, reset or restored: the
+/// folders in its data dir are the move's source's, still the live store's. `check` names
+/// the stopped move without advising a repair of the folders; `check --repair`, `reset` and
+/// `restore --force` are refused with the move's ways out, and leave the folders and the
+/// mark as they were. (They moved the folders to the trash and cleared the mark.)
+#[test]
+fn a_store_a_move_stopped_filling_is_not_repaired_reset_or_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let backup = tmp.path().join("b.tar");
+    {
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        let id = account(&rk, "ann@example.com");
+        rk.workspaces().save_piece(id, b"{}").unwrap();
+        redkeep::ops::backup(&rk, &backup).unwrap();
+    }
+    let to = tmp.path().join("moved");
+    let report = redkeep::ops::move_store(&dir, None, to.to_str().unwrap(), options()).unwrap();
+    {
+        let rk = Redkeep::open(&to, options()).unwrap();
+        rk.store()
+            .write(|tx| tx.set_meta("move_unfinished", report.from.as_bytes()))
+            .unwrap();
+    }
+    // A folder of a user the stopped move had not copied yet.
+    let folder = to.join("workspaces/users/7");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("workspace.json"), b"{}").unwrap();
+    let refused = |e: Error| {
+        assert!(
+            matches!(e, Error::Denied { .. })
+                && e.to_string().contains("stopped part way")
+                && e.to_string().contains("run the same move again"),
+            "{e}"
+        );
+    };
+    {
+        let rk = Redkeep::open(&to, options().open_unfinished(true)).unwrap();
+        let check = rk.check(false).unwrap();
+        assert!(!check.ok);
+        assert!(
+            !check.problems.iter().any(|p| p.contains("--repair")),
+            "{:?}",
+            check.problems
+        );
+        refused(rk.check(true).unwrap_err());
+    }
+    refused(redkeep::ops::reset(&to, Timestamp(1_900_000_000)).unwrap_err());
+    refused(redkeep::ops::restore(&to, &backup, true, Timestamp(1_900_000_000)).unwrap_err());
+    assert!(folder.join("workspace.json").is_file(), "the folder stays");
+    let rk = Redkeep::open(&to, options().open_unfinished(true)).unwrap();
+    use redkeep::store::Meta;
+    assert!(
+        rk.store()
+            .read(|tx| tx.meta("move_unfinished"))
+            .unwrap()
+            .is_some(),
+        "the mark stays"
     );
 }
 

@@ -1388,6 +1388,79 @@ fn a_move_stopped_after_retiring_its_source_runs_again() {
     assert!(err.to_string().contains("was moved to"), "{err}");
 }
 
+/// A server store into which a move from a data dir stopped part way shares that data dir's
+/// folders with the move's source, which is still the live store: `check --repair`, `reset`
+/// and `restore --force` there are refused with the move's ways out, `check` does not call
+/// the live users' folders orphans, and the folders and the mark stay. (They went to the
+/// trash, and a reset or restore cleared the mark, so the half-filled store opened for use.)
+#[test]
+fn a_half_filled_move_target_on_a_server_is_not_repaired_reset_or_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let backup = dir.path().join("b.tar");
+    let ann = {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        let ann = user(&rk, "ann@example.com").unwrap().id;
+        rk.workspaces().save_piece(ann, b"{}").unwrap();
+        redkeep::ops::backup(&rk, &backup).unwrap();
+        ann
+    };
+    // What a move killed part way leaves: a target holding some records and the mark (here
+    // no user yet), beside the live data dir.
+    let url = pg::server().fresh_url();
+    let source = dir.path().join("redkeep.redb");
+    let current = redkeep::store::StoreOptions {
+        schema_version: redkeep::SCHEMA_VERSION,
+        ..Default::default()
+    };
+    redkeep::store::Store::open_postgres(&url, &current, false)
+        .unwrap()
+        .write(|tx| tx.set_meta("move_unfinished", source.to_str().unwrap().as_bytes()))
+        .unwrap();
+    let refused = |e: Error| {
+        assert!(
+            matches!(e, Error::Denied { .. })
+                && e.to_string().contains("stopped part way")
+                && e.to_string().contains("drop its schema"),
+            "{e}"
+        );
+    };
+    {
+        let there = Redkeep::open(
+            dir.path(),
+            options().store(url.as_str()).open_unfinished(true),
+        )
+        .unwrap();
+        let check = there.check(false).unwrap();
+        assert!(
+            !check
+                .problems
+                .iter()
+                .any(|p| p.contains("orphan") || p.contains("--repair")),
+            "{:?}",
+            check.problems
+        );
+        refused(there.check(true).unwrap_err());
+    }
+    let now = redkeep::Timestamp(1_900_000_000);
+    refused(redkeep::ops::reset_store(dir.path(), Some(&url), now).unwrap_err());
+    refused(redkeep::ops::restore_store(dir.path(), Some(&url), &backup, true, now).unwrap_err());
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
+    assert_eq!(
+        rk.workspaces().list_pieces(ann).unwrap().len(),
+        1,
+        "ann keeps her piece"
+    );
+    drop(rk);
+    let target = redkeep::store::Store::open_postgres(&url, &current, false).unwrap();
+    assert!(
+        target
+            .read(|tx| tx.meta("move_unfinished"))
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// A move into a server marks the target as being filled before it holds any record, and
 /// clears the mark only once the copy is whole: a move that stops part way (here the server
 /// refuses a record; a kill leaves the same) leaves a target that `check` and `status` name

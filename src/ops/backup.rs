@@ -802,6 +802,9 @@ fn restore_into(
         Some(_) => data_dir.join(super::files::REMOTE_COPIES),
         None => data_dir.join(STORE_FILE),
     };
+    if let Some(store) = &remote {
+        super::guards::refuse_half_moved(store, "restored")?;
+    }
     let occupied = match &remote {
         Some(store) => !super::files::is_empty(store)?,
         None => fsutil::is_there(&db)?,
@@ -1082,6 +1085,7 @@ fn restore_into(
         }
         match open_file_store(&db, Mode::Exclusive) {
             Ok(live) => {
+                super::guards::refuse_half_moved(&live, "restored")?;
                 let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
                 live.copy_to(&copy)?;
                 safety_copy = Some(copy);

@@ -62,6 +62,7 @@ pub fn reset_store(
         // would restore nothing; it is finished (or undone) from its own mark. A stopped
         // restore: its folders wait to be put in place, and would be orphaned.
         super::guards::refuse_stopped_operation(&store)?;
+        super::guards::refuse_half_moved(&store, "reset")?;
         let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
         crate::fsutil::create_private_dir(data_dir)?;
         // Checked before the store is emptied: the folders must be able to follow.
