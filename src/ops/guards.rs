@@ -84,6 +84,7 @@ pub(crate) fn refuse_foreign_folder(dir: &Path, doing: &str) -> Result<()> {
         own_file(crate::STORE_FILE)
             || own_file(crate::handle::POSTGRES_COPIES)
             || n == crate::handle::MOVED_NOTE
+            || n == crate::handle::STORE_NOTE
             || n == super::files::SOCKET_NAME
             || n == crate::WORKSPACES_DIR
             || n.starts_with(crate::fsutil::TEMP_PREFIX)
