@@ -67,6 +67,291 @@ pub(crate) fn moved_away(dir: &Path) -> Option<Error> {
         dir.display()
     )))
 }
+/// The note in a data dir that names the store its workspace folders belong to (its id and
+/// where it is): an open of another store on the data dir is refused, so that a mistyped
+/// schema, a forgotten `--store`, a wrong `--data-dir` or a half-filled move's target never
+/// takes the folders for its own (and `check --repair`, `reset` or `restore` never moves
+/// them to the trash). Written by the first open for writing of a data dir that has none
+/// (existing data dirs move in without a step), by a finished `move` (naming the target)
+/// and by a `restore` (naming the restored store).
+pub(crate) const STORE_NOTE: &str = "redkeep.store";
+
+/// What [`STORE_NOTE`] holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoreNote {
+    /// The store's id ([`crate::store::STORE_ID`]).
+    pub(crate) id: String,
+    /// Where the store is: its URL without password on a server; `None` for the redb file
+    /// in the data dir.
+    pub(crate) store: Option<String>,
+}
+
+impl StoreNote {
+    /// The note naming the store `id` at `url` (`None`: the redb file in the data dir),
+    /// kept without its password.
+    pub(crate) fn of(url: Option<&str>, id: String) -> StoreNote {
+        StoreNote {
+            id,
+            store: url.map(crate::store::redact),
+        }
+    }
+
+    /// Whether the note names the store `id` (`None`: a store without one yet), on a server
+    /// when `on_server`. The kind counts too: a data dir whose store is on a server holds
+    /// no live redb file, and the other way round.
+    pub(crate) fn names(&self, id: Option<&str>, on_server: bool) -> bool {
+        id == Some(self.id.as_str()) && self.store.is_some() == on_server
+    }
+}
+
+/// The note in `dir` (see [`STORE_NOTE`]); `None` when there is none.
+///
+/// # Errors
+/// `InvalidInput` when it does not read; `Io` when it cannot be read.
+pub(crate) fn store_note(dir: &Path) -> Result<Option<StoreNote>> {
+    let path = dir.join(STORE_NOTE);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    serde_json::from_slice(&text).map(Some).map_err(|e| {
+        Error::invalid(
+            "data dir",
+            format!(
+                "{} does not read ({e}); it names the store the data dir's workspace folders \
+                 belong to: put it back from a copy of the data dir, or remove it if the store \
+                 you give is the one these folders belong to",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Writes the note of `dir` (see [`STORE_NOTE`]), mode 0600.
+///
+/// # Errors
+/// `Io` when it cannot be written.
+pub(crate) fn write_store_note(dir: &Path, note: &StoreNote) -> Result<()> {
+    let text = serde_json::to_vec(note).map_err(|e| Error::Invariant {
+        what: format!("the note naming the data dir's store cannot be written as JSON: {e}"),
+    })?;
+    crate::fsutil::write_private(&dir.join(STORE_NOTE), &text)
+}
+
+/// A new store id: 16 random bytes, in hex.
+///
+/// # Errors
+/// `Io` when the system's random source fails.
+pub(crate) fn new_store_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| {
+        Error::io(
+            "reading the system's random source for a store id",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The id of `store` ([`crate::store::STORE_ID`]), if it has one.
+///
+/// # Errors
+/// `Storage` when it cannot be read.
+pub(crate) fn store_id(store: &Store) -> Result<Option<String>> {
+    Ok(store
+        .read(|tx| tx.meta(crate::store::STORE_ID))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// The id of `store`, given one first when it has none (a store made before ids were).
+///
+/// # Errors
+/// `Storage` when it cannot be read or written.
+fn ensure_store_id(store: &Store) -> Result<String> {
+    if let Some(id) = store_id(store)? {
+        return Ok(id);
+    }
+    let fresh = new_store_id()?;
+    // Set only where none is: two processes opening an old store at once agree on one.
+    store.write(|tx| match tx.meta(crate::store::STORE_ID)? {
+        Some(id) => Ok(String::from_utf8_lossy(&id).into_owned()),
+        None => {
+            tx.set_meta(crate::store::STORE_ID, fresh.as_bytes())?;
+            Ok(fresh.clone())
+        }
+    })
+}
+
+/// The refusal of a store (`this`: what it is; `None` when no store was given) on the data
+/// dir `dir`, whose note names another store.
+pub(crate) fn foreign_store(dir: &Path, note: &StoreNote, this: Option<&str>) -> Error {
+    let (owner, reach) = match &note.store {
+        Some(url) => (
+            format!("the store on {url}"),
+            format!(
+                "give that store with `--store {}` (or REDKEEP_STORE_URL, with its password \
+                 where `***` stands)",
+                shell_word(Path::new(url))
+            ),
+        ),
+        None => (
+            format!("the redb file {}", dir.join(STORE_FILE).display()),
+            "run the command without --store (and without REDKEEP_STORE_URL)".to_string(),
+        ),
+    };
+    let this = match this {
+        Some(this) => format!(", not to {this}"),
+        None => ", and no store URL was given".to_string(),
+    };
+    Error::denied(format!(
+        "the workspace folders in {} belong to {owner} (store id {}){this}; {reach}; if that \
+         store is gone for good and these folders are to be this one's, remove {} first",
+        dir.display(),
+        note.id,
+        dir.join(STORE_NOTE).display()
+    ))
+}
+
+/// Ties the data dir `dir` to `store` (see [`STORE_NOTE`]): refused when its note `note`
+/// names another store. A note is written where there is none, and the store given an id where it
+/// has none, when `writable`. A store an import, an adoption or a move stopped filling is
+/// left alone: it is no whole store yet (and a half-filled move target never matches).
+fn tie_data_dir(
+    dir: &Path,
+    note: Option<StoreNote>,
+    store: &Store,
+    url: Option<&str>,
+    writable: bool,
+) -> Result<()> {
+    if not_whole(store)? {
+        return Ok(());
+    }
+    let id = match store_id(store) {
+        Ok(None) if writable && store.damage().is_none() => match ensure_store_id(store) {
+            Ok(id) => Some(id),
+            // A store whose writes are refused (damage seen meanwhile) opens to be checked.
+            Err(_) if store.damage().is_some() => None,
+            Err(e) => return Err(e),
+        },
+        Ok(id) => id,
+        // A damaged store whose meta does not read: `check` names the damage.
+        Err(_) if store.damage().is_some() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let on_server = store.engine() != "redb";
+    // A restore into this data dir stopped before its folders were in place (its mark): it
+    // had replaced the store the note names, and ties the data dir to the restored one.
+    let restoring = open_mark(store, crate::store::RESTORE_UNFINISHED)?.is_some();
+    match (note, id) {
+        (Some(note), id) if note.names(id.as_deref(), on_server) => Ok(()),
+        (Some(_), Some(id)) if restoring && writable => {
+            write_store_note(dir, &StoreNote::of(url, id))
+        }
+        (Some(_), _) if restoring => Ok(()),
+        (Some(note), _) => Err(foreign_store(dir, &note, Some(&describe(store)))),
+        (None, Some(id)) if writable => write_store_note(dir, &StoreNote::of(url, id)),
+        (None, _) => Ok(()),
+    }
+}
+
+/// `store` as named in a refusal.
+fn describe(store: &Store) -> String {
+    if store.engine() == "redb" {
+        format!("the redb file {}", store.location())
+    } else {
+        format!("the store on {}", store.location())
+    }
+}
+
+/// The refusal of a store on a server that holds no store yet while the data dir `dir` is
+/// tied to another (a mistyped schema): nothing is made there.
+fn foreign_new_store(dir: &Path, note: &StoreNote, url: &str) -> Error {
+    foreign_store(
+        dir,
+        note,
+        Some(&format!(
+            "{}, which holds no store (a mistyped URL or schema?)",
+            crate::store::redact(url)
+        )),
+    )
+}
+
+/// Refuses a whole-store operation (a reset) on `store` when the data dir `dir` is tied to
+/// another store (see [`STORE_NOTE`]).
+///
+/// # Errors
+/// `Denied` naming the store the folders belong to.
+pub(crate) fn refuse_untied(dir: &Path, store: &Store) -> Result<()> {
+    match store_note(dir)? {
+        Some(note) if !note.names(store_id(store)?.as_deref(), store.engine() != "redb") => {
+            Err(foreign_store(dir, &note, Some(&describe(store))))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a backup of a store on a server through the data dir of `rk` when nothing ties
+/// the two (see [`STORE_NOTE`]; a note naming another store is refused at the open): a
+/// data dir that is not there, or one without a note that holds no folder of the store's
+/// users, is not the data dir the store was set up with, and the backup would hold none
+/// of their folders (and its restore would trash them).
+///
+/// # Errors
+/// `InvalidInput` naming the data dir.
+pub(crate) fn refuse_unknown_data_dir(rk: &Redkeep) -> Result<()> {
+    let dir = rk.dir();
+    if rk.store().engine() == "redb" {
+        return Ok(());
+    }
+    if std::fs::metadata(dir).is_err() {
+        return Err(missing_data_dir(dir));
+    }
+    if store_note(dir)?.is_some() {
+        return Ok(());
+    }
+    let users = rk.users().count()?;
+    if users > 0 && rk.workspaces().taken_ids()?.is_empty() {
+        return Err(Error::invalid(
+            "data dir",
+            format!(
+                "{} holds no workspace folder of the {users} user(s) of {}, and no note naming \
+                 the store ({STORE_NOTE}): it is not the data dir this store was set up with, \
+                 and the backup would hold none of their folders; give that one (--data-dir); \
+                 if these users have no folders yet, open the store once for writing with this \
+                 data dir (`redkeep check`), which ties the two",
+                dir.display(),
+                rk.store_place()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The refusal of a data dir that is not there, for a store on a server.
+fn missing_data_dir(dir: &Path) -> Error {
+    Error::invalid(
+        "data dir",
+        format!(
+            "{} does not exist; a store on a server keeps its users' workspace folders in the \
+             data dir: give the one it was set up with (--data-dir), or make the folder",
+            dir.display()
+        ),
+    )
+}
+
+/// What to do with a store into which a move stopped part way (said by every refusal of
+/// it): its data dir's folders belong to the move's source, which is still the live store.
+pub(crate) const HALF_MOVED_WAYS_OUT: &str = "run the same move again (it replaces what the \
+     stopped one wrote), or remove this store (it is a copy: on PostgreSQL, drop its schema)";
+
 /// The folder of per-user workspaces inside a data dir.
 pub const WORKSPACES_DIR: &str = "workspaces";
 /// The file name, in the data dir, next to which copies of a PostgreSQL store taken before
@@ -356,35 +641,53 @@ fn cache_for(db: &Path) -> usize {
 
 /// The command that undoes a restore or a reset of `data_dir`: the store's safety copy
 /// `store`, and the trash entry `folders` that holds the folders it replaced; said as
-/// advice ("to undo: `…`").
+/// advice ("to undo: `…`"). A store on a server is given with `--store`: its URL when that
+/// holds no password, `"$REDKEEP_STORE_URL"` otherwise (the password is never printed).
 pub(crate) fn undo_command(
     data_dir: &std::path::Path,
     store_url: Option<&str>,
     folders: Option<&std::path::Path>,
     store: &std::path::Path,
 ) -> String {
-    // The URL may hold a password: named, not printed.
-    let same_store = if store_url.is_some() {
-        " (with the same --store)"
-    } else {
-        ""
+    // The URL may hold a password: then the line names the variable, never the value.
+    let (store_arg, after) = match store_url {
+        Some(url) if crate::store::redact(url) == url.trim() => {
+            (Some(shell_word(Path::new(url.trim()))), String::new())
+        }
+        Some(_) => (
+            Some("\"$REDKEEP_STORE_URL\"".to_string()),
+            " (with REDKEEP_STORE_URL set to the store's URL)".to_string(),
+        ),
+        None => (None, String::new()),
     };
     format!(
-        "to undo: `{}`{same_store}",
-        undo_invocation(data_dir, folders, store)
+        "to undo: `{}`{after}",
+        undo_line(data_dir, store_arg.as_deref(), folders, store)
     )
 }
 
 /// The command line of [`undo_command`] alone (without `--store`, which may hold a
 /// password), for machine output.
+#[cfg_attr(not(feature = "admin"), allow(dead_code))]
 pub(crate) fn undo_invocation(
     data_dir: &std::path::Path,
     folders: Option<&std::path::Path>,
     store: &std::path::Path,
 ) -> String {
+    undo_line(data_dir, None, folders, store)
+}
+
+/// [`undo_invocation`] with `--store store_arg` (a shell word) when given.
+fn undo_line(
+    data_dir: &std::path::Path,
+    store_arg: Option<&str>,
+    folders: Option<&std::path::Path>,
+    store: &std::path::Path,
+) -> String {
     let folders = folders.map_or(String::new(), |f| format!("--folders {} ", shell_word(f)));
+    let store_arg = store_arg.map_or(String::new(), |a| format!("--store {a} "));
     format!(
-        "redkeep --data-dir {} restore --force {folders}{}",
+        "redkeep --data-dir {} {store_arg}restore --force {folders}{}",
         shell_word(data_dir),
         shell_word(store)
     )
@@ -722,6 +1025,23 @@ impl Redkeep {
         {
             return Err(moved);
         }
+        let mut tied_to = store_note(&dir)?;
+        // The redb file the note names is gone (a refused `init` took back the one it made,
+        // or it was removed): a new one is made as before, and named.
+        if url.is_none()
+            && tied_to.as_ref().is_some_and(|n| n.store.is_none())
+            && !crate::fsutil::is_there(&db)?
+        {
+            tied_to = None;
+        }
+        // The data dir's store is on a server: a redb file made here would be a second store
+        // on its folders (and "no store here, run `redkeep init`" would say to make one).
+        if url.is_none()
+            && let Some(note) = tied_to.as_ref().filter(|n| n.store.is_some())
+            && !crate::fsutil::is_there(&db)?
+        {
+            return Err(foreign_store(&dir, note, None));
+        }
         if url.is_some() {
             // The store is elsewhere; the data dir holds the workspaces only, and is made once
             // the store is open (a missing store creates nothing).
@@ -763,20 +1083,24 @@ impl Redkeep {
         };
         let store = match url {
             Some(url) => {
-                let store = open_url(url, &store_options, options.read_only)?;
+                // A data dir tied to a store: a URL that names none yet is not that store (a
+                // new one could never match), and nothing is made there.
+                let mut store_options = store_options;
+                store_options.create &= tied_to.is_none();
+                let store =
+                    open_url(url, &store_options, options.read_only).map_err(|e| {
+                        match (&tied_to, e) {
+                            (Some(note), Error::NotInitialized { .. }) if options.create => {
+                                foreign_new_store(&dir, note, url)
+                            }
+                            (_, e) => e,
+                        }
+                    })?;
                 // A data dir that is not there is made only by what may create: otherwise
                 // a mistyped one would quietly hold a second set of workspace folders. (A
                 // read-only open makes nothing, and reads no folder that is not there.)
                 if !options.create && !options.read_only && std::fs::metadata(&dir).is_err() {
-                    return Err(Error::invalid(
-                        "data dir",
-                        format!(
-                            "{} does not exist; a store on a server keeps its users' \
-                             workspace folders in the data dir: give the one it was set up \
-                             with (--data-dir), or make the folder",
-                            dir.display()
-                        ),
-                    ));
+                    return Err(missing_data_dir(&dir));
                 }
                 if !options.read_only {
                     crate::fsutil::create_private_dir(&dir)?;
@@ -804,6 +1128,7 @@ impl Redkeep {
                 store
             }
         };
+        tie_data_dir(&dir, tied_to, &store, url, !options.read_only)?;
         store.reserve_tables(&crate::auth::own_table_types());
         let workspaces = if options.read_only {
             Workspaces::open_existing(
@@ -1785,6 +2110,21 @@ impl Redkeep {
     /// with `repair` on PostgreSQL, `InUse` while another process has the store open
     /// (nothing was repaired).
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
+        // A move into this store stopped part way: the data dir's folders are still those
+        // of the store the move came from (the live one), so they are neither repaired nor
+        // named as foreign here, and the store itself is not mended (the same move redoes it).
+        let half_moved = self
+            .store()
+            .read(|tx| tx.meta(crate::store::MOVE_UNFINISHED))?;
+        if repair && let Some(from) = &half_moved {
+            return Err(Error::denied(format!(
+                "a move from {} into this store stopped part way, so `check --repair` is \
+                 refused: the data dir's workspace folders still belong to the store the move \
+                 came from; {}",
+                String::from_utf8_lossy(from),
+                HALF_MOVED_WAYS_OUT
+            )));
+        }
         let mut report = CheckReport::new();
         // Damage of the file itself (pages, not records) is never "repaired" in place.
         let mut damaged_pages = false;
@@ -1899,7 +2239,11 @@ impl Redkeep {
                 "a reset that stopped part way was not looked at: {e}"
             )),
         }
-        let folders = if restore_waiting {
+        let folders = if half_moved.is_some() {
+            Err(Error::denied(
+                "they belong to the store the stopped move came from, not to this one",
+            ))
+        } else if restore_waiting {
             // The folders in place are those the restore replaces: checked against the
             // restored store, each would be named (or moved away) as another account's.
             Err(Error::denied(
@@ -1992,8 +2336,7 @@ impl Redkeep {
             report.problem(format!(
                 "a move from {} into this store stopped part way (a crash, a kill, a lost \
                  connection), so records or workspace folders may be missing: this is not a \
-                 whole store; run the same move again (it replaces what the stopped one \
-                 wrote), or remove this store (it is a copy)",
+                 whole store; {HALF_MOVED_WAYS_OUT}",
                 String::from_utf8_lossy(&from)
             ));
         }

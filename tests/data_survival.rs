@@ -1911,8 +1911,7 @@ fn a_backup_restored_into_a_new_data_dir_holds_every_record_and_file() {
     let folders = files(&rk.workspaces().root().join("users"));
     let elsewhere = tempfile::tempdir().unwrap();
     let target = elsewhere.path().join("new-data");
-    redkeep::ops::restore(&target, &archive, false, t.clock.now()).unwrap();
-    let restored = Redkeep::open(&target, t.options()).unwrap();
+    let restored = restore_elsewhere(&t, &target, &archive);
     assert_eq!(all_records(&restored), records);
     assert_eq!(files(&restored.workspaces().root().join("users")), folders);
     assert!(restored.check(false).unwrap().ok);
@@ -1970,9 +1969,7 @@ fn a_backup_taken_while_pieces_are_saved_holds_whole_pieces() {
     // PostgreSQL the options name the same store, which a repair needs alone.)
     drop(rk);
     let target = tempfile::tempdir().unwrap();
-    use redkeep::Clock;
-    redkeep::ops::restore(target.path(), &archive, false, t.clock.now()).unwrap();
-    let restored = Redkeep::open(target.path(), t.options()).unwrap();
+    let restored = restore_elsewhere(&t, target.path(), &archive);
     let report = restored.check(true).unwrap();
     assert!(restored.check(false).unwrap().ok, "{report:?}");
 }
@@ -2002,9 +1999,7 @@ fn a_backup_with_an_impossible_file_time_restores_without_a_panic() {
     }
     out.into_inner().unwrap();
     let target = tempfile::tempdir().unwrap();
-    use redkeep::Clock;
-    redkeep::ops::restore(target.path(), &crafted, false, t.clock.now()).unwrap();
-    let restored = Redkeep::open(target.path(), t.options()).unwrap();
+    let restored = restore_elsewhere(&t, target.path(), &crafted);
     assert_eq!(restored.workspaces().list_pieces(2).unwrap().len(), 2);
 }
 
@@ -2656,7 +2651,8 @@ fn ids_never_go_back_across_reset_and_restore() {
     }
     drop(rk);
     use redkeep::Clock;
-    redkeep::ops::restore(t.path(), &archive, true, t.clock.now()).unwrap();
+    redkeep::ops::restore_store(t.path(), t.store.as_deref(), &archive, true, t.clock.now())
+        .unwrap();
     let rk = t.open();
     let e = rk
         .users()
@@ -2669,7 +2665,7 @@ fn ids_never_go_back_across_reset_and_restore() {
         .user;
     assert_eq!(e.id, 5, "ids 3 and 4 were handed out before the restore");
     drop(rk);
-    redkeep::ops::reset(t.path(), t.clock.now()).unwrap();
+    redkeep::ops::reset_store(t.path(), t.store.as_deref(), t.clock.now()).unwrap();
     let rk = t.open();
     let f = rk
         .users()
@@ -2988,7 +2984,6 @@ fn a_trash_entry_through_a_symlinked_trash_is_refused() {
 /// file here, so it costs the disk what the archive takes.
 #[test]
 fn a_backup_keeps_a_user_file_over_a_gibibyte() {
-    use redkeep::Clock;
     use std::io::{Seek, SeekFrom, Write};
     let t = TestDir::new();
     let rk = populated(&t);
@@ -3004,9 +2999,8 @@ fn a_backup_keeps_a_user_file_over_a_gibibyte() {
     redkeep::ops::backup(&rk, &archive).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let target = elsewhere.path().join("new-data");
-    redkeep::ops::restore(&target, &archive, false, t.clock.now()).unwrap();
+    let restored = restore_elsewhere(&t, &target, &archive);
     std::fs::remove_file(&archive).unwrap();
-    let restored = Redkeep::open(&target, t.options()).unwrap();
     let copy = restored.workspaces().dir(2).join("upload.bin");
     let mut f = std::fs::File::open(&copy).unwrap();
     assert_eq!(f.metadata().unwrap().len(), len);
@@ -3015,6 +3009,18 @@ fn a_backup_keeps_a_user_file_over_a_gibibyte() {
     std::io::Read::read_to_end(&mut f, &mut tail).unwrap();
     assert_eq!(tail, b"tail");
     assert_eq!(restored.workspaces().read(2).unwrap().note_count(), 2);
+}
+
+/// Restores `archive` into the data dir `target` and opens it, on the engine the tests run
+/// on: into a new store (a fresh schema on PostgreSQL) tied to that data dir. (Restored into
+/// a redb file there, the data dir is that file's: another store is refused on it.)
+fn restore_elsewhere(t: &TestDir, target: &Path, archive: &Path) -> Redkeep {
+    use redkeep::Clock;
+    let fresh = t.store.as_ref().map(|_| common::pg::server().fresh_url());
+    redkeep::ops::restore_store(target, fresh.as_deref(), archive, false, t.clock.now()).unwrap();
+    let mut options = t.options();
+    options.store_url = fresh;
+    Redkeep::open(target, options).unwrap()
 }
 
 /// Creates an account with `email` (and a password no test logs in with); returns its id.
@@ -3297,7 +3303,7 @@ fn a_move_stopped_before_its_folders_is_named_and_runs_again() {
     );
     {
         let rk = Redkeep::open(&to, options().open_unfinished(true)).unwrap();
-        let check = rk.check(true).unwrap();
+        let check = rk.check(false).unwrap();
         assert!(!check.ok);
         assert!(
             check.problems.iter().any(|p| p.contains("a move from")
@@ -3337,6 +3343,148 @@ fn a_move_stopped_before_its_folders_is_named_and_runs_again() {
             .read(|tx| tx.meta("move_unfinished"))
             .unwrap()
             .is_none()
+    );
+}
+
+/// A data dir is tied to its store by a note naming the store's id: a data dir made
+/// before the note (and a store without an id) still opens, and gets both on its first open
+/// for writing; an open only to read writes nothing.
+#[test]
+fn a_data_dir_without_a_note_opens_and_gets_one() {
+    use redkeep::store::Meta;
+    let t = TestDir::new();
+    let note = t.path().join("redkeep.store");
+    {
+        let rk = t.open();
+        account(&rk, "ann@example.com");
+        rk.store().write(|tx| tx.remove_meta("store_id")).unwrap();
+    }
+    std::fs::remove_file(&note).unwrap();
+    drop(Redkeep::open(t.path(), t.options().read_only(true)).unwrap());
+    assert!(!note.exists(), "a read-only open writes nothing");
+    let rk = t.open();
+    let id = rk.store().read(|tx| tx.meta("store_id")).unwrap().unwrap();
+    let text = std::fs::read_to_string(&note).unwrap();
+    assert!(text.contains(std::str::from_utf8(&id).unwrap()), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&note).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
+    // A reset keeps the store's id: the data dir stays tied to it.
+    drop(rk);
+    redkeep::ops::reset_store(t.path(), t.store.as_deref(), Timestamp(1_900_000_000)).unwrap();
+    let rk = t.open();
+    assert_eq!(
+        rk.store().read(|tx| tx.meta("store_id")).unwrap().unwrap(),
+        id
+    );
+}
+
+/// A data dir tied to one store refuses another (here a store file of another data dir
+/// copied in; on a server, another schema), naming the store its folders belong to, and a
+/// reset of that other store is refused before anything moves. The folders stay.
+#[test]
+fn a_data_dir_tied_to_another_store_refuses_it() {
+    let t = TestDir::new();
+    let ann = {
+        let rk = t.open();
+        let ann = account(&rk, "ann@example.com");
+        rk.workspaces().save_piece(ann, b"{}").unwrap();
+        ann
+    };
+    let other = TestDir::new();
+    drop(other.open());
+    let options = match &other.store {
+        Some(_) => other.options(),
+        None => {
+            std::fs::copy(
+                other.path().join("redkeep.redb"),
+                t.path().join("redkeep.redb"),
+            )
+            .unwrap();
+            t.options()
+        }
+    };
+    let err = Redkeep::open(t.path(), options.clone()).unwrap_err();
+    assert!(
+        matches!(err, Error::Denied { .. }) && err.to_string().contains("belong to the"),
+        "{err}"
+    );
+    let err = redkeep::ops::reset_store(
+        t.path(),
+        options.store_url.as_deref(),
+        Timestamp(1_900_000_000),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("belong to the"), "{err}");
+    assert!(
+        t.path()
+            .join(format!("workspaces/users/{ann}/workspace.json"))
+            .is_file()
+    );
+}
+
+/// A store into which a move stopped part way is not repaired, reset or restored: the
+/// folders in its data dir are the move's source's, still the live store's. `check` names
+/// the stopped move without advising a repair of the folders; `check --repair`, `reset` and
+/// `restore --force` are refused with the move's ways out, and leave the folders and the
+/// mark as they were. (They moved the folders to the trash and cleared the mark.)
+#[test]
+fn a_store_a_move_stopped_filling_is_not_repaired_reset_or_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let backup = tmp.path().join("b.tar");
+    {
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        let id = account(&rk, "ann@example.com");
+        rk.workspaces().save_piece(id, b"{}").unwrap();
+        redkeep::ops::backup(&rk, &backup).unwrap();
+    }
+    let to = tmp.path().join("moved");
+    let report = redkeep::ops::move_store(&dir, None, to.to_str().unwrap(), options()).unwrap();
+    {
+        let rk = Redkeep::open(&to, options()).unwrap();
+        rk.store()
+            .write(|tx| tx.set_meta("move_unfinished", report.from.as_bytes()))
+            .unwrap();
+    }
+    // A folder of a user the stopped move had not copied yet.
+    let folder = to.join("workspaces/users/7");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("workspace.json"), b"{}").unwrap();
+    let refused = |e: Error| {
+        assert!(
+            matches!(e, Error::Denied { .. })
+                && e.to_string().contains("stopped part way")
+                && e.to_string().contains("run the same move again"),
+            "{e}"
+        );
+    };
+    {
+        let rk = Redkeep::open(&to, options().open_unfinished(true)).unwrap();
+        let check = rk.check(false).unwrap();
+        assert!(!check.ok);
+        assert!(
+            !check.problems.iter().any(|p| p.contains("--repair")),
+            "{:?}",
+            check.problems
+        );
+        refused(rk.check(true).unwrap_err());
+    }
+    refused(redkeep::ops::reset(&to, Timestamp(1_900_000_000)).unwrap_err());
+    refused(redkeep::ops::restore(&to, &backup, true, Timestamp(1_900_000_000)).unwrap_err());
+    assert!(folder.join("workspace.json").is_file(), "the folder stays");
+    let rk = Redkeep::open(&to, options().open_unfinished(true)).unwrap();
+    use redkeep::store::Meta;
+    assert!(
+        rk.store()
+            .read(|tx| tx.meta("move_unfinished"))
+            .unwrap()
+            .is_some(),
+        "the mark stays"
     );
 }
 

@@ -1388,6 +1388,221 @@ fn a_move_stopped_after_retiring_its_source_runs_again() {
     assert!(err.to_string().contains("was moved to"), "{err}");
 }
 
+/// A server store into which a move from a data dir stopped part way shares that data dir's
+/// folders with the move's source, which is still the live store: `check --repair`, `reset`
+/// and `restore --force` there are refused with the move's ways out, `check` does not call
+/// the live users' folders orphans, and the folders and the mark stay. (They went to the
+/// trash, and a reset or restore cleared the mark, so the half-filled store opened for use.)
+#[test]
+fn a_half_filled_move_target_on_a_server_is_not_repaired_reset_or_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let backup = dir.path().join("b.tar");
+    let ann = {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        let ann = user(&rk, "ann@example.com").unwrap().id;
+        rk.workspaces().save_piece(ann, b"{}").unwrap();
+        redkeep::ops::backup(&rk, &backup).unwrap();
+        ann
+    };
+    // What a move killed part way leaves: a target holding some records and the mark (here
+    // no user yet), beside the live data dir.
+    let url = pg::server().fresh_url();
+    let source = dir.path().join("redkeep.redb");
+    let current = redkeep::store::StoreOptions {
+        schema_version: redkeep::SCHEMA_VERSION,
+        ..Default::default()
+    };
+    redkeep::store::Store::open_postgres(&url, &current, false)
+        .unwrap()
+        .write(|tx| tx.set_meta("move_unfinished", source.to_str().unwrap().as_bytes()))
+        .unwrap();
+    let refused = |e: Error| {
+        assert!(
+            matches!(e, Error::Denied { .. })
+                && e.to_string().contains("stopped part way")
+                && e.to_string().contains("drop its schema"),
+            "{e}"
+        );
+    };
+    {
+        let there = Redkeep::open(
+            dir.path(),
+            options().store(url.as_str()).open_unfinished(true),
+        )
+        .unwrap();
+        let check = there.check(false).unwrap();
+        assert!(
+            !check
+                .problems
+                .iter()
+                .any(|p| p.contains("orphan") || p.contains("--repair")),
+            "{:?}",
+            check.problems
+        );
+        refused(there.check(true).unwrap_err());
+    }
+    let now = redkeep::Timestamp(1_900_000_000);
+    refused(redkeep::ops::reset_store(dir.path(), Some(&url), now).unwrap_err());
+    refused(redkeep::ops::restore_store(dir.path(), Some(&url), &backup, true, now).unwrap_err());
+    let rk = Redkeep::open(dir.path(), options()).unwrap();
+    assert_eq!(
+        rk.workspaces().list_pieces(ann).unwrap().len(),
+        1,
+        "ann keeps her piece"
+    );
+    drop(rk);
+    let target = redkeep::store::Store::open_postgres(&url, &current, false).unwrap();
+    assert!(
+        target
+            .read(|tx| tx.meta("move_unfinished"))
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// A data dir whose store moved to a server is tied to that store (its note names it): a
+/// mistyped schema is refused there, with nothing made in it, naming the store the folders
+/// belong to, and the real users' folders are untouched. (It made a second store there,
+/// whose user 1 took the live user 1's folder, and whose `check --repair` trashed it.)
+#[test]
+fn a_mistyped_schema_on_a_data_dir_tied_to_a_server_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let ann = {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        let ann = user(&rk, "ann@example.com").unwrap().id;
+        rk.workspaces().save_piece(ann, b"{}").unwrap();
+        ann
+    };
+    let url = pg::server().fresh_url();
+    redkeep::ops::move_store(dir.path(), None, &url, options()).unwrap();
+    let note = std::fs::read_to_string(dir.path().join("redkeep.store")).unwrap();
+    assert!(note.contains(&schema_of(&url)), "{note}");
+    let typo = pg::server().fresh_url();
+    let err = Redkeep::open(dir.path(), options().store(typo.as_str())).unwrap_err();
+    assert!(
+        matches!(err, Error::Denied { .. })
+            && err.to_string().contains("belong to the store on")
+            && err.to_string().contains(&schema_of(&url))
+            && err.to_string().contains("holds no store"),
+        "{err}"
+    );
+    let made: i64 = pg::server()
+        .client()
+        .query_one(
+            "select count(*) from information_schema.schemata where schema_name = $1",
+            &[&schema_of(&typo)],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(made, 0, "nothing is made in the mistyped schema");
+    // A store that exists on the server but is not the data dir's is refused too.
+    drop(on_postgres(&typo));
+    let err = Redkeep::open(dir.path(), options().store(typo.as_str())).unwrap_err();
+    assert!(err.to_string().contains("belong to the store on"), "{err}");
+    let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
+    assert_eq!(rk.workspaces().list_pieces(ann).unwrap().len(), 1);
+    assert!(rk.check(true).unwrap().ok);
+}
+
+/// A data dir whose store was made on a server is tied to it: without the URL, an open
+/// (an `init`) and a restore are refused, naming the store to pass, instead of saying "run
+/// `redkeep init`" and putting a redb store on its folders (whose restore trashed them).
+#[test]
+fn a_data_dir_tied_to_a_server_store_refuses_a_store_without_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg::server().fresh_url();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    let ann = {
+        let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
+        let ann = user(&rk, "ann@example.com").unwrap().id;
+        rk.workspaces().save_piece(ann, b"{}").unwrap();
+        ann
+    };
+    let other = tempfile::tempdir().unwrap();
+    let backup = other.path().join("old.tar");
+    {
+        let rk = Redkeep::open(other.path().join("x"), options()).unwrap();
+        redkeep::ops::backup(&rk, &backup).unwrap();
+    }
+    let named = |e: &Error| {
+        let text = e.to_string();
+        assert!(
+            matches!(e, Error::Denied { .. })
+                && text.contains("belong to the store on")
+                && text.contains("--store")
+                && !text.contains("redkeep init"),
+            "{text}"
+        );
+    };
+    named(&Redkeep::open(dir.path(), options()).unwrap_err());
+    assert!(!dir.path().join("redkeep.redb").exists());
+    let now = redkeep::Timestamp(1_900_000_000);
+    named(&redkeep::ops::restore(dir.path(), &backup, true, now).unwrap_err());
+    assert!(!dir.path().join("redkeep.redb").exists());
+    let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
+    assert_eq!(rk.workspaces().list_pieces(ann).unwrap().len(), 1);
+}
+
+/// A backup of a server store through a data dir that is not its own (no note, none of its
+/// users' folders) is refused, and makes nothing there; it wrote a backup without any folder
+/// and said it passed its check, and its restore trashed every folder. A data dir tied to
+/// another store is refused at the open.
+#[test]
+fn a_backup_of_a_server_store_through_another_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg::server().fresh_url();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options().store(url.as_str())).unwrap();
+        let ann = user(&rk, "ann@example.com").unwrap().id;
+        rk.workspaces().save_piece(ann, b"{}").unwrap();
+    }
+    let cli = common::Cli {
+        dir: tempfile::tempdir().unwrap(),
+        store: Some(url.clone()),
+    };
+    std::fs::create_dir(cli.data()).unwrap();
+    let out = cli.dir.path().join("nightly.tar");
+    let (_, err) = cli.expect(&["backup", out.to_str().unwrap()], None, 1);
+    assert!(err.contains("holds no workspace folder"), "{err}");
+    assert!(!out.exists());
+    assert!(
+        !cli.data().join("workspaces").exists(),
+        "nothing made there"
+    );
+    // Its own data dir backs it up.
+    let rk = Redkeep::open(dir.path(), options().store(url.as_str()).read_only(true)).unwrap();
+    let report = redkeep::ops::backup(&rk, &dir.path().join("b.tar")).unwrap();
+    assert!(report.folders >= 1, "{report:?}");
+    // Tied to another store: refused.
+    let other = tempfile::tempdir().unwrap();
+    drop(Redkeep::open(other.path(), options()).unwrap());
+    let err =
+        Redkeep::open(other.path(), options().store(url.as_str()).read_only(true)).unwrap_err();
+    assert!(err.to_string().contains("belong to the redb file"), "{err}");
+}
+
+/// The undo line `reset` prints for a store on a server carries `--store` (the URL, which
+/// holds no password here): pasted as printed, it restores that store, not a new redb file
+/// in the data dir.
+#[test]
+fn the_undo_line_of_a_reset_on_a_server_names_the_store() {
+    let url = pg::server().fresh_url();
+    let cli = common::Cli {
+        dir: tempfile::tempdir().unwrap(),
+        store: Some(url.clone()),
+    };
+    cli.init();
+    let (out, _) = cli.expect(&["reset", "--force"], None, 0);
+    let undo = out.lines().find(|l| l.starts_with("to undo:")).unwrap();
+    assert!(
+        undo.contains(&format!("--store '{url}' restore --force")),
+        "{undo}"
+    );
+}
+
 /// A move into a server marks the target as being filled before it holds any record, and
 /// clears the mark only once the copy is whole: a move that stops part way (here the server
 /// refuses a record; a kill leaves the same) leaves a target that `check` and `status` name

@@ -261,7 +261,10 @@ fn open_store(cli: &Cli) -> Result<Redkeep> {
     let only_reads = cli.command.only_reads() || matches!(cli.command, Command::Status);
     if only_reads && options.store_url.is_some() && options.open_unfinished {
         match Redkeep::open(&cli.data_dir, options.clone().read_only(true)) {
-            Ok(rk) if matches!(cli.command, Command::Status) => return Ok(rk),
+            // (A backup reads, and makes nothing in a data dir it was wrongly given.)
+            Ok(rk) if matches!(cli.command, Command::Status | Command::Backup { .. }) => {
+                return Ok(rk);
+            }
             Ok(rk) if rk.is_not_whole().unwrap_or(false) => return Ok(rk),
             Ok(_) => {}
             Err(e) if crate::store::opened_for_writing_instead(&e) => {

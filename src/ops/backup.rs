@@ -178,6 +178,9 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     // Not while a stopped restore or reset has the store and the folders out of step: the
     // archive would pair them.
     super::guards::refuse_stopped_operation(rk.store())?;
+    // A store on a server with a data dir that is not its own: the backup would hold none
+    // of its users' folders.
+    crate::handle::refuse_unknown_data_dir(rk)?;
     // (The CLI gives paths made absolute: `-` arrives as `…/-`.)
     if dest.file_name().is_some_and(|n| n == "-") {
         return Err(Error::invalid(
@@ -853,6 +856,9 @@ fn restore_into(
         Some(_) => data_dir.join(super::files::REMOTE_COPIES),
         None => data_dir.join(STORE_FILE),
     };
+    if let Some(store) = &remote {
+        super::guards::refuse_half_moved(store, "restored")?;
+    }
     let occupied = match &remote {
         Some(store) => !super::files::is_empty(store)?,
         None => fsutil::is_there(&db)?,
@@ -966,6 +972,7 @@ fn restore_into(
         ));
     }
     let staged = open_file_store(&staged_db, Mode::Exclusive)?;
+    let restored_id = tied_restore(data_dir, remote.as_ref(), &db, &staged)?;
     let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
     // (A store of an older schema is checked after `migrate up`, as in [`check_file`]: its
     // users cannot be read as this build's yet.)
@@ -1058,11 +1065,15 @@ fn restore_into(
                 what: format!("writing the restore's mark: {e}"),
             })
     };
-    // With the store in place: the folders, and the report.
+    // The data dir is tied to the restored store from now on.
+    let note = crate::handle::StoreNote::of(store_url, restored_id);
+    // With the store in place: the folders, the note, and the report.
     let finish = |safety_copy: Option<PathBuf>, previous_damaged: Option<String>| {
         // With a store replaced, an empty trash entry stands for "no folders" in the undo;
         // without one, there is nothing to undo.
         let undoable = safety_copy.is_some() && previous_damaged.is_none();
+        // (Stopped here, the restore's mark has the next open write it.)
+        crate::handle::write_store_note(data_dir, &note)?;
         let (folders, folders_safety) = if archive {
             fsutil::create_private_dir(&staged_users)?;
             restore_folders(data_dir, &staged_users, now, undoable)?
@@ -1112,7 +1123,7 @@ fn restore_into(
             let mark = mark
                 .as_deref()
                 .map(|m| (crate::store::RESTORE_UNFINISHED, m));
-            staged.replace_into_marked(live, schema_version, mark)?;
+            staged.replace_into_marked(live, schema_version, mark.as_slice())?;
             swapped.set(mark.is_some());
             let report =
                 finish(safety_copy, None).map_err(|e| stopped_after_swap(e, mark.is_some()))?;
@@ -1133,6 +1144,7 @@ fn restore_into(
         }
         match open_file_store(&db, Mode::Exclusive) {
             Ok(live) => {
+                super::guards::refuse_half_moved(&live, "restored")?;
                 let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
                 live.copy_to(&copy)?;
                 safety_copy = Some(copy);
@@ -1228,6 +1240,66 @@ fn restore_into(
         }
     }
     Ok(report)
+}
+
+/// Refuses a restore into the data dir `data_dir` tied to another store (see
+/// [`crate::handle::STORE_NOTE`]): the store replaced (`remote`, or the redb file `db`) must
+/// be the one the data dir's note names, or the backup `staged` one of it (a store that was
+/// lost, restored into a new schema). Returns the id the restored store gets: the backup's,
+/// else the replaced store's (a backup made before stores had ids), else a new one; it is
+/// set in `staged`.
+///
+/// # Errors
+/// `Denied` naming the store the data dir's folders belong to; `Storage`.
+fn tied_restore(
+    data_dir: &Path,
+    remote: Option<&Store>,
+    db: &Path,
+    staged: &Store,
+) -> Result<String> {
+    let backup_id = crate::handle::store_id(staged)?;
+    // A redb file that cannot be read (damaged, held) is the data dir's own.
+    let (live_id, live_unread) = match remote {
+        Some(store) => (crate::handle::store_id(store)?, false),
+        // (Opened only to read: a refused restore leaves the file's bytes as they were.)
+        None if fsutil::is_there(db)? => match Store::open_to_read(
+            db,
+            &crate::store::StoreOptions {
+                mode: Mode::Shared,
+                create: false,
+                schema_version: SCHEMA_VERSION,
+                allow_outdated: true,
+                ..crate::store::StoreOptions::default()
+            },
+        )
+        .and_then(|live| crate::handle::store_id(&live))
+        {
+            Ok(id) => (id, false),
+            Err(_) => (None, true),
+        },
+        None => (None, false),
+    };
+    if let Some(note) = crate::handle::store_note(data_dir)? {
+        let on_server = remote.is_some();
+        let tied = note.names(backup_id.as_deref(), on_server)
+            || note.names(live_id.as_deref(), on_server)
+            || (live_unread && note.store.is_none());
+        if !tied {
+            let this = match remote {
+                Some(store) => format!("the store on {}", store.location()),
+                None => format!("a redb file {}", db.display()),
+            };
+            return Err(crate::handle::foreign_store(data_dir, &note, Some(&this)));
+        }
+    }
+    let id = match backup_id.clone().or(live_id) {
+        Some(id) => id,
+        None => crate::handle::new_store_id()?,
+    };
+    if backup_id.as_ref() != Some(&id) {
+        staged.write(|tx| tx.set_meta(crate::store::STORE_ID, id.as_bytes()))?;
+    }
+    Ok(id)
 }
 
 /// An error of a restore after the store was replaced: says so, and how to finish it.

@@ -87,18 +87,28 @@ pub fn discard_unused_store_except(
     // the system roles; an import that committed left users or its unfinished mark.
     let unused = open_file_store(&db, Mode::Exclusive).and_then(|store| {
         store.read(|tx| {
-            Ok(tx.table::<crate::User>().count()? == 0
+            let unused = tx.table::<crate::User>().count()? == 0
                 && tx.meta(crate::store::IMPORT_UNFINISHED)?.is_none()
-                && tx.meta(crate::handle::INITIALIZED)?.is_none())
+                && tx.meta(crate::handle::INITIALIZED)?.is_none();
+            unused.then(|| tx.meta(crate::store::STORE_ID)).transpose()
         })
     });
     let workspaces = data_dir.join(WORKSPACES_DIR);
-    if !matches!(unused, Ok(true))
-        || fsutil::real_dir(&workspaces).is_err()
+    let Ok(Some(id)) = unused else {
+        return false;
+    };
+    if fsutil::real_dir(&workspaces).is_err()
         || holds_a_file(&workspaces, found)
         || std::fs::remove_file(&db).is_err()
     {
         return false;
+    }
+    // The note the open wrote, naming the store just removed.
+    if let (Some(id), Ok(Some(note))) = (id, crate::handle::store_note(data_dir))
+        && note.store.is_none()
+        && note.id.as_bytes() == id.as_slice()
+    {
+        let _ = std::fs::remove_file(data_dir.join(crate::handle::STORE_NOTE));
     }
     remove_empty_folders(&workspaces, found);
     true

@@ -29,6 +29,29 @@ pub(crate) fn refuse_stopped_operation(store: &crate::store::Store) -> Result<()
     Ok(())
 }
 
+/// Refuses to replace or empty a store (a restore, a reset; `doing` says which: "restored",
+/// "reset") into which a move stopped part way: the workspace folders in its data dir still
+/// belong to the store the move came from, which stays the live one, and the replaced store
+/// would lose its mark and pass for a whole one beside it. The ways out are the move's own.
+/// A mark that cannot be read (a damaged store) does not refuse: what reads the store says
+/// why.
+///
+/// # Errors
+/// `Denied` while the store holds the mark of a move into it.
+pub(crate) fn refuse_half_moved(store: &crate::store::Store, doing: &str) -> Result<()> {
+    use crate::store::Meta;
+    match store.read(|tx| tx.meta(crate::store::MOVE_UNFINISHED)) {
+        Ok(Some(from)) => Err(Error::denied(format!(
+            "a move from {} into this store stopped part way, so the store cannot be {doing}: \
+             the data dir's workspace folders still belong to the store the move came from; \
+             {}",
+            String::from_utf8_lossy(&from),
+            crate::handle::HALF_MOVED_WAYS_OUT
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses to make `dir` a data dir (`doing`: "init", "restore into", "move into") when it
 /// holds other things and nothing of redkeep's (a mistyped `--data-dir ~`): a data dir is
 /// made private (0700), which would lock other users out of it, and keeps every password
@@ -61,6 +84,7 @@ pub(crate) fn refuse_foreign_folder(dir: &Path, doing: &str) -> Result<()> {
         own_file(crate::STORE_FILE)
             || own_file(crate::handle::POSTGRES_COPIES)
             || n == crate::handle::MOVED_NOTE
+            || n == crate::handle::STORE_NOTE
             || n == super::files::SOCKET_NAME
             || n == crate::WORKSPACES_DIR
             || n.starts_with(crate::fsutil::TEMP_PREFIX)

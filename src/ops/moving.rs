@@ -262,7 +262,16 @@ pub fn move_store(
             })?;
             let version = source.schema_version()?.unwrap_or(SCHEMA_VERSION);
             let same_dir = target_dir.canonicalize().ok() == data_dir.canonicalize().ok();
-            let tables = source.replace_into_marked(&target, version, Some(mark))?;
+            // The target is a new store, with an id of its own (not the source's): until
+            // the move is whole, the data dir's note names the source, so a half-filled
+            // target never passes for the store its folders belong to; once whole, the note
+            // of the target's data dir names it (below).
+            let target_id = crate::handle::new_store_id()?;
+            let tables = source.replace_into_marked(
+                &target,
+                version,
+                &[mark, (crate::store::STORE_ID, target_id.as_bytes())],
+            )?;
             compare(&source, &target)?;
             let folders = if same_dir {
                 (0, Vec::new(), 0)
@@ -307,6 +316,19 @@ pub fn move_store(
                         ))
                     })?;
             }
+            // The target's data dir is tied to it from now on.
+            crate::handle::write_store_note(
+                &target_dir,
+                &crate::handle::StoreNote::of(target_url, target_id),
+            )
+            .map_err(|e| {
+                Error::denied(format!(
+                    "the store was moved, but the note that ties the data dir to it could not \
+                     be written ({e}); remove {} (it names the store moved from), and the next \
+                     open of the moved store writes it",
+                    target_dir.join(crate::handle::STORE_NOTE).display()
+                ))
+            })?;
             Ok((tables, folders, kept, marked))
         })?;
         let (from, to_shown) = (source.location(), target.location());
@@ -493,7 +515,7 @@ fn holds_nothing_made(store: &Store) -> Result<bool> {
         if tx
             .meta_entries()?
             .iter()
-            .any(|(key, _)| key != crate::store::BORN_AT)
+            .any(|(key, _)| key != crate::store::BORN_AT && key != crate::store::STORE_ID)
         {
             return Ok(false);
         }

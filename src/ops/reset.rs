@@ -62,6 +62,9 @@ pub fn reset_store(
         // would restore nothing; it is finished (or undone) from its own mark. A stopped
         // restore: its folders wait to be put in place, and would be orphaned.
         super::guards::refuse_stopped_operation(&store)?;
+        super::guards::refuse_half_moved(&store, "reset")?;
+        // The data dir's folders, which go to the trash, must be this store's.
+        crate::handle::refuse_untied(data_dir, &store)?;
         let version = store.schema_version()?.unwrap_or(SCHEMA_VERSION);
         crate::fsutil::create_private_dir(data_dir)?;
         // Checked before the store is emptied: the folders must be able to follow.

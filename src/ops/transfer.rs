@@ -192,11 +192,14 @@ pub fn export(
                 &mut summary,
             )?;
         }
-        // (Not the marks of operations stopped part way: they hold for this data dir only.)
+        // (Not the marks of operations stopped part way: they hold for this data dir only.
+        // Nor the store's id: the store an import fills keeps its own, which its data dir
+        // names.)
         for (key, value) in tx.meta_entries()? {
-            if crate::store::UNFINISHED_MARKS
-                .iter()
-                .any(|(m, _)| *m == key)
+            if key == crate::store::STORE_ID
+                || crate::store::UNFINISHED_MARKS
+                    .iter()
+                    .any(|(m, _)| *m == key)
             {
                 continue;
             }
@@ -543,7 +546,10 @@ fn apply(
         let bytes = STANDARD
             .decode(value)
             .map_err(|e| format!("meta value is not base64 ({e})"))?;
-        tx.set_meta(key, &bytes).map_err(|e| e.to_string())?;
+        // The store keeps its own id, which its data dir names (no export carries one).
+        if key != crate::store::STORE_ID {
+            tx.set_meta(key, &bytes).map_err(|e| e.to_string())?;
+        }
     } else {
         return Err(
             "expected a table, index, shape, catalog, sequence, meta, workspace or piece line"

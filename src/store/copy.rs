@@ -62,8 +62,8 @@ impl Store {
     /// Replaces everything in `dest` with one snapshot of this store, in a single transaction
     /// on `dest`: an error or a crash part way leaves `dest` exactly as it was. `dest`'s id
     /// sequences end at the higher of its own and this store's, so no id is handed out
-    /// twice. The meta entry `mark` (key, value), if given, is set in the same transaction
-    /// (what an operation still has to do once the records are there). Returns how many
+    /// twice. The meta entries `marks` (key, value) are set in the same transaction (what an
+    /// operation still has to do once the records are there, a new store id). Returns how many
     /// entries each table had.
     ///
     /// # Errors
@@ -72,7 +72,7 @@ impl Store {
         &self,
         dest: &Store,
         schema_version: u64,
-        mark: Option<(&str, &[u8])>,
+        marks: &[(&str, &[u8])],
     ) -> Result<Vec<(String, u64)>> {
         let counts = self.read(|src| {
             let names = src.raw().table_names()?;
@@ -104,7 +104,7 @@ impl Store {
                 // (its staging folder, its folders) do not hold for `dest`'s.
                 tx.remove_meta(super::tx::RESTORE_UNFINISHED)?;
                 tx.remove_meta(super::tx::MOVE_UNFINISHED)?;
-                if let Some((key, value)) = mark {
+                for (key, value) in marks {
                     tx.set_meta(key, value)?;
                 }
                 Ok(counts)

@@ -277,8 +277,13 @@ impl Store {
     pub(crate) fn wipe_marked(&self, version: u64, mark: Option<(&str, &[u8])>) -> Result<()> {
         self.write(|tx| {
             let sequences = tx.sequences()?;
+            // The store stays the one its data dir names.
+            let id = tx.meta(crate::store::STORE_ID)?;
             tx.delete_all_tables()?;
             tx.set_schema_version(version)?;
+            if let Some(id) = &id {
+                tx.set_meta(crate::store::STORE_ID, id)?;
+            }
             if let Some((key, value)) = mark {
                 tx.set_meta(key, value)?;
             }

@@ -860,6 +860,11 @@ pub(crate) const MOVE_UNFINISHED: &str = "move_unfinished";
 /// folders, once the move is whole; holds where the store went (without password). Every
 /// open of the source is then refused: it would be a second store on those folders.
 pub(crate) const MOVED_TO: &str = "moved_to";
+/// The store's id: 32 hex digits, random, given when the store is made or first opened for
+/// writing by a build that knows it. The data dir names it in its note (`redkeep.store`), so
+/// that a store is never opened on another store's workspace folders. A backup and a
+/// restore keep it, a reset too; a move gives its target a new one; an export leaves it out.
+pub(crate) const STORE_ID: &str = "store_id";
 /// Set by `adopt` in the store it makes, until the workspace folders are written too.
 pub(crate) const ADOPT_UNFINISHED: &str = "adopt_unfinished";
 /// Set while a reset has emptied the store but not yet moved the workspace folders to the
