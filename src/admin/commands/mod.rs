@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use access::{AgentCmd, ApiKeyCmd, AuditCmd, LoginArgs, RoleCmd, SessionCmd};
+#[cfg(feature = "cli")]
 pub(crate) use common::stdin_lines;
 pub use init::{CheckArgs, InitArgs};
 pub use inspect::{DEFAULT_INDEX_LIMIT, DumpArgs, InspectCmd};
