@@ -909,7 +909,7 @@ fn inspecting_writes_nothing() {
 #[test]
 fn a_dump_read_by_a_reader_that_stops_early_ends_quietly() {
     let cli = three_users();
-    let rk = open(&cli.data());
+    let rk = Redkeep::open(cli.data(), cli.options()).unwrap();
     rk.store()
         .write(|tx| {
             for id in 1..=20_000 {
@@ -924,14 +924,16 @@ fn a_dump_read_by_a_reader_that_stops_early_ends_quietly() {
         })
         .unwrap();
     drop(rk);
-    let mut child = std::process::Command::cargo_bin("redkeep")
-        .unwrap()
-        .env("REDKEEP_DATA_DIR", cli.data())
+    let mut dump = std::process::Command::cargo_bin("redkeep").unwrap();
+    dump.env("REDKEEP_DATA_DIR", cli.data())
+        .env_remove("REDKEEP_STORE_URL")
         .args(["inspect", "dump", "notes", "--json"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    if let Some(url) = &cli.store {
+        dump.env("REDKEEP_STORE_URL", url);
+    }
+    let mut child = dump.spawn().unwrap();
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
