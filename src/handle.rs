@@ -152,13 +152,8 @@ pub(crate) fn write_store_note(dir: &Path, note: &StoreNote) -> Result<()> {
 /// `Io` when the system's random source fails.
 pub(crate) fn new_store_id() -> Result<String> {
     let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| {
-        Error::io(
-            "reading the system's random source for a store id",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    crate::auth::token::random_bytes(&mut b)?;
+    Ok(crate::bytes::hex(&b))
 }
 
 /// The id of `store` ([`crate::store::STORE_ID`]), if it has one.
