@@ -568,6 +568,14 @@ fn arguments() -> Result<Option<Arguments>, String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Under a file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`), a write past it should
+    // fail that one request with "File too large" (redkeep removes its temp file), not have
+    // the kernel kill the whole server with SIGXFSZ.
+    // SAFETY: `SIG_IGN` is a disposition, not a handler: no code runs in signal context, and
+    // setting it while the runtime's threads run is as safe as before they start.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     // Failures the client sees only as "internal error" are logged here, with their cause
     // (`RUST_LOG` changes the level).
     tracing_subscriber::fmt()

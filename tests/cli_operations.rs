@@ -1396,6 +1396,39 @@ fn backup_refuses_stdout_and_a_missing_folder() {
     assert!(err.contains("invalid permission"), "{err}");
 }
 
+/// Under a file-size limit smaller than the archive, a backup fails with one line naming the
+/// limit and leaves nothing beside the target: the binary ignores SIGXFSZ, so the kernel does
+/// not kill it part way with its temp files left behind.
+#[test]
+fn a_backup_past_a_file_size_limit_fails_cleanly() {
+    let cli = populated();
+    let out_dir = cli.dir.path().join("backups");
+    std::fs::create_dir(&out_dir).unwrap();
+    let target = out_dir.join("b.tar");
+    // `ulimit -f` counts 512-byte blocks: 16 KiB, less than any store's archive.
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg(r#"ulimit -f 32 && exec "$0" "$@""#)
+        .arg(assert_cmd::cargo::cargo_bin("redkeep"))
+        .args(["backup", target.to_str().unwrap()])
+        .env("REDKEEP_DATA_DIR", cli.data())
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .env_remove("REDKEEP_STORE_URL")
+        .env_remove("REDKEEP_MOVE_TO");
+    if let Some(url) = &cli.store {
+        c.env("REDKEEP_STORE_URL", url);
+    }
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {err}", out.status);
+    assert!(err.contains("File too large"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    // The store still works and a backup without the limit goes through.
+    cli.json(&["backup", target.to_str().unwrap()], None);
+}
+
 /// A restore brings back the logins of the backup's time, revoked ones included: it says so
 /// and names `session revoke --all`, which ends every login of every user.
 #[test]
