@@ -623,16 +623,20 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("listening on {listen}: {e}"))?;
-    if !init && !dir.join(redkeep::STORE_FILE).exists() {
-        return Err(format!(
-            "no store in {}; pass --init to make one with its first administrator (or run \
-             `redkeep --data-dir {} init`)",
-            dir.display(),
-            dir.display()
-        )
-        .into());
-    }
-    let ark = AsyncRedkeep::open(dir.clone(), Options::default().create(init)).await?;
+    // The library says why a data dir holds no store it can open (one moved to a server
+    // names where it went); only "none was ever made" gets this server's own advice.
+    let ark = match AsyncRedkeep::open(dir.clone(), Options::default().create(init)).await {
+        Err(redkeep::Error::NotInitialized { .. }) if !init => {
+            return Err(format!(
+                "no store in {}; pass --init to make one with its first administrator (or \
+                 run `redkeep --data-dir {} init`)",
+                dir.display(),
+                dir.display()
+            )
+            .into());
+        }
+        opened => opened?,
+    };
     if init {
         let made = ark.init(InitSpec::default()).await?;
         if let Some(admin) = made.admin {

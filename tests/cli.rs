@@ -470,7 +470,12 @@ fn user_create_list_show_and_lifecycle() {
         "{table}"
     );
     let (_, err) = cli.expect(&["user", "show", "404"], None, 1);
-    assert!(err.contains("user 404 not found"), "{err}");
+    assert!(
+        err.contains(
+            "user 404 (no user has this id; name a user by id, email or username) not found"
+        ),
+        "{err}"
+    );
 }
 
 /// `user check-password` is an operator's check, not a login: wrong passwords neither count
@@ -522,7 +527,10 @@ fn check_password_neither_locks_out_nor_reads_as_an_attack() {
             Some("wrong password\n"),
             1,
         );
-        assert!(err.contains(&format!("user {who} not found")), "{err}");
+        assert!(
+            err.contains(&format!("user {who} (no user has this ")),
+            "{err}"
+        );
     }
 }
 

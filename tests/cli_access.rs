@@ -669,7 +669,39 @@ fn a_refused_login_tells_the_operator_why_the_account_cannot_log_in() {
         Some("not the password\n"),
         1,
     );
-    assert!(err.contains("user nobody@example.com not found"), "{err}");
+    assert!(
+        err.contains("user nobody@example.com (no user has this email;"),
+        "{err}"
+    );
+}
+
+/// A user named by something that is neither their id, email nor username (`dan` for
+/// `dan@example.com`, who has no username) was "user dan not found", and the operator was
+/// left to guess how a user is named.
+#[test]
+fn an_unknown_user_name_says_how_a_user_is_named() {
+    let cli = Cli::new();
+    cli.init();
+    cli.json(
+        &["user", "create", "dan@example.com", "--password-stdin"],
+        Some("pw-dan-12345\n"),
+    );
+    cli.json(
+        &["role", "create", "editor", "--permission", "docs.edit"],
+        None,
+    );
+    let (_, err) = cli.expect(&["role", "grant", "dan", "editor"], None, 1);
+    assert!(
+        err.contains(
+            "user dan (no user has this username; name a user by id, email or username) not found"
+        ),
+        "{err}"
+    );
+    let (_, err) = cli.expect(&["user", "show", "7"], None, 1);
+    assert!(
+        err.contains("user 7 (no user has this id; name a user by id, email or username)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ fn helper_owner_process() {
         // Connect as whoever we run as and print the owner's answer.
         let answer = raw_request(
             Path::new(&socket),
-            br#"{"version":3,"request":{"command":{"User":{"List":{"all":true}}},"secret":null}}"#,
+            br#"{"version":4,"request":{"command":{"User":{"List":{"all":true}}},"secret":null}}"#,
         );
         println!("answer: {answer}");
         return;
@@ -427,7 +427,7 @@ fn an_import_never_runs_through_the_owner() {
     // A client that sends the request anyway is refused, its endless input dropped.
     let socket = dir.join("redkeep.sock");
     let mut s = UnixStream::connect(&socket).unwrap();
-    let body = br#"{"version":3,"request":{"command":{"Import":{"file":"-"}},"secret":null}}"#;
+    let body = br#"{"version":4,"request":{"command":{"Import":{"file":"-"}},"secret":null}}"#;
     s.write_all(b"R").unwrap();
     s.write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
         .unwrap();
@@ -635,7 +635,7 @@ fn a_migration_never_runs_under_a_live_application() {
     assert!(out.contains("already at schema version"), "{out}");
     let answer = raw_request(
         &dir.join("redkeep.sock"),
-        br#"{"version":3,"request":{"command":{"Migrate":{"Down":{"to":null}}},"secret":null}}"#,
+        br#"{"version":4,"request":{"command":{"Migrate":{"Down":{"to":null}}},"secret":null}}"#,
     );
     assert!(
         answer.contains("a migration changes the stored format"),
@@ -881,7 +881,7 @@ fn a_holder_that_does_not_answer_is_reported_not_waited_for() {
 }
 
 /// A request of a kind every build answers (`stats`), as raw JSON.
-const STATS: &[u8] = br#"{"version":3,"request":{"command":"Stats","secret":null}}"#;
+const STATS: &[u8] = br#"{"version":4,"request":{"command":"Stats","secret":null}}"#;
 
 /// An application that stops its admin socket while a client is connected and idle lets go
 /// of its store: each connection's thread held a handle to it and was left running, so the

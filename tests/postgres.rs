@@ -2261,3 +2261,103 @@ fn a_repair_on_a_server_needs_the_store_alone() {
     let report = rk.check(true).unwrap();
     assert!(report.ok, "{:?}", report.problems);
 }
+
+/// A refusal for want of the store alone counted the connections that had it open ("1
+/// other connection(s) have the store open") and named none, so the operator could not tell
+/// what to stop: it names each by backend pid, where it comes from, its `application_name`
+/// (the URL's, or redkeep's: the program and its pid) and since when.
+#[test]
+fn a_refusal_names_the_connections_that_hold_the_store() {
+    let url = pg::server().fresh_url();
+    let (dir, rk) = on_postgres(&format!("{url} application_name=billing-app"));
+    user(&rk, "a@example.com").unwrap();
+    let (_d, unnamed) = on_postgres(&url);
+    let now = rk.now();
+    let refused = redkeep::ops::reset_store(dir.path(), Some(&url), now).unwrap_err();
+    let text = refused.to_string();
+    assert!(matches!(refused, Error::InUse { .. }), "{text}");
+    assert!(
+        text.contains("2 other connections have the store open, so it cannot")
+            && text.contains("backend pid ")
+            && text.contains("(local socket, application_name \"billing-app\", connected since 20")
+            && text.contains(&format!("(redkeep, pid {})\"", std::process::id())),
+        "{text}"
+    );
+    drop((rk, unnamed));
+    redkeep::ops::reset_store(dir.path(), Some(&url), now).unwrap();
+}
+
+/// `status` on a server said "any number of processes may have it open" even while one
+/// had: it lists each connection that has the store open (here a CLI `export` stuck on a
+/// full pipe, named `redkeep export (pid N)`), in `--json` as `holders`, and says when
+/// none has.
+#[test]
+fn status_on_a_server_lists_who_has_the_store_open() {
+    use std::io::Read;
+    let url = pg::server().fresh_url();
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("redkeep"));
+        c.env("REDKEEP_DATA_DIR", data.path().join("d"))
+            .env("REDKEEP_STORE_URL", &url)
+            .env("REDKEEP_ARGON2", "m=8,t=1,p=1")
+            .env_remove("REDKEEP_MOVE_TO")
+            .args(args);
+        c
+    };
+    let cli = |args: &[&str]| assert_cmd::Command::from_std(run(args));
+    cli(&["init", "--no-admin"]).assert().success();
+    cli(&["user", "create", "ann@example.com", "--password-stdin"])
+        .write_stdin("pw-ann-12345\n")
+        .assert()
+        .success();
+    // A piece larger than a pipe holds: the export blocks on its output, the store open.
+    let piece = format!("{{\"big\":\"{}\"}}", "x".repeat(300_000));
+    cli(&["gallery", "add", "ann@example.com", "-"])
+        .write_stdin(piece)
+        .assert()
+        .success();
+    let mut export = run(&["export"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    export
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    let out = cli(&["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = String::from_utf8(cli(&["status"]).output().unwrap().stdout).unwrap();
+    export.kill().unwrap();
+    export.wait().unwrap();
+    let holders = status["holders"].as_array().unwrap();
+    assert_eq!(holders.len(), 1, "{status}");
+    assert_eq!(
+        holders[0]["application_name"],
+        format!("redkeep export (pid {})", export.id()),
+        "{status}"
+    );
+    assert_eq!(holders[0]["client"], "local socket", "{status}");
+    assert!(holders[0]["backend_pid"].as_i64().unwrap() > 0, "{status}");
+    assert!(
+        holders[0]["since"].as_str().unwrap().ends_with('Z'),
+        "{status}"
+    );
+    assert!(
+        text.contains("; 1 other connection has it open (any number may):\n  backend pid ")
+            && text.contains(&format!(
+                "application_name \"redkeep export (pid {})\"",
+                export.id()
+            )),
+        "{text}"
+    );
+    let out = cli(&["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["holders"], serde_json::json!([]), "{status}");
+    let text = String::from_utf8(cli(&["status"]).output().unwrap().stdout).unwrap();
+    assert!(text.contains("; no other connection has it open"), "{text}");
+}

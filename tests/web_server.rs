@@ -1502,3 +1502,42 @@ fn login_credentials_keep_the_password_in_a_secret_never_shown() {
         "{shown}"
     );
 }
+
+/// The example server on a data dir whose store was moved to a server said "no store in
+/// DIR; pass --init to make one", advice that would make a second store on the moved
+/// store's folders: it gives the library's refusal, which says where the store went. A data
+/// dir that never held a store still gets the advice to pass --init.
+#[test]
+fn the_example_server_says_where_a_moved_store_went() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let serve = |dir: &std::path::Path| {
+        runtime
+            .block_on(server::serve(server::Arguments {
+                dir: dir.to_path_buf(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                init: false,
+                grace: Duration::ZERO,
+            }))
+            .unwrap_err()
+            .to_string()
+    };
+    let moved = tempfile::tempdir().unwrap();
+    // The note a move to PostgreSQL leaves in place of the store file it renamed.
+    std::fs::write(
+        moved.path().join("redkeep.moved"),
+        r#"{"to":"postgres://db.internal/app (schema redkeep)","kept":"redkeep.redb.moved-to-postgres-1"}"#,
+    )
+    .unwrap();
+    let err = serve(moved.path());
+    assert!(
+        err.contains("was moved to postgres://db.internal/app (schema redkeep)")
+            && !err.contains("--init"),
+        "{err}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let err = serve(empty.path());
+    assert!(
+        err.starts_with("no store in ") && err.contains("pass --init"),
+        "{err}"
+    );
+}

@@ -261,14 +261,20 @@ fn read_answer(stream: &mut UnixStream, output: &mut dyn Write) -> Result<Remote
                     )
                 })?;
                 if reply.version != PROTOCOL_VERSION {
+                    // (The application's release is not in its answer: only its version.)
                     return Err(Error::invalid(
                         "reply",
                         format!(
                             "the application answers in admin protocol version {} and this \
-                             CLI (redkeep {}) speaks version {PROTOCOL_VERSION}: use the \
-                             redkeep CLI of the application's release",
+                             CLI speaks version {PROTOCOL_VERSION}, so the command was not \
+                             run; {}",
                             reply.version,
-                            env!("CARGO_PKG_VERSION")
+                            super::protocol::upgrade_advice(
+                                PROTOCOL_VERSION,
+                                Some(env!("CARGO_PKG_VERSION")),
+                                reply.version,
+                                None
+                            )
                         ),
                     ));
                 }
@@ -308,6 +314,39 @@ mod tests {
         assert!(
             gone.contains("closed the connection before answering"),
             "{gone}"
+        );
+    }
+
+    /// An application of an older build answers a CLI of this one in its own version (it
+    /// refused the request): the CLI says the command did not run and that the application
+    /// is the side to upgrade (it said "use the redkeep CLI of the application's release",
+    /// the same release as its own).
+    #[test]
+    fn an_older_application_is_named_as_the_side_to_upgrade() {
+        use crate::admin::protocol::{ANSWER, PROTOCOL_VERSION, write_frame};
+        let answer = |version: u32| {
+            let (mut owner, mut client) = std::os::unix::net::UnixStream::pair().unwrap();
+            let body = format!(
+                r#"{{"version":{version},"result":{{"Err":{{"message":"refused","exit_code":1}}}}}}"#
+            );
+            write_frame(&mut owner, ANSWER, body.as_bytes()).unwrap();
+            match super::read_answer(&mut client, &mut Vec::new()) {
+                Err(e) => e.to_string(),
+                Ok(_) => String::from("answered"),
+            }
+        };
+        let older = answer(PROTOCOL_VERSION - 1);
+        assert!(
+            older.contains("so the command was not run")
+                && older.contains("the application is older than this CLI (redkeep ")
+                && older.contains("upgrade the application to this CLI's build"),
+            "{older}"
+        );
+        let newer = answer(PROTOCOL_VERSION + 1);
+        assert!(
+            newer.contains("this CLI (redkeep ")
+                && newer.contains("is older than the application: upgrade the CLI"),
+            "{newer}"
         );
     }
 }

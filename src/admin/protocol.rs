@@ -1,11 +1,11 @@
 //! The admin socket's wire format. Both ways, a frame is one kind byte, a 4-byte big-endian
 //! length and the payload:
 //!
-//! - client → owner: `R` the request (JSON `{"version": 3, "release": "0.3.0", "request": …}`;
+//! - client → owner: `R` the request (JSON `{"version": 4, "release": "0.3.0", "request": …}`;
 //!   the version is read first, so a client of another release is told so whatever its
 //!   request's shape), then the command's input as `I` chunks, then `E`;
 //! - owner → client: the command's raw output as `O` chunks, then `A` the answer (JSON
-//!   `{"version": 3, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
+//!   `{"version": 4, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
 //!
 //! Requests and chunks are capped in size. The socket is a file in the data dir (0700),
 //! itself 0600; a data dir whose path is too long for a socket address is reached through
@@ -29,8 +29,12 @@ pub const SOCKET_FILE: &str = crate::ops::files::SOCKET_NAME;
 
 /// The protocol version; a peer speaking another is refused. Version 3 added request fields
 /// an owner of version 2 would ignore, changing what the command does (`user create
-/// --invite-stdin` would make the user without the invite).
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+/// --invite-stdin` would make the user without the invite). Version 4 changed what a
+/// request's secret holds: one line per flag that reads stdin (`user create --invite-stdin
+/// --password-stdin` sends the code and the password joined by a newline), where an owner
+/// of version 3 takes the whole secret for each flag (the code would not be found, or the
+/// user made with a password that holds the code).
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 /// Largest request frame accepted, in bytes.
 pub(crate) const MAX_REQUEST_BYTES: u32 = 1024 * 1024;
 /// Largest input or output chunk.
@@ -47,6 +51,37 @@ pub(crate) const INPUT: u8 = b'I';
 pub(crate) const END: u8 = b'E';
 pub(crate) const OUTPUT: u8 = b'O';
 pub(crate) const ANSWER: u8 = b'A';
+
+/// What to do about a CLI speaking protocol version `cli` (of release `cli_release`, when
+/// known) and an application speaking `app` (of `app_release`, when known): upgrade the
+/// older side, or use the CLI installed with the application. Two builds of one release may
+/// speak two versions, so the releases alone do not say which is older.
+pub(crate) fn upgrade_advice(
+    cli: u32,
+    cli_release: Option<&str>,
+    app: u32,
+    app_release: Option<&str>,
+) -> String {
+    let named = |who: &str, release: Option<&str>| match release {
+        Some(r) => format!("{who} (redkeep {r})"),
+        None => who.to_string(),
+    };
+    let (cli_named, app_named) = (
+        named("this CLI", cli_release),
+        named("the application", app_release),
+    );
+    if cli < app {
+        format!(
+            "{cli_named} is older than {app_named}: upgrade the CLI to the application's \
+             build, or use the redkeep CLI installed with the application"
+        )
+    } else {
+        format!(
+            "{app_named} is older than {cli_named}: upgrade the application to this CLI's \
+             build and restart it, or use the redkeep CLI installed with the application"
+        )
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WireRequest {

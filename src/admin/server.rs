@@ -528,7 +528,12 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
                 "this redkeep CLI speaks admin protocol version {} and the application \
                  version {PROTOCOL_VERSION}; {}",
                 header.version,
-                use_the_same_release(header.release.as_deref())
+                super::protocol::upgrade_advice(
+                    header.version,
+                    header.release.as_deref(),
+                    PROTOCOL_VERSION,
+                    Some(env!("CARGO_PKG_VERSION"))
+                )
             ),
         );
         return;
@@ -750,7 +755,7 @@ mod tests {
     #[test]
     fn a_command_whose_client_left_before_it_began_is_not_run() {
         let (_tmp, rk) = fresh();
-        let create = br#"{"version":3,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
+        let create = br#"{"version":4,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
         let invites = || {
             rk.invites()
                 .list(crate::InviteFilter::All, 10)
@@ -776,17 +781,19 @@ mod tests {
             String::from_utf8_lossy(&serve_request(&rk, body, Client::Stays)).into_owned()
         };
         let newer = answer(
-            br#"{"version":4,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
+            br#"{"version":5,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
         );
         assert!(
-            newer.contains("this redkeep CLI speaks admin protocol version 4")
-                && newer.contains("this CLI is redkeep 9.9.9 and the application runs redkeep"),
+            newer.contains("this redkeep CLI speaks admin protocol version 5")
+                && newer.contains("the application (redkeep ")
+                && newer
+                    .contains("is older than this CLI (redkeep 9.9.9): upgrade the application"),
             "{newer}"
         );
         // The same version, a shape this release does not know: malformed, with the releases
         // named when they differ.
         let odd = answer(
-            br#"{"version":3,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
+            br#"{"version":4,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
         );
         assert!(
             odd.contains("malformed request: unknown variant `Frobnicate`")
@@ -794,7 +801,7 @@ mod tests {
             "{odd}"
         );
         let same = format!(
-            r#"{{"version":3,"release":"{}","request":{{"command":"Frobnicate","secret":null}}}}"#,
+            r#"{{"version":4,"release":"{}","request":{{"command":"Frobnicate","secret":null}}}}"#,
             env!("CARGO_PKG_VERSION")
         );
         let same = answer(same.as_bytes());
@@ -804,12 +811,40 @@ mod tests {
         );
     }
 
+    /// `user create --invite-stdin --password-stdin` sends the code and the password as one
+    /// secret of two lines, which an owner of version 3 took whole for each flag: the
+    /// version went up, and a client of version 3 (the same release, an earlier build) is
+    /// refused before its request runs, told to upgrade the CLI.
+    #[test]
+    fn a_client_of_the_version_before_the_two_line_secret_is_refused() {
+        let (_tmp, rk) = fresh();
+        let code = rk
+            .invites()
+            .create(crate::InviteSpec::default())
+            .unwrap()
+            .code;
+        let body = format!(
+            r#"{{"version":3,"release":"{}","request":{{"command":{{"User":{{"Create":{{"email":"cat@example.com","name":null,"username":null,"admin":false,"password_stdin":true,"invite":null,"invite_stdin":true}}}}}},"secret":"{}\npass phrase 1"}}}}"#,
+            env!("CARGO_PKG_VERSION"),
+            code.expose()
+        );
+        let answer = serve_request(&rk, body.as_bytes(), Client::Stays);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.contains("this redkeep CLI speaks admin protocol version 3")
+                && answer.contains("is older than the application")
+                && answer.contains("upgrade the CLI"),
+            "{answer}"
+        );
+        assert!(rk.users().by_email("cat@example.com").unwrap().is_none());
+    }
+
     /// A client sending its request a few bytes every 8 s, each piece within the time a read
     /// may wait, was answered after a minute: the time to send a request is now counted
     /// from the connection.
     #[test]
     fn a_request_sent_in_slow_pieces_is_cut_off_at_the_deadline() {
-        let body = br#"{"version":3,"request":{"command":"Stats","secret":null}}"#;
+        let body = br#"{"version":4,"request":{"command":"Stats","secret":null}}"#;
         let frame = || {
             let mut frame = vec![REQUEST];
             frame.extend_from_slice(&(body.len() as u32).to_be_bytes());

@@ -873,9 +873,11 @@ impl Users<'_> {
     /// Resolves what an operator typed: a numeric id, an email or a username.
     ///
     /// # Errors
-    /// `InvalidInput` when `who` is empty (or only spaces); `NotFound` when no user matches
-    /// (given a domain in its `xn--` form, it names the address with the domain as it reads,
-    /// the form accounts are created with, without looking that one up).
+    /// `InvalidInput` when `who` is empty (or only spaces); `NotFound` when no user matches,
+    /// saying whether `who` was taken for an id, an email or a username and that a user is
+    /// named by any of the three (given a domain in its `xn--` form, it names the address
+    /// with the domain as it reads, the form accounts are created with, without looking that
+    /// one up).
     pub fn find(&self, who: &str) -> Result<User> {
         let who = who.trim();
         if who.is_empty() {
@@ -898,13 +900,24 @@ impl Users<'_> {
             self.by_username(who)?
         };
         found.ok_or_else(|| {
-            // An operator given the `xn--` form of a domain is told the form that is kept.
+            // An operator given the `xn--` form of a domain is told the form that is kept;
+            // any other is told what was looked up and the three ways to name a user (one
+            // who typed `dan` for `dan@example.com` had only "user dan not found").
             let hint = normalize_email(who)
                 .ok()
                 .and_then(|n| unicode_form(&n))
-                .map(|u| format!(" (addresses are kept with the domain as it reads: try {u})"))
-                .unwrap_or_default();
-            Error::not_found(format!("user {}{hint}", shown_input(who)))
+                .map(|u| format!("addresses are kept with the domain as it reads: try {u}"))
+                .unwrap_or_else(|| {
+                    let tried = if who.bytes().all(|b| b.is_ascii_digit()) {
+                        "id"
+                    } else if who.contains('@') {
+                        "email"
+                    } else {
+                        "username"
+                    };
+                    format!("no user has this {tried}; name a user by id, email or username")
+                });
+            Error::not_found(format!("user {} ({hint})", shown_input(who)))
         })
     }
 

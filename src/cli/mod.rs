@@ -743,6 +743,13 @@ fn input_for(cmd: &Command) -> Result<Option<Box<dyn BufRead>>> {
 
 fn run(cli: &Cli) -> Result<ExitCode> {
     let now = crate::clock::SystemClock.now();
+    // What `status` and the refusals of whole-store commands show of this process on a
+    // server (`pg_stat_activity`), unless the URL names its connections.
+    crate::store::name_connections(&format!(
+        "redkeep {} (pid {})",
+        cli.command.name(),
+        std::process::id()
+    ));
     // Said last, after the command's own output and notes.
     let mut warning = None;
     if matches!(

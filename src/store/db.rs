@@ -2162,6 +2162,20 @@ impl Store {
         }
     }
 
+    /// The other connections that have a PostgreSQL store open now (not this process's own
+    /// hold), oldest first; `None` for a redb file, whose holder the owner marker names.
+    ///
+    /// # Errors
+    /// `Storage` when the server cannot be asked.
+    #[cfg(feature = "admin")]
+    pub(crate) fn holders(&self) -> Result<Option<Vec<super::engine::Holder>>> {
+        match &self.inner.engine {
+            Engine::File(_) => Ok(None),
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => pg.holders().map(Some),
+        }
+    }
+
     /// Bytes the store takes: the file's size, or the tables' size on the server.
     ///
     /// # Errors

@@ -46,7 +46,7 @@ pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_a
 pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
 #[cfg(feature = "admin")]
 pub(crate) use engine::redb_file::not_closed_cleanly;
-pub use engine::{KeyRange, Order, containing, redact};
+pub use engine::{KeyRange, Order, containing, name_connections, redact};
 pub use index::Index;
 pub use inspect::{
     Content, EntryCheck, EntryState, EntryView, FieldNames, IndexSummary, IndexView, RecordView,
@@ -61,6 +61,8 @@ pub use tx::{IndexInfo, MAX_ID, Meta, ReadTx, Source, TableInfo, WriteTx};
 pub(crate) use check::{move_old_quarantine, quarantine_table, set_aside};
 #[cfg(test)]
 pub(crate) use engine::ENGINE_CALLS;
+#[cfg(feature = "admin")]
+pub(crate) use engine::Holder;
 pub(crate) use engine::redb_file::INIT_HINT;
 pub(crate) use engine::{RawRead, get_owned};
 pub(crate) use held::{Held, clashes as lock_held_here};

@@ -216,27 +216,43 @@ fn ago(secs: i64) -> String {
     }
 }
 
-/// The status of a store that is not a file in the data dir (PostgreSQL): where it is, its
-/// schema version, where the workspaces are, and the operations that stopped part way in
-/// it (a move into it, an import, a restore). Any number of processes may have it open.
+/// The status of a store that is not a file in the data dir (PostgreSQL): where it is, the
+/// other connections that have it open (any number may), its schema version, where the
+/// workspaces are, and the operations that stopped part way in it (a move into it, an
+/// import, a restore).
 ///
 /// # Errors
 /// `Storage` when the store cannot be read.
 pub fn of_server(rk: &Redkeep) -> Result<Reply> {
     let schema = rk.store().schema_version()?;
     let dir = rk.dir();
-    let mut lines = vec![
-        format!(
-            "the store is on {} ({}); any number of processes may have it open",
-            rk.store().engine(),
-            rk.store().location()
+    let held = rk.store().holders();
+    let (open_in, holders) = match &held {
+        Ok(Some(list)) => (
+            open_in(list),
+            json!(list.iter().map(holder_json).collect::<Vec<_>>()),
         ),
+        Ok(None) => (String::new(), Value::Null),
+        Err(e) => (
+            format!("; which other connections have it open cannot be read ({e})"),
+            Value::Null,
+        ),
+    };
+    let mut lines = vec![format!(
+        "the store is on {} ({}){open_in}",
+        rk.store().engine(),
+        rk.store().location()
+    )];
+    if let Ok(Some(list)) = &held {
+        lines.extend(list.iter().map(|h| format!("  {h}")));
+    }
+    lines.extend([
         format!(
             "schema version {} (this build: {SCHEMA_VERSION})",
             schema.map_or_else(|| "none".to_string(), |v| v.to_string())
         ),
         format!("workspaces: {}", dir.join(WORKSPACES_DIR).display()),
-    ];
+    ]);
     let leftovers = leftovers(dir, &mut lines);
     let copies = copies(dir, &mut lines);
     let out = Reply::text(
@@ -247,12 +263,33 @@ pub fn of_server(rk: &Redkeep) -> Result<Reply> {
             "schema_version": schema,
             "build_schema_version": SCHEMA_VERSION,
             "files": {"workspaces": dir.join(WORKSPACES_DIR)},
+            "holders": holders,
             "leftovers": leftovers,
             "copies": copies,
         }),
         lines,
     );
     Ok(with_stopped(out, &stopped_operations(rk.store())))
+}
+
+/// Who else has a server store open, after its location: none, or how many, listed on
+/// the lines that follow.
+fn open_in(holders: &[crate::store::Holder]) -> String {
+    match holders.len() {
+        0 => "; no other connection has it open".to_string(),
+        1 => "; 1 other connection has it open (any number may):".to_string(),
+        n => format!("; {n} other connections have it open (any number may):"),
+    }
+}
+
+/// A connection holding a server store, as `status --json` lists it.
+fn holder_json(h: &crate::store::Holder) -> Value {
+    json!({
+        "backend_pid": h.backend_pid,
+        "client": h.client,
+        "application_name": h.application_name,
+        "since": h.since,
+    })
 }
 
 /// The status as the owning process sees it (run through the socket).

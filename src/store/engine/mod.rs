@@ -38,6 +38,88 @@ pub(crate) fn note_call(_what: &'static str) {
     ENGINE_CALLS.with_borrow_mut(|c| c.push(_what));
 }
 
+/// The name this process's connections to a PostgreSQL store give the server, when set.
+static CONNECTION_NAME: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The longest `application_name` the server keeps (`NAMEDATALEN - 1`); it cuts longer ones.
+const MAX_CONNECTION_NAME: usize = 63;
+
+/// Names the connections this process opens from now on to a PostgreSQL store: the
+/// server's `application_name`, which `pg_stat_activity`, `redkeep status` and the refusals
+/// of whole-store commands show, so an operator can tell which program holds the store.
+/// A store URL that sets `application_name` keeps its own. Without this call, connections
+/// are named after the program and its pid (`myapp (redkeep, pid 4242)`). The server keeps
+/// printable ASCII of at most 63 bytes: other characters become `?`, the rest is cut.
+/// Nothing changes for a redb store.
+pub fn name_connections(name: &str) {
+    *CONNECTION_NAME.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.to_string());
+}
+
+/// The `application_name` of a new connection (see [`name_connections`]).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn connection_name() -> String {
+    let set = CONNECTION_NAME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let name = set.unwrap_or_else(|| {
+        let program = std::env::args_os()
+            .next()
+            .and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "an application".to_string());
+        format!("{program} (redkeep, pid {})", std::process::id())
+    });
+    // What the server would do to it, done here so that what is asked is what is shown.
+    name.chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_CONNECTION_NAME)
+        .collect()
+}
+
+/// A connection that has the store open (holds its lock, shared or alone), as the server
+/// shows it in `pg_stat_activity`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(any(feature = "admin", feature = "postgres")), allow(dead_code))]
+pub(crate) struct Holder {
+    /// The server process serving the connection (`pg_terminate_backend` ends it).
+    pub backend_pid: i32,
+    /// `local socket`, or the client's address and port; `None` when the server does not
+    /// show it to this role.
+    pub client: Option<String>,
+    /// The connection's `application_name` (redkeep's name the program and its pid).
+    pub application_name: Option<String>,
+    /// When the connection was made, in UTC (`2026-12-07T08:50:12Z`).
+    pub since: Option<String>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "backend pid {} (", self.backend_pid)?;
+        match &self.client {
+            Some(c) => write!(f, "{c}")?,
+            None => write!(f, "client not shown to this role")?,
+        }
+        match self.application_name.as_deref() {
+            Some(a) if !a.is_empty() => write!(f, ", application_name {a:?}")?,
+            _ => write!(f, ", no application_name")?,
+        }
+        if let Some(since) = &self.since {
+            write!(f, ", connected since {since}")?;
+        }
+        write!(f, ")")
+    }
+}
+
 /// Whether this thread is inside an engine call whose panic redkeep turns into an error (a
 /// panic hook may stay silent then; the CLI's does).
 pub fn containing() -> bool {

@@ -354,7 +354,7 @@ fn parse_target(url: &str) -> Result<Target> {
         )
     })?;
     if config.get_application_name().is_none() {
-        config.application_name("redkeep");
+        config.application_name(&super::connection_name());
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
@@ -1137,13 +1137,10 @@ impl PgDb {
         let pid: i32 = column(&row, 1)?;
         let server: String = column(&row, 2)?;
         if !got {
-            let holders = self.holders(lock).unwrap_or_default();
+            let holders = holders_on(lock, &self.schema).unwrap_or_default();
             return Err(Error::InUse {
                 path: self.shown.clone().into(),
-                holder: format!(
-                    "{holders} other connection(s) have the store open, so it cannot {what}; \
-                     stop the applications using it first"
-                ),
+                holder: in_use_by(&holders, what),
             });
         }
         // A process whose hold on the store was cut meanwhile learns, when it takes it
@@ -1223,17 +1220,22 @@ impl PgDb {
         })
     }
 
-    fn holders(&self, lock: &mut Client) -> Result<i64> {
-        let row = lock
-            .query_one(
-                "select count(distinct pid) from pg_locks where locktype = 'advisory'
-                 and classid = $1::int::oid and objid = $2::int::oid and objsubid = 2
-                 and pid <> pg_backend_pid()
-                 and database = (select oid from pg_database where datname = current_database())",
-                &[&LOCK_OPEN, &lock_key(&self.schema)],
-            )
-            .map_err(|e| pg("reading the store's locks", e))?;
-        column(&row, 0)
+    /// The other connections that have the store open now (every one but this process's
+    /// lock session), oldest first.
+    ///
+    /// # Errors
+    /// `Storage` when the server cannot be asked.
+    #[cfg(feature = "admin")]
+    pub(crate) fn holders(&self) -> Result<Vec<super::Holder>> {
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_mut() {
+            // Asked on the lock session, which the query leaves out.
+            Some(lock) => holders_on(lock, &self.schema),
+            None => {
+                drop(guard);
+                self.outside(|c| holders_on(c, &self.schema))
+            }
+        }
     }
 
     /// Runs `f` holding the store's migration lock (one migration at a time, across every
@@ -1330,6 +1332,75 @@ fn held_alone_here(lock: &mut Client, schema: &str) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// The connections other than `lock`'s own that hold the lock of the store in `schema` (a
+/// write transaction holds it too, for as long as it lasts), oldest first.
+fn holders_on(lock: &mut Client, schema: &str) -> Result<Vec<super::Holder>> {
+    let rows = lock
+        .query(
+            "select l.pid,
+                    case when a.client_port = -1 then 'local socket'
+                         when a.client_addr is not null
+                         then 'from ' || host(a.client_addr) || ' port ' || a.client_port end,
+                    a.application_name,
+                    to_char(a.backend_start at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             from (select distinct pid from pg_locks where locktype = 'advisory'
+                   and classid = $1::int::oid and objid = $2::int::oid and objsubid = 2
+                   and pid <> pg_backend_pid()
+                   and database = (select oid from pg_database where datname = current_database())) l
+             left join pg_stat_activity a on a.pid = l.pid
+             order by a.backend_start nulls last, l.pid",
+            &[&LOCK_OPEN, &lock_key(schema)],
+        )
+        .map_err(|e| pg("reading the store's locks", e))?;
+    rows.iter()
+        .map(|r| {
+            Ok(super::Holder {
+                backend_pid: column(r, 0)?,
+                client: column(r, 1)?,
+                application_name: column(r, 2)?,
+                since: column(r, 3)?,
+            })
+        })
+        .collect()
+}
+
+/// The most holders a refusal names; `redkeep status` lists them all.
+const HOLDERS_NAMED: usize = 5;
+
+/// Why the store cannot be had alone to do `what`: the connections that have it open, by
+/// name, and what to do.
+fn in_use_by(holders: &[super::Holder], what: &str) -> String {
+    let n = holders.len();
+    let who = match n {
+        // Gone between the refused lock and the query: the count is not known.
+        0 => "other connections have".to_string(),
+        1 => "1 other connection has".to_string(),
+        n => format!("{n} other connections have"),
+    };
+    // Joined by commas: what follows the first `;` is advice, which the CLI replaces.
+    let mut named: Vec<String> = holders
+        .iter()
+        .take(HOLDERS_NAMED)
+        .map(|h| h.to_string())
+        .collect();
+    if n > HOLDERS_NAMED {
+        named.push(format!(
+            "and {} more (`redkeep status` lists them all)",
+            n - HOLDERS_NAMED
+        ));
+    }
+    let list = if named.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", named.join(", "))
+    };
+    format!(
+        "{who} the store open, so it cannot {what}{list}; stop the applications using it first \
+         (a connection an application left behind ends with `select \
+         pg_terminate_backend(PID)`, PID its backend pid)"
+    )
 }
 
 /// What a write found of this process's hold on the store.
