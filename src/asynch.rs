@@ -25,6 +25,10 @@
 //! to its end as above. Run your own hashing work through [`AsyncRedkeep::run_hashing`] for
 //! the same reason.
 //!
+//! **Who made a change.** The audit events of writes made through a handle from
+//! [`AsyncRedkeep::with_origin`] carry its origin, as [`Redkeep::with_origin`] gives one to
+//! a thread's writes: the origin goes with each call to the blocking thread that runs it.
+//!
 //! **Closing.** Dropping the last handle closes the store on the dropping thread (for a redb
 //! file a commit and an fsync); [`AsyncRedkeep::close`] does it on the blocking pool.
 //!
@@ -52,7 +56,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::handle::{InitOutcome, InitSpec, MigrationStatus, Options, Redkeep};
 use crate::ops::{BackupReport, Stats, TransferSummary};
-use crate::store::{CheckReport, MigrationRun, ReadTx, WriteTx};
+use crate::store::{CheckReport, MigrationRun, Origin, ReadTx, WriteTx};
 use crate::workspace::{FolderOwner, PieceInfo, WorkspaceDoc, WorkspaceInfo, WorkspaceProblem};
 
 /// An async handle on a data dir. Cheap to clone, `Send + Sync + 'static`.
@@ -62,6 +66,9 @@ pub struct AsyncRedkeep {
     /// One place per hash the handle may run at once, taken before a hashing call goes to
     /// the blocking pool (shared by every wrapper of the handle).
     hashes: Arc<tokio::sync::Semaphore>,
+    /// Named as the origin of the writes of every call made through this handle (on the
+    /// blocking thread that runs it: the origin is thread-scoped).
+    origin: Option<Origin>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -192,7 +199,53 @@ impl AsyncRedkeep {
     /// ([`Options::max_concurrent_hashes`]).
     pub fn new(rk: Redkeep) -> AsyncRedkeep {
         let hashes = rk.hash_places();
-        AsyncRedkeep { rk, hashes }
+        AsyncRedkeep {
+            rk,
+            hashes,
+            origin: None,
+        }
+    }
+
+    /// This handle, naming `origin` as the origin of the writes of every call made through
+    /// it: each audit event they record carries it in
+    /// [`AuditEvent::origin`](crate::auth::audit::AuditEvent::origin), as
+    /// [`Redkeep::with_origin`] does for a thread. It runs inside [`AsyncRedkeep::run`] and
+    /// [`AsyncRedkeep::run_hashing`] too; a [`Redkeep::with_origin`] inside their closure
+    /// takes precedence. The handle it is made from keeps its own origin (usually none).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let tmp = tempfile::tempdir()?;
+    /// use redkeep::{AsyncRedkeep, NewUser, Options, Origin, PasswordParams};
+    /// let ark = AsyncRedkeep::open(tmp.path(), Options::default().password(PasswordParams::INSECURE_FAST)).await?;
+    /// // One per request, say: cheap (it shares the store and its bound on hashes).
+    /// let web = ark.with_origin(Origin::new("web, 203.0.113.7")?);
+    /// let new_user = NewUser { email: "ann@example.com".into(), ..NewUser::default() };
+    /// let ann = web.users().create(new_user).await?;
+    /// let created = &ark.audit().list(Some(ann.user.id), None, 1).await?[0];
+    /// assert_eq!(created.origin.as_deref(), Some("web, 203.0.113.7"));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_origin(&self, origin: Origin) -> AsyncRedkeep {
+        AsyncRedkeep {
+            origin: Some(origin),
+            ..self.clone()
+        }
+    }
+
+    /// The origin the writes of this handle's calls name ([`AsyncRedkeep::with_origin`]).
+    pub fn origin(&self) -> Option<&Origin> {
+        self.origin.as_ref()
+    }
+
+    /// `f` on `rk`, naming `origin` (when there is one) as the origin of its writes; on the
+    /// thread that runs the work.
+    fn in_origin<T>(rk: &Redkeep, origin: Option<&Origin>, f: impl FnOnce(&Redkeep) -> T) -> T {
+        match origin {
+            Some(origin) => Redkeep::with_origin(origin, || f(rk)),
+            None => f(rk),
+        }
     }
 
     /// Drops this handle on the blocking pool, and returns once that is done. When it is the
@@ -217,7 +270,8 @@ impl AsyncRedkeep {
         &self.rk
     }
 
-    /// Runs any synchronous operation on the blocking pool.
+    /// Runs any synchronous operation on the blocking pool (naming this handle's origin, if
+    /// any, as the origin of its writes).
     ///
     /// # Errors
     /// `f`'s error; `Cancelled` when the runtime shuts down first. A panic in `f` is resumed
@@ -227,8 +281,8 @@ impl AsyncRedkeep {
         T: Send + 'static,
         F: FnOnce(&Redkeep) -> Result<T> + Send + 'static,
     {
-        let rk = self.rk.clone();
-        blocking(move || f(&rk)).await
+        let (rk, origin) = (self.rk.clone(), self.origin.clone());
+        blocking(move || Self::in_origin(&rk, origin.as_ref(), f)).await
     }
 
     /// Runs a synchronous operation that hashes a password (or verifies one) on the blocking
@@ -250,12 +304,12 @@ impl AsyncRedkeep {
         // The semaphore is never closed, so `acquire_owned` cannot fail; were it closed, the
         // call would run unbounded rather than fail.
         let place = self.hashes.clone().acquire_owned().await.ok();
-        let rk = self.rk.clone();
+        let (rk, origin) = (self.rk.clone(), self.origin.clone());
         // The place goes with the work, not with this future: a future dropped while the
         // work runs (which still runs to its end) keeps the place taken until it ends.
         blocking(move || {
             let _place = place;
-            f(&rk)
+            Self::in_origin(&rk, origin.as_ref(), f)
         })
         .await
     }
