@@ -6,7 +6,9 @@
 //! invites, API keys, agents, the audit log, recovery tokens, web sessions and workspaces.
 //! Every method is one generated line that calls the synchronous one: no logic lives here.
 //! Arguments the synchronous API borrows (`&str`, `&[u8]`) are owned here (`String`,
-//! `Vec<u8>`), since the work outlives the caller's stack frame.
+//! `Vec<u8>`), since the work outlives the caller's stack frame. Passwords are taken as
+//! `impl Into<`[`Secret`]`>` (a `String`, a `&str` or a `Secret`): the copy that travels
+//! to the blocking thread is wiped from memory when dropped, and never shown by `Debug`.
 //!
 //! **Dropping a future does not cancel its work.** Once a call is made, the blocking work
 //! runs to its end whether or not anyone awaits the future (a `tokio::time::timeout` that
@@ -48,6 +50,7 @@ use crate::auth::orgs::{DeletedOrg, Org, OrgMember, OrgRole, OrgSpec, RemovedMem
 use crate::auth::recovery::{IssuedToken, RecoveryToken};
 use crate::auth::roles::{Role, RoleSpec};
 use crate::auth::sessions::{Login, LoginMeta, Session};
+use crate::auth::token::Secret;
 use crate::auth::users::{
     CreatedUser, DeletedUser, DisabledUser, Lockout, NewUser, PasswordInfo, Registration, User,
     UserFilter,
@@ -85,12 +88,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// Generates async methods that run one synchronous method on the blocking pool. Each line
 /// reads `fn name(owned args) -> Output => (arguments of the synchronous call);`; the lines
 /// after `hashing:` are of methods that hash a password, which go through
-/// [`AsyncRedkeep::run_hashing`].
+/// [`AsyncRedkeep::run_hashing`]. A hashing line may name its password arguments after the
+/// output (`-> Output, secret a, b =>`): those are declared `impl Into<Secret>` and made
+/// a [`Secret`] before the work leaves for the blocking pool.
 macro_rules! forward {
     (
         $sync:literal, $handle:ident;
         $( fn $name:ident($($arg:ident : $ty:ty),*) -> $ret:ty => ($($call:expr),*); )*
-        $( hashing: $( fn $hname:ident($($harg:ident : $hty:ty),*) -> $hret:ty => ($($hcall:expr),*); )* )?
+        $( hashing: $( fn $hname:ident($($harg:ident : $hty:ty),*) -> $hret:ty $(, secret $($secret:ident),+)? => ($($hcall:expr),*); )* )?
     ) => {
         $(
             #[doc = concat!("[`", stringify!($name), "`](", $sync, "::", stringify!($name), ") on the blocking pool.")]
@@ -103,10 +108,15 @@ macro_rules! forward {
         )*
         $($(
             #[doc = concat!("[`", stringify!($hname), "`](", $sync, "::", stringify!($hname), ") on the blocking pool, once one of the handle's places to hash is free (see [`AsyncRedkeep::run_hashing`]).")]
+            $(
+                ///
+                #[doc = concat!("The password", $(" `", stringify!($secret), "`",)+ " is taken as a [`Secret`] (give a `String`, a `&str` or a `Secret`): wiped from memory when dropped, never shown by `Debug`.")]
+            )?
             ///
             /// # Errors
             /// As the synchronous method's; `Cancelled` when the runtime shuts down first.
             pub async fn $hname(&self, $($harg: $hty),*) -> Result<$hret> {
+                $($(let $secret: Secret = $secret.into();)+)?
                 self.ark.run_hashing(move |rk| rk.$handle().$hname($($hcall),*)).await
             }
         )*)?
@@ -502,12 +512,12 @@ impl AsyncUsers<'_> {
         hashing:
         fn create(spec: NewUser) -> CreatedUser => (spec);
         fn register(reg: Registration) -> User => (reg);
-        fn authenticate(login: String, password: String) -> User => (&login, &password);
-        fn check_password(id: u64, password: String) -> () => (id, &password);
-        fn password_matches(id: u64, password: String) -> bool => (id, &password);
-        fn set_password(id: u64, password: String) -> User => (id, &password);
-        fn change_password(session_token: String, current: String, new: String) -> User => (&session_token, &current, &new);
-        fn change_password_of(id: u64, current: String, new: String) -> User => (id, &current, &new);
+        fn authenticate(login: String, password: impl Into<Secret>) -> User, secret password => (&login, password.expose());
+        fn check_password(id: u64, password: impl Into<Secret>) -> (), secret password => (id, password.expose());
+        fn password_matches(id: u64, password: impl Into<Secret>) -> bool, secret password => (id, password.expose());
+        fn set_password(id: u64, password: impl Into<Secret>) -> User, secret password => (id, password.expose());
+        fn change_password(session_token: String, current: impl Into<Secret>, new: impl Into<Secret>) -> User, secret current, new => (&session_token, current.expose(), new.expose());
+        fn change_password_of(id: u64, current: impl Into<Secret>, new: impl Into<Secret>) -> User, secret current, new => (id, current.expose(), new.expose());
     }
 }
 
@@ -521,7 +531,7 @@ impl AsyncSessions<'_> {
         fn list(user: Option<u64>, limit: usize) -> Vec<Session> => (user, limit);
         fn sweep() -> usize => ();
         hashing:
-        fn login(login: String, password: String, meta: LoginMeta) -> Login => (&login, &password, meta);
+        fn login(login: String, password: impl Into<Secret>, meta: LoginMeta) -> Login, secret password => (&login, password.expose(), meta);
     }
 }
 
@@ -624,7 +634,7 @@ impl AsyncRecovery<'_> {
         fn verify_email(token: String) -> User => (&token);
         fn tokens_of(user: u64) -> Vec<RecoveryToken> => (user);
         hashing:
-        fn reset_password(token: String, password: String) -> User => (&token, &password);
+        fn reset_password(token: String, password: impl Into<Secret>) -> User, secret password => (&token, password.expose());
     }
 }
 
