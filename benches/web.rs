@@ -47,7 +47,7 @@ fn bench(c: &mut Criterion) {
             .sessions()
             .login(
                 "bench0@example.com".into(),
-                "bench password".into(),
+                "bench password",
                 Default::default(),
             )
             .await

@@ -223,8 +223,9 @@ fn user_json(u: &User) -> Value {
 #[derive(Deserialize)]
 struct RegisterBody {
     email: String,
-    password: String,
-    invite: Option<String>,
+    // Secrets from the moment they are read: wiped when dropped, never in `Debug`.
+    password: Secret,
+    invite: Option<Secret>,
 }
 
 async fn register(State(s): State<AppState>, Body(b): Body<RegisterBody>) -> Answer {
@@ -233,8 +234,8 @@ async fn register(State(s): State<AppState>, Body(b): Body<RegisterBody>) -> Ans
         .users()
         .register(Registration {
             email: b.email,
-            password: Secret::new(b.password),
-            invite: b.invite.map(Secret::new),
+            password: b.password,
+            invite: b.invite,
             ..Registration::default()
         })
         .await
@@ -255,7 +256,7 @@ async fn register(State(s): State<AppState>, Body(b): Body<RegisterBody>) -> Ans
 #[derive(Deserialize)]
 struct LoginBody {
     login: String,
-    password: String,
+    password: Secret,
 }
 
 async fn login(
@@ -312,8 +313,8 @@ async fn me(State(s): State<AppState>, me: Me) -> Answer {
 
 #[derive(Deserialize)]
 struct PasswordBody {
-    old: String,
-    new: String,
+    old: Secret,
+    new: Secret,
 }
 
 async fn password(
@@ -381,7 +382,7 @@ async fn reset_request(State(s): State<AppState>, Body(b): Body<ResetRequest>) -
 #[derive(Deserialize)]
 struct ResetConfirm {
     token: String,
-    password: String,
+    password: Secret,
 }
 
 async fn reset_confirm(State(s): State<AppState>, Body(b): Body<ResetConfirm>) -> Answer {

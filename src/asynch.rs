@@ -6,7 +6,9 @@
 //! invites, API keys, agents, the audit log, recovery tokens, web sessions and workspaces.
 //! Every method is one generated line that calls the synchronous one: no logic lives here.
 //! Arguments the synchronous API borrows (`&str`, `&[u8]`) are owned here (`String`,
-//! `Vec<u8>`), since the work outlives the caller's stack frame.
+//! `Vec<u8>`), since the work outlives the caller's stack frame. Passwords are taken as
+//! `impl Into<`[`Secret`]`>` (a `String`, a `&str` or a `Secret`): the copy that travels
+//! to the blocking thread is wiped from memory when dropped, and never shown by `Debug`.
 //!
 //! **Dropping a future does not cancel its work.** Once a call is made, the blocking work
 //! runs to its end whether or not anyone awaits the future (a `tokio::time::timeout` that
@@ -24,6 +26,10 @@
 //! dropped while it still waits for its place does nothing; once it has its place, it runs
 //! to its end as above. Run your own hashing work through [`AsyncRedkeep::run_hashing`] for
 //! the same reason.
+//!
+//! **Who made a change.** The audit events of writes made through a handle from
+//! [`AsyncRedkeep::with_origin`] carry its origin, as [`Redkeep::with_origin`] gives one to
+//! a thread's writes: the origin goes with each call to the blocking thread that runs it.
 //!
 //! **Closing.** Dropping the last handle closes the store on the dropping thread (for a redb
 //! file a commit and an fsync); [`AsyncRedkeep::close`] does it on the blocking pool.
@@ -44,6 +50,7 @@ use crate::auth::orgs::{DeletedOrg, Org, OrgMember, OrgRole, OrgSpec, RemovedMem
 use crate::auth::recovery::{IssuedToken, RecoveryToken};
 use crate::auth::roles::{Role, RoleSpec};
 use crate::auth::sessions::{Login, LoginMeta, Session};
+use crate::auth::token::Secret;
 use crate::auth::users::{
     CreatedUser, DeletedUser, DisabledUser, Lockout, NewUser, PasswordInfo, Registration, User,
     UserFilter,
@@ -52,7 +59,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::handle::{InitOutcome, InitSpec, MigrationStatus, Options, Redkeep};
 use crate::ops::{BackupReport, Stats, TransferSummary};
-use crate::store::{CheckReport, MigrationRun, ReadTx, WriteTx};
+use crate::store::{CheckReport, MigrationRun, Origin, ReadTx, WriteTx};
 use crate::workspace::{FolderOwner, PieceInfo, WorkspaceDoc, WorkspaceInfo, WorkspaceProblem};
 
 /// An async handle on a data dir. Cheap to clone, `Send + Sync + 'static`.
@@ -62,6 +69,9 @@ pub struct AsyncRedkeep {
     /// One place per hash the handle may run at once, taken before a hashing call goes to
     /// the blocking pool (shared by every wrapper of the handle).
     hashes: Arc<tokio::sync::Semaphore>,
+    /// Named as the origin of the writes of every call made through this handle (on the
+    /// blocking thread that runs it: the origin is thread-scoped).
+    origin: Option<Origin>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -78,12 +88,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// Generates async methods that run one synchronous method on the blocking pool. Each line
 /// reads `fn name(owned args) -> Output => (arguments of the synchronous call);`; the lines
 /// after `hashing:` are of methods that hash a password, which go through
-/// [`AsyncRedkeep::run_hashing`].
+/// [`AsyncRedkeep::run_hashing`]. A hashing line may name its password arguments after the
+/// output (`-> Output, secret a, b =>`): those are declared `impl Into<Secret>` and made
+/// a [`Secret`] before the work leaves for the blocking pool.
 macro_rules! forward {
     (
         $sync:literal, $handle:ident;
         $( fn $name:ident($($arg:ident : $ty:ty),*) -> $ret:ty => ($($call:expr),*); )*
-        $( hashing: $( fn $hname:ident($($harg:ident : $hty:ty),*) -> $hret:ty => ($($hcall:expr),*); )* )?
+        $( hashing: $( fn $hname:ident($($harg:ident : $hty:ty),*) -> $hret:ty $(, secret $($secret:ident),+)? => ($($hcall:expr),*); )* )?
     ) => {
         $(
             #[doc = concat!("[`", stringify!($name), "`](", $sync, "::", stringify!($name), ") on the blocking pool.")]
@@ -96,10 +108,15 @@ macro_rules! forward {
         )*
         $($(
             #[doc = concat!("[`", stringify!($hname), "`](", $sync, "::", stringify!($hname), ") on the blocking pool, once one of the handle's places to hash is free (see [`AsyncRedkeep::run_hashing`]).")]
+            $(
+                ///
+                #[doc = concat!("The password", $(" `", stringify!($secret), "`",)+ " is taken as a [`Secret`] (give a `String`, a `&str` or a `Secret`): wiped from memory when dropped, never shown by `Debug`.")]
+            )?
             ///
             /// # Errors
             /// As the synchronous method's; `Cancelled` when the runtime shuts down first.
             pub async fn $hname(&self, $($harg: $hty),*) -> Result<$hret> {
+                $($(let $secret: Secret = $secret.into();)+)?
                 self.ark.run_hashing(move |rk| rk.$handle().$hname($($hcall),*)).await
             }
         )*)?
@@ -192,7 +209,53 @@ impl AsyncRedkeep {
     /// ([`Options::max_concurrent_hashes`]).
     pub fn new(rk: Redkeep) -> AsyncRedkeep {
         let hashes = rk.hash_places();
-        AsyncRedkeep { rk, hashes }
+        AsyncRedkeep {
+            rk,
+            hashes,
+            origin: None,
+        }
+    }
+
+    /// This handle, naming `origin` as the origin of the writes of every call made through
+    /// it: each audit event they record carries it in
+    /// [`AuditEvent::origin`](crate::auth::audit::AuditEvent::origin), as
+    /// [`Redkeep::with_origin`] does for a thread. It runs inside [`AsyncRedkeep::run`] and
+    /// [`AsyncRedkeep::run_hashing`] too; a [`Redkeep::with_origin`] inside their closure
+    /// takes precedence. The handle it is made from keeps its own origin (usually none).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let tmp = tempfile::tempdir()?;
+    /// use redkeep::{AsyncRedkeep, NewUser, Options, Origin, PasswordParams};
+    /// let ark = AsyncRedkeep::open(tmp.path(), Options::default().password(PasswordParams::INSECURE_FAST)).await?;
+    /// // One per request, say: cheap (it shares the store and its bound on hashes).
+    /// let web = ark.with_origin(Origin::new("web, 203.0.113.7")?);
+    /// let new_user = NewUser { email: "ann@example.com".into(), ..NewUser::default() };
+    /// let ann = web.users().create(new_user).await?;
+    /// let created = &ark.audit().list(Some(ann.user.id), None, 1).await?[0];
+    /// assert_eq!(created.origin.as_deref(), Some("web, 203.0.113.7"));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_origin(&self, origin: Origin) -> AsyncRedkeep {
+        AsyncRedkeep {
+            origin: Some(origin),
+            ..self.clone()
+        }
+    }
+
+    /// The origin the writes of this handle's calls name ([`AsyncRedkeep::with_origin`]).
+    pub fn origin(&self) -> Option<&Origin> {
+        self.origin.as_ref()
+    }
+
+    /// `f` on `rk`, naming `origin` (when there is one) as the origin of its writes; on the
+    /// thread that runs the work.
+    fn in_origin<T>(rk: &Redkeep, origin: Option<&Origin>, f: impl FnOnce(&Redkeep) -> T) -> T {
+        match origin {
+            Some(origin) => Redkeep::with_origin(origin, || f(rk)),
+            None => f(rk),
+        }
     }
 
     /// Drops this handle on the blocking pool, and returns once that is done. When it is the
@@ -217,7 +280,8 @@ impl AsyncRedkeep {
         &self.rk
     }
 
-    /// Runs any synchronous operation on the blocking pool.
+    /// Runs any synchronous operation on the blocking pool (naming this handle's origin, if
+    /// any, as the origin of its writes).
     ///
     /// # Errors
     /// `f`'s error; `Cancelled` when the runtime shuts down first. A panic in `f` is resumed
@@ -227,8 +291,8 @@ impl AsyncRedkeep {
         T: Send + 'static,
         F: FnOnce(&Redkeep) -> Result<T> + Send + 'static,
     {
-        let rk = self.rk.clone();
-        blocking(move || f(&rk)).await
+        let (rk, origin) = (self.rk.clone(), self.origin.clone());
+        blocking(move || Self::in_origin(&rk, origin.as_ref(), f)).await
     }
 
     /// Runs a synchronous operation that hashes a password (or verifies one) on the blocking
@@ -250,12 +314,12 @@ impl AsyncRedkeep {
         // The semaphore is never closed, so `acquire_owned` cannot fail; were it closed, the
         // call would run unbounded rather than fail.
         let place = self.hashes.clone().acquire_owned().await.ok();
-        let rk = self.rk.clone();
+        let (rk, origin) = (self.rk.clone(), self.origin.clone());
         // The place goes with the work, not with this future: a future dropped while the
         // work runs (which still runs to its end) keeps the place taken until it ends.
         blocking(move || {
             let _place = place;
-            f(&rk)
+            Self::in_origin(&rk, origin.as_ref(), f)
         })
         .await
     }
@@ -448,12 +512,12 @@ impl AsyncUsers<'_> {
         hashing:
         fn create(spec: NewUser) -> CreatedUser => (spec);
         fn register(reg: Registration) -> User => (reg);
-        fn authenticate(login: String, password: String) -> User => (&login, &password);
-        fn check_password(id: u64, password: String) -> () => (id, &password);
-        fn password_matches(id: u64, password: String) -> bool => (id, &password);
-        fn set_password(id: u64, password: String) -> User => (id, &password);
-        fn change_password(session_token: String, current: String, new: String) -> User => (&session_token, &current, &new);
-        fn change_password_of(id: u64, current: String, new: String) -> User => (id, &current, &new);
+        fn authenticate(login: String, password: impl Into<Secret>) -> User, secret password => (&login, password.expose());
+        fn check_password(id: u64, password: impl Into<Secret>) -> (), secret password => (id, password.expose());
+        fn password_matches(id: u64, password: impl Into<Secret>) -> bool, secret password => (id, password.expose());
+        fn set_password(id: u64, password: impl Into<Secret>) -> User, secret password => (id, password.expose());
+        fn change_password(session_token: String, current: impl Into<Secret>, new: impl Into<Secret>) -> User, secret current, new => (&session_token, current.expose(), new.expose());
+        fn change_password_of(id: u64, current: impl Into<Secret>, new: impl Into<Secret>) -> User, secret current, new => (id, current.expose(), new.expose());
     }
 }
 
@@ -467,7 +531,7 @@ impl AsyncSessions<'_> {
         fn list(user: Option<u64>, limit: usize) -> Vec<Session> => (user, limit);
         fn sweep() -> usize => ();
         hashing:
-        fn login(login: String, password: String, meta: LoginMeta) -> Login => (&login, &password, meta);
+        fn login(login: String, password: impl Into<Secret>, meta: LoginMeta) -> Login, secret password => (&login, password.expose(), meta);
     }
 }
 
@@ -570,7 +634,7 @@ impl AsyncRecovery<'_> {
         fn verify_email(token: String) -> User => (&token);
         fn tokens_of(user: u64) -> Vec<RecoveryToken> => (user);
         hashing:
-        fn reset_password(token: String, password: String) -> User => (&token, &password);
+        fn reset_password(token: String, password: impl Into<Secret>) -> User, secret password => (&token, password.expose());
     }
 }
 

@@ -1573,8 +1573,8 @@ impl Redkeep {
     ///
     /// Thread-scoped: writes that `f` hands to another thread do not take it, nor do the
     /// methods of an [`AsyncRedkeep`](crate::AsyncRedkeep), which run on tokio's blocking
-    /// pool; there, call it inside the closure given to
-    /// [`AsyncRedkeep::run`](crate::AsyncRedkeep::run).
+    /// pool; give those their origin with
+    /// [`AsyncRedkeep::with_origin`](crate::AsyncRedkeep::with_origin).
     ///
     /// ```
     /// # use redkeep::{NewUser, Options, Origin, PasswordParams, Redkeep};

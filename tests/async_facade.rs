@@ -5,7 +5,7 @@ mod common;
 
 use common::TestDir;
 use redkeep::auth::sessions::LoginMeta;
-use redkeep::{AsyncRedkeep, Error, InviteSpec, Registration};
+use redkeep::{AsyncRedkeep, Error, InviteSpec, NewUser, Origin, Registration, Secret};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_login_validate_and_workspace_through_tokio() {
@@ -33,7 +33,7 @@ async fn register_login_validate_and_workspace_through_tokio() {
         .sessions()
         .login(
             "a@example.com".into(),
-            "correct horse".into(),
+            "correct horse",
             LoginMeta::default(),
         )
         .await
@@ -75,7 +75,7 @@ async fn register_login_validate_and_workspace_through_tokio() {
     ));
     assert!(matches!(
         rk.users()
-            .authenticate("a@example.com".into(), "wrong horse".into())
+            .authenticate("a@example.com".into(), "wrong horse")
             .await,
         Err(Error::Unauthorized)
     ));
@@ -124,7 +124,7 @@ async fn hashing_and_commits_leave_the_async_thread_free() {
                 rk.sessions()
                     .login(
                         "a@example.com".into(),
-                        "correct horse".into(),
+                        "correct horse",
                         LoginMeta::default(),
                     )
                     .await
@@ -182,4 +182,112 @@ async fn close_returns_once_the_store_is_closed() {
     .unwrap();
     assert_eq!(alone.users().count().await.unwrap(), 1);
     alone.close().await.unwrap();
+}
+
+/// A handle made by `with_origin` names its origin in the audit events of every write it
+/// makes, on the blocking thread that runs it: a call that hashes a password, one that does
+/// not, and `run`. The handle it was made from names none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_with_an_origin_names_it_in_the_audit_events_of_its_writes() {
+    let t = TestDir::new();
+    let ark = AsyncRedkeep::open(t.path().to_path_buf(), t.options())
+        .await
+        .unwrap();
+    let web = ark.with_origin(Origin::new("web, 203.0.113.7").unwrap());
+    assert_eq!(web.origin().map(Origin::as_str), Some("web, 203.0.113.7"));
+    assert!(ark.origin().is_none());
+    let ann = web
+        .users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            password: Some("correct horse".into()),
+            ..NewUser::default()
+        })
+        .await
+        .unwrap()
+        .user
+        .id;
+    web.users().disable(ann).await.unwrap();
+    web.run(move |rk| rk.users().enable(ann)).await.unwrap();
+    ark.users().disable(ann).await.unwrap();
+    let mut events = ark.audit().list(Some(ann), None, 100).await.unwrap();
+    events.sort_by_key(|e| e.seq);
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.action.as_str(), e.origin.as_deref()))
+        .collect();
+    let web_origin = Some("web, 203.0.113.7");
+    // Creating the first account records more (its roles, its org): those carry it too.
+    let (created, changed) = seen.split_at(seen.len() - 4);
+    assert!(created.iter().all(|&(_, o)| o == web_origin), "{seen:?}");
+    assert_eq!(
+        changed,
+        [
+            ("user_created", web_origin),
+            ("user_disabled", web_origin),
+            ("user_enabled", web_origin),
+            ("user_disabled", None),
+        ]
+    );
+}
+
+/// The calls that take a password take it as a `Secret`, made from a `String`, a `&str` or
+/// a `Secret` read from a request body (whose `Debug` never shows it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_reach_the_async_facade_as_secrets() {
+    #[derive(Debug, serde::Deserialize)]
+    struct LoginBody {
+        login: String,
+        password: Secret,
+    }
+    let t = TestDir::new();
+    let ark = AsyncRedkeep::open(t.path().to_path_buf(), t.options())
+        .await
+        .unwrap();
+    let ann = ark
+        .users()
+        .create(NewUser {
+            email: "ann@example.com".into(),
+            password: Some("correct horse".into()),
+            ..NewUser::default()
+        })
+        .await
+        .unwrap()
+        .user
+        .id;
+    let body: LoginBody =
+        serde_json::from_str(r#"{"login":"ann@example.com","password":"correct horse"}"#).unwrap();
+    assert!(!format!("{body:?}").contains("correct horse"), "{body:?}");
+    let meta = LoginMeta::default;
+    let login = ark
+        .sessions()
+        .login(body.login, body.password, meta())
+        .await
+        .unwrap();
+    assert_eq!(login.user.id, ann);
+    let typed = String::from("correct horse");
+    ark.sessions()
+        .login("ann@example.com".into(), typed, meta())
+        .await
+        .unwrap();
+    ark.users()
+        .check_password(ann, "correct horse")
+        .await
+        .unwrap();
+    ark.users()
+        .change_password_of(ann, Secret::from("correct horse"), "battery staple")
+        .await
+        .unwrap();
+    assert!(
+        ark.users()
+            .password_matches(ann, "battery staple")
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        ark.users()
+            .authenticate("ann@example.com".into(), "correct horse")
+            .await,
+        Err(Error::Unauthorized)
+    ));
 }

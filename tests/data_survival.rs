@@ -4280,3 +4280,68 @@ fn an_import_keeps_a_removed_pieces_number_without_a_false_removed_piece() {
     assert_eq!(export(&rk2), exported);
     assert_eq!(rk2.workspaces().save_piece(ann, b"{}").unwrap(), kept + 1);
 }
+
+/// After a purge, the marker that keeps a removed piece's number (`numbers_used_up_to_<n>`)
+/// goes wherever the folder goes: the export says `trashed_up_to`, and an import, a backup
+/// restored elsewhere and a move to another data dir each leave that marker alone in the
+/// user's `.trash` (no file named like the piece), list nothing in the trash, pass `check`,
+/// and never give the number again.
+#[test]
+fn a_purged_pieces_number_marker_survives_export_backup_and_move() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = account(&rk, "ann@example.com");
+    for body in [r#"{"p":1}"#, r#"{"p":2}"#] {
+        rk.workspaces().save_piece(ann, body.as_bytes()).unwrap();
+    }
+    rk.workspaces().delete_piece(ann, 2).unwrap();
+    assert_eq!(rk.workspaces().purge_trash(&|_| true).unwrap().len(), 1);
+    let exported = export(&rk);
+    assert!(
+        String::from_utf8_lossy(&exported).contains(r#""trashed_up_to":2"#),
+        "{}",
+        String::from_utf8_lossy(&exported)
+    );
+    let archive = t.path().join("nightly.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    drop(rk);
+
+    let imported = TestDir::new();
+    let by_import = imported.open();
+    redkeep::ops::import(&by_import, &mut exported.as_slice(), &|_| {}).unwrap();
+    let restored = tempfile::tempdir().unwrap();
+    let by_restore = restore_elsewhere(&t, restored.path(), &archive);
+    let moved = tempfile::tempdir().unwrap();
+    let to = moved.path().join("data");
+    let mut options = t.options();
+    options.store_url = None;
+    redkeep::ops::move_store(
+        t.path(),
+        t.store.as_deref(),
+        to.to_str().unwrap(),
+        options.clone(),
+    )
+    .unwrap();
+    let by_move = Redkeep::open(&to, options).unwrap();
+
+    for (how, rk) in [
+        ("import", &by_import),
+        ("restore", &by_restore),
+        ("move", &by_move),
+    ] {
+        let trash = rk.workspaces().dir(ann).join(".trash");
+        let names: Vec<_> = std::fs::read_dir(&trash)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["numbers_used_up_to_000002"], "after the {how}");
+        assert_eq!(rk.workspaces().trash().unwrap(), [], "after the {how}");
+        let report = rk.check(false).unwrap();
+        assert!(report.ok, "after the {how}: {report:?}");
+        assert_eq!(
+            rk.workspaces().save_piece(ann, br#"{"p":3}"#).unwrap(),
+            3,
+            "after the {how}"
+        );
+    }
+}

@@ -770,7 +770,7 @@ async fn a_browser_session_cookie_stays_one_after_sign_in() {
             .sessions()
             .login(
                 "ann@example.com".into(),
-                "correct horse".into(),
+                "correct horse",
                 redkeep::auth::sessions::LoginMeta::default(),
             )
             .await
@@ -1357,7 +1357,7 @@ fn a_login_flood_leaves_the_blocking_pool_to_other_calls() {
                             ark.sessions()
                                 .login(
                                     "ann@example.com".into(),
-                                    "correct horse".into(),
+                                    "correct horse",
                                     redkeep::auth::sessions::LoginMeta::default(),
                                 )
                                 .await

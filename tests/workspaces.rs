@@ -787,6 +787,9 @@ fn a_piece_trash_that_is_not_a_folder_is_reported_and_replaced_keeping_its_numbe
         fixed[0].problem.contains("keeping piece number 3"),
         "{fixed:?}"
     );
+    // Kept by a marker named like no piece: nothing there to put back as piece 3.
+    assert!(trash.join("numbers_used_up_to_000003").is_file());
+    assert!(!trash.join("piece_000003.json").exists());
     assert!(ws.check(false, now).unwrap().is_empty());
     // Numbers go on past those the old trash recorded.
     assert_eq!(ws.save_piece(1, b"{}").unwrap(), 4);
@@ -1753,8 +1756,8 @@ fn trash_entries_open_to_other_users_are_reported_and_made_private() {
 
 /// A removed piece is in the trash: `trash` lists it, dated by the store's clock when it was
 /// removed, so it ages as a removed folder does; `purge_trash` deletes its content for good,
-/// and its number is still never given again (an empty `{}` keeps the highest one, and is
-/// not listed).
+/// and its number is still never given again (an empty `numbers_used_up_to_<n>` keeps the
+/// highest one, and is not listed).
 #[test]
 fn removed_pieces_are_listed_in_the_trash_age_and_are_purged_without_freeing_their_numbers() {
     let t = common::TestDir::new();
@@ -1795,11 +1798,15 @@ fn removed_pieces_are_listed_in_the_trash_age_and_are_purged_without_freeing_the
     assert_eq!(left, [Some(1)]);
     ws.purge_trash(&|_| true).unwrap();
     assert!(ws.trash().unwrap().is_empty());
-    // No content is left anywhere in the folder's trash.
+    // No content is left anywhere in the folder's trash: only the empty marker that keeps
+    // number 3, named like no piece.
     let trash_dir = ws.dir(id).join(".trash");
-    for e in std::fs::read_dir(&trash_dir).unwrap().flatten() {
-        assert_eq!(std::fs::read(e.path()).unwrap(), b"{}", "{:?}", e.path());
-    }
+    let left: Vec<_> = std::fs::read_dir(&trash_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["numbers_used_up_to_000003"]);
+    assert_eq!(std::fs::read(trash_dir.join(&left[0])).unwrap(), b"");
     assert_eq!(ws.save_piece(id, br#"{"d":4}"#).unwrap(), 4);
 }
 
@@ -2024,12 +2031,12 @@ fn copies_a_repair_keeps_in_a_folders_trash_are_listed_and_purged() {
     assert!(elsewhere.join("piece_000001.json").is_file());
     assert_eq!(ws.purge_trash(&|_| true).unwrap().len(), 2);
     assert!(ws.trash().unwrap().is_empty());
-    // Only the `{}` that keeps user 1's number 2 is left.
+    // Only the marker that keeps user 1's number 2 is left, named like no piece.
     let left: Vec<_> = std::fs::read_dir(ws.dir(1).join(".trash"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(left, ["piece_000002.json"]);
+    assert_eq!(left, ["numbers_used_up_to_000002"]);
     assert_eq!(ws.save_piece(1, b"{}").unwrap(), 3);
 }
 
@@ -2070,4 +2077,91 @@ fn a_piece_a_repair_moves_to_the_trash_ages_from_the_repair() {
             .is_empty()
     );
     assert_eq!(std::fs::read(&trash[0].path).unwrap(), b"garbage");
+}
+
+/// Purging the removed piece with the highest number leaves an empty
+/// `numbers_used_up_to_<n>` in its place, never a file named like the piece (anyone putting
+/// that back got `{}`): the trash lists nothing, `check` finds nothing, and the number is
+/// never given again. A later purge of a higher number replaces the marker.
+#[test]
+fn purging_the_highest_removed_piece_leaves_a_number_marker_not_a_piece() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    for body in [r#"{"p":1}"#, r#"{"p":2}"#, r#"{"p":3}"#] {
+        ws.save_piece(1, body.as_bytes()).unwrap();
+    }
+    ws.delete_piece(1, 2).unwrap();
+    ws.delete_piece(1, 3).unwrap();
+    assert_eq!(ws.purge_trash(&|_| true).unwrap().len(), 2);
+    let trash = ws.dir(1).join(".trash");
+    let names = || {
+        let mut n: Vec<_> = std::fs::read_dir(&trash)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(), ["numbers_used_up_to_000003"]);
+    assert_eq!(
+        std::fs::read(trash.join("numbers_used_up_to_000003")).unwrap(),
+        b""
+    );
+    assert!(ws.trash().unwrap().is_empty());
+    assert!(ws.check(false, now).unwrap().is_empty());
+    // A handle that looks afresh still skips the number.
+    let ws = open(tmp.path());
+    assert_eq!(ws.save_piece(1, br#"{"p":4}"#).unwrap(), 4);
+    ws.delete_piece(1, 4).unwrap();
+    assert_eq!(ws.purge_trash(&|_| true).unwrap().len(), 1);
+    assert_eq!(names(), ["numbers_used_up_to_000004"]);
+    assert_eq!(open(tmp.path()).save_piece(1, b"{}").unwrap(), 5);
+}
+
+/// Data dirs of earlier versions keep numbers with a `{}` named like the removed piece: it
+/// is still no entry of the trash, and still keeps its number (and a purge next to it keeps
+/// working).
+#[test]
+fn an_old_empty_object_number_keeper_still_keeps_its_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.save_piece(1, br#"{"p":1}"#).unwrap();
+    ws.delete_piece(1, 1).unwrap();
+    let trash = ws.dir(1).join(".trash");
+    std::fs::write(trash.join("piece_000007.json"), b"{}").unwrap();
+    private(&[&trash.join("piece_000007.json")]);
+    let listed: Vec<_> = ws.trash().unwrap().into_iter().map(|e| e.piece).collect();
+    assert_eq!(listed, [Some(1)]);
+    assert_eq!(ws.purge_trash(&|_| true).unwrap().len(), 1);
+    assert!(trash.join("piece_000007.json").is_file());
+    let ws = open(tmp.path());
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 8);
+}
+
+/// A `.trash` that is no real folder, whose highest number only a marker recorded (left by
+/// an import or a purge), is replaced by a fresh one that keeps that number.
+#[test]
+fn a_piece_trash_replaced_by_a_repair_keeps_the_number_of_its_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Timestamp(1_800_000_000);
+    let ws = open(tmp.path());
+    for _ in 0..5 {
+        ws.save_piece(1, br#"{"p":0}"#).unwrap();
+    }
+    ws.delete_piece(1, 5).unwrap();
+    assert_eq!(ws.purge_trash(&|_| true).unwrap().len(), 1);
+    let trash = tmp.path().join("users/1/.trash");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::rename(&trash, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &trash).unwrap();
+    let ws = open(tmp.path());
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed.len() == 1 && fixed[0].problem.contains("keeping piece number 5"),
+        "{fixed:?}"
+    );
+    assert!(trash.join("numbers_used_up_to_000005").is_file());
+    assert!(ws.trash().unwrap().iter().all(|e| e.piece.is_none()));
+    assert_eq!(open(tmp.path()).save_piece(1, b"{}").unwrap(), 6);
 }

@@ -19,7 +19,7 @@ const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// A secret shown to its owner once: an invite code, a session token, an API key, a
 /// password. `Debug` shows none of it, the memory is wiped when it is dropped, `==` compares
 /// in constant time, and it has no `Serialize`: it leaves the process only through
-/// [`Secret::expose`].
+/// [`Secret::expose`]. It reads from a string with `Deserialize` (request bodies).
 #[derive(Clone)]
 pub struct Secret(zeroize::Zeroizing<String>);
 
@@ -64,6 +64,15 @@ impl From<String> for Secret {
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
         Secret::new(s)
+    }
+}
+
+/// Reads a secret from a string (a password in a request body, a form field), moving the
+/// text in without a copy. There is no `Serialize`: a secret leaves the process only
+/// through [`Secret::expose`].
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(Secret::new)
     }
 }
 

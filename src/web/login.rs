@@ -212,18 +212,10 @@ pub struct Credentials {
     /// Email or username.
     pub login: String,
     /// The password (`"…".into()` makes one from text).
-    #[serde(deserialize_with = "secret_from_text")]
     pub password: Secret,
     /// Client details recorded with the session.
     #[serde(skip)]
     pub meta: LoginMeta,
-}
-
-/// Reads a form's text field as a [`Secret`], moving the text in without a copy.
-fn secret_from_text<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Secret, D::Error> {
-    String::deserialize(d).map(Secret::new)
 }
 
 impl fmt::Debug for Credentials {
@@ -371,7 +363,8 @@ impl Backend {
     /// and the cookie is signed in on a new one, under a new cookie session id, in one
     /// call. Returns the new login, whose token the application may hand out as at login.
     /// What a user changing a password after a leak expects: nothing of the old login works
-    /// afterwards. (`change_password` keeps the cookie's login instead.)
+    /// afterwards. (`change_password` keeps the cookie's login instead.) The passwords are
+    /// taken as [`Secret`]s (give `String`s, `&str`s or `Secret`s).
     ///
     /// # Errors
     /// `Unauthorized` when the cookie carries no login, for a wrong current password or a
@@ -380,9 +373,10 @@ impl Backend {
     /// the user signs in again); `Cancelled`.
     pub async fn change_password_and_sign_in(
         auth: &mut axum_login::AuthSession<Backend>,
-        current: String,
-        new: String,
+        current: impl Into<Secret>,
+        new: impl Into<Secret>,
     ) -> Result<Login> {
+        let (current, new): (Secret, Secret) = (current.into(), new.into());
         let user = auth.user.clone().ok_or(Error::Unauthorized)?;
         let id = user.user.id;
         let meta = LoginMeta {
@@ -395,7 +389,7 @@ impl Backend {
             .ark
             .run_hashing(move |rk| {
                 rk.users()
-                    .change_password_renewing(id, &current, &new, &meta)
+                    .change_password_renewing(id, current.expose(), new.expose(), &meta)
             })
             .await?;
         // The cookie's old login ended with the change: signed in afresh, under a new id.
@@ -407,7 +401,8 @@ impl Backend {
     /// Changes the password of a cookie login's user after checking the current one (under
     /// the lockout rules): this login stays, the user's other sessions end. A token of this
     /// login the application handed out keeps working, and the cookie keeps its id: prefer
-    /// [`Backend::change_password_and_sign_in`], which renews both.
+    /// [`Backend::change_password_and_sign_in`], which renews both. The passwords are taken
+    /// as [`Secret`]s (give `String`s, `&str`s or `Secret`s).
     ///
     /// # Errors
     /// `Unauthorized` for a wrong current password or a disabled user; `InvalidInput` for a
@@ -415,12 +410,16 @@ impl Backend {
     pub async fn change_password(
         &self,
         user: &WebUser,
-        current: String,
-        new: String,
+        current: impl Into<Secret>,
+        new: impl Into<Secret>,
     ) -> Result<User> {
+        let (current, new): (Secret, Secret) = (current.into(), new.into());
         let (id, keep) = (user.user.id, user.session.hash);
         self.ark
-            .run_hashing(move |rk| rk.users().change_password_keeping(id, &current, &new, keep))
+            .run_hashing(move |rk| {
+                rk.users()
+                    .change_password_keeping(id, current.expose(), new.expose(), keep)
+            })
             .await
     }
 }

@@ -12,8 +12,8 @@ use super::doc::WorkspaceDoc;
 use super::folders::{Workspaces, date_moved};
 use super::lock::{self, LockKind};
 use super::names::{
-    GALLERY_DIR, LOCK_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name,
-    trashed_number,
+    GALLERY_DIR, LOCK_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, keep_numbers_up_to,
+    kept_number, piece_file_name, trashed_number,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -417,14 +417,19 @@ impl Workspaces {
 
 /// Replaces the `.trash` of the folder `dir` (held exclusively), a file or a symlink, with a
 /// fresh folder, and moves it into that folder; returns the `fixed:` line. The highest piece
-/// number it recorded (read through a symlink to a folder, names only) is kept there as an
-/// empty `{}` under that number, as an import keeps one, so that no number is given twice.
+/// number it recorded (read through a symlink to a folder, names only: removed pieces and
+/// number markers) is kept there by an empty `numbers_used_up_to_<n>`, as an import keeps
+/// one, so that no number is given twice.
 fn renew_piece_trash(dir: &std::path::Path, now: Timestamp) -> Result<String> {
     let trash = dir.join(PIECE_TRASH);
     let recorded = fs::read_dir(&trash).ok().and_then(|entries| {
         entries
             .flatten()
-            .filter_map(|e| trashed_number(e.file_name().to_str()?))
+            .filter_map(|e| {
+                let name = e.file_name();
+                let name = name.to_str()?;
+                trashed_number(name).or_else(|| kept_number(name))
+            })
             .max()
     });
     let name = format!("trash.not-a-folder-{}", now.0);
@@ -442,8 +447,7 @@ fn renew_piece_trash(dir: &std::path::Path, now: Timestamp) -> Result<String> {
     fsutil::create_private_dir(&trash)?;
     fsutil::sync_dir(&trash)?;
     if let Some(n) = recorded {
-        fsutil::write_private_new(&trash.join(piece_file_name(n)), b"{}")?;
-        fsutil::sync_this_dir(&trash)?;
+        keep_numbers_up_to(&trash, n)?;
     }
     let to = fsutil::move_to_trash(&aside, &trash, &name)?;
     let kept = recorded.map_or(String::new(), |n| {

@@ -1514,7 +1514,8 @@ impl Workspaces {
     }
 
     /// What the users' folders' `.trash/` hold (a `.trash` that is no real folder is left to
-    /// `check`): removed pieces (regular files), without the `{}` that only keep numbers, and
+    /// `check`): removed pieces (regular files), without the `numbers_used_up_to_<n>` markers
+    /// and the `{}` of earlier versions that only keep numbers, and
     /// the copies `check --repair` kept there (a damaged `workspace.json`, a gallery or a lock
     /// file that was no real one), dated by the time in their name. An entry with a piece's
     /// name that is no regular file is left out: it keeps a number from being given again.
@@ -1798,18 +1799,17 @@ impl Workspaces {
     }
 
     /// Deletes the removed piece `n` of `user` at `path` (in their `.trash/`) for good. The
-    /// highest removed number is what keeps numbers from being given twice: that piece is
-    /// replaced by an empty `{}` (atomically, so the number stays taken at every moment; no
-    /// lock is needed), as an import keeps a number.
+    /// highest removed number is what keeps numbers from being given twice: before that
+    /// piece goes, an empty `numbers_used_up_to_<n>` takes over its number (in place first,
+    /// so the number stays taken at every moment; no lock is needed), as an import keeps a
+    /// number. Nothing named like the piece is left for anyone to put back.
     fn purge_piece(&self, user: u64, n: u64, path: &Path) -> Result<()> {
         let trash = self.dir(user).join(names::PIECE_TRASH);
         if names::trashed_numbers(&self.dir(user))?.highest() == Some(n) {
-            fsutil::write_private(path, b"{}")?;
-        } else {
-            fs::remove_file(path)
-                .map_err(|e| Error::io(format!("deleting {}", path.display()), e))?;
-            fsutil::sync_this_dir(&trash)?;
+            names::keep_numbers_up_to(&trash, n)?;
         }
+        fs::remove_file(path).map_err(|e| Error::io(format!("deleting {}", path.display()), e))?;
+        fsutil::sync_this_dir(&trash)?;
         tracing::info!(user, piece = n, "removed piece deleted for good");
         Ok(())
     }
@@ -1987,7 +1987,8 @@ pub(super) fn date_moved(path: &Path, at: Timestamp) {
 }
 
 /// Whether the removed-piece file at `path` only keeps its number from being given again:
-/// an empty `{}`, as an import or a purge leaves.
+/// an empty `{}`, as imports and purges of earlier versions left (they now leave a
+/// `numbers_used_up_to_<n>` instead; data dirs holding the old ones still work).
 fn is_number_keeper(path: &Path, meta: &fs::Metadata) -> bool {
     meta.len() == 2 && fs::read(path).is_ok_and(|b| b == b"{}")
 }

@@ -291,8 +291,7 @@ impl Workspaces {
         if fsutil::real_dir(&trash)?.is_none() {
             fsutil::create_private_dir(&trash)?;
         }
-        fsutil::write_private_new(&trash.join(super::names::number_keeper_name(n)), b"")?;
-        Ok(())
+        super::names::keep_numbers_up_to(&trash, n)
     }
 
     /// The numbers and bytes of the pieces of `user`, under the shared lock, for exports.

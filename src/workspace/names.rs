@@ -152,6 +152,33 @@ pub(super) fn number_keeper_name(n: u64) -> String {
     format!("numbers_used_up_to_{n:06}")
 }
 
+/// Keeps piece numbers up to `n` from being given again with an empty
+/// [`number_keeper_name`] in the `.trash` folder `trash` (which exists), written and synced
+/// before anything else changes, so that the number stays taken at every moment; then
+/// removes the markers of lower numbers, which keep nothing more. A marker of `n` already
+/// there is kept as it is.
+///
+/// # Errors
+/// `Io` when the marker cannot be written (nothing changed then). A lower marker that cannot
+/// be removed stays: only the highest number counts.
+pub(super) fn keep_numbers_up_to(trash: &Path, n: u64) -> Result<()> {
+    fsutil::write_private_new(&trash.join(number_keeper_name(n)), b"")?;
+    let Ok(entries) = fs::read_dir(trash) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let lower = e
+            .file_name()
+            .to_str()
+            .and_then(kept_number)
+            .is_some_and(|k| k < n);
+        if lower && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    Ok(())
+}
+
 /// The number a [`number_keeper_name`] keeps.
 pub(super) fn kept_number(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("numbers_used_up_to_")?;
