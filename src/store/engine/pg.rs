@@ -560,6 +560,8 @@ pub(crate) struct PgDb {
     // table's secret fields from the catalog, for rendering records as jsonb.
     shapes: RwLock<HashMap<u64, Shape>>,
     secrets: RwLock<HashMap<String, Arc<[String]>>>,
+    // Tests only: the statement of a transaction at which the server ends the session.
+    faults: Option<Arc<super::faults::FaultPlan>>,
 }
 
 impl Drop for PgDb {
@@ -703,7 +705,15 @@ impl PgDb {
             readable: target.readable,
             shapes: RwLock::default(),
             secrets: RwLock::default(),
+            faults: None,
         })
+    }
+
+    /// Tests only: has the server end the session at the statement of a transaction that
+    /// `plan` (of kind [`FaultKind::Statement`](super::faults::FaultKind::Statement)) picks.
+    pub(crate) fn with_faults(mut self, plan: Option<Arc<super::faults::FaultPlan>>) -> PgDb {
+        self.faults = plan;
+        self
     }
 
     /// Whether the store was opened only to be read.
@@ -1416,6 +1426,19 @@ fn is_lost_connection(e: &postgres::Error) -> bool {
         })
 }
 
+/// What `cause` says, when it is the client's report that the connection to the server was
+/// lost (the server stopped or restarted, an administrator ended the session, the network
+/// failed) rather than a statement's failure: the client's text and the OS error under it.
+pub(crate) fn lost_connection(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let e = cause.downcast_ref::<postgres::Error>()?;
+    let below_is_io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    let ended = e.code().is_some_and(|c| {
+        let c = c.code();
+        c.starts_with("08") || c.starts_with("57P")
+    });
+    (e.is_closed() || below_is_io || ended).then(|| with_causes(e))
+}
+
 /// Column `i` of `row`: a column of another type (a table altered by hand) is an error, not
 /// a panic.
 fn column<'r, T: postgres::types::FromSql<'r>>(row: &'r postgres::Row, i: usize) -> Result<T> {
@@ -1575,6 +1598,13 @@ impl<'a> PgTx<'a> {
                 }
             }
         };
+        if let Some(plan) = &self.db.faults
+            && plan.statement_fails()
+        {
+            // The server ends the session (as a stop or a restart does): the statement
+            // then meets the connection closed.
+            let _ = txn.batch_execute("select pg_terminate_backend(pg_backend_pid())");
+        }
         f(txn, &stmt).map_err(|e| self.failed(context, e))
     }
 
