@@ -518,6 +518,59 @@ fn a_restore_whose_server_goes_away_part_way_says_the_store_was_not_changed() {
     assert_eq!(rk.users().count().unwrap(), 2);
 }
 
+/// A server that does not answer is named where it was looked for (the socket file, or
+/// host and port), with the question whether it runs there; a password in the URL is never
+/// shown. A server that answers and refuses is not asked about.
+#[test]
+fn a_server_that_does_not_answer_is_named_where_it_was_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |url: &str| {
+        Redkeep::open(
+            dir.path(),
+            Options::default()
+                .password(PasswordParams::INSECURE_FAST)
+                .store(url),
+        )
+        .unwrap_err()
+        .full_message()
+    };
+    let sockets = tempfile::tempdir().unwrap();
+    let said = open(&format!(
+        "host={} port=5999 user=postgres password=S3cretPW dbname=postgres schema=x",
+        sockets.path().display()
+    ));
+    let socket = format!("socket {}/.s.PGSQL.5999", sockets.path().display());
+    assert!(said.contains(&socket), "{said}");
+    assert!(
+        said.contains("is a PostgreSQL server running there?"),
+        "{said}"
+    );
+    assert!(!said.contains("S3cretPW"), "{said}");
+    // The same folder given in a URL, percent-encoded.
+    let encoded = sockets.path().display().to_string().replace('/', "%2F");
+    let said = open(&format!(
+        "postgres://postgres:S3cretPW@{encoded}:5999/postgres?schema=x"
+    ));
+    assert!(said.contains(&socket), "{said}");
+    assert!(!said.contains("S3cretPW"), "{said}");
+    // Over TCP, where nothing listens.
+    let said = open("postgres://app:S3cretPW@127.0.0.1:1/db?schema=x");
+    assert!(
+        said.contains("at 127.0.0.1:1:") && said.contains("running there"),
+        "{said}"
+    );
+    assert!(!said.contains("S3cretPW"), "{said}");
+    let nodb = open(
+        &pg::server()
+            .fresh_url()
+            .replace("dbname=postgres", "dbname=no_such_db"),
+    );
+    assert!(
+        nodb.contains("does not exist") && !nodb.contains("running there"),
+        "{nodb}"
+    );
+}
+
 /// What an operator meets typing a store URL: libpq's own syntax (spaces around `=`, quoted
 /// values) works; a password is never repeated in an error; the server's or the parser's
 /// reason is shown; a schema without a store (one made empty, or left with empty tables) is

@@ -1478,10 +1478,55 @@ fn is_catalog_race(e: &postgres::Error) -> bool {
 }
 
 fn connect(config: &Config, shown: &str) -> Result<Client> {
-    config.connect(NoTls).map_err(|e| Error::Storage {
-        context: "connecting to PostgreSQL",
-        source: format!("cannot connect to {shown}: {}", with_causes(&e)).into(),
+    config.connect(NoTls).map_err(|e| {
+        // No server answered (no socket there, nothing listening, no reply in time), as
+        // opposed to one that answered and refused (a password, a database).
+        let unanswered = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+        let ask = if unanswered {
+            "; is a PostgreSQL server running there? Start it, or correct the host and port \
+             in the store URL"
+        } else {
+            ""
+        };
+        Error::Storage {
+            context: "connecting to PostgreSQL",
+            source: format!(
+                "cannot connect to {shown} at {}: {}{ask}",
+                addresses(config),
+                with_causes(&e)
+            )
+            .into(),
+        }
     })
+}
+
+/// Where a connection with `config` is tried, as the client tries it: for each host, the
+/// socket file in its folder or `host:port` (a `hostaddr` in place of the host it goes
+/// with). Holds no password.
+fn addresses(config: &Config) -> String {
+    use postgres::config::Host;
+    let ports = config.get_ports();
+    let (hosts, addrs) = (config.get_hosts(), config.get_hostaddrs());
+    let tried: Vec<String> = (0..hosts.len().max(addrs.len()))
+        .map(|i| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match (addrs.get(i), hosts.get(i)) {
+                (Some(std::net::IpAddr::V6(a)), _) => format!("[{a}]:{port}"),
+                (Some(a), _) => format!("{a}:{port}"),
+                (None, Some(Host::Unix(dir))) => {
+                    format!("socket {}", dir.join(format!(".s.PGSQL.{port}")).display())
+                }
+                (None, Some(Host::Tcp(h))) if h.contains(':') => format!("[{h}]:{port}"),
+                (None, Some(Host::Tcp(h))) => format!("{h}:{port}"),
+                (None, None) => String::new(),
+            }
+        })
+        .collect();
+    if tried.is_empty() {
+        "no host (the store URL names none)".into()
+    } else {
+        tried.join(", then ")
+    }
 }
 
 /// An error with the causes under it: the client's own text is only `db error` or `error
