@@ -616,3 +616,82 @@ fn a_right_password_whose_login_fails_at_the_disk_counts_no_failure() {
     }
     assert!(failed > 0, "no failure was ever injected");
 }
+
+/// An import the store fails under part way (a lost connection to the PostgreSQL server, a
+/// store file that cannot grow) says so, as the store's error, not as a bad line of the
+/// input nor as a bug: nothing was imported, the store is as it was, and the same import
+/// runs again.
+#[test]
+fn an_import_the_store_fails_under_part_way_imports_nothing_and_runs_again() {
+    let src = TestDir::new();
+    let rk = src.open();
+    for i in 0..150 {
+        rk.users()
+            .create(NewUser {
+                email: format!("u{i}@example.com"),
+                password: Some(PW.into()),
+                ..NewUser::default()
+            })
+            .unwrap();
+    }
+    let exported = export(&rk);
+    drop(rk);
+    let on_server = common::pg::engine_is_postgres();
+    // (A small cache has redb read pages from the file inside the import's transaction.)
+    let kind = if on_server {
+        FaultKind::Statement
+    } else {
+        FaultKind::Read
+    };
+    let import = |t: &TestDir, plan: Option<Arc<FaultPlan>>| {
+        let mut o = t.options();
+        o.faults = plan;
+        o.cache_bytes = Some(64 * 1024);
+        let rk = Redkeep::open(t.path(), o).unwrap();
+        redkeep::ops::import(&rk, &mut exported.as_bytes(), &|_| {}).map(|_| ())
+    };
+    // How many such calls a whole import makes; the failure comes half way through.
+    let counting = FaultPlan::new(kind, u64::MAX);
+    import(&TestDir::new(), Some(counting.clone())).unwrap();
+    let calls = counting.calls();
+    assert!(calls >= 4, "{kind:?}: an import makes only {calls} calls");
+    // Calls in a row: one of them fails a later step of a record's write (an index entry
+    // after the record), whose earlier steps are then taken back on a dead connection.
+    for nth in calls / 2..calls / 2 + 3 {
+        let t = TestDir::new();
+        let before = export(&t.open());
+        let plan = FaultPlan::new(kind, nth);
+        let e = import(&t, Some(plan.clone())).unwrap_err();
+        assert!(plan.fired(), "{e}");
+        let said = e.full_message();
+        assert!(
+            matches!(e, redkeep::Error::Storage { .. }),
+            "#{nth}: {said}"
+        );
+        for part in [
+            "nothing was imported",
+            "the store is as it was",
+            "run the same import again",
+        ] {
+            assert!(said.contains(part), "#{nth}: {part:?} is not in: {said}");
+        }
+        for wrong in [
+            "invalid",
+            "line ",
+            "internal error",
+            "please report",
+            "closure",
+        ] {
+            assert!(!said.contains(wrong), "#{nth}: {wrong:?} is in: {said}");
+        }
+        if on_server {
+            assert!(
+                said.contains("the connection to the PostgreSQL server was lost"),
+                "#{nth}: {said}"
+            );
+        }
+        assert_eq!(export(&t.open()), before, "#{nth}: the store changed");
+        import(&t, None).unwrap();
+        assert_eq!(t.open().users().count().unwrap(), 150);
+    }
+}

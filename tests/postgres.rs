@@ -461,6 +461,116 @@ fn a_restore_that_fails_part_way_leaves_the_store_as_it_was() {
     );
 }
 
+/// A restore onto a server that goes away part way (here: the server ends the restore's
+/// session as it writes b's record) says that the connection was lost, that the store was
+/// not changed, and that the same restore can run again; the safety copy it took of that
+/// unchanged store is not left behind.
+#[test]
+fn a_restore_whose_server_goes_away_part_way_says_the_store_was_not_changed() {
+    let url = pg::server().fresh_url();
+    let schema = schema_of(&url);
+    let (dir, rk) = on_postgres(&url);
+    user(&rk, "a@example.com").unwrap();
+    user(&rk, "b@example.com").unwrap();
+    let archive = dir.path().join("before.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    user(&rk, "c@example.com").unwrap();
+    drop(rk);
+    let mut c = pg::server().client();
+    c.batch_execute(&format!(
+        "create function \"{schema}\".cut_b() returns trigger language plpgsql as $$
+         begin
+           if new.j->>'email' = 'b@example.com' then
+             perform pg_terminate_backend(pg_backend_pid());
+           end if;
+           return new;
+         end $$;
+         create trigger cut_b before insert on \"{schema}\".\"r:users\"
+           for each row execute function \"{schema}\".cut_b()"
+    ))
+    .unwrap();
+    let now = redkeep::Timestamp(2_000_000_000);
+    let e = redkeep::ops::restore_store(dir.path(), Some(&url), &archive, true, now).unwrap_err();
+    let said = e.full_message();
+    for part in [
+        "the connection to the PostgreSQL server was lost",
+        "the store was not changed",
+        "the safety copy taken before it was removed",
+        "run the same restore again once the server is back",
+    ] {
+        assert!(said.contains(part), "{part:?} is not in: {said}");
+    }
+    let copies: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("pre-restore"))
+        .collect();
+    assert!(copies.is_empty(), "{copies:?}");
+    let (_d, rk) = on_postgres(&url);
+    assert_eq!(rk.users().count().unwrap(), 3);
+    assert!(rk.check(false).unwrap().ok);
+    drop(rk);
+    c.batch_execute(&format!("drop trigger cut_b on \"{schema}\".\"r:users\""))
+        .unwrap();
+    let later = redkeep::Timestamp(2_000_000_100);
+    redkeep::ops::restore_store(dir.path(), Some(&url), &archive, true, later).unwrap();
+    let (_d, rk) = on_postgres(&url);
+    assert_eq!(rk.users().count().unwrap(), 2);
+}
+
+/// A server that does not answer is named where it was looked for (the socket file, or
+/// host and port), with the question whether it runs there; a password in the URL is never
+/// shown. A server that answers and refuses is not asked about.
+#[test]
+fn a_server_that_does_not_answer_is_named_where_it_was_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |url: &str| {
+        Redkeep::open(
+            dir.path(),
+            Options::default()
+                .password(PasswordParams::INSECURE_FAST)
+                .store(url),
+        )
+        .unwrap_err()
+        .full_message()
+    };
+    let sockets = tempfile::tempdir().unwrap();
+    let said = open(&format!(
+        "host={} port=5999 user=postgres password=S3cretPW dbname=postgres schema=x",
+        sockets.path().display()
+    ));
+    let socket = format!("socket {}/.s.PGSQL.5999", sockets.path().display());
+    assert!(said.contains(&socket), "{said}");
+    assert!(
+        said.contains("is a PostgreSQL server running there?"),
+        "{said}"
+    );
+    assert!(!said.contains("S3cretPW"), "{said}");
+    // The same folder given in a URL, percent-encoded.
+    let encoded = sockets.path().display().to_string().replace('/', "%2F");
+    let said = open(&format!(
+        "postgres://postgres:S3cretPW@{encoded}:5999/postgres?schema=x"
+    ));
+    assert!(said.contains(&socket), "{said}");
+    assert!(!said.contains("S3cretPW"), "{said}");
+    // Over TCP, where nothing listens.
+    let said = open("postgres://app:S3cretPW@127.0.0.1:1/db?schema=x");
+    assert!(
+        said.contains("at 127.0.0.1:1:") && said.contains("running there"),
+        "{said}"
+    );
+    assert!(!said.contains("S3cretPW"), "{said}");
+    let nodb = open(
+        &pg::server()
+            .fresh_url()
+            .replace("dbname=postgres", "dbname=no_such_db"),
+    );
+    assert!(
+        nodb.contains("does not exist") && !nodb.contains("running there"),
+        "{nodb}"
+    );
+}
+
 /// What an operator meets typing a store URL: libpq's own syntax (spaces around `=`, quoted
 /// values) works; a password is never repeated in an error; the server's or the parser's
 /// reason is shown; a schema without a store (one made empty, or left with empty tables) is

@@ -1113,7 +1113,7 @@ fn restore_into(
             let mut safety_copy = None;
             if occupied {
                 let copy = free_with_suffix(&db, &format!(".pre-restore-{}.bak", now.0));
-                live.copy_to(&copy)?;
+                live.copy_to(&copy).map_err(|e| unreplaced(e, None))?;
                 safety_copy = Some(copy);
             }
             // One transaction: a failure part way leaves the live store as it was. The live
@@ -1123,7 +1123,9 @@ fn restore_into(
             let mark = mark
                 .as_deref()
                 .map(|m| (crate::store::RESTORE_UNFINISHED, m));
-            staged.replace_into_marked(live, schema_version, mark.as_slice())?;
+            staged
+                .replace_into_marked(live, schema_version, mark.as_slice())
+                .map_err(|e| unreplaced(e, safety_copy.as_deref()))?;
             swapped.set(mark.is_some());
             let report =
                 finish(safety_copy, None).map_err(|e| stopped_after_swap(e, mark.is_some()))?;
@@ -1300,6 +1302,39 @@ fn tied_restore(
         staged.write(|tx| tx.set_meta(crate::store::STORE_ID, id.as_bytes()))?;
     }
     Ok(id)
+}
+
+/// A failure of the server (a lost connection, a refused statement) while a restore onto it
+/// copied the store or replaced it, told with what it left. Before the commit the store was
+/// not changed: the safety copy (`copy`, a copy of that same store) is removed. A failure
+/// at the commit may have stored the restore all the same: the copy stays, for the way back.
+fn unreplaced(e: Error, copy: Option<&Path>) -> Error {
+    let at_commit = crate::store::failed_at_commit(&e);
+    let mut left = "the store was not changed (the restore writes it in one transaction, \
+                    which did not commit)"
+        .to_string();
+    if let Some(copy) = copy.filter(|_| !at_commit) {
+        match fs::remove_file(copy) {
+            Ok(()) => left.push_str(" and the safety copy taken before it was removed"),
+            Err(_) => left.push_str(&format!(
+                "; {} is a copy of that same store, taken before the restore, and can be \
+                 deleted",
+                copy.display()
+            )),
+        }
+    }
+    left.push_str("; run the same restore again once the server is back");
+    let mut maybe = "the restore may have been stored all the same: `redkeep check` says \
+                     whether it was (and `redkeep check --repair` then puts its workspace \
+                     folders in place)"
+        .to_string();
+    if let Some(copy) = copy {
+        maybe.push_str(&format!(
+            "; {} holds the store as it was before the restore",
+            copy.display()
+        ));
+    }
+    crate::store::with_outcome(e, &left, &maybe)
 }
 
 /// An error of a restore after the store was replaced: says so, and how to finish it.

@@ -448,27 +448,80 @@ fn line_err(n: u64, why: impl std::fmt::Display) -> Error {
     Error::invalid("import", format!("line {n}: {why}"))
 }
 
-/// Applies one line of a table, index, shape, catalog, sequence or meta kind inside `tx`.
+/// Why a line did not apply: the line is at fault (the text says how), or the store failed
+/// under it (a lost connection, a full disk), which is no fault of the line.
+enum LineFault {
+    Input(String),
+    Store(Error),
+}
+
+impl From<String> for LineFault {
+    fn from(why: String) -> LineFault {
+        LineFault::Input(why)
+    }
+}
+
+impl From<&str> for LineFault {
+    fn from(why: &str) -> LineFault {
+        LineFault::Input(why.to_string())
+    }
+}
+
+impl From<Error> for LineFault {
+    fn from(e: Error) -> LineFault {
+        match e {
+            Error::Storage { .. }
+            | Error::Io { .. }
+            | Error::Damaged { .. }
+            | Error::InUse { .. }
+            | Error::Busy { .. }
+            | Error::ReadOnly { .. }
+            | Error::Cancelled { .. }
+            | Error::Invariant { .. } => LineFault::Store(e),
+            e => LineFault::Input(e.to_string()),
+        }
+    }
+}
+
+/// Applies line `n`, of a table, index, shape, catalog, sequence or meta kind, inside `tx`.
+///
+/// # Errors
+/// `InvalidInput` naming the line when the line is at fault; the store's own error, as it
+/// is, when the store failed under it.
 fn apply(
     tx: &WriteTx<'_>,
     tables: &BTreeMap<&str, std::sync::Arc<dyn TableCheck>>,
     v: &Value,
+    n: u64,
     summary: &mut TransferSummary,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
+    apply_line(tx, tables, v, summary).map_err(|fault| match fault {
+        LineFault::Input(why) => line_err(n, why),
+        LineFault::Store(e) => e,
+    })
+}
+
+/// [`apply`], its faults not yet tied to the line.
+fn apply_line(
+    tx: &WriteTx<'_>,
+    tables: &BTreeMap<&str, std::sync::Arc<dyn TableCheck>>,
+    v: &Value,
+    summary: &mut TransferSummary,
+) -> std::result::Result<(), LineFault> {
     let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let raw = tx.raw_write().map_err(|e| e.to_string())?;
+    let raw = tx.raw_write()?;
     if let Some(table) = s("table") {
         if let Some(record) = v.get("record") {
             let t = tables.get(table).ok_or_else(|| {
                 format!("unknown table {table:?}: this handle has no type for it (register it with `Redkeep::register_table`)")
             })?;
             let key = s("key").ok_or("a table line needs the record's key")?;
-            t.import(tx, key, record).map_err(|e| e.to_string())?;
+            t.import(tx, key, record)?;
         } else {
             if tables.contains_key(table) {
                 return Err(format!(
                     "records of {table} are imported as JSON (a \"record\" field), which is checked, and this line holds raw bytes; export from a handle that registered the table's type, or import with a handle that has not registered it (and register it after)"
-                ));
+                ).into());
             }
             let key = s("key").ok_or("a table line needs the record's key")?;
             let value = STANDARD
@@ -478,10 +531,9 @@ fn apply(
             // A plain name, or the quarantine of one (records a repair set aside).
             let plain = table.strip_prefix("quarantine:").unwrap_or(table);
             if plain.is_empty() || plain.contains(':') {
-                return Err(format!("table name {table:?} is not allowed"));
+                return Err(format!("table name {table:?} is not allowed").into());
             }
-            raw.put(&format!("r:{table}"), &key, &value)
-                .map_err(|e| e.to_string())?;
+            raw.put(&format!("r:{table}"), &key, &value)?;
         }
         *summary.records.entry(table.to_string()).or_default() += 1;
     } else if let (Some(index), Some(key), Some(value)) = (s("index"), s("key"), s("value")) {
@@ -489,12 +541,12 @@ fn apply(
         if tables.contains_key(table) {
             return Err(format!(
                 "index entries of {table} are rebuilt from its records; remove this line"
-            ));
+            )
+            .into());
         }
         let key = unhex(key).ok_or("key is not hex")?;
         let value = unhex(value).ok_or("value is not hex")?;
-        raw.put(&format!("i:{table}:{name}"), &key, &value)
-            .map_err(|e| e.to_string())?;
+        raw.put(&format!("i:{table}:{name}"), &key, &value)?;
     } else if let Some(id) = s("shape") {
         let id = u64::from_str_radix(id, 16).map_err(|_| "shape id is not 16 hex digits")?;
         let names: Vec<Box<str>> = v
@@ -508,18 +560,19 @@ fn apply(
                     .ok_or("a shape name is not a string")
             })
             .collect::<std::result::Result<_, _>>()?;
-        tx.put_shape(id, &names).map_err(|e| e.to_string())?;
+        tx.put_shape(id, &names)?;
     } else if let Some(info) = v.get("catalog") {
         let info: TableInfo =
             serde_json::from_value(info.clone()).map_err(|e| format!("catalog entry: {e}"))?;
-        tx.put_catalog(&info).map_err(|e| e.to_string())?;
+        tx.put_catalog(&info)?;
     } else if let Some(seq) = s("sequence") {
         // A sequence is named after its table, and so follows the same rule.
         if seq.is_empty() || seq.contains(':') {
             return Err(format!(
                 "sequence name {seq:?} is not allowed: a sequence is named after its table \
                  (not empty, without `:`)"
-            ));
+            )
+            .into());
         }
         let value = v
             .get("value")
@@ -531,7 +584,7 @@ fn apply(
                     i64::MAX
                 )
             })?;
-        tx.raise_sequence(seq, value).map_err(|e| e.to_string())?;
+        tx.raise_sequence(seq, value)?;
     } else if let (Some(key), Some(value)) = (s("meta"), s("value")) {
         if let Some((_, what)) = crate::store::UNFINISHED_MARKS
             .iter()
@@ -541,14 +594,15 @@ fn apply(
                 "meta {key:?} is the mark {what} stopped part way leaves in its own data dir, \
                  which no export carries; remove this line (and count one line less in the \
                  end line); nothing was imported"
-            ));
+            )
+            .into());
         }
         let bytes = STANDARD
             .decode(value)
             .map_err(|e| format!("meta value is not base64 ({e})"))?;
         // The store keeps its own id, which its data dir names (no export carries one).
         if key != crate::store::STORE_ID {
-            tx.set_meta(key, &bytes).map_err(|e| e.to_string())?;
+            tx.set_meta(key, &bytes)?;
         }
     } else {
         return Err(
@@ -786,7 +840,7 @@ fn import_alone(
                 writeln!(spool, "{n}\t{line}").map_err(|e| Error::io("spooling workspace lines", e))?;
                 continue;
             }
-            apply(tx, &tables, &v, &mut summary).map_err(|e| line_err(n, e))?;
+            apply(tx, &tables, &v, n, &mut summary)?;
         }
         if format == 0 {
             return Err(Error::invalid("import", "the input is empty; expected a redkeep export"));
@@ -830,6 +884,24 @@ fn import_alone(
         // Committed with the records, until the folders are written too.
         tx.set_meta(IMPORT_UNFINISHED, records_digest(tx)?.as_bytes())?;
         Ok(())
+    })
+    .map_err(|e| {
+        let back = if rk.store().engine() == "postgres" {
+            "once the server is back"
+        } else {
+            "once the disk works again (space freed, the fault fixed)"
+        };
+        crate::store::with_outcome(
+            e,
+            &format!(
+                "nothing was imported: the store is as it was before the import; run the same \
+                 import again {back}"
+            ),
+            &format!(
+                "the records may have been stored all the same, without their workspace \
+                 folders: run the same import again {back} (it finishes what was stored)"
+            ),
+        )
     })?;
     // A document counts the pieces the export holds (the gallery decides the count, as a
     // repair would set it): an export taken while pieces were saved, or of a folder whose

@@ -881,7 +881,8 @@ impl Store {
     /// [`Store::open`].
     #[cfg(feature = "postgres")]
     pub fn open_postgres(url: &str, options: &StoreOptions, read_only: bool) -> Result<Store> {
-        let pg = super::engine::pg::PgDb::open(url, options.create, read_only)?;
+        let pg = super::engine::pg::PgDb::open(url, options.create, read_only)?
+            .with_faults(options.faults.clone());
         let path = PathBuf::from(pg.shown());
         let store = Store::assemble(Engine::Pg(Box::new(pg)), path, Mode::Shared, None, options);
         if read_only {

@@ -65,6 +65,7 @@ pub(crate) use engine::ENGINE_CALLS;
 pub(crate) use engine::Holder;
 pub(crate) use engine::redb_file::INIT_HINT;
 pub(crate) use engine::{RawRead, get_owned};
+pub(crate) use engine::{failed_at_commit, with_outcome};
 pub(crate) use held::{Held, clashes as lock_held_here};
 pub(crate) use key::show_key;
 pub(crate) use open_by::open_elsewhere;

@@ -456,10 +456,12 @@ pub(crate) fn decode_record<R: Record>(
 /// Takes back what a write step changed before step error `e`, newest first: removes the
 /// index entries in `added`, puts back the `(table, key, value)` entries in `removed`. Returns
 /// `e`, or, when taking back fails too, an error that says the transaction is left
-/// half-changed and must be abandoned. An I/O failure after which the engine refuses all work
-/// until the file is opened again is returned as it is (the step's own, or else the one
-/// taking back met): the rest of the transaction fails anyway, and the store must see the
-/// failure itself to recover from it by reopening the file.
+/// half-changed and must be abandoned. A failure of the engine itself is passed on as it is
+/// (the step's own, or else the one taking back met): an I/O failure after which the engine
+/// refuses all work until the file is opened again (the store must see it to recover by
+/// reopening the file), a damaged page, or a lost connection to the server (whose
+/// transaction is gone, and the same call, made again once it is back, may succeed). None of
+/// them is a fault of the caller's code, and the rest of the transaction fails anyway.
 fn take_back(
     raw: &dyn RawWrite,
     e: Error,
@@ -475,8 +477,8 @@ fn take_back(
     }
     match back {
         Ok(()) => e,
-        Err(_) if needs_reopen(&e) => e,
-        Err(again) if needs_reopen(&again) => again,
+        Err(_) if needs_reopen(&e) || engine_failed(&e) => e,
+        Err(again) if needs_reopen(&again) || engine_failed(&again) => again,
         Err(again) => Error::Invariant {
             what: format!(
                 "{e}; taking back the changes made before it failed too ({again}), so the \
@@ -484,6 +486,12 @@ fn take_back(
             ),
         },
     }
+}
+
+/// Whether `e` is a failure of the engine (`Storage`, `Damaged`), not of the write's code
+/// (a clash, a table the caller is scanning).
+fn engine_failed(e: &Error) -> bool {
+    matches!(e, Error::Storage { .. } | Error::Damaged { .. })
 }
 
 /// Why a stored value of `R` did not decode: a value whose bytes are whole (format 2, every

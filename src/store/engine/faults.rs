@@ -33,6 +33,9 @@ pub enum FaultKind {
     /// Workspace files: reading a file a salvage copies; the store file a live check
     /// copies.
     FileRead,
+    /// PostgreSQL: a statement inside a transaction, before which the server ends the
+    /// session (as a stop or a restart does), so the statement meets the connection closed.
+    Statement,
 }
 
 /// Fails the `nth` call (1-based) of one kind, once; or, made with
@@ -124,6 +127,13 @@ impl FaultPlan {
             })
         })));
         FileFaults { previous }
+    }
+
+    /// Whether the statement about to run is the one the plan fails (a plan of kind
+    /// [`FaultKind::Statement`]).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn statement_fails(&self) -> bool {
+        self.check(FaultKind::Statement).is_err()
     }
 
     fn check(&self, kind: FaultKind) -> io::Result<()> {

@@ -704,6 +704,68 @@ pub(crate) fn get_owned(raw: &dyn RawRead, table: &str, key: &[u8]) -> Result<Op
 pub(crate) const COMMIT_FAILED: &str =
     "committing (the change may have been stored all the same: look before making it again)";
 
+/// A failure of the engine (`Storage`) told with what it left of the operation that met it:
+/// `left` after its cause, or `maybe` when it came at the commit, which may have stored the
+/// change all the same. A lost connection to a PostgreSQL server is named as such, with its
+/// cause. Other errors come back as they are.
+pub(crate) fn with_outcome(e: Error, left: &str, maybe: &str) -> Error {
+    let said = if failed_at_commit(&e) { maybe } else { left };
+    let Error::Storage { context, source } = e else {
+        return e;
+    };
+    let cause = match lost_connection(source.as_ref()) {
+        Some(why) => format!("the connection to the PostgreSQL server was lost ({why})"),
+        None => crate::error::with_causes(source.as_ref()),
+    };
+    Error::Storage {
+        context,
+        source: Box::new(Outcome {
+            text: format!("{cause}; {said}"),
+            cause: source,
+        }),
+    }
+}
+
+/// The cause of a failure of the engine and what it left, as one sentence; the cause stays
+/// its source.
+#[derive(Debug)]
+struct Outcome {
+    text: String,
+    cause: crate::error::StorageCause,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Outcome {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.cause.as_ref())
+    }
+}
+
+/// Whether `e` is the engine's failure to commit, which may have stored the change all the
+/// same.
+pub(crate) fn failed_at_commit(e: &Error) -> bool {
+    matches!(e, Error::Storage { context, .. }
+        if *context == COMMIT_FAILED || *context == GROUP_COMMIT_FAILED)
+}
+
+/// What `cause` (a failure of the engine) says, when it says that the connection to the
+/// PostgreSQL server was lost (the server stopped or restarted, the network failed).
+#[cfg(feature = "postgres")]
+pub(crate) fn lost_connection(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    pg::lost_connection(cause)
+}
+
+/// What `cause` says of a lost connection to a server: never, without PostgreSQL.
+#[cfg(not(feature = "postgres"))]
+pub(crate) fn lost_connection(_cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    None
+}
+
 /// [`COMMIT_FAILED`] for a write that waited for a group commit.
 pub(crate) const GROUP_COMMIT_FAILED: &str = "committing a group of writes (the change may have \
      been stored all the same: look before making it again)";

@@ -560,6 +560,8 @@ pub(crate) struct PgDb {
     // table's secret fields from the catalog, for rendering records as jsonb.
     shapes: RwLock<HashMap<u64, Shape>>,
     secrets: RwLock<HashMap<String, Arc<[String]>>>,
+    // Tests only: the statement of a transaction at which the server ends the session.
+    faults: Option<Arc<super::faults::FaultPlan>>,
 }
 
 impl Drop for PgDb {
@@ -703,7 +705,15 @@ impl PgDb {
             readable: target.readable,
             shapes: RwLock::default(),
             secrets: RwLock::default(),
+            faults: None,
         })
+    }
+
+    /// Tests only: has the server end the session at the statement of a transaction that
+    /// `plan` (of kind [`FaultKind::Statement`](super::faults::FaultKind::Statement)) picks.
+    pub(crate) fn with_faults(mut self, plan: Option<Arc<super::faults::FaultPlan>>) -> PgDb {
+        self.faults = plan;
+        self
     }
 
     /// Whether the store was opened only to be read.
@@ -1487,6 +1497,19 @@ fn is_lost_connection(e: &postgres::Error) -> bool {
         })
 }
 
+/// What `cause` says, when it is the client's report that the connection to the server was
+/// lost (the server stopped or restarted, an administrator ended the session, the network
+/// failed) rather than a statement's failure: the client's text and the OS error under it.
+pub(crate) fn lost_connection(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let e = cause.downcast_ref::<postgres::Error>()?;
+    let below_is_io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    let ended = e.code().is_some_and(|c| {
+        let c = c.code();
+        c.starts_with("08") || c.starts_with("57P")
+    });
+    (e.is_closed() || below_is_io || ended).then(|| with_causes(e))
+}
+
 /// Column `i` of `row`: a column of another type (a table altered by hand) is an error, not
 /// a panic.
 fn column<'r, T: postgres::types::FromSql<'r>>(row: &'r postgres::Row, i: usize) -> Result<T> {
@@ -1526,10 +1549,55 @@ fn is_catalog_race(e: &postgres::Error) -> bool {
 }
 
 fn connect(config: &Config, shown: &str) -> Result<Client> {
-    config.connect(NoTls).map_err(|e| Error::Storage {
-        context: "connecting to PostgreSQL",
-        source: format!("cannot connect to {shown}: {}", with_causes(&e)).into(),
+    config.connect(NoTls).map_err(|e| {
+        // No server answered (no socket there, nothing listening, no reply in time), as
+        // opposed to one that answered and refused (a password, a database).
+        let unanswered = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+        let ask = if unanswered {
+            "; is a PostgreSQL server running there? Start it, or correct the host and port \
+             in the store URL"
+        } else {
+            ""
+        };
+        Error::Storage {
+            context: "connecting to PostgreSQL",
+            source: format!(
+                "cannot connect to {shown} at {}: {}{ask}",
+                addresses(config),
+                with_causes(&e)
+            )
+            .into(),
+        }
     })
+}
+
+/// Where a connection with `config` is tried, as the client tries it: for each host, the
+/// socket file in its folder or `host:port` (a `hostaddr` in place of the host it goes
+/// with). Holds no password.
+fn addresses(config: &Config) -> String {
+    use postgres::config::Host;
+    let ports = config.get_ports();
+    let (hosts, addrs) = (config.get_hosts(), config.get_hostaddrs());
+    let tried: Vec<String> = (0..hosts.len().max(addrs.len()))
+        .map(|i| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match (addrs.get(i), hosts.get(i)) {
+                (Some(std::net::IpAddr::V6(a)), _) => format!("[{a}]:{port}"),
+                (Some(a), _) => format!("{a}:{port}"),
+                (None, Some(Host::Unix(dir))) => {
+                    format!("socket {}", dir.join(format!(".s.PGSQL.{port}")).display())
+                }
+                (None, Some(Host::Tcp(h))) if h.contains(':') => format!("[{h}]:{port}"),
+                (None, Some(Host::Tcp(h))) => format!("{h}:{port}"),
+                (None, None) => String::new(),
+            }
+        })
+        .collect();
+    if tried.is_empty() {
+        "no host (the store URL names none)".into()
+    } else {
+        tried.join(", then ")
+    }
 }
 
 /// An error with the causes under it: the client's own text is only `db error` or `error
@@ -1646,6 +1714,13 @@ impl<'a> PgTx<'a> {
                 }
             }
         };
+        if let Some(plan) = &self.db.faults
+            && plan.statement_fails()
+        {
+            // The server ends the session (as a stop or a restart does): the statement
+            // then meets the connection closed.
+            let _ = txn.batch_execute("select pg_terminate_backend(pg_backend_pid())");
+        }
         f(txn, &stmt).map_err(|e| self.failed(context, e))
     }
 
