@@ -1860,7 +1860,14 @@ fn a_move_onto_its_own_store_under_another_spelling_says_so() {
             b"{}",
         )
         .unwrap();
+    let ann = rk.users().by_email("ann@example.com").unwrap().unwrap().id;
     drop(rk);
+    // A source with problems too: the target being the source is what is said first.
+    let doc = dir
+        .path()
+        .join(format!("workspaces/users/{ann}/workspace.json"));
+    let sound = std::fs::read(&doc).unwrap();
+    std::fs::write(&doc, "{\"notes\":[1,2").unwrap();
     let other_spelling = format!("application_name=again {url}");
     let err = redkeep::ops::move_store(
         dir.path(),
@@ -1880,6 +1887,7 @@ fn a_move_onto_its_own_store_under_another_spelling_says_so() {
             && !said.contains("already has it alone"),
         "{err}"
     );
+    std::fs::write(&doc, &sound).unwrap();
     let (_d, rk) = on_postgres(&url);
     assert_eq!(rk.users().count().unwrap(), 1);
     assert!(rk.check(false).unwrap().ok);

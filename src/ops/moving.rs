@@ -136,9 +136,8 @@ fn move_checked(
         return Err(Error::invalid(
             "to",
             format!(
-                "{to} is the data dir being moved (named another way), so the target would be \
-                 the store being moved; choose another data dir, or a postgres:// URL; nothing \
-                 was changed"
+                "{to} is the data dir being moved, so the target would be the store being \
+                 moved; choose another data dir, or a postgres:// URL; nothing was changed"
             ),
         ));
     }
@@ -241,6 +240,15 @@ fn move_checked(
     // A redb file is held by its open (read-only, exclusive); a server store takes its
     // lock exclusively for the move.
     let body = || {
+        // A target that is the source named another way is said as such first (it is the
+        // argument to fix), and without making anything there.
+        if store_url.is_some()
+            && is_url(to)
+            && let Err(e) = open_url_store(to, false)
+            && crate::store::held_alone_here(&e)
+        {
+            return Err(the_source_itself(to));
+        }
         // The source is checked before anything is made, under the hold the copy is made
         // with: a store that already fails `check` is not moved unasked (its problems would
         // read as the move's, after the source was retired), and with `with_problems` what
