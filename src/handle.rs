@@ -1124,6 +1124,36 @@ impl Redkeep {
             }
         };
         tie_data_dir(&dir, tied_to, &store, url, !options.read_only)?;
+        let rk = Redkeep::around(dir, store, options, passwords, tightened)?;
+        if !rk.options().open_unfinished {
+            refuse_unfinished(rk.store())?;
+        }
+        rk.migrate_on_open()?;
+        Ok(rk)
+    }
+
+    /// A handle on `store`, which the caller opened and holds, with the workspace folders of
+    /// the data dir `dir` read only: for `move`, which checks the store it copies under the
+    /// hold it copies it with. Nothing is tied, migrated or settled, and nothing is written.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the password parameters are out of bounds.
+    pub(crate) fn over_held(dir: &Path, store: Store, options: Options) -> Result<Redkeep> {
+        let options = options.read_only(true);
+        let passwords = Passwords::new(options.password)?.limited(options.max_concurrent_hashes);
+        // Absolute, as every handle's: its problems name paths a caller compares.
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Redkeep::around(dir, store, options, passwords, Vec::new())
+    }
+
+    /// The handle on the open `store` and the workspace folders of `dir`.
+    fn around(
+        dir: PathBuf,
+        store: Store,
+        options: Options,
+        passwords: Passwords,
+        tightened: Vec<String>,
+    ) -> Result<Redkeep> {
         store.reserve_tables(&crate::auth::own_table_types());
         let workspaces = if options.read_only {
             Workspaces::open_existing(
@@ -1162,10 +1192,6 @@ impl Redkeep {
                 hash_places: std::sync::OnceLock::new(),
             }),
         };
-        if !rk.options().open_unfinished {
-            refuse_unfinished(rk.store())?;
-        }
-        rk.migrate_on_open()?;
         Ok(rk)
     }
 

@@ -2128,6 +2128,72 @@ fn a_refused_import_or_init_keeps_what_the_data_dir_held() {
     );
 }
 
+/// `move` of a store that already fails `check` (a damaged workspace document) is refused
+/// before anything is made, saying how to see the problems and how to move anyway; it
+/// copied everything, retired a redb source for a server, then exited 1 saying "the copy
+/// fails check", as if the move had done the damage. With `--with-problems` it moves the
+/// store, says the problems were carried over unchanged, and exits 0.
+#[test]
+fn move_of_a_store_with_problems_is_refused_unless_asked_and_carries_them_over() {
+    let cli = populated();
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let users = cli.data().join("workspaces/users");
+    let folder = std::fs::read_dir(&users).unwrap().next().unwrap().unwrap();
+    std::fs::write(folder.path().join("workspace.json"), "{\"notes\":[1,2").unwrap();
+    cli.expect(&["check"], None, 1);
+    let store_before = common::stored_bytes(cli.store.as_deref(), &cli.data());
+    let target = cli.dir.path().join("target");
+    let to = target.to_str().unwrap();
+    let (_, err) = cli.expect(&["move", "--to", to], None, 1);
+    assert!(
+        err.contains("the store to move has problems")
+            && err.contains("workspace.json")
+            && err.contains("run `redkeep check`")
+            && err.contains("--with-problems")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(!target.exists(), "nothing is made");
+    assert_eq!(
+        common::stored_bytes(cli.store.as_deref(), &cli.data()),
+        store_before,
+        "the source is as it was"
+    );
+    let (out, err) = cli.expect(&["move", "--to", to, "--with-problems"], None, 0);
+    assert!(
+        out.contains("1 problem(s) the store had before the move were carried over unchanged")
+            && out.contains("carried over: ")
+            && out.contains("workspace.json")
+            && !out.contains("  problem: ")
+            && !err.contains("fails check"),
+        "{out}\n{err}"
+    );
+    let moved = target.join("workspaces/users").join(folder.file_name());
+    assert_eq!(
+        std::fs::read(moved.join("workspace.json")).unwrap(),
+        b"{\"notes\":[1,2",
+        "carried over unchanged"
+    );
+}
+
+/// `move` reads the store it copies without opening it for writing: its bytes are as they
+/// were, and no owner marker is left (a redb file opened for writing has bytes rewritten,
+/// and a move killed part way left it "not closed cleanly" with a stale owner marker).
+#[test]
+fn a_move_leaves_the_store_it_copies_as_it_was() {
+    let cli = populated();
+    cli.expect(&["gallery", "add", "ann@example.com", "-"], Some("{}"), 0);
+    let before = common::stored_bytes(cli.store.as_deref(), &cli.data());
+    let target = cli.dir.path().join("target");
+    cli.json(&["move", "--to", target.to_str().unwrap()], None);
+    assert!(
+        common::stored_bytes(cli.store.as_deref(), &cli.data()) == before,
+        "the source's bytes changed"
+    );
+    let owner = redkeep::store::owner_path(&cli.data().join(redkeep::STORE_FILE));
+    assert!(!owner.exists(), "{}", owner.display());
+}
+
 /// `move` of a store behind the schema says to migrate first (its copy would be checked as
 /// a current store and read as damaged), and makes nothing.
 #[test]

@@ -1308,6 +1308,128 @@ fn a_move_whose_lock_session_ended_fails_then_runs_again_with_what_was_written_m
     );
 }
 
+/// A move from a data dir to a server that stops part way (here the move's first record
+/// waits behind a lock, and the server stops) says what is left: the source untouched and
+/// still the store, the target schema marked, and the two ways out (run the same move
+/// again, or drop the schema). It said only "storage error while …: connection closed".
+/// Run again once the server is back, the move finishes.
+#[test]
+fn a_move_to_a_server_that_goes_away_part_way_says_what_is_left_and_what_to_do() {
+    let server = pg::own_server();
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        user(&rk, "ann@example.com").unwrap();
+    }
+    let file = dir.path().join("redkeep.redb");
+    let before = std::fs::read(&file).unwrap();
+    let url = server.fresh_url();
+    let schema = schema_of(&url);
+    drop(on_postgres(&url));
+    let mut su = server.client();
+    let mut held = server.client();
+    let mut hold = held.transaction().unwrap();
+    hold.batch_execute(&format!(
+        "lock table \"{schema}\".\"r:roles\" in access exclusive mode"
+    ))
+    .unwrap();
+    let moving = {
+        let (dir, url) = (dir.path().to_path_buf(), url.clone());
+        std::thread::spawn(move || redkeep::ops::move_store(&dir, None, &url, options()))
+    };
+    until_blocked_on(&mut su, &schema, "r:roles");
+    server.stop();
+    let err = moving.join().unwrap().unwrap_err();
+    drop(hold);
+    drop((held, su));
+    let said = err.full_message();
+    assert!(
+        matches!(err, Error::Storage { .. })
+            && said.contains("the move stopped part way, as the connection to the server was lost")
+            && said.contains(&format!(
+                "the source, {}",
+                file.canonicalize().unwrap().display()
+            ))
+            && said.contains("is unchanged and still the store")
+            && said.contains("run the same `redkeep move` again once the server is back")
+            && said.contains(&format!("drop schema {schema} there")),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the source is as it was"
+    );
+    assert!(!dir.path().join("redkeep.moved").exists());
+    assert!(
+        !redkeep::store::owner_path(&file).exists(),
+        "no owner marker is left"
+    );
+    server.start_again();
+    let moved = redkeep::ops::move_store(dir.path(), None, &url, options()).unwrap();
+    assert!(moved.check.ok, "{:?}", moved.check.problems);
+    let (_d, rk) = on_postgres(&url);
+    assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
+}
+
+/// A move from a server to a data dir whose server stops part way says that nothing is
+/// left in the target, that the store on the server is unchanged, and that the same move
+/// can run again (it said only "storage error while scanning: connection closed"); it does,
+/// once the server is back.
+#[test]
+fn a_move_from_a_server_that_goes_away_part_way_says_nothing_is_left() {
+    let server = pg::own_server();
+    let url = server.fresh_url();
+    let schema = schema_of(&url);
+    let (dir, rk) = on_postgres(&url);
+    user(&rk, "ann@example.com").unwrap();
+    drop(rk);
+    let target = tempfile::tempdir().unwrap();
+    let to = target.path().join("moved");
+    let mut su = server.client();
+    let mut held = server.client();
+    let mut hold = held.transaction().unwrap();
+    hold.batch_execute(&format!(
+        "lock table \"{schema}\".\"r:users\" in access exclusive mode"
+    ))
+    .unwrap();
+    let moving = {
+        let (dir, url, to) = (dir.path().to_path_buf(), url.clone(), to.clone());
+        std::thread::spawn(move || {
+            redkeep::ops::move_store(
+                &dir,
+                Some(&url),
+                to.to_str().unwrap(),
+                Options::default().password(PasswordParams::INSECURE_FAST),
+            )
+        })
+    };
+    until_blocked_on(&mut su, &schema, "r:users");
+    server.stop();
+    let err = moving.join().unwrap().unwrap_err();
+    drop(hold);
+    drop((held, su));
+    let said = err.full_message();
+    assert!(
+        said.contains("the move stopped part way, as the connection to the server was lost")
+            && said.contains("is unchanged and still the store")
+            && said.contains(&format!("nothing is left in {}", to.display()))
+            && said.contains("run the same `redkeep move` again once the server is back"),
+        "{said}"
+    );
+    assert!(!to.exists(), "nothing is left");
+    server.start_again();
+    let moved = redkeep::ops::move_store(
+        dir.path(),
+        Some(&url),
+        to.to_str().unwrap(),
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    assert!(moved.check.ok, "{:?}", moved.check.problems);
+}
+
 /// A move from a data dir to a server, which keeps using the data dir's folders, retires
 /// the redb file: renamed to a kept copy, so no command run without the store URL (an old
 /// cron job, a shell without REDKEEP_STORE_URL) works on the stale store and trashes the
@@ -1848,7 +1970,14 @@ fn a_move_onto_its_own_store_under_another_spelling_says_so() {
             b"{}",
         )
         .unwrap();
+    let ann = rk.users().by_email("ann@example.com").unwrap().unwrap().id;
     drop(rk);
+    // A source with problems too: the target being the source is what is said first.
+    let doc = dir
+        .path()
+        .join(format!("workspaces/users/{ann}/workspace.json"));
+    let sound = std::fs::read(&doc).unwrap();
+    std::fs::write(&doc, "{\"notes\":[1,2").unwrap();
     let other_spelling = format!("application_name=again {url}");
     let err = redkeep::ops::move_store(
         dir.path(),
@@ -1857,17 +1986,75 @@ fn a_move_onto_its_own_store_under_another_spelling_says_so() {
         Options::default().password(PasswordParams::INSECURE_FAST),
     )
     .unwrap_err();
+    // Said as the target being the source, not as a store someone holds: no application is
+    // involved, so "stop the application first" would send the operator looking for one.
+    let said = err.to_string();
     assert!(
-        matches!(err, Error::InUse { .. })
-            && err
-                .to_string()
-                .contains("this process already has it alone")
-            && err.to_string().contains("another schema or database"),
+        matches!(err, Error::InvalidInput { .. })
+            && said.contains("is the store being moved")
+            && said.contains("choose another schema or database, or a data dir")
+            && said.contains("nothing was changed")
+            && !said.contains("already has it alone"),
         "{err}"
     );
+    std::fs::write(&doc, &sound).unwrap();
     let (_d, rk) = on_postgres(&url);
     assert_eq!(rk.users().count().unwrap(), 1);
     assert!(rk.check(false).unwrap().ok);
+    drop(rk);
+    // The command says the same.
+    let out = assert_cmd::Command::cargo_bin("redkeep")
+        .unwrap()
+        .env("REDKEEP_ARGON2", "m=8,t=1,p=1")
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--store", &url])
+        .args(["move", "--to", &other_spelling])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is the store being moved") && !err.contains("stop the application"),
+        "{err}"
+    );
+}
+
+/// After a move from a data dir's redb file to a server, then from that server to another
+/// on the same folders, the data dir's `redkeep.moved` names the last store: opened without
+/// the URL, the data dir sends the operator straight to it (it named the first server store,
+/// which then refused, naming the second), and agrees with the data dir's `redkeep.store`.
+#[test]
+fn a_second_move_between_servers_updates_the_data_dirs_moved_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = Redkeep::open(dir.path(), options()).unwrap();
+        user(&rk, "ann@example.com").unwrap();
+    }
+    let (hop1, hop2) = (pg::server().fresh_url(), pg::server().fresh_url());
+    let first = redkeep::ops::move_store(dir.path(), None, &hop1, options()).unwrap();
+    let kept = first.source_kept_as.unwrap();
+    let second = redkeep::ops::move_store(dir.path(), Some(&hop1), &hop2, options()).unwrap();
+    assert!(second.source_marked_moved && second.check.ok);
+    let note: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("redkeep.moved")).unwrap()).unwrap();
+    assert_eq!(note["to"], redkeep::store::redact(&hop2), "{note}");
+    assert_eq!(
+        note["kept"],
+        kept.to_str().unwrap(),
+        "the kept file stays named"
+    );
+    let tie: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("redkeep.store")).unwrap()).unwrap();
+    assert_eq!(tie["store"], note["to"], "{tie}");
+    let err = Redkeep::open(dir.path(), options())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("was moved to {}", redkeep::store::redact(&hop2))),
+        "{err}"
+    );
+    let rk = Redkeep::open(dir.path(), options().store(hop2.as_str())).unwrap();
+    assert!(rk.users().by_email("ann@example.com").unwrap().is_some());
 }
 
 /// A data dir path holding `=` is a path, not a PostgreSQL key/value string.

@@ -789,12 +789,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             admin::commands::reset_store(&cli.data_dir, store_url(cli).as_deref(), *force, now)
                 .map_err(|e| whole_file(&cli.data_dir, e))?
         }
-        Command::Move { to } => {
+        Command::Move { to, with_problems } => {
             check_data_dir(&cli.data_dir)?;
             let mut options = Options::default().password(password_params()?);
             options.workspace.max_doc_bytes = cli.max_doc_bytes;
-            admin::commands::move_store(&cli.data_dir, store_url(cli).as_deref(), to, options)
-                .map_err(|e| whole_copy(&cli.data_dir, e))?
+            admin::commands::move_store(
+                &cli.data_dir,
+                store_url(cli).as_deref(),
+                to,
+                options,
+                *with_problems,
+            )
+            .map_err(|e| whole_copy(&cli.data_dir, e))?
         }
         Command::Status if store_url(cli).is_some() => {
             admin::commands::status::of_server(&open(cli)?)?

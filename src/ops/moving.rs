@@ -46,6 +46,20 @@ pub struct MoveReport {
     pub source_marked_moved: bool,
     /// `check` on the new store.
     pub check: CheckReport,
+    /// The problems of `check` that the source already had before the move (a move with
+    /// [`move_store_with_problems`] carries them over unchanged); the others are new.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub carried_over: Vec<String>,
+}
+
+impl MoveReport {
+    /// Whether the copy has no problem the source did not have before the move.
+    pub fn copy_sound(&self) -> bool {
+        self.check
+            .problems
+            .iter()
+            .all(|p| self.carried_over.contains(p))
+    }
 }
 
 /// Where a move goes: a data dir (its redb file) or a store URL. `postgres:` or
@@ -72,14 +86,44 @@ fn is_url(to: &str) -> bool {
 /// `data_dir`'s folders). The store's safety copies (`redkeep.redb.pre-…`) stay where they
 /// are: undo commands name them by path.
 ///
+/// `check` runs on the source first, under the same hold, before anything is made: a source
+/// with problems is refused (see [`move_store_with_problems`]).
+///
 /// # Errors
-/// `InUse` when a process holds either store; `Denied` when the target already holds
-/// records; `Invariant` when the counts differ after the copy; engines' errors.
+/// `InUse` when a process holds either store; `Denied` when the source has problems (nothing
+/// was made) or the target already holds records; `Invariant` when the counts differ after
+/// the copy; engines' errors.
 pub fn move_store(
     data_dir: &Path,
     store_url: Option<&str>,
     to: &str,
     options: Options,
+) -> Result<MoveReport> {
+    move_checked(data_dir, store_url, to, options, false)
+}
+
+/// [`move_store`] of a store whose `check` finds problems: they are carried over unchanged
+/// and listed in [`MoveReport::carried_over`]; a problem the copy has and the source did
+/// not is still one ([`MoveReport::copy_sound`]).
+///
+/// # Errors
+/// As [`move_store`], but for the source's problems.
+pub fn move_store_with_problems(
+    data_dir: &Path,
+    store_url: Option<&str>,
+    to: &str,
+    options: Options,
+) -> Result<MoveReport> {
+    move_checked(data_dir, store_url, to, options, true)
+}
+
+/// [`move_store`]; with `with_problems`, a source with problems is moved as it is.
+fn move_checked(
+    data_dir: &Path,
+    store_url: Option<&str>,
+    to: &str,
+    options: Options,
+    with_problems: bool,
 ) -> Result<MoveReport> {
     let to = to.trim();
     if to.is_empty() {
@@ -88,15 +132,13 @@ pub fn move_store(
             "give the target: a new data dir, or a postgres:// URL",
         ));
     }
-    // The same folder as the source (by another spelling, or a symlink to it).
-    let same_dir = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
     if store_url.is_none() && !is_url(to) && same_dir(data_dir, Path::new(to)) {
         return Err(Error::invalid(
             "to",
-            format!("{to} is the data dir being moved; give a new data dir, or a postgres:// URL"),
+            format!(
+                "{to} is the data dir being moved, so the target would be the store being \
+                 moved; choose another data dir, or a postgres:// URL; nothing was changed"
+            ),
         ));
     }
     // Inside the source, the copy of its folders would copy itself, level under level.
@@ -150,7 +192,7 @@ pub fn move_store(
                 }
                 return Err(Error::NotInitialized { path: db });
             }
-            open_file_store(&db, Mode::Exclusive)?
+            open_source_file(&db)?
         }
     };
     super::guards::refuse_stopped_operation(&source)?;
@@ -190,10 +232,48 @@ pub fn move_store(
     }
     // Whether this move opened the target (a target another process holds is left as it is).
     let opened = std::cell::Cell::new(false);
-    let moved = source.alone_with("be moved", || {
+    // The target's schema, once it is opened on a server (for the way out of a stopped move).
+    let target_schema = std::cell::RefCell::new(None);
+    // Whether the copy is whole (the target's mark cleared): a failure after that is not one
+    // of the copy.
+    let whole = std::cell::Cell::new(false);
+    // A redb file is held by its open (read-only, exclusive); a server store takes its
+    // lock exclusively for the move.
+    let body = || {
+        // A target that is the source named another way is said as such first (it is the
+        // argument to fix), and without making anything there.
+        if store_url.is_some()
+            && is_url(to)
+            && let Err(e) = open_url_store(to, false)
+            && crate::store::held_alone_here(&e)
+        {
+            return Err(the_source_itself(to));
+        }
+        // The source is checked before anything is made, under the hold the copy is made
+        // with: a store that already fails `check` is not moved unasked (its problems would
+        // read as the move's, after the source was retired), and with `with_problems` what
+        // it had is told apart from what the copy may add.
+        let before = Redkeep::over_held(data_dir, source.clone(), options.clone())?.check(false)?;
+        if !before.ok {
+            // `check` names what it could not read as a problem: when the server went away,
+            // the move stops as such (and says what is left), not as a store with problems.
+            source.still_alone("be moved")?;
+            source.read(|tx| tx.table_names().map(drop))?;
+        }
+        if !before.ok && !with_problems {
+            return Err(source_has_problems(&before.problems));
+        }
         // Made without a schema version: its first write says it is being filled.
         let (target, target_dir, target_url) = if is_url(to) {
-            (open_target_url(to)?, data_dir.to_path_buf(), Some(to))
+            let target = open_target_url(to).map_err(|e| {
+                if crate::store::held_alone_here(&e) {
+                    the_source_itself(to)
+                } else {
+                    e
+                }
+            })?;
+            target_schema.replace(target.schema().map(str::to_string));
+            (target, data_dir.to_path_buf(), Some(to))
         } else {
             let dir = PathBuf::from(to);
             crate::fsutil::create_private_dir(&dir)?;
@@ -209,10 +289,7 @@ pub fn move_store(
             (store, dir, None)
         };
         if target.location() == source.location() {
-            return Err(Error::invalid(
-                "to",
-                "the target is the store being moved; name another data dir or schema",
-            ));
+            return Err(the_source_itself(to));
         }
         // A file store is named by its real path: the same move, run again from another
         // folder or through another spelling, finds its mark.
@@ -261,7 +338,7 @@ pub fn move_store(
                 tx.set_meta(mark.0, mark.1)
             })?;
             let version = source.schema_version()?.unwrap_or(SCHEMA_VERSION);
-            let same_dir = target_dir.canonicalize().ok() == data_dir.canonicalize().ok();
+            let one_dir = same_dir(&target_dir, data_dir);
             // The target is a new store, with an id of its own (not the source's): until
             // the move is whole, the data dir's note names the source, so a half-filled
             // target never passes for the store its folders belong to; once whole, the note
@@ -273,7 +350,7 @@ pub fn move_store(
                 &[mark, (crate::store::STORE_ID, target_id.as_bytes())],
             )?;
             compare(&source, &target)?;
-            let folders = if same_dir {
+            let folders = if one_dir {
                 (0, Vec::new(), 0)
             } else {
                 if resuming {
@@ -299,9 +376,10 @@ pub fn move_store(
                 }
                 return Err(e);
             }
+            whole.set(true);
             // From one server to another, both on this data dir's folders: the source is
             // marked as moved, and no open of it is taken for the store any more.
-            let marked = store_url.is_some() && target_url.is_some() && same_dir;
+            let marked = store_url.is_some() && target_url.is_some() && one_dir;
             if marked {
                 let shown = crate::store::redact(to);
                 source
@@ -315,6 +393,19 @@ pub fn move_store(
                             source.location()
                         ))
                     })?;
+            }
+            // The note a move out of the data dir's redb file left names the new store
+            // from now on: opened without the URL, the data dir sends the operator there.
+            if marked {
+                renote_moved(data_dir, to).map_err(|e| {
+                    Error::denied(format!(
+                        "the store was moved and checked, but the note {} could not be \
+                         updated ({e}); it still names {}: replace `to` there with the new \
+                         store's URL (without its password)",
+                        data_dir.join(crate::handle::MOVED_NOTE).display(),
+                        source.location()
+                    ))
+                })?;
             }
             // The target's data dir is tied to it from now on.
             crate::handle::write_store_note(
@@ -344,6 +435,9 @@ pub fn move_store(
         opts.open_unfinished = true;
         opts.store_url = target_url.map(str::to_string);
         let check = Redkeep::open(&target_dir, opts)?.check(false)?;
+        // The source's problems as the copy's check words them: the paths of its data dir
+        // are the target's.
+        let carried_over = carried_over(&before.problems, &check.problems, data_dir, &target_dir);
         tracing::warn!(from, to = to_shown, "store moved");
         Ok(MoveReport {
             from,
@@ -358,8 +452,13 @@ pub fn move_store(
             source_kept_as: kept,
             source_marked_moved: marked,
             check,
+            carried_over,
         })
-    });
+    };
+    let moved = match store_url {
+        Some(_) => source.alone_with("be moved", body),
+        None => body(),
+    };
     // A move that failed part way (a full disk while the folders were copied) takes away
     // what it made in the target, so nothing there passes for a store and a new attempt
     // finds the target as it was.
@@ -371,7 +470,189 @@ pub fn move_store(
     {
         made.take_back();
     }
-    moved
+    let stopped = StoppedMove {
+        source: &source,
+        to,
+        target_schema: target_schema.take(),
+        resumed: stopped_from.is_some(),
+        whole: whole.get(),
+    };
+    moved.map_err(|e| stopped.said(e))
+}
+
+/// What a move that lost its server part way leaves, for its error.
+struct StoppedMove<'a> {
+    source: &'a Store,
+    to: &'a str,
+    // The target's schema, when the target is on a server and was opened.
+    target_schema: Option<String>,
+    // The move ran again into a data dir a stopped move had filled.
+    resumed: bool,
+    // The copy was whole (the target's mark cleared) when it failed.
+    whole: bool,
+}
+
+impl StoppedMove<'_> {
+    /// `e` as the error of a move that stopped part way because a connection to a server
+    /// was lost: what is left and what to do. Other errors are left as they are.
+    fn said(&self, e: Error) -> Error {
+        if !crate::store::lost_server(&e) {
+            return e;
+        }
+        let on_server = self.source.engine() == "postgres";
+        if self.whole {
+            return Error::Storage {
+                context: "checking the moved store",
+                source: Box::new(StoppedPartWay {
+                    said: format!(
+                        "the move is done (the copy is whole and in use from now on), but the \
+                         connection to the server was lost before its check ran ({e}); run \
+                         `redkeep check` on {} once the server is back",
+                        crate::store::redact(self.to)
+                    ),
+                    cause: e,
+                }),
+            };
+        }
+        let left = if is_url(self.to) {
+            let Some(schema) = &self.target_schema else {
+                // Lost before the target was opened: nothing was made there.
+                return e;
+            };
+            format!(
+                "schema {schema} on the target server holds what was copied, marked as a \
+                 move stopped part way (refused for use); run the same `redkeep move` again \
+                 once the server is back (it finishes the move), or drop schema {schema} \
+                 there (`drop schema \"{schema}\" cascade`)"
+            )
+        } else if !on_server {
+            return e;
+        } else if self.resumed {
+            format!(
+                "{} holds what was copied, marked as a move stopped part way; run the same \
+                 `redkeep move` again once the server is back",
+                self.to
+            )
+        } else {
+            format!(
+                "nothing is left in {} (what the move made there was taken back); run the \
+                 same `redkeep move` again once the server is back",
+                self.to
+            )
+        };
+        let source = if on_server {
+            format!("the store on {}", self.source.location())
+        } else {
+            self.source.location()
+        };
+        Error::Storage {
+            context: "moving the store",
+            source: Box::new(StoppedPartWay {
+                said: format!(
+                    "the move stopped part way, as the connection to the server was lost \
+                     ({e}); the source, {source}, is unchanged and still the store; {left}"
+                ),
+                cause: e,
+            }),
+        }
+    }
+}
+
+/// The cause of a move's error when it stopped part way: what it left and what to do,
+/// over the engine's error.
+#[derive(Debug)]
+struct StoppedPartWay {
+    said: String,
+    cause: Error,
+}
+
+impl std::fmt::Display for StoppedPartWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.said)
+    }
+}
+
+impl std::error::Error for StoppedPartWay {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+/// The refusal of a source whose `check` found `problems`.
+fn source_has_problems(problems: &[String]) -> Error {
+    Error::denied(format!(
+        "the store to move has problems ({} found, such as: {}); run `redkeep check` to see \
+         them all, fix them (`redkeep check --repair` mends what it can) and run the move \
+         again, or move the store as it is with `redkeep move --with-problems`, which carries \
+         them over unchanged; nothing was changed",
+        problems.len(),
+        problems.first().map_or("", String::as_str)
+    ))
+}
+
+/// The problems of the copy (`after`) the source had already (`before`): the same sentence,
+/// once the source's data dir `from` is read as the target's `to` in it.
+fn carried_over(before: &[String], after: &[String], from: &Path, to: &Path) -> Vec<String> {
+    let whole = |p: &Path| {
+        std::path::absolute(p).map_or_else(|_| p.display().to_string(), |p| p.display().to_string())
+    };
+    let (from, to) = (whole(from), whole(to));
+    let before: Vec<String> = before.iter().map(|p| p.replace(&from, &to)).collect();
+    after
+        .iter()
+        .filter(|p| before.contains(p))
+        .cloned()
+        .collect()
+}
+
+/// Whether `a` and `b` are the same folder: by another spelling, through a symlink, or
+/// mounted at another path (the same device and inode).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// The refusal of a move whose target `to` is its source named another way (another
+/// spelling of its URL: the same server, database and schema).
+fn the_source_itself(to: &str) -> Error {
+    Error::invalid(
+        "to",
+        format!(
+            "{} is the store being moved, named another way (the same server, database and \
+             schema); a move needs another store as its target: choose another schema or \
+             database, or a data dir; nothing was changed",
+            crate::store::redact(to)
+        ),
+    )
+}
+
+/// Opens the redb file a move copies from, only to read it, yet exclusively: no other
+/// process opens it, to write or to read, until the move is done and the file retired, so
+/// the copy is one snapshot nobody changes meanwhile; and a move killed part way leaves the
+/// file as it was (never marked as not closed cleanly, with no owner marker left behind).
+/// A file its last writer did not close cleanly is opened for writing instead: only that
+/// open makes the repair it needs (as every command does).
+///
+/// # Errors
+/// As [`Store::open`]: `InUse` while another process has the file open.
+fn open_source_file(db: &Path) -> Result<Store> {
+    let options = StoreOptions {
+        mode: Mode::Exclusive,
+        create: false,
+        schema_version: SCHEMA_VERSION,
+        allow_outdated: true,
+        ..StoreOptions::default()
+    };
+    match Store::open_to_read(db, &options) {
+        Err(e) if crate::store::opened_for_writing_instead(&e) => {
+            tracing::debug!(error = %e, "opening the store only to read it failed");
+            open_file_store(db, Mode::Exclusive)
+        }
+        other => other,
+    }
 }
 
 /// The refusal of a target that holds what a move from another source (`from`) wrote
@@ -460,6 +741,22 @@ fn resume_retired(data_dir: &Path, to: &str) -> Result<()> {
         unretire_source(data_dir, &note.kept);
     }
     Ok(())
+}
+
+/// Has the note [`retire_source`] left in `data_dir` (if any) name the server store `to`,
+/// which a move between servers on the data dir's folders just filled.
+///
+/// # Errors
+/// `Io` when the note cannot be written.
+fn renote_moved(data_dir: &Path, to: &str) -> Result<()> {
+    let Some(Some(mut note)) = crate::handle::moved_note(data_dir) else {
+        return Ok(());
+    };
+    note.to = crate::store::redact(to);
+    let text = serde_json::to_vec(&note).map_err(|e| Error::Invariant {
+        what: format!("the note of a moved store cannot be written as JSON: {e}"),
+    })?;
+    crate::fsutil::write_private(&data_dir.join(crate::handle::MOVED_NOTE), &text)
 }
 
 /// Takes back [`retire_source`] when the move failed after it.

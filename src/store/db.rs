@@ -793,12 +793,46 @@ fn populated_table(tx: &ReadTx<'_>) -> Result<Option<String>> {
     Ok(None)
 }
 
+/// Whether `e` comes from a lost connection to a PostgreSQL server (it stopped or
+/// restarted, the network or a proxy cut the connection, its session was ended), or from a
+/// new connection to it that failed, not from a statement the server refused: for a
+/// command that had the server, it went away.
+pub(crate) fn lost_server(e: &Error) -> bool {
+    #[cfg(feature = "postgres")]
+    {
+        if matches!(e, Error::Storage { context, .. } if *context == super::engine::pg::CONNECTING)
+        {
+            return true;
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if let Some(pg) = c.downcast_ref::<postgres::Error>() {
+                return super::engine::pg::is_lost_connection(pg);
+            }
+            cause = c.source();
+        }
+    }
+    let _ = e;
+    false
+}
+
+/// Whether `e` refuses an open because this very process has the store alone, through
+/// another handle (a PostgreSQL store's lock session): to a move, whose source is all this
+/// process holds alone, its target is its source named another way.
+pub(crate) fn held_alone_here(e: &Error) -> bool {
+    #[cfg(feature = "postgres")]
+    if let Error::InUse { holder, .. } = e {
+        return holder.starts_with(super::engine::pg::HELD_ALONE_HERE);
+    }
+    let _ = e;
+    false
+}
+
 /// Whether a refused read-only open is one an open for writing may get past, or explain in
 /// the words every command uses: a file not closed cleanly (the write open repairs it), one
 /// redb cannot read as it is (damaged, not a store), an I/O failure. Not a store another
 /// process holds, one to migrate or a missing one: a write open fails the same way, after
 /// rewriting some of the file's bytes.
-#[cfg(feature = "admin")]
 pub(crate) fn opened_for_writing_instead(e: &Error) -> bool {
     matches!(
         e,
@@ -1287,6 +1321,15 @@ impl Store {
     /// Where the store is: the file's path, or the server and schema (without password).
     pub fn location(&self) -> String {
         self.inner.path.display().to_string()
+    }
+
+    /// The schema of a store on a server; `None` for a redb file.
+    pub(crate) fn schema(&self) -> Option<&str> {
+        match &self.inner.engine {
+            Engine::File(_) => None,
+            #[cfg(feature = "postgres")]
+            Engine::Pg(pg) => Some(pg.schema()),
+        }
     }
 
     /// Why writes are refused, if a corruption was seen.

@@ -38,11 +38,11 @@ pub(crate) use db::COMMAND_GROUPS;
 pub(crate) use db::MendedHeader;
 #[cfg(feature = "postgres")]
 pub use db::is_postgres_url;
-#[cfg(feature = "admin")]
 pub(crate) use db::opened_for_writing_instead;
 #[cfg(feature = "admin")]
 pub(crate) use db::redkeep_command;
 pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
+pub(crate) use db::{held_alone_here, lost_server};
 pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
 #[cfg(feature = "admin")]
 pub(crate) use engine::redb_file::not_closed_cleanly;

@@ -21,6 +21,10 @@ pub fn engine_is_postgres() -> bool {
 pub struct Server {
     socket_dir: PathBuf,
     port: u16,
+    // pg_ctl, the data folder and the options the server was started with.
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    opts: String,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -30,15 +34,22 @@ static SCHEMAS: AtomicU64 = AtomicU64::new(0);
 /// The test server, started on first use. Panics with a one-line instruction when
 /// PostgreSQL is not installed.
 pub fn server() -> &'static Server {
-    match SERVER.get_or_init(|| start(false)) {
+    match SERVER.get_or_init(|| start(Some(false))) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     }
 }
 
+/// A server of the calling test's own, which it may stop and start again (to see what a
+/// command does when its server goes away part way). Stopped when the test binary ends.
+#[allow(dead_code)]
+pub fn own_server() -> Server {
+    start(None).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A server that waits for the disk on every commit (PostgreSQL's defaults), for benchmarks.
 pub fn durable_server() -> &'static Server {
-    match DURABLE.get_or_init(|| start(true)) {
+    match DURABLE.get_or_init(|| start(Some(true))) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     }
@@ -58,6 +69,40 @@ impl Server {
             self.socket_dir.display(),
             self.port
         )
+    }
+
+    /// Stops the server at once, as a crash or `pg_ctl -m immediate stop` does.
+    #[allow(dead_code)]
+    pub fn stop(&self) {
+        let out = as_server_user(&self.pg_ctl)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server again after [`Server::stop`].
+    #[allow(dead_code)]
+    pub fn start_again(&self) {
+        let out = as_server_user(&self.pg_ctl)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-o", &self.opts, "-w", "-l"])
+            .arg(self.data.with_file_name("log"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Runs SQL as the superuser (for tests that look at the server's own tables).
@@ -123,7 +168,16 @@ fn as_server_user(program: &Path) -> Command {
     }
 }
 
-fn start(durable: bool) -> Result<Server, String> {
+/// Starts a server: the shared test server (`Some(durable)`), or one of a test's own
+/// (`None`).
+fn start(shared: Option<bool>) -> Result<Server, String> {
+    static OWN: AtomicU64 = AtomicU64::new(0);
+    let durable = shared == Some(true);
+    let own = if shared.is_none() {
+        2 + OWN.fetch_add(1, Ordering::Relaxed) as u16
+    } else {
+        0
+    };
     let bin = bindir()?;
     let base = tempfile::Builder::new()
         .prefix("redkeep-pg-")
@@ -162,7 +216,7 @@ fn start(durable: bool) -> Result<Server, String> {
         "initdb",
     )?;
     // The port only names the socket file; spread test binaries (and the two kinds) apart.
-    let port = 20_000 + (std::process::id() % 40_000) as u16 + u16::from(durable);
+    let port = 20_000 + (std::process::id() % 40_000) as u16 + u16::from(durable) + own;
     let speed = if durable {
         ""
     } else {
@@ -197,7 +251,13 @@ fn start(durable: bool) -> Result<Server, String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("starting the watchdog: {e}"))?;
-    Ok(Server { socket_dir, port })
+    Ok(Server {
+        socket_dir,
+        port,
+        pg_ctl: bin.join("pg_ctl"),
+        data,
+        opts,
+    })
 }
 
 /// A plain client for the server (the `postgres` crate redkeep uses).

@@ -98,7 +98,8 @@ pub enum Command {
     },
     /// Copy the whole store, from one snapshot, to a new data dir or a PostgreSQL server
     /// (`postgres://…`); then check the copy and compare every table's count (needs both
-    /// stores free).
+    /// stores free). A store that `check` finds problems in is not moved, unless
+    /// --with-problems is given.
     Move {
         /// The target: a data dir without a store, or a store URL whose schema is empty.
         /// Give a URL holding a password through REDKEEP_MOVE_TO rather than here: a command
@@ -113,6 +114,11 @@ pub enum Command {
             )
         )]
         to: String,
+        /// Move a store that `check` finds problems in as it is: its problems are carried
+        /// over unchanged, and the move succeeds when the copy has no other.
+        #[cfg_attr(feature = "cli", arg(long))]
+        #[serde(default)]
+        with_problems: bool,
     },
     /// Copy everything that can still be read out of a damaged store into a new data dir
     /// (the damaged file is not written); `check` runs on the copy.

@@ -802,8 +802,13 @@ pub fn move_store(
     store_url: Option<&str>,
     to: &str,
     options: crate::Options,
+    with_problems: bool,
 ) -> Result<Reply> {
-    let r = ops::move_store(data_dir, store_url, to, options)?;
+    let r = if with_problems {
+        ops::move_store_with_problems(data_dir, store_url, to, options)?
+    } else {
+        ops::move_store(data_dir, store_url, to, options)?
+    };
     // Index key spaces (`i:…`) are no tables to an operator: counted as index entries.
     let (mut tables, mut records, mut index_entries) = (0_u64, 0_u64, 0_u64);
     for (name, n) in &r.tables {
@@ -865,15 +870,35 @@ pub fn move_store(
     if r.check.ok {
         lines.push("`redkeep check` is clean on the target".into());
     } else {
-        lines.extend(r.check.problems.iter().map(|p| format!("  problem: {p}")));
+        let new = r
+            .check
+            .problems
+            .iter()
+            .filter(|p| !r.carried_over.contains(p));
+        lines.extend(new.map(|p| format!("  problem: {p}")));
+    }
+    if !r.carried_over.is_empty() {
+        lines.push(format!(
+            "{} problem(s) the store had before the move were carried over unchanged (as \
+             --with-problems asked); `redkeep check` on the target lists them:",
+            r.carried_over.len()
+        ));
+        lines.extend(
+            r.carried_over
+                .iter()
+                .map(|p| format!("  carried over: {p}")),
+        );
     }
     let mut json = serde_json::to_value(&r).unwrap_or_default();
     json["records"] = records.into();
     json["index_entries"] = index_entries.into();
     let reply = Reply::text(json, lines);
-    Ok(if r.check.ok {
+    Ok(if r.copy_sound() {
         reply
     } else {
-        reply.failed("the store was moved, but the copy fails check, as the report says")
+        reply.failed(
+            "the store was moved, but the copy fails check with problems the source did not \
+             have, as the report says",
+        )
     })
 }

@@ -144,6 +144,10 @@ const CONNECTION_KEYS: &[&str] = &[
 /// process's.
 static ALONE_HERE: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
 
+/// How an [`Error::InUse`] from an open starts when this very process holds the store alone
+/// (through another handle): to a move, its target is its source named another way.
+pub(crate) const HELD_ALONE_HERE: &str = "this process already has it alone";
+
 /// One `key=value` of a libpq key/value string: its key, its value (unquoted), and its text
 /// as written.
 struct Pair {
@@ -663,10 +667,11 @@ impl PgDb {
         if !shared && held_alone_here(&mut lock, &target.schema)? {
             return Err(Error::InUse {
                 path: target.shown.clone().into(),
-                holder: "this process already has it alone, for a command it runs (a move, \
-                         a restore, a reset): a move onto the store being moved, named \
-                         another way; name another schema or database as the target"
-                    .into(),
+                holder: format!(
+                    "{HELD_ALONE_HERE}, for a command it runs (a move, a restore, a reset): a \
+                     move onto the store being moved, named another way; name another schema \
+                     or database as the target"
+                ),
             });
         }
         if !shared {
@@ -719,6 +724,11 @@ impl PgDb {
     /// Whether the store was opened only to be read.
     pub(crate) fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// The schema the store is in.
+    pub(crate) fn schema(&self) -> &str {
+        &self.schema
     }
 
     /// The server and schema, without the password.
@@ -1489,7 +1499,7 @@ fn generation(lock: &mut Client, schema: &str) -> Result<Option<String>> {
 
 /// Whether `e` says the connection is gone (the server ended it: a restart, a failover,
 /// `pg_terminate_backend`, or the network), not that a statement failed.
-fn is_lost_connection(e: &postgres::Error) -> bool {
+pub(crate) fn is_lost_connection(e: &postgres::Error) -> bool {
     e.is_closed()
         || e.code().is_none_or(|c| {
             let c = c.code();
@@ -1548,6 +1558,9 @@ fn is_catalog_race(e: &postgres::Error) -> bool {
         .is_some_and(|d| d.message().contains("tuple concurrently updated"))
 }
 
+/// The context of an error connecting to the server.
+pub(crate) const CONNECTING: &str = "connecting to PostgreSQL";
+
 fn connect(config: &Config, shown: &str) -> Result<Client> {
     config.connect(NoTls).map_err(|e| {
         // No server answered (no socket there, nothing listening, no reply in time), as
@@ -1560,7 +1573,7 @@ fn connect(config: &Config, shown: &str) -> Result<Client> {
             ""
         };
         Error::Storage {
-            context: "connecting to PostgreSQL",
+            context: CONNECTING,
             source: format!(
                 "cannot connect to {shown} at {}: {}{ask}",
                 addresses(config),
