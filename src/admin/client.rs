@@ -145,8 +145,9 @@ impl Connection {
                         "no answer yet after {}s from the application holding the store \
                          (through {}); it may be busy with a long command, or stopped or \
                          hung; waiting (Ctrl-C stops waiting: a command the application has \
-                         not begun is then dropped, one it has begun goes on; see what it \
-                         did with `redkeep` before running it again)",
+                         not begun is then dropped, a backup or export it has begun stops, \
+                         another command it has begun goes on; see what it did with \
+                         `redkeep` before running it again)",
                         NOTICE_AFTER.as_secs(),
                         path.display()
                     );
