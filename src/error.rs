@@ -276,6 +276,33 @@ pub enum Error {
     },
 }
 
+/// A resource the machine ran short of (see [`Error::shortage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shortage {
+    /// No space left on the file system, or the user's quota reached.
+    Space,
+    /// No file descriptor free, in the process or the system.
+    Files,
+    /// No memory.
+    Memory,
+}
+
+impl Shortage {
+    fn of(e: &std::io::Error) -> Option<Shortage> {
+        use std::io::ErrorKind;
+        let errno = e.raw_os_error().map(rustix::io::Errno::from_raw_os_error);
+        match (e.kind(), errno) {
+            (_, Some(rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT))
+            | (ErrorKind::StorageFull | ErrorKind::QuotaExceeded, _) => Some(Shortage::Space),
+            (_, Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)) => Some(Shortage::Files),
+            (_, Some(rustix::io::Errno::NOMEM)) | (ErrorKind::OutOfMemory, _) => {
+                Some(Shortage::Memory)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A path after a space, for a sentence that names it when known ("the store /x/y is …");
 /// nothing when it is empty.
 pub(crate) fn shown_path(path: &std::path::Path) -> String {
@@ -356,6 +383,21 @@ impl Error {
             context,
             source: Box::new(source),
         }
+    }
+
+    /// What the machine ran short of, when the error comes from that rather than from the
+    /// data: no space left (or the quota reached), no file descriptor free, no memory.
+    pub(crate) fn shortage(&self) -> Option<Shortage> {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>()
+                && let Some(short) = Shortage::of(io)
+            {
+                return Some(short);
+            }
+            cause = c.source();
+        }
+        None
     }
 
     /// The message and its causes on one line, for an operator.

@@ -277,6 +277,44 @@ pub(crate) fn fault(op: FileOp) -> std::io::Result<()> {
     }
 }
 
+/// Tells whether whoever asked for the work this thread does went away (see [`watched`]).
+type Asker = std::rc::Rc<dyn Fn() -> bool>;
+
+thread_local! {
+    // Set by `watched` for the thread running a command for an admin client.
+    static ASKER: std::cell::RefCell<Option<Asker>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this thread with `gone` telling whether whoever asked for it went away (an
+/// admin client that closed its end): long work (a backup, an export) then stops at its
+/// next step, through [`go_on`], as it would if it ran in that client's own process.
+#[cfg(feature = "admin")]
+pub(crate) fn watched<T>(gone: impl Fn() -> bool + 'static, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Asker>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ASKER.with(|a| *a.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(ASKER.with(|a| a.borrow_mut().replace(std::rc::Rc::new(gone))));
+    f()
+}
+
+/// A step of long work that can stop cleanly: `Cancelled` when whoever asked for `what`
+/// went away (see [`watched`]); `Ok` otherwise, and always outside `watched`.
+///
+/// # Errors
+/// `Cancelled` as above.
+pub(crate) fn go_on(what: &str) -> Result<()> {
+    let gone = ASKER.with(|a| a.borrow().as_ref().is_some_and(|gone| gone()));
+    if gone {
+        return Err(Error::Cancelled {
+            what: format!("{what} (whoever asked for it went away)"),
+        });
+    }
+    Ok(())
+}
+
 /// Creates `dir` and its missing parents with mode 0700.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()

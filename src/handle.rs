@@ -2103,6 +2103,45 @@ impl Redkeep {
         }
     }
 
+    /// `e` back when it is a finding of [`check`](Self::check) about the store; an error
+    /// of the check itself when it comes from the check running short of space (for its
+    /// copy of the store file), file descriptors or memory: that says nothing of the store,
+    /// and reported as a problem it sent the operator to `check --repair` or `salvage`
+    /// over a sound store.
+    fn check_could_run(&self, e: Error) -> Result<Error> {
+        let Some(short) = e.shortage() else {
+            return Ok(e);
+        };
+        let what = match short {
+            crate::error::Shortage::Space => format!(
+                "free some space on the file system of {} (the check copies the store file \
+                 there) or in the temp folder",
+                self.dir().display()
+            ),
+            crate::error::Shortage::Files => "raise the limit of open files of the process \
+                 that ran it (the application, when the check ran through its admin socket: \
+                 `ulimit -n`, or `LimitNOFILE=` of its service)"
+                .to_string(),
+            crate::error::Shortage::Memory => "free some memory".to_string(),
+        };
+        let kind = match short {
+            crate::error::Shortage::Space => std::io::ErrorKind::StorageFull,
+            crate::error::Shortage::Memory => std::io::ErrorKind::OutOfMemory,
+            crate::error::Shortage::Files => std::io::ErrorKind::Other,
+        };
+        Err(Error::io(
+            "the check could not run",
+            std::io::Error::new(
+                kind,
+                format!(
+                    "{}; this is no problem of the store, whose health is unknown until a \
+                     check runs: {what}, then run `redkeep check` again",
+                    e.full_message()
+                ),
+            ),
+        ))
+    }
+
     /// The `fixed: …` lines of what the open made private, once.
     pub(crate) fn take_tightened(&self) -> Vec<String> {
         std::mem::take(
@@ -2129,7 +2168,9 @@ impl Redkeep {
     /// # Errors
     /// `Storage` when the store cannot be read at all (problems in the data are reported);
     /// with `repair` on PostgreSQL, `InUse` while another process has the store open
-    /// (nothing was repaired).
+    /// (nothing was repaired); `Io` ("the check could not run") when the check itself runs
+    /// short of space, file descriptors or memory, which says nothing of the store (with
+    /// `repair`, what was mended before stays mended).
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
         // A move into this store stopped part way: the data dir's folders are still those
         // of the store the move came from (the live one), so they are neither repaired nor
@@ -2172,6 +2213,7 @@ impl Redkeep {
                  state, not its pages); `redkeep check --repair` repairs it",
             ),
             Err(e) => {
+                let e = self.check_could_run(e)?;
                 damaged_pages = matches!(e, Error::Damaged { .. });
                 report.problem(format!("the file: {e}"));
             }
@@ -2214,6 +2256,7 @@ impl Redkeep {
         for t in &tables {
             // Each table on its own snapshot: a damaged one does not hide the others.
             if let Err(e) = self.store().read(|tx| t.check(tx, &mut report)) {
+                let e = self.check_could_run(e)?;
                 report.problem(format!("{}: cannot be read: {e}", t.name()));
             }
         }
@@ -2285,7 +2328,10 @@ impl Redkeep {
                     }
                 }
             }
-            Err(e) => report.problem(format!("workspace folders were not checked: {e}")),
+            Err(e) => {
+                let e = self.check_could_run(e)?;
+                report.problem(format!("workspace folders were not checked: {e}"))
+            }
         }
         // A file (or symlink) left among the users' folders is no one's: nothing serves it,
         // and exports and backups leave it out. (A folder of another name is taken for the
@@ -2311,9 +2357,12 @@ impl Redkeep {
                     ));
                 }
             }
-            Err(e) => report.problem(format!(
-                "the entries of the workspace folders were not all looked at: {e}"
-            )),
+            Err(e) => {
+                let e = self.check_could_run(e)?;
+                report.problem(format!(
+                    "the entries of the workspace folders were not all looked at: {e}"
+                ))
+            }
         }
         // Mended with the rest, or not at all: a repair of damaged pages is refused whole
         // (above), and the report says nothing was repaired.

@@ -473,3 +473,32 @@ fn restoring_and_moving_sync_each_folder_they_make() {
         "move: {a} syncs for 1 folder, {b} for 4"
     );
 }
+
+/// A check that runs short of space for its copy of the store file is an error of the check
+/// ("the check could not run"), not a problem of the store: reported as one ("1 problem(s)
+/// … the check found problems"), it sent the operator to `check --repair` or `salvage` over
+/// a sound store.
+#[test]
+fn a_check_short_of_space_is_an_error_of_the_check_not_a_problem_of_the_store() {
+    let t = TestDir::new();
+    if t.store.is_some() {
+        return; // PostgreSQL's check copies no file: amcheck runs on the server.
+    }
+    let (rk, _) = setup(&t);
+    let plan = FaultPlan::new(FaultKind::FileRead, 1);
+    let armed = plan.arm_files();
+    let checked = rk.check(false);
+    drop(armed);
+    assert!(plan.fired());
+    let text = checked
+        .expect_err("a check short of space reported on the store")
+        .full_message();
+    assert!(
+        text.starts_with("the check could not run: copying ")
+            && text.contains("injected failure of FileRead call 1")
+            && text.contains("this is no problem of the store")
+            && text.contains("free some space"),
+        "{text}"
+    );
+    assert!(rk.check(false).unwrap().ok, "the store is sound");
+}

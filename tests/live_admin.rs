@@ -766,7 +766,9 @@ fn an_owner_that_dies_mid_request_is_reported_and_the_store_stays_consistent() {
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert!(
-        err.contains("closed the connection before answering"),
+        err.contains("closed the connection before answering")
+            && err.contains("may have been carried out")
+            && !err.contains("failed to fill whole buffer"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1);
@@ -1063,5 +1065,61 @@ fn gallery_add_through_the_owner_sends_the_whole_piece_and_names_the_limit() {
     assert!(
         err.contains("larger than 16777216 bytes") && err.contains("--max-doc-bytes"),
         "{err}"
+    );
+}
+
+/// A command the application has begun when it stops its admin socket answers before the
+/// socket goes: stopping shut every connection both ways, so a `user create` or `invite
+/// create` was carried out while its client got "closed the connection before answering"
+/// and never saw the password or code it made.
+#[test]
+fn a_command_running_when_the_socket_stops_still_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let options = || Options::default().password(PasswordParams::INSECURE_FAST);
+    init(&dir);
+    // How many syncs an open of the store costs (not its close): the next one is the
+    // command's commit, held there.
+    let counting = FaultPlan::new(FaultKind::Sync, u64::MAX);
+    let mut counted = options();
+    counted.faults = Some(counting.clone());
+    let opened = Redkeep::open(&dir, counted).unwrap();
+    let syncs = counting.calls();
+    drop(opened);
+    let mut held = options();
+    let plan = FaultPlan::pausing(FaultKind::Sync, syncs + 1);
+    held.faults = Some(plan.clone());
+    let rk = Redkeep::open(&dir, held).unwrap();
+    let server = redkeep::admin::serve(&rk).unwrap();
+    let body = br#"{"version":3,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
+    let mut client = UnixStream::connect(server.path()).unwrap();
+    client.write_all(b"R").unwrap();
+    client
+        .write_all(&(body.len() as u32).to_be_bytes())
+        .unwrap();
+    client.write_all(body).unwrap();
+    let (cut, cut_seen) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
+        // Empty input chunks until the owner stops reading (its input is cut): from then on,
+        // only its answer is to come.
+        while client.write_all(b"I\0\0\0\0").is_ok() {}
+        cut.send(()).unwrap();
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    plan.wait_paused();
+    let stopping = std::thread::spawn(move || drop(server));
+    cut_seen.recv().unwrap();
+    plan.resume();
+    stopping.join().unwrap();
+    let answer = client.join().unwrap();
+    assert!(answer.contains("rki_"), "no code in the answer: {answer:?}");
+    assert_eq!(
+        rk.invites()
+            .list(redkeep::InviteFilter::All, 10)
+            .unwrap()
+            .len(),
+        1
     );
 }

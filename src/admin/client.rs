@@ -6,6 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::commands::Command;
 use super::protocol::{
     ANSWER, END, Frame, INPUT, MAX_ANSWER_BYTES, MAX_CHUNK_BYTES, OUTPUT, PROTOCOL_VERSION,
     REQUEST, WireReply, WireRequest, read_frame, socket_address, write_frame, write_json,
@@ -144,8 +145,9 @@ impl Connection {
                         "no answer yet after {}s from the application holding the store \
                          (through {}); it may be busy with a long command, or stopped or \
                          hung; waiting (Ctrl-C stops waiting: a command the application has \
-                         not begun is then dropped, one it has begun goes on; see what it \
-                         did with `redkeep` before running it again)",
+                         not begun is then dropped, a backup or export it has begun stops, \
+                         another command it has begun goes on; see what it did with \
+                         `redkeep` before running it again)",
                         NOTICE_AFTER.as_secs(),
                         path.display()
                     );
@@ -169,7 +171,7 @@ impl Connection {
                     let _ = notice.join();
                 }
                 if !answering {
-                    return Err(no_answer(std::io::ErrorKind::TimedOut.into()));
+                    return Err(no_answer(std::io::ErrorKind::TimedOut.into(), &req.command));
                 }
             }
             Patience::GiveUpAfter(d) => {
@@ -185,7 +187,7 @@ impl Connection {
                 }
             }
         }
-        read_answer(&mut stream, output)
+        read_answer(&mut stream, output, &req.command)
     }
 }
 
@@ -218,28 +220,52 @@ fn send_request(
 }
 
 /// Why no answer came: the owner went away, or kept silent past the client's read timeout
-/// (an hour), while the command may still run there.
-fn no_answer(e: std::io::Error) -> Error {
-    if matches!(
+/// (an hour), while the command may still run there. Either way the command may have been
+/// carried out: the message says how to find out, rather than the raw error of the read.
+fn no_answer(e: std::io::Error, command: &Command) -> Error {
+    let what = if matches!(
         e.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     ) {
-        return Error::io(
-            "the application holding the store has not answered for an hour; the command may \
-             still be running there, and its result will not be shown here (a secret it makes \
-             is not seen: check what it did with `redkeep` once it is done, and revoke or \
-             replace such a secret)",
-            e,
-        );
-    }
+        "the application holding the store has not answered for an hour; the command may \
+         still be running there, and its result will not be shown here"
+    } else {
+        "the application holding the store closed the connection before answering (it \
+         stopped or was killed while it had the command)"
+    };
     Error::io(
-        "the application holding the store closed the connection before answering; its store is consistent (each command is one transaction)",
-        e,
+        what,
+        std::io::Error::new(e.kind(), after_no_answer(command)),
     )
 }
 
-fn read_answer(stream: &mut UnixStream, output: &mut dyn Write) -> Result<Remote> {
-    let died = no_answer;
+/// What an operator does about a command whose answer was lost.
+fn after_no_answer(command: &Command) -> String {
+    let name = command.name();
+    match command {
+        Command::Backup { path } => format!(
+            "the backup may have been written, whole or not: look at {} (and `.rk-tmp-*` \
+             beside it) before running `redkeep backup` again",
+            path.display()
+        ),
+        _ if command.only_reads() => {
+            format!("`{name}` only reads the store: run it again once the application answers")
+        }
+        _ => format!(
+            "the `{name}` command may have been carried out, or not (each command is one \
+             transaction): see what it did with `redkeep` (`user show`, `invite list`, \
+             `apikey list`, …) before running it again; a secret it made (a password, key or \
+             code) was never shown here, so replace or revoke it"
+        ),
+    }
+}
+
+fn read_answer(
+    stream: &mut UnixStream,
+    output: &mut dyn Write,
+    command: &Command,
+) -> Result<Remote> {
+    let died = |e| no_answer(e, command);
     loop {
         let cap = MAX_ANSWER_BYTES.max(MAX_CHUNK_BYTES);
         match read_frame(stream, cap).map_err(died)? {
@@ -304,13 +330,14 @@ mod tests {
     /// away: it may still be running there, and its result is lost to this client.
     #[test]
     fn a_silent_owner_is_not_taken_for_one_that_went_away() {
-        let timed_out = super::no_answer(IoError::from(ErrorKind::WouldBlock)).to_string();
+        let stats = super::Command::Stats;
+        let timed_out = super::no_answer(IoError::from(ErrorKind::WouldBlock), &stats).to_string();
         assert!(
             timed_out.contains("has not answered for an hour"),
             "{timed_out}"
         );
         assert!(!timed_out.contains("closed the connection"), "{timed_out}");
-        let gone = super::no_answer(IoError::from(ErrorKind::UnexpectedEof)).to_string();
+        let gone = super::no_answer(IoError::from(ErrorKind::UnexpectedEof), &stats).to_string();
         assert!(
             gone.contains("closed the connection before answering"),
             "{gone}"
@@ -330,7 +357,7 @@ mod tests {
                 r#"{{"version":{version},"result":{{"Err":{{"message":"refused","exit_code":1}}}}}}"#
             );
             write_frame(&mut owner, ANSWER, body.as_bytes()).unwrap();
-            match super::read_answer(&mut client, &mut Vec::new()) {
+            match super::read_answer(&mut client, &mut Vec::new(), &super::Command::Stats) {
                 Err(e) => e.to_string(),
                 Ok(_) => String::from("answered"),
             }
@@ -347,6 +374,28 @@ mod tests {
             newer.contains("this CLI (redkeep ")
                 && newer.contains("is older than the application: upgrade the CLI"),
             "{newer}"
+        );
+    }
+
+    /// An owner that stopped or was killed with the command in hand may have carried it out:
+    /// the message says so and how to find out, not the read's raw `failed to fill whole
+    /// buffer` after "its store is consistent" (which read as "nothing happened").
+    #[test]
+    fn a_lost_answer_says_the_command_may_have_been_carried_out() {
+        let eof = || IoError::new(ErrorKind::UnexpectedEof, "failed to fill whole buffer");
+        let backup = super::Command::Backup {
+            path: "/tmp/b.tar".into(),
+        };
+        let text = crate::Error::full_message(&super::no_answer(eof(), &backup));
+        assert!(
+            text.contains("the backup may have been written") && text.contains("/tmp/b.tar"),
+            "{text}"
+        );
+        assert!(!text.contains("failed to fill"), "{text}");
+        let stats = crate::Error::full_message(&super::no_answer(eof(), &super::Command::Stats));
+        assert!(
+            stats.contains("only reads the store: run it again"),
+            "{stats}"
         );
     }
 }

@@ -7,9 +7,8 @@
 //! each connection has its own thread, at most [`MAX_CONNECTIONS`] at once, so a slow client
 //! cannot hold up the application or other clients. A refusal reads the request first, so
 //! the peer always gets the owner's message; a request that panics is answered with an error
-//! and frees its slot. Stopping the server ends every connection and waits for its thread,
-//! which holds the store open (a command running goes on to its end, its input and output
-//! cut off).
+//! and frees its slot. Stopping the server cuts every connection's input and waits for its
+//! thread, which holds the store open: a command running goes on to its end and answers.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -104,12 +103,18 @@ impl Drop for AdminServer {
         }
         // No connection starts now. Those open are ended and waited for: each served one
         // holds the store, and an idle client kept it open after the application let go of
-        // it and exited (the store then said it was not closed cleanly).
+        // it and exited (the store then said it was not closed cleanly). Only their input is
+        // cut: a command already running still writes its output and its answer (a password
+        // it made, "wrote backup"), which its client would otherwise never see although the
+        // command was carried out.
         let until = Instant::now() + STOP_PATIENCE;
-        self.served.cut_off();
-        self.refused.cut_off();
+        self.served.cut_off_input();
+        self.refused.cut_off_input();
         let running = self.served.wait_until(until) + self.refused.wait_until(until);
         if running > 0 {
+            // A client that does not read its answer no longer holds the stop up.
+            self.served.cut_off();
+            self.refused.cut_off();
             tracing::warn!(
                 running,
                 "admin connections still running after {}s; the admin socket stops without them",
@@ -261,11 +266,21 @@ impl Threads {
         }
     }
 
-    /// Shuts every stream down: a thread waiting for its client wakes at once, and one
-    /// running a command finds the input at its end and the output closed.
+    /// Shuts the reading side of every stream: a thread waiting for its client wakes at
+    /// once, and one running a command finds the input at its end but can still answer.
+    fn cut_off_input(&self) {
+        self.shutdown(std::net::Shutdown::Read);
+    }
+
+    /// Shuts every stream both ways: a thread writing to a client that does not read fails
+    /// at once instead of waiting for it.
     fn cut_off(&self) {
+        self.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn shutdown(&self, how: std::net::Shutdown) {
         for stream in self.lock().streams.values() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = stream.shutdown(how);
         }
     }
 
@@ -587,19 +602,28 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
         command = req.command.name(),
         "admin request"
     );
+    run_request(stream, rk, &req, uid, pid);
+}
+
+/// Runs a request read from `stream` and answers it. Long work stops at its next step
+/// when the client goes away (an operator's Ctrl-C), as it would in the client's own
+/// process, rather than going on unseen to its end.
+fn run_request(stream: &mut UnixStream, rk: &Redkeep, req: &super::Request, uid: u32, pid: i32) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     // Replies can be large (exports): give the client time to read them.
     let _ = stream.set_write_timeout(Some(Duration::from_secs(600)));
-    let mut reader_stream = match stream.try_clone() {
-        Ok(s) => s,
+    // One handle to read from, one to write to, one to see whether the client left.
+    let clones = (|| {
+        Ok::<_, std::io::Error>((
+            stream.try_clone()?,
+            stream.try_clone()?,
+            stream.try_clone()?,
+        ))
+    })();
+    let (mut reader_stream, mut writer_stream, watched) = match clones {
+        Ok(clones) => clones,
         Err(e) => {
-            refuse(stream, deadline, &format!("cannot serve the request: {e}"));
-            return;
-        }
-    };
-    let mut writer_stream = match stream.try_clone() {
-        Ok(s) => s,
-        Err(e) => {
+            let deadline = Instant::now() + REQUEST_TIMEOUT;
             refuse(stream, deadline, &format!("cannot serve the request: {e}"));
             return;
         }
@@ -615,19 +639,33 @@ fn serve_one(stream: &mut UnixStream, rk: &Redkeep, accepted: Instant) {
         .expect("the admin socket's origin is one short line");
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         crate::Redkeep::with_origin(&origin, || {
-            super::request::execute(
-                rk,
-                &req,
-                Io {
-                    input: &mut input,
-                    output: &mut output,
-                    feedback: &Quiet,
+            crate::fsutil::watched(
+                move || client_left(&watched),
+                || {
+                    super::request::execute(
+                        rk,
+                        req,
+                        Io {
+                            input: &mut input,
+                            output: &mut output,
+                            feedback: &Quiet,
+                        },
+                    )
                 },
             )
         })
     }));
     let result = match run {
         Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e @ Error::Cancelled { .. })) => {
+            tracing::info!(
+                peer_uid = uid,
+                peer_pid = pid,
+                command = req.command.name(),
+                "admin request abandoned: {e}"
+            );
+            Err(error(e.full_message()))
+        }
         Ok(Err(e)) => Err(error(e.full_message())),
         Err(_) => {
             tracing::error!(command = req.command.name(), "an admin request panicked");
@@ -693,7 +731,7 @@ mod tests {
             })
             .unwrap();
         waiting.recv().unwrap();
-        threads.cut_off();
+        threads.cut_off_input();
         // A bound on a failure, not a wait for the clock.
         assert_eq!(threads.wait_until(Instant::now() + STOP_PATIENCE), 0);
         handle.join().unwrap();
@@ -770,6 +808,47 @@ mod tests {
         let answer = serve_request(&rk, create, Client::HalfCloses);
         assert_eq!(invites(), 2, "{}", String::from_utf8_lossy(&answer));
         assert!(String::from_utf8_lossy(&answer).contains("rki_"));
+    }
+
+    /// The names of redkeep's temp entries in `dir`.
+    fn temp_entries(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(crate::fsutil::TEMP_PREFIX))
+            .collect()
+    }
+
+    /// An operator who pressed Ctrl-C on a `backup` run through the socket (its client
+    /// closed its end while the command ran) stopped nothing: the application went on and
+    /// wrote the whole archive after the CLI had died. The backup now stops at its next
+    /// step and leaves nothing behind; with its client there, it is written.
+    #[test]
+    fn a_backup_whose_client_left_while_it_ran_is_abandoned_and_leaves_nothing() {
+        use std::io::Read;
+        let (tmp, rk) = fresh();
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("b.tar");
+        let backup =
+            super::super::Request::new(super::super::Command::Backup { path: dest.clone() });
+        // The command is under way (the check before it began is past) when the client goes.
+        let (mut stream, client) = UnixStream::pair().unwrap();
+        drop(client);
+        run_request(&mut stream, &rk, &backup, 0, 1);
+        assert!(
+            !dest.exists(),
+            "the backup was written for a client that had left"
+        );
+        assert_eq!(temp_entries(out.path()), Vec::<String>::new());
+        assert_eq!(temp_entries(tmp.path()), Vec::<String>::new());
+        let (mut stream, mut client) = UnixStream::pair().unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        run_request(&mut stream, &rk, &backup, 0, 1);
+        drop(stream);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.contains("wrote ") && dest.exists(), "{answer}");
     }
 
     /// A client of another release is told so, whatever the shape of its request: the

@@ -77,6 +77,9 @@ impl<R> Hashing<R> {
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use sha2::Digest;
+        // A backup whose asker went away stops here, even within a large file; its
+        // unfinished archive is removed on the way out.
+        fsutil::go_on("the backup").map_err(std::io::Error::other)?;
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
@@ -234,6 +237,7 @@ pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
         _ => stage(parent)?,
     };
     let check = check_in_place(&snapshot)?;
+    fsutil::go_on("the backup")?;
 
     let archive = fsutil::held_temp_sibling(dest)?;
     let mut tar = tar::Builder::new(

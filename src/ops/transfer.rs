@@ -82,6 +82,8 @@ pub struct TransferSummary {
 }
 
 fn write_line(out: &mut dyn Write, value: &Value, summary: &mut TransferSummary) -> Result<()> {
+    // An export whose asker went away stops at its next line.
+    crate::fsutil::go_on("the export")?;
     let text = serde_json::to_string(value).map_err(|e| Error::Invariant {
         what: format!("cannot write an export line: {e}"),
     })?;
