@@ -626,6 +626,48 @@ fn a_folder_without_its_owner_marker_is_left_until_the_operator_binds_it() {
     assert_eq!(bound(bob).len(), 1);
 }
 
+/// A malformed owner marker (a hand edit, a bad block, a copy cut short) names no account, as
+/// a missing one does not: a live user's folder bearing it is left by `check --repair` (it was
+/// moved to the trash, leaving them an empty workspace), named with `workspace bind`, which
+/// replaces the marker, and never with the repair as its remedy.
+#[test]
+fn a_folder_with_a_malformed_owner_marker_is_left_until_the_operator_binds_it() {
+    let cli = Cli::new();
+    cli.init();
+    let ann = user(&cli, "ann@example.com", &[]);
+    let piece = cli.dir.path().join("piece.json");
+    std::fs::write(&piece, r#"{"title":"dawn"}"#).unwrap();
+    let add = ["gallery", "add", "ann@example.com", piece.to_str().unwrap()];
+    cli.expect(&add, None, 0);
+    let folder = cli.data().join(format!("workspaces/users/{ann}"));
+    let bind = format!("`redkeep workspace bind {ann}`");
+    // Garbled, and too long to be a marker: both are malformed.
+    for garbage in ["garbage\n".to_string(), "f".repeat(300)] {
+        std::fs::write(folder.join(".owner"), &garbage).unwrap();
+        let (out, _) = cli.expect(&["check", "--repair"], None, 1);
+        assert!(
+            out.contains("is malformed") && out.contains(&bind) && !out.contains("moved to"),
+            "{out}"
+        );
+        assert!(!out.contains("--repair` moves it to the trash"), "{out}");
+        assert!(
+            folder.join("gallery/piece_000001.json").is_file(),
+            "the folder stays"
+        );
+        // Its requests are refused, pointing to the binding, not to the repair.
+        let (_, err) = cli.expect(&["workspace", "show", "ann@example.com"], None, 1);
+        assert!(
+            err.contains("malformed") && err.contains(&bind) && !err.contains("--repair"),
+            "{err}"
+        );
+    }
+    let (out, _) = cli.expect(&["workspace", "bind", "ann@example.com"], None, 0);
+    assert!(out.contains("malformed owner marker is replaced"), "{out}");
+    cli.expect(&["check"], None, 0);
+    let shown = cli.json(&["workspace", "show", "ann@example.com"], None);
+    assert_eq!(shown["pieces"], json!(1), "{shown}");
+}
+
 /// A password the operator chose at `init` is not to be changed at first login (as with
 /// `user create --password-stdin`); a generated one is.
 #[test]

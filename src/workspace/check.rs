@@ -9,11 +9,11 @@ use std::fs;
 use serde::Serialize;
 
 use super::doc::WorkspaceDoc;
-use super::folders::{Workspaces, date_moved};
+use super::folders::{Marker, Workspaces, date_moved};
 use super::lock::{self, LockKind};
 use super::names::{
-    GALLERY_DIR, LOCK_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, piece_file_name,
-    trashed_number,
+    GALLERY_DIR, LOCK_FILE, OWNER_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers,
+    piece_file_name, trashed_number,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -116,9 +116,9 @@ impl Workspaces {
         let mut found = Vec::new();
         let foreign = match (self.owners)(user)? {
             None => Some("the folder has no user (orphan)".to_string()),
-            Some(owner) => match Workspaces::read_marker(&dir) {
-                Ok(Some(m)) if m == owner => None,
-                Ok(Some(_)) => {
+            Some(owner) => match Workspaces::read_owner(&dir) {
+                Ok(Marker::Of(m)) if m == owner => None,
+                Ok(Marker::Of(_)) => {
                     Some("the folder belongs to another account (its owner marker differs)".into())
                 }
                 // Without a marker (a folder of an older build, or copied in by hand), the
@@ -127,8 +127,18 @@ impl Workspaces {
                 // are never given away on a guess. Nor is the folder moved: the user, who
                 // exists, would be left an empty workspace without a word. It is left,
                 // unserved, and named with the command that gives it to the user; a file in
-                // it older than their account is named as a sign it is another's.
-                Ok(None) => {
+                // it older than their account is named as a sign it is another's. A marker
+                // that names no account (garbled by a hand edit, a bad block or a copy cut
+                // short) says as little, and is treated alike.
+                Ok(unknown @ (Marker::Missing | Marker::Malformed)) => {
+                    let what = if unknown == Marker::Missing {
+                        "the folder has no owner marker".to_string()
+                    } else {
+                        format!(
+                            "the folder's owner marker {} is malformed (it names no account)",
+                            dir.join(OWNER_FILE).display()
+                        )
+                    };
                     let older = older_than(&dir, owner.since).map_or(String::new(), |file| {
                         format!(
                             ", and {} is older than their account (made {}), so it may be an \
@@ -138,11 +148,10 @@ impl Workspaces {
                         )
                     });
                     return Ok(vec![format!(
-                        "the folder has no owner marker, so it is not served; it bears the \
-                         number of user {user}, who exists{older}; a repair leaves it: if the \
-                         files are user {user}'s, `redkeep workspace bind {user}` gives the \
-                         folder to them; if not, move it out of {} (user {user} then starts \
-                         an empty workspace)",
+                        "{what}, so it is not served; it bears the number of user {user}, who \
+                         exists{older}; a repair leaves it: if the files are user {user}'s, \
+                         `redkeep workspace bind {user}` gives the folder to them; if not, \
+                         move it out of {} (user {user} then starts an empty workspace)",
                         self.users_dir().display()
                     )]);
                 }
