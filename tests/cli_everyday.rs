@@ -668,6 +668,53 @@ fn a_folder_with_a_malformed_owner_marker_is_left_until_the_operator_binds_it() 
     assert_eq!(shown["pieces"], json!(1), "{shown}");
 }
 
+/// `user list` names a workspace folder it could not read, on stderr with the folder and the
+/// error and in JSON as `{"error": …}`: it showed `?` and `null` (the same as nothing to show)
+/// without a word, so a report built on it lost the workspace silently.
+#[test]
+fn user_list_names_a_workspace_folder_it_could_not_read() {
+    let cli = Cli::new();
+    cli.init();
+    let ann = user(&cli, "ann@example.com", &[]);
+    let bob = user(&cli, "bob@example.com", &[]);
+    let piece = cli.dir.path().join("piece.json");
+    std::fs::write(&piece, r#"{"title":"dawn"}"#).unwrap();
+    let add = ["gallery", "add", "ann@example.com", piece.to_str().unwrap()];
+    cli.expect(&add, None, 0);
+    let (_, err) = cli.expect(&["user", "list"], None, 0);
+    assert_eq!(err, "");
+    // A folder redkeep refuses to read (here: its owner marker is gone).
+    let folder = cli.data().join(format!("workspaces/users/{ann}"));
+    std::fs::remove_file(folder.join(".owner")).unwrap();
+    let (out, err) = cli.expect(&["user", "list"], None, 0);
+    assert!(out.contains("ann@example.com"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "the workspace folder {} of user {ann} was not read: ",
+            folder.display()
+        )) && err.contains("no owner marker"),
+        "{err}"
+    );
+    let list = cli.json(&["user", "list"], None);
+    let of = |id: u64| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["id"] == json!(id))
+            .unwrap()["workspace"]
+            .clone()
+    };
+    assert!(
+        of(ann)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no owner marker")),
+        "{list}"
+    );
+    // A user without a folder is no failure.
+    assert_eq!(of(bob)["exists"], json!(false), "{list}");
+    assert!(of(bob).get("error").is_none(), "{list}");
+}
+
 /// A password the operator chose at `init` is not to be changed at first login (as with
 /// `user create --password-stdin`); a generated one is.
 #[test]
