@@ -715,6 +715,55 @@ fn user_list_names_a_workspace_folder_it_could_not_read() {
     assert!(of(bob).get("error").is_none(), "{list}");
 }
 
+/// Root running a command that writes on a data dir of another user (the application's),
+/// with no application holding the store, is refused before anything is made: the folders
+/// and files it made were root's, and the application could not open them after its next
+/// start. Commands that only read still run. Only root can make the data dir another's, so
+/// the test checks nothing as another user.
+#[test]
+fn root_is_refused_a_write_into_another_users_data_dir() {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let cli = Cli::new();
+    cli.init();
+    user(&cli, "ann@example.com", &[]);
+    let all = |root: &std::path::Path| {
+        let mut todo = vec![root.to_path_buf()];
+        let mut out = Vec::new();
+        while let Some(p) = todo.pop() {
+            if p.is_dir() && !p.is_symlink() {
+                todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+            out.push(p);
+        }
+        out
+    };
+    for p in all(&cli.data()) {
+        std::os::unix::fs::lchown(&p, Some(65534), Some(65534)).unwrap();
+    }
+    let piece = cli.dir.path().join("piece.json");
+    std::fs::write(&piece, r#"{"title":"dawn"}"#).unwrap();
+    let add = ["gallery", "add", "ann@example.com", piece.to_str().unwrap()];
+    let (_, err) = cli.expect(&add, None, 1);
+    assert!(
+        err.contains("belongs to uid 65534, not to the user running this command (root)")
+            && err.contains("sudo -u '#65534'")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    cli.expect(&["reset", "--force"], None, 1);
+    use std::os::unix::fs::MetadataExt;
+    let roots: Vec<_> = all(&cli.data())
+        .into_iter()
+        .filter(|p| p.symlink_metadata().is_ok_and(|m| m.uid() == 0))
+        .collect();
+    assert!(roots.is_empty(), "made as root: {roots:?}");
+    // Reading is harmless, and still served.
+    let (out, _) = cli.expect(&["user", "list"], None, 0);
+    assert!(out.contains("ann@example.com"), "{out}");
+}
+
 /// A password the operator chose at `init` is not to be changed at first login (as with
 /// `user create --password-stdin`); a generated one is.
 #[test]

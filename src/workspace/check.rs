@@ -103,7 +103,7 @@ impl Workspaces {
             };
             match self.check_one(user, repair, now) {
                 Ok(found) => found.into_iter().for_each(&mut problem),
-                Err(e) => problem(e.to_string()),
+                Err(e) => problem(format!("{e}{}", owned_by_another(&self.dir(user), &e))),
             }
         }
         // Folders a crash left half-built (`users/.rk-tmp-*`) are the data dir check's to
@@ -163,7 +163,8 @@ impl Workspaces {
                     return Ok(vec![format!(
                         "{e}: whose folder this is cannot be told while its owner marker \
                          cannot be read, so a repair leaves it (mend the file's permissions \
-                         or the disk, then check again)"
+                         or the disk, then check again){}",
+                        owned_by_another(&dir, &e)
                     )]);
                 }
                 Err(e) => Some(e.to_string()),
@@ -348,7 +349,8 @@ impl Workspaces {
                 found.push(e.to_string());
             }
             Err(e) if unreadable(&e) => found.push(format!(
-                "{e}: a file that cannot be read is not damaged, and a repair leaves it; give it back to the data dir's owner, or mend what keeps it from being read"
+                "{e}: a file that cannot be read is not damaged, and a repair leaves it; give it back to the data dir's owner, or mend what keeps it from being read{}",
+                owned_by_another(&folder.dir, &e)
             )),
             Err(e) if repair => {
                 // A JSON object whose only fault is its count (`"piece_count": "1"`) keeps
@@ -579,6 +581,47 @@ fn left_in_place(e: &crate::Error) -> bool {
                 | crate::Error::NotStrictJson { .. }
                 | crate::Error::TooDeep { .. }
         )
+}
+
+/// For a permission refused in the folder `dir`: the entries of it (itself, its files, its
+/// gallery's) that belong to another user than this process's, as a clause naming the cause
+/// and the way out; empty when `e` is no refusal or every entry is this user's. A command run
+/// as root while the application was stopped leaves files only root may open.
+fn owned_by_another(dir: &std::path::Path, e: &Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    if !e.is_permission_denied() {
+        return String::new();
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let mut paths = vec![dir.to_path_buf()];
+    for sub in [dir.to_path_buf(), dir.join(GALLERY_DIR)] {
+        if let Ok(entries) = fs::read_dir(&sub) {
+            let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            paths.extend(names);
+        }
+    }
+    let others: Vec<(std::path::PathBuf, u32)> = paths
+        .into_iter()
+        .filter_map(|p| {
+            let uid = fs::symlink_metadata(&p).ok()?.uid();
+            (uid != me).then_some((p, uid))
+        })
+        .collect();
+    let Some((first, uid)) = others.first() else {
+        return String::new();
+    };
+    let more = match others.len() {
+        1 => String::new(),
+        n => format!(" (and {} more entries of the folder)", n - 1),
+    };
+    format!(
+        "; the cause: {} belongs to uid {uid}{more}, not to uid {me}, which runs this check \
+         (a command run as uid {uid}, root say, while the application was stopped leaves such \
+         files); if uid {me} is the application's, `chown -R {me} {}` as root gives them back",
+        first.display(),
+        dir.display()
+    )
 }
 
 /// Whether `e` says a file could not be read (permission denied, an I/O error, no
