@@ -1622,18 +1622,18 @@ impl Redkeep {
         &self.inner.workspaces
     }
 
-    /// Gives `user` the folder that bears their number and has no owner marker (`redkeep
-    /// workspace bind`, for a folder the operator knows is theirs): writes its marker naming
-    /// `owner`, then records a `workspace_bound` event about the user that names the folder.
-    /// Returns whether a marker was written; when none was (no folder, or one marked
-    /// already), nothing is recorded.
+    /// Gives `user` the folder that bears their number and has no owner marker, or a
+    /// malformed one (`redkeep workspace bind`, for a folder the operator knows is theirs):
+    /// writes its marker naming `owner`, then records a `workspace_bound` event about the
+    /// user that names the folder. Returns whether a marker was written; when none was (no
+    /// folder, or one marked already), nothing is recorded.
     ///
     /// # Errors
     /// `Io` when the marker cannot be written (nothing is recorded); `Storage` when the event
     /// cannot be recorded (the folder is bound by then, and a second run changes nothing).
     #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) fn bind_workspace(&self, user: u64, owner: FolderOwner) -> Result<bool> {
-        if !self.inner.workspaces.mark(user, owner)? {
+        if !self.inner.workspaces.bind(user, owner)? {
             return Ok(false);
         }
         let folder = self.inner.workspaces.dir(user);

@@ -626,6 +626,144 @@ fn a_folder_without_its_owner_marker_is_left_until_the_operator_binds_it() {
     assert_eq!(bound(bob).len(), 1);
 }
 
+/// A malformed owner marker (a hand edit, a bad block, a copy cut short) names no account, as
+/// a missing one does not: a live user's folder bearing it is left by `check --repair` (it was
+/// moved to the trash, leaving them an empty workspace), named with `workspace bind`, which
+/// replaces the marker, and never with the repair as its remedy.
+#[test]
+fn a_folder_with_a_malformed_owner_marker_is_left_until_the_operator_binds_it() {
+    let cli = Cli::new();
+    cli.init();
+    let ann = user(&cli, "ann@example.com", &[]);
+    let piece = cli.dir.path().join("piece.json");
+    std::fs::write(&piece, r#"{"title":"dawn"}"#).unwrap();
+    let add = ["gallery", "add", "ann@example.com", piece.to_str().unwrap()];
+    cli.expect(&add, None, 0);
+    let folder = cli.data().join(format!("workspaces/users/{ann}"));
+    let bind = format!("`redkeep workspace bind {ann}`");
+    // Garbled, and too long to be a marker: both are malformed.
+    for garbage in ["garbage\n".to_string(), "f".repeat(300)] {
+        std::fs::write(folder.join(".owner"), &garbage).unwrap();
+        let (out, _) = cli.expect(&["check", "--repair"], None, 1);
+        assert!(
+            out.contains("is malformed") && out.contains(&bind) && !out.contains("moved to"),
+            "{out}"
+        );
+        assert!(!out.contains("--repair` moves it to the trash"), "{out}");
+        assert!(
+            folder.join("gallery/piece_000001.json").is_file(),
+            "the folder stays"
+        );
+        // Its requests are refused, pointing to the binding, not to the repair.
+        let (_, err) = cli.expect(&["workspace", "show", "ann@example.com"], None, 1);
+        assert!(
+            err.contains("malformed") && err.contains(&bind) && !err.contains("--repair"),
+            "{err}"
+        );
+    }
+    let (out, _) = cli.expect(&["workspace", "bind", "ann@example.com"], None, 0);
+    assert!(out.contains("malformed owner marker is replaced"), "{out}");
+    cli.expect(&["check"], None, 0);
+    let shown = cli.json(&["workspace", "show", "ann@example.com"], None);
+    assert_eq!(shown["pieces"], json!(1), "{shown}");
+}
+
+/// `user list` names a workspace folder it could not read, on stderr with the folder and the
+/// error and in JSON as `{"error": …}`: it showed `?` and `null` (the same as nothing to show)
+/// without a word, so a report built on it lost the workspace silently.
+#[test]
+fn user_list_names_a_workspace_folder_it_could_not_read() {
+    let cli = Cli::new();
+    cli.init();
+    let ann = user(&cli, "ann@example.com", &[]);
+    let bob = user(&cli, "bob@example.com", &[]);
+    let piece = cli.dir.path().join("piece.json");
+    std::fs::write(&piece, r#"{"title":"dawn"}"#).unwrap();
+    let add = ["gallery", "add", "ann@example.com", piece.to_str().unwrap()];
+    cli.expect(&add, None, 0);
+    let (_, err) = cli.expect(&["user", "list"], None, 0);
+    assert_eq!(err, "");
+    // A folder redkeep refuses to read (here: its owner marker is gone).
+    let folder = cli.data().join(format!("workspaces/users/{ann}"));
+    std::fs::remove_file(folder.join(".owner")).unwrap();
+    let (out, err) = cli.expect(&["user", "list"], None, 0);
+    assert!(out.contains("ann@example.com"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "the workspace folder {} of user {ann} was not read: ",
+            folder.display()
+        )) && err.contains("no owner marker"),
+        "{err}"
+    );
+    let list = cli.json(&["user", "list"], None);
+    let of = |id: u64| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["id"] == json!(id))
+            .unwrap()["workspace"]
+            .clone()
+    };
+    assert!(
+        of(ann)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no owner marker")),
+        "{list}"
+    );
+    // A user without a folder is no failure.
+    assert_eq!(of(bob)["exists"], json!(false), "{list}");
+    assert!(of(bob).get("error").is_none(), "{list}");
+}
+
+/// Root running a command that writes on a data dir of another user (the application's),
+/// with no application holding the store, is refused before anything is made: the folders
+/// and files it made were root's, and the application could not open them after its next
+/// start. Commands that only read still run. Only root can make the data dir another's, so
+/// the test checks nothing as another user.
+#[test]
+fn root_is_refused_a_write_into_another_users_data_dir() {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let cli = Cli::new();
+    cli.init();
+    user(&cli, "ann@example.com", &[]);
+    let all = |root: &std::path::Path| {
+        let mut todo = vec![root.to_path_buf()];
+        let mut out = Vec::new();
+        while let Some(p) = todo.pop() {
+            if p.is_dir() && !p.is_symlink() {
+                todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+            out.push(p);
+        }
+        out
+    };
+    for p in all(&cli.data()) {
+        std::os::unix::fs::lchown(&p, Some(65534), Some(65534)).unwrap();
+    }
+    let piece = cli.dir.path().join("piece.json");
+    std::fs::write(&piece, r#"{"title":"dawn"}"#).unwrap();
+    let add = ["gallery", "add", "ann@example.com", piece.to_str().unwrap()];
+    let (_, err) = cli.expect(&add, None, 1);
+    assert!(
+        err.contains("belongs to uid 65534, not to the user running this command (root)")
+            && err.contains("sudo -u '#65534'")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    cli.expect(&["reset", "--force"], None, 1);
+    use std::os::unix::fs::MetadataExt;
+    let roots: Vec<_> = all(&cli.data())
+        .into_iter()
+        .filter(|p| p.symlink_metadata().is_ok_and(|m| m.uid() == 0))
+        .collect();
+    assert!(roots.is_empty(), "made as root: {roots:?}");
+    // Reading is harmless, and still served.
+    let (out, _) = cli.expect(&["user", "list"], None, 0);
+    assert!(out.contains("ann@example.com"), "{out}");
+}
+
 /// A password the operator chose at `init` is not to be changed at first login (as with
 /// `user create --password-stdin`); a generated one is.
 #[test]

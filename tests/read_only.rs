@@ -546,11 +546,65 @@ fn a_repair_leaves_a_workspace_document_it_cannot_read() {
         stdout.contains("cannot be read is not damaged"),
         "{stdout}{stderr}"
     );
+    // As root, the cause is the file's owner, and `check` says so.
+    if other.root {
+        assert!(
+            stdout.contains(&format!(
+                "the cause: {} belongs to uid 0, not to uid 65534",
+                doc.display()
+            )) && stdout.contains("chown -R 65534"),
+            "{stdout}{stderr}"
+        );
+    }
     std::fs::set_permissions(&doc, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(
         std::fs::read(&doc).unwrap(),
         before,
         "the document is whole"
+    );
+}
+
+/// A folder's lock file left root's (a command run with `sudo` while the application was
+/// stopped) keeps the application's user out of the whole folder: `check` names that owner as
+/// the cause, with the `chown` that gives the file back, where it said only "Permission
+/// denied". As root (CI) the binary runs as `nobody`; as another user permissions do not let
+/// the test make a file of another owner, so it checks nothing there.
+#[cfg(feature = "cli")]
+#[test]
+fn check_names_a_file_of_another_owner_as_why_a_folder_cannot_be_opened() {
+    let t = TestDir::new();
+    let mut other = AnotherUser::new();
+    if !other.root {
+        return;
+    }
+    let data = other.data.clone();
+    let lock = {
+        let rk = Redkeep::open(&data, t.options()).unwrap();
+        let ann = rk
+            .users()
+            .create(NewUser {
+                email: "ann@example.com".into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user;
+        rk.workspaces()
+            .update(ann.id, |d| {
+                d.notes = serde_json::json!(["keep me"]);
+                Ok(())
+            })
+            .unwrap();
+        data.join(format!("workspaces/users/{}/.lock", ann.id))
+    };
+    other.hand_over(Some(&lock));
+    let (code, stdout, stderr) = other.run(&["check"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "the cause: {} belongs to uid 0, not to uid 65534",
+            lock.display()
+        )) && stdout.contains("chown -R 65534"),
+        "{stdout}{stderr}"
     );
 }
 

@@ -774,6 +774,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             folders,
         } => {
             check_data_dir(&cli.data_dir)?;
+            refuse_foreign_writer(&cli.data_dir)?;
             admin::commands::restore_store_with_folders(
                 &cli.data_dir,
                 store_url(cli).as_deref(),
@@ -786,6 +787,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Reset { force } => {
             check_data_dir(&cli.data_dir)?;
+            refuse_foreign_writer(&cli.data_dir)?;
             admin::commands::reset_store(&cli.data_dir, store_url(cli).as_deref(), *force, now)
                 .map_err(|e| whole_file(&cli.data_dir, e))?
         }
@@ -868,6 +870,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
             let reply = match opened {
                 Ok(rk) => {
+                    let writes = !req.command.only_reads() && !rk.options().read_only;
+                    if writes && let Err(e) = refuse_foreign_writer(&cli.data_dir) {
+                        drop(rk);
+                        if let Some(made) = &made {
+                            made.take_back();
+                        }
+                        return Err(e);
+                    }
                     let feedback = progress::Bars::new();
                     let mut empty = std::io::empty();
                     let io = Io {
@@ -1046,6 +1056,38 @@ impl Made {
             let _ = std::fs::remove_dir(&self.dir);
         }
     }
+}
+
+/// Refuses a command that writes, run on the store itself (no application holds it), by
+/// another user than the data dir's owner: root under `sudo`, say. The folders and files it
+/// made would be that user's, private to them, and the application, which runs as the data
+/// dir's owner, could not open them (every request on that workspace would fail after its
+/// next start). `adopt` refuses alike. A command sent through a running application's
+/// admin socket is not refused: the application does the writing.
+///
+/// # Errors
+/// `Denied`, saying whose the data dir is and as whom to run the command.
+fn refuse_foreign_writer(data_dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(data_dir) else {
+        return Ok(());
+    };
+    let (owner, me) = (meta.uid(), rustix::process::geteuid().as_raw());
+    if owner == me {
+        return Ok(());
+    }
+    let who = if me == 0 {
+        "root".to_string()
+    } else {
+        format!("uid {me}")
+    };
+    Err(Error::denied(format!(
+        "the data dir {} belongs to uid {owner}, not to the user running this command \
+         ({who}), and no application holds the store: the files it would make there would be \
+         {who}'s, which the application (uid {owner}) cannot open; run it as uid {owner} \
+         (such as `sudo -u '#{owner}' redkeep …`); nothing was changed",
+        data_dir.display()
+    )))
 }
 
 /// A store file that holds nothing in a data dir that held a store (users' folders) is said

@@ -9,11 +9,11 @@ use std::fs;
 use serde::Serialize;
 
 use super::doc::WorkspaceDoc;
-use super::folders::{Workspaces, date_moved};
+use super::folders::{Marker, Workspaces, date_moved};
 use super::lock::{self, LockKind};
 use super::names::{
-    GALLERY_DIR, LOCK_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers, keep_numbers_up_to,
-    kept_number, piece_file_name, trashed_number,
+    GALLERY_DIR, LOCK_FILE, OWNER_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers,
+    keep_numbers_up_to, kept_number, piece_file_name, trashed_number,
 };
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -103,7 +103,7 @@ impl Workspaces {
             };
             match self.check_one(user, repair, now) {
                 Ok(found) => found.into_iter().for_each(&mut problem),
-                Err(e) => problem(e.to_string()),
+                Err(e) => problem(format!("{e}{}", owned_by_another(&self.dir(user), &e))),
             }
         }
         // Folders a crash left half-built (`users/.rk-tmp-*`) are the data dir check's to
@@ -116,9 +116,9 @@ impl Workspaces {
         let mut found = Vec::new();
         let foreign = match (self.owners)(user)? {
             None => Some("the folder has no user (orphan)".to_string()),
-            Some(owner) => match Workspaces::read_marker(&dir) {
-                Ok(Some(m)) if m == owner => None,
-                Ok(Some(_)) => {
+            Some(owner) => match Workspaces::read_owner(&dir) {
+                Ok(Marker::Of(m)) if m == owner => None,
+                Ok(Marker::Of(_)) => {
                     Some("the folder belongs to another account (its owner marker differs)".into())
                 }
                 // Without a marker (a folder of an older build, or copied in by hand), the
@@ -127,8 +127,18 @@ impl Workspaces {
                 // are never given away on a guess. Nor is the folder moved: the user, who
                 // exists, would be left an empty workspace without a word. It is left,
                 // unserved, and named with the command that gives it to the user; a file in
-                // it older than their account is named as a sign it is another's.
-                Ok(None) => {
+                // it older than their account is named as a sign it is another's. A marker
+                // that names no account (garbled by a hand edit, a bad block or a copy cut
+                // short) says as little, and is treated alike.
+                Ok(unknown @ (Marker::Missing | Marker::Malformed)) => {
+                    let what = if unknown == Marker::Missing {
+                        "the folder has no owner marker".to_string()
+                    } else {
+                        format!(
+                            "the folder's owner marker {} is malformed (it names no account)",
+                            dir.join(OWNER_FILE).display()
+                        )
+                    };
                     let older = older_than(&dir, owner.since).map_or(String::new(), |file| {
                         format!(
                             ", and {} is older than their account (made {}), so it may be an \
@@ -138,11 +148,10 @@ impl Workspaces {
                         )
                     });
                     return Ok(vec![format!(
-                        "the folder has no owner marker, so it is not served; it bears the \
-                         number of user {user}, who exists{older}; a repair leaves it: if the \
-                         files are user {user}'s, `redkeep workspace bind {user}` gives the \
-                         folder to them; if not, move it out of {} (user {user} then starts \
-                         an empty workspace)",
+                        "{what}, so it is not served; it bears the number of user {user}, who \
+                         exists{older}; a repair leaves it: if the files are user {user}'s, \
+                         `redkeep workspace bind {user}` gives the folder to them; if not, \
+                         move it out of {} (user {user} then starts an empty workspace)",
                         self.users_dir().display()
                     )]);
                 }
@@ -154,7 +163,8 @@ impl Workspaces {
                     return Ok(vec![format!(
                         "{e}: whose folder this is cannot be told while its owner marker \
                          cannot be read, so a repair leaves it (mend the file's permissions \
-                         or the disk, then check again)"
+                         or the disk, then check again){}",
+                        owned_by_another(&dir, &e)
                     )]);
                 }
                 Err(e) => Some(e.to_string()),
@@ -339,7 +349,8 @@ impl Workspaces {
                 found.push(e.to_string());
             }
             Err(e) if unreadable(&e) => found.push(format!(
-                "{e}: a file that cannot be read is not damaged, and a repair leaves it; give it back to the data dir's owner, or mend what keeps it from being read"
+                "{e}: a file that cannot be read is not damaged, and a repair leaves it; give it back to the data dir's owner, or mend what keeps it from being read{}",
+                owned_by_another(&folder.dir, &e)
             )),
             Err(e) if repair => {
                 // A JSON object whose only fault is its count (`"piece_count": "1"`) keeps
@@ -574,6 +585,47 @@ fn left_in_place(e: &crate::Error) -> bool {
                 | crate::Error::NotStrictJson { .. }
                 | crate::Error::TooDeep { .. }
         )
+}
+
+/// For a permission refused in the folder `dir`: the entries of it (itself, its files, its
+/// gallery's) that belong to another user than this process's, as a clause naming the cause
+/// and the way out; empty when `e` is no refusal or every entry is this user's. A command run
+/// as root while the application was stopped leaves files only root may open.
+fn owned_by_another(dir: &std::path::Path, e: &Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    if !e.is_permission_denied() {
+        return String::new();
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let mut paths = vec![dir.to_path_buf()];
+    for sub in [dir.to_path_buf(), dir.join(GALLERY_DIR)] {
+        if let Ok(entries) = fs::read_dir(&sub) {
+            let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            paths.extend(names);
+        }
+    }
+    let others: Vec<(std::path::PathBuf, u32)> = paths
+        .into_iter()
+        .filter_map(|p| {
+            let uid = fs::symlink_metadata(&p).ok()?.uid();
+            (uid != me).then_some((p, uid))
+        })
+        .collect();
+    let Some((first, uid)) = others.first() else {
+        return String::new();
+    };
+    let more = match others.len() {
+        1 => String::new(),
+        n => format!(" (and {} more entries of the folder)", n - 1),
+    };
+    format!(
+        "; the cause: {} belongs to uid {uid}{more}, not to uid {me}, which runs this check \
+         (a command run as uid {uid}, root say, while the application was stopped leaves such \
+         files); if uid {me} is the application's, `chown -R {me} {}` as root gives them back",
+        first.display(),
+        dir.display()
+    )
 }
 
 /// Whether `e` says a file could not be read (permission denied, an I/O error, no

@@ -71,6 +71,18 @@ impl FolderOwner {
     }
 }
 
+/// What a folder's `.owner` marker says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// No marker: no folder, or one of an older build or copied in by hand.
+    Missing,
+    /// A marker that names no account (a hand edit, a bad disk block, a copy cut short):
+    /// like a missing one, it says nothing about whose the folder is.
+    Malformed,
+    /// The account the marker names.
+    Of(FolderOwner),
+}
+
 impl std::fmt::Debug for FolderOwner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -874,17 +886,43 @@ impl Workspaces {
     /// # Errors
     /// `UnsafePath` for a malformed marker; `Io` when it cannot be read.
     pub(crate) fn read_marker(dir: &Path) -> Result<Option<FolderOwner>> {
+        match Self::read_owner(dir)? {
+            Marker::Of(owner) => Ok(Some(owner)),
+            Marker::Missing => Ok(None),
+            Marker::Malformed => Err(malformed_marker(dir)),
+        }
+    }
+
+    /// What the owner marker of the folder `dir` says (`Missing` without a folder).
+    ///
+    /// # Errors
+    /// `UnsafePath` for a marker that is a symlink or no regular file; `Io` when it cannot
+    /// be read.
+    pub(crate) fn read_owner(dir: &Path) -> Result<Marker> {
         let path = dir.join(OWNER_FILE);
-        let Some(bytes) = fsutil::read_regular(&path, 256)? else {
-            return Ok(None);
+        // A marker is some fifty bytes: a larger file is no marker, as a garbled one is not.
+        let bytes = match fsutil::read_regular(&path, 256) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Marker::Missing),
+            Err(Error::InvalidInput { .. }) => return Ok(Marker::Malformed),
+            Err(e) => return Err(e),
         };
         let text = String::from_utf8_lossy(&bytes);
-        FolderOwner::parse(&text).map(Some).ok_or_else(|| {
-            Error::unsafe_path(
-                &path,
-                "the owner marker is malformed; run `redkeep check --repair` to move the folder to the trash",
-            )
-        })
+        Ok(FolderOwner::parse(&text).map_or(Marker::Malformed, Marker::Of))
+    }
+
+    /// What the owner marker of the folder of `user` says (`Missing` without a folder).
+    ///
+    /// # Errors
+    /// `UnsafePath` for a symlink in place of the folder or the marker; `Io` when either
+    /// cannot be read.
+    #[cfg(feature = "admin")]
+    pub(crate) fn owner_marker(&self, user: u64) -> Result<Marker> {
+        let dir = self.dir(user);
+        if fsutil::real_dir(&dir)?.is_none() {
+            return Ok(Marker::Missing);
+        }
+        Self::read_owner(&dir)
     }
 
     fn check_marker(&self, user: u64, dir: &Path, owner: FolderOwner) -> Result<()> {
@@ -899,22 +937,32 @@ impl Workspaces {
         {
             return Ok(());
         }
-        match Self::read_marker(dir)? {
-            Some(m) if m == owner => {
+        let unknown = match Self::read_owner(dir)? {
+            Marker::Of(m) if m == owner => {
                 if let Some(v) = version {
                     self.markers.insert(user, (v, owner));
                 }
-                Ok(())
+                return Ok(());
             }
-            Some(_) => Err(Error::unsafe_path(
-                dir,
-                "the folder belongs to another account (a deleted or restored-away user with the same id); it is never served to this one; run `redkeep check --repair` to move it to the trash",
-            )),
-            None => Err(Error::unsafe_path(
-                dir,
-                "the folder has no owner marker, so whose it is is unknown; if its files are this user's, `redkeep workspace bind` gives it to them (`redkeep check` says more)",
-            )),
-        }
+            Marker::Of(_) => {
+                return Err(Error::unsafe_path(
+                    dir,
+                    "the folder belongs to another account (a deleted or restored-away user with the same id); it is never served to this one; run `redkeep check --repair` to move it to the trash",
+                ));
+            }
+            Marker::Missing => "the folder has no owner marker",
+            Marker::Malformed => "its owner marker (.owner) is malformed",
+        };
+        // The user exists (their owner was read under the lock): the folder is theirs or an
+        // earlier account's with the same number, which only the operator can tell.
+        Err(Error::unsafe_path(
+            dir,
+            format!(
+                "{unknown}, so whose it is is unknown and it is not served; if its files are \
+                 user {user}'s, `redkeep workspace bind {user}` gives it to them (`redkeep \
+                 check` says more)"
+            ),
+        ))
     }
 
     /// Whether the user has a workspace folder (it is made at the first write).
@@ -1947,8 +1995,22 @@ impl Workspaces {
     /// a marker was written; a folder already marked is left as it is.
     ///
     /// # Errors
-    /// `Io` when the marker cannot be written.
+    /// `UnsafePath` for a malformed marker (only the operator may say whose the folder is:
+    /// `redkeep workspace bind`); `Io` when the marker cannot be written.
     pub fn mark(&self, user: u64, owner: FolderOwner) -> Result<bool> {
+        self.write_marker(user, owner, false)
+    }
+
+    /// Gives the folder of `user` to `owner` on the operator's word (`redkeep workspace
+    /// bind`): as [`mark`](Self::mark), and a malformed marker is replaced too.
+    ///
+    /// # Errors
+    /// `Io` when the marker cannot be written.
+    pub(crate) fn bind(&self, user: u64, owner: FolderOwner) -> Result<bool> {
+        self.write_marker(user, owner, true)
+    }
+
+    fn write_marker(&self, user: u64, owner: FolderOwner, over_malformed: bool) -> Result<bool> {
         self.writable()?;
         let dir = self.dir(user);
         if fsutil::real_dir(&dir)?.is_none() {
@@ -1956,12 +2018,24 @@ impl Workspaces {
         }
         Self::not_held(&dir, user, true)?;
         let _lock = lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None)?;
-        if Self::read_marker(&dir)?.is_some() {
-            return Ok(false);
+        match Self::read_owner(&dir)? {
+            Marker::Of(_) => return Ok(false),
+            Marker::Malformed if !over_malformed => return Err(malformed_marker(&dir)),
+            Marker::Missing | Marker::Malformed => {}
         }
         fsutil::write_private(&dir.join(OWNER_FILE), owner.marker().as_bytes())?;
         Ok(true)
     }
+}
+
+/// The error of a folder `dir` whose owner marker is malformed, for callers that cannot say
+/// whether its number is a user's (`check` and a user's requests say more).
+fn malformed_marker(dir: &Path) -> Error {
+    Error::unsafe_path(
+        dir.join(OWNER_FILE),
+        "the owner marker is malformed, so whose folder this is is unknown and it is not \
+         served; a repair leaves it (`redkeep check` says what to do)",
+    )
 }
 
 /// The names `check --repair` gives what it moves into a user folder's `.trash/`, each

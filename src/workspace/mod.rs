@@ -28,13 +28,13 @@ mod names;
 pub use check::WorkspaceProblem;
 pub use doc::{MAX_DOC_DEPTH, WorkspaceDoc};
 pub(crate) use doc::{parse_wrapped, within_depth};
-#[cfg(feature = "admin")]
-pub(crate) use folders::RAISE_LIMIT;
 pub(crate) use folders::StoppedRestore;
 pub use folders::{
     DEFAULT_MAX_DOC_BYTES, FolderOwner, Owners, TimedCopy, TrashEntry, WorkspaceInfo,
     WorkspaceOptions, Workspaces,
 };
+#[cfg(feature = "admin")]
+pub(crate) use folders::{Marker, RAISE_LIMIT};
 #[cfg(feature = "adopt")]
 pub(crate) use gallery::FoundPiece;
 pub use gallery::PieceInfo;

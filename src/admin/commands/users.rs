@@ -19,7 +19,10 @@ use crate::{Error, NewUser, Redkeep, Result, Secret, User, UserFilter};
 pub enum UserCmd {
     /// Create a user (operator path; no invite needed).
     Create(CreateArgs),
-    /// List users (active ones unless --all).
+    /// List users (active ones unless --all), with their workspace's pieces and last change.
+    /// A folder that cannot be read (permissions, an I/O error, an owner marker that does
+    /// not name the user) shows `?`, is named on stderr with its error, and in --json its
+    /// `workspace` is `{"error": "…"}` (a user without a folder has `"exists": false`).
     List {
         /// Include disabled users.
         #[cfg_attr(feature = "cli", arg(long))]
@@ -458,10 +461,16 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             let mut rows = Vec::new();
             let mut json = Vec::new();
             let mut cut = false;
+            let mut unread = Vec::new();
             for u in &users {
                 // The workspace summary: pieces in the gallery and the last change. A folder
-                // that cannot be read shows `?` here; `redkeep check` says why.
-                let ws = rk.workspaces().info(u.id).ok();
+                // that cannot be read shows `?` here, and is named on stderr with its error
+                // (in JSON, `{"error": …}`): a report built on the list must not take it
+                // for a user without a folder.
+                let ws = rk.workspaces().info(u.id).map_err(|e| e.to_string());
+                if let Err(e) = &ws {
+                    unread.push((u.id, e.clone()));
+                }
                 let pieces = ws.as_ref().map_or("?".into(), |w| w.pieces.to_string());
                 let modified = ws.as_ref().map_or("?".into(), |w| opt(&w.modified));
                 // A long name (up to 200 characters) would widen every row: cut here.
@@ -485,10 +494,10 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                 ]);
                 let mut j = user_json(u);
                 j["workspace"] = match &ws {
-                    Some(w) => {
+                    Ok(w) => {
                         json!({"exists": w.exists, "pieces": w.pieces, "modified": w.modified})
                     }
-                    None => Value::Null,
+                    Err(e) => json!({"error": e}),
                 };
                 json.push(j);
             }
@@ -513,6 +522,7 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                      show` and --json give them whole"
                 ));
             }
+            reply.notes = unread_folders(rk, &unread);
             Ok(reply)
         }
         UserCmd::Show { user } => {
@@ -741,4 +751,34 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             ))
         }
     }
+}
+
+/// How many folders `user list` names on stderr when it cannot read them: past a few (every
+/// folder, when the process is out of file descriptors) the rest are counted.
+const UNREAD_NAMED: usize = 5;
+
+/// The lines `user list` prints on stderr for the workspace folders it could not read.
+fn unread_folders(rk: &Redkeep, unread: &[(u64, String)]) -> Vec<String> {
+    let mut lines: Vec<String> = unread
+        .iter()
+        .take(UNREAD_NAMED)
+        .map(|(id, e)| {
+            format!(
+                "the workspace folder {} of user {id} was not read: {e}",
+                rk.workspaces().dir(*id).display()
+            )
+        })
+        .collect();
+    if unread.len() > UNREAD_NAMED {
+        lines.push(format!(
+            "and {} more folders were not read",
+            unread.len() - UNREAD_NAMED
+        ));
+    }
+    if !lines.is_empty() {
+        lines.push(
+            "their pieces and last change show `?`; `redkeep check` says what is wrong".into(),
+        );
+    }
+    lines
 }

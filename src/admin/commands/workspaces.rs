@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::admin::io::{Io, read_text_raising};
 use crate::admin::reply::{Reply, user_json};
 use crate::admin::reply::{opt, yes_no};
-use crate::workspace::RAISE_LIMIT;
+use crate::workspace::{Marker, RAISE_LIMIT};
 use crate::{Error, Redkeep, Result, Timestamp, WorkspaceInfo};
 
 /// Workspace commands.
@@ -25,8 +25,8 @@ pub enum WorkspaceCmd {
         user: String,
     },
     /// Give a user the folder that bears their number but has no owner marker (a folder of
-    /// an older build, or copied in by hand), when `check` cannot tell it is theirs: it
-    /// writes the marker, and the folder is served to them from then on. Only for a folder
+    /// an older build, or copied in by hand) or a malformed one, when `check` cannot tell it
+    /// is theirs: it writes the marker, and the folder is served to them from then on. Only for a folder
     /// known to be theirs: one of an earlier account with the same number would hand them
     /// that account's files.
     Bind {
@@ -291,8 +291,8 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                 uid: u.uid.0,
                 since: u.created_at.0,
             };
-            let (line, bound) = match rk.workspaces().marker(u.id)? {
-                Some(m) if m == owner => (
+            let (line, bound) = match rk.workspaces().owner_marker(u.id)? {
+                Marker::Of(m) if m == owner => (
                     format!(
                         "{} is user {}'s already; nothing changed",
                         dir.display(),
@@ -300,7 +300,7 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                     ),
                     false,
                 ),
-                Some(_) => {
+                Marker::Of(_) => {
                     return Err(Error::denied(format!(
                         "{} has an owner marker naming another account, so it is not user \
                          {}'s: it was left by an earlier account with that number; `redkeep \
@@ -309,20 +309,24 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
                         u.id
                     )));
                 }
-                None if !rk.workspaces().exists(u.id) => {
+                Marker::Missing if !rk.workspaces().exists(u.id) => {
                     return Err(Error::not_found(format!(
                         "a folder of user {} ({} is not there)",
                         u.id,
                         dir.display()
                     )));
                 }
-                None => {
+                was @ (Marker::Missing | Marker::Malformed) => {
                     // (Audited, as `workspace_bound`.)
                     rk.bind_workspace(u.id, owner)?;
+                    let marker = if was == Marker::Malformed {
+                        "its malformed owner marker is replaced"
+                    } else {
+                        "its owner marker is written"
+                    };
                     (
                         format!(
-                            "bound {} to user {} ({}): its owner marker is written, and it is \
-                             served to them",
+                            "bound {} to user {} ({}): {marker}, and it is served to them",
                             dir.display(),
                             u.id,
                             u.email
