@@ -882,6 +882,40 @@ fn a_holder_that_does_not_answer_is_reported_not_waited_for() {
     assert!(line.contains("no answer yet"), "{line}");
 }
 
+/// With `--admin-timeout` (or `REDKEEP_ADMIN_TIMEOUT`), a command gives up on an application
+/// that holds the store and does not begin to answer (stopped or hung): it exits 1 saying so
+/// and what became of the command, where it waited up to an hour (a cron job hung with it).
+#[test]
+fn a_command_gives_up_on_a_silent_holder_after_its_admin_timeout() {
+    let cli = common::Cli::new();
+    cli.init();
+    let data = cli.data();
+    let _held = Redkeep::open(
+        &data,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let _listener =
+        std::os::unix::net::UnixListener::bind(data.join(redkeep::admin::SOCKET_FILE)).unwrap();
+    let (_, err) = cli.expect(&["--admin-timeout", "1", "user", "list"], None, 1);
+    assert!(
+        err.contains("did not begin to answer within 1s")
+            && err.contains("a command it had not begun is dropped"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let out = cli
+        .cmd(&["user", "list"])
+        .env("REDKEEP_ADMIN_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("did not begin to answer within 1s"), "{err}");
+    let (_, err) = cli.expect(&["--admin-timeout", "0", "user", "list"], None, 2);
+    assert!(err.contains("--admin-timeout"), "{err}");
+}
+
 /// A request of a kind every build answers (`stats`), as raw JSON.
 const STATS: &[u8] = br#"{"version":4,"request":{"command":"Stats","secret":null}}"#;
 

@@ -38,14 +38,19 @@ pub struct Connection {
 enum Patience {
     /// Waits as long as a command may take.
     Wait,
-    /// Waits as long, saying on stderr after a few seconds that no answer came yet.
-    WaitAndSay,
+    /// Waits at most this long, saying on stderr after a few seconds that no answer came
+    /// yet.
+    WaitAndSay(Duration),
     /// Gives up after this long: the caller reports the owner as not answering.
     GiveUpAfter(Duration),
 }
 
 /// How long a client waits for the first sign of an answer before saying that it waits.
 const NOTICE_AFTER: Duration = Duration::from_secs(5);
+
+/// How long a client that says when the owner is slow waits for the first sign of an answer
+/// unless told otherwise ([`Connection::say_when_slow_for`]): the socket's read timeout.
+const ANSWER_PATIENCE: Duration = Duration::from_secs(3600);
 
 /// Connects to the owner listening in `dir`; `None` when nobody answers there.
 pub fn connect(dir: &Path) -> Option<Connection> {
@@ -105,8 +110,16 @@ impl Connection {
     /// Says on stderr when the owner has not begun to answer after a few seconds (it may be
     /// busy with a long command, or stopped), then goes on waiting: for a terminal.
     #[must_use]
-    pub fn say_when_slow(mut self) -> Connection {
-        self.patience = Patience::WaitAndSay;
+    pub fn say_when_slow(self) -> Connection {
+        self.say_when_slow_for(ANSWER_PATIENCE)
+    }
+
+    /// As [`Connection::say_when_slow`], giving up after `limit` without the first sign of an
+    /// answer ([`Connection::send`] then fails with `Busy`, and the connection closes: a
+    /// command the owner has not begun is dropped).
+    #[must_use]
+    pub fn say_when_slow_for(mut self, limit: Duration) -> Connection {
+        self.patience = Patience::WaitAndSay(limit.min(ANSWER_PATIENCE));
         self
     }
 
@@ -132,7 +145,7 @@ impl Connection {
             .map_err(|e| Error::io("configuring the admin socket", e))?;
         // Said while the input is still being sent too: an owner that is stopped reads none
         // of it, and sending waits.
-        let notice = matches!(patience, Patience::WaitAndSay).then(|| {
+        let notice = matches!(patience, Patience::WaitAndSay(_)).then(|| {
             let (answered, waiting) = std::sync::mpsc::channel::<()>();
             let path = path.clone();
             let notice = std::thread::spawn(move || {
@@ -162,16 +175,30 @@ impl Connection {
         }
         match patience {
             Patience::Wait => {}
-            Patience::WaitAndSay => {
+            Patience::WaitAndSay(limit) => {
                 // The first sign of an answer ends the notice's wait (an answer before it
                 // says nothing); an hour without one is the read timeout's hour.
-                let answering = readable_within(&stream, Duration::from_secs(3600));
+                let answering = readable_within(&stream, limit);
                 if let Some((answered, notice)) = notice {
                     drop(answered);
                     let _ = notice.join();
                 }
-                if !answering {
+                if !answering && limit >= ANSWER_PATIENCE {
                     return Err(no_answer(std::io::ErrorKind::TimedOut.into(), &req.command));
+                }
+                if !answering {
+                    return Err(Error::Busy {
+                        what: format!(
+                            "the application holding the store did not begin to answer within \
+                             {}s (through {}; --admin-timeout): it may be stopped or hung \
+                             (`redkeep status` says whether its socket answers), or busy with a \
+                             long command; a command it had not begun is dropped, a backup or \
+                             export it had begun stops, another command it had begun goes on \
+                             there: see what it did with `redkeep` before running it again",
+                            limit.as_secs(),
+                            path.display()
+                        ),
+                    });
                 }
             }
             Patience::GiveUpAfter(d) => {

@@ -57,6 +57,20 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub max_doc_bytes: Option<u64>,
+    /// How long a command handed to the application holding the store (through its admin
+    /// socket) waits for it to begin answering, in seconds, before giving up with exit 1.
+    /// Default: an hour. A stopped or hung application otherwise keeps a script (a nightly
+    /// backup, a monitoring check) waiting that long. On giving up, a command the application
+    /// had not begun is dropped; a backup or export it had begun stops; another command it
+    /// had begun goes on there.
+    #[arg(
+        long,
+        global = true,
+        env = "REDKEEP_ADMIN_TIMEOUT",
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub admin_timeout: Option<u64>,
     /// Print one JSON document instead of a table (`inspect dump` and `export` stream one
     /// compact JSON line per record instead).
     #[arg(long, global = true)]
@@ -1213,7 +1227,11 @@ fn remote(
         owner.socket_path().display()
     );
     let input = input.as_mut().map(|i| i as &mut dyn Read);
-    match owner.say_when_slow().send(req, input, output)? {
+    let owner = match cli.admin_timeout {
+        Some(secs) => owner.say_when_slow_for(std::time::Duration::from_secs(secs)),
+        None => owner.say_when_slow(),
+    };
+    match owner.send(req, input, output)? {
         admin::Remote::Reply(r) => Ok(Ok(r)),
         admin::Remote::Failed(message, code) => {
             // As a local run prints its error: long words and lines cut.
