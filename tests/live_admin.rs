@@ -1125,7 +1125,7 @@ fn a_command_running_when_the_socket_stops_still_answers() {
     held.faults = Some(plan.clone());
     let rk = Redkeep::open(&dir, held).unwrap();
     let server = redkeep::admin::serve(&rk).unwrap();
-    let body = br#"{"version":3,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
+    let body = br#"{"version":4,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
     let mut client = UnixStream::connect(server.path()).unwrap();
     client.write_all(b"R").unwrap();
     client
