@@ -74,28 +74,23 @@ impl Server {
     /// Stops the server at once, as a crash or `pg_ctl -m immediate stop` does.
     #[allow(dead_code)]
     pub fn stop(&self) {
-        let out = as_server_user(&self.pg_ctl)
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
     }
 
     /// Starts the server again after [`Server::stop`].
     #[allow(dead_code)]
     pub fn start_again(&self) {
+        let log = self.data.with_file_name("log");
+        self.pg_ctl(&["-o", &self.opts, "-w", "-l", log.to_str().unwrap(), "start"]);
+    }
+
+    /// Runs `pg_ctl -D DATA ARGS` as the server's user, expecting success.
+    #[allow(dead_code)]
+    fn pg_ctl(&self, args: &[&str]) {
         let out = as_server_user(&self.pg_ctl)
             .arg("-D")
             .arg(&self.data)
-            .args(["-o", &self.opts, "-w", "-l"])
-            .arg(self.data.with_file_name("log"))
-            .arg("start")
+            .args(args)
             .output()
             .unwrap();
         assert!(
