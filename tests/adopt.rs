@@ -420,7 +420,9 @@ fn puntini_users_roles_and_agent_sessions_move_in() {
     let (report, _) = adopt(&cli, &db, &["--preset", "puntini"], 0);
     assert_eq!(report["adopted"], true, "{report}");
     let notes = report["notes"].to_string();
-    assert!(notes.contains("default password"), "{notes}");
+    assert!(notes.contains("published default password"), "{notes}");
+    // admin and user were on the published defaults: adopted without a password.
+    assert_eq!(report["counts"]["without_password"], 2, "{report}");
     // Every account held a role and one is an administrator: neither is noted.
     assert!(!notes.contains("active administrator"), "{notes}");
     assert!(!notes.contains("default role"), "{notes}");
@@ -433,7 +435,20 @@ fn puntini_users_roles_and_agent_sessions_move_in() {
         "admin123 is a documented default"
     );
     assert!(!rk.users().find("carol").unwrap().must_change_password);
-    login_ok(&rk, "admin", "admin123");
+    // A published default password is not kept: anyone could log in with it and make the
+    // account theirs by changing it. An operator sets one.
+    for (login, published) in [("admin", "admin123"), ("user", "user123")] {
+        assert!(
+            rk.sessions()
+                .login(login, published, LoginMeta::default())
+                .is_err(),
+            "{login} still logs in with the published {published}"
+        );
+    }
+    rk.users()
+        .set_password(admin.id, "a password of the operator's")
+        .unwrap();
+    login_ok(&rk, "admin", "a password of the operator's");
     login_ok(&rk, "carol", "carol's own password");
     assert!(rk.roles().has_permission(admin.id, "anything").unwrap());
     let carol = rk.users().find("carol").unwrap();
@@ -1146,7 +1161,7 @@ fn workspace_files_adopt_does_not_copy_are_named_in_the_notes() {
 }
 
 /// The old system's default accounts are found whatever the case of their username, as
-/// redkeep compares usernames: `Admin` still on `admin123` must change it.
+/// redkeep compares usernames: `Admin` still on `admin123` is adopted without a password.
 #[test]
 fn default_passwords_match_usernames_without_case() {
     let cli = Cli::new();
@@ -1162,12 +1177,19 @@ fn default_passwords_match_usernames_without_case() {
     let (report, _) = adopt(&cli, &db, &["--preset", "puntini"], 0);
     assert_eq!(report["adopted"], true, "{report}");
     let rk = open(&cli);
-    for id in [1, 2] {
+    for (id, (login, published)) in [(1, ("Admin", "admin123")), (2, ("USER", "user123"))] {
         assert!(
             rk.users().get(id).unwrap().unwrap().must_change_password,
             "user {id}: {report}"
         );
+        assert!(
+            rk.sessions()
+                .login(login, published, LoginMeta::default())
+                .is_err(),
+            "user {id} still logs in with the published {published}"
+        );
     }
+    assert_eq!(report["counts"]["without_password"], 2, "{report}");
 }
 
 /// The library's `adopt` with a store URL would write into that PostgreSQL store (a live

@@ -44,8 +44,9 @@ pub struct AdoptCounts {
     pub invites: u64,
     /// Agent sessions.
     pub agent_sessions: u64,
-    /// Users taken without a password that logs in (`--accounts-without-password=reset`):
-    /// counted among the users too.
+    /// Users taken without a password that logs in (`--accounts-without-password=reset`, or
+    /// an account still on the old system's published default password): counted among the
+    /// users too.
     pub without_password: u64,
     /// Avatars.
     pub avatars: u64,
@@ -484,7 +485,7 @@ impl Adoption<'_, '_> {
         let given = row.text("password_hash")?.unwrap_or_default();
         // A hash redkeep cannot verify is refused, or (when asked) the account comes without
         // a password: an empty hash, which no password matches, until they set one.
-        let unusable = match password::recognise(&given) {
+        let mut unusable = match password::recognise(&given) {
             Ok(()) => None,
             Err(_) if given.trim().is_empty() => Some("the password hash is NULL or empty".into()),
             Err(why) => Some(why),
@@ -499,7 +500,7 @@ impl Adoption<'_, '_> {
                  the mapping's query"
             )));
         }
-        let hash = match row.text("salt")?.filter(|s| !s.is_empty()) {
+        let mut hash = match row.text("salt")?.filter(|s| !s.is_empty()) {
             _ if unusable.is_some() => String::new(),
             // A salt column that only repeats the bcrypt hash's own salt adds nothing; any
             // other salt was appended to the password before hashing.
@@ -513,8 +514,12 @@ impl Adoption<'_, '_> {
             }
             None => given,
         };
-        let mut must_change = row.flag("must_change_password", false)? || unusable.is_some();
-        // Usernames are compared without case, as redkeep compares them (`Admin` is `admin`).
+        // A password the old system published (its documented default for this username) is
+        // known to anyone who read its source or manual: kept, it would let the first comer
+        // log in as this account and set a password of their own. The account comes without
+        // a password instead, like one whose hash redkeep cannot read; its owner or an
+        // operator sets one. Usernames are compared without case, as redkeep compares them
+        // (`Admin` is `admin`).
         if let Some(default) = username.as_ref().and_then(|u| {
             let u = u.to_lowercase();
             mapping
@@ -526,11 +531,14 @@ impl Adoption<'_, '_> {
         }) && unusable.is_none()
             && checker.verify(default, &hash)
         {
-            must_change = true;
-            self.notes.push(format!(
-                "user {sid} ({normalized}) still has the old system's default password; they must change it at the next login"
-            ));
+            hash = String::new();
+            unusable = Some(
+                "it still held the old system's published default password, which anyone may \
+                 know, so it is not kept"
+                    .into(),
+            );
         }
+        let must_change = row.flag("must_change_password", false)? || unusable.is_some();
         let created_at = row.time("created_at")?.unwrap_or(self.now);
         let user = User {
             id,
