@@ -2418,6 +2418,51 @@ fn an_export_is_not_printed_on_a_terminal() {
     assert!(text.contains("argon2id"));
 }
 
+/// `redkeep export > FILE` gets a file made with the shell's umask, often readable by every
+/// user of the machine: it is made 0600 before the export is written, and the CLI says so.
+#[test]
+fn an_export_redirected_to_a_file_others_may_read_makes_it_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = populated();
+    let export_into = |file: std::fs::File| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin!("redkeep"))
+            .env("REDKEEP_DATA_DIR", cli.data())
+            .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+            .env_remove("REDKEEP_STORE_URL")
+            .envs(cli.store.iter().map(|u| ("REDKEEP_STORE_URL", u)))
+            .arg("export")
+            .stdout(file)
+            .output()
+            .unwrap()
+    };
+    let path = cli.dir.path().join("redirected.jsonl");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    let out = export_into(file);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("was open to other users") && err.contains("0644"),
+        "{err}"
+    );
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&path).unwrap().contains("argon2id"));
+    // A private file is left as it is, without a word.
+    let private = cli.dir.path().join("private.jsonl");
+    let file = std::fs::File::create(&private).unwrap();
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .unwrap();
+    let out = export_into(file);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("open to other users"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Targets and arguments said plainly: a move or salvage into a folder whose parent does
 /// not exist makes no tree; a move names the symlinks it did not copy; a backup that is a
 /// device is no "not found";

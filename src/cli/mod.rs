@@ -609,6 +609,46 @@ impl Write for Watched {
     }
 }
 
+/// When stdout is a regular file that other users may read, makes it 0600 (saying so on
+/// stderr); a pipe, a terminal or a private file is left as it is.
+///
+/// # Errors
+/// `InvalidInput` when the file's mode cannot be changed (another user's file): nothing has
+/// been written to it then.
+fn private_stdout_file() -> Result<()> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return Ok(());
+    };
+    let file = std::fs::File::from(fd);
+    let Ok(meta) = file.metadata() else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if !meta.file_type().is_file() || mode & 0o077 == 0 {
+        return Ok(());
+    }
+    match file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700)) {
+        Ok(()) => {
+            say!(
+                "note: the file stdout goes to was open to other users of this machine (mode \
+                 {mode:04o}); made it {:04o}, as the export holds every account's password hash",
+                mode & 0o700
+            );
+            Ok(())
+        }
+        Err(e) => Err(Error::invalid(
+            "output",
+            format!(
+                "an export holds every account's password hash, and the file stdout goes to is \
+                 open to other users (mode {mode:04o}) and cannot be made private ({e}); write \
+                 it with `-o FILE`, which makes a file only you may read"
+            ),
+        )),
+    }
+}
+
 impl Sink {
     fn for_command(cmd: &Command, json: bool, data_dir: &Path) -> Result<Sink> {
         // An export holds every password hash: not for a screen (or a terminal's scrollback
@@ -622,6 +662,14 @@ impl Sink {
                 "an export holds every account's password hash; write it to a file (`-o FILE`) \
                  or into a pipe, not to a terminal",
             ));
+        }
+        // Redirected to a file (`redkeep export > FILE`), the file has the shell's umask, which
+        // commonly lets every user of the machine read it: made private before a byte is
+        // written, or refused when this process may not change its mode.
+        if let Command::Export(admin::commands::ExportArgs { output }) = cmd
+            && output.as_ref().is_none_or(|p| p.as_os_str() == "-")
+        {
+            private_stdout_file()?;
         }
         // An image's bytes on a terminal are garbage, and may be taken for its escape codes.
         if cmd.writes_binary() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {

@@ -130,7 +130,9 @@ pub enum Command {
     /// Create a new store from an existing deployment's SQLite database (and its workspace
     /// folders): passwords keep working, ids are kept (UUIDs as external ids).
     Adopt(AdoptArgs),
-    /// Write every record, workspace document and piece as JSON lines.
+    /// Write every record, workspace document and piece as JSON lines. The export holds
+    /// every account's password hash: it is refused on a terminal, and a file stdout is
+    /// redirected to is made private (0600) before it is written.
     Export(ExportArgs),
     /// Load an export into an empty store (created if missing).
     Import {
