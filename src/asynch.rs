@@ -602,9 +602,11 @@ impl AsyncAgents<'_> {
     forward! { "crate::auth::agents::Agents", agents;
         fn create(spec: AgentSpec) -> AgentSession => (spec);
         fn get(id: String) -> Option<AgentSession> => (&id);
+        fn get_of(user: u64, id: String) -> Option<AgentSession> => (user, &id);
         fn list_by_user(user: u64, limit: usize) -> Vec<AgentSession> => (user, limit);
         fn list(limit: usize) -> Vec<AgentSession> => (limit);
         fn delete(id: String) -> bool => (&id);
+        fn delete_of(user: u64, id: String) -> bool => (user, &id);
         fn sweep() -> usize => ();
     }
 
@@ -617,6 +619,19 @@ impl AsyncAgents<'_> {
         F: FnMut(&mut AgentState) -> Result<()> + Send + 'static,
     {
         self.ark.run(move |rk| rk.agents().update(&id, f)).await
+    }
+
+    /// [`update_of`](crate::auth::agents::Agents::update_of) on the blocking pool.
+    ///
+    /// # Errors
+    /// As the synchronous method's; `Cancelled` when the runtime shuts down first.
+    pub async fn update_of<F>(&self, user: u64, id: String, f: F) -> Result<AgentSession>
+    where
+        F: FnMut(&mut AgentState) -> Result<()> + Send + 'static,
+    {
+        self.ark
+            .run(move |rk| rk.agents().update_of(user, &id, f))
+            .await
     }
 }
 

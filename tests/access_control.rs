@@ -790,6 +790,61 @@ fn agent_sessions_persist_state_and_expire() {
     assert!(rk.check(false).unwrap().ok);
 }
 
+/// A request made on a user's behalf reaches only that user's agent sessions through the
+/// `_of` calls: another user's is absent (not found, not changed, not deleted), as one that
+/// does not exist, so it cannot be read or even confirmed.
+#[test]
+fn agent_sessions_on_a_users_behalf_reach_only_their_own() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let a = user(&rk, "a@example.com");
+    let b = user(&rk, "b@example.com");
+    rk.agents()
+        .create(AgentSpec {
+            id: "a-run".into(),
+            user_id: a,
+            name: "Planner".into(),
+            goal: "plan".into(),
+            ttl: None,
+        })
+        .unwrap();
+    assert_eq!(
+        rk.agents().get_of(a, "a-run").unwrap().map(|s| s.user_id),
+        Some(a)
+    );
+    assert!(rk.agents().get_of(b, "a-run").unwrap().is_none());
+    let mut ran = false;
+    let theirs = rk.agents().update_of(b, "a-run", |s| {
+        ran = true;
+        s.status = "taken".into();
+        Ok(())
+    });
+    assert!(matches!(theirs, Err(Error::NotFound { .. })), "{theirs:?}");
+    assert!(!ran, "the closure ran on another user's session");
+    let nowhere = rk.agents().update_of(b, "no-such-run", |_| Ok(()));
+    assert_eq!(
+        theirs.unwrap_err().to_string(),
+        nowhere
+            .unwrap_err()
+            .to_string()
+            .replace("no-such-run", "a-run"),
+        "another user's session reads as one that does not exist"
+    );
+    assert!(!rk.agents().delete_of(b, "a-run").unwrap());
+    let kept = rk.agents().get("a-run").unwrap().unwrap();
+    assert_eq!(kept.state.status, "active");
+    let mine = rk
+        .agents()
+        .update_of(a, "a-run", |s| {
+            s.status = "done".into();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(mine.state.status, "done");
+    assert!(rk.agents().delete_of(a, "a-run").unwrap());
+    assert!(rk.agents().get("a-run").unwrap().is_none());
+}
+
 /// The fields an agent session shows on one line refuse control and direction-changing
 /// characters, as user, org and role names do; a session stored with one before (by an
 /// earlier release) can still be updated in its other fields.

@@ -1,6 +1,12 @@
 //! Agent sessions: persisted state of an agent run (goal, current step, progress, failures,
 //! artifacts, context, escalation) that survives a browser reload, keyed by the caller's
 //! session id and owned by a user.
+//!
+//! The id is a name, not a secret: it is stored as given and shown by `redkeep agent list`,
+//! so never use a login session's token (or anything else that grants access) as the id.
+//! A request made on a user's behalf reaches their agent sessions through the `_of` methods
+//! ([`Agents::get_of`], [`Agents::update_of`], [`Agents::delete_of`]), which treat another
+//! user's session as absent; the others are for operators and the application's own jobs.
 
 use std::time::Duration;
 
@@ -284,6 +290,15 @@ impl Agents<'_> {
         })
     }
 
+    /// [`Agents::get`] on behalf of `user`: another user's agent session is `None`, as an
+    /// absent one is, so a request cannot read it or learn that it exists.
+    ///
+    /// # Errors
+    /// As [`Agents::get`].
+    pub fn get_of(&self, user: u64, id: &str) -> Result<Option<AgentSession>> {
+        Ok(self.get(id)?.filter(|a| a.user_id == user))
+    }
+
     /// Up to `limit` agent sessions of a user, most recently updated first. Expired ones
     /// are left out, as [`Agents::get`] leaves them out (`sweep` removes them); all of a
     /// disabled user's are paused, and listed (see [`Agents::get`]).
@@ -337,6 +352,30 @@ impl Agents<'_> {
     pub fn update(
         &self,
         id: &str,
+        f: impl FnMut(&mut AgentState) -> Result<()> + Send,
+    ) -> Result<AgentSession> {
+        self.update_owned(None, id, f)
+    }
+
+    /// [`Agents::update`] on behalf of `user`: another user's agent session is `NotFound`,
+    /// as an absent one is, and `f` does not run.
+    ///
+    /// # Errors
+    /// As [`Agents::update`].
+    pub fn update_of(
+        &self,
+        user: u64,
+        id: &str,
+        f: impl FnMut(&mut AgentState) -> Result<()> + Send,
+    ) -> Result<AgentSession> {
+        self.update_owned(Some(user), id, f)
+    }
+
+    /// `update`, limited to `owner`'s sessions when given.
+    fn update_owned(
+        &self,
+        owner: Option<u64>,
+        id: &str,
         mut f: impl FnMut(&mut AgentState) -> Result<()> + Send,
     ) -> Result<AgentSession> {
         validate_id(id)?;
@@ -347,7 +386,7 @@ impl Agents<'_> {
             let Some(current) = t.get(&id.to_string())? else {
                 return Err(absent());
             };
-            if !owner_active(tx, current.user_id)? {
+            if owner.is_some_and(|u| u != current.user_id) || !owner_active(tx, current.user_id)? {
                 return Err(absent());
             }
             t.modify(&id.to_string(), |a| {
@@ -376,6 +415,22 @@ impl Agents<'_> {
             .store
             .write(|tx| tx.table::<AgentSession>().delete(&id.to_string()))?
             .is_some())
+    }
+
+    /// [`Agents::delete`] on behalf of `user`: another user's agent session is left as it is
+    /// and reported absent (`false`).
+    ///
+    /// # Errors
+    /// As [`Agents::delete`].
+    pub fn delete_of(&self, user: u64, id: &str) -> Result<bool> {
+        validate_id(id)?;
+        self.acc.store.write(|tx| {
+            let t = tx.table::<AgentSession>();
+            match t.get(&id.to_string())? {
+                Some(a) if a.user_id == user => Ok(t.delete(&id.to_string())?.is_some()),
+                _ => Ok(false),
+            }
+        })
     }
 
     /// Deletes every expired agent session; returns how many.
