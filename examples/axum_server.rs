@@ -626,7 +626,12 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     // The library says why a data dir holds no store it can open (one moved to a server
     // names where it went); only "none was ever made" gets this server's own advice.
-    let ark = match AsyncRedkeep::open(dir.clone(), Options::default().create(init)).await {
+    // An operator's command that reads the store (`redkeep check`, `backup`, `export`) has
+    // it open for a while: the open waits for it (30 s at most) and says so.
+    let options = Options::default()
+        .create(init)
+        .on_wait_for_readers(|wait| eprintln!("axum_server: {wait}"));
+    let ark = match AsyncRedkeep::open(dir.clone(), options).await {
         Err(redkeep::Error::NotInitialized { .. }) if !init => {
             return Err(format!(
                 "no store in {}; pass --init to make one with its first administrator (or \

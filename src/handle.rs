@@ -500,6 +500,19 @@ pub struct Options {
     /// PostgreSQL server (the `postgres` feature); `schema=NAME` in it picks the schema
     /// (default `redkeep`). Workspaces stay in the data dir either way.
     pub store_url: Option<String>,
+    /// How long an open in [`Mode::Exclusive`] waits while other processes have the store
+    /// file open without holding it alone, before it is refused with `Error::InUse` naming
+    /// them (default 30 s; `Duration::ZERO` refuses at once). Such a process is most often
+    /// an operator's command that only reads the store (`redkeep check`, `backup`,
+    /// `export`), which ends by itself: an application that starts (or restarts) while one
+    /// runs waits for it instead of failing. A process that holds the store alone (another
+    /// application) is named at once, without waiting; a store on PostgreSQL is shared and
+    /// never waited for. The wait is said through [`Options::on_wait_for_readers`].
+    pub wait_for_readers: Duration,
+    /// Called once when an open begins to wait for other processes (see
+    /// [`Options::wait_for_readers`]) with what it waits for, whose `Display` is a sentence
+    /// to print; without it, the wait is logged as a `tracing` warning.
+    pub on_wait_for_readers: Option<crate::store::ReadersNotice>,
     /// Tests only: fail one chosen I/O call of the storage engine.
     #[doc(hidden)]
     pub faults: Option<Arc<crate::store::FaultPlan>>,
@@ -530,6 +543,8 @@ impl std::fmt::Debug for Options {
                 "store_url",
                 &self.store_url.as_deref().map(crate::store::redact),
             )
+            .field("wait_for_readers", &self.wait_for_readers)
+            .field("on_wait_for_readers", &self.on_wait_for_readers.is_some())
             .field("faults", &self.faults)
             .finish()
     }
@@ -557,6 +572,8 @@ impl Default for Options {
             read_only: false,
             recovery: policy.recovery,
             store_url: None,
+            wait_for_readers: Duration::from_secs(30),
+            on_wait_for_readers: None,
             faults: None,
         }
     }
@@ -604,6 +621,23 @@ impl Options {
     /// [`Options::open_unfinished`]).
     pub fn open_unfinished(mut self, open: bool) -> Self {
         self.open_unfinished = open;
+        self
+    }
+
+    /// Sets how long an exclusive open waits for processes that have the store open
+    /// without holding it alone (see [`Options::wait_for_readers`]).
+    pub fn wait_for_readers(mut self, wait: Duration) -> Self {
+        self.wait_for_readers = wait;
+        self
+    }
+
+    /// Sets what is called when an open begins to wait for other processes (see
+    /// [`Options::on_wait_for_readers`]).
+    pub fn on_wait_for_readers(
+        mut self,
+        notice: impl Fn(&crate::store::ReadersWait) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_wait_for_readers = Some(Arc::new(notice));
         self
     }
 
@@ -1074,6 +1108,8 @@ impl Redkeep {
             allow_outdated: true,
             cache_bytes: options.cache_bytes.unwrap_or_else(|| cache_for(&db)),
             copies_at: url.map(|_| dir.join(POSTGRES_COPIES)),
+            wait_for_readers: options.wait_for_readers,
+            on_wait_for_readers: options.on_wait_for_readers.clone(),
             faults: options.faults.clone(),
         };
         let store = match url {

@@ -43,6 +43,7 @@ pub use handle::{
     STORE_FILE, WORKSPACES_DIR,
 };
 pub use store::{
-    Durability, Index, Key, KeyPart, KeyRange, Mode, Order, Origin, Record, Store, StoreOptions,
+    Durability, Index, Key, KeyPart, KeyRange, Mode, Order, Origin, ReadersNotice, ReadersWait,
+    Record, Store, StoreOptions,
 };
 pub use workspace::{PieceInfo, WorkspaceDoc, WorkspaceInfo, WorkspaceOptions, Workspaces};

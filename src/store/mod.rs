@@ -41,7 +41,10 @@ pub use db::is_postgres_url;
 pub(crate) use db::opened_for_writing_instead;
 #[cfg(feature = "admin")]
 pub(crate) use db::redkeep_command;
-pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
+pub use db::{
+    Durability, Mode, Owner, ReadersNotice, ReadersWait, Store, StoreOptions, owner_path,
+    process_alive, read_owner,
+};
 pub(crate) use db::{held_alone_here, lost_server};
 pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
 #[cfg(feature = "admin")]
