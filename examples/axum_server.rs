@@ -31,7 +31,8 @@
 //! The cookie is `HttpOnly`, `Secure` and `SameSite=Strict`, so browsers send it only to this
 //! site over HTTPS; that is also the CSRF defence for cookie-authenticated requests. Errors
 //! are `{"error": "…"}` with 400, 401, 403, 404, 405, 409, 413 or 503; failures answered
-//! with 500 are logged on stderr with their cause.
+//! with 500, and the 503 "not ready" of a data dir whose restore stopped part way (also
+//! said as a warning at start), are logged on stderr with their cause.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -652,6 +653,11 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    // An operation on the whole data dir that stopped part way waits for the operator: said
+    // now, since the requests it refuses are answered only "not ready" (503) and logged.
+    for line in unfinished_warnings(&ark, &dir)? {
+        eprintln!("axum_server: {line}");
+    }
     // `redkeep --data-dir DIR …` works while the server runs.
     let admin = redkeep::admin::serve(ark.sync())?;
     let stop = stop_requested()?;
@@ -687,6 +693,20 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     tokio::task::spawn_blocking(move || drop(admin)).await?;
     println!("stopped");
     Ok(())
+}
+
+/// A warning for each operation on the whole data dir `dir` that stopped part way (a
+/// restore, a reset killed before its end), with the command that finishes it.
+pub fn unfinished_warnings(
+    ark: &AsyncRedkeep,
+    dir: &std::path::Path,
+) -> Result<Vec<String>, Error> {
+    Ok(ark
+        .sync()
+        .unfinished()?
+        .iter()
+        .map(|u| format!("warning: {u} (the data dir is {})", dir.display()))
+        .collect())
 }
 
 /// Removes expired login sessions, web sessions (cookie records) and recovery tokens every

@@ -778,6 +778,43 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// An operation on the whole data dir that stopped part way (a crash or a kill), as
+/// [`Redkeep::unfinished`] reports it. Its `Display` is a warning for the operator: what
+/// it left, and the command that finishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Unfinished {
+    /// Which: `a restore`, `a reset`, `a move into this store`, `an import`, `an adoption`.
+    pub operation: &'static str,
+    /// Whether every workspace read and write is refused (with `Error::NotReady`) until it
+    /// is finished.
+    pub refuses_workspaces: bool,
+}
+
+impl std::fmt::Display for Unfinished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.operation {
+            "a restore" => write!(
+                f,
+                "a restore stopped part way here (a crash or a kill) before the backup's \
+                 workspace folders were in place: every workspace read and write is refused \
+                 until `redkeep check --repair` finishes it"
+            ),
+            "a reset" => write!(
+                f,
+                "a reset stopped part way here (a crash or a kill) after emptying the store, \
+                 with the workspace folders still in place: `redkeep check` says how to undo \
+                 it, `redkeep check --repair` finishes it"
+            ),
+            other => write!(
+                f,
+                "{other} stopped part way here (a crash or a kill): `redkeep check` says what \
+                 is missing and how to finish it"
+            ),
+        }
+    }
+}
+
 /// What `init` did.
 #[derive(Debug)]
 pub struct InitOutcome {
@@ -1684,6 +1721,27 @@ impl Redkeep {
             )
         })?;
         Ok(true)
+    }
+
+    /// The operations on the whole data dir that stopped part way here (a crash or a kill
+    /// during a restore, a reset, a move into this store, an import or an adoption) and wait
+    /// for an operator to finish them: what an application should report as it starts (the
+    /// example server prints each as a warning). Empty when none did. While a restore is
+    /// unfinished, every workspace read and write fails with `Error::NotReady`.
+    ///
+    /// # Errors
+    /// `Storage` when the store cannot be read.
+    pub fn unfinished(&self) -> Result<Vec<Unfinished>> {
+        let stopped = self
+            .store()
+            .read(|tx| crate::store::stopped_operations(tx))?;
+        Ok(stopped
+            .into_iter()
+            .map(|operation| Unfinished {
+                operation,
+                refuses_workspaces: operation == "a restore",
+            })
+            .collect())
     }
 
     /// The underlying store, for an application's own tables and composed transactions.

@@ -40,7 +40,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
 pub use handle::{
     InitOutcome, InitSpec, MigrationStatus, MigrationStep, Options, Redkeep, SCHEMA_VERSION,
-    STORE_FILE, WORKSPACES_DIR,
+    STORE_FILE, Unfinished, WORKSPACES_DIR,
 };
 pub use store::{
     Durability, Index, Key, KeyPart, KeyRange, Mode, Order, Origin, ReadersNotice, ReadersWait,

@@ -7,6 +7,8 @@
 #[path = "../examples/axum_server.rs"]
 mod server;
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1540,4 +1542,74 @@ fn the_example_server_says_where_a_moved_store_went() {
         err.starts_with("no store in ") && err.contains("pass --init"),
         "{err}"
     );
+}
+
+/// A data dir whose restore stopped part way (a crash or a kill) before the backup's
+/// workspace folders were in place: the example server warns as it starts, naming the
+/// state and `redkeep check --repair`, and answers the workspace routes 503 "not ready"
+/// with a generic body (the cause goes to its log), where it answered 403 with the
+/// operator's instruction and said nothing.
+#[test]
+fn a_stopped_restore_is_warned_at_start_and_answered_not_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let backup = tmp.path().join("b.tar");
+    let options = Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = redkeep::Redkeep::open(&data, options.clone()).unwrap();
+        rk.users()
+            .create(redkeep::NewUser {
+                email: "ann@example.com".into(),
+                password: Some("a password 1".into()),
+                ..redkeep::NewUser::default()
+            })
+            .unwrap();
+        redkeep::ops::backup(&rk, &backup).unwrap();
+    }
+    common::stop_a_restore(&data, &backup, &options);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ark = AsyncRedkeep::open(data.clone(), options).await.unwrap();
+        let warnings = server::unfinished_warnings(&ark, &data).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("warning: a restore stopped part way here")
+                && warnings[0].contains("`redkeep check --repair`")
+                && warnings[0].contains(&data.display().to_string()),
+            "{}",
+            warnings[0]
+        );
+        let app = server::router(server::AppState {
+            ark: ark.clone(),
+            mailer: Arc::new(Outbox::default()),
+        });
+        let (base, stop) = serve(app).await;
+        let http = Client::new();
+        let login: Value = http
+            .post(format!("{base}/login"))
+            .json(&json!({"login": "ann@example.com", "password": "a password 1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["token"].as_str().expect("a token").to_string();
+        for (method, path) in [(Method::GET, "/workspace"), (Method::GET, "/pieces")] {
+            let resp = http
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(
+                body,
+                json!({"error": "the service is not ready; try again later"}),
+                "{path}"
+            );
+        }
+        stop.await;
+    });
 }
