@@ -303,7 +303,11 @@ async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -
         None => {}
     }
     // Deleting the cookie session from `RedkeepSessionStore` ends its redkeep session too.
-    auth.logout().await.map_err(internal)?;
+    // A request without one (a bearer client's) has none to delete: tower-sessions would
+    // log a warning for each.
+    if auth.session.id().is_some() {
+        auth.logout().await.map_err(internal)?;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -568,8 +572,7 @@ fn arguments() -> Result<Option<Arguments>, String> {
     }))
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     // Under a file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`), a write past it should
     // fail that one request with "File too large" (redkeep removes its temp file), not have
     // the kernel kill the whole server with SIGXFSZ.
@@ -603,7 +606,24 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match serve(args).await {
+    start(args)
+}
+
+/// Builds the async runtime and serves `args` on it until stopped. A failure of either
+/// (short of file descriptors under `ulimit -n`, say) is one line on stderr and exit 1.
+pub fn start(args: Arguments) -> std::process::ExitCode {
+    // Built here rather than by `#[tokio::main]`, which panics when it cannot.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("axum_server: cannot start its async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("axum_server: {e}");

@@ -1613,3 +1613,129 @@ fn a_stopped_restore_is_warned_at_start_and_answered_not_ready() {
         stop.await;
     });
 }
+
+/// Set in the helper process that starts the example server as its `main` does, runtime
+/// included, on this data dir.
+const EXAMPLE_START_ENV: &str = "REDKEEP_TEST_EXAMPLE_START_DIR";
+
+/// Not a test of its own: the example server's start, run by
+/// `the_example_server_short_of_file_descriptors_fails_in_one_line` in a process of its
+/// own (does nothing without its variable). Exits with the server's exit code.
+#[test]
+fn helper_example_start() {
+    let Some(dir) = std::env::var_os(EXAMPLE_START_ENV) else {
+        return;
+    };
+    // No new descriptor fits: the lowest free one (the next to be given) is the limit, so
+    // the runtime's first one (its epoll) fails. (Set here rather than before exec: the
+    // dynamic loader needs a few of its own.)
+    let lowest_free = {
+        use std::os::fd::AsRawFd;
+        let probe = std::fs::File::open("/dev/null").unwrap();
+        u64::try_from(probe.as_raw_fd()).unwrap()
+    };
+    let limit = libc::rlimit {
+        rlim_cur: lowest_free,
+        rlim_max: lowest_free,
+    };
+    // SAFETY: `setrlimit` reads the struct it is given, which lives across the call.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let code = server::start(server::Arguments {
+        dir: dir.into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        init: false,
+        grace: Duration::ZERO,
+    });
+    std::process::exit(if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    });
+}
+
+/// Short of file descriptors (`ulimit -n`), the example server cannot build its async
+/// runtime: it says so in one line and exits 1, where it panicked with a backtrace.
+#[test]
+fn the_example_server_short_of_file_descriptors_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut start = std::process::Command::new(std::env::current_exe().unwrap());
+    start
+        .args([
+            "--exact",
+            "helper_example_start",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(EXAMPLE_START_ENV, dir.path())
+        .env("RUST_BACKTRACE", "1")
+        .stdin(std::process::Stdio::null());
+    let out = start.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("axum_server: cannot start its async runtime: ")
+            && err.contains("Too many open files"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// What a test's tracing subscriber writes, kept to be read.
+#[derive(Clone, Default)]
+struct Logged(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A bearer client's `POST /logout` (no session cookie) ends its session without a
+/// warning in the server's log: tower-sessions logged "called delete with no session id"
+/// at each, noise that hid real warnings. A cookie logout still ends the cookie's session.
+#[test]
+fn a_bearer_logout_ends_its_session_without_a_warning() {
+    let logged = Logged::default();
+    let subscriber = {
+        let logged = logged.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || logged.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish()
+    };
+    // One thread runs the server and the client, so the subscriber sees every event.
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let site = Site::start().await;
+            site.register("ann@example.com", "ann password 1").await;
+            let (cookie, token) = site.login("ann@example.com", "ann password 1").await;
+            let out = site.call(Method::POST, "/logout", &token, None).await;
+            assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+            let me = site.call(Method::GET, "/me", &token, None).await;
+            assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+            // (One redkeep session: the cookie's login ended with it.)
+            let me = site.call(Method::GET, "/me", &cookie, None).await;
+            assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+            let (cookie, _) = site.login("ann@example.com", "ann password 1").await;
+            let out = site.call(Method::POST, "/logout", &cookie, None).await;
+            assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+            let me = site.call(Method::GET, "/me", &cookie, None).await;
+            assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+        });
+    });
+    let text = String::from_utf8_lossy(&logged.0.lock().unwrap()).into_owned();
+    assert!(!text.contains("called delete with no session id"), "{text}");
+}
