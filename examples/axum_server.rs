@@ -31,7 +31,8 @@
 //! The cookie is `HttpOnly`, `Secure` and `SameSite=Strict`, so browsers send it only to this
 //! site over HTTPS; that is also the CSRF defence for cookie-authenticated requests. Errors
 //! are `{"error": "…"}` with 400, 401, 403, 404, 405, 409, 413 or 503; failures answered
-//! with 500 are logged on stderr with their cause.
+//! with 500, and the 503 "not ready" of a data dir whose restore stopped part way (also
+//! said as a warning at start), are logged on stderr with their cause.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -302,7 +303,11 @@ async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -
         None => {}
     }
     // Deleting the cookie session from `RedkeepSessionStore` ends its redkeep session too.
-    auth.logout().await.map_err(internal)?;
+    // A request without one (a bearer client's) has none to delete: tower-sessions would
+    // log a warning for each.
+    if auth.session.id().is_some() {
+        auth.logout().await.map_err(internal)?;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -567,8 +572,7 @@ fn arguments() -> Result<Option<Arguments>, String> {
     }))
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     // Under a file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`), a write past it should
     // fail that one request with "File too large" (redkeep removes its temp file), not have
     // the kernel kill the whole server with SIGXFSZ.
@@ -602,7 +606,24 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match serve(args).await {
+    start(args)
+}
+
+/// Builds the async runtime and serves `args` on it until stopped. A failure of either
+/// (short of file descriptors under `ulimit -n`, say) is one line on stderr and exit 1.
+pub fn start(args: Arguments) -> std::process::ExitCode {
+    // Built here rather than by `#[tokio::main]`, which panics when it cannot.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("axum_server: cannot start its async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("axum_server: {e}");
@@ -626,7 +647,12 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     // The library says why a data dir holds no store it can open (one moved to a server
     // names where it went); only "none was ever made" gets this server's own advice.
-    let ark = match AsyncRedkeep::open(dir.clone(), Options::default().create(init)).await {
+    // An operator's command that reads the store (`redkeep check`, `backup`, `export`) has
+    // it open for a while: the open waits for it (30 s at most) and says so.
+    let options = Options::default()
+        .create(init)
+        .on_wait_for_readers(|wait| eprintln!("axum_server: {wait}"));
+    let ark = match AsyncRedkeep::open(dir.clone(), options).await {
         Err(redkeep::Error::NotInitialized { .. }) if !init => {
             return Err(format!(
                 "no store in {}; pass --init to make one with its first administrator (or \
@@ -646,6 +672,11 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
                 println!("password (shown once): {}", p.expose());
             }
         }
+    }
+    // An operation on the whole data dir that stopped part way waits for the operator: said
+    // now, since the requests it refuses are answered only "not ready" (503) and logged.
+    for line in unfinished_warnings(&ark, &dir)? {
+        eprintln!("axum_server: {line}");
     }
     // `redkeep --data-dir DIR …` works while the server runs.
     let admin = redkeep::admin::serve(ark.sync())?;
@@ -682,6 +713,20 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     tokio::task::spawn_blocking(move || drop(admin)).await?;
     println!("stopped");
     Ok(())
+}
+
+/// A warning for each operation on the whole data dir `dir` that stopped part way (a
+/// restore, a reset killed before its end), with the command that finishes it.
+pub fn unfinished_warnings(
+    ark: &AsyncRedkeep,
+    dir: &std::path::Path,
+) -> Result<Vec<String>, Error> {
+    Ok(ark
+        .sync()
+        .unfinished()?
+        .iter()
+        .map(|u| format!("warning: {u} (the data dir is {})", dir.display()))
+        .collect())
 }
 
 /// Removes expired login sessions, web sessions (cookie records) and recovery tokens every

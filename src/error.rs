@@ -81,6 +81,15 @@ pub enum Error {
         /// What is read-only, and how to open it for writing.
         what: String,
     },
+    /// The data dir is not ready to serve: an operation on the whole of it (a restore, a
+    /// reset) stopped part way (a crash or a kill), and an operator must finish it; the
+    /// reason says how (`redkeep check --repair`). The state of the server, not a fault of
+    /// the request: [`Redkeep::unfinished`](crate::Redkeep::unfinished) reports it at open.
+    #[error("{reason}")]
+    NotReady {
+        /// What stopped part way, and the command that finishes it.
+        reason: String,
+    },
     /// Something is busy or could not be done now; the same call may succeed later.
     #[error("{what}; try again")]
     Busy {

@@ -500,6 +500,19 @@ pub struct Options {
     /// PostgreSQL server (the `postgres` feature); `schema=NAME` in it picks the schema
     /// (default `redkeep`). Workspaces stay in the data dir either way.
     pub store_url: Option<String>,
+    /// How long an open in [`Mode::Exclusive`] waits while other processes have the store
+    /// file open without holding it alone, before it is refused with `Error::InUse` naming
+    /// them (default 30 s; `Duration::ZERO` refuses at once). Such a process is most often
+    /// an operator's command that only reads the store (`redkeep check`, `backup`,
+    /// `export`), which ends by itself: an application that starts (or restarts) while one
+    /// runs waits for it instead of failing. A process that holds the store alone (another
+    /// application) is named at once, without waiting; a store on PostgreSQL is shared and
+    /// never waited for. The wait is said through [`Options::on_wait_for_readers`].
+    pub wait_for_readers: Duration,
+    /// Called once when an open begins to wait for other processes (see
+    /// [`Options::wait_for_readers`]) with what it waits for, whose `Display` is a sentence
+    /// to print; without it, the wait is logged as a `tracing` warning.
+    pub on_wait_for_readers: Option<crate::store::ReadersNotice>,
     /// Tests only: fail one chosen I/O call of the storage engine.
     #[doc(hidden)]
     pub faults: Option<Arc<crate::store::FaultPlan>>,
@@ -530,6 +543,8 @@ impl std::fmt::Debug for Options {
                 "store_url",
                 &self.store_url.as_deref().map(crate::store::redact),
             )
+            .field("wait_for_readers", &self.wait_for_readers)
+            .field("on_wait_for_readers", &self.on_wait_for_readers.is_some())
             .field("faults", &self.faults)
             .finish()
     }
@@ -557,6 +572,8 @@ impl Default for Options {
             read_only: false,
             recovery: policy.recovery,
             store_url: None,
+            wait_for_readers: Duration::from_secs(30),
+            on_wait_for_readers: None,
             faults: None,
         }
     }
@@ -604,6 +621,23 @@ impl Options {
     /// [`Options::open_unfinished`]).
     pub fn open_unfinished(mut self, open: bool) -> Self {
         self.open_unfinished = open;
+        self
+    }
+
+    /// Sets how long an exclusive open waits for processes that have the store open
+    /// without holding it alone (see [`Options::wait_for_readers`]).
+    pub fn wait_for_readers(mut self, wait: Duration) -> Self {
+        self.wait_for_readers = wait;
+        self
+    }
+
+    /// Sets what is called when an open begins to wait for other processes (see
+    /// [`Options::on_wait_for_readers`]).
+    pub fn on_wait_for_readers(
+        mut self,
+        notice: impl Fn(&crate::store::ReadersWait) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_wait_for_readers = Some(Arc::new(notice));
         self
     }
 
@@ -741,6 +775,43 @@ impl std::fmt::Debug for Shared {
             .field("dir", &self.dir)
             .field("store", &self.accounts.store)
             .finish_non_exhaustive()
+    }
+}
+
+/// An operation on the whole data dir that stopped part way (a crash or a kill), as
+/// [`Redkeep::unfinished`] reports it. Its `Display` is a warning for the operator: what
+/// it left, and the command that finishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Unfinished {
+    /// Which: `a restore`, `a reset`, `a move into this store`, `an import`, `an adoption`.
+    pub operation: &'static str,
+    /// Whether every workspace read and write is refused (with `Error::NotReady`) until it
+    /// is finished.
+    pub refuses_workspaces: bool,
+}
+
+impl std::fmt::Display for Unfinished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.operation {
+            "a restore" => write!(
+                f,
+                "a restore stopped part way here (a crash or a kill) before the backup's \
+                 workspace folders were in place: every workspace read and write is refused \
+                 until `redkeep check --repair` finishes it"
+            ),
+            "a reset" => write!(
+                f,
+                "a reset stopped part way here (a crash or a kill) after emptying the store, \
+                 with the workspace folders still in place: `redkeep check` says how to undo \
+                 it, `redkeep check --repair` finishes it"
+            ),
+            other => write!(
+                f,
+                "{other} stopped part way here (a crash or a kill): `redkeep check` says what \
+                 is missing and how to finish it"
+            ),
+        }
     }
 }
 
@@ -1074,6 +1145,8 @@ impl Redkeep {
             allow_outdated: true,
             cache_bytes: options.cache_bytes.unwrap_or_else(|| cache_for(&db)),
             copies_at: url.map(|_| dir.join(POSTGRES_COPIES)),
+            wait_for_readers: options.wait_for_readers,
+            on_wait_for_readers: options.on_wait_for_readers.clone(),
             faults: options.faults.clone(),
         };
         let store = match url {
@@ -1648,6 +1721,27 @@ impl Redkeep {
             )
         })?;
         Ok(true)
+    }
+
+    /// The operations on the whole data dir that stopped part way here (a crash or a kill
+    /// during a restore, a reset, a move into this store, an import or an adoption) and wait
+    /// for an operator to finish them: what an application should report as it starts (the
+    /// example server prints each as a warning). Empty when none did. While a restore is
+    /// unfinished, every workspace read and write fails with `Error::NotReady`.
+    ///
+    /// # Errors
+    /// `Storage` when the store cannot be read.
+    pub fn unfinished(&self) -> Result<Vec<Unfinished>> {
+        let stopped = self
+            .store()
+            .read(|tx| crate::store::stopped_operations(tx))?;
+        Ok(stopped
+            .into_iter()
+            .map(|operation| Unfinished {
+                operation,
+                refuses_workspaces: operation == "a restore",
+            })
+            .collect())
     }
 
     /// The underlying store, for an application's own tables and composed transactions.

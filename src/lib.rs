@@ -40,9 +40,10 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
 pub use handle::{
     InitOutcome, InitSpec, MigrationStatus, MigrationStep, Options, Redkeep, SCHEMA_VERSION,
-    STORE_FILE, WORKSPACES_DIR,
+    STORE_FILE, Unfinished, WORKSPACES_DIR,
 };
 pub use store::{
-    Durability, Index, Key, KeyPart, KeyRange, Mode, Order, Origin, Record, Store, StoreOptions,
+    Durability, Index, Key, KeyPart, KeyRange, Mode, Order, Origin, ReadersNotice, ReadersWait,
+    Record, Store, StoreOptions,
 };
 pub use workspace::{PieceInfo, WorkspaceDoc, WorkspaceInfo, WorkspaceOptions, Workspaces};

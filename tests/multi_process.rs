@@ -175,28 +175,45 @@ fn cli_names_the_process_holding_the_store_exclusively() {
     assert!(run(&dir, &["user", "list"], None).status.success());
 }
 
-/// A process that holds the store for a moment without an owner marker (a command that
-/// only reads, like `status` or a listing) delays an exclusive open (a migration, a restore,
-/// an application in `Mode::Exclusive`) rather than failing it; an application holding the
-/// store, which leaves a marker, is named at once
+/// A process that has the store open without holding it alone (an operator's command that
+/// only reads it, such as `redkeep backup`; here a read-only handle) delays an exclusive
+/// open (an application starting) until it lets go, up to `Options::wait_for_readers` (30 s
+/// by default), rather than failing it; the open says what it waits for, naming the process.
+/// An application holding the store, which leaves a marker, is named at once
 /// (`cli_names_the_process_holding_the_store_exclusively`).
 #[test]
-fn an_exclusive_open_waits_for_a_brief_reader() {
+fn an_exclusive_open_waits_for_a_reader_to_let_go() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     init(&dir);
     let mut reader = start_holder("reader", &dir);
     assert_eq!(reader.ask("count"), vec![0, 0]);
+    let (told, waiting) = std::sync::mpsc::channel();
     let opener = {
         let dir = dir.clone();
-        std::thread::spawn(move || Redkeep::open(&dir, exclusive()).map(drop))
+        let options = exclusive().on_wait_for_readers(move |wait| {
+            let _ = told.send(wait.clone());
+        });
+        std::thread::spawn(move || Redkeep::open(&dir, options).map(drop))
     };
-    // The open meets the reader (and is refused, and tries again) before the reader lets
-    // the store go, well within the half second an open waits.
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // The reader holds the store until it is told: the open waits for it, and says so
+    // (an open that does not wait drops the sender, and this fails).
+    let wait = waiting
+        .recv()
+        .expect("the open did not wait for the reader");
+    assert_eq!(wait.limit, std::time::Duration::from_secs(30));
     assert!(
         !opener.is_finished(),
         "the open did not wait for the reader"
+    );
+    let pid = reader.child.id();
+    assert_eq!(wait.pids, vec![pid]);
+    let said = wait.to_string();
+    assert!(
+        said.contains(&format!(
+            "is open in process {pid}, to read it or in shared mode; waiting up to 30 s"
+        )),
+        "{said}"
     );
     assert_eq!(reader.ask("release"), vec![0]);
     let opened = opener.join().unwrap();
@@ -204,8 +221,44 @@ fn an_exclusive_open_waits_for_a_brief_reader() {
     drop(reader);
 }
 
+/// With `Options::wait_for_readers` zero, an exclusive open is refused at once while
+/// another process has the store open, and the refusal names that process.
+#[test]
+fn an_exclusive_open_that_may_not_wait_names_the_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let mut reader = start_holder("reader", &dir);
+    assert_eq!(reader.ask("count"), vec![0, 0]);
+    let refused = Redkeep::open(
+        &dir,
+        exclusive()
+            .wait_for_readers(std::time::Duration::ZERO)
+            .on_wait_for_readers(|wait| panic!("the open waited: {wait}")),
+    )
+    .map(drop)
+    .expect_err("the open should be refused while the reader has the store open");
+    let pid = reader.child.id();
+    let said = refused.to_string();
+    assert!(
+        matches!(&refused, redkeep::Error::InUse { holder, .. }
+            if holder.starts_with(&format!("process {pid} has it open, to read it or in shared mode; "))),
+        "{said}"
+    );
+    assert!(!said.contains("after waiting"), "{said}");
+    assert_eq!(reader.ask("release"), vec![0]);
+    // (It answers before it closes the store: its exit is the sign.)
+    assert!(reader.child.wait().unwrap().success());
+    // Once it let go, the same open succeeds.
+    let opened = Redkeep::open(
+        &dir,
+        exclusive().wait_for_readers(std::time::Duration::ZERO),
+    );
+    assert!(opened.is_ok(), "{:?}", opened.err());
+}
+
 /// Exclusive opens refused because a shared-mode application holds the store (each tried
-/// again for half a second, as such an application leaves no owner marker) leave that
+/// again for half a second here, as such an application leaves no owner marker) leave that
 /// application's reads and writes alone.
 #[test]
 fn refused_exclusive_opens_do_not_disturb_a_shared_application() {
@@ -225,8 +278,9 @@ fn refused_exclusive_opens_do_not_disturb_a_shared_application() {
                 }
             }
             let _stop = Stop(stop);
+            let briefly = || exclusive().wait_for_readers(std::time::Duration::from_millis(500));
             (0..4)
-                .map(|_| Redkeep::open(&dir, exclusive()).map(drop))
+                .map(|_| Redkeep::open(&dir, briefly()).map(drop))
                 .collect::<Vec<_>>()
         })
     };
@@ -580,11 +634,12 @@ fn a_command_that_needs_the_store_alone_says_so_in_one_sentence() {
         let out = run(&dir, &args, None);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        // The holder follows, said once (this process leaves no owner marker, so it is
-        // not named), without a parenthesis inside another.
+        // The holder follows, said once (this process leaves no owner marker; it is named
+        // by the file lock it holds), without a parenthesis inside another.
         let expected = format!(
-            "error: {why}, so this command cannot run while the store is held: another \
-             process has it open"
+            "error: {why}, so this command cannot run while the store is held: process {} \
+             has it open, to read it or in shared mode, still after waiting 0.5 s",
+            holder.child.id()
         );
         assert!(err.starts_with(&expected), "{args:?}: {err}");
         assert!(!err.contains("))"), "{args:?}: {err}");

@@ -7,6 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod common;
+
 use redkeep::store::{FaultKind, FaultPlan};
 use redkeep::{NewUser, Options, PasswordParams, Redkeep, Timestamp};
 
@@ -62,29 +64,82 @@ fn other_file_system(near: &Path) -> tempfile::TempDir {
     tempfile::tempdir_in(shm).expect("a folder in /dev/shm")
 }
 
-/// The stopped restore every whole-store operation is tried against: the restore's
-/// renames fail in turn until one leaves the restored store beside the old folders.
+/// The stopped restore every whole-store operation is tried against.
 fn stopped_restore(dir: &Path, backup: &Path) {
-    for nth in 1.. {
-        let plan = FaultPlan::new(FaultKind::FileRename, nth);
-        let result = {
-            let _armed = plan.arm_files();
-            redkeep::ops::restore(dir, backup, true, Timestamp(1_900_000_000 + nth as i64))
-        };
-        assert!(plan.fired(), "no rename left the restore stopped");
-        if result.is_err() {
+    common::stop_a_restore(dir, backup, &options());
+}
+
+/// A reset of `dir` stopped after emptying the store (its folders not yet in the trash):
+/// the reset's renames fail in turn until one stops it so. The handle opened to see it.
+fn stopped_reset(dir: &Path) -> Redkeep {
+    (1..)
+        .find_map(|nth| {
+            let plan = FaultPlan::new(FaultKind::FileRename, nth);
+            let result = {
+                let _armed = plan.arm_files();
+                redkeep::ops::reset(dir, Timestamp(1_900_000_000 + nth as i64))
+            };
+            assert!(
+                plan.fired() && result.is_err(),
+                "no rename stopped the reset"
+            );
             let rk = Redkeep::open(dir, options()).unwrap();
-            let stopped = rk
-                .check(false)
-                .unwrap()
-                .problems
+            let problems = rk.check(false).unwrap().problems;
+            problems
                 .iter()
-                .any(|p| p.contains("a restore stopped after replacing the store"));
-            if stopped {
-                return;
-            }
-        }
+                .any(|p| p.contains("a reset stopped"))
+                .then_some(rk)
+        })
+        .unwrap()
+}
+
+/// A restore or a reset that stopped part way is reported by the handle that opens the
+/// data dir (what an application says as it starts), with the command that finishes it;
+/// while the restore is unfinished, workspace reads and writes fail as `NotReady` (the
+/// server's state, not a rule of the caller's); once repaired, nothing is reported.
+#[test]
+fn an_open_reports_a_restore_or_a_reset_stopped_part_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let backup = tmp.path().join("b.tar");
+    let ann = data_dir_with_backup(&dir, &backup);
+    {
+        let rk = Redkeep::open(&dir, options()).unwrap();
+        assert!(rk.unfinished().unwrap().is_empty());
     }
+    stopped_restore(&dir, &backup);
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let unfinished = rk.unfinished().unwrap();
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    assert_eq!(unfinished[0].operation, "a restore");
+    assert!(unfinished[0].refuses_workspaces);
+    let said = unfinished[0].to_string();
+    assert!(
+        said.starts_with("a restore stopped part way here")
+            && said.ends_with("until `redkeep check --repair` finishes it"),
+        "{said}"
+    );
+    let refused = rk.workspaces().list_pieces(ann).unwrap_err();
+    assert!(
+        matches!(&refused, redkeep::Error::NotReady { reason } if reason.contains("check --repair")),
+        "{refused:?}"
+    );
+    assert!(rk.check(true).unwrap().ok);
+    assert!(rk.unfinished().unwrap().is_empty());
+    drop(rk);
+
+    let rk = stopped_reset(&dir);
+    let unfinished = rk.unfinished().unwrap();
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    assert_eq!(unfinished[0].operation, "a reset");
+    assert!(!unfinished[0].refuses_workspaces);
+    let said = unfinished[0].to_string();
+    assert!(
+        said.contains("`redkeep check` says how to undo it, `redkeep check --repair` finishes it"),
+        "{said}"
+    );
+    assert!(rk.check(true).unwrap().ok);
+    assert!(rk.unfinished().unwrap().is_empty());
 }
 
 /// With `workspaces/` on another file system than the data dir (a symlink to a tmpfs, as a
@@ -234,26 +289,7 @@ fn whole_store_operations_refuse_while_a_reset_is_stopped() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     data_dir_with_backup(&dir, &tmp.path().join("b.tar"));
-    // The reset's renames fail in turn until one stops it after emptying the store.
-    let rk = (1..)
-        .find_map(|nth| {
-            let plan = FaultPlan::new(FaultKind::FileRename, nth);
-            let result = {
-                let _armed = plan.arm_files();
-                redkeep::ops::reset(&dir, Timestamp(1_900_000_000 + nth as i64))
-            };
-            assert!(
-                plan.fired() && result.is_err(),
-                "no rename stopped the reset"
-            );
-            let rk = Redkeep::open(&dir, options()).unwrap();
-            let problems = rk.check(false).unwrap().problems;
-            problems
-                .iter()
-                .any(|p| p.contains("a reset stopped"))
-                .then_some(rk)
-        })
-        .unwrap();
+    let rk = stopped_reset(&dir);
     let text = redkeep::ops::backup(&rk, &tmp.path().join("after.tar"))
         .unwrap_err()
         .to_string();

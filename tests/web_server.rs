@@ -7,6 +7,8 @@
 #[path = "../examples/axum_server.rs"]
 mod server;
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1540,4 +1542,200 @@ fn the_example_server_says_where_a_moved_store_went() {
         err.starts_with("no store in ") && err.contains("pass --init"),
         "{err}"
     );
+}
+
+/// A data dir whose restore stopped part way (a crash or a kill) before the backup's
+/// workspace folders were in place: the example server warns as it starts, naming the
+/// state and `redkeep check --repair`, and answers the workspace routes 503 "not ready"
+/// with a generic body (the cause goes to its log), where it answered 403 with the
+/// operator's instruction and said nothing.
+#[test]
+fn a_stopped_restore_is_warned_at_start_and_answered_not_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let backup = tmp.path().join("b.tar");
+    let options = Options::default().password(PasswordParams::INSECURE_FAST);
+    {
+        let rk = redkeep::Redkeep::open(&data, options.clone()).unwrap();
+        rk.users()
+            .create(redkeep::NewUser {
+                email: "ann@example.com".into(),
+                password: Some("a password 1".into()),
+                ..redkeep::NewUser::default()
+            })
+            .unwrap();
+        redkeep::ops::backup(&rk, &backup).unwrap();
+    }
+    common::stop_a_restore(&data, &backup, &options);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ark = AsyncRedkeep::open(data.clone(), options).await.unwrap();
+        let warnings = server::unfinished_warnings(&ark, &data).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("warning: a restore stopped part way here")
+                && warnings[0].contains("`redkeep check --repair`")
+                && warnings[0].contains(&data.display().to_string()),
+            "{}",
+            warnings[0]
+        );
+        let app = server::router(server::AppState {
+            ark: ark.clone(),
+            mailer: Arc::new(Outbox::default()),
+        });
+        let (base, stop) = serve(app).await;
+        let http = Client::new();
+        let login: Value = http
+            .post(format!("{base}/login"))
+            .json(&json!({"login": "ann@example.com", "password": "a password 1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["token"].as_str().expect("a token").to_string();
+        for (method, path) in [(Method::GET, "/workspace"), (Method::GET, "/pieces")] {
+            let resp = http
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(
+                body,
+                json!({"error": "the service is not ready; try again later"}),
+                "{path}"
+            );
+        }
+        stop.await;
+    });
+}
+
+/// Set in the helper process that starts the example server as its `main` does, runtime
+/// included, on this data dir.
+const EXAMPLE_START_ENV: &str = "REDKEEP_TEST_EXAMPLE_START_DIR";
+
+/// Not a test of its own: the example server's start, run by
+/// `the_example_server_short_of_file_descriptors_fails_in_one_line` in a process of its
+/// own (does nothing without its variable). Exits with the server's exit code.
+#[test]
+fn helper_example_start() {
+    let Some(dir) = std::env::var_os(EXAMPLE_START_ENV) else {
+        return;
+    };
+    // No new descriptor fits: the lowest free one (the next to be given) is the limit, so
+    // the runtime's first one (its epoll) fails. (Set here rather than before exec: the
+    // dynamic loader needs a few of its own.)
+    let lowest_free = {
+        use std::os::fd::AsRawFd;
+        let probe = std::fs::File::open("/dev/null").unwrap();
+        u64::try_from(probe.as_raw_fd()).unwrap()
+    };
+    let limit = libc::rlimit {
+        rlim_cur: lowest_free,
+        rlim_max: lowest_free,
+    };
+    // SAFETY: `setrlimit` reads the struct it is given, which lives across the call.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let code = server::start(server::Arguments {
+        dir: dir.into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        init: false,
+        grace: Duration::ZERO,
+    });
+    std::process::exit(if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    });
+}
+
+/// Short of file descriptors (`ulimit -n`), the example server cannot build its async
+/// runtime: it says so in one line and exits 1, where it panicked with a backtrace.
+#[test]
+fn the_example_server_short_of_file_descriptors_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut start = std::process::Command::new(std::env::current_exe().unwrap());
+    start
+        .args([
+            "--exact",
+            "helper_example_start",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(EXAMPLE_START_ENV, dir.path())
+        .env("RUST_BACKTRACE", "1")
+        .stdin(std::process::Stdio::null());
+    let out = start.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("axum_server: cannot start its async runtime: ")
+            && err.contains("Too many open files"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// What a test's tracing subscriber writes, kept to be read.
+#[derive(Clone, Default)]
+struct Logged(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A bearer client's `POST /logout` (no session cookie) ends its session without a
+/// warning in the server's log: tower-sessions logged "called delete with no session id"
+/// at each, noise that hid real warnings. A cookie logout still ends the cookie's session.
+#[test]
+fn a_bearer_logout_ends_its_session_without_a_warning() {
+    let logged = Logged::default();
+    let subscriber = {
+        let logged = logged.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || logged.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish()
+    };
+    // One thread runs the server and the client, so the subscriber sees every event.
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let site = Site::start().await;
+            site.register("ann@example.com", "ann password 1").await;
+            let (cookie, token) = site.login("ann@example.com", "ann password 1").await;
+            let out = site.call(Method::POST, "/logout", &token, None).await;
+            assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+            let me = site.call(Method::GET, "/me", &token, None).await;
+            assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+            // (One redkeep session: the cookie's login ended with it.)
+            let me = site.call(Method::GET, "/me", &cookie, None).await;
+            assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+            let (cookie, _) = site.login("ann@example.com", "ann password 1").await;
+            let out = site.call(Method::POST, "/logout", &cookie, None).await;
+            assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+            let me = site.call(Method::GET, "/me", &cookie, None).await;
+            assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+        });
+    });
+    let text = String::from_utf8_lossy(&logged.0.lock().unwrap()).into_owned();
+    assert!(!text.contains("called delete with no session id"), "{text}");
 }

@@ -226,6 +226,14 @@ fn open(cli: &Cli) -> Result<Redkeep> {
     Ok(rk)
 }
 
+/// The options a command opens the store with. An exclusive open (a migration, an import,
+/// a move) waits only a moment for other processes that have the store open, not the half
+/// minute an application waits: an application in shared mode holds it for good, and the
+/// operator is better told at once who holds it.
+fn operator_options() -> Options {
+    Options::default().wait_for_readers(crate::StoreOptions::default().wait_for_readers)
+}
+
 fn open_store(cli: &Cli) -> Result<Redkeep> {
     check_data_dir(&cli.data_dir)?;
     // A migration needs the store to itself: an exclusive open is refused while anyone else
@@ -241,7 +249,7 @@ fn open_store(cli: &Cli) -> Result<Redkeep> {
     } else {
         Mode::Shared
     };
-    let mut options = Options::default()
+    let mut options = operator_options()
         .mode(mode)
         .create(cli.command.creates_store())
         .password(password_params_for(&cli.command)?);
@@ -855,7 +863,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Move { to, with_problems } => {
             check_data_dir(&cli.data_dir)?;
-            let mut options = Options::default().password(password_params()?);
+            let mut options = operator_options().password(password_params()?);
             options.workspace.max_doc_bytes = cli.max_doc_bytes;
             admin::commands::move_store(
                 &cli.data_dir,
@@ -889,14 +897,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Salvage { to } => {
             check_data_dir(&cli.data_dir)?;
-            let mut options = Options::default().password(password_params()?);
+            let mut options = operator_options().password(password_params()?);
             options.workspace.max_doc_bytes = cli.max_doc_bytes;
             admin::commands::salvage(&cli.data_dir, to, options, now)
                 .map_err(|e| whole_copy(&cli.data_dir, e))?
         }
         Command::Adopt(a) => {
             check_data_dir(&cli.data_dir)?;
-            let mut options = Options::default().password(password_params()?);
+            let mut options = operator_options().password(password_params()?);
             options.workspace.max_doc_bytes = cli.max_doc_bytes;
             admin::commands::adopt(&cli.data_dir, a, options)
                 .map_err(|e| whole_file(&cli.data_dir, e))?

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// be read (a damaged store) does not refuse: what reads the store says why.
 ///
 /// # Errors
-/// `Denied` while such a mark is there.
+/// `NotReady` while such a mark is there.
 pub(crate) fn refuse_stopped_operation(store: &crate::store::Store) -> Result<()> {
     use crate::store::Meta;
     let marked = |key: &str| store.read(|tx| tx.meta(key)).ok().flatten().is_some();
@@ -21,10 +21,11 @@ pub(crate) fn refuse_stopped_operation(store: &crate::store::Store) -> Result<()
         return Err(crate::workspace::StoppedRestore::refusal());
     }
     if marked(crate::store::RESET_UNFINISHED) {
-        return Err(Error::denied(
-            "a reset stopped part way here (a crash or a kill); `redkeep check` says how to \
-             undo it, `redkeep check --repair` finishes it",
-        ));
+        return Err(Error::NotReady {
+            reason: "a reset stopped part way here (a crash or a kill); `redkeep check` says \
+                     how to undo it, `redkeep check --repair` finishes it"
+                .into(),
+        });
     }
     Ok(())
 }

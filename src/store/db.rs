@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +45,7 @@ pub enum Durability {
 }
 
 /// Options for [`Store::open`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreOptions {
     /// Exclusive (default) or shared between processes.
     pub mode: Mode,
@@ -64,9 +65,96 @@ pub struct StoreOptions {
     /// `<name>.pre-vN.bak` is written: the store file itself by default; a file in the data
     /// dir for a PostgreSQL store.
     pub copies_at: Option<PathBuf>,
+    /// How long an open in [`Mode::Exclusive`] of a redb file waits while other processes
+    /// have it open without holding it alone (a command that only reads it, such as
+    /// `redkeep check`, `backup` or `export`; a process in [`Mode::Shared`]), before it is
+    /// refused with `Error::InUse` naming them (default 0.5 s; `Duration::ZERO` refuses at
+    /// once). A process that holds the file alone (it leaves an owner marker) is named at
+    /// once, without waiting. The PostgreSQL engine does not wait: its opens share the store.
+    pub wait_for_readers: Duration,
+    /// Called once when an exclusive open begins to wait for such processes (see
+    /// [`StoreOptions::wait_for_readers`]); without it the wait is logged as a `tracing`
+    /// warning.
+    pub on_wait_for_readers: Option<ReadersNotice>,
     /// Tests only: fail one chosen I/O call of the engine.
     #[doc(hidden)]
     pub faults: Option<Arc<super::engine::faults::FaultPlan>>,
+}
+
+/// Called with what an exclusive open waits for, as it begins to wait (see
+/// [`StoreOptions::wait_for_readers`]).
+pub type ReadersNotice = Arc<dyn Fn(&ReadersWait) + Send + Sync>;
+
+/// What an exclusive open waits for: other processes that have the store file open without
+/// holding it alone. Its `Display` is a sentence for a log or a terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadersWait {
+    /// The store file.
+    pub path: PathBuf,
+    /// The processes that have it open, by pid, where the system names them (empty when it
+    /// does not).
+    pub pids: Vec<u32>,
+    /// How long the open waits at most.
+    pub limit: Duration,
+}
+
+impl std::fmt::Display for ReadersWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the store {} is open in {}, to read it or in shared mode; waiting up to {} for \
+             it to let go",
+            self.path.display(),
+            name_processes(&self.pids),
+            seconds(self.limit)
+        )
+    }
+}
+
+/// `duration` as an operator reads it: `30 s`, `0.5 s`.
+fn seconds(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} s", duration.as_secs_f64())
+    }
+}
+
+/// The processes `pids` for a message: `process 12 (`redkeep backup`)`, `processes 12, 13`,
+/// or `another process` when none is named.
+fn name_processes(pids: &[u32]) -> String {
+    let one = |pid: u32| match redkeep_command(pid) {
+        Some(command) => format!("{pid} (`{command}`)"),
+        None => pid.to_string(),
+    };
+    match pids {
+        [] => "another process".to_string(),
+        [pid] => format!("process {}", one(*pid)),
+        _ => format!(
+            "processes {}",
+            pids.iter().map(|p| one(*p)).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+// By hand, for the callback.
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("mode", &self.mode)
+            .field("durability", &self.durability)
+            .field("create", &self.create)
+            .field("schema_version", &self.schema_version)
+            .field("allow_outdated", &self.allow_outdated)
+            .field("cache_bytes", &self.cache_bytes)
+            .field("copies_at", &self.copies_at)
+            .field("wait_for_readers", &self.wait_for_readers)
+            .field("on_wait_for_readers", &self.on_wait_for_readers.is_some())
+            .field("faults", &self.faults)
+            .finish()
+    }
 }
 
 impl Default for StoreOptions {
@@ -79,6 +167,8 @@ impl Default for StoreOptions {
             allow_outdated: false,
             cache_bytes: 64 * 1024 * 1024,
             copies_at: None,
+            wait_for_readers: BRIEF_HOLD,
+            on_wait_for_readers: None,
             faults: None,
         }
     }
@@ -756,25 +846,42 @@ pub(crate) fn redkeep_command_in(cmdline: &[u8]) -> Option<String> {
     )
 }
 
-/// How long an exclusive open of a redb file waits while another process holds it without
-/// an owner marker, before it is refused: such a holder may be a command that only reads
-/// (`status`, a listing), which holds the file for a moment.
-const BRIEF_HOLD: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long an exclusive open of a redb file waits by default while another process holds
+/// it without an owner marker, before it is refused: such a holder may be a command that
+/// only reads (`status`, a listing), which holds the file for a moment.
+const BRIEF_HOLD: Duration = Duration::from_millis(500);
 
-/// [`FileDb::open`], which in `Mode::Exclusive` tries again for [`BRIEF_HOLD`] while the
-/// file is held by another process that left no live owner marker (an application holding
-/// it leaves one, and is named at once).
-fn open_waiting_for_readers(path: &Path, spec: OpenSpec, mode: Mode) -> Result<FileDb> {
-    let deadline = std::time::Instant::now() + BRIEF_HOLD;
+/// [`FileDb::open`], which in `Mode::Exclusive` tries again for `options.wait_for_readers`
+/// while the file is held by another process that left no live owner marker (an
+/// application holding it leaves one, and is named at once), saying so once as it begins
+/// to wait.
+fn open_waiting_for_readers(path: &Path, spec: OpenSpec, options: &StoreOptions) -> Result<FileDb> {
+    let deadline = std::time::Instant::now() + options.wait_for_readers;
+    let mut pause = Duration::from_millis(5);
+    let mut told = false;
     loop {
         match FileDb::open(path, spec.clone()) {
             Err(Error::InUse { .. })
-                if mode == Mode::Exclusive
+                if options.mode == Mode::Exclusive
                     && std::time::Instant::now() < deadline
                     && !redb_file::open_here(path)
                     && !read_owner(&owner_path(path)).is_some_and(|o| process_alive(o.pid)) =>
             {
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                if !told {
+                    told = true;
+                    let wait = ReadersWait {
+                        path: path.to_path_buf(),
+                        pids: super::open_by::pids_holding(path),
+                        limit: options.wait_for_readers,
+                    };
+                    match &options.on_wait_for_readers {
+                        Some(notice) => notice(&wait),
+                        None if wait.limit > BRIEF_HOLD => tracing::warn!("{wait}"),
+                        None => tracing::debug!("{wait}"),
+                    }
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
             }
             other => return other,
         }
@@ -840,7 +947,7 @@ pub(crate) fn opened_for_writing_instead(e: &Error) -> bool {
     )
 }
 
-fn describe_holder(db: &Path) -> String {
+fn describe_holder(db: &Path, waited: Duration) -> String {
     if redb_file::open_here(db) {
         return "this process has it open already, through another handle; use that handle \
                 (its clones share it) rather than opening the data dir a second time, or, for \
@@ -859,10 +966,36 @@ fn describe_holder(db: &Path) -> String {
                 o.pid
             ),
         },
-        _ => "another process has it open (shared, or exclusively without a marker); \
-              wait for it to finish or stop it"
-            .to_string(),
+        _ => describe_readers(db, waited),
     }
+}
+
+/// Who has the store file at `db` open without holding it alone (no live owner marker),
+/// named by pid where the system tells; `waited` is how long the open waited for them.
+fn describe_readers(db: &Path, waited: Duration) -> String {
+    let pids = super::open_by::pids_holding(db);
+    let after = if waited.is_zero() {
+        String::new()
+    } else {
+        format!(", still after waiting {}", seconds(waited))
+    };
+    if pids.is_empty() {
+        return format!(
+            "another process has it open (shared, or exclusively without a marker){after}; \
+             wait for it to finish or stop it"
+        );
+    }
+    let redkeep = pids.iter().all(|p| redkeep_command(*p).is_some());
+    format!(
+        "{} {} it open, to read it or in shared mode{after}; {}",
+        name_processes(&pids),
+        if pids.len() == 1 { "has" } else { "have" },
+        if redkeep {
+            "a redkeep command ends by itself: wait for it to finish"
+        } else {
+            "wait for it to finish or stop it"
+        }
+    )
 }
 
 impl Store {
@@ -968,7 +1101,7 @@ impl Store {
         };
         let db = FileDb::open_read_only(&path, spec).map_err(|e| match e {
             Error::InUse { .. } => Error::InUse {
-                holder: describe_holder(&path),
+                holder: describe_holder(&path, Duration::ZERO),
                 path: path.clone(),
             },
             e => with_path(e, &path),
@@ -1182,7 +1315,7 @@ impl Store {
             shared: options.mode == Mode::Shared,
             faults: options.faults.clone(),
         };
-        let db = open_waiting_for_readers(&path, spec, options.mode).map_err(|e| {
+        let db = open_waiting_for_readers(&path, spec, options).map_err(|e| {
             // The file made here and left holding nothing (its first write or sync failed)
             // would stop every later open: it goes, so that a retry starts afresh.
             if let Some(file) = &made {
@@ -1190,7 +1323,14 @@ impl Store {
             }
             match e {
                 Error::InUse { .. } => Error::InUse {
-                    holder: describe_holder(&path),
+                    holder: describe_holder(
+                        &path,
+                        if options.mode == Mode::Exclusive {
+                            options.wait_for_readers
+                        } else {
+                            Duration::ZERO
+                        },
+                    ),
                     path: path.clone(),
                 },
                 e => with_path(e, &path),

@@ -41,7 +41,10 @@ pub use db::is_postgres_url;
 pub(crate) use db::opened_for_writing_instead;
 #[cfg(feature = "admin")]
 pub(crate) use db::redkeep_command;
-pub use db::{Durability, Mode, Owner, Store, StoreOptions, owner_path, process_alive, read_owner};
+pub use db::{
+    Durability, Mode, Owner, ReadersNotice, ReadersWait, Store, StoreOptions, owner_path,
+    process_alive, read_owner,
+};
 pub(crate) use db::{held_alone_here, lost_server};
 pub use engine::faults::{FaultKind, FaultPlan, FileFaults};
 #[cfg(feature = "admin")]
@@ -79,6 +82,7 @@ pub(crate) use table::{
 };
 pub(crate) use tx::damaged_shapes;
 pub(crate) use tx::meta_entry_sound;
+pub(crate) use tx::stopped_operations;
 pub(crate) use tx::{
     ADOPT_UNFINISHED, BORN_AT, CONTENT_MARKS, IMPORT_UNFINISHED, MOVE_UNFINISHED, MOVED_TO,
     RESET_UNFINISHED, RESTORE_UNFINISHED, STORE_ID, UNFINISHED_MARKS, born_at,

@@ -1,6 +1,6 @@
 //! Who else has a store file open, as Linux's `/proc/locks` lists it: `status` tells a
-//! shared store from a free one by it, and `salvage` an owner marker that still holds its
-//! file from one a crash left behind.
+//! shared store from a free one by it, `salvage` an owner marker that still holds its file
+//! from one a crash left behind, and an exclusive open the processes it waits for.
 
 use std::path::Path;
 
@@ -14,6 +14,26 @@ pub(crate) fn open_elsewhere(db: &Path) -> Option<bool> {
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     let me = std::process::id().to_string();
     Some(locks.lines().any(|line| file.held_in(line, &me)))
+}
+
+/// The other processes that hold locks on the store file at `db`, by pid, lowest first:
+/// those `/proc/locks` names (a whole-file lock carries its taker's pid; a lock of an open
+/// file description shows -1 and names nobody). Empty when none can be named.
+pub(crate) fn pids_holding(db: &Path) -> Vec<u32> {
+    let Some(file) = FileId::of(db) else {
+        return Vec::new();
+    };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return Vec::new();
+    };
+    let me = std::process::id().to_string();
+    let mut pids: Vec<u32> = locks
+        .lines()
+        .filter_map(|line| file.holder_in(line, &me))
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 /// A file as `/proc/locks` names it: its inode, and the devices that may stand for its file
@@ -71,6 +91,17 @@ impl FileId {
             && pos > 0
             && fields[pos - 1] != me
     }
+
+    /// The pid of the process that holds the lock of `line` on this file, when it is
+    /// another than `me` and named (not -1).
+    fn holder_in(&self, line: &str, me: &str) -> Option<u32> {
+        if !self.held_in(line, me) {
+            return None;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let pos = fields.iter().position(|f| f.matches(':').count() == 2)?;
+        fields[pos - 1].parse().ok()
+    }
 }
 
 /// The device of the file system `path` is on, as its mount names it in
@@ -123,5 +154,21 @@ mod tests {
         ));
         assert!(!held("8: LEASE  ACTIVE    READ 19754 <none>:0 0 EOF"));
         assert!(!held(""));
+        // Only a lock that carries its taker's pid names it.
+        let holder = |line: &str| file.holder_in(line, me);
+        assert_eq!(
+            holder("1: FLOCK  ADVISORY  READ 19754 fe:00:10084895 0 EOF"),
+            Some(19754)
+        );
+        assert_eq!(
+            holder(
+                "2: OFDLCK ADVISORY  READ -1 fe:00:10084895 4611686018427387906 4611686018427387906"
+            ),
+            None
+        );
+        assert_eq!(
+            holder("4: FLOCK  ADVISORY  READ 4242 fe:00:10084895 0 EOF"),
+            None
+        );
     }
 }

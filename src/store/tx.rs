@@ -886,6 +886,21 @@ pub(crate) const UNFINISHED_MARKS: [(&str, &str); 5] = [
     (ADOPT_UNFINISHED, "an adoption"),
 ];
 
+/// The operations that stopped part way in the store (a crash, a kill), by the marks they
+/// leave until done ([`UNFINISHED_MARKS`]), as phrases (`a restore`).
+///
+/// # Errors
+/// `Storage` when the engine fails.
+pub(crate) fn stopped_operations(tx: &dyn Meta) -> Result<Vec<&'static str>> {
+    let mut found = Vec::new();
+    for (key, what) in UNFINISHED_MARKS {
+        if tx.meta(key)?.is_some() {
+            found.push(what);
+        }
+    }
+    Ok(found)
+}
+
 /// The marks that say the store's own records are incomplete (an import or an adoption
 /// stopped part way), which hold wherever its file goes: a restore keeps them.
 pub(crate) const CONTENT_MARKS: [&str; 2] = [IMPORT_UNFINISHED, ADOPT_UNFINISHED];

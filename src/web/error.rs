@@ -64,7 +64,9 @@ const MAX_MESSAGE_CHARS: usize = 300;
 impl From<Error> for WebError {
     /// Maps each kind of failure to the status a client expects: a bad, expired or revoked
     /// credential 401; a rule 403; a clash 409 (saying what clashed, not the store's table
-    /// and index); contention in the store 503 with `Retry-After: 1` and a generic message. Storage and internal failures, and a store opened read-only, are 500
+    /// and index); contention in the store 503 with `Retry-After: 1` and a generic message,
+    /// and so is a data dir not ready to serve (`NotReady`: a restore stopped part way, whose
+    /// cause goes to the log). Storage and internal failures, and a store opened read-only, are 500
     /// with a generic message (the details go to the log, not the client). Messages are cut
     /// to 300 characters.
     fn from(e: Error) -> WebError {
@@ -80,6 +82,9 @@ impl From<Error> for WebError {
             // Contention inside the server (writers racing on one key, a folder moving, a
             // busy database), not the client's rate: 503 with `Retry-After`.
             Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // The data dir waits for an operator (a restore stopped part way): the server's
+            // state, which the log explains.
+            Error::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {
@@ -91,6 +96,11 @@ impl From<Error> for WebError {
             Error::Busy { .. } => {
                 tracing::warn!(error = %e.full_message(), "request met a busy store");
                 "the server is busy; try again".to_string()
+            }
+            // Its reason is an instruction for the operator, who reads the log.
+            Error::NotReady { .. } => {
+                tracing::error!(error = %e.full_message(), "request refused: the data dir is not ready");
+                "the service is not ready; try again later".to_string()
             }
             Error::Conflict { detail, .. } => format!("already taken: {detail}"),
             _ => e.to_string(),

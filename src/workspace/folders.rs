@@ -171,11 +171,12 @@ impl StoppedRestore {
     /// The refusal of every workspace read and write while a restore's mark is in the
     /// store: the folders in place are not (or not known to be) the restored store's.
     pub(crate) fn refusal() -> Error {
-        Error::denied(
-            "a restore stopped part way here (a crash or a kill) before the backup's workspace \
-             folders were in place, so no workspace folder is read or written until it is \
-             finished; `redkeep check --repair` finishes it",
-        )
+        Error::NotReady {
+            reason: "a restore stopped part way here (a crash or a kill) before the backup's \
+                     workspace folders were in place, so no workspace folder is read or \
+                     written until it is finished; `redkeep check --repair` finishes it"
+                .into(),
+        }
     }
 }
 

@@ -260,3 +260,30 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Leaves a restore of `backup` into `dir` stopped part way (a crash or a kill, as a failed
+/// rename stands for here) with the restored store in place beside the old folders: the
+/// restore's renames fail in turn until one leaves it so.
+pub fn stop_a_restore(dir: &std::path::Path, backup: &std::path::Path, options: &Options) {
+    use redkeep::store::{FaultKind, FaultPlan};
+    for nth in 1.. {
+        let plan = FaultPlan::new(FaultKind::FileRename, nth);
+        let result = {
+            let _armed = plan.arm_files();
+            redkeep::ops::restore(dir, backup, true, Timestamp(1_900_000_000 + nth as i64))
+        };
+        assert!(plan.fired(), "no rename left the restore stopped");
+        if result.is_err() {
+            let rk = Redkeep::open(dir, options.clone()).unwrap();
+            let stopped = rk
+                .check(false)
+                .unwrap()
+                .problems
+                .iter()
+                .any(|p| p.contains("a restore stopped after replacing the store"));
+            if stopped {
+                return;
+            }
+        }
+    }
+}

@@ -319,18 +319,8 @@ pub fn in_owner(rk: &Redkeep) -> Result<Reply> {
 /// The operations that stopped part way in `store` (a crash, a kill), by the marks they
 /// leave until done: `check` names each and says how to finish it.
 pub(crate) fn stopped_operations(store: &crate::store::Store) -> Vec<&'static str> {
-    use crate::store::Meta;
-    let marks = crate::store::UNFINISHED_MARKS;
     store
-        .read(|tx| {
-            let mut found = Vec::new();
-            for (key, what) in marks {
-                if tx.meta(key)?.is_some() {
-                    found.push(what);
-                }
-            }
-            Ok(found)
-        })
+        .read(|tx| crate::store::stopped_operations(tx))
         .unwrap_or_default()
 }
 
