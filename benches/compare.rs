@@ -1731,7 +1731,7 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
     );
     write_pairs(r, "workspace_update", "raw_floor", &pairs);
 
-    // A piece file and the count in workspace.json: two replacements.
+    // A piece file and its count: two replacements.
     let floor_piece = || {
         let i = FLOOR_PIECE.fetch_add(1, Ordering::Relaxed);
         atomic_write(&floor.join("gallery"), &format!("piece_{i:08}.json"), piece);
@@ -1760,6 +1760,41 @@ fn round(c: &mut Criterion, s: &Systems, r: u64, n: u64, tmp: &Path) {
         ],
     );
     write_pairs(r, "save_piece", "raw_floor", &pairs);
+
+    // The same save for a user whose document is large (4 MiB): the count is kept beside
+    // the document, so a save writes the piece and a few bytes, as the floor does, never
+    // the document (which once made such saves take seconds).
+    ex.workspaces()
+        .update(3, |d| {
+            d.notes = serde_json::json!(["x".repeat(4 << 20)]);
+            Ok(())
+        })
+        .unwrap();
+    let floor_counted_piece = || {
+        let i = FLOOR_PIECE.fetch_add(1, Ordering::Relaxed);
+        atomic_write(&floor.join("gallery"), &format!("piece_{i:08}.json"), piece);
+        atomic_write(&floor, ".pieces", br#"{"piece_count":1,"next_piece":2}"#);
+    };
+    let mut pairs = Vec::new();
+    row(
+        c,
+        r,
+        "save_piece_large_doc",
+        samples(20),
+        vec![
+            Box::new(|g| {
+                pairs = bench_paired(
+                    g,
+                    &mut || {
+                        ex.workspaces().save_piece(3, piece).unwrap();
+                    },
+                    &mut { floor_counted_piece },
+                )
+            }),
+            part("raw_floor", |b| b.iter(floor_counted_piece)),
+        ],
+    );
+    write_pairs(r, "save_piece_large_doc", "raw_floor", &pairs);
 
     // Durable one-record commits from several threads at once. SQLite twice: a connection
     // per thread, each waiting for the write lock in its busy handler (which sleeps 1, 2,

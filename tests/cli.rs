@@ -910,7 +910,7 @@ fn check_reports_workspace_problems_and_repair_fixes_counts() {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("piece_count is 1 but the gallery holds 2")),
+            .any(|p| p.contains(".pieces says 1 pieces") && p.contains("the gallery holds 2")),
         "{problems:?}"
     );
     // The repair fixes the count and moves the orphan to the trash.
@@ -918,7 +918,9 @@ fn check_reports_workspace_problems_and_repair_fixes_counts() {
     assert_eq!(v["problems"], serde_json::json!([]), "{v}");
     let repaired = v["repaired"].to_string();
     assert!(
-        repaired.contains("piece_count 1 set to the gallery's 2"),
+        repaired.contains(
+            "said 1 pieces with number 2 next; set it to the gallery's 2 with number 10 next"
+        ),
         "{v}"
     );
     assert!(repaired.contains("moved to"), "{v}");

@@ -846,8 +846,8 @@ fn salvage_names_the_workspace_files_it_cannot_read_and_is_not_clean() {
     assert!(
         report.changes.iter().any(|c| c
             == &format!(
-                "workspace of user {}: {} could not be read, so {} is a fresh document the \
-                 repair wrote (its canvas, notes and fields are lost)",
+                "workspace of user {}: {} could not be read, so the copy has none at {}: it \
+                 reads as an empty document (its canvas, notes and fields are lost)",
                 ids[1],
                 doc.display(),
                 fresh.display()

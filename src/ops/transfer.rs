@@ -1131,6 +1131,10 @@ fn write_folders(
         ws.keep_number_used(user, t)
             .map_err(|e| Error::invalid("import", format!("line {n}: {e}")))?;
     }
+    // The pieces are in place: their count, so that reads need not count them each time.
+    for &user in held.keys() {
+        ws.settle_count(user)?;
+    }
     // Pieces without a document line: a document that counts them.
     for (&user, &count) in held {
         if !with_doc.contains(&user) {

@@ -1,5 +1,5 @@
-//! Checking the folders: each is served only to its owner, its files parse, and its
-//! `piece_count` matches the gallery; with repair, foreign folders go to the trash, counts are
+//! Checking the folders: each is served only to its owner, its files parse, and its piece
+//! count (`.pieces`, or without one `piece_count`) matches the gallery; with repair, foreign folders go to the trash, counts are
 //! fixed and a corrupt `workspace.json` is moved aside for a fresh one. Files that are whole
 //! but cannot be used as they are (over the size limit, holding `NaN`, nested too deep) are
 //! only reported.
@@ -12,9 +12,10 @@ use super::doc::WorkspaceDoc;
 use super::folders::{Marker, Workspaces, date_moved};
 use super::lock::{self, LockKind};
 use super::names::{
-    GALLERY_DIR, LOCK_FILE, OWNER_FILE, PIECE_TRASH, WORKSPACE_FILE, gallery_numbers,
+    GALLERY_DIR, LOCK_FILE, OWNER_FILE, PIECE_TRASH, TALLY_FILE, WORKSPACE_FILE, gallery_numbers,
     keep_numbers_up_to, kept_number, piece_file_name, trashed_number,
 };
+use super::tally::{Tally, counted, known, read_tally};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -53,7 +54,7 @@ pub struct WorkspaceProblem {
 
 impl Workspaces {
     /// Problems in the folders: folders of no user or another owner, unreadable files and
-    /// `piece_count` disagreeing with the gallery, folders and files open to other users;
+    /// a piece count (`.pieces`, or without one `piece_count`) disagreeing with the gallery, folders and files open to other users;
     /// each folder is checked under its lock. With `repair`, foreign folders go to the
     /// trash, counts are set to the gallery's, modes to 0700 and 0600, and a corrupt
     /// workspace.json is moved aside (for a fresh one, or, when only its count is bad, for
@@ -65,9 +66,6 @@ impl Workspaces {
     /// `Io` when the folder cannot be listed; the error of [`Owners`](super::Owners) when
     /// it cannot say whose the folders are (while a restore stopped part way, say).
     pub fn check(&self, repair: bool, now: Timestamp) -> Result<Vec<WorkspaceProblem>> {
-        if repair {
-            self.forget(None);
-        }
         let mut out = Vec::new();
         // A user's place taken by a symlink or a file: every operation refuses it.
         for user in self.entries_named_by_id(false)? {
@@ -339,6 +337,10 @@ impl Workspaces {
             }
         }
         let doc_path = folder.dir.join(WORKSPACE_FILE);
+        let tally = read_tally(&folder.dir)?;
+        if tally != Tally::Absent {
+            found.extend(self.check_tally(&folder.dir, tally, repair)?);
+        }
         match self.read_doc(&folder.dir) {
             // Whole files a lenient writer made, or larger than this handle's limit: never
             // moved aside, nor replaced by a fresh document (the canvas, the notes and the
@@ -405,7 +407,11 @@ impl Workspaces {
             Err(e) => found.push(format!(
                 "{e} (`redkeep check --repair` moves it aside and starts a fresh document)"
             )),
-            Ok(mut doc) if doc.piece_count != count => {
+            // With a `.pieces`, the count is there, and the document's own catches up at
+            // its next write (a save does not rewrite it).
+            Ok(mut doc)
+                if tally == Tally::Absent && doc_path.exists() && doc.piece_count != count =>
+            {
                 if repair {
                     let old = doc.piece_count;
                     doc.piece_count = count;
@@ -423,6 +429,47 @@ impl Workspaces {
             Ok(_) => {}
         }
         Ok(found)
+    }
+}
+
+impl Workspaces {
+    /// The problem with the `.pieces` of the folder `dir` (held, exclusively with `repair`),
+    /// which says `tally`, if its count is not the gallery's or its next number is taken;
+    /// with `repair`, set from the gallery. Unknown, or left by a save stopped after its
+    /// piece, it is not wrong: every reader counts the gallery then.
+    fn check_tally(
+        &self,
+        dir: &std::path::Path,
+        tally: Tally,
+        repair: bool,
+    ) -> Result<Option<String>> {
+        let Some((count, next)) = known(dir, tally)? else {
+            return Ok(None);
+        };
+        let (real, free) = counted(dir)?;
+        if count == real && free.is_some_and(|free| next >= free) {
+            return Ok(None);
+        }
+        let path = dir.join(TALLY_FILE);
+        let free_text = free.map_or("none".to_string(), |n| n.to_string());
+        if !repair {
+            return Ok(Some(format!(
+                "{} says {count} pieces with number {next} next, but the gallery holds {real} \
+                 (the next free number is {free_text}); `redkeep check --repair` sets it from \
+                 the gallery",
+                path.display()
+            )));
+        }
+        let fixed = match free {
+            Some(next) => Tally::Known { count: real, next },
+            None => Tally::Unknown,
+        };
+        self.write_tally(dir, fixed)?;
+        Ok(Some(format!(
+            "fixed: {} said {count} pieces with number {next} next; set it to the gallery's \
+             {real} with number {free_text} next",
+            path.display()
+        )))
     }
 }
 

@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use super::doc::WorkspaceDoc;
 use super::lock::{self, DirLock, LockKind, WaitNotice};
-use super::names::{self, GALLERY_DIR, LOCK_FILE, OWNER_FILE, WORKSPACE_FILE};
+use super::names::{self, GALLERY_DIR, LOCK_FILE, OWNER_FILE, TALLY_FILE, WORKSPACE_FILE};
+use super::tally::{Tally, counted, known, read_tally};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -248,7 +249,8 @@ pub struct WorkspaceInfo {
     pub user_id: u64,
     /// Whether the folder exists yet (it is made at the first write).
     pub exists: bool,
-    /// `piece_count` as recorded in workspace.json (`None` if unreadable or absent).
+    /// The gallery's piece count as a read of the document gives it (`None` if unreadable or
+    /// absent).
     pub piece_count: Option<u64>,
     /// Pieces actually in the gallery.
     pub pieces: u64,
@@ -286,8 +288,6 @@ pub struct Workspaces {
     root: PathBuf,
     options: WorkspaceOptions,
     pub(super) owners: Owners,
-    // What this handle last wrote of each gallery, so the next piece number needs no listing.
-    hints: Memory<u64, GalleryHint>,
     // Owner markers this handle has read, each with the file version it read: while the
     // marker is still that version, it need not be read again.
     markers: Memory<u64, (FileVersion, FolderOwner)>,
@@ -338,16 +338,6 @@ impl FileVersion {
     }
 }
 
-/// A gallery as this handle left it: while `workspace.json` is still the version written
-/// with it (every save and delete rewrites it), `next` is the number after the highest ever
-/// given and `count` the document's piece count.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct GalleryHint {
-    pub(super) doc: FileVersion,
-    pub(super) next: u64,
-    pub(super) count: u64,
-}
-
 /// Entries a handle's memory keeps at most; past it the memory starts again (which only
 /// costs the checks it spared).
 const MAX_HINTS: usize = 4096;
@@ -383,14 +373,6 @@ impl<K: Eq + Hash, V: Copy> Memory<K, V> {
             map.clear();
         }
         map.insert(key, value)
-    }
-
-    fn remove(&self, key: &K) {
-        self.map().remove(key);
-    }
-
-    fn clear(&self) {
-        self.map().clear();
     }
 }
 
@@ -613,7 +595,6 @@ impl Workspaces {
             root,
             options,
             owners,
-            hints: Memory::default(),
             markers: Memory::default(),
             tidied: Memory::default(),
             docs: DocMemory::default(),
@@ -635,7 +616,6 @@ impl Workspaces {
             root: root.as_ref().to_path_buf(),
             options,
             owners,
-            hints: Memory::default(),
             markers: Memory::default(),
             tidied: Memory::default(),
             docs: DocMemory::default(),
@@ -698,32 +678,6 @@ impl Workspaces {
         Ok(())
     }
 
-    /// The next piece number and the new count of `user`'s gallery, when this handle's memory
-    /// of it still holds: `doc` (its workspace.json) is the version written with the memory
-    /// and says `count` pieces. Called under the folder's exclusive lock.
-    pub(super) fn hinted(
-        &self,
-        user: u64,
-        doc: Option<FileVersion>,
-        count: u64,
-    ) -> Option<(u64, u64)> {
-        let hint = self.hints.get(&user)?;
-        (hint.count == count && doc == Some(hint.doc))
-            .then(|| Some((hint.next, count.checked_add(1)?)))
-            .flatten()
-    }
-
-    /// Remembers that `user`'s gallery gives `next` next and holds `count` pieces, as of the
-    /// version `doc` of its document just written ([`Workspaces::write_doc`]).
-    pub(super) fn remember(&self, user: u64, doc: Option<FileVersion>, next: u64, count: u64) {
-        match doc {
-            Some(doc) => {
-                self.hints.insert(user, GalleryHint { doc, next, count });
-            }
-            None => self.hints.remove(&user),
-        }
-    }
-
     /// Whether the filesystem refused a rename without replacement (then every save lists
     /// its gallery).
     pub(super) fn no_replace_unsupported(&self) -> bool {
@@ -732,14 +686,6 @@ impl Workspaces {
 
     pub(super) fn set_no_replace_unsupported(&self) {
         self.no_replace_unsupported.store(true, Ordering::Relaxed);
-    }
-
-    /// Forgets what this handle knew of `user`'s gallery (or of every gallery).
-    pub(super) fn forget(&self, user: Option<u64>) {
-        match user {
-            Some(u) => self.hints.remove(&u),
-            None => self.hints.clear(),
-        }
     }
 
     /// The root directory.
@@ -982,13 +928,19 @@ impl Workspaces {
     /// symlink or a non-regular file.
     pub fn read(&self, user: u64) -> Result<WorkspaceDoc> {
         match self.folder(user, LockKind::Shared, false)? {
-            Some(f) => self.read_doc(&f.dir),
+            Some(f) => {
+                let (mut doc, version) = self.read_doc_versioned(&f.dir)?;
+                let found = version.map(|_| doc.piece_count);
+                doc.piece_count = self.piece_count_in(&f.dir, found)?;
+                Ok(doc)
+            }
             None => Ok(WorkspaceDoc::default()),
         }
     }
 
     /// Reads the user's document under a shared lock, with the bytes of its file (`None`
-    /// when there is no file), for exports: an import writes those bytes back.
+    /// when there is no file, or when its `piece_count` is behind the gallery's), for
+    /// exports: an import writes those bytes back.
     ///
     /// # Errors
     /// As [`Workspaces::read`].
@@ -1000,8 +952,16 @@ impl Workspaces {
         match self.read_file(&path)? {
             None => Ok((WorkspaceDoc::default(), None)),
             Some(bytes) => {
-                let doc = WorkspaceDoc::parse(&bytes).map_err(|r| unparsed(&path, &bytes, r))?;
-                Ok((doc, Some(bytes)))
+                let mut doc =
+                    WorkspaceDoc::parse(&bytes).map_err(|r| unparsed(&path, &bytes, r))?;
+                let count = self.piece_count_in(&f.dir, Some(doc.piece_count))?;
+                if count == doc.piece_count {
+                    return Ok((doc, Some(bytes)));
+                }
+                // The file's count has not caught up with the gallery's (a save does not
+                // rewrite it): its bytes would carry the old count, so none are given.
+                doc.piece_count = count;
+                Ok((doc, None))
             }
         }
     }
@@ -1117,9 +1077,8 @@ impl Workspaces {
 
     /// Writes back the document of the folder `dir` that [`Workspaces::read_doc`] read under
     /// the exclusive lock still held. That read refused anything there but a regular file
-    /// (or nothing), so unlike [`Workspaces::write_json`] this does not look again. Returns
-    /// the version of the file written.
-    pub(super) fn write_doc(&self, dir: &Path, doc: &WorkspaceDoc) -> Result<Option<FileVersion>> {
+    /// (or nothing), so unlike [`Workspaces::write_json`] this does not look again.
+    pub(super) fn write_doc(&self, dir: &Path, doc: &WorkspaceDoc) -> Result<()> {
         let bytes = self.doc_bytes(doc)?;
         self.tidy_once(dir);
         let path = dir.join(WORKSPACE_FILE);
@@ -1130,10 +1089,10 @@ impl Workspaces {
         // just written (a rename changes the file's ctime, so this is read after it).
         let version = written.as_ref().map(FileVersion::from_meta);
         self.keep_doc(path, version, doc, bytes.len());
-        Ok(version)
+        Ok(())
     }
 
-    fn within_cap(&self, bytes: &[u8]) -> Result<()> {
+    pub(super) fn within_cap(&self, bytes: &[u8]) -> Result<()> {
         let cap = self.max_bytes();
         if bytes.len() as u64 > cap {
             return Err(Error::invalid(
@@ -1209,17 +1168,30 @@ impl Workspaces {
         f: impl FnOnce(&mut WorkspaceDoc) -> Result<T>,
     ) -> Result<T> {
         let folder = self.created(user)?;
-        let (mut doc, version) = self.read_doc_versioned(&folder.dir)?;
-        // The gallery memory follows the document across this write when it held before it.
-        let held = self.hints.get(&user).filter(|h| version == Some(h.doc));
-        let count = doc.piece_count;
+        let dir = &folder.dir;
+        let (mut doc, version) = self.read_doc_versioned(dir)?;
+        // The document's count catches up with the gallery's here (a save does not
+        // rewrite the document), whatever `f` makes of it.
+        let tally = read_tally(dir)?;
+        let (count, counted_now) = match (tally, known(dir, tally)?) {
+            (Tally::Absent, _) if version.is_some() => (doc.piece_count, None),
+            (_, Some((count, _))) => (count, None),
+            // No document, or no count to go by: the gallery is counted. A `.pieces`
+            // made here would be trusted by saves, so none is made where there was none.
+            (tally, None) => {
+                let (count, next) = counted(dir)?;
+                let fresh = next.filter(|_| tally != Tally::Absent);
+                (count, fresh.map(|next| Tally::Known { count, next }))
+            }
+        };
+        doc.piece_count = count;
         let out = f(&mut doc)?;
         doc.piece_count = count;
-        let written = self.write_doc(&folder.dir, &doc)?;
-        match held {
-            Some(h) if doc.piece_count == h.count => self.remember(user, written, h.next, h.count),
-            Some(_) => self.forget(Some(user)),
-            None => {}
+        self.write_doc(dir, &doc)?;
+        if let Some(tally) = counted_now {
+            // Spares the next reads a count of the gallery; when it cannot be written, they
+            // count it, which is as right.
+            let _ = self.write_tally(dir, tally);
         }
         Ok(out)
     }
@@ -1251,6 +1223,7 @@ impl Workspaces {
             let text = name.to_string_lossy();
             let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
             let own = text == WORKSPACE_FILE
+                || text == TALLY_FILE
                 || text == LOCK_FILE
                 || text == OWNER_FILE
                 || text.starts_with(fsutil::TEMP_PREFIX);
@@ -1364,8 +1337,12 @@ impl Workspaces {
     fn summary(&self, user: u64, dir: &Path) -> WorkspaceInfo {
         let (size_bytes, modified) = dir_usage(dir);
         let pieces = names::piece_numbers(dir).map_or(0, |p| p.len() as u64);
-        let (piece_count, notes, error) = match self.read_doc(dir) {
-            Ok(d) => (Some(d.piece_count), d.note_count(), None),
+        let doc = self.read_doc_versioned(dir).and_then(|(d, version)| {
+            let count = self.piece_count_in(dir, version.map(|_| d.piece_count))?;
+            Ok((d, count))
+        });
+        let (piece_count, notes, error) = match doc {
+            Ok((d, count)) => (Some(count), d.note_count(), None),
             Err(e) => (None, 0, Some(e.to_string())),
         };
         WorkspaceInfo {
@@ -1514,7 +1491,6 @@ impl Workspaces {
         // Checked before anything is made: a document that would not read back (too deep,
         // a known field in `other`) is refused, as an update's is.
         let bytes = self.doc_bytes(doc)?;
-        self.forget(Some(user));
         let folder = self.created(user)?;
         self.write_bytes(&folder.dir.join(WORKSPACE_FILE), &bytes)
     }
@@ -1530,7 +1506,6 @@ impl Workspaces {
         WorkspaceDoc::parse(bytes).map_err(|r| Error::invalid("workspace document", r))?;
         self.within_cap(bytes)?;
         super::within_depth("workspace document", bytes)?;
-        self.forget(Some(user));
         let folder = self.created(user)?;
         self.write_bytes(&folder.dir.join(WORKSPACE_FILE), bytes)
     }
@@ -1722,7 +1697,6 @@ impl Workspaces {
         for &user in &present {
             let dir = self.dir(user);
             Self::not_held(&dir, user, true)?;
-            self.forget(Some(user));
             self.lock_files.forget(Some(user));
             let _lock = lock::lock(&dir.join(LOCK_FILE), LockKind::Exclusive, None)?;
             fs::rename(&dir, entry.join(user.to_string()))
@@ -1900,7 +1874,6 @@ impl Workspaces {
         self.writable()?;
         let dir = self.dir(user);
         Self::not_held(&dir, user, true)?;
-        self.forget(Some(user));
         self.lock_files.forget(Some(user));
         let real = match fsutil::real_dir(&dir) {
             Ok(Some(())) => true,
@@ -1964,7 +1937,6 @@ impl Workspaces {
             Err(e) => return Err(Error::io(format!("replacing {}", users.display()), e)),
         }
         fsutil::rename_replace(staged_users, &users)?;
-        self.forget(None);
         Ok((Some(count), safety))
     }
 
@@ -1977,7 +1949,6 @@ impl Workspaces {
         keep_empty: bool,
     ) -> Result<Option<PathBuf>> {
         self.writable()?;
-        self.forget(None);
         self.lock_files.forget(None);
         let users = self.users_dir();
         let empty = fs::read_dir(&users)
@@ -2105,8 +2076,9 @@ fn corrupt(path: &Path, reason: String) -> Error {
 }
 
 /// Total bytes and latest modification of the files under `dir` (not following symlinks).
-/// The folder's own bookkeeping (its lock and owner marker, rewritten by a restore or a
-/// repair) counts toward the bytes, not toward when the user's files last changed.
+/// The folder's own bookkeeping (its lock, owner marker and piece count, rewritten by a
+/// restore or a repair) counts toward the bytes, not toward when the user's files last
+/// changed.
 fn dir_usage(dir: &Path) -> (u64, Option<Timestamp>) {
     let mut size = 0;
     let mut latest: Option<SystemTime> = None;
@@ -2124,7 +2096,7 @@ fn dir_usage(dir: &Path) -> (u64, Option<Timestamp>) {
             } else if m.is_file() {
                 size += m.len();
                 let name = e.file_name();
-                let bookkeeping = name == LOCK_FILE || name == OWNER_FILE;
+                let bookkeeping = name == LOCK_FILE || name == OWNER_FILE || name == TALLY_FILE;
                 if let Ok(t) = m.modified()
                     && !bookkeeping
                 {

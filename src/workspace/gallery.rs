@@ -2,12 +2,11 @@
 //! highest piece ever saved in the folder (removed pieces wait in `.trash/`), so a number is
 //! never given twice, not even after a crash between the piece and the count.
 //!
-//! Finding that number lists the gallery (and removes crash leftovers) on the first save of
-//! each gallery by a handle. After that, the handle remembers the next number and the count
-//! for as long as `workspace.json` is the very version it wrote (each save and delete, by any
-//! process, replaces that file), and writes the piece as a new file that never replaces one,
-//! so a save costs what the two file replacements cost whatever the gallery's size. A piece
-//! that is there after all sends the save back to the listing.
+//! The count and that number are kept in `.pieces` (see `tally.rs`), never in a rewrite of
+//! `workspace.json`: a save writes the piece as a new file that never replaces one, then
+//! those few bytes, so it costs the same whatever the size of the gallery or the document.
+//! Without a usable `.pieces`, a save lists the gallery (and removes crash leftovers); a
+//! piece that is there after all sends it to the listing too.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,6 +18,7 @@ use super::folders::{Workspaces, date_moved, unparsed};
 use super::lock::LockKind;
 use super::names::{GALLERY_DIR, PIECE_TRASH};
 use super::names::{piece_file_name, piece_numbers, piece_numbers_tidying, trashed_numbers};
+use super::tally::{Tally, counted, known, read_tally};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -82,9 +82,11 @@ impl Workspaces {
             .map_err(|e| unparsed(&path, &bytes, format!("not valid JSON ({e})")))
     }
 
-    /// Saves a piece (any JSON document) as the next number, then updates `piece_count`; all
-    /// under the user's exclusive lock. Creates the folder at the first write. Returns the
-    /// number.
+    /// Saves a piece (any JSON document) as the next number, then updates the piece count;
+    /// all under the user's exclusive lock. Creates the folder at the first write. Returns
+    /// the number. The count is kept beside `workspace.json`, not in a rewrite of it, so a
+    /// save costs the same with a large document; the document's `piece_count` catches up
+    /// at its next write, and every read gives the gallery's count.
     ///
     /// ```
     /// # let tmp = tempfile::tempdir().unwrap();
@@ -98,105 +100,145 @@ impl Workspaces {
     ///
     /// # Errors
     /// `InvalidInput` when `json` is not JSON or is over the cap; `NotFound` for an unknown
-    /// user; `DamagedFile` when workspace.json is unreadable (the piece is not written);
-    /// `UnsafePath` for a folder of another account or a symlinked gallery.
+    /// user; `UnsafePath` for a folder of another account or a symlinked gallery; `Io` when
+    /// the piece or the count cannot be written (then the piece is not kept), or, saying the
+    /// piece was saved, when only the last sync failed.
     pub fn save_piece(&self, user: u64, json: &[u8]) -> Result<u64> {
-        super::within_depth("piece", json)?;
-        serde_json::from_slice::<Value>(json).map_err(|e| not_json(json, &e))?;
+        piece_json(json)?;
+        self.within_cap(json)?;
         let folder = self.created(user)?;
-        // Refuse before writing anything if the document cannot be updated afterwards.
-        let (mut doc, version) = self.read_doc_versioned(&folder.dir)?;
-        let gallery = folder.dir.join(GALLERY_DIR);
-        if fsutil::real_dir(&gallery)?.is_none() {
-            fsutil::create_private_dir(&gallery)?;
+        let dir = &folder.dir;
+        let gallery = made_gallery(dir)?;
+        let mut made = Made {
+            tally: read_tally(dir)?,
+            tally_written: false,
+            doc: false,
+            piece: None,
+        };
+        match self.save_steps(dir, &gallery, json, &mut made) {
+            Ok(n) => Ok(n),
+            Err(Step::Undone(e)) => {
+                made.undo(self, dir, &gallery);
+                Err(e)
+            }
+            Err(Step::Saved(e)) => Err(e),
         }
-        let before = doc.piece_count;
-        // The next number from this handle's memory of the gallery when it still holds (no
-        // listing); written only as a new file, so a wrong memory can never replace a piece.
+    }
+
+    /// The steps of [`Workspaces::save_piece`] in the folder `dir` (held exclusively), each
+    /// noted in `made` so that a failure before the count is written takes them back.
+    fn save_steps(
+        &self,
+        dir: &Path,
+        gallery: &Path,
+        json: &[u8],
+        made: &mut Made,
+    ) -> std::result::Result<u64, Step> {
+        // A folder without a document gets one first, as every folder of the layout has: a
+        // small one, so this costs nothing like a rewrite.
+        if !fsutil::is_there(&dir.join(super::WORKSPACE_FILE)).map_err(Step::Undone)? {
+            made.doc = true;
+            let doc = super::WorkspaceDoc {
+                piece_count: self.piece_count_in(dir, None).map_err(Step::Undone)?,
+                ..super::WorkspaceDoc::default()
+            };
+            self.write_doc(dir, &doc).map_err(Step::Undone)?;
+        }
+        // The next number and the count from `.pieces` when it gives them (no listing);
+        // written only as a new file, so a count gone wrong can never replace a piece.
+        let known = known(dir, made.tally)
+            .map_err(Step::Undone)?
+            .filter(|&(_, n)| n <= super::MAX_JSON_PIECE && !self.no_replace_unsupported());
         let mut saved = None;
-        let hinted = self
-            .hinted(user, version, before)
-            .filter(|&(n, _)| n <= super::MAX_JSON_PIECE)
-            .filter(|_| json.len() as u64 <= self.max_bytes() && !self.no_replace_unsupported());
-        if let Some((n, count)) = hinted {
+        if let Some((count, n)) = known {
+            self.tidy_once(gallery);
             let piece = gallery.join(piece_file_name(n));
             match fsutil::write_private_new(&piece, json) {
-                Ok(true) => saved = Some((n, count, piece)),
+                Ok(true) => saved = Some((n, count)),
                 // Taken after all (written by another build, or by hand): list the gallery.
-                Ok(false) => self.forget(Some(user)),
+                Ok(false) => {}
                 Err(Error::Io { source, .. })
                     if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
                 {
                     // A filesystem that cannot rename without replacing (NFS): always list.
                     self.set_no_replace_unsupported();
-                    self.forget(None);
                 }
                 Err(e) => {
                     // The number was free (the file is written only as a new one, under
                     // the folder's exclusive lock): a file there now is this call's, put in
-                    // place before its folder's sync failed. It goes, as the count does not
-                    // count it.
-                    self.forget(Some(user));
-                    if is_file(&piece) {
-                        let _ = std::fs::remove_file(&piece);
-                        let _ = fsutil::sync_this_dir(&gallery);
-                    }
-                    return Err(e);
+                    // place before its folder's sync failed.
+                    made.piece = Some(piece);
+                    return Err(Step::Undone(e));
                 }
             }
         }
-        let (n, count, piece, written) = match saved {
-            Some((n, count, piece)) => (n, count, piece, Ok(())),
-            None => {
-                // The exclusive lock keeps the gallery as listed here until the count is
-                // written. Numbers taken by anything (a symlink, a folder) or in the trash
-                // are never handed out again.
-                let existing = piece_numbers_tidying(&folder.dir)?;
-                let highest = existing
-                    .highest()
-                    .max(trashed_numbers(&folder.dir)?.highest())
-                    .unwrap_or(0);
-                let n = highest
-                    .checked_add(1)
-                    // Past what a JSON client (and an export's line) reads exactly, a
-                    // number would not come back: the same refusal as when numbers end.
-                    .filter(|&n| n <= super::MAX_JSON_PIECE)
-                    .ok_or_else(|| {
-                        Error::denied(format!(
-                            "this gallery has used every piece number: piece {highest} is in it or in its trash, and numbers are never given twice; move that piece (and its trashed copy) out of the folder by hand to save more"
-                        ))
-                    })?;
-                let piece = gallery.join(piece_file_name(n));
-                let written = self.write_bytes_tidied(&piece, json);
-                (n, existing.files.len() as u64 + 1, piece, written)
-            }
+        let (n, count) = match saved {
+            Some(saved) => saved,
+            None => self.save_listed(dir, gallery, json, made)?,
         };
-        doc.piece_count = count;
-        let version = match written.and_then(|()| self.write_doc(&folder.dir, &doc)) {
-            Ok(version) => version,
-            Err(e) => {
-                // The piece this call wrote goes again unless the count did reach the disk
-                // (only its directory sync failed), so both stay in step. Its number was free
-                // (listed under the exclusive lock), so a file there now is this call's, even
-                // when the write failed after putting it in place (its folder's sync).
-                self.forget(Some(user));
-                let landed = self
-                    .read_doc(&folder.dir)
-                    .is_ok_and(|d| d.piece_count != before);
-                if landed {
-                    return Err(saved_but(n, e));
-                }
-                if is_file(&piece) {
-                    let _ = std::fs::remove_file(&piece);
-                    let _ = fsutil::sync_this_dir(&gallery);
-                }
-                return Err(e);
-            }
+        let after = Tally::Known {
+            count: count.saturating_add(1),
+            next: n.saturating_add(1),
         };
-        if let Some(next) = n.checked_add(1) {
-            self.remember(user, version, next, count);
+        if let Err(e) = self.write_tally(dir, after) {
+            // The count reached the disk (only its folder's sync failed): the piece stays.
+            if read_tally(dir).is_ok_and(|t| t == after) {
+                return Err(Step::Saved(saved_but(n, e)));
+            }
+            // The piece goes again, so the count says what is there; if it cannot go, the
+            // count still says number `n` is next, and piece `n` there tells every reader
+            // to count the gallery.
+            made.piece = Some(gallery.join(piece_file_name(n)));
+            return Err(Step::Undone(e));
         }
         Ok(n)
+    }
+
+    /// Saves `json` as the number after the highest the gallery (and its trash) has used,
+    /// listing them; returns that number and the count before it.
+    fn save_listed(
+        &self,
+        dir: &Path,
+        gallery: &Path,
+        json: &[u8],
+        made: &mut Made,
+    ) -> std::result::Result<(u64, u64), Step> {
+        // The exclusive lock keeps the gallery as listed here until the count is written.
+        // Numbers taken by anything (a symlink, a folder) or in the trash are never handed
+        // out again.
+        let existing = piece_numbers_tidying(dir).map_err(Step::Undone)?;
+        let highest = existing
+            .highest()
+            .max(trashed_numbers(dir).map_err(Step::Undone)?.highest())
+            .unwrap_or(0);
+        let n = highest
+            .checked_add(1)
+            // Past what a JSON client (and an export's line) reads exactly, a number would
+            // not come back: the same refusal as when numbers end.
+            .filter(|&n| n <= super::MAX_JSON_PIECE)
+            .ok_or_else(|| {
+                Step::Undone(Error::denied(format!(
+                    "this gallery has used every piece number: piece {highest} is in it or in its trash, and numbers are never given twice; move that piece (and its trashed copy) out of the folder by hand to save more"
+                )))
+            })?;
+        let count = existing.files.len() as u64;
+        // The count as it stands and the number this save takes, before the piece: a crash
+        // after the piece leaves piece `n` there, which every reader takes for a save
+        // stopped part way (and counts the gallery).
+        let before = Tally::Known { count, next: n };
+        if made.tally != before {
+            made.tally_written = true;
+            self.write_tally(dir, before).map_err(Step::Undone)?;
+        }
+        let piece = gallery.join(piece_file_name(n));
+        if let Err(e) = self.write_bytes_tidied(&piece, json) {
+            // Its number was free (listed under the exclusive lock), so a file there now is
+            // this call's, even when the write failed after putting it in place (its
+            // folder's sync).
+            made.piece = Some(piece);
+            return Err(Step::Undone(e));
+        }
+        Ok((n, count))
     }
 
     /// Writes piece `n` as given (creating the folder), for imports; the document's count is
@@ -219,7 +261,7 @@ impl Workspaces {
     pub(crate) fn put_piece_as_found(&self, user: u64, n: u64, json: &[u8]) -> Result<()> {
         piece_json(json)?;
         let folder = self.created(user)?;
-        self.forget(Some(user));
+        self.tally_unknown(&folder.dir)?;
         let gallery = made_gallery(&folder.dir)?;
         self.write_bytes(&gallery.join(piece_file_name(n)), json)
     }
@@ -240,7 +282,7 @@ impl Workspaces {
         pieces: &mut dyn Iterator<Item = Result<FoundPiece>>,
     ) -> Result<()> {
         let folder = self.created(user)?;
-        self.forget(Some(user));
+        self.tally_unknown(&folder.dir)?;
         let gallery = made_gallery(&folder.dir)?;
         self.tidy_once(&gallery);
         for piece in pieces {
@@ -281,7 +323,6 @@ impl Workspaces {
     /// `Io` when the trash entry cannot be written.
     pub(crate) fn keep_number_used(&self, user: u64, n: u64) -> Result<()> {
         let folder = self.created(user)?;
-        self.forget(Some(user));
         let live = piece_numbers_tidying(&folder.dir)?;
         let trashed = trashed_numbers(&folder.dir)?.highest();
         if trashed.is_some_and(|t| t >= n) || live.files.contains(&n) || live.others.contains(&n) {
@@ -290,6 +331,10 @@ impl Workspaces {
         let trash = folder.dir.join(PIECE_TRASH);
         if fsutil::real_dir(&trash)?.is_none() {
             fsutil::create_private_dir(&trash)?;
+        }
+        // A count that says a lower number is next is made unknown first.
+        if known(&folder.dir, read_tally(&folder.dir)?)?.is_some_and(|(_, next)| next <= n) {
+            self.tally_unknown(&folder.dir)?;
         }
         super::names::keep_numbers_up_to(&trash, n)
     }
@@ -351,12 +396,13 @@ impl Workspaces {
         })
     }
 
-    /// Moves piece `n` to the folder's `.trash/` and updates `piece_count`. Its number is not
-    /// given again. [`Workspaces::trash`] lists it, dated now, and
-    /// [`Workspaces::purge_trash`] deletes it for good.
+    /// Moves piece `n` to the folder's `.trash/` and updates the piece count (kept beside
+    /// `workspace.json`, as a save keeps it). Its number is not given again.
+    /// [`Workspaces::trash`] lists it, dated now, and [`Workspaces::purge_trash`] deletes it
+    /// for good.
     ///
     /// # Errors
-    /// `NotFound` when it does not exist; `Io` when it cannot be moved or the count cannot
+    /// `NotFound` when it does not exist; `Io` when it cannot be moved or its count cannot
     /// be written (then the piece is put back), or, saying the piece was removed, when only
     /// the last sync failed.
     pub fn delete_piece(&self, user: u64, n: u64) -> Result<()> {
@@ -364,36 +410,182 @@ impl Workspaces {
         let folder = self
             .folder(user, LockKind::Exclusive, false)?
             .ok_or_else(missing)?;
-        if fsutil::real_dir(&folder.dir.join(GALLERY_DIR))?.is_none() {
+        let dir = &folder.dir;
+        if fsutil::real_dir(&dir.join(GALLERY_DIR))?.is_none() {
             return Err(missing());
         }
-        let path = folder.dir.join(GALLERY_DIR).join(piece_file_name(n));
-        let mut doc = self.read_doc(&folder.dir)?;
+        let path = dir.join(GALLERY_DIR).join(piece_file_name(n));
         if fsutil::open_regular(&path)?.is_none() {
             return Err(missing());
         }
+        let tally = read_tally(dir)?;
+        let known = known(dir, tally)?;
+        // Unknown while the piece moves: a crash part way leaves the gallery to be counted.
+        if let Err(e) = self.tally_unknown(dir) {
+            self.restore_tally(dir, tally);
+            return Err(e);
+        }
         let trashed =
-            fsutil::move_to_trash(&path, &folder.dir.join(PIECE_TRASH), &piece_file_name(n))?;
-        let before = doc.piece_count;
-        doc.piece_count = piece_numbers(&folder.dir)?.len() as u64;
-        let Err(e) = self.write_doc(&folder.dir, &doc) else {
-            // Dated at its removal, so it ages in the trash as a removed folder does (its
-            // name keeps no time); not before, as a failed removal puts it back.
-            date_moved(&trashed, self.now());
+            match fsutil::move_to_trash(&path, &dir.join(PIECE_TRASH), &piece_file_name(n)) {
+                Ok(trashed) => trashed,
+                Err(e) => {
+                    // Nothing moved: the count said before still holds.
+                    self.restore_tally(dir, tally);
+                    return Err(e);
+                }
+            };
+        // Dated at its removal, so it ages in the trash as a removed folder does (its
+        // name keeps no time); not before, as a failed removal puts it back.
+        let dated = || date_moved(&trashed, self.now());
+        let after = match known {
+            Some((count, next)) => Some((count.saturating_sub(1), next)),
+            None => match counted(dir)? {
+                (count, Some(next)) => Some((count, next)),
+                (_, None) => None,
+            },
+        };
+        let Some((count, next)) = after else {
+            dated();
             return Ok(());
         };
-        match self.read_doc(&folder.dir) {
-            Ok(d) if d.piece_count == before => {
-                // The count could not be written: the piece comes back, so both stay in step.
-                if fsutil::rename_no_replace(&trashed, &path).unwrap_or(false) {
-                    let _ = fsutil::sync_dir(&path);
-                }
-                Err(e)
-            }
-            // The count is in place (only its folder's sync failed): the piece stays removed.
-            Ok(_) => Err(removed_but(n, e)),
-            Err(_) => Err(e),
+        let after = Tally::Known { count, next };
+        let Err(e) = self.write_tally(dir, after) else {
+            dated();
+            return Ok(());
+        };
+        // The count is in place (only its folder's sync failed): the piece stays removed.
+        if read_tally(dir).is_ok_and(|t| t == after) {
+            dated();
+            return Err(removed_but(n, e));
         }
+        // The count could not be written: the piece comes back, and the count as it was
+        // (were either to fail, the count stays unknown, which every reader counts right).
+        if fsutil::rename_no_replace(&trashed, &path).unwrap_or(false) {
+            let _ = fsutil::sync_dir(&path);
+            self.restore_tally(dir, tally);
+        }
+        Err(e)
+    }
+}
+
+/// How a step of a save failed: before its count was written (what it made is taken back),
+/// or after (the piece is saved; the error says so).
+enum Step {
+    Undone(Error),
+    Saved(Error),
+}
+
+/// What a save has made so far, to take back when it fails before its count is written.
+struct Made {
+    /// `.pieces` as the save found it.
+    tally: Tally,
+    /// Whether the save wrote `.pieces` before its piece.
+    tally_written: bool,
+    /// Whether the save made the document (the folder had none).
+    doc: bool,
+    /// The piece, once the save may have put it in place.
+    piece: Option<PathBuf>,
+}
+
+impl Made {
+    /// Takes back what the save made in the folder `dir`, as far as it can: the folder is
+    /// left as the save found it (what cannot be taken back is a state every reader counts
+    /// right: `.pieces` names the piece's number as next).
+    fn undo(&self, ws: &Workspaces, dir: &Path, gallery: &Path) {
+        if let Some(piece) = &self.piece {
+            remove_piece_file(piece, gallery);
+        }
+        if self.tally_written {
+            ws.restore_tally(dir, self.tally);
+        }
+        if self.doc {
+            let _ = std::fs::remove_file(dir.join(super::WORKSPACE_FILE));
+            let _ = fsutil::sync_this_dir(dir);
+        }
+    }
+}
+
+/// Removes the file `piece` this call put in `gallery` (a regular file only), for a save
+/// that fails after putting it there.
+fn remove_piece_file(piece: &Path, gallery: &Path) {
+    if is_file(piece) {
+        let _ = std::fs::remove_file(piece);
+        let _ = fsutil::sync_this_dir(gallery);
+    }
+}
+
+impl Workspaces {
+    /// The gallery's piece count in the folder `dir` (under its lock), whose document says
+    /// `doc_count` (`None`: there is no document).
+    ///
+    /// # Errors
+    /// `Io` when `.pieces` or the gallery cannot be read.
+    pub(super) fn piece_count_in(&self, dir: &Path, doc_count: Option<u64>) -> Result<u64> {
+        let tally = read_tally(dir)?;
+        if let (Tally::Absent, Some(count)) = (tally, doc_count) {
+            return Ok(count);
+        }
+        match known(dir, tally)? {
+            Some((count, _)) => Ok(count),
+            None => Ok(piece_numbers(dir)?.len() as u64),
+        }
+    }
+
+    /// Counts the gallery of `user` into `.pieces` when it has a count to be worked out (an
+    /// import or an adoption wrote pieces), so that reads need not count it each time.
+    ///
+    /// # Errors
+    /// `Io` when the gallery cannot be listed or `.pieces` cannot be written.
+    pub(crate) fn settle_count(&self, user: u64) -> Result<()> {
+        let Some(folder) = self.folder(user, LockKind::Exclusive, false)? else {
+            return Ok(());
+        };
+        let tally = read_tally(&folder.dir)?;
+        if tally == Tally::Absent || known(&folder.dir, tally)?.is_some() {
+            return Ok(());
+        }
+        match counted(&folder.dir)? {
+            (count, Some(next)) => self.write_tally(&folder.dir, Tally::Known { count, next }),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// Puts back `.pieces` of the folder `dir` as a change that failed found it (`tally`),
+    /// as far as it can: what cannot be put back leaves a count every reader takes right
+    /// (unknown, or naming as next a number that is there).
+    pub(super) fn restore_tally(&self, dir: &Path, tally: Tally) {
+        match tally {
+            Tally::Absent => {
+                let _ = std::fs::remove_file(dir.join(super::names::TALLY_FILE));
+                let _ = fsutil::sync_this_dir(dir);
+            }
+            found => {
+                if read_tally(dir).is_ok_and(|now| now != found) {
+                    let _ = self.write_tally(dir, found);
+                }
+            }
+        }
+    }
+
+    /// Writes `tally` as the `.pieces` of the folder `dir` (held exclusively), atomically.
+    ///
+    /// # Errors
+    /// `Io` when it cannot be written.
+    pub(super) fn write_tally(&self, dir: &Path, tally: Tally) -> Result<()> {
+        self.tidy_once(dir);
+        fsutil::write_private(&dir.join(super::names::TALLY_FILE), &tally.bytes())
+    }
+
+    /// Writes the count as unknown before a change of the gallery of the folder `dir` other
+    /// than a save, so that a crash part way leaves the gallery to be counted.
+    ///
+    /// # Errors
+    /// `Io` when it cannot be written (nothing changed then).
+    pub(super) fn tally_unknown(&self, dir: &Path) -> Result<()> {
+        if read_tally(dir)? == Tally::Unknown {
+            return Ok(());
+        }
+        self.write_tally(dir, Tally::Unknown)
     }
 }
 

@@ -5,6 +5,7 @@
 //! <root>/users/{user_id}/gallery/piece_000001.json
 //! <root>/users/{user_id}/.owner      the owner's identity: a folder is served only to them
 //! <root>/users/{user_id}/.lock
+//! <root>/users/{user_id}/.pieces     the gallery's piece count (saves write it, not the document)
 //! <root>/users/{user_id}/.trash/     removed pieces
 //! <root>/trash/                      removed folders
 //! ```
@@ -24,6 +25,7 @@ mod folders;
 mod gallery;
 pub mod lock;
 mod names;
+mod tally;
 
 pub use check::WorkspaceProblem;
 pub use doc::{MAX_DOC_DEPTH, WorkspaceDoc};

@@ -15,6 +15,8 @@ pub const GALLERY_DIR: &str = "gallery";
 pub const OWNER_FILE: &str = ".owner";
 pub(super) const LOCK_FILE: &str = ".lock";
 pub(super) const PIECE_TRASH: &str = ".trash";
+/// The gallery's piece count, kept beside the document (see `tally.rs`).
+pub(super) const TALLY_FILE: &str = ".pieces";
 /// Parses a directory name that is a canonical decimal id (no sign, no leading zero).
 pub(super) fn parse_id(name: &str) -> Option<u64> {
     if name.is_empty() || (name.len() > 1 && name.starts_with('0')) {

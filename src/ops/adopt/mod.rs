@@ -394,6 +394,7 @@ fn adopt_in(
         doc.piece_count = f.pieces.len() as u64;
         if f.doc.is_some() || !f.pieces.is_empty() {
             ws.put_doc(f.user, &doc)?;
+            ws.settle_count(f.user)?;
             if let Some(at) = modified {
                 crate::fsutil::set_modified(&ws.dir(f.user).join(WORKSPACE_FILE), at)?;
             }

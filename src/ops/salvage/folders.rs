@@ -43,8 +43,8 @@ impl Copied {
     }
 
     /// The workspace documents of the copy that were written fresh (by the repair that
-    /// runs on it) because their source could not be read: `from` is the source's
-    /// workspaces folder, `to` the copy's.
+    /// runs on it), or are missing, because their source could not be read: `from` is the
+    /// source's workspaces folder, `to` the copy's.
     pub(super) fn written_fresh(&self, from: &Path, to: &Path) -> Vec<String> {
         let users = from.join("users");
         self.unread
@@ -57,14 +57,21 @@ impl Copied {
                     return None;
                 }
                 let copy = to.join("users").join(rel);
-                copy.is_file().then(|| {
+                // The repair writes one where the count was to be told by the document;
+                // with the count kept beside it (`.pieces`), the copy has none.
+                let now = if copy.is_file() {
+                    format!("{} is a fresh document the repair wrote", copy.display())
+                } else {
                     format!(
-                        "workspace of user {user}: {} could not be read, so {} is a fresh \
-                         document the repair wrote (its canvas, notes and fields are lost)",
-                        p.display(),
+                        "the copy has none at {}: it reads as an empty document",
                         copy.display()
                     )
-                })
+                };
+                Some(format!(
+                    "workspace of user {user}: {} could not be read, so {now} (its canvas, \
+                     notes and fields are lost)",
+                    p.display(),
+                ))
             })
             .collect()
     }
