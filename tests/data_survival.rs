@@ -2540,6 +2540,205 @@ fn a_failed_import_changes_nothing() {
     assert!(!rk2.workspaces().exists(1));
 }
 
+/// An application's table with a unique index, for imports larger than a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Ticket {
+    id: u64,
+    code: String,
+}
+
+impl Ticket {
+    const BY_CODE: Index<Ticket> = Index::unique("by_code", |t| Some(key!(t.code.as_str())));
+}
+
+impl Record for Ticket {
+    const TABLE: &'static str = "tickets";
+    type Key = u64;
+    const INDEXES: &'static [&'static Index<Self>] = &[&Self::BY_CODE];
+    const ID_SEQUENCE: bool = true;
+    fn key(&self) -> u64 {
+        self.id
+    }
+}
+
+/// Records of each table in [`large_export`]: more than an import writes at once (a few
+/// hundred).
+const RECORDS: u64 = 700;
+
+/// The export of a store holding more records than an import writes at once: tickets
+/// (registered, imported through their type) and projects (unregistered, imported as raw
+/// records and index entries), with the users of [`populated`].
+fn large_export(t: &TestDir) -> String {
+    let rk = populated(t);
+    rk.register_table::<Ticket>().unwrap();
+    rk.store()
+        .write(|tx| {
+            let (tickets, projects) = (tx.table::<Ticket>(), tx.table::<Project>());
+            for i in 0..RECORDS {
+                let id = tickets.next_id()?;
+                tickets.insert(&Ticket {
+                    id,
+                    code: format!("T-{i:05}"),
+                })?;
+                let id = projects.next_id()?;
+                projects.insert(&Project {
+                    id,
+                    owner: i % 7,
+                    name: format!("project {i}"),
+                    budget: i as f64 / 4.0,
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    String::from_utf8(export(&rk)).unwrap()
+}
+
+/// A handle on a fresh store that knows the tickets' type.
+fn ticket_store(t: &TestDir) -> Redkeep {
+    let rk = t.open();
+    rk.register_table::<Ticket>().unwrap();
+    rk
+}
+
+/// `lines` with the export's end line counting them again.
+fn with_end(mut lines: Vec<String>) -> String {
+    lines.retain(|l| !l.contains("\"redkeep_export_end\""));
+    let n = lines.len();
+    lines.push(format!("{{\"redkeep_export_end\":true,\"lines\":{n}}}"));
+    lines.join("\n")
+}
+
+#[test]
+fn an_import_of_more_records_than_a_batch_comes_back_exactly() {
+    let text = large_export(&TestDir::new());
+    let other = TestDir::new();
+    let rk = ticket_store(&other);
+    let summary = redkeep::ops::import(&rk, &mut text.as_bytes(), &|_| {}).unwrap();
+    assert_eq!(summary.records["tickets"], RECORDS);
+    assert_eq!(summary.records["projects"], RECORDS);
+    assert!(rk.check(false).unwrap().ok);
+    assert!(
+        String::from_utf8(export(&rk)).unwrap() == text,
+        "the export changed"
+    );
+    // The index entries came with the records: a unique lookup, and an index scan of the
+    // raw table's entries through its type.
+    let found = rk
+        .store()
+        .read(|tx| {
+            tx.table::<Ticket>()
+                .get_by(&Ticket::BY_CODE, &key!("T-00555"))
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.code, "T-00555");
+    let owned = rk
+        .store()
+        .read(|tx| {
+            tx.table::<Project>().range_by(
+                &Project::BY_OWNER,
+                KeyRange::prefix(key!(3u64)),
+                Order::Asc,
+                1_000,
+            )
+        })
+        .unwrap();
+    assert_eq!(owned.len(), (0..RECORDS).filter(|i| i % 7 == 3).count());
+    // New records get ids past the imported ones.
+    let next = rk
+        .store()
+        .write(|tx| tx.table::<Ticket>().next_id())
+        .unwrap();
+    assert!(next > RECORDS, "{next}");
+}
+
+/// A record refused in the middle of a batch (its key or a unique value taken by an earlier
+/// line, in the same batch or an earlier one) is named by its line, before a later bad
+/// line, and nothing is imported; the same store then takes the export whole.
+#[test]
+fn a_clash_in_the_middle_of_a_batch_names_its_line_and_imports_nothing() {
+    let text = large_export(&TestDir::new());
+    let lines: Vec<String> = text.lines().map(String::from).collect();
+    let tickets: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("\"table\":\"tickets\""))
+        .collect();
+    assert_eq!(tickets.len() as u64, RECORDS);
+    let (middle, later) = (tickets[250], tickets[650]);
+    let with_code = |i: usize, id: u64| {
+        let mut v: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
+        v["key"] = format!("{id:016x}").into();
+        v["record"]["id"] = id.into();
+        v.to_string()
+    };
+    let cases: Vec<(&str, Vec<String>, usize, String)> = vec![
+        {
+            // The same record twice, side by side: a clash inside one batch.
+            let mut l = lines.clone();
+            l.insert(middle + 1, lines[middle].clone());
+            (
+                "same batch",
+                l,
+                middle + 2,
+                "already holds a record with key".into(),
+            )
+        },
+        {
+            // A record of a new key whose code an earlier batch wrote.
+            let mut l = lines.clone();
+            l.insert(later + 1, with_code(middle, 90_000));
+            (
+                "earlier batch",
+                l,
+                later + 2,
+                "tickets.by_code already holds that value".into(),
+            )
+        },
+        {
+            // The clash waits in its batch when a later line is bad: the clash comes first.
+            let mut l = lines.clone();
+            l.insert(middle + 3, "not json".into());
+            l.insert(middle + 1, with_code(middle, 90_001));
+            (
+                "before a bad line",
+                l,
+                middle + 2,
+                "tickets.by_code already holds that value".into(),
+            )
+        },
+    ];
+    for (case, edited, line, said) in cases {
+        let other = TestDir::new();
+        let rk = ticket_store(&other);
+        init_root(&rk);
+        let before = export(&rk);
+        let err = redkeep::ops::import(&rk, &mut with_end(edited).as_bytes(), &|_| {}).unwrap_err();
+        let message = err.full_message();
+        assert!(
+            message.contains(&format!("line {line}: ")) && message.contains(&said),
+            "{case}: {message}"
+        );
+        // (A PostgreSQL sequence keeps what the rolled-back import set: ids may skip.)
+        let kept = |bytes: Vec<u8>| {
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .filter(|l| rk.store().engine() != "postgres" || !l.starts_with("{\"sequence\""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(
+            kept(export(&rk)) == kept(before),
+            "{case}: the store changed"
+        );
+        drop(rk);
+        let rk = ticket_store(&other);
+        let summary = redkeep::ops::import(&rk, &mut text.as_bytes(), &|_| {}).unwrap();
+        assert_eq!(summary.records["tickets"], RECORDS, "{case}");
+        assert!(rk.check(false).unwrap().ok, "{case}");
+    }
+}
+
 /// A file without line breaks (a wrong file, `/dev/zero`) is refused at the longest line
 /// an export can hold, not read into memory whole; nothing is imported. A line that is not
 /// UTF-8 is refused by number.

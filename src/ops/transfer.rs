@@ -44,7 +44,8 @@ use crate::bytes::{hex, unhex};
 use crate::error::{Error, Result};
 use crate::handle::SCHEMA_VERSION;
 use crate::store::{
-    CheckReport, IMPORT_UNFINISHED, KeyRange, Meta, Order, Source, TableCheck, TableInfo, WriteTx,
+    CheckReport, Entries, IMPORT_UNFINISHED, KeyRange, Meta, NewRecords, Order, Refused, Source,
+    TableCheck, TableInfo, WriteTx,
 };
 use crate::workspace::{WorkspaceDoc, Workspaces};
 
@@ -471,54 +472,124 @@ impl From<&str> for LineFault {
 
 impl From<Error> for LineFault {
     fn from(e: Error) -> LineFault {
-        match e {
-            Error::Storage { .. }
+        if store_fault(&e) {
+            LineFault::Store(e)
+        } else {
+            LineFault::Input(e.to_string())
+        }
+    }
+}
+
+/// Whether `e` is the store failing (no fault of a line).
+fn store_fault(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Storage { .. }
             | Error::Io { .. }
             | Error::Damaged { .. }
             | Error::InUse { .. }
             | Error::Busy { .. }
             | Error::ReadOnly { .. }
             | Error::Cancelled { .. }
-            | Error::Invariant { .. } => LineFault::Store(e),
-            e => LineFault::Input(e.to_string()),
-        }
+            | Error::Invariant { .. }
+    )
+}
+
+/// `InvalidInput` naming line `n` when `e` is the line's fault; `e` as it is when the store
+/// failed.
+fn fault_at(n: u64, e: Error) -> Error {
+    match LineFault::from(e) {
+        LineFault::Input(why) => line_err(n, why),
+        LineFault::Store(e) => e,
     }
 }
 
-/// Applies line `n`, of a table, index, shape, catalog, sequence or meta kind, inside `tx`.
+/// Record and index lines read but not yet written: written a batch at a time, so that on
+/// a server an import is a few round trips per few hundred lines, not a few per line.
+#[derive(Default)]
+struct Pending {
+    /// The records of registered tables, by line number.
+    records: NewRecords<u64>,
+    /// Raw entries (tables no type was registered for, and their indexes), in the order
+    /// read, a run per engine table.
+    raw: Vec<(String, Entries)>,
+    raw_count: usize,
+}
+
+impl Pending {
+    /// Adds a raw entry; returns whether the batch is full.
+    fn put(&mut self, table: String, key: &[u8], value: &[u8]) -> bool {
+        if self.raw.last().is_none_or(|(t, _)| *t != table) {
+            self.raw.push((table, Entries::new(usize::MAX)));
+        }
+        self.raw_count += 1;
+        let full = self.raw.last_mut().is_some_and(|(_, e)| e.push(key, value));
+        full || self.raw_count >= NewRecords::<u64>::RECORDS
+    }
+
+    /// Writes what waits. A record the store refuses (a clash) is named by its line, as
+    /// when each line was written as it was read.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the line of a refused record; the store's error when it failed.
+    fn write(&mut self, tx: &WriteTx<'_>) -> Result<()> {
+        self.records.write(tx).map_err(|refused| match refused {
+            Refused::Record(n, e) => fault_at(n, e),
+            Refused::Store(e) => e,
+        })?;
+        self.raw_count = 0;
+        for (table, mut entries) in std::mem::take(&mut self.raw) {
+            entries.write(tx.raw_write()?, &table)?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies line `n`, of a table, index, shape, catalog, sequence or meta kind, inside `tx`:
+/// a record or index entry waits in `pending` until a batch is full; a line of another
+/// kind is applied once what waits is written (it may change how records are stored).
 ///
 /// # Errors
-/// `InvalidInput` naming the line when the line is at fault; the store's own error, as it
-/// is, when the store failed under it.
+/// `InvalidInput` naming the line when the line (or, once a batch is written, a waiting
+/// one) is at fault; the store's own error, as it is, when the store failed under it.
 fn apply(
     tx: &WriteTx<'_>,
     tables: &BTreeMap<&str, std::sync::Arc<dyn TableCheck>>,
     v: &Value,
     n: u64,
     summary: &mut TransferSummary,
+    pending: &mut Pending,
 ) -> Result<()> {
-    apply_line(tx, tables, v, summary).map_err(|fault| match fault {
-        LineFault::Input(why) => line_err(n, why),
-        LineFault::Store(e) => e,
-    })
+    if v.get("table").is_none() && v.get("index").is_none() {
+        pending.write(tx)?;
+    }
+    match apply_line(tx, tables, v, summary, n, pending) {
+        Ok(true) => pending.write(tx),
+        Ok(false) => Ok(()),
+        Err(LineFault::Input(why)) => Err(line_err(n, why)),
+        Err(LineFault::Store(e)) => Err(e),
+    }
 }
 
-/// [`apply`], its faults not yet tied to the line.
+/// [`apply`], its faults not yet tied to the line; returns whether `pending` is full.
 fn apply_line(
     tx: &WriteTx<'_>,
     tables: &BTreeMap<&str, std::sync::Arc<dyn TableCheck>>,
     v: &Value,
     summary: &mut TransferSummary,
-) -> std::result::Result<(), LineFault> {
+    n: u64,
+    pending: &mut Pending,
+) -> std::result::Result<bool, LineFault> {
     let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let raw = tx.raw_write()?;
     if let Some(table) = s("table") {
         if let Some(record) = v.get("record") {
             let t = tables.get(table).ok_or_else(|| {
                 format!("unknown table {table:?}: this handle has no type for it (register it with `Redkeep::register_table`)")
             })?;
             let key = s("key").ok_or("a table line needs the record's key")?;
-            t.import(tx, key, record)?;
+            let full = pending.records.push(n, t.stage(tx, key, record)?);
+            *summary.records.entry(table.to_string()).or_default() += 1;
+            return Ok(full);
         } else {
             if tables.contains_key(table) {
                 return Err(format!(
@@ -535,9 +606,10 @@ fn apply_line(
             if plain.is_empty() || plain.contains(':') {
                 return Err(format!("table name {table:?} is not allowed").into());
             }
-            raw.put(&format!("r:{table}"), &key, &value)?;
+            let full = pending.put(format!("r:{table}"), &key, &value);
+            *summary.records.entry(table.to_string()).or_default() += 1;
+            return Ok(full);
         }
-        *summary.records.entry(table.to_string()).or_default() += 1;
     } else if let (Some(index), Some(key), Some(value)) = (s("index"), s("key"), s("value")) {
         let (table, name) = index.split_once(':').ok_or("index must be table:name")?;
         if tables.contains_key(table) {
@@ -548,7 +620,7 @@ fn apply_line(
         }
         let key = unhex(key).ok_or("key is not hex")?;
         let value = unhex(value).ok_or("value is not hex")?;
-        raw.put(&format!("i:{table}:{name}"), &key, &value)?;
+        return Ok(pending.put(format!("i:{table}:{name}"), &key, &value));
     } else if let Some(id) = s("shape") {
         let id = u64::from_str_radix(id, 16).map_err(|_| "shape id is not 16 hex digits")?;
         let names: Vec<Box<str>> = v
@@ -612,7 +684,7 @@ fn apply_line(
                 .into(),
         );
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Reads an export into the store, which must be empty or fresh from `init` (its
@@ -724,6 +796,8 @@ fn import_alone(
         let mut n = 0u64;
         let cap = max_line_bytes(rk);
         let mut raw = Vec::new();
+        let mut pending = Pending::default();
+        let mut read_lines = || -> Result<()> {
         loop {
             raw.clear();
             let read = std::io::Read::take(&mut *input, cap + 1)
@@ -842,7 +916,21 @@ fn import_alone(
                 writeln!(spool, "{n}\t{line}").map_err(|e| Error::io("spooling workspace lines", e))?;
                 continue;
             }
-            apply(tx, &tables, &v, n, &mut summary)?;
+            apply(tx, &tables, &v, n, &mut summary, &mut pending)?;
+        }
+        Ok(())
+        };
+        match read_lines() {
+            // A store that failed is in no state to write more (a PostgreSQL transaction
+            // refuses every statement after a failed one).
+            Err(e) if store_fault(&e) => return Err(e),
+            // The lines that wait were read before the one at fault: one of them may be
+            // refused too, and is named first, as when every line was written as read.
+            Err(e) => {
+                pending.write(tx)?;
+                return Err(e);
+            }
+            Ok(()) => pending.write(tx)?,
         }
         if format == 0 {
             return Err(Error::invalid("import", "the input is empty; expected a redkeep export"));
@@ -1166,6 +1254,62 @@ mod tests {
             ..NewUser::default()
         };
         rk.users().create(new).unwrap().user.id
+    }
+
+    /// A record type of an application, with a unique index.
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    struct Ticket {
+        id: u64,
+        code: String,
+    }
+
+    impl Ticket {
+        const BY_CODE: crate::Index<Ticket> =
+            crate::Index::unique("by_code", |t| Some(crate::key!(t.code.as_str())));
+    }
+
+    impl crate::Record for Ticket {
+        const TABLE: &'static str = "tickets";
+        type Key = u64;
+        const INDEXES: &'static [&'static crate::Index<Self>] = &[&Self::BY_CODE];
+        fn key(&self) -> u64 {
+            self.id
+        }
+    }
+
+    /// Records go in a batch at a time: per few hundred records a lookup of the keys they
+    /// claim and a write, per table; not a lookup and a write per record (on a server each
+    /// call is a round trip).
+    #[test]
+    fn an_import_writes_records_a_batch_at_a_time() {
+        use crate::store::ENGINE_CALLS;
+        let tmp = tempfile::tempdir().unwrap();
+        let from = open(&tmp.path().join("from"));
+        from.register_table::<Ticket>().unwrap();
+        from.store()
+            .write(|tx| {
+                for id in 1..=2_000 {
+                    let code = format!("T-{id}");
+                    tx.table::<Ticket>().insert(&Ticket { id, code })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let mut text = Vec::new();
+        export(&from, &mut text, &|_| {}).unwrap();
+        let to = open(&tmp.path().join("to"));
+        to.register_table::<Ticket>().unwrap();
+        ENGINE_CALLS.with_borrow_mut(Vec::clear);
+        let summary = import(&to, &mut text.as_slice(), &|_| {}).unwrap();
+        let calls = ENGINE_CALLS.with_borrow_mut(std::mem::take);
+        assert_eq!(summary.records["tickets"], 2_000);
+        let count = |what: &str| calls.iter().filter(|c| **c == what).count();
+        // Four batches of tickets: two lookups (keys, codes) and two writes (records, index)
+        // each.
+        assert!(count("insert_new") < 10, "{}", count("insert_new"));
+        assert!(count("put_all") <= 10, "{}", count("put_all"));
+        assert!(count("get_each") <= 12, "{}", count("get_each"));
+        assert!(to.check(false).unwrap().ok);
     }
 
     /// What a kill between an import's records and its folders leaves (its mark, holding

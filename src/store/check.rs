@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use zeroize::Zeroize;
 
+use super::bulk::{NewRecord, NewRecords, Refused};
 use super::engine::{Entries, KeyRange, Order, Visit};
 use super::engine::{RawRead, get_owned};
 use super::format;
@@ -146,7 +147,19 @@ pub trait TableCheck: Send + Sync {
     /// # Errors
     /// `InvalidInput` when the JSON is not a record of this table or the key disagrees;
     /// `Conflict` on a duplicate.
-    fn import(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<()>;
+    fn import(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<()> {
+        let mut batch = NewRecords::default();
+        batch.push((), self.stage(tx, key, value)?);
+        batch.write(tx).map_err(|refused| match refused {
+            Refused::Record((), e) | Refused::Store(e) => e,
+        })
+    }
+    /// A record given as key hex and JSON, checked and encoded as [`TableCheck::import`]
+    /// would insert it, for a batch of new records ([`NewRecords`]) to write.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the JSON is not a record of this table or the key disagrees.
+    fn stage(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<NewRecord>;
     /// Deletes every record and index entry.
     ///
     /// # Errors
@@ -695,7 +708,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
             .map_or_else(|_| key.to_vec(), |r| r.key().to_bytes()))
     }
 
-    fn import(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<()> {
+    fn stage(&self, tx: &WriteTx<'_>, key: &str, value: &serde_json::Value) -> Result<NewRecord> {
         let bad =
             |why: String| Error::invalid("record", format!("not a {} record: {why}", R::TABLE));
         // A field the type does not know would be dropped without a word (a newer build's
@@ -724,7 +737,7 @@ impl<R: Record + 'static> TableCheck for Checker<R> {
             return Err(bad(format!("key {key} is not the record's own key")));
         }
         record.validate().map_err(bad)?;
-        tx.table::<R>().insert(&record)
+        tx.table::<R>().stage(&record)
     }
 
     fn clear(&self, tx: &WriteTx<'_>) -> Result<()> {

@@ -12,6 +12,7 @@
 //! (the store), `table` (records and typed tables), `check`, `migrate`, and for operators
 //! `key_text` (keys as text) and `inspect` (any table read by name).
 
+mod bulk;
 mod check;
 pub mod codec;
 mod copy;
@@ -29,6 +30,7 @@ mod origin;
 mod table;
 mod tx;
 
+pub use bulk::{NewRecord, NewRecords, Refused};
 pub use check::{
     CheckReport, ExpectedEntry, TableCheck, TableCounts, TableStats, check_app_table, check_table,
 };
@@ -67,7 +69,7 @@ pub(crate) use engine::ENGINE_CALLS;
 #[cfg(feature = "admin")]
 pub(crate) use engine::Holder;
 pub(crate) use engine::redb_file::INIT_HINT;
-pub(crate) use engine::{RawRead, get_owned};
+pub(crate) use engine::{Entries, RawRead, get_owned};
 pub(crate) use engine::{failed_at_commit, with_outcome};
 pub(crate) use held::{Held, clashes as lock_held_here};
 pub(crate) use key::show_key;

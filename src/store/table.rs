@@ -1209,6 +1209,40 @@ impl<R: Record> Table<'_, R, WriteTx<'_>> {
         self.write(&record.key().to_bytes(), None, record, &[])
     }
 
+    /// `record` checked and encoded as [`Table::insert`] would write it, for a batch of
+    /// new records ([`super::NewRecords`]) to write; its shapes are registered now.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the record cannot be encoded (too large) or a key is too long.
+    pub(crate) fn stage(&self, record: &R) -> Result<super::NewRecord> {
+        check_names::<R>()?;
+        let pk = record.key().to_bytes();
+        let keys = entries(record, &pk);
+        check_key_sizes::<R>(&pk, &keys)?;
+        let value = encode(self.tx, record)?;
+        let entries = R::INDEXES
+            .iter()
+            .zip(keys)
+            .filter_map(|(idx, key)| {
+                Some(super::bulk::NewEntry {
+                    table: index_name(idx),
+                    index: idx.name,
+                    unique: idx.unique,
+                    key: key?,
+                    value: entry_value(idx, &pk),
+                })
+            })
+            .collect();
+        Ok(super::NewRecord {
+            table: R::TABLE,
+            records: self.records,
+            pk,
+            value,
+            entries,
+            shown: shown_key::<R>,
+        })
+    }
+
     /// Replaces the stored record with the same primary key, moving its index entries.
     ///
     /// # Errors
