@@ -39,11 +39,18 @@ pub(crate) fn reply(
         (_, Some(pid)) => format!("the store is held exclusively by process {pid}"),
         _ => "the store is held exclusively by another process".to_string(),
     }];
+    let socket_file = dir.join(SOCKET_FILE);
     match socket {
         Some("none") => lines.push(
             "admin socket: none (the holder serves none, so commands cannot run through it)"
                 .to_string(),
         ),
+        Some("missing") => lines.push(format!(
+            "admin socket: missing (the application listens on {}, but the file was removed, \
+             by a temp-file cleaner or by hand, so no command can reach it; restart the \
+             application to recreate it)",
+            socket_file.display()
+        )),
         Some(s) => lines.push(format!("admin socket: {s}")),
         None => {}
     }
