@@ -96,7 +96,8 @@ pub fn probe(dir: &Path) -> Result<Reply> {
                      a commit or an integrity check failed in it; the file does not say \
                      which): the next redkeep command or application that opens it repairs it \
                      (`status` does not; a command that only reads does), and the schema \
-                     version is read then"
+                     version is read then, with whether an operation (a reset, a restore) \
+                     stopped part way: `redkeep check` opens it and says"
                         .to_string(),
                 );
             }
