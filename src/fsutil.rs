@@ -102,6 +102,19 @@ fn hold(file: &File, path: &Path) {
     }
 }
 
+/// The start of a check's line that is a note, not a problem (see `CheckReport::notes`).
+pub(crate) const NOTE: &str = "note: ";
+
+/// This process's uid and the owner's of `path`, when this process is neither root nor
+/// that owner: a user who reads the data dir through its group (a read-only operator), to
+/// whom the group bits that let it in are no fault of the data dir.
+pub(crate) fn group_reader(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let owner = std::fs::metadata(path).ok()?.uid();
+    (me != 0 && me != owner).then_some((me, owner))
+}
+
 /// Whether a running operation holds the temp entry `path` (see [`held_temp_sibling`] and
 /// [`private_temp_dir_in`]): only a lock held elsewhere says so. Only a regular file or a
 /// real folder can be held: a symlink (never followed), a FIFO or a device is not, and is

@@ -2169,6 +2169,19 @@ impl Redkeep {
             if was & 0o077 == 0 {
                 continue;
             }
+            // Open to the group only, to a checker who reads it as a member of the group:
+            // that is the way in of a read-only operator, not a fault.
+            if was & 0o007 == 0
+                && let Some((me, owner)) = crate::fsutil::group_reader(self.dir())
+            {
+                report.notes.push(format!(
+                    "{what} {} is open to its group (mode {was:04o}), which lets this user \
+                     (uid {me}) read it though uid {owner} owns it; if no one else of the \
+                     group should, the owner's `redkeep check --repair` makes it {mode:04o}",
+                    path.display()
+                ));
+                continue;
+            }
             let what = format!(
                 "{what} {} is open to other users of this machine (mode {was:04o})",
                 path.display()
@@ -2417,6 +2430,10 @@ impl Redkeep {
                     let text = format!("workspace of user {}: {}", p.user_id, p.problem);
                     if p.problem.starts_with("fixed:") {
                         report.repaired.push(text);
+                    } else if let Some(note) = p.problem.strip_prefix(crate::fsutil::NOTE) {
+                        report
+                            .notes
+                            .push(format!("workspace of user {}: {note}", p.user_id));
                     } else {
                         report.problem(text);
                     }
@@ -2465,6 +2482,8 @@ impl Redkeep {
             let text = format!("the workspace trash: {line}");
             if line.starts_with("fixed:") {
                 report.repaired.push(text);
+            } else if let Some(note) = line.strip_prefix(crate::fsutil::NOTE) {
+                report.notes.push(format!("the workspace trash: {note}"));
             } else {
                 report.problem(text);
             }

@@ -305,25 +305,173 @@ fn an_oversized_or_malformed_request_is_refused_without_harming_the_owner() {
     drop(owner);
 }
 
-/// Past the connections the owner serves and those it answers busy (each with a thread),
-/// one more is still told the owner is busy: it was closed unanswered, and the CLI said the
-/// application "closed the connection before answering".
+/// Past the connections the application serves, those waiting for their turn and those it
+/// answers busy (each with a thread), one more is still told the application is busy: it was
+/// closed unanswered, and the CLI said the application "closed the connection before
+/// answering".
 #[test]
-fn a_client_past_every_slot_is_told_the_owner_is_busy() {
+fn a_client_past_every_slot_and_place_in_line_is_told_the_application_is_busy() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     init(&dir);
     let mut owner = start_owner(&dir);
     let socket = dir.join("redkeep.sock");
-    // Idle clients hold every slot (until the owner's request deadline).
-    let idle: Vec<UnixStream> = (0..48)
-        .map(|_| UnixStream::connect(&socket).unwrap())
-        .collect();
+    // Idle clients hold every slot (until the owner's request deadline) and every place in
+    // line, and 8 more are answered busy.
+    let idle: Vec<UnixStream> =
+        (0..redkeep::admin::MAX_CONNECTIONS + redkeep::admin::MAX_WAITING + 8)
+            .map(|_| UnixStream::connect(&socket).unwrap())
+            .collect();
     let (code, out, err) = run(&dir, &["invite", "create"], None);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("busy with other admin requests"), "{err}");
+    assert!(
+        err.contains("the application is running 32 admin commands and 256 more wait for their turn, so this one was not run"),
+        "{err}"
+    );
     drop(idle);
     assert_eq!(owner.ask("count")[2], 0, "nothing was made");
+}
+
+/// More commands at once than the application serves (a script running `xargs -P 64`) wait
+/// for their turn and all run: those past the 32 served were refused at once, "the owner is
+/// busy with other admin requests; try again".
+#[test]
+fn more_commands_at_once_than_the_application_serves_all_run_in_turn() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let rk = Redkeep::open(
+        &dir,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let server = redkeep::admin::serve(&rk).unwrap();
+    // Idle clients take every slot, until they leave.
+    let idle: Vec<UnixStream> = (0..redkeep::admin::MAX_CONNECTIONS)
+        .map(|_| UnixStream::connect(server.path()).unwrap())
+        .collect();
+    // As a script would run them (one fork of this process: a child forked here holds a
+    // copy of every socket of the other tests until it runs the CLI).
+    let extra = 40;
+    let outs = tmp.path().join("outs");
+    std::fs::create_dir(&outs).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("redkeep");
+    let mut xargs = Command::new("xargs")
+        .args(["-P", "0", "-I{}", "sh", "-c"])
+        .arg(r#""$0" invite create >"$1/{}.out" 2>&1; echo $? >"$1/{}.tmp"; mv "$1/{}.tmp" "$1/{}.rc""#)
+        .arg(&bin)
+        .arg(&outs)
+        .env("REDKEEP_DATA_DIR", &dir)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let numbers: String = (0..extra).map(|i| format!("{i}\n")).collect();
+    let mut stdin = xargs.stdin.take().unwrap();
+    stdin.write_all(numbers.as_bytes()).unwrap();
+    drop(stdin);
+    let ended = |i: usize| {
+        let rc = std::fs::read_to_string(outs.join(format!("{i}.rc"))).ok()?;
+        let out = std::fs::read_to_string(outs.join(format!("{i}.out"))).unwrap_or_default();
+        Some((rc.trim().to_string(), out))
+    };
+    // Every command is in line before a slot frees (a bound on a failure, not a wait for the
+    // clock); one that ends first was refused.
+    let until = Instant::now() + Duration::from_secs(120);
+    while server.waiting() < extra {
+        if let Some((rc, out)) = (0..extra).find_map(ended) {
+            panic!("a command ended (exit {rc}) before its turn came: {out}");
+        }
+        assert!(
+            Instant::now() < until,
+            "{} of {extra} in line",
+            server.waiting()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(idle);
+    assert!(xargs.wait().unwrap().success());
+    for i in 0..extra {
+        let (rc, out) = ended(i).unwrap();
+        assert!(rc == "0" && out.contains("rki_"), "exit {rc}: {out}");
+    }
+    let made = rk.invites().list(redkeep::InviteFilter::All, 100).unwrap();
+    assert_eq!(made.len(), extra);
+}
+
+/// A command waiting for its turn when the application stops its socket is not run, and its
+/// client is told so (not that the application closed the connection, which says the command
+/// may have been carried out).
+#[test]
+fn a_command_waiting_for_its_turn_when_the_socket_stops_is_told_it_was_not_run() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let rk = Redkeep::open(
+        &dir,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let server = redkeep::admin::serve(&rk).unwrap();
+    let socket = server.path().to_path_buf();
+    let idle: Vec<UnixStream> = (0..redkeep::admin::MAX_CONNECTIONS)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    let body = br#"{"version":4,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
+    let waiting = std::thread::spawn(move || raw_request(&socket, body));
+    // A bound on a failure, not a wait for the clock.
+    let until = Instant::now() + Duration::from_secs(60);
+    while server.waiting() < 1 {
+        assert!(Instant::now() < until, "the request never waited");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(server);
+    let answer = waiting.join().unwrap();
+    assert!(
+        answer.contains("before this command's turn came, so it was not run"),
+        "{answer}"
+    );
+    drop(idle);
+    let made = rk.invites().list(redkeep::InviteFilter::All, 10).unwrap();
+    assert_eq!(made.len(), 0);
+}
+
+/// With the application's socket file removed by hand (or a temp-file cleaner), `status`
+/// said the holder serves no socket, which was untrue, and commands said only that its
+/// socket does not answer: both now say the file is missing and to restart the application
+/// to recreate it. (The application does not recreate it by itself: it would need to
+/// watch the file, and a data dir moved under it (see F5) would get a socket in whatever
+/// folder is at the old path.)
+#[test]
+fn a_removed_socket_file_is_named_with_how_to_get_it_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init(&dir);
+    let rk = Redkeep::open(
+        &dir,
+        Options::default().password(PasswordParams::INSECURE_FAST),
+    )
+    .unwrap();
+    let server = redkeep::admin::serve(&rk).unwrap();
+    std::fs::remove_file(server.path()).unwrap();
+    let (code, out, err) = run(&dir, &["status"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("admin socket: missing (the application listens on")
+            && out.contains("restart the application to recreate it"),
+        "{out}"
+    );
+    let (_, json, _) = run(&dir, &["status", "--json"], None);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["socket"], "missing", "{json}");
+    let (code, out, err) = run(&dir, &["invite", "create"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("it serves an admin socket, but its file")
+            && err.contains("restart the application to recreate it"),
+        "{err}"
+    );
+    drop(server);
 }
 
 /// An import never runs through the owner: it fills the store in one write transaction that

@@ -668,6 +668,21 @@ fn a_reading_command_on_a_store_whose_writer_was_killed_still_answers() {
     let status = status_json(&dir);
     assert_eq!(status["state"], "free", "{status}");
     assert_eq!(status["not_closed_cleanly"], true, "{status}");
+    // Whether an operation stopped part way cannot be read without that repair: `status`
+    // says where to look (a reset killed part way went unsaid).
+    let (code, text, _) = {
+        let out = run(&dir, &["status"], None);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            (),
+        )
+    };
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("whether an operation (a reset, a restore) stopped part way: `redkeep check` opens it and says"),
+        "{text}"
+    );
     assert!(
         file_state(&dir) == before,
         "`status` changed the store file"

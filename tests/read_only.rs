@@ -709,3 +709,87 @@ fn a_trash_this_user_may_not_change_refuses_before_the_store_changes() {
         "no safety copy of a refused change: {left:?}"
     );
 }
+
+/// A read-only operator, who reads the data dir through its group (README: a user who may
+/// read the data dir but not write it still gets `check`), always had `check` exit 1: the
+/// group bits that let them read were themselves problems. Open to the group only, they are
+/// a note to such a checker; open to other users, they stay a problem; and a check by the
+/// owner still counts the group bits as a problem (`--repair` makes them 0700 / 0600).
+#[cfg(feature = "cli")]
+#[test]
+fn a_group_reader_is_not_failed_for_the_group_bits_that_let_it_read() {
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if rustix::process::geteuid().as_raw() != 0
+        || !setpriv.exists()
+        || common::pg::engine_is_postgres()
+    {
+        eprintln!("skipped: needs root and setpriv, and a store file, to check as another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(tmp.path(), 0o755).unwrap();
+    let dir = tmp.path().join("d");
+    {
+        let rk = Redkeep::open(
+            &dir,
+            redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST),
+        )
+        .unwrap();
+        let ann = rk
+            .users()
+            .create(NewUser {
+                email: "ann@example.com".into(),
+                password: Some("ann password 1".into()),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .user
+            .id;
+        rk.workspaces().save_piece(ann, b"{}").unwrap();
+    }
+    let open_to = |dirs: u32, files: u32| {
+        for p in walk(&dir) {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                mode(&p, dirs).unwrap();
+            } else if m.is_file() {
+                mode(&p, files).unwrap();
+            }
+        }
+    };
+    let check = |as_reader: bool| {
+        let mut c = if as_reader {
+            let mut c = std::process::Command::new(setpriv);
+            c.args(["--reuid=65534", "--regid=0", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_redkeep"));
+            c
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_redkeep"))
+        };
+        let o = c.arg("--data-dir").arg(&dir).arg("check").output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    open_to(0o750, 0o640);
+    let (code, out, err) = check(true);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("ok: no problems found"), "{out}{err}");
+    assert!(
+        err.contains("is open to its group (mode 0750), which lets this user (uid 65534) read it")
+            && err.contains("entr(ies) are open to their group"),
+        "{err}"
+    );
+    // The owner's check: the same bits are a problem.
+    let (code, out, err) = check(false);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("open to other users"), "{out}");
+    // Open to every user: a problem to the reader too.
+    open_to(0o755, 0o644);
+    let (code, out, err) = check(true);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("open to other users"), "{out}");
+}

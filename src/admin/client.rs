@@ -86,6 +86,30 @@ pub fn reachable(dir: &Path) -> bool {
     connect(dir).is_some()
 }
 
+/// Whether a process listens on the admin socket of `dir` though its file is gone (removed
+/// by a temp-file cleaner or by hand): Linux still lists the socket in `/proc/net/unix`
+/// under the path it was bound to, and nothing can connect to it. `false` when it cannot
+/// tell (no `/proc`, or a socket bound through a short alias of a long data dir path).
+pub fn listening_without_file(dir: &Path) -> bool {
+    let path = dir.join(super::protocol::SOCKET_FILE);
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return false;
+    }
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    // An application binds its data dir's absolute path (see `Redkeep::open`).
+    let bound = std::path::absolute(&path).unwrap_or(path);
+    // `Num RefCount Protocol Flags Type St Inode Path`; a listening socket's flags hold
+    // `__SO_ACCEPTCON` (0x10000).
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|f| f & 0x10000 != 0)
+            && Path::new(&fields[7..].join(" ")) == bound
+    })
+}
+
 impl Connection {
     /// Gives up on an owner that has not begun to answer after `d` ([`Connection::send`]
     /// then fails with `Busy`).
@@ -156,8 +180,9 @@ impl Connection {
                     let _ = writeln!(
                         std::io::stderr(),
                         "no answer yet after {}s from the application holding the store \
-                         (through {}); it may be busy with a long command, or stopped or \
-                         hung; waiting (Ctrl-C stops waiting: a command the application has \
+                         (through {}); it may be busy with a long command, running as many \
+                         admin commands as it takes at once (this one then waits for its turn), \
+                         or stopped or hung; waiting (Ctrl-C stops waiting: a command the application has \
                          not begun is then dropped, a backup or export it has begun stops, \
                          another command it has begun goes on; see what it did with \
                          `redkeep` before running it again)",
@@ -192,7 +217,8 @@ impl Connection {
                             "the application holding the store did not begin to answer within \
                              {}s (through {}; --admin-timeout): it may be stopped or hung \
                              (`redkeep status` says whether its socket answers), or busy with a \
-                             long command; a command it had not begun is dropped, a backup or \
+                             long command or with as many admin commands as it takes at once \
+                             (this one waited for its turn); a command it had not begun is dropped, a backup or \
                              export it had begun stops, another command it had begun goes on \
                              there: see what it did with `redkeep` before running it again",
                             limit.as_secs(),

@@ -27,11 +27,11 @@ mod reply;
 mod request;
 mod server;
 
-pub use client::{Connection, Remote, connect, reachable};
+pub use client::{Connection, Remote, connect, listening_without_file, reachable};
 pub use commands::Command;
 pub use io::{Feedback, Io, MAX_INPUT_BYTES, Meter, Quiet};
 pub use probe::probe;
 pub use protocol::SOCKET_FILE;
 pub use reply::{Human, Reply};
 pub use request::{Request, execute};
-pub use server::{AdminServer, serve};
+pub use server::{AdminServer, MAX_CONNECTIONS, MAX_WAITING, serve};

@@ -96,7 +96,8 @@ pub fn probe(dir: &Path) -> Result<Reply> {
                      a commit or an integrity check failed in it; the file does not say \
                      which): the next redkeep command or application that opens it repairs it \
                      (`status` does not; a command that only reads does), and the schema \
-                     version is read then"
+                     version is read then, with whether an operation (a reset, a restore) \
+                     stopped part way: `redkeep check` opens it and says"
                         .to_string(),
                 );
             }
@@ -164,17 +165,35 @@ fn not_held_state(db: &Path) -> &'static str {
 /// The status of a store another process holds exclusively (`pid`, when its owner marker
 /// names a live one), with whether its admin socket answers a connection: `none` when
 /// there is no socket (a redkeep command, or an application that serves none), which is
-/// no fault. A redkeep command is named, as the errors of other commands name it.
+/// no fault; `missing` when the application listens on a socket whose file was removed.
+/// A redkeep command is named, as the errors of other commands name it.
 fn held_exclusively(dir: &Path, pid: Option<u32>) -> Reply {
     let command = pid.and_then(crate::store::redkeep_command);
     let socket = if client::reachable(dir) {
         "reachable"
+    } else if command.is_none() && client::listening_without_file(dir) {
+        "missing"
     } else if command.is_some() || !dir.join(super::protocol::SOCKET_FILE).exists() {
         "none"
     } else {
         "unreachable"
     };
     let mut out = reply("exclusive", pid, Some(socket), None, dir);
+    if command.is_none()
+        && socket == "none"
+        && let super::reply::Human::Text(lines) = &mut out.human
+        && let Some(line) = lines
+            .iter_mut()
+            .find(|l| l.starts_with("admin socket: none"))
+    {
+        // The application may serve one whose file was removed, bound where this cannot see.
+        *line = format!(
+            "admin socket: none (no file at {}: the holder serves none, so commands cannot \
+             run through it; if it is an application that serves one, the file was removed, \
+             by a temp-file cleaner or by hand: restart the application to recreate it)",
+            dir.join(super::protocol::SOCKET_FILE).display()
+        );
+    }
     if let (Some(command), Some(pid)) = (&command, pid) {
         if let super::reply::Human::Text(lines) = &mut out.human
             && let Some(first) = lines.first_mut()

@@ -3,14 +3,16 @@
 //! same [`execute`](super::execute) function the CLI uses locally.
 //!
 //! Only peers with the owner's uid (or root) are served, checked with `SO_PEERCRED`.
-//! Requests are capped in size and in the time to send them, counted from the connection;
-//! each connection has its own thread, at most [`MAX_CONNECTIONS`] at once, so a slow client
-//! cannot hold up the application or other clients. A refusal reads the request first, so
+//! Requests are capped in size and in the time to send them, counted from the moment a
+//! connection is taken up; each connection has its own thread, at most [`MAX_CONNECTIONS`] at
+//! once, so a slow client cannot hold up the application or other clients. Connections past
+//! them wait for a thread, in the order they came, up to [`MAX_WAITING`] (a script running
+//! commands in parallel has them run in turn instead of refused). A refusal reads the request first, so
 //! the peer always gets the owner's message; a request that panics is answered with an error
 //! and frees its slot. Stopping the server cuts every connection's input and waits for its
 //! thread, which holds the store open: a command running goes on to its end and answers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -31,8 +33,11 @@ use super::protocol::{
 use crate::Redkeep;
 use crate::error::{Error, Result};
 
-/// Connections served at once; more are refused until one ends.
+/// Admin connections served at once; more wait for one of them to end ([`MAX_WAITING`]).
 pub const MAX_CONNECTIONS: usize = 32;
+/// Admin connections waiting for one of the [`MAX_CONNECTIONS`] to end; more are refused as
+/// busy. Each holds a file descriptor of the application and no thread.
+pub const MAX_WAITING: usize = 256;
 /// Time a client has to send its request, from its connection on; and, after a command, to
 /// send the rest of the input the command did not read.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,7 +46,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_BUDGET: u64 = 64 * 1024 * 1024;
 /// The pause after a failed accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
-/// Busy refusals being answered at once, beyond [`MAX_CONNECTIONS`].
+/// Busy refusals being answered at once, beyond [`MAX_CONNECTIONS`] and [`MAX_WAITING`].
 const MAX_REFUSALS: usize = 8;
 /// How long stopping the server waits for its connection threads: a command that was running
 /// goes on to its end (a long `check`, a backup), which may take a while.
@@ -83,6 +88,12 @@ impl AdminServer {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// How many admin connections wait for their turn: [`MAX_CONNECTIONS`] are served at
+    /// once, and the others wait for one of them to end.
+    pub fn waiting(&self) -> usize {
+        self.served.lock().waiting.len()
+    }
 }
 
 impl Drop for AdminServer {
@@ -100,6 +111,14 @@ impl Drop for AdminServer {
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        // Commands waiting for their turn are not begun now: their clients are told so.
+        for mut stream in self.served.close() {
+            refuse_at_once(
+                &mut stream,
+                "the application stopped its admin socket before this command's turn came, so \
+                 it was not run; run it again once the application is back",
+            );
         }
         // No connection starts now. Those open are ended and waited for: each served one
         // holds the store, and an idle client kept it open after the application let go of
@@ -199,7 +218,8 @@ fn take_turn(dir: &Path) -> Option<File> {
 }
 
 /// The connection threads of one kind (served, or refused as busy), each with a clone of its
-/// stream, so that stopping the server can cut them off and wait for them.
+/// stream, so that stopping the server can cut them off and wait for them; and the
+/// connections waiting for one of them to end.
 #[derive(Debug, Default)]
 struct Threads {
     running: Mutex<Running>,
@@ -210,6 +230,24 @@ struct Threads {
 struct Running {
     next: u64,
     streams: HashMap<u64, UnixStream>,
+    // Connections waiting for a thread, oldest first; a thread that ends its connection
+    // takes up the next.
+    waiting: VecDeque<UnixStream>,
+    // Threads that found no connection waiting and are ending: they no longer count as
+    // taken, but are still waited for (they hold the store until they end).
+    leaving: HashSet<u64>,
+    // Set when the server stops: no waiting connection is taken up any more.
+    closed: bool,
+}
+
+/// What becomes of a new connection ([`Threads::admit`]).
+enum Admission {
+    /// It gets a thread now (the one that waited longest, when some wait).
+    Thread(UnixStream),
+    /// It waits for a thread to end.
+    Waits,
+    /// Too many wait already: it is refused.
+    Refused(UnixStream),
 }
 
 impl Threads {
@@ -223,14 +261,66 @@ impl Threads {
         self.lock().streams.len()
     }
 
-    /// Runs `f` with `stream` on a new thread, counted (with a clone of its stream) until it
-    /// ends, panics included. `None` when it cannot start; the connection is then closed.
-    /// The handle is for tests; the server lets its threads go.
+    /// Takes `stream` up: a thread while fewer than `threads` run, else a place among those
+    /// waiting while fewer than `waiting` wait, else back to be refused. Under one lock with
+    /// [`Threads::next_waiting`], so a connection never waits with no thread left to take it.
+    fn admit(&self, stream: UnixStream, threads: usize, waiting: usize) -> Admission {
+        let mut running = self.lock();
+        if running.streams.len() - running.leaving.len() < threads {
+            // The oldest first: the new one waits behind those already waiting.
+            match running.waiting.pop_front() {
+                Some(oldest) => {
+                    running.waiting.push_back(stream);
+                    Admission::Thread(oldest)
+                }
+                None => Admission::Thread(stream),
+            }
+        } else if running.waiting.len() < waiting && !running.closed {
+            running.waiting.push_back(stream);
+            Admission::Waits
+        } else {
+            Admission::Refused(stream)
+        }
+    }
+
+    /// The connection that waited longest, for the thread `id` whose connection ended; `None`
+    /// when none waits or the server stops, and the thread's place is then given back under
+    /// the same lock (see [`Threads::admit`]), though it is counted as running until it ends.
+    fn next_waiting(&self, id: u64) -> Option<UnixStream> {
+        let mut running = self.lock();
+        while !running.closed {
+            let Some(stream) = running.waiting.pop_front() else {
+                break;
+            };
+            match stream.try_clone() {
+                Ok(kept) => {
+                    running.streams.insert(id, kept);
+                    return Some(stream);
+                }
+                // Closed unanswered: its client says the application closed the connection.
+                Err(e) => tracing::warn!(error = %e, "cannot serve an admin connection"),
+            }
+        }
+        running.leaving.insert(id);
+        None
+    }
+
+    /// Stops taking waiting connections up, and hands them back.
+    fn close(&self) -> Vec<UnixStream> {
+        let mut running = self.lock();
+        running.closed = true;
+        running.waiting.drain(..).collect()
+    }
+
+    /// Runs `f` with `stream` on a new thread, then with each waiting connection it takes up
+    /// ([`Threads::next_waiting`]), counted (with a clone of its stream) until it ends, panics
+    /// included. `None` when it cannot start; the connection is then closed. The handle is
+    /// for tests; the server lets its threads go.
     fn spawn(
         self: &Arc<Self>,
         name: &str,
         stream: UnixStream,
-        f: impl FnOnce(UnixStream) + Send + 'static,
+        f: impl FnMut(UnixStream) + Send + 'static,
     ) -> Option<JoinHandle<()>> {
         let kept = match stream.try_clone() {
             Ok(kept) => kept,
@@ -253,8 +343,19 @@ impl Threads {
         let spawned = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let _slot = slot;
-                f(stream);
+                // Dropped in reverse order, panics included: the store handle in `f` goes
+                // before the slot, so the thread holds the store no longer once it is not
+                // waited for.
+                let slot = slot;
+                let mut f = f;
+                let mut stream = stream;
+                loop {
+                    f(stream);
+                    match slot.threads.next_waiting(slot.id) {
+                        Some(next) => stream = next,
+                        None => break,
+                    }
+                }
             });
         match spawned {
             Ok(handle) => Some(handle),
@@ -311,7 +412,11 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let kept = self.threads.lock().streams.remove(&self.id);
+        let kept = {
+            let mut running = self.threads.lock();
+            running.leaving.remove(&self.id);
+            running.streams.remove(&self.id)
+        };
         drop(kept);
         self.threads.ended.notify_all();
     }
@@ -342,36 +447,45 @@ fn accept_loop(
             }
         };
         let accepted = Instant::now();
-        if served.count() >= MAX_CONNECTIONS {
-            if refused.count() < MAX_REFUSALS {
+        let stream = match served.admit(stream, MAX_CONNECTIONS, MAX_WAITING) {
+            Admission::Thread(stream) => stream,
+            Admission::Waits => continue,
+            Admission::Refused(stream) => {
                 tracing::warn!("admin request refused: too many at once");
-                let _ = refused.spawn("redkeep-admin-busy", stream, move |mut stream| {
-                    refuse(
-                        &mut stream,
-                        accepted + REQUEST_TIMEOUT,
-                        "the owner is busy with other admin requests; try again",
-                    );
-                });
-            } else {
-                // No thread left to read its request: the answer goes out at once, without
-                // waiting (it fits in the socket's buffer), so the client is told it is busy
-                // rather than that the owner closed the connection before answering.
-                let mut stream = stream;
-                if stream.set_nonblocking(true).is_ok() {
-                    answer(
-                        &mut stream,
-                        Err(error(
-                            "the owner is busy with other admin requests; try again",
-                        )),
-                    );
+                let busy = format!(
+                    "the application is running {MAX_CONNECTIONS} admin commands and {MAX_WAITING} \
+                     more wait for their turn, so this one was not run; run it again later"
+                );
+                if refused.count() < MAX_REFUSALS {
+                    let _ = refused.spawn("redkeep-admin-busy", stream, move |mut stream| {
+                        refuse(&mut stream, accepted + REQUEST_TIMEOUT, &busy);
+                    });
+                } else {
+                    refuse_at_once(&mut { stream }, &busy);
                 }
+                continue;
             }
-            continue;
-        }
+        };
         let rk = rk.clone();
+        // The time to send a request counts from the moment its connection is taken up: a
+        // connection that waited has had its request read by nobody.
+        let mut accepted = Some(accepted);
         let _ = served.spawn("redkeep-admin-conn", stream, move |mut stream| {
-            serve_one(&mut stream, &rk, accepted);
+            serve_one(
+                &mut stream,
+                &rk,
+                accepted.take().unwrap_or_else(Instant::now),
+            );
         });
+    }
+}
+
+/// Answers `message` as an error with no thread to read the request: the answer goes out at
+/// once, without waiting (it fits in the socket's buffer), so the client is told why rather
+/// than that the application closed the connection before answering.
+fn refuse_at_once(stream: &mut UnixStream, message: &str) {
+    if stream.set_nonblocking(true).is_ok() {
+        answer(stream, Err(error(message)));
     }
 }
 

@@ -1268,8 +1268,23 @@ fn remote(
 ) -> Result<std::result::Result<Reply, ExitCode>> {
     let Some(owner) = admin::connect(&cli.data_dir) else {
         // A redkeep command serves no socket; an application's that does not answer is news.
+        let socket = cli.data_dir.join(admin::SOCKET_FILE);
         let holder = if holder.contains("a redkeep command") {
             holder
+        } else if admin::listening_without_file(&cli.data_dir) {
+            format!(
+                "{holder}; it serves an admin socket, but its file {} was removed (by a \
+                 temp-file cleaner or by hand), so no command can reach it: restart the \
+                 application to recreate it",
+                socket.display()
+            )
+        } else if std::fs::symlink_metadata(&socket).is_err() {
+            format!(
+                "{holder}; there is no admin socket file {}: if the application serves one, \
+                 the file was removed (by a temp-file cleaner or by hand): restart the \
+                 application to recreate it",
+                socket.display()
+            )
         } else {
             format!("{holder}; its admin socket does not answer")
         };

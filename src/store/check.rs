@@ -41,6 +41,9 @@ pub struct CheckReport {
     pub problems: Vec<String>,
     /// What a repair changed (empty without `--repair`).
     pub repaired: Vec<String>,
+    /// Findings that are no problem, said all the same (`ok` stays true): the group bits
+    /// that let a read-only operator, who is not the data dir's owner, read it.
+    pub notes: Vec<String>,
 }
 
 impl CheckReport {

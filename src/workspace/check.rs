@@ -522,19 +522,38 @@ fn renew_piece_trash(dir: &std::path::Path, now: Timestamp) -> Result<String> {
 /// The entries under `dir` (itself included) open to other users, as one problem line (or,
 /// with `repair`, made private and said as `fixed: …`, with a line for any left open).
 fn loose_modes(dir: &std::path::Path, repair: bool) -> Vec<String> {
-    let loose = loose_entries(dir);
+    let mut loose = loose_entries(dir);
+    let mut found = Vec::new();
+    // Open to the group only, to a checker who reads them as a member of the group: the
+    // way in of a read-only operator, said as a note (`fsutil::NOTE`), not a problem.
+    if let Some((me, owner)) = fsutil::group_reader(dir) {
+        let (group, other): (Vec<_>, Vec<_>) =
+            loose.into_iter().partition(|(_, mode)| mode & 0o007 == 0);
+        loose = other;
+        if let Some((first, mode)) = group.first() {
+            found.push(format!(
+                "{}{} entr(ies) are open to their group (such as {}, mode {mode:04o}), which \
+                 lets this user (uid {me}) read them though uid {owner} owns them; if no one \
+                 else of the group should, the owner's `redkeep check --repair` makes folders \
+                 0700 and files 0600",
+                fsutil::NOTE,
+                group.len(),
+                first.display()
+            ));
+        }
+    }
     let Some((first, mode)) = loose.first() else {
-        return Vec::new();
+        return found;
     };
     let n = loose.len();
     if !repair {
-        return vec![format!(
+        found.push(format!(
             "{n} entr(ies) are open to other users of this machine (such as {}, mode \
              {mode:04o}); `redkeep check --repair` makes folders 0700 and files 0600",
             first.display()
-        )];
+        ));
+        return found;
     }
-    let mut found = Vec::new();
     for (path, _) in &loose {
         if let Err(e) = restrict_here(path) {
             found.push(format!("making {} private: {e}", path.display()));

@@ -140,7 +140,7 @@ pub fn check(rk: &Redkeep, a: &CheckArgs, feedback: &dyn Feedback) -> Result<Rep
         exit_code: 0,
         raw: false,
         failure: None,
-        notes: Vec::new(),
+        notes: report.notes.clone(),
         unseen: None,
     };
     Ok(if report.ok {

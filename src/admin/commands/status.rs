@@ -39,11 +39,18 @@ pub(crate) fn reply(
         (_, Some(pid)) => format!("the store is held exclusively by process {pid}"),
         _ => "the store is held exclusively by another process".to_string(),
     }];
+    let socket_file = dir.join(SOCKET_FILE);
     match socket {
         Some("none") => lines.push(
             "admin socket: none (the holder serves none, so commands cannot run through it)"
                 .to_string(),
         ),
+        Some("missing") => lines.push(format!(
+            "admin socket: missing (the application listens on {}, but the file was removed, \
+             by a temp-file cleaner or by hand, so no command can reach it; restart the \
+             application to recreate it)",
+            socket_file.display()
+        )),
         Some(s) => lines.push(format!("admin socket: {s}")),
         None => {}
     }
@@ -59,7 +66,10 @@ pub(crate) fn reply(
     for key in ["store", "owner_marker", "socket", "workspaces"] {
         lines.push(format!("{key}: {}", f[key].as_str().unwrap_or_default()));
     }
-    let leftovers = leftovers(dir, &mut lines);
+    // Nothing has the store open: no backup or restore runs, and a young temp entry is a
+    // leftover all the same.
+    let free = matches!(state, "free" | "read-only");
+    let leftovers = leftovers(dir, free, &mut lines);
     let copies = copies(dir, &mut lines);
     Reply::text(
         json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "not_closed_cleanly": matches!(state, "free" | "shared" | "read-only").then_some(false), "files": f, "leftovers": leftovers, "copies": copies}),
@@ -167,8 +177,9 @@ fn entry_kind(path: &Path, is_dir: bool) -> &'static str {
 
 /// Temp files and folders in the data dir (a backup or restore under way, or one killed
 /// half-way), one line each with its age, and their JSON list. `check --repair` removes
-/// those an hour old; a younger one may belong to an operation still running.
-fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
+/// those an hour old; a younger one may belong to an operation still running, unless the
+/// store is `free` (no process has it open).
+fn leftovers(dir: &Path, free: bool, lines: &mut Vec<String>) -> Value {
     let now = crate::clock::unix_now();
     let mut listed = Vec::new();
     for left in crate::handle::data_dir_leftovers(dir) {
@@ -186,6 +197,11 @@ fn leftovers(dir: &Path, lines: &mut Vec<String>) -> Value {
         } else if old {
             format!(
                 "leftover temp {kind} {path} (changed {} ago): an interrupted operation's; `redkeep check --repair` removes it",
+                ago(age)
+            )
+        } else if free {
+            format!(
+                "leftover temp {kind} {path} (changed {} ago): an interrupted operation's, as no process has the store open; `redkeep check --repair` removes it once it is an hour old",
                 ago(age)
             )
         } else {
@@ -253,7 +269,7 @@ pub fn of_server(rk: &Redkeep) -> Result<Reply> {
         ),
         format!("workspaces: {}", dir.join(WORKSPACES_DIR).display()),
     ]);
-    let leftovers = leftovers(dir, &mut lines);
+    let leftovers = leftovers(dir, false, &mut lines);
     let copies = copies(dir, &mut lines);
     let out = Reply::text(
         json!({
