@@ -1883,7 +1883,11 @@ fn member_removal_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
         None,
     );
     for who in [bob, cat, dan, eve] {
-        cli.json(&["org", "add-member", "acme", &who.to_string()], None);
+        let who = who.to_string();
+        cli.json(
+            &["org", "add-member", "acme", &who, "--role", "admin"],
+            None,
+        );
     }
     let key_by = |who: u64| {
         let k = cli.json(
@@ -1893,7 +1897,7 @@ fn member_removal_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
                 "--org",
                 "acme",
                 "--scope",
-                "read",
+                "basic_access",
                 "--created-by",
                 &who.to_string(),
             ],

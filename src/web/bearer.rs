@@ -46,7 +46,8 @@ pub enum Principal {
 
 /// An authenticated caller and what they may do: a user's permissions come from their roles;
 /// a user's API key never grants more than its owner has, and only its scopes when it has
-/// any; an org's API key grants exactly its scopes. `*` grants everything.
+/// any; an org's API key grants its scopes, and never more than the member who made it
+/// (`created_by`) holds at the time of the request. `*` grants everything.
 ///
 /// A user who must change their password (a generated or adopted one, or one an operator
 /// set) holds no permission until they do, through a session token and through their API
@@ -179,10 +180,30 @@ fn key_caller(rk: &Redkeep, key: ApiKey) -> Result<Caller> {
         }
         KeyOwner::Org(id) => {
             let org = rk.orgs().get(id)?.ok_or_else(invalid)?;
-            Ok(Caller {
-                principal: Principal::OrgKey { org, key },
-                granted: scopes,
-                scopes: None,
+            // A key a member made grants no more than they hold now (a role taken from
+            // them since takes it from the key too); one whose maker was disabled since
+            // `verify` opens nothing. A maker deleted took their keys with them (revoked);
+            // a key with no maker recorded is an operator's, and grants its scopes.
+            let maker = match key.created_by {
+                None => None,
+                Some(by) => match rk.roles().of_active_user(by)? {
+                    Some((maker, held)) => Some(held_back(&maker, held)),
+                    None if rk.users().get(by)?.is_some() => return Err(invalid()),
+                    None => None,
+                },
+            };
+            let principal = Principal::OrgKey { org, key };
+            Ok(match maker {
+                Some(held) => Caller {
+                    principal,
+                    granted: held,
+                    scopes: Some(scopes),
+                },
+                None => Caller {
+                    principal,
+                    granted: scopes,
+                    scopes: None,
+                },
             })
         }
     }
