@@ -1763,3 +1763,42 @@ fn an_org_keys_caller_holds_no_more_than_its_maker_does_now() {
     );
     assert_eq!(permissions(&operators), both);
 }
+
+/// An org's key made by a member stops verifying while that member is disabled (it acts for
+/// the org on their word), and works again when they are enabled; an operator's key of the
+/// same org is not touched.
+#[test]
+fn an_org_key_stops_while_the_member_who_made_it_is_disabled() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = user(&rk, "ann@example.com");
+    let acme = rk
+        .users()
+        .get(ann)
+        .unwrap()
+        .unwrap()
+        .current_org_id
+        .unwrap();
+    let key = |by: Option<u64>| {
+        rk.api_keys()
+            .create(ApiKeySpec {
+                owner: KeyOwner::Org(acme),
+                scopes: vec!["basic_access".into()],
+                expires_in: None,
+                created_by: by,
+            })
+            .unwrap()
+            .key
+    };
+    let (anns, operators) = (key(Some(ann)), key(None));
+    rk.api_keys().verify(anns.expose()).unwrap();
+    rk.users().disable(ann).unwrap();
+    let refused = rk.api_keys().verify(anns.expose());
+    assert!(
+        matches!(refused, Err(Error::InvalidCredential { .. })),
+        "{refused:?}"
+    );
+    rk.api_keys().verify(operators.expose()).unwrap();
+    rk.users().enable(ann).unwrap();
+    rk.api_keys().verify(anns.expose()).unwrap();
+}

@@ -166,21 +166,27 @@ pub struct ApiKeySpec {
     /// as the actor of the `api_key_created` audit event): an active user, and for an org's
     /// key an owner or admin of that org who holds every scope given. An org's key made by a
     /// member is revoked when they leave the org
-    /// ([`Orgs::remove_member`](crate::auth::orgs::Orgs::remove_member)) or are deleted,
-    /// so that no key outlives its maker's access
+    /// ([`Orgs::remove_member`](crate::auth::orgs::Orgs::remove_member)) or are deleted, and
+    /// does not verify while they are disabled, so that no key outlives its maker's access
     /// unnoticed; `None` (an operator, the application itself) makes a key that stays until
     /// it is revoked, with whatever scopes the operator gives it.
     pub created_by: Option<u64>,
 }
 
 /// Whether the owner of a key may use it: a user who exists and is active, or an org that
-/// exists. In a read or a write transaction alike.
-fn owner_active<S: Source + ?Sized>(tx: &S, owner: KeyOwner) -> Result<bool> {
-    Ok(match owner {
-        KeyOwner::User(id) => Table::<User, S>::new(tx)
-            .get(&id)?
-            .is_some_and(|u| u.is_active),
-        KeyOwner::Org(id) => Table::<Org, S>::new(tx).contains(&id)?,
+/// exists; and for an org's key made by a member, that member is not disabled (a maker
+/// deleted took their org keys with them). In a read or a write transaction alike.
+fn owner_and_maker_active<S: Source + ?Sized>(tx: &S, k: &ApiKey) -> Result<bool> {
+    let users = Table::<User, S>::new(tx);
+    Ok(match k.owner {
+        KeyOwner::User(id) => users.get(&id)?.is_some_and(|u| u.is_active),
+        KeyOwner::Org(id) => {
+            Table::<Org, S>::new(tx).contains(&id)?
+                && match k.created_by {
+                    Some(by) => users.get(&by)?.is_none_or(|u| u.is_active),
+                    None => true,
+                }
+        }
     })
 }
 
@@ -487,7 +493,8 @@ impl ApiKeys<'_> {
     }
 
     /// Checks a key: it must exist, not be revoked or expired, and its owner must exist (and,
-    /// for a user, be active). Refreshes `last_used_at` at most once per interval.
+    /// for a user, be active); an org's key made by a member does not verify while that
+    /// member is disabled (it does again if they are enabled). Refreshes `last_used_at` at most once per interval.
     ///
     /// # Errors
     /// `InvalidCredential` for every failure, alike.
@@ -502,7 +509,7 @@ impl ApiKeys<'_> {
             let Some(k) = tx.table::<ApiKey>().get(&hash)? else {
                 return Ok(None);
             };
-            Ok(owner_active(tx, k.owner)?.then_some(k))
+            Ok(owner_and_maker_active(tx, &k)?.then_some(k))
         })?;
         let k = found.ok_or_else(Self::invalid)?;
         let usable = token::hashes_equal(&k.hash, &hash)
@@ -521,7 +528,7 @@ impl ApiKeys<'_> {
                 };
                 // Decided again here: a revoke, or its owner disabled or deleted, since the
                 // read above must not let this use through.
-                if !owner_active(tx, k.owner)?
+                if !owner_and_maker_active(tx, &k)?
                     || k.revoked_at.is_some()
                     || k.expires_at.is_some_and(|e| now >= e)
                 {
