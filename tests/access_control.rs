@@ -1687,3 +1687,173 @@ fn a_role_name_of_digits_alone_is_refused() {
     }
     assert_eq!(rk.roles().create(spec("42b")).unwrap().name, "42b");
 }
+
+/// An org's key made on a member's behalf never grants more than they hold: its maker must
+/// be an owner or admin of the org, and hold every scope given (`*` only if they hold `*`);
+/// a refusal names the role or the scope they lack, and stores nothing. An operator's key
+/// (no maker recorded) takes whatever scopes it is given.
+#[test]
+fn an_org_key_made_for_a_member_grants_no_more_than_they_hold() {
+    use redkeep::auth::orgs::{OrgRole, OrgSpec};
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = user(&rk, "ann@example.com");
+    let dan = user(&rk, "dan@example.com");
+    let root = user(&rk, "root@example.com");
+    rk.roles().grant(root, "admin", None).unwrap();
+    let acme = rk
+        .orgs()
+        .create(OrgSpec {
+            name: "Acme".into(),
+            slug: None,
+            description: String::new(),
+            owner: ann,
+        })
+        .unwrap()
+        .id;
+    rk.orgs().add_member(acme, dan, OrgRole::Member).unwrap();
+    rk.orgs().add_member(acme, root, OrgRole::Admin).unwrap();
+    let key = |by: Option<u64>, scopes: &[&str]| {
+        rk.api_keys().create(ApiKeySpec {
+            owner: KeyOwner::Org(acme),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            expires_in: None,
+            created_by: by,
+        })
+    };
+    let refused = |by: u64, scopes: &[&str]| match key(Some(by), scopes) {
+        Err(Error::Denied { reason }) => reason,
+        other => panic!("{scopes:?} by user {by}: {other:?}"),
+    };
+
+    let plain = refused(dan, &["basic_access"]);
+    assert!(
+        plain.contains(&format!("user {dan} is a plain member of org {acme}"))
+            && plain.contains(&format!("redkeep org set-role {acme} {dan} admin")),
+        "{plain}"
+    );
+    let star = refused(ann, &["*"]);
+    assert!(
+        star.contains(&format!("user {ann} does not hold every permission (`*`)")),
+        "{star}"
+    );
+    let admin = refused(ann, &["basic_access", "user_management"]);
+    assert!(
+        admin.contains(&format!(
+            "user {ann} does not hold the user_management permission"
+        )),
+        "{admin}"
+    );
+    assert_eq!(
+        rk.api_keys().list(Some(KeyOwner::Org(acme)), 10).unwrap(),
+        vec![]
+    );
+
+    // What they hold, they may give; `*` takes a maker who holds `*`; an operator's key
+    // takes anything.
+    key(Some(ann), &["basic_access", "profile_management"]).unwrap();
+    key(Some(root), &["*"]).unwrap();
+    key(None, &["*", "user_management"]).unwrap();
+    assert_eq!(
+        rk.api_keys()
+            .list(Some(KeyOwner::Org(acme)), 10)
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+/// An org's key grants no more than its maker holds at each request: a role taken from them
+/// is taken from the key they made; an operator's key keeps its scopes.
+#[cfg(feature = "axum")]
+#[test]
+fn an_org_keys_caller_holds_no_more_than_its_maker_does_now() {
+    use redkeep::web::Caller;
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = user(&rk, "ann@example.com");
+    let acme = rk
+        .users()
+        .get(ann)
+        .unwrap()
+        .unwrap()
+        .current_org_id
+        .unwrap();
+    let key = |by: Option<u64>| {
+        rk.api_keys()
+            .create(ApiKeySpec {
+                owner: KeyOwner::Org(acme),
+                scopes: vec!["basic_access".into(), "session_management".into()],
+                expires_in: None,
+                created_by: by,
+            })
+            .unwrap()
+            .key
+    };
+    let (anns, operators) = (key(Some(ann)), key(None));
+    let ark = redkeep::AsyncRedkeep::new(rk.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let permissions = |key: &redkeep::Secret| {
+        let caller = runtime
+            .block_on(Caller::from_token(&ark, key.expose()))
+            .unwrap();
+        let held = caller.permissions();
+        assert_eq!(
+            caller.allows("session_management"),
+            held.contains("session_management")
+        );
+        held
+    };
+    let both = BTreeSet::from(["basic_access".to_string(), "session_management".to_string()]);
+    assert_eq!(permissions(&anns), both);
+    // Ann becomes a guest (basic_access only): her key loses session_management with her.
+    rk.roles().grant(ann, "guest", None).unwrap();
+    rk.roles().revoke(ann, "user", None).unwrap();
+    assert_eq!(
+        permissions(&anns),
+        BTreeSet::from(["basic_access".to_string()])
+    );
+    assert_eq!(permissions(&operators), both);
+}
+
+/// An org's key made by a member stops verifying while that member is disabled (it acts for
+/// the org on their word), and works again when they are enabled; an operator's key of the
+/// same org is not touched.
+#[test]
+fn an_org_key_stops_while_the_member_who_made_it_is_disabled() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = user(&rk, "ann@example.com");
+    let acme = rk
+        .users()
+        .get(ann)
+        .unwrap()
+        .unwrap()
+        .current_org_id
+        .unwrap();
+    let key = |by: Option<u64>| {
+        rk.api_keys()
+            .create(ApiKeySpec {
+                owner: KeyOwner::Org(acme),
+                scopes: vec!["basic_access".into()],
+                expires_in: None,
+                created_by: by,
+            })
+            .unwrap()
+            .key
+    };
+    let (anns, operators) = (key(Some(ann)), key(None));
+    rk.api_keys().verify(anns.expose()).unwrap();
+    rk.users().disable(ann).unwrap();
+    let refused = rk.api_keys().verify(anns.expose());
+    assert!(
+        matches!(refused, Err(Error::InvalidCredential { .. })),
+        "{refused:?}"
+    );
+    rk.api_keys().verify(operators.expose()).unwrap();
+    rk.users().enable(ann).unwrap();
+    rk.api_keys().verify(anns.expose()).unwrap();
+}

@@ -1883,7 +1883,11 @@ fn member_removal_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
         None,
     );
     for who in [bob, cat, dan, eve] {
-        cli.json(&["org", "add-member", "acme", &who.to_string()], None);
+        let who = who.to_string();
+        cli.json(
+            &["org", "add-member", "acme", &who, "--role", "admin"],
+            None,
+        );
     }
     let key_by = |who: u64| {
         let k = cli.json(
@@ -1893,7 +1897,7 @@ fn member_removal_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
                 "--org",
                 "acme",
                 "--scope",
-                "read",
+                "basic_access",
                 "--created-by",
                 &who.to_string(),
             ],
@@ -2412,4 +2416,34 @@ fn apikey_verify_json_says_why_a_key_does_not_verify() {
         help.contains("wrong_secret") && help.contains("expired"),
         "{help}"
     );
+}
+
+/// `user disable` says the user's API keys are suspended, not revoked, and how to revoke
+/// them; `user enable` says they work again (text, and a count in JSON).
+#[test]
+fn user_disable_and_enable_say_what_becomes_of_the_api_keys() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let bob = cli.json(&["user", "create", "bob@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    cli.json(&["apikey", "create", "--user", "bob@example.com"], None);
+    let (out, _) = cli.expect(&["user", "disable", "bob@example.com"], None, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("1 API key they answer for ")
+                && l.contains(&format!("`redkeep user enable {bob}` brings them back"))
+                && l.contains(&format!("`redkeep apikey revoke --user {bob}`"))),
+        "{out}"
+    );
+    let (out, _) = cli.expect(&["user", "enable", "bob@example.com"], None, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("1 API key they answer for") && l.contains("used again")),
+        "{out}"
+    );
+    let disabled = cli.json(&["user", "disable", "bob@example.com"], None);
+    assert_eq!(disabled["api_keys_suspended"], 1, "{disabled}");
+    let enabled = cli.json(&["user", "enable", "bob@example.com"], None);
+    assert_eq!(enabled["api_keys_usable"], 1, "{enabled}");
 }

@@ -453,7 +453,8 @@ fn deleting_an_org_reports_and_audits_its_members_and_keys() {
 /// An org's API key records the member who made it (and its `api_key_created` event names
 /// them as actor). When they leave the org, or are deleted, the keys they made for an org
 /// that could still verify are revoked and reported; keys made by others, or by no one
-/// recorded, stay, and an expired one is left as it is. A creator must be an active member.
+/// recorded, stay, and an expired one is left as it is. A creator must be an active owner or
+/// admin of the org.
 #[test]
 fn an_org_key_goes_when_the_member_who_made_it_leaves_or_is_deleted() {
     let t = TestDir::new();
@@ -464,12 +465,12 @@ fn an_org_key_goes_when_the_member_who_made_it_leaves_or_is_deleted() {
     let dan = user(&rk, "dan@example.com", "Dan");
     let acme = current_org(&rk, owner);
     for m in [bob, cat] {
-        rk.orgs().add_member(acme, m, OrgRole::Member).unwrap();
+        rk.orgs().add_member(acme, m, OrgRole::Admin).unwrap();
     }
     let key = |by: Option<u64>, owner: KeyOwner, expires: Option<u64>| {
         rk.api_keys().create(ApiKeySpec {
             owner,
-            scopes: vec!["deploy".into()],
+            scopes: vec!["basic_access".into()],
             expires_in: expires.map(std::time::Duration::from_secs),
             created_by: by,
         })
@@ -508,7 +509,7 @@ fn an_org_key_goes_when_the_member_who_made_it_leaves_or_is_deleted() {
         vec![cats.api_key.prefix.clone()]
     );
 
-    // Who may be recorded as the maker: an active member of the owning org.
+    // Who may be recorded as the maker: an active owner or admin of the owning org.
     assert!(matches!(
         key(Some(dan), KeyOwner::Org(acme), None),
         Err(Error::Denied { .. })

@@ -1739,3 +1739,62 @@ fn a_bearer_logout_ends_its_session_without_a_warning() {
     let text = String::from_utf8_lossy(&logged.0.lock().unwrap()).into_owned();
     assert!(!text.contains("called delete with no session id"), "{text}");
 }
+
+/// axum-login's permission checks (`permission_required!`, `has_perm`) give a user who must
+/// change their password (here the first administrator, with a generated one) nothing until
+/// they change it, and their roles' permissions afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_user_who_must_change_their_password_holds_nothing_until_they_do() {
+    use axum_login::AuthzBackend;
+    use redkeep::web::Backend;
+    let options = Options::default().password(PasswordParams::INSECURE_FAST);
+    let (_dir, ark) = store_with(&[], options).await;
+    let created = ark
+        .users()
+        .create(redkeep::NewUser {
+            email: "root@example.com".into(),
+            is_admin: true,
+            ..redkeep::NewUser::default()
+        })
+        .await
+        .unwrap();
+    let generated = created.password.unwrap();
+    let backend = Backend::new(ark.clone());
+    let signed_in = |password: String| {
+        let (ark, backend) = (ark.clone(), backend.clone());
+        async move {
+            let login = ark
+                .sessions()
+                .login("root@example.com".into(), password, Default::default())
+                .await
+                .unwrap();
+            backend.web_login(&login)
+        }
+    };
+    let user = signed_in(generated.expose().to_string()).await;
+    assert!(user.user.must_change_password);
+    for perm in ["*", "user_management"] {
+        assert!(
+            !backend.has_perm(&user, perm.into()).await.unwrap(),
+            "{perm}"
+        );
+    }
+    let held = backend.get_user_permissions(&user).await.unwrap();
+    assert!(held.is_empty(), "{held:?}");
+
+    const NEW: &str = "a password of my own";
+    backend
+        .change_password(&user, generated.expose(), NEW)
+        .await
+        .unwrap();
+    let user = signed_in(NEW.into()).await;
+    assert!(!user.user.must_change_password);
+    assert!(
+        backend
+            .has_perm(&user, "user_management".into())
+            .await
+            .unwrap()
+    );
+    let held = backend.get_user_permissions(&user).await.unwrap();
+    assert!(held.contains("*"), "{held:?}");
+}

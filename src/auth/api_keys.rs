@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Accounts;
 use super::audit::{self, Event};
-use super::orgs::{Org, OrgMember};
+use super::orgs::{Org, OrgMember, OrgRole};
 use super::token::{self, Secret, TokenHash};
 use super::users::User;
 use crate::clock::Timestamp;
@@ -153,9 +153,10 @@ pub struct ApiKeySpec {
     /// Who it acts for.
     pub owner: KeyOwner,
     /// Scopes (each 1 to 128 of `a-z 0-9 _ - . : *`). A user's key is bounded by the
-    /// user's permissions: no scopes, or `*`, is all of them. An org's key grants exactly its
-    /// scopes, and `*` grants every permission: an application that lets org owners make
-    /// keys should bound the scopes they may give. An org's key needs at least one scope
+    /// user's permissions: no scopes, or `*`, is all of them. An org's key grants its
+    /// scopes, and `*` every permission; one made by a member ([`ApiKeySpec::created_by`])
+    /// may be given only scopes they hold (`*` only if they hold `*`), and `web::Caller`
+    /// also bounds it by what they hold at each use. An org's key needs at least one scope
     /// ([`ApiKeys::create`] refuses one with none, which would grant nothing; keys stored
     /// before still verify, and grant nothing).
     pub scopes: Vec<String>,
@@ -163,21 +164,29 @@ pub struct ApiKeySpec {
     pub expires_in: Option<Duration>,
     /// The user making it, if the application knows (recorded in [`ApiKey::created_by`] and
     /// as the actor of the `api_key_created` audit event): an active user, and for an org's
-    /// key a member of that org. An org's key made by a member is revoked when they leave the
-    /// org ([`Orgs::remove_member`](crate::auth::orgs::Orgs::remove_member)) or are deleted,
-    /// so that no key outlives its maker's access unnoticed; `None` (an operator, the
-    /// application itself) makes a key that stays until it is revoked.
+    /// key an owner or admin of that org who holds every scope given. An org's key made by a
+    /// member is revoked when they leave the org
+    /// ([`Orgs::remove_member`](crate::auth::orgs::Orgs::remove_member)) or are deleted, and
+    /// does not verify while they are disabled, so that no key outlives its maker's access
+    /// unnoticed; `None` (an operator, the application itself) makes a key that stays until
+    /// it is revoked, with whatever scopes the operator gives it.
     pub created_by: Option<u64>,
 }
 
 /// Whether the owner of a key may use it: a user who exists and is active, or an org that
-/// exists. In a read or a write transaction alike.
-fn owner_active<S: Source + ?Sized>(tx: &S, owner: KeyOwner) -> Result<bool> {
-    Ok(match owner {
-        KeyOwner::User(id) => Table::<User, S>::new(tx)
-            .get(&id)?
-            .is_some_and(|u| u.is_active),
-        KeyOwner::Org(id) => Table::<Org, S>::new(tx).contains(&id)?,
+/// exists; and for an org's key made by a member, that member is not disabled (a maker
+/// deleted took their org keys with them). In a read or a write transaction alike.
+fn owner_and_maker_active<S: Source + ?Sized>(tx: &S, k: &ApiKey) -> Result<bool> {
+    let users = Table::<User, S>::new(tx);
+    Ok(match k.owner {
+        KeyOwner::User(id) => users.get(&id)?.is_some_and(|u| u.is_active),
+        KeyOwner::Org(id) => {
+            Table::<Org, S>::new(tx).contains(&id)?
+                && match k.created_by {
+                    Some(by) => users.get(&by)?.is_none_or(|u| u.is_active),
+                    None => true,
+                }
+        }
     })
 }
 
@@ -203,10 +212,12 @@ fn revoke_in(tx: &WriteTx<'_>, k: &mut ApiKey, now: Timestamp, detail: String) -
 }
 
 /// Refuses, inside `tx`, a creator `by` who cannot make a key for `owner`: a user who does
-/// not exist or is disabled, or who is not a member of the org that owns it (such a key would
-/// not be revoked when they leave the org: they are not in it).
-fn check_creator(tx: &WriteTx<'_>, by: u64, owner: KeyOwner) -> Result<()> {
-    match tx.table::<User>().get(&by)? {
+/// not exist or is disabled; for an org's key, one who is not an owner or admin of that org
+/// (a member who left would keep a key nobody revokes, and making the org's credentials is
+/// its managers' business), or who does not hold every one of `scopes` (`*` only if they
+/// hold `*`): a key made on someone's behalf never grants more than they hold.
+fn check_creator(tx: &WriteTx<'_>, by: u64, owner: KeyOwner, scopes: &[String]) -> Result<()> {
+    let creator = match tx.table::<User>().get(&by)? {
         None => return Err(Error::not_found(format!("user {by} (created_by)"))),
         Some(u) if !u.is_active => {
             return Err(Error::denied(format!(
@@ -214,15 +225,41 @@ fn check_creator(tx: &WriteTx<'_>, by: u64, owner: KeyOwner) -> Result<()> {
                  user enable {by}`) or leave created_by out"
             )));
         }
+        Some(u) => u,
+    };
+    let KeyOwner::Org(org) = owner else {
+        // A user's key is bounded by its owner's permissions at every use.
+        return Ok(());
+    };
+    match tx.table::<OrgMember>().get(&(org, by))? {
+        None => {
+            return Err(Error::denied(format!(
+                "user {by} is not a member of org {org}, so they cannot make its key; add them \
+                 (`redkeep org add-member`) or leave created_by out"
+            )));
+        }
+        Some(m) if m.role == OrgRole::Member => {
+            return Err(Error::denied(format!(
+                "user {by} is a plain member of org {org}; only its owners and admins make its \
+                 keys: make them one (`redkeep org set-role {org} {by} admin`) or leave \
+                 created_by out"
+            )));
+        }
         Some(_) => {}
     }
-    if let KeyOwner::Org(org) = owner
-        && !tx.table::<OrgMember>().contains(&(org, by))?
-    {
-        return Err(Error::denied(format!(
-            "user {by} is not a member of org {org}, so they cannot make its key; add them \
-             (`redkeep org add-member`) or leave created_by out"
-        )));
+    for scope in scopes {
+        if !super::roles::holds_in(tx, &creator, scope)? {
+            let what = if scope == super::roles::ALL_PERMISSIONS {
+                "every permission (`*`)".to_string()
+            } else {
+                format!("the {scope} permission")
+            };
+            return Err(Error::denied(format!(
+                "user {by} does not hold {what}, so an org key they make cannot grant it; \
+                 give the key only scopes they hold, grant them a role that has it, or leave \
+                 created_by out (an operator's key)"
+            )));
+        }
     }
     Ok(())
 }
@@ -364,7 +401,8 @@ impl ApiKeys<'_> {
     ///
     /// # Errors
     /// `NotFound` for an unknown owner or creator; `Denied` for a disabled owner or creator,
-    /// or a creator who is not a member of the owning org; `InvalidInput` for a bad scope,
+    /// a creator who is not an owner or admin of the owning org, or one who does not hold a
+    /// scope given to an org's key (the message names it); `InvalidInput` for a bad scope,
     /// more than [`MAX_SCOPES`] of them, or an org's key with none (it would grant
     /// nothing).
     pub fn create(&self, spec: ApiKeySpec) -> Result<CreatedApiKey> {
@@ -421,7 +459,7 @@ impl ApiKeys<'_> {
                 }
             }
             if let Some(by) = spec.created_by {
-                check_creator(tx, by, spec.owner)?;
+                check_creator(tx, by, spec.owner, &scopes)?;
             }
             let (key, api_key) =
                 super::insert_with_token(tx, API_KEY_PREFIX, |hash, prefix| ApiKey {
@@ -455,7 +493,8 @@ impl ApiKeys<'_> {
     }
 
     /// Checks a key: it must exist, not be revoked or expired, and its owner must exist (and,
-    /// for a user, be active). Refreshes `last_used_at` at most once per interval.
+    /// for a user, be active); an org's key made by a member does not verify while that
+    /// member is disabled (it does again if they are enabled). Refreshes `last_used_at` at most once per interval.
     ///
     /// # Errors
     /// `InvalidCredential` for every failure, alike.
@@ -470,7 +509,7 @@ impl ApiKeys<'_> {
             let Some(k) = tx.table::<ApiKey>().get(&hash)? else {
                 return Ok(None);
             };
-            Ok(owner_active(tx, k.owner)?.then_some(k))
+            Ok(owner_and_maker_active(tx, &k)?.then_some(k))
         })?;
         let k = found.ok_or_else(Self::invalid)?;
         let usable = token::hashes_equal(&k.hash, &hash)
@@ -489,7 +528,7 @@ impl ApiKeys<'_> {
                 };
                 // Decided again here: a revoke, or its owner disabled or deleted, since the
                 // read above must not let this use through.
-                if !owner_active(tx, k.owner)?
+                if !owner_and_maker_active(tx, &k)?
                     || k.revoked_at.is_some()
                     || k.expires_at.is_some_and(|e| now >= e)
                 {

@@ -46,7 +46,15 @@ pub enum Principal {
 
 /// An authenticated caller and what they may do: a user's permissions come from their roles;
 /// a user's API key never grants more than its owner has, and only its scopes when it has
-/// any; an org's API key grants exactly its scopes. `*` grants everything.
+/// any; an org's API key grants its scopes, and never more than the member who made it
+/// (`created_by`) holds at the time of the request. `*` grants everything.
+///
+/// A user who must change their password (a generated or adopted one, or one an operator
+/// set) holds no permission until they do, through a session token and through their API
+/// keys alike: [`Caller::allows`] is false for every permission, [`Caller::permissions`] is
+/// empty and [`Caller::require`] answers 403 saying to change the password first. The
+/// application tests [`Caller::must_change_password`] to send the user to its password
+/// change, the one thing such a caller may do.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// Who it is.
@@ -55,7 +63,8 @@ pub struct Caller {
     scopes: Option<BTreeSet<String>>,
 }
 
-fn grants(set: &BTreeSet<String>, permission: &str) -> bool {
+/// Whether `set` grants `permission`, directly or through `*`.
+pub(super) fn grants(set: &BTreeSet<String>, permission: &str) -> bool {
     set.contains(ALL_PERMISSIONS) || set.contains(permission)
 }
 
@@ -99,13 +108,20 @@ impl Caller {
         }
     }
 
-    /// Whether the caller may do `permission`.
+    /// Whether the caller is a user (by session or API key) who must change their password
+    /// before anything else: such a caller holds no permission until they do.
+    pub fn must_change_password(&self) -> bool {
+        self.user().is_some_and(|u| u.must_change_password)
+    }
+
+    /// Whether the caller may do `permission` (never, while [`Caller::must_change_password`]).
     pub fn allows(&self, permission: &str) -> bool {
         grants(&self.granted, permission)
             && self.scopes.as_ref().is_none_or(|s| grants(s, permission))
     }
 
-    /// The permissions the caller has (`*` stands for all).
+    /// The permissions the caller has (`*` stands for all); none while
+    /// [`Caller::must_change_password`].
     pub fn permissions(&self) -> BTreeSet<String> {
         match &self.scopes {
             None => self.granted.clone(),
@@ -126,10 +142,17 @@ impl Caller {
     /// Refuses with 403 unless the caller may do one of `permissions`.
     ///
     /// # Errors
-    /// A 403 [`WebError`] naming the permissions needed.
+    /// A 403 [`WebError`] naming the permissions needed, or saying to change the password
+    /// first while [`Caller::must_change_password`].
     pub fn require(&self, permissions: &[&str]) -> std::result::Result<(), WebError> {
         if permissions.iter().any(|p| self.allows(p)) {
             return Ok(());
+        }
+        if self.must_change_password() {
+            return Err(WebError::forbidden(
+                "this account must change its password first: it holds no permission until \
+                 it sets a new one",
+            ));
         }
         Err(WebError::forbidden(format!(
             "this needs the {} permission",
@@ -148,6 +171,7 @@ fn key_caller(rk: &Redkeep, key: ApiKey) -> Result<Caller> {
     match key.owner {
         KeyOwner::User(id) => {
             let (user, granted) = rk.roles().of_active_user(id)?.ok_or_else(invalid)?;
+            let granted = held_back(&user, granted);
             Ok(Caller {
                 principal: Principal::UserKey { user, key },
                 granted,
@@ -156,10 +180,30 @@ fn key_caller(rk: &Redkeep, key: ApiKey) -> Result<Caller> {
         }
         KeyOwner::Org(id) => {
             let org = rk.orgs().get(id)?.ok_or_else(invalid)?;
-            Ok(Caller {
-                principal: Principal::OrgKey { org, key },
-                granted: scopes,
-                scopes: None,
+            // A key a member made grants no more than they hold now (a role taken from
+            // them since takes it from the key too); one whose maker was disabled since
+            // `verify` opens nothing. A maker deleted took their keys with them (revoked);
+            // a key with no maker recorded is an operator's, and grants its scopes.
+            let maker = match key.created_by {
+                None => None,
+                Some(by) => match rk.roles().of_active_user(by)? {
+                    Some((maker, held)) => Some(held_back(&maker, held)),
+                    None if rk.users().get(by)?.is_some() => return Err(invalid()),
+                    None => None,
+                },
+            };
+            let principal = Principal::OrgKey { org, key };
+            Ok(match maker {
+                Some(held) => Caller {
+                    principal,
+                    granted: held,
+                    scopes: Some(scopes),
+                },
+                None => Caller {
+                    principal,
+                    granted: scopes,
+                    scopes: None,
+                },
             })
         }
     }
@@ -174,11 +218,22 @@ fn session_caller(rk: &Redkeep, session: Session) -> Result<Caller> {
             .ok_or(Error::InvalidCredential {
                 what: "session token",
             })?;
+    let granted = held_back(&user, granted);
     Ok(Caller {
         principal: Principal::Session { user, session },
         granted,
         scopes: None,
     })
+}
+
+/// What `user` may do through any credential: nothing while they must change their password
+/// (whoever set it, an operator, `init` or an adoption, may know it), else `granted`.
+pub(super) fn held_back(user: &User, granted: BTreeSet<String>) -> BTreeSet<String> {
+    if user.must_change_password {
+        BTreeSet::new()
+    } else {
+        granted
+    }
 }
 
 /// The token of an `Authorization: Bearer …` header (the scheme in any case, the token
@@ -308,5 +363,74 @@ mod tests {
         let web = WebError::from(gone);
         assert_eq!(web.status, axum::http::StatusCode::UNAUTHORIZED);
         assert_eq!(web.message, "session token is not valid");
+    }
+
+    /// A user who must change their password (here the first administrator, with a
+    /// generated one) holds no permission through a session token nor through an API key
+    /// until they change it; then they hold their roles' again.
+    #[test]
+    fn a_user_who_must_change_their_password_holds_nothing_until_they_do() {
+        use crate::auth::api_keys::ApiKeySpec;
+        use crate::auth::sessions::LoginMeta;
+        let tmp = tempfile::tempdir().unwrap();
+        let options = crate::Options::default().password(crate::PasswordParams::INSECURE_FAST);
+        let rk = Redkeep::open(tmp.path(), options).unwrap();
+        let created = rk
+            .users()
+            .create(crate::NewUser {
+                email: "root@example.com".into(),
+                is_admin: true,
+                ..crate::NewUser::default()
+            })
+            .unwrap();
+        let (id, generated) = (created.user.id, created.password.unwrap());
+        assert!(created.user.must_change_password);
+        let key = rk
+            .api_keys()
+            .create(ApiKeySpec {
+                owner: KeyOwner::User(id),
+                scopes: Vec::new(),
+                expires_in: None,
+                created_by: None,
+            })
+            .unwrap();
+        let callers = |password: &str| {
+            let login = rk
+                .sessions()
+                .login("root@example.com", password, LoginMeta::default())
+                .unwrap();
+            let (_, session) = rk.sessions().validate(login.token.expose()).unwrap();
+            let by_key = rk.api_keys().verify(key.key.expose()).unwrap();
+            [
+                session_caller(&rk, session).unwrap(),
+                key_caller(&rk, by_key).unwrap(),
+            ]
+        };
+        for caller in callers(generated.expose()) {
+            assert!(caller.must_change_password(), "{:?}", caller.principal);
+            assert!(!caller.allows("user_management"));
+            assert!(!caller.allows(ALL_PERMISSIONS));
+            assert!(
+                caller.permissions().is_empty(),
+                "{:?}",
+                caller.permissions()
+            );
+            let refused = caller.require(&["user_management"]).unwrap_err();
+            assert_eq!(refused.status, axum::http::StatusCode::FORBIDDEN);
+            assert!(
+                refused.message.contains("must change its password first"),
+                "{}",
+                refused.message
+            );
+        }
+        const NEW: &str = "a password of my own";
+        rk.users()
+            .change_password_of(id, generated.expose(), NEW)
+            .unwrap();
+        for caller in callers(NEW) {
+            assert!(!caller.must_change_password());
+            assert!(caller.allows("user_management"), "{:?}", caller.principal);
+            assert!(caller.permissions().contains(ALL_PERMISSIONS));
+        }
     }
 }

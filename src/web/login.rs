@@ -6,7 +6,7 @@
 //! revocation of all the user's sessions, or the account being disabled or deleted. It shows
 //! in `redkeep session list` with the other logins.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use axum_login::tower_sessions;
@@ -490,22 +490,34 @@ impl AuthnBackend for Backend {
     }
 }
 
+impl Backend {
+    /// What `user` may do now, with the account read in one snapshot: nothing while they
+    /// must change their password, nor for an account disabled or deleted since.
+    async fn granted(&self, user: &WebUser) -> Result<BTreeSet<String>> {
+        let id = user.user.id;
+        let found = self
+            .ark
+            .run(move |rk| rk.roles().of_active_user(id))
+            .await?;
+        Ok(found
+            .map(|(user, granted)| super::bearer::held_back(&user, granted))
+            .unwrap_or_default())
+    }
+}
+
+/// Permissions for axum-login's `permission_required!`. A user who must change their
+/// password holds none until they do (test `user.user.must_change_password` to send them to
+/// the password change); a disabled or deleted account holds none either.
 impl AuthzBackend for Backend {
     type Permission = String;
 
     async fn get_user_permissions(&self, user: &WebUser) -> Result<HashSet<String>> {
-        Ok(self
-            .ark
-            .roles()
-            .permissions(user.user.id)
-            .await?
-            .into_iter()
-            .collect())
+        Ok(self.granted(user).await?.into_iter().collect())
     }
 
     /// Uses redkeep's rule, in which `*` grants every permission.
     async fn has_perm(&self, user: &WebUser, perm: String) -> Result<bool> {
-        self.ark.roles().has_permission(user.user.id, perm).await
+        Ok(super::bearer::grants(&self.granted(user).await?, &perm))
     }
 }
 

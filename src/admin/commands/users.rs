@@ -41,12 +41,16 @@ pub enum UserCmd {
         #[cfg_attr(feature = "cli", arg(long, required = true))]
         password_stdin: bool,
     },
-    /// Disable a user: no more logins.
+    /// Disable a user: no more logins. Their API keys, and the org keys they made, are
+    /// suspended, not revoked: `user enable` brings them back. After a takeover, also run
+    /// `redkeep apikey revoke --user USER`.
     Disable {
         /// Id, email or username.
         user: String,
     },
-    /// Enable a disabled user.
+    /// Enable a disabled user. The API keys that `user disable` suspended (theirs, and the
+    /// org keys they made) work again, unless revoked meanwhile (`redkeep apikey revoke
+    /// --user USER`).
     Enable {
         /// Id, email or username.
         user: String,
@@ -296,6 +300,24 @@ fn user_reply(rk: &Redkeep, u: &User, first: String) -> Result<Reply> {
 }
 
 /// What [`user_reply`] shows: the JSON and the lines, for a reply that adds to them.
+/// How many API keys `user` answers for that could still be used (not revoked, not
+/// expired): their own, and the org keys they made; what `disable` suspends and `enable`
+/// brings back.
+fn usable_keys_of(rk: &Redkeep, user: u64) -> Result<usize> {
+    use crate::auth::api_keys::KeyOwner;
+    let now = rk.now();
+    let live = |k: &crate::auth::api_keys::ApiKey| {
+        k.revoked_at.is_none() && k.expires_at.is_none_or(|e| now < e)
+    };
+    let own = rk.api_keys().list(Some(KeyOwner::User(user)), usize::MAX)?;
+    let made = rk.api_keys().list_made_by(user, usize::MAX)?;
+    Ok(own.iter().filter(|k| live(k)).count()
+        + made
+            .iter()
+            .filter(|k| matches!(k.owner, KeyOwner::Org(_)) && live(k))
+            .count())
+}
+
 fn user_parts(rk: &Redkeep, u: &User, first: String) -> Result<(Value, Vec<String>)> {
     let lockout = rk.users().lockout(u.id)?;
     // A custom role that holds `*` makes its user able to do everything, as an admin: said
@@ -554,6 +576,18 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                 ));
             }
             json["invites_revoked"] = json!(disabled.invites_revoked);
+            let keys = usable_keys_of(rk, u.id)?;
+            if was && keys > 0 {
+                lines.push(format!(
+                    "{} they answer for (their own, and org keys they made) will not work while \
+                     they are disabled, but are not revoked: `redkeep user enable {}` brings them \
+                     back; `redkeep apikey revoke --user {}` revokes their own for good",
+                    count(keys, "API key"),
+                    u.id,
+                    u.id
+                ));
+            }
+            json["api_keys_suspended"] = json!(keys);
             Ok(Reply::text(json, lines))
         }
         UserCmd::Enable { user } => {
@@ -565,7 +599,18 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             } else {
                 "enabled"
             };
-            user_reply(rk, &u, format!("user {} {what}", u.id))
+            let (mut json, mut lines) = user_parts(rk, &u, format!("user {} {what}", u.id))?;
+            let keys = usable_keys_of(rk, u.id)?;
+            if !was && keys > 0 {
+                lines.push(format!(
+                    "{} they answer for (their own, and org keys they made) can be used again \
+                     (`redkeep apikey revoke --user {}` revokes their own)",
+                    count(keys, "API key"),
+                    u.id
+                ));
+            }
+            json["api_keys_usable"] = json!(keys);
+            Ok(Reply::text(json, lines))
         }
         UserCmd::Permissions { user } => access::permissions(rk, user),
         UserCmd::Unlock { user } => {
