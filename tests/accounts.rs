@@ -479,6 +479,64 @@ fn register_consumes_the_invite_with_the_user() {
     assert_eq!(rk.users().count().unwrap(), 1);
 }
 
+/// A registration whose email or username has an account uses the invite all the same
+/// (listed as user 0, which no account has): one code answers as many such questions as it
+/// has uses, not any number.
+#[test]
+fn a_registration_that_clashes_with_an_account_uses_the_invite() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let mut ann = new_user("ann@example.com");
+    ann.username = Some("ann".into());
+    let ann = rk.users().create(ann).unwrap().user;
+    let inv = rk.invites().create(InviteSpec::default().uses(3)).unwrap();
+    let reg = |email: &str, username: Option<&str>| Registration {
+        email: email.into(),
+        password: "correct horse".into(),
+        username: username.map(str::to_string),
+        invite: Some(inv.code.clone()),
+        ..Registration::default()
+    };
+    let err = rk
+        .users()
+        .register(reg("ann@example.com", None))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { index: "email", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("(1 of 3 used)"), "{err}");
+    let err = rk
+        .users()
+        .register(reg("bob@example.com", Some("ann")))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                index: "username",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let stored = rk.invites().find(&inv.invite.prefix).unwrap();
+    assert_eq!((stored.uses, stored.used_by.clone()), (2, vec![0, 0]));
+    let bob = rk.users().register(reg("bob@example.com", None)).unwrap();
+    let stored = rk.invites().find(&inv.invite.prefix).unwrap();
+    assert_eq!(stored.used_by, vec![0, 0, bob.id]);
+    assert_eq!(stored.status(rk.now()), InviteStatus::UsedUp);
+    // Used up: the next question gets no answer about the address.
+    let err = rk
+        .users()
+        .register(reg("ann@example.com", None))
+        .unwrap_err();
+    assert!(matches!(err, Error::Revoked { .. }), "{err}");
+    assert_eq!(rk.users().count().unwrap(), 2);
+    assert_ne!(ann.id, 0);
+    assert!(rk.check(false).unwrap().ok);
+}
+
 #[test]
 fn registration_without_invite_or_with_a_bad_one_writes_nothing() {
     let t = TestDir::new();
@@ -508,8 +566,11 @@ fn registration_without_invite_or_with_a_bad_one_writes_nothing() {
     assert_eq!(rk.users().count().unwrap(), 0);
 }
 
+/// The insert that fails rolls back with the user it would have made: the invite lists no
+/// user of it (the clash's use counts as user 0, see
+/// `a_registration_that_clashes_with_an_account_uses_the_invite`).
 #[test]
-fn a_failed_user_insert_does_not_use_up_the_invite() {
+fn a_failed_user_insert_leaves_no_user_behind_on_the_invite() {
     let t = TestDir::new();
     let rk = t.open();
     rk.users().create(new_user("a@example.com")).unwrap();
@@ -520,8 +581,9 @@ fn a_failed_user_insert_does_not_use_up_the_invite() {
         rk.users().create(dup),
         Err(Error::Conflict { .. })
     ));
-    let stored = rk.invites().validate(inv.code.expose()).unwrap();
-    assert_eq!(stored.uses, 0);
+    let stored = rk.invites().find(&inv.invite.prefix).unwrap();
+    assert_eq!(stored.used_by, vec![0]);
+    assert_eq!(rk.users().count().unwrap(), 1);
 }
 
 #[test]

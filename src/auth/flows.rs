@@ -138,7 +138,7 @@ pub(crate) fn create_user(acc: &Accounts, spec: NewUser) -> Result<CreatedUser> 
     let prepared = prepare_user(acc, &spec)?;
     let invite = spec.invite.as_ref().map(Secret::expose);
     let now = acc.now();
-    let user = acc.store.write(|tx| {
+    let user = match acc.store.write(|tx| {
         insert_new_user(
             tx,
             now,
@@ -146,11 +146,65 @@ pub(crate) fn create_user(acc: &Accounts, spec: NewUser) -> Result<CreatedUser> 
             prepared.hash.clone(),
             invite,
         )
-    })?;
+    }) {
+        Err(Error::Conflict {
+            table,
+            index: index @ ("email" | "username"),
+            detail,
+        }) if invite.is_some() => {
+            let detail = spend_on_clash(acc, now, invite.unwrap_or_default(), index, detail);
+            return Err(Error::Conflict {
+                table,
+                index,
+                detail,
+            });
+        }
+        out => out?,
+    };
     Ok(CreatedUser {
         user,
         password: prepared.generated,
     })
+}
+
+/// Counts a use of invite `code` for an attempt whose email or username (`index`) has an
+/// account: listed as user 0, which no account has. A clash that left the invite as it was
+/// let one code ask about any number of addresses. Returns the clash's `detail` saying what
+/// became of the invite.
+fn spend_on_clash(
+    acc: &Accounts,
+    now: Timestamp,
+    code: &str,
+    index: &str,
+    detail: String,
+) -> String {
+    let spent = acc.store.write(|tx| {
+        let inv = invites::consume(tx, now, code, 0)?;
+        audit::record(
+            tx,
+            now,
+            Event {
+                action: "invite_used",
+                subject: format!("invite {}", inv.prefix),
+                outcome: "conflict",
+                detail: format!("the {index} given has an account; the use counts all the same"),
+                ..Event::default()
+            },
+        )?;
+        Ok(inv)
+    });
+    match spent {
+        Ok(inv) => format!(
+            "{detail}; invite code {} counts this attempt as a use ({} of {} used): log in \
+             to that account, or register with another {index}",
+            inv.prefix, inv.uses, inv.max_uses
+        ),
+        // Used up, revoked or expired meanwhile, or a failing store: the clash is the answer.
+        Err(e) => {
+            tracing::warn!(error = %e, "a registration's clash could not be counted against its invite");
+            detail
+        }
+    }
 }
 
 /// The key of the decoy credential that a login no account has (`login`: what was given, or
