@@ -495,6 +495,16 @@ pub struct Options {
     pub read_only: bool,
     /// Lifetimes of password-reset and email-verification tokens.
     pub recovery: RecoveryPolicy,
+    /// Audit rows a minute, at most, for the events of requests no one signed in to: failed
+    /// logins (`login_failed`, `login_locked`, whatever the account, none included) and
+    /// password-reset requests (`password_reset_requested`). Beyond it, in the same minute,
+    /// such events are counted in one row per action (outcome `summarized`, detail `N more
+    /// … in this minute`) that each further one rewrites, so that a flood of them grows the
+    /// audit log by a bounded number of rows a minute (default 60, plus one per action).
+    /// The count is this handle's, not shared between processes. Every request does the
+    /// same work whether its row is written or counted, and whether or not an account
+    /// matches, so it tells no more than before. `u32::MAX` keeps every row.
+    pub unauthenticated_audit_per_minute: u32,
     /// Where the store is (default `None`: the redb file in the data dir). A `postgres://…`
     /// URL or a libpq key/value string (`host=/run/postgresql dbname=app`) puts it on a
     /// PostgreSQL server (the `postgres` feature); `schema=NAME` in it picks the schema
@@ -540,6 +550,10 @@ impl std::fmt::Debug for Options {
             .field("read_only", &self.read_only)
             .field("recovery", &self.recovery)
             .field(
+                "unauthenticated_audit_per_minute",
+                &self.unauthenticated_audit_per_minute,
+            )
+            .field(
                 "store_url",
                 &self.store_url.as_deref().map(crate::store::redact),
             )
@@ -571,6 +585,7 @@ impl Default for Options {
             max_concurrent_hashes: crate::auth::password::default_hash_concurrency(),
             read_only: false,
             recovery: policy.recovery,
+            unauthenticated_audit_per_minute: policy.unauthenticated_audit_per_minute,
             store_url: None,
             wait_for_readers: Duration::from_secs(30),
             on_wait_for_readers: None,
@@ -654,6 +669,7 @@ impl Options {
             api_key_touch_interval: self.api_key_touch_interval,
             open_registration: self.open_registration,
             recovery: self.recovery,
+            unauthenticated_audit_per_minute: self.unauthenticated_audit_per_minute,
         }
     }
 }

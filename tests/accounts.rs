@@ -209,6 +209,82 @@ fn a_login_for_no_account_is_audited_without_what_was_typed() {
     }
 }
 
+/// A flood of requests no one signed in to (failed logins, reset requests) writes its audit
+/// rows within a budget a minute: past it, each action's further events are counted in one
+/// row, whatever the account (a wrong password for an account and a login no account has
+/// alike, so the rows tell no more than the answers), and the next minute has a budget of
+/// its own.
+#[test]
+fn unauthenticated_requests_past_the_audit_budget_are_counted_in_one_row_per_action() {
+    let t = TestDir::new();
+    let mut options = t.options();
+    options.unauthenticated_audit_per_minute = 3;
+    let rk = Redkeep::open(t.path(), options).unwrap();
+    rk.users().create(new_user("ann@example.com")).unwrap();
+    // The start of a minute, so that every request below falls in it.
+    assert_eq!(rk.now().0 % 60, 0);
+    let audit = || rk.audit().list(None, None, usize::MAX).unwrap();
+    let before = audit().len();
+    for i in 0..5 {
+        let login = format!("nobody{i}@example.com");
+        let _ = rk.users().authenticate(&login, "wrong password");
+    }
+    for _ in 0..2 {
+        let _ = rk.users().authenticate("ann@example.com", "wrong password");
+    }
+    t.clock.advance(Duration::from_secs(30));
+    for i in 0..4 {
+        let email = format!("nobody{i}@example.com");
+        assert!(
+            rk.recovery()
+                .request_password_reset(&email)
+                .unwrap()
+                .is_none()
+        );
+    }
+    // Past the budget, the account's request still gets its token.
+    assert!(
+        rk.recovery()
+            .request_password_reset("ann@example.com")
+            .unwrap()
+            .is_some()
+    );
+    let events = audit();
+    let new = &events[..events.len() - before];
+    let summary = |action: &str| {
+        let rows: Vec<_> = new
+            .iter()
+            .filter(|e| e.action == action && e.outcome == "summarized")
+            .collect();
+        assert_eq!(rows.len(), 1, "{action}: {new:#?}");
+        rows[0].detail.clone()
+    };
+    assert!(
+        summary("login_failed").starts_with("4 more login_failed event(s) in this minute"),
+        "{new:#?}"
+    );
+    let resets = summary("password_reset_requested");
+    assert!(
+        resets.starts_with("5 more password_reset_requested"),
+        "{resets}"
+    );
+    assert!(resets.contains("Rate-limit"), "{resets}");
+    // The three the budget wrote one by one, and the two counts.
+    assert_eq!(new.len(), 5, "{new:#?}");
+    let own = new.iter().filter(|e| e.outcome == "no_account").count();
+    assert_eq!(own, 3, "{new:#?}");
+    // The next minute writes rows one by one again.
+    t.clock.advance(Duration::from_secs(30));
+    let _ = rk.users().authenticate("ann@example.com", "wrong password");
+    let events = audit();
+    assert_eq!(events.len(), before + 6);
+    assert_eq!(
+        (events[0].action.as_str(), events[0].outcome.as_str()),
+        ("login_failed", "denied")
+    );
+    assert!(rk.check(false).unwrap().ok);
+}
+
 /// A new password that is the current one typed in another Unicode form (a Kelvin sign for
 /// `K`) is the current one: hashes are made of the NFC form.
 #[test]
@@ -403,6 +479,64 @@ fn register_consumes_the_invite_with_the_user() {
     assert_eq!(rk.users().count().unwrap(), 1);
 }
 
+/// A registration whose email or username has an account uses the invite all the same
+/// (listed as user 0, which no account has): one code answers as many such questions as it
+/// has uses, not any number.
+#[test]
+fn a_registration_that_clashes_with_an_account_uses_the_invite() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let mut ann = new_user("ann@example.com");
+    ann.username = Some("ann".into());
+    let ann = rk.users().create(ann).unwrap().user;
+    let inv = rk.invites().create(InviteSpec::default().uses(3)).unwrap();
+    let reg = |email: &str, username: Option<&str>| Registration {
+        email: email.into(),
+        password: "correct horse".into(),
+        username: username.map(str::to_string),
+        invite: Some(inv.code.clone()),
+        ..Registration::default()
+    };
+    let err = rk
+        .users()
+        .register(reg("ann@example.com", None))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { index: "email", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("(1 of 3 used)"), "{err}");
+    let err = rk
+        .users()
+        .register(reg("bob@example.com", Some("ann")))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                index: "username",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let stored = rk.invites().find(&inv.invite.prefix).unwrap();
+    assert_eq!((stored.uses, stored.used_by.clone()), (2, vec![0, 0]));
+    let bob = rk.users().register(reg("bob@example.com", None)).unwrap();
+    let stored = rk.invites().find(&inv.invite.prefix).unwrap();
+    assert_eq!(stored.used_by, vec![0, 0, bob.id]);
+    assert_eq!(stored.status(rk.now()), InviteStatus::UsedUp);
+    // Used up: the next question gets no answer about the address.
+    let err = rk
+        .users()
+        .register(reg("ann@example.com", None))
+        .unwrap_err();
+    assert!(matches!(err, Error::Revoked { .. }), "{err}");
+    assert_eq!(rk.users().count().unwrap(), 2);
+    assert_ne!(ann.id, 0);
+    assert!(rk.check(false).unwrap().ok);
+}
+
 #[test]
 fn registration_without_invite_or_with_a_bad_one_writes_nothing() {
     let t = TestDir::new();
@@ -432,8 +566,11 @@ fn registration_without_invite_or_with_a_bad_one_writes_nothing() {
     assert_eq!(rk.users().count().unwrap(), 0);
 }
 
+/// The insert that fails rolls back with the user it would have made: the invite lists no
+/// user of it (the clash's use counts as user 0, see
+/// `a_registration_that_clashes_with_an_account_uses_the_invite`).
 #[test]
-fn a_failed_user_insert_does_not_use_up_the_invite() {
+fn a_failed_user_insert_leaves_no_user_behind_on_the_invite() {
     let t = TestDir::new();
     let rk = t.open();
     rk.users().create(new_user("a@example.com")).unwrap();
@@ -444,8 +581,9 @@ fn a_failed_user_insert_does_not_use_up_the_invite() {
         rk.users().create(dup),
         Err(Error::Conflict { .. })
     ));
-    let stored = rk.invites().validate(inv.code.expose()).unwrap();
-    assert_eq!(stored.uses, 0);
+    let stored = rk.invites().find(&inv.invite.prefix).unwrap();
+    assert_eq!(stored.used_by, vec![0]);
+    assert_eq!(rk.users().count().unwrap(), 1);
 }
 
 #[test]

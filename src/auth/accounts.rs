@@ -24,6 +24,9 @@ pub struct Policy {
     pub open_registration: bool,
     /// Lifetimes of password-reset and email-verification tokens.
     pub recovery: RecoveryPolicy,
+    /// Audit rows a minute, at most, for events of requests no one signed in to (see
+    /// [`Options::unauthenticated_audit_per_minute`](crate::Options::unauthenticated_audit_per_minute)).
+    pub unauthenticated_audit_per_minute: u32,
 }
 
 impl Default for Policy {
@@ -34,6 +37,7 @@ impl Default for Policy {
             api_key_touch_interval: Duration::from_secs(60),
             open_registration: false,
             recovery: RecoveryPolicy::default(),
+            unauthenticated_audit_per_minute: 60,
         }
     }
 }
@@ -146,6 +150,8 @@ pub(crate) struct Accounts {
     /// When (the handle's clock) a use of a session or key that could not be recorded was
     /// last logged: a store that takes no writes would otherwise log once per request.
     pub(crate) unrecorded_logged: AtomicI64,
+    /// How many audit rows requests no one signed in to wrote this minute.
+    pub(crate) unauthenticated: super::budget::Budget,
 }
 
 /// A use that could not be recorded is logged at most this often (seconds).
@@ -160,6 +166,7 @@ impl Accounts {
         files: Arc<dyn UserFiles>,
     ) -> Accounts {
         Accounts {
+            unauthenticated: super::budget::Budget::new(policy.unauthenticated_audit_per_minute),
             store,
             clock,
             passwords,

@@ -1,9 +1,15 @@
 //! The append-only audit log of security events, written in the same transaction as the
 //! change it records. Passwords, tokens and codes never appear in it.
+//!
+//! Requests no one signed in to (failed logins, password-reset requests) write under a
+//! budget of rows a minute (`Budget`): beyond it, one row per action counts the rest of the
+//! minute, rewritten by each, so that a flood cannot grow the log by a row a request. The
+//! only rows ever rewritten are those counts.
 
 use serde::{Deserialize, Serialize};
 
 use super::Accounts;
+use super::budget::{Budget, Row};
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::key;
@@ -147,6 +153,49 @@ pub(crate) fn record(tx: &WriteTx<'_>, at: Timestamp, e: Event<'_>) -> Result<()
     })
 }
 
+/// Appends the event of a request no one signed in to (a failed login, a password-reset
+/// request), within `budget`: past it, the event is counted in its action's summary row of
+/// the minute instead (written when missing, rewritten otherwise: one write either way).
+/// Whether the row is the event's own or a count depends only on how many came this
+/// minute, never on the account, so every request of a kind does the same work.
+pub(crate) fn record_unauthenticated(
+    tx: &WriteTx<'_>,
+    budget: &Budget,
+    at: Timestamp,
+    e: Event<'_>,
+) -> Result<()> {
+    let Row::Counted { seq, count, first } = budget.take(e.action, at) else {
+        return record(tx, at, e);
+    };
+    let t = tx.table::<AuditEvent>();
+    let summary = |seq| AuditEvent {
+        seq,
+        at: first,
+        actor: None,
+        action: e.action.to_string(),
+        subject_user: None,
+        subject: "requests beyond the audit budget".into(),
+        outcome: "summarized".into(),
+        detail: format!(
+            "{count} more {} event(s) in this minute ({first} to {at}), past the budget of              {} rows a minute for requests no one signed in to; their subjects were not              kept. Rate-limit the login and password-reset routes in front of the              application",
+            e.action,
+            budget.per_minute()
+        ),
+        origin: tx.origin().map(str::to_string),
+    };
+    // The summary row, unless pruned or rolled back since (then a new one).
+    if let Some(seq) = seq
+        && t.get(&seq)?
+            .is_some_and(|old| old.outcome == "summarized" && old.action == e.action)
+    {
+        return t.update(&summary(seq));
+    }
+    let seq = t.next_id()?;
+    t.insert(&summary(seq))?;
+    budget.summary_written(e.action, first, seq);
+    Ok(())
+}
+
 /// Appends an event about a user, done by an operator or the application, outcome `ok`.
 pub(crate) fn user_event(
     tx: &WriteTx<'_>,
@@ -155,18 +204,19 @@ pub(crate) fn user_event(
     user: u64,
     detail: String,
 ) -> Result<()> {
-    record(
-        tx,
-        at,
-        Event {
-            action,
-            subject_user: Some(user),
-            subject: format!("user {user}"),
-            outcome: "ok",
-            detail,
-            ..Event::default()
-        },
-    )
+    record(tx, at, user_event_of(action, user, detail))
+}
+
+/// The event [`user_event`] appends.
+pub(crate) fn user_event_of(action: &str, user: u64, detail: String) -> Event<'_> {
+    Event {
+        action,
+        subject_user: Some(user),
+        subject: format!("user {user}"),
+        outcome: "ok",
+        detail,
+        ..Event::default()
+    }
 }
 
 /// Events read per transaction by [`AuditLog::prune`]: each holds the store's writes back

@@ -138,7 +138,7 @@ pub(crate) fn create_user(acc: &Accounts, spec: NewUser) -> Result<CreatedUser> 
     let prepared = prepare_user(acc, &spec)?;
     let invite = spec.invite.as_ref().map(Secret::expose);
     let now = acc.now();
-    let user = acc.store.write(|tx| {
+    let user = match acc.store.write(|tx| {
         insert_new_user(
             tx,
             now,
@@ -146,11 +146,65 @@ pub(crate) fn create_user(acc: &Accounts, spec: NewUser) -> Result<CreatedUser> 
             prepared.hash.clone(),
             invite,
         )
-    })?;
+    }) {
+        Err(Error::Conflict {
+            table,
+            index: index @ ("email" | "username"),
+            detail,
+        }) if invite.is_some() => {
+            let detail = spend_on_clash(acc, now, invite.unwrap_or_default(), index, detail);
+            return Err(Error::Conflict {
+                table,
+                index,
+                detail,
+            });
+        }
+        out => out?,
+    };
     Ok(CreatedUser {
         user,
         password: prepared.generated,
     })
+}
+
+/// Counts a use of invite `code` for an attempt whose email or username (`index`) has an
+/// account: listed as user 0, which no account has. A clash that left the invite as it was
+/// let one code ask about any number of addresses. Returns the clash's `detail` saying what
+/// became of the invite.
+fn spend_on_clash(
+    acc: &Accounts,
+    now: Timestamp,
+    code: &str,
+    index: &str,
+    detail: String,
+) -> String {
+    let spent = acc.store.write(|tx| {
+        let inv = invites::consume(tx, now, code, 0)?;
+        audit::record(
+            tx,
+            now,
+            Event {
+                action: "invite_used",
+                subject: format!("invite {}", inv.prefix),
+                outcome: "conflict",
+                detail: format!("the {index} given has an account; the use counts all the same"),
+                ..Event::default()
+            },
+        )?;
+        Ok(inv)
+    });
+    match spent {
+        Ok(inv) => format!(
+            "{detail}; invite code {} counts this attempt as a use ({} of {} used): log in \
+             to that account, or register with another {index}",
+            inv.prefix, inv.uses, inv.max_uses
+        ),
+        // Used up, revoked or expired meanwhile, or a failing store: the clash is the answer.
+        Err(e) => {
+            tracing::warn!(error = %e, "a registration's clash could not be counted against its invite");
+            detail
+        }
+    }
 }
 
 /// The key of the decoy credential that a login no account has (`login`: what was given, or
@@ -369,6 +423,7 @@ struct Admitted {
 /// - The user was deleted meanwhile: it fails; there is no one to audit.
 fn settle_right(
     tx: &WriteTx<'_>,
+    acc: &Accounts,
     now: Timestamp,
     id: u64,
     right: &Admitted,
@@ -384,7 +439,7 @@ fn settle_right(
         let lock = right
             .locks_until
             .filter(|&until| c.locked_until == Some(until));
-        failure_in(tx, now, id, "changed", lock)?;
+        failure_in(tx, acc, now, id, "changed", lock)?;
         return Ok(None);
     }
     c.passed();
@@ -392,19 +447,26 @@ fn settle_right(
         return Ok(Some((u, c)));
     }
     tx.table::<Credential>().update(&c)?;
-    failure_in(tx, now, id, "disabled", None)?;
+    failure_in(tx, acc, now, id, "disabled", None)?;
     Ok(None)
 }
 
-/// Audits a failed attempt on `user` inside `tx`, and the lock it set, if any.
+/// Audits a failed attempt on `user` inside `tx` (within the budget of requests no one
+/// signed in to), and the lock it set, if any (always: one per lock).
 fn failure_in(
     tx: &WriteTx<'_>,
+    acc: &Accounts,
     now: Timestamp,
     user: u64,
     outcome: &str,
     locked_until: Option<Timestamp>,
 ) -> Result<()> {
-    audit::record(tx, now, login_event(user, "login_failed", outcome))?;
+    audit::record_unauthenticated(
+        tx,
+        &acc.unauthenticated,
+        now,
+        login_event(user, "login_failed", outcome),
+    )?;
     if let Some(until) = locked_until {
         tracing::warn!(user, "account locked after repeated failed logins");
         let mut e = login_event(user, "account_locked", "locked");
@@ -422,7 +484,7 @@ fn audit_failure(
     locked_until: Option<Timestamp>,
 ) -> Result<()> {
     acc.store.write_with(Durability::None, |tx| {
-        failure_in(tx, now, user, outcome, locked_until)
+        failure_in(tx, acc, now, user, outcome, locked_until)
     })
 }
 
@@ -444,8 +506,9 @@ fn no_account(acc: &Accounts, decoy: u64, password: &str) -> Error {
     let attempt = admit_uncounted(acc, decoy, now).and_then(|()| {
         acc.passwords.burn_for(password);
         acc.store.write_with(Durability::None, |tx| {
-            audit::record(
+            audit::record_unauthenticated(
                 tx,
+                &acc.unauthenticated,
                 now,
                 Event {
                     action: "login_failed",
@@ -480,7 +543,12 @@ fn verify_user(acc: &Accounts, user: &User, password: &str) -> Result<Admitted> 
             acc.passwords.burn_for(password);
             match refused {
                 Refused::Locked(outcome) => acc.store.write_with(Durability::None, |tx| {
-                    audit::record(tx, now, login_event(user.id, "login_locked", outcome))
+                    audit::record_unauthenticated(
+                        tx,
+                        &acc.unauthenticated,
+                        now,
+                        login_event(user.id, "login_locked", outcome),
+                    )
                 })?,
                 Refused::NoCredential => stand_in_commit(acc)?,
             }
@@ -501,7 +569,7 @@ fn verify_user(acc: &Accounts, user: &User, password: &str) -> Result<Admitted> 
 fn settle_right_alone(acc: &Accounts, id: u64, right: &Admitted) -> Result<()> {
     let now = acc.now();
     acc.store.write_with(Durability::None, |tx| {
-        Ok(match settle_right(tx, now, id, right)? {
+        Ok(match settle_right(tx, acc, now, id, right)? {
             Some((_, c)) => {
                 tx.table::<Credential>().update(&c)?;
                 Ok(())
@@ -535,7 +603,7 @@ pub(crate) fn verify_login<T: Send>(
     let now = acc.now();
     let out = acc.store.write(|tx| {
         // The password or the account changed while the hash ran: a failure.
-        let Some((mut u, mut c)) = settle_right(tx, now, user.id, &right)? else {
+        let Some((mut u, mut c)) = settle_right(tx, acc, now, user.id, &right)? else {
             return Ok(Err(Error::Unauthorized));
         };
         if let Some(h) = &rehash {
@@ -771,7 +839,7 @@ fn store_then<T: Send>(
     let hash = acc.passwords.hash(new)?;
     let now = acc.now();
     acc.store.write(|tx| {
-        if settle_right(tx, now, id, right)?.is_none() {
+        if settle_right(tx, acc, now, id, right)?.is_none() {
             return Ok(Err(Error::Unauthorized));
         }
         let user = store_password(tx, now, id, &hash, keep)?;

@@ -72,7 +72,8 @@ pub struct Invite {
     pub max_uses: u32,
     /// How many it has had.
     pub uses: u32,
-    /// The users it registered.
+    /// The users it registered, in order; 0 (which no account has) for a use spent on an
+    /// attempt whose email or username had an account.
     pub used_by: Vec<u64>,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,

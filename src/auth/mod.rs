@@ -1,6 +1,7 @@
 //! The account domain: one file per table family (records, rules and the handle of that
 //! noun), `flows.rs` for the changes that span tables, `references.rs` for the cross-table
-//! checks, `migrations.rs` with the frozen shapes of older versions in `legacy.rs`, and
+//! checks, `migrations.rs` with the frozen shapes of older versions in `legacy.rs`,
+//! `budget.rs` with the audit rows a minute that requests no one signed in to may write, and
 //! `punycode.rs`, which reads a domain's `xn--` form for the email rules' errors.
 //!
 //! Every handle (`Users`, `Sessions`, …) borrows the crate-private `Accounts`: the store, the clock, the
@@ -11,6 +12,7 @@ mod accounts;
 pub mod agents;
 pub mod api_keys;
 pub mod audit;
+mod budget;
 pub(crate) mod flows;
 pub mod invites;
 pub(crate) mod legacy;

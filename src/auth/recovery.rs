@@ -169,14 +169,16 @@ impl Recovery<'_> {
             let found = users.get_by(&User::EMAIL, &key!(email.clone()))?;
             match found {
                 Some(user) if user.is_active => {
-                    issue_in(tx, now, &user, Purpose::PasswordReset, ttl).map(Some)
+                    let budget = Some(&self.acc.unauthenticated);
+                    issue_in(tx, now, &user, Purpose::PasswordReset, ttl, budget).map(Some)
                 }
                 found => {
                     if found.is_none() {
                         // The record read a found email costs (user 0: never an account).
                         users.get(&0)?;
                     }
-                    issue_decoy(tx, now, &email, ttl, found.as_ref())?;
+                    let budget = &self.acc.unauthenticated;
+                    issue_decoy(tx, budget, now, &email, ttl, found.as_ref())?;
                     Ok(None)
                 }
             }
@@ -207,7 +209,7 @@ impl Recovery<'_> {
             if !u.is_active {
                 return Err(Error::denied(format!("user {user} is disabled")));
             }
-            issue_in(tx, now, &u, Purpose::EmailVerification, ttl)
+            issue_in(tx, now, &u, Purpose::EmailVerification, ttl, None)
         })
     }
 
@@ -265,6 +267,7 @@ fn decoy_owner(email: &str) -> u64 {
 /// here would be writes an issue does not make.
 fn issue_decoy(
     tx: &WriteTx<'_>,
+    budget: &super::budget::Budget,
     now: Timestamp,
     email: &str,
     ttl: Duration,
@@ -287,8 +290,9 @@ fn issue_decoy(
         Some(u) => (u.id, format!("user {}", u.id), "disabled"),
         None => (0, format!("email {email}"), "no_account"),
     };
-    audit::record(
+    audit::record_unauthenticated(
         tx,
+        budget,
         now,
         Event {
             action: "password_reset_requested",
@@ -300,13 +304,15 @@ fn issue_decoy(
     )
 }
 
-// Replaces the account's outstanding tokens of `purpose` with a new one.
+// Replaces the account's outstanding tokens of `purpose` with a new one. `unauthenticated`:
+// the budget its audit row is written within, for a request no one signed in to.
 fn issue_in(
     tx: &WriteTx<'_>,
     now: Timestamp,
     user: &User,
     purpose: Purpose,
     ttl: Duration,
+    unauthenticated: Option<&super::budget::Budget>,
 ) -> Result<IssuedToken> {
     delete_tokens_of(tx, user.id, Some(purpose))?;
     let expires_at = now.plus(ttl);
@@ -324,7 +330,13 @@ fn issue_in(
         Purpose::PasswordReset => "password_reset_requested",
         Purpose::EmailVerification => "email_verification_requested",
     };
-    audit::user_event(tx, now, action, user.id, tok.prefix)?;
+    match unauthenticated {
+        Some(budget) => {
+            let e = audit::user_event_of(action, user.id, tok.prefix);
+            audit::record_unauthenticated(tx, budget, now, e)?
+        }
+        None => audit::user_event(tx, now, action, user.id, tok.prefix)?,
+    }
     Ok(IssuedToken {
         token: secret,
         user: user.clone(),
