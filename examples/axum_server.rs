@@ -29,7 +29,10 @@
 //! password (the first administrator, after `init`) reaches only `/me`, `/password`,
 //! `/logout` and `/api/whoami` until they do. Every login gets a new cookie session id.
 //! The cookie is `HttpOnly`, `Secure` and `SameSite=Strict`, so browsers send it only to this
-//! site over HTTPS; that is also the CSRF defence for cookie-authenticated requests. Errors
+//! site over HTTPS; a request that changes something and carries it must also come from this
+//! application's own pages (`Sec-Fetch-Site` or `Origin`), which refuses a sibling
+//! subdomain's forged form (the CSRF defence). No answer may be cached (`Cache-Control:
+//! no-store`): answers carry tokens and personal data. Errors
 //! are `{"error": "…"}` with 400, 401, 403, 404, 405, 409, 413 or 503; failures answered
 //! with 500, and the 503 "not ready" of a data dir whose restore stopped part way (also
 //! said as a warning at start), are logged on stderr with their cause.
@@ -518,7 +521,69 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(auth)
+        .layer(axum::middleware::from_fn(same_site_cookies_only))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(state)
+}
+
+/// No answer is kept by a browser's or a proxy's cache: answers carry tokens (`/login`,
+/// `/password`) and personal data (`/me`, `/workspace`), and RFC 6749 asks `no-store` of
+/// any answer holding a token.
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// A request that changes something and carries the session cookie must come from this
+/// application's own pages: a browser says where a request comes from in `Sec-Fetch-Site`
+/// (or, in older browsers, `Origin`), which a page cannot forge. `SameSite=Strict` keeps
+/// other sites' requests from carrying the cookie, but not a sibling subdomain's (the same
+/// site); this check refuses those too. Bearer-token requests carry no ambient credential,
+/// so they are not checked; nor are reads (GET, HEAD), which change nothing.
+async fn same_site_cookies_only(request: Request, next: axum::middleware::Next) -> Response {
+    let headers = request.headers();
+    let reads = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if reads || !headers.contains_key(header::COOKIE) {
+        return next.run(request).await;
+    }
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let foreign = match text(header::HeaderName::from_static("sec-fetch-site")) {
+        // `none`: typed in by the user (a bookmark); `same-origin`: this application's pages.
+        Some(site) => !matches!(site.as_str(), "same-origin" | "none"),
+        None => match (text(header::ORIGIN), text(header::HOST)) {
+            // `Origin: null` (a sandboxed page, a redirect across sites) matches no host.
+            (Some(origin), Some(host)) => {
+                let origin_host = origin
+                    .split_once("://")
+                    .map_or(origin.as_str(), |(_, rest)| rest);
+                origin_host != host
+            }
+            // An origin and no `Host` to compare it with.
+            (Some(_), None) => true,
+            // No `Origin` and no `Sec-Fetch-Site`: not a browser's cross-site request (curl,
+            // a script holding the cookie itself).
+            (None, _) => false,
+        },
+    };
+    if foreign {
+        return WebError::new(
+            StatusCode::FORBIDDEN,
+            "a request with the session cookie must come from this application's own pages",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// What the command line asks for.

@@ -11,6 +11,7 @@ use redkeep::auth::orgs::OrgSpec;
 use redkeep::{InviteSpec, NewUser, Options, PasswordParams, Redkeep, Timestamp, UserFilter};
 
 fn options() -> Options {
+    common::quiet_engine_panics();
     Options::default()
         .password(PasswordParams::INSECURE_FAST)
         .create(false)

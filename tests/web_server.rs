@@ -183,6 +183,85 @@ impl Site {
     }
 }
 
+/// No answer may be kept by a cache (RFC 6749 asks it of answers holding tokens), and a
+/// request that changes something with the session cookie must come from the application's
+/// own pages: a forged form on a sibling subdomain (same site, so `SameSite=Strict` lets the
+/// cookie go along) is refused, a bearer client and a same-origin page are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_not_cached_and_cookie_writes_come_from_the_apps_own_pages() {
+    let site = Site::start().await;
+    site.register("ann@example.com", "correct horse").await;
+    let http = &site.http;
+    let login = http
+        .post(format!("{}/login", site.base))
+        .json(&json!({"login": "ann@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    let missing = http
+        .get(format!("{}/no-such-route", site.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.headers()["cache-control"], "no-store");
+    let (cookie, token) = site.login("ann@example.com", "correct horse").await;
+    let cookie = cookie.strip_prefix("cookie:").unwrap().to_string();
+    let host = site.base.strip_prefix("http://").unwrap().to_string();
+    let put = |headers: &[(&str, &str)]| {
+        let mut req = http
+            .put(format!("{}/workspace", site.base))
+            .header("Cookie", &cookie)
+            .json(&json!({"notes": ["n"]}));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    for foreign in [
+        vec![("Sec-Fetch-Site", "same-site")],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Origin", "https://evil.example.com")],
+        vec![("Origin", "null")],
+    ] {
+        let resp = put(&foreign).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{foreign:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("own pages"),
+            "{body}"
+        );
+    }
+    let same_origin = format!("http://{host}");
+    for own in [
+        vec![("Sec-Fetch-Site", "same-origin")],
+        vec![("Origin", same_origin.as_str())],
+        vec![],
+    ] {
+        let resp = put(&own).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{own:?}");
+    }
+    // A cookie read is never refused; a bearer write carries no ambient credential.
+    let read = http
+        .get(format!("{}/workspace", site.base))
+        .header("Cookie", &cookie)
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let bearer = http
+        .put(format!("{}/workspace", site.base))
+        .bearer_auth(&token)
+        .header("Origin", "https://evil.example.com")
+        .json(&json!({"notes": ["b"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_from_register_to_logout() {
     let site = Site::start().await;

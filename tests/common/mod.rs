@@ -287,3 +287,19 @@ pub fn stop_a_restore(dir: &std::path::Path, backup: &std::path::Path, options: 
         }
     }
 }
+
+/// Keeps the default panic hook from printing the panics redkeep contains (a storage engine
+/// call failing on a damaged page becomes an error): a salvage of a badly damaged copy meets
+/// up to 100,000 of them, and with `RUST_BACKTRACE=1` printing each took minutes. Any other
+/// panic is printed as before.
+pub fn quiet_engine_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !redkeep::store::containing() {
+                default_hook(info);
+            }
+        }));
+    });
+}
