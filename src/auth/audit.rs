@@ -177,7 +177,10 @@ pub(crate) fn record_unauthenticated(
         subject: "requests beyond the audit budget".into(),
         outcome: "summarized".into(),
         detail: format!(
-            "{count} more {} event(s) in this minute ({first} to {at}), past the budget of              {} rows a minute for requests no one signed in to; their subjects were not              kept. Rate-limit the login and password-reset routes in front of the              application",
+            "{count} more {} event(s) in this minute ({first} to {at}), past the budget of \
+             {} rows a minute for requests no one signed in to; their subjects were not \
+             kept. Rate-limit the login and password-reset routes in front of the \
+             application",
             e.action,
             budget.per_minute()
         ),

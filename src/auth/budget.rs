@@ -65,7 +65,8 @@ impl Budget {
     pub(crate) fn take(&self, action: &str, at: Timestamp) -> Row {
         // A poisoned lock only means a panic elsewhere while counting: the count stays usable.
         let mut m = self.minute.lock().unwrap_or_else(|p| p.into_inner());
-        let start = at.0.div_euclid(60) * 60;
+        // Saturating: the minute of the earliest timestamps starts before `i64::MIN`.
+        let start = at.0.saturating_sub(at.0.rem_euclid(60));
         if m.start != start {
             *m = Minute {
                 start,
@@ -106,6 +107,25 @@ impl Budget {
             .find(|s| s.action == action && s.first == first && s.seq.is_none())
         {
             s.seq = Some(seq);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Minutes start on a multiple of 60 s for every timestamp an injected clock can give,
+    /// the earliest included (no overflow).
+    #[test]
+    fn a_minute_is_found_for_every_timestamp() {
+        let budget = Budget::new(1);
+        for at in [i64::MIN, -61, -1, 0, 60, i64::MAX] {
+            assert!(matches!(budget.take("a", Timestamp(at)), Row::Own), "{at}");
+            assert!(matches!(
+                budget.take("a", Timestamp(at)),
+                Row::Counted { count: 1, .. }
+            ));
         }
     }
 }

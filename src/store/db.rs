@@ -856,14 +856,15 @@ const BRIEF_HOLD: Duration = Duration::from_millis(500);
 /// application holding it leaves one, and is named at once), saying so once as it begins
 /// to wait.
 fn open_waiting_for_readers(path: &Path, spec: OpenSpec, options: &StoreOptions) -> Result<FileDb> {
-    let deadline = std::time::Instant::now() + options.wait_for_readers;
+    // No deadline when the wait is too long to add to the clock (`Duration::MAX`).
+    let deadline = std::time::Instant::now().checked_add(options.wait_for_readers);
     let mut pause = Duration::from_millis(5);
     let mut told = false;
     loop {
         match FileDb::open(path, spec.clone()) {
             Err(Error::InUse { .. })
                 if options.mode == Mode::Exclusive
-                    && std::time::Instant::now() < deadline
+                    && deadline.is_none_or(|d| std::time::Instant::now() < d)
                     && !redb_file::open_here(path)
                     && !read_owner(&owner_path(path)).is_some_and(|o| process_alive(o.pid)) =>
             {
