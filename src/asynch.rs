@@ -501,6 +501,7 @@ impl AsyncUsers<'_> {
         fn change_email(id: u64, email: String) -> User => (id, &email);
         fn set_email_verified(id: u64, verified: bool) -> User => (id, verified);
         fn disable(id: u64) -> DisabledUser => (id);
+        fn disable_revoking_keys(id: u64) -> DisabledUser => (id);
         fn enable(id: u64) -> User => (id);
         fn unlock(id: u64) -> User => (id);
         fn delete(id: u64) -> DeletedUser => (id);

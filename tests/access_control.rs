@@ -1857,3 +1857,57 @@ fn an_org_key_stops_while_the_member_who_made_it_is_disabled() {
     rk.users().enable(ann).unwrap();
     rk.api_keys().verify(anns.expose()).unwrap();
 }
+
+/// `disable` only suspends a user's keys (`enable` brings them back); after a takeover
+/// `disable_revoking_keys` revokes for good their own keys and the org keys they made, in
+/// the same transaction, also for a user disabled already; an operator's key of the org
+/// stays (security review S7).
+#[test]
+fn disabling_with_revoked_keys_leaves_no_key_for_enable_to_bring_back() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let ann = user(&rk, "ann@example.com");
+    let acme = rk
+        .users()
+        .get(ann)
+        .unwrap()
+        .unwrap()
+        .current_org_id
+        .unwrap();
+    let key = |owner: KeyOwner, by: Option<u64>| {
+        rk.api_keys()
+            .create(ApiKeySpec {
+                owner,
+                scopes: vec!["basic_access".into()],
+                expires_in: None,
+                created_by: by,
+            })
+            .unwrap()
+    };
+    let own = key(KeyOwner::User(ann), None);
+    let made = key(KeyOwner::Org(acme), Some(ann));
+    let operators = key(KeyOwner::Org(acme), None);
+    let suspended = rk.users().disable(ann).unwrap();
+    assert!(suspended.api_keys_revoked.is_empty());
+    rk.users().enable(ann).unwrap();
+    rk.api_keys().verify(own.key.expose()).unwrap();
+    rk.api_keys().verify(made.key.expose()).unwrap();
+    rk.users().disable(ann).unwrap();
+    let revoked = rk.users().disable_revoking_keys(ann).unwrap();
+    assert!(!revoked.user.is_active);
+    assert_eq!(
+        revoked.api_keys_revoked,
+        vec![own.api_key.prefix.clone(), made.api_key.prefix.clone()]
+    );
+    rk.users().enable(ann).unwrap();
+    for k in [&own, &made] {
+        let refused = rk.api_keys().verify(k.key.expose());
+        assert!(
+            matches!(refused, Err(Error::InvalidCredential { .. })),
+            "{refused:?}"
+        );
+    }
+    rk.api_keys().verify(operators.key.expose()).unwrap();
+    let again = rk.users().disable_revoking_keys(ann).unwrap();
+    assert!(again.api_keys_revoked.is_empty());
+}

@@ -621,6 +621,41 @@ fn expired_and_revoked_invites_are_refused() {
     assert!(again.to_string().contains("already revoked"), "{again}");
 }
 
+/// A code pasted in a chat or a ticket does not stay a way in for good: the default invite
+/// lasts a week, and one that never expires must be asked for (security review S6).
+#[test]
+fn a_default_invite_expires_after_a_week_and_a_never_expiring_one_is_asked_for() {
+    let t = TestDir::new();
+    let rk = t.open();
+    let default = rk.invites().create(InviteSpec::default()).unwrap();
+    let forever = rk
+        .invites()
+        .create(InviteSpec::default().never_expires())
+        .unwrap();
+    assert_eq!(
+        default.invite.expires_at,
+        Some(
+            default
+                .invite
+                .created_at
+                .plus(Duration::from_secs(7 * 86_400))
+        )
+    );
+    assert_eq!(forever.invite.expires_at, None);
+    t.clock.advance(Duration::from_secs(7 * 86_400 - 1));
+    rk.invites().validate(default.code.expose()).unwrap();
+    t.clock.advance(Duration::from_secs(1));
+    assert!(matches!(
+        rk.invites().validate(default.code.expose()),
+        Err(Error::Expired { .. })
+    ));
+    t.clock.advance(Duration::from_secs(365 * 86_400));
+    rk.invites().validate(forever.code.expose()).unwrap();
+    let listed = rk.invites().list(InviteFilter::Usable, usize::MAX).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].prefix, forever.invite.prefix);
+}
+
 #[test]
 fn multi_use_invites_count_down() {
     let t = TestDir::new();

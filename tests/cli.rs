@@ -232,6 +232,39 @@ fn usage_errors_exit_2() {
     cli.expect(&["user", "set-password", "1"], None, 2);
 }
 
+/// `invite create` makes codes that expire after a week unless `--expires` says otherwise;
+/// `--expires never` makes one without expiry, which `invite list` shows as `never`, and
+/// `--help` tells both (security review S6).
+#[test]
+fn invite_codes_expire_after_a_week_unless_made_with_expires_never() {
+    let cli = Cli::new();
+    cli.init();
+    let at = |v: &Value| redkeep::Timestamp::parse(v.as_str().unwrap()).unwrap().0;
+    let week = &cli.json(&["invite", "create"], None)[0];
+    assert_eq!(
+        at(&week["expires_at"]) - at(&week["created_at"]),
+        7 * 86_400
+    );
+    let (_, err) = cli.expect(&["invite", "create"], None, 0);
+    assert!(err.contains("until 20"), "{err}");
+    let (out, err) = cli.expect(&["invite", "create", "--expires", "never"], None, 0);
+    assert!(out.starts_with("rki_"), "{out}");
+    assert!(
+        err.contains("with no expiry (good until used up or revoked)"),
+        "{err}"
+    );
+    let never = cli.json(&["invite", "create", "--expires", "NEVER"], None);
+    assert_eq!(never[0]["expires_at"], Value::Null);
+    let (table, _) = cli.expect(&["invite", "list"], None, 0);
+    let never_rows = table.lines().filter(|l| l.trim_end().ends_with(" never"));
+    assert_eq!(never_rows.count(), 2, "{table}");
+    let (help, _) = cli.expect(&["invite", "create", "--help"], None, 0);
+    assert!(
+        help.contains("default 7d") && help.contains("never"),
+        "{help}"
+    );
+}
+
 #[test]
 fn invite_create_list_and_revoke() {
     let cli = Cli::new();

@@ -2432,8 +2432,9 @@ fn user_disable_and_enable_say_what_becomes_of_the_api_keys() {
     assert!(
         out.lines()
             .any(|l| l.starts_with("1 API key they answer for ")
+                && l.contains("only suspended, not revoked")
                 && l.contains(&format!("`redkeep user enable {bob}` brings them back"))
-                && l.contains(&format!("`redkeep apikey revoke --user {bob}`"))),
+                && l.contains(&format!("`redkeep user disable {bob} --revoke-keys`"))),
         "{out}"
     );
     let (out, _) = cli.expect(&["user", "enable", "bob@example.com"], None, 0);
@@ -2446,4 +2447,71 @@ fn user_disable_and_enable_say_what_becomes_of_the_api_keys() {
     assert_eq!(disabled["api_keys_suspended"], 1, "{disabled}");
     let enabled = cli.json(&["user", "enable", "bob@example.com"], None);
     assert_eq!(enabled["api_keys_usable"], 1, "{enabled}");
+}
+
+/// `user disable --revoke-keys` revokes for good the user's own API keys and the org keys
+/// they made (named, and listed in JSON), also for a user disabled already: `user enable`
+/// has none to bring back. The help says that without the flag keys are only suspended
+/// (security review S7).
+#[test]
+fn user_disable_revoke_keys_revokes_them_for_good() {
+    let cli = Cli::new();
+    with_user(&cli);
+    let bob = cli.json(&["user", "create", "bob@example.com"], None)["id"]
+        .as_u64()
+        .unwrap();
+    cli.json(
+        &["org", "create", "Acme", "--owner", "bob@example.com"],
+        None,
+    );
+    let own = cli.json(&["apikey", "create", "--user", "bob@example.com"], None);
+    let made = cli.json(
+        &[
+            "apikey",
+            "create",
+            "--org",
+            "acme",
+            "--scope",
+            "basic_access",
+            "--created-by",
+            "bob@example.com",
+        ],
+        None,
+    );
+    let prefix = |k: &serde_json::Value| k["prefix"].as_str().unwrap().to_string();
+    cli.expect(&["user", "disable", "bob@example.com"], None, 0);
+    let (out, _) = cli.expect(
+        &["user", "disable", "bob@example.com", "--revoke-keys"],
+        None,
+        0,
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!(
+            "revoked for good the 2 API keys they answered for (their own, and org keys they \
+             made: {}, {})",
+            prefix(&own),
+            prefix(&made)
+        )) && l.contains("`redkeep user enable` brings none back")),
+        "{out}"
+    );
+    let (out, _) = cli.expect(&["user", "enable", "bob@example.com"], None, 0);
+    assert!(!out.contains("API key"), "{out}");
+    for k in [&own, &made] {
+        cli.expect(
+            &["apikey", "verify", "--key-stdin"],
+            Some(k["key"].as_str().unwrap()),
+            1,
+        );
+    }
+    let again = cli.json(
+        &["user", "disable", &bob.to_string(), "--revoke-keys"],
+        None,
+    );
+    assert_eq!(again["api_keys_revoked"], json!([]), "{again}");
+    assert_eq!(again["api_keys_suspended"], 0, "{again}");
+    let (help, _) = cli.expect(&["user", "disable", "--help"], None, 0);
+    assert!(
+        help.contains("only suspended") && help.contains("--revoke-keys"),
+        "{help}"
+    );
 }

@@ -1,11 +1,11 @@
 //! The admin socket's wire format. Both ways, a frame is one kind byte, a 4-byte big-endian
 //! length and the payload:
 //!
-//! - client → owner: `R` the request (JSON `{"version": 4, "release": "0.3.0", "request": …}`;
+//! - client → owner: `R` the request (JSON `{"version": 5, "release": "0.3.0", "request": …}`;
 //!   the version is read first, so a client of another release is told so whatever its
 //!   request's shape), then the command's input as `I` chunks, then `E`;
 //! - owner → client: the command's raw output as `O` chunks, then `A` the answer (JSON
-//!   `{"version": 4, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
+//!   `{"version": 5, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
 //!
 //! Requests and chunks are capped in size. The socket is a file in the data dir (0700),
 //! itself 0600; a data dir whose path is too long for a socket address is reached through
@@ -33,8 +33,10 @@ pub const SOCKET_FILE: &str = crate::ops::files::SOCKET_NAME;
 /// request's secret holds: one line per flag that reads stdin (`user create --invite-stdin
 /// --password-stdin` sends the code and the password joined by a newline), where an owner
 /// of version 3 takes the whole secret for each flag (the code would not be found, or the
-/// user made with a password that holds the code).
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+/// user made with a password that holds the code). Version 5 added `user disable
+/// --revoke-keys`, which an owner of version 4 would ignore (the keys would stay, only
+/// suspended), and `invite create --expires never`.
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 /// Largest request frame accepted, in bytes.
 pub(crate) const MAX_REQUEST_BYTES: u32 = 1024 * 1024;
 /// Largest input or output chunk.

@@ -299,6 +299,28 @@ pub(crate) fn revoke_org_keys_made_by(
     Ok(prefixes)
 }
 
+/// Revokes, inside `tx`, every key of `owner` not revoked yet (expired ones too), each with
+/// an `api_key_revoked` audit event saying `why`. Returns them, oldest first.
+pub(crate) fn revoke_keys_of(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    owner: KeyOwner,
+    why: &str,
+) -> Result<Vec<ApiKey>> {
+    let mut keys = tx.table::<ApiKey>().range_by(
+        &ApiKey::BY_OWNER,
+        KeyRange::prefix(owner.index_key()),
+        Order::Asc,
+        usize::MAX,
+    )?;
+    keys.retain(|k| k.revoked_at.is_none());
+    keys.sort_by_key(|k| (k.created_at, k.prefix.clone()));
+    for k in &mut keys {
+        revoke_in(tx, k, now, why.to_string())?;
+    }
+    Ok(keys)
+}
+
 /// A new key and its secret, shown once.
 #[derive(Debug)]
 pub struct CreatedApiKey {
@@ -604,19 +626,7 @@ impl ApiKeys<'_> {
             if !exists {
                 return Err(Error::not_found(owner.to_string()));
             }
-            let t = tx.table::<ApiKey>();
-            let mut keys = t.range_by(
-                &ApiKey::BY_OWNER,
-                KeyRange::prefix(owner.index_key()),
-                Order::Asc,
-                usize::MAX,
-            )?;
-            keys.retain(|k| k.revoked_at.is_none());
-            keys.sort_by_key(|k| (k.created_at, k.prefix.clone()));
-            for k in &mut keys {
-                revoke_in(tx, k, now, "all of its owner's keys".into())?;
-            }
-            Ok(keys)
+            revoke_keys_of(tx, now, owner, "all of its owner's keys")
         })
     }
 

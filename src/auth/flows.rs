@@ -888,36 +888,64 @@ pub(crate) fn change_password(
 /// paused: see `Agents::get`).
 pub(crate) fn set_active(acc: &Accounts, id: u64, active: bool) -> Result<(User, Vec<String>)> {
     let now = acc.now();
+    acc.store.write(|tx| set_active_in(tx, now, id, active))
+}
+
+/// Disables `id` ([`set_active`]) and revokes for good, in the same transaction, their own
+/// API keys and the org keys they made, also when they were disabled already. Returns the
+/// user, the invites revoked and the prefixes of the keys revoked (their own first).
+pub(crate) fn disable_revoking_keys(
+    acc: &Accounts,
+    id: u64,
+) -> Result<(User, Vec<String>, Vec<String>)> {
+    let now = acc.now();
     acc.store.write(|tx| {
-        // Already so: nothing is written, and nothing audited.
-        if let Some(user) = tx.table::<User>().get(&id)?
-            && user.is_active == active
-        {
-            return Ok((user, Vec::new()));
-        }
-        if !active {
-            roles::keep_an_admin(tx, id, "disabling them")?;
-        }
-        let user = tx.table::<User>().modify(&id, |u| {
-            u.is_active = active;
-            u.updated_at = now;
-            Ok(u.clone())
-        })?;
-        let mut invites_revoked = Vec::new();
-        if active {
-            audit::user_event(tx, now, "user_enabled", id, String::new())?;
-        } else {
-            sessions::revoke_all_in(tx, now, id, None)?;
-            renew_stamp(tx, id)?;
-            // A reset link sent before would otherwise set a password once the account is
-            // enabled again, long after the operator who disabled it forgot it was out.
-            recovery::delete_tokens_of(tx, id, None)?;
-            // (Enabling them again does not bring these back: make new ones.)
-            invites_revoked = invites::revoke_made_by(tx, now, id, "their creator was disabled")?;
-            audit::user_event(tx, now, "user_disabled", id, String::new())?;
-        }
-        Ok((user, invites_revoked))
+        let (user, invites) = set_active_in(tx, now, id, false)?;
+        let why = "their user was disabled, revoking their keys";
+        let mut keys: Vec<String> = api_keys::revoke_keys_of(tx, now, KeyOwner::User(id), why)?
+            .into_iter()
+            .map(|k| k.prefix)
+            .collect();
+        keys.extend(api_keys::revoke_org_keys_made_by(tx, now, id, None, why)?);
+        Ok((user, invites, keys))
     })
+}
+
+/// [`set_active`] inside `tx`.
+fn set_active_in(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    id: u64,
+    active: bool,
+) -> Result<(User, Vec<String>)> {
+    // Already so: nothing is written, and nothing audited.
+    if let Some(user) = tx.table::<User>().get(&id)?
+        && user.is_active == active
+    {
+        return Ok((user, Vec::new()));
+    }
+    if !active {
+        roles::keep_an_admin(tx, id, "disabling them")?;
+    }
+    let user = tx.table::<User>().modify(&id, |u| {
+        u.is_active = active;
+        u.updated_at = now;
+        Ok(u.clone())
+    })?;
+    let mut invites_revoked = Vec::new();
+    if active {
+        audit::user_event(tx, now, "user_enabled", id, String::new())?;
+    } else {
+        sessions::revoke_all_in(tx, now, id, None)?;
+        renew_stamp(tx, id)?;
+        // A reset link sent before would otherwise set a password once the account is
+        // enabled again, long after the operator who disabled it forgot it was out.
+        recovery::delete_tokens_of(tx, id, None)?;
+        // (Enabling them again does not bring these back: make new ones.)
+        invites_revoked = invites::revoke_made_by(tx, now, id, "their creator was disabled")?;
+        audit::user_event(tx, now, "user_disabled", id, String::new())?;
+    }
+    Ok((user, invites_revoked))
 }
 
 fn renew_stamp(tx: &WriteTx<'_>, id: u64) -> Result<()> {
@@ -1427,11 +1455,32 @@ impl Users<'_> {
     ///
     /// # Errors
     /// `NotFound`; `Denied` for the last active administrator (make another user one first).
+    ///
+    /// Their API keys, and the org keys they made, are suspended, not revoked: enabling the
+    /// account brings them back. After a takeover use [`Users::disable_revoking_keys`].
     pub fn disable(&self, id: u64) -> Result<DisabledUser> {
         let (user, invites_revoked) = set_active(self.acc, id, false)?;
         Ok(DisabledUser {
             user,
             invites_revoked,
+            api_keys_revoked: Vec::new(),
+        })
+    }
+
+    /// [`Users::disable`], and in the same transaction revokes for good the account's own
+    /// API keys and the org keys it made (each audited `api_key_revoked`; listed in
+    /// `api_keys_revoked`): enabling it again brings none back. For an account taken over,
+    /// whose keys an attacker may hold. An account disabled already stays so, and its keys
+    /// still usable once enabled are revoked.
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` for the last active administrator (make another user one first).
+    pub fn disable_revoking_keys(&self, id: u64) -> Result<DisabledUser> {
+        let (user, invites_revoked, api_keys_revoked) = disable_revoking_keys(self.acc, id)?;
+        Ok(DisabledUser {
+            user,
+            invites_revoked,
+            api_keys_revoked,
         })
     }
 

@@ -118,12 +118,18 @@ impl Record for Invite {
     }
 }
 
-/// What invite to create. The default (`InviteSpec::default()`) is one use that never
-/// expires: a code that leaks stays good until used or revoked, so give invites sent out a
-/// lifetime (`.expires_in(week)`).
+/// How long an invite lasts unless told otherwise: a week ([`InviteSpec::default`], `redkeep
+/// invite create` without `--expires`).
+pub const DEFAULT_INVITE_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
+/// What invite to create. The default (`InviteSpec::default()`) is one use that expires after
+/// a week ([`DEFAULT_INVITE_LIFETIME`]): a code pasted in a chat or a ticket does not stay a
+/// way in for good. [`InviteSpec::never_expires`] makes one that lasts until used or
+/// revoked.
 #[derive(Debug, Clone)]
 pub struct InviteSpec {
-    /// Lifetime from now (1 s to 100 years); `None` (the default) never expires.
+    /// Lifetime from now (1 s to 100 years); `None` never expires. The default is
+    /// [`DEFAULT_INVITE_LIFETIME`].
     pub expires_in: Option<Duration>,
     /// Allowed registrations (default 1).
     pub max_uses: u32,
@@ -134,7 +140,7 @@ pub struct InviteSpec {
 impl Default for InviteSpec {
     fn default() -> Self {
         InviteSpec {
-            expires_in: None,
+            expires_in: Some(DEFAULT_INVITE_LIFETIME),
             max_uses: 1,
             created_by: None,
         }
@@ -145,6 +151,13 @@ impl InviteSpec {
     /// Sets the lifetime.
     pub fn expires_in(mut self, d: Duration) -> Self {
         self.expires_in = Some(d);
+        self
+    }
+
+    /// Makes a code that never expires: it stays good until used up or revoked, also when
+    /// it leaks.
+    pub fn never_expires(mut self) -> Self {
+        self.expires_in = None;
         self
     }
 

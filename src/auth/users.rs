@@ -759,6 +759,11 @@ pub struct DisabledUser {
     /// they were disabled (and audited); enabling them again does not bring these back.
     /// Empty when the account was disabled already.
     pub invites_revoked: Vec<String>,
+    /// The prefixes of the API keys revoked for good
+    /// ([`Users::disable_revoking_keys`](crate::auth::users::Users::disable_revoking_keys)):
+    /// the account's own, then the org keys it made. Always empty from
+    /// [`Users::disable`](crate::auth::users::Users::disable), which only suspends them.
+    pub api_keys_revoked: Vec<String>,
 }
 
 /// What deleting a user did.

@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 
 use super::common::parse_duration;
 use crate::admin::reply::Reply;
-use crate::admin::reply::opt;
 use crate::{Error, Invite, InviteFilter, InviteSpec, Redkeep, Result, Timestamp};
 
 /// Invite commands.
@@ -13,9 +12,10 @@ use crate::{Error, Invite, InviteFilter, InviteSpec, Redkeep, Result, Timestamp}
 #[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum InviteCmd {
     /// Create invite codes, all or none; each is printed once, one a line on stdout (what
-    /// they allow on stderr).
+    /// they allow on stderr). They expire after 7 days unless --expires says otherwise.
     Create(CreateArgs),
-    /// List invites (usable ones unless --all). Never shows full codes.
+    /// List invites (usable ones unless --all), with when each expires (`never` for a code
+    /// made with --expires never). Never shows full codes.
     List {
         /// Include used-up, revoked and expired invites.
         #[cfg_attr(feature = "cli", arg(long))]
@@ -38,8 +38,9 @@ pub struct CreateArgs {
         arg(short = 'c', long = "count", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BATCH)))
     )]
     pub count: u32,
-    /// Lifetime, e.g. 7d, 12h, 30m.
-    #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
+    /// Lifetime, e.g. 7d, 12h, 30m (default 7d), or `never` for a code that stays good until
+    /// used up or revoked, also if it leaks.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DURATION|never", value_parser = expires_arg))]
     pub expires: Option<String>,
     /// Registrations each code allows (at most 100,000).
     #[cfg_attr(
@@ -54,6 +55,29 @@ pub struct CreateArgs {
 // usage error.
 #[cfg(feature = "cli")]
 const MAX_BATCH: u32 = crate::auth::invites::MAX_INVITES_AT_ONCE as u32;
+
+/// The `--expires` value that makes a code without expiry.
+const NEVER: &str = "never";
+
+/// Checks an `--expires` value for clap: a duration or `never` (kept as written: it travels
+/// to a running application's admin socket as it is).
+#[cfg(feature = "cli")]
+fn expires_arg(text: &str) -> std::result::Result<String, String> {
+    if text.trim().eq_ignore_ascii_case(NEVER) {
+        return Ok(text.to_string());
+    }
+    super::common::duration_arg(text)
+}
+
+/// The spec `invite create` asks for: a week unless `--expires` says otherwise.
+fn create_spec(a: &CreateArgs) -> Result<InviteSpec> {
+    let spec = InviteSpec::default().uses(a.uses);
+    Ok(match a.expires.as_deref().map(str::trim) {
+        None => spec,
+        Some(e) if e.eq_ignore_ascii_case(NEVER) => spec.never_expires(),
+        Some(e) => spec.expires_in(parse_duration("expires", e)?),
+    })
+}
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
@@ -103,10 +127,7 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
     let now = rk.now();
     match cmd {
         InviteCmd::Create(a) => {
-            let mut spec = InviteSpec::default().uses(a.uses);
-            if let Some(e) = &a.expires {
-                spec = spec.expires_in(parse_duration("expires", e)?);
-            }
+            let spec = create_spec(a)?;
             // One transaction: all the codes are stored, or none is (a failure part way
             // leaves no live code that was never shown).
             let made = rk.invites().create_many(spec, a.count as usize)?;
@@ -127,7 +148,7 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
             };
             let expiry = match &first.expires_at {
                 Some(t) => format!("until {t}"),
-                None => "with no expiry".into(),
+                None => "with no expiry (good until used up or revoked)".into(),
             };
             let notes = vec![format!(
                 "{} invite code{} for {} registration{} each, {expiry}; each code is shown \
@@ -159,7 +180,8 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
                         i.status(now).as_str().to_string(),
                         format!("{}/{}", i.uses, i.max_uses),
                         i.created_at.to_string(),
-                        opt(&i.expires_at),
+                        i.expires_at
+                            .map_or_else(|| NEVER.to_string(), |t| t.to_string()),
                     ]
                 })
                 .collect();

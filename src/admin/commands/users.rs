@@ -41,16 +41,21 @@ pub enum UserCmd {
         #[cfg_attr(feature = "cli", arg(long, required = true))]
         password_stdin: bool,
     },
-    /// Disable a user: no more logins. Their API keys, and the org keys they made, are
-    /// suspended, not revoked: `user enable` brings them back. After a takeover, also run
-    /// `redkeep apikey revoke --user USER`.
+    /// Disable a user: no more logins. Without --revoke-keys their API keys, and the org keys
+    /// they made, are only suspended, not revoked: `user enable` brings them back. After a
+    /// takeover, give --revoke-keys.
     Disable {
         /// Id, email or username.
         user: String,
+        /// Also revoke for good their API keys and the org keys they made (`user enable`
+        /// then brings none back; make new ones with `redkeep apikey create`). Works on a
+        /// user disabled already.
+        #[cfg_attr(feature = "cli", arg(long))]
+        revoke_keys: bool,
     },
     /// Enable a disabled user. The API keys that `user disable` suspended (theirs, and the
-    /// org keys they made) work again, unless revoked meanwhile (`redkeep apikey revoke
-    /// --user USER`).
+    /// org keys they made) work again, unless revoked meanwhile (`redkeep apikey revoke`, or
+    /// `user disable --revoke-keys`); it says how many.
     Enable {
         /// Id, email or username.
         user: String,
@@ -557,10 +562,14 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             let u = rk.users().set_password(u.id, password)?;
             user_reply(rk, &u, format!("password of user {} changed", u.id))
         }
-        UserCmd::Disable { user } => {
+        UserCmd::Disable { user, revoke_keys } => {
             let u = rk.users().find(user)?;
             let was = u.is_active;
-            let disabled = rk.users().disable(u.id)?;
+            let disabled = if *revoke_keys {
+                rk.users().disable_revoking_keys(u.id)?
+            } else {
+                rk.users().disable(u.id)?
+            };
             let u = disabled.user;
             let what = if was {
                 "disabled"
@@ -576,12 +585,28 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                 ));
             }
             json["invites_revoked"] = json!(disabled.invites_revoked);
+            if *revoke_keys {
+                let revoked = &disabled.api_keys_revoked;
+                lines.push(match revoked.len() {
+                    0 => "they had no API key to revoke (of their own, or an org key they made)"
+                        .to_string(),
+                    n => format!(
+                        "revoked for good the {} they answered for (their own, and org keys \
+                         they made: {}); `redkeep user enable` brings none back: make new ones \
+                         with `redkeep apikey create`",
+                        count(n, "API key"),
+                        crate::top::first_few(revoked, 3)
+                    ),
+                });
+            }
+            json["api_keys_revoked"] = json!(disabled.api_keys_revoked);
             let keys = usable_keys_of(rk, u.id)?;
             if was && keys > 0 {
                 lines.push(format!(
                     "{} they answer for (their own, and org keys they made) will not work while \
-                     they are disabled, but are not revoked: `redkeep user enable {}` brings them \
-                     back; `redkeep apikey revoke --user {}` revokes their own for good",
+                     they are disabled, but are only suspended, not revoked: `redkeep user enable \
+                     {}` brings them back; `redkeep user disable {} --revoke-keys` revokes them \
+                     for good",
                     count(keys, "API key"),
                     u.id,
                     u.id
@@ -603,8 +628,9 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             let keys = usable_keys_of(rk, u.id)?;
             if !was && keys > 0 {
                 lines.push(format!(
-                    "{} they answer for (their own, and org keys they made) can be used again \
-                     (`redkeep apikey revoke --user {}` revokes their own)",
+                    "{} they answer for (their own, and org keys they made) can be used again: \
+                     `redkeep apikey revoke PREFIX` revokes one, `redkeep apikey revoke --user {}` \
+                     all of their own",
                     count(keys, "API key"),
                     u.id
                 ));
