@@ -5,9 +5,10 @@
 //! ```
 //!
 //! It opens the store in the data dir (with `--init`, made with its first administrator when
-//! missing, whose password is printed once; without it, a missing store is refused, so a
-//! mistyped `--data-dir` makes nothing), serves live administration so the `redkeep` CLI
-//! works while it runs, and answers JSON:
+//! missing, whose password is shown once: on a terminal, else in a file only its owner reads
+//! in the data dir, whose path it prints, so that it never lands in a service's log; without
+//! `--init`, a missing store is refused, so a mistyped `--data-dir` makes nothing), serves
+//! live administration so the `redkeep` CLI works while it runs, and answers JSON:
 //!
 //! | route | what |
 //! |---|---|
@@ -19,7 +20,7 @@
 //! | `POST /password-reset/request {email}` | always 202; mails a token when the account exists |
 //! | `POST /password-reset/confirm {token, password}` | sets the password with a mailed token |
 //! | `GET /workspace`, `PUT /workspace` | the caller's workspace.json; PUT merges a JSON object |
-//! | `POST /pieces`, `GET /pieces`, `GET /pieces/{n}` | gallery pieces: save (`{"number": N}`), list, load |
+//! | `POST /pieces`, `GET /pieces?after=N&limit=M`, `GET /pieces/{n}` | gallery pieces: save (`{"number": N}`; 409 when the gallery is at its cap, 10,000 pieces or 1 GiB), list a page (100 unless `limit`, at most 1000, past number `after`), load |
 //! | `GET /admin/users` | needs `user_management` (or `*`); 403 otherwise |
 //! | `GET /api/whoami` | `Authorization: Bearer rkk_…` or `Bearer rks_…` |
 //!
@@ -36,6 +37,12 @@
 //! are `{"error": "…"}` with 400, 401, 403, 404, 405, 409, 413 or 503; failures answered
 //! with 500, and the 503 "not ready" of a data dir whose restore stopped part way (also
 //! said as a warning at start), are logged on stderr with their cause.
+//!
+//! Password-reset tokens go to a [`Mailer`]: wire a real one in [`serve`]. Until then a reset
+//! request is answered as always but sends nothing (the server says so at start), unless
+//! `--demo-mailer` prints each mail, token included, to stdout, for trying the server out:
+//! under a service manager that is its log, which anyone who reads it can use to reset any
+//! account, so it says so loudly at start.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -66,7 +73,8 @@ pub trait Mailer: Send + Sync + 'static {
     fn password_reset(&self, email: &str, token: &Secret);
 }
 
-/// Prints the mail it would send (for trying the server out).
+/// Prints the mail it would send, token included (`--demo-mailer`, for trying the server
+/// out): whoever reads stdout can reset any account.
 struct StdoutMailer;
 
 impl Mailer for StdoutMailer {
@@ -74,6 +82,19 @@ impl Mailer for StdoutMailer {
         println!(
             "mail to {email}: reset your password with {}",
             token.expose()
+        );
+    }
+}
+
+/// Sends nothing (no mailer wired): a reset is answered as always, and only logged, without
+/// its token or address.
+struct NoMailer;
+
+impl Mailer for NoMailer {
+    fn password_reset(&self, _email: &str, _token: &Secret) {
+        tracing::warn!(
+            "a password reset was asked for an account, and no mail was sent: no mailer is \
+             wired (see the warning at start)"
         );
     }
 }
@@ -428,8 +449,30 @@ async fn save_piece(State(s): State<AppState>, me: Me, Body(piece): Body<Value>)
     Ok((StatusCode::CREATED, Json(json!({"number": n}))).into_response())
 }
 
-async fn list_pieces(State(s): State<AppState>, me: Me) -> Answer {
-    let pieces = s.ark.workspaces().list_pieces(me.user.id).await?;
+/// Pieces listed in one answer unless the client asks for fewer, and at most.
+const PIECES_PAGE: usize = 100;
+const MAX_PIECES_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+struct PiecesPage {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// A page of the caller's pieces: a gallery of thousands is not listed in one answer.
+async fn list_pieces(
+    State(s): State<AppState>,
+    me: Me,
+    page: Result<Query<PiecesPage>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    // A malformed query is a JSON error like the rest, not axum's plain text.
+    let Query(page) = page.map_err(|e| WebError::bad_request(e.body_text()))?;
+    let limit = page.limit.unwrap_or(PIECES_PAGE).min(MAX_PIECES_PAGE);
+    let pieces = s
+        .ark
+        .workspaces()
+        .list_pieces_page(me.user.id, page.after, limit)
+        .await?;
     let list: Vec<Value> = pieces
         .iter()
         .map(|p| json!({"number": p.piece, "size_bytes": p.size_bytes, "modified": p.modified}))
@@ -594,26 +637,34 @@ pub struct Arguments {
     pub listen: SocketAddr,
     /// Make the store and its first administrator when the data dir has none.
     pub init: bool,
+    /// Print password-reset mails, tokens included, to stdout (for trying the server out).
+    pub demo_mailer: bool,
     /// How long a stop waits for requests under way before it closes them.
     pub grace: std::time::Duration,
 }
 
-const USAGE: &str = "usage: axum_server --data-dir DIR [--listen ADDR] [--init] [--grace SECS]\n\
+const USAGE: &str = "usage: axum_server --data-dir DIR [--listen ADDR] [--init] [--demo-mailer] [--grace SECS]\n\
     \x20 --data-dir DIR  the data dir holding redkeep.redb and workspaces/\n\
     \x20 --listen ADDR   where to answer HTTP (default 127.0.0.1:3000)\n\
-    \x20 --init          make the store and its first administrator when DIR has none\n\
+    \x20 --init          make the store and its first administrator when DIR has none (its\n\
+    \x20                 password: on a terminal, else in DIR/first-admin-password, 0600)\n\
+    \x20 --demo-mailer   print password-reset mails, tokens included, to stdout (trying out\n\
+    \x20                 only: whoever reads the log can reset any account); without it no\n\
+    \x20                 mail is sent until a real mailer is wired in\n\
     \x20 --grace SECS    how long SIGTERM or Ctrl-C waits for requests under way (default 10)";
 
 fn arguments() -> Result<Option<Arguments>, String> {
     let mut dir = None;
     let mut listen = None;
     let mut init = false;
+    let mut demo_mailer = false;
     let mut grace = std::time::Duration::from_secs(10);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--help" | "-h" => return Ok(None),
             "--init" => init = true,
+            "--demo-mailer" => demo_mailer = true,
             "--grace" => {
                 let v = args.next().ok_or("--grace needs a number of seconds")?;
                 grace = std::time::Duration::from_secs(
@@ -633,6 +684,7 @@ fn arguments() -> Result<Option<Arguments>, String> {
         dir: dir.ok_or("pass --data-dir DIR")?,
         listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
         init,
+        demo_mailer,
         grace,
     }))
 }
@@ -703,6 +755,7 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         dir,
         listen,
         init,
+        demo_mailer,
         grace,
     } = args;
     // The port first: a server that cannot listen leaves no store behind (nor the first
@@ -734,7 +787,16 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(admin) = made.admin {
             println!("created the first administrator {}", admin.user.email);
             if let Some(p) = admin.password {
-                println!("password (shown once): {}", p.expose());
+                show_first_password(&dir, &p).map_err(|e| {
+                    format!(
+                        "{e}; the store and its first administrator {} were made, but that \
+                         password is lost: set one with `redkeep --data-dir {} user \
+                         set-password {} --password-stdin`",
+                        admin.user.email,
+                        dir.display(),
+                        admin.user.email
+                    )
+                })?;
             }
         }
     }
@@ -753,10 +815,23 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         ark.clone(),
         std::time::Duration::from_secs(600),
     ));
-    let state = AppState {
-        ark,
-        mailer: Arc::new(StdoutMailer),
+    let mailer: Arc<dyn Mailer> = if demo_mailer {
+        eprintln!(
+            "axum_server: WARNING: --demo-mailer prints every password-reset token to stdout; \
+             whoever reads this output (a service's log) can reset any account: for trying \
+             the server out only"
+        );
+        Arc::new(StdoutMailer)
+    } else {
+        eprintln!(
+            "axum_server: password resets send no mail: no mailer is wired in (a reset \
+             request is answered as always, and its token is not shown); wire a real mailer \
+             into `serve` in examples/axum_server.rs, or pass --demo-mailer to print tokens \
+             to stdout when trying the server out"
+        );
+        Arc::new(NoMailer)
     };
+    let state = AppState { ark, mailer };
     // SIGTERM or Ctrl-C: stop taking connections, let those under way finish (for `grace`
     // at most: a stalled client does not hold the stop), then close the admin socket and the
     // store (so neither the socket file nor the owner marker is left).
@@ -777,6 +852,41 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     // Stopping the admin socket waits for a command under way: not on a runtime thread.
     tokio::task::spawn_blocking(move || drop(admin)).await?;
     println!("stopped");
+    Ok(())
+}
+
+/// Where `--init` leaves the first administrator's password when stdout is no terminal.
+pub const FIRST_PASSWORD_FILE: &str = "first-admin-password";
+
+/// Shows the first administrator's password once: on stdout when it is a terminal (a person
+/// reads it), else in [`FIRST_PASSWORD_FILE`] in the data dir, readable by its owner only,
+/// and stdout names the file: a service manager keeps stdout in a log that others read.
+fn show_first_password(dir: &std::path::Path, password: &Secret) -> std::io::Result<()> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        println!("password (shown once): {}", password.expose());
+        return Ok(());
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(FIRST_PASSWORD_FILE);
+    // One left by an earlier store in this data dir no longer signs anyone in; a symlink
+    // there is removed, never followed.
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
+    writeln!(file, "{}", password.expose())?;
+    file.sync_all()?;
+    println!(
+        "its password is in {} (readable by this user only): sign in with it, change it, \
+         then delete the file",
+        path.display()
+    );
     Ok(())
 }
 

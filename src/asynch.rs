@@ -674,6 +674,7 @@ impl AsyncWorkspaces<'_> {
         fn save_piece(user: u64, json: Vec<u8>) -> u64 => (user, &json);
         fn load_piece(user: u64, n: u64) -> serde_json::Value => (user, n);
         fn list_pieces(user: u64) -> Vec<PieceInfo> => (user);
+        fn list_pieces_page(user: u64, after: Option<u64>, limit: usize) -> Vec<PieceInfo> => (user, after, limit);
         fn delete_piece(user: u64, n: u64) -> () => (user, n);
         fn put_piece(user: u64, n: u64, json: Vec<u8>) -> () => (user, n, &json);
         fn put_doc(user: u64, doc: WorkspaceDoc) -> () => (user, &doc);

@@ -90,6 +90,19 @@ pub enum Error {
         /// What stopped part way, and the command that finishes it.
         reason: String,
     },
+    /// A save would take a user's gallery past a cap of the workspace options (its piece
+    /// count, or the bytes of its pieces together). Nothing was saved and no piece changed;
+    /// the pieces there stay readable and removable. The user makes room by removing pieces;
+    /// an operator raises the caps (`WorkspaceOptions::max_pieces` and `max_gallery_bytes`
+    /// in the application, `--max-pieces` and `--max-gallery-bytes` for the `redkeep`
+    /// command).
+    #[error("{reason}")]
+    QuotaExceeded {
+        /// The option whose cap it passes: `max_pieces` or `max_gallery_bytes`.
+        limit: &'static str,
+        /// What the gallery holds, the cap, and what the user can do.
+        reason: String,
+    },
     /// Something is busy or could not be done now; the same call may succeed later.
     #[error("{what}; try again")]
     Busy {

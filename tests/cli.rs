@@ -952,7 +952,8 @@ fn check_reports_workspace_problems_and_repair_fixes_counts() {
     let repaired = v["repaired"].to_string();
     assert!(
         repaired.contains(
-            "said 1 pieces with number 2 next; set it to the gallery's 2 with number 10 next"
+            "said 1 pieces of 2 bytes with number 2 next; set it to the gallery's 2 pieces \
+             of 4 bytes with number 10 next"
         ),
         "{v}"
     );

@@ -535,6 +535,32 @@ fn gallery_add_and_import_heed_max_doc_bytes_and_name_it() {
     assert!(err.contains("--max-doc-bytes"), "{err}");
 }
 
+/// `gallery add` past a cap on a user's gallery is refused with exit 1, saying what to do
+/// and the flag that raises the cap here (`--max-pieces`, `--max-gallery-bytes`, or their
+/// variables); the pieces there stay, and a raised cap saves.
+#[test]
+fn gallery_add_heeds_the_caps_on_a_users_gallery() {
+    let cli = Cli::new();
+    cli.init();
+    user(&cli, "ann@example.com", &[]);
+    let add = ["gallery", "add", "ann@example.com", "-"];
+    cli.expect(&add, Some("{}"), 0);
+    let with = |flags: &[&'static str]| [flags, &add[..]].concat();
+    let (_, err) = cli.expect(&with(&["--max-pieces", "1"]), Some("{}"), 1);
+    assert!(
+        err.contains("may hold at most 1") && err.contains("--max-pieces"),
+        "{err}"
+    );
+    let (_, err) = cli.expect(&with(&["--max-gallery-bytes", "3"]), Some("{}"), 1);
+    assert!(
+        err.contains("may take at most 3") && err.contains("--max-gallery-bytes"),
+        "{err}"
+    );
+    cli.expect(&with(&["--max-pieces", "2"]), Some("{}"), 0);
+    let shown = cli.json(&["gallery", "list", "ann@example.com"], None);
+    assert_eq!(shown.as_array().map(Vec::len), Some(2), "{shown}");
+}
+
 /// A folder without its owner marker that bears a live user's number may be theirs or an
 /// earlier account's: `check --repair` leaves it and names it (it was moved to the trash,
 /// leaving them an empty workspace without a word), saying so when a file in it is older than

@@ -1488,8 +1488,121 @@ fn a_login_flood_leaves_the_blocking_pool_to_other_calls() {
     });
 }
 
+/// A user at the cap on pieces is answered 409 with what to do (remove pieces), and their
+/// pieces stay listed, loadable and removable; `GET /pieces` lists a page at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_gallery_is_refused_409_and_pieces_are_listed_by_page() {
+    let site = Site::start_with(|o| o.workspace.max_pieces = Some(3)).await;
+    site.register("ann@example.com", "correct horse").await;
+    let (_, token) = site.login("ann@example.com", "correct horse").await;
+    let save = || {
+        site.call(
+            Method::POST,
+            "/pieces",
+            &token,
+            Some(json!({"title": "sunset"})),
+        )
+    };
+    for n in 1..=3 {
+        let saved = save().await;
+        assert_eq!(
+            (saved.status, saved.body["number"].as_u64()),
+            (StatusCode::CREATED, Some(n))
+        );
+    }
+    let full = save().await;
+    assert_eq!(full.status, StatusCode::CONFLICT, "{}", full.body);
+    let said = full.body["error"].as_str().unwrap();
+    assert!(
+        said.contains("may hold at most 3")
+            && said.contains("remove pieces")
+            && !said.contains("max_pieces")
+            && !said.contains("Options"),
+        "{said}"
+    );
+    let page = |query: &'static str| site.call(Method::GET, query, &token, None);
+    let numbers = |a: Answer| -> Vec<u64> {
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["number"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(numbers(page("/pieces").await), [1, 2, 3]);
+    assert_eq!(numbers(page("/pieces?limit=2").await), [1, 2]);
+    assert_eq!(numbers(page("/pieces?after=2&limit=2").await), [3]);
+    assert_eq!(numbers(page("/pieces?after=3").await), Vec::<u64>::new());
+    assert_eq!(
+        page("/pieces?after=x").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        site.call(Method::GET, "/pieces/3", &token, None).await.body["title"],
+        "sunset"
+    );
+    // Removing a piece makes room (through the library: the example has no delete route).
+    let ann = site
+        .ark
+        .users()
+        .by_email("ann@example.com".into())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    site.ark.workspaces().delete_piece(ann, 1).await.unwrap();
+    assert_eq!(save().await.status, StatusCode::CREATED);
+}
+
+/// A page of pieces is 100 unless the client asks for fewer (and never more than 1000): a
+/// gallery of thousands is not sent in one answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_are_listed_100_at_a_time_unless_asked() {
+    let site = Site::start().await;
+    site.register("ann@example.com", "correct horse").await;
+    let (_, token) = site.login("ann@example.com", "correct horse").await;
+    let ann = site
+        .ark
+        .users()
+        .by_email("ann@example.com".into())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    for _ in 0..101 {
+        site.ark
+            .workspaces()
+            .save_piece(ann, b"{}".to_vec())
+            .await
+            .unwrap();
+    }
+    let count = |a: Answer| a.body.as_array().unwrap().len();
+    assert_eq!(
+        count(site.call(Method::GET, "/pieces", &token, None).await),
+        100
+    );
+    assert_eq!(
+        count(
+            site.call(Method::GET, "/pieces?limit=100000", &token, None)
+                .await
+        ),
+        101
+    );
+    assert_eq!(
+        count(
+            site.call(Method::GET, "/pieces?after=100", &token, None)
+                .await
+        ),
+        1
+    );
+}
+
 /// Set in the helper process that runs the example server on this data dir.
 const EXAMPLE_DIR_ENV: &str = "REDKEEP_TEST_EXAMPLE_SERVER_DIR";
+
+/// Set in the helper process to run the example server with `--demo-mailer`.
+const EXAMPLE_DEMO_MAILER_ENV: &str = "REDKEEP_TEST_EXAMPLE_DEMO_MAILER";
 
 /// Not a test of its own: the example server, run in a process of its own by
 /// `the_example_server_stops_cleanly_on_sigterm` (does nothing without its variable).
@@ -1504,30 +1617,42 @@ fn helper_example_server() {
             dir: dir.into(),
             listen: "127.0.0.1:0".parse().unwrap(),
             init: true,
+            demo_mailer: std::env::var_os(EXAMPLE_DEMO_MAILER_ENV).is_some(),
             grace: Duration::ZERO,
         }))
         .unwrap();
 }
 
-/// The example server stopped by SIGTERM (what a service manager sends) finishes, closes
-/// its admin socket and releases the store: neither the socket file nor the store's owner
-/// marker is left behind, and it exits 0.
-#[test]
-fn the_example_server_stops_cleanly_on_sigterm() {
+/// The example server run with `--init` on `dir` in a process of its own, stdout piped (no
+/// terminal, as under a service manager) and stderr to `log`: the process, the rest of its
+/// stdout, what it printed up to "listening on", and the address it listens on.
+fn spawn_example(
+    dir: &std::path::Path,
+    demo_mailer: bool,
+    log: std::process::Stdio,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    String,
+    String,
+) {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let mut start = std::process::Command::new(std::env::current_exe().unwrap());
+    start
         .args([
             "--exact",
             "helper_example_server",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(EXAMPLE_DIR_ENV, dir.path())
+        .env(EXAMPLE_DIR_ENV, dir)
+        .env_remove(EXAMPLE_DEMO_MAILER_ENV)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(log);
+    if demo_mailer {
+        start.env(EXAMPLE_DEMO_MAILER_ENV, "1");
+    }
+    let mut child = start.spawn().unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
     while !seen.contains("listening on") {
@@ -1537,23 +1662,21 @@ fn the_example_server_stops_cleanly_on_sigterm() {
         }
         seen.push_str(&line);
     }
-    let socket = dir.path().join(redkeep::admin::SOCKET_FILE);
-    let owner = dir.path().join("redkeep.redb.owner");
-    assert!(socket.exists() && owner.exists());
-    // A client that sent half a request and waits: the stop does not wait for it past the
-    // grace period (none here).
     let address = seen
         .split("listening on http://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap()
         .to_string();
-    let mut stalled = std::net::TcpStream::connect(address).unwrap();
-    std::io::Write::write_all(
-        &mut stalled,
-        b"POST /login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
-    )
-    .unwrap();
+    (child, out, seen, address)
+}
+
+/// Stops the example server `child` with SIGTERM; what it printed on stdout after `out` had
+/// been read to, once it exited 0.
+fn stop_example(
+    mut child: std::process::Child,
+    mut out: std::io::BufReader<std::process::ChildStdout>,
+) -> String {
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -1563,6 +1686,96 @@ fn the_example_server_stops_cleanly_on_sigterm() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert!(status.success(), "{status:?}: {rest}");
+    rest
+}
+
+/// The example server under a service manager (stdout no terminal, kept in a log) prints
+/// no secret there: `--init` leaves the first administrator's password in a 0600 file of
+/// the data dir and prints its path, and a password reset prints no token unless
+/// `--demo-mailer` asks for it, which the server then says loudly at start; without it, it
+/// says at start that resets send nothing and how to wire a mailer.
+#[test]
+fn the_example_server_prints_no_secret_to_its_stdout_unless_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for demo in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = tempfile::tempdir().unwrap();
+        let log = logs.path().join("stderr");
+        let (child, out, seen, address) = spawn_example(
+            dir.path(),
+            demo,
+            std::fs::File::create(&log).unwrap().into(),
+        );
+        let file = dir.path().join(server::FIRST_PASSWORD_FILE);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        let password = std::fs::read_to_string(&file).unwrap().trim().to_string();
+        assert!(password.len() >= 16, "{password:?}");
+        assert!(
+            !seen.contains(&password) && seen.contains(&file.display().to_string()),
+            "{seen}"
+        );
+        let email = seen
+            .split("created the first administrator ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        let (login, reset) = runtime.block_on(async {
+            let http = Client::new();
+            let post = |path: &str, body: Value| {
+                http.post(format!("http://{address}{path}"))
+                    .json(&body)
+                    .send()
+            };
+            let login = post("/login", json!({"login": email, "password": password}));
+            let login = login.await.unwrap().status();
+            let reset = post("/password-reset/request", json!({"email": email}));
+            (login, reset.await.unwrap().status())
+        });
+        assert_eq!((login, reset), (StatusCode::OK, StatusCode::ACCEPTED));
+        let printed = seen + &stop_example(child, out);
+        let said = std::fs::read_to_string(&log).unwrap();
+        if demo {
+            assert!(
+                printed.contains(&format!("mail to {email}: reset your password with ")),
+                "{printed}"
+            );
+            assert!(
+                said.contains("WARNING: --demo-mailer prints every password-reset token"),
+                "{said}"
+            );
+        } else {
+            assert!(!printed.contains("reset your password"), "{printed}");
+            assert!(
+                said.contains("password resets send no mail")
+                    && said.contains("wire a real mailer"),
+                "{said}"
+            );
+        }
+    }
+}
+
+/// The example server stopped by SIGTERM (what a service manager sends) finishes, closes
+/// its admin socket and releases the store: neither the socket file nor the store's owner
+/// marker is left behind, and it exits 0.
+#[test]
+fn the_example_server_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, out, _, address) = spawn_example(dir.path(), false, std::process::Stdio::null());
+    let socket = dir.path().join(redkeep::admin::SOCKET_FILE);
+    let owner = dir.path().join("redkeep.redb.owner");
+    assert!(socket.exists() && owner.exists());
+    // A client that sent half a request and waits: the stop does not wait for it past the
+    // grace period (none here).
+    let mut stalled = std::net::TcpStream::connect(address).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        b"POST /login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
+    let rest = stop_example(child, out);
     assert!(rest.contains("stopped"), "{rest}");
     assert!(!socket.exists(), "the admin socket is left");
     assert!(!owner.exists(), "the owner marker is left");
@@ -1597,6 +1810,7 @@ fn the_example_server_says_where_a_moved_store_went() {
                 dir: dir.to_path_buf(),
                 listen: "127.0.0.1:0".parse().unwrap(),
                 init: false,
+                demo_mailer: false,
                 grace: Duration::ZERO,
             }))
             .unwrap_err()
@@ -1723,6 +1937,7 @@ fn helper_example_start() {
         dir: dir.into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         init: false,
+        demo_mailer: false,
         grace: Duration::ZERO,
     });
     std::process::exit(if code == std::process::ExitCode::SUCCESS {

@@ -2274,3 +2274,197 @@ fn a_crash_between_a_piece_and_its_count_is_counted_right_and_checked_clean() {
     assert_eq!(ws.save_piece(1, b"{}").unwrap(), 6);
     assert!(ws.check(false, now).unwrap().is_empty());
 }
+
+/// Caps on one user's gallery, for the quota tests.
+fn capped(pieces: Option<u64>, bytes: Option<u64>) -> WorkspaceOptions {
+    WorkspaceOptions {
+        max_pieces: pieces,
+        max_gallery_bytes: bytes,
+        ..Default::default()
+    }
+}
+
+/// The cap a refused save names, and that its message tells the user what to do.
+fn refused_over(e: Error) -> &'static str {
+    match e {
+        Error::QuotaExceeded { limit, reason } => {
+            assert!(
+                reason.contains("nothing was saved") && reason.contains("remove pieces"),
+                "{reason}"
+            );
+            limit
+        }
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+}
+
+/// A save past the piece cap is refused, changes no file, and fits again once a piece is
+/// removed; the count comes from `.pieces`, or from the gallery when `.pieces` says none.
+#[test]
+fn a_save_past_the_piece_cap_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open_with(tmp.path(), capped(Some(2), None));
+    ws.save_piece(1, b"{}").unwrap();
+    ws.save_piece(1, b"{}").unwrap();
+    let before = files_of(tmp.path());
+    assert_eq!(
+        refused_over(ws.save_piece(1, b"{}").unwrap_err()),
+        "max_pieces"
+    );
+    assert_eq!(files_of(tmp.path()), before);
+    // Counted from the gallery: a count to be worked out, or no `.pieces` at all.
+    let tally = tmp.path().join("users/1/.pieces");
+    for unknown in [
+        Some(&br#"{"piece_count":null,"next_piece":null}"#[..]),
+        None,
+    ] {
+        match unknown {
+            Some(bytes) => std::fs::write(&tally, bytes).unwrap(),
+            None => std::fs::remove_file(&tally).unwrap(),
+        }
+        let before = files_of(tmp.path());
+        assert_eq!(
+            refused_over(ws.save_piece(1, b"{}").unwrap_err()),
+            "max_pieces"
+        );
+        assert_eq!(files_of(tmp.path()), before);
+    }
+    assert_eq!(ws.list_pieces(1).unwrap().len(), 2);
+    ws.delete_piece(1, 1).unwrap();
+    assert_eq!(ws.save_piece(1, b"{}").unwrap(), 3);
+    assert_eq!(
+        refused_over(ws.save_piece(1, b"{}").unwrap_err()),
+        "max_pieces"
+    );
+    // `Some(u64::MAX)` lifts it.
+    let lifted = open_with(tmp.path(), capped(Some(u64::MAX), None));
+    assert_eq!(lifted.save_piece(1, b"{}").unwrap(), 4);
+}
+
+/// The bytes of a user's pieces together are capped: a piece that would pass the cap is
+/// refused, one that fits exactly is saved, and a removal makes room; the bytes are kept in
+/// `.pieces`, summed from the gallery when it does not say them (an older build's file).
+#[test]
+fn a_save_past_the_byte_cap_is_refused_and_a_removal_makes_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open_with(tmp.path(), capped(None, Some(100)));
+    let piece = |len: usize| format!("\"{}\"", "x".repeat(len - 2)).into_bytes();
+    assert_eq!(ws.save_piece(1, &piece(60)).unwrap(), 1);
+    let before = files_of(tmp.path());
+    assert_eq!(
+        refused_over(ws.save_piece(1, &piece(41)).unwrap_err()),
+        "max_gallery_bytes"
+    );
+    assert_eq!(files_of(tmp.path()), before);
+    assert_eq!(ws.save_piece(1, &piece(40)).unwrap(), 2);
+    let tally = tmp.path().join("users/1/.pieces");
+    let said: Value = serde_json::from_slice(&std::fs::read(&tally).unwrap()).unwrap();
+    assert_eq!(said["piece_bytes"], 100);
+    // A new handle, a `.pieces` without bytes (summed), or none (the gallery listed).
+    let again = open_with(tmp.path(), capped(None, Some(100)));
+    assert_eq!(
+        refused_over(again.save_piece(1, b"1").unwrap_err()),
+        "max_gallery_bytes"
+    );
+    std::fs::write(&tally, br#"{"piece_count":2,"next_piece":3}"#).unwrap();
+    assert_eq!(
+        refused_over(again.save_piece(1, b"1").unwrap_err()),
+        "max_gallery_bytes"
+    );
+    std::fs::remove_file(&tally).unwrap();
+    assert_eq!(
+        refused_over(again.save_piece(1, b"1").unwrap_err()),
+        "max_gallery_bytes"
+    );
+    // Removing the 60-byte piece makes room for a 60-byte one, and no more.
+    again.delete_piece(1, 1).unwrap();
+    assert_eq!(
+        refused_over(again.save_piece(1, &piece(61)).unwrap_err()),
+        "max_gallery_bytes"
+    );
+    assert_eq!(again.save_piece(1, &piece(60)).unwrap(), 3);
+    let said: Value = serde_json::from_slice(&std::fs::read(&tally).unwrap()).unwrap();
+    assert_eq!(
+        (said["piece_count"].clone(), said["piece_bytes"].clone()),
+        (json!(2), json!(100))
+    );
+    assert!(
+        again
+            .check(false, Timestamp(1_800_000_000))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Pieces past a cap (a deployment adopted with more, a cap lowered later) stay readable,
+/// listed and removable; only new saves are refused, until removals bring the gallery under.
+#[test]
+fn pieces_past_a_lowered_cap_stay_readable_and_removable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    for _ in 0..3 {
+        ws.save_piece(1, br#"{"title": "sunset"}"#).unwrap();
+    }
+    for (pieces, bytes) in [(Some(2), None), (None, Some(20))] {
+        let lowered = open_with(tmp.path(), capped(pieces, bytes));
+        assert_eq!(lowered.list_pieces(1).unwrap().len(), 3);
+        for n in 1..=3 {
+            assert_eq!(lowered.load_piece(1, n).unwrap()["title"], "sunset");
+        }
+        assert_eq!(lowered.read(1).unwrap().piece_count, 3);
+        refused_over(lowered.save_piece(1, b"{}").unwrap_err());
+    }
+    let lowered = open_with(tmp.path(), capped(Some(2), None));
+    lowered.delete_piece(1, 1).unwrap();
+    refused_over(lowered.save_piece(1, b"{}").unwrap_err());
+    lowered.delete_piece(1, 2).unwrap();
+    assert_eq!(lowered.save_piece(1, b"{}").unwrap(), 4);
+}
+
+/// Bytes `.pieces` says that are not the gallery's (pieces rewritten by hand or by another
+/// program) never refuse a save that fits what is there: the gallery is summed first, and
+/// the save writes its bytes; `check --repair` of a wrong count sets the bytes too.
+#[test]
+fn bytes_pieces_says_wrongly_never_refuse_a_save_that_fits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open(tmp.path());
+    ws.save_piece(1, b"[1]").unwrap();
+    ws.save_piece(1, b"[1,2]").unwrap();
+    let tally = tmp.path().join("users/1/.pieces");
+    let says = |text: &str| {
+        std::fs::write(&tally, text).unwrap();
+        private(&[&tally]);
+    };
+    let bytes_said = || {
+        let v: Value = serde_json::from_slice(&std::fs::read(&tally).unwrap()).unwrap();
+        v["piece_bytes"].clone()
+    };
+    says(r#"{"piece_count":2,"next_piece":3,"piece_bytes":999999}"#);
+    let now = Timestamp(1_800_000_000);
+    assert!(ws.check(false, now).unwrap().is_empty());
+    let capped = open_with(tmp.path(), capped(None, Some(10)));
+    assert_eq!(capped.save_piece(1, b"[]").unwrap(), 3);
+    assert_eq!(bytes_said(), json!(10));
+    assert_eq!(
+        refused_over(capped.save_piece(1, b"1").unwrap_err()),
+        "max_gallery_bytes"
+    );
+    // A wrong count is found and repaired, with the bytes.
+    says(r#"{"piece_count":7,"next_piece":4,"piece_bytes":5}"#);
+    let found = ws.check(false, now).unwrap();
+    assert!(
+        found.len() == 1
+            && found[0].problem.contains("says 7 pieces of 5 bytes")
+            && found[0]
+                .problem
+                .contains("the gallery holds 3 pieces of 10 bytes"),
+        "{found:?}"
+    );
+    let fixed = ws.check(true, now).unwrap();
+    assert!(
+        fixed.len() == 1 && fixed[0].problem.starts_with("fixed:"),
+        "{fixed:?}"
+    );
+    assert_eq!(bytes_said(), json!(10));
+    assert!(ws.check(false, now).unwrap().is_empty());
+}

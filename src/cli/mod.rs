@@ -57,6 +57,22 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub max_doc_bytes: Option<u64>,
+    /// The most pieces `gallery add` leaves in one user's gallery (the cap the application
+    /// holds its users to, `Options::workspace.max_pieces`). Default 10,000. Pieces already
+    /// past it stay readable and removable. (Through the application's admin socket, its
+    /// own cap holds.)
+    #[arg(long, global = true, env = "REDKEEP_MAX_PIECES", value_name = "N")]
+    pub max_pieces: Option<u64>,
+    /// The most bytes one user's pieces take together after `gallery add`
+    /// (`Options::workspace.max_gallery_bytes`). Default 1 GiB. (Through the application's
+    /// admin socket, its own cap holds.)
+    #[arg(
+        long,
+        global = true,
+        env = "REDKEEP_MAX_GALLERY_BYTES",
+        value_name = "BYTES"
+    )]
+    pub max_gallery_bytes: Option<u64>,
     /// How long a command handed to the application holding the store (through its admin
     /// socket) waits for it to begin answering, in seconds, before giving up with exit 1.
     /// Default: an hour. A stopped or hung application otherwise keeps a script (a nightly
@@ -257,6 +273,8 @@ fn open_store(cli: &Cli) -> Result<Redkeep> {
     options.open_outdated = cli.command.accepts_outdated();
     options.open_unfinished = cli.command.accepts_unfinished();
     options.workspace.max_doc_bytes = cli.max_doc_bytes;
+    options.workspace.max_pieces = cli.max_pieces;
+    options.workspace.max_gallery_bytes = cli.max_gallery_bytes;
     options.workspace.on_wait = Some(std::sync::Arc::new(|path: &Path| {
         say!("waiting for the lock on {} …", path.display());
     }));
@@ -785,6 +803,24 @@ fn read_ahead(cli: &Cli, input: &mut dyn BufRead) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// A refusal by a cap on a user's gallery, naming the flag that raises it here (the caps
+/// this process opened the store with; through an admin socket, the application's hold).
+fn with_cap_flag(e: Error) -> Error {
+    match e {
+        Error::QuotaExceeded { limit, reason } => {
+            let flag = match limit {
+                "max_pieces" => "--max-pieces (or REDKEEP_MAX_PIECES)",
+                _ => "--max-gallery-bytes (or REDKEEP_MAX_GALLERY_BYTES)",
+            };
+            Error::QuotaExceeded {
+                limit,
+                reason: format!("{reason}; or raise the cap with {flag}"),
+            }
+        }
+        e => e,
+    }
+}
+
 /// The most [`read_ahead`] reads.
 fn read_ahead_cap(cli: &Cli) -> u64 {
     admin::MAX_INPUT_BYTES
@@ -963,7 +999,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     if let (Err(_), Some(made)) = (&done, &made) {
                         made.take_back();
                     }
-                    let reply = done?;
+                    let reply = done.map_err(with_cap_flag)?;
                     // (Not for a command the store's owner ran: it hashes with its own.)
                     if reply.exit_code == 0 {
                         warning = weak_hashing_warning(&req.command);

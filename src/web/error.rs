@@ -64,7 +64,7 @@ const MAX_MESSAGE_CHARS: usize = 300;
 impl From<Error> for WebError {
     /// Maps each kind of failure to the status a client expects: a bad, expired or revoked
     /// credential 401; a rule 403; a clash 409 (saying what clashed, not the store's table
-    /// and index); contention in the store 503 with `Retry-After: 1` and a generic message,
+    /// and index), and so is a gallery at its cap (saying how to make room); contention in the store 503 with `Retry-After: 1` and a generic message,
     /// and so is a data dir not ready to serve (`NotReady`: a restore stopped part way, whose
     /// cause goes to the log). Storage and internal failures, and a store opened read-only, are 500
     /// with a generic message (the details go to the log, not the client). Messages are cut
@@ -79,6 +79,9 @@ impl From<Error> for WebError {
             Error::Denied { .. } => StatusCode::FORBIDDEN,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
+            // The user's gallery is full: the request is fine, the state refuses it, and
+            // the message tells the user how to make room.
+            Error::QuotaExceeded { .. } => StatusCode::CONFLICT,
             // Contention inside the server (writers racing on one key, a folder moving, a
             // busy database), not the client's rate: 503 with `Retry-After`.
             Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -169,6 +172,18 @@ mod tests {
         assert_eq!(
             clash.message,
             "already taken: a user with email a@example.com exists"
+        );
+        // A full gallery is the state of the user's data: 409, saying how to make room.
+        let full = WebError::from(Error::QuotaExceeded {
+            limit: "max_pieces",
+            reason: "this gallery holds 3 pieces and may hold at most 3; remove pieces".into(),
+        });
+        assert_eq!(
+            (full.status, full.message.as_str()),
+            (
+                StatusCode::CONFLICT,
+                "this gallery holds 3 pieces and may hold at most 3; remove pieces"
+            )
         );
         // A secret sent in the body is a bad request; the request's own credentials 401.
         let bad_code = || Error::InvalidCredential {

@@ -443,31 +443,35 @@ impl Workspaces {
         tally: Tally,
         repair: bool,
     ) -> Result<Option<String>> {
-        let Some((count, next)) = known(dir, tally)? else {
+        let Some(k) = known(dir, tally)? else {
             return Ok(None);
         };
-        let (real, free) = counted(dir)?;
-        if count == real && free.is_some_and(|free| next >= free) {
+        let listed = counted(dir)?;
+        // Bytes alone are not checked: pieces rewritten by hand or by another program
+        // change them, and a save sums the gallery before they refuse it.
+        if k.count == listed.count && listed.next.is_some_and(|free| k.next >= free) {
             return Ok(None);
         }
         let path = dir.join(TALLY_FILE);
-        let free_text = free.map_or("none".to_string(), |n| n.to_string());
+        let free_text = listed.next.map_or("none".to_string(), |n| n.to_string());
+        let said = format!(
+            "{} pieces{} with number {} next",
+            k.count,
+            k.bytes
+                .map_or(String::new(), |bytes| format!(" of {bytes} bytes")),
+            k.next
+        );
+        let real = format!("{} pieces of {} bytes", listed.count, listed.bytes);
         if !repair {
             return Ok(Some(format!(
-                "{} says {count} pieces with number {next} next, but the gallery holds {real} \
-                 (the next free number is {free_text}); `redkeep check --repair` sets it from \
-                 the gallery",
+                "{} says {said}, but the gallery holds {real} (the next free number is \
+                 {free_text}); `redkeep check --repair` sets it from the gallery",
                 path.display()
             )));
         }
-        let fixed = match free {
-            Some(next) => Tally::Known { count: real, next },
-            None => Tally::Unknown,
-        };
-        self.write_tally(dir, fixed)?;
+        self.write_tally(dir, listed.tally())?;
         Ok(Some(format!(
-            "fixed: {} said {count} pieces with number {next} next; set it to the gallery's \
-             {real} with number {free_text} next",
+            "fixed: {} said {said}; set it to the gallery's {real} with number {free_text} next",
             path.display()
         )))
     }

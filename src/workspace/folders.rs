@@ -26,6 +26,20 @@ use crate::store::Held;
 /// Default size cap for documents and pieces: 16 MiB.
 pub const DEFAULT_MAX_DOC_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Default cap on the pieces of one user's gallery: 10,000. Far more than a person saves by
+/// hand (ten a day for nearly three years), while a client saving in a loop (a bug, a
+/// stolen token) is stopped before one gallery's listing, export or check grows slow. Raise it, or lift it with `Some(u64::MAX)`, in
+/// [`WorkspaceOptions::max_pieces`].
+pub const DEFAULT_MAX_PIECES: u64 = 10_000;
+
+/// Default cap on the bytes of one user's pieces together: 1 GiB. About ten times what
+/// 10,000 pieces of a typical 100 KiB take, so real galleries meet the piece cap first;
+/// yet a few hundred users at their cap fill no more than a common disk. Without it, one
+/// signed-in user fills the disk with pieces at the [`DEFAULT_MAX_DOC_BYTES`] each save
+/// may take. Raise it, or lift it with `Some(u64::MAX)`, in
+/// [`WorkspaceOptions::max_gallery_bytes`].
+pub const DEFAULT_MAX_GALLERY_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// How the size cap for workspace files is raised, for messages that refuse a file over it.
 pub(crate) const RAISE_LIMIT: &str = "`Options::workspace.max_doc_bytes` in the application, \
      `--max-doc-bytes` or REDKEEP_MAX_DOC_BYTES for the `redkeep` command";
@@ -229,6 +243,17 @@ pub type Owners = Arc<dyn Fn(u64) -> Result<Option<FolderOwner>> + Send + Sync>;
 pub struct WorkspaceOptions {
     /// Largest document or piece read or written; `None` means [`DEFAULT_MAX_DOC_BYTES`].
     pub max_doc_bytes: Option<u64>,
+    /// The most pieces one user's gallery may hold: [`Workspaces::save_piece`] past it is
+    /// refused ([`Error::QuotaExceeded`]) and saves nothing. Pieces already past it (an
+    /// adopted deployment, a lowered cap) stay readable and removable; imports and adoptions
+    /// are not held to it. `None` means [`DEFAULT_MAX_PIECES`]; `Some(u64::MAX)` lifts it.
+    pub max_pieces: Option<u64>,
+    /// The most bytes one user's pieces may take together: a save that would pass it is
+    /// refused as one past `max_pieces` is. Removed pieces wait in the folder's trash
+    /// without counting, until [`Workspaces::purge_trash`] deletes them: an application
+    /// that lets users remove pieces purges that trash on a schedule.
+    /// `None` means [`DEFAULT_MAX_GALLERY_BYTES`]; `Some(u64::MAX)` lifts it.
+    pub max_gallery_bytes: Option<u64>,
     /// Called when a lock is busy, before waiting (the CLI prints that it is waiting).
     pub on_wait: Option<WaitNotice>,
 }
@@ -237,6 +262,8 @@ impl std::fmt::Debug for WorkspaceOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkspaceOptions")
             .field("max_doc_bytes", &self.max_doc_bytes)
+            .field("max_pieces", &self.max_pieces)
+            .field("max_gallery_bytes", &self.max_gallery_bytes)
             .field("on_wait", &self.on_wait.is_some())
             .finish()
     }
@@ -702,6 +729,16 @@ impl Workspaces {
 
     pub(crate) fn max_bytes(&self) -> u64 {
         self.options.max_doc_bytes.unwrap_or(DEFAULT_MAX_DOC_BYTES)
+    }
+
+    /// The caps on one user's gallery: pieces, and bytes of them together.
+    pub(super) fn gallery_caps(&self) -> (u64, u64) {
+        (
+            self.options.max_pieces.unwrap_or(DEFAULT_MAX_PIECES),
+            self.options
+                .max_gallery_bytes
+                .unwrap_or(DEFAULT_MAX_GALLERY_BYTES),
+        )
     }
 
     /// The directory of `user`. Built from the number only.
@@ -1175,13 +1212,14 @@ impl Workspaces {
         let tally = read_tally(dir)?;
         let (count, counted_now) = match (tally, known(dir, tally)?) {
             (Tally::Absent, _) if version.is_some() => (doc.piece_count, None),
-            (_, Some((count, _))) => (count, None),
+            (_, Some(k)) => (k.count, None),
             // No document, or no count to go by: the gallery is counted. A `.pieces`
             // made here would be trusted by saves, so none is made where there was none.
             (tally, None) => {
-                let (count, next) = counted(dir)?;
-                let fresh = next.filter(|_| tally != Tally::Absent);
-                (count, fresh.map(|next| Tally::Known { count, next }))
+                let listed = counted(dir)?;
+                let fresh = Some(listed.tally())
+                    .filter(|fresh| tally != Tally::Absent && *fresh != Tally::Unknown);
+                (listed.count, fresh)
             }
         };
         doc.piece_count = count;

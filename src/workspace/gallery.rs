@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::folders::{Workspaces, date_moved, unparsed};
 use super::lock::LockKind;
+use super::names::gallery_numbers;
 use super::names::{GALLERY_DIR, PIECE_TRASH};
 use super::names::{piece_file_name, piece_numbers, piece_numbers_tidying, trashed_numbers};
 use super::tally::{Tally, counted, known, read_tally};
@@ -99,7 +100,11 @@ impl Workspaces {
     /// ```
     ///
     /// # Errors
-    /// `InvalidInput` when `json` is not JSON or is over the cap; `NotFound` for an unknown
+    /// `InvalidInput` when `json` is not JSON or is over the cap; `QuotaExceeded` when the
+    /// gallery holds [`WorkspaceOptions::max_pieces`](super::WorkspaceOptions::max_pieces)
+    /// pieces already, or `json` would take its bytes past
+    /// [`max_gallery_bytes`](super::WorkspaceOptions::max_gallery_bytes) (nothing is
+    /// written then); `NotFound` for an unknown
     /// user; `UnsafePath` for a folder of another account or a symlinked gallery; `Io` when
     /// the piece or the count cannot be written (then the piece is not kept), or, saying the
     /// piece was saved, when only the last sync failed.
@@ -148,13 +153,34 @@ impl Workspaces {
         // written only as a new file, so a count gone wrong can never replace a piece.
         let known = known(dir, made.tally)
             .map_err(Step::Undone)?
-            .filter(|&(_, n)| n <= super::MAX_JSON_PIECE && !self.no_replace_unsupported());
+            .filter(|k| k.next <= super::MAX_JSON_PIECE && !self.no_replace_unsupported());
         let mut saved = None;
-        if let Some((count, n)) = known {
+        if let Some(k) = known {
+            // A count of an older build says no bytes: summed once, then kept in `.pieces`.
+            let bytes = match k.bytes {
+                Some(bytes) => bytes,
+                None => gallery_numbers(dir).map_err(Step::Undone)?.bytes,
+            };
+            let bytes = match self.within_quota(k.count, bytes, json) {
+                Ok(()) => bytes,
+                // Bytes `.pieces` says fall behind pieces changed by hand or by another
+                // program: summed from the gallery before they refuse a save.
+                Err(Error::QuotaExceeded {
+                    limit: "max_gallery_bytes",
+                    ..
+                }) if k.bytes.is_some() => {
+                    let listed = gallery_numbers(dir).map_err(Step::Undone)?.bytes;
+                    self.within_quota(k.count, listed, json)
+                        .map_err(Step::Undone)?;
+                    listed
+                }
+                Err(e) => return Err(Step::Undone(e)),
+            };
             self.tidy_once(gallery);
+            let n = k.next;
             let piece = gallery.join(piece_file_name(n));
             match fsutil::write_private_new(&piece, json) {
-                Ok(true) => saved = Some((n, count)),
+                Ok(true) => saved = Some((n, k.count, bytes)),
                 // Taken after all (written by another build, or by hand): list the gallery.
                 Ok(false) => {}
                 Err(Error::Io { source, .. })
@@ -172,13 +198,14 @@ impl Workspaces {
                 }
             }
         }
-        let (n, count) = match saved {
+        let (n, count, bytes) = match saved {
             Some(saved) => saved,
             None => self.save_listed(dir, gallery, json, made)?,
         };
         let after = Tally::Known {
             count: count.saturating_add(1),
             next: n.saturating_add(1),
+            bytes: Some(bytes.saturating_add(json.len() as u64)),
         };
         if let Err(e) = self.write_tally(dir, after) {
             // The count reached the disk (only its folder's sync failed): the piece stays.
@@ -194,15 +221,47 @@ impl Workspaces {
         Ok(n)
     }
 
+    /// Refuses to save `json` in a gallery of `count` pieces taking `bytes` when that takes
+    /// it past a cap of the options (the first one met decides).
+    ///
+    /// # Errors
+    /// `QuotaExceeded`, saying which cap and what the user can do.
+    fn within_quota(&self, count: u64, bytes: u64, json: &[u8]) -> Result<()> {
+        let (max_pieces, max_bytes) = self.gallery_caps();
+        let kept = "nothing was saved and no piece was changed";
+        if count >= max_pieces {
+            return Err(Error::QuotaExceeded {
+                limit: "max_pieces",
+                reason: format!(
+                    "this gallery holds {count} pieces and may hold at most {max_pieces}; \
+                     {kept}: remove pieces to save new ones"
+                ),
+            });
+        }
+        let size = json.len() as u64;
+        let total = bytes.saturating_add(size);
+        if total > max_bytes {
+            return Err(Error::QuotaExceeded {
+                limit: "max_gallery_bytes",
+                reason: format!(
+                    "this gallery's pieces take {bytes} bytes and may take at most {max_bytes}, \
+                     so a piece of {size} bytes does not fit; {kept}: remove pieces, or save \
+                     a smaller one, to make room"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Saves `json` as the number after the highest the gallery (and its trash) has used,
-    /// listing them; returns that number and the count before it.
+    /// listing them; returns that number, and the count and bytes before it.
     fn save_listed(
         &self,
         dir: &Path,
         gallery: &Path,
         json: &[u8],
         made: &mut Made,
-    ) -> std::result::Result<(u64, u64), Step> {
+    ) -> std::result::Result<(u64, u64, u64), Step> {
         // The exclusive lock keeps the gallery as listed here until the count is written.
         // Numbers taken by anything (a symlink, a folder) or in the trash are never handed
         // out again.
@@ -222,10 +281,16 @@ impl Workspaces {
                 )))
             })?;
         let count = existing.files.len() as u64;
+        self.within_quota(count, existing.bytes, json)
+            .map_err(Step::Undone)?;
         // The count as it stands and the number this save takes, before the piece: a crash
         // after the piece leaves piece `n` there, which every reader takes for a save
         // stopped part way (and counts the gallery).
-        let before = Tally::Known { count, next: n };
+        let before = Tally::Known {
+            count,
+            next: n,
+            bytes: Some(existing.bytes),
+        };
         if made.tally != before {
             made.tally_written = true;
             self.write_tally(dir, before).map_err(Step::Undone)?;
@@ -238,7 +303,7 @@ impl Workspaces {
             made.piece = Some(piece);
             return Err(Step::Undone(e));
         }
-        Ok((n, count))
+        Ok((n, count, existing.bytes))
     }
 
     /// Writes piece `n` as given (creating the folder), for imports; the document's count is
@@ -333,7 +398,7 @@ impl Workspaces {
             fsutil::create_private_dir(&trash)?;
         }
         // A count that says a lower number is next is made unknown first.
-        if known(&folder.dir, read_tally(&folder.dir)?)?.is_some_and(|(_, next)| next <= n) {
+        if known(&folder.dir, read_tally(&folder.dir)?)?.is_some_and(|k| k.next <= n) {
             self.tally_unknown(&folder.dir)?;
         }
         super::names::keep_numbers_up_to(&trash, n)
@@ -361,11 +426,43 @@ impl Workspaces {
     /// # Errors
     /// `NotFound` for an unknown user; `UnsafePath` for a folder of another account.
     pub fn list_pieces(&self, user: u64) -> Result<Vec<PieceInfo>> {
+        self.list_pieces_page(user, None, usize::MAX)
+    }
+
+    /// At most `limit` pieces of the user's gallery, ascending by number, from the first
+    /// numbered past `after` (`None`: from the first): a page of a gallery too large to list
+    /// in one answer. Only the page's pieces are looked at, past the listing of numbers.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let rk = redkeep::Redkeep::open(tmp.path(), redkeep::Options::default().password(redkeep::PasswordParams::INSECURE_FAST))?;
+    /// # let alice = rk.users().create(redkeep::NewUser { email: "alice@example.com".into(), name: None, username: None, password: None, is_admin: false, invite: None })?.user;
+    /// for _ in 0..3 {
+    ///     rk.workspaces().save_piece(alice.id, b"{}")?;
+    /// }
+    /// let page = rk.workspaces().list_pieces_page(alice.id, Some(1), 1)?;
+    /// assert_eq!(page.iter().map(|p| p.piece).collect::<Vec<_>>(), [2]);
+    /// # Ok::<(), redkeep::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Workspaces::list_pieces`].
+    pub fn list_pieces_page(
+        &self,
+        user: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<PieceInfo>> {
         let Some(folder) = self.folder(user, LockKind::Shared, false)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for n in piece_numbers(&folder.dir)? {
+        let numbers = piece_numbers(&folder.dir)?;
+        let page = numbers
+            .into_iter()
+            .filter(|&n| after.is_none_or(|after| n > after))
+            .take(limit);
+        for n in page {
             let m =
                 fs::symlink_metadata(folder.dir.join(GALLERY_DIR).join(piece_file_name(n))).ok();
             out.push(PieceInfo {
@@ -415,9 +512,14 @@ impl Workspaces {
             return Err(missing());
         }
         let path = dir.join(GALLERY_DIR).join(piece_file_name(n));
-        if fsutil::open_regular(&path)?.is_none() {
+        let Some(file) = fsutil::open_regular(&path)? else {
             return Err(missing());
-        }
+        };
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading the size of {}", path.display()), e))?
+            .len();
+        drop(file);
         let tally = read_tally(dir)?;
         let known = known(dir, tally)?;
         // Unknown while the piece moves: a crash part way leaves the gallery to be counted.
@@ -438,17 +540,17 @@ impl Workspaces {
         // name keeps no time); not before, as a failed removal puts it back.
         let dated = || date_moved(&trashed, self.now());
         let after = match known {
-            Some((count, next)) => Some((count.saturating_sub(1), next)),
-            None => match counted(dir)? {
-                (count, Some(next)) => Some((count, next)),
-                (_, None) => None,
+            Some(k) => Tally::Known {
+                count: k.count.saturating_sub(1),
+                next: k.next,
+                bytes: k.bytes.map(|bytes| bytes.saturating_sub(size)),
             },
+            None => counted(dir)?.tally(),
         };
-        let Some((count, next)) = after else {
+        if after == Tally::Unknown {
             dated();
             return Ok(());
-        };
-        let after = Tally::Known { count, next };
+        }
         let Err(e) = self.write_tally(dir, after) else {
             dated();
             return Ok(());
@@ -526,7 +628,7 @@ impl Workspaces {
             return Ok(count);
         }
         match known(dir, tally)? {
-            Some((count, _)) => Ok(count),
+            Some(k) => Ok(k.count),
             None => Ok(piece_numbers(dir)?.len() as u64),
         }
     }
@@ -544,9 +646,9 @@ impl Workspaces {
         if tally == Tally::Absent || known(&folder.dir, tally)?.is_some() {
             return Ok(());
         }
-        match counted(&folder.dir)? {
-            (count, Some(next)) => self.write_tally(&folder.dir, Tally::Known { count, next }),
-            (_, None) => Ok(()),
+        match counted(&folder.dir)?.tally() {
+            Tally::Unknown => Ok(()),
+            tally => self.write_tally(&folder.dir, tally),
         }
     }
 

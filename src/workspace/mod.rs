@@ -5,7 +5,7 @@
 //! <root>/users/{user_id}/gallery/piece_000001.json
 //! <root>/users/{user_id}/.owner      the owner's identity: a folder is served only to them
 //! <root>/users/{user_id}/.lock
-//! <root>/users/{user_id}/.pieces     the gallery's piece count (saves write it, not the document)
+//! <root>/users/{user_id}/.pieces     the gallery's piece count and bytes (saves write it)
 //! <root>/users/{user_id}/.trash/     removed pieces
 //! <root>/trash/                      removed folders
 //! ```
@@ -32,8 +32,8 @@ pub use doc::{MAX_DOC_DEPTH, WorkspaceDoc};
 pub(crate) use doc::{parse_wrapped, within_depth};
 pub(crate) use folders::StoppedRestore;
 pub use folders::{
-    DEFAULT_MAX_DOC_BYTES, FolderOwner, Owners, TimedCopy, TrashEntry, WorkspaceInfo,
-    WorkspaceOptions, Workspaces,
+    DEFAULT_MAX_DOC_BYTES, DEFAULT_MAX_GALLERY_BYTES, DEFAULT_MAX_PIECES, FolderOwner, Owners,
+    TimedCopy, TrashEntry, WorkspaceInfo, WorkspaceOptions, Workspaces,
 };
 #[cfg(feature = "admin")]
 pub(crate) use folders::{Marker, RAISE_LIMIT};

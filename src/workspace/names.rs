@@ -80,6 +80,8 @@ pub fn parse_piece_name(name: &str) -> Option<u64> {
 pub(super) struct Numbers {
     pub files: Vec<u64>,
     pub others: Vec<u64>,
+    /// The bytes of the regular files among them.
+    pub bytes: u64,
 }
 
 impl Numbers {
@@ -109,7 +111,12 @@ fn numbers_tidying(dir: &Path, parse: impl Fn(&str) -> Option<u64>, tidy: bool) 
         };
         let file = e.file_type().is_ok_and(|t| t.is_file());
         match parse(name) {
-            Some(n) if file => out.files.push(n),
+            Some(n) if file => {
+                out.files.push(n);
+                // Not following a symlink: the entry is a regular file.
+                let size = e.metadata().map_or(0, |m| m.len());
+                out.bytes = out.bytes.saturating_add(size);
+            }
             Some(n) => out.others.push(n),
             None if file && tidy && name.starts_with(fsutil::TEMP_PREFIX) => {
                 let _ = fs::remove_file(e.path());
