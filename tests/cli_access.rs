@@ -2487,8 +2487,7 @@ fn user_disable_revoke_keys_revokes_them_for_good() {
     );
     assert!(
         out.lines().any(|l| l.starts_with(&format!(
-            "revoked for good the 2 API keys they answered for (their own, and org keys they \
-             made: {}, {})",
+            "revoked 2 API keys for good, their own and org keys they made ({}, {})",
             prefix(&own),
             prefix(&made)
         )) && l.contains("`redkeep user enable` brings none back")),

@@ -591,9 +591,9 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
                     0 => "they had no API key to revoke (of their own, or an org key they made)"
                         .to_string(),
                     n => format!(
-                        "revoked for good the {} they answered for (their own, and org keys \
-                         they made: {}); `redkeep user enable` brings none back: make new ones \
-                         with `redkeep apikey create`",
+                        "revoked {} for good, their own and org keys they made ({}); \
+                         `redkeep user enable` brings none back: make new ones with `redkeep \
+                         apikey create`",
                         count(n, "API key"),
                         crate::top::first_few(revoked, 3)
                     ),
