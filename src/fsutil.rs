@@ -360,6 +360,108 @@ pub fn free_path(path: &Path) -> std::path::PathBuf {
     candidate
 }
 
+/// Refuses a data dir `dir` whose owners this process cannot trust with the store, before
+/// anything in it is read or made. Whoever owns a folder can replace every file in it, so
+/// opening a data dir trusts its owner; the rule keeps that trust to the owners meant:
+///
+/// - the data dir must belong to this user (the euid) or root; root, and a user who only
+///   reads (`writes` false: a read-only operator in the data dir's group), may also open
+///   one of another user, whom they then trust (an operator's `sudo redkeep …` on the
+///   application's data dir);
+/// - each of `files` in it that is there (the store file, the note naming the store) must
+///   be a regular file (never a symlink, which the data dir's owner could point anywhere),
+///   owned by this user, root, or (for those who trust it) the data dir's owner;
+/// - neither may be writable by the group or others unless this user owns it (then the
+///   open makes it private, as before): anyone who may write it could replace the store.
+///
+/// A data dir that is not there passes (it is made, this user's); one that cannot be looked
+/// at, or is no folder, is left to the open, which says why.
+///
+/// # Errors
+/// `Denied` saying whose the data dir or file is and what to run to make it right; nothing
+/// was read or changed.
+pub(crate) fn refuse_untrusted_data_dir(dir: &Path, files: &[&str], writes: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // A file given as the data dir is said as such by the open.
+    let Some(meta) = fs::metadata(dir).ok().filter(fs::Metadata::is_dir) else {
+        return Ok(());
+    };
+    let me = rustix::process::geteuid().as_raw();
+    let owner = meta.uid();
+    let shown = dir.display();
+    if owner != me && owner != 0 && me != 0 && writes {
+        return Err(Error::denied(format!(
+            "the data dir {shown} belongs to uid {owner}, not to this user (uid {me}) nor to \
+             root, and uid {owner} could replace the store in it; nothing was opened or \
+             changed: run this as uid {owner}, or if the data dir is this user's, `chown -R \
+             {me} {shown}` as root"
+        )));
+    }
+    let trusted = |uid: u32| uid == me || uid == 0 || (uid == owner && (me == 0 || !writes));
+    refuse_open_to_others(dir, &meta, me, "the data dir")?;
+    for name in files {
+        let path = dir.join(name);
+        let file = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("looking at {}", path.display()), e)),
+        };
+        if !file.is_file() {
+            let what = if file.file_type().is_symlink() {
+                "a symlink"
+            } else {
+                "not a regular file"
+            };
+            return Err(Error::denied(format!(
+                "{} is {what}, which redkeep never opens in a data dir (whoever made it \
+                 chooses what it leads to); nothing was opened or changed: look at what it is \
+                 and who made it, then put the real file in its place or remove it",
+                path.display()
+            )));
+        }
+        if !trusted(file.uid()) {
+            let give = if me == 0 { owner } else { me };
+            let mut whom = vec![format!("this user (uid {me})")];
+            if me != 0 {
+                whom.push("root".into());
+            }
+            if trusted(owner) && owner != me && owner != 0 {
+                whom.push(format!("the data dir's owner (uid {owner})"));
+            }
+            return Err(Error::denied(format!(
+                "{} belongs to uid {uid}, not to {}, so uid {uid} could have put any store \
+                 there; nothing was opened or changed: if it is the store you meant, `chown \
+                 {give} {}` as root",
+                path.display(),
+                whom.join(" nor "),
+                path.display(),
+                uid = file.uid(),
+            )));
+        }
+        refuse_open_to_others(&path, &file, me, "the file")?;
+    }
+    Ok(())
+}
+
+/// Refuses `path` (`what`: "the data dir", "the file") when others may write it and this
+/// user does not own it, so cannot make it private.
+fn refuse_open_to_others(path: &Path, meta: &fs::Metadata, me: u32, what: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 == 0 || meta.uid() == me {
+        return Ok(());
+    }
+    let owner = meta.uid();
+    let shown = path.display();
+    let private = if meta.is_dir() { "700" } else { "600" };
+    Err(Error::denied(format!(
+        "{what} {shown} may be written by other users (mode {mode:04o}), and it belongs to uid \
+         {owner}, so this user (uid {me}) does not make it private: whoever may write it could \
+         replace the store; nothing was opened or changed: as uid {owner} (or root), `chmod \
+         {private} {shown}`"
+    )))
+}
+
 /// Whether this process's user owns the file (only the owner may change its mode; a
 /// deliberately shared file of another user is left as it is).
 fn owned(meta: &fs::Metadata) -> bool {
@@ -368,12 +470,40 @@ fn owned(meta: &fs::Metadata) -> bool {
 }
 
 /// Makes the file `path` private (0600) when its mode lets others in and this user owns it;
-/// returns the mode it had when it was changed.
+/// returns the mode it had when it was changed. A symlink at `path` is left as it is, never
+/// followed: whoever may write the folder could point one at any file (root would then
+/// make `/etc/passwd` private). The mode is changed through the file opened, so a symlink
+/// put there meanwhile changes nothing either.
 ///
 /// # Errors
 /// `Io` when its mode cannot be read or changed.
 pub fn restrict_file(path: &Path) -> Result<Option<u32>> {
-    restrict(path, 0o600)
+    let reading = |e| Error::io(format!("reading {}", path.display()), e);
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(None);
+        }
+        // Not readable by its owner (a mode such as 0266): no symlink, or `open` would have
+        // said so; changed by its path, as before.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return restrict(path, 0o600);
+        }
+        Err(e) => return Err(reading(e)),
+    };
+    let meta = file.metadata().map_err(reading)?;
+    let was = meta.permissions().mode() & 0o777;
+    if !meta.is_file() || was & 0o077 == 0 || !owned(&meta) {
+        return Ok(None);
+    }
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(format!("making {} private (0600)", path.display()), e))?;
+    Ok(Some(was))
 }
 
 /// Sets `path` to `mode` when its mode lets others in and this user owns it; returns the
@@ -1227,6 +1357,23 @@ mod tests {
     }
 
     use super::*;
+
+    /// A symlink where a private file is expected is not followed: the file it points to
+    /// keeps its mode. A real file is made private as before.
+    #[test]
+    fn restrict_file_never_follows_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("elsewhere");
+        fs::write(&target, b"x").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        let link = tmp.path().join("redkeep.redb");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(restrict_file(&link).unwrap(), None);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&target), 0o644);
+        assert_eq!(restrict_file(&target).unwrap(), Some(0o644));
+        assert_eq!(mode(&target), 0o600);
+    }
 
     /// Staging folders hold copies of the store: 0700 whatever the umask (a plain tempdir is
     /// 0755 under the usual 022).

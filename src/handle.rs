@@ -146,6 +146,20 @@ pub(crate) fn write_store_note(dir: &Path, note: &StoreNote) -> Result<()> {
     crate::fsutil::write_private(&dir.join(STORE_NOTE), &text)
 }
 
+/// The files of a data dir that say which store it holds and where: none may be another
+/// user's or a symlink (see [`refuse_untrusted`]).
+const TRUSTED_FILES: [&str; 4] = [STORE_FILE, STORE_NOTE, MOVED_NOTE, POSTGRES_COPIES];
+
+/// Refuses the data dir `dir` when its owner, or the owner of a file in it that says what the
+/// store is, is not one this process may trust with the store (an open that `writes`, or
+/// only reads); see [`crate::fsutil::refuse_untrusted_data_dir`] for the rule.
+///
+/// # Errors
+/// `Denied`, saying whose the data dir or file is and what to run.
+pub(crate) fn refuse_untrusted(dir: &Path, writes: bool) -> Result<()> {
+    crate::fsutil::refuse_untrusted_data_dir(dir, &TRUSTED_FILES, writes)
+}
+
 /// A new store id: 16 random bytes, in hex.
 ///
 /// # Errors
@@ -1063,6 +1077,17 @@ impl Redkeep {
     /// directory ([`std::path::absolute`]: `..` and symlinks are kept as given), so every
     /// path the handle hands out means the same from anywhere.
     ///
+    /// Whoever owns the data dir can replace every file in it, so the open trusts its owner
+    /// with the store, and refuses owners it was not meant to trust: the data dir must belong
+    /// to this process's user (its euid) or root, except that root, and an open that only
+    /// reads (`read_only`: an operator in the data dir's group), may open the data dir of
+    /// another user, whom they then trust (an operator's `sudo redkeep …` on the
+    /// application's data dir works). The store file and the note naming the store must be
+    /// regular files (never symlinks) of this user, root, or that trusted owner; and neither
+    /// the data dir nor those files may be writable by others unless this user owns them
+    /// (the open then makes them private, 0700 / 0600). The same holds for the data dir of
+    /// a store on PostgreSQL, which keeps the workspace folders.
+    ///
     /// ```
     /// # let tmp = tempfile::tempdir().unwrap();
     /// # let dir = tmp.path();
@@ -1075,7 +1100,9 @@ impl Redkeep {
     /// # Errors
     /// `InvalidInput` for a data dir that is a file, or a policy no login could live with (a
     /// session lifetime or idle timeout under one second or over 100 years, a lockout
-    /// threshold of 0, `max_concurrent_hashes` of 0); `NotInitialized` when there is
+    /// threshold of 0, `max_concurrent_hashes` of 0); `Denied` for a data dir, store file
+    /// or note of an owner not trusted (as above), or a symlink in their place, nothing
+    /// opened or changed; `NotInitialized` when there is
     /// no store and `create` is off; `InUse` when another process holds the store;
     /// `NewerSchema` / `MigrationNeeded`; `Damaged` when the store file cannot be read as
     /// it is (see `redkeep salvage`); `Io` / `Storage`.
@@ -1095,6 +1122,7 @@ impl Redkeep {
                 ),
             ));
         }
+        refuse_untrusted(&dir, !options.read_only)?;
         let url = options
             .store_url
             .as_deref()
@@ -1291,11 +1319,16 @@ impl Redkeep {
     /// file open. [`InitOutcome::replaced_unwritten`] then says so. [`Redkeep::open`] never
     /// does that: a store cut short to nothing would pass for a new, empty one.
     ///
+    /// The data dir's owners are checked as [`Redkeep::open`] says, before anything is
+    /// replaced.
+    ///
     /// # Errors
     /// As [`Redkeep::open`]; `Damaged` when the store file holds nothing but the data dir
     /// holds users' folders (the store was lost: restore a backup).
     pub fn open_to_init(dir: impl AsRef<Path>, options: Options) -> Result<Redkeep> {
         let dir = dir.as_ref();
+        // Before a store file that holds nothing is taken away.
+        refuse_untrusted(dir, !options.read_only)?;
         let db = dir.join(STORE_FILE);
         let on_file = options
             .store_url

@@ -163,6 +163,7 @@ impl Connection {
             path,
             patience,
         } = self;
+        refuse_untrusted_listener(&stream, &path)?;
         stream
             .set_write_timeout(Some(Duration::from_secs(600)))
             .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(3600))))
@@ -242,6 +243,39 @@ impl Connection {
         }
         read_answer(&mut stream, output, &req.command)
     }
+}
+
+/// Refuses the process listening on the socket `path` unless it runs as this user (the
+/// euid), root, or the owner of the data dir that holds the socket: whoever else listens
+/// there (a socket planted by someone who may write the data dir) would get the request,
+/// and with it the passwords, keys and tokens a command sends. Mirrors the server, which
+/// serves only its own uid and root. Nothing has been sent when it refuses.
+///
+/// # Errors
+/// `Denied` naming the uid found, or saying its credentials cannot be read.
+fn refuse_untrusted_listener(stream: &UnixStream, path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir_owner = std::fs::metadata(dir).ok().map(|m| m.uid());
+    let uid = match rustix::net::sockopt::socket_peercred(stream) {
+        Ok(cred) => cred.uid.as_raw(),
+        Err(e) => {
+            return Err(Error::denied(format!(
+                "cannot tell who listens on the admin socket {} (its credentials: {e}), so                  nothing was sent to it; run the command again, or stop the application and                  run it on the store directly",
+                path.display()
+            )));
+        }
+    };
+    if uid == me || uid == 0 || Some(uid) == dir_owner {
+        return Ok(());
+    }
+    let owner = dir_owner.map_or_else(|| "unknown".to_string(), |o| o.to_string());
+    Err(Error::denied(format!(
+        "the admin socket {} is served by a process of uid {uid}, which is neither this user          (uid {me}), root, nor the data dir's owner (uid {owner}); nothing was sent to it:          someone who may write the data dir may have put it there, so find out who (`ss -xp`),          stop that process, remove the socket file and make the data dir private (`chmod 700          {}`)",
+        path.display(),
+        dir.display()
+    )))
 }
 
 fn send_request(

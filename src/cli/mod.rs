@@ -873,6 +873,20 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         );
         tracing::info!("working on the store {store} in this process, with the store alone");
     }
+    // The commands that open the data dir's files themselves, not through `Redkeep::open`,
+    // trust its owners as it does (a salvage and a status only read).
+    if matches!(
+        cli.command,
+        Command::Restore { .. }
+            | Command::Reset { .. }
+            | Command::Move { .. }
+            | Command::Salvage { .. }
+            | Command::Adopt(_)
+            | Command::Status
+    ) {
+        let writes = !matches!(cli.command, Command::Salvage { .. } | Command::Status);
+        crate::handle::refuse_untrusted(&cli.data_dir, writes)?;
+    }
     let reply = match &cli.command {
         Command::Restore {
             path,

@@ -2535,6 +2535,29 @@ mod tests {
             .unwrap_or_else(|_| panic!("{what} never returned: the group stayed busy"))
     }
 
+    /// A store file that is a symlink is never opened through it, to write or to read:
+    /// whoever may write the data dir could point one at another store (or at any file of
+    /// the user running redkeep, for redb to write a store into).
+    #[test]
+    fn a_symlink_in_place_of_the_store_file_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real.redb");
+        drop(Store::open(&real, &StoreOptions::default()).unwrap());
+        let before = std::fs::read(&real).unwrap();
+        let link = tmp.path().join("redkeep.redb");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let refused = |r: Result<Store>| match r {
+            Err(Error::UnsafePath { reason, .. }) => {
+                assert!(reason.contains("symlink"), "{reason}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("opened through the symlink"),
+        };
+        refused(Store::open(&link, &StoreOptions::default()));
+        refused(Store::open_to_read(&link, &StoreOptions::default()));
+        assert_eq!(std::fs::read(&real).unwrap(), before);
+    }
+
     /// Two writes share a batch: the first holds it open until the second waits to join,
     /// and the second, the last of the batch, commits it. A panic injected at `point` (after
     /// `passes` writes went by it) must give the batch up: the second write panics, the first

@@ -213,21 +213,24 @@ impl FileDb {
             builder.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
         }
         let db = contain("opening the store to read it", || {
-            builder.open_read_only(path).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
-                    path: path.to_path_buf(),
-                    holder: String::new(),
-                },
-                redb::DatabaseError::RepairAborted => Error::storage(
-                    "opening the store to read it",
-                    NotClosedCleanly(path.to_path_buf()),
-                ),
-                redb::DatabaseError::UpgradeRequired(v) => Error::Damaged {
-                    path: path.to_path_buf(),
-                    reason: super::header::older_format(path, v),
-                },
-                e => engine("opening the store to read it", e),
-            })
+            let file = open_store_file(path, false, "opening the store to read it")?;
+            redb::backends::FileBackend::new(file)
+                .and_then(|b| builder.open_read_only_with_backend(b))
+                .map_err(|e| match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
+                        path: path.to_path_buf(),
+                        holder: String::new(),
+                    },
+                    redb::DatabaseError::RepairAborted => Error::storage(
+                        "opening the store to read it",
+                        NotClosedCleanly(path.to_path_buf()),
+                    ),
+                    redb::DatabaseError::UpgradeRequired(v) => Error::Damaged {
+                        path: path.to_path_buf(),
+                        reason: super::header::older_format(path, v),
+                    },
+                    e => engine("opening the store to read it", e),
+                })
         })?;
         Ok(FileDb {
             db: None,
@@ -545,6 +548,33 @@ fn refuse_bad_first_bytes(path: &Path) -> Result<()> {
     }
 }
 
+/// Opens the store file at `path` to read it (and with `write`, to write it, made 0600 when
+/// missing), never through a symlink: whoever may write the data dir could put one there
+/// after the open checked the file (`Redkeep::open`), pointing at a file of the user
+/// running redkeep that redb would then write a store into. (`what`: the step, in errors.)
+///
+/// # Errors
+/// `UnsafePath` for a symlink; the file system's error otherwise, as redb would give it.
+fn open_store_file(path: &Path, write: bool, what: &'static str) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .create(write)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                Error::unsafe_path(path, "it is a symlink; redkeep never follows one")
+            } else {
+                engine(what, redb::DatabaseError::from(e))
+            }
+        })
+}
+
 fn open_db(path: &Path, spec: &OpenSpec) -> Result<redb::Database> {
     refuse_bad_first_bytes(path)?;
     let mut builder = redb::Builder::new();
@@ -556,7 +586,10 @@ fn open_db(path: &Path, spec: &OpenSpec) -> Result<redb::Database> {
     });
     contain("opening the store", || {
         let opened = match &spec.faults {
-            None => builder.create(path),
+            None => {
+                redb::backends::FileBackend::new(open_store_file(path, true, "opening the store")?)
+                    .and_then(|b| builder.create_with_backend(b))
+            }
             Some(plan) => {
                 let file = std::fs::OpenOptions::new()
                     .read(true)
