@@ -1642,6 +1642,12 @@ impl Redkeep {
         })
     }
 
+    /// Makes the next login read the cost profiles of the stored password hashes again
+    /// (after hashes were written other than by a login or a password change: an import).
+    pub(crate) fn forget_password_profiles(&self) {
+        self.inner.accounts.passwords.forget_profiles();
+    }
+
     /// The users.
     pub fn users(&self) -> Users<'_> {
         Users {

@@ -555,7 +555,9 @@ fn verify_user(acc: &Accounts, user: &User, password: &str) -> Result<Admitted> 
             return Err(Error::Unauthorized);
         }
     };
-    match acc.passwords.verify_form(password, &admitted.hash) {
+    let matched = acc.passwords.verify_form(password, &admitted.hash);
+    acc.passwords.burn_rest(password, &admitted.hash);
+    match matched {
         Some(normal) => admitted.typed_form = !normal,
         None => {
             audit_failure(acc, user.id, now, "denied", admitted.locks_until)?;
@@ -563,6 +565,32 @@ fn verify_user(acc: &Accounts, user: &User, password: &str) -> Result<Admitted> 
         }
     }
     Ok(admitted)
+}
+
+/// Reads the cost profiles of the store's password hashes, once per handle (at its first
+/// login, before the attempt's own reads: every attempt after costs the same): a failed
+/// login does the work of each ([`Passwords::burn_for`]).
+///
+/// [`Passwords::burn_for`]: super::password::Passwords::burn_for
+fn learn_profiles(acc: &Accounts) -> Result<()> {
+    if acc.passwords.knows_profiles() {
+        return Ok(());
+    }
+    let hashes = acc.read(|tx| {
+        let mut hashes = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        tx.table::<Credential>()
+            .for_each_sound(crate::store::KeyRange::all(), |c| {
+                let (algorithm, params) = super::password::scheme(&c.password_hash);
+                if seen.insert((algorithm, params)) {
+                    hashes.push(c.password_hash);
+                }
+                Ok(true)
+            })?;
+        Ok(hashes)
+    })?;
+    acc.passwords.learn(hashes.iter().map(String::as_str));
+    Ok(())
 }
 
 /// [`settle_right`] in a write of its own (an attempt that records no login).
@@ -588,6 +616,7 @@ pub(crate) fn verify_login<T: Send>(
     password: &str,
     mut on_success: impl FnMut(&WriteTx<'_>, &User) -> Result<T> + Send,
 ) -> Result<(User, T)> {
+    learn_profiles(acc)?;
     let Some((user, _)) = find_login(acc, login)? else {
         return Err(no_account(acc, decoy_credential(login), password));
     };
@@ -669,6 +698,7 @@ fn log_in(acc: &Accounts, login: &str, password: &str, meta: LoginMeta) -> Resul
 /// Checks a password for a user id without recording a login; the same hashing work is done
 /// for an unknown or disabled user.
 pub(crate) fn check_password(acc: &Accounts, id: u64, password: &str) -> Result<()> {
+    learn_profiles(acc)?;
     let found = acc.read(|tx| {
         let creds = tx.table::<Credential>();
         let Some(u) = tx.table::<User>().get(&id)? else {
@@ -1945,6 +1975,8 @@ mod tests {
                 ));
             })
         };
+        // A handle's first login reads the cost profiles of the stored hashes (once).
+        login("ann@example.com");
         let wrong = login("ann@example.com");
         assert!(wrong.contains(&"put"), "{wrong:?}");
         assert_eq!(login("nobody@example.com"), wrong, "no account, the first");
@@ -1977,6 +2009,136 @@ mod tests {
         assert!(report.ok, "{:?}", report.problems);
         assert!(rk.check(true).unwrap().repaired.is_empty());
         assert_eq!(rk.users().count().unwrap(), 4, "no user to list");
+    }
+
+    /// A failed login verifies one hash of each cost profile the store holds, whatever the
+    /// account: unknown, native, adopted (bcrypt, PBKDF2, scrypt), disabled or locked. Its
+    /// time then does not tell an adopted account from an unknown login. A store of native
+    /// hashes only costs one argon2 hash per form of the password.
+    #[test]
+    fn a_failed_login_verifies_the_same_hashes_whatever_the_account() {
+        use super::Credential;
+        use crate::auth::password::HASHES_VERIFIED;
+        use argon2::password_hash::PasswordHasher as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let rk = open(tmp.path());
+        let mut ids = Vec::new();
+        for email in [
+            "ann@example.com",
+            "bcrypt@example.com",
+            "pbkdf2@example.com",
+            "scrypt@example.com",
+            "off@example.com",
+            "held@example.com",
+        ] {
+            let created = rk.users().create(new_user(email, Some("correct horse")));
+            ids.push(created.unwrap().user.id);
+        }
+        let hashes = |rk: &Redkeep, login: &str, password: &str| {
+            HASHES_VERIFIED.with_borrow_mut(Vec::clear);
+            assert!(matches!(
+                rk.users().authenticate(login, password),
+                Err(crate::Error::Unauthorized)
+            ));
+            let mut done = HASHES_VERIFIED.with_borrow_mut(std::mem::take);
+            done.sort();
+            done
+        };
+        let own = "argon2id m=8,t=1,p=1".to_string();
+        // A native store: the handle's own argon2, once per form of the password.
+        assert_eq!(
+            hashes(&rk, "nobody@example.com", "wrong"),
+            std::slice::from_ref(&own)
+        );
+        assert_eq!(
+            hashes(&rk, "ann@example.com", "wrong"),
+            std::slice::from_ref(&own)
+        );
+        assert_eq!(
+            hashes(&rk, "nobody@example.com", "wr\u{f6}ng"),
+            [own.clone(), own.clone()]
+        );
+
+        let pbkdf2 = pbkdf2::Pbkdf2::new(
+            pbkdf2::Algorithm::Pbkdf2Sha256,
+            pbkdf2::Params::new(1000).unwrap(),
+        )
+        .hash_password_with_salt(b"old secret", b"saltsaltsaltsalt")
+        .unwrap()
+        .to_string();
+        let adopted = [
+            bcrypt::hash("old secret", 4).unwrap(),
+            pbkdf2,
+            "scrypt:16:1:2$ab$f5e012b23d2b2ddf2b3e292aade69444cb636e6d5d53878696c39d301f1efa0acf10e127cda7bbb234ba48c05bf99eefebf72912424c7e612b2191bb2af468b0".to_string(),
+        ];
+        let acc = rk.users().acc;
+        let now = acc.now();
+        acc.store
+            .write(|tx| {
+                let creds = tx.table::<Credential>();
+                for (id, hash) in ids[1..4].iter().zip(&adopted) {
+                    creds.modify(id, |c| {
+                        c.password_hash = hash.clone();
+                        Ok(())
+                    })?;
+                }
+                creds.modify(&ids[5], |c| {
+                    c.password_hash = adopted[0].clone();
+                    c.locked_until = Some(now.plus(std::time::Duration::from_secs(3600)));
+                    Ok(())
+                })?;
+                creds.modify(&ids[4], |c| {
+                    c.password_hash = adopted[2].clone();
+                    Ok(())
+                })
+            })
+            .unwrap();
+        rk.users().disable(ids[4]).unwrap();
+        // The hashes are written here by hand, as an adopt in another process would: a
+        // handle opened after it reads them.
+        drop(rk);
+        let rk = open(tmp.path());
+        let mut all = vec![
+            own.clone(),
+            "bcrypt cost=04".to_string(),
+            "pbkdf2-sha256 i=1000,l=32".to_string(),
+            "scrypt n=16,r=1,p=2".to_string(),
+        ];
+        all.sort();
+        for (login, what) in [
+            ("nobody@example.com", "no account"),
+            ("ann@example.com", "native"),
+            ("bcrypt@example.com", "bcrypt"),
+            ("pbkdf2@example.com", "PBKDF2"),
+            ("scrypt@example.com", "scrypt"),
+            ("off@example.com", "disabled"),
+            ("held@example.com", "locked"),
+        ] {
+            assert_eq!(hashes(&rk, login, "wrong"), all, "{what}");
+            let twice: Vec<String> = {
+                let mut t = [all.clone(), all.clone()].concat();
+                t.sort();
+                t
+            };
+            assert_eq!(hashes(&rk, login, "wr\u{f6}ng"), twice, "{what}, two forms");
+            let long = "x".repeat(crate::auth::password::MAX_PASSWORD_BYTES + 1);
+            assert_eq!(hashes(&rk, login, &long), all, "{what}, overlong");
+        }
+
+        // An import into a handle that read the profiles already (a login would have left
+        // an audit row, which an import refuses) brings its hashes' profiles.
+        let mut export = Vec::new();
+        crate::ops::export(&rk, &mut export, &|_| {}).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let rk = open(other.path());
+        super::learn_profiles(rk.users().acc).unwrap();
+        assert!(rk.users().acc.passwords.knows_profiles());
+        crate::ops::import(&rk, &mut export.as_slice(), &|_| {}).unwrap();
+        assert_eq!(
+            hashes(&rk, "nobody@example.com", "wrong"),
+            all,
+            "after an import"
+        );
     }
 
     /// One password, however its accented letters are typed: composed (`ä`, NFC) or

@@ -534,8 +534,46 @@ pub(crate) struct Passwords {
     // A PHC string with the configured parameters and an arbitrary salt and output: verifying
     // against it costs one real hash, and building it costs none.
     dummy: String,
+    /// The cost profiles of the store's other hashes (see [`Profiles`]).
+    others: Profiles,
     /// Bounds the hashes running at once (and so the memory they hold).
     gate: HashGate,
+}
+
+/// The cost profiles (scheme and parameters: bcrypt's cost, PBKDF2's rounds, scrypt's N, r
+/// and p, argon2's m, t and p) the store's hashes have besides the handle's own argon2, each
+/// with one stored hash of that profile to verify a throwaway password against. A failed
+/// login verifies one hash of every profile (its own and a stand-in of each other), so its
+/// time does not tell an adopted account, or an unknown login, from the others. `None`
+/// until the store's credentials were read (at the first login): a profile left here after
+/// its last hash was rehashed costs time, never a leak.
+#[derive(Default)]
+struct Profiles(std::sync::RwLock<Option<std::collections::BTreeMap<String, String>>>);
+
+impl std::fmt::Debug for Profiles {
+    // The profiles, never the hashes standing for them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.0.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_list()
+            .entries(held.iter().flat_map(|m| m.keys()))
+            .finish()
+    }
+}
+
+/// The cost profile of a stored hash (`scheme` and parameters), `None` for one no scheme
+/// reads (verifying it costs the handle's own dummy: see [`Passwords::verify_exact`]).
+fn profile(stored: &str) -> Option<String> {
+    parse(stored).ok()?;
+    let (algorithm, params) = scheme(stored);
+    Some(format!("{algorithm} {params}"))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The cost profile of each hash this thread verified, in order (for tests that count
+    /// the work of a login).
+    pub(crate) static HASHES_VERIFIED: std::cell::RefCell<Vec<String>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Passwords {
@@ -561,6 +599,7 @@ impl Passwords {
         Ok(Passwords {
             params,
             dummy,
+            others: Profiles::default(),
             gate: HashGate::new(default_hash_concurrency()),
         })
     }
@@ -638,6 +677,8 @@ impl Passwords {
             self.burn();
             return false;
         }
+        #[cfg(test)]
+        HASHES_VERIFIED.with_borrow_mut(|v| v.push(profile(stored).unwrap_or_default()));
         self.gate.run(|| match scheme {
             Ok(Scheme::Argon2(parsed)) => self
                 .argon2()
@@ -724,13 +765,77 @@ impl Passwords {
         let _ = self.verify_exact("not-the-password", &self.dummy);
     }
 
+    /// Whether the cost profiles of the store's hashes are known ([`Passwords::learn`]).
+    pub(crate) fn knows_profiles(&self) -> bool {
+        self.others
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Takes the cost profiles of `stored` (the store's hashes) as the ones a failed login
+    /// does the work of, besides the handle's own.
+    pub(crate) fn learn<'a>(&self, stored: impl IntoIterator<Item = &'a str>) {
+        let own = profile(&self.dummy);
+        let mut others = std::collections::BTreeMap::new();
+        for hash in stored {
+            if let Some(p) = profile(hash).filter(|p| Some(p) != own.as_ref()) {
+                others.entry(p).or_insert_with(|| hash.to_string());
+            }
+        }
+        *self.others.0.write().unwrap_or_else(|e| e.into_inner()) = Some(others);
+    }
+
+    /// Forgets the cost profiles, for the next login to read them again (after hashes of
+    /// other profiles were written: an import).
+    pub(crate) fn forget_profiles(&self) {
+        *self.others.0.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// The work a wrong `password` costs a known account ([`Passwords::verify_form`]: two
-    /// verifications for text with two forms, one otherwise), against a throwaway hash: an
-    /// unknown or locked account is not told apart by the time a guess takes.
+    /// verifications for text with two forms, one otherwise), against a throwaway hash of
+    /// each cost profile: an unknown or locked account is not told apart by the time a guess
+    /// takes.
     pub(crate) fn burn_for(&self, password: &str) {
-        self.burn();
-        if other_form(password).is_some() {
-            self.burn();
+        self.burn_besides(password, None);
+    }
+
+    /// After [`Passwords::verify_form`] of `password` against `stored`: the work of the
+    /// cost profiles `stored` does not have, so that the attempt costs what
+    /// [`Passwords::burn_for`] does.
+    pub(crate) fn burn_rest(&self, password: &str, stored: &str) {
+        self.burn_besides(password, Some(stored));
+    }
+
+    /// For each form of `password`, a verification of every cost profile but the one
+    /// verifying that form against `stored` cost.
+    fn burn_besides(&self, password: &str, stored: Option<&str>) {
+        let own = profile(&self.dummy);
+        let normal = nfc(password);
+        let other = other_form(password);
+        let others = self
+            .others
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for form in std::iter::once(&normal).chain(other.as_ref()) {
+            // What verifying this form cost: a hash no scheme reads, or an overlong
+            // password, costs the handle's own dummy.
+            let done = stored.map(|s| {
+                profile(s)
+                    .filter(|_| form.len() <= MAX_PASSWORD_BYTES)
+                    .or_else(|| own.clone())
+            });
+            if done.as_ref() != Some(&own) {
+                self.burn();
+            }
+            for (p, hash) in others.iter().flatten() {
+                if done.as_ref() != Some(&Some(p.clone())) {
+                    let _ = self.verify_exact("not-the-password", hash);
+                }
+            }
         }
     }
 }

@@ -708,12 +708,16 @@ pub fn import(
     // On PostgreSQL other processes' writes would run beside the import's one long
     // transaction (and clash with it, or land in the tables it replaces); a redb file's
     // write transaction keeps every other writer out already.
-    if rk.store().engine() == "postgres" {
+    let imported = if rk.store().engine() == "postgres" {
         rk.store()
             .alone_with("be imported", || import_alone(rk, input, progress))
     } else {
         import_alone(rk, input, progress)
-    }
+    };
+    // Its hashes may be of other schemes or costs (an export of an adopted store), even
+    // when it failed part way.
+    rk.forget_password_profiles();
+    imported
 }
 
 /// [`import`] once no other process writes to the store.
