@@ -49,6 +49,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -453,20 +454,13 @@ async fn save_piece(State(s): State<AppState>, me: Me, Body(piece): Body<Value>)
 const PIECES_PAGE: usize = 100;
 const MAX_PIECES_PAGE: usize = 1000;
 
-#[derive(Deserialize)]
-struct PiecesPage {
-    after: Option<u64>,
-    limit: Option<usize>,
-}
-
 /// A page of the caller's pieces: a gallery of thousands is not listed in one answer.
 async fn list_pieces(
     State(s): State<AppState>,
     me: Me,
-    page: Result<Query<PiecesPage>, axum::extract::rejection::QueryRejection>,
+    page: Result<Query<Page>, QueryRejection>,
 ) -> Answer {
-    // A malformed query is a JSON error like the rest, not axum's plain text.
-    let Query(page) = page.map_err(|e| WebError::bad_request(e.body_text()))?;
+    let page = page_of(page)?;
     let limit = page.limit.unwrap_or(PIECES_PAGE).min(MAX_PIECES_PAGE);
     let pieces = s
         .ark
@@ -487,13 +481,26 @@ async fn load_piece(State(s): State<AppState>, me: Me, Path(n): Path<String>) ->
     Ok(Json(s.ark.workspaces().load_piece(me.user.id, n).await?).into_response())
 }
 
+/// `?after=N&limit=M` of a listing.
 #[derive(Deserialize)]
 struct Page {
     after: Option<u64>,
     limit: Option<usize>,
 }
 
-async fn admin_users(State(s): State<AppState>, me: Me, Query(page): Query<Page>) -> Answer {
+/// The page a listing was asked for: a malformed query is a JSON error like the rest, not
+/// axum's plain text.
+fn page_of(page: Result<Query<Page>, QueryRejection>) -> Result<Page, WebError> {
+    page.map(|Query(page)| page)
+        .map_err(|e| WebError::bad_request(e.body_text()))
+}
+
+async fn admin_users(
+    State(s): State<AppState>,
+    me: Me,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Answer {
+    let page = page_of(page)?;
     if !me.allows(&s.ark, "user_management").await? {
         return Err(WebError::forbidden(
             "this needs the user_management permission",

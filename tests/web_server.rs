@@ -390,6 +390,18 @@ async fn a_session_from_register_to_logout() {
         .await;
     assert_eq!(users.status, StatusCode::OK);
     assert_eq!(users.body.as_array().unwrap().len(), 2);
+    // A malformed page is a JSON error like the rest, not axum's plain text.
+    let bad = site
+        .call(Method::GET, "/admin/users?limit=many", &root_cookie, None)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("limit")),
+        "{}",
+        bad.body
+    );
 
     let out = site.call(Method::POST, "/logout", &cookie, None).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);

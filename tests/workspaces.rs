@@ -2341,6 +2341,46 @@ fn a_save_past_the_piece_cap_is_refused_and_changes_nothing() {
     assert_eq!(lifted.save_piece(1, b"{}").unwrap(), 4);
 }
 
+/// Removed pieces wait in the folder's `.trash/`, which keeps at most the caps' worth of
+/// them: saving and removing in turn cannot fill the disk past the caps. The oldest removed
+/// go for good first, and their numbers are never given again.
+#[test]
+fn removed_pieces_past_the_caps_are_deleted_oldest_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let removed = |ws: &Workspaces| {
+        let mut pieces: Vec<u64> = ws
+            .trash()
+            .unwrap()
+            .iter()
+            .filter(|e| e.user == Some(1))
+            .filter_map(|e| e.piece)
+            .collect();
+        pieces.sort();
+        pieces
+    };
+    let ws = open_with(tmp.path(), capped(Some(2), None));
+    for n in 1..=5 {
+        assert_eq!(ws.save_piece(1, br#"{"a":1}"#).unwrap(), n);
+        ws.delete_piece(1, n).unwrap();
+    }
+    assert_eq!(removed(&ws), [4, 5]);
+    assert_eq!(
+        ws.save_piece(1, br#"{"a":1}"#).unwrap(),
+        6,
+        "a number is never given again"
+    );
+    // The bytes: 60 and 60 pass a cap of 100, so only the latest removed stays.
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = open_with(tmp.path(), capped(None, Some(100)));
+    let piece = format!("\"{}\"", "x".repeat(58)).into_bytes();
+    for n in 1..=3 {
+        assert_eq!(ws.save_piece(1, &piece).unwrap(), n);
+        ws.delete_piece(1, n).unwrap();
+    }
+    assert_eq!(removed(&ws), [3]);
+    assert_eq!(ws.save_piece(1, &piece).unwrap(), 4);
+}
+
 /// The bytes of a user's pieces together are capped: a piece that would pass the cap is
 /// refused, one that fits exactly is saved, and a removal makes room; the bytes are kept in
 /// `.pieces`, summed from the gallery when it does not say them (an older build's file).

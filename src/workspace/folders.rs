@@ -250,8 +250,9 @@ pub struct WorkspaceOptions {
     pub max_pieces: Option<u64>,
     /// The most bytes one user's pieces may take together: a save that would pass it is
     /// refused as one past `max_pieces` is. Removed pieces wait in the folder's trash
-    /// without counting, until [`Workspaces::purge_trash`] deletes them: an application
-    /// that lets users remove pieces purges that trash on a schedule.
+    /// without counting toward the caps, and the trash holds at most as many pieces and
+    /// bytes again: past them, [`Workspaces::delete_piece`] deletes the oldest removed for
+    /// good ([`Workspaces::purge_trash`] deletes them sooner).
     /// `None` means [`DEFAULT_MAX_GALLERY_BYTES`]; `Some(u64::MAX)` lifts it.
     pub max_gallery_bytes: Option<u64>,
     /// Called when a lock is busy, before waiting (the CLI prints that it is waiting).
@@ -1584,48 +1585,98 @@ impl Workspaces {
     fn removed_pieces(&self) -> Result<Vec<TrashEntry>> {
         let mut out = Vec::new();
         for user in self.user_ids()? {
-            let trash = self.dir(user).join(names::PIECE_TRASH);
-            if !matches!(fsutil::real_dir(&trash), Ok(Some(()))) {
-                continue;
-            }
-            let entries = match fs::read_dir(&trash) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("listing {}", trash.display()), e)),
-            };
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                // Temp files of a write cut short are no entries: writers tidy them.
-                if name.starts_with(fsutil::TEMP_PREFIX) {
-                    continue;
-                }
-                let path = e.path();
-                let Ok(meta) = fs::symlink_metadata(&path) else {
-                    continue;
-                };
-                // It keeps numbers from being given again; it is no entry of its own.
-                if names::kept_number(&name).is_some() {
-                    continue;
-                }
-                let piece = names::trashed_number(&name);
-                if piece.is_some() && (!meta.is_file() || is_number_keeper(&path, &meta)) {
-                    continue;
-                }
-                let modified = || meta.modified().ok().and_then(Timestamp::of_system_time);
-                out.push(TrashEntry {
-                    name: format!("users/{user}/{}/{name}", names::PIECE_TRASH),
-                    user: Some(user),
-                    piece,
-                    moved_at: piece
-                        .is_none()
-                        .then(|| repair_copy_time(&name))
-                        .flatten()
-                        .or_else(modified),
-                    path,
-                });
-            }
+            self.removed_pieces_of(user, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// [`Workspaces::removed_pieces`] of one user, added to `out`.
+    fn removed_pieces_of(&self, user: u64, out: &mut Vec<TrashEntry>) -> Result<()> {
+        let trash = self.dir(user).join(names::PIECE_TRASH);
+        if !matches!(fsutil::real_dir(&trash), Ok(Some(()))) {
+            return Ok(());
+        }
+        let entries = match fs::read_dir(&trash) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("listing {}", trash.display()), e)),
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Temp files of a write cut short are no entries: writers tidy them.
+            if name.starts_with(fsutil::TEMP_PREFIX) {
+                continue;
+            }
+            let path = e.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            // It keeps numbers from being given again; it is no entry of its own.
+            if names::kept_number(&name).is_some() {
+                continue;
+            }
+            let piece = names::trashed_number(&name);
+            if piece.is_some() && (!meta.is_file() || is_number_keeper(&path, &meta)) {
+                continue;
+            }
+            let modified = || meta.modified().ok().and_then(Timestamp::of_system_time);
+            out.push(TrashEntry {
+                name: format!("users/{user}/{}/{name}", names::PIECE_TRASH),
+                user: Some(user),
+                piece,
+                moved_at: piece
+                    .is_none()
+                    .then(|| repair_copy_time(&name))
+                    .flatten()
+                    .or_else(modified),
+                path,
+            });
+        }
+        Ok(())
+    }
+
+    /// Keeps the removed pieces in the `.trash/` of `user` within the gallery's caps
+    /// ([`WorkspaceOptions::max_pieces`](super::WorkspaceOptions::max_pieces) pieces and
+    /// [`max_gallery_bytes`](super::WorkspaceOptions::max_gallery_bytes) together), deleting
+    /// the oldest removed for good: else saving and removing in turn would fill the disk
+    /// past the caps. Their numbers are never given again. Called with the folder's
+    /// exclusive lock held, after a removal; best effort (a piece that cannot be deleted is
+    /// logged and left, and the removal stands).
+    pub(super) fn bound_removed_pieces(&self, user: u64) {
+        let (max_pieces, max_bytes) = self.gallery_caps();
+        let mut removed = Vec::new();
+        if let Err(e) = self.removed_pieces_of(user, &mut removed) {
+            tracing::warn!(user, error = %e, "could not list the removed pieces to keep them within the caps");
+            return;
+        }
+        let mut removed: Vec<(TrashEntry, u64)> = removed
+            .into_iter()
+            .filter(|e| e.piece.is_some())
+            .map(|e| {
+                let size = fs::symlink_metadata(&e.path).map(|m| m.len()).unwrap_or(0);
+                (e, size)
+            })
+            .collect();
+        // The oldest first (by the time of removal, then by number).
+        removed.sort_by_key(|(e, _)| (e.moved_at, e.piece));
+        let mut count = removed.len() as u64;
+        let mut bytes: u64 = removed.iter().map(|(_, size)| size).sum();
+        for (entry, size) in removed {
+            if count <= max_pieces && bytes <= max_bytes {
+                break;
+            }
+            let Some(n) = entry.piece else { continue };
+            match self.purge_piece(user, n, &entry.path) {
+                Ok(()) => {
+                    count -= 1;
+                    bytes = bytes.saturating_sub(size);
+                }
+                Err(e) => {
+                    tracing::warn!(user, piece = n, error = %e, "could not delete a removed piece past the caps");
+                    return;
+                }
+            }
+        }
     }
 
     /// Checks that `entry` is an entry of this trash that holds users' workspace folders

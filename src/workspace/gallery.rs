@@ -496,7 +496,11 @@ impl Workspaces {
     /// Moves piece `n` to the folder's `.trash/` and updates the piece count (kept beside
     /// `workspace.json`, as a save keeps it). Its number is not given again.
     /// [`Workspaces::trash`] lists it, dated now, and [`Workspaces::purge_trash`] deletes it
-    /// for good.
+    /// for good. The `.trash/` keeps at most the gallery's caps' worth of removed pieces
+    /// ([`WorkspaceOptions::max_pieces`](super::WorkspaceOptions::max_pieces),
+    /// [`max_gallery_bytes`](super::WorkspaceOptions::max_gallery_bytes)): past them, the
+    /// oldest removed are deleted for good, so saving and removing in turn cannot fill the
+    /// disk.
     ///
     /// # Errors
     /// `NotFound` when it does not exist; `Io` when it cannot be moved or its count cannot
@@ -507,7 +511,16 @@ impl Workspaces {
         let folder = self
             .folder(user, LockKind::Exclusive, false)?
             .ok_or_else(missing)?;
-        let dir = &folder.dir;
+        let removed = self.remove_piece(&folder.dir, user, n);
+        if removed.is_ok() {
+            self.bound_removed_pieces(user);
+        }
+        removed
+    }
+
+    /// [`Workspaces::delete_piece`] in the folder `dir`, held exclusively.
+    fn remove_piece(&self, dir: &Path, user: u64, n: u64) -> Result<()> {
+        let missing = || Error::not_found(format!("piece {n} of user {user}"));
         if fsutil::real_dir(&dir.join(GALLERY_DIR))?.is_none() {
             return Err(missing());
         }

@@ -81,14 +81,19 @@ impl Header {
         }
     }
 
-    /// Writes this header over the first bytes of the file at `path`, and syncs it.
+    /// Writes this header over the first bytes of the file at `path`, and syncs it. A
+    /// symlink at `path` is not followed (whoever may write the data dir could point one at
+    /// another file of the user running redkeep).
     ///
     /// # Errors
-    /// `Io` when the file cannot be written.
+    /// `Io` when the file cannot be written (also for a symlink).
     pub(crate) fn write(&self, path: &Path) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         let io = |e| Error::io(format!("writing the header of {}", path.display()), e);
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
+            .custom_flags(flags.bits() as i32)
             .open(path)
             .map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
@@ -505,6 +510,20 @@ mod tests {
         }
         drop(db);
         (dir, path)
+    }
+
+    /// A header is never written through a symlink: the file it points at stays as it was.
+    #[test]
+    fn a_header_is_not_written_through_a_symlink() {
+        let (dir, path) = new_file();
+        let h = Header::read(&path).unwrap().unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, vec![7u8; 8192]).unwrap();
+        let link = dir.path().join("link.redb");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        assert!(matches!(h.write(&link), Err(Error::Io { .. })));
+        assert_eq!(std::fs::read(&other).unwrap(), vec![7u8; 8192]);
+        h.write(&path).unwrap();
     }
 
     #[test]
