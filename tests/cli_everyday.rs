@@ -754,20 +754,7 @@ fn root_is_refused_a_write_into_another_users_data_dir() {
     let cli = Cli::new();
     cli.init();
     user(&cli, "ann@example.com", &[]);
-    let all = |root: &std::path::Path| {
-        let mut todo = vec![root.to_path_buf()];
-        let mut out = Vec::new();
-        while let Some(p) = todo.pop() {
-            if p.is_dir() && !p.is_symlink() {
-                todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-            }
-            out.push(p);
-        }
-        out
-    };
-    for p in all(&cli.data()) {
-        std::os::unix::fs::lchown(&p, Some(65534), Some(65534)).unwrap();
-    }
+    common::give_all(&cli.data(), 65534);
     let piece = cli.dir.path().join("piece.json");
     std::fs::write(&piece, r#"{"title":"dawn"}"#).unwrap();
     let add = ["gallery", "add", "ann@example.com", piece.to_str().unwrap()];
@@ -780,7 +767,7 @@ fn root_is_refused_a_write_into_another_users_data_dir() {
     );
     cli.expect(&["reset", "--force"], None, 1);
     use std::os::unix::fs::MetadataExt;
-    let roots: Vec<_> = all(&cli.data())
+    let roots: Vec<_> = common::tree(&cli.data())
         .into_iter()
         .filter(|p| p.symlink_metadata().is_ok_and(|m| m.uid() == 0))
         .collect();

@@ -13,7 +13,7 @@ use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::Cli;
+use common::{Cli, give_all};
 use redkeep::{Error, Redkeep};
 
 const NOBODY: u32 = 65534;
@@ -25,25 +25,6 @@ fn is_root() -> bool {
 
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Every entry under `root` (itself included), not following symlinks.
-fn all(root: &Path) -> Vec<PathBuf> {
-    let mut todo = vec![root.to_path_buf()];
-    let mut out = Vec::new();
-    while let Some(p) = todo.pop() {
-        if p.is_dir() && !p.is_symlink() {
-            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-        }
-        out.push(p);
-    }
-    out
-}
-
-fn give_all(root: &Path, uid: u32) {
-    for p in all(root) {
-        std::os::unix::fs::lchown(&p, Some(uid), Some(uid)).unwrap();
-    }
 }
 
 /// The one line of a refusal on stderr.

@@ -858,24 +858,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     ));
     // Said last, after the command's own output and notes.
     let mut warning = None;
-    if matches!(
-        cli.command,
-        Command::Restore { .. }
-            | Command::Reset { .. }
-            | Command::Move { .. }
-            | Command::Salvage { .. }
-            | Command::Adopt(_)
-    ) {
-        // (A store URL is shown without its password.)
-        let store = store_url(cli).map_or_else(
-            || cli.data_dir.join(crate::STORE_FILE).display().to_string(),
-            |url| crate::store::redact(&url),
-        );
-        tracing::info!("working on the store {store} in this process, with the store alone");
-    }
-    // The commands that open the data dir's files themselves, not through `Redkeep::open`,
-    // trust its owners as it does (a salvage and a status only read).
-    if matches!(
+    // The commands that open the data dir's files themselves, not through `Redkeep::open`:
+    // they trust its owners as it does (a salvage and a status only read).
+    let opens_files = matches!(
         cli.command,
         Command::Restore { .. }
             | Command::Reset { .. }
@@ -883,7 +868,16 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             | Command::Salvage { .. }
             | Command::Adopt(_)
             | Command::Status
-    ) {
+    );
+    if opens_files && !matches!(cli.command, Command::Status) {
+        // (A store URL is shown without its password.)
+        let store = store_url(cli).map_or_else(
+            || cli.data_dir.join(crate::STORE_FILE).display().to_string(),
+            |url| crate::store::redact(&url),
+        );
+        tracing::info!("working on the store {store} in this process, with the store alone");
+    }
+    if opens_files {
         let writes = !matches!(cli.command, Command::Salvage { .. } | Command::Status);
         crate::handle::refuse_untrusted(&cli.data_dir, writes)?;
     }

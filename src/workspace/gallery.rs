@@ -19,7 +19,7 @@ use super::lock::LockKind;
 use super::names::gallery_numbers;
 use super::names::{GALLERY_DIR, PIECE_TRASH};
 use super::names::{piece_file_name, piece_numbers, piece_numbers_tidying, trashed_numbers};
-use super::tally::{Tally, counted, known, read_tally};
+use super::tally::{Known, Tally, counted, known, read_tally};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -202,11 +202,11 @@ impl Workspaces {
             Some(saved) => saved,
             None => self.save_listed(dir, gallery, json, made)?,
         };
-        let after = Tally::Known {
+        let after = Tally::Known(Known {
             count: count.saturating_add(1),
             next: n.saturating_add(1),
             bytes: Some(bytes.saturating_add(json.len() as u64)),
-        };
+        });
         if let Err(e) = self.write_tally(dir, after) {
             // The count reached the disk (only its folder's sync failed): the piece stays.
             if read_tally(dir).is_ok_and(|t| t == after) {
@@ -286,11 +286,11 @@ impl Workspaces {
         // The count as it stands and the number this save takes, before the piece: a crash
         // after the piece leaves piece `n` there, which every reader takes for a save
         // stopped part way (and counts the gallery).
-        let before = Tally::Known {
+        let before = Tally::Known(Known {
             count,
             next: n,
             bytes: Some(existing.bytes),
-        };
+        });
         if made.tally != before {
             made.tally_written = true;
             self.write_tally(dir, before).map_err(Step::Undone)?;
@@ -553,11 +553,11 @@ impl Workspaces {
         // name keeps no time); not before, as a failed removal puts it back.
         let dated = || date_moved(&trashed, self.now());
         let after = match known {
-            Some(k) => Tally::Known {
+            Some(k) => Tally::Known(Known {
                 count: k.count.saturating_sub(1),
                 next: k.next,
                 bytes: k.bytes.map(|bytes| bytes.saturating_sub(size)),
-            },
+            }),
             None => counted(dir)?.tally(),
         };
         if after == Tally::Unknown {

@@ -29,11 +29,7 @@ pub(super) enum Tally {
     Absent,
     /// `count` pieces of `bytes` bytes in all (`None`: not said, to be summed from the
     /// gallery); the next save takes `next`, unless piece `next` is there already.
-    Known {
-        count: u64,
-        next: u64,
-        bytes: Option<u64>,
-    },
+    Known(Known),
     /// To be counted in the gallery: a change was under way, or the file says nothing usable.
     Unknown,
 }
@@ -50,27 +46,27 @@ impl Tally {
             v.get("piece_count").and_then(Value::as_u64),
             v.get("next_piece").and_then(Value::as_u64),
         ) {
-            (Some(count), Some(next)) => Tally::Known {
+            (Some(count), Some(next)) => Tally::Known(Known {
                 count,
                 next,
                 bytes: v.get("piece_bytes").and_then(Value::as_u64),
-            },
+            }),
             _ => Tally::Unknown,
         }
     }
 
     pub(super) fn bytes(self) -> Vec<u8> {
         let v = match self {
-            Tally::Known {
+            Tally::Known(Known {
                 count,
                 next,
                 bytes: Some(bytes),
-            } => json!({"piece_count": count, "next_piece": next, "piece_bytes": bytes}),
-            Tally::Known {
+            }) => json!({"piece_count": count, "next_piece": next, "piece_bytes": bytes}),
+            Tally::Known(Known {
                 count,
                 next,
                 bytes: None,
-            } => json!({"piece_count": count, "next_piece": next}),
+            }) => json!({"piece_count": count, "next_piece": next}),
             Tally::Absent | Tally::Unknown => json!({"piece_count": null, "next_piece": null}),
         };
         let mut bytes = v.to_string().into_bytes();
@@ -108,15 +104,13 @@ pub(super) struct Known {
 /// # Errors
 /// `Io` when the gallery cannot be looked at.
 pub(super) fn known(dir: &Path, tally: Tally) -> Result<Option<Known>> {
-    let Tally::Known { count, next, bytes } = tally else {
+    let Tally::Known(k) = tally else {
         return Ok(None);
     };
-    let piece = dir.join(GALLERY_DIR).join(piece_file_name(next));
+    let piece = dir.join(GALLERY_DIR).join(piece_file_name(k.next));
     match std::fs::symlink_metadata(&piece) {
         Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Some(Known { count, next, bytes }))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(k)),
         Err(e) => Err(Error::io(format!("looking for {}", piece.display()), e)),
     }
 }
@@ -137,11 +131,11 @@ impl Counted {
     /// The `.pieces` that says it (unknown when no number is left).
     pub(super) fn tally(self) -> Tally {
         match self.next {
-            Some(next) => Tally::Known {
+            Some(next) => Tally::Known(Known {
                 count: self.count,
                 next,
                 bytes: Some(self.bytes),
-            },
+            }),
             None => Tally::Unknown,
         }
     }
@@ -166,22 +160,22 @@ pub(super) fn counted(dir: &Path) -> Result<Counted> {
 
 #[cfg(test)]
 mod tests {
-    use super::Tally;
+    use super::{Known, Tally};
 
     #[test]
     fn tallies_read_back_and_anything_else_is_unknown() {
         for t in [
-            Tally::Known {
+            Tally::Known(Known {
                 count: 3,
                 next: 9,
                 bytes: Some(120),
-            },
+            }),
             // Written by builds that kept no bytes: summed at the next save.
-            Tally::Known {
+            Tally::Known(Known {
                 count: 3,
                 next: 9,
                 bytes: None,
-            },
+            }),
             Tally::Unknown,
         ] {
             assert_eq!(Tally::parse(&t.bytes()), t);

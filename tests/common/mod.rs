@@ -238,6 +238,27 @@ pub fn plant_entry(
     pg::plant_entry(url, table, key, value);
 }
 
+/// Every entry under `root` (itself included), not following symlinks.
+pub fn tree(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut todo = vec![root.to_path_buf()];
+    let mut out = Vec::new();
+    while let Some(p) = todo.pop() {
+        if p.is_dir() && !p.is_symlink() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// Gives every entry under `root` (itself included) to `uid` (user and group), not
+/// following symlinks. Needs root.
+pub fn give_all(root: &std::path::Path, uid: u32) {
+    for p in tree(root) {
+        std::os::unix::fs::lchown(&p, Some(uid), Some(uid)).unwrap();
+    }
+}
+
 /// Copies the folder `from` to `to`, keeping each file's time and each folder's mode as
 /// `cp -rp` does: an export carries the workspace files' times, so copies whose exports are
 /// compared keep them, and `check` names folders open to other users.
