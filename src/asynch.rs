@@ -46,7 +46,7 @@ use crate::auth::agents::{AgentSession, AgentSpec, AgentState};
 use crate::auth::api_keys::{ApiKey, ApiKeySpec, CreatedApiKey, KeyOwner};
 use crate::auth::audit::AuditEvent;
 use crate::auth::invites::{CreatedInvite, Invite, InviteFilter, InviteSpec};
-use crate::auth::orgs::{DeletedOrg, Org, OrgMember, OrgRole, OrgSpec, RemovedMember};
+use crate::auth::orgs::{DeletedOrg, Org, OrgMember, OrgRole, OrgSpec, RemovedMember, RoleChanged};
 use crate::auth::recovery::{IssuedToken, RecoveryToken};
 use crate::auth::roles::{Role, RoleSpec};
 use crate::auth::sessions::{Login, LoginMeta, Session};
@@ -570,7 +570,7 @@ impl AsyncOrgs<'_> {
         fn create_default(spec: OrgSpec) -> Org => (spec);
         fn set_default(org: u64) -> Org => (org);
         fn remove_member(org: u64, user: u64) -> RemovedMember => (org, user);
-        fn set_role(org: u64, user: u64, role: OrgRole) -> OrgMember => (org, user, role);
+        fn set_role(org: u64, user: u64, role: OrgRole) -> RoleChanged => (org, user, role);
         fn switch(user: u64, org: u64) -> User => (user, org);
         fn delete(org: u64, force: bool) -> DeletedOrg => (org, force);
     }

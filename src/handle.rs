@@ -47,8 +47,50 @@ pub(crate) struct MovedNote {
 /// The note in `dir` (see [`MOVED_NOTE`]): `None` when there is none, `Some(None)` when it
 /// does not read.
 pub(crate) fn moved_note(dir: &Path) -> Option<Option<MovedNote>> {
-    let text = std::fs::read(dir.join(MOVED_NOTE)).ok()?;
-    Some(serde_json::from_slice(&text).ok())
+    match read_note(&dir.join(MOVED_NOTE)) {
+        Ok(None) => None,
+        Ok(Some(text)) => Some(serde_json::from_slice(&text).ok()),
+        // A symlink, or one that cannot be read: a note is there, and does not read.
+        Err(_) => Some(None),
+    }
+}
+
+/// Largest note of a data dir read ([`MOVED_NOTE`], [`STORE_NOTE`]): they hold a few hundred
+/// bytes.
+const MAX_NOTE_BYTES: u64 = 64 * 1024;
+
+/// The bytes of the note at `path`, `None` when there is none (or its folder is a file). A
+/// symlink is never followed, and anything but a regular file is refused, as a file bigger
+/// than [`MAX_NOTE_BYTES`] is.
+///
+/// # Errors
+/// `UnsafePath` for a symlink or what is not a regular file; `InvalidInput` for one too big;
+/// `Io` when it cannot be read.
+fn read_note(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = match crate::fsutil::open_regular(path) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(None),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotADirectory => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut text = Vec::new();
+    file.take(MAX_NOTE_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if text.len() as u64 > MAX_NOTE_BYTES {
+        return Err(Error::invalid(
+            "data dir",
+            format!(
+                "{} is over {MAX_NOTE_BYTES} bytes, which no note redkeep writes is: put it \
+                 back from a copy of the data dir",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some(text))
 }
 
 /// The refusal of an open of `dir` without a store URL when its store moved to a server
@@ -104,23 +146,16 @@ impl StoreNote {
     }
 }
 
-/// The note in `dir` (see [`STORE_NOTE`]); `None` when there is none.
+/// The note in `dir` (see [`STORE_NOTE`]); `None` when there is none. A symlink is never
+/// followed.
 ///
 /// # Errors
-/// `InvalidInput` when it does not read; `Io` when it cannot be read.
+/// `InvalidInput` when it does not read; `UnsafePath` for a symlink or what is not a regular
+/// file; `Io` when it cannot be read.
 pub(crate) fn store_note(dir: &Path) -> Result<Option<StoreNote>> {
     let path = dir.join(STORE_NOTE);
-    let text = match std::fs::read(&path) {
-        Ok(text) => text,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    let Some(text) = read_note(&path)? else {
+        return Ok(None);
     };
     serde_json::from_slice(&text).map(Some).map_err(|e| {
         Error::invalid(

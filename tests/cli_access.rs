@@ -1859,10 +1859,11 @@ fn org_and_user_deletes_say_what_went_with_them() {
 }
 
 /// An org's API key made with `--created-by` names its maker in `apikey list` (text and
-/// JSON; `--created-by` lists the keys a user made). `org remove-member` and `user delete`
-/// name the keys they made for the org that were revoked (text and JSON).
+/// JSON; `--created-by` lists the keys a user made). `org remove-member`, `org set-role …
+/// member` and `user delete` name the keys they made for the org that were revoked (text and
+/// JSON); a promotion revokes nothing.
 #[test]
-fn member_removal_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
+fn member_removal_demotion_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
     let cli = Cli::new();
     with_user(&cli);
     let id = |email: &str| {
@@ -1870,19 +1871,21 @@ fn member_removal_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
             .as_u64()
             .unwrap()
     };
-    let [bob, cat, dan, eve, fay] = [
+    let [bob, cat, dan, eve, fay, gus, hal] = [
         "bob@example.com",
         "cat@example.com",
         "dan@example.com",
         "eve@example.com",
         "fay@example.com",
+        "gus@example.com",
+        "hal@example.com",
     ]
     .map(id);
     cli.json(
         &["org", "create", "Acme", "--owner", "ann@example.com"],
         None,
     );
-    for who in [bob, cat, dan, eve] {
+    for who in [bob, cat, dan, eve, gus, hal] {
         let who = who.to_string();
         cli.json(
             &["org", "add-member", "acme", &who, "--role", "admin"],
@@ -1906,7 +1909,7 @@ fn member_removal_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
         assert_eq!(k["created_by"], who, "{k}");
         k["prefix"].as_str().unwrap().to_string()
     };
-    let [bobs, cats, dans, eves] = [bob, cat, dan, eve].map(key_by);
+    let [bobs, cats, dans, eves, guss, hals] = [bob, cat, dan, eve, gus, hal].map(key_by);
     let (_, err) = cli.expect(
         &[
             "apikey",
@@ -1960,6 +1963,42 @@ fn member_removal_and_user_delete_name_the_org_keys_revoked_with_their_maker() {
     );
     let deleted = cli.json(&["user", "delete", "eve@example.com"], None);
     assert_eq!(deleted["org_api_keys_revoked"], json!([eves]));
+
+    // A promotion keeps the key; a plain member makes no org keys, so a demotion to one
+    // revokes those they made.
+    let promoted = cli.json(
+        &["org", "set-role", "acme", "gus@example.com", "owner"],
+        None,
+    );
+    assert_eq!(
+        (&promoted["was"], &promoted["api_keys_revoked"]),
+        (&json!("admin"), &json!([]))
+    );
+    let (out, _) = cli.expect(
+        &["org", "set-role", "acme", "gus@example.com", "member"],
+        None,
+        0,
+    );
+    assert!(
+        out.lines().any(|l| l
+            == format!(
+                "revoked the 1 API key they made for org acme that could still be used \
+                 ({guss}): a plain member makes no org keys"
+            )),
+        "{out}"
+    );
+    let demoted = cli.json(
+        &["org", "set-role", "acme", "hal@example.com", "member"],
+        None,
+    );
+    assert_eq!(
+        (
+            &demoted["was"],
+            &demoted["role"],
+            &demoted["api_keys_revoked"]
+        ),
+        (&json!("admin"), &json!("member"), &json!([hals]))
+    );
     let listed = cli.json(&["apikey", "list", "--org", "acme"], None);
     assert!(
         listed

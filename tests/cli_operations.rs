@@ -2842,23 +2842,20 @@ fn salvage_heeds_an_owner_marker_only_while_its_process_has_the_file_open() {
     let store = cli.data().join(redkeep::STORE_FILE);
     let marker = redkeep::store::owner_path(&store);
     // An innocent live process, which never opened the store.
-    let mut innocent = std::process::Command::new("sleep")
-        .arg("1000")
-        .spawn()
-        .unwrap();
-    std::fs::write(
-        &marker,
-        format!("{{\"pid\":{},\"since\":1796540000}}", innocent.id()),
-    )
-    .unwrap();
+    let innocent = common::Reaped(
+        std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap(),
+    );
+    let pid = innocent.0.id();
+    std::fs::write(&marker, format!("{{\"pid\":{pid},\"since\":1796540000}}")).unwrap();
     let to = cli.dir.path().join("salvaged");
     let (out, _) = cli.expect(&["salvage", "--to", to.to_str().unwrap()], None, 0);
-    innocent.kill().unwrap();
-    innocent.wait().unwrap();
+    drop(innocent);
     assert!(
         out.contains(&format!(
-            "names process {}, which does not have the store open",
-            innocent.id()
+            "names process {pid}, which does not have the store open"
         )),
         "{out}"
     );

@@ -216,15 +216,16 @@ fn a_restore_replaces_a_store_that_cannot_be_opened_and_keeps_its_bytes() {
         std::fs::write(&db, damaged).unwrap();
         assert!(Redkeep::open(&dir, options()).is_err());
         // Owned by another running process, by its marker: left alone.
-        let mut owner = std::process::Command::new("sleep")
-            .arg("60")
-            .spawn()
-            .unwrap();
+        let owner = common::Reaped(
+            std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap(),
+        );
         let marker = redkeep::store::owner_path(&db);
-        std::fs::write(&marker, format!("{{\"pid\":{},\"since\":0}}", owner.id())).unwrap();
+        std::fs::write(&marker, format!("{{\"pid\":{},\"since\":0}}", owner.0.id())).unwrap();
         let owned = redkeep::ops::restore(&dir, &backup, true, Timestamp(1_800_000_000));
-        owner.kill().unwrap();
-        owner.wait().unwrap();
+        drop(owner);
         assert!(
             matches!(&owned, Err(redkeep::Error::InUse { holder, .. }) if holder.contains("delete the marker")),
             "{owned:?}"

@@ -13,7 +13,7 @@ use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::{Cli, give_all};
+use common::{Cli, Reaped, give_all};
 use redkeep::{Error, Redkeep};
 
 const NOBODY: u32 = 65534;
@@ -215,16 +215,6 @@ fn a_writer_is_refused_the_data_dir_of_another_user() {
     assert_eq!(std::fs::read_dir(cli.data()).unwrap().count(), 0);
 }
 
-/// A child process killed and waited for when dropped.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Stands in for a process of another user listening on a data dir's admin socket: binds
 /// the path it is given, then prints how many bytes each connection sent first, until one
 /// sends `stop`.
@@ -322,8 +312,25 @@ fn the_admin_client_sends_nothing_to_a_socket_of_another_uid() {
         line.contains(&format!(
             "the admin socket {} is served by a process of uid 65534",
             cli.data().join("redkeep.sock").display()
-        )) && line.contains("nothing was sent to it"),
+        )) && line.contains("nothing was sent to it")
+            && !line.contains("  "),
         "{line}"
+    );
+    // `status` asks the socket nothing either, and says why rather than "unreachable".
+    let status = cli.json(&["status"], None);
+    assert_eq!(status["socket"], "refused", "{status}");
+    assert!(
+        status["socket_refused"]
+            .as_str()
+            .unwrap()
+            .contains("is served by a process of uid 65534"),
+        "{status}"
+    );
+    let (out, _) = cli.expect(&["status"], None, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("admin socket: refused (the admin socket ")),
+        "{out}"
     );
     // Done: the listener says what each connection sent.
     let mut stop =

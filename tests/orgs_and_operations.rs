@@ -453,10 +453,10 @@ fn deleting_an_org_reports_and_audits_its_members_and_keys() {
 /// An org's API key records the member who made it (and its `api_key_created` event names
 /// them as actor). When they leave the org, or are deleted, the keys they made for an org
 /// that could still verify are revoked and reported; keys made by others, or by no one
-/// recorded, stay, and an expired one is left as it is. A creator must be an active owner or
-/// admin of the org.
+/// recorded, stay, and an expired one is left as it is; so do the ones an owner or admin made
+/// when they are made a plain member. A creator must be an active owner or admin of the org.
 #[test]
-fn an_org_key_goes_when_the_member_who_made_it_leaves_or_is_deleted() {
+fn an_org_key_goes_when_the_member_who_made_it_leaves_is_demoted_or_is_deleted() {
     let t = TestDir::new();
     let rk = t.open();
     let owner = user(&rk, "owner@example.com", "Owner");
@@ -544,6 +544,35 @@ fn an_org_key_goes_when_the_member_who_made_it_leaves_or_is_deleted() {
                 && e.subject.contains(&bobs.api_key.prefix)
                 && e.detail == "their creator left the org")
     );
+
+    // Made a plain member (who makes no org keys), an admin's org keys go; a promotion, or
+    // a role set to the one held, takes none.
+    let eve = user(&rk, "eve@example.com", "Eve");
+    rk.orgs().add_member(acme, eve, OrgRole::Admin).unwrap();
+    let eves = key(Some(eve), KeyOwner::Org(acme), None).unwrap();
+    for role in [OrgRole::Owner, OrgRole::Owner, OrgRole::Admin] {
+        let changed = rk.orgs().set_role(acme, eve, role).unwrap();
+        assert_eq!(changed.member.role, role);
+        assert_eq!(changed.api_keys_revoked, Vec::<String>::new());
+        rk.api_keys().verify(eves.key.expose()).unwrap();
+    }
+    let demoted = rk.orgs().set_role(acme, eve, OrgRole::Member).unwrap();
+    assert_eq!(
+        (demoted.was, demoted.api_keys_revoked),
+        (OrgRole::Admin, vec![eves.api_key.prefix.clone()])
+    );
+    assert!(rk.api_keys().verify(eves.key.expose()).is_err());
+    let events = rk.audit().list(Some(eve), None, 50).unwrap();
+    assert!(
+        events.iter().any(|e| e.action == "org_role_changed"
+            && e.detail == "admin to member; 1 API key(s) they made for it revoked"),
+        "{events:?}"
+    );
+    assert!(rk.audit().list(None, None, 100).unwrap().iter().any(|e| {
+        e.action == "api_key_revoked"
+            && e.subject.contains(&eves.api_key.prefix)
+            && e.detail == "their creator was made a plain member of the org"
+    }));
 
     let deleted = rk.users().delete(cat).unwrap();
     assert_eq!(

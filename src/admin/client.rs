@@ -262,7 +262,9 @@ fn refuse_untrusted_listener(stream: &UnixStream, path: &Path) -> Result<()> {
         Ok(cred) => cred.uid.as_raw(),
         Err(e) => {
             return Err(Error::denied(format!(
-                "cannot tell who listens on the admin socket {} (its credentials: {e}), so                  nothing was sent to it; run the command again, or stop the application and                  run it on the store directly",
+                "cannot tell who listens on the admin socket {} (its credentials: {e}), so \
+                 nothing was sent to it; run the command again, or stop the application and \
+                 run it on the store directly",
                 path.display()
             )));
         }
@@ -272,7 +274,11 @@ fn refuse_untrusted_listener(stream: &UnixStream, path: &Path) -> Result<()> {
     }
     let owner = dir_owner.map_or_else(|| "unknown".to_string(), |o| o.to_string());
     Err(Error::denied(format!(
-        "the admin socket {} is served by a process of uid {uid}, which is neither this user          (uid {me}), root, nor the data dir's owner (uid {owner}); nothing was sent to it:          someone who may write the data dir may have put it there, so find out who (`ss -xp`),          stop that process, remove the socket file and make the data dir private (`chmod 700          {}`)",
+        "the admin socket {} is served by a process of uid {uid}, which is neither this user \
+         (uid {me}), root, nor the data dir's owner (uid {owner}); nothing was sent to it: \
+         someone who may write the data dir may have put it there, so find out who (`ss -xp`), \
+         stop that process, remove the socket file and make the data dir private (`chmod 700 \
+         {}`)",
         path.display(),
         dir.display()
     )))

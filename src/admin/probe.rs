@@ -48,16 +48,28 @@ pub fn probe(dir: &Path) -> Result<Reply> {
         let req = Request::new(Command::Status);
         // A stopped or hung owner accepts the connection and never answers: status says so
         // rather than wait with it.
-        let socket =
+        let (socket, why) =
             match conn
                 .give_up_after(STATUS_PATIENCE)
                 .send(&req, None, &mut std::io::sink())
             {
                 Ok(Remote::Reply(r)) => return Ok(r),
-                Err(Error::Busy { .. }) => "not answering",
-                _ => "unreachable",
+                Err(Error::Busy { .. }) => ("not answering", None),
+                // The listener is not one to trust (another uid's), or it refused this user:
+                // say why, which "unreachable" would hide.
+                Err(Error::Denied { reason }) => ("refused", Some(reason)),
+                _ => ("unreachable", None),
             };
-        return Ok(reply("exclusive", Some(o.pid), Some(socket), None, dir));
+        let mut out = reply("exclusive", Some(o.pid), Some(socket), None, dir);
+        if let Some(why) = why {
+            if let super::reply::Human::Text(lines) = &mut out.human
+                && let Some(line) = lines.iter_mut().find(|l| l.starts_with("admin socket: "))
+            {
+                *line = format!("admin socket: refused ({why})");
+            }
+            out.json["socket_refused"] = serde_json::json!(why);
+        }
+        return Ok(out);
     }
     let options = |mode| StoreOptions {
         mode,

@@ -166,7 +166,8 @@ pub struct ApiKeySpec {
     /// as the actor of the `api_key_created` audit event): an active user, and for an org's
     /// key an owner or admin of that org who holds every scope given. An org's key made by a
     /// member is revoked when they leave the org
-    /// ([`Orgs::remove_member`](crate::auth::orgs::Orgs::remove_member)) or are deleted, and
+    /// ([`Orgs::remove_member`](crate::auth::orgs::Orgs::remove_member)), are made a plain
+    /// member of it ([`Orgs::set_role`](crate::auth::orgs::Orgs::set_role)) or are deleted, and
     /// does not verify while they are disabled, so that no key outlives its maker's access
     /// unnoticed; `None` (an operator, the application itself) makes a key that stays until
     /// it is revoked, with whatever scopes the operator gives it.

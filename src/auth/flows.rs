@@ -1641,6 +1641,65 @@ impl Orgs<'_> {
         delete_org(self.acc, org, force)
     }
 
+    /// Changes a member's role; the last owner cannot be demoted. A member made a plain
+    /// member (from owner or admin) no longer makes the org's API keys, so the org keys they
+    /// made that could still verify are revoked, each audited (see
+    /// [`ApiKeySpec::created_by`](crate::auth::api_keys::ApiKeySpec::created_by)). All in
+    /// one transaction; a role set to the one held changes nothing.
+    ///
+    /// # Errors
+    /// `NotFound`; `Denied` for the last owner.
+    pub fn set_role(&self, org: u64, user: u64, role: OrgRole) -> Result<orgs::RoleChanged> {
+        let now = self.acc.now();
+        self.acc.store.write(|tx| {
+            orgs::ensure_owner_remains(tx, org, user, Some(role))?;
+            let mut was = role;
+            let member = tx.table::<OrgMember>().modify(&(org, user), |m| {
+                was = m.role;
+                m.role = role;
+                Ok(m.clone())
+            })?;
+            if was == role {
+                return Ok(orgs::RoleChanged {
+                    member,
+                    was,
+                    api_keys_revoked: Vec::new(),
+                });
+            }
+            let api_keys_revoked = if role == OrgRole::Member {
+                api_keys::revoke_org_keys_made_by(
+                    tx,
+                    now,
+                    user,
+                    Some(org),
+                    "their creator was made a plain member of the org",
+                )?
+            } else {
+                Vec::new()
+            };
+            let mut detail = format!("{} to {}", was.as_str(), role.as_str());
+            if !api_keys_revoked.is_empty() {
+                detail.push_str(&format!(
+                    "; {} API key(s) they made for it revoked",
+                    api_keys_revoked.len()
+                ));
+            }
+            orgs::org_event(
+                tx,
+                now,
+                "org_role_changed",
+                &orgs::slug_of(tx, org)?,
+                Some(user),
+                detail,
+            )?;
+            Ok(orgs::RoleChanged {
+                member,
+                was,
+                api_keys_revoked,
+            })
+        })
+    }
+
     /// Removes a member. The last owner cannot leave; a member whose current org this was is
     /// moved to another of their orgs (their own personal org first). A member left in no
     /// org gets a new personal org, which becomes their current one; an org that was the

@@ -551,6 +551,20 @@ pub struct RemovedMember {
     pub api_keys_revoked: Vec<String>,
 }
 
+/// What changing a member's role did ([`Orgs::set_role`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleChanged {
+    /// The membership as it is now.
+    pub member: OrgMember,
+    /// The role they had before (the same as now when nothing changed).
+    pub was: OrgRole,
+    /// The prefixes of the org's API keys the member made that could still verify, revoked
+    /// (and audited) because they were made a plain member, who makes no org keys: an owner
+    /// or admin demoted keeps no key that acts for the org. See
+    /// [`ApiKeySpec::created_by`](crate::auth::api_keys::ApiKeySpec::created_by).
+    pub api_keys_revoked: Vec<String>,
+}
+
 /// What deleting an org took with it ([`Orgs::delete`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeletedOrg {
@@ -772,34 +786,6 @@ impl Orgs<'_> {
             clear_default_in(tx, now, org)?;
             org_event(tx, now, "org_made_default", &o.slug, None, String::new())?;
             Ok(o)
-        })
-    }
-
-    /// Changes a member's role; the last owner cannot be demoted.
-    ///
-    /// # Errors
-    /// `NotFound`; `Denied` for the last owner.
-    pub fn set_role(&self, org: u64, user: u64, role: OrgRole) -> Result<OrgMember> {
-        let now = self.acc.now();
-        self.acc.store.write(|tx| {
-            ensure_owner_remains(tx, org, user, Some(role))?;
-            let mut was = role;
-            let m = tx.table::<OrgMember>().modify(&(org, user), |m| {
-                was = m.role;
-                m.role = role;
-                Ok(m.clone())
-            })?;
-            if was != role {
-                org_event(
-                    tx,
-                    now,
-                    "org_role_changed",
-                    &slug_of(tx, org)?,
-                    Some(user),
-                    format!("{} to {}", was.as_str(), role.as_str()),
-                )?;
-            }
-            Ok(m)
         })
     }
 

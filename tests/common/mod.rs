@@ -201,6 +201,17 @@ impl HelperProcess {
     }
 }
 
+/// A child process killed and waited for when dropped: a failed assertion leaves none
+/// behind (holding the test runner's output open).
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for HelperProcess {
     fn drop(&mut self) {
         drop(self.stdin.take());

@@ -266,8 +266,8 @@ pub enum ApiKeyCmd {
         #[cfg_attr(feature = "cli", arg(long, value_parser = super::common::duration_arg))]
         expires: Option<String>,
         /// The user who asked for it (for an org's key, an owner or admin of the org who
-        /// holds every scope given: the key is revoked when they leave the org or are
-        /// deleted).
+        /// holds every scope given: the key is revoked when they leave the org, are made a
+        /// plain member of it, or are deleted).
         #[cfg_attr(feature = "cli", arg(long))]
         created_by: Option<String>,
     },

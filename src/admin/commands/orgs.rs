@@ -383,17 +383,34 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
         OrgCmd::SetRole { org, user, role } => {
             let (o, u) = (rk.orgs().find(org)?, rk.users().find(user)?);
             let role = role.parse::<OrgRole>()?;
-            let already = rk.orgs().role_in(u.id, o.id)? == Some(role);
-            let m = rk.orgs().set_role(o.id, u.id, role)?;
+            let changed = rk.orgs().set_role(o.id, u.id, role)?;
+            let already = changed.was == role;
             let now = if already { "was already" } else { "is now" };
+            let mut lines = vec![format!(
+                "user {} {now} {} of org {}",
+                u.id,
+                changed.member.role.as_str(),
+                o.slug
+            )];
+            if !changed.api_keys_revoked.is_empty() {
+                lines.push(format!(
+                    "revoked the {} they made for org {} that could still be used ({}): a plain \
+                     member makes no org keys",
+                    crate::admin::reply::count(changed.api_keys_revoked.len(), "API key"),
+                    o.slug,
+                    crate::top::first_few(&changed.api_keys_revoked, 3)
+                ));
+            }
             Ok(Reply::text(
-                json!({"org_id": o.id, "user_id": u.id, "role": m.role.as_str(), "already": already}),
-                vec![format!(
-                    "user {} {now} {} of org {}",
-                    u.id,
-                    m.role.as_str(),
-                    o.slug
-                )],
+                json!({
+                    "org_id": o.id,
+                    "user_id": u.id,
+                    "role": changed.member.role.as_str(),
+                    "was": changed.was.as_str(),
+                    "already": already,
+                    "api_keys_revoked": changed.api_keys_revoked,
+                }),
+                lines,
             ))
         }
     }

@@ -498,6 +498,37 @@ fn add_readable_columns(c: &mut Client, schema: &str) -> Result<()> {
     Ok(())
 }
 
+/// The tables and sequences the schema's catalog names (redkeep name → quoted,
+/// schema-qualified object), read at once as a store opens: a store's tables are never
+/// dropped, so each lookup later finds them without a trip to the server (one connection
+/// less per command, and a trip less per table it uses); one made after the open is looked
+/// up when first used.
+fn objects(
+    c: &mut Client,
+    schema: &str,
+) -> Result<(HashMap<String, String>, HashMap<String, String>)> {
+    let q_schema = quote(schema);
+    let rows = c
+        .query(
+            &format!("select name, relname, kind from {q_schema}._objects"),
+            &[],
+        )
+        .map_err(|e| pg("reading the schema's catalog", e))?;
+    let (mut tables, mut sequences) = (HashMap::new(), HashMap::new());
+    for row in &rows {
+        let name: String = column(row, 0)?;
+        let rel: &str = column(row, 1)?;
+        let kind: i8 = column(row, 2)?;
+        let q = format!("{q_schema}.{}", quote(rel));
+        match kind as u8 {
+            b't' => tables.insert(name, q),
+            b's' => sequences.insert(name, q),
+            _ => None,
+        };
+    }
+    Ok((tables, sequences))
+}
+
 /// Whether the schema (which has redkeep's catalog) holds a store: its `meta` table has an
 /// entry. A schema left with empty tables (an `init` or `import` that failed after making
 /// them) holds none.
@@ -692,13 +723,14 @@ impl PgDb {
         if !read_only {
             add_readable_columns(&mut lock, &target.schema)?;
         }
+        let (tables, sequences) = objects(&mut lock, &target.schema)?;
         Ok(PgDb {
             config: target.config,
             schema: target.schema,
             shown: target.shown,
             pool: Mutex::default(),
-            tables: RwLock::default(),
-            sequences: RwLock::default(),
+            tables: RwLock::new(tables),
+            sequences: RwLock::new(sequences),
             lock: Mutex::new(Some(lock)),
             alone_pid: Mutex::new(None),
             token,
