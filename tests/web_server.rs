@@ -183,6 +183,39 @@ impl Site {
     }
 }
 
+/// A workspace merged past the size limit is refused with 400 saying the limit, without
+/// the advice meant for the operator (which option or flag raises it), and keeps what it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_past_its_limit_is_refused_without_the_operators_advice() {
+    let site = Site::start_with(|o| o.workspace.max_doc_bytes = Some(1024)).await;
+    site.register("ann@example.com", "correct horse").await;
+    let (cookie, _) = site.login("ann@example.com", "correct horse").await;
+    let small = site
+        .call(Method::PUT, "/workspace", &cookie, Some(json!({"a": "x"})))
+        .await;
+    assert_eq!(small.status, StatusCode::OK, "{}", small.body);
+    let big = site
+        .call(
+            Method::PUT,
+            "/workspace",
+            &cookie,
+            Some(json!({"b": "y".repeat(2000)})),
+        )
+        .await;
+    assert_eq!(big.status, StatusCode::BAD_REQUEST, "{}", big.body);
+    let said = big.body["error"].as_str().unwrap();
+    assert!(
+        said.contains("the limit for workspace files is 1024"),
+        "{said}"
+    );
+    for operators in ["raise", "max_doc_bytes", "--max-doc-bytes", "REDKEEP_"] {
+        assert!(!said.contains(operators), "{said}");
+    }
+    let ws = site.call(Method::GET, "/workspace", &cookie, None).await;
+    assert_eq!(ws.body["a"], "x");
+    assert!(ws.body.get("b").is_none(), "{}", ws.body);
+}
+
 /// No answer may be kept by a cache (RFC 6749 asks it of answers holding tokens), and a
 /// request that changes something with the session cookie must come from the application's
 /// own pages: a forged form on a sibling subdomain (same site, so `SameSite=Strict` lets the

@@ -64,11 +64,13 @@ const MAX_MESSAGE_CHARS: usize = 300;
 impl From<Error> for WebError {
     /// Maps each kind of failure to the status a client expects: a bad, expired or revoked
     /// credential 401; a rule 403; a clash 409 (saying what clashed, not the store's table
-    /// and index), and so is a gallery at its cap (saying how to make room); contention in the store 503 with `Retry-After: 1` and a generic message,
-    /// and so is a data dir not ready to serve (`NotReady`: a restore stopped part way, whose
-    /// cause goes to the log). Storage and internal failures, and a store opened read-only, are 500
-    /// with a generic message (the details go to the log, not the client). Messages are cut
-    /// to 300 characters.
+    /// and index), and so is a gallery at its cap (saying how to make room); contention in
+    /// the store 503 with `Retry-After: 1` and a generic message, and so is a data dir not
+    /// ready to serve (`NotReady`: a restore stopped part way, whose cause goes to the log).
+    /// Storage and internal failures, and a store opened read-only, are 500 with a generic
+    /// message (the details go to the log, not the client). A limit's refusal says the
+    /// limit, without the advice for the operator on how to raise it. Messages are cut to
+    /// 300 characters.
     fn from(e: Error) -> WebError {
         let status = match &e {
             Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
@@ -106,7 +108,7 @@ impl From<Error> for WebError {
                 "the service is not ready; try again later".to_string()
             }
             Error::Conflict { detail, .. } => format!("already taken: {detail}"),
-            _ => e.to_string(),
+            _ => without_operator_advice(e.to_string()),
         };
         let message = if message.chars().nth(MAX_MESSAGE_CHARS).is_some() {
             let mut cut: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
@@ -117,6 +119,21 @@ impl From<Error> for WebError {
         };
         WebError { status, message }
     }
+}
+
+/// What opens the advice, in a refusal over a limit, on how the operator raises it (which
+/// option of the application, which flag of the `redkeep` command): not the client's to read.
+const OPERATOR_ADVICE: &str = " (raise it with ";
+
+/// `message` without its parenthesised advice to the operator ([`OPERATOR_ADVICE`]).
+fn without_operator_advice(message: String) -> String {
+    let Some(at) = message.find(OPERATOR_ADVICE) else {
+        return message;
+    };
+    let after = message[at..]
+        .find(')')
+        .map_or(message.len(), |end| at + end + 1);
+    format!("{}{}", &message[..at], &message[after..])
 }
 
 impl IntoResponse for WebError {
