@@ -49,13 +49,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use axum_login::tower_sessions::cookie::SameSite;
 use axum_login::tower_sessions::cookie::time::Duration as CookieDuration;
 use axum_login::tower_sessions::{Expiry, SessionManagerLayer};
@@ -289,11 +290,16 @@ async fn login(
     State(s): State<AppState>,
     mut auth: Auth,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Body(b): Body<LoginBody>,
 ) -> Answer {
-    // The header as sent: redkeep keeps it cleaned (control characters made spaces, cut to
-    // 512 bytes).
+    // The session keeps where the login came from (`redkeep session list`, the audit log):
+    // the address of the connection's peer, which behind a reverse proxy is the proxy's
+    // (take the client's from the proxy's `X-Forwarded-For` only when every request comes
+    // through a proxy you run, or a client names any address it likes). The user agent as
+    // sent: redkeep keeps it cleaned (control characters made spaces, cut to 512 bytes).
     let meta = LoginMeta {
+        ip: peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
@@ -844,7 +850,8 @@ pub async fn serve(args: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     // store (so neither the socket file nor the owner marker is left).
     let stopping = Arc::new(tokio::sync::Notify::new());
     let told = stopping.clone();
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop.await;
         told.notify_one();
     });

@@ -103,6 +103,8 @@ impl Site {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        // As the example's `main` serves it: handlers see the connection's peer address.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Site {
             _dir: dir,
@@ -318,6 +320,11 @@ async fn a_session_from_register_to_logout() {
     }
     let cookie = format!("cookie:{}", a.cookie());
     let token = a.body["token"].as_str().unwrap().to_string();
+    // The session keeps where the login came from: the connection's peer.
+    let ann_id = ann["id"].as_u64().unwrap();
+    let sessions = site.ark.sessions().list(Some(ann_id), 10).await.unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].ip.as_deref(), Some("127.0.0.1"));
 
     let me = site.call(Method::GET, "/me", &cookie, None).await;
     assert_eq!(me.status, StatusCode::OK);
