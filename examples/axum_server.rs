@@ -65,7 +65,9 @@ use redkeep::auth::sessions::LoginMeta;
 use redkeep::web::{
     Backend, Caller, Principal, RedkeepSessionStore, WebError, WebUser, bearer_token,
 };
-use redkeep::{AsyncRedkeep, Error, InitSpec, Options, Registration, Secret, User, UserFilter};
+use redkeep::{
+    AsyncRedkeep, Error, InitSpec, Options, Origin, Registration, Secret, User, UserFilter,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -255,9 +257,25 @@ struct RegisterBody {
     invite: Option<Secret>,
 }
 
-async fn register(State(s): State<AppState>, Body(b): Body<RegisterBody>) -> Answer {
-    let user = s
-        .ark
+/// The connection's peer, when the server is served with connect info (as `main` does).
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// The handle for a request made without credentials (a registration, a login, a password
+/// reset), whose writes name where they came from in the audit log (`origin`: `web,
+/// 203.0.113.7`, the connection's peer): a run of failed logins, say, shows its address.
+/// Behind a reverse proxy the peer is the proxy (see `login`).
+fn from_peer(ark: &AsyncRedkeep, peer: &Peer) -> AsyncRedkeep {
+    let origin = peer
+        .as_ref()
+        .and_then(|Extension(ConnectInfo(addr))| Origin::new(format!("web, {}", addr.ip())).ok());
+    match origin {
+        Some(origin) => ark.with_origin(origin),
+        None => ark.clone(),
+    }
+}
+
+async fn register(State(s): State<AppState>, peer: Peer, Body(b): Body<RegisterBody>) -> Answer {
+    let user = from_peer(&s.ark, &peer)
         .users()
         .register(Registration {
             email: b.email,
@@ -290,16 +308,19 @@ async fn login(
     State(s): State<AppState>,
     mut auth: Auth,
     headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    peer: Peer,
     Body(b): Body<LoginBody>,
 ) -> Answer {
-    // The session keeps where the login came from (`redkeep session list`, the audit log):
-    // the address of the connection's peer, which behind a reverse proxy is the proxy's
-    // (take the client's from the proxy's `X-Forwarded-For` only when every request comes
-    // through a proxy you run, or a client names any address it likes). The user agent as
-    // sent: redkeep keeps it cleaned (control characters made spaces, cut to 512 bytes).
+    // The session keeps where the login came from (`redkeep session list`), and so do the
+    // audit events of the attempt (their origin): the address of the connection's peer,
+    // which behind a reverse proxy is the proxy's (take the client's from the proxy's
+    // `X-Forwarded-For` only when every request comes through a proxy you run, or a client
+    // names any address it likes). The user agent as sent: redkeep keeps it cleaned
+    // (control characters made spaces, cut to 512 bytes).
     let meta = LoginMeta {
-        ip: peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()),
+        ip: peer
+            .as_ref()
+            .map(|Extension(ConnectInfo(addr))| addr.ip().to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
@@ -308,7 +329,10 @@ async fn login(
     // One password check and one redkeep session: its token is handed out for bearer use,
     // and the cookie login is bound to it, so ending either (logout, `redkeep session
     // revoke`, expiry) ends both.
-    let login = s.ark.sessions().login(b.login, b.password, meta).await?;
+    let login = from_peer(&s.ark, &peer)
+        .sessions()
+        .login(b.login, b.password, meta)
+        .await?;
     // A login over a signed-in cookie replaces that login (its session and token end), and
     // every login gets a new session id: a cookie id planted before it (session fixation)
     // never carries it.
@@ -393,8 +417,13 @@ struct ResetRequest {
     email: String,
 }
 
-async fn reset_request(State(s): State<AppState>, Body(b): Body<ResetRequest>) -> Answer {
-    match s.ark.recovery().request_password_reset(b.email).await {
+async fn reset_request(
+    State(s): State<AppState>,
+    peer: Peer,
+    Body(b): Body<ResetRequest>,
+) -> Answer {
+    let ark = from_peer(&s.ark, &peer);
+    match ark.recovery().request_password_reset(b.email).await {
         // Sent beside the answer, never before it: a mail server's round trip would
         // otherwise make the answer slower for addresses that have an account (and would
         // hold a runtime thread meanwhile).
@@ -421,8 +450,12 @@ struct ResetConfirm {
     password: Secret,
 }
 
-async fn reset_confirm(State(s): State<AppState>, Body(b): Body<ResetConfirm>) -> Answer {
-    s.ark
+async fn reset_confirm(
+    State(s): State<AppState>,
+    peer: Peer,
+    Body(b): Body<ResetConfirm>,
+) -> Answer {
+    from_peer(&s.ark, &peer)
         .recovery()
         .reset_password(b.token, b.password)
         .await

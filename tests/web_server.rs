@@ -320,11 +320,30 @@ async fn a_session_from_register_to_logout() {
     }
     let cookie = format!("cookie:{}", a.cookie());
     let token = a.body["token"].as_str().unwrap().to_string();
-    // The session keeps where the login came from: the connection's peer.
+    // The session keeps where the login came from: the connection's peer; so do the audit
+    // events of a registration and of a failed login (their origin).
     let ann_id = ann["id"].as_u64().unwrap();
     let sessions = site.ark.sessions().list(Some(ann_id), 10).await.unwrap();
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_eq!(sessions[0].ip.as_deref(), Some("127.0.0.1"));
+    let wrong = site
+        .call(
+            Method::POST,
+            "/login",
+            "",
+            Some(json!({"login": "ann@example.com", "password": "not it"})),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let events = site.ark.audit().list(Some(ann_id), None, 50).await.unwrap();
+    for action in ["user_created", "login_ok", "login_failed"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.action == action && e.origin.as_deref() == Some("web, 127.0.0.1")),
+            "{action}: {events:?}"
+        );
+    }
 
     let me = site.call(Method::GET, "/me", &cookie, None).await;
     assert_eq!(me.status, StatusCode::OK);
