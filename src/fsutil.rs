@@ -404,6 +404,20 @@ pub(crate) fn refuse_untrusted_data_dir(dir: &Path, files: &[&str], writes: bool
         let file = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let mode = meta.permissions().mode() & 0o7777;
+                let run_as = if owner == 0 {
+                    "as root (`sudo redkeep …`)".to_string()
+                } else {
+                    format!("as uid {owner} (`sudo -u '#{owner}' redkeep …`) or as root")
+                };
+                return Err(Error::denied(format!(
+                    "this user (uid {me}) may not look inside the data dir {shown} (it belongs \
+                     to uid {owner}, mode {mode:04o}); nothing was opened: run the command \
+                     {run_as}, or, for commands that only read, give this user the data dir's \
+                     group and `chmod 750 {shown}`"
+                )));
+            }
             Err(e) => return Err(Error::io(format!("looking at {}", path.display()), e)),
         };
         if !file.is_file() {

@@ -171,6 +171,51 @@ fn a_symlink_in_place_of_the_store_note_is_refused() {
     cli.expect(&["user", "list"], None, 0);
 }
 
+/// A user who may not look inside the data dir (root's, 0700) is told so, whose it is and
+/// whom to run the command as, for a command that reads and one that writes alike, rather
+/// than "Permission denied" of a file path.
+#[test]
+fn a_user_who_may_not_enter_the_data_dir_is_told_whom_to_run_as() {
+    use std::os::unix::process::CommandExt;
+    assert!(
+        is_root(),
+        "needs root (as CI runs) to run redkeep as uid 65534 on a data dir of root"
+    );
+    let cli = Cli::new();
+    cli.init();
+    chmod(cli.dir.path(), 0o755);
+    chmod(&cli.data(), 0o700);
+    for args in [
+        &["user", "list"][..],
+        &["status"],
+        &["user", "create", "x@example.com"],
+    ] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_redkeep"))
+            .arg("--data-dir")
+            .arg(cli.data())
+            .args(args)
+            .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+            .env_remove("REDKEEP_STORE_URL")
+            .envs(cli.store.iter().map(|u| ("REDKEEP_STORE_URL", u)))
+            .current_dir("/")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            one_line(&err).contains(&format!(
+                "this user (uid 65534) may not look inside the data dir {} (it belongs to uid \
+                 0, mode 0700); nothing was opened: run the command as root",
+                cli.data().display()
+            )),
+            "{args:?}: {err}"
+        );
+    }
+    cli.expect(&["user", "list"], None, 0);
+}
+
 /// A user other than root who would write in a data dir of another user (neither this one
 /// nor root) is refused, `init` included: the data dir's owner could swap the store.
 #[test]
