@@ -218,7 +218,8 @@ impl Workspaces {
         // may let the machine's other users read the account's files.
         found.extend(loose_modes(&folder.dir, repair));
         // Temp files and folders of a write or an import killed part way. Every writer holds
-        // the folder's lock, so under it whatever is there is a leftover, young or old.
+        // the folder's lock, so under it whatever is there is a leftover, young or old;
+        // without `repair` each is a note, not a problem.
         for dir in [folder.dir.clone(), folder.dir.join(GALLERY_DIR)] {
             // A symlinked gallery is never followed (it is reported below).
             if !fsutil::real_dir(&dir).is_ok_and(|d| d.is_some()) {
@@ -244,9 +245,13 @@ impl Workspaces {
                         ),
                     });
                 } else {
+                    // Harmless (no reader takes it for a file of the folder), and gone at the
+                    // user's next write: a note, so that `check` after a crash does not fail
+                    // (and page whoever watches it) for it.
                     found.push(format!(
-                        "{} is a temp {kind} of an interrupted write; `redkeep check --repair` \
-                         removes it",
+                        "{}{} is a temp {kind} of an interrupted write, which nothing reads: the \
+                         user's next write removes it, `redkeep check --repair` now",
+                        fsutil::NOTE,
                         path.display()
                     ));
                 }
