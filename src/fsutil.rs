@@ -404,6 +404,13 @@ pub(crate) fn refuse_untrusted_data_dir(dir: &Path, files: &[&str], writes: bool
         let file = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && owner == me => {
+                let mode = meta.permissions().mode() & 0o7777;
+                return Err(Error::denied(format!(
+                    "the data dir {shown} is this user's, but its mode ({mode:04o}) keeps this \
+                     user out of it; nothing was opened: `chmod 700 {shown}`"
+                )));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 let mode = meta.permissions().mode() & 0o7777;
                 let run_as = if owner == 0 {

@@ -297,7 +297,11 @@ fn the_cli_reads_a_data_dir_it_cannot_write_and_says_why_changes_fail() {
         let (code, out, err) = run(args);
         assert_eq!(code, Some(1), "{args:?}: {out}{err}");
         assert!(
-            err.contains("Permission denied") && !err.contains("init"),
+            err.contains(&format!(
+                "the data dir {} is this user's, but its mode (0000) keeps this user out of \
+                 it; nothing was opened: `chmod 700 ",
+                data.display()
+            )) && !err.contains("init"),
             "{args:?}: {err}"
         );
     }
@@ -792,4 +796,87 @@ fn a_group_reader_is_not_failed_for_the_group_bits_that_let_it_read() {
     let (code, out, err) = check(true);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(out.contains("open to other users"), "{out}");
+}
+
+/// A bind mount of a folder onto itself, remounted read-only; unmounted when dropped (a
+/// failed assertion leaves no mount behind).
+#[cfg(feature = "cli")]
+struct ReadOnlyMount(std::path::PathBuf);
+
+#[cfg(feature = "cli")]
+impl ReadOnlyMount {
+    fn new(dir: &Path) -> ReadOnlyMount {
+        let mount = |args: &[&str]| {
+            let ok = std::process::Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "needs root with the right to mount (as CI runs): mount {args:?} failed"
+            );
+        };
+        mount(&["--bind"]);
+        let guard = ReadOnlyMount(dir.to_path_buf());
+        mount(&["-o", "remount,ro,bind"]);
+        guard
+    }
+}
+
+#[cfg(feature = "cli")]
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// On a read-only file system, `status` says the file system is why nothing can be
+/// changed (not that this user may not write the store), and a change to a workspace says
+/// to remount it read-write, as a change to the store does.
+#[cfg(feature = "cli")]
+#[test]
+fn on_a_read_only_file_system_status_and_every_refusal_say_to_remount() {
+    let cli = common::Cli {
+        dir: tempfile::tempdir().unwrap(),
+        store: None,
+    };
+    cli.init();
+    cli.json(&["user", "create", "ann@example.com"], None);
+    cli.expect(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"v\":1}"),
+        0,
+    );
+    let before = snapshot(&cli.data());
+    let mounted = ReadOnlyMount::new(&cli.data());
+    let status = cli.json(&["status"], None);
+    assert_eq!(
+        (&status["state"], &status["read_only_file_system"]),
+        (&serde_json::json!("read-only"), &serde_json::json!(true)),
+        "{status}"
+    );
+    let (out, _) = cli.expect(&["status"], None, 0);
+    assert!(
+        out.starts_with("the store is on a read-only file system"),
+        "{out}"
+    );
+    let (_, err) = cli.expect(&["user", "create", "bob@example.com"], None, 1);
+    assert!(err.contains("remount it read-write"), "{err}");
+    let (_, err) = cli.expect(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"v\":2}"),
+        1,
+    );
+    assert!(
+        err.contains(
+            "is on a read-only file system, so workspace folders cannot be changed; \
+             remount it read-write"
+        ),
+        "{err}"
+    );
+    drop(mounted);
+    assert_eq!(snapshot(&cli.data()), before);
+    assert_eq!(cli.json(&["status"], None)["state"], "free");
 }

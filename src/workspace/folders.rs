@@ -678,13 +678,21 @@ impl Workspaces {
     /// Refuses a change when the data dir was opened read-only.
     pub(super) fn writable(&self) -> Result<()> {
         if self.read_only {
-            return Err(Error::ReadOnly {
-                what: format!(
+            // Said as the store's refusals say it when the file system is the cause.
+            let what = if fsutil::on_read_only_fs(&self.root) {
+                format!(
+                    "{} is on a read-only file system, so workspace folders cannot be changed; \
+                     remount it read-write",
+                    self.root.display()
+                )
+            } else {
+                format!(
                     "the data dir of {} is open read-only, so workspace folders cannot be \
                      changed; open it for writing",
                     self.root.display()
-                ),
-            });
+                )
+            };
+            return Err(Error::ReadOnly { what });
         }
         Ok(())
     }

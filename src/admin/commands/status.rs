@@ -32,6 +32,11 @@ pub(crate) fn reply(
             "the store is open in shared mode by another process (reading or writing it)"
                 .to_string()
         }
+        ("read-only", _) if crate::fsutil::on_read_only_fs(dir) => {
+            "the store is on a read-only file system, so nothing can be changed until it is \
+             remounted read-write; no other process has it open"
+                .to_string()
+        }
         ("read-only", _) => {
             "this user may read the store but not write it; no other process has it open"
                 .to_string()
@@ -71,10 +76,11 @@ pub(crate) fn reply(
     let free = matches!(state, "free" | "read-only");
     let leftovers = leftovers(dir, free, &mut lines);
     let copies = copies(dir, &mut lines);
-    Reply::text(
-        json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "not_closed_cleanly": matches!(state, "free" | "shared" | "read-only").then_some(false), "files": f, "leftovers": leftovers, "copies": copies}),
-        lines,
-    )
+    let mut json = json!({"state": state, "pid": pid, "socket": socket, "schema_version": schema, "build_schema_version": SCHEMA_VERSION, "not_closed_cleanly": matches!(state, "free" | "shared" | "read-only").then_some(false), "files": f, "leftovers": leftovers, "copies": copies});
+    if state == "read-only" {
+        json["read_only_file_system"] = json!(crate::fsutil::on_read_only_fs(dir));
+    }
+    Reply::text(json, lines)
 }
 
 /// The copies of the store that operations keep in the data dir (before a migration, a
