@@ -517,6 +517,7 @@ impl AsyncUsers<'_> {
         fn check_password(id: u64, password: impl Into<Secret>) -> (), secret password => (id, password.expose());
         fn password_matches(id: u64, password: impl Into<Secret>) -> bool, secret password => (id, password.expose());
         fn set_password(id: u64, password: impl Into<Secret>) -> User, secret password => (id, password.expose());
+        fn set_temporary_password(id: u64, password: impl Into<Secret>) -> User, secret password => (id, password.expose());
         fn change_password(session_token: String, current: impl Into<Secret>, new: impl Into<Secret>) -> User, secret current, new => (&session_token, current.expose(), new.expose());
         fn change_password_of(id: u64, current: impl Into<Secret>, new: impl Into<Secret>) -> User, secret current, new => (id, current.expose(), new.expose());
     }

@@ -1263,7 +1263,8 @@ fn repeated_changes_say_they_changed_nothing() {
     assert_eq!(audited(), after);
 }
 
-/// A login with a password that must change says so, in words and in the JSON.
+/// A login with a password that must change says so, in words and in the JSON: a generated
+/// one, and one an operator set with `user set-password --must-change`.
 #[test]
 fn a_login_says_when_the_password_must_change() {
     let cli = Cli::new();
@@ -1297,6 +1298,38 @@ fn a_login_says_when_the_password_must_change() {
         Some("a chosen password\n"),
     );
     assert_eq!(shown["must_change_password"], false, "{shown}");
+    // One the operator sets for a user who lost theirs, which the operator knows: with
+    // --must-change the user must replace it, and the change is audited as such.
+    let (out, _) = cli.expect(
+        &[
+            "user",
+            "set-password",
+            "gen@example.com",
+            "--password-stdin",
+            "--must-change",
+        ],
+        Some("an operator's password\n"),
+        0,
+    );
+    assert!(
+        out.contains("they must change it at their next login"),
+        "{out}"
+    );
+    let shown = cli.json(
+        &["login", "gen@example.com", "--password-stdin"],
+        Some("an operator's password\n"),
+    );
+    assert_eq!(shown["must_change_password"], true, "{shown}");
+    let events = cli.json(&["audit", "list", "--user", "gen@example.com"], None);
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "password_changed"
+                && e["detail"] == "to change at the next login"),
+        "{events}"
+    );
 }
 
 /// Bad values that used to pass: a password of spaces or with a NUL, a count past the

@@ -29,7 +29,7 @@ fn helper_owner_process() {
         // Connect as whoever we run as and print the owner's answer.
         let answer = raw_request(
             Path::new(&socket),
-            br#"{"version":5,"request":{"command":{"User":{"List":{"all":true}}},"secret":null}}"#,
+            br#"{"version":6,"request":{"command":{"User":{"List":{"all":true}}},"secret":null}}"#,
         );
         println!("answer: {answer}");
         return;
@@ -417,7 +417,7 @@ fn a_command_waiting_for_its_turn_when_the_socket_stops_is_told_it_was_not_run()
     let idle: Vec<UnixStream> = (0..redkeep::admin::MAX_CONNECTIONS)
         .map(|_| UnixStream::connect(&socket).unwrap())
         .collect();
-    let body = br#"{"version":5,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
+    let body = br#"{"version":6,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
     let waiting = std::thread::spawn(move || raw_request(&socket, body));
     // A bound on a failure, not a wait for the clock.
     let until = Instant::now() + Duration::from_secs(60);
@@ -575,7 +575,7 @@ fn an_import_never_runs_through_the_owner() {
     // A client that sends the request anyway is refused, its endless input dropped.
     let socket = dir.join("redkeep.sock");
     let mut s = UnixStream::connect(&socket).unwrap();
-    let body = br#"{"version":5,"request":{"command":{"Import":{"file":"-"}},"secret":null}}"#;
+    let body = br#"{"version":6,"request":{"command":{"Import":{"file":"-"}},"secret":null}}"#;
     s.write_all(b"R").unwrap();
     s.write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
         .unwrap();
@@ -783,7 +783,7 @@ fn a_migration_never_runs_under_a_live_application() {
     assert!(out.contains("already at schema version"), "{out}");
     let answer = raw_request(
         &dir.join("redkeep.sock"),
-        br#"{"version":5,"request":{"command":{"Migrate":{"Down":{"to":null}}},"secret":null}}"#,
+        br#"{"version":6,"request":{"command":{"Migrate":{"Down":{"to":null}}},"secret":null}}"#,
     );
     assert!(
         answer.contains("a migration changes the stored format"),
@@ -1065,7 +1065,7 @@ fn a_command_gives_up_on_a_silent_holder_after_its_admin_timeout() {
 }
 
 /// A request of a kind every build answers (`stats`), as raw JSON.
-const STATS: &[u8] = br#"{"version":5,"request":{"command":"Stats","secret":null}}"#;
+const STATS: &[u8] = br#"{"version":6,"request":{"command":"Stats","secret":null}}"#;
 
 /// An application that stops its admin socket while a client is connected and idle lets go
 /// of its store: each connection's thread held a handle to it and was left running, so the
@@ -1273,7 +1273,7 @@ fn a_command_running_when_the_socket_stops_still_answers() {
     held.faults = Some(plan.clone());
     let rk = Redkeep::open(&dir, held).unwrap();
     let server = redkeep::admin::serve(&rk).unwrap();
-    let body = br#"{"version":5,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
+    let body = br#"{"version":6,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
     let mut client = UnixStream::connect(server.path()).unwrap();
     client.write_all(b"R").unwrap();
     client

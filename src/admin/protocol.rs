@@ -35,8 +35,10 @@ pub const SOCKET_FILE: &str = crate::ops::files::SOCKET_NAME;
 /// of version 3 takes the whole secret for each flag (the code would not be found, or the
 /// user made with a password that holds the code). Version 5 added `user disable
 /// --revoke-keys`, which an owner of version 4 would ignore (the keys would stay, only
-/// suspended), and `invite create --expires never`.
-pub(crate) const PROTOCOL_VERSION: u32 = 5;
+/// suspended), and `invite create --expires never`. Version 6 added `user set-password
+/// --must-change`, which an owner of version 5 would ignore (the user would keep a password
+/// the operator knows).
+pub(crate) const PROTOCOL_VERSION: u32 = 6;
 /// Largest request frame accepted, in bytes.
 pub(crate) const MAX_REQUEST_BYTES: u32 = 1024 * 1024;
 /// Largest input or output chunk.

@@ -772,8 +772,21 @@ fn store_password(
     hash: &str,
     keep: Option<TokenHash>,
 ) -> Result<User> {
+    store_password_as(tx, now, id, hash, keep, false)
+}
+
+/// [`store_password`], leaving the user to change the password at their next login when
+/// `must_change` (one an operator chose, which they know).
+fn store_password_as(
+    tx: &WriteTx<'_>,
+    now: Timestamp,
+    id: u64,
+    hash: &str,
+    keep: Option<TokenHash>,
+    must_change: bool,
+) -> Result<User> {
     let user = tx.table::<User>().modify(&id, |u| {
-        u.must_change_password = false;
+        u.must_change_password = must_change;
         u.updated_at = now;
         Ok(u.clone())
     })?;
@@ -792,7 +805,12 @@ fn store_password(
     sessions::revoke_all_in(tx, now, id, keep)?;
     // A reset link sent before would set another password over this one.
     recovery::delete_tokens_of(tx, id, Some(Purpose::PasswordReset))?;
-    audit::user_event(tx, now, "password_changed", id, String::new())?;
+    let detail = if must_change {
+        "to change at the next login".to_string()
+    } else {
+        String::new()
+    };
+    audit::user_event(tx, now, "password_changed", id, detail)?;
     Ok(user)
 }
 
@@ -1349,6 +1367,22 @@ impl Users<'_> {
     /// `InvalidInput` for a bad password; `NotFound`.
     pub fn set_password(&self, id: u64, password: &str) -> Result<User> {
         set_password(self.acc, id, password, None)
+    }
+
+    /// Sets a password the user must change at their next login (operator path, for a user
+    /// who lost theirs: the operator knows the one they set). As [`Users::set_password`]
+    /// (the lockout cleared, every session revoked, API keys kept), but
+    /// `must_change_password` is set: until the user sets their own, they hold no permission
+    /// (see [`Caller`](crate::web::Caller)'s `must_change_password`).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad password; `NotFound`.
+    pub fn set_temporary_password(&self, id: u64, password: &str) -> Result<User> {
+        let hash = self.acc.passwords.hash(password)?;
+        let now = self.acc.now();
+        self.acc
+            .store
+            .write(|tx| store_password_as(tx, now, id, &hash, None, true))
     }
 
     /// Changes the password of the user of a session after checking the current one; every

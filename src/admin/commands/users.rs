@@ -33,13 +33,18 @@ pub enum UserCmd {
         /// Id, email or username.
         user: String,
     },
-    /// Set a user's password, read from stdin.
+    /// Set a user's password, read from stdin. Their sessions end; with --must-change they
+    /// must change it at their next login (for a user who lost theirs: you know this one).
     SetPassword {
         /// Id, email or username.
         user: String,
         /// Read the new password from stdin (required).
         #[cfg_attr(feature = "cli", arg(long, required = true))]
         password_stdin: bool,
+        /// The user must change it at their next login: until then they hold no permission.
+        #[cfg_attr(feature = "cli", arg(long))]
+        #[serde(default)]
+        must_change: bool,
     },
     /// Disable a user: no more logins. Without --revoke-keys their API keys, and the org keys
     /// they made, are only suspended, not revoked: `user enable` brings them back. After a
@@ -556,11 +561,25 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             let u = rk.users().find(user)?;
             user_reply(rk, &u, format!("user {}", u.id))
         }
-        UserCmd::SetPassword { user, .. } => {
+        UserCmd::SetPassword {
+            user, must_change, ..
+        } => {
             let password = stdin.secret("--password-stdin")?;
             let u = rk.users().find(user)?;
-            let u = rk.users().set_password(u.id, password)?;
-            user_reply(rk, &u, format!("password of user {} changed", u.id))
+            if *must_change {
+                let u = rk.users().set_temporary_password(u.id, password)?;
+                user_reply(
+                    rk,
+                    &u,
+                    format!(
+                        "password of user {} changed; they must change it at their next login",
+                        u.id
+                    ),
+                )
+            } else {
+                let u = rk.users().set_password(u.id, password)?;
+                user_reply(rk, &u, format!("password of user {} changed", u.id))
+            }
         }
         UserCmd::Disable { user, revoke_keys } => {
             let u = rk.users().find(user)?;
