@@ -1,11 +1,11 @@
 //! The admin socket's wire format. Both ways, a frame is one kind byte, a 4-byte big-endian
 //! length and the payload:
 //!
-//! - client → owner: `R` the request (JSON `{"version": 5, "release": "0.3.0", "request": …}`;
+//! - client → owner: `R` the request (JSON `{"version": 6, "release": "0.3.0", "request": …}`;
 //!   the version is read first, so a client of another release is told so whatever its
 //!   request's shape), then the command's input as `I` chunks, then `E`;
 //! - owner → client: the command's raw output as `O` chunks, then `A` the answer (JSON
-//!   `{"version": 5, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
+//!   `{"version": 6, "result": {"Ok": reply} | {"Err": {"message", "exit_code"}}}`).
 //!
 //! Requests and chunks are capped in size. The socket is a file in the data dir (0700),
 //! itself 0600; a data dir whose path is too long for a socket address is reached through

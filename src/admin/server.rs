@@ -907,7 +907,7 @@ mod tests {
     #[test]
     fn a_command_whose_client_left_before_it_began_is_not_run() {
         let (_tmp, rk) = fresh();
-        let create = br#"{"version":5,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
+        let create = br#"{"version":6,"request":{"command":{"Invite":{"Create":{"count":1,"expires":null,"uses":1}}},"secret":null}}"#;
         let invites = || {
             rk.invites()
                 .list(crate::InviteFilter::All, 10)
@@ -974,10 +974,10 @@ mod tests {
             String::from_utf8_lossy(&serve_request(&rk, body, Client::Stays)).into_owned()
         };
         let newer = answer(
-            br#"{"version":6,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
+            br#"{"version":7,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
         );
         assert!(
-            newer.contains("this redkeep CLI speaks admin protocol version 6")
+            newer.contains("this redkeep CLI speaks admin protocol version 7")
                 && newer.contains("the application (redkeep ")
                 && newer
                     .contains("is older than this CLI (redkeep 9.9.9): upgrade the application"),
@@ -986,7 +986,7 @@ mod tests {
         // The same version, a shape this release does not know: malformed, with the releases
         // named when they differ.
         let odd = answer(
-            br#"{"version":5,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
+            br#"{"version":6,"release":"9.9.9","request":{"command":"Frobnicate","secret":null}}"#,
         );
         assert!(
             odd.contains("malformed request: unknown variant `Frobnicate`")
@@ -994,7 +994,7 @@ mod tests {
             "{odd}"
         );
         let same = format!(
-            r#"{{"version":5,"release":"{}","request":{{"command":"Frobnicate","secret":null}}}}"#,
+            r#"{{"version":6,"release":"{}","request":{{"command":"Frobnicate","secret":null}}}}"#,
             env!("CARGO_PKG_VERSION")
         );
         let same = answer(same.as_bytes());
@@ -1065,7 +1065,7 @@ mod tests {
     /// from the connection.
     #[test]
     fn a_request_sent_in_slow_pieces_is_cut_off_at_the_deadline() {
-        let body = br#"{"version":5,"request":{"command":"Stats","secret":null}}"#;
+        let body = br#"{"version":6,"request":{"command":"Stats","secret":null}}"#;
         let frame = || {
             let mut frame = vec![REQUEST];
             frame.extend_from_slice(&(body.len() as u32).to_be_bytes());

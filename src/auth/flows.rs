@@ -1373,7 +1373,7 @@ impl Users<'_> {
     /// who lost theirs: the operator knows the one they set). As [`Users::set_password`]
     /// (the lockout cleared, every session revoked, API keys kept), but
     /// `must_change_password` is set: until the user sets their own, they hold no permission
-    /// (see [`Caller`](crate::web::Caller)'s `must_change_password`).
+    /// (the web layer's `Caller` grants none while it is set).
     ///
     /// # Errors
     /// `InvalidInput` for a bad password; `NotFound`.
