@@ -28,6 +28,28 @@ fn chmod(p: &Path, mode: u32) {
 }
 
 /// The one line of a refusal on stderr.
+/// Runs the `redkeep` command on `cli`'s data dir as uid 65534 (from `/`, which it may
+/// enter); returns its exit code and stderr.
+fn as_nobody(cli: &Cli, args: &[&str]) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_redkeep"))
+        .arg("--data-dir")
+        .arg(cli.data())
+        .args(args)
+        .env("REDKEEP_ARGON2", common::FAST_ARGON2)
+        .env_remove("REDKEEP_STORE_URL")
+        .envs(cli.store.iter().map(|u| ("REDKEEP_STORE_URL", u)))
+        .current_dir("/")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 fn one_line(err: &str) -> &str {
     assert_eq!(err.lines().count(), 1, "{err}");
     err.trim_end()
@@ -176,7 +198,6 @@ fn a_symlink_in_place_of_the_store_note_is_refused() {
 /// than "Permission denied" of a file path.
 #[test]
 fn a_user_who_may_not_enter_the_data_dir_is_told_whom_to_run_as() {
-    use std::os::unix::process::CommandExt;
     assert!(
         is_root(),
         "needs root (as CI runs) to run redkeep as uid 65534 on a data dir of root"
@@ -190,20 +211,8 @@ fn a_user_who_may_not_enter_the_data_dir_is_told_whom_to_run_as() {
         &["status"],
         &["user", "create", "x@example.com"],
     ] {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_redkeep"))
-            .arg("--data-dir")
-            .arg(cli.data())
-            .args(args)
-            .env("REDKEEP_ARGON2", common::FAST_ARGON2)
-            .env_remove("REDKEEP_STORE_URL")
-            .envs(cli.store.iter().map(|u| ("REDKEEP_STORE_URL", u)))
-            .current_dir("/")
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        let (code, err) = as_nobody(&cli, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
         assert!(
             one_line(&err).contains(&format!(
                 "this user (uid 65534) may not look inside the data dir {} (it belongs to uid \
@@ -226,25 +235,7 @@ fn a_writer_is_refused_the_data_dir_of_another_user() {
     );
     let cli = Cli::new();
     chmod(cli.dir.path(), 0o755);
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_redkeep"))
-            .arg("--data-dir")
-            .arg(cli.data())
-            .args(args)
-            .env("REDKEEP_ARGON2", common::FAST_ARGON2)
-            .env_remove("REDKEEP_STORE_URL")
-            .envs(cli.store.iter().map(|u| ("REDKEEP_STORE_URL", u)))
-            .current_dir("/")
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
-    use std::os::unix::process::CommandExt;
+    let run = |args: &[&str]| as_nobody(&cli, args);
     std::fs::create_dir(cli.data()).unwrap();
     give_all(&cli.data(), 4242);
     chmod(&cli.data(), 0o755);

@@ -762,22 +762,21 @@ pub(crate) fn operator_check(acc: &Accounts, id: u64, password: &str) -> Result<
     Ok(right)
 }
 
-/// Stores a new password hash: clears `must_change_password` and the lockout, changes the
-/// credential's stamp, revokes every session of the user but `keep`, and deletes their
-/// outstanding password-reset tokens.
-fn store_password(
-    tx: &WriteTx<'_>,
-    now: Timestamp,
-    id: u64,
-    hash: &str,
-    keep: Option<TokenHash>,
-) -> Result<User> {
-    store_password_as(tx, now, id, hash, keep, false)
+/// What an org event's detail adds for the org keys a member's change revoked: nothing when
+/// none was.
+fn keys_revoked_detail(revoked: &[String]) -> String {
+    if revoked.is_empty() {
+        String::new()
+    } else {
+        format!("; {} API key(s) they made for it revoked", revoked.len())
+    }
 }
 
-/// [`store_password`], leaving the user to change the password at their next login when
-/// `must_change` (one an operator chose, which they know).
-fn store_password_as(
+/// Stores a new password hash: sets `must_change_password` to `must_change` (true for one an
+/// operator chose, which they know), clears the lockout, changes the credential's stamp,
+/// revokes every session of the user but `keep`, and deletes their outstanding
+/// password-reset tokens.
+fn store_password(
     tx: &WriteTx<'_>,
     now: Timestamp,
     id: u64,
@@ -814,17 +813,13 @@ fn store_password_as(
     Ok(user)
 }
 
-/// Sets a new password (operator path).
-pub(crate) fn set_password(
-    acc: &Accounts,
-    id: u64,
-    password: &str,
-    keep: Option<TokenHash>,
-) -> Result<User> {
+/// Sets a new password (operator path), one the user must change at their next login when
+/// `must_change`.
+fn set_password(acc: &Accounts, id: u64, password: &str, must_change: bool) -> Result<User> {
     let hash = acc.passwords.hash(password)?;
     let now = acc.now();
     acc.store
-        .write(|tx| store_password(tx, now, id, &hash, keep))
+        .write(|tx| store_password(tx, now, id, &hash, None, must_change))
 }
 
 /// Changes a user's password after checking the current one (under the lockout rules);
@@ -890,7 +885,7 @@ fn store_then<T: Send>(
         if settle_right(tx, acc, now, id, right)?.is_none() {
             return Ok(Err(Error::Unauthorized));
         }
-        let user = store_password(tx, now, id, &hash, keep)?;
+        let user = store_password(tx, now, id, &hash, keep, false)?;
         then(tx, now, user).map(Ok)
     })?
 }
@@ -1366,7 +1361,7 @@ impl Users<'_> {
     /// # Errors
     /// `InvalidInput` for a bad password; `NotFound`.
     pub fn set_password(&self, id: u64, password: &str) -> Result<User> {
-        set_password(self.acc, id, password, None)
+        set_password(self.acc, id, password, false)
     }
 
     /// Sets a password the user must change at their next login (operator path, for a user
@@ -1378,11 +1373,7 @@ impl Users<'_> {
     /// # Errors
     /// `InvalidInput` for a bad password; `NotFound`.
     pub fn set_temporary_password(&self, id: u64, password: &str) -> Result<User> {
-        let hash = self.acc.passwords.hash(password)?;
-        let now = self.acc.now();
-        self.acc
-            .store
-            .write(|tx| store_password_as(tx, now, id, &hash, None, true))
+        set_password(self.acc, id, password, true)
     }
 
     /// Changes the password of the user of a session after checking the current one; every
@@ -1711,13 +1702,12 @@ impl Orgs<'_> {
             } else {
                 Vec::new()
             };
-            let mut detail = format!("{} to {}", was.as_str(), role.as_str());
-            if !api_keys_revoked.is_empty() {
-                detail.push_str(&format!(
-                    "; {} API key(s) they made for it revoked",
-                    api_keys_revoked.len()
-                ));
-            }
+            let detail = format!(
+                "{} to {}{}",
+                was.as_str(),
+                role.as_str(),
+                keys_revoked_detail(&api_keys_revoked)
+            );
             orgs::org_event(
                 tx,
                 now,
@@ -1770,12 +1760,7 @@ impl Orgs<'_> {
                     p.slug
                 ));
             }
-            if !api_keys_revoked.is_empty() {
-                detail.push_str(&format!(
-                    "; {} API key(s) they made for it revoked",
-                    api_keys_revoked.len()
-                ));
-            }
+            detail.push_str(&keys_revoked_detail(&api_keys_revoked));
             orgs::org_event(
                 tx,
                 now,
@@ -1813,7 +1798,7 @@ impl Recovery<'_> {
         let now = self.acc.now();
         self.acc.store.write(|tx| {
             let (tok, user) = recovery::redeem_in(tx, now, token, Purpose::PasswordReset)?;
-            store_password(tx, now, user.id, &hash, None)?;
+            store_password(tx, now, user.id, &hash, None, false)?;
             recovery::delete_tokens_of(tx, user.id, None)?;
             let user = tx.table::<User>().modify(&user.id, |u| {
                 u.email_verified = true;

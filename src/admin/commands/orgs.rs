@@ -170,6 +170,16 @@ fn deleted_org_reply(d: &DeletedOrg) -> Reply {
     Reply::text(json, lines)
 }
 
+/// The line naming the org keys a member's removal or demotion revoked (a few prefixes).
+fn org_keys_revoked(o: &Org, revoked: &[String]) -> String {
+    format!(
+        "revoked the {} they made for org {} that could still be used ({})",
+        crate::admin::reply::count(revoked.len(), "API key"),
+        o.slug,
+        crate::top::first_few(revoked, 3)
+    )
+}
+
 /// `org remove-member`: the removal, then what it led to.
 fn removed_member_reply(o: &Org, r: &RemovedMember) -> Reply {
     let user = r.member.user_id;
@@ -182,12 +192,7 @@ fn removed_member_reply(o: &Org, r: &RemovedMember) -> Reply {
     }
     lines.extend(r.new_personal_org.iter().map(new_personal_line));
     if !r.api_keys_revoked.is_empty() {
-        lines.push(format!(
-            "revoked the {} they made for org {} that could still be used ({})",
-            crate::admin::reply::count(r.api_keys_revoked.len(), "API key"),
-            o.slug,
-            crate::top::first_few(&r.api_keys_revoked, 3)
-        ));
+        lines.push(org_keys_revoked(o, &r.api_keys_revoked));
     }
     Reply::text(
         json!({
@@ -394,11 +399,8 @@ pub fn run(rk: &Redkeep, cmd: &OrgCmd) -> Result<Reply> {
             )];
             if !changed.api_keys_revoked.is_empty() {
                 lines.push(format!(
-                    "revoked the {} they made for org {} that could still be used ({}): a plain \
-                     member makes no org keys",
-                    crate::admin::reply::count(changed.api_keys_revoked.len(), "API key"),
-                    o.slug,
-                    crate::top::first_few(&changed.api_keys_revoked, 3)
+                    "{}: a plain member makes no org keys",
+                    org_keys_revoked(&o, &changed.api_keys_revoked)
                 ));
             }
             Ok(Reply::text(
