@@ -82,9 +82,12 @@ pub enum Error {
         what: String,
     },
     /// The data dir is not ready to serve: an operation on the whole of it (a restore, a
-    /// reset) stopped part way (a crash or a kill), and an operator must finish it; the
-    /// reason says how (`redkeep check --repair`). The state of the server, not a fault of
-    /// the request: [`Redkeep::unfinished`](crate::Redkeep::unfinished) reports it at open.
+    /// reset) stopped part way (a crash or a kill), and an operator must finish it; or it
+    /// was moved, removed or replaced under the running process, which must be started
+    /// again where it is. The reason says what to do (`redkeep check --repair`, a restart).
+    /// The state of the server, not a fault of the request:
+    /// [`Redkeep::unfinished`](crate::Redkeep::unfinished) reports a stopped operation at
+    /// open.
     #[error("{reason}")]
     NotReady {
         /// What stopped part way, and the command that finishes it.

@@ -543,3 +543,62 @@ fn a_restore_of_a_store_file_alone_names_the_trash_entry_holding_its_users_folde
     let rk = Redkeep::open(dir.path(), options()).unwrap();
     assert_eq!(rk.workspaces().list_pieces(ann).unwrap().len(), 1);
 }
+
+/// The refusal of every workspace call of a handle whose data dir moved away under it.
+fn expect_moved_away(r: Result<impl std::fmt::Debug, redkeep::Error>, data_dir: &Path) {
+    match r {
+        Err(redkeep::Error::NotReady { reason }) => {
+            assert!(
+                reason.contains(&format!(
+                    "the data dir {} was moved, removed or replaced",
+                    data_dir.display()
+                )) && reason.contains("restart the application on the data dir where it is now"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected NotReady for a data dir moved away, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_data_dir_moved_away_under_a_running_handle_serves_no_folder_and_writes_none_into_its_successor()
+ {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("data");
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let ann = account(&rk, "ann@example.com");
+    let bea = account(&rk, "bea@example.com");
+    rk.workspaces()
+        .update(ann, |d| {
+            d.notes = serde_json::json!(["kept"]);
+            Ok(())
+        })
+        .unwrap();
+    let moved = top.path().join("data.moved");
+    std::fs::rename(&dir, &moved).unwrap();
+    // Ann's document is not read as the empty one of a user without a folder, nor is Bea's
+    // (who has none yet); nothing is written or listed.
+    expect_moved_away(rk.workspaces().read(ann), &dir);
+    expect_moved_away(rk.workspaces().read(bea), &dir);
+    expect_moved_away(rk.workspaces().update(ann, |_| Ok(())), &dir);
+    expect_moved_away(rk.workspaces().save_piece(bea, b"{}"), &dir);
+    expect_moved_away(rk.workspaces().list(), &dir);
+    // The store file went with the data dir and stays open: accounts still answer.
+    assert_eq!(
+        rk.users().get(ann).unwrap().unwrap().email,
+        "ann@example.com"
+    );
+    // Another store made at the old path gets none of this handle's folders.
+    let other = Redkeep::open(&dir, options()).unwrap();
+    account(&other, "zed@example.com");
+    expect_moved_away(rk.workspaces().save_piece(bea, b"{}"), &dir);
+    expect_moved_away(rk.workspaces().read(ann), &dir);
+    let users = dir.join(redkeep::WORKSPACES_DIR).join("users");
+    assert_eq!(std::fs::read_dir(&users).unwrap().count(), 0);
+    drop(other);
+    // Put back where it was opened, the data dir serves again, Ann's note as she left it.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&moved, &dir).unwrap();
+    assert_eq!(rk.workspaces().read(ann).unwrap().notes[0], "kept");
+    rk.workspaces().save_piece(bea, b"{}").unwrap();
+}

@@ -66,7 +66,8 @@ impl From<Error> for WebError {
     /// credential 401; a rule 403; a clash 409 (saying what clashed, not the store's table
     /// and index), and so is a gallery at its cap (saying how to make room); contention in
     /// the store 503 with `Retry-After: 1` and a generic message, and so is a data dir not
-    /// ready to serve (`NotReady`: a restore stopped part way, whose cause goes to the log).
+    /// ready to serve (`NotReady`: a restore stopped part way, a data dir moved away under the
+    /// server; the cause goes to the log).
     /// Storage and internal failures, and a store opened read-only, are 500 with a generic
     /// message (the details go to the log, not the client). A limit's refusal says the
     /// limit, without the advice for the operator on how to raise it. Messages are cut to
@@ -87,8 +88,8 @@ impl From<Error> for WebError {
             // Contention inside the server (writers racing on one key, a folder moving, a
             // busy database), not the client's rate: 503 with `Retry-After`.
             Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            // The data dir waits for an operator (a restore stopped part way): the server's
-            // state, which the log explains.
+            // The data dir waits for an operator (a restore stopped part way, the data dir
+            // moved away): the server's state, which the log explains.
             Error::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

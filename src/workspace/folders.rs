@@ -335,6 +335,10 @@ pub struct Workspaces {
     users_at: Option<PathBuf>,
     // Dates removed pieces, so they age in the trash as the folders there do.
     clock: Arc<dyn crate::clock::Clock>,
+    // The identity (device, inode) of the root as opened: a root moved away, removed or
+    // replaced under the running process is refused ([`Workspaces::in_place`]). `None` when
+    // there was no root to open (a data dir opened only to read, without folders).
+    root_id: Option<(u64, u64)>,
 }
 
 /// The identity of one version of a file: an atomic replacement makes a new inode, and its
@@ -619,7 +623,9 @@ impl Workspaces {
         // Folders made before, or copied in, with a loose mode are made private too.
         fsutil::restrict_dir(&root)?;
         fsutil::restrict_dir(&root.join("users"))?;
+        let root_id = dir_id(&root);
         Ok(Workspaces {
+            root_id,
             root,
             options,
             owners,
@@ -641,6 +647,7 @@ impl Workspaces {
         owners: Owners,
     ) -> Workspaces {
         Workspaces {
+            root_id: dir_id(root.as_ref()),
             root: root.as_ref().to_path_buf(),
             options,
             owners,
@@ -675,8 +682,43 @@ impl Workspaces {
         self.clock.now()
     }
 
-    /// Refuses a change when the data dir was opened read-only.
+    /// Refuses to touch the folders when the root is no longer the directory this handle
+    /// opened: the data dir was moved, removed or replaced (another `init` at its path)
+    /// while the process ran. Its store file stays open where it went, so logins go on;
+    /// but a folder missing at the old path would read as an empty document, and one
+    /// written there would land in another store's data dir.
+    ///
+    /// # Errors
+    /// `NotReady` saying so, when the root is not the one opened.
+    pub(super) fn in_place(&self) -> Result<()> {
+        let Some(opened) = self.root_id else {
+            return Ok(());
+        };
+        if dir_id(&self.root) == Some(opened) {
+            return Ok(());
+        }
+        let data_dir = self.root.parent().unwrap_or(&self.root);
+        Err(Error::NotReady {
+            reason: format!(
+                "the data dir {} was moved, removed or replaced after this process opened it \
+                 (its store file stays open where it went), so no workspace folder is read or \
+                 written: a folder missing here would read as empty, and one written here \
+                 would land in whatever data dir is there now; restart the application on the \
+                 data dir where it is now",
+                data_dir.display()
+            ),
+        })
+    }
+
+    /// Refuses a change when the data dir was opened read-only, or moved away under this
+    /// process ([`Workspaces::in_place`]).
     pub(super) fn writable(&self) -> Result<()> {
+        self.in_place()?;
+        self.refuse_read_only()
+    }
+
+    /// Refuses a change when the data dir was opened read-only.
+    fn refuse_read_only(&self) -> Result<()> {
         if self.read_only {
             // Said as the store's refusals say it when the file system is the cause.
             let what = if fsutil::on_read_only_fs(&self.root) {
@@ -782,10 +824,11 @@ impl Workspaces {
     /// Opens and locks the folder of `user` after checking it is theirs. `None` when it does
     /// not exist and `create` is off.
     pub(super) fn folder(&self, user: u64, kind: LockKind, create: bool) -> Result<Option<Folder>> {
+        self.in_place()?;
         let dir = self.dir(user);
         Self::not_held(&dir, user, kind == LockKind::Exclusive || create)?;
         if kind == LockKind::Exclusive || create {
-            self.writable()?;
+            self.refuse_read_only()?;
         }
         // The owner this call made the folder for, when it made it.
         let mut made_for = None;
@@ -867,6 +910,7 @@ impl Workspaces {
     /// # Errors
     /// `UnsafePath` for a malformed marker or a symlink.
     pub fn marker(&self, user: u64) -> Result<Option<FolderOwner>> {
+        self.in_place()?;
         let dir = self.dir(user);
         if fsutil::real_dir(&dir)?.is_none() {
             return Ok(None);
@@ -911,6 +955,7 @@ impl Workspaces {
     /// cannot be read.
     #[cfg(feature = "admin")]
     pub(crate) fn owner_marker(&self, user: u64) -> Result<Marker> {
+        self.in_place()?;
         let dir = self.dir(user);
         if fsutil::real_dir(&dir)?.is_none() {
             return Ok(Marker::Missing);
@@ -1259,6 +1304,7 @@ impl Workspaces {
     /// # Errors
     /// `Io` when the folder cannot be listed.
     pub fn outside_layout(&self, user: u64) -> Result<Vec<PathBuf>> {
+        self.in_place()?;
         let dir = self.dir(user);
         let mut out = Vec::new();
         if fsutil::real_dir(&dir)?.is_none() {
@@ -1335,6 +1381,7 @@ impl Workspaces {
     /// The entries of `users/`; `None` when it is not there (not made yet: a data dir
     /// opened only to read makes nothing) or is not a folder.
     fn users_entries(&self) -> Result<Option<fs::ReadDir>> {
+        self.in_place()?;
         let users = self.users_dir();
         match fs::read_dir(&users) {
             Ok(entries) => Ok(Some(entries)),
@@ -1481,6 +1528,7 @@ impl Workspaces {
         user: u64,
         f: &mut StreamedCopy<'_>,
     ) -> Result<Vec<PathBuf>> {
+        self.in_place()?;
         let dir = self.dir(user);
         let mut uncopied = Vec::new();
         if fsutil::real_dir(&dir)?.is_none() {
@@ -1570,6 +1618,7 @@ impl Workspaces {
     /// # Errors
     /// `Io` when the trash cannot be listed.
     pub fn trash(&self) -> Result<Vec<TrashEntry>> {
+        self.in_place()?;
         let mut out = self.removed_pieces()?;
         let dir = self.trash_dir();
         // A trash that is a symlink would list (and purge) another folder.
@@ -2176,6 +2225,15 @@ fn corrupt(path: &Path, reason: String) -> Error {
 /// The folder's own bookkeeping (its lock, owner marker and piece count, rewritten by a
 /// restore or a repair) counts toward the bytes, not toward when the user's files last
 /// changed.
+/// The identity (device, inode) of the directory at `path` (following a symlink, as every
+/// path under it does); `None` when there is none.
+fn dir_id(path: &Path) -> Option<(u64, u64)> {
+    fs::metadata(path)
+        .ok()
+        .filter(fs::Metadata::is_dir)
+        .map(|m| (m.dev(), m.ino()))
+}
+
 fn dir_usage(dir: &Path) -> (u64, Option<Timestamp>) {
     let mut size = 0;
     let mut latest: Option<SystemTime> = None;
