@@ -260,17 +260,28 @@ struct RegisterBody {
 /// The connection's peer, when the server is served with connect info (as `main` does).
 type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
-/// The handle for a request made without credentials (a registration, a login, a password
-/// reset), whose writes name where they came from in the audit log (`origin`: `web,
-/// 203.0.113.7`, the connection's peer): a run of failed logins, say, shows its address.
-/// Behind a reverse proxy the peer is the proxy (see `login`).
+/// Where a request came from, as the audit log names it (`origin`: `web, 203.0.113.7`, the
+/// connection's peer). Behind a reverse proxy the peer is the proxy (see `login`).
+fn origin_of(peer: &Peer) -> Option<Origin> {
+    peer.as_ref()
+        .and_then(|Extension(ConnectInfo(addr))| Origin::new(format!("web, {}", addr.ip())).ok())
+}
+
+/// The handle for a request that writes to the audit log (a registration, a login, a
+/// logout, a password change or reset), whose events then name where they came from: a run
+/// of failed logins, say, shows its address.
 fn from_peer(ark: &AsyncRedkeep, peer: &Peer) -> AsyncRedkeep {
-    let origin = peer
-        .as_ref()
-        .and_then(|Extension(ConnectInfo(addr))| Origin::new(format!("web, {}", addr.ip())).ok());
-    match origin {
+    match origin_of(peer) {
         Some(origin) => ark.with_origin(origin),
         None => ark.clone(),
+    }
+}
+
+/// Has the cookie login's writes (the login a new one replaces, a logout, a password
+/// change) name where the request came from, as [`from_peer`] does for the store's.
+fn backend_from_peer(auth: &mut Auth, peer: &Peer) {
+    if let Some(origin) = origin_of(peer) {
+        auth.backend = auth.backend.with_origin(origin);
     }
 }
 
@@ -336,6 +347,7 @@ async fn login(
     // A login over a signed-in cookie replaces that login (its session and token end), and
     // every login gets a new session id: a cookie id planted before it (session fixation)
     // never carries it.
+    backend_from_peer(&mut auth, &peer);
     Backend::sign_in(&mut auth, &login).await?;
     Ok(Json(json!({
         "token": login.token.expose(),
@@ -345,7 +357,12 @@ async fn login(
     .into_response())
 }
 
-async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -> Answer {
+async fn logout(
+    State(s): State<AppState>,
+    mut auth: Auth,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Answer {
     match bearer_token(&headers) {
         Some(key) if key.starts_with("rkk_") => {
             return Err(WebError::bad_request(
@@ -353,13 +370,21 @@ async fn logout(State(s): State<AppState>, mut auth: Auth, headers: HeaderMap) -
             ));
         }
         Some(token) => {
-            s.ark.sessions().logout(token.to_string()).await?;
+            from_peer(&s.ark, &peer)
+                .sessions()
+                .logout(token.to_string())
+                .await?;
         }
         None => {}
     }
-    // Deleting the cookie session from `RedkeepSessionStore` ends its redkeep session too.
-    // A request without one (a bearer client's) has none to delete: tower-sessions would
-    // log a warning for each.
+    // The cookie's redkeep session is ended here, so that its audit event names where the
+    // logout came from; deleting the cookie session from `RedkeepSessionStore` would end it
+    // too. A request without one (a bearer client's) has none to delete: tower-sessions
+    // would log a warning for each.
+    if let Some(user) = auth.user.clone() {
+        backend_from_peer(&mut auth, &peer);
+        auth.backend.logout(&user).await?;
+    }
     if auth.session.id().is_some() {
         auth.logout().await.map_err(internal)?;
     }
@@ -381,6 +406,7 @@ async fn password(
     State(s): State<AppState>,
     mut auth: Auth,
     headers: HeaderMap,
+    peer: Peer,
     me: Me,
     Body(b): Body<PasswordBody>,
 ) -> Answer {
@@ -389,12 +415,15 @@ async fn password(
     // and the cookie is signed in on a new one, whose token is returned as at login. A
     // bearer session making the change stays: its client holds the token.
     let changed = match &me.web {
-        Some(_) => Backend::change_password_and_sign_in(&mut auth, b.old, b.new)
-            .await
-            .map(|login| json!({"ok": true, "token": login.token.expose()})),
+        Some(_) => {
+            backend_from_peer(&mut auth, &peer);
+            Backend::change_password_and_sign_in(&mut auth, b.old, b.new)
+                .await
+                .map(|login| json!({"ok": true, "token": login.token.expose()}))
+        }
         None => {
             let token = bearer_token(&headers).unwrap_or_default().to_string();
-            s.ark
+            from_peer(&s.ark, &peer)
                 .users()
                 .change_password(token, b.old, b.new)
                 .await

@@ -473,6 +473,36 @@ async fn a_session_from_register_to_logout() {
         site.call(Method::GET, "/me", &token, None).await.status,
         StatusCode::UNAUTHORIZED
     );
+    // A bearer client's logout, as the cookie's above and the password change, names where
+    // it came from in the audit log.
+    let again = site
+        .call(
+            Method::POST,
+            "/login",
+            "",
+            Some(json!({"login": "ann@example.com", "password": "correct horse"})),
+        )
+        .await;
+    let bearer = again.body["token"].as_str().unwrap().to_string();
+    let out = site.call(Method::POST, "/logout", &bearer, None).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let from_web = |events: &[redkeep::auth::audit::AuditEvent], action: &str| {
+        events
+            .iter()
+            .filter(|e| e.action == action && e.origin.as_deref() == Some("web, 127.0.0.1"))
+            .count()
+    };
+    let events = site.ark.audit().list(Some(ann_id), None, 50).await.unwrap();
+    assert_eq!(from_web(&events, "session_revoked"), 2, "{events:?}");
+    let root = site.ark.users().by_email("root@example.com".into()).await;
+    let root_id = root.unwrap().unwrap().id;
+    let events = site
+        .ark
+        .audit()
+        .list(Some(root_id), None, 50)
+        .await
+        .unwrap();
+    assert_eq!(from_web(&events, "password_changed"), 1, "{events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

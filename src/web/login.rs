@@ -19,6 +19,7 @@ use crate::auth::sessions::{Login, LoginMeta, Session};
 use crate::auth::token::Secret;
 use crate::auth::users::User;
 use crate::error::{Error, Result};
+use crate::store::Origin;
 
 /// What a cookie session stores to name its login: the user and the short id of the
 /// redkeep session (not a secret: it opens nothing by itself).
@@ -254,6 +255,22 @@ impl Backend {
     /// A backend on this store.
     pub fn new(ark: AsyncRedkeep) -> Backend {
         Backend { ark }
+    }
+
+    /// This backend with its writes naming `origin` in the audit log (as
+    /// [`AsyncRedkeep::with_origin`]): set on a request's `auth.backend`, the logins it
+    /// ends and the password it changes say where the request came from.
+    ///
+    /// ```no_run
+    /// # async fn handler(mut auth: axum_login::AuthSession<redkeep::web::Backend>, peer: std::net::SocketAddr) -> redkeep::Result<()> {
+    /// use redkeep::Origin;
+    /// auth.backend = auth.backend.with_origin(Origin::new(format!("web, {}", peer.ip()))?);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_origin(&self, origin: Origin) -> Backend {
+        Backend {
+            ark: self.ark.with_origin(origin),
+        }
     }
 
     /// The axum-login user of a login the application made itself (with
