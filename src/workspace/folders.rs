@@ -311,6 +311,9 @@ impl WorkspaceInfo {
 ///
 /// A handle keeps some files open between calls (the lock files of recently used folders),
 /// so, like the database, it is not to be used in a child process forked without exec.
+/// It serves the folders of the root it opened: once that root is moved, removed or
+/// replaced at its path, every call that reads or changes folders fails with
+/// `Error::NotReady` until it is back (see [`Workspaces::open`]).
 #[derive(Clone)]
 pub struct Workspaces {
     root: PathBuf,
@@ -610,6 +613,9 @@ impl Drop for Folder {
 
 impl Workspaces {
     /// Opens (creating, mode 0700) the root `root`; `owners` says who owns each user id.
+    /// The handle keeps the root's identity (device and inode): a root moved away, removed
+    /// or replaced (a new data dir made at its path) while the handle lives is refused
+    /// rather than read as a root without folders or written into.
     ///
     /// # Errors
     /// `Io` when the root cannot be created.
@@ -2221,10 +2227,6 @@ fn corrupt(path: &Path, reason: String) -> Error {
     }
 }
 
-/// Total bytes and latest modification of the files under `dir` (not following symlinks).
-/// The folder's own bookkeeping (its lock, owner marker and piece count, rewritten by a
-/// restore or a repair) counts toward the bytes, not toward when the user's files last
-/// changed.
 /// The identity (device, inode) of the directory at `path` (following a symlink, as every
 /// path under it does); `None` when there is none.
 fn dir_id(path: &Path) -> Option<(u64, u64)> {
@@ -2234,6 +2236,10 @@ fn dir_id(path: &Path) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
+/// Total bytes and latest modification of the files under `dir` (not following symlinks).
+/// The folder's own bookkeeping (its lock, owner marker and piece count, rewritten by a
+/// restore or a repair) counts toward the bytes, not toward when the user's files last
+/// changed.
 fn dir_usage(dir: &Path) -> (u64, Option<Timestamp>) {
     let mut size = 0;
     let mut latest: Option<SystemTime> = None;
