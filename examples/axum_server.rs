@@ -383,7 +383,12 @@ async fn logout(
     // would log a warning for each.
     if let Some(user) = auth.user.clone() {
         backend_from_peer(&mut auth, &peer);
-        auth.backend.logout(&user).await?;
+        // A store opened read-only ends no session (as `RedkeepSessionStore` takes it): the
+        // cookie is still forgotten below.
+        match auth.backend.logout(&user).await {
+            Ok(_) | Err(Error::ReadOnly { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     if auth.session.id().is_some() {
         auth.logout().await.map_err(internal)?;

@@ -688,11 +688,10 @@ impl AsyncWorkspaces<'_> {
     /// Whether the user's folder exists, checked on the blocking pool.
     ///
     /// # Errors
-    /// `Cancelled` when the runtime shuts down first.
+    /// `NotReady` when the data dir was moved away under the handle; `Cancelled` when the
+    /// runtime shuts down first.
     pub async fn exists(&self, user: u64) -> Result<bool> {
-        self.ark
-            .run(move |rk| Ok(rk.workspaces().exists(user)))
-            .await
+        self.ark.run(move |rk| rk.workspaces().present(user)).await
     }
 
     /// [`update`](crate::Workspaces::update) on the blocking pool.

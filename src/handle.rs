@@ -2367,8 +2367,12 @@ impl Redkeep {
     /// with `repair` on PostgreSQL, `InUse` while another process has the store open
     /// (nothing was repaired); `Io` ("the check could not run") when the check itself runs
     /// short of space, file descriptors or memory, which says nothing of the store (with
-    /// `repair`, what was mended before stays mended).
+    /// `repair`, what was mended before stays mended); `NotReady` when the data dir was
+    /// moved, removed or replaced under this handle (nothing was looked at).
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
+        // Through a handle whose data dir moved away, every path-based check and repair
+        // would look at (and change) whatever is at the old path now.
+        self.workspaces().in_place()?;
         // A move into this store stopped part way: the data dir's folders are still those
         // of the store the move came from (the live one), so they are neither repaired nor
         // named as foreign here, and the store itself is not mended (the same move redoes it).

@@ -548,10 +548,11 @@ fn a_restore_of_a_store_file_alone_names_the_trash_entry_holding_its_users_folde
 fn expect_moved_away(r: Result<impl std::fmt::Debug, redkeep::Error>, data_dir: &Path) {
     match r {
         Err(redkeep::Error::NotReady { reason }) => {
+            let root = data_dir.join(redkeep::WORKSPACES_DIR);
             assert!(
                 reason.contains(&format!(
-                    "the data dir {} was moved, removed or replaced",
-                    data_dir.display()
+                    "the workspace folders {} were moved, removed or replaced",
+                    root.display()
                 )) && reason.contains("restart the application on the data dir where it is now"),
                 "{reason}"
             );
@@ -583,6 +584,8 @@ fn a_data_dir_moved_away_under_a_running_handle_serves_no_folder_and_writes_none
     expect_moved_away(rk.workspaces().update(ann, |_| Ok(())), &dir);
     expect_moved_away(rk.workspaces().save_piece(bea, b"{}"), &dir);
     expect_moved_away(rk.workspaces().list(), &dir);
+    // A check would look at (and a repair change) whatever is at the old path.
+    expect_moved_away(rk.check(true), &dir);
     // The store file went with the data dir and stays open: accounts still answer.
     assert_eq!(
         rk.users().get(ann).unwrap().unwrap().email,
@@ -601,4 +604,20 @@ fn a_data_dir_moved_away_under_a_running_handle_serves_no_folder_and_writes_none
     std::fs::rename(&moved, &dir).unwrap();
     assert_eq!(rk.workspaces().read(ann).unwrap().notes[0], "kept");
     rk.workspaces().save_piece(bea, b"{}").unwrap();
+}
+
+#[test]
+fn a_workspaces_folder_removed_and_made_again_under_a_running_handle_is_not_taken_for_its_own() {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("data");
+    // No workspace call before the removal: the handle holds no file of a folder open.
+    let rk = Redkeep::open(&dir, options()).unwrap();
+    let ann = account(&rk, "ann@example.com");
+    let root = dir.join(redkeep::WORKSPACES_DIR);
+    std::fs::remove_dir_all(&root).unwrap();
+    // Made again at once, the new folder would often get the old one's inode number.
+    std::fs::create_dir_all(root.join("users")).unwrap();
+    expect_moved_away(rk.workspaces().update(ann, |_| Ok(())), &dir);
+    expect_moved_away(rk.workspaces().read(ann), &dir);
+    assert_eq!(std::fs::read_dir(root.join("users")).unwrap().count(), 0);
 }

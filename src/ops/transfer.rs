@@ -294,7 +294,7 @@ fn export_folder(
     out: &mut dyn Write,
     summary: &mut TransferSummary,
 ) -> Result<()> {
-    if !ws.exists(id) {
+    if !ws.present(id)? {
         return Ok(());
     }
     let (doc, found) = ws.read_as_found(id)?;

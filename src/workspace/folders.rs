@@ -137,6 +137,9 @@ impl StoppedRestore {
     /// # Errors
     /// `Io` / `UnsafePath` when the folders cannot be moved.
     pub(crate) fn finish(&self, ws: &Workspaces) -> Result<Option<FinishedRestore>> {
+        // Through a handle whose data dir moved away, the waiting folders are not where the
+        // mark says: not "in place already".
+        ws.in_place()?;
         if fsutil::real_dir(&self.users)?.is_none() {
             return Ok(None);
         }
@@ -313,7 +316,8 @@ impl WorkspaceInfo {
 /// so, like the database, it is not to be used in a child process forked without exec.
 /// It serves the folders of the root it opened: once that root is moved, removed or
 /// replaced at its path, every call that reads or changes folders fails with
-/// `Error::NotReady` until it is back (see [`Workspaces::open`]).
+/// `Error::NotReady` until it is back (see [`Workspaces::open`]); a handle opened
+/// read-only on a data dir without a workspaces folder has no root to keep.
 #[derive(Clone)]
 pub struct Workspaces {
     root: PathBuf,
@@ -342,6 +346,10 @@ pub struct Workspaces {
     // replaced under the running process is refused ([`Workspaces::in_place`]). `None` when
     // there was no root to open (a data dir opened only to read, without folders).
     root_id: Option<(u64, u64)>,
+    // The root, held open for the handle's life: a folder made at its path after it was
+    // removed never gets its inode number, so the identity above cannot be matched by a
+    // successor.
+    _root_held: Option<Arc<fs::File>>,
 }
 
 /// The identity of one version of a file: an atomic replacement makes a new inode, and its
@@ -624,14 +632,17 @@ impl Workspaces {
         options: WorkspaceOptions,
         owners: Owners,
     ) -> Result<Workspaces> {
-        let root = root.as_ref().to_path_buf();
+        // Absolute, so that a change of the working directory is not taken for a move.
+        let root =
+            std::path::absolute(root.as_ref()).unwrap_or_else(|_| root.as_ref().to_path_buf());
         fsutil::create_private_dir(&root.join("users"))?;
         // Folders made before, or copied in, with a loose mode are made private too.
         fsutil::restrict_dir(&root)?;
         fsutil::restrict_dir(&root.join("users"))?;
-        let root_id = dir_id(&root);
+        let (root_id, _root_held) = hold_root(&root);
         Ok(Workspaces {
             root_id,
+            _root_held,
             root,
             options,
             owners,
@@ -652,9 +663,13 @@ impl Workspaces {
         options: WorkspaceOptions,
         owners: Owners,
     ) -> Workspaces {
+        let root =
+            std::path::absolute(root.as_ref()).unwrap_or_else(|_| root.as_ref().to_path_buf());
+        let (root_id, _root_held) = hold_root(&root);
         Workspaces {
-            root_id: dir_id(root.as_ref()),
-            root: root.as_ref().to_path_buf(),
+            root_id,
+            _root_held,
+            root,
             options,
             owners,
             markers: Memory::default(),
@@ -696,22 +711,21 @@ impl Workspaces {
     ///
     /// # Errors
     /// `NotReady` saying so, when the root is not the one opened.
-    pub(super) fn in_place(&self) -> Result<()> {
+    pub(crate) fn in_place(&self) -> Result<()> {
         let Some(opened) = self.root_id else {
             return Ok(());
         };
         if dir_id(&self.root) == Some(opened) {
             return Ok(());
         }
-        let data_dir = self.root.parent().unwrap_or(&self.root);
         Err(Error::NotReady {
             reason: format!(
-                "the data dir {} was moved, removed or replaced after this process opened it \
-                 (its store file stays open where it went), so no workspace folder is read or \
-                 written: a folder missing here would read as empty, and one written here \
-                 would land in whatever data dir is there now; restart the application on the \
-                 data dir where it is now",
-                data_dir.display()
+                "the workspace folders {} were moved, removed or replaced after this process \
+                 opened them (with the data dir, say), so no workspace folder is read or \
+                 written: a folder missing there would read as empty, and one written there \
+                 would land in whatever is at that path now; restart the application on the \
+                 data dir where it is now, or put the folders back",
+                self.root.display()
             ),
         })
     }
@@ -1009,9 +1023,20 @@ impl Workspaces {
         ))
     }
 
-    /// Whether the user has a workspace folder (it is made at the first write).
+    /// Whether the user has a workspace folder (it is made at the first write). False too
+    /// when the root was moved away under this handle (see [`Workspaces::open`]), which
+    /// the async facade's `exists` reports as `NotReady`.
     pub fn exists(&self, user: u64) -> bool {
         matches!(fsutil::real_dir(&self.dir(user)), Ok(Some(())))
+    }
+
+    /// [`Workspaces::exists`], refused when the root was moved away under this handle.
+    ///
+    /// # Errors
+    /// `NotReady` when the root is not the one opened.
+    pub(crate) fn present(&self, user: u64) -> Result<bool> {
+        self.in_place()?;
+        Ok(self.exists(user))
     }
 
     /// Reads the user's document under a shared lock. A user without a folder yet, or a
@@ -1360,6 +1385,7 @@ impl Workspaces {
     /// # Errors
     /// `Io` when the folder cannot be listed.
     pub(crate) fn taken_ids(&self) -> Result<Vec<u64>> {
+        self.in_place()?;
         if !self.users_dir().exists() {
             return Ok(Vec::new());
         }
@@ -2224,6 +2250,16 @@ fn corrupt(path: &Path, reason: String) -> Error {
     Error::DamagedFile {
         path: path.to_path_buf(),
         reason,
+    }
+}
+
+/// The directory `root` held open, with its identity as its path gives it (some file
+/// systems, overlayfs on older kernels, give an open file another device number than its
+/// path); neither when it cannot be opened.
+fn hold_root(root: &Path) -> (Option<(u64, u64)>, Option<Arc<fs::File>>) {
+    match fs::File::open(root) {
+        Ok(held) => (dir_id(root), Some(Arc::new(held))),
+        Err(_) => (dir_id(root), None),
     }
 }
 
