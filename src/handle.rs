@@ -126,15 +126,20 @@ pub(crate) struct StoreNote {
     /// Where the store is: its URL without password on a server; `None` for the redb file
     /// in the data dir.
     pub(crate) store: Option<String>,
+    /// Which copy of the store ([`crate::store::STORE_INSTANCE`]); `None` in notes of
+    /// earlier builds, which name the store by its id alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) instance: Option<String>,
 }
 
 impl StoreNote {
-    /// The note naming the store `id` at `url` (`None`: the redb file in the data dir),
-    /// kept without its password.
-    pub(crate) fn of(url: Option<&str>, id: String) -> StoreNote {
+    /// The note naming the copy `instance` of the store `id` at `url` (`None`: the redb
+    /// file in the data dir), kept without its password.
+    pub(crate) fn of(url: Option<&str>, id: String, instance: Option<String>) -> StoreNote {
         StoreNote {
             id,
             store: url.map(crate::store::redact),
+            instance,
         }
     }
 
@@ -143,6 +148,22 @@ impl StoreNote {
     /// no live redb file, and the other way round.
     pub(crate) fn names(&self, id: Option<&str>, on_server: bool) -> bool {
         id == Some(self.id.as_str()) && self.store.is_some() == on_server
+    }
+
+    /// Whether the note names this copy of the store `id`: [`StoreNote::names`], and the
+    /// copy `instance` when the note names one (a restore's: the store it replaced, or the
+    /// one it came from, shares the id).
+    pub(crate) fn owned_by(
+        &self,
+        id: Option<&str>,
+        instance: Option<&str>,
+        on_server: bool,
+    ) -> bool {
+        self.names(id, on_server)
+            && self
+                .instance
+                .as_deref()
+                .is_none_or(|named| Some(named) == instance)
     }
 }
 
@@ -213,6 +234,34 @@ pub(crate) fn store_id(store: &Store) -> Result<Option<String>> {
     Ok(store
         .read(|tx| tx.meta(crate::store::STORE_ID))?
         .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// The copy of `store` ([`crate::store::STORE_INSTANCE`]), if it has one.
+///
+/// # Errors
+/// `Storage` when it cannot be read.
+pub(crate) fn store_instance(store: &Store) -> Result<Option<String>> {
+    Ok(store
+        .read(|tx| tx.meta(crate::store::STORE_INSTANCE))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// The copy of `store`, given one first when it has none.
+///
+/// # Errors
+/// `Storage` when it cannot be read or written.
+fn ensure_store_instance(store: &Store) -> Result<String> {
+    if let Some(instance) = store_instance(store)? {
+        return Ok(instance);
+    }
+    let fresh = new_store_id()?;
+    store.write(|tx| match tx.meta(crate::store::STORE_INSTANCE)? {
+        Some(instance) => Ok(String::from_utf8_lossy(&instance).into_owned()),
+        None => {
+            tx.set_meta(crate::store::STORE_INSTANCE, fresh.as_bytes())?;
+            Ok(fresh.clone())
+        }
+    })
 }
 
 /// The id of `store`, given one first when it has none (a store made before ids were).
@@ -291,19 +340,46 @@ fn tie_data_dir(
         Err(e) => return Err(e),
     };
     let on_server = store.engine() != "redb";
+    let instance = store_instance(store)?;
     // A restore into this data dir stopped before its folders were in place (its mark): it
     // had replaced the store the note names, and ties the data dir to the restored one.
     let restoring = open_mark(store, crate::store::RESTORE_UNFINISHED)?.is_some();
     match (note, id) {
-        (Some(note), id) if note.names(id.as_deref(), on_server) => Ok(()),
+        (Some(note), id) if note.owned_by(id.as_deref(), instance.as_deref(), on_server) => Ok(()),
         (Some(_), Some(id)) if restoring && writable => {
-            write_store_note(dir, &StoreNote::of(url, id))
+            write_store_note(dir, &StoreNote::of(url, id, instance))
         }
         (Some(_), _) if restoring => Ok(()),
+        (Some(note), id) if note.names(id.as_deref(), on_server) => {
+            Err(replaced_copy(dir, &note, &describe(store)))
+        }
         (Some(note), _) => Err(foreign_store(dir, &note, Some(&describe(store)))),
-        (None, Some(id)) if writable => write_store_note(dir, &StoreNote::of(url, id)),
+        (None, Some(id)) if writable => {
+            let instance = ensure_store_instance(store)?;
+            write_store_note(dir, &StoreNote::of(url, id, Some(instance)))
+        }
         (None, _) => Ok(()),
     }
+}
+
+/// The refusal of `this`, a copy of the store the data dir `dir` is tied to (same id) but
+/// not the copy its note names: the store a restore replaced, or the one it was restored
+/// from into another schema, whose folders are now the restored copy's.
+fn replaced_copy(dir: &Path, note: &StoreNote, this: &str) -> Error {
+    let owner = match &note.store {
+        Some(url) => format!("the store on {url}"),
+        None => format!("the redb file {}", dir.join(STORE_FILE).display()),
+    };
+    Error::denied(format!(
+        "the workspace folders in {} belong to {owner}, a restored copy of {this} (same \
+         store id {}); a restore tied the data dir to that copy, so the store it replaced or \
+         was restored from no longer owns them, and its users would find their files taken \
+         (a `check --repair` would move them to the trash); open the restored copy instead; \
+         if it is gone for good and this store is to own the folders again, remove {} first",
+        dir.display(),
+        note.id,
+        dir.join(STORE_NOTE).display()
+    ))
 }
 
 /// `store` as named in a refusal.
@@ -335,7 +411,13 @@ fn foreign_new_store(dir: &Path, note: &StoreNote, url: &str) -> Error {
 /// `Denied` naming the store the folders belong to.
 pub(crate) fn refuse_untied(dir: &Path, store: &Store) -> Result<()> {
     match store_note(dir)? {
-        Some(note) if !note.names(store_id(store)?.as_deref(), store.engine() != "redb") => {
+        Some(note)
+            if !note.owned_by(
+                store_id(store)?.as_deref(),
+                store_instance(store)?.as_deref(),
+                store.engine() != "redb",
+            ) =>
+        {
             Err(foreign_store(dir, &note, Some(&describe(store))))
         }
         _ => Ok(()),

@@ -2658,3 +2658,43 @@ fn status_on_a_server_lists_who_has_the_store_open() {
     let text = String::from_utf8(cli(&["status"]).output().unwrap().stdout).unwrap();
     assert!(text.contains("; no other connection has it open"), "{text}");
 }
+
+/// A store lost and restored from its backup into a new schema on the same data dir (the
+/// README's way back after losing a server): the old schema, should it come back, shares
+/// the store's id but is refused on the data dir, so its `check --repair` cannot move the
+/// restored store's folders to the trash, nor its users take them.
+#[test]
+fn the_store_a_restore_into_a_new_schema_came_from_no_longer_opens_on_its_data_dir() {
+    let old = pg::server().fresh_url();
+    let new = pg::server().fresh_url();
+    let (dir, rk) = on_postgres(&old);
+    user(&rk, "a@example.com").unwrap();
+    let archive = dir.path().join("before.tar");
+    redkeep::ops::backup(&rk, &archive).unwrap();
+    drop(rk);
+    let now = redkeep::Timestamp(2_000_000_000);
+    redkeep::ops::restore_store(dir.path(), Some(&new), &archive, false, now).unwrap();
+    let options = |url: &str| {
+        Options::default()
+            .password(PasswordParams::INSECURE_FAST)
+            .store(url)
+    };
+    let restored = Redkeep::open(dir.path(), options(&new)).unwrap();
+    let b = user(&restored, "b@example.com").unwrap();
+    restored
+        .workspaces()
+        .save_piece(b.id, br#"{"mine": 1}"#)
+        .unwrap();
+    drop(restored);
+    let err = Redkeep::open(dir.path(), options(&old)).unwrap_err();
+    assert!(matches!(err, Error::Denied { .. }), "{err:?}");
+    let said = err.to_string();
+    assert!(
+        said.contains("a restored copy of the store on")
+            && said.contains("open the restored copy instead"),
+        "{said}"
+    );
+    let restored = Redkeep::open(dir.path(), options(&new)).unwrap();
+    assert_eq!(restored.workspaces().list_pieces(b.id).unwrap().len(), 1);
+    assert!(restored.check(false).unwrap().ok);
+}

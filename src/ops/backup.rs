@@ -976,7 +976,7 @@ fn restore_into(
         ));
     }
     let staged = open_file_store(&staged_db, Mode::Exclusive)?;
-    let restored_id = tied_restore(data_dir, remote.as_ref(), &db, &staged)?;
+    let (restored_id, restored_copy) = tied_restore(data_dir, remote.as_ref(), &db, &staged)?;
     let schema_version = staged.schema_version()?.unwrap_or(SCHEMA_VERSION);
     // (A store of an older schema is checked after `migrate up`, as in [`check_file`]: its
     // users cannot be read as this build's yet.)
@@ -1070,7 +1070,7 @@ fn restore_into(
             })
     };
     // The data dir is tied to the restored store from now on.
-    let note = crate::handle::StoreNote::of(store_url, restored_id);
+    let note = crate::handle::StoreNote::of(store_url, restored_id, Some(restored_copy));
     // With the store in place: the folders, the note, and the report.
     let finish = |safety_copy: Option<PathBuf>, previous_damaged: Option<String>| {
         // With a store replaced, an empty trash entry stands for "no folders" in the undo;
@@ -1252,8 +1252,8 @@ fn restore_into(
 /// [`crate::handle::STORE_NOTE`]): the store replaced (`remote`, or the redb file `db`) must
 /// be the one the data dir's note names, or the backup `staged` one of it (a store that was
 /// lost, restored into a new schema). Returns the id the restored store gets: the backup's,
-/// else the replaced store's (a backup made before stores had ids), else a new one; it is
-/// set in `staged`.
+/// else the replaced store's (a backup made before stores had ids), else a new one; and a
+/// new copy ([`crate::store::STORE_INSTANCE`]); both are set in `staged`.
 ///
 /// # Errors
 /// `Denied` naming the store the data dir's folders belong to; `Storage`.
@@ -1262,7 +1262,7 @@ fn tied_restore(
     remote: Option<&Store>,
     db: &Path,
     staged: &Store,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let backup_id = crate::handle::store_id(staged)?;
     // A redb file that cannot be read (damaged, held) is the data dir's own.
     let (live_id, live_unread) = match remote {
@@ -1302,10 +1302,17 @@ fn tied_restore(
         Some(id) => id,
         None => crate::handle::new_store_id()?,
     };
-    if backup_id.as_ref() != Some(&id) {
-        staged.write(|tx| tx.set_meta(crate::store::STORE_ID, id.as_bytes()))?;
-    }
-    Ok(id)
+    // A copy of its own: the store it replaces, and the one the backup was made of when that
+    // lives on elsewhere (a restore into a new schema), share the id but no longer own the
+    // data dir's folders.
+    let instance = crate::handle::new_store_id()?;
+    staged.write(|tx| {
+        if backup_id.as_ref() != Some(&id) {
+            tx.set_meta(crate::store::STORE_ID, id.as_bytes())?;
+        }
+        tx.set_meta(crate::store::STORE_INSTANCE, instance.as_bytes())
+    })?;
+    Ok((id, instance))
 }
 
 /// A failure of the server (a lost connection, a refused statement) while a restore onto it

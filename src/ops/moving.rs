@@ -410,7 +410,8 @@ fn move_checked(
             // The target's data dir is tied to it from now on.
             crate::handle::write_store_note(
                 &target_dir,
-                &crate::handle::StoreNote::of(target_url, target_id),
+                // (A new id: the store moved from, marked, shares none with it.)
+                &crate::handle::StoreNote::of(target_url, target_id, None),
             )
             .map_err(|e| {
                 Error::denied(format!(
@@ -809,11 +810,11 @@ fn clear_copied_folders(dir: &Path, now: crate::Timestamp) -> Result<()> {
 fn holds_nothing_made(store: &Store) -> Result<bool> {
     use crate::auth::roles::Role;
     store.read(|tx| {
-        if tx
-            .meta_entries()?
-            .iter()
-            .any(|(key, _)| key != crate::store::BORN_AT && key != crate::store::STORE_ID)
-        {
+        if tx.meta_entries()?.iter().any(|(key, _)| {
+            key != crate::store::BORN_AT
+                && key != crate::store::STORE_ID
+                && key != crate::store::STORE_INSTANCE
+        }) {
             return Ok(false);
         }
         // Only the roles and their names' index may hold anything.

@@ -196,10 +196,11 @@ pub fn export(
             )?;
         }
         // (Not the marks of operations stopped part way: they hold for this data dir only.
-        // Nor the store's id: the store an import fills keeps its own, which its data dir
-        // names.)
+        // Nor the store's id and copy: the store an import fills keeps its own, which its
+        // data dir names.)
         for (key, value) in tx.meta_entries()? {
             if key == crate::store::STORE_ID
+                || key == crate::store::STORE_INSTANCE
                 || crate::store::UNFINISHED_MARKS
                     .iter()
                     .any(|(m, _)| *m == key)
@@ -674,8 +675,9 @@ fn apply_line(
         let bytes = STANDARD
             .decode(value)
             .map_err(|e| format!("meta value is not base64 ({e})"))?;
-        // The store keeps its own id, which its data dir names (no export carries one).
-        if key != crate::store::STORE_ID {
+        // The store keeps its own id and copy, which its data dir names (no export carries
+        // them).
+        if key != crate::store::STORE_ID && key != crate::store::STORE_INSTANCE {
             tx.set_meta(key, &bytes)?;
         }
     } else {

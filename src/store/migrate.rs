@@ -279,10 +279,14 @@ impl Store {
             let sequences = tx.sequences()?;
             // The store stays the one its data dir names.
             let id = tx.meta(crate::store::STORE_ID)?;
+            let instance = tx.meta(crate::store::STORE_INSTANCE)?;
             tx.delete_all_tables()?;
             tx.set_schema_version(version)?;
             if let Some(id) = &id {
                 tx.set_meta(crate::store::STORE_ID, id)?;
+            }
+            if let Some(instance) = &instance {
+                tx.set_meta(crate::store::STORE_INSTANCE, instance)?;
             }
             if let Some((key, value)) = mark {
                 tx.set_meta(key, value)?;

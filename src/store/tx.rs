@@ -865,6 +865,12 @@ pub(crate) const MOVED_TO: &str = "moved_to";
 /// that a store is never opened on another store's workspace folders. A backup and a
 /// restore keep it, a reset too; a move gives its target a new one; an export leaves it out.
 pub(crate) const STORE_ID: &str = "store_id";
+/// Which copy of the store this is: 32 hex digits, random, given anew by every `restore`
+/// (the id stays the backup's) and by the first open that writes the data dir's note. The
+/// note names it too, so that the store a restore replaced, or the one it was restored from
+/// when that went to another schema, is refused on the data dir now tied to the restored
+/// copy, though they share an id. A reset keeps it.
+pub(crate) const STORE_INSTANCE: &str = "store_instance";
 /// Set by `adopt` in the store it makes, until the workspace folders are written too.
 pub(crate) const ADOPT_UNFINISHED: &str = "adopt_unfinished";
 /// Set while a reset has emptied the store but not yet moved the workspace folders to the
