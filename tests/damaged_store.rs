@@ -1104,10 +1104,18 @@ fn salvage_keeps_the_account_the_damaged_store_s_index_names_and_names_what_it_c
     let found = copy.users().by_email("bea@example.com").unwrap();
     assert_eq!(found.map(|u| u.id), Some(bea));
     assert!(copy.users().get(ann).unwrap().is_none());
-    assert_eq!(report.suspects.len(), 1, "{:?}", report.suspects);
+    // Both are named: the damaged account set aside (the copy lacks it), and the one kept.
+    assert_eq!(report.suspects.len(), 2, "{:?}", report.suspects);
     assert!(
-        report.suspects[0].starts_with(&format!("users: record {cid} was kept as it reads"))
-            && report.suspects[0].contains("cid@example.com"),
+        report.suspects.iter().any(|s| s.contains(&format!("{ann}"))
+            && s.contains("quarantine:users, so the copy's users table lacks it")),
+        "{:?}",
+        report.suspects
+    );
+    assert!(
+        report.suspects.iter().any(|s| s
+            .starts_with(&format!("users: record {cid} was kept as it reads"))
+            && s.contains("cid@example.com")),
         "{:?}",
         report.suspects
     );

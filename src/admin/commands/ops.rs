@@ -577,7 +577,9 @@ pub fn salvage(
     Ok(if !r.problems.is_empty() {
         reply.failed("the salvaged copy has problems, listed in the report")
     } else if !r.suspects.is_empty() {
-        reply.failed("some salvaged records may be damaged; check each one the report lists")
+        reply.failed(
+            "some records were set aside or may be damaged; check each one the report lists",
+        )
     } else {
         reply
     })

@@ -882,10 +882,20 @@ fn salvage_into(
                 // (where two claim one unique key, the one the damaged store's index
                 // names stays). The index entries it writes or removes mend the copied
                 // ones, which the lines above have said what they tell; they go unsaid.
-                changes.extend(
+                // A record set aside is one the copy lacks (an account, say): to be put
+                // back by hand, so the salvage says so and fails, as for a suspect.
+                suspects.extend(
                     t.rebuild_indexes(tx)?
                         .into_iter()
-                        .filter(|c| c.contains("quarantine:")),
+                        .filter(|c| c.contains("quarantine:"))
+                        .map(|c| {
+                            format!(
+                                "{}, so the copy's {} table lacks it: put it back by hand if \
+                                 it can be mended",
+                                c.strip_prefix("fixed: ").unwrap_or(&c),
+                                t.name()
+                            )
+                        }),
                 );
             }
             for (table, c) in &kept {
