@@ -345,10 +345,12 @@ fn tie_data_dir(
     // had replaced the store the note names, and ties the data dir to the restored one.
     let restoring = open_mark(store, crate::store::RESTORE_UNFINISHED)?.is_some();
     match (note, id) {
-        (Some(note), id) if note.owned_by(id.as_deref(), instance.as_deref(), on_server) => Ok(()),
+        // (Written again even when it names this store by its id: a note of an earlier build
+        // names no copy, and the store the restore replaced would still match it.)
         (Some(_), Some(id)) if restoring && writable => {
             write_store_note(dir, &StoreNote::of(url, id, instance))
         }
+        (Some(note), id) if note.owned_by(id.as_deref(), instance.as_deref(), on_server) => Ok(()),
         (Some(_), _) if restoring => Ok(()),
         (Some(note), id) if note.names(id.as_deref(), on_server) => {
             Err(replaced_copy(dir, &note, &describe(store)))
