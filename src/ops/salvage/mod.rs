@@ -58,10 +58,12 @@ pub struct SalvageReport {
     /// workspace documents written fresh, …).
     pub changes: Vec<String>,
     /// Records kept as they read though the damaged store's own index entries contradict
-    /// them (a damaged byte in the record or in the index): each is to be checked by hand.
+    /// them (a damaged byte in the record or in the index), and records set aside into
+    /// `quarantine:<table>` because they cannot be mended (bytes that do not decode, a
+    /// second claim to a unique key), which the copy lacks: each is to be checked by hand.
     /// Records of tables that let their holder in or grant a right (sessions, API keys,
-    /// invites, reset tokens, role grants, memberships) are not kept so: they go to
-    /// quarantine, and `changes` says so.
+    /// invites, reset tokens, role grants, memberships) that the indexes contradict are not
+    /// kept: they go to quarantine, and `changes` says so.
     pub suspects: Vec<String>,
     /// Problems left in the result: those `check` still finds (none, normally), workspace
     /// files left behind, no account saved.
