@@ -231,9 +231,7 @@ pub(crate) fn new_store_id() -> Result<String> {
 /// # Errors
 /// `Storage` when it cannot be read.
 pub(crate) fn store_id(store: &Store) -> Result<Option<String>> {
-    Ok(store
-        .read(|tx| tx.meta(crate::store::STORE_ID))?
-        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    meta_text(store, crate::store::STORE_ID)
 }
 
 /// The copy of `store` ([`crate::store::STORE_INSTANCE`]), if it has one.
@@ -241,27 +239,14 @@ pub(crate) fn store_id(store: &Store) -> Result<Option<String>> {
 /// # Errors
 /// `Storage` when it cannot be read.
 pub(crate) fn store_instance(store: &Store) -> Result<Option<String>> {
-    Ok(store
-        .read(|tx| tx.meta(crate::store::STORE_INSTANCE))?
-        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    meta_text(store, crate::store::STORE_INSTANCE)
 }
 
-/// The copy of `store`, given one first when it has none.
-///
-/// # Errors
-/// `Storage` when it cannot be read or written.
-fn ensure_store_instance(store: &Store) -> Result<String> {
-    if let Some(instance) = store_instance(store)? {
-        return Ok(instance);
-    }
-    let fresh = new_store_id()?;
-    store.write(|tx| match tx.meta(crate::store::STORE_INSTANCE)? {
-        Some(instance) => Ok(String::from_utf8_lossy(&instance).into_owned()),
-        None => {
-            tx.set_meta(crate::store::STORE_INSTANCE, fresh.as_bytes())?;
-            Ok(fresh.clone())
-        }
-    })
+/// The metadata entry `key` of `store` as text, if there is one.
+fn meta_text(store: &Store, key: &str) -> Result<Option<String>> {
+    Ok(store
+        .read(|tx| tx.meta(key))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 /// The id of `store`, given one first when it has none (a store made before ids were).
@@ -269,15 +254,28 @@ fn ensure_store_instance(store: &Store) -> Result<String> {
 /// # Errors
 /// `Storage` when it cannot be read or written.
 fn ensure_store_id(store: &Store) -> Result<String> {
-    if let Some(id) = store_id(store)? {
-        return Ok(id);
+    ensure_meta_text(store, crate::store::STORE_ID)
+}
+
+/// The copy of `store`, given one first when it has none.
+///
+/// # Errors
+/// `Storage` when it cannot be read or written.
+fn ensure_store_instance(store: &Store) -> Result<String> {
+    ensure_meta_text(store, crate::store::STORE_INSTANCE)
+}
+
+/// The metadata entry `key` of `store` (an id: 32 random hex digits), set first when there
+/// is none. Set only where none is: two processes opening the store at once agree on one.
+fn ensure_meta_text(store: &Store, key: &str) -> Result<String> {
+    if let Some(text) = meta_text(store, key)? {
+        return Ok(text);
     }
     let fresh = new_store_id()?;
-    // Set only where none is: two processes opening an old store at once agree on one.
-    store.write(|tx| match tx.meta(crate::store::STORE_ID)? {
-        Some(id) => Ok(String::from_utf8_lossy(&id).into_owned()),
+    store.write(|tx| match tx.meta(key)? {
+        Some(text) => Ok(String::from_utf8_lossy(&text).into_owned()),
         None => {
-            tx.set_meta(crate::store::STORE_ID, fresh.as_bytes())?;
+            tx.set_meta(key, fresh.as_bytes())?;
             Ok(fresh.clone())
         }
     })

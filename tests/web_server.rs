@@ -475,15 +475,7 @@ async fn a_session_from_register_to_logout() {
     );
     // A bearer client's logout, as the cookie's above and the password change, names where
     // it came from in the audit log.
-    let again = site
-        .call(
-            Method::POST,
-            "/login",
-            "",
-            Some(json!({"login": "ann@example.com", "password": "correct horse"})),
-        )
-        .await;
-    let bearer = again.body["token"].as_str().unwrap().to_string();
+    let (_, bearer) = site.login("ann@example.com", "correct horse").await;
     let out = site.call(Method::POST, "/logout", &bearer, None).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
     let from_web = |events: &[redkeep::auth::audit::AuditEvent], action: &str| {
