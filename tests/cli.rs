@@ -125,6 +125,19 @@ fn init_refuses_a_folder_of_other_files_and_says_when_it_makes_one_private() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["other.txt"]);
+    // Any other command there says the folder is no data dir, rather than send the user to
+    // the `init` just refused.
+    if !common::pg::engine_is_postgres() {
+        let (_, err) = cli.expect(&["user", "list"], None, 1);
+        assert!(
+            err.contains(
+                "holds other files (other.txt), so it is no redkeep data dir: give the data dir \
+                 that holds redkeep.redb (--data-dir or REDKEEP_DATA_DIR), or a new or empty \
+                 folder to `redkeep init`"
+            ) && !err.contains("run `redkeep init` first"),
+            "{err}"
+        );
+    }
     // A name that merely starts with "redkeep" (a checkout in a home folder) makes it no
     // data dir.
     std::fs::create_dir(cli.data().join("redkeep-src")).unwrap();

@@ -1207,6 +1207,25 @@ fn refuse_foreign_writer(data_dir: &Path) -> Result<()> {
 /// A store file that holds nothing in a data dir that held a store (users' folders) is said
 /// as a store that cannot be opened, with the way out, as when `open` finds it.
 fn in_data_dir(dir: &Path, e: Error) -> Error {
+    // No store in a folder of other files: a wrong `--data-dir` (or `REDKEEP_DATA_DIR`), and
+    // `redkeep init` there is refused, so it is not the way out to give.
+    if let Error::NotInitialized { path } = &e
+        && path.file_name() == Some(crate::STORE_FILE.as_ref())
+        && let Some(dir) = path.parent()
+        && let Some(others) = crate::ops::foreign_files(dir)
+    {
+        return Error::invalid(
+            "data dir",
+            format!(
+                "no store at {}, and {} holds other files ({others}), so it is no redkeep data \
+                 dir: give the data dir that holds {} (--data-dir or REDKEEP_DATA_DIR), or a \
+                 new or empty folder to `redkeep init`",
+                path.display(),
+                dir.display(),
+                crate::STORE_FILE
+            ),
+        );
+    }
     if !matches!(e, Error::Unwritten { .. }) {
         return e;
     }

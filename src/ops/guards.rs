@@ -61,10 +61,26 @@ pub(crate) fn refuse_half_moved(store: &crate::store::Store, doing: &str) -> Res
 /// # Errors
 /// `InvalidInput` naming a few of the other files.
 pub(crate) fn refuse_foreign_folder(dir: &Path, doing: &str) -> Result<()> {
-    // Not there: it is made. Not readable: opening it says why.
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Some(names) = foreign_files(dir) else {
         return Ok(());
     };
+    Err(Error::invalid(
+        "data dir",
+        format!(
+            "{} holds other files ({names}) and is no redkeep data dir; {doing} makes its data \
+             dir private (0700) and keeps every account's password hash there, so give a new \
+             or empty folder",
+            dir.display(),
+        ),
+    ))
+}
+
+/// A few of the files in `dir` (as "a, b, c and 4 more") when it holds files and none of
+/// them is redkeep's: a folder that is no data dir. `None` when `dir` is empty, is not
+/// there, cannot be read, or holds something of redkeep's.
+pub(crate) fn foreign_files(dir: &Path) -> Option<String> {
+    // Not there: it is made. Not readable: opening it says why.
+    let entries = std::fs::read_dir(dir).ok()?;
     // A file system's own `lost+found` (a freshly made disk, the usual place of a restore
     // after a disk was lost) is no one's files.
     let names: Vec<String> = entries
@@ -91,18 +107,9 @@ pub(crate) fn refuse_foreign_folder(dir: &Path, doing: &str) -> Result<()> {
             || n.starts_with(crate::fsutil::TEMP_PREFIX)
     };
     if names.is_empty() || names.iter().any(redkeeps) {
-        return Ok(());
+        return None;
     }
     let mut names = names;
     names.sort();
-    Err(Error::invalid(
-        "data dir",
-        format!(
-            "{} holds other files ({}) and is no redkeep data dir; {doing} makes its data dir \
-             private (0700) and keeps every account's password hash there, so give a new or \
-             empty folder",
-            dir.display(),
-            crate::top::first_few(&names, 3)
-        ),
-    ))
+    Some(crate::top::first_few(&names, 3))
 }

@@ -20,7 +20,7 @@ pub use backup::{
 };
 pub use files::{discard_unused_store, discard_unused_store_except, workspace_entries, write_file};
 #[cfg(feature = "cli")]
-pub(crate) use guards::refuse_foreign_folder;
+pub(crate) use guards::{foreign_files, refuse_foreign_folder};
 pub use moving::{MoveReport, move_store, move_store_with_problems};
 pub use reset::{ResetReport, reset, reset_store};
 pub use salvage::{SalvageReport, SalvagedTable, salvage};
