@@ -31,6 +31,12 @@ fn chmod(p: &Path, mode: u32) {
 /// Runs the `redkeep` command on `cli`'s data dir as uid 65534 (from `/`, which it may
 /// enter); returns its exit code and stderr.
 fn as_nobody(cli: &Cli, args: &[&str]) -> (Option<i32>, String) {
+    let (code, _, err) = as_nobody_out(cli, args);
+    (code, err)
+}
+
+/// As [`as_nobody`], with stdout too: (exit code, stdout, stderr).
+fn as_nobody_out(cli: &Cli, args: &[&str]) -> (Option<i32>, String, String) {
     use std::os::unix::process::CommandExt;
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_redkeep"))
         .arg("--data-dir")
@@ -46,6 +52,7 @@ fn as_nobody(cli: &Cli, args: &[&str]) -> (Option<i32>, String) {
         .unwrap();
     (
         o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
@@ -379,4 +386,60 @@ fn the_admin_client_sends_nothing_to_a_socket_of_another_uid() {
     assert!(!got.is_empty(), "the client never connected: {said:?}");
     assert!(got.iter().all(|l| *l == "got 0 bytes"), "{said:?}");
     drop(held);
+}
+
+/// A user folder (or file in it) whose mode shuts out its own owner (a `chmod 000`) is named
+/// as the cause by `check`, rather than the first file a read was refused (the owner marker),
+/// and `check --repair` run by that owner gives the modes back (folders 0700, files 0600), so
+/// the application reads the folder again. Root's check finds it too (root itself could read
+/// the files).
+#[test]
+fn a_user_folder_that_shuts_out_its_owner_is_named_and_repaired() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        is_root(),
+        "needs root (as CI runs) to run redkeep as uid 65534 on a data dir of its own"
+    );
+    let cli = Cli::new();
+    cli.init();
+    cli.expect(&["user", "create", "ann@example.com"], None, 0);
+    cli.expect(&["gallery", "add", "1", "-"], Some("{\"x\": 1}"), 0);
+    chmod(cli.dir.path(), 0o755);
+    give_all(&cli.data(), NOBODY);
+    let folder = cli.data().join("workspaces/users/1");
+    let doc = folder.join("workspace.json");
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o777;
+    chmod(&doc, 0o000);
+    chmod(&folder, 0o000);
+    let (code, out, _) = as_nobody_out(&cli, &["check"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "1 entr(ies) shut out their own owner (such as {}, mode 0000), so the application \
+             cannot read or write them and nothing in the folder is checked until then; \
+             `redkeep check --repair` makes folders 0700 and files 0600",
+            folder.display()
+        )) && !out.contains(".owner"),
+        "{out}"
+    );
+    let (code, err) = as_nobody(&cli, &["check", "--repair"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!((mode(&folder), mode(&doc)), (0o700, 0o600));
+    let (code, err) = as_nobody(&cli, &["workspace", "show", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    // Root's check sees what shuts out the application.
+    chmod(&doc, 0o000);
+    let (out, _) = cli.expect(&["check"], None, 1);
+    assert!(
+        out.contains(&format!(
+            "1 entr(ies) shut out their own owner (such as {}, mode 0000), so the application \
+             cannot read or write them; `redkeep check --repair`",
+            doc.display()
+        )),
+        "{out}"
+    );
+    let (code, err) = as_nobody(&cli, &["check", "--repair"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(mode(&doc), 0o600);
+    cli.expect(&["check"], None, 0);
 }

@@ -54,7 +54,8 @@ pub struct WorkspaceProblem {
 
 impl Workspaces {
     /// Problems in the folders: folders of no user or another owner, unreadable files and
-    /// a piece count (`.pieces`, or without one `piece_count`) disagreeing with the gallery, folders and files open to other users;
+    /// a piece count (`.pieces`, or without one `piece_count`) disagreeing with the gallery,
+    /// folders and files open to other users or shutting out their own owner (a `chmod 000`);
     /// each folder is checked under its lock. With `repair`, foreign folders go to the
     /// trash, counts are set to the gallery's, modes to 0700 and 0600, and a corrupt
     /// workspace.json is moved aside (for a fresh one, or, when only its count is bad, for
@@ -112,6 +113,14 @@ impl Workspaces {
     fn check_one(&self, user: u64, repair: bool, now: Timestamp) -> Result<Vec<String>> {
         let dir = self.dir(user);
         let mut found = Vec::new();
+        // A folder or file whose mode shuts out its own owner (a `chmod 000`, a copy made
+        // with a wrong umask) keeps the application from its files, and every read below
+        // would blame the first file it tries: said as the cause, and mended by a repair.
+        let (tight, folder_shut) = tight_modes(&dir, repair);
+        found.extend(tight);
+        if folder_shut && !repair {
+            return Ok(found);
+        }
         let foreign = match (self.owners)(user)? {
             None => Some("the folder has no user (orphan)".to_string()),
             Some(owner) => match Workspaces::read_owner(&dir) {
@@ -145,25 +154,27 @@ impl Workspaces {
                             Timestamp(owner.since)
                         )
                     });
-                    return Ok(vec![format!(
+                    found.push(format!(
                         "{what}, so it is not served; it bears the number of user {user}, who \
                          exists{older}; a repair leaves it: if the files are user {user}'s, \
                          `redkeep workspace bind {user}` gives the folder to them; if not, \
                          move it out of {} (user {user} then starts an empty workspace)",
                         self.users_dir().display()
-                    )]);
+                    ));
+                    return Ok(found);
                 }
                 // A marker that cannot be read (a failing disk, its permissions) says
                 // nothing about whose folder this is: reported, and left, as a document or
                 // piece that cannot be read is. Moving it took a live user's files out of
                 // service, and the report then read "ok".
                 Err(e) if unreadable(&e) => {
-                    return Ok(vec![format!(
+                    found.push(format!(
                         "{e}: whose folder this is cannot be told while its owner marker \
                          cannot be read, so a repair leaves it (mend the file's permissions \
                          or the disk, then check again){}",
                         owned_by_another(&dir, &e)
-                    )]);
+                    ));
+                    return Ok(found);
                 }
                 Err(e) => Some(e.to_string()),
             },
@@ -172,11 +183,13 @@ impl Workspaces {
             if repair {
                 let to = self.trash_folder(user, now)?;
                 let to = to.map(|p| p.display().to_string()).unwrap_or_default();
-                return Ok(vec![format!("fixed: {why}; moved to {to}")]);
+                found.push(format!("fixed: {why}; moved to {to}"));
+                return Ok(found);
             }
-            return Ok(vec![format!(
+            found.push(format!(
                 "{why}; `redkeep check --repair` moves it to the trash"
-            )]);
+            ));
+            return Ok(found);
         }
         // A lock file that is no regular file (another tool's lock, a symlink) refuses every
         // operation on the folder. Nobody can hold a lock on it, so it is moved without one
@@ -185,12 +198,13 @@ impl Workspaces {
         let lock_path = dir.join(LOCK_FILE);
         if let Some(odd) = lock::odd_lock(&lock_path) {
             if !repair {
-                return Ok(vec![format!(
+                found.push(format!(
                     "{} is {odd}, not a regular file, so every operation on this folder \
                      refuses it; remove it (redkeep makes a new one), or run `redkeep check \
                      --repair`, which moves it into the folder's .trash",
                     lock_path.display()
-                )]);
+                ));
+                return Ok(found);
             }
             self.writable()?;
             let trash = dir.join(PIECE_TRASH);
@@ -623,6 +637,132 @@ fn loose_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
     }
     out.sort();
     out
+}
+
+/// The entries under `dir` (itself included) whose mode shuts out their own owner (a
+/// folder without `rwx`, a file without `rw` for its owner), as problem lines (with
+/// `repair`, those of this user set to 0700 and 0600 and said as `fixed: …`), and whether
+/// `dir` itself is one that is left so.
+fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
+    let mut found = Vec::new();
+    let mut tight = tight_entries(dir);
+    let Some((first, mode)) = tight.first().cloned() else {
+        return (found, false);
+    };
+    let mut n = tight.len();
+    if repair {
+        // A folder opened up may show entries of its own that are shut too: each pass
+        // takes those not seen before, until none is new.
+        let mut seen = std::collections::BTreeSet::new();
+        loop {
+            let new: Vec<_> = tight
+                .iter()
+                .filter(|(p, _)| !seen.contains(p))
+                .cloned()
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            for (path, _) in new {
+                if let Err(e) = open_up_here(&path) {
+                    found.push(format!("setting the mode of {}: {e}", path.display()));
+                }
+                seen.insert(path);
+            }
+            tight = tight_entries(dir);
+        }
+        n = seen.len();
+        let left = tight.len();
+        found.push(if left == 0 {
+            format!(
+                "fixed: {n} entr(ies) shut out their own owner (such as {}, mode {mode:04o}), \
+                 so the application could not read or write them; made folders 0700 and \
+                 files 0600",
+                first.display()
+            )
+        } else {
+            format!(
+                "{left} entr(ies) still shut out their own owner (such as {}): another user \
+                 owns them, so their mode cannot be changed from here; `chmod -R u+rwX {}` as \
+                 their owner or root opens them again",
+                tight[0].0.display(),
+                dir.display()
+            )
+        });
+    } else {
+        found.push(format!(
+            "{n} entr(ies) shut out their own owner (such as {}, mode {mode:04o}), so the \
+             application cannot read or write them{}; `redkeep check --repair` makes folders \
+             0700 and files 0600",
+            first.display(),
+            if first == dir {
+                " and nothing in the folder is checked until then"
+            } else {
+                ""
+            }
+        ));
+    }
+    let folder_shut = tight.first().is_some_and(|(p, _)| p == dir);
+    (found, folder_shut)
+}
+
+/// The folder `dir` and the folders and files below it (those that can be listed) whose
+/// mode lacks the owner's `rwx` (a folder) or `rw` (a file), with that mode; symlinks are
+/// not followed nor counted.
+fn tight_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(at) = todo.pop() {
+        let Ok(meta) = fs::symlink_metadata(&at) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        let needs = if meta.is_dir() {
+            0o700
+        } else if meta.is_file() {
+            0o600
+        } else {
+            continue;
+        };
+        if mode & needs != needs {
+            out.push((at.clone(), mode));
+        }
+        if meta.is_dir()
+            && let Ok(entries) = fs::read_dir(&at)
+        {
+            todo.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Sets the folder or file `path` to 0700 or 0600 when this user owns it, through a
+/// descriptor opened without following a symlink and without reading (a mode of 000 lets
+/// its owner open it no other way): one swapped in since the listing is refused, never
+/// followed. Left as it is when another user owns it.
+fn open_up_here(path: &std::path::Path) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Ok(());
+    }
+    let mode = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::Directory => 0o700,
+        rustix::fs::FileType::RegularFile => 0o600,
+        _ => return Ok(()),
+    };
+    // The descriptor's own path in /proc names the file it was opened on (an `O_PATH`
+    // descriptor takes no `fchmod`).
+    let at = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    rustix::fs::chmod(at.as_str(), Mode::from_raw_mode(mode))?;
+    Ok(())
 }
 
 /// Makes the folder or file `path` private (0700 or 0600) through a descriptor opened
