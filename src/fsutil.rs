@@ -547,7 +547,7 @@ pub fn temp_sibling(target: &Path) -> Result<NamedTempFile> {
 }
 
 /// The folder `target` is in (`.` for a bare name).
-fn folder_of(target: &Path) -> &Path {
+pub(crate) fn folder_of(target: &Path) -> &Path {
     match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -604,16 +604,34 @@ pub fn existing_folder_of<'t>(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if parent.is_dir() {
-        return Ok(parent);
+    match fs::metadata(parent) {
+        Ok(m) if m.is_dir() => Ok(parent),
+        Ok(_) => Err(Error::invalid(
+            field,
+            format!(
+                "{} is not a folder; write the {what} into a folder",
+                parent.display()
+            ),
+        )),
+        // There, perhaps, but out of this process's reach: "does not exist" would send the
+        // operator looking for a mistyped path.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Error::invalid(
+            field,
+            format!(
+                "this process (uid {uid}) may not reach the folder {}; write the {what} into \
+                 a folder uid {uid} may write, or let it in",
+                parent.display(),
+                uid = rustix::process::geteuid().as_raw(),
+            ),
+        )),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!(
+                "the folder {} does not exist; make it first, or write the {what} elsewhere",
+                parent.display()
+            ),
+        )),
     }
-    Err(Error::invalid(
-        field,
-        format!(
-            "the folder {} does not exist; make it first, or write the {what} elsewhere",
-            parent.display()
-        ),
-    ))
 }
 
 /// [`temp_sibling`], held ([`in_use`]) while open: for a long write of redkeep's own (an

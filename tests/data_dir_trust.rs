@@ -416,7 +416,7 @@ fn a_user_folder_that_shuts_out_its_owner_is_named_and_repaired() {
     assert!(
         out.contains(&format!(
             "1 entr(ies) shut out their own owner (such as {}, mode 0000), so the application \
-             cannot read or write them and nothing in the folder is checked until then; \
+             cannot read them and nothing in the folder is checked until then; \
              `redkeep check --repair` makes folders 0700 and files 0600",
             folder.display()
         )) && !out.contains(".owner"),
@@ -433,7 +433,7 @@ fn a_user_folder_that_shuts_out_its_owner_is_named_and_repaired() {
     assert!(
         out.contains(&format!(
             "1 entr(ies) shut out their own owner (such as {}, mode 0000), so the application \
-             cannot read or write them; `redkeep check --repair`",
+             cannot read them; `redkeep check --repair`",
             doc.display()
         )),
         "{out}"
@@ -442,4 +442,45 @@ fn a_user_folder_that_shuts_out_its_owner_is_named_and_repaired() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(mode(&doc), 0o600);
     cli.expect(&["check"], None, 0);
+}
+
+/// A backup written by a process that may not write in the folder it is given (the
+/// application's uid, for a backup handed to it through its admin socket) says which uid
+/// was refused and to give a folder it may write, for a folder it may not enter as for one
+/// it may not write in: it said "Permission denied", or that a folder there did not exist.
+#[test]
+fn a_backup_into_a_folder_its_writer_may_not_write_names_that_uid() {
+    assert!(
+        is_root(),
+        "needs root (as CI runs) to run redkeep as uid 65534 on a data dir of its own"
+    );
+    let cli = Cli::new();
+    cli.init();
+    cli.expect(&["user", "create", "ann@example.com"], None, 0);
+    chmod(cli.dir.path(), 0o755);
+    give_all(&cli.data(), NOBODY);
+    let open = cli.dir.path().join("open");
+    let shut = cli.dir.path().join("shut");
+    for (folder, mode) in [(&open, 0o755), (&shut, 0o700)] {
+        std::fs::create_dir(folder).unwrap();
+        chmod(folder, mode);
+    }
+    for (dest, how) in [
+        (open.join("b.tar"), format!("write in {}", open.display())),
+        (
+            shut.join("in/b.tar"),
+            format!("reach {}", shut.join("in").display()),
+        ),
+    ] {
+        let (code, err) = as_nobody(&cli, &["backup", &dest.display().to_string()]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            one_line(&err).contains(&format!(
+                "the process writing the backup (uid 65534; the application, when the backup \
+                 ran through its admin socket) may not {how}: give a folder uid 65534 may write"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
 }

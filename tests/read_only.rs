@@ -880,3 +880,63 @@ fn on_a_read_only_file_system_status_and_every_refusal_say_to_remount() {
     assert_eq!(snapshot(&cli.data()), before);
     assert_eq!(cli.json(&["status"], None)["state"], "free");
 }
+
+/// A tmpfs of `size` mounted on the folder `dir`; unmounted when dropped.
+#[cfg(feature = "cli")]
+struct SmallMount(std::path::PathBuf);
+
+#[cfg(feature = "cli")]
+impl SmallMount {
+    fn new(dir: &Path, size: &str) -> SmallMount {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "needs root with the right to mount (as CI runs): mounting a tmpfs failed"
+        );
+        SmallMount(dir.to_path_buf())
+    }
+}
+
+#[cfg(feature = "cli")]
+impl Drop for SmallMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A backup into a file system that runs full names the backup and the folder to free space
+/// in (it said "storage error while writing the copy", naming neither), and leaves nothing
+/// there; the same backup elsewhere then succeeds.
+#[cfg(feature = "cli")]
+#[test]
+fn a_backup_into_a_full_file_system_names_where_to_free_space() {
+    let cli = common::Cli {
+        dir: tempfile::tempdir().unwrap(),
+        store: None,
+    };
+    cli.init();
+    cli.json(&["user", "create", "ann@example.com"], None);
+    let full = cli.dir.path().join("full");
+    let mounted = SmallMount::new(&full, "64k");
+    let dest = full.join("b.tar");
+    let (_, err) = cli.expect(&["backup", &dest.display().to_string()], None, 1);
+    assert!(
+        err.contains(&format!("error: writing the backup {}: ", dest.display()))
+            && err.contains("No space left on device")
+            && err.contains(&format!(
+                "free some space on the file system of {}, which the backup and its copy of \
+                 the store are written to",
+                full.display()
+            )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(std::fs::read_dir(&full).unwrap().count(), 0);
+    drop(mounted);
+    cli.expect(&["backup", &dest.display().to_string()], None, 0);
+}

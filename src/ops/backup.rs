@@ -178,6 +178,70 @@ fn tar_err(what: &str, e: std::io::Error) -> Error {
 /// # Errors
 /// `InvalidInput` when `dest` exists; `Io` / `Storage` when writing fails.
 pub fn backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
+    write_backup(rk, dest).map_err(|e| backup_failed(rk, dest, e))
+}
+
+/// The error `e` of the backup to `dest`, said with the way out when it comes from the
+/// folder it is written to: no space left there (or where the store is staged), or no right
+/// of this process (the application's, for a backup handed to it) to write there.
+fn backup_failed(rk: &Redkeep, dest: &Path, e: Error) -> Error {
+    use std::io::ErrorKind;
+    let folder = fsutil::folder_of(dest);
+    let uid = rustix::process::geteuid().as_raw();
+    let (kind, way_out) = if e.shortage() == Some(crate::error::Shortage::Space) {
+        let staged = if rk.store().is_read_only() {
+            String::new()
+        } else {
+            format!(
+                " (or in the data dir {}, where the store is staged)",
+                rk.dir().display()
+            )
+        };
+        (
+            ErrorKind::StorageFull,
+            format!(
+                "free some space on the file system of {}, which the backup and its copy of \
+                 the store are written to{staged}, or write the backup elsewhere; nothing was \
+                 left behind",
+                folder.display()
+            ),
+        )
+    } else if let Some(how) = out_of_reach(folder, &e) {
+        let why = format!(
+            "the process writing the backup (uid {uid}; the application, when the backup ran \
+             through its admin socket) may not {how} {}: give a folder uid {uid} may write",
+            folder.display()
+        );
+        // Refused before anything was tried: the whole of it is said here.
+        if matches!(e, Error::InvalidInput { .. }) {
+            return Error::invalid("path", why);
+        }
+        (ErrorKind::PermissionDenied, why)
+    } else {
+        return e;
+    };
+    Error::io(
+        format!("writing the backup {}", dest.display()),
+        std::io::Error::new(kind, format!("{}; {way_out}", e.full_message())),
+    )
+}
+
+/// How `folder` is out of this process's reach ("reach", "write in") when `e` comes from
+/// that: a refused permission, or a refusal of the folder as missing, while this process may
+/// not write in it.
+fn out_of_reach(folder: &Path, e: &Error) -> Option<&'static str> {
+    use rustix::fs::Access;
+    let unreachable =
+        fs::metadata(folder).is_err_and(|m| m.kind() == std::io::ErrorKind::PermissionDenied);
+    let refused =
+        e.is_permission_denied() || (unreachable && matches!(e, Error::InvalidInput { .. }));
+    if !refused || rustix::fs::access(folder, Access::WRITE_OK | Access::EXEC_OK).is_ok() {
+        return None;
+    }
+    Some(if unreachable { "reach" } else { "write in" })
+}
+
+fn write_backup(rk: &Redkeep, dest: &Path) -> Result<BackupReport> {
     // Not while a stopped restore or reset has the store and the folders out of step: the
     // archive would pair them.
     super::guards::refuse_stopped_operation(rk.store())?;

@@ -640,7 +640,7 @@ fn loose_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
 }
 
 /// The entries under `dir` (itself included) whose mode shuts out their own owner (a
-/// folder without `rwx`, a file without `rw` for its owner), as problem lines (with
+/// folder without `r-x`, a file without `r` for its owner), as problem lines (with
 /// `repair`, those of this user set to 0700 and 0600 and said as `fixed: …`), and whether
 /// `dir` itself is one that is left so.
 fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
@@ -676,7 +676,7 @@ fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
         found.push(if left == 0 {
             format!(
                 "fixed: {n} entr(ies) shut out their own owner (such as {}, mode {mode:04o}), \
-                 so the application could not read or write them; made folders 0700 and \
+                 so the application could not read them; made folders 0700 and \
                  files 0600",
                 first.display()
             )
@@ -692,8 +692,8 @@ fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
     } else {
         found.push(format!(
             "{n} entr(ies) shut out their own owner (such as {}, mode {mode:04o}), so the \
-             application cannot read or write them{}; `redkeep check --repair` makes folders \
-             0700 and files 0600",
+             application cannot read them{}; `redkeep check --repair` makes folders 0700 and \
+             files 0600",
             first.display(),
             if first == dir {
                 " and nothing in the folder is checked until then"
@@ -707,8 +707,8 @@ fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
 }
 
 /// The folder `dir` and the folders and files below it (those that can be listed) whose
-/// mode lacks the owner's `rwx` (a folder) or `rw` (a file), with that mode; symlinks are
-/// not followed nor counted.
+/// mode keeps their owner from reading them (a folder without `r-x`, a file without `r`
+/// for its owner), with that mode; symlinks are not followed nor counted.
 fn tight_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
@@ -718,10 +718,12 @@ fn tight_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
             continue;
         };
         let mode = meta.permissions().mode() & 0o777;
+        // Reading is what is needed: a data dir made read-only on purpose (folders 0500,
+        // files 0400) shuts no one out.
         let needs = if meta.is_dir() {
-            0o700
+            0o500
         } else if meta.is_file() {
-            0o600
+            0o400
         } else {
             continue;
         };

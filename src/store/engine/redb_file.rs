@@ -43,7 +43,27 @@ fn engine(context: &'static str, e: impl Into<redb::Error>) -> Error {
             path: PathBuf::new(),
             reason: format!("{context}: {reason}"),
         },
-        other => Error::storage(context, other),
+        other => Error::storage(context, EngineError(other)),
+    }
+}
+
+/// An error of redb, giving the I/O error under an `Io` one as its cause (redb's own gives
+/// none), so that a disk run full is told from damage ([`Error::shortage`]).
+#[derive(Debug)]
+pub(crate) struct EngineError(pub(crate) redb::Error);
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            redb::Error::Io(io) => Some(io),
+            other => other.source(),
+        }
     }
 }
 
@@ -54,8 +74,8 @@ pub(crate) fn needs_reopen(e: &Error) -> bool {
         return false;
     };
     matches!(
-        source.downcast_ref::<redb::Error>(),
-        Some(redb::Error::PreviousIo | redb::Error::Io(_))
+        source.downcast_ref::<EngineError>(),
+        Some(EngineError(redb::Error::PreviousIo | redb::Error::Io(_)))
     )
 }
 
