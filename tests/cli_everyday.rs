@@ -1059,3 +1059,41 @@ fn repeats_and_strays_are_said_as_they_are() {
         "{out}"
     );
 }
+
+/// A `workspace.json` removed by hand from a folder whose gallery holds pieces is named by
+/// `check` as a note (the canvas and notes it held are lost unless put back; the check does
+/// not fail, as the folder reads), and `workspace show` says the document it shows is an
+/// empty one rather than show it as the file's.
+#[test]
+fn a_removed_workspace_document_is_noted_and_shown_as_empty() {
+    let cli = Cli::new();
+    cli.init();
+    let id = user(&cli, "ann@example.com", &[]);
+    cli.expect(
+        &["gallery", "add", "ann@example.com", "-"],
+        Some("{\"v\":1}"),
+        0,
+    );
+    let doc = cli
+        .data()
+        .join(format!("workspaces/users/{id}/workspace.json"));
+    let (text, _) = cli.expect(&["workspace", "show", "ann@example.com"], None, 0);
+    assert!(!text.contains("no workspace.json"), "{text}");
+    cli.expect(&["check"], None, 0);
+    std::fs::remove_file(&doc).unwrap();
+    let (out, err) = cli.expect(&["check"], None, 0);
+    assert!(
+        format!("{out}{err}").contains(&format!(
+            "{} is missing though the gallery holds 1 piece(s): the user's document reads as \
+             an empty one (no canvas, no notes); if it was removed by mistake, put it back \
+             from a backup",
+            doc.display()
+        )),
+        "{out}{err}"
+    );
+    let (text, _) = cli.expect(&["workspace", "show", "ann@example.com"], None, 0);
+    assert!(
+        text.contains("(no workspace.json: the document below is an empty one)"),
+        "{text}"
+    );
+}

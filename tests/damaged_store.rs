@@ -1104,6 +1104,9 @@ fn salvage_keeps_the_account_the_damaged_store_s_index_names_and_names_what_it_c
     let found = copy.users().by_email("bea@example.com").unwrap();
     assert_eq!(found.map(|u| u.id), Some(bea));
     assert!(copy.users().get(ann).unwrap().is_none());
+    // Three user records read, two in the copy.
+    let users = &report.tables["users"];
+    assert_eq!((users.read, users.kept), (3, 2));
     // Both are named: the damaged account set aside (the copy lacks it), and the one kept.
     assert_eq!(report.suspects.len(), 2, "{:?}", report.suspects);
     assert!(

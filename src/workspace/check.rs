@@ -445,6 +445,19 @@ impl Workspaces {
                     ));
                 }
             }
+            // Gone from a folder whose gallery holds pieces (redkeep writes it with the
+            // folder and never removes it): a removal by hand, or a restore of part of the
+            // folder. Nothing to repair (it reads as an empty document, as the user's next
+            // save writes it), but the canvas and notes it held are lost unless put back.
+            Ok(_) if count > 0 && fs::symlink_metadata(&doc_path).is_err() => {
+                found.push(format!(
+                    "{}{} is missing though the gallery holds {count} piece(s): the user's \
+                     document reads as an empty one (no canvas, no notes); if it was removed \
+                     by mistake, put it back from a backup",
+                    fsutil::NOTE,
+                    doc_path.display()
+                ));
+            }
             Ok(_) => {}
         }
         Ok(found)

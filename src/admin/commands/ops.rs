@@ -553,7 +553,13 @@ pub fn salvage(
         } else {
             format!("; could not read {}", t.skipped.join(", "))
         };
-        lines.push(format!("  {name}: {} read{skipped}", t.read));
+        // Records set aside or dropped are read, but not in the copy.
+        let kept = if t.kept < t.read && name != "meta" {
+            format!(", {} in the copy", t.kept)
+        } else {
+            String::new()
+        };
+        lines.push(format!("  {name}: {} read{kept}{skipped}", t.read));
     }
     lines.push(format!(
         "  {} workspace folder(s) and {} trash entr{} copied",

@@ -348,13 +348,19 @@ pub fn run(rk: &Redkeep, cmd: &WorkspaceCmd) -> Result<Reply> {
             let doc_json = serde_json::to_value(&doc).unwrap_or_default();
             let mut lines = vec![format!("workspace of user {} ({})", u.id, u.email)];
             let path = rk.workspaces().dir(u.id);
+            let doc_file = path.join(crate::workspace::WORKSPACE_FILE);
             lines.push(format!(
                 "path:        {}{}",
                 path.display(),
-                if info.exists {
-                    ""
+                if !info.exists {
+                    " (no folder yet: made at the user's first write)".to_string()
+                } else if std::fs::symlink_metadata(&doc_file).is_err() {
+                    format!(
+                        " (no {}: the document below is an empty one)",
+                        crate::workspace::WORKSPACE_FILE
+                    )
                 } else {
-                    " (no folder yet: made at the user's first write)"
+                    String::new()
                 }
             ));
             lines.push(format!(

@@ -34,6 +34,10 @@ use folders::{check_target, copy_folders};
 pub struct SalvagedTable {
     /// Entries read and copied.
     pub read: u64,
+    /// Entries the copy holds in the end: fewer than `read` where records were set aside
+    /// into quarantine or dropped (`suspects` and `changes` say which), more where the
+    /// repair wrote some (the store's metadata).
+    pub kept: u64,
     /// Key ranges that could not be read (empty when the whole table read).
     pub skipped: Vec<String>,
 }
@@ -777,10 +781,14 @@ fn salvage_into(
         }
         tables.insert(
             label,
-            SalvagedTable {
-                read: entries.len() as u64,
-                skipped,
-            },
+            (
+                name.clone(),
+                SalvagedTable {
+                    read: entries.len() as u64,
+                    kept: 0,
+                    skipped,
+                },
+            ),
         );
     }
     // The version the copy is migrated from: the recorded one, unless the records say
@@ -967,6 +975,13 @@ fn salvage_into(
     changes.extend(copied.written_fresh(&ws_from, &ws_to));
     let mut problems = rk.check(false)?.problems;
     problems.extend(copied.problem());
+    let tables: BTreeMap<String, SalvagedTable> = tables
+        .into_iter()
+        .map(|(label, (name, mut t))| {
+            t.kept = rk.store().read(|tx| tx.raw().len(&name))?;
+            Ok((label, t))
+        })
+        .collect::<Result<_>>()?;
     // A copy without a single account, of a store that had some (user records read but
     // set aside, a users table that could not be read, records of users' credentials,
     // grants or memberships, or workspace folders that were theirs), is no recovery: it
