@@ -322,10 +322,39 @@ fn tie_data_dir(
     url: Option<&str>,
     writable: bool,
 ) -> Result<()> {
-    if not_whole(store)? {
+    // What follows looks at, in one read where it can (on a server each read is round
+    // trips of its own): whether the store is whole, its id, its copy, a restore's mark.
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    let known = store
+        .read(|tx| {
+            let [import, adopt, moving] = NOT_WHOLE_MARKS;
+            let mut m = crate::store::metas(
+                tx,
+                &[
+                    import,
+                    adopt,
+                    moving,
+                    crate::store::STORE_ID,
+                    crate::store::STORE_INSTANCE,
+                    crate::store::RESTORE_UNFINISHED,
+                ],
+            )?
+            .into_iter();
+            let mut next = || m.next().flatten();
+            let marked = [next(), next(), next()].iter().any(Option::is_some);
+            Ok((marked, next().map(text), next().map(text), next().is_some()))
+        })
+        .ok();
+    if known
+        .as_ref()
+        .map_or_else(|| not_whole(store), |k| Ok(k.0))?
+    {
         return Ok(());
     }
-    let id = match store_id(store) {
+    let id = match known
+        .as_ref()
+        .map_or_else(|| store_id(store), |k| Ok(k.1.clone()))
+    {
         Ok(None) if writable && store.damage().is_none() => match ensure_store_id(store) {
             Ok(id) => Some(id),
             // A store whose writes are refused (damage seen meanwhile) opens to be checked.
@@ -338,10 +367,17 @@ fn tie_data_dir(
         Err(e) => return Err(e),
     };
     let on_server = store.engine() != "redb";
-    let instance = store_instance(store)?;
+    // (Giving the store an id above leaves its copy and marks as they were read.)
+    let instance = match &known {
+        Some(k) => k.2.clone(),
+        None => store_instance(store)?,
+    };
     // A restore into this data dir stopped before its folders were in place (its mark): it
     // had replaced the store the note names, and ties the data dir to the restored one.
-    let restoring = open_mark(store, crate::store::RESTORE_UNFINISHED)?.is_some();
+    let restoring = match &known {
+        Some(k) => k.3,
+        None => open_mark(store, crate::store::RESTORE_UNFINISHED)?.is_some(),
+    };
     match (note, id) {
         // (Written again even when it names this store by its id: a note of an earlier build
         // names no copy, and the store the restore replaced would still match it.)
@@ -1103,16 +1139,56 @@ fn open_mark(store: &Store, key: &str) -> Result<Option<Vec<u8>>> {
 /// [`refuse_unfinished`]): it is not a whole store, and opening it (to be checked, looked
 /// at, or filled again) writes nothing there. The same command run again replaces it all.
 fn not_whole(store: &Store) -> Result<bool> {
-    for key in [
-        crate::store::IMPORT_UNFINISHED,
-        crate::store::ADOPT_UNFINISHED,
-        crate::store::MOVE_UNFINISHED,
-    ] {
-        if open_mark(store, key)?.is_some() {
-            return Ok(true);
+    Ok(open_marks(store, NOT_WHOLE_MARKS)?
+        .iter()
+        .any(Option::is_some))
+}
+
+/// The marks of an import, an adoption and a move into the store that stopped part way.
+const NOT_WHOLE_MARKS: [&str; 3] = [
+    crate::store::IMPORT_UNFINISHED,
+    crate::store::ADOPT_UNFINISHED,
+    crate::store::MOVE_UNFINISHED,
+];
+
+/// The meta entries `keys` an open looks at, as [`open_mark`] gives each, read in one
+/// transaction: a store on a server answers every read in round trips of its own, and an
+/// open looks at many. (One by one on a damaged store, which may read some and not others.)
+fn open_marks<const N: usize>(store: &Store, keys: [&str; N]) -> Result<[Option<Vec<u8>>; N]> {
+    let together = store.read(|tx| {
+        let mut found: [Option<Vec<u8>>; N] = std::array::from_fn(|_| None);
+        for (slot, mark) in found.iter_mut().zip(crate::store::metas(tx, &keys)?) {
+            *slot = mark;
         }
+        Ok(found)
+    });
+    match together {
+        Err(_) if store.damage().is_some() => {
+            let mut found: [Option<Vec<u8>>; N] = std::array::from_fn(|_| None);
+            for (slot, key) in found.iter_mut().zip(keys) {
+                *slot = open_mark(store, key)?;
+            }
+            Ok(found)
+        }
+        together => together,
     }
-    Ok(false)
+}
+
+/// Whether the store is at this build's schema version and whole (see [`not_whole`]), from
+/// one read where it can.
+fn current_and_whole(store: &Store) -> Result<bool> {
+    let together = store.read(|tx| {
+        let version = tx.schema_version()?;
+        let marked = crate::store::metas(tx, &NOT_WHOLE_MARKS)?
+            .iter()
+            .any(Option::is_some);
+        Ok(version == Some(SCHEMA_VERSION) && !marked)
+    });
+    match together {
+        Ok(answer) => Ok(answer),
+        // As the two reads give it, one failing on its own.
+        Err(_) => Ok(store.schema_version()? == Some(SCHEMA_VERSION) && !not_whole(store)?),
+    }
 }
 
 /// Refuses a store that an import, an adoption or a move into it stopped part way left (see
@@ -1138,8 +1214,9 @@ fn refuse_unfinished(store: &Store) -> Result<()> {
              replaces what the stopped one wrote), or remove this store (it is a copy)",
         ),
     ];
-    for (key, what) in stopped {
-        if open_mark(store, key)?.is_some() {
+    let marks = open_marks(store, stopped.map(|(key, _)| key))?;
+    for ((_, what), mark) in stopped.into_iter().zip(marks) {
+        if mark.is_some() {
             return Err(Error::denied(format!(
                 "{what}; the store is not opened for use until then"
             )));
@@ -1509,7 +1586,7 @@ impl Redkeep {
     /// without them, so the CLI opens such a store for writing instead.
     #[cfg(feature = "cli")]
     pub(crate) fn needs_settling(&self) -> Result<bool> {
-        if self.store().schema_version()? != Some(SCHEMA_VERSION) || not_whole(self.store())? {
+        if !current_and_whole(self.store())? {
             return Ok(false);
         }
         Ok(roles::system_roles_missing(&self.inner.accounts)?
@@ -1529,19 +1606,21 @@ impl Redkeep {
     /// that is not whole (see [`not_whole`]): opened to be checked or looked at, it is
     /// left as the stopped command left it.
     fn settle(&self) -> Result<()> {
-        if self.store().schema_version()? != Some(SCHEMA_VERSION) || not_whole(self.store())? {
+        if !current_and_whole(self.store())? {
             return Ok(());
         }
         let settled = roles::ensure_system_roles(&self.inner.accounts).and_then(|()| {
             // (Not while a stopped restore waits to put its folders in place: the folders
             // there now are those it replaces.)
-            let restoring = self
-                .store()
-                .read(|tx| tx.meta(crate::store::RESTORE_UNFINISHED))?
-                .is_some();
-            if !restoring
-                && let Some(unmarked) = self.store().read(|tx| tx.meta(FOLDERS_UNMARKED))?
-            {
+            let (restoring, unmarked) = self.store().read(|tx| {
+                let [restoring, unmarked] = <[_; 2]>::try_from(crate::store::metas(
+                    tx,
+                    &[crate::store::RESTORE_UNFINISHED, FOLDERS_UNMARKED],
+                )?)
+                .unwrap_or_default();
+                Ok((restoring.is_some(), unmarked))
+            })?;
+            if !restoring && let Some(unmarked) = unmarked {
                 // Older builds wrote `1`: every user's uid was new then.
                 let fresh = serde_json::from_slice::<UnmarkedFolders>(&unmarked)
                     .ok()

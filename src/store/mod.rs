@@ -84,8 +84,8 @@ pub(crate) use table::{
 };
 pub(crate) use tx::damaged_shapes;
 pub(crate) use tx::meta_entry_sound;
-pub(crate) use tx::stopped_operations;
 pub(crate) use tx::{
     ADOPT_UNFINISHED, BORN_AT, CONTENT_MARKS, IMPORT_UNFINISHED, MOVE_UNFINISHED, MOVED_TO,
     RESET_UNFINISHED, RESTORE_UNFINISHED, STORE_ID, STORE_INSTANCE, UNFINISHED_MARKS, born_at,
 };
+pub(crate) use tx::{metas, stopped_operations};
