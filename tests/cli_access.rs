@@ -2586,3 +2586,143 @@ fn user_disable_revoke_keys_revokes_them_for_good() {
         "{help}"
     );
 }
+
+/// An org key made by a member grants no more than they hold now: when a role revoke takes
+/// a scope from its maker, the revoke names the key, `apikey verify` says the key no longer
+/// grants that scope and `apikey list` shows it `narrowed` (it said "valid … scopes *" as
+/// if nothing changed); while its maker is disabled, verify gives the reason
+/// `maker_disabled` (it said "it is valid now … verify it again"), and list says so too.
+/// An operator's verify records no use of the key.
+#[test]
+fn an_org_key_whose_maker_lost_a_scope_or_was_disabled_says_so() {
+    let cli = Cli::new();
+    cli.init();
+    let id = |v: serde_json::Value| v["id"].as_u64().unwrap();
+    let wes = id(cli.json(&["user", "create", "wes@example.com"], None));
+    cli.json(&["user", "create", "bea@example.com"], None);
+    cli.expect(
+        &["role", "create", "writer", "--permission", "posts.write"],
+        None,
+        0,
+    );
+    cli.expect(&["role", "grant", "wes@example.com", "writer"], None, 0);
+    cli.expect(
+        &[
+            "org",
+            "create",
+            "Team",
+            "--slug",
+            "team",
+            "--owner",
+            "bea@example.com",
+        ],
+        None,
+        0,
+    );
+    cli.expect(
+        &[
+            "org",
+            "add-member",
+            "team",
+            "wes@example.com",
+            "--role",
+            "admin",
+        ],
+        None,
+        0,
+    );
+    let (key, _) = cli.expect(
+        &[
+            "apikey",
+            "create",
+            "--org",
+            "team",
+            "--scope",
+            "posts.write",
+            "--created-by",
+            "wes@example.com",
+        ],
+        None,
+        0,
+    );
+    let key = key.trim().to_string();
+    let verify = || cli.json(&["apikey", "verify", "--key-stdin"], Some(&key));
+    assert!(verify().get("narrowed").is_none());
+    let (out, _) = cli.expect(&["role", "revoke", "wes@example.com", "writer"], None, 0);
+    assert!(
+        out.contains(&format!(
+            "1 org API key(s) now grant less, their makers no longer holding some of their \
+             scopes: {} (user {wes} lacks posts.write)",
+            &key[..12]
+        )),
+        "{out}"
+    );
+    let v = verify();
+    assert_eq!(
+        v["narrowed"],
+        json!({"maker": wes, "lacks": ["posts.write"]}),
+        "{v}"
+    );
+    let (out, _) = cli.expect(&["apikey", "verify", "--key-stdin"], Some(&key), 0);
+    assert!(
+        out.contains(&format!(
+            "but user {wes}, who made it, no longer holds posts.write, so it does not grant it"
+        )),
+        "{out}"
+    );
+    let list = cli.json(&["apikey", "list", "--org", "team"], None);
+    assert_eq!(list[0]["status"], "narrowed", "{list}");
+    // An operator's look is no use of the key.
+    assert_eq!(list[0]["last_used_at"], json!(null), "{list}");
+    cli.expect(&["role", "grant", "wes@example.com", "writer"], None, 0);
+    cli.expect(&["user", "disable", "wes@example.com"], None, 0);
+    let (_, err) = cli.expect(&["apikey", "verify", "--key-stdin"], Some(&key), 1);
+    assert!(
+        err.contains(&format!("user {wes}, who made this key of org "))
+            && err.contains("is disabled; it verifies again once they are enabled"),
+        "{err}"
+    );
+    let list = cli.json(&["apikey", "list", "--org", "team"], None);
+    assert_eq!(list[0]["status"], "maker_disabled", "{list}");
+    cli.expect(&["user", "enable", "wes@example.com"], None, 0);
+    assert!(verify().get("narrowed").is_none());
+}
+
+/// A user who must change their password holds no permission until they do (as the web
+/// layer answers): `user can` says no and why, `user permissions` says so above what their
+/// roles give, and `apikey verify` of their key says it grants nothing until then.
+#[test]
+fn a_user_who_must_change_their_password_holds_no_permission_for_the_operator_either() {
+    let cli = Cli::new();
+    let ann = with_user(&cli);
+    let (key, _) = cli.expect(&["apikey", "create", "--user", "ann@example.com"], None, 0);
+    cli.expect(&["user", "can", "ann@example.com", "basic_access"], None, 0);
+    cli.expect(
+        &[
+            "user",
+            "set-password",
+            "ann@example.com",
+            "--password-stdin",
+            "--must-change",
+        ],
+        Some("a new password\n"),
+        0,
+    );
+    let (out, _) = cli.expect(&["user", "can", "ann@example.com", "basic_access"], None, 1);
+    assert!(
+        out.contains(&format!(
+            "user {ann} may not basic_access (they must change their password first"
+        )),
+        "{out}"
+    );
+    let (out, _) = cli.expect(&["user", "permissions", "ann@example.com"], None, 0);
+    assert!(
+        out.contains("must change their password first: no permissions until they do"),
+        "{out}"
+    );
+    let (out, _) = cli.expect(&["apikey", "verify", "--key-stdin"], Some(key.trim()), 0);
+    assert!(
+        out.contains("but its owner must change their password first, so it grants nothing"),
+        "{out}"
+    );
+}

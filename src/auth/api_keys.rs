@@ -168,26 +168,61 @@ pub struct ApiKeySpec {
     /// member is revoked when they leave the org
     /// ([`Orgs::remove_member`](crate::auth::orgs::Orgs::remove_member)), are made a plain
     /// member of it ([`Orgs::set_role`](crate::auth::orgs::Orgs::set_role)) or are deleted, and
-    /// does not verify while they are disabled, so that no key outlives its maker's access
-    /// unnoticed; `None` (an operator, the application itself) makes a key that stays until
+    /// does not verify while they are disabled, nor grant a scope they no longer hold, so
+    /// that no key outlives its maker's access unnoticed; `None` (an operator, the application itself) makes a key that stays until
     /// it is revoked, with whatever scopes the operator gives it.
     pub created_by: Option<u64>,
 }
 
-/// Whether the owner of a key may use it: a user who exists and is active, or an org that
-/// exists; and for an org's key made by a member, that member is not disabled (a maker
-/// deleted took their org keys with them). In a read or a write transaction alike.
-fn owner_and_maker_active<S: Source + ?Sized>(tx: &S, k: &ApiKey) -> Result<bool> {
+/// What keeps a key from verifying now though it is neither revoked nor expired (its owner:
+/// a user who is gone or disabled, an org that is gone; for an org's key made by a member,
+/// that maker disabled), or, with `scopes`, what narrows it: the scopes of an org's key its
+/// maker no longer holds, which it does not grant (`redkeep::web::Caller` grants an org's
+/// key no more than its maker holds at each request). Each lifts by itself when the cause
+/// does (the user enabled, the role granted again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Holdup {
+    /// The owner no longer exists.
+    OwnerMissing,
+    /// The owning user is disabled.
+    OwnerDisabled,
+    /// The member who made the org's key is disabled.
+    MakerDisabled(u64),
+    /// The member who made the org's key no longer holds these of its scopes: the key
+    /// verifies, and grants the rest.
+    MakerLacks(u64, Vec<String>),
+}
+
+/// What keeps `k` from verifying, or with `scopes` narrows it, as [`Holdup`] says, if
+/// anything. (A maker deleted took their org keys with them.) In a read or a write
+/// transaction alike.
+pub(crate) fn holdup<S: Source>(tx: &S, k: &ApiKey, scopes: bool) -> Result<Option<Holdup>> {
     let users = Table::<User, S>::new(tx);
     Ok(match k.owner {
-        KeyOwner::User(id) => users.get(&id)?.is_some_and(|u| u.is_active),
-        KeyOwner::Org(id) => {
-            Table::<Org, S>::new(tx).contains(&id)?
-                && match k.created_by {
-                    Some(by) => users.get(&by)?.is_none_or(|u| u.is_active),
-                    None => true,
-                }
-        }
+        KeyOwner::User(id) => match users.get(&id)? {
+            None => Some(Holdup::OwnerMissing),
+            Some(u) if !u.is_active => Some(Holdup::OwnerDisabled),
+            Some(_) => None,
+        },
+        KeyOwner::Org(id) if !Table::<Org, S>::new(tx).contains(&id)? => Some(Holdup::OwnerMissing),
+        KeyOwner::Org(_) => match k.created_by.map(|by| users.get(&by)).transpose()?.flatten() {
+            None => None,
+            Some(maker) if !maker.is_active => Some(Holdup::MakerDisabled(maker.id)),
+            Some(_) if !scopes => None,
+            Some(maker) => {
+                let held = super::roles::permissions_in(tx, &maker)?;
+                let lacks: Vec<String> = if held.contains(super::roles::ALL_PERMISSIONS) {
+                    Vec::new()
+                } else {
+                    k.scopes
+                        .iter()
+                        .filter(|s| !held.contains(*s))
+                        .cloned()
+                        .collect()
+                };
+                (!lacks.is_empty()).then_some(Holdup::MakerLacks(maker.id, lacks))
+            }
+        },
     })
 }
 
@@ -519,11 +554,20 @@ impl ApiKeys<'_> {
 
     /// Checks a key: it must exist, not be revoked or expired, and its owner must exist (and,
     /// for a user, be active); an org's key made by a member does not verify while that
-    /// member is disabled (it does again if they are enabled). Refreshes `last_used_at` at most once per interval.
+    /// member is disabled (it does again once they are enabled). Such a key grants no more
+    /// than that member holds at each use: `redkeep::web::Caller` narrows it so; an
+    /// application that reads the scopes of the key returned here must do the same.
+    /// Refreshes `last_used_at` at most once per interval.
     ///
     /// # Errors
     /// `InvalidCredential` for every failure, alike.
     pub fn verify(&self, key: &str) -> Result<ApiKey> {
+        self.verify_as(key, true)
+    }
+
+    /// [`ApiKeys::verify`], recording the use only when `record_use`: an operator's look
+    /// (`redkeep apikey verify`) is no use of the key.
+    pub(crate) fn verify_as(&self, key: &str, record_use: bool) -> Result<ApiKey> {
         let key = key.trim();
         if !token::looks_like(API_KEY_PREFIX, key) {
             return Err(Self::invalid());
@@ -534,7 +578,7 @@ impl ApiKeys<'_> {
             let Some(k) = tx.table::<ApiKey>().get(&hash)? else {
                 return Ok(None);
             };
-            Ok(owner_and_maker_active(tx, &k)?.then_some(k))
+            Ok(holdup(tx, &k, false)?.is_none().then_some(k))
         })?;
         let k = found.ok_or_else(Self::invalid)?;
         let usable = token::hashes_equal(&k.hash, &hash)
@@ -545,7 +589,10 @@ impl ApiKeys<'_> {
         }
         let interval =
             i64::try_from(self.acc.policy.api_key_touch_interval.as_secs()).unwrap_or(i64::MAX);
-        if k.last_used_at.is_none_or(|t| now.since(t) >= interval) && self.acc.records_uses() {
+        if record_use
+            && k.last_used_at.is_none_or(|t| now.since(t) >= interval)
+            && self.acc.records_uses()
+        {
             let touched = self.acc.store.write(|tx| {
                 let t = tx.table::<ApiKey>();
                 let Some(mut k) = t.get(&hash)? else {
@@ -553,7 +600,7 @@ impl ApiKeys<'_> {
                 };
                 // Decided again here: a revoke, or its owner disabled or deleted, since the
                 // read above must not let this use through.
-                if !owner_and_maker_active(tx, &k)?
+                if holdup(tx, &k, false)?.is_some()
                     || k.revoked_at.is_some()
                     || k.expires_at.is_some_and(|e| now >= e)
                 {
@@ -576,6 +623,13 @@ impl ApiKeys<'_> {
             };
         }
         Ok(k)
+    }
+
+    /// What keeps `k` from verifying besides its revocation or expiry (its owner, or the
+    /// member who made an org's key), or narrows what it grants, if anything.
+    #[cfg(feature = "admin")]
+    pub(crate) fn holdup(&self, k: &ApiKey) -> Result<Option<Holdup>> {
+        self.acc.read(|tx| holdup(tx, k, true))
     }
 
     /// Finds a key by its prefix (or full key), revoked and expired ones too.

@@ -203,7 +203,20 @@ impl Sessions<'_> {
             return Err(Self::invalid());
         }
         let hash = token::hash_token(token);
-        self.check(Some(&hash), |t| t.get(&hash))
+        self.check(Some(&hash), true, |t| t.get(&hash))
+    }
+
+    /// [`Sessions::validate`] for an operator's look (`redkeep session validate`): the same
+    /// answer, but no use recorded, so the check neither makes the session look used nor
+    /// keeps it from its idle timeout.
+    #[cfg(feature = "admin")]
+    pub(crate) fn validate_quietly(&self, token: &str) -> Result<(User, Session)> {
+        let token = token.trim();
+        if !token::looks_like(SESSION_PREFIX, token) {
+            return Err(Self::invalid());
+        }
+        let hash = token::hash_token(token);
+        self.check(Some(&hash), false, |t| t.get(&hash))
     }
 
     /// [`Sessions::validate`] of the session with this short id, which must be `user`'s: a
@@ -211,16 +224,18 @@ impl Sessions<'_> {
     /// `redkeep::web::Backend`), never with a secret.
     #[cfg(feature = "axum-login")]
     pub(crate) fn validate_login(&self, short_id: &str, user: u64) -> Result<(User, Session)> {
-        self.check(None, |t| {
+        self.check(None, true, |t| {
             Ok(t.get_by(&Session::SHORT_ID, &key!(short_id))?
                 .filter(|s| s.user_id == user))
         })
     }
 
-    /// Validation of the session `find` reads (whose hash must equal `hash`, when given).
+    /// Validation of the session `find` reads (whose hash must equal `hash`, when given),
+    /// recording the use when `record_use`.
     fn check(
         &self,
         hash: Option<&TokenHash>,
+        record_use: bool,
         find: impl FnOnce(&Table<Session, ReadTx<'_>>) -> Result<Option<Session>>,
     ) -> Result<(User, Session)> {
         let now = self.acc.now();
@@ -252,7 +267,8 @@ impl Sessions<'_> {
             .touch_interval
             .as_secs()
             .min(session.idle_timeout_secs / 2);
-        if now.since(session.last_seen_at) >= i64::try_from(interval).unwrap_or(i64::MAX)
+        if record_use
+            && now.since(session.last_seen_at) >= i64::try_from(interval).unwrap_or(i64::MAX)
             && self.acc.records_uses()
         {
             let touched = self.acc.store.write(|tx| {

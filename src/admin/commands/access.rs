@@ -8,7 +8,7 @@ use crate::admin::io::{Io, MAX_INPUT_BYTES, read_text};
 use crate::admin::reply::{Reply, user_json};
 use crate::admin::reply::{opt, yes_no};
 use crate::auth::agents::{AgentSession, AgentSpec, AgentState};
-use crate::auth::api_keys::{ApiKey, ApiKeySpec, KeyOwner};
+use crate::auth::api_keys::{ApiKey, ApiKeySpec, Holdup, KeyOwner};
 use crate::auth::audit::AuditEvent;
 use crate::auth::roles::{ADMIN_ROLE, ALL_PERMISSIONS, Role, RoleSpec};
 use crate::auth::sessions::{LoginMeta, Session};
@@ -315,7 +315,9 @@ pub enum ApiKeyCmd {
     /// not gives `{"valid": false, "reason", "prefix", "message"}`, `reason` being one of
     /// `malformed` (not the shape of a key), `unknown` (no key has its prefix),
     /// `wrong_secret` (a key has its prefix, but this is not its secret), `revoked`,
-    /// `expired`, `owner_disabled`, `owner_missing`, or `changed` (it verifies now);
+    /// `expired`, `owner_disabled`, `owner_missing`, `maker_disabled` (the member who made an
+    /// org's key is disabled), or `changed` (it verifies now); a key that verifies but whose
+    /// maker no longer holds some of its scopes says so, and `"narrowed"` lists them;
     /// `prefix` is null for a malformed key, and `message` is the line on stderr.
     Verify {
         /// Read the key from stdin (required).
@@ -440,6 +442,7 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
             Ok(Reply::text(json, lines))
         }
         RoleCmd::Delete { name } => {
+            let before = working_made_keys(rk, None)?;
             let (r, revoked) = rk.roles().delete_revoking(name)?;
             let mut json = role_json(&r);
             json["revoked_from"] = json!(revoked);
@@ -463,7 +466,9 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
                     )
                 }
             };
-            Ok(Reply::text(json, vec![line]))
+            let mut lines = vec![line];
+            lines.extend(keys_narrowed(rk, &before)?);
+            Ok(Reply::text(json, lines))
         }
         RoleCmd::Grant { user, role } => {
             let u = rk.users().find(user)?;
@@ -487,6 +492,7 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
             // Like a second grant, a second revoke reaches the state asked for: it says so
             // and succeeds, so a script can run it again. (An assignment that is there,
             // active or not, is removed.)
+            let before = working_made_keys(rk, Some(u.id))?;
             let r = match rk.roles().revoke(u.id, role, None) {
                 Err(Error::NotFound { .. }) => {
                     return Ok(Reply::text(
@@ -499,12 +505,57 @@ pub fn role(rk: &Redkeep, cmd: &RoleCmd) -> Result<Reply> {
                 }
                 other => other?,
             };
+            let mut lines = vec![format!("revoked role {} from user {}", r.name, u.id)];
+            lines.extend(keys_narrowed(rk, &before)?);
             Ok(Reply::text(
                 json!({"user_id": u.id, "role": r.name, "revoked": true, "already": false}),
-                vec![format!("revoked role {} from user {}", r.name, u.id)],
+                lines,
             ))
         }
     }
+}
+
+/// The org keys made by a member (by `maker`, or by anyone) that verify now, whole.
+fn working_made_keys(rk: &Redkeep, maker: Option<u64>) -> Result<Vec<ApiKey>> {
+    let keys = match maker {
+        Some(by) => rk.api_keys().list_made_by(by, usize::MAX)?,
+        None => rk.api_keys().list(None, usize::MAX)?,
+    };
+    let now = rk.now();
+    let mut working = Vec::new();
+    for k in keys {
+        if k.created_by.is_some()
+            && matches!(k.owner, KeyOwner::Org(_))
+            && key_status(&k, now, rk.api_keys().holdup(&k)?.as_ref()) == "active"
+        {
+            working.push(k);
+        }
+    }
+    Ok(working)
+}
+
+/// A line naming the keys of `before` that a change of roles narrowed, their makers no
+/// longer holding some of their scopes (none when it left them whole).
+fn keys_narrowed(rk: &Redkeep, before: &[ApiKey]) -> Result<Option<String>> {
+    let mut narrowed = Vec::new();
+    for k in before {
+        if let Some(Holdup::MakerLacks(by, lacks)) = rk.api_keys().holdup(k)? {
+            narrowed.push(format!(
+                "{} (user {by} lacks {})",
+                k.prefix,
+                lacks.join(", ")
+            ));
+        }
+    }
+    Ok((!narrowed.is_empty()).then(|| {
+        format!(
+            "{} org API key(s) now grant less, their makers no longer holding some of their \
+             scopes: {}; a key grants no more than its maker holds, and the rest again once \
+             they hold it (`redkeep apikey revoke PREFIX` ends one for good)",
+            narrowed.len(),
+            crate::top::first_few(&narrowed, 5)
+        )
+    }))
 }
 
 /// Whether `r` is a role other than `admin` that holds `*`: it lets its users do everything,
@@ -540,10 +591,19 @@ pub fn permissions(rk: &Redkeep, who: &str) -> Result<Reply> {
     let mut lines = vec![format!("user {} roles: {}", u.id, roles.join(", "))];
     if !u.is_active {
         lines.push("disabled: no permissions".into());
+    } else if u.must_change_password {
+        lines.push(
+            "must change their password first: no permissions until they do (their roles give \
+             these then)"
+                .into(),
+        );
     }
     lines.extend(perms.iter().cloned());
     Ok(Reply::text(
-        json!({"user_id": u.id, "roles": roles, "permissions": perms}),
+        json!({
+            "user_id": u.id, "roles": roles, "permissions": perms,
+            "is_active": u.is_active, "must_change_password": u.must_change_password,
+        }),
         lines,
     ))
 }
@@ -596,64 +656,25 @@ fn session_status(s: &Session, now: Timestamp) -> &'static str {
     }
 }
 
-/// Whether a key's owner may use it, as `verify` decides: a user who exists and is active,
-/// or an org that exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OwnerState {
-    Active,
-    Disabled,
-    Missing,
-}
-
 /// Whether a listed key still verifies: `active`, `expired`, `revoked`, or, for a key that
-/// would verify but for its owner, `owner_disabled` (a disabled user) or `owner_missing`.
-fn key_status(k: &ApiKey, now: Timestamp, owner: OwnerState) -> &'static str {
+/// would verify but for its owner or maker (`holdup`), `owner_disabled` (a disabled user),
+/// `owner_missing` or `maker_disabled` (the member who made an org's key is disabled); and
+/// `narrowed` for one that verifies but whose maker no longer holds some of its scopes,
+/// which it then does not grant.
+fn key_status(k: &ApiKey, now: Timestamp, holdup: Option<&Holdup>) -> &'static str {
     if k.revoked_at.is_some() {
         "revoked"
     } else if k.expires_at.is_some_and(|e| e <= now) {
         "expired"
     } else {
-        match owner {
-            OwnerState::Active => "active",
-            OwnerState::Disabled => "owner_disabled",
-            OwnerState::Missing => "owner_missing",
+        match holdup {
+            None => "active",
+            Some(Holdup::OwnerDisabled) => "owner_disabled",
+            Some(Holdup::OwnerMissing) => "owner_missing",
+            Some(Holdup::MakerDisabled(_)) => "maker_disabled",
+            Some(Holdup::MakerLacks(..)) => "narrowed",
         }
     }
-}
-
-/// A key's owner as a map key: whether it is an org, and its id.
-fn owner_id(owner: KeyOwner) -> (bool, u64) {
-    match owner {
-        KeyOwner::User(u) => (false, u),
-        KeyOwner::Org(o) => (true, o),
-    }
-}
-
-/// The state of each distinct owner of `keys`, read once each.
-fn owner_states(
-    rk: &Redkeep,
-    keys: &[ApiKey],
-) -> Result<std::collections::HashMap<(bool, u64), OwnerState>> {
-    let mut states = std::collections::HashMap::new();
-    for k in keys {
-        let id = owner_id(k.owner);
-        if states.contains_key(&id) {
-            continue;
-        }
-        let state = match k.owner {
-            KeyOwner::User(u) => match rk.users().get(u)? {
-                Some(u) if u.is_active => OwnerState::Active,
-                Some(_) => OwnerState::Disabled,
-                None => OwnerState::Missing,
-            },
-            KeyOwner::Org(o) => match rk.orgs().get(o)? {
-                Some(_) => OwnerState::Active,
-                None => OwnerState::Missing,
-            },
-        };
-        states.insert(id, state);
-    }
-    Ok(states)
 }
 
 /// A refused token or key (`e`) with why, for an operator: the library's answer is the
@@ -726,11 +747,8 @@ fn why_key_invalid(rk: &Redkeep, key: &str) -> Result<KeyInvalid> {
         }
         Err(e) => return Err(e),
     };
-    let owner = owner_states(rk, std::slice::from_ref(&k))?
-        .get(&owner_id(k.owner))
-        .copied()
-        .unwrap_or(OwnerState::Missing);
-    match key_status(&k, rk.now(), owner) {
+    let holdup = rk.api_keys().holdup(&k)?;
+    match key_status(&k, rk.now(), holdup.as_ref()) {
         "revoked" => said(
             "revoked",
             format!("it was revoked at {}", opt(&k.revoked_at)),
@@ -743,6 +761,15 @@ fn why_key_invalid(rk: &Redkeep, key: &str) -> Result<KeyInvalid> {
         "owner_missing" => said(
             "owner_missing",
             format!("its owner, {}, no longer exists", k.owner),
+        ),
+        "maker_disabled" => said(
+            "maker_disabled",
+            format!(
+                "user {}, who made this key of {}, is disabled; it verifies again once they \
+                 are enabled (or revoke it and make another)",
+                k.created_by.unwrap_or_default(),
+                k.owner
+            ),
         ),
         _ => said(
             "changed",
@@ -810,7 +837,7 @@ pub fn session(rk: &Redkeep, cmd: &SessionCmd, stdin: Stdin<'_>) -> Result<Reply
             let token = stdin.secret("--token-stdin")?;
             let (u, s) = rk
                 .sessions()
-                .validate(token)
+                .validate_quietly(token)
                 .map_err(|e| said_why(e, || why_session_invalid(rk, token)))?;
             let mut json = session_json(&s);
             json["user"] = user_json(&u);
@@ -1161,21 +1188,22 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                 None => rk.api_keys().list(owner, usize::MAX)?,
             };
             let now = rk.now();
-            let owners = owner_states(rk, &list)?;
-            let status = |k: &ApiKey| {
-                // Every owner of `list` is in `owners`.
-                let owner = owners
-                    .get(&owner_id(k.owner))
-                    .copied()
-                    .unwrap_or(OwnerState::Missing);
-                key_status(k, now, owner)
-            };
+            let holdups = list
+                .iter()
+                .map(|k| rk.api_keys().holdup(k))
+                .collect::<Result<Vec<_>>>()?;
+            let statuses: Vec<&str> = list
+                .iter()
+                .zip(&holdups)
+                .map(|(k, h)| key_status(k, now, h.as_ref()))
+                .collect();
             let rows = list
                 .iter()
-                .map(|k| {
+                .zip(&statuses)
+                .map(|(k, status)| {
                     vec![
                         k.prefix.clone(),
-                        status(k).to_string(),
+                        status.to_string(),
                         k.owner.to_string(),
                         k.created_by
                             .map_or_else(|| "-".into(), |u| format!("user {u}")),
@@ -1188,9 +1216,10 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
                 .collect();
             let json = Value::Array(
                 list.iter()
-                    .map(|k| {
+                    .zip(&statuses)
+                    .map(|(k, status)| {
                         let mut j = key_json(k);
-                        j["status"] = status(k).into();
+                        j["status"] = (*status).into();
                         j
                     })
                     .collect(),
@@ -1257,7 +1286,7 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
         )),
         ApiKeyCmd::Verify { .. } => {
             let key = stdin.secret("--key-stdin")?;
-            let k = match rk.api_keys().verify(key) {
+            let k = match rk.api_keys().verify_as(key, false) {
                 Ok(k) => k,
                 // Said as a failed reply, whose JSON says why in one word.
                 Err(e @ Error::InvalidCredential { .. }) => {
@@ -1278,10 +1307,37 @@ pub fn apikey(rk: &Redkeep, cmd: &ApiKeyCmd, stdin: Stdin<'_>) -> Result<Reply> 
             };
             let mut json = key_json(&k);
             json["valid"] = json!(true);
+            let narrowed = match rk.api_keys().holdup(&k)? {
+                Some(Holdup::MakerLacks(by, lacks)) => {
+                    json["narrowed"] = json!({"maker": by, "lacks": lacks});
+                    format!(
+                        "; but user {by}, who made it, no longer holds {}, so it does not grant \
+                         {} (a key grants no more than its maker holds; again once they do)",
+                        lacks.join(", "),
+                        if lacks.len() == 1 { "it" } else { "them" }
+                    )
+                }
+                _ => String::new(),
+            };
+            // A user's key grants nothing while its owner must change their password (as
+            // the web layer's `Caller` answers).
+            let must_change = match k.owner {
+                KeyOwner::User(u) => rk.users().get(u)?.is_some_and(|u| u.must_change_password),
+                KeyOwner::Org(_) => false,
+            };
+            json["owner_must_change_password"] = json!(must_change);
+            let narrowed = if must_change {
+                format!(
+                    "{narrowed}; but its owner must change their password first, so it grants \
+                     nothing until they do"
+                )
+            } else {
+                narrowed
+            };
             Ok(Reply::text(
                 json,
                 vec![format!(
-                    "valid: api key {} for {}, scopes {}",
+                    "valid: api key {} for {}, scopes {}{narrowed}",
                     k.prefix,
                     k.owner,
                     key_grants(&k).1
@@ -1463,22 +1519,24 @@ mod tests {
             revoked_at: None,
             created_by: None,
         };
-        let active = OwnerState::Active;
-        assert_eq!(key_status(&key, Timestamp(199), active), "active");
-        assert_eq!(key_status(&key, Timestamp(200), active), "expired");
+        assert_eq!(key_status(&key, Timestamp(199), None), "active");
+        assert_eq!(key_status(&key, Timestamp(200), None), "expired");
         key.revoked_at = Some(Timestamp(150));
-        assert_eq!(key_status(&key, Timestamp(160), active), "revoked");
+        assert_eq!(key_status(&key, Timestamp(160), None), "revoked");
         key.revoked_at = None;
         key.expires_at = None;
-        assert_eq!(key_status(&key, Timestamp(i64::MAX), active), "active");
-        // A key that would verify but for its owner says why it does not.
-        assert_eq!(
-            key_status(&key, Timestamp(160), OwnerState::Disabled),
-            "owner_disabled"
-        );
-        assert_eq!(
-            key_status(&key, Timestamp(160), OwnerState::Missing),
-            "owner_missing"
-        );
+        assert_eq!(key_status(&key, Timestamp(i64::MAX), None), "active");
+        // A key that would verify but for its owner or maker says why it does not.
+        for (holdup, status) in [
+            (Holdup::OwnerDisabled, "owner_disabled"),
+            (Holdup::OwnerMissing, "owner_missing"),
+            (Holdup::MakerDisabled(2), "maker_disabled"),
+            (
+                Holdup::MakerLacks(2, vec!["posts.write".into()]),
+                "narrowed",
+            ),
+        ] {
+            assert_eq!(key_status(&key, Timestamp(160), Some(&holdup)), status);
+        }
     }
 }

@@ -744,11 +744,19 @@ pub fn run(rk: &Redkeep, cmd: &UserCmd, stdin: Stdin<'_>, io: Io<'_>) -> Result<
             // A name no role could grant is a typo, not a "no".
             crate::auth::roles::validate_permission(permission)?;
             let u = rk.users().find(user)?;
-            let yes = u.is_active && rk.roles().has_permission(u.id, permission)?;
+            let granted = u.is_active && rk.roles().has_permission(u.id, permission)?;
+            // Until they change their password, a user holds no permission (as the web
+            // layer's `Caller` answers), whatever their roles give.
+            let yes = granted && !u.must_change_password;
             let verb = if yes { "may" } else { "may not" };
+            let why = if granted && !yes {
+                " (they must change their password first; their roles give it once they do)"
+            } else {
+                ""
+            };
             let mut reply = Reply::text(
                 json!({"user_id": u.id, "permission": permission, "allowed": yes}),
-                vec![format!("user {} {verb} {permission}", u.id)],
+                vec![format!("user {} {verb} {permission}{why}", u.id)],
             );
             reply.exit_code = u8::from(!yes);
             Ok(reply)
