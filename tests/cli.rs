@@ -1031,3 +1031,48 @@ fn cheap_argon2_settings_are_warned_about_where_a_hash_is_made() {
         "{out:?}"
     );
 }
+
+/// A global option given both before and after the command is refused (exit 2, nothing
+/// done), as clap refuses it twice at one level: it took the last one, so `redkeep
+/// --data-dir A user delete X --data-dir B` deleted X from B. A value after `--` is no
+/// option.
+#[test]
+fn a_global_option_given_at_two_levels_is_refused() {
+    let cli = Cli::new();
+    cli.init();
+    cli.json(&["user", "create", "ann@example.com"], None);
+    let other = cli.dir.path().join("other");
+    let data = cli.data().display().to_string();
+    let (_, err) = cli.expect(
+        &[
+            "--data-dir",
+            &other.display().to_string(),
+            "user",
+            "delete",
+            "ann@example.com",
+            "--data-dir",
+            &data,
+        ],
+        None,
+        2,
+    );
+    assert_eq!(
+        err,
+        "error: --data-dir is given more than once (before and after the command, say); give \
+         it once, so that it is clear which one counts\n"
+    );
+    let (_, err) = cli.expect(
+        &["--max-pieces=5", "user", "list", "--max-pieces", "6"],
+        None,
+        2,
+    );
+    assert!(
+        err.contains("--max-pieces is given more than once"),
+        "{err}"
+    );
+    let users = cli.json(&["user", "list"], None);
+    assert_eq!(users.as_array().map(Vec::len), Some(1), "{users}");
+    // After `--`, the same words are values.
+    let (_, err) = cli.expect(&["user", "create", "--", "--data-dir"], None, 1);
+    assert!(err.contains("has no @"), "{err}");
+}

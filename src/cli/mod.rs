@@ -498,6 +498,10 @@ pub fn main() -> ExitCode {
             default_hook(info);
         }
     }));
+    if let Some(line) = repeated_option(std::env::args_os().skip(1)) {
+        say!("error: {}", render::error_line(&line));
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help, --version, and a command group given without its command: the help.
@@ -569,6 +573,35 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The refusal of a global option that takes a value given twice (`args`: the arguments
+/// after the program's name): clap refuses that at one level, but takes the last of two
+/// given at different levels (`redkeep --data-dir A user delete X --data-dir B` acted on B),
+/// and a wrapper script adding its own `--data-dir` would be overridden without a word.
+fn repeated_option(args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
+    use clap::CommandFactory;
+    let globals: Vec<String> = Cli::command()
+        .get_arguments()
+        .filter(|a| a.is_global_set() && a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for arg in args {
+        let arg = arg.to_string_lossy();
+        // What follows `--` is no option.
+        if arg == "--" {
+            break;
+        }
+        let name = arg.split('=').next().unwrap_or(&arg);
+        if globals.iter().any(|g| g == name) && !seen.insert(name.to_string()) {
+            return Some(format!(
+                "{name} is given more than once (before and after the command, say); give \
+                 it once, so that it is clear which one counts"
+            ));
+        }
+    }
+    None
 }
 
 fn init_logging(verbose: u8) {
