@@ -418,6 +418,7 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
     use unicode_normalization::UnicodeNormalization;
     let email = normalize_email(raw)?;
     refuse_xn_domain(raw, &email)?;
+    refuse_specials(raw, &email)?;
     if email.is_ascii() {
         return Ok(email);
     }
@@ -439,6 +440,43 @@ pub(crate) fn normalize_new_email(raw: &str) -> Result<String> {
         }
     }
     Ok(email)
+}
+
+/// Refuses, for a new address, what mail programs read otherwise than as one address: a
+/// character before the @ that RFC 5322 allows only inside quotes (`,` makes
+/// `victim,attacker@evil.example` two recipients in a `To:` header; `<`, `>`, `(`, `)`, `;`,
+/// `:`, `[`, `]`, `\` and `"` end or comment an address), and a domain whose last part is
+/// all digits (`x@a.1`: no top-level domain is).
+fn refuse_specials(raw: &str, email: &str) -> Result<()> {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Ok(());
+    };
+    if let Some(c) = local.chars().find(|c| "(),:;<>[]\\\"".contains(*c)) {
+        return Err(Error::invalid(
+            "email",
+            format!(
+                "{:?} has {c:?} before the @, which an address holds only inside quotes, and \
+                 mail programs read it as the end of the address or a list of addresses; \
+                 type the address without it",
+                cut_input(raw)
+            ),
+        ));
+    }
+    if domain
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(Error::invalid(
+            "email",
+            format!(
+                "{:?} ends in a top-level domain of digits, which no domain has; give a \
+                 domain like example.com after the @",
+                cut_input(raw)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// When all of `form` reads as plain (ASCII) letters, its letters that are not plain, each
@@ -1407,6 +1445,36 @@ mod tests {
         }
         // Only a label that starts with it: `xn--` elsewhere is a plain name.
         for plain in ["xn--jose@example.com", "ann@axn--b.com", "ann@ab--cd.com"] {
+            assert!(normalize_new_email(plain).is_ok(), "{plain}");
+        }
+    }
+
+    /// A new address with a character RFC 5322 allows only in quotes before the @ (one
+    /// that makes `victim,attacker@evil.example` two recipients), or a top-level domain of
+    /// digits, is refused naming it; a stored one still reads (its owner logs in), and the
+    /// characters an unquoted address may hold are taken.
+    #[test]
+    fn a_new_email_that_mail_programs_read_as_something_else_is_refused() {
+        for (email, says) in [
+            ("victim,attacker@evil.example", "has ',' before the @"),
+            ("a<b>@example.com", "has '<' before the @"),
+            ("a\"b@example.com", "has '\"' before the @"),
+            ("a\\b@example.com", "has '\\\\' before the @"),
+            ("a;b@example.com", "has ';' before the @"),
+            ("a(b)@example.com", "has '(' before the @"),
+            ("x@a.1", "ends in a top-level domain of digits"),
+            ("x@1.2.3.4", "ends in a top-level domain of digits"),
+        ] {
+            assert!(normalize_email(email).is_ok(), "{email} still reads");
+            let e = normalize_new_email(email).unwrap_err().to_string();
+            assert!(e.contains(says), "{email}: {e}");
+        }
+        for plain in [
+            "o'neil@example.com",
+            "a+tag@example.com",
+            "a!#$%&*/=?^_`{|}~-@example.com",
+            "ann@example.co1",
+        ] {
             assert!(normalize_new_email(plain).is_ok(), "{plain}");
         }
     }
