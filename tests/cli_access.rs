@@ -2726,3 +2726,41 @@ fn a_user_who_must_change_their_password_holds_no_permission_for_the_operator_ei
         "{out}"
     );
 }
+
+/// `user show` says no lock once the lock has run out (it kept printing the past time, and
+/// `--json` kept it, while `user unlock` said the user was not locked).
+#[test]
+fn user_show_gives_no_lock_once_it_has_run_out() {
+    use redkeep::admin::commands::UserCmd;
+    use redkeep::admin::{Command, Io, Quiet, Request, execute};
+    let t = common::TestDir::new();
+    let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(1_900_000_000)));
+    let rk = redkeep::Redkeep::open(t.path(), t.options().clock(clock.clone())).unwrap();
+    rk.users()
+        .create(redkeep::NewUser {
+            email: "ann@example.com".into(),
+            password: Some(redkeep::Secret::new(String::from("correct horse"))),
+            ..redkeep::NewUser::default()
+        })
+        .unwrap();
+    for _ in 0..10 {
+        let _ = rk.users().authenticate("ann@example.com", "wrong horse");
+    }
+    let show = || {
+        let req = Request::new(Command::User(UserCmd::Show {
+            user: "ann@example.com".into(),
+        }));
+        let (mut input, mut output) = (std::io::empty(), Vec::new());
+        let io = Io {
+            input: &mut input,
+            output: &mut output,
+            feedback: &Quiet,
+        };
+        execute(&rk, &req, io).unwrap()
+    };
+    let locked = show();
+    assert!(locked.json["locked_until"].is_string(), "{}", locked.json);
+    clock.advance(std::time::Duration::from_secs(61));
+    let free = show();
+    assert_eq!(free.json["locked_until"], json!(null), "{}", free.json);
+}

@@ -103,11 +103,19 @@ fn slugs_are_derived_validated_and_unique() {
     };
     assert_eq!(mk("Acme, Inc.", None).unwrap().slug, "acme-inc");
     assert_eq!(mk("ACME inc", None).unwrap().slug, "acme-inc-2");
-    assert_eq!(mk("x", Some("team-x")).unwrap().slug, "team-x");
-    assert!(matches!(
-        mk("y", Some("team-x")),
-        Err(Error::Conflict { index: "slug", .. })
-    ));
+    let team_x = mk("x", Some("team-x")).unwrap();
+    assert_eq!(team_x.slug, "team-x");
+    // A taken slug is said as the org that has it, not as an index.
+    match mk("y", Some("team-x")) {
+        Err(e @ Error::Conflict { index: "slug", .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "an org with slug team-x exists (id {}); give another slug",
+                team_x.id
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
     for bad in ["Team", "-x", "x-", "a b", "123", ""] {
         assert!(
             matches!(

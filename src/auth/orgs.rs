@@ -383,7 +383,30 @@ fn insert_org(
         updated_at: now,
         external_id: None,
     };
-    tx.table::<Org>().insert(&org)?;
+    tx.table::<Org>().insert(&org).map_err(|e| match e {
+        // Said as the user's and the role's are, not as the index it is.
+        Error::Conflict {
+            table,
+            index: "slug",
+            ..
+        } => {
+            let held = tx
+                .table::<Org>()
+                .get_by(&Org::SLUG, &key!(org.slug.as_str()))
+                .ok()
+                .flatten()
+                .map_or(String::new(), |o| format!(" (id {})", o.id));
+            Error::Conflict {
+                table,
+                index: "slug",
+                detail: format!(
+                    "an org with slug {} exists{held}; give another slug",
+                    org.slug
+                ),
+            }
+        }
+        e => e,
+    })?;
     tx.table::<OrgMember>().insert(&OrgMember {
         org_id: org.id,
         user_id: spec.owner,

@@ -329,7 +329,10 @@ fn usable_keys_of(rk: &Redkeep, user: u64) -> Result<usize> {
 }
 
 fn user_parts(rk: &Redkeep, u: &User, first: String) -> Result<(Value, Vec<String>)> {
-    let lockout = rk.users().lockout(u.id)?;
+    let mut lockout = rk.users().lockout(u.id)?;
+    // A lock that has run out is none (the record keeps its time until the next login).
+    let now = rk.now();
+    lockout.locked_until = lockout.locked_until.filter(|&t| now < t);
     // A custom role that holds `*` makes its user able to do everything, as an admin: said
     // beside `admin: no`, so an operator who looks for admins there does not miss them.
     let every: Vec<String> = rk
