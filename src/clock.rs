@@ -45,6 +45,11 @@ impl Timestamp {
         if let Some(t) = parse_utc(text) {
             return Some(t);
         }
+        // An offset (`+02:00`, `-05:30`): the same time read as UTC, moved by it.
+        if let Some((local, offset)) = split_offset(text) {
+            let t = Timestamp::parse(&format!("{local}Z"))?;
+            return Some(Timestamp(t.0.checked_sub(offset)?));
+        }
         let t = humantime::parse_rfc3339_weak(text).ok()?;
         let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
         Some(Timestamp(i64::try_from(secs).ok()?))
@@ -91,6 +96,31 @@ fn days_from_civil(y: i128, m: u32, d: u32) -> i128 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i128::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// `text` without its RFC 3339 offset (`…T10:00:00+02:00`), and the offset in seconds east
+/// of UTC; `None` when it ends otherwise.
+fn split_offset(text: &str) -> Option<(&str, i64)> {
+    let at = text.len().checked_sub(6)?;
+    let (local, offset) = (text.get(..at)?, text.get(at..)?.as_bytes());
+    let sign = match offset[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digit = |i: usize| {
+        offset[i]
+            .is_ascii_digit()
+            .then(|| i64::from(offset[i] - b'0'))
+    };
+    if offset[3] != b':' || !local.contains(['T', 't']) {
+        return None;
+    }
+    let (hours, minutes) = (digit(1)? * 10 + digit(2)?, digit(4)? * 10 + digit(5)?);
+    if hours > 23 || minutes > 59 || !local.ends_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    Some((local, sign * (hours * 3600 + minutes * 60)))
 }
 
 // `[+-]Y…Y-MM-DDTHH:MM:SSZ`, exactly as `Display` writes it.
@@ -261,6 +291,25 @@ mod tests {
         #[test]
         fn shown_timestamps_parse_back(t: i64) {
             prop_assert_eq!(Timestamp::parse(&Timestamp(t).to_string()), Some(Timestamp(t)));
+        }
+    }
+
+    /// A time with an offset is the UTC time it names (`audit prune --before` refused it).
+    #[test]
+    fn times_with_an_offset_are_read_as_the_utc_time_they_name() {
+        let utc = Timestamp::parse("2027-01-15T08:00:00Z").unwrap();
+        assert_eq!(Timestamp::parse("2027-01-15T10:00:00+02:00"), Some(utc));
+        assert_eq!(Timestamp::parse("2027-01-15T02:30:00-05:30"), Some(utc));
+        assert_eq!(Timestamp::parse("2027-01-15T08:00:00+00:00"), Some(utc));
+        assert_eq!(Timestamp::parse("2027-01-15T10:00:00.5+02:00"), Some(utc));
+        for bad in [
+            "2027-01-15T10:00:00+24:00",
+            "2027-01-15T10:00:00+02:60",
+            "2027-01-15T10:00:00+0200",
+            "2027-01-15+02:00",
+            "2027-02-31T10:00:00+02:00",
+        ] {
+            assert_eq!(Timestamp::parse(bad), None, "{bad}");
         }
     }
 

@@ -1203,3 +1203,35 @@ fn events_written_inside_with_origin_carry_it_and_those_outside_do_not() {
     let e = Origin::new("x".repeat(Origin::MAX_CHARS + 1)).unwrap_err();
     assert!(e.to_string().contains("at most 200 characters"), "{e}");
 }
+
+/// Creating an agent session under the id of one that expired and waits for its sweep (it
+/// reads as absent everywhere else) says so and how to free the id, rather than only that
+/// one "exists"; after the sweep the id is taken.
+#[test]
+fn an_agent_id_held_by_an_expired_session_says_how_to_free_it() {
+    let t = TestDir::new();
+    let clock = std::sync::Arc::new(redkeep::ManualClock::new(redkeep::Timestamp(1_900_000_000)));
+    let rk = redkeep::Redkeep::open(t.path(), t.options().clock(clock.clone())).unwrap();
+    let ann = rk.users().create(new_user("a@example.com")).unwrap().user;
+    let spec = || redkeep::auth::agents::AgentSpec {
+        id: "job1".into(),
+        user_id: ann.id,
+        name: "job".into(),
+        goal: "tidy".into(),
+        ttl: Some(Duration::from_secs(1)),
+    };
+    rk.agents().create(spec()).unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert!(rk.agents().get("job1").unwrap().is_none());
+    let e = rk.agents().create(spec()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "an agent session with id job1 exists: it expired at {} and waits for a sweep, \
+             which frees the id (`redkeep agent sweep`, or `redkeep agent delete job1`)",
+            redkeep::Timestamp(1_900_000_001)
+        )
+    );
+    rk.agents().sweep().unwrap();
+    rk.agents().create(spec()).unwrap();
+}

@@ -259,11 +259,27 @@ impl Agents<'_> {
                 Some(_) => {}
             }
             tx.table::<AgentSession>().insert(&a).map_err(|e| match e {
-                Error::Conflict { table, index, .. } => Error::Conflict {
-                    table,
-                    index,
-                    detail: format!("an agent session with id {} exists", a.id),
-                },
+                Error::Conflict { table, index, .. } => {
+                    // One that expired reads as absent everywhere else, until a sweep.
+                    let expired = tx
+                        .table::<AgentSession>()
+                        .get(&a.id)
+                        .ok()
+                        .flatten()
+                        .and_then(|old| old.expires_at.filter(|&e| now >= e))
+                        .map_or(String::new(), |e| {
+                            format!(
+                                ": it expired at {e} and waits for a sweep, which frees the id \
+                                 (`redkeep agent sweep`, or `redkeep agent delete {}`)",
+                                a.id
+                            )
+                        });
+                    Error::Conflict {
+                        table,
+                        index,
+                        detail: format!("an agent session with id {} exists{expired}", a.id),
+                    }
+                }
                 e => e,
             })?;
             Ok(a.clone())
