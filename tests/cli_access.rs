@@ -2764,3 +2764,36 @@ fn user_show_gives_no_lock_once_it_has_run_out() {
     let free = show();
     assert_eq!(free.json["locked_until"], json!(null), "{}", free.json);
 }
+
+/// `invite revoke` given more than a prefix but not the code (cut short, or mistyped) names
+/// the invite its prefix names and how to revoke it, and its warning does not call what was
+/// given the full code; a prefix no invite has is not found.
+#[test]
+fn invite_revoke_of_a_code_cut_short_names_the_invite_and_the_way_to_revoke_it() {
+    let cli = Cli::new();
+    cli.init();
+    let (code, _) = cli.expect(&["invite", "create"], None, 0);
+    let code = code.trim();
+    let prefix = &code[..12];
+    let (_, err) = cli.expect(&["invite", "revoke", &code[..16]], None, 1);
+    assert_eq!(
+        err,
+        format!(
+            "warning: pass only the prefix, {prefix}; what was given is now in your shell \
+             history and was in the process list\nerror: invalid invite: {prefix} names an \
+             invite, but the rest of what was given is not its code (cut short or \
+             mistyped?); to revoke that invite, give its prefix alone: `redkeep invite revoke \
+             {prefix}`\n"
+        )
+    );
+    let (_, err) = cli.expect(&["invite", "revoke", "rki_aaaaaaaaaaaaaa"], None, 1);
+    assert!(
+        err.ends_with("error: invite rki_aaaaaaaa not found\n"),
+        "{err}"
+    );
+    let (_, err) = cli.expect(&["invite", "revoke", code], None, 0);
+    assert!(
+        err.contains("the full invite code is now in your shell history"),
+        "{err}"
+    );
+}

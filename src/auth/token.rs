@@ -236,6 +236,15 @@ pub(crate) fn display_prefix(kind: &str, text: &str) -> String {
         .collect()
 }
 
+/// Whether `text`, of the shape of a token of `kind` ([`looks_like`]), is as long as one
+/// (not a part of one, cut short or run on).
+#[cfg(feature = "admin")]
+pub(crate) fn whole_length(kind: &str, text: &str) -> bool {
+    text.strip_prefix(kind)
+        .and_then(|r| r.strip_prefix('_'))
+        .is_some_and(|body| body.len() == (TOKEN_BYTES * 8).div_ceil(5))
+}
+
 /// Whether `text` has the shape of a display prefix of `kind`.
 pub fn looks_like_prefix(kind: &str, text: &str) -> bool {
     text.strip_prefix(kind)

@@ -195,11 +195,38 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
         InviteCmd::Revoke { code } => {
             // A second revoke says when the first was, and succeeds. (A used-up invite is
             // refused still: it was never revoked.)
-            let (i, already) = super::common::revoked_once(
+            let revoked = super::common::revoked_once(
                 rk.invites().revoke(code),
                 || rk.invites().find(code),
                 |i| i.revoked_at.is_some(),
-            )?;
+            );
+            // More than a prefix, and no invite's code: one whose prefix it starts with is
+            // named (the operator may list them), with the way to revoke it.
+            let (i, already) = match revoked {
+                Err(Error::NotFound { .. })
+                    if crate::auth::token::looks_like(
+                        crate::auth::invites::INVITE_PREFIX,
+                        code.trim(),
+                    ) =>
+                {
+                    let prefix = crate::auth::token::display_prefix(
+                        crate::auth::invites::INVITE_PREFIX,
+                        code.trim(),
+                    );
+                    return Err(match rk.invites().find(&prefix) {
+                        Ok(_) => Error::invalid(
+                            "invite",
+                            format!(
+                                "{prefix} names an invite, but the rest of what was given is \
+                                 not its code (cut short or mistyped?); to revoke that invite, \
+                                 give its prefix alone: `redkeep invite revoke {prefix}`"
+                            ),
+                        ),
+                        Err(_) => Error::not_found(format!("invite {prefix}")),
+                    });
+                }
+                other => other?,
+            };
             let line = match (already, &i.revoked_at) {
                 (true, Some(at)) => format!("invite {} was revoked already, at {at}", i.prefix),
                 _ => format!("revoked invite {}", i.prefix),

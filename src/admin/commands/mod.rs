@@ -241,9 +241,15 @@ impl Command {
             let text = text.trim();
             token::looks_like(kind, text).then(|| {
                 let or_stdin = stdin.map_or(String::new(), |flag| format!(" (or {flag})"));
+                // Longer or shorter than one, it is part of one at most (a code cut short).
+                let given = if token::whole_length(kind, text) {
+                    format!("the full {what} is")
+                } else {
+                    "what was given is".to_string()
+                };
                 format!(
-                    "pass only the prefix, {}{or_stdin}; the full {what} is now in your shell \
-                     history and was in the process list",
+                    "pass only the prefix, {}{or_stdin}; {given} now in your shell history and \
+                     was in the process list",
                     token::display_prefix(kind, text)
                 )
             })
