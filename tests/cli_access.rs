@@ -2598,7 +2598,12 @@ fn an_org_key_whose_maker_lost_a_scope_or_was_disabled_says_so() {
     let cli = Cli::new();
     cli.init();
     let id = |v: serde_json::Value| v["id"].as_u64().unwrap();
-    let wes = id(cli.json(&["user", "create", "wes@example.com"], None));
+    // (With a password of their own: one generated must be changed, and until then they
+    // hold nothing, so a key of theirs would be narrowed from the start.)
+    let wes = id(cli.json(
+        &["user", "create", "wes@example.com", "--password-stdin"],
+        Some("wes password\n"),
+    ));
     cli.json(&["user", "create", "bea@example.com"], None);
     cli.expect(
         &["role", "create", "writer", "--permission", "posts.write"],
@@ -2686,6 +2691,24 @@ fn an_org_key_whose_maker_lost_a_scope_or_was_disabled_says_so() {
     assert_eq!(list[0]["status"], "maker_disabled", "{list}");
     cli.expect(&["user", "enable", "wes@example.com"], None, 0);
     assert!(verify().get("narrowed").is_none());
+    // A maker who must change their password holds nothing until they do, nor does the key.
+    cli.expect(
+        &[
+            "user",
+            "set-password",
+            "wes@example.com",
+            "--password-stdin",
+            "--must-change",
+        ],
+        Some("another password\n"),
+        0,
+    );
+    let v = verify();
+    assert_eq!(
+        v["narrowed"],
+        json!({"maker": wes, "lacks": ["posts.write"]}),
+        "{v}"
+    );
 }
 
 /// A user who must change their password holds no permission until they do (as the web

@@ -416,7 +416,7 @@ fn a_user_folder_that_shuts_out_its_owner_is_named_and_repaired() {
     assert!(
         out.contains(&format!(
             "1 entr(ies) shut out their own owner (such as {}, mode 0000), so the application \
-             cannot read them and nothing in the folder is checked until then; \
+             cannot read them, and nothing else in the folder is checked until then; \
              `redkeep check --repair` makes folders 0700 and files 0600",
             folder.display()
         )) && !out.contains(".owner"),
@@ -433,7 +433,7 @@ fn a_user_folder_that_shuts_out_its_owner_is_named_and_repaired() {
     assert!(
         out.contains(&format!(
             "1 entr(ies) shut out their own owner (such as {}, mode 0000), so the application \
-             cannot read them; `redkeep check --repair`",
+             cannot read them, and nothing else in the folder is checked until then",
             doc.display()
         )),
         "{out}"
@@ -442,6 +442,21 @@ fn a_user_folder_that_shuts_out_its_owner_is_named_and_repaired() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(mode(&doc), 0o600);
     cli.expect(&["check"], None, 0);
+    // A shut file that a later step of the check takes (the lock) is named too, not left
+    // to fail that step with a bare "Permission denied".
+    let lock = folder.join(".lock");
+    chmod(&lock, 0o000);
+    let (code, out, _) = as_nobody_out(&cli, &["check"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "1 entr(ies) shut out their own owner (such as {}, mode 0000)",
+            lock.display()
+        )),
+        "{out}"
+    );
+    let (code, err) = as_nobody(&cli, &["check", "--repair"]);
+    assert_eq!(code, Some(0), "{err}");
 }
 
 /// A backup written by a process that may not write in the folder it is given (the

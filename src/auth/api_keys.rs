@@ -210,7 +210,12 @@ pub(crate) fn holdup<S: Source>(tx: &S, k: &ApiKey, scopes: bool) -> Result<Opti
             Some(maker) if !maker.is_active => Some(Holdup::MakerDisabled(maker.id)),
             Some(_) if !scopes => None,
             Some(maker) => {
-                let held = super::roles::permissions_in(tx, &maker)?;
+                // A maker who must change their password holds nothing until they do.
+                let held = if maker.must_change_password {
+                    Default::default()
+                } else {
+                    super::roles::permissions_in(tx, &maker)?
+                };
                 let lacks: Vec<String> = if held.contains(super::roles::ALL_PERMISSIONS) {
                     Vec::new()
                 } else {

@@ -233,9 +233,19 @@ fn out_of_reach(folder: &Path, e: &Error) -> Option<&'static str> {
     use rustix::fs::Access;
     let unreachable =
         fs::metadata(folder).is_err_and(|m| m.kind() == std::io::ErrorKind::PermissionDenied);
-    let refused =
-        e.is_permission_denied() || (unreachable && matches!(e, Error::InvalidInput { .. }));
-    if !refused || rustix::fs::access(folder, Access::WRITE_OK | Access::EXEC_OK).is_ok() {
+    // (Only the refusal of the folder as out of reach: another refusal is said as it is.)
+    let refused = e.is_permission_denied()
+        || (unreachable
+            && matches!(e, Error::InvalidInput { field: "path", reason }
+                if reason.contains("may not reach")));
+    // As this process's effective uid, the one that writes.
+    let may_write = rustix::fs::accessat(
+        rustix::fs::CWD,
+        folder,
+        Access::WRITE_OK | Access::EXEC_OK,
+        rustix::fs::AtFlags::EACCESS,
+    );
+    if !refused || may_write.is_ok() {
         return None;
     }
     Some(if unreachable { "reach" } else { "write in" })

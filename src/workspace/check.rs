@@ -116,9 +116,10 @@ impl Workspaces {
         // A folder or file whose mode shuts out its own owner (a `chmod 000`, a copy made
         // with a wrong umask) keeps the application from its files, and every read below
         // would blame the first file it tries: said as the cause, and mended by a repair.
-        let (tight, folder_shut) = tight_modes(&dir, repair);
+        // (A handle that may not write reports them as a check does.)
+        let (tight, still_shut) = tight_modes(&dir, repair && self.writable().is_ok());
         found.extend(tight);
-        if folder_shut && !repair {
+        if still_shut {
             return Ok(found);
         }
         let foreign = match (self.owners)(user)? {
@@ -655,7 +656,7 @@ fn loose_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
 /// The entries under `dir` (itself included) whose mode shuts out their own owner (a
 /// folder without `r-x`, a file without `r` for its owner), as problem lines (with
 /// `repair`, those of this user set to 0700 and 0600 and said as `fixed: …`), and whether
-/// `dir` itself is one that is left so.
+/// any is left so (the rest of the folder's check would stop at it, without a word of why).
 fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
     let mut found = Vec::new();
     let mut tight = tight_entries(dir);
@@ -695,9 +696,10 @@ fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
             )
         } else {
             format!(
-                "{left} entr(ies) still shut out their own owner (such as {}): another user \
-                 owns them, so their mode cannot be changed from here; `chmod -R u+rwX {}` as \
-                 their owner or root opens them again",
+                "{left} of {n} entr(ies) that shut out their own owner still do (such as {}): \
+                 another user owns them, or changing the mode failed (said above), so nothing \
+                 else in the folder is checked until then; `chmod -R u+rwX {}` as their owner \
+                 or root opens them again",
                 tight[0].0.display(),
                 dir.display()
             )
@@ -705,18 +707,12 @@ fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
     } else {
         found.push(format!(
             "{n} entr(ies) shut out their own owner (such as {}, mode {mode:04o}), so the \
-             application cannot read them{}; `redkeep check --repair` makes folders 0700 and \
-             files 0600",
+             application cannot read them, and nothing else in the folder is checked until \
+             then; `redkeep check --repair` makes folders 0700 and files 0600",
             first.display(),
-            if first == dir {
-                " and nothing in the folder is checked until then"
-            } else {
-                ""
-            }
         ));
     }
-    let folder_shut = tight.first().is_some_and(|(p, _)| p == dir);
-    (found, folder_shut)
+    (found, !tight.is_empty())
 }
 
 /// The folder `dir` and the folders and files below it (those that can be listed) whose

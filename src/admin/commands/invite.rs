@@ -222,7 +222,8 @@ pub fn run(rk: &Redkeep, cmd: &InviteCmd) -> Result<Reply> {
                                  give its prefix alone: `redkeep invite revoke {prefix}`"
                             ),
                         ),
-                        Err(_) => Error::not_found(format!("invite {prefix}")),
+                        Err(Error::NotFound { .. }) => Error::not_found(format!("invite {prefix}")),
+                        Err(e) => e,
                     });
                 }
                 other => other?,
