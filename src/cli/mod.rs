@@ -581,27 +581,36 @@ pub fn main() -> ExitCode {
 /// and a wrapper script adding its own `--data-dir` would be overridden without a word.
 fn repeated_option(args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
     use clap::CommandFactory;
-    let globals: Vec<String> = Cli::command()
-        .get_arguments()
-        .filter(|a| a.is_global_set() && a.get_action().takes_values())
-        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
-        .collect();
+    // The long options given more than once (what follows `--` is no option); only then is
+    // the command's definition built to tell the global ones (clap builds it again to parse).
     let mut seen = std::collections::HashSet::new();
+    let mut twice = Vec::new();
     for arg in args {
-        let arg = arg.to_string_lossy();
-        // What follows `--` is no option.
+        let arg = arg.to_string_lossy().into_owned();
         if arg == "--" {
             break;
         }
-        let name = arg.split('=').next().unwrap_or(&arg);
-        if globals.iter().any(|g| g == name) && !seen.insert(name.to_string()) {
-            return Some(format!(
-                "{name} is given more than once (before and after the command, say); give \
-                 it once, so that it is clear which one counts"
-            ));
+        let name = arg.split('=').next().unwrap_or(&arg).to_string();
+        if name.starts_with("--") && !seen.insert(name.clone()) {
+            twice.push(name);
         }
     }
-    None
+    if twice.is_empty() {
+        return None;
+    }
+    let command = Cli::command();
+    let name = twice.into_iter().find(|name| {
+        command.get_arguments().any(|a| {
+            a.is_global_set()
+                && a.get_action().takes_values()
+                && a.get_long()
+                    .is_some_and(|l| name.strip_prefix("--") == Some(l))
+        })
+    })?;
+    Some(format!(
+        "{name} is given more than once (before and after the command, say); give it once, \
+         so that it is clear which one counts"
+    ))
 }
 
 fn init_logging(verbose: u8) {

@@ -629,6 +629,28 @@ impl Workspaces {
 /// The folder `dir` and the folders and files below it whose mode lets other users in
 /// (group or others bits), with that mode; symlinks are not followed nor counted.
 fn loose_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    entries_whose_mode(dir, |_, mode| mode & 0o077 != 0)
+}
+
+/// The folder `dir` and the folders and files below it (those that can be listed) whose
+/// mode keeps their owner from reading them (a folder without `r-x`, a file without `r`
+/// for its owner), with that mode; symlinks are not followed nor counted. (Reading is what
+/// is needed: a data dir made read-only on purpose, folders 0500 and files 0400, shuts no
+/// one out.)
+fn tight_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    entries_whose_mode(dir, |is_dir, mode| {
+        let needs = if is_dir { 0o500 } else { 0o400 };
+        mode & needs != needs
+    })
+}
+
+/// The folder `dir` and the folders and files below it (those that can be listed) for whose
+/// permission bits `wrong(is_dir, mode)` holds, with that mode, sorted; symlinks and other
+/// kinds of entries are not followed nor counted.
+fn entries_whose_mode(
+    dir: &std::path::Path,
+    wrong: impl Fn(bool, u32) -> bool,
+) -> Vec<(std::path::PathBuf, u32)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
@@ -640,7 +662,7 @@ fn loose_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
             continue;
         }
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if wrong(meta.is_dir(), mode) {
             out.push((at.clone(), mode));
         }
         if meta.is_dir()
@@ -678,7 +700,7 @@ fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
                 break;
             }
             for (path, _) in new {
-                if let Err(e) = open_up_here(&path) {
+                if let Err(e) = restrict_here(&path) {
                     found.push(format!("setting the mode of {}: {e}", path.display()));
                 }
                 seen.insert(path);
@@ -715,88 +737,41 @@ fn tight_modes(dir: &std::path::Path, repair: bool) -> (Vec<String>, bool) {
     (found, !tight.is_empty())
 }
 
-/// The folder `dir` and the folders and files below it (those that can be listed) whose
-/// mode keeps their owner from reading them (a folder without `r-x`, a file without `r`
-/// for its owner), with that mode; symlinks are not followed nor counted.
-fn tight_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(at) = todo.pop() {
-        let Ok(meta) = fs::symlink_metadata(&at) else {
-            continue;
-        };
-        let mode = meta.permissions().mode() & 0o777;
-        // Reading is what is needed: a data dir made read-only on purpose (folders 0500,
-        // files 0400) shuts no one out.
-        let needs = if meta.is_dir() {
-            0o500
-        } else if meta.is_file() {
-            0o400
-        } else {
-            continue;
-        };
-        if mode & needs != needs {
-            out.push((at.clone(), mode));
-        }
-        if meta.is_dir()
-            && let Ok(entries) = fs::read_dir(&at)
-        {
-            todo.extend(entries.flatten().map(|e| e.path()));
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Sets the folder or file `path` to 0700 or 0600 when this user owns it, through a
-/// descriptor opened without following a symlink and without reading (a mode of 000 lets
-/// its owner open it no other way): one swapped in since the listing is refused, never
-/// followed. Left as it is when another user owns it.
-fn open_up_here(path: &std::path::Path) -> std::io::Result<()> {
+/// Makes the folder or file `path` private (0700 or 0600) when this user owns it, through a
+/// descriptor opened without following a symlink: one swapped in since the listing is
+/// refused, never followed to a file elsewhere. Left as it is when another user owns it.
+/// An entry whose mode shuts out its owner (a 000 lets them open it no other way) is
+/// opened as a path only, and changed through its descriptor's name in /proc (an `O_PATH`
+/// descriptor takes no `fchmod`).
+fn restrict_here(path: &std::path::Path) -> std::io::Result<()> {
     use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let open = |how| {
+        rustix::fs::open(
+            path,
+            how | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let (fd, by_path) = match open(OFlags::RDONLY | OFlags::NONBLOCK) {
+        Ok(fd) => (fd, false),
+        Err(rustix::io::Errno::ACCESS) => (open(OFlags::PATH)?, true),
+        Err(e) => return Err(e.into()),
+    };
     let st = rustix::fs::fstat(&fd)?;
     if st.st_uid != rustix::process::geteuid().as_raw() {
         return Ok(());
     }
     let mode = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-        rustix::fs::FileType::Directory => 0o700,
-        rustix::fs::FileType::RegularFile => 0o600,
+        rustix::fs::FileType::Directory => Mode::from_raw_mode(0o700),
+        rustix::fs::FileType::RegularFile => Mode::from_raw_mode(0o600),
         _ => return Ok(()),
     };
-    // The descriptor's own path in /proc names the file it was opened on (an `O_PATH`
-    // descriptor takes no `fchmod`).
-    let at = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-    rustix::fs::chmod(at.as_str(), Mode::from_raw_mode(mode))?;
-    Ok(())
-}
-
-/// Makes the folder or file `path` private (0700 or 0600) through a descriptor opened
-/// without following a symlink: one swapped in since the listing is refused, never
-/// followed to a file elsewhere. Left as it is when another user owns it.
-fn restrict_here(path: &std::path::Path) -> std::io::Result<()> {
-    use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let st = rustix::fs::fstat(&fd)?;
-    if st.st_uid != rustix::process::geteuid().as_raw() {
-        return Ok(());
+    if by_path {
+        let at = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        rustix::fs::chmod(at.as_str(), mode)?;
+    } else {
+        rustix::fs::fchmod(&fd, mode)?;
     }
-    let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
-    let mode = match kind {
-        rustix::fs::FileType::Directory => 0o700,
-        rustix::fs::FileType::RegularFile => 0o600,
-        _ => return Ok(()),
-    };
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
     Ok(())
 }
 
